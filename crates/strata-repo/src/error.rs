@@ -1,0 +1,48 @@
+use strata_store::StoreError;
+
+/// Errors of the repository layer. Each says what failed; the edge adds what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No `config` object: the location holds no strata repository (yet).
+    #[error("no strata repository at {0} (run `strata init` first)")]
+    NotARepository(String),
+    /// `init` on a location that already holds a repository.
+    #[error("a strata repository already exists at {0}")]
+    AlreadyInitialized(String),
+    /// The password does not unwrap any key of the repository.
+    #[error("wrong password for repository {0}")]
+    WrongPassword(String),
+    /// An encrypted repository was opened without a password.
+    #[error("repository {0} is encrypted and no password was given (set STRATA_PASSWORD or password_file)")]
+    PasswordRequired(String),
+    /// The repository was written by a newer, incompatible strata.
+    #[error("repository format version {found} is not supported by this strata (it reads version {supported}); upgrade strata")]
+    UnsupportedVersion { found: u32, supported: u32 },
+    /// An object failed authentication, decoding or its hash check.
+    #[error("{what} is corrupted: {why}")]
+    Corrupted { what: String, why: String },
+    /// A blob referenced by a manifest is not in the index.
+    #[error("blob {0} is not in the repository index")]
+    MissingBlob(String),
+    /// A background worker of the write pipeline stopped.
+    #[error("write pipeline failed: {0}")]
+    Pipeline(String),
+    /// A named backup does not exist.
+    #[error("no backup named {0}")]
+    NoSuchBackup(String),
+}
+
+impl RepoError {
+    /// Shorthand for a corruption error.
+    pub fn corrupted(what: impl Into<String>, why: impl std::fmt::Display) -> Self {
+        RepoError::Corrupted {
+            what: what.into(),
+            why: why.to_string(),
+        }
+    }
+}
+
+/// Result alias of the repository layer.
+pub type RepoResult<T> = Result<T, RepoError>;

@@ -1,0 +1,35 @@
+//! The strata repository format.
+//!
+//! A repository is a set of immutable objects in a [`strata_store::Store`]:
+//!
+//! | key                          | what                                               |
+//! |------------------------------|----------------------------------------------------|
+//! | `config`                     | format version, repository id, encryption (plain)   |
+//! | `keys/<id>`                  | the master keys, wrapped by a password              |
+//! | `data/<xx>/<pack id>`        | pack files: many sealed blobs and a sealed header   |
+//! | `index/<id>`                 | which blob lives in which pack, at which offset      |
+//! | `manifests/<backup>/<node>`  | the files of one node in one backup                  |
+//! | `summaries/<backup>`         | one small object per backup, written last            |
+//!
+//! The modules follow the data path of a backup: [`chunker`] cuts files into chunks,
+//! [`crypto`] names (keyed BLAKE3) and seals (AES-256-GCM) them, [`pack`] groups sealed
+//! blobs into pack files, [`writer`] runs that pipeline on a bounded thread pool,
+//! [`index`] finds blobs again, and [`manifest`] / [`summary`] describe backups.
+//! `docs/format.md` in the source tree is the byte-level description.
+
+pub mod chunker;
+pub mod compress;
+pub mod crypto;
+mod error;
+pub mod format;
+pub mod id;
+pub mod index;
+pub mod manifest;
+pub mod pack;
+mod repository;
+pub mod summary;
+pub mod writer;
+
+pub use error::{RepoError, RepoResult};
+pub use id::BlobId;
+pub use repository::{InitOptions, Repository};

@@ -1,0 +1,333 @@
+//! Opening, creating and reading a repository.
+
+use crate::chunker::{Chunker, ChunkerParams};
+use crate::compress::decompress;
+use crate::crypto::{Cipher, KdfParams, KeyFile, MasterKeys};
+use crate::format::{decode_object, encode_object, Encryption, ObjectKind, RepoConfig, FORMAT_VERSION};
+use crate::id::pack_key;
+use crate::index::{BlobLocation, Index, IndexFile};
+use crate::manifest::NodeManifest;
+use crate::summary::BackupSummary;
+use crate::{BlobId, RepoError, RepoResult};
+use bytes::Bytes;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use strata_store::DynStore;
+
+/// Choices made once, when a repository is created.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub encryption: Encryption,
+    pub kdf: KdfParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            encryption: Encryption::Aes256Gcm,
+            kdf: KdfParams::default(),
+        }
+    }
+}
+
+/// An open repository: its store, keys and index.
+pub struct Repository {
+    store: DynStore,
+    config: RepoConfig,
+    keys: MasterKeys,
+    cipher: Cipher,
+    index: RwLock<Index>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Repository({}, {})", self.config.id, self.store.describe())
+    }
+}
+
+/// The current time as RFC 3339 (UTC, seconds).
+pub(crate) fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+impl Repository {
+    /// Creates a repository at an empty location. `password` is required unless
+    /// `options.encryption` is `None`.
+    pub async fn init(
+        store: DynStore,
+        password: Option<&str>,
+        options: InitOptions,
+    ) -> RepoResult<Arc<Repository>> {
+        let location = store.describe();
+        match store.get("config").await {
+            Ok(_) => return Err(RepoError::AlreadyInitialized(location)),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let password = match options.encryption {
+            Encryption::None => None,
+            _ => Some(password.ok_or_else(|| RepoError::PasswordRequired(location.clone()))?),
+        };
+        let mut id = [0u8; 8];
+        getrandom::getrandom(&mut id).expect("the OS random source is available");
+        let config = RepoConfig {
+            format: "strata".into(),
+            version: FORMAT_VERSION,
+            id: hex::encode(id),
+            encryption: options.encryption,
+            chunker: ChunkerParams::GENERIC,
+            page_chunker: ChunkerParams::PAGES,
+            created: now_rfc3339(),
+        };
+        let keys = MasterKeys::generate();
+        let key_file = KeyFile::wrap(&keys, password, options.kdf, now_rfc3339())?;
+        let key_json = serde_json::to_vec_pretty(&key_file).expect("key file serializes");
+        let key_name = hex::encode(&blake3::hash(&key_json).as_bytes()[..16]);
+        // Keys first: a config without a key would be an unusable repository.
+        store.put(&format!("keys/{key_name}"), Bytes::from(key_json)).await?;
+        let config_json = serde_json::to_vec_pretty(&config).expect("config serializes");
+        store.put_if_absent("config", Bytes::from(config_json)).await?;
+        Ok(Arc::new(Repository::assemble(store, config, keys)))
+    }
+
+    /// Opens an existing repository and loads its index.
+    pub async fn open(store: DynStore, password: Option<&str>) -> RepoResult<Arc<Repository>> {
+        let location = store.describe();
+        let raw = match store.get("config").await {
+            Ok(raw) => raw,
+            Err(e) if e.is_not_found() => return Err(RepoError::NotARepository(location)),
+            Err(e) => return Err(e.into()),
+        };
+        let config = parse_config(&raw, &location)?;
+        let key_objects = store.list("keys/").await?;
+        if key_objects.is_empty() {
+            return Err(RepoError::corrupted(format!("repository {location}"), "it has no key"));
+        }
+        let mut last_err = None;
+        let mut keys = None;
+        for object in key_objects {
+            let bytes = store.get(&object.key).await?;
+            let file: KeyFile = serde_json::from_slice(&bytes)
+                .map_err(|e| RepoError::corrupted(object.key.clone(), e))?;
+            match file.unwrap_keys(password, &location) {
+                Ok(k) => {
+                    keys = Some(k);
+                    break;
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        let Some(keys) = keys else {
+            return Err(last_err.expect("at least one key was tried"));
+        };
+        let repo = Repository::assemble(store, config, keys);
+        repo.reload_index().await?;
+        Ok(Arc::new(repo))
+    }
+
+    fn assemble(store: DynStore, config: RepoConfig, keys: MasterKeys) -> Repository {
+        let cipher = Cipher::new(config.encryption, &keys);
+        Repository {
+            store,
+            config,
+            keys,
+            cipher,
+            index: RwLock::new(Index::default()),
+        }
+    }
+
+    /// The repository's plain configuration.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// The storage the repository lives in.
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    /// The secret keys (for naming blobs).
+    pub fn keys(&self) -> &MasterKeys {
+        &self.keys
+    }
+
+    /// The cipher that seals blobs and objects.
+    pub fn cipher(&self) -> &Cipher {
+        &self.cipher
+    }
+
+    /// The chunker for ordinary files and the one for page-structured files.
+    pub fn chunkers(&self) -> (Chunker, Chunker) {
+        (
+            Chunker::new(self.config.chunker, self.keys.chunker_seed),
+            Chunker::new(self.config.page_chunker, self.keys.chunker_seed),
+        )
+    }
+
+    /// Read access to the in-memory index.
+    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().expect("index lock poisoned")
+    }
+
+    /// Reads every `index/` object again.
+    pub async fn reload_index(&self) -> RepoResult<()> {
+        let mut index = Index::default();
+        for object in self.store.list("index/").await? {
+            let file = self.read_index_file(&object.key).await?;
+            for pack in &file.packs {
+                index.add_pack(pack);
+            }
+        }
+        *self.index.write().expect("index lock poisoned") = index;
+        Ok(())
+    }
+
+    async fn read_index_file(&self, key: &str) -> RepoResult<IndexFile> {
+        let bytes = self.store.get(key).await?;
+        let plain = decode_object(&self.cipher, ObjectKind::Index, &bytes, key)?;
+        postcard::from_bytes(&plain).map_err(|e| RepoError::corrupted(key, e))
+    }
+
+    /// Stores an index object for new packs and adds them to the in-memory index. Call
+    /// only after the packs are stored.
+    pub async fn add_index(&self, file: IndexFile) -> RepoResult<()> {
+        if file.packs.is_empty() {
+            return Ok(());
+        }
+        let plain = postcard::to_stdvec(&file).expect("index serializes");
+        let bytes = encode_object(&self.cipher, ObjectKind::Index, &plain);
+        let name = hex::encode(blake3::hash(&bytes).as_bytes());
+        self.store.put(&format!("index/{name}"), Bytes::from(bytes)).await?;
+        let mut index = self.index.write().expect("index lock poisoned");
+        for pack in &file.packs {
+            index.add_pack(pack);
+        }
+        Ok(())
+    }
+
+    /// Reads, authenticates, decompresses and hash-checks one blob.
+    pub async fn read_blob(&self, id: &BlobId) -> RepoResult<Vec<u8>> {
+        let location = self
+            .index()
+            .get(id)
+            .ok_or_else(|| RepoError::MissingBlob(id.to_hex()))?;
+        let (pack, _) = self.index().pack(location.pack);
+        let range = location.offset..location.offset + location.length as u64;
+        let sealed = self.store.get_range(&pack_key(&pack), range).await?;
+        self.open_blob(id, &sealed, &location)
+    }
+
+    /// Turns sealed blob bytes back into verified plaintext.
+    pub fn open_blob(&self, id: &BlobId, sealed: &[u8], location: &BlobLocation) -> RepoResult<Vec<u8>> {
+        let what = || format!("blob {}", id.short());
+        let body = self.cipher.open(sealed, &what())?;
+        let plain = if location.compressed {
+            decompress(&body, location.raw_length as usize).map_err(|e| RepoError::corrupted(what(), e))?
+        } else {
+            body
+        };
+        if self.keys.blob_id(&plain) != *id {
+            return Err(RepoError::corrupted(what(), "content does not match its id"));
+        }
+        Ok(plain)
+    }
+
+    /// Writes a node manifest of a backup.
+    pub async fn save_manifest(&self, backup: &str, manifest: &NodeManifest) -> RepoResult<()> {
+        let bytes = encode_object(&self.cipher, ObjectKind::Manifest, &manifest.to_bytes());
+        self.store
+            .put(&manifest_key(backup, &manifest.node), Bytes::from(bytes))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads a node manifest of a backup.
+    pub async fn load_manifest(&self, backup: &str, node: &str) -> RepoResult<NodeManifest> {
+        let key = manifest_key(backup, node);
+        let bytes = self.store.get(&key).await?;
+        let plain = decode_object(&self.cipher, ObjectKind::Manifest, &bytes, &key)?;
+        NodeManifest::from_bytes(&plain).map_err(|e| RepoError::corrupted(key, e))
+    }
+
+    /// Writes the summary of a backup; this is what makes a backup visible.
+    pub async fn save_summary(&self, summary: &BackupSummary) -> RepoResult<()> {
+        let json = serde_json::to_vec(summary).expect("summaries serialize");
+        let bytes = encode_object(&self.cipher, ObjectKind::Summary, &json);
+        self.store
+            .put(&format!("summaries/{}", summary.name), Bytes::from(bytes))
+            .await?;
+        Ok(())
+    }
+
+    /// Reads one summary.
+    pub async fn load_summary(&self, name: &str) -> RepoResult<BackupSummary> {
+        let key = format!("summaries/{name}");
+        let bytes = match self.store.get(&key).await {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Err(RepoError::NoSuchBackup(name.to_string())),
+            Err(e) => return Err(e.into()),
+        };
+        let plain = decode_object(&self.cipher, ObjectKind::Summary, &bytes, &key)?;
+        serde_json::from_slice(&plain).map_err(|e| RepoError::corrupted(key, e))
+    }
+
+    /// Every backup, oldest first.
+    pub async fn list_backups(&self) -> RepoResult<Vec<BackupSummary>> {
+        let mut out = Vec::new();
+        for object in self.store.list("summaries/").await? {
+            let name = object.key.trim_start_matches("summaries/");
+            out.push(self.load_summary(name).await?);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Removes a backup: its summary first (so it disappears at once), then its manifests.
+    /// The data it alone referenced stays until garbage collection.
+    pub async fn delete_backup(&self, name: &str) -> RepoResult<()> {
+        let summary = self.load_summary(name).await?;
+        self.store.delete(&format!("summaries/{name}")).await?;
+        for node in &summary.nodes {
+            self.store.delete(&manifest_key(name, &node.name)).await?;
+        }
+        for leftover in self.store.list(&format!("manifests/{name}/")).await? {
+            self.store.delete(&leftover.key).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The key of a node manifest.
+pub fn manifest_key(backup: &str, node: &str) -> String {
+    format!("manifests/{backup}/{node}")
+}
+
+fn parse_config(raw: &[u8], location: &str) -> RepoResult<RepoConfig> {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        format: Option<String>,
+        version: Option<u32>,
+    }
+    let probe: Probe = serde_json::from_slice(raw)
+        .map_err(|e| RepoError::corrupted(format!("config of {location}"), e))?;
+    if probe.format.as_deref() != Some("strata") {
+        return Err(RepoError::NotARepository(location.to_string()));
+    }
+    match probe.version {
+        Some(FORMAT_VERSION) => {}
+        Some(found) => {
+            return Err(RepoError::UnsupportedVersion {
+                found,
+                supported: FORMAT_VERSION,
+            })
+        }
+        None => return Err(RepoError::corrupted(format!("config of {location}"), "no version")),
+    }
+    let config: RepoConfig = serde_json::from_slice(raw)
+        .map_err(|e| RepoError::corrupted(format!("config of {location}"), e))?;
+    for params in [config.chunker, config.page_chunker] {
+        params
+            .validate()
+            .map_err(|e| RepoError::corrupted(format!("config of {location}"), e))?;
+    }
+    Ok(config)
+}

@@ -1,0 +1,117 @@
+//! Object storage for strata.
+//!
+//! Everything strata writes goes through the [`Store`] trait: a deliberately small
+//! key/value interface (put, get, ranged get, list, delete) that every object storage
+//! offers. Concerns such as retries, caching, request counting or fault injection are
+//! meant to be wrappers that implement the same trait around another store, so the
+//! repository engine never needs to know which backend or which wrappers it talks to.
+//!
+//! Keys are `/`-separated relative paths such as `data/ab/abcdef...`. They never start
+//! with `/` and never contain `..`; [`validate_key`] enforces that for every backend.
+
+mod error;
+mod local;
+
+pub use error::{StoreError, StoreResult};
+pub use local::LocalStore;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// What a listing says about one object: enough to plan work without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The full key of the object.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The storage interface of strata.
+///
+/// Implementations must make `put` atomic and durable: once it returns `Ok`, a reader sees
+/// either the whole new object or (before the call) nothing, and the object survives a crash.
+/// Objects are immutable in strata's use, except lease and lock objects.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Stores `data` under `key`, replacing any previous object.
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()>;
+
+    /// Stores `data` under `key` only if no object exists there yet; the building block of
+    /// leases and of write-once objects. Fails with [`StoreError::AlreadyExists`] otherwise.
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()>;
+
+    /// Reads a whole object.
+    async fn get(&self, key: &str) -> StoreResult<Bytes>;
+
+    /// Reads the byte range `range` of an object; restores read single blobs out of packs.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes>;
+
+    /// Lists every object whose key starts with `prefix`, in key order.
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>>;
+
+    /// Deletes an object. Deleting a missing object is not an error (idempotent cleanup).
+    async fn delete(&self, key: &str) -> StoreResult<()>;
+
+    /// A short human-readable description for messages, e.g. `local:/srv/backups`.
+    fn describe(&self) -> String;
+}
+
+/// A shared handle to any store.
+pub type DynStore = Arc<dyn Store>;
+
+/// Checks that a key is a clean relative path, so no backend can be tricked into writing
+/// outside its root.
+pub fn validate_key(key: &str) -> StoreResult<()> {
+    let bad = key.is_empty()
+        || key.starts_with('/')
+        || key.ends_with('/')
+        || key.contains('\\')
+        || key.contains('\0')
+        || key
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..");
+    if bad {
+        return Err(StoreError::InvalidKey(key.to_string()));
+    }
+    Ok(())
+}
+
+/// Opens a store from a location string: a plain path or `file://PATH` for now; object
+/// storage URLs are added by their backends.
+pub fn open_location(location: &str) -> StoreResult<DynStore> {
+    let path = location.strip_prefix("file://").unwrap_or(location);
+    if let Some((scheme, _)) = location.split_once("://") {
+        if scheme != "file" {
+            return Err(StoreError::UnsupportedLocation(location.to_string()));
+        }
+    }
+    Ok(Arc::new(LocalStore::new(path)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_must_be_clean_relative_paths() {
+        for good in ["config", "data/ab/abcd", "a.b/c-d_e"] {
+            assert!(validate_key(good).is_ok(), "{good}");
+        }
+        for bad in ["", "/abs", "a/../b", "a//b", "a/", "./a", "..", "a\\b", "a\0b"] {
+            assert!(validate_key(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused() {
+        assert!(matches!(
+            open_location("gopher://x/y"),
+            Err(StoreError::UnsupportedLocation(_))
+        ));
+        assert!(open_location("file:///tmp/x").is_ok());
+        assert!(open_location("relative/dir").is_ok());
+    }
+}
