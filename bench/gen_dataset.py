@@ -38,7 +38,6 @@ import json
 import math
 import os
 import random
-import shutil
 import struct
 import sys
 import time
@@ -50,6 +49,7 @@ DB_OID = 16384
 MIB = 1 << 20
 DEFAULT_SEGMENT_MIB = 1024  # PostgreSQL's RELSEG_SIZE * BLCKSZ
 ZERO_PAGE = bytes(PAGE)
+FORK_MIN_PAGES = 64  # tables this big get _fsm (3 pages) and _vm (1 page) forks
 TABLE_DIR = "base"
 ARCHIVE_DIR = "archive"
 # Directories holding the "small files" (everything that is neither table nor archive).
@@ -381,9 +381,11 @@ def generate(out: str, size_mib: int, seed: int, segment_mib: int, small_files: 
     table_pages = table_budget // PAGE
     # a small catalog database (base/1) with many tiny relations, then the main one
     catalog = [rng.randint(1, 24) for _ in range(30)]
-    main_pages = max(24, table_pages - sum(catalog) - 5 * 24)  # forks take a few pages
+    sizes = table_sizes(rng, max(24 * 8, table_pages - sum(catalog)))
+    forks = 4 * sum(1 for n in sizes if n >= FORK_MIN_PAGES)  # _fsm + _vm pages
+    sizes[sizes.index(max(sizes))] -= forks
     layout = [(1, 1200 + i, n) for i, n in enumerate(catalog)]
-    layout += [(DB_OID, DB_OID + 1 + 3 * i, n) for i, n in enumerate(table_sizes(rng, main_pages))]
+    layout += [(DB_OID, DB_OID + 1 + 3 * i, n) for i, n in enumerate(sizes)]
     lsn = 0x1_0000_0000 + rng.randrange(1 << 24)
     npages = nzero = nfiles = 0
     prng = random.Random(f"pages-{seed}")
@@ -403,7 +405,7 @@ def generate(out: str, size_mib: int, seed: int, segment_mib: int, small_files: 
         w.close()
         nfiles += w.segno + 1
         npages += pages
-        if pages >= 64:  # free space map + visibility map forks
+        if pages >= FORK_MIN_PAGES:  # free space map + visibility map forks
             with open(os.path.join(d, f"{rel}_fsm"), "wb") as f:
                 for _ in range(3):
                     f.write(prng.randbytes(64) + bytes(PAGE - 64))

@@ -122,8 +122,13 @@ def main() -> int:
         table_rows.append([f"**{title}**"] + [""] * (len(header) - 1))
         for label, metric, unit in ms:
             vals = {t: val(t, step, metric) for t in tools}
-            row = [label] + [fmt(vals[t], unit) if (t, step) in by and by[(t, step)]["status"] == "ok"
-                             else (by[(t, step)]["status"] if (t, step) in by else "-") for t in tools]
+            row = [label]
+            for t in tools:
+                if (t, step) in by:
+                    r = by[(t, step)]
+                    row.append(fmt(vals[t], unit) if r["status"] == "ok" else r["status"])
+                else:
+                    row.append("skipped" if meta.get(f"version_{t}", "").startswith("skipped") else "-")
             if REF in tools:
                 ref = vals[REF]
                 for t in others:
@@ -145,7 +150,8 @@ def main() -> int:
              f"kernel {meta.get('kernel', '?')}, work dir on {meta.get('fs', '?')}")
     for t in ("strata", "restic", "borg"):
         if meta.get(f"version_{t}"):
-            L.append(f"- {t}: {meta[f'version_{t}']} - {meta.get(f'settings_{t}', '')}")
+            settings = meta.get(f"settings_{t}", "")
+            L.append(f"- {t}: {meta[f'version_{t}']}" + (f" - {settings}" if settings else ""))
     if dataset:
         L.append(f"- dataset (`bench/gen_dataset.py --size-mib {dataset.get('size_mib')} --seed {dataset.get('seed')}`): "
                  f"{dataset['total_bytes'] / MIB:.1f} MiB in {dataset['total_files']} files: "
@@ -194,20 +200,20 @@ def main() -> int:
                  "the size.")
         L.append("")
         srows = []
-        base_rss = None
+        base_rss: dict[str, float] = {}
         for r in scale:
             d = num(r["data_bytes"])
             ok = r["status"] == "ok"
             rss = num(r["rss_kib"]) / 1024 if ok and num(r["rss_kib"]) is not None else None
-            if base_rss is None and rss:
-                base_rss = rss
+            if rss and r["tool"] not in base_rss:
+                base_rss[r["tool"]] = rss
             cpu = (num(r["user_s"]) or 0) + (num(r["sys_s"]) or 0) if ok else None
             srows.append([r["tool"], fmt(d / MIB if d else None, " MiB"),
                           fmt(num(r["wall_s"]) if ok else None, " s"), fmt(cpu, " s"), fmt(rss, " MiB"),
-                          f"{rss / base_rss:.2f}x" if rss and base_rss else "-",
+                          f"{rss / base_rss[r['tool']]:.2f}x" if rss and r["tool"] in base_rss else "-",
                           fmt(num(r["repo_bytes"]) / MIB if ok and num(r["repo_bytes"]) is not None else None, " MiB"),
                           r["status"]])
-        L.append(md_table(["tool", "dataset", "wall", "CPU", "peak RSS", "RSS vs smallest", "repo", "status"], srows))
+        L.append(md_table(["tool", "dataset", "wall", "CPU", "peak RSS", "RSS vs smallest run", "repo", "status"], srows))
         L.append("")
     elif meta.get("scaling") == "skipped":
         L.append("## memory vs size")

@@ -187,7 +187,14 @@ mod tests {
     fn default_parameters_are_valid() {
         ChunkerParams::GENERIC.validate().unwrap();
         ChunkerParams::PAGES.validate().unwrap();
-        assert!(ChunkerParams { min: 10, avg: 100, max: 50, align: 0 }.validate().is_err());
+        assert!(ChunkerParams {
+            min: 10,
+            avg: 100,
+            max: 50,
+            align: 0
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]
@@ -239,8 +246,14 @@ mod tests {
     #[test]
     fn the_seed_changes_the_boundaries() {
         let data = pseudo_random(8 << 20, 4);
-        let a: Vec<usize> = Chunker::new(ChunkerParams::GENERIC, 1).chunks(&data).map(|c| c.len()).collect();
-        let b: Vec<usize> = Chunker::new(ChunkerParams::GENERIC, 2).chunks(&data).map(|c| c.len()).collect();
+        let a: Vec<usize> = Chunker::new(ChunkerParams::GENERIC, 1)
+            .chunks(&data)
+            .map(|c| c.len())
+            .collect();
+        let b: Vec<usize> = Chunker::new(ChunkerParams::GENERIC, 2)
+            .chunks(&data)
+            .map(|c| c.len())
+            .collect();
         assert_ne!(a, b);
     }
 

@@ -68,7 +68,9 @@ mod tests {
 
     #[test]
     fn compressible_data_is_compressed_and_restored() {
-        let data: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 97).to_le_bytes()).collect();
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 97).to_le_bytes())
+            .collect();
         let c = compress(&data, 3);
         assert!(c.compressed);
         assert!(c.data.len() < data.len() / 4);

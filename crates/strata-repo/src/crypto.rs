@@ -159,8 +159,13 @@ fn derive_wrapping_key(password: &str, salt: &[u8], params: KdfParams) -> RepoRe
     let argon = argon2::Argon2::new(
         argon2::Algorithm::Argon2id,
         argon2::Version::V0x13,
-        argon2::Params::new(params.memory_kib, params.iterations, params.parallelism, Some(32))
-            .map_err(|e| RepoError::corrupted("key parameters", e))?,
+        argon2::Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            Some(32),
+        )
+        .map_err(|e| RepoError::corrupted("key parameters", e))?,
     );
     let mut out = [0u8; 32];
     argon
@@ -268,9 +273,18 @@ mod tests {
         let file = KeyFile::wrap(&keys, Some("pw"), FAST, "now".into()).unwrap();
         let back = file.unwrap_keys(Some("pw"), "r").unwrap();
         assert_eq!(back.id_key, keys.id_key);
-        assert!(matches!(file.unwrap_keys(Some("nope"), "r"), Err(RepoError::WrongPassword(_))));
-        assert!(matches!(file.unwrap_keys(None, "r"), Err(RepoError::PasswordRequired(_))));
+        assert!(matches!(
+            file.unwrap_keys(Some("nope"), "r"),
+            Err(RepoError::WrongPassword(_))
+        ));
+        assert!(matches!(
+            file.unwrap_keys(None, "r"),
+            Err(RepoError::PasswordRequired(_))
+        ));
         let plain = KeyFile::wrap(&keys, None, FAST, "now".into()).unwrap();
-        assert_eq!(plain.unwrap_keys(None, "r").unwrap().encryption_key, keys.encryption_key);
+        assert_eq!(
+            plain.unwrap_keys(None, "r").unwrap().encryption_key,
+            keys.encryption_key
+        );
     }
 }

@@ -96,7 +96,10 @@ pub fn decode_object(
         });
     }
     if bytes[4] != kind as u8 {
-        return Err(RepoError::corrupted(what, format!("is a {} object, expected {kind:?}", bytes[4])));
+        return Err(RepoError::corrupted(
+            what,
+            format!("is a {} object, expected {kind:?}", bytes[4]),
+        ));
     }
     let compressed = cipher.open(&bytes[7..], what)?;
     zstd::stream::decode_all(&compressed[..]).map_err(|e| RepoError::corrupted(what, e))
@@ -111,7 +114,10 @@ mod tests {
     fn objects_roundtrip_and_check_kind_and_version() {
         let cipher = Cipher::new(Encryption::Aes256Gcm, &MasterKeys::generate());
         let bytes = encode_object(&cipher, ObjectKind::Summary, b"{\"a\":1}");
-        assert_eq!(decode_object(&cipher, ObjectKind::Summary, &bytes, "s").unwrap(), b"{\"a\":1}");
+        assert_eq!(
+            decode_object(&cipher, ObjectKind::Summary, &bytes, "s").unwrap(),
+            b"{\"a\":1}"
+        );
         assert!(decode_object(&cipher, ObjectKind::Index, &bytes, "s").is_err());
         let mut newer = bytes.clone();
         newer[5] = 9;

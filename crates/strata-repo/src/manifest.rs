@@ -12,10 +12,17 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntryKind {
     Dir,
-    File { size: u64, chunks: Vec<BlobId> },
-    Symlink { target: Vec<u8> },
+    File {
+        size: u64,
+        chunks: Vec<BlobId>,
+    },
+    Symlink {
+        target: Vec<u8>,
+    },
     /// Another name of the file at `target` (a path in the same manifest).
-    HardLink { target: Vec<u8> },
+    HardLink {
+        target: Vec<u8>,
+    },
 }
 
 /// One path of a node.
@@ -83,7 +90,10 @@ pub fn validate_relative_path(path: &[u8]) -> Result<(), String> {
     }
     for part in path.split(|&b| b == b'/') {
         if part.is_empty() || part == b"." || part == b".." {
-            return Err(format!("path {shown:?} has a {:?} component", String::from_utf8_lossy(part)));
+            return Err(format!(
+                "path {shown:?} has a {:?} component",
+                String::from_utf8_lossy(part)
+            ));
         }
     }
     Ok(())
@@ -97,17 +107,40 @@ mod tests {
     fn arb_kind() -> impl Strategy<Value = EntryKind> {
         prop_oneof![
             Just(EntryKind::Dir),
-            (any::<u64>(), proptest::collection::vec(any::<[u8; 32]>(), 0..5)).prop_map(|(size, ids)| {
-                EntryKind::File { size, chunks: ids.into_iter().map(BlobId).collect() }
-            }),
-            proptest::collection::vec(any::<u8>(), 0..40).prop_map(|target| EntryKind::Symlink { target }),
-            proptest::collection::vec(any::<u8>(), 1..40).prop_map(|target| EntryKind::HardLink { target }),
+            (
+                any::<u64>(),
+                proptest::collection::vec(any::<[u8; 32]>(), 0..5)
+            )
+                .prop_map(|(size, ids)| {
+                    EntryKind::File {
+                        size,
+                        chunks: ids.into_iter().map(BlobId).collect(),
+                    }
+                }),
+            proptest::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|target| EntryKind::Symlink { target }),
+            proptest::collection::vec(any::<u8>(), 1..40)
+                .prop_map(|target| EntryKind::HardLink { target }),
         ]
     }
 
     fn arb_entry() -> impl Strategy<Value = Entry> {
-        (proptest::collection::vec(any::<u8>(), 1..60), arb_kind(), any::<u32>(), any::<u32>(), any::<u32>(), any::<i64>())
-            .prop_map(|(path, kind, mode, uid, gid, mtime_ns)| Entry { path, kind, mode, uid, gid, mtime_ns })
+        (
+            proptest::collection::vec(any::<u8>(), 1..60),
+            arb_kind(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<i64>(),
+        )
+            .prop_map(|(path, kind, mode, uid, gid, mtime_ns)| Entry {
+                path,
+                kind,
+                mode,
+                uid,
+                gid,
+                mtime_ns,
+            })
     }
 
     proptest! {
@@ -127,8 +160,21 @@ mod tests {
 
     #[test]
     fn escaping_paths_are_refused() {
-        for bad in [&b""[..], b"/etc/passwd", b"../x", b"a/../../x", b"a//b", b"./a", b"a/.", b"a\0b"] {
-            assert!(validate_relative_path(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        for bad in [
+            &b""[..],
+            b"/etc/passwd",
+            b"../x",
+            b"a/../../x",
+            b"a//b",
+            b"./a",
+            b"a/.",
+            b"a\0b",
+        ] {
+            assert!(
+                validate_relative_path(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         for good in [&b"a"[..], b"a/b/c", b"..hidden", b"a/b.."] {
             assert!(validate_relative_path(good).is_ok());

@@ -74,7 +74,8 @@ impl PackBuilder {
         let header = postcard::to_stdvec(&self.entries).expect("pack entries serialize");
         let sealed = encode_object(cipher, ObjectKind::PackHeader, &header);
         self.buf.extend_from_slice(&sealed);
-        self.buf.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(PACK_MAGIC);
         FinishedPack {
             id: PackId::from(*blake3::hash(&self.buf).as_bytes()),
@@ -102,7 +103,12 @@ pub fn read_header(cipher: &Cipher, pack: &[u8], what: &str) -> RepoResult<Vec<P
         return Err(RepoError::corrupted(what, "header length out of range"));
     }
     let header_start = len_at - header_len;
-    let plain = decode_object(cipher, ObjectKind::PackHeader, &pack[header_start..len_at], what)?;
+    let plain = decode_object(
+        cipher,
+        ObjectKind::PackHeader,
+        &pack[header_start..len_at],
+        what,
+    )?;
     let entries: Vec<PackEntry> =
         postcard::from_bytes(&plain).map_err(|e| RepoError::corrupted(what, e))?;
     for entry in &entries {

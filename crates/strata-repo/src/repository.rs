@@ -3,7 +3,9 @@
 use crate::chunker::{Chunker, ChunkerParams};
 use crate::compress::decompress;
 use crate::crypto::{Cipher, KdfParams, KeyFile, MasterKeys};
-use crate::format::{decode_object, encode_object, Encryption, ObjectKind, RepoConfig, FORMAT_VERSION};
+use crate::format::{
+    decode_object, encode_object, Encryption, ObjectKind, RepoConfig, FORMAT_VERSION,
+};
 use crate::id::pack_key;
 use crate::index::{BlobLocation, Index, IndexFile};
 use crate::manifest::NodeManifest;
@@ -40,7 +42,12 @@ pub struct Repository {
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Repository({}, {})", self.config.id, self.store.describe())
+        write!(
+            f,
+            "Repository({}, {})",
+            self.config.id,
+            self.store.describe()
+        )
     }
 }
 
@@ -83,9 +90,13 @@ impl Repository {
         let key_json = serde_json::to_vec_pretty(&key_file).expect("key file serializes");
         let key_name = hex::encode(&blake3::hash(&key_json).as_bytes()[..16]);
         // Keys first: a config without a key would be an unusable repository.
-        store.put(&format!("keys/{key_name}"), Bytes::from(key_json)).await?;
+        store
+            .put(&format!("keys/{key_name}"), Bytes::from(key_json))
+            .await?;
         let config_json = serde_json::to_vec_pretty(&config).expect("config serializes");
-        store.put_if_absent("config", Bytes::from(config_json)).await?;
+        store
+            .put_if_absent("config", Bytes::from(config_json))
+            .await?;
         Ok(Arc::new(Repository::assemble(store, config, keys)))
     }
 
@@ -100,7 +111,10 @@ impl Repository {
         let config = parse_config(&raw, &location)?;
         let key_objects = store.list("keys/").await?;
         if key_objects.is_empty() {
-            return Err(RepoError::corrupted(format!("repository {location}"), "it has no key"));
+            return Err(RepoError::corrupted(
+                format!("repository {location}"),
+                "it has no key",
+            ));
         }
         let mut last_err = None;
         let mut keys = None;
@@ -196,7 +210,9 @@ impl Repository {
         let plain = postcard::to_stdvec(&file).expect("index serializes");
         let bytes = encode_object(&self.cipher, ObjectKind::Index, &plain);
         let name = hex::encode(blake3::hash(&bytes).as_bytes());
-        self.store.put(&format!("index/{name}"), Bytes::from(bytes)).await?;
+        self.store
+            .put(&format!("index/{name}"), Bytes::from(bytes))
+            .await?;
         let mut index = self.index.write().expect("index lock poisoned");
         for pack in &file.packs {
             index.add_pack(pack);
@@ -217,16 +233,25 @@ impl Repository {
     }
 
     /// Turns sealed blob bytes back into verified plaintext.
-    pub fn open_blob(&self, id: &BlobId, sealed: &[u8], location: &BlobLocation) -> RepoResult<Vec<u8>> {
+    pub fn open_blob(
+        &self,
+        id: &BlobId,
+        sealed: &[u8],
+        location: &BlobLocation,
+    ) -> RepoResult<Vec<u8>> {
         let what = || format!("blob {}", id.short());
         let body = self.cipher.open(sealed, &what())?;
         let plain = if location.compressed {
-            decompress(&body, location.raw_length as usize).map_err(|e| RepoError::corrupted(what(), e))?
+            decompress(&body, location.raw_length as usize)
+                .map_err(|e| RepoError::corrupted(what(), e))?
         } else {
             body
         };
         if self.keys.blob_id(&plain) != *id {
-            return Err(RepoError::corrupted(what(), "content does not match its id"));
+            return Err(RepoError::corrupted(
+                what(),
+                "content does not match its id",
+            ));
         }
         Ok(plain)
     }
@@ -320,7 +345,12 @@ fn parse_config(raw: &[u8], location: &str) -> RepoResult<RepoConfig> {
                 supported: FORMAT_VERSION,
             })
         }
-        None => return Err(RepoError::corrupted(format!("config of {location}"), "no version")),
+        None => {
+            return Err(RepoError::corrupted(
+                format!("config of {location}"),
+                "no version",
+            ))
+        }
     }
     let config: RepoConfig = serde_json::from_slice(raw)
         .map_err(|e| RepoError::corrupted(format!("config of {location}"), e))?;

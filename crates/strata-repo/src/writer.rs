@@ -152,10 +152,15 @@ impl BlobWriter {
             return Ok(false);
         }
         self.new_blobs.fetch_add(1, Ordering::Relaxed);
-        self.new_raw_bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+        self.new_raw_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         let sender = self.jobs.as_ref().expect("submit after finish");
         sender.send(Job { id, data }).map_err(|_| {
-            RepoError::Pipeline(self.failure.get().unwrap_or_else(|| "pipeline stopped".into()))
+            RepoError::Pipeline(
+                self.failure
+                    .get()
+                    .unwrap_or_else(|| "pipeline stopped".into()),
+            )
         })?;
         Ok(true)
     }
@@ -186,7 +191,12 @@ impl BlobWriter {
     }
 }
 
-fn seal_worker(repo: &Repository, level: i32, jobs: &Mutex<Receiver<Job>>, out: &SyncSender<Sealed>) {
+fn seal_worker(
+    repo: &Repository,
+    level: i32,
+    jobs: &Mutex<Receiver<Job>>,
+    out: &SyncSender<Sealed>,
+) {
     loop {
         let job = match jobs.lock().expect("job queue lock").recv() {
             Ok(job) => job,
@@ -224,7 +234,10 @@ fn pack_and_upload(
         uploads.push(runtime.spawn(async move {
             let _permit = permit;
             let size = pack.bytes.len() as u64;
-            let result = repo.store().put(&pack_key(&pack.id), Bytes::from(pack.bytes)).await;
+            let result = repo
+                .store()
+                .put(&pack_key(&pack.id), Bytes::from(pack.bytes))
+                .await;
             match result {
                 Ok(()) => Ok(IndexedPack {
                     id: pack.id,
@@ -241,7 +254,10 @@ fn pack_and_upload(
     for blob in sealed {
         builder.add(blob.id, &blob.bytes, blob.raw_length, blob.compressed);
         if builder.len() >= options.pack_size {
-            upload(std::mem::replace(&mut builder, PackBuilder::new(options.pack_size)));
+            upload(std::mem::replace(
+                &mut builder,
+                PackBuilder::new(options.pack_size),
+            ));
         }
         if failure.get().is_some() {
             break;

@@ -100,7 +100,9 @@ mod tests {
         for good in ["config", "data/ab/abcd", "a.b/c-d_e"] {
             assert!(validate_key(good).is_ok(), "{good}");
         }
-        for bad in ["", "/abs", "a/../b", "a//b", "a/", "./a", "..", "a\\b", "a\0b"] {
+        for bad in [
+            "", "/abs", "a/../b", "a//b", "a/", "./a", "..", "a\\b", "a\0b",
+        ] {
             assert!(validate_key(bad).is_err(), "{bad:?}");
         }
     }

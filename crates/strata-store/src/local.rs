@@ -265,18 +265,28 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&store.get("data/ab/abc").await.unwrap()[..], b"hello world");
-        assert_eq!(&store.get_range("data/ab/abc", 6..11).await.unwrap()[..], b"world");
+        assert_eq!(
+            &store.get_range("data/ab/abc", 6..11).await.unwrap()[..],
+            b"world"
+        );
         assert!(matches!(
             store.get_range("data/ab/abc", 6..12).await,
             Err(StoreError::OutOfRange { size: 11, .. })
         ));
-        assert!(store.get("data/ab/missing").await.unwrap_err().is_not_found());
+        assert!(store
+            .get("data/ab/missing")
+            .await
+            .unwrap_err()
+            .is_not_found());
     }
 
     #[tokio::test]
     async fn put_if_absent_refuses_existing_objects() {
         let (_dir, store) = store();
-        store.put_if_absent("lock", Bytes::from_static(b"a")).await.unwrap();
+        store
+            .put_if_absent("lock", Bytes::from_static(b"a"))
+            .await
+            .unwrap();
         let err = store
             .put_if_absent("lock", Bytes::from_static(b"b"))
             .await
@@ -291,13 +301,25 @@ mod tests {
     #[tokio::test]
     async fn list_filters_by_prefix_and_hides_temporaries() {
         let (_dir, store) = store();
-        for key in ["summaries/b", "summaries/a", "manifests/a/n1", "data/00/x", "config"] {
+        for key in [
+            "summaries/b",
+            "summaries/a",
+            "manifests/a/n1",
+            "data/00/x",
+            "config",
+        ] {
             store.put(key, Bytes::from_static(b"x")).await.unwrap();
         }
         fs::write(store.root().join("summaries/.tmp-123"), b"partial").unwrap();
         let keys = |v: Vec<ObjectMeta>| v.into_iter().map(|m| m.key).collect::<Vec<_>>();
-        assert_eq!(keys(store.list("summaries/").await.unwrap()), ["summaries/a", "summaries/b"]);
-        assert_eq!(keys(store.list("manifests/a/").await.unwrap()), ["manifests/a/n1"]);
+        assert_eq!(
+            keys(store.list("summaries/").await.unwrap()),
+            ["summaries/a", "summaries/b"]
+        );
+        assert_eq!(
+            keys(store.list("manifests/a/").await.unwrap()),
+            ["manifests/a/n1"]
+        );
         assert_eq!(keys(store.list("con").await.unwrap()), ["config"]);
         assert_eq!(store.list("").await.unwrap().len(), 5);
         assert!(store.list("nothing/").await.unwrap().is_empty());

@@ -1,1 +1,30 @@
-fn main(){}
+//! The `strata` command: parse, configure, call the library, print.
+
+mod cli;
+mod commands;
+mod failure;
+mod output;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("strata: error: cannot start the async runtime: {err}");
+            return ExitCode::from(failure::code::FAILED);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => {
+            eprintln!("strata: error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

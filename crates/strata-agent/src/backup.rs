@@ -1,0 +1,396 @@
+//! Snapshot of a node: walk its roots, reuse unchanged files from the files cache, chunk
+//! and submit the rest to the repository's write pipeline, and build the node manifest.
+//!
+//! Problems with single files (vanished, unreadable, changed while read) are recorded as
+//! warnings and do not stop the node; a file that could not be read makes the node
+//! `partial`, because a database restored without one of its files is not a good backup.
+
+use crate::files_cache::{FileStamp, FilesCache};
+use crate::{AgentError, AgentResult};
+use bytes::{Bytes, BytesMut};
+use std::collections::HashMap;
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use strata_repo::chunker::Chunker;
+use strata_repo::manifest::{Entry, EntryKind, NodeManifest};
+use strata_repo::summary::{BackupStatus, NodeSummary};
+use strata_repo::writer::BlobWriter;
+use strata_repo::{BlobId, Repository};
+
+/// How many warnings a node summary keeps verbatim (the count is always exact).
+const MAX_WARNINGS_KEPT: usize = 100;
+/// Read size for file contents.
+const READ_SIZE: usize = 4 * 1024 * 1024;
+/// Page size that makes a file "page-structured" and selects the page chunker.
+const PAGE_SIZE: u64 = 8192;
+
+/// What to back up on one node.
+#[derive(Debug, Clone)]
+pub struct NodeSource {
+    pub name: String,
+    /// Directories or files; entries with `*`, `?` or `[` are glob patterns.
+    pub roots: Vec<String>,
+    /// Glob patterns of paths to leave out, matched against the path relative to the
+    /// backup root (and against the bare file name when the pattern has no `/`).
+    pub exclude: Vec<String>,
+}
+
+/// The result of a node snapshot, before the coordinator stores it.
+pub struct NodeBackup {
+    pub manifest: NodeManifest,
+    /// Figures; the coordinator adds stored and new bytes once the data is indexed.
+    pub summary: NodeSummary,
+    /// The files cache to save once the backup is committed.
+    pub cache: FilesCache,
+    /// Blobs this node was the first to submit in this backup.
+    pub new_blobs: Vec<BlobId>,
+}
+
+fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '['])
+}
+
+struct Snapshot<'a> {
+    repo: &'a Repository,
+    writer: &'a BlobWriter,
+    old_cache: &'a FilesCache,
+    exclude: Vec<glob::Pattern>,
+    chunkers: (Chunker, Chunker),
+    entries: Vec<Entry>,
+    cache: FilesCache,
+    hard_links: HashMap<(u64, u64), Vec<u8>>,
+    summary: NodeSummary,
+    new_blobs: Vec<BlobId>,
+    read_buf: Vec<u8>,
+}
+
+/// Takes the snapshot of one node. Blocking: run it on a blocking thread.
+pub fn backup_node(
+    repo: &Repository,
+    writer: &BlobWriter,
+    source: &NodeSource,
+    old_cache: &FilesCache,
+) -> AgentResult<NodeBackup> {
+    let exclude = source
+        .exclude
+        .iter()
+        .map(|p| {
+            glob::Pattern::new(p).map_err(|e| AgentError::Pattern {
+                pattern: p.clone(),
+                why: e.to_string(),
+            })
+        })
+        .collect::<AgentResult<Vec<_>>>()?;
+    let roots = expand_roots(&source.roots)?;
+    let single = source.roots.len() == 1 && !is_glob(&source.roots[0]);
+    let mut snap = Snapshot {
+        repo,
+        writer,
+        old_cache,
+        exclude,
+        chunkers: repo.chunkers(),
+        entries: Vec::new(),
+        cache: FilesCache::default(),
+        hard_links: HashMap::new(),
+        summary: NodeSummary {
+            name: source.name.clone(),
+            roots: roots.iter().map(|r| r.display().to_string()).collect(),
+            ..NodeSummary::default()
+        },
+        new_blobs: Vec::new(),
+        read_buf: vec![0u8; READ_SIZE],
+    };
+    for root in &roots {
+        let meta = fs::symlink_metadata(root).map_err(|source| AgentError::Root {
+            path: root.clone(),
+            source,
+        })?;
+        if single && meta.is_dir() {
+            snap.walk_dir(root, &[])?;
+        } else {
+            let rel = if single {
+                root.file_name()
+                    .map(|n| n.as_bytes().to_vec())
+                    .unwrap_or_default()
+            } else {
+                let bytes = root.as_os_str().as_bytes();
+                bytes.strip_prefix(b"/").unwrap_or(bytes).to_vec()
+            };
+            if rel.is_empty() {
+                return Err(AgentError::Pattern {
+                    pattern: root.display().to_string(),
+                    why: "the filesystem root cannot be one of several roots".into(),
+                });
+            }
+            snap.visit(root, rel, meta)?;
+        }
+    }
+    let mut summary = snap.summary;
+    summary.status = if summary.warnings.iter().any(|w| w.starts_with("unreadable")) {
+        BackupStatus::Partial
+    } else {
+        BackupStatus::Complete
+    };
+    summary.new_blobs = snap.new_blobs.len() as u64;
+    Ok(NodeBackup {
+        manifest: NodeManifest {
+            node: source.name.clone(),
+            roots: summary.roots.clone(),
+            entries: snap.entries,
+        },
+        summary,
+        cache: snap.cache,
+        new_blobs: snap.new_blobs,
+    })
+}
+
+/// Resolves globs and makes every root absolute.
+fn expand_roots(roots: &[String]) -> AgentResult<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for root in roots {
+        if is_glob(root) {
+            let paths = glob::glob(root).map_err(|e| AgentError::Pattern {
+                pattern: root.clone(),
+                why: e.to_string(),
+            })?;
+            let mut matched: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+            if matched.is_empty() {
+                return Err(AgentError::Root {
+                    path: PathBuf::from(root),
+                    source: io::Error::new(io::ErrorKind::NotFound, "the pattern matches nothing"),
+                });
+            }
+            matched.sort();
+            out.extend(matched);
+        } else {
+            out.push(PathBuf::from(root));
+        }
+    }
+    out.into_iter()
+        .map(|p| std::path::absolute(&p).map_err(|source| AgentError::Root { path: p, source }))
+        .collect()
+}
+
+fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    if parent.is_empty() {
+        name.to_vec()
+    } else {
+        let mut out = Vec::with_capacity(parent.len() + 1 + name.len());
+        out.extend_from_slice(parent);
+        out.push(b'/');
+        out.extend_from_slice(name);
+        out
+    }
+}
+
+fn mtime_ns(meta: &Metadata) -> i64 {
+    meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+}
+
+fn stamp_of(meta: &Metadata) -> FileStamp {
+    FileStamp {
+        size: meta.len(),
+        mtime_ns: mtime_ns(meta),
+        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        inode: meta.ino(),
+    }
+}
+
+impl Snapshot<'_> {
+    fn warn(&mut self, message: String) {
+        self.summary.warning_count += 1;
+        if self.summary.warnings.len() < MAX_WARNINGS_KEPT {
+            self.summary.warnings.push(message);
+        }
+    }
+
+    fn excluded(&self, rel: &[u8], name: &[u8]) -> bool {
+        let rel = String::from_utf8_lossy(rel);
+        let name = String::from_utf8_lossy(name);
+        self.exclude
+            .iter()
+            .any(|p| p.matches(&rel) || (!p.as_str().contains('/') && p.matches(&name)))
+    }
+
+    fn walk_dir(&mut self, dir: &Path, rel: &[u8]) -> AgentResult<()> {
+        let listing = match fs::read_dir(dir) {
+            Ok(listing) => listing,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                self.warn(format!(
+                    "vanished: {} (deleted during the backup)",
+                    dir.display()
+                ));
+                return Ok(());
+            }
+            Err(err) => {
+                self.warn(format!("unreadable: {}: {err}", dir.display()));
+                return Ok(());
+            }
+        };
+        let mut names = Vec::new();
+        for entry in listing {
+            match entry {
+                Ok(entry) => names.push(entry.file_name()),
+                Err(err) => self.warn(format!("unreadable: {}: {err}", dir.display())),
+            }
+        }
+        names.sort();
+        for name in names {
+            let child_rel = join_rel(rel, name.as_bytes());
+            if self.excluded(&child_rel, name.as_bytes()) {
+                continue;
+            }
+            let path = dir.join(&name);
+            match fs::symlink_metadata(&path) {
+                Ok(meta) => self.visit(&path, child_rel, meta)?,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    self.warn(format!(
+                        "vanished: {} (deleted during the backup)",
+                        path.display()
+                    ));
+                }
+                Err(err) => self.warn(format!("unreadable: {}: {err}", path.display())),
+            }
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, rel: Vec<u8>, meta: &Metadata, kind: EntryKind) {
+        self.entries.push(Entry {
+            path: rel,
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime_ns: mtime_ns(meta),
+        });
+    }
+
+    fn visit(&mut self, path: &Path, rel: Vec<u8>, meta: Metadata) -> AgentResult<()> {
+        let file_type = meta.file_type();
+        if file_type.is_dir() {
+            self.summary.dirs += 1;
+            self.push(rel.clone(), &meta, EntryKind::Dir);
+            self.walk_dir(path, &rel)
+        } else if file_type.is_symlink() {
+            match fs::read_link(path) {
+                Ok(target) => {
+                    self.summary.symlinks += 1;
+                    let target = target.as_os_str().as_bytes().to_vec();
+                    self.push(rel, &meta, EntryKind::Symlink { target });
+                }
+                Err(err) => self.warn(format!("unreadable: {}: {err}", path.display())),
+            }
+            Ok(())
+        } else if file_type.is_file() {
+            self.visit_file(path, rel, meta)
+        } else {
+            self.warn(format!("skipped: {} (special file)", path.display()));
+            Ok(())
+        }
+    }
+
+    fn visit_file(&mut self, path: &Path, rel: Vec<u8>, meta: Metadata) -> AgentResult<()> {
+        if meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = self.hard_links.get(&key) {
+                let target = first.clone();
+                self.summary.files += 1;
+                self.push(rel, &meta, EntryKind::HardLink { target });
+                return Ok(());
+            }
+            self.hard_links.insert(key, rel.clone());
+        }
+        let stamp = stamp_of(&meta);
+        let abs = path.as_os_str().as_bytes();
+        let cached = self
+            .old_cache
+            .lookup(abs, &stamp)
+            .filter(|chunks| chunks.iter().all(|id| self.writer.is_known(id)))
+            .map(<[BlobId]>::to_vec);
+        let (chunks, size) = match cached {
+            Some(chunks) => (chunks, stamp.size),
+            None => match self.read_file(path, &meta)? {
+                Some(found) => found,
+                None => return Ok(()),
+            },
+        };
+        self.summary.files += 1;
+        self.summary.bytes += size;
+        self.cache.insert(abs.to_vec(), stamp, chunks.clone());
+        self.push(rel, &meta, EntryKind::File { size, chunks });
+        Ok(())
+    }
+
+    /// Reads, chunks and submits a file. `None` when the file could not be read (a
+    /// warning is recorded).
+    fn read_file(
+        &mut self,
+        path: &Path,
+        before: &Metadata,
+    ) -> AgentResult<Option<(Vec<BlobId>, u64)>> {
+        let mut file = match File::open(path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                self.warn(format!(
+                    "vanished: {} (deleted during the backup)",
+                    path.display()
+                ));
+                return Ok(None);
+            }
+            Err(err) => {
+                self.warn(format!("unreadable: {}: {err}", path.display()));
+                return Ok(None);
+            }
+        };
+        let size = before.len();
+        let chunker = if size % PAGE_SIZE == 0 && size >= self.chunkers.1.params().min as u64 {
+            self.chunkers.1.clone()
+        } else {
+            self.chunkers.0.clone()
+        };
+        let mut pending = BytesMut::new();
+        let mut chunks = Vec::new();
+        let mut total = 0u64;
+        let mut eof = false;
+        loop {
+            while !eof && pending.len() < chunker.lookahead() {
+                match file.read(&mut self.read_buf) {
+                    Ok(0) => eof = true,
+                    Ok(n) => pending.extend_from_slice(&self.read_buf[..n]),
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) => {
+                        self.warn(format!("unreadable: {}: {err}", path.display()));
+                        return Ok(None);
+                    }
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let cut = chunker.next_cut(&pending);
+            let chunk: Bytes = pending.split_to(cut).freeze();
+            total += chunk.len() as u64;
+            let id = self.repo.keys().blob_id(&chunk);
+            if self.writer.submit(id, chunk)? {
+                self.new_blobs.push(id);
+            }
+            chunks.push(id);
+        }
+        self.summary.files_read += 1;
+        let changed = match file.metadata() {
+            Ok(after) => stamp_of(&after) != stamp_of(before) || total != size,
+            Err(_) => true,
+        };
+        if changed {
+            self.warn(format!(
+                "changed: {} (modified while being read; the backup holds the bytes read)",
+                path.display()
+            ));
+        }
+        Ok(Some((chunks, total)))
+    }
+}

@@ -1,0 +1,358 @@
+//! The strata configuration file.
+//!
+//! One TOML file names the storages, the default storage, where the password comes from,
+//! tuning, and the nodes. `strata config default` prints [`DEFAULT_CONFIG`], which is also
+//! the documentation of every setting; a test keeps it equal to [`Config::default`].
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The documented default configuration.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// Problems with the configuration or with what it points at.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot read password file {path}")]
+    PasswordFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub default_storage: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<PathBuf>,
+    pub password: PasswordConfig,
+    pub repository: RepositoryConfig,
+    pub backup: BackupConfig,
+    pub restore: RestoreConfig,
+    pub storages: BTreeMap<String, StorageConfig>,
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// Where the repository password comes from. The password itself never appears in the
+/// configuration, in logs or in output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    pub env: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+/// Settings used when creating a repository.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RepositoryConfig {
+    pub encryption: String,
+}
+
+/// Tuning of backups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    pub compression_level: i32,
+    pub pack_size_mib: u32,
+    pub threads: usize,
+    pub uploads: usize,
+}
+
+/// Tuning of restores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestoreConfig {
+    pub workers: usize,
+}
+
+/// One storage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
+pub enum StorageConfig {
+    /// A local directory.
+    Local { path: PathBuf },
+}
+
+/// One node of the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub name: String,
+    /// Address of a remote agent; nodes without one run in-process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    pub roots: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut storages = BTreeMap::new();
+        storages.insert(
+            "local".to_string(),
+            StorageConfig::Local {
+                path: PathBuf::from("strata-repo"),
+            },
+        );
+        Config {
+            default_storage: "local".into(),
+            state_dir: None,
+            password: PasswordConfig::default(),
+            repository: RepositoryConfig::default(),
+            backup: BackupConfig::default(),
+            restore: RestoreConfig::default(),
+            storages,
+            nodes: Vec::new(),
+        }
+    }
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        PasswordConfig {
+            env: "STRATA_PASSWORD".into(),
+            file: None,
+        }
+    }
+}
+
+impl Default for RepositoryConfig {
+    fn default() -> Self {
+        RepositoryConfig {
+            encryption: "aes-256-gcm".into(),
+        }
+    }
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            compression_level: 3,
+            pack_size_mib: 16,
+            threads: 0,
+            uploads: 2,
+        }
+    }
+}
+
+impl Default for RestoreConfig {
+    fn default() -> Self {
+        RestoreConfig { workers: 0 }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with('.')
+}
+
+impl Config {
+    /// Parses a configuration text; `base` is the directory relative paths refer to.
+    pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        config.resolve_paths(base);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, path, base)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for storage in self.storages.values_mut() {
+            match storage {
+                StorageConfig::Local { path } => resolve(path),
+            }
+        }
+        if let Some(dir) = self.state_dir.as_mut() {
+            resolve(dir);
+        }
+        if let Some(file) = self.password.file.as_mut() {
+            resolve(file);
+        }
+        for node in &mut self.nodes {
+            for root in &mut node.roots {
+                if Path::new(root).is_relative() {
+                    *root = base.join(&*root).to_string_lossy().into_owned();
+                }
+            }
+        }
+    }
+
+    /// Checks what TOML types cannot: names, references, ranges.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if !self.storages.contains_key(&self.default_storage) {
+            return invalid(format!(
+                "default_storage {:?} is not one of the configured storages ({})",
+                self.default_storage,
+                self.storages.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if let Err(e) = self
+            .repository
+            .encryption
+            .parse::<strata_repo::format::Encryption>()
+        {
+            return invalid(format!("repository.encryption: {e}"));
+        }
+        if !(0..=22).contains(&self.backup.compression_level) {
+            return invalid("backup.compression_level must be between 0 and 22".into());
+        }
+        if !(1..=1024).contains(&self.backup.pack_size_mib) {
+            return invalid("backup.pack_size_mib must be between 1 and 1024".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for node in &self.nodes {
+            if !valid_name(&node.name) {
+                return invalid(format!(
+                    "node name {:?} must be 1-64 letters, digits, '-', '_' or '.'",
+                    node.name
+                ));
+            }
+            if !seen.insert(&node.name) {
+                return invalid(format!("node {:?} is configured twice", node.name));
+            }
+            if node.url.is_some() {
+                return invalid(format!(
+                    "node {:?} has a url: remote nodes need `strata server`, which this version does not have yet; remove the url to run it in-process",
+                    node.name
+                ));
+            }
+            if node.roots.is_empty() {
+                return invalid(format!("node {:?} has no roots", node.name));
+            }
+        }
+        Ok(())
+    }
+
+    /// The storage new backups go to.
+    pub fn default_storage(&self) -> &StorageConfig {
+        &self.storages[&self.default_storage]
+    }
+
+    /// The state directory of in-process nodes.
+    pub fn state_dir(&self) -> PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        if let Some(dir) = std::env::var_os("STRATA_STATE_DIR") {
+            return PathBuf::from(dir);
+        }
+        if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+            return PathBuf::from(dir).join("strata");
+        }
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/lib"));
+        home.join(".local/state/strata")
+    }
+
+    /// Reads the password from the configured environment variable or file. `None` when
+    /// neither is set.
+    pub fn password(&self) -> Result<Option<String>, ConfigError> {
+        if let Ok(value) = std::env::var(&self.password.env) {
+            return Ok(Some(value));
+        }
+        if let Some(path) = &self.password.file {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            return Ok(Some(text.lines().next().unwrap_or_default().to_string()));
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_default_is_the_default() {
+        let parsed: Config = toml::from_str(DEFAULT_CONFIG).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let text = r#"
+            [storages.local]
+            type = "local"
+            path = "repo"
+            [[nodes]]
+            name = "db1"
+            roots = ["data/db1", "/abs"]
+        "#;
+        let config = Config::parse(
+            text,
+            Path::new("/etc/strata/strata.toml"),
+            Path::new("/etc/strata"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.default_storage(),
+            &StorageConfig::Local {
+                path: PathBuf::from("/etc/strata/repo")
+            }
+        );
+        assert_eq!(config.nodes[0].roots, ["/etc/strata/data/db1", "/abs"]);
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_a_reason() {
+        let cases = [
+            ("default_storage = \"s3\"", "not one of the configured storages"),
+            ("[backup]\ncompression_level = 40", "compression_level"),
+            ("[[nodes]]\nname = \"a b\"\nroots = [\"/x\"]", "node name"),
+            ("[[nodes]]\nname = \"a\"\nroots = []", "no roots"),
+            ("[[nodes]]\nname = \"a\"\nroots = [\"/x\"]\n[[nodes]]\nname = \"a\"\nroots = [\"/y\"]", "twice"),
+            ("[repository]\nencryption = \"rot13\"", "unknown encryption"),
+            ("colour = \"blue\"", "unknown field"),
+        ];
+        for (text, expected) in cases {
+            let err = Config::parse(text, Path::new("t.toml"), Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(expected), "{text:?} gave {err:?}");
+        }
+    }
+}

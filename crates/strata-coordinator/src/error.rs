@@ -1,0 +1,25 @@
+use strata_agent::AgentError;
+use strata_repo::RepoError;
+
+/// Errors of cluster operations.
+#[derive(Debug, thiserror::Error)]
+pub enum CoordinatorError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The requested backup does not exist or is ambiguous.
+    #[error("{0}")]
+    NoBackup(String),
+    /// A node name that is not in the backup.
+    #[error("{0}")]
+    NoNode(String),
+    /// Nothing to back up.
+    #[error("{0}")]
+    NothingToDo(String),
+}
+
+/// Result alias of the coordinator layer.
+pub type CoordinatorResult<T> = Result<T, CoordinatorError>;

@@ -1,0 +1,115 @@
+//! Command-line syntax.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// strata: consistent, deduplicated, encrypted backups of database clusters.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Documented in `docs/cli.md` too; scripts rely on them.
+const EXIT_CODES: &str =
+    "Exit codes: 0 success; 1 operation failed; 2 bad usage or configuration; \
+3 backup recorded as partial or failed (some node or file missing); 4 damage found (verify) or \
+files not restored; 5 wrong or missing password.";
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Configuration file (default: ./strata.toml when it exists, else built-in defaults).
+    #[arg(long, global = true, env = "STRATA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Repository location (a directory), overriding the config's storages.
+    #[arg(long, global = true, env = "STRATA_REPO")]
+    pub repo: Option<String>,
+    /// State directory for the files cache of in-process nodes.
+    #[arg(long, global = true, env = "STRATA_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors (for cron).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new repository in the default storage (or --repo).
+    Init,
+    /// Back up PATHs as one node, or every node of the config when no PATH is given.
+    Backup {
+        /// Directories or files to back up as one ad-hoc node.
+        paths: Vec<String>,
+        /// Node name for an ad-hoc backup (default: this host's name).
+        #[arg(long)]
+        node_name: Option<String>,
+        /// Glob patterns to leave out (relative to the backed-up root, or file names).
+        #[arg(long)]
+        exclude: Vec<String>,
+    },
+    /// List the backups of the repository, oldest first.
+    List,
+    /// Show a backup's summary and per-node figures.
+    Show {
+        /// Backup name, unique prefix, or `latest`.
+        backup: String,
+    },
+    /// List the files of a backup.
+    Ls {
+        /// Backup name, unique prefix, or `latest`.
+        backup: String,
+        /// Only this node (default: every node).
+        #[arg(long)]
+        node: Option<String>,
+        /// Only entries at or below this path.
+        path: Option<String>,
+    },
+    /// Restore a backup into a directory, verifying every byte.
+    Restore {
+        /// Backup name, unique prefix, or `latest` (the newest complete backup).
+        backup: String,
+        /// Target directory (one node goes straight into it, several into DIR/<node>).
+        #[arg(long)]
+        to: PathBuf,
+        /// Restore only this node.
+        #[arg(long)]
+        node: Option<String>,
+        /// Restore only entries at or below this path.
+        #[arg(long)]
+        path: Option<String>,
+    },
+    /// Delete backups (their data is reclaimed by garbage collection).
+    Delete {
+        /// Backup names or unique prefixes.
+        #[arg(required = true)]
+        backups: Vec<String>,
+    },
+    /// Check that backups are restorable: structure, and with --read-data every byte.
+    Verify {
+        /// One backup (default: all).
+        backup: Option<String>,
+        /// Read and check every blob of the repository.
+        #[arg(long)]
+        read_data: bool,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the full default configuration with every setting documented.
+    Default,
+    /// Print the configuration in effect (after defaults and --repo).
+    Show,
+}

@@ -1,0 +1,80 @@
+//! Errors at the edge: one line with the cause chain, and a documented exit code.
+
+use strata_agent::AgentError;
+use strata_coordinator::config::ConfigError;
+use strata_coordinator::CoordinatorError;
+use strata_repo::RepoError;
+
+/// Exit codes, documented in `docs/cli.md` and in `strata --help`.
+pub mod code {
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const PARTIAL: u8 = 3;
+    pub const DAMAGED: u8 = 4;
+    pub const PASSWORD: u8 = 5;
+}
+
+/// A failed command: what to print and how to exit.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failure {
+    /// A failure with an explicit message and code.
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            code,
+        }
+    }
+}
+
+fn chain(err: &dyn std::error::Error) -> String {
+    strata_coordinator::backup::error_chain(err)
+}
+
+fn repo_code(err: &RepoError) -> u8 {
+    match err {
+        RepoError::WrongPassword(_) | RepoError::PasswordRequired(_) => code::PASSWORD,
+        RepoError::NotARepository(_)
+        | RepoError::AlreadyInitialized(_)
+        | RepoError::NoSuchBackup(_) => code::USAGE,
+        _ => code::FAILED,
+    }
+}
+
+impl From<CoordinatorError> for Failure {
+    fn from(err: CoordinatorError) -> Self {
+        let code = match &err {
+            CoordinatorError::Repo(e) => repo_code(e),
+            CoordinatorError::Agent(AgentError::Repo(e)) => repo_code(e),
+            CoordinatorError::Agent(AgentError::UnsafeManifest(_)) => code::DAMAGED,
+            CoordinatorError::Agent(_) => code::FAILED,
+            CoordinatorError::Config(_)
+            | CoordinatorError::NoBackup(_)
+            | CoordinatorError::NoNode(_) => code::USAGE,
+            CoordinatorError::NothingToDo(_) => code::USAGE,
+        };
+        Failure::new(code, chain(&err))
+    }
+}
+
+impl From<RepoError> for Failure {
+    fn from(err: RepoError) -> Self {
+        Failure::new(repo_code(&err), chain(&err))
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(err: ConfigError) -> Self {
+        Failure::new(code::USAGE, chain(&err))
+    }
+}
+
+impl From<strata_store::StoreError> for Failure {
+    fn from(err: strata_store::StoreError) -> Self {
+        Failure::new(code::FAILED, chain(&err))
+    }
+}

@@ -1,0 +1,138 @@
+//! Human-readable formatting: sizes, durations, tables.
+
+use comfy_table::presets::NOTHING;
+use comfy_table::{CellAlignment, Table};
+use strata_repo::summary::{BackupSummary, NodeSummary};
+
+/// Binary-unit sizes: `1.5 GiB`.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Durations like `850ms`, `12.3s`, `4m05s`.
+pub fn duration(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1000..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => format!("{}m{:02}s", ms / 60_000, ms / 1000 % 60),
+    }
+}
+
+/// A borderless table with right-aligned numeric columns.
+pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String {
+    let mut table = Table::new();
+    table.load_preset(NOTHING).set_header(header.to_vec());
+    for row in rows {
+        table.add_row(row);
+    }
+    for &i in right {
+        if let Some(column) = table.column_mut(i) {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table.to_string()
+}
+
+/// The `strata list` table.
+pub fn backups_table(backups: &[BackupSummary]) -> String {
+    let rows = backups
+        .iter()
+        .map(|b| {
+            vec![
+                b.name.clone(),
+                b.started
+                    .replace('T', " ")
+                    .trim_end_matches('Z')
+                    .to_string(),
+                duration(b.duration_ms),
+                b.nodes.len().to_string(),
+                b.total(|n| n.files).to_string(),
+                size(b.total(|n| n.bytes)),
+                size(b.total(|n| n.stored_bytes)),
+                size(b.total(|n| n.new_bytes)),
+                b.status.as_str().to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "name",
+            "start (UTC)",
+            "duration",
+            "nodes",
+            "files",
+            "size",
+            "stored",
+            "new data",
+            "status",
+        ],
+        rows,
+        &[2, 3, 4, 5, 6, 7],
+    )
+}
+
+/// The per-node table of `show` and `backup`.
+pub fn nodes_table(nodes: &[NodeSummary]) -> String {
+    let rows = nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.status.as_str().to_string(),
+                n.files.to_string(),
+                n.files_read.to_string(),
+                size(n.bytes),
+                size(n.stored_bytes),
+                size(n.new_bytes),
+                n.warning_count.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "node", "status", "files", "read", "size", "stored", "new data", "warnings",
+        ],
+        rows,
+        &[2, 3, 4, 5, 6, 7],
+    )
+}
+
+/// `ls -l`-style permission string.
+pub fn mode_string(kind: char, mode: u32) -> String {
+    let mut out = String::with_capacity(10);
+    out.push(kind);
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        out.push(if bits & 4 != 0 { 'r' } else { '-' });
+        out.push(if bits & 2 != 0 { 'w' } else { '-' });
+        out.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_read_well() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(1536), "1.5 KiB");
+        assert_eq!(size(3 << 30), "3.0 GiB");
+        assert_eq!(duration(850), "850ms");
+        assert_eq!(duration(12_345), "12.3s");
+        assert_eq!(duration(245_000), "4m05s");
+        assert_eq!(mode_string('d', 0o755), "drwxr-xr-x");
+    }
+}
