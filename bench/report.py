@@ -97,6 +97,11 @@ def main() -> int:
         if metric == "tput":
             w, d = num(r["wall_s"]), num(r["data_bytes"])
             return None if not w or d is None else d / MIB / w
+        if metric == "amp":
+            g = val(tool, "backup2", "growth")
+            changed = (mut.get("changed_bytes", 0) + mut.get("appended_bytes", 0)
+                       + mut.get("small_added_bytes", 0)) / MIB
+            return None if g is None or not changed else g / changed
         if metric == "growth":
             a = val(tool, "backup1", "repo")
             b = val(tool, "backup2", "repo")
@@ -110,6 +115,7 @@ def main() -> int:
         ("second backup (after mutation)", "backup2", [("wall time", "wall", " s"), ("CPU user+sys", "cpu", " s"),
                                                        ("peak RSS", "rss", " MiB"), ("repo size", "repo", " MiB"),
                                                        ("repo growth", "growth", " MiB"),
+                                                       ("growth / raw bytes changed", "amp", "x"),
                                                        ("local cache/state", "cache", " MiB")]),
         ("restore latest (full)", "restore", [("wall time", "wall", " s"), ("CPU user+sys", "cpu", " s"),
                                               ("peak RSS", "rss", " MiB"), ("throughput", "tput", " MiB/s")]),

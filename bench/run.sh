@@ -66,7 +66,8 @@ while [[ $# -gt 0 ]]; do
     *)            die "unknown argument '$1' (see --help)" ;;
   esac
 done
-[[ $SIZE_MIB =~ ^[0-9]+$ ]] && (( SIZE_MIB >= 8 )) || die "--size-mib must be an integer >= 8, got '$SIZE_MIB'"
+if ! [[ $SIZE_MIB =~ ^[0-9]+$ ]] || (( SIZE_MIB < 8 )); then die "--size-mib must be an integer >= 8, got '$SIZE_MIB'"; fi
+SIZE_MIB=$((10#$SIZE_MIB))
 [[ $SEED =~ ^[0-9]+$ ]] || die "--seed must be a non-negative integer, got '$SEED'"
 (( SCALING == 0 || SIZE_MIB >= 32 )) || die "--scaling needs --size-mib >= 32 (0.25x must be >= 8 MiB)"
 TOOLS=()
@@ -199,7 +200,7 @@ tool_cmd() {
     restic/backup*) CMD=(restic -r "$repo" --cache-dir "$(cache_of restic)" backup --compression auto "$arg") ;;
     restic/restore) CMD=(restic -r "$repo" --cache-dir "$(cache_of restic)" restore latest --target "$arg") ;;
     borg/init)      CMD=(borg init --encryption="$BORG_ENC" "$repo") ;;
-    borg/backup*)   CMD=(borg create --compression zstd,3 "$repo::b${kind#backup}" .); CWD=$arg ;;
+    borg/backup*)   CMD=(borg create --compression "zstd,3" "$repo::b${kind#backup}" .); CWD=$arg ;;
     borg/restore)   CMD=(borg extract "$repo::b2"); CWD=$arg ;;
     strata/init)    CMD=("$STRATA_BIN" --repo "$repo" "${STRATA_GLOBAL[@]}" init) ;;
     strata/backup*) CMD=("$STRATA_BIN" --repo "$repo" "${STRATA_GLOBAL[@]}" backup "$arg") ;;

@@ -134,7 +134,7 @@ pub async fn run_backup(
     };
     let summary = BackupSummary {
         name,
-        started: humantime::format_rfc3339_seconds(started).to_string(),
+        started: humantime::format_rfc3339_millis(started).to_string(),
         duration_ms: clock.elapsed().as_millis() as u64,
         status,
         strata_version: env!("CARGO_PKG_VERSION").to_string(),

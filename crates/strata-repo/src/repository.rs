@@ -295,14 +295,14 @@ impl Repository {
         serde_json::from_slice(&plain).map_err(|e| RepoError::corrupted(key, e))
     }
 
-    /// Every backup, oldest first.
+    /// Every backup, oldest first (by start time, then name).
     pub async fn list_backups(&self) -> RepoResult<Vec<BackupSummary>> {
         let mut out = Vec::new();
         for object in self.store.list("summaries/").await? {
             let name = object.key.trim_start_matches("summaries/");
             out.push(self.load_summary(name).await?);
         }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out.sort_by(|a, b| (&a.started, &a.name).cmp(&(&b.started, &b.name)));
         Ok(out)
     }
 

@@ -69,7 +69,7 @@ pub struct NodeSummary {
 pub struct BackupSummary {
     /// Unique, time-sortable name, e.g. `20261122T055350Z-3fa1`.
     pub name: String,
-    /// Start time, RFC 3339 (UTC).
+    /// Start time, RFC 3339 (UTC) with milliseconds; orders backups.
     pub started: String,
     pub duration_ms: u64,
     pub status: BackupStatus,

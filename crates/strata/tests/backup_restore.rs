@@ -1,0 +1,304 @@
+//! End-to-end backups and restores through the real `strata` binary.
+
+mod common;
+
+use common::*;
+use std::fs;
+
+#[test]
+fn a_realistic_tree_restores_byte_for_byte_and_attribute_for_attribute() {
+    let env = Env::new();
+    let src = env.path("src");
+    realistic_tree(&src);
+    let summary = env.json(&["backup", src.to_str().unwrap(), "--node-name", "db1"]);
+    assert_eq!(summary["status"], "complete");
+    assert_eq!(summary["nodes"][0]["warning_count"], 0);
+
+    let out = env.path("restored");
+    let stdout = env.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert!(stdout.contains("every byte verified"), "{stdout}");
+    assert_same_tree(&src, &out);
+
+    // Restoring again onto the complete tree keeps every file (resume).
+    let again = env.json(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert_eq!(again["nodes"][0]["bytes"], 0);
+    assert_eq!(again["nodes"][0]["files_kept"], again["nodes"][0]["files"]);
+    assert_same_tree(&src, &out);
+}
+
+#[test]
+fn a_resumed_restore_rewrites_only_what_is_wrong() {
+    let env = Env::new();
+    let src = env.path("src");
+    realistic_tree(&src);
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let out = env.path("out");
+    env.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    // Damage one restored file, delete another: a second restore repairs exactly those.
+    fs::write(out.join("random.bin"), b"truncated by a crash").unwrap();
+    fs::remove_file(out.join("base/16384/2619")).unwrap();
+    let report = env.json(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    let node = &report["nodes"][0];
+    assert_eq!(node["bytes"], 3 * 1024 * 1024 + 5 + 37 * 8192);
+    assert_same_tree(&src, &out);
+}
+
+#[test]
+fn the_files_cache_skips_unchanged_files_and_dedup_stores_changes_only() {
+    let env = Env::new();
+    let src = env.path("src");
+    realistic_tree(&src);
+    let first = env.json(&["backup", src.to_str().unwrap()]);
+    let files = first["nodes"][0]["files"].as_u64().unwrap();
+    assert!(first["nodes"][0]["files_read"].as_u64().unwrap() > 50);
+
+    // Unchanged data: no file is read, nothing new is stored.
+    let second = env.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(second["nodes"][0]["files"].as_u64().unwrap(), files);
+    assert_eq!(second["nodes"][0]["files_read"], 0);
+    assert_eq!(second["nodes"][0]["new_bytes"], 0);
+
+    // One page of the table changes: one file is read, about one chunk is stored.
+    let table = src.join("base/16384/1259");
+    let mut pages = fs::read(&table).unwrap();
+    pages[300 * 8192..301 * 8192].copy_from_slice(&pseudo_random(8192, 99));
+    fs::write(&table, &pages).unwrap();
+    let third = env.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(third["nodes"][0]["files_read"], 1);
+    let new_bytes = third["nodes"][0]["new_bytes"].as_u64().unwrap();
+    assert!(
+        new_bytes > 0 && new_bytes < 700 * 1024,
+        "one changed page stored {new_bytes} bytes"
+    );
+
+    let out = env.path("out");
+    env.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert_same_tree(&src, &out);
+
+    // A restart loses nothing: the cache is on disk in the state directory.
+    assert!(env.state.join("files-cache").exists());
+}
+
+#[test]
+fn a_cluster_config_backs_up_every_in_process_node_with_cross_node_dedup() {
+    let env = Env::empty();
+    for node in ["db1", "db2", "db3"] {
+        let dir = env.path(&format!("data/{node}"));
+        fs::create_dir_all(&dir).unwrap();
+        // The same large base on every node, plus a file of its own.
+        fs::write(dir.join("shared.bin"), pseudo_random(4 << 20, 7)).unwrap();
+        fs::write(dir.join("own.txt"), format!("I am {node}\n")).unwrap();
+    }
+    fs::write(
+        env.path("strata.toml"),
+        r#"
+default_storage = "main"
+[storages.main]
+type = "local"
+path = "cluster-repo"
+[[nodes]]
+name = "db1"
+roots = ["data/db1"]
+[[nodes]]
+name = "db2"
+roots = ["data/db2"]
+[[nodes]]
+name = "db3"
+roots = ["data/db3"]
+"#,
+    )
+    .unwrap();
+    let cmd = |args: &[&str]| {
+        let out = env
+            .command()
+            .env_remove("STRATA_REPO")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    cmd(&["init"]);
+    let summary: serde_json::Value = serde_json::from_str(&cmd(&["backup", "--json"])).unwrap();
+    assert_eq!(summary["status"], "complete");
+    assert_eq!(summary["nodes"].as_array().unwrap().len(), 3);
+    let new_total: u64 = summary["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["new_bytes"].as_u64().unwrap())
+        .sum();
+    assert!(
+        new_total < (4 << 20) + 64 * 1024,
+        "the shared file was stored more than once: {new_total}"
+    );
+    assert!(env.path("cluster-repo/config").exists());
+
+    let listing = cmd(&["list"]);
+    assert!(listing.contains("complete"), "{listing}");
+    // All nodes: one directory per node. One node: straight into the target.
+    let all = env.path("all");
+    cmd(&["restore", "latest", "--to", all.to_str().unwrap()]);
+    for node in ["db1", "db2", "db3"] {
+        assert_same_tree(&env.path(&format!("data/{node}")), &all.join(node));
+    }
+    let one = env.path("one");
+    cmd(&[
+        "restore",
+        "latest",
+        "--node",
+        "db2",
+        "--to",
+        one.to_str().unwrap(),
+    ]);
+    assert_same_tree(&env.path("data/db2"), &one);
+    let ls = cmd(&["ls", "latest", "--node", "db3"]);
+    assert!(ls.contains("db3/own.txt") && !ls.contains("db1/"), "{ls}");
+}
+
+#[test]
+fn a_partial_backup_is_listed_but_never_latest() {
+    let env = Env::empty();
+    let good = env.path("good");
+    fs::create_dir_all(&good).unwrap();
+    fs::write(good.join("f"), b"v1").unwrap();
+    let config = format!(
+        "[storages.local]\ntype = \"local\"\npath = \"repo\"\n[[nodes]]\nname = \"a\"\nroots = [\"good\"]\n[[nodes]]\nname = \"b\"\nroots = [\"{}\"]\n",
+        "missing-dir"
+    );
+    fs::write(env.path("strata.toml"), &config).unwrap();
+    let run = |args: &[&str]| {
+        env.command()
+            .env_remove("STRATA_REPO")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(run(&["init"]).status.success());
+    // Node b has no data directory yet: the backup is recorded as partial, exit code 3.
+    let partial = run(&["backup", "--json"]);
+    assert_eq!(partial.status.code(), Some(3));
+    let summary: serde_json::Value = serde_json::from_slice(&partial.stdout).unwrap();
+    assert_eq!(summary["status"], "partial");
+    let b = &summary["nodes"][1];
+    assert_eq!(b["status"], "failed");
+    assert!(b["error"].as_str().unwrap().contains("missing-dir"), "{b}");
+
+    // No complete backup yet: `latest` refuses rather than restoring a partial one.
+    let out = run(&["restore", "latest", "--to", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no complete backup"));
+
+    fs::create_dir_all(env.path("missing-dir")).unwrap();
+    fs::write(good.join("f"), b"v2").unwrap();
+    assert!(run(&["backup"]).status.success());
+    fs::write(good.join("f"), b"v3").unwrap();
+    fs::remove_dir(env.path("missing-dir")).unwrap();
+    assert_eq!(run(&["backup"]).status.code(), Some(3));
+    // latest = the complete backup holding v2, not the newer partial one holding v3.
+    assert!(run(&["restore", "latest", "--node", "a", "--to", "r"])
+        .status
+        .success());
+    assert_eq!(fs::read(env.path("r/f")).unwrap(), b"v2");
+    let list: serde_json::Value = serde_json::from_slice(&run(&["list", "--json"]).stdout).unwrap();
+    let statuses: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["status"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(statuses, ["partial", "complete", "partial"]);
+}
+
+#[test]
+fn show_ls_delete_and_verify_work_on_named_backups() {
+    let env = Env::new();
+    let src = env.path("src");
+    realistic_tree(&src);
+    let first = env.json(&["backup", src.to_str().unwrap(), "--node-name", "pg"]);
+    let name = first["name"].as_str().unwrap().to_string();
+    fs::write(src.join("new-file"), b"new").unwrap();
+    env.ok(&["backup", src.to_str().unwrap(), "--node-name", "pg"]);
+
+    let show = env.ok(&["show", &name]);
+    assert!(
+        show.contains(&name) && show.contains("complete") && show.contains("pg"),
+        "{show}"
+    );
+    let ls = env.ok(&["ls", &name, "conf.d"]);
+    assert!(ls.contains("pg/conf.d/07.conf"), "{ls}");
+    assert!(!ls.contains("one-byte"), "{ls}");
+    let entries = env.json(&["ls", &name, "--node", "pg", "link-relative"]);
+    assert_eq!(entries[0]["type"], "symlink");
+
+    let verify = env.ok(&["verify", "--read-data"]);
+    assert!(verify.contains("no problems found"), "{verify}");
+
+    env.ok(&["delete", &name]);
+    let list = env.json(&["list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(env.fails(&["show", &name], 2).contains("no backup named"));
+    // The remaining backup is intact.
+    env.ok(&["verify", "--read-data"]);
+    let out = env.path("out");
+    env.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert_same_tree(&src, &out);
+}
+
+#[test]
+fn unencrypted_repositories_need_no_password_and_still_verify() {
+    let env = Env::empty();
+    fs::write(
+        env.path("strata.toml"),
+        "[repository]\nencryption = \"none\"\n",
+    )
+    .unwrap();
+    let src = env.path("src");
+    realistic_tree(&src);
+    let run = |args: &[&str]| {
+        let out = env
+            .command()
+            .env_remove("STRATA_PASSWORD")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["init"]);
+    run(&["backup", src.to_str().unwrap()]);
+    run(&[
+        "restore",
+        "latest",
+        "--to",
+        env.path("out").to_str().unwrap(),
+    ]);
+    assert_same_tree(&src, &env.path("out"));
+    run(&["verify", "--read-data"]);
+}
+
+#[test]
+fn config_default_prints_every_documented_setting() {
+    let env = Env::empty();
+    let text = env.ok(&["config", "default"]);
+    for key in [
+        "default_storage",
+        "compression_level",
+        "pack_size_mib",
+        "encryption",
+        "[password]",
+        "[[nodes]]",
+    ] {
+        assert!(text.contains(key), "missing {key}");
+    }
+    let shown = env.ok(&["config", "show"]);
+    assert!(shown.contains("compression_level = 3"), "{shown}");
+    assert!(!shown.contains(PASSWORD));
+}
