@@ -347,11 +347,12 @@ impl Snapshot<'_> {
             }
         };
         let size = before.len();
-        let chunker = if size % PAGE_SIZE == 0 && size >= self.chunkers.1.params().min as u64 {
-            self.chunkers.1.clone()
-        } else {
-            self.chunkers.0.clone()
-        };
+        let chunker =
+            if size.is_multiple_of(PAGE_SIZE) && size >= self.chunkers.1.params().min as u64 {
+                self.chunkers.1.clone()
+            } else {
+                self.chunkers.0.clone()
+            };
         let mut pending = BytesMut::new();
         let mut chunks = Vec::new();
         let mut total = 0u64;

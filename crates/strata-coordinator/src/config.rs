@@ -75,7 +75,7 @@ pub struct BackupConfig {
 }
 
 /// Tuning of restores.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestoreConfig {
     pub workers: usize,
@@ -149,12 +149,6 @@ impl Default for BackupConfig {
             threads: 0,
             uploads: 2,
         }
-    }
-}
-
-impl Default for RestoreConfig {
-    fn default() -> Self {
-        RestoreConfig { workers: 0 }
     }
 }
 

@@ -48,8 +48,8 @@ impl ChunkerParams {
         let ok_avg = self.avg.is_power_of_two();
         let ok_align = self.align == 0
             || (self.align.is_power_of_two()
-                && self.min % self.align == 0
-                && self.max % self.align == 0);
+                && self.min.is_multiple_of(self.align)
+                && self.max.is_multiple_of(self.align));
         if ok_order && ok_avg && ok_align && self.max <= 64 * 1024 * 1024 {
             Ok(())
         } else {

@@ -44,6 +44,11 @@ pub fn table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) -> String
     table.to_string()
 }
 
+/// `2026-11-22T06:22:28.804Z` as `2026-11-22 06:22:28`.
+fn start_time(rfc3339: &str) -> String {
+    rfc3339.replace('T', " ").chars().take(19).collect()
+}
+
 /// The `strata list` table.
 pub fn backups_table(backups: &[BackupSummary]) -> String {
     let rows = backups
@@ -51,10 +56,7 @@ pub fn backups_table(backups: &[BackupSummary]) -> String {
         .map(|b| {
             vec![
                 b.name.clone(),
-                b.started
-                    .replace('T', " ")
-                    .trim_end_matches('Z')
-                    .to_string(),
+                start_time(&b.started),
                 duration(b.duration_ms),
                 b.nodes.len().to_string(),
                 b.total(|n| n.files).to_string(),

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what the tests need, checks formatting and
+# lints, then runs every unit, property and integration test.
+#
+# The integration tests run the real `strata` binary. Two of them need util-linux tools:
+# `unshare` (a private mount namespace with a tiny tmpfs stands in for a full disk) and
+# `setpriv` (to read a source as an unprivileged user when the suite runs as root).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+missing=()
+need unshare || missing+=(util-linux)
+need setpriv || missing+=(util-linux)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
+  else
+    echo "install these packages first: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "==> tests"
+if need cargo-nextest; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
