@@ -13,19 +13,44 @@ pub struct Compressed {
     pub compressed: bool,
 }
 
-/// Compresses `data` at zstd `level`, falling back to raw when it does not pay.
-/// Level 0 disables compression.
+/// A reusable compressor: one per worker thread, so zstd contexts and their tables are
+/// allocated once rather than for every blob.
+pub struct BlobCompressor {
+    main: Option<zstd::bulk::Compressor<'static>>,
+    probe: Option<zstd::bulk::Compressor<'static>>,
+}
+
+impl BlobCompressor {
+    /// A compressor at zstd `level`; level 0 disables compression.
+    pub fn new(level: i32) -> Self {
+        let make = |l| zstd::bulk::Compressor::new(l).ok();
+        BlobCompressor {
+            main: if level == 0 { None } else { make(level) },
+            probe: if level == 0 { None } else { make(1) },
+        }
+    }
+
+    /// Compresses `data`, falling back to raw when it does not pay.
+    pub fn compress(&mut self, data: &[u8]) -> Compressed {
+        let Some(main) = self.main.as_mut() else {
+            return raw(data);
+        };
+        if data.len() < 64 || looks_incompressible(self.probe.as_mut(), data) {
+            return raw(data);
+        }
+        match main.compress(data) {
+            Ok(out) if out.len() * 100 <= data.len() * (100 - MIN_SAVING_PERCENT) => Compressed {
+                data: out,
+                compressed: true,
+            },
+            _ => raw(data),
+        }
+    }
+}
+
+/// Compresses `data` at zstd `level` with a one-off compressor (see [`BlobCompressor`]).
 pub fn compress(data: &[u8], level: i32) -> Compressed {
-    if level == 0 || data.len() < 64 || looks_incompressible(data) {
-        return raw(data);
-    }
-    match zstd::bulk::compress(data, level) {
-        Ok(out) if out.len() * 100 <= data.len() * (100 - MIN_SAVING_PERCENT) => Compressed {
-            data: out,
-            compressed: true,
-        },
-        _ => raw(data),
-    }
+    BlobCompressor::new(level).compress(data)
 }
 
 fn raw(data: &[u8]) -> Compressed {
@@ -37,14 +62,15 @@ fn raw(data: &[u8]) -> Compressed {
 
 /// A cheap test on a sample before paying for a full compression: random or already
 /// compressed data (media, archives, encrypted files) does not compress at level 1 either.
-fn looks_incompressible(data: &[u8]) -> bool {
+fn looks_incompressible(probe: Option<&mut zstd::bulk::Compressor<'static>>, data: &[u8]) -> bool {
     const SAMPLE: usize = 16 * 1024;
+    let Some(probe) = probe else { return false };
     if data.len() < 4 * SAMPLE {
         return false;
     }
     let mid = data.len() / 2;
     let sample = &data[mid - SAMPLE / 2..mid + SAMPLE / 2];
-    match zstd::bulk::compress(sample, 1) {
+    match probe.compress(sample) {
         Ok(out) => out.len() * 100 > sample.len() * 99,
         Err(_) => false,
     }

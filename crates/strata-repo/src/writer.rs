@@ -11,7 +11,7 @@
 //! nodes) is sealed and stored once. Packs enter the index only after the store confirmed
 //! them, and the index object is written by [`BlobWriter::finish`] once every upload is done.
 
-use crate::compress::compress;
+use crate::compress::BlobCompressor;
 use crate::id::pack_key;
 use crate::index::{IndexFile, IndexedPack};
 use crate::pack::PackBuilder;
@@ -197,12 +197,13 @@ fn seal_worker(
     jobs: &Mutex<Receiver<Job>>,
     out: &SyncSender<Sealed>,
 ) {
+    let mut compressor = BlobCompressor::new(level);
     loop {
         let job = match jobs.lock().expect("job queue lock").recv() {
             Ok(job) => job,
             Err(_) => return,
         };
-        let body = compress(&job.data, level);
+        let body = compressor.compress(&job.data);
         let sealed = Sealed {
             id: job.id,
             bytes: repo.cipher().seal(&body.data),
