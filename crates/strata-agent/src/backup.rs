@@ -7,7 +7,7 @@
 
 use crate::files_cache::{FileStamp, FilesCache};
 use crate::{AgentError, AgentResult};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
@@ -353,28 +353,38 @@ impl Snapshot<'_> {
             } else {
                 self.chunkers.0.clone()
             };
-        let mut pending = BytesMut::new();
+        // `pending[start..]` holds bytes read but not yet cut. Each chunk is copied into its
+        // own buffer: a chunk waiting in the pipeline then pins exactly its own bytes, not
+        // the whole read buffer, so memory stays bounded by the queue lengths.
+        let mut pending: Vec<u8> = Vec::with_capacity(chunker.lookahead() + READ_SIZE);
+        let mut start = 0;
         let mut chunks = Vec::new();
         let mut total = 0u64;
         let mut eof = false;
         loop {
-            while !eof && pending.len() < chunker.lookahead() {
-                match file.read(&mut self.read_buf) {
-                    Ok(0) => eof = true,
-                    Ok(n) => pending.extend_from_slice(&self.read_buf[..n]),
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(err) => {
-                        self.warn(format!("unreadable: {}: {err}", path.display()));
-                        return Ok(None);
+            if !eof && pending.len() - start < chunker.lookahead() {
+                pending.drain(..start);
+                start = 0;
+                while !eof && pending.len() < chunker.lookahead() {
+                    match file.read(&mut self.read_buf) {
+                        Ok(0) => eof = true,
+                        Ok(n) => pending.extend_from_slice(&self.read_buf[..n]),
+                        Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                        Err(err) => {
+                            self.warn(format!("unreadable: {}: {err}", path.display()));
+                            return Ok(None);
+                        }
                     }
                 }
             }
-            if pending.is_empty() {
+            let window = &pending[start..];
+            if window.is_empty() {
                 break;
             }
-            let cut = chunker.next_cut(&pending);
-            let chunk: Bytes = pending.split_to(cut).freeze();
-            total += chunk.len() as u64;
+            let cut = chunker.next_cut(window);
+            let chunk = Bytes::copy_from_slice(&window[..cut]);
+            start += cut;
+            total += cut as u64;
             let id = self.repo.keys().blob_id(&chunk);
             if self.writer.submit(id, chunk)? {
                 self.new_blobs.push(id);
@@ -393,5 +403,78 @@ impl Snapshot<'_> {
             ));
         }
         Ok(Some((chunks, total)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use strata_repo::format::Encryption;
+    use strata_repo::writer::WriterOptions;
+    use strata_repo::InitOptions;
+
+    fn with_snapshot(test: impl FnOnce(&mut Snapshot<'_>)) {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store = Arc::new(strata_store::LocalStore::new(dir.path().join("repo")));
+        let options = InitOptions {
+            encryption: Encryption::None,
+            ..InitOptions::default()
+        };
+        let repo = rt.block_on(Repository::init(store, None, options)).unwrap();
+        let _guard = rt.enter();
+        let writer = BlobWriter::start(repo.clone(), WriterOptions::default());
+        let cache = FilesCache::default();
+        let mut snap = Snapshot {
+            repo: &repo,
+            writer: &writer,
+            old_cache: &cache,
+            exclude: Vec::new(),
+            chunkers: repo.chunkers(),
+            entries: Vec::new(),
+            cache: FilesCache::default(),
+            hard_links: HashMap::new(),
+            summary: NodeSummary::default(),
+            new_blobs: Vec::new(),
+            read_buf: vec![0u8; READ_SIZE],
+        };
+        test(&mut snap);
+        drop(snap);
+        rt.block_on(writer.finish()).unwrap();
+    }
+
+    #[test]
+    fn a_file_that_vanishes_after_listing_is_a_warning_not_an_error() {
+        with_snapshot(|snap| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("wal-segment");
+            std::fs::write(&path, b"soon gone").unwrap();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            // The walker listed and stat'ed the file; it is deleted before it is opened.
+            snap.visit(&path, b"wal-segment".to_vec(), meta).unwrap();
+            assert!(snap.entries.is_empty());
+            assert_eq!(snap.summary.warning_count, 1);
+            assert!(
+                snap.summary.warnings[0].starts_with("vanished:"),
+                "{:?}",
+                snap.summary.warnings
+            );
+        });
+    }
+
+    #[test]
+    fn excludes_match_relative_paths_and_bare_names() {
+        with_snapshot(|snap| {
+            snap.exclude = vec![
+                glob::Pattern::new("*.tmp").unwrap(),
+                glob::Pattern::new("pg_wal/*").unwrap(),
+            ];
+            assert!(snap.excluded(b"base/x.tmp", b"x.tmp"));
+            assert!(snap.excluded(b"pg_wal/000001", b"000001"));
+            assert!(!snap.excluded(b"base/pg_wal", b"pg_wal"));
+            assert!(!snap.excluded(b"base/1259", b"1259"));
+        });
     }
 }

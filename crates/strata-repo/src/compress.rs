@@ -78,7 +78,20 @@ fn looks_incompressible(probe: Option<&mut zstd::bulk::Compressor<'static>>, dat
 
 /// Decompresses a blob whose raw length is known from the index.
 pub fn decompress(data: &[u8], raw_len: usize) -> io::Result<Vec<u8>> {
-    let out = zstd::bulk::decompress(data, raw_len)?;
+    thread_local! {
+        // One decompression context per thread, reused across blobs.
+        static CONTEXT: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let out = CONTEXT.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        slot.as_mut()
+            .expect("just created")
+            .decompress(data, raw_len)
+    })?;
     if out.len() != raw_len {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,

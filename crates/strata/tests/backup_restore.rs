@@ -302,3 +302,32 @@ fn config_default_prints_every_documented_setting() {
     assert!(shown.contains("compression_level = 3"), "{shown}");
     assert!(!shown.contains(PASSWORD));
 }
+
+#[test]
+fn excluded_paths_are_left_out() {
+    let env = Env::new();
+    let src = env.path("src");
+    realistic_tree(&src);
+    env.ok(&[
+        "backup",
+        src.to_str().unwrap(),
+        "--exclude",
+        "*.conf",
+        "--exclude",
+        "base/*",
+    ]);
+    let entries = env.json(&["ls", "latest"]);
+    let paths: Vec<&str> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert!(paths.contains(&"conf.d") && paths.contains(&"base") && paths.contains(&"PG_VERSION"));
+    assert!(
+        !paths
+            .iter()
+            .any(|p| p.ends_with(".conf") || p.starts_with("base/")),
+        "{paths:?}"
+    );
+}
