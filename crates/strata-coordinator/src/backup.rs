@@ -17,6 +17,8 @@ pub struct BackupOptions {
     pub writer: WriterOptions,
     /// Where nodes keep their files caches.
     pub state_dir: PathBuf,
+    /// The request counter of the storage, to record what the backup cost.
+    pub requests: Option<strata_store::CountingStore>,
 }
 
 /// A unique, time-sortable backup name such as `20261122T055350Z-3fa1`.
@@ -67,6 +69,7 @@ pub async fn run_backup(
         ));
     }
     let name = new_backup_name();
+    let requests_before = options.requests.as_ref().map(|c| c.counts());
     let started = std::time::SystemTime::now();
     let clock = Instant::now();
     let writer = Arc::new(BlobWriter::start(repo.clone(), options.writer.clone()));
@@ -139,6 +142,12 @@ pub async fn run_backup(
         status,
         strata_version: env!("CARGO_PKG_VERSION").to_string(),
         nodes: summaries,
+        // Counted up to here; the summary's own PUT is the one request not included.
+        requests: options
+            .requests
+            .as_ref()
+            .zip(requests_before)
+            .map(|(counter, before)| counter.counts().since(&before)),
     };
     repo.save_summary(&summary).await?;
     // The backup is committed: only now may the caches point at its data.

@@ -43,6 +43,7 @@ pub struct Config {
     pub repository: RepositoryConfig,
     pub backup: BackupConfig,
     pub restore: RestoreConfig,
+    pub retry: RetrySettings,
     pub storages: BTreeMap<String, StorageConfig>,
     pub nodes: Vec<NodeConfig>,
 }
@@ -79,6 +80,42 @@ pub struct BackupConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RestoreConfig {
     pub workers: usize,
+}
+
+/// Retries of storage requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// Attempts in all, including the first.
+    pub attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// Time limit of one request.
+    pub timeout_secs: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            attempts: 6,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 10_000,
+            timeout_secs: 300,
+        }
+    }
+}
+
+impl RetrySettings {
+    /// The store layer's form of these settings.
+    pub fn to_retry_config(&self) -> strata_store::RetryConfig {
+        use std::time::Duration;
+        strata_store::RetryConfig {
+            max_attempts: self.attempts.max(1),
+            initial_backoff: Duration::from_millis(self.initial_backoff_ms),
+            max_backoff: Duration::from_millis(self.max_backoff_ms),
+            attempt_timeout: Duration::from_secs(self.timeout_secs.max(1)),
+        }
+    }
 }
 
 /// One storage.
@@ -118,6 +155,7 @@ impl Default for Config {
             repository: RepositoryConfig::default(),
             backup: BackupConfig::default(),
             restore: RestoreConfig::default(),
+            retry: RetrySettings::default(),
             storages,
             nodes: Vec::new(),
         }

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod config;
 mod error;
 pub mod restore;
+pub mod storage;
 pub mod verify;
 
 pub use error::{CoordinatorError, CoordinatorResult};

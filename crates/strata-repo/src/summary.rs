@@ -76,6 +76,9 @@ pub struct BackupSummary {
     /// Version of the strata that wrote it.
     pub strata_version: String,
     pub nodes: Vec<NodeSummary>,
+    /// Storage requests the backup made and bytes it moved (its cost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<strata_store::RequestCounts>,
 }
 
 impl BackupSummary {

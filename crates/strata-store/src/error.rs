@@ -23,6 +23,31 @@ pub enum StoreError {
     /// A location string whose scheme no backend handles.
     #[error("unsupported storage location {0:?} (supported: a local path or file://PATH)")]
     UnsupportedLocation(String),
+    /// A failure worth retrying: a timeout, a dropped connection, a 5xx, a short read.
+    #[error("{op} {key} on {store} failed (transient): {message}")]
+    Transient {
+        op: &'static str,
+        key: String,
+        store: String,
+        message: String,
+    },
+    /// A failure that retrying will not fix: access denied, bad configuration, quota.
+    #[error("{op} {key} on {store} failed: {message}")]
+    Backend {
+        op: &'static str,
+        key: String,
+        store: String,
+        message: String,
+    },
+    /// An operation gave up after retries; the last error is the source.
+    #[error("{op} {key} gave up after {attempts} attempts")]
+    GaveUp {
+        op: &'static str,
+        key: String,
+        attempts: u32,
+        #[source]
+        last: Box<StoreError>,
+    },
     /// An I/O error of the local filesystem.
     #[error("{op} {path}")]
     Io {
@@ -37,6 +62,22 @@ impl StoreError {
     /// True when the object is simply absent, which callers often handle as a normal case.
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
+    }
+
+    /// True when trying again may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Transient { .. } => true,
+            StoreError::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+            ),
+            _ => false,
+        }
     }
 }
 

@@ -9,11 +9,17 @@
 //! Keys are `/`-separated relative paths such as `data/ab/abcdef...`. They never start
 //! with `/` and never contain `..`; [`validate_key`] enforces that for every backend.
 
+mod counting;
 mod error;
+mod fault;
 mod local;
+mod retry;
 
+pub use counting::{CountingStore, RequestCounts};
 pub use error::{StoreError, StoreResult};
+pub use fault::{FaultConfig, FaultyStore};
 pub use local::LocalStore;
+pub use retry::{RetryConfig, RetryStore};
 
 use async_trait::async_trait;
 use bytes::Bytes;

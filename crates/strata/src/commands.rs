@@ -12,11 +12,12 @@ use strata_coordinator::backup::{run_backup, BackupOptions};
 use strata_coordinator::config::{Config, StorageConfig, DEFAULT_CONFIG};
 use strata_coordinator::resolve_backup;
 use strata_coordinator::restore::run_restore;
+use strata_coordinator::storage::Storage;
 use strata_coordinator::verify::run_verify;
 use strata_repo::manifest::EntryKind;
 use strata_repo::writer::WriterOptions;
 use strata_repo::{InitOptions, Repository};
-use strata_store::{DynStore, LocalStore};
+use strata_store::DynStore;
 
 type CommandResult = Result<u8, Failure>;
 
@@ -134,9 +135,11 @@ impl Context {
     }
 
     fn store(&self) -> DynStore {
-        match self.config.default_storage() {
-            StorageConfig::Local { path } => Arc::new(LocalStore::new(path)),
-        }
+        self.storage().store
+    }
+
+    fn storage(&self) -> Storage {
+        Storage::open_default(&self.config)
     }
 
     /// The password from env or file, else asked on the terminal.
@@ -159,7 +162,11 @@ impl Context {
     }
 
     async fn open(&self) -> Result<Arc<Repository>, Failure> {
-        let store = self.store();
+        self.open_storage(&self.storage()).await
+    }
+
+    async fn open_storage(&self, storage: &Storage) -> Result<Arc<Repository>, Failure> {
+        let store = storage.store.clone();
         // Unencrypted repositories need no password: only ask when there is a real key.
         let needs_password = store
             .list("keys/")
@@ -251,7 +258,8 @@ impl Context {
         exclude: Vec<String>,
     ) -> CommandResult {
         let nodes = self.nodes(paths, node_name, exclude)?;
-        let repo = self.open().await?;
+        let storage = self.storage();
+        let repo = self.open_storage(&storage).await?;
         let tuning = &self.config.backup;
         let mut writer = WriterOptions {
             compression_level: tuning.compression_level,
@@ -265,6 +273,7 @@ impl Context {
         let options = BackupOptions {
             writer,
             state_dir: self.config.state_dir(),
+            requests: Some(storage.requests.clone()),
         };
         let summary = run_backup(repo, &nodes, &options).await?;
         if self.global.json {
@@ -328,6 +337,17 @@ impl Context {
             output::size(summary.total(|n| n.stored_bytes)),
             output::size(summary.total(|n| n.new_bytes)),
         ));
+        if let Some(r) = &summary.requests {
+            self.say(format!(
+                "requests  {} PUT, {} GET, {} LIST, {} DELETE; {} sent, {} received",
+                r.put,
+                r.get,
+                r.list,
+                r.delete,
+                output::size(r.bytes_sent),
+                output::size(r.bytes_received)
+            ));
+        }
         self.say("");
         self.say(output::nodes_table(&summary.nodes));
         if !self.global.quiet {

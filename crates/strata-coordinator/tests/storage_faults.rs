@@ -1,0 +1,236 @@
+//! Backups through a storage that fails: transient faults are absorbed by retries and the
+//! backup restores byte for byte; a permanent failure stops the backup with a clear error
+//! and leaves a repository that verifies and takes the next backup.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use strata_agent::backup::NodeSource;
+use strata_agent::restore::RestoreOptions;
+use strata_coordinator::backup::{run_backup, BackupOptions};
+use strata_coordinator::config::Config;
+use strata_coordinator::resolve_backup;
+use strata_coordinator::restore::run_restore;
+use strata_coordinator::storage::Storage;
+use strata_coordinator::verify::run_verify;
+use strata_repo::crypto::KdfParams;
+use strata_repo::writer::WriterOptions;
+use strata_repo::{InitOptions, Repository};
+use strata_store::{DynStore, FaultConfig, FaultyStore, LocalStore};
+
+const PASSWORD: &str = "pw";
+
+fn pseudo_random(len: usize, mut state: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A source tree of ~12 MiB: page files, random files, small files.
+fn make_tree(root: &Path, seed: u64) {
+    std::fs::create_dir_all(root.join("small")).unwrap();
+    std::fs::write(
+        root.join("table"),
+        pseudo_random(5 << 20, seed)
+            .chunks(8192)
+            .flat_map(|p| {
+                let mut page = p[..64].to_vec();
+                page.resize(8192, b'r');
+                page
+            })
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    std::fs::write(root.join("random"), pseudo_random(7 << 20, seed + 1)).unwrap();
+    for i in 0..40 {
+        std::fs::write(
+            root.join(format!("small/{i}")),
+            format!("file {i} seed {seed}"),
+        )
+        .unwrap();
+    }
+}
+
+fn read_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(
+                    path.strip_prefix(root).unwrap().display().to_string(),
+                    std::fs::read(&path).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn fast_init() -> InitOptions {
+    InitOptions {
+        kdf: KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..InitOptions::default()
+    }
+}
+
+fn options(dir: &Path, storage: &Storage) -> BackupOptions {
+    BackupOptions {
+        writer: WriterOptions {
+            pack_size: 1 << 20,
+            ..WriterOptions::default()
+        },
+        state_dir: dir.join("state"),
+        requests: Some(storage.requests.clone()),
+    }
+}
+
+fn quick_config() -> Config {
+    let mut config = Config::default();
+    config.retry.initial_backoff_ms = 1;
+    config.retry.max_backoff_ms = 10;
+    config.retry.attempts = 12;
+    config
+}
+
+fn faulty(base: DynStore, config: FaultConfig) -> (Arc<FaultyStore>, Storage) {
+    let faulty = Arc::new(FaultyStore::new(base, config));
+    let storage = Storage::wrap("faulty", faulty.clone(), &quick_config());
+    (faulty, storage)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_percent_failed_requests_still_give_a_byte_exact_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    make_tree(&src, 1);
+    let base: DynStore = Arc::new(LocalStore::new(dir.path().join("repo")));
+    let (faults, storage) = faulty(
+        base,
+        FaultConfig {
+            fail_ratio: 0.10,
+            truncate_ratio: 0.05,
+            seed: 11,
+            ..FaultConfig::default()
+        },
+    );
+    Repository::init(storage.store.clone(), Some(PASSWORD), fast_init())
+        .await
+        .unwrap();
+    let repo = Repository::open(storage.store.clone(), Some(PASSWORD))
+        .await
+        .unwrap();
+    let node = NodeSource {
+        name: "db".into(),
+        roots: vec![src.display().to_string()],
+        exclude: vec![],
+    };
+    let summary = run_backup(repo.clone(), &[node], &options(dir.path(), &storage))
+        .await
+        .unwrap();
+    assert!(summary.is_complete());
+    let requests = summary.requests.unwrap();
+    assert!(
+        requests.put >= 8 && requests.bytes_sent > 5 << 20,
+        "packs of 1 MiB: {requests:?}"
+    );
+
+    let restored = dir.path().join("restored");
+    let backup = resolve_backup(&repo, "latest").await.unwrap();
+    let report = run_restore(
+        repo.clone(),
+        &backup,
+        &restored,
+        None,
+        RestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        report[0].report.errors.is_empty(),
+        "{:?}",
+        report[0].report.errors
+    );
+    assert_eq!(read_tree(&src), read_tree(&restored));
+    assert!(run_verify(&repo, None, true).await.unwrap().is_ok());
+    assert!(
+        faults.injected() > 5,
+        "only {} faults were injected",
+        faults.injected()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_failure_stops_the_backup_and_the_repository_stays_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    make_tree(&src, 2);
+    let base: DynStore = Arc::new(LocalStore::new(dir.path().join("repo")));
+    let healthy = Storage::wrap("healthy", base.clone(), &quick_config());
+    Repository::init(healthy.store.clone(), Some(PASSWORD), fast_init())
+        .await
+        .unwrap();
+    let node = NodeSource {
+        name: "db".into(),
+        roots: vec![src.display().to_string()],
+        exclude: vec![],
+    };
+
+    // The storage accepts 4 MiB, then refuses every write.
+    let (_faults, broken) = faulty(
+        base.clone(),
+        FaultConfig {
+            fail_after_bytes: Some(4 << 20),
+            ..FaultConfig::default()
+        },
+    );
+    let repo = Repository::open(broken.store.clone(), Some(PASSWORD))
+        .await
+        .unwrap();
+    let err = run_backup(
+        repo,
+        std::slice::from_ref(&node),
+        &options(dir.path(), &broken),
+    )
+    .await
+    .unwrap_err();
+    let message = strata_coordinator::backup::error_chain(&err);
+    assert!(message.contains("write budget exhausted"), "{message}");
+
+    // Nothing half-written is visible; the repository verifies and takes the next backup.
+    let repo = Repository::open(healthy.store.clone(), Some(PASSWORD))
+        .await
+        .unwrap();
+    assert!(repo.list_backups().await.unwrap().is_empty());
+    assert!(run_verify(&repo, None, true).await.unwrap().is_ok());
+    let summary = run_backup(repo.clone(), &[node], &options(dir.path(), &healthy))
+        .await
+        .unwrap();
+    assert!(summary.is_complete());
+    let restored = dir.path().join("restored");
+    run_restore(
+        repo.clone(),
+        &summary,
+        &restored,
+        None,
+        RestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_tree(&src), read_tree(&restored));
+    assert!(run_verify(&repo, None, true).await.unwrap().is_ok());
+}

@@ -1,0 +1,121 @@
+//! Request counting: what a backup cost in requests and bytes, kept in one place.
+
+use crate::{DynStore, ObjectMeta, Store, StoreResult};
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Requests sent to a storage and bytes moved, including failed and retried requests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCounts {
+    pub put: u64,
+    pub get: u64,
+    pub list: u64,
+    pub delete: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+impl RequestCounts {
+    /// The requests made between `earlier` and `self`.
+    pub fn since(&self, earlier: &RequestCounts) -> RequestCounts {
+        RequestCounts {
+            put: self.put - earlier.put,
+            get: self.get - earlier.get,
+            list: self.list - earlier.list,
+            delete: self.delete - earlier.delete,
+            bytes_sent: self.bytes_sent - earlier.bytes_sent,
+            bytes_received: self.bytes_received - earlier.bytes_received,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    put: AtomicU64,
+    get: AtomicU64,
+    list: AtomicU64,
+    delete: AtomicU64,
+    bytes_sent: AtomicU64,
+    bytes_received: AtomicU64,
+}
+
+/// The counting wrapper. Clones share their counters.
+#[derive(Debug, Clone)]
+pub struct CountingStore {
+    inner: DynStore,
+    counters: Arc<Counters>,
+}
+
+impl CountingStore {
+    /// Wraps `inner`.
+    pub fn new(inner: DynStore) -> Self {
+        CountingStore {
+            inner,
+            counters: Arc::default(),
+        }
+    }
+
+    /// The counts so far.
+    pub fn counts(&self) -> RequestCounts {
+        let c = &self.counters;
+        RequestCounts {
+            put: c.put.load(Ordering::Relaxed),
+            get: c.get.load(Ordering::Relaxed),
+            list: c.list.load(Ordering::Relaxed),
+            delete: c.delete.load(Ordering::Relaxed),
+            bytes_sent: c.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: c.bytes_received.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl Store for CountingStore {
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        Self::count(&self.counters.put, 1);
+        Self::count(&self.counters.bytes_sent, data.len() as u64);
+        self.inner.put(key, data).await
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        Self::count(&self.counters.put, 1);
+        Self::count(&self.counters.bytes_sent, data.len() as u64);
+        self.inner.put_if_absent(key, data).await
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        Self::count(&self.counters.get, 1);
+        let data = self.inner.get(key).await?;
+        Self::count(&self.counters.bytes_received, data.len() as u64);
+        Ok(data)
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        Self::count(&self.counters.get, 1);
+        let data = self.inner.get_range(key, range).await?;
+        Self::count(&self.counters.bytes_received, data.len() as u64);
+        Ok(data)
+    }
+
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        Self::count(&self.counters.list, 1);
+        self.inner.list(prefix).await
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        Self::count(&self.counters.delete, 1);
+        self.inner.delete(key).await
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}

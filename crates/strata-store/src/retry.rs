@@ -1,0 +1,163 @@
+//! Retries with exponential backoff and full jitter, and a timeout per attempt.
+//!
+//! Only transient errors (timeouts, dropped connections, 5xx, short reads) are retried;
+//! "not found", "already exists" and permanent errors return at once. A ranged read that
+//! returns fewer bytes than asked is treated as transient, so truncated responses never
+//! reach the repository layer as data.
+
+use crate::{DynStore, ObjectMeta, Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::future::Future;
+use std::ops::Range;
+use std::time::Duration;
+
+/// Retry policy.
+#[derive(Debug, Clone)]
+pub struct RetryConfig {
+    /// Attempts in all, including the first.
+    pub max_attempts: u32,
+    /// Backoff before the second attempt; doubles each time up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Time limit of one attempt.
+    pub attempt_timeout: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            attempt_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The retrying wrapper.
+#[derive(Debug)]
+pub struct RetryStore {
+    inner: DynStore,
+    config: RetryConfig,
+}
+
+impl RetryStore {
+    /// Wraps `inner`.
+    pub fn new(inner: DynStore, config: RetryConfig) -> Self {
+        RetryStore { inner, config }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .config
+            .initial_backoff
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.config.max_backoff);
+        let mut r = [0u8; 8];
+        getrandom::getrandom(&mut r).expect("the OS random source is available");
+        let fraction = (u64::from_le_bytes(r) >> 11) as f64 / (1u64 << 53) as f64;
+        ceiling.mul_f64(fraction)
+    }
+
+    async fn retry<T, F, Fut>(&self, op: &'static str, key: &str, mut call: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = StoreResult<T>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let error = match tokio::time::timeout(self.config.attempt_timeout, call()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(err)) if !err.is_transient() => return Err(err),
+                Ok(Err(err)) => err,
+                Err(_) => StoreError::Transient {
+                    op,
+                    key: key.to_string(),
+                    store: self.inner.describe(),
+                    message: format!("no answer within {:?}", self.config.attempt_timeout),
+                },
+            };
+            if attempt >= self.config.max_attempts {
+                return Err(StoreError::GaveUp {
+                    op,
+                    key: key.to_string(),
+                    attempts: attempt,
+                    last: Box::new(error),
+                });
+            }
+            tokio::time::sleep(self.backoff(attempt - 1)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Store for RetryStore {
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.retry("put", key, || self.inner.put(key, data.clone()))
+            .await
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        // Not retried blindly: after a lost answer a retry would see our own object and
+        // report "already exists". Compare the content to tell the two apart.
+        let mut attempt_made = false;
+        self.retry("put", key, || {
+            let data = data.clone();
+            let first = !attempt_made;
+            attempt_made = true;
+            async move {
+                match self.inner.put_if_absent(key, data.clone()).await {
+                    Err(StoreError::AlreadyExists { .. }) if !first => {
+                        match self.inner.get(key).await {
+                            Ok(existing) if existing == data => Ok(()),
+                            _ => Err(StoreError::AlreadyExists {
+                                key: key.to_string(),
+                                store: self.inner.describe(),
+                            }),
+                        }
+                    }
+                    other => other,
+                }
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        self.retry("get", key, || self.inner.get(key)).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        let wanted = range.end.saturating_sub(range.start);
+        self.retry("get", key, || {
+            let range = range.clone();
+            async move {
+                let data = self.inner.get_range(key, range).await?;
+                if data.len() as u64 != wanted {
+                    return Err(StoreError::Transient {
+                        op: "get",
+                        key: key.to_string(),
+                        store: self.inner.describe(),
+                        message: format!("short read: {} of {wanted} bytes", data.len()),
+                    });
+                }
+                Ok(data)
+            }
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        self.retry("list", prefix, || self.inner.list(prefix)).await
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.retry("delete", key, || self.inner.delete(key)).await
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
