@@ -114,7 +114,8 @@ fn restore_around_damage(env: &Env, src: &Path, damaged: &[String]) {
     let mut intact = 0;
     for (path, want) in &expected {
         let shown = String::from_utf8_lossy(path);
-        let is_damaged = damaged.iter().any(|d| d.as_bytes() == path.as_slice())
+        // verify names files in UTF-8 (lossy for other names), as JSON must.
+        let is_damaged = damaged.iter().any(|d| *d == shown)
             || want
                 .link_group()
                 .is_some_and(|g| damaged_groups.contains(&g));
