@@ -7,7 +7,9 @@
 //! (`latest` means the newest *complete* backup), restores, and verifies.
 
 pub mod backup;
+pub mod catalog;
 pub mod config;
+pub mod copy;
 mod error;
 pub mod restore;
 pub mod storage;

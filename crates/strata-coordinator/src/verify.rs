@@ -42,6 +42,18 @@ impl VerifyReport {
     pub fn is_ok(&self) -> bool {
         self.problems.is_empty()
     }
+
+    /// Adds the findings of another verification (of another storage).
+    pub fn absorb(&mut self, other: VerifyReport) {
+        self.backups += other.backups;
+        self.manifests += other.manifests;
+        self.files += other.files;
+        self.blobs_checked += other.blobs_checked;
+        self.packs_checked += other.packs_checked;
+        self.bytes_read += other.bytes_read;
+        self.problems.extend(other.problems);
+        self.damaged_files.extend(other.damaged_files);
+    }
 }
 
 /// Verifies one backup (`Some(name)`) or all of them.

@@ -102,6 +102,17 @@ impl Repository {
 
     /// Opens an existing repository and loads its index.
     pub async fn open(store: DynStore, password: Option<&str>) -> RepoResult<Arc<Repository>> {
+        let repo = Repository::open_catalog(store, password).await?;
+        repo.reload_index().await?;
+        Ok(repo)
+    }
+
+    /// Opens a repository for reading summaries and manifests only, without loading the
+    /// index: listing backups then costs one LIST and the summary reads.
+    pub async fn open_catalog(
+        store: DynStore,
+        password: Option<&str>,
+    ) -> RepoResult<Arc<Repository>> {
         let location = store.describe();
         let raw = match store.get("config").await {
             Ok(raw) => raw,
@@ -133,9 +144,7 @@ impl Repository {
         let Some(keys) = keys else {
             return Err(last_err.expect("at least one key was tried"));
         };
-        let repo = Repository::assemble(store, config, keys);
-        repo.reload_index().await?;
-        Ok(Arc::new(repo))
+        Ok(Arc::new(Repository::assemble(store, config, keys)))
     }
 
     fn assemble(store: DynStore, config: RepoConfig, keys: MasterKeys) -> Repository {

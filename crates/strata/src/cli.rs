@@ -28,6 +28,11 @@ pub struct Global {
     /// Repository location (a directory), overriding the config's storages.
     #[arg(long, global = true, env = "STRATA_REPO")]
     pub repo: Option<String>,
+    /// Use only this configured storage: new backups go there, and other commands look
+    /// for backups only there (default: backups go to `default_storage`, every storage is
+    /// searched).
+    #[arg(long, global = true, env = "STRATA_STORAGE")]
+    pub storage: Option<String>,
     /// State directory for the files cache of in-process nodes.
     #[arg(long, global = true, env = "STRATA_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
@@ -41,7 +46,7 @@ pub struct Global {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a new repository in the default storage (or --repo).
+    /// Create a new repository in the default storage (or --storage, or --repo).
     Init,
     /// Back up PATHs as one node, or every node of the config when no PATH is given.
     Backup {
@@ -90,6 +95,14 @@ pub enum Command {
         /// Backup names or unique prefixes.
         #[arg(required = true)]
         backups: Vec<String>,
+    },
+    /// Copy a backup to another configured storage, sending only the data it lacks.
+    Copy {
+        /// Backup name, unique prefix, or `latest`.
+        backup: String,
+        /// Name of the target storage (initialised with `strata init --storage NAME`).
+        #[arg(long)]
+        to: String,
     },
     /// Check that backups are restorable: structure, and with --read-data every byte.
     Verify {

@@ -9,12 +9,14 @@ use std::sync::Arc;
 use strata_agent::backup::NodeSource;
 use strata_agent::restore::RestoreOptions;
 use strata_coordinator::backup::{run_backup, BackupOptions};
+use strata_coordinator::catalog::Catalog;
 use strata_coordinator::config::{Config, StorageConfig, DEFAULT_CONFIG};
-use strata_coordinator::resolve_backup;
+use strata_coordinator::copy::copy_backup;
 use strata_coordinator::restore::run_restore;
 use strata_coordinator::storage::Storage;
-use strata_coordinator::verify::run_verify;
+use strata_coordinator::verify::{run_verify, VerifyReport};
 use strata_repo::manifest::EntryKind;
+use strata_repo::summary::BackupSummary;
 use strata_repo::writer::WriterOptions;
 use strata_repo::{InitOptions, Repository};
 
@@ -32,6 +34,7 @@ pub async fn run(cli: Cli) -> CommandResult {
     let ctx = Context::load(cli.global)?;
     match cli.command {
         Command::Init => ctx.init().await,
+        Command::Copy { backup, to } => ctx.copy(&backup, &to).await,
         Command::Backup {
             paths,
             node_name,
@@ -111,6 +114,16 @@ impl Context {
             config.default_storage = "cli".into();
             config.validate()?;
         }
+        if let Some(name) = &global.storage {
+            if !config.storages.contains_key(name) {
+                return Err(Failure::new(
+                    code::USAGE,
+                    format!("no storage named {name:?} in the configuration"),
+                ));
+            }
+            config.storages.retain(|n, _| n == name);
+            config.default_storage = name.clone();
+        }
         if let Some(dir) = &global.state_dir {
             config.state_dir = Some(dir.clone());
         }
@@ -146,24 +159,51 @@ impl Context {
         Ok(Some(first))
     }
 
-    async fn open(&self) -> Result<Arc<Repository>, Failure> {
-        self.open_storage(&self.storage()?).await
-    }
-
-    async fn open_storage(&self, storage: &Storage) -> Result<Arc<Repository>, Failure> {
-        let store = storage.store.clone();
-        // Unencrypted repositories need no password: only ask when there is a real key.
-        let needs_password = store
+    /// The password when `storage` is encrypted (unencrypted repositories have no real
+    /// key, so nobody is asked for one).
+    async fn password_for(&self, storage: &Storage) -> Result<Option<String>, Failure> {
+        let needs_password = storage
+            .store
             .list("keys/")
             .await
             .map(|keys| !keys.is_empty())
             .unwrap_or(true);
-        let password = if needs_password {
-            self.password(false)?
+        if needs_password {
+            self.password(false)
         } else {
-            None
-        };
-        Ok(Repository::open(store, password.as_deref()).await?)
+            Ok(None)
+        }
+    }
+
+    async fn open_storage(&self, storage: &Storage) -> Result<Arc<Repository>, Failure> {
+        let password = self.password_for(storage).await?;
+        Ok(Repository::open(storage.store.clone(), password.as_deref()).await?)
+    }
+
+    /// Every configured storage, for commands that find backups wherever they are.
+    async fn catalog(&self) -> Result<Catalog, Failure> {
+        let password = self.password_for(&self.storage()?).await?;
+        let catalog = Catalog::open(&self.config, password.as_deref()).await?;
+        for (name, why) in &catalog.unavailable {
+            if !self.global.quiet {
+                eprintln!("strata: warning: storage {name} is not available: {why}");
+            }
+        }
+        Ok(catalog)
+    }
+
+    /// Finds a backup in any storage and opens its repository with the index loaded.
+    async fn find(
+        &self,
+        catalog: &Catalog,
+        wanted: &str,
+        index: bool,
+    ) -> Result<(Arc<Repository>, BackupSummary), Failure> {
+        let (place, summary) = catalog.find(wanted).await?;
+        if index {
+            place.repo.reload_index().await?;
+        }
+        Ok((place.repo.clone(), summary))
     }
 
     async fn init(&self) -> CommandResult {
@@ -289,10 +329,18 @@ impl Context {
     }
 
     async fn list(&self) -> CommandResult {
-        let repo = self.open().await?;
-        let backups = repo.list_backups().await?;
+        let catalog = self.catalog().await?;
+        let backups = catalog.list().await?;
         if self.global.json {
-            print_json(&backups);
+            let rows: Vec<serde_json::Value> = backups
+                .iter()
+                .map(|b| {
+                    let mut row = serde_json::to_value(&b.summary).expect("summaries serialize");
+                    row["storage"] = serde_json::Value::String(b.storage.clone());
+                    row
+                })
+                .collect();
+            print_json(&rows);
         } else if backups.is_empty() {
             self.say("no backups yet (run `strata backup`)");
         } else {
@@ -302,14 +350,16 @@ impl Context {
     }
 
     async fn show(&self, wanted: &str) -> CommandResult {
-        let repo = self.open().await?;
-        let summary = resolve_backup(&repo, wanted).await?;
+        let catalog = self.catalog().await?;
+        let (place, summary) = catalog.find(wanted).await?;
+        let storage = place.storage.name.clone();
         if self.global.json {
             print_json(&summary);
             return Ok(0);
         }
         self.say(format!("backup    {}", summary.name));
         self.say(format!("status    {}", summary.status.as_str()));
+        self.say(format!("storage   {storage}"));
         self.say(format!(
             "started   {} (took {})",
             summary.started,
@@ -342,8 +392,8 @@ impl Context {
     }
 
     async fn ls(&self, wanted: &str, node: Option<&str>, path: Option<&str>) -> CommandResult {
-        let repo = self.open().await?;
-        let summary = resolve_backup(&repo, wanted).await?;
+        let catalog = self.catalog().await?;
+        let (repo, summary) = self.find(&catalog, wanted, false).await?;
         let prefix = path
             .map(|p| p.trim_matches('/').as_bytes().to_vec())
             .unwrap_or_default();
@@ -419,8 +469,8 @@ impl Context {
         node: Option<&str>,
         path: Option<String>,
     ) -> CommandResult {
-        let repo = self.open().await?;
-        let summary = resolve_backup(&repo, wanted).await?;
+        let catalog = self.catalog().await?;
+        let (repo, summary) = self.find(&catalog, wanted, true).await?;
         let mut options = RestoreOptions::default();
         if self.config.restore.workers > 0 {
             options.workers = self.config.restore.workers;
@@ -472,7 +522,7 @@ impl Context {
     }
 
     async fn delete(&self, wanted: &[String]) -> CommandResult {
-        let repo = self.open().await?;
+        let catalog = self.catalog().await?;
         for name in wanted {
             if name == "latest" {
                 return Err(Failure::new(
@@ -480,7 +530,24 @@ impl Context {
                     "name backups to delete explicitly, not `latest`",
                 ));
             }
-            let summary = resolve_backup(&repo, name).await?;
+            let (repo, summary) = self.find(&catalog, name, false).await?;
+            let holders: Vec<String> = catalog
+                .list()
+                .await?
+                .into_iter()
+                .filter(|b| b.summary.name == summary.name)
+                .map(|b| b.storage)
+                .collect();
+            if holders.len() > 1 {
+                return Err(Failure::new(
+                    code::USAGE,
+                    format!(
+                        "backup {} is in storages {}: choose one with --storage",
+                        summary.name,
+                        holders.join(", ")
+                    ),
+                ));
+            }
             repo.delete_backup(&summary.name).await?;
             self.say(format!("deleted backup {}", summary.name));
         }
@@ -488,8 +555,23 @@ impl Context {
     }
 
     async fn verify(&self, backup: Option<&str>, read_data: bool) -> CommandResult {
-        let repo = self.open().await?;
-        let report = run_verify(&repo, backup, read_data).await?;
+        let catalog = self.catalog().await?;
+        let mut report = VerifyReport::default();
+        let targets: Vec<(Arc<Repository>, Option<String>)> = match backup {
+            Some(wanted) => {
+                let (repo, summary) = self.find(&catalog, wanted, true).await?;
+                vec![(repo, Some(summary.name))]
+            }
+            None => catalog
+                .places
+                .iter()
+                .map(|p| (p.repo.clone(), None))
+                .collect(),
+        };
+        for (repo, name) in targets {
+            repo.reload_index().await?;
+            report.absorb(run_verify(&repo, name.as_deref(), read_data).await?);
+        }
         if self.global.json {
             print_json(&report);
         } else {
@@ -528,6 +610,34 @@ impl Context {
                 report.damaged_files.len()
             ),
         ))
+    }
+}
+
+impl Context {
+    async fn copy(&self, wanted: &str, to: &str) -> CommandResult {
+        let catalog = self.catalog().await?;
+        let (source, summary) = self.find(&catalog, wanted, true).await?;
+        let target = catalog.place(to)?.repo.clone();
+        target.reload_index().await?;
+        let writer = WriterOptions {
+            compression_level: self.config.backup.compression_level,
+            pack_size: self.config.backup.pack_size_mib as usize * 1024 * 1024,
+            ..WriterOptions::default()
+        };
+        let report = copy_backup(source, target, &summary, writer).await?;
+        if self.global.json {
+            print_json(&report);
+        } else {
+            self.say(format!(
+                "copied backup {} to storage {to}: {} of {} blobs sent ({}), {} verified",
+                report.backup,
+                report.blobs_sent,
+                report.blobs,
+                output::size(report.bytes_sent),
+                report.blobs_verified
+            ));
+        }
+        Ok(0)
     }
 }
 

@@ -2,7 +2,8 @@
 
 use comfy_table::presets::NOTHING;
 use comfy_table::{CellAlignment, Table};
-use strata_repo::summary::{BackupSummary, NodeSummary};
+use strata_coordinator::catalog::Located;
+use strata_repo::summary::NodeSummary;
 
 /// Binary-unit sizes: `1.5 GiB`.
 pub fn size(bytes: u64) -> String {
@@ -50,12 +51,14 @@ fn start_time(rfc3339: &str) -> String {
 }
 
 /// The `strata list` table.
-pub fn backups_table(backups: &[BackupSummary]) -> String {
+pub fn backups_table(backups: &[Located]) -> String {
     let rows = backups
         .iter()
-        .map(|b| {
+        .map(|located| {
+            let b = &located.summary;
             vec![
                 b.name.clone(),
+                located.storage.clone(),
                 start_time(&b.started),
                 duration(b.duration_ms),
                 b.nodes.len().to_string(),
@@ -70,6 +73,7 @@ pub fn backups_table(backups: &[BackupSummary]) -> String {
     table(
         &[
             "name",
+            "storage",
             "start (UTC)",
             "duration",
             "nodes",
@@ -80,7 +84,7 @@ pub fn backups_table(backups: &[BackupSummary]) -> String {
             "status",
         ],
         rows,
-        &[2, 3, 4, 5, 6, 7],
+        &[3, 4, 5, 6, 7, 8],
     )
 }
 

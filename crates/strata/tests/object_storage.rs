@@ -66,3 +66,97 @@ fn backup_and_restore_through_s3() {
 fn backup_and_restore_through_azure_blob() {
     round_trip(&servers::azure());
 }
+
+/// Backups in storage A (a directory), the default switched to B (S3), new backups in B;
+/// both stay restorable; `copy` moves an old backup to B with only the missing data, and
+/// A's copy can then be deleted.
+#[test]
+fn migrating_between_storages_keeps_every_backup_usable() {
+    let s3 = servers::s3();
+    let env = Env::empty();
+    let options: Vec<String> = s3
+        .options
+        .iter()
+        .map(|(k, v)| format!("{k} = {v:?}"))
+        .collect();
+    let config = |default: &str| {
+        format!(
+            "default_storage = \"{default}\"\n[storages.a]\npath = \"repo-a\"\n[storages.b]\nurl = \"{}\"\noptions = {{ {} }}\n",
+            s3.url,
+            options.join(", ")
+        )
+    };
+    let run = |args: &[&str]| {
+        let out = env
+            .command()
+            .env_remove("STRATA_REPO")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "strata {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let src = env.path("src");
+    realistic_tree(&src);
+    let keep_v1 = env.path("v1");
+    std::fs::write(env.path("strata.toml"), config("a")).unwrap();
+    run(&["init"]);
+    run(&["init", "--storage", "b"]);
+    let v1: serde_json::Value =
+        serde_json::from_str(&run(&["backup", src.to_str().unwrap(), "--json"])).unwrap();
+    let v1_name = v1["name"].as_str().unwrap().to_string();
+    run(&["restore", &v1_name, "--to", keep_v1.to_str().unwrap()]);
+
+    // Switch the default to B and change the data.
+    std::fs::write(env.path("strata.toml"), config("b")).unwrap();
+    std::fs::write(src.join("new-in-v2"), b"only in the second backup").unwrap();
+    run(&["backup", src.to_str().unwrap()]);
+    let list: serde_json::Value = serde_json::from_str(&run(&["list", "--json"])).unwrap();
+    let places: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["storage"].as_str().unwrap())
+        .collect();
+    assert_eq!(places, ["a", "b"]);
+    let table = run(&["list"]);
+    assert!(
+        table.contains("storage") && table.contains(" a ") && table.contains(" b "),
+        "{table}"
+    );
+
+    // The old backup restores from A, the new one from B.
+    let old = env.path("old");
+    run(&["restore", &v1_name, "--to", old.to_str().unwrap()]);
+    assert_same_tree(&keep_v1, &old);
+    let new = env.path("new");
+    run(&["restore", "latest", "--to", new.to_str().unwrap()]);
+    assert_same_tree(&src, &new);
+
+    // Copy v1 to B: blobs B already holds (e.g. unchanged small files) are not sent again.
+    let copied: serde_json::Value =
+        serde_json::from_str(&run(&["copy", &v1_name, "--to", "b", "--json"])).unwrap();
+    assert_eq!(copied["blobs_verified"], copied["blobs"]);
+    assert!(copied["blobs"].as_u64().unwrap() > 10);
+    assert!(copied["blobs_sent"].as_u64().unwrap() < copied["blobs"].as_u64().unwrap());
+    // Deleting a name held twice needs a storage; then A's copy goes.
+    let ambiguous = env
+        .command()
+        .env_remove("STRATA_REPO")
+        .args(["delete", &v1_name])
+        .output()
+        .unwrap();
+    assert_eq!(ambiguous.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&ambiguous.stderr).contains("--storage"));
+    run(&["delete", &v1_name, "--storage", "a"]);
+    let list: serde_json::Value = serde_json::from_str(&run(&["list", "--json"])).unwrap();
+    assert!(list.as_array().unwrap().iter().all(|b| b["storage"] == "b"));
+    let from_b = env.path("from-b");
+    run(&["restore", &v1_name, "--to", from_b.to_str().unwrap()]);
+    assert_same_tree(&keep_v1, &from_b);
+    run(&["verify", "--read-data"]);
+}

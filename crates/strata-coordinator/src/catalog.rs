@@ -1,0 +1,129 @@
+//! Backups across every configured storage.
+//!
+//! Each storage is a repository of its own. New backups go to the default storage, but
+//! `list`, `show`, `restore` and `verify` see the backups of all of them, so switching the
+//! default from one storage to another leaves the old backups usable where they are.
+
+use crate::config::Config;
+use crate::storage::Storage;
+use crate::{CoordinatorError, CoordinatorResult};
+use std::sync::Arc;
+use strata_repo::summary::BackupSummary;
+use strata_repo::{RepoError, Repository};
+
+/// A storage of the configuration and its repository, opened for reading summaries.
+#[derive(Debug, Clone)]
+pub struct Place {
+    pub storage: Storage,
+    pub repo: Arc<Repository>,
+}
+
+/// A backup and the storage that holds it.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub storage: String,
+    pub summary: BackupSummary,
+}
+
+/// Every storage of the configuration, default first.
+pub struct Catalog {
+    pub places: Vec<Place>,
+    /// Storages that could not be opened, with the reason (one line each).
+    pub unavailable: Vec<(String, String)>,
+}
+
+impl Catalog {
+    /// Opens every storage. The default storage must open; another storage without a
+    /// repository or unreachable is recorded in `unavailable` rather than failing
+    /// everything. A wrong password fails at once.
+    pub async fn open(config: &Config, password: Option<&str>) -> CoordinatorResult<Catalog> {
+        let mut names: Vec<&String> = config.storages.keys().collect();
+        names.sort_by_key(|n| (*n != &config.default_storage, n.to_string()));
+        let mut places = Vec::new();
+        let mut unavailable = Vec::new();
+        for name in names {
+            let storage = Storage::open(config, name)?;
+            match Repository::open_catalog(storage.store.clone(), password).await {
+                Ok(repo) => places.push(Place { storage, repo }),
+                // The default storage must work; others may be down for a while.
+                Err(err) if name == &config.default_storage => return Err(err.into()),
+                Err(err @ (RepoError::WrongPassword(_) | RepoError::PasswordRequired(_))) => {
+                    return Err(err.into())
+                }
+                Err(err) => unavailable.push((name.clone(), crate::backup::error_chain(&err))),
+            }
+        }
+        Ok(Catalog {
+            places,
+            unavailable,
+        })
+    }
+
+    /// The place named `name`.
+    pub fn place(&self, name: &str) -> CoordinatorResult<&Place> {
+        self.places
+            .iter()
+            .find(|p| p.storage.name == name)
+            .ok_or_else(|| {
+                let why = self
+                    .unavailable
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, why)| why.clone())
+                    .unwrap_or_else(|| "no such storage in the configuration".into());
+                CoordinatorError::NoBackup(format!("storage {name:?} is not available: {why}"))
+            })
+    }
+
+    /// Every backup of every storage, oldest first.
+    pub async fn list(&self) -> CoordinatorResult<Vec<Located>> {
+        let mut out = Vec::new();
+        for place in &self.places {
+            for summary in place.repo.list_backups().await? {
+                out.push(Located {
+                    storage: place.storage.name.clone(),
+                    summary,
+                });
+            }
+        }
+        out.sort_by(|a, b| {
+            (&a.summary.started, &a.summary.name).cmp(&(&b.summary.started, &b.summary.name))
+        });
+        Ok(out)
+    }
+
+    /// Finds a backup by name, unique prefix, or `latest` (the newest complete backup of
+    /// any storage).
+    pub async fn find(&self, wanted: &str) -> CoordinatorResult<(&Place, BackupSummary)> {
+        let all = self.list().await?;
+        let found = if wanted == "latest" {
+            all.into_iter()
+                .rev()
+                .find(|b| b.summary.is_complete())
+                .ok_or_else(|| {
+                    CoordinatorError::NoBackup("no complete backup in any storage".into())
+                })?
+        } else if let Some(exact) = all.iter().find(|b| b.summary.name == wanted) {
+            exact.clone()
+        } else {
+            let mut matches = all
+                .into_iter()
+                .filter(|b| b.summary.name.starts_with(wanted));
+            match (matches.next(), matches.next()) {
+                (Some(one), None) => one,
+                (Some(_), Some(_)) => {
+                    return Err(CoordinatorError::NoBackup(format!(
+                        "{wanted:?} matches several backups; give more of the name"
+                    )))
+                }
+                _ => {
+                    return Err(CoordinatorError::NoBackup(format!(
+                        "no backup named {wanted:?} (see `strata list`)"
+                    )))
+                }
+            }
+        };
+        let place = self.place(&found.storage)?;
+        Ok((place, found.summary))
+    }
+}
