@@ -9,14 +9,18 @@
 
 use crate::{AgentError, AgentResult};
 use filetime::FileTime;
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use strata_repo::id::pack_key;
+use strata_repo::index::BlobLocation;
 use strata_repo::manifest::{validate_relative_path, Entry, EntryKind, NodeManifest};
 use strata_repo::{BlobId, RepoError, Repository};
 use tokio::runtime::Handle;
@@ -127,6 +131,24 @@ pub async fn restore_node(
     .expect("restore thread panicked")
 }
 
+/// A file being restored: its temporary file fills up piece by piece.
+struct FileJob<'e> {
+    entry: &'e Entry,
+    path: PathBuf,
+    temp: PathBuf,
+    /// Pieces not yet handled; the one that brings it to zero finishes the file.
+    remaining: AtomicUsize,
+    failure: Mutex<Option<String>>,
+}
+
+/// One blob of one file: where it goes and where it comes from.
+struct Piece {
+    file: usize,
+    at: u64,
+    id: BlobId,
+    location: BlobLocation,
+}
+
 struct Restorer {
     repo: Arc<Repository>,
     manifest: Arc<NodeManifest>,
@@ -182,24 +204,40 @@ impl Restorer {
                 Err(err) => self.fail(entry, err),
             }
         }
-        // 2. Regular files, in parallel.
-        let files: Vec<&Entry> = entries
+        // 2. Regular files: prepared one by one, then filled pack by pack in parallel.
+        let mut jobs = Vec::new();
+        let mut by_pack: HashMap<u32, Vec<Piece>> = HashMap::new();
+        for entry in entries
             .iter()
-            .copied()
             .filter(|e| matches!(e.kind, EntryKind::File { .. }))
-            .collect();
+        {
+            if self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            self.prepare_file(entry, &mut jobs, &mut by_pack);
+        }
+        let mut packs: Vec<(u32, Vec<Piece>)> = by_pack.into_iter().collect();
+        for (_, pieces) in &mut packs {
+            pieces.sort_by_key(|p| (p.location.offset, p.file));
+        }
         let next = AtomicUsize::new(0);
         std::thread::scope(|scope| {
             for _ in 0..self.options.workers.max(1) {
                 scope.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= files.len() || self.stop.load(Ordering::Relaxed) {
+                    if i >= packs.len() || self.stop.load(Ordering::Relaxed) {
                         return;
                     }
-                    self.restore_file(files[i]);
+                    self.restore_pack(&jobs, packs[i].0, &packs[i].1);
                 });
             }
         });
+        // Files a stopped restore did not finish leave no trace.
+        for job in &jobs {
+            if job.remaining.load(Ordering::Relaxed) > 0 {
+                let _ = fs::remove_file(&job.temp);
+            }
+        }
         if let Some(path) = self.disk_full.lock().unwrap().take() {
             return Err(AgentError::DiskFull { path });
         }
@@ -241,7 +279,14 @@ impl Restorer {
         Ok(report)
     }
 
-    fn restore_file(&self, entry: &Entry) {
+    /// Checks, creates and plans one file: kept when already correct, else a temporary
+    /// file of the final size whose pieces are listed by pack.
+    fn prepare_file<'e>(
+        &self,
+        entry: &'e Entry,
+        jobs: &mut Vec<FileJob<'e>>,
+        by_pack: &mut HashMap<u32, Vec<Piece>>,
+    ) {
         let EntryKind::File { size, chunks } = &entry.kind else {
             return;
         };
@@ -265,52 +310,177 @@ impl Restorer {
             }
             return;
         }
+        let mut pieces = Vec::with_capacity(chunks.len());
+        let mut at = 0u64;
+        {
+            let index = self.repo.index();
+            for id in chunks {
+                let Some(location) = index.get(id) else {
+                    return self.fail(entry, RepoError::MissingBlob(id.to_hex()));
+                };
+                pieces.push(Piece {
+                    file: jobs.len(),
+                    at,
+                    id: *id,
+                    location,
+                });
+                at += location.raw_length as u64;
+            }
+        }
+        if at != *size {
+            return self.fail(
+                entry,
+                format!("its blobs hold {at} bytes but the backup records {size}"),
+            );
+        }
         let temp = temp_name(&path);
-        match self.write_content(&temp, *size, chunks) {
-            Ok(()) => {}
-            Err(WriteError::Io(err)) if is_disk_full(&err) => {
-                let _ = fs::remove_file(&temp);
-                self.disk_full.lock().unwrap().get_or_insert(path);
-                self.stop.store(true, Ordering::Relaxed);
-                return;
-            }
-            Err(err) => {
-                let _ = fs::remove_file(&temp);
-                return self.fail(entry, err);
-            }
-        }
-        let published = replace_with(&temp, &path).and_then(|_| self.apply_metadata(&path, entry));
-        match published {
-            Ok(()) => self.report.lock().unwrap().files += 1,
-            Err(err) => {
-                let _ = fs::remove_file(&temp);
-                self.fail(entry, err);
-            }
-        }
-    }
-
-    fn write_content(&self, temp: &Path, size: u64, chunks: &[BlobId]) -> Result<(), WriteError> {
-        let mut file = OpenOptions::new()
+        let created = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .mode(0o600)
-            .open(temp)?;
-        let mut written = 0u64;
-        for id in chunks {
+            .open(&temp)
+            .and_then(|file| file.set_len(*size));
+        if let Err(err) = created {
+            let _ = fs::remove_file(&temp);
+            return self.write_failed(entry, &path, err);
+        }
+        let job = FileJob {
+            entry,
+            path,
+            temp,
+            remaining: AtomicUsize::new(pieces.len()),
+            failure: Mutex::new(None),
+        };
+        if pieces.is_empty() {
+            self.finish_file(&job);
+        }
+        jobs.push(job);
+        for piece in pieces {
+            by_pack.entry(piece.location.pack).or_default().push(piece);
+        }
+    }
+
+    /// Fetches what the pieces need from one pack (in a few ranged reads) and writes each
+    /// verified blob where it belongs.
+    fn restore_pack(&self, jobs: &[FileJob<'_>], pack: u32, pieces: &[Piece]) {
+        /// Bytes of unneeded data worth reading through rather than making a new request.
+        const GAP: u64 = 1 << 20;
+        const MAX_SPAN: u64 = 16 << 20;
+        let key = pack_key(&self.repo.index().pack(pack).0);
+        let mut first = 0;
+        while first < pieces.len() {
             if self.stop.load(Ordering::Relaxed) {
-                return Err(WriteError::Stopped);
+                return;
             }
-            let data = self.runtime.block_on(self.repo.read_blob(id))?;
-            file.write_all(&data)?;
-            written += data.len() as u64;
+            let start = pieces[first].location.offset;
+            let mut end = start + pieces[first].location.length as u64;
+            let mut last = first + 1;
+            while let Some(next) = pieces.get(last) {
+                let next_end = next.location.offset + next.location.length as u64;
+                if next.location.offset > end + GAP || next_end.max(end) - start > MAX_SPAN {
+                    break;
+                }
+                end = end.max(next_end);
+                last += 1;
+            }
+            let span = &pieces[first..last];
+            first = last;
+            let bytes = match self
+                .runtime
+                .block_on(self.repo.store().get_range(&key, start..end))
+            {
+                Ok(bytes) => bytes,
+                Err(err) => {
+                    let why = err.to_string();
+                    span.iter()
+                        .for_each(|p| self.piece_done(&jobs[p.file], Some(why.clone())));
+                    continue;
+                }
+            };
+            let mut opened: Option<(BlobId, Vec<u8>)> = None;
+            for piece in span {
+                let job = &jobs[piece.file];
+                if job.failure.lock().unwrap().is_some() {
+                    self.piece_done(job, None);
+                    continue;
+                }
+                if opened.as_ref().is_none_or(|(id, _)| *id != piece.id) {
+                    let at = (piece.location.offset - start) as usize;
+                    let sealed = bytes
+                        .get(at..at + piece.location.length as usize)
+                        .unwrap_or_default();
+                    match self.repo.open_blob(&piece.id, sealed, &piece.location) {
+                        Ok(plain) => opened = Some((piece.id, plain)),
+                        Err(err) => {
+                            opened = None;
+                            self.piece_done(job, Some(err.to_string()));
+                            continue;
+                        }
+                    }
+                }
+                let data = &opened.as_ref().expect("opened above").1;
+                let written = OpenOptions::new()
+                    .write(true)
+                    .open(&job.temp)
+                    .and_then(|file| file.write_all_at(data, piece.at));
+                match written {
+                    Ok(()) => self.piece_done(job, None),
+                    Err(err) if is_disk_full(&err) => {
+                        self.disk_full
+                            .lock()
+                            .unwrap()
+                            .get_or_insert(job.path.clone());
+                        self.stop.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    Err(err) => self.piece_done(job, Some(err.to_string())),
+                }
+            }
         }
-        if written != size {
-            return Err(WriteError::Size { written, size });
+    }
+
+    /// Counts a piece as handled (with the reason when it failed); the last one finishes
+    /// the file.
+    fn piece_done(&self, job: &FileJob<'_>, failure: Option<String>) {
+        if let Some(why) = failure {
+            job.failure.lock().unwrap().get_or_insert(why);
         }
-        file.flush()?;
-        self.bytes.fetch_add(written, Ordering::Relaxed);
-        Ok(())
+        if job.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.finish_file(job);
+        }
+    }
+
+    /// Publishes a complete file under its name, or removes a failed one.
+    fn finish_file(&self, job: &FileJob<'_>) {
+        if let Some(why) = job.failure.lock().unwrap().take() {
+            let _ = fs::remove_file(&job.temp);
+            return self.fail(job.entry, why);
+        }
+        let published = replace_with(&job.temp, &job.path)
+            .and_then(|_| self.apply_metadata(&job.path, job.entry));
+        match published {
+            Ok(()) => {
+                self.report.lock().unwrap().files += 1;
+                self.bytes.fetch_add(job.entry.size(), Ordering::Relaxed);
+            }
+            Err(err) => {
+                let _ = fs::remove_file(&job.temp);
+                self.fail(job.entry, err);
+            }
+        }
+    }
+
+    fn write_failed(&self, entry: &Entry, path: &Path, err: io::Error) {
+        if is_disk_full(&err) {
+            self.disk_full
+                .lock()
+                .unwrap()
+                .get_or_insert(path.to_path_buf());
+            self.stop.store(true, Ordering::Relaxed);
+        } else {
+            self.fail(entry, err);
+        }
     }
 
     /// True when `path` already holds exactly the content of `chunks` (resume).
@@ -436,43 +606,3 @@ fn is_disk_full(err: &io::Error) -> bool {
 }
 
 use std::os::unix::fs::OpenOptionsExt;
-
-#[derive(Debug)]
-enum WriteError {
-    Io(io::Error),
-    Repo(RepoError),
-    Size { written: u64, size: u64 },
-    Stopped,
-}
-
-impl From<io::Error> for WriteError {
-    fn from(err: io::Error) -> Self {
-        WriteError::Io(err)
-    }
-}
-
-impl From<RepoError> for WriteError {
-    fn from(err: RepoError) -> Self {
-        match err {
-            RepoError::Store(strata_store::StoreError::Io { source, .. })
-                if is_disk_full(&source) =>
-            {
-                WriteError::Io(source)
-            }
-            other => WriteError::Repo(other),
-        }
-    }
-}
-
-impl std::fmt::Display for WriteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WriteError::Io(err) => write!(f, "{err}"),
-            WriteError::Repo(err) => write!(f, "{err}"),
-            WriteError::Size { written, size } => {
-                write!(f, "restored {written} bytes but the backup recorded {size}")
-            }
-            WriteError::Stopped => write!(f, "restore stopped"),
-        }
-    }
-}
