@@ -44,6 +44,7 @@ pub struct Config {
     pub backup: BackupConfig,
     pub restore: RestoreConfig,
     pub retry: RetrySettings,
+    pub cache: CacheConfig,
     pub storages: BTreeMap<String, StorageConfig>,
     pub nodes: Vec<NodeConfig>,
 }
@@ -80,6 +81,26 @@ pub struct BackupConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct RestoreConfig {
     pub workers: usize,
+}
+
+/// The local cache of immutable objects of object storages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Budget in MiB; 0 disables the cache.
+    pub size_mib: u64,
+    /// Where the cache lives (default: `<state_dir>/cache`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            size_mib: 256,
+            dir: None,
+        }
+    }
 }
 
 /// Retries of storage requests.
@@ -251,6 +272,7 @@ impl Default for Config {
             backup: BackupConfig::default(),
             restore: RestoreConfig::default(),
             retry: RetrySettings::default(),
+            cache: CacheConfig::default(),
             storages,
             nodes: Vec::new(),
         }
@@ -332,6 +354,9 @@ impl Config {
         }
         if let Some(file) = self.password.file.as_mut() {
             resolve(file);
+        }
+        if let Some(dir) = self.cache.dir.as_mut() {
+            resolve(dir);
         }
         for node in &mut self.nodes {
             for root in &mut node.roots {

@@ -1,13 +1,14 @@
 //! Opening a configured storage with its wrappers.
 //!
-//! Every storage is used through the same stack: retries outside, request counting inside
-//! (so each retried request is counted, as the provider bills it), the backend at the core.
+//! Every storage is used through the same stack: retries outside, then (for object
+//! storages) the local cache of immutable objects, then request counting (so each request
+//! that reaches the provider is counted, as it bills them), the backend at the core.
 
 use crate::config::{Config, ConfigError, StorageConfig};
 use crate::CoordinatorResult;
 use std::sync::Arc;
 use strata_repo::RepoError;
-use strata_store::{CloudStore, CountingStore, DynStore, LocalStore, RetryStore};
+use strata_store::{CachingStore, CloudStore, CountingStore, DynStore, LocalStore, RetryStore};
 
 /// A storage ready for use, with its request counter.
 #[derive(Debug, Clone)]
@@ -20,11 +21,32 @@ pub struct Storage {
 impl Storage {
     /// Wraps an already built backend (tests use this to insert a fault injector).
     pub fn wrap(name: &str, backend: DynStore, config: &Config) -> Storage {
+        Storage::wrap_with_cache(name, backend, config, false)
+    }
+
+    /// Wraps a backend with the local object cache too, as object storages are.
+    pub fn wrap_cached(name: &str, backend: DynStore, config: &Config) -> Storage {
+        Storage::wrap_with_cache(name, backend, config, true)
+    }
+
+    fn wrap_with_cache(name: &str, backend: DynStore, config: &Config, cached: bool) -> Storage {
         let requests = CountingStore::new(backend);
-        let store: DynStore = Arc::new(RetryStore::new(
-            Arc::new(requests.clone()),
-            config.retry.to_retry_config(),
-        ));
+        let mut inner: DynStore = Arc::new(requests.clone());
+        if cached && config.cache.size_mib > 0 {
+            let root = config
+                .cache
+                .dir
+                .clone()
+                .unwrap_or_else(|| config.state_dir().join("cache"));
+            // One directory per location, so two configs naming it differently share it.
+            let location = hex::encode(&blake3::hash(inner.describe().as_bytes()).as_bytes()[..8]);
+            inner = Arc::new(CachingStore::new(
+                inner,
+                root.join(location),
+                config.cache.size_mib << 20,
+            ));
+        }
+        let store: DynStore = Arc::new(RetryStore::new(inner, config.retry.to_retry_config()));
         Storage {
             name: name.to_string(),
             store,
@@ -49,7 +71,13 @@ impl Storage {
                 .into())
             }
         };
-        Ok(Storage::wrap(name, backend, config))
+        // A local directory is its own cache.
+        Ok(Storage::wrap_with_cache(
+            name,
+            backend,
+            config,
+            storage.url.is_some(),
+        ))
     }
 
     /// Opens the default storage.

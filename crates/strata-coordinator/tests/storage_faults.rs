@@ -91,7 +91,7 @@ fn fast_init() -> InitOptions {
 fn options(dir: &Path, storage: &Storage) -> BackupOptions {
     BackupOptions {
         writer: WriterOptions {
-            pack_size: 1 << 20,
+            pack_size: 256 << 10,
             ..WriterOptions::default()
         },
         state_dir: dir.join("state"),
@@ -146,7 +146,7 @@ async fn ten_percent_failed_requests_still_give_a_byte_exact_backup() {
     let requests = summary.requests.unwrap();
     assert!(
         requests.put >= 8 && requests.bytes_sent > 5 << 20,
-        "packs of 1 MiB: {requests:?}"
+        "packs of 256 KiB: {requests:?}"
     );
 
     let restored = dir.path().join("restored");
@@ -233,4 +233,77 @@ async fn a_permanent_failure_stops_the_backup_and_the_repository_stays_valid() {
     .unwrap();
     assert_eq!(read_tree(&src), read_tree(&restored));
     assert!(run_verify(&repo, None, true).await.unwrap().is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_backups_on_a_warm_cache_makes_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    make_tree(&src, 3);
+    let mut config = quick_config();
+    config.cache.dir = Some(dir.path().join("cache"));
+    let base: DynStore = Arc::new(LocalStore::new(dir.path().join("repo")));
+    let storage = Storage::wrap_cached("remote", base.clone(), &config);
+    Repository::init(storage.store.clone(), Some(PASSWORD), fast_init())
+        .await
+        .unwrap();
+    let repo = Repository::open(storage.store.clone(), Some(PASSWORD))
+        .await
+        .unwrap();
+    let node = NodeSource {
+        name: "db".into(),
+        roots: vec![src.display().to_string()],
+        exclude: vec![],
+    };
+    for _ in 0..3 {
+        run_backup(
+            repo.clone(),
+            std::slice::from_ref(&node),
+            &options(dir.path(), &storage),
+        )
+        .await
+        .unwrap();
+    }
+    // A new process: open the repository and list its backups.
+    let list = |storage: Storage| async move {
+        let repo = Repository::open_catalog(storage.store.clone(), Some(PASSWORD))
+            .await
+            .unwrap();
+        let backups = repo.list_backups().await.unwrap();
+        (backups.len(), storage.requests.counts())
+    };
+    let (count, warm) = list(Storage::wrap_cached("remote", base.clone(), &config)).await;
+    assert_eq!(count, 3);
+    assert_eq!((warm.list, warm.get), (1, 0), "warm cache: {warm:?}");
+    // Without the cache the same costs a LIST of keys and GETs of every object.
+    std::fs::remove_dir_all(dir.path().join("cache")).unwrap();
+    let (_, cold) = list(Storage::wrap_cached("remote", base.clone(), &config)).await;
+    assert_eq!((cold.list, cold.get), (2, 5), "cold cache: {cold:?}");
+    // A key added elsewhere is found although the remembered key listing lacks it.
+    let other = Repository::open(base.clone(), Some(PASSWORD))
+        .await
+        .unwrap();
+    let keys = strata_repo::crypto::KeyFile::wrap(
+        other.keys(),
+        Some("second password"),
+        KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        "now".into(),
+    )
+    .unwrap();
+    base.put(
+        "keys/second",
+        bytes::Bytes::from(serde_json::to_vec(&keys).unwrap()),
+    )
+    .await
+    .unwrap();
+    let fresh = Storage::wrap_cached("remote", base, &config);
+    assert!(
+        Repository::open_catalog(fresh.store.clone(), Some("second password"))
+            .await
+            .is_ok()
+    );
 }

@@ -120,26 +120,37 @@ impl Repository {
             Err(e) => return Err(e.into()),
         };
         let config = parse_config(&raw, &location)?;
-        let key_objects = store.list("keys/").await?;
-        if key_objects.is_empty() {
+        // A cached listing may miss a key added elsewhere: on failure, ask the store.
+        let mut tried = std::collections::HashSet::new();
+        let mut last_err = None;
+        let mut keys = None;
+        for fresh in [false, true] {
+            let listing = if fresh {
+                store.list_fresh("keys/").await?
+            } else {
+                store.list("keys/").await?
+            };
+            for object in listing {
+                if keys.is_some() || !tried.insert(object.key.clone()) {
+                    continue;
+                }
+                let bytes = store.get(&object.key).await?;
+                let file: KeyFile = serde_json::from_slice(&bytes)
+                    .map_err(|e| RepoError::corrupted(object.key.clone(), e))?;
+                match file.unwrap_keys(password, &location) {
+                    Ok(k) => keys = Some(k),
+                    Err(e) => last_err = Some(e),
+                }
+            }
+            if keys.is_some() {
+                break;
+            }
+        }
+        if tried.is_empty() {
             return Err(RepoError::corrupted(
                 format!("repository {location}"),
                 "it has no key",
             ));
-        }
-        let mut last_err = None;
-        let mut keys = None;
-        for object in key_objects {
-            let bytes = store.get(&object.key).await?;
-            let file: KeyFile = serde_json::from_slice(&bytes)
-                .map_err(|e| RepoError::corrupted(object.key.clone(), e))?;
-            match file.unwrap_keys(password, &location) {
-                Ok(k) => {
-                    keys = Some(k);
-                    break;
-                }
-                Err(e) => last_err = Some(e),
-            }
         }
         let Some(keys) = keys else {
             return Err(last_err.expect("at least one key was tried"));

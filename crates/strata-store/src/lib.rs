@@ -9,6 +9,7 @@
 //! Keys are `/`-separated relative paths such as `data/ab/abcdef...`. They never start
 //! with `/` and never contain `..`; [`validate_key`] enforces that for every backend.
 
+mod cache;
 mod cloud;
 mod counting;
 mod error;
@@ -16,6 +17,7 @@ mod fault;
 mod local;
 mod retry;
 
+pub use cache::CachingStore;
 pub use cloud::{is_cloud_url, CloudStore};
 pub use counting::{CountingStore, RequestCounts};
 pub use error::{StoreError, StoreResult};
@@ -59,6 +61,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Lists every object whose key starts with `prefix`, in key order.
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>>;
+
+    /// Like [`Store::list`], but never from a remembered listing: wrappers that cache
+    /// listings pass this straight to the store.
+    async fn list_fresh(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        self.list(prefix).await
+    }
 
     /// Deletes an object. Deleting a missing object is not an error (idempotent cleanup).
     async fn delete(&self, key: &str) -> StoreResult<()>;

@@ -153,6 +153,11 @@ impl Store for RetryStore {
         self.retry("list", prefix, || self.inner.list(prefix)).await
     }
 
+    async fn list_fresh(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        self.retry("list", prefix, || self.inner.list_fresh(prefix))
+            .await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.retry("delete", key, || self.inner.delete(key)).await
     }

@@ -136,3 +136,59 @@ async fn conditional_puts_survive_lost_answers() {
     );
     assert_eq!(&base.get("lock/taken").await.unwrap()[..], b"theirs");
 }
+
+#[tokio::test]
+async fn the_cache_serves_immutable_objects_and_stays_within_budget() {
+    let (dir, base) = local();
+    let counted = CountingStore::new(base.clone());
+    let cache_dir = dir.path().join("cache");
+    let cache = CachingStore::new(Arc::new(counted.clone()), &cache_dir, 64 * 1024);
+    for i in 0..40 {
+        cache
+            .put(
+                &format!("summaries/{i:02}"),
+                Bytes::from(vec![i as u8; 4096]),
+            )
+            .await
+            .unwrap();
+    }
+    cache
+        .put("data/00/pack", Bytes::from(vec![7u8; 100_000]))
+        .await
+        .unwrap();
+    let before = counted.counts();
+    // Recent summaries come from the cache; packs always from the store.
+    assert_eq!(
+        cache.get("summaries/39").await.unwrap(),
+        Bytes::from(vec![39u8; 4096])
+    );
+    assert_eq!(counted.counts().get, before.get);
+    assert_eq!(
+        cache.get_range("data/00/pack", 0..10).await.unwrap().len(),
+        10
+    );
+    assert_eq!(counted.counts().get, before.get + 1);
+    // Evicted objects are fetched again, correctly.
+    assert_eq!(
+        cache.get("summaries/00").await.unwrap(),
+        Bytes::from(vec![0u8; 4096])
+    );
+    let cached: u64 = walk_size(&cache_dir.join("objects"));
+    assert!(cached <= 64 * 1024 + 4096, "cache holds {cached} bytes");
+    // Deletes go through and drop the cached copy.
+    cache.delete("summaries/39").await.unwrap();
+    assert!(cache.get("summaries/39").await.unwrap_err().is_not_found());
+}
+
+fn walk_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            walk_size(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}

@@ -1,0 +1,204 @@
+//! A local, size-bounded cache of immutable repository objects.
+//!
+//! Summaries, manifests, index objects, keys and the config are written once and never
+//! changed, so a copy on local disk stays valid for as long as the object exists. Reads
+//! of those objects are served from the cache; writes go through to the store and into
+//! the cache; deletes remove both. Listings always ask the store (they are the truth of
+//! which objects exist), except the listing of `keys/`, which is remembered so that
+//! opening a repository with a warm cache costs no request: [`Store::list_fresh`] asks the
+//! store again when a remembered listing turns out to lack a key.
+//! Pack files are not cached: restores read them once and they are large.
+
+use crate::{DynStore, ObjectMeta, Store, StoreResult};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::io::Write;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+const CACHED_PREFIXES: [&str; 4] = ["summaries/", "manifests/", "index/", "keys/"];
+const KEY_LISTING: &str = "listing-of-keys";
+
+fn cacheable(key: &str) -> bool {
+    key == "config" || CACHED_PREFIXES.iter().any(|p| key.starts_with(p))
+}
+
+/// The caching wrapper.
+#[derive(Debug)]
+pub struct CachingStore {
+    inner: DynStore,
+    dir: PathBuf,
+    max_bytes: u64,
+    /// Serialises evictions.
+    evicting: Mutex<()>,
+}
+
+impl CachingStore {
+    /// Caches objects of `inner` in `dir`, keeping at most about `max_bytes` there.
+    pub fn new(inner: DynStore, dir: impl Into<PathBuf>, max_bytes: u64) -> Self {
+        CachingStore {
+            inner,
+            dir: dir.into(),
+            max_bytes,
+            evicting: Mutex::new(()),
+        }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.dir.join("objects").join(key)
+    }
+
+    fn read(&self, path: &Path) -> Option<Bytes> {
+        let data = std::fs::read(path).ok()?;
+        // Touch it: eviction removes the least recently used objects first.
+        let _ = filetime_now(path);
+        Some(Bytes::from(data))
+    }
+
+    /// Writes a cache file atomically; failures only cost a later request.
+    fn write(&self, path: &Path, data: &[u8]) {
+        let Some(dir) = path.parent() else { return };
+        if std::fs::create_dir_all(dir).is_err() {
+            return;
+        }
+        let temp = dir.join(format!(".tmp-{}", std::process::id()));
+        let written = std::fs::File::create(&temp).and_then(|mut f| f.write_all(data));
+        if written.is_ok() && std::fs::rename(&temp, path).is_ok() {
+            self.evict();
+        } else {
+            let _ = std::fs::remove_file(&temp);
+        }
+    }
+
+    /// Removes the least recently used files until the cache fits its budget.
+    fn evict(&self) {
+        let Ok(_guard) = self.evicting.try_lock() else {
+            return;
+        };
+        let mut files = Vec::new();
+        let mut stack = vec![self.dir.join("objects")];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    stack.push(entry.path());
+                } else {
+                    files.push((meta.modified().ok(), meta.len(), entry.path()));
+                }
+            }
+        }
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        if total <= self.max_bytes {
+            return;
+        }
+        files.sort();
+        for (_, len, path) in files {
+            if total <= self.max_bytes * 9 / 10 {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total -= len;
+            }
+        }
+    }
+
+    fn listing_path(&self) -> PathBuf {
+        self.dir.join(KEY_LISTING)
+    }
+
+    fn remember_listing(&self, listing: &[ObjectMeta]) {
+        let text: String = listing
+            .iter()
+            .map(|m| format!("{} {}\n", m.size, m.key))
+            .collect();
+        self.write(&self.listing_path(), text.as_bytes());
+    }
+
+    fn remembered_listing(&self) -> Option<Vec<ObjectMeta>> {
+        let text = std::fs::read_to_string(self.listing_path()).ok()?;
+        text.lines()
+            .map(|line| {
+                let (size, key) = line.split_once(' ')?;
+                Some(ObjectMeta {
+                    key: key.to_string(),
+                    size: size.parse().ok()?,
+                })
+            })
+            .collect()
+    }
+}
+
+fn filetime_now(path: &Path) -> std::io::Result<()> {
+    std::fs::File::options()
+        .append(true)
+        .open(path)?
+        .set_modified(std::time::SystemTime::now())
+}
+
+#[async_trait]
+impl Store for CachingStore {
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.inner.put(key, data.clone()).await?;
+        if cacheable(key) {
+            self.write(&self.path(key), &data);
+        }
+        Ok(())
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.inner.put_if_absent(key, data.clone()).await?;
+        if cacheable(key) {
+            self.write(&self.path(key), &data);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        if !cacheable(key) {
+            return self.inner.get(key).await;
+        }
+        crate::validate_key(key)?;
+        let path = self.path(key);
+        if let Some(data) = self.read(&path) {
+            return Ok(data);
+        }
+        let data = self.inner.get(key).await?;
+        self.write(&path, &data);
+        Ok(data)
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        self.inner.get_range(key, range).await
+    }
+
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        if prefix == "keys/" {
+            if let Some(listing) = self.remembered_listing() {
+                return Ok(listing);
+            }
+        }
+        self.list_fresh(prefix).await
+    }
+
+    async fn list_fresh(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        let listing = self.inner.list_fresh(prefix).await?;
+        if prefix == "keys/" && !listing.is_empty() {
+            self.remember_listing(&listing);
+        }
+        Ok(listing)
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        self.inner.delete(key).await?;
+        let _ = std::fs::remove_file(self.path(key));
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
