@@ -6,6 +6,7 @@
 //! `partial`, because a database restored without one of its files is not a good backup.
 
 use crate::files_cache::{FileStamp, FilesCache};
+use crate::progress::Progress;
 use crate::{AgentError, AgentResult};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -57,6 +58,7 @@ struct Snapshot<'a> {
     repo: &'a Repository,
     writer: &'a BlobWriter,
     old_cache: &'a FilesCache,
+    progress: &'a Progress,
     exclude: Vec<glob::Pattern>,
     chunkers: (Chunker, Chunker),
     entries: Vec<Entry>,
@@ -73,6 +75,7 @@ pub fn backup_node(
     writer: &BlobWriter,
     source: &NodeSource,
     old_cache: &FilesCache,
+    progress: &Progress,
 ) -> AgentResult<NodeBackup> {
     let exclude = source
         .exclude
@@ -90,6 +93,7 @@ pub fn backup_node(
         repo,
         writer,
         old_cache,
+        progress,
         exclude,
         chunkers: repo.chunkers(),
         entries: Vec::new(),
@@ -320,6 +324,7 @@ impl Snapshot<'_> {
         };
         self.summary.files += 1;
         self.summary.bytes += size;
+        self.progress.file_done(size);
         self.cache.insert(abs.to_vec(), stamp, chunks.clone());
         self.push(rel, &meta, EntryKind::File { size, chunks });
         Ok(())
@@ -426,10 +431,12 @@ mod tests {
         let _guard = rt.enter();
         let writer = BlobWriter::start(repo.clone(), WriterOptions::default());
         let cache = FilesCache::default();
+        let progress = Progress::default();
         let mut snap = Snapshot {
             repo: &repo,
             writer: &writer,
             old_cache: &cache,
+            progress: &progress,
             exclude: Vec::new(),
             chunkers: repo.chunkers(),
             entries: Vec::new(),

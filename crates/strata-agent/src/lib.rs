@@ -8,6 +8,7 @@
 pub mod backup;
 mod error;
 pub mod files_cache;
+pub mod progress;
 pub mod restore;
 
 pub use error::{AgentError, AgentResult};

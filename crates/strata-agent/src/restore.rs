@@ -7,6 +7,7 @@
 //! nothing is ever written through a symlink, and symlinks are created last, so a crafted
 //! manifest cannot make the restore write outside the target directory.
 
+use crate::progress::Progress;
 use crate::{AgentError, AgentResult};
 use filetime::FileTime;
 use std::collections::HashMap;
@@ -34,6 +35,8 @@ pub struct RestoreOptions {
     pub set_owner: bool,
     /// Only entries at or below this relative path (empty: everything).
     pub include: Option<Vec<u8>>,
+    /// Where the restore reports files and bytes as it goes.
+    pub progress: Arc<Progress>,
 }
 
 impl Default for RestoreOptions {
@@ -43,6 +46,7 @@ impl Default for RestoreOptions {
             // SAFETY: geteuid has no preconditions and cannot fail.
             set_owner: unsafe { libc::geteuid() } == 0,
             include: None,
+            progress: Arc::default(),
         }
     }
 }
@@ -205,6 +209,8 @@ impl Restorer {
             }
         }
         // 2. Regular files: prepared one by one, then filled pack by pack in parallel.
+        let total: u64 = entries.iter().map(|e| e.size()).sum();
+        self.options.progress.add_total(total);
         let mut jobs = Vec::new();
         let mut by_pack: HashMap<u32, Vec<Piece>> = HashMap::new();
         for entry in entries
@@ -305,6 +311,7 @@ impl Restorer {
             report.files_kept += 1;
             report.files += 1;
             drop(report);
+            self.options.progress.file_done(*size);
             if let Err(err) = outcome {
                 self.fail(entry, err);
             }
@@ -463,6 +470,7 @@ impl Restorer {
             Ok(()) => {
                 self.report.lock().unwrap().files += 1;
                 self.bytes.fetch_add(job.entry.size(), Ordering::Relaxed);
+                self.options.progress.file_done(job.entry.size());
             }
             Err(err) => {
                 let _ = fs::remove_file(&job.temp);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use strata_agent::backup::{backup_node, NodeSource};
 use strata_agent::files_cache::FilesCache;
+use strata_agent::progress::Progress;
 use strata_repo::summary::{BackupStatus, BackupSummary, NodeSummary};
 use strata_repo::writer::{BlobWriter, WriterOptions};
 use strata_repo::{BlobId, Repository};
@@ -19,6 +20,8 @@ pub struct BackupOptions {
     pub state_dir: PathBuf,
     /// The request counter of the storage, to record what the backup cost.
     pub requests: Option<strata_store::CountingStore>,
+    /// Files and bytes handled so far, for a live display.
+    pub progress: Arc<Progress>,
 }
 
 /// A unique, time-sortable backup name such as `20261122T055350Z-3fa1`.
@@ -78,9 +81,10 @@ pub async fn run_backup(
         let node_name = node.name.clone();
         let cache_path = FilesCache::path(&options.state_dir, &repo.config().id, &node.name);
         let (repo, writer, node) = (repo.clone(), writer.clone(), node.clone());
+        let progress = options.progress.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let cache = FilesCache::load(&cache_path);
-            backup_node(&repo, &writer, &node, &cache).map(|b| (b, cache_path))
+            backup_node(&repo, &writer, &node, &cache, &progress).map(|b| (b, cache_path))
         })
         .await
         .expect("node backup thread panicked");

@@ -96,6 +96,7 @@ fn options(dir: &Path, storage: &Storage) -> BackupOptions {
         },
         state_dir: dir.join("state"),
         requests: Some(storage.requests.clone()),
+        progress: Arc::default(),
     }
 }
 

@@ -3,6 +3,7 @@
 use crate::cli::{Cli, Command, ConfigCommand, Global};
 use crate::failure::{code, Failure};
 use crate::output;
+use crate::progress;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
@@ -128,6 +129,11 @@ impl Context {
             config.state_dir = Some(dir.clone());
         }
         Ok(Context { config, global })
+    }
+
+    /// Whether live progress may be drawn (never with -q or --json).
+    fn interactive(&self) -> bool {
+        !self.global.quiet && !self.global.json
     }
 
     fn say(&self, text: impl AsRef<str>) {
@@ -299,8 +305,13 @@ impl Context {
             writer,
             state_dir: self.config.state_dir(),
             requests: Some(storage.requests.clone()),
+            progress: Arc::default(),
         };
-        let summary = run_backup(repo, &nodes, &options).await?;
+        let display =
+            progress::Display::start(options.progress.clone(), "backing up", self.interactive());
+        let summary = run_backup(repo, &nodes, &options).await;
+        drop(display);
+        let summary = summary?;
         if self.global.json {
             print_json(&summary);
         } else if !self.global.quiet {
@@ -477,7 +488,11 @@ impl Context {
         }
         options.include = path.map(|p| p.trim_matches('/').as_bytes().to_vec());
         let clock = std::time::Instant::now();
-        let restored = run_restore(repo, &summary, to, node, options).await?;
+        let display =
+            progress::Display::start(options.progress.clone(), "restoring", self.interactive());
+        let restored = run_restore(repo, &summary, to, node, options).await;
+        drop(display);
+        let restored = restored?;
         let errors: Vec<String> = restored
             .iter()
             .flat_map(|r| {
