@@ -519,37 +519,13 @@ impl Restorer {
     fn restore_hard_link(&self, entry: &Entry, target: &[u8]) -> io::Result<()> {
         let original = safe_join(&self.target, target)?;
         let path = safe_join(&self.target, &entry.path)?;
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_dir() => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    "a directory is in the way",
-                ))
-            }
-            Ok(_) => fs::remove_file(&path)?,
-            Err(_) => {}
-        }
+        make_room(&path)?;
         fs::hard_link(&original, &path)
     }
 
     fn restore_symlink(&self, entry: &Entry, target: &[u8]) -> io::Result<()> {
         let path = safe_join(&self.target, &entry.path)?;
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_dir() => {
-                return Err(io::Error::new(
-                    io::ErrorKind::AlreadyExists,
-                    "a directory is in the way",
-                ))
-            }
-            Ok(_) => fs::remove_file(&path)?,
-            Err(_) => {}
-        }
+        make_room(&path)?;
         symlink(OsStr::from_bytes(target), &path)?;
         if self.options.set_owner {
             std::os::unix::fs::lchown(&path, Some(entry.uid), Some(entry.gid))?;
@@ -573,6 +549,22 @@ fn file_time(ns: i64) -> FileTime {
         ns.div_euclid(1_000_000_000),
         ns.rem_euclid(1_000_000_000) as u32,
     )
+}
+
+/// Prepares `path` for a new link: parents exist, an old file or link there is removed,
+/// a directory in the way is an error (never deleted).
+fn make_room(path: &Path) -> io::Result<()> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a directory is in the way",
+        )),
+        Ok(_) => fs::remove_file(path),
+        Err(_) => Ok(()),
+    }
 }
 
 fn create_dir(path: &Path) -> io::Result<()> {

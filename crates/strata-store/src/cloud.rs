@@ -40,6 +40,24 @@ pub fn is_cloud_url(location: &str) -> bool {
         .any(|scheme| location.starts_with(scheme))
 }
 
+/// Applies `options` (object_store configuration keys) to a provider's builder.
+fn configure<B, K>(
+    mut builder: B,
+    options: &BTreeMap<String, String>,
+    set: impl Fn(B, K, &str) -> B,
+) -> Result<B, String>
+where
+    K: std::str::FromStr<Err = object_store::Error>,
+{
+    for (key, value) in options {
+        let key = key
+            .parse()
+            .map_err(|e: object_store::Error| e.to_string())?;
+        builder = set(builder, key, value);
+    }
+    Ok(builder)
+}
+
 impl CloudStore {
     /// Opens `location` with extra `options` (object_store configuration keys).
     pub fn open(location: &str, options: &BTreeMap<String, String>) -> StoreResult<CloudStore> {
@@ -58,36 +76,24 @@ impl CloudStore {
         let prefix = url.path().trim_matches('/').to_string();
         let inner: Arc<dyn ObjectStore> = match url.scheme() {
             "s3" => {
-                let mut builder =
+                let builder =
                     object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket);
-                for (key, value) in options {
-                    let key = key
-                        .parse()
-                        .map_err(|e: object_store::Error| invalid(e.to_string()))?;
-                    builder = builder.with_config(key, value);
-                }
+                let builder =
+                    configure(builder, options, |b, k, v| b.with_config(k, v)).map_err(invalid)?;
                 Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
             }
             "az" | "azure" => {
-                let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
+                let builder = object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_container_name(&bucket);
-                for (key, value) in options {
-                    let key = key
-                        .parse()
-                        .map_err(|e: object_store::Error| invalid(e.to_string()))?;
-                    builder = builder.with_config(key, value);
-                }
+                let builder =
+                    configure(builder, options, |b, k, v| b.with_config(k, v)).map_err(invalid)?;
                 Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
             }
             "gs" => {
-                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                let builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(&bucket);
-                for (key, value) in options {
-                    let key = key
-                        .parse()
-                        .map_err(|e: object_store::Error| invalid(e.to_string()))?;
-                    builder = builder.with_config(key, value);
-                }
+                let builder =
+                    configure(builder, options, |b, k, v| b.with_config(k, v)).map_err(invalid)?;
                 Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
             }
             other => return Err(StoreError::UnsupportedLocation(format!("{other}://"))),
