@@ -67,7 +67,7 @@ pub struct NodeSummary {
 /// The summary of a backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupSummary {
-    /// Unique, time-sortable name, e.g. `20261122T055350Z-3fa1`.
+    /// Unique, time-sortable name, e.g. `20261122T055350Z-3fa1b2c4`.
     pub name: String,
     /// Start time, RFC 3339 (UTC) with milliseconds; orders backups.
     pub started: String,

@@ -375,12 +375,16 @@ fn an_unreadable_file_makes_the_backup_partial_and_is_named() {
     fs::write(src.join("secret"), b"no access").unwrap();
     fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o000)).unwrap();
     // Root reads everything: run strata as `nobody` then, in a world-writable scratch dir.
+    // A copy of the binary in the scratch directory: `nobody` may not be able to reach
+    // the build directory (a checkout under /root, say).
+    let binary = env.path("strata-binary");
+    fs::copy(env!("CARGO_BIN_EXE_strata"), &binary).unwrap();
     let as_user = |args: &[&str]| {
         let mut cmd = if is_root() {
             fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
             let mut c = Command::new("setpriv");
             c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
-            c.arg(env!("CARGO_BIN_EXE_strata"));
+            c.arg(&binary);
             c
         } else {
             Command::new(env!("CARGO_BIN_EXE_strata"))
