@@ -8,7 +8,7 @@ use crate::config::{Config, ConfigError, StorageConfig};
 use crate::CoordinatorResult;
 use std::sync::Arc;
 use strata_repo::RepoError;
-use strata_store::{CachingStore, CloudStore, CountingStore, DynStore, LocalStore, RetryStore};
+use strata_store::{open_cloud, CachingStore, CountingStore, DynStore, LocalStore, RetryStore};
 
 /// A storage ready for use, with its request counter.
 #[derive(Debug, Clone)]
@@ -61,9 +61,9 @@ impl Storage {
         })?;
         let backend: DynStore = match (&storage.path, &storage.url) {
             (Some(path), _) => Arc::new(LocalStore::new(path)),
-            (None, Some(url)) => Arc::new(
-                CloudStore::open(url, &storage.resolved_options()?).map_err(RepoError::from)?,
-            ),
+            (None, Some(url)) => {
+                open_cloud(url, &storage.resolved_options()?).map_err(RepoError::from)?
+            }
             (None, None) => {
                 return Err(ConfigError::Invalid(format!(
                     "storage {name:?} needs a `path` or a `url`"

@@ -41,7 +41,7 @@ pub fn is_cloud_url(location: &str) -> bool {
 }
 
 /// Applies `options` (object_store configuration keys) to a provider's builder.
-fn configure<B, K>(
+pub(crate) fn configure<B, K>(
     mut builder: B,
     options: &BTreeMap<String, String>,
     set: impl Fn(B, K, &str) -> B,
@@ -56,6 +56,22 @@ where
         builder = set(builder, key, value);
     }
     Ok(builder)
+}
+
+/// Opens an object storage location: S3 and Azure through object_store, GCS through its
+/// JSON API.
+pub fn open_cloud(
+    location: &str,
+    options: &BTreeMap<String, String>,
+) -> StoreResult<crate::DynStore> {
+    if let Some(rest) = location.strip_prefix("gs://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StoreError::UnsupportedLocation(location.to_string()));
+        }
+        return Ok(Arc::new(crate::GcsStore::open(bucket, prefix, options)?));
+    }
+    Ok(Arc::new(CloudStore::open(location, options)?))
 }
 
 impl CloudStore {
@@ -85,13 +101,6 @@ impl CloudStore {
             "az" | "azure" => {
                 let builder = object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_container_name(&bucket);
-                let builder =
-                    configure(builder, options, |b, k, v| b.with_config(k, v)).map_err(invalid)?;
-                Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
-            }
-            "gs" => {
-                let builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(&bucket);
                 let builder =
                     configure(builder, options, |b, k, v| b.with_config(k, v)).map_err(invalid)?;
                 Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)

@@ -14,14 +14,16 @@ mod cloud;
 mod counting;
 mod error;
 mod fault;
+mod gcs;
 mod local;
 mod retry;
 
 pub use cache::CachingStore;
-pub use cloud::{is_cloud_url, CloudStore};
+pub use cloud::{is_cloud_url, open_cloud, CloudStore};
 pub use counting::{CountingStore, RequestCounts};
 pub use error::{StoreError, StoreResult};
 pub use fault::{FaultConfig, FaultyStore};
+pub use gcs::GcsStore;
 pub use local::LocalStore;
 pub use retry::{RetryConfig, RetryStore};
 
@@ -102,7 +104,7 @@ pub fn open_location(
     options: &std::collections::BTreeMap<String, String>,
 ) -> StoreResult<DynStore> {
     if is_cloud_url(location) {
-        return Ok(Arc::new(CloudStore::open(location, options)?));
+        return open_cloud(location, options);
     }
     let path = location.strip_prefix("file://").unwrap_or(location);
     if let Some((scheme, _)) = location.split_once("://") {

@@ -5,7 +5,7 @@ mod servers;
 
 use bytes::Bytes;
 use std::sync::Arc;
-use strata_store::{CloudStore, DynStore, LocalStore, Store, StoreError};
+use strata_store::{open_cloud, CloudStore, DynStore, LocalStore, Store, StoreError};
 
 async fn conformance(store: DynStore) {
     let name = store.describe();
@@ -141,17 +141,10 @@ async fn azure_blob_emulator() {
     .await;
 }
 
-/// object_store talks to GCS through its XML API, which upstream fake-gcs-server does not
-/// implement yet (fsouza/fake-gcs-server#331: PUT answers "invalid uploadType"). The test
-/// stays, visibly ignored, until the emulator or the backend changes.
 #[tokio::test]
-#[ignore = "fake-gcs-server lacks the GCS XML API that object_store uses (fsouza/fake-gcs-server#331)"]
 async fn gcs_emulator() {
     let server = servers::gcs();
-    conformance(Arc::new(
-        CloudStore::open(&server.url, &server.options).unwrap(),
-    ))
-    .await;
+    conformance(open_cloud(&server.url, &server.options).unwrap()).await;
 }
 
 #[test]

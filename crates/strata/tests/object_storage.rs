@@ -1,5 +1,5 @@
 //! Full backup and restore round trips through real object storage servers on loopback:
-//! S3 (s3s-fs) and Azure Blob (azurite), driven by the `strata` binary with the providers'
+//! S3 (s3s-fs), Azure Blob (azurite) and GCS (fake-gcs-server), driven by the `strata` binary with the providers'
 //! standard environment variables.
 
 mod common;
@@ -60,6 +60,11 @@ fn round_trip(server: &servers::Server) {
 #[test]
 fn backup_and_restore_through_s3() {
     round_trip(&servers::s3());
+}
+
+#[test]
+fn backup_and_restore_through_gcs() {
+    round_trip(&servers::gcs());
 }
 
 #[test]

@@ -1,0 +1,337 @@
+//! Google Cloud Storage through its JSON API.
+//!
+//! object_store's GCS client speaks the XML API; the GCS emulators we can run in tests
+//! (fake-gcs-server) only implement the JSON API for uploads, so strata talks JSON itself
+//! and borrows object_store only for what is hard to get right: credentials (service
+//! account files, application default credentials, metadata server). The service account
+//! file may carry `gcs_base_url` and `disable_oauth`, as object_store's does, to point at
+//! an emulator; the `gcs_base_url` option does the same.
+
+use crate::{ObjectMeta, Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use bytes::Bytes;
+use object_store::gcp::{GcpCredentialProvider, GoogleCloudStorageBuilder};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+const DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
+
+/// A bucket and prefix of Google Cloud Storage.
+pub struct GcsStore {
+    http: reqwest::Client,
+    base: String,
+    bucket: String,
+    prefix: String,
+    credentials: GcpCredentialProvider,
+    label: String,
+}
+
+impl std::fmt::Debug for GcsStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GcsStore({})", self.label)
+    }
+}
+
+/// The service account file named by the options or the environment, if any.
+fn service_account_file(options: &BTreeMap<String, String>) -> Option<String> {
+    [
+        "google_service_account",
+        "service_account",
+        "google_service_account_path",
+        "service_account_path",
+    ]
+    .iter()
+    .find_map(|k| options.get(*k).cloned())
+    .or_else(|| std::env::var("GOOGLE_SERVICE_ACCOUNT").ok())
+    .or_else(|| std::env::var("GOOGLE_SERVICE_ACCOUNT_PATH").ok())
+}
+
+impl GcsStore {
+    /// Opens `bucket`/`prefix` with `options` (object_store's `google_*` keys, plus
+    /// `gcs_base_url`).
+    pub fn open(
+        bucket: &str,
+        prefix: &str,
+        options: &BTreeMap<String, String>,
+    ) -> StoreResult<GcsStore> {
+        let label = format!("gs://{bucket}/{prefix}")
+            .trim_end_matches('/')
+            .to_string();
+        let invalid = |message: String| StoreError::Backend {
+            op: "open",
+            key: String::new(),
+            store: label.clone(),
+            message,
+        };
+        let mut options = options.clone();
+        let base_option = options.remove("gcs_base_url");
+        let file_base = service_account_file(&options)
+            .and_then(|path| std::fs::read(path).ok())
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|json| {
+                json.get("gcs_base_url")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            });
+        let builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+        let builder = crate::cloud::configure(builder, &options, |b, k, v| b.with_config(k, v))
+            .map_err(invalid)?;
+        let client = builder.build().map_err(|e| invalid(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(GcsStore {
+            http,
+            base: base_option
+                .or(file_base)
+                .unwrap_or_else(|| DEFAULT_BASE_URL.into())
+                .trim_end_matches('/')
+                .to_string(),
+            bucket: bucket.to_string(),
+            prefix: prefix.trim_matches('/').to_string(),
+            credentials: client.credentials().clone(),
+            label,
+        })
+    }
+
+    fn name(&self, key: &str) -> StoreResult<String> {
+        crate::validate_key(key)?;
+        Ok(if self.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.prefix)
+        })
+    }
+
+    fn object_url(&self, name: &str) -> url::Url {
+        let mut url =
+            url::Url::parse(&format!("{}/storage/v1/b/", self.base)).expect("base URL is valid");
+        url.path_segments_mut()
+            .expect("http URL")
+            .pop_if_empty()
+            .push(&self.bucket)
+            .push("o")
+            .push(name);
+        url
+    }
+
+    async fn send(
+        &self,
+        op: &'static str,
+        key: &str,
+        request: RequestBuilder,
+    ) -> StoreResult<Response> {
+        let transient = |message: String| StoreError::Transient {
+            op,
+            key: key.to_string(),
+            store: self.label.clone(),
+            message,
+        };
+        let credential = self
+            .credentials
+            .get_credential()
+            .await
+            .map_err(|e| transient(format!("cannot get credentials: {e}")))?;
+        let request = if credential.bearer.is_empty() {
+            request
+        } else {
+            request.bearer_auth(&credential.bearer)
+        };
+        let response = request.send().await.map_err(|e| transient(e.to_string()))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.text().await.unwrap_or_default();
+        let message = format!("{status}: {}", body.chars().take(300).collect::<String>());
+        Err(match status {
+            StatusCode::NOT_FOUND => StoreError::NotFound {
+                key: key.to_string(),
+                store: self.label.clone(),
+            },
+            StatusCode::PRECONDITION_FAILED => StoreError::AlreadyExists {
+                key: key.to_string(),
+                store: self.label.clone(),
+            },
+            s if s.is_server_error()
+                || s == StatusCode::TOO_MANY_REQUESTS
+                || s == StatusCode::REQUEST_TIMEOUT =>
+            {
+                transient(message)
+            }
+            _ => StoreError::Backend {
+                op,
+                key: key.to_string(),
+                store: self.label.clone(),
+                message,
+            },
+        })
+    }
+
+    /// Uploads an object. Conditional uploads use the multipart form, whose
+    /// `ifGenerationMatch=0` precondition every implementation honours.
+    async fn upload(&self, key: &str, data: Bytes, only_if_absent: bool) -> StoreResult<()> {
+        let name = self.name(key)?;
+        let mut url = url::Url::parse(&format!("{}/upload/storage/v1/b/", self.base))
+            .expect("base URL is valid");
+        url.path_segments_mut()
+            .expect("http URL")
+            .pop_if_empty()
+            .push(&self.bucket)
+            .push("o");
+        let request = if only_if_absent {
+            url.query_pairs_mut()
+                .append_pair("uploadType", "multipart")
+                .append_pair("ifGenerationMatch", "0");
+            let mut random = [0u8; 16];
+            getrandom::getrandom(&mut random).expect("the OS random source is available");
+            let boundary = format!("strata-{}", hex::encode(random));
+            let metadata = serde_json::json!({ "name": name }).to_string();
+            let mut body = Vec::with_capacity(data.len() + metadata.len() + 200);
+            body.extend_from_slice(
+                format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+            );
+            body.extend_from_slice(&data);
+            body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+            self.http
+                .post(url)
+                .header(
+                    "content-type",
+                    format!("multipart/related; boundary={boundary}"),
+                )
+                .body(body)
+        } else {
+            url.query_pairs_mut()
+                .append_pair("uploadType", "media")
+                .append_pair("name", &name);
+            self.http
+                .request(Method::POST, url)
+                .header("content-type", "application/octet-stream")
+                .body(data)
+        };
+        self.send("put", key, request).await.map(|_| ())
+    }
+
+    async fn download(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Bytes> {
+        let mut url = self.object_url(&self.name(key)?);
+        url.query_pairs_mut().append_pair("alt", "media");
+        let mut request = self.http.get(url);
+        if let Some(range) = &range {
+            request = request.header("range", format!("bytes={}-{}", range.start, range.end - 1));
+        }
+        let response = self.send("get", key, request).await?;
+        response.bytes().await.map_err(|e| StoreError::Transient {
+            op: "get",
+            key: key.to_string(),
+            store: self.label.clone(),
+            message: e.to_string(),
+        })
+    }
+}
+
+#[async_trait]
+impl Store for GcsStore {
+    async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.upload(key, data, false).await
+    }
+
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        self.upload(key, data, true).await
+    }
+
+    async fn get(&self, key: &str) -> StoreResult<Bytes> {
+        self.download(key, None).await
+    }
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
+        if range.start == range.end {
+            return Ok(Bytes::new());
+        }
+        self.download(key, Some(range)).await
+    }
+
+    async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        let full = self.name(prefix.trim_end_matches('/')).map(|n| {
+            if prefix.ends_with('/') {
+                format!("{n}/")
+            } else {
+                n
+            }
+        });
+        let full = match full {
+            Ok(full) => full,
+            Err(_) if prefix.is_empty() => {
+                if self.prefix.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/", self.prefix)
+                }
+            }
+            Err(err) => return Err(err),
+        };
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let mut out = Vec::new();
+        let mut page: Option<String> = None;
+        loop {
+            let mut url = url::Url::parse(&format!("{}/storage/v1/b/", self.base))
+                .expect("base URL is valid");
+            url.path_segments_mut()
+                .expect("http URL")
+                .pop_if_empty()
+                .push(&self.bucket)
+                .push("o");
+            url.query_pairs_mut()
+                .append_pair("prefix", &full)
+                .append_pair("maxResults", "1000");
+            if let Some(token) = &page {
+                url.query_pairs_mut().append_pair("pageToken", token);
+            }
+            let response = self.send("list", prefix, self.http.get(url)).await?;
+            let bad = |message: String| StoreError::Transient {
+                op: "list",
+                key: prefix.to_string(),
+                store: self.label.clone(),
+                message,
+            };
+            let raw = response.bytes().await.map_err(|e| bad(e.to_string()))?;
+            let body: serde_json::Value =
+                serde_json::from_slice(&raw).map_err(|e| bad(e.to_string()))?;
+            for item in body["items"].as_array().into_iter().flatten() {
+                let (Some(name), Some(size)) = (item["name"].as_str(), item["size"].as_str())
+                else {
+                    continue;
+                };
+                if let (Some(key), Ok(size)) = (name.strip_prefix(strip.as_str()), size.parse()) {
+                    out.push(ObjectMeta {
+                        key: key.to_string(),
+                        size,
+                    });
+                }
+            }
+            match body["nextPageToken"].as_str() {
+                Some(token) if !token.is_empty() => page = Some(token.to_string()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        let url = self.object_url(&self.name(key)?);
+        match self.send("delete", key, self.http.delete(url)).await {
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+}
