@@ -25,7 +25,8 @@ pub struct Global {
     /// Configuration file (default: ./strata.toml when it exists, else built-in defaults).
     #[arg(long, global = true, env = "STRATA_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Repository location (a directory), overriding the config's storages.
+    /// Repository location, overriding the config's storages: a directory, file://PATH,
+    /// s3://bucket/prefix, az://container/prefix or gs://bucket/prefix.
     #[arg(long, global = true, env = "STRATA_REPO")]
     pub repo: Option<String>,
     /// Use only this configured storage: new backups go there, and other commands look
@@ -59,7 +60,7 @@ pub enum Command {
         #[arg(long)]
         exclude: Vec<String>,
     },
-    /// List the backups of the repository, oldest first.
+    /// List the backups of every storage, oldest first.
     List,
     /// Show a backup's summary and per-node figures.
     Show {
@@ -90,7 +91,8 @@ pub enum Command {
         #[arg(long)]
         path: Option<String>,
     },
-    /// Delete backups (their data is reclaimed by garbage collection).
+    /// Delete backups: their summaries and manifests (data is reclaimed by a future
+    /// garbage collection).
     Delete {
         /// Backup names or unique prefixes.
         #[arg(required = true)]
