@@ -40,6 +40,16 @@ pub fn is_cloud_url(location: &str) -> bool {
         .any(|scheme| location.starts_with(scheme))
 }
 
+/// object_store's own retries switched off: strata's [`crate::RetryStore`] retries with
+/// its configured policy, and retrying in two layers turns an unreachable endpoint into
+/// minutes of waiting.
+pub(crate) fn single_attempt() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 0,
+        ..object_store::RetryConfig::default()
+    }
+}
+
 /// Applies `options` (object_store configuration keys) to a provider's builder.
 pub(crate) fn configure<B, K>(
     mut builder: B,
@@ -92,15 +102,17 @@ impl CloudStore {
         let prefix = url.path().trim_matches('/').to_string();
         let inner: Arc<dyn ObjectStore> = match url.scheme() {
             "s3" => {
-                let builder =
-                    object_store::aws::AmazonS3Builder::from_env().with_bucket_name(&bucket);
+                let builder = object_store::aws::AmazonS3Builder::from_env()
+                    .with_bucket_name(&bucket)
+                    .with_retry(single_attempt());
                 let builder =
                     configure(builder, options, |b, k, v| b.with_config(k, v)).map_err(invalid)?;
                 Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
             }
             "az" | "azure" => {
                 let builder = object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_container_name(&bucket);
+                    .with_container_name(&bucket)
+                    .with_retry(single_attempt());
                 let builder =
                     configure(builder, options, |b, k, v| b.with_config(k, v)).map_err(invalid)?;
                 Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)

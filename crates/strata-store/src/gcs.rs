@@ -74,7 +74,9 @@ impl GcsStore {
                     .and_then(|v| v.as_str())
                     .map(str::to_string)
             });
-        let builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+        let builder = GoogleCloudStorageBuilder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(crate::cloud::single_attempt());
         let builder = crate::cloud::configure(builder, &options, |b, k, v| b.with_config(k, v))
             .map_err(invalid)?;
         let client = builder.build().map_err(|e| invalid(e.to_string()))?;

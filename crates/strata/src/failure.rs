@@ -35,6 +35,17 @@ fn chain(err: &dyn std::error::Error) -> String {
     strata_coordinator::backup::error_chain(err)
 }
 
+/// What to do, for errors where strata knows it.
+fn hint(err: &RepoError) -> &'static str {
+    use strata_store::StoreError;
+    match err {
+        RepoError::Store(StoreError::GaveUp { .. } | StoreError::Transient { .. }) => {
+            " (the storage did not answer: check its url or endpoint, the network and the credentials)"
+        }
+        _ => "",
+    }
+}
+
 fn repo_code(err: &RepoError) -> u8 {
     match err {
         RepoError::WrongPassword(_) | RepoError::PasswordRequired(_) => code::PASSWORD,
@@ -57,13 +68,17 @@ impl From<CoordinatorError> for Failure {
             | CoordinatorError::NoNode(_) => code::USAGE,
             CoordinatorError::NothingToDo(_) => code::USAGE,
         };
-        Failure::new(code, chain(&err))
+        let hint = match &err {
+            CoordinatorError::Repo(e) | CoordinatorError::Agent(AgentError::Repo(e)) => hint(e),
+            _ => "",
+        };
+        Failure::new(code, chain(&err) + hint)
     }
 }
 
 impl From<RepoError> for Failure {
     fn from(err: RepoError) -> Self {
-        Failure::new(repo_code(&err), chain(&err))
+        Failure::new(repo_code(&err), chain(&err) + hint(&err))
     }
 }
 

@@ -165,3 +165,32 @@ fn migrating_between_storages_keeps_every_backup_usable() {
     assert_same_tree(&keep_v1, &from_b);
     run(&["verify", "--read-data"]);
 }
+
+#[test]
+fn an_unreachable_storage_is_one_clear_error_within_seconds() {
+    let env = Env::empty();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = env
+        .command()
+        .env("STRATA_REPO", "s3://bucket/prefix")
+        .env("AWS_ENDPOINT", format!("http://127.0.0.1:{closed}"))
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "key")
+        .env("AWS_SECRET_ACCESS_KEY", "do-not-print-me")
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("gave up after") && stderr.contains("check its url"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("do-not-print-me"));
+}
