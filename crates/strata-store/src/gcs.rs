@@ -107,15 +107,22 @@ impl GcsStore {
         })
     }
 
-    fn object_url(&self, name: &str) -> url::Url {
+    /// `{base}/{api}/b/{bucket}/o`: the collection of objects of the bucket.
+    fn objects_url(&self, api: &str) -> url::Url {
         let mut url =
-            url::Url::parse(&format!("{}/storage/v1/b/", self.base)).expect("base URL is valid");
+            url::Url::parse(&format!("{}/{api}/b/", self.base)).expect("base URL is valid");
         url.path_segments_mut()
             .expect("http URL")
             .pop_if_empty()
             .push(&self.bucket)
-            .push("o")
-            .push(name);
+            .push("o");
+        url
+    }
+
+    /// The URL of one object (its name is one escaped path segment).
+    fn object_url(&self, name: &str) -> url::Url {
+        let mut url = self.objects_url("storage/v1");
+        url.path_segments_mut().expect("http URL").push(name);
         url
     }
 
@@ -176,13 +183,7 @@ impl GcsStore {
     /// `ifGenerationMatch=0` precondition every implementation honours.
     async fn upload(&self, key: &str, data: Bytes, only_if_absent: bool) -> StoreResult<()> {
         let name = self.name(key)?;
-        let mut url = url::Url::parse(&format!("{}/upload/storage/v1/b/", self.base))
-            .expect("base URL is valid");
-        url.path_segments_mut()
-            .expect("http URL")
-            .pop_if_empty()
-            .push(&self.bucket)
-            .push("o");
+        let mut url = self.objects_url("upload/storage/v1");
         let request = if only_if_absent {
             url.query_pairs_mut()
                 .append_pair("uploadType", "multipart")
@@ -281,13 +282,7 @@ impl Store for GcsStore {
         let mut out = Vec::new();
         let mut page: Option<String> = None;
         loop {
-            let mut url = url::Url::parse(&format!("{}/storage/v1/b/", self.base))
-                .expect("base URL is valid");
-            url.path_segments_mut()
-                .expect("http URL")
-                .pop_if_empty()
-                .push(&self.bucket)
-                .push("o");
+            let mut url = self.objects_url("storage/v1");
             url.query_pairs_mut()
                 .append_pair("prefix", &full)
                 .append_pair("maxResults", "1000");

@@ -108,20 +108,7 @@ roots = ["data/db3"]
 "#,
     )
     .unwrap();
-    let cmd = |args: &[&str]| {
-        let out = env
-            .command()
-            .env_remove("STRATA_REPO")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let cmd = |args: &[&str]| succeed(env.command().env_remove("STRATA_REPO").args(args));
     cmd(&["init"]);
     let summary: serde_json::Value = serde_json::from_str(&cmd(&["backup", "--json"])).unwrap();
     assert_eq!(summary["status"], "complete");
@@ -259,19 +246,7 @@ fn unencrypted_repositories_need_no_password_and_still_verify() {
     .unwrap();
     let src = env.path("src");
     realistic_tree(&src);
-    let run = |args: &[&str]| {
-        let out = env
-            .command()
-            .env_remove("STRATA_PASSWORD")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let run = |args: &[&str]| succeed(env.command().env_remove("STRATA_PASSWORD").args(args));
     run(&["init"]);
     run(&["backup", src.to_str().unwrap()]);
     run(&[

@@ -91,20 +91,7 @@ fn migrating_between_storages_keeps_every_backup_usable() {
             options.join(", ")
         )
     };
-    let run = |args: &[&str]| {
-        let out = env
-            .command()
-            .env_remove("STRATA_REPO")
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "strata {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let run = |args: &[&str]| succeed(env.command().env_remove("STRATA_REPO").args(args));
     let src = env.path("src");
     realistic_tree(&src);
     let keep_v1 = env.path("v1");

@@ -101,6 +101,18 @@ impl Env {
     }
 }
 
+/// Runs a prepared strata command, asserts it succeeded, returns its stdout.
+pub fn succeed(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Deterministic pseudo-random bytes (SplitMix64).
 pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed;
