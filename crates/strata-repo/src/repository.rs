@@ -345,7 +345,17 @@ impl Repository {
         let key = manifest_key(backup, node);
         let bytes = self.store.get(&key).await?;
         let plain = decode_object(&self.cipher, ObjectKind::Manifest, &bytes, &key)?;
-        NodeManifest::from_bytes(&plain).map_err(|e| RepoError::corrupted(key, e))
+        let manifest =
+            NodeManifest::from_bytes(&plain).map_err(|e| RepoError::corrupted(&key, e))?;
+        // An object served under the wrong key (a broken cache or store) must not restore
+        // another node's files.
+        if manifest.node != node {
+            return Err(RepoError::corrupted(
+                key,
+                format!("holds the manifest of node {:?}", manifest.node),
+            ));
+        }
+        Ok(manifest)
     }
 
     /// Writes the summary of a backup; this is what makes a backup visible.
@@ -367,7 +377,15 @@ impl Repository {
             Err(e) => return Err(e.into()),
         };
         let plain = decode_object(&self.cipher, ObjectKind::Summary, &bytes, &key)?;
-        serde_json::from_slice(&plain).map_err(|e| RepoError::corrupted(key, e))
+        let summary: BackupSummary =
+            serde_json::from_slice(&plain).map_err(|e| RepoError::corrupted(&key, e))?;
+        if summary.name != name {
+            return Err(RepoError::corrupted(
+                key,
+                format!("holds the summary of backup {:?}", summary.name),
+            ));
+        }
+        Ok(summary)
     }
 
     /// Every backup, oldest first (by start time, then name).

@@ -62,7 +62,10 @@ impl CachingStore {
         if std::fs::create_dir_all(dir).is_err() {
             return;
         }
-        let temp = dir.join(format!(".tmp-{}", std::process::id()));
+        // A name of its own per write: threads of one process fill the same directories.
+        let mut suffix = [0u8; 8];
+        getrandom::getrandom(&mut suffix).expect("the OS random source is available");
+        let temp = dir.join(format!(".tmp-{}", hex::encode(suffix)));
         let written = std::fs::File::create(&temp).and_then(|mut f| f.write_all(data));
         if written.is_ok() && std::fs::rename(&temp, path).is_ok() {
             self.evict();

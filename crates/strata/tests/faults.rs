@@ -533,3 +533,36 @@ fn a_backup_killed_midway_leaves_a_valid_repository() {
     env.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
     assert_same_tree(&src, &out);
 }
+
+#[test]
+fn an_object_stored_under_another_name_is_refused() {
+    let env = Env::new();
+    let src = env.path("src");
+    realistic_tree(&src);
+    let first = env.json(&["backup", src.to_str().unwrap(), "--node-name", "a"]);
+    let second = env.json(&["backup", src.to_str().unwrap(), "--node-name", "b"]);
+    let (first, second) = (
+        first["name"].as_str().unwrap(),
+        second["name"].as_str().unwrap(),
+    );
+    // A store (or cache) that answers with the wrong object: node a's manifest as node b's.
+    fs::copy(
+        env.repo.join(format!("manifests/{first}/a")),
+        env.repo.join(format!("manifests/{second}/b")),
+    )
+    .unwrap();
+    let out = env.path("out");
+    let stderr = env.fails(&["restore", second, "--to", out.to_str().unwrap()], 1);
+    assert!(
+        stderr.contains("holds the manifest of node \"a\""),
+        "{stderr}"
+    );
+    // The same for a summary.
+    fs::copy(
+        env.repo.join(format!("summaries/{first}")),
+        env.repo.join(format!("summaries/{second}")),
+    )
+    .unwrap();
+    let stderr = env.fails(&["list"], 1);
+    assert!(stderr.contains("holds the summary of backup"), "{stderr}");
+}
