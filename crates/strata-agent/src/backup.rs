@@ -46,8 +46,80 @@ pub struct NodeBackup {
     pub summary: NodeSummary,
     /// The files cache to save once the backup is committed.
     pub cache: FilesCache,
-    /// Blobs this node was the first to submit in this backup.
+    /// The files whose content was read, with the index of their manifest entry: the
+    /// places a chunk can be read again from, and the files to re-read when a chunk could
+    /// not be uploaded after all.
+    pub read_files: Vec<ReadFile>,
+}
+
+/// A file whose content this snapshot read.
+#[derive(Debug, Clone)]
+pub struct ReadFile {
+    pub path: PathBuf,
+    /// Index of its entry in the manifest.
+    pub entry: usize,
+}
+
+/// Where a snapshot sends the chunks it cuts: straight into the repository's write
+/// pipeline ([`UploadSink`]), or only noted for a later upload once the coordinator has
+/// decided which node sends which shared chunk ([`ScanSink`]).
+pub trait ChunkSink {
+    /// Whether the repository has (or is getting) the blob: a file found unchanged in the
+    /// files cache is not read again only if all its blobs are known.
+    fn is_known(&self, id: &BlobId) -> bool;
+    /// Takes the chunk `id` found at `offset` in read file number `file`. Returns whether
+    /// it was new to this sink. Blocks while a pipeline is full.
+    fn submit(&mut self, id: BlobId, chunk: Bytes, file: u32, offset: u64) -> AgentResult<bool>;
+}
+
+/// Uploads every chunk the repository lacks as the snapshot goes.
+pub struct UploadSink<'a> {
+    pub writer: &'a BlobWriter,
+    /// Blobs this sink was the first to submit.
     pub new_blobs: Vec<BlobId>,
+}
+
+impl ChunkSink for UploadSink<'_> {
+    fn is_known(&self, id: &BlobId) -> bool {
+        self.writer.is_known(id)
+    }
+
+    fn submit(&mut self, id: BlobId, chunk: Bytes, _file: u32, _offset: u64) -> AgentResult<bool> {
+        let new = self.writer.submit(id, chunk)?;
+        if new {
+            self.new_blobs.push(id);
+        }
+        Ok(new)
+    }
+}
+
+/// Where a chunk can be read again: file number, offset, length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkPlace {
+    pub file: u32,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// Notes where each chunk the repository lacks can be read; uploads nothing.
+pub struct ScanSink<'a> {
+    pub repo: &'a Repository,
+    pub missing: HashMap<BlobId, ChunkPlace>,
+}
+
+impl ChunkSink for ScanSink<'_> {
+    fn is_known(&self, id: &BlobId) -> bool {
+        self.repo.index().contains(id)
+    }
+
+    fn submit(&mut self, id: BlobId, chunk: Bytes, file: u32, offset: u64) -> AgentResult<bool> {
+        if self.repo.index().contains(&id) || self.missing.contains_key(&id) {
+            return Ok(false);
+        }
+        let len = chunk.len() as u32;
+        self.missing.insert(id, ChunkPlace { file, offset, len });
+        Ok(true)
+    }
 }
 
 fn is_glob(pattern: &str) -> bool {
@@ -56,7 +128,7 @@ fn is_glob(pattern: &str) -> bool {
 
 struct Snapshot<'a> {
     repo: &'a Repository,
-    writer: &'a BlobWriter,
+    sink: &'a mut dyn ChunkSink,
     old_cache: &'a FilesCache,
     progress: &'a Progress,
     exclude: Vec<glob::Pattern>,
@@ -65,14 +137,84 @@ struct Snapshot<'a> {
     cache: FilesCache,
     hard_links: HashMap<(u64, u64), Vec<u8>>,
     summary: NodeSummary,
-    new_blobs: Vec<BlobId>,
+    read_files: Vec<ReadFile>,
     read_buf: Vec<u8>,
 }
 
-/// Takes the snapshot of one node. Blocking: run it on a blocking thread.
+impl<'a> Snapshot<'a> {
+    fn new(
+        repo: &'a Repository,
+        sink: &'a mut dyn ChunkSink,
+        old_cache: &'a FilesCache,
+        progress: &'a Progress,
+    ) -> Self {
+        Snapshot {
+            repo,
+            sink,
+            old_cache,
+            progress,
+            exclude: Vec::new(),
+            chunkers: repo.chunkers(),
+            entries: Vec::new(),
+            cache: FilesCache::default(),
+            hard_links: HashMap::new(),
+            summary: NodeSummary::default(),
+            read_files: Vec::new(),
+            read_buf: vec![0u8; READ_SIZE],
+        }
+    }
+}
+
+/// Takes the snapshot of one node, uploading what the repository lacks as it goes.
+/// Blocking: run it on a blocking thread.
 pub fn backup_node(
     repo: &Repository,
     writer: &BlobWriter,
+    source: &NodeSource,
+    old_cache: &FilesCache,
+    progress: &Progress,
+) -> AgentResult<(NodeBackup, Vec<BlobId>)> {
+    let mut sink = UploadSink {
+        writer,
+        new_blobs: Vec::new(),
+    };
+    let backup = snapshot_node(repo, &mut sink, source, old_cache, progress)?;
+    Ok((backup, sink.new_blobs))
+}
+
+/// Reads a file again and uploads its chunks (used when a chunk noted by a scan could not
+/// be uploaded because the file changed since). `None` when the file cannot be read any
+/// more (a warning explains why).
+pub fn reread_file(
+    repo: &Repository,
+    writer: &BlobWriter,
+    path: &Path,
+    summary: &mut NodeSummary,
+) -> AgentResult<Option<(Vec<BlobId>, u64, Metadata)>> {
+    let mut sink = UploadSink {
+        writer,
+        new_blobs: Vec::new(),
+    };
+    let cache = FilesCache::default();
+    let progress = Progress::default();
+    let mut snap = Snapshot::new(repo, &mut sink, &cache, &progress);
+    let found = match fs::symlink_metadata(path) {
+        Ok(meta) => snap.read_file(path, &meta)?.map(|(c, s)| (c, s, meta)),
+        Err(err) => {
+            snap.warn(format!("vanished: {} ({err})", path.display()));
+            None
+        }
+    };
+    summary.warnings.append(&mut snap.summary.warnings);
+    summary.warning_count += snap.summary.warning_count;
+    Ok(found)
+}
+
+/// Takes the snapshot of one node, sending chunks to `sink`. Blocking: run it on a
+/// blocking thread. Stops with [`AgentError::Cancelled`] once `progress` is cancelled.
+pub fn snapshot_node(
+    repo: &Repository,
+    sink: &mut dyn ChunkSink,
     source: &NodeSource,
     old_cache: &FilesCache,
     progress: &Progress,
@@ -89,24 +231,10 @@ pub fn backup_node(
         .collect::<AgentResult<Vec<_>>>()?;
     let roots = expand_roots(&source.roots)?;
     let single = source.roots.len() == 1 && !is_glob(&source.roots[0]);
-    let mut snap = Snapshot {
-        repo,
-        writer,
-        old_cache,
-        progress,
-        exclude,
-        chunkers: repo.chunkers(),
-        entries: Vec::new(),
-        cache: FilesCache::default(),
-        hard_links: HashMap::new(),
-        summary: NodeSummary {
-            name: source.name.clone(),
-            roots: roots.iter().map(|r| r.display().to_string()).collect(),
-            ..NodeSummary::default()
-        },
-        new_blobs: Vec::new(),
-        read_buf: vec![0u8; READ_SIZE],
-    };
+    let mut snap = Snapshot::new(repo, sink, old_cache, progress);
+    snap.exclude = exclude;
+    snap.summary.name = source.name.clone();
+    snap.summary.roots = roots.iter().map(|r| r.display().to_string()).collect();
     for root in &roots {
         let meta = fs::symlink_metadata(root).map_err(|source| AgentError::Root {
             path: root.clone(),
@@ -138,7 +266,6 @@ pub fn backup_node(
     } else {
         BackupStatus::Complete
     };
-    summary.new_blobs = snap.new_blobs.len() as u64;
     Ok(NodeBackup {
         manifest: NodeManifest {
             node: source.name.clone(),
@@ -147,7 +274,7 @@ pub fn backup_node(
         },
         summary,
         cache: snap.cache,
-        new_blobs: snap.new_blobs,
+        read_files: snap.read_files,
     })
 }
 
@@ -194,7 +321,7 @@ fn mtime_ns(meta: &Metadata) -> i64 {
     meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
 }
 
-fn stamp_of(meta: &Metadata) -> FileStamp {
+pub(crate) fn stamp_of(meta: &Metadata) -> FileStamp {
     FileStamp {
         size: meta.len(),
         mtime_ns: mtime_ns(meta),
@@ -243,6 +370,9 @@ impl Snapshot<'_> {
         }
         names.sort();
         for name in names {
+            if self.progress.is_cancelled() {
+                return Err(AgentError::Cancelled);
+            }
             let child_rel = join_rel(rel, name.as_bytes());
             if self.excluded(&child_rel, name.as_bytes()) {
                 continue;
@@ -313,13 +443,22 @@ impl Snapshot<'_> {
         let cached = self
             .old_cache
             .lookup(abs, &stamp)
-            .filter(|chunks| chunks.iter().all(|id| self.writer.is_known(id)))
+            .filter(|chunks| chunks.iter().all(|id| self.sink.is_known(id)))
             .map(<[BlobId]>::to_vec);
         let (chunks, size) = match cached {
             Some(chunks) => (chunks, stamp.size),
             None => match self.read_file(path, &meta)? {
-                Some(found) => found,
-                None => return Ok(()),
+                Some(found) => {
+                    self.read_files.push(ReadFile {
+                        path: path.to_path_buf(),
+                        entry: self.entries.len(),
+                    });
+                    found
+                }
+                None => {
+                    self.progress.file_failed();
+                    return Ok(());
+                }
             },
         };
         self.summary.files += 1;
@@ -366,6 +505,7 @@ impl Snapshot<'_> {
         let mut chunks = Vec::new();
         let mut total = 0u64;
         let mut eof = false;
+        let file_number = self.read_files.len() as u32;
         loop {
             if !eof && pending.len() - start < chunker.lookahead() {
                 pending.drain(..start);
@@ -389,11 +529,9 @@ impl Snapshot<'_> {
             let cut = chunker.next_cut(window);
             let chunk = Bytes::copy_from_slice(&window[..cut]);
             start += cut;
-            total += cut as u64;
             let id = self.repo.keys().blob_id(&chunk);
-            if self.writer.submit(id, chunk)? {
-                self.new_blobs.push(id);
-            }
+            self.sink.submit(id, chunk, file_number, total)?;
+            total += cut as u64;
             chunks.push(id);
         }
         self.summary.files_read += 1;
@@ -432,20 +570,11 @@ mod tests {
         let writer = BlobWriter::start(repo.clone(), WriterOptions::default());
         let cache = FilesCache::default();
         let progress = Progress::default();
-        let mut snap = Snapshot {
-            repo: &repo,
+        let mut sink = UploadSink {
             writer: &writer,
-            old_cache: &cache,
-            progress: &progress,
-            exclude: Vec::new(),
-            chunkers: repo.chunkers(),
-            entries: Vec::new(),
-            cache: FilesCache::default(),
-            hard_links: HashMap::new(),
-            summary: NodeSummary::default(),
             new_blobs: Vec::new(),
-            read_buf: vec![0u8; READ_SIZE],
         };
+        let mut snap = Snapshot::new(&repo, &mut sink, &cache, &progress);
         test(&mut snap);
         drop(snap);
         rt.block_on(writer.finish()).unwrap();

@@ -30,6 +30,9 @@ pub enum AgentError {
     /// The restore target filesystem is full: the restore stopped, no partial file kept.
     #[error("restore target is full while writing {path} (free space and run the restore again: files already restored are kept)")]
     DiskFull { path: PathBuf },
+    /// The operation was cancelled (its lease was lost or the coordinator aborted it).
+    #[error("cancelled: the coordinator's lease on this node ended")]
+    Cancelled,
     /// The files cache could not be written.
     #[error("cannot write the files cache {path}")]
     Cache {

@@ -186,7 +186,13 @@ impl Restorer {
         }
     }
 
+    /// Whether to stop early: the disk is full, or the operation was cancelled.
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.options.progress.is_cancelled()
+    }
+
     fn fail(&self, entry: &Entry, why: impl std::fmt::Display) {
+        self.options.progress.file_failed();
         self.report
             .lock()
             .unwrap()
@@ -211,13 +217,19 @@ impl Restorer {
         // 2. Regular files: prepared one by one, then filled pack by pack in parallel.
         let total: u64 = entries.iter().map(|e| e.size()).sum();
         self.options.progress.add_total(total);
+        self.options.progress.add_total_files(
+            entries
+                .iter()
+                .filter(|e| matches!(e.kind, EntryKind::File { .. } | EntryKind::HardLink { .. }))
+                .count() as u64,
+        );
         let mut jobs = Vec::new();
         let mut by_pack: HashMap<u32, Vec<Piece>> = HashMap::new();
         for entry in entries
             .iter()
             .filter(|e| matches!(e.kind, EntryKind::File { .. }))
         {
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stopped() {
                 break;
             }
             self.prepare_file(entry, &mut jobs, &mut by_pack);
@@ -231,7 +243,7 @@ impl Restorer {
             for _ in 0..self.options.workers.max(1) {
                 scope.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= packs.len() || self.stop.load(Ordering::Relaxed) {
+                    if i >= packs.len() || self.stopped() {
                         return;
                     }
                     self.restore_pack(&jobs, packs[i].0, &packs[i].1);
@@ -246,6 +258,9 @@ impl Restorer {
         }
         if let Some(path) = self.disk_full.lock().unwrap().take() {
             return Err(AgentError::DiskFull { path });
+        }
+        if self.options.progress.is_cancelled() {
+            return Err(AgentError::Cancelled);
         }
         // 3. Hard links, then symlinks (last, so nothing is written through them).
         for entry in &entries {
@@ -377,7 +392,7 @@ impl Restorer {
         let key = pack_key(&self.repo.index().pack(pack).0);
         let mut first = 0;
         while first < pieces.len() {
-            if self.stop.load(Ordering::Relaxed) {
+            if self.stopped() {
                 return;
             }
             let start = pieces[first].location.offset;

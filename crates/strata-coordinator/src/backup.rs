@@ -104,7 +104,7 @@ pub async fn run_backup(
     let mut caches = Vec::new();
     for (node_name, outcome) in results {
         match outcome {
-            Ok((node_backup, cache_path)) => {
+            Ok(((node_backup, new_blobs), cache_path)) => {
                 let mut summary = node_backup.summary;
                 summary.stored_bytes = stored_size(
                     &repo,
@@ -119,7 +119,7 @@ pub async fn run_backup(
                             _ => &[],
                         }),
                 );
-                summary.new_bytes = stored_size(&repo, node_backup.new_blobs.iter());
+                summary.new_bytes = stored_size(&repo, new_blobs.iter());
                 repo.save_manifest(&name, &node_backup.manifest).await?;
                 summary.has_manifest = true;
                 summaries.push(summary);

@@ -1,0 +1,228 @@
+//! The requests and replies between a coordinator and a node agent.
+//!
+//! The same types travel as JSON over HTTP (`/node/v1/...`) and as plain values to an
+//! in-process agent, so both kinds of node behave alike. [`API_VERSION`] and
+//! [`NodeMetadata::features`] let an older agent and a newer coordinator tell each other
+//! apart: a coordinator refuses an agent whose version it does not speak, with a message
+//! saying which side to upgrade, instead of failing half-way through a backup.
+
+use crate::progress::ProgressSnapshot;
+use serde::{Deserialize, Serialize};
+use strata_repo::summary::NodeSummary;
+use strata_repo::BlobId;
+
+/// The version of the node API this build speaks. Bumped on incompatible changes.
+pub const API_VERSION: u32 = 1;
+
+/// What this agent can do, for coordinators that need to know.
+pub const FEATURES: &[&str] = &["lease", "backup-scan-upload", "restore-in-place"];
+
+/// `GET /node/v1/metadata`: who the agent is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeMetadata {
+    pub name: String,
+    /// strata version of the agent.
+    pub version: String,
+    pub api_version: u32,
+    pub features: Vec<String>,
+    /// The roots the agent backs up and restores into.
+    pub roots: Vec<String>,
+    /// The operation that holds the node's lease, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<LeaseInfo>,
+}
+
+/// Who holds a node and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseInfo {
+    pub operation: String,
+    /// Who asked for it (coordinator host and process).
+    pub holder: String,
+    /// Milliseconds until it expires unless renewed.
+    pub expires_in_ms: u64,
+}
+
+/// `POST /node/v1/lease`: take or renew the node for an operation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    pub operation: String,
+    pub holder: String,
+    pub ttl_ms: u64,
+}
+
+/// `POST /node/v1/backup/scan`: walk the roots, reuse the files cache, cut chunks, and
+/// report those the repository lacks (uploading them at once when `upload` is set, as a
+/// cluster of one node has nobody to share chunks with).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanRequest {
+    pub operation: String,
+    /// The storage of the agent's configuration that holds the repository.
+    pub storage: String,
+    pub upload: bool,
+}
+
+/// A chunk the repository lacks: its id (hex) and plaintext length.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    pub id: String,
+    pub len: u32,
+}
+
+impl ChunkRef {
+    /// A reference to `id` of `len` bytes.
+    pub fn new(id: &BlobId, len: u32) -> Self {
+        ChunkRef {
+            id: id.to_hex(),
+            len,
+        }
+    }
+
+    /// The id, or an error naming the bad value.
+    pub fn blob_id(&self) -> Result<BlobId, ApiError> {
+        parse_id(&self.id)
+    }
+}
+
+/// Parses a hex blob id from a request.
+pub fn parse_id(hex: &str) -> Result<BlobId, ApiError> {
+    BlobId::from_hex(hex)
+        .ok_or_else(|| ApiError::new(ErrorCode::BadRequest, format!("bad blob id {hex:?}")))
+}
+
+/// The reply to a scan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanReply {
+    /// Chunks the repository lacks that this node holds.
+    pub missing: Vec<ChunkRef>,
+    /// Files, bytes and warnings so far.
+    pub summary: NodeSummary,
+}
+
+/// `POST /node/v1/backup/upload`: upload these chunks (hex ids) from where the scan saw
+/// them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadRequest {
+    pub operation: String,
+    pub chunks: Vec<String>,
+}
+
+/// The reply to an upload: what could not be sent (the coordinator tries another holder).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UploadReply {
+    pub stored: u64,
+    pub failed: Vec<FailedChunk>,
+}
+
+/// A chunk that could not be uploaded, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedChunk {
+    pub id: String,
+    pub reason: String,
+}
+
+/// `POST /node/v1/backup/finish`: re-read the files whose chunks nobody could upload
+/// (`lost`), then write the node manifest under `backup`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinishRequest {
+    pub operation: String,
+    pub backup: String,
+    pub lost: Vec<String>,
+}
+
+/// `POST /node/v1/backup/commit` and `/abort` (after the summary is written, or instead).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OperationRef {
+    pub operation: String,
+}
+
+/// `POST /node/v1/restore`: lay down node `source` of `backup` into this agent's roots.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RestoreRequest {
+    pub operation: String,
+    pub storage: String,
+    pub backup: String,
+    /// The node of the backup to restore here (may differ from this node's name).
+    pub source: String,
+    /// Only entries at or below this path.
+    #[serde(default)]
+    pub include: Option<String>,
+}
+
+/// What a restore did on one node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreReply {
+    /// Where the node was restored.
+    pub target: String,
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+    /// Files that were already correct and kept.
+    pub files_kept: u64,
+    /// Files and directories inside the roots that are not in the backup and were removed.
+    pub removed: u64,
+    /// Files that could not be restored. Empty on success.
+    pub errors: Vec<String>,
+}
+
+/// `GET /node/v1/operations/{id}/progress`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressReply {
+    pub progress: ProgressSnapshot,
+}
+
+/// Why a request was refused or failed, with a stable code for programs and a message for
+/// people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Stable error codes of the node and coordinator APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is malformed.
+    BadRequest,
+    /// No or a wrong bearer token.
+    Unauthorized,
+    /// Another operation holds the node or the cluster.
+    Busy,
+    /// The caller's lease is missing or expired.
+    LeaseLost,
+    /// No such operation, backup or node.
+    NotFound,
+    /// The operation was cancelled.
+    Cancelled,
+    /// The peer speaks another API version.
+    Version,
+    /// The node could not be reached.
+    Unreachable,
+    /// The operation failed.
+    Failed,
+}
+
+impl ApiError {
+    /// An error with `code` and a human message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status that carries this error.
+    pub fn http_status(&self) -> u16 {
+        match self.code {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::NotFound => 404,
+            ErrorCode::Busy | ErrorCode::LeaseLost => 409,
+            ErrorCode::Version => 426,
+            ErrorCode::Cancelled => 499,
+            ErrorCode::Unreachable => 502,
+            ErrorCode::Failed => 500,
+        }
+    }
+}

@@ -1,0 +1,615 @@
+//! The node agent: the node side of cluster operations, behind one lease.
+//!
+//! A coordinator first takes the node's lease (a TTL it must keep renewing), then drives a
+//! backup in steps: `scan` (walk and chunk, note what the repository lacks), `upload` (send
+//! the chunks assigned to this node), `finish` (repair what could not be sent, write the
+//! node manifest), `commit` (save the files cache once the backup summary exists). A
+//! restore is one step. The agent keeps the state between steps in memory; if the lease
+//! runs out because the coordinator died or lost the network, a watchdog cancels the
+//! running step and forgets the operation, so the node is free for the next coordinator.
+//!
+//! The same [`Agent`] serves an in-process node and `strata server`'s `/node/v1` routes.
+
+use crate::api::*;
+use crate::backup::{
+    backup_node, reread_file, snapshot_node, stamp_of, ChunkPlace, NodeBackup, NodeSource, ScanSink,
+};
+use crate::files_cache::FilesCache;
+use crate::progress::Progress;
+use crate::prune::prune_extraneous;
+use crate::restore::{restore_node, RestoreOptions};
+use crate::upload::upload_chunks;
+use crate::AgentError;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use strata_repo::manifest::{EntryKind, NodeManifest};
+use strata_repo::writer::{BlobWriter, WriterOptions};
+use strata_repo::{BlobId, Repository};
+
+/// Opens the repository of a named storage of the agent's own configuration: storage
+/// credentials and the repository password never travel between coordinator and agent.
+#[async_trait::async_trait]
+pub trait RepoProvider: Send + Sync {
+    /// The repository in `storage`, with a fresh index.
+    async fn open(&self, storage: &str) -> Result<Arc<Repository>, String>;
+}
+
+/// How an agent works.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The node's name and what it backs up.
+    pub source: NodeSource,
+    /// Where the files cache lives.
+    pub state_dir: PathBuf,
+    pub writer: WriterOptions,
+    pub restore_workers: usize,
+    /// Restore owners (uid/gid).
+    pub set_owner: bool,
+}
+
+struct Lease {
+    operation: String,
+    holder: String,
+    expires: Instant,
+}
+
+/// What a backup keeps on the node between its steps.
+struct BackupState {
+    repo: Arc<Repository>,
+    scan: NodeBackup,
+    missing: HashMap<BlobId, ChunkPlace>,
+    /// Blobs this node stored in this backup.
+    stored: HashSet<BlobId>,
+}
+
+struct Operation {
+    progress: Arc<Progress>,
+    backup: tokio::sync::Mutex<Option<BackupState>>,
+}
+
+/// A node agent. Cheap to share: wrap it in an `Arc`.
+pub struct Agent {
+    config: AgentConfig,
+    repos: Arc<dyn RepoProvider>,
+    lease: Mutex<Option<Lease>>,
+    operations: Mutex<HashMap<String, Arc<Operation>>>,
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn failed(err: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Failed, err.to_string())
+}
+
+fn agent_error(err: AgentError) -> ApiError {
+    match err {
+        AgentError::Cancelled => ApiError::new(ErrorCode::Cancelled, err.to_string()),
+        other => failed(error_chain(&other)),
+    }
+}
+
+/// An error and its causes as one line.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+/// Sum of the stored (sealed) sizes of `ids`, each counted once.
+pub fn stored_size<'a>(repo: &Repository, ids: impl Iterator<Item = &'a BlobId>) -> u64 {
+    let index = repo.index();
+    let mut seen = HashSet::new();
+    ids.filter(|id| seen.insert(**id))
+        .filter_map(|id| index.get(id))
+        .map(|loc| loc.length as u64)
+        .sum()
+}
+
+fn manifest_blobs(manifest: &NodeManifest) -> impl Iterator<Item = &BlobId> {
+    manifest.entries.iter().flat_map(|e| match &e.kind {
+        EntryKind::File { chunks, .. } => chunks.as_slice(),
+        _ => &[],
+    })
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("agent worker thread panicked")
+}
+
+impl Agent {
+    /// Starts an agent and its lease watchdog. Call inside a tokio runtime.
+    pub fn start(config: AgentConfig, repos: Arc<dyn RepoProvider>) -> Arc<Agent> {
+        let agent = Arc::new(Agent {
+            config,
+            repos,
+            lease: Mutex::new(None),
+            operations: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(watchdog(Arc::downgrade(&agent)));
+        agent
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.config.source.name
+    }
+
+    /// Who this agent is and who holds it.
+    pub fn metadata(&self) -> NodeMetadata {
+        let now = Instant::now();
+        let lease = self.lease.lock().unwrap();
+        NodeMetadata {
+            name: self.name().to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            api_version: API_VERSION,
+            features: FEATURES.iter().map(|f| f.to_string()).collect(),
+            roots: self.config.source.roots.clone(),
+            lease: lease
+                .as_ref()
+                .filter(|l| l.expires > now)
+                .map(|l| LeaseInfo {
+                    operation: l.operation.clone(),
+                    holder: l.holder.clone(),
+                    expires_in_ms: (l.expires - now).as_millis() as u64,
+                }),
+        }
+    }
+
+    /// Takes or renews the lease for an operation; refused while another live operation
+    /// holds it.
+    pub fn lease(&self, request: &LeaseRequest) -> ApiResult<LeaseInfo> {
+        if request.ttl_ms == 0 || request.ttl_ms > 24 * 3600 * 1000 {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "ttl_ms must be between 1 ms and 24 hours",
+            ));
+        }
+        let now = Instant::now();
+        let mut lease = self.lease.lock().unwrap();
+        if let Some(held) = lease.as_ref() {
+            if held.operation != request.operation && held.expires > now {
+                return Err(ApiError::new(
+                    ErrorCode::Busy,
+                    format!(
+                        "node {} is busy with operation {} of {} (lease ends in {} s unless renewed)",
+                        self.name(),
+                        held.operation,
+                        held.holder,
+                        (held.expires - now).as_secs()
+                    ),
+                ));
+            }
+        }
+        *lease = Some(Lease {
+            operation: request.operation.clone(),
+            holder: request.holder.clone(),
+            expires: now + Duration::from_millis(request.ttl_ms),
+        });
+        Ok(LeaseInfo {
+            operation: request.operation.clone(),
+            holder: request.holder.clone(),
+            expires_in_ms: request.ttl_ms,
+        })
+    }
+
+    /// Gives the lease back and forgets the operation's state.
+    pub fn release(&self, operation: &str) {
+        let mut lease = self.lease.lock().unwrap();
+        if lease.as_ref().is_some_and(|l| l.operation == operation) {
+            *lease = None;
+        }
+        drop(lease);
+        self.drop_operation(operation);
+    }
+
+    fn drop_operation(&self, operation: &str) {
+        if let Some(op) = self.operations.lock().unwrap().remove(operation) {
+            op.progress.cancel();
+        }
+    }
+
+    /// Cancels what runs under an expired lease. Called by the watchdog.
+    fn expire_lease(&self) {
+        let mut lease = self.lease.lock().unwrap();
+        let expired = match lease.as_ref() {
+            Some(l) if l.expires <= Instant::now() => l.operation.clone(),
+            _ => return,
+        };
+        *lease = None;
+        drop(lease);
+        eprintln!(
+            "strata agent {}: lease of operation {expired} expired; cancelling it",
+            self.name()
+        );
+        self.drop_operation(&expired);
+    }
+
+    fn check_lease(&self, operation: &str) -> ApiResult<()> {
+        let lease = self.lease.lock().unwrap();
+        match lease.as_ref() {
+            Some(l) if l.operation == operation && l.expires > Instant::now() => Ok(()),
+            _ => Err(ApiError::new(
+                ErrorCode::LeaseLost,
+                format!(
+                    "operation {operation} does not hold the lease of node {}",
+                    self.name()
+                ),
+            )),
+        }
+    }
+
+    fn operation(&self, operation: &str) -> ApiResult<Arc<Operation>> {
+        self.check_lease(operation)?;
+        self.operations
+            .lock()
+            .unwrap()
+            .get(operation)
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::NotFound,
+                    format!("node {} has no operation {operation}", self.name()),
+                )
+            })
+    }
+
+    fn new_operation(&self, operation: &str) -> ApiResult<Arc<Operation>> {
+        self.check_lease(operation)?;
+        let op = Arc::new(Operation {
+            progress: Arc::default(),
+            backup: tokio::sync::Mutex::new(None),
+        });
+        self.operations
+            .lock()
+            .unwrap()
+            .insert(operation.to_string(), op.clone());
+        Ok(op)
+    }
+
+    /// Live counters of the step that runs (or ran last) for `operation`.
+    pub fn progress(&self, operation: &str) -> ApiResult<ProgressReply> {
+        let op = self.operations.lock().unwrap().get(operation).cloned();
+        op.map(|op| ProgressReply {
+            progress: op.progress.snapshot(),
+        })
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no operation {operation}")))
+    }
+
+    fn cache_path(&self, repo: &Repository) -> PathBuf {
+        FilesCache::path(&self.config.state_dir, &repo.config().id, self.name())
+    }
+
+    async fn open_repo(&self, storage: &str) -> ApiResult<Arc<Repository>> {
+        self.repos.open(storage).await.map_err(|why| {
+            ApiError::new(
+                ErrorCode::Failed,
+                format!("node {} cannot open storage {storage}: {why}", self.name()),
+            )
+        })
+    }
+
+    /// Step 1 of a backup: walk, chunk and report what the repository lacks.
+    pub async fn scan(&self, request: ScanRequest) -> ApiResult<ScanReply> {
+        let op = self.new_operation(&request.operation)?;
+        let repo = self.open_repo(&request.storage).await?;
+        let cache = FilesCache::load(&self.cache_path(&repo));
+        let source = self.config.source.clone();
+        let progress = op.progress.clone();
+        let (scan, missing, stored) = if request.upload {
+            let writer = {
+                let _runtime = tokio::runtime::Handle::current().enter();
+                Arc::new(BlobWriter::start(repo.clone(), self.config.writer.clone()))
+            };
+            let (r, w) = (repo.clone(), writer.clone());
+            let outcome = blocking(move || backup_node(&r, &w, &source, &cache, &progress)).await;
+            let writer = Arc::into_inner(writer).expect("scan thread is done");
+            let finished = writer.finish().await;
+            let (scan, new_blobs) = outcome.map_err(agent_error)?;
+            finished.map_err(|e| failed(error_chain(&e)))?;
+            (scan, HashMap::new(), new_blobs.into_iter().collect())
+        } else {
+            let r = repo.clone();
+            blocking(move || {
+                let mut sink = ScanSink {
+                    repo: &r,
+                    missing: HashMap::new(),
+                };
+                snapshot_node(&r, &mut sink, &source, &cache, &progress)
+                    .map(|scan| (scan, sink.missing, HashSet::new()))
+            })
+            .await
+            .map_err(agent_error)?
+        };
+        let reply = ScanReply {
+            missing: missing
+                .iter()
+                .map(|(id, place)| ChunkRef::new(id, place.len))
+                .collect(),
+            summary: scan.summary.clone(),
+        };
+        *op.backup.lock().await = Some(BackupState {
+            repo,
+            scan,
+            missing,
+            stored,
+        });
+        Ok(reply)
+    }
+
+    /// Step 2 of a backup: upload the chunks assigned to this node.
+    pub async fn upload(&self, request: UploadRequest) -> ApiResult<UploadReply> {
+        let op = self.operation(&request.operation)?;
+        let ids = request
+            .chunks
+            .iter()
+            .map(|hex| parse_id(hex))
+            .collect::<ApiResult<Vec<_>>>()?;
+        let mut guard = op.backup.lock().await;
+        let state = guard
+            .take()
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "upload before scan: scan first"))?;
+        op.progress.reset();
+        let writer = {
+            let _runtime = tokio::runtime::Handle::current().enter();
+            BlobWriter::start(state.repo.clone(), self.config.writer.clone())
+        };
+        let progress = op.progress.clone();
+        let (state, writer, outcome) = blocking(move || {
+            let outcome = upload_chunks(
+                &state.repo,
+                &writer,
+                &state.scan.read_files,
+                &state.missing,
+                &ids,
+                &progress,
+            );
+            (state, writer, outcome)
+        })
+        .await;
+        let finished = writer.finish().await;
+        let mut state = state;
+        let outcome = outcome.map_err(agent_error)?;
+        finished.map_err(|e| failed(error_chain(&e)))?;
+        state.stored.extend(outcome.stored.iter().copied());
+        *guard = Some(state);
+        Ok(UploadReply {
+            stored: outcome.stored.len() as u64,
+            failed: outcome
+                .failed
+                .into_iter()
+                .map(|(id, reason)| FailedChunk {
+                    id: id.to_hex(),
+                    reason,
+                })
+                .collect(),
+        })
+    }
+
+    /// Step 3 of a backup: re-read files whose chunks nobody could upload, then write the
+    /// node manifest. Returns the node's figures.
+    pub async fn finish(
+        &self,
+        request: FinishRequest,
+    ) -> ApiResult<strata_repo::summary::NodeSummary> {
+        let op = self.operation(&request.operation)?;
+        let lost = request
+            .lost
+            .iter()
+            .map(|hex| parse_id(hex))
+            .collect::<ApiResult<HashSet<_>>>()?;
+        let mut guard = op.backup.lock().await;
+        let mut state = guard
+            .take()
+            .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "finish before scan: scan first"))?;
+        if !lost.is_empty() {
+            state = self.repair(state, lost, &op.progress).await?;
+        }
+        state
+            .repo
+            .reload_index()
+            .await
+            .map_err(|e| failed(error_chain(&e)))?;
+        let manifest = &state.scan.manifest;
+        if let Some(id) = manifest_blobs(manifest).find(|id| !state.repo.index().contains(id)) {
+            return Err(failed(format!(
+                "node {}: blob {} is not in the repository; the backup cannot be completed",
+                self.name(),
+                id.short()
+            )));
+        }
+        let mut summary = state.scan.summary.clone();
+        summary.stored_bytes = stored_size(&state.repo, manifest_blobs(manifest));
+        summary.new_bytes = stored_size(&state.repo, state.stored.iter());
+        summary.new_blobs = state.stored.len() as u64;
+        state
+            .repo
+            .save_manifest(&request.backup, manifest)
+            .await
+            .map_err(|e| failed(error_chain(&e)))?;
+        summary.has_manifest = true;
+        *guard = Some(state);
+        Ok(summary)
+    }
+
+    /// Re-reads (and uploads) every file that references a lost chunk.
+    async fn repair(
+        &self,
+        mut state: BackupState,
+        lost: HashSet<BlobId>,
+        progress: &Arc<Progress>,
+    ) -> ApiResult<BackupState> {
+        progress.reset();
+        let writer = {
+            let _runtime = tokio::runtime::Handle::current().enter();
+            BlobWriter::start(state.repo.clone(), self.config.writer.clone())
+        };
+        let (state, writer, outcome) = blocking(move || {
+            let outcome = (|| {
+                let files = state.scan.read_files.clone();
+                for file in files {
+                    let entry = &state.scan.manifest.entries[file.entry];
+                    let EntryKind::File { chunks, .. } = &entry.kind else {
+                        continue;
+                    };
+                    if !chunks.iter().any(|id| lost.contains(id)) {
+                        continue;
+                    }
+                    let summary = &mut state.scan.summary;
+                    match reread_file(&state.repo, &writer, &file.path, summary)? {
+                        Some((chunks, size, meta)) => {
+                            let stamp = stamp_of(&meta);
+                            summary.bytes = summary.bytes
+                                - state.scan.manifest.entries[file.entry].size()
+                                + size;
+                            summary.warning_count += 1;
+                            summary.warnings.push(format!(
+                                "changed: {} (modified during the backup; re-read)",
+                                file.path.display()
+                            ));
+                            let path = file.path.as_os_str().as_bytes().to_vec();
+                            state.scan.cache.insert(path, stamp, chunks.clone());
+                            let entry = &mut state.scan.manifest.entries[file.entry];
+                            entry.mtime_ns = stamp.mtime_ns;
+                            entry.kind = EntryKind::File { size, chunks };
+                        }
+                        None => {
+                            // Gone or unreadable now: the entry cannot be kept.
+                            summary.status = strata_repo::summary::BackupStatus::Partial;
+                            state.scan.manifest.entries[file.entry].kind = EntryKind::File {
+                                size: 0,
+                                chunks: Vec::new(),
+                            };
+                        }
+                    }
+                }
+                Ok::<_, AgentError>(())
+            })();
+            (state, writer, outcome)
+        })
+        .await;
+        let finished = writer.finish().await;
+        outcome.map_err(agent_error)?;
+        finished.map_err(|e| failed(error_chain(&e)))?;
+        let _ = progress;
+        Ok(state)
+    }
+
+    /// Step 4 of a backup, after the summary is written: the files cache may now point at
+    /// the backup's data.
+    pub async fn commit(&self, operation: &str) -> ApiResult<()> {
+        let op = self.operation(operation)?;
+        let state = op.backup.lock().await.take();
+        if let Some(state) = state {
+            let path = self.cache_path(&state.repo);
+            if let Err(err) = state.scan.cache.save(&path) {
+                // A lost cache only costs speed next time; the backup itself is fine.
+                eprintln!(
+                    "strata agent {}: warning: {}",
+                    self.name(),
+                    error_chain(&err)
+                );
+            }
+        }
+        self.operations.lock().unwrap().remove(operation);
+        Ok(())
+    }
+
+    /// Forgets a backup that will not be committed.
+    pub fn abort(&self, operation: &str) {
+        self.drop_operation(operation);
+    }
+
+    /// Restores node `source` of a backup into this node's roots: files already correct
+    /// are kept, every byte is verified, and (for a whole-node restore) files inside the
+    /// roots that are not in the backup are removed.
+    pub async fn restore(&self, request: RestoreRequest) -> ApiResult<RestoreReply> {
+        let op = self.new_operation(&request.operation)?;
+        let repo = self.open_repo(&request.storage).await?;
+        let manifest = repo
+            .load_manifest(&request.backup, &request.source)
+            .await
+            .map_err(|e| failed(error_chain(&e)))?;
+        let target = restore_target(&manifest, &self.config.source.roots)?;
+        let include = request
+            .include
+            .as_ref()
+            .map(|p| p.trim_matches('/').as_bytes().to_vec());
+        let manifest = Arc::new(manifest);
+        let options = RestoreOptions {
+            workers: self.config.restore_workers.max(1),
+            set_owner: self.config.set_owner,
+            include: include.clone(),
+            progress: op.progress.clone(),
+        };
+        let report = restore_node(repo, manifest.clone(), target.clone(), options)
+            .await
+            .map_err(agent_error)?;
+        let mut removed = 0;
+        if include.is_none() {
+            let (m, t) = (manifest.clone(), target.clone());
+            let roots = self.config.source.roots.clone();
+            let exclude = self.config.source.exclude.clone();
+            removed = blocking(move || prune_extraneous(&m, &t, &roots, &exclude))
+                .await
+                .map_err(|e| failed(format!("removing files not in the backup: {e}")))?;
+        }
+        self.operations.lock().unwrap().remove(&request.operation);
+        Ok(RestoreReply {
+            target: target.display().to_string(),
+            files: report.files,
+            dirs: report.dirs,
+            bytes: report.bytes,
+            files_kept: report.files_kept,
+            removed,
+            errors: report.errors,
+        })
+    }
+}
+
+/// Where a node manifest goes on this node: into the node's root when both the backup and
+/// the node have a single root, else at the original absolute paths.
+fn restore_target(manifest: &NodeManifest, roots: &[String]) -> ApiResult<PathBuf> {
+    let single_root = |roots: &[String]| roots.len() == 1 && !roots[0].contains(['*', '?', '[']);
+    if manifest.roots.len() == 1 {
+        if !single_root(roots) {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "the backup has one root but this node has several: configure one root to restore it here",
+            ));
+        }
+        let root = Path::new(&roots[0]);
+        let original = Path::new(&manifest.roots[0]);
+        // A single-file root was stored under its file name.
+        let file_root = manifest.entries.len() == 1
+            && !matches!(manifest.entries[0].kind, EntryKind::Dir)
+            && original.file_name().map(|n| n.as_bytes()) == Some(&manifest.entries[0].path[..]);
+        if file_root {
+            return Ok(root.parent().unwrap_or(Path::new("/")).to_path_buf());
+        }
+        return Ok(root.to_path_buf());
+    }
+    Ok(PathBuf::from("/"))
+}
+
+async fn watchdog(agent: Weak<Agent>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match agent.upgrade() {
+            Some(agent) => agent.expire_lease(),
+            None => return,
+        }
+    }
+}
