@@ -47,6 +47,86 @@ pub struct Config {
     pub cache: CacheConfig,
     pub storages: BTreeMap<String, StorageConfig>,
     pub nodes: Vec<NodeConfig>,
+    pub server: ServerConfig,
+}
+
+/// `strata server`: the node agent API and the coordinator API on one port, and how the
+/// coordinator reaches remote agents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// The node of `[[nodes]]` whose agent this server runs (`strata server --node`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Serve the coordinator API (`/api/v1`) too, driving the configured nodes.
+    pub coordinator: bool,
+    /// The token users (the CLI with `--server`) present.
+    pub user_token: SecretSource,
+    /// The token coordinators present to agents (and send to remote agents).
+    pub agent_token: SecretSource,
+    /// PEM certificate chain and key: both set switches TLS on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate trusted for `https://` agents and servers besides the system's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// How long a node lease lives unless renewed (renewed every third of it).
+    pub lease_ttl_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:7370".into(),
+            node: None,
+            coordinator: true,
+            user_token: SecretSource {
+                env: "STRATA_TOKEN".into(),
+                file: None,
+            },
+            agent_token: SecretSource {
+                env: "STRATA_AGENT_TOKEN".into(),
+                file: None,
+            },
+            tls_cert: None,
+            tls_key: None,
+            ca_file: None,
+            lease_ttl_secs: 30,
+        }
+    }
+}
+
+/// A secret read from an environment variable or, failing that, the first line of a file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SecretSource {
+    pub env: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+impl SecretSource {
+    /// The secret, or `None` when neither the variable nor the file is set.
+    pub fn read(&self) -> Result<Option<String>, ConfigError> {
+        if let Ok(value) = std::env::var(&self.env) {
+            if !value.is_empty() {
+                return Ok(Some(value));
+            }
+        }
+        if let Some(path) = &self.file {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
+                    path: path.clone(),
+                    source,
+                })?;
+            return Ok(Some(text.lines().next().unwrap_or_default().trim().to_string()));
+        }
+        Ok(None)
+    }
 }
 
 /// Where the repository password comes from. The password itself never appears in the
@@ -252,12 +332,26 @@ impl StorageConfig {
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     pub name: String,
-    /// Address of a remote agent; nodes without one run in-process.
+    /// Address of a remote agent (`http://host:7370`); nodes without one run in-process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// What the node backs up. A remote node's own configuration says that; here it may
+    /// stay empty.
+    #[serde(default)]
     pub roots: Vec<String>,
     #[serde(default)]
     pub exclude: Vec<String>,
+}
+
+impl NodeConfig {
+    /// What the node's agent backs up.
+    pub fn source(&self) -> strata_agent::backup::NodeSource {
+        strata_agent::backup::NodeSource {
+            name: self.name.clone(),
+            roots: self.roots.clone(),
+            exclude: self.exclude.clone(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -275,6 +369,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             storages,
             nodes: Vec::new(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -358,6 +453,19 @@ impl Config {
         if let Some(dir) = self.cache.dir.as_mut() {
             resolve(dir);
         }
+        let server = &mut self.server;
+        for path in [
+            server.user_token.file.as_mut(),
+            server.agent_token.file.as_mut(),
+            server.tls_cert.as_mut(),
+            server.tls_key.as_mut(),
+            server.ca_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            resolve(path);
+        }
         for node in &mut self.nodes {
             for root in &mut node.roots {
                 if Path::new(root).is_relative() {
@@ -404,15 +512,29 @@ impl Config {
             if !seen.insert(&node.name) {
                 return invalid(format!("node {:?} is configured twice", node.name));
             }
-            if node.url.is_some() {
-                return invalid(format!(
-                    "node {:?} has a url: remote nodes need `strata server`, which this version does not have yet; remove the url to run it in-process",
-                    node.name
-                ));
-            }
-            if node.roots.is_empty() {
+            if let Some(url) = &node.url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return invalid(format!(
+                        "node {:?}: url {url:?} must start with http:// or https://",
+                        node.name
+                    ));
+                }
+            } else if node.roots.is_empty() {
                 return invalid(format!("node {:?} has no roots", node.name));
             }
+        }
+        if let Some(node) = &self.server.node {
+            if !self.nodes.iter().any(|n| &n.name == node) {
+                return invalid(format!(
+                    "server.node {node:?} is not one of the configured [[nodes]]"
+                ));
+            }
+        }
+        if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
+            return invalid("server.tls_cert and server.tls_key go together".into());
+        }
+        if self.server.lease_ttl_secs == 0 {
+            return invalid("server.lease_ttl_secs must be at least 1".into());
         }
         Ok(())
     }
@@ -510,6 +632,9 @@ mod tests {
             ("[[nodes]]\nname = \"a\"\nroots = [\"/x\"]\n[[nodes]]\nname = \"a\"\nroots = [\"/y\"]", "twice"),
             ("[repository]\nencryption = \"rot13\"", "unknown encryption"),
             ("colour = \"blue\"", "unknown field"),
+            ("[[nodes]]\nname = \"a\"\nurl = \"ftp://x\"", "http://"),
+            ("[server]\nnode = \"zz\"", "not one of the configured"),
+            ("[server]\ntls_cert = \"c.pem\"", "go together"),
             ("[storages.x]\nurl = \"ftp://h/p\"", "unsupported url scheme"),
             ("[storages.x]\ntype = \"s3\"\npath = \"/d\"", "is a local storage"),
             ("[storages.x]\noptions = {}", "needs a `path` or a `url`"),

@@ -16,6 +16,12 @@ pub enum CoordinatorError {
     /// A node name that is not in the backup.
     #[error("{0}")]
     NoNode(String),
+    /// Another operation holds the cluster.
+    #[error("{0}")]
+    Busy(String),
+    /// A node or server refused or failed a request.
+    #[error(transparent)]
+    Api(#[from] strata_agent::api::ApiError),
     /// Nothing to back up.
     #[error("{0}")]
     NothingToDo(String),

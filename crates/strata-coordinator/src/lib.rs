@@ -6,12 +6,19 @@
 //! status says honestly whether every node made it. It also resolves backup names
 //! (`latest` means the newest *complete* backup), restores, and verifies.
 
+pub mod assign;
 pub mod backup;
 pub mod catalog;
+pub mod cluster;
 pub mod config;
 pub mod copy;
 mod error;
+pub mod lock;
+pub mod node;
+pub mod operation;
+pub mod remote;
 pub mod restore;
+pub mod setup;
 pub mod storage;
 pub mod verify;
 

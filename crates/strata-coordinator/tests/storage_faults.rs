@@ -96,7 +96,6 @@ fn options(dir: &Path, storage: &Storage) -> BackupOptions {
         },
         state_dir: dir.join("state"),
         requests: Some(storage.requests.clone()),
-        progress: Arc::default(),
     }
 }
 

@@ -1,0 +1,853 @@
+//! Cluster operations over node agents: a backup in parallel steps, a restore in place.
+//!
+//! A backup takes the cluster lock in the repository, leases every node (renewed every
+//! third of the TTL), lets all nodes scan in parallel, assigns each missing chunk to one
+//! holder ([`crate::assign`]), lets the nodes upload (chunks that fail go to another
+//! holder; those nobody can send make their files be re-read), has every node write its
+//! manifest, and writes the summary last. If any node fails, the backup stops, the others
+//! are told to forget it, and the summary records it as failed with each node's reason.
+
+use crate::assign::Holdings;
+use crate::backup::new_backup_name;
+use crate::lock::{list_locks, LockError, LockRecord, RepoLock};
+use crate::node::NodeApi;
+use crate::operation::{OpState, Operation, OperationStatus, Registry};
+use crate::{CoordinatorError, CoordinatorResult};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use strata_agent::api::*;
+use strata_repo::summary::{BackupStatus, BackupSummary, NodeSummary};
+use strata_repo::{BlobId, Repository};
+use strata_store::CountingStore;
+use tokio::task::JoinHandle;
+
+/// What a coordinator drives: the nodes, the repository, and how long leases live.
+pub struct Coordinator {
+    nodes: Vec<Arc<dyn NodeApi>>,
+    storage: String,
+    repo: Arc<Repository>,
+    requests: Option<CountingStore>,
+    lease_ttl: Duration,
+    registry: Registry,
+}
+
+/// Which backup nodes go where in a restore.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RestorePlan {
+    /// Restore only this node of the backup.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Backup node -> target node; unmapped nodes go to the node of the same name.
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+    /// Only entries at or below this path.
+    #[serde(default)]
+    pub include: Option<String>,
+}
+
+/// What a restore did on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRestore {
+    /// The node of the backup.
+    pub source: String,
+    /// The node it was restored to.
+    pub node: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<RestoreReply>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreOutcome {
+    pub backup: String,
+    pub nodes: Vec<NodeRestore>,
+    pub duration_ms: u64,
+}
+
+/// A node as `status` sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeState {
+    pub name: String,
+    pub location: String,
+    pub reachable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<NodeMetadata>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `strata status`: nodes, locks, running operations.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub storage: String,
+    pub nodes: Vec<NodeState>,
+    pub locks: Vec<LockRecord>,
+    pub operations: Vec<OperationStatus>,
+}
+
+impl From<LockError> for CoordinatorError {
+    fn from(err: LockError) -> Self {
+        match err {
+            LockError::Busy(_) => CoordinatorError::Busy(err.to_string()),
+            LockError::Store(e) => CoordinatorError::Repo(e.into()),
+        }
+    }
+}
+
+/// Runs `call` on every node index in `which` at once; results in the same order.
+async fn on_nodes<T, F, Fut>(which: &[usize], call: F) -> Vec<(usize, T)>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let handles: Vec<(usize, JoinHandle<T>)> = which
+        .iter()
+        .map(|&i| (i, tokio::spawn(call(i))))
+        .collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for (i, handle) in handles {
+        out.push((i, handle.await.expect("node call task panicked")));
+    }
+    out
+}
+
+/// Node failures of one operation, by node index.
+#[derive(Default)]
+struct Failures(Mutex<BTreeMap<usize, String>>);
+
+impl Failures {
+    fn add(&self, node: usize, why: String) {
+        self.0.lock().unwrap().entry(node).or_insert(why);
+    }
+    fn any(&self) -> bool {
+        !self.0.lock().unwrap().is_empty()
+    }
+    fn get(&self, node: usize) -> Option<String> {
+        self.0.lock().unwrap().get(&node).cloned()
+    }
+    fn first(&self) -> Option<(usize, String)> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .next()
+            .map(|(i, w)| (*i, w.clone()))
+    }
+}
+
+/// The shared state of one running operation.
+struct Run {
+    coordinator: Arc<Coordinator>,
+    op: Arc<Operation>,
+    id: String,
+    /// Indexes of the nodes taking part.
+    members: Vec<usize>,
+    failures: Failures,
+}
+
+impl Run {
+    fn node(&self, i: usize) -> Arc<dyn NodeApi> {
+        self.coordinator.nodes[i].clone()
+    }
+
+    fn live(&self) -> Vec<usize> {
+        let failed = self.failures.0.lock().unwrap();
+        self.members
+            .iter()
+            .copied()
+            .filter(|i| !failed.contains_key(i))
+            .collect()
+    }
+
+    fn phase(&self, nodes: &[usize], phase: &str) {
+        for &i in nodes {
+            let name = self.coordinator.nodes[i].name().to_string();
+            self.op.update_node(&name, |n| {
+                n.phase = phase.to_string();
+                n.progress = Default::default();
+            });
+        }
+    }
+
+    fn fail(&self, i: usize, err: &ApiError) {
+        let name = self.coordinator.nodes[i].name().to_string();
+        self.failures.add(i, err.message.clone());
+        self.op.update_node(&name, |n| {
+            n.phase = "failed".into();
+            n.error = Some(err.message.clone());
+        });
+    }
+
+    /// Checks versions and takes every member's lease; failures are recorded.
+    async fn lease_all(self: &Arc<Self>) {
+        let ttl_ms = self.coordinator.lease_ttl.as_millis() as u64;
+        let results = on_nodes(&self.members, |i| {
+            let (node, id) = (self.node(i), self.id.clone());
+            async move {
+                let meta = node.metadata().await?;
+                if meta.api_version != API_VERSION {
+                    return Err(ApiError::new(
+                        ErrorCode::Version,
+                        format!(
+                            "node {} runs strata {} (node API v{}), this coordinator speaks v{API_VERSION}: run the same strata version on every host",
+                            node.name(),
+                            meta.version,
+                            meta.api_version
+                        ),
+                    ));
+                }
+                node.lease(LeaseRequest {
+                    operation: id,
+                    holder: crate::lock::holder_name(),
+                    ttl_ms,
+                })
+                .await
+            }
+        })
+        .await;
+        for (i, result) in results {
+            if let Err(err) = result {
+                self.fail(i, &err);
+            }
+        }
+    }
+
+    /// Renews the leases and the cluster lock every third of the TTL; polls progress.
+    fn keep_alive(self: &Arc<Self>, mut lock: RepoLock) -> KeepAlive {
+        let run = self.clone();
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let renewer = tokio::spawn(async move {
+            let period = run.coordinator.lease_ttl / 3;
+            let ttl_ms = run.coordinator.lease_ttl.as_millis() as u64;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(period) => {}
+                    _ = stop_rx.changed() => return lock,
+                }
+                if let Err(e) = lock.renew().await {
+                    eprintln!("strata: warning: cannot renew the cluster lock: {e}");
+                }
+                let results = on_nodes(&run.live(), |i| {
+                    let (node, id) = (run.node(i), run.id.clone());
+                    async move {
+                        node.lease(LeaseRequest {
+                            operation: id,
+                            holder: crate::lock::holder_name(),
+                            ttl_ms,
+                        })
+                        .await
+                    }
+                })
+                .await;
+                for (i, result) in results {
+                    if let Err(err) = result {
+                        run.fail(i, &err);
+                    }
+                }
+            }
+        });
+        let run = self.clone();
+        let poller = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let results = on_nodes(&run.live(), |i| {
+                    let (node, id) = (run.node(i), run.id.clone());
+                    async move { node.progress(&id).await }
+                })
+                .await;
+                for (i, result) in results {
+                    if let Ok(progress) = result {
+                        let name = run.coordinator.nodes[i].name().to_string();
+                        run.op.update_node(&name, |n| n.progress = progress);
+                    }
+                }
+            }
+        });
+        KeepAlive {
+            stop: stop_tx,
+            renewer,
+            poller,
+        }
+    }
+
+    /// Gives every member's lease back (best effort: leases expire anyway).
+    async fn release_all(&self) {
+        on_nodes(&self.members, |i| {
+            let (node, id) = (self.node(i), self.id.clone());
+            async move {
+                let _ = node.release(&id).await;
+            }
+        })
+        .await;
+    }
+}
+
+/// The background tasks of a running operation: lease and lock renewal, progress polling.
+struct KeepAlive {
+    stop: tokio::sync::watch::Sender<bool>,
+    renewer: JoinHandle<RepoLock>,
+    poller: JoinHandle<()>,
+}
+
+impl KeepAlive {
+    /// Stops both tasks and hands the lock back for release.
+    async fn stop(self) -> RepoLock {
+        self.poller.abort();
+        let _ = self.stop.send(true);
+        self.renewer.await.expect("lease renewer panicked")
+    }
+}
+
+impl Coordinator {
+    /// A coordinator of `nodes` over the repository in storage `storage`.
+    pub fn new(
+        nodes: Vec<Arc<dyn NodeApi>>,
+        storage: &str,
+        repo: Arc<Repository>,
+        requests: Option<CountingStore>,
+        lease_ttl: Duration,
+    ) -> Arc<Coordinator> {
+        Arc::new(Coordinator {
+            nodes,
+            storage: storage.to_string(),
+            repo,
+            requests,
+            lease_ttl: lease_ttl.max(Duration::from_millis(300)),
+            registry: Registry::default(),
+        })
+    }
+
+    /// The repository this coordinator writes to.
+    pub fn repo(&self) -> &Arc<Repository> {
+        &self.repo
+    }
+
+    /// The name of the storage of the repository.
+    pub fn storage(&self) -> &str {
+        &self.storage
+    }
+
+    /// Running and recent operations.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    fn node_names(&self, which: &[usize]) -> Vec<String> {
+        which
+            .iter()
+            .map(|&i| self.nodes[i].name().to_string())
+            .collect()
+    }
+
+    /// Takes the cluster lock and prepares a backup of every node; run it with
+    /// [`Pending::run`] (or let [`Coordinator::start_backup`] run it in the background).
+    /// Refused with [`CoordinatorError::Busy`] while another operation holds the cluster.
+    pub async fn backup(self: &Arc<Self>) -> CoordinatorResult<Pending<BackupSummary>> {
+        if self.nodes.is_empty() {
+            return Err(CoordinatorError::NothingToDo(
+                "no nodes to back up: give a path (`strata backup DIR`) or configure [[nodes]]"
+                    .into(),
+            ));
+        }
+        let id = new_backup_name();
+        let lock = RepoLock::acquire(self.repo.store().clone(), &id, "backup", self.lease_ttl)
+            .await?;
+        let members: Vec<usize> = (0..self.nodes.len()).collect();
+        let op = Operation::new(&id, "backup", &self.node_names(&members));
+        self.registry.add(op.clone());
+        let run = Arc::new(Run {
+            coordinator: self.clone(),
+            op: op.clone(),
+            id,
+            members,
+            failures: Failures::default(),
+        });
+        let task = async move {
+            let outcome = backup(&run, lock).await;
+            finish_operation(&run.op, &outcome, |s: &BackupSummary| match s.status {
+                BackupStatus::Complete => OpState::Succeeded,
+                BackupStatus::Partial => OpState::Partial,
+                BackupStatus::Failed => OpState::Failed,
+            });
+            outcome
+        };
+        Ok(Pending {
+            op,
+            task: Box::pin(task),
+        })
+    }
+
+    /// [`Coordinator::backup`], running in the background.
+    pub async fn start_backup(self: &Arc<Self>) -> CoordinatorResult<Arc<Operation>> {
+        Ok(self.backup().await?.spawn())
+    }
+
+    /// Works out which backup node goes to which configured node, or says why it cannot.
+    pub fn restore_pairs(
+        &self,
+        summary: &BackupSummary,
+        plan: &RestorePlan,
+    ) -> CoordinatorResult<Vec<(String, usize)>> {
+        let restorable: Vec<&NodeSummary> =
+            summary.nodes.iter().filter(|n| n.has_manifest).collect();
+        for old in plan.map.keys() {
+            if !summary.nodes.iter().any(|n| &n.name == old) {
+                return Err(CoordinatorError::NoNode(format!(
+                    "--map {old}=...: backup {} has no node {old:?}",
+                    summary.name
+                )));
+            }
+        }
+        let mut pairs = Vec::new();
+        for node in restorable {
+            if plan.node.as_ref().is_some_and(|only| only != &node.name) {
+                continue;
+            }
+            let target = plan.map.get(&node.name).unwrap_or(&node.name);
+            let Some(index) = self.nodes.iter().position(|n| n.name() == target) else {
+                return Err(CoordinatorError::NoNode(format!(
+                    "backup node {} would go to node {target:?}, which is not configured (map it with --map {}=NODE)",
+                    node.name, node.name
+                )));
+            };
+            if pairs.iter().any(|(_, i)| *i == index) {
+                return Err(CoordinatorError::NoNode(format!(
+                    "two backup nodes would be restored to node {target:?}: fix --map"
+                )));
+            }
+            pairs.push((node.name.clone(), index));
+        }
+        if pairs.is_empty() {
+            return Err(CoordinatorError::NoNode(match &plan.node {
+                Some(only) => format!(
+                    "backup {} has no restorable node {only:?} (see `strata show {}`)",
+                    summary.name, summary.name
+                ),
+                None => format!("backup {} has no restorable node", summary.name),
+            }));
+        }
+        Ok(pairs)
+    }
+
+    /// Takes the cluster lock and prepares a restore of a backup into the nodes' roots.
+    pub async fn restore(
+        self: &Arc<Self>,
+        summary: &BackupSummary,
+        plan: RestorePlan,
+    ) -> CoordinatorResult<Pending<RestoreOutcome>> {
+        let pairs = self.restore_pairs(summary, &plan)?;
+        let id = format!("restore-{}", new_backup_name());
+        let lock = RepoLock::acquire(self.repo.store().clone(), &id, "restore", self.lease_ttl)
+            .await?;
+        let members: Vec<usize> = pairs.iter().map(|(_, i)| *i).collect();
+        let op = Operation::new(&id, "restore", &self.node_names(&members));
+        self.registry.add(op.clone());
+        let run = Arc::new(Run {
+            coordinator: self.clone(),
+            op: op.clone(),
+            id,
+            members,
+            failures: Failures::default(),
+        });
+        let backup = summary.name.clone();
+        let task = async move {
+            let outcome = restore(&run, lock, backup, pairs, plan.include).await;
+            finish_operation(&run.op, &outcome, RestoreOutcome::state);
+            outcome
+        };
+        Ok(Pending {
+            op,
+            task: Box::pin(task),
+        })
+    }
+
+    /// [`Coordinator::restore`], running in the background.
+    pub async fn start_restore(
+        self: &Arc<Self>,
+        summary: &BackupSummary,
+        plan: RestorePlan,
+    ) -> CoordinatorResult<Arc<Operation>> {
+        Ok(self.restore(summary, plan).await?.spawn())
+    }
+
+    /// Deletes a backup under the cluster lock (a running backup or restore is not
+    /// disturbed).
+    pub async fn delete_backup(&self, name: &str) -> CoordinatorResult<()> {
+        let id = format!("delete-{}", new_backup_name());
+        let lock =
+            RepoLock::acquire(self.repo.store().clone(), &id, "delete", self.lease_ttl).await?;
+        let result = self.repo.delete_backup(name).await;
+        lock.release().await;
+        Ok(result?)
+    }
+
+    /// Nodes (reachable, versions, leases), locks, and running operations.
+    pub async fn status(self: &Arc<Self>) -> CoordinatorResult<ClusterStatus> {
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        let metas = on_nodes(&all, |i| {
+            let node = self.nodes[i].clone();
+            async move { node.metadata().await }
+        })
+        .await;
+        let nodes = metas
+            .into_iter()
+            .map(|(i, meta)| {
+                let node = &self.nodes[i];
+                let reachable = !matches!(&meta, Err(e) if e.code == ErrorCode::Unreachable);
+                let (metadata, error) = match meta {
+                    Ok(m) => (Some(m), None),
+                    Err(e) => (None, Some(e.message)),
+                };
+                NodeState {
+                    name: node.name().to_string(),
+                    location: node.location(),
+                    reachable,
+                    metadata,
+                    error,
+                }
+            })
+            .collect();
+        let now = crate::lock::now_ms();
+        let locks = list_locks(self.repo.store())
+            .await?
+            .into_iter()
+            .filter(|l| l.is_live(now))
+            .collect();
+        Ok(ClusterStatus {
+            storage: self.storage.clone(),
+            nodes,
+            locks,
+            operations: self.registry.running(),
+        })
+    }
+}
+
+/// An operation that holds the cluster lock and is ready to run.
+pub struct Pending<T> {
+    op: Arc<Operation>,
+    task: std::pin::Pin<Box<dyn Future<Output = CoordinatorResult<T>> + Send>>,
+}
+
+impl<T: Send + 'static> Pending<T> {
+    /// The operation, to watch its progress.
+    pub fn operation(&self) -> &Arc<Operation> {
+        &self.op
+    }
+
+    /// Runs the operation to its end.
+    pub async fn run(self) -> CoordinatorResult<T> {
+        self.task.await
+    }
+
+    /// Runs the operation in the background.
+    pub fn spawn(self) -> Arc<Operation> {
+        let op = self.op.clone();
+        tokio::spawn(self.task);
+        op
+    }
+}
+
+impl RestoreOutcome {
+    /// Failed if a node failed, partial if some files could not be restored.
+    pub fn state(&self) -> OpState {
+        if self.nodes.iter().any(|n| n.error.is_some()) {
+            OpState::Failed
+        } else if self
+            .nodes
+            .iter()
+            .any(|n| n.report.as_ref().is_some_and(|r| !r.errors.is_empty()))
+        {
+            OpState::Partial
+        } else {
+            OpState::Succeeded
+        }
+    }
+}
+
+/// Publishes an operation's end.
+fn finish_operation<T: Serialize>(
+    op: &Operation,
+    outcome: &CoordinatorResult<T>,
+    state_of: impl Fn(&T) -> OpState,
+) {
+    op.update(|s| match &outcome {
+        Ok(result) => {
+            s.state = state_of(result);
+            s.result = Some(serde_json::to_value(result).expect("results serialize"));
+        }
+        Err(err) => {
+            s.state = OpState::Failed;
+            s.error = Some(crate::backup::error_chain(err));
+        }
+    });
+}
+
+/// The backup proper; see the module documentation.
+async fn backup(run: &Arc<Run>, lock: RepoLock) -> CoordinatorResult<BackupSummary> {
+    let coordinator = &run.coordinator;
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let requests_before = coordinator.requests.as_ref().map(|c| c.counts());
+    run.lease_all().await;
+    let tasks = run.keep_alive(lock);
+    let mut node_summaries: BTreeMap<usize, NodeSummary> = BTreeMap::new();
+    if !run.failures.any() {
+        node_summaries = backup_steps(run).await;
+    }
+    let lock = tasks.stop().await;
+
+    let failed_node = run.failures.first();
+    let nodes: Vec<NodeSummary> = run
+        .members
+        .iter()
+        .map(|&i| {
+            let name = coordinator.nodes[i].name().to_string();
+            if let Some(why) = run.failures.get(i) {
+                return NodeSummary {
+                    name,
+                    status: BackupStatus::Failed,
+                    error: Some(why),
+                    ..NodeSummary::default()
+                };
+            }
+            match (node_summaries.remove(&i), &failed_node) {
+                (Some(summary), None) => summary,
+                (summary, Some((bad, _))) => NodeSummary {
+                    name,
+                    status: BackupStatus::Failed,
+                    error: Some(format!(
+                        "not finished: node {} failed",
+                        coordinator.nodes[*bad].name()
+                    )),
+                    has_manifest: summary.is_some_and(|s| s.has_manifest),
+                    ..NodeSummary::default()
+                },
+                (None, None) => NodeSummary {
+                    name,
+                    status: BackupStatus::Failed,
+                    error: Some("no result".into()),
+                    ..NodeSummary::default()
+                },
+            }
+        })
+        .collect();
+    let status = if nodes.iter().any(|n| n.status == BackupStatus::Failed) {
+        BackupStatus::Failed
+    } else if nodes.iter().all(|n| n.status == BackupStatus::Complete) {
+        BackupStatus::Complete
+    } else {
+        BackupStatus::Partial
+    };
+    let summary = BackupSummary {
+        name: run.id.clone(),
+        started: humantime::format_rfc3339_millis(started).to_string(),
+        duration_ms: clock.elapsed().as_millis() as u64,
+        status,
+        strata_version: env!("CARGO_PKG_VERSION").to_string(),
+        nodes,
+        requests: coordinator
+            .requests
+            .as_ref()
+            .zip(requests_before)
+            .map(|(counter, before)| counter.counts().since(&before)),
+    };
+    let saved = coordinator.repo.save_summary(&summary).await;
+    // Only a recorded, usable backup may become the base of the next one's files caches.
+    let commit = saved.is_ok() && status != BackupStatus::Failed;
+    on_nodes(&run.live(), |i| {
+        let (node, id) = (run.node(i), run.id.clone());
+        async move {
+            let result = if commit {
+                node.commit(&id).await
+            } else {
+                node.abort(&id).await
+            };
+            if let Err(e) = result {
+                eprintln!("strata: warning: {e}");
+            }
+        }
+    })
+    .await;
+    run.release_all().await;
+    lock.release().await;
+    saved?;
+    Ok(summary)
+}
+
+/// Scan, upload, finish. Returns the node summaries of the nodes that finished; failures
+/// are in `run.failures`.
+async fn backup_steps(run: &Arc<Run>) -> BTreeMap<usize, NodeSummary> {
+    let coordinator = &run.coordinator;
+    let single = run.members.len() == 1;
+    // 1. Scan everywhere at once.
+    run.phase(&run.live(), "scanning");
+    let scans = on_nodes(&run.live(), |i| {
+        let (node, id, storage) = (run.node(i), run.id.clone(), coordinator.storage.clone());
+        async move {
+            node.scan(ScanRequest {
+                operation: id,
+                storage,
+                upload: single,
+            })
+            .await
+        }
+    })
+    .await;
+    let mut holdings = Holdings::default();
+    for (i, scan) in scans {
+        match scan {
+            Ok(reply) => {
+                for chunk in &reply.missing {
+                    match chunk.blob_id() {
+                        Ok(id) => holdings.add(i, id, chunk.len),
+                        Err(e) => run.fail(i, &e),
+                    }
+                }
+            }
+            Err(err) => run.fail(i, &err),
+        }
+    }
+    if run.failures.any() {
+        return BTreeMap::new();
+    }
+
+    // 2. Upload: every missing chunk from one holder; failed chunks to another holder.
+    let mut pending = holdings.ids();
+    let mut excluded: HashMap<BlobId, HashSet<usize>> = HashMap::new();
+    let mut lost: HashSet<BlobId> = HashSet::new();
+    while !pending.is_empty() && !run.failures.any() {
+        let (plan, orphans) = holdings.assign(pending.drain(..), &excluded, &HashSet::new());
+        lost.extend(orphans);
+        if plan.is_empty() {
+            break;
+        }
+        let uploading: Vec<usize> = plan.keys().copied().collect();
+        run.phase(&uploading, "uploading");
+        let plan = Arc::new(plan);
+        let results = on_nodes(&uploading, |i| {
+            let (node, id, plan) = (run.node(i), run.id.clone(), plan.clone());
+            async move {
+                node.upload(UploadRequest {
+                    operation: id,
+                    chunks: plan[&i].iter().map(|c| c.to_hex()).collect(),
+                })
+                .await
+            }
+        })
+        .await;
+        for (i, result) in results {
+            match result {
+                Ok(reply) => {
+                    for failed in reply.failed {
+                        if let Ok(id) = parse_id(&failed.id) {
+                            excluded.entry(id).or_default().insert(i);
+                            pending.push(id);
+                        }
+                    }
+                }
+                Err(err) => run.fail(i, &err),
+            }
+        }
+    }
+    if run.failures.any() {
+        return BTreeMap::new();
+    }
+
+    // 3. Every node repairs what nobody could upload and writes its manifest.
+    let live = run.live();
+    run.phase(&live, "finishing");
+    let lost = Arc::new(lost);
+    let holdings = Arc::new(holdings);
+    let finished = on_nodes(&live, |i| {
+        let (node, id, lost, holdings) =
+            (run.node(i), run.id.clone(), lost.clone(), holdings.clone());
+        async move {
+            let mine = lost
+                .iter()
+                .filter(|c| holdings.holders(c).contains(&i))
+                .map(|c| c.to_hex())
+                .collect();
+            node.finish(FinishRequest {
+                operation: id.clone(),
+                backup: id,
+                lost: mine,
+            })
+            .await
+        }
+    })
+    .await;
+    let mut out = BTreeMap::new();
+    for (i, result) in finished {
+        match result {
+            Ok(summary) => {
+                run.op
+                    .update_node(coordinator.nodes[i].name(), |n| n.phase = "done".into());
+                out.insert(i, summary);
+            }
+            Err(err) => run.fail(i, &err),
+        }
+    }
+    out
+}
+
+/// The restore proper: every pair at once.
+async fn restore(
+    run: &Arc<Run>,
+    lock: RepoLock,
+    backup: String,
+    pairs: Vec<(String, usize)>,
+    include: Option<String>,
+) -> CoordinatorResult<RestoreOutcome> {
+    let clock = Instant::now();
+    run.lease_all().await;
+    let tasks = run.keep_alive(lock);
+    let sources: HashMap<usize, String> = pairs.iter().map(|(s, i)| (*i, s.clone())).collect();
+    let live = run.live();
+    run.phase(&live, "restoring");
+    let storage = run.coordinator.storage.clone();
+    let results = on_nodes(&live, |i| {
+        let node = run.node(i);
+        let request = RestoreRequest {
+            operation: run.id.clone(),
+            storage: storage.clone(),
+            backup: backup.clone(),
+            source: sources[&i].clone(),
+            include: include.clone(),
+        };
+        async move { node.restore(request).await }
+    })
+    .await;
+    let mut reports: HashMap<usize, RestoreReply> = HashMap::new();
+    for (i, result) in results {
+        match result {
+            Ok(reply) => {
+                let name = run.coordinator.nodes[i].name().to_string();
+                run.op.update_node(&name, |n| n.phase = "done".into());
+                reports.insert(i, reply);
+            }
+            Err(err) => run.fail(i, &err),
+        }
+    }
+    let lock = tasks.stop().await;
+    run.release_all().await;
+    lock.release().await;
+    Ok(RestoreOutcome {
+        backup,
+        nodes: pairs
+            .into_iter()
+            .map(|(source, i)| NodeRestore {
+                source,
+                node: run.coordinator.nodes[i].name().to_string(),
+                report: reports.remove(&i),
+                error: run.failures.get(i),
+            })
+            .collect(),
+        duration_ms: clock.elapsed().as_millis() as u64,
+    })
+}

@@ -1,0 +1,155 @@
+//! Building nodes and coordinators from a configuration.
+
+use crate::cluster::Coordinator;
+use crate::config::{Config, ConfigError, NodeConfig};
+use crate::node::{LocalNode, NodeApi};
+use crate::remote::{ApiClient, RemoteNode};
+use crate::storage::Storage;
+use crate::CoordinatorResult;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_agent::backup::NodeSource;
+use strata_agent::service::{Agent, AgentConfig, RepoProvider};
+use strata_repo::writer::WriterOptions;
+use strata_repo::Repository;
+
+impl crate::config::BackupConfig {
+    /// The write pipeline these settings describe.
+    pub fn writer_options(&self) -> WriterOptions {
+        let mut writer = WriterOptions {
+            compression_level: self.compression_level,
+            pack_size: self.pack_size_mib as usize * 1024 * 1024,
+            uploads: self.uploads.max(1),
+            ..WriterOptions::default()
+        };
+        if self.threads > 0 {
+            writer.workers = self.threads;
+        }
+        writer
+    }
+}
+
+/// How an agent for `source` works under `config`.
+pub fn agent_config(config: &Config, source: NodeSource) -> AgentConfig {
+    let defaults = strata_agent::restore::RestoreOptions::default();
+    AgentConfig {
+        source,
+        state_dir: config.state_dir(),
+        writer: config.backup.writer_options(),
+        restore_workers: if config.restore.workers > 0 {
+            config.restore.workers
+        } else {
+            defaults.workers
+        },
+        set_owner: defaults.set_owner,
+    }
+}
+
+/// The repository the coordinator already has open, for in-process agents: one index in
+/// memory, whatever the number of nodes.
+pub struct SharedRepo {
+    pub storage: String,
+    pub repo: Arc<Repository>,
+}
+
+#[async_trait::async_trait]
+impl RepoProvider for SharedRepo {
+    async fn open(&self, storage: &str) -> Result<Arc<Repository>, String> {
+        if storage != self.storage {
+            return Err(format!("this process has storage {} open", self.storage));
+        }
+        self.repo
+            .reload_index()
+            .await
+            .map_err(|e| crate::backup::error_chain(&e))?;
+        Ok(self.repo.clone())
+    }
+}
+
+/// Opens storages of an agent's own configuration by name (with its password), keeping
+/// them open between operations.
+pub struct ConfigRepos {
+    config: Config,
+    password: Option<String>,
+    open: tokio::sync::Mutex<HashMap<String, Arc<Repository>>>,
+}
+
+impl ConfigRepos {
+    /// Storages of `config`, opened with `password` when they are encrypted.
+    pub fn new(config: Config, password: Option<String>) -> Self {
+        ConfigRepos {
+            config,
+            password,
+            open: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RepoProvider for ConfigRepos {
+    async fn open(&self, storage: &str) -> Result<Arc<Repository>, String> {
+        let mut open = self.open.lock().await;
+        if let Some(repo) = open.get(storage) {
+            repo.reload_index()
+                .await
+                .map_err(|e| crate::backup::error_chain(&e))?;
+            return Ok(repo.clone());
+        }
+        let opened = Storage::open(&self.config, storage).map_err(|e| crate::backup::error_chain(&e))?;
+        let repo = Repository::open(opened.store, self.password.as_deref())
+            .await
+            .map_err(|e| crate::backup::error_chain(&e))?;
+        open.insert(storage.to_string(), repo.clone());
+        Ok(repo)
+    }
+}
+
+/// The client coordinators use to reach remote agents.
+pub fn agent_client(config: &Config, url: &str) -> CoordinatorResult<ApiClient> {
+    let token = config.server.agent_token.read()?;
+    ApiClient::new(url, token, config.server.ca_file.as_deref())
+        .map_err(|e| ConfigError::Invalid(e.message).into())
+}
+
+/// The configured nodes: remote agents for nodes with a `url`, in-process agents (from
+/// `local_agents` when one already runs for the node, else new ones on `repos`) for the
+/// rest.
+pub fn build_nodes(
+    config: &Config,
+    nodes: &[NodeConfig],
+    repos: Arc<dyn RepoProvider>,
+    local_agents: &HashMap<String, Arc<Agent>>,
+) -> CoordinatorResult<Vec<Arc<dyn NodeApi>>> {
+    let mut out: Vec<Arc<dyn NodeApi>> = Vec::new();
+    for node in nodes {
+        match (&node.url, local_agents.get(&node.name)) {
+            (_, Some(agent)) => out.push(Arc::new(LocalNode(agent.clone()))),
+            (Some(url), None) => out.push(Arc::new(RemoteNode::new(
+                &node.name,
+                agent_client(config, url)?,
+            ))),
+            (None, None) => {
+                let agent = Agent::start(agent_config(config, node.source()), repos.clone());
+                out.push(Arc::new(LocalNode(agent)));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A coordinator of `nodes` writing to `storage`, its repository open.
+pub fn coordinator(
+    config: &Config,
+    storage: &Storage,
+    repo: Arc<Repository>,
+    nodes: Vec<Arc<dyn NodeApi>>,
+) -> Arc<Coordinator> {
+    Coordinator::new(
+        nodes,
+        &storage.name,
+        repo,
+        Some(storage.requests.clone()),
+        Duration::from_secs(config.server.lease_ttl_secs),
+    )
+}
