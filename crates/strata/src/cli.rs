@@ -17,7 +17,8 @@ pub struct Cli {
 const EXIT_CODES: &str =
     "Exit codes: 0 success; 1 operation failed; 2 bad usage or configuration; \
 3 backup recorded as partial or failed (some node or file missing); 4 damage found (verify) or \
-files not restored; 5 wrong or missing password.";
+files not restored; 5 wrong or missing password; 6 another operation holds the cluster; \
+7 the server refused the token (401).";
 
 /// Options every command takes.
 #[derive(Debug, Args)]
@@ -37,6 +38,13 @@ pub struct Global {
     /// State directory for the files cache of in-process nodes.
     #[arg(long, global = true, env = "STRATA_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Talk to the coordinator of `strata server` at this URL instead of running the
+    /// coordinator in-process. The token comes from $STRATA_TOKEN or --token-file.
+    #[arg(long, global = true, env = "STRATA_SERVER")]
+    pub server: Option<String>,
+    /// File whose first line is the user token for --server.
+    #[arg(long, global = true, env = "STRATA_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
     /// Print machine-readable JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -59,6 +67,10 @@ pub enum Command {
         /// Glob patterns to leave out (relative to the backed-up root, or file names).
         #[arg(long)]
         exclude: Vec<String>,
+        /// With --server: follow the backup to its end (progress per node) and exit with
+        /// its outcome. Without --server the CLI always waits.
+        #[arg(long)]
+        wait: bool,
     },
     /// List the backups of every storage, oldest first.
     List,
@@ -77,16 +89,21 @@ pub enum Command {
         /// Only entries at or below this path.
         path: Option<String>,
     },
-    /// Restore a backup into a directory, verifying every byte.
+    /// Restore a backup, verifying every byte: into a directory with --to, else in place
+    /// into the nodes' roots (files already correct are kept, files not in the backup are
+    /// removed inside the roots).
     Restore {
         /// Backup name, unique prefix, or `latest` (the newest complete backup).
         backup: String,
         /// Target directory (one node goes straight into it, several into DIR/<node>).
         #[arg(long)]
-        to: PathBuf,
-        /// Restore only this node.
+        to: Option<PathBuf>,
+        /// Restore only this node of the backup.
         #[arg(long)]
         node: Option<String>,
+        /// In place: restore backup node OLD to configured node NEW (repeatable).
+        #[arg(long, value_name = "OLD=NEW", conflicts_with = "to")]
+        map: Vec<String>,
         /// Restore only entries at or below this path.
         #[arg(long)]
         path: Option<String>,
@@ -113,6 +130,17 @@ pub enum Command {
         /// Read and check every blob of the repository.
         #[arg(long)]
         read_data: bool,
+    },
+    /// The cluster: nodes reachable, their versions and leases, locks, running operations.
+    Status,
+    /// Serve this host's node agent (--node) and, when configured, the coordinator API.
+    Server {
+        /// The [[nodes]] entry whose agent this server runs (default: server.node).
+        #[arg(long)]
+        node: Option<String>,
+        /// Address to listen on (default: server.listen); port 0 picks a free port.
+        #[arg(long)]
+        listen: Option<String>,
     },
     /// Configuration helpers.
     Config {

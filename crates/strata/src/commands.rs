@@ -7,11 +7,9 @@ use crate::progress;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
-use strata_agent::backup::NodeSource;
 use strata_agent::restore::RestoreOptions;
-use strata_coordinator::backup::{run_backup, BackupOptions};
-use strata_coordinator::catalog::Catalog;
-use strata_coordinator::config::{Config, StorageConfig, DEFAULT_CONFIG};
+use strata_coordinator::catalog::{Catalog, Located};
+use strata_coordinator::config::{Config, NodeConfig, StorageConfig, DEFAULT_CONFIG};
 use strata_coordinator::copy::copy_backup;
 use strata_coordinator::restore::run_restore;
 use strata_coordinator::storage::Storage;
@@ -21,7 +19,7 @@ use strata_repo::summary::BackupSummary;
 use strata_repo::writer::WriterOptions;
 use strata_repo::{InitOptions, Repository};
 
-type CommandResult = Result<u8, Failure>;
+pub(crate) type CommandResult = Result<u8, Failure>;
 
 /// Runs a parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> CommandResult {
@@ -40,7 +38,10 @@ pub async fn run(cli: Cli) -> CommandResult {
             paths,
             node_name,
             exclude,
-        } => ctx.backup(paths, node_name, exclude).await,
+            wait,
+        } => ctx.backup(paths, node_name, exclude, wait).await,
+        Command::Status => ctx.status().await,
+        Command::Server { node, listen } => ctx.server(node, listen).await,
         Command::List => ctx.list().await,
         Command::Show { backup } => ctx.show(&backup).await,
         Command::Ls { backup, node, path } => {
@@ -48,10 +49,26 @@ pub async fn run(cli: Cli) -> CommandResult {
         }
         Command::Restore {
             backup,
-            to,
+            to: Some(to),
             node,
             path,
-        } => ctx.restore(&backup, &to, node.as_deref(), path).await,
+            ..
+        } => {
+            if ctx.global.server.is_some() {
+                return Err(Failure::new(
+                    code::USAGE,
+                    "--to restores on this machine: drop --server, or restore in place without --to",
+                ));
+            }
+            ctx.restore(&backup, &to, node.as_deref(), path).await
+        }
+        Command::Restore {
+            backup,
+            to: None,
+            node,
+            map,
+            path,
+        } => ctx.cluster_restore(&backup, node, &map, path).await,
         Command::Delete { backups } => ctx.delete(&backups).await,
         Command::Verify { backup, read_data } => ctx.verify(backup.as_deref(), read_data).await,
         Command::Config {
@@ -68,12 +85,12 @@ pub async fn run(cli: Cli) -> CommandResult {
     }
 }
 
-struct Context {
-    config: Config,
-    global: Global,
+pub(crate) struct Context {
+    pub(crate) config: Config,
+    pub(crate) global: Global,
 }
 
-fn print_json(value: &impl serde::Serialize) {
+pub(crate) fn print_json(value: &impl serde::Serialize) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).expect("output serializes")
@@ -132,17 +149,17 @@ impl Context {
     }
 
     /// Whether live progress may be drawn (never with -q or --json).
-    fn interactive(&self) -> bool {
+    pub(crate) fn interactive(&self) -> bool {
         !self.global.quiet && !self.global.json
     }
 
-    fn say(&self, text: impl AsRef<str>) {
+    pub(crate) fn say(&self, text: impl AsRef<str>) {
         if !self.global.quiet && !self.global.json {
             println!("{}", text.as_ref());
         }
     }
 
-    fn storage(&self) -> Result<Storage, Failure> {
+    pub(crate) fn storage(&self) -> Result<Storage, Failure> {
         Ok(Storage::open_default(&self.config)?)
     }
 
@@ -181,7 +198,7 @@ impl Context {
         }
     }
 
-    async fn open_storage(&self, storage: &Storage) -> Result<Arc<Repository>, Failure> {
+    pub(crate) async fn open_storage(&self, storage: &Storage) -> Result<Arc<Repository>, Failure> {
         let password = self.password_for(storage).await?;
         Ok(Repository::open(storage.store.clone(), password.as_deref()).await?)
     }
@@ -248,100 +265,49 @@ impl Context {
         Ok(0)
     }
 
-    fn nodes(
+    /// The nodes to back up: one ad-hoc in-process node for PATHs, else the configured
+    /// nodes (with extra --exclude patterns for the in-process ones).
+    pub(crate) fn nodes(
         &self,
         paths: Vec<String>,
         node_name: Option<String>,
         exclude: Vec<String>,
-    ) -> Result<Vec<NodeSource>, Failure> {
+    ) -> Result<Vec<NodeConfig>, Failure> {
         if !paths.is_empty() {
-            let name = node_name.unwrap_or_else(host_name);
             let mut probe = self.config.clone();
-            probe.nodes = vec![strata_coordinator::config::NodeConfig {
-                name: name.clone(),
+            probe.nodes = vec![NodeConfig {
+                name: node_name.unwrap_or_else(host_name),
                 url: None,
-                roots: paths.clone(),
-                exclude: exclude.clone(),
-            }];
-            probe.validate()?;
-            return Ok(vec![NodeSource {
-                name,
                 roots: paths,
                 exclude,
-            }]);
+            }];
+            probe.validate()?;
+            return Ok(probe.nodes);
         }
         Ok(self
             .config
             .nodes
             .iter()
-            .map(|n| NodeSource {
-                name: n.name.clone(),
-                roots: n.roots.clone(),
+            .map(|n| NodeConfig {
                 exclude: n.exclude.iter().chain(&exclude).cloned().collect(),
+                ..n.clone()
             })
             .collect())
     }
 
-    async fn backup(
-        &self,
-        paths: Vec<String>,
-        node_name: Option<String>,
-        exclude: Vec<String>,
-    ) -> CommandResult {
-        let nodes = self.nodes(paths, node_name, exclude)?;
-        let storage = self.storage()?;
-        let repo = self.open_storage(&storage).await?;
-        let tuning = &self.config.backup;
-        let mut writer = WriterOptions {
-            compression_level: tuning.compression_level,
-            pack_size: tuning.pack_size_mib as usize * 1024 * 1024,
-            uploads: tuning.uploads.max(1),
-            ..WriterOptions::default()
-        };
-        if tuning.threads > 0 {
-            writer.workers = tuning.threads;
-        }
-        let options = BackupOptions {
-            writer,
-            state_dir: self.config.state_dir(),
-            requests: Some(storage.requests.clone()),
-            progress: Arc::default(),
-        };
-        let display =
-            progress::Display::start(options.progress.clone(), "backing up", self.interactive());
-        let summary = run_backup(repo, &nodes, &options).await;
-        drop(display);
-        let summary = summary?;
-        if self.global.json {
-            print_json(&summary);
-        } else if !self.global.quiet {
-            println!(
-                "backup {} {} in {}: {} files, {}, {} new data stored",
-                summary.name,
-                summary.status.as_str(),
-                output::duration(summary.duration_ms),
-                summary.total(|n| n.files),
-                output::size(summary.total(|n| n.bytes)),
-                output::size(summary.total(|n| n.new_bytes)),
-            );
-            println!("{}", output::nodes_table(&summary.nodes));
-            print_node_problems(&summary, 5);
-        }
-        if !summary.is_complete() {
-            eprintln!(
-                "strata: backup {} is {}: see `strata show {}`",
-                summary.name,
-                summary.status.as_str(),
-                summary.name
-            );
-            return Ok(code::PARTIAL);
-        }
-        Ok(0)
-    }
-
     async fn list(&self) -> CommandResult {
-        let catalog = self.catalog().await?;
-        let backups = catalog.list().await?;
+        let backups = match self.remote()? {
+            Some(client) => self
+                .remote_list(&client)
+                .await?
+                .into_iter()
+                .map(|summary| Located {
+                    storage: "server".into(),
+                    summary,
+                })
+                .collect(),
+            None => self.catalog().await?.list().await?,
+        };
         if self.global.json {
             let rows: Vec<serde_json::Value> = backups
                 .iter()
@@ -361,9 +327,19 @@ impl Context {
     }
 
     async fn show(&self, wanted: &str) -> CommandResult {
-        let catalog = self.catalog().await?;
-        let (place, summary) = catalog.find(wanted).await?;
-        let storage = place.storage.name.clone();
+        let (storage, summary) = match self.remote()? {
+            Some(client) => (
+                client.base().to_string(),
+                client
+                    .get::<BackupSummary>(&format!("/api/v1/backups/{wanted}"))
+                    .await?,
+            ),
+            None => {
+                let catalog = self.catalog().await?;
+                let (place, summary) = catalog.find(wanted).await?;
+                (place.storage.name.clone(), summary)
+            }
+        };
         if self.global.json {
             print_json(&summary);
             return Ok(0);
@@ -537,6 +513,15 @@ impl Context {
     }
 
     async fn delete(&self, wanted: &[String]) -> CommandResult {
+        if let Some(client) = self.remote()? {
+            for name in wanted {
+                let deleted: BackupSummary = client
+                    .call(reqwest::Method::DELETE, &format!("/api/v1/backups/{name}"), None::<&()>)
+                    .await?;
+                self.say(format!("deleted backup {}", deleted.name));
+            }
+            return Ok(0);
+        }
         let catalog = self.catalog().await?;
         for name in wanted {
             if name == "latest" {
@@ -656,7 +641,7 @@ impl Context {
     }
 }
 
-fn print_node_problems(summary: &strata_repo::summary::BackupSummary, per_node: usize) {
+pub(crate) fn print_node_problems(summary: &strata_repo::summary::BackupSummary, per_node: usize) {
     for node in &summary.nodes {
         if let Some(error) = &node.error {
             println!("node {} failed: {error}", node.name);

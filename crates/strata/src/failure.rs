@@ -1,5 +1,6 @@
 //! Errors at the edge: one line with the cause chain, and a documented exit code.
 
+use strata_agent::api::{ApiError, ErrorCode};
 use strata_agent::AgentError;
 use strata_coordinator::config::ConfigError;
 use strata_coordinator::CoordinatorError;
@@ -12,6 +13,8 @@ pub mod code {
     pub const PARTIAL: u8 = 3;
     pub const DAMAGED: u8 = 4;
     pub const PASSWORD: u8 = 5;
+    pub const BUSY: u8 = 6;
+    pub const UNAUTHORIZED: u8 = 7;
 }
 
 /// A failed command: what to print and how to exit.
@@ -67,6 +70,8 @@ impl From<CoordinatorError> for Failure {
             | CoordinatorError::NoBackup(_)
             | CoordinatorError::NoNode(_) => code::USAGE,
             CoordinatorError::NothingToDo(_) => code::USAGE,
+            CoordinatorError::Busy(_) => code::BUSY,
+            CoordinatorError::Api(e) => api_code(e),
         };
         let hint = match &err {
             CoordinatorError::Repo(e) | CoordinatorError::Agent(AgentError::Repo(e)) => hint(e),
@@ -91,5 +96,24 @@ impl From<ConfigError> for Failure {
 impl From<strata_store::StoreError> for Failure {
     fn from(err: strata_store::StoreError) -> Self {
         Failure::new(code::FAILED, chain(&err))
+    }
+}
+
+fn api_code(err: &ApiError) -> u8 {
+    match err.code {
+        ErrorCode::Busy => code::BUSY,
+        ErrorCode::Unauthorized => code::UNAUTHORIZED,
+        ErrorCode::BadRequest | ErrorCode::NotFound | ErrorCode::Version => code::USAGE,
+        _ => code::FAILED,
+    }
+}
+
+impl From<ApiError> for Failure {
+    fn from(err: ApiError) -> Self {
+        let hint = match err.code {
+            ErrorCode::Unauthorized => " (check $STRATA_TOKEN or --token-file)",
+            _ => "",
+        };
+        Failure::new(api_code(&err), format!("{}{hint}", err.message))
     }
 }

@@ -1,6 +1,8 @@
 //! The `strata` command: parse, configure, call the library, print.
 
 mod cli;
+mod client;
+mod cluster_commands;
 mod commands;
 mod failure;
 mod output;

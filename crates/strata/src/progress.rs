@@ -58,3 +58,76 @@ impl Drop for Display {
         }
     }
 }
+
+/// Draws one bar per node of a cluster operation until dropped: phase, files, bytes,
+/// failed files. Shows nothing unless stderr is a terminal.
+pub struct OperationDisplay {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl OperationDisplay {
+    /// Starts drawing the statuses `status` receives, when `enabled`.
+    pub fn start(
+        status: tokio::sync::watch::Receiver<strata_coordinator::operation::OperationStatus>,
+        enabled: bool,
+    ) -> OperationDisplay {
+        let done = Arc::new(AtomicBool::new(false));
+        if !enabled || !std::io::stderr().is_terminal() {
+            return OperationDisplay { done, thread: None };
+        }
+        let stop = done.clone();
+        let thread = std::thread::spawn(move || {
+            let bars = indicatif::MultiProgress::new();
+            let style = ProgressStyle::with_template(
+                "{prefix:>12} {msg:<40} {bytes:>10}/{total_bytes:<10} [{bar:25}] {bytes_per_sec}",
+            )
+            .expect("valid template")
+            .progress_chars("=> ");
+            let mut by_node: Vec<ProgressBar> = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let current = status.borrow().clone();
+                for (i, node) in current.nodes.iter().enumerate() {
+                    if by_node.len() <= i {
+                        let bar = bars.add(ProgressBar::new(0));
+                        bar.set_style(style.clone());
+                        bar.set_prefix(node.name.clone());
+                        by_node.push(bar);
+                    }
+                    let bar = &by_node[i];
+                    let p = &node.progress;
+                    bar.set_length(p.total_bytes.max(p.bytes));
+                    bar.set_position(p.bytes);
+                    let failed = if p.failed > 0 {
+                        format!(", {} failed", p.failed)
+                    } else {
+                        String::new()
+                    };
+                    let total = if p.total_files > 0 {
+                        format!("/{}", p.total_files)
+                    } else {
+                        String::new()
+                    };
+                    bar.set_message(format!("{}: {}{total} files{failed}", node.phase, p.files));
+                }
+                std::thread::sleep(Duration::from_millis(150));
+            }
+            for bar in by_node {
+                bar.finish_and_clear();
+            }
+        });
+        OperationDisplay {
+            done,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for OperationDisplay {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

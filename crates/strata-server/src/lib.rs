@@ -1,0 +1,67 @@
+//! `strata server`: one port, two APIs.
+//!
+//! `/node/v1/...` is the node agent (a coordinator drives this host's backups and
+//! restores through it); `/api/v1/...` is the coordinator (users start backups and
+//! restores of the whole cluster, follow them, list and delete backups). Each API has its
+//! own bearer token; a request without the right one is answered 401 before anything
+//! runs. TLS is rustls when a certificate and key are configured.
+
+mod auth;
+mod coordinator_api;
+mod node_api;
+mod serve;
+
+pub use serve::{serve, TlsFiles};
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use std::sync::Arc;
+use strata_agent::api::ApiError;
+use strata_agent::service::Agent;
+use strata_coordinator::cluster::Coordinator;
+
+/// What a server serves. An API whose part is `None` is not served (404).
+pub struct ServerParts {
+    /// This host's node agent and the token coordinators present.
+    pub agent: Option<(Arc<Agent>, String)>,
+    /// The coordinator and the token users present.
+    pub coordinator: Option<(Arc<Coordinator>, String)>,
+}
+
+/// The routes of a server with `parts`.
+pub fn router(parts: ServerParts) -> axum::Router {
+    let mut router = axum::Router::new();
+    if let Some((agent, token)) = parts.agent {
+        router = router.merge(node_api::routes(agent, token));
+    }
+    if let Some((coordinator, token)) = parts.coordinator {
+        router = router.merge(coordinator_api::routes(coordinator, token));
+    }
+    router.fallback(|| async {
+        ApiFailure(ApiError::new(
+            strata_agent::api::ErrorCode::NotFound,
+            "no such endpoint on this server (is its agent or coordinator API switched on?)",
+        ))
+    })
+}
+
+/// An [`ApiError`] as an HTTP response: its status and itself as JSON.
+pub(crate) struct ApiFailure(pub ApiError);
+
+impl IntoResponse for ApiFailure {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(self.0)).into_response()
+    }
+}
+
+impl From<ApiError> for ApiFailure {
+    fn from(err: ApiError) -> Self {
+        ApiFailure(err)
+    }
+}
+
+/// Result of a handler.
+pub(crate) type Reply<T> = Result<Json<T>, ApiFailure>;

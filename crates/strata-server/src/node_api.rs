@@ -1,0 +1,79 @@
+//! `/node/v1`: the node agent over HTTP, one route per [`Agent`] step.
+
+use crate::auth::require_token;
+use crate::{ApiFailure, Reply};
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use std::sync::Arc;
+use strata_agent::api::*;
+use strata_agent::service::Agent;
+use strata_repo::summary::NodeSummary;
+
+type AgentState = State<Arc<Agent>>;
+
+/// The agent's routes behind its token.
+pub fn routes(agent: Arc<Agent>, token: String) -> Router {
+    Router::new()
+        .route("/node/v1/metadata", get(metadata))
+        .route("/node/v1/lease", post(lease))
+        .route("/node/v1/release", post(release))
+        .route("/node/v1/operations/{id}/progress", get(progress))
+        .route("/node/v1/backup/scan", post(scan))
+        .route("/node/v1/backup/upload", post(upload))
+        .route("/node/v1/backup/finish", post(finish))
+        .route("/node/v1/backup/commit", post(commit))
+        .route("/node/v1/backup/abort", post(abort))
+        .route("/node/v1/restore", post(restore))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(token),
+            require_token,
+        ))
+        .with_state(agent)
+}
+
+async fn metadata(State(agent): AgentState) -> Json<NodeMetadata> {
+    Json(agent.metadata())
+}
+
+async fn lease(State(agent): AgentState, Json(request): Json<LeaseRequest>) -> Reply<LeaseInfo> {
+    Ok(Json(agent.lease(&request)?))
+}
+
+async fn release(State(agent): AgentState, Json(request): Json<OperationRef>) -> Json<()> {
+    agent.release(&request.operation);
+    Json(())
+}
+
+async fn progress(State(agent): AgentState, Path(id): Path<String>) -> Reply<ProgressReply> {
+    Ok(Json(agent.progress(&id)?))
+}
+
+async fn scan(State(agent): AgentState, Json(request): Json<ScanRequest>) -> Reply<ScanReply> {
+    Ok(Json(agent.scan(request).await?))
+}
+
+async fn upload(State(agent): AgentState, Json(request): Json<UploadRequest>) -> Reply<UploadReply> {
+    Ok(Json(agent.upload(request).await?))
+}
+
+async fn finish(State(agent): AgentState, Json(request): Json<FinishRequest>) -> Reply<NodeSummary> {
+    Ok(Json(agent.finish(request).await?))
+}
+
+async fn commit(State(agent): AgentState, Json(request): Json<OperationRef>) -> Reply<()> {
+    agent
+        .commit(&request.operation)
+        .await
+        .map_err(ApiFailure::from)?;
+    Ok(Json(()))
+}
+
+async fn abort(State(agent): AgentState, Json(request): Json<OperationRef>) -> Json<()> {
+    agent.abort(&request.operation);
+    Json(())
+}
+
+async fn restore(State(agent): AgentState, Json(request): Json<RestoreRequest>) -> Reply<RestoreReply> {
+    Ok(Json(agent.restore(request).await?))
+}

@@ -1,0 +1,373 @@
+//! Commands that drive the cluster: backup, in-place restore, status, and `strata server`.
+//! Each runs the coordinator in-process over the configured nodes, or asks the
+//! coordinator of `strata server` when `--server` is given; both show the same progress
+//! and print the same results.
+
+use crate::client::follow;
+use crate::commands::{print_json, CommandResult, Context};
+use crate::failure::{code, Failure};
+use crate::output;
+use crate::progress::OperationDisplay;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use strata_coordinator::cluster::{ClusterStatus, Coordinator, RestoreOutcome, RestorePlan};
+use strata_coordinator::config::NodeConfig;
+use strata_coordinator::operation::{OpState, OperationStatus};
+use strata_coordinator::remote::ApiClient;
+use strata_coordinator::setup::{self, ConfigRepos, SharedRepo};
+use strata_repo::summary::BackupSummary;
+
+/// The reply of the server to a started operation.
+#[derive(Deserialize)]
+struct Started {
+    operation: OperationStatus,
+}
+
+impl Context {
+    /// The coordinator API client when `--server` is given.
+    pub(crate) fn remote(&self) -> Result<Option<ApiClient>, Failure> {
+        let Some(url) = &self.global.server else {
+            return Ok(None);
+        };
+        let token = match &self.global.token_file {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| {
+                        Failure::new(code::USAGE, format!("cannot read token file {}: {e}", path.display()))
+                    })?
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string(),
+            ),
+            None => std::env::var("STRATA_TOKEN").ok().filter(|t| !t.is_empty()),
+        };
+        Ok(Some(ApiClient::new(
+            url,
+            token,
+            self.config.server.ca_file.as_deref(),
+        )?))
+    }
+
+    /// An in-process coordinator of `nodes` over the default storage.
+    pub(crate) async fn coordinator(&self, nodes: &[NodeConfig]) -> Result<Arc<Coordinator>, Failure> {
+        let storage = self.storage()?;
+        let repo = self.open_storage(&storage).await?;
+        let repos = Arc::new(SharedRepo {
+            storage: storage.name.clone(),
+            repo: repo.clone(),
+        });
+        let nodes = setup::build_nodes(&self.config, nodes, repos, &HashMap::new())?;
+        Ok(setup::coordinator(&self.config, &storage, repo, nodes))
+    }
+
+    /// `strata backup`.
+    pub(crate) async fn backup(
+        &self,
+        paths: Vec<String>,
+        node_name: Option<String>,
+        exclude: Vec<String>,
+        wait: bool,
+    ) -> CommandResult {
+        if let Some(client) = self.remote()? {
+            if !paths.is_empty() {
+                return Err(Failure::new(
+                    code::USAGE,
+                    "with --server, the server backs up its configured nodes: give no PATH",
+                ));
+            }
+            let started: Started = client.post("/api/v1/backups", &()).await?;
+            if !wait {
+                return self.started(&client, &started.operation);
+            }
+            let last = self.follow(client, started.operation).await?;
+            return match last.result {
+                Some(result) => self.report_backup(&serde_json::from_value(result).map_err(
+                    |e| Failure::new(code::FAILED, format!("unexpected backup result: {e}")),
+                )?),
+                None => Err(operation_failure(&last)),
+            };
+        }
+        let nodes = self.nodes(paths, node_name, exclude)?;
+        let coordinator = self.coordinator(&nodes).await?;
+        let pending = coordinator.backup().await?;
+        let display = OperationDisplay::start(pending.operation().subscribe(), self.interactive());
+        let summary = pending.run().await;
+        drop(display);
+        self.report_backup(&summary?)
+    }
+
+    fn started(&self, client: &ApiClient, op: &OperationStatus) -> CommandResult {
+        if self.global.json {
+            print_json(op);
+        } else {
+            self.say(format!(
+                "{} {} started on {}; follow it with `strata --server {} status`",
+                op.kind,
+                op.id,
+                client.base(),
+                client.base()
+            ));
+        }
+        Ok(0)
+    }
+
+    async fn follow(&self, client: ApiClient, first: OperationStatus) -> Result<OperationStatus, Failure> {
+        let (rx, task) = follow(client, first);
+        let display = OperationDisplay::start(rx, self.interactive());
+        let last = task.await.expect("event follower panicked");
+        drop(display);
+        Ok(last?)
+    }
+
+    /// Prints a backup summary; the exit code says whether every node made it.
+    fn report_backup(&self, summary: &BackupSummary) -> CommandResult {
+        if self.global.json {
+            print_json(summary);
+        } else if !self.global.quiet {
+            println!(
+                "backup {} {} in {}: {} files, {}, {} new data stored",
+                summary.name,
+                summary.status.as_str(),
+                output::duration(summary.duration_ms),
+                summary.total(|n| n.files),
+                output::size(summary.total(|n| n.bytes)),
+                output::size(summary.total(|n| n.new_bytes)),
+            );
+            println!("{}", output::nodes_table(&summary.nodes));
+            crate::commands::print_node_problems(summary, 5);
+        }
+        if !summary.is_complete() {
+            eprintln!(
+                "strata: backup {} is {}: see `strata show {}`",
+                summary.name,
+                summary.status.as_str(),
+                summary.name
+            );
+            return Ok(code::PARTIAL);
+        }
+        Ok(0)
+    }
+
+    /// `strata restore` without `--to`: in place into the nodes' roots.
+    pub(crate) async fn cluster_restore(
+        &self,
+        wanted: &str,
+        node: Option<String>,
+        map: &[String],
+        path: Option<String>,
+    ) -> CommandResult {
+        let mut pairs = BTreeMap::new();
+        for m in map {
+            let Some((old, new)) = m.split_once('=') else {
+                return Err(Failure::new(code::USAGE, format!("--map {m:?}: write OLD=NEW")));
+            };
+            pairs.insert(old.to_string(), new.to_string());
+        }
+        let plan = RestorePlan {
+            node,
+            map: pairs,
+            include: path,
+        };
+        let outcome = if let Some(client) = self.remote()? {
+            let body = serde_json::json!({
+                "backup": wanted, "node": plan.node, "map": plan.map, "include": plan.include,
+            });
+            let started: Started = client.post("/api/v1/restores", &body).await?;
+            let last = self.follow(client, started.operation).await?;
+            match last.result {
+                Some(result) => serde_json::from_value(result).map_err(|e| {
+                    Failure::new(code::FAILED, format!("unexpected restore result: {e}"))
+                })?,
+                None => return Err(operation_failure(&last)),
+            }
+        } else {
+            let coordinator = self.coordinator(&self.config.nodes).await?;
+            let summary = strata_coordinator::resolve_backup(coordinator.repo(), wanted).await?;
+            let pending = coordinator.restore(&summary, plan).await?;
+            let display =
+                OperationDisplay::start(pending.operation().subscribe(), self.interactive());
+            let outcome = pending.run().await;
+            drop(display);
+            outcome?
+        };
+        self.report_restore(&outcome)
+    }
+
+    fn report_restore(&self, outcome: &RestoreOutcome) -> CommandResult {
+        if self.global.json {
+            print_json(outcome);
+        } else {
+            for n in &outcome.nodes {
+                match (&n.report, &n.error) {
+                    (Some(r), _) => self.say(format!(
+                        "restored node {} of {} to node {} ({}): {} files ({} written, {} already correct), {} dirs, {} removed",
+                        n.source, outcome.backup, n.node, r.target, r.files, output::size(r.bytes),
+                        r.files_kept, r.dirs, r.removed,
+                    )),
+                    (None, Some(e)) => eprintln!("strata: node {} not restored: {e}", n.node),
+                    (None, None) => {}
+                }
+            }
+            if outcome.state() == OpState::Succeeded {
+                self.say(format!(
+                    "every byte verified; took {}",
+                    output::duration(outcome.duration_ms)
+                ));
+            }
+        }
+        match outcome.state() {
+            OpState::Succeeded => Ok(0),
+            OpState::Partial => {
+                let errors: Vec<String> = outcome
+                    .nodes
+                    .iter()
+                    .flat_map(|n| n.report.iter().flat_map(move |r| r.errors.iter().map(move |e| format!("{}: {e}", n.node))))
+                    .collect();
+                for line in errors.iter().take(20) {
+                    eprintln!("strata: not restored: {line}");
+                }
+                Err(Failure::new(
+                    code::DAMAGED,
+                    format!("{} entries could not be restored", errors.len()),
+                ))
+            }
+            _ => Err(Failure::new(code::FAILED, "the restore failed on some nodes (see above)")),
+        }
+    }
+
+    /// `strata status`.
+    pub(crate) async fn status(&self) -> CommandResult {
+        let status: ClusterStatus = match self.remote()? {
+            Some(client) => client.get("/api/v1/status").await?,
+            None => self.coordinator(&self.config.nodes).await?.status().await?,
+        };
+        if self.global.json {
+            print_json(&status);
+            return Ok(0);
+        }
+        self.say(format!("storage {}", status.storage));
+        for node in &status.nodes {
+            let line = match (&node.metadata, &node.error) {
+                (Some(m), _) => format!(
+                    "node {:<12} {:<28} strata {} (node API v{}){}",
+                    node.name,
+                    node.location,
+                    m.version,
+                    m.api_version,
+                    m.lease
+                        .as_ref()
+                        .map(|l| format!(", leased to {} ({} s left)", l.operation, l.expires_in_ms / 1000))
+                        .unwrap_or_default()
+                ),
+                (None, Some(e)) => format!("node {:<12} {:<28} DOWN: {e}", node.name, node.location),
+                (None, None) => format!("node {}", node.name),
+            };
+            self.say(line);
+        }
+        for lock in &status.locks {
+            self.say(format!("lock: {}", lock.describe()));
+        }
+        for op in &status.operations {
+            self.say(format!("running: {} {} since {}", op.kind, op.id, op.started));
+            for n in &op.nodes {
+                self.say(format!(
+                    "  {:<12} {:<10} {} files, {}",
+                    n.name,
+                    n.phase,
+                    n.progress.files,
+                    output::size(n.progress.bytes)
+                ));
+            }
+        }
+        if status.operations.is_empty() && status.locks.is_empty() {
+            self.say("no operation running");
+        }
+        let down = status.nodes.iter().filter(|n| n.metadata.is_none()).count();
+        Ok(if down > 0 { code::FAILED } else { 0 })
+    }
+
+    /// Backups as the server's coordinator sees them.
+    pub(crate) async fn remote_list(&self, client: &ApiClient) -> Result<Vec<BackupSummary>, Failure> {
+        Ok(client.get("/api/v1/backups").await?)
+    }
+
+    /// `strata server`.
+    pub(crate) async fn server(&self, node: Option<String>, listen: Option<String>) -> CommandResult {
+        let settings = &self.config.server;
+        let node = node.or(settings.node.clone());
+        let password = self.config.password()?;
+        let repos = Arc::new(ConfigRepos::new(self.config.clone(), password));
+        let mut parts = strata_server::ServerParts {
+            agent: None,
+            coordinator: None,
+        };
+        let mut local_agents = HashMap::new();
+        let mut roles = Vec::new();
+        if let Some(name) = &node {
+            let Some(node_config) = self.config.nodes.iter().find(|n| &n.name == name) else {
+                return Err(Failure::new(code::USAGE, format!("--node {name}: no such [[nodes]] entry in the configuration")));
+            };
+            if node_config.roots.is_empty() {
+                return Err(Failure::new(code::USAGE, format!("node {name} has no roots to serve")));
+            }
+            let token = settings.agent_token.read()?.ok_or_else(|| {
+                Failure::new(code::USAGE, format!("the agent API needs a token: set ${} or server.agent_token.file", settings.agent_token.env))
+            })?;
+            let agent = strata_agent::service::Agent::start(
+                setup::agent_config(&self.config, node_config.source()),
+                repos.clone(),
+            );
+            local_agents.insert(name.clone(), agent.clone());
+            parts.agent = Some((agent, token));
+            roles.push(format!("agent of node {name}"));
+        }
+        if settings.coordinator && !self.config.nodes.is_empty() {
+            let token = settings.user_token.read()?.ok_or_else(|| {
+                Failure::new(code::USAGE, format!("the coordinator API needs a token: set ${} or server.user_token.file", settings.user_token.env))
+            })?;
+            let storage = self.storage()?;
+            let repo = self.open_storage(&storage).await?;
+            let nodes = setup::build_nodes(&self.config, &self.config.nodes, repos.clone(), &local_agents)?;
+            let coordinator = setup::coordinator(&self.config, &storage, repo, nodes);
+            parts.coordinator = Some((coordinator, token));
+            roles.push(format!("coordinator of {} nodes", self.config.nodes.len()));
+        }
+        if roles.is_empty() {
+            return Err(Failure::new(
+                code::USAGE,
+                "nothing to serve: give --node NAME for this host's agent and/or configure [[nodes]] for the coordinator",
+            ));
+        }
+        let address = listen.unwrap_or_else(|| settings.listen.clone());
+        let listener = tokio::net::TcpListener::bind(&address).await.map_err(|e| {
+            Failure::new(code::FAILED, format!("cannot listen on {address}: {e}"))
+        })?;
+        let tls = settings.tls_cert.clone().zip(settings.tls_key.clone()).map(|(cert, key)| strata_server::TlsFiles { cert, key });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let bound = listener.local_addr().map_err(|e| Failure::new(code::FAILED, e.to_string()))?;
+        // Scripts (and tests) read the address from this line, so it goes out at once.
+        println!("strata server listening on {scheme}://{bound} ({})", roles.join(", "));
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        strata_server::serve(listener, strata_server::router(parts), tls)
+            .await
+            .map_err(|e| Failure::new(code::FAILED, strata_coordinator::backup::error_chain(&e)))?;
+        Ok(0)
+    }
+}
+
+/// A failed operation as a CLI failure.
+fn operation_failure(status: &OperationStatus) -> Failure {
+    Failure::new(
+        code::FAILED,
+        format!(
+            "{} {} failed: {}",
+            status.kind,
+            status.id,
+            status.error.as_deref().unwrap_or("no reason given")
+        ),
+    )
+}
