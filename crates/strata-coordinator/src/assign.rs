@@ -40,7 +40,10 @@ impl Holdings {
 
     /// The nodes that hold `id`.
     pub fn holders(&self, id: &BlobId) -> &[usize] {
-        self.chunks.get(id).map(|(_, h)| h.as_slice()).unwrap_or(&[])
+        self.chunks
+            .get(id)
+            .map(|(_, h)| h.as_slice())
+            .unwrap_or(&[])
     }
 
     /// Assigns `ids` to holders not in `excluded[id]` and not in `down`: node -> chunks.
@@ -66,8 +69,11 @@ impl Holdings {
             .collect();
         // Rarest first, then largest; the id breaks ties so the plan is deterministic.
         work.sort_by(|a, b| {
-            (a.2.len(), std::cmp::Reverse(a.1), a.0 .0)
-                .cmp(&(b.2.len(), std::cmp::Reverse(b.1), b.0 .0))
+            (a.2.len(), std::cmp::Reverse(a.1), a.0 .0).cmp(&(
+                b.2.len(),
+                std::cmp::Reverse(b.1),
+                b.0 .0,
+            ))
         });
         let mut load: HashMap<usize, u64> = HashMap::new();
         let mut plan: BTreeMap<usize, Vec<BlobId>> = BTreeMap::new();
@@ -121,12 +127,18 @@ mod tests {
         let all: Vec<BlobId> = plan.values().flatten().copied().collect();
         assert_eq!(all.len(), 31);
         assert_eq!(all.iter().collect::<HashSet<_>>().len(), 31);
-        assert!(plan[&2].contains(&id(50)), "the only holder gets the rare chunk");
+        assert!(
+            plan[&2].contains(&id(50)),
+            "the only holder gets the rare chunk"
+        );
         // 4000 bytes over three nodes: node 2 starts with its 1000-byte chunk, then the
         // shared ones fill the others up first; no node is more than one chunk ahead.
         let loads: Vec<u64> = (0..3).map(|n| bytes_of(&h, &plan, n)).collect();
         assert_eq!(loads.iter().sum::<u64>(), 4000);
-        assert!(loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 100, "{loads:?}");
+        assert!(
+            loads.iter().max().unwrap() - loads.iter().min().unwrap() <= 100,
+            "{loads:?}"
+        );
     }
 
     #[test]

@@ -106,10 +106,8 @@ where
     Fut: Future<Output = T> + Send + 'static,
     T: Send + 'static,
 {
-    let handles: Vec<(usize, JoinHandle<T>)> = which
-        .iter()
-        .map(|&i| (i, tokio::spawn(call(i))))
-        .collect();
+    let handles: Vec<(usize, JoinHandle<T>)> =
+        which.iter().map(|&i| (i, tokio::spawn(call(i)))).collect();
     let mut out = Vec::with_capacity(handles.len());
     for (i, handle) in handles {
         out.push((i, handle.await.expect("node call task panicked")));
@@ -119,25 +117,29 @@ where
 
 /// Node failures of one operation, by node index.
 #[derive(Default)]
-struct Failures(Mutex<BTreeMap<usize, String>>);
+struct Failures(Mutex<BTreeMap<usize, ApiError>>);
 
 impl Failures {
-    fn add(&self, node: usize, why: String) {
+    fn add(&self, node: usize, why: ApiError) {
         self.0.lock().unwrap().entry(node).or_insert(why);
+    }
+    /// The first refusal because another operation holds a node.
+    fn busy(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .values()
+            .find(|e| e.code == ErrorCode::Busy)
+            .map(|e| e.message.clone())
     }
     fn any(&self) -> bool {
         !self.0.lock().unwrap().is_empty()
     }
     fn get(&self, node: usize) -> Option<String> {
-        self.0.lock().unwrap().get(&node).cloned()
+        self.0.lock().unwrap().get(&node).map(|e| e.message.clone())
     }
-    fn first(&self) -> Option<(usize, String)> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .next()
-            .map(|(i, w)| (*i, w.clone()))
+    fn first(&self) -> Option<usize> {
+        self.0.lock().unwrap().keys().next().copied()
     }
 }
 
@@ -177,7 +179,7 @@ impl Run {
 
     fn fail(&self, i: usize, err: &ApiError) {
         let name = self.coordinator.nodes[i].name().to_string();
-        self.failures.add(i, err.message.clone());
+        self.failures.add(i, err.clone());
         self.op.update_node(&name, |n| {
             n.phase = "failed".into();
             n.error = Some(err.message.clone());
@@ -216,6 +218,22 @@ impl Run {
                 self.fail(i, &err);
             }
         }
+    }
+
+    /// Leases the nodes. If another operation still holds one (a coordinator that died
+    /// a moment ago, say), nothing starts: leases and lock are given back and the caller
+    /// hears who is busy. Other failures are recorded and the operation goes on to record
+    /// them.
+    async fn take_nodes(self: &Arc<Self>, lock: RepoLock) -> CoordinatorResult<RepoLock> {
+        self.lease_all().await;
+        if let Some(busy) = self.failures.busy() {
+            self.release_all().await;
+            lock.release().await;
+            return Err(CoordinatorError::Busy(format!(
+                "the cluster is busy: {busy}; try again when it has ended"
+            )));
+        }
+        Ok(lock)
     }
 
     /// Renews the leases and the cluster lock every third of the TTL; polls progress.
@@ -356,11 +374,10 @@ impl Coordinator {
             ));
         }
         let id = new_backup_name();
-        let lock = RepoLock::acquire(self.repo.store().clone(), &id, "backup", self.lease_ttl)
-            .await?;
+        let lock =
+            RepoLock::acquire(self.repo.store().clone(), &id, "backup", self.lease_ttl).await?;
         let members: Vec<usize> = (0..self.nodes.len()).collect();
         let op = Operation::new(&id, "backup", &self.node_names(&members));
-        self.registry.add(op.clone());
         let run = Arc::new(Run {
             coordinator: self.clone(),
             op: op.clone(),
@@ -368,6 +385,8 @@ impl Coordinator {
             members,
             failures: Failures::default(),
         });
+        let lock = run.take_nodes(lock).await?;
+        self.registry.add(op.clone());
         let task = async move {
             let outcome = backup(&run, lock).await;
             finish_operation(&run.op, &outcome, |s: &BackupSummary| match s.status {
@@ -443,11 +462,10 @@ impl Coordinator {
     ) -> CoordinatorResult<Pending<RestoreOutcome>> {
         let pairs = self.restore_pairs(summary, &plan)?;
         let id = format!("restore-{}", new_backup_name());
-        let lock = RepoLock::acquire(self.repo.store().clone(), &id, "restore", self.lease_ttl)
-            .await?;
+        let lock =
+            RepoLock::acquire(self.repo.store().clone(), &id, "restore", self.lease_ttl).await?;
         let members: Vec<usize> = pairs.iter().map(|(_, i)| *i).collect();
         let op = Operation::new(&id, "restore", &self.node_names(&members));
-        self.registry.add(op.clone());
         let run = Arc::new(Run {
             coordinator: self.clone(),
             op: op.clone(),
@@ -455,6 +473,8 @@ impl Coordinator {
             members,
             failures: Failures::default(),
         });
+        let lock = run.take_nodes(lock).await?;
+        self.registry.add(op.clone());
         let backup = summary.name.clone();
         let task = async move {
             let outcome = restore(&run, lock, backup, pairs, plan.include).await;
@@ -594,7 +614,6 @@ async fn backup(run: &Arc<Run>, lock: RepoLock) -> CoordinatorResult<BackupSumma
     let started = SystemTime::now();
     let clock = Instant::now();
     let requests_before = coordinator.requests.as_ref().map(|c| c.counts());
-    run.lease_all().await;
     let tasks = run.keep_alive(lock);
     let mut node_summaries: BTreeMap<usize, NodeSummary> = BTreeMap::new();
     if !run.failures.any() {
@@ -618,7 +637,7 @@ async fn backup(run: &Arc<Run>, lock: RepoLock) -> CoordinatorResult<BackupSumma
             }
             match (node_summaries.remove(&i), &failed_node) {
                 (Some(summary), None) => summary,
-                (summary, Some((bad, _))) => NodeSummary {
+                (summary, Some(bad)) => NodeSummary {
                     name,
                     status: BackupStatus::Failed,
                     error: Some(format!(
@@ -805,7 +824,6 @@ async fn restore(
     include: Option<String>,
 ) -> CoordinatorResult<RestoreOutcome> {
     let clock = Instant::now();
-    run.lease_all().await;
     let tasks = run.keep_alive(lock);
     let sources: HashMap<usize, String> = pairs.iter().map(|(s, i)| (*i, s.clone())).collect();
     let live = run.live();

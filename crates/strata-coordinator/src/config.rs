@@ -123,7 +123,9 @@ impl SecretSource {
                     path: path.clone(),
                     source,
                 })?;
-            return Ok(Some(text.lines().next().unwrap_or_default().trim().to_string()));
+            return Ok(Some(
+                text.lines().next().unwrap_or_default().trim().to_string(),
+            ));
         }
         Ok(None)
     }

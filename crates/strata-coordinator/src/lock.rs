@@ -8,6 +8,7 @@
 //! coordinator of the cluster, so this works across hosts without any other service.
 
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use strata_store::DynStore;
 
@@ -28,9 +29,11 @@ pub struct LockRecord {
 }
 
 impl LockRecord {
-    /// Whether the lock still holds at `now_ms`.
+    /// Whether the lock still holds at `now_ms`: not expired, and its holder is not a
+    /// process of this host that has died (a killed `strata backup` does not block the
+    /// next one for a whole TTL).
     pub fn is_live(&self, now_ms: u64) -> bool {
-        self.expires_ms > now_ms
+        self.expires_ms > now_ms && !holder_is_dead(&self.holder)
     }
 
     /// "backup X (started 2026-.. by host:pid)".
@@ -54,12 +57,26 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
 /// `host:pid`, to tell coordinators apart in messages.
 pub fn holder_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into());
-    format!("{host}:{}", std::process::id())
+    format!("{}:{}", host_name(), std::process::id())
+}
+
+/// Whether `holder` is a process of this host that no longer runs.
+fn holder_is_dead(holder: &str) -> bool {
+    let Some((host, pid)) = holder.rsplit_once(':') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    host == host_name() && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Why the lock could not be taken.
@@ -190,15 +207,53 @@ mod tests {
     async fn a_second_operation_is_refused_naming_the_first() {
         let (_dir, store) = store();
         let ttl = Duration::from_secs(30);
-        let first = RepoLock::acquire(store.clone(), "op-a", "backup", ttl).await.unwrap();
+        let first = RepoLock::acquire(store.clone(), "op-a", "backup", ttl)
+            .await
+            .unwrap();
         let err = RepoLock::acquire(store.clone(), "op-b", "backup", ttl)
             .await
             .unwrap_err()
             .to_string();
         assert!(err.contains("busy") && err.contains("backup op-a"), "{err}");
         first.release().await;
-        let second = RepoLock::acquire(store.clone(), "op-b", "restore", ttl).await.unwrap();
-        assert_eq!(list_locks(&store).await.unwrap(), vec![second.record().clone()]);
+        let second = RepoLock::acquire(store.clone(), "op-b", "restore", ttl)
+            .await
+            .unwrap();
+        assert_eq!(
+            list_locks(&store).await.unwrap(),
+            vec![second.record().clone()]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lock_of_a_dead_process_on_this_host_is_taken_over() {
+        let (_dir, store) = store();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let dead = LockRecord {
+            operation: "op-a".into(),
+            kind: "backup".into(),
+            holder: format!("{}:{pid}", host_name()),
+            started_ms: now_ms(),
+            expires_ms: now_ms() + 60_000,
+        };
+        store
+            .put(&key("op-a"), serde_json::to_vec(&dead).unwrap().into())
+            .await
+            .unwrap();
+        let elsewhere = LockRecord {
+            holder: format!("another-host:{pid}"),
+            ..dead.clone()
+        };
+        assert!(!dead.is_live(now_ms()));
+        assert!(
+            elsewhere.is_live(now_ms()),
+            "other hosts' processes are not ours to judge"
+        );
+        RepoLock::acquire(store, "op-b", "backup", Duration::from_secs(5))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

@@ -123,10 +123,7 @@ impl Operation {
     /// Waits until the operation has ended and returns its final status.
     pub async fn wait(&self) -> OperationStatus {
         let mut rx = self.subscribe();
-        let status = rx
-            .wait_for(|s| s.state.is_done())
-            .await
-            .map(|s| s.clone());
+        let status = rx.wait_for(|s| s.state.is_done()).await.map(|s| s.clone());
         status.unwrap_or_else(|_| self.status())
     }
 }

@@ -23,29 +23,41 @@ pub struct ApiClient {
 impl std::fmt::Debug for ApiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the token.
-        f.debug_struct("ApiClient").field("base", &self.base).finish()
+        f.debug_struct("ApiClient")
+            .field("base", &self.base)
+            .finish()
     }
 }
 
 impl ApiClient {
     /// A client of the server at `base` (`http://host:port`), trusting `ca_file` besides
     /// the system's roots.
-    pub fn new(base: &str, token: Option<String>, ca_file: Option<&Path>) -> Result<Self, ApiError> {
+    pub fn new(
+        base: &str,
+        token: Option<String>,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, ApiError> {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .tcp_keepalive(Duration::from_secs(15));
         if let Some(path) = ca_file {
             let pem = std::fs::read(path).map_err(|e| {
-                ApiError::new(ErrorCode::BadRequest, format!("cannot read CA file {}: {e}", path.display()))
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("cannot read CA file {}: {e}", path.display()),
+                )
             })?;
             let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
-                ApiError::new(ErrorCode::BadRequest, format!("bad CA file {}: {e}", path.display()))
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("bad CA file {}: {e}", path.display()),
+                )
             })?;
             builder = builder.add_root_certificate(cert);
         }
-        let http = builder
-            .build()
-            .map_err(|e| ApiError::new(ErrorCode::Failed, format!("cannot build HTTP client: {e}")))?;
+        let http = builder.build().map_err(|e| {
+            ApiError::new(ErrorCode::Failed, format!("cannot build HTTP client: {e}"))
+        })?;
         Ok(ApiClient {
             base: base.trim_end_matches('/').to_string(),
             token,
@@ -98,17 +110,23 @@ impl ApiClient {
         }
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();
-        Err(serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| {
-            let code = match status.as_u16() {
-                401 => ErrorCode::Unauthorized,
-                404 => ErrorCode::NotFound,
-                _ => ErrorCode::Failed,
-            };
-            ApiError::new(
-                code,
-                format!("{} answered {status}: {}", self.base, String::from_utf8_lossy(&body).trim()),
-            )
-        }))
+        Err(
+            serde_json::from_slice::<ApiError>(&body).unwrap_or_else(|_| {
+                let code = match status.as_u16() {
+                    401 => ErrorCode::Unauthorized,
+                    404 => ErrorCode::NotFound,
+                    _ => ErrorCode::Failed,
+                };
+                ApiError::new(
+                    code,
+                    format!(
+                        "{} answered {status}: {}",
+                        self.base,
+                        String::from_utf8_lossy(&body).trim()
+                    ),
+                )
+            }),
+        )
     }
 
     /// A JSON call: `body` (if any) out, `T` back.
@@ -121,7 +139,11 @@ impl ApiClient {
         let body = body.map(|b| serde_json::to_vec(b).expect("requests serialize"));
         let response = self.send(method, path, body).await?;
         let bytes = response.bytes().await.map_err(|e| self.unreachable(e))?;
-        let bytes = if bytes.is_empty() { &b"null"[..] } else { &bytes[..] };
+        let bytes = if bytes.is_empty() {
+            &b"null"[..]
+        } else {
+            &bytes[..]
+        };
         serde_json::from_slice(bytes).map_err(|e| {
             ApiError::new(
                 ErrorCode::Version,

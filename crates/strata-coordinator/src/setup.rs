@@ -96,7 +96,8 @@ impl RepoProvider for ConfigRepos {
                 .map_err(|e| crate::backup::error_chain(&e))?;
             return Ok(repo.clone());
         }
-        let opened = Storage::open(&self.config, storage).map_err(|e| crate::backup::error_chain(&e))?;
+        let opened =
+            Storage::open(&self.config, storage).map_err(|e| crate::backup::error_chain(&e))?;
         let repo = Repository::open(opened.store, self.password.as_deref())
             .await
             .map_err(|e| crate::backup::error_chain(&e))?;

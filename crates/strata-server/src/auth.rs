@@ -14,7 +14,11 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Middleware: 401 unless `Authorization: Bearer <token>` matches.
-pub async fn require_token(State(token): State<Arc<String>>, request: Request, next: Next) -> Response {
+pub async fn require_token(
+    State(token): State<Arc<String>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -22,7 +26,9 @@ pub async fn require_token(State(token): State<Arc<String>>, request: Request, n
         .and_then(|v| v.strip_prefix("Bearer "));
     match presented {
         Some(p) if same(p.as_bytes(), token.as_bytes()) => next.run(request).await,
-        Some(_) => ApiFailure(ApiError::new(ErrorCode::Unauthorized, "wrong bearer token")).into_response(),
+        Some(_) => {
+            ApiFailure(ApiError::new(ErrorCode::Unauthorized, "wrong bearer token")).into_response()
+        }
         None => ApiFailure(ApiError::new(
             ErrorCode::Unauthorized,
             "missing bearer token (Authorization: Bearer ...)",

@@ -112,7 +112,10 @@ async fn start_restore(
     let summary = strata_coordinator::resolve_backup(c.repo(), &body.backup)
         .await
         .map_err(failure)?;
-    let op = c.start_restore(&summary, body.plan).await.map_err(failure)?;
+    let op = c
+        .start_restore(&summary, body.plan)
+        .await
+        .map_err(failure)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Started {
@@ -121,7 +124,10 @@ async fn start_restore(
     ))
 }
 
-fn find(c: &Coordinator, id: &str) -> Result<Arc<strata_coordinator::operation::Operation>, ApiFailure> {
+fn find(
+    c: &Coordinator,
+    id: &str,
+) -> Result<Arc<strata_coordinator::operation::Operation>, ApiFailure> {
     c.registry().get(id).ok_or_else(|| {
         ApiFailure(ApiError::new(
             ErrorCode::NotFound,

@@ -53,11 +53,17 @@ async fn scan(State(agent): AgentState, Json(request): Json<ScanRequest>) -> Rep
     Ok(Json(agent.scan(request).await?))
 }
 
-async fn upload(State(agent): AgentState, Json(request): Json<UploadRequest>) -> Reply<UploadReply> {
+async fn upload(
+    State(agent): AgentState,
+    Json(request): Json<UploadRequest>,
+) -> Reply<UploadReply> {
     Ok(Json(agent.upload(request).await?))
 }
 
-async fn finish(State(agent): AgentState, Json(request): Json<FinishRequest>) -> Reply<NodeSummary> {
+async fn finish(
+    State(agent): AgentState,
+    Json(request): Json<FinishRequest>,
+) -> Reply<NodeSummary> {
     Ok(Json(agent.finish(request).await?))
 }
 
@@ -74,6 +80,9 @@ async fn abort(State(agent): AgentState, Json(request): Json<OperationRef>) -> J
     Json(())
 }
 
-async fn restore(State(agent): AgentState, Json(request): Json<RestoreRequest>) -> Reply<RestoreReply> {
+async fn restore(
+    State(agent): AgentState,
+    Json(request): Json<RestoreRequest>,
+) -> Reply<RestoreReply> {
     Ok(Json(agent.restore(request).await?))
 }

@@ -54,7 +54,11 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, ServeError> {
 }
 
 /// Serves `router` on `listener`, over TLS when `tls` is given.
-pub async fn serve(listener: TcpListener, router: Router, tls: Option<TlsFiles>) -> Result<(), ServeError> {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<TlsFiles>,
+) -> Result<(), ServeError> {
     let Some(files) = tls else {
         axum::serve(listener, router).await?;
         return Ok(());

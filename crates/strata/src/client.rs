@@ -85,7 +85,10 @@ mod tests {
         let stream = format!(": keep-alive\n\ndata: {status}\n\n");
         let bytes = stream.as_bytes();
         let first = find_event_end(bytes).unwrap();
-        assert!(parse_event(&bytes[..first]).is_none(), "comments carry nothing");
+        assert!(
+            parse_event(&bytes[..first]).is_none(),
+            "comments carry nothing"
+        );
         let second = find_event_end(&bytes[first..]).unwrap();
         let parsed = parse_event(&bytes[first..first + second]).unwrap();
         assert_eq!(parsed.id, "x");

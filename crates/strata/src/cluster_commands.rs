@@ -34,7 +34,10 @@ impl Context {
             Some(path) => Some(
                 std::fs::read_to_string(path)
                     .map_err(|e| {
-                        Failure::new(code::USAGE, format!("cannot read token file {}: {e}", path.display()))
+                        Failure::new(
+                            code::USAGE,
+                            format!("cannot read token file {}: {e}", path.display()),
+                        )
                     })?
                     .lines()
                     .next()
@@ -52,7 +55,10 @@ impl Context {
     }
 
     /// An in-process coordinator of `nodes` over the default storage.
-    pub(crate) async fn coordinator(&self, nodes: &[NodeConfig]) -> Result<Arc<Coordinator>, Failure> {
+    pub(crate) async fn coordinator(
+        &self,
+        nodes: &[NodeConfig],
+    ) -> Result<Arc<Coordinator>, Failure> {
         let storage = self.storage()?;
         let repo = self.open_storage(&storage).await?;
         let repos = Arc::new(SharedRepo {
@@ -84,9 +90,11 @@ impl Context {
             }
             let last = self.follow(client, started.operation).await?;
             return match last.result {
-                Some(result) => self.report_backup(&serde_json::from_value(result).map_err(
-                    |e| Failure::new(code::FAILED, format!("unexpected backup result: {e}")),
-                )?),
+                Some(result) => {
+                    self.report_backup(&serde_json::from_value(result).map_err(|e| {
+                        Failure::new(code::FAILED, format!("unexpected backup result: {e}"))
+                    })?)
+                }
                 None => Err(operation_failure(&last)),
             };
         }
@@ -114,7 +122,11 @@ impl Context {
         Ok(0)
     }
 
-    async fn follow(&self, client: ApiClient, first: OperationStatus) -> Result<OperationStatus, Failure> {
+    async fn follow(
+        &self,
+        client: ApiClient,
+        first: OperationStatus,
+    ) -> Result<OperationStatus, Failure> {
         let (rx, task) = follow(client, first);
         let display = OperationDisplay::start(rx, self.interactive());
         let last = task.await.expect("event follower panicked");
@@ -162,7 +174,10 @@ impl Context {
         let mut pairs = BTreeMap::new();
         for m in map {
             let Some((old, new)) = m.split_once('=') else {
-                return Err(Failure::new(code::USAGE, format!("--map {m:?}: write OLD=NEW")));
+                return Err(Failure::new(
+                    code::USAGE,
+                    format!("--map {m:?}: write OLD=NEW"),
+                ));
             };
             pairs.insert(old.to_string(), new.to_string());
         }
@@ -224,7 +239,11 @@ impl Context {
                 let errors: Vec<String> = outcome
                     .nodes
                     .iter()
-                    .flat_map(|n| n.report.iter().flat_map(move |r| r.errors.iter().map(move |e| format!("{}: {e}", n.node))))
+                    .flat_map(|n| {
+                        n.report.iter().flat_map(move |r| {
+                            r.errors.iter().map(move |e| format!("{}: {e}", n.node))
+                        })
+                    })
                     .collect();
                 for line in errors.iter().take(20) {
                     eprintln!("strata: not restored: {line}");
@@ -234,7 +253,10 @@ impl Context {
                     format!("{} entries could not be restored", errors.len()),
                 ))
             }
-            _ => Err(Failure::new(code::FAILED, "the restore failed on some nodes (see above)")),
+            _ => Err(Failure::new(
+                code::FAILED,
+                "the restore failed on some nodes (see above)",
+            )),
         }
     }
 
@@ -259,10 +281,16 @@ impl Context {
                     m.api_version,
                     m.lease
                         .as_ref()
-                        .map(|l| format!(", leased to {} ({} s left)", l.operation, l.expires_in_ms / 1000))
+                        .map(|l| format!(
+                            ", leased to {} ({} s left)",
+                            l.operation,
+                            l.expires_in_ms / 1000
+                        ))
                         .unwrap_or_default()
                 ),
-                (None, Some(e)) => format!("node {:<12} {:<28} DOWN: {e}", node.name, node.location),
+                (None, Some(e)) => {
+                    format!("node {:<12} {:<28} DOWN: {e}", node.name, node.location)
+                }
                 (None, None) => format!("node {}", node.name),
             };
             self.say(line);
@@ -271,7 +299,10 @@ impl Context {
             self.say(format!("lock: {}", lock.describe()));
         }
         for op in &status.operations {
-            self.say(format!("running: {} {} since {}", op.kind, op.id, op.started));
+            self.say(format!(
+                "running: {} {} since {}",
+                op.kind, op.id, op.started
+            ));
             for n in &op.nodes {
                 self.say(format!(
                     "  {:<12} {:<10} {} files, {}",
@@ -290,12 +321,19 @@ impl Context {
     }
 
     /// Backups as the server's coordinator sees them.
-    pub(crate) async fn remote_list(&self, client: &ApiClient) -> Result<Vec<BackupSummary>, Failure> {
+    pub(crate) async fn remote_list(
+        &self,
+        client: &ApiClient,
+    ) -> Result<Vec<BackupSummary>, Failure> {
         Ok(client.get("/api/v1/backups").await?)
     }
 
     /// `strata server`.
-    pub(crate) async fn server(&self, node: Option<String>, listen: Option<String>) -> CommandResult {
+    pub(crate) async fn server(
+        &self,
+        node: Option<String>,
+        listen: Option<String>,
+    ) -> CommandResult {
         let settings = &self.config.server;
         let node = node.or(settings.node.clone());
         let password = self.config.password()?;
@@ -308,13 +346,25 @@ impl Context {
         let mut roles = Vec::new();
         if let Some(name) = &node {
             let Some(node_config) = self.config.nodes.iter().find(|n| &n.name == name) else {
-                return Err(Failure::new(code::USAGE, format!("--node {name}: no such [[nodes]] entry in the configuration")));
+                return Err(Failure::new(
+                    code::USAGE,
+                    format!("--node {name}: no such [[nodes]] entry in the configuration"),
+                ));
             };
             if node_config.roots.is_empty() {
-                return Err(Failure::new(code::USAGE, format!("node {name} has no roots to serve")));
+                return Err(Failure::new(
+                    code::USAGE,
+                    format!("node {name} has no roots to serve"),
+                ));
             }
             let token = settings.agent_token.read()?.ok_or_else(|| {
-                Failure::new(code::USAGE, format!("the agent API needs a token: set ${} or server.agent_token.file", settings.agent_token.env))
+                Failure::new(
+                    code::USAGE,
+                    format!(
+                        "the agent API needs a token: set ${} or server.agent_token.file",
+                        settings.agent_token.env
+                    ),
+                )
             })?;
             let agent = strata_agent::service::Agent::start(
                 setup::agent_config(&self.config, node_config.source()),
@@ -326,11 +376,22 @@ impl Context {
         }
         if settings.coordinator && !self.config.nodes.is_empty() {
             let token = settings.user_token.read()?.ok_or_else(|| {
-                Failure::new(code::USAGE, format!("the coordinator API needs a token: set ${} or server.user_token.file", settings.user_token.env))
+                Failure::new(
+                    code::USAGE,
+                    format!(
+                        "the coordinator API needs a token: set ${} or server.user_token.file",
+                        settings.user_token.env
+                    ),
+                )
             })?;
             let storage = self.storage()?;
             let repo = self.open_storage(&storage).await?;
-            let nodes = setup::build_nodes(&self.config, &self.config.nodes, repos.clone(), &local_agents)?;
+            let nodes = setup::build_nodes(
+                &self.config,
+                &self.config.nodes,
+                repos.clone(),
+                &local_agents,
+            )?;
             let coordinator = setup::coordinator(&self.config, &storage, repo, nodes);
             parts.coordinator = Some((coordinator, token));
             roles.push(format!("coordinator of {} nodes", self.config.nodes.len()));
@@ -342,14 +403,23 @@ impl Context {
             ));
         }
         let address = listen.unwrap_or_else(|| settings.listen.clone());
-        let listener = tokio::net::TcpListener::bind(&address).await.map_err(|e| {
-            Failure::new(code::FAILED, format!("cannot listen on {address}: {e}"))
-        })?;
-        let tls = settings.tls_cert.clone().zip(settings.tls_key.clone()).map(|(cert, key)| strata_server::TlsFiles { cert, key });
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|e| Failure::new(code::FAILED, format!("cannot listen on {address}: {e}")))?;
+        let tls = settings
+            .tls_cert
+            .clone()
+            .zip(settings.tls_key.clone())
+            .map(|(cert, key)| strata_server::TlsFiles { cert, key });
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let bound = listener.local_addr().map_err(|e| Failure::new(code::FAILED, e.to_string()))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Failure::new(code::FAILED, e.to_string()))?;
         // Scripts (and tests) read the address from this line, so it goes out at once.
-        println!("strata server listening on {scheme}://{bound} ({})", roles.join(", "));
+        println!(
+            "strata server listening on {scheme}://{bound} ({})",
+            roles.join(", ")
+        );
         use std::io::Write;
         let _ = std::io::stdout().flush();
         strata_server::serve(listener, strata_server::router(parts), tls)

@@ -516,7 +516,11 @@ impl Context {
         if let Some(client) = self.remote()? {
             for name in wanted {
                 let deleted: BackupSummary = client
-                    .call(reqwest::Method::DELETE, &format!("/api/v1/backups/{name}"), None::<&()>)
+                    .call(
+                        reqwest::Method::DELETE,
+                        &format!("/api/v1/backups/{name}"),
+                        None::<&()>,
+                    )
                     .await?;
                 self.say(format!("deleted backup {}", deleted.name));
             }

@@ -148,7 +148,7 @@ roots = ["data/db3"]
 }
 
 #[test]
-fn a_partial_backup_is_listed_but_never_latest() {
+fn a_backup_missing_a_node_is_recorded_as_failed_and_never_latest() {
     let env = Env::empty();
     let good = env.path("good");
     fs::create_dir_all(&good).unwrap();
@@ -166,16 +166,16 @@ fn a_partial_backup_is_listed_but_never_latest() {
             .unwrap()
     };
     assert!(run(&["init"]).status.success());
-    // Node b has no data directory yet: the backup is recorded as partial, exit code 3.
-    let partial = run(&["backup", "--json"]);
-    assert_eq!(partial.status.code(), Some(3));
-    let summary: serde_json::Value = serde_json::from_slice(&partial.stdout).unwrap();
-    assert_eq!(summary["status"], "partial");
+    // Node b has no data directory yet: the backup is recorded as failed, exit code 3.
+    let failed = run(&["backup", "--json"]);
+    assert_eq!(failed.status.code(), Some(3));
+    let summary: serde_json::Value = serde_json::from_slice(&failed.stdout).unwrap();
+    assert_eq!(summary["status"], "failed");
     let b = &summary["nodes"][1];
     assert_eq!(b["status"], "failed");
     assert!(b["error"].as_str().unwrap().contains("missing-dir"), "{b}");
 
-    // No complete backup yet: `latest` refuses rather than restoring a partial one.
+    // No complete backup yet: `latest` refuses rather than restoring a failed one.
     let out = run(&["restore", "latest", "--to", "x"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no complete backup"));
@@ -186,7 +186,7 @@ fn a_partial_backup_is_listed_but_never_latest() {
     fs::write(good.join("f"), b"v3").unwrap();
     fs::remove_dir(env.path("missing-dir")).unwrap();
     assert_eq!(run(&["backup"]).status.code(), Some(3));
-    // latest = the complete backup holding v2, not the newer partial one holding v3.
+    // latest = the complete backup holding v2, not the newer failed one holding v3.
     assert!(run(&["restore", "latest", "--node", "a", "--to", "r"])
         .status
         .success());
@@ -198,7 +198,7 @@ fn a_partial_backup_is_listed_but_never_latest() {
         .iter()
         .map(|b| b["status"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(statuses, ["partial", "complete", "partial"]);
+    assert_eq!(statuses, ["failed", "complete", "failed"]);
 }
 
 #[test]
