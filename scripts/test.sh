@@ -7,7 +7,9 @@
 # scripts/install-test-servers.sh (needs cargo, npm and python3 with venv).
 # The integration tests run the real `strata` binary. Two of them need util-linux tools:
 # `unshare` (a private mount namespace with a tiny tmpfs stands in for a full disk) and
-# `setpriv` (to read a source as an unprivileged user when the suite runs as root).
+# `setpriv` (to read a source as an unprivileged user when the suite runs as root). The
+# cluster tests start real `strata server` processes on 127.0.0.1; the TLS one makes its
+# certificate with `openssl`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -16,6 +18,7 @@ missing=()
 need unshare || missing+=(util-linux)
 need setpriv || missing+=(util-linux)
 need npm || missing+=(npm)
+need openssl || missing+=(openssl)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -75,6 +75,7 @@ pub async fn run_backup(
         .collect();
     let coordinator = Coordinator::new(
         nodes,
+        Vec::new(),
         IN_PROCESS,
         repo,
         options.requests.clone(),

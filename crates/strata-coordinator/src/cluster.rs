@@ -10,6 +10,7 @@
 use crate::assign::Holdings;
 use crate::backup::new_backup_name;
 use crate::lock::{list_locks, LockError, LockRecord, RepoLock};
+use crate::mapping::{pair_nodes, SourceNode, TargetNode};
 use crate::node::NodeApi;
 use crate::operation::{OpState, Operation, OperationStatus, Registry};
 use crate::{CoordinatorError, CoordinatorResult};
@@ -27,6 +28,9 @@ use tokio::task::JoinHandle;
 /// What a coordinator drives: the nodes, the repository, and how long leases live.
 pub struct Coordinator {
     nodes: Vec<Arc<dyn NodeApi>>,
+    /// The zone of each node, when configured: recorded in backups, used to place nodes
+    /// on restore.
+    zones: Vec<Option<String>>,
     storage: String,
     repo: Arc<Repository>,
     requests: Option<CountingStore>,
@@ -178,6 +182,10 @@ impl Run {
     }
 
     fn fail(&self, i: usize, err: &ApiError) {
+        if err.code == ErrorCode::Cancelled && self.failures.any() {
+            // Stopped because another node failed: that node carries the reason.
+            return;
+        }
         let name = self.coordinator.nodes[i].name().to_string();
         self.failures.add(i, err.clone());
         self.op.update_node(&name, |n| {
@@ -216,6 +224,34 @@ impl Run {
         for (i, result) in results {
             if let Err(err) = result {
                 self.fail(i, &err);
+            }
+        }
+    }
+
+    /// `call` on node `i`, given up when the node is marked failed (its lease could not
+    /// be renewed: a host that hangs must not hang the operation) or, with `all`, when any
+    /// node is (a backup missing a node is failed anyway; the others stop early).
+    fn guarded<T: Send + 'static>(
+        self: &Arc<Self>,
+        i: usize,
+        all: bool,
+        call: impl Future<Output = Result<T, ApiError>> + Send + 'static,
+    ) -> impl Future<Output = Result<T, ApiError>> + Send + 'static {
+        let run = self.clone();
+        async move {
+            tokio::pin!(call);
+            loop {
+                tokio::select! {
+                    result = &mut call => return result,
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                        if let Some(why) = run.failures.get(i) {
+                            return Err(ApiError::new(ErrorCode::LeaseLost, why));
+                        }
+                        if all && run.failures.any() {
+                            return Err(ApiError::new(ErrorCode::Cancelled, "another node failed"));
+                        }
+                    }
+                }
             }
         }
     }
@@ -326,13 +362,17 @@ impl Coordinator {
     /// A coordinator of `nodes` over the repository in storage `storage`.
     pub fn new(
         nodes: Vec<Arc<dyn NodeApi>>,
+        zones: Vec<Option<String>>,
         storage: &str,
         repo: Arc<Repository>,
         requests: Option<CountingStore>,
         lease_ttl: Duration,
     ) -> Arc<Coordinator> {
+        let mut zones = zones;
+        zones.resize(nodes.len(), None);
         Arc::new(Coordinator {
             nodes,
+            zones,
             storage: storage.to_string(),
             repo,
             requests,
@@ -423,25 +463,24 @@ impl Coordinator {
                 )));
             }
         }
-        let mut pairs = Vec::new();
-        for node in restorable {
-            if plan.node.as_ref().is_some_and(|only| only != &node.name) {
-                continue;
-            }
-            let target = plan.map.get(&node.name).unwrap_or(&node.name);
-            let Some(index) = self.nodes.iter().position(|n| n.name() == target) else {
-                return Err(CoordinatorError::NoNode(format!(
-                    "backup node {} would go to node {target:?}, which is not configured (map it with --map {}=NODE)",
-                    node.name, node.name
-                )));
-            };
-            if pairs.iter().any(|(_, i)| *i == index) {
-                return Err(CoordinatorError::NoNode(format!(
-                    "two backup nodes would be restored to node {target:?}: fix --map"
-                )));
-            }
-            pairs.push((node.name.clone(), index));
-        }
+        let sources: Vec<SourceNode> = restorable
+            .iter()
+            .filter(|n| plan.node.as_ref().is_none_or(|only| only == &n.name))
+            .map(|n| SourceNode {
+                name: &n.name,
+                zone: n.zone.as_deref(),
+            })
+            .collect();
+        let targets: Vec<TargetNode> = self
+            .nodes
+            .iter()
+            .zip(&self.zones)
+            .map(|(n, zone)| TargetNode {
+                name: n.name(),
+                zone: zone.as_deref(),
+            })
+            .collect();
+        let pairs = pair_nodes(&sources, &targets, &plan.map).map_err(CoordinatorError::NoNode)?;
         if pairs.is_empty() {
             return Err(CoordinatorError::NoNode(match &plan.node {
                 Some(only) => format!(
@@ -627,15 +666,17 @@ async fn backup(run: &Arc<Run>, lock: RepoLock) -> CoordinatorResult<BackupSumma
         .iter()
         .map(|&i| {
             let name = coordinator.nodes[i].name().to_string();
+            let zone = coordinator.zones[i].clone();
             if let Some(why) = run.failures.get(i) {
                 return NodeSummary {
                     name,
+                    zone,
                     status: BackupStatus::Failed,
                     error: Some(why),
                     ..NodeSummary::default()
                 };
             }
-            match (node_summaries.remove(&i), &failed_node) {
+            let summary = match (node_summaries.remove(&i), &failed_node) {
                 (Some(summary), None) => summary,
                 (summary, Some(bad)) => NodeSummary {
                     name,
@@ -653,7 +694,8 @@ async fn backup(run: &Arc<Run>, lock: RepoLock) -> CoordinatorResult<BackupSumma
                     error: Some("no result".into()),
                     ..NodeSummary::default()
                 },
-            }
+            };
+            NodeSummary { zone, ..summary }
         })
         .collect();
     let status = if nodes.iter().any(|n| n.status == BackupStatus::Failed) {
@@ -708,14 +750,14 @@ async fn backup_steps(run: &Arc<Run>) -> BTreeMap<usize, NodeSummary> {
     run.phase(&run.live(), "scanning");
     let scans = on_nodes(&run.live(), |i| {
         let (node, id, storage) = (run.node(i), run.id.clone(), coordinator.storage.clone());
-        async move {
+        run.guarded(i, true, async move {
             node.scan(ScanRequest {
                 operation: id,
                 storage,
                 upload: single,
             })
             .await
-        }
+        })
     })
     .await;
     let mut holdings = Holdings::default();
@@ -751,13 +793,13 @@ async fn backup_steps(run: &Arc<Run>) -> BTreeMap<usize, NodeSummary> {
         let plan = Arc::new(plan);
         let results = on_nodes(&uploading, |i| {
             let (node, id, plan) = (run.node(i), run.id.clone(), plan.clone());
-            async move {
+            run.guarded(i, true, async move {
                 node.upload(UploadRequest {
                     operation: id,
                     chunks: plan[&i].iter().map(|c| c.to_hex()).collect(),
                 })
                 .await
-            }
+            })
         })
         .await;
         for (i, result) in results {
@@ -786,7 +828,7 @@ async fn backup_steps(run: &Arc<Run>) -> BTreeMap<usize, NodeSummary> {
     let finished = on_nodes(&live, |i| {
         let (node, id, lost, holdings) =
             (run.node(i), run.id.clone(), lost.clone(), holdings.clone());
-        async move {
+        run.guarded(i, true, async move {
             let mine = lost
                 .iter()
                 .filter(|c| holdings.holders(c).contains(&i))
@@ -798,7 +840,7 @@ async fn backup_steps(run: &Arc<Run>) -> BTreeMap<usize, NodeSummary> {
                 lost: mine,
             })
             .await
-        }
+        })
     })
     .await;
     let mut out = BTreeMap::new();
@@ -838,7 +880,7 @@ async fn restore(
             source: sources[&i].clone(),
             include: include.clone(),
         };
-        async move { node.restore(request).await }
+        run.guarded(i, false, async move { node.restore(request).await })
     })
     .await;
     let mut reports: HashMap<usize, RestoreReply> = HashMap::new();

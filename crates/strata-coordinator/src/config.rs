@@ -343,6 +343,10 @@ pub struct NodeConfig {
     pub roots: Vec<String>,
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Zone (rack, availability zone): recorded in backups; a restore onto nodes with other
+    /// names puts each backup node on a node of its zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
 }
 
 impl NodeConfig {

@@ -14,6 +14,7 @@ pub mod config;
 pub mod copy;
 mod error;
 pub mod lock;
+pub mod mapping;
 pub mod node;
 pub mod operation;
 pub mod remote;

@@ -146,8 +146,18 @@ pub fn coordinator(
     repo: Arc<Repository>,
     nodes: Vec<Arc<dyn NodeApi>>,
 ) -> Arc<Coordinator> {
+    let zones = config
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.zone.clone()))
+        .collect::<HashMap<_, _>>();
+    let zones = nodes
+        .iter()
+        .map(|n| zones.get(n.name()).cloned().flatten())
+        .collect();
     Coordinator::new(
         nodes,
+        zones,
         &storage.name,
         repo,
         Some(storage.requests.clone()),

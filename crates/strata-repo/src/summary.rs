@@ -39,6 +39,10 @@ impl BackupStatus {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeSummary {
     pub name: String,
+    /// The node's zone (rack, availability zone) when configured: a restore onto nodes
+    /// with other names places each node in its zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
     pub status: BackupStatus,
     /// Why the node failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]

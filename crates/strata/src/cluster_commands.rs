@@ -266,9 +266,11 @@ impl Context {
             Some(client) => client.get("/api/v1/status").await?,
             None => self.coordinator(&self.config.nodes).await?.status().await?,
         };
+        let down = status.nodes.iter().filter(|n| n.metadata.is_none()).count();
+        let code = if down > 0 { code::FAILED } else { 0 };
         if self.global.json {
             print_json(&status);
-            return Ok(0);
+            return Ok(code);
         }
         self.say(format!("storage {}", status.storage));
         for node in &status.nodes {
@@ -316,8 +318,7 @@ impl Context {
         if status.operations.is_empty() && status.locks.is_empty() {
             self.say("no operation running");
         }
-        let down = status.nodes.iter().filter(|n| n.metadata.is_none()).count();
-        Ok(if down > 0 { code::FAILED } else { 0 })
+        Ok(code)
     }
 
     /// Backups as the server's coordinator sees them.

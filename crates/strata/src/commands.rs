@@ -280,6 +280,7 @@ impl Context {
                 url: None,
                 roots: paths,
                 exclude,
+                zone: None,
             }];
             probe.validate()?;
             return Ok(probe.nodes);

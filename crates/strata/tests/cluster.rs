@@ -129,7 +129,7 @@ lease_ttl_secs = {lease_ttl}
         stdout.read_line(&mut line).unwrap();
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("server did not start: {line:?}"))
             .to_string();
         Server {
@@ -159,6 +159,18 @@ lease_ttl_secs = {lease_ttl}
                 self.serve(&config, &format!("{node}.log"))
             })
             .collect()
+    }
+
+    /// Gives configured nodes zones in the config file at `path`.
+    fn with_zones(&self, path: &Path, zones: &[(&str, &str)]) {
+        let mut text = std::fs::read_to_string(path).unwrap();
+        for (node, zone) in zones {
+            text = text.replace(
+                &format!("name = \"{node}\"\n"),
+                &format!("name = \"{node}\"\nzone = \"{zone}\"\n"),
+            );
+        }
+        std::fs::write(path, text).unwrap();
     }
 
     fn copy_of(&self, node: &str) -> PathBuf {
@@ -229,6 +241,7 @@ fn three_agents_back_up_once_restore_one_node_alone_and_all_to_fresh_agents() {
         ("db3", &agents[2].url),
     ];
     let config = cluster.coordinator_config("coordinator.toml", &nodes, 30);
+    cluster.with_zones(&config, &[("db1", "z1"), ("db2", "z2"), ("db3", "z3")]);
     succeed(cluster.strata(&config).arg("init"));
     let coordinator = cluster.serve(&config, "coordinator.log");
     let server = coordinator.url.clone();
@@ -296,8 +309,8 @@ fn three_agents_back_up_once_restore_one_node_alone_and_all_to_fresh_agents() {
         .iter()
         .all(|n| n["metadata"]["api_version"] == 1 && n["metadata"]["lease"].is_null()));
 
-    // Three fresh agents with empty data directories; the in-process coordinator maps the
-    // backup's nodes onto them.
+    // Three fresh agents with empty data directories and other names; the in-process
+    // coordinator places db1 by --map and the others by the zone the backup recorded.
     let fresh: Vec<Server> = (1..=3)
         .map(|i| {
             let node = format!("new{i}");
@@ -310,18 +323,38 @@ fn three_agents_back_up_once_restore_one_node_alone_and_all_to_fresh_agents() {
         ("new2", &fresh[1].url),
         ("new3", &fresh[2].url),
     ];
-    let fresh_config = cluster.coordinator_config("fresh.toml", &fresh_nodes, 30);
-    let out = succeed(cluster.strata(&fresh_config).args([
-        "restore", "latest", "--map", "db1=new1", "--map", "db2=new2", "--map", "db3=new3",
-    ]));
-    assert!(out.contains("every byte verified"), "{out}");
-    for (i, expected) in expected.iter().enumerate() {
-        assert_same_tree(expected, &cluster.data(&format!("new{}", i + 1)));
-    }
-    // Unmapped names are refused with the way out.
-    let (code, _, err) = run(cluster.strata(&fresh_config).args(["restore", "latest"]));
+    // Without zones, unknown names are refused with the way out.
+    let plain = cluster.coordinator_config("plain.toml", &fresh_nodes, 30);
+    let (code, _, err) = run(cluster.strata(&plain).args(["restore", "latest"]));
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--map db1=NODE"), "{err}");
+    let zoned = cluster.coordinator_config("zoned.toml", &fresh_nodes, 30);
+    cluster.with_zones(&zoned, &[("new1", "z2"), ("new2", "z3"), ("new3", "z1")]);
+    let report = json(&succeed(
+        cluster
+            .strata(&zoned)
+            .args(["restore", "latest", "--map", "db1=new3", "--json"]),
+    ));
+    let placed: Vec<(String, String)> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["source"].as_str().unwrap().to_string(),
+                n["node"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        placed,
+        [("db1", "new3"), ("db2", "new1"), ("db3", "new2")]
+            .map(|(a, b)| (a.to_string(), b.to_string())),
+        "{report:#}"
+    );
+    assert_same_tree(&expected[0], &cluster.data("new3"));
+    assert_same_tree(&expected[1], &cluster.data("new1"));
+    assert_same_tree(&expected[2], &cluster.data("new2"));
 }
 
 #[test]
@@ -554,4 +587,68 @@ fn a_dead_coordinator_holds_the_cluster_only_until_its_leases_expire() {
         assert_same_tree(&expected[i], &restored.join(node));
     }
     succeed(cluster.strata(&config).args(["verify", "--read-data"]));
+}
+
+#[test]
+fn agents_can_speak_tls_with_a_configured_ca() {
+    let cluster = Cluster::new();
+    let (cert, key) = (cluster.path("cert.pem"), cluster.path("key.pem"));
+    let openssl = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed (scripts/test.sh installs it)");
+    assert!(
+        openssl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&openssl.stderr)
+    );
+    let agent_config = cluster.agent_config("db1");
+    let mut text = std::fs::read_to_string(&agent_config).unwrap();
+    text.push_str(&format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    std::fs::write(&agent_config, text).unwrap();
+    realistic_tree(&cluster.data("db1"));
+    let agent = cluster.serve(&agent_config, "db1.log");
+    assert!(agent.url.starts_with("https://"), "{}", agent.url);
+    let expected = cluster.copy_of("db1");
+
+    // Without the CA the certificate is not trusted: the node is unreachable.
+    let config = cluster.coordinator_config("untrusting.toml", &[("db1", &agent.url)], 30);
+    succeed(cluster.strata(&config).arg("init"));
+    let (code, out, err) = run(cluster.strata(&config).args(["status", "--json"]));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(json(&out)["nodes"][0]["metadata"].is_null(), "{out}");
+
+    let config = cluster.coordinator_config("trusting.toml", &[("db1", &agent.url)], 30);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[server]\n",
+        &format!("[server]\nca_file = \"{}\"\n", cert.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    let summary = json(&succeed(cluster.strata(&config).args(["backup", "--json"])));
+    assert_eq!(summary["status"], "complete", "{summary:#}");
+    let restored = cluster.path("restored");
+    succeed(cluster.strata(&config).args([
+        "restore",
+        "latest",
+        "--to",
+        restored.to_str().unwrap(),
+    ]));
+    assert_same_tree(&expected, &restored);
 }
