@@ -103,8 +103,9 @@ done
 "$STRATA_BIN" --config "$W/cluster.toml" init >/dev/null
 echo "==> cluster backup"
 timed cluster "$STRATA_BIN" --config "$W/cluster.toml" backup
-agent_cpu=0; agent_max=0; per_agent=()
+agent_cpu=0; agent_max=0; per_agent=(); agent_rss=()
 for pid in "${PIDS[@]}"; do
+  agent_rss+=("$(awk '/VmHWM/{printf "%.0f", $2 / 1024}' "/proc/$pid/status")")
   cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$pid/stat")
   per_agent+=("$cpu")
   agent_cpu=$(awk -v a="$agent_cpu" -v c="$cpu" 'BEGIN{printf "%.1f", a + c}')
@@ -134,7 +135,8 @@ mib() { awk -v b="$1" 'BEGIN{printf "%.0f MiB", b / 1048576}'; }
   echo
   echo "Cluster / single wall time: **${ratio}x** (target < 1.6x). Stored / logical: $(awk -v a="$cluster_repo" -v b="$logical" 'BEGIN{printf "%.2f", a / b}')."
   echo
-  echo "CPU per agent: ${per_agent[*]} s (the single-node backup: ${s_cpu} s). All three agents share"
+  echo "CPU per agent: ${per_agent[*]} s (the single-node backup: ${s_cpu} s); peak RSS per agent: ${agent_rss[*]} MiB."
+  echo "All three agents share"
   echo "this machine's $(nproc) cores, so the cluster's wall time cannot go below"
   echo "$(awk -v a="$agent_cpu" -v c="$c_cpu" -v n="$(nproc)" 'BEGIN{printf "%.2f", (a + c) / n}') s (all CPU / cores) here; on hosts with cores of their own, each node's share is its own CPU."
 } | tee "$RESULTS_MD"

@@ -1,0 +1,205 @@
+//! The coordinator's upload plan under changing files: a chunk that one holder can no
+//! longer send goes to another holder; a chunk nobody can send makes its node re-read the
+//! file. Either way the backup is complete and restores byte for byte.
+
+use async_trait::async_trait;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use strata_agent::api::*;
+use strata_agent::backup::NodeSource;
+use strata_agent::progress::ProgressSnapshot;
+use strata_agent::restore::RestoreOptions;
+use strata_agent::service::{Agent, AgentConfig};
+use strata_coordinator::cluster::Coordinator;
+use strata_coordinator::node::{LocalNode, NodeApi, NodeResult};
+use strata_coordinator::restore::run_restore;
+use strata_coordinator::setup::SharedRepo;
+use strata_coordinator::verify::run_verify;
+use strata_repo::crypto::KdfParams;
+use strata_repo::summary::NodeSummary;
+use strata_repo::writer::WriterOptions;
+use strata_repo::{InitOptions, Repository};
+use strata_store::{DynStore, LocalStore};
+
+fn pseudo_random(len: usize, mut state: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A node that records its upload calls and, before the first, rewrites files of its
+/// own: the bytes its scan saw are gone when the upload reads them again.
+struct ChangesBeforeUpload {
+    inner: LocalNode,
+    changes: Vec<(PathBuf, Vec<u8>)>,
+    uploads: Mutex<Vec<usize>>,
+}
+
+#[async_trait]
+impl NodeApi for ChangesBeforeUpload {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    async fn metadata(&self) -> NodeResult<NodeMetadata> {
+        self.inner.metadata().await
+    }
+    async fn lease(&self, request: LeaseRequest) -> NodeResult<LeaseInfo> {
+        self.inner.lease(request).await
+    }
+    async fn release(&self, operation: &str) -> NodeResult<()> {
+        self.inner.release(operation).await
+    }
+    async fn progress(&self, operation: &str) -> NodeResult<ProgressSnapshot> {
+        self.inner.progress(operation).await
+    }
+    async fn scan(&self, request: ScanRequest) -> NodeResult<ScanReply> {
+        self.inner.scan(request).await
+    }
+    async fn upload(&self, request: UploadRequest) -> NodeResult<UploadReply> {
+        let first = {
+            let mut uploads = self.uploads.lock().unwrap();
+            uploads.push(request.chunks.len());
+            uploads.len() == 1
+        };
+        if first {
+            for (path, content) in &self.changes {
+                std::fs::write(path, content).unwrap();
+            }
+        }
+        self.inner.upload(request).await
+    }
+    async fn finish(&self, request: FinishRequest) -> NodeResult<NodeSummary> {
+        self.inner.finish(request).await
+    }
+    async fn commit(&self, operation: &str) -> NodeResult<()> {
+        self.inner.commit(operation).await
+    }
+    async fn abort(&self, operation: &str) -> NodeResult<()> {
+        self.inner.abort(operation).await
+    }
+    async fn restore(&self, request: RestoreRequest) -> NodeResult<RestoreReply> {
+        self.inner.restore(request).await
+    }
+}
+
+fn agent(repo: &Arc<Repository>, name: &str, root: &Path, state: &Path) -> Arc<Agent> {
+    let config = AgentConfig {
+        source: NodeSource {
+            name: name.into(),
+            roots: vec![root.display().to_string()],
+            exclude: vec![],
+        },
+        state_dir: state.to_path_buf(),
+        writer: WriterOptions {
+            pack_size: 1 << 20,
+            ..WriterOptions::default()
+        },
+        restore_workers: 2,
+        set_owner: false,
+    };
+    let repos = Arc::new(SharedRepo {
+        storage: "main".into(),
+        repo: repo.clone(),
+    });
+    Agent::start(config, repos)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunks_a_holder_cannot_send_go_to_another_holder_or_are_re_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("repo")));
+    let init = InitOptions {
+        kdf: KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        },
+        ..InitOptions::default()
+    };
+    Repository::init(store.clone(), Some("pw"), init)
+        .await
+        .unwrap();
+    let repo = Repository::open(store, Some("pw")).await.unwrap();
+
+    // Both nodes hold `shared`; only a holds `own`. Node a rewrites both files before it
+    // uploads: the shared chunks it was given must come from b in a second round; its own
+    // chunks nobody can send, so a re-reads that file.
+    let shared = pseudo_random(8 << 20, 1);
+    let (a_root, b_root) = (dir.path().join("a"), dir.path().join("b"));
+    for root in [&a_root, &b_root] {
+        std::fs::create_dir_all(root).unwrap();
+        std::fs::write(root.join("shared"), &shared).unwrap();
+    }
+    std::fs::write(a_root.join("own"), pseudo_random(2 << 20, 2)).unwrap();
+    let changed_own = pseudo_random(2 << 20, 3);
+    let state = dir.path().join("state");
+    let a = Arc::new(ChangesBeforeUpload {
+        inner: LocalNode(agent(&repo, "a", &a_root, &state)),
+        changes: vec![
+            (a_root.join("own"), changed_own.clone()),
+            (a_root.join("shared"), pseudo_random(8 << 20, 4)),
+        ],
+        uploads: Mutex::new(Vec::new()),
+    });
+    let b = Arc::new(ChangesBeforeUpload {
+        inner: LocalNode(agent(&repo, "b", &b_root, &state)),
+        changes: Vec::new(),
+        uploads: Mutex::new(Vec::new()),
+    });
+    let nodes: Vec<Arc<dyn NodeApi>> = vec![a.clone(), b.clone()];
+    let coordinator = Coordinator::new(
+        nodes,
+        Vec::new(),
+        "main",
+        repo.clone(),
+        None,
+        Duration::from_secs(30),
+    );
+    let summary = coordinator.backup().await.unwrap().run().await.unwrap();
+    assert!(summary.is_complete(), "{summary:#?}");
+    let node_a = summary.nodes.iter().find(|n| n.name == "a").unwrap();
+    assert!(
+        node_a
+            .warnings
+            .iter()
+            .any(|w| w.contains("own") && w.contains("re-read")),
+        "{node_a:#?}"
+    );
+    assert_eq!(a.uploads.lock().unwrap().len(), 1, "a uploads once");
+    let b_uploads = b.uploads.lock().unwrap().clone();
+    assert_eq!(
+        b_uploads.len(),
+        2,
+        "b takes over a's shared chunks: {b_uploads:?}"
+    );
+
+    // The restore holds the re-read content of a's own file, and the shared file as both
+    // scans saw it.
+    repo.reload_index().await.unwrap();
+    let restored = dir.path().join("restored");
+    let reports = run_restore(
+        repo.clone(),
+        &summary,
+        &restored,
+        None,
+        RestoreOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(reports.iter().all(|r| r.report.errors.is_empty()));
+    assert_eq!(std::fs::read(restored.join("a/own")).unwrap(), changed_own);
+    assert_eq!(std::fs::read(restored.join("a/shared")).unwrap(), shared);
+    assert_eq!(std::fs::read(restored.join("b/shared")).unwrap(), shared);
+    assert!(run_verify(&repo, None, true).await.unwrap().is_ok());
+}
