@@ -6,12 +6,16 @@
 # Three `strata server` agents, each with its own data directory of ~N MiB: half of it
 # is the same database-like dataset on every node (shared), half is the node's own
 # (bench/gen_dataset.py with another seed). The coordinator is the CLI in-process,
-# driving the agents over HTTP. Reported:
-#   * single: `strata backup` of node 1's data alone into a fresh repository;
-#   * cluster: the 3-node backup into another fresh repository (wall, and the
-#     coordinator's CPU and peak RSS; the agents' CPU from /proc at the end);
-#   * the ratio cluster/single wall time (target < 1.6x: nodes work in parallel and the
-#     shared half is sent once), and stored bytes against the logical size.
+# driving the agents over HTTP. Two rounds, each with fresh repositories:
+#   * shared machine: the agents share this machine's cores, as they come;
+#   * equal hosts (root with the cgroup v1 cpu controller): every agent, and the
+#     single-node baseline, gets its own CPU budget of cores/3 through a cgroup quota, a
+#     scaled-down model of one host per node.
+# Each round reports the single-node backup of node 1's data alone, the 3-node backup
+# (wall; coordinator CPU and peak RSS; the agents' CPU and peak RSS from /proc), the
+# cluster/single wall ratio (target < 1.6x: nodes work in parallel and the shared half
+# is sent once) and stored bytes against the logical size. The cluster backup is
+# restored and compared with the data.
 # Output: a table on stdout and bench/results/cluster.md. Work dir: BENCH_DIR
 # (default /tmp/strata-cluster-bench).
 set -euo pipefail
@@ -56,29 +60,53 @@ timed() {
 }
 field() { awk -v f="$2" '{print $f}' "$W/$1.time"; }
 
-echo "==> single-node backup of db1's data"
-cat >"$W/single.toml" <<TOML
+CGROOT=/sys/fs/cgroup/cpu
+QUOTA=$(( $(nproc) * 100000 / 3 ))
+can_limit() { [[ $EUID -eq 0 && -w $CGROOT ]]; }
+# in_group MODE NAME: sets LIM to a command prefix that runs a command inside cgroup NAME
+# with a quota of cores/3 (MODE equal), or to nothing (MODE shared)
+in_group() {
+  LIM=()
+  [[ $1 == equal ]] || return 0
+  local dir=$CGROOT/strata-bench-$2
+  mkdir -p "$dir"
+  echo 100000 >"$dir/cpu.cfs_period_us"
+  echo "$QUOTA" >"$dir/cpu.cfs_quota_us"
+  LIM=(sh -c 'echo $$ >"$0/cgroup.procs"; exec "$@"' "$dir")
+}
+cleanup_cgroups() { for g in "$CGROOT"/strata-bench-*; do [[ -d $g ]] && rmdir "$g" 2>/dev/null; done; true; }
+mib() { awk -v b="$1" 'BEGIN{printf "%.0f MiB", b / 1048576}'; }
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; cleanup_cgroups' EXIT
+logical=$(( $(du -sb "$W/db1/data" | cut -f1) + $(du -sb "$W/db2/data" | cut -f1) + $(du -sb "$W/db3/data" | cut -f1) ))
+REPORT=()
+
+# round MODE: MODE is "shared" or "equal"
+round() {
+  local mode=$1 R=$W/$1
+  rm -rf "$R"; mkdir -p "$R"
+  echo "==> [$mode] single-node backup of db1's data"
+  cat >"$R/single.toml" <<TOML
 default_storage = "main"
-state_dir = "$W/single-state"
+state_dir = "$R/single-state"
 [storages.main]
-path = "$W/single-repo"
+path = "$R/single-repo"
 [[nodes]]
 name = "db1"
 roots = ["$W/db1/data"]
 TOML
-"$STRATA_BIN" --config "$W/single.toml" init >/dev/null
-timed single "$STRATA_BIN" --config "$W/single.toml" backup
+  "$STRATA_BIN" --config "$R/single.toml" init >/dev/null
+  in_group "$mode" single
+  timed "$mode-single" ${LIM[@]+"${LIM[@]}"} "$STRATA_BIN" --config "$R/single.toml" backup
 
-echo "==> 3 agents on 127.0.0.1"
-PIDS=()
-trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
-URLS=()
-for i in 1 2 3; do
-  cat >"$W/db$i/strata.toml" <<TOML
+  echo "==> [$mode] 3 agents on 127.0.0.1"
+  PIDS=(); local urls=()
+  for i in 1 2 3; do
+    cat >"$R/db$i.toml" <<TOML
 default_storage = "main"
-state_dir = "$W/db$i/state"
+state_dir = "$R/db$i-state"
 [storages.main]
-path = "$W/cluster-repo"
+path = "$R/cluster-repo"
 [[nodes]]
 name = "db$i"
 roots = ["$W/db$i/data"]
@@ -86,57 +114,70 @@ roots = ["$W/db$i/data"]
 node = "db$i"
 coordinator = false
 TOML
-  "$STRATA_BIN" --config "$W/db$i/strata.toml" server --listen 127.0.0.1:0 >"$W/db$i/server.out" 2>"$W/db$i/server.err" &
-  PIDS+=($!)
-done
-for i in 1 2 3; do
-  for _ in $(seq 100); do grep -q listening "$W/db$i/server.out" 2>/dev/null && break; sleep 0.1; done
-  URLS+=("$(grep -o 'http://[0-9.:]*' "$W/db$i/server.out")")
-done
-{
-  echo 'default_storage = "main"'
-  echo "state_dir = \"$W/coordinator-state\""
-  echo '[storages.main]'
-  echo "path = \"$W/cluster-repo\""
-  for i in 1 2 3; do printf '[[nodes]]\nname = "db%s"\nurl = "%s"\n' "$i" "${URLS[$((i - 1))]}"; done
-} >"$W/cluster.toml"
-"$STRATA_BIN" --config "$W/cluster.toml" init >/dev/null
-echo "==> cluster backup"
-timed cluster "$STRATA_BIN" --config "$W/cluster.toml" backup
-agent_cpu=0; agent_max=0; per_agent=(); agent_rss=()
-for pid in "${PIDS[@]}"; do
-  agent_rss+=("$(awk '/VmHWM/{printf "%.0f", $2 / 1024}' "/proc/$pid/status")")
-  cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$pid/stat")
-  per_agent+=("$cpu")
-  agent_cpu=$(awk -v a="$agent_cpu" -v c="$cpu" 'BEGIN{printf "%.1f", a + c}')
-  agent_max=$(awk -v a="$agent_max" -v c="$cpu" 'BEGIN{printf "%.1f", (c > a ? c : a)}')
-done
+    in_group "$mode" "agent$i"
+    ${LIM[@]+"${LIM[@]}"} "$STRATA_BIN" --config "$R/db$i.toml" server --listen 127.0.0.1:0 >"$R/db$i.out" 2>"$R/db$i.err" &
+    PIDS+=($!)
+  done
+  for i in 1 2 3; do
+    for _ in $(seq 100); do grep -q listening "$R/db$i.out" 2>/dev/null && break; sleep 0.1; done
+    urls+=("$(grep -o 'http://[0-9.:]*' "$R/db$i.out")")
+  done
+  {
+    echo 'default_storage = "main"'
+    echo "state_dir = \"$R/coordinator-state\""
+    echo '[storages.main]'
+    echo "path = \"$R/cluster-repo\""
+    for i in 1 2 3; do printf '[[nodes]]\nname = "db%s"\nurl = "%s"\n' "$i" "${urls[$((i - 1))]}"; done
+  } >"$R/cluster.toml"
+  "$STRATA_BIN" --config "$R/cluster.toml" init >/dev/null
+  echo "==> [$mode] cluster backup"
+  timed "$mode-cluster" "$STRATA_BIN" --config "$R/cluster.toml" backup
+  local agent_cpu=0 per_agent=() agent_rss=() pid cpu
+  for pid in "${PIDS[@]}"; do
+    agent_rss+=("$(awk '/VmHWM/{printf "%.0f", $2 / 1024}' "/proc/$pid/status")")
+    cpu=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$pid/stat")
+    per_agent+=("$cpu")
+    agent_cpu=$(awk -v a="$agent_cpu" -v c="$cpu" 'BEGIN{printf "%.1f", a + c}')
+  done
 
-echo "==> verifying: restore of the cluster backup, compared with the data"
-"$STRATA_BIN" --config "$W/cluster.toml" restore latest --to "$W/restored" >/dev/null
-for i in 1 2 3; do diff -r "$W/db$i/data" "$W/restored/db$i" >/dev/null || { echo "cluster.sh: restore of db$i differs" >&2; exit 1; }; done
+  echo "==> [$mode] verifying: restore of the cluster backup, compared with the data"
+  "$STRATA_BIN" --config "$R/cluster.toml" restore latest --to "$R/restored" >/dev/null
+  for i in 1 2 3; do diff -r "$W/db$i/data" "$R/restored/db$i" >/dev/null || { echo "cluster.sh: restore of db$i differs" >&2; exit 1; }; done
+  kill "${PIDS[@]}" 2>/dev/null || true; wait "${PIDS[@]}" 2>/dev/null || true; PIDS=()
+  rm -rf "$R/restored"
 
-logical=$(( $(du -sb "$W/db1/data" | cut -f1) + $(du -sb "$W/db2/data" | cut -f1) + $(du -sb "$W/db3/data" | cut -f1) ))
-single_repo=$(du -sb "$W/single-repo" | cut -f1)
-cluster_repo=$(du -sb "$W/cluster-repo" | cut -f1)
-s_wall=$(field single 1); c_wall=$(field cluster 1)
-s_cpu=$(awk '{printf "%.1f", $2 + $3}' "$W/single.time"); c_cpu=$(awk '{printf "%.1f", $2 + $3}' "$W/cluster.time")
-ratio=$(awk -v a="$c_wall" -v b="$s_wall" 'BEGIN{printf "%.2f", a / b}')
-mib() { awk -v b="$1" 'BEGIN{printf "%.0f MiB", b / 1048576}'; }
+  local single_repo cluster_repo s_wall c_wall s_cpu c_cpu ratio title
+  single_repo=$(du -sb "$R/single-repo" | cut -f1)
+  cluster_repo=$(du -sb "$R/cluster-repo" | cut -f1)
+  s_wall=$(field "$mode-single" 1); c_wall=$(field "$mode-cluster" 1)
+  s_cpu=$(awk '{printf "%.1f", $2 + $3}' "$W/$mode-single.time"); c_cpu=$(awk '{printf "%.1f", $2 + $3}' "$W/$mode-cluster.time")
+  ratio=$(awk -v a="$c_wall" -v b="$s_wall" 'BEGIN{printf "%.2f", a / b}')
+  if [[ $mode == equal ]]; then
+    title="Equal hosts: every agent and the single-node backup limited to $(awk -v q="$QUOTA" 'BEGIN{printf "%.2f", q / 100000}') CPU (cgroup quota)"
+  else
+    title="Shared machine: the three agents share all $(nproc) cores"
+  fi
+  REPORT+=("## $title" ""
+    "| run | wall | CPU | peak RSS | repository | logical data |"
+    "|---|---|---|---|---|---|"
+    "| single node (db1 alone, in-process) | ${s_wall} s | ${s_cpu} s | $(( $(field "$mode-single" 4) / 1024 )) MiB | $(mib "$single_repo") | $(mib "$(du -sb "$W/db1/data" | cut -f1)") |"
+    "| 3-node cluster: coordinator | ${c_wall} s | ${c_cpu} s | $(( $(field "$mode-cluster" 4) / 1024 )) MiB | $(mib "$cluster_repo") | $(mib "$logical") |"
+    "| 3-node cluster: agents db1, db2, db3 | | ${per_agent[*]} s | ${agent_rss[*]} MiB | | |"
+    ""
+    "Cluster / single wall time: **${ratio}x** (target < 1.6x). Stored / logical: $(awk -v a="$cluster_repo" -v b="$logical" 'BEGIN{printf "%.2f", a / b}')."
+    "")
+}
+
+round shared
+if can_limit; then
+  round equal
+else
+  REPORT+=("(Equal hosts round skipped: needs root and the cgroup v1 cpu controller at $CGROOT.)" "")
+fi
 {
   echo "# Cluster backup: 3 nodes on 127.0.0.1"
   echo
   echo "$(date -u +%F), $(nproc) cores, ${NODE_MIB} MiB per node (${HALF} MiB shared by all three), release build."
   echo
-  echo "| run | wall | CPU (coordinator) | peak RSS (coordinator) | repository | logical data |"
-  echo "|---|---|---|---|---|---|"
-  echo "| single node (db1 alone, in-process) | ${s_wall} s | ${s_cpu} s | $(( $(field single 4) / 1024 )) MiB | $(mib "$single_repo") | $(mib $(du -sb "$W/db1/data" | cut -f1)) |"
-  echo "| 3-node cluster (3 agents over HTTP) | ${c_wall} s | ${c_cpu} s (+ ${agent_cpu} s in the agents) | $(( $(field cluster 4) / 1024 )) MiB | $(mib "$cluster_repo") | $(mib "$logical") |"
-  echo
-  echo "Cluster / single wall time: **${ratio}x** (target < 1.6x). Stored / logical: $(awk -v a="$cluster_repo" -v b="$logical" 'BEGIN{printf "%.2f", a / b}')."
-  echo
-  echo "CPU per agent: ${per_agent[*]} s (the single-node backup: ${s_cpu} s); peak RSS per agent: ${agent_rss[*]} MiB."
-  echo "All three agents share"
-  echo "this machine's $(nproc) cores, so the cluster's wall time cannot go below"
-  echo "$(awk -v a="$agent_cpu" -v c="$c_cpu" -v n="$(nproc)" 'BEGIN{printf "%.2f", (a + c) / n}') s (all CPU / cores) here; on hosts with cores of their own, each node's share is its own CPU."
+  printf '%s\n' "${REPORT[@]}"
 } | tee "$RESULTS_MD"

@@ -34,19 +34,7 @@ pub fn new_backup_name() -> String {
 }
 
 /// Error chains as one line: "what: why: why".
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
+pub use strata_agent::service::error_chain;
 
 /// Backs up `nodes` with in-process agents and records the backup: the library form of
 /// `strata backup DIR`. Returns the summary, which says whether every node made it.

@@ -127,14 +127,20 @@ impl Failures {
     fn add(&self, node: usize, why: ApiError) {
         self.0.lock().unwrap().entry(node).or_insert(why);
     }
-    /// The first refusal because another operation holds a node.
-    fn busy(&self) -> Option<String> {
-        self.0
-            .lock()
-            .unwrap()
-            .values()
-            .find(|e| e.code == ErrorCode::Busy)
-            .map(|e| e.message.clone())
+    /// The first refusal that should stop an operation before it starts: a busy node
+    /// first, then configuration problems.
+    fn refusal(&self) -> Option<ApiError> {
+        let failures = self.0.lock().unwrap();
+        let find = |code: ErrorCode| failures.values().find(|e| e.code == code).cloned();
+        find(ErrorCode::Busy).or_else(|| {
+            [
+                ErrorCode::Unauthorized,
+                ErrorCode::Version,
+                ErrorCode::BadRequest,
+            ]
+            .into_iter()
+            .find_map(find)
+        })
     }
     fn any(&self) -> bool {
         !self.0.lock().unwrap().is_empty()
@@ -212,15 +218,15 @@ impl Run {
                         ),
                     ));
                 }
-                node.lease(LeaseRequest {
-                    operation: id,
-                    holder: crate::lock::holder_name(),
-                    ttl_ms,
-                })
-                .await
+                node.lease(lease_request(id, ttl_ms)).await
             }
         })
         .await;
+        self.record(results);
+    }
+
+    /// Records the failed calls of a round.
+    fn record<T>(&self, results: Vec<(usize, Result<T, ApiError>)>) {
         for (i, result) in results {
             if let Err(err) = result {
                 self.fail(i, &err);
@@ -256,18 +262,24 @@ impl Run {
         }
     }
 
-    /// Leases the nodes. If another operation still holds one (a coordinator that died
-    /// a moment ago, say), nothing starts: leases and lock are given back and the caller
-    /// hears who is busy. Other failures are recorded and the operation goes on to record
-    /// them.
+    /// Leases the nodes. Nothing starts, and leases and lock are given back, when another
+    /// operation still holds a node (a coordinator that died a moment ago, say) or when a
+    /// node refuses for a reason of configuration (token, version, wrong node at the URL):
+    /// those are for the operator to fix, not failed backups to record. A node that cannot
+    /// be reached is recorded and the operation goes on to record it.
     async fn take_nodes(self: &Arc<Self>, lock: RepoLock) -> CoordinatorResult<RepoLock> {
         self.lease_all().await;
-        if let Some(busy) = self.failures.busy() {
+        let refusal = self.failures.refusal();
+        if let Some(err) = refusal {
             self.release_all().await;
             lock.release().await;
-            return Err(CoordinatorError::Busy(format!(
-                "the cluster is busy: {busy}; try again when it has ended"
-            )));
+            return Err(match err.code {
+                ErrorCode::Busy => CoordinatorError::Busy(format!(
+                    "the cluster is busy: {}; try again when it has ended",
+                    err.message
+                )),
+                _ => CoordinatorError::Api(err),
+            });
         }
         Ok(lock)
     }
@@ -289,21 +301,10 @@ impl Run {
                 }
                 let results = on_nodes(&run.live(), |i| {
                     let (node, id) = (run.node(i), run.id.clone());
-                    async move {
-                        node.lease(LeaseRequest {
-                            operation: id,
-                            holder: crate::lock::holder_name(),
-                            ttl_ms,
-                        })
-                        .await
-                    }
+                    async move { node.lease(lease_request(id, ttl_ms)).await }
                 })
                 .await;
-                for (i, result) in results {
-                    if let Err(err) = result {
-                        run.fail(i, &err);
-                    }
-                }
+                run.record(results);
             }
         });
         let run = self.clone();
@@ -339,6 +340,15 @@ impl Run {
             }
         })
         .await;
+    }
+}
+
+/// A lease for `operation` held by this process.
+fn lease_request(operation: String, ttl_ms: u64) -> LeaseRequest {
+    LeaseRequest {
+        operation,
+        holder: crate::lock::holder_name(),
+        ttl_ms,
     }
 }
 

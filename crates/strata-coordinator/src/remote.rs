@@ -186,6 +186,11 @@ impl RemoteNode {
         if !err.message.contains(&self.name) {
             err.message = format!("node {}: {}", self.name, err.message);
         }
+        if err.code == ErrorCode::Unauthorized {
+            err.message.push_str(
+                " (the agent token: $STRATA_AGENT_TOKEN or server.agent_token here and on the agent)",
+            );
+        }
         err
     }
 

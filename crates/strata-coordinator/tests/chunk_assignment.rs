@@ -2,7 +2,10 @@
 //! longer send goes to another holder; a chunk nobody can send makes its node re-read the
 //! file. Either way the backup is complete and restores byte for byte.
 
+mod common;
+
 use async_trait::async_trait;
+use common::{fast_init, pseudo_random};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,24 +19,10 @@ use strata_coordinator::node::{LocalNode, NodeApi, NodeResult};
 use strata_coordinator::restore::run_restore;
 use strata_coordinator::setup::SharedRepo;
 use strata_coordinator::verify::run_verify;
-use strata_repo::crypto::KdfParams;
 use strata_repo::summary::NodeSummary;
 use strata_repo::writer::WriterOptions;
-use strata_repo::{InitOptions, Repository};
+use strata_repo::Repository;
 use strata_store::{DynStore, LocalStore};
-
-fn pseudo_random(len: usize, mut state: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 /// A node that records its upload calls and, before the first, rewrites files of its
 /// own: the bytes its scan saw are gone when the upload reads them again.

@@ -15,23 +15,14 @@ use strata_coordinator::storage::Storage;
 use strata_coordinator::verify::run_verify;
 use strata_repo::crypto::KdfParams;
 use strata_repo::writer::WriterOptions;
-use strata_repo::{InitOptions, Repository};
+use strata_repo::Repository;
 use strata_store::{DynStore, FaultConfig, FaultyStore, LocalStore};
 
-const PASSWORD: &str = "pw";
+mod common;
 
-fn pseudo_random(len: usize, mut state: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+use common::{fast_init, pseudo_random};
+
+const PASSWORD: &str = "pw";
 
 /// A source tree of ~12 MiB: page files, random files, small files.
 fn make_tree(root: &Path, seed: u64) {
@@ -75,17 +66,6 @@ fn read_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
         }
     }
     out
-}
-
-fn fast_init() -> InitOptions {
-    InitOptions {
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        ..InitOptions::default()
-    }
 }
 
 fn options(dir: &Path, storage: &Storage) -> BackupOptions {

@@ -111,7 +111,9 @@ fn api_code(err: &ApiError) -> u8 {
 impl From<ApiError> for Failure {
     fn from(err: ApiError) -> Self {
         let hint = match err.code {
-            ErrorCode::Unauthorized => " (check $STRATA_TOKEN or --token-file)",
+            ErrorCode::Unauthorized if !err.message.contains("agent token") => {
+                " (check $STRATA_TOKEN or --token-file)"
+            }
             _ => "",
         };
         Failure::new(api_code(&err), format!("{}{hint}", err.message))

@@ -199,6 +199,21 @@ fn run(cmd: &mut Command) -> (Option<i32>, String, String) {
     )
 }
 
+/// Backs up with `config` (asserting the backup is complete), restores the latest backup
+/// into a fresh directory with the `extra` restore arguments, and returns the directory.
+fn back_up_and_restore(cluster: &Cluster, config: &Path, extra: &[&str]) -> PathBuf {
+    let summary = json(&succeed(cluster.strata(config).args(["backup", "--json"])));
+    assert_eq!(summary["status"], "complete", "{summary:#}");
+    let restored = cluster.path("restored");
+    succeed(
+        cluster
+            .strata(config)
+            .args(["restore", "latest", "--to", restored.to_str().unwrap()])
+            .args(extra),
+    );
+    restored
+}
+
 fn dir_bytes(dir: &Path) -> u64 {
     let mut total = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -390,6 +405,13 @@ fn requests_without_the_right_token_are_refused_and_nothing_runs() {
     ]));
     assert_eq!(code, Some(7), "{err}");
     assert!(err.contains("token"), "{err}");
+    // A coordinator with the wrong agent token does not start a backup either.
+    let (code, _, err) = run(cluster
+        .strata(&config)
+        .env("STRATA_AGENT_TOKEN", "wrong")
+        .args(["backup"]));
+    assert_eq!(code, Some(7), "{err}");
+    assert!(err.contains("agent token"), "{err}");
     // Nothing ran: no lease on the agent, no backup in the repository.
     let status = json(&succeed(cluster.strata(&config).args(["status", "--json"])));
     assert!(
@@ -526,17 +548,7 @@ fn killing_an_agent_mid_backup_fails_that_backup_and_the_next_one_succeeds() {
     ];
     let config = cluster.coordinator_config("coordinator2.toml", &nodes, 30);
     let expected = cluster.copy_of("db2");
-    let summary = json(&succeed(cluster.strata(&config).args(["backup", "--json"])));
-    assert_eq!(summary["status"], "complete", "{summary:#}");
-    let restored = cluster.path("restored");
-    succeed(cluster.strata(&config).args([
-        "restore",
-        "latest",
-        "--node",
-        "db2",
-        "--to",
-        restored.to_str().unwrap(),
-    ]));
+    let restored = back_up_and_restore(&cluster, &config, &["--node", "db2"]);
     assert_same_tree(&expected, &restored);
 }
 
@@ -574,15 +586,7 @@ fn a_dead_coordinator_holds_the_cluster_only_until_its_leases_expire() {
         .iter()
         .map(|n| cluster.copy_of(n))
         .collect();
-    let summary = json(&succeed(cluster.strata(&config).args(["backup", "--json"])));
-    assert_eq!(summary["status"], "complete", "{summary:#}");
-    let restored = cluster.path("restored");
-    succeed(cluster.strata(&config).args([
-        "restore",
-        "latest",
-        "--to",
-        restored.to_str().unwrap(),
-    ]));
+    let restored = back_up_and_restore(&cluster, &config, &[]);
     for (i, node) in ["db1", "db2", "db3"].iter().enumerate() {
         assert_same_tree(&expected[i], &restored.join(node));
     }
@@ -641,14 +645,6 @@ fn agents_can_speak_tls_with_a_configured_ca() {
         &format!("[server]\nca_file = \"{}\"\n", cert.display()),
     );
     std::fs::write(&config, text).unwrap();
-    let summary = json(&succeed(cluster.strata(&config).args(["backup", "--json"])));
-    assert_eq!(summary["status"], "complete", "{summary:#}");
-    let restored = cluster.path("restored");
-    succeed(cluster.strata(&config).args([
-        "restore",
-        "latest",
-        "--to",
-        restored.to_str().unwrap(),
-    ]));
+    let restored = back_up_and_restore(&cluster, &config, &[]);
     assert_same_tree(&expected, &restored);
 }
