@@ -108,15 +108,7 @@ fn agent(repo: &Arc<Repository>, name: &str, root: &Path, state: &Path) -> Arc<A
 async fn chunks_a_holder_cannot_send_go_to_another_holder_or_are_re_read() {
     let dir = tempfile::tempdir().unwrap();
     let store: DynStore = Arc::new(LocalStore::new(dir.path().join("repo")));
-    let init = InitOptions {
-        kdf: KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
-        ..InitOptions::default()
-    };
-    Repository::init(store.clone(), Some("pw"), init)
+    Repository::init(store.clone(), Some("pw"), fast_init())
         .await
         .unwrap();
     let repo = Repository::open(store, Some("pw")).await.unwrap();
