@@ -206,7 +206,7 @@ impl Run {
         let results = on_nodes(&self.members, |i| {
             let (node, id) = (self.node(i), self.id.clone());
             async move {
-                let meta = node.metadata().await?;
+                let meta = deadline(QUICK_CALL, node.metadata()).await?;
                 if meta.api_version != API_VERSION {
                     return Err(ApiError::new(
                         ErrorCode::Version,
@@ -218,7 +218,7 @@ impl Run {
                         ),
                     ));
                 }
-                node.lease(lease_request(id, ttl_ms)).await
+                deadline(QUICK_CALL, node.lease(lease_request(id, ttl_ms))).await
             }
         })
         .await;
@@ -301,7 +301,8 @@ impl Run {
                 }
                 let results = on_nodes(&run.live(), |i| {
                     let (node, id) = (run.node(i), run.id.clone());
-                    async move { node.lease(lease_request(id, ttl_ms)).await }
+                    // A host that hangs must not hold up the others' renewals.
+                    async move { deadline(period, node.lease(lease_request(id, ttl_ms))).await }
                 })
                 .await;
                 run.record(results);
@@ -313,7 +314,7 @@ impl Run {
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 let results = on_nodes(&run.live(), |i| {
                     let (node, id) = (run.node(i), run.id.clone());
-                    async move { node.progress(&id).await }
+                    async move { deadline(QUICK_CALL, node.progress(&id)).await }
                 })
                 .await;
                 for (i, result) in results {
@@ -341,6 +342,23 @@ impl Run {
         })
         .await;
     }
+}
+
+/// How long a node may take to answer a call that does no work (metadata, lease,
+/// progress) before it counts as unreachable.
+const QUICK_CALL: Duration = Duration::from_secs(10);
+
+/// `call`, or an [`ErrorCode::Unreachable`] error when it takes longer than `limit`.
+async fn deadline<T>(
+    limit: Duration,
+    call: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(ApiError::new(
+            ErrorCode::Unreachable,
+            format!("no answer within {} s", limit.as_secs_f32()),
+        ))
+    })
 }
 
 /// A lease for `operation` held by this process.
@@ -561,7 +579,7 @@ impl Coordinator {
         let all: Vec<usize> = (0..self.nodes.len()).collect();
         let metas = on_nodes(&all, |i| {
             let node = self.nodes[i].clone();
-            async move { node.metadata().await }
+            async move { deadline(QUICK_CALL, node.metadata()).await }
         })
         .await;
         let nodes = metas
