@@ -38,4 +38,12 @@ echo "==> strata verify --read-data"
 echo "==> strata restore latest --to restored"
 "$strata" restore latest --to restored
 for i in 1 2 3; do diff -r "data/db$i" "restored/db$i" >/dev/null; done
-echo "==> restored trees are identical to the sources: done"
+echo "==> restored trees are identical to the sources"
+echo "==> strata status"
+"$strata" status
+lost=$(find data/db2 -type f | sort | head -n 1)
+echo "==> losing $lost, then: strata restore latest --node db2   (in place)"
+rm "$lost"
+"$strata" restore latest --node db2
+diff -r data/db2 restored/db2 >/dev/null
+echo "==> db2 is whole again: done"
