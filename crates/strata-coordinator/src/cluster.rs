@@ -35,6 +35,8 @@ pub struct Coordinator {
     repo: Arc<Repository>,
     requests: Option<CountingStore>,
     lease_ttl: Duration,
+    /// Chunks per upload request.
+    upload_batch: std::sync::atomic::AtomicUsize,
     registry: Registry,
 }
 
@@ -344,6 +346,9 @@ impl Run {
     }
 }
 
+/// Chunks per upload request: about 700 KiB of JSON, and up to a few GiB of data.
+const UPLOAD_BATCH: usize = 10_000;
+
 /// How long a node may take to answer a call that does no work (metadata, lease,
 /// progress) before it counts as unreachable.
 const QUICK_CALL: Duration = Duration::from_secs(10);
@@ -405,8 +410,15 @@ impl Coordinator {
             repo,
             requests,
             lease_ttl: lease_ttl.max(Duration::from_millis(300)),
+            upload_batch: UPLOAD_BATCH.into(),
             registry: Registry::default(),
         })
+    }
+
+    /// Sends at most `chunks` chunk ids per upload request (default 10 000).
+    pub fn set_upload_batch(&self, chunks: usize) {
+        self.upload_batch
+            .store(chunks.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The repository this coordinator writes to.
@@ -819,14 +831,26 @@ async fn backup_steps(run: &Arc<Run>) -> BTreeMap<usize, NodeSummary> {
         let uploading: Vec<usize> = plan.keys().copied().collect();
         run.phase(&uploading, "uploading");
         let plan = Arc::new(plan);
+        let batch_size = coordinator
+            .upload_batch
+            .load(std::sync::atomic::Ordering::Relaxed);
         let results = on_nodes(&uploading, |i| {
             let (node, id, plan) = (run.node(i), run.id.clone(), plan.clone());
             run.guarded(i, true, async move {
-                node.upload(UploadRequest {
-                    operation: id,
-                    chunks: plan[&i].iter().map(|c| c.to_hex()).collect(),
-                })
-                .await
+                // In batches: a request stays small whatever the node's size, and each
+                // batch's data is indexed (durable) before the next is sent.
+                let mut total = UploadReply::default();
+                for batch in plan[&i].chunks(batch_size) {
+                    let reply = node
+                        .upload(UploadRequest {
+                            operation: id.clone(),
+                            chunks: batch.iter().map(|c| c.to_hex()).collect(),
+                        })
+                        .await?;
+                    total.stored += reply.stored;
+                    total.failed.extend(reply.failed);
+                }
+                Ok(total)
             })
         })
         .await;

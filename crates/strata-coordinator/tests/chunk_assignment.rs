@@ -106,6 +106,26 @@ fn agent(repo: &Arc<Repository>, name: &str, root: &Path, state: &Path) -> Arc<A
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_a_holder_cannot_send_go_to_another_holder_or_are_re_read() {
+    let (a_calls, b_calls) = changing_files_scenario(None).await;
+    assert_eq!(a_calls.len(), 1, "a uploads once: {a_calls:?}");
+    assert_eq!(
+        b_calls.len(),
+        2,
+        "b takes over a's shared chunks: {b_calls:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_go_in_batches_and_reassignment_still_works() {
+    let (a_calls, b_calls) = changing_files_scenario(Some(2)).await;
+    assert!(a_calls.len() > 1, "{a_calls:?}");
+    assert!(b_calls.len() > 2, "{b_calls:?}");
+    assert!(a_calls.iter().chain(&b_calls).all(|&n| n <= 2));
+}
+
+/// Two nodes, a rewriting its files before it uploads; checks the backup and its restore
+/// and returns the chunk counts of the upload calls of a and b.
+async fn changing_files_scenario(batch: Option<usize>) -> (Vec<usize>, Vec<usize>) {
     let dir = tempfile::tempdir().unwrap();
     let store: DynStore = Arc::new(LocalStore::new(dir.path().join("repo")));
     Repository::init(store.clone(), Some("pw"), fast_init())
@@ -147,6 +167,9 @@ async fn chunks_a_holder_cannot_send_go_to_another_holder_or_are_re_read() {
         None,
         Duration::from_secs(30),
     );
+    if let Some(chunks) = batch {
+        coordinator.set_upload_batch(chunks);
+    }
     let summary = coordinator.backup().await.unwrap().run().await.unwrap();
     assert!(summary.is_complete(), "{summary:#?}");
     let node_a = summary.nodes.iter().find(|n| n.name == "a").unwrap();
@@ -156,13 +179,6 @@ async fn chunks_a_holder_cannot_send_go_to_another_holder_or_are_re_read() {
             .iter()
             .any(|w| w.contains("own") && w.contains("re-read")),
         "{node_a:#?}"
-    );
-    assert_eq!(a.uploads.lock().unwrap().len(), 1, "a uploads once");
-    let b_uploads = b.uploads.lock().unwrap().clone();
-    assert_eq!(
-        b_uploads.len(),
-        2,
-        "b takes over a's shared chunks: {b_uploads:?}"
     );
 
     // The restore holds the re-read content of a's own file, and the shared file as both
@@ -183,4 +199,6 @@ async fn chunks_a_holder_cannot_send_go_to_another_holder_or_are_re_read() {
     assert_eq!(std::fs::read(restored.join("a/shared")).unwrap(), shared);
     assert_eq!(std::fs::read(restored.join("b/shared")).unwrap(), shared);
     assert!(run_verify(&repo, None, true).await.unwrap().is_ok());
+    let calls = |n: &ChangesBeforeUpload| n.uploads.lock().unwrap().clone();
+    (calls(&a), calls(&b))
 }

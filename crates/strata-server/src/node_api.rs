@@ -12,6 +12,9 @@ use strata_repo::summary::NodeSummary;
 
 type AgentState = State<Arc<Agent>>;
 
+/// The largest request body the agent accepts.
+const REQUEST_LIMIT: usize = 256 << 20;
+
 /// The agent's routes behind its token.
 pub fn routes(agent: Arc<Agent>, token: String) -> Router {
     Router::new()
@@ -25,6 +28,9 @@ pub fn routes(agent: Arc<Agent>, token: String) -> Router {
         .route("/node/v1/backup/commit", post(commit))
         .route("/node/v1/backup/abort", post(abort))
         .route("/node/v1/restore", post(restore))
+        // Lists of chunk ids (a finish's lost chunks, an upload batch) can pass axum's
+        // 2 MiB default on large nodes.
+        .layer(axum::extract::DefaultBodyLimit::max(REQUEST_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(token),
             require_token,
