@@ -1,6 +1,7 @@
-//! The coordinator's upload plan under changing files: a chunk that one holder can no
-//! longer send goes to another holder; a chunk nobody can send makes its node re-read the
-//! file. Either way the backup is complete and restores byte for byte.
+//! The coordinator with real in-process agents behind test wrappers: under changing files a
+//! chunk that one holder can no longer send goes to another holder, and a chunk nobody can
+//! send makes its node re-read the file (either way the backup is complete and restores
+//! byte for byte); an agent of another API version is refused before anything starts.
 
 mod common;
 
@@ -30,6 +31,8 @@ struct ChangesBeforeUpload {
     inner: LocalNode,
     changes: Vec<(PathBuf, Vec<u8>)>,
     uploads: Mutex<Vec<usize>>,
+    /// Claims this node API version instead of its own.
+    api_version: Option<u32>,
 }
 
 #[async_trait]
@@ -41,7 +44,9 @@ impl NodeApi for ChangesBeforeUpload {
         self.inner.location()
     }
     async fn metadata(&self) -> NodeResult<NodeMetadata> {
-        self.inner.metadata().await
+        let mut meta = self.inner.metadata().await?;
+        meta.api_version = self.api_version.unwrap_or(meta.api_version);
+        Ok(meta)
     }
     async fn lease(&self, request: LeaseRequest) -> NodeResult<LeaseInfo> {
         self.inner.lease(request).await
@@ -152,11 +157,13 @@ async fn changing_files_scenario(batch: Option<usize>) -> (Vec<usize>, Vec<usize
             (a_root.join("shared"), pseudo_random(8 << 20, 4)),
         ],
         uploads: Mutex::new(Vec::new()),
+        api_version: None,
     });
     let b = Arc::new(ChangesBeforeUpload {
         inner: LocalNode(agent(&repo, "b", &b_root, &state)),
         changes: Vec::new(),
         uploads: Mutex::new(Vec::new()),
+        api_version: None,
     });
     let nodes: Vec<Arc<dyn NodeApi>> = vec![a.clone(), b.clone()];
     let coordinator = Coordinator::new(
@@ -201,4 +208,44 @@ async fn changing_files_scenario(batch: Option<usize>) -> (Vec<usize>, Vec<usize
     assert!(run_verify(&repo, None, true).await.unwrap().is_ok());
     let calls = |n: &ChangesBeforeUpload| n.uploads.lock().unwrap().clone();
     (calls(&a), calls(&b))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_of_another_api_version_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("repo")));
+    Repository::init(store.clone(), Some("pw"), fast_init())
+        .await
+        .unwrap();
+    let repo = Repository::open(store, Some("pw")).await.unwrap();
+    let root = dir.path().join("data");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("f"), b"data").unwrap();
+    let state = dir.path().join("state");
+    let future = Arc::new(ChangesBeforeUpload {
+        inner: LocalNode(agent(&repo, "a", &root, &state)),
+        changes: Vec::new(),
+        uploads: Mutex::new(Vec::new()),
+        api_version: Some(API_VERSION + 1),
+    });
+    let coordinator = Coordinator::new(
+        vec![future.clone() as Arc<dyn NodeApi>],
+        Vec::new(),
+        "main",
+        repo.clone(),
+        None,
+        Duration::from_secs(30),
+    );
+    let err = match coordinator.backup().await {
+        Ok(_) => panic!("a backup started with an agent of another API version"),
+        Err(err) => strata_coordinator::backup::error_chain(&err),
+    };
+    assert!(err.contains("same strata version"), "{err}");
+    // Nothing started: no backup, no lock, no lease.
+    assert!(repo.list_backups().await.unwrap().is_empty());
+    assert!(strata_coordinator::lock::list_locks(repo.store())
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(future.metadata().await.unwrap().lease.is_none());
 }
