@@ -79,23 +79,32 @@ impl OperationDisplay {
         let stop = done.clone();
         let thread = std::thread::spawn(move || {
             let bars = indicatif::MultiProgress::new();
-            let style = ProgressStyle::with_template(
-                "{prefix:>12} {msg:<40} {bytes:>10}/{total_bytes:<10} [{bar:25}] {bytes_per_sec}",
+            // A bar once the node knows how much it has to do (uploads, restores); a
+            // running count while it is still walking.
+            let with_total = ProgressStyle::with_template(
+                "{prefix:>8} {msg:<32} {bytes:>9}/{total_bytes:<9} [{bar:20}] {bytes_per_sec}",
             )
             .expect("valid template")
             .progress_chars("=> ");
-            let mut by_node: Vec<ProgressBar> = Vec::new();
+            let counting =
+                ProgressStyle::with_template("{prefix:>8} {msg:<32} {bytes:>9} {bytes_per_sec}")
+                    .expect("valid template");
+            let mut by_node: Vec<(ProgressBar, bool)> = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let current = status.borrow().clone();
                 for (i, node) in current.nodes.iter().enumerate() {
                     if by_node.len() <= i {
                         let bar = bars.add(ProgressBar::new(0));
-                        bar.set_style(style.clone());
+                        bar.set_style(counting.clone());
                         bar.set_prefix(node.name.clone());
-                        by_node.push(bar);
+                        by_node.push((bar, false));
                     }
-                    let bar = &by_node[i];
+                    let (bar, has_total) = &mut by_node[i];
                     let p = &node.progress;
+                    if (p.total_bytes > 0) != *has_total {
+                        *has_total = p.total_bytes > 0;
+                        bar.set_style(if *has_total { &with_total } else { &counting }.clone());
+                    }
                     bar.set_length(p.total_bytes.max(p.bytes));
                     bar.set_position(p.bytes);
                     let failed = if p.failed > 0 {
@@ -112,7 +121,7 @@ impl OperationDisplay {
                 }
                 std::thread::sleep(Duration::from_millis(150));
             }
-            for bar in by_node {
+            for (bar, _) in by_node {
                 bar.finish_and_clear();
             }
         });
