@@ -48,6 +48,53 @@ pub struct Config {
     pub storages: BTreeMap<String, StorageConfig>,
     pub nodes: Vec<NodeConfig>,
     pub server: ServerConfig,
+    pub retention: RetentionConfig,
+}
+
+/// Which backups `strata cleanup` keeps (see [`crate::retention`]). Unset rules keep
+/// nothing by themselves; a policy with no rule at all is refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_hourly: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_monthly: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_yearly: Option<u32>,
+    /// A duration such as `14d` or `2w3d`, from the newest complete backup.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_within: Option<String>,
+    /// Never fewer complete backups than this.
+    pub min_complete: u32,
+    /// How many failed or partial backups to keep (all when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_failed: Option<u32>,
+    /// IANA time zone of the calendar buckets.
+    pub timezone: String,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            keep_last: None,
+            keep_hourly: None,
+            keep_daily: None,
+            keep_weekly: None,
+            keep_monthly: None,
+            keep_yearly: None,
+            keep_within: None,
+            min_complete: 1,
+            keep_failed: None,
+            timezone: "UTC".into(),
+        }
+    }
 }
 
 /// `strata server`: the node agent API and the coordinator API on one port, and how the
@@ -376,6 +423,7 @@ impl Default for Config {
             storages,
             nodes: Vec::new(),
             server: ServerConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -539,6 +587,15 @@ impl Config {
         if self.server.tls_cert.is_some() != self.server.tls_key.is_some() {
             return invalid("server.tls_cert and server.tls_key go together".into());
         }
+        if self.retention.timezone.parse::<chrono_tz::Tz>().is_err() {
+            return invalid(format!(
+                "retention.timezone {:?} is not an IANA time zone (e.g. \"Europe/Berlin\", \"UTC\")",
+                self.retention.timezone
+            ));
+        }
+        if let Some(within) = &self.retention.keep_within {
+            crate::retention::parse_within(within).map_err(ConfigError::Invalid)?;
+        }
         if self.server.lease_ttl_secs == 0 {
             return invalid("server.lease_ttl_secs must be at least 1".into());
         }
@@ -641,6 +698,8 @@ mod tests {
             ("[[nodes]]\nname = \"a\"\nurl = \"ftp://x\"", "http://"),
             ("[server]\nnode = \"zz\"", "not one of the configured"),
             ("[server]\ntls_cert = \"c.pem\"", "go together"),
+            ("[retention]\ntimezone = \"Moon/Base\"", "IANA"),
+            ("[retention]\nkeep_within = \"3 days\"", "keep_within"),
             ("[storages.x]\nurl = \"ftp://h/p\"", "unsupported url scheme"),
             ("[storages.x]\ntype = \"s3\"\npath = \"/d\"", "is a local storage"),
             ("[storages.x]\noptions = {}", "needs a `path` or a `url`"),

@@ -19,6 +19,7 @@ pub mod node;
 pub mod operation;
 pub mod remote;
 pub mod restore;
+pub mod retention;
 pub mod setup;
 pub mod storage;
 pub mod verify;

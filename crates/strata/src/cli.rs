@@ -115,6 +115,26 @@ pub enum Command {
         #[arg(required = true)]
         backups: Vec<String>,
     },
+    /// Apply the retention policy ([retention], overridden by the options): remove the
+    /// backups no rule keeps. Data no backup uses any more is reclaimed by garbage
+    /// collection.
+    Cleanup {
+        /// Show what would be kept (and by which rule) and what removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+    /// Pin a backup: no retention policy removes it, `delete` refuses it.
+    Pin {
+        /// Backup name, unique prefix, or `latest`.
+        backup: String,
+    },
+    /// Unpin a backup.
+    Unpin {
+        /// Backup name or unique prefix.
+        backup: String,
+    },
     /// Copy a backup to another configured storage, sending only the data it lacks.
     Copy {
         /// Backup name, unique prefix, or `latest`.
@@ -155,4 +175,39 @@ pub enum ConfigCommand {
     Default,
     /// Print the configuration in effect (after defaults and --repo).
     Show,
+}
+
+/// Retention rules on the command line; each overrides the same key of `[retention]`.
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Keep the newest N complete backups.
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// ... of each of the last N days that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// ... of each of the last N ISO weeks that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// ... of each of the last N months that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// ... of each of the last N years that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every complete backup within this duration (14d, 2w3d, 36h) of the newest.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep this many failed or partial backups (default: all).
+    #[arg(long, value_name = "N")]
+    pub keep_failed: Option<u32>,
+    /// Never keep fewer complete backups than N.
+    #[arg(long, value_name = "N")]
+    pub min_complete: Option<u32>,
+    /// Time zone of the calendar buckets (IANA name).
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
 }

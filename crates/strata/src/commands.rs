@@ -41,6 +41,9 @@ pub async fn run(cli: Cli) -> CommandResult {
             wait,
         } => ctx.backup(paths, node_name, exclude, wait).await,
         Command::Status => ctx.status().await,
+        Command::Cleanup { dry_run, policy } => ctx.cleanup(dry_run, policy).await,
+        Command::Pin { backup } => ctx.pin(&backup, true).await,
+        Command::Unpin { backup } => ctx.pin(&backup, false).await,
         Command::Server { node, listen } => ctx.server(node, listen).await,
         Command::List => ctx.list().await,
         Command::Show { backup } => ctx.show(&backup).await,
@@ -550,6 +553,18 @@ impl Context {
                         "backup {} is in storages {}: choose one with --storage",
                         summary.name,
                         holders.join(", ")
+                    ),
+                ));
+            }
+            if strata_coordinator::retention::pinned(&repo)
+                .await?
+                .contains(&summary.name)
+            {
+                return Err(Failure::new(
+                    code::USAGE,
+                    format!(
+                        "backup {} is pinned: `strata unpin {}` first",
+                        summary.name, summary.name
                     ),
                 ));
             }

@@ -5,6 +5,7 @@ mod client;
 mod cluster_commands;
 mod commands;
 mod failure;
+mod lifecycle_commands;
 mod output;
 mod progress;
 
