@@ -29,3 +29,9 @@ pub enum CoordinatorError {
 
 /// Result alias of the coordinator layer.
 pub type CoordinatorResult<T> = Result<T, CoordinatorError>;
+
+impl From<strata_store::StoreError> for CoordinatorError {
+    fn from(err: strata_store::StoreError) -> Self {
+        CoordinatorError::Repo(err.into())
+    }
+}

@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod copy;
 mod error;
+pub mod gc;
 pub mod lock;
 pub mod mapping;
 pub mod node;

@@ -221,18 +221,32 @@ impl Repository {
         postcard::from_bytes(&plain).map_err(|e| RepoError::corrupted(key, e))
     }
 
+    /// Every `index/` object with its content, for garbage collection.
+    pub async fn index_files(&self) -> RepoResult<Vec<(String, IndexFile)>> {
+        let mut out = Vec::new();
+        for object in self.store.list("index/").await? {
+            let file = self.read_index_file(&object.key).await?;
+            out.push((object.key, file));
+        }
+        Ok(out)
+    }
+
+    /// Writes an index object without touching the in-memory index; returns its key.
+    pub async fn write_index(&self, file: &IndexFile) -> RepoResult<String> {
+        let plain = postcard::to_stdvec(file).expect("index serializes");
+        let bytes = encode_object(&self.cipher, ObjectKind::Index, &plain);
+        let key = format!("index/{}", hex::encode(blake3::hash(&bytes).as_bytes()));
+        self.store.put(&key, Bytes::from(bytes)).await?;
+        Ok(key)
+    }
+
     /// Stores an index object for new packs and adds them to the in-memory index. Call
     /// only after the packs are stored.
     pub async fn add_index(&self, file: IndexFile) -> RepoResult<()> {
         if file.packs.is_empty() {
             return Ok(());
         }
-        let plain = postcard::to_stdvec(&file).expect("index serializes");
-        let bytes = encode_object(&self.cipher, ObjectKind::Index, &plain);
-        let name = hex::encode(blake3::hash(&bytes).as_bytes());
-        self.store
-            .put(&format!("index/{name}"), Bytes::from(bytes))
-            .await?;
+        self.write_index(&file).await?;
         let mut index = self.index.write().expect("index lock poisoned");
         for pack in &file.packs {
             index.add_pack(pack);

@@ -108,22 +108,28 @@ pub enum Command {
         #[arg(long)]
         path: Option<String>,
     },
-    /// Delete backups: their summaries and manifests (data is reclaimed by a future
-    /// garbage collection).
+    /// Delete backups: their summaries and manifests (`strata gc` then reclaims their
+    /// data).
     Delete {
         /// Backup names or unique prefixes.
         #[arg(required = true)]
         backups: Vec<String>,
     },
     /// Apply the retention policy ([retention], overridden by the options): remove the
-    /// backups no rule keeps. Data no backup uses any more is reclaimed by garbage
-    /// collection.
+    /// backups no rule keeps, then the data no remaining backup uses (`gc`).
     Cleanup {
         /// Show what would be kept (and by which rule) and what removed; change nothing.
         #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
         policy: PolicyArgs,
+    },
+    /// Delete the data no backup references any more (under the cluster lock: backups
+    /// wait). `cleanup` runs it after removing backups.
+    Gc {
+        /// Report what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Pin a backup: no retention policy removes it, `delete` refuses it.
     Pin {

@@ -42,6 +42,7 @@ pub async fn run(cli: Cli) -> CommandResult {
         } => ctx.backup(paths, node_name, exclude, wait).await,
         Command::Status => ctx.status().await,
         Command::Cleanup { dry_run, policy } => ctx.cleanup(dry_run, policy).await,
+        Command::Gc { dry_run } => ctx.gc(dry_run).await,
         Command::Pin { backup } => ctx.pin(&backup, true).await,
         Command::Unpin { backup } => ctx.pin(&backup, false).await,
         Command::Server { node, listen } => ctx.server(node, listen).await,

@@ -1,9 +1,11 @@
-//! Retention: `cleanup`, `pin`, `unpin`.
+//! Retention and garbage collection: `cleanup`, `gc`, `pin`, `unpin`.
 
 use crate::cli::PolicyArgs;
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
+use crate::output;
 use strata_coordinator::config::RetentionConfig;
+use strata_coordinator::gc::{collect_garbage, GcReport};
 use strata_coordinator::retention::{cleanup, set_pinned};
 
 impl Context {
@@ -33,8 +35,14 @@ impl Context {
         let storage = self.storage()?;
         let repo = self.open_storage(&storage).await?;
         let rows = cleanup(&repo, &policy, dry_run).await?;
+        let removed = rows.iter().filter(|r| !r.keep).count();
+        let gc = if removed > 0 && !dry_run {
+            Some(collect_garbage(&repo, false).await?)
+        } else {
+            None
+        };
         if self.global.json {
-            print_json(&serde_json::json!({ "dry_run": dry_run, "backups": rows }));
+            print_json(&serde_json::json!({ "dry_run": dry_run, "backups": rows, "gc": gc }));
             return Ok(0);
         }
         let verb = if dry_run { "would remove" } else { "removed" };
@@ -50,16 +58,38 @@ impl Context {
                 row.name, row.status
             ));
         }
-        let removed = rows.iter().filter(|r| !r.keep).count();
+        self.say(format!("{} kept, {removed} {verb}", rows.len() - removed));
+        if let Some(gc) = &gc {
+            self.say_gc(gc);
+        }
+        Ok(0)
+    }
+
+    fn say_gc(&self, gc: &GcReport) {
         self.say(format!(
-            "{} kept, {removed} {verb}{}",
-            rows.len() - removed,
-            if dry_run || removed == 0 {
-                ""
+            "{} {} packs ({}) that no backup uses; {} packs kept for {} backups",
+            if gc.dry_run {
+                "would delete"
             } else {
-                " (their data is reclaimed by garbage collection)"
-            }
+                "deleted"
+            },
+            gc.packs_deleted,
+            output::size(gc.bytes_freed),
+            gc.packs_kept,
+            gc.backups
         ));
+    }
+
+    /// `strata gc`.
+    pub(crate) async fn gc(&self, dry_run: bool) -> CommandResult {
+        let storage = self.storage()?;
+        let repo = self.open_storage(&storage).await?;
+        let report = collect_garbage(&repo, dry_run).await?;
+        if self.global.json {
+            print_json(&report);
+        } else {
+            self.say_gc(&report);
+        }
         Ok(0)
     }
 

@@ -44,9 +44,15 @@ fn cleanup_keeps_what_the_policy_and_pins_say_and_the_rest_still_restores() {
     assert_eq!(rows[3]["reasons"][0], "last 1");
     assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 4);
 
-    // The real thing removes the two middle backups.
+    // The real thing removes the two middle backups, then the data only they used.
+    let before = data_bytes(&env);
     let out = env.ok(&["cleanup", "--keep-last", "1"]);
     assert!(out.contains("2 kept, 2 removed"), "{out}");
+    assert!(out.contains("deleted") && out.contains("packs"), "{out}");
+    let after = data_bytes(&env);
+    assert!(after < before * 3 / 4, "data {before} -> {after} bytes");
+    let again = env.json(&["gc", "--dry-run"]);
+    assert_eq!(again["packs_deleted"], 0, "{again:#}");
     let left: Vec<String> = env
         .json(&["list"])
         .as_array()
@@ -68,4 +74,96 @@ fn cleanup_keeps_what_the_policy_and_pins_say_and_the_rest_still_restores() {
     env.ok(&["unpin", &names[0]]);
     env.ok(&["delete", &names[0]]);
     assert_eq!(env.json(&["list"]).as_array().unwrap().len(), 1);
+}
+
+fn data_bytes(env: &Env) -> u64 {
+    env.packs()
+        .iter()
+        .map(|p| fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+/// Runs strata until it is not refused as busy (exit 6); returns its output.
+fn until_not_busy(env: &Env, args: &[&str]) -> std::process::Output {
+    loop {
+        let out = env.run(args);
+        if out.status.code() != Some(6) {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn backups_and_garbage_collection_in_a_loop_leave_every_backup_restorable() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let rounds = 6;
+    let collector = {
+        let args: Vec<String> = ["cleanup", "--keep-last", "2", "--min-complete", "2"]
+            .map(String::from)
+            .to_vec();
+        let env_repo = env.repo.clone();
+        let env_state = env.state.clone();
+        let dir = env.dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            let probe = common::Env {
+                dir: tempfile::tempdir_in(&dir).unwrap(),
+                repo: env_repo,
+                state: env_state,
+            };
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            for _ in 0..rounds * 2 {
+                let out = until_not_busy(&probe, &args);
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        })
+    };
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..rounds {
+        fs::write(src.join("table"), common::table_pages(60, 100 + i)).unwrap();
+        fs::write(src.join("n"), format!("{i}")).unwrap();
+        let out = until_not_busy(
+            &env,
+            &[
+                "backup",
+                src.to_str().unwrap(),
+                "--node-name",
+                "db",
+                "--json",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let copy = env.path(&format!("copy{i}"));
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&src)
+            .arg(&copy)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        expected.insert(summary["name"].as_str().unwrap().to_string(), copy);
+    }
+    collector.join().unwrap();
+    assert!(until_not_busy(&env, &["gc"]).status.success());
+    let left = env.json(&["list"]);
+    let left = left.as_array().unwrap();
+    assert!(left.len() >= 2, "{left:?}");
+    for backup in left {
+        let name = backup["name"].as_str().unwrap();
+        let target = env.path(&format!("restored-{name}"));
+        env.ok(&["restore", name, "--to", target.to_str().unwrap()]);
+        assert_same_tree(&expected[name], &target);
+    }
+    env.ok(&["verify", "--read-data"]);
 }
