@@ -92,6 +92,21 @@ impl Catalog {
         Ok(out)
     }
 
+    /// The last verification of every backup that has one, by (storage, backup).
+    pub async fn verified(
+        &self,
+    ) -> CoordinatorResult<
+        std::collections::HashMap<(String, String), crate::verify_record::VerifyRecord>,
+    > {
+        let mut out = std::collections::HashMap::new();
+        for place in &self.places {
+            for (backup, record) in crate::verify_record::latest(&place.repo).await? {
+                out.insert((place.storage.name.clone(), backup), record);
+            }
+        }
+        Ok(out)
+    }
+
     /// Finds a backup by name, unique prefix, or `latest` (the newest complete backup of
     /// any storage).
     pub async fn find(&self, wanted: &str) -> CoordinatorResult<(&Place, BackupSummary)> {

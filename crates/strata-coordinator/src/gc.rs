@@ -9,8 +9,8 @@
 //!
 //! 1. a new index object listing the kept packs is written;
 //! 2. the old index objects are deleted (until then both describe the kept packs);
-//! 3. the unreferenced packs (and packs no index lists, left by crashed backups) and the
-//!    manifests of backups without a summary are deleted.
+//! 3. the unreferenced packs (and packs no index lists, left by crashed backups), and the
+//!    manifests, pins and verification records of backups without a summary are deleted.
 //!
 //! A crash after 1 or 2 leaves only unreferenced objects behind, which the next run
 //! removes. If a backup references a blob the index lacks, nothing is deleted.
@@ -36,6 +36,7 @@ pub struct GcReport {
     /// Bytes of the deleted packs.
     pub bytes_freed: u64,
     pub index_objects_replaced: u64,
+    /// Manifests, pins and verification records of backups that no longer exist.
     pub manifests_deleted: u64,
 }
 
@@ -97,16 +98,16 @@ async fn collect(repo: &Repository, dry_run: bool) -> CoordinatorResult<GcReport
         .collect();
     doomed.sort();
     let with_summary: HashSet<&str> = summaries.iter().map(|s| s.name.as_str()).collect();
-    let orphan_manifests: Vec<String> = store
-        .list_fresh("manifests/")
-        .await?
-        .into_iter()
-        .map(|o| o.key)
-        .filter(|key| {
-            let backup = key.trim_start_matches("manifests/").split('/').next();
-            !backup.is_some_and(|b| with_summary.contains(b))
-        })
-        .collect();
+    // Manifests, pins and verification records of backups that no longer exist.
+    let mut orphan_manifests: Vec<String> = Vec::new();
+    for prefix in ["manifests/", "pins/", "verified/"] {
+        for object in store.list_fresh(prefix).await? {
+            let backup = object.key[prefix.len()..].split('/').next();
+            if !backup.is_some_and(|b| with_summary.contains(b)) {
+                orphan_manifests.push(object.key);
+            }
+        }
+    }
     let needs_new_index = !doomed.is_empty() || index_files.len() > 1;
     let report = GcReport {
         dry_run,

@@ -24,6 +24,7 @@ pub mod retention;
 pub mod setup;
 pub mod storage;
 pub mod verify;
+pub mod verify_record;
 
 pub use error::{CoordinatorError, CoordinatorResult};
 

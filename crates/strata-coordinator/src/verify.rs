@@ -56,12 +56,73 @@ impl VerifyReport {
     }
 }
 
-/// Verifies one backup (`Some(name)`) or all of them.
+/// How much data a verification reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DataCheck {
+    /// Structure only: packs exist with the right size, blobs are indexed.
+    Structure,
+    /// Every pack, every blob.
+    All,
+    /// This percentage of the packs (at least one), a different random choice each run.
+    Subset(f64),
+}
+
+impl DataCheck {
+    /// The name recorded for this kind of check.
+    pub fn mode(&self) -> String {
+        match self {
+            DataCheck::Structure => "structure".into(),
+            DataCheck::All => "data".into(),
+            DataCheck::Subset(p) => format!("data-subset-{p}pct"),
+        }
+    }
+}
+
+impl VerifyReport {
+    /// Whether nothing found touches backup `name`.
+    pub fn backup_ok(&self, name: &str) -> bool {
+        let tag = format!("backup {name}");
+        !self.damaged_files.iter().any(|f| f.backup == name)
+            && !self.problems.iter().any(|p| p.contains(&tag))
+    }
+}
+
+/// Verifies one backup (`Some(name)`) or all of them; `read_data` reads every pack.
 pub async fn run_verify(
     repo: &Repository,
     backup: Option<&str>,
     read_data: bool,
 ) -> CoordinatorResult<VerifyReport> {
+    let check = if read_data {
+        DataCheck::All
+    } else {
+        DataCheck::Structure
+    };
+    run_verify_with(repo, backup, check).await
+}
+
+/// The packs a subset check reads: `percent` of them, at least one, chosen by a keyed
+/// hash with a fresh key, so successive runs cover different packs.
+fn pick_subset(packs: &[(PackId, u64)], percent: f64) -> HashSet<PackId> {
+    let mut key = [0u8; 32];
+    getrandom::getrandom(&mut key).expect("the OS random source is available");
+    let mut scored: Vec<([u8; 32], PackId)> = packs
+        .iter()
+        .map(|(p, _)| (*blake3::keyed_hash(&key, &p.0).as_bytes(), *p))
+        .collect();
+    scored.sort();
+    let wanted =
+        ((packs.len() as f64 * percent / 100.0).ceil() as usize).clamp(1, packs.len().max(1));
+    scored.into_iter().take(wanted).map(|(_, p)| p).collect()
+}
+
+/// Verifies one backup (`Some(name)`) or all of them, reading as much data as `check` says.
+pub async fn run_verify_with(
+    repo: &Repository,
+    backup: Option<&str>,
+    check: DataCheck,
+) -> CoordinatorResult<VerifyReport> {
+    let read_data = check != DataCheck::Structure;
     let mut report = VerifyReport::default();
     let summaries = match backup {
         Some(name) => vec![resolve_backup(repo, name).await?],
@@ -104,8 +165,18 @@ pub async fn run_verify(
         for (id, loc) in repo.index().blobs() {
             blobs_by_pack.entry(loc.pack).or_default().push((*id, *loc));
         }
+        let subset = match check {
+            DataCheck::Subset(percent) => Some(pick_subset(&packs, percent)),
+            _ => None,
+        };
         for (position, blobs) in blobs_by_pack {
             let (pack, _) = repo.index().pack(position);
+            if subset
+                .as_ref()
+                .is_some_and(|chosen| !chosen.contains(&pack))
+            {
+                continue;
+            }
             if bad_packs.contains(&pack) {
                 bad_blobs.extend(blobs.iter().map(|(id, _)| *id));
                 continue;
@@ -202,5 +273,83 @@ pub async fn run_verify(
         }
     }
     report.damaged_files = damaged.into_iter().collect();
+    Ok(report)
+}
+
+/// What a restore drill did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DrillReport {
+    pub backup: String,
+    pub nodes: u64,
+    pub files: u64,
+    pub bytes: u64,
+    /// Everything that did not come back as the manifest says. Empty when all is well.
+    pub problems: Vec<String>,
+}
+
+/// A restore drill: restores every node of `summary` into `scratch` (every blob verified
+/// on the way), checks each file of the manifests is there with its size, and removes the
+/// scratch copy whatever happened.
+pub async fn restore_drill(
+    repo: std::sync::Arc<Repository>,
+    summary: &strata_repo::summary::BackupSummary,
+    scratch: &std::path::Path,
+) -> CoordinatorResult<DrillReport> {
+    let result = drill(repo, summary, scratch).await;
+    let _ = std::fs::remove_dir_all(scratch);
+    result
+}
+
+async fn drill(
+    repo: std::sync::Arc<Repository>,
+    summary: &strata_repo::summary::BackupSummary,
+    scratch: &std::path::Path,
+) -> CoordinatorResult<DrillReport> {
+    use std::os::unix::ffi::OsStrExt;
+    let options = strata_agent::restore::RestoreOptions {
+        set_owner: false,
+        ..Default::default()
+    };
+    let restored =
+        crate::restore::run_restore(repo.clone(), summary, scratch, None, options).await?;
+    let mut report = DrillReport {
+        backup: summary.name.clone(),
+        ..DrillReport::default()
+    };
+    for node in restored {
+        report.nodes += 1;
+        report.problems.extend(
+            node.report
+                .errors
+                .iter()
+                .map(|e| format!("backup {} node {}: {e}", summary.name, node.node)),
+        );
+        let manifest = repo.load_manifest(&summary.name, &node.node).await?;
+        for entry in &manifest.entries {
+            let EntryKind::File { size, .. } = &entry.kind else {
+                continue;
+            };
+            let path = node.target.join(std::ffi::OsStr::from_bytes(&entry.path));
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.len() == *size => {
+                    report.files += 1;
+                    report.bytes += size;
+                }
+                Ok(meta) => report.problems.push(format!(
+                    "backup {} node {}: {} came back with {} bytes, not {size}",
+                    summary.name,
+                    node.node,
+                    entry.display_path(),
+                    meta.len()
+                )),
+                Err(e) => report.problems.push(format!(
+                    "backup {} node {}: {} did not come back: {e}",
+                    summary.name,
+                    node.node,
+                    entry.display_path()
+                )),
+            }
+        }
+    }
     Ok(report)
 }

@@ -154,8 +154,16 @@ pub enum Command {
         /// One backup (default: all).
         backup: Option<String>,
         /// Read and check every blob of the repository.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "read_data_subset")]
         read_data: bool,
+        /// Read and check this share of the packs (`5%` or `5`), a different random choice
+        /// each run.
+        #[arg(long, value_name = "PERCENT")]
+        read_data_subset: Option<String>,
+        /// A restore drill: restore BACKUP into a scratch directory under the state
+        /// directory, check it against the manifests, delete the scratch copy.
+        #[arg(long, requires = "backup", conflicts_with_all = ["read_data", "read_data_subset"])]
+        restore: bool,
     },
     /// The cluster: nodes reachable, their versions and leases, locks, running operations.
     Status,

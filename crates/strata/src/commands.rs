@@ -13,7 +13,8 @@ use strata_coordinator::config::{Config, NodeConfig, StorageConfig, DEFAULT_CONF
 use strata_coordinator::copy::copy_backup;
 use strata_coordinator::restore::run_restore;
 use strata_coordinator::storage::Storage;
-use strata_coordinator::verify::{run_verify, VerifyReport};
+use strata_coordinator::verify::{restore_drill, run_verify_with, DataCheck, VerifyReport};
+use strata_coordinator::verify_record::record as record_verification;
 use strata_repo::manifest::EntryKind;
 use strata_repo::summary::BackupSummary;
 use strata_repo::writer::WriterOptions;
@@ -74,7 +75,22 @@ pub async fn run(cli: Cli) -> CommandResult {
             path,
         } => ctx.cluster_restore(&backup, node, &map, path).await,
         Command::Delete { backups } => ctx.delete(&backups).await,
-        Command::Verify { backup, read_data } => ctx.verify(backup.as_deref(), read_data).await,
+        Command::Verify {
+            backup,
+            read_data,
+            read_data_subset,
+            restore,
+        } => {
+            let check = match (read_data, read_data_subset) {
+                (_, Some(text)) => DataCheck::Subset(parse_percent(&text)?),
+                (true, None) => DataCheck::All,
+                (false, None) => DataCheck::Structure,
+            };
+            match (restore, backup) {
+                (true, Some(backup)) => ctx.restore_drill(&backup).await,
+                (_, backup) => ctx.verify(backup.as_deref(), check).await,
+            }
+        }
         Command::Config {
             command: ConfigCommand::Show,
         } => {
@@ -301,6 +317,7 @@ impl Context {
     }
 
     async fn list(&self) -> CommandResult {
+        let mut verified = std::collections::HashMap::new();
         let backups = match self.remote()? {
             Some(client) => self
                 .remote_list(&client)
@@ -311,7 +328,11 @@ impl Context {
                     summary,
                 })
                 .collect(),
-            None => self.catalog().await?.list().await?,
+            None => {
+                let catalog = self.catalog().await?;
+                verified = catalog.verified().await?;
+                catalog.list().await?
+            }
         };
         if self.global.json {
             let rows: Vec<serde_json::Value> = backups
@@ -319,6 +340,10 @@ impl Context {
                 .map(|b| {
                     let mut row = serde_json::to_value(&b.summary).expect("summaries serialize");
                     row["storage"] = serde_json::Value::String(b.storage.clone());
+                    if let Some(record) = verified.get(&(b.storage.clone(), b.summary.name.clone()))
+                    {
+                        row["verified"] = serde_json::to_value(record).expect("records serialize");
+                    }
                     row
                 })
                 .collect();
@@ -326,7 +351,7 @@ impl Context {
         } else if backups.is_empty() {
             self.say("no backups yet (run `strata backup`)");
         } else {
-            self.say(output::backups_table(&backups));
+            self.say(output::backups_table(&backups, &verified));
         }
         Ok(0)
     }
@@ -575,7 +600,8 @@ impl Context {
         Ok(0)
     }
 
-    async fn verify(&self, backup: Option<&str>, read_data: bool) -> CommandResult {
+    async fn verify(&self, backup: Option<&str>, check: DataCheck) -> CommandResult {
+        let read_data = check != DataCheck::Structure;
         let catalog = self.catalog().await?;
         let mut report = VerifyReport::default();
         let targets: Vec<(Arc<Repository>, Option<String>)> = match backup {
@@ -591,7 +617,23 @@ impl Context {
         };
         for (repo, name) in targets {
             repo.reload_index().await?;
-            report.absorb(run_verify(&repo, name.as_deref(), read_data).await?);
+            let found = run_verify_with(&repo, name.as_deref(), check).await?;
+            let verified = match &name {
+                Some(one) => vec![one.clone()],
+                None => repo
+                    .list_backups()
+                    .await?
+                    .into_iter()
+                    .map(|b| b.name)
+                    .collect(),
+            };
+            for backup in verified {
+                let ok = found.backup_ok(&backup);
+                if let Err(e) = record_verification(&repo, &backup, ok, &check.mode()).await {
+                    eprintln!("strata: warning: cannot record the verification of {backup}: {e}");
+                }
+            }
+            report.absorb(found);
         }
         if self.global.json {
             print_json(&report);
@@ -607,8 +649,10 @@ impl Context {
             ));
         }
         if report.is_ok() {
-            self.say(if read_data {
+            self.say(if check == DataCheck::All {
                 "no problems found: every blob is intact"
+            } else if read_data {
+                "no problems found in the packs read"
             } else {
                 "no problems found (structure only; --read-data checks every byte)"
             });
@@ -676,5 +720,62 @@ pub(crate) fn print_node_problems(summary: &strata_repo::summary::BackupSummary,
                 node.name, node.warning_count
             );
         }
+    }
+}
+
+/// `5%` or `5` as a percentage between 0 (exclusive) and 100.
+fn parse_percent(text: &str) -> Result<f64, Failure> {
+    let number = text.trim().trim_end_matches('%');
+    match number.parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
+        _ => Err(Failure::new(
+            code::USAGE,
+            format!("--read-data-subset {text:?}: give a percentage such as 5%"),
+        )),
+    }
+}
+
+impl Context {
+    /// `strata verify --restore BACKUP`.
+    async fn restore_drill(&self, wanted: &str) -> CommandResult {
+        let catalog = self.catalog().await?;
+        let (repo, summary) = self.find(&catalog, wanted, true).await?;
+        let scratch = self
+            .config
+            .state_dir()
+            .join(format!("restore-drill-{}", summary.name));
+        let report = restore_drill(repo.clone(), &summary, &scratch).await?;
+        let ok = report.problems.is_empty();
+        if let Err(e) = record_verification(&repo, &summary.name, ok, "restore").await {
+            eprintln!(
+                "strata: warning: cannot record the drill of {}: {e}",
+                summary.name
+            );
+        }
+        if self.global.json {
+            print_json(&report);
+        } else {
+            self.say(format!(
+                "restore drill of {}: {} nodes, {} files ({}) restored, verified and checked against the manifests; scratch copy removed",
+                report.backup,
+                report.nodes,
+                report.files,
+                output::size(report.bytes)
+            ));
+        }
+        if ok {
+            return Ok(0);
+        }
+        for problem in &report.problems {
+            eprintln!("strata: problem: {problem}");
+        }
+        Err(Failure::new(
+            code::DAMAGED,
+            format!(
+                "the restore drill of {} found {} problems",
+                report.backup,
+                report.problems.len()
+            ),
+        ))
     }
 }

@@ -3,6 +3,7 @@
 use comfy_table::presets::NOTHING;
 use comfy_table::{CellAlignment, Table};
 use strata_coordinator::catalog::Located;
+use strata_coordinator::verify_record::VerifyRecord;
 use strata_repo::summary::NodeSummary;
 
 /// Binary-unit sizes: `1.5 GiB`.
@@ -51,7 +52,10 @@ fn start_time(rfc3339: &str) -> String {
 }
 
 /// The `strata list` table.
-pub fn backups_table(backups: &[Located]) -> String {
+pub fn backups_table(
+    backups: &[Located],
+    verified: &std::collections::HashMap<(String, String), VerifyRecord>,
+) -> String {
     let rows = backups
         .iter()
         .map(|located| {
@@ -67,6 +71,10 @@ pub fn backups_table(backups: &[Located]) -> String {
                 size(b.total(|n| n.stored_bytes)),
                 size(b.total(|n| n.new_bytes)),
                 b.status.as_str().to_string(),
+                verified
+                    .get(&(located.storage.clone(), b.name.clone()))
+                    .map(VerifyRecord::describe)
+                    .unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
@@ -82,6 +90,7 @@ pub fn backups_table(backups: &[Located]) -> String {
             "stored",
             "new data",
             "status",
+            "last verified",
         ],
         rows,
         &[3, 4, 5, 6, 7, 8],
