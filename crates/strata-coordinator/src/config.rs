@@ -49,6 +49,43 @@ pub struct Config {
     pub nodes: Vec<NodeConfig>,
     pub server: ServerConfig,
     pub retention: RetentionConfig,
+    pub schedules: Vec<ScheduleConfig>,
+}
+
+/// A job `strata server` runs on a schedule (on the coordinator).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Unique name (default: the job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `backup`, `cleanup` (retention, then garbage collection) or `verify`.
+    pub job: String,
+    /// Cron expression: 5 fields (minute hour day month weekday) or 6 with seconds first.
+    pub cron: String,
+    /// IANA time zone the expression is read in.
+    #[serde(default = "utc")]
+    pub timezone: String,
+    /// Each run starts up to this many seconds late, at random (spreads load).
+    #[serde(default)]
+    pub jitter_secs: u64,
+    /// For `verify`: read every pack.
+    #[serde(default)]
+    pub read_data: bool,
+    /// For `verify`: read this share of the packs (`5%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_data_subset: Option<String>,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+impl ScheduleConfig {
+    /// The name the job is known by.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.job)
+    }
 }
 
 /// Which backups `strata cleanup` keeps (see [`crate::retention`]). Unset rules keep
@@ -424,6 +461,7 @@ impl Default for Config {
             nodes: Vec::new(),
             server: ServerConfig::default(),
             retention: RetentionConfig::default(),
+            schedules: Vec::new(),
         }
     }
 }
@@ -596,6 +634,16 @@ impl Config {
         if let Some(within) = &self.retention.keep_within {
             crate::retention::parse_within(within).map_err(ConfigError::Invalid)?;
         }
+        let mut names = std::collections::HashSet::new();
+        for schedule in &self.schedules {
+            crate::schedule::check(schedule).map_err(ConfigError::Invalid)?;
+            if !names.insert(schedule.name()) {
+                return invalid(format!(
+                    "two schedules are named {:?}: give them distinct `name`s",
+                    schedule.name()
+                ));
+            }
+        }
         if self.server.lease_ttl_secs == 0 {
             return invalid("server.lease_ttl_secs must be at least 1".into());
         }
@@ -699,6 +747,9 @@ mod tests {
             ("[server]\nnode = \"zz\"", "not one of the configured"),
             ("[server]\ntls_cert = \"c.pem\"", "go together"),
             ("[retention]\ntimezone = \"Moon/Base\"", "IANA"),
+            ("[[schedules]]\njob = \"backup\"\ncron = \"99 * * * *\"", "cron"),
+            ("[[schedules]]\njob = \"dance\"\ncron = \"0 * * * *\"", "backup, cleanup or verify"),
+            ("[[schedules]]\njob = \"backup\"\ncron = \"0 * * * *\"\n[[schedules]]\njob = \"backup\"\ncron = \"5 * * * *\"", "distinct"),
             ("[retention]\nkeep_within = \"3 days\"", "keep_within"),
             ("[storages.x]\nurl = \"ftp://h/p\"", "unsupported url scheme"),
             ("[storages.x]\ntype = \"s3\"\npath = \"/d\"", "is a local storage"),

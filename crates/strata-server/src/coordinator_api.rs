@@ -17,13 +17,21 @@ use std::time::Duration;
 use strata_agent::api::{ApiError, ErrorCode};
 use strata_coordinator::cluster::{ClusterStatus, Coordinator, RestorePlan};
 use strata_coordinator::operation::OperationStatus;
+use strata_coordinator::schedule::{JobStatus, Scheduler};
 use strata_coordinator::CoordinatorError;
 use strata_repo::summary::BackupSummary;
 
 type CoordState = State<Arc<Coordinator>>;
 
 /// The coordinator's routes behind the user token.
-pub fn routes(coordinator: Arc<Coordinator>, token: String) -> Router {
+pub fn routes(
+    coordinator: Arc<Coordinator>,
+    token: String,
+    scheduler: Option<Arc<Scheduler>>,
+) -> Router {
+    let schedules = Router::new()
+        .route("/api/v1/schedules", get(schedules))
+        .with_state(scheduler);
     Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/backups", get(list).post(start_backup))
@@ -31,11 +39,16 @@ pub fn routes(coordinator: Arc<Coordinator>, token: String) -> Router {
         .route("/api/v1/restores", post(start_restore))
         .route("/api/v1/operations/{id}", get(operation))
         .route("/api/v1/operations/{id}/events", get(events))
+        .with_state(coordinator)
+        .merge(schedules)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(token),
             require_token,
         ))
-        .with_state(coordinator)
+}
+
+async fn schedules(State(scheduler): State<Option<Arc<Scheduler>>>) -> Json<Vec<JobStatus>> {
+    Json(scheduler.map(|s| s.status()).unwrap_or_default())
 }
 
 /// A coordinator error with the API code that fits it.

@@ -27,6 +27,8 @@ pub struct ServerParts {
     pub agent: Option<(Arc<Agent>, String)>,
     /// The coordinator and the token users present.
     pub coordinator: Option<(Arc<Coordinator>, String)>,
+    /// The coordinator's scheduler, for `/api/v1/schedules`.
+    pub scheduler: Option<Arc<strata_coordinator::schedule::Scheduler>>,
 }
 
 /// The routes of a server with `parts`.
@@ -36,7 +38,7 @@ pub fn router(parts: ServerParts) -> axum::Router {
         router = router.merge(node_api::routes(agent, token));
     }
     if let Some((coordinator, token)) = parts.coordinator {
-        router = router.merge(coordinator_api::routes(coordinator, token));
+        router = router.merge(coordinator_api::routes(coordinator, token, parts.scheduler));
     }
     router.fallback(|| async {
         ApiFailure(ApiError::new(

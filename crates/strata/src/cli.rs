@@ -167,6 +167,8 @@ pub enum Command {
     },
     /// The cluster: nodes reachable, their versions and leases, locks, running operations.
     Status,
+    /// Scheduled jobs ([[schedules]]): next run, last run and its outcome, skipped runs.
+    Schedules,
     /// Serve this host's node agent (--node) and, when configured, the coordinator API.
     Server {
         /// The [[nodes]] entry whose agent this server runs (default: server.node).

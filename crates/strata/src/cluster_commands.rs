@@ -13,8 +13,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use strata_coordinator::cluster::{ClusterStatus, Coordinator, RestoreOutcome, RestorePlan};
 use strata_coordinator::config::NodeConfig;
+use strata_coordinator::jobs::{self, ClusterJobs};
 use strata_coordinator::operation::{OpState, OperationStatus};
 use strata_coordinator::remote::ApiClient;
+use strata_coordinator::schedule::{JobStatus, Scheduler, SystemClock};
 use strata_coordinator::setup::{self, ConfigRepos, SharedRepo};
 use strata_repo::summary::BackupSummary;
 
@@ -321,6 +323,50 @@ impl Context {
         Ok(code)
     }
 
+    /// `strata schedules`: each job's next and last run.
+    pub(crate) async fn schedules(&self) -> CommandResult {
+        let jobs: Vec<JobStatus> = match self.remote()? {
+            Some(client) => client.get("/api/v1/schedules").await?,
+            None => Scheduler::new(
+                &self.config.schedules,
+                Arc::new(jobs::NoRuns),
+                Arc::new(SystemClock),
+                Some(jobs::state_file(&self.config.state_dir())),
+            )
+            .map_err(|why| Failure::new(code::USAGE, why))?
+            .status(),
+        };
+        if self.global.json {
+            print_json(&jobs);
+            return Ok(0);
+        }
+        if jobs.is_empty() {
+            self.say("no schedules configured ([[schedules]] in the config)");
+        }
+        for job in &jobs {
+            let last = job
+                .last
+                .as_ref()
+                .map(|r| format!("{} {} {}", r.started, r.outcome, r.detail))
+                .unwrap_or_else(|| "never".into());
+            self.say(format!(
+                "{:<10} {:<8} {:<16} {:<14} next {}  last {}{}",
+                job.name,
+                job.job,
+                job.cron,
+                job.timezone,
+                job.next.as_deref().unwrap_or("-"),
+                last,
+                if job.skipped > 0 {
+                    format!("  ({} skipped)", job.skipped)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        Ok(0)
+    }
+
     /// Backups as the server's coordinator sees them.
     pub(crate) async fn remote_list(
         &self,
@@ -342,6 +388,7 @@ impl Context {
         let mut parts = strata_server::ServerParts {
             agent: None,
             coordinator: None,
+            scheduler: None,
         };
         let mut local_agents = HashMap::new();
         let mut roles = Vec::new();
@@ -394,6 +441,22 @@ impl Context {
                 &local_agents,
             )?;
             let coordinator = setup::coordinator(&self.config, &storage, repo, nodes);
+            if !self.config.schedules.is_empty() {
+                let jobs = Arc::new(ClusterJobs {
+                    coordinator: coordinator.clone(),
+                    retention: self.config.retention.clone(),
+                });
+                let scheduler = Scheduler::new(
+                    &self.config.schedules,
+                    jobs,
+                    Arc::new(SystemClock),
+                    Some(jobs::state_file(&self.config.state_dir())),
+                )
+                .map_err(|why| Failure::new(code::USAGE, why))?;
+                tokio::spawn(scheduler.clone().run());
+                parts.scheduler = Some(scheduler);
+                roles.push(format!("{} schedules", self.config.schedules.len()));
+            }
             parts.coordinator = Some((coordinator, token));
             roles.push(format!("coordinator of {} nodes", self.config.nodes.len()));
         }

@@ -42,6 +42,7 @@ pub async fn run(cli: Cli) -> CommandResult {
             wait,
         } => ctx.backup(paths, node_name, exclude, wait).await,
         Command::Status => ctx.status().await,
+        Command::Schedules => ctx.schedules().await,
         Command::Cleanup { dry_run, policy } => ctx.cleanup(dry_run, policy).await,
         Command::Gc { dry_run } => ctx.gc(dry_run).await,
         Command::Pin { backup } => ctx.pin(&backup, true).await,

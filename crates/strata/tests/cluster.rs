@@ -648,3 +648,84 @@ fn agents_can_speak_tls_with_a_configured_ca() {
     let restored = back_up_and_restore(&cluster, &config, &[]);
     assert_same_tree(&expected, &restored);
 }
+
+#[test]
+fn the_server_runs_scheduled_backups_and_shows_them() {
+    let cluster = Cluster::new();
+    let data = cluster.data("db1");
+    std::fs::create_dir_all(&data).unwrap();
+    realistic_tree(&data);
+    let config = cluster.path("scheduled.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"default_storage = "main"
+state_dir = "{state}"
+[storages.main]
+path = "{repo}"
+[[nodes]]
+name = "db1"
+roots = ["{data}"]
+[[schedules]]
+name = "often"
+job = "backup"
+cron = "*/2 * * * * *"
+[[schedules]]
+job = "verify"
+cron = "0 4 * * 0"
+timezone = "Europe/Berlin"
+"#,
+            state = cluster.path("state").display(),
+            repo = cluster.path("repo").display(),
+            data = data.display(),
+        ),
+    )
+    .unwrap();
+    succeed(cluster.strata(&config).arg("init"));
+    let server = cluster.serve(&config, "server.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let jobs = loop {
+        let jobs = json(&succeed(cluster.strata(&config).args([
+            "--server",
+            &server.url,
+            "schedules",
+            "--json",
+        ])));
+        if jobs[0]["last"]["outcome"] == "succeeded" {
+            break jobs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled backup ran: {jobs:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(jobs[0]["name"], "often");
+    assert!(
+        jobs[0]["last"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("complete"),
+        "{jobs:#}"
+    );
+    assert_eq!(jobs[1]["name"], "verify");
+    assert!(jobs[1]["last"].is_null());
+    assert!(
+        jobs[1]["next"].as_str().unwrap().contains("T03:00:00"),
+        "{jobs:#}"
+    );
+    // The scheduled backup restores byte for byte.
+    let restored = cluster.path("restored");
+    succeed(cluster.strata(&config).args([
+        "restore",
+        "latest",
+        "--to",
+        restored.to_str().unwrap(),
+    ]));
+    assert_same_tree(&data, &restored);
+    // Without --server the last start is read from the state the server keeps.
+    let local = json(&succeed(
+        cluster.strata(&config).args(["schedules", "--json"]),
+    ));
+    assert!(!local[0]["last"].is_null(), "{local:#}");
+}

@@ -1,0 +1,114 @@
+//! What scheduled jobs do: back up the cluster, apply the retention policy and collect
+//! garbage, verify the repository (recording the outcome per backup).
+
+use crate::config::ScheduleConfig;
+use crate::schedule::JobRunner;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The jobs of a coordinator: backups of its cluster, cleanup with its retention policy,
+/// verification of its repository.
+pub struct ClusterJobs {
+    pub coordinator: Arc<crate::cluster::Coordinator>,
+    pub retention: crate::config::RetentionConfig,
+}
+
+#[async_trait::async_trait]
+impl JobRunner for ClusterJobs {
+    async fn run(&self, job: &ScheduleConfig) -> Result<String, String> {
+        let chain = |e: crate::CoordinatorError| crate::backup::error_chain(&e);
+        let repo = self.coordinator.repo();
+        match job.job.as_str() {
+            "backup" => {
+                let summary = self
+                    .coordinator
+                    .backup()
+                    .await
+                    .map_err(chain)?
+                    .run()
+                    .await
+                    .map_err(chain)?;
+                let line = format!("backup {} {}", summary.name, summary.status.as_str());
+                if summary.is_complete() {
+                    Ok(line)
+                } else {
+                    Err(line)
+                }
+            }
+            "cleanup" => {
+                let rows = crate::retention::cleanup(repo, &self.retention, false)
+                    .await
+                    .map_err(chain)?;
+                let removed = rows.iter().filter(|r| !r.keep).count();
+                let mut line = format!("{} kept, {removed} removed", rows.len() - removed);
+                if removed > 0 {
+                    let gc = crate::gc::collect_garbage(repo, false)
+                        .await
+                        .map_err(chain)?;
+                    line.push_str(&format!(
+                        "; {} packs ({} bytes) deleted",
+                        gc.packs_deleted, gc.bytes_freed
+                    ));
+                }
+                Ok(line)
+            }
+            "verify" => {
+                use crate::verify::DataCheck;
+                let check = match (&job.read_data_subset, job.read_data) {
+                    (Some(p), _) => DataCheck::Subset(
+                        p.trim_end_matches('%')
+                            .trim()
+                            .parse()
+                            .map_err(|_| format!("read_data_subset {p:?} is not a percentage"))?,
+                    ),
+                    (None, true) => DataCheck::All,
+                    (None, false) => DataCheck::Structure,
+                };
+                repo.reload_index()
+                    .await
+                    .map_err(|e| crate::backup::error_chain(&e))?;
+                let report = crate::verify::run_verify_with(repo, None, check)
+                    .await
+                    .map_err(chain)?;
+                let backups = repo
+                    .list_backups()
+                    .await
+                    .map_err(|e| crate::backup::error_chain(&e))?;
+                for backup in &backups {
+                    let ok = report.backup_ok(&backup.name);
+                    let _ =
+                        crate::verify_record::record(repo, &backup.name, ok, &check.mode()).await;
+                }
+                if report.is_ok() {
+                    Ok(format!(
+                        "{} backups verified ({})",
+                        backups.len(),
+                        check.mode()
+                    ))
+                } else {
+                    Err(format!(
+                        "{} problems; first: {}",
+                        report.problems.len(),
+                        report.problems[0]
+                    ))
+                }
+            }
+            other => Err(format!("unknown job {other:?}")),
+        }
+    }
+}
+
+/// A runner for showing schedules without running them (`strata schedules` in-process).
+pub struct NoRuns;
+
+#[async_trait::async_trait]
+impl JobRunner for NoRuns {
+    async fn run(&self, _job: &ScheduleConfig) -> Result<String, String> {
+        Err("this process only shows schedules; `strata server` runs them".into())
+    }
+}
+
+/// Where the scheduler of a state directory remembers its last starts.
+pub fn state_file(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("schedules.json")
+}
