@@ -12,13 +12,16 @@
 //! 3. the unreferenced packs (and packs no index lists, left by crashed backups), and the
 //!    manifests, pins and verification records of backups without a summary are deleted.
 //!
-//! A crash after 1 or 2 leaves only unreferenced objects behind, which the next run
-//! removes. If a backup references a blob the index lacks, nothing is deleted.
+//! Packs whose live blobs fill less than half of them are repacked first: their live
+//! blobs are read (and checked) and written to new packs with an index object of their
+//! own, and the old packs join the garbage. A crash after 1 or 2 leaves only unreferenced
+//! objects behind, which the next run removes. If a backup references a blob the index lacks, nothing is deleted.
 
 use crate::lock::RepoLock;
 use crate::{CoordinatorError, CoordinatorResult};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 use strata_repo::id::pack_key;
 use strata_repo::index::{IndexFile, IndexedPack};
@@ -32,6 +35,8 @@ pub struct GcReport {
     pub backups: usize,
     pub referenced_blobs: u64,
     pub packs_kept: u64,
+    /// Mostly-garbage packs whose live blobs were moved to new packs (then deleted).
+    pub packs_repacked: u64,
     pub packs_deleted: u64,
     /// Bytes of the deleted packs.
     pub bytes_freed: u64,
@@ -41,7 +46,7 @@ pub struct GcReport {
 }
 
 /// Collects garbage in `repo` (only reports with `dry_run`).
-pub async fn collect_garbage(repo: &Repository, dry_run: bool) -> CoordinatorResult<GcReport> {
+pub async fn collect_garbage(repo: &Arc<Repository>, dry_run: bool) -> CoordinatorResult<GcReport> {
     let id = format!("gc-{}", crate::backup::new_backup_name());
     let lock = RepoLock::acquire(repo.store().clone(), &id, "gc", Duration::from_secs(600)).await?;
     let result = collect(repo, dry_run).await;
@@ -53,7 +58,41 @@ pub async fn collect_garbage(repo: &Repository, dry_run: bool) -> CoordinatorRes
     Ok(report)
 }
 
-async fn collect(repo: &Repository, dry_run: bool) -> CoordinatorResult<GcReport> {
+/// A pack whose live blobs take less than this share of its blob bytes is repacked.
+const REPACK_BELOW: f64 = 0.5;
+
+/// Copies the referenced blobs of `packs` into new packs (read, checked, sealed again);
+/// returns the new packs as indexed.
+async fn move_live_blobs(
+    repo: &Arc<Repository>,
+    packs: &[IndexedPack],
+    referenced: &HashSet<BlobId>,
+) -> CoordinatorResult<Vec<IndexedPack>> {
+    let before: HashSet<strata_repo::id::PackId> =
+        repo.index().packs().iter().map(|(id, _)| *id).collect();
+    let writer = Arc::new(strata_repo::writer::BlobWriter::start(
+        repo.clone(),
+        strata_repo::writer::WriterOptions::default(),
+    ));
+    for pack in packs {
+        for entry in pack.blobs.iter().filter(|b| referenced.contains(&b.id)) {
+            let data = repo.read_blob(&entry.id).await?;
+            let (w, id) = (writer.clone(), entry.id);
+            tokio::task::spawn_blocking(move || w.rewrite(id, bytes::Bytes::from(data)))
+                .await
+                .expect("repack thread panicked")?;
+        }
+    }
+    let writer = Arc::into_inner(writer).expect("repack submissions are done");
+    writer.finish().await?;
+    let mut moved = Vec::new();
+    for (_, file) in repo.index_files().await? {
+        moved.extend(file.packs.into_iter().filter(|p| !before.contains(&p.id)));
+    }
+    Ok(moved)
+}
+
+async fn collect(repo: &Arc<Repository>, dry_run: bool) -> CoordinatorResult<GcReport> {
     let store = repo.store();
     let summaries = repo.list_backups().await?;
     let mut referenced: HashSet<BlobId> = HashSet::new();
@@ -88,6 +127,22 @@ async fn collect(repo: &Repository, dry_run: bool) -> CoordinatorResult<GcReport
         .into_values()
         .filter(|p| p.blobs.iter().any(|b| referenced.contains(&b.id)))
         .collect();
+    // Packs whose live blobs fill less than REPACK_BELOW of them: their live blobs move to
+    // new packs, and the old packs go with the garbage.
+    let (repack, mut kept): (Vec<IndexedPack>, Vec<IndexedPack>) =
+        kept.into_iter().partition(|p| {
+            let total: u64 = p.blobs.iter().map(|b| b.length as u64).sum();
+            let live: u64 = p
+                .blobs
+                .iter()
+                .filter(|b| referenced.contains(&b.id))
+                .map(|b| b.length as u64)
+                .sum();
+            (live as f64) < REPACK_BELOW * total as f64
+        });
+    if !dry_run && !repack.is_empty() {
+        kept.extend(move_live_blobs(repo, &repack, &referenced).await?);
+    }
     let kept_keys: HashSet<String> = kept.iter().map(|p| pack_key(&p.id)).collect();
     let mut doomed: Vec<(String, u64)> = store
         .list_fresh("data/")
@@ -108,12 +163,13 @@ async fn collect(repo: &Repository, dry_run: bool) -> CoordinatorResult<GcReport
             }
         }
     }
-    let needs_new_index = !doomed.is_empty() || index_files.len() > 1;
+    let needs_new_index = !doomed.is_empty() || index_files.len() > 1 || !repack.is_empty();
     let report = GcReport {
         dry_run,
         backups: summaries.len(),
         referenced_blobs: referenced.len() as u64,
         packs_kept: kept.len() as u64,
+        packs_repacked: repack.len() as u64,
         packs_deleted: doomed.len() as u64,
         bytes_freed: doomed.iter().map(|(_, size)| size).sum(),
         index_objects_replaced: if needs_new_index {
@@ -130,9 +186,11 @@ async fn collect(repo: &Repository, dry_run: bool) -> CoordinatorResult<GcReport
         let mut kept = kept;
         kept.sort_by_key(|p| p.id);
         let new_key = repo.write_index(&IndexFile { packs: kept }).await?;
-        for (key, _) in &index_files {
-            if key != &new_key {
-                store.delete(key).await?;
+        // Every index object but the new one: those read at the start, and the ones the
+        // repacking wrote (its packs are in the new one).
+        for object in store.list_fresh("index/").await? {
+            if object.key != new_key {
+                store.delete(&object.key).await?;
             }
         }
     }

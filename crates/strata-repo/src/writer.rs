@@ -145,10 +145,24 @@ impl BlobWriter {
     /// Stores a blob unless the repository has it or it is already queued. Returns whether
     /// it was new. Blocks while the pipeline is full: call it from a blocking thread.
     pub fn submit(&self, id: BlobId, data: Bytes) -> RepoResult<bool> {
+        if self.repo.index().contains(&id) {
+            return Ok(false);
+        }
+        self.enqueue(id, data)
+    }
+
+    /// Stores a blob the repository already has once more, in a new pack: garbage
+    /// collection moves the live blobs of mostly-garbage packs this way. Returns whether
+    /// it was queued (false when this writer already has it).
+    pub fn rewrite(&self, id: BlobId, data: Bytes) -> RepoResult<bool> {
+        self.enqueue(id, data)
+    }
+
+    fn enqueue(&self, id: BlobId, data: Bytes) -> RepoResult<bool> {
         if let Some(message) = self.failure.get() {
             return Err(RepoError::Pipeline(message));
         }
-        if self.repo.index().contains(&id) || !self.claimed.lock().expect("claim lock").insert(id) {
+        if !self.claimed.lock().expect("claim lock").insert(id) {
             return Ok(false);
         }
         self.new_blobs.fetch_add(1, Ordering::Relaxed);

@@ -167,3 +167,42 @@ fn backups_and_garbage_collection_in_a_loop_leave_every_backup_restorable() {
     }
     env.ok(&["verify", "--read-data"]);
 }
+
+#[test]
+fn packs_that_are_mostly_garbage_are_repacked() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    // One backup: a big file and a small one, together in one pack.
+    fs::write(src.join("big"), common::pseudo_random(6 << 20, 1)).unwrap();
+    fs::write(src.join("small"), common::pseudo_random(300 << 10, 2)).unwrap();
+    let first = env.json(&["backup", src.to_str().unwrap(), "--node-name", "db"]);
+    // The second has only the small file; then the first goes.
+    fs::remove_file(src.join("big")).unwrap();
+    env.ok(&["backup", src.to_str().unwrap(), "--node-name", "db"]);
+    env.ok(&["delete", first["name"].as_str().unwrap()]);
+    let before = data_bytes(&env);
+    let plan = env.json(&["gc", "--dry-run"]);
+    assert_eq!(plan["packs_repacked"], 1, "{plan:#}");
+    let report = env.json(&["gc"]);
+    assert_eq!(report["packs_repacked"], 1, "{report:#}");
+    let after = data_bytes(&env);
+    assert!(
+        after < 1 << 20 && after < before / 4,
+        "data {before} -> {after} bytes"
+    );
+    let restored = env.path("restored");
+    env.ok(&["restore", "latest", "--to", restored.to_str().unwrap()]);
+    assert_same_tree(&src, &restored);
+    env.ok(&["verify", "--read-data"]);
+    // Nothing is left to do.
+    let again = env.json(&["gc", "--dry-run"]);
+    assert_eq!(
+        (
+            again["packs_deleted"].as_u64(),
+            again["packs_repacked"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{again:#}"
+    );
+}
