@@ -106,22 +106,27 @@ async fn collect(repo: &Arc<Repository>, dry_run: bool) -> CoordinatorResult<GcR
             }
         }
     }
-    let index_files = repo.index_files().await?;
-    let mut packs: HashMap<String, IndexedPack> = HashMap::new();
-    let mut indexed_blobs: HashSet<BlobId> = HashSet::new();
-    for (_, file) in &index_files {
-        for pack in &file.packs {
-            indexed_blobs.extend(pack.blobs.iter().map(|b| b.id));
-            packs
-                .entry(pack_key(&pack.id))
-                .or_insert_with(|| pack.clone());
-        }
-    }
-    if let Some(missing) = referenced.iter().find(|id| !indexed_blobs.contains(id)) {
+    // Under the lock the index can only have grown since the repository was opened; the
+    // repository may also have been opened without it (for listing).
+    repo.reload_index().await?;
+    let missing = {
+        let index = repo.index();
+        referenced.iter().find(|id| !index.contains(id)).copied()
+    };
+    if let Some(missing) = missing {
         return Err(CoordinatorError::NothingToDo(format!(
             "a backup references blob {} that the index lacks: the repository needs repair, so nothing was deleted (run `strata verify`)",
             missing.short()
         )));
+    }
+    let index_files = repo.index_files().await?;
+    let mut packs: HashMap<String, IndexedPack> = HashMap::new();
+    for (_, file) in &index_files {
+        for pack in &file.packs {
+            packs
+                .entry(pack_key(&pack.id))
+                .or_insert_with(|| pack.clone());
+        }
     }
     let kept: Vec<IndexedPack> = packs
         .into_values()

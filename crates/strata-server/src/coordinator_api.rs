@@ -97,6 +97,10 @@ async fn delete(State(c): CoordState, Path(name): Path<String>) -> Reply<BackupS
         .await
         .map_err(failure)?;
     c.delete_backup(&found.name).await.map_err(failure)?;
+    // Then the data no remaining backup uses.
+    strata_coordinator::gc::collect_garbage(c.repo(), false)
+        .await
+        .map_err(failure)?;
     Ok(Json(found))
 }
 

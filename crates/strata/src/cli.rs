@@ -108,8 +108,8 @@ pub enum Command {
         #[arg(long)]
         path: Option<String>,
     },
-    /// Delete backups: their summaries and manifests (`strata gc` then reclaims their
-    /// data).
+    /// Delete backups: their summaries and manifests, then (`gc`) the data no remaining
+    /// backup uses.
     Delete {
         /// Backup names or unique prefixes.
         #[arg(required = true)]

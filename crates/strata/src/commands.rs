@@ -558,6 +558,7 @@ impl Context {
             return Ok(0);
         }
         let catalog = self.catalog().await?;
+        let mut touched: Vec<Arc<Repository>> = Vec::new();
         for name in wanted {
             if name == "latest" {
                 return Err(Failure::new(
@@ -597,6 +598,15 @@ impl Context {
             }
             repo.delete_backup(&summary.name).await?;
             self.say(format!("deleted backup {}", summary.name));
+            touched.push(repo);
+        }
+        // Then the data no remaining backup uses, in every storage that lost a backup.
+        touched.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        for repo in touched {
+            let report = strata_coordinator::gc::collect_garbage(&repo, false).await?;
+            if !self.global.json {
+                self.say_gc(&report);
+            }
         }
         Ok(0)
     }

@@ -65,14 +65,27 @@ impl Context {
         Ok(0)
     }
 
-    fn say_gc(&self, gc: &GcReport) {
+    pub(crate) fn say_gc(&self, gc: &GcReport) {
+        let verb = if gc.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        let repacked = if gc.packs_repacked > 0 {
+            format!(
+                " ({} of them mostly garbage: their live data {} new packs)",
+                gc.packs_repacked,
+                if gc.dry_run {
+                    "would move to"
+                } else {
+                    "moved to"
+                }
+            )
+        } else {
+            String::new()
+        };
         self.say(format!(
-            "{} {} packs ({}) that no backup uses; {} packs kept for {} backups",
-            if gc.dry_run {
-                "would delete"
-            } else {
-                "deleted"
-            },
+            "{verb} {} packs ({}) that no backup uses{repacked}; {} packs kept for {} backups",
             gc.packs_deleted,
             output::size(gc.bytes_freed),
             gc.packs_kept,
