@@ -443,6 +443,29 @@ impl Coordinator {
             .collect()
     }
 
+    /// Takes the cluster lock and the leases of `members` for operation `id`, and makes
+    /// the operation visible; refused (with nothing held) when the cluster or a node is
+    /// busy or a node refuses for a reason of configuration.
+    async fn begin(
+        self: &Arc<Self>,
+        id: String,
+        kind: &str,
+        members: Vec<usize>,
+    ) -> CoordinatorResult<(Arc<Run>, RepoLock)> {
+        let lock = RepoLock::acquire(self.repo.store().clone(), &id, kind, self.lease_ttl).await?;
+        let op = Operation::new(&id, kind, &self.node_names(&members));
+        let run = Arc::new(Run {
+            coordinator: self.clone(),
+            op: op.clone(),
+            id,
+            members,
+            failures: Failures::default(),
+        });
+        let lock = run.take_nodes(lock).await?;
+        self.registry.add(op);
+        Ok((run, lock))
+    }
+
     /// Takes the cluster lock and prepares a backup of every node; run it with
     /// [`Pending::run`] (or let [`Coordinator::start_backup`] run it in the background).
     /// Refused with [`CoordinatorError::Busy`] while another operation holds the cluster.
@@ -453,20 +476,9 @@ impl Coordinator {
                     .into(),
             ));
         }
-        let id = new_backup_name();
-        let lock =
-            RepoLock::acquire(self.repo.store().clone(), &id, "backup", self.lease_ttl).await?;
         let members: Vec<usize> = (0..self.nodes.len()).collect();
-        let op = Operation::new(&id, "backup", &self.node_names(&members));
-        let run = Arc::new(Run {
-            coordinator: self.clone(),
-            op: op.clone(),
-            id,
-            members,
-            failures: Failures::default(),
-        });
-        let lock = run.take_nodes(lock).await?;
-        self.registry.add(op.clone());
+        let (run, lock) = self.begin(new_backup_name(), "backup", members).await?;
+        let op = run.op.clone();
         let task = async move {
             let outcome = backup(&run, lock).await;
             finish_operation(&run.op, &outcome, |s: &BackupSummary| match s.status {
@@ -540,20 +552,10 @@ impl Coordinator {
         plan: RestorePlan,
     ) -> CoordinatorResult<Pending<RestoreOutcome>> {
         let pairs = self.restore_pairs(summary, &plan)?;
-        let id = format!("restore-{}", new_backup_name());
-        let lock =
-            RepoLock::acquire(self.repo.store().clone(), &id, "restore", self.lease_ttl).await?;
         let members: Vec<usize> = pairs.iter().map(|(_, i)| *i).collect();
-        let op = Operation::new(&id, "restore", &self.node_names(&members));
-        let run = Arc::new(Run {
-            coordinator: self.clone(),
-            op: op.clone(),
-            id,
-            members,
-            failures: Failures::default(),
-        });
-        let lock = run.take_nodes(lock).await?;
-        self.registry.add(op.clone());
+        let id = format!("restore-{}", new_backup_name());
+        let (run, lock) = self.begin(id, "restore", members).await?;
+        let op = run.op.clone();
         let backup = summary.name.clone();
         let task = async move {
             let outcome = restore(&run, lock, backup, pairs, plan.include).await;

@@ -175,13 +175,7 @@ lease_ttl_secs = {lease_ttl}
 
     fn copy_of(&self, node: &str) -> PathBuf {
         let copy = self.path(&format!("{node}/expected"));
-        let status = Command::new("cp")
-            .arg("-a")
-            .arg(self.data(node))
-            .arg(&copy)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        common::copy_tree(&self.data(node), &copy);
         copy
     }
 }

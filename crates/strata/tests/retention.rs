@@ -20,13 +20,7 @@ fn cleanup_keeps_what_the_policy_and_pins_say_and_the_rest_still_restores() {
         let summary = env.json(&["backup", src.to_str().unwrap(), "--node-name", "db"]);
         names.push(summary["name"].as_str().unwrap().to_string());
         let copy = env.path(&format!("copy{i}"));
-        let status = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(&src)
-            .arg(&copy)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        common::copy_tree(&src, &copy);
         copies.push(copy);
     }
     env.ok(&["pin", &names[0]]);
@@ -145,13 +139,7 @@ fn backups_and_garbage_collection_in_a_loop_leave_every_backup_restorable() {
         );
         let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let copy = env.path(&format!("copy{i}"));
-        let status = std::process::Command::new("cp")
-            .arg("-a")
-            .arg(&src)
-            .arg(&copy)
-            .status()
-            .unwrap();
-        assert!(status.success());
+        common::copy_tree(&src, &copy);
         expected.insert(summary["name"].as_str().unwrap().to_string(), copy);
     }
     collector.join().unwrap();

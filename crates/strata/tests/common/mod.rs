@@ -314,3 +314,19 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
         }
     }
 }
+
+/// `cp -a src dst`: a copy with every attribute, to compare a restore with later.
+pub fn copy_tree(src: &Path, dst: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "cp -a {} {}",
+        src.display(),
+        dst.display()
+    );
+}
