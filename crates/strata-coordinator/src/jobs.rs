@@ -13,6 +13,29 @@ pub struct ClusterJobs {
     pub retention: crate::config::RetentionConfig,
 }
 
+impl ClusterJobs {
+    /// Applies the retention policy, then collects garbage if anything was removed.
+    async fn cleanup(&self) -> Result<String, String> {
+        let chain = |e: crate::CoordinatorError| crate::backup::error_chain(&e);
+        let repo = self.coordinator.repo();
+        let rows = crate::retention::cleanup(repo, &self.retention, false)
+            .await
+            .map_err(chain)?;
+        let removed = rows.iter().filter(|r| !r.keep).count();
+        let mut line = format!("{} kept, {removed} removed", rows.len() - removed);
+        if removed > 0 {
+            let gc = crate::gc::collect_garbage(repo, false)
+                .await
+                .map_err(chain)?;
+            line.push_str(&format!(
+                "; {} packs ({} bytes) deleted",
+                gc.packs_deleted, gc.bytes_freed
+            ));
+        }
+        Ok(line)
+    }
+}
+
 #[async_trait::async_trait]
 impl JobRunner for ClusterJobs {
     async fn run(&self, job: &ScheduleConfig) -> Result<String, String> {
@@ -29,29 +52,17 @@ impl JobRunner for ClusterJobs {
                     .await
                     .map_err(chain)?;
                 let line = format!("backup {} {}", summary.name, summary.status.as_str());
-                if summary.is_complete() {
-                    Ok(line)
-                } else {
-                    Err(line)
+                if !summary.is_complete() {
+                    return Err(line);
                 }
-            }
-            "cleanup" => {
-                let rows = crate::retention::cleanup(repo, &self.retention, false)
-                    .await
-                    .map_err(chain)?;
-                let removed = rows.iter().filter(|r| !r.keep).count();
-                let mut line = format!("{} kept, {removed} removed", rows.len() - removed);
-                if removed > 0 {
-                    let gc = crate::gc::collect_garbage(repo, false)
-                        .await
-                        .map_err(chain)?;
-                    line.push_str(&format!(
-                        "; {} packs ({} bytes) deleted",
-                        gc.packs_deleted, gc.bytes_freed
-                    ));
+                // With a retention policy configured, every scheduled backup is followed
+                // by a cleanup, so the repository never holds more than the policy says.
+                if self.retention.check().is_err() {
+                    return Ok(line);
                 }
-                Ok(line)
+                Ok(format!("{line}; cleanup: {}", self.cleanup().await?))
             }
+            "cleanup" => self.cleanup().await,
             "verify" => {
                 use crate::verify::DataCheck;
                 let check = match (&job.read_data_subset, job.read_data) {

@@ -660,6 +660,8 @@ path = "{repo}"
 [[nodes]]
 name = "db1"
 roots = ["{data}"]
+[retention]
+keep_last = 1
 [[schedules]]
 name = "often"
 job = "backup"
@@ -685,7 +687,12 @@ timezone = "Europe/Berlin"
             "schedules",
             "--json",
         ])));
-        if jobs[0]["last"]["outcome"] == "succeeded" {
+        // The second scheduled backup's cleanup removes the first (keep_last = 1).
+        if jobs[0]["last"]["outcome"] == "succeeded"
+            && jobs[0]["last"]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("1 kept, 1 removed"))
+        {
             break jobs;
         }
         assert!(
