@@ -580,6 +580,10 @@ impl Coordinator {
     /// Deletes a backup under the cluster lock (a running backup or restore is not
     /// disturbed).
     pub async fn delete_backup(&self, name: &str) -> CoordinatorResult<()> {
+        let pins = crate::retention::pinned(&self.repo).await?;
+        if pins.contains(name) {
+            return Err(CoordinatorError::Pinned(name.to_string()));
+        }
         let id = format!("delete-{}", new_backup_name());
         let lock =
             RepoLock::acquire(self.repo.store().clone(), &id, "delete", self.lease_ttl).await?;

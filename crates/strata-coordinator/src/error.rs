@@ -22,6 +22,9 @@ pub enum CoordinatorError {
     /// A node or server refused or failed a request.
     #[error(transparent)]
     Api(#[from] strata_agent::api::ApiError),
+    /// The backup is pinned and cannot be deleted.
+    #[error("backup {0} is pinned: `strata unpin {0}` first")]
+    Pinned(String),
     /// Nothing to back up.
     #[error("{0}")]
     NothingToDo(String),

@@ -56,7 +56,7 @@ fn failure(err: CoordinatorError) -> ApiFailure {
     let code = match &err {
         CoordinatorError::Busy(_) => ErrorCode::Busy,
         CoordinatorError::NoBackup(_) | CoordinatorError::NoNode(_) => ErrorCode::NotFound,
-        CoordinatorError::NothingToDo(_) => ErrorCode::BadRequest,
+        CoordinatorError::NothingToDo(_) | CoordinatorError::Pinned(_) => ErrorCode::BadRequest,
         CoordinatorError::Api(e) => e.code,
         _ => ErrorCode::Failed,
     };

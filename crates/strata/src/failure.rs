@@ -71,6 +71,7 @@ impl From<CoordinatorError> for Failure {
             | CoordinatorError::NoNode(_) => code::USAGE,
             CoordinatorError::NothingToDo(_) => code::USAGE,
             CoordinatorError::Busy(_) => code::BUSY,
+            CoordinatorError::Pinned(_) => code::USAGE,
             CoordinatorError::Api(e) => api_code(e),
         };
         let hint = match &err {

@@ -304,6 +304,15 @@ fn three_agents_back_up_once_restore_one_node_alone_and_all_to_fresh_agents() {
         "a one-node restore leaves the other nodes alone"
     );
 
+    // A pinned backup cannot be deleted through the server either.
+    let name = summary["name"].as_str().unwrap();
+    succeed(cluster.strata(&config).args(["pin", name]));
+    let (code, _, err) = run(cluster
+        .strata(&config)
+        .args(["--server", &server, "delete", name]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("pinned"), "{err}");
+
     // Status shows every node reachable and nothing running.
     let status = json(&succeed(
         cluster
