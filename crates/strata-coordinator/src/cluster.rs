@@ -38,6 +38,33 @@ pub struct Coordinator {
     /// Chunks per upload request.
     upload_batch: std::sync::atomic::AtomicUsize,
     registry: Registry,
+    stats: Mutex<OperationStats>,
+}
+
+/// Counts of finished operations, for metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OperationStats {
+    /// (kind, outcome) -> operations.
+    pub finished: BTreeMap<(String, String), u64>,
+    /// kind -> duration of the last one, in seconds.
+    pub last_duration_secs: BTreeMap<String, f64>,
+    /// Leases a running operation could not renew.
+    pub lease_losses: u64,
+}
+
+impl OperationStats {
+    fn record(&mut self, kind: &str, state: OpState, took: Duration) {
+        let outcome = serde_json::to_value(state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        *self
+            .finished
+            .entry((kind.to_string(), outcome))
+            .or_default() += 1;
+        self.last_duration_secs
+            .insert(kind.to_string(), took.as_secs_f64());
+    }
 }
 
 /// Which backup nodes go where in a restore.
@@ -163,6 +190,7 @@ struct Run {
     /// Indexes of the nodes taking part.
     members: Vec<usize>,
     failures: Failures,
+    started: Instant,
 }
 
 impl Run {
@@ -307,6 +335,8 @@ impl Run {
                     async move { deadline(period, node.lease(lease_request(id, ttl_ms))).await }
                 })
                 .await;
+                let lost = results.iter().filter(|(_, r)| r.is_err()).count() as u64;
+                run.coordinator.stats.lock().unwrap().lease_losses += lost;
                 run.record(results);
             }
         });
@@ -412,6 +442,7 @@ impl Coordinator {
             lease_ttl: lease_ttl.max(Duration::from_millis(300)),
             upload_batch: UPLOAD_BATCH.into(),
             registry: Registry::default(),
+            stats: Mutex::new(OperationStats::default()),
         })
     }
 
@@ -419,6 +450,21 @@ impl Coordinator {
     pub fn set_upload_batch(&self, chunks: usize) {
         self.upload_batch
             .store(chunks.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts of finished operations since this coordinator started.
+    pub fn stats(&self) -> OperationStats {
+        self.stats.lock().unwrap().clone()
+    }
+
+    /// The request counter of the repository's storage, if it has one.
+    pub fn requests(&self) -> Option<&CountingStore> {
+        self.requests.as_ref()
+    }
+
+    /// The configured nodes.
+    pub fn nodes(&self) -> &[Arc<dyn NodeApi>] {
+        &self.nodes
     }
 
     /// The repository this coordinator writes to.
@@ -460,6 +506,7 @@ impl Coordinator {
             id,
             members,
             failures: Failures::default(),
+            started: Instant::now(),
         });
         let lock = run.take_nodes(lock).await?;
         self.registry.add(op);
@@ -481,7 +528,7 @@ impl Coordinator {
         let op = run.op.clone();
         let task = async move {
             let outcome = backup(&run, lock).await;
-            finish_operation(&run.op, &outcome, |s: &BackupSummary| match s.status {
+            finish_operation(&run, &outcome, |s: &BackupSummary| match s.status {
                 BackupStatus::Complete => OpState::Succeeded,
                 BackupStatus::Partial => OpState::Partial,
                 BackupStatus::Failed => OpState::Failed,
@@ -559,7 +606,7 @@ impl Coordinator {
         let backup = summary.name.clone();
         let task = async move {
             let outcome = restore(&run, lock, backup, pairs, plan.include).await;
-            finish_operation(&run.op, &outcome, RestoreOutcome::state);
+            finish_operation(&run, &outcome, RestoreOutcome::state);
             outcome
         };
         Ok(Pending {
@@ -675,13 +722,23 @@ impl RestoreOutcome {
     }
 }
 
-/// Publishes an operation's end.
+/// Publishes an operation's end and counts it.
 fn finish_operation<T: Serialize>(
-    op: &Operation,
+    run: &Run,
     outcome: &CoordinatorResult<T>,
     state_of: impl Fn(&T) -> OpState,
 ) {
-    op.update(|s| match &outcome {
+    let state = match outcome {
+        Ok(result) => state_of(result),
+        Err(_) => OpState::Failed,
+    };
+    let kind = run.op.status().kind;
+    run.coordinator
+        .stats
+        .lock()
+        .unwrap()
+        .record(&kind, state, run.started.elapsed());
+    run.op.update(|s| match &outcome {
         Ok(result) => {
             s.state = state_of(result);
             s.result = Some(serde_json::to_value(result).expect("results serialize"));

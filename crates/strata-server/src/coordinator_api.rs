@@ -39,6 +39,7 @@ pub fn routes(
         .route("/api/v1/restores", post(start_restore))
         .route("/api/v1/operations/{id}", get(operation))
         .route("/api/v1/operations/{id}/events", get(events))
+        .route("/metrics", get(crate::metrics::metrics))
         .with_state(coordinator)
         .merge(schedules)
         .layer(axum::middleware::from_fn_with_state(

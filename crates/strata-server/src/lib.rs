@@ -8,6 +8,7 @@
 
 mod auth;
 mod coordinator_api;
+mod metrics;
 mod node_api;
 mod serve;
 

@@ -224,6 +224,11 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 /// A raw HTTP/1.1 request to `url`; returns the status code.
 fn http_status(url: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> u16 {
+    http(url, method, path, token, body).0
+}
+
+/// A raw HTTP/1.1 request to `url`; returns the status code and the whole reply.
+fn http(url: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
     let address = url.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     let auth = token
@@ -237,7 +242,8 @@ fn http_status(url: &str, method: &str, path: &str, token: Option<&str>, body: &
     .unwrap();
     let mut reply = String::new();
     stream.read_to_string(&mut reply).unwrap();
-    reply.split_whitespace().nth(1).unwrap().parse().unwrap()
+    let status = reply.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, reply)
 }
 
 #[test]
@@ -724,6 +730,24 @@ timezone = "Europe/Berlin"
         jobs[1]["next"].as_str().unwrap().contains("T03:00:00"),
         "{jobs:#}"
     );
+    // Prometheus sees the same, with the user token only.
+    let (status, metrics) = http(&server.url, "GET", "/metrics", Some(USER_TOKEN), "");
+    assert_eq!(status, 200, "{metrics}");
+    for expected in [
+        "strata_operations_total{kind=\"backup\",outcome=\"succeeded\"}",
+        "strata_backups{status=\"complete\"} ",
+        "strata_node_up{node=\"db1\"} 1",
+        "strata_last_complete_backup_timestamp_seconds",
+        "strata_backups_verified{outcome=\"never\"}",
+        "strata_store_requests_total{kind=\"put\"}",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing in:\n{metrics}"
+        );
+    }
+    assert_eq!(http_status(&server.url, "GET", "/metrics", None, ""), 401);
+
     // The scheduled backup restores byte for byte.
     let restored = cluster.path("restored");
     succeed(cluster.strata(&config).args([

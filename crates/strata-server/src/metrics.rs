@@ -1,0 +1,222 @@
+//! `/metrics`: the coordinator's state in the OpenMetrics text format, for Prometheus.
+//!
+//! Values are read at scrape time (backups by status, the newest complete backup, node
+//! reachability, verification records, storage requests) or kept by the coordinator since
+//! it started (operations by kind and outcome, lease losses). A fresh registry is built
+//! per scrape, so nothing here has to be kept in sync with the rest of strata.
+
+use crate::ApiFailure;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_agent::api::{ApiError, ErrorCode};
+use strata_coordinator::cluster::Coordinator;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindOutcome {
+    kind: String,
+    outcome: String,
+}
+
+/// One label, named per metric (`status`, `kind`, `node`, ...).
+type Label = Vec<(String, String)>;
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn family<L, M>(registry: &mut Registry, name: &str, help: &str) -> Family<L, M>
+where
+    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
+    M: Default
+        + prometheus_client::metrics::TypedMetric
+        + prometheus_client::encoding::EncodeMetric
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let family = Family::<L, M>::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
+fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
+    let gauge = FloatGauge::default();
+    gauge.set(value);
+    registry.register(name, help, gauge);
+}
+
+fn label(name: &str, value: &str) -> Label {
+    vec![(name.to_string(), value.to_string())]
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(c): State<Arc<Coordinator>>) -> Result<impl IntoResponse, ApiFailure> {
+    let failed = |e: &dyn std::error::Error| {
+        ApiFailure(ApiError::new(
+            ErrorCode::Failed,
+            strata_coordinator::backup::error_chain(e),
+        ))
+    };
+    let mut registry = Registry::with_prefix("strata");
+
+    let stats = c.stats();
+    let operations: Family<KindOutcome, Counter> = family(
+        &mut registry,
+        "operations",
+        "Finished cluster operations by kind and outcome since the server started",
+    );
+    for ((kind, outcome), count) in &stats.finished {
+        operations
+            .get_or_create(&KindOutcome {
+                kind: kind.clone(),
+                outcome: outcome.clone(),
+            })
+            .inc_by(*count);
+    }
+    let durations: Family<Label, FloatGauge> = family(
+        &mut registry,
+        "last_operation_duration_seconds",
+        "Duration of the last finished operation of each kind",
+    );
+    for (kind, secs) in &stats.last_duration_secs {
+        durations.get_or_create(&label("kind", kind)).set(*secs);
+    }
+    let losses: Counter = Counter::default();
+    losses.inc_by(stats.lease_losses);
+    registry.register(
+        "lease_losses",
+        "Node leases a running operation could not renew",
+        losses,
+    );
+
+    let backups = c.repo().list_backups().await.map_err(|e| failed(&e))?;
+    let by_status: Family<Label, Gauge> = family(
+        &mut registry,
+        "backups",
+        "Backups in the repository by status",
+    );
+    for status in ["complete", "partial", "failed"] {
+        let n = backups
+            .iter()
+            .filter(|b| b.status.as_str() == status)
+            .count();
+        by_status
+            .get_or_create(&label("status", status))
+            .set(n as i64);
+    }
+    if let Some(last) = backups.iter().rev().find(|b| b.is_complete()) {
+        let started = chrono::DateTime::parse_from_rfc3339(&last.started)
+            .map(|t| t.timestamp_millis() as f64 / 1000.0)
+            .unwrap_or(0.0);
+        gauge(
+            &mut registry,
+            "last_complete_backup_timestamp_seconds",
+            "Start of the newest complete backup (alert when it is too old)",
+            started,
+        );
+        let bytes: Family<Label, Gauge> = family(
+            &mut registry,
+            "last_complete_backup_bytes",
+            "Bytes of the newest complete backup: logical, stored, new",
+        );
+        for (kind, value) in [
+            ("logical", last.total(|n| n.bytes)),
+            ("stored", last.total(|n| n.stored_bytes)),
+            ("new", last.total(|n| n.new_bytes)),
+        ] {
+            bytes.get_or_create(&label("kind", kind)).set(value as i64);
+        }
+        gauge(
+            &mut registry,
+            "last_complete_backup_files",
+            "Files in the newest complete backup",
+            last.total(|n| n.files) as f64,
+        );
+    }
+
+    let records = strata_coordinator::verify_record::latest(c.repo())
+        .await
+        .map_err(|e| failed(&e))?;
+    let verified: Family<Label, Gauge> = family(
+        &mut registry,
+        "backups_verified",
+        "Backups by the outcome of their last verification: ok, damaged, never",
+    );
+    let ok = backups
+        .iter()
+        .filter(|b| records.get(&b.name).is_some_and(|r| r.ok))
+        .count();
+    let damaged = backups
+        .iter()
+        .filter(|b| records.get(&b.name).is_some_and(|r| !r.ok))
+        .count();
+    for (outcome, n) in [
+        ("ok", ok),
+        ("damaged", damaged),
+        ("never", backups.len() - ok - damaged),
+    ] {
+        verified
+            .get_or_create(&label("outcome", outcome))
+            .set(n as i64);
+    }
+
+    let up: Family<Label, Gauge> = family(
+        &mut registry,
+        "node_up",
+        "Whether the node's agent answered within two seconds",
+    );
+    for node in c.nodes() {
+        let reachable = tokio::time::timeout(Duration::from_secs(2), node.metadata())
+            .await
+            .is_ok_and(|r| r.is_ok());
+        up.get_or_create(&label("node", node.name()))
+            .set(reachable as i64);
+    }
+
+    if let Some(counter) = c.requests() {
+        let counts = counter.counts();
+        let requests: Family<Label, Counter> = family(
+            &mut registry,
+            "store_requests",
+            "Requests this server made to the repository's storage",
+        );
+        for (kind, n) in [
+            ("put", counts.put),
+            ("get", counts.get),
+            ("list", counts.list),
+            ("delete", counts.delete),
+        ] {
+            requests.get_or_create(&label("kind", kind)).inc_by(n);
+        }
+        let bytes: Family<Label, Counter> = family(
+            &mut registry,
+            "store_bytes",
+            "Bytes this server sent to and received from the storage",
+        );
+        bytes
+            .get_or_create(&label("direction", "sent"))
+            .inc_by(counts.bytes_sent);
+        bytes
+            .get_or_create(&label("direction", "received"))
+            .inc_by(counts.bytes_received);
+    }
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .expect("writing to a String cannot fail");
+    Ok((
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    ))
+}
