@@ -58,7 +58,15 @@ impl Context {
                 row.name, row.status
             ));
         }
-        self.say(format!("{} kept, {removed} {verb}", rows.len() - removed));
+        let summary_verb = if dry_run {
+            "would be removed"
+        } else {
+            "removed"
+        };
+        self.say(format!(
+            "{} kept, {removed} {summary_verb}",
+            rows.len() - removed
+        ));
         if let Some(gc) = &gc {
             self.say_gc(gc);
         }
