@@ -4,7 +4,8 @@
 //! source (authenticated and hash-checked), renamed with the target's id key, and stored
 //! unless the target has it. Manifests are rewritten with the target ids and the summary is
 //! written last, as for any backup. Finally every blob the copy references is read back
-//! from the target and checked, so a copy that lands is a verified copy.
+//! from the target and checked, so a copy that lands is a verified copy. The copy holds the
+//! target's cluster lock, so no garbage collection there removes what it relies on.
 
 use crate::{CoordinatorError, CoordinatorResult};
 use bytes::Bytes;
@@ -47,6 +48,30 @@ pub async fn copy_backup(
             backup.name
         )));
     }
+    // The target's cluster lock: its garbage collection must not delete the packs this
+    // copy writes (or the blobs it finds there) before the summary refers to them.
+    let id = format!("copy-{}", crate::backup::new_backup_name());
+    let lock = crate::lock::RepoLock::acquire(
+        target.store().clone(),
+        &id,
+        "copy",
+        std::time::Duration::from_secs(60),
+    )
+    .await?
+    .keep_renewed();
+    let result = copy_locked(&source, &target, backup, writer_options).await;
+    lock.release().await;
+    result
+}
+
+async fn copy_locked(
+    source: &Arc<Repository>,
+    target: &Arc<Repository>,
+    backup: &BackupSummary,
+    writer_options: WriterOptions,
+) -> CoordinatorResult<CopyReport> {
+    // Under the lock the target's index can only have grown: take it fresh.
+    target.reload_index().await?;
     let mut report = CopyReport {
         backup: backup.name.clone(),
         ..CopyReport::default()

@@ -48,7 +48,9 @@ pub struct GcReport {
 /// Collects garbage in `repo` (only reports with `dry_run`).
 pub async fn collect_garbage(repo: &Arc<Repository>, dry_run: bool) -> CoordinatorResult<GcReport> {
     let id = format!("gc-{}", crate::backup::new_backup_name());
-    let lock = RepoLock::acquire(repo.store().clone(), &id, "gc", Duration::from_secs(600)).await?;
+    let lock = RepoLock::acquire(repo.store().clone(), &id, "gc", Duration::from_secs(60))
+        .await?
+        .keep_renewed();
     let result = collect(repo, dry_run).await;
     lock.release().await;
     let report = result?;

@@ -192,6 +192,43 @@ impl RepoLock {
     }
 }
 
+impl RepoLock {
+    /// Keeps the lock alive, renewing it every third of its TTL, until released: for
+    /// operations (garbage collection, copies) that may outlast one TTL.
+    pub fn keep_renewed(mut self) -> HeldLock {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let period = self.ttl / 3;
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(period) => {}
+                    _ = stopped.changed() => return self,
+                }
+                if let Err(e) = self.renew().await {
+                    eprintln!("strata: warning: cannot renew the cluster lock: {e}");
+                }
+            }
+        });
+        HeldLock { stop, task }
+    }
+}
+
+/// A lock renewed in the background; see [`RepoLock::keep_renewed`].
+pub struct HeldLock {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<RepoLock>,
+}
+
+impl HeldLock {
+    /// Stops renewing and removes the lock.
+    pub async fn release(self) {
+        let _ = self.stop.send(true);
+        if let Ok(lock) = self.task.await {
+            lock.release().await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +291,22 @@ mod tests {
         RepoLock::acquire(store, "op-b", "backup", Duration::from_secs(5))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_renewed_lock_outlives_its_ttl_until_released() {
+        let (_dir, store) = store();
+        let held = RepoLock::acquire(store.clone(), "op-a", "gc", Duration::from_millis(300))
+            .await
+            .unwrap()
+            .keep_renewed();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        let err = RepoLock::acquire(store.clone(), "op-b", "backup", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("gc op-a"), "{err}");
+        held.release().await;
+        assert!(list_locks(&store).await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -469,7 +469,8 @@ pub async fn cleanup(
         "cleanup",
         std::time::Duration::from_secs(60),
     )
-    .await?;
+    .await?
+    .keep_renewed();
     let mut result = Ok(());
     for row in rows.iter().filter(|r| !r.keep) {
         result = repo.delete_backup(&row.name).await;
