@@ -24,8 +24,9 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
-    #[error("cannot read password file {path}")]
-    PasswordFile {
+    #[error("cannot read {what} file {path}")]
+    SecretFile {
+        what: &'static str,
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -194,22 +195,17 @@ pub struct SecretSource {
 }
 
 impl SecretSource {
-    /// The secret, or `None` when neither the variable nor the file is set.
-    pub fn read(&self) -> Result<Option<String>, ConfigError> {
-        if let Ok(value) = std::env::var(&self.env) {
+    /// The secret (`what` names it in errors), or `None` when neither the variable nor the
+    /// file is set. An explicit file wins over an empty or unset variable.
+    pub fn read(&self, what: &'static str) -> Result<Option<String>, ConfigError> {
+        let from_env = (!self.env.is_empty()).then(|| std::env::var(&self.env).ok());
+        if let Some(Some(value)) = from_env {
             if !value.is_empty() {
                 return Ok(Some(value));
             }
         }
         if let Some(path) = &self.file {
-            let text =
-                std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
-                    path: path.clone(),
-                    source,
-                })?;
-            return Ok(Some(
-                text.lines().next().unwrap_or_default().trim().to_string(),
-            ));
+            return Ok(Some(first_line(path, what)?.trim().to_string()));
         }
         Ok(None)
     }
@@ -679,15 +675,20 @@ impl Config {
             return Ok(Some(value));
         }
         if let Some(path) = &self.password.file {
-            let text =
-                std::fs::read_to_string(path).map_err(|source| ConfigError::PasswordFile {
-                    path: path.clone(),
-                    source,
-                })?;
-            return Ok(Some(text.lines().next().unwrap_or_default().to_string()));
+            return Ok(Some(first_line(path, "password")?));
         }
         Ok(None)
     }
+}
+
+/// The first line of a secret file (the rest, and the newline, are not part of it).
+fn first_line(path: &Path, what: &'static str) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+        what,
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(text.lines().next().unwrap_or_default().to_string())
 }
 
 #[cfg(test)]

@@ -108,7 +108,7 @@ impl RepoProvider for ConfigRepos {
 
 /// The client coordinators use to reach remote agents.
 pub fn agent_client(config: &Config, url: &str) -> CoordinatorResult<ApiClient> {
-    let token = config.server.agent_token.read()?;
+    let token = config.server.agent_token.read("agent token")?;
     ApiClient::new(url, token, config.server.ca_file.as_deref())
         .map_err(|e| ConfigError::Invalid(e.message).into())
 }

@@ -32,23 +32,16 @@ impl Context {
         let Some(url) = &self.global.server else {
             return Ok(None);
         };
-        let token = match &self.global.token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| {
-                        Failure::new(
-                            code::USAGE,
-                            format!("cannot read token file {}: {e}", path.display()),
-                        )
-                    })?
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string(),
-            ),
-            None => std::env::var("STRATA_TOKEN").ok().filter(|t| !t.is_empty()),
+        // --token-file (or $STRATA_TOKEN_FILE) when given, else $STRATA_TOKEN.
+        let source = strata_coordinator::config::SecretSource {
+            env: if self.global.token_file.is_some() {
+                String::new()
+            } else {
+                "STRATA_TOKEN".into()
+            },
+            file: self.global.token_file.clone(),
         };
+        let token = source.read("token")?;
         Ok(Some(ApiClient::new(
             url,
             token,
@@ -405,7 +398,7 @@ impl Context {
                     format!("node {name} has no roots to serve"),
                 ));
             }
-            let token = settings.agent_token.read()?.ok_or_else(|| {
+            let token = settings.agent_token.read("agent token")?.ok_or_else(|| {
                 Failure::new(
                     code::USAGE,
                     format!(
@@ -423,7 +416,7 @@ impl Context {
             roles.push(format!("agent of node {name}"));
         }
         if settings.coordinator && !self.config.nodes.is_empty() {
-            let token = settings.user_token.read()?.ok_or_else(|| {
+            let token = settings.user_token.read("user token")?.ok_or_else(|| {
                 Failure::new(
                     code::USAGE,
                     format!(

@@ -429,6 +429,29 @@ fn requests_without_the_right_token_are_refused_and_nothing_runs() {
     );
     let list = json(&succeed(cluster.strata(&config).args(["list", "--json"])));
     assert_eq!(list.as_array().unwrap().len(), 0);
+    // A token file works in place of $STRATA_TOKEN; a missing one is named.
+    let token_file = cluster.path("user.token");
+    std::fs::write(&token_file, format!("{USER_TOKEN}\n")).unwrap();
+    succeed(
+        cluster
+            .strata(&config)
+            .env_remove("STRATA_TOKEN")
+            .args(["--server", &coordinator.url, "--token-file"])
+            .arg(&token_file)
+            .arg("status"),
+    );
+    let (code, _, err) = run(cluster.strata(&config).args([
+        "--server",
+        &coordinator.url,
+        "--token-file",
+        "/nonexistent/token",
+        "status",
+    ]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("cannot read token file /nonexistent/token"),
+        "{err}"
+    );
     // The right token works.
     assert_eq!(
         http_status(
