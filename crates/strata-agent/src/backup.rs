@@ -552,20 +552,11 @@ impl Snapshot<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use strata_repo::format::Encryption;
     use strata_repo::writer::WriterOptions;
-    use strata_repo::InitOptions;
 
     fn with_snapshot(test: impl FnOnce(&mut Snapshot<'_>)) {
         let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let store = Arc::new(strata_store::LocalStore::new(dir.path().join("repo")));
-        let options = InitOptions {
-            encryption: Encryption::None,
-            ..InitOptions::default()
-        };
-        let repo = rt.block_on(Repository::init(store, None, options)).unwrap();
+        let (rt, repo) = crate::test_support::scratch_repo(dir.path());
         let _guard = rt.enter();
         let writer = BlobWriter::start(repo.clone(), WriterOptions::default());
         let cache = FilesCache::default();

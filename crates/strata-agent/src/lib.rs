@@ -17,3 +17,23 @@ pub mod service;
 pub mod upload;
 
 pub use error::{AgentError, AgentResult};
+
+/// Helpers of the unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+    use strata_repo::format::Encryption;
+    use strata_repo::{InitOptions, Repository};
+
+    /// A runtime and an unencrypted repository in `dir/repo`.
+    pub fn scratch_repo(dir: &std::path::Path) -> (tokio::runtime::Runtime, Arc<Repository>) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let store = Arc::new(strata_store::LocalStore::new(dir.join("repo")));
+        let options = InitOptions {
+            encryption: Encryption::None,
+            ..InitOptions::default()
+        };
+        let repo = rt.block_on(Repository::init(store, None, options)).unwrap();
+        (rt, repo)
+    }
+}

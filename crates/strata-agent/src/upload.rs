@@ -92,10 +92,7 @@ mod tests {
     use super::*;
     use crate::backup::{snapshot_node, NodeSource, ScanSink};
     use crate::files_cache::FilesCache;
-    use std::sync::Arc;
-    use strata_repo::format::Encryption;
     use strata_repo::writer::WriterOptions;
-    use strata_repo::InitOptions;
 
     #[test]
     fn uploads_what_the_scan_noted_and_refuses_changed_bytes() {
@@ -104,13 +101,7 @@ mod tests {
         std::fs::create_dir(&data).unwrap();
         std::fs::write(data.join("stable"), vec![7u8; 300_000]).unwrap();
         std::fs::write(data.join("moving"), vec![9u8; 300_000]).unwrap();
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let store = Arc::new(strata_store::LocalStore::new(dir.path().join("repo")));
-        let options = InitOptions {
-            encryption: Encryption::None,
-            ..InitOptions::default()
-        };
-        let repo = rt.block_on(Repository::init(store, None, options)).unwrap();
+        let (rt, repo) = crate::test_support::scratch_repo(dir.path());
         let source = NodeSource {
             name: "n".into(),
             roots: vec![data.display().to_string()],

@@ -6,7 +6,7 @@
 mod common;
 
 use async_trait::async_trait;
-use common::{fast_init, pseudo_random};
+use common::{pseudo_random, scratch_repo};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +23,6 @@ use strata_coordinator::verify::run_verify;
 use strata_repo::summary::NodeSummary;
 use strata_repo::writer::WriterOptions;
 use strata_repo::Repository;
-use strata_store::{DynStore, LocalStore};
 
 /// A node that records its upload calls and, before the first, rewrites files of its
 /// own: the bytes its scan saw are gone when the upload reads them again.
@@ -132,11 +131,7 @@ async fn uploads_go_in_batches_and_reassignment_still_works() {
 /// and returns the chunk counts of the upload calls of a and b.
 async fn changing_files_scenario(batch: Option<usize>) -> (Vec<usize>, Vec<usize>) {
     let dir = tempfile::tempdir().unwrap();
-    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("repo")));
-    Repository::init(store.clone(), Some("pw"), fast_init())
-        .await
-        .unwrap();
-    let repo = Repository::open(store, Some("pw")).await.unwrap();
+    let repo = scratch_repo(dir.path()).await;
 
     // Both nodes hold `shared`; only a holds `own`. Node a rewrites both files before it
     // uploads: the shared chunks it was given must come from b in a second round; its own
@@ -213,11 +208,7 @@ async fn changing_files_scenario(batch: Option<usize>) -> (Vec<usize>, Vec<usize
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_of_another_api_version_is_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("repo")));
-    Repository::init(store.clone(), Some("pw"), fast_init())
-        .await
-        .unwrap();
-    let repo = Repository::open(store, Some("pw")).await.unwrap();
+    let repo = scratch_repo(dir.path()).await;
     let root = dir.path().join("data");
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("f"), b"data").unwrap();

@@ -173,10 +173,14 @@ pub async fn metrics(State(c): State<Arc<Coordinator>>) -> Result<impl IntoRespo
         "node_up",
         "Whether the node's agent answered within two seconds",
     );
-    for node in c.nodes() {
-        let reachable = tokio::time::timeout(Duration::from_secs(2), node.metadata())
+    // Every node at once, so a scrape takes at most one timeout however many are down.
+    let answers = futures_util::future::join_all(c.nodes().iter().map(|node| async move {
+        tokio::time::timeout(Duration::from_secs(2), node.metadata())
             .await
-            .is_ok_and(|r| r.is_ok());
+            .is_ok_and(|r| r.is_ok())
+    }))
+    .await;
+    for (node, reachable) in c.nodes().iter().zip(answers) {
         up.get_or_create(&label("node", node.name()))
             .set(reachable as i64);
     }

@@ -29,3 +29,15 @@ pub fn fast_init() -> InitOptions {
         ..InitOptions::default()
     }
 }
+
+/// A fresh repository with password "pw" in `dir/repo`, opened.
+pub async fn scratch_repo(dir: &std::path::Path) -> std::sync::Arc<strata_repo::Repository> {
+    let store: strata_store::DynStore =
+        std::sync::Arc::new(strata_store::LocalStore::new(dir.join("repo")));
+    strata_repo::Repository::init(store.clone(), Some("pw"), fast_init())
+        .await
+        .unwrap();
+    strata_repo::Repository::open(store, Some("pw"))
+        .await
+        .unwrap()
+}
