@@ -15,6 +15,8 @@ pub enum ObjectKind {
     Manifest = 2,
     Summary = 3,
     PackHeader = 4,
+    /// A file kept outside backups (PostgreSQL WAL): see [`crate::archive`].
+    Archived = 5,
 }
 
 /// Magic bytes at the start of every encoded (non-pack) object.

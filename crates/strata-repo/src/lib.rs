@@ -10,6 +10,7 @@
 //! | `index/<id>`                 | which blob lives in which pack, at which offset      |
 //! | `manifests/<backup>/<node>`  | the files of one node in one backup                  |
 //! | `summaries/<backup>`         | one small object per backup, written last            |
+//! | `archive/<space>/<name>`     | a file kept outside backups (PostgreSQL WAL)         |
 //!
 //! The modules follow the data path of a backup: [`chunker`] cuts files into chunks,
 //! [`crypto`] names (keyed BLAKE3) and seals (AES-256-GCM) them, [`pack`] groups sealed
@@ -17,6 +18,7 @@
 //! [`index`] finds blobs again, and [`manifest`] / [`summary`] describe backups.
 //! `docs/format.md` in the source tree is the byte-level description.
 
+pub mod archive;
 pub mod chunker;
 pub mod compress;
 pub mod crypto;

@@ -1,0 +1,172 @@
+//! The postgres plugin: what makes a node's snapshot a consistent PostgreSQL base backup,
+//! and what brings a restored data directory to a chosen moment.
+//!
+//! A backup wraps the agent's generic snapshot of the data directory in PostgreSQL's
+//! non-exclusive backup API ([`session`]): `pg_backup_start` before, `pg_backup_stop`
+//! after, on one database session held for the whole backup, and adds the backup label it
+//! returns. The WAL that makes the copy consistent, and every later change, reaches the
+//! repository through `archive_command = 'strata wal-push %p'` ([`wal`]). A restore lays
+//! the files down, then [`recovery`] writes the recovery settings (`restore_command`
+//! fetching from the repository, the target) and [`server`] starts PostgreSQL and waits
+//! until recovery reached the target, or says why it could not.
+
+pub mod exclude;
+pub mod recovery;
+pub mod server;
+pub mod session;
+pub mod wal;
+pub mod walname;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+pub use strata_pg::ConnectSettings;
+
+/// The repository space (see `strata_repo::archive`) holding the WAL archive.
+pub const WAL_SPACE: &str = "wal";
+
+/// Errors of the plugin. Messages say what to do where there is something to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error(transparent)]
+    Connect(#[from] strata_pg::ConnectError),
+    #[error("PostgreSQL refused {what}")]
+    Query {
+        what: String,
+        #[source]
+        source: strata_pg::PgError,
+    },
+    #[error(transparent)]
+    Repo(#[from] strata_repo::RepoError),
+    #[error("{what} {path}")]
+    Io {
+        what: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Refused(String),
+    #[error("WAL file {0} is not in the archive")]
+    WalMissing(String),
+}
+
+impl PgError {
+    pub(crate) fn query(what: impl Into<String>) -> impl FnOnce(strata_pg::PgError) -> PgError {
+        let what = what.into();
+        move |source| PgError::Query { what, source }
+    }
+
+    pub(crate) fn io(what: impl Into<String>, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> PgError {
+        let (what, path) = (what.into(), path.into());
+        move |source| PgError::Io { what, path, source }
+    }
+}
+
+pub type PgResult<T> = Result<T, PgError>;
+
+/// The postgres side of one node: where its data directory is and how to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSettings {
+    /// The data directory (`PGDATA`).
+    pub data_dir: PathBuf,
+    /// How the agent connects (as a superuser or a role with the backup functions).
+    #[serde(default)]
+    pub connect: ConnectSettings,
+    /// Where `pg_ctl` lives.
+    #[serde(default = "default_bin_dir")]
+    pub bin_dir: PathBuf,
+    /// When set, a restore makes this node a streaming standby of this server (a libpq
+    /// connection string) instead of a primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_conninfo: Option<String>,
+}
+
+/// Debian's PostgreSQL 15.
+pub fn default_bin_dir() -> PathBuf {
+    PathBuf::from("/usr/lib/postgresql/15/bin")
+}
+
+/// What a base backup recorded about PostgreSQL, kept in the node's summary as plain
+/// key/value pairs (the repository format knows nothing about PostgreSQL).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseBackupInfo {
+    pub system_identifier: String,
+    pub server_version_num: u32,
+    pub timeline: u32,
+    pub start_lsn: String,
+    pub stop_lsn: String,
+    /// First and last WAL segment the backup needs to be consistent.
+    pub start_wal: String,
+    pub stop_wal: String,
+    pub segment_size: u64,
+    pub from_standby: bool,
+}
+
+const INFO_PREFIX: &str = "postgres.";
+
+impl BaseBackupInfo {
+    /// The summary form: `postgres.<field>` keys.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        let value = serde_json::to_value(self).expect("serializes");
+        value
+            .as_object()
+            .expect("a struct")
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (format!("{INFO_PREFIX}{k}"), text)
+            })
+            .collect()
+    }
+
+    /// Reads what [`BaseBackupInfo::to_map`] wrote; `None` for a backup of plain files.
+    pub fn from_map(map: &BTreeMap<String, String>) -> Option<BaseBackupInfo> {
+        let mut object = serde_json::Map::new();
+        for (key, text) in map {
+            let Some(field) = key.strip_prefix(INFO_PREFIX) else {
+                continue;
+            };
+            let value = match field {
+                "server_version_num" | "timeline" | "segment_size" => {
+                    serde_json::Value::Number(text.parse::<u64>().ok()?.into())
+                }
+                "from_standby" => serde_json::Value::Bool(text == "true"),
+                _ => serde_json::Value::String(text.clone()),
+            };
+            object.insert(field.to_string(), value);
+        }
+        if object.is_empty() {
+            return None;
+        }
+        serde_json::from_value(serde_json::Value::Object(object)).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_info_survives_the_summary_map() {
+        let info = BaseBackupInfo {
+            system_identifier: "7311".into(),
+            server_version_num: 150018,
+            timeline: 2,
+            start_lsn: "0/2000028".into(),
+            stop_lsn: "0/2000100".into(),
+            start_wal: "000000020000000000000002".into(),
+            stop_wal: "000000020000000000000002".into(),
+            segment_size: 16 << 20,
+            from_standby: true,
+        };
+        let map = info.to_map();
+        assert_eq!(map["postgres.timeline"], "2");
+        assert_eq!(BaseBackupInfo::from_map(&map), Some(info));
+        assert_eq!(BaseBackupInfo::from_map(&BTreeMap::new()), None);
+    }
+}

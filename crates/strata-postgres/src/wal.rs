@@ -1,0 +1,419 @@
+//! The WAL archive in the repository: `strata wal-push` and `strata wal-fetch`.
+//!
+//! Every archived file is an archived-file record (`archive/wal/<name>`) over chunks sealed
+//! like any backup data. Pushing is idempotent: the same content under the same name is
+//! accepted again (PostgreSQL re-runs `archive_command` after a crash), different content
+//! under an existing name is refused, because silently replacing WAL breaks every backup
+//! that needs it. A push also sends the segments PostgreSQL has marked ready after the
+//! one it asked for, in the same pass; when PostgreSQL asks for those, they are already
+//! there and the call returns after one hash. Segments carry their cluster's system
+//! identifier, and a repository's archive takes the WAL of one cluster only.
+
+use crate::walname::WalFileKind;
+use crate::{PgError, PgResult, WAL_SPACE};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use strata_repo::archive::{store_file, ArchivedFile};
+use strata_repo::writer::{BlobWriter, WriterOptions};
+use strata_repo::Repository;
+
+/// The record that pins the archive to one cluster.
+const IDENTITY_SPACE: &str = "wal-identity";
+const IDENTITY_NAME: &str = "cluster";
+
+/// What happened to one pushed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    Stored { name: String, bytes: u64 },
+    AlreadyArchived { name: String },
+}
+
+/// The system identifier in a segment's long page header (offset 24), if it has one.
+pub fn segment_system_id(data: &[u8]) -> Option<u64> {
+    let bytes: [u8; 8] = data.get(24..32)?.try_into().ok()?;
+    let magic = u16::from_le_bytes([data[0], data[1]]);
+    let info = u16::from_le_bytes([data[2], data[3]]);
+    // XLOG_PAGE_MAGIC is 0xD0xx or 0xD1xx in every release so far (0xD110 in 15);
+    // XLP_LONG_HEADER (2) marks the header that carries the identifier.
+    (magic & 0xF000 == 0xD000 && info & 2 != 0).then(|| u64::from_le_bytes(bytes))
+}
+
+fn file_name(path: &Path) -> PgResult<String> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| PgError::Refused(format!("{} is not a WAL file name", path.display())))?;
+    if WalFileKind::parse(name).is_none() {
+        return Err(PgError::Refused(format!(
+            "{name} is not a file PostgreSQL archives (WAL segment, .partial, .history or .backup)"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+/// Segments marked ready for archiving after `first`, in order, at most `limit`: what the
+/// next `archive_command` calls will ask for.
+pub fn ready_after(first: &Path, limit: usize) -> Vec<PathBuf> {
+    let Some(dir) = first.parent() else {
+        return Vec::new();
+    };
+    let Some(first_name) = first.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir.join("archive_status")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".ready").map(str::to_string))
+        .filter(|n| matches!(WalFileKind::parse(n), Some(WalFileKind::Segment { .. })))
+        .filter(|n| n.as_str() > first_name)
+        .collect();
+    names.sort();
+    names.truncate(limit);
+    names.into_iter().map(|n| dir.join(n)).collect()
+}
+
+/// Checks (and on first use records) that `system_id` is the cluster this archive
+/// belongs to.
+async fn check_identity(repo: &Arc<Repository>, system_id: u64) -> PgResult<()> {
+    match repo.load_archived(IDENTITY_SPACE, IDENTITY_NAME).await? {
+        Some(record) => {
+            let known = record.meta.get("system_identifier").cloned().unwrap_or_default();
+            if known != system_id.to_string() {
+                return Err(PgError::Refused(format!(
+                    "this repository archives the WAL of PostgreSQL cluster {known}, not of {system_id}: give each cluster its own repository"
+                )));
+            }
+        }
+        None => {
+            let mut record = ArchivedFile {
+                name: IDENTITY_NAME.into(),
+                size: 0,
+                content_id: repo.keys().blob_id(b""),
+                chunks: Vec::new(),
+                stored: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+                meta: BTreeMap::new(),
+            };
+            record
+                .meta
+                .insert("system_identifier".into(), system_id.to_string());
+            repo.save_archived(IDENTITY_SPACE, &record).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Archives `paths` (the one PostgreSQL asked for first). Every file is read whole (a
+/// segment is 16 MiB by default); the chunks of all of them go through one write pipeline,
+/// and each record is written only once its data is stored. Returns one outcome per path,
+/// failing as a whole if the first path fails.
+pub async fn push(
+    repo: &Arc<Repository>,
+    paths: &[PathBuf],
+    writer: WriterOptions,
+) -> PgResult<Vec<Pushed>> {
+    let mut outcomes = Vec::new();
+    let mut to_store: Vec<(String, Vec<u8>)> = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let result = async {
+            let name = file_name(path)?;
+            let data = std::fs::read(path).map_err(PgError::io("cannot read WAL file", path))?;
+            if let Some(id) = segment_system_id(&data) {
+                check_identity(repo, id).await?;
+            }
+            match repo.load_archived(WAL_SPACE, &name).await? {
+                Some(existing) if existing.content_id == repo.keys().blob_id(&data) => {
+                    Ok(Some(Pushed::AlreadyArchived { name }))
+                }
+                Some(_) => Err(PgError::Refused(format!(
+                    "a different {name} is already archived: refusing to replace it (is another cluster archiving into this repository, or was this one restored without a new timeline?)"
+                ))),
+                None => {
+                    to_store.push((name, data));
+                    Ok(None)
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(Some(done)) => outcomes.push(done),
+            Ok(None) => {}
+            Err(err) if i == 0 => return Err(err),
+            // A read-ahead segment that cannot go now is retried when PostgreSQL asks.
+            Err(_) => {}
+        }
+    }
+    if to_store.is_empty() {
+        return Ok(outcomes);
+    }
+    let writer = BlobWriter::start(repo.clone(), writer);
+    let r = repo.clone();
+    let (writer, stored) = tokio::task::spawn_blocking(move || {
+        let stored: Result<Vec<(ArchivedFile, Option<u64>)>, strata_repo::RepoError> = to_store
+            .iter()
+            .map(|(name, data)| {
+                let mut record = store_file(&r, &writer, name, data)?;
+                let sysid = segment_system_id(data);
+                if let Some(id) = sysid {
+                    record.meta.insert("system_identifier".into(), id.to_string());
+                }
+                Ok((record, sysid))
+            })
+            .collect();
+        (writer, stored)
+    })
+    .await
+    .expect("WAL push thread panicked");
+    let finished = writer.finish().await;
+    let stored = stored?;
+    finished?;
+    for (record, _) in stored {
+        repo.save_archived(WAL_SPACE, &record).await?;
+        outcomes.push(Pushed::Stored {
+            name: record.name.clone(),
+            bytes: record.size,
+        });
+    }
+    Ok(outcomes)
+}
+
+/// Restores archived file `name` to `dest` (written beside it, then renamed, so PostgreSQL
+/// never sees half a segment). [`PgError::WalMissing`] when the archive lacks it.
+pub async fn fetch(repo: &Arc<Repository>, name: &str, dest: &Path) -> PgResult<u64> {
+    if WalFileKind::parse(name).is_none() {
+        return Err(PgError::Refused(format!(
+            "{name} is not a file PostgreSQL archives"
+        )));
+    }
+    let record = repo
+        .load_archived(WAL_SPACE, name)
+        .await?
+        .ok_or_else(|| PgError::WalMissing(name.to_string()))?;
+    let data = repo.read_archived(&record).await?;
+    let tmp = dest.with_extension("strata-partial");
+    std::fs::write(&tmp, &data).map_err(PgError::io("cannot write", &tmp))?;
+    std::fs::rename(&tmp, dest).map_err(PgError::io("cannot rename into place", dest))?;
+    Ok(data.len() as u64)
+}
+
+/// The archived segments of one timeline, as runs without holes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TimelineRanges {
+    pub timeline: u32,
+    pub segments: u64,
+    /// `(first, last)` segment names of each run without a gap.
+    pub ranges: Vec<(String, String)>,
+}
+
+/// What `strata wal list` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ArchiveReport {
+    pub timelines: Vec<TimelineRanges>,
+    pub history_files: Vec<String>,
+    pub other_files: u64,
+}
+
+impl ArchiveReport {
+    /// Whether timeline `timeline` holds every segment from `first` to `last` (names).
+    pub fn covers(&self, timeline: u32, first: &str, last: &str) -> bool {
+        self.timelines
+            .iter()
+            .filter(|t| t.timeline == timeline)
+            .flat_map(|t| &t.ranges)
+            .any(|(a, b)| a.as_str() <= first && last <= b.as_str())
+    }
+
+    /// The first segment missing between `first` and `last` on `timeline`, if any.
+    pub fn first_missing(&self, timeline: u32, first: &str, last: &str, segment_size: u64) -> Option<String> {
+        let from = WalFileKind::parse(first)?.segno(segment_size)?;
+        let to = WalFileKind::parse(last)?.segno(segment_size)?;
+        let have: Vec<(u64, u64)> = self
+            .timelines
+            .iter()
+            .filter(|t| t.timeline == timeline)
+            .flat_map(|t| &t.ranges)
+            .filter_map(|(a, b)| {
+                Some((
+                    WalFileKind::parse(a)?.segno(segment_size)?,
+                    WalFileKind::parse(b)?.segno(segment_size)?,
+                ))
+            })
+            .collect();
+        (from..=to)
+            .find(|s| !have.iter().any(|(a, b)| a <= s && s <= b))
+            .map(|s| crate::walname::segment_name(timeline, s, segment_size))
+    }
+}
+
+/// Lists the archive: per timeline, the runs of consecutive segments (a gap between runs
+/// is WAL that recovery cannot cross).
+pub fn summarize(names: &[String], segment_size: u64) -> ArchiveReport {
+    let mut by_timeline: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    let mut report = ArchiveReport::default();
+    for name in names {
+        match WalFileKind::parse(name) {
+            Some(kind @ WalFileKind::Segment { .. }) => by_timeline
+                .entry(kind.timeline())
+                .or_default()
+                .extend(kind.segno(segment_size)),
+            Some(WalFileKind::History { .. }) => report.history_files.push(name.clone()),
+            _ => report.other_files += 1,
+        }
+    }
+    for (timeline, mut segnos) in by_timeline {
+        segnos.sort_unstable();
+        let mut ranges = Vec::new();
+        let mut start = segnos[0];
+        for pair in segnos.windows(2) {
+            if pair[1] != pair[0] + 1 {
+                ranges.push((start, pair[0]));
+                start = pair[1];
+            }
+        }
+        ranges.push((start, *segnos.last().expect("not empty")));
+        let name = |s| crate::walname::segment_name(timeline, s, segment_size);
+        report.timelines.push(TimelineRanges {
+            timeline,
+            segments: segnos.len() as u64,
+            ranges: ranges.into_iter().map(|(a, b)| (name(a), name(b))).collect(),
+        });
+    }
+    report
+}
+
+/// Reads and checks every archived file (each chunk's hash and the whole file's).
+/// Returns the names that failed, with why.
+pub async fn verify(repo: &Arc<Repository>) -> PgResult<(u64, Vec<(String, String)>)> {
+    let mut checked = 0;
+    let mut bad = Vec::new();
+    for name in repo.list_archived(WAL_SPACE).await? {
+        checked += 1;
+        let outcome = match repo.load_archived(WAL_SPACE, &name).await {
+            Ok(Some(record)) => repo.read_archived(&record).await.map(|_| ()),
+            Ok(None) => continue,
+            Err(e) => Err(e),
+        };
+        if let Err(err) = outcome {
+            bad.push((name, err.to_string()));
+        }
+    }
+    Ok((checked, bad))
+}
+
+/// Which archived files retention may remove: segments (and partial segments and backup
+/// history files) before `oldest_needed`, the first segment the oldest kept backup needs.
+/// Timeline history files are always kept: they are tiny and recovery reads them all.
+pub fn expired(names: &[String], oldest_needed: &str, segment_size: u64) -> Vec<String> {
+    let Some(limit) = WalFileKind::parse(oldest_needed).and_then(|k| k.segno(segment_size)) else {
+        return Vec::new();
+    };
+    names
+        .iter()
+        .filter(|name| {
+            WalFileKind::parse(name)
+                .and_then(|k| k.segno(segment_size))
+                .is_some_and(|segno| segno < limit)
+        })
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEG: u64 = 16 << 20;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn summary_shows_runs_and_gaps() {
+        let report = summarize(
+            &names(&[
+                "000000010000000000000001",
+                "000000010000000000000002",
+                "000000010000000000000004",
+                "00000002.history",
+                "000000020000000000000004",
+                "000000010000000000000002.00000028.backup",
+            ]),
+            SEG,
+        );
+        assert_eq!(report.timelines.len(), 2);
+        assert_eq!(
+            report.timelines[0].ranges,
+            vec![
+                ("000000010000000000000001".into(), "000000010000000000000002".into()),
+                ("000000010000000000000004".into(), "000000010000000000000004".into()),
+            ]
+        );
+        assert_eq!(report.history_files, names(&["00000002.history"]));
+        assert_eq!(report.other_files, 1);
+        assert!(report.covers(1, "000000010000000000000001", "000000010000000000000002"));
+        assert!(!report.covers(1, "000000010000000000000001", "000000010000000000000004"));
+        assert_eq!(
+            report.first_missing(1, "000000010000000000000001", "000000010000000000000004", SEG),
+            Some("000000010000000000000003".into())
+        );
+        assert_eq!(
+            report.first_missing(1, "000000010000000000000001", "000000010000000000000002", SEG),
+            None
+        );
+    }
+
+    #[test]
+    fn retention_keeps_what_the_oldest_backup_needs_and_every_history_file() {
+        let all = names(&[
+            "000000010000000000000001",
+            "000000010000000000000002",
+            "000000010000000000000002.00000028.backup",
+            "000000010000000000000003",
+            "00000002.history",
+            "000000020000000000000003",
+        ]);
+        assert_eq!(
+            expired(&all, "000000010000000000000003", SEG),
+            names(&[
+                "000000010000000000000001",
+                "000000010000000000000002",
+                "000000010000000000000002.00000028.backup",
+            ])
+        );
+        assert!(expired(&all, "not-a-segment", SEG).is_empty());
+    }
+
+    #[test]
+    fn ready_segments_are_found_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = dir.path().join("pg_wal");
+        std::fs::create_dir_all(wal.join("archive_status")).unwrap();
+        for n in ["000000010000000000000001", "000000010000000000000002", "000000010000000000000003", "000000010000000000000004"] {
+            std::fs::write(wal.join(n), b"x").unwrap();
+        }
+        for n in ["000000010000000000000003", "000000010000000000000004", "000000010000000000000002"] {
+            std::fs::write(wal.join("archive_status").join(format!("{n}.ready")), b"").unwrap();
+        }
+        std::fs::write(wal.join("archive_status/000000010000000000000001.done"), b"").unwrap();
+        let first = wal.join("000000010000000000000002");
+        assert_eq!(
+            ready_after(&first, 8),
+            vec![wal.join("000000010000000000000003"), wal.join("000000010000000000000004")]
+        );
+        assert_eq!(ready_after(&first, 1).len(), 1);
+    }
+
+    #[test]
+    fn reads_the_system_id_of_a_segment_header() {
+        let mut page = vec![0u8; 64];
+        page[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+        page[2..4].copy_from_slice(&2u16.to_le_bytes());
+        page[24..32].copy_from_slice(&7311u64.to_le_bytes());
+        assert_eq!(segment_system_id(&page), Some(7311));
+        assert_eq!(segment_system_id(b"short"), None);
+        assert_eq!(segment_system_id(&[0u8; 64]), None);
+    }
+}
