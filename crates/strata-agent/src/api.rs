@@ -27,6 +27,9 @@ pub struct NodeMetadata {
     pub features: Vec<String>,
     /// The roots the agent backs up and restores into.
     pub roots: Vec<String>,
+    /// For a PostgreSQL node: `primary`, `standby`, or why the server cannot be reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<String>,
     /// The operation that holds the node's lease, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseInfo>,
@@ -146,6 +149,9 @@ pub struct RestoreRequest {
     /// Only entries at or below this path.
     #[serde(default)]
     pub include: Option<String>,
+    /// For a PostgreSQL backup: how the restored server recovers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<strata_postgres::recovery::RecoveryPlan>,
 }
 
 /// What a restore did on one node.
@@ -162,6 +168,9 @@ pub struct RestoreReply {
     pub removed: u64,
     /// Files that could not be restored. Empty on success.
     pub errors: Vec<String>,
+    /// For PostgreSQL: how recovery ended ("recovered and promoted", ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<String>,
 }
 
 /// `GET /node/v1/operations/{id}/progress`.

@@ -20,7 +20,7 @@ use crate::prune::prune_extraneous;
 use crate::restore::{restore_node, RestoreOptions};
 use crate::upload::upload_chunks;
 use crate::AgentError;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 use strata_repo::manifest::{EntryKind, NodeManifest};
 use strata_repo::writer::{BlobWriter, WriterOptions};
 use strata_repo::{BlobId, Repository};
+
+mod postgres;
 
 /// Opens the repository of a named storage of the agent's own configuration: storage
 /// credentials and the repository password never travel between coordinator and agent.
@@ -48,6 +50,23 @@ pub struct AgentConfig {
     pub restore_workers: usize,
     /// Restore owners (uid/gid).
     pub set_owner: bool,
+    /// Set when the node is a PostgreSQL server (the postgres plugin).
+    pub postgres: Option<PostgresAgent>,
+}
+
+/// The postgres plugin's settings on a node.
+#[derive(Debug, Clone)]
+pub struct PostgresAgent {
+    pub node: strata_postgres::NodeSettings,
+    /// Let `pg_backup_start` spread its checkpoint instead of forcing it.
+    pub spread_checkpoint: bool,
+    /// How long a backup waits for its WAL to reach the archive.
+    pub wal_wait: Duration,
+    /// How long a restore waits for recovery to end.
+    pub recovery_timeout: Duration,
+    /// The command line, up to `wal-fetch`, that a restored server's `restore_command`
+    /// runs (`/usr/bin/strata --config /etc/strata.toml wal-fetch`).
+    pub wal_fetch_command: String,
 }
 
 struct Lease {
@@ -63,6 +82,9 @@ struct BackupState {
     missing: HashMap<BlobId, ChunkPlace>,
     /// Blobs this node stored in this backup.
     stored: HashSet<BlobId>,
+    /// The running PostgreSQL base backup; dropping it ends the session, which makes
+    /// PostgreSQL abort the backup.
+    postgres: Option<strata_postgres::session::BackupSession>,
 }
 
 struct Operation {
@@ -147,8 +169,30 @@ impl Agent {
         &self.config.source.name
     }
 
-    /// Who this agent is and who holds it.
-    pub fn metadata(&self) -> NodeMetadata {
+    /// Who this agent is, who holds it, and (for PostgreSQL) what its server is now.
+    pub async fn metadata(&self) -> NodeMetadata {
+        let postgres = match &self.config.postgres {
+            // Bounded: a status call must not hang on a server that does not answer.
+            Some(pg) => Some(
+                match tokio::time::timeout(
+                    Duration::from_secs(3),
+                    strata_postgres::session::probe_role(&pg.node),
+                )
+                .await
+                {
+                    Ok(Ok(role)) => role.as_str().to_string(),
+                    Ok(Err(err)) => format!("unreachable: {}", error_chain(&err)),
+                    Err(_) => "unreachable: no answer within 3 s".to_string(),
+                },
+            ),
+            None => None,
+        };
+        let mut meta = self.lease_metadata();
+        meta.postgres = postgres;
+        meta
+    }
+
+    fn lease_metadata(&self) -> NodeMetadata {
         let now = Instant::now();
         let lease = self.lease.lock().unwrap();
         NodeMetadata {
@@ -157,6 +201,7 @@ impl Agent {
             api_version: API_VERSION,
             features: FEATURES.iter().map(|f| f.to_string()).collect(),
             roots: self.config.source.roots.clone(),
+            postgres: None,
             lease: lease
                 .as_ref()
                 .filter(|l| l.expires > now)
@@ -305,6 +350,10 @@ impl Agent {
     pub async fn scan(&self, request: ScanRequest) -> ApiResult<ScanReply> {
         let op = self.new_operation(&request.operation)?;
         let repo = self.open_repo(&request.storage).await?;
+        let postgres = match &self.config.postgres {
+            Some(pg) => Some(self.start_base_backup(pg, &request.operation).await?),
+            None => None,
+        };
         let cache = FilesCache::load(&self.cache_path(&repo));
         let source = self.config.source.clone();
         let progress = op.progress.clone();
@@ -345,6 +394,7 @@ impl Agent {
             scan,
             missing,
             stored,
+            postgres,
         });
         Ok(reply)
     }
@@ -430,6 +480,11 @@ impl Agent {
                 id.short()
             )));
         }
+        if let Some(session) = state.postgres.take() {
+            let plugin = self.stop_base_backup(&mut state, session).await?;
+            state.scan.summary.plugin = plugin;
+        }
+        let manifest = &state.scan.manifest;
         let mut summary = state.scan.summary.clone();
         summary.stored_bytes = stored_size(&state.repo, manifest_blobs(manifest));
         summary.new_bytes = stored_size(&state.repo, state.stored.iter());
@@ -538,6 +593,9 @@ impl Agent {
     pub async fn restore(&self, request: RestoreRequest) -> ApiResult<RestoreReply> {
         let op = self.new_operation(&request.operation)?;
         let repo = self.open_repo(&request.storage).await?;
+        if request.recovery.is_some() {
+            self.before_pg_restore(&repo, &request).await?;
+        }
         let manifest = repo
             .load_manifest(&request.backup, &request.source)
             .await
@@ -566,8 +624,14 @@ impl Agent {
                 .await
                 .map_err(|e| failed(format!("removing files not in the backup: {e}")))?;
         }
+        let recovery = match &request.recovery {
+            Some(plan) if report.errors.is_empty() => self.recover(plan).await,
+            _ => Ok(None),
+        };
         self.operations.lock().unwrap().remove(&request.operation);
+        let recovery = recovery?;
         Ok(RestoreReply {
+            recovery,
             target: target.display().to_string(),
             files: report.files,
             dirs: report.dirs,

@@ -10,6 +10,7 @@
 use crate::assign::Holdings;
 use crate::backup::new_backup_name;
 use crate::lock::{list_locks, LockError, LockRecord, RepoLock};
+use strata_postgres::recovery::RecoveryPlan;
 use crate::mapping::{pair_nodes, SourceNode, TargetNode};
 use crate::node::NodeApi;
 use crate::operation::{OpState, Operation, OperationStatus, Registry};
@@ -39,6 +40,9 @@ pub struct Coordinator {
     upload_batch: std::sync::atomic::AtomicUsize,
     registry: Registry,
     stats: Mutex<OperationStats>,
+    /// For a PostgreSQL cluster: the role (`primary` or `standby`) of the node a backup
+    /// is taken from. Unset for plain files, where every node is backed up.
+    postgres_backup_from: Mutex<Option<String>>,
 }
 
 /// Counts of finished operations, for metrics.
@@ -79,6 +83,24 @@ pub struct RestorePlan {
     /// Only entries at or below this path.
     #[serde(default)]
     pub include: Option<String>,
+    /// For a PostgreSQL backup: the recovery target and what to do there (default: replay
+    /// all archived WAL, promote, start the server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryPlan>,
+}
+
+/// Whether a node of a backup is a PostgreSQL base backup.
+fn is_postgres(node: &NodeSummary) -> bool {
+    node.plugin.contains_key("postgres.start_lsn")
+}
+
+/// Recovery of a PostgreSQL restore when the user names no target.
+fn default_recovery() -> RecoveryPlan {
+    RecoveryPlan {
+        target: strata_postgres::recovery::Target::Latest,
+        action: strata_postgres::recovery::TargetAction::Promote,
+        start: true,
+    }
 }
 
 /// What a restore did on one node.
@@ -443,7 +465,38 @@ impl Coordinator {
             upload_batch: UPLOAD_BATCH.into(),
             registry: Registry::default(),
             stats: Mutex::new(OperationStats::default()),
+            postgres_backup_from: Mutex::new(None),
         })
+    }
+
+    /// Makes backups PostgreSQL base backups taken from one node of role `role`
+    /// (`primary` or `standby`), as the node reports it when the backup starts.
+    pub fn set_postgres_backup_from(&self, role: &str) {
+        *self.postgres_backup_from.lock().unwrap() = Some(role.to_string());
+    }
+
+    /// The node a PostgreSQL backup is taken from: the first whose server reports `role`.
+    async fn postgres_source(&self, role: &str) -> CoordinatorResult<usize> {
+        let answers = on_nodes(&(0..self.nodes.len()).collect::<Vec<_>>(), |i| {
+            let node = self.nodes[i].clone();
+            async move { deadline(QUICK_CALL, node.metadata()).await }
+        })
+        .await;
+        let mut seen = Vec::new();
+        for (i, answer) in answers {
+            let state = match answer {
+                Ok(meta) => meta.postgres.unwrap_or_else(|| "not a PostgreSQL node".into()),
+                Err(err) => format!("agent unreachable: {err}"),
+            };
+            if state == role {
+                return Ok(i);
+            }
+            seen.push(format!("{}: {state}", self.nodes[i].name()));
+        }
+        Err(CoordinatorError::NoNode(format!(
+            "no node is a reachable PostgreSQL {role} to back up from ({}); with postgres.backup_from = \"{role}\" one must be",
+            seen.join("; ")
+        )))
     }
 
     /// Sends at most `chunks` chunk ids per upload request (default 10 000).
@@ -523,7 +576,11 @@ impl Coordinator {
                     .into(),
             ));
         }
-        let members: Vec<usize> = (0..self.nodes.len()).collect();
+        let from = self.postgres_backup_from.lock().unwrap().clone();
+        let members: Vec<usize> = match from {
+            Some(role) => vec![self.postgres_source(&role).await?],
+            None => (0..self.nodes.len()).collect(),
+        };
         let (run, lock) = self.begin(new_backup_name(), "backup", members).await?;
         let op = run.op.clone();
         let task = async move {
@@ -554,6 +611,24 @@ impl Coordinator {
     ) -> CoordinatorResult<Vec<(String, usize)>> {
         let restorable: Vec<&NodeSummary> =
             summary.nodes.iter().filter(|n| n.has_manifest).collect();
+        if let Some(source) = restorable.iter().find(|n| is_postgres(n)) {
+            // One copy of the database cluster, laid down on every node (or the one
+            // asked for): the node's own settings make it the primary or a standby.
+            let pairs: Vec<(String, usize)> = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| plan.node.as_ref().is_none_or(|only| only == n.name()))
+                .map(|(i, _)| (source.name.clone(), i))
+                .collect();
+            if pairs.is_empty() {
+                return Err(CoordinatorError::NoNode(format!(
+                    "--node {:?} is not a configured node",
+                    plan.node.clone().unwrap_or_default()
+                )));
+            }
+            return Ok(pairs);
+        }
         for old in plan.map.keys() {
             if !summary.nodes.iter().any(|n| &n.name == old) {
                 return Err(CoordinatorError::NoNode(format!(
@@ -604,8 +679,13 @@ impl Coordinator {
         let (run, lock) = self.begin(id, "restore", members).await?;
         let op = run.op.clone();
         let backup = summary.name.clone();
+        let recovery = summary
+            .nodes
+            .iter()
+            .any(is_postgres)
+            .then(|| plan.recovery.clone().unwrap_or_else(default_recovery));
         let task = async move {
-            let outcome = restore(&run, lock, backup, pairs, plan.include).await;
+            let outcome = restore(&run, lock, backup, pairs, plan.include, recovery).await;
             finish_operation(&run, &outcome, RestoreOutcome::state);
             outcome
         };
@@ -979,6 +1059,7 @@ async fn restore(
     backup: String,
     pairs: Vec<(String, usize)>,
     include: Option<String>,
+    recovery: Option<RecoveryPlan>,
 ) -> CoordinatorResult<RestoreOutcome> {
     let clock = Instant::now();
     let tasks = run.keep_alive(lock);
@@ -994,6 +1075,7 @@ async fn restore(
             backup: backup.clone(),
             source: sources[&i].clone(),
             include: include.clone(),
+            recovery: recovery.clone(),
         };
         run.guarded(i, false, async move { node.restore(request).await })
     })

@@ -38,6 +38,8 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub default_storage: String,
+    /// `files` or `postgres`: what a backup of the nodes is.
+    pub plugin: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
     pub password: PasswordConfig,
@@ -51,6 +53,35 @@ pub struct Config {
     pub server: ServerConfig,
     pub retention: RetentionConfig,
     pub schedules: Vec<ScheduleConfig>,
+    pub postgres: PostgresConfig,
+    /// The file this configuration was read from (commands PostgreSQL runs, such as
+    /// `restore_command`, point back at it).
+    #[serde(skip)]
+    pub source_path: Option<PathBuf>,
+}
+
+/// Settings of the postgres plugin (`plugin = "postgres"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// `primary` or `standby`.
+    pub backup_from: String,
+    pub spread_checkpoint: bool,
+    pub wal_push_ahead: usize,
+    pub wal_wait_secs: u64,
+    pub recovery_timeout_secs: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            backup_from: "primary".into(),
+            spread_checkpoint: false,
+            wal_push_ahead: 8,
+            wal_wait_secs: 300,
+            recovery_timeout_secs: 3600,
+        }
+    }
 }
 
 /// A job `strata server` runs on a schedule (on the coordinator).
@@ -427,15 +458,32 @@ pub struct NodeConfig {
     /// names puts each backup node on a node of its zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// The node's PostgreSQL (with `plugin = "postgres"`): its data directory is what the
+    /// node backs up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<strata_postgres::NodeSettings>,
 }
 
 impl NodeConfig {
     /// What the node's agent backs up.
+    /// With PostgreSQL settings, the data directory minus what PostgreSQL says not to
+    /// back up.
     pub fn source(&self) -> strata_agent::backup::NodeSource {
-        strata_agent::backup::NodeSource {
-            name: self.name.clone(),
-            roots: self.roots.clone(),
-            exclude: self.exclude.clone(),
+        match &self.postgres {
+            Some(pg) => strata_agent::backup::NodeSource {
+                name: self.name.clone(),
+                roots: vec![pg.data_dir.display().to_string()],
+                exclude: strata_postgres::exclude::EXCLUDED
+                    .iter()
+                    .map(|p| p.to_string())
+                    .chain(self.exclude.iter().cloned())
+                    .collect(),
+            },
+            None => strata_agent::backup::NodeSource {
+                name: self.name.clone(),
+                roots: self.roots.clone(),
+                exclude: self.exclude.clone(),
+            },
         }
     }
 }
@@ -446,6 +494,7 @@ impl Default for Config {
         storages.insert("local".to_string(), StorageConfig::local("strata-repo"));
         Config {
             default_storage: "local".into(),
+            plugin: "files".into(),
             state_dir: None,
             password: PasswordConfig::default(),
             repository: RepositoryConfig::default(),
@@ -458,6 +507,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             retention: RetentionConfig::default(),
             schedules: Vec::new(),
+            postgres: PostgresConfig::default(),
+            source_path: None,
         }
     }
 }
@@ -508,6 +559,7 @@ impl Config {
         })?;
         config.resolve_paths(base);
         config.validate()?;
+        config.source_path = Some(std::path::absolute(origin).unwrap_or(origin.to_path_buf()));
         Ok(config)
     }
 
@@ -555,6 +607,12 @@ impl Config {
             resolve(path);
         }
         for node in &mut self.nodes {
+            if let Some(pg) = node.postgres.as_mut() {
+                resolve(&mut pg.data_dir);
+                if let Some(file) = pg.connect.password_file.as_mut() {
+                    resolve(file);
+                }
+            }
             for root in &mut node.roots {
                 if Path::new(root).is_relative() {
                     *root = base.join(&*root).to_string_lossy().into_owned();
@@ -607,9 +665,34 @@ impl Config {
                         node.name
                     ));
                 }
+            } else if self.plugin == "postgres" {
+                if node.postgres.is_none() {
+                    return invalid(format!(
+                        "node {:?} has no [nodes.postgres] section: with plugin = \"postgres\" each node names its data_dir and connection",
+                        node.name
+                    ));
+                }
+                if !node.roots.is_empty() {
+                    return invalid(format!(
+                        "node {:?}: with plugin = \"postgres\" the data directory is the root; remove `roots`",
+                        node.name
+                    ));
+                }
             } else if node.roots.is_empty() {
                 return invalid(format!("node {:?} has no roots", node.name));
             }
+        }
+        if !["files", "postgres"].contains(&self.plugin.as_str()) {
+            return invalid(format!(
+                "plugin {:?} is not known: use \"files\" or \"postgres\"",
+                self.plugin
+            ));
+        }
+        if !["primary", "standby"].contains(&self.postgres.backup_from.as_str()) {
+            return invalid(format!(
+                "postgres.backup_from {:?} must be \"primary\" or \"standby\"",
+                self.postgres.backup_from
+            ));
         }
         if let Some(node) = &self.server.node {
             if !self.nodes.iter().any(|n| &n.name == node) {

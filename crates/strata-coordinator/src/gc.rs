@@ -51,13 +51,32 @@ pub async fn collect_garbage(repo: &Arc<Repository>, dry_run: bool) -> Coordinat
     let lock = RepoLock::acquire(repo.store().clone(), &id, "gc", Duration::from_secs(60))
         .await?
         .keep_renewed();
-    let result = collect(repo, dry_run).await;
+    let result = match wait_for_archive_writers(repo).await {
+        Ok(()) => collect(repo, dry_run).await,
+        Err(err) => Err(err),
+    };
     lock.release().await;
     let report = result?;
     if !dry_run {
         repo.reload_index().await?;
     }
     Ok(report)
+}
+
+/// Waits until no WAL push is storing data (new pushes see the collection's lock and
+/// step back), or refuses as busy after a minute.
+async fn wait_for_archive_writers(repo: &Arc<Repository>) -> CoordinatorResult<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let writers = crate::lock::live_archive_writers(repo.store()).await?;
+        let Some(writer) = writers.first() else {
+            return Ok(());
+        };
+        if std::time::Instant::now() > deadline {
+            return Err(crate::lock::LockError::Busy(writer.describe()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// A pack whose live blobs take less than this share of its blob bytes is repacked.
@@ -107,6 +126,10 @@ async fn collect(repo: &Arc<Repository>, dry_run: bool) -> CoordinatorResult<GcR
                 }
             }
         }
+    }
+    // Files archived outside backups (WAL) keep their data too.
+    for (_, file) in repo.all_archived().await? {
+        referenced.extend(file.chunks.iter().copied());
     }
     // Under the lock the index can only have grown since the repository was opened; the
     // repository may also have been opened without it (for listing).

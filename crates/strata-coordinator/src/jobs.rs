@@ -22,8 +22,12 @@ impl ClusterJobs {
             .await
             .map_err(chain)?;
         let removed = rows.iter().filter(|r| !r.keep).count();
+        let wal = crate::wal::expire(repo, false).await.map_err(chain)?;
         let mut line = format!("{} kept, {removed} removed", rows.len() - removed);
-        if removed > 0 {
+        if !wal.removed.is_empty() {
+            line.push_str(&format!("; {} WAL files removed", wal.removed.len()));
+        }
+        if removed > 0 || !wal.removed.is_empty() {
             let gc = crate::gc::collect_garbage(repo, false)
                 .await
                 .map_err(chain)?;

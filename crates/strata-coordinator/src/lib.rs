@@ -27,6 +27,7 @@ pub mod setup;
 pub mod storage;
 pub mod verify;
 pub mod verify_record;
+pub mod wal;
 
 pub use error::{CoordinatorError, CoordinatorResult};
 

@@ -325,3 +325,71 @@ mod tests {
         assert_eq!(locks[0].operation, lock.record().operation);
     }
 }
+
+/// Where WAL pushes announce themselves. They run beside backups and restores (a base
+/// backup even waits for them), so they take no cluster lock; only garbage collection,
+/// which deletes data no record references yet, must not overlap them.
+const WRITERS: &str = "writers/";
+
+/// A running archive writer (`strata wal-push`), announced in the repository.
+#[derive(Debug)]
+pub struct ArchiveMark {
+    store: DynStore,
+    key: String,
+}
+
+/// Announces an archive writer, then checks for a garbage collection: each side writes
+/// its own object before looking for the other's, so at least one of them sees the other
+/// and steps back. The writer steps back with [`LockError::Busy`] (PostgreSQL retries the
+/// archive command); garbage collection waits for announced writers to end.
+pub async fn mark_archive_writer(store: DynStore, what: &str) -> Result<ArchiveMark, LockError> {
+    let now = now_ms();
+    let record = LockRecord {
+        operation: format!("{what}-{now}-{}", std::process::id()),
+        kind: what.to_string(),
+        holder: holder_name(),
+        started_ms: now,
+        expires_ms: now + 10 * 60 * 1000,
+    };
+    let key = format!("{WRITERS}{}.json", record.operation);
+    let body = serde_json::to_vec_pretty(&record).expect("lock records serialize");
+    store.put(&key, body.into()).await?;
+    let mark = ArchiveMark { store, key };
+    let now = now_ms();
+    let gc = list_locks(&mark.store)
+        .await?
+        .into_iter()
+        .find(|l| l.kind == "gc" && l.is_live(now));
+    if let Some(gc) = gc {
+        mark.release().await;
+        return Err(LockError::Busy(gc.describe()));
+    }
+    Ok(mark)
+}
+
+impl ArchiveMark {
+    /// Withdraws the announcement (best effort: it expires after ten minutes anyway).
+    pub async fn release(self) {
+        let _ = self.store.delete(&self.key).await;
+    }
+}
+
+/// The live archive writers, oldest first.
+pub async fn live_archive_writers(store: &DynStore) -> Result<Vec<LockRecord>, LockError> {
+    let now = now_ms();
+    let mut out = Vec::new();
+    for meta in store.list_fresh(WRITERS).await? {
+        match store.get(&meta.key).await {
+            Ok(bytes) => match serde_json::from_slice::<LockRecord>(&bytes) {
+                Ok(record) if record.is_live(now) => out.push(record),
+                _ => {
+                    let _ = store.delete(&meta.key).await;
+                }
+            },
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.sort_by_key(|r| r.started_ms);
+    Ok(out)
+}

@@ -42,7 +42,7 @@ impl NodeApi for LocalNode {
         "in-process".into()
     }
     async fn metadata(&self) -> NodeResult<NodeMetadata> {
-        Ok(self.0.metadata())
+        Ok(self.0.metadata().await)
     }
     async fn lease(&self, request: LeaseRequest) -> NodeResult<LeaseInfo> {
         self.0.lease(&request)

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_agent::backup::NodeSource;
-use strata_agent::service::{Agent, AgentConfig, RepoProvider};
+use strata_agent::service::{Agent, AgentConfig, PostgresAgent, RepoProvider};
 use strata_repo::writer::WriterOptions;
 use strata_repo::Repository;
 
@@ -43,6 +43,41 @@ pub fn agent_config(config: &Config, source: NodeSource) -> AgentConfig {
             defaults.workers
         },
         set_owner: defaults.set_owner,
+        postgres: None,
+    }
+}
+
+/// The agent settings of a configured node: its source, and the postgres plugin's
+/// settings when the cluster is a PostgreSQL cluster.
+pub fn node_agent_config(config: &Config, node: &NodeConfig) -> AgentConfig {
+    let mut agent = agent_config(config, node.source());
+    if config.plugin == "postgres" {
+        agent.postgres = node.postgres.as_ref().map(|pg| PostgresAgent {
+            node: pg.clone(),
+            spread_checkpoint: config.postgres.spread_checkpoint,
+            wal_wait: Duration::from_secs(config.postgres.wal_wait_secs),
+            recovery_timeout: Duration::from_secs(config.postgres.recovery_timeout_secs),
+            wal_fetch_command: wal_fetch_command(config),
+        });
+    }
+    agent
+}
+
+/// How a restored server calls back into strata for WAL: this executable with this
+/// configuration file.
+pub fn wal_fetch_command(config: &Config) -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "strata".into());
+    // The shell runs it: single quotes keep any character of a path literal.
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    match &config.source_path {
+        Some(path) => format!(
+            "{} --config {} wal-fetch",
+            quote(&exe),
+            quote(&path.display().to_string())
+        ),
+        None => format!("{} wal-fetch", quote(&exe)),
     }
 }
 
@@ -131,7 +166,7 @@ pub fn build_nodes(
                 agent_client(config, url)?,
             ))),
             (None, None) => {
-                let agent = Agent::start(agent_config(config, node.source()), repos.clone());
+                let agent = Agent::start(node_agent_config(config, node), repos.clone());
                 out.push(Arc::new(LocalNode(agent)));
             }
         }
@@ -155,12 +190,16 @@ pub fn coordinator(
         .iter()
         .map(|n| zones.get(n.name()).cloned().flatten())
         .collect();
-    Coordinator::new(
+    let coordinator = Coordinator::new(
         nodes,
         zones,
         &storage.name,
         repo,
         Some(storage.requests.clone()),
         Duration::from_secs(config.server.lease_ttl_secs),
-    )
+    );
+    if config.plugin == "postgres" {
+        coordinator.set_postgres_backup_from(&config.postgres.backup_from);
+    }
+    coordinator
 }

@@ -137,7 +137,7 @@ impl BackupSession {
     /// Ends the backup. On a primary PostgreSQL waits until the WAL the backup needs is
     /// archived; on a standby the caller must make sure of that (see
     /// [`BackupSession::switch_primary_wal`]).
-    pub async fn stop(self) -> PgResult<Stopped> {
+    pub async fn stop(&self) -> PgResult<Stopped> {
         let sql = if self.version >= 150000 {
             "SELECT lsn::text, labelfile, coalesce(spcmapfile, '') FROM pg_backup_stop(true)"
         } else {

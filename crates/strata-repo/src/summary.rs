@@ -66,6 +66,9 @@ pub struct NodeSummary {
     pub warning_count: u64,
     /// Whether a manifest was written.
     pub has_manifest: bool,
+    /// What a plugin recorded about the node (for PostgreSQL: `postgres.start_lsn`, ...).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub plugin: std::collections::BTreeMap<String, String>,
 }
 
 /// The summary of a backup.

@@ -39,7 +39,7 @@ pub fn routes(agent: Arc<Agent>, token: String) -> Router {
 }
 
 async fn metadata(State(agent): AgentState) -> Json<NodeMetadata> {
-    Json(agent.metadata())
+    Json(agent.metadata().await)
 }
 
 async fn lease(State(agent): AgentState, Json(request): Json<LeaseRequest>) -> Reply<LeaseInfo> {

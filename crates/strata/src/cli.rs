@@ -53,6 +53,40 @@ pub struct Global {
     pub quiet: bool,
 }
 
+/// `strata wal ...`.
+#[derive(Debug, Subcommand)]
+pub enum WalCommand {
+    /// Archived segments per timeline as runs without gaps, and which PostgreSQL backups
+    /// can be restored and how far.
+    List,
+    /// Read back every archived WAL file and check it.
+    Verify,
+}
+
+/// Point-in-time recovery of a PostgreSQL restore (default: replay every archived WAL
+/// file, then promote).
+#[derive(Debug, Args)]
+pub struct RecoveryArgs {
+    /// Recover up to this time (`2026-11-23 05:00:00+00`).
+    #[arg(long, value_name = "TIME", group = "target")]
+    pub target_time: Option<String>,
+    /// Recover up to this WAL position (`0/3000060`).
+    #[arg(long, value_name = "LSN", group = "target")]
+    pub target_lsn: Option<String>,
+    /// Recover up to this transaction id.
+    #[arg(long, value_name = "XID", group = "target")]
+    pub target_xid: Option<String>,
+    /// Stop as soon as the backup is consistent.
+    #[arg(long, group = "target")]
+    pub target_immediate: bool,
+    /// At the target: promote (default), pause, or shutdown.
+    #[arg(long, value_name = "ACTION", default_value = "promote")]
+    pub target_action: String,
+    /// Lay the files down and write the recovery settings, but do not start PostgreSQL.
+    #[arg(long)]
+    pub no_start: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new repository in the default storage (or --storage, or --repo).
@@ -107,6 +141,30 @@ pub enum Command {
         /// Restore only entries at or below this path.
         #[arg(long)]
         path: Option<String>,
+        #[command(flatten)]
+        recovery: RecoveryArgs,
+    },
+    /// Archive a WAL file: PostgreSQL's `archive_command = 'strata wal-push %p'`. Exit 0
+    /// only once the file is stored; pushing the same file again is fine.
+    #[command(name = "wal-push")]
+    WalPush {
+        /// The file (`%p`, relative to the data directory).
+        path: PathBuf,
+    },
+    /// Fetch an archived WAL file: `restore_command = 'strata wal-fetch %f %p'`. Exit 1
+    /// when the archive lacks it (the normal end of recovery), 126 on any other failure
+    /// (PostgreSQL then stops recovery rather than end it early).
+    #[command(name = "wal-fetch")]
+    WalFetch {
+        /// The file name (`%f`).
+        name: String,
+        /// Where to write it (`%p`).
+        dest: PathBuf,
+    },
+    /// The WAL archive: archived ranges and gaps per timeline, and a read-back check.
+    Wal {
+        #[command(subcommand)]
+        command: WalCommand,
     },
     /// Delete backups: their summaries and manifests, then (`gc`) the data no remaining
     /// backup uses.

@@ -165,7 +165,9 @@ impl Context {
         node: Option<String>,
         map: &[String],
         path: Option<String>,
+        recovery: crate::cli::RecoveryArgs,
     ) -> CommandResult {
+        let recovery = crate::wal_commands::recovery_plan(recovery)?;
         let mut pairs = BTreeMap::new();
         for m in map {
             let Some((old, new)) = m.split_once('=') else {
@@ -180,10 +182,12 @@ impl Context {
             node,
             map: pairs,
             include: path,
+            recovery,
         };
         let outcome = if let Some(client) = self.remote()? {
             let body = serde_json::json!({
                 "backup": wanted, "node": plan.node, "map": plan.map, "include": plan.include,
+                "recovery": plan.recovery,
             });
             let started: Started = client.post("/api/v1/restores", &body).await?;
             let last = self.follow(client, started.operation).await?;
@@ -212,11 +216,16 @@ impl Context {
         } else {
             for n in &outcome.nodes {
                 match (&n.report, &n.error) {
-                    (Some(r), _) => self.say(format!(
-                        "restored node {} of {} to node {} ({}): {} files ({} written, {} already correct), {} dirs, {} removed",
-                        n.source, outcome.backup, n.node, r.target, r.files, output::size(r.bytes),
-                        r.files_kept, r.dirs, r.removed,
-                    )),
+                    (Some(r), _) => {
+                        self.say(format!(
+                            "restored node {} of {} to node {} ({}): {} files ({} written, {} already correct), {} dirs, {} removed",
+                            n.source, outcome.backup, n.node, r.target, r.files, output::size(r.bytes),
+                            r.files_kept, r.dirs, r.removed,
+                        ));
+                        if let Some(recovery) = &r.recovery {
+                            self.say(format!("node {}: PostgreSQL {recovery}", n.node));
+                        }
+                    }
                     (None, Some(e)) => eprintln!("strata: node {} not restored: {e}", n.node),
                     (None, None) => {}
                 }
@@ -408,7 +417,7 @@ impl Context {
                 )
             })?;
             let agent = strata_agent::service::Agent::start(
-                setup::agent_config(&self.config, node_config.source()),
+                setup::node_agent_config(&self.config, node_config),
                 repos.clone(),
             );
             local_agents.insert(name.clone(), agent.clone());

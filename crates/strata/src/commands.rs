@@ -74,7 +74,11 @@ pub async fn run(cli: Cli) -> CommandResult {
             node,
             map,
             path,
-        } => ctx.cluster_restore(&backup, node, &map, path).await,
+            recovery,
+        } => ctx.cluster_restore(&backup, node, &map, path, recovery).await,
+        Command::WalPush { path } => ctx.wal_push(&path).await,
+        Command::WalFetch { name, dest } => ctx.wal_fetch(&name, &dest).await,
+        Command::Wal { command } => ctx.wal(command).await,
         Command::Delete { backups } => ctx.delete(&backups).await,
         Command::Verify {
             backup,
@@ -302,6 +306,7 @@ impl Context {
                 roots: paths,
                 exclude,
                 zone: None,
+                postgres: None,
             }];
             probe.validate()?;
             return Ok(probe.nodes);

@@ -34,7 +34,7 @@ impl Failure {
     }
 }
 
-fn chain(err: &dyn std::error::Error) -> String {
+pub(crate) fn chain(err: &dyn std::error::Error) -> String {
     strata_coordinator::backup::error_chain(err)
 }
 

@@ -36,13 +36,16 @@ impl Context {
         let repo = self.open_storage(&storage).await?;
         let rows = cleanup(&repo, &policy, dry_run).await?;
         let removed = rows.iter().filter(|r| !r.keep).count();
-        let gc = if removed > 0 && !dry_run {
+        let wal = strata_coordinator::wal::expire(&repo, dry_run).await?;
+        let gc = if (removed > 0 || !wal.removed.is_empty()) && !dry_run {
             Some(collect_garbage(&repo, false).await?)
         } else {
             None
         };
         if self.global.json {
-            print_json(&serde_json::json!({ "dry_run": dry_run, "backups": rows, "gc": gc }));
+            print_json(
+                &serde_json::json!({ "dry_run": dry_run, "backups": rows, "wal": wal, "gc": gc }),
+            );
             return Ok(0);
         }
         let verb = if dry_run { "would remove" } else { "removed" };
@@ -67,6 +70,12 @@ impl Context {
             "{} kept, {removed} {summary_verb}",
             rows.len() - removed
         ));
+        if let Some(oldest) = &wal.oldest_needed {
+            self.say(format!(
+                "WAL: {} files before {oldest} (the oldest kept backup's start) {summary_verb}",
+                wal.removed.len()
+            ));
+        }
         if let Some(gc) = &gc {
             self.say_gc(gc);
         }

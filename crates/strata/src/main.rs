@@ -6,6 +6,7 @@ mod cluster_commands;
 mod commands;
 mod failure;
 mod lifecycle_commands;
+mod wal_commands;
 mod output;
 mod progress;
 

@@ -1,0 +1,179 @@
+//! `strata wal-push`, `wal-fetch`, `wal list|verify`, and the recovery options of
+//! `strata restore`: the commands PostgreSQL and operators run around the WAL archive.
+
+use crate::cli::{RecoveryArgs, WalCommand};
+use crate::commands::{print_json, CommandResult, Context};
+use crate::failure::{code, Failure};
+use std::path::Path;
+use strata_coordinator::wal::{self, WalError};
+use strata_postgres::recovery::{RecoveryPlan, Target, TargetAction};
+use strata_postgres::wal::Pushed;
+
+/// Exit code of `wal-fetch` for anything but "not in the archive": above 125, which makes
+/// PostgreSQL stop recovery instead of taking the failure for the end of the archive.
+const FETCH_ABORT: u8 = 126;
+
+/// The recovery plan the options ask for (`None`: the defaults of the restore).
+pub(crate) fn recovery_plan(args: RecoveryArgs) -> Result<Option<RecoveryPlan>, Failure> {
+    let action = TargetAction::parse(&args.target_action).ok_or_else(|| {
+        Failure::new(
+            code::USAGE,
+            format!(
+                "--target-action {:?}: use promote, pause or shutdown",
+                args.target_action
+            ),
+        )
+    })?;
+    let target = if let Some(t) = args.target_time {
+        Target::Time(t)
+    } else if let Some(l) = args.target_lsn {
+        if strata_postgres::walname::Lsn::parse(&l).is_none() {
+            return Err(Failure::new(
+                code::USAGE,
+                format!("--target-lsn {l:?} is not a WAL position such as 0/3000060"),
+            ));
+        }
+        Target::Lsn(l)
+    } else if let Some(x) = args.target_xid {
+        if x.parse::<u64>().is_err() {
+            return Err(Failure::new(
+                code::USAGE,
+                format!("--target-xid {x:?} is not a transaction id"),
+            ));
+        }
+        Target::Xid(x)
+    } else if args.target_immediate {
+        Target::Immediate
+    } else {
+        Target::Latest
+    };
+    let defaults = target == Target::Latest && action == TargetAction::Promote && !args.no_start;
+    Ok((!defaults).then_some(RecoveryPlan {
+        target,
+        action,
+        start: !args.no_start,
+    }))
+}
+
+impl Context {
+    /// `strata wal-push PATH`.
+    pub(crate) async fn wal_push(&self, path: &Path) -> CommandResult {
+        let storage = self.storage()?;
+        let repo = self.open_storage(&storage).await?;
+        let ahead = self.config.postgres.wal_push_ahead;
+        let outcomes = wal::push(&repo, path, ahead, self.config.backup.writer_options())
+            .await
+            .map_err(|err| match err {
+                WalError::Busy(why) => Failure::new(code::BUSY, why),
+                other => Failure::new(code::FAILED, crate::failure::chain(&other)),
+            })?;
+        for outcome in &outcomes {
+            match outcome {
+                Pushed::Stored { name, bytes } => {
+                    self.say(format!("archived {name} ({})", crate::output::size(*bytes)))
+                }
+                Pushed::AlreadyArchived { name } => {
+                    self.say(format!("{name} was already archived (same content)"))
+                }
+            }
+        }
+        Ok(0)
+    }
+
+    /// `strata wal-fetch NAME DEST`.
+    pub(crate) async fn wal_fetch(&self, name: &str, dest: &Path) -> CommandResult {
+        let outcome = async {
+            let storage = self.storage()?;
+            let repo = self.open_storage(&storage).await?;
+            wal::fetch(&repo, name, dest).await.map_err(|err| match err {
+                WalError::NotFound(name) => Failure::new(
+                    code::FAILED,
+                    format!("{name} is not in the archive"),
+                ),
+                other => Failure::new(FETCH_ABORT, crate::failure::chain(&other)),
+            })
+        }
+        .await;
+        match outcome {
+            Ok(bytes) => {
+                self.say(format!("restored {name} ({})", crate::output::size(bytes)));
+                Ok(0)
+            }
+            // Not found: quiet, PostgreSQL asks for files past the end all the time.
+            Err(f) if f.code == code::FAILED => Ok(code::FAILED),
+            Err(f) if f.code == FETCH_ABORT => Err(f),
+            // Configuration, password, storage: recovery must stop, not end early.
+            Err(f) => Err(Failure::new(FETCH_ABORT, f.message)),
+        }
+    }
+
+    /// `strata wal list|verify`.
+    pub(crate) async fn wal(&self, command: WalCommand) -> CommandResult {
+        let storage = self.storage()?;
+        let repo = self.open_storage(&storage).await?;
+        match command {
+            WalCommand::List => {
+                let listing = wal::list(&repo).await?;
+                if self.global.json {
+                    print_json(&listing);
+                    return Ok(0);
+                }
+                if listing.archive.timelines.is_empty() {
+                    self.say("no WAL archived yet");
+                }
+                for t in &listing.archive.timelines {
+                    let runs: Vec<String> = t
+                        .ranges
+                        .iter()
+                        .map(|(a, b)| if a == b { a.clone() } else { format!("{a} .. {b}") })
+                        .collect();
+                    let gaps = t.ranges.len() - 1;
+                    self.say(format!(
+                        "timeline {}: {} segments in {} run{} ({} gap{}): {}",
+                        t.timeline,
+                        t.segments,
+                        t.ranges.len(),
+                        if t.ranges.len() == 1 { "" } else { "s" },
+                        gaps,
+                        if gaps == 1 { "" } else { "s" },
+                        runs.join(", ")
+                    ));
+                }
+                if !listing.archive.history_files.is_empty() {
+                    self.say(format!(
+                        "history files: {}",
+                        listing.archive.history_files.join(", ")
+                    ));
+                }
+                for b in &listing.backups {
+                    let state = match (&b.consistent, &b.first_gap) {
+                        (false, _) => "NOT restorable: WAL to make it consistent is missing".to_string(),
+                        (true, Some(gap)) => format!("restorable up to the gap at {gap}"),
+                        (true, None) => "restorable to any point up to the newest archived WAL".into(),
+                    };
+                    self.say(format!(
+                        "backup {} (timeline {}, WAL {} .. {}): {state}",
+                        b.backup, b.timeline, b.start_wal, b.stop_wal
+                    ));
+                }
+                let broken = listing.backups.iter().any(|b| !b.consistent);
+                Ok(if broken { code::DAMAGED } else { 0 })
+            }
+            WalCommand::Verify => {
+                let (checked, bad) = wal::verify(&repo).await?;
+                if self.global.json {
+                    print_json(&serde_json::json!({ "checked": checked, "damaged": bad }));
+                } else {
+                    for (name, why) in &bad {
+                        eprintln!("strata: damaged: {name}: {why}");
+                    }
+                    self.say(format!(
+                        "{checked} WAL files read back, {} damaged",
+                        bad.len()
+                    ));
+                }
+                Ok(if bad.is_empty() { 0 } else { code::DAMAGED })
+            }
+        }
+    }
+}
