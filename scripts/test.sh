@@ -9,7 +9,9 @@
 # `unshare` (a private mount namespace with a tiny tmpfs stands in for a full disk) and
 # `setpriv` (to read a source as an unprivileged user when the suite runs as root). The
 # cluster tests start real `strata server` processes on 127.0.0.1; the TLS one makes its
-# certificate with `openssl`.
+# certificate with `openssl`. The postgres plugin's tests create PostgreSQL 15 clusters
+# with initdb (Debian's postgresql-15; run as the `postgres` user when the suite runs as
+# root).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -20,6 +22,8 @@ need setpriv || missing+=(util-linux)
 need npm || missing+=(npm)
 need openssl || missing+=(openssl)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
+# PostgreSQL 15 (initdb, pg_ctl, pgbench) for the postgres plugin's tests.
+[ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}"
@@ -37,6 +41,8 @@ cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> tests"
+# The PostgreSQL tests must run here, not skip.
+export STRATA_REQUIRE_POSTGRES=1
 if need cargo-nextest; then
   cargo nextest run --workspace --no-fail-fast
 else

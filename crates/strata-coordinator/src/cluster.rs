@@ -10,7 +10,6 @@
 use crate::assign::Holdings;
 use crate::backup::new_backup_name;
 use crate::lock::{list_locks, LockError, LockRecord, RepoLock};
-use strata_postgres::recovery::RecoveryPlan;
 use crate::mapping::{pair_nodes, SourceNode, TargetNode};
 use crate::node::NodeApi;
 use crate::operation::{OpState, Operation, OperationStatus, Registry};
@@ -21,6 +20,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use strata_agent::api::*;
+use strata_postgres::recovery::RecoveryPlan;
 use strata_repo::summary::{BackupStatus, BackupSummary, NodeSummary};
 use strata_repo::{BlobId, Repository};
 use strata_store::CountingStore;
@@ -485,7 +485,9 @@ impl Coordinator {
         let mut seen = Vec::new();
         for (i, answer) in answers {
             let state = match answer {
-                Ok(meta) => meta.postgres.unwrap_or_else(|| "not a PostgreSQL node".into()),
+                Ok(meta) => meta
+                    .postgres
+                    .unwrap_or_else(|| "not a PostgreSQL node".into()),
                 Err(err) => format!("agent unreachable: {err}"),
             };
             if state == role {

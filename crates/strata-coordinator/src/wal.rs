@@ -137,9 +137,9 @@ pub async fn list(repo: &Repository) -> CoordinatorResult<WalListing> {
 
 /// `strata wal verify`: reads every archived file back.
 pub async fn verify(repo: &Arc<Repository>) -> CoordinatorResult<(u64, Vec<(String, String)>)> {
-    wal::verify(repo).await.map_err(|e| {
-        CoordinatorError::NothingToDo(strata_agent::service::error_chain(&e))
-    })
+    wal::verify(repo)
+        .await
+        .map_err(|e| CoordinatorError::NothingToDo(strata_agent::service::error_chain(&e)))
 }
 
 /// What WAL retention removed (or would remove).
@@ -161,9 +161,9 @@ pub async fn expire(repo: &Repository, dry_run: bool) -> CoordinatorResult<WalEx
         }
         for node in &summary.nodes {
             if let Some(info) = BaseBackupInfo::from_map(&node.plugin) {
-                let older = oldest.as_ref().is_none_or(|o| {
-                    info.start_wal[8..] < o.start_wal[8..]
-                });
+                let older = oldest
+                    .as_ref()
+                    .is_none_or(|o| info.start_wal[8..] < o.start_wal[8..]);
                 if older {
                     oldest = Some(info);
                 }

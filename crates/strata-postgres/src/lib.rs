@@ -57,7 +57,10 @@ impl PgError {
         move |source| PgError::Query { what, source }
     }
 
-    pub(crate) fn io(what: impl Into<String>, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> PgError {
+    pub(crate) fn io(
+        what: impl Into<String>,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> PgError {
         let (what, path) = (what.into(), path.into());
         move |source| PgError::Io { what, path, source }
     }

@@ -123,11 +123,27 @@ fn without_block(text: &str) -> String {
 pub fn prepare(node: &NodeSettings, plan: &RecoveryPlan, wal_fetch: &str) -> PgResult<()> {
     let data = &node.data_dir;
     let io = |what: &str, path: &Path| PgError::io(what.to_string(), path.to_path_buf());
-    for stale in ["postmaster.pid", "recovery.signal", "standby.signal", "backup_label.old"] {
+    for stale in [
+        "postmaster.pid",
+        "recovery.signal",
+        "standby.signal",
+        "backup_label.old",
+    ] {
         let path = data.join(stale);
         if path.exists() {
             std::fs::remove_file(&path).map_err(io("cannot remove", &path))?;
         }
+    }
+    // PostgreSQL refuses a data directory others can enter (group read is allowed).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data)
+        .map_err(io("cannot read", data))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode != 0o700 && mode != 0o750 {
+        std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))
+            .map_err(io("cannot set permissions of", data))?;
     }
     let wal = data.join("pg_wal");
     if wal.is_dir() {
@@ -187,7 +203,12 @@ mod tests {
             action: TargetAction::Promote,
             start: false,
         };
-        prepare(&node(data, false), &plan, "/usr/bin/strata --config '/etc/s.toml' wal-fetch").unwrap();
+        prepare(
+            &node(data, false),
+            &plan,
+            "/usr/bin/strata --config '/etc/s.toml' wal-fetch",
+        )
+        .unwrap();
         let plan = RecoveryPlan {
             target: Target::Lsn("0/3000000".into()),
             action: TargetAction::Pause,

@@ -39,10 +39,14 @@ fn reason(log: &Path) -> String {
         .find(|l| l.contains("FATAL:") || l.contains("PANIC:"))
         .map(str::to_string);
     match fatal {
-        Some(line) if line.contains("recovery ended before configured recovery target was reached") => format!(
+        Some(line)
+            if line.contains("recovery ended before configured recovery target was reached") =>
+        {
+            format!(
             "the WAL needed to reach the recovery target is not in the archive (PostgreSQL: {})",
             line.trim()
-        ),
+        )
+        }
         Some(line) => line.trim().to_string(),
         None => log_tail(log, 15),
     }
@@ -98,7 +102,8 @@ pub async fn start_and_recover(
         if let Ok(client) = node.connect.connect().await {
             let row = client
                 .query_one(
-                    "SELECT pg_is_in_recovery(), pg_get_wal_replay_pause_state()",
+                    // The pause state is an error outside recovery.
+                    "SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() ELSE '' END",
                     &[],
                 )
                 .await;

@@ -104,7 +104,10 @@ impl BackupSession {
             )));
         }
         let system_identifier: String = client
-            .query_one("SELECT system_identifier::text FROM pg_control_system()", &[])
+            .query_one(
+                "SELECT system_identifier::text FROM pg_control_system()",
+                &[],
+            )
             .await
             .map_err(PgError::query("pg_control_system()"))?
             .get(0);
@@ -163,7 +166,11 @@ impl BackupSession {
             start_wal: segment_name(timeline, self.start_lsn.segment(seg), seg),
             // The stop position may sit exactly on a segment boundary: the record before it
             // is what recovery must reach.
-            stop_wal: segment_name(timeline, Lsn(stop_lsn.0.saturating_sub(1)).segment(seg), seg),
+            stop_wal: segment_name(
+                timeline,
+                Lsn(stop_lsn.0.saturating_sub(1)).segment(seg),
+                seg,
+            ),
             segment_size: seg,
             from_standby: self.role == Role::Standby,
         };
@@ -184,13 +191,17 @@ impl BackupSession {
             .await
             .map_err(PgError::query("reading primary_conninfo"))?
             .get(0);
-        let config: tokio_postgres_config::Config = conninfo.parse().map_err(|e| {
-            PgError::Refused(format!("cannot read the standby's primary_conninfo: {e}"))
-        })?;
-        let (primary, connection) = config
-            .connect(tokio_postgres_config::NoTls)
-            .await
-            .map_err(PgError::query("connecting to the primary named by primary_conninfo"))?;
+        let config: tokio_postgres_config::Config =
+            connectable(&conninfo).parse().map_err(|e| {
+                PgError::Refused(format!("cannot read the standby's primary_conninfo: {e}"))
+            })?;
+        let (primary, connection) =
+            config
+                .connect(tokio_postgres_config::NoTls)
+                .await
+                .map_err(PgError::query(
+                    "connecting to the primary named by primary_conninfo",
+                ))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
@@ -200,6 +211,58 @@ impl BackupSession {
             .map_err(PgError::query("pg_switch_wal() on the primary"))?;
         Ok(())
     }
+}
+
+/// The part of a libpq connection string this client understands: `pg_basebackup -R`
+/// writes options (passfile, sslmode, gssencmode, ...) that only libpq knows.
+fn connectable(conninfo: &str) -> String {
+    const KEPT: &[&str] = &[
+        "host",
+        "hostaddr",
+        "port",
+        "user",
+        "dbname",
+        "password",
+        "application_name",
+        "connect_timeout",
+    ];
+    let mut out = Vec::new();
+    let mut rest = conninfo.trim();
+    while !rest.is_empty() {
+        let Some((key, after)) = rest.split_once('=') else {
+            break;
+        };
+        let key = key.trim();
+        let after = after.trim_start();
+        let (value, next) = if let Some(quoted) = after.strip_prefix('\'') {
+            // A quoted value ends at the first quote that is not escaped.
+            let mut end = None;
+            let mut escaped = false;
+            for (i, c) in quoted.char_indices() {
+                match c {
+                    '\\' if !escaped => escaped = true,
+                    '\'' if !escaped => {
+                        end = Some(i);
+                        break;
+                    }
+                    _ => escaped = false,
+                }
+            }
+            let end = end.unwrap_or(quoted.len());
+            (
+                format!("'{}'", &quoted[..end]),
+                quoted.get(end + 1..).unwrap_or(""),
+            )
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            (after[..end].to_string(), &after[end..])
+        };
+        if KEPT.contains(&key) {
+            out.push(format!("{key}={value}"));
+        }
+        rest = next.trim_start();
+    }
+    out.join(" ")
 }
 
 /// `START TIMELINE: n` of a backup label.
@@ -219,6 +282,16 @@ mod tokio_postgres_config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keeps_only_what_the_client_understands_of_a_conninfo() {
+        let written = "user=postgres passfile='/var/lib/postgresql/.pgpass' channel_binding=prefer host=/tmp/pgs port=5433 sslmode=prefer application_name='my app'";
+        assert_eq!(
+            connectable(written),
+            "user=postgres host=/tmp/pgs port=5433 application_name='my app'"
+        );
+        assert_eq!(connectable("host='a b' port=1"), "host='a b' port=1");
+    }
 
     #[test]
     fn reads_the_timeline_of_a_label() {

@@ -66,7 +66,12 @@ pub fn ready_after(first: &Path, limit: usize) -> Vec<PathBuf> {
     };
     let mut names: Vec<String> = entries
         .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".ready").map(str::to_string))
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".ready")
+                .map(str::to_string)
+        })
         .filter(|n| matches!(WalFileKind::parse(n), Some(WalFileKind::Segment { .. })))
         .filter(|n| n.as_str() > first_name)
         .collect();
@@ -80,7 +85,11 @@ pub fn ready_after(first: &Path, limit: usize) -> Vec<PathBuf> {
 async fn check_identity(repo: &Arc<Repository>, system_id: u64) -> PgResult<()> {
     match repo.load_archived(IDENTITY_SPACE, IDENTITY_NAME).await? {
         Some(record) => {
-            let known = record.meta.get("system_identifier").cloned().unwrap_or_default();
+            let known = record
+                .meta
+                .get("system_identifier")
+                .cloned()
+                .unwrap_or_default();
             if known != system_id.to_string() {
                 return Err(PgError::Refused(format!(
                     "this repository archives the WAL of PostgreSQL cluster {known}, not of {system_id}: give each cluster its own repository"
@@ -157,7 +166,9 @@ pub async fn push(
                 let mut record = store_file(&r, &writer, name, data)?;
                 let sysid = segment_system_id(data);
                 if let Some(id) = sysid {
-                    record.meta.insert("system_identifier".into(), id.to_string());
+                    record
+                        .meta
+                        .insert("system_identifier".into(), id.to_string());
                 }
                 Ok((record, sysid))
             })
@@ -226,7 +237,13 @@ impl ArchiveReport {
     }
 
     /// The first segment missing between `first` and `last` on `timeline`, if any.
-    pub fn first_missing(&self, timeline: u32, first: &str, last: &str, segment_size: u64) -> Option<String> {
+    pub fn first_missing(
+        &self,
+        timeline: u32,
+        first: &str,
+        last: &str,
+        segment_size: u64,
+    ) -> Option<String> {
         let from = WalFileKind::parse(first)?.segno(segment_size)?;
         let to = WalFileKind::parse(last)?.segno(segment_size)?;
         let have: Vec<(u64, u64)> = self
@@ -277,7 +294,10 @@ pub fn summarize(names: &[String], segment_size: u64) -> ArchiveReport {
         report.timelines.push(TimelineRanges {
             timeline,
             segments: segnos.len() as u64,
-            ranges: ranges.into_iter().map(|(a, b)| (name(a), name(b))).collect(),
+            ranges: ranges
+                .into_iter()
+                .map(|(a, b)| (name(a), name(b)))
+                .collect(),
         });
     }
     report
@@ -347,8 +367,14 @@ mod tests {
         assert_eq!(
             report.timelines[0].ranges,
             vec![
-                ("000000010000000000000001".into(), "000000010000000000000002".into()),
-                ("000000010000000000000004".into(), "000000010000000000000004".into()),
+                (
+                    "000000010000000000000001".into(),
+                    "000000010000000000000002".into()
+                ),
+                (
+                    "000000010000000000000004".into(),
+                    "000000010000000000000004".into()
+                ),
             ]
         );
         assert_eq!(report.history_files, names(&["00000002.history"]));
@@ -356,11 +382,21 @@ mod tests {
         assert!(report.covers(1, "000000010000000000000001", "000000010000000000000002"));
         assert!(!report.covers(1, "000000010000000000000001", "000000010000000000000004"));
         assert_eq!(
-            report.first_missing(1, "000000010000000000000001", "000000010000000000000004", SEG),
+            report.first_missing(
+                1,
+                "000000010000000000000001",
+                "000000010000000000000004",
+                SEG
+            ),
             Some("000000010000000000000003".into())
         );
         assert_eq!(
-            report.first_missing(1, "000000010000000000000001", "000000010000000000000002", SEG),
+            report.first_missing(
+                1,
+                "000000010000000000000001",
+                "000000010000000000000002",
+                SEG
+            ),
             None
         );
     }
@@ -391,17 +427,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let wal = dir.path().join("pg_wal");
         std::fs::create_dir_all(wal.join("archive_status")).unwrap();
-        for n in ["000000010000000000000001", "000000010000000000000002", "000000010000000000000003", "000000010000000000000004"] {
+        for n in [
+            "000000010000000000000001",
+            "000000010000000000000002",
+            "000000010000000000000003",
+            "000000010000000000000004",
+        ] {
             std::fs::write(wal.join(n), b"x").unwrap();
         }
-        for n in ["000000010000000000000003", "000000010000000000000004", "000000010000000000000002"] {
+        for n in [
+            "000000010000000000000003",
+            "000000010000000000000004",
+            "000000010000000000000002",
+        ] {
             std::fs::write(wal.join("archive_status").join(format!("{n}.ready")), b"").unwrap();
         }
-        std::fs::write(wal.join("archive_status/000000010000000000000001.done"), b"").unwrap();
+        std::fs::write(
+            wal.join("archive_status/000000010000000000000001.done"),
+            b"",
+        )
+        .unwrap();
         let first = wal.join("000000010000000000000002");
         assert_eq!(
             ready_after(&first, 8),
-            vec![wal.join("000000010000000000000003"), wal.join("000000010000000000000004")]
+            vec![
+                wal.join("000000010000000000000003"),
+                wal.join("000000010000000000000004")
+            ]
         );
         assert_eq!(ready_after(&first, 1).len(), 1);
     }

@@ -124,10 +124,16 @@ mod tests {
     fn names_match_postgres() {
         // pg_walfile_name('0/2000028') on timeline 1 with 16 MiB segments.
         let lsn = Lsn::parse("0/2000028").unwrap();
-        assert_eq!(segment_name(1, lsn.segment(SEG), SEG), "000000010000000000000002");
+        assert_eq!(
+            segment_name(1, lsn.segment(SEG), SEG),
+            "000000010000000000000002"
+        );
         let lsn = Lsn::parse("16/B374D848").unwrap();
         assert_eq!(lsn.to_string(), "16/B374D848");
-        assert_eq!(segment_name(3, lsn.segment(SEG), SEG), "0000000300000016000000B3");
+        assert_eq!(
+            segment_name(3, lsn.segment(SEG), SEG),
+            "0000000300000016000000B3"
+        );
         // 1 GiB segments: 4 per log.
         let big = 1 << 30;
         assert_eq!(segment_name(1, 5, big), "000000010000000100000001");
@@ -149,7 +155,13 @@ mod tests {
             WalFileKind::parse("000000010000000000000003.partial"),
             Some(WalFileKind::Partial { .. })
         ));
-        for bad in ["", "../etc/passwd", "00000001000000000000000G", "x.history", "0000000100000000000000031"] {
+        for bad in [
+            "",
+            "../etc/passwd",
+            "00000001000000000000000G",
+            "x.history",
+            "0000000100000000000000031",
+        ] {
             assert_eq!(WalFileKind::parse(bad), None, "{bad}");
         }
     }

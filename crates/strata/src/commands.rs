@@ -75,7 +75,10 @@ pub async fn run(cli: Cli) -> CommandResult {
             map,
             path,
             recovery,
-        } => ctx.cluster_restore(&backup, node, &map, path, recovery).await,
+        } => {
+            ctx.cluster_restore(&backup, node, &map, path, recovery)
+                .await
+        }
         Command::WalPush { path } => ctx.wal_push(&path).await,
         Command::WalFetch { name, dest } => ctx.wal_fetch(&name, &dest).await,
         Command::Wal { command } => ctx.wal(command).await,

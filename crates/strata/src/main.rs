@@ -6,9 +6,9 @@ mod cluster_commands;
 mod commands;
 mod failure;
 mod lifecycle_commands;
-mod wal_commands;
 mod output;
 mod progress;
+mod wal_commands;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -85,13 +85,14 @@ impl Context {
         let outcome = async {
             let storage = self.storage()?;
             let repo = self.open_storage(&storage).await?;
-            wal::fetch(&repo, name, dest).await.map_err(|err| match err {
-                WalError::NotFound(name) => Failure::new(
-                    code::FAILED,
-                    format!("{name} is not in the archive"),
-                ),
-                other => Failure::new(FETCH_ABORT, crate::failure::chain(&other)),
-            })
+            wal::fetch(&repo, name, dest)
+                .await
+                .map_err(|err| match err {
+                    WalError::NotFound(name) => {
+                        Failure::new(code::FAILED, format!("{name} is not in the archive"))
+                    }
+                    other => Failure::new(FETCH_ABORT, crate::failure::chain(&other)),
+                })
         }
         .await;
         match outcome {
@@ -125,7 +126,13 @@ impl Context {
                     let runs: Vec<String> = t
                         .ranges
                         .iter()
-                        .map(|(a, b)| if a == b { a.clone() } else { format!("{a} .. {b}") })
+                        .map(|(a, b)| {
+                            if a == b {
+                                a.clone()
+                            } else {
+                                format!("{a} .. {b}")
+                            }
+                        })
                         .collect();
                     let gaps = t.ranges.len() - 1;
                     self.say(format!(
@@ -147,9 +154,13 @@ impl Context {
                 }
                 for b in &listing.backups {
                     let state = match (&b.consistent, &b.first_gap) {
-                        (false, _) => "NOT restorable: WAL to make it consistent is missing".to_string(),
+                        (false, _) => {
+                            "NOT restorable: WAL to make it consistent is missing".to_string()
+                        }
                         (true, Some(gap)) => format!("restorable up to the gap at {gap}"),
-                        (true, None) => "restorable to any point up to the newest archived WAL".into(),
+                        (true, None) => {
+                            "restorable to any point up to the newest archived WAL".into()
+                        }
                     };
                     self.say(format!(
                         "backup {} (timeline {}, WAL {} .. {}): {state}",

@@ -44,9 +44,13 @@ impl Agent {
                 pg.node.data_dir.display()
             )));
         }
-        BackupSession::start(&pg.node, &format!("strata {operation}"), pg.spread_checkpoint)
-            .await
-            .map_err(|e| failed(format!("node {}: {}", self.name(), error_chain(&e))))
+        BackupSession::start(
+            &pg.node,
+            &format!("strata {operation}"),
+            pg.spread_checkpoint,
+        )
+        .await
+        .map_err(|e| failed(format!("node {}: {}", self.name(), error_chain(&e))))
     }
 
     /// Ends the base backup, adds its label to the manifest and waits for its WAL.
@@ -80,7 +84,9 @@ impl Agent {
         files: Vec<(&str, Vec<u8>)>,
     ) -> ApiResult<()> {
         use std::os::unix::fs::MetadataExt;
-        let owner = std::fs::metadata(data_dir).map(|m| (m.uid(), m.gid())).unwrap_or((0, 0));
+        let owner = std::fs::metadata(data_dir)
+            .map(|m| (m.uid(), m.gid()))
+            .unwrap_or((0, 0));
         let now_ns = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as i64)
@@ -136,8 +142,12 @@ impl Agent {
         let deadline = Instant::now() + wait;
         loop {
             let report = archive_report(repo, info.segment_size).await?;
-            let missing =
-                report.first_missing(info.timeline, &info.start_wal, &info.stop_wal, info.segment_size);
+            let missing = report.first_missing(
+                info.timeline,
+                &info.start_wal,
+                &info.stop_wal,
+                info.segment_size,
+            );
             let Some(missing) = missing else {
                 return Ok(());
             };
@@ -194,9 +204,12 @@ impl Agent {
                 )
             })?;
         let report = archive_report(repo, info.segment_size).await?;
-        if let Some(missing) =
-            report.first_missing(info.timeline, &info.start_wal, &info.stop_wal, info.segment_size)
-        {
+        if let Some(missing) = report.first_missing(
+            info.timeline,
+            &info.start_wal,
+            &info.stop_wal,
+            info.segment_size,
+        ) {
             return Err(failed(format!(
                 "WAL segment {missing}, needed to make backup {} consistent, is not in the archive: this backup cannot be restored (run `strata wal list`)",
                 request.backup

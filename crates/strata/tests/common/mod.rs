@@ -2,6 +2,8 @@
 //! a realistic source tree, and a byte-for-byte, attribute-for-attribute tree comparison.
 #![allow(dead_code)]
 
+pub mod pgserver;
+
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::fs;

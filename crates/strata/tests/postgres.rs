@@ -1,0 +1,446 @@
+//! The postgres plugin against real PostgreSQL 15 servers that the tests create with
+//! initdb: base backups under a pgbench write load, WAL archiving through the real
+//! `archive_command`, restores that start the server and recover to a point in time, a
+//! backup from a streaming standby with both nodes restored, and the faults an operator
+//! meets (store unreachable while archiving, WAL missing on restore, server stopped in the
+//! middle of a backup).
+//!
+//! Everything PostgreSQL runs, and every strata command (PostgreSQL runs `strata wal-push`
+//! itself), runs as the `postgres` user when the tests run as root. Skipped, loudly, where
+//! PostgreSQL 15 is not installed (`scripts/test.sh` installs it).
+
+mod common;
+
+use common::pgserver::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A scratch directory owned by postgres, a repository and a configuration for one
+/// PostgreSQL cluster.
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-pg")
+            .tempdir()
+            .unwrap();
+        std::fs::write(dir.path().join("password"), "pg test password\n").unwrap();
+        // PostgreSQL runs strata as the postgres user, who may not be allowed into the
+        // build directory: a copy beside the data is always reachable.
+        std::fs::copy(env!("CARGO_BIN_EXE_strata"), dir.path().join("strata")).unwrap();
+        chown_to_postgres(dir.path());
+        Site { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The strata binary PostgreSQL and the tests run.
+    fn exe(&self) -> PathBuf {
+        self.path("strata")
+    }
+
+    /// Writes config `name` with the given nodes (`(name, server, primary_conninfo)`).
+    fn config(
+        &self,
+        name: &str,
+        nodes: &[(&str, &PgServer, Option<String>)],
+        extra: &str,
+    ) -> PathBuf {
+        let mut text = format!(
+            "plugin = \"postgres\"\nstate_dir = \"{state}\"\n{extra}\n[password]\nfile = \"{pw}\"\n\n[storages.local]\npath = \"{repo}\"\n\n[postgres]\nwal_wait_secs = 60\nrecovery_timeout_secs = 120\n",
+            state = self.path("state").display(),
+            pw = self.path("password").display(),
+            repo = self.path("repo").display(),
+        );
+        for (node, server, primary) in nodes {
+            text.push_str(&format!(
+                "\n[[nodes]]\nname = \"{node}\"\n[nodes.postgres]\ndata_dir = \"{}\"\nconnect = {{ host = \"{}\", port = {}, user = \"postgres\", dbname = \"postgres\" }}\n",
+                server.data_dir.display(),
+                server.socket_dir.display(),
+                server.port,
+            ));
+            if let Some(primary) = primary {
+                text.push_str(&format!("primary_conninfo = \"{primary}\"\n"));
+            }
+        }
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        chown_to_postgres(&path);
+        path
+    }
+
+    /// `strata --config CONFIG ARGS` as postgres.
+    fn strata(&self, config: &Path, args: &[&str]) -> Output {
+        let mut cmd = Command::new(self.exe());
+        cmd.arg("--config").arg(config).args(args);
+        cmd.env_remove("STRATA_PASSWORD")
+            .env_remove("STRATA_CONFIG");
+        as_postgres(&mut cmd);
+        cmd.output().unwrap()
+    }
+
+    fn ok(&self, config: &Path, args: &[&str]) -> String {
+        let out = self.strata(config, args);
+        assert!(
+            out.status.success(),
+            "strata {args:?} failed ({:?}):\n{}{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.recovery_logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The logs of servers strata started for recovery, for failure messages.
+    fn recovery_logs(&self) -> String {
+        let mut out = String::new();
+        for entry in std::fs::read_dir(self.path("state"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with("-recovery.log") {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                out.push_str(&format!(
+                    "--- {name}\n{}\n",
+                    lines[lines.len().saturating_sub(30)..].join("\n")
+                ));
+            }
+        }
+        out
+    }
+
+    /// The archive command that sends WAL to this site's repository.
+    fn archive_command(&self, config: &Path) -> String {
+        format!(
+            "archive_command = '\"{}\" --config \"{}\" -q wal-push %p'",
+            self.exe().display(),
+            config.display()
+        )
+    }
+}
+
+fn skip() -> bool {
+    if pg_available() {
+        return false;
+    }
+    // scripts/test.sh installs PostgreSQL and insists on these tests running.
+    assert!(
+        std::env::var_os("STRATA_REQUIRE_POSTGRES").is_none(),
+        "PostgreSQL 15 is not installed in {PG_BIN}"
+    );
+    eprintln!("SKIPPED: PostgreSQL 15 is not installed (scripts/test.sh installs it)");
+    true
+}
+
+/// Waits until the server has archived everything up to its current segment.
+fn wait_archived(server: &PgServer) {
+    let segment = server.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = server.psql(
+            "postgres",
+            "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+        );
+        if last >= segment {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "segment {segment} not archived within a minute (last: {last}); log:\n{}",
+            server.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A server for restoring into `dir`: its own port and socket, nothing running yet.
+fn fresh_target(site: &Site, dir: &str) -> PgServer {
+    PgServer::vacant(&site.path(dir))
+}
+
+#[test]
+fn base_backup_under_load_restores_to_the_latest_state_and_to_a_point_in_time() {
+    if skip() {
+        return;
+    }
+    let site = Site::new();
+    let primary = PgServer::init(&site.path("primary"));
+    let config = site.config("strata.toml", &[("db", &primary, None)], "");
+    primary.set_conf(&site.archive_command(&config));
+    site.ok(&config, &["init"]);
+    primary.start();
+    primary.pgbench_init("bench", 3);
+
+    // A base backup while pgbench writes.
+    let mut load = primary.pgbench_spawn("bench", 8);
+    std::thread::sleep(Duration::from_secs(1));
+    let out = site.ok(&config, &["backup"]);
+    assert!(out.contains("complete"), "{out}");
+    assert!(load.wait().unwrap().success(), "pgbench failed");
+    let list = site.ok(&config, &["--json", "list"]);
+    let backups: serde_json::Value = serde_json::from_str(&list).unwrap();
+    let node = &backups[0]["nodes"][0];
+    assert_eq!(node["plugin"]["postgres.from_standby"], "false");
+    assert!(node["plugin"]["postgres.start_wal"].as_str().unwrap().len() == 24);
+
+    // Archiving while the store is unreachable fails, PostgreSQL keeps the segments and
+    // retries, and nothing is lost once the store is back.
+    let repo = site.path("repo");
+    let away = site.path("repo-away");
+    std::fs::rename(&repo, &away).unwrap();
+    primary.psql(
+        "bench",
+        "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid < 500",
+    );
+    primary.psql("postgres", "SELECT pg_switch_wal()");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while primary.psql("postgres", "SELECT failed_count FROM pg_stat_archiver") == "0" {
+        assert!(
+            Instant::now() < deadline,
+            "archiving did not fail without its store"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::fs::rename(&away, &repo).unwrap();
+
+    // A point in time between two marked writes.
+    primary.psql(
+        "bench",
+        "CREATE TABLE marks (id int, at timestamptz DEFAULT clock_timestamp())",
+    );
+    primary.psql("bench", "INSERT INTO marks (id) VALUES (1)");
+    std::thread::sleep(Duration::from_millis(1200));
+    let target = primary.psql("bench", "SELECT clock_timestamp()::text");
+    let at_target = primary.table_checksums("bench");
+    std::thread::sleep(Duration::from_millis(1200));
+    primary.psql("bench", "INSERT INTO marks (id) VALUES (2)");
+    primary.psql(
+        "bench",
+        "UPDATE pgbench_branches SET bbalance = bbalance + 7",
+    );
+    wait_archived(&primary);
+    let latest = primary.table_checksums("bench");
+    assert_ne!(at_target, latest);
+
+    let wal = site.ok(&config, &["--json", "wal", "list"]);
+    let wal: serde_json::Value = serde_json::from_str(&wal).unwrap();
+    let timelines = wal["archive"]["timelines"].as_array().unwrap();
+    assert_eq!(timelines.len(), 1, "{wal}");
+    assert_eq!(
+        timelines[0]["ranges"].as_array().unwrap().len(),
+        1,
+        "a gap in the archive: {wal}"
+    );
+    assert_eq!(wal["backups"][0]["consistent"], true);
+    let verify = site.ok(&config, &["wal", "verify"]);
+    assert!(verify.contains(", 0 damaged"), "{verify}");
+
+    // Restore the latest state into a new data directory: the server starts, replays
+    // all archived WAL, and holds exactly what the source holds.
+    let copy = fresh_target(&site, "latest");
+    let cfg = site.config("latest.toml", &[("db", &copy, None)], "");
+    let out = site.ok(&cfg, &["restore", "latest"]);
+    assert!(out.contains("promoted"), "{out}");
+    assert_eq!(copy.table_checksums("bench"), latest);
+    copy.stop();
+
+    // Point-in-time: rows written before the target are there, those after are not.
+    let pitr = fresh_target(&site, "pitr");
+    let cfg = site.config("pitr.toml", &[("db", &pitr, None)], "");
+    let out = site.ok(&cfg, &["restore", "latest", "--target-time", &target]);
+    assert!(out.contains("promoted"), "{out}");
+    assert_eq!(
+        pitr.psql(
+            "bench",
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM marks"
+        ),
+        "1"
+    );
+    assert_eq!(pitr.table_checksums("bench"), at_target);
+    pitr.stop();
+
+    // A target beyond the archived WAL fails clearly instead of promoting early.
+    let beyond = fresh_target(&site, "beyond");
+    let cfg = site.config("beyond.toml", &[("db", &beyond, None)], "");
+    let out = site.strata(
+        &cfg,
+        &[
+            "restore",
+            "latest",
+            "--target-time",
+            "2099-01-01 00:00:00+00",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("not in the archive"), "{stderr}");
+    beyond.stop();
+
+    // A segment the backup needs is gone: the restore refuses before touching anything.
+    let start_wal = node["plugin"]["postgres.start_wal"].as_str().unwrap();
+    std::fs::remove_file(repo.join("archive/wal").join(start_wal)).unwrap();
+    let gone = fresh_target(&site, "gone");
+    let cfg = site.config("gone.toml", &[("db", &gone, None)], "");
+    let out = site.strata(&cfg, &["restore", "latest"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(start_wal) && stderr.contains("is not in the archive"),
+        "{stderr}"
+    );
+    let listed = site.strata(&config, &["wal", "list"]);
+    assert_eq!(
+        listed.status.code(),
+        Some(4),
+        "wal list reports the unrestorable backup"
+    );
+}
+
+#[test]
+fn backup_from_a_standby_restores_primary_and_standby() {
+    if skip() {
+        return;
+    }
+    let site = Site::new();
+    let primary = PgServer::init(&site.path("p1"));
+    let config_path = site.path("strata.toml");
+    primary.set_conf(&site.archive_command(&config_path));
+    primary.start();
+    primary.pgbench_init("bench", 1);
+    let standby = primary.make_standby(&site.path("p2"));
+    standby.start();
+    let primary_conninfo = format!(
+        "host={} port={} user=postgres",
+        primary.socket_dir.display(),
+        primary.port
+    );
+    let config = site.config(
+        "strata.toml",
+        &[
+            ("db1", &primary, None),
+            ("db2", &standby, Some(primary_conninfo)),
+        ],
+        "",
+    );
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("[postgres]\n", "[postgres]\nbackup_from = \"standby\"\n"),
+    )
+    .unwrap();
+    site.ok(&config, &["init"]);
+
+    let out = site.ok(&config, &["backup"]);
+    assert!(out.contains("complete"), "{out}");
+    let list: serde_json::Value =
+        serde_json::from_str(&site.ok(&config, &["--json", "list"])).unwrap();
+    let nodes = list[0]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "one copy of the cluster, from the standby");
+    assert_eq!(nodes[0]["name"], "db2");
+    assert_eq!(nodes[0]["plugin"]["postgres.from_standby"], "true");
+
+    primary.psql(
+        "bench",
+        "UPDATE pgbench_branches SET bbalance = bbalance + 1",
+    );
+    wait_archived(&primary);
+    let expected = primary.table_checksums("bench");
+
+    // Lose both nodes; restore both in place from the one backup.
+    standby.stop();
+    primary.stop();
+    for server in [&primary, &standby] {
+        std::fs::remove_dir_all(&server.data_dir).unwrap();
+        std::fs::create_dir(&server.data_dir).unwrap();
+        chown_to_postgres(&server.data_dir);
+    }
+    let out = site.ok(&config, &["restore", "latest"]);
+    assert!(
+        out.contains("node db1: PostgreSQL recovered and promoted"),
+        "{out}"
+    );
+    assert!(
+        out.contains("node db2: PostgreSQL standby running"),
+        "{out}"
+    );
+    assert_eq!(primary.table_checksums("bench"), expected);
+
+    // The restored standby streams from the restored primary.
+    primary.psql("bench", "CREATE TABLE after_restore AS SELECT 42 AS answer");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if standby
+            .try_psql("bench", "SELECT answer FROM after_restore")
+            .as_deref()
+            == Ok("42")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "standby did not follow; logs:\n{}",
+            site.recovery_logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(standby.psql("postgres", "SELECT pg_is_in_recovery()"), "t");
+}
+
+#[test]
+fn a_backup_cut_short_by_the_server_stopping_is_recorded_as_failed() {
+    if skip() {
+        return;
+    }
+    let site = Site::new();
+    let primary = PgServer::init(&site.path("p1"));
+    let config = site.config("strata.toml", &[("db", &primary, None)], "");
+    // WAL cannot be archived, so pg_backup_stop waits: the moment to stop the server.
+    primary.set_conf("archive_command = '/bin/false'");
+    site.ok(&config, &["init"]);
+    primary.start();
+    let mut cmd = Command::new(site.exe());
+    cmd.arg("--config").arg(&config).args(["-q", "backup"]);
+    as_postgres(&mut cmd);
+    let backup = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while primary.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_backup_stop%' AND pid <> pg_backend_pid()") == "0" {
+        assert!(Instant::now() < deadline, "the backup never reached pg_backup_stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    primary.stop();
+    let out = backup.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "recorded as failed");
+    let list: serde_json::Value =
+        serde_json::from_str(&site.ok(&config, &["--json", "list"])).unwrap();
+    assert_eq!(list[0]["status"], "failed");
+    assert!(
+        list[0]["nodes"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("pg_backup_stop"),
+        "{list}"
+    );
+
+    // PostgreSQL ended the backup with the session: the server starts normally and a
+    // new backup can begin at once.
+    assert!(!primary.data_dir.join("backup_label").exists());
+    primary.start();
+    assert_eq!(
+        primary.psql(
+            "postgres",
+            "SELECT pg_backup_start('after', true) IS NOT NULL"
+        ),
+        "t"
+    );
+}
