@@ -34,6 +34,48 @@ pub use error::{CoordinatorError, CoordinatorResult};
 use strata_repo::summary::BackupSummary;
 use strata_repo::Repository;
 
+/// Like [`resolve_backup`], but for a restore: `latest` with a recovery target time means
+/// the newest complete backup that had ended by then (a base backup cannot be recovered
+/// to a moment before its own end).
+pub async fn resolve_backup_for(
+    repo: &Repository,
+    wanted: &str,
+    recovery: Option<&strata_postgres::recovery::RecoveryPlan>,
+) -> CoordinatorResult<BackupSummary> {
+    let target = match recovery.map(|r| &r.target) {
+        Some(strata_postgres::recovery::Target::Time(t)) if wanted == "latest" => t,
+        _ => return resolve_backup(repo, wanted).await,
+    };
+    let Some(target) = parse_pg_time(target) else {
+        return resolve_backup(repo, wanted).await;
+    };
+    let backups = repo.list_backups().await?;
+    backups
+        .into_iter()
+        .rev()
+        .filter(BackupSummary::is_complete)
+        .find(|b| {
+            chrono::DateTime::parse_from_rfc3339(&b.started).is_ok_and(|started| {
+                started + chrono::Duration::milliseconds(b.duration_ms as i64) <= target
+            })
+        })
+        .ok_or_else(|| {
+            CoordinatorError::NoBackup(format!(
+                "no complete backup had ended by {target}: the target is before the oldest backup"
+            ))
+        })
+}
+
+/// A timestamp as PostgreSQL writes it (`2026-11-23 05:00:00.123+00`) or RFC 3339.
+fn parse_pg_time(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    let text = text.trim();
+    chrono::DateTime::parse_from_rfc3339(text).ok().or_else(|| {
+        ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%#z"]
+            .iter()
+            .find_map(|f| chrono::DateTime::parse_from_str(text, f).ok())
+    })
+}
+
 /// Finds a backup by name, unique name prefix, or `latest` (the newest complete backup).
 pub async fn resolve_backup(repo: &Repository, wanted: &str) -> CoordinatorResult<BackupSummary> {
     let backups = repo.list_backups().await?;
@@ -58,5 +100,17 @@ pub async fn resolve_backup(repo: &Repository, wanted: &str) -> CoordinatorResul
         _ => Err(CoordinatorError::NoBackup(format!(
             "no backup named {wanted:?} (see `strata list`)"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn reads_postgres_timestamps() {
+        let t = super::parse_pg_time("2026-11-23 04:51:20.123456+00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-11-23T04:51:20.123456+00:00");
+        assert!(super::parse_pg_time("2026-11-23 05:00:00+01").is_some());
+        assert!(super::parse_pg_time("2026-11-23T05:00:00Z").is_some());
+        assert!(super::parse_pg_time("yesterday").is_none());
     }
 }

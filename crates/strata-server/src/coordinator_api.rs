@@ -127,9 +127,10 @@ async fn start_restore(
     State(c): CoordState,
     Json(body): Json<RestoreBody>,
 ) -> Result<(StatusCode, Json<Started>), ApiFailure> {
-    let summary = strata_coordinator::resolve_backup(c.repo(), &body.backup)
-        .await
-        .map_err(failure)?;
+    let summary =
+        strata_coordinator::resolve_backup_for(c.repo(), &body.backup, body.plan.recovery.as_ref())
+            .await
+            .map_err(failure)?;
     let op = c
         .start_restore(&summary, body.plan)
         .await

@@ -199,7 +199,12 @@ impl Context {
             }
         } else {
             let coordinator = self.coordinator(&self.config.nodes).await?;
-            let summary = strata_coordinator::resolve_backup(coordinator.repo(), wanted).await?;
+            let summary = strata_coordinator::resolve_backup_for(
+                coordinator.repo(),
+                wanted,
+                plan.recovery.as_ref(),
+            )
+            .await?;
             let pending = coordinator.restore(&summary, plan).await?;
             let display =
                 OperationDisplay::start(pending.operation().subscribe(), self.interactive());
