@@ -115,6 +115,16 @@ as_pg "$PGBIN/pgbench" -i -q -s "$SCALE" -h "$W/sock" -p $PORT -U postgres bench
 as_pg "$W/strata" --config "$W/strata.toml" -q init >/dev/null
 as_pg $PGBR stanza-create >/dev/null
 DB_BYTES=$(du -sb "$W/primary" | cut -f1)
+# Let the archiver catch up with pgbench -i's WAL first, so that neither timed backup
+# (pg_backup_stop waits for the archive) absorbs that backlog.
+wait_archived() {
+  local seg
+  seg=$(psql_ $PORT "SELECT pg_walfile_name(pg_switch_wal())")
+  until [[ $(psql_ $PORT "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") > "$seg" ||
+           $(psql_ $PORT "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") == "$seg" ]]; do
+    sleep 0.5
+  done
+}
 
 # timed NAME CMD...: wall seconds and CPU seconds (user+sys of the command's children).
 declare -A WALL CPU
@@ -134,6 +144,8 @@ checksum() { psql_ "$1" "SELECT md5(string_agg(aid::text || ':' || abalance, ','
 export W PGBIN PGBR PORT
 export -f as_pg psql_
 
+echo "==> waiting for the archiver"
+wait_archived
 echo "==> full backups"
 timed strata_full as_pg "$W/strata" --config "$W/strata.toml" -q backup
 S_FULL=$(repo_bytes "$W/strata-repo")
@@ -145,6 +157,7 @@ sleep 1
 
 echo "==> $LOAD_SECS s of pgbench load, then second backups"
 as_pg "$PGBIN/pgbench" -n -c 2 -j 2 -T "$LOAD_SECS" -h "$W/sock" -p $PORT -U postgres bench >/dev/null 2>&1
+wait_archived
 timed strata_second as_pg "$W/strata" --config "$W/strata.toml" -q backup
 S_SECOND=$(( $(repo_bytes "$W/strata-repo") - S_FULL ))
 B_BEFORE=$(repo_bytes "$W/pgbr-repo")
