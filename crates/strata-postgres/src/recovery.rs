@@ -85,7 +85,15 @@ pub fn settings_block(node: &NodeSettings, plan: &RecoveryPlan, wal_fetch: &str)
             set("recovery_target_timeline", "latest");
         }
         None => {
-            set("recovery_target_timeline", "latest");
+            // To a point in time: along the backup's own timeline (a later branch, such as
+            // an earlier point-in-time restore's, may have forked before this backup). To
+            // the end: follow the newest timeline, as after a failover.
+            let timeline = if plan.target == Target::Latest {
+                "latest"
+            } else {
+                "current"
+            };
+            set("recovery_target_timeline", timeline);
             match &plan.target {
                 Target::Latest => {}
                 Target::Immediate => set("recovery_target", "immediate"),
@@ -220,6 +228,7 @@ mod tests {
         assert_eq!(text.matches(BEGIN).count(), 1);
         assert!(text.contains("recovery_target_lsn = '0/3000000'"));
         assert!(text.contains("recovery_target_action = 'pause'"));
+        assert!(text.contains("recovery_target_timeline = 'current'"));
         assert!(!text.contains("recovery_target_time ="));
         assert!(text.contains("restore_command = 'strata wal-fetch %f %p'"));
         assert!(text.contains("port = '5544'"));

@@ -231,6 +231,11 @@ fn base_backup_under_load_restores_to_the_latest_state_and_to_a_point_in_time() 
     wait_archived(&primary);
     let latest = primary.table_checksums("bench");
     assert_ne!(at_target, latest);
+    // A second base backup, taken after the target: a restore to the target must pick the
+    // first one.
+    let out = site.ok(&config, &["backup"]);
+    assert!(out.contains("complete"), "{out}");
+    wait_archived(&primary);
 
     let wal = site.ok(&config, &["--json", "wal", "list"]);
     let wal: serde_json::Value = serde_json::from_str(&wal).unwrap();
@@ -291,7 +296,8 @@ fn base_backup_under_load_restores_to_the_latest_state_and_to_a_point_in_time() 
     std::fs::remove_file(repo.join("archive/wal").join(start_wal)).unwrap();
     let gone = fresh_target(&site, "gone");
     let cfg = site.config("gone.toml", &[("db", &gone, None)], "");
-    let out = site.strata(&cfg, &["restore", "latest"]);
+    let first = backups[0]["name"].as_str().unwrap();
+    let out = site.strata(&cfg, &["restore", first]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
