@@ -37,6 +37,11 @@ pub struct NodeSource {
     /// Glob patterns of paths to leave out, matched against the path relative to the
     /// backup root (and against the bare file name when the pattern has no `/`).
     pub exclude: Vec<String>,
+    /// Glob patterns (relative paths) of symlinks to follow when they point at a directory:
+    /// the directory is backed up in the link's place. PostgreSQL's tablespaces
+    /// (`pg_tblspc/<oid>`) are links to directories outside the data directory that
+    /// belong to the cluster as much as the data directory itself.
+    pub follow: Vec<String>,
 }
 
 /// The result of a node snapshot, before the coordinator stores it.
@@ -132,6 +137,7 @@ struct Snapshot<'a> {
     old_cache: &'a FilesCache,
     progress: &'a Progress,
     exclude: Vec<glob::Pattern>,
+    follow: Vec<glob::Pattern>,
     chunkers: (Chunker, Chunker),
     entries: Vec<Entry>,
     cache: FilesCache,
@@ -154,6 +160,7 @@ impl<'a> Snapshot<'a> {
             old_cache,
             progress,
             exclude: Vec::new(),
+            follow: Vec::new(),
             chunkers: repo.chunkers(),
             entries: Vec::new(),
             cache: FilesCache::default(),
@@ -219,20 +226,23 @@ pub fn snapshot_node(
     old_cache: &FilesCache,
     progress: &Progress,
 ) -> AgentResult<NodeBackup> {
-    let exclude = source
-        .exclude
-        .iter()
-        .map(|p| {
-            glob::Pattern::new(p).map_err(|e| AgentError::Pattern {
-                pattern: p.clone(),
-                why: e.to_string(),
+    let patterns = |list: &[String]| {
+        list.iter()
+            .map(|p| {
+                glob::Pattern::new(p).map_err(|e| AgentError::Pattern {
+                    pattern: p.clone(),
+                    why: e.to_string(),
+                })
             })
-        })
-        .collect::<AgentResult<Vec<_>>>()?;
+            .collect::<AgentResult<Vec<_>>>()
+    };
+    let exclude = patterns(&source.exclude)?;
+    let follow = patterns(&source.follow)?;
     let roots = expand_roots(&source.roots)?;
     let single = source.roots.len() == 1 && !is_glob(&source.roots[0]);
     let mut snap = Snapshot::new(repo, sink, old_cache, progress);
     snap.exclude = exclude;
+    snap.follow = follow;
     snap.summary.name = source.name.clone();
     snap.summary.roots = roots.iter().map(|r| r.display().to_string()).collect();
     for root in &roots {
@@ -346,6 +356,11 @@ impl Snapshot<'_> {
             .any(|p| p.matches(&rel) || (!p.as_str().contains('/') && p.matches(&name)))
     }
 
+    fn followed(&self, rel: &[u8]) -> bool {
+        let rel = String::from_utf8_lossy(rel);
+        self.follow.iter().any(|p| p.matches(&rel))
+    }
+
     fn walk_dir(&mut self, dir: &Path, rel: &[u8]) -> AgentResult<()> {
         let listing = match fs::read_dir(dir) {
             Ok(listing) => listing,
@@ -409,6 +424,25 @@ impl Snapshot<'_> {
             self.summary.dirs += 1;
             self.push(rel.clone(), &meta, EntryKind::Dir);
             self.walk_dir(path, &rel)
+        } else if file_type.is_symlink() && self.followed(&rel) {
+            match fs::metadata(path) {
+                Ok(target) if target.is_dir() => {
+                    self.summary.dirs += 1;
+                    self.push(rel.clone(), &target, EntryKind::Dir);
+                    self.walk_dir(path, &rel)
+                }
+                Ok(_) => {
+                    self.warn(format!(
+                        "unreadable: {} (expected a link to a directory)",
+                        path.display()
+                    ));
+                    Ok(())
+                }
+                Err(err) => {
+                    self.warn(format!("unreadable: {}: {err}", path.display()));
+                    Ok(())
+                }
+            }
         } else if file_type.is_symlink() {
             match fs::read_link(path) {
                 Ok(target) => {

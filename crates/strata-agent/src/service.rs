@@ -593,9 +593,10 @@ impl Agent {
     pub async fn restore(&self, request: RestoreRequest) -> ApiResult<RestoreReply> {
         let op = self.new_operation(&request.operation)?;
         let repo = self.open_repo(&request.storage).await?;
-        if request.recovery.is_some() {
-            self.before_pg_restore(&repo, &request).await?;
-        }
+        let tablespaces = match request.recovery {
+            Some(_) => Some(self.before_pg_restore(&repo, &request).await?),
+            None => None,
+        };
         let manifest = repo
             .load_manifest(&request.backup, &request.source)
             .await
@@ -624,8 +625,19 @@ impl Agent {
                 .await
                 .map_err(|e| failed(format!("removing files not in the backup: {e}")))?;
         }
-        let recovery = match &request.recovery {
-            Some(plan) if report.errors.is_empty() => self.recover(plan).await,
+        let recovery = match (&request.recovery, tablespaces) {
+            (Some(plan), Some(tablespaces)) if report.errors.is_empty() => {
+                match self.place_tablespaces(&tablespaces) {
+                    Ok(placed) => self
+                        .recover(plan)
+                        .await
+                        .map(|outcome| match (placed, outcome) {
+                            (Some(p), Some(o)) => Some(format!("{o}; {p}")),
+                            (p, o) => o.or(p),
+                        }),
+                    Err(err) => Err(err),
+                }
+            }
             _ => Ok(None),
         };
         self.operations.lock().unwrap().remove(&request.operation);

@@ -106,6 +106,7 @@ mod tests {
             name: "n".into(),
             roots: vec![data.display().to_string()],
             exclude: vec![],
+            follow: vec![],
         };
         let mut sink = ScanSink {
             repo: &repo,

@@ -478,11 +478,13 @@ impl NodeConfig {
                     .map(|p| p.to_string())
                     .chain(self.exclude.iter().cloned())
                     .collect(),
+                follow: vec![strata_postgres::exclude::TABLESPACE_LINKS.to_string()],
             },
             None => strata_agent::backup::NodeSource {
                 name: self.name.clone(),
                 roots: self.roots.clone(),
                 exclude: self.exclude.clone(),
+                follow: Vec::new(),
             },
         }
     }

@@ -92,6 +92,7 @@ fn agent(repo: &Arc<Repository>, name: &str, root: &Path, state: &Path) -> Arc<A
             name: name.into(),
             roots: vec![root.display().to_string()],
             exclude: vec![],
+            follow: vec![],
         },
         state_dir: state.to_path_buf(),
         writer: WriterOptions {

@@ -118,6 +118,7 @@ async fn ten_percent_failed_requests_still_give_a_byte_exact_backup() {
         name: "db".into(),
         roots: vec![src.display().to_string()],
         exclude: vec![],
+        follow: vec![],
     };
     let summary = run_backup(repo.clone(), &[node], &options(dir.path(), &storage))
         .await
@@ -168,6 +169,7 @@ async fn a_permanent_failure_stops_the_backup_and_the_repository_stays_valid() {
         name: "db".into(),
         roots: vec![src.display().to_string()],
         exclude: vec![],
+        follow: vec![],
     };
 
     // The storage accepts 4 MiB, then refuses every write.
@@ -234,6 +236,7 @@ async fn listing_backups_on_a_warm_cache_makes_one_request() {
         name: "db".into(),
         roots: vec![src.display().to_string()],
         exclude: vec![],
+        follow: vec![],
     };
     for _ in 0..3 {
         run_backup(

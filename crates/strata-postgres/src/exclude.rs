@@ -30,3 +30,13 @@ pub const EXCLUDED: &[&str] = &[
 /// The data directory's own files the backup adds from `pg_backup_stop`'s answer.
 pub const LABEL_FILE: &str = "backup_label";
 pub const TABLESPACE_MAP: &str = "tablespace_map";
+
+/// The links to tablespace directories: the backup follows them and stores each
+/// tablespace in its link's place (see `tablespace`).
+pub const TABLESPACE_LINKS: &str = "pg_tblspc/*";
+
+/// Where configuration files from outside the data directory are kept in the backup, under
+/// their absolute path (`strata.external-config/etc/postgresql/15/main/postgresql.conf`).
+/// A restore puts them there too: inside the restored data directory, inactive, never
+/// over the live files of a server that may share the machine.
+pub const EXTERNAL_CONFIG: &str = "strata.external-config";

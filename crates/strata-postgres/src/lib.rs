@@ -14,6 +14,7 @@ pub mod exclude;
 pub mod recovery;
 pub mod server;
 pub mod session;
+pub mod tablespace;
 pub mod wal;
 pub mod walname;
 
@@ -84,6 +85,10 @@ pub struct NodeSettings {
     /// connection string) instead of a primary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary_conninfo: Option<String>,
+    /// Where a restore puts tablespaces, by name or OID; the others go back to the
+    /// location they had when backed up.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tablespaces: BTreeMap<String, PathBuf>,
 }
 
 /// Debian's PostgreSQL 15.
@@ -105,6 +110,9 @@ pub struct BaseBackupInfo {
     pub stop_wal: String,
     pub segment_size: u64,
     pub from_standby: bool,
+    /// Tablespaces outside the data directory (stored in `pg_tblspc/<oid>`).
+    #[serde(default)]
+    pub tablespaces: Vec<tablespace::Tablespace>,
 }
 
 const INFO_PREFIX: &str = "postgres.";
@@ -139,6 +147,7 @@ impl BaseBackupInfo {
                     serde_json::Value::Number(text.parse::<u64>().ok()?.into())
                 }
                 "from_standby" => serde_json::Value::Bool(text == "true"),
+                "tablespaces" => serde_json::from_str(text).ok()?,
                 _ => serde_json::Value::String(text.clone()),
             };
             object.insert(field.to_string(), value);
@@ -166,6 +175,11 @@ mod tests {
             stop_wal: "000000020000000000000002".into(),
             segment_size: 16 << 20,
             from_standby: true,
+            tablespaces: vec![tablespace::Tablespace {
+                oid: "16384".into(),
+                name: "cold data".into(),
+                location: "/srv/cold".into(),
+            }],
         };
         let map = info.to_map();
         assert_eq!(map["postgres.timeline"], "2");

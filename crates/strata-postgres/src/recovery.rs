@@ -195,6 +195,7 @@ mod tests {
             },
             bin_dir: PathBuf::from("/usr/lib/postgresql/15/bin"),
             primary_conninfo: standby.then(|| "host=/tmp port=5432".to_string()),
+            tablespaces: Default::default(),
         }
     }
 

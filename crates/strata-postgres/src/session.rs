@@ -49,6 +49,8 @@ pub struct BackupSession {
     segment_size: u64,
     system_identifier: String,
     start_lsn: Lsn,
+    tablespaces: Vec<crate::tablespace::Tablespace>,
+    config_files: Vec<String>,
 }
 
 /// What `pg_backup_stop` hands back.
@@ -111,6 +113,18 @@ impl BackupSession {
             .await
             .map_err(PgError::query("pg_control_system()"))?
             .get(0);
+        let tablespaces = client
+            .query(crate::tablespace::LIST_SQL, &[])
+            .await
+            .map_err(PgError::query("listing tablespaces"))?
+            .iter()
+            .map(|row| crate::tablespace::Tablespace {
+                oid: row.get(0),
+                name: row.get(1),
+                location: row.get(2),
+            })
+            .collect();
+        let config_files = config_files(&client).await?;
         let fast = !spread;
         let sql = if version >= 150000 {
             "SELECT pg_backup_start($1, $2)::text"
@@ -130,7 +144,15 @@ impl BackupSession {
             segment_size,
             system_identifier,
             start_lsn,
+            tablespaces,
+            config_files,
         })
+    }
+
+    /// Every configuration file the server read (`postgresql.conf` and its includes,
+    /// `pg_hba.conf`, `pg_ident.conf`), as absolute paths.
+    pub fn config_files(&self) -> &[String] {
+        &self.config_files
     }
 
     pub fn role(&self) -> Role {
@@ -173,6 +195,7 @@ impl BackupSession {
             ),
             segment_size: seg,
             from_standby: self.role == Role::Standby,
+            tablespaces: self.tablespaces.clone(),
         };
         Ok(Stopped {
             info,
@@ -211,6 +234,26 @@ impl BackupSession {
             .map_err(PgError::query("pg_switch_wal() on the primary"))?;
         Ok(())
     }
+}
+
+/// The configuration files the server read. `pg_file_settings` names the included
+/// files too but needs a superuser (or `pg_read_all_settings`); without it, the three
+/// main files.
+async fn config_files(client: &Client) -> PgResult<Vec<String>> {
+    const MAIN: &str = "SELECT current_setting('config_file') UNION \
+        SELECT current_setting('hba_file') UNION SELECT current_setting('ident_file')";
+    let all = format!(
+        "SELECT DISTINCT f FROM (SELECT sourcefile AS f FROM pg_file_settings UNION {MAIN}) s \
+         WHERE f IS NOT NULL ORDER BY f"
+    );
+    let rows = match client.query(&all, &[]).await {
+        Ok(rows) => rows,
+        Err(_) => client
+            .query(MAIN, &[])
+            .await
+            .map_err(PgError::query("listing configuration files"))?,
+    };
+    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
 }
 
 /// The part of a libpq connection string this client understands: `pg_basebackup -R`

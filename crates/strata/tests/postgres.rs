@@ -3,7 +3,7 @@
 //! `archive_command`, restores that start the server and recover to a point in time, a
 //! backup from a streaming standby with both nodes restored, and the faults an operator
 //! meets (store unreachable while archiving, WAL missing on restore, server stopped in the
-//! middle of a backup).
+//! middle of a backup), and tablespaces and configuration files outside the data directory.
 //!
 //! Everything PostgreSQL runs, and every strata command (PostgreSQL runs `strata wal-push`
 //! itself), runs as the `postgres` user when the tests run as root. Skipped, loudly, where
@@ -449,4 +449,123 @@ fn a_backup_cut_short_by_the_server_stopping_is_recorded_as_failed() {
         ),
         "t"
     );
+}
+
+#[test]
+fn tablespaces_and_configuration_outside_the_data_directory_come_back() {
+    if skip() {
+        return;
+    }
+    let site = Site::new();
+    let primary = PgServer::init(&site.path("p1"));
+    let hot = site.path("ts-hot");
+    let etc = site.path("etc");
+    for dir in [&hot, &etc] {
+        std::fs::create_dir(dir).unwrap();
+        chown_to_postgres(dir);
+    }
+    // A configuration file outside the data directory, included from postgresql.conf.
+    let extra = etc.join("extra.conf");
+    std::fs::write(&extra, "work_mem = '7MB'\n").unwrap();
+    chown_to_postgres(&extra);
+    primary.set_conf(&format!("include '{}'", extra.display()));
+    let config = site.config("strata.toml", &[("db", &primary, None)], "");
+    primary.set_conf(&site.archive_command(&config));
+    site.ok(&config, &["init"]);
+    primary.start();
+    assert_eq!(primary.psql("postgres", "SHOW work_mem"), "7MB");
+    primary.psql(
+        "postgres",
+        &format!(
+            "CREATE TABLESPACE \"hot data\" LOCATION '{}'",
+            hot.display()
+        ),
+    );
+    primary.psql("postgres", "CREATE DATABASE app");
+    primary.psql(
+        "app",
+        "CREATE TABLE events (id int PRIMARY KEY, body text) TABLESPACE \"hot data\"",
+    );
+    primary.psql(
+        "app",
+        "INSERT INTO events SELECT g, md5(g::text) FROM generate_series(1, 20000) g",
+    );
+    let oid = primary.psql(
+        "postgres",
+        "SELECT oid FROM pg_tablespace WHERE spcname = 'hot data'",
+    );
+
+    let out = site.ok(&config, &["backup"]);
+    assert!(out.contains("complete"), "{out}");
+    // Written after the backup: recovery replays it into the tablespace.
+    primary.psql("app", "DELETE FROM events WHERE id % 3 = 0");
+    primary.psql(
+        "app",
+        "INSERT INTO events SELECT g, 'late' FROM generate_series(20001, 20500) g",
+    );
+    wait_archived(&primary);
+    let expected = primary.table_checksums("app");
+
+    // The tablespace's original location holds the live source's files: a restore that
+    // would write there is refused before it writes anything.
+    let copy = fresh_target(&site, "copy");
+    let cfg = site.config("copy.toml", &[("db", &copy, None)], "");
+    let out = site.strata(&cfg, &["restore", "latest"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("hot data") && stderr.contains("not empty"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(&copy.data_dir).unwrap().count(), 0);
+
+    // Mapped elsewhere, it comes back there, linked from the data directory.
+    let moved = site.path("ts-moved");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(&format!(
+        "tablespaces = {{ \"hot data\" = \"{}\" }}\n",
+        moved.display()
+    ));
+    std::fs::write(&cfg, text).unwrap();
+    let out = site.ok(&cfg, &["restore", "latest"]);
+    assert!(out.contains("promoted"), "{out}");
+    assert!(
+        out.contains(&format!("hot data at {}", moved.display())),
+        "{out}"
+    );
+    assert_eq!(copy.table_checksums("app"), expected);
+    assert_eq!(
+        copy.psql(
+            "postgres",
+            "SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'hot data'"
+        ),
+        moved.display().to_string()
+    );
+    assert_eq!(
+        std::fs::read_link(copy.data_dir.join("pg_tblspc").join(&oid)).unwrap(),
+        moved
+    );
+    // The external configuration file is kept inside the restored data directory, under
+    // its absolute path, never written over the original.
+    let kept = copy
+        .data_dir
+        .join("strata.external-config")
+        .join(extra.strip_prefix("/").unwrap());
+    assert_eq!(std::fs::read(&kept).unwrap(), b"work_mem = '7MB'\n");
+
+    // A table file inside the tablespace is damaged while the copy is down; a restore
+    // over it (the tablespace is folded back in, files already right are kept) repairs
+    // it and leaves the tablespace linked to its mapped location.
+    let file = copy.psql("app", "SELECT pg_relation_filepath('events')");
+    assert!(file.starts_with(&format!("pg_tblspc/{oid}/")), "{file}");
+    copy.stop();
+    std::fs::write(copy.data_dir.join(&file), b"damaged").unwrap();
+    let out = site.ok(&cfg, &["restore", "latest"]);
+    assert!(out.contains("promoted"), "{out}");
+    assert_eq!(copy.table_checksums("app"), expected);
+    assert_eq!(
+        std::fs::read_link(copy.data_dir.join("pg_tblspc").join(&oid)).unwrap(),
+        moved
+    );
+    copy.stop();
 }

@@ -11,6 +11,7 @@
 use super::*;
 use strata_postgres::recovery::RecoveryPlan;
 use strata_postgres::session::{BackupSession, Role};
+use strata_postgres::tablespace::{self, Tablespace};
 use strata_postgres::{exclude, BaseBackupInfo, PgError, WAL_SPACE};
 use strata_repo::manifest::Entry;
 
@@ -30,20 +31,24 @@ async fn archive_report(
     Ok(strata_postgres::wal::summarize(&names, segment_size))
 }
 
+/// The directories the data directory's tablespace links point at now.
+fn current_links(data_dir: &Path) -> std::collections::BTreeSet<PathBuf> {
+    let dir = data_dir.join("pg_tblspc");
+    std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|t| if t.is_absolute() { t } else { dir.join(t) })
+        .collect()
+}
+
 impl Agent {
     pub(super) async fn start_base_backup(
         &self,
         pg: &PostgresAgent,
         operation: &str,
     ) -> ApiResult<BackupSession> {
-        let tablespaces = pg.node.data_dir.join("pg_tblspc");
-        if std::fs::read_dir(&tablespaces).is_ok_and(|mut d| d.next().is_some()) {
-            return Err(failed(format!(
-                "node {}: {} has tablespaces outside the data directory, which this strata version does not back up yet",
-                self.name(),
-                pg.node.data_dir.display()
-            )));
-        }
         BackupSession::start(
             &pg.node,
             &format!("strata {operation}"),
@@ -65,15 +70,53 @@ impl Agent {
         if session.role() == Role::Standby {
             session.switch_primary_wal().await.map_err(pg_failed)?;
         }
-        drop(session);
-        let mut files = vec![(exclude::LABEL_FILE, stopped.label_file.into_bytes())];
+        let mut files = vec![(
+            exclude::LABEL_FILE.to_string(),
+            stopped.label_file.into_bytes(),
+        )];
         if !stopped.tablespace_map.is_empty() {
-            files.push((exclude::TABLESPACE_MAP, stopped.tablespace_map.into_bytes()));
+            files.push((
+                exclude::TABLESPACE_MAP.to_string(),
+                stopped.tablespace_map.into_bytes(),
+            ));
         }
+        files.extend(self.external_config(&pg.node.data_dir, session.config_files(), state));
+        drop(session);
         self.add_files(state, &pg.node.data_dir, files).await?;
         self.wait_for_wal(&state.repo, &stopped.info, pg.wal_wait)
             .await?;
         Ok(stopped.info.to_map())
+    }
+
+    /// The configuration files outside the data directory (Debian keeps them under
+    /// `/etc/postgresql`), as manifest entries under [`exclude::EXTERNAL_CONFIG`]: a
+    /// restore brings them back there, beside the data, and never over the files a
+    /// server on this machine may be using. One that cannot be read is a warning.
+    fn external_config(
+        &self,
+        data_dir: &Path,
+        files: &[String],
+        state: &mut BackupState,
+    ) -> Vec<(String, Vec<u8>)> {
+        let inside = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+        let mut out = Vec::new();
+        for file in files {
+            let path = Path::new(file);
+            let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            if real.starts_with(&inside) || !path.is_absolute() {
+                continue;
+            }
+            match std::fs::read(path) {
+                Ok(content) => out.push((format!("{}{}", exclude::EXTERNAL_CONFIG, file), content)),
+                Err(err) => {
+                    let summary = &mut state.scan.summary;
+                    summary.warning_count += 1;
+                    summary.warnings.push(format!("unreadable: {file}: {err}"));
+                    summary.status = strata_repo::summary::BackupStatus::Partial;
+                }
+            }
+        }
+        out
     }
 
     /// Stores small files the backup adds (the label) and lists them in the manifest.
@@ -81,7 +124,7 @@ impl Agent {
         &self,
         state: &mut BackupState,
         data_dir: &Path,
-        files: Vec<(&str, Vec<u8>)>,
+        files: Vec<(String, Vec<u8>)>,
     ) -> ApiResult<()> {
         use std::os::unix::fs::MetadataExt;
         let owner = std::fs::metadata(data_dir)
@@ -95,35 +138,65 @@ impl Agent {
             let _runtime = tokio::runtime::Handle::current().enter();
             BlobWriter::start(state.repo.clone(), self.config.writer.clone())
         };
-        let mut entries = Vec::new();
-        for (name, content) in files {
-            let id = state.repo.keys().blob_id(&content);
-            let size = content.len() as u64;
-            // A fresh pipeline takes two tiny blobs without blocking.
-            let stored = writer
-                .submit(id, bytes::Bytes::from(content))
-                .map_err(|e| failed(error_chain(&e)))?;
-            if stored {
-                state.stored.insert(id);
+        // Submitting blocks while the pipeline is full: off the async threads.
+        let repo = state.repo.clone();
+        let (writer, entries, stored) = blocking(move || {
+            let mut entries = Vec::new();
+            let mut stored = Vec::new();
+            let mut dirs = std::collections::BTreeSet::new();
+            for (name, content) in files {
+                let id = repo.keys().blob_id(&content);
+                let size = content.len() as u64;
+                if writer.submit(id, bytes::Bytes::from(content))? {
+                    stored.push(id);
+                }
+                // Parent directories the data directory does not have (external config).
+                let mut parent = Path::new(&name).parent();
+                while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+                    dirs.insert(dir.as_os_str().as_bytes().to_vec());
+                    parent = dir.parent();
+                }
+                entries.push(Entry {
+                    path: name.into_bytes(),
+                    kind: EntryKind::File {
+                        size,
+                        chunks: vec![id],
+                    },
+                    mode: 0o600,
+                    uid: owner.0,
+                    gid: owner.1,
+                    mtime_ns: now_ns,
+                });
             }
-            entries.push(Entry {
-                path: name.as_bytes().to_vec(),
-                kind: EntryKind::File {
-                    size,
-                    chunks: vec![id],
-                },
-                mode: 0o600,
+            entries.extend(dirs.into_iter().map(|path| Entry {
+                path,
+                kind: EntryKind::Dir,
+                mode: 0o700,
                 uid: owner.0,
                 gid: owner.1,
                 mtime_ns: now_ns,
-            });
-        }
+            }));
+            Ok::<_, strata_repo::RepoError>((writer, entries, stored))
+        })
+        .await
+        .map_err(|e| failed(error_chain(&e)))?;
+        state.stored.extend(stored);
         writer.finish().await.map_err(|e| failed(error_chain(&e)))?;
         let manifest = &mut state.scan.manifest;
         for entry in entries {
-            state.scan.summary.files += 1;
-            state.scan.summary.bytes += entry.size();
-            manifest.entries.retain(|e| e.path != entry.path);
+            if manifest.entries.iter().any(|e| e.path == entry.path) {
+                if matches!(entry.kind, EntryKind::Dir) {
+                    continue;
+                }
+                manifest.entries.retain(|e| e.path != entry.path);
+            }
+            match entry.kind {
+                EntryKind::Dir => state.scan.summary.dirs += 1,
+                _ => {
+                    state.scan.summary.files += 1;
+                    state.scan.summary.bytes += entry.size();
+                }
+            }
             let at = manifest
                 .entries
                 .partition_point(|e| e.path.as_slice() < entry.path.as_slice());
@@ -162,13 +235,16 @@ impl Agent {
         }
     }
 
-    /// Checks before a PostgreSQL restore: no server on the data directory, and the WAL
-    /// that makes the backup consistent is in the archive.
+    /// Checks before a PostgreSQL restore: no server on the data directory, the WAL that
+    /// makes the backup consistent is in the archive, and every tablespace has a place to
+    /// go. Then moves the tablespaces of the cluster being replaced back into the data
+    /// directory, so the restore keeps what is already correct. Returns the tablespaces
+    /// to move out again afterwards.
     pub(super) async fn before_pg_restore(
         &self,
         repo: &Repository,
         request: &RestoreRequest,
-    ) -> ApiResult<()> {
+    ) -> ApiResult<Vec<Tablespace>> {
         let Some(pg) = &self.config.postgres else {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,
@@ -215,7 +291,32 @@ impl Agent {
                 request.backup
             )));
         }
-        Ok(())
+        let node = &pg.node;
+        let check = |ours| {
+            tablespace::check_locations(node, &info.tablespaces, &ours)
+                .map_err(|e| ApiError::new(ErrorCode::BadRequest, error_chain(&e)))
+        };
+        // Where the current links point before anything moves, then the move itself.
+        check(current_links(&node.data_dir))?;
+        tablespace::fold_in(&node.data_dir).map_err(pg_failed)?;
+        Ok(info.tablespaces)
+    }
+
+    /// After the files are back: each tablespace to its location, linked from the data
+    /// directory. Returns a line for the restore's report.
+    pub(super) fn place_tablespaces(
+        &self,
+        tablespaces: &[Tablespace],
+    ) -> ApiResult<Option<String>> {
+        let pg = self.config.postgres.as_ref().expect("checked before");
+        let placed = tablespace::fold_out(&pg.node, tablespaces).map_err(pg_failed)?;
+        Ok((!placed.is_empty()).then(|| {
+            let list: Vec<String> = placed
+                .iter()
+                .map(|(name, at)| format!("{name} at {}", at.display()))
+                .collect();
+            format!("tablespaces: {}", list.join(", "))
+        }))
     }
 
     /// After the files are back: recovery settings, then start and wait.
