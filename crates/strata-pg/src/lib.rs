@@ -129,6 +129,147 @@ impl ConnectSettings {
     }
 }
 
+/// Why a connection string could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DsnError {
+    #[error("invalid database connection string: {0} (use postgresql://user@host:port/db or host=... port=... dbname=...)")]
+    Invalid(String),
+}
+
+/// A connection given as a libpq-style string, `postgresql://user@host:5432/db` or
+/// `host=/run/postgresql port=5432 dbname=db`: what operators paste from their other tools.
+/// Missing parts take libpq's defaults (socket directory, port 5432, `$PGUSER` or the OS
+/// user, `$PGPASSWORD`), so `--db dbname=metrics` works on the database host.
+#[derive(Clone)]
+pub struct Dsn {
+    config: tokio_postgres::Config,
+}
+
+impl std::fmt::Debug for Dsn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the password.
+        write!(f, "Dsn({})", self.describe())
+    }
+}
+
+impl Dsn {
+    /// Parses a connection string; the error never repeats the string (it may hold a
+    /// password).
+    pub fn parse(text: &str) -> Result<Dsn, DsnError> {
+        let mut config: tokio_postgres::Config = text
+            .parse()
+            .map_err(|e: tokio_postgres::Error| DsnError::Invalid(e.to_string()))?;
+        if config.get_hosts().is_empty() {
+            let host = std::env::var("PGHOST").unwrap_or_else(|_| "/var/run/postgresql".into());
+            config.host(&host);
+        }
+        if config.get_ports().is_empty() {
+            let port = std::env::var("PGPORT")
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(5432);
+            config.port(port);
+        }
+        if config.get_user().is_none() {
+            let user = std::env::var("PGUSER")
+                .or_else(|_| std::env::var("USER"))
+                .unwrap_or_else(|_| "postgres".into());
+            config.user(&user);
+        }
+        if config.get_dbname().is_none() {
+            if let Ok(db) = std::env::var("PGDATABASE") {
+                config.dbname(&db);
+            }
+        }
+        if config.get_password().is_none() {
+            if let Ok(password) = std::env::var("PGPASSWORD") {
+                config.password(password);
+            }
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("strata");
+        }
+        Ok(Dsn { config })
+    }
+
+    /// `host:port/db as user` for messages: never the password.
+    pub fn describe(&self) -> String {
+        let host = match self.config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            #[cfg(unix)]
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "?".into(),
+        };
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        let user = self.config.get_user().unwrap_or("?");
+        let db = self.config.get_dbname().unwrap_or(user);
+        format!("{host}:{port}/{db} as {user}")
+    }
+
+    /// Opens a connection, like [`ConnectSettings::connect`].
+    pub async fn connect(&self) -> Result<Client, ConnectError> {
+        let secs = self
+            .config
+            .get_connect_timeout()
+            .map(|d| d.as_secs())
+            .unwrap_or(10)
+            .max(1);
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(secs + 1),
+            self.config.connect(tokio_postgres::NoTls),
+        )
+        .await;
+        let (client, connection) = match attempt {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(source)) => {
+                return Err(ConnectError::Connect {
+                    at: self.describe(),
+                    source,
+                })
+            }
+            Err(_) => {
+                return Err(ConnectError::Timeout {
+                    at: self.describe(),
+                    secs,
+                })
+            }
+        };
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+}
+
+/// `"schema"."name"`: a schema-qualified identifier, each part quoted.
+pub fn quote_qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote_ident(schema), quote_ident(name))
+}
+
+/// The message of a server error (`relation "x" does not exist`), or the driver's own
+/// text: what an operator needs on one line, without the driver's `db error:` prefix.
+pub fn error_message(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_string(),
+        },
+        None => {
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            text
+        }
+    }
+}
+
 /// A value for a libpq connection string: quoted when it needs to be.
 fn conninfo_value(value: &str) -> String {
     if !value.is_empty() && !value.contains([' ', '\'', '\\']) {
@@ -161,6 +302,18 @@ mod tests {
         assert_eq!(conninfo_value("a b"), "'a b'");
         assert_eq!(conninfo_value("x'y"), "'x\\'y'");
         assert_eq!(conninfo_value("/tmp/s"), "/tmp/s");
+        assert_eq!(quote_qualified("a.b", "c\"d"), "\"a.b\".\"c\"\"d\"");
+    }
+
+    #[test]
+    fn dsn_descriptions_hide_the_password() {
+        let dsn = Dsn::parse("postgresql://alice:hunter2@db.example:6543/metrics").unwrap();
+        assert_eq!(dsn.describe(), "db.example:6543/metrics as alice");
+        assert!(!format!("{dsn:?}").contains("hunter2"));
+        let dsn = Dsn::parse("host=/tmp/sock port=5999 user=bob dbname=x password=pw").unwrap();
+        assert_eq!(dsn.describe(), "/tmp/sock:5999/x as bob");
+        let err = Dsn::parse("postgresql://u:secretpw@h:notaport/db").unwrap_err();
+        assert!(!err.to_string().contains("secretpw"), "{err}");
     }
 
     #[test]

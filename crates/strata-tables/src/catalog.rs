@@ -1,0 +1,482 @@
+//! Policies, runs and the audit log, stored in the database the policies are about (schema
+//! `strata` unless configured): they travel with the database's own backups, and every tool
+//! that can read a table can read them.
+
+use crate::duration::Retention;
+use crate::error::{is_missing_relation, TablesError, TablesResult};
+use crate::name::TableName;
+use crate::policy::{Action, Policy, PolicySpec, TagFilter};
+use strata_pg::{quote_ident, Client};
+
+/// The policy tables of one schema.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    schema: String,
+}
+
+/// A change to a policy; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyEdit {
+    pub column: Option<String>,
+    pub after: Option<Retention>,
+    pub tags: Option<Vec<String>>,
+    pub tablespace: Option<String>,
+    pub archive_schema: Option<String>,
+    pub target: Option<String>,
+    pub keep: Option<u32>,
+    pub enabled: Option<bool>,
+}
+
+/// One audit row: who did what, when, how it went, to which partitions.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct AuditEntry {
+    pub who: String,
+    pub what: String,
+    pub policy_id: Option<i64>,
+    pub run_id: Option<i64>,
+    pub table: Option<String>,
+    pub outcome: String,
+    pub partitions: Vec<String>,
+    pub detail: String,
+}
+
+const POLICY_COLUMNS: &str = "id, table_schema, table_name, column_name, action, after_text, tags, tablespace, archive_schema, target, keep, enabled, created_by, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+
+impl Catalog {
+    pub fn new(schema: impl Into<String>) -> Catalog {
+        Catalog {
+            schema: schema.into(),
+        }
+    }
+
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(name))
+    }
+
+    /// The statements of `strata tables setup`; each can run again.
+    pub fn setup_sql(&self) -> Vec<String> {
+        let policy = self.table("policy");
+        let run = self.table("run");
+        let audit = self.table("audit");
+        vec![
+            format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&self.schema)),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {policy} (
+                    id bigserial PRIMARY KEY,
+                    table_schema text NOT NULL,
+                    table_name text NOT NULL,
+                    column_name text NOT NULL,
+                    action text NOT NULL CHECK (action IN ('delete', 'detach', 'reallocate', 'archive', 'downsample')),
+                    after_text text NOT NULL,
+                    after_seconds bigint,
+                    tags text[] NOT NULL DEFAULT '{{}}',
+                    tablespace text,
+                    archive_schema text,
+                    target text,
+                    keep integer NOT NULL DEFAULT 1 CHECK (keep >= 1),
+                    enabled boolean NOT NULL DEFAULT true,
+                    created_by text NOT NULL DEFAULT current_user,
+                    created_at timestamptz NOT NULL DEFAULT now(),
+                    UNIQUE (table_schema, table_name, action))"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {run} (
+                    id bigserial PRIMARY KEY,
+                    who text NOT NULL,
+                    started_at timestamptz NOT NULL DEFAULT now(),
+                    finished_at timestamptz,
+                    cutoff timestamptz NOT NULL,
+                    dry_run boolean NOT NULL,
+                    tags text[] NOT NULL DEFAULT '{{}}',
+                    outcome text NOT NULL DEFAULT 'running',
+                    summary text)"
+            ),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {audit} (
+                    id bigserial PRIMARY KEY,
+                    at timestamptz NOT NULL DEFAULT now(),
+                    who text NOT NULL,
+                    what text NOT NULL,
+                    policy_id bigint,
+                    run_id bigint,
+                    table_name text,
+                    outcome text NOT NULL,
+                    partitions text[] NOT NULL DEFAULT '{{}}',
+                    detail text NOT NULL DEFAULT '')"
+            ),
+        ]
+    }
+
+    /// Creates the schema and tables (idempotent).
+    pub async fn setup(&self, client: &Client, who: &str) -> TablesResult<()> {
+        for statement in self.setup_sql() {
+            client
+                .batch_execute(&statement)
+                .await
+                .map_err(|e| TablesError::db("setting up the policy tables", &e))?;
+        }
+        self.audit(
+            client,
+            &AuditEntry {
+                who: who.into(),
+                what: "setup".into(),
+                outcome: "ok".into(),
+                detail: format!("schema {}", self.schema),
+                ..AuditEntry::default()
+            },
+        )
+        .await
+    }
+
+    fn map_err(&self, what: &str, err: strata_pg::PgError) -> TablesError {
+        if is_missing_relation(&err) {
+            TablesError::NotSetUp {
+                schema: self.schema.clone(),
+            }
+        } else {
+            TablesError::db(what, &err)
+        }
+    }
+
+    /// Adds a policy; returns its id. One policy per table and action.
+    pub async fn add(&self, client: &Client, spec: &PolicySpec, who: &str) -> TablesResult<i64> {
+        spec.validate()?;
+        let sql = format!(
+            "INSERT INTO {} (table_schema, table_name, column_name, action, after_text, after_seconds, tags, tablespace, archive_schema, target, keep, enabled, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             ON CONFLICT (table_schema, table_name, action) DO NOTHING RETURNING id",
+            self.table("policy")
+        );
+        let keep = i32::try_from(spec.keep).unwrap_or(i32::MAX);
+        let rows = client
+            .query(
+                &sql,
+                &[
+                    &spec.table.schema,
+                    &spec.table.name,
+                    &spec.column,
+                    &spec.action.as_str(),
+                    &spec.after.to_string(),
+                    &spec.after.seconds(),
+                    &spec.tags,
+                    &spec.tablespace,
+                    &spec.archive_schema,
+                    &spec.target,
+                    &keep,
+                    &spec.enabled,
+                    &who,
+                ],
+            )
+            .await
+            .map_err(|e| self.map_err("adding the policy", e))?;
+        let Some(row) = rows.first() else {
+            return Err(TablesError::Unsupported(format!(
+                "table {} already has a {} policy: change it with `strata tables edit ID`",
+                spec.table, spec.action
+            )));
+        };
+        let id: i64 = row.get(0);
+        self.audit(
+            client,
+            &AuditEntry {
+                who: who.into(),
+                what: "policy add".into(),
+                policy_id: Some(id),
+                table: Some(spec.table.to_string()),
+                outcome: "ok".into(),
+                detail: describe_spec(spec),
+                ..AuditEntry::default()
+            },
+        )
+        .await?;
+        Ok(id)
+    }
+
+    /// Every policy (oldest first) whose tags match.
+    pub async fn list(&self, client: &Client, filter: &TagFilter) -> TablesResult<Vec<Policy>> {
+        let sql = format!(
+            "SELECT {POLICY_COLUMNS} FROM {} ORDER BY id",
+            self.table("policy")
+        );
+        let rows = client
+            .query(&sql, &[])
+            .await
+            .map_err(|e| self.map_err("reading the policies", e))?;
+        let mut policies = Vec::new();
+        for row in rows {
+            let policy = policy_from_row(&row)?;
+            if filter.matches(&policy.spec.tags) {
+                policies.push(policy);
+            }
+        }
+        Ok(policies)
+    }
+
+    /// One policy.
+    pub async fn get(&self, client: &Client, id: i64) -> TablesResult<Policy> {
+        let sql = format!(
+            "SELECT {POLICY_COLUMNS} FROM {} WHERE id = $1",
+            self.table("policy")
+        );
+        let row = client
+            .query_opt(&sql, &[&id])
+            .await
+            .map_err(|e| self.map_err("reading the policy", e))?
+            .ok_or(TablesError::NoSuchPolicy(id))?;
+        policy_from_row(&row)
+    }
+
+    /// Changes a policy; returns it as it now is.
+    pub async fn edit(
+        &self,
+        client: &Client,
+        id: i64,
+        edit: &PolicyEdit,
+        who: &str,
+    ) -> TablesResult<Policy> {
+        let before = self.get(client, id).await?;
+        let mut spec = before.spec.clone();
+        let non_empty = |v: &String| (!v.is_empty()).then(|| v.clone());
+        if let Some(column) = &edit.column {
+            spec.column = column.clone();
+        }
+        if let Some(after) = edit.after {
+            spec.after = after;
+        }
+        if let Some(tags) = &edit.tags {
+            spec.tags = tags.clone();
+        }
+        // An empty value clears an option.
+        if let Some(v) = &edit.tablespace {
+            spec.tablespace = non_empty(v);
+        }
+        if let Some(v) = &edit.archive_schema {
+            spec.archive_schema = non_empty(v);
+        }
+        if let Some(v) = &edit.target {
+            spec.target = non_empty(v);
+        }
+        if let Some(keep) = edit.keep {
+            spec.keep = keep;
+        }
+        if let Some(enabled) = edit.enabled {
+            spec.enabled = enabled;
+        }
+        spec.validate()?;
+        let sql = format!(
+            "UPDATE {} SET column_name = $2, after_text = $3, after_seconds = $4, tags = $5, tablespace = $6, archive_schema = $7, target = $8, keep = $9, enabled = $10 WHERE id = $1",
+            self.table("policy")
+        );
+        let keep = i32::try_from(spec.keep).unwrap_or(i32::MAX);
+        client
+            .execute(
+                &sql,
+                &[
+                    &id,
+                    &spec.column,
+                    &spec.after.to_string(),
+                    &spec.after.seconds(),
+                    &spec.tags,
+                    &spec.tablespace,
+                    &spec.archive_schema,
+                    &spec.target,
+                    &keep,
+                    &spec.enabled,
+                ],
+            )
+            .await
+            .map_err(|e| self.map_err("changing the policy", e))?;
+        self.audit(
+            client,
+            &AuditEntry {
+                who: who.into(),
+                what: "policy edit".into(),
+                policy_id: Some(id),
+                table: Some(spec.table.to_string()),
+                outcome: "ok".into(),
+                detail: format!(
+                    "was: {}; now: {}",
+                    describe_spec(&before.spec),
+                    describe_spec(&spec)
+                ),
+                ..AuditEntry::default()
+            },
+        )
+        .await?;
+        self.get(client, id).await
+    }
+
+    /// Removes policies: the one with `id`, or every one matching `filter` (which must
+    /// name at least one tag). Returns the removed policies.
+    pub async fn remove(
+        &self,
+        client: &Client,
+        id: Option<i64>,
+        filter: &TagFilter,
+        who: &str,
+    ) -> TablesResult<Vec<Policy>> {
+        let victims = match id {
+            Some(id) => vec![self.get(client, id).await?],
+            None if filter.tags.is_empty() => {
+                return Err(TablesError::Unsupported(
+                    "name a policy id or at least one --tag".into(),
+                ))
+            }
+            None => self.list(client, filter).await?,
+        };
+        let sql = format!("DELETE FROM {} WHERE id = $1", self.table("policy"));
+        for policy in &victims {
+            client
+                .execute(&sql, &[&policy.id])
+                .await
+                .map_err(|e| self.map_err("removing the policy", e))?;
+            self.audit(
+                client,
+                &AuditEntry {
+                    who: who.into(),
+                    what: "policy remove".into(),
+                    policy_id: Some(policy.id),
+                    table: Some(policy.spec.table.to_string()),
+                    outcome: "ok".into(),
+                    detail: describe_spec(&policy.spec),
+                    ..AuditEntry::default()
+                },
+            )
+            .await?;
+        }
+        Ok(victims)
+    }
+
+    /// Writes one audit row.
+    pub async fn audit(&self, client: &Client, entry: &AuditEntry) -> TablesResult<()> {
+        let sql = format!(
+            "INSERT INTO {} (who, what, policy_id, run_id, table_name, outcome, partitions, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            self.table("audit")
+        );
+        client
+            .execute(
+                &sql,
+                &[
+                    &entry.who,
+                    &entry.what,
+                    &entry.policy_id,
+                    &entry.run_id,
+                    &entry.table,
+                    &entry.outcome,
+                    &entry.partitions,
+                    &entry.detail,
+                ],
+            )
+            .await
+            .map_err(|e| self.map_err("writing the audit log", e))?;
+        Ok(())
+    }
+
+    /// Opens a run record; returns its id.
+    pub async fn start_run(
+        &self,
+        client: &Client,
+        who: &str,
+        cutoff: &str,
+        dry_run: bool,
+        tags: &[String],
+    ) -> TablesResult<i64> {
+        let sql = format!(
+            "INSERT INTO {} (who, cutoff, dry_run, tags) VALUES ($1, $2::text::timestamptz, $3, $4) RETURNING id",
+            self.table("run")
+        );
+        let row = client
+            .query_one(&sql, &[&who, &cutoff, &dry_run, &tags])
+            .await
+            .map_err(|e| self.map_err("recording the run", e))?;
+        Ok(row.get(0))
+    }
+
+    /// Closes a run record with its outcome.
+    pub async fn finish_run(
+        &self,
+        client: &Client,
+        id: i64,
+        outcome: &str,
+        summary: &str,
+    ) -> TablesResult<()> {
+        let sql = format!(
+            "UPDATE {} SET finished_at = now(), outcome = $2, summary = $3 WHERE id = $1",
+            self.table("run")
+        );
+        client
+            .execute(&sql, &[&id, &outcome, &summary])
+            .await
+            .map_err(|e| self.map_err("recording the run's outcome", e))?;
+        Ok(())
+    }
+}
+
+/// One line describing a policy, for the audit log.
+pub fn describe_spec(spec: &PolicySpec) -> String {
+    let mut text = format!(
+        "{} {}:{} after {}",
+        spec.action, spec.table, spec.column, spec.after
+    );
+    if let Some(t) = &spec.tablespace {
+        text.push_str(&format!(" tablespace {t}"));
+    }
+    if let Some(t) = &spec.target {
+        text.push_str(&format!(" target {t}"));
+    }
+    if let Some(s) = &spec.archive_schema {
+        text.push_str(&format!(" archive schema {s}"));
+    }
+    if spec.keep != 1 {
+        text.push_str(&format!(" keep {}", spec.keep));
+    }
+    if !spec.tags.is_empty() {
+        text.push_str(&format!(" tags {}", spec.tags.join(",")));
+    }
+    if !spec.enabled {
+        text.push_str(" (disabled)");
+    }
+    text
+}
+
+fn policy_from_row(row: &strata_pg::tokio_postgres::Row) -> TablesResult<Policy> {
+    let action_text: String = row.get(4);
+    let action = Action::parse(&action_text).ok_or_else(|| {
+        TablesError::Unsupported(format!("stored policy has unknown action {action_text:?}"))
+    })?;
+    let after_text: String = row.get(5);
+    let keep: i32 = row.get(10);
+    Ok(Policy {
+        id: row.get(0),
+        spec: PolicySpec {
+            table: TableName::new(row.get::<_, String>(1), row.get::<_, String>(2)),
+            column: row.get(3),
+            action,
+            after: Retention::parse(&after_text)?,
+            tags: row.get(6),
+            tablespace: row.get(7),
+            archive_schema: row.get(8),
+            target: row.get(9),
+            keep: u32::try_from(keep).unwrap_or(1),
+            enabled: row.get(11),
+        },
+        created_by: row.get(12),
+        created_at: row.get(13),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setup_sql_quotes_the_schema() {
+        let sql = Catalog::new("my\"schema; DROP").setup_sql();
+        assert_eq!(sql[0], "CREATE SCHEMA IF NOT EXISTS \"my\"\"schema; DROP\"");
+        assert!(sql[1].contains("\"my\"\"schema; DROP\".\"policy\""));
+    }
+}

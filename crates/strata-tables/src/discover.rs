@@ -1,0 +1,224 @@
+//! What a table is made of: its columns, and for a range-partitioned table its partitions
+//! with their bounds, sizes and tablespaces (from `pg_inherits` and `relpartbound`). A
+//! pg_partman set is a native partitioned table too; its configuration is read when the
+//! extension is installed, so a plan can warn when partman's own retention also acts.
+
+use crate::bound::{parse_bound, Bound, Upper};
+use crate::error::{TablesError, TablesResult};
+use crate::name::TableName;
+use serde::Serialize;
+use strata_pg::Client;
+
+/// One column of a table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Column {
+    pub name: String,
+    /// The type as `format_type` prints it (`timestamp with time zone`).
+    #[serde(rename = "type")]
+    pub type_name: String,
+}
+
+/// One partition of a partitioned table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Partition {
+    pub name: TableName,
+    /// The bound as PostgreSQL prints it.
+    pub bound_text: String,
+    #[serde(skip)]
+    pub bound: Bound,
+    /// `pg_total_relation_size`: table, indexes and TOAST.
+    pub bytes: i64,
+    /// Its tablespace (`None`: the database's default).
+    pub tablespace: Option<String>,
+}
+
+impl Partition {
+    /// The instant before which all its rows lie, when it has one.
+    pub fn upper(&self) -> Option<Upper> {
+        match self.bound {
+            Bound::Range { upper } => Some(upper),
+            Bound::Default => None,
+        }
+    }
+}
+
+/// A table as retention sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableShape {
+    pub table: TableName,
+    pub oid: u32,
+    pub columns: Vec<Column>,
+    /// The range partitions, oldest upper bound first (`None` for an unpartitioned table).
+    pub partitions: Option<Vec<Partition>>,
+    /// The partition key column of a partitioned table.
+    pub partition_key: Option<String>,
+    /// pg_partman's retention setting for this set, when partman manages it.
+    pub partman_retention: Option<String>,
+}
+
+impl TableShape {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+/// Time types a duration can be compared with.
+pub fn is_time_type(type_name: &str) -> bool {
+    matches!(
+        type_name,
+        "timestamp with time zone" | "timestamp without time zone" | "date"
+    )
+}
+
+/// Looks a table up and reads its shape. Fails on a missing table, on a partitioned table
+/// that is not range-partitioned on one column, and on any bound it cannot read.
+pub async fn discover(client: &Client, table: &TableName) -> TablesResult<TableShape> {
+    let row = client
+        .query_opt(
+            "SELECT c.oid, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&table.schema, &table.name],
+        )
+        .await
+        .map_err(|e| TablesError::db(format!("looking up table {table}"), &e))?
+        .ok_or_else(|| TablesError::UnknownTable(table.clone()))?;
+    let oid: u32 = row.get(0);
+    let kind: String = row.get(1);
+    if kind != "r" && kind != "p" {
+        return Err(TablesError::Unsupported(format!(
+            "{table} is not a table (relkind {kind})"
+        )));
+    }
+    let columns = client
+        .query(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute
+             WHERE attrelid = $1 AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| TablesError::db(format!("reading the columns of {table}"), &e))?
+        .iter()
+        .map(|r| Column {
+            name: r.get(0),
+            type_name: r.get(1),
+        })
+        .collect();
+    let mut shape = TableShape {
+        table: table.clone(),
+        oid,
+        columns,
+        partitions: None,
+        partition_key: None,
+        partman_retention: None,
+    };
+    if kind == "p" {
+        let key = client
+            .query_one(
+                "SELECT p.partstrat::text, array_length(p.partattrs::int2[], 1),
+                        (SELECT attname::text FROM pg_attribute WHERE attrelid = p.partrelid AND attnum = p.partattrs[0])
+                 FROM pg_partitioned_table p WHERE p.partrelid = $1",
+                &[&oid],
+            )
+            .await
+            .map_err(|e| TablesError::db(format!("reading the partition key of {table}"), &e))?;
+        let strategy: String = key.get(0);
+        let key_columns: Option<i32> = key.get(1);
+        let key_column: Option<String> = key.get(2);
+        if strategy != "r" {
+            return Err(TablesError::Unsupported(format!(
+                "{table} is not range-partitioned: retention acts on range partitions of a time column"
+            )));
+        }
+        match (key_columns, key_column) {
+            (Some(1), Some(column)) => shape.partition_key = Some(column),
+            _ => {
+                return Err(TablesError::Unsupported(format!(
+                    "{table} is partitioned on an expression or several columns: retention needs a range partition on one time column"
+                )))
+            }
+        }
+        shape.partitions = Some(partitions(client, table, oid).await?);
+        shape.partman_retention = partman_retention(client, table).await?;
+    }
+    Ok(shape)
+}
+
+async fn partitions(client: &Client, table: &TableName, oid: u32) -> TablesResult<Vec<Partition>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text, pg_get_expr(c.relpartbound, c.oid),
+                    pg_total_relation_size(c.oid), t.spcname::text
+             FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
+             WHERE i.inhparent = $1",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| TablesError::db(format!("listing the partitions of {table}"), &e))?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let name = TableName::new(row.get::<_, String>(0), row.get::<_, String>(1));
+        let bound_text: String = row.get(2);
+        let bound = parse_bound(&bound_text).map_err(|source| TablesError::Bound {
+            table: table.clone(),
+            partition: name.to_string(),
+            source,
+        })?;
+        out.push(Partition {
+            name,
+            bound_text,
+            bound,
+            bytes: row.get(3),
+            tablespace: row.get(4),
+        });
+    }
+    // Oldest first; the default partition (no upper bound) last.
+    out.sort_by(|a, b| match (a.upper(), b.upper()) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.name.cmp(&b.name),
+    });
+    Ok(out)
+}
+
+/// pg_partman's `retention` for this set, when the extension is installed and manages it.
+async fn partman_retention(client: &Client, table: &TableName) -> TablesResult<Option<String>> {
+    let schema: Option<String> = client
+        .query_opt(
+            "SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_partman'",
+            &[],
+        )
+        .await
+        .map_err(|e| TablesError::db("looking for pg_partman", &e))?
+        .map(|r| r.get(0));
+    let Some(schema) = schema else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT coalesce(retention, 'none') FROM {} WHERE parent_table = $1",
+        strata_pg::quote_qualified(&schema, "part_config")
+    );
+    // partman names its sets `schema.table` in its own unquoted form.
+    let parent = format!("{}.{}", table.schema, table.name);
+    let row = client
+        .query_opt(&sql, &[&parent])
+        .await
+        .map_err(|e| TablesError::db("reading pg_partman's part_config", &e))?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_types() {
+        assert!(is_time_type("timestamp with time zone"));
+        assert!(is_time_type("date"));
+        assert!(!is_time_type("bigint"));
+        assert!(!is_time_type("text"));
+    }
+}

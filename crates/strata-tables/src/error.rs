@@ -1,0 +1,83 @@
+//! Errors of the retention engine, each one line an operator can act on.
+
+use crate::name::TableName;
+
+/// What went wrong, classified so the CLI can pick an exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum TablesError {
+    #[error(transparent)]
+    Connect(#[from] strata_pg::ConnectError),
+    #[error(transparent)]
+    Dsn(#[from] strata_pg::DsnError),
+    /// A statement failed; `what` says which step.
+    #[error("{what}: {message}")]
+    Db { what: String, message: String },
+    #[error("the policy tables are missing in schema {schema:?} of this database: run `strata tables setup` first")]
+    NotSetUp { schema: String },
+    #[error("table {0} does not exist")]
+    UnknownTable(TableName),
+    #[error("table {table} has no column {column:?}")]
+    MissingColumn { table: TableName, column: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("no policy with id {0}")]
+    NoSuchPolicy(i64),
+    #[error(transparent)]
+    Spec(#[from] crate::policy::SpecError),
+    #[error(transparent)]
+    Name(#[from] crate::name::NameError),
+    #[error(transparent)]
+    Duration(#[from] crate::duration::DurationError),
+    #[error("table {table}, partition {partition}: {source}")]
+    Bound {
+        table: TableName,
+        partition: String,
+        #[source]
+        source: crate::bound::BoundError,
+    },
+    #[error("{0}")]
+    Store(#[from] strata_store::StoreError),
+    /// An archive that does not check out: never drop after this.
+    #[error("archive {key}: {why}")]
+    Archive { key: String, why: String },
+}
+
+impl TablesError {
+    /// True when the input (a name, an option, the database's state) is wrong rather than
+    /// the operation failing: the CLI exits 2 for these.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            TablesError::Dsn(_)
+                | TablesError::NotSetUp { .. }
+                | TablesError::UnknownTable(_)
+                | TablesError::MissingColumn { .. }
+                | TablesError::Unsupported(_)
+                | TablesError::NoSuchPolicy(_)
+                | TablesError::Spec(_)
+                | TablesError::Name(_)
+                | TablesError::Duration(_)
+                | TablesError::Bound { .. }
+        )
+    }
+
+    /// A failed statement, with the server's message.
+    pub fn db(what: impl Into<String>, err: &strata_pg::PgError) -> TablesError {
+        TablesError::Db {
+            what: what.into(),
+            message: strata_pg::error_message(err),
+        }
+    }
+}
+
+/// Result alias of the engine.
+pub type TablesResult<T> = Result<T, TablesError>;
+
+/// SQLSTATEs the engine reacts to.
+pub(crate) fn is_missing_relation(err: &strata_pg::PgError) -> bool {
+    use strata_pg::tokio_postgres::error::SqlState;
+    matches!(
+        err.code(),
+        Some(c) if *c == SqlState::UNDEFINED_TABLE || *c == SqlState::INVALID_SCHEMA_NAME
+    )
+}

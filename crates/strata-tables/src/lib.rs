@@ -1,0 +1,281 @@
+//! strata's table retention engine: the lifecycle of time-partitioned data inside
+//! PostgreSQL.
+//!
+//! Policies (stored in the database, see [`catalog`]) say what happens to a table's data
+//! once it is older than a duration: `delete`, `detach`, `reallocate` or `archive`.
+//! Partitions are discovered from the catalog ([`discover`]), expire on their upper bound
+//! ([`plan`]), and are acted on under a per-table advisory lock with every step audited
+//! ([`run`]). Archives stream through zstd into a strata storage and are verified before
+//! anything is dropped ([`archive`]).
+//!
+//! This crate sits beside the coordinator: it uses the shared PostgreSQL helpers
+//! (`strata-pg`) and the storage trait (`strata-store`), never the backup layers.
+
+pub mod archive;
+pub mod bound;
+pub mod catalog;
+pub mod discover;
+pub mod duration;
+mod error;
+pub mod name;
+pub mod plan;
+pub mod policy;
+pub mod run;
+pub mod sql;
+
+pub use catalog::{Catalog, PolicyEdit};
+pub use duration::Retention;
+pub use error::{TablesError, TablesResult};
+pub use name::TableName;
+pub use policy::{Action, Policy, PolicySpec, TagFilter};
+pub use run::{RunReport, TableOutcome};
+
+use chrono::{DateTime, Utc};
+use plan::TablePlan;
+use strata_pg::{Client, Dsn};
+
+/// The default schema of the policy tables.
+pub const DEFAULT_SCHEMA: &str = "strata";
+
+/// A connection to one database with its policy tables: what every `strata tables`
+/// command works through.
+pub struct Engine {
+    client: Client,
+    catalog: Catalog,
+    who: String,
+}
+
+/// The plan of one table, or why it cannot be planned.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PlannedTable {
+    pub table: String,
+    pub plan: Option<TablePlan>,
+    pub error: Option<String>,
+}
+
+impl Engine {
+    /// Connects; the session runs in UTC (partition bounds print in it) with a lock
+    /// timeout, so a step waiting behind a long query fails instead of blocking every
+    /// query that queues behind its lock. `who` defaults to the database user.
+    pub async fn connect(
+        dsn: &Dsn,
+        schema: &str,
+        who: Option<String>,
+        lock_timeout_secs: u64,
+    ) -> TablesResult<Engine> {
+        let client = dsn.connect().await?;
+        client
+            .batch_execute(&format!(
+                "SET TimeZone = 'UTC'; SET lock_timeout = '{}s'",
+                lock_timeout_secs.max(1)
+            ))
+            .await
+            .map_err(|e| TablesError::db("setting up the session", &e))?;
+        let who = match who {
+            Some(who) if !who.trim().is_empty() => who,
+            _ => client
+                .query_one("SELECT current_user::text", &[])
+                .await
+                .map_err(|e| TablesError::db("asking who we are", &e))?
+                .get(0),
+        };
+        Ok(Engine {
+            client,
+            catalog: Catalog::new(schema),
+            who,
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn who(&self) -> &str {
+        &self.who
+    }
+
+    /// The connection, for loading archives.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    /// `strata tables setup`.
+    pub async fn setup(&self) -> TablesResult<()> {
+        self.catalog.setup(&self.client, &self.who).await
+    }
+
+    /// Adds a policy after checking it fits its table (exists, has the column, is
+    /// partitioned on it when partitioned); returns its id.
+    pub async fn add(&self, spec: &PolicySpec) -> TablesResult<i64> {
+        spec.validate()?;
+        self.check_fits(spec).await?;
+        self.catalog.add(&self.client, spec, &self.who).await
+    }
+
+    async fn check_fits(&self, spec: &PolicySpec) -> TablesResult<()> {
+        let shape = discover::discover(&self.client, &spec.table).await?;
+        if shape.column(&spec.column).is_none() {
+            return Err(TablesError::MissingColumn {
+                table: spec.table.clone(),
+                column: spec.column.clone(),
+            });
+        }
+        let probe = Policy {
+            id: 0,
+            spec: spec.clone(),
+            created_by: String::new(),
+            created_at: String::new(),
+        };
+        let plan = plan::plan_table(&[probe], &shape, Utc::now());
+        match plan.problems.first() {
+            Some(problem) => Err(TablesError::Unsupported(
+                problem.trim_start_matches("policy 0: ").to_string(),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    pub async fn list(&self, filter: &TagFilter) -> TablesResult<Vec<Policy>> {
+        self.catalog.list(&self.client, filter).await
+    }
+
+    pub async fn edit(&self, id: i64, edit: &PolicyEdit) -> TablesResult<Policy> {
+        let policy = self.catalog.get(&self.client, id).await?;
+        if edit.column.is_some() {
+            let mut spec = policy.spec.clone();
+            spec.column = edit.column.clone().unwrap_or_default();
+            self.check_fits(&spec).await?;
+        }
+        self.catalog.edit(&self.client, id, edit, &self.who).await
+    }
+
+    pub async fn remove(&self, id: Option<i64>, filter: &TagFilter) -> TablesResult<Vec<Policy>> {
+        self.catalog
+            .remove(&self.client, id, filter, &self.who)
+            .await
+    }
+
+    /// What a run at `cutoff` would do, table by table.
+    pub async fn plan(
+        &self,
+        filter: &TagFilter,
+        cutoff: DateTime<Utc>,
+    ) -> TablesResult<Vec<PlannedTable>> {
+        let policies = self.catalog.list(&self.client, filter).await?;
+        let mut out = Vec::new();
+        for (table, policies) in run::by_table(policies) {
+            match run::plan_one(&self.client, &table, &policies, cutoff).await {
+                Ok((_, plan)) => out.push(PlannedTable {
+                    table: table.to_string(),
+                    plan: Some(plan),
+                    error: None,
+                }),
+                Err(err) => out.push(PlannedTable {
+                    table: table.to_string(),
+                    plan: None,
+                    error: Some(err.to_string()),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the matching policies at `cutoff`, recording the run and every step.
+    pub async fn run(
+        &mut self,
+        filter: &TagFilter,
+        cutoff: DateTime<Utc>,
+        dry_run: bool,
+        stores: run::StoreResolver<'_>,
+    ) -> TablesResult<RunReport> {
+        let policies = self.catalog.list(&self.client, filter).await?;
+        let cutoff_text = cutoff.to_rfc3339();
+        let run_id = self
+            .catalog
+            .start_run(&self.client, &self.who, &cutoff_text, dry_run, &filter.tags)
+            .await?;
+        let mut report = RunReport {
+            run_id: Some(run_id),
+            cutoff: cutoff_text,
+            dry_run,
+            tables: Vec::new(),
+        };
+        for (table, policies) in run::by_table(policies) {
+            let table_run = run::run_table(
+                &mut self.client,
+                &self.catalog,
+                &self.who,
+                Some(run_id),
+                &table,
+                &policies,
+                cutoff,
+                dry_run,
+                stores,
+            )
+            .await;
+            report.tables.push(table_run);
+        }
+        let summary = report
+            .tables
+            .iter()
+            .map(|t| format!("{}: {:?}", t.table, t.outcome))
+            .collect::<Vec<_>>()
+            .join("; ");
+        self.catalog
+            .finish_run(&self.client, run_id, report.outcome(), &summary)
+            .await?;
+        self.catalog
+            .audit(
+                &self.client,
+                &catalog::AuditEntry {
+                    who: self.who.clone(),
+                    what: if dry_run {
+                        "run (dry-run)".into()
+                    } else {
+                        "run".into()
+                    },
+                    run_id: Some(run_id),
+                    outcome: report.outcome().into(),
+                    detail: summary,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(report)
+    }
+}
+
+/// A `--cutoff`: RFC 3339 (`2026-01-01T00:00:00Z`), `2026-01-01 00:00:00[+00]` or a date
+/// (midnight UTC).
+pub fn parse_cutoff(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    bound::parse_time(text).ok_or_else(|| {
+        format!("unparsable cutoff {text:?}: use 2026-01-01, 2026-01-01 12:00:00 (UTC) or 2026-01-01T12:00:00Z")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutoffs() {
+        let t = parse_cutoff("2026-01-01").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-01-01T00:00:00+00:00");
+        assert_eq!(
+            parse_cutoff("2026-01-01T12:00:00+02:00")
+                .unwrap()
+                .to_rfc3339(),
+            "2026-01-01T10:00:00+00:00"
+        );
+        assert_eq!(
+            parse_cutoff("2026-01-01 12:00:00").unwrap().to_rfc3339(),
+            "2026-01-01T12:00:00+00:00"
+        );
+        assert!(parse_cutoff("yesterday")
+            .unwrap_err()
+            .contains("2026-01-01"));
+    }
+}

@@ -1,0 +1,444 @@
+//! Planning: which partitions each policy of a table acts on at a cutoff. Pure: the same
+//! policies, shape and cutoff always give the same plan, which is what `plan` and
+//! `run --dry-run` show and what `run` executes.
+//!
+//! Rules:
+//! - a partition expires for a policy when its UPPER bound is at or before
+//!   `cutoff - after`: every row in it is older than the retention (never on its start);
+//! - the default partition and unbounded ones never expire;
+//! - a table's policies apply in order of their duration; a partition that a removing
+//!   action (delete, detach, archive) takes gets only that action (the one with the
+//!   shortest duration, the one that would have acted first), else the non-removing action
+//!   with the longest duration (reallocate to the tier it should be in by now);
+//! - removal goes oldest first and stops before the table would keep fewer than
+//!   `max(1, keep)` partitions: the last partition is never removed;
+//! - a partition already in the target tablespace is not moved again.
+
+use crate::bound::Upper;
+use crate::discover::{is_time_type, Partition, TableShape};
+use crate::policy::{Action, Policy};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepKind {
+    /// Detach and drop a partition.
+    DropPartition,
+    /// Detach a partition, and move it to `schema` when given.
+    DetachPartition { schema: Option<String> },
+    /// Move a partition (and its indexes) to a tablespace.
+    MoveTablespace { tablespace: String },
+    /// Export a partition to a storage, verify, drop.
+    ArchivePartition { target: String },
+    /// Delete rows older than `before` from an unpartitioned table, in batches.
+    DeleteRows { column: String, before: String },
+}
+
+/// One thing a run does.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub policy_id: i64,
+    pub action: Action,
+    #[serde(flatten)]
+    pub kind: StepKind,
+    /// The partition acted on (absent for row deletes).
+    pub partition: Option<String>,
+    /// Its upper bound as PostgreSQL prints it.
+    pub bound: Option<String>,
+    /// Its size now.
+    pub bytes: Option<i64>,
+}
+
+/// A partition that expired for a policy but is left alone, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Kept {
+    pub policy_id: i64,
+    pub partition: String,
+    pub reason: String,
+}
+
+/// The plan of one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TablePlan {
+    pub table: String,
+    pub steps: Vec<Step>,
+    pub kept: Vec<Kept>,
+    /// Warnings an operator should read (partman's own retention, ...).
+    pub notes: Vec<String>,
+    /// Why the table cannot be acted on at all (bad policy for this table).
+    pub problems: Vec<String>,
+}
+
+/// The instant before which a policy's data has expired.
+pub fn threshold(cutoff: DateTime<Utc>, policy: &Policy) -> Option<DateTime<Utc>> {
+    let after = policy.spec.after.as_chrono()?;
+    cutoff.checked_sub_signed(after)
+}
+
+fn expired(partition: &Partition, threshold: DateTime<Utc>) -> bool {
+    matches!(partition.upper(), Some(Upper::Before(upper)) if upper <= threshold)
+}
+
+/// Plans the policies of one table (all of `policies` are on `shape.table`).
+pub fn plan_table(policies: &[Policy], shape: &TableShape, cutoff: DateTime<Utc>) -> TablePlan {
+    let mut plan = TablePlan {
+        table: shape.table.to_string(),
+        steps: Vec::new(),
+        kept: Vec::new(),
+        notes: Vec::new(),
+        problems: Vec::new(),
+    };
+    let mut active: Vec<&Policy> = policies
+        .iter()
+        .filter(|p| p.spec.enabled && p.spec.after.seconds().is_some())
+        .collect();
+    active.sort_by_key(|p| (p.spec.after, p.spec.action));
+    for policy in &active {
+        if let Some(problem) = check_policy(policy, shape) {
+            plan.problems.push(problem);
+        }
+    }
+    if !plan.problems.is_empty() {
+        return plan;
+    }
+    if let Some(retention) = &shape.partman_retention {
+        if retention != "none" && active.iter().any(|p| p.spec.action.removes()) {
+            plan.notes.push(format!(
+                "pg_partman also applies retention {retention} to this set: two engines remove its partitions"
+            ));
+        }
+    }
+    match &shape.partitions {
+        None => plan_unpartitioned(&active, cutoff, &mut plan),
+        Some(partitions) => plan_partitions(&active, partitions, cutoff, &mut plan),
+    }
+    plan
+}
+
+/// Why a policy cannot act on this table, if it cannot.
+fn check_policy(policy: &Policy, shape: &TableShape) -> Option<String> {
+    let spec = &policy.spec;
+    let id = policy.id;
+    let Some(column) = shape.column(&spec.column) else {
+        return Some(format!(
+            "policy {id}: table {} has no column {:?}",
+            shape.table, spec.column
+        ));
+    };
+    if !is_time_type(&column.type_name) {
+        return Some(format!(
+            "policy {id}: column {:?} is {}, not a timestamp or date",
+            spec.column, column.type_name
+        ));
+    }
+    if let Some(key) = &shape.partition_key {
+        if key != &spec.column {
+            return Some(format!(
+                "policy {id}: {} is partitioned on {key:?}, not {:?}",
+                shape.table, spec.column
+            ));
+        }
+    }
+    match (spec.action, shape.partitions.is_some()) {
+        (Action::Downsample, _) => Some(format!("policy {id}: downsample is not implemented yet")),
+        (Action::Detach | Action::Reallocate | Action::Archive, false) => Some(format!(
+            "policy {id}: {} needs a partitioned table; {} is not partitioned (use delete)",
+            spec.action, shape.table
+        )),
+        _ => None,
+    }
+}
+
+fn plan_unpartitioned(active: &[&Policy], cutoff: DateTime<Utc>, plan: &mut TablePlan) {
+    // Only delete gets here; the shortest duration deletes the most.
+    if let Some(policy) = active.iter().find(|p| p.spec.action == Action::Delete) {
+        if let Some(before) = threshold(cutoff, policy) {
+            plan.steps.push(Step {
+                policy_id: policy.id,
+                action: Action::Delete,
+                kind: StepKind::DeleteRows {
+                    column: policy.spec.column.clone(),
+                    before: before.to_rfc3339(),
+                },
+                partition: None,
+                bound: None,
+                bytes: None,
+            });
+        }
+    }
+}
+
+fn plan_partitions(
+    active: &[&Policy],
+    partitions: &[Partition],
+    cutoff: DateTime<Utc>,
+    plan: &mut TablePlan,
+) {
+    let bounded: Vec<&Partition> = partitions.iter().filter(|p| p.upper().is_some()).collect();
+    let mut remaining = bounded.len();
+    let mut removals: Vec<(usize, Step)> = Vec::new();
+    let mut moves: Vec<(usize, Step)> = Vec::new();
+    for partition in &bounded {
+        let qualifying: Vec<&&Policy> = active
+            .iter()
+            .filter(|p| threshold(cutoff, p).is_some_and(|t| expired(partition, t)))
+            .collect();
+        let step = |policy: &Policy, kind: StepKind| Step {
+            policy_id: policy.id,
+            action: policy.spec.action,
+            kind,
+            partition: Some(partition.name.to_string()),
+            bound: Some(partition.bound_text.clone()),
+            bytes: Some(partition.bytes),
+        };
+        if let Some(policy) = qualifying.iter().find(|p| p.spec.action.removes()) {
+            let floor = policy.spec.keep.max(1) as usize;
+            if remaining <= floor {
+                plan.kept.push(Kept {
+                    policy_id: policy.id,
+                    partition: partition.name.to_string(),
+                    reason: if floor == 1 {
+                        "the last partition of a table is never removed".into()
+                    } else {
+                        format!("the policy keeps at least {floor} partitions")
+                    },
+                });
+                continue;
+            }
+            remaining -= 1;
+            let kind = match policy.spec.action {
+                Action::Delete => StepKind::DropPartition,
+                Action::Detach => StepKind::DetachPartition {
+                    schema: policy.spec.archive_schema.clone(),
+                },
+                _ => StepKind::ArchivePartition {
+                    target: policy.spec.target.clone().unwrap_or_default(),
+                },
+            };
+            removals.push((order_of(active, policy), step(policy, kind)));
+        } else if let Some(policy) = qualifying
+            .iter()
+            .rev()
+            .find(|p| p.spec.action == Action::Reallocate)
+        {
+            let tablespace = policy.spec.tablespace.clone().unwrap_or_default();
+            if partition.tablespace.as_deref() == Some(tablespace.as_str()) {
+                continue;
+            }
+            moves.push((
+                order_of(active, policy),
+                step(policy, StepKind::MoveTablespace { tablespace }),
+            ));
+        }
+    }
+    // In order of the policies' durations, oldest partition first within each.
+    let mut all: Vec<(usize, Step)> = moves.into_iter().chain(removals).collect();
+    all.sort_by_key(|(order, _)| *order);
+    plan.steps = all.into_iter().map(|(_, s)| s).collect();
+}
+
+fn order_of(active: &[&Policy], policy: &Policy) -> usize {
+    active
+        .iter()
+        .position(|p| p.id == policy.id)
+        .unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bound::Bound;
+    use crate::discover::Column;
+    use crate::duration::Retention;
+    use crate::name::TableName;
+    use crate::policy::PolicySpec;
+    use chrono::TimeZone;
+
+    fn month(m: u32) -> DateTime<Utc> {
+        let (y, m) = if m > 12 { (2026, m - 12) } else { (2025, m) };
+        Utc.with_ymd_and_hms(y, m, 1, 0, 0, 0).unwrap()
+    }
+
+    /// Monthly partitions p1..p12 of 2025: pN holds month N, its upper bound is month N+1.
+    fn shape(tablespace_of: impl Fn(u32) -> Option<String>) -> TableShape {
+        let mut partitions: Vec<Partition> = (1..=12)
+            .map(|m| Partition {
+                name: TableName::new("s", format!("p{m}")),
+                bound_text: format!("TO {}", month(m + 1)),
+                bound: Bound::Range {
+                    upper: Upper::Before(month(m + 1)),
+                },
+                bytes: 1000,
+                tablespace: tablespace_of(m),
+            })
+            .collect();
+        partitions.push(Partition {
+            name: TableName::new("s", "default"),
+            bound_text: "DEFAULT".into(),
+            bound: Bound::Default,
+            bytes: 0,
+            tablespace: None,
+        });
+        TableShape {
+            table: TableName::new("s", "t"),
+            oid: 1,
+            columns: vec![Column {
+                name: "ts".into(),
+                type_name: "timestamp with time zone".into(),
+            }],
+            partitions: Some(partitions),
+            partition_key: Some("ts".into()),
+            partman_retention: None,
+        }
+    }
+
+    fn policy(id: i64, action: Action, days: i64) -> Policy {
+        let mut spec = PolicySpec::new(
+            TableName::new("s", "t"),
+            "ts",
+            action,
+            Retention::After(days * 86_400),
+        );
+        match action {
+            Action::Reallocate => spec.tablespace = Some(format!("ts{id}")),
+            Action::Archive => spec.target = Some("cold".into()),
+            _ => {}
+        }
+        Policy {
+            id,
+            spec,
+            created_by: "t".into(),
+            created_at: String::new(),
+        }
+    }
+
+    fn partitions_of(plan: &TablePlan) -> Vec<String> {
+        plan.steps
+            .iter()
+            .filter_map(|s| s.partition.clone())
+            .collect()
+    }
+
+    #[test]
+    fn expiry_is_on_the_upper_bound() {
+        // Cutoff 2025-07-15, 90 days: threshold 2025-04-16. p1..p3 end by 04-01: expired.
+        // p4 (April) starts before the threshold but ends after it: kept.
+        let cutoff = Utc.with_ymd_and_hms(2025, 7, 15, 0, 0, 0).unwrap();
+        let plan = plan_table(&[policy(1, Action::Delete, 90)], &shape(|_| None), cutoff);
+        assert_eq!(partitions_of(&plan), ["s.p1", "s.p2", "s.p3"]);
+        assert!(plan.steps.iter().all(|s| s.kind == StepKind::DropPartition));
+        // A bound exactly at the threshold has expired; a second before, not yet.
+        let cutoff = month(4) + chrono::Duration::days(90);
+        let plan = plan_table(&[policy(1, Action::Delete, 90)], &shape(|_| None), cutoff);
+        assert_eq!(partitions_of(&plan), ["s.p1", "s.p2", "s.p3"]);
+        let plan = plan_table(
+            &[policy(1, Action::Delete, 90)],
+            &shape(|_| None),
+            cutoff - chrono::Duration::seconds(1),
+        );
+        assert_eq!(partitions_of(&plan), ["s.p1", "s.p2"]);
+    }
+
+    #[test]
+    fn the_last_partition_and_the_floor_are_kept() {
+        let far = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let plan = plan_table(&[policy(1, Action::Delete, 1)], &shape(|_| None), far);
+        assert_eq!(plan.steps.len(), 11);
+        assert_eq!(plan.kept.len(), 1);
+        assert_eq!(plan.kept[0].partition, "s.p12");
+        let mut keep3 = policy(1, Action::Delete, 1);
+        keep3.spec.keep = 3;
+        let plan = plan_table(&[keep3], &shape(|_| None), far);
+        assert_eq!(plan.steps.len(), 9);
+        assert_eq!(
+            plan.kept
+                .iter()
+                .map(|k| k.partition.as_str())
+                .collect::<Vec<_>>(),
+            ["s.p10", "s.p11", "s.p12"]
+        );
+    }
+
+    #[test]
+    fn actions_apply_in_order_of_duration() {
+        // Reallocate after 30 days, archive after 180: at 2026-01-01 the partitions ending
+        // by 2025-07-05 are archived (not moved first), those ending by 2025-12-02 moved
+        // (p12 ends 2026-01-01: too young).
+        let cutoff = month(13);
+        let policies = [
+            policy(7, Action::Archive, 180),
+            policy(3, Action::Reallocate, 30),
+        ];
+        let plan = plan_table(&policies, &shape(|_| None), cutoff);
+        let moved: Vec<String> = plan
+            .steps
+            .iter()
+            .filter(|s| s.action == Action::Reallocate)
+            .filter_map(|s| s.partition.clone())
+            .collect();
+        let archived: Vec<String> = plan
+            .steps
+            .iter()
+            .filter(|s| s.action == Action::Archive)
+            .filter_map(|s| s.partition.clone())
+            .collect();
+        assert_eq!(archived, ["s.p1", "s.p2", "s.p3", "s.p4", "s.p5", "s.p6"]);
+        assert_eq!(moved, ["s.p7", "s.p8", "s.p9", "s.p10", "s.p11"]);
+        // The shorter duration's steps come first.
+        assert_eq!(plan.steps[0].action, Action::Reallocate);
+        // Partitions already in the tablespace are not moved again.
+        let plan = plan_table(
+            &policies,
+            &shape(|m| (m == 8).then(|| "ts3".to_string())),
+            cutoff,
+        );
+        assert_eq!(
+            plan.steps
+                .iter()
+                .filter(|s| s.action == Action::Reallocate)
+                .count(),
+            4
+        );
+    }
+
+    #[test]
+    fn forever_and_disabled_policies_do_nothing() {
+        let far = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let mut forever = policy(1, Action::Delete, 1);
+        forever.spec.after = Retention::Forever;
+        let mut disabled = policy(2, Action::Detach, 1);
+        disabled.spec.enabled = false;
+        let plan = plan_table(&[forever, disabled], &shape(|_| None), far);
+        assert!(plan.steps.is_empty() && plan.problems.is_empty());
+    }
+
+    #[test]
+    fn policies_that_do_not_fit_the_table_are_problems() {
+        let far = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let mut wrong_column = policy(1, Action::Delete, 1);
+        wrong_column.spec.column = "other".into();
+        let plan = plan_table(&[wrong_column], &shape(|_| None), far);
+        assert!(plan.steps.is_empty());
+        assert!(
+            plan.problems[0].contains("no column"),
+            "{:?}",
+            plan.problems
+        );
+
+        let mut plain = shape(|_| None);
+        plain.partitions = None;
+        plain.partition_key = None;
+        let plan = plan_table(&[policy(1, Action::Archive, 1)], &plain, far);
+        assert!(plan.problems[0].contains("needs a partitioned table"));
+        let plan = plan_table(&[policy(1, Action::Delete, 30)], &plain, far);
+        assert_eq!(
+            plan.steps[0].kind,
+            StepKind::DeleteRows {
+                column: "ts".into(),
+                before: (far - chrono::Duration::days(30)).to_rfc3339()
+            }
+        );
+    }
+}

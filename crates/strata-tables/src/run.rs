@@ -1,0 +1,412 @@
+//! Running policies: per table, take the table's advisory lock, discover, plan, execute
+//! each step in its own transaction, audit every step.
+//!
+//! Every step is idempotent or atomic: a drop, a detach (with its move to the archive
+//! schema) and a tablespace move commit whole or not at all; an archive is written and
+//! verified before the partition is dropped, and exporting again replaces it; row deletes
+//! are batches of an idempotent predicate. A run interrupted anywhere can be run again.
+
+use crate::archive;
+use crate::catalog::{AuditEntry, Catalog};
+use crate::discover::{discover, TableShape};
+use crate::error::{TablesError, TablesResult};
+use crate::name::TableName;
+use crate::plan::{plan_table, Step, StepKind, TablePlan};
+use crate::policy::Policy;
+use crate::sql;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use strata_pg::Client;
+use strata_store::DynStore;
+
+/// Rows per batch of a row delete.
+pub const DELETE_BATCH: u32 = 10_000;
+
+/// High half of the advisory lock keys of table runs (`STTA`); the low half is the table's
+/// oid. Documented in docs/tables.md so operators can see who holds one in `pg_locks`.
+pub const LOCK_CLASS: i64 = 0x5354_5441;
+
+/// The advisory lock key of a table.
+pub fn lock_key(oid: u32) -> i64 {
+    (LOCK_CLASS << 32) | i64::from(oid)
+}
+
+/// Opens the storage an archive policy names.
+pub type StoreResolver<'a> = &'a (dyn Fn(&str) -> TablesResult<DynStore> + Sync);
+
+/// How a table's run went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TableOutcome {
+    /// Every planned step was done.
+    Done,
+    /// Nothing had expired.
+    NothingToDo,
+    /// Only planned (`--dry-run`).
+    DryRun,
+    /// Another run held the table's lock: not touched.
+    Busy,
+    /// A step failed (the steps after it were not tried), or the table could not be planned.
+    Failed,
+}
+
+/// One executed step.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    #[serde(flatten)]
+    pub step: Step,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// One table of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableRun {
+    pub table: String,
+    pub outcome: TableOutcome,
+    pub plan: Option<TablePlan>,
+    pub steps: Vec<StepResult>,
+    pub error: Option<String>,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: Option<i64>,
+    pub cutoff: String,
+    pub dry_run: bool,
+    pub tables: Vec<TableRun>,
+}
+
+impl RunReport {
+    pub fn any(&self, outcome: TableOutcome) -> bool {
+        self.tables.iter().any(|t| t.outcome == outcome)
+    }
+
+    /// `done`, `failed`, `busy`, `nothing to do` or `dry-run`, for the run record.
+    pub fn outcome(&self) -> &'static str {
+        if self.dry_run {
+            "dry-run"
+        } else if self.any(TableOutcome::Failed) {
+            "failed"
+        } else if self.any(TableOutcome::Busy) {
+            "busy"
+        } else if self.any(TableOutcome::Done) {
+            "done"
+        } else {
+            "nothing to do"
+        }
+    }
+}
+
+/// Policies grouped by table, in a stable order.
+pub fn by_table(policies: Vec<Policy>) -> BTreeMap<TableName, Vec<Policy>> {
+    let mut tables: BTreeMap<TableName, Vec<Policy>> = BTreeMap::new();
+    for policy in policies {
+        tables
+            .entry(policy.spec.table.clone())
+            .or_default()
+            .push(policy);
+    }
+    tables
+}
+
+/// Plans one table: discovery errors (unknown table, unreadable bound) come back as `Err`.
+pub async fn plan_one(
+    client: &Client,
+    table: &TableName,
+    policies: &[Policy],
+    cutoff: DateTime<Utc>,
+) -> TablesResult<(TableShape, TablePlan)> {
+    let shape = discover(client, table).await?;
+    let plan = plan_table(policies, &shape, cutoff);
+    Ok((shape, plan))
+}
+
+/// Runs the policies of one table under its advisory lock.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_table(
+    client: &mut Client,
+    catalog: &Catalog,
+    who: &str,
+    run_id: Option<i64>,
+    table: &TableName,
+    policies: &[Policy],
+    cutoff: DateTime<Utc>,
+    dry_run: bool,
+    stores: StoreResolver<'_>,
+) -> TableRun {
+    let mut result = TableRun {
+        table: table.to_string(),
+        outcome: TableOutcome::NothingToDo,
+        plan: None,
+        steps: Vec::new(),
+        error: None,
+    };
+    // The oid first (no lock needed to read the catalog), then the lock, then the real
+    // discovery: what another run changed meanwhile is seen.
+    let oid = match discover(client, table).await {
+        Ok(shape) => shape.oid,
+        Err(err) => return failed(result, err),
+    };
+    if !dry_run {
+        match try_lock(client, oid).await {
+            Ok(true) => {}
+            Ok(false) => {
+                result.outcome = TableOutcome::Busy;
+                result.error = Some(format!(
+                    "another run holds the lock of {table}; not touched"
+                ));
+                return result;
+            }
+            Err(err) => return failed(result, err),
+        }
+    }
+    let outcome = run_locked(
+        client,
+        catalog,
+        who,
+        run_id,
+        table,
+        policies,
+        cutoff,
+        dry_run,
+        stores,
+        &mut result,
+    )
+    .await;
+    if !dry_run {
+        // A session lock: released here, or by the server when the session ends.
+        let _ = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&lock_key(oid)])
+            .await;
+    }
+    if let Err(err) = outcome {
+        return failed(result, err);
+    }
+    result
+}
+
+fn failed(mut result: TableRun, err: TablesError) -> TableRun {
+    result.outcome = TableOutcome::Failed;
+    result.error = Some(err.to_string());
+    result
+}
+
+async fn try_lock(client: &Client, oid: u32) -> TablesResult<bool> {
+    client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&lock_key(oid)])
+        .await
+        .map(|row| row.get(0))
+        .map_err(|e| TablesError::db("taking the table's advisory lock", &e))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_locked(
+    client: &mut Client,
+    catalog: &Catalog,
+    who: &str,
+    run_id: Option<i64>,
+    table: &TableName,
+    policies: &[Policy],
+    cutoff: DateTime<Utc>,
+    dry_run: bool,
+    stores: StoreResolver<'_>,
+    result: &mut TableRun,
+) -> TablesResult<()> {
+    let (shape, plan) = plan_one(client, table, policies, cutoff).await?;
+    result.plan = Some(plan.clone());
+    if !plan.problems.is_empty() {
+        result.outcome = TableOutcome::Failed;
+        result.error = Some(plan.problems.join("; "));
+        return Ok(());
+    }
+    if plan.steps.is_empty() {
+        result.outcome = TableOutcome::NothingToDo;
+        return Ok(());
+    }
+    if dry_run {
+        result.outcome = TableOutcome::DryRun;
+        return Ok(());
+    }
+    result.outcome = TableOutcome::Done;
+    for step in &plan.steps {
+        let outcome = execute(client, &shape, step, stores).await;
+        let (text, detail) = match &outcome {
+            Ok(detail) => ("done", detail.clone()),
+            Err(err) => ("failed", err.to_string()),
+        };
+        result.steps.push(StepResult {
+            step: step.clone(),
+            outcome: text.into(),
+            detail: detail.clone(),
+        });
+        catalog
+            .audit(
+                client,
+                &AuditEntry {
+                    who: who.into(),
+                    what: format!("run {}", step.action),
+                    policy_id: Some(step.policy_id),
+                    run_id,
+                    table: Some(table.to_string()),
+                    outcome: text.into(),
+                    partitions: step.partition.iter().cloned().collect(),
+                    detail,
+                },
+            )
+            .await?;
+        if outcome.is_err() {
+            // Oldest first, and no holes: the steps after a failure wait for the next run.
+            result.outcome = TableOutcome::Failed;
+            result.error = Some(format!("{}: stopped after a failed step", table));
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn partition_name(step: &Step) -> TablesResult<TableName> {
+    let text = step
+        .partition
+        .as_deref()
+        .ok_or_else(|| TablesError::Unsupported("a partition step without a partition".into()))?;
+    Ok(TableName::parse(text)?)
+}
+
+/// Executes one step; returns a line for the audit log.
+async fn execute(
+    client: &mut Client,
+    shape: &TableShape,
+    step: &Step,
+    stores: StoreResolver<'_>,
+) -> TablesResult<String> {
+    let table = &shape.table;
+    match &step.kind {
+        StepKind::DropPartition => {
+            let partition = partition_name(step)?;
+            in_transaction(
+                client,
+                &format!("dropping {partition}"),
+                &[sql::detach(table, &partition), sql::drop_table(&partition)],
+            )
+            .await?;
+            Ok(format!("dropped ({} bytes)", step.bytes.unwrap_or(0)))
+        }
+        StepKind::DetachPartition { schema } => {
+            let partition = partition_name(step)?;
+            let mut statements = vec![sql::detach(table, &partition)];
+            if let Some(schema) = schema {
+                client
+                    .batch_execute(&sql::create_schema(schema))
+                    .await
+                    .map_err(|e| TablesError::db(format!("creating schema {schema:?}"), &e))?;
+                statements.push(sql::set_schema(&partition, schema));
+            }
+            in_transaction(client, &format!("detaching {partition}"), &statements).await?;
+            Ok(match schema {
+                Some(schema) => format!(
+                    "detached, now {}",
+                    TableName::new(schema.clone(), partition.name)
+                ),
+                None => "detached".into(),
+            })
+        }
+        StepKind::MoveTablespace { tablespace } => {
+            let partition = partition_name(step)?;
+            let mut statements = vec![sql::set_tablespace(&partition, tablespace)];
+            for index in indexes(client, &partition).await? {
+                statements.push(sql::set_index_tablespace(&index, tablespace));
+            }
+            in_transaction(client, &format!("moving {partition}"), &statements).await?;
+            Ok(format!("moved to tablespace {tablespace}"))
+        }
+        StepKind::ArchivePartition { target } => {
+            let partition = partition_name(step)?;
+            let store = stores(target)?;
+            let bound = step.bound.clone().unwrap_or_default();
+            let manifest = archive::export_partition(
+                client,
+                &store,
+                table,
+                &partition,
+                &bound,
+                &shape.columns,
+            )
+            .await?;
+            archive::drop_archived(client, table, &partition, manifest.rows).await?;
+            Ok(format!(
+                "archived to {}:{} ({} rows, {} bytes stored), dropped",
+                target,
+                archive::archive_prefix(table, &partition),
+                manifest.rows,
+                manifest.stored_bytes
+            ))
+        }
+        StepKind::DeleteRows { column, before } => {
+            let statement = sql::delete_batch(table, column, DELETE_BATCH);
+            let mut total = 0u64;
+            loop {
+                let deleted = client
+                    .execute(&statement, &[before])
+                    .await
+                    .map_err(|e| TablesError::db(format!("deleting rows of {table}"), &e))?;
+                total += deleted;
+                if deleted < u64::from(DELETE_BATCH) {
+                    break;
+                }
+            }
+            Ok(format!(
+                "deleted {total} rows with {column} before {before}"
+            ))
+        }
+    }
+}
+
+async fn in_transaction(
+    client: &mut Client,
+    what: &str,
+    statements: &[String],
+) -> TablesResult<()> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| TablesError::db(what, &e))?;
+    for statement in statements {
+        tx.batch_execute(statement)
+            .await
+            .map_err(|e| TablesError::db(what, &e))?;
+    }
+    tx.commit().await.map_err(|e| TablesError::db(what, &e))
+}
+
+async fn indexes(client: &Client, table: &TableName) -> TablesResult<Vec<TableName>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_index i
+             JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace tn ON tn.oid = t.relnamespace
+             WHERE tn.nspname = $1 AND t.relname = $2",
+            &[&table.schema, &table.name],
+        )
+        .await
+        .map_err(|e| TablesError::db(format!("listing the indexes of {table}"), &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_keys_are_per_table_and_recognisable() {
+        assert_eq!(lock_key(16384) >> 32, LOCK_CLASS);
+        assert_eq!(lock_key(16384) & 0xffff_ffff, 16384);
+        assert!(lock_key(u32::MAX) > 0);
+        assert_ne!(lock_key(1), lock_key(2));
+    }
+}
