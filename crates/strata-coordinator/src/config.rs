@@ -68,6 +68,9 @@ pub struct PostgresConfig {
     pub backup_from: String,
     pub spread_checkpoint: bool,
     pub wal_push_ahead: usize,
+    /// `wal-fetch` reads this many following segments into a spool in the state
+    /// directory, so recovery's next calls need not open the repository (0: off).
+    pub wal_fetch_ahead: usize,
     pub wal_wait_secs: u64,
     pub recovery_timeout_secs: u64,
 }
@@ -78,6 +81,7 @@ impl Default for PostgresConfig {
             backup_from: "primary".into(),
             spread_checkpoint: false,
             wal_push_ahead: 8,
+            wal_fetch_ahead: 8,
             wal_wait_secs: 300,
             recovery_timeout_secs: 3600,
         }

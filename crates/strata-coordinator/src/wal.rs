@@ -8,7 +8,7 @@ use crate::{CoordinatorError, CoordinatorResult};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use strata_postgres::wal::{self, ArchiveReport, Pushed};
+use strata_postgres::wal::{self, ArchiveReport, Pushed, ReadAhead};
 use strata_postgres::{BaseBackupInfo, PgError, WAL_SPACE};
 use strata_repo::writer::WriterOptions;
 use strata_repo::Repository;
@@ -63,9 +63,14 @@ pub async fn push(
     Ok(outcome?)
 }
 
-/// `strata wal-fetch NAME DEST`.
-pub async fn fetch(repo: &Arc<Repository>, name: &str, dest: &Path) -> Result<u64, WalError> {
-    Ok(wal::fetch(repo, name, dest).await?)
+/// `strata wal-fetch NAME DEST`, reading ahead into `read_ahead`'s spool.
+pub async fn fetch(
+    repo: &Arc<Repository>,
+    name: &str,
+    dest: &Path,
+    read_ahead: Option<&ReadAhead>,
+) -> Result<u64, WalError> {
+    Ok(wal::fetch(repo, name, dest, read_ahead).await?)
 }
 
 /// The segment size the archive was written with, from any PostgreSQL backup's record

@@ -14,6 +14,7 @@ pub mod exclude;
 pub mod recovery;
 pub mod server;
 pub mod session;
+pub mod spool;
 pub mod tablespace;
 pub mod wal;
 pub mod walname;

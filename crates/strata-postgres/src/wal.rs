@@ -9,6 +9,7 @@
 //! there and the call returns after one hash. Segments carry their cluster's system
 //! identifier, and a repository's archive takes the WAL of one cluster only.
 
+use crate::spool::Spool;
 use crate::walname::WalFileKind;
 use crate::{PgError, PgResult, WAL_SPACE};
 use std::collections::BTreeMap;
@@ -190,9 +191,27 @@ pub async fn push(
     Ok(outcomes)
 }
 
+/// Read-ahead for [`fetch`]: the spool that keeps segments until recovery asks for them,
+/// and how many segments after the requested one to read.
+#[derive(Debug, Clone)]
+pub struct ReadAhead {
+    pub spool: Spool,
+    pub segments: usize,
+}
+
+/// How many read-ahead segments are read at once (each is held whole in memory).
+const READ_AHEAD_PARALLEL: usize = 4;
+
 /// Restores archived file `name` to `dest` (written beside it, then renamed, so PostgreSQL
-/// never sees half a segment). [`PgError::WalMissing`] when the archive lacks it.
-pub async fn fetch(repo: &Arc<Repository>, name: &str, dest: &Path) -> PgResult<u64> {
+/// never sees half a segment). [`PgError::WalMissing`] when the archive lacks it. With
+/// `read_ahead`, the following segments of a requested segment are read into the spool
+/// at the same time; failing to read ahead is never an error (recovery asks again).
+pub async fn fetch(
+    repo: &Arc<Repository>,
+    name: &str,
+    dest: &Path,
+    read_ahead: Option<&ReadAhead>,
+) -> PgResult<u64> {
     if WalFileKind::parse(name).is_none() {
         return Err(PgError::Refused(format!(
             "{name} is not a file PostgreSQL archives"
@@ -202,11 +221,47 @@ pub async fn fetch(repo: &Arc<Repository>, name: &str, dest: &Path) -> PgResult<
         .load_archived(WAL_SPACE, name)
         .await?
         .ok_or_else(|| PgError::WalMissing(name.to_string()))?;
+    let ahead = read_ahead.map(|ra| spool_following(repo, name, record.size, ra));
     let data = repo.read_archived(&record).await?;
     let tmp = dest.with_extension("strata-partial");
     std::fs::write(&tmp, &data).map_err(PgError::io("cannot write", &tmp))?;
     std::fs::rename(&tmp, dest).map_err(PgError::io("cannot rename into place", dest))?;
+    if let Some(mut tasks) = ahead {
+        while tasks.join_next().await.is_some() {}
+    }
     Ok(data.len() as u64)
+}
+
+/// Starts reading the segments after `name` into the spool, a few at a time.
+fn spool_following(
+    repo: &Arc<Repository>,
+    name: &str,
+    segment_size: u64,
+    read_ahead: &ReadAhead,
+) -> tokio::task::JoinSet<()> {
+    let mut tasks = tokio::task::JoinSet::new();
+    if !segment_size.is_power_of_two() {
+        return tasks;
+    }
+    let permits = Arc::new(tokio::sync::Semaphore::new(READ_AHEAD_PARALLEL));
+    for next in crate::spool::following_segments(name, segment_size, read_ahead.segments) {
+        if read_ahead.spool.has(&next) {
+            continue;
+        }
+        let (repo, spool, permits) = (repo.clone(), read_ahead.spool.clone(), permits.clone());
+        tasks.spawn(async move {
+            let Ok(_permit) = permits.acquire().await else {
+                return;
+            };
+            let Ok(Some(record)) = repo.load_archived(WAL_SPACE, &next).await else {
+                return;
+            };
+            if let Ok(data) = repo.read_archived(&record).await {
+                let _ = tokio::task::spawn_blocking(move || spool.put(&next, &data)).await;
+            }
+        });
+    }
+    tasks
 }
 
 /// The archived segments of one timeline, as runs without holes.

@@ -107,6 +107,17 @@ impl Repository {
         Ok(repo)
     }
 
+    /// The repository's `config` object, readable without a password: its id names
+    /// per-repository local state before (or instead of) opening it.
+    pub async fn read_config(store: &DynStore) -> RepoResult<RepoConfig> {
+        let location = store.describe();
+        match store.get("config").await {
+            Ok(raw) => parse_config(&raw, &location),
+            Err(e) if e.is_not_found() => Err(RepoError::NotARepository(location)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Opens a repository for reading summaries and manifests only, without loading the
     /// index: listing backups then costs one LIST and the summary reads.
     pub async fn open_catalog(

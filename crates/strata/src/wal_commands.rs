@@ -7,7 +7,8 @@ use crate::failure::{code, Failure};
 use std::path::Path;
 use strata_coordinator::wal::{self, WalError};
 use strata_postgres::recovery::{RecoveryPlan, Target, TargetAction};
-use strata_postgres::wal::Pushed;
+use strata_postgres::spool::Spool;
+use strata_postgres::wal::{Pushed, ReadAhead};
 
 /// Exit code of `wal-fetch` for anything but "not in the archive": above 125, which makes
 /// PostgreSQL stop recovery instead of taking the failure for the end of the archive.
@@ -80,12 +81,21 @@ impl Context {
         Ok(0)
     }
 
-    /// `strata wal-fetch NAME DEST`.
+    /// `strata wal-fetch NAME DEST`: from the read-ahead spool when an earlier call put
+    /// it there (no repository open, no key derivation), else from the archive, reading
+    /// the following segments into the spool.
     pub(crate) async fn wal_fetch(&self, name: &str, dest: &Path) -> CommandResult {
         let outcome = async {
             let storage = self.storage()?;
+            let read_ahead = self.wal_read_ahead(&storage).await;
+            if let Some(ra) = &read_ahead {
+                ra.spool.prune(name);
+                if let Ok(Some(bytes)) = ra.spool.take(name, dest) {
+                    return Ok(bytes);
+                }
+            }
             let repo = self.open_storage(&storage).await?;
-            wal::fetch(&repo, name, dest)
+            wal::fetch(&repo, name, dest, read_ahead.as_ref())
                 .await
                 .map_err(|err| match err {
                     WalError::NotFound(name) => {
@@ -106,6 +116,26 @@ impl Context {
             // Configuration, password, storage: recovery must stop, not end early.
             Err(f) => Err(Failure::new(FETCH_ABORT, f.message)),
         }
+    }
+
+    /// The read-ahead of `wal-fetch`, in `<state_dir>/wal-spool/<repository id>`; `None`
+    /// when it is off or the repository's id cannot be read (the fetch then reports why).
+    async fn wal_read_ahead(
+        &self,
+        storage: &strata_coordinator::storage::Storage,
+    ) -> Option<ReadAhead> {
+        let segments = self.config.postgres.wal_fetch_ahead;
+        if segments == 0 {
+            return None;
+        }
+        let config = strata_repo::Repository::read_config(&storage.store)
+            .await
+            .ok()?;
+        let dir = self.config.state_dir().join("wal-spool").join(config.id);
+        Some(ReadAhead {
+            spool: Spool::new(dir),
+            segments,
+        })
     }
 
     /// `strata wal list|verify`.

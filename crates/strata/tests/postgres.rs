@@ -249,6 +249,11 @@ fn base_backup_under_load_restores_to_the_latest_state_and_to_a_point_in_time() 
     assert_eq!(wal["backups"][0]["consistent"], true);
     let verify = site.ok(&config, &["wal", "verify"]);
     assert!(verify.contains(", 0 damaged"), "{verify}");
+    fetch_reads_ahead(
+        &site,
+        &config,
+        timelines[0]["ranges"][0][0].as_str().unwrap(),
+    );
 
     // Restore the latest state into a new data directory: the server starts, replays
     // all archived WAL, and holds exactly what the source holds.
@@ -309,6 +314,56 @@ fn base_backup_under_load_restores_to_the_latest_state_and_to_a_point_in_time() 
         listed.status.code(),
         Some(4),
         "wal list reports the unrestorable backup"
+    );
+}
+
+/// `wal-fetch` of `first` reads the following segments into the spool, and the next
+/// call is served from there without opening the repository (its keys are moved away
+/// meanwhile), with the same bytes the archive holds.
+fn fetch_reads_ahead(site: &Site, config: &Path, first: &str) {
+    let repo_id = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(site.path("repo").join("config")).unwrap(),
+    )
+    .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let spool = site.path("state").join("wal-spool").join(repo_id);
+    let out = site.path("fetched");
+    std::fs::create_dir_all(&out).unwrap();
+    chown_to_postgres(&out);
+    let dest = |name: &str| out.join(name).display().to_string();
+    site.ok(config, &["wal-fetch", first, &dest("first")]);
+    let mut spooled: Vec<String> = std::fs::read_dir(&spool)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    spooled.sort();
+    assert!(!spooled.is_empty(), "nothing read ahead into {spool:?}");
+    assert!(spooled.len() <= 8, "{spooled:?}");
+    assert!(spooled[0].as_str() > first, "{spooled:?}");
+
+    // Without the repository's keys it cannot be opened: only the spool can answer.
+    let keys = site.path("repo").join("keys");
+    let away = site.path("keys-away");
+    std::fs::rename(&keys, &away).unwrap();
+    site.ok(config, &["wal-fetch", &spooled[0], &dest("spooled")]);
+    std::fs::rename(&away, &keys).unwrap();
+    assert!(!spool.join(&spooled[0]).exists(), "taken from the spool");
+
+    let direct = site.path("direct.toml");
+    std::fs::write(
+        &direct,
+        std::fs::read_to_string(config)
+            .unwrap()
+            .replace("[postgres]\n", "[postgres]\nwal_fetch_ahead = 0\n"),
+    )
+    .unwrap();
+    chown_to_postgres(&direct);
+    site.ok(&direct, &["wal-fetch", &spooled[0], &dest("direct")]);
+    assert_eq!(
+        std::fs::read(dest("spooled")).unwrap(),
+        std::fs::read(dest("direct")).unwrap()
     );
 }
 

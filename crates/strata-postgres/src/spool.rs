@@ -1,0 +1,162 @@
+//! The WAL fetch spool: segments `wal-fetch` read ahead, waiting for PostgreSQL to ask.
+//!
+//! Recovery runs `restore_command` once per segment, and every `strata wal-fetch` has to
+//! unwrap the repository key (a deliberately slow password hash) and load the index
+//! before it can read one segment. Reading the next few segments in the same call and
+//! keeping them here turns the following calls into a rename.
+//!
+//! A spooled file is only ever the exact content the archive holds under that name: the
+//! archive refuses a different file under an archived name, files are written beside their
+//! final name and renamed (never half a segment), and the directory is per repository.
+//! Spooled segments that recovery has passed, and any file left longer than [`STALE`]
+//! (an abandoned recovery), are removed on the next fetch.
+
+use crate::walname::WalFileKind;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Spooled files older than this belong to a recovery that is over.
+pub const STALE: Duration = Duration::from_secs(15 * 60);
+
+/// Suffix of files being written.
+const PARTIAL: &str = ".spooling";
+
+/// A directory of read-ahead WAL files.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+impl Spool {
+    /// The spool in `dir` (created on first write).
+    pub fn new(dir: impl Into<PathBuf>) -> Spool {
+        Spool { dir: dir.into() }
+    }
+
+    /// Moves spooled `name` to `dest`; `Ok(None)` when it is not spooled.
+    pub fn take(&self, name: &str, dest: &Path) -> io::Result<Option<u64>> {
+        let from = self.dir.join(name);
+        let size = match fs::metadata(&from) {
+            Ok(meta) => meta.len(),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        match fs::rename(&from, dest) {
+            Ok(()) => Ok(Some(size)),
+            // Another filesystem: copy beside the destination, then rename into place.
+            Err(err) if err.kind() == io::ErrorKind::CrossesDevices => {
+                let tmp = dest.with_extension("strata-partial");
+                fs::copy(&from, &tmp)?;
+                fs::rename(&tmp, dest)?;
+                let _ = fs::remove_file(&from);
+                Ok(Some(size))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Keeps `data` as `name` for a later [`Spool::take`].
+    pub fn put(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join(format!("{name}{PARTIAL}"));
+        fs::write(&tmp, data)?;
+        fs::rename(&tmp, self.dir.join(name))
+    }
+
+    /// Whether `name` is spooled.
+    pub fn has(&self, name: &str) -> bool {
+        self.dir.join(name).is_file()
+    }
+
+    /// Removes what recovery will not ask for again: segments of `requested`'s timeline
+    /// that sort before it, half-written files, and anything older than [`STALE`].
+    pub fn prune(&self, requested: &str) {
+        let Ok(listing) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let timeline = WalFileKind::parse(requested).map(|k| k.timeline());
+        let now = SystemTime::now();
+        for entry in listing.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let passed = matches!(WalFileKind::parse(&name), Some(k @ WalFileKind::Segment { .. })
+                if Some(k.timeline()) == timeline && name.as_str() < requested);
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > STALE);
+            if passed || stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+/// The names of the `count` segments after segment `name` on its timeline (empty for
+/// anything but a segment).
+pub fn following_segments(name: &str, segment_size: u64, count: usize) -> Vec<String> {
+    let Some(kind @ WalFileKind::Segment { .. }) = WalFileKind::parse(name) else {
+        return Vec::new();
+    };
+    let Some(segno) = kind.segno(segment_size) else {
+        return Vec::new();
+    };
+    (1..=count as u64)
+        .map(|i| crate::walname::segment_name(kind.timeline(), segno + i, segment_size))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEG: u64 = 16 << 20;
+
+    #[test]
+    fn spooled_files_are_taken_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path().join("spool"));
+        let dest = dir.path().join("RECOVERYXLOG");
+        assert_eq!(spool.take("000000010000000000000003", &dest).unwrap(), None);
+        spool.put("000000010000000000000003", b"wal").unwrap();
+        assert!(spool.has("000000010000000000000003"));
+        assert_eq!(
+            spool.take("000000010000000000000003", &dest).unwrap(),
+            Some(3)
+        );
+        assert_eq!(fs::read(&dest).unwrap(), b"wal");
+        assert!(!spool.has("000000010000000000000003"));
+    }
+
+    #[test]
+    fn pruning_drops_passed_segments_of_the_timeline_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path());
+        for name in [
+            "000000010000000000000002",
+            "000000010000000000000004",
+            "000000020000000000000001",
+        ] {
+            spool.put(name, b"x").unwrap();
+        }
+        spool.prune("000000010000000000000003");
+        assert!(!spool.has("000000010000000000000002"));
+        assert!(spool.has("000000010000000000000004"));
+        assert!(spool.has("000000020000000000000001"));
+    }
+
+    #[test]
+    fn following_segments_cross_log_boundaries() {
+        assert_eq!(
+            following_segments("0000000100000000000000FE", SEG, 3),
+            vec![
+                "0000000100000000000000FF",
+                "000000010000000100000000",
+                "000000010000000100000001"
+            ]
+        );
+        assert!(following_segments("00000002.history", SEG, 3).is_empty());
+        assert!(following_segments("000000010000000000000003.partial", SEG, 3).is_empty());
+    }
+}
