@@ -130,7 +130,17 @@ pub async fn discover(client: &Client, table: &TableName) -> TablesResult<TableS
             )));
         }
         match (key_columns, key_column) {
-            (Some(1), Some(column)) => shape.partition_key = Some(column),
+            (Some(1), Some(column)) => {
+                // A key that is no time has bounds no duration compares with: say so
+                // rather than fail on reading them.
+                let type_name = shape.column(&column).map(|c| c.type_name.clone()).unwrap_or_default();
+                if !is_time_type(&type_name) {
+                    return Err(TablesError::Unsupported(format!(
+                        "{table} is partitioned on {column:?} of type {type_name}, not a timestamp or date: retention by duration needs a time partition key"
+                    )));
+                }
+                shape.partition_key = Some(column);
+            }
             _ => {
                 return Err(TablesError::Unsupported(format!(
                     "{table} is partitioned on an expression or several columns: retention needs a range partition on one time column"

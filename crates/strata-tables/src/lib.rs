@@ -24,6 +24,7 @@ pub mod run;
 pub mod sql;
 
 pub use catalog::{Catalog, PolicyEdit};
+pub use chrono;
 pub use duration::Retention;
 pub use error::{TablesError, TablesResult};
 pub use name::TableName;

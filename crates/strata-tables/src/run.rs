@@ -257,10 +257,14 @@ async fn run_locked(
                 },
             )
             .await?;
-        if outcome.is_err() {
+        if let Err(err) = outcome {
             // Oldest first, and no holes: the steps after a failure wait for the next run.
             result.outcome = TableOutcome::Failed;
-            result.error = Some(format!("{}: stopped after a failed step", table));
+            result.error = Some(format!(
+                "{table}: {} {} failed: {err}; the steps after it wait for the next run",
+                step.action,
+                step.partition.as_deref().unwrap_or("rows")
+            ));
             break;
         }
     }

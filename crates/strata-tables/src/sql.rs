@@ -53,11 +53,13 @@ pub fn set_index_tablespace(index: &TableName, tablespace: &str) -> String {
     )
 }
 
-/// `LOCK TABLE parent, part IN ACCESS EXCLUSIVE MODE`: the parent first, in the order
-/// DETACH takes them, so the engine never deadlocks against itself.
+/// `LOCK TABLE ONLY parent, ONLY part IN ACCESS EXCLUSIVE MODE`: the parent first, in
+/// the order DETACH takes them, so the engine never deadlocks against itself; `ONLY`, as a
+/// lock on the parent would otherwise take every partition too, and wait for readers of
+/// partitions this step does not touch.
 pub fn lock_for_removal(parent: &TableName, partition: &TableName) -> String {
     format!(
-        "LOCK TABLE {}, {} IN ACCESS EXCLUSIVE MODE",
+        "LOCK TABLE ONLY {}, ONLY {} IN ACCESS EXCLUSIVE MODE",
         parent.quoted(),
         partition.quoted()
     )
@@ -139,7 +141,7 @@ mod tests {
         );
         assert_eq!(
             lock_for_removal(&parent, &part),
-            "LOCK TABLE \"metrics\".\"raw\", \"metrics\".\"raw_2025\"\"01; DROP TABLE x\" IN ACCESS EXCLUSIVE MODE"
+            "LOCK TABLE ONLY \"metrics\".\"raw\", ONLY \"metrics\".\"raw_2025\"\"01; DROP TABLE x\" IN ACCESS EXCLUSIVE MODE"
         );
     }
 }

@@ -236,10 +236,192 @@ pub enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Table retention: policies on time-partitioned PostgreSQL tables (see docs/tables.md).
+    Tables {
+        #[command(flatten)]
+        db: TablesDb,
+        #[command(subcommand)]
+        command: TablesCommand,
+    },
+    /// Shortcut of `tables add`: `strata ttl metrics.raw:ts archive:cold 365d`.
+    Ttl {
+        /// SCHEMA.TABLE:COLUMN.
+        table_column: String,
+        /// delete, detach[:SCHEMA], reallocate:TABLESPACE or archive:STORAGE.
+        action: String,
+        /// How long data is kept: 90d, 1w, 12h, 1y, INF.
+        after: String,
+        /// Tag of the policy (repeatable).
+        #[arg(long)]
+        tag: Vec<String>,
+        /// Never leave fewer partitions than N.
+        #[arg(long, value_name = "N")]
+        keep: Option<u32>,
+        #[command(flatten)]
+        db: TablesDb,
+    },
+    /// Load an archived partition back into a table (COPY FROM), verifying it.
+    Load {
+        /// The archive: its key prefix in the storage (`tables/SCHEMA/TABLE/PARTITION`), as
+        /// `tables run` and `tables archives` print it.
+        archive: String,
+        /// The table to load into (SCHEMA.TABLE); it must have the archived columns.
+        #[arg(long, value_name = "TABLE")]
+        into: String,
+        /// The storage of the configuration holding the archive (default: the default
+        /// storage).
+        #[arg(long, value_name = "STORAGE")]
+        from: Option<String>,
+        #[command(flatten)]
+        db: TablesDb,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+/// The database of the table retention commands.
+#[derive(Debug, Args)]
+pub struct TablesDb {
+    /// The database: `postgresql://user@host:5432/db` or `host=... dbname=...`; the
+    /// password from the string, $PGPASSWORD or nothing (it is never printed).
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_TABLES_DB",
+        value_name = "DSN",
+        hide_env_values = true
+    )]
+    pub db: Option<String>,
+    /// Schema of the policy, run and audit tables.
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_TABLES_SCHEMA",
+        default_value = "strata"
+    )]
+    pub schema: String,
+    /// Who to record in the audit log (default: the database user).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub who: Option<String>,
+    /// Seconds a step waits for a table lock before it fails (the run then stops that
+    /// table; the next run picks it up).
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
+    pub lock_timeout: u64,
+}
+
+/// Which policies a command works on.
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// Only policies with this tag (repeatable: all must match).
+    #[arg(long)]
+    pub tag: Vec<String>,
+    /// With several --tag: policies with any of them.
+    #[arg(long, requires = "tag")]
+    pub any_tag: bool,
+}
+
+/// `strata tables ...`.
+#[derive(Debug, Subcommand)]
+pub enum TablesCommand {
+    /// Create the schema with the policy, run and audit tables (idempotent).
+    Setup,
+    /// Add a policy.
+    Add {
+        /// SCHEMA.TABLE (quote a part holding a dot: "my.schema".t).
+        #[arg(long)]
+        table: String,
+        /// The time column (the partition key of a partitioned table).
+        #[arg(long)]
+        column: String,
+        /// delete, detach, reallocate, archive.
+        #[arg(long)]
+        action: String,
+        /// How long data is kept: 90d, 1w, 12h, 1y, 1d12h, INF.
+        #[arg(long, value_name = "DURATION")]
+        after: String,
+        /// Tag (repeatable).
+        #[arg(long)]
+        tag: Vec<String>,
+        /// reallocate: the target tablespace.
+        #[arg(long)]
+        tablespace: Option<String>,
+        /// archive: the storage of the configuration.
+        #[arg(long, value_name = "STORAGE")]
+        target: Option<String>,
+        /// detach: move detached partitions to this schema.
+        #[arg(long, value_name = "SCHEMA")]
+        archive_schema: Option<String>,
+        /// Never leave fewer partitions than N (default 1: the last one stays).
+        #[arg(long, value_name = "N")]
+        keep: Option<u32>,
+        /// Store the policy disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// List the policies.
+    List {
+        #[command(flatten)]
+        tags: TagArgs,
+    },
+    /// Change a policy (an empty value clears --tablespace, --target or --archive-schema).
+    Edit {
+        id: i64,
+        #[arg(long)]
+        column: Option<String>,
+        #[arg(long, value_name = "DURATION")]
+        after: Option<String>,
+        /// Replace the tags (repeatable).
+        #[arg(long)]
+        tag: Vec<String>,
+        /// Remove every tag.
+        #[arg(long, conflicts_with = "tag")]
+        clear_tags: bool,
+        #[arg(long)]
+        tablespace: Option<String>,
+        #[arg(long, value_name = "STORAGE")]
+        target: Option<String>,
+        #[arg(long, value_name = "SCHEMA")]
+        archive_schema: Option<String>,
+        #[arg(long, value_name = "N")]
+        keep: Option<u32>,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+    },
+    /// Remove a policy, or every policy with the given tags.
+    Rm {
+        #[arg(required_unless_present = "tag")]
+        id: Option<i64>,
+        #[command(flatten)]
+        tags: TagArgs,
+    },
+    /// What a run would do: the partitions each policy acts on, with their sizes.
+    Plan {
+        #[command(flatten)]
+        tags: TagArgs,
+        /// Plan as if it were this time (default: now): 2026-01-01, 2026-01-01T12:00:00Z.
+        #[arg(long, value_name = "TIME")]
+        cutoff: Option<String>,
+    },
+    /// Apply the policies. Exit 0 done (or nothing to do), 1 a step or table failed,
+    /// 6 a table was skipped because another run held it.
+    Run {
+        #[command(flatten)]
+        tags: TagArgs,
+        #[arg(long, value_name = "TIME")]
+        cutoff: Option<String>,
+        /// Plan and record the run, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// The archives in a storage (default: the default storage).
+    Archives {
+        #[arg(long, value_name = "STORAGE")]
+        from: Option<String>,
     },
 }
 

@@ -99,6 +99,21 @@ pub async fn run(cli: Cli) -> CommandResult {
                 (_, backup) => ctx.verify(backup.as_deref(), check).await,
             }
         }
+        Command::Tables { db, command } => ctx.tables(db, command).await,
+        Command::Ttl {
+            table_column,
+            action,
+            after,
+            tag,
+            keep,
+            db,
+        } => ctx.ttl(db, &table_column, &action, &after, tag, keep).await,
+        Command::Load {
+            archive,
+            into,
+            from,
+            db,
+        } => ctx.load_archive(db, &archive, &into, from).await,
         Command::Config {
             command: ConfigCommand::Show,
         } => {

@@ -8,6 +8,7 @@ mod failure;
 mod lifecycle_commands;
 mod output;
 mod progress;
+mod tables_commands;
 mod wal_commands;
 
 use clap::Parser;

@@ -1,0 +1,487 @@
+//! `strata tables ...`, `strata ttl` and `strata load`: table retention. Thin: parse the
+//! options, connect, call strata-tables, print.
+
+use crate::cli::{TablesCommand, TablesDb, TagArgs};
+use crate::commands::{print_json, CommandResult, Context};
+use crate::failure::{code, Failure};
+use crate::output;
+use strata_coordinator::storage::Storage;
+use strata_store::DynStore;
+use strata_tables::plan::{Step, StepKind, TablePlan};
+use strata_tables::{
+    Action, Engine, PolicyEdit, PolicySpec, Retention, TableName, TableOutcome, TablesError,
+    TagFilter,
+};
+
+impl From<TablesError> for Failure {
+    fn from(err: TablesError) -> Self {
+        let code = if err.is_bad_input() {
+            code::USAGE
+        } else {
+            code::FAILED
+        };
+        Failure::new(code, crate::failure::chain(&err))
+    }
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure::new(code::USAGE, message)
+}
+
+fn filter(tags: TagArgs) -> TagFilter {
+    TagFilter {
+        tags: tags.tag,
+        any: tags.any_tag,
+    }
+}
+
+fn cutoff(
+    text: Option<String>,
+) -> Result<strata_tables::chrono::DateTime<strata_tables::chrono::Utc>, Failure> {
+    match text {
+        Some(text) => strata_tables::parse_cutoff(&text).map_err(usage),
+        None => Ok(strata_tables::chrono::Utc::now()),
+    }
+}
+
+/// The upper bound out of `FOR VALUES FROM (..) TO (..)`, for tables.
+fn upper_of(bound: &str) -> String {
+    match bound.rsplit_once(" TO (") {
+        Some((_, upper)) => upper.trim_end_matches(')').trim_matches('\'').to_string(),
+        None => bound.to_string(),
+    }
+}
+
+impl Context {
+    async fn engine(&self, db: &TablesDb) -> Result<Engine, Failure> {
+        let text = db.db.as_deref().ok_or_else(|| {
+            usage("no database: give --db DSN or set STRATA_TABLES_DB (postgresql://user@host/db)")
+        })?;
+        let dsn = strata_pg::Dsn::parse(text).map_err(|e| usage(e.to_string()))?;
+        Ok(Engine::connect(&dsn, &db.schema, db.who.clone(), db.lock_timeout).await?)
+    }
+
+    /// A storage of the configuration by name, for archives.
+    fn tables_store(&self, name: &str) -> Result<DynStore, TablesError> {
+        Storage::open(&self.config, name)
+            .map(|s| s.store)
+            .map_err(|e| {
+                TablesError::Unsupported(format!("storage {name:?}: {}", crate::failure::chain(&e)))
+            })
+    }
+
+    /// `strata tables ...`.
+    pub(crate) async fn tables(&self, db: TablesDb, command: TablesCommand) -> CommandResult {
+        if let TablesCommand::Archives { from } = command {
+            return self.archives(from).await;
+        }
+        let mut engine = self.engine(&db).await?;
+        match command {
+            TablesCommand::Setup => {
+                engine.setup().await?;
+                self.say(format!("policy tables ready in schema {}", db.schema));
+                Ok(0)
+            }
+            TablesCommand::Add {
+                table,
+                column,
+                action,
+                after,
+                tag,
+                tablespace,
+                target,
+                archive_schema,
+                keep,
+                disabled,
+            } => {
+                let action = Action::parse(&action).ok_or_else(|| {
+                    usage(format!(
+                        "unknown action {action:?}: use one of {}",
+                        strata_tables::policy::ACTION_NAMES
+                    ))
+                })?;
+                let table = TableName::parse(&table).map_err(|e| usage(e.to_string()))?;
+                let after = Retention::parse(&after).map_err(|e| usage(e.to_string()))?;
+                let mut spec = PolicySpec::new(table, column, action, after);
+                spec.tags = tag;
+                spec.tablespace = tablespace;
+                spec.target = target;
+                spec.archive_schema = archive_schema;
+                spec.keep = keep.unwrap_or(1);
+                spec.enabled = !disabled;
+                self.add_policy(&engine, &spec).await
+            }
+            TablesCommand::List { tags } => self.list_policies(&engine, &filter(tags)).await,
+            TablesCommand::Edit {
+                id,
+                column,
+                after,
+                tag,
+                clear_tags,
+                tablespace,
+                target,
+                archive_schema,
+                keep,
+                enable,
+                disable,
+            } => {
+                let edit = PolicyEdit {
+                    column,
+                    after: after
+                        .map(|a| Retention::parse(&a))
+                        .transpose()
+                        .map_err(|e| usage(e.to_string()))?,
+                    tags: if clear_tags {
+                        Some(Vec::new())
+                    } else if tag.is_empty() {
+                        None
+                    } else {
+                        Some(tag)
+                    },
+                    tablespace,
+                    archive_schema,
+                    target,
+                    keep,
+                    enabled: if enable {
+                        Some(true)
+                    } else if disable {
+                        Some(false)
+                    } else {
+                        None
+                    },
+                };
+                let policy = engine.edit(id, &edit).await?;
+                if self.global.json {
+                    print_json(&policy);
+                } else {
+                    self.say(format!(
+                        "policy {}: {}",
+                        policy.id,
+                        strata_tables::catalog::describe_spec(&policy.spec)
+                    ));
+                }
+                Ok(0)
+            }
+            TablesCommand::Rm { id, tags } => {
+                let removed = engine.remove(id, &filter(tags)).await?;
+                if self.global.json {
+                    print_json(&removed);
+                } else {
+                    for policy in &removed {
+                        self.say(format!("removed policy {}", policy.id));
+                    }
+                    if removed.is_empty() {
+                        self.say("no policy matched");
+                    }
+                }
+                Ok(0)
+            }
+            TablesCommand::Plan { tags, cutoff: at } => {
+                let at = cutoff(at)?;
+                let plans = engine.plan(&filter(tags), at).await?;
+                if self.global.json {
+                    print_json(&plans);
+                }
+                let mut failed = false;
+                for planned in &plans {
+                    if let Some(error) = &planned.error {
+                        failed = true;
+                        if !self.global.json {
+                            eprintln!("strata: error: {}: {error}", planned.table);
+                        }
+                    }
+                    if let Some(plan) = &planned.plan {
+                        failed |= !plan.problems.is_empty();
+                        if !self.global.json {
+                            self.print_plan(plan);
+                        }
+                    }
+                }
+                if plans.is_empty() {
+                    self.say("no policy matched");
+                }
+                Ok(if failed { code::FAILED } else { 0 })
+            }
+            TablesCommand::Run {
+                tags,
+                cutoff: at,
+                dry_run,
+            } => {
+                let at = cutoff(at)?;
+                let resolver = |name: &str| self.tables_store(name);
+                let report = engine.run(&filter(tags), at, dry_run, &resolver).await?;
+                if self.global.json {
+                    print_json(&report);
+                } else {
+                    for table in &report.tables {
+                        if let Some(plan) = &table.plan {
+                            if table.outcome == TableOutcome::DryRun {
+                                self.print_plan(plan);
+                            }
+                        }
+                        for step in &table.steps {
+                            self.say(format!(
+                                "{} {} {}: {} ({})",
+                                table.table,
+                                step.step.action,
+                                step.step.partition.as_deref().unwrap_or("rows"),
+                                step.outcome,
+                                step.detail
+                            ));
+                        }
+                        if let Some(error) = &table.error {
+                            eprintln!(
+                                "strata: {}: {error}",
+                                if table.outcome == TableOutcome::Busy {
+                                    "warning"
+                                } else {
+                                    "error"
+                                }
+                            );
+                        } else if table.outcome == TableOutcome::NothingToDo {
+                            self.say(format!("{}: nothing has expired", table.table));
+                        }
+                    }
+                    self.say(format!(
+                        "run {}: {}",
+                        report.run_id.unwrap_or_default(),
+                        report.outcome()
+                    ));
+                }
+                Ok(if report.any(TableOutcome::Failed) {
+                    code::FAILED
+                } else if report.any(TableOutcome::Busy) {
+                    code::BUSY
+                } else {
+                    0
+                })
+            }
+            TablesCommand::Archives { .. } => unreachable!("handled above"),
+        }
+    }
+
+    async fn add_policy(&self, engine: &Engine, spec: &PolicySpec) -> CommandResult {
+        let id = engine.add(spec).await?;
+        if self.global.json {
+            print_json(&serde_json::json!({ "id": id }));
+        } else {
+            self.say(format!(
+                "policy {id}: {}",
+                strata_tables::catalog::describe_spec(spec)
+            ));
+        }
+        Ok(0)
+    }
+
+    async fn list_policies(&self, engine: &Engine, filter: &TagFilter) -> CommandResult {
+        let policies = engine.list(filter).await?;
+        if self.global.json {
+            print_json(&policies);
+            return Ok(0);
+        }
+        let rows = policies
+            .iter()
+            .map(|p| {
+                let s = &p.spec;
+                let arg = s
+                    .tablespace
+                    .as_ref()
+                    .or(s.target.as_ref())
+                    .or(s.archive_schema.as_ref())
+                    .cloned()
+                    .unwrap_or_default();
+                vec![
+                    p.id.to_string(),
+                    s.table.to_string(),
+                    s.column.clone(),
+                    s.action.to_string(),
+                    arg,
+                    s.after.to_string(),
+                    s.keep.to_string(),
+                    s.tags.join(","),
+                    if s.enabled { "yes" } else { "no" }.into(),
+                    p.created_by.clone(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            output::table(
+                &[
+                    "id", "table", "column", "action", "to", "after", "keep", "tags", "enabled",
+                    "by"
+                ],
+                rows,
+                &[0, 6]
+            )
+        );
+        Ok(0)
+    }
+
+    fn print_plan(&self, plan: &TablePlan) {
+        if self.global.quiet {
+            return;
+        }
+        for problem in &plan.problems {
+            eprintln!("strata: error: {}: {problem}", plan.table);
+        }
+        for note in &plan.notes {
+            eprintln!("strata: warning: {}: {note}", plan.table);
+        }
+        if plan.steps.is_empty() && plan.kept.is_empty() {
+            if plan.problems.is_empty() {
+                println!("{}: nothing has expired", plan.table);
+            }
+            return;
+        }
+        let describe = |step: &Step| match &step.kind {
+            StepKind::DropPartition => "detach and drop".to_string(),
+            StepKind::DetachPartition { schema: Some(s) } => format!("detach to schema {s}"),
+            StepKind::DetachPartition { schema: None } => "detach".to_string(),
+            StepKind::MoveTablespace { tablespace } => format!("move to tablespace {tablespace}"),
+            StepKind::ArchivePartition { target } => format!("archive to {target}, drop"),
+            StepKind::DeleteRows { column, before } => {
+                format!("delete rows with {column} < {before}")
+            }
+        };
+        let mut rows: Vec<Vec<String>> = plan
+            .steps
+            .iter()
+            .map(|s| {
+                vec![
+                    plan.table.clone(),
+                    s.policy_id.to_string(),
+                    s.action.to_string(),
+                    s.partition.clone().unwrap_or_else(|| "(rows)".into()),
+                    s.bound.as_deref().map(upper_of).unwrap_or_default(),
+                    s.bytes
+                        .map(|b| output::size(b.max(0) as u64))
+                        .unwrap_or_default(),
+                    describe(s),
+                ]
+            })
+            .collect();
+        rows.extend(plan.kept.iter().map(|k| {
+            vec![
+                plan.table.clone(),
+                k.policy_id.to_string(),
+                "keep".into(),
+                k.partition.clone(),
+                String::new(),
+                String::new(),
+                k.reason.clone(),
+            ]
+        }));
+        let total: i64 = plan.steps.iter().filter_map(|s| s.bytes).sum();
+        println!(
+            "{}",
+            output::table(
+                &[
+                    "table",
+                    "policy",
+                    "action",
+                    "partition",
+                    "upper bound",
+                    "size",
+                    "what"
+                ],
+                rows,
+                &[1, 5]
+            )
+        );
+        println!(
+            "{}: {} step(s), {} in partitions acted on",
+            plan.table,
+            plan.steps.len(),
+            output::size(total.max(0) as u64)
+        );
+    }
+
+    /// `strata ttl S.T:C ACTION[:ARG] DURATION`.
+    pub(crate) async fn ttl(
+        &self,
+        db: TablesDb,
+        table_column: &str,
+        action: &str,
+        after: &str,
+        tags: Vec<String>,
+        keep: Option<u32>,
+    ) -> CommandResult {
+        let mut spec =
+            PolicySpec::from_ttl(table_column, action, after).map_err(|e| usage(e.to_string()))?;
+        spec.tags = tags;
+        spec.keep = keep.unwrap_or(1);
+        let engine = self.engine(&db).await?;
+        self.add_policy(&engine, &spec).await
+    }
+
+    fn storage_named(&self, from: Option<String>) -> Result<(String, DynStore), Failure> {
+        let name = from.unwrap_or_else(|| self.config.default_storage.clone());
+        let store = self.tables_store(&name).map_err(|e| usage(e.to_string()))?;
+        Ok((name, store))
+    }
+
+    /// `strata load ARCHIVE --into S.T`.
+    pub(crate) async fn load_archive(
+        &self,
+        db: TablesDb,
+        archive: &str,
+        into: &str,
+        from: Option<String>,
+    ) -> CommandResult {
+        let into = TableName::parse(into).map_err(|e| usage(e.to_string()))?;
+        let (_, store) = self.storage_named(from)?;
+        let mut engine = self.engine(&db).await?;
+        let rows = strata_tables::archive::load(engine.client(), &store, archive, &into).await?;
+        let audit = strata_tables::catalog::AuditEntry {
+            who: engine.who().to_string(),
+            what: "load".into(),
+            table: Some(into.to_string()),
+            outcome: "ok".into(),
+            detail: format!("{rows} rows from {archive}"),
+            ..Default::default()
+        };
+        // The audit log is there only after `tables setup`; a load works without it.
+        let client = engine.client();
+        if let Err(err) = engine_audit(&db.schema, client, &audit).await {
+            if !matches!(err, TablesError::NotSetUp { .. }) {
+                return Err(err.into());
+            }
+        }
+        if self.global.json {
+            print_json(
+                &serde_json::json!({ "rows": rows, "into": into.to_string(), "archive": archive }),
+            );
+        } else {
+            self.say(format!("loaded {rows} rows into {into}"));
+        }
+        Ok(0)
+    }
+
+    /// `strata tables archives [--from STORAGE]`.
+    async fn archives(&self, from: Option<String>) -> CommandResult {
+        let (name, store) = self.storage_named(from)?;
+        let archives = strata_tables::archive::list_archives(&store).await?;
+        if self.global.json {
+            print_json(&archives);
+        } else {
+            for archive in &archives {
+                println!("{archive}");
+            }
+            if archives.is_empty() {
+                self.say(format!("no table archives in storage {name}"));
+            }
+        }
+        Ok(0)
+    }
+}
+
+async fn engine_audit(
+    schema: &str,
+    client: &strata_pg::Client,
+    entry: &strata_tables::catalog::AuditEntry,
+) -> Result<(), TablesError> {
+    strata_tables::Catalog::new(schema)
+        .audit(client, entry)
+        .await
+}

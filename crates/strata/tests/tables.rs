@@ -1,0 +1,757 @@
+//! Table retention against real PostgreSQL 15 servers the tests create with initdb,
+//! through the real `strata` binary: range-partitioned tables with a year of generated
+//! rows, planned, dry-run, and run for delete, detach, reallocate and archive (then loaded
+//! back); runs interrupted between export and drop, concurrent runs, hostile identifiers
+//! and option values, and bad input. Skipped, loudly, where PostgreSQL 15 is not
+//! installed (`scripts/test.sh` installs it).
+
+mod common;
+
+use common::pgserver::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn skip() -> bool {
+    if pg_available() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("STRATA_REQUIRE_POSTGRES").is_none(),
+        "PostgreSQL 15 is not installed in {PG_BIN}"
+    );
+    eprintln!("SKIPPED: PostgreSQL 15 is not installed (scripts/test.sh installs it)");
+    true
+}
+
+/// A running server, a scratch directory and a strata config with a `cold` storage.
+struct Site {
+    dir: tempfile::TempDir,
+    pg: PgServer,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-tables")
+            .tempdir()
+            .unwrap();
+        // The server writes its log beside its data directory.
+        chown_to_postgres(dir.path());
+        let pg = PgServer::init(&dir.path().join("data"));
+        pg.start();
+        std::fs::write(
+            dir.path().join("strata.toml"),
+            format!(
+                "default_storage = \"cold\"\n[storages.cold]\npath = \"{}\"\n",
+                dir.path().join("cold").display()
+            ),
+        )
+        .unwrap();
+        Site { dir, pg }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn dsn(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.pg.socket_dir.display(),
+            self.pg.port
+        )
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.arg("--config")
+            .arg(self.path("strata.toml"))
+            .args(args)
+            .env("STRATA_TABLES_DB", self.dsn())
+            .env_remove("STRATA_CONFIG");
+        cmd
+    }
+
+    fn strata(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs strata, expects `code`, returns stdout.
+    fn expect(&self, code: i32, args: &[&str]) -> String {
+        let out = self.strata(args);
+        let text = format!(
+            "strata {args:?} exited {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(code), "{text}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.expect(0, args)
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        self.pg.psql("postgres", sql)
+    }
+
+    /// A table like `metrics.raw` partitioned by month over 2025, with a default
+    /// partition, an hourly row each hour of the year and awkward notes.
+    fn monthly_table(&self, schema: &str, table: &str) {
+        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let full = format!("{}.{}", q(schema), q(table));
+        let mut sql = format!(
+            "CREATE SCHEMA IF NOT EXISTS {s};
+             CREATE TABLE {full} (ts timestamptz NOT NULL, value int, note text) PARTITION BY RANGE (ts);
+             CREATE INDEX ON {full} (ts);
+             CREATE TABLE {s}.{def} PARTITION OF {full} DEFAULT;",
+            s = q(schema),
+            def = q(&format!("{table}_default")),
+        );
+        for m in 1..=12 {
+            let (from, to) = (
+                format!("2025-{m:02}-01"),
+                if m == 12 {
+                    "2026-01-01".to_string()
+                } else {
+                    format!("2025-{:02}-01", m + 1)
+                },
+            );
+            sql.push_str(&format!(
+                "CREATE TABLE {}.{} PARTITION OF {full} FOR VALUES FROM ('{from}') TO ('{to}');",
+                q(schema),
+                q(&format!("{table}_2025_{m:02}"))
+            ));
+        }
+        sql.push_str(&format!(
+            "INSERT INTO {full} SELECT t, i % 1000,
+                CASE WHEN i % 7 = 0 THEN E'comma, \"quote\"\\nnew line ü' WHEN i % 11 = 0 THEN NULL ELSE 'n' || i END
+             FROM generate_series('2025-01-01'::timestamptz, '2025-12-31 23:00+00', '1 hour') WITH ORDINALITY AS g(t, i);"
+        ));
+        self.sql(&sql);
+    }
+
+    /// md5 over a table's rows in a fixed order.
+    fn checksum(&self, table_sql: &str, filter: &str) -> String {
+        self.sql(&format!(
+            "SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {table_sql} t {filter}"
+        ))
+    }
+
+    /// The partitions of a table, by name.
+    fn partitions(&self, table_sql: &str) -> Vec<String> {
+        self.sql(&format!(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = '{}'::regclass ORDER BY 1",
+            table_sql.replace('\'', "''")
+        ))
+        .lines()
+        .map(str::to_string)
+        .collect()
+    }
+}
+
+fn months(table: &str, range: std::ops::RangeInclusive<u32>) -> Vec<String> {
+    range.map(|m| format!("{table}_2025_{m:02}")).collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// One line on stderr, `strata: error: ...`, no panic.
+fn assert_one_line_error(out: &Output, code: i32, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.starts_with("strata: error: "), "{err}");
+    assert!(err.contains(needle), "{needle:?} not in {err}");
+}
+
+#[test]
+fn delete_detach_and_reallocate_act_on_exactly_the_expired_partitions() {
+    if skip() {
+        return;
+    }
+    let site = Site::new();
+    for table in ["raw_del", "raw_det", "raw_mov"] {
+        site.monthly_table("metrics", table);
+    }
+    site.sql("CREATE TABLE metrics.events (id bigserial, at timestamp NOT NULL, what text); INSERT INTO metrics.events (at, what) SELECT t, 'e' FROM generate_series('2025-01-01'::timestamp, '2025-12-31', '1 hour') t");
+    let space = site.path("slow");
+    std::fs::create_dir_all(&space).unwrap();
+    chown_to_postgres(&space);
+    site.sql(&format!(
+        "CREATE TABLESPACE slow LOCATION '{}'",
+        space.display()
+    ));
+
+    site.ok(&["tables", "setup"]);
+    site.ok(&["tables", "setup"]); // again: idempotent
+    site.ok(&[
+        "tables",
+        "add",
+        "--table",
+        "metrics.raw_del",
+        "--column",
+        "ts",
+        "--action",
+        "delete",
+        "--after",
+        "90d",
+        "--tag",
+        "metrics",
+    ]);
+    site.ok(&[
+        "tables",
+        "add",
+        "--table",
+        "metrics.raw_det",
+        "--column",
+        "ts",
+        "--action",
+        "detach",
+        "--after",
+        "90d",
+        "--archive-schema",
+        "old",
+        "--tag",
+        "metrics",
+    ]);
+    site.ok(&[
+        "ttl",
+        "metrics.raw_mov:ts",
+        "reallocate:slow",
+        "30d",
+        "--tag",
+        "metrics",
+        "--tag",
+        "tier",
+    ]);
+    site.ok(&[
+        "tables",
+        "add",
+        "--table",
+        "metrics.events",
+        "--column",
+        "at",
+        "--action",
+        "delete",
+        "--after",
+        "12w",
+    ]);
+    let list = site.ok(&["tables", "list", "--tag", "tier"]);
+    assert!(
+        list.contains("raw_mov") && !list.contains("raw_del"),
+        "{list}"
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&site.ok(&["--json", "tables", "list"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 4);
+
+    // Cutoff 2025-10-15: 90 days back is 2025-07-17, so January to June (upper bound by
+    // July 1) have expired, July (upper bound August 1) has not though it starts before.
+    // 30 days back is 2025-09-15: January to August.
+    let cutoff = "2025-10-15";
+    let window = |t: &str| site.checksum(t, "WHERE ts >= '2025-07-01'");
+    let before: Vec<String> = ["metrics.raw_del", "metrics.raw_det", "metrics.raw_mov"]
+        .iter()
+        .map(|t| window(t))
+        .collect();
+    let events_before = site.sql("SELECT count(*) FROM metrics.events WHERE at >= '2025-07-23'");
+
+    let plan: serde_json::Value =
+        serde_json::from_str(&site.ok(&["--json", "tables", "plan", "--cutoff", cutoff])).unwrap();
+    let steps_of = |table: &str| -> Vec<String> {
+        let entry = plan
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["table"] == table)
+            .unwrap();
+        entry["plan"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["partition"].as_str().unwrap_or("rows").to_string())
+            .collect()
+    };
+    let qualified = |t: &str, r| {
+        months(t, r)
+            .into_iter()
+            .map(|p| format!("metrics.{p}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(steps_of("metrics.raw_del"), qualified("raw_del", 1..=6));
+    assert_eq!(steps_of("metrics.raw_det"), qualified("raw_det", 1..=6));
+    assert_eq!(steps_of("metrics.raw_mov"), qualified("raw_mov", 1..=8));
+    assert_eq!(steps_of("metrics.events"), ["rows"]);
+    let sizes: Vec<i64> = plan[1]["plan"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["bytes"].as_i64().unwrap())
+        .collect();
+    assert!(sizes.iter().all(|b| *b > 8192), "{sizes:?}");
+    let text = site.ok(&["tables", "plan", "--cutoff", cutoff, "--tag", "metrics"]);
+    assert!(
+        text.contains("raw_del_2025_06") && text.contains("2025-07-01") && text.contains("KiB"),
+        "{text}"
+    );
+
+    // A dry run changes nothing.
+    let all_before: Vec<Vec<String>> = ["metrics.raw_del", "metrics.raw_det", "metrics.raw_mov"]
+        .iter()
+        .map(|t| site.partitions(t))
+        .collect();
+    let dry = site.ok(&["tables", "run", "--cutoff", cutoff, "--dry-run"]);
+    assert!(dry.contains("raw_det_2025_03"), "{dry}");
+    let all_after: Vec<Vec<String>> = ["metrics.raw_del", "metrics.raw_det", "metrics.raw_mov"]
+        .iter()
+        .map(|t| site.partitions(t))
+        .collect();
+    assert_eq!(all_before, all_after);
+    assert_eq!(
+        site.sql("SELECT count(*) FROM pg_tables WHERE tablespace = 'slow'"),
+        "0"
+    );
+    assert_eq!(site.sql("SELECT count(*) FROM metrics.events"), "8737");
+
+    let out = site.ok(&["tables", "run", "--cutoff", cutoff, "--who", "ops-cron"]);
+    assert!(out.contains("done"), "{out}");
+
+    // delete: exactly January..June gone, the rest (and the default) there.
+    let mut expected = months("raw_del", 7..=12);
+    expected.insert(0, "raw_del_default".into());
+    expected.sort();
+    assert_eq!(site.partitions("metrics.raw_del"), expected);
+    assert_eq!(site.sql("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'raw_del_2025_0%' AND tablename < 'raw_del_2025_07'"), "0");
+    // detach: the same partitions now live as tables in schema old, rows and all.
+    let mut expected = months("raw_det", 7..=12);
+    expected.insert(0, "raw_det_default".into());
+    expected.sort();
+    assert_eq!(site.partitions("metrics.raw_det"), expected);
+    assert_eq!(
+        site.sql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'old'"),
+        months("raw_det", 1..=6).join(",")
+    );
+    assert_eq!(site.sql("SELECT count(*) FROM old.raw_det_2025_02"), "672");
+    // reallocate: January..August (with their indexes) in slow, the rest not.
+    assert_eq!(
+        site.sql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE tablespace = 'slow'"),
+        months("raw_mov", 1..=8).join(",")
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM pg_indexes WHERE tablespace = 'slow'"),
+        "8"
+    );
+    // Rows inside the window are untouched.
+    let after: Vec<String> = ["metrics.raw_del", "metrics.raw_det", "metrics.raw_mov"]
+        .iter()
+        .map(|t| window(t))
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(site.sql("SELECT count(*) FROM metrics.raw_mov"), "8760");
+    // The unpartitioned table lost exactly the rows before the cutoff minus 12 weeks.
+    assert_eq!(
+        site.sql("SELECT count(*) FROM metrics.events WHERE at < '2025-07-23'"),
+        "0"
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM metrics.events WHERE at >= '2025-07-23'"),
+        events_before
+    );
+
+    // Audited: who, what, outcome, partitions.
+    assert_eq!(site.sql("SELECT count(*) FROM strata.audit WHERE what = 'run delete' AND outcome = 'done' AND who = 'ops-cron' AND array_length(partitions, 1) = 1"), "6");
+    assert_eq!(
+        site.sql(
+            "SELECT count(*) FROM strata.audit WHERE what = 'run reallocate' AND outcome = 'done'"
+        ),
+        "8"
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM strata.audit WHERE what = 'policy add'"),
+        "4"
+    );
+    assert_eq!(
+        site.sql("SELECT outcome FROM strata.run WHERE NOT dry_run"),
+        "done"
+    );
+
+    // Again: nothing left to do.
+    let out = site.ok(&["tables", "run", "--cutoff", cutoff]);
+    assert!(out.contains("nothing has expired"), "{out}");
+
+    // The floor: far in the future only the last partition stays... unless --keep says more.
+    let list: serde_json::Value =
+        serde_json::from_str(&site.ok(&["--json", "tables", "list", "--tag", "tier"])).unwrap();
+    let id = list[0]["id"].as_i64().unwrap().to_string();
+    site.ok(&["tables", "edit", &id, "--after", "INF"]);
+    site.ok(&["tables", "edit", "1", "--keep", "3"]);
+    site.ok(&[
+        "tables",
+        "run",
+        "--cutoff",
+        "2030-01-01",
+        "--tag",
+        "metrics",
+    ]);
+    assert_eq!(
+        site.partitions("metrics.raw_del"),
+        [
+            "raw_del_2025_10",
+            "raw_del_2025_11",
+            "raw_del_2025_12",
+            "raw_del_default"
+        ]
+    );
+    assert_eq!(
+        site.partitions("metrics.raw_det"),
+        ["raw_det_2025_12", "raw_det_default"]
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM strata.audit WHERE what = 'policy edit'"),
+        "2"
+    );
+    site.ok(&["tables", "rm", "--tag", "metrics"]);
+    assert_eq!(site.sql("SELECT count(*) FROM strata.policy"), "1");
+}
+
+#[test]
+fn archive_then_load_returns_identical_rows_even_after_an_interrupted_run() {
+    if skip() {
+        return;
+    }
+    let site = Site::new();
+    site.monthly_table("metrics", "raw");
+    site.ok(&["tables", "setup"]);
+    site.ok(&["ttl", "metrics.raw:ts", "archive:cold", "180d"]);
+    let sums: Vec<String> = months("raw", 1..=6)
+        .iter()
+        .map(|p| site.checksum(&format!("metrics.{p}"), ""))
+        .collect();
+    // Cutoff 2026-01-01, 180 days: partitions ending by 2025-07-05: January to June.
+
+    // Interrupted: a reader holds February, so its drop times out after the export.
+    let mut locker = Command::new(Path::new(PG_BIN).join("psql"));
+    locker
+        .args(["-X", "-q", "-h"])
+        .arg(&site.pg.socket_dir)
+        .args(["-p", &site.pg.port.to_string(), "-U", "postgres", "-d", "postgres", "-c"])
+        .arg("BEGIN; LOCK TABLE metrics.raw_2025_02 IN ACCESS SHARE MODE; SELECT pg_sleep(6); COMMIT;")
+        .stdout(Stdio::null());
+    let mut locker = as_postgres(&mut locker).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let out = site.strata(&[
+        "tables",
+        "run",
+        "--cutoff",
+        "2026-01-01",
+        "--lock-timeout",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("raw_2025_02"), "{}", stderr(&out));
+    // January went, February was exported but is still there, March was not tried.
+    assert_eq!(site.partitions("metrics.raw")[0], "raw_2025_02");
+    assert!(site
+        .path("cold/tables/metrics/raw/metrics.raw_2025_02/archive.json")
+        .exists());
+    assert!(!site
+        .path("cold/tables/metrics/raw/metrics.raw_2025_03")
+        .exists());
+    assert_eq!(
+        site.sql(
+            "SELECT count(*) FROM strata.audit WHERE what = 'run archive' AND outcome = 'failed'"
+        ),
+        "1"
+    );
+    locker.wait().unwrap();
+
+    // Run again: everything expired is archived and dropped, nothing lost.
+    site.ok(&["tables", "run", "--cutoff", "2026-01-01"]);
+    let mut expected = months("raw", 7..=12);
+    expected.push("raw_default".into());
+    assert_eq!(site.partitions("metrics.raw"), expected);
+    let archives = site.ok(&["tables", "archives"]);
+    assert_eq!(archives.lines().count(), 6, "{archives}");
+
+    for (i, partition) in months("raw", 1..=6).iter().enumerate() {
+        let archive = format!("tables/metrics/raw/metrics.{partition}");
+        assert!(archives.contains(&archive), "{archives}");
+        let target = format!("restored.{partition}");
+        site.sql(&format!(
+            "CREATE SCHEMA IF NOT EXISTS restored; CREATE TABLE {target} (LIKE metrics.raw)"
+        ));
+        let out = site.ok(&["load", &archive, "--into", &target, "--from", "cold"]);
+        assert!(out.contains("loaded"), "{out}");
+        assert_eq!(site.checksum(&target, ""), sums[i], "{partition}");
+    }
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(site.path("cold/tables/metrics/raw/metrics.raw_2025_03/archive.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["rows"], 744);
+    assert_eq!(manifest["columns"][0]["type"], "timestamp with time zone");
+
+    // A damaged archive loads nothing.
+    let part = site.path("cold/tables/metrics/raw/metrics.raw_2025_03/data.csv.zst.000000");
+    let mut data = std::fs::read(&part).unwrap();
+    let middle = data.len() / 2;
+    data[middle] ^= 0x55;
+    std::fs::write(&part, data).unwrap();
+    site.sql("CREATE TABLE restored.again (LIKE metrics.raw)");
+    let out = site.strata(&[
+        "load",
+        "tables/metrics/raw/metrics.raw_2025_03",
+        "--into",
+        "restored.again",
+    ]);
+    assert_one_line_error(&out, 1, "raw_2025_03");
+    assert_eq!(site.sql("SELECT count(*) FROM restored.again"), "0");
+}
+
+#[test]
+fn concurrent_runs_never_both_act_on_a_table() {
+    if skip() {
+        return;
+    }
+    let site = Site::new();
+    site.monthly_table("metrics", "raw");
+    site.ok(&["tables", "setup"]);
+    site.ok(&[
+        "tables",
+        "add",
+        "--table",
+        "metrics.raw",
+        "--column",
+        "ts",
+        "--action",
+        "delete",
+        "--after",
+        "90d",
+    ]);
+
+    // Another session holds the table's lock: the run touches nothing and exits 6.
+    let mut holder = Command::new(Path::new(PG_BIN).join("psql"));
+    holder
+        .args(["-X", "-q", "-h"])
+        .arg(&site.pg.socket_dir)
+        .args(["-p", &site.pg.port.to_string(), "-U", "postgres", "-d", "postgres", "-c"])
+        .arg("SELECT pg_advisory_lock((x'53545441'::bigint << 32) | 'metrics.raw'::regclass::oid::bigint), pg_sleep(4)")
+        .stdout(Stdio::null());
+    let mut holder = as_postgres(&mut holder).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let out = site.strata(&["tables", "run", "--cutoff", "2025-10-15"]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another run holds the lock"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(site.partitions("metrics.raw").len(), 13);
+    holder.wait().unwrap();
+
+    // Two runs at once: each partition is dropped by exactly one of them.
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            site.command(&["tables", "run", "--cutoff", "2025-10-15"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(matches!(out.status.code(), Some(0 | 6)), "{}", stderr(&out));
+    }
+    assert_eq!(site.partitions("metrics.raw").len(), 7);
+    assert_eq!(
+        site.sql(
+            "SELECT count(*) FROM strata.audit WHERE what = 'run delete' AND outcome = 'done'"
+        ),
+        "6"
+    );
+    assert_eq!(
+        site.sql(
+            "SELECT count(*) FROM strata.audit WHERE what = 'run delete' AND outcome <> 'done'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM metrics.raw WHERE ts >= '2025-07-01'"),
+        "4416"
+    );
+}
+
+#[test]
+fn odd_identifiers_work_and_injection_attempts_are_harmless() {
+    if skip() {
+        return;
+    }
+    let site = Site::new();
+    let schema = "Wëird \"schema\"";
+    let table = "my table; DROP TABLE victim; --";
+    site.monthly_table(schema, table);
+    site.sql("CREATE TABLE public.victim (x int); INSERT INTO victim VALUES (1)");
+    let qualified = "\"Wëird \"\"schema\"\"\".\"my table; DROP TABLE victim; --\"";
+    let evil = "x'); DROP TABLE victim; --";
+
+    // A hostile schema for the policy tables is just a name.
+    site.ok(&["tables", "setup", "--schema", "s\"; DROP TABLE victim; --"]);
+    site.ok(&["tables", "setup"]);
+    site.ok(&[
+        "tables", "add", "--table", qualified, "--column", "ts", "--action", "delete", "--after",
+        "90d", "--tag", evil, "--who", evil,
+    ]);
+    site.ok(&[
+        "ttl",
+        &format!("{qualified}:ts"),
+        "reallocate:pg_default\"; DROP TABLE victim; --",
+        "30d",
+    ]);
+    let list = site.ok(&["tables", "list", "--tag", evil]);
+    assert!(list.contains("my table"), "{list}");
+    let out = site.strata(&["tables", "run", "--cutoff", "2025-10-15", "--who", evil]);
+    // The reallocation fails (no such tablespace), so the run says so: 1.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    // Nothing else happened: the victim is there, the deletes waited behind the failure
+    // (shorter durations first), and a fixed policy lets them through.
+    assert_eq!(site.sql("SELECT count(*) FROM victim"), "1");
+    site.ok(&["tables", "rm", "2"]);
+    site.ok(&["tables", "run", "--cutoff", "2025-10-15"]);
+    let parent = format!("\"{}\".\"{}\"", schema.replace('"', "\"\""), table);
+    let left = site.partitions(&parent);
+    assert_eq!(left.len(), 7, "{left:?}");
+    assert!(left.contains(&format!("{table}_2025_07")), "{left:?}");
+    assert_eq!(site.sql("SELECT count(*) FROM victim"), "1");
+    assert_eq!(
+        site.sql(&format!(
+            "SELECT count(*) FROM strata.audit WHERE who = '{}'",
+            evil.replace('\'', "''")
+        )),
+        "3"
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM \"s\"\"; DROP TABLE victim; --\".policy"),
+        "0"
+    );
+    // Hostile values where values go.
+    let out = site.strata(&[
+        "tables",
+        "run",
+        "--cutoff",
+        "2025-01-01'; DROP TABLE victim; --",
+    ]);
+    assert_one_line_error(&out, 2, "unparsable cutoff");
+    let out = site.strata(&["tables", "edit", "1", "--after", "1d; DROP TABLE victim"]);
+    assert_one_line_error(&out, 2, "unparsable duration");
+    assert_eq!(site.sql("SELECT count(*) FROM victim"), "1");
+}
+
+#[test]
+fn bad_input_gives_one_line_and_a_non_zero_exit() {
+    if skip() {
+        return;
+    }
+    let site = Site::new();
+    site.monthly_table("metrics", "raw");
+    site.sql("CREATE TABLE metrics.ids (id bigint NOT NULL) PARTITION BY RANGE (id); CREATE TABLE metrics.ids_1 PARTITION OF metrics.ids FOR VALUES FROM (0) TO (100)");
+
+    let out = site.strata(&["tables", "list"]);
+    assert_one_line_error(&out, 2, "strata tables setup");
+    site.ok(&["tables", "setup"]);
+    let add = |table: &str, column: &str, after: &str| {
+        site.strata(&[
+            "tables", "add", "--table", table, "--column", column, "--action", "delete", "--after",
+            after,
+        ])
+    };
+    assert_one_line_error(
+        &add("metrics.nope", "ts", "90d"),
+        2,
+        "table metrics.nope does not exist",
+    );
+    assert_one_line_error(&add("metrics.raw", "tss", "90d"), 2, "no column \"tss\"");
+    assert_one_line_error(&add("metrics.raw", "value", "90d"), 2, "not a timestamp");
+    assert_one_line_error(&add("metrics.ids", "id", "90d"), 2, "not a timestamp");
+    assert_one_line_error(&add("metrics.raw", "ts", "90 days"), 2, "90d, 12h, 1y");
+    assert_one_line_error(&add("a.b.c", "ts", "90d"), 2, "invalid table name");
+    let out = site.strata(&[
+        "tables",
+        "add",
+        "--table",
+        "metrics.raw",
+        "--column",
+        "ts",
+        "--action",
+        "explode",
+        "--after",
+        "1d",
+    ]);
+    assert_one_line_error(&out, 2, "unknown action");
+    let out = site.strata(&["ttl", "metrics.raw:ts", "archive", "1y"]);
+    assert_one_line_error(&out, 2, "--target");
+    assert_one_line_error(
+        &site.strata(&["tables", "edit", "99", "--keep", "2"]),
+        2,
+        "no policy with id 99",
+    );
+
+    // A bound the engine cannot read (a BC date) stops that table's plan and run.
+    site.ok(&[
+        "tables",
+        "add",
+        "--table",
+        "metrics.raw",
+        "--column",
+        "ts",
+        "--action",
+        "delete",
+        "--after",
+        "90d",
+    ]);
+    site.sql("CREATE TABLE metrics.raw_bc PARTITION OF metrics.raw FOR VALUES FROM ('0045-01-01 BC') TO ('0044-01-01 BC')");
+    let out = site.strata(&["tables", "plan", "--cutoff", "2025-10-15"]);
+    assert_one_line_error(&out, 1, "unparsable partition bound");
+    let out = site.strata(&["tables", "run", "--cutoff", "2025-10-15"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("unparsable partition bound"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(site.partitions("metrics.raw").len(), 14);
+
+    // No database, an unparsable one, an unreachable one.
+    let out = site
+        .command(&["tables", "list"])
+        .env_remove("STRATA_TABLES_DB")
+        .output()
+        .unwrap();
+    assert_one_line_error(&out, 2, "--db");
+    let out = site.strata(&[
+        "tables",
+        "list",
+        "--db",
+        "postgresql://u:s3cret@h:notaport/db",
+    ]);
+    assert_one_line_error(&out, 2, "invalid database connection string");
+    assert!(!stderr(&out).contains("s3cret"));
+    let dsn = format!(
+        "postgresql://postgres:s3cret@127.0.0.1:{}/postgres?connect_timeout=3",
+        free_port()
+    );
+    let out = site.strata(&["tables", "plan", "--db", &dsn]);
+    assert_one_line_error(&out, 1, "cannot connect to PostgreSQL at 127.0.0.1");
+    assert!(!stderr(&out).contains("s3cret"));
+    let out = site.strata(&["load", "tables/x/y/z", "--into", "metrics.raw"]);
+    assert_one_line_error(&out, 1, "archive.json");
+}
