@@ -158,11 +158,15 @@ sleep 1
 echo "==> $LOAD_SECS s of pgbench load, then second backups"
 as_pg "$PGBIN/pgbench" -n -c 2 -j 2 -T "$LOAD_SECS" -h "$W/sock" -p $PORT -U postgres bench >/dev/null 2>&1
 wait_archived
+S_BEFORE=$(repo_bytes "$W/strata-repo")
 timed strata_second as_pg "$W/strata" --config "$W/strata.toml" -q backup
 S_SECOND=$(( $(repo_bytes "$W/strata-repo") - S_FULL ))
+S_SECOND_ONLY=$(( $(repo_bytes "$W/strata-repo") - S_BEFORE ))
 B_BEFORE=$(repo_bytes "$W/pgbr-repo")
 timed pgbr_second as_pg $PGBR --type=incr backup
-B_SECOND=$(( $(repo_bytes "$W/pgbr-repo") - B_BEFORE ))
+# Both from the full backup on: the second backup and the load's WAL, for each tool.
+B_SECOND=$(( $(repo_bytes "$W/pgbr-repo") - B_FULL ))
+B_SECOND_ONLY=$(( $(repo_bytes "$W/pgbr-repo") - B_BEFORE ))
 psql_ $PORT "SELECT pg_switch_wal()" >/dev/null
 sleep 3
 LATEST_SUM=$(checksum $PORT)
@@ -221,7 +225,8 @@ mib() { echo "scale=1; $1 / 1048576" | bc; }
   echo "| stored | strata MiB | pgBackRest MiB | ratio |"
   echo "|---|---|---|---|"
   echo "| after the full backup (with its WAL) | $(mib "$S_FULL") | $(mib "$B_FULL") | $(ratio "$S_FULL" "$B_FULL")x |"
-  echo "| added by the second backup (and the load's WAL) | $(mib "$S_SECOND") | $(mib "$B_SECOND") | $(ratio "$S_SECOND" "$B_SECOND")x |"
+  echo "| added by the load's WAL and the second backup | $(mib "$S_SECOND") | $(mib "$B_SECOND") | $(ratio "$S_SECOND" "$B_SECOND")x |"
+  echo "| added by the second backup alone | $(mib "$S_SECOND_ONLY") | $(mib "$B_SECOND_ONLY") | $(ratio "$S_SECOND_ONLY" "$B_SECOND_ONLY")x |"
   echo
   echo "CPU of restores counts the tool's process only (PostgreSQL's recovery, which runs the"
   echo "tool's restore_command per segment, is not included). Restored data was compared with the"

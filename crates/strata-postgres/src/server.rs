@@ -118,6 +118,7 @@ pub async fn start_and_recover(
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Short: the restore is not over until this notices, and a query is cheap.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
