@@ -99,33 +99,7 @@ impl ConnectSettings {
         if let Some(password) = self.password() {
             config.password(password);
         }
-        let secs = self.connect_timeout_secs.max(1);
-        let attempt = tokio::time::timeout(
-            Duration::from_secs(secs + 1),
-            config.connect(tokio_postgres::NoTls),
-        )
-        .await;
-        let (client, connection) = match attempt {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(source)) => {
-                return Err(ConnectError::Connect {
-                    at: self.describe(),
-                    source,
-                })
-            }
-            Err(_) => {
-                return Err(ConnectError::Timeout {
-                    at: self.describe(),
-                    secs,
-                })
-            }
-        };
-        tokio::spawn(async move {
-            // The session's end (server stopped, network gone) surfaces as an error of the
-            // next query on the client; nothing to do here.
-            let _ = connection.await;
-        });
-        Ok(client)
+        open(&config, self.connect_timeout_secs.max(1), self.describe()).await
     }
 }
 
@@ -217,31 +191,34 @@ impl Dsn {
             .map(|d| d.as_secs())
             .unwrap_or(10)
             .max(1);
-        let attempt = tokio::time::timeout(
-            Duration::from_secs(secs + 1),
-            self.config.connect(tokio_postgres::NoTls),
-        )
-        .await;
-        let (client, connection) = match attempt {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(source)) => {
-                return Err(ConnectError::Connect {
-                    at: self.describe(),
-                    source,
-                })
-            }
-            Err(_) => {
-                return Err(ConnectError::Timeout {
-                    at: self.describe(),
-                    secs,
-                })
-            }
-        };
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(client)
+        open(&self.config, secs, self.describe()).await
     }
+}
+
+/// Connects with `config`, giving up after `secs` (plus a second for the driver's own
+/// timeout to speak first); `at` names the server in errors. The connection's driver
+/// task runs on the current runtime and ends when the client is dropped.
+async fn open(
+    config: &tokio_postgres::Config,
+    secs: u64,
+    at: String,
+) -> Result<Client, ConnectError> {
+    let attempt = tokio::time::timeout(
+        Duration::from_secs(secs + 1),
+        config.connect(tokio_postgres::NoTls),
+    )
+    .await;
+    let (client, connection) = match attempt {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(source)) => return Err(ConnectError::Connect { at, source }),
+        Err(_) => return Err(ConnectError::Timeout { at, secs }),
+    };
+    tokio::spawn(async move {
+        // The session's end (server stopped, network gone) surfaces as an error of the
+        // next query on the client; nothing to do here.
+        let _ = connection.await;
+    });
+    Ok(client)
 }
 
 /// `"schema"."name"`: a schema-qualified identifier, each part quoted.

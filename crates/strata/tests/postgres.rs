@@ -129,19 +129,6 @@ impl Site {
     }
 }
 
-fn skip() -> bool {
-    if pg_available() {
-        return false;
-    }
-    // scripts/test.sh installs PostgreSQL and insists on these tests running.
-    assert!(
-        std::env::var_os("STRATA_REQUIRE_POSTGRES").is_none(),
-        "PostgreSQL 15 is not installed in {PG_BIN}"
-    );
-    eprintln!("SKIPPED: PostgreSQL 15 is not installed (scripts/test.sh installs it)");
-    true
-}
-
 /// Waits until the server has archived everything up to its current segment.
 fn wait_archived(server: &PgServer) {
     let segment = server.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
@@ -170,7 +157,7 @@ fn fresh_target(site: &Site, dir: &str) -> PgServer {
 
 #[test]
 fn base_backup_under_load_restores_to_the_latest_state_and_to_a_point_in_time() {
-    if skip() {
+    if skip_without_postgres() {
         return;
     }
     let site = Site::new();
@@ -369,7 +356,7 @@ fn fetch_reads_ahead(site: &Site, config: &Path, first: &str) {
 
 #[test]
 fn backup_from_a_standby_restores_primary_and_standby() {
-    if skip() {
+    if skip_without_postgres() {
         return;
     }
     let site = Site::new();
@@ -460,7 +447,7 @@ fn backup_from_a_standby_restores_primary_and_standby() {
 
 #[test]
 fn a_backup_cut_short_by_the_server_stopping_is_recorded_as_failed() {
-    if skip() {
+    if skip_without_postgres() {
         return;
     }
     let site = Site::new();
@@ -508,7 +495,7 @@ fn a_backup_cut_short_by_the_server_stopping_is_recorded_as_failed() {
 
 #[test]
 fn tablespaces_and_configuration_outside_the_data_directory_come_back() {
-    if skip() {
+    if skip_without_postgres() {
         return;
     }
     let site = Site::new();

@@ -12,18 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-fn skip() -> bool {
-    if pg_available() {
-        return false;
-    }
-    assert!(
-        std::env::var_os("STRATA_REQUIRE_POSTGRES").is_none(),
-        "PostgreSQL 15 is not installed in {PG_BIN}"
-    );
-    eprintln!("SKIPPED: PostgreSQL 15 is not installed (scripts/test.sh installs it)");
-    true
-}
-
 /// A running server, a scratch directory and a strata config with a `cold` storage.
 struct Site {
     dir: tempfile::TempDir,
@@ -173,7 +161,7 @@ fn assert_one_line_error(out: &Output, code: i32, needle: &str) {
 
 #[test]
 fn delete_detach_and_reallocate_act_on_exactly_the_expired_partitions() {
-    if skip() {
+    if skip_without_postgres() {
         return;
     }
     let site = Site::new();
@@ -423,7 +411,7 @@ fn delete_detach_and_reallocate_act_on_exactly_the_expired_partitions() {
 
 #[test]
 fn archive_then_load_returns_identical_rows_even_after_an_interrupted_run() {
-    if skip() {
+    if skip_without_postgres() {
         return;
     }
     let site = Site::new();
@@ -518,7 +506,7 @@ fn archive_then_load_returns_identical_rows_even_after_an_interrupted_run() {
 
 #[test]
 fn concurrent_runs_never_both_act_on_a_table() {
-    if skip() {
+    if skip_without_postgres() {
         return;
     }
     let site = Site::new();
@@ -592,7 +580,7 @@ fn concurrent_runs_never_both_act_on_a_table() {
 
 #[test]
 fn odd_identifiers_work_and_injection_attempts_are_harmless() {
-    if skip() {
+    if skip_without_postgres() {
         return;
     }
     let site = Site::new();
@@ -658,7 +646,7 @@ fn odd_identifiers_work_and_injection_attempts_are_harmless() {
 
 #[test]
 fn bad_input_gives_one_line_and_a_non_zero_exit() {
-    if skip() {
+    if skip_without_postgres() {
         return;
     }
     let site = Site::new();

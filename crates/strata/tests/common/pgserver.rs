@@ -17,6 +17,20 @@ pub fn pg_available() -> bool {
     Path::new(PG_BIN).join("initdb").exists() && Path::new(PG_BIN).join("pgbench").exists()
 }
 
+/// Whether a test must skip for want of PostgreSQL 15 (loudly). `scripts/test.sh`
+/// installs it and sets `STRATA_REQUIRE_POSTGRES`, which turns a skip into a failure.
+pub fn skip_without_postgres() -> bool {
+    if pg_available() {
+        return false;
+    }
+    assert!(
+        std::env::var_os("STRATA_REQUIRE_POSTGRES").is_none(),
+        "PostgreSQL 15 is not installed in {PG_BIN}"
+    );
+    eprintln!("SKIPPED: PostgreSQL 15 is not installed (scripts/test.sh installs it)");
+    true
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
