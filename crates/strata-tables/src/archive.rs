@@ -142,32 +142,46 @@ pub async fn export_partition(
         .await
         .map_err(|e| TablesError::db(&what, &e))?;
     futures::pin_mut!(stream);
-    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL)
-        .map_err(|e| archive_err(&prefix, format!("zstd: {e}")))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut records = CsvRecords::default();
-    let mut csv_bytes = 0u64;
-    let mut parts = Vec::new();
-    let mut stored_bytes = 0u64;
+    // COPY's data arrives here; hashing, counting and zstd run on a blocking thread, and
+    // the finished parts are stored by a third task, so the three overlap (as
+    // `psql | zstd > file` does) and each hand-over is bounded.
+    let (chunks_tx, chunks_rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    let (parts_tx, parts_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let compressing = tokio::task::spawn_blocking({
+        let prefix = prefix.clone();
+        move || compress_parts(chunks_rx, parts_tx, PART_BYTES, &prefix)
+    });
+    let storing = tokio::spawn(store_parts(store.clone(), prefix.clone(), parts_rx));
+    let mut received = Ok(());
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| TablesError::db(&what, &e))?;
-        hasher.update(&chunk);
-        records.feed(&chunk);
-        csv_bytes += chunk.len() as u64;
-        encoder
-            .write_all(&chunk)
-            .map_err(|e| archive_err(&prefix, format!("zstd: {e}")))?;
-        if encoder.get_ref().len() >= PART_BYTES {
-            let data = std::mem::take(encoder.get_mut());
-            stored_bytes += data.len() as u64;
-            put_part(store, &prefix, &mut parts, data).await?;
+        match chunk {
+            Ok(chunk) => {
+                if chunks_tx.send(chunk).await.is_err() {
+                    break; // the compressor stopped: its error says why
+                }
+            }
+            Err(e) => {
+                received = Err(TablesError::db(&what, &e));
+                break;
+            }
         }
     }
-    let rest = encoder
-        .finish()
-        .map_err(|e| archive_err(&prefix, format!("zstd: {e}")))?;
-    stored_bytes += rest.len() as u64;
-    put_part(store, &prefix, &mut parts, rest).await?;
+    drop(chunks_tx);
+    let compressed = compressing
+        .await
+        .map_err(|e| archive_err(&prefix, format!("compression task: {e}")))?;
+    let stored = storing
+        .await
+        .map_err(|e| archive_err(&prefix, format!("storing task: {e}")))?;
+    // The first failure is the cause: a compressor that stopped because storing did
+    // only echoes it.
+    received?;
+    let (parts, stored_bytes) = stored?;
+    let Compressed {
+        hasher,
+        records,
+        csv_bytes,
+    } = compressed?;
     tx.commit().await.map_err(|e| TablesError::db(&what, &e))?;
 
     let rows = u64::try_from(count).unwrap_or(0);
@@ -209,6 +223,60 @@ pub async fn export_partition(
         .put(&format!("{prefix}/{MANIFEST}"), Bytes::from(json))
         .await?;
     Ok(manifest)
+}
+
+/// What the compressor learnt of the CSV it compressed.
+struct Compressed {
+    hasher: blake3::Hasher,
+    records: CsvRecords,
+    csv_bytes: u64,
+}
+
+/// Hashes, counts and compresses the CSV chunks, handing out parts of about
+/// `part_bytes` (the last one possibly empty, so every archive has a part).
+fn compress_parts(
+    mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    parts: tokio::sync::mpsc::Sender<Vec<u8>>,
+    part_bytes: usize,
+    prefix: &str,
+) -> TablesResult<Compressed> {
+    let zstd_err = |e: std::io::Error| archive_err(prefix, format!("zstd: {e}"));
+    let mut encoder =
+        zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL).map_err(zstd_err)?;
+    let mut out = Compressed {
+        hasher: blake3::Hasher::new(),
+        records: CsvRecords::default(),
+        csv_bytes: 0,
+    };
+    let stopped = || archive_err(prefix, "storing the archive stopped");
+    while let Some(chunk) = chunks.blocking_recv() {
+        out.hasher.update(&chunk);
+        out.records.feed(&chunk);
+        out.csv_bytes += chunk.len() as u64;
+        encoder.write_all(&chunk).map_err(zstd_err)?;
+        if encoder.get_ref().len() >= part_bytes {
+            let data = std::mem::take(encoder.get_mut());
+            parts.blocking_send(data).map_err(|_| stopped())?;
+        }
+    }
+    let rest = encoder.finish().map_err(zstd_err)?;
+    parts.blocking_send(rest).map_err(|_| stopped())?;
+    Ok(out)
+}
+
+/// Stores the parts in order; returns their names and total size.
+async fn store_parts(
+    store: DynStore,
+    prefix: String,
+    mut incoming: tokio::sync::mpsc::Receiver<Vec<u8>>,
+) -> TablesResult<(Vec<String>, u64)> {
+    let mut parts = Vec::new();
+    let mut bytes = 0;
+    while let Some(data) = incoming.recv().await {
+        bytes += data.len() as u64;
+        put_part(&store, &prefix, &mut parts, data).await?;
+    }
+    Ok((parts, bytes))
 }
 
 async fn put_part(
@@ -469,6 +537,38 @@ pub async fn load(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compressed_parts_concatenate_to_the_csv_with_its_hash_and_rows() {
+        let mut csv = b"id,note\n".to_vec();
+        for i in 0..20_000u32 {
+            csv.extend_from_slice(format!("{i},\"line\nbreak {}\"\n", i * 7919 % 1000).as_bytes());
+        }
+        let (chunks_tx, chunks_rx) = tokio::sync::mpsc::channel(4);
+        let (parts_tx, mut parts_rx) = tokio::sync::mpsc::channel(1);
+        let compressor = std::thread::spawn(move || compress_parts(chunks_rx, parts_tx, 4096, "t"));
+        let collector = std::thread::spawn(move || {
+            let mut parts = Vec::new();
+            while let Some(part) = parts_rx.blocking_recv() {
+                parts.push(part);
+            }
+            parts
+        });
+        for piece in csv.chunks(1000) {
+            chunks_tx
+                .blocking_send(Bytes::copy_from_slice(piece))
+                .unwrap();
+        }
+        drop(chunks_tx);
+        let out = compressor.join().unwrap().unwrap();
+        let parts = collector.join().unwrap();
+        assert!(parts.len() > 2, "{} parts", parts.len());
+        let joined: Vec<u8> = parts.concat();
+        assert_eq!(zstd::decode_all(&joined[..]).unwrap(), csv);
+        assert_eq!(out.records.rows(), 20_000);
+        assert_eq!(out.csv_bytes, csv.len() as u64);
+        assert_eq!(out.hasher.finalize(), blake3::hash(&csv));
+    }
 
     #[test]
     fn keys_cannot_be_steered_by_names() {

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# bench/tables.sh - table retention: archive throughput and planning time.
+#
+#   bench/tables.sh [--mib N] [--partitions N]        (defaults 1024 and 10000)
+#
+# One PostgreSQL 15 cluster (initdb'd under BENCH_DIR, default /tmp/strata-tables-bench).
+# 1. Archive: a partition of about N MiB (generated rows of a metrics-like table) is
+#    archived by `strata tables run` (COPY TO STDOUT, zstd 3, parts written to a local
+#    storage, read back and verified, then dropped), against the baseline
+#    `psql -c "COPY ... TO STDOUT" | zstd -3 > file` of the same partition. The issue's
+#    target: strata at least 90% of the baseline's throughput.
+# 2. Plan: `strata tables plan` on a table with N partitions (target: under 2 s).
+# Needs root (runs PostgreSQL as `postgres`), Debian's postgresql-15 and zstd.
+# Output: a table on stdout and bench/results/tables.md.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(dirname "$SCRIPT_DIR")
+MIB=1024
+PARTS=10000
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --mib) MIB=$2; shift 2 ;;
+    --partitions) PARTS=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) echo "tables.sh: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+W=${BENCH_DIR:-/tmp/strata-tables-bench}
+RESULTS_MD=${BENCH_RESULTS:-$SCRIPT_DIR/results/tables.md}
+PGBIN=/usr/lib/postgresql/15/bin
+[[ -x $PGBIN/initdb ]] || { echo "install postgresql-15" >&2; exit 2; }
+command -v zstd >/dev/null || { echo "install zstd" >&2; exit 2; }
+
+if [[ -z ${STRATA_BIN:-} ]]; then
+  (cd "$REPO_ROOT" && cargo build --release --quiet --bin strata)
+  STRATA_BIN=$REPO_ROOT/target/release/strata
+fi
+
+as_pg() { runuser -u postgres -- env HOME=/tmp "$@"; }
+stop_all() { [[ -f $W/pg/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" stop -m immediate -D "$W/pg" >/dev/null 2>&1 || true; }
+trap stop_all EXIT
+stop_all
+rm -rf "$W"
+mkdir -p "$W"/sock "$W"/cold
+cp "$STRATA_BIN" "$W"/strata
+PORT=55442
+cat > "$W"/strata.toml <<EOF
+state_dir = "$W/state"
+default_storage = "cold"
+[storages.cold]
+path = "$W/cold"
+EOF
+chown -R postgres:postgres "$W"
+chmod 755 "$W"
+
+as_pg "$PGBIN/initdb" -A trust -U postgres --no-locale -E UTF8 -D "$W/pg" >/dev/null
+cat >> "$W/pg/postgresql.conf" <<EOF
+port = $PORT
+unix_socket_directories = '$W/sock'
+listen_addresses = ''
+fsync = off
+shared_buffers = 256MB
+max_wal_size = 4GB
+max_locks_per_transaction = 256
+EOF
+as_pg "$PGBIN/pg_ctl" start -w -D "$W/pg" -l "$W/pg.log" >/dev/null
+psql_() { as_pg "$PGBIN/psql" -X -A -t -q -v ON_ERROR_STOP=1 -h "$W/sock" -p $PORT -U postgres -d bench "$@"; }
+as_pg "$PGBIN/psql" -X -q -h "$W/sock" -p $PORT -U postgres -d postgres -c "CREATE DATABASE bench"
+export STRATA_TABLES_DB="host=$W/sock port=$PORT user=postgres dbname=bench"
+strata() { as_pg env STRATA_TABLES_DB="$STRATA_TABLES_DB" "$W/strata" --config "$W/strata.toml" "$@"; }
+
+# timed NAME CMD...: wall seconds into WALL[NAME], CPU seconds (user+sys) into CPU[NAME].
+declare -A WALL CPU
+timed() {
+  local name=$1; shift
+  local t0 t1
+  t0=$(date +%s.%N)
+  /usr/bin/time -f "%U %S" -o "$W/time.out" "$@" >/dev/null
+  t1=$(date +%s.%N)
+  WALL[$name]=$(echo "$t1 - $t0" | bc)
+  CPU[$name]=$(awk '{print $1 + $2}' "$W/time.out")
+}
+
+echo "==> a partition of about $MIB MiB"
+psql_ -c "CREATE TABLE metrics (ts timestamptz NOT NULL, host text, cpu double precision, mem bigint, note text) PARTITION BY RANGE (ts)"
+psql_ -c "CREATE TABLE metrics_2024_01 PARTITION OF metrics FOR VALUES FROM ('2024-01-01') TO ('2024-02-01')"
+psql_ -c "CREATE TABLE metrics_2026_11 PARTITION OF metrics FOR VALUES FROM ('2026-11-01') TO ('2026-12-01')"
+# About 110 bytes per row on disk.
+ROWS=$(( MIB * 1024 * 1024 / 110 ))
+psql_ -c "INSERT INTO metrics SELECT '2024-01-01'::timestamptz + (g % 2678400) * interval '1 second', 'host-' || (g % 500), random() * 100, (random() * 1e10)::bigint, md5(g::text) FROM generate_series(1, $ROWS) g"
+psql_ -c "VACUUM ANALYZE metrics"
+PART_BYTES=$(psql_ -c "SELECT pg_total_relation_size('metrics_2024_01')")
+CSV_BYTES=0
+
+echo "==> baseline: COPY TO STDOUT | zstd -3"
+baseline() {
+  as_pg "$PGBIN/psql" -X -q -h "$W/sock" -p $PORT -U postgres -d bench \
+    -c "COPY (SELECT * FROM metrics_2024_01) TO STDOUT (FORMAT csv, HEADER)" | zstd -3 -q -T1 > "$W/baseline.csv.zst"
+}
+export -f as_pg baseline
+export W PGBIN PORT
+timed baseline bash -c baseline
+BASE_STORED=$(stat -c %s "$W/baseline.csv.zst")
+
+echo "==> strata tables run (archive, verify, drop)"
+strata -q tables setup >/dev/null
+strata -q ttl public.metrics:ts archive:cold 365d >/dev/null
+timed strata runuser -u postgres -- env HOME=/tmp STRATA_TABLES_DB="$STRATA_TABLES_DB" "$W/strata" --config "$W/strata.toml" -q tables run --cutoff 2026-11-23T00:00:00Z
+STRATA_STORED=$(du -sb "$W/cold" | cut -f1)
+[[ $(psql_ -c "SELECT count(*) FROM pg_class WHERE relname = 'metrics_2024_01'") == 0 ]] || { echo "partition not archived" >&2; exit 1; }
+
+echo "==> $PARTS partitions, then tables plan"
+psql_ -c "CREATE TABLE many (ts timestamptz NOT NULL, v int) PARTITION BY RANGE (ts)"
+psql_ -c "DO \$\$ BEGIN FOR i IN 0..$((PARTS - 1)) LOOP EXECUTE format('CREATE TABLE many_%s PARTITION OF many FOR VALUES FROM (%L) TO (%L)', i, timestamptz '2000-01-01' + i * interval '1 day', timestamptz '2000-01-01' + (i + 1) * interval '1 day'); END LOOP; END \$\$"
+strata -q ttl public.many:ts delete 90d >/dev/null
+timed plan runuser -u postgres -- env HOME=/tmp STRATA_TABLES_DB="$STRATA_TABLES_DB" "$W/strata" --config "$W/strata.toml" tables plan --cutoff 2026-11-23T00:00:00Z
+
+mib() { echo "scale=1; $1 / 1048576" | bc; }
+tput_() { echo "scale=1; $1 / 1048576 / $2" | bc; }
+{
+  echo "# strata table retention (partition of $(mib "$PART_BYTES") MiB on disk, $ROWS rows; plan over $PARTS partitions)"
+  echo
+  echo "$(date -u +%F), $(nproc) cores, strata release build."
+  echo
+  echo "| step | wall s | cpu s | MiB/s of partition | stored MiB |"
+  echo "|---|---|---|---|---|"
+  echo "| COPY TO STDOUT \| zstd -3 > file | ${WALL[baseline]} | ${CPU[baseline]} | $(tput_ "$PART_BYTES" "${WALL[baseline]}") | $(mib "$BASE_STORED") |"
+  echo "| strata tables run (archive, read back, verify, drop) | ${WALL[strata]} | ${CPU[strata]} | $(tput_ "$PART_BYTES" "${WALL[strata]}") | $(mib "$STRATA_STORED") |"
+  echo
+  echo "strata's throughput is $(echo "scale=0; 100 * ${WALL[baseline]} / ${WALL[strata]}" | bc)% of the baseline's (target: at least 90%)."
+  echo "CPU counts the measured command's processes (psql and zstd; strata), not the PostgreSQL server's."
+  echo
+  echo "| step | wall s |"
+  echo "|---|---|"
+  echo "| strata tables plan, $PARTS partitions | ${WALL[plan]} |"
+} | tee "$RESULTS_MD"
