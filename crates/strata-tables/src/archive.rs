@@ -27,6 +27,8 @@ use strata_pg::tokio_postgres::IsolationLevel;
 use strata_pg::Client;
 use strata_store::DynStore;
 
+/// How much CSV is handed to the compressor at once.
+const BATCH_BYTES: usize = 256 << 10;
 /// The largest stored part of an archive (compressed bytes).
 pub const PART_BYTES: usize = 16 << 20;
 /// zstd level: 3 is zstd's default, fast enough to keep up with COPY.
@@ -90,11 +92,11 @@ struct CsvRecords {
 
 impl CsvRecords {
     fn feed(&mut self, data: &[u8]) {
-        for &b in data {
-            match b {
-                b'"' => self.quoted = !self.quoted,
-                b'\n' if !self.quoted => self.records += 1,
-                _ => {}
+        for at in memchr::memchr2_iter(b'"', b'\n', data) {
+            if data[at] == b'"' {
+                self.quoted = !self.quoted;
+            } else if !self.quoted {
+                self.records += 1;
             }
         }
     }
@@ -152,12 +154,20 @@ pub async fn export_partition(
         move || compress_parts(chunks_rx, parts_tx, PART_BYTES, &prefix)
     });
     let storing = tokio::spawn(store_parts(store.clone(), prefix.clone(), parts_rx));
+    // COPY sends a message per row: they are gathered into batches, so the hand-over,
+    // the hash and the compressor work on large pieces.
     let mut received = Ok(());
+    let mut batch = bytes::BytesMut::with_capacity(BATCH_BYTES);
     while let Some(chunk) = stream.next().await {
         match chunk {
             Ok(chunk) => {
-                if chunks_tx.send(chunk).await.is_err() {
-                    break; // the compressor stopped: its error says why
+                batch.extend_from_slice(&chunk);
+                if batch.len() >= BATCH_BYTES {
+                    let full = batch.split().freeze();
+                    batch.reserve(BATCH_BYTES);
+                    if chunks_tx.send(full).await.is_err() {
+                        break; // the compressor stopped: its error says why
+                    }
                 }
             }
             Err(e) => {
@@ -165,6 +175,9 @@ pub async fn export_partition(
                 break;
             }
         }
+    }
+    if received.is_ok() && !batch.is_empty() {
+        let _ = chunks_tx.send(batch.freeze()).await;
     }
     drop(chunks_tx);
     let compressed = compressing
