@@ -170,7 +170,11 @@ async fn partitions(client: &Client, table: &TableName, oid: u32) -> TablesResul
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let name = TableName::new(row.get::<_, String>(0), row.get::<_, String>(1));
-        let bound_text: String = row.get(2);
+        // NULL while another session detaches or drops the partition: it is going away,
+        // so it is no longer this run's to plan.
+        let Some(bound_text) = row.get::<_, Option<String>>(2) else {
+            continue;
+        };
         let bound = parse_bound(&bound_text).map_err(|source| TablesError::Bound {
             table: table.clone(),
             partition: name.to_string(),
@@ -180,7 +184,7 @@ async fn partitions(client: &Client, table: &TableName, oid: u32) -> TablesResul
             name,
             bound_text,
             bound,
-            bytes: row.get(3),
+            bytes: row.get::<_, Option<i64>>(3).unwrap_or(0),
             tablespace: row.get(4),
         });
     }
