@@ -201,19 +201,16 @@ impl Engine {
             dry_run,
             tables: Vec::new(),
         };
+        let ctx = run::RunContext {
+            catalog: &self.catalog,
+            who: &self.who,
+            run_id: Some(run_id),
+            cutoff,
+            dry_run,
+            stores,
+        };
         for (table, policies) in run::by_table(policies) {
-            let table_run = run::run_table(
-                &mut self.client,
-                &self.catalog,
-                &self.who,
-                Some(run_id),
-                &table,
-                &policies,
-                cutoff,
-                dry_run,
-                stores,
-            )
-            .await;
+            let table_run = run::run_table(&mut self.client, ctx, &table, &policies).await;
             report.tables.push(table_run);
         }
         let summary = report

@@ -124,19 +124,26 @@ pub async fn plan_one(
     Ok((shape, plan))
 }
 
+/// What every table of one run shares: where to record, who acts, when the cutoff is,
+/// whether anything may change, and where archives go.
+#[derive(Clone, Copy)]
+pub struct RunContext<'a> {
+    pub catalog: &'a Catalog,
+    pub who: &'a str,
+    pub run_id: Option<i64>,
+    pub cutoff: DateTime<Utc>,
+    pub dry_run: bool,
+    pub stores: StoreResolver<'a>,
+}
+
 /// Runs the policies of one table under its advisory lock.
-#[allow(clippy::too_many_arguments)]
 pub async fn run_table(
     client: &mut Client,
-    catalog: &Catalog,
-    who: &str,
-    run_id: Option<i64>,
+    ctx: RunContext<'_>,
     table: &TableName,
     policies: &[Policy],
-    cutoff: DateTime<Utc>,
-    dry_run: bool,
-    stores: StoreResolver<'_>,
 ) -> TableRun {
+    let dry_run = ctx.dry_run;
     let mut result = TableRun {
         table: table.to_string(),
         outcome: TableOutcome::NothingToDo,
@@ -163,19 +170,7 @@ pub async fn run_table(
             Err(err) => return failed(result, err),
         }
     }
-    let outcome = run_locked(
-        client,
-        catalog,
-        who,
-        run_id,
-        table,
-        policies,
-        cutoff,
-        dry_run,
-        stores,
-        &mut result,
-    )
-    .await;
+    let outcome = run_locked(client, ctx, table, policies, &mut result).await;
     if !dry_run {
         // A session lock: released here, or by the server when the session ends.
         let _ = client
@@ -202,19 +197,21 @@ async fn try_lock(client: &Client, oid: u32) -> TablesResult<bool> {
         .map_err(|e| TablesError::db("taking the table's advisory lock", &e))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn run_locked(
     client: &mut Client,
-    catalog: &Catalog,
-    who: &str,
-    run_id: Option<i64>,
+    ctx: RunContext<'_>,
     table: &TableName,
     policies: &[Policy],
-    cutoff: DateTime<Utc>,
-    dry_run: bool,
-    stores: StoreResolver<'_>,
     result: &mut TableRun,
 ) -> TablesResult<()> {
+    let RunContext {
+        catalog,
+        who,
+        run_id,
+        cutoff,
+        dry_run,
+        stores,
+    } = ctx;
     let (shape, plan) = plan_one(client, table, policies, cutoff).await?;
     result.plan = Some(plan.clone());
     if !plan.problems.is_empty() {
