@@ -35,9 +35,17 @@ impl Spool {
         Spool { dir: dir.into() }
     }
 
+    /// The spooled file of `name`, if `name` is a WAL file name: anything else (a path
+    /// with `/` or `..` from a mistyped command line) never reaches outside the spool.
+    fn file(&self, name: &str) -> Option<PathBuf> {
+        WalFileKind::parse(name).map(|_| self.dir.join(name))
+    }
+
     /// Moves spooled `name` to `dest`; `Ok(None)` when it is not spooled.
     pub fn take(&self, name: &str, dest: &Path) -> io::Result<Option<u64>> {
-        let from = self.dir.join(name);
+        let Some(from) = self.file(name) else {
+            return Ok(None);
+        };
         let size = match fs::metadata(&from) {
             Ok(meta) => meta.len(),
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -59,15 +67,18 @@ impl Spool {
 
     /// Keeps `data` as `name` for a later [`Spool::take`].
     pub fn put(&self, name: &str, data: &[u8]) -> io::Result<()> {
+        let file = self
+            .file(name)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a WAL file name"))?;
         fs::create_dir_all(&self.dir)?;
         let tmp = self.dir.join(format!("{name}{PARTIAL}"));
         fs::write(&tmp, data)?;
-        fs::rename(&tmp, self.dir.join(name))
+        fs::rename(&tmp, file)
     }
 
     /// Whether `name` is spooled.
     pub fn has(&self, name: &str) -> bool {
-        self.dir.join(name).is_file()
+        self.file(name).is_some_and(|f| f.is_file())
     }
 
     /// Removes what recovery will not ask for again: segments of `requested`'s timeline
@@ -127,6 +138,22 @@ mod tests {
         );
         assert_eq!(fs::read(&dest).unwrap(), b"wal");
         assert!(!spool.has("000000010000000000000003"));
+    }
+
+    #[test]
+    fn names_that_are_not_wal_files_never_leave_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("000000010000000000000003");
+        fs::write(&outside, b"not spooled").unwrap();
+        let spool = Spool::new(dir.path().join("spool"));
+        fs::create_dir_all(dir.path().join("spool")).unwrap();
+        let dest = dir.path().join("dest");
+        let sneaky = "../000000010000000000000003";
+        assert_eq!(spool.take(sneaky, &dest).unwrap(), None);
+        assert!(!spool.has(sneaky));
+        assert!(spool.put(sneaky, b"x").is_err());
+        assert_eq!(fs::read(&outside).unwrap(), b"not spooled");
+        assert!(!dest.exists());
     }
 
     #[test]
