@@ -323,6 +323,24 @@ pub struct TagArgs {
     pub any_tag: bool,
 }
 
+/// The options of a policy's action, the same for `tables add` and `tables edit` (where an
+/// empty value clears one).
+#[derive(Debug, clap::Args)]
+pub struct PolicyOptions {
+    /// reallocate: the target tablespace.
+    #[arg(long)]
+    pub tablespace: Option<String>,
+    /// archive: the storage of the configuration.
+    #[arg(long, value_name = "STORAGE")]
+    pub target: Option<String>,
+    /// detach: move detached partitions to this schema.
+    #[arg(long, value_name = "SCHEMA")]
+    pub archive_schema: Option<String>,
+    /// Never leave fewer partitions than N (default 1: the last one stays).
+    #[arg(long, value_name = "N")]
+    pub keep: Option<u32>,
+}
+
 /// `strata tables ...`.
 #[derive(Debug, Subcommand)]
 pub enum TablesCommand {
@@ -345,18 +363,8 @@ pub enum TablesCommand {
         /// Tag (repeatable).
         #[arg(long)]
         tag: Vec<String>,
-        /// reallocate: the target tablespace.
-        #[arg(long)]
-        tablespace: Option<String>,
-        /// archive: the storage of the configuration.
-        #[arg(long, value_name = "STORAGE")]
-        target: Option<String>,
-        /// detach: move detached partitions to this schema.
-        #[arg(long, value_name = "SCHEMA")]
-        archive_schema: Option<String>,
-        /// Never leave fewer partitions than N (default 1: the last one stays).
-        #[arg(long, value_name = "N")]
-        keep: Option<u32>,
+        #[command(flatten)]
+        options: PolicyOptions,
         /// Store the policy disabled.
         #[arg(long)]
         disabled: bool,
@@ -379,14 +387,8 @@ pub enum TablesCommand {
         /// Remove every tag.
         #[arg(long, conflicts_with = "tag")]
         clear_tags: bool,
-        #[arg(long)]
-        tablespace: Option<String>,
-        #[arg(long, value_name = "STORAGE")]
-        target: Option<String>,
-        #[arg(long, value_name = "SCHEMA")]
-        archive_schema: Option<String>,
-        #[arg(long, value_name = "N")]
-        keep: Option<u32>,
+        #[command(flatten)]
+        options: PolicyOptions,
         #[arg(long, conflicts_with = "disable")]
         enable: bool,
         #[arg(long)]

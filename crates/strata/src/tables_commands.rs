@@ -88,10 +88,7 @@ impl Context {
                 action,
                 after,
                 tag,
-                tablespace,
-                target,
-                archive_schema,
-                keep,
+                options,
                 disabled,
             } => {
                 let action = Action::parse(&action).ok_or_else(|| {
@@ -104,10 +101,10 @@ impl Context {
                 let after = Retention::parse(&after).map_err(|e| usage(e.to_string()))?;
                 let mut spec = PolicySpec::new(table, column, action, after);
                 spec.tags = tag;
-                spec.tablespace = tablespace;
-                spec.target = target;
-                spec.archive_schema = archive_schema;
-                spec.keep = keep.unwrap_or(1);
+                spec.tablespace = options.tablespace;
+                spec.target = options.target;
+                spec.archive_schema = options.archive_schema;
+                spec.keep = options.keep.unwrap_or(1);
                 spec.enabled = !disabled;
                 self.add_policy(&engine, &spec).await
             }
@@ -118,10 +115,7 @@ impl Context {
                 after,
                 tag,
                 clear_tags,
-                tablespace,
-                target,
-                archive_schema,
-                keep,
+                options,
                 enable,
                 disable,
             } => {
@@ -138,10 +132,10 @@ impl Context {
                     } else {
                         Some(tag)
                     },
-                    tablespace,
-                    archive_schema,
-                    target,
-                    keep,
+                    tablespace: options.tablespace,
+                    archive_schema: options.archive_schema,
+                    target: options.target,
+                    keep: options.keep,
                     enabled: if enable {
                         Some(true)
                     } else if disable {
