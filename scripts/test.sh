@@ -24,6 +24,13 @@ need openssl || missing+=(openssl)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 # PostgreSQL 15 (initdb, pg_ctl, pgbench) for the postgres plugin's tests.
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+# PgQ's SQL side and Debian's pgqd, for the PgQ tests (the Rust ticker runs beside pgqd).
+[ -f /usr/share/postgresql/15/extension/pgq.control ] || missing+=(postgresql-15-pgq3)
+[ -f /usr/share/postgresql/15/extension/pgq_node.control ] || missing+=(postgresql-15-pgq-node)
+[ -f /usr/share/postgresql/15/extension/londiste.control ] || missing+=(postgresql-15-londiste-sql)
+need pgqd || missing+=(pgqd)
+# Headless Chromium for the dashboard's end-to-end test.
+need chromium || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}"

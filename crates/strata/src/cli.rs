@@ -275,6 +275,11 @@ pub enum Command {
         #[command(flatten)]
         db: TablesDb,
     },
+    /// PgQ: the ticker daemon, queue and consumer administration, status (see docs/pgq.md).
+    Pgq {
+        #[command(subcommand)]
+        command: crate::pgq_commands::PgqCommand,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]

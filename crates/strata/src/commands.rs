@@ -114,6 +114,7 @@ pub async fn run(cli: Cli) -> CommandResult {
             from,
             db,
         } => ctx.load_archive(db, &archive, &into, from).await,
+        Command::Pgq { command } => crate::pgq_commands::run(&ctx, command).await,
         Command::Config {
             command: ConfigCommand::Show,
         } => {

@@ -7,6 +7,7 @@ mod commands;
 mod failure;
 mod lifecycle_commands;
 mod output;
+mod pgq_commands;
 mod progress;
 mod tables_commands;
 mod wal_commands;
