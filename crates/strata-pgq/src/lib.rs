@@ -1,0 +1,9 @@
+//! PgQ in Rust. The Debian `pgq` extension stays the server side (so Python and Rust tools
+//! share one state and can take over from each other); this crate is the client side: the
+//! SQL API, decoders for what the real triggers write, a consumer framework that streams a
+//! batch under a byte cap, and a ticker daemon that accepts pgqd's configuration.
+
+pub mod error;
+pub mod urlenc;
+
+pub use error::PgqError;
