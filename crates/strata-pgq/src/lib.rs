@@ -4,6 +4,8 @@
 //! batch under a byte cap, and a ticker daemon that accepts pgqd's configuration.
 
 pub mod error;
+pub mod event;
+pub mod sqlfrag;
 pub mod urlenc;
 
 pub use error::PgqError;
