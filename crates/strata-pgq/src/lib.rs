@@ -3,9 +3,18 @@
 //! SQL API, decoders for what the real triggers write, a consumer framework that streams a
 //! batch under a byte cap, and a ticker daemon that accepts pgqd's configuration.
 
+pub mod api;
+pub mod completed;
+pub mod consumer;
 pub mod error;
 pub mod event;
 pub mod sqlfrag;
+pub mod stream;
 pub mod urlenc;
 
-pub use error::PgqError;
+pub use error::{PgqError, Result};
+
+pub use api::{Batch, BatchRules};
+pub use consumer::{Consumer, ConsumerOptions};
+pub use event::{Event, Op, RowChange};
+pub use stream::{BatchStream, StreamStats};

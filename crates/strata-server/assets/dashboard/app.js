@@ -1,0 +1,1012 @@
+// The strata dashboard: hand-written, no framework, nothing loaded from elsewhere.
+//
+// Every figure comes from the JSON API of the server that served this page, asked with the
+// token the user signed in with (kept in sessionStorage: it ends with the tab). Elements
+// are built with the DOM API (never innerHTML), so names and messages from the server are
+// always text. Panels whose endpoint the server lacks say "not available".
+
+import { Api, ApiError } from "./api.js";
+import * as fmt from "./format.js";
+import { barChart, legend } from "./chart.js";
+
+const TOKEN_KEY = "strata.token";
+const REFRESH_MS = 20_000;
+const PAGE_SIZE = 20;
+const CHART_POINTS = 40;
+
+const state = {
+  api: null,
+  view: "overview",
+  /** Backups newest first, as last listed. */
+  backups: [],
+  /** Operations seen live in this tab, by id: the newest status of each. */
+  operations: new Map(),
+  /** Streams being followed, by operation id. */
+  following: new Map(),
+  /** Operations shown in the "Running" panel of the backups view (dismissed ones leave). */
+  shown: new Set(),
+  /** The cluster status of the last refresh (nodes, for the config view and dialogs). */
+  status: null,
+  page: 0,
+  timer: null,
+  loading: false,
+  /** A refresh was asked for while one ran. */
+  again: false,
+};
+
+// ---------------------------------------------------------------------------------------
+// DOM helpers
+
+const $ = (selector, root = document) => root.querySelector(selector);
+
+/** Creates an element: `h("td", {class: "num", "data-field": "size"}, "1.0 MiB")`. */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") {
+      el.addEventListener(key.slice(2), value);
+    } else if (key === "class") {
+      el.className = value;
+    } else if (value === true) {
+      el.setAttribute(key, "");
+    } else {
+      el.setAttribute(key, String(value));
+    }
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+}
+
+function badge(text, kind, field) {
+  return h("span", { class: `badge ${kind}`, "data-field": field }, text);
+}
+
+const STATUS_KIND = {
+  complete: "ok",
+  succeeded: "ok",
+  partial: "warn",
+  failed: "bad",
+  running: "info",
+};
+
+function statusBadge(status, field = "status") {
+  return badge(status, STATUS_KIND[status] || "neutral", field);
+}
+
+function table(headers, rows, attrs = {}) {
+  return h("div", { class: "table-wrap" },
+    h("table", attrs,
+      h("thead", {}, h("tr", {}, headers.map((c) => {
+        const [text, cls] = Array.isArray(c) ? c : [c, ""];
+        return h("th", { class: cls }, text);
+      }))),
+      h("tbody", {}, rows)));
+}
+
+function empty(text) {
+  return h("p", { class: "empty" }, text);
+}
+
+/** Replaces the body of panel `id` with `children`. */
+function fill(id, ...children) {
+  const body = $(`#${id} .body`);
+  body.replaceChildren();
+  append(body, children);
+}
+
+/** What a panel shows when its request failed. */
+function failure(error, endpoint) {
+  if (error instanceof ApiError && error.unavailable) {
+    return h("p", { class: "unavailable", "data-field": "unavailable" },
+      "Not available: this server does not provide ", h("code", {}, endpoint), ".");
+  }
+  return h("p", { class: "error", "data-field": "error" }, error.message || String(error));
+}
+
+/** Resolves to `{ok: true, value}` or `{ok: false, error}`, never rejects. */
+async function settle(promise) {
+  try {
+    return { ok: true, value: await promise };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Toasts and dialogs
+
+function toast(message, kind = "info") {
+  const close = h("button", { type: "button", class: "ghost small", "aria-label": "Dismiss" }, "×");
+  const el = h("div", { class: `toast ${kind}`, role: kind === "bad" ? "alert" : "status" },
+    h("span", {}, message), close);
+  close.addEventListener("click", () => el.remove());
+  $("#toasts").append(el);
+  setTimeout(() => el.remove(), kind === "bad" ? 15_000 : 7_000);
+}
+
+/**
+ * A modal confirmation. Resolves to the dialog's form values, or null when cancelled.
+ * `typeToConfirm`: the confirm button stays disabled until this exact text is typed.
+ */
+function ask({ title, body, confirm = "Confirm", danger = false, typeToConfirm = null, infoOnly = false }) {
+  const dialog = $("#confirm");
+  const form = $("#confirm-form");
+  const ok = $("#confirm-ok");
+  const cancel = $("#confirm-cancel");
+  $("#confirm-title").textContent = title;
+  const bodyEl = $("#confirm-body");
+  bodyEl.replaceChildren();
+  append(bodyEl, [body]);
+  ok.textContent = confirm;
+  ok.className = danger ? "danger" : "primary";
+  ok.disabled = false;
+  cancel.hidden = infoOnly;
+  if (typeToConfirm) {
+    const input = h("input", {
+      type: "text", name: "typed", autocomplete: "off", spellcheck: "false", "data-field": "type-to-confirm",
+    });
+    ok.disabled = true;
+    input.addEventListener("input", () => {
+      ok.disabled = input.value.trim() !== typeToConfirm;
+    });
+    bodyEl.append(h("label", { class: "type-confirm" },
+      "Type ", h("code", {}, typeToConfirm), " to confirm", input));
+  }
+  return new Promise((resolve) => {
+    const done = (value) => {
+      form.onsubmit = null;
+      cancel.onclick = null;
+      dialog.oncancel = null;
+      if (dialog.open) dialog.close();
+      resolve(value);
+    };
+    form.onsubmit = (event) => {
+      event.preventDefault();
+      if (!ok.disabled) done(new FormData(form));
+    };
+    cancel.onclick = () => done(null);
+    dialog.oncancel = (event) => {
+      event.preventDefault();
+      done(null);
+    };
+    dialog.showModal();
+    const first = $("input, select", bodyEl);
+    (first || (infoOnly ? ok : cancel)).focus();
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// Session
+
+function showLogin(message) {
+  clearInterval(state.timer);
+  for (const controller of state.following.values()) controller.abort();
+  state.following.clear();
+  state.api = null;
+  $("#tabs").hidden = true;
+  $("#session").hidden = true;
+  $("#storage-name").textContent = "";
+  for (const view of document.querySelectorAll(".view")) view.hidden = true;
+  $("#banner").hidden = true;
+  $("#login").hidden = false;
+  const error = $("#login-error");
+  error.hidden = !message;
+  error.textContent = message || "";
+  $("#token").value = "";
+  $("#token").focus();
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  showLogin(message);
+}
+
+/** Checks `token` against the server; on success the dashboard opens. */
+async function signIn(token) {
+  const probe = new Api(token);
+  const status = await probe.get("/api/v1/status");
+  sessionStorage.setItem(TOKEN_KEY, token);
+  state.api = new Api(token, () =>
+    signOut("The server no longer accepts this token. Sign in again."));
+  state.status = status;
+  $("#login").hidden = true;
+  $("#tabs").hidden = false;
+  $("#session").hidden = false;
+  route();
+  clearInterval(state.timer);
+  state.timer = setInterval(() => {
+    if (document.visibilityState === "visible" && !$("#confirm").open) refresh();
+  }, REFRESH_MS);
+}
+
+// ---------------------------------------------------------------------------------------
+// Views
+
+function route() {
+  const wanted = location.hash.replace(/^#/, "") || "overview";
+  state.view = ["overview", "backups", "configuration", "activity"].includes(wanted) ? wanted : "overview";
+  for (const view of document.querySelectorAll(".view")) {
+    view.hidden = view.id !== `view-${state.view}`;
+  }
+  for (const link of document.querySelectorAll("#tabs a")) {
+    link.classList.toggle("active", link.dataset.tab === state.view);
+    if (link.dataset.tab === state.view) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  refresh();
+}
+
+async function refresh() {
+  if (!state.api) return;
+  if (state.loading) {
+    // Asked again while loading (another view, a finished operation): once more after.
+    state.again = true;
+    return;
+  }
+  state.loading = true;
+  state.again = false;
+  document.body.classList.add("loading");
+  try {
+    if (state.view === "overview") await loadOverview();
+    else if (state.view === "backups") await loadBackups();
+    else if (state.view === "configuration") await loadConfiguration();
+    else await loadActivity();
+    $("#refreshed").textContent = `Updated ${fmt.dateTime(new Date()).slice(11)}`;
+  } catch (error) {
+    toast(`Refresh failed: ${error.message}`, "bad");
+  } finally {
+    state.loading = false;
+    document.body.classList.remove("loading");
+  }
+  if (state.again) refresh();
+}
+
+/** Shows `status`'s problem in the banner, or hides it. */
+function banner(result) {
+  const el = $("#banner");
+  if (result.ok) {
+    el.hidden = true;
+    return;
+  }
+  el.hidden = false;
+  el.textContent = `The server did not answer: ${result.error.message}`;
+}
+
+// --- Overview ----------------------------------------------------------------------------
+
+async function loadOverview() {
+  const api = state.api;
+  const [status, backups, operations, schedules, check] = await Promise.all([
+    settle(api.get("/api/v1/status")),
+    settle(api.get("/api/v1/backups")),
+    settle(api.get("/api/v1/operations")),
+    settle(api.get("/api/v1/schedules")),
+    settle(api.get("/api/v1/check")),
+  ]);
+  if (!state.api) return;
+  banner(status);
+  if (status.ok) {
+    state.status = status.value;
+    $("#storage-name").textContent = `storage ${status.value.storage}`;
+  }
+  if (backups.ok) state.backups = sortBackups(backups.value);
+  adoptOperations(operations, status);
+  renderStats(status, backups);
+  renderNodes(status);
+  renderCheck(check);
+  renderOperations(operations, status);
+  renderSchedules(schedules);
+}
+
+function sortBackups(list) {
+  return [...list].sort((a, b) => (b.started + b.name).localeCompare(a.started + a.name));
+}
+
+function stat(label, field, value, sub, kind = "") {
+  return h("div", { class: `card stat ${kind}`, "data-stat": field },
+    h("div", { class: "stat-label" }, label),
+    h("div", { class: "stat-value", "data-field": field }, value),
+    h("div", { class: "stat-sub" }, sub));
+}
+
+function renderStats(status, backups) {
+  const cards = [];
+  if (status.ok) {
+    const nodes = status.value.nodes;
+    const up = nodes.filter((n) => n.reachable).length;
+    const down = nodes.filter((n) => !n.reachable).map((n) => n.name);
+    cards.push(stat("Nodes reachable", "nodes-reachable", `${up} / ${nodes.length}`,
+      down.length ? `down: ${down.join(", ")}` : "all nodes answer", down.length ? "bad" : "ok"));
+  } else {
+    cards.push(stat("Nodes reachable", "nodes-reachable", "—", status.error.message, "bad"));
+  }
+  if (backups.ok) {
+    const list = state.backups;
+    const by = { complete: 0, partial: 0, failed: 0 };
+    for (const b of list) by[b.status] = (by[b.status] || 0) + 1;
+    cards.push(h("div", { class: "card stat", "data-stat": "backups" },
+      h("div", { class: "stat-label" }, "Backups by status"),
+      h("div", { class: "stat-split" },
+        ["complete", "partial", "failed"].map((s) =>
+          h("div", { class: `split ${STATUS_KIND[s]}` },
+            h("span", { class: "stat-value", "data-field": `count-${s}` }, String(by[s] || 0)),
+            h("span", { class: "split-label" }, s)))),
+      h("div", { class: "stat-sub", "data-field": "count-total" }, `${list.length} in total`)));
+    const good = list.find((b) => b.status === "complete");
+    cards.push(stat("Last good backup", "last-good-age",
+      good ? fmt.age(new Date(good.started)) : "none",
+      good ? h("code", { "data-field": "last-good-name" }, good.name) : "no complete backup yet",
+      good ? "" : "bad"));
+    const newest = list[0];
+    cards.push(h("div", { class: "card stat", "data-stat": "latest" },
+      h("div", { class: "stat-label" }, "Latest backup"),
+      h("div", { class: "stat-value" }, newest ? statusBadge(newest.status, "latest-status") : "none"),
+      h("div", { class: "stat-sub" },
+        newest
+          ? [h("code", { "data-field": "latest-name" }, newest.name), " · ", fmt.age(new Date(newest.started))]
+          : "no backup yet")));
+  } else {
+    cards.push(h("div", { class: "card stat bad" }, h("div", { class: "stat-label" }, "Backups"),
+      failure(backups.error, "GET /api/v1/backups")));
+  }
+  $("#stats").replaceChildren(...cards);
+}
+
+function renderNodes(status) {
+  if (!status.ok) return fill("panel-nodes", failure(status.error, "GET /api/v1/status"));
+  const s = status.value;
+  const rows = s.nodes.map((n) => {
+    const m = n.metadata || {};
+    const lease = m.lease
+      ? h("span", { title: `held by ${m.lease.holder}` },
+        h("code", {}, m.lease.operation), ` · ${fmt.duration(m.lease.expires_in_ms)} left`)
+      : h("span", { class: "muted" }, "free");
+    return h("tr", { "data-node": n.name },
+      h("td", {}, h("strong", {}, n.name), h("div", { class: "muted small" }, n.location)),
+      h("td", {}, n.reachable ? badge("reachable", "ok", "reachable") : badge("unreachable", "bad", "reachable"),
+        n.error ? h("div", { class: "error small" }, n.error) : null),
+      h("td", { "data-field": "version" }, m.version || "—",
+        m.api_version ? h("span", { class: "muted small" }, ` (API ${m.api_version})`) : null),
+      h("td", {}, m.postgres || h("span", { class: "muted" }, "—")),
+      h("td", {}, n.reachable ? lease : "—"));
+  });
+  const locks = (s.locks || []).map((l) =>
+    h("li", {}, `Cluster lock: ${l.kind} `, h("code", {}, l.operation), ` by ${l.holder}, since `,
+      fmt.dateTime(new Date(l.started_ms)), `, expires ${fmt.until(new Date(l.expires_ms))}`));
+  fill("panel-nodes",
+    s.nodes.length
+      ? table(["Node", "State", "Version", "PostgreSQL", "Lease"], rows)
+      : empty("No nodes are configured."),
+    locks.length ? h("ul", { class: "locks" }, locks) : h("p", { class: "muted small" }, "The cluster lock is free."));
+}
+
+function renderCheck(check) {
+  if (!check.ok) return fill("panel-check", failure(check.error, "GET /api/v1/check"));
+  const checks = check.value.checks || [];
+  const failed = checks.filter((c) => !c.ok).length;
+  fill("panel-check",
+    h("p", { class: failed ? "error" : "ok-text", "data-field": "check-summary" },
+      failed ? `${failed} of ${checks.length} checks failed` : `All ${checks.length} checks passed`),
+    h("ul", { class: "checks" }, checks.map((c) =>
+      h("li", { class: c.ok ? "ok" : "bad", "data-check": c.name },
+        h("span", { class: "check-mark", "aria-hidden": "true" }, c.ok ? "✓" : "✕"),
+        h("span", {}, h("strong", {}, c.name), c.detail ? h("span", { class: "muted" }, ` — ${c.detail}`) : null)))));
+}
+
+/** Starts following every running operation the server reported. */
+function adoptOperations(operations, status) {
+  const list = operations.ok ? operations.value : status.ok ? status.value.operations : [];
+  for (const op of list || []) {
+    if (!state.operations.has(op.id) || op.state !== "running") state.operations.set(op.id, op);
+    if (op.state === "running") {
+      state.shown.add(op.id);
+      follow(op.id);
+    }
+  }
+  renderLive();
+}
+
+function renderOperations(operations, status) {
+  const live = [...state.operations.values()].filter((op) => op.state === "running");
+  const parts = [];
+  parts.push(h("div", { class: "live" },
+    live.length ? live.map(operationCard) : h("p", { class: "muted", "data-field": "idle" }, "No operation is running.")));
+  if (operations.ok) {
+    const recent = operations.value.filter((op) => op.state !== "running").slice(0, 5);
+    if (recent.length) parts.push(h("h3", {}, "Recent"), operationsTable(recent));
+  } else if (!(operations.error instanceof ApiError && operations.error.unavailable)) {
+    parts.push(failure(operations.error, "GET /api/v1/operations"));
+  } else if (status.ok) {
+    parts.push(h("p", { class: "muted small" }, "The history of operations is not available on this server."));
+  }
+  fill("panel-operation", parts);
+}
+
+function operationResult(op) {
+  const r = op.result;
+  if (op.error) return h("span", { class: "error" }, op.error);
+  if (!r) return h("span", { class: "muted" }, "—");
+  if (r.name && r.status) return [statusBadge(r.status, "result-status"), " ", h("code", {}, r.name)];
+  if (r.backup) return ["from ", h("code", {}, r.backup)];
+  return h("span", { class: "muted" }, "done");
+}
+
+function operationsTable(ops) {
+  return table(["Operation", "State", "Started", "Result"], ops.map((op) =>
+    h("tr", { "data-op": op.id },
+      h("td", {}, h("strong", {}, op.kind), " ", h("code", { class: "muted" }, op.id)),
+      h("td", {}, statusBadge(op.state, "state")),
+      h("td", {}, fmt.dateTime(op.started)),
+      h("td", {}, operationResult(op)))));
+}
+
+/** An operation with a progress bar per node. */
+function operationCard(op) {
+  const nodes = op.nodes.map((n) => {
+    const p = n.progress || {};
+    const pct = n.phase === "done" ? 100 : fmt.percent(p.bytes, p.total_bytes);
+    const fillEl = h("div", { class: `bar-fill ${n.phase === "failed" ? "bad" : n.phase === "done" ? "ok" : ""}` });
+    if (pct === null) fillEl.classList.add("indeterminate");
+    else fillEl.style.width = `${pct.toFixed(1)}%`;
+    const total = p.total_bytes ? ` of ${fmt.bytes(p.total_bytes)}` : "";
+    return h("div", { class: "node-progress", "data-node": n.name },
+      h("div", { class: "node-line" },
+        h("strong", {}, n.name),
+        h("span", { class: `phase phase-${n.phase}`, "data-field": "phase" }, n.phase),
+        h("span", { class: "spacer" }),
+        h("span", { class: "muted small", "data-field": "progress" },
+          `${fmt.count(p.files)} files · ${fmt.bytes(p.bytes)}${total}`,
+          p.failed ? h("span", { class: "error" }, ` · ${fmt.count(p.failed)} failed`) : null)),
+      h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct ?? undefined }, fillEl),
+      n.error ? h("div", { class: "error small" }, n.error) : null);
+  });
+  const done = op.state !== "running";
+  const dismiss = done
+    ? h("button", { type: "button", class: "ghost small", onclick: () => { state.shown.delete(op.id); renderLive(); } }, "Dismiss")
+    : null;
+  return h("div", { class: `operation ${op.state}`, "data-op-id": op.id },
+    h("div", { class: "operation-head" },
+      h("strong", {}, op.kind === "backup" ? "Backup" : op.kind === "restore" ? "Restore" : op.kind),
+      h("code", { class: "muted" }, op.id),
+      statusBadge(op.state, "state"),
+      h("span", { class: "muted small" }, `started ${fmt.dateTime(op.started)}`),
+      h("span", { class: "spacer" }),
+      done ? h("span", { "data-field": "result" }, operationResult(op)) : null,
+      dismiss),
+    op.error && !done ? h("p", { class: "error" }, op.error) : null,
+    h("div", { class: "nodes" }, nodes));
+}
+
+/** Redraws the live operation panels of the overview and the backups view. */
+function renderLive() {
+  const overview = $("#panel-operation .live");
+  if (overview) {
+    const live = [...state.operations.values()].filter((op) => op.state === "running");
+    overview.replaceChildren(...(live.length
+      ? live.map(operationCard)
+      : [h("p", { class: "muted", "data-field": "idle" }, "No operation is running.")]));
+  }
+  const shown = [...state.shown].map((id) => state.operations.get(id)).filter(Boolean);
+  const panel = $("#panel-live");
+  panel.hidden = shown.length === 0;
+  const running = shown.some((op) => op.state === "running");
+  $("#panel-live h2").textContent = running ? "Running" : "Finished";
+  fill("panel-live", shown.map(operationCard));
+  $("#backup-now").disabled = running;
+}
+
+/**
+ * Follows operation `id` through its event stream until it ends; on a lost stream it
+ * reconnects (the stream starts with the current status, so nothing is missed).
+ */
+async function follow(id) {
+  if (state.following.has(id)) return;
+  const controller = new AbortController();
+  state.following.set(id, controller);
+  let last = state.operations.get(id);
+  try {
+    for (let attempt = 0; attempt < 30 && !controller.signal.aborted; attempt++) {
+      try {
+        await state.api.stream(`/api/v1/operations/${encodeURIComponent(id)}/events`, (status) => {
+          last = status;
+          state.operations.set(id, status);
+          renderLive();
+        }, controller.signal);
+        if (!last || last.state !== "running") break;
+      } catch (error) {
+        if (error.status === 404 || error.status === 401) break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1000 + attempt * 500));
+    }
+  } finally {
+    state.following.delete(id);
+  }
+  if (!controller.signal.aborted && last && last.state !== "running") finished(last);
+}
+
+function finished(op) {
+  const what = op.kind === "backup" ? "Backup" : op.kind === "restore" ? "Restore" : op.kind;
+  const kind = STATUS_KIND[op.state] || "info";
+  const name = op.result && op.result.name ? ` ${op.result.name}` : "";
+  toast(`${what}${name} ${op.state}${op.error ? `: ${op.error}` : ""}`, kind);
+  refresh();
+}
+
+function renderSchedules(schedules) {
+  if (!schedules.ok) return fill("panel-schedules", failure(schedules.error, "GET /api/v1/schedules"));
+  const jobs = [...schedules.value].sort((a, b) => (a.next || "~").localeCompare(b.next || "~"));
+  if (!jobs.length) {
+    return fill("panel-schedules", empty("No schedules: add [[schedules]] to the configuration to run backups, cleanups and verifications on a timetable."));
+  }
+  fill("panel-schedules", table(["Schedule", "Job", "When", "Next run", "Last run"], jobs.map((j) =>
+    h("tr", { "data-schedule": j.name },
+      h("td", {}, h("strong", {}, j.name)),
+      h("td", {}, j.job),
+      h("td", {}, h("code", {}, j.cron), h("span", { class: "muted small" }, ` ${j.timezone}`)),
+      h("td", { "data-field": "next" }, j.next
+        ? [fmt.dateTime(j.next), h("div", { class: "muted small" }, fmt.until(new Date(j.next)))]
+        : h("span", { class: "muted" }, "never")),
+      h("td", {}, j.last
+        ? [statusBadge(j.last.outcome, "last-outcome"), " ", fmt.dateTime(j.last.started),
+          j.last.detail ? h("div", { class: "muted small" }, j.last.detail) : null,
+          j.skipped ? h("div", { class: "muted small" }, `${j.skipped} runs skipped (previous still running)`) : null]
+        : h("span", { class: "muted" }, "not yet"))))));
+}
+
+// --- Backups -----------------------------------------------------------------------------
+
+async function loadBackups() {
+  const api = state.api;
+  const [backups, status, operations] = await Promise.all([
+    settle(api.get("/api/v1/backups")),
+    settle(api.get("/api/v1/status")),
+    settle(api.get("/api/v1/operations")),
+  ]);
+  if (!state.api) return;
+  banner(status.ok ? backups : status);
+  if (status.ok) {
+    state.status = status.value;
+    $("#storage-name").textContent = `storage ${status.value.storage}`;
+  }
+  adoptOperations(operations, status);
+  if (!backups.ok) {
+    const error = failure(backups.error, "GET /api/v1/backups");
+    fill("panel-backups", error);
+    fill("chart-size", error.cloneNode(true));
+    fill("chart-duration", error.cloneNode(true));
+    return;
+  }
+  state.backups = sortBackups(backups.value);
+  renderCharts();
+  renderBackupTable();
+}
+
+const total = (b, figure) => b.nodes.reduce((sum, n) => sum + (n[figure] || 0), 0);
+
+function byteUnit(max) {
+  return 1024 ** Math.max(0, Math.floor(Math.log(Math.max(max, 1)) / Math.log(1024)));
+}
+
+function durationUnit(max) {
+  return max < 1000 ? 1 : max < 60_000 ? 1000 : max < 3_600_000 ? 60_000 : 3_600_000;
+}
+
+function durationTick(ms) {
+  if (ms === 0) return "0";
+  if (ms < 1000) return `${ms} ms`;
+  if (ms < 60_000) return `${+(ms / 1000).toFixed(1)} s`;
+  if (ms < 3_600_000) return `${+(ms / 60_000).toFixed(1)} min`;
+  return `${+(ms / 3_600_000).toFixed(1)} h`;
+}
+
+function renderCharts() {
+  const recent = state.backups.slice(0, CHART_POINTS).reverse();
+  const sizeSeries = [
+    { name: "Size", className: "s-size" },
+    { name: "Stored", className: "s-stored" },
+  ];
+  const points = recent.map((b) => ({
+    label: fmt.shortDate(b.started),
+    status: b.status,
+    title: `${b.name} (${b.status})\nsize ${fmt.bytes(total(b, "bytes"))}, stored ${fmt.bytes(total(b, "stored_bytes"))}, new ${fmt.bytes(total(b, "new_bytes"))}\nduration ${fmt.duration(b.duration_ms)}`,
+    values: [total(b, "bytes"), total(b, "stored_bytes")],
+  }));
+  const note = state.backups.length > CHART_POINTS
+    ? h("p", { class: "muted small" }, `The last ${CHART_POINTS} of ${state.backups.length} backups.`)
+    : null;
+  fill("chart-size",
+    legend(sizeSeries),
+    barChart({ points, series: sizeSeries, format: (v) => (v === 0 ? "0" : fmt.bytes(v).replace(".0 ", " ")), unit: byteUnit, emptyText: "No backups yet" }),
+    note);
+  const durationSeries = [{ name: "Duration", className: "s-duration" }];
+  fill("chart-duration",
+    h("div", { class: "legend" },
+      ["complete", "partial", "failed"].map((s) => h("span", {}, h("i", { class: `swatch s-duration status-${s}` }), s))),
+    barChart({
+      points: recent.map((b) => ({ label: fmt.shortDate(b.started), status: b.status, title: `${b.name} (${b.status}): ${fmt.duration(b.duration_ms)}`, values: [b.duration_ms] })),
+      series: durationSeries,
+      format: durationTick,
+      unit: durationUnit,
+      emptyText: "No backups yet",
+    }),
+    note ? note.cloneNode(true) : null);
+}
+
+function verifiedCell(b) {
+  if (!("verified" in b)) {
+    return h("td", { "data-field": "verified", title: "this server does not report verifications in the list" },
+      h("span", { class: "muted" }, "—"));
+  }
+  const v = b.verified;
+  if (!v) return h("td", { "data-field": "verified" }, h("span", { class: "muted" }, "never"));
+  const when = new Date(v.when_ms);
+  return h("td", { "data-field": "verified", title: `${fmt.dateTime(when)} (${v.mode})` },
+    v.ok ? badge("ok", "ok", "verified-outcome") : badge("damaged", "bad", "verified-outcome"),
+    h("div", { class: "muted small" }, `${v.mode} · ${fmt.age(when)}`));
+}
+
+function nodeChips(b) {
+  return h("div", { class: "chips" }, b.nodes.map((n) =>
+    h("span", {
+      class: `chip ${STATUS_KIND[n.status] || "neutral"}`,
+      "data-node": n.name,
+      "data-status": n.status,
+      title: `${n.name}: ${n.status}${n.error ? ` — ${n.error}` : ""}${n.warning_count ? ` (${n.warning_count} warnings)` : ""}`,
+    }, n.name)));
+}
+
+function renderBackupTable() {
+  const list = state.backups;
+  const pages = Math.max(1, Math.ceil(list.length / PAGE_SIZE));
+  state.page = Math.min(state.page, pages - 1);
+  const start = state.page * PAGE_SIZE;
+  const slice = list.slice(start, start + PAGE_SIZE);
+  if (!list.length) {
+    return fill("panel-backups", empty("No backups yet. “Back up now” takes the first one."));
+  }
+  const rows = slice.map((b) => {
+    const pinned = b.pinned === true;
+    return h("tr", { "data-backup": b.name, class: `row-${b.status}` },
+      h("td", {},
+        h("button", { type: "button", class: "link mono", "data-field": "name", onclick: () => showBackup(b) }, b.name),
+        h("div", { class: "muted small" }, fmt.dateTime(b.started))),
+      h("td", {}, statusBadge(b.status), nodeChips(b)),
+      h("td", { class: "num", "data-field": "size" }, fmt.bytes(total(b, "bytes"))),
+      h("td", { class: "num", "data-field": "stored" }, fmt.bytes(total(b, "stored_bytes"))),
+      h("td", { class: "num", "data-field": "new" }, fmt.bytes(total(b, "new_bytes"))),
+      h("td", { class: "num", "data-field": "files" }, fmt.count(total(b, "files"))),
+      h("td", { class: "num", "data-field": "duration" }, fmt.duration(b.duration_ms)),
+      verifiedCell(b),
+      h("td", { "data-field": "pinned" },
+        pinned ? badge("pinned", "info", "pin") : "pinned" in b ? h("span", { class: "muted" }, "no") : h("span", { class: "muted", title: "this server does not report pins in the list" }, "—")),
+      h("td", { class: "actions" },
+        h("button", { type: "button", class: "small", "data-action": "verify", onclick: () => verifyBackup(b) }, "Verify"),
+        h("button", { type: "button", class: "small", "data-action": pinned ? "unpin" : "pin", onclick: () => pinBackup(b, !pinned) }, pinned ? "Unpin" : "Pin"),
+        h("button", { type: "button", class: "small", "data-action": "restore", onclick: () => restoreBackup(b) }, "Restore"),
+        h("button", { type: "button", class: "small danger-text", "data-action": "delete", onclick: () => deleteBackup(b) }, "Delete")));
+  });
+  const pager = h("div", { class: "pager" },
+    h("span", { class: "muted", "data-field": "range" }, `${start + 1}–${start + slice.length} of ${list.length}`),
+    h("span", { class: "spacer" }),
+    h("button", { type: "button", class: "small", disabled: state.page === 0, onclick: () => { state.page -= 1; renderBackupTable(); } }, "Newer"),
+    h("button", { type: "button", class: "small", disabled: state.page >= pages - 1, onclick: () => { state.page += 1; renderBackupTable(); } }, "Older"));
+  fill("panel-backups",
+    table(["Backup", "Status per node", ["Size", "num"], ["Stored", "num"], ["New", "num"], ["Files", "num"], ["Duration", "num"], "Verified", "Pin", ""], rows, { id: "backups-table" }),
+    pager);
+}
+
+/** The per-node figures of a backup. */
+function showBackup(b) {
+  const rows = b.nodes.map((n) => h("tr", {},
+    h("td", {}, h("strong", {}, n.name), n.zone ? h("div", { class: "muted small" }, n.zone) : null),
+    h("td", {}, statusBadge(n.status), n.error ? h("div", { class: "error small" }, n.error) : null),
+    h("td", { class: "num" }, fmt.count(n.files)),
+    h("td", { class: "num" }, fmt.count(n.files_read)),
+    h("td", { class: "num" }, fmt.bytes(n.bytes)),
+    h("td", { class: "num" }, fmt.bytes(n.stored_bytes)),
+    h("td", { class: "num" }, fmt.bytes(n.new_bytes)),
+    h("td", { class: "num" }, fmt.count(n.warning_count))));
+  const warnings = b.nodes.flatMap((n) => (n.warnings || []).map((w) => `${n.name}: ${w}`));
+  ask({
+    title: `Backup ${b.name}`,
+    confirm: "Close",
+    infoOnly: true,
+    body: [
+      h("p", { class: "muted" }, `Started ${fmt.dateTime(b.started)}, took ${fmt.duration(b.duration_ms)}, written by strata ${b.strata_version}.`),
+      table(["Node", "Status", ["Files", "num"], ["Read", "num"], ["Size", "num"], ["Stored", "num"], ["New", "num"], ["Warnings", "num"]], rows),
+      warnings.length ? [h("h3", {}, "Warnings"), h("ul", { class: "warnings" }, warnings.map((w) => h("li", {}, w)))] : null,
+    ],
+  });
+}
+
+/** Runs `action` with the buttons of the page disabled, reporting errors as toasts. */
+async function act(label, action) {
+  document.body.classList.add("busy");
+  try {
+    return await action();
+  } catch (error) {
+    if (error instanceof ApiError && error.unavailable) {
+      toast(`${label}: not available on this server.`, "bad");
+    } else {
+      toast(`${label} failed: ${error.message}`, "bad");
+    }
+    return null;
+  } finally {
+    document.body.classList.remove("busy");
+  }
+}
+
+function watchStarted(reply) {
+  const op = reply.operation;
+  state.operations.set(op.id, op);
+  state.shown.add(op.id);
+  renderLive();
+  follow(op.id);
+  return op;
+}
+
+async function backupNow() {
+  const nodes = state.status ? state.status.nodes.map((n) => n.name) : [];
+  const answer = await ask({
+    title: "Back up now",
+    confirm: "Start backup",
+    body: h("p", {}, nodes.length
+      ? [`Start a backup of all ${nodes.length} nodes (`, nodes.join(", "), ") now?"]
+      : "Start a backup of every node now?"),
+  });
+  if (!answer) return;
+  const reply = await act("Backup", () => state.api.post("/api/v1/backups"));
+  if (reply) {
+    const op = watchStarted(reply);
+    toast(`Backup ${op.id} started`, "info");
+  }
+}
+
+function verifyBody(what) {
+  return [
+    h("p", {}, what),
+    h("label", { class: "check" }, h("input", { type: "checkbox", name: "read_data", value: "1" }),
+      " Also read every pack and check every blob (reads all stored data; slower)"),
+  ];
+}
+
+async function verifyBackup(b) {
+  const answer = await ask({
+    title: b ? `Verify ${b.name}` : "Verify all backups",
+    confirm: "Verify",
+    body: verifyBody(b ? "Check that this backup's manifests and every blob they use are in the repository." : "Check every backup's manifests and that every blob they use is in the repository."),
+  });
+  if (!answer) return;
+  const body = { backup: b ? b.name : null, read_data: answer.get("read_data") === "1" };
+  toast(`Verifying ${b ? b.name : "all backups"}…`, "info");
+  const report = await act("Verify", () => state.api.post("/api/v1/verify", body));
+  if (report) {
+    if (report.ok) toast(`Verification of ${b ? b.name : "all backups"} passed`, "ok");
+    else toast(`Verification found problems: ${report.message || JSON.stringify(report.problems || report.errors || report)}`, "bad");
+    refresh();
+  }
+}
+
+async function pinBackup(b, pin) {
+  const answer = await ask({
+    title: pin ? `Pin ${b.name}` : `Unpin ${b.name}`,
+    confirm: pin ? "Pin" : "Unpin",
+    body: h("p", {}, pin
+      ? "A pinned backup is kept by every retention policy and cannot be deleted until it is unpinned."
+      : "Retention may remove this backup once it is unpinned."),
+  });
+  if (!answer) return;
+  const path = `/api/v1/backups/${encodeURIComponent(b.name)}/pin`;
+  const reply = await act(pin ? "Pin" : "Unpin", () => (pin ? state.api.post(path) : state.api.delete(path)));
+  if (reply) {
+    toast(`${pin ? "Pinned" : "Unpinned"} ${b.name}`, "ok");
+    refresh();
+  }
+}
+
+async function restoreBackup(b) {
+  const select = h("select", { name: "node" },
+    h("option", { value: "" }, `every node (${b.nodes.length})`),
+    b.nodes.map((n) => h("option", { value: n.name }, n.name)));
+  const answer = await ask({
+    title: `Restore ${b.name}`,
+    confirm: "Restore in place",
+    danger: true,
+    typeToConfirm: b.name,
+    body: [
+      h("p", { class: "warning" }, "A restore in place overwrites the data directories of the nodes with the content of this backup. Files not in the backup are removed."),
+      b.status !== "complete" ? h("p", { class: "error" }, `This backup is ${b.status}: some data may be missing.`) : null,
+      h("label", { class: "field" }, "Restore", select),
+    ],
+  });
+  if (!answer) return;
+  const body = { backup: b.name };
+  if (answer.get("node")) body.node = answer.get("node");
+  const reply = await act("Restore", () => state.api.post("/api/v1/restores", body));
+  if (reply) {
+    const op = watchStarted(reply);
+    toast(`Restore ${op.id} started`, "info");
+  }
+}
+
+async function deleteBackup(b) {
+  const complete = state.backups.filter((x) => x.status === "complete");
+  const last = b.status === "complete" && complete.length === 1;
+  const answer = await ask({
+    title: `Delete ${b.name}`,
+    confirm: "Delete backup",
+    danger: true,
+    typeToConfirm: b.name,
+    body: [
+      h("p", {}, "The backup's summary and manifests are removed, then the data no other backup uses is freed. This cannot be undone."),
+      last ? h("p", { class: "error" }, "This is the only complete backup.") : null,
+    ],
+  });
+  if (!answer) return;
+  const reply = await act("Delete", () => state.api.delete(`/api/v1/backups/${encodeURIComponent(b.name)}`));
+  if (reply) {
+    toast(`Deleted ${b.name}`, "ok");
+    refresh();
+  }
+}
+
+// --- Configuration -----------------------------------------------------------------------
+
+function kv(pairs) {
+  return h("dl", { class: "kv" }, pairs.filter(([, v]) => v !== undefined && v !== null && v !== "")
+    .map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+}
+
+function secretSource(source) {
+  if (!source) return "—";
+  const parts = [];
+  if (source.env) parts.push(["environment ", h("code", {}, `$${source.env}`)]);
+  if (source.file) parts.push(["file ", h("code", {}, source.file)]);
+  return parts.length ? parts.map((p, i) => (i ? [" or ", p] : p)) : "—";
+}
+
+async function loadConfiguration() {
+  const [config, status] = await Promise.all([
+    settle(state.api.get("/api/v1/config")),
+    settle(state.api.get("/api/v1/status")),
+  ]);
+  if (!state.api) return;
+  if (status.ok) state.status = status.value;
+  if (!config.ok) {
+    for (const id of ["panel-storages", "panel-config-nodes", "panel-config-schedules", "panel-config-server", "panel-config-raw"]) {
+      fill(id, failure(config.error, "GET /api/v1/config"));
+    }
+    return;
+  }
+  const c = config.value;
+  const storages = Object.entries(c.storages || {});
+  fill("panel-storages", storages.length ? table(["Storage", "Type", "Location", "Options"], storages.map(([name, s]) =>
+    h("tr", { "data-storage": name },
+      h("td", {}, h("strong", {}, name), name === c.default_storage ? [" ", badge("default", "info")] : null),
+      h("td", {}, s.type || (s.url ? s.url.split(":")[0] : "local")),
+      h("td", {}, h("code", {}, s.path || s.url || "—")),
+      h("td", {}, kv([
+        ...Object.entries(s.options || {}).map(([k, v]) => [k, h("code", {}, v)]),
+        ...Object.entries(s.secret_env || {}).map(([k, v]) => [k, ["from ", h("code", {}, `$${v}`)]]),
+      ]))))) : empty("No storages configured."));
+
+  const seen = new Map((state.status ? state.status.nodes : []).map((n) => [n.name, n]));
+  const nodes = c.nodes || [];
+  fill("panel-config-nodes", nodes.length ? table(["Node", "Plugin", "Agent", "Data", "Zone", "Features"], nodes.map((n) => {
+    const live = seen.get(n.name);
+    const meta = live && live.metadata;
+    const data = n.postgres ? [n.postgres.data_dir] : n.roots || [];
+    return h("tr", { "data-node": n.name },
+      h("td", {}, h("strong", {}, n.name)),
+      h("td", { "data-field": "plugin" }, n.postgres ? "postgres" : c.plugin || "files"),
+      h("td", {}, n.url ? h("code", {}, n.url) : "in this server",
+        live ? h("div", {}, live.reachable ? badge("reachable", "ok") : badge("unreachable", "bad")) : null),
+      h("td", {}, data.length ? data.map((r) => h("div", {}, h("code", {}, r))) : h("span", { class: "muted" }, n.url ? "in the agent's configuration" : "—"),
+        n.exclude && n.exclude.length ? h("div", { class: "muted small" }, `excluding ${n.exclude.join(", ")}`) : null),
+      h("td", {}, n.zone || h("span", { class: "muted" }, "—")),
+      h("td", {}, meta && meta.features && meta.features.length
+        ? h("div", { class: "chips" }, meta.features.map((f) => h("span", { class: "chip neutral" }, f)))
+        : h("span", { class: "muted" }, "—")));
+  })) : empty("No [[nodes]] configured."));
+
+  const schedules = c.schedules || [];
+  const retention = Object.entries(c.retention || {}).filter(([k]) => k !== "timezone" || Object.keys(c.retention).some((x) => x.startsWith("keep_")));
+  fill("panel-config-schedules",
+    schedules.length
+      ? table(["Schedule", "Job", "Cron"], schedules.map((s) => h("tr", {},
+        h("td", {}, s.name || s.job), h("td", {}, s.job),
+        h("td", {}, h("code", {}, s.cron), h("span", { class: "muted small" }, ` ${s.timezone || "UTC"}`)))))
+      : empty("No schedules."),
+    h("h3", {}, "Retention"),
+    retention.some(([k]) => k.startsWith("keep_"))
+      ? kv(retention.map(([k, v]) => [k, String(v)]))
+      : empty("No retention policy: backups are kept until deleted."));
+
+  const server = c.server || {};
+  fill("panel-config-server", kv([
+    ["Listen", server.listen && h("code", {}, server.listen)],
+    ["Coordinator", server.coordinator === undefined ? undefined : server.coordinator ? "on" : "off"],
+    ["Lease TTL", server.lease_ttl_secs !== undefined ? `${server.lease_ttl_secs} s` : undefined],
+    ["TLS", server.tls_cert ? ["on, ", h("code", {}, server.tls_cert)] : "off"],
+    ["User token", secretSource(server.user_token)],
+    ["Agent token", secretSource(server.agent_token)],
+    ["Password", secretSource(c.password)],
+    ["Encryption", c.repository && c.repository.encryption],
+    ["Default storage", c.default_storage],
+  ]));
+
+  fill("panel-config-raw", h("details", {},
+    h("summary", {}, "Show as JSON (secrets masked by the server)"),
+    h("pre", { class: "json", "data-field": "config-json" }, JSON.stringify(c, null, 2))));
+}
+
+// --- Activity ----------------------------------------------------------------------------
+
+async function loadActivity() {
+  const since = new Date(Date.now() - 7 * 24 * 3600 * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+  const [operations, audit] = await Promise.all([
+    settle(state.api.get("/api/v1/operations")),
+    settle(state.api.get(`/api/v1/audit?since=${encodeURIComponent(since)}`)),
+  ]);
+  if (!state.api) return;
+  if (operations.ok) {
+    fill("panel-recent-ops", operations.value.length ? operationsTable(operations.value) : empty("No operations since the server started."));
+  } else {
+    fill("panel-recent-ops", failure(operations.error, "GET /api/v1/operations"));
+  }
+  if (audit.ok) {
+    const entries = [...audit.value].reverse();
+    fill("panel-audit", entries.length ? table(["Time", "Who", "Action", "Target", "Outcome", "Detail"], entries.map((e) =>
+      h("tr", {},
+        h("td", {}, fmt.dateTime(e.time)),
+        h("td", {}, e.who),
+        h("td", {}, h("strong", {}, e.action)),
+        h("td", {}, e.target ? h("code", {}, e.target) : "—"),
+        h("td", {}, statusBadge(e.outcome, "outcome")),
+        h("td", { class: "muted small" }, e.detail || "")))) : empty("Nothing was changed in the last 7 days."));
+  } else {
+    fill("panel-audit", failure(audit.error, "GET /api/v1/audit"));
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Start
+
+$("#login-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const token = $("#token").value.trim();
+  if (!token) return;
+  const button = $("#login-form button[type=submit]");
+  button.disabled = true;
+  try {
+    await signIn(token);
+  } catch (error) {
+    const message = error.status === 401
+      ? "The server refused this token."
+      : `Cannot sign in: ${error.message}`;
+    showLogin(message);
+  } finally {
+    button.disabled = false;
+  }
+});
+$("#logout").addEventListener("click", () => signOut(null));
+$("#refresh").addEventListener("click", () => refresh());
+$("#backup-now").addEventListener("click", () => backupNow());
+$("#verify-all").addEventListener("click", () => verifyBackup(null));
+window.addEventListener("hashchange", () => state.api && route());
+
+const saved = sessionStorage.getItem(TOKEN_KEY);
+if (saved) {
+  signIn(saved).catch((error) =>
+    signOut(error.status === 401 ? "The server no longer accepts this token. Sign in again." : `Cannot reach the server: ${error.message}`));
+} else {
+  showLogin(null);
+}

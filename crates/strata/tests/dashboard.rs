@@ -1,0 +1,278 @@
+//! The dashboard in a real browser: a real `strata server` with real backups of two nodes,
+//! and Debian's Chromium, headless, driven by playwright-core from
+//! `tests/dashboard/e2e.mjs`. The script signs in with the token, checks the figures the
+//! page shows against the API, starts a backup with the page's button, follows it to its
+//! end and saves screenshots under `target/test-output/dashboard/`.
+//!
+//! Needs `node`, Chromium (`/usr/bin/chromium` or `$STRATA_TEST_CHROMIUM`) and
+//! `$STRATA_TEST_NODE_MODULES` with playwright-core (`scripts/install-test-servers.sh`
+//! prints it). Without them the test says so and passes, unless
+//! `STRATA_REQUIRE_BROWSER=1` (CI), where it fails.
+
+mod common;
+
+use common::{pseudo_random, realistic_tree, succeed, PASSWORD};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const USER_TOKEN: &str = "dashboard-user-token-5b1e";
+
+/// node, Chromium and playwright-core, or why the test cannot run.
+struct Browser {
+    chromium: PathBuf,
+    node_modules: PathBuf,
+}
+
+fn browser() -> Result<Browser, String> {
+    let node = Command::new("node")
+        .arg("--version")
+        .output()
+        .map_err(|e| format!("no `node` on PATH ({e})"))?;
+    if !node.status.success() {
+        return Err("`node --version` failed".into());
+    }
+    let chromium = std::env::var_os("STRATA_TEST_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if !chromium.exists() {
+        return Err(format!(
+            "no Chromium at {} (apt-get install chromium, or set STRATA_TEST_CHROMIUM)",
+            chromium.display()
+        ));
+    }
+    let node_modules = std::env::var_os("STRATA_TEST_NODE_MODULES")
+        .map(PathBuf::from)
+        .ok_or("STRATA_TEST_NODE_MODULES is not set (run scripts/install-test-servers.sh)")?;
+    if !node_modules.join("playwright-core").is_dir() {
+        return Err(format!(
+            "no playwright-core in {} (run scripts/install-test-servers.sh)",
+            node_modules.display()
+        ));
+    }
+    Ok(Browser {
+        chromium,
+        node_modules,
+    })
+}
+
+/// A `strata server` process, killed when dropped.
+struct Server {
+    child: Child,
+    url: String,
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch cluster of two in-process nodes, db1 and db2, in one repository.
+struct Scratch {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |rel: &str| dir.path().join(rel);
+        let config = path("strata.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"default_storage = "main"
+state_dir = "{state}"
+[storages.main]
+path = "{repo}"
+[[nodes]]
+name = "db1"
+roots = ["{db1}"]
+[[nodes]]
+name = "db2"
+roots = ["{db2}"]
+[[schedules]]
+name = "nightly"
+job = "backup"
+cron = "30 2 * * *"
+"#,
+                state = path("state").display(),
+                repo = path("repo").display(),
+                db1 = path("db1").display(),
+                db2 = path("db2").display(),
+            ),
+        )
+        .unwrap();
+        Scratch { dir, config }
+    }
+
+    fn data(&self, node: &str) -> PathBuf {
+        self.dir.path().join(node)
+    }
+
+    fn strata(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("STRATA_PASSWORD", PASSWORD)
+            .env("STRATA_TOKEN", USER_TOKEN)
+            .env("STRATA_AGENT_TOKEN", "dashboard-agent-token")
+            .arg("--config")
+            .arg(&self.config)
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    /// Starts `strata server` on a free port and waits until it listens.
+    fn serve(&self) -> Server {
+        let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
+        let mut child = self
+            .strata()
+            .args(["server", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("server did not start: {line:?}"))
+            .to_string();
+        Server {
+            child,
+            url,
+            _stdout: stdout,
+        }
+    }
+
+    fn server_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+}
+
+/// A raw HTTP/1.1 GET with the user token; returns the status and the body.
+fn get(url: &str, path: &str) -> (u16, String) {
+    let address = url.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {USER_TOKEN}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let status = reply.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = reply
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn backups(url: &str) -> Vec<serde_json::Value> {
+    let (status, body) = get(url, "/api/v1/backups");
+    assert_eq!(status, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    list.as_array().unwrap().clone()
+}
+
+/// Where the screenshots go: `target/test-output/dashboard/` of the workspace.
+fn output_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let dir = target.join("test-output/dashboard");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
+    let browser = match browser() {
+        Ok(b) => b,
+        Err(why) if std::env::var("STRATA_REQUIRE_BROWSER").as_deref() != Ok("1") => {
+            eprintln!("SKIPPED: dashboard browser test: {why} (STRATA_REQUIRE_BROWSER=1 makes this an error)");
+            return;
+        }
+        Err(why) => panic!("STRATA_REQUIRE_BROWSER=1 but {why}"),
+    };
+    let scratch = Scratch::new();
+    std::fs::create_dir_all(scratch.data("db1")).unwrap();
+    realistic_tree(&scratch.data("db1").join("tree"));
+    std::fs::write(
+        scratch.data("db1").join("table.bin"),
+        pseudo_random(6 << 20, 1),
+    )
+    .unwrap();
+    let db2 = scratch.data("db2");
+    std::fs::create_dir_all(&db2).unwrap();
+    std::fs::write(db2.join("table.bin"), pseudo_random(3 << 20, 2)).unwrap();
+    succeed(scratch.strata().arg("init"));
+
+    // A complete backup, then one that fails because db2's root is gone.
+    succeed(scratch.strata().args(["backup", "--json"]));
+    std::fs::remove_dir_all(&db2).unwrap();
+    let failed = scratch.strata().args(["backup", "--json"]).output().unwrap();
+    assert!(!failed.status.success(), "a backup without db2's root failed");
+    std::fs::create_dir_all(&db2).unwrap();
+    std::fs::write(db2.join("table.bin"), pseudo_random(3 << 20, 2)).unwrap();
+    // New data, so the backup started from the page has something to send.
+    std::fs::write(
+        scratch.data("db1").join("new.bin"),
+        pseudo_random(48 << 20, 3),
+    )
+    .unwrap();
+
+    let server = scratch.serve();
+    let before = backups(&server.url);
+    let statuses: Vec<&str> = before
+        .iter()
+        .map(|b| b["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 2, "{before:#?}");
+    assert!(statuses.contains(&"complete") && statuses.contains(&"failed"));
+
+    let shots = output_dir();
+    for old in ["overview.png", "backups.png", "backup-done.png", "configuration.png"] {
+        let _ = std::fs::remove_file(shots.join(old));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/e2e.mjs");
+    let out = Command::new("node")
+        .arg(&script)
+        .env("STRATA_URL", &server.url)
+        .env("STRATA_TOKEN", USER_TOKEN)
+        .env("STRATA_CHROMIUM", &browser.chromium)
+        .env("STRATA_TEST_NODE_MODULES", &browser.node_modules)
+        .env("STRATA_SCREENSHOTS", &shots)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "the browser script failed ({:?}):\n{stdout}\n{stderr}\nserver log:\n{}",
+        out.status.code(),
+        scratch.server_log()
+    );
+
+    // The backup the page started is real: in the repository, complete, with both nodes.
+    let after = backups(&server.url);
+    assert_eq!(after.len(), before.len() + 1, "{after:#?}");
+    let newest = after
+        .iter()
+        .max_by_key(|b| b["started"].as_str().unwrap().to_string())
+        .unwrap();
+    assert_eq!(newest["status"], "complete", "{newest:#}");
+    assert_eq!(newest["nodes"].as_array().unwrap().len(), 2);
+    for shot in ["overview.png", "backups.png", "backup-done.png", "configuration.png"] {
+        let size = std::fs::metadata(shots.join(shot)).map(|m| m.len());
+        assert!(size.unwrap_or(0) > 10_000, "screenshot {shot}: {size:?}");
+    }
+}

@@ -1,0 +1,234 @@
+// Drives the dashboard in headless Chromium against a running `strata server` with real
+// backups (started by crates/strata/tests/dashboard.rs, which passes everything in the
+// environment). Checks that what the page shows equals what the API returns, starts a
+// backup with the page's button, follows it to its end, and saves screenshots.
+//
+// STRATA_URL, STRATA_TOKEN, STRATA_CHROMIUM, STRATA_TEST_NODE_MODULES, STRATA_SCREENSHOTS.
+// Exit 0 when every check held; otherwise the first failed check is printed.
+
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { mkdirSync } from "node:fs";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const base = env("STRATA_URL").replace(/\/$/, "");
+const token = env("STRATA_TOKEN");
+const shots = env("STRATA_SCREENSHOTS");
+mkdirSync(shots, { recursive: true });
+const require = createRequire(join(env("STRATA_TEST_NODE_MODULES"), "resolve-from-here.js"));
+const { chromium } = require("playwright-core");
+
+const LONG = 180_000;
+const log = (...args) => console.log("[e2e]", ...args);
+
+function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+}
+
+function equal(actual, expected, what) {
+  check(actual === expected, `${what}: page shows ${JSON.stringify(actual)}, API says ${JSON.stringify(expected)}`);
+}
+
+/** The API, asked directly (not through the page): the truth the page is checked against. */
+async function api(path) {
+  const response = await fetch(base + path, { headers: { Authorization: `Bearer ${token}` } });
+  if (response.status === 404 || response.status === 405) return { missing: true };
+  check(response.ok, `GET ${path}: HTTP ${response.status}`);
+  return { value: await response.json() };
+}
+
+/** Bytes as people read them, written again here so the page's formatting is checked too. */
+function bytes(n) {
+  if (n < 1024) return `${n} B`;
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i += 1;
+  }
+  return `${v.toFixed(1)} ${units[i]}`;
+}
+
+const sum = (b, field) => b.nodes.reduce((t, n) => t + n[field], 0);
+const newestFirst = (list) => [...list].sort((a, b) => (b.started + b.name).localeCompare(a.started + a.name));
+
+const browser = await chromium.launch({
+  executablePath: env("STRATA_CHROMIUM"),
+  args: ["--no-sandbox"],
+});
+const problems = [];
+let exitCode = 0;
+try {
+  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
+  const page = await context.newPage();
+  page.setDefaultTimeout(30_000);
+  const origin = new URL(base).origin;
+  // The dashboard must work without internet: any request elsewhere fails the test.
+  await context.route("**/*", (route) => {
+    const url = route.request().url();
+    if (new URL(url).origin === origin) return route.continue();
+    problems.push(`request to another site: ${url}`);
+    return route.abort();
+  });
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() !== "error") return;
+    const text = message.text();
+    // A 401 (the wrong token on purpose) or a 404 (an endpoint this server lacks, shown
+    // as "not available") is an answer, not a fault; CSP violations and exceptions are.
+    if (/Failed to load resource: the server responded with a status of (401|404|405)/.test(text)) return;
+    problems.push(`console error: ${text}`);
+  });
+
+  // Sign in: the root leads to the page, a wrong token is refused, the right one opens it.
+  await page.goto(`${base}/`);
+  check(page.url().endsWith("/ui/"), `/ redirects to /ui/, got ${page.url()}`);
+  await page.locator("#token").waitFor({ state: "visible" });
+  await page.fill("#token", `${token}-wrong`);
+  await page.click("#login-form button[type=submit]");
+  await page.locator("#login-error").filter({ hasText: "refused" }).waitFor();
+  log("wrong token refused");
+  await page.fill("#token", token);
+  await page.click("#login-form button[type=submit]");
+  await page.locator("[data-field=count-complete]").waitFor();
+  log("signed in");
+
+  // Overview: counts, latest and last good backup, nodes, schedules, check.
+  const backups = newestFirst((await api("/api/v1/backups")).value);
+  check(backups.length >= 2, "the test made backups before the page loaded");
+  const counts = { complete: 0, partial: 0, failed: 0 };
+  for (const b of backups) counts[b.status] += 1;
+  for (const status of Object.keys(counts)) {
+    equal(await page.textContent(`[data-field=count-${status}]`), String(counts[status]), `${status} backups`);
+  }
+  equal(await page.textContent("[data-field=count-total]"), `${backups.length} in total`, "backups in total");
+  equal(await page.textContent("[data-field=latest-name]"), backups[0].name, "latest backup");
+  equal(await page.textContent("[data-field=latest-status]"), backups[0].status, "latest backup's status");
+  const good = backups.find((b) => b.status === "complete");
+  equal(await page.textContent("[data-field=last-good-name]"), good.name, "last good backup");
+  const status = (await api("/api/v1/status")).value;
+  const up = status.nodes.filter((n) => n.reachable).length;
+  equal(await page.textContent("[data-field=nodes-reachable]"), `${up} / ${status.nodes.length}`, "reachable nodes");
+  for (const node of status.nodes) {
+    const row = page.locator(`#panel-nodes tr[data-node="${node.name}"]`);
+    equal(await row.locator("[data-field=reachable]").textContent(), node.reachable ? "reachable" : "unreachable", `${node.name} reachability`);
+    equal(await row.locator("[data-field=version]").textContent(),
+      node.metadata ? `${node.metadata.version} (API ${node.metadata.api_version})` : "—", `${node.name} version`);
+  }
+  const schedules = (await api("/api/v1/schedules")).value;
+  check(schedules.length > 0, "the test configured a schedule");
+  for (const job of schedules) {
+    await page.locator(`#panel-schedules tr[data-schedule="${job.name}"] [data-field=next]`).waitFor();
+  }
+  const checks = await api("/api/v1/check");
+  if (checks.missing) {
+    await page.locator("#panel-check [data-field=unavailable]").waitFor();
+    log("configuration check: not available on this server (shown as such)");
+  } else {
+    for (const c of checks.value.checks) {
+      const item = page.locator(`#panel-check li[data-check="${c.name}"]`);
+      equal(await item.getAttribute("class"), c.ok ? "ok" : "bad", `check ${c.name}`);
+    }
+  }
+  await page.screenshot({ path: join(shots, "overview.png"), fullPage: true });
+  log("overview matches the API");
+
+  // Backups: every row's status, per-node status and sizes.
+  await page.click("#tabs a[data-tab=backups]");
+  await page.locator("#backups-table").waitFor();
+  const rows = page.locator("#backups-table tbody tr");
+  equal(await rows.count(), Math.min(backups.length, 20), "rows on the first page");
+  for (const b of backups.slice(0, 20)) {
+    const row = page.locator(`#backups-table tr[data-backup="${b.name}"]`);
+    equal(await row.locator("[data-field=status]").textContent(), b.status, `${b.name} status`);
+    equal(await row.locator("[data-field=size]").textContent(), bytes(sum(b, "bytes")), `${b.name} size`);
+    equal(await row.locator("[data-field=stored]").textContent(), bytes(sum(b, "stored_bytes")), `${b.name} stored size`);
+    equal(await row.locator("[data-field=new]").textContent(), bytes(sum(b, "new_bytes")), `${b.name} new data`);
+    for (const n of b.nodes) {
+      equal(await row.locator(`.chip[data-node="${n.name}"]`).getAttribute("data-status"), n.status, `${b.name} node ${n.name}`);
+    }
+  }
+  log(`${backups.length} backups listed as the API lists them`);
+  await page.screenshot({ path: join(shots, "backups.png"), fullPage: true });
+
+  // Back up now: confirm, follow the progress, see the new backup complete.
+  await page.click("#backup-now");
+  await page.locator("#confirm[open]").waitFor();
+  await page.click("#confirm-ok");
+  const card = page.locator("#panel-live [data-op-id]").first();
+  await card.waitFor();
+  const id = await card.getAttribute("data-op-id");
+  log(`backup ${id} started from the page`);
+  const phases = new Set();
+  const deadline = Date.now() + LONG;
+  for (;;) {
+    const state = await card.locator(".operation-head [data-field=state]").textContent();
+    for (const p of await card.locator("[data-field=phase]").allTextContents()) phases.add(p);
+    if (state !== "running") {
+      equal(state, "succeeded", "state of the backup started from the page");
+      break;
+    }
+    check(Date.now() < deadline, `backup ${id} still running after ${LONG / 1000} s`);
+    await page.waitForTimeout(100);
+  }
+  log(`phases seen on the page: ${[...phases].join(", ")}`);
+  const operation = (await api(`/api/v1/operations/${id}`)).value;
+  equal(operation.state, "succeeded", "state of the operation in the API");
+  for (const n of operation.nodes) {
+    const shown = await card.locator(`[data-node="${n.name}"] [data-field=progress]`).textContent();
+    check(shown.includes(bytes(n.progress.bytes)), `${n.name} progress ${shown} shows ${bytes(n.progress.bytes)}`);
+    equal(await card.locator(`[data-node="${n.name}"] [data-field=phase]`).textContent(), n.phase, `${n.name} phase`);
+  }
+  const made = operation.result.name;
+  const newRow = page.locator(`#backups-table tr[data-backup="${made}"]`);
+  await newRow.waitFor({ timeout: LONG });
+  equal(await newRow.locator("[data-field=status]").textContent(), "complete", `${made} status`);
+  const after = newestFirst((await api("/api/v1/backups")).value);
+  equal(after[0].name, made, "the newest backup is the one started from the page");
+  equal(await newRow.locator("[data-field=size]").textContent(), bytes(sum(after[0], "bytes")), `${made} size`);
+  await page.screenshot({ path: join(shots, "backup-done.png"), fullPage: true });
+  log(`backup ${made} complete and listed`);
+
+  await page.click("#tabs a[data-tab=overview]");
+  await page.locator("[data-field=latest-name]").filter({ hasText: made }).waitFor();
+  equal(await page.textContent("[data-field=count-complete]"), String(counts.complete + 1), "complete backups after the new one");
+  equal(await page.textContent("[data-field=last-good-name]"), made, "last good backup after the new one");
+
+  // Configuration: as the server sees it, without the token anywhere on the page.
+  await page.click("#tabs a[data-tab=configuration]");
+  const config = await api("/api/v1/config");
+  if (config.missing) {
+    await page.locator("#panel-storages [data-field=unavailable]").waitFor();
+    log("configuration: not available on this server (shown as such)");
+  } else {
+    for (const name of Object.keys(config.value.storages)) {
+      await page.locator(`#panel-storages tr[data-storage="${name}"]`).waitFor();
+    }
+    for (const node of config.value.nodes) {
+      await page.locator(`#panel-config-nodes tr[data-node="${node.name}"] [data-field=plugin]`).waitFor();
+    }
+  }
+  const text = await page.locator("body").innerText();
+  check(!text.includes(token), "the token appears on the configuration page");
+  await page.screenshot({ path: join(shots, "configuration.png"), fullPage: true });
+
+  // Signing out forgets the token.
+  await page.click("#logout");
+  await page.locator("#token").waitFor({ state: "visible" });
+  equal(await page.evaluate(() => sessionStorage.length), 0, "session storage after signing out");
+
+  check(problems.length === 0, `problems in the page:\n${problems.join("\n")}`);
+  log("all checks passed");
+} catch (error) {
+  exitCode = 1;
+  console.error(error.stack || String(error));
+  if (problems.length) console.error(`also:\n${problems.join("\n")}`);
+} finally {
+  await browser.close();
+}
+process.exit(exitCode);
