@@ -272,7 +272,7 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
     assert_eq!(newest["status"], "complete", "{newest:#}");
     assert_eq!(newest["nodes"].as_array().unwrap().len(), 2);
     for shot in ["overview.png", "backups.png", "backup-done.png", "configuration.png"] {
-        let size = std::fs::metadata(shots.join(shot)).map(|m| m.len());
+        let size = std::fs::metadata(shots.join(shot)).map(|m| m.len()).ok();
         assert!(size.unwrap_or(0) > 10_000, "screenshot {shot}: {size:?}");
     }
 }
