@@ -20,6 +20,9 @@ pub enum PgqError {
     /// The database has no `pgq` schema: the extension is not installed there.
     #[error("database {0} has no pgq schema (CREATE EXTENSION pgq)")]
     NoPgq(String),
+    /// The server ended the session.
+    #[error("connection to database {0} lost")]
+    Lost(String),
     /// A name or setting given by the user is not acceptable.
     #[error("{0}")]
     BadInput(String),

@@ -5,11 +5,14 @@
 
 pub mod api;
 pub mod completed;
+pub mod conn;
 pub mod consumer;
 pub mod error;
 pub mod event;
+pub mod notify;
 pub mod sqlfrag;
 pub mod stream;
+pub mod ticker;
 pub mod urlenc;
 
 pub use error::{PgqError, Result};

@@ -1,0 +1,251 @@
+//! The ticker's settings: pgqd's ini file (same keys, same defaults, so an existing
+//! `pgqd.ini` works unchanged) or a TOML file with a `[pgq]` table holding the same keys.
+//! strata adds three keys pgqd does not know: `health_listen`, `exit_on_unreachable` and
+//! `listen_notify`.
+
+use crate::PgqError;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything the ticker needs to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickerConfig {
+    /// libpq connection string without `dbname` (empty: libpq defaults).
+    pub base_connstr: String,
+    /// The database listing the others (pgqd's default `template1`).
+    pub initial_database: String,
+    /// Databases to tick; empty means every connectable database that has pgq.
+    pub database_list: Vec<String>,
+    pub check_period: Duration,
+    pub retry_period: Duration,
+    pub maint_period: Duration,
+    pub ticker_period: Duration,
+    pub stats_period: Duration,
+    /// Connections are reopened after this long (pgqd's `connection_lifetime`).
+    pub connection_lifetime: Duration,
+    pub logfile: Option<PathBuf>,
+    pub pidfile: Option<PathBuf>,
+    /// `host:port` for `/health` and `/metrics` (strata only).
+    pub health_listen: Option<String>,
+    /// Stop with an error when a database stays unreachable this long (strata only;
+    /// `None`: keep retrying forever, as pgqd does).
+    pub exit_on_unreachable: Option<Duration>,
+    /// LISTEN for `strata_pgq_event` notifications and tick the queue at once
+    /// (strata only; default on).
+    pub listen_notify: bool,
+}
+
+impl Default for TickerConfig {
+    fn default() -> Self {
+        TickerConfig {
+            base_connstr: String::new(),
+            initial_database: "template1".into(),
+            database_list: Vec::new(),
+            check_period: Duration::from_secs(60),
+            retry_period: Duration::from_secs(30),
+            maint_period: Duration::from_secs(120),
+            ticker_period: Duration::from_secs(1),
+            stats_period: Duration::from_secs(30),
+            connection_lifetime: Duration::from_secs(3600),
+            logfile: None,
+            pidfile: None,
+            health_listen: None,
+            exit_on_unreachable: None,
+            listen_notify: true,
+        }
+    }
+}
+
+/// pgqd keys that only matter to pgqd's own logging; accepted and ignored.
+const IGNORED: &[&str] = &["syslog", "syslog_ident", "syslog_facility"];
+
+impl TickerConfig {
+    /// Reads a config file: `.toml` as TOML (a `[pgq]` table), anything else as pgqd's ini.
+    pub fn load(path: &Path) -> Result<TickerConfig, PgqError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PgqError::Config {
+            path: path.display().to_string(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let is_toml = path.extension().is_some_and(|e| e == "toml");
+        let parsed = if is_toml {
+            Self::parse_toml(&text)
+        } else {
+            Self::parse_ini(&text)
+        };
+        let mut config = parsed.map_err(|reason| PgqError::Config {
+            path: path.display().to_string(),
+            reason,
+        })?;
+        // Relative paths are relative to the config file, as in strata's own config.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [&mut config.logfile, &mut config.pidfile].into_iter().flatten() {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        Ok(config)
+    }
+
+    /// pgqd's ini: `[pgqd]` section, `key = value`, `#`/`;` comments.
+    pub fn parse_ini(text: &str) -> Result<TickerConfig, String> {
+        let mut config = TickerConfig::default();
+        let mut section = String::new();
+        for (n, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                section = name.trim().to_string();
+                continue;
+            }
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| format!("line {}: expected key = value", n + 1))?;
+            if section != "pgqd" {
+                return Err(format!("line {}: keys belong in a [pgqd] section", n + 1));
+            }
+            config
+                .set(key.trim(), value.trim())
+                .map_err(|e| format!("line {}: {e}", n + 1))?;
+        }
+        Ok(config)
+    }
+
+    /// TOML: the same keys in a `[pgq]` table; numbers may be integers, the database list
+    /// an array or a comma-separated string.
+    pub fn parse_toml(text: &str) -> Result<TickerConfig, String> {
+        let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
+        let table = doc
+            .get("pgq")
+            .and_then(|v| v.as_table())
+            .ok_or("no [pgq] table")?;
+        let mut config = TickerConfig::default();
+        for (key, value) in table {
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_string).ok_or(format!("{key}: a list of strings")))
+                    .collect::<Result<Vec<_>, _>>()?
+                    .join(","),
+                _ => return Err(format!("{key}: unsupported value")),
+            };
+            config.set(key, &text)?;
+        }
+        Ok(config)
+    }
+
+    /// Sets one key from its text form.
+    fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let period = |v: &str| -> Result<Duration, String> {
+            let secs: f64 = v
+                .parse()
+                .map_err(|_| format!("{key}: {v:?} is not a number of seconds"))?;
+            if !(secs > 0.0 && secs < 1e9) {
+                return Err(format!("{key}: must be a positive number of seconds"));
+            }
+            Ok(Duration::from_secs_f64(secs))
+        };
+        let path = |v: &str| (!v.is_empty()).then(|| PathBuf::from(v));
+        match key {
+            "base_connstr" => self.base_connstr = value.to_string(),
+            "initial_database" => {
+                if value.is_empty() {
+                    return Err("initial_database: must not be empty".into());
+                }
+                self.initial_database = value.to_string()
+            }
+            "database_list" => {
+                self.database_list = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            }
+            "check_period" => self.check_period = period(value)?,
+            "retry_period" => self.retry_period = period(value)?,
+            "maint_period" => self.maint_period = period(value)?,
+            "ticker_period" => self.ticker_period = period(value)?,
+            "stats_period" => self.stats_period = period(value)?,
+            "connection_lifetime" => self.connection_lifetime = period(value)?,
+            "logfile" => self.logfile = path(value),
+            "pidfile" => self.pidfile = path(value),
+            "health_listen" => self.health_listen = (!value.is_empty()).then(|| value.to_string()),
+            "exit_on_unreachable" => {
+                self.exit_on_unreachable = match value {
+                    "" | "0" | "never" => None,
+                    v => Some(period(v)?),
+                }
+            }
+            "listen_notify" => {
+                self.listen_notify = match value {
+                    "1" | "true" | "on" | "yes" => true,
+                    "0" | "false" | "off" | "no" => false,
+                    v => return Err(format!("listen_notify: {v:?} is not a boolean")),
+                }
+            }
+            k if IGNORED.contains(&k) => {}
+            k => return Err(format!("unknown key {k:?}")),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pgqd_sample_config_is_accepted_with_pgqd_defaults() {
+        // The output of `pgqd --ini` (pgqd 3.5), with two options uncommented.
+        let text = "[pgqd]\n\n# where to log\nlogfile = /var/log/postgresql/pgqd.log\n\n# pidfile\npidfile = /var/run/postgresql/pgqd.pid\n\n## optional parameters ##\n\n# libpq connect string without dbname=\nbase_connstr = host=/tmp port=5499\n\n# startup db to query other databases\n#initial_database = template1\n\n# limit ticker to specific databases\ndatabase_list = a, b\n\n# log into syslog\n#syslog = 1\n#syslog_ident = pgqd\n\n## optional timeouts ##\n\n# how often to check for new databases\n#check_period = 60\n\n# how often to flush retry queue\n#retry_period = 30\n\n# how often to do maintentance\n#maint_period = 120\n\n# how often to run ticker\n#ticker_period = 1\nsyslog = 0\n";
+        let c = TickerConfig::parse_ini(text).unwrap();
+        assert_eq!(c.logfile.as_deref(), Some(Path::new("/var/log/postgresql/pgqd.log")));
+        assert_eq!(c.base_connstr, "host=/tmp port=5499");
+        assert_eq!(c.database_list, vec!["a", "b"]);
+        assert_eq!(c.initial_database, "template1");
+        assert_eq!(
+            (c.check_period, c.retry_period, c.maint_period, c.ticker_period),
+            (
+                Duration::from_secs(60),
+                Duration::from_secs(30),
+                Duration::from_secs(120),
+                Duration::from_secs(1)
+            )
+        );
+        assert_eq!(c.exit_on_unreachable, None);
+    }
+
+    #[test]
+    fn toml_takes_the_same_keys() {
+        let c = TickerConfig::parse_toml(
+            "[pgq]\nbase_connstr = \"host=/tmp\"\ndatabase_list = [\"x\", \"y\"]\nticker_period = 0.5\nmaint_period = 5\nhealth_listen = \"127.0.0.1:9187\"\nexit_on_unreachable = 30\nlisten_notify = false\n",
+        )
+        .unwrap();
+        assert_eq!(c.database_list, vec!["x", "y"]);
+        assert_eq!(c.ticker_period, Duration::from_millis(500));
+        assert_eq!(c.maint_period, Duration::from_secs(5));
+        assert_eq!(c.health_listen.as_deref(), Some("127.0.0.1:9187"));
+        assert_eq!(c.exit_on_unreachable, Some(Duration::from_secs(30)));
+        assert!(!c.listen_notify);
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_their_line() {
+        let e = TickerConfig::parse_ini("[pgqd]\nticker_perod = 1\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("ticker_perod"), "{e}");
+        let e = TickerConfig::parse_ini("[pgqd]\nticker_period = soon\n").unwrap_err();
+        assert!(e.contains("not a number"), "{e}");
+        assert!(TickerConfig::parse_ini("[pgqd]\nmaint_period = -1\n").is_err());
+        assert!(TickerConfig::parse_ini("[pgqd]\nmaint_period = NaN\n").is_err());
+        assert!(TickerConfig::parse_ini("logfile = x\n").is_err());
+        assert!(TickerConfig::parse_ini("[pgqd]\nnonsense\n").is_err());
+        assert!(TickerConfig::parse_toml("[other]\n").is_err());
+        assert!(TickerConfig::parse_toml("[pgq]\nticker_period = [1]\n").is_err());
+    }
+}

@@ -1,0 +1,306 @@
+//! One database's ticker: a connection (reopened when lost or too old), `LISTEN` for
+//! event notifications, and the periodic jobs pgqd runs: ticks every `ticker_period`,
+//! retry events every `retry_period`, maintenance every `maint_period`.
+
+use super::config::TickerConfig;
+use super::health::Health;
+use super::log::Log;
+use crate::conn;
+use crate::PgqError;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tokio_postgres::Client;
+
+/// Channel the event trigger notifies (payload: queue name); see [`crate::notify`].
+pub const EVENT_CHANNEL: &str = "strata_pgq_event";
+/// Channel the ticker notifies after a tick (payload: queue name), for consumers.
+pub const TICK_CHANNEL: &str = "strata_pgq_tick";
+
+/// How a session ended without an error.
+enum Ended {
+    /// Told to stop.
+    Stop,
+    /// `connection_lifetime` reached: reconnect at once.
+    Recycle,
+}
+
+/// Runs the ticker for `db` until `stop` turns true. Never returns an error: problems
+/// are logged, counted in `health`, and retried. A `discovered` database that loses its
+/// pgq schema is let go (the next discovery round may pick it up again); a listed one
+/// stays, reported down.
+pub async fn run(
+    db: String,
+    discovered: bool,
+    config: TickerConfig,
+    log: Log,
+    health: Health,
+    mut stop: watch::Receiver<bool>,
+) {
+    let pg_config = match conn::config_for(&config.base_connstr, &db) {
+        Ok(c) => c,
+        Err(e) => {
+            health.down(&db, e.to_string());
+            log.warn(format!("{db}: {e}"));
+            return;
+        }
+    };
+    // How long to wait before reconnecting after a failure.
+    let backoff = config.ticker_period.max(Duration::from_secs(1)).min(Duration::from_secs(5));
+    let mut was_down = false;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let outcome = session(&db, &pg_config, &config, &log, &health, &mut stop, was_down).await;
+        match outcome {
+            Ok(Ended::Stop) => return,
+            Ok(Ended::Recycle) => {
+                was_down = false;
+                continue;
+            }
+            Err(PgqError::NoPgq(_)) if discovered => {
+                log.info(format!("{db}: no pgq schema any more, not ticking it"));
+                health.forget(&db);
+                return;
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if !was_down || health.snapshot().get(&db).and_then(|s| s.error.clone()) != Some(text.clone()) {
+                    log.warn(format!("{db}: {text}"));
+                }
+                health.down(&db, text);
+                was_down = true;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// One connection's lifetime: `Ok` when told to stop, `Err` when the database failed
+/// (the caller reconnects). A connection older than `connection_lifetime` is reopened.
+async fn session(
+    db: &str,
+    pg_config: &tokio_postgres::Config,
+    config: &TickerConfig,
+    log: &Log,
+    health: &Health,
+    stop: &mut watch::Receiver<bool>,
+    was_down: bool,
+) -> Result<Ended, PgqError> {
+    let (client, mut notes) = conn::connect_listening(pg_config).await?;
+    if !crate::api::has_pgq(&client).await? {
+        return Err(PgqError::NoPgq(db.to_string()));
+    }
+    if config.listen_notify {
+        client
+            .batch_execute(&format!("listen {}", strata_pg::quote_ident(EVENT_CHANNEL)))
+            .await
+            .map_err(|e| PgqError::sql("LISTEN", e))?;
+    }
+    log.info(format!(
+        "{db}: {}connected{}",
+        if was_down { "re" } else { "" },
+        if config.listen_notify { ", listening for event notifications" } else { "" }
+    ));
+    health.up(db);
+    let opened = Instant::now();
+    let mut tick_timer = tokio::time::interval(config.ticker_period);
+    let mut retry_timer = tokio::time::interval(config.retry_period);
+    let mut maint_timer = tokio::time::interval(config.maint_period);
+    for t in [&mut tick_timer, &mut retry_timer, &mut maint_timer] {
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    }
+    loop {
+        tokio::select! {
+            _ = stop.changed() => {
+                if *stop.borrow() {
+                    return Ok(Ended::Stop);
+                }
+            }
+            note = notes.recv() => {
+                let Some(note) = note else {
+                    return Err(PgqError::Lost(db.to_string()));
+                };
+                // Take every notification already queued: one tick attempt per queue.
+                let mut queues = BTreeSet::from([note.payload().to_string()]);
+                while let Ok(more) = notes.try_recv() {
+                    queues.insert(more.payload().to_string());
+                }
+                for queue in queues {
+                    let ticked = tick_queue(&client, &queue).await?;
+                    if ticked {
+                        health.update(db, |s| s.ticks += 1);
+                    }
+                }
+            }
+            _ = tick_timer.tick() => {
+                let n = tick_all(&client).await?;
+                health.update(db, |s| s.ticks += n);
+                health.up(db);
+                if opened.elapsed() > config.connection_lifetime {
+                    log.info(format!("{db}: connection_lifetime reached, reconnecting"));
+                    return Ok(Ended::Recycle);
+                }
+            }
+            _ = retry_timer.tick() => {
+                let moved = retry_events(&client).await?;
+                if moved > 0 {
+                    log.info(format!("{db}: moved {moved} events back from the retry queue"));
+                    health.update(db, |s| s.retried_events += moved);
+                }
+            }
+            _ = maint_timer.tick() => {
+                maintenance(db, &client, log, health).await?;
+            }
+        }
+    }
+}
+
+/// Ticks every queue that pgq ticks itself (not external, not paused), as
+/// `pgq.ticker()` does, and notifies consumers of the queues that got a tick.
+async fn tick_all(client: &Client) -> Result<u64, PgqError> {
+    let rows = client
+        .query(
+            "select queue_name from (select queue_name, pgq.ticker(queue_name) as tick_id from pgq.queue \
+             where not queue_external_ticker and not queue_ticker_paused order by queue_name) t where tick_id is not null",
+            &[],
+        )
+        .await
+        .map_err(|e| PgqError::sql("pgq.ticker", e))?;
+    for row in &rows {
+        let queue: String = row.get(0);
+        notify_tick(client, &queue).await?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Ticks one queue (after an event notification); `true` when a tick was written.
+async fn tick_queue(client: &Client, queue: &str) -> Result<bool, PgqError> {
+    let row = client
+        .query_opt(
+            "select pgq.ticker(queue_name) from pgq.queue where queue_name = $1 and not queue_external_ticker and not queue_ticker_paused",
+            &[&queue],
+        )
+        .await
+        .map_err(|e| PgqError::sql(format!("pgq.ticker({queue})"), e))?;
+    let ticked = row.is_some_and(|r| r.get::<_, Option<i64>>(0).is_some());
+    if ticked {
+        notify_tick(client, queue).await?;
+    }
+    Ok(ticked)
+}
+
+async fn notify_tick(client: &Client, queue: &str) -> Result<(), PgqError> {
+    client
+        .execute("select pg_notify($1, $2)", &[&TICK_CHANNEL, &queue])
+        .await
+        .map_err(|e| PgqError::sql("pg_notify", e))?;
+    Ok(())
+}
+
+/// `pgq.maint_retry_events()` until it returns 0; the number of events moved.
+async fn retry_events(client: &Client) -> Result<u64, PgqError> {
+    let mut moved = 0u64;
+    loop {
+        let n: i32 = client
+            .query_one("select pgq.maint_retry_events()", &[])
+            .await
+            .map_err(|e| PgqError::sql("pgq.maint_retry_events", e))?
+            .get(0);
+        if n <= 0 {
+            return Ok(moved);
+        }
+        moved += n as u64;
+    }
+}
+
+/// `schema.function` from `pgq.maint_operations()`, each part quoted.
+pub fn quote_function(name: &str) -> String {
+    name.split('.')
+        .map(strata_pg::quote_ident)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Runs what `pgq.maint_operations()` lists, each call in its own transaction
+/// (autocommit), so rotation step 1 and step 2 never share one; a function is called
+/// again while it returns 1; `vacuum` rows are VACUUM statements.
+async fn maintenance(db: &str, client: &Client, log: &Log, health: &Health) -> Result<(), PgqError> {
+    let ops = client
+        .query("select func_name, func_arg from pgq.maint_operations()", &[])
+        .await
+        .map_err(|e| PgqError::sql("pgq.maint_operations", e))?;
+    for op in ops {
+        let func: String = op.get(0);
+        let arg: Option<String> = op.get(1);
+        if func.eq_ignore_ascii_case("vacuum") {
+            let Some(table) = arg else { continue };
+            client
+                .batch_execute(&format!("vacuum {}", quote_function(&table)))
+                .await
+                .map_err(|e| PgqError::sql(format!("vacuum {table}"), e))?;
+            health.update(db, |s| s.maint_calls += 1);
+            continue;
+        }
+        let rotating = func == "pgq.maint_rotate_tables_step1";
+        let before = match (&arg, rotating) {
+            (Some(q), true) => current_table(client, q).await?,
+            _ => None,
+        };
+        let call = match &arg {
+            Some(_) => format!("select {}($1)::text", quote_function(&func)),
+            None => format!("select {}()::text", quote_function(&func)),
+        };
+        let mut calls = 0;
+        loop {
+            let row = match &arg {
+                Some(a) => client.query_one(&call, &[a]).await,
+                None => client.query_one(&call, &[]).await,
+            }
+            .map_err(|e| PgqError::sql(func.clone(), e))?;
+            calls += 1;
+            health.update(db, |s| s.maint_calls += 1);
+            // Some functions want to be called again at once; bound it all the same.
+            if row.get::<_, Option<String>>(0).as_deref() != Some("1") || calls >= 10_000 {
+                break;
+            }
+        }
+        if let (Some(q), true) = (&arg, rotating) {
+            let after = current_table(client, q).await?;
+            if after != before {
+                log.info(format!(
+                    "{db}: rotated queue {q}: table {} -> {}",
+                    before.map_or("?".into(), |t| t.to_string()),
+                    after.map_or("?".into(), |t| t.to_string())
+                ));
+                health.update(db, |s| s.rotations += 1);
+            }
+        } else if func == "pgq.maint_rotate_tables_step2" {
+            // Step 2 only records the switch txid; the rotation was logged at step 1.
+        } else if calls > 1 {
+            log.info(format!("{db}: {func}({}) ran {calls} times", arg.as_deref().unwrap_or("")));
+        }
+    }
+    Ok(())
+}
+
+async fn current_table(client: &Client, queue: &str) -> Result<Option<i32>, PgqError> {
+    Ok(client
+        .query_opt("select queue_cur_table from pgq.queue where queue_name = $1", &[&queue])
+        .await
+        .map_err(|e| PgqError::sql("reading pgq.queue", e))?
+        .map(|r| r.get(0)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn maintenance_function_names_are_quoted_part_by_part() {
+        assert_eq!(super::quote_function("pgq.maint_rotate_tables_step1"), "\"pgq\".\"maint_rotate_tables_step1\"");
+        assert_eq!(super::quote_function("x\"; drop"), "\"x\"\"; drop\"");
+    }
+}

@@ -1,0 +1,221 @@
+//! What the ticker knows about each database, served over HTTP: `/health` (200 when
+//! every database is reachable and ticked, 503 listing the ones that are not) and
+//! `/metrics` (Prometheus text). pgqd retries an unreachable database silently
+//! (pgq/pgqd#5); here it is visible.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One database's state and counters.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DbState {
+    /// Connected and the last statement worked.
+    pub up: bool,
+    /// Why it is not up (connection error, missing pgq, failed statement).
+    pub error: Option<String>,
+    /// Seconds since the state last changed between up and down.
+    #[serde(skip)]
+    pub since: Option<Instant>,
+    /// Ticks written.
+    pub ticks: u64,
+    /// Tables rotated (step 1 that switched the table).
+    pub rotations: u64,
+    /// Maintenance function calls made.
+    pub maint_calls: u64,
+    /// Events moved back from the retry queue.
+    pub retried_events: u64,
+    /// Errors seen.
+    pub errors: u64,
+    /// Unix time of the last successful ticker round.
+    pub last_round_unix: Option<f64>,
+}
+
+/// Shared state of every database, keyed by name.
+#[derive(Clone, Default)]
+pub struct Health {
+    inner: Arc<Mutex<BTreeMap<String, DbState>>>,
+}
+
+impl Health {
+    /// Changes one database's state.
+    pub fn update(&self, db: &str, f: impl FnOnce(&mut DbState)) {
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        f(map.entry(db.to_string()).or_default());
+    }
+
+    /// Marks a database up (after a working round).
+    pub fn up(&self, db: &str) {
+        self.update(db, |s| {
+            if !s.up {
+                s.since = Some(Instant::now());
+            }
+            s.up = true;
+            s.error = None;
+            s.last_round_unix = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs_f64());
+        });
+    }
+
+    /// Marks a database down with the reason.
+    pub fn down(&self, db: &str, error: String) {
+        self.update(db, |s| {
+            if s.up || s.since.is_none() {
+                s.since = Some(Instant::now());
+            }
+            s.up = false;
+            s.error = Some(error);
+            s.errors += 1;
+        });
+    }
+
+    /// Forgets a database that is no longer ticked (dropped, or removed from the list).
+    pub fn forget(&self, db: &str) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(db);
+    }
+
+    /// A copy of every database's state.
+    pub fn snapshot(&self) -> BTreeMap<String, DbState> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The database down the longest, and for how long, if any is down.
+    pub fn longest_down(&self) -> Option<(String, std::time::Duration)> {
+        self.snapshot()
+            .into_iter()
+            .filter(|(_, s)| !s.up)
+            .filter_map(|(db, s)| s.since.map(|t| (db, t.elapsed())))
+            .max_by_key(|(_, d)| *d)
+    }
+
+    /// The `/health` answer: status code and JSON body.
+    pub fn health_body(&self) -> (u16, String) {
+        let snapshot = self.snapshot();
+        let down: Vec<&String> = snapshot.iter().filter(|(_, s)| !s.up).map(|(d, _)| d).collect();
+        let status = if down.is_empty() { "ok" } else { "degraded" };
+        let body = serde_json::json!({
+            "status": status,
+            "unreachable": down,
+            "databases": snapshot,
+        });
+        (if down.is_empty() { 200 } else { 503 }, body.to_string())
+    }
+
+    /// The `/metrics` answer in Prometheus text format.
+    pub fn metrics_body(&self) -> String {
+        let snapshot = self.snapshot();
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, value: &dyn Fn(&DbState) -> Option<f64>| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (db, s) in &snapshot {
+                if let Some(v) = value(s) {
+                    let _ = writeln!(out, "{name}{{database=\"{}\"}} {v}", label(db));
+                }
+            }
+        };
+        family("strata_pgq_database_up", "gauge", "1 when the database is reachable and ticked.", &|s| {
+            Some(if s.up { 1.0 } else { 0.0 })
+        });
+        family("strata_pgq_ticks_total", "counter", "Ticks written.", &|s| Some(s.ticks as f64));
+        family("strata_pgq_rotations_total", "counter", "Event tables rotated.", &|s| {
+            Some(s.rotations as f64)
+        });
+        family("strata_pgq_maint_calls_total", "counter", "Maintenance function calls.", &|s| {
+            Some(s.maint_calls as f64)
+        });
+        family("strata_pgq_retried_events_total", "counter", "Events moved back from the retry queue.", &|s| {
+            Some(s.retried_events as f64)
+        });
+        family("strata_pgq_errors_total", "counter", "Connection and statement errors.", &|s| {
+            Some(s.errors as f64)
+        });
+        family("strata_pgq_last_round_timestamp_seconds", "gauge", "Unix time of the last successful ticker round.", &|s| s.last_round_unix);
+        out
+    }
+}
+
+/// A label value with `\`, `"` and newlines escaped, as Prometheus text requires.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Serves `/health` and `/metrics` on `listener` until the task is dropped. A tiny
+/// HTTP/1.0-style server: one request per connection, GET only, small requests.
+pub async fn serve(listener: tokio::net::TcpListener, health: Health) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let health = health.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut len = 0;
+            // Read until the end of the request head (or the buffer is full).
+            while len < buf.len() {
+                match tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut buf[len..])).await {
+                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+                    Ok(Ok(n)) => len += n,
+                }
+                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") || buf[..len].windows(2).any(|w| w == b"\n\n") {
+                    break;
+                }
+            }
+            let head = String::from_utf8_lossy(&buf[..len]);
+            let mut words = head.split_whitespace();
+            let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            let path = path.split('?').next().unwrap_or("");
+            let (code, kind, body) = match (method, path) {
+                ("GET", "/health") => {
+                    let (code, body) = health.health_body();
+                    (code, "application/json", body)
+                }
+                ("GET", "/metrics") => (200, "text/plain; version=0.0.4", health.metrics_body()),
+                ("GET", _) => (404, "text/plain", "not found\n".to_string()),
+                _ => (405, "text/plain", "only GET\n".to_string()),
+            };
+            let reason = match code {
+                200 => "OK",
+                404 => "Not Found",
+                405 => "Method Not Allowed",
+                _ => "Service Unavailable",
+            };
+            let response = format!(
+                "HTTP/1.1 {code} {reason}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_down_database_shows_in_health_and_metrics() {
+        let health = Health::default();
+        health.up("good");
+        health.update("good", |s| s.ticks += 3);
+        health.down("bad\"db", "cannot connect".into());
+        let (code, body) = health.health_body();
+        assert_eq!(code, 503);
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["unreachable"], serde_json::json!(["bad\"db"]));
+        assert_eq!(json["databases"]["bad\"db"]["error"], "cannot connect");
+        let metrics = health.metrics_body();
+        assert!(metrics.contains("strata_pgq_database_up{database=\"good\"} 1\n"), "{metrics}");
+        assert!(metrics.contains("strata_pgq_database_up{database=\"bad\\\"db\"} 0\n"), "{metrics}");
+        assert!(metrics.contains("strata_pgq_ticks_total{database=\"good\"} 3\n"));
+        assert!(health.longest_down().is_some_and(|(db, _)| db == "bad\"db"));
+        health.up("bad\"db");
+        assert_eq!(health.health_body().0, 200);
+        assert!(health.longest_down().is_none());
+    }
+}
