@@ -1,19 +1,458 @@
-//! `strata pgq ...`: the PgQ ticker and queue administration (being built; see issue 9).
+//! `strata pgq ...`: the PgQ ticker daemon and queue administration. Thin: parse the
+//! options, connect, call strata-pgq, print.
 
-use crate::commands::{CommandResult, Context};
+use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
-use clap::Subcommand;
+use crate::output;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+use strata_pgq::api::{self, ConsumerInfo, QueueInfo};
+use strata_pgq::ticker::{self, Exit, Overrides};
+use strata_pgq::PgqError;
+
+/// The database holding the queues.
+#[derive(Debug, Args)]
+pub struct PgqDb {
+    /// Database with the pgq extension: postgresql://user@host/db or host=... dbname=...
+    #[arg(long, env = "STRATA_PGQ_DB")]
+    pub db: Option<String>,
+}
 
 /// The `pgq` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PgqCommand {
-    /// Queues, consumers and ticker lag.
-    Status,
+    /// Queues (event rate, ticker lag, rotation) and consumers (lag, last seen, pending
+    /// events). With --max-lag, exits 1 when a ticker or consumer lags more (for cron, with -q).
+    Status {
+        #[command(flatten)]
+        db: PgqDb,
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Fail (exit 1) when a queue's ticker lag or a consumer's lag passes this many seconds.
+        #[arg(long, value_name = "SECS")]
+        max_lag: Option<f64>,
+    },
+    /// Create a queue (a no-op when it exists).
+    CreateQueue {
+        #[command(flatten)]
+        db: PgqDb,
+        queue: String,
+        /// Install strata's event notification trigger so the ticker ticks at once.
+        #[arg(long)]
+        notify: bool,
+        /// Queue setting KEY=VALUE (repeatable): ticker_max_count, ticker_max_lag,
+        /// ticker_idle_period, ticker_paused, rotation_period, external_ticker.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+    /// Drop a queue; --force drops it even with consumers registered.
+    DropQueue {
+        #[command(flatten)]
+        db: PgqDb,
+        queue: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Register a consumer on a queue (at the newest tick).
+    Register {
+        #[command(flatten)]
+        db: PgqDb,
+        queue: String,
+        consumer: String,
+    },
+    /// Unregister a consumer (its position and retry events are dropped).
+    Unregister {
+        #[command(flatten)]
+        db: PgqDb,
+        queue: String,
+        consumer: String,
+    },
+    /// Show a queue's settings, or change them with KEY=VALUE arguments.
+    Config {
+        #[command(flatten)]
+        db: PgqDb,
+        queue: String,
+        /// KEY=VALUE settings to change (none: show).
+        settings: Vec<String>,
+    },
+    /// Turn strata's event notification trigger on or off for a queue.
+    Notify {
+        #[command(flatten)]
+        db: PgqDb,
+        queue: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+    },
+    /// Run the ticker: ticks, retry events and maintenance for every database with pgq.
+    /// Takes pgqd's ini file (or a .toml file with a [pgq] table), like `pgqd CONFIG`.
+    Ticker {
+        /// pgqd.ini, or a .toml file with a [pgq] table (see docs/pgq.md).
+        #[arg(value_name = "CONFIG")]
+        file: Option<PathBuf>,
+        /// Detach and run in the background (needs logfile and pidfile in the config or
+        /// given here).
+        #[arg(short, long)]
+        daemon: bool,
+        /// Serve /health and /metrics on this address (host:port).
+        #[arg(long, value_name = "ADDR")]
+        health: Option<String>,
+        /// Stop with exit code 1 when a database stays unreachable this many seconds.
+        #[arg(long, value_name = "SECS")]
+        exit_on_unreachable: Option<f64>,
+        #[arg(long)]
+        pidfile: Option<PathBuf>,
+        #[arg(long)]
+        logfile: Option<PathBuf>,
+    },
+}
+
+fn usage(message: impl Into<String>) -> Failure {
+    Failure::new(code::USAGE, message)
+}
+
+fn failure(err: PgqError) -> Failure {
+    let code = if err.is_bad_input() {
+        code::USAGE
+    } else {
+        code::FAILED
+    };
+    Failure::new(code, crate::failure::chain(&err))
+}
+
+async fn connect(db: &PgqDb) -> Result<strata_pg::Client, Failure> {
+    let text = db.db.as_deref().ok_or_else(|| {
+        usage("no database: give --db DSN or set STRATA_PGQ_DB (postgresql://user@host/db)")
+    })?;
+    let dsn = strata_pg::Dsn::parse(text).map_err(|e| usage(e.to_string()))?;
+    let client = dsn
+        .connect()
+        .await
+        .map_err(|e| failure(PgqError::Connect(e)))?;
+    if !api::has_pgq(&client).await.map_err(failure)? {
+        return Err(failure(PgqError::NoPgq(dsn.describe())));
+    }
+    Ok(client)
+}
+
+fn parse_setting(text: &str) -> Result<(&str, &str), Failure> {
+    text.split_once('=')
+        .filter(|(k, _)| !k.trim().is_empty())
+        .map(|(k, v)| (k.trim(), v.trim()))
+        .ok_or_else(|| usage(format!("expected KEY=VALUE, got {text:?}")))
+}
+
+fn secs(value: Option<f64>) -> String {
+    match value {
+        None => "-".into(),
+        Some(s) if s < 10.0 => format!("{s:.1}s"),
+        Some(s) => output::duration((s * 1000.0) as u64),
+    }
+}
+
+fn opt<T: ToString>(value: &Option<T>) -> String {
+    value.as_ref().map_or("-".into(), |v| v.to_string())
 }
 
 /// Runs a `pgq` subcommand.
-pub(crate) async fn run(_ctx: &Context, command: PgqCommand) -> CommandResult {
+pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
     match command {
-        PgqCommand::Status => Err(Failure::new(code::USAGE, "strata pgq is not built yet")),
+        PgqCommand::Status { db, queue, max_lag } => {
+            let client = connect(&db).await?;
+            status(ctx, &client, queue.as_deref(), max_lag).await
+        }
+        PgqCommand::CreateQueue {
+            db,
+            queue,
+            notify,
+            settings,
+        } => {
+            let parsed = settings
+                .iter()
+                .map(|s| parse_setting(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let client = connect(&db).await?;
+            let created = api::create_queue(&client, &queue).await.map_err(failure)?;
+            for (key, value) in parsed {
+                api::set_queue_config(&client, &queue, key, value)
+                    .await
+                    .map_err(failure)?;
+            }
+            if notify {
+                strata_pgq::notify::enable(&client, &queue)
+                    .await
+                    .map_err(failure)?;
+            }
+            ctx.say(if created {
+                format!("created queue {queue}")
+            } else {
+                format!("queue {queue} exists already")
+            });
+            Ok(0)
+        }
+        PgqCommand::DropQueue { db, queue, force } => {
+            let client = connect(&db).await?;
+            if api::queue_info(&client, Some(&queue))
+                .await
+                .map_err(failure)?
+                .is_empty()
+            {
+                return Err(usage(format!("no queue named {queue:?}")));
+            }
+            api::drop_queue(&client, &queue, force)
+                .await
+                .map_err(|e| match e {
+                    PgqError::Sql { message, .. } if message.contains("consumers") => usage(
+                        format!("queue {queue} still has consumers: unregister them or use --force ({message})"),
+                    ),
+                    e => failure(e),
+                })?;
+            ctx.say(format!("dropped queue {queue}"));
+            Ok(0)
+        }
+        PgqCommand::Register {
+            db,
+            queue,
+            consumer,
+        } => {
+            let client = connect(&db).await?;
+            let new = api::register_consumer(&client, &queue, &consumer)
+                .await
+                .map_err(failure)?;
+            ctx.say(if new {
+                format!("registered {consumer} on {queue}")
+            } else {
+                format!("{consumer} was registered on {queue} already")
+            });
+            Ok(0)
+        }
+        PgqCommand::Unregister {
+            db,
+            queue,
+            consumer,
+        } => {
+            let client = connect(&db).await?;
+            if !api::unregister_consumer(&client, &queue, &consumer)
+                .await
+                .map_err(failure)?
+            {
+                return Err(usage(format!("{consumer} is not registered on {queue}")));
+            }
+            ctx.say(format!("unregistered {consumer} from {queue}"));
+            Ok(0)
+        }
+        PgqCommand::Config {
+            db,
+            queue,
+            settings,
+        } => {
+            let parsed = settings
+                .iter()
+                .map(|s| parse_setting(s))
+                .collect::<Result<Vec<_>, _>>()?;
+            let client = connect(&db).await?;
+            let found = api::queue_info(&client, Some(&queue))
+                .await
+                .map_err(failure)?;
+            if found.is_empty() {
+                return Err(usage(format!("no queue named {queue:?}")));
+            }
+            for (key, value) in &parsed {
+                api::set_queue_config(&client, &queue, key, value)
+                    .await
+                    .map_err(failure)?;
+            }
+            let info = api::queue_info(&client, Some(&queue))
+                .await
+                .map_err(failure)?
+                .remove(0);
+            let notify = strata_pgq::notify::is_enabled(&client, &queue)
+                .await
+                .map_err(failure)?;
+            if ctx.global.json {
+                print_json(&serde_json::json!({ "queue": info, "notify": notify }));
+            } else if parsed.is_empty() || !ctx.global.quiet {
+                print_config(&info, notify);
+            }
+            Ok(0)
+        }
+        PgqCommand::Notify { db, queue, state } => {
+            let client = connect(&db).await?;
+            if state == "on" {
+                strata_pgq::notify::enable(&client, &queue).await
+            } else {
+                strata_pgq::notify::disable(&client, &queue).await
+            }
+            .map_err(failure)?;
+            ctx.say(format!("event notifications {state} for queue {queue}"));
+            Ok(0)
+        }
+        PgqCommand::Ticker {
+            file,
+            daemon,
+            health,
+            exit_on_unreachable,
+            pidfile,
+            logfile,
+        } => {
+            let file = file.or_else(|| ctx.global.config.clone()).ok_or_else(|| {
+                usage("no ticker configuration: strata pgq ticker pgqd.ini (or a .toml file with a [pgq] table)")
+            })?;
+            let exit_on_unreachable = match exit_on_unreachable {
+                Some(s) if !(s > 0.0 && s < 1e9) => {
+                    return Err(usage("--exit-on-unreachable: a positive number of seconds"))
+                }
+                s => s.map(Duration::from_secs_f64),
+            };
+            let overrides = Overrides {
+                health_listen: health,
+                exit_on_unreachable,
+                pidfile,
+                logfile,
+            };
+            if daemon {
+                return strata_pgq::daemon::detach(&file, &overrides).map_err(failure).map(|_| 0);
+            }
+            match ticker::run(&file, &overrides, ctx.global.quiet)
+                .await
+                .map_err(failure)?
+            {
+                Exit::Stopped => Ok(0),
+                Exit::Unreachable { database, secs } => Err(Failure::new(
+                    code::FAILED,
+                    format!("ticker stopped: database {database} unreachable for {secs} s (exit_on_unreachable)"),
+                )),
+            }
+        }
     }
+}
+
+fn print_config(info: &QueueInfo, notify: bool) {
+    let rows = vec![
+        vec!["ticker_max_count".into(), info.ticker_max_count.to_string()],
+        vec!["ticker_max_lag".into(), secs(Some(info.ticker_max_lag_secs))],
+        vec!["ticker_idle_period".into(), secs(Some(info.ticker_idle_period_secs))],
+        vec!["ticker_paused".into(), info.ticker_paused.to_string()],
+        vec!["rotation_period".into(), secs(info.rotation_period_secs)],
+        vec!["external_ticker".into(), info.external_ticker.to_string()],
+        vec!["notify (strata)".into(), notify.to_string()],
+    ];
+    println!("queue {}", info.queue_name);
+    println!("{}", output::table(&["setting", "value"], rows, &[]));
+}
+
+#[derive(serde::Serialize)]
+struct Status {
+    queues: Vec<QueueInfo>,
+    consumers: Vec<ConsumerInfo>,
+    problems: Vec<String>,
+}
+
+async fn status(
+    ctx: &Context,
+    client: &strata_pg::Client,
+    queue: Option<&str>,
+    max_lag: Option<f64>,
+) -> CommandResult {
+    let queues = api::queue_info(client, queue).await.map_err(failure)?;
+    if let Some(q) = queue {
+        if queues.is_empty() {
+            return Err(usage(format!("no queue named {q:?}")));
+        }
+    }
+    let consumers = api::consumer_info(client, queue).await.map_err(failure)?;
+    let mut problems = Vec::new();
+    if let Some(limit) = max_lag {
+        for q in &queues {
+            if q.ticker_lag_secs.is_some_and(|l| l > limit) && !q.ticker_paused {
+                problems.push(format!(
+                    "queue {}: ticker lag {} (is a ticker running?)",
+                    q.queue_name,
+                    secs(q.ticker_lag_secs)
+                ));
+            }
+        }
+        for c in &consumers {
+            if c.lag_secs.is_some_and(|l| l > limit) {
+                problems.push(format!(
+                    "consumer {} on {}: lag {}, {} pending events",
+                    c.consumer_name,
+                    c.queue_name,
+                    secs(c.lag_secs),
+                    opt(&c.pending_events)
+                ));
+            }
+        }
+    }
+    if ctx.global.json {
+        print_json(&Status {
+            queues,
+            consumers,
+            problems: problems.clone(),
+        });
+    } else if !ctx.global.quiet {
+        let rows = queues
+            .iter()
+            .map(|q| {
+                let rotation = match (q.rotation_pending_step2, q.switch_age_secs) {
+                    (true, _) => "step 2 pending".to_string(),
+                    (false, age) => format!("{} ago", secs(age)),
+                };
+                vec![
+                    q.queue_name.clone(),
+                    secs(q.ticker_lag_secs),
+                    q.ev_per_sec.map_or("-".into(), |r| format!("{r:.1}")),
+                    opt(&q.ev_new),
+                    opt(&q.last_tick_id),
+                    format!("{}/{}", q.cur_table, q.ntables),
+                    rotation,
+                    if q.ticker_paused {
+                        "paused"
+                    } else if q.external_ticker {
+                        "external"
+                    } else {
+                        "ticker"
+                    }
+                    .into(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            output::table(
+                &["queue", "ticker lag", "ev/s", "new events", "last tick", "table", "rotated", "ticks by"],
+                rows,
+                &[1, 2, 3, 4]
+            )
+        );
+        if !consumers.is_empty() {
+            let rows = consumers
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.queue_name.clone(),
+                        c.consumer_name.clone(),
+                        secs(c.lag_secs),
+                        secs(c.last_seen_secs),
+                        opt(&c.pending_events),
+                        opt(&c.last_tick),
+                        opt(&c.current_batch),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                output::table(
+                    &["queue", "consumer", "lag", "last seen", "pending", "last tick", "batch"],
+                    rows,
+                    &[2, 3, 4, 5, 6]
+                )
+            );
+        }
+    }
+    for p in &problems {
+        eprintln!("strata: {p}");
+    }
+    Ok(if problems.is_empty() { 0 } else { code::FAILED })
 }

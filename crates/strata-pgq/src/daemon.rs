@@ -1,0 +1,79 @@
+//! `--daemon`: the ticker detaches by starting itself again in a new session (no fork of
+//! a running async runtime, which is unsafe with threads), then waits until the child has
+//! written its pidfile, so a child that fails at start is reported by the parent.
+
+use crate::ticker::config::TickerConfig;
+use crate::ticker::Overrides;
+use crate::PgqError;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The command line without the daemon switch.
+pub fn child_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    args.into_iter().filter(|a| a != "--daemon" && a != "-d").collect()
+}
+
+/// Starts the ticker in the background; returns its pid once its pidfile names it.
+pub fn detach(config_path: &Path, overrides: &Overrides) -> Result<u32, PgqError> {
+    let config = TickerConfig::load(config_path)?;
+    let pidfile = overrides
+        .pidfile
+        .clone()
+        .or(config.pidfile)
+        .ok_or_else(|| PgqError::BadInput("--daemon needs a pidfile (in the config or --pidfile)".into()))?;
+    if overrides.logfile.is_none() && config.logfile.is_none() {
+        return Err(PgqError::BadInput(
+            "--daemon needs a logfile (in the config or --logfile): a daemon has no terminal".into(),
+        ));
+    }
+    let exe = std::env::current_exe().map_err(|e| PgqError::io("finding the strata executable", e))?;
+    let args = child_args(std::env::args().skip(1));
+    let mut command = Command::new(exe);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|e| PgqError::io("starting the ticker in the background", e))?;
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&pidfile) {
+            if text.trim() == pid.to_string() {
+                return Ok(pid);
+            }
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(PgqError::BadInput(format!(
+                "the background ticker exited at start ({status}): see its logfile"
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(PgqError::BadInput(format!(
+                "the background ticker (pid {pid}) did not write {} within 15 s",
+                pidfile.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_child_runs_in_the_foreground() {
+        let args = ["pgq", "ticker", "-d", "x.ini", "--daemon", "--health", "a:1"].map(String::from);
+        assert_eq!(super::child_args(args), vec!["pgq", "ticker", "x.ini", "--health", "a:1"]);
+    }
+}
