@@ -18,7 +18,7 @@ pub const API_VERSION: u32 = 1;
 pub const FEATURES: &[&str] = &["lease", "backup-scan-upload", "restore-in-place"];
 
 /// `GET /node/v1/metadata`: who the agent is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeMetadata {
     pub name: String,
     /// strata version of the agent.
@@ -36,7 +36,7 @@ pub struct NodeMetadata {
 }
 
 /// Who holds a node and until when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaseInfo {
     pub operation: String,
     /// Who asked for it (coordinator host and process).
@@ -155,7 +155,7 @@ pub struct RestoreRequest {
 }
 
 /// What a restore did on one node.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreReply {
     /// Where the node was restored.
     pub target: String,
@@ -181,7 +181,9 @@ pub struct ProgressReply {
 
 /// Why a request was refused or failed, with a stable code for programs and a message for
 /// people.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error, utoipa::ToSchema,
+)]
 #[error("{message}")]
 pub struct ApiError {
     pub code: ErrorCode,
@@ -189,7 +191,7 @@ pub struct ApiError {
 }
 
 /// Stable error codes of the node and coordinator APIs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The request is malformed.

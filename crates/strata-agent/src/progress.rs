@@ -17,7 +17,7 @@ pub struct Progress {
 }
 
 /// A copy of the counters at one moment, as sent to the coordinator and the CLI.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProgressSnapshot {
     pub files: u64,
     pub bytes: u64,

@@ -70,7 +70,11 @@ pub async fn run_backup(
         options.requests.clone(),
         Duration::from_secs(30),
     );
-    coordinator.backup().await?.run().await
+    coordinator
+        .backup(&crate::audit::local_actor())
+        .await?
+        .run()
+        .await
 }
 
 /// The storage name in-process agents of [`run_backup`] use for the shared repository.

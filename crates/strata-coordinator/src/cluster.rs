@@ -43,6 +43,8 @@ pub struct Coordinator {
     /// For a PostgreSQL cluster: the role (`primary` or `standby`) of the node a backup
     /// is taken from. Unset for plain files, where every node is backed up.
     postgres_backup_from: Mutex<Option<String>>,
+    /// Where the ends of operations are reported (audit log, webhooks).
+    events: Mutex<Arc<crate::events::Events>>,
 }
 
 /// Counts of finished operations, for metrics.
@@ -54,6 +56,10 @@ pub struct OperationStats {
     pub last_duration_secs: BTreeMap<String, f64>,
     /// Leases a running operation could not renew.
     pub lease_losses: u64,
+    /// Bytes garbage collections run by this coordinator (API, scheduler) freed.
+    pub gc_freed_bytes: u64,
+    /// Verifications run by this coordinator that found problems.
+    pub verify_failures: u64,
 }
 
 impl OperationStats {
@@ -72,7 +78,7 @@ impl OperationStats {
 }
 
 /// Which backup nodes go where in a restore.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestorePlan {
     /// Restore only this node of the backup.
     #[serde(default)]
@@ -104,7 +110,7 @@ fn default_recovery() -> RecoveryPlan {
 }
 
 /// What a restore did on one node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeRestore {
     /// The node of the backup.
     pub source: String,
@@ -117,7 +123,7 @@ pub struct NodeRestore {
 }
 
 /// What a restore did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreOutcome {
     pub backup: String,
     pub nodes: Vec<NodeRestore>,
@@ -125,7 +131,7 @@ pub struct RestoreOutcome {
 }
 
 /// A node as `status` sees it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeState {
     pub name: String,
     pub location: String,
@@ -137,7 +143,7 @@ pub struct NodeState {
 }
 
 /// `strata status`: nodes, locks, running operations.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClusterStatus {
     pub storage: String,
     pub nodes: Vec<NodeState>,
@@ -213,6 +219,8 @@ struct Run {
     members: Vec<usize>,
     failures: Failures,
     started: Instant,
+    /// Who asked for the operation (audit log, webhooks).
+    who: String,
 }
 
 impl Run {
@@ -466,6 +474,7 @@ impl Coordinator {
             registry: Registry::default(),
             stats: Mutex::new(OperationStats::default()),
             postgres_backup_from: Mutex::new(None),
+            events: Mutex::new(crate::events::Events::audit_only()),
         })
     }
 
@@ -501,10 +510,45 @@ impl Coordinator {
         )))
     }
 
+    /// Reports operations to `events` (webhooks) besides the audit log.
+    pub fn set_events(&self, events: Arc<crate::events::Events>) {
+        *self.events.lock().unwrap() = events;
+    }
+
+    /// Where this coordinator reports the ends of operations.
+    pub fn events(&self) -> Arc<crate::events::Events> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Reports an action of this coordinator's repository that ended with `outcome`.
+    pub async fn report(&self, action: &crate::events::Action<'_>, outcome: &str, detail: &str) {
+        self.events()
+            .finished(&self.repo, &self.storage, action, outcome, detail)
+            .await;
+    }
+
     /// Sends at most `chunks` chunk ids per upload request (default 10 000).
     pub fn set_upload_batch(&self, chunks: usize) {
         self.upload_batch
             .store(chunks.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts a garbage collection that freed `bytes` (for metrics).
+    pub fn record_gc(&self, bytes: u64) {
+        self.stats.lock().unwrap().gc_freed_bytes += bytes;
+    }
+
+    /// Counts a verification and whether it found problems (for metrics).
+    pub fn record_verify(&self, ok: bool) {
+        let mut stats = self.stats.lock().unwrap();
+        let outcome = if ok { "succeeded" } else { "failed" };
+        *stats
+            .finished
+            .entry(("verify".to_string(), outcome.to_string()))
+            .or_default() += 1;
+        if !ok {
+            stats.verify_failures += 1;
+        }
     }
 
     /// Counts of finished operations since this coordinator started.
@@ -551,8 +595,37 @@ impl Coordinator {
         self: &Arc<Self>,
         id: String,
         kind: &str,
+        target: &str,
         members: Vec<usize>,
+        who: &str,
     ) -> CoordinatorResult<(Arc<Run>, RepoLock)> {
+        let action = crate::events::Action {
+            who,
+            kind,
+            target,
+            operation: Some(&id),
+        };
+        match self.take(&id, kind, members, who).await {
+            Ok(taken) => {
+                self.events().started(&action, &self.storage);
+                Ok(taken)
+            }
+            Err(err) => {
+                let detail = crate::backup::error_chain(&err);
+                self.report(&action, "failed", &detail).await;
+                Err(err)
+            }
+        }
+    }
+
+    async fn take(
+        self: &Arc<Self>,
+        id: &str,
+        kind: &str,
+        members: Vec<usize>,
+        who: &str,
+    ) -> CoordinatorResult<(Arc<Run>, RepoLock)> {
+        let id = id.to_string();
         let lock = RepoLock::acquire(self.repo.store().clone(), &id, kind, self.lease_ttl).await?;
         let op = Operation::new(&id, kind, &self.node_names(&members));
         let run = Arc::new(Run {
@@ -562,6 +635,7 @@ impl Coordinator {
             members,
             failures: Failures::default(),
             started: Instant::now(),
+            who: who.to_string(),
         });
         let lock = run.take_nodes(lock).await?;
         self.registry.add(op);
@@ -571,7 +645,8 @@ impl Coordinator {
     /// Takes the cluster lock and prepares a backup of every node; run it with
     /// [`Pending::run`] (or let [`Coordinator::start_backup`] run it in the background).
     /// Refused with [`CoordinatorError::Busy`] while another operation holds the cluster.
-    pub async fn backup(self: &Arc<Self>) -> CoordinatorResult<Pending<BackupSummary>> {
+    /// `who` asked for it (see [`crate::events::Action::who`]).
+    pub async fn backup(self: &Arc<Self>, who: &str) -> CoordinatorResult<Pending<BackupSummary>> {
         if self.nodes.is_empty() {
             return Err(CoordinatorError::NothingToDo(
                 "no nodes to back up: give a path (`strata backup DIR`) or configure [[nodes]]"
@@ -583,15 +658,28 @@ impl Coordinator {
             Some(role) => vec![self.postgres_source(&role).await?],
             None => (0..self.nodes.len()).collect(),
         };
-        let (run, lock) = self.begin(new_backup_name(), "backup", members).await?;
+        let name = new_backup_name();
+        let (run, lock) = self
+            .begin(name.clone(), "backup", &name, members, who)
+            .await?;
         let op = run.op.clone();
         let task = async move {
             let outcome = backup(&run, lock).await;
-            finish_operation(&run, &outcome, |s: &BackupSummary| match s.status {
+            let state_of = |s: &BackupSummary| match s.status {
                 BackupStatus::Complete => OpState::Succeeded,
                 BackupStatus::Partial => OpState::Partial,
                 BackupStatus::Failed => OpState::Failed,
-            });
+            };
+            let detail_of = |s: &BackupSummary| {
+                format!(
+                    "{} nodes, {} files, {} bytes, {} bytes new",
+                    s.nodes.len(),
+                    s.total(|n| n.files),
+                    s.total(|n| n.bytes),
+                    s.total(|n| n.new_bytes)
+                )
+            };
+            finish_operation(&run, &name, &outcome, state_of, detail_of).await;
             outcome
         };
         Ok(Pending {
@@ -601,8 +689,8 @@ impl Coordinator {
     }
 
     /// [`Coordinator::backup`], running in the background.
-    pub async fn start_backup(self: &Arc<Self>) -> CoordinatorResult<Arc<Operation>> {
-        Ok(self.backup().await?.spawn())
+    pub async fn start_backup(self: &Arc<Self>, who: &str) -> CoordinatorResult<Arc<Operation>> {
+        Ok(self.backup(who).await?.spawn())
     }
 
     /// Works out which backup node goes to which configured node, or says why it cannot.
@@ -674,11 +762,14 @@ impl Coordinator {
         self: &Arc<Self>,
         summary: &BackupSummary,
         plan: RestorePlan,
+        who: &str,
     ) -> CoordinatorResult<Pending<RestoreOutcome>> {
         let pairs = self.restore_pairs(summary, &plan)?;
         let members: Vec<usize> = pairs.iter().map(|(_, i)| *i).collect();
         let id = format!("restore-{}", new_backup_name());
-        let (run, lock) = self.begin(id, "restore", members).await?;
+        let (run, lock) = self
+            .begin(id, "restore", &summary.name, members, who)
+            .await?;
         let op = run.op.clone();
         let backup = summary.name.clone();
         let recovery = summary
@@ -687,8 +778,18 @@ impl Coordinator {
             .any(is_postgres)
             .then(|| plan.recovery.clone().unwrap_or_else(default_recovery));
         let task = async move {
-            let outcome = restore(&run, lock, backup, pairs, plan.include, recovery).await;
-            finish_operation(&run, &outcome, RestoreOutcome::state);
+            let outcome = restore(&run, lock, backup.clone(), pairs, plan.include, recovery).await;
+            let detail_of = |o: &RestoreOutcome| {
+                o.nodes
+                    .iter()
+                    .map(|n| match &n.error {
+                        Some(e) => format!("{} -> {}: {e}", n.source, n.node),
+                        None => format!("{} -> {}", n.source, n.node),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            finish_operation(&run, &backup, &outcome, RestoreOutcome::state, detail_of).await;
             outcome
         };
         Ok(Pending {
@@ -702,13 +803,32 @@ impl Coordinator {
         self: &Arc<Self>,
         summary: &BackupSummary,
         plan: RestorePlan,
+        who: &str,
     ) -> CoordinatorResult<Arc<Operation>> {
-        Ok(self.restore(summary, plan).await?.spawn())
+        Ok(self.restore(summary, plan, who).await?.spawn())
     }
 
     /// Deletes a backup under the cluster lock (a running backup or restore is not
     /// disturbed).
-    pub async fn delete_backup(&self, name: &str) -> CoordinatorResult<()> {
+    pub async fn delete_backup(&self, name: &str, who: &str) -> CoordinatorResult<()> {
+        let result = self.delete_locked(name).await;
+        let action = crate::events::Action {
+            who,
+            kind: "delete",
+            target: name,
+            operation: None,
+        };
+        match &result {
+            Ok(()) => self.report(&action, "succeeded", "").await,
+            Err(e) => {
+                self.report(&action, "failed", &crate::backup::error_chain(e))
+                    .await
+            }
+        }
+        result
+    }
+
+    async fn delete_locked(&self, name: &str) -> CoordinatorResult<()> {
         let pins = crate::retention::pinned(&self.repo).await?;
         if pins.contains(name) {
             return Err(CoordinatorError::Pinned(name.to_string()));
@@ -804,15 +924,18 @@ impl RestoreOutcome {
     }
 }
 
-/// Publishes an operation's end and counts it.
-fn finish_operation<T: Serialize>(
+/// Counts an operation's end, reports it (audit log, webhooks), then publishes it: a
+/// client that sees the operation done finds its audit entry written.
+async fn finish_operation<T: Serialize>(
     run: &Run,
+    target: &str,
     outcome: &CoordinatorResult<T>,
     state_of: impl Fn(&T) -> OpState,
+    detail_of: impl Fn(&T) -> String,
 ) {
-    let state = match outcome {
-        Ok(result) => state_of(result),
-        Err(_) => OpState::Failed,
+    let (state, detail) = match outcome {
+        Ok(result) => (state_of(result), detail_of(result)),
+        Err(err) => (OpState::Failed, crate::backup::error_chain(err)),
     };
     let kind = run.op.status().kind;
     run.coordinator
@@ -820,6 +943,18 @@ fn finish_operation<T: Serialize>(
         .lock()
         .unwrap()
         .record(&kind, state, run.started.elapsed());
+    let action = crate::events::Action {
+        who: &run.who,
+        kind: &kind,
+        target,
+        operation: Some(&run.id),
+    };
+    let outcome_name = match state {
+        OpState::Succeeded | OpState::Running => "succeeded",
+        OpState::Partial => "partial",
+        OpState::Failed => "failed",
+    };
+    run.coordinator.report(&action, outcome_name, &detail).await;
     run.op.update(|s| match &outcome {
         Ok(result) => {
             s.state = state_of(result);

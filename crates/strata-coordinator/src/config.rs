@@ -54,6 +54,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub schedules: Vec<ScheduleConfig>,
     pub postgres: PostgresConfig,
+    /// Where to tell other systems about operations (`[[webhooks]]`).
+    pub webhooks: Vec<WebhookConfig>,
     /// The file this configuration was read from (commands PostgreSQL runs, such as
     /// `restore_command`, point back at it).
     #[serde(skip)]
@@ -126,7 +128,7 @@ impl ScheduleConfig {
 
 /// Which backups `strata cleanup` keeps (see [`crate::retention`]). Unset rules keep
 /// nothing by themselves; a policy with no rule at all is refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -182,8 +184,12 @@ pub struct ServerConfig {
     pub node: Option<String>,
     /// Serve the coordinator API (`/api/v1`) too, driving the configured nodes.
     pub coordinator: bool,
-    /// The token users (the CLI with `--server`) present.
+    /// The token users (the CLI with `--server`) present; the audit log calls it `user`.
     pub user_token: SecretSource,
+    /// More user tokens, each with a name the audit log records (`[[server.tokens]]`
+    /// with `name` and `env` or `file`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<NamedToken>,
     /// The token coordinators present to agents (and send to remote agents).
     pub agent_token: SecretSource,
     /// PEM certificate chain and key: both set switches TLS on.
@@ -208,6 +214,7 @@ impl Default for ServerConfig {
                 env: "STRATA_TOKEN".into(),
                 file: None,
             },
+            tokens: Vec::new(),
             agent_token: SecretSource {
                 env: "STRATA_AGENT_TOKEN".into(),
                 file: None,
@@ -216,6 +223,58 @@ impl Default for ServerConfig {
             tls_key: None,
             ca_file: None,
             lease_ttl_secs: 30,
+        }
+    }
+}
+
+/// A receiver of strata's events (see `crate::webhooks`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where events are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// Events wanted: `backup.failed`, `verify.*`, `*`; empty means all.
+    #[serde(default)]
+    pub events: Vec<String>,
+    /// The HMAC-SHA256 key that signs each body (`X-Strata-Signature`); from an
+    /// environment variable or a file, never written in the configuration itself.
+    #[serde(default)]
+    pub secret: SecretSource,
+    /// Attempts per event before giving up (default 5).
+    #[serde(default = "default_webhook_attempts")]
+    pub attempts: u32,
+    /// Wait before the first retry, doubled for each next one (default 500 ms).
+    #[serde(default = "default_webhook_backoff_ms")]
+    pub backoff_ms: u64,
+}
+
+fn default_webhook_attempts() -> u32 {
+    5
+}
+
+fn default_webhook_backoff_ms() -> u64 {
+    500
+}
+
+/// An API token with a name: the name is what the audit log records as "who".
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedToken {
+    pub name: String,
+    /// The environment variable holding the token.
+    #[serde(default)]
+    pub env: String,
+    /// Or a file whose first line is the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+impl NamedToken {
+    /// Where the token is read from.
+    pub fn source(&self) -> SecretSource {
+        SecretSource {
+            env: self.env.clone(),
+            file: self.file.clone(),
         }
     }
 }
@@ -513,6 +572,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             retention: RetentionConfig::default(),
             schedules: Vec::new(),
+            webhooks: Vec::new(),
             postgres: PostgresConfig::default(),
             source_path: None,
         }
@@ -686,6 +746,35 @@ impl Config {
                 }
             } else if node.roots.is_empty() {
                 return invalid(format!("node {:?} has no roots", node.name));
+            }
+        }
+        for hook in &self.webhooks {
+            if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
+                return invalid(format!(
+                    "webhook url {:?} must start with http:// or https://",
+                    hook.url
+                ));
+            }
+            if let Some(bad) = hook
+                .events
+                .iter()
+                .find(|e| !crate::webhooks::valid_event_pattern(e))
+            {
+                return invalid(format!(
+                    "webhook {}: event {bad:?} is not one strata sends (KIND.PHASE with KIND one of {} and PHASE one of {}, or *)",
+                    hook.url,
+                    crate::webhooks::KINDS.join(", "),
+                    crate::webhooks::PHASES.join(", ")
+                ));
+            }
+        }
+        let mut token_names = std::collections::HashSet::from(["user"]);
+        for token in &self.server.tokens {
+            if !valid_name(&token.name) || !token_names.insert(token.name.as_str()) {
+                return invalid(format!(
+                    "server.tokens: name {:?} must be unique, not `user`, and 1-64 letters, digits, '-', '_' or '.'",
+                    token.name
+                ));
             }
         }
         if !["files", "postgres"].contains(&self.plugin.as_str()) {

@@ -14,6 +14,32 @@ pub struct ClusterJobs {
 }
 
 impl ClusterJobs {
+    /// Runs `work` as action `kind` of `who`, reporting its start and end (audit log,
+    /// webhooks).
+    async fn reported(
+        &self,
+        who: &str,
+        kind: &str,
+        work: impl std::future::Future<Output = Result<String, String>>,
+    ) -> Result<String, String> {
+        let action = crate::events::Action {
+            who,
+            kind,
+            target: "all",
+            operation: None,
+        };
+        self.coordinator
+            .events()
+            .started(&action, self.coordinator.storage());
+        let result = work.await;
+        let (outcome, detail) = match &result {
+            Ok(line) => ("succeeded", line),
+            Err(line) => ("failed", line),
+        };
+        self.coordinator.report(&action, outcome, detail).await;
+        result
+    }
+
     /// Applies the retention policy, then collects garbage if anything was removed.
     async fn cleanup(&self) -> Result<String, String> {
         let chain = |e: crate::CoordinatorError| crate::backup::error_chain(&e);
@@ -31,6 +57,7 @@ impl ClusterJobs {
             let gc = crate::gc::collect_garbage(repo, false)
                 .await
                 .map_err(chain)?;
+            self.coordinator.record_gc(gc.bytes_freed);
             line.push_str(&format!(
                 "; {} packs ({} bytes) deleted",
                 gc.packs_deleted, gc.bytes_freed
@@ -43,13 +70,13 @@ impl ClusterJobs {
 #[async_trait::async_trait]
 impl JobRunner for ClusterJobs {
     async fn run(&self, job: &ScheduleConfig) -> Result<String, String> {
-        let chain = |e: crate::CoordinatorError| crate::backup::error_chain(&e);
-        let repo = self.coordinator.repo();
+        let who = format!("scheduler:{}", job.name());
         match job.job.as_str() {
             "backup" => {
+                let chain = |e: crate::CoordinatorError| crate::backup::error_chain(&e);
                 let summary = self
                     .coordinator
-                    .backup()
+                    .backup(&who)
                     .await
                     .map_err(chain)?
                     .run()
@@ -64,51 +91,47 @@ impl JobRunner for ClusterJobs {
                 if self.retention.check().is_err() {
                     return Ok(line);
                 }
-                Ok(format!("{line}; cleanup: {}", self.cleanup().await?))
+                let cleanup = self.reported(&who, "cleanup", self.cleanup()).await?;
+                Ok(format!("{line}; cleanup: {cleanup}"))
             }
-            "cleanup" => self.cleanup().await,
-            "verify" => {
-                use crate::verify::DataCheck;
-                let check = match (&job.read_data_subset, job.read_data) {
-                    (Some(p), _) => DataCheck::Subset(
-                        p.trim_end_matches('%')
-                            .trim()
-                            .parse()
-                            .map_err(|_| format!("read_data_subset {p:?} is not a percentage"))?,
-                    ),
-                    (None, true) => DataCheck::All,
-                    (None, false) => DataCheck::Structure,
-                };
-                repo.reload_index()
-                    .await
-                    .map_err(|e| crate::backup::error_chain(&e))?;
-                let report = crate::verify::run_verify_with(repo, None, check)
-                    .await
-                    .map_err(chain)?;
-                let backups = repo
-                    .list_backups()
-                    .await
-                    .map_err(|e| crate::backup::error_chain(&e))?;
-                for backup in &backups {
-                    let ok = report.backup_ok(&backup.name);
-                    let _ =
-                        crate::verify_record::record(repo, &backup.name, ok, &check.mode()).await;
-                }
-                if report.is_ok() {
-                    Ok(format!(
-                        "{} backups verified ({})",
-                        backups.len(),
-                        check.mode()
-                    ))
-                } else {
-                    Err(format!(
-                        "{} problems; first: {}",
-                        report.problems.len(),
-                        report.problems[0]
-                    ))
-                }
-            }
+            "cleanup" => self.reported(&who, "cleanup", self.cleanup()).await,
+            "verify" => self.reported(&who, "verify", self.verify(job)).await,
             other => Err(format!("unknown job {other:?}")),
+        }
+    }
+}
+
+impl ClusterJobs {
+    /// Verifies the repository as the job says, recording the outcome per backup.
+    async fn verify(&self, job: &ScheduleConfig) -> Result<String, String> {
+        let chain = |e: crate::CoordinatorError| crate::backup::error_chain(&e);
+        use crate::verify::DataCheck;
+        let check = match (&job.read_data_subset, job.read_data) {
+            (Some(p), _) => DataCheck::Subset(
+                p.trim_end_matches('%')
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("read_data_subset {p:?} is not a percentage"))?,
+            ),
+            (None, true) => DataCheck::All,
+            (None, false) => DataCheck::Structure,
+        };
+        let report = crate::verify::verify_and_record(self.coordinator.repo(), None, check)
+            .await
+            .map_err(chain)?;
+        self.coordinator.record_verify(report.is_ok());
+        if report.is_ok() {
+            Ok(format!(
+                "{} backups verified ({})",
+                report.backups,
+                check.mode()
+            ))
+        } else {
+            Err(format!(
+                "{} problems; first: {}",
+                report.problems.len(),
+                report.problems[0]
+            ))
         }
     }
 }

@@ -7,12 +7,14 @@
 //! (`latest` means the newest *complete* backup), restores, and verifies.
 
 pub mod assign;
+pub mod audit;
 pub mod backup;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
 pub mod copy;
 mod error;
+pub mod events;
 pub mod gc;
 pub mod jobs;
 pub mod lock;
@@ -28,6 +30,7 @@ pub mod storage;
 pub mod verify;
 pub mod verify_record;
 pub mod wal;
+pub mod webhooks;
 
 pub use error::{CoordinatorError, CoordinatorResult};
 

@@ -15,7 +15,7 @@ use strata_store::DynStore;
 const PREFIX: &str = "locks/";
 
 /// What a lock object says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LockRecord {
     pub operation: String,
     /// `backup`, `restore` or `delete`.

@@ -11,7 +11,7 @@ use strata_agent::progress::ProgressSnapshot;
 use tokio::sync::watch;
 
 /// Where an operation stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OpState {
     Running,
@@ -30,7 +30,7 @@ impl OpState {
 }
 
 /// One node's part of an operation.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeStatus {
     pub name: String,
     /// `waiting`, `scanning`, `uploading`, `finishing`, `restoring`, `done`, `failed`.
@@ -41,7 +41,7 @@ pub struct NodeStatus {
 }
 
 /// An operation as clients see it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OperationStatus {
     pub id: String,
     /// `backup` or `restore`.
@@ -52,6 +52,7 @@ pub struct OperationStatus {
     pub nodes: Vec<NodeStatus>,
     /// The backup summary or restore report once done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub result: Option<serde_json::Value>,
     /// Why the operation failed as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +154,12 @@ impl Registry {
     pub fn get(&self, id: &str) -> Option<Arc<Operation>> {
         let ops = self.operations.lock().unwrap();
         ops.iter().find(|o| o.status.borrow().id == id).cloned()
+    }
+
+    /// Every remembered operation, newest first.
+    pub fn recent(&self) -> Vec<OperationStatus> {
+        let ops = self.operations.lock().unwrap();
+        ops.iter().rev().map(|o| o.status()).collect()
     }
 
     /// Operations that are still running.

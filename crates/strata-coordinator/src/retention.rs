@@ -412,7 +412,7 @@ pub async fn set_pinned(
 }
 
 /// One backup in a cleanup report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CleanupRow {
     pub name: String,
     pub started: String,

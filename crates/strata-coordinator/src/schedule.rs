@@ -38,7 +38,7 @@ pub trait JobRunner: Send + Sync {
 }
 
 /// One run of a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunRecord {
     /// RFC 3339.
     pub started: String,
@@ -50,7 +50,7 @@ pub struct RunRecord {
 }
 
 /// A job as `strata schedules` shows it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobStatus {
     pub name: String,
     pub job: String,

@@ -15,7 +15,7 @@ use strata_repo::pack::read_header;
 use strata_repo::{BlobId, Repository};
 
 /// A file that cannot be fully restored.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord, utoipa::ToSchema)]
 pub struct DamagedFile {
     pub backup: String,
     pub node: String,
@@ -23,7 +23,7 @@ pub struct DamagedFile {
 }
 
 /// What a verification found.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     pub backups: u64,
     pub manifests: u64,
@@ -99,6 +99,35 @@ pub async fn run_verify(
         DataCheck::Structure
     };
     run_verify_with(repo, backup, check).await
+}
+
+/// Verifies one backup or all of them (as [`run_verify_with`]) after reloading the index,
+/// and records the outcome of each verified backup, so `list`, metrics and the dashboard
+/// show when each was last proven restorable. A record that cannot be written is a
+/// warning, not a failed verification.
+pub async fn verify_and_record(
+    repo: &Repository,
+    backup: Option<&str>,
+    check: DataCheck,
+) -> CoordinatorResult<VerifyReport> {
+    repo.reload_index().await?;
+    let report = run_verify_with(repo, backup, check).await?;
+    let verified = match backup {
+        Some(name) => vec![resolve_backup(repo, name).await?.name],
+        None => repo
+            .list_backups()
+            .await?
+            .into_iter()
+            .map(|b| b.name)
+            .collect(),
+    };
+    for name in verified {
+        let ok = report.backup_ok(&name);
+        if let Err(e) = crate::verify_record::record(repo, &name, ok, &check.mode()).await {
+            eprintln!("strata: warning: cannot record the verification of {name}: {e}");
+        }
+    }
+    Ok(report)
 }
 
 /// The packs a subset check reads: `percent` of them, at least one, chosen by a keyed

@@ -13,7 +13,7 @@ use strata_store::StoreError;
 const PREFIX: &str = "verified/";
 
 /// The outcome of the last verification of a backup.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct VerifyRecord {
     /// Unix milliseconds.
     pub when_ms: u64,

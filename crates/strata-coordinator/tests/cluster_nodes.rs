@@ -174,7 +174,13 @@ async fn changing_files_scenario(batch: Option<usize>) -> (Vec<usize>, Vec<usize
     if let Some(chunks) = batch {
         coordinator.set_upload_batch(chunks);
     }
-    let summary = coordinator.backup().await.unwrap().run().await.unwrap();
+    let summary = coordinator
+        .backup("test")
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
     assert!(summary.is_complete(), "{summary:#?}");
     let node_a = summary.nodes.iter().find(|n| n.name == "a").unwrap();
     assert!(
@@ -229,7 +235,7 @@ async fn an_agent_of_another_api_version_is_refused_before_anything_starts() {
         None,
         Duration::from_secs(30),
     );
-    let err = match coordinator.backup().await {
+    let err = match coordinator.backup("test").await {
         Ok(_) => panic!("a backup started with an agent of another API version"),
         Err(err) => strata_coordinator::backup::error_chain(&err),
     };

@@ -16,7 +16,7 @@ const BEGIN: &str = "# --- strata restore: begin (rewritten by the next restore)
 const END: &str = "# --- strata restore: end ---";
 
 /// Where recovery stops.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
     /// Replay every archived WAL file (the latest state).
@@ -32,7 +32,7 @@ pub enum Target {
 }
 
 /// What to do at the target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetAction {
     Promote,
@@ -60,7 +60,7 @@ impl TargetAction {
 }
 
 /// How a restored node recovers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RecoveryPlan {
     pub target: Target,
     pub action: TargetAction,

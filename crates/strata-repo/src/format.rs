@@ -17,6 +17,8 @@ pub enum ObjectKind {
     PackHeader = 4,
     /// A file kept outside backups (PostgreSQL WAL): see [`crate::archive`].
     Archived = 5,
+    /// An entry of the audit log: see `strata_coordinator::audit`.
+    Audit = 6,
 }
 
 /// Magic bytes at the start of every encoded (non-pack) object.

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The outcome of a backup or of one node in it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BackupStatus {
     /// Every node and every file was backed up.
@@ -36,7 +36,7 @@ impl BackupStatus {
 }
 
 /// Figures and outcome of one node.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeSummary {
     pub name: String,
     /// The node's zone (rack, availability zone) when configured: a restore onto nodes
@@ -72,7 +72,7 @@ pub struct NodeSummary {
 }
 
 /// The summary of a backup.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BackupSummary {
     /// Unique, time-sortable name, e.g. `20261122T055350Z-3fa1b2c4`.
     pub name: String,
@@ -85,6 +85,7 @@ pub struct BackupSummary {
     pub nodes: Vec<NodeSummary>,
     /// Storage requests the backup made and bytes it moved (its cost).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub requests: Option<strata_store::RequestCounts>,
 }
 

@@ -1,4 +1,5 @@
-//! Bearer tokens: every request of an API must carry that API's token.
+//! Bearer tokens: every request of an API must carry one of that API's tokens. A user
+//! token has a name; the handlers see it as the [`Caller`], which the audit log records.
 
 use crate::ApiFailure;
 use axum::extract::{Request, State};
@@ -13,10 +14,43 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Middleware: 401 unless `Authorization: Bearer <token>` matches.
+/// The tokens an API accepts, each with the name it is known by.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens(Vec<(String, String)>);
+
+impl Tokens {
+    /// One token, named `name`.
+    pub fn single(name: &str, token: String) -> Tokens {
+        Tokens(vec![(name.to_string(), token)])
+    }
+
+    /// Adds a token named `name`.
+    pub fn with(mut self, name: &str, token: String) -> Tokens {
+        self.0.push((name.to_string(), token));
+        self
+    }
+
+    /// The name of `presented`, checking every token (no early exit on a match either).
+    fn name_of(&self, presented: &str) -> Option<&str> {
+        let mut found = None;
+        for (name, token) in &self.0 {
+            if same(presented.as_bytes(), token.as_bytes()) && found.is_none() {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+}
+
+/// Who made a request: `token:<name>`.
+#[derive(Debug, Clone)]
+pub struct Caller(pub String);
+
+/// Middleware: 401 unless `Authorization: Bearer <token>` is one of `tokens`; otherwise the
+/// request carries its [`Caller`].
 pub async fn require_token(
-    State(token): State<Arc<String>>,
-    request: Request,
+    State(tokens): State<Arc<Tokens>>,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let presented = request
@@ -24,9 +58,13 @@ pub async fn require_token(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        Some(p) if same(p.as_bytes(), token.as_bytes()) => next.run(request).await,
-        Some(_) => {
+    match presented.map(|p| tokens.name_of(p)) {
+        Some(Some(name)) => {
+            let caller = Caller(format!("token:{name}"));
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Some(None) => {
             ApiFailure(ApiError::new(ErrorCode::Unauthorized, "wrong bearer token")).into_response()
         }
         None => ApiFailure(ApiError::new(
@@ -39,11 +77,22 @@ pub async fn require_token(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn tokens_compare_whole() {
-        assert!(super::same(b"abc", b"abc"));
-        assert!(!super::same(b"abc", b"abd"));
-        assert!(!super::same(b"abc", b"abcd"));
-        assert!(!super::same(b"", b"a"));
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+        assert!(!same(b"", b"a"));
+    }
+
+    #[test]
+    fn each_token_has_its_name() {
+        let tokens = Tokens::single("user", "u-secret".into()).with("ci", "c-secret".into());
+        assert_eq!(tokens.name_of("u-secret"), Some("user"));
+        assert_eq!(tokens.name_of("c-secret"), Some("ci"));
+        assert_eq!(tokens.name_of("c-secre"), None);
+        assert_eq!(tokens.name_of(""), None);
     }
 }

@@ -1,59 +1,77 @@
-//! `/api/v1`: the coordinator over HTTP. Backups and restores start in the background
-//! (202 with the operation); `/operations/{id}/events` streams the operation's status as
-//! server-sent events until it ends.
+//! `/api/v1`: the coordinator over HTTP, one call per CLI action.
+//!
+//! Backups and restores start in the background (202 with the operation);
+//! `/operations/{id}/events` streams the operation's status as server-sent events until it
+//! ends. Verify, cleanup and gc answer when done. Every mutating call is recorded in the
+//! audit log under the caller's token name. The OpenAPI document (`/api/openapi.json`) is
+//! generated from the annotations here, so it cannot drift from the handlers.
 
-use crate::auth::require_token;
+use crate::auth::{require_token, Caller, Tokens};
+use crate::extract::{backup_name, bad, Body, Params};
 use crate::{ApiFailure, Reply};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use futures_util::stream::Stream;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_agent::api::{ApiError, ErrorCode};
+use strata_coordinator::audit::AuditEntry;
 use strata_coordinator::cluster::{ClusterStatus, Coordinator, RestorePlan};
+use strata_coordinator::config::{Config, RetentionConfig};
+use strata_coordinator::events::Action;
+use strata_coordinator::gc::GcReport;
 use strata_coordinator::operation::OperationStatus;
+use strata_coordinator::retention::CleanupRow;
 use strata_coordinator::schedule::{JobStatus, Scheduler};
+use strata_coordinator::verify::{DataCheck, VerifyReport};
+use strata_coordinator::verify_record::VerifyRecord;
 use strata_coordinator::CoordinatorError;
 use strata_repo::summary::BackupSummary;
 
-type CoordState = State<Arc<Coordinator>>;
+/// What the coordinator's handlers share.
+pub struct ApiState {
+    pub coordinator: Arc<Coordinator>,
+    pub scheduler: Option<Arc<Scheduler>>,
+    /// The server's configuration: retention policy, and what `/config` and `/check` show.
+    pub config: Config,
+}
 
-/// The coordinator's routes behind the user token.
-pub fn routes(
-    coordinator: Arc<Coordinator>,
-    token: String,
-    scheduler: Option<Arc<Scheduler>>,
-) -> Router {
-    let schedules = Router::new()
-        .route("/api/v1/schedules", get(schedules))
-        .with_state(scheduler);
+type Api = State<Arc<ApiState>>;
+
+/// The coordinator's routes behind the user tokens.
+pub fn routes(state: ApiState, tokens: Tokens) -> Router {
     Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/backups", get(list).post(start_backup))
         .route("/api/v1/backups/{name}", get(show).delete(delete))
+        .route("/api/v1/backups/{name}/pin", post(pin).delete(unpin))
         .route("/api/v1/restores", post(start_restore))
+        .route("/api/v1/verify", post(verify))
+        .route("/api/v1/cleanup", post(cleanup))
+        .route("/api/v1/gc", post(gc))
+        .route("/api/v1/operations", get(operations))
         .route("/api/v1/operations/{id}", get(operation))
         .route("/api/v1/operations/{id}/events", get(events))
+        .route("/api/v1/schedules", get(schedules))
+        .route("/api/v1/config", get(config))
+        .route("/api/v1/check", get(check))
+        .route("/api/v1/audit", get(audit))
         .route("/metrics", get(crate::metrics::metrics))
-        .with_state(coordinator)
-        .merge(schedules)
+        .with_state(Arc::new(state))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(token),
+            Arc::new(tokens),
             require_token,
         ))
 }
 
-async fn schedules(State(scheduler): State<Option<Arc<Scheduler>>>) -> Json<Vec<JobStatus>> {
-    Json(scheduler.map(|s| s.status()).unwrap_or_default())
-}
-
 /// A coordinator error with the API code that fits it.
-fn failure(err: CoordinatorError) -> ApiFailure {
+pub(crate) fn failure(err: CoordinatorError) -> ApiFailure {
     let code = match &err {
         CoordinatorError::Busy(_) => ErrorCode::Busy,
         CoordinatorError::NoBackup(_) | CoordinatorError::NoNode(_) => ErrorCode::NotFound,
@@ -67,46 +85,187 @@ fn failure(err: CoordinatorError) -> ApiFailure {
     ))
 }
 
+fn repo_failure(err: impl Into<CoordinatorError>) -> ApiFailure {
+    failure(err.into())
+}
+
 /// The reply to a started operation.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Started {
     pub operation: OperationStatus,
 }
 
-async fn status(State(c): CoordState) -> Reply<ClusterStatus> {
-    Ok(Json(c.status().await.map_err(failure)?))
+/// A backup as the API lists it: its summary, whether it is pinned, and its last
+/// verification.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BackupListing {
+    #[serde(flatten)]
+    pub summary: BackupSummary,
+    pub pinned: bool,
+    /// The last verification, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerifyRecord>,
 }
 
-async fn list(State(c): CoordState) -> Reply<Vec<BackupSummary>> {
-    let backups = c.repo().list_backups().await;
-    Ok(Json(backups.map_err(|e| failure(e.into()))?))
+/// Paging of `GET /api/v1/backups` (oldest first, like `strata list`).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// At most this many backups (default: all).
+    #[param(minimum = 0)]
+    pub limit: Option<u32>,
+    /// Skip this many first.
+    #[param(minimum = 0)]
+    pub offset: Option<u32>,
 }
 
-async fn show(State(c): CoordState, Path(name): Path<String>) -> Reply<BackupSummary> {
-    let found = strata_coordinator::resolve_backup(c.repo(), &name).await;
-    Ok(Json(found.map_err(failure)?))
+#[utoipa::path(get, path = "/api/v1/status", tag = "cluster",
+    responses((status = 200, body = ClusterStatus), (status = 401, body = ApiError), (status = 500, body = ApiError)))]
+async fn status(State(s): Api) -> Reply<ClusterStatus> {
+    Ok(Json(s.coordinator.status().await.map_err(failure)?))
 }
 
-async fn delete(State(c): CoordState, Path(name): Path<String>) -> Reply<BackupSummary> {
-    if name == "latest" {
-        return Err(ApiFailure(ApiError::new(
-            ErrorCode::BadRequest,
-            "name backups to delete explicitly, not `latest`",
-        )));
+async fn listings(
+    s: &ApiState,
+    summaries: Vec<BackupSummary>,
+) -> Result<Vec<BackupListing>, ApiFailure> {
+    let repo = s.coordinator.repo();
+    let pins = strata_coordinator::retention::pinned(repo)
+        .await
+        .map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
+    let mut records: HashMap<String, VerifyRecord> =
+        strata_coordinator::verify_record::latest(repo)
+            .await
+            .map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
+    Ok(summaries
+        .into_iter()
+        .map(|summary| BackupListing {
+            pinned: pins.contains(&summary.name),
+            verification: records.remove(&summary.name),
+            summary,
+        })
+        .collect())
+}
+
+#[utoipa::path(get, path = "/api/v1/backups", tag = "backups", params(Page),
+    responses((status = 200, body = [BackupListing], headers(("x-total-count" = u64, description = "Backups in all"))),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 500, body = ApiError)))]
+async fn list(
+    State(s): Api,
+    Params(page): Params<Page>,
+) -> Result<(HeaderMap, Json<Vec<BackupListing>>), ApiFailure> {
+    let backups = s
+        .coordinator
+        .repo()
+        .list_backups()
+        .await
+        .map_err(repo_failure)?;
+    let total = backups.len();
+    let offset = page.offset.unwrap_or(0) as usize;
+    let limit = page.limit.map(|l| l as usize).unwrap_or(usize::MAX);
+    let page: Vec<BackupSummary> = backups.into_iter().skip(offset).take(limit).collect();
+    let mut headers = HeaderMap::new();
+    headers.insert("x-total-count", HeaderValue::from(total as u64));
+    Ok((headers, Json(listings(&s, page).await?)))
+}
+
+#[utoipa::path(get, path = "/api/v1/backups/{name}", tag = "backups",
+    params(("name" = String, Path, description = "Backup name, unique prefix, or `latest`")),
+    responses((status = 200, body = BackupListing), (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 404, body = ApiError), (status = 500, body = ApiError)))]
+async fn show(State(s): Api, Path(name): Path<String>) -> Reply<BackupListing> {
+    let found = strata_coordinator::resolve_backup(s.coordinator.repo(), backup_name(&name)?)
+        .await
+        .map_err(failure)?;
+    let mut listing = listings(&s, vec![found]).await?;
+    Ok(Json(listing.remove(0)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/backups/{name}", tag = "backups",
+    params(("name" = String, Path, description = "Backup name or unique prefix (not `latest`)")),
+    responses((status = 200, description = "Deleted; then the data no remaining backup uses", body = BackupSummary),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, body = ApiError), (status = 500, body = ApiError)))]
+async fn delete(
+    State(s): Api,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Reply<BackupSummary> {
+    if backup_name(&name)? == "latest" {
+        return Err(bad("name backups to delete explicitly, not `latest`"));
     }
+    let c = &s.coordinator;
     let found = strata_coordinator::resolve_backup(c.repo(), &name)
         .await
         .map_err(failure)?;
-    c.delete_backup(&found.name).await.map_err(failure)?;
-    // Then the data no remaining backup uses.
-    strata_coordinator::gc::collect_garbage(c.repo(), false)
+    c.delete_backup(&found.name, &caller.0)
         .await
         .map_err(failure)?;
+    // Then the data no remaining backup uses.
+    let report = strata_coordinator::gc::collect_garbage(c.repo(), false)
+        .await
+        .map_err(failure)?;
+    c.record_gc(report.bytes_freed);
     Ok(Json(found))
 }
 
-async fn start_backup(State(c): CoordState) -> Result<(StatusCode, Json<Started>), ApiFailure> {
-    let op = c.start_backup().await.map_err(failure)?;
+async fn set_pin(s: &ApiState, caller: &Caller, name: &str, pinned: bool) -> Reply<BackupListing> {
+    let c = &s.coordinator;
+    let found = strata_coordinator::resolve_backup(c.repo(), backup_name(name)?)
+        .await
+        .map_err(failure)?;
+    let result = strata_coordinator::retention::set_pinned(c.repo(), &found.name, pinned).await;
+    let action = Action {
+        who: &caller.0,
+        kind: if pinned { "pin" } else { "unpin" },
+        target: &found.name,
+        operation: None,
+    };
+    match &result {
+        Ok(()) => c.report(&action, "succeeded", "").await,
+        Err(e) => c.report(&action, "failed", &e.to_string()).await,
+    }
+    result.map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
+    let mut listing = listings(s, vec![found]).await?;
+    Ok(Json(listing.remove(0)))
+}
+
+#[utoipa::path(post, path = "/api/v1/backups/{name}/pin", tag = "backups",
+    params(("name" = String, Path, description = "Backup name, unique prefix, or `latest`")),
+    responses((status = 200, description = "Pinned: no retention policy removes it, delete refuses it", body = BackupListing),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 500, body = ApiError)))]
+async fn pin(
+    State(s): Api,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Reply<BackupListing> {
+    set_pin(&s, &caller, &name, true).await
+}
+
+#[utoipa::path(delete, path = "/api/v1/backups/{name}/pin", tag = "backups",
+    params(("name" = String, Path, description = "Backup name, unique prefix, or `latest`")),
+    responses((status = 200, description = "Unpinned", body = BackupListing),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 500, body = ApiError)))]
+async fn unpin(
+    State(s): Api,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Reply<BackupListing> {
+    set_pin(&s, &caller, &name, false).await
+}
+
+#[utoipa::path(post, path = "/api/v1/backups", tag = "backups",
+    responses((status = 202, description = "Started; follow /api/v1/operations/{id}/events", body = Started),
+        (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 500, body = ApiError)))]
+async fn start_backup(
+    State(s): Api,
+    Extension(caller): Extension<Caller>,
+) -> Result<(StatusCode, Json<Started>), ApiFailure> {
+    let op = s
+        .coordinator
+        .start_backup(&caller.0)
+        .await
+        .map_err(failure)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Started {
@@ -116,23 +275,33 @@ async fn start_backup(State(c): CoordState) -> Result<(StatusCode, Json<Started>
 }
 
 /// `POST /api/v1/restores`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreBody {
+    /// Backup name, unique prefix, or `latest`.
     pub backup: String,
     #[serde(flatten)]
     pub plan: RestorePlan,
 }
 
+#[utoipa::path(post, path = "/api/v1/restores", tag = "restores", request_body = RestoreBody,
+    responses((status = 202, description = "Started; follow /api/v1/operations/{id}/events", body = Started),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, body = ApiError), (status = 500, body = ApiError)))]
 async fn start_restore(
-    State(c): CoordState,
-    Json(body): Json<RestoreBody>,
+    State(s): Api,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body<RestoreBody>,
 ) -> Result<(StatusCode, Json<Started>), ApiFailure> {
-    let summary =
-        strata_coordinator::resolve_backup_for(c.repo(), &body.backup, body.plan.recovery.as_ref())
-            .await
-            .map_err(failure)?;
+    let c = &s.coordinator;
+    let summary = strata_coordinator::resolve_backup_for(
+        c.repo(),
+        backup_name(&body.backup)?,
+        body.plan.recovery.as_ref(),
+    )
+    .await
+    .map_err(failure)?;
     let op = c
-        .start_restore(&summary, body.plan)
+        .start_restore(&summary, body.plan, &caller.0)
         .await
         .map_err(failure)?;
     Ok((
@@ -143,6 +312,225 @@ async fn start_restore(
     ))
 }
 
+/// `POST /api/v1/verify`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBody {
+    /// One backup (name, prefix or `latest`); all when absent.
+    #[serde(default)]
+    pub backup: Option<String>,
+    /// Read and check every blob.
+    #[serde(default)]
+    pub read_data: bool,
+    /// Read this percentage of the packs (0 < p <= 100), a different choice each run.
+    #[serde(default)]
+    pub read_data_subset: Option<f64>,
+}
+
+#[utoipa::path(post, path = "/api/v1/verify", tag = "backups", request_body = VerifyBody,
+    responses((status = 200, description = "Done; `problems` is empty when all is well", body = VerifyReport),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 500, body = ApiError)))]
+async fn verify(
+    State(s): Api,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body<VerifyBody>,
+) -> Reply<VerifyReport> {
+    let check = match (body.read_data_subset, body.read_data) {
+        (Some(p), false) if p > 0.0 && p <= 100.0 => DataCheck::Subset(p),
+        (Some(_), false) => {
+            return Err(bad(
+                "read_data_subset must be a percentage above 0, at most 100",
+            ))
+        }
+        (Some(_), true) => return Err(bad("read_data and read_data_subset exclude each other")),
+        (None, true) => DataCheck::All,
+        (None, false) => DataCheck::Structure,
+    };
+    let c = &s.coordinator;
+    let backup = match &body.backup {
+        Some(name) => Some(
+            strata_coordinator::resolve_backup(c.repo(), backup_name(name)?)
+                .await
+                .map_err(failure)?
+                .name,
+        ),
+        None => None,
+    };
+    let target = backup.clone().unwrap_or_else(|| "all".into());
+    let action = Action {
+        who: &caller.0,
+        kind: "verify",
+        target: &target,
+        operation: None,
+    };
+    c.events().started(&action, c.storage());
+    let result =
+        strata_coordinator::verify::verify_and_record(c.repo(), backup.as_deref(), check).await;
+    match &result {
+        Ok(report) => {
+            c.record_verify(report.is_ok());
+            let (outcome, detail) = if report.is_ok() {
+                (
+                    "succeeded",
+                    format!(
+                        "{} backups, {} files ({})",
+                        report.backups,
+                        report.files,
+                        check.mode()
+                    ),
+                )
+            } else {
+                (
+                    "failed",
+                    format!(
+                        "{} problems; first: {}",
+                        report.problems.len(),
+                        report.problems[0]
+                    ),
+                )
+            };
+            c.report(&action, outcome, &detail).await;
+        }
+        Err(e) => {
+            c.report(
+                &action,
+                "failed",
+                &strata_coordinator::backup::error_chain(e),
+            )
+            .await
+        }
+    }
+    Ok(Json(result.map_err(failure)?))
+}
+
+/// `POST /api/v1/cleanup`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupBody {
+    /// Show what would be kept and removed; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// A policy instead of the server's `[retention]`.
+    #[serde(default)]
+    pub policy: Option<RetentionConfig>,
+}
+
+/// What a cleanup decided, and the garbage collection after it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CleanupReport {
+    pub dry_run: bool,
+    /// Every backup with its decision and the rules that keep it.
+    pub backups: Vec<CleanupRow>,
+    /// The garbage collection run after backups were removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gc: Option<GcReport>,
+}
+
+#[utoipa::path(post, path = "/api/v1/cleanup", tag = "backups", request_body = CleanupBody,
+    responses((status = 200, body = CleanupReport), (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 409, body = ApiError), (status = 500, body = ApiError)))]
+async fn cleanup(
+    State(s): Api,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body<CleanupBody>,
+) -> Reply<CleanupReport> {
+    let policy = body.policy.unwrap_or_else(|| s.config.retention.clone());
+    policy.check().map_err(bad)?;
+    let c = &s.coordinator;
+    let action = Action {
+        who: &caller.0,
+        kind: "cleanup",
+        target: "all",
+        operation: None,
+    };
+    if !body.dry_run {
+        c.events().started(&action, c.storage());
+    }
+    let result: Result<CleanupReport, CoordinatorError> = async {
+        let rows = strata_coordinator::retention::cleanup(c.repo(), &policy, body.dry_run).await?;
+        let removed = rows.iter().filter(|r| !r.keep).count();
+        let gc = if removed > 0 && !body.dry_run {
+            let report = strata_coordinator::gc::collect_garbage(c.repo(), false).await?;
+            c.record_gc(report.bytes_freed);
+            Some(report)
+        } else {
+            None
+        };
+        Ok(CleanupReport {
+            dry_run: body.dry_run,
+            backups: rows,
+            gc,
+        })
+    }
+    .await;
+    if !body.dry_run {
+        match &result {
+            Ok(r) => {
+                let removed = r.backups.iter().filter(|b| !b.keep).count();
+                let detail = format!("{} kept, {removed} removed", r.backups.len() - removed);
+                c.report(&action, "succeeded", &detail).await
+            }
+            Err(e) => {
+                c.report(
+                    &action,
+                    "failed",
+                    &strata_coordinator::backup::error_chain(e),
+                )
+                .await
+            }
+        }
+    }
+    Ok(Json(result.map_err(failure)?))
+}
+
+/// `POST /api/v1/gc`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GcBody {
+    /// Report what would be deleted; delete nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/gc", tag = "backups", request_body = GcBody,
+    responses((status = 200, body = GcReport), (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 409, body = ApiError), (status = 500, body = ApiError)))]
+async fn gc(
+    State(s): Api,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body<GcBody>,
+) -> Reply<GcReport> {
+    let c = &s.coordinator;
+    let result = strata_coordinator::gc::collect_garbage(c.repo(), body.dry_run).await;
+    if !body.dry_run {
+        let action = Action {
+            who: &caller.0,
+            kind: "gc",
+            target: "all",
+            operation: None,
+        };
+        match &result {
+            Ok(r) => {
+                c.record_gc(r.bytes_freed);
+                let detail = format!(
+                    "{} packs ({} bytes) deleted",
+                    r.packs_deleted, r.bytes_freed
+                );
+                c.report(&action, "succeeded", &detail).await
+            }
+            Err(e) => {
+                c.report(
+                    &action,
+                    "failed",
+                    &strata_coordinator::backup::error_chain(e),
+                )
+                .await
+            }
+        }
+    }
+    Ok(Json(result.map_err(failure)?))
+}
+
 fn find(
     c: &Coordinator,
     id: &str,
@@ -150,22 +538,36 @@ fn find(
     c.registry().get(id).ok_or_else(|| {
         ApiFailure(ApiError::new(
             ErrorCode::NotFound,
-            format!("no operation {id} on this coordinator"),
+            format!("no operation {id:?} on this coordinator"),
         ))
     })
 }
 
-async fn operation(State(c): CoordState, Path(id): Path<String>) -> Reply<OperationStatus> {
-    Ok(Json(find(&c, &id)?.status()))
+#[utoipa::path(get, path = "/api/v1/operations", tag = "operations",
+    responses((status = 200, description = "Running and recent operations, newest first", body = [OperationStatus]),
+        (status = 401, body = ApiError)))]
+async fn operations(State(s): Api) -> Json<Vec<OperationStatus>> {
+    Json(s.coordinator.registry().recent())
+}
+
+#[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations",
+    params(("id" = String, Path, description = "Operation id")),
+    responses((status = 200, body = OperationStatus), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+async fn operation(State(s): Api, Path(id): Path<String>) -> Reply<OperationStatus> {
+    Ok(Json(find(&s.coordinator, &id)?.status()))
 }
 
 /// Every change of the operation's status as an SSE `data:` line of JSON; the stream ends
 /// after the final status.
+#[utoipa::path(get, path = "/api/v1/operations/{id}/events", tag = "operations",
+    params(("id" = String, Path, description = "Operation id")),
+    responses((status = 200, description = "Server-sent events, each `data:` an OperationStatus", content_type = "text/event-stream", body = String),
+        (status = 401, body = ApiError), (status = 404, body = ApiError)))]
 async fn events(
-    State(c): CoordState,
+    State(s): Api,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiFailure> {
-    let rx = find(&c, &id)?.subscribe();
+    let rx = find(&s.coordinator, &id)?.subscribe();
     let stream = futures_util::stream::unfold((rx, false), |(mut rx, ended)| async move {
         if ended {
             return None;
@@ -183,4 +585,89 @@ async fn events(
         Some((Ok(event), (rx, done)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[utoipa::path(get, path = "/api/v1/schedules", tag = "cluster",
+    responses((status = 200, description = "Scheduled jobs: next run, last run, skipped runs", body = [JobStatus]),
+        (status = 401, body = ApiError)))]
+async fn schedules(State(s): Api) -> Json<Vec<JobStatus>> {
+    Json(s.scheduler.as_ref().map(|s| s.status()).unwrap_or_default())
+}
+
+#[utoipa::path(get, path = "/api/v1/config", tag = "cluster",
+    responses((status = 200, description = "The server's configuration; secrets masked, secret sources named", body = Object),
+        (status = 401, body = ApiError)))]
+async fn config(State(s): Api) -> Json<serde_json::Value> {
+    Json(crate::check::config_view(&s.config))
+}
+
+/// The configuration check.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckReport {
+    /// True when every check passed.
+    pub ok: bool,
+    pub checks: Vec<crate::check::Check>,
+}
+
+#[utoipa::path(get, path = "/api/v1/check", tag = "cluster",
+    responses((status = 200, description = "Storages and nodes reachable, schedules valid, secret sources present", body = CheckReport),
+        (status = 401, body = ApiError)))]
+async fn check(State(s): Api) -> Json<CheckReport> {
+    let checks = crate::check::run(&s.config, &s.coordinator).await;
+    Json(CheckReport {
+        ok: checks.iter().all(|c| c.ok),
+        checks,
+    })
+}
+
+/// `GET /api/v1/audit`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// From this moment: RFC 3339 time, a date, or an age such as `2h` or `7d`.
+    pub since: Option<String>,
+    /// At most this many entries, the newest (default 1000).
+    #[param(minimum = 0)]
+    pub limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", tag = "cluster", params(AuditQuery),
+    responses((status = 200, description = "Audit log entries, oldest first", body = [AuditEntry]),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 500, body = ApiError)))]
+async fn audit(State(s): Api, Params(query): Params<AuditQuery>) -> Reply<Vec<AuditEntry>> {
+    let now = strata_coordinator::lock::now_ms();
+    let since = match &query.since {
+        Some(text) => strata_coordinator::audit::parse_since(text, now).map_err(bad)?,
+        None => 0,
+    };
+    let limit = query.limit.unwrap_or(1000) as usize;
+    let entries = strata_coordinator::audit::read(s.coordinator.repo(), since, limit)
+        .await
+        .map_err(repo_failure)?;
+    Ok(Json(entries))
+}
+
+/// The OpenAPI document of this module's routes.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "strata coordinator API", description = "Backups, restores, verification, retention and the audit log of a strata cluster. Every call needs `Authorization: Bearer <token>`; errors are JSON `{code, message}`."),
+    paths(status, list, show, delete, pin, unpin, start_backup, start_restore, verify, cleanup, gc,
+        operations, operation, events, schedules, config, check, audit),
+    components(schemas(ApiError, ErrorCode)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
 }

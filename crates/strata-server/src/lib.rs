@@ -7,12 +7,17 @@
 //! runs. TLS is rustls when a certificate and key are configured.
 
 mod auth;
+mod check;
 mod coordinator_api;
 mod dashboard;
+mod extract;
 mod metrics;
 mod node_api;
+mod openapi;
 mod serve;
 
+pub use auth::Tokens;
+pub use coordinator_api::ApiDoc;
 pub use serve::{serve, TlsFiles};
 
 use axum::http::StatusCode;
@@ -27,10 +32,19 @@ use strata_coordinator::cluster::Coordinator;
 pub struct ServerParts {
     /// This host's node agent and the token coordinators present.
     pub agent: Option<(Arc<Agent>, String)>,
-    /// The coordinator and the token users present.
-    pub coordinator: Option<(Arc<Coordinator>, String)>,
+    /// The coordinator, the tokens users present, and the configuration it runs with.
+    pub coordinator: Option<CoordinatorParts>,
+}
+
+/// What the coordinator API serves.
+pub struct CoordinatorParts {
+    pub coordinator: Arc<Coordinator>,
+    /// User tokens by name (the audit log records the name).
+    pub tokens: Tokens,
     /// The coordinator's scheduler, for `/api/v1/schedules`.
     pub scheduler: Option<Arc<strata_coordinator::schedule::Scheduler>>,
+    /// The server's configuration: retention policy, `/api/v1/config`, `/api/v1/check`.
+    pub config: strata_coordinator::config::Config,
 }
 
 /// The routes of a server with `parts`.
@@ -39,8 +53,14 @@ pub fn router(parts: ServerParts) -> axum::Router {
     if let Some((agent, token)) = parts.agent {
         router = router.merge(node_api::routes(agent, token));
     }
-    if let Some((coordinator, token)) = parts.coordinator {
-        router = router.merge(coordinator_api::routes(coordinator, token, parts.scheduler));
+    if let Some(parts) = parts.coordinator {
+        let state = coordinator_api::ApiState {
+            coordinator: parts.coordinator,
+            scheduler: parts.scheduler,
+            config: parts.config,
+        };
+        router = router.merge(coordinator_api::routes(state, parts.tokens));
+        router = router.merge(openapi::routes());
         router = router.merge(dashboard::routes());
     }
     router.fallback(|| async {

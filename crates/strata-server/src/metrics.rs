@@ -58,7 +58,10 @@ fn label(name: &str, value: &str) -> Label {
 }
 
 /// `GET /metrics`.
-pub async fn metrics(State(c): State<Arc<Coordinator>>) -> Result<impl IntoResponse, ApiFailure> {
+pub async fn metrics(
+    State(state): State<Arc<crate::coordinator_api::ApiState>>,
+) -> Result<impl IntoResponse, ApiFailure> {
+    let c: &Coordinator = &state.coordinator;
     let failed = |e: &dyn std::error::Error| {
         ApiFailure(ApiError::new(
             ErrorCode::Failed,
@@ -88,6 +91,35 @@ pub async fn metrics(State(c): State<Arc<Coordinator>>) -> Result<impl IntoRespo
     );
     for (kind, secs) in &stats.last_duration_secs {
         durations.get_or_create(&label("kind", kind)).set(*secs);
+    }
+    let freed: Counter = Counter::default();
+    freed.inc_by(stats.gc_freed_bytes);
+    registry.register(
+        "gc_freed_bytes",
+        "Bytes garbage collections run by this server (API, schedules) deleted",
+        freed,
+    );
+    let verify_failures: Counter = Counter::default();
+    verify_failures.inc_by(stats.verify_failures);
+    registry.register(
+        "verify_failures",
+        "Verifications run by this server that found problems",
+        verify_failures,
+    );
+    let hooks = c.events().webhooks().stats();
+    let deliveries: Family<Label, Counter> = family(
+        &mut registry,
+        "webhook_deliveries",
+        "Webhook events by outcome: delivered, failed (after every retry), retried (attempts)",
+    );
+    for (outcome, n) in [
+        ("delivered", hooks.delivered),
+        ("failed", hooks.failed),
+        ("retried", hooks.retried),
+    ] {
+        deliveries
+            .get_or_create(&label("outcome", outcome))
+            .inc_by(n);
     }
     let losses: Counter = Counter::default();
     losses.inc_by(stats.lease_losses);
@@ -140,7 +172,34 @@ pub async fn metrics(State(c): State<Arc<Coordinator>>) -> Result<impl IntoRespo
             "Files in the newest complete backup",
             last.total(|n| n.files) as f64,
         );
+        gauge(
+            &mut registry,
+            "last_complete_backup_duration_seconds",
+            "How long the newest complete backup took",
+            last.duration_ms as f64 / 1000.0,
+        );
+        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        gauge(
+            &mut registry,
+            "last_complete_backup_dedup_ratio",
+            "Logical bytes of the newest complete backup per byte it added to the repository",
+            ratio(last.total(|n| n.bytes), last.total(|n| n.new_bytes)),
+        );
+        gauge(
+            &mut registry,
+            "last_complete_backup_compression_ratio",
+            "Logical bytes of the newest complete backup per byte its unique data takes stored",
+            ratio(last.total(|n| n.bytes), last.total(|n| n.stored_bytes)),
+        );
     }
+
+    let blobs = c.repo().index().len();
+    gauge(
+        &mut registry,
+        "repository_blobs",
+        "Blobs in the repository's index as this server last loaded it",
+        blobs as f64,
+    );
 
     let records = strata_coordinator::verify_record::latest(c.repo())
         .await
@@ -211,6 +270,20 @@ pub async fn metrics(State(c): State<Arc<Coordinator>>) -> Result<impl IntoRespo
         bytes
             .get_or_create(&label("direction", "received"))
             .inc_by(counts.bytes_received);
+        let errors = counter.errors();
+        let failed: Family<Label, Counter> = family(
+            &mut registry,
+            "store_errors",
+            "Requests to the repository's storage that failed (not found is not a failure)",
+        );
+        for (kind, n) in [
+            ("put", errors.put),
+            ("get", errors.get),
+            ("list", errors.list),
+            ("delete", errors.delete),
+        ] {
+            failed.get_or_create(&label("kind", kind)).inc_by(n);
+        }
     }
 
     let mut text = String::new();

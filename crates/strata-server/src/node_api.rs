@@ -32,7 +32,7 @@ pub fn routes(agent: Arc<Agent>, token: String) -> Router {
         // 2 MiB default on large nodes.
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(token),
+            Arc::new(crate::auth::Tokens::single("agent", token)),
             require_token,
         ))
         .with_state(agent)

@@ -41,7 +41,24 @@ struct Counters {
     delete: AtomicU64,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
+    /// Failed requests by kind (put, get, list, delete); "not found" and "already exists"
+    /// are answers, not failures, and are not counted.
+    errors: [AtomicU64; 4],
 }
+
+/// Failed requests by kind, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RequestErrors {
+    pub put: u64,
+    pub get: u64,
+    pub list: u64,
+    pub delete: u64,
+}
+
+const PUT: usize = 0;
+const GET: usize = 1;
+const LIST: usize = 2;
+const DELETE: usize = 3;
 
 /// The counting wrapper. Clones share their counters.
 #[derive(Debug, Clone)]
@@ -72,8 +89,30 @@ impl CountingStore {
         }
     }
 
+    /// The failed requests so far.
+    pub fn errors(&self) -> RequestErrors {
+        let e = &self.counters.errors;
+        RequestErrors {
+            put: e[PUT].load(Ordering::Relaxed),
+            get: e[GET].load(Ordering::Relaxed),
+            list: e[LIST].load(Ordering::Relaxed),
+            delete: e[DELETE].load(Ordering::Relaxed),
+        }
+    }
+
     fn count(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts `result` as a failed request of `kind` if it is one.
+    fn checked<T>(&self, kind: usize, result: StoreResult<T>) -> StoreResult<T> {
+        if let Err(e) = &result {
+            let answer = e.is_not_found() || matches!(e, crate::StoreError::AlreadyExists { .. });
+            if !answer {
+                Self::count(&self.counters.errors[kind], 1);
+            }
+        }
+        result
     }
 }
 
@@ -82,37 +121,37 @@ impl Store for CountingStore {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         Self::count(&self.counters.put, 1);
         Self::count(&self.counters.bytes_sent, data.len() as u64);
-        self.inner.put(key, data).await
+        self.checked(PUT, self.inner.put(key, data).await)
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
         Self::count(&self.counters.put, 1);
         Self::count(&self.counters.bytes_sent, data.len() as u64);
-        self.inner.put_if_absent(key, data).await
+        self.checked(PUT, self.inner.put_if_absent(key, data).await)
     }
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
         Self::count(&self.counters.get, 1);
-        let data = self.inner.get(key).await?;
+        let data = self.checked(GET, self.inner.get(key).await)?;
         Self::count(&self.counters.bytes_received, data.len() as u64);
         Ok(data)
     }
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
         Self::count(&self.counters.get, 1);
-        let data = self.inner.get_range(key, range).await?;
+        let data = self.checked(GET, self.inner.get_range(key, range).await)?;
         Self::count(&self.counters.bytes_received, data.len() as u64);
         Ok(data)
     }
 
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
         Self::count(&self.counters.list, 1);
-        self.inner.list(prefix).await
+        self.checked(LIST, self.inner.list(prefix).await)
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
         Self::count(&self.counters.delete, 1);
-        self.inner.delete(key).await
+        self.checked(DELETE, self.inner.delete(key).await)
     }
 
     fn describe(&self) -> String {

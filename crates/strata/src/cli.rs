@@ -275,6 +275,15 @@ pub enum Command {
         #[command(flatten)]
         db: TablesDb,
     },
+    /// The audit log: who changed what, when, and how it ended (oldest first).
+    Audit {
+        /// From this moment: a time (2026-11-23T05:00:00Z), a date, or an age (2h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many entries, the newest.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
     /// PgQ: the ticker daemon, queue and consumer administration, status (see docs/pgq.md).
     Pgq {
         #[command(subcommand)]

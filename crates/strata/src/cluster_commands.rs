@@ -61,7 +61,9 @@ impl Context {
             repo: repo.clone(),
         });
         let nodes = setup::build_nodes(&self.config, nodes, repos, &HashMap::new())?;
-        Ok(setup::coordinator(&self.config, &storage, repo, nodes))
+        let coordinator = setup::coordinator(&self.config, &storage, repo, nodes);
+        coordinator.set_events(self.events()?);
+        Ok(coordinator)
     }
 
     /// `strata backup`.
@@ -95,7 +97,9 @@ impl Context {
         }
         let nodes = self.nodes(paths, node_name, exclude)?;
         let coordinator = self.coordinator(&nodes).await?;
-        let pending = coordinator.backup().await?;
+        let pending = coordinator
+            .backup(&strata_coordinator::audit::local_actor())
+            .await?;
         let display = OperationDisplay::start(pending.operation().subscribe(), self.interactive());
         let summary = pending.run().await;
         drop(display);
@@ -205,7 +209,9 @@ impl Context {
                 plan.recovery.as_ref(),
             )
             .await?;
-            let pending = coordinator.restore(&summary, plan).await?;
+            let pending = coordinator
+                .restore(&summary, plan, &strata_coordinator::audit::local_actor())
+                .await?;
             let display =
                 OperationDisplay::start(pending.operation().subscribe(), self.interactive());
             let outcome = pending.run().await;
@@ -395,7 +401,6 @@ impl Context {
         let mut parts = strata_server::ServerParts {
             agent: None,
             coordinator: None,
-            scheduler: None,
         };
         let mut local_agents = HashMap::new();
         let mut roles = Vec::new();
@@ -448,6 +453,21 @@ impl Context {
                 &local_agents,
             )?;
             let coordinator = setup::coordinator(&self.config, &storage, repo, nodes);
+            coordinator.set_events(self.events()?);
+            let mut tokens = strata_server::Tokens::single("user", token);
+            for named in &self.config.server.tokens {
+                let secret = named.source().read("named user token")?.ok_or_else(|| {
+                    Failure::new(
+                        code::USAGE,
+                        format!(
+                            "server.tokens {:?}: neither ${} nor its file is set",
+                            named.name, named.env
+                        ),
+                    )
+                })?;
+                tokens = tokens.with(&named.name, secret);
+            }
+            let mut scheduler_part = None;
             if !self.config.schedules.is_empty() {
                 let jobs = Arc::new(ClusterJobs {
                     coordinator: coordinator.clone(),
@@ -461,10 +481,15 @@ impl Context {
                 )
                 .map_err(|why| Failure::new(code::USAGE, why))?;
                 tokio::spawn(scheduler.clone().run());
-                parts.scheduler = Some(scheduler);
+                scheduler_part = Some(scheduler);
                 roles.push(format!("{} schedules", self.config.schedules.len()));
             }
-            parts.coordinator = Some((coordinator, token));
+            parts.coordinator = Some(strata_server::CoordinatorParts {
+                coordinator,
+                tokens,
+                scheduler: scheduler_part,
+                config: self.config.clone(),
+            });
             roles.push(format!("coordinator of {} nodes", self.config.nodes.len()));
         }
         if roles.is_empty() {

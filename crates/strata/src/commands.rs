@@ -13,7 +13,7 @@ use strata_coordinator::config::{Config, NodeConfig, StorageConfig, DEFAULT_CONF
 use strata_coordinator::copy::copy_backup;
 use strata_coordinator::restore::run_restore;
 use strata_coordinator::storage::Storage;
-use strata_coordinator::verify::{restore_drill, run_verify_with, DataCheck, VerifyReport};
+use strata_coordinator::verify::{restore_drill, verify_and_record, DataCheck, VerifyReport};
 use strata_coordinator::verify_record::record as record_verification;
 use strata_repo::manifest::EntryKind;
 use strata_repo::summary::BackupSummary;
@@ -32,7 +32,13 @@ pub async fn run(cli: Cli) -> CommandResult {
         return Ok(0);
     }
     let ctx = Context::load(cli.global)?;
-    match cli.command {
+    let result = dispatch(&ctx, cli.command).await;
+    ctx.flush_events().await;
+    result
+}
+
+async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
+    match command {
         Command::Init => ctx.init().await,
         Command::Copy { backup, to } => ctx.copy(&backup, &to).await,
         Command::Backup {
@@ -114,7 +120,8 @@ pub async fn run(cli: Cli) -> CommandResult {
             from,
             db,
         } => ctx.load_archive(db, &archive, &into, from).await,
-        Command::Pgq { command } => crate::pgq_commands::run(&ctx, command).await,
+        Command::Pgq { command } => crate::pgq_commands::run(ctx, command).await,
+        Command::Audit { since, limit } => ctx.audit(since.as_deref(), limit).await,
         Command::Config {
             command: ConfigCommand::Show,
         } => {
@@ -132,6 +139,8 @@ pub async fn run(cli: Cli) -> CommandResult {
 pub(crate) struct Context {
     pub(crate) config: Config,
     pub(crate) global: Global,
+    /// Webhooks and the audit log, built when first needed (see `audit_commands`).
+    pub(crate) events: std::sync::OnceLock<Arc<strata_coordinator::events::Events>>,
 }
 
 pub(crate) fn print_json(value: &impl serde::Serialize) {
@@ -189,7 +198,11 @@ impl Context {
         if let Some(dir) = &global.state_dir {
             config.state_dir = Some(dir.clone());
         }
-        Ok(Context { config, global })
+        Ok(Context {
+            config,
+            global,
+            events: std::sync::OnceLock::new(),
+        })
     }
 
     /// Whether live progress may be drawn (never with -q or --json).
@@ -295,6 +308,16 @@ impl Context {
         };
         let store = self.storage()?.store;
         let repo = Repository::init(store.clone(), password.as_deref(), options).await?;
+        let storage_name = self.storage()?.name;
+        self.audited(
+            &repo,
+            &storage_name,
+            "init",
+            &store.describe(),
+            Ok(()),
+            |_| ("succeeded", format!("repository {}", repo.config().id)),
+        )
+        .await?;
         if self.global.json {
             print_json(&serde_json::json!({
                 "id": repo.config().id, "location": store.describe(), "encryption": repo.config().encryption,
@@ -620,7 +643,14 @@ impl Context {
                     ),
                 ));
             }
-            repo.delete_backup(&summary.name).await?;
+            let deleted = repo
+                .delete_backup(&summary.name)
+                .await
+                .map_err(Failure::from);
+            self.audited(&repo, "", "delete", &summary.name, deleted, |_| {
+                ("succeeded", String::new())
+            })
+            .await?;
             self.say(format!("deleted backup {}", summary.name));
             touched.push(repo);
         }
@@ -650,24 +680,33 @@ impl Context {
                 .map(|p| (p.repo.clone(), None))
                 .collect(),
         };
+        let storage = self.storage()?.name;
         for (repo, name) in targets {
-            repo.reload_index().await?;
-            let found = run_verify_with(&repo, name.as_deref(), check).await?;
-            let verified = match &name {
-                Some(one) => vec![one.clone()],
-                None => repo
-                    .list_backups()
-                    .await?
-                    .into_iter()
-                    .map(|b| b.name)
-                    .collect(),
-            };
-            for backup in verified {
-                let ok = found.backup_ok(&backup);
-                if let Err(e) = record_verification(&repo, &backup, ok, &check.mode()).await {
-                    eprintln!("strata: warning: cannot record the verification of {backup}: {e}");
-                }
-            }
+            let target = name.clone().unwrap_or_else(|| "all".into());
+            self.announce(&storage, "verify", &target)?;
+            let found = verify_and_record(&repo, name.as_deref(), check)
+                .await
+                .map_err(Failure::from);
+            let found = self
+                .audited(&repo, &storage, "verify", &target, found, |r| {
+                    if r.is_ok() {
+                        (
+                            "succeeded",
+                            format!(
+                                "{} backups, {} files ({})",
+                                r.backups,
+                                r.files,
+                                check.mode()
+                            ),
+                        )
+                    } else {
+                        (
+                            "failed",
+                            format!("{} problems; first: {}", r.problems.len(), r.problems[0]),
+                        )
+                    }
+                })
+                .await?;
             report.absorb(found);
         }
         if self.global.json {
@@ -724,7 +763,17 @@ impl Context {
             pack_size: self.config.backup.pack_size_mib as usize * 1024 * 1024,
             ..WriterOptions::default()
         };
-        let report = copy_backup(source, target, &summary, writer).await?;
+        let copied = copy_backup(source, target.clone(), &summary, writer)
+            .await
+            .map_err(Failure::from);
+        let report = self
+            .audited(&target, to, "copy", &summary.name, copied, |r| {
+                (
+                    "succeeded",
+                    format!("to storage {to}: {} blobs sent", r.blobs_sent),
+                )
+            })
+            .await?;
         if self.global.json {
             print_json(&report);
         } else {

@@ -34,13 +34,38 @@ impl Context {
             .map_err(|why| Failure::new(code::USAGE, why))?;
         let storage = self.storage()?;
         let repo = self.open_storage(&storage).await?;
-        let rows = cleanup(&repo, &policy, dry_run).await?;
-        let removed = rows.iter().filter(|r| !r.keep).count();
-        let wal = strata_coordinator::wal::expire(&repo, dry_run).await?;
-        let gc = if (removed > 0 || !wal.removed.is_empty()) && !dry_run {
-            Some(collect_garbage(&repo, false).await?)
+        if !dry_run {
+            self.announce(&storage.name, "cleanup", "all")?;
+        }
+        let work = async {
+            let rows = cleanup(&repo, &policy, dry_run).await?;
+            let removed = rows.iter().filter(|r| !r.keep).count();
+            let wal = strata_coordinator::wal::expire(&repo, dry_run).await?;
+            let gc = if (removed > 0 || !wal.removed.is_empty()) && !dry_run {
+                Some(collect_garbage(&repo, false).await?)
+            } else {
+                None
+            };
+            Ok::<_, Failure>((rows, removed, wal, gc))
+        }
+        .await;
+        let (rows, removed, wal, gc) = if dry_run {
+            work?
         } else {
-            None
+            self.audited(
+                &repo,
+                &storage.name,
+                "cleanup",
+                "all",
+                work,
+                |(rows, removed, _, _)| {
+                    (
+                        "succeeded",
+                        format!("{} kept, {removed} removed", rows.len() - removed),
+                    )
+                },
+            )
+            .await?
         };
         if self.global.json {
             print_json(
@@ -114,7 +139,21 @@ impl Context {
     pub(crate) async fn gc(&self, dry_run: bool) -> CommandResult {
         let storage = self.storage()?;
         let repo = self.open_storage(&storage).await?;
-        let report = collect_garbage(&repo, dry_run).await?;
+        let collected = collect_garbage(&repo, dry_run).await.map_err(Failure::from);
+        let report = if dry_run {
+            collected?
+        } else {
+            self.audited(&repo, &storage.name, "gc", "all", collected, |r| {
+                (
+                    "succeeded",
+                    format!(
+                        "{} packs ({} bytes) deleted",
+                        r.packs_deleted, r.bytes_freed
+                    ),
+                )
+            })
+            .await?
+        };
         if self.global.json {
             print_json(&report);
         } else {
@@ -128,7 +167,14 @@ impl Context {
         let storage = self.storage()?;
         let repo = self.open_storage(&storage).await?;
         let summary = strata_coordinator::resolve_backup(&repo, wanted).await?;
-        set_pinned(&repo, &summary.name, pin).await?;
+        let done = set_pinned(&repo, &summary.name, pin)
+            .await
+            .map_err(|e| Failure::from(strata_repo::RepoError::from(e)));
+        let kind = if pin { "pin" } else { "unpin" };
+        self.audited(&repo, &storage.name, kind, &summary.name, done, |_| {
+            ("succeeded", String::new())
+        })
+        .await?;
         self.say(format!(
             "{} backup {}",
             if pin { "pinned" } else { "unpinned" },

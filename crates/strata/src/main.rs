@@ -1,5 +1,6 @@
 //! The `strata` command: parse, configure, call the library, print.
 
+mod audit_commands;
 mod cli;
 mod client;
 mod cluster_commands;

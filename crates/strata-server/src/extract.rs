@@ -1,0 +1,119 @@
+//! Request extractors whose rejections are API errors: a malformed body, query or path is
+//! a JSON `bad_request` (4xx) with a message saying what was wrong, never a plain-text
+//! reply or a 5xx.
+
+use crate::ApiFailure;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use strata_agent::api::{ApiError, ErrorCode};
+
+/// A JSON body; a missing or empty body reads as `{}` so every field takes its default.
+pub(crate) struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiFailure;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let empty = request
+            .headers()
+            .get(axum::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v == "0")
+            || (request
+                .headers()
+                .get(axum::http::header::CONTENT_TYPE)
+                .is_none()
+                && request
+                    .headers()
+                    .get(axum::http::header::CONTENT_LENGTH)
+                    .is_none()
+                && request
+                    .headers()
+                    .get(axum::http::header::TRANSFER_ENCODING)
+                    .is_none());
+        if empty {
+            return serde_json::from_str("{}")
+                .map(Body)
+                .map_err(|e| bad(format!("the request needs a JSON body: {e}")));
+        }
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiFailure {
+    let message = match &rejection {
+        JsonRejection::MissingJsonContentType(_) => {
+            "the body must be JSON (Content-Type: application/json)".to_string()
+        }
+        other => format!("bad JSON body: {}", other.body_text()),
+    };
+    bad(message)
+}
+
+/// Query parameters.
+pub(crate) struct Params<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Params<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Params(value)),
+            Err(rejection) => Err(query_rejection(rejection)),
+        }
+    }
+}
+
+fn query_rejection(rejection: QueryRejection) -> ApiFailure {
+    bad(format!("bad query parameters: {}", rejection.body_text()))
+}
+
+/// A `bad_request` failure.
+pub(crate) fn bad(message: impl Into<String>) -> ApiFailure {
+    ApiFailure(ApiError::new(ErrorCode::BadRequest, message))
+}
+
+/// Checks a backup name (or prefix, or `latest`) from a path: 1-128 letters, digits, `-`,
+/// `_` and `.`, so nothing else ever reaches a storage key.
+pub(crate) fn backup_name(name: &str) -> Result<&str, ApiFailure> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !name.starts_with('.');
+    if ok {
+        Ok(name)
+    } else {
+        Err(bad(format!(
+            "{name:?} is not a backup name (letters, digits, '-', '_', '.'; at most 128)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backup_names_are_checked() {
+        assert!(backup_name("20261122T055350Z-3fa1b2c4").is_ok());
+        assert!(backup_name("latest").is_ok());
+        assert!(backup_name("2026").is_ok());
+        for bad in ["", "../x", "a/b", ".hidden", "a b", "ä", &"x".repeat(129)] {
+            assert!(backup_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}
