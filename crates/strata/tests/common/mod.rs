@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pgserver;
+pub mod server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
