@@ -170,7 +170,7 @@ async fn list(
 }
 
 #[utoipa::path(get, path = "/api/v1/backups/{name}", tag = "backups",
-    params(("name" = String, Path, description = "Backup name, unique prefix, or `latest`")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name, unique prefix, or `latest`")),
     responses((status = 200, body = BackupListing), (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 404, body = ApiError), (status = 500, body = ApiError)))]
 async fn show(State(s): Api, Path(name): Path<String>) -> Reply<BackupListing> {
@@ -182,7 +182,7 @@ async fn show(State(s): Api, Path(name): Path<String>) -> Reply<BackupListing> {
 }
 
 #[utoipa::path(delete, path = "/api/v1/backups/{name}", tag = "backups",
-    params(("name" = String, Path, description = "Backup name or unique prefix (not `latest`)")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name or unique prefix (not `latest`)")),
     responses((status = 200, description = "Deleted; then the data no remaining backup uses", body = BackupSummary),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError),
         (status = 409, body = ApiError), (status = 500, body = ApiError)))]
@@ -231,7 +231,7 @@ async fn set_pin(s: &ApiState, caller: &Caller, name: &str, pinned: bool) -> Rep
 }
 
 #[utoipa::path(post, path = "/api/v1/backups/{name}/pin", tag = "backups",
-    params(("name" = String, Path, description = "Backup name, unique prefix, or `latest`")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name, unique prefix, or `latest`")),
     responses((status = 200, description = "Pinned: no retention policy removes it, delete refuses it", body = BackupListing),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 500, body = ApiError)))]
 async fn pin(
@@ -243,7 +243,7 @@ async fn pin(
 }
 
 #[utoipa::path(delete, path = "/api/v1/backups/{name}/pin", tag = "backups",
-    params(("name" = String, Path, description = "Backup name, unique prefix, or `latest`")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name, unique prefix, or `latest`")),
     responses((status = 200, description = "Unpinned", body = BackupListing),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 500, body = ApiError)))]
 async fn unpin(
@@ -278,6 +278,7 @@ async fn start_backup(
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreBody {
     /// Backup name, unique prefix, or `latest`.
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub backup: String,
     #[serde(flatten)]
     pub plan: RestorePlan,

@@ -1,0 +1,114 @@
+//! Property-based fuzzing of the coordinator API from its own OpenAPI document
+//! (schemathesis, from PyPI, installed by scripts/install-test-servers.sh): against a real
+//! `strata server` with real backups, generated requests must never get a 5xx, and every
+//! response must match the documented status codes, content types and schemas.
+
+mod common;
+
+use common::server::{http, Server};
+use common::{realistic_tree, succeed, PASSWORD};
+use std::process::Command;
+
+const TOKEN: &str = "fuzz-user-token";
+
+/// The schemathesis executable, or `None` (and the test skips) when it is not installed
+/// and `STRATA_REQUIRE_TOOLS` is not set.
+fn schemathesis() -> Option<String> {
+    match std::env::var("STRATA_TEST_SCHEMATHESIS") {
+        Ok(path) if std::path::Path::new(&path).exists() => Some(path),
+        _ if std::env::var_os("STRATA_REQUIRE_TOOLS").is_some() => {
+            panic!("STRATA_TEST_SCHEMATHESIS is not set: run scripts/install-test-servers.sh")
+        }
+        _ => {
+            eprintln!("skipped: schemathesis not installed (scripts/install-test-servers.sh)");
+            None
+        }
+    }
+}
+
+#[test]
+fn generated_requests_never_get_a_server_error_and_replies_match_the_schema() {
+    let Some(schemathesis) = schemathesis() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    realistic_tree(&data);
+    let config = dir.path().join("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"default_storage = "main"
+state_dir = "{state}"
+[storages.main]
+path = "{repo}"
+[[nodes]]
+name = "db1"
+roots = ["{data}"]
+[retention]
+keep_last = 3
+[[schedules]]
+job = "verify"
+cron = "0 4 * * 0"
+"#,
+            state = dir.path().join("state").display(),
+            repo = dir.path().join("repo").display(),
+            data = data.display(),
+        ),
+    )
+    .unwrap();
+    let strata = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("STRATA_PASSWORD", PASSWORD)
+            .env("STRATA_TOKEN", TOKEN)
+            .arg("--config")
+            .arg(&config)
+            .current_dir(dir.path());
+        cmd
+    };
+    succeed(strata().arg("init"));
+    succeed(strata().arg("backup"));
+    succeed(strata().arg("backup"));
+    let server = Server::start(strata(), &dir.path().join("server.log"));
+
+    let report = dir.path().join("junit.xml");
+    let out = Command::new(&schemathesis)
+        .args(["run", &format!("{}/api/openapi.json", server.url)])
+        .args(["--url", &server.url])
+        .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+        .args([
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance",
+        ])
+        .args(["--max-examples", "100", "--seed", "7"])
+        .args(["--request-timeout", "60"])
+        // The event stream stays open while an operation runs; the control plane test
+        // reads it.
+        .args(["--exclude-path-regex", ".*/events$"])
+        .args(["--report", "junit", "--report-junit-path"])
+        .arg(&report)
+        .arg("--no-color")
+        .env("SCHEMATHESIS_TELEMETRY", "false")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "schemathesis found problems:\n{stdout}\n{stderr}\nserver log:\n{log}"
+    );
+    println!("{stdout}");
+    // It really generated requests, and the server still answers.
+    let generated: u64 = stdout
+        .lines()
+        .find(|l| l.contains(" generated, "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(generated > 500, "too few test cases: {stdout}");
+    let status = http(&server.url, "GET", "/api/v1/status", Some(TOKEN), "");
+    assert_eq!(status.status, 200, "{}", status.body);
+}
