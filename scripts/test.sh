@@ -48,8 +48,9 @@ cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> tests"
-# The PostgreSQL tests must run here, not skip.
-export STRATA_REQUIRE_POSTGRES=1
+# The PostgreSQL, API fuzz (schemathesis) and browser (Chromium) tests must run here, not
+# skip.
+export STRATA_REQUIRE_POSTGRES=1 STRATA_REQUIRE_TOOLS=1 STRATA_REQUIRE_BROWSER=1
 if need cargo-nextest; then
   cargo nextest run --workspace --no-fail-fast
 else
