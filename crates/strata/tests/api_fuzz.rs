@@ -91,6 +91,7 @@ cron = "0 4 * * 0"
         .arg(&report)
         .arg("--no-color")
         .env("SCHEMATHESIS_TELEMETRY", "false")
+        .current_dir(dir.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
