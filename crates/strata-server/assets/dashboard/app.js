@@ -75,6 +75,7 @@ const STATUS_KIND = {
   partial: "warn",
   failed: "bad",
   running: "info",
+  started: "info",
 };
 
 function statusBadge(status, field = "status") {
@@ -434,7 +435,10 @@ function operationResult(op) {
   const r = op.result;
   if (op.error) return h("span", { class: "error" }, op.error);
   if (!r) return h("span", { class: "muted" }, "—");
-  if (r.name && r.status) return [statusBadge(r.status, "result-status"), " ", h("code", {}, r.name)];
+  if (r.name && r.status) {
+    // A backup's name is its operation's id: name it only where it differs.
+    return [statusBadge(r.status, "result-status"), r.name !== op.id ? [" ", h("code", {}, r.name)] : null];
+  }
   if (r.backup) return ["from ", h("code", {}, r.backup)];
   return h("span", { class: "muted" }, "done");
 }
@@ -450,8 +454,14 @@ function operationsTable(ops) {
 
 /** An operation with a progress bar per node. */
 function operationCard(op) {
+  // A finished backup's figures are in its summary (the live counters restart with each
+  // phase); while running, the node's counters.
+  const summaries = op.state !== "running" && op.result && Array.isArray(op.result.nodes)
+    ? new Map(op.result.nodes.map((n) => [n.name, n]))
+    : new Map();
   const nodes = op.nodes.map((n) => {
     const p = n.progress || {};
+    const summary = summaries.get(n.name);
     const pct = n.phase === "done" ? 100 : fmt.percent(p.bytes, p.total_bytes);
     const fillEl = h("div", { class: `bar-fill ${n.phase === "failed" ? "bad" : n.phase === "done" ? "ok" : ""}` });
     if (pct === null) fillEl.classList.add("indeterminate");
@@ -462,9 +472,13 @@ function operationCard(op) {
         h("strong", {}, n.name),
         h("span", { class: `phase phase-${n.phase}`, "data-field": "phase" }, n.phase),
         h("span", { class: "spacer" }),
-        h("span", { class: "muted small", "data-field": "progress" },
-          `${fmt.count(p.files)} files · ${fmt.bytes(p.bytes)}${total}`,
-          p.failed ? h("span", { class: "error" }, ` · ${fmt.count(p.failed)} failed`) : null)),
+        summary
+          ? h("span", { class: "muted small", "data-field": "progress" },
+            `${fmt.plural(summary.files, "file")} · ${fmt.bytes(summary.bytes)} · ${fmt.bytes(summary.new_bytes)} new`,
+            summary.warning_count ? h("span", { class: "error" }, ` · ${fmt.count(summary.warning_count)} warnings`) : null)
+          : h("span", { class: "muted small", "data-field": "progress" },
+            `${fmt.plural(p.files, "file")} · ${fmt.bytes(p.bytes)}${total}`,
+            p.failed ? h("span", { class: "error" }, ` · ${fmt.count(p.failed)} failed`) : null)),
       h("div", { class: "bar", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct ?? undefined }, fillEl),
       n.error ? h("div", { class: "error small" }, n.error) : null);
   });
@@ -607,14 +621,24 @@ function durationTick(ms) {
   return `${+(ms / 3_600_000).toFixed(1)} h`;
 }
 
+/** Axis labels as precise as the span of the chart needs. */
+function labeller(list) {
+  if (list.length < 2) return (b) => fmt.shortDate(b.started);
+  const span = new Date(list[list.length - 1].started) - new Date(list[0].started);
+  if (span < 10 * 60_000) return (b) => fmt.dateTime(b.started).slice(11);
+  if (span < 36 * 3600_000) return (b) => fmt.dateTime(b.started).slice(11, 16);
+  return (b) => fmt.shortDate(b.started);
+}
+
 function renderCharts() {
   const recent = state.backups.slice(0, CHART_POINTS).reverse();
+  const label = labeller(recent);
   const sizeSeries = [
     { name: "Size", className: "s-size" },
     { name: "Stored", className: "s-stored" },
   ];
   const points = recent.map((b) => ({
-    label: fmt.shortDate(b.started),
+    label: label(b),
     status: b.status,
     title: `${b.name} (${b.status})\nsize ${fmt.bytes(total(b, "bytes"))}, stored ${fmt.bytes(total(b, "stored_bytes"))}, new ${fmt.bytes(total(b, "new_bytes"))}\nduration ${fmt.duration(b.duration_ms)}`,
     values: [total(b, "bytes"), total(b, "stored_bytes")],
@@ -631,7 +655,7 @@ function renderCharts() {
     h("div", { class: "legend" },
       ["complete", "partial", "failed"].map((s) => h("span", {}, h("i", { class: `swatch s-duration status-${s}` }), s))),
     barChart({
-      points: recent.map((b) => ({ label: fmt.shortDate(b.started), status: b.status, title: `${b.name} (${b.status}): ${fmt.duration(b.duration_ms)}`, values: [b.duration_ms] })),
+      points: recent.map((b) => ({ label: label(b), status: b.status, title: `${b.name} (${b.status}): ${fmt.duration(b.duration_ms)}`, values: [b.duration_ms] })),
       series: durationSeries,
       format: durationTick,
       unit: durationUnit,
@@ -641,11 +665,12 @@ function renderCharts() {
 }
 
 function verifiedCell(b) {
-  if (!("verified" in b)) {
+  // A server that lists pins lists verifications too (absent: never verified).
+  if (!("verification" in b) && !("pinned" in b)) {
     return h("td", { "data-field": "verified", title: "this server does not report verifications in the list" },
       h("span", { class: "muted" }, "—"));
   }
-  const v = b.verified;
+  const v = b.verification;
   if (!v) return h("td", { "data-field": "verified" }, h("span", { class: "muted" }, "never"));
   const when = new Date(v.when_ms);
   return h("td", { "data-field": "verified", title: `${fmt.dateTime(when)} (${v.mode})` },
@@ -789,8 +814,14 @@ async function verifyBackup(b) {
   toast(`Verifying ${b ? b.name : "all backups"}…`, "info");
   const report = await act("Verify", () => state.api.post("/api/v1/verify", body));
   if (report) {
-    if (report.ok) toast(`Verification of ${b ? b.name : "all backups"} passed`, "ok");
-    else toast(`Verification found problems: ${report.message || JSON.stringify(report.problems || report.errors || report)}`, "bad");
+    const problems = report.problems || [];
+    const what = b ? b.name : "all backups";
+    if (problems.length === 0) {
+      toast(`Verification of ${what} passed: ${fmt.plural(report.backups, "backup")}, ${fmt.plural(report.files, "file")} checked`, "ok");
+    } else {
+      const more = problems.length > 1 ? ` (and ${problems.length - 1} more)` : "";
+      toast(`Verification of ${what} found ${fmt.plural(problems.length, "problem")}: ${problems[0]}${more}`, "bad");
+    }
     refresh();
   }
 }

@@ -77,6 +77,11 @@ export function count(n) {
   return Number(n).toLocaleString("en-US");
 }
 
+/** A count with its noun: "1 file", "12,345 files". */
+export function plural(n, noun) {
+  return `${count(n)} ${n === 1 ? noun : `${noun}s`}`;
+}
+
 /** A percentage of `part` in `whole`, 0–100, or null when the whole is unknown. */
 export function percent(part, whole) {
   if (!whole) return null;

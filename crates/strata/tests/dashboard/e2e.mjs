@@ -89,6 +89,7 @@ try {
   await page.goto(`${base}/`);
   check(page.url().endsWith("/ui/"), `/ redirects to /ui/, got ${page.url()}`);
   await page.locator("#token").waitFor({ state: "visible" });
+  check(await page.locator("#view-overview").isHidden(), "no data view before signing in");
   await page.fill("#token", `${token}-wrong`);
   await page.click("#login-form button[type=submit]");
   await page.locator("#login-error").filter({ hasText: "refused" }).waitFor();
@@ -96,6 +97,7 @@ try {
   await page.fill("#token", token);
   await page.click("#login-form button[type=submit]");
   await page.locator("[data-field=count-complete]").waitFor();
+  await page.locator("#login").waitFor({ state: "hidden" });
   log("signed in");
 
   // Overview: counts, latest and last good backup, nodes, schedules, check.
@@ -179,12 +181,14 @@ try {
   log(`phases seen on the page: ${[...phases].join(", ")}`);
   const operation = (await api(`/api/v1/operations/${id}`)).value;
   equal(operation.state, "succeeded", "state of the operation in the API");
+  const made = operation.result.name;
   for (const n of operation.nodes) {
+    const summary = operation.result.nodes.find((s) => s.name === n.name);
     const shown = await card.locator(`[data-node="${n.name}"] [data-field=progress]`).textContent();
-    check(shown.includes(bytes(n.progress.bytes)), `${n.name} progress ${shown} shows ${bytes(n.progress.bytes)}`);
+    const expected = `${summary.files} ${summary.files === 1 ? "file" : "files"} · ${bytes(summary.bytes)} · ${bytes(summary.new_bytes)} new`;
+    equal(shown, expected, `${n.name}'s figures when the backup ended`);
     equal(await card.locator(`[data-node="${n.name}"] [data-field=phase]`).textContent(), n.phase, `${n.name} phase`);
   }
-  const made = operation.result.name;
   const newRow = page.locator(`#backups-table tr[data-backup="${made}"]`);
   await newRow.waitFor({ timeout: LONG });
   equal(await newRow.locator("[data-field=status]").textContent(), "complete", `${made} status`);
