@@ -17,6 +17,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 const USER_TOKEN: &str = "dashboard-user-token-5b1e";
+/// What the browser script saves, in order.
+const SCREENSHOTS: [&str; 6] = [
+    "overview.png",
+    "backups.png",
+    "backup-done.png",
+    "restore-done.png",
+    "activity.png",
+    "configuration.png",
+];
 
 /// node, Chromium and playwright-core, or why the test cannot run.
 struct Browser {
@@ -239,7 +248,7 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
     assert!(statuses.contains(&"complete") && statuses.contains(&"failed"));
 
     let shots = output_dir();
-    for old in ["overview.png", "backups.png", "backup-done.png", "configuration.png"] {
+    for old in SCREENSHOTS {
         let _ = std::fs::remove_file(shots.join(old));
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/e2e.mjs");
@@ -250,6 +259,7 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
         .env("STRATA_CHROMIUM", &browser.chromium)
         .env("STRATA_TEST_NODE_MODULES", &browser.node_modules)
         .env("STRATA_SCREENSHOTS", &shots)
+        .env("STRATA_DB2", &db2)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -263,15 +273,17 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
     );
 
     // The backup the page started is real: in the repository, complete, with both nodes.
+    // (and the failed one is gone: the script deleted it through the page).
     let after = backups(&server.url);
-    assert_eq!(after.len(), before.len() + 1, "{after:#?}");
+    assert_eq!(after.len(), before.len(), "{after:#?}");
+    assert!(after.iter().all(|b| b["status"] == "complete"), "{after:#?}");
     let newest = after
         .iter()
         .max_by_key(|b| b["started"].as_str().unwrap().to_string())
         .unwrap();
     assert_eq!(newest["status"], "complete", "{newest:#}");
     assert_eq!(newest["nodes"].as_array().unwrap().len(), 2);
-    for shot in ["overview.png", "backups.png", "backup-done.png", "configuration.png"] {
+    for shot in SCREENSHOTS {
         let size = std::fs::metadata(shots.join(shot)).map(|m| m.len()).ok();
         assert!(size.unwrap_or(0) > 10_000, "screenshot {shot}: {size:?}");
     }

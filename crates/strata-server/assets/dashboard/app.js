@@ -853,7 +853,7 @@ async function restoreBackup(b) {
     danger: true,
     typeToConfirm: b.name,
     body: [
-      h("p", { class: "warning" }, "A restore in place overwrites the data directories of the nodes with the content of this backup. Files not in the backup are removed."),
+      h("p", { class: "warning" }, "A restore in place overwrites the data directories of the nodes with the content of this backup: files that are not in the backup are removed (paths the node excludes are left alone)."),
       b.status !== "complete" ? h("p", { class: "error" }, `This backup is ${b.status}: some data may be missing.`) : null,
       h("label", { class: "field" }, "Restore", select),
     ],
@@ -892,8 +892,9 @@ async function deleteBackup(b) {
 // --- Configuration -----------------------------------------------------------------------
 
 function kv(pairs) {
-  return h("dl", { class: "kv" }, pairs.filter(([, v]) => v !== undefined && v !== null && v !== "")
-    .map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  const shown = pairs.filter(([, v]) => v !== undefined && v !== null && v !== "");
+  if (!shown.length) return h("span", { class: "muted" }, "—");
+  return h("dl", { class: "kv" }, shown.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
 }
 
 function secretSource(source) {
@@ -996,7 +997,7 @@ async function loadActivity() {
   if (audit.ok) {
     const entries = [...audit.value].reverse();
     fill("panel-audit", entries.length ? table(["Time", "Who", "Action", "Target", "Outcome", "Detail"], entries.map((e) =>
-      h("tr", {},
+      h("tr", { "data-audit-action": e.action, "data-audit-outcome": e.outcome },
         h("td", {}, fmt.dateTime(e.time)),
         h("td", {}, e.who),
         h("td", {}, h("strong", {}, e.action)),
