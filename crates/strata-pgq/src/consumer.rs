@@ -95,13 +95,15 @@ impl Consumer {
 
     /// Streams the batch's events in chunks under the byte cap.
     pub async fn events(&mut self, batch: &Batch) -> Result<BatchStream<'_>> {
-        let cursor = format!("strata_pgq_{}", batch.batch_id);
+        // One cursor at a time per connection, always the same name, so the prepared FETCH
+        // statements are reused from batch to batch.
+        let cursor = "strata_pgq_batch";
         BatchStream::open(
             &self.client,
             &mut self.cache,
             &mut self.in_transaction,
             &mut self.totals,
-            &cursor,
+            cursor,
             batch.batch_id,
             self.options.byte_cap,
         )

@@ -7,7 +7,7 @@ use super::health::Health;
 use super::log::Log;
 use crate::conn;
 use crate::PgqError;
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_postgres::Client;
@@ -111,7 +111,11 @@ async fn session(
     let mut tick_timer = tokio::time::interval(config.ticker_period);
     let mut retry_timer = tokio::time::interval(config.retry_period);
     let mut maint_timer = tokio::time::interval(config.maint_period);
-    for t in [&mut tick_timer, &mut retry_timer, &mut maint_timer] {
+    // Queues notified but not ticked yet (pgq waits for max_lag or max_count): tried
+    // again every PENDING_RETRY until pgq writes the tick.
+    let mut pending: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut pending_timer = tokio::time::interval(PENDING_RETRY);
+    for t in [&mut tick_timer, &mut retry_timer, &mut maint_timer, &mut pending_timer] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
@@ -126,16 +130,15 @@ async fn session(
                     return Err(PgqError::Lost(db.to_string()));
                 };
                 // Take every notification already queued: one tick attempt per queue.
-                let mut queues = BTreeSet::from([note.payload().to_string()]);
+                let now = Instant::now();
+                pending.entry(note.payload().to_string()).or_insert(now);
                 while let Ok(more) = notes.try_recv() {
-                    queues.insert(more.payload().to_string());
+                    pending.entry(more.payload().to_string()).or_insert(now);
                 }
-                for queue in queues {
-                    let ticked = tick_queue(&client, &queue).await?;
-                    if ticked {
-                        health.update(db, |s| s.ticks += 1);
-                    }
-                }
+                tick_pending(db, &client, health, &mut pending).await?;
+            }
+            _ = pending_timer.tick(), if !pending.is_empty() => {
+                tick_pending(db, &client, health, &mut pending).await?;
             }
             _ = tick_timer.tick() => {
                 let n = tick_all(&client).await?;
@@ -178,8 +181,49 @@ async fn tick_all(client: &Client) -> Result<u64, PgqError> {
     Ok(rows.len() as u64)
 }
 
-/// Ticks one queue (after an event notification); `true` when a tick was written.
-async fn tick_queue(client: &Client, queue: &str) -> Result<bool, PgqError> {
+/// How often a notified queue that pgq did not tick yet is tried again.
+const PENDING_RETRY: Duration = Duration::from_millis(200);
+
+/// How long a notified queue is tried even though pgq counts no new event for it: the
+/// first event of a fresh queue does not move pgq's event sequence reading (its
+/// `last_value` is 1 before and after the first `nextval`), so pgq ticks it only by its
+/// idle rule, after `ticker_max_lag / 2`.
+const PENDING_GRACE: Duration = Duration::from_secs(10);
+
+/// Tries a tick on every notified queue; keeps the ones pgq did not tick yet (it waits
+/// until `ticker_max_lag` passed since the last tick or `ticker_max_count` events).
+async fn tick_pending(
+    db: &str,
+    client: &Client,
+    health: &Health,
+    pending: &mut BTreeMap<String, Instant>,
+) -> Result<(), PgqError> {
+    let mut still = BTreeMap::new();
+    for (queue, since) in std::mem::take(pending) {
+        match tick_queue(client, &queue).await? {
+            Some(true) => health.update(db, |s| s.ticks += 1),
+            Some(false) => {
+                // Keep trying only while the queue has events no tick covers yet.
+                let new = client
+                    .query_opt("select ev_new from pgq.get_queue_info($1)", &[&queue])
+                    .await
+                    .map_err(|e| PgqError::sql(format!("pgq.get_queue_info({queue})"), e))?
+                    .and_then(|r| r.get::<_, Option<i64>>(0))
+                    .unwrap_or(0);
+                if new > 0 || since.elapsed() < PENDING_GRACE {
+                    still.insert(queue, since);
+                }
+            }
+            None => {}
+        }
+    }
+    *pending = still;
+    Ok(())
+}
+
+/// Ticks one queue (after an event notification): `Some(true)` when a tick was written,
+/// `None` when the queue is gone, paused or ticked from outside.
+async fn tick_queue(client: &Client, queue: &str) -> Result<Option<bool>, PgqError> {
     let row = client
         .query_opt(
             "select pgq.ticker(queue_name) from pgq.queue where queue_name = $1 and not queue_external_ticker and not queue_ticker_paused",
@@ -187,11 +231,14 @@ async fn tick_queue(client: &Client, queue: &str) -> Result<bool, PgqError> {
         )
         .await
         .map_err(|e| PgqError::sql(format!("pgq.ticker({queue})"), e))?;
-    let ticked = row.is_some_and(|r| r.get::<_, Option<i64>>(0).is_some());
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let ticked = row.get::<_, Option<i64>>(0).is_some();
     if ticked {
         notify_tick(client, queue).await?;
     }
-    Ok(ticked)
+    Ok(Some(ticked))
 }
 
 async fn notify_tick(client: &Client, queue: &str) -> Result<(), PgqError> {

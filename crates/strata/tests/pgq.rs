@@ -1,0 +1,680 @@
+//! PgQ against a real PostgreSQL 15 with the Debian pgq extension: events written by the
+//! real `logutriga`/`sqltriga`/`jsontriga` triggers decode exactly; the Rust ticker and
+//! Debian `pgqd` tick and rotate two databases of one cluster alike; a consumer applies a
+//! million events exactly once across ticker restarts, consumer kills between apply and
+//! finish, a ticker outage and a single 500k-row transaction streamed under a byte cap;
+//! an unreachable database shows in health and metrics; the `strata pgq` commands.
+//! Skipped, loudly, where PostgreSQL 15 is not installed (`scripts/test.sh` installs it).
+
+mod common;
+
+use common::pgserver::*;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use strata_pgq::completed;
+use strata_pgq::event::{Format, Op};
+use strata_pgq::{Consumer, ConsumerOptions};
+
+/// A running cluster and a scratch directory.
+struct Site {
+    dir: tempfile::TempDir,
+    pg: PgServer,
+}
+
+impl Site {
+    fn new(dbs: &[&str]) -> Site {
+        let dir = tempfile::Builder::new().prefix("strata-pgq").tempdir().unwrap();
+        chown_to_postgres(dir.path());
+        let pg = PgServer::init(&dir.path().join("data"));
+        pg.start();
+        for db in dbs {
+            pg.psql("postgres", &format!("create database {db}"));
+            pg.psql(db, "create extension pgq");
+        }
+        Site { dir, pg }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn base_connstr(&self) -> String {
+        format!("host={} port={} user=postgres", self.pg.socket_dir.display(), self.pg.port)
+    }
+
+    fn dsn(&self, db: &str) -> String {
+        format!("{} dbname={db}", self.base_connstr())
+    }
+
+    async fn client(&self, db: &str) -> strata_pg::Client {
+        strata_pg::Dsn::parse(&self.dsn(db)).unwrap().connect().await.unwrap()
+    }
+
+    fn strata(&self, db: &str, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(args)
+            .env("STRATA_PGQ_DB", self.dsn(db))
+            .env_remove("STRATA_CONFIG")
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs strata, expects `code`, returns stdout.
+    fn expect(&self, db: &str, code: i32, args: &[&str]) -> String {
+        let out = self.strata(db, args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "strata {args:?}\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A pgqd-style ini for the Rust ticker (or pgqd itself) over `dbs`.
+    fn ticker_ini(&self, name: &str, dbs: &[&str], extra: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[pgqd]\nbase_connstr = {}\ndatabase_list = {}\nlogfile = {}\npidfile = {}\nticker_period = 1\nmaint_period = 1\nretry_period = 1\n{extra}",
+                self.base_connstr(),
+                dbs.join(","),
+                self.path(&format!("{name}.log")).display(),
+                self.path(&format!("{name}.pid")).display(),
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn spawn_ticker(&self, ini: &Path, args: &[&str]) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["pgq", "ticker"])
+            .arg(ini)
+            .args(args)
+            .env_remove("STRATA_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// Sends SIGTERM and returns the exit code.
+fn terminate(child: &mut Child) -> Option<i32> {
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap().code()
+}
+
+/// Polls `check` every 100 ms until it holds; panics with `what` after `limit` (a guard
+/// against hanging, not a timing assertion).
+async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Forces a tick on `queue` (what a ticker would do once events are due).
+async fn tick(client: &strata_pg::Client, queue: &str) {
+    client
+        .batch_execute(&format!(
+            "select pgq.force_tick('{queue}'); select pgq.ticker('{queue}');"
+        ))
+        .await
+        .unwrap();
+}
+
+/// Every event of every batch until none is left, finishing each batch.
+async fn drain(consumer: &mut Consumer) -> Vec<strata_pgq::Event> {
+    let mut all = Vec::new();
+    while let Some(batch) = consumer.next_batch().await.unwrap() {
+        let mut stream = consumer.events(&batch).await.unwrap();
+        while let Some(chunk) = stream.next_chunk().await.unwrap() {
+            all.extend(chunk);
+        }
+        stream.close().await.unwrap();
+        consumer.finish_batch(&batch).await.unwrap();
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_the_real_triggers_decode_exactly() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["app"]);
+    let client = site.client("app").await;
+    client
+        .batch_execute(
+            r#"select pgq.create_queue('q');
+            create table "My T"(id int primary key, "Val x" text, n numeric, b bool, j jsonb);
+            create trigger l after insert or update or delete on "My T" for each row execute procedure pgq.logutriga('q');
+            create trigger s after insert or update or delete on "My T" for each row execute procedure pgq.sqltriga('q');
+            create trigger js after insert or update or delete on "My T" for each row execute procedure pgq.jsontriga('q');
+            create trigger lt after truncate on "My T" for each statement execute procedure pgq.logutriga('q');
+            create trigger st after truncate on "My T" for each statement execute procedure pgq.sqltriga('q');
+            create trigger jt after truncate on "My T" for each statement execute procedure pgq.jsontriga('q');"#,
+        )
+        .await
+        .unwrap();
+    let mut consumer = Consumer::new(site.client("app").await, "q", "c", ConsumerOptions::default()).unwrap();
+    assert!(consumer.register().await.unwrap());
+    assert!(!consumer.register().await.unwrap(), "registering twice is a no-op");
+    let hostile = "a b&c=d'e\"f\\g é%+\n\t=&";
+    client
+        .execute(
+            r#"insert into "My T" values (1, $1, 1.5, true, '{"k": [1, 2]}'), (2, null, null, null, null)"#,
+            &[&hostile],
+        )
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            r#"update "My T" set "Val x" = null, n = 2 where id = 1; delete from "My T" where id = 2; truncate "My T";"#,
+        )
+        .await
+        .unwrap();
+    tick(&client, "q").await;
+    let events = drain(&mut consumer).await;
+    // 2 inserts, 1 update, 1 delete, 1 truncate, each written by three triggers.
+    assert_eq!(events.len(), 15, "{events:#?}");
+    let changes: Vec<_> = events.iter().map(|e| e.row_change().unwrap().unwrap()).collect();
+    let text = |v: &str| Some(v.to_string());
+    let row1 = vec![
+        ("id".to_string(), text("1")),
+        ("Val x".to_string(), text(hostile)),
+        ("n".to_string(), text("1.5")),
+        ("b".to_string(), text("t")),
+        ("j".to_string(), text("{\"k\": [1, 2]}")),
+    ];
+    let row2: Vec<_> = ["id", "Val x", "n", "b", "j"]
+        .iter()
+        .map(|c| (c.to_string(), if *c == "id" { text("2") } else { None }))
+        .collect();
+    for format in [Format::Urlenc, Format::Sql, Format::Json] {
+        let mine: Vec<_> = changes.iter().filter(|c| c.format == format || (c.op == Op::Truncate && format == Format::Urlenc)).collect();
+        let inserts: Vec<_> = mine.iter().filter(|c| c.op == Op::Insert).collect();
+        assert_eq!(inserts.len(), 2, "{format:?}");
+        assert_eq!(inserts[0].row, row1, "{format:?}");
+        assert_eq!(inserts[1].row, row2, "{format:?}");
+        assert!(inserts.iter().all(|c| c.table == "public.My T"));
+        let update = mine.iter().find(|c| c.op == Op::Update).unwrap();
+        assert_eq!(update.key, vec![("id".to_string(), text("1"))], "{format:?}");
+        let val = update.row.iter().find(|(k, _)| k == "Val x").unwrap();
+        assert_eq!(val.1, None, "{format:?}: NULL after the update");
+        let n = update.row.iter().find(|(k, _)| k == "n").unwrap();
+        assert_eq!(n.1, text("2"), "{format:?}");
+        let delete = mine.iter().find(|c| c.op == Op::Delete).unwrap();
+        assert_eq!(delete.key, vec![("id".to_string(), text("2"))], "{format:?}");
+    }
+    assert_eq!(changes.iter().filter(|c| c.op == Op::Truncate).count(), 3);
+    assert!(events.iter().filter(|e| e.ev_type.as_deref() == Some("R")).count() == 2);
+    // Nothing left: the batch was finished.
+    assert!(consumer.next_batch().await.unwrap().is_none());
+    assert!(consumer.unregister().await.unwrap());
+}
+
+/// Counts rotations by watching `queue_switch_time`.
+async fn switch_time(client: &strata_pg::Client) -> String {
+    client
+        .query_one("select coalesce(queue_switch_time::text, '') || '/' || (queue_switch_step2 is null)::text from pgq.queue where queue_name = 'q'", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_ticker_and_pgqd_tick_and_rotate_alike() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["by_rust", "by_pgqd"]);
+    let dbs = ["by_rust", "by_pgqd"];
+    let mut clients = Vec::new();
+    let mut consumers = Vec::new();
+    for db in dbs {
+        let c = site.client(db).await;
+        c.batch_execute(
+            "select pgq.create_queue('q'); select pgq.set_queue_config('q', 'rotation_period', '2 seconds'); select pgq.set_queue_config('q', 'ticker_max_lag', '0.5 seconds');",
+        )
+        .await
+        .unwrap();
+        let mut consumer = Consumer::new(site.client(db).await, "q", "c", ConsumerOptions::default()).unwrap();
+        consumer.register().await.unwrap();
+        clients.push(c);
+        consumers.push(consumer);
+    }
+    let rust_ini = site.ticker_ini("rust.ini", &["by_rust"], "listen_notify = 0\n");
+    let pgqd_ini = site.ticker_ini("pgqd.ini", &["by_pgqd"], "");
+    let mut rust = site.spawn_ticker(&rust_ini, &[]);
+    let mut pgqd = Command::new("/usr/bin/pgqd")
+        .arg(&pgqd_ini)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen: Vec<Vec<(i64, String)>> = vec![Vec::new(), Vec::new()];
+    let mut switches: Vec<BTreeSet<String>> = vec![BTreeSet::new(), BTreeSet::new()];
+    let rounds = 24;
+    for round in 0..rounds {
+        for (i, c) in clients.iter().enumerate() {
+            c.batch_execute(&format!(
+                "select pgq.insert_event('q', 'n', ({round} * 100 + g)::text) from generate_series(1, 100) g"
+            ))
+            .await
+            .unwrap();
+            switches[i].insert(switch_time(c).await);
+            for e in drain(&mut consumers[i]).await {
+                seen[i].push((e.id, e.data.unwrap()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // Let both tickers cover the last events, then drain.
+    let total = rounds * 100;
+    for i in 0..2 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while seen[i].len() < total as usize {
+            assert!(Instant::now() < deadline, "{}: only {} of {total} events ticked", dbs[i], seen[i].len());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            switches[i].insert(switch_time(&clients[i]).await);
+            for e in drain(&mut consumers[i]).await {
+                seen[i].push((e.id, e.data.unwrap()));
+            }
+        }
+    }
+    assert_eq!(terminate(&mut rust), Some(0), "the Rust ticker stops cleanly on SIGTERM");
+    terminate(&mut pgqd);
+    assert!(!site.path("rust.ini.pid").exists(), "pidfile removed at exit");
+    // Same events, each once, in the same order, under both tickers.
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0].len(), total as usize);
+    let ids: BTreeSet<i64> = seen[0].iter().map(|e| e.0).collect();
+    assert_eq!(ids.len(), total as usize);
+    let mut ticks = Vec::new();
+    for (i, c) in clients.iter().enumerate() {
+        let row = c
+            .query_one(
+                "select count(*), count(distinct tick_event_seq), max(tick_event_seq) from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue where q.queue_name = 'q'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (count, distinct, max_seq): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        assert!(max_seq >= total as i64, "{}: the newest tick covers every event", dbs[i]);
+        assert!(count > 3, "{}: ticks were made", dbs[i]);
+        ticks.push((count, distinct));
+        // Rotation happened (both steps) at least twice while the consumer kept up.
+        let rotations = switches[i].iter().filter(|s| s.ends_with("/false")).count();
+        assert!(rotations >= 3, "{}: rotations seen {:?}", dbs[i], switches[i]);
+    }
+    eprintln!("ticks kept (rust, pgqd): {ticks:?}; switch states seen: {} / {}", switches[0].len(), switches[1].len());
+    let log = std::fs::read_to_string(site.path("rust.ini.log")).unwrap();
+    assert!(log.contains("by_rust: rotated queue q"), "{log}");
+}
+
+/// GETs `path` from the health server.
+async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.ok()?;
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n")?.1.to_string();
+    Some((code, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_shows_in_health_and_metrics() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["good"]);
+    let addr = format!("127.0.0.1:{}", free_port());
+    let ini = site.ticker_ini("t.ini", &["good", "missing_db"], "");
+    let mut ticker = site.spawn_ticker(&ini, &["--health", &addr]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        if let Some((503, body)) = http_get(&addr, "/health").await {
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            if json["databases"]["good"]["up"] == true && json["databases"]["missing_db"]["up"] == false {
+                break body;
+            }
+        }
+        assert!(Instant::now() < deadline, "health never reported missing_db");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["unreachable"], serde_json::json!(["missing_db"]));
+    assert!(json["databases"]["missing_db"]["error"].as_str().unwrap().contains("missing_db"), "{body}");
+    let (code, metrics) = http_get(&addr, "/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    assert!(metrics.contains("strata_pgq_database_up{database=\"missing_db\"} 0"), "{metrics}");
+    assert!(metrics.contains("strata_pgq_database_up{database=\"good\"} 1"), "{metrics}");
+    assert!(http_get(&addr, "/nope").await.unwrap().0 == 404);
+    // A second ticker refuses the live pidfile.
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["pgq", "ticker"])
+        .arg(&ini)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("running"));
+    // SIGHUP with the bad database gone: healthy again.
+    let ini_text = std::fs::read_to_string(&ini).unwrap().replace("good,missing_db", "good");
+    std::fs::write(&ini, ini_text).unwrap();
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(ticker.id() as i32, libc::SIGHUP) };
+    wait_for("health to recover after SIGHUP", Duration::from_secs(30), || {
+        let addr = addr.clone();
+        async move { matches!(http_get(&addr, "/health").await, Some((200, _))) }
+    })
+    .await;
+    assert_eq!(terminate(&mut ticker), Some(0));
+    let log = std::fs::read_to_string(site.path("t.ini.log")).unwrap();
+    assert!(log.contains("missing_db"), "{log}");
+    assert!(log.contains("SIGHUP: configuration reloaded"), "{log}");
+    // The exit policy: a database down for 1 s stops the ticker with exit code 1.
+    let ini = site.ticker_ini("x.ini", &["good", "missing_db"], "exit_on_unreachable = 1\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["pgq", "ticker"])
+        .arg(&ini)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("missing_db unreachable"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one-line error: {stderr}");
+}
+
+async fn tick_count(client: &strata_pg::Client) -> i64 {
+    client.query_one("select count(*) from pgq.tick", &[]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["app"]);
+    site.expect("app", 0, &["pgq", "create-queue", "q", "--notify"]);
+    let client = site.client("app").await;
+    // ticker_period is an hour: only a notification can make the tick in time.
+    let ini = site.ticker_ini("d.ini", &["app"], "");
+    let text = std::fs::read_to_string(&ini).unwrap().replace("ticker_period = 1", "ticker_period = 3600");
+    std::fs::write(&ini, text).unwrap();
+    site.expect("", 0, &["pgq", "ticker", ini.to_str().unwrap(), "--daemon"]);
+    let pid: i32 = std::fs::read_to_string(site.path("d.ini.pid")).unwrap().trim().parse().unwrap();
+    // The daemon's first round ticks at start; wait for its LISTEN to be in place.
+    wait_for("the daemon to listen", Duration::from_secs(30), || async {
+        std::fs::read_to_string(site.path("d.ini.log")).unwrap_or_default().contains("listening for event notifications")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = tick_count(&client).await;
+    client.batch_execute("select pgq.insert_event('q', 'x', 'y')").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tick_count(&client).await <= before {
+        assert!(
+            Instant::now() < deadline,
+            "no tick after the notification; ticker log:\n{}",
+            std::fs::read_to_string(site.path("d.ini.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // SAFETY: plain kill(2) of the daemon we started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    wait_for("the daemon to remove its pidfile", Duration::from_secs(30), || async {
+        !site.path("d.ini.pid").exists()
+    })
+    .await;
+}
+
+/// Applies every available batch into `applied` on the target exactly once, recording the
+/// tick in the same target transaction. After `kill_after_apply` batches the consumer is
+/// killed between the target's commit and `finish_batch` (its connection dropped) and a
+/// fresh one takes over. Returns the stream numbers of the batches it streamed.
+async fn apply_all(
+    site: &Site,
+    consumer: &mut Consumer,
+    target: &mut strata_pg::Client,
+    kill_every: usize,
+    applied_batches: &mut usize,
+    stats: &mut strata_pgq::StreamStats,
+) {
+    while let Some(batch) = consumer.next_batch().await.unwrap() {
+        let tx = target.transaction().await.unwrap();
+        if completed::is_done(&tx, "big", "apply", &batch).await.unwrap() {
+            drop(tx);
+            consumer.finish_batch(&batch).await.unwrap();
+            continue;
+        }
+        let mut stream = consumer.events(&batch).await.unwrap();
+        while let Some(chunk) = stream.next_chunk().await.unwrap() {
+            let ids: Vec<i64> = chunk
+                .iter()
+                .map(|e| {
+                    let data = e.data.as_deref().unwrap();
+                    // logutriga rows (`id=N`) and plain insert_event payloads (`N`).
+                    data.strip_prefix("id=").unwrap_or(data).parse().unwrap()
+                })
+                .collect();
+            // No ON CONFLICT: an event applied twice fails the test here.
+            tx.execute("insert into applied select unnest($1::bigint[])", &[&ids])
+                .await
+                .unwrap();
+        }
+        stats.add(&stream.close().await.unwrap());
+        completed::mark_done(&tx, "big", "apply", &batch).await.unwrap();
+        tx.commit().await.unwrap();
+        *applied_batches += 1;
+        if *applied_batches % kill_every == 0 {
+            // Killed between apply and finish: the batch comes back to the next consumer.
+            *consumer = Consumer::new(
+                site.client("src").await,
+                "big",
+                "apply",
+                ConsumerOptions { byte_cap: consumer_cap(), ..Default::default() },
+            )
+            .unwrap();
+            continue;
+        }
+        consumer.finish_batch(&batch).await.unwrap();
+    }
+}
+
+fn consumer_cap() -> usize {
+    256 << 10
+}
+
+async fn applied_count(target: &strata_pg::Client) -> i64 {
+    target.query_one("select count(*) from applied", &[]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_events_are_applied_exactly_once() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["src", "dst"]);
+    let source = site.client("src").await;
+    source
+        .batch_execute(
+            "select pgq.create_queue('big'); \
+             create table src_rows(id bigint primary key); \
+             create trigger l after insert on src_rows for each row execute procedure pgq.logutriga('big');",
+        )
+        .await
+        .unwrap();
+    let mut target = site.client("dst").await;
+    target.batch_execute("create table applied(id bigint primary key)").await.unwrap();
+    completed::setup(&target).await.unwrap();
+    let options = ConsumerOptions { byte_cap: consumer_cap(), ..Default::default() };
+    let mut consumer = Consumer::new(site.client("src").await, "big", "apply", options).unwrap();
+    consumer.register().await.unwrap();
+    let ini = site.ticker_ini("big.ini", &["src"], "");
+    let mut ticker = site.spawn_ticker(&ini, &[]);
+    let mut batches = 0;
+    let mut stats = strata_pgq::StreamStats::default();
+    let produce = |from: i64, txns: i64, per: i64| {
+        let source = &source;
+        async move {
+            for t in 0..txns {
+                let lo = from + t * per;
+                source
+                    .batch_execute(&format!(
+                        "select pgq.insert_event('big', 'n', g::text) from generate_series({lo}, {}) g",
+                        lo + per - 1
+                    ))
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    // 1. 250k events in 10 transactions, consumed while the ticker runs.
+    produce(1, 10, 25_000).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while applied_count(&target).await < 250_000 {
+        assert!(Instant::now() < deadline, "phase 1 stalled");
+        apply_all(&site, &mut consumer, &mut target, 3, &mut batches, &mut stats).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // 2. The ticker restarts; then one 500k-row transaction through the real trigger,
+    //    streamed under the byte cap.
+    assert_eq!(terminate(&mut ticker), Some(0));
+    let mut ticker = site.spawn_ticker(&ini, &[]);
+    source
+        .batch_execute("insert into src_rows select g from generate_series(250001, 750000) g")
+        .await
+        .unwrap();
+    let before = stats;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while applied_count(&target).await < 750_000 {
+        assert!(Instant::now() < deadline, "phase 2 stalled");
+        apply_all(&site, &mut consumer, &mut target, 3, &mut batches, &mut stats).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stats.events - before.events >= 500_000);
+    assert!(
+        stats.max_buffered_bytes <= consumer_cap(),
+        "held {} bytes at once, cap {}",
+        stats.max_buffered_bytes,
+        consumer_cap()
+    );
+    assert!(
+        stats.fetches - before.fetches >= 100,
+        "the big batch was fetched in many chunks, not at once: {stats:?}"
+    );
+    // 3. A ticker outage: 250k events pile up, then land in one batch after the restart.
+    assert_eq!(terminate(&mut ticker), Some(0));
+    produce(750_001, 10, 25_000).await;
+    let mut ticker = site.spawn_ticker(&ini, &[]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while applied_count(&target).await < 1_000_000 {
+        assert!(Instant::now() < deadline, "phase 3 stalled");
+        apply_all(&site, &mut consumer, &mut target, 3, &mut batches, &mut stats).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(terminate(&mut ticker), Some(0));
+    let row = target
+        .query_one("select count(*), min(id), max(id) from applied", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)), (1_000_000, 1, 1_000_000));
+    assert!(batches >= 3, "kills happened: {batches} batches");
+    assert!(stats.max_buffered_bytes <= consumer_cap());
+    eprintln!("{batches} batches applied, {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgq_commands_manage_queues_and_consumers() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["app"]);
+    let out = site.expect("app", 0, &["pgq", "create-queue", "orders", "--set", "ticker_max_count=100", "--set", "rotation_period=10 minutes"]);
+    assert!(out.contains("created queue orders"), "{out}");
+    let out = site.expect("app", 0, &["pgq", "create-queue", "orders"]);
+    assert!(out.contains("exists already"), "{out}");
+    site.expect("app", 0, &["pgq", "register", "orders", "billing"]);
+    let out = site.expect("app", 0, &["--json", "pgq", "config", "orders", "ticker_max_lag=5 seconds"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["queue"]["ticker_max_count"], 100);
+    assert_eq!(json["queue"]["ticker_max_lag_secs"], 5.0);
+    assert_eq!(json["queue"]["rotation_period_secs"], 600.0);
+    assert_eq!(json["notify"], false);
+    site.expect("app", 0, &["pgq", "notify", "orders", "on"]);
+    let json: serde_json::Value = serde_json::from_str(&site.expect("app", 0, &["--json", "pgq", "config", "orders"])).unwrap();
+    assert_eq!(json["notify"], true);
+    let client = site.client("app").await;
+    // More than ticker_max_count events: pgq.ticker ticks at once (force_tick would
+    // push the event sequence and blur pending_events).
+    client
+        .batch_execute("select pgq.insert_event('orders', 'o', g::text) from generate_series(1, 150) g; select pgq.ticker('orders');")
+        .await
+        .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&site.expect("app", 0, &["--json", "pgq", "status"])).unwrap();
+    assert_eq!(json["queues"][0]["queue_name"], "orders");
+    assert_eq!(json["consumers"][0]["consumer_name"], "billing");
+    // pgq's estimate from its event sequence, which reads 1 before and after the first
+    // nextval: the first event of a fresh queue is not counted.
+    assert_eq!(json["consumers"][0]["pending_events"], 149);
+    let text = site.expect("app", 0, &["pgq", "status"]);
+    assert!(text.contains("orders") && text.contains("billing"), "{text}");
+    // For cron: -q prints nothing when fine, exits 1 with one line per problem when not.
+    assert_eq!(site.expect("app", 0, &["-q", "pgq", "status", "--max-lag", "3600"]), "");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let out = site.strata("app", &["-q", "pgq", "status", "--max-lag", "0.5"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("consumer billing on orders"));
+    // Bad input: clear one-line errors with the usage code, nothing panics.
+    for args in [
+        &["pgq", "config", "orders", "ticker_max_cont=1"][..],
+        &["pgq", "config", "orders", "nonsense"],
+        &["pgq", "config", "nosuch"],
+        &["pgq", "status", "--queue", "nosuch"],
+        &["pgq", "unregister", "orders", "nobody"],
+        &["pgq", "create-queue", ""],
+        &["pgq", "drop-queue", "orders"],
+    ] {
+        let out = site.strata("app", args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["pgq", "status"])
+        .env_remove("STRATA_PGQ_DB")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--db"));
+    site.pg.psql("postgres", "create database plain");
+    let out = site.strata("plain", &["pgq", "status"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no pgq schema"));
+    // Unregister, then the queue drops without --force; with a consumer it needs --force.
+    site.expect("app", 0, &["pgq", "unregister", "orders", "billing"]);
+    site.expect("app", 0, &["pgq", "register", "orders", "audit"]);
+    site.expect("app", 0, &["pgq", "drop-queue", "orders", "--force"]);
+    let json: serde_json::Value =
+        serde_json::from_str(&site.expect("app", 0, &["--json", "pgq", "status"])).unwrap();
+    assert_eq!(json["queues"], serde_json::json!([]));
+}
