@@ -129,7 +129,10 @@ function toast(message, kind = "info") {
   const el = h("div", { class: `toast ${kind}`, role: kind === "bad" ? "alert" : "status" },
     h("span", {}, message), close);
   close.addEventListener("click", () => el.remove());
-  $("#toasts").append(el);
+  const toasts = $("#toasts");
+  toasts.append(el);
+  // The newest few: older ones are in the activity page.
+  while (toasts.children.length > 3) toasts.firstElementChild.remove();
   setTimeout(() => el.remove(), kind === "bad" ? 15_000 : 7_000);
 }
 
@@ -448,7 +451,7 @@ function operationsTable(ops) {
     h("tr", { "data-op": op.id },
       h("td", {}, h("strong", {}, op.kind), " ", h("code", { class: "muted" }, op.id)),
       h("td", {}, statusBadge(op.state, "state")),
-      h("td", {}, fmt.dateTime(op.started)),
+      h("td", { class: "nowrap" }, fmt.dateTime(op.started)),
       h("td", {}, operationResult(op)))));
 }
 
@@ -456,12 +459,17 @@ function operationsTable(ops) {
 function operationCard(op) {
   // A finished backup's figures are in its summary (the live counters restart with each
   // phase); while running, the node's counters.
-  const summaries = op.state !== "running" && op.result && Array.isArray(op.result.nodes)
+  const finished = op.state !== "running" && op.result && Array.isArray(op.result.nodes);
+  const summaries = finished && op.kind === "backup"
     ? new Map(op.result.nodes.map((n) => [n.name, n]))
+    : new Map();
+  const restored = finished && op.kind === "restore"
+    ? new Map(op.result.nodes.filter((n) => n.report).map((n) => [n.node, n.report]))
     : new Map();
   const nodes = op.nodes.map((n) => {
     const p = n.progress || {};
     const summary = summaries.get(n.name);
+    const report = restored.get(n.name);
     const pct = n.phase === "done" ? 100 : fmt.percent(p.bytes, p.total_bytes);
     const fillEl = h("div", { class: `bar-fill ${n.phase === "failed" ? "bad" : n.phase === "done" ? "ok" : ""}` });
     if (pct === null) fillEl.classList.add("indeterminate");
@@ -472,7 +480,12 @@ function operationCard(op) {
         h("strong", {}, n.name),
         h("span", { class: `phase phase-${n.phase}`, "data-field": "phase" }, n.phase),
         h("span", { class: "spacer" }),
-        summary
+        report
+          ? h("span", { class: "muted small", "data-field": "progress" },
+            `${fmt.plural(report.files, "file")} · ${fmt.bytes(report.bytes)} · ${fmt.count(report.files_kept)} kept · ${fmt.count(report.removed)} removed`,
+            report.recovery ? ` · ${report.recovery}` : null,
+            report.errors && report.errors.length ? h("span", { class: "error" }, ` · ${fmt.plural(report.errors.length, "error")}`) : null)
+          : summary
           ? h("span", { class: "muted small", "data-field": "progress" },
             `${fmt.plural(summary.files, "file")} · ${fmt.bytes(summary.bytes)} · ${fmt.bytes(summary.new_bytes)} new`,
             summary.warning_count ? h("span", { class: "error" }, ` · ${fmt.count(summary.warning_count)} warnings`) : null)
@@ -549,7 +562,8 @@ async function follow(id) {
 function finished(op) {
   const what = op.kind === "backup" ? "Backup" : op.kind === "restore" ? "Restore" : op.kind;
   const kind = STATUS_KIND[op.state] || "info";
-  const name = op.result && op.result.name ? ` ${op.result.name}` : "";
+  const r = op.result || {};
+  const name = r.name ? ` ${r.name}` : r.backup ? ` of ${r.backup}` : "";
   toast(`${what}${name} ${op.state}${op.error ? `: ${op.error}` : ""}`, kind);
   refresh();
 }
@@ -998,7 +1012,7 @@ async function loadActivity() {
     const entries = [...audit.value].reverse();
     fill("panel-audit", entries.length ? table(["Time", "Who", "Action", "Target", "Outcome", "Detail"], entries.map((e) =>
       h("tr", { "data-audit-action": e.action, "data-audit-outcome": e.outcome },
-        h("td", {}, fmt.dateTime(e.time)),
+        h("td", { class: "nowrap" }, fmt.dateTime(e.time)),
         h("td", {}, e.who),
         h("td", {}, h("strong", {}, e.action)),
         h("td", {}, e.target ? h("code", {}, e.target) : "—"),

@@ -138,6 +138,7 @@ try {
       equal(await item.getAttribute("class"), c.ok ? "ok" : "bad", `check ${c.name}`);
     }
   }
+  await page.mouse.move(0, 0);
   await page.screenshot({ path: join(shots, "overview.png"), fullPage: true });
   log("overview matches the API");
 
@@ -157,6 +158,7 @@ try {
     }
   }
   log(`${backups.length} backups listed as the API lists them`);
+  await page.mouse.move(0, 0);
   await page.screenshot({ path: join(shots, "backups.png"), fullPage: true });
 
   // Back up now: confirm, follow the progress, see the new backup complete.
@@ -196,6 +198,7 @@ try {
   const after = newestFirst((await api("/api/v1/backups")).value);
   equal(after[0].name, made, "the newest backup is the one started from the page");
   equal(await newRow.locator("[data-field=size]").textContent(), bytes(sum(after[0], "bytes")), `${made} size`);
+  await page.mouse.move(0, 0);
   await page.screenshot({ path: join(shots, "backup-done.png"), fullPage: true });
   log(`backup ${made} complete and listed`);
 
@@ -279,8 +282,17 @@ try {
     check(Date.now() < restoreDeadline, "restore still running");
     await page.waitForTimeout(100);
   }
+  const restoreId = await restore.getAttribute("data-op-id");
+  const restored = (await api(`/api/v1/operations/${restoreId}`)).value;
+  equal(restored.state, "succeeded", "state of the restore in the API");
+  const report = restored.result.nodes.find((n) => n.node === "db2").report;
+  check(report.removed >= 1, `the restore removed the stray file: ${JSON.stringify(report)}`);
+  equal(await restore.locator("[data-node=db2] [data-field=progress]").textContent(),
+    `${report.files} ${report.files === 1 ? "file" : "files"} · ${bytes(report.bytes)} · ${report.files_kept} kept · ${report.removed} removed`,
+    "db2's restore figures");
   check(readFileSync(join(db2, "table.bin")).equals(original), "db2/table.bin restored byte for byte");
   check(!existsSync(join(db2, "stray.txt")), "the stray file in db2 was removed by the restore");
+  await page.mouse.move(0, 0);
   await page.screenshot({ path: join(shots, "restore-done.png"), fullPage: true });
   log("restored db2 in place");
 
@@ -295,6 +307,7 @@ try {
   for (const action of ["pin", "unpin", "verify", "delete", "backup", "restore"]) {
     check(await page.locator(`#panel-audit tr[data-audit-action="${action}"]`).count() > 0, `audit shows ${action}`);
   }
+  await page.mouse.move(0, 0);
   await page.screenshot({ path: join(shots, "activity.png"), fullPage: true });
   log(`activity: ${operations.length} operations, ${audit.length} audit entries`);
 
@@ -314,6 +327,7 @@ try {
   }
   const text = await page.locator("body").innerText();
   check(!text.includes(token), "the token appears on the configuration page");
+  await page.mouse.move(0, 0);
   await page.screenshot({ path: join(shots, "configuration.png"), fullPage: true });
 
   // Signing out forgets the token.
