@@ -63,7 +63,12 @@ pub const QUEUE_PARAMS: &[&str] = &[
 
 /// Changes one queue setting (see [`QUEUE_PARAMS`]); the value is PostgreSQL text
 /// (`'2 seconds'`, `500`, `true`).
-pub async fn set_queue_config(client: &Client, queue: &str, param: &str, value: &str) -> Result<()> {
+pub async fn set_queue_config(
+    client: &Client,
+    queue: &str,
+    param: &str,
+    value: &str,
+) -> Result<()> {
     check_name("queue", queue)?;
     let param = param.strip_prefix("queue_").unwrap_or(param);
     if !QUEUE_PARAMS.contains(&param) {
@@ -73,7 +78,10 @@ pub async fn set_queue_config(client: &Client, queue: &str, param: &str, value: 
         )));
     }
     client
-        .query_one("select pgq.set_queue_config($1, $2, $3)", &[&queue, &param, &value])
+        .query_one(
+            "select pgq.set_queue_config($1, $2, $3)",
+            &[&queue, &param, &value],
+        )
         .await
         .map_err(|e| PgqError::sql(format!("setting {param} of queue {queue}"), e))?;
     Ok(())
@@ -106,7 +114,10 @@ pub async fn unregister_consumer(client: &Client, queue: &str, consumer: &str) -
         return Ok(false);
     }
     client
-        .query_one("select pgq.unregister_consumer($1, $2)", &[&queue, &consumer])
+        .query_one(
+            "select pgq.unregister_consumer($1, $2)",
+            &[&queue, &consumer],
+        )
         .await
         .map_err(|e| PgqError::sql(format!("unregistering {consumer} from {queue}"), e))?;
     Ok(true)
@@ -115,7 +126,10 @@ pub async fn unregister_consumer(client: &Client, queue: &str, consumer: &str) -
 /// Inserts one event in the caller's transaction; returns its id.
 pub async fn insert_event(client: &Client, queue: &str, ev_type: &str, data: &str) -> Result<i64> {
     let row = client
-        .query_one("select pgq.insert_event($1, $2, $3)", &[&queue, &ev_type, &data])
+        .query_one(
+            "select pgq.insert_event($1, $2, $3)",
+            &[&queue, &ev_type, &data],
+        )
         .await
         .map_err(|e| PgqError::sql(format!("inserting into queue {queue}"), e))?;
     Ok(row.get(0))
@@ -184,10 +198,18 @@ pub async fn next_batch(
 }
 
 /// Puts an event into the retry queue, to come back in a batch after `after`.
-pub async fn event_retry(client: &Client, batch_id: i64, ev_id: i64, after: Duration) -> Result<()> {
+pub async fn event_retry(
+    client: &Client,
+    batch_id: i64,
+    ev_id: i64,
+    after: Duration,
+) -> Result<()> {
     let secs = i32::try_from(after.as_secs()).unwrap_or(i32::MAX);
     client
-        .query_one("select pgq.event_retry($1, $2, $3::int4)", &[&batch_id, &ev_id, &secs])
+        .query_one(
+            "select pgq.event_retry($1, $2, $3::int4)",
+            &[&batch_id, &ev_id, &secs],
+        )
         .await
         .map_err(|e| PgqError::sql(format!("retrying event {ev_id} of batch {batch_id}"), e))?;
     Ok(())
@@ -322,7 +344,14 @@ mod tests {
     #[test]
     fn batch_rules_default_to_plain_next_batch() {
         let rules = BatchRules::default();
-        assert_eq!((secs(rules.min_lag), rules.min_count, secs(rules.min_interval)), (None, None, None));
+        assert_eq!(
+            (
+                secs(rules.min_lag),
+                rules.min_count,
+                secs(rules.min_interval)
+            ),
+            (None, None, None)
+        );
         assert_eq!(secs(Some(Duration::from_millis(1500))), Some(1.5));
     }
 }

@@ -24,7 +24,10 @@ pub fn config_for(base: &str, dbname: &str) -> Result<Config, PgqError> {
         config.host(&host);
     }
     if config.get_ports().is_empty() {
-        let port = std::env::var("PGPORT").ok().and_then(|p| p.parse().ok()).unwrap_or(5432);
+        let port = std::env::var("PGPORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(5432);
         config.port(port);
     }
     if config.get_user().is_none() {
@@ -76,9 +79,17 @@ pub async fn connect_listening(
     let (client, mut connection) = match attempt {
         Ok(Ok(pair)) => pair,
         Ok(Err(source)) => {
-            return Err(PgqError::Connect(strata_pg::ConnectError::Connect { at, source }))
+            return Err(PgqError::Connect(strata_pg::ConnectError::Connect {
+                at,
+                source,
+            }))
         }
-        Err(_) => return Err(PgqError::Connect(strata_pg::ConnectError::Timeout { at, secs })),
+        Err(_) => {
+            return Err(PgqError::Connect(strata_pg::ConnectError::Timeout {
+                at,
+                secs,
+            }))
+        }
     };
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -103,7 +114,9 @@ mod tests {
         assert_eq!(describe(&c), "/tmp/s:5999/db one");
         assert_eq!(c.get_user(), Some("bob"));
         assert!(!describe(&c).contains("pw"));
-        assert!(config_for("host='unterminated", "x").unwrap_err().is_bad_input());
+        assert!(config_for("host='unterminated", "x")
+            .unwrap_err()
+            .is_bad_input());
         let c = config_for("", "x").unwrap();
         assert_eq!(c.get_dbname(), Some("x"));
         assert!(!c.get_hosts().is_empty());

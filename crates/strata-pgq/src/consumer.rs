@@ -40,7 +40,12 @@ pub struct Consumer {
 impl Consumer {
     /// A consumer on an open connection to the queue's database (see
     /// [`strata_pg::Dsn::connect`]); nothing is sent yet.
-    pub fn new(client: Client, queue: &str, name: &str, options: ConsumerOptions) -> Result<Consumer> {
+    pub fn new(
+        client: Client,
+        queue: &str,
+        name: &str,
+        options: ConsumerOptions,
+    ) -> Result<Consumer> {
         api::check_name("queue", queue)?;
         api::check_name("consumer", name)?;
         Ok(Consumer {

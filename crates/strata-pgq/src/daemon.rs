@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 /// The command line without the daemon switch.
 pub fn child_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
-    args.into_iter().filter(|a| a != "--daemon" && a != "-d").collect()
+    args.into_iter()
+        .filter(|a| a != "--daemon" && a != "-d")
+        .collect()
 }
 
 /// Starts the ticker in the background; returns its pid once its pidfile names it.
@@ -22,13 +24,17 @@ pub fn detach(config_path: &Path, overrides: &Overrides) -> Result<u32, PgqError
         .pidfile
         .clone()
         .or(config.pidfile)
-        .ok_or_else(|| PgqError::BadInput("--daemon needs a pidfile (in the config or --pidfile)".into()))?;
+        .ok_or_else(|| {
+            PgqError::BadInput("--daemon needs a pidfile (in the config or --pidfile)".into())
+        })?;
     if overrides.logfile.is_none() && config.logfile.is_none() {
         return Err(PgqError::BadInput(
-            "--daemon needs a logfile (in the config or --logfile): a daemon has no terminal".into(),
+            "--daemon needs a logfile (in the config or --logfile): a daemon has no terminal"
+                .into(),
         ));
     }
-    let exe = std::env::current_exe().map_err(|e| PgqError::io("finding the strata executable", e))?;
+    let exe =
+        std::env::current_exe().map_err(|e| PgqError::io("finding the strata executable", e))?;
     let args = child_args(std::env::args().skip(1));
     let mut command = Command::new(exe);
     command
@@ -45,7 +51,9 @@ pub fn detach(config_path: &Path, overrides: &Overrides) -> Result<u32, PgqError
             Ok(())
         });
     }
-    let mut child = command.spawn().map_err(|e| PgqError::io("starting the ticker in the background", e))?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| PgqError::io("starting the ticker in the background", e))?;
     let pid = child.id();
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
@@ -73,7 +81,13 @@ pub fn detach(config_path: &Path, overrides: &Overrides) -> Result<u32, PgqError
 mod tests {
     #[test]
     fn the_child_runs_in_the_foreground() {
-        let args = ["pgq", "ticker", "-d", "x.ini", "--daemon", "--health", "a:1"].map(String::from);
-        assert_eq!(super::child_args(args), vec!["pgq", "ticker", "x.ini", "--health", "a:1"]);
+        let args = [
+            "pgq", "ticker", "-d", "x.ini", "--daemon", "--health", "a:1",
+        ]
+        .map(String::from);
+        assert_eq!(
+            super::child_args(args),
+            vec!["pgq", "ticker", "x.ini", "--health", "a:1"]
+        );
     }
 }

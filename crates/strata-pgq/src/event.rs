@@ -259,7 +259,11 @@ mod tests {
             txid: 1,
             retry: None,
             ev_type: Some(ev_type.into()),
-            data: if data.is_empty() { None } else { Some(data.into()) },
+            data: if data.is_empty() {
+                None
+            } else {
+                Some(data.into())
+            },
             extra1: Some(table.into()),
             extra2: None,
             extra3: None,
@@ -282,14 +286,23 @@ mod tests {
             pair("j", None),
         ];
         let url = event(25, "I:id", "id=5&val=x&n&b&j", "public.t");
-        let sql = event(26, "I", "(id,val,n,b,j) values ('5','x',null,null,null)", "public.t");
+        let sql = event(
+            26,
+            "I",
+            "(id,val,n,b,j) values ('5','x',null,null,null)",
+            "public.t",
+        );
         let json = event(
             24,
             r#"{"op":"INSERT","table":["public","t"],"pkey":["id"]}"#,
             r#"{"id":5,"val":"x","n":null,"b":null,"j":null}"#,
             "public.t",
         );
-        for (e, format) in [(url, Format::Urlenc), (sql, Format::Sql), (json, Format::Json)] {
+        for (e, format) in [
+            (url, Format::Urlenc),
+            (sql, Format::Sql),
+            (json, Format::Json),
+        ] {
             let change = e.row_change().unwrap().unwrap();
             assert_eq!(change.op, Op::Insert);
             assert_eq!(change.format, format);
@@ -304,19 +317,38 @@ mod tests {
             .row_change()
             .unwrap()
             .unwrap();
-        assert_eq!((c.op, c.pkey.clone()), (Op::Update, vec!["A b".to_string(), "k2".into()]));
+        assert_eq!(
+            (c.op, c.pkey.clone()),
+            (Op::Update, vec!["A b".to_string(), "k2".into()])
+        );
         assert_eq!(c.key, vec![pair("A b", Some("1")), pair("k2", Some("k"))]);
-        let c = event(23, "U", r#"v=NULL where "A b"='1' and k2='k'"#, "public.W t")
+        let c = event(
+            23,
+            "U",
+            r#"v=NULL where "A b"='1' and k2='k'"#,
+            "public.W t",
+        )
+        .row_change()
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.row, vec![pair("v", None)]);
+        assert_eq!(c.pkey, vec!["A b".to_string(), "k2".into()]);
+        let c = event(12, "D", "id='2'", "public.t")
             .row_change()
             .unwrap()
             .unwrap();
-        assert_eq!(c.row, vec![pair("v", None)]);
-        assert_eq!(c.pkey, vec!["A b".to_string(), "k2".into()]);
-        let c = event(12, "D", "id='2'", "public.t").row_change().unwrap().unwrap();
-        assert_eq!((c.op, c.key.clone()), (Op::Delete, vec![pair("id", Some("2"))]));
+        assert_eq!(
+            (c.op, c.key.clone()),
+            (Op::Delete, vec![pair("id", Some("2"))])
+        );
         for e in [
             event(14, "R", "", "public.t"),
-            event(13, r#"{"op":"TRUNCATE","table":["public","t"],"pkey":["id"]}"#, "{}", "public.t"),
+            event(
+                13,
+                r#"{"op":"TRUNCATE","table":["public","t"],"pkey":["id"]}"#,
+                "{}",
+                "public.t",
+            ),
         ] {
             let c = e.row_change().unwrap().unwrap();
             assert_eq!(c.op, Op::Truncate);
@@ -338,12 +370,22 @@ mod tests {
 
     #[test]
     fn application_events_pass_and_broken_payloads_fail() {
-        assert_eq!(event(1, "my.event", "anything", "").row_change().unwrap(), None);
+        assert_eq!(
+            event(1, "my.event", "anything", "").row_change().unwrap(),
+            None
+        );
         assert!(event(2, "I:id", "id=%zz", "t").row_change().is_err());
-        assert!(event(3, "I:id", "val=1", "t").row_change().is_err(), "key missing");
+        assert!(
+            event(3, "I:id", "val=1", "t").row_change().is_err(),
+            "key missing"
+        );
         assert!(event(4, "U", "garbage", "t").row_change().is_err());
         assert!(event(5, "{not json", "{}", "t").row_change().is_err());
-        assert!(event(6, r#"{"op":"MERGE"}"#, "{}", "t").row_change().is_err());
-        assert!(event(7, r#"{"op":"INSERT"}"#, "[1]", "t").row_change().is_err());
+        assert!(event(6, r#"{"op":"MERGE"}"#, "{}", "t")
+            .row_change()
+            .is_err());
+        assert!(event(7, r#"{"op":"INSERT"}"#, "[1]", "t")
+            .row_change()
+            .is_err());
     }
 }

@@ -29,9 +29,17 @@ async fn event_tables(client: &Client, queue: &str) -> Result<Vec<String>> {
         .ok_or_else(|| PgqError::BadInput(format!("no queue named {queue:?}")))?;
     let prefix: String = row.get(0);
     let ntables: i32 = row.get(1);
-    let (schema, table) = prefix.split_once('.').unwrap_or(("public", prefix.as_str()));
+    let (schema, table) = prefix
+        .split_once('.')
+        .unwrap_or(("public", prefix.as_str()));
     Ok((0..ntables)
-        .map(|n| format!("{}.{}", quote_ident(schema), quote_ident(&format!("{table}_{n}"))))
+        .map(|n| {
+            format!(
+                "{}.{}",
+                quote_ident(schema),
+                quote_ident(&format!("{table}_{n}"))
+            )
+        })
         .collect())
 }
 
@@ -48,7 +56,12 @@ pub async fn enable(client: &Client, queue: &str) -> Result<()> {
         ));
     }
     sql.push_str(" commit;");
-    run_transaction(client, &sql, format!("installing the notification trigger on queue {queue}")).await
+    run_transaction(
+        client,
+        &sql,
+        format!("installing the notification trigger on queue {queue}"),
+    )
+    .await
 }
 
 /// Removes the notification trigger from the queue's event tables.
@@ -57,10 +70,18 @@ pub async fn disable(client: &Client, queue: &str) -> Result<()> {
     let tables = event_tables(client, queue).await?;
     let mut sql = String::from("begin;");
     for table in &tables {
-        sql.push_str(&format!(" drop trigger if exists {} on {table};", quote_ident(TRIGGER)));
+        sql.push_str(&format!(
+            " drop trigger if exists {} on {table};",
+            quote_ident(TRIGGER)
+        ));
     }
     sql.push_str(" commit;");
-    run_transaction(client, &sql, format!("removing the notification trigger from queue {queue}")).await
+    run_transaction(
+        client,
+        &sql,
+        format!("removing the notification trigger from queue {queue}"),
+    )
+    .await
 }
 
 /// Whether every event table of the queue carries the notification trigger.

@@ -293,8 +293,10 @@ mod tests {
     #[test]
     fn inserts() {
         assert_eq!(
-            parse_insert(r#"(id,val,n,b,j) values ('1',E'a b&c=d''e"f\\\\g é%+','1.5','t','{"k": [1, 2]}')"#)
-                .unwrap(),
+            parse_insert(
+                r#"(id,val,n,b,j) values ('1',E'a b&c=d''e"f\\\\g é%+','1.5','t','{"k": [1, 2]}')"#
+            )
+            .unwrap(),
             vec![
                 pair("id", Some("1")),
                 pair("val", Some("a b&c=d'e\"f\\\\g é%+")),
@@ -343,10 +345,7 @@ mod tests {
             parse_delete(r#""A b"='1' and k2='k''x'"#).unwrap(),
             vec![pair("A b", Some("1")), pair("k2", Some("k'x"))]
         );
-        assert_eq!(
-            parse_delete("id='2'").unwrap(),
-            vec![pair("id", Some("2"))]
-        );
+        assert_eq!(parse_delete("id='2'").unwrap(), vec![pair("id", Some("2"))]);
     }
 
     #[test]
@@ -366,7 +365,7 @@ mod tests {
         ] {
             let _ = parse_insert(text).unwrap_err();
             let _ = parse_update(text).unwrap_err();
-            if text != "" {
+            if !text.is_empty() {
                 assert!(parse_delete(text).is_err(), "{text}");
             }
         }

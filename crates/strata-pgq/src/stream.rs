@@ -92,7 +92,10 @@ impl<'a> BatchStream<'a> {
             .map_err(|e| PgqError::sql("starting the batch transaction", e))?;
         *open = true;
         client
-            .query("select 1 from pgq.get_batch_cursor($1, $2, 0)", &[&batch_id, &cursor])
+            .query(
+                "select 1 from pgq.get_batch_cursor($1, $2, 0)",
+                &[&batch_id, &cursor],
+            )
             .await
             .map_err(|e| PgqError::sql(format!("opening a cursor on batch {batch_id}"), e))?;
         Ok(BatchStream {
@@ -133,11 +136,10 @@ impl<'a> BatchStream<'a> {
                 s
             }
         };
-        let fetched = self
-            .client
-            .query(&statement, &[])
-            .await
-            .map_err(|e| PgqError::sql(format!("fetching events of batch {}", self.batch_id), e))?;
+        let fetched =
+            self.client.query(&statement, &[]).await.map_err(|e| {
+                PgqError::sql(format!("fetching events of batch {}", self.batch_id), e)
+            })?;
         self.stats.fetches += 1;
         if (fetched.len() as i64) < rows {
             self.done = true;
@@ -187,9 +189,14 @@ impl<'a> BatchStream<'a> {
     /// Closes the cursor and commits the transaction (and the retries made through it).
     pub async fn close(self) -> Result<StreamStats> {
         self.client
-            .batch_execute(&format!("close {}; commit", strata_pg::quote_ident(&self.cursor)))
+            .batch_execute(&format!(
+                "close {}; commit",
+                strata_pg::quote_ident(&self.cursor)
+            ))
             .await
-            .map_err(|e| PgqError::sql(format!("closing the cursor of batch {}", self.batch_id), e))?;
+            .map_err(|e| {
+                PgqError::sql(format!("closing the cursor of batch {}", self.batch_id), e)
+            })?;
         *self.open = false;
         self.totals.add(&self.stats);
         Ok(self.stats)
@@ -208,6 +215,10 @@ mod tests {
         assert_eq!(rows(1 << 20, 100), 8192);
         assert_eq!(rows(1 << 20, 1000), 1024);
         assert_eq!(rows(1000, 300), 2);
-        assert_eq!(rows(1000, 5000), 1, "an event bigger than the cap comes alone");
+        assert_eq!(
+            rows(1000, 5000),
+            1,
+            "an event bigger than the cap comes alone"
+        );
     }
 }

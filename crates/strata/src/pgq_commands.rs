@@ -312,7 +312,9 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
                 logfile,
             };
             if daemon {
-                return strata_pgq::daemon::detach(&file, &overrides).map_err(failure).map(|_| 0);
+                return strata_pgq::daemon::detach(&file, &overrides)
+                    .map_err(failure)
+                    .map(|_| 0);
             }
             match ticker::run(&file, &overrides, ctx.global.quiet)
                 .await
@@ -331,8 +333,14 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
 fn print_config(info: &QueueInfo, notify: bool) {
     let rows = vec![
         vec!["ticker_max_count".into(), info.ticker_max_count.to_string()],
-        vec!["ticker_max_lag".into(), secs(Some(info.ticker_max_lag_secs))],
-        vec!["ticker_idle_period".into(), secs(Some(info.ticker_idle_period_secs))],
+        vec![
+            "ticker_max_lag".into(),
+            secs(Some(info.ticker_max_lag_secs)),
+        ],
+        vec![
+            "ticker_idle_period".into(),
+            secs(Some(info.ticker_idle_period_secs)),
+        ],
         vec!["ticker_paused".into(), info.ticker_paused.to_string()],
         vec!["rotation_period".into(), secs(info.rotation_period_secs)],
         vec!["external_ticker".into(), info.external_ticker.to_string()],
@@ -421,7 +429,16 @@ async fn status(
         println!(
             "{}",
             output::table(
-                &["queue", "ticker lag", "ev/s", "new events", "last tick", "table", "rotated", "ticks by"],
+                &[
+                    "queue",
+                    "ticker lag",
+                    "ev/s",
+                    "new events",
+                    "last tick",
+                    "table",
+                    "rotated",
+                    "ticks by"
+                ],
                 rows,
                 &[1, 2, 3, 4]
             )
@@ -444,7 +461,15 @@ async fn status(
             println!(
                 "{}",
                 output::table(
-                    &["queue", "consumer", "lag", "last seen", "pending", "last tick", "batch"],
+                    &[
+                        "queue",
+                        "consumer",
+                        "lag",
+                        "last seen",
+                        "pending",
+                        "last tick",
+                        "batch"
+                    ],
                     rows,
                     &[2, 3, 4, 5, 6]
                 )

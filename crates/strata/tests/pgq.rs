@@ -25,7 +25,10 @@ struct Site {
 
 impl Site {
     fn new(dbs: &[&str]) -> Site {
-        let dir = tempfile::Builder::new().prefix("strata-pgq").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("strata-pgq")
+            .tempdir()
+            .unwrap();
         chown_to_postgres(dir.path());
         let pg = PgServer::init(&dir.path().join("data"));
         pg.start();
@@ -41,7 +44,11 @@ impl Site {
     }
 
     fn base_connstr(&self) -> String {
-        format!("host={} port={} user=postgres", self.pg.socket_dir.display(), self.pg.port)
+        format!(
+            "host={} port={} user=postgres",
+            self.pg.socket_dir.display(),
+            self.pg.port
+        )
     }
 
     fn dsn(&self, db: &str) -> String {
@@ -49,7 +56,11 @@ impl Site {
     }
 
     async fn client(&self, db: &str) -> strata_pg::Client {
-        strata_pg::Dsn::parse(&self.dsn(db)).unwrap().connect().await.unwrap()
+        strata_pg::Dsn::parse(&self.dsn(db))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
     }
 
     fn strata(&self, db: &str, args: &[&str]) -> Output {
@@ -170,9 +181,18 @@ async fn events_of_the_real_triggers_decode_exactly() {
         )
         .await
         .unwrap();
-    let mut consumer = Consumer::new(site.client("app").await, "q", "c", ConsumerOptions::default()).unwrap();
+    let mut consumer = Consumer::new(
+        site.client("app").await,
+        "q",
+        "c",
+        ConsumerOptions::default(),
+    )
+    .unwrap();
     assert!(consumer.register().await.unwrap());
-    assert!(!consumer.register().await.unwrap(), "registering twice is a no-op");
+    assert!(
+        !consumer.register().await.unwrap(),
+        "registering twice is a no-op"
+    );
     let hostile = "a b&c=d'e\"f\\g é%+\n\t=&";
     client
         .execute(
@@ -191,7 +211,10 @@ async fn events_of_the_real_triggers_decode_exactly() {
     let events = drain(&mut consumer).await;
     // 2 inserts, 1 update, 1 delete, 1 truncate, each written by three triggers.
     assert_eq!(events.len(), 15, "{events:#?}");
-    let changes: Vec<_> = events.iter().map(|e| e.row_change().unwrap().unwrap()).collect();
+    let changes: Vec<_> = events
+        .iter()
+        .map(|e| e.row_change().unwrap().unwrap())
+        .collect();
     let text = |v: &str| Some(v.to_string());
     let row1 = vec![
         ("id".to_string(), text("1")),
@@ -205,23 +228,40 @@ async fn events_of_the_real_triggers_decode_exactly() {
         .map(|c| (c.to_string(), if *c == "id" { text("2") } else { None }))
         .collect();
     for format in [Format::Urlenc, Format::Sql, Format::Json] {
-        let mine: Vec<_> = changes.iter().filter(|c| c.format == format || (c.op == Op::Truncate && format == Format::Urlenc)).collect();
+        let mine: Vec<_> = changes
+            .iter()
+            .filter(|c| c.format == format || (c.op == Op::Truncate && format == Format::Urlenc))
+            .collect();
         let inserts: Vec<_> = mine.iter().filter(|c| c.op == Op::Insert).collect();
         assert_eq!(inserts.len(), 2, "{format:?}");
         assert_eq!(inserts[0].row, row1, "{format:?}");
         assert_eq!(inserts[1].row, row2, "{format:?}");
         assert!(inserts.iter().all(|c| c.table == "public.My T"));
         let update = mine.iter().find(|c| c.op == Op::Update).unwrap();
-        assert_eq!(update.key, vec![("id".to_string(), text("1"))], "{format:?}");
+        assert_eq!(
+            update.key,
+            vec![("id".to_string(), text("1"))],
+            "{format:?}"
+        );
         let val = update.row.iter().find(|(k, _)| k == "Val x").unwrap();
         assert_eq!(val.1, None, "{format:?}: NULL after the update");
         let n = update.row.iter().find(|(k, _)| k == "n").unwrap();
         assert_eq!(n.1, text("2"), "{format:?}");
         let delete = mine.iter().find(|c| c.op == Op::Delete).unwrap();
-        assert_eq!(delete.key, vec![("id".to_string(), text("2"))], "{format:?}");
+        assert_eq!(
+            delete.key,
+            vec![("id".to_string(), text("2"))],
+            "{format:?}"
+        );
     }
     assert_eq!(changes.iter().filter(|c| c.op == Op::Truncate).count(), 3);
-    assert!(events.iter().filter(|e| e.ev_type.as_deref() == Some("R")).count() == 2);
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.ev_type.as_deref() == Some("R"))
+            .count()
+            == 2
+    );
     // Nothing left: the batch was finished.
     assert!(consumer.next_batch().await.unwrap().is_none());
     assert!(consumer.unregister().await.unwrap());
@@ -252,7 +292,8 @@ async fn rust_ticker_and_pgqd_tick_and_rotate_alike() {
         )
         .await
         .unwrap();
-        let mut consumer = Consumer::new(site.client(db).await, "q", "c", ConsumerOptions::default()).unwrap();
+        let mut consumer =
+            Consumer::new(site.client(db).await, "q", "c", ConsumerOptions::default()).unwrap();
         consumer.register().await.unwrap();
         clients.push(c);
         consumers.push(consumer);
@@ -288,7 +329,12 @@ async fn rust_ticker_and_pgqd_tick_and_rotate_alike() {
     for i in 0..2 {
         let deadline = Instant::now() + Duration::from_secs(30);
         while seen[i].len() < total as usize {
-            assert!(Instant::now() < deadline, "{}: only {} of {total} events ticked", dbs[i], seen[i].len());
+            assert!(
+                Instant::now() < deadline,
+                "{}: only {} of {total} events ticked",
+                dbs[i],
+                seen[i].len()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
             switches[i].insert(switch_time(&clients[i]).await);
             for e in drain(&mut consumers[i]).await {
@@ -296,9 +342,16 @@ async fn rust_ticker_and_pgqd_tick_and_rotate_alike() {
             }
         }
     }
-    assert_eq!(terminate(&mut rust), Some(0), "the Rust ticker stops cleanly on SIGTERM");
+    assert_eq!(
+        terminate(&mut rust),
+        Some(0),
+        "the Rust ticker stops cleanly on SIGTERM"
+    );
     terminate(&mut pgqd);
-    assert!(!site.path("rust.ini.pid").exists(), "pidfile removed at exit");
+    assert!(
+        !site.path("rust.ini.pid").exists(),
+        "pidfile removed at exit"
+    );
     // Same events, each once, in the same order, under both tickers.
     assert_eq!(seen[0], seen[1]);
     assert_eq!(seen[0].len(), total as usize);
@@ -316,14 +369,27 @@ async fn rust_ticker_and_pgqd_tick_and_rotate_alike() {
         // Tick ids come from a sequence: the newest is the number of ticks ever made
         // (rotation deletes old ticks, so counting rows would not tell).
         let (made, kept, max_seq): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
-        assert!(max_seq >= total as i64, "{}: the newest tick covers every event", dbs[i]);
+        assert!(
+            max_seq >= total as i64,
+            "{}: the newest tick covers every event",
+            dbs[i]
+        );
         assert!(made > 3, "{}: ticks were made", dbs[i]);
         ticks.push((made, kept));
         // Rotation happened (both steps) at least twice while the consumer kept up.
         let rotations = switches[i].iter().filter(|s| s.ends_with("/false")).count();
-        assert!(rotations >= 3, "{}: rotations seen {:?}", dbs[i], switches[i]);
+        assert!(
+            rotations >= 3,
+            "{}: rotations seen {:?}",
+            dbs[i],
+            switches[i]
+        );
     }
-    eprintln!("ticks made and kept (rust, pgqd): {ticks:?}; switch states seen: {} / {}", switches[0].len(), switches[1].len());
+    eprintln!(
+        "ticks made and kept (rust, pgqd): {ticks:?}; switch states seen: {} / {}",
+        switches[0].len(),
+        switches[1].len()
+    );
     let log = std::fs::read_to_string(site.path("rust.ini.log")).unwrap();
     assert!(log.contains("by_rust: rotated queue q"), "{log}");
 }
@@ -332,7 +398,9 @@ async fn rust_ticker_and_pgqd_tick_and_rotate_alike() {
 async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes()).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).await.ok()?;
     let code = text.split_whitespace().nth(1)?.parse().ok()?;
@@ -353,20 +421,37 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
     let body = loop {
         if let Some((503, body)) = http_get(&addr, "/health").await {
             let json: serde_json::Value = serde_json::from_str(&body).unwrap();
-            if json["databases"]["good"]["up"] == true && json["databases"]["missing_db"]["up"] == false {
+            if json["databases"]["good"]["up"] == true
+                && json["databases"]["missing_db"]["up"] == false
+            {
                 break body;
             }
         }
-        assert!(Instant::now() < deadline, "health never reported missing_db");
+        assert!(
+            Instant::now() < deadline,
+            "health never reported missing_db"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json["unreachable"], serde_json::json!(["missing_db"]));
-    assert!(json["databases"]["missing_db"]["error"].as_str().unwrap().contains("missing_db"), "{body}");
+    assert!(
+        json["databases"]["missing_db"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing_db"),
+        "{body}"
+    );
     let (code, metrics) = http_get(&addr, "/metrics").await.unwrap();
     assert_eq!(code, 200);
-    assert!(metrics.contains("strata_pgq_database_up{database=\"missing_db\"} 0"), "{metrics}");
-    assert!(metrics.contains("strata_pgq_database_up{database=\"good\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("strata_pgq_database_up{database=\"missing_db\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("strata_pgq_database_up{database=\"good\"} 1"),
+        "{metrics}"
+    );
     assert!(http_get(&addr, "/nope").await.unwrap().0 == 404);
     // A second ticker refuses the live pidfile.
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
@@ -374,24 +459,39 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
         .arg(&ini)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("running"));
     // SIGHUP with the bad database gone: healthy again.
-    let ini_text = std::fs::read_to_string(&ini).unwrap().replace("good,missing_db", "good");
+    let ini_text = std::fs::read_to_string(&ini)
+        .unwrap()
+        .replace("good,missing_db", "good");
     std::fs::write(&ini, ini_text).unwrap();
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(ticker.id() as i32, libc::SIGHUP) };
-    wait_for("health to recover after SIGHUP", Duration::from_secs(30), || {
-        let addr = addr.clone();
-        async move { matches!(http_get(&addr, "/health").await, Some((200, _))) }
-    })
+    wait_for(
+        "health to recover after SIGHUP",
+        Duration::from_secs(30),
+        || {
+            let addr = addr.clone();
+            async move { matches!(http_get(&addr, "/health").await, Some((200, _))) }
+        },
+    )
     .await;
     assert_eq!(terminate(&mut ticker), Some(0));
     let log = std::fs::read_to_string(site.path("t.ini.log")).unwrap();
     assert!(log.contains("missing_db"), "{log}");
     assert!(log.contains("SIGHUP: configuration reloaded"), "{log}");
     // The exit policy: a database down for 1 s stops the ticker with exit code 1.
-    let ini = site.ticker_ini("x.ini", &["good", "missing_db"], "exit_on_unreachable = 1\n");
+    let ini = site.ticker_ini(
+        "x.ini",
+        &["good", "missing_db"],
+        "exit_on_unreachable = 1\n",
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["pgq", "ticker"])
         .arg(&ini)
@@ -404,7 +504,11 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
 }
 
 async fn tick_count(client: &strata_pg::Client) -> i64 {
-    client.query_one("select count(*) from pgq.tick", &[]).await.unwrap().get(0)
+    client
+        .query_one("select count(*) from pgq.tick", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,18 +521,29 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
     let client = site.client("app").await;
     // ticker_period is an hour: only a notification can make the tick in time.
     let ini = site.ticker_ini("d.ini", &["app"], "");
-    let text = std::fs::read_to_string(&ini).unwrap().replace("ticker_period = 1", "ticker_period = 3600");
+    let text = std::fs::read_to_string(&ini)
+        .unwrap()
+        .replace("ticker_period = 1", "ticker_period = 3600");
     std::fs::write(&ini, text).unwrap();
     site.expect("", 0, &["pgq", "ticker", ini.to_str().unwrap(), "--daemon"]);
-    let pid: i32 = std::fs::read_to_string(site.path("d.ini.pid")).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(site.path("d.ini.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     // The daemon's first round ticks at start; wait for its LISTEN to be in place.
     wait_for("the daemon to listen", Duration::from_secs(30), || async {
-        std::fs::read_to_string(site.path("d.ini.log")).unwrap_or_default().contains("listening for event notifications")
+        std::fs::read_to_string(site.path("d.ini.log"))
+            .unwrap_or_default()
+            .contains("listening for event notifications")
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = tick_count(&client).await;
-    client.batch_execute("select pgq.insert_event('q', 'x', 'y')").await.unwrap();
+    client
+        .batch_execute("select pgq.insert_event('q', 'x', 'y')")
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while tick_count(&client).await <= before {
         assert!(
@@ -440,9 +555,11 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
     }
     // SAFETY: plain kill(2) of the daemon we started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    wait_for("the daemon to remove its pidfile", Duration::from_secs(30), || async {
-        !site.path("d.ini.pid").exists()
-    })
+    wait_for(
+        "the daemon to remove its pidfile",
+        Duration::from_secs(30),
+        || async { !site.path("d.ini.pid").exists() },
+    )
     .await;
 }
 
@@ -460,7 +577,10 @@ async fn apply_all(
 ) {
     while let Some(batch) = consumer.next_batch().await.unwrap() {
         let tx = target.transaction().await.unwrap();
-        if completed::is_done(&tx, "big", "apply", &batch).await.unwrap() {
+        if completed::is_done(&tx, "big", "apply", &batch)
+            .await
+            .unwrap()
+        {
             drop(tx);
             consumer.finish_batch(&batch).await.unwrap();
             continue;
@@ -481,16 +601,21 @@ async fn apply_all(
                 .unwrap();
         }
         stats.add(&stream.close().await.unwrap());
-        completed::mark_done(&tx, "big", "apply", &batch).await.unwrap();
+        completed::mark_done(&tx, "big", "apply", &batch)
+            .await
+            .unwrap();
         tx.commit().await.unwrap();
         *applied_batches += 1;
-        if *applied_batches % kill_every == 0 {
+        if (*applied_batches).rem_euclid(kill_every) == 0 {
             // Killed between apply and finish: the batch comes back to the next consumer.
             *consumer = Consumer::new(
                 site.client("src").await,
                 "big",
                 "apply",
-                ConsumerOptions { byte_cap: consumer_cap(), ..Default::default() },
+                ConsumerOptions {
+                    byte_cap: consumer_cap(),
+                    ..Default::default()
+                },
             )
             .unwrap();
             continue;
@@ -504,7 +629,11 @@ fn consumer_cap() -> usize {
 }
 
 async fn applied_count(target: &strata_pg::Client) -> i64 {
-    target.query_one("select count(*) from applied", &[]).await.unwrap().get(0)
+    target
+        .query_one("select count(*) from applied", &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -523,9 +652,15 @@ async fn a_million_events_are_applied_exactly_once() {
         .await
         .unwrap();
     let mut target = site.client("dst").await;
-    target.batch_execute("create table applied(id bigint primary key)").await.unwrap();
+    target
+        .batch_execute("create table applied(id bigint primary key)")
+        .await
+        .unwrap();
     completed::setup(&target).await.unwrap();
-    let options = ConsumerOptions { byte_cap: consumer_cap(), ..Default::default() };
+    let options = ConsumerOptions {
+        byte_cap: consumer_cap(),
+        ..Default::default()
+    };
     let mut consumer = Consumer::new(site.client("src").await, "big", "apply", options).unwrap();
     consumer.register().await.unwrap();
     let ini = site.ticker_ini("big.ini", &["src"], "");
@@ -552,7 +687,15 @@ async fn a_million_events_are_applied_exactly_once() {
     let deadline = Instant::now() + Duration::from_secs(120);
     while applied_count(&target).await < 250_000 {
         assert!(Instant::now() < deadline, "phase 1 stalled");
-        apply_all(&site, &mut consumer, &mut target, 3, &mut batches, &mut stats).await;
+        apply_all(
+            &site,
+            &mut consumer,
+            &mut target,
+            3,
+            &mut batches,
+            &mut stats,
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // 2. The ticker restarts; then one 500k-row transaction through the real trigger,
@@ -567,7 +710,15 @@ async fn a_million_events_are_applied_exactly_once() {
     let deadline = Instant::now() + Duration::from_secs(120);
     while applied_count(&target).await < 750_000 {
         assert!(Instant::now() < deadline, "phase 2 stalled");
-        apply_all(&site, &mut consumer, &mut target, 3, &mut batches, &mut stats).await;
+        apply_all(
+            &site,
+            &mut consumer,
+            &mut target,
+            3,
+            &mut batches,
+            &mut stats,
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(stats.events - before.events >= 500_000);
@@ -588,7 +739,15 @@ async fn a_million_events_are_applied_exactly_once() {
     let deadline = Instant::now() + Duration::from_secs(120);
     while applied_count(&target).await < 1_000_000 {
         assert!(Instant::now() < deadline, "phase 3 stalled");
-        apply_all(&site, &mut consumer, &mut target, 3, &mut batches, &mut stats).await;
+        apply_all(
+            &site,
+            &mut consumer,
+            &mut target,
+            3,
+            &mut batches,
+            &mut stats,
+        )
+        .await;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(terminate(&mut ticker), Some(0));
@@ -596,7 +755,14 @@ async fn a_million_events_are_applied_exactly_once() {
         .query_one("select count(*), min(id), max(id) from applied", &[])
         .await
         .unwrap();
-    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)), (1_000_000, 1, 1_000_000));
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
+        (1_000_000, 1, 1_000_000)
+    );
     assert!(batches >= 3, "kills happened: {batches} batches");
     assert!(stats.max_buffered_bytes <= consumer_cap());
     eprintln!("{batches} batches applied, {stats:?}");
@@ -608,19 +774,43 @@ async fn pgq_commands_manage_queues_and_consumers() {
         return;
     }
     let site = Site::new(&["app"]);
-    let out = site.expect("app", 0, &["pgq", "create-queue", "orders", "--set", "ticker_max_count=100", "--set", "rotation_period=10 minutes"]);
+    let out = site.expect(
+        "app",
+        0,
+        &[
+            "pgq",
+            "create-queue",
+            "orders",
+            "--set",
+            "ticker_max_count=100",
+            "--set",
+            "rotation_period=10 minutes",
+        ],
+    );
     assert!(out.contains("created queue orders"), "{out}");
     let out = site.expect("app", 0, &["pgq", "create-queue", "orders"]);
     assert!(out.contains("exists already"), "{out}");
     site.expect("app", 0, &["pgq", "register", "orders", "billing"]);
-    let out = site.expect("app", 0, &["--json", "pgq", "config", "orders", "ticker_max_lag=5 seconds"]);
+    let out = site.expect(
+        "app",
+        0,
+        &[
+            "--json",
+            "pgq",
+            "config",
+            "orders",
+            "ticker_max_lag=5 seconds",
+        ],
+    );
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(json["queue"]["ticker_max_count"], 100);
     assert_eq!(json["queue"]["ticker_max_lag_secs"], 5.0);
     assert_eq!(json["queue"]["rotation_period_secs"], 600.0);
     assert_eq!(json["notify"], false);
     site.expect("app", 0, &["pgq", "notify", "orders", "on"]);
-    let json: serde_json::Value = serde_json::from_str(&site.expect("app", 0, &["--json", "pgq", "config", "orders"])).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&site.expect("app", 0, &["--json", "pgq", "config", "orders"]))
+            .unwrap();
     assert_eq!(json["notify"], true);
     let client = site.client("app").await;
     // More than ticker_max_count events: pgq.ticker ticks at once (force_tick would
@@ -637,9 +827,15 @@ async fn pgq_commands_manage_queues_and_consumers() {
     // nextval: the first event of a fresh queue is not counted.
     assert_eq!(json["consumers"][0]["pending_events"], 149);
     let text = site.expect("app", 0, &["pgq", "status"]);
-    assert!(text.contains("orders") && text.contains("billing"), "{text}");
+    assert!(
+        text.contains("orders") && text.contains("billing"),
+        "{text}"
+    );
     // For cron: -q prints nothing when fine, exits 1 with one line per problem when not.
-    assert_eq!(site.expect("app", 0, &["-q", "pgq", "status", "--max-lag", "3600"]), "");
+    assert_eq!(
+        site.expect("app", 0, &["-q", "pgq", "status", "--max-lag", "3600"]),
+        ""
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let out = site.strata("app", &["-q", "pgq", "status", "--max-lag", "0.5"]);
     assert_eq!(out.status.code(), Some(1));

@@ -78,7 +78,10 @@ impl TickerConfig {
         })?;
         // Relative paths are relative to the config file, as in strata's own config.
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut config.logfile, &mut config.pidfile].into_iter().flatten() {
+        for p in [&mut config.logfile, &mut config.pidfile]
+            .into_iter()
+            .flatten()
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
@@ -115,7 +118,9 @@ impl TickerConfig {
     /// TOML: the same keys in a `[pgq]` table; numbers may be integers, the database list
     /// an array or a comma-separated string.
     pub fn parse_toml(text: &str) -> Result<TickerConfig, String> {
-        let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| e.message().to_string())?;
+        let doc: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| e.message().to_string())?;
         let table = doc
             .get("pgq")
             .and_then(|v| v.as_table())
@@ -129,7 +134,11 @@ impl TickerConfig {
                 toml::Value::Boolean(b) => b.to_string(),
                 toml::Value::Array(items) => items
                     .iter()
-                    .map(|i| i.as_str().map(str::to_string).ok_or(format!("{key}: a list of strings")))
+                    .map(|i| {
+                        i.as_str()
+                            .map(str::to_string)
+                            .ok_or(format!("{key}: a list of strings"))
+                    })
                     .collect::<Result<Vec<_>, _>>()?
                     .join(","),
                 _ => return Err(format!("{key}: unsupported value")),
@@ -205,12 +214,20 @@ mod tests {
         // The output of `pgqd --ini` (pgqd 3.5), with two options uncommented.
         let text = "[pgqd]\n\n# where to log\nlogfile = /var/log/postgresql/pgqd.log\n\n# pidfile\npidfile = /var/run/postgresql/pgqd.pid\n\n## optional parameters ##\n\n# libpq connect string without dbname=\nbase_connstr = host=/tmp port=5499\n\n# startup db to query other databases\n#initial_database = template1\n\n# limit ticker to specific databases\ndatabase_list = a, b\n\n# log into syslog\n#syslog = 1\n#syslog_ident = pgqd\n\n## optional timeouts ##\n\n# how often to check for new databases\n#check_period = 60\n\n# how often to flush retry queue\n#retry_period = 30\n\n# how often to do maintentance\n#maint_period = 120\n\n# how often to run ticker\n#ticker_period = 1\nsyslog = 0\n";
         let c = TickerConfig::parse_ini(text).unwrap();
-        assert_eq!(c.logfile.as_deref(), Some(Path::new("/var/log/postgresql/pgqd.log")));
+        assert_eq!(
+            c.logfile.as_deref(),
+            Some(Path::new("/var/log/postgresql/pgqd.log"))
+        );
         assert_eq!(c.base_connstr, "host=/tmp port=5499");
         assert_eq!(c.database_list, vec!["a", "b"]);
         assert_eq!(c.initial_database, "template1");
         assert_eq!(
-            (c.check_period, c.retry_period, c.maint_period, c.ticker_period),
+            (
+                c.check_period,
+                c.retry_period,
+                c.maint_period,
+                c.ticker_period
+            ),
             (
                 Duration::from_secs(60),
                 Duration::from_secs(30),

@@ -46,7 +46,10 @@ pub async fn run(
         }
     };
     // How long to wait before reconnecting after a failure.
-    let backoff = config.ticker_period.max(Duration::from_secs(1)).min(Duration::from_secs(5));
+    let backoff = config
+        .ticker_period
+        .max(Duration::from_secs(1))
+        .min(Duration::from_secs(5));
     let mut was_down = false;
     loop {
         if *stop.borrow() {
@@ -66,7 +69,10 @@ pub async fn run(
             }
             Err(e) => {
                 let text = e.to_string();
-                if !was_down || health.snapshot().get(&db).and_then(|s| s.error.clone()) != Some(text.clone()) {
+                if !was_down
+                    || health.snapshot().get(&db).and_then(|s| s.error.clone())
+                        != Some(text.clone())
+                {
                     log.warn(format!("{db}: {text}"));
                 }
                 health.down(&db, text);
@@ -104,7 +110,11 @@ async fn session(
     log.info(format!(
         "{db}: {}connected{}",
         if was_down { "re" } else { "" },
-        if config.listen_notify { ", listening for event notifications" } else { "" }
+        if config.listen_notify {
+            ", listening for event notifications"
+        } else {
+            ""
+        }
     ));
     health.up(db);
     let opened = Instant::now();
@@ -115,7 +125,12 @@ async fn session(
     // again every PENDING_RETRY until pgq writes the tick.
     let mut pending: BTreeMap<String, Instant> = BTreeMap::new();
     let mut pending_timer = tokio::time::interval(PENDING_RETRY);
-    for t in [&mut tick_timer, &mut retry_timer, &mut maint_timer, &mut pending_timer] {
+    for t in [
+        &mut tick_timer,
+        &mut retry_timer,
+        &mut maint_timer,
+        &mut pending_timer,
+    ] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     loop {
@@ -276,9 +291,17 @@ pub fn quote_function(name: &str) -> String {
 /// Runs what `pgq.maint_operations()` lists, each call in its own transaction
 /// (autocommit), so rotation step 1 and step 2 never share one; a function is called
 /// again while it returns 1; `vacuum` rows are VACUUM statements.
-async fn maintenance(db: &str, client: &Client, log: &Log, health: &Health) -> Result<(), PgqError> {
+async fn maintenance(
+    db: &str,
+    client: &Client,
+    log: &Log,
+    health: &Health,
+) -> Result<(), PgqError> {
     let ops = client
-        .query("select func_name, func_arg from pgq.maint_operations()", &[])
+        .query(
+            "select func_name, func_arg from pgq.maint_operations()",
+            &[],
+        )
         .await
         .map_err(|e| PgqError::sql("pgq.maint_operations", e))?;
     for op in ops {
@@ -329,7 +352,10 @@ async fn maintenance(db: &str, client: &Client, log: &Log, health: &Health) -> R
         } else if func == "pgq.maint_rotate_tables_step2" {
             // Step 2 only records the switch txid; the rotation was logged at step 1.
         } else if calls > 1 {
-            log.info(format!("{db}: {func}({}) ran {calls} times", arg.as_deref().unwrap_or("")));
+            log.info(format!(
+                "{db}: {func}({}) ran {calls} times",
+                arg.as_deref().unwrap_or("")
+            ));
         }
     }
     Ok(())
@@ -337,7 +363,10 @@ async fn maintenance(db: &str, client: &Client, log: &Log, health: &Health) -> R
 
 async fn current_table(client: &Client, queue: &str) -> Result<Option<i32>, PgqError> {
     Ok(client
-        .query_opt("select queue_cur_table from pgq.queue where queue_name = $1", &[&queue])
+        .query_opt(
+            "select queue_cur_table from pgq.queue where queue_name = $1",
+            &[&queue],
+        )
         .await
         .map_err(|e| PgqError::sql("reading pgq.queue", e))?
         .map(|r| r.get(0)))
@@ -347,7 +376,10 @@ async fn current_table(client: &Client, queue: &str) -> Result<Option<i32>, PgqE
 mod tests {
     #[test]
     fn maintenance_function_names_are_quoted_part_by_part() {
-        assert_eq!(super::quote_function("pgq.maint_rotate_tables_step1"), "\"pgq\".\"maint_rotate_tables_step1\"");
+        assert_eq!(
+            super::quote_function("pgq.maint_rotate_tables_step1"),
+            "\"pgq\".\"maint_rotate_tables_step1\""
+        );
         assert_eq!(super::quote_function("x\"; drop"), "\"x\"\"; drop\"");
     }
 }

@@ -76,7 +76,10 @@ impl Health {
 
     /// Forgets a database that is no longer ticked (dropped, or removed from the list).
     pub fn forget(&self, db: &str) {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).remove(db);
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(db);
     }
 
     /// A copy of every database's state.
@@ -96,7 +99,11 @@ impl Health {
     /// The `/health` answer: status code and JSON body.
     pub fn health_body(&self) -> (u16, String) {
         let snapshot = self.snapshot();
-        let down: Vec<&String> = snapshot.iter().filter(|(_, s)| !s.up).map(|(d, _)| d).collect();
+        let down: Vec<&String> = snapshot
+            .iter()
+            .filter(|(_, s)| !s.up)
+            .map(|(d, _)| d)
+            .collect();
         let status = if down.is_empty() { "ok" } else { "degraded" };
         let body = serde_json::json!({
             "status": status,
@@ -110,38 +117,67 @@ impl Health {
     pub fn metrics_body(&self) -> String {
         let snapshot = self.snapshot();
         let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, value: &dyn Fn(&DbState) -> Option<f64>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (db, s) in &snapshot {
-                if let Some(v) = value(s) {
-                    let _ = writeln!(out, "{name}{{database=\"{}\"}} {v}", label(db));
+        let mut family =
+            |name: &str, kind: &str, help: &str, value: &dyn Fn(&DbState) -> Option<f64>| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for (db, s) in &snapshot {
+                    if let Some(v) = value(s) {
+                        let _ = writeln!(out, "{name}{{database=\"{}\"}} {v}", label(db));
+                    }
                 }
-            }
-        };
-        family("strata_pgq_database_up", "gauge", "1 when the database is reachable and ticked.", &|s| {
-            Some(if s.up { 1.0 } else { 0.0 })
-        });
-        family("strata_pgq_ticks_total", "counter", "Ticks written.", &|s| Some(s.ticks as f64));
-        family("strata_pgq_rotations_total", "counter", "Event tables rotated.", &|s| {
-            Some(s.rotations as f64)
-        });
-        family("strata_pgq_maint_calls_total", "counter", "Maintenance function calls.", &|s| {
-            Some(s.maint_calls as f64)
-        });
-        family("strata_pgq_retried_events_total", "counter", "Events moved back from the retry queue.", &|s| {
-            Some(s.retried_events as f64)
-        });
-        family("strata_pgq_errors_total", "counter", "Connection and statement errors.", &|s| {
-            Some(s.errors as f64)
-        });
-        family("strata_pgq_last_round_timestamp_seconds", "gauge", "Unix time of the last successful ticker round.", &|s| s.last_round_unix);
+            };
+        family(
+            "strata_pgq_database_up",
+            "gauge",
+            "1 when the database is reachable and ticked.",
+            &|s| Some(if s.up { 1.0 } else { 0.0 }),
+        );
+        family(
+            "strata_pgq_ticks_total",
+            "counter",
+            "Ticks written.",
+            &|s| Some(s.ticks as f64),
+        );
+        family(
+            "strata_pgq_rotations_total",
+            "counter",
+            "Event tables rotated.",
+            &|s| Some(s.rotations as f64),
+        );
+        family(
+            "strata_pgq_maint_calls_total",
+            "counter",
+            "Maintenance function calls.",
+            &|s| Some(s.maint_calls as f64),
+        );
+        family(
+            "strata_pgq_retried_events_total",
+            "counter",
+            "Events moved back from the retry queue.",
+            &|s| Some(s.retried_events as f64),
+        );
+        family(
+            "strata_pgq_errors_total",
+            "counter",
+            "Connection and statement errors.",
+            &|s| Some(s.errors as f64),
+        );
+        family(
+            "strata_pgq_last_round_timestamp_seconds",
+            "gauge",
+            "Unix time of the last successful ticker round.",
+            &|s| s.last_round_unix,
+        );
         out
     }
 }
 
 /// A label value with `\`, `"` and newlines escaped, as Prometheus text requires.
 fn label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Serves `/health` and `/metrics` on `listener` until the task is dropped. A tiny
@@ -157,11 +193,18 @@ pub async fn serve(listener: tokio::net::TcpListener, health: Health) {
             let mut len = 0;
             // Read until the end of the request head (or the buffer is full).
             while len < buf.len() {
-                match tokio::time::timeout(std::time::Duration::from_secs(5), socket.read(&mut buf[len..])).await {
+                match tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    socket.read(&mut buf[len..]),
+                )
+                .await
+                {
                     Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
                     Ok(Ok(n)) => len += n,
                 }
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") || buf[..len].windows(2).any(|w| w == b"\n\n") {
+                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n")
+                    || buf[..len].windows(2).any(|w| w == b"\n\n")
+                {
                     break;
                 }
             }
@@ -210,8 +253,14 @@ mod tests {
         assert_eq!(json["unreachable"], serde_json::json!(["bad\"db"]));
         assert_eq!(json["databases"]["bad\"db"]["error"], "cannot connect");
         let metrics = health.metrics_body();
-        assert!(metrics.contains("strata_pgq_database_up{database=\"good\"} 1\n"), "{metrics}");
-        assert!(metrics.contains("strata_pgq_database_up{database=\"bad\\\"db\"} 0\n"), "{metrics}");
+        assert!(
+            metrics.contains("strata_pgq_database_up{database=\"good\"} 1\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("strata_pgq_database_up{database=\"bad\\\"db\"} 0\n"),
+            "{metrics}"
+        );
         assert!(metrics.contains("strata_pgq_ticks_total{database=\"good\"} 3\n"));
         assert!(health.longest_down().is_some_and(|(db, _)| db == "bad\"db"));
         health.up("bad\"db");

@@ -17,7 +17,12 @@ impl Log {
     /// Logs to `path` (appending) or to stderr; `quiet` silences stderr only.
     pub fn open(path: Option<&PathBuf>, quiet: bool) -> std::io::Result<Log> {
         let file = match path {
-            Some(p) => Some(std::fs::OpenOptions::new().create(true).append(true).open(p)?),
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            ),
             None => None,
         };
         Ok(Log {

@@ -85,7 +85,11 @@ impl Drop for PidFile {
 /// whose pgq schema exists (`true` marks discovered ones).
 async fn databases(config: &TickerConfig, log: &Log, health: &Health) -> Vec<(String, bool)> {
     if !config.database_list.is_empty() {
-        return config.database_list.iter().map(|d| (d.clone(), false)).collect();
+        return config
+            .database_list
+            .iter()
+            .map(|d| (d.clone(), false))
+            .collect();
     }
     let initial = &config.initial_database;
     let listed = async {
@@ -148,7 +152,13 @@ pub async fn run(path: &Path, overrides: &Overrides, quiet: bool) -> Result<Exit
     let mut config = load(path, overrides)?;
     let log = Log::open(config.logfile.as_ref(), quiet).map_err(|e| {
         PgqError::io(
-            format!("opening logfile {}", config.logfile.as_ref().map_or(String::new(), |p| p.display().to_string())),
+            format!(
+                "opening logfile {}",
+                config
+                    .logfile
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string())
+            ),
             e,
         )
     })?;
@@ -156,16 +166,23 @@ pub async fn run(path: &Path, overrides: &Overrides, quiet: bool) -> Result<Exit
     let health = Health::default();
     let mut signals = (
         signal(SignalKind::hangup()).map_err(|e| PgqError::io("installing SIGHUP handler", e))?,
-        signal(SignalKind::terminate()).map_err(|e| PgqError::io("installing SIGTERM handler", e))?,
-        signal(SignalKind::interrupt()).map_err(|e| PgqError::io("installing SIGINT handler", e))?,
+        signal(SignalKind::terminate())
+            .map_err(|e| PgqError::io("installing SIGTERM handler", e))?,
+        signal(SignalKind::interrupt())
+            .map_err(|e| PgqError::io("installing SIGINT handler", e))?,
     );
     let _server = match &config.health_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| PgqError::io(format!("listening on {addr} for /health"), e))?;
-            log.info(format!("health and metrics on http://{addr}/health and /metrics"));
-            Some(AbortOnDrop(tokio::spawn(health::serve(listener, health.clone()))))
+            log.info(format!(
+                "health and metrics on http://{addr}/health and /metrics"
+            ));
+            Some(AbortOnDrop(tokio::spawn(health::serve(
+                listener,
+                health.clone(),
+            ))))
         }
         None => None,
     };
