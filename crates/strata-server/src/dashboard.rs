@@ -224,7 +224,11 @@ mod tests {
         assert!(wanted.contains(&"chart.js".to_string()), "{wanted:?}");
         for file in wanted {
             let (status, _, _) = get(&format!("/ui/{file}"), &[]).await;
-            assert_eq!(status, StatusCode::OK, "{file} is referred to but not served");
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "{file} is referred to but not served"
+            );
         }
     }
 }

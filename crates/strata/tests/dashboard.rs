@@ -227,8 +227,15 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
     // A complete backup, then one that fails because db2's root is gone.
     succeed(scratch.strata().args(["backup", "--json"]));
     std::fs::remove_dir_all(&db2).unwrap();
-    let failed = scratch.strata().args(["backup", "--json"]).output().unwrap();
-    assert!(!failed.status.success(), "a backup without db2's root failed");
+    let failed = scratch
+        .strata()
+        .args(["backup", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        !failed.status.success(),
+        "a backup without db2's root failed"
+    );
     std::fs::create_dir_all(&db2).unwrap();
     std::fs::write(db2.join("table.bin"), pseudo_random(3 << 20, 2)).unwrap();
     // New data, so the backup started from the page has something to send.
@@ -276,7 +283,10 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
     // (and the failed one is gone: the script deleted it through the page).
     let after = backups(&server.url);
     assert_eq!(after.len(), before.len(), "{after:#?}");
-    assert!(after.iter().all(|b| b["status"] == "complete"), "{after:#?}");
+    assert!(
+        after.iter().all(|b| b["status"] == "complete"),
+        "{after:#?}"
+    );
     let newest = after
         .iter()
         .max_by_key(|b| b["started"].as_str().unwrap().to_string())
