@@ -122,3 +122,53 @@ mod tests {
         assert!(!c.get_hosts().is_empty());
     }
 }
+
+/// Wakes a consumer when the ticker (strata's) has written a tick on its queue: a
+/// connection LISTENing on `strata_pgq_tick`. With another ticker (pgqd) no notification
+/// comes, so [`TickWaiter::wait`] also returns after its timeout: use it in place of a
+/// plain sleep between `next_batch` calls.
+pub struct TickWaiter {
+    _client: Client,
+    notes: mpsc::UnboundedReceiver<Notification>,
+    queue: String,
+}
+
+impl TickWaiter {
+    /// Connects and LISTENs for ticks of `queue`.
+    pub async fn connect(config: &Config, queue: &str) -> Result<TickWaiter, PgqError> {
+        let (client, notes) = connect_listening(config).await?;
+        client
+            .batch_execute(&format!(
+                "listen {}",
+                strata_pg::quote_ident(crate::ticker::db::TICK_CHANNEL)
+            ))
+            .await
+            .map_err(|e| PgqError::sql("LISTEN", e))?;
+        Ok(TickWaiter {
+            _client: client,
+            notes,
+            queue: queue.to_string(),
+        })
+    }
+
+    /// Returns when a tick of the queue is announced or after `timeout`; `true` when a
+    /// tick was announced.
+    pub async fn wait(&mut self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, self.notes.recv()).await {
+                Ok(Some(n)) if n.payload() == self.queue => {
+                    while self.notes.try_recv().is_ok() {}
+                    return true;
+                }
+                Ok(Some(_)) => continue,
+                // Session gone: behave like a sleep so the caller's loop goes on.
+                Ok(None) => {
+                    tokio::time::sleep_until(deadline).await;
+                    return false;
+                }
+                Err(_) => return false,
+            }
+        }
+    }
+}

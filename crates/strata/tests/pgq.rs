@@ -540,10 +540,16 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = tick_count(&client).await;
+    let pg = strata_pgq::conn::config_for(&site.base_connstr(), "app").unwrap();
+    let mut waiter = strata_pgq::conn::TickWaiter::connect(&pg, "q").await.unwrap();
     client
         .batch_execute("select pgq.insert_event('q', 'x', 'y')")
         .await
         .unwrap();
+    assert!(
+        waiter.wait(Duration::from_secs(60)).await,
+        "a consumer waiting on the tick channel is woken by the ticker"
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while tick_count(&client).await <= before {
         assert!(
