@@ -745,7 +745,7 @@ function renderBackupTable() {
 /** The per-node figures of a backup. */
 function showBackup(b) {
   const rows = b.nodes.map((n) => h("tr", {},
-    h("td", {}, h("strong", {}, n.name), n.zone ? h("div", { class: "muted small" }, n.zone) : null),
+    h("td", {}, h("strong", {}, n.name), n.zone ? h("div", { class: "muted small" }, `zone ${n.zone}`) : null),
     h("td", {}, statusBadge(n.status), n.error ? h("div", { class: "error small" }, n.error) : null),
     h("td", { class: "num" }, fmt.count(n.files)),
     h("td", { class: "num" }, fmt.count(n.files_read)),
@@ -968,7 +968,9 @@ async function loadConfiguration() {
   fill("panel-config-schedules",
     schedules.length
       ? table(["Schedule", "Job", "Cron"], schedules.map((s) => h("tr", {},
-        h("td", {}, s.name || s.job), h("td", {}, s.job),
+        h("td", {}, s.name || s.job),
+        h("td", {}, s.job, s.read_data ? h("span", { class: "muted small" }, " (read data)")
+          : s.read_data_subset ? h("span", { class: "muted small" }, ` (read ${s.read_data_subset})`) : null),
         h("td", {}, h("code", {}, s.cron), h("span", { class: "muted small" }, ` ${s.timezone || "UTC"}`)))))
       : empty("No schedules."),
     h("h3", {}, "Retention"),
@@ -978,11 +980,14 @@ async function loadConfiguration() {
 
   const server = c.server || {};
   fill("panel-config-server", kv([
-    ["Listen", server.listen && h("code", {}, server.listen)],
+    ["Listen (config)", server.listen && h("code", {}, server.listen)],
     ["Coordinator", server.coordinator === undefined ? undefined : server.coordinator ? "on" : "off"],
     ["Lease TTL", server.lease_ttl_secs !== undefined ? `${server.lease_ttl_secs} s` : undefined],
     ["TLS", server.tls_cert ? ["on, ", h("code", {}, server.tls_cert)] : "off"],
     ["User token", secretSource(server.user_token)],
+    ["More user tokens", (server.tokens || []).length
+      ? server.tokens.map((t, i) => [i ? ", " : "", h("strong", {}, t.name), " (", secretSource(t), ")"])
+      : undefined],
     ["Agent token", secretSource(server.agent_token)],
     ["Password", secretSource(c.password)],
     ["Encryption", c.repository && c.repository.encryption],
