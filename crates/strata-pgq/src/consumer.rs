@@ -4,8 +4,10 @@
 //! (see the ticker's `strata_pgq_tick` notification in docs/pgq.md)).
 
 use crate::api::{self, Batch, BatchRules};
+use crate::coop;
 use crate::stream::{BatchStream, FetchCache, StreamStats};
 use crate::Result;
+use std::time::Duration;
 use tokio_postgres::Client;
 
 /// How a consumer takes batches and how much memory a batch may hold.
@@ -35,6 +37,9 @@ pub struct Consumer {
     cache: FetchCache,
     in_transaction: bool,
     totals: StreamStats,
+    /// For a cooperative subconsumer: its name and after how long a silent sibling's
+    /// batch is taken over.
+    coop: Option<(String, Option<Duration>)>,
 }
 
 impl Consumer {
@@ -56,7 +61,26 @@ impl Consumer {
             cache: FetchCache::default(),
             in_transaction: false,
             totals: StreamStats::default(),
+            coop: None,
         })
+    }
+
+    /// A cooperative subconsumer `sub` of consumer `name` (see [`crate::coop`]): it shares
+    /// the consumer's stream with its siblings, and takes over the batch of a sibling
+    /// silent for longer than `dead_interval`. `register`/`unregister` act on the
+    /// subconsumer; the main consumer must be registered.
+    pub fn cooperative(
+        client: Client,
+        queue: &str,
+        name: &str,
+        sub: &str,
+        dead_interval: Option<Duration>,
+        options: ConsumerOptions,
+    ) -> Result<Consumer> {
+        api::check_name("subconsumer", sub)?;
+        let mut consumer = Consumer::new(client, queue, name, options)?;
+        consumer.coop = Some((sub.to_string(), dead_interval));
+        Ok(consumer)
     }
 
     /// The queue's name.
@@ -82,20 +106,33 @@ impl Consumer {
     /// Registers the consumer at the newest tick; `false` if it was registered already.
     pub async fn register(&mut self) -> Result<bool> {
         self.settle().await?;
-        api::register_consumer(&self.client, &self.queue, &self.name).await
+        match &self.coop {
+            Some((sub, _)) => coop::register(&self.client, &self.queue, &self.name, sub).await,
+            None => api::register_consumer(&self.client, &self.queue, &self.name).await,
+        }
     }
 
     /// Unregisters the consumer (its position and retry events are dropped).
     pub async fn unregister(&mut self) -> Result<bool> {
         self.settle().await?;
-        api::unregister_consumer(&self.client, &self.queue, &self.name).await
+        match &self.coop {
+            Some((sub, _)) => coop::unregister(&self.client, &self.queue, &self.name, sub).await,
+            None => api::unregister_consumer(&self.client, &self.queue, &self.name).await,
+        }
     }
 
     /// The next batch (the same one again until it is finished), or `None` when there is
     /// nothing new yet.
     pub async fn next_batch(&mut self) -> Result<Option<Batch>> {
         self.settle().await?;
-        api::next_batch(&self.client, &self.queue, &self.name, &self.options.rules).await
+        match &self.coop {
+            Some((sub, dead)) => {
+                coop::next_batch(&self.client, &self.queue, &self.name, sub, *dead).await
+            }
+            None => {
+                api::next_batch(&self.client, &self.queue, &self.name, &self.options.rules).await
+            }
+        }
     }
 
     /// Streams the batch's events in chunks under the byte cap.
@@ -118,7 +155,10 @@ impl Consumer {
     /// Finishes the batch: the consumer's position moves past it.
     pub async fn finish_batch(&mut self, batch: &Batch) -> Result<()> {
         self.settle().await?;
-        api::finish_batch(&self.client, batch.batch_id).await
+        match &self.coop {
+            Some(_) => coop::finish_batch(&self.client, batch.batch_id).await,
+            None => api::finish_batch(&self.client, batch.batch_id).await,
+        }
     }
 
     /// Rolls back a stream that was dropped without `close` (its transaction is still

@@ -7,6 +7,7 @@ pub mod api;
 pub mod completed;
 pub mod conn;
 pub mod consumer;
+pub mod coop;
 pub mod daemon;
 pub mod error;
 pub mod event;
