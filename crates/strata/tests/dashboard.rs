@@ -18,12 +18,13 @@ use std::process::{Child, Command, Stdio};
 
 const USER_TOKEN: &str = "dashboard-user-token-5b1e";
 /// What the browser script saves, in order.
-const SCREENSHOTS: [&str; 6] = [
+const SCREENSHOTS: [&str; 7] = [
     "overview.png",
     "backups.png",
     "backup-done.png",
     "restore-done.png",
     "activity.png",
+    "cleanup-preview.png",
     "configuration.png",
 ];
 
@@ -103,6 +104,8 @@ roots = ["{db1}"]
 [[nodes]]
 name = "db2"
 roots = ["{db2}"]
+[retention]
+keep_last = 1
 [[schedules]]
 name = "nightly"
 job = "backup"
@@ -279,18 +282,12 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
         scratch.server_log()
     );
 
-    // The backup the page started is real: in the repository, complete, with both nodes.
-    // (and the failed one is gone: the script deleted it through the page).
+    // The backup the page started is real: in the repository, complete, with both nodes;
+    // the failed backup was deleted and the first one cleaned up through the page.
     let after = backups(&server.url);
-    assert_eq!(after.len(), before.len(), "{after:#?}");
-    assert!(
-        after.iter().all(|b| b["status"] == "complete"),
-        "{after:#?}"
-    );
-    let newest = after
-        .iter()
-        .max_by_key(|b| b["started"].as_str().unwrap().to_string())
-        .unwrap();
+    assert_eq!(after.len(), 1, "{after:#?}");
+    let newest = &after[0];
+    assert!(before.iter().all(|b| b["name"] != newest["name"]));
     assert_eq!(newest["status"], "complete", "{newest:#}");
     assert_eq!(newest["nodes"].as_array().unwrap().len(), 2);
     for shot in SCREENSHOTS {

@@ -903,6 +903,43 @@ async function deleteBackup(b) {
   }
 }
 
+/**
+ * Retention: asks the server what its `[retention]` policy would remove (a dry run), shows
+ * every backup with its decision, and applies the policy only when confirmed.
+ */
+async function cleanup() {
+  const preview = await act("Clean-up preview", () => state.api.post("/api/v1/cleanup", { dry_run: true }));
+  if (!preview) return;
+  const rows = [...preview.backups].reverse();
+  const removed = rows.filter((r) => !r.keep);
+  const body = [
+    h("p", { "data-field": "cleanup-summary" }, removed.length
+      ? `The retention policy keeps ${rows.length - removed.length} and removes ${fmt.plural(removed.length, "backup")}; then the data no remaining backup uses is freed.`
+      : `The retention policy keeps all ${fmt.plural(rows.length, "backup")}: nothing to remove.`),
+    h("div", { class: "scroll" }, table(["Backup", "Status", "Decision", "Why"], rows.map((r) =>
+      h("tr", { "data-cleanup": r.name, class: r.keep ? "" : "row-removed" },
+        h("td", { class: "nowrap" }, h("code", {}, r.name)),
+        h("td", {}, statusBadge(r.status)),
+        h("td", { "data-field": "decision" }, r.keep ? badge("keep", "ok") : badge("remove", "bad")),
+        h("td", { class: "muted small" }, (r.reasons || []).join(", ") || (r.keep ? "" : "no rule keeps it")))))),
+  ];
+  const answer = await ask({
+    title: "Clean up by the retention policy",
+    confirm: removed.length ? `Remove ${fmt.plural(removed.length, "backup")}` : "Close",
+    danger: removed.length > 0,
+    infoOnly: removed.length === 0,
+    body,
+  });
+  if (!answer || !removed.length) return;
+  const report = await act("Clean-up", () => state.api.post("/api/v1/cleanup", { dry_run: false }));
+  if (report) {
+    const gone = report.backups.filter((r) => !r.keep).length;
+    const freed = report.gc ? `, ${fmt.bytes(report.gc.bytes_freed)} freed` : "";
+    toast(`Clean-up removed ${fmt.plural(gone, "backup")}${freed}`, "ok");
+    refresh();
+  }
+}
+
 // --- Configuration -----------------------------------------------------------------------
 
 function kv(pairs) {
@@ -1052,6 +1089,7 @@ $("#logout").addEventListener("click", () => signOut(null));
 $("#refresh").addEventListener("click", () => refresh());
 $("#backup-now").addEventListener("click", () => backupNow());
 $("#verify-all").addEventListener("click", () => verifyBackup(null));
+$("#cleanup").addEventListener("click", () => cleanup());
 window.addEventListener("hashchange", () => state.api && route());
 
 const saved = sessionStorage.getItem(TOKEN_KEY);

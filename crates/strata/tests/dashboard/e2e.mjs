@@ -311,6 +311,28 @@ try {
   await page.screenshot({ path: join(shots, "activity.png"), fullPage: true });
   log(`activity: ${operations.length} operations, ${audit.length} audit entries`);
 
+  // Clean up by the server's retention policy (keep_last = 1): the preview shows every
+  // backup's decision, confirming removes all but the newest.
+  await page.click("#tabs a[data-tab=backups]");
+  await row(made).waitFor();
+  const listed = (await api("/api/v1/backups")).value;
+  check(listed.length === 2, `two complete backups before the clean-up: ${listed.map((b) => b.name)}`);
+  await page.click("#cleanup");
+  await page.locator("#confirm[open]").waitFor();
+  for (const b of listed) {
+    equal(await page.locator(`#confirm tr[data-cleanup="${b.name}"] [data-field=decision]`).textContent(),
+      b.name === made ? "keep" : "remove", `clean-up decision for ${b.name}`);
+  }
+  await page.mouse.move(0, 0);
+  await page.screenshot({ path: join(shots, "cleanup-preview.png") });
+  await confirm();
+  await page.locator(".toast.ok").filter({ hasText: "Clean-up removed 1 backup" }).waitFor({ timeout: LONG });
+  for (const b of listed.filter((b) => b.name !== made)) {
+    await row(b.name).waitFor({ state: "detached" });
+  }
+  equal((await api("/api/v1/backups")).value.map((b) => b.name).join(), made, "backups after the clean-up");
+  log("cleaned up by the retention policy");
+
   // Configuration: as the server sees it, without the token anywhere on the page.
   await page.click("#tabs a[data-tab=configuration]");
   const config = await api("/api/v1/config");
