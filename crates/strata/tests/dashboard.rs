@@ -15,8 +15,12 @@ use common::{pseudo_random, realistic_tree, succeed, PASSWORD};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 const USER_TOKEN: &str = "dashboard-user-token-5b1e";
+/// How long the browser script may take in all (it takes seconds; its slowest waits are
+/// three minutes).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(900);
 /// What the browser script saves, in order.
 const SCREENSHOTS: [&str; 7] = [
     "overview.png",
@@ -168,6 +172,15 @@ cron = "30 2 * * *"
     }
 }
 
+/// Reads a child's output to its end on a thread of its own (so neither pipe fills up).
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
+}
+
 /// A raw HTTP/1.1 GET with the user token; returns the status and the body.
 fn get(url: &str, path: &str) -> (u16, String) {
     let address = url.trim_start_matches("http://");
@@ -262,7 +275,7 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
         let _ = std::fs::remove_file(shots.join(old));
     }
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/e2e.mjs");
-    let out = Command::new("node")
+    let mut node = Command::new("node")
         .arg(&script)
         .env("STRATA_URL", &server.url)
         .env("STRATA_TOKEN", USER_TOKEN)
@@ -270,15 +283,34 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
         .env("STRATA_TEST_NODE_MODULES", &browser.node_modules)
         .env("STRATA_SCREENSHOTS", &shots)
         .env("STRATA_DB2", &db2)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = drain(node.stdout.take().unwrap());
+    let stderr = drain(node.stderr.take().unwrap());
+    // Every step of the script has its own timeout; this one catches a browser that
+    // never starts or a script that never ends.
+    let deadline = Instant::now() + SCRIPT_TIMEOUT;
+    let status = loop {
+        if let Some(status) = node.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = node.kill();
+            let _ = node.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = stdout.join().unwrap();
+    let stderr = stderr.join().unwrap();
     println!("{stdout}");
     assert!(
-        out.status.success(),
-        "the browser script failed ({:?}):\n{stdout}\n{stderr}\nserver log:\n{}",
-        out.status.code(),
+        status.is_some_and(|s| s.success()),
+        "the browser script failed ({}):\n{stdout}\n{stderr}\nserver log:\n{}",
+        status.map_or(format!("killed after {SCRIPT_TIMEOUT:?}"), |s| s
+            .to_string()),
         scratch.server_log()
     );
 
