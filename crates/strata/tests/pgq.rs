@@ -541,7 +541,9 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = tick_count(&client).await;
     let pg = strata_pgq::conn::config_for(&site.base_connstr(), "app").unwrap();
-    let mut waiter = strata_pgq::conn::TickWaiter::connect(&pg, "q").await.unwrap();
+    let mut waiter = strata_pgq::conn::TickWaiter::connect(&pg, "q")
+        .await
+        .unwrap();
     client
         .batch_execute("select pgq.insert_event('q', 'x', 'y')")
         .await
@@ -881,4 +883,160 @@ async fn pgq_commands_manage_queues_and_consumers() {
     let json: serde_json::Value =
         serde_json::from_str(&site.expect("app", 0, &["--json", "pgq", "status"])).unwrap();
     assert_eq!(json["queues"], serde_json::json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_subconsumers_share_a_stream_and_take_over_a_dead_batch() {
+    use std::sync::{Arc, Mutex};
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["app"]);
+    let client = site.client("app").await;
+    client
+        .batch_execute("select pgq.create_queue('q')")
+        .await
+        .unwrap();
+    strata_pgq::api::register_consumer(&client, "q", "c")
+        .await
+        .unwrap();
+    strata_pgq::coop::setup(&client).await.unwrap();
+    strata_pgq::coop::setup(&client).await.unwrap();
+    let dead = Some(Duration::from_secs(1));
+    let sub = |name: &'static str| {
+        let site = &site;
+        async move {
+            let mut c = Consumer::cooperative(
+                site.client("app").await,
+                "q",
+                "c",
+                name,
+                dead,
+                ConsumerOptions::default(),
+            )
+            .unwrap();
+            assert!(c.register().await.unwrap());
+            assert!(!c.register().await.unwrap());
+            c
+        }
+    };
+    let mut s1 = sub("s1").await;
+    let mut s2 = sub("s2").await;
+    let mut s3 = sub("s3").await;
+    for t in 0..20 {
+        client
+            .batch_execute(&format!(
+                "select pgq.insert_event('q', 'n', g::text) from generate_series({}, {}) g",
+                t * 100 + 1,
+                t * 100 + 100
+            ))
+            .await
+            .unwrap();
+        tick(&client, "q").await;
+    }
+    // Three subconsumers hold three different batches at once: the stream is shared.
+    let b1 = s1.next_batch().await.unwrap().unwrap();
+    let b2 = s2.next_batch().await.unwrap().unwrap();
+    let b3 = s3.next_batch().await.unwrap().unwrap();
+    assert!(b1.batch_id != b2.batch_id && b2.batch_id != b3.batch_id && b1.batch_id != b3.batch_id);
+    assert_eq!(b2.prev_tick_id, b1.cur_tick_id, "consecutive tick ranges");
+    assert_eq!(
+        s2.next_batch().await.unwrap(),
+        Some(b2.clone()),
+        "the same batch until finished"
+    );
+    // s1 dies holding its batch: its connection goes away, nothing applied.
+    drop(s1);
+    let seen = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let batches = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let mut tasks = Vec::new();
+    for (n, mut consumer) in [s2, s3].into_iter().enumerate() {
+        let seen = seen.clone();
+        let batches = batches.clone();
+        tasks.push(tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut retried = false;
+            loop {
+                if seen.lock().unwrap().len() >= 2000 {
+                    return consumer;
+                }
+                assert!(Instant::now() < deadline, "subconsumers stalled");
+                let Some(batch) = consumer.next_batch().await.unwrap() else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let mut stream = consumer.events(&batch).await.unwrap();
+                let mut mine = Vec::new();
+                while let Some(chunk) = stream.next_chunk().await.unwrap() {
+                    for e in chunk {
+                        if n == 0 && !retried {
+                            // Once: retry an event instead of applying it; it comes back.
+                            stream.retry(&e, Duration::ZERO).await.unwrap();
+                            retried = true;
+                            continue;
+                        }
+                        mine.push(e.data.unwrap().parse::<i64>().unwrap());
+                    }
+                }
+                stream.close().await.unwrap();
+                consumer.finish_batch(&batch).await.unwrap();
+                seen.lock().unwrap().extend(mine);
+                batches.lock().unwrap().push(batch.batch_id);
+            }
+        }));
+    }
+    // The retried event is due at once: move it back and tick so it comes again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while seen.lock().unwrap().len() < 2000 {
+        assert!(
+            Instant::now() < deadline,
+            "events missing: {}",
+            seen.lock().unwrap().len()
+        );
+        client
+            .batch_execute("select pgq.maint_retry_events()")
+            .await
+            .unwrap();
+        tick(&client, "q").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut finished = Vec::new();
+    for t in tasks {
+        finished.push(t.await.unwrap());
+    }
+    let seen = seen.lock().unwrap().clone();
+    let unique: BTreeSet<i64> = seen.iter().copied().collect();
+    assert_eq!(seen.len(), 2000, "every event exactly once");
+    assert_eq!(unique, (1..=2000).collect());
+    assert!(
+        batches.lock().unwrap().contains(&b1.batch_id),
+        "the dead subconsumer's batch was taken over"
+    );
+    // Idle subconsumers keep no position, so they never hold back rotation.
+    let held: i64 = client
+        .query_one(
+            "select count(*) from pgq.subscription s join pgq.consumer c on c.co_id = s.sub_consumer where c.co_name like 'c.%' and s.sub_last_tick is not null",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(held, 0);
+    for mut consumer in finished {
+        assert!(consumer.unregister().await.unwrap());
+    }
+    let mut s1 = Consumer::cooperative(
+        site.client("app").await,
+        "q",
+        "c",
+        "s1",
+        dead,
+        ConsumerOptions::default(),
+    )
+    .unwrap();
+    assert!(
+        s1.unregister().await.unwrap(),
+        "its batch was taken over, so it can go"
+    );
+    assert!(!s1.unregister().await.unwrap());
 }
