@@ -40,7 +40,7 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-const POLICY_COLUMNS: &str = "id, table_schema, table_name, column_name, action, after_text, tags, tablespace, archive_schema, target, keep, enabled, created_by, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+const POLICY_COLUMNS: &str = "id, table_schema, table_name, column_name, action, after_text, tags, tablespace, archive_schema, target, keep, enabled, created_by, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), rollup::text, to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
 
 impl Catalog {
     pub fn new(schema: impl Into<String>) -> Catalog {
@@ -108,6 +108,11 @@ impl Catalog {
                     partitions text[] NOT NULL DEFAULT '{{}}',
                     detail text NOT NULL DEFAULT '')"
             ),
+            // Added after the first release of these tables: `setup` again adds them.
+            format!(
+                "ALTER TABLE {policy} ADD COLUMN IF NOT EXISTS rollup jsonb, \
+                 ADD COLUMN IF NOT EXISTS watermark timestamptz"
+            ),
         ]
     }
 
@@ -146,12 +151,16 @@ impl Catalog {
     pub async fn add(&self, client: &Client, spec: &PolicySpec, who: &str) -> TablesResult<i64> {
         spec.validate()?;
         let sql = format!(
-            "INSERT INTO {} (table_schema, table_name, column_name, action, after_text, after_seconds, tags, tablespace, archive_schema, target, keep, enabled, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+            "INSERT INTO {} (table_schema, table_name, column_name, action, after_text, after_seconds, tags, tablespace, archive_schema, target, keep, enabled, created_by, rollup)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::text::jsonb)
              ON CONFLICT (table_schema, table_name, action) DO NOTHING RETURNING id",
             self.table("policy")
         );
         let keep = i32::try_from(spec.keep).unwrap_or(i32::MAX);
+        let rollup = spec
+            .rollup
+            .as_ref()
+            .map(|r| serde_json::to_string(r).expect("rollups serialize"));
         let rows = client
             .query(
                 &sql,
@@ -169,6 +178,7 @@ impl Catalog {
                     &keep,
                     &spec.enabled,
                     &who,
+                    &rollup,
                 ],
             )
             .await
@@ -194,6 +204,15 @@ impl Catalog {
         )
         .await?;
         Ok(id)
+    }
+
+    /// The statement that moves a downsample policy's watermark (`$1` the new end as
+    /// RFC 3339 text, `$2` the policy id), run in the transaction of the rollup itself.
+    pub fn watermark_sql(&self) -> String {
+        format!(
+            "UPDATE {} SET watermark = $1::text::timestamptz WHERE id = $2",
+            self.table("policy")
+        )
     }
 
     /// Every policy (oldest first) whose tags match.
@@ -431,6 +450,9 @@ pub fn describe_spec(spec: &PolicySpec) -> String {
     if let Some(s) = &spec.archive_schema {
         text.push_str(&format!(" archive schema {s}"));
     }
+    if let Some(r) = &spec.rollup {
+        text.push_str(&format!(" {}", r.describe()));
+    }
     if spec.keep != 1 {
         text.push_str(&format!(" keep {}", spec.keep));
     }
@@ -450,6 +472,15 @@ fn policy_from_row(row: &strata_pg::tokio_postgres::Row) -> TablesResult<Policy>
     })?;
     let after_text: String = row.get(5);
     let keep: i32 = row.get(10);
+    let rollup = match row.get::<_, Option<String>>(14) {
+        Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
+            TablesError::Unsupported(format!(
+                "stored rollup of policy {} is unreadable: {e}",
+                row.get::<_, i64>(0)
+            ))
+        })?),
+        None => None,
+    };
     Ok(Policy {
         id: row.get(0),
         spec: PolicySpec {
@@ -461,11 +492,13 @@ fn policy_from_row(row: &strata_pg::tokio_postgres::Row) -> TablesResult<Policy>
             tablespace: row.get(7),
             archive_schema: row.get(8),
             target: row.get(9),
+            rollup,
             keep: u32::try_from(keep).unwrap_or(1),
             enabled: row.get(11),
         },
         created_by: row.get(12),
         created_at: row.get(13),
+        watermark: row.get(15),
     })
 }
 

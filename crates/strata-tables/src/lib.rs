@@ -20,6 +20,7 @@ mod error;
 pub mod name;
 pub mod plan;
 pub mod policy;
+pub mod rollup;
 pub mod run;
 pub mod sql;
 
@@ -121,13 +122,41 @@ impl Engine {
                 column: spec.column.clone(),
             });
         }
+        if let Some(rollup) = &spec.rollup {
+            let target = discover::discover(&self.client, &rollup.into).await?;
+            let mut needed = vec![spec.column.clone()];
+            needed.extend(rollup.group_by.iter().cloned());
+            needed.extend(rollup.aggregates.iter().map(|a| a.into.clone()));
+            for column in needed {
+                if target.column(&column).is_none() {
+                    return Err(TablesError::MissingColumn {
+                        table: rollup.into.clone(),
+                        column,
+                    });
+                }
+            }
+            let sources = rollup
+                .group_by
+                .iter()
+                .cloned()
+                .chain(rollup.aggregates.iter().filter_map(|a| a.column.clone()));
+            for column in sources {
+                if shape.column(&column).is_none() {
+                    return Err(TablesError::MissingColumn {
+                        table: spec.table.clone(),
+                        column,
+                    });
+                }
+            }
+        }
         let probe = Policy {
             id: 0,
             spec: spec.clone(),
             created_by: String::new(),
             created_at: String::new(),
+            watermark: None,
         };
-        let plan = plan::plan_table(&[probe], &shape, Utc::now());
+        let plan = plan::plan_table(&[probe], &shape, Utc::now(), None);
         match plan.problems.first() {
             Some(problem) => Err(TablesError::Unsupported(
                 problem.trim_start_matches("policy 0: ").to_string(),
@@ -162,10 +191,18 @@ impl Engine {
         filter: &TagFilter,
         cutoff: DateTime<Utc>,
     ) -> TablesResult<Vec<PlannedTable>> {
-        let policies = self.catalog.list(&self.client, filter).await?;
+        let all = self
+            .catalog
+            .list(&self.client, &TagFilter::default())
+            .await?;
+        let policies = all
+            .iter()
+            .filter(|p| filter.matches(&p.spec.tags))
+            .cloned()
+            .collect();
         let mut out = Vec::new();
         for (table, policies) in run::by_table(policies) {
-            match run::plan_one(&self.client, &table, &policies, cutoff).await {
+            match run::plan_one(&self.client, &table, &policies, &all, cutoff).await {
                 Ok((_, plan)) => out.push(PlannedTable {
                     table: table.to_string(),
                     plan: Some(plan),
@@ -209,8 +246,24 @@ impl Engine {
             dry_run,
             stores,
         };
-        for (table, policies) in run::by_table(policies) {
-            let table_run = run::run_table(&mut self.client, ctx, &table, &policies).await;
+        let chosen: std::collections::HashSet<i64> = policies.iter().map(|p| p.id).collect();
+        let tables = run::by_table(policies).into_keys().collect();
+        let all = self
+            .catalog
+            .list(&self.client, &TagFilter::default())
+            .await?;
+        for table in run::run_order(&all, tables) {
+            // Read again before each table: a rollup earlier in this run moved watermarks.
+            let all = self
+                .catalog
+                .list(&self.client, &TagFilter::default())
+                .await?;
+            let policies: Vec<Policy> = all
+                .iter()
+                .filter(|p| p.spec.table == table && chosen.contains(&p.id))
+                .cloned()
+                .collect();
+            let table_run = run::run_table(&mut self.client, ctx, &table, &policies, &all).await;
             report.tables.push(table_run);
         }
         let summary = report

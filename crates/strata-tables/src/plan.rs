@@ -12,7 +12,11 @@
 //!   with the longest duration (reallocate to the tier it should be in by now);
 //! - removal goes oldest first and stops before the table would keep fewer than
 //!   `max(1, keep)` partitions: the last partition is never removed;
-//! - a partition already in the target tablespace is not moved again.
+//! - a partition already in the target tablespace is not moved again;
+//! - a `downsample` policy rolls up every whole bucket that ended at or before
+//!   `cutoff - after` and after its watermark (minus the lookback), but never past the
+//!   watermark of the level that fills its table; its step comes first, and data is only
+//!   removed once it is rolled up and out of the lookback.
 
 use crate::bound::Upper;
 use crate::discover::{is_time_type, Partition, TableShape};
@@ -34,6 +38,24 @@ pub enum StepKind {
     ArchivePartition { target: String },
     /// Delete rows older than `before` from an unpartitioned table, in batches.
     DeleteRows { column: String, before: String },
+    /// Aggregate the rows in [`from`, `to`) into the rollup table and move the watermark to
+    /// `to` (`from` absent: from the first row).
+    Rollup {
+        into: String,
+        from: Option<String>,
+        to: String,
+    },
+}
+
+impl Step {
+    /// What the step acts on, for messages: the partition, the rollup table, or `rows`.
+    pub fn object(&self) -> String {
+        match (&self.partition, &self.kind) {
+            (Some(p), _) => p.clone(),
+            (None, StepKind::Rollup { into, .. }) => format!("into {into}"),
+            (None, _) => "rows".into(),
+        }
+    }
 }
 
 /// One thing a run does.
@@ -82,7 +104,14 @@ fn expired(partition: &Partition, threshold: DateTime<Utc>) -> bool {
 }
 
 /// Plans the policies of one table (all of `policies` are on `shape.table`).
-pub fn plan_table(policies: &[Policy], shape: &TableShape, cutoff: DateTime<Utc>) -> TablePlan {
+/// `filled_until` is, when another policy's downsample fills this table, how far that one
+/// has got: this table's own rollup never reads past it.
+pub fn plan_table(
+    policies: &[Policy],
+    shape: &TableShape,
+    cutoff: DateTime<Utc>,
+    filled_until: Option<DateTime<Utc>>,
+) -> TablePlan {
     let mut plan = TablePlan {
         table: shape.table.to_string(),
         steps: Vec::new(),
@@ -110,11 +139,83 @@ pub fn plan_table(policies: &[Policy], shape: &TableShape, cutoff: DateTime<Utc>
             ));
         }
     }
+    let (rollup, rolled_until) = plan_rollup(&active, cutoff, filled_until, &mut plan);
     match &shape.partitions {
-        None => plan_unpartitioned(&active, cutoff, &mut plan),
-        Some(partitions) => plan_partitions(&active, partitions, cutoff, &mut plan),
+        None => plan_unpartitioned(&active, cutoff, rolled_until, &mut plan),
+        Some(partitions) => plan_partitions(&active, partitions, cutoff, rolled_until, &mut plan),
+    }
+    // The rollup first: what is removed after it must have been rolled up.
+    if let Some(step) = rollup {
+        plan.steps.insert(0, step);
     }
     plan
+}
+
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn floor_time(t: DateTime<Utc>, bucket: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(crate::rollup::floor_to_bucket(t.timestamp(), bucket), 0).unwrap_or(t)
+}
+
+/// The rollup step of the table's downsample policy, if it has work, and the instant before
+/// which data may be removed (`None`: no downsample policy, no limit).
+fn plan_rollup(
+    active: &[&Policy],
+    cutoff: DateTime<Utc>,
+    filled_until: Option<DateTime<Utc>>,
+    plan: &mut TablePlan,
+) -> (Option<Step>, Option<DateTime<Utc>>) {
+    let Some(policy) = active.iter().find(|p| p.spec.action == Action::Downsample) else {
+        return (None, None);
+    };
+    let Some(rollup) = &policy.spec.rollup else {
+        return (None, None);
+    };
+    let watermark = policy.watermark.as_deref().and_then(parse_time);
+    let lookback = chrono::Duration::seconds(rollup.lookback_buckets_secs());
+    let mut to = threshold(cutoff, policy).map(|t| floor_time(t, rollup.bucket_secs));
+    if let (Some(end), Some(filled)) = (to, filled_until) {
+        if filled < end {
+            plan.notes.push(format!(
+                "policy {}: rolls up only to {} (what the level filling {} has reached)",
+                policy.id,
+                filled.to_rfc3339(),
+                plan.table
+            ));
+        }
+        to = Some(end.min(floor_time(filled, rollup.bucket_secs)));
+    }
+    let step = match to {
+        Some(to) if watermark.is_none_or(|w| to > w) => Some(Step {
+            policy_id: policy.id,
+            action: Action::Downsample,
+            kind: StepKind::Rollup {
+                into: rollup.into.to_string(),
+                from: watermark.map(|w| (w - lookback).to_rfc3339()),
+                to: to.to_rfc3339(),
+            },
+            partition: None,
+            bound: None,
+            bytes: None,
+        }),
+        _ => None,
+    };
+    let rolled = match &step {
+        Some(Step {
+            kind: StepKind::Rollup { to, .. },
+            ..
+        }) => parse_time(to),
+        _ => watermark,
+    };
+    // Rows before `rolled - lookback` are never read again: those may go.
+    let until = rolled
+        .map(|r| r - lookback)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    (step, Some(until))
 }
 
 /// Why a policy cannot act on this table, if it cannot.
@@ -142,7 +243,6 @@ fn check_policy(policy: &Policy, shape: &TableShape) -> Option<String> {
         }
     }
     match (spec.action, shape.partitions.is_some()) {
-        (Action::Downsample, _) => Some(format!("policy {id}: downsample is not implemented yet")),
         (Action::Detach | Action::Reallocate | Action::Archive, false) => Some(format!(
             "policy {id}: {} needs a partitioned table; {} is not partitioned (use delete)",
             spec.action, shape.table
@@ -151,10 +251,28 @@ fn check_policy(policy: &Policy, shape: &TableShape) -> Option<String> {
     }
 }
 
-fn plan_unpartitioned(active: &[&Policy], cutoff: DateTime<Utc>, plan: &mut TablePlan) {
-    // Only delete gets here; the shortest duration deletes the most.
+fn plan_unpartitioned(
+    active: &[&Policy],
+    cutoff: DateTime<Utc>,
+    rolled_until: Option<DateTime<Utc>>,
+    plan: &mut TablePlan,
+) {
+    // Only delete (and downsample) get here; the shortest duration deletes the most.
     if let Some(policy) = active.iter().find(|p| p.spec.action == Action::Delete) {
-        if let Some(before) = threshold(cutoff, policy) {
+        if let Some(mut before) = threshold(cutoff, policy) {
+            if let Some(until) = rolled_until {
+                if until < before {
+                    plan.notes.push(format!(
+                        "policy {}: deletes only rows before {} (not rolled up further yet)",
+                        policy.id,
+                        until.to_rfc3339()
+                    ));
+                    before = until;
+                }
+            }
+            if before == DateTime::<Utc>::MIN_UTC {
+                return;
+            }
             plan.steps.push(Step {
                 policy_id: policy.id,
                 action: Action::Delete,
@@ -174,6 +292,7 @@ fn plan_partitions(
     active: &[&Policy],
     partitions: &[Partition],
     cutoff: DateTime<Utc>,
+    rolled_until: Option<DateTime<Utc>>,
     plan: &mut TablePlan,
 ) {
     let bounded: Vec<&Partition> = partitions.iter().filter(|p| p.upper().is_some()).collect();
@@ -194,6 +313,16 @@ fn plan_partitions(
             bytes: Some(partition.bytes),
         };
         if let Some(policy) = qualifying.iter().find(|p| p.spec.action.removes()) {
+            if let Some(until) = rolled_until {
+                if !expired(partition, until) {
+                    plan.kept.push(Kept {
+                        policy_id: policy.id,
+                        partition: partition.name.to_string(),
+                        reason: "not rolled up yet (or still in the downsample lookback)".into(),
+                    });
+                    continue;
+                }
+            }
             let floor = policy.spec.keep.max(1) as usize;
             if remaining <= floor {
                 plan.kept.push(Kept {
@@ -310,6 +439,7 @@ mod tests {
             id,
             spec,
             created_by: "t".into(),
+            watermark: None,
             created_at: String::new(),
         }
     }
@@ -326,17 +456,28 @@ mod tests {
         // Cutoff 2025-07-15, 90 days: threshold 2025-04-16. p1..p3 end by 04-01: expired.
         // p4 (April) starts before the threshold but ends after it: kept.
         let cutoff = Utc.with_ymd_and_hms(2025, 7, 15, 0, 0, 0).unwrap();
-        let plan = plan_table(&[policy(1, Action::Delete, 90)], &shape(|_| None), cutoff);
+        let plan = plan_table(
+            &[policy(1, Action::Delete, 90)],
+            &shape(|_| None),
+            cutoff,
+            None,
+        );
         assert_eq!(partitions_of(&plan), ["s.p1", "s.p2", "s.p3"]);
         assert!(plan.steps.iter().all(|s| s.kind == StepKind::DropPartition));
         // A bound exactly at the threshold has expired; a second before, not yet.
         let cutoff = month(4) + chrono::Duration::days(90);
-        let plan = plan_table(&[policy(1, Action::Delete, 90)], &shape(|_| None), cutoff);
+        let plan = plan_table(
+            &[policy(1, Action::Delete, 90)],
+            &shape(|_| None),
+            cutoff,
+            None,
+        );
         assert_eq!(partitions_of(&plan), ["s.p1", "s.p2", "s.p3"]);
         let plan = plan_table(
             &[policy(1, Action::Delete, 90)],
             &shape(|_| None),
             cutoff - chrono::Duration::seconds(1),
+            None,
         );
         assert_eq!(partitions_of(&plan), ["s.p1", "s.p2"]);
     }
@@ -344,13 +485,13 @@ mod tests {
     #[test]
     fn the_last_partition_and_the_floor_are_kept() {
         let far = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
-        let plan = plan_table(&[policy(1, Action::Delete, 1)], &shape(|_| None), far);
+        let plan = plan_table(&[policy(1, Action::Delete, 1)], &shape(|_| None), far, None);
         assert_eq!(plan.steps.len(), 11);
         assert_eq!(plan.kept.len(), 1);
         assert_eq!(plan.kept[0].partition, "s.p12");
         let mut keep3 = policy(1, Action::Delete, 1);
         keep3.spec.keep = 3;
-        let plan = plan_table(&[keep3], &shape(|_| None), far);
+        let plan = plan_table(&[keep3], &shape(|_| None), far, None);
         assert_eq!(plan.steps.len(), 9);
         assert_eq!(
             plan.kept
@@ -371,7 +512,7 @@ mod tests {
             policy(7, Action::Archive, 180),
             policy(3, Action::Reallocate, 30),
         ];
-        let plan = plan_table(&policies, &shape(|_| None), cutoff);
+        let plan = plan_table(&policies, &shape(|_| None), cutoff, None);
         let moved: Vec<String> = plan
             .steps
             .iter()
@@ -393,6 +534,7 @@ mod tests {
             &policies,
             &shape(|m| (m == 8).then(|| "ts3".to_string())),
             cutoff,
+            None,
         );
         assert_eq!(
             plan.steps
@@ -410,7 +552,7 @@ mod tests {
         forever.spec.after = Retention::Forever;
         let mut disabled = policy(2, Action::Detach, 1);
         disabled.spec.enabled = false;
-        let plan = plan_table(&[forever, disabled], &shape(|_| None), far);
+        let plan = plan_table(&[forever, disabled], &shape(|_| None), far, None);
         assert!(plan.steps.is_empty() && plan.problems.is_empty());
     }
 
@@ -419,7 +561,7 @@ mod tests {
         let far = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
         let mut wrong_column = policy(1, Action::Delete, 1);
         wrong_column.spec.column = "other".into();
-        let plan = plan_table(&[wrong_column], &shape(|_| None), far);
+        let plan = plan_table(&[wrong_column], &shape(|_| None), far, None);
         assert!(plan.steps.is_empty());
         assert!(
             plan.problems[0].contains("no column"),
@@ -430,9 +572,9 @@ mod tests {
         let mut plain = shape(|_| None);
         plain.partitions = None;
         plain.partition_key = None;
-        let plan = plan_table(&[policy(1, Action::Archive, 1)], &plain, far);
+        let plan = plan_table(&[policy(1, Action::Archive, 1)], &plain, far, None);
         assert!(plan.problems[0].contains("needs a partitioned table"));
-        let plan = plan_table(&[policy(1, Action::Delete, 30)], &plain, far);
+        let plan = plan_table(&[policy(1, Action::Delete, 30)], &plain, far, None);
         assert_eq!(
             plan.steps[0].kind,
             StepKind::DeleteRows {
@@ -440,5 +582,103 @@ mod tests {
                 before: (far - chrono::Duration::days(30)).to_rfc3339()
             }
         );
+    }
+
+    fn downsample(id: i64, hours: i64, watermark: Option<&str>) -> Policy {
+        let mut p = policy(id, Action::Downsample, 0);
+        p.spec.after = Retention::After(hours * 3600);
+        p.spec.rollup = Some(crate::rollup::Rollup {
+            into: TableName::new("m", "hourly"),
+            bucket_secs: 3600,
+            lookback_secs: 7200,
+            group_by: vec![],
+            aggregates: vec![crate::rollup::Aggregate::parse("count").unwrap()],
+        });
+        p.watermark = watermark.map(str::to_string);
+        p
+    }
+
+    #[test]
+    fn rollups_advance_from_the_watermark_minus_the_lookback() {
+        let cutoff = Utc.with_ymd_and_hms(2026, 3, 10, 12, 30, 0).unwrap();
+        // Never run: everything up to the last whole hour before cutoff - 1h.
+        let plan = plan_table(&[downsample(9, 1, None)], &shape(|_| None), cutoff, None);
+        assert_eq!(
+            plan.steps[0].kind,
+            StepKind::Rollup {
+                into: "m.hourly".into(),
+                from: None,
+                to: "2026-03-10T11:00:00+00:00".into()
+            }
+        );
+        // Ran before: from two buckets before the watermark.
+        let done = downsample(9, 1, Some("2026-03-10T08:00:00Z"));
+        let plan = plan_table(std::slice::from_ref(&done), &shape(|_| None), cutoff, None);
+        assert_eq!(
+            plan.steps[0].kind,
+            StepKind::Rollup {
+                into: "m.hourly".into(),
+                from: Some("2026-03-10T06:00:00+00:00".into()),
+                to: "2026-03-10T11:00:00+00:00".into()
+            }
+        );
+        // Up to date: nothing.
+        let current = downsample(9, 1, Some("2026-03-10T11:00:00Z"));
+        assert!(plan_table(&[current], &shape(|_| None), cutoff, None)
+            .steps
+            .is_empty());
+        // The level filling this table got only to 09:30: stop at 09:00.
+        let plan = plan_table(
+            &[done],
+            &shape(|_| None),
+            cutoff,
+            Some(Utc.with_ymd_and_hms(2026, 3, 10, 9, 30, 0).unwrap()),
+        );
+        assert!(
+            matches!(&plan.steps[0].kind, StepKind::Rollup { to, .. } if to == "2026-03-10T09:00:00+00:00")
+        );
+    }
+
+    #[test]
+    fn data_is_removed_only_once_rolled_up_and_out_of_the_lookback() {
+        let cutoff = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        let delete = policy(1, Action::Delete, 1);
+        let drops = |plan: &TablePlan| {
+            plan.steps
+                .iter()
+                .filter(|s| s.kind == StepKind::DropPartition)
+                .filter_map(|s| s.partition.clone())
+                .collect::<Vec<_>>()
+        };
+        // The rollup never ran and waits 800 days (before any of this data): nothing goes.
+        let plan = plan_table(
+            &[delete.clone(), downsample(2, 800 * 24, None)],
+            &shape(|_| None),
+            cutoff,
+            None,
+        );
+        assert!(drops(&plan).is_empty(), "{:?}", plan.steps);
+        assert!(plan.kept.iter().all(|k| k.reason.contains("not rolled up")));
+        // Rolled up to 2025-04-01 01:00 with a 2 h lookback: March (ending April 1st) is
+        // still inside the lookback and stays; February goes.
+        let plan = plan_table(
+            &[
+                delete,
+                downsample(2, 800 * 24, Some("2025-04-01T01:00:00Z")),
+            ],
+            &shape(|_| None),
+            cutoff,
+            None,
+        );
+        assert_eq!(drops(&plan), vec!["s.p1", "s.p2"]);
+        // The rollup step (when there is one) always comes first.
+        let plan = plan_table(
+            &[policy(1, Action::Delete, 1), downsample(2, 1, None)],
+            &shape(|_| None),
+            cutoff,
+            None,
+        );
+        assert_eq!(plan.steps[0].action, Action::Downsample);
+        assert_eq!(drops(&plan).len(), 11, "all but the last bounded partition");
     }
 }

@@ -17,7 +17,7 @@ pub enum Action {
     Reallocate,
     /// Export expired partitions to a storage, verify, then drop them.
     Archive,
-    /// Aggregate into a coarser table (not implemented yet: refused when run).
+    /// Aggregate into a coarser table (see [`crate::rollup`]).
     Downsample,
 }
 
@@ -74,6 +74,9 @@ pub struct PolicySpec {
     pub archive_schema: Option<String>,
     /// `archive`: the storage of strata's configuration the partitions go to.
     pub target: Option<String>,
+    /// `downsample`: the rollup table and how to aggregate into it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollup: Option<crate::rollup::Rollup>,
     /// Never leave fewer than this many partitions (at least 1: the last partition of a
     /// table is never removed).
     pub keep: u32,
@@ -88,6 +91,9 @@ pub struct Policy {
     pub spec: PolicySpec,
     pub created_by: String,
     pub created_at: String,
+    /// `downsample`: the end (exclusive, RFC 3339) of what has been rolled up so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
 }
 
 /// A policy spec that makes no sense.
@@ -112,6 +118,7 @@ impl PolicySpec {
             tablespace: None,
             archive_schema: None,
             target: None,
+            rollup: None,
             keep: 1,
             enabled: true,
         }
@@ -133,7 +140,27 @@ impl PolicySpec {
                     "archive needs a storage of the configuration (--target NAME)".into(),
                 ))
             }
+            Action::Downsample => match &self.rollup {
+                None => return Err(SpecError(
+                    "downsample needs --into TABLE, --bucket DURATION and --aggregate FUNC:COLUMN"
+                        .into(),
+                )),
+                Some(rollup) => {
+                    rollup.validate(&self.column).map_err(SpecError)?;
+                    if rollup.into == self.table {
+                        return Err(SpecError(
+                            "downsample cannot write into its own table".into(),
+                        ));
+                    }
+                }
+            },
             _ => {}
+        }
+        if self.rollup.is_some() && self.action != Action::Downsample {
+            return Err(SpecError(format!(
+                "--into, --bucket and --aggregate are for downsample, not {}",
+                self.action
+            )));
         }
         if self.tablespace.is_some() && self.action != Action::Reallocate {
             return Err(SpecError(format!(
@@ -199,6 +226,11 @@ impl PolicySpec {
             (Action::Reallocate, Some(arg)) => spec.tablespace = Some(arg),
             (Action::Archive, Some(arg)) => spec.target = Some(arg),
             (Action::Detach, Some(arg)) => spec.archive_schema = Some(arg),
+            (Action::Downsample, _) => {
+                return Err(SpecError(
+                    "downsample has more options than `ttl` takes: use `strata tables add --action downsample --into TABLE --bucket 1h --aggregate avg:COLUMN ...`".into(),
+                ));
+            }
             (other, Some(_)) => {
                 return Err(SpecError(format!("{other} takes no :ARG")));
             }

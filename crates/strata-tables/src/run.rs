@@ -113,15 +113,64 @@ pub fn by_table(policies: Vec<Policy>) -> BTreeMap<TableName, Vec<Policy>> {
 }
 
 /// Plans one table: discovery errors (unknown table, unreadable bound) come back as `Err`.
+/// `all` is every policy (also those a tag filter left out): the downsample policies that
+/// fill this table limit how far its own rollup reads.
 pub async fn plan_one(
     client: &Client,
     table: &TableName,
     policies: &[Policy],
+    all: &[Policy],
     cutoff: DateTime<Utc>,
 ) -> TablesResult<(TableShape, TablePlan)> {
     let shape = discover(client, table).await?;
-    let plan = plan_table(policies, &shape, cutoff);
+    let plan = plan_table(policies, &shape, cutoff, filled_until(all, table));
     Ok((shape, plan))
+}
+
+/// How far the downsample policies that write into `table` have got (the least of their
+/// watermarks; the epoch's start when one has not run yet), or `None` when none does.
+pub fn filled_until(all: &[Policy], table: &TableName) -> Option<DateTime<Utc>> {
+    all.iter()
+        .filter(|p| p.spec.enabled && p.spec.rollup.as_ref().is_some_and(|r| &r.into == table))
+        .map(|p| {
+            p.watermark
+                .as_deref()
+                .and_then(|w| DateTime::parse_from_rfc3339(w).ok())
+                .map(|w| w.with_timezone(&Utc))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+        })
+        .min()
+}
+
+/// Tables in the order a run takes them: a rollup's source before the rollup table, so a
+/// cascade (raw -> hourly -> daily) advances every level in one run.
+pub fn run_order(all: &[Policy], tables: Vec<TableName>) -> Vec<TableName> {
+    let depth = |table: &TableName| {
+        let mut depth = 0;
+        let mut current = vec![table.clone()];
+        // Follow "filled by" links upwards; a cycle stops at the number of policies.
+        while depth <= all.len() {
+            let sources: Vec<TableName> = all
+                .iter()
+                .filter(|p| {
+                    p.spec
+                        .rollup
+                        .as_ref()
+                        .is_some_and(|r| current.contains(&r.into))
+                })
+                .map(|p| p.spec.table.clone())
+                .collect();
+            if sources.is_empty() {
+                break;
+            }
+            depth += 1;
+            current = sources;
+        }
+        depth
+    };
+    let mut ordered: Vec<(usize, TableName)> = tables.into_iter().map(|t| (depth(&t), t)).collect();
+    ordered.sort();
+    ordered.into_iter().map(|(_, t)| t).collect()
 }
 
 /// What every table of one run shares: where to record, who acts, when the cutoff is,
@@ -137,11 +186,13 @@ pub struct RunContext<'a> {
 }
 
 /// Runs the policies of one table under its advisory lock.
+/// `all` is every policy, as [`plan_one`] takes it.
 pub async fn run_table(
     client: &mut Client,
     ctx: RunContext<'_>,
     table: &TableName,
     policies: &[Policy],
+    all: &[Policy],
 ) -> TableRun {
     let dry_run = ctx.dry_run;
     let mut result = TableRun {
@@ -170,7 +221,7 @@ pub async fn run_table(
             Err(err) => return failed(result, err),
         }
     }
-    let outcome = run_locked(client, ctx, table, policies, &mut result).await;
+    let outcome = run_locked(client, ctx, table, policies, all, &mut result).await;
     if !dry_run {
         // A session lock: released here, or by the server when the session ends.
         let _ = client
@@ -202,6 +253,7 @@ async fn run_locked(
     ctx: RunContext<'_>,
     table: &TableName,
     policies: &[Policy],
+    all: &[Policy],
     result: &mut TableRun,
 ) -> TablesResult<()> {
     let RunContext {
@@ -212,7 +264,7 @@ async fn run_locked(
         dry_run,
         stores,
     } = ctx;
-    let (shape, plan) = plan_one(client, table, policies, cutoff).await?;
+    let (shape, plan) = plan_one(client, table, policies, all, cutoff).await?;
     result.plan = Some(plan.clone());
     if !plan.problems.is_empty() {
         result.outcome = TableOutcome::Failed;
@@ -229,7 +281,7 @@ async fn run_locked(
     }
     result.outcome = TableOutcome::Done;
     for step in &plan.steps {
-        let outcome = execute(client, &shape, step, stores).await;
+        let outcome = execute(client, catalog, &shape, policies, step, stores).await;
         let (text, detail) = match &outcome {
             Ok(detail) => ("done", detail.clone()),
             Err(err) => ("failed", err.to_string()),
@@ -260,7 +312,7 @@ async fn run_locked(
             result.error = Some(format!(
                 "{table}: {} {} failed: {err}; the steps after it wait for the next run",
                 step.action,
-                step.partition.as_deref().unwrap_or("rows")
+                step.object()
             ));
             break;
         }
@@ -279,7 +331,9 @@ fn partition_name(step: &Step) -> TablesResult<TableName> {
 /// Executes one step; returns a line for the audit log.
 async fn execute(
     client: &mut Client,
+    catalog: &Catalog,
     shape: &TableShape,
+    policies: &[Policy],
     step: &Step,
     stores: StoreResolver<'_>,
 ) -> TablesResult<String> {
@@ -343,6 +397,46 @@ async fn execute(
                 archive::archive_prefix(table, &partition),
                 manifest.rows,
                 manifest.stored_bytes
+            ))
+        }
+        StepKind::Rollup { into, from, to } => {
+            let policy = policies
+                .iter()
+                .find(|p| p.id == step.policy_id)
+                .ok_or_else(|| {
+                    TablesError::Unsupported("a rollup step without its policy".into())
+                })?;
+            let rollup = policy.spec.rollup.as_ref().ok_or_else(|| {
+                TablesError::Unsupported(format!("policy {} has no rollup", policy.id))
+            })?;
+            let what = format!("rolling {table} up into {into}");
+            let upsert = rollup.upsert_sql(table, &policy.spec.column);
+            let bucket = format!("{} seconds", rollup.bucket_secs);
+            let tx = client
+                .transaction()
+                .await
+                .map_err(|e| TablesError::db(&what, &e))?;
+            tx.batch_execute("SET LOCAL TIME ZONE 'UTC'")
+                .await
+                .map_err(|e| TablesError::db(&what, &e))?;
+            let rows = tx
+                .execute(&upsert, &[&bucket, from, to])
+                .await
+                .map_err(|e| {
+                    TablesError::db(
+                        format!(
+                            "{what} (it needs the columns written and a unique index on the time and group-by columns)"
+                        ),
+                        &e,
+                    )
+                })?;
+            tx.execute(&catalog.watermark_sql(), &[to, &policy.id])
+                .await
+                .map_err(|e| TablesError::db(&what, &e))?;
+            tx.commit().await.map_err(|e| TablesError::db(&what, &e))?;
+            Ok(format!(
+                "{rows} buckets of {into} written from {} to {to}",
+                from.as_deref().unwrap_or("the first row")
             ))
         }
         StepKind::DeleteRows { column, before } => {

@@ -355,6 +355,29 @@ pub struct PolicyOptions {
     pub keep: Option<u32>,
 }
 
+/// How a `downsample` policy aggregates (`tables add --action downsample`).
+#[derive(Debug, clap::Args)]
+pub struct RollupOptions {
+    /// downsample: the coarser table (SCHEMA.TABLE) with the time column, the --group-by
+    /// columns, one column per aggregate, and a unique index on (time, group-by columns).
+    #[arg(long, value_name = "TABLE")]
+    pub into: Option<String>,
+    /// downsample: the bucket width (date_bin stride, aligned to the Unix epoch): 5m, 1h, 1d.
+    #[arg(long, value_name = "DURATION")]
+    pub bucket: Option<String>,
+    /// downsample: FUNC:COLUMN[=INTO] with FUNC avg, min, max, sum; or count[=INTO]
+    /// (repeatable). INTO defaults to COLUMN_FUNC (count: `count`).
+    #[arg(long, value_name = "AGG")]
+    pub aggregate: Vec<String>,
+    /// downsample: columns that identify a series, kept as they are (repeatable or a,b).
+    #[arg(long, value_name = "COLUMN", value_delimiter = ',')]
+    pub group_by: Vec<String>,
+    /// downsample: how far back each run recomputes for rows that arrive late (default:
+    /// one bucket).
+    #[arg(long, value_name = "DURATION")]
+    pub lookback: Option<String>,
+}
+
 /// `strata tables ...`.
 #[derive(Debug, Subcommand)]
 pub enum TablesCommand {
@@ -368,7 +391,7 @@ pub enum TablesCommand {
         /// The time column (the partition key of a partitioned table).
         #[arg(long)]
         column: String,
-        /// delete, detach, reallocate, archive.
+        /// delete, detach, reallocate, archive, downsample.
         #[arg(long)]
         action: String,
         /// How long data is kept: 90d, 1w, 12h, 1y, 1d12h, INF.
@@ -379,6 +402,8 @@ pub enum TablesCommand {
         tag: Vec<String>,
         #[command(flatten)]
         options: PolicyOptions,
+        #[command(flatten)]
+        rollup: RollupOptions,
         /// Store the policy disabled.
         #[arg(long)]
         disabled: bool,

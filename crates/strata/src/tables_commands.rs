@@ -89,6 +89,7 @@ impl Context {
                 after,
                 tag,
                 options,
+                rollup,
                 disabled,
             } => {
                 let action = Action::parse(&action).ok_or_else(|| {
@@ -106,6 +107,7 @@ impl Context {
                 spec.archive_schema = options.archive_schema;
                 spec.keep = options.keep.unwrap_or(1);
                 spec.enabled = !disabled;
+                spec.rollup = rollup_spec(action, rollup)?;
                 self.add_policy(&engine, &spec).await
             }
             TablesCommand::List { tags } => self.list_policies(&engine, &filter(tags)).await,
@@ -218,7 +220,7 @@ impl Context {
                                 "{} {} {}: {} ({})",
                                 table.table,
                                 step.step.action,
-                                step.step.partition.as_deref().unwrap_or("rows"),
+                                step.step.object(),
                                 step.outcome,
                                 step.detail
                             ));
@@ -337,6 +339,10 @@ impl Context {
             StepKind::DeleteRows { column, before } => {
                 format!("delete rows with {column} < {before}")
             }
+            StepKind::Rollup { into, from, to } => format!(
+                "roll up into {into}: {} to {to}",
+                from.as_deref().unwrap_or("first row")
+            ),
         };
         let mut rows: Vec<Vec<String>> = plan
             .steps
@@ -478,4 +484,48 @@ async fn engine_audit(
     strata_tables::Catalog::new(schema)
         .audit(client, entry)
         .await
+}
+
+/// The rollup of `tables add`, when the action is downsample or a rollup option is given
+/// (the policy's validation then says what does not fit).
+fn rollup_spec(
+    action: Action,
+    options: crate::cli::RollupOptions,
+) -> Result<Option<strata_tables::rollup::Rollup>, Failure> {
+    let given = options.into.is_some()
+        || options.bucket.is_some()
+        || !options.aggregate.is_empty()
+        || !options.group_by.is_empty()
+        || options.lookback.is_some();
+    if action != Action::Downsample && !given {
+        return Ok(None);
+    }
+    let seconds = |what: &str, text: &Option<String>| -> Result<Option<i64>, Failure> {
+        match text {
+            None => Ok(None),
+            Some(text) => match Retention::parse(text).map_err(|e| usage(e.to_string()))? {
+                Retention::After(s) => Ok(Some(s)),
+                Retention::Forever => Err(usage(format!("--{what} cannot be INF"))),
+            },
+        }
+    };
+    let into = options
+        .into
+        .as_deref()
+        .ok_or_else(|| usage("downsample needs --into SCHEMA.TABLE (the rollup table)"))?;
+    let into = TableName::parse(into).map_err(|e| usage(e.to_string()))?;
+    let bucket = seconds("bucket", &options.bucket)?
+        .ok_or_else(|| usage("downsample needs --bucket DURATION (e.g. 1h)"))?;
+    let aggregates = options
+        .aggregate
+        .iter()
+        .map(|a| strata_tables::rollup::Aggregate::parse(a).map_err(usage))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(strata_tables::rollup::Rollup {
+        into,
+        bucket_secs: bucket,
+        lookback_secs: seconds("lookback", &options.lookback)?.unwrap_or(bucket),
+        group_by: options.group_by,
+        aggregates,
+    }))
 }

@@ -743,3 +743,191 @@ fn bad_input_gives_one_line_and_a_non_zero_exit() {
     let out = site.strata(&["load", "tables/x/y/z", "--into", "metrics.raw"]);
     assert_one_line_error(&out, 1, "archive.json");
 }
+
+/// Rows in `a` that are not in `b`, and in `b` not in `a` (both as SQL queries).
+fn difference(site: &Site, a: &str, b: &str) -> String {
+    site.sql(&format!(
+        "SELECT count(*) FROM (({a}) EXCEPT ALL ({b})) x UNION ALL SELECT count(*) FROM (({b}) EXCEPT ALL ({a})) y"
+    ))
+}
+
+#[test]
+fn a_downsample_cascade_matches_direct_aggregation_and_takes_late_rows() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let mut sql = String::from(
+        "CREATE SCHEMA m;
+         CREATE TABLE m.raw (ts timestamptz NOT NULL, host text NOT NULL, value int NOT NULL) PARTITION BY RANGE (ts);",
+    );
+    for month in 1..=12 {
+        let to = if month == 12 {
+            "2026-01-01".to_string()
+        } else {
+            format!("2025-{:02}-01", month + 1)
+        };
+        sql.push_str(&format!(
+            "CREATE TABLE m.raw_{month:02} PARTITION OF m.raw FOR VALUES FROM ('2025-{month:02}-01') TO ('{to}');"
+        ));
+    }
+    sql.push_str(
+        "INSERT INTO m.raw SELECT t, h, (extract(epoch FROM t)::bigint % 997)::int + length(h)
+           FROM generate_series('2025-01-01'::timestamptz, '2025-12-31 23:50+00', '10 minutes') t,
+                unnest(ARRAY['a', 'host \"b\"']) h;
+         CREATE TABLE m.hourly (ts timestamptz, host text, value_min int, value_max int, value_sum bigint, count bigint, UNIQUE (ts, host));
+         CREATE TABLE m.daily (ts timestamptz, host text, value_min int, value_max int, value_sum bigint, count bigint, UNIQUE (ts, host));",
+    );
+    site.sql(&sql);
+    // What the levels must hold, computed straight from the raw rows before anything runs.
+    let direct = |bucket: &str, before: &str| {
+        format!(
+            "SELECT date_bin('{bucket}', ts, TIMESTAMPTZ '1970-01-01 00:00+00') AS ts, host, min(value), max(value), sum(value)::bigint, count(*)
+             FROM m.raw WHERE ts < '{before}' GROUP BY 1, 2"
+        )
+    };
+    site.sql(&format!(
+        "CREATE TABLE m.expected_hourly AS {}; CREATE TABLE m.expected_daily AS {};",
+        direct("1 hour", "2025-12-31 23:00+00"),
+        direct("1 day", "2025-12-31 00:00+00")
+    ));
+
+    site.ok(&["tables", "setup"]);
+    let add = |table: &str, extra: &[&str]| {
+        let mut args = vec!["tables", "add", "--table", table, "--column", "ts"];
+        args.extend_from_slice(extra);
+        site.ok(&args);
+    };
+    add(
+        "m.raw",
+        &[
+            "--action",
+            "downsample",
+            "--after",
+            "1h",
+            "--into",
+            "m.hourly",
+            "--bucket",
+            "1h",
+            "--group-by",
+            "host",
+            "--aggregate",
+            "min:value",
+            "--aggregate",
+            "max:value",
+            "--aggregate",
+            "sum:value",
+            "--aggregate",
+            "count",
+            "--lookback",
+            "2h",
+        ],
+    );
+    add(
+        "m.hourly",
+        &[
+            "--action",
+            "downsample",
+            "--after",
+            "1d",
+            "--into",
+            "m.daily",
+            "--bucket",
+            "1d",
+            "--group-by",
+            "host",
+            "--aggregate",
+            "min:value_min=value_min",
+            "--aggregate",
+            "max:value_max=value_max",
+            "--aggregate",
+            "sum:value_sum=value_sum",
+            "--aggregate",
+            "sum:count=count",
+        ],
+    );
+    add("m.raw", &["--action", "delete", "--after", "180d"]);
+    // A rollup into a table that lacks a column is refused when added.
+    let out = site.strata(&[
+        "tables",
+        "add",
+        "--table",
+        "m.daily",
+        "--column",
+        "ts",
+        "--action",
+        "downsample",
+        "--after",
+        "1d",
+        "--into",
+        "m.hourly",
+        "--bucket",
+        "1w",
+        "--aggregate",
+        "avg:value_min",
+    ]);
+    assert_one_line_error(&out, 2, "value_min_avg");
+
+    // The plan shows the rollup first; a dry run changes nothing.
+    let plan = site.ok(&["tables", "plan", "--cutoff", "2026-01-01T00:00:00Z"]);
+    assert!(plan.contains("roll up into m.hourly"), "{plan}");
+    site.ok(&[
+        "tables",
+        "run",
+        "--dry-run",
+        "--cutoff",
+        "2026-01-01T00:00:00Z",
+    ]);
+    assert_eq!(site.sql("SELECT count(*) FROM m.hourly"), "0");
+
+    // One run advances both levels (the source first) and then drops raw partitions
+    // older than 180 days: every bucket equals the direct aggregation.
+    site.ok(&["tables", "run", "--cutoff", "2026-01-01T00:00:00Z"]);
+    assert_eq!(
+        difference(
+            &site,
+            "SELECT * FROM m.hourly",
+            "SELECT * FROM m.expected_hourly"
+        ),
+        "0\n0"
+    );
+    assert_eq!(
+        difference(
+            &site,
+            "SELECT * FROM m.daily",
+            "SELECT * FROM m.expected_daily"
+        ),
+        "0\n0"
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM m.daily"),
+        (364 * 2).to_string()
+    );
+    assert_eq!(
+        site.partitions("m.raw"),
+        (7..=12).map(|m| format!("raw_{m:02}")).collect::<Vec<_>>()
+    );
+    let watermarks = site.sql(
+        "SELECT table_name || ' ' || to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') FROM strata.policy WHERE action = 'downsample' ORDER BY 1",
+    );
+    assert_eq!(watermarks, "hourly 2025-12-31 00:00\nraw 2025-12-31 23:00");
+
+    // A late row inside the lookback and a new one after the watermark: the next run
+    // recomputes 21:00-23:00 and adds 23:00.
+    site.sql(
+        "INSERT INTO m.raw VALUES ('2025-12-31 22:30+00', 'a', 5000), ('2025-12-31 23:30+00', 'a', 1)",
+    );
+    site.ok(&["tables", "run", "--cutoff", "2026-01-01T01:00:00Z"]);
+    assert_eq!(
+        site.sql("SELECT value_max || ' ' || count FROM m.hourly WHERE host = 'a' AND ts = '2025-12-31 22:00+00'"),
+        "5000 7"
+    );
+    assert_eq!(
+        site.sql("SELECT count FROM m.hourly WHERE host = 'a' AND ts = '2025-12-31 23:00+00'"),
+        "7"
+    );
+    let audit = site.sql(
+        "SELECT count(*) FROM strata.audit WHERE what = 'run downsample' AND outcome = 'done'",
+    );
+    assert_eq!(audit, "3");
+}
