@@ -29,6 +29,8 @@ python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 [ -f /usr/share/postgresql/15/extension/pgq_node.control ] || missing+=(postgresql-15-pgq-node)
 [ -f /usr/share/postgresql/15/extension/londiste.control ] || missing+=(postgresql-15-londiste-sql)
 need pgqd || missing+=(pgqd)
+# pg_partman, for the table retention test on a partman-managed set.
+[ -f /usr/share/postgresql/15/extension/pg_partman.control ] || missing+=(postgresql-15-partman)
 # Headless Chromium for the dashboard's end-to-end test.
 need chromium || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -931,3 +931,47 @@ fn a_downsample_cascade_matches_direct_aggregation_and_takes_late_rows() {
     );
     assert_eq!(audit, "3");
 }
+
+#[test]
+fn a_pg_partman_set_is_discovered_and_its_own_retention_is_flagged() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.sql(
+        "CREATE SCHEMA partman; CREATE EXTENSION pg_partman SCHEMA partman;
+         CREATE TABLE public.events (ts timestamptz NOT NULL, v int) PARTITION BY RANGE (ts);
+         SELECT partman.create_parent('public.events', 'ts', 'native', 'monthly',
+                                      p_start_partition := '2025-01-01', p_premake := 2);
+         INSERT INTO public.events SELECT t, 1 FROM generate_series('2025-01-01'::timestamptz, '2025-12-31', '1 day') t;",
+    );
+    let before = site.partitions("public.events");
+    assert!(
+        before.contains(&"events_p2025_01".to_string()),
+        "{before:?}"
+    );
+    assert!(before.contains(&"events_default".to_string()), "{before:?}");
+    site.ok(&["tables", "setup"]);
+    site.ok(&["ttl", "public.events:ts", "delete", "180d"]);
+    // partman keeps no retention of its own: no warning, and exactly Jan-Jun 2025 go.
+    let plan = site.strata(&["tables", "plan", "--cutoff", "2026-01-01"]);
+    assert!(!stderr(&plan).contains("pg_partman"), "{}", stderr(&plan));
+    site.ok(&["tables", "run", "--cutoff", "2026-01-01"]);
+    let after = site.partitions("public.events");
+    let gone: Vec<&String> = before.iter().filter(|p| !after.contains(p)).collect();
+    let expected: Vec<String> = (1..=6).map(|m| format!("events_p2025_{m:02}")).collect();
+    assert_eq!(gone, expected.iter().collect::<Vec<_>>());
+    assert!(after.contains(&"events_default".to_string()));
+    assert_eq!(
+        site.sql("SELECT count(*) FROM public.events WHERE ts >= '2025-07-01'"),
+        "184"
+    );
+    // Once partman has a retention too, plan and run say two engines remove partitions.
+    site.sql("UPDATE partman.part_config SET retention = '3 months' WHERE parent_table = 'public.events'");
+    let plan = site.strata(&["tables", "plan", "--cutoff", "2026-01-01"]);
+    assert!(
+        stderr(&plan).contains("pg_partman also applies retention 3 months"),
+        "{}",
+        stderr(&plan)
+    );
+}
