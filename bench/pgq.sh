@@ -49,6 +49,53 @@ echo "== installing the Python consumer (venv under target/)"
 [ -x "$WORK/venv/bin/python" ] || python3 -m venv "$WORK/venv"
 "$WORK/venv/bin/pip" install -q pgq==3.8 skytools==3.10.0 psycopg2-binary
 
+# The Python consumer: pgq.Consumer decoding each logutriga row with skytools.db_urldecode,
+# as the Rust side decodes it; exits once COUNT events were seen.
+cat > "$WORK/pgq_consumer.py" <<'PY'
+"""The Python side of bench/pgq.sh: a pgq.Consumer (PyPI pgq 3.8, skytools 3.10) that
+decodes each logutriga event with skytools.db_urldecode, as the Rust side decodes it, and
+exits once COUNT events were seen.  Usage: python pgq_consumer.py CONFIG.ini COUNT"""
+
+import sys
+import time
+
+import pgq
+import skytools
+
+
+class BenchConsumer(pgq.Consumer):
+    def __init__(self, args):
+        self.want = int(args[-1])
+        super().__init__("bench_consumer", "db", args[:-1])
+        self.seen = 0
+        self.columns = 0
+        self.batches = 0
+        self.started = None
+
+    def process_batch(self, db, batch_id, ev_list):
+        if self.started is None:
+            self.started = time.time()
+        for ev in ev_list:
+            if ev.type and ev.type[:2] in ("I:", "U:", "D:"):
+                self.columns += len(skytools.db_urldecode(ev.data))
+            self.seen += 1
+            ev.tag_done()
+        self.batches += 1
+
+    def work(self):
+        res = super().work()
+        if self.seen >= self.want:
+            secs = time.time() - self.started
+            print("python: %d events (%d columns decoded) in %d batches, %.2f s, %.0f events/s"
+                  % (self.seen, self.columns, self.batches, secs, self.seen / secs), flush=True)
+            sys.exit(0)
+        return res
+
+
+if __name__ == "__main__":
+    BenchConsumer(sys.argv[1:]).start()
+PY
+
 CONN="host=$SOCK port=$PORT user=postgres dbname=bench"
 cat > "$WORK/python.ini" <<INI
 [bench_consumer]
@@ -69,4 +116,17 @@ measure() { # label, command...
 echo "== Rust consumer"
 measure rust "$ROOT/target/release/examples/bench_consumer" "$CONN" bench rust "$N"
 echo "== Python consumer"
-measure python "$WORK/venv/bin/python" "$ROOT/bench/pgq_consumer.py" "$WORK/python.ini" "$N"
+measure python "$WORK/venv/bin/python" "$WORK/pgq_consumer.py" "$WORK/python.ini" "$N"
+
+echo "== producer cost of strata's event notification trigger (same $N events again)"
+produce() {
+  local t0; t0=$(date +%s.%N)
+  for ((lo = $1; lo < $1 + N; lo += PER_TX)); do
+    psql_b "insert into orders select g, 'customer ' || (g % 1000), g * 1.25, now() from generate_series($lo, $((lo + PER_TX - 1))) g" >/dev/null
+  done
+  echo "$(date +%s.%N) - $t0" | bc
+}
+psql_b "select pgq.unregister_consumer('bench', 'rust'); select pgq.unregister_consumer('bench', 'python')" >/dev/null
+echo "   without the trigger: $(produce $((N + 1))) s"
+(cd "$ROOT" && STRATA_PGQ_DB="$CONN" cargo run -q -p strata -- pgq notify bench on)
+echo "   with the trigger:    $(produce $((2 * N + 1))) s"
