@@ -38,7 +38,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         consumer.finish_batch(&batch).await?;
         batches += 1;
     }
-    let secs = start.map_or(0.0, |s: Instant| s.elapsed().as_secs_f64()).max(1e-9);
+    let secs = start
+        .map_or(0.0, |s: Instant| s.elapsed().as_secs_f64())
+        .max(1e-9);
     let stats = consumer.stats();
     println!(
         "rust: {seen} events ({columns} columns decoded) in {batches} batches, {secs:.2} s, {:.0} events/s, max buffered {} bytes",

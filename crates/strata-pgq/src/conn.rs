@@ -104,25 +104,6 @@ pub async fn connect_listening(
     Ok((client, rx))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base_connstr_gets_the_database_and_keeps_the_rest() {
-        let c = config_for("host=/tmp/s port=5999 user=bob password=pw", "db one").unwrap();
-        assert_eq!(describe(&c), "/tmp/s:5999/db one");
-        assert_eq!(c.get_user(), Some("bob"));
-        assert!(!describe(&c).contains("pw"));
-        assert!(config_for("host='unterminated", "x")
-            .unwrap_err()
-            .is_bad_input());
-        let c = config_for("", "x").unwrap();
-        assert_eq!(c.get_dbname(), Some("x"));
-        assert!(!c.get_hosts().is_empty());
-    }
-}
-
 /// Wakes a consumer when the ticker (strata's) has written a tick on its queue: a
 /// connection LISTENing on `strata_pgq_tick`. With another ticker (pgqd) no notification
 /// comes, so [`TickWaiter::wait`] also returns after its timeout: use it in place of a
@@ -170,5 +151,24 @@ impl TickWaiter {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_connstr_gets_the_database_and_keeps_the_rest() {
+        let c = config_for("host=/tmp/s port=5999 user=bob password=pw", "db one").unwrap();
+        assert_eq!(describe(&c), "/tmp/s:5999/db one");
+        assert_eq!(c.get_user(), Some("bob"));
+        assert!(!describe(&c).contains("pw"));
+        assert!(config_for("host='unterminated", "x")
+            .unwrap_err()
+            .is_bad_input());
+        let c = config_for("", "x").unwrap();
+        assert_eq!(c.get_dbname(), Some("x"));
+        assert!(!c.get_hosts().is_empty());
     }
 }

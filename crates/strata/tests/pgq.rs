@@ -486,6 +486,32 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
     let log = std::fs::read_to_string(site.path("t.ini.log")).unwrap();
     assert!(log.contains("missing_db"), "{log}");
     assert!(log.contains("SIGHUP: configuration reloaded"), "{log}");
+    // Without database_list every database with pgq is found (and only those).
+    let ini = site.path("discover.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[pgqd]\nbase_connstr = {}\ninitial_database = postgres\n",
+            site.base_connstr()
+        ),
+    )
+    .unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut ticker = site.spawn_ticker(&ini, &["--health", &addr]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((200, body)) = http_get(&addr, "/health").await {
+            let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let names: Vec<&String> = json["databases"].as_object().unwrap().keys().collect();
+            if !names.is_empty() {
+                assert_eq!(names, ["good"], "{body}");
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "discovery found nothing");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(terminate(&mut ticker), Some(0));
     // The exit policy: a database down for 1 s stops the ticker with exit code 1.
     let ini = site.ticker_ini(
         "x.ini",

@@ -112,7 +112,12 @@ async fn databases(config: &TickerConfig, log: &Log, health: &Health) -> Vec<(St
                         found.push((name, true));
                     }
                 }
-                Err(e) => log.warn(format!("{name}: {e}")),
+                // Unreachable now: keep (or start) its task, which reports it down in
+                // health and metrics and lets it go if it turns out to have no pgq.
+                Err(e) => {
+                    log.warn(format!("{name}: {e}"));
+                    found.push((name, true));
+                }
             }
         }
         Ok::<_, PgqError>(found)
