@@ -56,6 +56,8 @@ pub struct Config {
     pub postgres: PostgresConfig,
     /// Where to tell other systems about operations (`[[webhooks]]`).
     pub webhooks: Vec<WebhookConfig>,
+    /// Table retention: the database scheduled `tables` jobs run against.
+    pub tables: TablesConfig,
     /// The file this configuration was read from (commands PostgreSQL runs, such as
     /// `restore_command`, point back at it).
     #[serde(skip)]
@@ -97,7 +99,8 @@ pub struct ScheduleConfig {
     /// Unique name (default: the job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// `backup`, `cleanup` (retention, then garbage collection) or `verify`.
+    /// `backup`, `cleanup` (retention, then garbage collection), `verify`, or `tables`
+    /// (table retention: `strata tables run` on `[tables] db`).
     pub job: String,
     /// Cron expression: 5 fields (minute hour day month weekday) or 6 with seconds first.
     pub cron: String,
@@ -113,6 +116,9 @@ pub struct ScheduleConfig {
     /// For `verify`: read this share of the packs (`5%`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_data_subset: Option<String>,
+    /// For `tables`: only the policies with all these tags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 fn utc() -> String {
@@ -223,6 +229,31 @@ impl Default for ServerConfig {
             tls_key: None,
             ca_file: None,
             lease_ttl_secs: 30,
+        }
+    }
+}
+
+/// `[tables]`: where table retention's policies live, for scheduled runs and as the default
+/// of `strata tables --db`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TablesConfig {
+    /// `postgresql://user@host:5432/db` or `host=... dbname=...`; the password comes from
+    /// `$PGPASSWORD` (never write it here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db: Option<String>,
+    /// Schema of the policy, run and audit tables.
+    pub schema: String,
+    /// How long a step waits for a table lock before giving up, in seconds.
+    pub lock_timeout_secs: u64,
+}
+
+impl Default for TablesConfig {
+    fn default() -> Self {
+        TablesConfig {
+            db: None,
+            schema: "strata".into(),
+            lock_timeout_secs: 30,
         }
     }
 }
@@ -573,6 +604,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             schedules: Vec::new(),
             webhooks: Vec::new(),
+            tables: TablesConfig::default(),
             postgres: PostgresConfig::default(),
             source_path: None,
         }
@@ -927,7 +959,7 @@ mod tests {
             ("[server]\ntls_cert = \"c.pem\"", "go together"),
             ("[retention]\ntimezone = \"Moon/Base\"", "IANA"),
             ("[[schedules]]\njob = \"backup\"\ncron = \"99 * * * *\"", "cron"),
-            ("[[schedules]]\njob = \"dance\"\ncron = \"0 * * * *\"", "backup, cleanup or verify"),
+            ("[[schedules]]\njob = \"dance\"\ncron = \"0 * * * *\"", "backup, cleanup, verify or tables"),
             ("[[schedules]]\njob = \"backup\"\ncron = \"0 * * * *\"\n[[schedules]]\njob = \"backup\"\ncron = \"5 * * * *\"", "distinct"),
             ("[retention]\nkeep_within = \"3 days\"", "keep_within"),
             ("[storages.x]\nurl = \"ftp://h/p\"", "unsupported url scheme"),

@@ -63,6 +63,13 @@ impl Events {
         in_flight.extend(tasks);
     }
 
+    /// Tells the webhooks how `action` went (`phase`: started, succeeded, failed, partial)
+    /// without an audit entry in a repository: for actions recorded elsewhere, such as
+    /// table retention runs, which the database's own audit table records.
+    pub fn notify(&self, action: &Action<'_>, storage: &str, phase: &str, detail: &str) {
+        self.send(action, storage, phase, detail);
+    }
+
     /// Tells the webhooks that `action` started (the audit log records only ends).
     pub fn started(&self, action: &Action<'_>, storage: &str) {
         self.send(action, storage, "started", "");

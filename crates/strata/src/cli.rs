@@ -299,8 +299,9 @@ pub enum Command {
 /// The database of the table retention commands.
 #[derive(Debug, Args)]
 pub struct TablesDb {
-    /// The database: `postgresql://user@host:5432/db` or `host=... dbname=...`; the
-    /// password from the string, $PGPASSWORD or nothing (it is never printed).
+    /// The database: `postgresql://user@host:5432/db` or `host=... dbname=...` (default:
+    /// `[tables] db`); the password from the string, $PGPASSWORD or nothing (it is never
+    /// printed).
     #[arg(
         long,
         global = true,
@@ -309,21 +310,16 @@ pub struct TablesDb {
         hide_env_values = true
     )]
     pub db: Option<String>,
-    /// Schema of the policy, run and audit tables.
-    #[arg(
-        long,
-        global = true,
-        env = "STRATA_TABLES_SCHEMA",
-        default_value = "strata"
-    )]
-    pub schema: String,
+    /// Schema of the policy, run and audit tables (default: `[tables] schema`, `strata`).
+    #[arg(long, global = true, env = "STRATA_TABLES_SCHEMA")]
+    pub schema: Option<String>,
     /// Who to record in the audit log (default: the database user).
     #[arg(long, global = true, value_name = "NAME")]
     pub who: Option<String>,
     /// Seconds a step waits for a table lock before it fails (the run then stops that
-    /// table; the next run picks it up).
-    #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
-    pub lock_timeout: u64,
+    /// table; the next run picks it up). Default: `[tables] lock_timeout_secs`, 30.
+    #[arg(long, global = true, value_name = "SECS")]
+    pub lock_timeout: Option<u64>,
 }
 
 /// Which policies a command works on.

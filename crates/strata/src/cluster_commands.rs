@@ -467,23 +467,13 @@ impl Context {
                 })?;
                 tokens = tokens.with(&named.name, secret);
             }
-            let mut scheduler_part = None;
-            if !self.config.schedules.is_empty() {
-                let jobs = Arc::new(ClusterJobs {
+            let scheduler_part = self.start_scheduler(
+                Some(ClusterJobs {
                     coordinator: coordinator.clone(),
                     retention: self.config.retention.clone(),
-                });
-                let scheduler = Scheduler::new(
-                    &self.config.schedules,
-                    jobs,
-                    Arc::new(SystemClock),
-                    Some(jobs::state_file(&self.config.state_dir())),
-                )
-                .map_err(|why| Failure::new(code::USAGE, why))?;
-                tokio::spawn(scheduler.clone().run());
-                scheduler_part = Some(scheduler);
-                roles.push(format!("{} schedules", self.config.schedules.len()));
-            }
+                }),
+                &mut roles,
+            )?;
             parts.coordinator = Some(strata_server::CoordinatorParts {
                 coordinator,
                 tokens,
@@ -491,6 +481,10 @@ impl Context {
                 config: self.config.clone(),
             });
             roles.push(format!("coordinator of {} nodes", self.config.nodes.len()));
+        }
+        if parts.coordinator.is_none() {
+            // Table retention schedules need no coordinator.
+            self.start_scheduler(None, &mut roles)?;
         }
         if roles.is_empty() {
             return Err(Failure::new(
@@ -522,6 +516,36 @@ impl Context {
             .await
             .map_err(|e| Failure::new(code::FAILED, strata_coordinator::backup::error_chain(&e)))?;
         Ok(0)
+    }
+}
+
+impl Context {
+    /// Starts the scheduler of `[[schedules]]`, if any, with the cluster's jobs when this
+    /// server coordinates nodes.
+    fn start_scheduler(
+        &self,
+        cluster: Option<ClusterJobs>,
+        roles: &mut Vec<String>,
+    ) -> Result<Option<Arc<Scheduler>>, Failure> {
+        if self.config.schedules.is_empty() {
+            return Ok(None);
+        }
+        let jobs = crate::scheduled::ServerJobs {
+            cluster,
+            config: self.config.clone(),
+            events: self.events()?,
+        };
+        jobs.check().map_err(|why| Failure::new(code::USAGE, why))?;
+        let scheduler = Scheduler::new(
+            &self.config.schedules,
+            Arc::new(jobs),
+            Arc::new(SystemClock),
+            Some(jobs::state_file(&self.config.state_dir())),
+        )
+        .map_err(|why| Failure::new(code::USAGE, why))?;
+        tokio::spawn(scheduler.clone().run());
+        roles.push(format!("{} schedules", self.config.schedules.len()));
+        Ok(Some(scheduler))
     }
 }
 

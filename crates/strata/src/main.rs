@@ -10,6 +10,7 @@ mod lifecycle_commands;
 mod output;
 mod pgq_commands;
 mod progress;
+mod scheduled;
 mod tables_commands;
 mod wal_commands;
 

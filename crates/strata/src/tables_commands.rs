@@ -53,12 +53,26 @@ fn upper_of(bound: &str) -> String {
 }
 
 impl Context {
+    /// The schema of the policy tables: `--schema`, else `[tables] schema`.
+    fn tables_schema(&self, db: &TablesDb) -> String {
+        db.schema
+            .clone()
+            .unwrap_or_else(|| self.config.tables.schema.clone())
+    }
+
     async fn engine(&self, db: &TablesDb) -> Result<Engine, Failure> {
-        let text = db.db.as_deref().ok_or_else(|| {
-            usage("no database: give --db DSN or set STRATA_TABLES_DB (postgresql://user@host/db)")
-        })?;
-        let dsn = strata_pg::Dsn::parse(text).map_err(|e| usage(e.to_string()))?;
-        Ok(Engine::connect(&dsn, &db.schema, db.who.clone(), db.lock_timeout).await?)
+        let text = db
+            .db
+            .clone()
+            .or_else(|| self.config.tables.db.clone())
+            .ok_or_else(|| {
+                usage("no database: give --db DSN, set STRATA_TABLES_DB or [tables] db (postgresql://user@host/db)")
+            })?;
+        let dsn = strata_pg::Dsn::parse(&text).map_err(|e| usage(e.to_string()))?;
+        let lock_timeout = db
+            .lock_timeout
+            .unwrap_or(self.config.tables.lock_timeout_secs);
+        Ok(Engine::connect(&dsn, &self.tables_schema(db), db.who.clone(), lock_timeout).await?)
     }
 
     /// A storage of the configuration by name, for archives.
@@ -79,7 +93,10 @@ impl Context {
         match command {
             TablesCommand::Setup => {
                 engine.setup().await?;
-                self.say(format!("policy tables ready in schema {}", db.schema));
+                self.say(format!(
+                    "policy tables ready in schema {}",
+                    self.tables_schema(&db)
+                ));
                 Ok(0)
             }
             TablesCommand::Add {
@@ -443,7 +460,7 @@ impl Context {
         };
         // The audit log is there only after `tables setup`; a load works without it.
         let client = engine.client();
-        if let Err(err) = engine_audit(&db.schema, client, &audit).await {
+        if let Err(err) = engine_audit(&self.tables_schema(&db), client, &audit).await {
             if !matches!(err, TablesError::NotSetUp { .. }) {
                 return Err(err.into());
             }

@@ -975,3 +975,69 @@ fn a_pg_partman_set_is_discovered_and_its_own_retention_is_flagged() {
         stderr(&plan)
     );
 }
+
+#[test]
+fn the_server_schedules_table_retention_runs() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.monthly_table("metrics", "raw");
+    site.ok(&["tables", "setup"]);
+    site.ok(&[
+        "ttl",
+        "metrics.raw:ts",
+        "delete",
+        "400d",
+        "--tag",
+        "nightly",
+    ]);
+    site.ok(&["ttl", "metrics.raw:ts", "reallocate:pg_default", "1d"]);
+    // A server with no nodes, only a `tables` schedule every two seconds over the tagged
+    // policies, and the database in [tables] (no --db anywhere).
+    std::fs::write(
+        site.path("strata.toml"),
+        format!(
+            "default_storage = \"cold\"\nstate_dir = \"{state}\"\n[storages.cold]\npath = \"{cold}\"\n\
+             [tables]\ndb = \"{dsn}\"\n\
+             [[schedules]]\nname = \"retention\"\njob = \"tables\"\ncron = \"*/2 * * * * *\"\ntags = [\"nightly\"]\n",
+            state = site.path("state").display(),
+            cold = site.path("cold").display(),
+            dsn = site.dsn(),
+        ),
+    )
+    .unwrap();
+    let mut cmd = site.command(&[]);
+    cmd.env_remove("STRATA_TABLES_DB");
+    let server = common::server::Server::start(cmd, &site.path("server.log"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let runs = loop {
+        let runs = site.sql(
+            "SELECT who || ' ' || outcome FROM strata.run WHERE outcome <> 'running' ORDER BY id",
+        );
+        if !runs.is_empty() {
+            break runs;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled run: {}",
+            std::fs::read_to_string(site.path("server.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    drop(server);
+    assert!(runs.starts_with("scheduler:retention "), "{runs}");
+    // The tagged delete ran; the untagged reallocate did not run at all.
+    let now = site.sql("SELECT now()::date");
+    assert!(
+        now.as_str() > "2026-11-01",
+        "this test assumes 2025 is over 400 days ago: {now}"
+    );
+    assert!(!site
+        .partitions("metrics.raw")
+        .contains(&"raw_2025_01".to_string()));
+    assert_eq!(
+        site.sql("SELECT count(*) FROM strata.audit WHERE what = 'run reallocate'"),
+        "0"
+    );
+}

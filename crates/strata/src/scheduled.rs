@@ -1,0 +1,138 @@
+//! What `strata server`'s scheduler runs. Cluster jobs (backup, cleanup, verify) go to the
+//! coordinator's [`ClusterJobs`]; `tables` jobs run table retention on `[tables] db`. The
+//! two live in crates that do not know each other (strata-tables sits beside the
+//! coordinator), so they meet here, at the top.
+
+use std::sync::Arc;
+use strata_coordinator::config::{Config, ScheduleConfig};
+use strata_coordinator::events::{Action, Events};
+use strata_coordinator::jobs::ClusterJobs;
+use strata_coordinator::schedule::JobRunner;
+use strata_coordinator::storage::Storage;
+use strata_tables::{Engine, TablesError, TagFilter};
+
+/// The scheduler's runner: cluster jobs when the server coordinates nodes, table retention
+/// when `[tables] db` is set.
+pub struct ServerJobs {
+    pub cluster: Option<ClusterJobs>,
+    pub config: Config,
+    pub events: Arc<Events>,
+}
+
+impl ServerJobs {
+    /// Checks that every schedule has what its job needs, before the server starts.
+    pub fn check(&self) -> Result<(), String> {
+        for schedule in &self.config.schedules {
+            match schedule.job.as_str() {
+                "tables" if self.config.tables.db.is_none() => {
+                    return Err(format!(
+                        "schedule {:?} runs table retention but [tables] db is not set",
+                        schedule.name()
+                    ))
+                }
+                "tables" => {}
+                _ if self.cluster.is_none() => {
+                    return Err(format!(
+                        "schedule {:?} ({}) needs the coordinator: configure [[nodes]]",
+                        schedule.name(),
+                        schedule.job
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// One `tables run` at the current time over the policies with the job's tags.
+    async fn tables(&self, job: &ScheduleConfig) -> Result<String, String> {
+        let text = self
+            .config
+            .tables
+            .db
+            .as_deref()
+            .ok_or("[tables] db is not set")?;
+        let dsn = strata_pg::Dsn::parse(text).map_err(|e| e.to_string())?;
+        let who = format!("scheduler:{}", job.name());
+        let chain = |e: TablesError| strata_coordinator::backup::error_chain(&e);
+        let mut engine = Engine::connect(
+            &dsn,
+            &self.config.tables.schema,
+            Some(who),
+            self.config.tables.lock_timeout_secs,
+        )
+        .await
+        .map_err(chain)?;
+        let config = &self.config;
+        let stores = |name: &str| {
+            Storage::open(config, name).map(|s| s.store).map_err(|e| {
+                TablesError::Unsupported(format!(
+                    "storage {name:?}: {}",
+                    strata_coordinator::backup::error_chain(&e)
+                ))
+            })
+        };
+        let filter = TagFilter {
+            tags: job.tags.clone(),
+            any: false,
+        };
+        let report = engine
+            .run(&filter, strata_tables::chrono::Utc::now(), false, &stores)
+            .await
+            .map_err(chain)?;
+        let steps: usize = report.tables.iter().map(|t| t.steps.len()).sum();
+        let line = format!(
+            "run {}: {} ({} tables, {steps} steps)",
+            report.run_id.unwrap_or_default(),
+            report.outcome(),
+            report.tables.len()
+        );
+        match report.outcome() {
+            "failed" => {
+                let first = report
+                    .tables
+                    .iter()
+                    .find_map(|t| t.error.clone())
+                    .unwrap_or_default();
+                Err(format!("{line}; {first}"))
+            }
+            _ => Ok(line),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl JobRunner for ServerJobs {
+    async fn run(&self, job: &ScheduleConfig) -> Result<String, String> {
+        if job.job != "tables" {
+            return match &self.cluster {
+                Some(cluster) => cluster.run(job).await,
+                None => Err(format!("{} needs the coordinator", job.job)),
+            };
+        }
+        let who = format!("scheduler:{}", job.name());
+        // The database as `user@host:port/db`: never a password, even one left in the DSN.
+        let target = self
+            .config
+            .tables
+            .db
+            .as_deref()
+            .and_then(|text| strata_pg::Dsn::parse(text).ok())
+            .map(|dsn| dsn.describe())
+            .unwrap_or_default();
+        let action = Action {
+            who: &who,
+            kind: "tables",
+            target: &target,
+            operation: None,
+        };
+        // Table runs are audited in the database's own audit table; webhooks hear of them.
+        self.events.notify(&action, "", "started", "");
+        let result = self.tables(job).await;
+        match &result {
+            Ok(line) => self.events.notify(&action, "", "succeeded", line),
+            Err(line) => self.events.notify(&action, "", "failed", line),
+        }
+        result
+    }
+}
