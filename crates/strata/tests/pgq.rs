@@ -147,6 +147,18 @@ async fn tick(client: &strata_pg::Client, queue: &str) {
         .unwrap();
 }
 
+/// Every event of one batch, then finishes it.
+async fn drain_batch(consumer: &mut Consumer, batch: &strata_pgq::Batch) -> Vec<strata_pgq::Event> {
+    let mut all = Vec::new();
+    let mut stream = consumer.events(batch).await.unwrap();
+    while let Some(chunk) = stream.next_chunk().await.unwrap() {
+        all.extend(chunk);
+    }
+    stream.close().await.unwrap();
+    consumer.finish_batch(batch).await.unwrap();
+    all
+}
+
 /// Every event of every batch until none is left, finishing each batch.
 async fn drain(consumer: &mut Consumer) -> Vec<strata_pgq::Event> {
     let mut all = Vec::new();
@@ -544,6 +556,7 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
     }
     let site = Site::new(&["app"]);
     site.expect("app", 0, &["pgq", "create-queue", "q", "--notify"]);
+    site.expect("app", 0, &["pgq", "register", "q", "c"]);
     let client = site.client("app").await;
     // ticker_period is an hour: only a notification can make the tick in time.
     let ini = site.ticker_ini("d.ini", &["app"], "");
@@ -587,6 +600,57 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A retried event comes back through the ticker's retry job (retry_period 1 s),
+    // whose insert notifies again, so it is ticked and the consumer woken again.
+    let mut consumer = Consumer::new(
+        site.client("app").await,
+        "q",
+        "c",
+        ConsumerOptions::default(),
+    )
+    .unwrap();
+    // Batches before the event (the daemon's first tick) are empty.
+    let (batch, mut stream, chunk) = loop {
+        let batch = consumer
+            .next_batch()
+            .await
+            .unwrap()
+            .expect("the event's batch");
+        let mut stream = consumer.events(&batch).await.unwrap();
+        match stream.next_chunk().await.unwrap() {
+            Some(chunk) => break (batch.clone(), stream, chunk),
+            None => {
+                stream.close().await.unwrap();
+                consumer.finish_batch(&batch).await.unwrap();
+            }
+        }
+    };
+    assert_eq!(chunk.len(), 1);
+    assert_eq!(chunk[0].retry, None);
+    stream.retry(&chunk[0], Duration::ZERO).await.unwrap();
+    stream.close().await.unwrap();
+    consumer.finish_batch(&batch).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let again = loop {
+        waiter.wait(Duration::from_secs(1)).await;
+        if let Some(batch) = consumer.next_batch().await.unwrap() {
+            let events = drain_batch(&mut consumer, &batch).await;
+            if !events.is_empty() {
+                break events;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the retried event never came back"
+        );
+    };
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].retry), (chunk[0].id, Some(1)));
+    let log = std::fs::read_to_string(site.path("d.ini.log")).unwrap();
+    assert!(
+        log.contains("app: moved 1 events back from the retry queue"),
+        "{log}"
+    );
     // SAFETY: plain kill(2) of the daemon we started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     wait_for(
