@@ -610,7 +610,7 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
     )
     .unwrap();
     // Batches before the event (the daemon's first tick) are empty.
-    let (batch, mut stream, chunk) = loop {
+    let (batch, stream, chunk) = loop {
         let batch = consumer
             .next_batch()
             .await
