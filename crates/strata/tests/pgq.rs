@@ -524,12 +524,17 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(terminate(&mut ticker), Some(0));
-    // The exit policy: a database down for 1 s stops the ticker with exit code 1.
-    let ini = site.ticker_ini(
-        "x.ini",
-        &["good", "missing_db"],
-        "exit_on_unreachable = 1\n",
-    );
+    // The exit policy: a database down for 1 s stops the ticker with exit code 1. This
+    // one is configured in TOML (a [pgq] table with the same keys).
+    let ini = site.path("x.toml");
+    std::fs::write(
+        &ini,
+        format!(
+            "[pgq]\nbase_connstr = \"{}\"\ndatabase_list = [\"good\", \"missing_db\"]\nticker_period = 0.5\nexit_on_unreachable = 1\nlogfile = \"x.log\"\n",
+            site.base_connstr()
+        ),
+    )
+    .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["pgq", "ticker"])
         .arg(&ini)
@@ -539,6 +544,11 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("missing_db unreachable"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one-line error: {stderr}");
+    let log = std::fs::read_to_string(site.path("x.log")).unwrap();
+    assert!(
+        log.contains("good: connected"),
+        "relative logfile beside the config: {log}"
+    );
 }
 
 async fn tick_count(client: &strata_pg::Client) -> i64 {
