@@ -426,6 +426,10 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
         return;
     }
     let site = Site::new(&["good"]);
+    site.pg.psql(
+        "good",
+        "select pgq.create_queue('q'); select pgq.register_consumer('q', 'c')",
+    );
     let addr = format!("127.0.0.1:{}", free_port());
     let ini = site.ticker_ini("t.ini", &["good", "missing_db"], "");
     let mut ticker = site.spawn_ticker(&ini, &["--health", &addr]);
@@ -464,6 +468,15 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
         metrics.contains("strata_pgq_database_up{database=\"good\"} 1"),
         "{metrics}"
     );
+    // Queue and consumer figures of the reachable database.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !http_get(&addr, "/metrics").await.is_some_and(|(_, m)| {
+        m.contains("strata_pgq_consumer_lag_seconds{database=\"good\",queue=\"q\",consumer=\"c\"}")
+            && m.contains("strata_pgq_queue_ticker_lag_seconds{database=\"good\",queue=\"q\"}")
+    }) {
+        assert!(Instant::now() < deadline, "no queue metrics");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(http_get(&addr, "/nope").await.unwrap().0 == 404);
     // A second ticker refuses the live pidfile.
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))

@@ -125,11 +125,13 @@ async fn session(
     // again every PENDING_RETRY until pgq writes the tick.
     let mut pending: BTreeMap<String, Instant> = BTreeMap::new();
     let mut pending_timer = tokio::time::interval(PENDING_RETRY);
+    let mut stats_timer = tokio::time::interval(config.stats_period.min(Duration::from_secs(10)));
     for t in [
         &mut tick_timer,
         &mut retry_timer,
         &mut maint_timer,
         &mut pending_timer,
+        &mut stats_timer,
     ] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
@@ -170,6 +172,14 @@ async fn session(
                     log.info(format!("{db}: moved {moved} events back from the retry queue"));
                     health.update(db, |s| s.retried_events += moved);
                 }
+            }
+            _ = stats_timer.tick() => {
+                let queues = crate::api::queue_info(&client, None).await?;
+                let consumers = crate::api::consumer_info(&client, None).await?;
+                health.update(db, |s| {
+                    s.queues = queues;
+                    s.consumers = consumers;
+                });
             }
             _ = maint_timer.tick() => {
                 maintenance(db, &client, log, health).await?;

@@ -32,6 +32,9 @@ pub struct DbState {
     pub errors: u64,
     /// Unix time of the last successful ticker round.
     pub last_round_unix: Option<f64>,
+    /// Queue and consumer figures, refreshed every `stats_period`.
+    pub queues: Vec<crate::api::QueueInfo>,
+    pub consumers: Vec<crate::api::ConsumerInfo>,
 }
 
 /// Shared state of every database, keyed by name.
@@ -168,6 +171,73 @@ impl Health {
             "Unix time of the last successful ticker round.",
             &|s| s.last_round_unix,
         );
+        type QueueValue = fn(&crate::api::QueueInfo) -> Option<f64>;
+        let queue_families: [(&str, &str, QueueValue); 3] = [
+            (
+                "strata_pgq_queue_ticker_lag_seconds",
+                "Seconds since the queue's newest tick.",
+                |q| q.ticker_lag_secs,
+            ),
+            (
+                "strata_pgq_queue_new_events",
+                "Events no tick covers yet.",
+                |q| q.ev_new.map(|v| v as f64),
+            ),
+            (
+                "strata_pgq_queue_events_per_second",
+                "Event rate pgq reports.",
+                |q| q.ev_per_sec,
+            ),
+        ];
+        for (name, help, value) in queue_families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (db, s) in &snapshot {
+                for q in &s.queues {
+                    if let Some(v) = value(q) {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{database=\"{}\",queue=\"{}\"}} {v}",
+                            label(db),
+                            label(&q.queue_name)
+                        );
+                    }
+                }
+            }
+        }
+        type ConsumerValue = fn(&crate::api::ConsumerInfo) -> Option<f64>;
+        let consumer_families: [(&str, &str, ConsumerValue); 3] = [
+            (
+                "strata_pgq_consumer_lag_seconds",
+                "Seconds since the consumer's last finished tick was made.",
+                |c| c.lag_secs,
+            ),
+            (
+                "strata_pgq_consumer_last_seen_seconds",
+                "Seconds since the consumer last asked for or finished a batch.",
+                |c| c.last_seen_secs,
+            ),
+            (
+                "strata_pgq_consumer_pending_events",
+                "Events the consumer has not finished (pgq's estimate).",
+                |c| c.pending_events.map(|v| v as f64),
+            ),
+        ];
+        for (name, help, value) in consumer_families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for (db, s) in &snapshot {
+                for c in &s.consumers {
+                    if let Some(v) = value(c) {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{database=\"{}\",queue=\"{}\",consumer=\"{}\"}} {v}",
+                            label(db),
+                            label(&c.queue_name),
+                            label(&c.consumer_name)
+                        );
+                    }
+                }
+            }
+        }
         out
     }
 }
@@ -262,6 +332,28 @@ mod tests {
             "{metrics}"
         );
         assert!(metrics.contains("strata_pgq_ticks_total{database=\"good\"} 3\n"));
+        health.update("good", |s| {
+            s.consumers = vec![crate::api::ConsumerInfo {
+                queue_name: "q".into(),
+                consumer_name: "c\\x".into(),
+                lag_secs: Some(2.5),
+                last_seen_secs: None,
+                last_tick: Some(1),
+                current_batch: None,
+                next_tick: None,
+                pending_events: Some(7),
+            }]
+        });
+        let metrics = health.metrics_body();
+        assert!(
+            metrics.contains("strata_pgq_consumer_lag_seconds{database=\"good\",queue=\"q\",consumer=\"c\\\\x\"} 2.5\n"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("strata_pgq_consumer_pending_events{database=\"good\",queue=\"q\",consumer=\"c\\\\x\"} 7\n"));
+        assert!(
+            !metrics.contains("strata_pgq_consumer_last_seen_seconds{"),
+            "NULL is left out"
+        );
         assert!(health.longest_down().is_some_and(|(db, _)| db == "bad\"db"));
         health.up("bad\"db");
         assert_eq!(health.health_body().0, 200);
