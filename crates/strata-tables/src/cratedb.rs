@@ -40,9 +40,11 @@ impl Width {
             "year" => Width::Year,
             other => match crate::duration::Retention::parse(other) {
                 Ok(crate::duration::Retention::After(s)) => Width::Seconds(s),
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "partition width {text:?}: use day, week, month, year or a duration such as 6h"
-                )),
+                ))
+                }
             },
         })
     }

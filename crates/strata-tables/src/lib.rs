@@ -226,6 +226,7 @@ impl Engine {
         cutoff: DateTime<Utc>,
         dry_run: bool,
         stores: run::StoreResolver<'_>,
+        observer: &dyn run::RunObserver,
     ) -> TablesResult<RunReport> {
         let policies = self.catalog.list(&self.client, filter).await?;
         let cutoff_text = cutoff.to_rfc3339();
@@ -246,6 +247,7 @@ impl Engine {
             cutoff,
             dry_run,
             stores,
+            observer,
         };
         let chosen: std::collections::HashSet<i64> = policies.iter().map(|p| p.id).collect();
         let tables = run::by_table(policies).into_keys().collect();

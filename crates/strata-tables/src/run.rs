@@ -173,8 +173,22 @@ pub fn run_order(all: &[Policy], tables: Vec<TableName>) -> Vec<TableName> {
     ordered.into_iter().map(|(_, t)| t).collect()
 }
 
+/// Who wants to know, while a run goes, which step starts and how each ended: the CLI
+/// draws progress from it (an archive of a large partition takes a while).
+pub trait RunObserver: Sync {
+    /// `step` of `table` begins.
+    fn step_started(&self, _table: &str, _step: &Step) {}
+    /// `result` is how a step of `table` ended.
+    fn step_finished(&self, _table: &str, _result: &StepResult) {}
+}
+
+/// An observer that ignores everything (scheduled runs, tests).
+pub struct Quiet;
+
+impl RunObserver for Quiet {}
+
 /// What every table of one run shares: where to record, who acts, when the cutoff is,
-/// whether anything may change, and where archives go.
+/// whether anything may change, where archives go, and who watches.
 #[derive(Clone, Copy)]
 pub struct RunContext<'a> {
     pub catalog: &'a Catalog,
@@ -183,6 +197,7 @@ pub struct RunContext<'a> {
     pub cutoff: DateTime<Utc>,
     pub dry_run: bool,
     pub stores: StoreResolver<'a>,
+    pub observer: &'a dyn RunObserver,
 }
 
 /// Runs the policies of one table under its advisory lock.
@@ -263,6 +278,7 @@ async fn run_locked(
         cutoff,
         dry_run,
         stores,
+        observer,
     } = ctx;
     let (shape, plan) = plan_one(client, table, policies, all, cutoff).await?;
     result.plan = Some(plan.clone());
@@ -281,16 +297,19 @@ async fn run_locked(
     }
     result.outcome = TableOutcome::Done;
     for step in &plan.steps {
+        observer.step_started(&result.table, step);
         let outcome = execute(client, catalog, &shape, policies, step, stores).await;
         let (text, detail) = match &outcome {
             Ok(detail) => ("done", detail.clone()),
             Err(err) => ("failed", err.to_string()),
         };
-        result.steps.push(StepResult {
+        let step_result = StepResult {
             step: step.clone(),
             outcome: text.into(),
             detail: detail.clone(),
-        });
+        };
+        observer.step_finished(&result.table, &step_result);
+        result.steps.push(step_result);
         catalog
             .audit(
                 client,

@@ -77,7 +77,13 @@ impl ServerJobs {
             any: false,
         };
         let report = engine
-            .run(&filter, strata_tables::chrono::Utc::now(), false, &stores)
+            .run(
+                &filter,
+                strata_tables::chrono::Utc::now(),
+                false,
+                &stores,
+                &strata_tables::run::Quiet,
+            )
             .await
             .map_err(chain)?;
         let steps: usize = report.tables.iter().map(|t| t.steps.len()).sum();

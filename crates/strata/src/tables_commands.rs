@@ -222,7 +222,11 @@ impl Context {
             } => {
                 let at = cutoff(at)?;
                 let resolver = |name: &str| self.tables_store(name);
-                let report = engine.run(&filter(tags), at, dry_run, &resolver).await?;
+                let progress = StepProgress::new(!self.global.json && !self.global.quiet);
+                let report = engine
+                    .run(&filter(tags), at, dry_run, &resolver, &progress)
+                    .await?;
+                drop(progress);
                 if self.global.json {
                     print_json(&report);
                 } else {
@@ -231,16 +235,6 @@ impl Context {
                             if table.outcome == TableOutcome::DryRun {
                                 self.print_plan(plan);
                             }
-                        }
-                        for step in &table.steps {
-                            self.say(format!(
-                                "{} {} {}: {} ({})",
-                                table.table,
-                                step.step.action,
-                                step.step.object(),
-                                step.outcome,
-                                step.detail
-                            ));
                         }
                         if let Some(error) = &table.error {
                             eprintln!(
@@ -545,4 +539,57 @@ fn rollup_spec(
         group_by: options.group_by,
         aggregates,
     }))
+}
+
+/// Prints each step of a run as it ends (not only when the whole run is over), with a
+/// spinner naming the step in progress when stderr is a terminal: archiving a large
+/// partition takes a while.
+struct StepProgress {
+    enabled: bool,
+    spinner: std::sync::Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl StepProgress {
+    fn new(enabled: bool) -> StepProgress {
+        StepProgress {
+            enabled,
+            spinner: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl strata_tables::run::RunObserver for StepProgress {
+    fn step_started(&self, table: &str, step: &Step) {
+        use std::io::IsTerminal;
+        if !self.enabled || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let spinner = indicatif::ProgressBar::new_spinner();
+        spinner.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .expect("valid template"),
+        );
+        let size = step
+            .bytes
+            .map(|b| format!(", {}", output::size(b.max(0) as u64)))
+            .unwrap_or_default();
+        spinner.set_message(format!("{table} {} {}{size}", step.action, step.object()));
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        *self.spinner.lock().unwrap() = Some(spinner);
+    }
+
+    fn step_finished(&self, table: &str, result: &strata_tables::run::StepResult) {
+        if let Some(spinner) = self.spinner.lock().unwrap().take() {
+            spinner.finish_and_clear();
+        }
+        if self.enabled {
+            println!(
+                "{table} {} {}: {} ({})",
+                result.step.action,
+                result.step.object(),
+                result.outcome,
+                result.detail
+            );
+        }
+    }
 }
