@@ -55,19 +55,26 @@ pub enum PgqCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Register a consumer on a queue (at the newest tick).
+    /// Register a consumer on a queue (at the newest tick), or with --sub a cooperative
+    /// subconsumer of a registered consumer (installs strata's coop functions).
     Register {
         #[command(flatten)]
         db: PgqDb,
         queue: String,
         consumer: String,
+        /// Subconsumer name: several processes share CONSUMER's stream (docs/pgq.md).
+        #[arg(long)]
+        sub: Option<String>,
     },
-    /// Unregister a consumer (its position and retry events are dropped).
+    /// Unregister a consumer (its position and retry events are dropped), or with --sub a
+    /// subconsumer (refused while it holds a batch).
     Unregister {
         #[command(flatten)]
         db: PgqDb,
         queue: String,
         consumer: String,
+        #[arg(long)]
+        sub: Option<String>,
     },
     /// Show a queue's settings, or change them with KEY=VALUE arguments.
     Config {
@@ -119,6 +126,19 @@ fn failure(err: PgqError) -> Failure {
         code::FAILED
     };
     Failure::new(code, crate::failure::chain(&err))
+}
+
+/// Errors of the coop functions that are the caller's mistake (an unregistered main
+/// consumer, a subconsumer still holding a batch) exit with the usage code.
+fn not_registered(err: PgqError) -> Failure {
+    match &err {
+        PgqError::Sql { message, .. }
+            if message.contains("is not registered") || message.contains("holds batch") =>
+        {
+            usage(message.clone())
+        }
+        _ => failure(err),
+    }
 }
 
 async fn connect(db: &PgqDb) -> Result<strata_pg::Client, Failure> {
@@ -215,15 +235,28 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             db,
             queue,
             consumer,
+            sub,
         } => {
             let client = connect(&db).await?;
-            let new = api::register_consumer(&client, &queue, &consumer)
-                .await
-                .map_err(failure)?;
+            let (new, who) = match &sub {
+                Some(sub) => {
+                    strata_pgq::coop::setup(&client).await.map_err(failure)?;
+                    let new = strata_pgq::coop::register(&client, &queue, &consumer, sub)
+                        .await
+                        .map_err(not_registered)?;
+                    (new, format!("subconsumer {consumer}.{sub}"))
+                }
+                None => (
+                    api::register_consumer(&client, &queue, &consumer)
+                        .await
+                        .map_err(failure)?,
+                    consumer.clone(),
+                ),
+            };
             ctx.say(if new {
-                format!("registered {consumer} on {queue}")
+                format!("registered {who} on {queue}")
             } else {
-                format!("{consumer} was registered on {queue} already")
+                format!("{who} was registered on {queue} already")
             });
             Ok(0)
         }
@@ -231,15 +264,27 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             db,
             queue,
             consumer,
+            sub,
         } => {
             let client = connect(&db).await?;
-            if !api::unregister_consumer(&client, &queue, &consumer)
-                .await
-                .map_err(failure)?
-            {
-                return Err(usage(format!("{consumer} is not registered on {queue}")));
+            let (gone, who) = match &sub {
+                Some(sub) => (
+                    strata_pgq::coop::unregister(&client, &queue, &consumer, sub)
+                        .await
+                        .map_err(not_registered)?,
+                    format!("subconsumer {consumer}.{sub}"),
+                ),
+                None => (
+                    api::unregister_consumer(&client, &queue, &consumer)
+                        .await
+                        .map_err(failure)?,
+                    consumer.clone(),
+                ),
+            };
+            if !gone {
+                return Err(usage(format!("{who} is not registered on {queue}")));
             }
-            ctx.say(format!("unregistered {consumer} from {queue}"));
+            ctx.say(format!("unregistered {who} from {queue}"));
             Ok(0)
         }
         PgqCommand::Config {

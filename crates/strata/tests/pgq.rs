@@ -989,6 +989,43 @@ async fn pgq_commands_manage_queues_and_consumers() {
     let out = site.strata("plain", &["pgq", "status"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no pgq schema"));
+    // Cooperative subconsumers from the command line.
+    let out = site.strata(
+        "app",
+        &["pgq", "register", "orders", "nobody", "--sub", "s1"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nobody is not registered"));
+    let out = site.expect(
+        "app",
+        0,
+        &["pgq", "register", "orders", "billing", "--sub", "s1"],
+    );
+    assert!(out.contains("registered subconsumer billing.s1"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&site.expect("app", 0, &["--json", "pgq", "status"])).unwrap();
+    let names: Vec<&str> = json["consumers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["consumer_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["billing", "billing.s1"]);
+    site.expect(
+        "app",
+        0,
+        &["pgq", "unregister", "orders", "billing", "--sub", "s1"],
+    );
+    let out = site.strata(
+        "app",
+        &["pgq", "unregister", "orders", "billing", "--sub", "s1"],
+    );
+    assert_eq!(out.status.code(), Some(2));
     // Unregister, then the queue drops without --force; with a consumer it needs --force.
     site.expect("app", 0, &["pgq", "unregister", "orders", "billing"]);
     site.expect("app", 0, &["pgq", "register", "orders", "audit"]);
