@@ -120,7 +120,11 @@ fn usage(message: impl Into<String>) -> Failure {
 }
 
 fn failure(err: PgqError) -> Failure {
-    let code = if err.is_bad_input() {
+    // SQLSTATE class 22 (data exception): a value the server could not take, such as
+    // `ticker_max_lag=soon`, is the caller's input.
+    let bad_value = matches!(&err, PgqError::Sql { cause, .. }
+        if cause.code().is_some_and(|c| c.code().starts_with("22")));
+    let code = if err.is_bad_input() || bad_value {
         code::USAGE
     } else {
         code::FAILED
@@ -154,6 +158,20 @@ async fn connect(db: &PgqDb) -> Result<strata_pg::Client, Failure> {
         return Err(failure(PgqError::NoPgq(dsn.describe())));
     }
     Ok(client)
+}
+
+async fn begin(client: &strata_pg::Client) -> Result<(), Failure> {
+    client
+        .batch_execute("begin")
+        .await
+        .map_err(|e| failure(PgqError::sql("begin", e)))
+}
+
+async fn commit(client: &strata_pg::Client) -> Result<(), Failure> {
+    client
+        .batch_execute("commit")
+        .await
+        .map_err(|e| failure(PgqError::sql("commit", e)))
 }
 
 fn parse_setting(text: &str) -> Result<(&str, &str), Failure> {
@@ -193,12 +211,16 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
                 .map(|s| parse_setting(s))
                 .collect::<Result<Vec<_>, _>>()?;
             let client = connect(&db).await?;
+            // One transaction: a bad setting leaves no half-configured queue behind (the
+            // connection closes uncommitted when the command fails).
+            begin(&client).await?;
             let created = api::create_queue(&client, &queue).await.map_err(failure)?;
             for (key, value) in parsed {
                 api::set_queue_config(&client, &queue, key, value)
                     .await
                     .map_err(failure)?;
             }
+            commit(&client).await?;
             if notify {
                 strata_pgq::notify::enable(&client, &queue)
                     .await
@@ -303,11 +325,13 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             if found.is_empty() {
                 return Err(usage(format!("no queue named {queue:?}")));
             }
+            begin(&client).await?;
             for (key, value) in &parsed {
                 api::set_queue_config(&client, &queue, key, value)
                     .await
                     .map_err(failure)?;
             }
+            commit(&client).await?;
             let info = api::queue_info(&client, Some(&queue))
                 .await
                 .map_err(failure)?

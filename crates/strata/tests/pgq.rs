@@ -966,6 +966,14 @@ async fn pgq_commands_manage_queues_and_consumers() {
     for args in [
         &["pgq", "config", "orders", "ticker_max_cont=1"][..],
         &["pgq", "config", "orders", "nonsense"],
+        &["pgq", "config", "orders", "ticker_max_lag=soon"],
+        &[
+            "pgq",
+            "create-queue",
+            "half",
+            "--set",
+            "ticker_max_count=many",
+        ],
         &["pgq", "config", "nosuch"],
         &["pgq", "status", "--queue", "nosuch"],
         &["pgq", "unregister", "orders", "nobody"],
@@ -978,6 +986,9 @@ async fn pgq_commands_manage_queues_and_consumers() {
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"));
     }
+    // The failed create-queue left no queue behind.
+    let out = site.strata("app", &["pgq", "config", "half"]);
+    assert_eq!(out.status.code(), Some(2), "queue half must not exist");
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["pgq", "status"])
         .env_remove("STRATA_PGQ_DB")
