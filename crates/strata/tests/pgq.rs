@@ -103,24 +103,47 @@ impl Site {
         path
     }
 
-    fn spawn_ticker(&self, ini: &Path, args: &[&str]) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["pgq", "ticker"])
-            .arg(ini)
-            .args(args)
-            .env_remove("STRATA_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+    fn spawn_ticker(&self, ini: &Path, args: &[&str]) -> Running {
+        Running(
+            Command::new(env!("CARGO_BIN_EXE_strata"))
+                .args(["pgq", "ticker"])
+                .arg(ini)
+                .args(args)
+                .env_remove("STRATA_CONFIG")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
+/// A process the test started, killed when the test ends however it ends (a failed
+/// assertion must not leave a ticker running).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A daemon (not our child) killed when the test ends, unless it already exited.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2); the daemon may be gone already, which is fine.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
     }
 }
 
 /// Sends SIGTERM and returns the exit code.
-fn terminate(child: &mut Child) -> Option<i32> {
+fn terminate(process: &mut Running) -> Option<i32> {
     // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    child.wait().unwrap().code()
+    unsafe { libc::kill(process.0.id() as i32, libc::SIGTERM) };
+    process.0.wait().unwrap().code()
 }
 
 /// Polls `check` every 100 ms until it holds; panics with `what` after `limit` (a guard
@@ -313,12 +336,14 @@ async fn rust_ticker_and_pgqd_tick_and_rotate_alike() {
     let rust_ini = site.ticker_ini("rust.ini", &["by_rust"], "listen_notify = 0\n");
     let pgqd_ini = site.ticker_ini("pgqd.ini", &["by_pgqd"], "");
     let mut rust = site.spawn_ticker(&rust_ini, &[]);
-    let mut pgqd = Command::new("/usr/bin/pgqd")
-        .arg(&pgqd_ini)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut pgqd = Running(
+        Command::new("/usr/bin/pgqd")
+            .arg(&pgqd_ini)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut seen: Vec<Vec<(i64, String)>> = vec![Vec::new(), Vec::new()];
     let mut switches: Vec<BTreeSet<String>> = vec![BTreeSet::new(), BTreeSet::new()];
     let rounds = 24;
@@ -497,7 +522,7 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
         .replace("good,missing_db", "good");
     std::fs::write(&ini, ini_text).unwrap();
     // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(ticker.id() as i32, libc::SIGHUP) };
+    unsafe { libc::kill(ticker.0.id() as i32, libc::SIGHUP) };
     wait_for(
         "health to recover after SIGHUP",
         Duration::from_secs(30),
@@ -593,6 +618,7 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
         .trim()
         .parse()
         .unwrap();
+    let _daemon = KillOnDrop(pid);
     // The daemon's first round ticks at start; wait for its LISTEN to be in place.
     wait_for("the daemon to listen", Duration::from_secs(30), || async {
         std::fs::read_to_string(site.path("d.ini.log"))
