@@ -1227,3 +1227,97 @@ async fn cooperative_subconsumers_share_a_stream_and_take_over_a_dead_batch() {
     );
     assert!(!s1.unregister().await.unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_batch_rules_and_a_tiny_byte_cap() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["app"]);
+    let client = site.client("app").await;
+    client
+        .batch_execute(
+            "select pgq.create_queue('q'); select pgq.set_queue_config('q', 'ticker_max_count', '5')",
+        )
+        .await
+        .unwrap();
+    let consumer_with = |rules: strata_pgq::BatchRules, byte_cap: usize, name: &'static str| {
+        let site = &site;
+        async move {
+            let mut c = Consumer::new(
+                site.client("app").await,
+                "q",
+                name,
+                ConsumerOptions { byte_cap, rules },
+            )
+            .unwrap();
+            c.register().await.unwrap();
+            c
+        }
+    };
+    let mut merged = consumer_with(
+        strata_pgq::BatchRules {
+            min_count: Some(30),
+            ..Default::default()
+        },
+        8 << 20,
+        "merged",
+    )
+    .await;
+    let mut delayed = consumer_with(
+        strata_pgq::BatchRules {
+            min_lag: Some(Duration::from_secs(3600)),
+            ..Default::default()
+        },
+        8 << 20,
+        "delayed",
+    )
+    .await;
+    let mut tiny = consumer_with(Default::default(), 1, "tiny").await;
+    for t in 0..5 {
+        client
+            .batch_execute(&format!(
+                "select pgq.insert_event('q', 'n', repeat('x', 100 + g)) from generate_series({}, {}) g",
+                t * 10 + 1,
+                t * 10 + 10
+            ))
+            .await
+            .unwrap();
+        // More than ticker_max_count new events: pgq.ticker ticks by its own rule, so
+        // the event sequence stays exact (force_tick would push it by thousands).
+        let ticked: Option<i64> = client
+            .query_one("select pgq.ticker('q')", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(ticked.is_some());
+    }
+    // min_count 30: ticks are merged until the batch holds at least 30 events.
+    let batch = merged.next_batch().await.unwrap().unwrap();
+    assert!(
+        batch.cur_tick_id - batch.prev_tick_id >= 3,
+        "one batch spans several ticks: {batch:?}"
+    );
+    let events = drain_batch(&mut merged, &batch).await;
+    assert!(events.len() >= 30, "{}", events.len());
+    // min_lag one hour: nothing is old enough yet.
+    assert_eq!(delayed.next_batch().await.unwrap(), None);
+    // A cap smaller than any event: one event per chunk, all of them, in order.
+    let mut ids = Vec::new();
+    while let Some(batch) = tiny.next_batch().await.unwrap() {
+        let mut stream = tiny.events(&batch).await.unwrap();
+        while let Some(chunk) = stream.next_chunk().await.unwrap() {
+            assert_eq!(chunk.len(), 1);
+            ids.push(chunk[0].id);
+        }
+        stream.close().await.unwrap();
+        tiny.finish_batch(&batch).await.unwrap();
+    }
+    assert_eq!(ids, (1..=50).collect::<Vec<i64>>());
+    let stats = tiny.stats();
+    assert_eq!(stats.events, 50);
+    assert!(
+        stats.max_buffered_bytes < 300,
+        "one event at a time: {stats:?}"
+    );
+}
