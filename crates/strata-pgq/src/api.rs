@@ -150,14 +150,21 @@ pub struct BatchRules {
 /// An open batch: the events between two ticks.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Batch {
+    /// The id pgq's batch functions take.
     pub batch_id: i64,
+    /// The tick closing the batch: the consumer's position after `finish_batch`.
     pub cur_tick_id: i64,
+    /// The tick opening the batch: the consumer's position before it.
     pub prev_tick_id: i64,
+    /// When the closing tick was made.
     #[serde(skip)]
     pub cur_tick_time: SystemTime,
+    /// When the opening tick was made.
     #[serde(skip)]
     pub prev_tick_time: SystemTime,
+    /// The event sequence at the closing tick (a hint of the batch size, not exact).
     pub cur_tick_event_seq: i64,
+    /// The event sequence at the opening tick.
     pub prev_tick_event_seq: i64,
 }
 
@@ -227,24 +234,35 @@ pub async fn finish_batch(client: &Client, batch_id: i64) -> Result<()> {
 /// One queue as `pgq.get_queue_info` reports it, with intervals in seconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueueInfo {
+    /// The queue.
     pub queue_name: String,
+    /// Event tables rotated through (3 by default).
     pub ntables: i32,
+    /// The event table new events go to (0-based).
     pub cur_table: i32,
+    /// How often the tables rotate, in seconds.
     pub rotation_period_secs: Option<f64>,
     /// Seconds since the last rotation.
     pub switch_age_secs: Option<f64>,
     /// Whether step 2 of the last rotation is still to run.
     pub rotation_pending_step2: bool,
+    /// Ticks come from outside (a cascaded branch), not from a ticker.
     pub external_ticker: bool,
+    /// The ticker skips this queue.
     pub ticker_paused: bool,
+    /// A tick is due after this many events...
     pub ticker_max_count: i32,
+    /// ...or after this many seconds with new events.
     pub ticker_max_lag_secs: f64,
+    /// Longest gap between ticks of an idle queue.
     pub ticker_idle_period_secs: f64,
     /// Seconds since the newest tick.
     pub ticker_lag_secs: Option<f64>,
+    /// Event rate between the last ticks, as pgq computes it.
     pub ev_per_sec: Option<f64>,
     /// Events since the newest tick.
     pub ev_new: Option<i64>,
+    /// The newest tick.
     pub last_tick_id: Option<i64>,
 }
 
@@ -291,15 +309,21 @@ pub async fn queue_info(client: &Client, queue: Option<&str>) -> Result<Vec<Queu
 /// One consumer as `pgq.get_consumer_info` reports it, with intervals in seconds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConsumerInfo {
+    /// The queue.
     pub queue_name: String,
+    /// The consumer (`main.sub` for a cooperative subconsumer).
     pub consumer_name: String,
     /// Seconds since the last finished tick was made (includes ticker delay).
     pub lag_secs: Option<f64>,
     /// Seconds since the consumer last asked for or finished a batch.
     pub last_seen_secs: Option<f64>,
+    /// The consumer's position (NULL for an idle cooperative subconsumer).
     pub last_tick: Option<i64>,
+    /// The open batch, if any.
     pub current_batch: Option<i64>,
+    /// The tick closing the open batch.
     pub next_tick: Option<i64>,
+    /// Events after the consumer's position (pgq's estimate from its event sequence).
     pub pending_events: Option<i64>,
 }
 

@@ -11,7 +11,9 @@ pub enum PgqError {
     /// A statement failed on the server (the message is PostgreSQL's, on one line).
     #[error("{what}: {message}")]
     Sql {
+        /// What was being done (`creating queue q`).
         what: String,
+        /// PostgreSQL's message (with its detail).
         message: String,
         /// The driver's error, kept for callers that inspect SQLSTATE (not chained into
         /// the message: `message` already says it).
@@ -29,17 +31,27 @@ pub enum PgqError {
     /// An event payload did not parse as the trigger format it claims to be.
     #[error("event {ev_id}: cannot decode {format} payload: {reason}")]
     Decode {
+        /// The event's id.
         ev_id: i64,
+        /// `logutriga`, `sqltriga` or `jsontriga`.
         format: &'static str,
+        /// What did not parse.
         reason: String,
     },
     /// A configuration file could not be read or parsed.
     #[error("{path}: {reason}")]
-    Config { path: String, reason: String },
+    Config {
+        /// The file.
+        path: String,
+        /// What is wrong, with the line when known.
+        reason: String,
+    },
     /// A local I/O step (pidfile, log file, listener) failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
+        /// What was being done (`writing pidfile /run/x.pid`).
         what: String,
+        /// The system's error (chained, see [`PgqError::full_message`]).
         #[source]
         source: std::io::Error,
     },
@@ -61,6 +73,22 @@ impl PgqError {
         matches!(self, PgqError::BadInput(_) | PgqError::Config { .. })
     }
 
+    /// The message with its causes, `: `-separated, each once: what a log line or a
+    /// health report shows (`to_string` alone drops the causes of wrapped errors).
+    pub fn full_message(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            let part = cause.to_string();
+            if !text.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            source = cause.source();
+        }
+        text
+    }
+
     /// A local I/O error with context.
     pub fn io(what: impl Into<String>, source: std::io::Error) -> PgqError {
         PgqError::Io {
@@ -72,3 +100,23 @@ impl PgqError {
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = PgqError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_message_names_every_cause_once() {
+        let err = PgqError::io(
+            "writing pidfile /run/x.pid",
+            std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied"),
+        );
+        assert_eq!(err.to_string(), "writing pidfile /run/x.pid");
+        assert_eq!(
+            err.full_message(),
+            "writing pidfile /run/x.pid: permission denied"
+        );
+        let err = PgqError::BadInput("bad".into());
+        assert_eq!(err.full_message(), "bad");
+    }
+}

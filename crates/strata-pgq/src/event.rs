@@ -12,17 +12,26 @@ use std::time::SystemTime;
 /// One event of a batch, column for column as `pgq.get_batch_cursor` returns it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
+    /// `ev_id`: unique in the queue (kept by a retry).
     pub id: i64,
+    /// `ev_time`: when the event was inserted.
     #[serde(skip)]
     pub time: SystemTime,
+    /// `ev_txid`: the inserting transaction.
     pub txid: i64,
     /// How many times the event was retried (NULL on a fresh event).
     pub retry: Option<i32>,
+    /// `ev_type`: the trigger's operation and key (`I:id`), or the application's type.
     pub ev_type: Option<String>,
+    /// `ev_data`: the payload.
     pub data: Option<String>,
+    /// `ev_extra1`: the table, for trigger events.
     pub extra1: Option<String>,
+    /// `ev_extra2`: the old row, for triggers with `backup`.
     pub extra2: Option<String>,
+    /// `ev_extra3`: free for the producer.
     pub extra3: Option<String>,
+    /// `ev_extra4`: free for the producer.
     pub extra4: Option<String>,
 }
 
@@ -203,9 +212,13 @@ fn json_text(value: &serde_json::Value) -> Option<String> {
 /// What happened to the row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Op {
+    /// `I`: a row was inserted.
     Insert,
+    /// `U`: a row was updated.
     Update,
+    /// `D`: a row was deleted.
     Delete,
+    /// `R`: the table was truncated (no row).
     Truncate,
 }
 
@@ -235,9 +248,11 @@ pub enum Format {
 /// A decoded row change. Values are PostgreSQL text forms; `None` is NULL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowChange {
+    /// What happened.
     pub op: Op,
     /// `schema.table` as the trigger wrote it (unquoted).
     pub table: String,
+    /// Which trigger wrote it (what `row` holds depends on it).
     pub format: Format,
     /// Key column names.
     pub pkey: Vec<String>,

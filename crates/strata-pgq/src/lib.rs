@@ -3,6 +3,8 @@
 //! SQL API, decoders for what the real triggers write, a consumer framework that streams a
 //! batch under a byte cap, and a ticker daemon that accepts pgqd's configuration.
 
+#![warn(missing_docs)]
+
 pub mod api;
 pub mod completed;
 pub mod conn;

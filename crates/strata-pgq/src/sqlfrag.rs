@@ -10,7 +10,9 @@ use crate::urlenc::Pair;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason} at byte {at}")]
 pub struct FragmentError {
+    /// Byte offset in the fragment.
     pub at: usize,
+    /// What was expected or found.
     pub reason: &'static str,
 }
 

@@ -9,8 +9,10 @@ pub type Pair = (String, Option<String>);
 /// Why a urlencoded string did not decode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlDecodeError {
+    /// A `%` not followed by two hex digits (byte offset in the text).
     #[error("bad escape at byte {0}")]
     BadEscape(usize),
+    /// The unescaped bytes are not UTF-8 (PostgreSQL text always is here).
     #[error("decoded bytes are not UTF-8")]
     NotUtf8,
 }

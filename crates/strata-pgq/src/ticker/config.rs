@@ -16,14 +16,21 @@ pub struct TickerConfig {
     pub initial_database: String,
     /// Databases to tick; empty means every connectable database that has pgq.
     pub database_list: Vec<String>,
+    /// How often databases are discovered again.
     pub check_period: Duration,
+    /// How often retry events are moved back into their queues.
     pub retry_period: Duration,
+    /// How often `pgq.maint_operations()` runs (rotation, vacuum, cascade upkeep).
     pub maint_period: Duration,
+    /// How often every queue is offered a tick.
     pub ticker_period: Duration,
+    /// How often counters are logged (and queue figures refreshed, at most 10 s).
     pub stats_period: Duration,
     /// Connections are reopened after this long (pgqd's `connection_lifetime`).
     pub connection_lifetime: Duration,
+    /// Where log lines go (stderr when unset).
     pub logfile: Option<PathBuf>,
+    /// Holds the ticker's pid while it runs; a second ticker on it is refused.
     pub pidfile: Option<PathBuf>,
     /// `host:port` for `/health` and `/metrics` (strata only).
     pub health_listen: Option<String>,

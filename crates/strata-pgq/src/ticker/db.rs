@@ -40,8 +40,8 @@ pub async fn run(
     let pg_config = match conn::config_for(&config.base_connstr, &db) {
         Ok(c) => c,
         Err(e) => {
-            health.down(&db, e.to_string());
-            log.warn(format!("{db}: {e}"));
+            health.down(&db, e.full_message());
+            log.warn(format!("{db}: {}", e.full_message()));
             return;
         }
     };
@@ -68,7 +68,7 @@ pub async fn run(
                 return;
             }
             Err(e) => {
-                let text = e.to_string();
+                let text = e.full_message();
                 if !was_down
                     || health.snapshot().get(&db).and_then(|s| s.error.clone())
                         != Some(text.clone())

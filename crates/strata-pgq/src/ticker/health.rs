@@ -34,6 +34,7 @@ pub struct DbState {
     pub last_round_unix: Option<f64>,
     /// Queue and consumer figures, refreshed every `stats_period`.
     pub queues: Vec<crate::api::QueueInfo>,
+    /// Consumer figures, refreshed with `queues`.
     pub consumers: Vec<crate::api::ConsumerInfo>,
 }
 

@@ -21,9 +21,13 @@ use tokio::task::JoinHandle;
 /// Settings given on the command line, over the file's.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// `--health ADDR`.
     pub health_listen: Option<String>,
+    /// `--exit-on-unreachable SECS`.
     pub exit_on_unreachable: Option<Duration>,
+    /// `--pidfile PATH`.
     pub pidfile: Option<PathBuf>,
+    /// `--logfile PATH`.
     pub logfile: Option<PathBuf>,
 }
 
@@ -33,7 +37,12 @@ pub enum Exit {
     /// SIGTERM or SIGINT.
     Stopped,
     /// The exit policy fired: this database was unreachable too long.
-    Unreachable { database: String, secs: u64 },
+    Unreachable {
+        /// The database.
+        database: String,
+        /// How long it had been unreachable.
+        secs: u64,
+    },
 }
 
 fn load(path: &Path, overrides: &Overrides) -> Result<TickerConfig, PgqError> {
@@ -115,7 +124,7 @@ async fn databases(config: &TickerConfig, log: &Log, health: &Health) -> Vec<(St
                 // Unreachable now: keep (or start) its task, which reports it down in
                 // health and metrics and lets it go if it turns out to have no pgq.
                 Err(e) => {
-                    log.warn(format!("{name}: {e}"));
+                    log.warn(format!("{name}: {}", e.full_message()));
                     found.push((name, true));
                 }
             }
@@ -129,8 +138,11 @@ async fn databases(config: &TickerConfig, log: &Log, health: &Health) -> Vec<(St
             found
         }
         Err(e) => {
-            log.warn(format!("{initial} (initial_database): {e}"));
-            health.down(initial, e.to_string());
+            log.warn(format!(
+                "{initial} (initial_database): {}",
+                e.full_message()
+            ));
+            health.down(initial, e.full_message());
             Vec::new()
         }
     }
@@ -262,7 +274,7 @@ pub async fn run(path: &Path, overrides: &Overrides, quiet: bool) -> Result<Exit
                         stats = tokio::time::interval(config.stats_period);
                         stats.reset();
                     }
-                    Err(e) => log.warn(format!("SIGHUP: keeping the old configuration: {e}")),
+                    Err(e) => log.warn(format!("SIGHUP: keeping the old configuration: {}", e.full_message())),
                 }
             }
             _ = signals.1.recv() => break Exit::Stopped,
