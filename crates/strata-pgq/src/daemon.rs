@@ -10,6 +10,16 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Set in the detached child's environment: it runs in the foreground whatever its
+/// arguments say (`-qd` and other spellings of the switch included), so it can never
+/// detach again.
+pub const CHILD_ENV: &str = "STRATA_PGQ_DETACHED";
+
+/// Whether this process is the detached child of [`detach`].
+pub fn is_detached_child() -> bool {
+    std::env::var_os(CHILD_ENV).is_some()
+}
+
 /// The command line without the daemon switch.
 pub fn child_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
     args.into_iter()
@@ -39,6 +49,7 @@ pub fn detach(config_path: &Path, overrides: &Overrides) -> Result<u32, PgqError
     let mut command = Command::new(exe);
     command
         .args(args)
+        .env(CHILD_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());

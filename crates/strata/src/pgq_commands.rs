@@ -380,7 +380,7 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
                 pidfile,
                 logfile,
             };
-            if daemon {
+            if daemon && !strata_pgq::daemon::is_detached_child() {
                 return strata_pgq::daemon::detach(&file, &overrides)
                     .map_err(failure)
                     .map(|_| 0);

@@ -612,7 +612,8 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
         .unwrap()
         .replace("ticker_period = 1", "ticker_period = 3600");
     std::fs::write(&ini, text).unwrap();
-    site.expect("", 0, &["pgq", "ticker", ini.to_str().unwrap(), "--daemon"]);
+    // `-qd`: the child gets `-d` too and must not detach again.
+    site.expect("", 0, &["pgq", "ticker", ini.to_str().unwrap(), "-qd"]);
     let pid: i32 = std::fs::read_to_string(site.path("d.ini.pid"))
         .unwrap()
         .trim()
