@@ -527,6 +527,22 @@ impl Coordinator {
             .await;
     }
 
+    /// Reports how `action` ended: `describe` turns a success into its outcome
+    /// (`succeeded`, `partial`, `failed`) and a line; an error is `failed` with its cause
+    /// chain.
+    pub async fn report_result<T, E: std::error::Error>(
+        &self,
+        action: &crate::events::Action<'_>,
+        result: &Result<T, E>,
+        describe: impl FnOnce(&T) -> (&'static str, String),
+    ) {
+        let (outcome, detail) = match result {
+            Ok(value) => describe(value),
+            Err(err) => ("failed", crate::backup::error_chain(err)),
+        };
+        self.report(action, outcome, &detail).await;
+    }
+
     /// Sends at most `chunks` chunk ids per upload request (default 10 000).
     pub fn set_upload_batch(&self, chunks: usize) {
         self.upload_batch
@@ -818,13 +834,8 @@ impl Coordinator {
             target: name,
             operation: None,
         };
-        match &result {
-            Ok(()) => self.report(&action, "succeeded", "").await,
-            Err(e) => {
-                self.report(&action, "failed", &crate::backup::error_chain(e))
-                    .await
-            }
-        }
+        self.report_result(&action, &result, |_| ("succeeded", String::new()))
+            .await;
         result
     }
 

@@ -221,10 +221,8 @@ async fn set_pin(s: &ApiState, caller: &Caller, name: &str, pinned: bool) -> Rep
         target: &found.name,
         operation: None,
     };
-    match &result {
-        Ok(()) => c.report(&action, "succeeded", "").await,
-        Err(e) => c.report(&action, "failed", &e.to_string()).await,
-    }
+    c.report_result(&action, &result, |_| ("succeeded", String::new()))
+        .await;
     result.map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
     let mut listing = listings(s, vec![found]).await?;
     Ok(Json(listing.remove(0)))
@@ -367,40 +365,28 @@ async fn verify(
     c.events().started(&action, c.storage());
     let result =
         strata_coordinator::verify::verify_and_record(c.repo(), backup.as_deref(), check).await;
-    match &result {
-        Ok(report) => {
-            c.record_verify(report.is_ok());
-            let (outcome, detail) = if report.is_ok() {
-                (
-                    "succeeded",
-                    format!(
-                        "{} backups, {} files ({})",
-                        report.backups,
-                        report.files,
-                        check.mode()
-                    ),
-                )
-            } else {
-                (
-                    "failed",
-                    format!(
-                        "{} problems; first: {}",
-                        report.problems.len(),
-                        report.problems[0]
-                    ),
-                )
-            };
-            c.report(&action, outcome, &detail).await;
-        }
-        Err(e) => {
-            c.report(
-                &action,
-                "failed",
-                &strata_coordinator::backup::error_chain(e),
-            )
-            .await
-        }
+    if let Ok(report) = &result {
+        c.record_verify(report.is_ok());
     }
+    c.report_result(&action, &result, |report| {
+        if report.is_ok() {
+            let detail = format!(
+                "{} backups, {} files ({})",
+                report.backups,
+                report.files,
+                check.mode()
+            );
+            ("succeeded", detail)
+        } else {
+            let detail = format!(
+                "{} problems; first: {}",
+                report.problems.len(),
+                report.problems[0]
+            );
+            ("failed", detail)
+        }
+    })
+    .await;
     Ok(Json(result.map_err(failure)?))
 }
 
@@ -465,21 +451,14 @@ async fn cleanup(
     }
     .await;
     if !body.dry_run {
-        match &result {
-            Ok(r) => {
-                let removed = r.backups.iter().filter(|b| !b.keep).count();
-                let detail = format!("{} kept, {removed} removed", r.backups.len() - removed);
-                c.report(&action, "succeeded", &detail).await
-            }
-            Err(e) => {
-                c.report(
-                    &action,
-                    "failed",
-                    &strata_coordinator::backup::error_chain(e),
-                )
-                .await
-            }
-        }
+        c.report_result(&action, &result, |r| {
+            let removed = r.backups.iter().filter(|b| !b.keep).count();
+            (
+                "succeeded",
+                format!("{} kept, {removed} removed", r.backups.len() - removed),
+            )
+        })
+        .await;
     }
     Ok(Json(result.map_err(failure)?))
 }
@@ -510,24 +489,19 @@ async fn gc(
             target: "all",
             operation: None,
         };
-        match &result {
-            Ok(r) => {
-                c.record_gc(r.bytes_freed);
-                let detail = format!(
+        if let Ok(r) = &result {
+            c.record_gc(r.bytes_freed);
+        }
+        c.report_result(&action, &result, |r| {
+            (
+                "succeeded",
+                format!(
                     "{} packs ({} bytes) deleted",
                     r.packs_deleted, r.bytes_freed
-                );
-                c.report(&action, "succeeded", &detail).await
-            }
-            Err(e) => {
-                c.report(
-                    &action,
-                    "failed",
-                    &strata_coordinator::backup::error_chain(e),
-                )
-                .await
-            }
-        }
+                ),
+            )
+        })
+        .await;
     }
     Ok(Json(result.map_err(failure)?))
 }

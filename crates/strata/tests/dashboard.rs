@@ -11,10 +11,11 @@
 
 mod common;
 
+use common::server::{http, Server};
 use common::{pseudo_random, realistic_tree, succeed, PASSWORD};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const USER_TOKEN: &str = "dashboard-user-token-5b1e";
@@ -68,20 +69,6 @@ fn browser() -> Result<Browser, String> {
         chromium,
         node_modules,
     })
-}
-
-/// A `strata server` process, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A scratch cluster of two in-process nodes, db1 and db2, in one repository.
@@ -144,27 +131,7 @@ cron = "30 2 * * *"
 
     /// Starts `strata server` on a free port and waits until it listens.
     fn serve(&self) -> Server {
-        let log = std::fs::File::create(self.dir.path().join("server.log")).unwrap();
-        let mut child = self
-            .strata()
-            .args(["server", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("server did not start: {line:?}"))
-            .to_string();
-        Server {
-            child,
-            url,
-            _stdout: stdout,
-        }
+        Server::start(self.strata(), &self.dir.path().join("server.log"))
     }
 
     fn server_log(&self) -> String {
@@ -181,23 +148,10 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String
     })
 }
 
-/// A raw HTTP/1.1 GET with the user token; returns the status and the body.
+/// A GET with the user token; returns the status and the body.
 fn get(url: &str, path: &str) -> (u16, String) {
-    let address = url.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {USER_TOKEN}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    let status = reply.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = reply
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let reply = http(url, "GET", path, Some(USER_TOKEN), "");
+    (reply.status, reply.body)
 }
 
 fn backups(url: &str) -> Vec<serde_json::Value> {
