@@ -81,10 +81,16 @@ pub async fn next_batch(
 }
 
 /// Finishes a subconsumer's batch (and drops its position so it holds back no rotation).
+/// A batch that another subconsumer took over (this one was silent too long) is an error:
+/// its events may be applied twice, and the caller must know.
 pub async fn finish_batch(client: &Client, batch_id: i64) -> Result<()> {
-    client
+    let finished: i32 = client
         .query_one("select strata_pgq.coop_finish_batch($1)", &[&batch_id])
         .await
-        .map_err(|e| PgqError::sql(format!("finishing batch {batch_id}"), e))?;
+        .map_err(|e| PgqError::sql(format!("finishing batch {batch_id}"), e))?
+        .get(0);
+    if finished == 0 {
+        return Err(PgqError::TakenOver(batch_id));
+    }
     Ok(())
 }

@@ -6,7 +6,9 @@
 -- so pgq's own get_batch_cursor, event_retry and finish_batch work on its batch, and
 -- retried events come back to whichever subconsumer takes the batch holding them.
 -- A subconsumer idle between batches has no position (sub_last_tick NULL) so it never holds
--- back rotation; one inactive longer than dead_interval loses its batch to the next caller.
+-- back rotation; one inactive longer than dead_interval loses its batch to the next caller
+-- (under a new batch id, so a slow holder cannot finish it any more: dead_interval must be
+-- longer than any batch takes to process).
 
 create schema if not exists strata_pgq;
 
@@ -118,14 +120,17 @@ begin
          limit 1
            for update of s;
         if found then
+            -- Same tick range under a new batch id: if the silent one was only slow, its
+            -- finish_batch and cursor on the old id find nothing instead of closing or
+            -- reading the batch it lost.
             update pgq.subscription
                set sub_batch = null, sub_next_tick = null, sub_last_tick = null
              where sub_queue = m.sub_queue and sub_consumer = dead.sub_consumer;
+            me.sub_batch := nextval('pgq.batch_id_seq');
             update pgq.subscription
-               set sub_batch = dead.sub_batch, sub_last_tick = dead.sub_last_tick,
+               set sub_batch = me.sub_batch, sub_last_tick = dead.sub_last_tick,
                    sub_next_tick = dead.sub_next_tick, sub_active = now()
              where sub_queue = m.sub_queue and sub_consumer = me.sub_consumer;
-            me.sub_batch := dead.sub_batch;
             me.sub_last_tick := dead.sub_last_tick;
             me.sub_next_tick := dead.sub_next_tick;
         end if;

@@ -25,6 +25,12 @@ pub enum PgqError {
     /// The server ended the session.
     #[error("connection to database {0} lost")]
     Lost(String),
+    /// A cooperative subconsumer's batch was taken over by a sibling (it was silent for
+    /// longer than the dead interval), so it can no longer be finished by this one.
+    #[error(
+        "batch {0} was taken over by another subconsumer (silent longer than the dead interval)"
+    )]
+    TakenOver(i64),
     /// A name or setting given by the user is not acceptable.
     #[error("{0}")]
     BadInput(String),

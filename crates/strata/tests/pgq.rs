@@ -1136,7 +1136,7 @@ async fn cooperative_subconsumers_share_a_stream_and_take_over_a_dead_batch() {
     // s1 dies holding its batch: its connection goes away, nothing applied.
     drop(s1);
     let seen = Arc::new(Mutex::new(Vec::<i64>::new()));
-    let batches = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let batches = Arc::new(Mutex::new(Vec::<(i64, i64)>::new()));
     let mut tasks = Vec::new();
     for (n, mut consumer) in [s2, s3].into_iter().enumerate() {
         let seen = seen.clone();
@@ -1169,7 +1169,10 @@ async fn cooperative_subconsumers_share_a_stream_and_take_over_a_dead_batch() {
                 stream.close().await.unwrap();
                 consumer.finish_batch(&batch).await.unwrap();
                 seen.lock().unwrap().extend(mine);
-                batches.lock().unwrap().push(batch.batch_id);
+                batches
+                    .lock()
+                    .unwrap()
+                    .push((batch.prev_tick_id, batch.cur_tick_id));
             }
         }));
     }
@@ -1197,8 +1200,11 @@ async fn cooperative_subconsumers_share_a_stream_and_take_over_a_dead_batch() {
     assert_eq!(seen.len(), 2000, "every event exactly once");
     assert_eq!(unique, (1..=2000).collect());
     assert!(
-        batches.lock().unwrap().contains(&b1.batch_id),
-        "the dead subconsumer's batch was taken over"
+        batches
+            .lock()
+            .unwrap()
+            .contains(&(b1.prev_tick_id, b1.cur_tick_id)),
+        "the dead subconsumer's tick range was taken over"
     );
     // Idle subconsumers keep no position, so they never hold back rotation.
     let held: i64 = client
@@ -1213,6 +1219,8 @@ async fn cooperative_subconsumers_share_a_stream_and_take_over_a_dead_batch() {
     for mut consumer in finished {
         assert!(consumer.unregister().await.unwrap());
     }
+    // The silent one comes back: its old batch id is gone, so it can neither read nor
+    // finish the batch it lost.
     let mut s1 = Consumer::cooperative(
         site.client("app").await,
         "q",
@@ -1222,6 +1230,12 @@ async fn cooperative_subconsumers_share_a_stream_and_take_over_a_dead_batch() {
         ConsumerOptions::default(),
     )
     .unwrap();
+    let err = s1.finish_batch(&b1).await.unwrap_err();
+    assert!(
+        matches!(err, strata_pgq::PgqError::TakenOver(id) if id == b1.batch_id),
+        "{err}"
+    );
+    assert!(s1.events(&b1).await.is_err(), "its cursor finds no batch");
     assert!(
         s1.unregister().await.unwrap(),
         "its batch was taken over, so it can go"
