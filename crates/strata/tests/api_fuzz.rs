@@ -6,7 +6,7 @@
 mod common;
 
 use common::server::{http, Server};
-use common::{realistic_tree, succeed, PASSWORD};
+use common::{one_node_site, succeed, PASSWORD};
 use std::process::Command;
 
 const TOKEN: &str = "fuzz-user-token";
@@ -32,31 +32,10 @@ fn generated_requests_never_get_a_server_error_and_replies_match_the_schema() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    realistic_tree(&data);
-    let config = dir.path().join("strata.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"default_storage = "main"
-state_dir = "{state}"
-[storages.main]
-path = "{repo}"
-[[nodes]]
-name = "db1"
-roots = ["{data}"]
-[retention]
-keep_last = 3
-[[schedules]]
-job = "verify"
-cron = "0 4 * * 0"
-"#,
-            state = dir.path().join("state").display(),
-            repo = dir.path().join("repo").display(),
-            data = data.display(),
-        ),
-    )
-    .unwrap();
+    let config = one_node_site(
+        dir.path(),
+        "[retention]\nkeep_last = 3\n[[schedules]]\njob = \"verify\"\ncron = \"0 4 * * 0\"\n",
+    );
     let strata = || {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
         cmd.env_clear()

@@ -5,7 +5,7 @@
 mod common;
 
 use common::server::{http, Server};
-use common::{assert_same_tree, copy_tree, realistic_tree, succeed, PASSWORD};
+use common::{assert_same_tree, copy_tree, one_node_site, succeed, PASSWORD};
 use hmac::{Hmac, Mac};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -110,20 +110,10 @@ struct Site {
 impl Site {
     fn new(hook_url: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        realistic_tree(&data);
-        let config = dir.path().join("strata.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"default_storage = "main"
-state_dir = "{state}"
-[storages.main]
-path = "{repo}"
-[[nodes]]
-name = "db1"
-roots = ["{data}"]
-[[server.tokens]]
+        let config = one_node_site(
+            dir.path(),
+            &format!(
+                r#"[[server.tokens]]
 name = "ci"
 env = "STRATA_CI_TOKEN"
 [[webhooks]]
@@ -132,13 +122,10 @@ events = ["backup.*", "verify.*", "restore.succeeded"]
 secret = {{ env = "STRATA_WEBHOOK_SECRET" }}
 attempts = 4
 backoff_ms = 100
-"#,
-                state = dir.path().join("state").display(),
-                repo = dir.path().join("repo").display(),
-                data = data.display(),
+"#
             ),
-        )
-        .unwrap();
+        );
+        let data = dir.path().join("data");
         Site { dir, config, data }
     }
 

@@ -333,3 +333,24 @@ pub fn copy_tree(src: &Path, dst: &Path) {
         dst.display()
     );
 }
+
+/// Writes `dir/strata.toml` for one node `db1` backing up `dir/data` (filled with
+/// [`realistic_tree`]) into the storage `main` at `dir/repo`, state in `dir/state`, plus
+/// `extra` TOML; returns the config's path.
+pub fn one_node_site(dir: &Path, extra: &str) -> PathBuf {
+    let data = dir.join("data");
+    realistic_tree(&data);
+    let config = dir.join("strata.toml");
+    fs::write(
+        &config,
+        format!(
+            "default_storage = \"main\"\nstate_dir = \"{state}\"\n[storages.main]\npath = \"{repo}\"\n\
+             [[nodes]]\nname = \"db1\"\nroots = [\"{data}\"]\n{extra}",
+            state = dir.join("state").display(),
+            repo = dir.join("repo").display(),
+            data = data.display(),
+        ),
+    )
+    .unwrap();
+    config
+}
