@@ -70,6 +70,19 @@ pub async fn metrics(
     };
     let mut registry = Registry::with_prefix("strata");
 
+    // Which cluster and storage these figures are about, as labels a dashboard can join on.
+    let info: Family<Vec<(String, String)>, Gauge> = family(
+        &mut registry,
+        "info",
+        "Always 1: the storage this coordinator writes to, its repository and strata's version",
+    );
+    info.get_or_create(&vec![
+        ("storage".to_string(), c.storage().to_string()),
+        ("repository".to_string(), c.repo().config().id.clone()),
+        ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+    ])
+    .set(1);
+
     let stats = c.stats();
     let operations: Family<KindOutcome, Counter> = family(
         &mut registry,

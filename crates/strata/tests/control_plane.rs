@@ -427,6 +427,7 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
         "strata_store_errors_total{kind=\"put\"} 0",
         "strata_last_complete_backup_dedup_ratio",
         "strata_repository_blobs",
+        "strata_info{storage=\"main\",repository=\"",
     ] {
         assert!(metrics.contains(expected), "{expected} not in:\n{metrics}");
     }
