@@ -1,0 +1,470 @@
+//! Node and table administration, step for step what Python Londiste's `create-*`,
+//! `add-table` and `remove-table` do through the SQL functions, so a node set up by strata
+//! is an ordinary Londiste node (and the other way round).
+
+use crate::config::NodeConfig;
+use crate::error::{LondisteError, Result};
+use crate::names;
+use crate::node::{self, checked, NodeInfo};
+use crate::state::TableState;
+use strata_pg::Client;
+
+/// The kinds of node `create-*` makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeType {
+    Root,
+    Branch,
+    Leaf,
+}
+
+impl NodeType {
+    /// The name pgq_node stores.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NodeType::Root => "root",
+            NodeType::Branch => "branch",
+            NodeType::Leaf => "leaf",
+        }
+    }
+}
+
+/// Connects to a database and checks the londiste extension is there.
+pub async fn connect(dsn_text: &str, what: &str) -> Result<Client> {
+    let dsn = strata_pg::Dsn::parse(dsn_text)
+        .map_err(|e| LondisteError::BadInput(format!("{what}: {e}")))?;
+    let client = dsn.connect().await?;
+    let has: bool = client
+        .query_one(
+            "select exists (select 1 from pg_catalog.pg_namespace where nspname = 'londiste')",
+            &[],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("looking for the londiste schema", e))?
+        .get(0);
+    if !has {
+        return Err(LondisteError::BadInput(format!(
+            "{what} ({}) has no londiste schema: CREATE EXTENSION londiste CASCADE",
+            dsn.describe()
+        )));
+    }
+    Ok(client)
+}
+
+/// Connects to the node's own database.
+pub async fn connect_local(cf: &NodeConfig) -> Result<Client> {
+    connect(&cf.db, "db").await
+}
+
+async fn begin(client: &Client) -> Result<()> {
+    client
+        .batch_execute("begin")
+        .await
+        .map_err(|e| LondisteError::sql("begin", e))
+}
+
+async fn commit(client: &Client) -> Result<()> {
+    client
+        .batch_execute("commit")
+        .await
+        .map_err(|e| LondisteError::sql("commit", e))
+}
+
+/// Runs `work` in a transaction on `client`, rolling back when it fails.
+macro_rules! in_tx {
+    ($client:expr, $work:expr) => {{
+        begin($client).await?;
+        match $work.await {
+            Ok(v) => {
+                commit($client).await?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = $client.batch_execute("rollback").await;
+                Err(e)
+            }
+        }
+    }};
+}
+
+/// Creates the node `name` of kind `kind`, reachable by others at `location`; branches
+/// and leaves attach to the node at `provider` (a connection string).
+pub async fn create_node(
+    cf: &NodeConfig,
+    kind: NodeType,
+    name: &str,
+    location: &str,
+    provider: Option<&str>,
+) -> Result<String> {
+    strata_pgq::api::check_name("node", name)?;
+    strata_pg::Dsn::parse(location)
+        .map_err(|e| LondisteError::BadInput(format!("node location: {e}")))?;
+    let db = connect_local(cf).await?;
+    let queue = cf.queue_name.as_str();
+    let info = node::node_info(&db, queue).await?;
+    if info.exists() {
+        return Err(LondisteError::BadInput(format!(
+            "node {} already exists here for queue {queue} ({})",
+            info.node_name.unwrap_or_default(),
+            info.node_type.unwrap_or_default()
+        )));
+    }
+    if kind == NodeType::Root {
+        if provider.is_some() {
+            return Err(LondisteError::BadInput("a root has no provider".into()));
+        }
+        return in_tx!(&db, async {
+            node::register_location(&db, queue, name, location, false).await?;
+            checked(
+                &db,
+                "creating the root node",
+                "select ret_code, ret_note from pgq_node.create_node($1, 'root', $2, $3, null, null, null)",
+                &[&queue, &name, &cf.job_name],
+            )
+            .await
+        });
+    }
+    let provider = provider.ok_or_else(|| {
+        LondisteError::BadInput(format!("create-{} needs --provider DSN", kind.as_str()))
+    })?;
+    let pdb = connect(provider, "--provider").await?;
+    let pinfo = node::node_info(&pdb, queue).await?;
+    let provider_name = pinfo.node_name.clone().ok_or_else(|| {
+        LondisteError::BadInput(format!("the provider has no node for queue {queue}"))
+    })?;
+    if pinfo.node_type.as_deref() == Some("leaf") {
+        return Err(LondisteError::BadInput(format!(
+            "the provider {provider_name} is a leaf: a leaf has no queue to read from"
+        )));
+    }
+    // The root learns the location first: it spreads it to every node with a
+    // pgq.location-info event.
+    if !pinfo.is_root() {
+        let root = find_root(&pdb, queue).await?;
+        node::register_location(&root, queue, name, location, false).await?;
+    }
+    node::register_location(&pdb, queue, name, location, false).await?;
+    let row = pdb
+        .query_one(
+            "select ret_code, ret_note, global_watermark from pgq_node.register_subscriber($1, $2, $3, null)",
+            &[&queue, &name, &cf.job_name],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("registering the subscriber on the provider", e))?;
+    let (code, note): (i32, Option<String>) = (row.get(0), row.get(1));
+    if code >= 300 {
+        return Err(LondisteError::Refused {
+            what: "registering the subscriber on the provider".into(),
+            code,
+            note: note.unwrap_or_default(),
+        });
+    }
+    let watermark: i64 = row.get(2);
+    let members = node::locations(&pdb, queue).await?;
+    let provider_tables = node::tables(&pdb, queue).await?;
+    let note = in_tx!(&db, async {
+        node::register_location(&db, queue, name, location, false).await?;
+        for m in members.iter().filter(|m| m.node_name != name) {
+            node::register_location(&db, queue, &m.node_name, &m.node_location, m.dead).await?;
+        }
+        let note = checked(
+            &db,
+            &format!("creating the {} node", kind.as_str()),
+            "select ret_code, ret_note from pgq_node.create_node($1, $2, $3, $4, $5, $6, null)",
+            &[
+                &queue,
+                &kind.as_str(),
+                &name,
+                &cf.job_name,
+                &provider_name,
+                &watermark,
+            ],
+        )
+        .await?;
+        // Python's extra_init: the set's tables are known from the start.
+        for t in &provider_tables {
+            checked(
+                &db,
+                &format!("adding {} to the set", t.table_name),
+                "select ret_code, ret_note from londiste.global_add_table($1, $2)",
+                &[&queue, &t.table_name],
+            )
+            .await?;
+        }
+        Ok::<_, LondisteError>(note)
+    })?;
+    Ok(note)
+}
+
+/// Follows providers from `start` up to the root and connects there.
+async fn find_root(start: &Client, queue: &str) -> Result<Client> {
+    let mut info = node::node_info(start, queue).await?;
+    for _ in 0..32 {
+        let location = info.provider_location.clone().ok_or_else(|| {
+            LondisteError::State("a node on the way to the root has no provider".into())
+        })?;
+        let client = connect(&location, "provider").await?;
+        info = node::node_info(&client, queue).await?;
+        if info.is_root() {
+            return Ok(client);
+        }
+    }
+    Err(LondisteError::State(
+        "no root found within 32 providers".into(),
+    ))
+}
+
+/// The local node, or an error telling how to create it.
+pub async fn require_node(db: &Client, cf: &NodeConfig) -> Result<NodeInfo> {
+    let info = node::node_info(db, &cf.queue_name).await?;
+    if !info.exists() {
+        return Err(LondisteError::BadInput(format!(
+            "no node for queue {} in this database: run create-root, create-branch or create-leaf first",
+            cf.queue_name
+        )));
+    }
+    Ok(info)
+}
+
+/// What `add-table` does with each table.
+#[derive(Debug, Clone, Default)]
+pub struct AddTableOptions {
+    /// Every table the provider replicates (or, on the root, every table of the database).
+    pub all: bool,
+    /// Create missing target tables from the provider's structure (columns, primary key).
+    pub create: bool,
+    /// The table already holds the same data: go straight to `ok`, no copy.
+    pub expect_sync: bool,
+    /// Keep the target's rows before the copy.
+    pub skip_truncate: bool,
+}
+
+/// Registers tables on the node; returns the fully qualified names added.
+pub async fn add_tables(
+    cf: &NodeConfig,
+    args: &[String],
+    options: &AddTableOptions,
+) -> Result<Vec<String>> {
+    if args.is_empty() && !options.all {
+        return Err(LondisteError::BadInput(
+            "name tables to add, or give --all".into(),
+        ));
+    }
+    let db = connect_local(cf).await?;
+    let info = require_node(&db, cf).await?;
+    let queue = cf.queue_name.as_str();
+    let provider = if info.is_root() {
+        None
+    } else {
+        let location = info
+            .provider_location
+            .clone()
+            .ok_or_else(|| LondisteError::State("the node has no provider location".into()))?;
+        Some(connect(&location, "provider").await?)
+    };
+    // Candidates: the provider's replicated tables, or the root's own tables.
+    let candidates: Vec<String> = match &provider {
+        Some(p) => {
+            let src = node::tables(p, queue).await?;
+            sync_table_list(&db, queue, &src.iter().map(|t| t.table_name.clone()).collect::<Vec<_>>()).await?;
+            src.into_iter().filter(|t| t.local).map(|t| t.table_name).collect()
+        }
+        None => db
+            .query(
+                "select n.nspname || '.' || c.relname from pg_catalog.pg_class c \
+                 join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+                 where c.relkind in ('r', 'p') and n.nspname not in ('pg_catalog', 'information_schema', 'pgq', 'pgq_node', 'pgq_ext', 'londiste') \
+                 and n.nspname not like 'pg\\_%' order by 1",
+                &[],
+            )
+            .await
+            .map_err(|e| LondisteError::sql("listing tables", e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect(),
+    };
+    let wanted = if options.all {
+        candidates.clone()
+    } else {
+        names::expand(args, &candidates).map_err(|e| match (&provider, e) {
+            (Some(_), LondisteError::BadInput(m)) => {
+                LondisteError::BadInput(format!("{m} among the tables the provider replicates"))
+            }
+            (_, e) => e,
+        })?
+    };
+    let mut added = Vec::new();
+    for table in wanted {
+        if options.create && !table_exists(&db, &table).await? {
+            let p = provider.as_ref().ok_or_else(|| {
+                LondisteError::BadInput(format!("table {table} does not exist on the root"))
+            })?;
+            create_from(p, &db, &table).await?;
+        }
+        let mut tgargs: Vec<String> = Vec::new();
+        if options.expect_sync {
+            tgargs.push("expect_sync".into());
+        }
+        let attrs: Option<String> =
+            (options.skip_truncate && !options.expect_sync).then(|| "skip_truncate=1".to_string());
+        let none: Option<String> = None;
+        checked(
+            &db,
+            &format!("adding table {table}"),
+            "select ret_code, ret_note from londiste.local_add_table($1, $2, $3, $4, $5)",
+            &[&queue, &table, &tgargs, &attrs, &none],
+        )
+        .await?;
+        added.push(table);
+    }
+    Ok(added)
+}
+
+/// Makes the node's set list equal to the provider's (Python's `sync_table_list`).
+async fn sync_table_list(db: &Client, queue: &str, provider_tables: &[String]) -> Result<()> {
+    let local = node::tables(db, queue).await?;
+    for t in provider_tables {
+        if !local.iter().any(|l| &l.table_name == t) {
+            checked(
+                db,
+                &format!("adding {t} to the set"),
+                "select ret_code, ret_note from londiste.global_add_table($1, $2)",
+                &[&queue, t],
+            )
+            .await?;
+        }
+    }
+    for l in &local {
+        if !provider_tables.contains(&l.table_name) {
+            checked(
+                db,
+                &format!("removing {} from the set", l.table_name),
+                "select ret_code, ret_note from londiste.global_remove_table($1, $2)",
+                &[&queue, &l.table_name],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+async fn table_exists(db: &Client, table: &str) -> Result<bool> {
+    let (schema, name) = names::split(table);
+    Ok(db
+        .query_one(
+            "select exists (select 1 from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 and c.relname = $2 and c.relkind in ('r', 'p'))",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(|e| LondisteError::sql(format!("looking for table {table}"), e))?
+        .get(0))
+}
+
+/// Creates `table` on `db` with the provider's columns, NOT NULLs and primary key.
+async fn create_from(provider: &Client, db: &Client, table: &str) -> Result<()> {
+    let (schema, name) = names::split(table);
+    let cols = provider
+        .query(
+            "select a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull \
+             from pg_catalog.pg_attribute a where a.attrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass \
+             and a.attnum > 0 and not a.attisdropped order by a.attnum",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(|e| LondisteError::sql(format!("reading the columns of {table} on the provider"), e))?;
+    if cols.is_empty() {
+        return Err(LondisteError::State(format!(
+            "{table} has no columns on the provider"
+        )));
+    }
+    let pk: Option<String> = provider
+        .query_opt(
+            "select pg_catalog.pg_get_constraintdef(oid) from pg_catalog.pg_constraint \
+             where conrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass and contype = 'p'",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(|e| LondisteError::sql(format!("reading the key of {table} on the provider"), e))?
+        .map(|r| r.get(0));
+    let mut defs: Vec<String> = cols
+        .iter()
+        .map(|c| {
+            let col: String = c.get(0);
+            let ty: String = c.get(1);
+            let not_null: bool = c.get(2);
+            // format_type returns a type name the server itself produced: safe to embed.
+            format!(
+                "{} {ty}{}",
+                strata_pg::quote_ident(&col),
+                if not_null { " NOT NULL" } else { "" }
+            )
+        })
+        .collect();
+    if let Some(pk) = pk {
+        defs.push(pk);
+    }
+    let sql = format!(
+        "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE {} ({})",
+        strata_pg::quote_ident(schema),
+        names::quote_fq(table),
+        defs.join(", ")
+    );
+    db.batch_execute(&sql)
+        .await
+        .map_err(|e| LondisteError::sql(format!("creating table {table}"), e))
+}
+
+/// Unregisters tables from the node (on the root: from the whole set).
+pub async fn remove_tables(cf: &NodeConfig, args: &[String]) -> Result<Vec<String>> {
+    if args.is_empty() {
+        return Err(LondisteError::BadInput("name tables to remove".into()));
+    }
+    let db = connect_local(cf).await?;
+    require_node(&db, cf).await?;
+    let queue = cf.queue_name.as_str();
+    let local: Vec<String> = node::tables(&db, queue)
+        .await?
+        .into_iter()
+        .filter(|t| t.local)
+        .map(|t| t.table_name)
+        .collect();
+    let wanted = names::expand(args, &local)?;
+    for table in &wanted {
+        checked(
+            &db,
+            &format!("removing table {table}"),
+            "select ret_code, ret_note from londiste.local_remove_table($1, $2)",
+            &[&queue, table],
+        )
+        .await?;
+    }
+    Ok(wanted)
+}
+
+/// Pauses or resumes the node's worker.
+pub async fn set_paused(cf: &NodeConfig, paused: bool) -> Result<()> {
+    let db = connect_local(cf).await?;
+    let info = require_node(&db, cf).await?;
+    let worker = info.worker_name.unwrap_or_else(|| cf.job_name.clone());
+    node::set_paused(&db, &cf.queue_name, &worker, paused).await
+}
+
+/// Counts of the node's local tables by state, for `status`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct TableCounts {
+    pub ok: usize,
+    pub copying: usize,
+    pub waiting: usize,
+}
+
+/// Counts the local tables in each phase.
+pub fn count_tables(tables: &[node::TableInfo]) -> TableCounts {
+    let mut c = TableCounts::default();
+    for t in tables.iter().filter(|t| t.local) {
+        match t.state {
+            TableState::Ok => c.ok += 1,
+            TableState::Missing => c.waiting += 1,
+            _ => c.copying += 1,
+        }
+    }
+    c
+}

@@ -1,0 +1,302 @@
+//! A table's initial copy, one task per table, as Python Londiste's `copy` process does it
+//! and with the same state: consumer `<job>.copy.<table>` registered on the provider and
+//! in `pgq_node.local_state`, the COPY under a REPEATABLE READ snapshot saved as
+//! `custom_snapshot`, then catching up on the table's events until the hand-over on a tick
+//! boundary (see [`crate::state::TableState`]). The rows stream from `COPY TO` into
+//! `COPY FROM` chunk by chunk on two connections: no blocking pipe, no table in memory.
+//! Indexes and constraints of the target are dropped before the copy and rebuilt after it
+//! (unless other tables' foreign keys point at it).
+
+use crate::config::NodeConfig;
+use crate::error::{LondisteError, Result};
+use crate::names;
+use crate::node::{self, checked, TableInfo};
+use crate::state::TableState;
+use crate::worker::{self, ReplayStats, Replayer, Role, WorkerOptions};
+use futures::{SinkExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::Arc;
+use strata_pg::{quote_ident, Client};
+use tokio::sync::watch;
+
+/// The copy task of `table` as a boxed future: the main worker spawns it, and the copy
+/// task runs the same replay loop, so the type must be named to end the recursion.
+pub(crate) fn start(
+    cf: Arc<NodeConfig>,
+    table: String,
+    provider_location: String,
+    stop: watch::Receiver<bool>,
+) -> futures::future::BoxFuture<'static, Result<()>> {
+    Box::pin(run(cf, table, provider_location, stop))
+}
+
+/// Runs the copy task of `table` until the table is `ok` (or removed), or `stop`.
+async fn run(
+    cf: Arc<NodeConfig>,
+    table: String,
+    provider_location: String,
+    stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let queue = cf.queue_name.clone();
+    let name = cf.copy_consumer(&table);
+    let dst = worker::open_target(&cf).await?;
+    let mut consumer = worker::open_consumer(&cf, &provider_location, &name).await?;
+    if node::consumer_state(&dst, &queue, &name).await?.is_none() {
+        // Provider first, then the target at the provider's position (Python's
+        // CascadedConsumer.register_consumer).
+        consumer.register().await?;
+        let last_tick: Option<i64> = consumer
+            .client()
+            .query_one(
+                "select last_tick from pgq.get_consumer_info($1, $2)",
+                &[&queue, &name],
+            )
+            .await
+            .map_err(|e| LondisteError::sql("reading the copy consumer's position", e))?
+            .get(0);
+        let provider_node = node::node_info(consumer.client(), &queue)
+            .await?
+            .node_name
+            .ok_or_else(|| LondisteError::State("the provider has no node".into()))?;
+        checked(
+            &dst,
+            &format!("registering {name} in the target"),
+            "select ret_code, ret_note from pgq_node.register_consumer($1, $2, $3, $4)",
+            &[&queue, &name, &provider_node, &last_tick],
+        )
+        .await?;
+    }
+    let info = node::tables(&dst, &queue)
+        .await?
+        .into_iter()
+        .find(|t| t.table_name == table && t.local);
+    let Some(info) = info else {
+        return unregister(&dst, &mut consumer, &queue, &name).await;
+    };
+    if info.state == TableState::InCopy {
+        copy_table(&cf, consumer.client(), &dst, &info).await?;
+    }
+    let mut r = Replayer {
+        cf: cf.clone(),
+        role: Role::Copy(table.clone()),
+        name: name.clone(),
+        dst,
+        consumer,
+        provider_location,
+        idle: false,
+        stats: ReplayStats::default(),
+        options: WorkerOptions::default(),
+        committed_with_rows: 0,
+        copies: HashMap::new(),
+        stop: stop.clone(),
+    };
+    r.run_loop().await?;
+    if *stop.borrow() {
+        return Ok(());
+    }
+    unregister(&r.dst, &mut r.consumer, &queue, &name).await
+}
+
+async fn unregister(
+    dst: &Client,
+    consumer: &mut strata_pgq::Consumer,
+    queue: &str,
+    name: &str,
+) -> Result<()> {
+    checked(
+        dst,
+        &format!("unregistering {name} in the target"),
+        "select ret_code, ret_note from pgq_node.unregister_consumer($1, $2)",
+        &[&queue, &name],
+    )
+    .await?;
+    consumer.unregister().await?;
+    Ok(())
+}
+
+/// Columns of `table` in attribute order.
+async fn columns(client: &Client, table: &str) -> Result<Vec<String>> {
+    let (schema, name) = names::split(table);
+    let rows = client
+        .query(
+            "select a.attname from pg_catalog.pg_attribute a join pg_catalog.pg_class c on c.oid = a.attrelid \
+             join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+             where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped and a.attgenerated = '' \
+             order by a.attnum",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(|e| LondisteError::sql(format!("reading the columns of {table}"), e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// `(drop, create)` statements for the target's indexes and constraints that the copy
+/// may drop: everything, unless another table's foreign key depends on this one.
+async fn droppable_ddl(dst: &Client, table: &str) -> Result<Vec<(String, String)>> {
+    let (schema, name) = names::split(table);
+    let oid_sql = "(select c.oid from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace where n.nspname = $1 and c.relname = $2)";
+    let referenced: bool = dst
+        .query_one(
+            &format!("select exists (select 1 from pg_catalog.pg_constraint where contype = 'f' and confrelid = {oid_sql})"),
+            &[&schema, &name],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("reading foreign keys", e))?
+        .get(0);
+    if referenced {
+        return Ok(Vec::new());
+    }
+    let qt = names::quote_fq(table);
+    let mut ddl = Vec::new();
+    let constraints = dst
+        .query(
+            &format!("select conname, pg_catalog.pg_get_constraintdef(oid) from pg_catalog.pg_constraint where conrelid = {oid_sql} and contype in ('p', 'u', 'x', 'f', 'c') order by contype = 'f', conname"),
+            &[&schema, &name],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("reading constraints", e))?;
+    for r in constraints {
+        let con: String = r.get(0);
+        let def: String = r.get(1);
+        ddl.push((
+            format!("ALTER TABLE {qt} DROP CONSTRAINT {}", quote_ident(&con)),
+            format!(
+                "ALTER TABLE {qt} ADD CONSTRAINT {} {def}",
+                quote_ident(&con)
+            ),
+        ));
+    }
+    let indexes = dst
+        .query(
+            &format!("select n.nspname, c.relname, pg_catalog.pg_get_indexdef(i.indexrelid) from pg_catalog.pg_index i \
+             join pg_catalog.pg_class c on c.oid = i.indexrelid join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+             where i.indrelid = {oid_sql} and not exists (select 1 from pg_catalog.pg_constraint k where k.conindid = i.indexrelid) order by 2"),
+            &[&schema, &name],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("reading indexes", e))?;
+    for r in indexes {
+        let (ns, idx, def): (String, String, String) = (r.get(0), r.get(1), r.get(2));
+        ddl.push((
+            format!("DROP INDEX {}", strata_pg::quote_qualified(&ns, &idx)),
+            def,
+        ));
+    }
+    Ok(ddl)
+}
+
+/// The COPY itself: one target transaction (lock, drop indexes, truncate, stream the rows,
+/// rebuild, state `catching-up` with the provider snapshot), so a crash leaves the table
+/// `in-copy` and the next run starts over.
+async fn copy_table(
+    cf: &NodeConfig,
+    provider: &Client,
+    dst: &Client,
+    info: &TableInfo,
+) -> Result<u64> {
+    let dest = info.dest().to_string();
+    let src_cols = columns(provider, &info.table_name).await?;
+    let dst_cols = columns(dst, &dest).await?;
+    let common: Vec<String> = dst_cols
+        .into_iter()
+        .filter(|c| src_cols.contains(c))
+        .collect();
+    if common.is_empty() {
+        return Err(LondisteError::State(format!(
+            "{}: no columns in common between provider and target (does {dest} exist here?)",
+            info.table_name
+        )));
+    }
+    let col_list = common
+        .iter()
+        .map(|c| quote_ident(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    dst.batch_execute("begin")
+        .await
+        .map_err(|e| LondisteError::sql("starting the copy transaction", e))?;
+    let result = async {
+        let qdest = names::quote_fq(&dest);
+        dst.batch_execute(&format!("LOCK TABLE {qdest}"))
+            .await
+            .map_err(|e| LondisteError::sql(format!("locking {dest}"), e))?;
+        let ddl = droppable_ddl(dst, &dest).await?;
+        for (drop, _) in &ddl {
+            dst.batch_execute(drop)
+                .await
+                .map_err(|e| LondisteError::sql(format!("dropping an index of {dest}"), e))?;
+        }
+        if !info.skip_truncate() {
+            dst.batch_execute(&format!("TRUNCATE ONLY {qdest}"))
+                .await
+                .map_err(|e| LondisteError::sql(format!("truncating {dest}"), e))?;
+        }
+        provider
+            .batch_execute("begin isolation level repeatable read read only")
+            .await
+            .map_err(|e| LondisteError::sql("starting the provider snapshot", e))?;
+        let copied = async {
+            // The first statement fixes the transaction's snapshot: the COPY reads it.
+            let snapshot: String = provider
+                .query_one("select txid_current_snapshot()::text", &[])
+                .await
+                .map_err(|e| LondisteError::sql("reading the provider snapshot", e))?
+                .get(0);
+            let out = provider
+                .copy_out(&format!(
+                    "COPY {} ({col_list}) TO STDOUT",
+                    names::quote_fq(&info.table_name)
+                ))
+                .await
+                .map_err(|e| LondisteError::sql(format!("COPY {} TO", info.table_name), e))?;
+            let sink = dst
+                .copy_in::<_, bytes::Bytes>(&format!("COPY {qdest} ({col_list}) FROM STDIN"))
+                .await
+                .map_err(|e| LondisteError::sql(format!("COPY {dest} FROM"), e))?;
+            futures::pin_mut!(out);
+            futures::pin_mut!(sink);
+            while let Some(chunk) = out.next().await {
+                let chunk = chunk
+                    .map_err(|e| LondisteError::sql(format!("reading {}", info.table_name), e))?;
+                sink.send(chunk)
+                    .await
+                    .map_err(|e| LondisteError::sql(format!("writing {dest}"), e))?;
+            }
+            let rows = sink
+                .finish()
+                .await
+                .map_err(|e| LondisteError::sql(format!("finishing COPY into {dest}"), e))?;
+            Ok::<_, LondisteError>((rows, snapshot))
+        }
+        .await;
+        let _ = provider.batch_execute("rollback").await;
+        let (rows, snapshot) = copied?;
+        for (_, create) in &ddl {
+            dst.batch_execute(create)
+                .await
+                .map_err(|e| LondisteError::sql(format!("rebuilding an index of {dest}"), e))?;
+        }
+        node::set_table_state(
+            dst,
+            &cf.queue_name,
+            &info.table_name,
+            Some(&snapshot),
+            &TableState::CatchingUp,
+        )
+        .await?;
+        Ok::<_, LondisteError>(rows)
+    }
+    .await;
+    match result {
+        Ok(rows) => {
+            dst.batch_execute("commit")
+                .await
+                .map_err(|e| LondisteError::sql("committing the copy", e))?;
+            Ok(rows)
+        }
+        Err(e) => {
+            let _ = dst.batch_execute("rollback").await;
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Typed calls of the pgq_node and londiste SQL functions. Python Londiste calls exactly
+//! these, so what they write (node_info, local_state, table_info) is the shared state that
+//! lets a Python and a strata worker take over from each other. Functions answering
+//! `(ret_code, ret_note)` are checked: a code of 300 or more becomes
+//! [`LondisteError::Refused`].
+
+use crate::error::{LondisteError, Result};
+use crate::state::TableState;
+use serde::Serialize;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::GenericClient;
+
+/// Runs `select ret_code, ret_note from <call>` and checks the code; returns the note.
+pub async fn checked(
+    client: &impl GenericClient,
+    what: &str,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<String> {
+    let row = client
+        .query_one(sql, params)
+        .await
+        .map_err(|e| LondisteError::sql(what, e))?;
+    let code: i32 = row.get("ret_code");
+    let note: Option<String> = row.get("ret_note");
+    let note = note.unwrap_or_default();
+    if code >= 300 {
+        return Err(LondisteError::Refused {
+            what: what.to_string(),
+            code,
+            note,
+        });
+    }
+    Ok(note)
+}
+
+/// A node as `pgq_node.get_node_info` describes it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeInfo {
+    pub node_type: Option<String>,
+    pub node_name: Option<String>,
+    pub global_watermark: Option<i64>,
+    pub local_watermark: Option<i64>,
+    pub provider_node: Option<String>,
+    pub provider_location: Option<String>,
+    pub combined_queue: Option<String>,
+    pub worker_name: Option<String>,
+    pub worker_paused: Option<bool>,
+    pub worker_uptodate: Option<bool>,
+    pub worker_last_tick: Option<i64>,
+}
+
+impl NodeInfo {
+    /// Whether the queue has a node here.
+    pub fn exists(&self) -> bool {
+        self.node_name.is_some()
+    }
+
+    /// Whether it is the root (where events are made).
+    pub fn is_root(&self) -> bool {
+        self.node_type.as_deref() == Some("root")
+    }
+}
+
+/// The local node of `queue` (all fields `None` when there is none).
+pub async fn node_info(client: &impl GenericClient, queue: &str) -> Result<NodeInfo> {
+    let row = client
+        .query_one(
+            "select node_type, node_name, global_watermark, local_watermark, provider_node, provider_location, \
+                    combined_queue, worker_name, worker_paused, worker_uptodate, worker_last_tick \
+             from pgq_node.get_node_info($1)",
+            &[&queue],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("reading the node info (is the londiste extension installed?)", e))?;
+    Ok(NodeInfo {
+        node_type: row.get(0),
+        node_name: row.get(1),
+        global_watermark: row.get(2),
+        local_watermark: row.get(3),
+        provider_node: row.get(4),
+        provider_location: row.get(5),
+        combined_queue: row.get(6),
+        worker_name: row.get(7),
+        worker_paused: row.get(8),
+        worker_uptodate: row.get(9),
+        worker_last_tick: row.get(10),
+    })
+}
+
+/// One member of the cascade as the node knows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Location {
+    pub node_name: String,
+    pub node_location: String,
+    pub dead: bool,
+}
+
+/// Every member the node knows (`pgq_node.get_queue_locations`).
+pub async fn locations(client: &impl GenericClient, queue: &str) -> Result<Vec<Location>> {
+    let rows = client
+        .query(
+            "select node_name, node_location, dead from pgq_node.get_queue_locations($1) order by 1",
+            &[&queue],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("reading node locations", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| Location {
+            node_name: r.get(0),
+            node_location: r.get(1),
+            dead: r.get(2),
+        })
+        .collect())
+}
+
+/// Adds or updates a member's location.
+pub async fn register_location(
+    client: &impl GenericClient,
+    queue: &str,
+    node: &str,
+    location: &str,
+    dead: bool,
+) -> Result<()> {
+    checked(
+        client,
+        &format!("registering location of node {node}"),
+        "select ret_code, ret_note from pgq_node.register_location($1, $2, $3, $4)",
+        &[&queue, &node, &location, &dead],
+    )
+    .await
+    .map(drop)
+}
+
+/// A consumer's position and flags in the target (`pgq_node.get_consumer_state`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConsumerState {
+    pub completed_tick: Option<i64>,
+    pub provider_node: Option<String>,
+    pub provider_location: Option<String>,
+    pub paused: bool,
+    pub uptodate: bool,
+    pub cur_error: Option<String>,
+}
+
+/// The state of `consumer` in the local node, or `None` when it is not registered here.
+pub async fn consumer_state(
+    client: &impl GenericClient,
+    queue: &str,
+    consumer: &str,
+) -> Result<Option<ConsumerState>> {
+    let row = client
+        .query_one(
+            "select ret_code, completed_tick, provider_node, provider_location, paused, uptodate, cur_error \
+             from pgq_node.get_consumer_state($1, $2)",
+            &[&queue, &consumer],
+        )
+        .await
+        .map_err(|e| LondisteError::sql(format!("reading the state of {consumer}"), e))?;
+    if row.get::<_, i32>(0) == 404 {
+        return Ok(None);
+    }
+    Ok(Some(ConsumerState {
+        completed_tick: row.get(1),
+        provider_node: row.get(2),
+        provider_location: row.get(3),
+        paused: row.get::<_, Option<bool>>(4).unwrap_or(false),
+        uptodate: row.get::<_, Option<bool>>(5).unwrap_or(false),
+        cur_error: row.get(6),
+    }))
+}
+
+/// Records in the target that `consumer` applied everything up to `tick` (call it in
+/// the transaction that applied the batch).
+pub async fn set_completed(
+    client: &impl GenericClient,
+    queue: &str,
+    consumer: &str,
+    tick: i64,
+) -> Result<()> {
+    checked(
+        client,
+        &format!("recording tick {tick} for {consumer}"),
+        "select ret_code, ret_note from pgq_node.set_consumer_completed($1, $2, $3)",
+        &[&queue, &consumer, &tick],
+    )
+    .await
+    .map(drop)
+}
+
+/// Pauses or resumes `consumer` (its worker checks the flag before every batch).
+pub async fn set_paused(
+    client: &impl GenericClient,
+    queue: &str,
+    consumer: &str,
+    paused: bool,
+) -> Result<()> {
+    checked(
+        client,
+        &format!("setting the pause flag of {consumer}"),
+        "select ret_code, ret_note from pgq_node.set_consumer_paused($1, $2, $3)",
+        &[&queue, &consumer, &paused],
+    )
+    .await
+    .map(drop)
+}
+
+/// Saves the last error of `consumer` (shown by `status`), or clears it with `None`.
+pub async fn set_error(
+    client: &impl GenericClient,
+    queue: &str,
+    consumer: &str,
+    error: Option<&str>,
+) -> Result<()> {
+    checked(
+        client,
+        &format!("saving the error of {consumer}"),
+        "select ret_code, ret_note from pgq_node.set_consumer_error($1, $2, $3)",
+        &[&queue, &consumer, &error],
+    )
+    .await
+    .map(drop)
+}
+
+/// One table of the set as `londiste.get_table_list` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableInfo {
+    pub table_name: String,
+    /// Registered on this node (replicated here), not just known in the set.
+    pub local: bool,
+    #[serde(serialize_with = "crate::state::serialize_state")]
+    pub state: TableState,
+    pub custom_snapshot: Option<String>,
+    pub table_attrs: Option<String>,
+    pub dest_table: Option<String>,
+}
+
+impl TableInfo {
+    /// The table written on this node (`dest_table`, or the same name).
+    pub fn dest(&self) -> &str {
+        self.dest_table.as_deref().unwrap_or(&self.table_name)
+    }
+
+    /// Whether the table attributes ask to keep the target's rows before the copy.
+    pub fn skip_truncate(&self) -> bool {
+        self.table_attrs
+            .as_deref()
+            .is_some_and(|a| a.split('&').any(|kv| kv == "skip_truncate=1"))
+    }
+}
+
+/// Every table of the set known to the node.
+pub async fn tables(client: &impl GenericClient, queue: &str) -> Result<Vec<TableInfo>> {
+    let rows = client
+        .query(
+            "select table_name, local, merge_state, custom_snapshot, table_attrs, dest_table \
+             from londiste.get_table_list($1) order by 1",
+            &[&queue],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("reading the table list", e))?;
+    rows.iter()
+        .map(|r| {
+            let name: String = r.get(0);
+            let state: Option<String> = r.get(2);
+            Ok(TableInfo {
+                state: TableState::parse(state.as_deref())
+                    .map_err(|e| LondisteError::State(format!("table {name}: {e}")))?,
+                table_name: name,
+                local: r.get(1),
+                custom_snapshot: r.get(3),
+                table_attrs: r.get(4),
+                dest_table: r.get(5),
+            })
+        })
+        .collect()
+}
+
+/// Moves a local table to `state`, with the copy snapshot (or none).
+pub async fn set_table_state(
+    client: &impl GenericClient,
+    queue: &str,
+    table: &str,
+    snapshot: Option<&str>,
+    state: &TableState,
+) -> Result<()> {
+    let text = state.to_text();
+    checked(
+        client,
+        &format!("setting the state of {table}"),
+        "select ret_code, ret_note from londiste.local_set_table_state($1, $2, $3, $4)",
+        &[&queue, &table, &snapshot, &text],
+    )
+    .await
+    .map(drop)
+}

@@ -1,0 +1,112 @@
+//! The cascade at a glance: every member the local node knows is asked at the same time
+//! (Python's `status` polls them one by one, so one dead node stalls the whole report);
+//! a node that does not answer within the timeout shows its error instead of hiding it.
+
+use crate::admin::{self, count_tables, TableCounts};
+use crate::config::NodeConfig;
+use crate::error::{LondisteError, Result};
+use crate::node::{self, NodeInfo};
+use serde::Serialize;
+use std::time::Duration;
+
+/// One member's report.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub location_dead: bool,
+    /// `None` when the node could not be asked (see `error`).
+    pub info: Option<NodeInfo>,
+    pub tables: Option<TableCounts>,
+    /// The worker's lag behind its provider's newest tick, seconds (from the provider).
+    pub lag_secs: Option<f64>,
+    /// The worker's last error saved in the node, or why the node could not be asked.
+    pub error: Option<String>,
+}
+
+async fn ask(location: &str, queue: &str) -> Result<(NodeInfo, TableCounts, Option<String>)> {
+    let client = admin::connect(location, "node").await?;
+    let info = node::node_info(&client, queue).await?;
+    let tables = node::tables(&client, queue).await?;
+    let mut cur_error = None;
+    if let Some(worker) = &info.worker_name {
+        if let Some(state) = node::consumer_state(&client, queue, worker).await? {
+            cur_error = state.cur_error;
+        }
+    }
+    Ok((info, count_tables(&tables), cur_error))
+}
+
+async fn lag_on(location: &str, queue: &str, worker: &str) -> Result<Option<f64>> {
+    let client = admin::connect(location, "provider").await?;
+    let row = client
+        .query_opt(
+            "select extract(epoch from lag)::float8 from pgq.get_consumer_info($1, $2)",
+            &[&queue, &worker],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("reading the worker's lag", e))?;
+    Ok(row.and_then(|r| r.get(0)))
+}
+
+/// Reports every member, asked in parallel, each within `timeout`.
+pub async fn cascade_status(cf: &NodeConfig, timeout: Duration) -> Result<Vec<NodeStatus>> {
+    let db = admin::connect_local(cf).await?;
+    admin::require_node(&db, cf).await?;
+    let queue = cf.queue_name.clone();
+    let members = node::locations(&db, &queue).await?;
+    drop(db);
+    let asks = members.iter().map(|m| {
+        let queue = queue.clone();
+        async move {
+            match tokio::time::timeout(timeout, ask(&m.node_location, &queue)).await {
+                Ok(Ok(r)) => Ok(r),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
+            }
+        }
+    });
+    let answers = futures::future::join_all(asks).await;
+    // Lags come from each worker's provider, also in parallel.
+    let lags = answers.iter().map(|a| {
+        let queue = queue.clone();
+        async move {
+            let Ok((info, _, _)) = a else { return None };
+            let (Some(location), Some(worker)) = (&info.provider_location, &info.worker_name)
+            else {
+                return None;
+            };
+            if info.is_root() {
+                return None;
+            }
+            tokio::time::timeout(timeout, lag_on(location, &queue, worker))
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .flatten()
+        }
+    });
+    let lags = futures::future::join_all(lags).await;
+    Ok(members
+        .into_iter()
+        .zip(answers)
+        .zip(lags)
+        .map(|((m, answer), lag)| match answer {
+            Ok((info, tables, cur_error)) => NodeStatus {
+                name: m.node_name,
+                location_dead: m.dead,
+                info: Some(info),
+                tables: Some(tables),
+                lag_secs: lag,
+                error: cur_error,
+            },
+            Err(e) => NodeStatus {
+                name: m.node_name,
+                location_dead: m.dead,
+                info: None,
+                tables: None,
+                lag_secs: None,
+                error: Some(e),
+            },
+        })
+        .collect())
+}

@@ -1,0 +1,628 @@
+//! The replay worker: reads batches of the provider's queue and applies them to the local
+//! node, exactly once. Each batch is applied in one target transaction that also records
+//! the batch's end tick with `pgq_node.set_consumer_completed`; only after that commit is
+//! the batch finished on the provider. A crash between the two leaves the batch open, and
+//! the next run sees the tick already recorded and just finishes it. This is pgq_node's own
+//! bookkeeping, the one Python Londiste uses, so either worker can take over the node.
+//!
+//! The same loop, in copy role, drives each table's copy task after its initial COPY
+//! (see [`crate::copy`]): it applies only that table's events until the hand-over.
+
+use crate::admin;
+use crate::config::NodeConfig;
+use crate::copy;
+use crate::error::{LondisteError, Result};
+use crate::node::{self, TableInfo};
+use crate::snapshot::Snapshot;
+use crate::sqlgen::{self, SqlBuffer};
+use crate::state::TableState;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_pg::Client;
+use strata_pgq::api::Batch;
+use strata_pgq::event::{Event, Op};
+use strata_pgq::{Consumer, ConsumerOptions};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How the worker runs, beyond the ini file.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerOptions {
+    /// Fault injection for tests: after the target commit of this many batches that
+    /// applied rows, stop as a crash would (before `finish_batch` on the provider).
+    pub crash_after_commit: Option<u64>,
+    /// Stop with an error instead of retrying when a batch fails (tests, one-shot runs).
+    pub fail_fast: bool,
+}
+
+/// What a worker did, for logs and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReplayStats {
+    pub batches: u64,
+    /// Batches found already applied in the target (a crash came before finish_batch).
+    pub batches_skipped: u64,
+    pub events: u64,
+    pub statements: u64,
+    pub round_trips: u64,
+}
+
+/// Which events a replayer applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// The main worker: every table in state `ok`, and the set's control events.
+    Main,
+    /// A copy task: only this table, while it is catching up or finishing its hand-over.
+    Copy(String),
+}
+
+/// What the table-state step decided before a batch.
+enum SyncStep {
+    /// Apply the batch.
+    Apply(HashMap<String, (TableInfo, Option<Snapshot>)>),
+    /// This copy task is done (table ok, or gone): leave the batch unapplied.
+    Exit,
+}
+
+/// Whether `stop` asks to stop.
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow()
+}
+
+/// Sleeps `d`, waking early when asked to stop.
+pub(crate) async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) {
+    if stopping(stop) {
+        return;
+    }
+    let _ = tokio::time::timeout(d, stop.changed()).await;
+}
+
+/// One consumer's batch loop on the target.
+pub(crate) struct Replayer {
+    pub(crate) cf: Arc<NodeConfig>,
+    pub(crate) role: Role,
+    pub(crate) name: String,
+    pub(crate) dst: Client,
+    pub(crate) consumer: Consumer,
+    pub(crate) provider_location: String,
+    pub(crate) idle: bool,
+    pub(crate) stats: ReplayStats,
+    pub(crate) options: WorkerOptions,
+    pub(crate) committed_with_rows: u64,
+    /// Main role: the running copy tasks by table.
+    pub(crate) copies: HashMap<String, JoinHandle<Result<()>>>,
+    pub(crate) stop: watch::Receiver<bool>,
+}
+
+/// Opens the target connection the way the replay needs it: triggers and rules of the
+/// target do not fire (`session_replication_role = replica`), literals are standard.
+pub(crate) async fn open_target(cf: &NodeConfig) -> Result<Client> {
+    let dst = admin::connect_local(cf).await?;
+    dst.batch_execute(
+        "set session_replication_role = replica; set standard_conforming_strings = on",
+    )
+    .await
+    .map_err(|e| {
+        LondisteError::sql(
+            "preparing the target session (replica role needs a superuser)",
+            e,
+        )
+    })?;
+    Ok(dst)
+}
+
+/// The provider's queue, read by `name`.
+pub(crate) async fn open_consumer(cf: &NodeConfig, location: &str, name: &str) -> Result<Consumer> {
+    let provider = admin::connect(location, "provider").await?;
+    Ok(Consumer::new(
+        provider,
+        &cf.queue_name,
+        name,
+        ConsumerOptions {
+            byte_cap: cf.batch_byte_cap,
+            ..ConsumerOptions::default()
+        },
+    )?)
+}
+
+/// Runs the node's worker until `stop` turns true. Errors of a batch are saved in the
+/// node (`status` shows them) and retried after a pause, unless `fail_fast`.
+pub async fn run(
+    cf: NodeConfig,
+    options: WorkerOptions,
+    stop: watch::Receiver<bool>,
+) -> Result<ReplayStats> {
+    let cf = Arc::new(cf);
+    let mut totals = ReplayStats::default();
+    let mut stop_wait = stop.clone();
+    loop {
+        match run_once(cf.clone(), options.clone(), stop.clone(), &mut totals).await {
+            Ok(()) => return Ok(totals),
+            Err(e) if options.fail_fast || options.crash_after_commit.is_some() => return Err(e),
+            Err(e) if e.is_bad_input() => return Err(e),
+            Err(e) => {
+                eprintln!("londiste worker {}: {e}; retrying", cf.job_name);
+                if let Ok(db) = admin::connect_local(&cf).await {
+                    let _ =
+                        node::set_error(&db, &cf.queue_name, &cf.job_name, Some(&e.to_string()))
+                            .await;
+                }
+                pause(&mut stop_wait, Duration::from_secs(5)).await;
+                if stopping(&stop_wait) {
+                    return Ok(totals);
+                }
+            }
+        }
+    }
+}
+
+async fn run_once(
+    cf: Arc<NodeConfig>,
+    options: WorkerOptions,
+    mut stop: watch::Receiver<bool>,
+    totals: &mut ReplayStats,
+) -> Result<()> {
+    let dst = open_target(&cf).await?;
+    let info = admin::require_node(&dst, &cf).await?;
+    let worker = info
+        .worker_name
+        .clone()
+        .unwrap_or_else(|| cf.job_name.clone());
+    if worker != cf.job_name {
+        return Err(LondisteError::BadInput(format!(
+            "the node's worker is {worker:?} but the ini's job_name is {:?}",
+            cf.job_name
+        )));
+    }
+    if info.is_root() {
+        // A root makes events; its ticker (pgqd or strata pgq ticker) is all it needs.
+        while !stopping(&stop) {
+            pause(&mut stop, Duration::from_secs(60)).await;
+        }
+        return Ok(());
+    }
+    if info.node_type.as_deref() == Some("branch") {
+        return Err(LondisteError::BadInput(
+            "the strata worker replays leaves only; run Python Londiste's worker on a branch"
+                .into(),
+        ));
+    }
+    let location = info
+        .provider_location
+        .clone()
+        .ok_or_else(|| LondisteError::State("the node has no provider location".into()))?;
+    let consumer = open_consumer(&cf, &location, &worker).await?;
+    let mut r = Replayer {
+        cf: cf.clone(),
+        role: Role::Main,
+        name: worker,
+        dst,
+        consumer,
+        provider_location: location,
+        idle: false,
+        stats: ReplayStats::default(),
+        options,
+        committed_with_rows: 0,
+        copies: HashMap::new(),
+        stop: stop.clone(),
+    };
+    let result = r.run_loop().await;
+    for (_, task) in r.copies.drain() {
+        // Copy tasks watch the same stop flag; on an error they are stopped here.
+        if result.is_err() {
+            task.abort();
+        }
+        let _ = task.await;
+    }
+    add(totals, &r.stats);
+    result
+}
+
+fn add(to: &mut ReplayStats, from: &ReplayStats) {
+    to.batches += from.batches;
+    to.batches_skipped += from.batches_skipped;
+    to.events += from.events;
+    to.statements += from.statements;
+    to.round_trips += from.round_trips;
+}
+
+impl Replayer {
+    /// Batches until stopped (or, for a copy task, until the hand-over is done).
+    pub(crate) async fn run_loop(&mut self) -> Result<()> {
+        while !stopping(&self.stop) {
+            if self.role == Role::Main {
+                self.reap_copies();
+                let state =
+                    node::consumer_state(&self.dst, &self.cf.queue_name, &self.name).await?;
+                if state.is_some_and(|s| s.paused) {
+                    let d = self.cf.loop_delay;
+                    pause(&mut self.stop, d).await;
+                    continue;
+                }
+            }
+            let Some(batch) = self.consumer.next_batch().await? else {
+                self.idle = true;
+                let d = self.cf.loop_delay;
+                pause(&mut self.stop, d).await;
+                continue;
+            };
+            if !self.process_batch(&batch).await? {
+                return Ok(());
+            }
+            self.idle = false;
+        }
+        Ok(())
+    }
+
+    fn reap_copies(&mut self) {
+        let done: Vec<String> = self
+            .copies
+            .iter()
+            .filter(|(_, t)| t.is_finished())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for table in done {
+            let task = self.copies.remove(&table).expect("listed");
+            // The result is ready: polling a finished task does not wait.
+            let result = futures::FutureExt::now_or_never(task);
+            match result {
+                Some(Ok(Ok(()))) => {}
+                Some(Ok(Err(e))) => {
+                    eprintln!("londiste copy of {table}: {e}; it will be restarted")
+                }
+                Some(Err(e)) => eprintln!("londiste copy of {table}: task failed: {e}"),
+                None => {}
+            }
+        }
+    }
+
+    /// One batch; `false` when a copy task has handed its table over and must exit.
+    async fn process_batch(&mut self, batch: &Batch) -> Result<bool> {
+        let queue = self.cf.queue_name.clone();
+        let state = node::consumer_state(&self.dst, &queue, &self.name)
+            .await?
+            .ok_or_else(|| {
+                LondisteError::State(format!(
+                    "consumer {} is not registered in the target",
+                    self.name
+                ))
+            })?;
+        let completed = state.completed_tick.ok_or_else(|| {
+            LondisteError::State(format!("consumer {} has no completed tick", self.name))
+        })?;
+        if completed == batch.cur_tick_id {
+            // Applied before a crash that came ahead of finish_batch.
+            self.consumer.finish_batch(batch).await?;
+            self.stats.batches_skipped += 1;
+            return Ok(true);
+        }
+        if completed != batch.prev_tick_id {
+            return Err(LondisteError::State(format!(
+                "lost position: batch {}..{} but the target has tick {completed}",
+                batch.prev_tick_id, batch.cur_tick_id
+            )));
+        }
+        let tables = match self.sync_tables(batch).await? {
+            SyncStep::Apply(t) => t,
+            SyncStep::Exit => return Ok(false),
+        };
+        self.apply(batch, &tables).await?;
+        Ok(true)
+    }
+
+    /// The table state machine before a batch (Python's `sync_tables`); state changes
+    /// commit on their own, the batch is not applied until this says so.
+    async fn sync_tables(&mut self, batch: &Batch) -> Result<SyncStep> {
+        let queue = self.cf.queue_name.clone();
+        loop {
+            let tables = node::tables(&self.dst, &queue).await?;
+            let wait = match self.role.clone() {
+                Role::Main => self.sync_main(batch, &tables).await?,
+                Role::Copy(table) => {
+                    let Some(t) = tables.iter().find(|t| t.table_name == table && t.local) else {
+                        return Ok(SyncStep::Exit);
+                    };
+                    match t.state {
+                        TableState::Missing | TableState::Ok => return Ok(SyncStep::Exit),
+                        TableState::InCopy => {
+                            return Err(LondisteError::State(format!(
+                                "{table}: copy task replaying before its copy"
+                            )))
+                        }
+                        TableState::CatchingUp if self.idle => {
+                            node::set_table_state(
+                                &self.dst,
+                                &queue,
+                                &table,
+                                t.custom_snapshot.as_deref(),
+                                &TableState::WannaSync(batch.cur_tick_id),
+                            )
+                            .await?;
+                            true
+                        }
+                        TableState::CatchingUp => false,
+                        TableState::WannaSync(_) => {
+                            // Ask for a tick so the main worker reaches ours soon.
+                            let _ = self
+                                .consumer
+                                .client()
+                                .execute("select pgq.force_tick($1)", &[&queue])
+                                .await;
+                            true
+                        }
+                        TableState::DoSync(tick) if batch.cur_tick_id == tick => {
+                            node::set_table_state(&self.dst, &queue, &table, None, &TableState::Ok)
+                                .await?;
+                            return Ok(SyncStep::Exit);
+                        }
+                        TableState::DoSync(tick) if batch.cur_tick_id < tick => false,
+                        TableState::DoSync(tick) => {
+                            return Err(LondisteError::State(format!(
+                                "{table}: copy task at tick {} passed the hand-over tick {tick}",
+                                batch.cur_tick_id
+                            )))
+                        }
+                    }
+                }
+            };
+            if !wait {
+                let mut map = HashMap::new();
+                for t in tables.into_iter().filter(|t| t.local) {
+                    let snap = match &t.custom_snapshot {
+                        Some(s) => Some(Snapshot::parse(s)?),
+                        None => None,
+                    };
+                    map.insert(t.table_name.clone(), (t, snap));
+                }
+                return Ok(SyncStep::Apply(map));
+            }
+            if stopping(&self.stop) {
+                return Err(LondisteError::State(
+                    "stopped while waiting for a table hand-over".into(),
+                ));
+            }
+            let d = self.cf.loop_delay.min(Duration::from_millis(200));
+            pause(&mut self.stop, d).await;
+        }
+    }
+
+    /// The main worker's part: answer hand-over requests, start copies. `true` to wait.
+    async fn sync_main(&mut self, batch: &Batch, tables: &[TableInfo]) -> Result<bool> {
+        let queue = self.cf.queue_name.clone();
+        let mut wait = false;
+        for t in tables.iter().filter(|t| t.local) {
+            match t.state {
+                TableState::DoSync(_) => wait = true,
+                TableState::WannaSync(tick) if batch.cur_tick_id >= tick => {
+                    node::set_table_state(
+                        &self.dst,
+                        &queue,
+                        &t.table_name,
+                        t.custom_snapshot.as_deref(),
+                        &TableState::DoSync(batch.cur_tick_id),
+                    )
+                    .await?;
+                    wait = true;
+                }
+                _ => {}
+            }
+        }
+        self.reap_copies();
+        for t in tables.iter().filter(|t| t.local) {
+            if self.copies.len() >= self.cf.parallel_copies {
+                break;
+            }
+            if self.copies.contains_key(&t.table_name) {
+                continue;
+            }
+            if t.state == TableState::Missing {
+                node::set_table_state(&self.dst, &queue, &t.table_name, None, &TableState::InCopy)
+                    .await?;
+            } else if !t.state.in_copy_phase() {
+                continue;
+            }
+            let task = tokio::spawn(copy::start(
+                self.cf.clone(),
+                t.table_name.clone(),
+                self.provider_location.clone(),
+                self.stop.clone(),
+            ));
+            self.copies.insert(t.table_name.clone(), task);
+        }
+        Ok(wait)
+    }
+
+    /// Applies the batch in one target transaction with its tick, then finishes it.
+    async fn apply(
+        &mut self,
+        batch: &Batch,
+        tables: &HashMap<String, (TableInfo, Option<Snapshot>)>,
+    ) -> Result<()> {
+        let queue = self.cf.queue_name.clone();
+        let dst = &self.dst;
+        dst.batch_execute("begin")
+            .await
+            .map_err(|e| LondisteError::sql("starting the target transaction", e))?;
+        let result = async {
+            // Serialises workers of one consumer: a second copy waits here, then sees the
+            // tick recorded and skips the batch.
+            let row = dst
+                .query_one(
+                    "select last_tick_id from pgq_node.local_state where queue_name = $1 and consumer_name = $2 for update",
+                    &[&queue, &self.name],
+                )
+                .await
+                .map_err(|e| LondisteError::sql("locking the consumer's state", e))?;
+            if row.get::<_, i64>(0) != batch.prev_tick_id {
+                return Ok(None);
+            }
+            let mut buffer = SqlBuffer::new(self.cf.apply_batch_count, self.cf.apply_batch_bytes);
+            let mut events = 0u64;
+            let mut stream = self.consumer.events(batch).await?;
+            while let Some(chunk) = stream.next_chunk().await? {
+                for ev in &chunk {
+                    events += 1;
+                    handle_event(dst, &self.role, &queue, ev, tables, &mut buffer).await?;
+                }
+            }
+            stream.close().await?;
+            buffer
+                .flush(dst)
+                .await
+                .map_err(|e| LondisteError::sql("applying the batch", e))?;
+            node::set_completed(dst, &queue, &self.name, batch.cur_tick_id).await?;
+            Ok(Some((events, buffer.statements, buffer.flushes)))
+        }
+        .await;
+        match result {
+            Ok(Some((events, statements, flushes))) => {
+                dst.batch_execute("commit")
+                    .await
+                    .map_err(|e| LondisteError::sql("committing the batch", e))?;
+                self.stats.batches += 1;
+                self.stats.events += events;
+                self.stats.statements += statements;
+                self.stats.round_trips += flushes;
+                if statements > 0 && self.role == Role::Main {
+                    self.committed_with_rows += 1;
+                    if Some(self.committed_with_rows) == self.options.crash_after_commit {
+                        return Err(LondisteError::State(
+                            "crash injected after the target commit".into(),
+                        ));
+                    }
+                }
+            }
+            Ok(None) => {
+                let _ = dst.batch_execute("rollback").await;
+                self.stats.batches_skipped += 1;
+            }
+            Err(e) => {
+                let _ = dst.batch_execute("rollback").await;
+                return Err(e);
+            }
+        }
+        self.consumer.finish_batch(batch).await?;
+        Ok(())
+    }
+}
+
+/// Whether the table wants a row event in this role: its state, and the copy snapshot
+/// (events of transactions the COPY already saw are skipped).
+fn wants(role: &Role, info: &TableInfo, snapshot: &Option<Snapshot>, txid: i64) -> bool {
+    let state_ok = match role {
+        Role::Main => info.state == TableState::Ok,
+        Role::Copy(table) => {
+            &info.table_name == table
+                && matches!(info.state, TableState::CatchingUp | TableState::DoSync(_))
+        }
+    };
+    state_ok && !snapshot.as_ref().is_some_and(|s| s.contains(txid))
+}
+
+async fn handle_event(
+    dst: &Client,
+    role: &Role,
+    queue: &str,
+    ev: &Event,
+    tables: &HashMap<String, (TableInfo, Option<Snapshot>)>,
+    buffer: &mut SqlBuffer,
+) -> Result<()> {
+    if let Some(change) = ev.row_change()? {
+        let Some((info, snapshot)) = tables.get(&change.table) else {
+            return Ok(());
+        };
+        if !wants(role, info, snapshot, ev.txid) {
+            return Ok(());
+        }
+        if change.op == Op::Truncate {
+            buffer
+                .flush(dst)
+                .await
+                .map_err(|e| LondisteError::sql("applying the batch", e))?;
+        }
+        let sql = sqlgen::statement(&change, info.dest())
+            .map_err(|e| LondisteError::State(format!("event {}: {e}", ev.id)))?;
+        if let Some(sql) = sql {
+            if buffer.push(&sql) {
+                buffer.flush(dst).await.map_err(|e| {
+                    LondisteError::sql(format!("applying the batch (near event {})", ev.id), e)
+                })?;
+            }
+        }
+        return Ok(());
+    }
+    if *role != Role::Main {
+        return Ok(());
+    }
+    let ev_type = ev.ev_type.as_deref().unwrap_or("");
+    let data = ev.data.as_deref().unwrap_or("");
+    let control: Option<(&str, String, Vec<Option<String>>)> = match ev_type {
+        "londiste.add-table" => Some(("londiste.global_add_table($1, $2)", "adding a table to the set".into(), vec![Some(data.into())])),
+        "londiste.remove-table" => Some(("londiste.global_remove_table($1, $2)", "removing a table from the set".into(), vec![Some(data.into())])),
+        "londiste.remove-seq" => Some(("londiste.global_remove_seq($1, $2)", "removing a sequence".into(), vec![Some(data.into())])),
+        "londiste.update-seq" => Some((
+            "londiste.global_update_seq($1, $2, $3::text::int8)",
+            "updating a sequence".into(),
+            vec![ev.extra1.clone(), Some(data.into())],
+        )),
+        "pgq.location-info" if ev.extra1.as_deref() == Some(queue) => Some((
+            "pgq_node.register_location($1, $2, $3, $4::text::boolean)",
+            "registering a location".into(),
+            vec![Some(data.into()), ev.extra2.clone(), ev.extra3.clone()],
+        )),
+        "pgq.unregister-location" if ev.extra1.as_deref() == Some(queue) => Some((
+            "pgq_node.unregister_location($1, $2)",
+            "unregistering a location".into(),
+            vec![Some(data.into())],
+        )),
+        "pgq.global-watermark" if ev.extra1.as_deref() == Some(queue) => Some((
+            "pgq_node.set_global_watermark($1, $2::text::int8)",
+            "setting the global watermark".into(),
+            vec![Some(data.into())],
+        )),
+        "EXECUTE" => {
+            return Err(LondisteError::State(format!(
+                "event {}: EXECUTE is not supported by the strata worker yet (run the Python worker for DDL batches)",
+                ev.id
+            )))
+        }
+        _ => None,
+    };
+    let Some((call, what, args)) = control else {
+        return Ok(());
+    };
+    buffer
+        .flush(dst)
+        .await
+        .map_err(|e| LondisteError::sql("applying the batch", e))?;
+    let sql = format!("select ret_code, ret_note from {call}");
+    let queue_param: Option<String> = Some(queue.to_string());
+    let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&queue_param];
+    for a in &args {
+        params.push(a);
+    }
+    node::checked(dst, &what, &sql, &params).await.map(drop)
+}
+
+/// A stop flag that turns true on SIGINT or SIGTERM, for the daemon: the worker finishes
+/// (or abandons, uncommitted) the batch in hand and exits cleanly.
+pub fn stop_on_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    let _ = tx.send(true);
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        let _ = tx.send(true);
+    });
+    rx
+}
