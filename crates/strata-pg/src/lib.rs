@@ -2,6 +2,8 @@
 //! retention and replication later. They know how to reach a server and how to write SQL
 //! safely; they know nothing about backups.
 
+pub mod tls;
+
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 pub use tokio_postgres;
@@ -18,6 +20,12 @@ pub enum ConnectError {
     },
     #[error("cannot connect to PostgreSQL at {at}: no answer within {secs} s")]
     Timeout { at: String, secs: u64 },
+    #[error("cannot connect to PostgreSQL at {at} with TLS")]
+    Tls {
+        at: String,
+        #[source]
+        source: tls::TlsError,
+    },
 }
 
 /// How to reach one PostgreSQL server. The password is not part of it: it is read from
@@ -117,6 +125,8 @@ pub enum DsnError {
 #[derive(Clone)]
 pub struct Dsn {
     config: tokio_postgres::Config,
+    /// `sslrootcert`: a PEM file of CA certificates trusted besides the system's.
+    root_cert: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Dsn {
@@ -128,8 +138,10 @@ impl std::fmt::Debug for Dsn {
 
 impl Dsn {
     /// Parses a connection string; the error never repeats the string (it may hold a
-    /// password).
+    /// password). `sslmode=require` (or `verify-ca`, `verify-full`) connects over TLS and
+    /// verifies the server (see [`tls`]); `sslrootcert=FILE` adds trusted CAs.
     pub fn parse(text: &str) -> Result<Dsn, DsnError> {
+        let (text, root_cert) = tls::split_tls_options(text);
         let mut config: tokio_postgres::Config = text
             .parse()
             .map_err(|e: tokio_postgres::Error| DsnError::Invalid(e.to_string()))?;
@@ -166,7 +178,15 @@ impl Dsn {
         if config.get_application_name().is_none() {
             config.application_name("strata");
         }
-        Ok(Dsn { config })
+        Ok(Dsn {
+            config,
+            root_cert: root_cert.map(std::path::PathBuf::from),
+        })
+    }
+
+    /// Whether connections use TLS (asked for with `sslmode=require`).
+    pub fn uses_tls(&self) -> bool {
+        self.config.get_ssl_mode() == tokio_postgres::config::SslMode::Require
     }
 
     /// `host:port/db as user` for messages: never the password.
@@ -191,7 +211,16 @@ impl Dsn {
             .map(|d| d.as_secs())
             .unwrap_or(10)
             .max(1);
-        open(&self.config, secs, self.describe()).await
+        if !self.uses_tls() {
+            return open(&self.config, secs, self.describe()).await;
+        }
+        let tls = tls::MakeRustls::new(self.root_cert.as_deref()).map_err(|source| {
+            ConnectError::Tls {
+                at: self.describe(),
+                source,
+            }
+        })?;
+        open_with(&self.config, tls, secs, self.describe()).await
     }
 }
 
@@ -203,11 +232,21 @@ async fn open(
     secs: u64,
     at: String,
 ) -> Result<Client, ConnectError> {
-    let attempt = tokio::time::timeout(
-        Duration::from_secs(secs + 1),
-        config.connect(tokio_postgres::NoTls),
-    )
-    .await;
+    open_with(config, tokio_postgres::NoTls, secs, at).await
+}
+
+/// [`open`] with a TLS connector.
+async fn open_with<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    secs: u64,
+    at: String,
+) -> Result<Client, ConnectError>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let attempt = tokio::time::timeout(Duration::from_secs(secs + 1), config.connect(tls)).await;
     let (client, connection) = match attempt {
         Ok(Ok(pair)) => pair,
         Ok(Err(source)) => return Err(ConnectError::Connect { at, source }),

@@ -1041,3 +1041,117 @@ fn the_server_schedules_table_retention_runs() {
         "0"
     );
 }
+
+#[test]
+fn tables_commands_connect_over_verified_tls() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    // A CA, and a server certificate it signed for 127.0.0.1.
+    let dir = site.path("tls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=strata test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    for file in ["server.crt", "server.key"] {
+        std::fs::copy(dir.join(file), site.pg.data_dir.join(file)).unwrap();
+    }
+    // (Not chown_to_postgres on a file inside: it opens up the data directory too.)
+    let status = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(&site.pg.data_dir)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::set_permissions(
+        site.pg.data_dir.join("server.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    // TCP only with TLS: a session that gets in over 127.0.0.1 is encrypted.
+    site.pg.stop();
+    site.pg.set_conf(
+        "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nlisten_addresses = '127.0.0.1'",
+    );
+    std::fs::write(
+        site.pg.data_dir.join("pg_hba.conf"),
+        "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+    )
+    .unwrap();
+    site.pg.start();
+    let port = site.pg.port;
+    let ca = dir.join("ca.pem");
+    let verified = format!(
+        "host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={}",
+        ca.display()
+    );
+    site.ok(&["tables", "setup", "--db", &verified]);
+    let url = format!(
+        "postgresql://postgres@127.0.0.1:{port}/postgres?sslmode=require&sslrootcert={}",
+        ca.display().to_string().replace('/', "%2F")
+    );
+    site.ok(&["tables", "list", "--db", &url]);
+    // Without TLS the server refuses; without the CA strata refuses the server.
+    let plain = format!("host=127.0.0.1 port={port} user=postgres dbname=postgres");
+    let out = site.strata(&["tables", "list", "--db", &plain]);
+    assert_one_line_error(&out, 1, "no pg_hba.conf entry");
+    let unknown_ca =
+        format!("host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=require");
+    let out = site.strata(&["tables", "list", "--db", &unknown_ca]);
+    assert_one_line_error(&out, 1, "certificate");
+}
