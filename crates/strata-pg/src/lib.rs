@@ -7,7 +7,7 @@ pub mod tls;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 pub use tokio_postgres;
-pub use tokio_postgres::{Client, Error as PgError};
+pub use tokio_postgres::{Client, Error as PgError, Notification};
 
 /// Why a server could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -184,6 +184,19 @@ impl Dsn {
         })
     }
 
+    /// The same server and settings, database `dbname` (pgqd's `base_connstr` names no
+    /// database; each one it ticks is added here).
+    pub fn with_dbname(&self, dbname: &str) -> Dsn {
+        let mut dsn = self.clone();
+        dsn.config.dbname(dbname);
+        dsn
+    }
+
+    /// The database connected to, when the string (or `$PGDATABASE`) names one.
+    pub fn dbname(&self) -> Option<&str> {
+        self.config.get_dbname()
+    }
+
     /// Whether connections use TLS (asked for with `sslmode=require`).
     pub fn uses_tls(&self) -> bool {
         self.config.get_ssl_mode() == tokio_postgres::config::SslMode::Require
@@ -203,8 +216,26 @@ impl Dsn {
         format!("{host}:{port}/{db} as {user}")
     }
 
+    /// Opens a connection whose `NOTIFY` messages arrive on the returned channel (for
+    /// `LISTEN`ers: the PgQ ticker, consumers waiting for ticks). The channel closes when
+    /// the session ends.
+    pub async fn connect_listening(
+        &self,
+    ) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<Notification>), ConnectError> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = self.connect_forwarding(Some(tx)).await?;
+        Ok((client, rx))
+    }
+
     /// Opens a connection, like [`ConnectSettings::connect`].
     pub async fn connect(&self) -> Result<Client, ConnectError> {
+        self.connect_forwarding(None).await
+    }
+
+    async fn connect_forwarding(
+        &self,
+        notes: Option<Notifications>,
+    ) -> Result<Client, ConnectError> {
         let secs = self
             .config
             .get_connect_timeout()
@@ -212,7 +243,14 @@ impl Dsn {
             .unwrap_or(10)
             .max(1);
         if !self.uses_tls() {
-            return open(&self.config, secs, self.describe()).await;
+            return open_with(
+                &self.config,
+                tokio_postgres::NoTls,
+                secs,
+                self.describe(),
+                notes,
+            )
+            .await;
         }
         let tls = tls::MakeRustls::new(self.root_cert.as_deref()).map_err(|source| {
             ConnectError::Tls {
@@ -220,7 +258,7 @@ impl Dsn {
                 source,
             }
         })?;
-        open_with(&self.config, tls, secs, self.describe()).await
+        open_with(&self.config, tls, secs, self.describe(), notes).await
     }
 }
 
@@ -232,30 +270,46 @@ async fn open(
     secs: u64,
     at: String,
 ) -> Result<Client, ConnectError> {
-    open_with(config, tokio_postgres::NoTls, secs, at).await
+    open_with(config, tokio_postgres::NoTls, secs, at, None).await
 }
 
-/// [`open`] with a TLS connector.
+/// Where a connection's `NOTIFY` messages go.
+type Notifications = tokio::sync::mpsc::UnboundedSender<Notification>;
+
+/// [`open`] with a TLS connector, forwarding notifications to `notes` when given.
 async fn open_with<T>(
     config: &tokio_postgres::Config,
     tls: T,
     secs: u64,
     at: String,
+    notes: Option<Notifications>,
 ) -> Result<Client, ConnectError>
 where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
     T::Stream: Send + 'static,
 {
     let attempt = tokio::time::timeout(Duration::from_secs(secs + 1), config.connect(tls)).await;
-    let (client, connection) = match attempt {
+    let (client, mut connection) = match attempt {
         Ok(Ok(pair)) => pair,
         Ok(Err(source)) => return Err(ConnectError::Connect { at, source }),
         Err(_) => return Err(ConnectError::Timeout { at, secs }),
     };
     tokio::spawn(async move {
         // The session's end (server stopped, network gone) surfaces as an error of the
-        // next query on the client; nothing to do here.
-        let _ = connection.await;
+        // next query on the client; nothing to do here but pass notifications on.
+        loop {
+            let message = std::future::poll_fn(|cx| connection.poll_message(cx)).await;
+            match message {
+                Some(Ok(tokio_postgres::AsyncMessage::Notification(n))) => {
+                    if let Some(notes) = &notes {
+                        // A listener that is gone ends nothing: the session lives on.
+                        let _ = notes.send(n);
+                    }
+                }
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break,
+            }
+        }
     });
     Ok(client)
 }

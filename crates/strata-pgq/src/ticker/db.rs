@@ -90,7 +90,7 @@ pub async fn run(
 /// (the caller reconnects). A connection older than `connection_lifetime` is reopened.
 async fn session(
     db: &str,
-    pg_config: &tokio_postgres::Config,
+    pg_config: &strata_pg::Dsn,
     config: &TickerConfig,
     log: &Log,
     health: &Health,
