@@ -31,7 +31,12 @@ pub async fn run(cli: Cli) -> CommandResult {
         print!("{DEFAULT_CONFIG}");
         return Ok(0);
     }
-    let ctx = Context::load(cli.global)?;
+    // `strata pgq ticker --config pgqd.ini`: that file is the ticker's, not strata's.
+    let own_config = match &cli.command {
+        Command::Pgq { command } => !command.reads_config_itself(),
+        _ => true,
+    };
+    let ctx = Context::load(cli.global, own_config)?;
     let result = dispatch(&ctx, cli.command).await;
     ctx.flush_events().await;
     result
@@ -172,8 +177,11 @@ fn host_name() -> String {
 }
 
 impl Context {
-    fn load(global: Global) -> Result<Context, Failure> {
+    /// The configuration of `--config`, `./strata.toml` or the defaults; with
+    /// `own_config` false `--config` belongs to the command and strata's own is not read.
+    fn load(global: Global, own_config: bool) -> Result<Context, Failure> {
         let mut config = match &global.config {
+            Some(_) if !own_config => Config::parse("", Path::new("(defaults)"), Path::new("."))?,
             Some(path) => Config::load(path)?,
             None if Path::new("strata.toml").exists() => Config::load(Path::new("strata.toml"))?,
             None => Config::parse("", Path::new("(defaults)"), Path::new("."))?,

@@ -115,6 +115,14 @@ pub enum PgqCommand {
     },
 }
 
+impl PgqCommand {
+    /// Whether the global `--config` names this command's own file (the ticker's
+    /// pgqd.ini or TOML), so strata's configuration must not be read from it.
+    pub fn reads_config_itself(&self) -> bool {
+        matches!(self, PgqCommand::Ticker { .. })
+    }
+}
+
 fn usage(message: impl Into<String>) -> Failure {
     Failure::new(code::USAGE, message)
 }

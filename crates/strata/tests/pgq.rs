@@ -503,9 +503,10 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(http_get(&addr, "/nope").await.unwrap().0 == 404);
-    // A second ticker refuses the live pidfile.
+    // A second ticker refuses the live pidfile (given as `--config pgqd.ini`, the form
+    // of the issue: the file is the ticker's, strata's own configuration is not read).
     let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["pgq", "ticker"])
+        .args(["pgq", "ticker", "--config"])
         .arg(&ini)
         .output()
         .unwrap();
