@@ -183,7 +183,7 @@ impl NodeConfig {
         };
         let count = |k: &str, default: f64| -> std::result::Result<usize, String> {
             let n = number(k, default)?;
-            if n < 1.0 || n > 1e12 || n.fract() != 0.0 {
+            if !(1.0..=1e12).contains(&n) || n.fract() != 0.0 {
                 return Err(format!("{k}: expected a whole number of at least 1"));
             }
             Ok(n as usize)

@@ -351,8 +351,16 @@ impl Replayer {
                             true
                         }
                         TableState::DoSync(tick) if batch.cur_tick_id == tick => {
-                            node::set_table_state(&self.dst, &queue, &table, None, &TableState::Ok)
-                                .await?;
+                            // The snapshot stays: the main worker's first batches may
+                            // still hold events the COPY saw (Python keeps it too).
+                            node::set_table_state(
+                                &self.dst,
+                                &queue,
+                                &table,
+                                t.custom_snapshot.as_deref(),
+                                &TableState::Ok,
+                            )
+                            .await?;
                             return Ok(SyncStep::Exit);
                         }
                         TableState::DoSync(tick) if batch.cur_tick_id < tick => false,
@@ -470,6 +478,9 @@ impl Replayer {
                 .flush(dst)
                 .await
                 .map_err(|e| LondisteError::sql("applying the batch", e))?;
+            if self.role == Role::Main {
+                forget_old_snapshots(dst, self.consumer.client(), &queue, batch, tables).await?;
+            }
             node::set_completed(dst, &queue, &self.name, batch.cur_tick_id).await?;
             Ok(Some((events, buffer.statements, buffer.flushes)))
         }
@@ -504,6 +515,47 @@ impl Replayer {
         self.consumer.finish_batch(batch).await?;
         Ok(())
     }
+}
+
+/// Clears the copy snapshot of `ok` tables once no later batch can hold an event the COPY
+/// saw: the batches after this one start at its end tick, so when every transaction the
+/// snapshot saw is older than that tick's snapshot (`xmax <= tick xmin`), the filter is
+/// done. Precise where Python counts three batches.
+async fn forget_old_snapshots(
+    dst: &Client,
+    provider: &Client,
+    queue: &str,
+    batch: &Batch,
+    tables: &HashMap<String, (TableInfo, Option<Snapshot>)>,
+) -> Result<()> {
+    let mut tick_xmin: Option<i64> = None;
+    for (info, snapshot) in tables.values() {
+        let Some(snapshot) = snapshot else { continue };
+        if info.state != TableState::Ok {
+            continue;
+        }
+        let xmin = match tick_xmin {
+            Some(x) => x,
+            None => {
+                let row = provider
+                    .query_opt(
+                        "select txid_snapshot_xmin(t.tick_snapshot) from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue \
+                         where q.queue_name = $1 and t.tick_id = $2",
+                        &[&queue, &batch.cur_tick_id],
+                    )
+                    .await
+                    .map_err(|e| LondisteError::sql("reading the batch's end tick", e))?;
+                let Some(row) = row else { return Ok(()) };
+                let x: i64 = row.get(0);
+                tick_xmin = Some(x);
+                x
+            }
+        };
+        if snapshot.xmax <= xmin {
+            node::set_table_state(dst, queue, &info.table_name, None, &TableState::Ok).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether the table wants a row event in this role: its state, and the copy snapshot

@@ -289,6 +289,12 @@ pub enum Command {
         #[command(subcommand)]
         command: crate::pgq_commands::PgqCommand,
     },
+    /// Londiste: table replication over PgQ with Python Londiste 3's ini files and state
+    /// (see docs/londiste.md).
+    Londiste {
+        #[command(flatten)]
+        args: crate::londiste_commands::LondisteArgs,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]

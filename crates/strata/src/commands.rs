@@ -126,6 +126,7 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             db,
         } => ctx.load_archive(db, &archive, &into, from).await,
         Command::Pgq { command } => crate::pgq_commands::run(ctx, command).await,
+        Command::Londiste { args } => crate::londiste_commands::run(ctx, args).await,
         Command::Audit { since, limit } => ctx.audit(since.as_deref(), limit).await,
         Command::Config {
             command: ConfigCommand::Show,

@@ -7,6 +7,7 @@ mod cluster_commands;
 mod commands;
 mod failure;
 mod lifecycle_commands;
+mod londiste_commands;
 mod output;
 mod pgq_commands;
 mod progress;

@@ -1,0 +1,345 @@
+//! `strata londiste NODE.ini ...`: Londiste 3 node administration and the replay worker,
+//! on the same ini files and SQL state as Python Londiste. Thin: parse the options, call
+//! strata-londiste, print.
+
+use crate::commands::{print_json, CommandResult, Context};
+use crate::failure::{code, Failure};
+use crate::output;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use strata_londiste::admin::{self, AddTableOptions, NodeType};
+use strata_londiste::worker::{self, WorkerOptions};
+use strata_londiste::{node, status, LondisteError, NodeConfig, TableState};
+
+/// The node's ini file and what to do.
+#[derive(Debug, Args)]
+pub struct LondisteArgs {
+    /// The node's ini file, as Python Londiste reads it: a [londiste3] section with
+    /// job_name, db, queue_name (and logfile, pidfile, loop_delay, parallel_copies).
+    pub ini: PathBuf,
+    #[command(subcommand)]
+    pub command: LondisteCommand,
+}
+
+/// The `londiste` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LondisteCommand {
+    /// Make this database the root of the queue: where events are made.
+    CreateRoot {
+        /// The node's name in the cascade.
+        name: String,
+        /// How other nodes reach this one (connection string).
+        location: String,
+    },
+    /// Make this database a branch (a full copy of the queue that can feed others).
+    CreateBranch {
+        name: String,
+        location: String,
+        /// Connection string of the node to read from.
+        #[arg(long)]
+        provider: String,
+    },
+    /// Make this database a leaf (replicated tables, no queue).
+    CreateLeaf {
+        name: String,
+        location: String,
+        /// Connection string of the node to read from.
+        #[arg(long)]
+        provider: String,
+    },
+    /// Replicate tables: on the root, put them in the set; elsewhere, copy and follow
+    /// them. Names may be globs (public.*, log_*).
+    AddTable {
+        tables: Vec<String>,
+        /// Every table (the provider's set, or on the root every table of the database).
+        #[arg(long)]
+        all: bool,
+        /// Create missing tables from the provider's structure (columns, primary key).
+        #[arg(long)]
+        create: bool,
+        /// The tables already hold the same data: no copy.
+        #[arg(long)]
+        expect_sync: bool,
+        /// Keep the target's rows before the copy.
+        #[arg(long)]
+        skip_truncate: bool,
+    },
+    /// Stop replicating tables (on the root: remove them from the set).
+    RemoveTable { tables: Vec<String> },
+    /// Tables of the set with their state on this node.
+    Tables,
+    /// Every node of the cascade, asked in parallel: type, provider, lag, tables, errors.
+    /// Exits 1 when a node cannot be asked or reports an error.
+    Status {
+        /// Seconds to wait for each node.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
+    /// The cascade's members as this node knows them.
+    Members,
+    /// This node's pgq_node information.
+    NodeInfo,
+    /// Run the replay worker (foreground; stop with SIGTERM or Ctrl-C).
+    Worker,
+    /// Pause this node's worker (it stops before its next batch).
+    Pause,
+    /// Resume this node's worker.
+    Resume,
+    /// Wait until every local table is ok (copies done).
+    WaitSync {
+        /// Give up (exit 1) after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+}
+
+fn failure(err: LondisteError) -> Failure {
+    let code = if err.is_bad_input() {
+        code::USAGE
+    } else {
+        code::FAILED
+    };
+    Failure::new(code, crate::failure::chain(&err))
+}
+
+fn opt<T: ToString>(value: &Option<T>) -> String {
+    value.as_ref().map_or("-".into(), |v| v.to_string())
+}
+
+/// Runs a `londiste` subcommand.
+pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
+    let cf = NodeConfig::load(&args.ini).map_err(failure)?;
+    match args.command {
+        LondisteCommand::CreateRoot { name, location } => {
+            let note = admin::create_node(&cf, NodeType::Root, &name, &location, None)
+                .await
+                .map_err(failure)?;
+            ctx.say(note);
+            Ok(0)
+        }
+        LondisteCommand::CreateBranch {
+            name,
+            location,
+            provider,
+        } => {
+            let note = admin::create_node(&cf, NodeType::Branch, &name, &location, Some(&provider))
+                .await
+                .map_err(failure)?;
+            ctx.say(note);
+            Ok(0)
+        }
+        LondisteCommand::CreateLeaf {
+            name,
+            location,
+            provider,
+        } => {
+            let note = admin::create_node(&cf, NodeType::Leaf, &name, &location, Some(&provider))
+                .await
+                .map_err(failure)?;
+            ctx.say(note);
+            Ok(0)
+        }
+        LondisteCommand::AddTable {
+            tables,
+            all,
+            create,
+            expect_sync,
+            skip_truncate,
+        } => {
+            let options = AddTableOptions {
+                all,
+                create,
+                expect_sync,
+                skip_truncate,
+            };
+            let added = admin::add_tables(&cf, &tables, &options)
+                .await
+                .map_err(failure)?;
+            if ctx.global.json {
+                print_json(&added);
+            }
+            for t in &added {
+                ctx.say(format!("added {t}"));
+            }
+            Ok(0)
+        }
+        LondisteCommand::RemoveTable { tables } => {
+            let removed = admin::remove_tables(&cf, &tables).await.map_err(failure)?;
+            for t in &removed {
+                ctx.say(format!("removed {t}"));
+            }
+            Ok(0)
+        }
+        LondisteCommand::Tables => {
+            let db = admin::connect_local(&cf).await.map_err(failure)?;
+            admin::require_node(&db, &cf).await.map_err(failure)?;
+            let tables = node::tables(&db, &cf.queue_name).await.map_err(failure)?;
+            if ctx.global.json {
+                print_json(&tables);
+            } else if !ctx.global.quiet {
+                let rows = tables
+                    .iter()
+                    .map(|t| {
+                        vec![
+                            t.table_name.clone(),
+                            if t.local { "yes" } else { "no" }.into(),
+                            t.state.to_string(),
+                            opt(&t.dest_table),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    output::table(&["table", "local", "state", "dest table"], rows, &[])
+                );
+            }
+            Ok(0)
+        }
+        LondisteCommand::Status { timeout } => {
+            let nodes = status::cascade_status(&cf, Duration::from_secs(timeout.max(1)))
+                .await
+                .map_err(failure)?;
+            if ctx.global.json {
+                print_json(&nodes);
+            } else if !ctx.global.quiet {
+                let rows = nodes
+                    .iter()
+                    .map(|n| {
+                        let info = n.info.as_ref();
+                        vec![
+                            n.name.clone(),
+                            info.and_then(|i| i.node_type.clone()).unwrap_or("?".into()),
+                            info.and_then(|i| i.provider_node.clone())
+                                .unwrap_or("-".into()),
+                            opt(&info.and_then(|i| i.worker_last_tick)),
+                            n.lag_secs.map_or("-".into(), |l| format!("{l:.1}s")),
+                            n.tables.as_ref().map_or("-".into(), |t| {
+                                format!("{} ok, {} copying, {} waiting", t.ok, t.copying, t.waiting)
+                            }),
+                            if info.and_then(|i| i.worker_paused).unwrap_or(false) {
+                                "paused".into()
+                            } else {
+                                "".into()
+                            },
+                            opt(&n.error),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    output::table(
+                        &[
+                            "node",
+                            "type",
+                            "provider",
+                            "last tick",
+                            "lag",
+                            "tables",
+                            "",
+                            "error"
+                        ],
+                        rows,
+                        &[3]
+                    )
+                );
+            }
+            let bad = nodes.iter().any(|n| n.error.is_some());
+            Ok(if bad { code::FAILED } else { 0 })
+        }
+        LondisteCommand::Members => {
+            let db = admin::connect_local(&cf).await.map_err(failure)?;
+            admin::require_node(&db, &cf).await.map_err(failure)?;
+            let members = node::locations(&db, &cf.queue_name)
+                .await
+                .map_err(failure)?;
+            if ctx.global.json {
+                print_json(&members);
+            } else if !ctx.global.quiet {
+                let rows = members
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.node_name.clone(),
+                            if m.dead { "dead" } else { "" }.into(),
+                            m.node_location.clone(),
+                        ]
+                    })
+                    .collect();
+                println!("{}", output::table(&["node", "", "location"], rows, &[]));
+            }
+            Ok(0)
+        }
+        LondisteCommand::NodeInfo => {
+            let db = admin::connect_local(&cf).await.map_err(failure)?;
+            let info = admin::require_node(&db, &cf).await.map_err(failure)?;
+            if ctx.global.json {
+                print_json(&info);
+            } else if !ctx.global.quiet {
+                let rows = vec![
+                    vec!["node".into(), opt(&info.node_name)],
+                    vec!["type".into(), opt(&info.node_type)],
+                    vec!["provider".into(), opt(&info.provider_node)],
+                    vec!["worker".into(), opt(&info.worker_name)],
+                    vec!["paused".into(), opt(&info.worker_paused)],
+                    vec!["up to date".into(), opt(&info.worker_uptodate)],
+                    vec!["last tick".into(), opt(&info.worker_last_tick)],
+                    vec!["global watermark".into(), opt(&info.global_watermark)],
+                    vec!["local watermark".into(), opt(&info.local_watermark)],
+                ];
+                println!("queue {}", cf.queue_name);
+                println!("{}", output::table(&["", ""], rows, &[]));
+            }
+            Ok(0)
+        }
+        LondisteCommand::Worker => {
+            let stop = worker::stop_on_signal();
+            let stats = worker::run(cf, WorkerOptions::default(), stop)
+                .await
+                .map_err(failure)?;
+            ctx.say(format!(
+                "worker stopped: {} batches, {} events, {} statements",
+                stats.batches, stats.events, stats.statements
+            ));
+            Ok(0)
+        }
+        LondisteCommand::Pause => pause(ctx, &cf, true).await,
+        LondisteCommand::Resume => pause(ctx, &cf, false).await,
+        LondisteCommand::WaitSync { timeout } => wait_sync(ctx, &cf, timeout).await,
+    }
+}
+
+async fn pause(ctx: &Context, cf: &NodeConfig, paused: bool) -> CommandResult {
+    admin::set_paused(cf, paused).await.map_err(failure)?;
+    ctx.say(if paused {
+        "worker paused"
+    } else {
+        "worker resumed"
+    });
+    Ok(0)
+}
+
+async fn wait_sync(ctx: &Context, cf: &NodeConfig, timeout: u64) -> CommandResult {
+    let db = admin::connect_local(cf).await.map_err(failure)?;
+    admin::require_node(&db, cf).await.map_err(failure)?;
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    loop {
+        let tables = node::tables(&db, &cf.queue_name).await.map_err(failure)?;
+        let pending: Vec<String> = tables
+            .iter()
+            .filter(|t| t.local && t.state != TableState::Ok)
+            .map(|t| format!("{} ({})", t.table_name, t.state))
+            .collect();
+        if pending.is_empty() {
+            ctx.say("all tables ok");
+            return Ok(0);
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure::new(
+                code::FAILED,
+                format!("not in sync after {timeout} s: {}", pending.join(", ")),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -1,0 +1,557 @@
+//! Londiste against a real PostgreSQL 15 with the Debian pgq, pgq_node and londiste
+//! extensions: root and leaf are two databases of one cluster. Node setup and table
+//! registration through `strata londiste`; insert/update/delete/truncate replayed equal
+//! (md5 of the ordered rows) by the CLI worker; initial copies of two tables under
+//! concurrent writes end equal, through the full state machine; a worker killed between
+//! the target commit and finish_batch neither loses nor repeats a batch. Skipped, loudly,
+//! where PostgreSQL 15 is not installed (`scripts/test.sh` installs it).
+
+mod common;
+
+use common::pgserver::*;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strata_londiste::worker::{self, WorkerOptions};
+use strata_londiste::NodeConfig;
+
+const QUEUE: &str = "replika";
+
+/// A running cluster with a `root` and a `leaf` database, and a scratch directory.
+struct Site {
+    dir: tempfile::TempDir,
+    pg: PgServer,
+}
+
+impl Site {
+    fn new() -> Site {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-londiste")
+            .tempdir()
+            .unwrap();
+        chown_to_postgres(dir.path());
+        let pg = PgServer::init(&dir.path().join("data"));
+        pg.start();
+        for db in ["root", "leaf"] {
+            pg.psql("postgres", &format!("create database {db}"));
+            pg.psql(db, "create extension londiste cascade");
+        }
+        Site { dir, pg }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn dsn(&self, db: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={db}",
+            self.pg.socket_dir.display(),
+            self.pg.port
+        )
+    }
+
+    async fn client(&self, db: &str) -> strata_pg::Client {
+        strata_pg::Dsn::parse(&self.dsn(db))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
+    /// The node's ini file, in Python Londiste's format.
+    fn ini(&self, node: &str, extra: &str) -> PathBuf {
+        let path = self.path(&format!("{node}.ini"));
+        std::fs::write(
+            &path,
+            format!(
+                "[londiste3]\njob_name = {node}_worker\ndb = {}\nqueue_name = {QUEUE}\nlogfile = {}/%(job_name)s.log\npidfile = {}/%(job_name)s.pid\nloop_delay = 0.1\n{extra}",
+                self.dsn(node),
+                self.dir.path().display(),
+                self.dir.path().display(),
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    fn strata(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("londiste")
+            .args(args)
+            .env_remove("STRATA_CONFIG")
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `strata londiste ARGS`, expects `code`, returns stdout.
+    fn expect(&self, code: i32, args: &[&str]) -> String {
+        let out = self.strata(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "strata londiste {args:?}\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Root and leaf nodes through the CLI; the root's queue ticks quickly.
+    fn setup_nodes(&self, leaf_extra: &str) -> (PathBuf, PathBuf) {
+        let root = self.ini("root", "");
+        let leaf = self.ini("leaf", leaf_extra);
+        let root_s = root.to_str().unwrap();
+        let leaf_s = leaf.to_str().unwrap();
+        self.expect(0, &[root_s, "create-root", "root", &self.dsn("root")]);
+        self.expect(
+            0,
+            &[
+                leaf_s,
+                "create-leaf",
+                "leaf",
+                &self.dsn("leaf"),
+                "--provider",
+                &self.dsn("root"),
+            ],
+        );
+        self.pg.psql(
+            "root",
+            &format!("select pgq.set_queue_config('{QUEUE}', 'ticker_max_lag', '100 ms'); select pgq.set_queue_config('{QUEUE}', 'ticker_idle_period', '300 ms')"),
+        );
+        (root, leaf)
+    }
+
+    /// md5 of a table's rows in key order.
+    fn checksum(&self, db: &str, table: &str) -> String {
+        self.pg.psql(
+            db,
+            &format!("select count(*) || ':' || md5(coalesce(string_agg(t::text, E'\\n' order by t.id), '')) from {table} t"),
+        )
+    }
+
+    fn state(&self, db: &str, table: &str) -> String {
+        self.pg.psql(
+            db,
+            &format!("select coalesce(merge_state, 'NULL') from londiste.table_info where queue_name = '{QUEUE}' and table_name = '{table}'"),
+        )
+    }
+}
+
+/// Ticks the root's queues every 100 ms, as pgqd would, until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Ticker {
+    async fn start(site: &Site) -> Ticker {
+        let client = site.client("root").await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            while !flag.load(Ordering::Relaxed) {
+                let _ = client.batch_execute("select pgq.ticker()").await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Ticker {
+            stop,
+            task: Some(task),
+        }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+}
+
+/// A process the test started, stopped when the test ends however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `check` every 100 ms until it holds; panics with `what` after `limit` (a guard
+/// against hanging, not a timing assertion).
+async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+const TABLE_SQL: &str =
+    "create table public.t1 (id int primary key, val text, n numeric, flag bool, doc jsonb)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (root, leaf) = site.setup_nodes("");
+    let (root_s, leaf_s) = (root.to_str().unwrap(), leaf.to_str().unwrap());
+    site.pg.psql("root", TABLE_SQL);
+    site.pg
+        .psql("root", "create table public.other (id int primary key)");
+    site.pg.psql(
+        "root",
+        "insert into t1 select g, 'row ' || g, g * 1.5, g % 2 = 0, jsonb_build_object('g', g) from generate_series(1, 200) g",
+    );
+    // Globbing on the root: t* matches t1 only; a typo is a usage error.
+    let out = site.expect(0, &[root_s, "add-table", "t*"]);
+    assert!(out.contains("added public.t1"), "{out}");
+    site.expect(2, &[root_s, "add-table", "nosuch*"]);
+    // The leaf creates the table from the provider's structure.
+    let out = site.expect(0, &[leaf_s, "add-table", "public.t1", "--create"]);
+    assert!(out.contains("added public.t1"), "{out}");
+    assert_eq!(site.state("leaf", "public.t1"), "NULL");
+    // A table the provider does not replicate cannot be added on the leaf.
+    site.pg
+        .psql("leaf", "create table public.other (id int primary key)");
+    site.expect(2, &[leaf_s, "add-table", "other"]);
+
+    let _ticker = Ticker::start(&site).await;
+    let _worker = Running(
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["londiste", leaf_s, "worker"])
+            .env_remove("STRATA_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the copy to finish", Duration::from_secs(90), || {
+        site.state("leaf", "public.t1") == "ok"
+    })
+    .await;
+    assert_eq!(site.checksum("leaf", "t1"), site.checksum("root", "t1"));
+    site.expect(0, &[leaf_s, "wait-sync", "--timeout", "5"]);
+
+    // Every kind of change, with hostile values.
+    site.pg.psql(
+        "root",
+        "insert into t1 values (1001, 'it''s \"quoted\" \\ back', null, null, '{\"k\": [1, \"two\"]}'), (1002, E'tab\\tnew\\nline ünï', -0.5, true, null)",
+    );
+    site.pg.psql(
+        "root",
+        "update t1 set val = 'changed', n = null where id between 10 and 30",
+    );
+    site.pg.psql("root", "delete from t1 where id % 7 = 0");
+    site.pg.psql(
+        "root",
+        "update t1 set doc = '{\"x\": null}' where id = 1001",
+    );
+    wait_for(
+        "inserts, updates and deletes",
+        Duration::from_secs(60),
+        || site.checksum("leaf", "t1") == site.checksum("root", "t1"),
+    )
+    .await;
+    site.pg.psql("root", "truncate t1");
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) values (1, 'after truncate')",
+    );
+    wait_for("the truncate", Duration::from_secs(60), || {
+        site.checksum("leaf", "t1") == site.checksum("root", "t1")
+    })
+    .await;
+    assert_eq!(site.pg.psql("leaf", "select val from t1"), "after truncate");
+
+    // Admin views.
+    let tables = site.expect(0, &[leaf_s, "tables"]);
+    assert!(
+        tables.contains("public.t1") && tables.contains("ok"),
+        "{tables}"
+    );
+    let members = site.expect(0, &[leaf_s, "members"]);
+    assert!(
+        members.contains("root") && members.contains("leaf"),
+        "{members}"
+    );
+    let info = site.expect(0, &[leaf_s, "node-info"]);
+    assert!(
+        info.contains("leaf_worker") && info.contains("root"),
+        "{info}"
+    );
+    let status = site.expect(0, &[leaf_s, "--json", "status"]);
+    let nodes: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{status}");
+    let leaf_node = nodes.iter().find(|n| n["name"] == "leaf").unwrap();
+    assert_eq!(leaf_node["tables"]["ok"], 1, "{status}");
+    assert_eq!(leaf_node["info"]["provider_node"], "root", "{status}");
+
+    // Pause stops replay; resume catches up.
+    site.expect(0, &[leaf_s, "pause"]);
+    assert!(site.expect(0, &[leaf_s, "node-info"]).contains("true"));
+    site.expect(0, &[leaf_s, "resume"]);
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) values (2, 'after resume')",
+    );
+    wait_for("replay after resume", Duration::from_secs(60), || {
+        site.checksum("leaf", "t1") == site.checksum("root", "t1")
+    })
+    .await;
+
+    // remove-table on the leaf: replay of the table stops.
+    site.expect(0, &[leaf_s, "remove-table", "t1"]);
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) values (3, 'not replicated')",
+    );
+    assert_eq!(site.state("leaf", "public.t1"), "NULL");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_usage_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("londiste")
+            .args(args)
+            .env_remove("STRATA_CONFIG")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["missing.ini", "tables"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let bad = dir.path().join("bad.ini");
+    std::fs::write(&bad, "[londiste3]\ndb = dbname=x\n").unwrap();
+    let out = run(&[bad.to_str().unwrap(), "tables"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("queue_name"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}
+
+/// Writes to `t_big` and `t_small` on the root in small transactions until stopped.
+fn spawn_writer(site: &Site, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    let dsn = site.dsn("root");
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let client = strata_pg::Dsn::parse(&dsn).unwrap().connect().await.unwrap();
+            let mut n: u64 = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let id = 100_000 + n as i64;
+                let sql = format!(
+                    "begin; insert into t_big values ({id}, 'new {id}'); update t_big set val = val || '+' where id = {}; delete from t_big where id = {}; \
+                     insert into t_small values ({id}, 'n') on conflict (id) do update set val = 'again'; update t_small set val = 'u{n}' where id = {}; commit;",
+                    (n * 37) % 20_000 + 1,
+                    (n * 101) % 20_000 + 1,
+                    n % 50 + 1
+                );
+                client.batch_execute(&sql).await.unwrap();
+                n += 1;
+            }
+            n
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn initial_copies_under_concurrent_writes_end_equal() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (root, leaf) = site.setup_nodes("parallel_copies = 2\n");
+    let (root_s, leaf_s) = (root.to_str().unwrap(), leaf.to_str().unwrap());
+    for db in ["root", "leaf"] {
+        site.pg
+            .psql(db, "create table t_big (id bigint primary key, val text)");
+        site.pg
+            .psql(db, "create table t_small (id bigint primary key, val text)");
+    }
+    // A secondary index on the target: dropped for the copy, rebuilt after it.
+    site.pg
+        .psql("leaf", "create index t_big_val on t_big (val)");
+    site.pg.psql(
+        "root",
+        "insert into t_big select g, md5(g::text) from generate_series(1, 20000) g",
+    );
+    site.pg.psql(
+        "root",
+        "insert into t_small select g, 'v' from generate_series(1, 50) g",
+    );
+    // Rows that the copy must replace (truncate before COPY).
+    site.pg
+        .psql("leaf", "insert into t_small values (-1, 'stale')");
+    site.expect(0, &[root_s, "add-table", "t_big", "t_small"]);
+    let ticker = Ticker::start(&site).await;
+    let stop_writes = Arc::new(AtomicBool::new(false));
+    let writer = spawn_writer(&site, stop_writes.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    site.expect(0, &[leaf_s, "add-table", "public.t_*"]);
+
+    let cf = NodeConfig::load(&leaf).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let options = WorkerOptions {
+        fail_fast: true,
+        ..WorkerOptions::default()
+    };
+    let worker = tokio::spawn(worker::run(cf, options, stop_rx));
+    // Every state of the machine is passed through (seen or not); the end is ok for both.
+    wait_for("both copies to finish", Duration::from_secs(120), || {
+        worker.is_finished()
+            || site.state("leaf", "public.t_big") == "ok"
+                && site.state("leaf", "public.t_small") == "ok"
+    })
+    .await;
+    if worker.is_finished() {
+        panic!("the worker stopped: {:?}", worker.await.unwrap());
+    }
+    // Writes go on after the hand-over, then stop.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop_writes.store(true, Ordering::Relaxed);
+    let writes = writer.join().unwrap();
+    assert!(writes > 0);
+    for t in ["t_big", "t_small"] {
+        wait_for(&format!("{t} equal"), Duration::from_secs(60), || {
+            site.checksum("leaf", t) == site.checksum("root", t)
+        })
+        .await;
+    }
+    assert_eq!(
+        site.pg.psql(
+            "leaf",
+            "select count(*) from pg_indexes where indexname = 't_big_val'"
+        ),
+        "1",
+        "the secondary index is rebuilt"
+    );
+    // The copy consumers are gone from both sides.
+    assert_eq!(
+        site.pg.psql(
+            "leaf",
+            "select count(*) from pgq_node.local_state where consumer_name like '%.copy.%'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        site.pg.psql("root", &format!("select count(*) from pgq.get_consumer_info('{QUEUE}') where consumer_name like '%.copy.%'")),
+        "0"
+    );
+    // The copy snapshot is forgotten once no batch can hold an event the COPY saw.
+    wait_for(
+        "the copy snapshots to be cleared",
+        Duration::from_secs(60),
+        || {
+            site.pg.psql(
+                "leaf",
+                "select count(*) from londiste.table_info where custom_snapshot is not null",
+            ) == "0"
+        },
+    )
+    .await;
+    stop_tx.send(true).unwrap();
+    let stats = worker.await.unwrap().unwrap();
+    assert!(stats.events > 0 && stats.batches > 0, "{stats:?}");
+    drop(ticker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_target_commit_and_finish_batch_neither_loses_nor_repeats() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (root, leaf) = site.setup_nodes("");
+    let (root_s, leaf_s) = (root.to_str().unwrap(), leaf.to_str().unwrap());
+    for db in ["root", "leaf"] {
+        site.pg.psql(db, TABLE_SQL);
+    }
+    site.expect(0, &[root_s, "add-table", "t1"]);
+    // Both sides are empty: no copy needed.
+    site.expect(0, &[leaf_s, "add-table", "t1", "--expect-sync"]);
+    assert_eq!(site.state("leaf", "public.t1"), "ok");
+    let root_db = site.client("root").await;
+    root_db
+        .batch_execute(
+            "insert into t1 (id, val) select g, 'first ' || g from generate_series(1, 500) g",
+        )
+        .await
+        .unwrap();
+    root_db
+        .batch_execute(&format!(
+            "select pgq.force_tick('{QUEUE}'); select pgq.ticker('{QUEUE}')"
+        ))
+        .await
+        .unwrap();
+
+    let cf = NodeConfig::load(&leaf).unwrap();
+    let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let crash = WorkerOptions {
+        crash_after_commit: Some(1),
+        ..WorkerOptions::default()
+    };
+    let err = worker::run(cf.clone(), crash, stop_rx).await.unwrap_err();
+    assert!(err.to_string().contains("crash injected"), "{err}");
+    // The rows are in the target, the tick is recorded, the batch is still open upstream.
+    assert_eq!(site.pg.psql("leaf", "select count(*) from t1"), "500");
+    let open = site.pg.psql(
+        "root",
+        &format!(
+            "select current_batch is not null from pgq.get_consumer_info('{QUEUE}', 'leaf_worker')"
+        ),
+    );
+    assert_eq!(open, "t", "finish_batch must not have run");
+
+    // More writes after the crash, then a normal worker.
+    root_db
+        .batch_execute(
+            "update t1 set val = 'second' where id <= 100; delete from t1 where id > 450",
+        )
+        .await
+        .unwrap();
+    let ticker = Ticker::start(&site).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let options = WorkerOptions {
+        fail_fast: true,
+        ..WorkerOptions::default()
+    };
+    let worker = tokio::spawn(worker::run(cf, options, stop_rx));
+    wait_for("replay after the crash", Duration::from_secs(60), || {
+        assert!(
+            !worker.is_finished(),
+            "the worker stopped (a repeated batch fails on the primary key)"
+        );
+        site.checksum("leaf", "t1") == site.checksum("root", "t1")
+    })
+    .await;
+    stop_tx.send(true).unwrap();
+    let stats = worker.await.unwrap().unwrap();
+    assert_eq!(
+        stats.batches_skipped, 1,
+        "the applied batch is skipped, not repeated: {stats:?}"
+    );
+    assert_eq!(site.pg.psql("leaf", "select count(*) from t1"), "450");
+    assert_eq!(
+        site.pg
+            .psql("leaf", "select count(*) from t1 where val = 'second'"),
+        "100"
+    );
+    drop(ticker);
+    let _ = Path::new("");
+}
