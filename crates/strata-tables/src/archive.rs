@@ -1,8 +1,10 @@
 //! Archives of partitions in object storage, and loading them back.
 //!
 //! A partition is exported with `COPY (SELECT ...) TO STDOUT (FORMAT csv, HEADER)` inside
-//! one REPEATABLE READ snapshot (which also counts its rows), compressed with zstd as it
-//! streams, and stored under `tables/<schema>/<table>/<partition>/`:
+//! one REPEATABLE READ snapshot, its rows counted and hashed and compressed with zstd as
+//! it streams, and stored under `tables/<schema>/<table>/<partition>/`; each part is read
+//! back from the storage and decompressed while the next one is written, so the check costs
+//! little time of its own:
 //!
 //! - `data.csv.zst.000000`, `.000001`, ...: one zstd stream cut into parts of at most
 //!   [`PART_BYTES`], because the storage interface stores whole objects; memory stays
@@ -156,7 +158,19 @@ pub async fn export_partition(
         let prefix = prefix.clone();
         move || compress_parts(chunks_rx, parts_tx, PART_BYTES, &prefix)
     });
-    let storing = tokio::spawn(store_parts(store.clone(), prefix.clone(), parts_rx));
+    // Each stored part is read back from the storage and decompressed, hashed and counted
+    // on a thread of its own while the export goes on.
+    let (check_tx, check_rx) = tokio::sync::mpsc::channel::<Bytes>(2);
+    let checking = tokio::task::spawn_blocking({
+        let prefix = prefix.clone();
+        move || check_parts(check_rx, &prefix)
+    });
+    let storing = tokio::spawn(store_parts(
+        store.clone(),
+        prefix.clone(),
+        parts_rx,
+        check_tx,
+    ));
     // COPY sends a message per row: they are gathered into batches, so the hand-over,
     // the hash and the compressor work on large pieces.
     let mut received = Ok(());
@@ -189,6 +203,9 @@ pub async fn export_partition(
     let stored = storing
         .await
         .map_err(|e| archive_err(&prefix, format!("storing task: {e}")))?;
+    let checked = checking
+        .await
+        .map_err(|e| archive_err(&prefix, format!("read-back task: {e}")))?;
     // The first failure is the cause: a compressor that stopped because storing did
     // only echoes it.
     received?;
@@ -198,6 +215,7 @@ pub async fn export_partition(
         records,
         csv_bytes,
     } = compressed?;
+    let read_back = checked?;
     tx.commit().await.map_err(|e| TablesError::db(&what, &e))?;
 
     if records.in_quotes() {
@@ -207,6 +225,18 @@ pub async fn export_partition(
         ));
     }
     let rows = records.rows();
+    let blake3 = hasher.finalize().to_hex().to_string();
+    let read_hash = read_back.hasher.finalize().to_hex().to_string();
+    if read_back.csv_bytes != csv_bytes || read_hash != blake3 || read_back.records.rows() != rows {
+        return Err(archive_err(
+            &prefix,
+            format!(
+                "read back {} bytes, {} rows, blake3 {read_hash}; wrote {csv_bytes} bytes, {rows} rows, blake3 {blake3}",
+                read_back.csv_bytes,
+                read_back.records.rows(),
+            ),
+        ));
+    }
     let manifest = ArchiveManifest {
         format: FORMAT.into(),
         version: 1,
@@ -217,12 +247,11 @@ pub async fn export_partition(
         rows,
         csv_bytes,
         stored_bytes,
-        blake3: hasher.finalize().to_hex().to_string(),
+        blake3,
         compression: "zstd".into(),
         parts,
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
-    verify(store, &prefix, &manifest).await?;
     // Parts of an earlier, longer export of the same partition are not part of this one.
     for object in store.list(&format!("{prefix}/")).await? {
         let name = object.key.rsplit('/').next().unwrap_or_default();
@@ -277,19 +306,67 @@ fn compress_parts(
     Ok(out)
 }
 
-/// Stores the parts in order; returns their names and total size.
+/// Stores the parts in order and hands what the storage returns for each to the checker;
+/// returns their names and total size.
 async fn store_parts(
     store: DynStore,
     prefix: String,
     mut incoming: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    check: tokio::sync::mpsc::Sender<Bytes>,
 ) -> TablesResult<(Vec<String>, u64)> {
     let mut parts = Vec::new();
     let mut bytes = 0;
     while let Some(data) = incoming.recv().await {
         bytes += data.len() as u64;
         put_part(&store, &prefix, &mut parts, data).await?;
+        let name = parts.last().expect("a part was just stored");
+        let stored = store.get(&format!("{prefix}/{name}")).await?;
+        if check.send(stored).await.is_err() {
+            break; // the checker stopped: its error says why
+        }
     }
     Ok((parts, bytes))
+}
+
+/// What reading the stored parts back gave.
+struct ReadBack {
+    hasher: blake3::Hasher,
+    records: CsvRecords,
+    csv_bytes: u64,
+}
+
+/// Decompresses the parts as read back from the storage, in order, and hashes and counts
+/// the CSV they hold.
+fn check_parts(
+    mut parts: tokio::sync::mpsc::Receiver<Bytes>,
+    prefix: &str,
+) -> TablesResult<ReadBack> {
+    let mut out = ReadBack {
+        hasher: blake3::Hasher::new(),
+        records: CsvRecords::default(),
+        csv_bytes: 0,
+    };
+    let mut decoder = zstd::stream::write::Decoder::new(Vec::new())
+        .map_err(|e| archive_err(prefix, format!("zstd: {e}")))?;
+    let mut take = |decoder: &mut zstd::stream::write::Decoder<'static, Vec<u8>>| {
+        let plain = std::mem::take(decoder.get_mut());
+        out.hasher.update(&plain);
+        out.records.feed(&plain);
+        out.csv_bytes += plain.len() as u64;
+    };
+    while let Some(part) = parts.blocking_recv() {
+        for slice in part.chunks(1 << 20) {
+            decoder.write_all(slice).map_err(|e| {
+                archive_err(prefix, format!("a stored part does not decompress: {e}"))
+            })?;
+            take(&mut decoder);
+        }
+    }
+    decoder
+        .flush()
+        .map_err(|e| archive_err(prefix, format!("zstd: {e}")))?;
+    take(&mut decoder);
+    Ok(out)
 }
 
 async fn put_part(
@@ -581,6 +658,28 @@ mod tests {
         assert_eq!(out.records.rows(), 20_000);
         assert_eq!(out.csv_bytes, csv.len() as u64);
         assert_eq!(out.hasher.finalize(), blake3::hash(&csv));
+
+        // Reading the parts back gives the same CSV; a damaged part does not.
+        let check = |parts: Vec<Vec<u8>>| {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let checker = std::thread::spawn(move || check_parts(rx, "t"));
+            for part in parts {
+                tx.blocking_send(Bytes::from(part)).unwrap();
+            }
+            drop(tx);
+            checker.join().unwrap()
+        };
+        let read = check(parts.clone()).unwrap();
+        assert_eq!(read.records.rows(), 20_000);
+        assert_eq!(read.csv_bytes, csv.len() as u64);
+        assert_eq!(read.hasher.finalize(), blake3::hash(&csv));
+        let mut damaged = parts;
+        let middle = damaged[1].len() / 2;
+        damaged[1][middle] ^= 0x40;
+        match check(damaged) {
+            Err(_) => {}
+            Ok(read) => assert_ne!(read.hasher.finalize(), blake3::hash(&csv)),
+        }
     }
 
     #[test]
