@@ -12,7 +12,7 @@ use crate::error::{LondisteError, Result};
 use crate::names;
 use crate::node::{self, checked, TableInfo};
 use crate::state::TableState;
-use crate::worker::{self, ReplayStats, Replayer, Role, WorkerOptions};
+use crate::worker::{self, CopyCrashes, CopyPoint, ReplayStats, Replayer, Role, WorkerOptions};
 use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,9 +25,10 @@ pub(crate) fn start(
     cf: Arc<NodeConfig>,
     table: String,
     provider_location: String,
+    crashes: CopyCrashes,
     stop: watch::Receiver<bool>,
 ) -> futures::future::BoxFuture<'static, Result<()>> {
-    Box::pin(run(cf, table, provider_location, stop))
+    Box::pin(run(cf, table, provider_location, crashes, stop))
 }
 
 /// Runs the copy task of `table` until the table is `ok` (or removed), or `stop`.
@@ -35,6 +36,7 @@ async fn run(
     cf: Arc<NodeConfig>,
     table: String,
     provider_location: String,
+    crashes: CopyCrashes,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
     let queue = cf.queue_name.clone();
@@ -74,7 +76,8 @@ async fn run(
         return unregister(&dst, &mut consumer, &queue, &name).await;
     };
     if info.state == TableState::InCopy {
-        copy_table(&cf, consumer.client(), &dst, &info).await?;
+        copy_table(&cf, consumer.client(), &dst, &info, &crashes).await?;
+        crashes.check(&table, CopyPoint::CatchingUp)?;
     }
     let mut r = Replayer {
         cf: cf.clone(),
@@ -85,7 +88,10 @@ async fn run(
         provider_location,
         idle: false,
         stats: ReplayStats::default(),
-        options: WorkerOptions::default(),
+        options: WorkerOptions {
+            crash_copies: crashes,
+            ..WorkerOptions::default()
+        },
         committed_with_rows: 0,
         copies: HashMap::new(),
         stop: stop.clone(),
@@ -193,6 +199,7 @@ async fn copy_table(
     provider: &Client,
     dst: &Client,
     info: &TableInfo,
+    crashes: &CopyCrashes,
 ) -> Result<u64> {
     let dest = info.dest().to_string();
     let src_cols = columns(provider, &info.table_name).await?;
@@ -271,6 +278,7 @@ async fn copy_table(
         .await;
         let _ = provider.batch_execute("rollback").await;
         let (rows, snapshot) = copied?;
+        crashes.check(&info.table_name, CopyPoint::InCopy)?;
         for (_, create) in &ddl {
             dst.batch_execute(create)
                 .await

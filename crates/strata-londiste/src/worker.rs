@@ -32,8 +32,52 @@ pub struct WorkerOptions {
     /// Fault injection for tests: after the target commit of this many batches that
     /// applied rows, stop as a crash would (before `finish_batch` on the provider).
     pub crash_after_commit: Option<u64>,
+    /// Fault injection for tests: copy tasks that die once at a point of their table's
+    /// state machine (each entry fires once, then is removed).
+    pub crash_copies: CopyCrashes,
     /// Stop with an error instead of retrying when a batch fails (tests, one-shot runs).
     pub fail_fast: bool,
+}
+
+/// Where a copy task can be made to die, one point per table state it owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyPoint {
+    /// Rows streamed, before the copy transaction commits (the table stays `in-copy`).
+    InCopy,
+    /// Copy committed, before any catch-up batch (`catching-up`).
+    CatchingUp,
+    /// Right after asking for the hand-over (`wanna-sync`).
+    WannaSync,
+    /// On seeing the main worker's `do-sync`, before finishing.
+    DoSync,
+}
+
+/// One-shot copy-task crashes by table (fully qualified name), shared by all tasks.
+#[derive(Debug, Clone, Default)]
+pub struct CopyCrashes(Arc<std::sync::Mutex<Vec<(String, CopyPoint)>>>);
+
+impl CopyCrashes {
+    /// Crashes the copy task of each `(table, point)` once.
+    pub fn new(points: Vec<(String, CopyPoint)>) -> CopyCrashes {
+        CopyCrashes(Arc::new(std::sync::Mutex::new(points)))
+    }
+
+    /// `Err` (once) when the copy task of `table` must die at `point`.
+    pub(crate) fn check(&self, table: &str, point: CopyPoint) -> Result<()> {
+        let mut points = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = points.iter().position(|(t, p)| t == table && *p == point) {
+            points.remove(i);
+            return Err(LondisteError::State(format!(
+                "crash injected in the copy of {table} at {point:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Crashes not fired yet.
+    pub fn pending(&self) -> usize {
+        self.0.lock().map(|p| p.len()).unwrap_or(0)
+    }
 }
 
 /// What a worker did, for logs and tests.
@@ -338,6 +382,9 @@ impl Replayer {
                                 &TableState::WannaSync(batch.cur_tick_id),
                             )
                             .await?;
+                            self.options
+                                .crash_copies
+                                .check(&table, CopyPoint::WannaSync)?;
                             true
                         }
                         TableState::CatchingUp => false,
@@ -349,6 +396,17 @@ impl Replayer {
                                 .execute("select pgq.force_tick($1)", &[&queue])
                                 .await;
                             true
+                        }
+                        TableState::DoSync(_)
+                            if self
+                                .options
+                                .crash_copies
+                                .check(&table, CopyPoint::DoSync)
+                                .is_err() =>
+                        {
+                            return Err(LondisteError::State(format!(
+                                "crash injected in the copy of {table} at DoSync"
+                            )))
                         }
                         TableState::DoSync(tick) if batch.cur_tick_id == tick => {
                             // The snapshot stays: the main worker's first batches may
@@ -433,6 +491,7 @@ impl Replayer {
                 self.cf.clone(),
                 t.table_name.clone(),
                 self.provider_location.clone(),
+                self.options.crash_copies.clone(),
                 self.stop.clone(),
             ));
             self.copies.insert(t.table_name.clone(), task);

@@ -555,3 +555,107 @@ async fn a_worker_killed_between_target_commit_and_finish_batch_neither_loses_no
     drop(ticker);
     let _ = Path::new("");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_tasks_killed_in_every_table_state_resume_and_end_equal() {
+    if skip_without_postgres() {
+        return;
+    }
+    use strata_londiste::worker::{CopyCrashes, CopyPoint};
+    let site = Site::new();
+    let (root, leaf) = site.setup_nodes("parallel_copies = 2\n");
+    let (root_s, leaf_s) = (root.to_str().unwrap(), leaf.to_str().unwrap());
+    let points = [
+        ("c_in_copy", CopyPoint::InCopy),
+        ("c_catching_up", CopyPoint::CatchingUp),
+        ("c_wanna_sync", CopyPoint::WannaSync),
+        ("c_do_sync", CopyPoint::DoSync),
+    ];
+    for (t, _) in points {
+        for db in ["root", "leaf"] {
+            site.pg.psql(
+                db,
+                &format!("create table {t} (id bigint primary key, val text)"),
+            );
+        }
+        site.pg.psql(
+            "root",
+            &format!("insert into {t} select g, md5(g::text) from generate_series(1, 3000) g"),
+        );
+    }
+    site.expect(0, &[root_s, "add-table", "c_*"]);
+    let _ticker = Ticker::start(&site).await;
+    // Writes into every table while the copies run, crash and resume.
+    let stop_writes = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let dsn = site.dsn("root");
+        let stop = stop_writes.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let client = strata_pg::Dsn::parse(&dsn).unwrap().connect().await.unwrap();
+                let mut n: i64 = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let t = ["c_in_copy", "c_catching_up", "c_wanna_sync", "c_do_sync"][(n % 4) as usize];
+                    client
+                        .batch_execute(&format!(
+                            "begin; insert into {t} values ({}, 'w'); update {t} set val = 'u' where id = {}; delete from {t} where id = {}; commit",
+                            10_000 + n,
+                            n % 3000 + 1,
+                            (n * 7) % 3000 + 1
+                        ))
+                        .await
+                        .unwrap();
+                    n += 1;
+                }
+            })
+        })
+    };
+    site.expect(0, &[leaf_s, "add-table", "--all"]);
+    let crashes = CopyCrashes::new(
+        points
+            .iter()
+            .map(|(t, p)| (format!("public.{t}"), *p))
+            .collect(),
+    );
+    let options = WorkerOptions {
+        fail_fast: true,
+        crash_copies: crashes.clone(),
+        ..WorkerOptions::default()
+    };
+    let cf = NodeConfig::load(&leaf).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(worker::run(cf, options, stop_rx));
+    wait_for("all copies to finish", Duration::from_secs(120), || {
+        worker.is_finished()
+            || site.pg.psql(
+                "leaf",
+                "select count(*) from londiste.table_info where local and merge_state is distinct from 'ok'",
+            ) == "0"
+    })
+    .await;
+    if worker.is_finished() {
+        panic!("the worker stopped: {:?}", worker.await.unwrap());
+    }
+    stop_writes.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    for (t, _) in points {
+        wait_for(&format!("{t} equal"), Duration::from_secs(60), || {
+            site.checksum("leaf", t) == site.checksum("root", t)
+        })
+        .await;
+    }
+    assert_eq!(crashes.pending(), 0, "every injected crash fired");
+    assert_eq!(
+        site.pg.psql(
+            "leaf",
+            "select count(*) from pgq_node.local_state where consumer_name like '%.copy.%'"
+        ),
+        "0"
+    );
+    stop_tx.send(true).unwrap();
+    worker.await.unwrap().unwrap();
+}
