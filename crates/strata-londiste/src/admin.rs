@@ -468,3 +468,67 @@ pub fn count_tables(tables: &[node::TableInfo]) -> TableCounts {
     }
     c
 }
+
+/// Runs SQL files on the root and sends them down the cascade as `EXECUTE` events, in one
+/// transaction (Python Londiste's `execute`): a file already applied (by name, in
+/// `londiste.applied_execute`) is skipped. Returns each file with whether it ran.
+pub async fn execute(cf: &NodeConfig, files: &[std::path::PathBuf]) -> Result<Vec<(String, bool)>> {
+    if files.is_empty() {
+        return Err(LondisteError::BadInput("name SQL files to execute".into()));
+    }
+    let mut scripts = Vec::new();
+    for path in files {
+        let sql = std::fs::read_to_string(path)
+            .map_err(|e| LondisteError::BadInput(format!("{}: {e}", path.display())))?;
+        if sql.lines().any(|l| l.trim_start().starts_with("--*--")) {
+            return Err(LondisteError::BadInput(format!(
+                "{}: --*-- header lines (Local-Table, Need-*) are not supported yet",
+                path.display()
+            )));
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| LondisteError::BadInput(format!("{}: not a file", path.display())))?;
+        scripts.push((name, sql));
+    }
+    let db = connect_local(cf).await?;
+    let info = require_node(&db, cf).await?;
+    if !info.is_root() {
+        return Err(LondisteError::BadInput(
+            "execute runs on the root: use the root's ini file".into(),
+        ));
+    }
+    let queue = cf.queue_name.as_str();
+    in_tx!(&db, async {
+        db.batch_execute("set local session_replication_role = 'local'")
+            .await
+            .map_err(|e| LondisteError::sql("switching to local role", e))?;
+        let mut done = Vec::new();
+        for (name, sql) in &scripts {
+            let row = db
+                .query_one(
+                    "select ret_code, ret_note from londiste.execute_start($1, $2, $3, true, null)",
+                    &[&queue, name, sql],
+                )
+                .await
+                .map_err(|e| LondisteError::sql(format!("starting {name}"), e))?;
+            if row.get::<_, i32>(0) > 200 {
+                done.push((name.clone(), false));
+                continue;
+            }
+            db.batch_execute(sql)
+                .await
+                .map_err(|e| LondisteError::sql(format!("running {name}"), e))?;
+            checked(
+                &db,
+                &format!("finishing {name}"),
+                "select ret_code, ret_note from londiste.execute_finish($1, $2)",
+                &[&queue, name],
+            )
+            .await?;
+            done.push((name.clone(), true));
+        }
+        Ok::<_, LondisteError>(done)
+    })
+}

@@ -617,6 +617,47 @@ async fn forget_old_snapshots(
     Ok(())
 }
 
+/// Applies an `EXECUTE` event as Python Londiste does: `execute_start` (which skips a
+/// file already applied here), the SQL with local triggers firing
+/// (`session_replication_role = local`), `execute_finish`, all in the batch's transaction.
+async fn execute_event(dst: &Client, queue: &str, ev: &Event) -> Result<()> {
+    let file = ev.extra1.clone().unwrap_or_default();
+    let sql = ev.data.clone().unwrap_or_default();
+    if ev.extra2.as_deref().is_some_and(|a| !a.is_empty()) {
+        return Err(LondisteError::State(format!(
+            "event {}: EXECUTE of {file} carries attributes (--*-- headers), which the strata worker does not handle yet",
+            ev.id
+        )));
+    }
+    let row = dst
+        .query_one(
+            "select ret_code, ret_note from londiste.execute_start($1, $2, $3, false, null)",
+            &[&queue, &file, &sql],
+        )
+        .await
+        .map_err(|e| LondisteError::sql(format!("starting EXECUTE of {file}"), e))?;
+    if row.get::<_, i32>(0) > 200 {
+        return Ok(());
+    }
+    dst.batch_execute("set local session_replication_role = 'local'")
+        .await
+        .map_err(|e| LondisteError::sql("switching to local role for EXECUTE", e))?;
+    dst.batch_execute(&sql)
+        .await
+        .map_err(|e| LondisteError::sql(format!("EXECUTE of {file}"), e))?;
+    node::checked(
+        dst,
+        &format!("finishing EXECUTE of {file}"),
+        "select ret_code, ret_note from londiste.execute_finish($1, $2)",
+        &[&queue, &file],
+    )
+    .await?;
+    dst.batch_execute("set local session_replication_role = 'replica'")
+        .await
+        .map_err(|e| LondisteError::sql("switching back to replica role", e))?;
+    Ok(())
+}
+
 /// Whether the table wants a row event in this role: its state, and the copy snapshot
 /// (events of transactions the COPY already saw are skipped).
 fn wants(role: &Role, info: &TableInfo, snapshot: &Option<Snapshot>, txid: i64) -> bool {
@@ -668,9 +709,21 @@ async fn handle_event(
     let ev_type = ev.ev_type.as_deref().unwrap_or("");
     let data = ev.data.as_deref().unwrap_or("");
     let control: Option<(&str, String, Vec<Option<String>>)> = match ev_type {
-        "londiste.add-table" => Some(("londiste.global_add_table($1, $2)", "adding a table to the set".into(), vec![Some(data.into())])),
-        "londiste.remove-table" => Some(("londiste.global_remove_table($1, $2)", "removing a table from the set".into(), vec![Some(data.into())])),
-        "londiste.remove-seq" => Some(("londiste.global_remove_seq($1, $2)", "removing a sequence".into(), vec![Some(data.into())])),
+        "londiste.add-table" => Some((
+            "londiste.global_add_table($1, $2)",
+            "adding a table to the set".into(),
+            vec![Some(data.into())],
+        )),
+        "londiste.remove-table" => Some((
+            "londiste.global_remove_table($1, $2)",
+            "removing a table from the set".into(),
+            vec![Some(data.into())],
+        )),
+        "londiste.remove-seq" => Some((
+            "londiste.global_remove_seq($1, $2)",
+            "removing a sequence".into(),
+            vec![Some(data.into())],
+        )),
         "londiste.update-seq" => Some((
             "londiste.global_update_seq($1, $2, $3::text::int8)",
             "updating a sequence".into(),
@@ -692,10 +745,11 @@ async fn handle_event(
             vec![Some(data.into())],
         )),
         "EXECUTE" => {
-            return Err(LondisteError::State(format!(
-                "event {}: EXECUTE is not supported by the strata worker yet (run the Python worker for DDL batches)",
-                ev.id
-            )))
+            buffer
+                .flush(dst)
+                .await
+                .map_err(|e| LondisteError::sql("applying the batch", e))?;
+            return execute_event(dst, queue, ev).await;
         }
         _ => None,
     };

@@ -86,6 +86,9 @@ pub enum LondisteCommand {
     Pause,
     /// Resume this node's worker.
     Resume,
+    /// Run SQL files (DDL) on the root and send them to every node as EXECUTE events,
+    /// in one transaction; a file name already applied is skipped.
+    Execute { files: Vec<PathBuf> },
     /// Wait until every local table is ok (copies done).
     WaitSync {
         /// Give up (exit 1) after this many seconds.
@@ -301,6 +304,17 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
                 "worker stopped: {} batches, {} events, {} statements",
                 stats.batches, stats.events, stats.statements
             ));
+            Ok(0)
+        }
+        LondisteCommand::Execute { files } => {
+            let done = admin::execute(&cf, &files).await.map_err(failure)?;
+            for (name, ran) in done {
+                ctx.say(if ran {
+                    format!("executed {name}")
+                } else {
+                    format!("skipped {name}: applied before")
+                });
+            }
             Ok(0)
         }
         LondisteCommand::Pause => pause(ctx, &cf, true).await,

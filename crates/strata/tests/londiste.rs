@@ -273,6 +273,29 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
     .await;
     assert_eq!(site.pg.psql("leaf", "select val from t1"), "after truncate");
 
+    // DDL through the queue: the column appears on the leaf before rows that use it.
+    let ddl = site.path("add_extra.sql");
+    std::fs::write(&ddl, "alter table public.t1 add column extra int;\n").unwrap();
+    let out = site.expect(0, &[root_s, "execute", ddl.to_str().unwrap()]);
+    assert!(out.contains("executed add_extra.sql"), "{out}");
+    let out = site.expect(0, &[root_s, "execute", ddl.to_str().unwrap()]);
+    assert!(out.contains("skipped"), "{out}");
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val, extra) values (5000, 'with extra', 42)",
+    );
+    wait_for(
+        "the EXECUTE and the row after it",
+        Duration::from_secs(60),
+        || site.checksum("leaf", "t1") == site.checksum("root", "t1"),
+    )
+    .await;
+    assert_eq!(
+        site.pg.psql("leaf", "select extra from t1 where id = 5000"),
+        "42"
+    );
+    site.expect(2, &[leaf_s, "execute", ddl.to_str().unwrap()]);
+
     // Admin views.
     let tables = site.expect(0, &[leaf_s, "tables"]);
     assert!(
