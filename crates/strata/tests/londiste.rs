@@ -682,3 +682,132 @@ async fn copy_tasks_killed_in_every_table_state_resume_and_end_equal() {
     stop_tx.send(true).unwrap();
     worker.await.unwrap().unwrap();
 }
+
+/// Python Londiste's command (`londiste` from PyPI in a venv, with psycopg2), named by
+/// `STRATA_LONDISTE_PYTHON`; the interop test skips, loudly, without it.
+fn python_londiste() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("STRATA_LONDISTE_PYTHON")?);
+    path.exists().then_some(path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_strata_workers_take_over_from_each_other() {
+    if skip_without_postgres() {
+        return;
+    }
+    let Some(py) = python_londiste() else {
+        eprintln!("SKIPPED: set STRATA_LONDISTE_PYTHON to Python Londiste's londiste command (pip install londiste psycopg2-binary)");
+        return;
+    };
+    let site = Site::new();
+    // PyPI londiste reads a [londiste] section; strata reads it too.
+    let ini = |node: &str| {
+        let path = site.ini(node, "");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("[londiste3]", "[londiste]");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (root, leaf) = (ini("root"), ini("leaf"));
+    let python = |args: &[&str]| {
+        let out = Command::new(&py)
+            .args(args)
+            .current_dir(site.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "londiste {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let spawn_python = |ini: &Path| {
+        Running(
+            Command::new(&py)
+                .arg(ini)
+                .arg("worker")
+                .current_dir(site.dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let (root_s, leaf_s) = (root.to_str().unwrap(), leaf.to_str().unwrap());
+    site.pg.psql("root", TABLE_SQL);
+    site.pg.psql("leaf", TABLE_SQL);
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'r' || g from generate_series(1, 1000) g",
+    );
+    // Python sets the nodes up and copies.
+    python(&[root_s, "create-root", "root", &site.dsn("root")]);
+    python(&[
+        leaf_s,
+        "create-leaf",
+        "leaf",
+        &site.dsn("leaf"),
+        &format!("--provider={}", site.dsn("root")),
+    ]);
+    site.pg.psql(
+        "root",
+        &format!("select pgq.set_queue_config('{QUEUE}', 'ticker_max_lag', '100 ms'); select pgq.set_queue_config('{QUEUE}', 'ticker_idle_period', '300 ms')"),
+    );
+    python(&[root_s, "add-table", "t1"]);
+    python(&[leaf_s, "add-table", "t1"]);
+    let _ticker = Ticker::start(&site).await;
+    let equal = |t: &str| site.checksum("leaf", t) == site.checksum("root", t);
+    {
+        let _py = spawn_python(&leaf);
+        wait_for("Python's copy", Duration::from_secs(90), || {
+            site.state("leaf", "public.t1") == "ok"
+        })
+        .await;
+        site.pg.psql(
+            "root",
+            "update t1 set val = 'py' where id < 100; delete from t1 where id > 990",
+        );
+        wait_for("Python's replay", Duration::from_secs(60), || equal("t1")).await;
+    }
+    // strata reads Python's state and carries on, with writes made while no worker ran.
+    site.pg.psql("root", "insert into t1 (id, val) select g, 'gap' from generate_series(2001, 2100) g; delete from t1 where id < 10");
+    let tables = site.expect(0, &[leaf_s, "tables"]);
+    assert!(tables.contains("ok"), "{tables}");
+    let cf = NodeConfig::load(&leaf).unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let options = WorkerOptions {
+        fail_fast: true,
+        ..WorkerOptions::default()
+    };
+    let worker = tokio::spawn(worker::run(cf.clone(), options.clone(), stop_rx));
+    site.pg.psql(
+        "root",
+        "update t1 set val = 'rust' where id between 100 and 200",
+    );
+    wait_for(
+        "strata's replay after Python",
+        Duration::from_secs(60),
+        || worker.is_finished() || equal("t1"),
+    )
+    .await;
+    // A table added and copied by strata.
+    site.pg.psql("root", "create table t2 (id int primary key, v text); insert into t2 select g, 'x' from generate_series(1, 3000) g");
+    site.expect(0, &[root_s, "add-table", "t2"]);
+    site.expect(0, &[leaf_s, "add-table", "t2", "--create"]);
+    wait_for("strata's copy", Duration::from_secs(90), || {
+        worker.is_finished() || site.state("leaf", "public.t2") == "ok"
+    })
+    .await;
+    stop_tx.send(true).unwrap();
+    worker.await.unwrap().unwrap();
+    // Python takes the node back, including the table strata copied.
+    site.pg.psql("root", "truncate t1; insert into t1 (id, val) values (1, 'python again'); update t2 set v = 'py' where id < 50");
+    let _py = spawn_python(&leaf);
+    wait_for(
+        "Python's replay after strata",
+        Duration::from_secs(60),
+        || equal("t1") && equal("t2"),
+    )
+    .await;
+}
