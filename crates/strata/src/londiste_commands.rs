@@ -86,6 +86,24 @@ pub enum LondisteCommand {
     Pause,
     /// Resume this node's worker.
     Resume,
+    /// Compare tables with the provider at a sync point (count and hash sum); exits 1
+    /// when one differs. Needs the node's worker running and the root as provider.
+    Compare {
+        tables: Vec<String>,
+        /// Seconds to wait for the sync point (tick and worker).
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Diff tables row by row against the provider at a sync point and write the fix as
+    /// fix.<table>.sql; with --apply, run it here. Exits 1 when differences remain.
+    Repair {
+        tables: Vec<String>,
+        /// Apply the fix on this node.
+        #[arg(long)]
+        apply: bool,
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Run SQL files (DDL) on the root and send them to every node as EXECUTE events,
     /// in one transaction; a file name already applied is skipped.
     Execute { files: Vec<PathBuf> },
@@ -317,10 +335,79 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
             }
             Ok(0)
         }
+        LondisteCommand::Compare { tables, timeout } => {
+            compare(ctx, &cf, &tables, false, false, timeout).await
+        }
+        LondisteCommand::Repair {
+            tables,
+            apply,
+            timeout,
+        } => compare(ctx, &cf, &tables, true, apply, timeout).await,
         LondisteCommand::Pause => pause(ctx, &cf, true).await,
         LondisteCommand::Resume => pause(ctx, &cf, false).await,
         LondisteCommand::WaitSync { timeout } => wait_sync(ctx, &cf, timeout).await,
     }
+}
+
+async fn compare(
+    ctx: &Context,
+    cf: &NodeConfig,
+    tables: &[String],
+    repair: bool,
+    apply: bool,
+    timeout: u64,
+) -> CommandResult {
+    let diffs =
+        strata_londiste::compare::compare(cf, tables, repair, Duration::from_secs(timeout.max(1)))
+            .await
+            .map_err(failure)?;
+    let mut unequal = false;
+    for d in &diffs {
+        if repair && !d.fix_sql.is_empty() {
+            let path = PathBuf::from(format!("fix.{}.sql", d.table));
+            let mut text = d.fix_sql.join(";\n");
+            text.push_str(";\n");
+            std::fs::write(&path, text)
+                .map_err(|e| Failure::new(code::FAILED, format!("{}: {e}", path.display())))?;
+            if apply {
+                strata_londiste::compare::apply_fix(cf, &d.fix_sql)
+                    .await
+                    .map_err(failure)?;
+                ctx.say(format!(
+                    "{}: fixed {} missing, {} extra, {} changed rows ({})",
+                    d.table,
+                    d.missing,
+                    d.extra,
+                    d.changed,
+                    path.display()
+                ));
+                continue;
+            }
+            ctx.say(format!(
+                "{}: {} missing, {} extra, {} changed rows; fix in {}",
+                d.table,
+                d.missing,
+                d.extra,
+                d.changed,
+                path.display()
+            ));
+        } else if !repair {
+            ctx.say(format!(
+                "{}: {} rows on the provider, {} here, {}",
+                d.table,
+                d.provider_rows,
+                d.local_rows,
+                if d.equal { "equal" } else { "DIFFERENT" }
+            ));
+        } else {
+            ctx.say(format!("{}: equal ({} rows)", d.table, d.provider_rows));
+        }
+        unequal |= !d.equal;
+    }
+    if ctx.global.json {
+        print_json(&diffs);
+    }
+    Ok(if unequal { code::FAILED } else { 0 })
 }
 
 async fn pause(ctx: &Context, cf: &NodeConfig, paused: bool) -> CommandResult {

@@ -563,6 +563,23 @@ async fn a_worker_killed_between_target_commit_and_finish_batch_neither_loses_no
         site.checksum("leaf", "t1") == site.checksum("root", "t1")
     })
     .await;
+    // compare finds an injected difference, repair fixes it (the worker keeps running:
+    // the sync point waits for it).
+    let out = site.expect(0, &[leaf_s, "compare"]);
+    assert!(out.contains("equal"), "{out}");
+    site.pg.psql(
+        "leaf",
+        "set session_replication_role = replica; delete from t1 where id = 5; update t1 set val = 'wrong', n = 1 where id = 6; insert into t1 (id, val) values (9999, 'extra')",
+    );
+    let out = site.expect(1, &[leaf_s, "compare", "t1"]);
+    assert!(out.contains("DIFFERENT"), "{out}");
+    let out = site.expect(1, &[leaf_s, "repair", "t1"]);
+    assert!(out.contains("1 missing, 1 extra, 1 changed"), "{out}");
+    let fix = std::fs::read_to_string(site.path("fix.public.t1.sql")).unwrap();
+    assert_eq!(fix.lines().count(), 3, "{fix}");
+    site.expect(0, &[leaf_s, "repair", "t1", "--apply"]);
+    assert_eq!(site.checksum("leaf", "t1"), site.checksum("root", "t1"));
+    site.expect(0, &[leaf_s, "compare", "t1"]);
     stop_tx.send(true).unwrap();
     let stats = worker.await.unwrap().unwrap();
     assert_eq!(
@@ -576,7 +593,6 @@ async fn a_worker_killed_between_target_commit_and_finish_batch_neither_loses_no
         "100"
     );
     drop(ticker);
-    let _ = Path::new("");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
