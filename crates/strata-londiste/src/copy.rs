@@ -94,6 +94,8 @@ async fn run(
         },
         committed_with_rows: 0,
         copies: HashMap::new(),
+        branch: false,
+        event_seq: 0,
         stop: stop.clone(),
     };
     r.run_loop().await?;

@@ -5,6 +5,7 @@
 //! worker with its streaming initial copy and table state machine, and status.
 
 pub mod admin;
+mod branch;
 pub mod compare;
 pub mod config;
 pub mod copy;

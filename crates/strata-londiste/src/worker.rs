@@ -135,6 +135,10 @@ pub(crate) struct Replayer {
     pub(crate) committed_with_rows: u64,
     /// Main role: the running copy tasks by table.
     pub(crate) copies: HashMap<String, JoinHandle<Result<()>>>,
+    /// Main role on a branch: copy events into the local queue and make its ticks.
+    pub(crate) branch: bool,
+    /// The highest event id copied into the branch queue (the ticks' event sequence).
+    pub(crate) event_seq: i64,
     pub(crate) stop: watch::Receiver<bool>,
 }
 
@@ -225,12 +229,12 @@ async fn run_once(
         }
         return Ok(());
     }
-    if info.node_type.as_deref() == Some("branch") {
-        return Err(LondisteError::BadInput(
-            "the strata worker replays leaves only; run Python Londiste's worker on a branch"
-                .into(),
-        ));
-    }
+    let branch = info.node_type.as_deref() == Some("branch");
+    let event_seq = if branch {
+        crate::branch::last_tick(&dst, &cf.queue_name).await?.1
+    } else {
+        0
+    };
     let location = info
         .provider_location
         .clone()
@@ -248,6 +252,8 @@ async fn run_once(
         options,
         committed_with_rows: 0,
         copies: HashMap::new(),
+        branch,
+        event_seq,
         stop: stop.clone(),
     };
     let result = r.run_loop().await;
@@ -336,6 +342,9 @@ impl Replayer {
         })?;
         if completed == batch.cur_tick_id {
             // Applied before a crash that came ahead of finish_batch.
+            if self.branch {
+                crate::branch::ensure_tick(&self.dst, &queue, batch, self.event_seq).await?;
+            }
             self.consumer.finish_batch(batch).await?;
             self.stats.batches_skipped += 1;
             return Ok(true);
@@ -531,6 +540,12 @@ impl Replayer {
                     events += 1;
                     handle_event(dst, &self.role, &queue, ev, tables, &mut buffer).await?;
                 }
+                if self.branch {
+                    crate::branch::copy_events(dst, &queue, &chunk).await?;
+                    if let Some(max) = chunk.iter().map(|e| e.id).max() {
+                        self.event_seq = self.event_seq.max(max);
+                    }
+                }
             }
             stream.close().await?;
             buffer
@@ -570,6 +585,9 @@ impl Replayer {
                 let _ = dst.batch_execute("rollback").await;
                 return Err(e);
             }
+        }
+        if self.branch {
+            crate::branch::ensure_tick(&self.dst, &queue, batch, self.event_seq).await?;
         }
         self.consumer.finish_batch(batch).await?;
         Ok(())

@@ -827,3 +827,130 @@ async fn python_and_strata_workers_take_over_from_each_other() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_to_branch_to_leaf_replays_through_the_branch_queue() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.pg.psql("postgres", "create database branch");
+    site.pg.psql("branch", "create extension londiste cascade");
+    let (root, leaf) = (site.ini("root", ""), site.ini("leaf", ""));
+    let branch = site.ini("branch", "");
+    let (root_s, branch_s, leaf_s) = (
+        root.to_str().unwrap(),
+        branch.to_str().unwrap(),
+        leaf.to_str().unwrap(),
+    );
+    site.expect(0, &[root_s, "create-root", "root", &site.dsn("root")]);
+    site.expect(
+        0,
+        &[
+            branch_s,
+            "create-branch",
+            "branch",
+            &site.dsn("branch"),
+            "--provider",
+            &site.dsn("root"),
+        ],
+    );
+    // The leaf reads from the branch, not from the root.
+    site.expect(
+        0,
+        &[
+            leaf_s,
+            "create-leaf",
+            "leaf",
+            &site.dsn("leaf"),
+            "--provider",
+            &site.dsn("branch"),
+        ],
+    );
+    site.pg.psql(
+        "root",
+        &format!("select pgq.set_queue_config('{QUEUE}', 'ticker_max_lag', '100 ms'); select pgq.set_queue_config('{QUEUE}', 'ticker_idle_period', '300 ms')"),
+    );
+    site.pg.psql("root", TABLE_SQL);
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'r' || g from generate_series(1, 2000) g",
+    );
+    site.expect(0, &[root_s, "add-table", "t1"]);
+    site.expect(0, &[branch_s, "add-table", "t1", "--create"]);
+    // The root knows every member (the branch spread the leaf's location).
+    let members = site.expect(0, &[root_s, "members"]);
+    assert!(
+        members.contains("branch") && members.contains("leaf"),
+        "{members}"
+    );
+
+    let _ticker = Ticker::start(&site).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let options = WorkerOptions {
+        fail_fast: true,
+        ..WorkerOptions::default()
+    };
+    let branch_worker = tokio::spawn(worker::run(
+        NodeConfig::load(&branch).unwrap(),
+        options.clone(),
+        stop_rx.clone(),
+    ));
+    wait_for("the branch copy", Duration::from_secs(90), || {
+        branch_worker.is_finished() || site.state("branch", "public.t1") == "ok"
+    })
+    .await;
+    site.expect(0, &[leaf_s, "add-table", "t1", "--create"]);
+    let leaf_worker = tokio::spawn(worker::run(
+        NodeConfig::load(&leaf).unwrap(),
+        options,
+        stop_rx,
+    ));
+    site.pg.psql(
+        "root",
+        "update t1 set val = 'u' where id < 100; delete from t1 where id > 1900",
+    );
+    wait_for(
+        "the leaf copy from the branch",
+        Duration::from_secs(90),
+        || leaf_worker.is_finished() || site.state("leaf", "public.t1") == "ok",
+    )
+    .await;
+    site.pg.psql("root", "insert into t1 (id, val) values (5000, 'late'); truncate t1; insert into t1 (id, val) values (1, 'after truncate')");
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'again' from generate_series(10, 500) g",
+    );
+    wait_for(
+        "root, branch and leaf equal",
+        Duration::from_secs(60),
+        || {
+            branch_worker.is_finished()
+                || leaf_worker.is_finished()
+                || (site.checksum("branch", "t1") == site.checksum("root", "t1")
+                    && site.checksum("leaf", "t1") == site.checksum("root", "t1"))
+        },
+    )
+    .await;
+    stop_tx.send(true).unwrap();
+    branch_worker.await.unwrap().unwrap();
+    leaf_worker.await.unwrap().unwrap();
+    assert_eq!(site.checksum("leaf", "t1"), site.checksum("root", "t1"));
+    // The branch's queue carries the root's ticks: same ids, same times.
+    let ticks = |db: &str| -> Vec<String> {
+        site.pg
+            .psql(
+                db,
+                "select t.tick_id || ' ' || t.tick_time from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue \
+                 where q.queue_name = 'replika' order by t.tick_id",
+            )
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let (root_ticks, branch_ticks) = (ticks("root"), ticks("branch"));
+    assert!(branch_ticks.len() > 2, "{branch_ticks:?}");
+    for t in &branch_ticks[1..] {
+        assert!(root_ticks.contains(t), "branch tick {t} is not a root tick");
+    }
+}
