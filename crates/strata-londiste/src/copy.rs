@@ -4,8 +4,9 @@
 //! `custom_snapshot`, then catching up on the table's events until the hand-over on a tick
 //! boundary (see [`crate::state::TableState`]). The rows stream from `COPY TO` into
 //! `COPY FROM` chunk by chunk on two connections: no blocking pipe, no table in memory.
-//! Indexes and constraints of the target are dropped before the copy and rebuilt after it
-//! (unless other tables' foreign keys point at it).
+//! Indexes and constraints of the target are dropped before the copy and rebuilt after it;
+//! foreign keys from or to the table go to `londiste.pending_fkeys` and come back when both
+//! of their tables are `ok`.
 
 use crate::config::NodeConfig;
 use crate::error::{LondisteError, Result};
@@ -138,6 +139,56 @@ async fn columns(client: &Client, table: &str) -> Result<Vec<String>> {
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
+/// Drops every foreign key from or to `table`, saving it in `londiste.pending_fkeys`
+/// (Python's `drop_fkeys`): the truncate and the rows of a half-copied set would break
+/// them. The main worker restores each once both of its tables are `ok`. Each drop commits
+/// on its own, before the copy transaction.
+async fn drop_fkeys(dst: &Client, table: &str) -> Result<()> {
+    let rows = dst
+        .query(
+            "select from_table, fkey_name from londiste.find_table_fkeys($1)",
+            &[&table],
+        )
+        .await
+        .map_err(|e| LondisteError::sql(format!("finding the foreign keys of {table}"), e))?;
+    for r in rows {
+        let (from, name): (String, String) = (r.get(0), r.get(1));
+        dst.query_one("select londiste.drop_table_fkey($1, $2)", &[&from, &name])
+            .await
+            .map_err(|e| LondisteError::sql(format!("dropping foreign key {name} of {from}"), e))?;
+    }
+    Ok(())
+}
+
+/// Restores the dropped foreign keys whose two tables are both `ok` now (the main worker
+/// calls it before each batch, as Python does). A key that no longer holds (rows the
+/// provider let through) stays pending, with a message, rather than stopping replay.
+pub(crate) async fn restore_fkeys(dst: &Client, queue: &str) -> Result<()> {
+    let rows = dst
+        .query(
+            "select from_table, fkey_name from londiste.get_valid_pending_fkeys($1)",
+            &[&queue],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("reading pending foreign keys", e))?;
+    for r in rows {
+        let (from, name): (String, String) = (r.get(0), r.get(1));
+        if let Err(e) = dst
+            .query_one(
+                "select londiste.restore_table_fkey($1, $2)",
+                &[&from, &name],
+            )
+            .await
+        {
+            eprintln!(
+                "londiste: cannot restore foreign key {name} of {from}: {}",
+                strata_pg::error_message(&e)
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `(drop, create)` statements for the target's indexes and constraints that the copy
 /// may drop: everything, unless another table's foreign key depends on this one.
 async fn droppable_ddl(dst: &Client, table: &str) -> Result<Vec<(String, String)>> {
@@ -158,7 +209,7 @@ async fn droppable_ddl(dst: &Client, table: &str) -> Result<Vec<(String, String)
     let mut ddl = Vec::new();
     let constraints = dst
         .query(
-            &format!("select conname, pg_catalog.pg_get_constraintdef(oid) from pg_catalog.pg_constraint where conrelid = {oid_sql} and contype in ('p', 'u', 'x', 'f', 'c') order by contype = 'f', conname"),
+            &format!("select conname, pg_catalog.pg_get_constraintdef(oid) from pg_catalog.pg_constraint where conrelid = {oid_sql} and contype in ('p', 'u', 'x', 'c') order by conname"),
             &[&schema, &name],
         )
         .await
@@ -216,6 +267,7 @@ async fn copy_table(
             info.table_name
         )));
     }
+    drop_fkeys(dst, &dest).await?;
     let col_list = common
         .iter()
         .map(|c| quote_ident(c))

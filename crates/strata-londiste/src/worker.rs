@@ -464,6 +464,7 @@ impl Replayer {
     /// The main worker's part: answer hand-over requests, start copies. `true` to wait.
     async fn sync_main(&mut self, batch: &Batch, tables: &[TableInfo]) -> Result<bool> {
         let queue = self.cf.queue_name.clone();
+        copy::restore_fkeys(&self.dst, &queue).await?;
         let mut wait = false;
         for t in tables.iter().filter(|t| t.local) {
             match t.state {

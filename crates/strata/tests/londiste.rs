@@ -954,3 +954,81 @@ async fn root_to_branch_to_leaf_replays_through_the_branch_queue() {
         assert!(root_ticks.contains(t), "branch tick {t} is not a root tick");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_keys_wait_in_pending_fkeys_until_both_tables_are_ok() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (root, leaf) = site.setup_nodes("parallel_copies = 2\n");
+    let (root_s, leaf_s) = (root.to_str().unwrap(), leaf.to_str().unwrap());
+    for db in ["root", "leaf"] {
+        site.pg
+            .psql(db, "create table parent (id int primary key, name text)");
+        site.pg.psql(
+            db,
+            "create table child (id int primary key, parent_id int not null constraint child_parent_fk references parent (id), note text)",
+        );
+    }
+    site.pg.psql(
+        "root",
+        "insert into parent select g, 'p' || g from generate_series(1, 500) g",
+    );
+    site.pg.psql(
+        "root",
+        "insert into child select g, g % 500 + 1, 'c' from generate_series(1, 3000) g",
+    );
+    site.expect(0, &[root_s, "add-table", "parent", "child"]);
+    site.expect(0, &[leaf_s, "add-table", "child", "parent"]);
+    let _ticker = Ticker::start(&site).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let options = WorkerOptions {
+        fail_fast: true,
+        ..WorkerOptions::default()
+    };
+    let worker = tokio::spawn(worker::run(
+        NodeConfig::load(&leaf).unwrap(),
+        options,
+        stop_rx,
+    ));
+    let fk = || {
+        site.pg.psql(
+            "leaf",
+            "select count(*) from pg_constraint where conname = 'child_parent_fk' and contype = 'f'",
+        )
+    };
+    wait_for(
+        "both copies and the foreign key back",
+        Duration::from_secs(90),
+        || {
+            worker.is_finished()
+                || (site.state("leaf", "public.parent") == "ok"
+                    && site.state("leaf", "public.child") == "ok"
+                    && fk() == "1")
+        },
+    )
+    .await;
+    site.pg.psql(
+        "root",
+        "insert into parent values (501, 'new'); insert into child values (3001, 501, 'new child')",
+    );
+    wait_for(
+        "replay with the foreign key in place",
+        Duration::from_secs(60),
+        || {
+            worker.is_finished()
+                || (site.checksum("leaf", "child") == site.checksum("root", "child")
+                    && site.checksum("leaf", "parent") == site.checksum("root", "parent"))
+        },
+    )
+    .await;
+    stop_tx.send(true).unwrap();
+    worker.await.unwrap().unwrap();
+    assert_eq!(
+        site.pg
+            .psql("leaf", "select count(*) from londiste.pending_fkeys"),
+        "0"
+    );
+    assert_eq!(fk(), "1");
+}
