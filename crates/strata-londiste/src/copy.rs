@@ -97,6 +97,7 @@ async fn run(
         copies: HashMap::new(),
         branch: false,
         event_seq: 0,
+        node_type: String::new(),
         stop: stop.clone(),
     };
     r.run_loop().await?;

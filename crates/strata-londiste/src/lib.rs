@@ -16,6 +16,7 @@ pub mod snapshot;
 pub mod sqlgen;
 pub mod state;
 pub mod status;
+pub mod takeover;
 pub mod worker;
 
 pub use config::NodeConfig;

@@ -108,6 +108,52 @@ enum SyncStep {
     Exit,
 }
 
+/// What the main worker does next, from the node's flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeCheck {
+    Run,
+    Paused,
+    /// The node is no longer of the type the worker started with (takeover).
+    RoleChanged,
+}
+
+/// Reads the node type and the worker's flags; acknowledges a pause or resume by setting
+/// `uptodate` (what `pause`/`takeover` wait for, in Python's protocol too) and clears a
+/// saved error once the worker runs again.
+async fn check_node(
+    dst: &Client,
+    cf: &NodeConfig,
+    worker: &str,
+    node_type: &str,
+) -> Result<NodeCheck> {
+    let queue = cf.queue_name.as_str();
+    let info = node::node_info(dst, queue).await?;
+    if info.node_type.as_deref() != Some(node_type) {
+        return Ok(NodeCheck::RoleChanged);
+    }
+    let Some(state) = node::consumer_state(dst, queue, worker).await? else {
+        return Err(LondisteError::State(format!(
+            "worker {worker} is not registered on this node"
+        )));
+    };
+    if !state.uptodate {
+        node::checked(
+            dst,
+            "acknowledging the pause flag",
+            "select ret_code, ret_note from pgq_node.set_consumer_uptodate($1, $2, true)",
+            &[&queue, &worker],
+        )
+        .await?;
+    }
+    if state.paused {
+        return Ok(NodeCheck::Paused);
+    }
+    if state.cur_error.is_some() {
+        node::set_error(dst, queue, worker, None).await?;
+    }
+    Ok(NodeCheck::Run)
+}
+
 /// Whether `stop` asks to stop.
 fn stopping(stop: &watch::Receiver<bool>) -> bool {
     *stop.borrow()
@@ -139,6 +185,8 @@ pub(crate) struct Replayer {
     pub(crate) branch: bool,
     /// The highest event id copied into the branch queue (the ticks' event sequence).
     pub(crate) event_seq: i64,
+    /// Main role: the node type the worker started with (a change restarts it).
+    pub(crate) node_type: String,
     pub(crate) stop: watch::Receiver<bool>,
 }
 
@@ -185,7 +233,9 @@ pub async fn run(
     let mut stop_wait = stop.clone();
     loop {
         match run_once(cf.clone(), options.clone(), stop.clone(), &mut totals).await {
-            Ok(()) => return Ok(totals),
+            // The node changed its type (takeover): start over in the new role.
+            Ok(true) => continue,
+            Ok(false) => return Ok(totals),
             Err(e) if options.fail_fast || options.crash_after_commit.is_some() => return Err(e),
             Err(e) if e.is_bad_input() => return Err(e),
             Err(e) => {
@@ -209,7 +259,7 @@ async fn run_once(
     options: WorkerOptions,
     mut stop: watch::Receiver<bool>,
     totals: &mut ReplayStats,
-) -> Result<()> {
+) -> Result<bool> {
     let dst = open_target(&cf).await?;
     let info = admin::require_node(&dst, &cf).await?;
     let worker = info
@@ -223,11 +273,16 @@ async fn run_once(
         )));
     }
     if info.is_root() {
-        // A root makes events; its ticker (pgqd or strata pgq ticker) is all it needs.
+        // A root makes events; its ticker (pgqd or strata pgq ticker) is all it needs. The
+        // worker acknowledges pause/resume and notices a demotion (takeover).
         while !stopping(&stop) {
-            pause(&mut stop, Duration::from_secs(60)).await;
+            if check_node(&dst, &cf, &worker, "root").await? == NodeCheck::RoleChanged {
+                return Ok(true);
+            }
+            let d = cf.loop_delay;
+            pause(&mut stop, d).await;
         }
-        return Ok(());
+        return Ok(false);
     }
     let branch = info.node_type.as_deref() == Some("branch");
     let event_seq = if branch {
@@ -254,6 +309,7 @@ async fn run_once(
         copies: HashMap::new(),
         branch,
         event_seq,
+        node_type: info.node_type.clone().unwrap_or_default(),
         stop: stop.clone(),
     };
     let result = r.run_loop().await;
@@ -277,17 +333,20 @@ fn add(to: &mut ReplayStats, from: &ReplayStats) {
 }
 
 impl Replayer {
-    /// Batches until stopped (or, for a copy task, until the hand-over is done).
-    pub(crate) async fn run_loop(&mut self) -> Result<()> {
+    /// Batches until stopped (or, for a copy task, until the hand-over is done); `true`
+    /// when the node changed its type and the worker must start over.
+    pub(crate) async fn run_loop(&mut self) -> Result<bool> {
         while !stopping(&self.stop) {
             if self.role == Role::Main {
                 self.reap_copies();
-                let state =
-                    node::consumer_state(&self.dst, &self.cf.queue_name, &self.name).await?;
-                if state.is_some_and(|s| s.paused) {
-                    let d = self.cf.loop_delay;
-                    pause(&mut self.stop, d).await;
-                    continue;
+                match check_node(&self.dst, &self.cf, &self.name, &self.node_type).await? {
+                    NodeCheck::RoleChanged => return Ok(true),
+                    NodeCheck::Paused => {
+                        let d = self.cf.loop_delay;
+                        pause(&mut self.stop, d).await;
+                        continue;
+                    }
+                    NodeCheck::Run => {}
                 }
             }
             let Some(batch) = self.consumer.next_batch().await? else {
@@ -297,11 +356,11 @@ impl Replayer {
                 continue;
             };
             if !self.process_batch(&batch).await? {
-                return Ok(());
+                return Ok(false);
             }
             self.idle = false;
         }
-        Ok(())
+        Ok(false)
     }
 
     fn reap_copies(&mut self) {

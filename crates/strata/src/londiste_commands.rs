@@ -104,6 +104,16 @@ pub enum LondisteCommand {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Switch the root over to this node (a branch of the live root OLD): checks that every
+    /// table here is in sync, then demotes OLD to a branch of this node. Needs the workers
+    /// of both nodes running.
+    Takeover {
+        /// The current root's node name.
+        old: String,
+        /// Seconds to wait for each step (acknowledged pauses, catching up).
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Run SQL files (DDL) on the root and send them to every node as EXECUTE events,
     /// in one transaction; a file name already applied is skipped.
     Execute { files: Vec<PathBuf> },
@@ -343,6 +353,14 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
             apply,
             timeout,
         } => compare(ctx, &cf, &tables, true, apply, timeout).await,
+        LondisteCommand::Takeover { old, timeout } => {
+            let note =
+                strata_londiste::takeover::takeover(&cf, &old, Duration::from_secs(timeout.max(1)))
+                    .await
+                    .map_err(failure)?;
+            ctx.say(note);
+            Ok(0)
+        }
         LondisteCommand::Pause => pause(ctx, &cf, true).await,
         LondisteCommand::Resume => pause(ctx, &cf, false).await,
         LondisteCommand::WaitSync { timeout } => wait_sync(ctx, &cf, timeout).await,

@@ -149,12 +149,22 @@ struct Ticker {
 
 impl Ticker {
     async fn start(site: &Site) -> Ticker {
-        let client = site.client("root").await;
+        Ticker::start_on(site, &["root"]).await
+    }
+
+    /// Ticks every queue of `dbs` that has no external ticker (what pgqd does).
+    async fn start_on(site: &Site, dbs: &[&str]) -> Ticker {
+        let mut clients = Vec::new();
+        for db in dbs {
+            clients.push(site.client(db).await);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let task = tokio::spawn(async move {
             while !flag.load(Ordering::Relaxed) {
-                let _ = client.batch_execute("select pgq.ticker()").await;
+                for client in &clients {
+                    let _ = client.batch_execute("select pgq.ticker()").await;
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
@@ -1031,4 +1041,115 @@ async fn foreign_keys_wait_in_pending_fkeys_until_both_tables_are_ok() {
         "0"
     );
     assert_eq!(fk(), "1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_with_a_live_root_swaps_root_and_branch() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.pg.psql("postgres", "create database branch");
+    site.pg.psql("branch", "create extension londiste cascade");
+    let (root, leaf) = site.setup_nodes("");
+    let branch = site.ini("branch", "");
+    let (root_s, branch_s, leaf_s) = (
+        root.to_str().unwrap(),
+        branch.to_str().unwrap(),
+        leaf.to_str().unwrap(),
+    );
+    site.expect(
+        0,
+        &[
+            branch_s,
+            "create-branch",
+            "branch",
+            &site.dsn("branch"),
+            "--provider",
+            &site.dsn("root"),
+        ],
+    );
+    for db in ["root", "branch", "leaf"] {
+        site.pg.psql(db, TABLE_SQL);
+    }
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'r' || g from generate_series(1, 1000) g",
+    );
+    site.expect(0, &[root_s, "add-table", "t1"]);
+    site.expect(0, &[branch_s, "add-table", "t1"]);
+    site.expect(0, &[leaf_s, "add-table", "t1"]);
+    // Before the branch has copied t1, takeover refuses.
+    site.expect(2, &[branch_s, "takeover", "root"]);
+    let _ticker = Ticker::start_on(&site, &["root", "branch"]).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let options = WorkerOptions {
+        fail_fast: true,
+        ..WorkerOptions::default()
+    };
+    let mut workers: Vec<_> = [&root, &branch, &leaf]
+        .iter()
+        .map(|ini| {
+            tokio::spawn(worker::run(
+                NodeConfig::load(ini).unwrap(),
+                options.clone(),
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
+    let any_stopped = |w: &Vec<tokio::task::JoinHandle<_>>| w.iter().any(|t| t.is_finished());
+    wait_for("copies on branch and leaf", Duration::from_secs(90), || {
+        any_stopped(&workers)
+            || (site.state("branch", "public.t1") == "ok"
+                && site.state("leaf", "public.t1") == "ok")
+    })
+    .await;
+    site.pg
+        .psql("root", "update t1 set val = 'before' where id < 100");
+
+    let out = site.expect(0, &[branch_s, "takeover", "root", "--timeout", "60"]);
+    assert!(out.contains("branch is the root now"), "{out}");
+    assert!(
+        !any_stopped(&workers),
+        "a worker stopped during the takeover"
+    );
+    assert!(site.expect(0, &[branch_s, "node-info"]).contains("root"));
+    let old = site.expect(0, &[root_s, "--json", "node-info"]);
+    assert!(
+        old.contains("\"node_type\": \"branch\"") && old.contains("\"provider_node\": \"branch\""),
+        "{old}"
+    );
+    // The old root takes no writes; the new one does, and they reach every node (the leaf
+    // still reads from the old root, now a branch).
+    assert!(site
+        .pg
+        .try_psql("root", "insert into t1 (id, val) values (7000, 'refused')")
+        .is_err());
+    site.pg.psql(
+        "branch",
+        "insert into t1 (id, val) values (8000, 'after takeover'); delete from t1 where id between 901 and 1000",
+    );
+    wait_for(
+        "writes on the new root everywhere",
+        Duration::from_secs(60),
+        || {
+            any_stopped(&workers)
+                || (site.checksum("root", "t1") == site.checksum("branch", "t1")
+                    && site.checksum("leaf", "t1") == site.checksum("branch", "t1"))
+        },
+    )
+    .await;
+    for (name, w) in ["root", "branch", "leaf"].iter().zip(workers.iter_mut()) {
+        if w.is_finished() {
+            panic!("the {name} worker stopped: {:?}", w.await);
+        }
+    }
+    assert_eq!(
+        site.pg.psql("leaf", "select val from t1 where id = 8000"),
+        "after takeover"
+    );
+    stop_tx.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap().unwrap();
+    }
 }
