@@ -20,6 +20,9 @@ use std::sync::Arc;
 use strata_pg::{quote_ident, Client};
 use tokio::sync::watch;
 
+/// Bytes of COPY data sent to the target in one message.
+const COPY_CHUNK: usize = 256 << 10;
+
 /// The copy task of `table` as a boxed future: the main worker spawns it, and the copy
 /// task runs the same replay loop, so the type must be named to end the recursion.
 pub(crate) fn start(
@@ -317,10 +320,21 @@ async fn copy_table(
                 .map_err(|e| LondisteError::sql(format!("COPY {dest} FROM"), e))?;
             futures::pin_mut!(out);
             futures::pin_mut!(sink);
+            // PostgreSQL sends one message per row: gather rows into chunks of about
+            // COPY_CHUNK bytes so the target gets few large messages, not a flush per row.
+            let mut buf = bytes::BytesMut::with_capacity(COPY_CHUNK * 2);
             while let Some(chunk) = out.next().await {
                 let chunk = chunk
                     .map_err(|e| LondisteError::sql(format!("reading {}", info.table_name), e))?;
-                sink.send(chunk)
+                buf.extend_from_slice(&chunk);
+                if buf.len() >= COPY_CHUNK {
+                    sink.send(buf.split().freeze())
+                        .await
+                        .map_err(|e| LondisteError::sql(format!("writing {dest}"), e))?;
+                }
+            }
+            if !buf.is_empty() {
+                sink.send(buf.split().freeze())
                     .await
                     .map_err(|e| LondisteError::sql(format!("writing {dest}"), e))?;
             }

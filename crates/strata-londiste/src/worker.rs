@@ -350,6 +350,22 @@ impl Replayer {
                 }
             }
             let Some(batch) = self.consumer.next_batch().await? else {
+                match &self.role {
+                    Role::Main => {
+                        let tables = node::tables(&self.dst, &self.cf.queue_name).await?;
+                        self.launch_copies(&tables).await?;
+                    }
+                    Role::Copy(_) if !self.idle => {
+                        // Caught up: a tick now lets the hand-over start without waiting
+                        // for the ticker's idle period.
+                        let _ = self
+                            .consumer
+                            .client()
+                            .execute("select pgq.force_tick($1)", &[&self.cf.queue_name])
+                            .await;
+                    }
+                    Role::Copy(_) => {}
+                }
                 self.idle = true;
                 let d = self.cf.loop_delay;
                 pause(&mut self.stop, d).await;
@@ -542,6 +558,15 @@ impl Replayer {
                 _ => {}
             }
         }
+        self.launch_copies(tables).await?;
+        Ok(wait)
+    }
+
+    /// Starts copy tasks for tables waiting for a copy (NULL → `in-copy`) or whose task is
+    /// gone, up to `parallel_copies`. Runs before each batch and while the queue is idle,
+    /// so a new table starts copying without waiting for the next tick.
+    async fn launch_copies(&mut self, tables: &[TableInfo]) -> Result<()> {
+        let queue = self.cf.queue_name.clone();
         self.reap_copies();
         for t in tables.iter().filter(|t| t.local) {
             if self.copies.len() >= self.cf.parallel_copies {
@@ -565,7 +590,7 @@ impl Replayer {
             ));
             self.copies.insert(t.table_name.clone(), task);
         }
-        Ok(wait)
+        Ok(())
     }
 
     /// Applies the batch in one target transaction with its tick, then finishes it.
