@@ -77,11 +77,32 @@ pub fn statement(change: &RowChange, dest: &str) -> Result<Option<String>, Strin
     }
 }
 
+/// An INSERT split into `INSERT INTO t (cols) VALUES` and its `(values)` tuple, so rows
+/// of consecutive inserts into one table with the same columns can share one statement
+/// (the server parses and plans it once instead of once per row).
+pub fn insert_parts(change: &RowChange, dest: &str) -> Option<(String, String)> {
+    if change.op != Op::Insert || change.row.is_empty() {
+        return None;
+    }
+    let cols: Vec<String> = change.row.iter().map(|(k, _)| quote_ident(k)).collect();
+    let vals: Vec<String> = change.row.iter().map(|(_, v)| value(v)).collect();
+    Some((
+        format!(
+            "INSERT INTO {} ({}) VALUES ",
+            quote_fq(dest),
+            cols.join(", ")
+        ),
+        format!("({})", vals.join(", ")),
+    ))
+}
+
 /// Statements collected for one round trip, flushed by count or bytes (whichever comes
 /// first), so neither many small rows nor a few wide ones make a huge buffer.
 #[derive(Debug, Default)]
 pub struct SqlBuffer {
     text: String,
+    /// The head of the multi-row INSERT being built (open until another statement comes).
+    open_insert: Option<String>,
     count: usize,
     max_count: usize,
     max_bytes: usize,
@@ -103,10 +124,32 @@ impl SqlBuffer {
 
     /// Adds a statement; `true` when the buffer should be flushed now.
     pub fn push(&mut self, sql: &str) -> bool {
+        self.close_insert();
         self.text.push_str(sql);
         self.text.push_str(";\n");
         self.count += 1;
         self.count >= self.max_count || self.text.len() >= self.max_bytes
+    }
+
+    /// Adds an inserted row (see [`insert_parts`]): it joins the open INSERT when that
+    /// has the same head, else starts one. Each row counts as a statement for the limits.
+    pub fn push_insert(&mut self, head: &str, tuple: &str) -> bool {
+        if self.open_insert.as_deref() == Some(head) {
+            self.text.push_str(", ");
+        } else {
+            self.close_insert();
+            self.text.push_str(head);
+            self.open_insert = Some(head.to_string());
+        }
+        self.text.push_str(tuple);
+        self.count += 1;
+        self.count >= self.max_count || self.text.len() >= self.max_bytes
+    }
+
+    fn close_insert(&mut self) {
+        if self.open_insert.take().is_some() {
+            self.text.push_str(";\n");
+        }
     }
 
     /// Whether nothing is buffered.
@@ -123,6 +166,7 @@ impl SqlBuffer {
         if self.count == 0 {
             return Ok(());
         }
+        self.close_insert();
         client.batch_execute(&self.text).await?;
         self.flushes += 1;
         self.statements += self.count as u64;
@@ -189,6 +233,30 @@ mod tests {
             statement(&change(Op::Update, key.clone(), key), "public.t").unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn consecutive_inserts_share_one_statement() {
+        let mut b = SqlBuffer::new(100, 1 << 20);
+        let row = |id: &str| change(Op::Insert, vec![p("id", Some(id))], vec![p("id", Some(id))]);
+        for id in ["1", "2"] {
+            let (head, tuple) = insert_parts(&row(id), "public.t").unwrap();
+            b.push_insert(&head, &tuple);
+        }
+        b.push("DELETE FROM ONLY \"public\".\"t\" WHERE \"id\" = '1'");
+        let (head, tuple) = insert_parts(&row("3"), "public.u").unwrap();
+        b.push_insert(&head, &tuple);
+        b.close_insert();
+        assert_eq!(
+            b.text,
+            "INSERT INTO \"public\".\"t\" (\"id\") VALUES ('1'), ('2');\nDELETE FROM ONLY \"public\".\"t\" WHERE \"id\" = '1';\nINSERT INTO \"public\".\"u\" (\"id\") VALUES ('3');\n"
+        );
+        assert_eq!(b.count, 4);
+        assert!(insert_parts(
+            &change(Op::Delete, vec![], vec![p("id", Some("1"))]),
+            "public.t"
+        )
+        .is_none());
     }
 
     #[test]

@@ -795,6 +795,14 @@ async fn handle_event(
                 .await
                 .map_err(|e| LondisteError::sql("applying the batch", e))?;
         }
+        if let Some((head, tuple)) = sqlgen::insert_parts(&change, info.dest()) {
+            if buffer.push_insert(&head, &tuple) {
+                buffer.flush(dst).await.map_err(|e| {
+                    LondisteError::sql(format!("applying the batch (near event {})", ev.id), e)
+                })?;
+            }
+            return Ok(());
+        }
         let sql = sqlgen::statement(&change, info.dest())
             .map_err(|e| LondisteError::State(format!("event {}: {e}", ev.id)))?;
         if let Some(sql) = sql {
