@@ -330,6 +330,29 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
     assert_eq!(leaf_node["tables"]["ok"], 1, "{status}");
     assert_eq!(leaf_node["info"]["provider_node"], "root", "{status}");
 
+    // A member that cannot be reached shows its error; the others are still reported,
+    // and the exit code says something is wrong.
+    site.pg.psql(
+        "leaf",
+        &format!("select pgq_node.register_location('{QUEUE}', 'ghost', 'host=/nonexistent port=1 dbname=x connect_timeout=2', false)"),
+    );
+    let out = site.strata(&[leaf_s, "--json", "status", "--timeout", "5"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = nodes.as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    let ghost = nodes.iter().find(|n| n["name"] == "ghost").unwrap();
+    assert!(
+        ghost["error"].as_str().unwrap().contains("connect"),
+        "{ghost}"
+    );
+    let root_node = nodes.iter().find(|n| n["name"] == "root").unwrap();
+    assert_eq!(root_node["info"]["node_type"], "root");
+    site.pg.psql(
+        "leaf",
+        &format!("select pgq_node.unregister_location('{QUEUE}', 'ghost')"),
+    );
+
     // Pause stops replay; resume catches up.
     site.expect(0, &[leaf_s, "pause"]);
     assert!(site.expect(0, &[leaf_s, "node-info"]).contains("true"));
