@@ -161,6 +161,7 @@ pub async fn create_node(
     let watermark: i64 = row.get(2);
     let members = node::locations(&pdb, queue).await?;
     let provider_tables = node::tables(&pdb, queue).await?;
+    let provider_seqs = seqs(&pdb, queue).await?;
     let note = in_tx!(&db, async {
         node::register_location(&db, queue, name, location, false).await?;
         for m in members.iter().filter(|m| m.node_name != name) {
@@ -180,7 +181,16 @@ pub async fn create_node(
             ],
         )
         .await?;
-        // Python's extra_init: the set's tables are known from the start.
+        // Python's extra_init: the set's tables and sequences are known from the start.
+        for q in &provider_seqs {
+            checked(
+                &db,
+                &format!("adding sequence {} to the set", q.seq_name),
+                "select ret_code, ret_note from londiste.global_update_seq($1, $2, $3)",
+                &[&queue, &q.seq_name, &q.last_value],
+            )
+            .await?;
+        }
         for t in &provider_tables {
             checked(
                 &db,
@@ -531,4 +541,124 @@ pub async fn execute(cf: &NodeConfig, files: &[std::path::PathBuf]) -> Result<Ve
         }
         Ok::<_, LondisteError>(done)
     })
+}
+
+/// One sequence of the set as `londiste.get_seq_list` returns it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SeqInfo {
+    pub seq_name: String,
+    pub last_value: i64,
+    pub local: bool,
+}
+
+/// Every sequence of the set known to the node.
+pub async fn seqs(db: &Client, queue: &str) -> Result<Vec<SeqInfo>> {
+    let rows = db
+        .query(
+            "select seq_name, last_value, local from londiste.get_seq_list($1) order by 1",
+            &[&queue],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("reading the sequence list", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| SeqInfo {
+            seq_name: r.get(0),
+            last_value: r.get(1),
+            local: r.get(2),
+        })
+        .collect())
+}
+
+/// Registers sequences (globs; `all` for every candidate): on the root the database's
+/// sequences, whose values the root worker then publishes (`londiste.root_check_seqs`);
+/// elsewhere the provider's, which the worker keeps at least at the published value.
+pub async fn add_seqs(cf: &NodeConfig, args: &[String], all: bool) -> Result<Vec<String>> {
+    if args.is_empty() && !all {
+        return Err(LondisteError::BadInput(
+            "name sequences to add, or give --all".into(),
+        ));
+    }
+    let db = connect_local(cf).await?;
+    let info = require_node(&db, cf).await?;
+    let queue = cf.queue_name.as_str();
+    let candidates: Vec<String> = if info.is_root() {
+        db.query(
+            "select n.nspname || '.' || c.relname from pg_catalog.pg_class c \
+             join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+             where c.relkind = 'S' and n.nspname not in ('pg_catalog', 'information_schema', 'pgq', 'pgq_node', 'londiste') order by 1",
+            &[],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("listing sequences", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    } else {
+        let location = info
+            .provider_location
+            .clone()
+            .ok_or_else(|| LondisteError::State("the node has no provider location".into()))?;
+        let provider = connect(&location, "provider").await?;
+        let src = seqs(&provider, queue).await?;
+        let local = seqs(&db, queue).await?;
+        // Python's extra_init/sync: the set's sequences with their published values.
+        for s in &src {
+            if !local.iter().any(|l| l.seq_name == s.seq_name) {
+                checked(
+                    &db,
+                    &format!("adding sequence {} to the set", s.seq_name),
+                    "select ret_code, ret_note from londiste.global_update_seq($1, $2, $3)",
+                    &[&queue, &s.seq_name, &s.last_value],
+                )
+                .await?;
+            }
+        }
+        src.into_iter()
+            .filter(|s| s.local)
+            .map(|s| s.seq_name)
+            .collect()
+    };
+    let wanted = if all {
+        candidates
+    } else {
+        names::expand(args, &candidates)?
+    };
+    for seq in &wanted {
+        checked(
+            &db,
+            &format!("adding sequence {seq}"),
+            "select ret_code, ret_note from londiste.local_add_seq($1, $2)",
+            &[&queue, seq],
+        )
+        .await?;
+    }
+    Ok(wanted)
+}
+
+/// Unregisters sequences from the node.
+pub async fn remove_seqs(cf: &NodeConfig, args: &[String]) -> Result<Vec<String>> {
+    if args.is_empty() {
+        return Err(LondisteError::BadInput("name sequences to remove".into()));
+    }
+    let db = connect_local(cf).await?;
+    require_node(&db, cf).await?;
+    let queue = cf.queue_name.as_str();
+    let local: Vec<String> = seqs(&db, queue)
+        .await?
+        .into_iter()
+        .filter(|s| s.local)
+        .map(|s| s.seq_name)
+        .collect();
+    let wanted = names::expand(args, &local)?;
+    for seq in &wanted {
+        checked(
+            &db,
+            &format!("removing sequence {seq}"),
+            "select ret_code, ret_note from londiste.local_remove_seq($1, $2)",
+            &[&queue, seq],
+        )
+        .await?;
+    }
+    Ok(wanted)
 }

@@ -276,8 +276,20 @@ async fn run_once(
         // A root makes events; its ticker (pgqd or strata pgq ticker) is all it needs. The
         // worker acknowledges pause/resume and notices a demotion (takeover).
         while !stopping(&stop) {
-            if check_node(&dst, &cf, &worker, "root").await? == NodeCheck::RoleChanged {
-                return Ok(true);
+            match check_node(&dst, &cf, &worker, "root").await? {
+                NodeCheck::RoleChanged => return Ok(true),
+                // Publishes sequence values ahead of use (`londiste.update-seq` events),
+                // as Python's root worker does on every loop.
+                NodeCheck::Run => {
+                    node::checked(
+                        &dst,
+                        "publishing sequence values",
+                        "select ret_code, ret_note from londiste.root_check_seqs($1)",
+                        &[&cf.queue_name],
+                    )
+                    .await?;
+                }
+                NodeCheck::Paused => {}
             }
             let d = cf.loop_delay;
             pause(&mut stop, d).await;

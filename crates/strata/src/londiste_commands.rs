@@ -69,6 +69,17 @@ pub enum LondisteCommand {
     RemoveTable { tables: Vec<String> },
     /// Tables of the set with their state on this node.
     Tables,
+    /// Replicate sequences (globs; --all): the root publishes their values ahead of use,
+    /// subscribers keep theirs at least there. Needs the root's worker running.
+    AddSeq {
+        seqs: Vec<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Stop replicating sequences.
+    RemoveSeq { seqs: Vec<String> },
+    /// Sequences of the set with their published value.
+    Seqs,
     /// Every node of the cascade, asked in parallel: type, provider, lag, tables, errors.
     /// Exits 1 when a node cannot be asked or reports an error.
     Status {
@@ -359,6 +370,42 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
                     .await
                     .map_err(failure)?;
             ctx.say(note);
+            Ok(0)
+        }
+        LondisteCommand::AddSeq { seqs, all } => {
+            for s in admin::add_seqs(&cf, &seqs, all).await.map_err(failure)? {
+                ctx.say(format!("added {s}"));
+            }
+            Ok(0)
+        }
+        LondisteCommand::RemoveSeq { seqs } => {
+            for s in admin::remove_seqs(&cf, &seqs).await.map_err(failure)? {
+                ctx.say(format!("removed {s}"));
+            }
+            Ok(0)
+        }
+        LondisteCommand::Seqs => {
+            let db = admin::connect_local(&cf).await.map_err(failure)?;
+            admin::require_node(&db, &cf).await.map_err(failure)?;
+            let seqs = admin::seqs(&db, &cf.queue_name).await.map_err(failure)?;
+            if ctx.global.json {
+                print_json(&seqs);
+            } else if !ctx.global.quiet {
+                let rows = seqs
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.seq_name.clone(),
+                            if s.local { "yes" } else { "no" }.into(),
+                            s.last_value.to_string(),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    output::table(&["sequence", "local", "published value"], rows, &[2])
+                );
+            }
             Ok(0)
         }
         LondisteCommand::Pause => pause(ctx, &cf, true).await,

@@ -1176,3 +1176,77 @@ async fn takeover_with_a_live_root_swaps_root_and_branch() {
         w.await.unwrap().unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequences_follow_the_root_ahead_of_use() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (root, leaf) = site.setup_nodes("");
+    let (root_s, leaf_s) = (root.to_str().unwrap(), leaf.to_str().unwrap());
+    for db in ["root", "leaf"] {
+        site.pg.psql(db, "create sequence public.order_seq");
+    }
+    site.pg.psql("root", "select setval('order_seq', 5000)");
+    site.expect(0, &[root_s, "add-seq", "order_*"]);
+    site.expect(2, &[root_s, "add-seq", "nosuch_seq"]);
+    let _ticker = Ticker::start(&site).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let options = WorkerOptions {
+        fail_fast: true,
+        ..WorkerOptions::default()
+    };
+    let mut workers: Vec<_> = [&root, &leaf]
+        .iter()
+        .map(|ini| {
+            tokio::spawn(worker::run(
+                NodeConfig::load(ini).unwrap(),
+                options.clone(),
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
+    // The root worker publishes the value; the leaf learns the sequence from the set.
+    wait_for(
+        "the sequence in the leaf's set",
+        Duration::from_secs(60),
+        || {
+            workers.iter().any(|w| w.is_finished())
+                || site.pg.psql(
+                    "leaf",
+                    "select count(*) from londiste.seq_info where seq_name = 'public.order_seq'",
+                ) == "1"
+        },
+    )
+    .await;
+    site.expect(0, &[leaf_s, "add-seq", "public.order_seq"]);
+    let seqs = site.expect(0, &[leaf_s, "seqs"]);
+    assert!(
+        seqs.contains("public.order_seq") && seqs.contains("yes"),
+        "{seqs}"
+    );
+    site.pg.psql("root", "select setval('order_seq', 90000)");
+    wait_for(
+        "the leaf's sequence at least the root's",
+        Duration::from_secs(60),
+        || {
+            workers.iter().any(|w| w.is_finished())
+                || site
+                    .pg
+                    .psql("leaf", "select last_value >= 90000 from order_seq")
+                    == "t"
+        },
+    )
+    .await;
+    for (name, w) in ["root", "leaf"].iter().zip(workers.iter_mut()) {
+        if w.is_finished() {
+            panic!("the {name} worker stopped: {:?}", w.await);
+        }
+    }
+    site.expect(0, &[leaf_s, "remove-seq", "order_seq"]);
+    stop_tx.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap().unwrap();
+    }
+}
