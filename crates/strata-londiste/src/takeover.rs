@@ -69,8 +69,15 @@ async fn demote(old: &Client, queue: &str, step: i32, new_name: &str) -> Result<
     Ok(row.get(2))
 }
 
-/// Makes this node (a branch) the root in place of the live root `old_name`.
-pub async fn takeover(cf: &NodeConfig, old_name: &str, timeout: Duration) -> Result<String> {
+/// Makes this node (a branch) the root in place of the root `old_name`. With `dead_root`
+/// the old root is not contacted: this branch is promoted at the tick it has, the old
+/// root is marked dead, and events that never left it are lost.
+pub async fn takeover(
+    cf: &NodeConfig,
+    old_name: &str,
+    dead_root: bool,
+    timeout: Duration,
+) -> Result<String> {
     let queue = cf.queue_name.as_str();
     let db = admin::connect_local(cf).await?;
     let info = admin::require_node(&db, cf).await?;
@@ -108,11 +115,32 @@ pub async fn takeover(cf: &NodeConfig, old_name: &str, timeout: Duration) -> Res
         .into_iter()
         .find(|m| m.node_name == old_name)
         .ok_or_else(|| LondisteError::BadInput(format!("no member named {old_name}")))?;
-    let old = admin::connect(&location.node_location, "old root").await.map_err(|e| {
-        LondisteError::State(format!(
-            "the old root {old_name} cannot be reached ({e}); a dead-root takeover is not supported yet"
-        ))
-    })?;
+    if dead_root {
+        set_paused_and_wait(&db, queue, &new_worker, true, &new_name, timeout).await?;
+        checked(
+            &db,
+            "promoting this branch",
+            "select ret_code, ret_note from pgq_node.promote_branch($1)",
+            &[&queue],
+        )
+        .await?;
+        node::register_location(&db, queue, old_name, &location.node_location, true).await?;
+        set_paused_and_wait(&db, queue, &new_worker, false, &new_name, timeout).await?;
+        let tick = node::consumer_state(&db, queue, &new_worker)
+            .await?
+            .and_then(|s| s.completed_tick)
+            .unwrap_or(0);
+        return Ok(format!(
+            "{new_name} is the root now (from tick {tick}); {old_name} is marked dead: events it made after that tick are lost"
+        ));
+    }
+    let old = admin::connect(&location.node_location, "old root")
+        .await
+        .map_err(|e| {
+            LondisteError::State(format!(
+                "the old root {old_name} cannot be reached ({e}): use --dead-root"
+            ))
+        })?;
     let old_info = node::node_info(&old, queue).await?;
     if !old_info.is_root() {
         return Err(LondisteError::BadInput(format!(

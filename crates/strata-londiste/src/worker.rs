@@ -306,6 +306,20 @@ async fn run_once(
         .provider_location
         .clone()
         .ok_or_else(|| LondisteError::State("the node has no provider location".into()))?;
+    // A paused worker acknowledges without its provider (a takeover from a dead root
+    // pauses a worker whose provider is gone).
+    let node_type = info.node_type.clone().unwrap_or_default();
+    loop {
+        match check_node(&dst, &cf, &worker, &node_type).await? {
+            NodeCheck::RoleChanged => return Ok(true),
+            NodeCheck::Paused if !stopping(&stop) => {
+                let d = cf.loop_delay;
+                pause(&mut stop, d).await;
+            }
+            NodeCheck::Paused => return Ok(false),
+            NodeCheck::Run => break,
+        }
+    }
     let consumer = open_consumer(&cf, &location, &worker).await?;
     let mut r = Replayer {
         cf: cf.clone(),
@@ -580,6 +594,9 @@ impl Replayer {
     async fn launch_copies(&mut self, tables: &[TableInfo]) -> Result<()> {
         let queue = self.cf.queue_name.clone();
         self.reap_copies();
+        // Tables `ok` on the provider: only those can be copied from it (a branch still
+        // copying a table would hand on a partial one).
+        let mut provider_ok: Option<Vec<String>> = None;
         for t in tables.iter().filter(|t| t.local) {
             if self.copies.len() >= self.cf.parallel_copies {
                 break;
@@ -588,6 +605,21 @@ impl Replayer {
                 continue;
             }
             if t.state == TableState::Missing {
+                if provider_ok.is_none() {
+                    let list = node::tables(self.consumer.client(), &queue).await?;
+                    provider_ok = Some(
+                        list.into_iter()
+                            .filter(|p| p.local && p.state == TableState::Ok)
+                            .map(|p| p.table_name)
+                            .collect(),
+                    );
+                }
+                if !provider_ok
+                    .as_ref()
+                    .is_some_and(|ok| ok.contains(&t.table_name))
+                {
+                    continue;
+                }
                 node::set_table_state(&self.dst, &queue, &t.table_name, None, &TableState::InCopy)
                     .await?;
             } else if !t.state.in_copy_phase() {

@@ -121,6 +121,10 @@ pub enum LondisteCommand {
     Takeover {
         /// The current root's node name.
         old: String,
+        /// The old root is gone: promote this branch at the tick it has and mark the old
+        /// root dead (events that never left it are lost).
+        #[arg(long)]
+        dead_root: bool,
         /// Seconds to wait for each step (acknowledged pauses, catching up).
         #[arg(long, default_value_t = 60)]
         timeout: u64,
@@ -364,11 +368,19 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
             apply,
             timeout,
         } => compare(ctx, &cf, &tables, true, apply, timeout).await,
-        LondisteCommand::Takeover { old, timeout } => {
-            let note =
-                strata_londiste::takeover::takeover(&cf, &old, Duration::from_secs(timeout.max(1)))
-                    .await
-                    .map_err(failure)?;
+        LondisteCommand::Takeover {
+            old,
+            dead_root,
+            timeout,
+        } => {
+            let note = strata_londiste::takeover::takeover(
+                &cf,
+                &old,
+                dead_root,
+                Duration::from_secs(timeout.max(1)),
+            )
+            .await
+            .map_err(failure)?;
             ctx.say(note);
             Ok(0)
         }

@@ -1250,3 +1250,144 @@ async fn sequences_follow_the_root_ahead_of_use() {
         w.await.unwrap().unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_from_a_dead_root_promotes_the_branch_and_its_leaf_follows() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.pg.psql("postgres", "create database branch");
+    site.pg.psql("branch", "create extension londiste cascade");
+    let root = site.ini("root", "");
+    let branch = site.ini("branch", "");
+    let leaf = site.ini("leaf", "");
+    let (root_s, branch_s, leaf_s) = (
+        root.to_str().unwrap(),
+        branch.to_str().unwrap(),
+        leaf.to_str().unwrap(),
+    );
+    site.expect(0, &[root_s, "create-root", "root", &site.dsn("root")]);
+    site.expect(
+        0,
+        &[
+            branch_s,
+            "create-branch",
+            "branch",
+            &site.dsn("branch"),
+            "--provider",
+            &site.dsn("root"),
+        ],
+    );
+    site.expect(
+        0,
+        &[
+            leaf_s,
+            "create-leaf",
+            "leaf",
+            &site.dsn("leaf"),
+            "--provider",
+            &site.dsn("branch"),
+        ],
+    );
+    site.pg.psql(
+        "root",
+        &format!("select pgq.set_queue_config('{QUEUE}', 'ticker_max_lag', '100 ms'); select pgq.set_queue_config('{QUEUE}', 'ticker_idle_period', '300 ms')"),
+    );
+    for db in ["root", "branch", "leaf"] {
+        site.pg.psql(db, TABLE_SQL);
+    }
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'r' || g from generate_series(1, 500) g",
+    );
+    site.expect(0, &[root_s, "add-table", "t1"]);
+    site.expect(0, &[branch_s, "add-table", "t1"]);
+    site.expect(0, &[leaf_s, "add-table", "t1"]);
+    let _ticker = Ticker::start_on(&site, &["root", "branch"]).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // The branch worker must outlive its provider's death: it retries.
+    let branch_worker = tokio::spawn(worker::run(
+        NodeConfig::load(&branch).unwrap(),
+        WorkerOptions::default(),
+        stop_rx.clone(),
+    ));
+    let leaf_worker = tokio::spawn(worker::run(
+        NodeConfig::load(&leaf).unwrap(),
+        WorkerOptions {
+            fail_fast: true,
+            ..WorkerOptions::default()
+        },
+        stop_rx,
+    ));
+    wait_for("copies on branch and leaf", Duration::from_secs(90), || {
+        leaf_worker.is_finished()
+            || (site.state("branch", "public.t1") == "ok"
+                && site.state("leaf", "public.t1") == "ok")
+    })
+    .await;
+    site.pg
+        .psql("root", "update t1 set val = 'last from root' where id < 10");
+    wait_for(
+        "the last root writes on the leaf",
+        Duration::from_secs(60),
+        || leaf_worker.is_finished() || site.checksum("leaf", "t1") == site.checksum("root", "t1"),
+    )
+    .await;
+    // The root dies: its location leads nowhere and its sessions are gone.
+    site.pg.psql(
+        "branch",
+        &format!("select pgq_node.register_location('{QUEUE}', 'root', 'host=/nonexistent port=1 dbname=root connect_timeout=1', false)"),
+    );
+    site.pg.psql(
+        "postgres",
+        "select pg_terminate_backend(pid) from pg_stat_activity where datname = 'root' and pid <> pg_backend_pid()",
+    );
+    // Without --dead-root the takeover refuses to guess.
+    site.expect(1, &[branch_s, "takeover", "root", "--timeout", "5"]);
+    let out = site.expect(
+        0,
+        &[
+            branch_s,
+            "takeover",
+            "root",
+            "--dead-root",
+            "--timeout",
+            "60",
+        ],
+    );
+    assert!(out.contains("branch is the root now"), "{out}");
+    let members = site.expect(0, &[branch_s, "members"]);
+    assert!(
+        members
+            .lines()
+            .any(|l| l.contains("root") && l.contains("dead")),
+        "{members}"
+    );
+    assert!(site
+        .expect(0, &[branch_s, "--json", "node-info"])
+        .contains("\"node_type\": \"root\""));
+    // The new root takes writes, and its leaf follows.
+    site.pg.psql("branch", "insert into t1 (id, val) values (9000, 'new root'); delete from t1 where id between 100 and 200");
+    wait_for(
+        "writes on the new root at the leaf",
+        Duration::from_secs(60),
+        || {
+            branch_worker.is_finished()
+                || leaf_worker.is_finished()
+                || site.checksum("leaf", "t1") == site.checksum("branch", "t1")
+        },
+    )
+    .await;
+    assert!(
+        !branch_worker.is_finished() && !leaf_worker.is_finished(),
+        "a worker stopped"
+    );
+    assert_eq!(
+        site.pg.psql("leaf", "select val from t1 where id = 9000"),
+        "new root"
+    );
+    stop_tx.send(true).unwrap();
+    branch_worker.await.unwrap().unwrap();
+    leaf_worker.await.unwrap().unwrap();
+}
