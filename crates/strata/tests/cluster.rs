@@ -3,36 +3,15 @@
 
 mod common;
 
+use common::server::{http, Server};
 use common::{assert_same_tree, pseudo_random, realistic_tree, succeed, PASSWORD};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const AGENT_TOKEN: &str = "agent-secret-token";
 const USER_TOKEN: &str = "user-secret-token";
 const SHARED: usize = 8 << 20;
-
-/// A `strata server` process, killed when dropped.
-struct Server {
-    child: Child,
-    url: String,
-    _stdout: BufReader<std::process::ChildStdout>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A scratch cluster: a repository, and per node a data directory and a config.
 struct Cluster {
@@ -116,27 +95,7 @@ lease_ttl_secs = {lease_ttl}
 
     /// Starts `strata server` on a free port and waits until it listens.
     fn serve(&self, config: &Path, log: &str) -> Server {
-        let log = std::fs::File::create(self.path(log)).unwrap();
-        let mut child = self
-            .strata(config)
-            .args(["server", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
-            .unwrap_or_else(|| panic!("server did not start: {line:?}"))
-            .to_string();
-        Server {
-            child,
-            url,
-            _stdout: stdout,
-        }
+        Server::start(self.strata(config), &self.path(log))
     }
 
     /// Three agents db1..db3 with data: a realistic tree on db1, a node-specific random
@@ -222,28 +181,9 @@ fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
-/// A raw HTTP/1.1 request to `url`; returns the status code.
+/// The status of a request to `url`.
 fn http_status(url: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> u16 {
-    http(url, method, path, token, body).0
-}
-
-/// A raw HTTP/1.1 request to `url`; returns the status code and the whole reply.
-fn http(url: &str, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-    let address = url.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    let status = reply.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, reply)
+    http(url, method, path, token, body).status
 }
 
 #[test]
@@ -754,7 +694,8 @@ timezone = "Europe/Berlin"
         "{jobs:#}"
     );
     // Prometheus sees the same, with the user token only.
-    let (status, metrics) = http(&server.url, "GET", "/metrics", Some(USER_TOKEN), "");
+    let reply = http(&server.url, "GET", "/metrics", Some(USER_TOKEN), "");
+    let (status, metrics) = (reply.status, reply.body);
     assert_eq!(status, 200, "{metrics}");
     for expected in [
         "strata_operations_total{kind=\"backup\",outcome=\"succeeded\"}",

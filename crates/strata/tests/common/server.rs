@@ -18,6 +18,9 @@ impl Drop for Server {
 }
 
 impl Server {
+    /// Stops the server now (as dropping it does), for tests that kill a node.
+    pub fn kill(self) {}
+
     /// Runs `cmd server --listen 127.0.0.1:0` (stderr into `log`) and waits until it
     /// listens.
     pub fn start(mut cmd: Command, log: &std::path::Path) -> Server {
@@ -33,7 +36,7 @@ impl Server {
         stdout.read_line(&mut line).unwrap();
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("server did not start: {line:?}"))
             .to_string();
         Server {
