@@ -96,6 +96,86 @@ pub fn insert_parts(change: &RowChange, dest: &str) -> Option<(String, String)> 
     ))
 }
 
+/// An UPDATE by key, in parts, so a run of updates to one table touching the same columns
+/// can go as one `UPDATE ... FROM (VALUES ...)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateRow {
+    pub dest: String,
+    pub key_cols: Vec<String>,
+    pub key_vals: Vec<Option<String>>,
+    pub set_cols: Vec<String>,
+    pub set_vals: Vec<Option<String>>,
+    /// The same update as a plain statement (used when it stays alone).
+    pub plain: String,
+}
+
+/// The parts of an UPDATE (`None` for other changes, or an update that sets nothing or
+/// has no key: [`statement`] handles those).
+pub fn update_parts(change: &RowChange, dest: &str) -> Option<UpdateRow> {
+    if change.op != Op::Update || change.key.is_empty() {
+        return None;
+    }
+    let plain = statement(change, dest).ok()??;
+    let (set_cols, set_vals) = change
+        .row
+        .iter()
+        .filter(|(k, _)| !change.pkey.contains(k))
+        .cloned()
+        .unzip();
+    let (key_cols, key_vals) = change.key.iter().cloned().unzip();
+    Some(UpdateRow {
+        dest: dest.to_string(),
+        key_cols,
+        key_vals,
+        set_cols,
+        set_vals,
+        plain,
+    })
+}
+
+/// A run of updates being gathered: same table, same key and set columns, distinct keys
+/// (an UPDATE ... FROM touches a row once, so a repeated key starts a new run).
+#[derive(Debug)]
+struct OpenUpdate {
+    head: (String, Vec<String>, Vec<String>),
+    /// Column types of the table (`format_type`), for the casts out of VALUES.
+    types: std::collections::HashMap<String, String>,
+    tuples: Vec<String>,
+    keys: std::collections::HashSet<Vec<Option<String>>>,
+    first_plain: String,
+}
+
+impl OpenUpdate {
+    fn render(&self) -> String {
+        if self.tuples.len() == 1 {
+            return self.first_plain.clone();
+        }
+        let (dest, key_cols, set_cols) = &self.head;
+        let cast = |c: &String| format!("__v.{}::{}", quote_ident(c), self.types[c]);
+        let set: Vec<String> = set_cols
+            .iter()
+            .map(|c| format!("{} = {}", quote_ident(c), cast(c)))
+            .collect();
+        let cond: Vec<String> = key_cols
+            .iter()
+            .map(|c| format!("__t.{} = {}", quote_ident(c), cast(c)))
+            .collect();
+        let names: Vec<String> = key_cols
+            .iter()
+            .chain(set_cols)
+            .map(|c| quote_ident(c))
+            .collect();
+        format!(
+            "UPDATE ONLY {} AS __t SET {} FROM (VALUES {}) AS __v ({}) WHERE {}",
+            quote_fq(dest),
+            set.join(", "),
+            self.tuples.join(", "),
+            names.join(", "),
+            cond.join(" AND ")
+        )
+    }
+}
+
 /// Statements collected for one round trip, flushed by count or bytes (whichever comes
 /// first), so neither many small rows nor a few wide ones make a huge buffer.
 #[derive(Debug, Default)]
@@ -103,9 +183,14 @@ pub struct SqlBuffer {
     text: String,
     /// The head of the multi-row INSERT being built (open until another statement comes).
     open_insert: Option<String>,
+    open_update: Option<OpenUpdate>,
     count: usize,
     max_count: usize,
     max_bytes: usize,
+    /// Column types by table, for update runs (cleared when DDL runs in the batch).
+    pub types: std::collections::HashMap<String, std::collections::HashMap<String, String>>,
+    /// Bytes held in the open update run (not yet in `text`).
+    pending_bytes: usize,
     /// Round trips made through this buffer.
     pub flushes: u64,
     /// Statements sent.
@@ -147,9 +232,63 @@ impl SqlBuffer {
     }
 
     fn close_insert(&mut self) {
+        self.pending_bytes = 0;
         if self.open_insert.take().is_some() {
             self.text.push_str(";\n");
         }
+        if let Some(update) = self.open_update.take() {
+            self.text.push_str(&update.render());
+            self.text.push_str(";\n");
+        }
+    }
+
+    /// Adds an update (see [`update_parts`]); `types` are the table's column types. It
+    /// joins the open run when table, columns match and its key is new there; else it
+    /// starts one. An update whose columns are not all in `types` goes as it is.
+    pub fn push_update(
+        &mut self,
+        row: UpdateRow,
+        types: &std::collections::HashMap<String, String>,
+    ) -> bool {
+        if !row
+            .key_cols
+            .iter()
+            .chain(&row.set_cols)
+            .all(|c| types.contains_key(c))
+            || row.set_cols.is_empty()
+        {
+            return self.push(&row.plain);
+        }
+        let head = (row.dest.clone(), row.key_cols.clone(), row.set_cols.clone());
+        let joins = self
+            .open_update
+            .as_ref()
+            .is_some_and(|u| u.head == head && !u.keys.contains(&row.key_vals));
+        if !joins {
+            self.close_insert();
+            self.open_update = Some(OpenUpdate {
+                head,
+                types: types.clone(),
+                tuples: Vec::new(),
+                keys: Default::default(),
+                first_plain: row.plain.clone(),
+            });
+        }
+        let open = self.open_update.as_mut().expect("opened above");
+        let vals: Vec<String> = row
+            .key_vals
+            .iter()
+            .chain(&row.set_vals)
+            .map(value)
+            .collect();
+        let tuple = format!("({})", vals.join(", "));
+        // Bytes are counted as they would be sent.
+        let added = tuple.len() + 2;
+        open.tuples.push(tuple);
+        open.keys.insert(row.key_vals);
+        self.count += 1;
+        self.pending_bytes += added;
+        self.count >= self.max_count || self.text.len() + self.pending_bytes >= self.max_bytes
     }
 
     /// Whether nothing is buffered.
@@ -257,6 +396,52 @@ mod tests {
             "public.t"
         )
         .is_none());
+    }
+
+    #[test]
+    fn runs_of_updates_share_one_statement_with_distinct_keys() {
+        let types: std::collections::HashMap<String, String> = [("id", "integer"), ("v", "text")]
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        let upd = |id: &str, v: Option<&str>| {
+            update_parts(
+                &change(
+                    Op::Update,
+                    vec![p("id", Some(id)), p("v", v)],
+                    vec![p("id", Some(id))],
+                ),
+                "public.t",
+            )
+            .unwrap()
+        };
+        let mut b = SqlBuffer::new(100, 1 << 20);
+        b.push_update(upd("1", Some("a")), &types);
+        b.push_update(upd("2", None), &types);
+        // The same key again starts a new run (it stays alone: a plain statement).
+        b.push_update(upd("1", Some("b")), &types);
+        b.close_insert();
+        assert_eq!(
+            b.text,
+            "UPDATE ONLY \"public\".\"t\" AS __t SET \"v\" = __v.\"v\"::text FROM (VALUES ('1', 'a'), ('2', NULL)) AS __v (\"id\", \"v\") WHERE __t.\"id\" = __v.\"id\"::integer;\n\
+             UPDATE ONLY \"public\".\"t\" SET \"v\" = 'b' WHERE \"id\" = '1';\n"
+        );
+        assert_eq!(b.count, 3);
+        // A column the target lacks: the plain statement (the server reports it).
+        let mut b = SqlBuffer::new(100, 1 << 20);
+        let odd = update_parts(
+            &change(
+                Op::Update,
+                vec![p("id", Some("1")), p("gone", Some("x"))],
+                vec![p("id", Some("1"))],
+            ),
+            "public.t",
+        )
+        .unwrap();
+        b.push_update(odd, &types);
+        assert!(b
+            .text
+            .starts_with("UPDATE ONLY \"public\".\"t\" SET \"gone\""));
     }
 
     #[test]

@@ -764,6 +764,22 @@ async fn forget_old_snapshots(
     Ok(())
 }
 
+/// The column types of `table` as SQL type names (`format_type`), for the casts of
+/// gathered updates.
+async fn column_types(dst: &Client, table: &str) -> Result<HashMap<String, String>> {
+    let (schema, name) = crate::names::split(table);
+    let rows = dst
+        .query(
+            "select a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod) from pg_catalog.pg_attribute a \
+             join pg_catalog.pg_class c on c.oid = a.attrelid join pg_catalog.pg_namespace n on n.oid = c.relnamespace \
+             where n.nspname = $1 and c.relname = $2 and a.attnum > 0 and not a.attisdropped",
+            &[&schema, &name],
+        )
+        .await
+        .map_err(|e| LondisteError::sql(format!("reading the column types of {table}"), e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 /// Applies an `EXECUTE` event as Python Londiste does: `execute_start` (which skips a
 /// file already applied here), the SQL with local triggers firing
 /// (`session_replication_role = local`), `execute_finish`, all in the batch's transaction.
@@ -847,6 +863,19 @@ async fn handle_event(
             }
             return Ok(());
         }
+        if let Some(row) = sqlgen::update_parts(&change, info.dest()) {
+            if !buffer.types.contains_key(info.dest()) {
+                let types = column_types(dst, info.dest()).await?;
+                buffer.types.insert(info.dest().to_string(), types);
+            }
+            let types = buffer.types[info.dest()].clone();
+            if buffer.push_update(row, &types) {
+                buffer.flush(dst).await.map_err(|e| {
+                    LondisteError::sql(format!("applying the batch (near event {})", ev.id), e)
+                })?;
+            }
+            return Ok(());
+        }
         let sql = sqlgen::statement(&change, info.dest())
             .map_err(|e| LondisteError::State(format!("event {}: {e}", ev.id)))?;
         if let Some(sql) = sql {
@@ -904,6 +933,7 @@ async fn handle_event(
                 .flush(dst)
                 .await
                 .map_err(|e| LondisteError::sql("applying the batch", e))?;
+            buffer.types.clear();
             return execute_event(dst, queue, ev).await;
         }
         _ => None,
