@@ -62,6 +62,45 @@ impl Site {
     }
 
     /// The node's ini file, in Python Londiste's format.
+    /// Databases and nodes root -> branch -> leaf (the leaf reads from the branch, not
+    /// from the root); returns their ini files.
+    fn cascade(&self) -> (PathBuf, PathBuf, PathBuf) {
+        self.pg.psql("postgres", "create database branch");
+        self.pg.psql("branch", "create extension londiste cascade");
+        let (root, branch, leaf) = (
+            self.ini("root", ""),
+            self.ini("branch", ""),
+            self.ini("leaf", ""),
+        );
+        let path = |p: &PathBuf| p.to_str().unwrap().to_string();
+        self.expect(0, &[&path(&root), "create-root", "root", &self.dsn("root")]);
+        let provider = self.dsn("root");
+        self.expect(
+            0,
+            &[
+                &path(&branch),
+                "create-branch",
+                "branch",
+                &self.dsn("branch"),
+                "--provider",
+                &provider,
+            ],
+        );
+        let provider = self.dsn("branch");
+        self.expect(
+            0,
+            &[
+                &path(&leaf),
+                "create-leaf",
+                "leaf",
+                &self.dsn("leaf"),
+                "--provider",
+                &provider,
+            ],
+        );
+        (root, branch, leaf)
+    }
+
     fn ini(&self, node: &str, extra: &str) -> PathBuf {
         let path = self.path(&format!("{node}.ini"));
         std::fs::write(
@@ -867,38 +906,11 @@ async fn root_to_branch_to_leaf_replays_through_the_branch_queue() {
         return;
     }
     let site = Site::new();
-    site.pg.psql("postgres", "create database branch");
-    site.pg.psql("branch", "create extension londiste cascade");
-    let (root, leaf) = (site.ini("root", ""), site.ini("leaf", ""));
-    let branch = site.ini("branch", "");
+    let (root, branch, leaf) = site.cascade();
     let (root_s, branch_s, leaf_s) = (
         root.to_str().unwrap(),
         branch.to_str().unwrap(),
         leaf.to_str().unwrap(),
-    );
-    site.expect(0, &[root_s, "create-root", "root", &site.dsn("root")]);
-    site.expect(
-        0,
-        &[
-            branch_s,
-            "create-branch",
-            "branch",
-            &site.dsn("branch"),
-            "--provider",
-            &site.dsn("root"),
-        ],
-    );
-    // The leaf reads from the branch, not from the root.
-    site.expect(
-        0,
-        &[
-            leaf_s,
-            "create-leaf",
-            "leaf",
-            &site.dsn("leaf"),
-            "--provider",
-            &site.dsn("branch"),
-        ],
     );
     site.pg.psql(
         "root",
@@ -1257,38 +1269,11 @@ async fn takeover_from_a_dead_root_promotes_the_branch_and_its_leaf_follows() {
         return;
     }
     let site = Site::new();
-    site.pg.psql("postgres", "create database branch");
-    site.pg.psql("branch", "create extension londiste cascade");
-    let root = site.ini("root", "");
-    let branch = site.ini("branch", "");
-    let leaf = site.ini("leaf", "");
+    let (root, branch, leaf) = site.cascade();
     let (root_s, branch_s, leaf_s) = (
         root.to_str().unwrap(),
         branch.to_str().unwrap(),
         leaf.to_str().unwrap(),
-    );
-    site.expect(0, &[root_s, "create-root", "root", &site.dsn("root")]);
-    site.expect(
-        0,
-        &[
-            branch_s,
-            "create-branch",
-            "branch",
-            &site.dsn("branch"),
-            "--provider",
-            &site.dsn("root"),
-        ],
-    );
-    site.expect(
-        0,
-        &[
-            leaf_s,
-            "create-leaf",
-            "leaf",
-            &site.dsn("leaf"),
-            "--provider",
-            &site.dsn("branch"),
-        ],
     );
     site.pg.psql(
         "root",
