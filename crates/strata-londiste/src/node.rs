@@ -277,6 +277,68 @@ pub async fn tables(client: &impl GenericClient, queue: &str) -> Result<Vec<Tabl
         .collect()
 }
 
+/// An object of the set that this node does not replicate: `londiste missing`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Missing {
+    /// `r` for a table, `S` for a sequence (as pg_class.relkind).
+    pub kind: String,
+    pub name: String,
+}
+
+/// The tables and sequences of the set on the provider that are not registered here,
+/// from londiste's own `local_show_missing`, so it agrees with Python's `missing`.
+pub async fn missing(client: &impl GenericClient, queue: &str) -> Result<Vec<Missing>> {
+    let rows = client
+        .query(
+            "select obj_kind, obj_name from londiste.local_show_missing($1) order by 2",
+            &[&queue],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("listing what this node lacks", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| Missing {
+            kind: r.get(0),
+            name: r.get(1),
+        })
+        .collect())
+}
+
+/// A foreign key dropped around a copy and not yet restored (`londiste fkeys`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingFkey {
+    pub from_table: String,
+    pub to_table: String,
+    pub name: String,
+    pub definition: String,
+    /// Both tables are in sync now: the worker restores it next.
+    pub ready: bool,
+}
+
+/// Foreign keys waiting in `londiste.pending_fkeys`, and whether each can come back now.
+pub async fn pending_fkeys(client: &impl GenericClient, queue: &str) -> Result<Vec<PendingFkey>> {
+    let rows = client
+        .query(
+            "select p.from_table, p.to_table, p.fkey_name, p.fkey_def, \
+                    exists (select 1 from londiste.get_valid_pending_fkeys($1) v \
+                            where v.from_table = p.from_table and v.fkey_name = p.fkey_name) \
+             from londiste.pending_fkeys p order by 1, 3",
+            &[&queue],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("reading the pending foreign keys", e))?;
+    Ok(rows
+        .iter()
+        .map(|r| PendingFkey {
+            from_table: r.get(0),
+            to_table: r.get(1),
+            name: r.get(2),
+            definition: r.get(3),
+            ready: r.get(4),
+        })
+        .collect())
+}
+
 /// Moves a local table to `state`, with the copy snapshot (or none).
 pub async fn set_table_state(
     client: &impl GenericClient,

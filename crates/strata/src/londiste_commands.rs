@@ -80,6 +80,12 @@ pub enum LondisteCommand {
     RemoveSeq { seqs: Vec<String> },
     /// Sequences of the set with their published value.
     Seqs,
+    /// Tables and sequences of the set that this node does not replicate (exit 0 either
+    /// way; `--json` for scripts).
+    Missing,
+    /// Foreign keys dropped around copies and not restored yet, and whether each can come
+    /// back now (both tables ok).
+    Fkeys,
     /// Every node of the cascade, asked in parallel: type, provider, lag, tables, errors.
     /// Exits 1 when a node cannot be asked or reports an error.
     Status {
@@ -238,6 +244,50 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
                 println!(
                     "{}",
                     output::table(&["table", "local", "state", "dest table"], rows, &[])
+                );
+            }
+            Ok(0)
+        }
+        LondisteCommand::Missing => {
+            let db = admin::connect_local(&cf).await.map_err(failure)?;
+            admin::require_node(&db, &cf).await.map_err(failure)?;
+            let missing = node::missing(&db, &cf.queue_name).await.map_err(failure)?;
+            if ctx.global.json {
+                print_json(&missing);
+            } else if !ctx.global.quiet {
+                for m in &missing {
+                    let kind = if m.kind == "S" { "sequence" } else { "table" };
+                    println!("{kind} {}", m.name);
+                }
+                if missing.is_empty() {
+                    println!("nothing missing: every table and sequence of the set is here");
+                }
+            }
+            Ok(0)
+        }
+        LondisteCommand::Fkeys => {
+            let db = admin::connect_local(&cf).await.map_err(failure)?;
+            admin::require_node(&db, &cf).await.map_err(failure)?;
+            let fkeys = node::pending_fkeys(&db, &cf.queue_name)
+                .await
+                .map_err(failure)?;
+            if ctx.global.json {
+                print_json(&fkeys);
+            } else if !ctx.global.quiet {
+                let rows = fkeys
+                    .iter()
+                    .map(|f| {
+                        vec![
+                            f.from_table.clone(),
+                            f.name.clone(),
+                            f.to_table.clone(),
+                            if f.ready { "yes" } else { "no" }.into(),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    output::table(&["table", "foreign key", "references", "ready"], rows, &[])
                 );
             }
             Ok(0)

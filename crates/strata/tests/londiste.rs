@@ -1024,7 +1024,20 @@ async fn foreign_keys_wait_in_pending_fkeys_until_both_tables_are_ok() {
         "root",
         "insert into child select g, g % 500 + 1, 'c' from generate_series(1, 3000) g",
     );
+    // On the root, `missing` lists the tables not in the set yet.
+    let missing = |ini: &str| -> serde_json::Value {
+        serde_json::from_str(&site.expect(0, &["--json", ini, "missing"])).unwrap()
+    };
+    let names = |v: serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(missing(root_s)), ["public.child", "public.parent"]);
     site.expect(0, &[root_s, "add-table", "parent", "child"]);
+    assert_eq!(names(missing(root_s)), Vec::<String>::new());
     site.expect(0, &[leaf_s, "add-table", "child", "parent"]);
     let _ticker = Ticker::start(&site).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -1076,6 +1089,18 @@ async fn foreign_keys_wait_in_pending_fkeys_until_both_tables_are_ok() {
         "0"
     );
     assert_eq!(fk(), "1");
+    // `fkeys` lists what waits, and whether both sides are ok so it can come back now.
+    let fkeys = |ini: &str| -> serde_json::Value {
+        serde_json::from_str(&site.expect(0, &["--json", ini, "fkeys"])).unwrap()
+    };
+    assert_eq!(fkeys(leaf_s), serde_json::json!([]));
+    site.pg.psql(
+        "leaf",
+        "insert into londiste.pending_fkeys values ('public.child', 'public.parent', 'waiting_fk', 'FOREIGN KEY (parent_id) REFERENCES public.parent(id)')",
+    );
+    let listed = fkeys(leaf_s);
+    assert_eq!(listed[0]["name"], "waiting_fk");
+    assert_eq!(listed[0]["ready"], true, "{listed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
