@@ -482,6 +482,58 @@ pub fn count_tables(tables: &[node::TableInfo]) -> TableCounts {
 /// Runs SQL files on the root and sends them down the cascade as `EXECUTE` events, in one
 /// transaction (Python Londiste's `execute`): a file already applied (by name, in
 /// `londiste.applied_execute`) is skipped. Returns each file with whether it ran.
+/// Waits until every live member of the cascade has applied the EXECUTE files `names`
+/// (they are in its `londiste.applied_execute`), asking them all every 200 ms; after
+/// `timeout`, fails naming the nodes still behind. A dead node is not waited for.
+pub async fn wait_executed(
+    cf: &NodeConfig,
+    names: &[String],
+    timeout: std::time::Duration,
+) -> Result<()> {
+    let db = connect_local(cf).await?;
+    require_node(&db, cf).await?;
+    let queue = cf.queue_name.clone();
+    let members: Vec<_> = crate::node::locations(&db, &queue)
+        .await?
+        .into_iter()
+        .filter(|m| !m.dead)
+        .collect();
+    drop(db);
+    let wanted = i64::try_from(names.len()).unwrap_or(i64::MAX);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut clients = Vec::new();
+    for member in &members {
+        clients.push(connect(&member.node_location, "member").await?);
+    }
+    loop {
+        let mut behind = Vec::new();
+        for (member, client) in members.iter().zip(&clients) {
+            let applied: i64 = client
+                .query_one(
+                    "select count(*) from londiste.applied_execute where queue_name = $1 and execute_file = any($2)",
+                    &[&queue, &names],
+                )
+                .await
+                .map_err(|e| LondisteError::sql(format!("asking {}", member.node_name), e))?
+                .get(0);
+            if applied < wanted {
+                behind.push(member.node_name.clone());
+            }
+        }
+        if behind.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(LondisteError::State(format!(
+                "not applied within {} s on: {} (are their workers running?)",
+                timeout.as_secs(),
+                behind.join(", ")
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 pub async fn execute(cf: &NodeConfig, files: &[std::path::PathBuf]) -> Result<Vec<(String, bool)>> {
     if files.is_empty() {
         return Err(LondisteError::BadInput("name SQL files to execute".into()));

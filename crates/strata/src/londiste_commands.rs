@@ -137,7 +137,16 @@ pub enum LondisteCommand {
     },
     /// Run SQL files (DDL) on the root and send them to every node as EXECUTE events,
     /// in one transaction; a file name already applied is skipped.
-    Execute { files: Vec<PathBuf> },
+    Execute {
+        files: Vec<PathBuf>,
+        /// Return only once every live node of the cascade has applied the files (exit 1
+        /// after --timeout, naming the nodes behind).
+        #[arg(long)]
+        wait: bool,
+        /// Seconds --wait waits.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
     /// Wait until every local table is ok (copies done).
     WaitSync {
         /// Give up (exit 1) after this many seconds.
@@ -399,14 +408,25 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
             ));
             Ok(0)
         }
-        LondisteCommand::Execute { files } => {
+        LondisteCommand::Execute {
+            files,
+            wait,
+            timeout,
+        } => {
             let done = admin::execute(&cf, &files).await.map_err(failure)?;
-            for (name, ran) in done {
-                ctx.say(if ran {
+            for (name, ran) in &done {
+                ctx.say(if *ran {
                     format!("executed {name}")
                 } else {
                     format!("skipped {name}: applied before")
                 });
+            }
+            if wait {
+                let names: Vec<String> = done.into_iter().map(|(name, _)| name).collect();
+                admin::wait_executed(&cf, &names, Duration::from_secs(timeout.max(1)))
+                    .await
+                    .map_err(failure)?;
+                ctx.say("applied on every node");
             }
             Ok(0)
         }

@@ -344,6 +344,18 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
         "42"
     );
     site.expect(2, &[leaf_s, "execute", ddl.to_str().unwrap()]);
+    // With --wait the command returns once the leaf has applied it too.
+    let more = site.path("add_more.sql");
+    std::fs::write(&more, "alter table public.t1 add column more_col int;\n").unwrap();
+    let out = site.expect(0, &[root_s, "execute", "--wait", more.to_str().unwrap()]);
+    assert!(out.contains("applied on every node"), "{out}");
+    assert_eq!(
+        site.pg.psql(
+            "leaf",
+            "select count(*) from information_schema.columns where table_name = 't1' and column_name = 'more_col'",
+        ),
+        "1"
+    );
 
     // Admin views.
     let tables = site.expect(0, &[leaf_s, "tables"]);
