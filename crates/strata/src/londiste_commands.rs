@@ -97,8 +97,13 @@ pub enum LondisteCommand {
     Members,
     /// This node's pgq_node information.
     NodeInfo,
-    /// Run the replay worker (foreground; stop with SIGTERM or Ctrl-C).
-    Worker,
+    /// Run the replay worker (foreground; stop with SIGTERM or Ctrl-C). With -d it runs
+    /// in the background: output to the ini's logfile, its pid in the ini's pidfile.
+    Worker {
+        /// Detach (needs `logfile` and `pidfile` in the ini file).
+        #[arg(short, long)]
+        daemon: bool,
+    },
     /// Pause this node's worker (it stops before its next batch).
     Pause,
     /// Resume this node's worker.
@@ -397,7 +402,40 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
             }
             Ok(0)
         }
-        LondisteCommand::Worker => {
+        LondisteCommand::Worker { daemon } => {
+            let detached_child = strata_pgq::daemon::is_detached_child();
+            if daemon && !detached_child {
+                let (Some(pidfile), Some(logfile)) = (&cf.pidfile, &cf.logfile) else {
+                    return Err(Failure::new(
+                        code::USAGE,
+                        "worker -d needs logfile and pidfile in the ini file: a daemon has no terminal",
+                    ));
+                };
+                let pid =
+                    strata_pgq::daemon::spawn_detached(pidfile, Some(logfile), "Londiste worker")
+                        .map_err(|e| {
+                        let code = if e.is_bad_input() {
+                            code::USAGE
+                        } else {
+                            code::FAILED
+                        };
+                        Failure::new(code, crate::failure::chain(&e))
+                    })?;
+                ctx.say(format!(
+                    "worker running in the background (pid {pid}, log {})",
+                    logfile.display()
+                ));
+                return Ok(0);
+            }
+            // The detached child holds the pidfile while it runs (and refuses to start
+            // next to a live worker).
+            let _pidfile = match (&cf.pidfile, detached_child) {
+                (Some(path), true) => Some(
+                    strata_pgq::daemon::PidFile::create(path)
+                        .map_err(|e| Failure::new(code::USAGE, crate::failure::chain(&e)))?,
+                ),
+                _ => None,
+            };
             let stop = worker::stop_on_signal();
             let stats = worker::run(cf, WorkerOptions::default(), stop)
                 .await

@@ -226,6 +226,16 @@ impl Drop for Ticker {
 /// A process the test started, stopped when the test ends however it ends.
 struct Running(Child);
 
+/// A detached worker, stopped with SIGTERM when dropped.
+struct Daemon(i32);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // SAFETY: plain kill(2) of the daemon this test started.
+        unsafe { libc::kill(self.0, libc::SIGTERM) };
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -275,15 +285,19 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
     site.expect(2, &[leaf_s, "add-table", "other"]);
 
     let _ticker = Ticker::start(&site).await;
-    let _worker = Running(
-        Command::new(env!("CARGO_BIN_EXE_strata"))
-            .args(["londiste", leaf_s, "worker"])
-            .env_remove("STRATA_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    // The worker as a daemon: it detaches, holds the ini's pidfile, logs to its logfile.
+    let out = site.expect(0, &[leaf_s, "worker", "-d"]);
+    assert!(out.contains("worker running in the background"), "{out}");
+    let pidfile = site.path("leaf_worker.pid");
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _worker = Daemon(pid);
+    let again = site.strata(&[leaf_s, "worker", "-d"]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("running"));
     wait_for("the copy to finish", Duration::from_secs(90), || {
         site.state("leaf", "public.t1") == "ok"
     })
@@ -424,6 +438,12 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
         "insert into t1 (id, val) values (3, 'not replicated')",
     );
     assert_eq!(site.state("leaf", "public.t1"), "NULL");
+    // SIGTERM stops the daemon cleanly: its pidfile goes with it.
+    drop(_worker);
+    wait_for("the daemon to stop", Duration::from_secs(30), || {
+        !pidfile.exists()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,34 +62,6 @@ fn load(path: &Path, overrides: &Overrides) -> Result<TickerConfig, PgqError> {
     Ok(config)
 }
 
-/// A pidfile that is removed when dropped. Refuses to start over a live process.
-struct PidFile(PathBuf);
-
-impl PidFile {
-    fn create(path: &Path) -> Result<PidFile, PgqError> {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if let Ok(pid) = text.trim().parse::<i32>() {
-                // SAFETY: kill with signal 0 only checks that the process exists.
-                if pid > 0 && unsafe { libc::kill(pid, 0) } == 0 {
-                    return Err(PgqError::BadInput(format!(
-                        "pidfile {} names running process {pid}: is a ticker running already?",
-                        path.display()
-                    )));
-                }
-            }
-        }
-        std::fs::write(path, format!("{}\n", std::process::id()))
-            .map_err(|e| PgqError::io(format!("writing pidfile {}", path.display()), e))?;
-        Ok(PidFile(path.to_path_buf()))
-    }
-}
-
-impl Drop for PidFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// The databases to tick right now: the configured list, or every connectable database
 /// whose pgq schema exists (`true` marks discovered ones).
 async fn databases(config: &TickerConfig, log: &Log, health: &Health) -> Vec<(String, bool)> {
@@ -179,7 +151,11 @@ pub async fn run(path: &Path, overrides: &Overrides, quiet: bool) -> Result<Exit
             e,
         )
     })?;
-    let _pidfile = config.pidfile.as_deref().map(PidFile::create).transpose()?;
+    let _pidfile = config
+        .pidfile
+        .as_deref()
+        .map(crate::daemon::PidFile::create)
+        .transpose()?;
     let health = Health::default();
     let mut signals = (
         signal(SignalKind::hangup()).map_err(|e| PgqError::io("installing SIGHUP handler", e))?,
