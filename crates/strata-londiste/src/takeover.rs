@@ -200,3 +200,130 @@ pub async fn takeover(
         "{new_name} is the root now; {old_name} is its branch (from tick {last_tick})"
     ))
 }
+
+/// Moves this node (a branch or leaf) to another provider `new_name` of the cascade, as
+/// Python's `change-provider`: every table this node replicates must be `ok` on the new
+/// provider; the worker is paused (and acknowledges), subscribed on the new provider at
+/// the tick it has completed, switched over, unsubscribed from the old provider, resumed.
+/// No event is lost or repeated: the new provider serves from exactly that tick.
+pub async fn change_provider(cf: &NodeConfig, new_name: &str, timeout: Duration) -> Result<String> {
+    let queue = cf.queue_name.as_str();
+    let db = admin::connect_local(cf).await?;
+    let info = admin::require_node(&db, cf).await?;
+    let name = info.node_name.clone().unwrap_or_default();
+    let worker = info
+        .worker_name
+        .clone()
+        .unwrap_or_else(|| cf.job_name.clone());
+    if info.is_root() {
+        return Err(LondisteError::BadInput(format!(
+            "{name} is the root: it has no provider to change"
+        )));
+    }
+    let old_name = info.provider_node.clone().unwrap_or_default();
+    if new_name == old_name {
+        return Err(LondisteError::BadInput(format!(
+            "{new_name} is this node's provider already"
+        )));
+    }
+    if new_name == name {
+        return Err(LondisteError::BadInput(
+            "a node cannot be its own provider".into(),
+        ));
+    }
+    let members = node::locations(&db, queue).await?;
+    let location = |wanted: &str| {
+        members
+            .iter()
+            .find(|m| m.node_name == wanted)
+            .map(|m| m.node_location.clone())
+    };
+    let new_location = location(new_name).ok_or_else(|| {
+        LondisteError::BadInput(format!(
+            "{new_name} is not a member of this cascade (see `members`)"
+        ))
+    })?;
+    let old_location = location(&old_name).ok_or_else(|| {
+        LondisteError::State(format!("the current provider {old_name} has no location"))
+    })?;
+    let new = admin::connect(&new_location, "the new provider").await?;
+    let new_info = node::node_info(&new, queue).await?;
+    if new_info.node_type.as_deref() == Some("leaf") {
+        return Err(LondisteError::BadInput(format!(
+            "{new_name} is a leaf: a leaf has no queue to serve"
+        )));
+    }
+    if new_info.provider_node.as_deref() == Some(name.as_str()) {
+        return Err(LondisteError::BadInput(format!(
+            "{new_name} reads from {name}: changing to it would make a loop"
+        )));
+    }
+    let there: std::collections::HashMap<String, TableState> = node::tables(&new, queue)
+        .await?
+        .into_iter()
+        .filter(|t| t.local || new_info.is_root())
+        .map(|t| (t.table_name, t.state))
+        .collect();
+    let mine = node::tables(&db, queue).await?;
+    let copying: Vec<String> = mine
+        .iter()
+        .filter(|t| t.local && t.state != TableState::Ok)
+        .map(|t| format!("{} ({})", t.table_name, t.state))
+        .collect();
+    if !copying.is_empty() {
+        return Err(LondisteError::BadInput(format!(
+            "tables still copying here, change the provider once they are ok: {}",
+            copying.join(", ")
+        )));
+    }
+    let behind: Vec<String> = mine
+        .into_iter()
+        .filter(|t| t.local)
+        .filter(|t| !new_info.is_root() && there.get(&t.table_name) != Some(&TableState::Ok))
+        .map(|t| t.table_name)
+        .collect();
+    if !behind.is_empty() {
+        return Err(LondisteError::BadInput(format!(
+            "{new_name} does not have these tables in sync: {}",
+            behind.join(", ")
+        )));
+    }
+    set_paused_and_wait(&db, queue, &worker, true, &name, timeout).await?;
+    let tick = node::consumer_state(&db, queue, &worker)
+        .await?
+        .and_then(|s| s.completed_tick)
+        .ok_or_else(|| LondisteError::State(format!("{worker} has no completed tick")))?;
+    let switched = async {
+        checked(
+            &new,
+            &format!("subscribing {name} on {new_name}"),
+            "select ret_code, ret_note from pgq_node.register_subscriber($1, $2, $3, $4)",
+            &[&queue, &name, &worker, &tick],
+        )
+        .await?;
+        checked(
+            &db,
+            &format!("switching {name} to {new_name}"),
+            "select ret_code, ret_note from pgq_node.change_consumer_provider($1, $2, $3)",
+            &[&queue, &worker, &new_name],
+        )
+        .await?;
+        let old = admin::connect(&old_location, "the old provider").await?;
+        checked(
+            &old,
+            &format!("unsubscribing {name} from {old_name}"),
+            "select ret_code, ret_note from pgq_node.unregister_subscriber($1, $2)",
+            &[&queue, &name],
+        )
+        .await
+    }
+    .await;
+    // Resume in any case: a failed step leaves the node reading from whichever provider
+    // it is set to, which both still serve from its tick.
+    let resumed = set_paused_and_wait(&db, queue, &worker, false, &name, timeout).await;
+    switched?;
+    resumed?;
+    Ok(format!(
+        "{name} reads from {new_name} now (was {old_name}), from tick {tick}"
+    ))
+}

@@ -119,16 +119,21 @@ enum NodeCheck {
 
 /// Reads the node type and the worker's flags; acknowledges a pause or resume by setting
 /// `uptodate` (what `pause`/`takeover` wait for, in Python's protocol too) and clears a
-/// saved error once the worker runs again.
+/// saved error once the worker runs again. A new type or a new provider (after
+/// `takeover` or `change-provider`) makes the worker start over.
 async fn check_node(
     dst: &Client,
     cf: &NodeConfig,
     worker: &str,
     node_type: &str,
+    provider: Option<&str>,
 ) -> Result<NodeCheck> {
     let queue = cf.queue_name.as_str();
     let info = node::node_info(dst, queue).await?;
     if info.node_type.as_deref() != Some(node_type) {
+        return Ok(NodeCheck::RoleChanged);
+    }
+    if provider.is_some() && info.provider_location.as_deref() != provider {
         return Ok(NodeCheck::RoleChanged);
     }
     let Some(state) = node::consumer_state(dst, queue, worker).await? else {
@@ -276,7 +281,7 @@ async fn run_once(
         // A root makes events; its ticker (pgqd or strata pgq ticker) is all it needs. The
         // worker acknowledges pause/resume and notices a demotion (takeover).
         while !stopping(&stop) {
-            match check_node(&dst, &cf, &worker, "root").await? {
+            match check_node(&dst, &cf, &worker, "root", None).await? {
                 NodeCheck::RoleChanged => return Ok(true),
                 // Publishes sequence values ahead of use (`londiste.update-seq` events),
                 // as Python's root worker does on every loop.
@@ -310,7 +315,7 @@ async fn run_once(
     // pauses a worker whose provider is gone).
     let node_type = info.node_type.clone().unwrap_or_default();
     loop {
-        match check_node(&dst, &cf, &worker, &node_type).await? {
+        match check_node(&dst, &cf, &worker, &node_type, Some(&location)).await? {
             NodeCheck::RoleChanged => return Ok(true),
             NodeCheck::Paused if !stopping(&stop) => {
                 let d = cf.loop_delay;
@@ -365,7 +370,15 @@ impl Replayer {
         while !stopping(&self.stop) {
             if self.role == Role::Main {
                 self.reap_copies();
-                match check_node(&self.dst, &self.cf, &self.name, &self.node_type).await? {
+                match check_node(
+                    &self.dst,
+                    &self.cf,
+                    &self.name,
+                    &self.node_type,
+                    Some(&self.provider_location),
+                )
+                .await?
+                {
                     NodeCheck::RoleChanged => return Ok(true),
                     NodeCheck::Paused => {
                         let d = self.cf.loop_delay;

@@ -140,6 +140,15 @@ pub enum LondisteCommand {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Move this node to another provider of the cascade (a member's node name), with no
+    /// event lost or repeated. Needs this node's worker running (it acknowledges the pause).
+    ChangeProvider {
+        #[arg(long, value_name = "NODE")]
+        provider: String,
+        /// Seconds to wait for the worker's acknowledgements.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Run SQL files (DDL) on the root and send them to every node as EXECUTE events,
     /// in one transaction; a file name already applied is skipped.
     Execute {
@@ -444,6 +453,17 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
                 "worker stopped: {} batches, {} events, {} statements",
                 stats.batches, stats.events, stats.statements
             ));
+            Ok(0)
+        }
+        LondisteCommand::ChangeProvider { provider, timeout } => {
+            let note = strata_londiste::takeover::change_provider(
+                &cf,
+                &provider,
+                Duration::from_secs(timeout.max(1)),
+            )
+            .await
+            .map_err(failure)?;
+            ctx.say(note);
             Ok(0)
         }
         LondisteCommand::Execute {

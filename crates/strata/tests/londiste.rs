@@ -1009,6 +1009,39 @@ async fn root_to_branch_to_leaf_replays_through_the_branch_queue() {
         },
     )
     .await;
+    // change-provider: the leaf reads from the root from now on, with nothing lost or
+    // repeated across the switch (rows written before, during and after it).
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'before switch' from generate_series(600, 700) g",
+    );
+    let out = site.expect(0, &[leaf_s, "change-provider", "--provider", "root"]);
+    assert!(out.contains("reads from root now (was branch)"), "{out}");
+    site.expect(2, &[leaf_s, "change-provider", "--provider", "nosuch"]);
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'after switch' from generate_series(701, 800) g; update t1 set val = 'moved' where id = 650",
+    );
+    wait_for(
+        "the leaf equal to the root through its new provider",
+        Duration::from_secs(60),
+        || leaf_worker.is_finished() || site.checksum("leaf", "t1") == site.checksum("root", "t1"),
+    )
+    .await;
+    assert_eq!(
+        site.pg.psql(
+            "leaf",
+            &format!("select provider_node from pgq_node.get_node_info('{QUEUE}')")
+        ),
+        "root"
+    );
+    assert_eq!(
+        site.pg.psql(
+            "branch",
+            &format!("select count(*) from pgq_node.get_subscriber_info('{QUEUE}') where node_name = 'leaf'")
+        ),
+        "0"
+    );
     stop_tx.send(true).unwrap();
     branch_worker.await.unwrap().unwrap();
     leaf_worker.await.unwrap().unwrap();
