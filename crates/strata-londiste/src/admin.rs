@@ -714,3 +714,116 @@ pub async fn remove_seqs(cf: &NodeConfig, args: &[String]) -> Result<Vec<String>
     }
     Ok(wanted)
 }
+
+/// A column difference `check` found on one table.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StructureDiff {
+    pub table: String,
+    /// What differs, e.g. `column extra: int4 here, missing on the provider`.
+    pub problem: String,
+}
+
+/// The columns of `table` (`schema.name`), name -> type, from the catalog.
+async fn columns(
+    client: &Client,
+    table: &str,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let rows = client
+        .query(
+            "select a.attname::text, format_type(a.atttypid, a.atttypmod) \
+             from pg_attribute a where a.attrelid = $1::text::regclass and a.attnum > 0 and not a.attisdropped",
+            &[&table],
+        )
+        .await
+        .map_err(|e| LondisteError::sql(format!("reading the columns of {table}"), e))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Compares the columns (names and types) of every table this node replicates with the
+/// provider's: Python's `check`. Differences are what makes replay fail later (an insert
+/// naming a column the target lacks) or lose data silently (a narrower type).
+pub async fn check_structure(cf: &NodeConfig) -> Result<Vec<StructureDiff>> {
+    let db = connect_local(cf).await?;
+    let info = require_node(&db, cf).await?;
+    if info.is_root() {
+        return Err(LondisteError::BadInput(
+            "check compares a subscriber with its provider: use a branch or leaf ini file".into(),
+        ));
+    }
+    let location = info
+        .provider_location
+        .clone()
+        .ok_or_else(|| LondisteError::State("the node has no provider location".into()))?;
+    let provider = connect(&location, "provider").await?;
+    let mut diffs = Vec::new();
+    for table in node::tables(&db, &cf.queue_name)
+        .await?
+        .into_iter()
+        .filter(|t| t.local)
+    {
+        let here = columns(&db, table.dest()).await?;
+        let there = columns(&provider, &table.table_name).await?;
+        for (name, ty) in &there {
+            match here.get(name) {
+                None => diffs.push(StructureDiff {
+                    table: table.table_name.clone(),
+                    problem: format!("column {name} ({ty}) is missing here"),
+                }),
+                Some(local) if local != ty => diffs.push(StructureDiff {
+                    table: table.table_name.clone(),
+                    problem: format!("column {name}: {ty} on the provider, {local} here"),
+                }),
+                _ => {}
+            }
+        }
+        for (name, ty) in &here {
+            if !there.contains_key(name) {
+                diffs.push(StructureDiff {
+                    table: table.table_name.clone(),
+                    problem: format!("column {name} ({ty}) is here but not on the provider"),
+                });
+            }
+        }
+    }
+    Ok(diffs)
+}
+
+/// Copies `tables` again from the provider: their state goes back to the start, and the
+/// worker truncates and copies them (Python's `resync`). Only tables this node replicates.
+pub async fn resync(cf: &NodeConfig, tables: &[String]) -> Result<Vec<String>> {
+    let db = connect_local(cf).await?;
+    let info = require_node(&db, cf).await?;
+    if info.is_root() {
+        return Err(LondisteError::BadInput(
+            "resync copies from the provider: use a branch or leaf ini file".into(),
+        ));
+    }
+    let local: Vec<String> = node::tables(&db, &cf.queue_name)
+        .await?
+        .into_iter()
+        .filter(|t| t.local)
+        .map(|t| t.table_name)
+        .collect();
+    let mut done = Vec::new();
+    for wanted in tables {
+        let full = if wanted.contains('.') {
+            wanted.clone()
+        } else {
+            format!("public.{wanted}")
+        };
+        if !local.contains(&full) {
+            return Err(LondisteError::BadInput(format!(
+                "{full} is not replicated on this node (see `tables`)"
+            )));
+        }
+        node::checked(
+            &db,
+            &format!("resetting {full}"),
+            "select ret_code, ret_note from londiste.local_set_table_state($1, $2, null, null)",
+            &[&cf.queue_name, &full],
+        )
+        .await?;
+        done.push(full);
+    }
+    Ok(done)
+}

@@ -140,6 +140,11 @@ pub enum LondisteCommand {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
+    /// Compare the columns (names and types) of every replicated table with the provider's;
+    /// exits 1 and names each difference when there is one.
+    Check,
+    /// Copy tables again from the provider (the worker truncates and copies them).
+    Resync { tables: Vec<String> },
     /// Move this node to another provider of the cascade (a member's node name), with no
     /// event lost or repeated. Needs this node's worker running (it acknowledges the pause).
     ChangeProvider {
@@ -453,6 +458,29 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
                 "worker stopped: {} batches, {} events, {} statements",
                 stats.batches, stats.events, stats.statements
             ));
+            Ok(0)
+        }
+        LondisteCommand::Check => {
+            let diffs = admin::check_structure(&cf).await.map_err(failure)?;
+            if ctx.global.json {
+                print_json(&diffs);
+            } else {
+                for d in &diffs {
+                    println!("{}: {}", d.table, d.problem);
+                }
+                if diffs.is_empty() {
+                    ctx.say("every replicated table has the provider's columns");
+                }
+            }
+            Ok(if diffs.is_empty() { 0 } else { code::FAILED })
+        }
+        LondisteCommand::Resync { tables } => {
+            if tables.is_empty() {
+                return Err(Failure::new(code::USAGE, "name the tables to copy again"));
+            }
+            for table in admin::resync(&cf, &tables).await.map_err(failure)? {
+                ctx.say(format!("{table}: copied again by the worker"));
+            }
             Ok(0)
         }
         LondisteCommand::ChangeProvider { provider, timeout } => {

@@ -431,6 +431,27 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
     })
     .await;
 
+    // check: the same columns on both sides; a column only here is named.
+    let out = site.expect(0, &[leaf_s, "check"]);
+    assert!(out.contains("every replicated table"), "{out}");
+    site.pg
+        .psql("leaf", "alter table t1 add column local_only int");
+    let out = site.expect(1, &[leaf_s, "check"]);
+    assert!(
+        out.contains("public.t1: column local_only (integer) is here but not on the provider"),
+        "{out}"
+    );
+    site.pg
+        .psql("leaf", "alter table t1 drop column local_only");
+    // resync: a damaged table is copied again by the running worker.
+    site.pg.psql("leaf", "set session_replication_role = replica; delete from t1 where id % 2 = 0");
+    site.expect(0, &[leaf_s, "resync", "t1"]);
+    site.expect(2, &[leaf_s, "resync", "nosuch"]);
+    wait_for("the resync copy", Duration::from_secs(90), || {
+        site.state("leaf", "public.t1") == "ok"
+            && site.checksum("leaf", "t1") == site.checksum("root", "t1")
+    })
+    .await;
     // remove-table on the leaf: replay of the table stops.
     site.expect(0, &[leaf_s, "remove-table", "t1"]);
     site.pg.psql(
