@@ -444,7 +444,10 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
     site.pg
         .psql("leaf", "alter table t1 drop column local_only");
     // resync: a damaged table is copied again by the running worker.
-    site.pg.psql("leaf", "set session_replication_role = replica; delete from t1 where id % 2 = 0");
+    site.pg.psql(
+        "leaf",
+        "set session_replication_role = replica; delete from t1 where id % 2 = 0",
+    );
     site.expect(0, &[leaf_s, "resync", "t1"]);
     site.expect(2, &[leaf_s, "resync", "nosuch"]);
     wait_for("the resync copy", Duration::from_secs(90), || {
