@@ -277,6 +277,41 @@ pub async fn tables(client: &impl GenericClient, queue: &str) -> Result<Vec<Tabl
         .collect()
 }
 
+/// Subscribes node `node` (its worker `worker`) to this node's queue from `tick` on:
+/// the provider then keeps every event after that tick for it.
+pub async fn register_subscriber(
+    provider: &impl GenericClient,
+    queue: &str,
+    node: &str,
+    worker: &str,
+    tick: i64,
+) -> Result<()> {
+    checked(
+        provider,
+        &format!("subscribing {node}"),
+        "select ret_code, ret_note from pgq_node.register_subscriber($1, $2, $3, $4)",
+        &[&queue, &node, &worker, &tick],
+    )
+    .await
+    .map(drop)
+}
+
+/// Removes subscriber `node` from this node's queue.
+pub async fn unregister_subscriber(
+    provider: &impl GenericClient,
+    queue: &str,
+    node: &str,
+) -> Result<()> {
+    checked(
+        provider,
+        &format!("unsubscribing {node}"),
+        "select ret_code, ret_note from pgq_node.unregister_subscriber($1, $2)",
+        &[&queue, &node],
+    )
+    .await
+    .map(drop)
+}
+
 /// An object of the set that this node does not replicate: `londiste missing`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Missing {

@@ -179,20 +179,8 @@ pub async fn takeover(
         &[&queue],
     )
     .await?;
-    checked(
-        &db,
-        &format!("subscribing {old_name} here"),
-        "select ret_code, ret_note from pgq_node.register_subscriber($1, $2, $3, $4)",
-        &[&queue, &old_name, &old_worker, &last_tick],
-    )
-    .await?;
-    checked(
-        &old,
-        &format!("unsubscribing {new_name} from {old_name}"),
-        "select ret_code, ret_note from pgq_node.unregister_subscriber($1, $2)",
-        &[&queue, &new_name],
-    )
-    .await?;
+    node::register_subscriber(&db, queue, old_name, &old_worker, last_tick).await?;
+    node::unregister_subscriber(&old, queue, &new_name).await?;
     set_paused_and_wait(&db, queue, &new_worker, false, &new_name, timeout).await?;
     demote(&old, queue, 3, &new_name).await?;
     set_paused_and_wait(&old, queue, &old_worker, false, old_name, timeout).await?;
@@ -294,13 +282,7 @@ pub async fn change_provider(cf: &NodeConfig, new_name: &str, timeout: Duration)
         .and_then(|s| s.completed_tick)
         .ok_or_else(|| LondisteError::State(format!("{worker} has no completed tick")))?;
     let switched = async {
-        checked(
-            &new,
-            &format!("subscribing {name} on {new_name}"),
-            "select ret_code, ret_note from pgq_node.register_subscriber($1, $2, $3, $4)",
-            &[&queue, &name, &worker, &tick],
-        )
-        .await?;
+        node::register_subscriber(&new, queue, &name, &worker, tick).await?;
         checked(
             &db,
             &format!("switching {name} to {new_name}"),
@@ -309,13 +291,7 @@ pub async fn change_provider(cf: &NodeConfig, new_name: &str, timeout: Duration)
         )
         .await?;
         let old = admin::connect(&old_location, "the old provider").await?;
-        checked(
-            &old,
-            &format!("unsubscribing {name} from {old_name}"),
-            "select ret_code, ret_note from pgq_node.unregister_subscriber($1, $2)",
-            &[&queue, &name],
-        )
-        .await
+        node::unregister_subscriber(&old, queue, &name).await
     }
     .await;
     // Resume in any case: a failed step leaves the node reading from whichever provider

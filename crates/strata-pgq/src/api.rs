@@ -190,18 +190,25 @@ pub async fn next_batch(
         )
         .await
         .map_err(|e| PgqError::sql(format!("next batch of {consumer} on {queue}"), e))?;
-    let Some(batch_id) = row.get::<_, Option<i64>>(0) else {
-        return Ok(None);
-    };
-    Ok(Some(Batch {
-        batch_id,
-        cur_tick_id: row.get(1),
-        prev_tick_id: row.get(2),
-        cur_tick_time: row.get(3),
-        prev_tick_time: row.get(4),
-        cur_tick_event_seq: row.get(5),
-        prev_tick_event_seq: row.get(6),
-    }))
+    Ok(Batch::from_row(&row))
+}
+
+impl Batch {
+    /// The batch a row of `next_batch_custom` or `coop_next_batch` names (batch id, current
+    /// and previous tick id, time and event sequence, in that order), or `None` when it
+    /// names none (no new tick).
+    pub(crate) fn from_row(row: &tokio_postgres::Row) -> Option<Batch> {
+        let batch_id = row.get::<_, Option<i64>>(0)?;
+        Some(Batch {
+            batch_id,
+            cur_tick_id: row.get(1),
+            prev_tick_id: row.get(2),
+            cur_tick_time: row.get(3),
+            prev_tick_time: row.get(4),
+            cur_tick_event_seq: row.get(5),
+            prev_tick_event_seq: row.get(6),
+        })
+    }
 }
 
 /// Puts an event into the retry queue, to come back in a batch after `after`.

@@ -66,18 +66,7 @@ pub async fn next_batch(
         )
         .await
         .map_err(|e| PgqError::sql(format!("next batch of {consumer}.{sub} on {queue}"), e))?;
-    let Some(batch_id) = row.get::<_, Option<i64>>(0) else {
-        return Ok(None);
-    };
-    Ok(Some(Batch {
-        batch_id,
-        cur_tick_id: row.get(1),
-        prev_tick_id: row.get(2),
-        cur_tick_time: row.get(3),
-        prev_tick_time: row.get(4),
-        cur_tick_event_seq: row.get(5),
-        prev_tick_event_seq: row.get(6),
-    }))
+    Ok(Batch::from_row(&row))
 }
 
 /// Finishes a subconsumer's batch (and drops its position so it holds back no rotation).
