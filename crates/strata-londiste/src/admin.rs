@@ -4,6 +4,7 @@
 
 use crate::config::NodeConfig;
 use crate::error::{LondisteError, Result};
+use crate::exec_attrs::{ExecAttrs, LocalObjects};
 use crate::names;
 use crate::node::{self, checked, NodeInfo};
 use crate::state::TableState;
@@ -206,7 +207,7 @@ pub async fn create_node(
 }
 
 /// Follows providers from `start` up to the root and connects there.
-async fn find_root(start: &Client, queue: &str) -> Result<Client> {
+pub(crate) async fn find_root(start: &Client, queue: &str) -> Result<Client> {
     let mut info = node::node_info(start, queue).await?;
     for _ in 0..32 {
         let location = info.provider_location.clone().ok_or_else(|| {
@@ -542,17 +543,13 @@ pub async fn execute(cf: &NodeConfig, files: &[std::path::PathBuf]) -> Result<Ve
     for path in files {
         let sql = std::fs::read_to_string(path)
             .map_err(|e| LondisteError::BadInput(format!("{}: {e}", path.display())))?;
-        if sql.lines().any(|l| l.trim_start().starts_with("--*--")) {
-            return Err(LondisteError::BadInput(format!(
-                "{}: --*-- header lines (Local-Table, Need-*) are not supported yet",
-                path.display()
-            )));
-        }
+        let attrs = ExecAttrs::parse_sql(&sql)
+            .map_err(|e| LondisteError::BadInput(format!("{}: {e}", path.display())))?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| LondisteError::BadInput(format!("{}: not a file", path.display())))?;
-        scripts.push((name, sql));
+        scripts.push((name, sql, attrs));
     }
     let db = connect_local(cf).await?;
     let info = require_node(&db, cf).await?;
@@ -562,16 +559,18 @@ pub async fn execute(cf: &NodeConfig, files: &[std::path::PathBuf]) -> Result<Ve
         ));
     }
     let queue = cf.queue_name.as_str();
+    let local = local_objects(&db, queue).await?;
     in_tx!(&db, async {
         db.batch_execute("set local session_replication_role = 'local'")
             .await
             .map_err(|e| LondisteError::sql("switching to local role", e))?;
         let mut done = Vec::new();
-        for (name, sql) in &scripts {
+        for (name, sql, attrs) in &scripts {
+            let encoded = (!attrs.is_empty()).then(|| attrs.to_urlenc());
             let row = db
                 .query_one(
-                    "select ret_code, ret_note from londiste.execute_start($1, $2, $3, true, null)",
-                    &[&queue, name, sql],
+                    "select ret_code, ret_note from londiste.execute_start($1, $2, $3, true, $4)",
+                    &[&queue, name, sql, &encoded],
                 )
                 .await
                 .map_err(|e| LondisteError::sql(format!("starting {name}"), e))?;
@@ -579,9 +578,13 @@ pub async fn execute(cf: &NodeConfig, files: &[std::path::PathBuf]) -> Result<Ve
                 done.push((name.clone(), false));
                 continue;
             }
-            db.batch_execute(sql)
-                .await
-                .map_err(|e| LondisteError::sql(format!("running {name}"), e))?;
+            // The header decides here as on every other node; the event goes down the
+            // cascade either way.
+            if attrs.need_execute(&db, &local).await? {
+                db.batch_execute(&attrs.process_sql(sql, &local)?)
+                    .await
+                    .map_err(|e| LondisteError::sql(format!("running {name}"), e))?;
+            }
             checked(
                 &db,
                 &format!("finishing {name}"),
@@ -593,6 +596,30 @@ pub async fn execute(cf: &NodeConfig, files: &[std::path::PathBuf]) -> Result<Ve
         }
         Ok::<_, LondisteError>(done)
     })
+}
+
+/// The tables and sequences this node replicates, as EXECUTE headers match them.
+pub async fn local_objects(
+    db: &impl tokio_postgres::GenericClient,
+    queue: &str,
+) -> Result<LocalObjects> {
+    let tables = node::tables(db, queue)
+        .await?
+        .into_iter()
+        .filter(|t| t.local)
+        .map(|t| (t.table_name.clone(), t.dest().to_string()))
+        .collect();
+    let seqs = db
+        .query(
+            "select seq_name from londiste.get_seq_list($1) where local",
+            &[&queue],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("reading the local sequences", e))?
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, String>(0)))
+        .collect();
+    Ok(LocalObjects { tables, seqs })
 }
 
 /// One sequence of the set as `londiste.get_seq_list` returns it.

@@ -6,12 +6,16 @@
 
 pub mod admin;
 mod branch;
+pub mod cascade;
 pub mod compare;
 pub mod config;
 pub mod copy;
 pub mod error;
+pub mod exec_attrs;
+pub mod members;
 pub mod names;
 pub mod node;
+pub mod resurrect;
 pub mod snapshot;
 pub mod sqlgen;
 pub mod state;

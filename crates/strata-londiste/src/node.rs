@@ -392,3 +392,47 @@ pub async fn set_table_state(
     .await
     .map(drop)
 }
+
+/// The nodes subscribed to this node's queue (`pgq_node.get_subscriber_info`).
+pub async fn subscribers(client: &impl GenericClient, queue: &str) -> Result<Vec<String>> {
+    let rows = client
+        .query(
+            "select node_name from pgq_node.get_subscriber_info($1) order by 1",
+            &[&queue],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("reading the subscribers", e))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Sets the dead flag of member `node` and keeps its location (on the root this also
+/// sends a `pgq.location-info` event, so every node learns it).
+pub async fn set_dead(
+    client: &impl GenericClient,
+    queue: &str,
+    node: &str,
+    dead: bool,
+) -> Result<()> {
+    checked(
+        client,
+        &format!("tagging {node} {}", if dead { "dead" } else { "alive" }),
+        "select ret_code, ret_note from pgq_node.register_location($1, $2, null, $3)",
+        &[&queue, &node, &dead],
+    )
+    .await
+    .map(drop)
+}
+
+/// `pgq_node.drop_node`: on the node itself it removes the node (its queue included);
+/// elsewhere it forgets the member (its subscription and location). Refused (405) on
+/// the node's subscriber while it still reads from it.
+pub async fn drop_node(client: &impl GenericClient, queue: &str, node: &str) -> Result<()> {
+    checked(
+        client,
+        &format!("dropping node {node}"),
+        "select ret_code, ret_note from pgq_node.drop_node($1, $2)",
+        &[&queue, &node],
+    )
+    .await
+    .map(drop)
+}

@@ -1,15 +1,25 @@
-//! `takeover OLD` run on a branch whose provider is the live root OLD: a switchover, step for
-//! step as Python Londiste's `takeover_root`, with a check first that every table of the
-//! new root is in sync (`ok`). The old root stops taking events (`demote_root` 1), makes a
-//! last tick (2); this node catches up to it, pauses, becomes root (`promote_branch`), the
-//! old root is subscribed to it at that tick and becomes its branch (3). Both workers
-//! acknowledge each pause and resume, and switch roles on their own.
+//! Changes of the cascade's shape, run on the node that gains the role: `takeover OLD`
+//! (switchover from a live root or branch, failover from a dead one) and
+//! `change-provider`. All of them move workers between providers with one primitive,
+//! [`move_node`]: pause the worker and wait for its acknowledgement, subscribe it on the
+//! new provider at the tick it completed (once the new provider has that tick), switch,
+//! resume, unsubscribe from the old provider. No event is lost or repeated, because the
+//! new provider serves exactly from that tick.
+//!
+//! Python Londiste's steps are kept (demote_root 1-2, catch-up, promote_branch,
+//! demote_root 3; a `OLD.gravestone` subscription on the new root after a failover, which
+//! `resurrect` uses), with what it misses: tables must be in sync first; in a failover
+//! the new root first catches up from the most advanced surviving branch (Python moves
+//! the siblings away before looking for one); a sibling that is ahead of the new root
+//! is not moved onto a tick it never saw but reported.
 
 use crate::admin;
+use crate::cascade::{self, Cascade};
 use crate::config::NodeConfig;
 use crate::error::{LondisteError, Result};
 use crate::node::{self, checked};
 use crate::state::TableState;
+use serde::Serialize;
 use std::time::{Duration, Instant};
 use strata_pg::Client;
 
@@ -69,36 +79,190 @@ async fn demote(old: &Client, queue: &str, step: i32, new_name: &str) -> Result<
     Ok(row.get(2))
 }
 
-/// Makes this node (a branch) the root in place of the root `old_name`. With `dead_root`
-/// the old root is not contacted: this branch is promoted at the tick it has, the old
-/// root is marked dead, and events that never left it are lost.
+/// The consumer name that holds a dead root's place on the new root after a failover:
+/// it keeps the new root's events from the failover tick, and `resurrect` finds the
+/// failover tick there. Python Londiste's name, so either tool can resurrect.
+pub fn gravestone(node_name: &str) -> String {
+    format!("{node_name}.gravestone")
+}
+
+/// Moves the worker of member `node` to read from member `new_provider`; returns the
+/// tick it switched at. Both must answer and `node`'s worker must run (it acknowledges
+/// the pause). When the new provider does not have the tick yet (it is behind), this
+/// waits for it to get there.
+pub async fn move_node(
+    cascade: &Cascade,
+    node_name: &str,
+    new_provider: &str,
+    timeout: Duration,
+) -> Result<i64> {
+    let queue = cascade.queue.as_str();
+    if node_name == new_provider {
+        return Err(LondisteError::BadInput(
+            "a node cannot be its own provider".into(),
+        ));
+    }
+    let client = cascade.client(node_name)?;
+    let info = node::node_info(client, queue).await?;
+    let worker = info
+        .worker_name
+        .clone()
+        .ok_or_else(|| LondisteError::State(format!("{node_name} has no worker registered")))?;
+    let old_provider = info.provider_node.clone();
+    if old_provider.as_deref() == Some(new_provider) {
+        return Ok(info.worker_last_tick.unwrap_or(0));
+    }
+    let target = cascade.client(new_provider)?;
+    let target_info = node::node_info(target, queue).await?;
+    if target_info.node_type.as_deref() == Some("leaf") {
+        return Err(LondisteError::BadInput(format!(
+            "{new_provider} is a leaf: a leaf has no queue to serve"
+        )));
+    }
+    let location = cascade.member(node_name)?.location.clone();
+    set_paused_and_wait(client, queue, &worker, true, node_name, timeout).await?;
+    let tick = node::consumer_state(client, queue, &worker)
+        .await?
+        .and_then(|s| s.completed_tick)
+        .ok_or_else(|| LondisteError::State(format!("{worker} has no completed tick")))?;
+    let switched = async {
+        cascade::wait_for_tick(target, queue, new_provider, tick, timeout).await?;
+        node::register_location(target, queue, node_name, &location, false).await?;
+        node::register_subscriber(target, queue, node_name, &worker, tick).await?;
+        checked(
+            client,
+            &format!("switching {node_name} to {new_provider}"),
+            "select ret_code, ret_note from pgq_node.change_consumer_provider($1, $2, $3)",
+            &[&queue, &worker, &new_provider],
+        )
+        .await
+    }
+    .await;
+    // Resume in any case: a failed step leaves the node reading from whichever provider
+    // it is set to, which both still serve from its tick.
+    let resumed = set_paused_and_wait(client, queue, &worker, false, node_name, timeout).await;
+    switched?;
+    resumed?;
+    if let Some(old) = old_provider.filter(|o| cascade.alive(o)) {
+        node::unregister_subscriber(cascade.client(&old)?, queue, node_name).await?;
+    }
+    Ok(tick)
+}
+
+/// How the old node of a takeover is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OldNode {
+    /// It answers: a switchover, nothing is lost.
+    Live,
+    /// The root is gone: failover, events that never left it are lost.
+    DeadRoot,
+    /// A branch is gone: its subscribers move up to its provider (or to this node).
+    DeadBranch,
+}
+
+/// What a takeover did and what needs the operator.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TakeoverReport {
+    /// The steps done, one line each.
+    pub done: Vec<String>,
+    /// Things to know (a dead node still holding a subscription, lost events).
+    pub warnings: Vec<String>,
+    /// Nodes that could not be moved, with why: they still read from the old node.
+    pub stranded: Vec<String>,
+}
+
+/// Makes this node take the place of `old_name`: the root's (it must be a branch of the
+/// root) or a branch's (it must read from that branch, or be a branch to take its
+/// subscribers). With `all` (implied for a dead node) the other subscribers of the old
+/// node move to this node.
 pub async fn takeover(
     cf: &NodeConfig,
     old_name: &str,
-    dead_root: bool,
+    old: OldNode,
+    all: bool,
     timeout: Duration,
-) -> Result<String> {
+) -> Result<TakeoverReport> {
     let queue = cf.queue_name.as_str();
     let db = admin::connect_local(cf).await?;
     let info = admin::require_node(&db, cf).await?;
     let new_name = info.node_name.clone().unwrap_or_default();
-    let new_worker = info
-        .worker_name
-        .clone()
-        .unwrap_or_else(|| cf.job_name.clone());
-    if info.node_type.as_deref() != Some("branch") {
-        return Err(LondisteError::BadInput(format!(
-            "takeover runs on the branch that becomes root; {new_name} is a {}",
-            info.node_type.unwrap_or_default()
-        )));
+    if old_name == new_name {
+        return Err(LondisteError::BadInput(
+            "a node cannot take over from itself: run takeover on the node that takes the role"
+                .into(),
+        ));
     }
-    if info.provider_node.as_deref() != Some(old_name) {
-        return Err(LondisteError::BadInput(format!(
-            "{old_name} is not this node's provider ({}): only a root switchover to its direct branch is supported",
-            info.provider_node.unwrap_or_default()
-        )));
+    let mut cascade =
+        Cascade::load(db, queue, &new_name, timeout.min(Duration::from_secs(10))).await?;
+    cascade.member(old_name)?;
+    let old_type = match old {
+        OldNode::DeadRoot => "root".to_string(),
+        OldNode::DeadBranch => "branch".to_string(),
+        OldNode::Live => {
+            let m = cascade.member(old_name)?;
+            match (&m.client, m.node_type()) {
+                (Some(_), Some(t)) => t.to_string(),
+                _ => {
+                    return Err(LondisteError::State(format!(
+                        "{old_name} cannot be reached ({}): use --dead-root or --dead-branch",
+                        m.error.as_deref().unwrap_or("no answer")
+                    )))
+                }
+            }
+        }
+    };
+    // Every check before the first change: a refused takeover changes nothing.
+    require_in_sync(cascade.local_client(), queue).await?;
+    let kind = info.node_type.clone().unwrap_or_default();
+    match old_type.as_str() {
+        "root" if kind != "branch" => {
+            return Err(LondisteError::BadInput(format!(
+                "the root's role goes to a branch; {new_name} is a {kind}"
+            )))
+        }
+        "root" if info.provider_node.as_deref() != Some(old_name) => {
+            return Err(LondisteError::BadInput(format!(
+                "{old_name} is not this node's provider ({}): the root's role goes to one of its direct branches",
+                info.provider_node.clone().unwrap_or_default()
+            )))
+        }
+        "branch" if old == OldNode::Live && kind != "branch" => {
+            return Err(LondisteError::BadInput(format!(
+                "{new_name} is a {kind}: only a branch can take a live branch's place (its subscribers need a queue)"
+            )))
+        }
+        "root" | "branch" => {}
+        other => {
+            return Err(LondisteError::BadInput(format!(
+                "{old_name} is a {other}: a leaf has no role to take over (use change-provider on it)"
+            )))
+        }
     }
-    let unsynced: Vec<String> = node::tables(&db, queue)
+    let mut report = TakeoverReport::default();
+    if old != OldNode::Live {
+        cascade.forget(old_name, "declared dead by takeover");
+        let untold = cascade.tag(old_name, true).await?;
+        report.done.push(format!("{old_name} tagged dead"));
+        if !untold.is_empty() {
+            report.warnings.push(format!(
+                "could not tag {old_name} dead on {} (unreachable): run tag-dead there later",
+                untold.join(", ")
+            ));
+        }
+    }
+    match old_type.as_str() {
+        "root" => take_root(&cascade, &info, old_name, old, &mut report, timeout).await?,
+        _ => take_branch(&cascade, &info, old_name, old, &mut report, timeout).await?,
+    }
+    if all || old != OldNode::Live {
+        move_subscribers(&cascade, old_name, &old_type, old, &mut report, timeout).await?;
+    }
+    Ok(report)
+}
+
+/// Refuses a takeover by a node whose tables are not all in sync.
+async fn require_in_sync(db: &Client, queue: &str) -> Result<()> {
+    let unsynced: Vec<String> = node::tables(db, queue)
         .await?
         .into_iter()
         .filter(|t| t.local && t.state != TableState::Ok)
@@ -110,99 +274,215 @@ pub async fn takeover(
             unsynced.join(", ")
         )));
     }
-    let location = node::locations(&db, queue)
-        .await?
-        .into_iter()
-        .find(|m| m.node_name == old_name)
-        .ok_or_else(|| LondisteError::BadInput(format!("no member named {old_name}")))?;
-    if dead_root {
-        set_paused_and_wait(&db, queue, &new_worker, true, &new_name, timeout).await?;
-        checked(
-            &db,
-            "promoting this branch",
-            "select ret_code, ret_note from pgq_node.promote_branch($1)",
-            &[&queue],
-        )
-        .await?;
-        node::register_location(&db, queue, old_name, &location.node_location, true).await?;
-        set_paused_and_wait(&db, queue, &new_worker, false, &new_name, timeout).await?;
-        let tick = node::consumer_state(&db, queue, &new_worker)
-            .await?
-            .and_then(|s| s.completed_tick)
-            .unwrap_or(0);
-        return Ok(format!(
-            "{new_name} is the root now (from tick {tick}); {old_name} is marked dead: events it made after that tick are lost"
-        ));
+    Ok(())
+}
+
+/// The root's role moves to this branch.
+async fn take_root(
+    cascade: &Cascade,
+    info: &node::NodeInfo,
+    old_name: &str,
+    old: OldNode,
+    report: &mut TakeoverReport,
+    timeout: Duration,
+) -> Result<()> {
+    let queue = cascade.queue.as_str();
+    let new_name = cascade.local.as_str();
+    let db = cascade.local_client();
+    let new_worker = info.worker_name.clone().unwrap_or_default();
+    if old != OldNode::Live {
+        return fail_over_root(cascade, old_name, &new_worker, report, timeout).await;
     }
-    let old = admin::connect(&location.node_location, "old root")
-        .await
-        .map_err(|e| {
-            LondisteError::State(format!(
-                "the old root {old_name} cannot be reached ({e}): use --dead-root"
-            ))
-        })?;
-    let old_info = node::node_info(&old, queue).await?;
+    let old_client = cascade.client(old_name)?;
+    let old_info = node::node_info(old_client, queue).await?;
     if !old_info.is_root() {
         return Err(LondisteError::BadInput(format!(
             "{old_name} is not the root"
         )));
     }
     let old_worker = old_info.worker_name.clone().unwrap_or_default();
-
-    set_paused_and_wait(&old, queue, &old_worker, true, old_name, timeout).await?;
-    demote(&old, queue, 1, &new_name).await?;
-    let last_tick = demote(&old, queue, 2, &new_name)
+    set_paused_and_wait(old_client, queue, &old_worker, true, old_name, timeout).await?;
+    demote(old_client, queue, 1, new_name).await?;
+    let last_tick = demote(old_client, queue, 2, new_name)
         .await?
         .ok_or_else(|| LondisteError::State("demote_root step 2 returned no tick".into()))?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        let done = node::consumer_state(&db, queue, &new_worker)
-            .await?
-            .and_then(|s| s.completed_tick)
-            .unwrap_or(0);
-        if done >= last_tick {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(LondisteError::State(format!(
-                "this node did not catch up to the old root's last tick {last_tick} within {} s (at {done}); the old root stays read-only: finish with the same command",
-                timeout.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    set_paused_and_wait(&db, queue, &new_worker, true, &new_name, timeout).await?;
+    cascade::wait_for_tick(db, queue, new_name, last_tick, timeout)
+        .await
+        .map_err(|e| {
+            LondisteError::State(format!(
+                "{e}; the old root stays read-only: finish with the same command"
+            ))
+        })?;
+    set_paused_and_wait(db, queue, &new_worker, true, new_name, timeout).await?;
     checked(
-        &db,
+        db,
         "promoting this branch",
         "select ret_code, ret_note from pgq_node.promote_branch($1)",
         &[&queue],
     )
     .await?;
-    node::register_subscriber(&db, queue, old_name, &old_worker, last_tick).await?;
-    node::unregister_subscriber(&old, queue, &new_name).await?;
-    set_paused_and_wait(&db, queue, &new_worker, false, &new_name, timeout).await?;
-    demote(&old, queue, 3, &new_name).await?;
-    set_paused_and_wait(&old, queue, &old_worker, false, old_name, timeout).await?;
-    Ok(format!(
+    node::register_subscriber(db, queue, old_name, &old_worker, last_tick).await?;
+    node::unregister_subscriber(old_client, queue, new_name).await?;
+    set_paused_and_wait(db, queue, &new_worker, false, new_name, timeout).await?;
+    demote(old_client, queue, 3, new_name).await?;
+    set_paused_and_wait(old_client, queue, &old_worker, false, old_name, timeout).await?;
+    report.done.push(format!(
         "{new_name} is the root now; {old_name} is its branch (from tick {last_tick})"
-    ))
+    ));
+    Ok(())
+}
+
+/// Failover from a dead root: catch up from the most advanced surviving branch, promote,
+/// keep the new root's events from the failover tick under the old root's gravestone.
+async fn fail_over_root(
+    cascade: &Cascade,
+    old_name: &str,
+    new_worker: &str,
+    report: &mut TakeoverReport,
+    timeout: Duration,
+) -> Result<()> {
+    let queue = cascade.queue.as_str();
+    let new_name = cascade.local.as_str();
+    let db = cascade.local_client();
+    let mine = node::node_info(db, queue)
+        .await?
+        .worker_last_tick
+        .unwrap_or(0);
+    let ahead = cascade
+        .subscribers_of(old_name)
+        .into_iter()
+        .filter(|n| n != new_name)
+        .filter_map(|n| {
+            let m = cascade.member(&n).ok()?;
+            (m.node_type() == Some("branch")).then(|| (m.last_tick().unwrap_or(0), n))
+        })
+        .filter(|(tick, _)| *tick > mine)
+        .max();
+    let mut provider = old_name.to_string();
+    if let Some((tick, other)) = ahead {
+        move_node(cascade, new_name, &other, timeout).await?;
+        cascade::wait_for_tick(db, queue, new_name, tick, timeout).await?;
+        report.done.push(format!(
+            "caught up from {other} to tick {tick} (it was ahead of {new_name}'s {mine})"
+        ));
+        provider = other;
+    }
+    set_paused_and_wait(db, queue, new_worker, true, new_name, timeout).await?;
+    let last_tick = node::consumer_state(db, queue, new_worker)
+        .await?
+        .and_then(|s| s.completed_tick)
+        .unwrap_or(0);
+    checked(
+        db,
+        "promoting this branch",
+        "select ret_code, ret_note from pgq_node.promote_branch($1)",
+        &[&queue],
+    )
+    .await?;
+    node::register_subscriber(db, queue, old_name, &gravestone(old_name), last_tick).await?;
+    if provider != old_name {
+        node::unregister_subscriber(cascade.client(&provider)?, queue, new_name).await?;
+    }
+    set_paused_and_wait(db, queue, new_worker, false, new_name, timeout).await?;
+    report.done.push(format!(
+        "{new_name} is the root now (from tick {last_tick})"
+    ));
+    report.warnings.push(format!(
+        "events {old_name} made after tick {last_tick} are lost; {new_name} keeps its events from that tick for `resurrect` on {old_name} (or drop-node {old_name} if it will not come back)"
+    ));
+    Ok(())
+}
+
+/// A branch's role moves to this node: this node reads from the branch's provider, and
+/// a live old branch becomes this node's subscriber.
+async fn take_branch(
+    cascade: &Cascade,
+    info: &node::NodeInfo,
+    old_name: &str,
+    old: OldNode,
+    report: &mut TakeoverReport,
+    timeout: Duration,
+) -> Result<()> {
+    let new_name = cascade.local.as_str();
+    let upstream = cascade.provider_of(old_name).await?;
+    if info.provider_node.as_deref() == Some(old_name) {
+        let tick = move_node(cascade, new_name, &upstream, timeout).await?;
+        report.done.push(format!(
+            "{new_name} reads from {upstream} now (was {old_name}), from tick {tick}"
+        ));
+    }
+    if old == OldNode::Live {
+        let tick = move_node(cascade, old_name, new_name, timeout).await?;
+        report.done.push(format!(
+            "{old_name} reads from {new_name} now, from tick {tick}"
+        ));
+    } else {
+        report.warnings.push(format!(
+            "{old_name} is still subscribed on {upstream}, which keeps events for it: drop-node {old_name} once it will not come back"
+        ));
+    }
+    Ok(())
+}
+
+/// Moves the other subscribers of the old node to this node (or, when this node is a
+/// leaf, to the old node's provider). A subscriber ahead of its new provider (it
+/// applied events the new provider never got) is not moved but reported.
+async fn move_subscribers(
+    cascade: &Cascade,
+    old_name: &str,
+    old_type: &str,
+    old: OldNode,
+    report: &mut TakeoverReport,
+    timeout: Duration,
+) -> Result<()> {
+    let queue = cascade.queue.as_str();
+    let new_name = cascade.local.as_str();
+    let local = node::node_info(cascade.local_client(), queue).await?;
+    let target = if local.node_type.as_deref() == Some("leaf") {
+        if old_type == "root" {
+            return Ok(());
+        }
+        cascade.provider_of(old_name).await?
+    } else {
+        new_name.to_string()
+    };
+    let target_tick = node::node_info(cascade.client(&target)?, queue)
+        .await?
+        .worker_last_tick
+        .unwrap_or(0);
+    for sub in cascade.subscribers_of(old_name) {
+        if sub == new_name {
+            continue;
+        }
+        let sub_tick = cascade.member(&sub)?.last_tick().unwrap_or(0);
+        // A dead root's subscriber ahead of the new root applied events the cascade
+        // lost: moving it would replay other events under the same tick ids.
+        if old == OldNode::DeadRoot && sub_tick > target_tick {
+            report.stranded.push(format!(
+                "{sub} is at tick {sub_tick}, ahead of {target} ({target_tick}): it holds changes the new root lost; not moved (drop-node {sub} and create it again, or resync its tables after change-provider)"
+            ));
+            continue;
+        }
+        match move_node(cascade, &sub, &target, timeout).await {
+            Ok(tick) => report
+                .done
+                .push(format!("{sub} reads from {target} now, from tick {tick}")),
+            Err(e) => report
+                .stranded
+                .push(format!("{sub} still reads from {old_name}: {e}")),
+        }
+    }
+    Ok(())
 }
 
 /// Moves this node (a branch or leaf) to another provider `new_name` of the cascade, as
 /// Python's `change-provider`: every table this node replicates must be `ok` on the new
-/// provider; the worker is paused (and acknowledges), subscribed on the new provider at
-/// the tick it has completed, switched over, unsubscribed from the old provider, resumed.
-/// No event is lost or repeated: the new provider serves from exactly that tick.
+/// provider, which must not be a leaf nor read from this node; then [`move_node`].
 pub async fn change_provider(cf: &NodeConfig, new_name: &str, timeout: Duration) -> Result<String> {
     let queue = cf.queue_name.as_str();
     let db = admin::connect_local(cf).await?;
     let info = admin::require_node(&db, cf).await?;
     let name = info.node_name.clone().unwrap_or_default();
-    let worker = info
-        .worker_name
-        .clone()
-        .unwrap_or_else(|| cf.job_name.clone());
     if info.is_root() {
         return Err(LondisteError::BadInput(format!(
             "{name} is the root: it has no provider to change"
@@ -219,23 +499,10 @@ pub async fn change_provider(cf: &NodeConfig, new_name: &str, timeout: Duration)
             "a node cannot be its own provider".into(),
         ));
     }
-    let members = node::locations(&db, queue).await?;
-    let location = |wanted: &str| {
-        members
-            .iter()
-            .find(|m| m.node_name == wanted)
-            .map(|m| m.node_location.clone())
-    };
-    let new_location = location(new_name).ok_or_else(|| {
-        LondisteError::BadInput(format!(
-            "{new_name} is not a member of this cascade (see `members`)"
-        ))
-    })?;
-    let old_location = location(&old_name).ok_or_else(|| {
-        LondisteError::State(format!("the current provider {old_name} has no location"))
-    })?;
-    let new = admin::connect(&new_location, "the new provider").await?;
-    let new_info = node::node_info(&new, queue).await?;
+    let cascade = Cascade::load(db, queue, &name, timeout.min(Duration::from_secs(10))).await?;
+    cascade.member(new_name)?;
+    let new = cascade.client(new_name)?;
+    let new_info = node::node_info(new, queue).await?;
     if new_info.node_type.as_deref() == Some("leaf") {
         return Err(LondisteError::BadInput(format!(
             "{new_name} is a leaf: a leaf has no queue to serve"
@@ -246,13 +513,13 @@ pub async fn change_provider(cf: &NodeConfig, new_name: &str, timeout: Duration)
             "{new_name} reads from {name}: changing to it would make a loop"
         )));
     }
-    let there: std::collections::HashMap<String, TableState> = node::tables(&new, queue)
+    let there: std::collections::HashMap<String, TableState> = node::tables(new, queue)
         .await?
         .into_iter()
         .filter(|t| t.local || new_info.is_root())
         .map(|t| (t.table_name, t.state))
         .collect();
-    let mine = node::tables(&db, queue).await?;
+    let mine = node::tables(cascade.local_client(), queue).await?;
     let copying: Vec<String> = mine
         .iter()
         .filter(|t| t.local && t.state != TableState::Ok)
@@ -276,29 +543,12 @@ pub async fn change_provider(cf: &NodeConfig, new_name: &str, timeout: Duration)
             behind.join(", ")
         )));
     }
-    set_paused_and_wait(&db, queue, &worker, true, &name, timeout).await?;
-    let tick = node::consumer_state(&db, queue, &worker)
-        .await?
-        .and_then(|s| s.completed_tick)
-        .ok_or_else(|| LondisteError::State(format!("{worker} has no completed tick")))?;
-    let switched = async {
-        node::register_subscriber(&new, queue, &name, &worker, tick).await?;
-        checked(
-            &db,
-            &format!("switching {name} to {new_name}"),
-            "select ret_code, ret_note from pgq_node.change_consumer_provider($1, $2, $3)",
-            &[&queue, &worker, &new_name],
-        )
-        .await?;
-        let old = admin::connect(&old_location, "the old provider").await?;
-        node::unregister_subscriber(&old, queue, &name).await
+    if !cascade.alive(&old_name) {
+        return Err(LondisteError::State(format!(
+            "the current provider {old_name} cannot be reached: use takeover {old_name} --dead-branch (or --dead-root)"
+        )));
     }
-    .await;
-    // Resume in any case: a failed step leaves the node reading from whichever provider
-    // it is set to, which both still serve from its tick.
-    let resumed = set_paused_and_wait(&db, queue, &worker, false, &name, timeout).await;
-    switched?;
-    resumed?;
+    let tick = move_node(&cascade, &name, new_name, timeout).await?;
     Ok(format!(
         "{name} reads from {new_name} now (was {old_name}), from tick {tick}"
     ))

@@ -799,16 +799,11 @@ async fn column_types(dst: &Client, table: &str) -> Result<HashMap<String, Strin
 async fn execute_event(dst: &Client, queue: &str, ev: &Event) -> Result<()> {
     let file = ev.extra1.clone().unwrap_or_default();
     let sql = ev.data.clone().unwrap_or_default();
-    if ev.extra2.as_deref().is_some_and(|a| !a.is_empty()) {
-        return Err(LondisteError::State(format!(
-            "event {}: EXECUTE of {file} carries attributes (--*-- headers), which the strata worker does not handle yet",
-            ev.id
-        )));
-    }
+    let attrs = crate::exec_attrs::ExecAttrs::parse_urlenc(ev.extra2.as_deref())?;
     let row = dst
         .query_one(
-            "select ret_code, ret_note from londiste.execute_start($1, $2, $3, false, null)",
-            &[&queue, &file, &sql],
+            "select ret_code, ret_note from londiste.execute_start($1, $2, $3, false, $4)",
+            &[&queue, &file, &sql, &ev.extra2],
         )
         .await
         .map_err(|e| LondisteError::sql(format!("starting EXECUTE of {file}"), e))?;
@@ -818,9 +813,12 @@ async fn execute_event(dst: &Client, queue: &str, ev: &Event) -> Result<()> {
     dst.batch_execute("set local session_replication_role = 'local'")
         .await
         .map_err(|e| LondisteError::sql("switching to local role for EXECUTE", e))?;
-    dst.batch_execute(&sql)
-        .await
-        .map_err(|e| LondisteError::sql(format!("EXECUTE of {file}"), e))?;
+    let local = admin::local_objects(dst, queue).await?;
+    if attrs.need_execute(dst, &local).await? {
+        dst.batch_execute(&attrs.process_sql(&sql, &local)?)
+            .await
+            .map_err(|e| LondisteError::sql(format!("EXECUTE of {file}"), e))?;
+    }
     node::checked(
         dst,
         &format!("finishing EXECUTE of {file}"),

@@ -9,6 +9,8 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use strata_londiste::admin::{self, AddTableOptions, NodeType};
+use strata_londiste::members::{self, Upstream};
+use strata_londiste::takeover::OldNode;
 use strata_londiste::worker::{self, WorkerOptions};
 use strata_londiste::{node, status, LondisteError, NodeConfig, TableState};
 
@@ -126,18 +128,67 @@ pub enum LondisteCommand {
         #[arg(long, default_value_t = 60)]
         timeout: u64,
     },
-    /// Switch the root over to this node (a branch of the live root OLD): checks that every
-    /// table here is in sync, then demotes OLD to a branch of this node. Needs the workers
-    /// of both nodes running.
+    /// Take the role of node OLD: of the root (run on one of its branches; the live root
+    /// becomes this node's branch) or of a branch (this node reads from the branch's
+    /// provider; the live branch becomes this node's subscriber). Every table here must be
+    /// in sync; the workers of the nodes that move must run. Exits 1 when a subscriber
+    /// could not be moved.
     Takeover {
-        /// The current root's node name.
+        /// The node whose role this node takes.
         old: String,
-        /// The old root is gone: promote this branch at the tick it has and mark the old
-        /// root dead (events that never left it are lost).
-        #[arg(long)]
+        /// The root is gone: tag it dead, catch up from the most advanced surviving branch,
+        /// promote this branch, move the root's other subscribers here. Events that never
+        /// left the old root are lost (`resurrect` on it saves them to a file).
+        #[arg(long, conflicts_with = "dead_branch")]
         dead_root: bool,
+        /// The branch OLD is gone: tag it dead, read from its provider, and move its other
+        /// subscribers here (or to its provider when this node is a leaf).
+        #[arg(long)]
+        dead_branch: bool,
+        /// Also move the other subscribers of a live OLD to this node.
+        #[arg(long)]
+        all: bool,
         /// Seconds to wait for each step (acknowledged pauses, catching up).
         #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Rejoin the cascade as a branch of the new root after a takeover --dead-root replaced
+    /// this old root: its events the others never got are written to a JSON file and
+    /// removed from its queue; the worker is left paused (resume it after a look at the
+    /// file; `compare` shows what the tables still hold of the lost changes).
+    Resurrect {
+        /// Where the lost events go (refused when it exists).
+        #[arg(long, default_value = strata_londiste::resurrect::DEFAULT_DUMP)]
+        dump: PathBuf,
+        /// Seconds to wait for the other members to answer.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
+    /// Tag members dead on every live member: status, execute --wait and takeover stop
+    /// asking them.
+    TagDead {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Clear the dead tag of members on every live member.
+    TagAlive {
+        #[arg(required = true)]
+        nodes: Vec<String>,
+    },
+    /// Remove a node from the cascade (refused while others read from it): when it
+    /// answers, its tables stop being replicated (triggers removed) and its node and queue
+    /// are dropped; every live member forgets it.
+    DropNode { node: String },
+    /// Wait until everything committed on the root before this call is applied here.
+    WaitRoot {
+        /// Give up (exit 1) after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Wait until everything the provider had applied before this call is applied here.
+    WaitProvider {
+        /// Give up (exit 1) after this many seconds.
+        #[arg(long, default_value_t = 600)]
         timeout: u64,
     },
     /// Compare the columns (names and types) of every replicated table with the provider's;
@@ -527,18 +578,88 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
         LondisteCommand::Takeover {
             old,
             dead_root,
+            dead_branch,
+            all,
             timeout,
         } => {
-            let note = strata_londiste::takeover::takeover(
+            let kind = match (dead_root, dead_branch) {
+                (true, _) => OldNode::DeadRoot,
+                (_, true) => OldNode::DeadBranch,
+                _ => OldNode::Live,
+            };
+            let report = strata_londiste::takeover::takeover(
                 &cf,
                 &old,
-                dead_root,
+                kind,
+                all,
                 Duration::from_secs(timeout.max(1)),
             )
             .await
             .map_err(failure)?;
-            ctx.say(note);
+            if ctx.global.json {
+                print_json(&report);
+            }
+            for line in &report.done {
+                ctx.say(line);
+            }
+            for line in &report.warnings {
+                eprintln!("warning: {line}");
+            }
+            for line in &report.stranded {
+                eprintln!("not moved: {line}");
+            }
+            Ok(if report.stranded.is_empty() {
+                0
+            } else {
+                code::FAILED
+            })
+        }
+        LondisteCommand::Resurrect { dump, timeout } => {
+            let report = strata_londiste::resurrect::resurrect(
+                &cf,
+                &dump,
+                Duration::from_secs(timeout.max(1)),
+            )
+            .await
+            .map_err(failure)?;
+            if ctx.global.json {
+                print_json(&report);
+            }
+            for line in &report.done {
+                ctx.say(line);
+            }
+            ctx.say(format!(
+                "{} lost events saved to {} ({} ticks removed from the queue); the worker is paused: `resume` to follow {}",
+                report.lost_events,
+                report.dump.display(),
+                report.ticks_deleted,
+                report.provider
+            ));
+            for (what, n) in &report.lost_by_table {
+                ctx.say(format!("  {what}: {n}"));
+            }
             Ok(0)
+        }
+        LondisteCommand::TagDead { nodes } => tag(ctx, &cf, &nodes, true).await,
+        LondisteCommand::TagAlive { nodes } => tag(ctx, &cf, &nodes, false).await,
+        LondisteCommand::DropNode { node } => {
+            let report = members::drop_node(&cf, &node).await.map_err(failure)?;
+            if ctx.global.json {
+                print_json(&report);
+            }
+            for line in &report.done {
+                ctx.say(line);
+            }
+            for line in &report.warnings {
+                eprintln!("warning: {line}");
+            }
+            Ok(0)
+        }
+        LondisteCommand::WaitRoot { timeout } => {
+            wait_upstream(ctx, &cf, Upstream::Root, timeout).await
+        }
+        LondisteCommand::WaitProvider { timeout } => {
+            wait_upstream(ctx, &cf, Upstream::Provider, timeout).await
         }
         LondisteCommand::AddSeq { seqs, all } => {
             for s in admin::add_seqs(&cf, &seqs, all).await.map_err(failure)? {
@@ -641,6 +762,37 @@ async fn compare(
         print_json(&diffs);
     }
     Ok(if unequal { code::FAILED } else { 0 })
+}
+
+async fn tag(ctx: &Context, cf: &NodeConfig, nodes: &[String], dead: bool) -> CommandResult {
+    let word = if dead { "dead" } else { "alive" };
+    let mut untold_anywhere = false;
+    for node in nodes {
+        let untold = members::tag(cf, node, dead).await.map_err(failure)?;
+        if untold.is_empty() {
+            ctx.say(format!("{node} tagged {word} on every member"));
+        } else {
+            untold_anywhere = true;
+            eprintln!(
+                "warning: {node} tagged {word}, but not on {} (unreachable)",
+                untold.join(", ")
+            );
+        }
+    }
+    Ok(if untold_anywhere { code::FAILED } else { 0 })
+}
+
+async fn wait_upstream(
+    ctx: &Context,
+    cf: &NodeConfig,
+    upstream: Upstream,
+    timeout: u64,
+) -> CommandResult {
+    let tick = members::wait(cf, upstream, Duration::from_secs(timeout.max(1)))
+        .await
+        .map_err(failure)?;
+    ctx.say(format!("applied up to tick {tick}"));
+    Ok(0)
 }
 
 async fn pause(ctx: &Context, cf: &NodeConfig, paused: bool) -> CommandResult {

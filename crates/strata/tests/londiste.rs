@@ -1490,3 +1490,493 @@ async fn takeover_from_a_dead_root_promotes_the_branch_and_its_leaf_follows() {
     branch_worker.await.unwrap().unwrap();
     leaf_worker.await.unwrap().unwrap();
 }
+
+impl Site {
+    /// A new database `db` with the londiste extension.
+    fn database(&self, db: &str) {
+        self.pg.psql("postgres", &format!("create database {db}"));
+        self.pg.psql(db, "create extension londiste cascade");
+    }
+
+    /// Creates node `name` (database of the same name) of `kind` reading from `provider`.
+    fn node(&self, name: &str, kind: &str, provider: &str) -> PathBuf {
+        let ini = self.ini(name, "");
+        let ini_s = ini.to_str().unwrap();
+        self.expect(
+            0,
+            &[
+                ini_s,
+                &format!("create-{kind}"),
+                name,
+                &self.dsn(name),
+                "--provider",
+                &self.dsn(provider),
+            ],
+        );
+        ini
+    }
+
+    /// The node's database stops taking connections and loses its sessions: a dead node.
+    fn kill(&self, db: &str) {
+        self.pg.psql(
+            "postgres",
+            &format!("alter database {db} allow_connections false; select pg_terminate_backend(pid) from pg_stat_activity where datname = '{db}'"),
+        );
+    }
+
+    /// The node's database takes connections again.
+    fn revive(&self, db: &str) {
+        self.pg.psql(
+            "postgres",
+            &format!("alter database {db} allow_connections true"),
+        );
+    }
+
+    fn count(&self, db: &str, sql: &str) -> i64 {
+        self.pg.psql(db, sql).parse().unwrap()
+    }
+}
+
+/// Starts the in-process workers of `inis`, all stopped by one flag.
+fn start_workers(
+    inis: &[&PathBuf],
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<strata_londiste::Result<worker::ReplayStats>>> {
+    inis.iter()
+        .map(|ini| {
+            tokio::spawn(worker::run(
+                NodeConfig::load(ini).unwrap(),
+                WorkerOptions::default(),
+                stop.clone(),
+            ))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_from_a_dead_root_catches_up_from_the_most_advanced_branch_and_resurrect_saves_what_was_lost(
+) {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.database("b1");
+    site.database("b2");
+    let root = site.ini("root", "");
+    let root_s = root.to_str().unwrap();
+    site.expect(0, &[root_s, "create-root", "root", &site.dsn("root")]);
+    site.pg.psql(
+        "root",
+        &format!("select pgq.set_queue_config('{QUEUE}', 'ticker_max_lag', '100 ms'); select pgq.set_queue_config('{QUEUE}', 'ticker_idle_period', '300 ms')"),
+    );
+    let b1 = site.node("b1", "branch", "root");
+    let b2 = site.node("b2", "branch", "root");
+    let leaf = site.node("leaf", "leaf", "root");
+    let (b1_s, b2_s, leaf_s) = (
+        b1.to_str().unwrap(),
+        b2.to_str().unwrap(),
+        leaf.to_str().unwrap(),
+    );
+    for db in ["root", "b1", "b2", "leaf"] {
+        site.pg.psql(db, TABLE_SQL);
+    }
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'r' || g from generate_series(1, 300) g",
+    );
+    for ini in [root_s, b1_s, b2_s, leaf_s] {
+        site.expect(0, &[ini, "add-table", "t1"]);
+    }
+    let _ticker = Ticker::start_on(&site, &["root", "b1", "b2"]).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = start_workers(&[&root, &b1, &b2, &leaf], &stop_rx);
+    wait_for("copies everywhere", Duration::from_secs(90), || {
+        ["b1", "b2", "leaf"]
+            .iter()
+            .all(|db| site.state(db, "public.t1") == "ok")
+    })
+    .await;
+
+    // b1 falls behind: batch 1 reaches b2 and the leaf only.
+    site.expect(0, &[b1_s, "pause"]);
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'batch 1' from generate_series(1001, 1050) g",
+    );
+    wait_for(
+        "batch 1 on b2 and the leaf",
+        Duration::from_secs(60),
+        || {
+            site.checksum("b2", "t1") == site.checksum("root", "t1")
+                && site.checksum("leaf", "t1") == site.checksum("root", "t1")
+        },
+    )
+    .await;
+    // Batch 2 is ticked on the root but never leaves it.
+    site.expect(0, &[b2_s, "pause"]);
+    site.expect(0, &[leaf_s, "pause"]);
+    let tick_before = site.count(
+        "root",
+        &format!("select last_tick_id from pgq.get_queue_info('{QUEUE}')"),
+    );
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'batch 2, lost' from generate_series(2001, 2030) g",
+    );
+    wait_for("a tick after batch 2", Duration::from_secs(30), || {
+        site.count(
+            "root",
+            &format!("select last_tick_id from pgq.get_queue_info('{QUEUE}')"),
+        ) > tick_before
+    })
+    .await;
+    site.kill("root");
+
+    // Failover on b1: it catches up from b2 first, then takes b2 and the leaf along.
+    let out = site.expect(
+        0,
+        &[b1_s, "takeover", "root", "--dead-root", "--timeout", "60"],
+    );
+    assert!(out.contains("caught up from b2"), "{out}");
+    assert!(out.contains("b2 reads from b1"), "{out}");
+    assert!(out.contains("leaf reads from b1"), "{out}");
+    assert!(out.contains("b1 is the root now"), "{out}");
+    let members = site.expect(0, &[b2_s, "members"]);
+    assert!(
+        members
+            .lines()
+            .any(|l| l.contains("root") && l.contains("dead")),
+        "{members}"
+    );
+    site.pg.psql(
+        "b1",
+        "insert into t1 (id, val) select g, 'batch 3' from generate_series(3001, 3010) g",
+    );
+    wait_for("batch 3 everywhere", Duration::from_secs(60), || {
+        site.checksum("b2", "t1") == site.checksum("b1", "t1")
+            && site.checksum("leaf", "t1") == site.checksum("b1", "t1")
+    })
+    .await;
+    assert_eq!(
+        site.count(
+            "b1",
+            "select count(*) from t1 where id between 1001 and 1050"
+        ),
+        50,
+        "b1 lacks batch 1: it did not catch up from b2"
+    );
+    assert_eq!(
+        site.count(
+            "b1",
+            "select count(*) from t1 where id between 2001 and 2030"
+        ),
+        0
+    );
+    assert_eq!(
+        site.count(
+            "b1",
+            &format!("select count(*) from pgq.get_consumer_info('{QUEUE}', 'root.gravestone')")
+        ),
+        1
+    );
+
+    // The old root comes back: resurrect saves batch 2 and rejoins as b1's branch.
+    site.revive("root");
+    let dump = site.path("lost.json");
+    let out = site.expect(0, &[root_s, "resurrect", "--dump", dump.to_str().unwrap()]);
+    assert!(out.contains("lost events saved"), "{out}");
+    let lost: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
+    let inserts: Vec<&serde_json::Value> = lost
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ev_type"].as_str().is_some_and(|t| t.starts_with("I:")))
+        .collect();
+    assert_eq!(inserts.len(), 30, "{lost}");
+    assert!(inserts
+        .iter()
+        .all(|e| e["ev_extra1"] == "public.t1" && e["ev_data"].as_str().unwrap().contains("lost")));
+    // A second resurrect refuses to overwrite the dump.
+    site.expect(2, &[root_s, "resurrect", "--dump", dump.to_str().unwrap()]);
+    let info = site.expect(0, &[root_s, "--json", "node-info"]);
+    assert!(
+        info.contains("\"node_type\": \"branch\"") && info.contains("\"provider_node\": \"b1\""),
+        "{info}"
+    );
+    assert_eq!(
+        site.count(
+            "b1",
+            &format!("select count(*) from pgq.get_consumer_info('{QUEUE}', 'root.gravestone')")
+        ),
+        0
+    );
+    site.expect(0, &[root_s, "resume"]);
+    wait_for(
+        "batch 3 on the resurrected root",
+        Duration::from_secs(60),
+        || {
+            site.count(
+                "root",
+                "select count(*) from t1 where id between 3001 and 3010",
+            ) == 10
+        },
+    )
+    .await;
+    // Its table still holds the lost rows: compare sees them, repair removes them.
+    site.expect(1, &[root_s, "compare", "--timeout", "60"]);
+    site.expect(0, &[root_s, "repair", "--apply", "--timeout", "60"]);
+    assert_eq!(site.checksum("root", "t1"), site.checksum("b1", "t1"));
+    for w in &workers {
+        assert!(!w.is_finished(), "a worker stopped");
+    }
+    stop_tx.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_branch_is_taken_over_by_its_subscribers_then_dropped_and_waits_see_upstream_writes()
+{
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.database("leaf2");
+    let (root, branch, leaf) = site.cascade();
+    let leaf2 = site.node("leaf2", "leaf", "branch");
+    let (root_s, leaf_s, leaf2_s) = (
+        root.to_str().unwrap(),
+        leaf.to_str().unwrap(),
+        leaf2.to_str().unwrap(),
+    );
+    site.pg.psql(
+        "root",
+        &format!("select pgq.set_queue_config('{QUEUE}', 'ticker_max_lag', '100 ms'); select pgq.set_queue_config('{QUEUE}', 'ticker_idle_period', '300 ms')"),
+    );
+    for db in ["root", "branch", "leaf", "leaf2"] {
+        site.pg.psql(db, TABLE_SQL);
+    }
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'r' || g from generate_series(1, 300) g",
+    );
+    for ini in [&root, &branch, &leaf, &leaf2] {
+        site.expect(0, &[ini.to_str().unwrap(), "add-table", "t1"]);
+    }
+    let _ticker = Ticker::start_on(&site, &["root", "branch"]).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = start_workers(&[&branch, &leaf], &stop_rx);
+    let (stop2_tx, stop2_rx) = tokio::sync::watch::channel(false);
+    let leaf2_worker = start_workers(&[&leaf2], &stop2_rx).pop().unwrap();
+    wait_for("copies everywhere", Duration::from_secs(90), || {
+        ["branch", "leaf", "leaf2"]
+            .iter()
+            .all(|db| site.state(db, "public.t1") == "ok")
+    })
+    .await;
+
+    // wait-root returns once the root's writes before it are here: no polling needed.
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) values (500, 'waited for')",
+    );
+    site.expect(0, &[leaf_s, "wait-root", "--timeout", "60"]);
+    assert_eq!(
+        site.pg.psql("leaf", "select val from t1 where id = 500"),
+        "waited for"
+    );
+    site.pg.psql(
+        "root",
+        "update t1 set val = 'via the branch' where id = 500",
+    );
+    site.expect(
+        0,
+        &[branch.to_str().unwrap(), "wait-root", "--timeout", "60"],
+    );
+    site.expect(0, &[leaf2_s, "wait-provider", "--timeout", "60"]);
+    assert_eq!(
+        site.pg.psql("leaf2", "select val from t1 where id = 500"),
+        "via the branch"
+    );
+    site.expect(2, &[root_s, "wait-root"]);
+    site.expect(0, &[leaf_s, "pause"]);
+    site.expect(1, &[leaf_s, "wait-root", "--timeout", "2"]);
+    site.expect(0, &[leaf_s, "resume"]);
+
+    // tag-dead and tag-alive reach every member.
+    site.expect(0, &[root_s, "tag-dead", "leaf2"]);
+    let dead = |db: &str| {
+        site.pg.psql(db, &format!("select dead from pgq_node.node_location where queue_name = '{QUEUE}' and node_name = 'leaf2'"))
+    };
+    assert_eq!(
+        (dead("root"), dead("branch"), dead("leaf")),
+        ("t".into(), "t".into(), "t".into())
+    );
+    site.expect(0, &[root_s, "tag-alive", "leaf2"]);
+    assert_eq!(
+        (dead("root"), dead("branch"), dead("leaf")),
+        ("f".into(), "f".into(), "f".into())
+    );
+
+    // The branch dies; the leaf takes its place, and leaf2 (whose provider it was) moves
+    // up to the root with it.
+    site.kill("branch");
+    site.expect(1, &[leaf_s, "change-provider", "--provider", "root"]);
+    let out = String::from_utf8(
+        site.strata(&[leaf_s, "takeover", "branch", "--dead-branch"])
+            .stderr,
+    )
+    .unwrap();
+    assert!(out.contains("still subscribed on root"), "{out}");
+    let info = |ini: &str| site.expect(0, &[ini, "--json", "node-info"]);
+    assert!(info(leaf_s).contains("\"provider_node\": \"root\""));
+    assert!(info(leaf2_s).contains("\"provider_node\": \"root\""));
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'after the branch' from generate_series(600, 650) g; delete from t1 where id < 50",
+    );
+    wait_for(
+        "root writes on both leaves",
+        Duration::from_secs(60),
+        || {
+            site.checksum("leaf", "t1") == site.checksum("root", "t1")
+                && site.checksum("leaf2", "t1") == site.checksum("root", "t1")
+        },
+    )
+    .await;
+
+    // drop-node: the dead branch is forgotten (its subscription on the root too).
+    site.expect(0, &[root_s, "drop-node", "branch"]);
+    assert_eq!(
+        site.count(
+            "root",
+            &format!("select count(*) from pgq_node.get_subscriber_info('{QUEUE}') where node_name = 'branch'")
+        ),
+        0
+    );
+    assert!(!site.expect(0, &[leaf_s, "members"]).contains("branch"));
+    // A node others read from is refused; a live leaf is dropped in its own database too:
+    // its tables take writes again.
+    site.revive("branch");
+    site.expect(2, &[root_s, "drop-node", "root"]);
+    stop2_tx.send(true).unwrap();
+    leaf2_worker.await.unwrap().unwrap();
+    assert!(site
+        .pg
+        .try_psql("leaf2", "insert into t1 (id, val) values (9999, 'denied')")
+        .is_err());
+    site.expect(0, &[root_s, "drop-node", "leaf2"]);
+    site.pg.psql(
+        "leaf2",
+        "insert into t1 (id, val) values (9999, 'local again')",
+    );
+    assert_eq!(
+        site.count("leaf2", "select count(*) from pgq_node.node_info"),
+        0
+    );
+    assert!(!site.expect(0, &[root_s, "members"]).contains("leaf2"));
+
+    let mut workers = workers;
+    let leaf_worker = workers.pop().unwrap();
+    assert!(!leaf_worker.is_finished(), "the leaf's worker stopped");
+    stop_tx.send(true).unwrap();
+    leaf_worker.await.unwrap().unwrap();
+    // The branch's worker lost its node's place in the cascade: it only has to stop.
+    let _ = workers.pop().unwrap().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn execute_headers_choose_the_nodes_and_rename_tables() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (root, leaf) = site.setup_nodes("");
+    let (root_s, leaf_s) = (root.to_str().unwrap(), leaf.to_str().unwrap());
+    for db in ["root", "leaf"] {
+        site.pg.psql(db, TABLE_SQL);
+        site.pg
+            .psql(db, "create table public.t2 (id int primary key, val text)");
+    }
+    site.pg.psql(
+        "root",
+        "insert into t1 (id) values (1); insert into t2 (id) values (1)",
+    );
+    site.expect(0, &[root_s, "add-table", "t1", "t2"]);
+    // The leaf replicates t1 only.
+    site.expect(0, &[leaf_s, "add-table", "t1"]);
+    let _ticker = Ticker::start(&site).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = start_workers(&[&root, &leaf], &stop_rx);
+    wait_for("t1 on the leaf", Duration::from_secs(60), || {
+        site.state("leaf", "public.t1") == "ok"
+    })
+    .await;
+    let write = |name: &str, sql: &str| {
+        let path = site.path(name);
+        std::fs::write(&path, sql).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let on_t1 = write(
+        "on_t1.sql",
+        "-- adds a column where t1 is replicated\n--*-- Local-Table: public.t1\nalter table @public.t1@ add column note text;\n",
+    );
+    let on_t2 = write(
+        "on_t2.sql",
+        "--*-- Local-Table: t2\nalter table @t2@ add column extra int;\n",
+    );
+    let needs = write(
+        "needs.sql",
+        "--*-- Need-Table: public.nowhere,\n--*--   public.t1\ncreate table public.never (id int);\n",
+    );
+    let bad = write("bad.sql", "--*-- Local-Tabel: t1\nselect 1;\n");
+    site.expect(2, &[root_s, "execute", &bad]);
+    site.expect(
+        0,
+        &[
+            root_s,
+            "execute",
+            &on_t1,
+            &on_t2,
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+    );
+    let columns = |db: &str, table: &str| {
+        site.pg.psql(db, &format!("select string_agg(attname, ',' order by attnum) from pg_attribute where attrelid = '{table}'::regclass and attnum > 0 and not attisdropped"))
+    };
+    assert!(columns("root", "t1").ends_with(",note"));
+    assert!(columns("leaf", "t1").ends_with(",note"));
+    assert!(columns("root", "t2").ends_with(",extra"));
+    assert_eq!(
+        columns("leaf", "t2"),
+        "id,val",
+        "t2 is not replicated on the leaf"
+    );
+    // Both files are recorded as applied on the leaf, run or skipped.
+    assert_eq!(
+        site.count("leaf", "select count(*) from londiste.applied_execute where execute_file in ('on_t1.sql', 'on_t2.sql')"),
+        2
+    );
+    // A header matching partly is an error on the root: nothing runs, nothing is sent.
+    let out = site.strata(&[root_s, "execute", &needs]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("partly"));
+    assert_eq!(
+        site.count(
+            "root",
+            "select count(*) from pg_class where relname = 'never'"
+        ),
+        0
+    );
+    for w in &workers {
+        assert!(!w.is_finished(), "a worker stopped");
+    }
+    stop_tx.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap().unwrap();
+    }
+}
