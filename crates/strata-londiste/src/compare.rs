@@ -1,6 +1,9 @@
-//! `compare` and `repair` of a table between the provider (a root) and this node, at a
-//! sync point: the provider table is locked in SHARE mode (writers wait), a tick is made,
-//! this node's worker applies up to it, both sides take a snapshot, the lock goes. Then
+//! `compare` and `repair` of a table between the provider and this node, at a sync point.
+//! With the root as provider, the provider table is locked in SHARE mode (writers wait), a
+//! tick is made, this node's worker applies up to it, both sides take a snapshot, the lock
+//! goes. With a branch as provider, the branch's worker is paused instead (only it writes
+//! there), this node catches up to the branch's tick, both sides take a snapshot, the
+//! branch resumes. Then
 //! `compare` checks count and a hash sum; `repair` streams both sides ordered by key and
 //! merge-diffs them row by row into fix statements, so no table is ever held in memory and
 //! no external sort runs (the server sorts, the client streams).
@@ -124,6 +127,53 @@ async fn sync_point(
     Ok(SyncPoint { provider, local })
 }
 
+/// The sync point when the provider is a branch: its worker is paused (and acknowledges),
+/// so its tables and queue stop at its completed tick T; this node's worker applies up to
+/// T; both sides take a snapshot; the provider's worker resumes (unless it was paused
+/// before). No table lock is needed: nothing but the paused worker writes there.
+async fn sync_point_branch(
+    cf: &NodeConfig,
+    provider_dsn: &str,
+    provider_worker: &str,
+    timeout: Duration,
+) -> Result<SyncPoint> {
+    let queue = cf.queue_name.as_str();
+    let control = admin::connect(provider_dsn, "provider").await?;
+    let provider = admin::connect(provider_dsn, "provider").await?;
+    let local = admin::connect_local(cf).await?;
+    let was_paused = node::consumer_state(&control, queue, provider_worker)
+        .await?
+        .is_some_and(|s| s.paused);
+    crate::takeover::set_paused_and_wait(
+        &control,
+        queue,
+        provider_worker,
+        true,
+        "the provider",
+        timeout,
+    )
+    .await?;
+    let taken = async {
+        let tick = node::consumer_state(&control, queue, provider_worker)
+            .await?
+            .and_then(|s| s.completed_tick)
+            .ok_or_else(|| LondisteError::State("the provider's worker has no tick".into()))?;
+        crate::cascade::wait_for_tick(&local, queue, "this node", tick, timeout).await?;
+        for (c, what) in [(&provider, "provider"), (&local, "local")] {
+            c.batch_execute("begin isolation level repeatable read read only; select 1")
+                .await
+                .map_err(|e| LondisteError::sql(format!("taking the {what} snapshot"), e))?;
+        }
+        Ok::<_, LondisteError>(())
+    }
+    .await;
+    if !was_paused {
+        node::set_paused(&control, queue, provider_worker, false).await?;
+    }
+    taken?;
+    Ok(SyncPoint { provider, local })
+}
+
 async fn columns(client: &Client, table: &str) -> Result<Vec<String>> {
     let (schema, name) = names::split(table);
     let rows = client
@@ -178,12 +228,8 @@ pub async fn compare(
         &cf.queue_name,
     )
     .await?;
-    if !pinfo.is_root() {
-        return Err(LondisteError::BadInput(
-            "compare and repair need the root as provider (a branch provider is not supported yet)"
-                .into(),
-        ));
-    }
+    // A branch provider's tables only change by replay: pausing its worker freezes them.
+    let provider_worker = (!pinfo.is_root()).then(|| pinfo.worker_name.clone().unwrap_or_default());
     let worker = info
         .worker_name
         .clone()
@@ -206,7 +252,10 @@ pub async fn compare(
             .find(|t| t.table_name == table)
             .expect("listed");
         let dest = t.dest().to_string();
-        let sp = sync_point(cf, &provider_dsn, &worker, &table, timeout).await?;
+        let sp = match &provider_worker {
+            None => sync_point(cf, &provider_dsn, &worker, &table, timeout).await?,
+            Some(pw) => sync_point_branch(cf, &provider_dsn, pw, timeout).await?,
+        };
         let pcols = columns(&sp.provider, &table).await?;
         let cols: Vec<String> = columns(&sp.local, &dest)
             .await?

@@ -25,6 +25,12 @@ pub struct NodeConfig {
     pub pidfile: Option<PathBuf>,
     /// Sleep between polls when the provider has no new batch (`loop_delay`, 1 s).
     pub loop_delay: Duration,
+    /// How often a subscriber tells its provider how far its subtree has got
+    /// (`local_wm_publish_period`, 300 s), so the provider's queue can rotate.
+    pub local_wm_publish_period: Duration,
+    /// How often the root publishes the cascade's global watermark
+    /// (`global_wm_publish_period`, 300 s), so every node can drop what all have seen.
+    pub global_wm_publish_period: Duration,
     /// Tables copied at once (`parallel_copies`, 1).
     pub parallel_copies: usize,
     /// Statements sent to the target in one round trip (`apply_batch_count`, 200 as Python).
@@ -199,6 +205,12 @@ impl NodeConfig {
             logfile: get("logfile").map(|v| expand_home(&v)),
             pidfile: get("pidfile").map(|v| expand_home(&v)),
             loop_delay: Duration::from_secs_f64(number("loop_delay", 1.0)?.min(3600.0)),
+            local_wm_publish_period: Duration::from_secs_f64(
+                number("local_wm_publish_period", 300.0)?.min(86400.0),
+            ),
+            global_wm_publish_period: Duration::from_secs_f64(
+                number("global_wm_publish_period", 300.0)?.min(86400.0),
+            ),
             parallel_copies: count("parallel_copies", 1.0)?,
             apply_batch_count: count("apply_batch_count", 200.0)?,
             apply_batch_bytes: count("apply_batch_bytes", (1 << 20) as f64)?,

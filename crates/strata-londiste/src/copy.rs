@@ -101,6 +101,8 @@ async fn run(
         branch: false,
         event_seq: 0,
         node_type: String::new(),
+        node_name: String::new(),
+        wm_published: None,
         stop: stop.clone(),
     };
     r.run_loop().await?;

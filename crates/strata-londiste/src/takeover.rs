@@ -25,7 +25,7 @@ use strata_pg::Client;
 
 /// Sets `paused` on `worker` of the node behind `client` and waits until the worker
 /// acknowledges (its `uptodate` flag), so no batch is in flight after it returns.
-async fn set_paused_and_wait(
+pub(crate) async fn set_paused_and_wait(
     client: &Client,
     queue: &str,
     worker: &str,

@@ -18,7 +18,7 @@ use crate::sqlgen::{self, SqlBuffer};
 use crate::state::TableState;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use strata_pg::Client;
 use strata_pgq::api::Batch;
 use strata_pgq::event::{Event, Op};
@@ -192,6 +192,10 @@ pub(crate) struct Replayer {
     pub(crate) event_seq: i64,
     /// Main role: the node type the worker started with (a change restarts it).
     pub(crate) node_type: String,
+    /// Main role: the node's name (its subscription on the provider).
+    pub(crate) node_name: String,
+    /// Main role: when the local watermark last went to the provider.
+    pub(crate) wm_published: Option<Instant>,
     pub(crate) stop: watch::Receiver<bool>,
 }
 
@@ -280,7 +284,19 @@ async fn run_once(
     if info.is_root() {
         // A root makes events; its ticker (pgqd or strata pgq ticker) is all it needs. The
         // worker acknowledges pause/resume and notices a demotion (takeover).
+        let mut global_published: Option<Instant> = None;
         while !stopping(&stop) {
+            // The global watermark (the lowest tick any node still needs) goes down the
+            // cascade as a `pgq.global-watermark` event, so every node's queue rotates.
+            if global_published.is_none_or(|t| t.elapsed() >= cf.global_wm_publish_period) {
+                dst.query_one(
+                    "select ret_code from pgq_node.set_global_watermark($1, null)",
+                    &[&cf.queue_name],
+                )
+                .await
+                .map_err(|e| LondisteError::sql("publishing the global watermark", e))?;
+                global_published = Some(Instant::now());
+            }
             match check_node(&dst, &cf, &worker, "root", None).await? {
                 NodeCheck::RoleChanged => return Ok(true),
                 // Publishes sequence values ahead of use (`londiste.update-seq` events),
@@ -341,6 +357,8 @@ async fn run_once(
         branch,
         event_seq,
         node_type: info.node_type.clone().unwrap_or_default(),
+        node_name: info.node_name.clone().unwrap_or_default(),
+        wm_published: None,
         stop: stop.clone(),
     };
     let result = r.run_loop().await;
@@ -732,6 +750,41 @@ impl Replayer {
             crate::branch::ensure_tick(&self.dst, &queue, batch, self.event_seq).await?;
         }
         self.consumer.finish_batch(batch).await?;
+        if self.role == Role::Main {
+            self.publish_local_watermark(batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Tells the provider the lowest tick this node's subtree still needs (its
+    /// `local_watermark`: on a branch the slowest consumer of its queue, on a leaf its
+    /// own position), every `local_wm_publish_period`, as Python's worker does. Without
+    /// it the provider keeps this node's watermark consumer at the subscription tick and
+    /// its queue never rotates.
+    async fn publish_local_watermark(&mut self, batch: &Batch) -> Result<()> {
+        if self
+            .wm_published
+            .is_some_and(|t| t.elapsed() < self.cf.local_wm_publish_period)
+        {
+            return Ok(());
+        }
+        let queue = self.cf.queue_name.as_str();
+        let info = node::node_info(&self.dst, queue).await?;
+        let Some(wm) = info.local_watermark else {
+            return Ok(());
+        };
+        let wm = wm.min(batch.cur_tick_id);
+        // Refusals (a watermark that would go backwards) are not errors: the next
+        // publication catches up, as in Python.
+        self.consumer
+            .client()
+            .query_one(
+                "select ret_code from pgq_node.set_subscriber_watermark($1, $2, $3)",
+                &[&queue, &self.node_name, &wm],
+            )
+            .await
+            .map_err(|e| LondisteError::sql("publishing the local watermark", e))?;
+        self.wm_published = Some(Instant::now());
         Ok(())
     }
 }

@@ -1800,6 +1800,26 @@ async fn a_dead_branch_is_taken_over_by_its_subscribers_then_dropped_and_waits_s
         site.pg.psql("leaf2", "select val from t1 where id = 500"),
         "via the branch"
     );
+    // compare and repair through the branch: a row lost on leaf2 is found and put back.
+    site.expect(0, &[leaf2_s, "compare", "--timeout", "60"]);
+    site.pg.psql(
+        "leaf2",
+        "set session_replication_role = replica; delete from t1 where id = 7; update t1 set val = 'drift' where id = 8",
+    );
+    site.expect(1, &[leaf2_s, "compare", "--timeout", "60"]);
+    let out = site.expect(0, &[leaf2_s, "repair", "--apply", "--timeout", "60"]);
+    assert!(
+        out.contains("1 missing") && out.contains("1 changed"),
+        "{out}"
+    );
+    site.expect(0, &[leaf2_s, "compare", "--timeout", "60"]);
+    assert_eq!(site.checksum("leaf2", "t1"), site.checksum("branch", "t1"));
+    // The branch's worker runs again after each sync point.
+    site.pg.psql(
+        "root",
+        "insert into t1 (id, val) values (501, 'after compare')",
+    );
+    site.expect(0, &[leaf2_s, "wait-root", "--timeout", "60"]);
     site.expect(2, &[root_s, "wait-root"]);
     site.expect(0, &[leaf_s, "pause"]);
     site.expect(1, &[leaf_s, "wait-root", "--timeout", "2"]);
@@ -1972,6 +1992,72 @@ async fn execute_headers_choose_the_nodes_and_rename_tables() {
         ),
         0
     );
+    for w in &workers {
+        assert!(!w.is_finished(), "a worker stopped");
+    }
+    stop_tx.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watermarks_flow_up_and_down_so_every_queue_can_rotate() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (root, branch, leaf) = site.cascade();
+    // Publish on every loop instead of every 5 minutes.
+    for node in ["root", "branch", "leaf"] {
+        site.ini(
+            node,
+            "local_wm_publish_period = 0\nglobal_wm_publish_period = 0\n",
+        );
+    }
+    site.pg.psql(
+        "root",
+        &format!("select pgq.set_queue_config('{QUEUE}', 'ticker_max_lag', '100 ms'); select pgq.set_queue_config('{QUEUE}', 'ticker_idle_period', '300 ms')"),
+    );
+    for db in ["root", "branch", "leaf"] {
+        site.pg.psql(db, TABLE_SQL);
+    }
+    for ini in [&root, &branch, &leaf] {
+        site.expect(0, &[ini.to_str().unwrap(), "add-table", "t1"]);
+    }
+    let consumer_tick = |db: &str, consumer: &str| {
+        site.count(
+            db,
+            &format!("select coalesce(max(last_tick), 0) from pgq.get_consumer_info('{QUEUE}', '{consumer}')"),
+        )
+    };
+    let start = (
+        consumer_tick("root", ".branch.watermark"),
+        consumer_tick("branch", ".leaf.watermark"),
+        consumer_tick("branch", ".global_watermark"),
+    );
+    let _ticker = Ticker::start_on(&site, &["root", "branch"]).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = start_workers(&[&root, &branch, &leaf], &stop_rx);
+    for i in 0..5 {
+        site.pg.psql(
+            "root",
+            &format!("insert into t1 (id, val) values ({i}, 'w')"),
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Each subscriber moves its watermark consumer on its provider; the root's global
+    // watermark reaches the branch as an event.
+    wait_for(
+        "watermarks past their start",
+        Duration::from_secs(60),
+        || {
+            consumer_tick("root", ".branch.watermark") > start.0
+                && consumer_tick("branch", ".leaf.watermark") > start.1
+                && consumer_tick("branch", ".global_watermark") > start.2
+        },
+    )
+    .await;
     for w in &workers {
         assert!(!w.is_finished(), "a worker stopped");
     }
