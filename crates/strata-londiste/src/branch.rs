@@ -69,9 +69,17 @@ pub(crate) async fn create_tick(
     batch: &Batch,
     event_seq: i64,
 ) -> Result<()> {
+    // The announcement wakes the branch's own subscribers at once (delivered when the
+    // tick commits), as strata's ticker does on a root.
     dst.query_one(
-        "select pgq.ticker($1, $2, $3, $4)",
-        &[&queue, &batch.cur_tick_id, &batch.cur_tick_time, &event_seq],
+        "select pgq.ticker($1, $2, $3, $4), pg_notify($5, $1)",
+        &[
+            &queue,
+            &batch.cur_tick_id,
+            &batch.cur_tick_time,
+            &event_seq,
+            &strata_pgq::ticker::db::TICK_CHANNEL,
+        ],
     )
     .await
     .map_err(|e| {

@@ -103,6 +103,8 @@ async fn run(
         node_type: String::new(),
         node_name: String::new(),
         wm_published: None,
+        tick_waiter: None,
+        waiter_tried: false,
         stop: stop.clone(),
     };
     r.run_loop().await?;

@@ -196,6 +196,9 @@ pub(crate) struct Replayer {
     pub(crate) node_name: String,
     /// Main role: when the local watermark last went to the provider.
     pub(crate) wm_published: Option<Instant>,
+    /// Main role: LISTENs for the provider's tick announcements (see `wait_for_tick`).
+    pub(crate) tick_waiter: Option<strata_pgq::conn::TickWaiter>,
+    pub(crate) waiter_tried: bool,
     pub(crate) stop: watch::Receiver<bool>,
 }
 
@@ -359,6 +362,8 @@ async fn run_once(
         node_type: info.node_type.clone().unwrap_or_default(),
         node_name: info.node_name.clone().unwrap_or_default(),
         wm_published: None,
+        tick_waiter: None,
+        waiter_tried: false,
         stop: stop.clone(),
     };
     let result = r.run_loop().await;
@@ -424,8 +429,7 @@ impl Replayer {
                     Role::Copy(_) => {}
                 }
                 self.idle = true;
-                let d = self.cf.loop_delay;
-                pause(&mut self.stop, d).await;
+                self.wait_for_tick().await;
                 continue;
             };
             if !self.process_batch(&batch).await? {
@@ -434,6 +438,35 @@ impl Replayer {
             self.idle = false;
         }
         Ok(false)
+    }
+
+    /// Sleeps up to `loop_delay` for the provider's next tick: a tick announced on
+    /// `strata_pgq_tick` (by strata's ticker on a root, by a strata worker on a branch)
+    /// ends the wait at once, so an idle queue's lag is the ticker's, not the poll's.
+    /// Without announcements (pgqd, a Python branch) this is the plain poll.
+    async fn wait_for_tick(&mut self) {
+        let d = self.cf.loop_delay;
+        if self.tick_waiter.is_none() && self.role == Role::Main && !self.waiter_tried {
+            self.waiter_tried = true;
+            if let Ok(dsn) = strata_pg::Dsn::parse(&self.provider_location) {
+                self.tick_waiter = strata_pgq::conn::TickWaiter::connect(&dsn, &self.cf.queue_name)
+                    .await
+                    .ok();
+            }
+        }
+        match self.tick_waiter.as_mut() {
+            Some(waiter) => {
+                let mut stop = self.stop.clone();
+                if stopping(&stop) {
+                    return;
+                }
+                tokio::select! {
+                    _ = waiter.wait(d) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            None => pause(&mut self.stop, d).await,
+        }
     }
 
     fn reap_copies(&mut self) {

@@ -2066,3 +2066,62 @@ async fn watermarks_flow_up_and_down_so_every_queue_can_rotate() {
         w.await.unwrap().unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_wakes_on_the_strata_tickers_announcement_not_its_poll() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    // A poll this slow would miss the guard below: only the announcement can be in time.
+    let (root, leaf) = site.setup_nodes("loop_delay = 120\n");
+    let (root_s, leaf_s) = (root.to_str().unwrap(), leaf.to_str().unwrap());
+    for db in ["root", "leaf"] {
+        site.pg.psql(db, TABLE_SQL);
+    }
+    site.expect(0, &[root_s, "add-table", "t1"]);
+    site.expect(0, &[leaf_s, "add-table", "t1", "--expect-sync"]);
+    let ticker_ini = site.path("pgqd.ini");
+    std::fs::write(
+        &ticker_ini,
+        format!(
+            "[pgqd]\nbase_connstr = host={} port={} user=postgres\ndatabase_list = root\nticker_period = 1\nlogfile = {}\n",
+            site.pg.socket_dir.display(),
+            site.pg.port,
+            site.path("ticker.log").display()
+        ),
+    )
+    .unwrap();
+    let _ticker = Running(
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["pgq", "ticker"])
+            .arg(&ticker_ini)
+            .env_remove("STRATA_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = start_workers(&[&leaf], &stop_rx);
+    // The worker has polled once and sleeps now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for round in 0..3 {
+        site.pg.psql(
+            "root",
+            &format!("insert into t1 (id, val) values ({round}, 'woken')"),
+        );
+        wait_for("the row on the leaf", Duration::from_secs(60), || {
+            site.count(
+                "leaf",
+                &format!("select count(*) from t1 where id = {round}"),
+            ) == 1
+        })
+        .await;
+    }
+    assert!(!workers[0].is_finished(), "the worker stopped");
+    stop_tx.send(true).unwrap();
+    for w in workers {
+        w.await.unwrap().unwrap();
+    }
+}
