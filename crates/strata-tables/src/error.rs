@@ -14,6 +14,10 @@ pub enum TablesError {
     Db { what: String, message: String },
     #[error("the policy tables are missing in schema {schema:?} of this database: run `strata tables setup` first")]
     NotSetUp { schema: String },
+    /// The policy tables lack a column this strata needs (they were set up by an older
+    /// one): `setup` adds it.
+    #[error("the policy tables in schema {schema:?} are older than this strata ({message}): run `strata tables setup` again to upgrade them")]
+    NeedsUpgrade { schema: String, message: String },
     #[error("table {0} does not exist")]
     UnknownTable(TableName),
     #[error("table {table} has no column {column:?}")]
@@ -50,6 +54,7 @@ impl TablesError {
             self,
             TablesError::Dsn(_)
                 | TablesError::NotSetUp { .. }
+                | TablesError::NeedsUpgrade { .. }
                 | TablesError::UnknownTable(_)
                 | TablesError::MissingColumn { .. }
                 | TablesError::Unsupported(_)
@@ -80,4 +85,10 @@ pub(crate) fn is_missing_relation(err: &strata_pg::PgError) -> bool {
         err.code(),
         Some(c) if *c == SqlState::UNDEFINED_TABLE || *c == SqlState::INVALID_SCHEMA_NAME
     )
+}
+
+/// An undefined column: policy tables older than this strata.
+pub(crate) fn is_missing_column(err: &strata_pg::PgError) -> bool {
+    use strata_pg::tokio_postgres::error::SqlState;
+    err.code() == Some(&SqlState::UNDEFINED_COLUMN)
 }

@@ -30,7 +30,7 @@ pub use chrono;
 pub use duration::Retention;
 pub use error::{TablesError, TablesResult};
 pub use name::TableName;
-pub use policy::{Action, Policy, PolicySpec, TagFilter};
+pub use policy::{Action, ArchiveFormat, Policy, PolicySpec, TagFilter};
 pub use run::{RunReport, TableOutcome};
 
 use chrono::{DateTime, Utc};

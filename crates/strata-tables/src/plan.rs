@@ -35,7 +35,11 @@ pub enum StepKind {
     /// Move a partition (and its indexes) to a tablespace.
     MoveTablespace { tablespace: String },
     /// Export a partition to a storage, verify, drop.
-    ArchivePartition { target: String },
+    ArchivePartition {
+        target: String,
+        /// How it is stored.
+        format: crate::policy::ArchiveFormat,
+    },
     /// Delete rows older than `before` from an unpartitioned table, in batches.
     DeleteRows { column: String, before: String },
     /// Aggregate the rows in [`from`, `to`) into the rollup table and move the watermark to
@@ -344,6 +348,7 @@ fn plan_partitions(
                 },
                 _ => StepKind::ArchivePartition {
                     target: policy.spec.target.clone().unwrap_or_default(),
+                    format: policy.spec.archive_format,
                 },
             };
             removals.push((order_of(active, policy), step(policy, kind)));

@@ -58,6 +58,45 @@ impl fmt::Display for Action {
     }
 }
 
+/// How an `archive` policy stores a partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArchiveFormat {
+    /// `COPY ... (FORMAT csv, HEADER)` compressed with zstd: PostgreSQL's own text of every
+    /// value, read back by any CSV tool after `zstd -d`.
+    #[default]
+    Csv,
+    /// Typed columns in Parquet files (zstd pages), read directly by DuckDB, Spark, pandas
+    /// and the like; see [`crate::archive`] for the type mapping.
+    Parquet,
+}
+
+/// Every archive format name, for messages.
+pub const FORMAT_NAMES: &str = "csv, parquet";
+
+impl ArchiveFormat {
+    pub fn parse(text: &str) -> Option<ArchiveFormat> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "csv" => Some(ArchiveFormat::Csv),
+            "parquet" => Some(ArchiveFormat::Parquet),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ArchiveFormat::Csv => "csv",
+            ArchiveFormat::Parquet => "parquet",
+        }
+    }
+}
+
+impl fmt::Display for ArchiveFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything a policy says, before it has an id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicySpec {
@@ -74,6 +113,10 @@ pub struct PolicySpec {
     pub archive_schema: Option<String>,
     /// `archive`: the storage of strata's configuration the partitions go to.
     pub target: Option<String>,
+    /// `archive`: how the partitions are stored (policies from before formats existed are
+    /// CSV).
+    #[serde(default)]
+    pub archive_format: ArchiveFormat,
     /// `downsample`: the rollup table and how to aggregate into it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollup: Option<crate::rollup::Rollup>,
@@ -118,6 +161,7 @@ impl PolicySpec {
             tablespace: None,
             archive_schema: None,
             target: None,
+            archive_format: ArchiveFormat::Csv,
             rollup: None,
             keep: 1,
             enabled: true,
@@ -171,6 +215,12 @@ impl PolicySpec {
         if self.target.is_some() && self.action != Action::Archive {
             return Err(SpecError(format!(
                 "--target is for archive, not {}",
+                self.action
+            )));
+        }
+        if self.archive_format != ArchiveFormat::Csv && self.action != Action::Archive {
+            return Err(SpecError(format!(
+                "--format is for archive, not {}",
                 self.action
             )));
         }
@@ -301,6 +351,16 @@ mod tests {
         spec.tablespace = Some("x".into());
         assert!(spec.validate().is_err());
         let mut spec = base.clone();
+        spec.archive_format = ArchiveFormat::Parquet;
+        assert!(spec
+            .validate()
+            .unwrap_err()
+            .0
+            .contains("--format is for archive"));
+        spec.action = Action::Archive;
+        spec.target = Some("cold".into());
+        assert!(spec.validate().is_ok());
+        let mut spec = base.clone();
         spec.keep = 0;
         assert!(spec.validate().is_err());
         let mut spec = base;
@@ -308,6 +368,27 @@ mod tests {
         assert!(spec.validate().is_err());
         spec.tablespace = Some("slow".into());
         assert!(spec.validate().is_ok());
+    }
+
+    #[test]
+    fn formats_parse_and_default_to_csv() {
+        assert_eq!(
+            ArchiveFormat::parse("Parquet"),
+            Some(ArchiveFormat::Parquet)
+        );
+        assert_eq!(ArchiveFormat::parse(" csv "), Some(ArchiveFormat::Csv));
+        assert_eq!(ArchiveFormat::parse("orc"), None);
+        // A policy serialized before formats existed reads as CSV.
+        let mut json = serde_json::to_value(PolicySpec::new(
+            TableName::new("s", "t"),
+            "ts",
+            Action::Archive,
+            Retention::After(60),
+        ))
+        .unwrap();
+        json.as_object_mut().unwrap().remove("archive_format");
+        let spec: PolicySpec = serde_json::from_value(json).unwrap();
+        assert_eq!(spec.archive_format, ArchiveFormat::Csv);
     }
 
     #[test]

@@ -396,7 +396,7 @@ async fn execute(
             in_transaction(client, &format!("moving {partition}"), &statements).await?;
             Ok(format!("moved to tablespace {tablespace}"))
         }
-        StepKind::ArchivePartition { target } => {
+        StepKind::ArchivePartition { target, format } => {
             let partition = partition_name(step)?;
             let store = stores(target)?;
             let bound = step.bound.clone().unwrap_or_default();
@@ -407,11 +407,12 @@ async fn execute(
                 &partition,
                 &bound,
                 &shape.columns,
+                *format,
             )
             .await?;
             archive::drop_archived(client, table, &partition, manifest.rows).await?;
             Ok(format!(
-                "archived to {}:{} ({} rows, {} bytes stored), dropped",
+                "archived to {}:{} as {format} ({} rows, {} bytes stored), dropped",
                 target,
                 archive::archive_prefix(table, &partition),
                 manifest.rows,

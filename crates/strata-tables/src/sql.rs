@@ -98,6 +98,23 @@ pub fn copy_in(table: &TableName, columns: &[String]) -> String {
     )
 }
 
+/// `COPY t (cols) FROM STDIN (FORMAT text)`: how a Parquet archive is loaded.
+pub fn copy_in_text(table: &TableName, columns: &[String]) -> String {
+    format!(
+        "COPY {} ({}) FROM STDIN (FORMAT text)",
+        table.quoted(),
+        column_list(columns)
+    )
+}
+
+/// Settings of an export's transaction that make PostgreSQL's text output of values
+/// exact and independent of the server's configuration: floats in the shortest form that
+/// reads back to the same value (a server with `extra_float_digits = 0` would round them),
+/// dates in ISO form (the field order of `DateStyle`, which only input uses, is kept), and
+/// bytea in hex.
+pub const EXPORT_SETTINGS: &str =
+    "SET LOCAL extra_float_digits = 1; SET LOCAL DateStyle = 'ISO'; SET LOCAL bytea_output = 'hex'";
+
 fn column_list(columns: &[String]) -> String {
     columns
         .iter()

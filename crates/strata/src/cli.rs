@@ -254,9 +254,8 @@ pub enum Command {
         /// Tag of the policy (repeatable).
         #[arg(long)]
         tag: Vec<String>,
-        /// Never leave fewer partitions than N.
-        #[arg(long, value_name = "N")]
-        keep: Option<u32>,
+        #[command(flatten)]
+        options: TtlOptions,
         #[command(flatten)]
         db: TablesDb,
     },
@@ -352,9 +351,23 @@ pub struct PolicyOptions {
     /// detach: move detached partitions to this schema.
     #[arg(long, value_name = "SCHEMA")]
     pub archive_schema: Option<String>,
+    /// archive: csv (zstd-compressed CSV, the default) or parquet (typed Parquet files).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
     /// Never leave fewer partitions than N (default 1: the last one stays).
     #[arg(long, value_name = "N")]
     pub keep: Option<u32>,
+}
+
+/// The options of `strata ttl` beyond its three words.
+#[derive(Debug, clap::Args)]
+pub struct TtlOptions {
+    /// Never leave fewer partitions than N.
+    #[arg(long, value_name = "N")]
+    pub keep: Option<u32>,
+    /// archive: csv (zstd-compressed CSV, the default) or parquet (typed Parquet files).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
 /// How a `downsample` policy aggregates (`tables add --action downsample`).
@@ -404,8 +417,9 @@ pub enum TablesCommand {
         tag: Vec<String>,
         #[command(flatten)]
         options: PolicyOptions,
+        // Boxed: the rollup options would make every command as large as this one.
         #[command(flatten)]
-        rollup: RollupOptions,
+        rollup: Box<RollupOptions>,
         /// Store the policy disabled.
         #[arg(long)]
         disabled: bool,

@@ -116,9 +116,12 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             action,
             after,
             tag,
-            keep,
+            options,
             db,
-        } => ctx.ttl(db, &table_column, &action, &after, tag, keep).await,
+        } => {
+            ctx.ttl(db, &table_column, &action, &after, tag, options)
+                .await
+        }
         Command::Load {
             archive,
             into,

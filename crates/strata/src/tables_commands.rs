@@ -1,7 +1,7 @@
 //! `strata tables ...`, `strata ttl` and `strata load`: table retention. Thin: parse the
 //! options, connect, call strata-tables, print.
 
-use crate::cli::{TablesCommand, TablesDb, TagArgs};
+use crate::cli::{TablesCommand, TablesDb, TagArgs, TtlOptions};
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
@@ -9,8 +9,8 @@ use strata_coordinator::storage::Storage;
 use strata_store::DynStore;
 use strata_tables::plan::{Step, StepKind, TablePlan};
 use strata_tables::{
-    Action, Engine, PolicyEdit, PolicySpec, Retention, TableName, TableOutcome, TablesError,
-    TagFilter,
+    Action, ArchiveFormat, Engine, PolicyEdit, PolicySpec, Retention, TableName, TableOutcome,
+    TablesError, TagFilter,
 };
 
 impl From<TablesError> for Failure {
@@ -26,6 +26,19 @@ impl From<TablesError> for Failure {
 
 fn usage(message: impl Into<String>) -> Failure {
     Failure::new(code::USAGE, message)
+}
+
+/// A `--format`.
+fn archive_format(text: Option<String>) -> Result<Option<ArchiveFormat>, Failure> {
+    text.map(|text| {
+        ArchiveFormat::parse(&text).ok_or_else(|| {
+            usage(format!(
+                "unknown archive format {text:?}: use one of {}",
+                strata_tables::policy::FORMAT_NAMES
+            ))
+        })
+    })
+    .transpose()
 }
 
 fn filter(tags: TagArgs) -> TagFilter {
@@ -122,9 +135,10 @@ impl Context {
                 spec.tablespace = options.tablespace;
                 spec.target = options.target;
                 spec.archive_schema = options.archive_schema;
+                spec.archive_format = archive_format(options.format)?.unwrap_or_default();
                 spec.keep = options.keep.unwrap_or(1);
                 spec.enabled = !disabled;
-                spec.rollup = rollup_spec(action, rollup)?;
+                spec.rollup = rollup_spec(action, *rollup)?;
                 self.add_policy(&engine, &spec).await
             }
             TablesCommand::List { tags } => self.list_policies(&engine, &filter(tags)).await,
@@ -154,6 +168,7 @@ impl Context {
                     tablespace: options.tablespace,
                     archive_schema: options.archive_schema,
                     target: options.target,
+                    archive_format: archive_format(options.format)?,
                     keep: options.keep,
                     enabled: if enable {
                         Some(true)
@@ -297,12 +312,18 @@ impl Context {
                     .or(s.archive_schema.as_ref())
                     .cloned()
                     .unwrap_or_default();
+                let format = if s.action == Action::Archive {
+                    s.archive_format.to_string()
+                } else {
+                    String::new()
+                };
                 vec![
                     p.id.to_string(),
                     s.table.to_string(),
                     s.column.clone(),
                     s.action.to_string(),
                     arg,
+                    format,
                     s.after.to_string(),
                     s.keep.to_string(),
                     s.tags.join(","),
@@ -315,11 +336,11 @@ impl Context {
             "{}",
             output::table(
                 &[
-                    "id", "table", "column", "action", "to", "after", "keep", "tags", "enabled",
-                    "by"
+                    "id", "table", "column", "action", "to", "format", "after", "keep", "tags",
+                    "enabled", "by"
                 ],
                 rows,
-                &[0, 6]
+                &[0, 7]
             )
         );
         Ok(0)
@@ -346,7 +367,9 @@ impl Context {
             StepKind::DetachPartition { schema: Some(s) } => format!("detach to schema {s}"),
             StepKind::DetachPartition { schema: None } => "detach".to_string(),
             StepKind::MoveTablespace { tablespace } => format!("move to tablespace {tablespace}"),
-            StepKind::ArchivePartition { target } => format!("archive to {target}, drop"),
+            StepKind::ArchivePartition { target, format } => {
+                format!("archive to {target} as {format}, drop")
+            }
             StepKind::DeleteRows { column, before } => {
                 format!("delete rows with {column} < {before}")
             }
@@ -416,12 +439,13 @@ impl Context {
         action: &str,
         after: &str,
         tags: Vec<String>,
-        keep: Option<u32>,
+        options: TtlOptions,
     ) -> CommandResult {
         let mut spec =
             PolicySpec::from_ttl(table_column, action, after).map_err(|e| usage(e.to_string()))?;
         spec.tags = tags;
-        spec.keep = keep.unwrap_or(1);
+        spec.keep = options.keep.unwrap_or(1);
+        spec.archive_format = archive_format(options.format)?.unwrap_or_default();
         let engine = self.engine(&db).await?;
         self.add_policy(&engine, &spec).await
     }

@@ -504,6 +504,343 @@ fn archive_then_load_returns_identical_rows_even_after_an_interrupted_run() {
     assert_eq!(site.sql("SELECT count(*) FROM restored.again"), "0");
 }
 
+/// The Python with pyarrow, the independent Parquet reader of the tests
+/// (scripts/install-test-servers.sh installs it). `None`, and that check is skipped, when
+/// it is missing and `STRATA_REQUIRE_TOOLS` is not set; with it set, a missing reader fails.
+fn pyarrow_python() -> Option<String> {
+    let python = std::env::var("STRATA_TEST_PYTHON")
+        .ok()
+        .filter(|p| Path::new(p).exists());
+    let has_pyarrow = python.as_ref().is_some_and(|p| {
+        Command::new(p)
+            .args(["-c", "import pyarrow.parquet"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if has_pyarrow {
+        return python;
+    }
+    if std::env::var_os("STRATA_REQUIRE_TOOLS").is_some() {
+        panic!(
+            "pyarrow is not installed in $STRATA_TEST_PYTHON: run scripts/install-test-servers.sh"
+        );
+    }
+    eprintln!("skipped: reading the Parquet archive with pyarrow (not installed; scripts/install-test-servers.sh)");
+    None
+}
+
+/// Reads every `*.parquet` of an archive directory with pyarrow and prints, as JSON, the
+/// Parquet schema, the row count, strata's metadata and the rows with `id < 1000` in id
+/// order: dates as days and timestamps as microseconds since 1970-01-01 (Python's
+/// datetime cannot hold PostgreSQL's years), floats as their bits.
+const READ_WITH_PYARROW: &str = r#"
+import glob, json, sys
+import pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
+files = sorted(glob.glob(sys.argv[1] + "/*.parquet"))
+schema = pq.ParquetFile(files[0]).schema
+columns = [
+    {"name": schema.column(i).name, "physical": schema.column(i).physical_type,
+     "logical": str(schema.column(i).logical_type),
+     "max_def": schema.column(i).max_definition_level}
+    for i in range(len(schema))
+]
+table = pa.concat_tables([pq.read_table(f) for f in files])
+picked = table.filter(pc.less(table["id"], 1000)).sort_by("id")
+values = {}
+for name in picked.column_names:
+    col = picked[name].combine_chunks()
+    if pa.types.is_timestamp(col.type):
+        col = col.cast(pa.int64())
+    elif pa.types.is_date32(col.type):
+        col = col.cast(pa.int32())
+    elif pa.types.is_float32(col.type):
+        col = col.view(pa.int32())
+    elif pa.types.is_float64(col.type):
+        col = col.view(pa.int64())
+    values[name] = col.to_pylist()
+meta = pq.ParquetFile(files[0]).schema_arrow.metadata or {}
+print(json.dumps({"files": len(files), "rows": table.num_rows, "columns": columns,
+                  "strata_columns": json.loads(meta.get(b"strata.columns", b"null")),
+                  "values": values}))
+"#;
+
+/// A partitioned table with a column of every mapped type and some that go as text: five
+/// hand-written rows of edge values (ids 1-5) and 20,000 generated ones, in 2024.
+const TYPED_TABLE: &str = r#"
+CREATE SCHEMA m;
+CREATE TABLE m.ev (id int, ts timestamptz NOT NULL, i2 smallint, i4 int, i8 bigint, f4 real,
+    f8 double precision, b boolean, d date, t timestamp, s text, c char(4), n numeric,
+    j jsonb, ip inet, "odd ""col"" ü" text) PARTITION BY RANGE (ts);
+CREATE TABLE m.ev_2024 PARTITION OF m.ev FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+CREATE TABLE m.ev_2026 PARTITION OF m.ev FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+INSERT INTO m.ev VALUES
+ (1, '2024-03-01 12:34:56.123456+00', -32768, -2147483648, -9223372036854775808, 'NaN',
+  'Infinity', true, '0044-03-15 BC', '4713-01-01 00:00:00 BC',
+  E'tab\there\nnew "q" \\ back ü', 'ab', 1.50, '{"a": [1, "x"]}', '10.0.0.1', 'x'),
+ (2, '2024-06-01 00:00:00+00', 32767, 2147483647, 9223372036854775807, '-Infinity', '-0',
+  false, 'infinity', 'infinity', '', '', 'NaN', 'null', '::1', '€'),
+ (3, '2024-12-31 23:59:59.999999+00', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL),
+ (4, '2024-07-01 00:00:00+00', 1, 1, 1, 3.4028235e38, 2.2250738585072014e-308, true,
+  '5874897-12-31', '294246-01-01 00:00:00.000001', 'comma, "quote"', 'abcd',
+  123456789012345678901234567890.123456789, '"s"', '192.168.0.0/16', ''),
+ (5, '2024-07-02 00:00:00+00', 0, 0, 0, 0.1, 'NaN', false, '-infinity', '-infinity',
+  'ü€😀', 'x', -0.000001, '{}', '10.0.0.0/8', '''; DROP TABLE m.ev; --');
+INSERT INTO m.ev SELECT g, '2024-01-01'::timestamptz + g * interval '1 minute' + g * interval '1 microsecond',
+  (g % 30000 - 15000)::smallint, g * 7, g::bigint * 1000003 * (1 - 2 * (g % 2)), g / 7.0,
+  g / 3.0e7, g % 3 = 0, '2024-01-01'::date - g, timestamp '2024-01-01' + g * interval '1.5 second',
+  CASE WHEN g % 5 = 0 THEN NULL ELSE md5(g::text) || E'\t"' || 'ü' END, (g % 10)::text,
+  g * 1.001, jsonb_build_object('g', g, 'h', 'host-' || g % 50), ('10.0.' || g % 256 || '.1')::inet,
+  repeat('x', g % 50)
+FROM generate_series(1000, 20999) g;
+"#;
+
+#[test]
+fn parquet_archives_are_typed_read_by_pyarrow_and_load_back_identically() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.sql(TYPED_TABLE);
+    let original = site.sql("COPY (SELECT * FROM m.ev_2024 ORDER BY id) TO STDOUT");
+    site.ok(&["tables", "setup"]);
+    site.ok(&[
+        "tables", "add", "--table", "m.ev", "--column", "ts", "--action", "archive", "--target",
+        "cold", "--after", "365d", "--format", "parquet",
+    ]);
+    let list = site.ok(&["tables", "list"]);
+    assert!(list.contains("parquet"), "{list}");
+    let policies: serde_json::Value =
+        serde_json::from_str(&site.ok(&["--json", "tables", "list"])).unwrap();
+    assert_eq!(policies[0]["archive_format"], "parquet");
+    let plan = site.ok(&["tables", "plan", "--cutoff", "2026-06-01"]);
+    assert!(plan.contains("archive to cold as parquet"), "{plan}");
+
+    let out = site.ok(&["tables", "run", "--cutoff", "2026-06-01"]);
+    assert!(out.contains("as parquet (20005 rows"), "{out}");
+    assert_eq!(site.partitions("m.ev"), ["ev_2026"]);
+    let dir = site.path("cold/tables/m/ev/m.ev_2024");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("archive.json")).unwrap()).unwrap();
+    assert_eq!(manifest["data_format"], "parquet");
+    assert_eq!(manifest["version"], 2);
+    assert_eq!(manifest["rows"], 20005);
+    let parts = manifest["parts"].as_array().unwrap();
+    assert!(!parts.is_empty());
+    assert!(parts
+        .iter()
+        .all(|p| p.as_str().unwrap().ends_with(".parquet")));
+
+    if let Some(python) = pyarrow_python() {
+        let script = site.path("read.py");
+        std::fs::write(&script, READ_WITH_PYARROW).unwrap();
+        let out = Command::new(python)
+            .arg(&script)
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let read: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(read["rows"], 20005);
+        assert_eq!(read["files"], parts.len());
+        assert_eq!(read["strata_columns"], manifest["columns"]);
+        let expected_types = [
+            ("id", "INT32", "None"),
+            (
+                "ts",
+                "INT64",
+                "Timestamp(isAdjustedToUTC=true, timeUnit=microseconds",
+            ),
+            ("i2", "INT32", "Int(bitWidth=16, isSigned=true)"),
+            ("i4", "INT32", "None"),
+            ("i8", "INT64", "None"),
+            ("f4", "FLOAT", "None"),
+            ("f8", "DOUBLE", "None"),
+            ("b", "BOOLEAN", "None"),
+            ("d", "INT32", "Date"),
+            (
+                "t",
+                "INT64",
+                "Timestamp(isAdjustedToUTC=false, timeUnit=microseconds",
+            ),
+            ("s", "BYTE_ARRAY", "String"),
+            ("c", "BYTE_ARRAY", "String"),
+            ("n", "BYTE_ARRAY", "String"),
+            ("j", "BYTE_ARRAY", "String"),
+            ("ip", "BYTE_ARRAY", "String"),
+            ("odd \"col\" ü", "BYTE_ARRAY", "String"),
+        ];
+        let columns = read["columns"].as_array().unwrap();
+        assert_eq!(columns.len(), expected_types.len());
+        for (column, (name, physical, logical)) in columns.iter().zip(expected_types) {
+            assert_eq!(column["name"], name);
+            assert_eq!(column["physical"], physical, "{name}");
+            assert!(
+                column["logical"].as_str().unwrap().starts_with(logical),
+                "{name}: {column}"
+            );
+            assert_eq!(column["max_def"], 1, "{name} is optional");
+        }
+        let values = &read["values"];
+        assert_eq!(values["id"], serde_json::json!([1, 2, 3, 4, 5]));
+        // Microseconds since 1970-01-01 UTC.
+        assert_eq!(
+            values["ts"],
+            serde_json::json!([
+                1_709_296_496_123_456i64,
+                1_717_200_000_000_000i64,
+                1_735_689_599_999_999i64,
+                1_719_792_000_000_000i64,
+                1_719_878_400_000_000i64
+            ])
+        );
+        assert_eq!(values["i2"], serde_json::json!([-32768, 32767, null, 1, 0]));
+        assert_eq!(
+            values["i4"],
+            serde_json::json!([i32::MIN, i32::MAX, null, 1, 0])
+        );
+        assert_eq!(
+            values["i8"],
+            serde_json::json!([i64::MIN, i64::MAX, null, 1, 0])
+        );
+        let f4 = |bits: &serde_json::Value| bits.as_i64().map(|b| f32::from_bits(b as i32 as u32));
+        let got: Vec<_> = values["f4"].as_array().unwrap().iter().map(f4).collect();
+        assert!(got[0].unwrap().is_nan());
+        assert_eq!(
+            got[1..],
+            [Some(f32::NEG_INFINITY), None, Some(f32::MAX), Some(0.1f32)]
+        );
+        let f8 = |bits: &serde_json::Value| bits.as_i64().map(|b| f64::from_bits(b as u64));
+        let got: Vec<_> = values["f8"].as_array().unwrap().iter().map(f8).collect();
+        assert_eq!(got[0], Some(f64::INFINITY));
+        assert!(got[1].unwrap() == 0.0 && got[1].unwrap().is_sign_negative());
+        assert_eq!(got[2..4], [None, Some(f64::MIN_POSITIVE)]);
+        assert!(got[4].unwrap().is_nan());
+        assert_eq!(
+            values["b"],
+            serde_json::json!([true, false, null, true, false])
+        );
+        // Days since 1970-01-01; infinities as PostgreSQL encodes them.
+        assert_eq!(
+            values["d"],
+            serde_json::json!([-735_160, i32::MAX, null, 2_145_042_905, i32::MIN])
+        );
+        assert_eq!(
+            values["t"],
+            serde_json::json!([
+                -210_863_520_000_000_000i64,
+                i64::MAX,
+                null,
+                9_223_339_708_800_000_001i64,
+                i64::MIN
+            ])
+        );
+        assert_eq!(
+            values["s"],
+            serde_json::json!([
+                "tab\there\nnew \"q\" \\ back ü",
+                "",
+                null,
+                "comma, \"quote\"",
+                "ü€😀"
+            ])
+        );
+        assert_eq!(
+            values["c"],
+            serde_json::json!(["ab  ", "    ", null, "abcd", "x   "])
+        );
+        assert_eq!(
+            values["n"],
+            serde_json::json!([
+                "1.50",
+                "NaN",
+                null,
+                "123456789012345678901234567890.123456789",
+                "-0.000001"
+            ])
+        );
+        assert_eq!(
+            values["j"],
+            serde_json::json!(["{\"a\": [1, \"x\"]}", "null", null, "\"s\"", "{}"])
+        );
+        assert_eq!(
+            values["ip"],
+            serde_json::json!(["10.0.0.1", "::1", null, "192.168.0.0/16", "10.0.0.0/8"])
+        );
+        assert_eq!(
+            values["odd \"col\" ü"],
+            serde_json::json!(["x", "€", null, "", "'; DROP TABLE m.ev; --"])
+        );
+    }
+
+    // Loaded back, every row is the same, byte for byte in PostgreSQL's own output.
+    site.sql("CREATE SCHEMA restored; CREATE TABLE restored.ev (LIKE m.ev)");
+    let out = site.ok(&["load", "tables/m/ev/m.ev_2024", "--into", "restored.ev"]);
+    assert!(out.contains("loaded 20005 rows"), "{out}");
+    let restored = site.sql("COPY (SELECT * FROM restored.ev ORDER BY id) TO STDOUT");
+    assert!(original.lines().count() == 20005);
+    assert!(original == restored, "the restored rows differ");
+
+    // A damaged part loads nothing.
+    let part = dir.join(parts[0].as_str().unwrap());
+    let mut data = std::fs::read(&part).unwrap();
+    let middle = data.len() / 2;
+    data[middle] ^= 0x55;
+    std::fs::write(&part, data).unwrap();
+    site.sql("CREATE TABLE restored.again (LIKE m.ev)");
+    let out = site.strata(&["load", "tables/m/ev/m.ev_2024", "--into", "restored.again"]);
+    assert_one_line_error(&out, 1, "m.ev_2024");
+    assert_eq!(site.sql("SELECT count(*) FROM restored.again"), "0");
+}
+
+#[test]
+fn policy_tables_from_before_archive_formats_keep_working() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.monthly_table("metrics", "raw");
+    site.ok(&["tables", "setup"]);
+    // Policy tables as an earlier strata set them up: no archive_format column.
+    site.sql("ALTER TABLE strata.policy DROP COLUMN archive_format");
+    site.ok(&["ttl", "metrics.raw:ts", "archive:cold", "180d"]);
+    let list = site.ok(&["tables", "list"]);
+    assert!(list.contains("csv"), "{list}");
+    site.ok(&["tables", "edit", "1", "--after", "200d"]);
+    let out = site.strata(&["tables", "edit", "1", "--format", "parquet"]);
+    assert_one_line_error(&out, 2, "run `strata tables setup` again");
+    // `setup` upgrades them; the policy stays, as CSV.
+    site.ok(&["tables", "setup"]);
+    let list = site.ok(&["tables", "list"]);
+    assert!(list.contains("csv") && list.contains("200d"), "{list}");
+    let out = site.ok(&["tables", "edit", "1", "--format", "parquet"]);
+    assert!(out.contains("format parquet"), "{out}");
+    site.ok(&["tables", "run", "--cutoff", "2026-01-01"]);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(site.path("cold/tables/metrics/raw/metrics.raw_2025_01/archive.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["data_format"], "parquet");
+    // And back to CSV.
+    site.ok(&["tables", "edit", "1", "--format", "csv"]);
+    assert_eq!(
+        site.sql("SELECT archive_format FROM strata.policy WHERE id = 1"),
+        "csv"
+    );
+    let out = site.strata(&["tables", "edit", "1", "--format", "orc"]);
+    assert_one_line_error(&out, 2, "unknown archive format \"orc\"");
+    let out = site.strata(&[
+        "ttl",
+        "metrics.raw:ts",
+        "delete",
+        "1y",
+        "--format",
+        "parquet",
+    ]);
+    assert_one_line_error(&out, 2, "--format is for archive");
+}
+
 #[test]
 fn concurrent_runs_never_both_act_on_a_table() {
     if skip_without_postgres() {

@@ -1,0 +1,809 @@
+//! Archives of partitions in object storage, and loading them back.
+//!
+//! A partition is exported with `COPY (SELECT ...) TO STDOUT` inside one REPEATABLE READ,
+//! read-only snapshot, and stored under `tables/<schema>/<table>/<partition>/` in one of
+//! two formats (the policy's `--format`):
+//!
+//! - **csv**: `COPY ... (FORMAT csv, HEADER)`, its records counted and its bytes hashed
+//!   (BLAKE3) as they stream, compressed into one zstd stream cut into parts of at most
+//!   [`PART_BYTES`] (`data.csv.zst.000000`, ...), because the storage interface stores
+//!   whole objects; see [`csv`].
+//! - **parquet**: `COPY ... (FORMAT binary)`, decoded into typed columns (integers, floats,
+//!   booleans, dates and timestamps keep their types; everything else is PostgreSQL's text
+//!   output of the value), cut into row groups of about [`ROW_GROUP_BYTES`] of values and
+//!   into complete Parquet files of about [`PART_BYTES`] (`data.000000.parquet`, ...), each
+//!   readable on its own by any Parquet reader; the values are hashed as they are written
+//!   (see [`values::ContentHash`]).
+//!
+//! Memory stays bounded by a few parts and one row group whatever the partition's size.
+//! Every part is read back from the storage while the next one is produced (see
+//! [`check_parts`] for what is checked and why that is enough). Only then is
+//! `archive.json`, the [`ArchiveManifest`], written: an archive without it is incomplete.
+//! And only then is the partition dropped, in a transaction that locks it and counts its
+//! rows again: a partition that received rows after the export is left alone (the run
+//! says so, and the next run exports it again).
+
+mod csv;
+mod parquet_export;
+mod parquet_load;
+mod parquet_read;
+mod parquet_write;
+mod pgbinary;
+mod pgtext;
+mod values;
+
+pub use crate::policy::ArchiveFormat;
+
+use crate::discover::Column;
+use crate::error::{TablesError, TablesResult};
+use crate::name::TableName;
+use crate::sql;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use strata_pg::tokio_postgres::IsolationLevel;
+use strata_pg::Client;
+use strata_store::DynStore;
+
+/// How much of COPY's output is handed to the encoder at once.
+const BATCH_BYTES: usize = 256 << 10;
+/// The largest stored part of an archive (compressed bytes), roughly: a Parquet part is
+/// closed after the row group that reaches it.
+pub const PART_BYTES: usize = 16 << 20;
+/// A Parquet row group holds about this many bytes of values (as PostgreSQL sends them).
+pub const ROW_GROUP_BYTES: usize = 32 << 20;
+const MANIFEST: &str = "archive.json";
+const FORMAT: &str = "strata-table-archive";
+
+/// What an archive holds, stored beside its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveManifest {
+    pub format: String,
+    /// 1 for CSV archives (which strata before Parquet reads too), 2 for Parquet.
+    pub version: u32,
+    /// How the rows are stored (absent in manifests of strata before formats: CSV).
+    #[serde(default)]
+    pub data_format: ArchiveFormat,
+    pub table: TableName,
+    pub partition: TableName,
+    /// The partition's bound when it was archived.
+    pub bound: String,
+    pub columns: Vec<Column>,
+    pub rows: u64,
+    /// Size of the CSV (uncompressed); 0 for Parquet.
+    #[serde(default)]
+    pub csv_bytes: u64,
+    /// Size stored (all parts).
+    pub stored_bytes: u64,
+    /// BLAKE3 of the content, hex: of the CSV, or of a Parquet archive's values (see
+    /// [`values::ContentHash`]).
+    pub blake3: String,
+    /// BLAKE3 of the stored parts, concatenated in order, hex (absent in manifests of
+    /// strata before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_blake3: Option<String>,
+    pub compression: String,
+    pub parts: Vec<String>,
+    pub created_at: String,
+}
+
+fn manifest_version(format: ArchiveFormat) -> u32 {
+    match format {
+        ArchiveFormat::Csv => 1,
+        ArchiveFormat::Parquet => 2,
+    }
+}
+
+/// What an encoder saw of the content, or a reader found: compared before anything is
+/// dropped and whenever an archive is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Encoded {
+    pub rows: u64,
+    /// Bytes of CSV (0 for Parquet).
+    pub content_bytes: u64,
+    /// BLAKE3, hex.
+    pub content_hash: String,
+}
+
+/// Where an archive of `partition` of `table` lives in a storage.
+pub fn archive_prefix(table: &TableName, partition: &TableName) -> String {
+    format!(
+        "tables/{}/{}/{}.{}",
+        key_part(&table.schema),
+        key_part(&table.name),
+        key_part(&partition.schema),
+        key_part(&partition.name)
+    )
+}
+
+/// A name made safe for an object key: bytes outside `[A-Za-z0-9_-]` as `%XX`, so no name
+/// can add a `/`, a `..` or an odd character to a key.
+fn key_part(name: &str) -> String {
+    let mut out = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The name of part `index` of an archive.
+fn part_name(format: ArchiveFormat, index: usize) -> String {
+    match format {
+        ArchiveFormat::Csv => format!("data.csv.zst.{index:06}"),
+        ArchiveFormat::Parquet => format!("data.{index:06}.parquet"),
+    }
+}
+
+fn archive_err(key: &str, why: impl Into<String>) -> TablesError {
+    TablesError::Archive {
+        key: key.to_string(),
+        why: why.into(),
+    }
+}
+
+/// How the COPY stream becomes parts.
+enum Encoder {
+    Csv,
+    Parquet(Vec<parquet_export::ExportColumn>),
+}
+
+/// Exports a partition, reads the archive back and checks it, then writes its manifest.
+/// Does not drop anything. Running it again replaces the archive.
+pub async fn export_partition(
+    client: &mut Client,
+    store: &DynStore,
+    table: &TableName,
+    partition: &TableName,
+    bound: &str,
+    columns: &[Column],
+    format: ArchiveFormat,
+) -> TablesResult<ArchiveManifest> {
+    let prefix = archive_prefix(table, partition);
+    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let what = format!("exporting {partition}");
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    tx.batch_execute(sql::EXPORT_SETTINGS)
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    let (copy, encoder) = match format {
+        ArchiveFormat::Csv => (sql::copy_out(partition, &names), Encoder::Csv),
+        ArchiveFormat::Parquet => {
+            let export = parquet_export::columns(&tx, partition, &names).await?;
+            (
+                parquet_export::copy_out(partition, &export),
+                Encoder::Parquet(export),
+            )
+        }
+    };
+    // No count(*) first: the rows are counted in the stream, and the drop recounts the
+    // partition under its lock; an archive that lacks a row is never dropped for. That
+    // saves a full scan of the partition.
+    let stream = tx
+        .copy_out(&copy)
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    futures::pin_mut!(stream);
+    // COPY's data arrives here; hashing, counting and encoding run on a blocking thread,
+    // the finished parts are stored by a third task and checked on a fourth, so they all
+    // overlap (as `psql | zstd > file` does) and each hand-over is bounded.
+    let (chunks_tx, chunks_rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    let (parts_tx, parts_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(1);
+    let encoding = tokio::task::spawn_blocking({
+        let pg_columns = columns.to_vec();
+        move || match encoder {
+            Encoder::Csv => csv::encode(chunks_rx, parts_tx, PART_BYTES),
+            Encoder::Parquet(export) => parquet_export::encode(
+                chunks_rx,
+                parts_tx,
+                &export,
+                &pg_columns,
+                PART_BYTES,
+                ROW_GROUP_BYTES,
+            ),
+        }
+    });
+    let (check_tx, check_rx) = tokio::sync::mpsc::channel::<ReadBack>(2);
+    let checking = tokio::task::spawn_blocking({
+        let decode = (format == ArchiveFormat::Parquet).then(|| names.clone());
+        move || check_parts(check_rx, decode)
+    });
+    let storing = tokio::spawn(store_parts(
+        store.clone(),
+        prefix.clone(),
+        format,
+        parts_rx,
+        check_tx,
+    ));
+    // COPY sends a message per row: they are gathered into batches, so the hand-over,
+    // the hash and the encoder work on large pieces.
+    let mut received = Ok(());
+    let mut batch = bytes::BytesMut::with_capacity(BATCH_BYTES);
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => {
+                batch.extend_from_slice(&chunk);
+                if batch.len() >= BATCH_BYTES {
+                    let full = batch.split().freeze();
+                    batch.reserve(BATCH_BYTES);
+                    if chunks_tx.send(full).await.is_err() {
+                        break; // the encoder stopped: its error says why
+                    }
+                }
+            }
+            Err(e) => {
+                received = Err(TablesError::db(&what, &e));
+                break;
+            }
+        }
+    }
+    if received.is_ok() && !batch.is_empty() {
+        let _ = chunks_tx.send(batch.freeze()).await;
+    }
+    drop(chunks_tx);
+    let encoded = encoding
+        .await
+        .map_err(|e| archive_err(&prefix, format!("encoding task: {e}")))?;
+    let stored = storing
+        .await
+        .map_err(|e| archive_err(&prefix, format!("storing task: {e}")))?;
+    let checked = checking
+        .await
+        .map_err(|e| archive_err(&prefix, format!("read-back task: {e}")))?;
+    // The first failure is the cause: an encoder that stopped because storing did only
+    // echoes it.
+    received?;
+    let (parts, stored_bytes) = stored?;
+    let encoded = encoded.map_err(|e| archive_err(&prefix, e))?;
+    let checked = checked.map_err(|e| archive_err(&prefix, e))?;
+    tx.commit().await.map_err(|e| TablesError::db(&what, &e))?;
+    if checked.parts != parts.len() || checked.bytes != stored_bytes {
+        return Err(archive_err(
+            &prefix,
+            format!(
+                "read back {} parts of {} bytes; stored {} of {stored_bytes}",
+                checked.parts,
+                checked.bytes,
+                parts.len()
+            ),
+        ));
+    }
+    if let Some(values) = &checked.values {
+        if values.rows != encoded.rows || values.content_hash != encoded.content_hash {
+            return Err(archive_err(
+                &prefix,
+                format!(
+                    "read back {} rows, blake3 {}; wrote {} rows, blake3 {}",
+                    values.rows, values.content_hash, encoded.rows, encoded.content_hash
+                ),
+            ));
+        }
+    }
+    let manifest = ArchiveManifest {
+        format: FORMAT.into(),
+        version: manifest_version(format),
+        data_format: format,
+        table: table.clone(),
+        partition: partition.clone(),
+        bound: bound.to_string(),
+        columns: columns.to_vec(),
+        rows: encoded.rows,
+        csv_bytes: encoded.content_bytes,
+        stored_bytes,
+        blake3: encoded.content_hash,
+        stored_blake3: Some(checked.stored_hash),
+        compression: "zstd".into(),
+        parts,
+        created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    // Parts of an earlier export of the same partition (longer, or in the other format)
+    // are not part of this one.
+    for object in store.list(&format!("{prefix}/")).await? {
+        let name = object.key.rsplit('/').next().unwrap_or_default();
+        if name != MANIFEST && !manifest.parts.iter().any(|p| p == name) {
+            store.delete(&object.key).await?;
+        }
+    }
+    let json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| archive_err(&prefix, e.to_string()))?;
+    store
+        .put(&format!("{prefix}/{MANIFEST}"), Bytes::from(json))
+        .await?;
+    Ok(manifest)
+}
+
+/// Stores the parts in order, reads each back from the storage and hands both to the
+/// checker; returns their names and total size.
+async fn store_parts(
+    store: DynStore,
+    prefix: String,
+    format: ArchiveFormat,
+    mut incoming: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    check: tokio::sync::mpsc::Sender<ReadBack>,
+) -> TablesResult<(Vec<String>, u64)> {
+    let mut parts = Vec::new();
+    let mut bytes = 0;
+    while let Some(data) = incoming.recv().await {
+        let written = Bytes::from(data);
+        bytes += written.len() as u64;
+        let name = part_name(format, parts.len());
+        let key = format!("{prefix}/{name}");
+        store.put(&key, written.clone()).await?;
+        parts.push(name);
+        let stored = store.get(&key).await?;
+        if check.send(ReadBack { written, stored }).await.is_err() {
+            break; // the checker stopped: its error says why
+        }
+    }
+    Ok((parts, bytes))
+}
+
+/// A part as it was produced and as the storage returned it.
+struct ReadBack {
+    written: Bytes,
+    stored: Bytes,
+}
+
+/// What reading the parts back established.
+#[derive(Debug)]
+struct Checked {
+    parts: usize,
+    bytes: u64,
+    /// BLAKE3 of the stored parts in order.
+    stored_hash: String,
+    /// Rows and content hash decoded from the stored parts (Parquet).
+    values: Option<Encoded>,
+}
+
+/// Checks each part as read back from the storage, in order, while the export goes on.
+///
+/// **Every part: the stored bytes are the bytes produced.** Each part is compared byte
+/// for byte with what the encoder handed out, and the stored bytes are hashed for the
+/// manifest (`stored_blake3`). This catches what can go wrong between the encoder and the
+/// storage: a short or failed write that was reported as done, a lost or replaced object,
+/// a flipped bit, a wrong key.
+///
+/// **CSV: no decompression.** The row count and the BLAKE3 of the CSV are computed from
+/// the very buffers handed to the compressor, so the archive's content is established by
+/// the export itself; what the read-back must prove is that the storage holds the
+/// compressor's output, which the comparison does. The step between the two, zstd
+/// compression, is lossless by contract (it is what every reader of the archive relies
+/// on), and each zstd frame carries zstd's own checksum of its content, so any
+/// decompression (`strata load`, [`verify`], `zstd -t`) detects a compressor that went
+/// wrong. Decompressing every part once more before the drop would test the zstd library
+/// again on every byte, for 14% of the export's instructions (docs/benchmarks.md); what it
+/// alone would catch is memory corruption inside the compressor between hashing and
+/// compressing, which machines meant to hold the only copy of data guard with ECC memory.
+///
+/// **Parquet: decoded.** A Parquet part is not one lossless codec over the hashed bytes:
+/// it is the PostgreSQL values converted by strata, encoded by the Parquet writer
+/// (dictionaries, levels, pages), then compressed. So each stored part is also decoded,
+/// and its row count and value hash must match what the writer was given.
+fn check_parts(
+    mut parts: tokio::sync::mpsc::Receiver<ReadBack>,
+    decode: Option<Vec<String>>,
+) -> Result<Checked, String> {
+    let mut stored_hash = blake3::Hasher::new();
+    let mut checked = Checked {
+        parts: 0,
+        bytes: 0,
+        stored_hash: String::new(),
+        values: None,
+    };
+    let mut reader = decode.map(parquet_load::ParquetReader::new);
+    while let Some(ReadBack { written, stored }) = parts.blocking_recv() {
+        if stored != written {
+            return Err(format!(
+                "part {} reads back as {} bytes that differ from the {} written",
+                checked.parts,
+                stored.len(),
+                written.len()
+            ));
+        }
+        drop(written);
+        stored_hash.update(&stored);
+        checked.parts += 1;
+        checked.bytes += stored.len() as u64;
+        if let Some(reader) = &mut reader {
+            reader.push_part(stored)?;
+            reader.skim_part()?;
+        }
+    }
+    checked.stored_hash = stored_hash.finalize().to_hex().to_string();
+    checked.values = reader.map(|r| r.read());
+    Ok(checked)
+}
+
+/// Reads an archive's parts in order and hands out its content (CSV, or for Parquet the
+/// rows as COPY text); [`ArchiveReader::finish`] checks rows, content hash, sizes and the
+/// hash of the stored parts against the manifest.
+struct ArchiveReader<'a> {
+    store: &'a DynStore,
+    prefix: &'a str,
+    manifest: &'a ArchiveManifest,
+    next_part: usize,
+    body: Body,
+    stored: blake3::Hasher,
+    stored_bytes: u64,
+}
+
+enum Body {
+    Csv(Box<csv::CsvReader>),
+    Parquet(Box<parquet_load::ParquetReader>),
+}
+
+impl<'a> ArchiveReader<'a> {
+    fn new(
+        store: &'a DynStore,
+        prefix: &'a str,
+        manifest: &'a ArchiveManifest,
+    ) -> TablesResult<Self> {
+        let body = match manifest.data_format {
+            ArchiveFormat::Csv => Body::Csv(Box::new(
+                csv::CsvReader::new().map_err(|e| archive_err(prefix, e))?,
+            )),
+            ArchiveFormat::Parquet => Body::Parquet(Box::new(parquet_load::ParquetReader::new(
+                manifest.columns.iter().map(|c| c.name.clone()).collect(),
+            ))),
+        };
+        Ok(ArchiveReader {
+            store,
+            prefix,
+            manifest,
+            next_part: 0,
+            body,
+            stored: blake3::Hasher::new(),
+            stored_bytes: 0,
+        })
+    }
+
+    /// The next part from the storage, `None` after the last.
+    async fn fetch_part(&mut self) -> TablesResult<Option<Bytes>> {
+        let Some(part) = self.manifest.parts.get(self.next_part) else {
+            return Ok(None);
+        };
+        let data = self.store.get(&format!("{}/{part}", self.prefix)).await?;
+        self.next_part += 1;
+        self.stored.update(&data);
+        self.stored_bytes += data.len() as u64;
+        Ok(Some(data))
+    }
+
+    /// The next piece of content, `None` at the end.
+    async fn next_chunk(&mut self) -> TablesResult<Option<Bytes>> {
+        let err = |e: String| archive_err(self.prefix, e);
+        loop {
+            let chunk = match &mut self.body {
+                Body::Csv(r) => r.next_chunk(),
+                Body::Parquet(r) => r.next_chunk(),
+            }
+            .map_err(err)?;
+            if chunk.is_some() {
+                return Ok(chunk);
+            }
+            match self.fetch_part().await? {
+                Some(data) => match &mut self.body {
+                    Body::Csv(r) => r.push_part(data),
+                    Body::Parquet(r) => r.push_part(data).map_err(err)?,
+                },
+                None => {
+                    return match &mut self.body {
+                        Body::Csv(r) => r.end().map_err(err),
+                        Body::Parquet(_) => Ok(None),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads everything without handing content out.
+    async fn skim(&mut self) -> TablesResult<()> {
+        if let Body::Parquet(_) = self.body {
+            // Decoding the values is the check; making COPY text of them is not needed.
+            while let Some(data) = self.fetch_part().await? {
+                if let Body::Parquet(r) = &mut self.body {
+                    r.push_part(data)
+                        .and_then(|()| r.skim_part())
+                        .map_err(|e| archive_err(self.prefix, e))?;
+                }
+            }
+            return Ok(());
+        }
+        while self.next_chunk().await?.is_some() {}
+        Ok(())
+    }
+
+    /// Checks what was read against the manifest.
+    fn finish(self) -> TablesResult<()> {
+        let m = self.manifest;
+        let read = match &self.body {
+            Body::Csv(r) => r.read(),
+            Body::Parquet(r) => r.read(),
+        };
+        let sized = m.data_format != ArchiveFormat::Csv || read.content_bytes == m.csv_bytes;
+        if !sized || read.rows != m.rows || read.content_hash != m.blake3 {
+            return Err(archive_err(
+                self.prefix,
+                format!(
+                    "read back {} rows, {} bytes of CSV, blake3 {}; expected {} rows, {} bytes, blake3 {}",
+                    read.rows, read.content_bytes, read.content_hash, m.rows, m.csv_bytes, m.blake3
+                ),
+            ));
+        }
+        let stored = self.stored.finalize().to_hex().to_string();
+        if self.stored_bytes != m.stored_bytes
+            || m.stored_blake3.as_ref().is_some_and(|h| *h != stored)
+        {
+            return Err(archive_err(
+                self.prefix,
+                format!(
+                    "the stored parts are {} bytes, blake3 {stored}; the manifest says {} bytes, blake3 {}",
+                    self.stored_bytes,
+                    m.stored_bytes,
+                    m.stored_blake3.as_deref().unwrap_or("-")
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Reads the archive back and checks it against its manifest.
+pub async fn verify(
+    store: &DynStore,
+    prefix: &str,
+    manifest: &ArchiveManifest,
+) -> TablesResult<()> {
+    let mut reader = ArchiveReader::new(store, prefix, manifest)?;
+    reader.skim().await?;
+    reader.finish()
+}
+
+/// Drops an archived partition: locks it, checks it still holds exactly the archived rows,
+/// detaches and drops it, all in one transaction.
+pub async fn drop_archived(
+    client: &mut Client,
+    table: &TableName,
+    partition: &TableName,
+    rows: u64,
+) -> TablesResult<()> {
+    let what = format!("dropping archived {partition}");
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    tx.batch_execute(&sql::lock_for_removal(table, partition))
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    let now: i64 = tx
+        .query_one(&sql::count_rows(partition), &[])
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?
+        .get(0);
+    if u64::try_from(now).ok() != Some(rows) {
+        return Err(TablesError::Archive {
+            key: archive_prefix(table, partition),
+            why: format!("{partition} now holds {now} rows, the archive {rows}: rows arrived after the export; not dropped (the next run archives it again)"),
+        });
+    }
+    tx.batch_execute(&sql::detach(table, partition))
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    tx.batch_execute(&sql::drop_table(partition))
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    tx.commit().await.map_err(|e| TablesError::db(&what, &e))
+}
+
+/// Reads an archive's manifest; `archive` is its prefix or the manifest's key.
+pub async fn read_manifest(
+    store: &DynStore,
+    archive: &str,
+) -> TablesResult<(String, ArchiveManifest)> {
+    let prefix = archive
+        .trim_end_matches('/')
+        .trim_end_matches(MANIFEST)
+        .trim_end_matches('/')
+        .to_string();
+    let key = format!("{prefix}/{MANIFEST}");
+    let data = store.get(&key).await.map_err(|e| {
+        if e.is_not_found() {
+            archive_err(
+                &prefix,
+                format!(
+                    "no {MANIFEST} in {}: not an archive, or an incomplete one",
+                    store.describe()
+                ),
+            )
+        } else {
+            TablesError::Store(e)
+        }
+    })?;
+    let manifest: ArchiveManifest = serde_json::from_slice(&data)
+        .map_err(|e| archive_err(&prefix, format!("unreadable {MANIFEST}: {e}")))?;
+    if manifest.format != FORMAT || manifest.version != manifest_version(manifest.data_format) {
+        return Err(archive_err(
+            &prefix,
+            format!(
+                "format {} version {} is not one this strata reads",
+                manifest.format, manifest.version
+            ),
+        ));
+    }
+    Ok((prefix, manifest))
+}
+
+/// Every archive (complete ones: those with a manifest) under `tables/`.
+pub async fn list_archives(store: &DynStore) -> TablesResult<Vec<String>> {
+    Ok(store
+        .list("tables/")
+        .await?
+        .into_iter()
+        .filter_map(|o| {
+            o.key
+                .strip_suffix(&format!("/{MANIFEST}"))
+                .map(str::to_string)
+        })
+        .collect())
+}
+
+/// Loads an archive into `into` (which must have the archived columns) with COPY, in one
+/// transaction: a damaged archive loads nothing.
+pub async fn load(
+    client: &mut Client,
+    store: &DynStore,
+    archive: &str,
+    into: &TableName,
+) -> TablesResult<u64> {
+    let (prefix, manifest) = read_manifest(store, archive).await?;
+    let shape = crate::discover::discover(client, into).await?;
+    for column in &manifest.columns {
+        if shape.column(&column.name).is_none() {
+            return Err(TablesError::MissingColumn {
+                table: into.clone(),
+                column: column.name.clone(),
+            });
+        }
+    }
+    let names: Vec<String> = manifest.columns.iter().map(|c| c.name.clone()).collect();
+    let copy = match manifest.data_format {
+        ArchiveFormat::Csv => sql::copy_in(into, &names),
+        ArchiveFormat::Parquet => sql::copy_in_text(into, &names),
+    };
+    let what = format!("loading {prefix} into {into}");
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    let sink = tx
+        .copy_in::<_, Bytes>(&copy)
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    futures::pin_mut!(sink);
+    let mut reader = ArchiveReader::new(store, &prefix, &manifest)?;
+    while let Some(chunk) = reader.next_chunk().await? {
+        sink.send(chunk)
+            .await
+            .map_err(|e| TablesError::db(&what, &e))?;
+    }
+    // A damaged archive fails here, before the COPY ends: the transaction rolls back.
+    reader.finish()?;
+    let rows = sink
+        .as_mut()
+        .finish()
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    if rows != manifest.rows {
+        return Err(archive_err(
+            &prefix,
+            format!("loaded {rows} rows, the archive holds {}", manifest.rows),
+        ));
+    }
+    tx.commit().await.map_err(|e| TablesError::db(&what, &e))?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_be_steered_by_names() {
+        let key = archive_prefix(
+            &TableName::new("metrics", "raw"),
+            &TableName::new("metrics", "../x/ü \"y\""),
+        );
+        assert_eq!(
+            key,
+            "tables/metrics/raw/metrics.%2E%2E%2Fx%2F%C3%BC%20%22y%22"
+        );
+        assert!(strata_store::validate_key(&format!("{key}/{MANIFEST}")).is_ok());
+    }
+
+    #[test]
+    fn manifests_of_earlier_strata_read_as_csv() {
+        let old = r#"{"format":"strata-table-archive","version":1,
+            "table":{"schema":"m","name":"raw"},"partition":{"schema":"m","name":"raw_1"},
+            "bound":"b","columns":[{"name":"ts","type":"date"}],"rows":3,"csv_bytes":10,
+            "stored_bytes":9,"blake3":"00","compression":"zstd",
+            "parts":["data.csv.zst.000000"],"created_at":"2026-01-01T00:00:00Z"}"#;
+        let manifest: ArchiveManifest = serde_json::from_str(old).unwrap();
+        assert_eq!(manifest.data_format, ArchiveFormat::Csv);
+        assert_eq!(manifest.stored_blake3, None);
+        assert_eq!(part_name(ArchiveFormat::Parquet, 7), "data.000007.parquet");
+        assert_eq!(part_name(ArchiveFormat::Csv, 7), "data.csv.zst.000007");
+    }
+
+    /// Parts through the checker as a storage would return them.
+    fn check(
+        parts: Vec<(Vec<u8>, Vec<u8>)>,
+        decode: Option<Vec<String>>,
+    ) -> Result<Checked, String> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let checker = std::thread::spawn(move || check_parts(rx, decode));
+        for (written, stored) in parts {
+            if tx
+                .blocking_send(ReadBack {
+                    written: Bytes::from(written),
+                    stored: Bytes::from(stored),
+                })
+                .is_err()
+            {
+                break;
+            }
+        }
+        drop(tx);
+        checker.join().unwrap()
+    }
+
+    #[test]
+    fn the_read_back_must_be_the_bytes_written() {
+        let parts = vec![
+            (b"abc".to_vec(), b"abc".to_vec()),
+            (b"de".to_vec(), b"de".to_vec()),
+        ];
+        let checked = check(parts, None).unwrap();
+        assert_eq!((checked.parts, checked.bytes), (2, 5));
+        assert_eq!(
+            checked.stored_hash,
+            blake3::hash(b"abcde").to_hex().to_string()
+        );
+        assert!(checked.values.is_none());
+        for stored in [&b"abx"[..], b"ab", b"abcd", b""] {
+            let err = check(vec![(b"abc".to_vec(), stored.to_vec())], None).unwrap_err();
+            assert!(err.contains("differ"), "{err}");
+        }
+    }
+
+    #[test]
+    fn parquet_parts_are_decoded_on_read_back() {
+        use values::{Column, Kind, Values};
+        let named = [("n".to_string(), Kind::Int64)];
+        let mut writer = parquet_write::PartWriter::new(&named, &[], 1 << 20).unwrap();
+        let columns = [Column {
+            kind: Kind::Int64,
+            defs: vec![1, 0, 1],
+            values: Values::Int64(vec![4, 2]),
+        }];
+        writer.write_row_group(&columns).unwrap();
+        let part = writer.finish().unwrap().unwrap();
+        let mut hash = values::ContentHash::new(&[Kind::Int64]);
+        hash.add(&columns).unwrap();
+        let names = Some(vec!["n".to_string()]);
+        let checked = check(vec![(part.clone(), part.clone())], names.clone()).unwrap();
+        let values = checked.values.unwrap();
+        assert_eq!(values.rows, 3);
+        assert_eq!(values.content_hash, hash.finish());
+        // Not Parquet at all (written and stored alike): refused.
+        assert!(check(vec![(b"x".to_vec(), b"x".to_vec())], names).is_err());
+    }
+}

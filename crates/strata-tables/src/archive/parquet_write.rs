@@ -1,0 +1,169 @@
+//! Typed columns into Parquet files: the schema of an archive, and the writer that cuts the
+//! rows into row groups and the row groups into whole files (the parts of an archive).
+//!
+//! Each part is a complete Parquet file that any reader opens on its own (DuckDB, Spark,
+//! pandas read `data.*.parquet` of an archive as one table). Every column is OPTIONAL
+//! (NULLs as definition levels), pages are zstd-compressed, and each file carries the
+//! PostgreSQL columns and types as key-value metadata (`strata.columns`).
+
+use super::values::{Column, Kind, Values};
+use crate::discover::Column as PgColumn;
+use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::{Type, TypePtr};
+use std::sync::Arc;
+
+/// zstd level of the pages: 3, as the CSV archives.
+const ZSTD_LEVEL: i32 = 3;
+
+/// The Parquet type of a column of `kind`.
+fn field(name: &str, kind: Kind) -> parquet::errors::Result<TypePtr> {
+    let (physical, logical) = match kind {
+        Kind::Bool => (Physical::BOOLEAN, None),
+        Kind::Int16 => (Physical::INT32, Some(LogicalType::integer(16, true))),
+        Kind::Int32 => (Physical::INT32, None),
+        Kind::Int64 => (Physical::INT64, None),
+        Kind::Float => (Physical::FLOAT, None),
+        Kind::Double => (Physical::DOUBLE, None),
+        Kind::Date => (Physical::INT32, Some(LogicalType::Date)),
+        Kind::Timestamp => (
+            Physical::INT64,
+            Some(LogicalType::timestamp(false, TimeUnit::MICROS)),
+        ),
+        Kind::TimestampTz => (
+            Physical::INT64,
+            Some(LogicalType::timestamp(true, TimeUnit::MICROS)),
+        ),
+        Kind::Text => (Physical::BYTE_ARRAY, Some(LogicalType::String)),
+    };
+    Ok(Arc::new(
+        Type::primitive_type_builder(name, physical)
+            .with_repetition(Repetition::OPTIONAL)
+            .with_logical_type(logical)
+            .build()?,
+    ))
+}
+
+/// The schema of an archive of these columns.
+pub fn schema(columns: &[(String, Kind)]) -> Result<TypePtr, String> {
+    let fields = columns
+        .iter()
+        .map(|(name, kind)| field(name, *kind))
+        .collect::<parquet::errors::Result<Vec<_>>>()
+        .map_err(|e| format!("parquet schema: {e}"))?;
+    Type::group_type_builder("schema")
+        .with_fields(fields)
+        .build()
+        .map(Arc::new)
+        .map_err(|e| format!("parquet schema: {e}"))
+}
+
+/// Writes row groups into Parquet files of about `part_bytes` each.
+pub struct PartWriter {
+    schema: TypePtr,
+    props: WriterPropertiesPtr,
+    part_bytes: usize,
+    file: Option<SerializedFileWriter<Vec<u8>>>,
+    parts: usize,
+}
+
+impl PartWriter {
+    /// A writer for `columns` (name and kind), describing them as the PostgreSQL
+    /// `pg_columns` in each file's metadata.
+    pub fn new(
+        columns: &[(String, Kind)],
+        pg_columns: &[PgColumn],
+        part_bytes: usize,
+    ) -> Result<PartWriter, String> {
+        let described = serde_json::to_string(pg_columns).map_err(|e| e.to_string())?;
+        let level = ZstdLevel::try_new(ZSTD_LEVEL).map_err(|e| e.to_string())?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            // Min and max per column chunk let readers skip row groups; per page they
+            // would cost a comparison per value for little use on an archive.
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_created_by(format!("strata {}", env!("CARGO_PKG_VERSION")))
+            .set_key_value_metadata(Some(vec![KeyValue::new(
+                "strata.columns".to_string(),
+                described,
+            )]))
+            .build();
+        Ok(PartWriter {
+            schema: schema(columns)?,
+            props: Arc::new(props),
+            part_bytes,
+            file: None,
+            parts: 0,
+        })
+    }
+
+    /// Writes `columns` as one row group; returns a finished file when the current one
+    /// reached the part size.
+    pub fn write_row_group(&mut self, columns: &[Column]) -> Result<Option<Vec<u8>>, String> {
+        let err = |e: parquet::errors::ParquetError| format!("parquet: {e}");
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(
+                SerializedFileWriter::new(
+                    Vec::with_capacity(self.part_bytes + (self.part_bytes >> 2)),
+                    self.schema.clone(),
+                    self.props.clone(),
+                )
+                .map_err(err)?,
+            ),
+        };
+        let mut group = file.next_row_group().map_err(err)?;
+        for column in columns {
+            let Some(mut writer) = group.next_column().map_err(err)? else {
+                return Err("more columns than the schema has".into());
+            };
+            use parquet::column::writer::ColumnWriter as W;
+            let defs = Some(&column.defs[..]);
+            match (writer.untyped(), &column.values) {
+                (W::BoolColumnWriter(w), Values::Bool(v)) => w.write_batch(v, defs, None),
+                (W::Int32ColumnWriter(w), Values::Int32(v)) => w.write_batch(v, defs, None),
+                (W::Int64ColumnWriter(w), Values::Int64(v)) => w.write_batch(v, defs, None),
+                (W::FloatColumnWriter(w), Values::Float(v)) => w.write_batch(v, defs, None),
+                (W::DoubleColumnWriter(w), Values::Double(v)) => w.write_batch(v, defs, None),
+                (W::ByteArrayColumnWriter(w), Values::Bytes(v)) => w.write_batch(v, defs, None),
+                _ => {
+                    return Err(format!(
+                        "a {:?} column does not fit its schema",
+                        column.kind
+                    ))
+                }
+            }
+            .map_err(err)?;
+            writer.close().map_err(err)?;
+        }
+        group.close().map_err(err)?;
+        if file.bytes_written() >= self.part_bytes {
+            return self.close_file().map(Some);
+        }
+        Ok(None)
+    }
+
+    fn close_file(&mut self) -> Result<Vec<u8>, String> {
+        let err = |e: parquet::errors::ParquetError| format!("parquet: {e}");
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => SerializedFileWriter::new(Vec::new(), self.schema.clone(), self.props.clone())
+                .map_err(err)?,
+        };
+        self.parts += 1;
+        // Writes the footer.
+        file.into_inner().map_err(err)
+    }
+
+    /// Closes the last file; an archive of no rows still gets one (with no row group), so
+    /// readers see its schema.
+    pub fn finish(mut self) -> Result<Option<Vec<u8>>, String> {
+        if self.file.is_some() || self.parts == 0 {
+            self.close_file().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
