@@ -596,15 +596,7 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
             )
             .await
             .map_err(failure)?;
-            if ctx.global.json {
-                print_json(&report);
-            }
-            for line in &report.done {
-                ctx.say(line);
-            }
-            for line in &report.warnings {
-                eprintln!("warning: {line}");
-            }
+            say_steps(ctx, &report, &report.done, &report.warnings);
             for line in &report.stranded {
                 eprintln!("not moved: {line}");
             }
@@ -622,12 +614,7 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
             )
             .await
             .map_err(failure)?;
-            if ctx.global.json {
-                print_json(&report);
-            }
-            for line in &report.done {
-                ctx.say(line);
-            }
+            say_steps(ctx, &report, &report.done, &[]);
             ctx.say(format!(
                 "{} lost events saved to {} ({} ticks removed from the queue); the worker is paused: `resume` to follow {}",
                 report.lost_events,
@@ -644,15 +631,7 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
         LondisteCommand::TagAlive { nodes } => tag(ctx, &cf, &nodes, false).await,
         LondisteCommand::DropNode { node } => {
             let report = members::drop_node(&cf, &node).await.map_err(failure)?;
-            if ctx.global.json {
-                print_json(&report);
-            }
-            for line in &report.done {
-                ctx.say(line);
-            }
-            for line in &report.warnings {
-                eprintln!("warning: {line}");
-            }
+            say_steps(ctx, &report, &report.done, &report.warnings);
             Ok(0)
         }
         LondisteCommand::WaitRoot { timeout } => {
@@ -762,6 +741,20 @@ async fn compare(
         print_json(&diffs);
     }
     Ok(if unequal { code::FAILED } else { 0 })
+}
+
+/// Prints a cascade change: the report as JSON with `--json`, each step done on stdout,
+/// each warning on stderr.
+fn say_steps(ctx: &Context, report: &impl serde::Serialize, done: &[String], warnings: &[String]) {
+    if ctx.global.json {
+        print_json(report);
+    }
+    for line in done {
+        ctx.say(line);
+    }
+    for line in warnings {
+        eprintln!("warning: {line}");
+    }
 }
 
 async fn tag(ctx: &Context, cf: &NodeConfig, nodes: &[String], dead: bool) -> CommandResult {
