@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # bench/tables.sh - table retention: archive throughput and planning time.
 #
-#   bench/tables.sh [--mib N] [--partitions N]        (defaults 1024 and 10000)
+#   bench/tables.sh [--mib N] [--partitions N] [--formats csv,parquet]
+#                                                    (defaults 1024, 10000, both formats)
 #
 # One PostgreSQL 15 cluster (initdb'd under BENCH_DIR, default /tmp/strata-tables-bench).
 # 1. Archive: a partition of about N MiB (generated rows of a metrics-like table) is
 #    archived by `strata tables run` (COPY TO STDOUT, zstd 3, parts written to a local
 #    storage, read back and verified, then dropped), against the baseline
 #    `psql -c "COPY ... TO STDOUT" | zstd -3 > file` of the same partition. The issue's
-#    target: strata at least 90% of the baseline's throughput.
+#    target: strata at least 90% of the baseline's throughput. With parquet in
+#    --formats, a copy of the partition in a second table is archived as Parquet too
+#    (policy --format parquet), against the same baseline. Use --formats csv to measure
+#    a strata from before Parquet (STRATA_BIN=...).
 # 2. Plan: `strata tables plan` on a table with N partitions (target: under 2 s).
 # Needs root (runs PostgreSQL as `postgres`), Debian's postgresql-15 and zstd.
 # Output: a table on stdout and bench/results/tables.md.
@@ -18,10 +22,12 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(dirname "$SCRIPT_DIR")
 MIB=1024
 PARTS=10000
+FORMATS=csv,parquet
 while [[ $# -gt 0 ]]; do
   case $1 in
     --mib) MIB=$2; shift 2 ;;
     --partitions) PARTS=$2; shift 2 ;;
+    --formats) FORMATS=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "tables.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -70,17 +76,20 @@ as_pg "$PGBIN/psql" -X -q -h "$W/sock" -p $PORT -U postgres -d postgres -c "CREA
 export STRATA_TABLES_DB="host=$W/sock port=$PORT user=postgres dbname=bench"
 strata() { as_pg env STRATA_TABLES_DB="$STRATA_TABLES_DB" "$W/strata" --config "$W/strata.toml" "$@"; }
 
-# timed NAME CMD...: wall seconds into WALL[NAME], CPU seconds (user+sys) into CPU[NAME].
-declare -A WALL CPU
+# timed NAME CMD...: wall seconds into WALL[NAME], CPU seconds (user+sys) into CPU[NAME],
+# the largest resident set of its processes (MiB) into RSS[NAME].
+declare -A WALL CPU RSS
 timed() {
   local name=$1; shift
   local t0 t1
   t0=$(date +%s.%N)
-  /usr/bin/time -f "%U %S" -o "$W/time.out" "$@" >/dev/null
+  /usr/bin/time -f "%U %S %M" -o "$W/time.out" "$@" >/dev/null
   t1=$(date +%s.%N)
   WALL[$name]=$(echo "$t1 - $t0" | bc)
   CPU[$name]=$(awk '{print $1 + $2}' "$W/time.out")
+  RSS[$name]=$(awk '{printf "%d", $3 / 1024}' "$W/time.out")
 }
+has_format() { [[ ",$FORMATS," == *",$1,"* ]]; }
 
 echo "==> a partition of about $MIB MiB"
 psql_ -c "CREATE TABLE metrics (ts timestamptz NOT NULL, host text, cpu double precision, mem bigint, note text) PARTITION BY RANGE (ts)"
@@ -91,7 +100,15 @@ ROWS=$(( MIB * 1024 * 1024 / 110 ))
 psql_ -c "INSERT INTO metrics SELECT '2024-01-01'::timestamptz + (g % 2678400) * interval '1 second', 'host-' || (g % 500), random() * 100, (random() * 1e10)::bigint, md5(g::text) FROM generate_series(1, $ROWS) g"
 psql_ -c "VACUUM ANALYZE metrics"
 PART_BYTES=$(psql_ -c "SELECT pg_total_relation_size('metrics_2024_01')")
-CSV_BYTES=0
+if has_format parquet; then
+  # The same rows in a second table, archived as Parquet.
+  psql_ -c "CREATE TABLE metrics_pq (LIKE metrics) PARTITION BY RANGE (ts)"
+  psql_ -c "CREATE TABLE metrics_pq_2024_01 PARTITION OF metrics_pq FOR VALUES FROM ('2024-01-01') TO ('2024-02-01')"
+  psql_ -c "CREATE TABLE metrics_pq_2026_11 PARTITION OF metrics_pq FOR VALUES FROM ('2026-11-01') TO ('2026-12-01')"
+  psql_ -c "INSERT INTO metrics_pq SELECT * FROM metrics_2024_01"
+  psql_ -c "VACUUM ANALYZE metrics_pq"
+  PQ_PART_BYTES=$(psql_ -c "SELECT pg_total_relation_size('metrics_pq_2024_01')")
+fi
 
 echo "==> baseline: COPY TO STDOUT | zstd -3"
 baseline() {
@@ -105,10 +122,21 @@ BASE_STORED=$(stat -c %s "$W/baseline.csv.zst")
 
 echo "==> strata tables run (archive, verify, drop)"
 strata -q tables setup >/dev/null
-strata -q ttl public.metrics:ts archive:cold 365d >/dev/null
-timed strata runuser -u postgres -- env HOME=/tmp STRATA_TABLES_DB="$STRATA_TABLES_DB" "$W/strata" --config "$W/strata.toml" -q tables run --cutoff 2026-11-23T00:00:00Z
-STRATA_STORED=$(du -sb "$W/cold" | cut -f1)
-[[ $(psql_ -c "SELECT count(*) FROM pg_class WHERE relname = 'metrics_2024_01'") == 0 ]] || { echo "partition not archived" >&2; exit 1; }
+run_archive() { # NAME TAG: `strata tables run` of the policies tagged TAG, timed as NAME
+  timed "$1" runuser -u postgres -- env HOME=/tmp STRATA_TABLES_DB="$STRATA_TABLES_DB" "$W/strata" --config "$W/strata.toml" -q tables run --tag "$2" --cutoff 2026-11-23T00:00:00Z
+}
+if has_format csv; then
+  strata -q ttl public.metrics:ts archive:cold 365d --tag csv >/dev/null
+  run_archive strata csv
+  STRATA_STORED=$(du -sb "$W/cold/tables/public/metrics" | cut -f1)
+  [[ $(psql_ -c "SELECT count(*) FROM pg_class WHERE relname = 'metrics_2024_01'") == 0 ]] || { echo "partition not archived" >&2; exit 1; }
+fi
+if has_format parquet; then
+  strata -q ttl public.metrics_pq:ts archive:cold 365d --format parquet --tag parquet >/dev/null
+  run_archive parquet parquet
+  PQ_STORED=$(du -sb "$W/cold/tables/public/metrics_pq" | cut -f1)
+  [[ $(psql_ -c "SELECT count(*) FROM pg_class WHERE relname = 'metrics_pq_2024_01'") == 0 ]] || { echo "parquet partition not archived" >&2; exit 1; }
+fi
 
 echo "==> $PARTS partitions, then tables plan"
 psql_ -c "CREATE TABLE many (ts timestamptz NOT NULL, v int) PARTITION BY RANGE (ts)"
@@ -118,17 +146,23 @@ timed plan runuser -u postgres -- env HOME=/tmp STRATA_TABLES_DB="$STRATA_TABLES
 
 mib() { echo "scale=1; $1 / 1048576" | bc; }
 tput_() { echo "scale=1; $1 / 1048576 / $2" | bc; }
+pct() { echo "scale=0; 100 * ${WALL[baseline]} / ${WALL[$1]}" | bc; }
 {
   echo "# strata table retention (partition of $(mib "$PART_BYTES") MiB on disk, $ROWS rows; plan over $PARTS partitions)"
   echo
   echo "$(date -u +%F), $(nproc) cores, strata release build."
   echo
-  echo "| step | wall s | cpu s | MiB/s of partition | stored MiB |"
-  echo "|---|---|---|---|---|"
-  echo "| COPY TO STDOUT \| zstd -3 > file | ${WALL[baseline]} | ${CPU[baseline]} | $(tput_ "$PART_BYTES" "${WALL[baseline]}") | $(mib "$BASE_STORED") |"
-  echo "| strata tables run (archive, read back, verify, drop) | ${WALL[strata]} | ${CPU[strata]} | $(tput_ "$PART_BYTES" "${WALL[strata]}") | $(mib "$STRATA_STORED") |"
+  echo "| step | wall s | cpu s | max RSS MiB | MiB/s of partition | % of baseline | stored MiB |"
+  echo "|---|---|---|---|---|---|---|"
+  echo "| COPY TO STDOUT \| zstd -3 > file | ${WALL[baseline]} | ${CPU[baseline]} | ${RSS[baseline]} | $(tput_ "$PART_BYTES" "${WALL[baseline]}") | 100 | $(mib "$BASE_STORED") |"
+  if has_format csv; then
+    echo "| strata tables run, csv (archive, read back, verify, drop) | ${WALL[strata]} | ${CPU[strata]} | ${RSS[strata]} | $(tput_ "$PART_BYTES" "${WALL[strata]}") | $(pct strata) | $(mib "$STRATA_STORED") |"
+  fi
+  if has_format parquet; then
+    echo "| strata tables run, parquet (archive, read back, verify, drop) | ${WALL[parquet]} | ${CPU[parquet]} | ${RSS[parquet]} | $(tput_ "$PQ_PART_BYTES" "${WALL[parquet]}") | $(pct parquet) | $(mib "$PQ_STORED") |"
+  fi
   echo
-  echo "strata's throughput is $(echo "scale=0; 100 * ${WALL[baseline]} / ${WALL[strata]}" | bc)% of the baseline's (target: at least 90%)."
+  echo "% of baseline: strata's throughput against the baseline's on the same rows (target: at least 90%)."
   echo "CPU counts the measured command's processes (psql and zstd; strata), not the PostgreSQL server's."
   echo
   echo "| step | wall s |"

@@ -212,7 +212,7 @@ pub async fn export_partition(
             ),
         }
     });
-    let (check_tx, check_rx) = tokio::sync::mpsc::channel::<ReadBack>(2);
+    let (check_tx, check_rx) = tokio::sync::mpsc::channel::<ReadBack>(1);
     let checking = tokio::task::spawn_blocking({
         let decode = (format == ArchiveFormat::Parquet).then(|| names.clone());
         move || check_parts(check_rx, decode)

@@ -3,8 +3,8 @@
 //!
 //! Each part is a complete Parquet file that any reader opens on its own (DuckDB, Spark,
 //! pandas read `data.*.parquet` of an archive as one table). Every column is OPTIONAL
-//! (NULLs as definition levels), pages are zstd-compressed, and each file carries the
-//! PostgreSQL columns and types as key-value metadata (`strata.columns`).
+//! (NULLs as definition levels), values are PLAIN-encoded in zstd-compressed pages, and each
+//! file carries the PostgreSQL columns and types as key-value metadata (`strata.columns`).
 
 use super::values::{Column, Kind, Values};
 use crate::discover::Column as PgColumn;
@@ -15,8 +15,10 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::{Type, TypePtr};
 use std::sync::Arc;
 
-/// zstd level of the pages: 3, as the CSV archives.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level of the pages: 1, Arrow's default. On Parquet's already compact binary
+/// values level 3 made the archive 0.7% smaller and the export 18% slower (measured on
+/// bench/tables.sh's partition; docs/benchmarks.md).
+const ZSTD_LEVEL: i32 = 1;
 
 /// The Parquet type of a column of `kind`.
 fn field(name: &str, kind: Kind) -> parquet::errors::Result<TypePtr> {
@@ -81,6 +83,11 @@ impl PartWriter {
         let level = ZstdLevel::try_new(ZSTD_LEVEL).map_err(|e| e.to_string())?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
+            // No dictionaries: zstd finds the repeats of a low-cardinality column in PLAIN
+            // pages as well, while trying a dictionary on every column of every row group
+            // (and falling back on the high-cardinality ones) cost 10% of the export's
+            // throughput and made the archive 9% larger on the benchmark's partition.
+            .set_dictionary_enabled(false)
             // Min and max per column chunk let readers skip row groups; per page they
             // would cost a comparison per value for little use on an archive.
             .set_statistics_enabled(EnabledStatistics::Chunk)
