@@ -791,6 +791,24 @@ fn parquet_archives_are_typed_read_by_pyarrow_and_load_back_identically() {
     let out = site.strata(&["load", "tables/m/ev/m.ev_2024", "--into", "restored.again"]);
     assert_one_line_error(&out, 1, "m.ev_2024");
     assert_eq!(site.sql("SELECT count(*) FROM restored.again"), "0");
+
+    // A timestamp Parquet cannot hold fails the export and keeps the partition; an
+    // earlier archive of it is no longer listed as complete.
+    site.sql(
+        "CREATE TABLE m.ev_2023 PARTITION OF m.ev FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+              INSERT INTO m.ev (id, ts, t) VALUES (1, '2023-05-05+00', '294250-01-01 00:00:00')",
+    );
+    let earlier = site.path("cold/tables/m/ev/m.ev_2023");
+    std::fs::create_dir_all(&earlier).unwrap();
+    std::fs::copy(dir.join("archive.json"), earlier.join("archive.json")).unwrap();
+    let out = site.strata(&["tables", "run", "--cutoff", "2026-06-01"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("294247-01-10"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_eq!(site.partitions("m.ev"), ["ev_2023", "ev_2026"]);
+    assert!(!earlier.join("archive.json").exists());
+    let archives = site.ok(&["tables", "archives"]);
+    assert!(!archives.contains("ev_2023"), "{archives}");
 }
 
 #[test]

@@ -165,6 +165,11 @@ pub async fn export_partition(
     let prefix = archive_prefix(table, partition);
     let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
     let what = format!("exporting {partition}");
+    // An earlier archive of this partition (its partition was kept: rows arrived after that
+    // export) is no longer complete once its parts start being replaced: its manifest goes
+    // first, so a failure from here on leaves an incomplete archive, never a damaged one
+    // that looks complete.
+    store.delete(&format!("{prefix}/{MANIFEST}")).await?;
     let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)

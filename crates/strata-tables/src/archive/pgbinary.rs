@@ -336,7 +336,7 @@ pub fn timestamp_to_parquet(micros: i64) -> Result<i64, String> {
             .checked_add(PG_EPOCH_MICROS)
             .filter(|t| *t != TS_INFINITY)
             .ok_or_else(|| {
-                "a timestamp after the year 294246 does not fit Parquet's TIMESTAMP(MICROS): archive this table as csv".to_string()
+                "a timestamp after 294247-01-10 04:00:54.775806 does not fit Parquet's TIMESTAMP(MICROS), microseconds since 1970 in 64 bits: archive this table as csv".to_string()
             }),
     }
 }
@@ -462,7 +462,7 @@ mod tests {
         let late = stream(&[vec![Some((i64::MAX - 5).to_be_bytes().to_vec())]]);
         assert!(decode(&[PgType::TimestampTz], &late, 64)
             .unwrap_err()
-            .contains("294246"));
+            .contains("294247-01-10"));
     }
 
     #[test]

@@ -243,6 +243,11 @@ mod tests {
         // 0044-03-15 12:00:00 BC is 44 BC, astronomical year -43.
         let ides = (civil_days(-43, 3, 15) * 86_400 + 12 * 3600) * 1_000_000;
         assert_eq!(ts(Kind::TimestampTz, ides), "0044-03-15 12:00:00+00 BC");
+        // The latest timestamp a Parquet archive holds (i64::MAX is 'infinity').
+        assert_eq!(
+            ts(Kind::Timestamp, i64::MAX - 1),
+            "294247-01-10 04:00:54.775806"
+        );
         assert_eq!(ts(Kind::TimestampTz, i64::MAX), "infinity");
         assert_eq!(ts(Kind::Timestamp, i64::MIN), "-infinity");
     }
