@@ -4,6 +4,10 @@
 #
 #   bench/londiste.sh [--events N]        (default 300000: 2/3 inserts, 1/3 updates)
 #
+# Then the idle-queue lag: the psql ticker is replaced by `strata pgq ticker` (which
+# announces its ticks), both workers run with Python's default `loop_delay = 1`, and one
+# row at a time is inserted on the root and timed until it is visible on each leaf.
+#
 # One PostgreSQL 15 cluster (fsync off) with a root database and two leaves. Leaf `ls` is
 # replayed by `strata londiste` (release build), leaf `lp` by Python Londiste
 # (target/test-servers/venv, installed by scripts/install-test-servers.sh). The root's queue
@@ -106,3 +110,38 @@ echo "|---|---|---|"
 printf "| strata londiste worker (release) | %.2f | %.0f |\n" "$S" "$(echo "$EVENTS / $S" | bc -l)"
 printf "| Python Londiste 3.12 | %.2f | %.0f |\n" "$P" "$(echo "$EVENTS / $P" | bc -l)"
 printf "\nstrata replays %.1fx the events per second of Python Londiste (target: 3x).\n" "$(echo "$P / $S" | bc -l)"
+
+echo
+echo "==> idle-queue lag with strata's ticker and loop_delay = 1 (Python's default)"
+pkill -f "pg_sleep(0.1)" 2>/dev/null || true
+jobs -p | xargs -r kill 2>/dev/null || true
+sed -i 's/^loop_delay = .*/loop_delay = 1/' "$W/ls.ini" "$W/lp.ini"
+printf "[pgqd]\nbase_connstr = host=%s port=%s user=postgres\ndatabase_list = root\nticker_period = 1\nlogfile = %s/ticker.log\n" \
+  "$W/sock" "$PORT" "$W" > "$W/pgqd.ini"
+chown postgres "$W/pgqd.ini"
+# Event notifications wake the ticker on an insert; its tick announcement wakes the worker.
+as_pg "$W/strata" pgq notify --db "$(dsn root)" bench on >/dev/null
+as_pg "$W/strata" pgq ticker "$W/pgqd.ini" >/dev/null 2>&1 &
+strata_ "$W/ls.ini" worker >/dev/null 2>&1 &
+py_ "$W/lp.ini" worker >/dev/null 2>&1 &
+sleep 5
+lag_of() { # ID: insert row ID on the root, seconds until it is on ls and on lp
+  local t0 tl tp; t0=$(date +%s.%N); tl=; tp=
+  psql_ root -c "INSERT INTO big VALUES ($1, 'lag', 0, now())"
+  while [[ -z $tl || -z $tp ]]; do
+    [[ -z $tl && $(psql_ ls -c "SELECT count(*) FROM big WHERE id = $1") == 1 ]] && tl=$(date +%s.%N)
+    [[ -z $tp && $(psql_ lp -c "SELECT count(*) FROM big WHERE id = $1") == 1 ]] && tp=$(date +%s.%N)
+    sleep 0.01
+  done
+  echo "$(echo "$tl - $t0" | bc) $(echo "$tp - $t0" | bc)"
+}
+SL=0; PL=0; N=10
+for i in $(seq 1 $N); do
+  read -r a b < <(lag_of $((900000000 + i)))
+  SL=$(echo "$SL + $a" | bc); PL=$(echo "$PL + $b" | bc)
+  sleep 1.3
+done
+echo
+echo "| idle-queue lag, mean of $N | strata worker | Python Londiste 3.12 |"
+echo "|---|---|---|"
+printf "| root commit until visible on the leaf | %.2f s | %.2f s |\n" "$(echo "$SL / $N" | bc -l)" "$(echo "$PL / $N" | bc -l)"
