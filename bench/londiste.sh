@@ -38,6 +38,8 @@ PORT=55447
 as_pg() { runuser -u postgres -- env HOME=/tmp "$@"; }
 stop_all() {
   jobs -p | xargs -r kill 2>/dev/null || true
+  # The workers and the ticker run under runuser: stop them by their files.
+  pkill -f "$W/(strata|[a-z]+\.ini)" 2>/dev/null || true
   [[ -f $W/pg/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" stop -m immediate -D "$W/pg" >/dev/null 2>&1 || true
 }
 trap stop_all EXIT
