@@ -389,10 +389,10 @@ struct Checked {
 /// alone would catch is memory corruption inside the compressor between hashing and
 /// compressing, which machines meant to hold the only copy of data guard with ECC memory.
 ///
-/// **Parquet: decoded.** A Parquet part is not one lossless codec over the hashed bytes:
-/// it is the PostgreSQL values converted by strata, encoded by the Parquet writer
-/// (dictionaries, levels, pages), then compressed. So each stored part is also decoded,
-/// and its row count and value hash must match what the writer was given.
+/// **Parquet: decoded.** A Parquet part is not one lossless codec over the hashed values:
+/// they are encoded by the Parquet writer (levels, pages, footer), then compressed. So
+/// each stored part is also decoded, and its row count and value hash must match what the
+/// writer was given.
 fn check_parts(
     mut parts: tokio::sync::mpsc::Receiver<ReadBack>,
     decode: Option<Vec<String>>,
