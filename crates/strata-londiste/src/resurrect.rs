@@ -286,7 +286,15 @@ async fn dump_lost_events(
                 e,
             )
         })?;
-    let io = |e: std::io::Error| LondisteError::BadInput(format!("{}: {e}", dump.display()));
+    // Nothing is deleted before the dump is complete and synced: a failed write leaves
+    // the lost events in the queue, and resurrect can run again once the partial file is
+    // moved away.
+    let io = |e: std::io::Error| {
+        LondisteError::State(format!(
+            "writing the lost events to {}: {e}; nothing was deleted: move the partial file away and run resurrect again",
+            dump.display()
+        ))
+    };
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -321,8 +329,7 @@ async fn dump_lost_events(
                 };
                 out.write_all(if dumped.events == 0 { b"\n" } else { b",\n" })
                     .map_err(io)?;
-                serde_json::to_writer(&mut out, &record)
-                    .map_err(|e| LondisteError::BadInput(format!("{}: {e}", dump.display())))?;
+                serde_json::to_writer(&mut out, &record).map_err(|e| io(e.into()))?;
                 dumped.events += 1;
                 let kind = ev
                     .ev_type
