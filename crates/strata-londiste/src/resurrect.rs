@@ -25,6 +25,7 @@ use crate::takeover::gravestone;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use strata_pg::Client;
@@ -295,9 +296,11 @@ async fn dump_lost_events(
             dump.display()
         ))
     };
+    // The events carry row data: readable by the owner only.
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(dump)
         .map_err(io)?;
     let mut out = std::io::BufWriter::new(file);

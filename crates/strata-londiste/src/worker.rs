@@ -446,6 +446,11 @@ impl Replayer {
     /// Without announcements (pgqd, a Python branch) this is the plain poll.
     async fn wait_for_tick(&mut self) {
         let d = self.cf.loop_delay;
+        // A session that ended (provider restarted) is replaced on the next idle wait.
+        if self.tick_waiter.as_ref().is_some_and(|w| w.is_closed()) {
+            self.tick_waiter = None;
+            self.waiter_tried = false;
+        }
         if self.tick_waiter.is_none() && self.role == Role::Main && !self.waiter_tried {
             self.waiter_tried = true;
             if let Ok(dsn) = strata_pg::Dsn::parse(&self.provider_location) {

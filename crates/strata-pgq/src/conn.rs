@@ -57,6 +57,12 @@ impl TickWaiter {
         })
     }
 
+    /// Whether the LISTEN session has ended (the server restarted or went away): the
+    /// waiter then only sleeps, and the caller should connect a new one.
+    pub fn is_closed(&self) -> bool {
+        self.notes.is_closed()
+    }
+
     /// Returns when a tick of the queue is announced or after `timeout`; `true` when a
     /// tick was announced.
     pub async fn wait(&mut self, timeout: Duration) -> bool {

@@ -1696,6 +1696,11 @@ async fn failover_from_a_dead_root_catches_up_from_the_most_advanced_branch_and_
     let dump = site.path("lost.json");
     let out = site.expect(0, &[root_s, "resurrect", "--dump", dump.to_str().unwrap()]);
     assert!(out.contains("lost events saved"), "{out}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dump).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the dump holds row data");
+    }
     let lost: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&dump).unwrap()).unwrap();
     let inserts: Vec<&serde_json::Value> = lost
