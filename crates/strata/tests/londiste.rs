@@ -1845,6 +1845,10 @@ async fn a_dead_branch_is_taken_over_by_its_subscribers_then_dropped_and_waits_s
     // tag-dead event may reach a node after the direct tag-alive, and the tag-alive event
     // after it: the flags converge to alive.
     site.expect(0, &[root_s, "tag-alive", "leaf2"]);
+    // Both events are in the root's queue now: once the leaf has applied everything the
+    // root had, no tag-dead event is still on its way to flip a flag back (the branch dies
+    // next, and a leaf that still believed leaf2 dead would leave it behind).
+    site.expect(0, &[leaf_s, "wait-root", "--timeout", "60"]);
     wait_for("leaf2 alive everywhere", Duration::from_secs(60), || {
         (dead("root"), dead("branch"), dead("leaf")) == ("f".into(), "f".into(), "f".into())
     })
@@ -1861,8 +1865,14 @@ async fn a_dead_branch_is_taken_over_by_its_subscribers_then_dropped_and_waits_s
     .unwrap();
     assert!(out.contains("still subscribed on root"), "{out}");
     let info = |ini: &str| site.expect(0, &[ini, "--json", "node-info"]);
-    assert!(info(leaf_s).contains("\"provider_node\": \"root\""));
-    assert!(info(leaf2_s).contains("\"provider_node\": \"root\""));
+    assert!(
+        info(leaf_s).contains("\"provider_node\": \"root\""),
+        "{out}"
+    );
+    assert!(
+        info(leaf2_s).contains("\"provider_node\": \"root\""),
+        "{out}"
+    );
     site.pg.psql(
         "root",
         "insert into t1 (id, val) select g, 'after the branch' from generate_series(600, 650) g; delete from t1 where id < 50",
