@@ -400,7 +400,7 @@ async fn execute(
             let partition = partition_name(step)?;
             let store = stores(target)?;
             let bound = step.bound.clone().unwrap_or_default();
-            let manifest = archive::export_partition(
+            let manifest = archive::archive_partition(
                 client,
                 &store,
                 table,
@@ -410,7 +410,6 @@ async fn execute(
                 *format,
             )
             .await?;
-            archive::drop_archived(client, table, &partition, manifest.rows).await?;
             Ok(format!(
                 "archived to {}:{} as {format} ({} rows, {} bytes stored), dropped",
                 target,

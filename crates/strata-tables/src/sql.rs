@@ -65,9 +65,10 @@ pub fn lock_for_removal(parent: &TableName, partition: &TableName) -> String {
     )
 }
 
-/// `SELECT count(*) FROM t`.
-pub fn count_rows(table: &TableName) -> String {
-    format!("SELECT count(*) FROM {}", table.quoted())
+/// `LOCK TABLE ONLY part IN SHARE MODE`: readers go on, writers wait, so an archive's
+/// export and the drop that follows it see the same rows.
+pub fn lock_for_export(partition: &TableName) -> String {
+    format!("LOCK TABLE ONLY {} IN SHARE MODE", partition.quoted())
 }
 
 /// One batch of a row delete: at most `batch` rows whose `column` is before `$1` (text,

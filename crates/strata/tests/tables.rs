@@ -410,7 +410,7 @@ fn delete_detach_and_reallocate_act_on_exactly_the_expired_partitions() {
 }
 
 #[test]
-fn archive_then_load_returns_identical_rows_even_after_an_interrupted_run() {
+fn archive_then_load_returns_identical_rows_after_interrupted_and_killed_runs_and_late_writers() {
     if skip_without_postgres() {
         return;
     }
@@ -460,8 +460,59 @@ fn archive_then_load_returns_identical_rows_even_after_an_interrupted_run() {
     );
     locker.wait().unwrap();
 
+    // Killed between export and drop: a reader holds March, so the run waits for its drop
+    // lock once March's archive is complete; it is SIGKILLed there. Nothing is dropped.
+    let mut locker = Command::new(Path::new(PG_BIN).join("psql"));
+    locker
+        .args(["-X", "-q", "-h"])
+        .arg(&site.pg.socket_dir)
+        .args(["-p", &site.pg.port.to_string(), "-U", "postgres", "-d", "postgres", "-c"])
+        .arg("BEGIN; LOCK TABLE metrics.raw_2025_03 IN ACCESS SHARE MODE; SELECT pg_sleep(120); COMMIT;")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut locker = as_postgres(&mut locker).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let mut run = site
+        .command(&["tables", "run", "--cutoff", "2026-01-01"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let march = site.path("cold/tables/metrics/raw/metrics.raw_2025_03/archive.json");
+    let waiting = std::time::Instant::now();
+    while !march.exists() {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(60) && run.try_wait().unwrap().is_none(),
+            "the run neither wrote March's archive nor kept waiting"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run.kill().unwrap();
+    run.wait().unwrap();
+    site.sql("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()");
+    locker.wait().unwrap();
+    assert_eq!(
+        site.partitions("metrics.raw")[..2],
+        ["raw_2025_03".to_string(), "raw_2025_04".to_string()],
+        "February went, March stays"
+    );
+    assert_eq!(site.checksum("metrics.raw_2025_03", ""), sums[2]);
+
+    // Run again while a late writer holds March with a row not yet committed: the run
+    // waits for it (the export locks the partition before its snapshot), so the row is
+    // archived, not dropped unseen.
+    let mut writer = Command::new(Path::new(PG_BIN).join("psql"));
+    writer
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+        .arg(&site.pg.socket_dir)
+        .args(["-p", &site.pg.port.to_string(), "-U", "postgres", "-d", "postgres", "-c"])
+        .arg("BEGIN; INSERT INTO metrics.raw_2025_03 VALUES ('2025-03-14 12:30+00', -1, 'late writer'); SELECT pg_sleep(3); COMMIT;")
+        .stdout(Stdio::null());
+    let mut writer = as_postgres(&mut writer).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
     // Run again: everything expired is archived and dropped, nothing lost.
     site.ok(&["tables", "run", "--cutoff", "2026-01-01"]);
+    assert!(writer.wait().unwrap().success());
     let mut expected = months("raw", 7..=12);
     expected.push("raw_default".into());
     assert_eq!(site.partitions("metrics.raw"), expected);
@@ -477,14 +528,19 @@ fn archive_then_load_returns_identical_rows_even_after_an_interrupted_run() {
         ));
         let out = site.ok(&["load", &archive, "--into", &target, "--from", "cold"]);
         assert!(out.contains("loaded"), "{out}");
-        assert_eq!(site.checksum(&target, ""), sums[i], "{partition}");
+        let late = "WHERE note IS DISTINCT FROM 'late writer'";
+        assert_eq!(site.checksum(&target, late), sums[i], "{partition}");
     }
+    assert_eq!(
+        site.sql("SELECT count(*) FROM restored.raw_2025_03 WHERE note = 'late writer'"),
+        "1"
+    );
     let manifest: serde_json::Value = serde_json::from_slice(
         &std::fs::read(site.path("cold/tables/metrics/raw/metrics.raw_2025_03/archive.json"))
             .unwrap(),
     )
     .unwrap();
-    assert_eq!(manifest["rows"], 744);
+    assert_eq!(manifest["rows"], 31 * 24 + 1, "with the late writer's row");
     assert_eq!(manifest["columns"][0]["type"], "timestamp with time zone");
 
     // A damaged archive loads nothing.

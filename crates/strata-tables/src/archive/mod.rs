@@ -19,9 +19,9 @@
 //! Every part is read back from the storage while the next one is produced (see
 //! [`check_parts`] for what is checked and why that is enough). Only then is
 //! `archive.json`, the [`ArchiveManifest`], written: an archive without it is incomplete.
-//! And only then is the partition dropped, in a transaction that locks it and counts its
-//! rows again: a partition that received rows after the export is left alone (the run
-//! says so, and the next run exports it again).
+//! And only then is the partition dropped, in the export's own transaction, which has
+//! held the partition against writes since before its snapshot (see
+//! [`archive_partition`]).
 
 mod csv;
 mod parquet_export;
@@ -41,7 +41,7 @@ use crate::sql;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use strata_pg::tokio_postgres::IsolationLevel;
+use strata_pg::tokio_postgres::{IsolationLevel, Transaction};
 use strata_pg::Client;
 use strata_store::DynStore;
 
@@ -151,9 +151,21 @@ enum Encoder {
     Parquet(Vec<parquet_export::ExportColumn>),
 }
 
-/// Exports a partition, reads the archive back and checks it, then writes its manifest.
-/// Does not drop anything. Running it again replaces the archive.
-pub async fn export_partition(
+/// Archives a partition: exports it, reads the archive back and checks it, writes its
+/// manifest, and only then detaches and drops the partition.
+///
+/// All of it is one transaction that takes a SHARE lock on the partition before its
+/// snapshot: from the snapshot the export reads to the drop, no row of the partition can
+/// be written, so the archive holds exactly the rows that are dropped without counting
+/// them again, and the parent table is locked (ACCESS EXCLUSIVE) only for the instant of
+/// the detach and drop. A writer that holds the partition when the run starts is waited
+/// for (up to `lock_timeout`) and its rows are archived; one that comes during the export
+/// waits for the drop and then fails (the partition is gone), or PostgreSQL's deadlock
+/// detector cancels one of the two: no row is ever dropped unarchived.
+///
+/// Interrupted at any point, nothing is dropped; an archive whose manifest was written is
+/// complete, and the next run exports the partition again and replaces it.
+pub async fn archive_partition(
     client: &mut Client,
     store: &DynStore,
     table: &TableName,
@@ -163,36 +175,72 @@ pub async fn export_partition(
     format: ArchiveFormat,
 ) -> TablesResult<ArchiveManifest> {
     let prefix = archive_prefix(table, partition);
-    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
     let what = format!("exporting {partition}");
-    // An earlier archive of this partition (its partition was kept: rows arrived after that
-    // export) is no longer complete once its parts start being replaced: its manifest goes
-    // first, so a failure from here on leaves an incomplete archive, never a damaged one
-    // that looks complete.
+    // An earlier archive of this partition (an interrupted run left it complete, but the
+    // partition is still here) is no longer complete once its parts start being replaced:
+    // its manifest goes first, so a failure from here on leaves an incomplete archive,
+    // never a damaged one that looks complete.
     store.delete(&format!("{prefix}/{MANIFEST}")).await?;
     let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
         .start()
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    // LOCK and SET do not take the transaction's snapshot: the first query after them
+    // does, once the lock is held.
+    tx.batch_execute(&sql::lock_for_export(partition))
         .await
         .map_err(|e| TablesError::db(&what, &e))?;
     tx.batch_execute(sql::EXPORT_SETTINGS)
         .await
         .map_err(|e| TablesError::db(&what, &e))?;
+    let manifest = export_in(
+        &tx, store, &prefix, table, partition, bound, columns, format,
+    )
+    .await?;
+    let what = format!("dropping archived {partition}");
+    for statement in [
+        sql::lock_for_removal(table, partition),
+        sql::detach(table, partition),
+        sql::drop_table(partition),
+    ] {
+        tx.batch_execute(&statement)
+            .await
+            .map_err(|e| TablesError::db(&what, &e))?;
+    }
+    tx.commit().await.map_err(|e| TablesError::db(&what, &e))?;
+    Ok(manifest)
+}
+
+/// Exports a partition within `tx` (which holds the partition still), reads the archive
+/// back and checks it, then writes its manifest.
+#[allow(clippy::too_many_arguments)]
+async fn export_in(
+    tx: &Transaction<'_>,
+    store: &DynStore,
+    prefix: &str,
+    table: &TableName,
+    partition: &TableName,
+    bound: &str,
+    columns: &[Column],
+    format: ArchiveFormat,
+) -> TablesResult<ArchiveManifest> {
+    let prefix = prefix.to_string();
+    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let what = format!("exporting {partition}");
     let (copy, encoder) = match format {
         ArchiveFormat::Csv => (sql::copy_out(partition, &names), Encoder::Csv),
         ArchiveFormat::Parquet => {
-            let export = parquet_export::columns(&tx, partition, &names).await?;
+            let export = parquet_export::columns(tx, partition, &names).await?;
             (
                 parquet_export::copy_out(partition, &export),
                 Encoder::Parquet(export),
             )
         }
     };
-    // No count(*) first: the rows are counted in the stream, and the drop recounts the
-    // partition under its lock; an archive that lacks a row is never dropped for. That
-    // saves a full scan of the partition.
+    // No count(*): the rows are counted in the stream, and the lock keeps them as counted
+    // until the drop.
     let stream = tx
         .copy_out(&copy)
         .await
@@ -270,7 +318,6 @@ pub async fn export_partition(
     let (parts, stored_bytes) = stored?;
     let encoded = encoded.map_err(|e| archive_err(&prefix, e))?;
     let checked = checked.map_err(|e| archive_err(&prefix, e))?;
-    tx.commit().await.map_err(|e| TablesError::db(&what, &e))?;
     if checked.parts != parts.len() || checked.bytes != stored_bytes {
         return Err(archive_err(
             &prefix,
@@ -571,42 +618,6 @@ pub async fn verify(
     let mut reader = ArchiveReader::new(store, prefix, manifest)?;
     reader.skim().await?;
     reader.finish()
-}
-
-/// Drops an archived partition: locks it, checks it still holds exactly the archived rows,
-/// detaches and drops it, all in one transaction.
-pub async fn drop_archived(
-    client: &mut Client,
-    table: &TableName,
-    partition: &TableName,
-    rows: u64,
-) -> TablesResult<()> {
-    let what = format!("dropping archived {partition}");
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| TablesError::db(&what, &e))?;
-    tx.batch_execute(&sql::lock_for_removal(table, partition))
-        .await
-        .map_err(|e| TablesError::db(&what, &e))?;
-    let now: i64 = tx
-        .query_one(&sql::count_rows(partition), &[])
-        .await
-        .map_err(|e| TablesError::db(&what, &e))?
-        .get(0);
-    if u64::try_from(now).ok() != Some(rows) {
-        return Err(TablesError::Archive {
-            key: archive_prefix(table, partition),
-            why: format!("{partition} now holds {now} rows, the archive {rows}: rows arrived after the export; not dropped (the next run archives it again)"),
-        });
-    }
-    tx.batch_execute(&sql::detach(table, partition))
-        .await
-        .map_err(|e| TablesError::db(&what, &e))?;
-    tx.batch_execute(&sql::drop_table(partition))
-        .await
-        .map_err(|e| TablesError::db(&what, &e))?;
-    tx.commit().await.map_err(|e| TablesError::db(&what, &e))
 }
 
 /// Reads an archive's manifest; `archive` is its prefix or the manifest's key.
