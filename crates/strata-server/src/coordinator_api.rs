@@ -7,9 +7,9 @@
 //! generated from the annotations here, so it cannot drift from the handlers.
 
 use crate::auth::{require_token, Caller, Tokens};
-use crate::extract::{backup_name, bad, Body, Params};
+use crate::extract::{backup_name, bad, Body, Params, PathParam};
 use crate::{ApiFailure, Reply};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
@@ -173,7 +173,7 @@ async fn list(
     params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name, unique prefix, or `latest`")),
     responses((status = 200, body = BackupListing), (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 404, body = ApiError), (status = 500, body = ApiError)))]
-async fn show(State(s): Api, Path(name): Path<String>) -> Reply<BackupListing> {
+async fn show(State(s): Api, PathParam(name): PathParam<String>) -> Reply<BackupListing> {
     let found = strata_coordinator::resolve_backup(s.coordinator.repo(), backup_name(&name)?)
         .await
         .map_err(failure)?;
@@ -189,7 +189,7 @@ async fn show(State(s): Api, Path(name): Path<String>) -> Reply<BackupListing> {
 async fn delete(
     State(s): Api,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> Reply<BackupSummary> {
     if backup_name(&name)? == "latest" {
         return Err(bad("name backups to delete explicitly, not `latest`"));
@@ -235,7 +235,7 @@ async fn set_pin(s: &ApiState, caller: &Caller, name: &str, pinned: bool) -> Rep
 async fn pin(
     State(s): Api,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> Reply<BackupListing> {
     set_pin(&s, &caller, &name, true).await
 }
@@ -247,7 +247,7 @@ async fn pin(
 async fn unpin(
     State(s): Api,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> Reply<BackupListing> {
     set_pin(&s, &caller, &name, false).await
 }
@@ -528,7 +528,7 @@ async fn operations(State(s): Api) -> Json<Vec<OperationStatus>> {
 #[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations",
     params(("id" = String, Path, description = "Operation id")),
     responses((status = 200, body = OperationStatus), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
-async fn operation(State(s): Api, Path(id): Path<String>) -> Reply<OperationStatus> {
+async fn operation(State(s): Api, PathParam(id): PathParam<String>) -> Reply<OperationStatus> {
     Ok(Json(find(&s.coordinator, &id)?.status()))
 }
 
@@ -540,7 +540,7 @@ async fn operation(State(s): Api, Path(id): Path<String>) -> Reply<OperationStat
         (status = 401, body = ApiError), (status = 404, body = ApiError)))]
 async fn events(
     State(s): Api,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiFailure> {
     let rx = find(&s.coordinator, &id)?.subscribe();
     let stream = futures_util::stream::unfold((rx, false), |(mut rx, ended)| async move {
