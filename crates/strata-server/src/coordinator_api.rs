@@ -202,10 +202,7 @@ async fn delete(
         .await
         .map_err(failure)?;
     // Then the data no remaining backup uses.
-    let report = strata_coordinator::gc::collect_garbage(c.repo(), false)
-        .await
-        .map_err(failure)?;
-    c.record_gc(report.bytes_freed);
+    c.collect_garbage(false).await.map_err(failure)?;
     Ok(Json(found))
 }
 
@@ -363,11 +360,7 @@ async fn verify(
         operation: None,
     };
     c.events().started(&action, c.storage());
-    let result =
-        strata_coordinator::verify::verify_and_record(c.repo(), backup.as_deref(), check).await;
-    if let Ok(report) = &result {
-        c.record_verify(report.is_ok());
-    }
+    let result = c.verify(backup.as_deref(), check).await;
     c.report_result(&action, &result, |report| {
         if report.is_ok() {
             let detail = format!(
@@ -433,13 +426,12 @@ async fn cleanup(
     if !body.dry_run {
         c.events().started(&action, c.storage());
     }
+    let clock = std::time::Instant::now();
     let result: Result<CleanupReport, CoordinatorError> = async {
         let rows = strata_coordinator::retention::cleanup(c.repo(), &policy, body.dry_run).await?;
         let removed = rows.iter().filter(|r| !r.keep).count();
         let gc = if removed > 0 && !body.dry_run {
-            let report = strata_coordinator::gc::collect_garbage(c.repo(), false).await?;
-            c.record_gc(report.bytes_freed);
-            Some(report)
+            Some(c.collect_garbage(false).await?)
         } else {
             None
         };
@@ -451,6 +443,12 @@ async fn cleanup(
     }
     .await;
     if !body.dry_run {
+        let outcome = if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        c.record_operation("cleanup", outcome, clock.elapsed());
         c.report_result(&action, &result, |r| {
             let removed = r.backups.iter().filter(|b| !b.keep).count();
             (
@@ -481,7 +479,7 @@ async fn gc(
     Body(body): Body<GcBody>,
 ) -> Reply<GcReport> {
     let c = &s.coordinator;
-    let result = strata_coordinator::gc::collect_garbage(c.repo(), body.dry_run).await;
+    let result = c.collect_garbage(body.dry_run).await;
     if !body.dry_run {
         let action = Action {
             who: &caller.0,
@@ -489,9 +487,6 @@ async fn gc(
             target: "all",
             operation: None,
         };
-        if let Ok(r) = &result {
-            c.record_gc(r.bytes_freed);
-        }
         c.report_result(&action, &result, |r| {
             (
                 "succeeded",
