@@ -675,14 +675,22 @@ impl Coordinator {
                 BackupStatus::Partial => OpState::Partial,
                 BackupStatus::Failed => OpState::Failed,
             };
+            // A backup that is not complete says why (the audit log and a `backup.failed`
+            // webhook are read by people deciding what to fix).
             let detail_of = |s: &BackupSummary| {
-                format!(
+                let mut detail = format!(
                     "{} nodes, {} files, {} bytes, {} bytes new",
                     s.nodes.len(),
                     s.total(|n| n.files),
                     s.total(|n| n.bytes),
                     s.total(|n| n.new_bytes)
-                )
+                );
+                for node in &s.nodes {
+                    if let Some(error) = &node.error {
+                        detail.push_str(&format!("; {}: {error}", node.name));
+                    }
+                }
+                detail
             };
             finish_operation(&run, &name, &outcome, state_of, detail_of).await;
             outcome
