@@ -204,6 +204,11 @@ pub enum ErrorCode {
     LeaseLost,
     /// No such operation, backup or node.
     NotFound,
+    /// The path exists but not with this HTTP method (the `Allow` header lists those it
+    /// has).
+    MethodNotAllowed,
+    /// The request body is larger than the server accepts.
+    TooLarge,
     /// The operation was cancelled.
     Cancelled,
     /// The peer speaks another API version.
@@ -229,6 +234,8 @@ impl ApiError {
             ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::TooLarge => 413,
             ErrorCode::Busy | ErrorCode::LeaseLost => 409,
             ErrorCode::Version => 426,
             ErrorCode::Cancelled => 499,

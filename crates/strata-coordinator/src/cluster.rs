@@ -9,6 +9,7 @@
 
 use crate::assign::Holdings;
 use crate::backup::new_backup_name;
+use crate::gc::GcReport;
 use crate::lock::{list_locks, LockError, LockRecord, RepoLock};
 use crate::mapping::{pair_nodes, SourceNode, TargetNode};
 use crate::node::NodeApi;
@@ -47,35 +48,7 @@ pub struct Coordinator {
     events: Mutex<Arc<crate::events::Events>>,
 }
 
-/// Counts of finished operations, for metrics.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct OperationStats {
-    /// (kind, outcome) -> operations.
-    pub finished: BTreeMap<(String, String), u64>,
-    /// kind -> duration of the last one, in seconds.
-    pub last_duration_secs: BTreeMap<String, f64>,
-    /// Leases a running operation could not renew.
-    pub lease_losses: u64,
-    /// Bytes garbage collections run by this coordinator (API, scheduler) freed.
-    pub gc_freed_bytes: u64,
-    /// Verifications run by this coordinator that found problems.
-    pub verify_failures: u64,
-}
-
-impl OperationStats {
-    fn record(&mut self, kind: &str, state: OpState, took: Duration) {
-        let outcome = serde_json::to_value(state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
-        *self
-            .finished
-            .entry((kind.to_string(), outcome))
-            .or_default() += 1;
-        self.last_duration_secs
-            .insert(kind.to_string(), took.as_secs_f64());
-    }
-}
+pub use crate::stats::OperationStats;
 
 /// Which backup nodes go where in a restore.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -549,22 +522,38 @@ impl Coordinator {
             .store(chunks.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Counts a garbage collection that freed `bytes` (for metrics).
-    pub fn record_gc(&self, bytes: u64) {
-        self.stats.lock().unwrap().gc_freed_bytes += bytes;
+    /// Counts an operation of `kind` (`cleanup`, ...) run outside the coordinator's own
+    /// operations, which ended with `outcome` (`succeeded`, `partial`, `failed`) after
+    /// `took` (for metrics).
+    pub fn record_operation(&self, kind: &str, outcome: &str, took: Duration) {
+        self.stats.lock().unwrap().finished(kind, outcome, took);
     }
 
-    /// Counts a verification and whether it found problems (for metrics).
-    pub fn record_verify(&self, ok: bool) {
-        let mut stats = self.stats.lock().unwrap();
-        let outcome = if ok { "succeeded" } else { "failed" };
-        *stats
-            .finished
-            .entry(("verify".to_string(), outcome.to_string()))
-            .or_default() += 1;
-        if !ok {
-            stats.verify_failures += 1;
+    /// Collects garbage in the repository, counting the run and the bytes it freed (for
+    /// metrics). A dry run changes nothing and is not counted.
+    pub async fn collect_garbage(&self, dry_run: bool) -> CoordinatorResult<GcReport> {
+        let clock = Instant::now();
+        let result = crate::gc::collect_garbage(&self.repo, dry_run).await;
+        if !dry_run {
+            let freed = result.as_ref().ok().map(|r| r.bytes_freed);
+            self.stats.lock().unwrap().collected(freed, clock.elapsed());
         }
+        result
+    }
+
+    /// Verifies one backup or all (see [`crate::verify::verify_and_record`]), counting
+    /// the run (for metrics): one that found problems and one that could not finish are
+    /// both failures, since neither shows the backups restorable.
+    pub async fn verify(
+        &self,
+        backup: Option<&str>,
+        check: crate::verify::DataCheck,
+    ) -> CoordinatorResult<crate::verify::VerifyReport> {
+        let clock = Instant::now();
+        let result = crate::verify::verify_and_record(&self.repo, backup, check).await;
+        let ok = matches!(&result, Ok(report) if report.is_ok());
+        self.stats.lock().unwrap().verified(ok, clock.elapsed());
+        result
     }
 
     /// Counts of finished operations since this coordinator started.
@@ -686,14 +675,22 @@ impl Coordinator {
                 BackupStatus::Partial => OpState::Partial,
                 BackupStatus::Failed => OpState::Failed,
             };
+            // A backup that is not complete says why (the audit log and a `backup.failed`
+            // webhook are read by people deciding what to fix).
             let detail_of = |s: &BackupSummary| {
-                format!(
+                let mut detail = format!(
                     "{} nodes, {} files, {} bytes, {} bytes new",
                     s.nodes.len(),
                     s.total(|n| n.files),
                     s.total(|n| n.bytes),
                     s.total(|n| n.new_bytes)
-                )
+                );
+                for node in &s.nodes {
+                    if let Some(error) = &node.error {
+                        detail.push_str(&format!("; {}: {error}", node.name));
+                    }
+                }
+                detail
             };
             finish_operation(&run, &name, &outcome, state_of, detail_of).await;
             outcome
@@ -949,11 +946,6 @@ async fn finish_operation<T: Serialize>(
         Err(err) => (OpState::Failed, crate::backup::error_chain(err)),
     };
     let kind = run.op.status().kind;
-    run.coordinator
-        .stats
-        .lock()
-        .unwrap()
-        .record(&kind, state, run.started.elapsed());
     let action = crate::events::Action {
         who: &run.who,
         kind: &kind,
@@ -965,6 +957,11 @@ async fn finish_operation<T: Serialize>(
         OpState::Partial => "partial",
         OpState::Failed => "failed",
     };
+    run.coordinator
+        .stats
+        .lock()
+        .unwrap()
+        .finished(&kind, outcome_name, run.started.elapsed());
     run.coordinator.report(&action, outcome_name, &detail).await;
     run.op.update(|s| match &outcome {
         Ok(result) => {

@@ -40,6 +40,20 @@ impl ClusterJobs {
         result
     }
 
+    /// [`ClusterJobs::cleanup`], counted for metrics.
+    async fn counted_cleanup(&self) -> Result<String, String> {
+        let clock = std::time::Instant::now();
+        let result = self.cleanup().await;
+        let outcome = if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        self.coordinator
+            .record_operation("cleanup", outcome, clock.elapsed());
+        result
+    }
+
     /// Applies the retention policy, then collects garbage if anything was removed.
     async fn cleanup(&self) -> Result<String, String> {
         let chain = |e: crate::CoordinatorError| crate::backup::error_chain(&e);
@@ -54,10 +68,11 @@ impl ClusterJobs {
             line.push_str(&format!("; {} WAL files removed", wal.removed.len()));
         }
         if removed > 0 || !wal.removed.is_empty() {
-            let gc = crate::gc::collect_garbage(repo, false)
+            let gc = self
+                .coordinator
+                .collect_garbage(false)
                 .await
                 .map_err(chain)?;
-            self.coordinator.record_gc(gc.bytes_freed);
             line.push_str(&format!(
                 "; {} packs ({} bytes) deleted",
                 gc.packs_deleted, gc.bytes_freed
@@ -91,10 +106,12 @@ impl JobRunner for ClusterJobs {
                 if self.retention.check().is_err() {
                     return Ok(line);
                 }
-                let cleanup = self.reported(&who, "cleanup", self.cleanup()).await?;
+                let cleanup = self
+                    .reported(&who, "cleanup", self.counted_cleanup())
+                    .await?;
                 Ok(format!("{line}; cleanup: {cleanup}"))
             }
-            "cleanup" => self.reported(&who, "cleanup", self.cleanup()).await,
+            "cleanup" => self.reported(&who, "cleanup", self.counted_cleanup()).await,
             "verify" => self.reported(&who, "verify", self.verify(job)).await,
             other => Err(format!("unknown job {other:?}")),
         }
@@ -116,10 +133,7 @@ impl ClusterJobs {
             (None, true) => DataCheck::All,
             (None, false) => DataCheck::Structure,
         };
-        let report = crate::verify::verify_and_record(self.coordinator.repo(), None, check)
-            .await
-            .map_err(chain)?;
-        self.coordinator.record_verify(report.is_ok());
+        let report = self.coordinator.verify(None, check).await.map_err(chain)?;
         if report.is_ok() {
             Ok(format!(
                 "{} backups verified ({})",

@@ -26,6 +26,7 @@ pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod setup;
+mod stats;
 pub mod storage;
 pub mod verify;
 pub mod verify_record;

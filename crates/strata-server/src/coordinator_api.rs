@@ -7,9 +7,9 @@
 //! generated from the annotations here, so it cannot drift from the handlers.
 
 use crate::auth::{require_token, Caller, Tokens};
-use crate::extract::{backup_name, bad, Body, Params};
+use crate::extract::{backup_name, bad, Body, Params, PathParam};
 use crate::{ApiFailure, Reply};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
@@ -173,7 +173,7 @@ async fn list(
     params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name, unique prefix, or `latest`")),
     responses((status = 200, body = BackupListing), (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 404, body = ApiError), (status = 500, body = ApiError)))]
-async fn show(State(s): Api, Path(name): Path<String>) -> Reply<BackupListing> {
+async fn show(State(s): Api, PathParam(name): PathParam<String>) -> Reply<BackupListing> {
     let found = strata_coordinator::resolve_backup(s.coordinator.repo(), backup_name(&name)?)
         .await
         .map_err(failure)?;
@@ -189,7 +189,7 @@ async fn show(State(s): Api, Path(name): Path<String>) -> Reply<BackupListing> {
 async fn delete(
     State(s): Api,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> Reply<BackupSummary> {
     if backup_name(&name)? == "latest" {
         return Err(bad("name backups to delete explicitly, not `latest`"));
@@ -202,10 +202,7 @@ async fn delete(
         .await
         .map_err(failure)?;
     // Then the data no remaining backup uses.
-    let report = strata_coordinator::gc::collect_garbage(c.repo(), false)
-        .await
-        .map_err(failure)?;
-    c.record_gc(report.bytes_freed);
+    c.collect_garbage(false).await.map_err(failure)?;
     Ok(Json(found))
 }
 
@@ -235,7 +232,7 @@ async fn set_pin(s: &ApiState, caller: &Caller, name: &str, pinned: bool) -> Rep
 async fn pin(
     State(s): Api,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> Reply<BackupListing> {
     set_pin(&s, &caller, &name, true).await
 }
@@ -247,7 +244,7 @@ async fn pin(
 async fn unpin(
     State(s): Api,
     Extension(caller): Extension<Caller>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
 ) -> Reply<BackupListing> {
     set_pin(&s, &caller, &name, false).await
 }
@@ -363,11 +360,7 @@ async fn verify(
         operation: None,
     };
     c.events().started(&action, c.storage());
-    let result =
-        strata_coordinator::verify::verify_and_record(c.repo(), backup.as_deref(), check).await;
-    if let Ok(report) = &result {
-        c.record_verify(report.is_ok());
-    }
+    let result = c.verify(backup.as_deref(), check).await;
     c.report_result(&action, &result, |report| {
         if report.is_ok() {
             let detail = format!(
@@ -433,13 +426,12 @@ async fn cleanup(
     if !body.dry_run {
         c.events().started(&action, c.storage());
     }
+    let clock = std::time::Instant::now();
     let result: Result<CleanupReport, CoordinatorError> = async {
         let rows = strata_coordinator::retention::cleanup(c.repo(), &policy, body.dry_run).await?;
         let removed = rows.iter().filter(|r| !r.keep).count();
         let gc = if removed > 0 && !body.dry_run {
-            let report = strata_coordinator::gc::collect_garbage(c.repo(), false).await?;
-            c.record_gc(report.bytes_freed);
-            Some(report)
+            Some(c.collect_garbage(false).await?)
         } else {
             None
         };
@@ -451,6 +443,12 @@ async fn cleanup(
     }
     .await;
     if !body.dry_run {
+        let outcome = if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        c.record_operation("cleanup", outcome, clock.elapsed());
         c.report_result(&action, &result, |r| {
             let removed = r.backups.iter().filter(|b| !b.keep).count();
             (
@@ -481,7 +479,7 @@ async fn gc(
     Body(body): Body<GcBody>,
 ) -> Reply<GcReport> {
     let c = &s.coordinator;
-    let result = strata_coordinator::gc::collect_garbage(c.repo(), body.dry_run).await;
+    let result = c.collect_garbage(body.dry_run).await;
     if !body.dry_run {
         let action = Action {
             who: &caller.0,
@@ -489,9 +487,6 @@ async fn gc(
             target: "all",
             operation: None,
         };
-        if let Ok(r) = &result {
-            c.record_gc(r.bytes_freed);
-        }
         c.report_result(&action, &result, |r| {
             (
                 "succeeded",
@@ -528,7 +523,7 @@ async fn operations(State(s): Api) -> Json<Vec<OperationStatus>> {
 #[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations",
     params(("id" = String, Path, description = "Operation id")),
     responses((status = 200, body = OperationStatus), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
-async fn operation(State(s): Api, Path(id): Path<String>) -> Reply<OperationStatus> {
+async fn operation(State(s): Api, PathParam(id): PathParam<String>) -> Reply<OperationStatus> {
     Ok(Json(find(&s.coordinator, &id)?.status()))
 }
 
@@ -540,7 +535,7 @@ async fn operation(State(s): Api, Path(id): Path<String>) -> Reply<OperationStat
         (status = 401, body = ApiError), (status = 404, body = ApiError)))]
 async fn events(
     State(s): Api,
-    Path(id): Path<String>,
+    PathParam(id): PathParam<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiFailure> {
     let rx = find(&s.coordinator, &id)?.subscribe();
     let stream = futures_util::stream::unfold((rx, false), |(mut rx, ended)| async move {

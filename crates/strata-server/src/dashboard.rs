@@ -11,7 +11,7 @@
 //! framing, no form submissions. A token typed into the page can only ever go back to the
 //! server that served it.
 
-use axum::extract::Path;
+use crate::extract::PathParam;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
@@ -56,12 +56,17 @@ pub fn routes() -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui/") }))
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui/", get(|headers: HeaderMap| async move { serve("index.html", &headers) }))
+        .route(
+            "/ui/",
+            get(|headers: HeaderMap| async move { serve("index.html", &headers) }),
+        )
         .route(
             "/ui/{file}",
-            get(|Path(file): Path<String>, headers: HeaderMap| async move {
-                serve(&file, &headers)
-            }),
+            get(
+                |PathParam(file): PathParam<String>, headers: HeaderMap| async move {
+                    serve(&file, &headers)
+                },
+            ),
         )
 }
 

@@ -3,7 +3,7 @@
 //! reply or a 5xx.
 
 use crate::ApiFailure;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -80,6 +80,36 @@ fn query_rejection(rejection: QueryRejection) -> ApiFailure {
     bad(format!("bad query parameters: {}", rejection.body_text()))
 }
 
+/// Path parameters (`/backups/{name}`). A parameter that does not decode (percent-encoded
+/// bytes that are not UTF-8, a number that is not one) is the caller's mistake: a
+/// `bad_request` naming it, never axum's plain-text reply.
+pub(crate) struct PathParam<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for PathParam<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiFailure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(PathParam(value)),
+            Err(rejection) => Err(path_rejection(rejection)),
+        }
+    }
+}
+
+fn path_rejection(rejection: PathRejection) -> ApiFailure {
+    match rejection {
+        // A route whose handler asks for a parameter the route lacks: our bug, not theirs.
+        PathRejection::MissingPathParams(e) => {
+            ApiFailure(ApiError::new(ErrorCode::Failed, e.body_text()))
+        }
+        other => bad(format!("bad path: {}", other.body_text())),
+    }
+}
+
 /// A `bad_request` failure.
 pub(crate) fn bad(message: impl Into<String>) -> ApiFailure {
     ApiFailure(ApiError::new(ErrorCode::BadRequest, message))
@@ -106,6 +136,28 @@ pub(crate) fn backup_name(name: &str) -> Result<&str, ApiFailure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_path_that_is_not_utf8_is_a_json_bad_request() {
+        use axum::response::IntoResponse;
+        use tower_service::Service;
+        let mut router = axum::Router::new().route(
+            "/things/{name}",
+            axum::routing::get(|PathParam(name): PathParam<String>| async move { name }),
+        );
+        let request = axum::http::Request::builder()
+            .uri("/things/%FF%FE")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = router.call(request).await.unwrap().into_response();
+        assert_eq!(response.status(), 400);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let err: ApiError = serde_json::from_slice(&body).unwrap();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert!(err.message.starts_with("bad path: "), "{}", err.message);
+    }
 
     #[test]
     fn backup_names_are_checked() {

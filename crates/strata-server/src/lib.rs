@@ -10,6 +10,7 @@ mod auth;
 mod check;
 mod coordinator_api;
 mod dashboard;
+mod errors;
 mod extract;
 mod metrics;
 mod node_api;
@@ -20,9 +21,8 @@ pub use auth::Tokens;
 pub use coordinator_api::ApiDoc;
 pub use serve::{serve, TlsFiles};
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
+pub(crate) use errors::ApiFailure;
 use std::sync::Arc;
 use strata_agent::api::ApiError;
 use strata_agent::service::Agent;
@@ -63,29 +63,16 @@ pub fn router(parts: ServerParts) -> axum::Router {
         router = router.merge(openapi::routes());
         router = router.merge(dashboard::routes());
     }
-    router.fallback(|| async {
-        ApiFailure(ApiError::new(
-            strata_agent::api::ErrorCode::NotFound,
-            "no such endpoint on this server (is its agent or coordinator API switched on?)",
-        ))
-    })
-}
-
-/// An [`ApiError`] as an HTTP response: its status and itself as JSON.
-pub(crate) struct ApiFailure(pub ApiError);
-
-impl IntoResponse for ApiFailure {
-    fn into_response(self) -> Response {
-        let status =
-            StatusCode::from_u16(self.0.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self.0)).into_response()
-    }
-}
-
-impl From<ApiError> for ApiFailure {
-    fn from(err: ApiError) -> Self {
-        ApiFailure(err)
-    }
+    router
+        .fallback(|| async {
+            ApiFailure(ApiError::new(
+                strata_agent::api::ErrorCode::NotFound,
+                "no such endpoint on this server (is its agent or coordinator API switched on?)",
+            ))
+        })
+        .method_not_allowed_fallback(errors::method_not_allowed)
+        // Last, around everything: what axum or a layer answers itself is JSON too.
+        .layer(axum::middleware::map_response(errors::json_errors))
 }
 
 /// Result of a handler.

@@ -4,12 +4,16 @@
 //! reachability, verification records, storage requests) or kept by the coordinator since
 //! it started (operations by kind and outcome, lease losses). A fresh registry is built
 //! per scrape, so nothing here has to be kept in sync with the rest of strata.
+//!
+//! Every figure about the repository or its storage carries a `storage` label (the name
+//! in the configuration), so series from coordinators of several storages never mix and
+//! need no join with `strata_info`; figures about the cluster (nodes, leases, webhooks)
+//! do not.
 
 use crate::ApiFailure;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -20,20 +24,13 @@ use std::time::Duration;
 use strata_agent::api::{ApiError, ErrorCode};
 use strata_coordinator::cluster::Coordinator;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindOutcome {
-    kind: String,
-    outcome: String,
-}
-
-/// One label, named per metric (`status`, `kind`, `node`, ...).
+/// A metric's labels, in order (`storage`, then `kind`, `status`, ...).
 type Label = Vec<(String, String)>;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-fn family<L, M>(registry: &mut Registry, name: &str, help: &str) -> Family<L, M>
+fn family<M>(registry: &mut Registry, name: &str, help: &str) -> Family<Label, M>
 where
-    L: EncodeLabelSet + Clone + std::hash::Hash + Eq + std::fmt::Debug + Send + Sync + 'static,
     M: Default
         + prometheus_client::metrics::TypedMetric
         + prometheus_client::encoding::EncodeMetric
@@ -42,19 +39,63 @@ where
         + Sync
         + 'static,
 {
-    let family = Family::<L, M>::default();
+    let family = Family::<Label, M>::default();
     registry.register(name, help, family.clone());
     family
 }
 
-fn gauge(registry: &mut Registry, name: &str, help: &str, value: f64) {
-    let gauge = FloatGauge::default();
-    gauge.set(value);
-    registry.register(name, help, gauge);
+fn labels(pairs: &[(&str, &str)]) -> Label {
+    pairs
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_string()))
+        .collect()
 }
 
-fn label(name: &str, value: &str) -> Label {
-    vec![(name.to_string(), value.to_string())]
+/// The figures about one storage: every series carries `storage="<name>"`, so a
+/// coordinator per storage (or a dashboard over several) keeps them apart.
+struct PerStorage<'a> {
+    registry: &'a mut Registry,
+    storage: String,
+}
+
+impl PerStorage<'_> {
+    fn labels(&self, more: &[(&str, &str)]) -> Label {
+        let mut all = labels(&[("storage", &self.storage)]);
+        all.extend(labels(more));
+        all
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, more: &[(&str, &str)], value: f64) {
+        let label = self.labels(more);
+        family::<FloatGauge>(self.registry, name, help)
+            .get_or_create(&label)
+            .set(value);
+    }
+
+    fn gauges(&mut self, name: &str, help: &str, label: &str, values: &[(&str, f64)]) {
+        let family = family::<FloatGauge>(self.registry, name, help);
+        for (value_label, value) in values {
+            family
+                .get_or_create(&self.labels(&[(label, value_label)]))
+                .set(*value);
+        }
+    }
+
+    fn counter(&mut self, name: &str, help: &str, value: u64) {
+        let label = self.labels(&[]);
+        family::<Counter>(self.registry, name, help)
+            .get_or_create(&label)
+            .inc_by(value);
+    }
+
+    fn counters(&mut self, name: &str, help: &str, label: &str, values: &[(&str, u64)]) {
+        let family = family::<Counter>(self.registry, name, help);
+        for (value_label, value) in values {
+            family
+                .get_or_create(&self.labels(&[(label, value_label)]))
+                .inc_by(*value);
+        }
+    }
 }
 
 /// `GET /metrics`.
@@ -70,55 +111,20 @@ pub async fn metrics(
     };
     let mut registry = Registry::with_prefix("strata");
 
-    // Which cluster and storage these figures are about, as labels a dashboard can join on.
-    let info: Family<Vec<(String, String)>, Gauge> = family(
+    // Which storage and repository these figures are about, and strata's version.
+    let info: Family<Label, Gauge> = family(
         &mut registry,
         "info",
         "Always 1: the storage this coordinator writes to, its repository and strata's version",
     );
-    info.get_or_create(&vec![
-        ("storage".to_string(), c.storage().to_string()),
-        ("repository".to_string(), c.repo().config().id.clone()),
-        ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-    ])
+    info.get_or_create(&labels(&[
+        ("storage", c.storage()),
+        ("repository", &c.repo().config().id),
+        ("version", env!("CARGO_PKG_VERSION")),
+    ]))
     .set(1);
 
-    let stats = c.stats();
-    let operations: Family<KindOutcome, Counter> = family(
-        &mut registry,
-        "operations",
-        "Finished cluster operations by kind and outcome since the server started",
-    );
-    for ((kind, outcome), count) in &stats.finished {
-        operations
-            .get_or_create(&KindOutcome {
-                kind: kind.clone(),
-                outcome: outcome.clone(),
-            })
-            .inc_by(*count);
-    }
-    let durations: Family<Label, FloatGauge> = family(
-        &mut registry,
-        "last_operation_duration_seconds",
-        "Duration of the last finished operation of each kind",
-    );
-    for (kind, secs) in &stats.last_duration_secs {
-        durations.get_or_create(&label("kind", kind)).set(*secs);
-    }
-    let freed: Counter = Counter::default();
-    freed.inc_by(stats.gc_freed_bytes);
-    registry.register(
-        "gc_freed_bytes",
-        "Bytes garbage collections run by this server (API, schedules) deleted",
-        freed,
-    );
-    let verify_failures: Counter = Counter::default();
-    verify_failures.inc_by(stats.verify_failures);
-    registry.register(
-        "verify_failures",
-        "Verifications run by this server that found problems",
-        verify_failures,
-    );
+    // Of the cluster and this server, whatever the storage.
     let hooks = c.events().webhooks().stats();
     let deliveries: Family<Label, Counter> = family(
         &mut registry,
@@ -131,9 +137,10 @@ pub async fn metrics(
         ("retried", hooks.retried),
     ] {
         deliveries
-            .get_or_create(&label("outcome", outcome))
+            .get_or_create(&labels(&[("outcome", outcome)]))
             .inc_by(n);
     }
+    let stats = c.stats();
     let losses: Counter = Counter::default();
     losses.inc_by(stats.lease_losses);
     registry.register(
@@ -141,105 +148,6 @@ pub async fn metrics(
         "Node leases a running operation could not renew",
         losses,
     );
-
-    let backups = c.repo().list_backups().await.map_err(|e| failed(&e))?;
-    let by_status: Family<Label, Gauge> = family(
-        &mut registry,
-        "backups",
-        "Backups in the repository by status",
-    );
-    for status in ["complete", "partial", "failed"] {
-        let n = backups
-            .iter()
-            .filter(|b| b.status.as_str() == status)
-            .count();
-        by_status
-            .get_or_create(&label("status", status))
-            .set(n as i64);
-    }
-    if let Some(last) = backups.iter().rev().find(|b| b.is_complete()) {
-        let started = chrono::DateTime::parse_from_rfc3339(&last.started)
-            .map(|t| t.timestamp_millis() as f64 / 1000.0)
-            .unwrap_or(0.0);
-        gauge(
-            &mut registry,
-            "last_complete_backup_timestamp_seconds",
-            "Start of the newest complete backup (alert when it is too old)",
-            started,
-        );
-        let bytes: Family<Label, Gauge> = family(
-            &mut registry,
-            "last_complete_backup_bytes",
-            "Bytes of the newest complete backup: logical, stored, new",
-        );
-        for (kind, value) in [
-            ("logical", last.total(|n| n.bytes)),
-            ("stored", last.total(|n| n.stored_bytes)),
-            ("new", last.total(|n| n.new_bytes)),
-        ] {
-            bytes.get_or_create(&label("kind", kind)).set(value as i64);
-        }
-        gauge(
-            &mut registry,
-            "last_complete_backup_files",
-            "Files in the newest complete backup",
-            last.total(|n| n.files) as f64,
-        );
-        gauge(
-            &mut registry,
-            "last_complete_backup_duration_seconds",
-            "How long the newest complete backup took",
-            last.duration_ms as f64 / 1000.0,
-        );
-        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        gauge(
-            &mut registry,
-            "last_complete_backup_dedup_ratio",
-            "Logical bytes of the newest complete backup per byte it added to the repository",
-            ratio(last.total(|n| n.bytes), last.total(|n| n.new_bytes)),
-        );
-        gauge(
-            &mut registry,
-            "last_complete_backup_compression_ratio",
-            "Logical bytes of the newest complete backup per byte its unique data takes stored",
-            ratio(last.total(|n| n.bytes), last.total(|n| n.stored_bytes)),
-        );
-    }
-
-    let blobs = c.repo().index().len();
-    gauge(
-        &mut registry,
-        "repository_blobs",
-        "Blobs in the repository's index as this server last loaded it",
-        blobs as f64,
-    );
-
-    let records = strata_coordinator::verify_record::latest(c.repo())
-        .await
-        .map_err(|e| failed(&e))?;
-    let verified: Family<Label, Gauge> = family(
-        &mut registry,
-        "backups_verified",
-        "Backups by the outcome of their last verification: ok, damaged, never",
-    );
-    let ok = backups
-        .iter()
-        .filter(|b| records.get(&b.name).is_some_and(|r| r.ok))
-        .count();
-    let damaged = backups
-        .iter()
-        .filter(|b| records.get(&b.name).is_some_and(|r| !r.ok))
-        .count();
-    for (outcome, n) in [
-        ("ok", ok),
-        ("damaged", damaged),
-        ("never", backups.len() - ok - damaged),
-    ] {
-        verified
-            .get_or_create(&label("outcome", outcome))
-            .set(n as i64);
-    }
-
     let up: Family<Label, Gauge> = family(
         &mut registry,
         "node_up",
@@ -253,50 +161,183 @@ pub async fn metrics(
     }))
     .await;
     for (node, reachable) in c.nodes().iter().zip(answers) {
-        up.get_or_create(&label("node", node.name()))
+        up.get_or_create(&labels(&[("node", node.name())]))
             .set(reachable as i64);
     }
 
+    // Of the storage: its operations, backups, repository and requests.
+    let backups = c.repo().list_backups().await.map_err(|e| failed(&e))?;
+    let records = strata_coordinator::verify_record::latest(c.repo())
+        .await
+        .map_err(|e| failed(&e))?;
+    let mut m = PerStorage {
+        registry: &mut registry,
+        storage: c.storage().to_string(),
+    };
+
+    let operations: Family<Label, Counter> = family(
+        m.registry,
+        "operations",
+        "Finished operations (backup, restore, verify, cleanup, gc) by kind and outcome since the server started",
+    );
+    for ((kind, outcome), count) in &stats.finished {
+        operations
+            .get_or_create(&m.labels(&[("kind", kind), ("outcome", outcome)]))
+            .inc_by(*count);
+    }
+    let durations: Vec<(&str, f64)> = stats
+        .last_duration_secs
+        .iter()
+        .map(|(kind, secs)| (kind.as_str(), *secs))
+        .collect();
+    m.gauges(
+        "last_operation_duration_seconds",
+        "Duration of the last finished operation of each kind",
+        "kind",
+        &durations,
+    );
+    m.counter(
+        "gc_freed_bytes",
+        "Bytes garbage collections run by this server (API, schedules) deleted",
+        stats.gc_freed_bytes,
+    );
+    m.counter(
+        "verify_failures",
+        "Verifications run by this server that found problems or could not finish",
+        stats.verify_failures,
+    );
+
+    let by_status: Vec<(&str, f64)> = ["complete", "partial", "failed"]
+        .into_iter()
+        .map(|status| {
+            let n = backups
+                .iter()
+                .filter(|b| b.status.as_str() == status)
+                .count();
+            (status, n as f64)
+        })
+        .collect();
+    m.gauges(
+        "backups",
+        "Backups in the repository by status",
+        "status",
+        &by_status,
+    );
+    if let Some(last) = backups.iter().rev().find(|b| b.is_complete()) {
+        let started = chrono::DateTime::parse_from_rfc3339(&last.started)
+            .map(|t| t.timestamp_millis() as f64 / 1000.0)
+            .unwrap_or(0.0);
+        m.gauge(
+            "last_complete_backup_timestamp_seconds",
+            "Start of the newest complete backup (alert when it is too old)",
+            &[],
+            started,
+        );
+        let logical = last.total(|n| n.bytes);
+        let stored = last.total(|n| n.stored_bytes);
+        let new = last.total(|n| n.new_bytes);
+        m.gauges(
+            "last_complete_backup_bytes",
+            "Bytes of the newest complete backup: logical, stored, new",
+            "kind",
+            &[
+                ("logical", logical as f64),
+                ("stored", stored as f64),
+                ("new", new as f64),
+            ],
+        );
+        m.gauge(
+            "last_complete_backup_files",
+            "Files in the newest complete backup",
+            &[],
+            last.total(|n| n.files) as f64,
+        );
+        m.gauge(
+            "last_complete_backup_files_read",
+            "Files of the newest complete backup whose content was read (the others were unchanged, known from the files cache)",
+            &[],
+            last.total(|n| n.files_read) as f64,
+        );
+        m.gauge(
+            "last_complete_backup_duration_seconds",
+            "How long the newest complete backup took",
+            &[],
+            last.duration_ms as f64 / 1000.0,
+        );
+        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        m.gauge(
+            "last_complete_backup_dedup_ratio",
+            "Logical bytes of the newest complete backup per byte it added to the repository",
+            &[],
+            ratio(logical, new),
+        );
+        m.gauge(
+            "last_complete_backup_compression_ratio",
+            "Logical bytes of the newest complete backup per byte its unique data takes stored",
+            &[],
+            ratio(logical, stored),
+        );
+    }
+    m.gauge(
+        "repository_blobs",
+        "Blobs in the repository's index as this server last loaded it",
+        &[],
+        c.repo().index().len() as f64,
+    );
+
+    let ok = backups
+        .iter()
+        .filter(|b| records.get(&b.name).is_some_and(|r| r.ok))
+        .count();
+    let damaged = backups
+        .iter()
+        .filter(|b| records.get(&b.name).is_some_and(|r| !r.ok))
+        .count();
+    m.gauges(
+        "backups_verified",
+        "Backups by the outcome of their last verification: ok, damaged, never",
+        "outcome",
+        &[
+            ("ok", ok as f64),
+            ("damaged", damaged as f64),
+            ("never", (backups.len() - ok - damaged) as f64),
+        ],
+    );
+
     if let Some(counter) = c.requests() {
         let counts = counter.counts();
-        let requests: Family<Label, Counter> = family(
-            &mut registry,
+        m.counters(
             "store_requests",
             "Requests this server made to the repository's storage",
+            "kind",
+            &[
+                ("put", counts.put),
+                ("get", counts.get),
+                ("list", counts.list),
+                ("delete", counts.delete),
+            ],
         );
-        for (kind, n) in [
-            ("put", counts.put),
-            ("get", counts.get),
-            ("list", counts.list),
-            ("delete", counts.delete),
-        ] {
-            requests.get_or_create(&label("kind", kind)).inc_by(n);
-        }
-        let bytes: Family<Label, Counter> = family(
-            &mut registry,
+        m.counters(
             "store_bytes",
             "Bytes this server sent to and received from the storage",
+            "direction",
+            &[
+                ("sent", counts.bytes_sent),
+                ("received", counts.bytes_received),
+            ],
         );
-        bytes
-            .get_or_create(&label("direction", "sent"))
-            .inc_by(counts.bytes_sent);
-        bytes
-            .get_or_create(&label("direction", "received"))
-            .inc_by(counts.bytes_received);
         let errors = counter.errors();
-        let failed: Family<Label, Counter> = family(
-            &mut registry,
+        m.counters(
             "store_errors",
             "Requests to the repository's storage that failed (not found is not a failure)",
+            "kind",
+            &[
+                ("put", errors.put),
+                ("get", errors.get),
+                ("list", errors.list),
+                ("delete", errors.delete),
+            ],
         );
-        for (kind, n) in [
-            ("put", errors.put),
-            ("get", errors.get),
-            ("list", errors.list),
-            ("delete", errors.delete),
-        ] {
-            failed.get_or_create(&label("kind", kind)).inc_by(n);
-        }
     }
 
     let mut text = String::new();

@@ -1,8 +1,9 @@
 //! `/node/v1`: the node agent over HTTP, one route per [`Agent`] step.
 
 use crate::auth::require_token;
+use crate::extract::PathParam;
 use crate::{ApiFailure, Reply};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
@@ -51,7 +52,10 @@ async fn release(State(agent): AgentState, Json(request): Json<OperationRef>) ->
     Json(())
 }
 
-async fn progress(State(agent): AgentState, Path(id): Path<String>) -> Reply<ProgressReply> {
+async fn progress(
+    State(agent): AgentState,
+    PathParam(id): PathParam<String>,
+) -> Reply<ProgressReply> {
     Ok(Json(agent.progress(&id)?))
 }
 

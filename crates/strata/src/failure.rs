@@ -104,7 +104,11 @@ fn api_code(err: &ApiError) -> u8 {
     match err.code {
         ErrorCode::Busy => code::BUSY,
         ErrorCode::Unauthorized => code::UNAUTHORIZED,
-        ErrorCode::BadRequest | ErrorCode::NotFound | ErrorCode::Version => code::USAGE,
+        ErrorCode::BadRequest
+        | ErrorCode::NotFound
+        | ErrorCode::MethodNotAllowed
+        | ErrorCode::TooLarge
+        | ErrorCode::Version => code::USAGE,
         _ => code::FAILED,
     }
 }

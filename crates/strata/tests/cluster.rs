@@ -693,17 +693,21 @@ timezone = "Europe/Berlin"
         jobs[1]["next"].as_str().unwrap().contains("T03:00:00"),
         "{jobs:#}"
     );
-    // Prometheus sees the same, with the user token only.
+    // Prometheus sees the same, with the user token only; the scheduled cleanups and
+    // their garbage collections are counted as the API's would be.
     let reply = http(&server.url, "GET", "/metrics", Some(USER_TOKEN), "");
     let (status, metrics) = (reply.status, reply.body);
     assert_eq!(status, 200, "{metrics}");
     for expected in [
-        "strata_operations_total{kind=\"backup\",outcome=\"succeeded\"}",
-        "strata_backups{status=\"complete\"} ",
+        "strata_operations_total{storage=\"main\",kind=\"backup\",outcome=\"succeeded\"}",
+        "strata_operations_total{storage=\"main\",kind=\"cleanup\",outcome=\"succeeded\"}",
+        "strata_operations_total{storage=\"main\",kind=\"gc\",outcome=\"succeeded\"}",
+        "strata_last_operation_duration_seconds{storage=\"main\",kind=\"cleanup\"}",
+        "strata_backups{storage=\"main\",status=\"complete\"} ",
         "strata_node_up{node=\"db1\"} 1",
-        "strata_last_complete_backup_timestamp_seconds",
-        "strata_backups_verified{outcome=\"never\"}",
-        "strata_store_requests_total{kind=\"put\"}",
+        "strata_last_complete_backup_timestamp_seconds{storage=\"main\"}",
+        "strata_backups_verified{storage=\"main\",outcome=\"never\"}",
+        "strata_store_requests_total{storage=\"main\",kind=\"put\"}",
     ] {
         assert!(
             metrics.contains(expected),

@@ -1,11 +1,20 @@
 //! The control plane of a real `strata server`: every action through the API, recorded in
 //! the audit log under the caller's token name, reported to a signed webhook that fails at
-//! first (so delivery must retry), validated input, metrics, and the OpenAPI document.
+//! first (so delivery must retry) and to one that is down (counted, logged, harmless),
+//! validated input and JSON errors, metrics, the live event stream of a running backup,
+//! and the OpenAPI document.
+//!
+//! To watch a backup while it runs, the tests put a [`Gate`] between the coordinator and
+//! a node agent of its own process: it holds the node's `finish` request until the test
+//! has seen what it wants, so nothing depends on how fast the machine is.
 
 mod common;
 
-use common::server::{http, Server};
-use common::{assert_same_tree, copy_tree, one_node_site, succeed, PASSWORD};
+use common::gate::Gate;
+use common::server::{event_stream, http, Server};
+use common::{
+    assert_same_tree, copy_tree, one_node_site, pseudo_random, realistic_tree, succeed, PASSWORD,
+};
 use hmac::{Hmac, Mac};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -101,15 +110,24 @@ fn expected_signature(body: &str) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// A URL on 127.0.0.1 where nothing listens (a port that was free a moment ago).
+fn dead_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}/hook", listener.local_addr().unwrap())
+}
+
 struct Site {
     dir: tempfile::TempDir,
     config: PathBuf,
     data: PathBuf,
+    /// The second webhook's receiver, which is down.
+    dead_hook: String,
 }
 
 impl Site {
     fn new(hook_url: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
+        let dead_hook = dead_url();
         let config = one_node_site(
             dir.path(),
             &format!(
@@ -122,11 +140,21 @@ events = ["backup.*", "verify.*", "restore.succeeded"]
 secret = {{ env = "STRATA_WEBHOOK_SECRET" }}
 attempts = 4
 backoff_ms = 100
+[[webhooks]]
+url = "{dead_hook}"
+events = ["backup.*"]
+attempts = 2
+backoff_ms = 10
 "#
             ),
         );
         let data = dir.path().join("data");
-        Site { dir, config, data }
+        Site {
+            dir,
+            config,
+            data,
+            dead_hook,
+        }
     }
 
     fn strata(&self) -> Command {
@@ -193,15 +221,82 @@ fn error_code(reply: &common::server::Reply) -> String {
         .to_string()
 }
 
+fn metrics(url: &str) -> String {
+    let reply = http(url, "GET", "/metrics", Some(USER_TOKEN), "");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body
+}
+
+/// The value of one series of `/metrics` (its name and labels as the server writes them),
+/// or `None` when the server does not write it.
+fn series(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        Some(value.trim().parse().unwrap())
+    })
+}
+
+/// The value of one series of `/metrics`; fails the test when it is missing.
+fn metric(text: &str, name: &str) -> f64 {
+    series(text, name).unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+}
+
+/// Scrapes `/metrics` until `series` has `value`.
+fn wait_for_metric(url: &str, name: &str, value: f64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = metrics(url);
+        if series(&text, name) == Some(value) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never became {value}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Seconds since the Unix epoch of an RFC 3339 time.
+fn epoch_seconds(time: &str) -> f64 {
+    chrono::DateTime::parse_from_rfc3339(time)
+        .unwrap()
+        .timestamp_millis() as f64
+        / 1000.0
+}
+
+/// Whether `a` and `b` agree to a millionth (ratios written as decimal text).
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// The audit log through the API: (action, who, outcome, detail) of every entry.
+fn audit_entries(url: &str) -> Vec<(String, String, String, String)> {
+    let audit = http(url, "GET", "/api/v1/audit?since=1h", Some(USER_TOKEN), "");
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    audit
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let text = |field: &str| e[field].as_str().unwrap_or_default().to_string();
+            (text("action"), text("who"), text("outcome"), text("detail"))
+        })
+        .collect()
+}
+
 #[test]
 fn api_actions_are_audited_signed_validated_and_restorable() {
     let receiver = Receiver::start();
     let site = Site::new(&receiver.url);
+    // Data only the first backup will hold, so the cleanup that removes it frees space.
+    std::fs::write(site.data.join("old.bin"), pseudo_random(12 << 20, 11)).unwrap();
     succeed(site.strata().arg("init"));
     let server = Server::start(site.strata(), &site.path("server.log"));
     let url = server.url.as_str();
 
-    // A backup through the API as token "ci".
+    // A backup through the API as token "ci"; the webhook that is down does not hold it.
     let started = http(url, "POST", "/api/v1/backups", Some(CI_TOKEN), "");
     assert_eq!(started.status, 202, "{}", started.body);
     let id = started.json()["operation"]["id"]
@@ -280,42 +375,98 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
     assert_eq!(wait_done(url, &id)["state"], "succeeded");
     assert_same_tree(&expected, &site.data);
 
-    // Bad input: 4xx with a JSON code, never 5xx, and nothing runs.
-    let cases: [(&str, &str, &str, u16); 9] = [
-        ("POST", "/api/v1/restores", "{not json", 400),
-        ("POST", "/api/v1/restores", r#"{"backup": 7}"#, 400),
+    // Bad input: 4xx with a JSON code, never 5xx, and nothing runs. That holds for what
+    // axum answers itself too: a method a path lacks, a path that is not UTF-8.
+    let cases: [(&str, &str, &str, u16, &str); 15] = [
+        ("POST", "/api/v1/restores", "{not json", 400, "bad_request"),
+        (
+            "POST",
+            "/api/v1/restores",
+            r#"{"backup": 7}"#,
+            400,
+            "bad_request",
+        ),
         (
             "POST",
             "/api/v1/restores",
             r#"{"backup": "../../etc"}"#,
             400,
+            "bad_request",
         ),
-        ("POST", "/api/v1/verify", r#"{"frobnicate": true}"#, 400),
+        (
+            "POST",
+            "/api/v1/verify",
+            r#"{"frobnicate": true}"#,
+            400,
+            "bad_request",
+        ),
         (
             "POST",
             "/api/v1/verify",
             r#"{"read_data_subset": 250}"#,
             400,
+            "bad_request",
         ),
-        ("GET", "/api/v1/backups?limit=-1", "", 400),
-        ("GET", "/api/v1/audit?since=last%20tuesday", "", 400),
-        ("GET", "/api/v1/backups/..%2F..%2Fkeys", "", 400),
-        ("GET", "/api/v1/backups/20991231T000000Z-ffffffff", "", 404),
+        ("GET", "/api/v1/backups?limit=-1", "", 400, "bad_request"),
+        (
+            "GET",
+            "/api/v1/audit?since=last%20tuesday",
+            "",
+            400,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/api/v1/backups/..%2F..%2Fkeys",
+            "",
+            400,
+            "bad_request",
+        ),
+        (
+            "GET",
+            "/api/v1/backups/20991231T000000Z-ffffffff",
+            "",
+            404,
+            "not_found",
+        ),
+        ("GET", "/api/v1/backups/%FF%FE", "", 400, "bad_request"),
+        (
+            "GET",
+            "/api/v1/operations/%C3%28/events",
+            "",
+            400,
+            "bad_request",
+        ),
+        ("GET", "/ui/%FF", "", 400, "bad_request"),
+        ("PUT", "/api/v1/backups", "", 405, "method_not_allowed"),
+        ("DELETE", "/api/v1/status", "", 405, "method_not_allowed"),
+        ("GET", "/api/v1/nothing-here", "", 404, "not_found"),
     ];
-    for (method, path, body, status) in cases {
+    for (method, path, body, status, code) in cases {
         let reply = http(url, method, path, Some(USER_TOKEN), body);
         assert_eq!(
-            reply.status, status,
+            (reply.status, error_code(&reply).as_str()),
+            (status, code),
             "{method} {path} {body}: {}",
             reply.body
         );
-        let code = error_code(&reply);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/json"),
+            "{method} {path}"
+        );
         assert!(
-            code == "bad_request" || code == "not_found",
+            !reply.json()["message"].as_str().unwrap().is_empty(),
             "{method} {path}: {}",
             reply.body
         );
     }
+    let put = http(url, "PUT", "/api/v1/backups", Some(USER_TOKEN), "");
+    let allowed = put.header("allow").unwrap_or_default().to_string();
+    assert!(
+        allowed.contains("GET") && allowed.contains("POST"),
+        "405 names the methods the path has: {allowed:?}"
+    );
     let wrong = http(url, "GET", "/api/v1/audit", Some("guess"), "");
     assert_eq!(
         (wrong.status, error_code(&wrong).as_str()),
@@ -325,22 +476,59 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
     // A local action records the local user.
     succeed(site.strata().args(["unpin", &name]));
 
+    // Dry runs report and change nothing (and are not audited).
+    let preview = http(
+        url,
+        "POST",
+        "/api/v1/gc",
+        Some(CI_TOKEN),
+        r#"{"dry_run": true}"#,
+    );
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    assert_eq!(preview.json()["dry_run"], true);
+    assert_eq!(preview.json()["backups"], 1);
+    assert_eq!(preview.json()["bytes_freed"], 0, "{}", preview.body);
+
+    // A second backup without old.bin and with new data, then a real cleanup keeping only
+    // it: the first backup goes, and the garbage collection after it frees old.bin's data.
+    std::fs::remove_file(site.data.join("old.bin")).unwrap();
+    std::fs::write(site.data.join("new.bin"), pseudo_random(1 << 20, 12)).unwrap();
+    let started = http(url, "POST", "/api/v1/backups", Some(CI_TOKEN), "");
+    assert_eq!(started.status, 202, "{}", started.body);
+    let second = wait_done(url, started.json()["operation"]["id"].as_str().unwrap());
+    assert_eq!(second["state"], "succeeded", "{second:#}");
+    let second = second["result"]["name"].as_str().unwrap().to_string();
+    let cleanup = http(
+        url,
+        "POST",
+        "/api/v1/cleanup",
+        Some(CI_TOKEN),
+        r#"{"policy": {"keep_last": 1}}"#,
+    );
+    assert_eq!(cleanup.status, 200, "{}", cleanup.body);
+    let cleanup = cleanup.json();
+    let decisions: Vec<(&str, bool)> = cleanup["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["name"].as_str().unwrap(), b["keep"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        decisions,
+        [(name.as_str(), false), (second.as_str(), true)],
+        "{cleanup:#}"
+    );
+    let cleanup_freed = cleanup["gc"]["bytes_freed"].as_u64().unwrap();
+    assert!(cleanup_freed > 1 << 20, "old.bin's data freed: {cleanup:#}");
+    let gc = http(url, "POST", "/api/v1/gc", Some(CI_TOKEN), "");
+    assert_eq!(gc.status, 200, "{}", gc.body);
+    let gc_freed = gc.json()["bytes_freed"].as_u64().unwrap();
+
     // The audit log, through the API and from the repository directly, says who did what.
     let audit = http(url, "GET", "/api/v1/audit?since=1h", Some(USER_TOKEN), "");
     assert_eq!(audit.status, 200, "{}", audit.body);
     let entries = audit.json();
-    let seen: Vec<(String, String, String)> = entries
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap().to_string(),
-                e["who"].as_str().unwrap().to_string(),
-                e["outcome"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let seen = audit_entries(url);
     for (action, who) in [
         ("init", "local:operator@"),
         ("backup", "token:ci"),
@@ -348,17 +536,25 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
         ("verify", "token:ci"),
         ("restore", "token:ci"),
         ("unpin", "local:operator@"),
+        ("cleanup", "token:ci"),
+        ("gc", "token:ci"),
     ] {
         assert!(
             seen.iter()
-                .any(|(a, w, o)| a == action && w.starts_with(who) && o == "succeeded"),
+                .any(|(a, w, o, _)| a == action && w.starts_with(who) && o == "succeeded"),
             "no {action} by {who} in {seen:?}"
         );
     }
-    assert!(
-        !seen.iter().any(|(a, _, _)| a == "cleanup"),
-        "a dry run changes nothing and is not audited: {seen:?}"
+    let cleanups: Vec<_> = seen.iter().filter(|(a, ..)| a == "cleanup").collect();
+    assert_eq!(
+        cleanups.len(),
+        1,
+        "the dry run changed nothing and is not audited: {seen:?}"
     );
+    assert_eq!(cleanups[0].3, "1 kept, 1 removed", "{seen:?}");
+    let gcs: Vec<_> = seen.iter().filter(|(a, ..)| a == "gc").collect();
+    assert_eq!(gcs.len(), 1, "only the real gc is audited: {seen:?}");
+    assert!(gcs[0].3.contains("deleted"), "{seen:?}");
     let local = succeed(site.strata().args(["audit", "--json"]));
     let local: serde_json::Value = serde_json::from_str(&local).unwrap();
     assert_eq!(
@@ -419,18 +615,137 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
     assert_eq!(succeeded["target"], name.as_str());
     assert_eq!(succeeded["who"], "token:ci");
 
-    // Metrics count deliveries, retries and the verification.
-    let metrics = http(url, "GET", "/metrics", Some(USER_TOKEN), "").body;
-    for expected in [
-        "strata_webhook_deliveries_total{outcome=\"retried\"} 1",
-        "strata_operations_total{kind=\"verify\",outcome=\"succeeded\"} 1",
-        "strata_store_errors_total{kind=\"put\"} 0",
-        "strata_last_complete_backup_dedup_ratio",
-        "strata_repository_blobs",
-        "strata_info{storage=\"main\",repository=\"",
-    ] {
-        assert!(metrics.contains(expected), "{expected} not in:\n{metrics}");
+    // The webhook that is down: every backup event failed after its attempts, counted
+    // and logged as a warning, and the backups completed all the same.
+    let text = wait_for_metric(
+        url,
+        "strata_webhook_deliveries_total{outcome=\"failed\"}",
+        4.0,
+    );
+    let log = std::fs::read_to_string(site.path("server.log")).unwrap();
+    for event in ["backup.started", "backup.succeeded"] {
+        let warning = format!(
+            "strata: warning: webhook {} did not take event {event} after 2 attempts",
+            site.dead_hook
+        );
+        assert!(log.contains(&warning), "{warning} not in:\n{log}");
     }
+    // One retry of the receiver's first 500, one per event to the dead hook.
+    assert_eq!(
+        metric(
+            &text,
+            "strata_webhook_deliveries_total{outcome=\"retried\"}"
+        ),
+        5.0
+    );
+    assert!(
+        metric(
+            &text,
+            "strata_webhook_deliveries_total{outcome=\"delivered\"}"
+        ) >= 7.0
+    );
+
+    // Metrics: every figure about the repository carries its storage, and says what the
+    // API says.
+    let s = |rest: &str| format!("{{storage=\"main\"{rest}}}");
+    let m = |name: &str, rest: &str| metric(&text, &format!("{name}{}", s(rest)));
+    for (kind, outcome, count) in [
+        ("backup", "succeeded", 2.0),
+        ("restore", "succeeded", 1.0),
+        ("verify", "succeeded", 1.0),
+        ("cleanup", "succeeded", 1.0),
+        ("gc", "succeeded", 2.0),
+    ] {
+        let labels = format!(",kind=\"{kind}\",outcome=\"{outcome}\"");
+        assert_eq!(m("strata_operations_total", &labels), count, "{kind}");
+        let took = m(
+            "strata_last_operation_duration_seconds",
+            &format!(",kind=\"{kind}\""),
+        );
+        assert!(took > 0.0 && took < 600.0, "{kind} took {took} s");
+    }
+    let listed = http(url, "GET", "/api/v1/backups", Some(USER_TOKEN), "").json();
+    let last = &listed[0];
+    assert_eq!(last["name"], second.as_str());
+    let total = |field: &str| -> f64 {
+        last["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n[field].as_u64().unwrap() as f64)
+            .sum()
+    };
+    assert_eq!(
+        m("strata_last_complete_backup_timestamp_seconds", ""),
+        epoch_seconds(last["started"].as_str().unwrap())
+    );
+    assert_eq!(
+        m("strata_last_complete_backup_duration_seconds", ""),
+        last["duration_ms"].as_u64().unwrap() as f64 / 1000.0
+    );
+    let (logical, stored, new) = (total("bytes"), total("stored_bytes"), total("new_bytes"));
+    assert!(logical > 0.0 && stored > 0.0 && new > 0.0, "{last:#}");
+    assert_eq!(
+        m("strata_last_complete_backup_bytes", ",kind=\"logical\""),
+        logical
+    );
+    assert_eq!(
+        m("strata_last_complete_backup_bytes", ",kind=\"stored\""),
+        stored
+    );
+    assert_eq!(m("strata_last_complete_backup_bytes", ",kind=\"new\""), new);
+    assert_eq!(m("strata_last_complete_backup_files", ""), total("files"));
+    assert_eq!(
+        m("strata_last_complete_backup_files_read", ""),
+        total("files_read")
+    );
+    assert!(close(
+        m("strata_last_complete_backup_dedup_ratio", ""),
+        logical / new
+    ));
+    assert!(close(
+        m("strata_last_complete_backup_compression_ratio", ""),
+        logical / stored
+    ));
+    assert!(m("strata_repository_blobs", "") > 0.0);
+    for (status, count) in [("complete", 1.0), ("partial", 0.0), ("failed", 0.0)] {
+        assert_eq!(
+            m("strata_backups", &format!(",status=\"{status}\"")),
+            count,
+            "{status}"
+        );
+    }
+    for (outcome, count) in [("ok", 0.0), ("damaged", 0.0), ("never", 1.0)] {
+        assert_eq!(
+            m(
+                "strata_backups_verified",
+                &format!(",outcome=\"{outcome}\"")
+            ),
+            count
+        );
+    }
+    assert_eq!(
+        m("strata_gc_freed_bytes_total", ""),
+        (cleanup_freed + gc_freed) as f64
+    );
+    assert_eq!(m("strata_verify_failures_total", ""), 0.0);
+    for kind in ["put", "get", "list", "delete"] {
+        let labels = format!(",kind=\"{kind}\"");
+        assert!(m("strata_store_requests_total", &labels) > 0.0, "{kind}");
+        assert_eq!(m("strata_store_errors_total", &labels), 0.0, "{kind}");
+    }
+    for direction in ["sent", "received"] {
+        let labels = format!(",direction=\"{direction}\"");
+        assert!(m("strata_store_bytes_total", &labels) > 0.0, "{direction}");
+    }
+    assert_eq!(metric(&text, "strata_lease_losses_total"), 0.0);
+    assert_eq!(metric(&text, "strata_node_up{node=\"db1\"}"), 1.0);
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("strata_info{storage=\"main\",repository=\"") && l.ends_with(" 1")
+        ),
+        "{text}"
+    );
 
     // The OpenAPI document and its page, served without a token.
     let doc = http(url, "GET", "/api/openapi.json", None, "");
@@ -493,4 +808,338 @@ fn config_and_check_show_the_server_as_it_is_with_secrets_masked() {
     assert_eq!(find("node db1")["ok"], true);
     assert_eq!(find("password")["ok"], true);
     assert_eq!(check["ok"], false);
+}
+
+/// A coordinator whose one node, db1, is a node agent of its own process behind a
+/// [`Gate`] that holds the node's `finish` requests while closed. Leases live 3 s (renewed
+/// every second), so a refused renewal is noticed at once.
+struct GatedSite {
+    dir: tempfile::TempDir,
+    agent: Option<Server>,
+    gate: Gate,
+    server: Server,
+}
+
+impl GatedSite {
+    fn start(hook_url: &str) -> GatedSite {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |rel: &str| dir.path().join(rel);
+        let data = path("data");
+        realistic_tree(&data);
+        // Top-level keys first: after `[storages.main]` they would belong to it.
+        let storage = format!("[storages.main]\npath = \"{}\"\n", path("repo").display());
+        let agent_config = path("agent.toml");
+        std::fs::write(
+            &agent_config,
+            format!(
+                "default_storage = \"main\"\nstate_dir = \"{}\"\n{storage}\
+                 [[nodes]]\nname = \"db1\"\nroots = [\"{}\"]\n\
+                 [server]\nnode = \"db1\"\ncoordinator = false\n",
+                path("agent-state").display(),
+                data.display()
+            ),
+        )
+        .unwrap();
+        let agent = Server::start(gated_command(dir.path(), &agent_config), &path("agent.log"));
+        let gate = Gate::start(&agent.url, "/node/v1/backup/finish");
+        let config = path("strata.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"default_storage = "main"
+state_dir = "{state}"
+{storage}[server]
+lease_ttl_secs = 3
+[[server.tokens]]
+name = "ci"
+env = "STRATA_CI_TOKEN"
+[[nodes]]
+name = "db1"
+url = "{gate}"
+[[webhooks]]
+url = "{hook_url}"
+events = ["backup.*", "verify.*"]
+secret = {{ env = "STRATA_WEBHOOK_SECRET" }}
+attempts = 4
+backoff_ms = 100
+"#,
+                state = path("state").display(),
+                gate = gate.url,
+            ),
+        )
+        .unwrap();
+        succeed(gated_command(dir.path(), &config).arg("init"));
+        let server = Server::start(gated_command(dir.path(), &config), &path("server.log"));
+        GatedSite {
+            dir,
+            agent: Some(agent),
+            gate,
+            server,
+        }
+    }
+
+    fn url(&self) -> &str {
+        &self.server.url
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Starts a backup as token "ci"; returns its operation id.
+    fn start_backup(&self) -> String {
+        let started = http(self.url(), "POST", "/api/v1/backups", Some(CI_TOKEN), "");
+        assert_eq!(started.status, 202, "{}", started.body);
+        started.json()["operation"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn gated_command(dir: &std::path::Path, config: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("USER", "operator")
+        .env("STRATA_PASSWORD", PASSWORD)
+        .env("STRATA_TOKEN", USER_TOKEN)
+        .env("STRATA_CI_TOKEN", CI_TOKEN)
+        .env("STRATA_AGENT_TOKEN", "gated-agent-token")
+        .env("STRATA_WEBHOOK_SECRET", HOOK_SECRET)
+        .arg("--config")
+        .arg(config)
+        .current_dir(dir);
+    cmd
+}
+
+#[test]
+fn the_event_stream_follows_a_running_backup_to_its_end_and_a_second_one_is_refused() {
+    let receiver = Receiver::start();
+    let site = GatedSite::start(&receiver.url);
+    let url = site.url();
+
+    // The backup cannot finish while the gate holds db1's `finish` request.
+    site.gate.close();
+    let id = site.start_backup();
+    let events = event_stream(url, &format!("/api/v1/operations/{id}/events"), USER_TOKEN);
+    site.gate.wait_held(1);
+
+    // While it runs, a second backup is refused as busy, and that is audited as failed.
+    let refused = http(url, "POST", "/api/v1/backups", Some(USER_TOKEN), "");
+    assert_eq!(
+        (refused.status, error_code(&refused).as_str()),
+        (409, "busy"),
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.json()["message"].as_str().unwrap().contains(&id),
+        "the refusal names the running backup: {}",
+        refused.body
+    );
+    let audit = audit_entries(url);
+    assert!(
+        audit
+            .iter()
+            .any(|(action, who, outcome, detail)| action == "backup"
+                && who == "token:user"
+                && outcome == "failed"
+                && detail.contains(&id)),
+        "the refused backup is in the audit log as failed: {audit:?}"
+    );
+
+    // The stream reports db1's progress while the backup runs (and cannot have ended).
+    let mut seen = Vec::new();
+    let running = loop {
+        let event = events
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the stream of a held backup went quiet or ended");
+        assert_eq!(event["id"], id.as_str(), "{event:#}");
+        assert_eq!(event["state"], "running", "{event:#}");
+        seen.push(event.clone());
+        let node = event["nodes"][0].clone();
+        if node["phase"] == "finishing" && node["progress"]["files"].as_u64().unwrap() > 0 {
+            break node;
+        }
+    };
+    assert_eq!(running["name"], "db1");
+    assert!(
+        running["progress"]["bytes"].as_u64().unwrap() > 0,
+        "{running:#}"
+    );
+
+    // Let it finish: the stream goes on to the final state, then ends.
+    site.gate.open();
+    seen.extend(events.iter());
+    let last = seen.last().unwrap();
+    assert_eq!(last["state"], "succeeded", "{last:#}");
+    assert_eq!(last["result"]["status"], "complete", "{last:#}");
+    assert_eq!(last["result"]["name"], id.as_str());
+    assert_eq!(last["nodes"][0]["phase"], "done", "{last:#}");
+    assert!(
+        seen[..seen.len() - 1]
+            .iter()
+            .all(|e| e["state"] == "running"),
+        "one final event, the last"
+    );
+    let files = last["result"]["nodes"][0]["files"].as_u64().unwrap();
+    assert!(files > 0);
+
+    // Asked after the end, the stream is the final state alone.
+    let after = http(
+        url,
+        "GET",
+        &format!("/api/v1/operations/{id}/events"),
+        Some(USER_TOKEN),
+        "",
+    );
+    assert_eq!(after.status, 200);
+    assert_eq!(after.header("content-type"), Some("text/event-stream"));
+    let data: Vec<&str> = after
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .collect();
+    assert_eq!(data.len(), 1, "{}", after.body);
+    let fin: serde_json::Value = serde_json::from_str(data[0].trim()).unwrap();
+    assert_eq!(fin["state"], "succeeded");
+
+    let text = metrics(url);
+    let ops = |outcome: &str| {
+        series(
+            &text,
+            &format!(
+                "strata_operations_total{{storage=\"main\",kind=\"backup\",outcome=\"{outcome}\"}}"
+            ),
+        )
+    };
+    assert_eq!(ops("succeeded"), Some(1.0), "{text}");
+    assert_eq!(
+        ops("failed"),
+        None,
+        "a refused backup never ran, so it is not an operation that failed"
+    );
+    assert_eq!(metric(&text, "strata_lease_losses_total"), 0.0);
+}
+
+#[test]
+fn a_lost_lease_fails_the_backup_and_failures_are_counted_reported_and_logged() {
+    let receiver = Receiver::start();
+    let mut site = GatedSite::start(&receiver.url);
+    let url = site.url().to_string();
+    let url = url.as_str();
+
+    // A complete backup first, so the failed one is not the only one.
+    let good = site.start_backup();
+    assert_eq!(wait_done(url, &good)["state"], "succeeded");
+
+    // The next one loses db1's lease while db1 finishes: it fails, and says why.
+    site.gate.close();
+    let id = site.start_backup();
+    site.gate.wait_held(1);
+    site.gate.refuse_leases(true);
+    site.gate.wait_refused(1);
+    let done = wait_done(url, &id);
+    site.gate.refuse_leases(false);
+    site.gate.open_dropping_held();
+    assert_eq!(done["state"], "failed", "{done:#}");
+    assert_eq!(done["result"]["status"], "failed", "{done:#}");
+    let why = done["nodes"][0]["error"].as_str().unwrap_or_default();
+    assert!(why.contains("lease"), "{done:#}");
+
+    // The failure reaches the webhook, signed, and the audit log.
+    let got = wait_for_deliveries(&receiver, &["backup.failed"]);
+    let failed = got.iter().find(|d| d.event == "backup.failed").unwrap();
+    assert_eq!(failed.signature, expected_signature(&failed.body));
+    let body: serde_json::Value = serde_json::from_str(&failed.body).unwrap();
+    assert_eq!(body["target"], id.as_str());
+    assert_eq!(body["operation"], id.as_str());
+    assert_eq!(body["who"], "token:ci");
+    assert!(
+        body["detail"].as_str().unwrap().contains("lease"),
+        "{body:#}"
+    );
+    let audit = audit_entries(url);
+    assert!(
+        audit
+            .iter()
+            .any(|(a, w, o, _)| a == "backup" && w == "token:ci" && o == "failed"),
+        "{audit:?}"
+    );
+
+    // A verification that cannot run (an index object the storage cannot read) fails as
+    // a whole: a JSON 500, a storage error, a verify failure.
+    let index = site.path("repo/index");
+    let unreadable = index.join("f".repeat(64));
+    std::os::unix::fs::symlink(&unreadable, &unreadable).unwrap();
+    let broken = http(url, "POST", "/api/v1/verify", Some(CI_TOKEN), "");
+    std::fs::remove_file(&unreadable).unwrap();
+    assert_eq!(
+        (broken.status, error_code(&broken).as_str()),
+        (500, "failed"),
+        "{}",
+        broken.body
+    );
+
+    // A verification that finds a pack missing: a report with problems.
+    let pack = first_file(&site.path("repo/data"));
+    std::fs::remove_file(&pack).unwrap();
+    let damaged = http(
+        url,
+        "POST",
+        "/api/v1/verify",
+        Some(CI_TOKEN),
+        &format!(r#"{{"backup": "{good}", "read_data": true}}"#),
+    );
+    assert_eq!(damaged.status, 200, "{}", damaged.body);
+    assert!(
+        !damaged.json()["problems"].as_array().unwrap().is_empty(),
+        "{}",
+        damaged.body
+    );
+    wait_for_deliveries(&receiver, &["verify.failed"]);
+
+    // The metrics count all of it.
+    let text = metrics(url);
+    let m = |name: &str, rest: &str| metric(&text, &format!("{name}{{storage=\"main\"{rest}}}"));
+    let op = |kind: &str, outcome: &str| {
+        m(
+            "strata_operations_total",
+            &format!(",kind=\"{kind}\",outcome=\"{outcome}\""),
+        )
+    };
+    assert_eq!(op("backup", "succeeded"), 1.0);
+    assert_eq!(op("backup", "failed"), 1.0);
+    assert_eq!(op("verify", "failed"), 2.0);
+    assert_eq!(m("strata_verify_failures_total", ""), 2.0);
+    assert!(metric(&text, "strata_lease_losses_total") >= 1.0, "{text}");
+    assert_eq!(m("strata_backups", ",status=\"failed\""), 1.0);
+    assert_eq!(m("strata_backups", ",status=\"complete\""), 1.0);
+    assert_eq!(m("strata_backups_verified", ",outcome=\"damaged\""), 1.0);
+    assert_eq!(m("strata_store_errors_total", ",kind=\"get\""), 1.0);
+    assert_eq!(metric(&text, "strata_node_up{node=\"db1\"}"), 1.0);
+
+    // A node whose agent is gone is down.
+    site.agent.take().unwrap().kill();
+    let text = metrics(url);
+    assert_eq!(metric(&text, "strata_node_up{node=\"db1\"}"), 0.0, "{text}");
+}
+
+/// The first file under `dir`, depth first.
+fn first_file(dir: &std::path::Path) -> PathBuf {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    let first = entries
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no file under {}", dir.display()));
+    if first.is_dir() {
+        first_file(&first)
+    } else {
+        first
+    }
 }

@@ -1,8 +1,12 @@
 //! The dashboard in a real browser: a real `strata server` with real backups of two nodes,
 //! and Debian's Chromium, headless, driven by playwright-core from
 //! `tests/dashboard/e2e.mjs`. The script signs in with the token, checks the figures the
-//! page shows against the API, starts a backup with the page's button, follows it to its
-//! end and saves screenshots under `target/test-output/dashboard/`.
+//! page shows against the API, starts a backup with the page's button, follows it while
+//! it runs and to its end, and saves screenshots under `target/test-output/dashboard/`.
+//!
+//! db1 runs in the server; db2 is an agent of its own behind a [`Gate`] that holds db2's
+//! `finish` while the page's backup runs, so the page is seen showing a running backup's
+//! figures however fast the machine is. The script opens the gate once it has seen them.
 //!
 //! Needs `node`, Chromium (`/usr/bin/chromium` or `$STRATA_TEST_CHROMIUM`) and
 //! `$STRATA_TEST_NODE_MODULES` with playwright-core (`scripts/install-test-servers.sh`
@@ -11,6 +15,7 @@
 
 mod common;
 
+use common::gate::Gate;
 use common::server::{http, Server};
 use common::{pseudo_random, realistic_tree, succeed, PASSWORD};
 use std::io::Read;
@@ -19,13 +24,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const USER_TOKEN: &str = "dashboard-user-token-5b1e";
+/// A secret in the configuration (a storage option): the page shows it masked, never as is.
+const SECRET: &str = "dashboard-secret-value-8c41f";
 /// How long the browser script may take in all (it takes seconds; its slowest waits are
 /// three minutes).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(900);
 /// What the browser script saves, in order.
-const SCREENSHOTS: [&str; 7] = [
+const SCREENSHOTS: [&str; 8] = [
     "overview.png",
     "backups.png",
+    "backup-running.png",
     "backup-done.png",
     "restore-done.png",
     "activity.png",
@@ -71,16 +79,42 @@ fn browser() -> Result<Browser, String> {
     })
 }
 
-/// A scratch cluster of two in-process nodes, db1 and db2, in one repository.
+/// A scratch cluster of two nodes in one repository: db1 in-process, db2 an agent of its
+/// own reached through a gate; and a second storage, `cold`, with a secret option.
 struct Scratch {
     dir: tempfile::TempDir,
     config: PathBuf,
+    _agent: Server,
+    gate: Gate,
 }
 
 impl Scratch {
     fn new() -> Scratch {
         let dir = tempfile::tempdir().unwrap();
         let path = |rel: &str| dir.path().join(rel);
+        let agent_config = path("db2.toml");
+        std::fs::write(
+            &agent_config,
+            format!(
+                r#"default_storage = "main"
+state_dir = "{state}"
+[storages.main]
+path = "{repo}"
+[[nodes]]
+name = "db2"
+roots = ["{db2}"]
+[server]
+node = "db2"
+coordinator = false
+"#,
+                state = path("db2-state").display(),
+                repo = path("repo").display(),
+                db2 = path("db2").display(),
+            ),
+        )
+        .unwrap();
+        let agent = Server::start(strata_command(dir.path(), &agent_config), &path("db2.log"));
+        let gate = Gate::start(&agent.url, "/node/v1/backup/finish");
         let config = path("strata.toml");
         std::fs::write(
             &config,
@@ -89,12 +123,15 @@ impl Scratch {
 state_dir = "{state}"
 [storages.main]
 path = "{repo}"
+[storages.cold]
+path = "{cold}"
+options = {{ aws_secret_access_key = "{SECRET}" }}
 [[nodes]]
 name = "db1"
 roots = ["{db1}"]
 [[nodes]]
 name = "db2"
-roots = ["{db2}"]
+url = "{gate}"
 [retention]
 keep_last = 1
 [[schedules]]
@@ -104,12 +141,18 @@ cron = "30 2 * * *"
 "#,
                 state = path("state").display(),
                 repo = path("repo").display(),
+                cold = path("cold").display(),
                 db1 = path("db1").display(),
-                db2 = path("db2").display(),
+                gate = gate.url,
             ),
         )
         .unwrap();
-        Scratch { dir, config }
+        Scratch {
+            dir,
+            config,
+            _agent: agent,
+            gate,
+        }
     }
 
     fn data(&self, node: &str) -> PathBuf {
@@ -117,16 +160,7 @@ cron = "30 2 * * *"
     }
 
     fn strata(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("STRATA_PASSWORD", PASSWORD)
-            .env("STRATA_TOKEN", USER_TOKEN)
-            .env("STRATA_AGENT_TOKEN", "dashboard-agent-token")
-            .arg("--config")
-            .arg(&self.config)
-            .current_dir(self.dir.path());
-        cmd
+        strata_command(self.dir.path(), &self.config)
     }
 
     /// Starts `strata server` on a free port and waits until it listens.
@@ -137,6 +171,20 @@ cron = "30 2 * * *"
     fn server_log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
+}
+
+/// `strata --config CONFIG` in `dir`, with the tokens and the password in its environment.
+fn strata_command(dir: &Path, config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("STRATA_PASSWORD", PASSWORD)
+        .env("STRATA_TOKEN", USER_TOKEN)
+        .env("STRATA_AGENT_TOKEN", "dashboard-agent-token")
+        .arg("--config")
+        .arg(config)
+        .current_dir(dir);
+    cmd
 }
 
 /// Reads a child's output to its end on a thread of its own (so neither pipe fills up).
@@ -193,6 +241,7 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
     std::fs::create_dir_all(&db2).unwrap();
     std::fs::write(db2.join("table.bin"), pseudo_random(3 << 20, 2)).unwrap();
     succeed(scratch.strata().arg("init"));
+    succeed(scratch.strata().args(["init", "--storage", "cold"]));
 
     // A complete backup, then one that fails because db2's root is gone.
     succeed(scratch.strata().args(["backup", "--json"]));
@@ -228,6 +277,8 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
     for old in SCREENSHOTS {
         let _ = std::fs::remove_file(shots.join(old));
     }
+    // The backup the page starts waits at the gate until the script has seen it run.
+    scratch.gate.close();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/e2e.mjs");
     let mut node = Command::new("node")
         .arg(&script)
@@ -237,6 +288,9 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
         .env("STRATA_TEST_NODE_MODULES", &browser.node_modules)
         .env("STRATA_SCREENSHOTS", &shots)
         .env("STRATA_DB2", &db2)
+        .env("STRATA_GATE", &scratch.gate.url)
+        .env("STRATA_SECRET", SECRET)
+        .env("TZ", "UTC")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -945,7 +945,7 @@ async function cleanup() {
 function kv(pairs) {
   const shown = pairs.filter(([, v]) => v !== undefined && v !== null && v !== "");
   if (!shown.length) return h("span", { class: "muted" }, "—");
-  return h("dl", { class: "kv" }, shown.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
+  return h("dl", { class: "kv" }, shown.map(([k, v]) => [h("dt", {}, k), h("dd", { "data-key": k }, v)]));
 }
 
 function secretSource(source) {

@@ -2,6 +2,7 @@
 //! a realistic source tree, and a byte-for-byte, attribute-for-attribute tree comparison.
 #![allow(dead_code)]
 
+pub mod gate;
 pub mod pgserver;
 pub mod server;
 

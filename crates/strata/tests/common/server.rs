@@ -1,4 +1,5 @@
-//! A real `strata server` process for tests, and a raw HTTP/1.1 client for poking at it.
+//! A real `strata server` process for tests, a raw HTTP/1.1 client for poking at it, and a
+//! reader of its server-sent event streams.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -138,4 +139,85 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Follows a server-sent event stream (`GET path`) on a thread of its own: every `data:`
+/// payload, parsed as JSON, goes to the returned channel as it arrives; the channel closes
+/// when the server ends the stream. Panics (on that thread; the channel then closes
+/// early) unless the answer is `200 text/event-stream`.
+pub fn event_stream(
+    url: &str,
+    path: &str,
+    token: &str,
+) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    let address = url.trim_start_matches("http://").to_string();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\nConnection: close\r\n\r\n"
+    );
+    let (events, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut chunked = false;
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        assert!(first.contains(" 200 "), "event stream refused: {first}");
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let line = line.trim_end().to_ascii_lowercase();
+            if line.is_empty() {
+                break;
+            }
+            if line.starts_with("content-type:") {
+                assert!(line.contains("text/event-stream"), "{line}");
+            }
+            chunked |= line.starts_with("transfer-encoding:") && line.contains("chunked");
+        }
+        let mut text = String::new();
+        loop {
+            // The next piece of the body: a chunk, or whatever arrives when not chunked.
+            let piece = if chunked {
+                let mut size = String::new();
+                if reader.read_line(&mut size).unwrap_or(0) == 0 {
+                    break;
+                }
+                let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                if size == 0 {
+                    break;
+                }
+                let mut piece = vec![0; size + 2];
+                reader.read_exact(&mut piece).unwrap();
+                piece.truncate(size);
+                piece
+            } else {
+                let mut piece = vec![0; 8192];
+                let n = reader.read(&mut piece).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                piece.truncate(n);
+                piece
+            };
+            text.push_str(&String::from_utf8_lossy(&piece).replace("\r\n", "\n"));
+            while let Some(end) = text.find("\n\n") {
+                let block: String = text.drain(..end + 2).collect();
+                let data: Vec<&str> = block
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(|l| l.strip_prefix(' ').unwrap_or(l))
+                    .collect();
+                if data.is_empty() {
+                    continue; // a keep-alive comment
+                }
+                let value = serde_json::from_str(&data.join("\n"))
+                    .unwrap_or_else(|e| panic!("event not JSON ({e}): {block}"));
+                if events.send(value).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    received
 }

@@ -1,10 +1,15 @@
 // Drives the dashboard in headless Chromium against a running `strata server` with real
 // backups (started by crates/strata/tests/dashboard.rs, which passes everything in the
 // environment). Checks that what the page shows equals what the API returns, starts a
-// backup with the page's button, follows it to its end, and saves screenshots.
+// backup with the page's button, follows it while it runs and to its end, and saves
+// screenshots.
 //
 // STRATA_URL, STRATA_TOKEN, STRATA_CHROMIUM, STRATA_TEST_NODE_MODULES, STRATA_SCREENSHOTS,
-// STRATA_DB2 (node db2's root: the script damages it and restores it through the page).
+// STRATA_DB2 (node db2's root: the script damages it and restores it through the page),
+// STRATA_GATE (the gate in front of db2's agent: it holds db2's `finish` until the script
+// has seen the running backup's figures, then the script opens it with POST /gate/open),
+// STRATA_SECRET (a secret in the server's configuration: shown masked, never sent).
+// Runs with TZ=UTC, as the browser context does, so times read the same in both.
 // Exit 0 when every check held; otherwise the first failed check is printed.
 
 import { createRequire } from "node:module";
@@ -34,10 +39,25 @@ function equal(actual, expected, what) {
   check(actual === expected, `${what}: page shows ${JSON.stringify(actual)}, API says ${JSON.stringify(expected)}`);
 }
 
-/** The API, asked directly (not through the page): the truth the page is checked against. */
+/** One of the values `expected` allows (a figure that depends on the clock, computed at
+ * the moments before and after the page could have drawn it). */
+function oneOf(actual, expected, what) {
+  check(expected.includes(actual), `${what}: page shows ${JSON.stringify(actual)}, API says one of ${JSON.stringify(expected)}`);
+}
+
+/** What `text(now)` gives at every second from `from` to now: the page drew it at one of
+ * those moments. */
+function sinceThen(from, text) {
+  const to = new Date();
+  const out = new Set([text(to)]);
+  for (let t = from.getTime(); t < to.getTime(); t += 1000) out.add(text(new Date(t)));
+  return [...out];
+}
+
+/** The API, asked directly (not through the page): the truth the page is checked against.
+ * Every endpoint the page uses must be there: a 404 or 405 fails the test. */
 async function api(path) {
   const response = await fetch(base + path, { headers: { Authorization: `Bearer ${token}` } });
-  if (response.status === 404 || response.status === 405) return { missing: true };
   check(response.ok, `GET ${path}: HTTP ${response.status}`);
   return { value: await response.json() };
 }
@@ -55,7 +75,62 @@ function bytes(n) {
   return `${v.toFixed(1)} ${units[i]}`;
 }
 
+/** The page's other formats, written again here (see format.js). */
+const pad = (n) => String(n).padStart(2, "0");
+function duration(ms) {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const total = Math.round(s);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const sec = total % 60;
+  if (h === 0) return `${m} min ${pad(sec)} s`;
+  if (h < 48) return `${h} h ${pad(m)} min`;
+  return `${Math.floor(h / 24)} d ${h % 24} h`;
+}
+function age(date, now) {
+  const ms = now - date;
+  if (ms < 0) return "in the future";
+  if (ms < 60_000) return "just now";
+  const min = Math.floor(ms / 60_000);
+  if (min < 60) return `${min} min ago`;
+  const h = Math.floor(min / 60);
+  if (h < 48) return `${h} h ${min % 60} min ago`;
+  return `${Math.floor(h / 24)} d ${h % 24} h ago`;
+}
+function until(date, now) {
+  const ms = date - now;
+  if (ms <= 0) return "due";
+  const min = Math.ceil(ms / 60_000);
+  if (min < 60) return `in ${min} min`;
+  const h = Math.floor(min / 60);
+  if (h < 48) return `in ${h} h ${min % 60} min`;
+  return `in ${Math.floor(h / 24)} d ${h % 24} h`;
+}
+function dateTime(value) {
+  const d = new Date(value);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+}
+const plural = (n, noun) => `${n.toLocaleString("en-US")} ${n === 1 ? noun : `${noun}s`}`;
+
 const sum = (b, field) => b.nodes.reduce((t, n) => t + n[field], 0);
+const CHART_POINTS = 40;
+
+/** The charts: one bar group per backup (the newest CHART_POINTS), oldest first, each
+ * titled with its backup's name, and the duration chart's titles with its duration. */
+async function checkCharts(page, list) {
+  const shown = [...list].slice(0, CHART_POINTS).reverse();
+  for (const chart of ["#chart-size", "#chart-duration"]) {
+    equal(await page.locator(`${chart} .bar-group`).count(), shown.length, `bars in ${chart}`);
+  }
+  const titles = await page.locator("#chart-duration .bar-group > title").allTextContents();
+  equal(titles.join("\n"), shown.map((b) => `${b.name} (${b.status}): ${duration(b.duration_ms)}`).join("\n"),
+    "the duration chart's bars");
+  const sizes = await page.locator("#chart-size .bar-group > title").allTextContents();
+  equal(sizes.map((t) => t.split(" ")[0]).join(), shown.map((b) => b.name).join(), "the size chart's bars");
+}
 const newestFirst = (list) => [...list].sort((a, b) => (b.started + b.name).localeCompare(a.started + a.name));
 
 const browser = await chromium.launch({
@@ -65,7 +140,7 @@ const browser = await chromium.launch({
 const problems = [];
 let exitCode = 0;
 try {
-  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 } });
+  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 }, timezoneId: "UTC" });
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
   const origin = new URL(base).origin;
@@ -96,6 +171,7 @@ try {
   await page.locator("#login-error").filter({ hasText: "refused" }).waitFor();
   log("wrong token refused");
   await page.fill("#token", token);
+  const beforeOverview = new Date();
   await page.click("#login-form button[type=submit]");
   await page.locator("[data-field=count-complete]").waitFor();
   await page.locator("#login").waitFor({ state: "hidden" });
@@ -114,6 +190,8 @@ try {
   equal(await page.textContent("[data-field=latest-status]"), backups[0].status, "latest backup's status");
   const good = backups.find((b) => b.status === "complete");
   equal(await page.textContent("[data-field=last-good-name]"), good.name, "last good backup");
+  oneOf(await page.textContent("[data-field=last-good-age]"),
+    sinceThen(beforeOverview, (now) => age(new Date(good.started), now)), "age of the last good backup");
   const status = (await api("/api/v1/status")).value;
   const up = status.nodes.filter((n) => n.reachable).length;
   equal(await page.textContent("[data-field=nodes-reachable]"), `${up} / ${status.nodes.length}`, "reachable nodes");
@@ -126,18 +204,23 @@ try {
   const schedules = (await api("/api/v1/schedules")).value;
   check(schedules.length > 0, "the test configured a schedule");
   for (const job of schedules) {
-    await page.locator(`#panel-schedules tr[data-schedule="${job.name}"] [data-field=next]`).waitFor();
+    check(job.next, `schedule ${job.name} has a next run`);
+    const next = new Date(job.next);
+    const cell = page.locator(`#panel-schedules tr[data-schedule="${job.name}"] [data-field=next]`);
+    await cell.waitFor();
+    oneOf(await cell.textContent(),
+      sinceThen(beforeOverview, (now) => `${dateTime(next)}${until(next, now)}`), `next run of ${job.name}`);
   }
-  const checks = await api("/api/v1/check");
-  if (checks.missing) {
-    await page.locator("#panel-check [data-field=unavailable]").waitFor();
-    log("configuration check: not available on this server (shown as such)");
-  } else {
-    for (const c of checks.value.checks) {
-      const item = page.locator(`#panel-check li[data-check="${c.name}"]`);
-      equal(await item.getAttribute("class"), c.ok ? "ok" : "bad", `check ${c.name}`);
-    }
+  const checks = (await api("/api/v1/check")).value;
+  check(checks.checks.length > 0, "the server checks its configuration");
+  check(await page.locator("#view-overview [data-field=unavailable]").count() === 0, "no panel of the overview says 'not available'");
+  for (const c of checks.checks) {
+    const item = page.locator(`#panel-check li[data-check="${c.name}"]`);
+    equal(await item.getAttribute("class"), c.ok ? "ok" : "bad", `check ${c.name}`);
   }
+  equal(await page.textContent("#panel-check [data-field=check-summary]"),
+    checks.ok ? `All ${checks.checks.length} checks passed` : `${checks.checks.filter((c) => !c.ok).length} of ${checks.checks.length} checks failed`,
+    "the check's summary");
   await page.mouse.move(0, 0);
   await page.screenshot({ path: join(shots, "overview.png"), fullPage: true });
   log("overview matches the API");
@@ -153,11 +236,13 @@ try {
     equal(await row.locator("[data-field=size]").textContent(), bytes(sum(b, "bytes")), `${b.name} size`);
     equal(await row.locator("[data-field=stored]").textContent(), bytes(sum(b, "stored_bytes")), `${b.name} stored size`);
     equal(await row.locator("[data-field=new]").textContent(), bytes(sum(b, "new_bytes")), `${b.name} new data`);
+    equal(await row.locator("[data-field=duration]").textContent(), duration(b.duration_ms), `${b.name} duration`);
     for (const n of b.nodes) {
       equal(await row.locator(`.chip[data-node="${n.name}"]`).getAttribute("data-status"), n.status, `${b.name} node ${n.name}`);
     }
   }
-  log(`${backups.length} backups listed as the API lists them`);
+  await checkCharts(page, backups);
+  log(`${backups.length} backups listed and charted as the API lists them`);
   await page.mouse.move(0, 0);
   await page.screenshot({ path: join(shots, "backups.png"), fullPage: true });
 
@@ -169,14 +254,36 @@ try {
   await card.waitFor();
   const id = await card.getAttribute("data-op-id");
   log(`backup ${id} started from the page`);
+  // db2's `finish` is held at the gate, so the backup runs until the page has shown db2's
+  // figures as the API has them; then the gate opens and the backup ends.
   const phases = new Set();
+  let running = null;
   const deadline = Date.now() + LONG;
   for (;;) {
     const state = await card.locator(".operation-head [data-field=state]").textContent();
     for (const p of await card.locator("[data-field=phase]").allTextContents()) phases.add(p);
     if (state !== "running") {
+      check(running, `the backup ended (${state}) before the page showed a node's figures while it ran`);
       equal(state, "succeeded", "state of the backup started from the page");
       break;
+    }
+    if (!running) {
+      const live = (await api(`/api/v1/operations/${id}`)).value;
+      const db2 = live.nodes.find((n) => n.name === "db2");
+      const p = db2.progress;
+      if (live.state === "running" && db2.phase === "finishing" && (p.files > 0 || p.bytes > 0)) {
+        const expected = `${plural(p.files, "file")} · ${bytes(p.bytes)}${p.total_bytes ? ` of ${bytes(p.total_bytes)}` : ""}`;
+        const shown = await card.locator("[data-node=db2] [data-field=progress]").textContent();
+        const phase = await card.locator("[data-node=db2] [data-field=phase]").textContent();
+        if (shown === expected && phase === "finishing") {
+          running = shown;
+          log(`while the backup ran, db2 showed: ${phase}, ${shown}`);
+          await page.mouse.move(0, 0);
+          await page.screenshot({ path: join(shots, "backup-running.png"), fullPage: true });
+          const opened = await fetch(`${env("STRATA_GATE")}/gate/open`, { method: "POST" });
+          check(opened.ok, `opening the gate: HTTP ${opened.status}`);
+        }
+      }
     }
     check(Date.now() < deadline, `backup ${id} still running after ${LONG / 1000} s`);
     await page.waitForTimeout(100);
@@ -198,6 +305,8 @@ try {
   const after = newestFirst((await api("/api/v1/backups")).value);
   equal(after[0].name, made, "the newest backup is the one started from the page");
   equal(await newRow.locator("[data-field=size]").textContent(), bytes(sum(after[0], "bytes")), `${made} size`);
+  equal(await newRow.locator("[data-field=duration]").textContent(), duration(after[0].duration_ms), `${made} duration`);
+  await checkCharts(page, after);
   await page.mouse.move(0, 0);
   await page.screenshot({ path: join(shots, "backup-done.png"), fullPage: true });
   log(`backup ${made} complete and listed`);
@@ -333,22 +442,28 @@ try {
   equal((await api("/api/v1/backups")).value.map((b) => b.name).join(), made, "backups after the clean-up");
   log("cleaned up by the retention policy");
 
-  // Configuration: as the server sees it, without the token anywhere on the page.
+  // Configuration: as the server sees it; the secret option masked, and neither it nor
+  // the token anywhere in the page.
   await page.click("#tabs a[data-tab=configuration]");
-  const config = await api("/api/v1/config");
-  if (config.missing) {
-    await page.locator("#panel-storages [data-field=unavailable]").waitFor();
-    log("configuration: not available on this server (shown as such)");
-  } else {
-    for (const name of Object.keys(config.value.storages)) {
-      await page.locator(`#panel-storages tr[data-storage="${name}"]`).waitFor();
-    }
-    for (const node of config.value.nodes) {
-      await page.locator(`#panel-config-nodes tr[data-node="${node.name}"] [data-field=plugin]`).waitFor();
-    }
+  const config = (await api("/api/v1/config")).value;
+  for (const name of Object.keys(config.storages)) {
+    await page.locator(`#panel-storages tr[data-storage="${name}"]`).waitFor();
   }
+  for (const node of config.nodes) {
+    await page.locator(`#panel-config-nodes tr[data-node="${node.name}"] [data-field=plugin]`).waitFor();
+  }
+  check(await page.locator("#view-configuration [data-field=unavailable]").count() === 0, "no panel of the configuration says 'not available'");
+  const secret = env("STRATA_SECRET");
+  equal(config.storages.cold.options.aws_secret_access_key, "***", "the secret option in the API");
+  equal(await page.textContent('#panel-storages tr[data-storage="cold"] dd[data-key="aws_secret_access_key"]'), "***",
+    "the secret option on the configuration page");
+  await page.click("#panel-config-raw summary");
+  check((await page.textContent("[data-field=config-json]")).includes('"aws_secret_access_key": "***"'), "the secret masked in the full configuration");
+  const html = await page.content();
   const text = await page.locator("body").innerText();
-  check(!text.includes(token), "the token appears on the configuration page");
+  for (const [what, value] of [["the secret", secret], ["the token", token]]) {
+    check(!html.includes(value) && !text.includes(value), `${what} appears in the configuration page`);
+  }
   await page.mouse.move(0, 0);
   await page.screenshot({ path: join(shots, "configuration.png"), fullPage: true });
 
@@ -357,6 +472,7 @@ try {
   await page.locator("#token").waitFor({ state: "visible" });
   equal(await page.evaluate(() => sessionStorage.length), 0, "session storage after signing out");
 
+  check(!(await page.content()).includes(secret), "the secret appears in the page");
   check(problems.length === 0, `problems in the page:\n${problems.join("\n")}`);
   log("all checks passed");
 } catch (error) {
