@@ -598,16 +598,54 @@ async fn tick_count(client: &strata_pg::Client) -> i64 {
         .get(0)
 }
 
+/// The next batch with events, finishing the empty ones before it; waits on `waiter`
+/// between tries and gives up after `limit` (a guard against hanging).
+async fn next_events(
+    consumer: &mut Consumer,
+    waiter: &mut strata_pgq::conn::TickWaiter,
+    what: &str,
+    limit: Duration,
+) -> Vec<strata_pgq::Event> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(batch) = consumer.next_batch().await.unwrap() {
+            let events = drain_batch(consumer, &batch).await;
+            if !events.is_empty() {
+                return events;
+            }
+            continue;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        waiter.wait(Duration::from_secs(1)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
     if skip_without_postgres() {
         return;
     }
     let site = Site::new(&["app"]);
-    site.expect("app", 0, &["pgq", "create-queue", "q", "--notify"]);
+    // pgq's own rules would tick an event here only after an hour (ticker_max_lag) or
+    // 500 events (ticker_max_count), and an idle queue after an hour (ticker_idle_period);
+    // the ticker's own round is hourly too (ticker_period). So every tick of an event
+    // below is a wake-up tick: only the notification path can explain it.
+    site.expect(
+        "app",
+        0,
+        &[
+            "pgq",
+            "create-queue",
+            "q",
+            "--notify",
+            "--set",
+            "ticker_max_lag=1 hour",
+            "--set",
+            "ticker_idle_period=1 hour",
+        ],
+    );
     site.expect("app", 0, &["pgq", "register", "q", "c"]);
     let client = site.client("app").await;
-    // ticker_period is an hour: only a notification can make the tick in time.
     let ini = site.ticker_ini("d.ini", &["app"], "");
     let text = std::fs::read_to_string(&ini)
         .unwrap()
@@ -621,38 +659,25 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
         .parse()
         .unwrap();
     let _daemon = KillOnDrop(pid);
-    // The daemon's first round ticks at start; wait for its LISTEN to be in place.
+    // The daemon's first round runs at start; wait for its LISTEN to be in place.
     wait_for("the daemon to listen", Duration::from_secs(30), || async {
         std::fs::read_to_string(site.path("d.ini.log"))
             .unwrap_or_default()
             .contains("listening for event notifications")
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = tick_count(&client).await;
+    // Its first round ticks the idle queue (pgq's idle rule: a second tick after the
+    // one create_queue made); after that, only wake-ups.
+    wait_for(
+        "the daemon's first round",
+        Duration::from_secs(30),
+        || async { tick_count(&client).await >= 2 },
+    )
+    .await;
     let pg = strata_pgq::conn::config_for(&site.base_connstr(), "app").unwrap();
     let mut waiter = strata_pgq::conn::TickWaiter::connect(&pg, "q")
         .await
         .unwrap();
-    client
-        .batch_execute("select pgq.insert_event('q', 'x', 'y')")
-        .await
-        .unwrap();
-    assert!(
-        waiter.wait(Duration::from_secs(60)).await,
-        "a consumer waiting on the tick channel is woken by the ticker"
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while tick_count(&client).await <= before {
-        assert!(
-            Instant::now() < deadline,
-            "no tick after the notification; ticker log:\n{}",
-            std::fs::read_to_string(site.path("d.ini.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // A retried event comes back through the ticker's retry job (retry_period 1 s),
-    // whose insert notifies again, so it is ticked and the consumer woken again.
     let mut consumer = Consumer::new(
         site.client("app").await,
         "q",
@@ -660,13 +685,59 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
         ConsumerOptions::default(),
     )
     .unwrap();
-    // Batches before the event (the daemon's first tick) are empty.
-    let (batch, stream, chunk) = loop {
-        let batch = consumer
-            .next_batch()
-            .await
-            .unwrap()
-            .expect("the event's batch");
+    // Start from the newest tick: batches before the first event are empty.
+    while let Some(batch) = consumer.next_batch().await.unwrap() {
+        assert!(drain_batch(&mut consumer, &batch).await.is_empty());
+    }
+    let before = tick_count(&client).await;
+    // The first event of a fresh queue: pgq's event sequence does not count it (see
+    // docs/pgq.md), the wake-up tick still covers it.
+    client
+        .batch_execute("select pgq.insert_event('q', 'x', 'first')")
+        .await
+        .unwrap();
+    assert!(
+        waiter.wait(Duration::from_secs(60)).await,
+        "a consumer waiting on the tick channel is woken by the ticker"
+    );
+    assert!(tick_count(&client).await > before);
+    let events = next_events(
+        &mut consumer,
+        &mut waiter,
+        "the first event's batch",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].data.as_deref(), Some("first"));
+    // Right after that tick, another event: it gets its own tick (no sooner than
+    // wakeup_min_interval after the previous one), not pgq's max_lag an hour later.
+    client
+        .batch_execute("select pgq.insert_event('q', 'x', 'second')")
+        .await
+        .unwrap();
+    let events = next_events(
+        &mut consumer,
+        &mut waiter,
+        "the event inserted right after a tick",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].data.as_deref(), Some("second"));
+    // A retried event comes back through the ticker's retry job (retry_period 1 s); its
+    // insert into the event table notifies again and gets a wake-up tick.
+    client
+        .batch_execute("select pgq.insert_event('q', 'x', 'retried')")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (batch, mut stream, chunk) = loop {
+        assert!(Instant::now() < deadline, "the third event never came");
+        let Some(batch) = consumer.next_batch().await.unwrap() else {
+            waiter.wait(Duration::from_secs(1)).await;
+            continue;
+        };
         let mut stream = consumer.events(&batch).await.unwrap();
         match stream.next_chunk().await.unwrap() {
             Some(chunk) => break (batch.clone(), stream, chunk),
@@ -681,20 +752,13 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
     stream.retry(&chunk[0], Duration::ZERO).await.unwrap();
     stream.close().await.unwrap();
     consumer.finish_batch(&batch).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let again = loop {
-        waiter.wait(Duration::from_secs(1)).await;
-        if let Some(batch) = consumer.next_batch().await.unwrap() {
-            let events = drain_batch(&mut consumer, &batch).await;
-            if !events.is_empty() {
-                break events;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the retried event never came back"
-        );
-    };
+    let again = next_events(
+        &mut consumer,
+        &mut waiter,
+        "the retried event",
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(again.len(), 1);
     assert_eq!((again[0].id, again[0].retry), (chunk[0].id, Some(1)));
     let log = std::fs::read_to_string(site.path("d.ini.log")).unwrap();
@@ -702,6 +766,19 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
         log.contains("app: moved 1 events back from the retry queue"),
         "{log}"
     );
+    // The event sequence was not pushed: it moved once per insert, the three events and
+    // the retried one's re-insert (pgq's insert_event_raw takes a number from the
+    // sequence even for an event that keeps its id), where pgq.force_tick would have
+    // added 2000 per wake-up.
+    let seq: i64 = client
+        .query_one(
+            "select max(tick_event_seq) from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue where q.queue_name = 'q'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seq, 4);
     // SAFETY: plain kill(2) of the daemon we started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     wait_for(
@@ -710,6 +787,52 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
         || async { !site.path("d.ini.pid").exists() },
     )
     .await;
+    // A ticker whose role may not write a tick itself (a member of pgq_admin, which has
+    // no USAGE on the queue's tick sequence: pgq.ticker is security definer) falls back
+    // to pgq.force_tick for wake-ups, and says so once.
+    site.pg
+        .psql("app", "create role ticker_role login in role pgq_admin");
+    let ini = site.path("role.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[pgqd]\nbase_connstr = host={} port={} user=ticker_role\ndatabase_list = app\nlogfile = {}\nticker_period = 3600\n",
+            site.pg.socket_dir.display(),
+            site.pg.port,
+            site.path("role.log").display()
+        ),
+    )
+    .unwrap();
+    let mut ticker = site.spawn_ticker(&ini, &[]);
+    wait_for(
+        "the second ticker to listen",
+        Duration::from_secs(30),
+        || async {
+            std::fs::read_to_string(site.path("role.log"))
+                .unwrap_or_default()
+                .contains("listening for event notifications")
+        },
+    )
+    .await;
+    client
+        .batch_execute("select pgq.insert_event('q', 'x', 'forced')")
+        .await
+        .unwrap();
+    let events = next_events(
+        &mut consumer,
+        &mut waiter,
+        "the event ticked through pgq.force_tick",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(events[0].data.as_deref(), Some("forced"));
+    assert_eq!(terminate(&mut ticker), Some(0));
+    let log = std::fs::read_to_string(site.path("role.log")).unwrap();
+    assert_eq!(
+        log.matches("wake-up ticks use pgq.force_tick").count(),
+        1,
+        "{log}"
+    );
 }
 
 /// Applies every available batch into `applied` on the target exactly once, recording the

@@ -1,7 +1,7 @@
 //! The ticker's settings: pgqd's ini file (same keys, same defaults, so an existing
 //! `pgqd.ini` works unchanged) or a TOML file with a `[pgq]` table holding the same keys.
-//! strata adds three keys pgqd does not know: `health_listen`, `exit_on_unreachable` and
-//! `listen_notify`.
+//! strata adds keys pgqd does not know: `health_listen`, `exit_on_unreachable`,
+//! `listen_notify` and `wakeup_min_interval`.
 
 use crate::PgqError;
 use std::path::{Path, PathBuf};
@@ -40,7 +40,15 @@ pub struct TickerConfig {
     /// LISTEN for `strata_pgq_event` notifications and tick the queue at once
     /// (strata only; default on).
     pub listen_notify: bool,
+    /// After an event notification, a queue gets a wake-up tick at once, but no sooner
+    /// than this long after the previous tick this ticker wrote for it (strata only;
+    /// default 0.25 s; 0: at once every time). Bounds the ticks a busy queue gets from
+    /// notifications.
+    pub wakeup_min_interval: Duration,
 }
+
+/// Default of [`TickerConfig::wakeup_min_interval`].
+pub const WAKEUP_MIN_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Default for TickerConfig {
     fn default() -> Self {
@@ -59,6 +67,7 @@ impl Default for TickerConfig {
             health_listen: None,
             exit_on_unreachable: None,
             listen_notify: true,
+            wakeup_min_interval: WAKEUP_MIN_INTERVAL,
         }
     }
 }
@@ -198,6 +207,12 @@ impl TickerConfig {
                     v => Some(period(v)?),
                 }
             }
+            "wakeup_min_interval" => {
+                self.wakeup_min_interval = match value.parse::<f64>() {
+                    Ok(zero) if zero == 0.0 => Duration::ZERO,
+                    _ => period(value)?,
+                }
+            }
             "listen_notify" => {
                 self.listen_notify = match value {
                     "1" | "true" | "on" | "yes" => true,
@@ -248,7 +263,7 @@ mod tests {
     #[test]
     fn toml_takes_the_same_keys() {
         let c = TickerConfig::parse_toml(
-            "[pgq]\nbase_connstr = \"host=/tmp\"\ndatabase_list = [\"x\", \"y\"]\nticker_period = 0.5\nmaint_period = 5\nhealth_listen = \"127.0.0.1:9187\"\nexit_on_unreachable = 30\nlisten_notify = false\n",
+            "[pgq]\nbase_connstr = \"host=/tmp\"\ndatabase_list = [\"x\", \"y\"]\nticker_period = 0.5\nmaint_period = 5\nhealth_listen = \"127.0.0.1:9187\"\nexit_on_unreachable = 30\nlisten_notify = false\nwakeup_min_interval = 0\n",
         )
         .unwrap();
         assert_eq!(c.database_list, vec!["x", "y"]);
@@ -257,6 +272,14 @@ mod tests {
         assert_eq!(c.health_listen.as_deref(), Some("127.0.0.1:9187"));
         assert_eq!(c.exit_on_unreachable, Some(Duration::from_secs(30)));
         assert!(!c.listen_notify);
+        assert_eq!(c.wakeup_min_interval, Duration::ZERO);
+        let c = TickerConfig::parse_ini("[pgqd]\nwakeup_min_interval = 0.5\n").unwrap();
+        assert_eq!(c.wakeup_min_interval, Duration::from_millis(500));
+        assert_eq!(
+            TickerConfig::default().wakeup_min_interval,
+            WAKEUP_MIN_INTERVAL
+        );
+        assert!(TickerConfig::parse_ini("[pgqd]\nwakeup_min_interval = -1\n").is_err());
     }
 
     #[test]

@@ -219,8 +219,8 @@ pub async fn run(path: &Path, overrides: &Overrides, quiet: bool) -> Result<Exit
             _ = stats.tick() => {
                 for (db, s) in health.snapshot() {
                     log.info(format!(
-                        "{db}: {} ticks, {} rotations, {} maintenance calls, {} retried events, {}",
-                        s.ticks, s.rotations, s.maint_calls, s.retried_events,
+                        "{db}: {} ticks ({} on wake-up), {} rotations, {} maintenance calls, {} retried events, {}",
+                        s.ticks, s.wakeup_ticks, s.rotations, s.maint_calls, s.retried_events,
                         if s.up { "up".to_string() } else { format!("DOWN: {}", s.error.unwrap_or_default()) }
                     ));
                 }
