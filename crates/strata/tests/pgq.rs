@@ -564,21 +564,27 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
     }
     assert_eq!(terminate(&mut ticker), Some(0));
     // The exit policy: a database down for 1 s stops the ticker with exit code 1. This
-    // one is configured in TOML (a [pgq] table with the same keys).
-    let ini = site.path("x.toml");
+    // one runs on the [pgq] section of strata's own configuration file, which other
+    // commands read too (given as --config, the way every strata command takes it).
+    let strata_toml = site.path("strata.toml");
     std::fs::write(
-        &ini,
+        &strata_toml,
         format!(
-            "[pgq]\nbase_connstr = \"{}\"\ndatabase_list = [\"good\", \"missing_db\"]\nticker_period = 0.5\nexit_on_unreachable = 1\nlogfile = \"x.log\"\n",
+            "[storages.local]\ntype = \"local\"\npath = \"repo\"\n\n[tables]\nschema = \"retention\"\n\n[pgq]\nbase_connstr = \"{}\"\ndatabase_list = [\"good\", \"missing_db\"]\nticker_period = 0.5\nexit_on_unreachable = 1\nlogfile = \"x.log\"\n",
             site.base_connstr()
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["pgq", "ticker"])
-        .arg(&ini)
-        .output()
-        .unwrap();
+    let strata_with = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--config")
+            .arg(&strata_toml)
+            .args(args)
+            .env_remove("STRATA_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = strata_with(&["pgq", "ticker"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("missing_db unreachable"), "{stderr}");
@@ -587,6 +593,39 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
     assert!(
         log.contains("good: connected"),
         "relative logfile beside the config: {log}"
+    );
+    // Another command reads the same file, [pgq] included.
+    let out = strata_with(&["config", "show"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains("[pgq]") && shown.contains("exit_on_unreachable = 1"),
+        "{shown}"
+    );
+    assert!(shown.contains("schema = \"retention\""), "{shown}");
+    // A typo in [pgq] is an error for every command reading the file, naming the key.
+    let text = std::fs::read_to_string(&strata_toml)
+        .unwrap()
+        .replace("ticker_period", "ticker_perod");
+    std::fs::write(&strata_toml, text).unwrap();
+    for args in [&["config", "show"][..], &["pgq", "ticker"]] {
+        let out = strata_with(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("ticker_perod"), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
+    // `strata config default` documents the section, with the ticker's defaults.
+    let out = strata_with(&["config", "default"]);
+    let default = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        default.contains("[pgq]") && default.contains("wakeup_min_interval = 0.25"),
+        "{default}"
     );
 }
 
