@@ -333,6 +333,18 @@ async fn rust_ticker_and_pgqd_tick_and_rotate_alike() {
         clients.push(c);
         consumers.push(consumer);
     }
+    // A maintenance function that asks to be called again (returns 1) three times, then
+    // is done (0): the ticker calls it 3 + 1 times in one round, and says so.
+    clients[0]
+        .batch_execute(
+            "create table maint_calls(at timestamptz default clock_timestamp()); \
+             create function public.extra_maint(queue text) returns int language plpgsql as $$ \
+             begin insert into maint_calls default values; \
+                   return case when (select count(*) from maint_calls) <= 3 then 1 else 0 end; end $$; \
+             update pgq.queue set queue_extra_maint = array['public.extra_maint'] where queue_name = 'q';",
+        )
+        .await
+        .unwrap();
     let rust_ini = site.ticker_ini("rust.ini", &["by_rust"], "listen_notify = 0\n");
     let pgqd_ini = site.ticker_ini("pgqd.ini", &["by_pgqd"], "");
     let mut rust = site.spawn_ticker(&rust_ini, &[]);
@@ -427,8 +439,29 @@ async fn rust_ticker_and_pgqd_tick_and_rotate_alike() {
         switches[0].len(),
         switches[1].len()
     );
+    // Same rules (pgq.ticker every second), same workload: the same number of ticks,
+    // give or take the rounds where the two tickers' one-second phases fall differently
+    // around a batch of inserts.
+    let (rust_ticks, pgqd_ticks) = (ticks[0].0, ticks[1].0);
+    let tolerance = 2 + rust_ticks.max(pgqd_ticks) / 10;
+    assert!(
+        (rust_ticks - pgqd_ticks).abs() <= tolerance,
+        "ticks made: rust {rust_ticks}, pgqd {pgqd_ticks} (tolerance {tolerance})"
+    );
     let log = std::fs::read_to_string(site.path("rust.ini.log")).unwrap();
     assert!(log.contains("by_rust: rotated queue q"), "{log}");
+    assert_eq!(
+        log.matches("by_rust: public.extra_maint(q) ran 4 times")
+            .count(),
+        1,
+        "called again while it returned 1, in one round: {log}"
+    );
+    let calls: i64 = clients[0]
+        .query_one("select count(*) from maint_calls", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(calls >= 4, "{calls}");
 }
 
 /// GETs `path` from the health server.
