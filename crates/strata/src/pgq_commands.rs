@@ -310,6 +310,9 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             {
                 return Err(usage(format!("no queue named {queue:?}")));
             }
+            // One transaction: the queue and strata's rows of its cooperative
+            // subconsumers go together (the connection closes uncommitted on failure).
+            begin(&client).await?;
             api::drop_queue(&client, &queue, force)
                 .await
                 .map_err(|e| match e {
@@ -318,6 +321,7 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
                     ),
                     e => failure(e),
                 })?;
+            commit(&client).await?;
             ctx.say(format!("dropped queue {queue}"));
             Ok(0)
         }

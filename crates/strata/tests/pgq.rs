@@ -1260,13 +1260,61 @@ async fn pgq_commands_manage_queues_and_consumers() {
         &["pgq", "unregister", "orders", "billing", "--sub", "s1"],
     );
     assert_eq!(out.status.code(), Some(2));
-    // Unregister, then the queue drops without --force; with a consumer it needs --force.
+    let coop_rows = || async {
+        client
+            .query_one("select count(*) from strata_pgq.coop_sub", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(coop_rows().await, 0);
+    // Unregistering a main consumer takes its subconsumers along (pgq drops their
+    // subscriptions), strata's rows included; registering them again works.
+    site.expect(
+        "app",
+        0,
+        &["pgq", "register", "orders", "billing", "--sub", "s1"],
+    );
+    assert_eq!(coop_rows().await, 1);
     site.expect("app", 0, &["pgq", "unregister", "orders", "billing"]);
+    assert_eq!(
+        coop_rows().await,
+        0,
+        "no orphans after the main consumer left"
+    );
+    // With a consumer and its subconsumers the queue drops only with --force, and
+    // strata's subconsumer rows go with it.
     site.expect("app", 0, &["pgq", "register", "orders", "audit"]);
+    for sub in ["s1", "s2"] {
+        site.expect(
+            "app",
+            0,
+            &["pgq", "register", "orders", "audit", "--sub", sub],
+        );
+    }
+    assert_eq!(coop_rows().await, 2);
+    assert_eq!(
+        site.strata("app", &["pgq", "drop-queue", "orders"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(coop_rows().await, 2, "a refused drop changes nothing");
     site.expect("app", 0, &["pgq", "drop-queue", "orders", "--force"]);
     let json: serde_json::Value =
         serde_json::from_str(&site.expect("app", 0, &["--json", "pgq", "status"])).unwrap();
     assert_eq!(json["queues"], serde_json::json!([]));
+    assert_eq!(coop_rows().await, 0, "no orphaned subconsumer rows");
+    // Nor consumer names nothing uses (pgq deletes its own consumers' names too).
+    let names: i64 = client
+        .query_one(
+            "select count(*) from pgq.consumer c where not exists (select 1 from pgq.subscription s where s.sub_consumer = c.co_id)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(names, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
