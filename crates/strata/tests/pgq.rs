@@ -1170,6 +1170,29 @@ async fn pgq_commands_manage_queues_and_consumers() {
     // pgq's estimate from its event sequence, which reads 1 before and after the first
     // nextval: the first event of a fresh queue is not counted.
     assert_eq!(json["consumers"][0]["pending_events"], 149);
+    // The queue's figures: rate, ticker lag, rotation.
+    let q = &json["queues"][0];
+    let number = |key: &str| {
+        q[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} is a number: {q}"))
+    };
+    // pgq's rate over the last ticks: 149 counted events since the queue's first tick.
+    assert!(number("ev_per_sec") > 0.0, "{q}");
+    assert_eq!(q["ev_new"], 0, "the tick covers every event: {q}");
+    assert!(number("ticker_lag_secs") >= 0.0, "{q}");
+    assert_eq!(q["last_tick_id"], 2, "{q}");
+    assert_eq!(
+        (q["cur_table"].clone(), q["ntables"].clone()),
+        (0.into(), 3.into())
+    );
+    assert_eq!(number("rotation_period_secs"), 600.0);
+    assert!(number("switch_age_secs") >= 0.0, "{q}");
+    assert_eq!(q["rotation_pending_step2"], false, "{q}");
+    assert_eq!(
+        (q["ticker_paused"].clone(), q["external_ticker"].clone()),
+        (false.into(), false.into())
+    );
     let text = site.expect("app", 0, &["pgq", "status"]);
     assert!(
         text.contains("orders") && text.contains("billing"),
@@ -1579,4 +1602,65 @@ async fn custom_batch_rules_and_a_tiny_byte_cap() {
         stats.max_buffered_bytes < 300,
         "one event at a time: {stats:?}"
     );
+    // min_interval: ticks are merged until the batch spans at least that long. Tick
+    // times are chosen (an external-ticker queue takes ticks with their timestamps), so
+    // this is exact: ticks at +0 (the queue's first), +10, +20, +30 and +70 s.
+    client
+        .batch_execute(
+            "select pgq.create_queue('ext'); select pgq.set_queue_config('ext', 'external_ticker', 'true')",
+        )
+        .await
+        .unwrap();
+    let interval_consumer = |min_interval: Duration, name: &'static str| {
+        let site = &site;
+        async move {
+            let mut c = Consumer::new(
+                site.client("app").await,
+                "ext",
+                name,
+                ConsumerOptions {
+                    rules: strata_pgq::BatchRules {
+                        min_interval: Some(min_interval),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            c.register().await.unwrap();
+            c
+        }
+    };
+    let mut spanning = interval_consumer(Duration::from_secs(25), "spanning").await;
+    let mut hourly = interval_consumer(Duration::from_secs(3600), "hourly").await;
+    client
+        .batch_execute(
+            "select pgq.ticker('ext', n + 1, t.tick_time + n * interval '10 seconds', 1) \
+               from (select tick_time from pgq.tick join pgq.queue on queue_id = tick_queue \
+                      where queue_name = 'ext' and tick_id = 1) t, generate_series(1, 3) n; \
+             select pgq.ticker('ext', 5, tick_time + interval '70 seconds', 1) \
+               from pgq.tick join pgq.queue on queue_id = tick_queue \
+              where queue_name = 'ext' and tick_id = 1;",
+        )
+        .await
+        .unwrap();
+    // From +0: the newest tick (+70) is more than twice 25 s away, so pgq takes the first
+    // tick at least 25 s on: +30, merging three ticks.
+    let batch = spanning.next_batch().await.unwrap().unwrap();
+    assert_eq!((batch.prev_tick_id, batch.cur_tick_id), (1, 4), "{batch:?}");
+    assert_eq!(
+        batch
+            .cur_tick_time
+            .duration_since(batch.prev_tick_time)
+            .unwrap(),
+        Duration::from_secs(30)
+    );
+    spanning.finish_batch(&batch).await.unwrap();
+    // From +30: +70 is 40 s on (at least 25, at most twice that): the newest tick.
+    let batch = spanning.next_batch().await.unwrap().unwrap();
+    assert_eq!((batch.prev_tick_id, batch.cur_tick_id), (4, 5), "{batch:?}");
+    spanning.finish_batch(&batch).await.unwrap();
+    assert_eq!(spanning.next_batch().await.unwrap(), None);
+    // An hour: the 70 s of ticks make no batch yet.
+    assert_eq!(hourly.next_batch().await.unwrap(), None);
 }
