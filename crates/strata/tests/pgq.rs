@@ -1663,4 +1663,63 @@ async fn custom_batch_rules_and_a_tiny_byte_cap() {
     assert_eq!(spanning.next_batch().await.unwrap(), None);
     // An hour: the 70 s of ticks make no batch yet.
     assert_eq!(hourly.next_batch().await.unwrap(), None);
+    // Events that grow within one FETCH: 40 small ones, then 10 large ones, under a
+    // 4 KiB cap. The FETCH sized for small events also brings large ones; the chunk still
+    // ends at the cap, the rest of the FETCH comes in the next chunks, and a retry asked
+    // for meanwhile (while that FETCH is half read) is sent once it is.
+    client
+        .batch_execute("select pgq.create_queue('grow')")
+        .await
+        .unwrap();
+    let cap = 4096;
+    let mut grower = Consumer::new(
+        site.client("app").await,
+        "grow",
+        "grower",
+        ConsumerOptions {
+            byte_cap: cap,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    grower.register().await.unwrap();
+    client
+        .batch_execute(
+            "select pgq.insert_event('grow', 'n', repeat('s', 100)) from generate_series(1, 40); \
+             select pgq.insert_event('grow', 'n', repeat('L', 3500)) from generate_series(41, 50);",
+        )
+        .await
+        .unwrap();
+    tick(&client, "grow").await;
+    let batch = grower.next_batch().await.unwrap().unwrap();
+    let mut stream = grower.events(&batch).await.unwrap();
+    let (mut ids, mut retried) = (Vec::new(), None);
+    while let Some(chunk) = stream.next_chunk().await.unwrap() {
+        let bytes: usize = chunk.iter().map(|e| e.size()).sum();
+        assert!(bytes <= cap, "a chunk of {bytes} bytes, cap {cap}");
+        for e in &chunk {
+            if retried.is_none() && e.data.as_deref().is_some_and(|d| d.starts_with('L')) {
+                stream.retry(e, Duration::from_secs(3600)).await.unwrap();
+                retried = Some(e.id);
+            }
+        }
+        ids.extend(chunk.iter().map(|e| e.id));
+    }
+    let stats = stream.close().await.unwrap();
+    grower.finish_batch(&batch).await.unwrap();
+    assert_eq!(ids, (1..=50).collect::<Vec<i64>>());
+    assert!(stats.max_buffered_bytes <= cap, "{stats:?}");
+    let row = client
+        .query_one(
+            "select count(*), min(ev_id) from pgq.retry_queue r join pgq.subscription s on s.sub_id = r.ev_owner \
+              join pgq.consumer c on c.co_id = s.sub_consumer where c.co_name = 'grower'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, Option<i64>>(1)),
+        (1, retried),
+        "the retry asked for mid-FETCH was committed with close"
+    );
 }
