@@ -1723,3 +1723,56 @@ async fn custom_batch_rules_and_a_tiny_byte_cap() {
         "the retry asked for mid-FETCH was committed with close"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_locks_the_consumers_row_from_the_first_batch() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["src", "dst"]);
+    let source = site.client("src").await;
+    source
+        .batch_execute("select pgq.create_queue('q')")
+        .await
+        .unwrap();
+    let mut consumer = Consumer::new(
+        site.client("src").await,
+        "q",
+        "c",
+        ConsumerOptions::default(),
+    )
+    .unwrap();
+    consumer.register().await.unwrap();
+    source
+        .batch_execute("select pgq.insert_event('q', 'n', '1')")
+        .await
+        .unwrap();
+    tick(&source, "q").await;
+    let batch = consumer.next_batch().await.unwrap().unwrap();
+    let mut first = site.client("dst").await;
+    let mut second = site.client("dst").await;
+    completed::setup(&first).await.unwrap();
+    // Two copies of the consumer take the same first batch; the table has no row yet.
+    let tx1 = first.transaction().await.unwrap();
+    assert!(!completed::is_done(&tx1, "q", "c", &batch).await.unwrap());
+    let other = {
+        let batch = batch.clone();
+        tokio::spawn(async move {
+            let tx2 = second.transaction().await.unwrap();
+            let done = completed::is_done(&tx2, "q", "c", &batch).await.unwrap();
+            tx2.commit().await.unwrap();
+            done
+        })
+    };
+    // The first copy applies the batch and records it; only then does the second one's
+    // is_done return, and it finds the batch done (without the lock it would have seen
+    // no row and applied the batch again).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!other.is_finished(), "the second copy waits for the first");
+    completed::mark_done(&tx1, "q", "c", &batch).await.unwrap();
+    tx1.commit().await.unwrap();
+    assert!(
+        other.await.unwrap(),
+        "the second copy skips the applied batch"
+    );
+}
