@@ -342,7 +342,7 @@ impl PgqConfig {
             ("exit_on_unreachable", self.exit_on_unreachable),
             ("wakeup_min_interval", self.wakeup_min_interval),
         ] {
-            if !(secs >= 0.0 && secs < 1e9) {
+            if !(0.0..1e9).contains(&secs) {
                 return Err(format!(
                     "pgq.{key} must be 0 or a positive number of seconds"
                 ));

@@ -171,7 +171,7 @@ impl TickerConfig {
             }
             "wakeup_min_interval" => {
                 self.wakeup_min_interval = match value.parse::<f64>() {
-                    Ok(zero) if zero == 0.0 => Duration::ZERO,
+                    Ok(0.0) => Duration::ZERO,
                     _ => period(value)?,
                 }
             }
