@@ -4,11 +4,17 @@
 # skytools 3.10, psycopg2-binary), on the same queue and the same backlog of N events
 # written by pgq.logutriga. Both decode every row. Reports events/s and the consumer
 # process's CPU time per event (user + sys from /usr/bin/time; the server's CPU is not
-# counted). Runs a throwaway PostgreSQL 15 cluster under target/pgq-bench.
+# counted). Then the idle-queue lag: commit until a consumer holds the event's batch,
+# with `strata pgq ticker` woken by strata's event notifications, against the same
+# ticker with notifications off (pgq's own rules alone, as pgqd ticks). Runs a throwaway
+# PostgreSQL 15 cluster under target/pgq-bench.
 #   N=1000000 bench/pgq.sh
+#   LAG_ONLY=1 ROUNDS=20 bench/pgq.sh      # only the lag part
 set -euo pipefail
 N=${N:-1000000}
 PER_TX=${PER_TX:-10000}
+ROUNDS=${ROUNDS:-20}
+LAG_ONLY=${LAG_ONLY:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=$ROOT/target/pgq-bench
 PGBIN=/usr/lib/postgresql/15/bin
@@ -34,6 +40,8 @@ psql_b "create extension pgq; select pgq.create_queue('bench');
   create trigger l after insert on orders for each row execute procedure pgq.logutriga('bench');
   select pgq.register_consumer('bench', 'rust'); select pgq.register_consumer('bench', 'python');" >/dev/null
 
+CONN="host=$SOCK port=$PORT user=postgres dbname=bench"
+if [ -z "$LAG_ONLY" ]; then
 echo "== producing $N events ($PER_TX per transaction, one tick each)"
 t0=$(date +%s.%N)
 for ((lo = 1; lo <= N; lo += PER_TX)); do
@@ -118,6 +126,29 @@ measure rust "$ROOT/target/release/examples/bench_consumer" "$CONN" bench rust "
 echo "== Python consumer"
 measure python "$WORK/venv/bin/python" "$WORK/pgq_consumer.py" "$WORK/python.ini" "$N"
 
+fi
+
+lag() { # label, listen_notify
+  cat > "$WORK/ticker-$1.ini" <<INI
+[pgqd]
+base_connstr = host=$SOCK port=$PORT user=postgres
+database_list = bench
+logfile = $WORK/ticker-$1.log
+listen_notify = $2
+INI
+  "$ROOT/target/debug/strata" pgq ticker "$WORK/ticker-$1.ini" &
+  local ticker=$!
+  sleep 1
+  psql_b "select pgq.create_queue('lag_$1')" >/dev/null
+  (cd "$ROOT" && STRATA_PGQ_DB="$CONN" target/debug/strata pgq notify "lag_$1" on >/dev/null)
+  "$ROOT/target/debug/examples/bench_lag" "$CONN" "lag_$1" lagger "$ROUNDS" | sed "s/^/   $1, /"
+  kill "$ticker"; wait "$ticker" || true
+}
+echo "== idle-queue lag ($ROUNDS events of each kind; pgq's default queue settings: ticker_max_lag 3 s, ticker_idle_period 60 s; debug builds)"
+(cd "$ROOT" && cargo build -q -p strata && cargo build -q -p strata-pgq --example bench_lag)
+lag wakeup 1
+lag rules_only 0
+if [ -z "$LAG_ONLY" ]; then
 echo "== producer cost of strata's event notification trigger (same $N events again)"
 produce() {
   local t0; t0=$(date +%s.%N)
@@ -130,3 +161,4 @@ psql_b "select pgq.unregister_consumer('bench', 'rust'); select pgq.unregister_c
 echo "   without the trigger: $(produce $((N + 1))) s"
 (cd "$ROOT" && STRATA_PGQ_DB="$CONN" cargo run -q -p strata -- pgq notify bench on)
 echo "   with the trigger:    $(produce $((2 * N + 1))) s"
+fi

@@ -58,6 +58,8 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// Table retention: the database scheduled `tables` jobs run against.
     pub tables: TablesConfig,
+    /// The PgQ ticker's settings (`strata pgq ticker`).
+    pub pgq: PgqConfig,
     /// The file this configuration was read from (commands PostgreSQL runs, such as
     /// `restore_command`, point back at it).
     #[serde(skip)]
@@ -255,6 +257,101 @@ impl Default for TablesConfig {
             schema: "strata".into(),
             lock_timeout_secs: 30,
         }
+    }
+}
+
+/// `[pgq]`: the settings of `strata pgq ticker` (docs/pgq.md): pgqd's keys with pgqd's
+/// defaults, plus strata's own. Only the ticker uses them (the `strata` binary turns them
+/// into the ticker's settings; this crate does not know PgQ), but every command reading
+/// the file checks them, so a typo is an error wherever it is found. Periods are seconds
+/// and may be fractions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PgqConfig {
+    /// libpq connection string without `dbname` (empty: libpq's defaults).
+    pub base_connstr: String,
+    /// The database the others are listed from.
+    pub initial_database: String,
+    /// Databases to tick; empty: every connectable database that has pgq.
+    pub database_list: Vec<String>,
+    /// Seconds between database discoveries.
+    pub check_period: f64,
+    /// Seconds between runs of `pgq.maint_retry_events()`.
+    pub retry_period: f64,
+    /// Seconds between maintenance rounds.
+    pub maint_period: f64,
+    /// Seconds between ticker rounds.
+    pub ticker_period: f64,
+    /// Seconds between stats log lines.
+    pub stats_period: f64,
+    /// Seconds after which a database connection is reopened.
+    pub connection_lifetime: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logfile: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pidfile: Option<PathBuf>,
+    /// `host:port` serving `/health` and `/metrics`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_listen: Option<String>,
+    /// Seconds a database may stay unreachable before the ticker exits 1; 0: never.
+    pub exit_on_unreachable: f64,
+    /// LISTEN for event notifications and tick the notified queue at once.
+    pub listen_notify: bool,
+    /// Least seconds between a queue's previous tick and a wake-up tick; 0: none.
+    pub wakeup_min_interval: f64,
+}
+
+impl Default for PgqConfig {
+    fn default() -> Self {
+        PgqConfig {
+            base_connstr: String::new(),
+            initial_database: "template1".into(),
+            database_list: Vec::new(),
+            check_period: 60.0,
+            retry_period: 30.0,
+            maint_period: 120.0,
+            ticker_period: 1.0,
+            stats_period: 30.0,
+            connection_lifetime: 3600.0,
+            logfile: None,
+            pidfile: None,
+            health_listen: None,
+            exit_on_unreachable: 0.0,
+            listen_notify: true,
+            wakeup_min_interval: 0.25,
+        }
+    }
+}
+
+impl PgqConfig {
+    fn validate(&self) -> Result<(), String> {
+        let periods = [
+            ("check_period", self.check_period),
+            ("retry_period", self.retry_period),
+            ("maint_period", self.maint_period),
+            ("ticker_period", self.ticker_period),
+            ("stats_period", self.stats_period),
+            ("connection_lifetime", self.connection_lifetime),
+        ];
+        for (key, secs) in periods {
+            if !(secs > 0.0 && secs < 1e9) {
+                return Err(format!("pgq.{key} must be a positive number of seconds"));
+            }
+        }
+        for (key, secs) in [
+            ("exit_on_unreachable", self.exit_on_unreachable),
+            ("wakeup_min_interval", self.wakeup_min_interval),
+        ] {
+            if !(0.0..1e9).contains(&secs) {
+                return Err(format!(
+                    "pgq.{key} must be 0 or a positive number of seconds"
+                ));
+            }
+        }
+        if self.initial_database.is_empty() {
+            return Err("pgq.initial_database must not be empty".into());
+        }
+        Ok(())
     }
 }
 
@@ -605,6 +702,7 @@ impl Default for Config {
             schedules: Vec::new(),
             webhooks: Vec::new(),
             tables: TablesConfig::default(),
+            pgq: PgqConfig::default(),
             postgres: PostgresConfig::default(),
             source_path: None,
         }
@@ -690,6 +788,12 @@ impl Config {
         }
         if let Some(dir) = self.cache.dir.as_mut() {
             resolve(dir);
+        }
+        for file in [self.pgq.logfile.as_mut(), self.pgq.pidfile.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            resolve(file);
         }
         let server = &mut self.server;
         for path in [
@@ -780,6 +884,7 @@ impl Config {
                 return invalid(format!("node {:?} has no roots", node.name));
             }
         }
+        self.pgq.validate().map_err(ConfigError::Invalid)?;
         for hook in &self.webhooks {
             if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
                 return invalid(format!(
@@ -939,6 +1044,21 @@ mod tests {
         assert_eq!(masked.options["aws_secret_access_key"], "***");
         assert_eq!(masked.options["aws_region"], "eu-west-1");
         assert_eq!(config.nodes[0].roots, ["/etc/strata/data/db1", "/abs"]);
+        let config = Config::parse(
+            "[pgq]\nlogfile = \"log/pgq.log\"\npidfile = \"/run/pgq.pid\"\nticker_period = 0.5\n",
+            Path::new("/etc/strata/strata.toml"),
+            Path::new("/etc/strata"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.pgq.logfile.as_deref(),
+            Some(Path::new("/etc/strata/log/pgq.log"))
+        );
+        assert_eq!(
+            config.pgq.pidfile.as_deref(),
+            Some(Path::new("/run/pgq.pid"))
+        );
+        assert_eq!(config.pgq.ticker_period, 0.5);
     }
 
     #[test]
@@ -962,6 +1082,11 @@ mod tests {
             ("[[schedules]]\njob = \"dance\"\ncron = \"0 * * * *\"", "backup, cleanup, verify or tables"),
             ("[[schedules]]\njob = \"backup\"\ncron = \"0 * * * *\"\n[[schedules]]\njob = \"backup\"\ncron = \"5 * * * *\"", "distinct"),
             ("[retention]\nkeep_within = \"3 days\"", "keep_within"),
+            ("[pgq]\nticker_period = 0", "pgq.ticker_period"),
+            ("[pgq]\nwakeup_min_interval = -1", "pgq.wakeup_min_interval"),
+            ("[pgq]\ninitial_database = \"\"", "pgq.initial_database"),
+            ("[pgq]\nticker_perod = 1", "unknown field `ticker_perod`"),
+            ("[pgq]\ndatabase_list = \"a,b\"", "expected a sequence"),
             ("[storages.x]\nurl = \"ftp://h/p\"", "unsupported url scheme"),
             ("[storages.x]\ntype = \"s3\"\npath = \"/d\"", "is a local storage"),
             ("[storages.x]\noptions = {}", "needs a `path` or a `url`"),

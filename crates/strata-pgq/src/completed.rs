@@ -25,13 +25,22 @@ pub async fn setup(target: &impl GenericClient) -> Result<()> {
 
 /// Whether `batch` was already applied in the target. Call it inside the target
 /// transaction that will apply the batch: it locks the consumer's row, so two copies of
-/// one consumer cannot both apply a batch.
+/// one consumer cannot both apply a batch. Before the consumer's first `mark_done` there
+/// is no row to lock, so it inserts one (tick 0, below every batch): a second copy's
+/// insert then waits for the first transaction and finds its row.
 pub async fn is_done(
     tx: &impl GenericClient,
     queue: &str,
     consumer: &str,
     batch: &Batch,
 ) -> Result<bool> {
+    tx.execute(
+        "insert into strata_pgq.completed_tick (queue_name, consumer_name, last_tick_id) values ($1, $2, 0) \
+         on conflict (queue_name, consumer_name) do nothing",
+        &[&queue, &consumer],
+    )
+    .await
+    .map_err(|e| PgqError::sql("locking the consumer's row in strata_pgq.completed_tick", e))?;
     let row = tx
         .query_opt(
             "select last_tick_id from strata_pgq.completed_tick where queue_name = $1 and consumer_name = $2 for update",

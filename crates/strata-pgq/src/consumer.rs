@@ -13,9 +13,11 @@ use tokio_postgres::Client;
 /// How a consumer takes batches and how much memory a batch may hold.
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {
-    /// Bytes of events held at once while streaming a batch (default 8 MiB).
+    /// Most bytes of events in one chunk of a streamed batch (default 8 MiB; see
+    /// [`crate::stream`] for exactly what it bounds).
     pub byte_cap: usize,
-    /// `pgq.next_batch_custom` rules (default: plain `next_batch`).
+    /// `pgq.next_batch_custom` rules (default: none, which takes the next tick as
+    /// `pgq.next_batch` does).
     pub rules: BatchRules,
 }
 

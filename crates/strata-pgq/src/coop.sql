@@ -52,7 +52,10 @@ begin
     end if;
     insert into pgq.subscription (sub_id, sub_queue, sub_consumer, sub_last_tick, sub_active)
          values (m.sub_id, m.sub_queue, v_co, null, now());
-    insert into strata_pgq.coop_sub values (m.sub_queue, v_co, m.sub_consumer);
+    -- A row left behind by a main consumer unregistered before its subconsumers is
+    -- replaced.
+    insert into strata_pgq.coop_sub values (m.sub_queue, v_co, m.sub_consumer)
+        on conflict (sub_queue, sub_consumer) do update set main_consumer = excluded.main_consumer;
     return 1;
 end $$;
 
@@ -80,6 +83,9 @@ begin
     -- Not pgq.unregister_consumer: it would delete the retry events of the shared sub_id.
     delete from pgq.subscription where sub_queue = m.sub_queue and sub_consumer = me.sub_consumer;
     delete from strata_pgq.coop_sub where sub_queue = m.sub_queue and sub_consumer = me.sub_consumer;
+    -- The name goes when nothing uses it any more, as pgq.unregister_consumer does.
+    delete from pgq.consumer c where c.co_id = me.sub_consumer
+       and not exists (select 1 from pgq.subscription s where s.sub_consumer = c.co_id);
     return 1;
 end $$;
 

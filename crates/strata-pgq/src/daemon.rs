@@ -29,12 +29,13 @@ pub fn child_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
 }
 
 /// Starts the ticker in the background; returns its pid once its pidfile names it.
-pub fn detach(config_path: &Path, overrides: &Overrides) -> Result<u32, PgqError> {
-    let config = TickerConfig::load(config_path)?;
+/// `config` is the ticker's settings as read from its file (checked here: a daemon needs
+/// a pidfile and a logfile).
+pub fn detach(config: &TickerConfig, overrides: &Overrides) -> Result<u32, PgqError> {
     let pidfile = overrides
         .pidfile
         .clone()
-        .or(config.pidfile)
+        .or(config.pidfile.clone())
         .ok_or_else(|| {
             PgqError::BadInput("--daemon needs a pidfile (in the config or --pidfile)".into())
         })?;

@@ -2,9 +2,12 @@
 //! an opt-in statement-level trigger on a queue's event tables that sends
 //! `NOTIFY strata_pgq_event, '<queue>'`; PostgreSQL delivers it at commit (so never for
 //! a rolled-back event) and folds repeats within one transaction into one. The ticker
-//! LISTENs and tries a tick at once, so an event on an idle queue is ticked within
-//! milliseconds instead of at the next `ticker_period`. The cost is one `pg_notify` per
-//! insert statement (measured in bench/results/pgq.md).
+//! LISTENs and writes a wake-up tick (see `ticker::db`), so an event on an idle queue is
+//! ticked when its notification arrives, or `wakeup_min_interval` after the queue's
+//! previous tick if that is later, instead of waiting for pgq's `ticker_max_lag`. The cost
+//! is one `pg_notify` call per insert statement into an event table: `pgq.insert_event`
+//! and the `logutriga`/`sqltriga`/`jsontriga` triggers insert one event per statement,
+//! so that is one call per event (measured in bench/results/pgq.md).
 
 use crate::{PgqError, Result};
 use strata_pg::{quote_ident, quote_literal};

@@ -1,15 +1,27 @@
 //! A batch's events streamed through `pgq.get_batch_cursor`, fetched in chunks sized by
 //! bytes, not by count: one huge transaction never loads a whole batch into memory
-//! (the problem of NikolayS/PgQue#282). The chunk size adapts to the largest event seen
-//! so far: it starts at one event, then fetches `cap / largest` events at a time. A chunk
-//! can only pass the cap when events grow suddenly within one fetch, and then by at most
-//! that fetch; [`StreamStats::max_buffered_bytes`] reports what was really held.
+//! (the problem of NikolayS/PgQue#282).
+//!
+//! What the byte cap bounds: the events of every chunk add up to at most the cap
+//! ([`Event::size`]: the text fields plus a fixed 48 bytes each); an event larger than
+//! the cap comes alone. Rows are decoded one at a time as they arrive from the server and
+//! dropped at once, so the raw rows of a chunk are never held next to its events. A FETCH
+//! asks for `cap / largest event seen` rows (one at first); when events grow within a
+//! FETCH, the chunk ends where the cap would be passed and the rest of the FETCH is read
+//! into the next chunk: its rows wait in the connection meanwhile, since tokio-postgres
+//! stops reading the socket while its small receive buffer is full. Not counted by the
+//! cap: that buffer (a few socket reads, or one whole row when a row is larger), and one
+//! event read ahead when an event larger than every earlier one does not fit the chunk
+//! being filled (it starts the next chunk). [`StreamStats::max_buffered_bytes`] reports
+//! the largest chunk returned.
 
 use crate::event::Event;
 use crate::{PgqError, Result};
+use futures::StreamExt;
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::time::Duration;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::{Client, Row, RowStream, Statement};
 
 /// What a stream (or all streams of a consumer) held and fetched.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -18,7 +30,8 @@ pub struct StreamStats {
     pub events: u64,
     /// FETCH round trips.
     pub fetches: u64,
-    /// The largest chunk, in bytes ([`Event::size`]), ever held at once.
+    /// The largest chunk returned, in bytes ([`Event::size`]): at most the byte cap,
+    /// unless a single event is larger.
     pub max_buffered_bytes: usize,
 }
 
@@ -63,9 +76,34 @@ pub struct BatchStream<'a> {
     pub(crate) batch_id: i64,
     pub(crate) cap: usize,
     pub(crate) largest: usize,
+    /// No FETCH is needed any more: the last one returned fewer rows than asked for.
     pub(crate) done: bool,
     pub(crate) stats: StreamStats,
     pub(crate) totals: &'a mut StreamStats,
+    /// The FETCH being read, when a chunk ended before its last row (the rest waits in
+    /// the connection), with the rows it asked for and the rows read so far.
+    fetch: Option<(Pin<Box<RowStream>>, i64, i64)>,
+    /// An event read that did not fit into the chunk before: the first of the next one.
+    ahead: Option<Event>,
+    /// Retries asked for while a FETCH was half read (the connection is busy with it
+    /// until it is read to the end): sent once it is, or at `close`.
+    retries: Vec<(i64, Duration)>,
+}
+
+/// An event from a row of the batch cursor (the row is dropped here).
+fn decode(r: Row) -> Event {
+    Event {
+        id: r.get(0),
+        time: r.get(1),
+        txid: r.get(2),
+        retry: r.get(3),
+        ev_type: r.get(4),
+        data: r.get(5),
+        extra1: r.get(6),
+        extra2: r.get(7),
+        extra3: r.get(8),
+        extra4: r.get(9),
+    }
 }
 
 impl<'a> BatchStream<'a> {
@@ -109,6 +147,9 @@ impl<'a> BatchStream<'a> {
             done: false,
             stats: StreamStats::default(),
             totals,
+            fetch: None,
+            ahead: None,
+            retries: Vec::new(),
         })
     }
 
@@ -117,11 +158,10 @@ impl<'a> BatchStream<'a> {
         rows_for(self.cap, self.largest)
     }
 
-    /// The next chunk of events, or `None` at the end of the batch.
-    pub async fn next_chunk(&mut self) -> Result<Option<Vec<Event>>> {
-        if self.done {
-            return Ok(None);
-        }
+    /// Starts the next FETCH (the connection is idle: retries asked for meanwhile go
+    /// first).
+    async fn start_fetch(&mut self) -> Result<()> {
+        self.send_retries().await?;
         let rows = self.rows_wanted();
         let statement = match self.cache.statements.get(&rows) {
             Some(s) => s.clone(),
@@ -136,49 +176,97 @@ impl<'a> BatchStream<'a> {
                 s
             }
         };
-        let fetched =
-            self.client.query(&statement, &[]).await.map_err(|e| {
-                PgqError::sql(format!("fetching events of batch {}", self.batch_id), e)
-            })?;
+        let stream = self
+            .client
+            .query_raw(
+                &statement,
+                std::iter::empty::<&(dyn tokio_postgres::types::ToSql + Sync)>(),
+            )
+            .await
+            .map_err(|e| self.fetch_error(e))?;
         self.stats.fetches += 1;
-        if (fetched.len() as i64) < rows {
-            self.done = true;
+        self.fetch = Some((Box::pin(stream), rows, 0));
+        Ok(())
+    }
+
+    fn fetch_error(&self, e: tokio_postgres::Error) -> PgqError {
+        PgqError::sql(format!("fetching events of batch {}", self.batch_id), e)
+    }
+
+    /// The next chunk of events, or `None` at the end of the batch.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<Event>>> {
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        if let Some(event) = self.ahead.take() {
+            bytes += event.size();
+            chunk.push(event);
         }
-        if fetched.is_empty() {
+        loop {
+            if self.fetch.is_none() {
+                if self.done || !chunk.is_empty() {
+                    break;
+                }
+                self.start_fetch().await?;
+            }
+            // Stop before reading a row that would likely not fit (as large as the
+            // largest so far): it stays in the connection for the next chunk.
+            if !chunk.is_empty() && bytes + self.largest > self.cap {
+                break;
+            }
+            let Some((rows, asked, got)) = self.fetch.as_mut() else {
+                unreachable!("a FETCH was started above");
+            };
+            match rows.next().await {
+                None => {
+                    if *got < *asked {
+                        self.done = true;
+                    }
+                    self.fetch = None;
+                }
+                Some(Err(e)) => {
+                    self.fetch = None;
+                    return Err(self.fetch_error(e));
+                }
+                Some(Ok(row)) => {
+                    *got += 1;
+                    let event = decode(row);
+                    let size = event.size();
+                    self.largest = self.largest.max(size);
+                    if !chunk.is_empty() && bytes + size > self.cap {
+                        // Larger than every event before: it starts the next chunk.
+                        self.ahead = Some(event);
+                        break;
+                    }
+                    bytes += size;
+                    chunk.push(event);
+                }
+            }
+        }
+        if chunk.is_empty() {
+            self.send_retries().await?;
             return Ok(None);
         }
-        let events: Vec<Event> = fetched
-            .iter()
-            .map(|r| Event {
-                id: r.get(0),
-                time: r.get(1),
-                txid: r.get(2),
-                retry: r.get(3),
-                ev_type: r.get(4),
-                data: r.get(5),
-                extra1: r.get(6),
-                extra2: r.get(7),
-                extra3: r.get(8),
-                extra4: r.get(9),
-            })
-            .collect();
-        drop(fetched);
-        let mut bytes = 0;
-        for e in &events {
-            let size = e.size();
-            bytes += size;
-            self.largest = self.largest.max(size);
-        }
-        self.stats.events += events.len() as u64;
+        self.stats.events += chunk.len() as u64;
         self.stats.max_buffered_bytes = self.stats.max_buffered_bytes.max(bytes);
-        Ok(Some(events))
+        Ok(Some(chunk))
     }
 
     /// Puts an event of this batch into the retry queue (committed with [`close`]).
     ///
     /// [`close`]: BatchStream::close
-    pub async fn retry(&self, event: &Event, after: Duration) -> Result<()> {
-        crate::api::event_retry(self.client, self.batch_id, event.id, after).await
+    pub async fn retry(&mut self, event: &Event, after: Duration) -> Result<()> {
+        self.retries.push((event.id, after));
+        if self.fetch.is_none() {
+            self.send_retries().await?;
+        }
+        Ok(())
+    }
+
+    async fn send_retries(&mut self) -> Result<()> {
+        for (id, after) in std::mem::take(&mut self.retries) {
+            crate::api::event_retry(self.client, self.batch_id, id, after).await?;
+        }
+        Ok(())
     }
 
     /// This stream's numbers so far.
@@ -187,7 +275,16 @@ impl<'a> BatchStream<'a> {
     }
 
     /// Closes the cursor and commits the transaction (and the retries made through it).
-    pub async fn close(self) -> Result<StreamStats> {
+    /// Events not read yet are not returned any more.
+    pub async fn close(mut self) -> Result<StreamStats> {
+        // A half-read FETCH must be read to its end before the connection takes another
+        // statement.
+        if let Some((mut rows, _, _)) = self.fetch.take() {
+            while let Some(row) = rows.next().await {
+                row.map_err(|e| self.fetch_error(e))?;
+            }
+        }
+        self.send_retries().await?;
         self.client
             .batch_execute(&format!(
                 "close {}; commit",

@@ -33,7 +33,7 @@ pub async fn run(cli: Cli) -> CommandResult {
     }
     // `strata pgq ticker --config pgqd.ini`: that file is the ticker's, not strata's.
     let own_config = match &cli.command {
-        Command::Pgq { command } => !command.reads_config_itself(),
+        Command::Pgq { command } => !command.reads_config_itself(cli.global.config.as_deref()),
         _ => true,
     };
     let ctx = Context::load(cli.global, own_config)?;

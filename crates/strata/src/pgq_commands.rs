@@ -5,9 +5,11 @@ use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
 use clap::{Args, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+use strata_coordinator::config::{Config, ConfigError, PgqConfig};
 use strata_pgq::api::{self, ConsumerInfo, QueueInfo};
+use strata_pgq::ticker::config::TickerConfig;
 use strata_pgq::ticker::{self, Exit, Overrides};
 use strata_pgq::PgqError;
 
@@ -93,9 +95,10 @@ pub enum PgqCommand {
         state: String,
     },
     /// Run the ticker: ticks, retry events and maintenance for every database with pgq.
-    /// Takes pgqd's ini file (or a .toml file with a [pgq] table), like `pgqd CONFIG`.
+    /// Takes pgqd's ini file, like `pgqd CONFIG`, or strata's configuration (a .toml
+    /// file; --config or ./strata.toml by default) with a [pgq] section.
     Ticker {
-        /// pgqd.ini, or a .toml file with a [pgq] table (see docs/pgq.md).
+        /// pgqd.ini, or strata's .toml configuration with a [pgq] section (docs/pgq.md).
         #[arg(value_name = "CONFIG")]
         file: Option<PathBuf>,
         /// Detach and run in the background (needs logfile and pidfile in the config or
@@ -117,9 +120,66 @@ pub enum PgqCommand {
 
 impl PgqCommand {
     /// Whether the global `--config` names this command's own file (the ticker's
-    /// pgqd.ini or TOML), so strata's configuration must not be read from it.
-    pub fn reads_config_itself(&self) -> bool {
-        matches!(self, PgqCommand::Ticker { .. })
+    /// pgqd.ini), so strata's configuration must not be read from it. A `.toml` file is
+    /// strata's configuration, whose `[pgq]` section the ticker runs on.
+    pub fn reads_config_itself(&self, config: Option<&Path>) -> bool {
+        matches!(self, PgqCommand::Ticker { .. }) && config.is_some_and(|c| !is_toml(c))
+    }
+}
+
+/// A file ending in `.toml` is strata's configuration; the ticker's other files are
+/// pgqd's ini.
+fn is_toml(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "toml")
+}
+
+/// The ticker's settings from the `[pgq]` section of strata's configuration file (the
+/// whole file is read and checked, as every command does; relative paths are relative to
+/// it). Read again on SIGHUP.
+fn read_strata_config(path: &Path) -> Result<TickerConfig, PgqError> {
+    let config = Config::load(path).map_err(|e| PgqError::Config {
+        path: path.display().to_string(),
+        reason: match e {
+            ConfigError::Parse { message, .. } => message,
+            e => crate::failure::chain(&e),
+        },
+    })?;
+    Ok(ticker_config(&config.pgq))
+}
+
+/// strata's `[pgq]` section as the ticker's settings (checked already by
+/// `Config::validate`: periods are positive, the others 0 or more).
+fn ticker_config(pgq: &PgqConfig) -> TickerConfig {
+    let secs = Duration::from_secs_f64;
+    TickerConfig {
+        base_connstr: pgq.base_connstr.clone(),
+        initial_database: pgq.initial_database.clone(),
+        database_list: pgq.database_list.clone(),
+        check_period: secs(pgq.check_period),
+        retry_period: secs(pgq.retry_period),
+        maint_period: secs(pgq.maint_period),
+        ticker_period: secs(pgq.ticker_period),
+        stats_period: secs(pgq.stats_period),
+        connection_lifetime: secs(pgq.connection_lifetime),
+        logfile: pgq.logfile.clone(),
+        pidfile: pgq.pidfile.clone(),
+        health_listen: pgq.health_listen.clone(),
+        exit_on_unreachable: (pgq.exit_on_unreachable > 0.0).then(|| secs(pgq.exit_on_unreachable)),
+        listen_notify: pgq.listen_notify,
+        wakeup_min_interval: secs(pgq.wakeup_min_interval),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_pgq_section_is_the_tickers_default() {
+        assert_eq!(
+            ticker_config(&PgqConfig::default()),
+            TickerConfig::default()
+        );
     }
 }
 
@@ -250,6 +310,9 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             {
                 return Err(usage(format!("no queue named {queue:?}")));
             }
+            // One transaction: the queue and strata's rows of its cooperative
+            // subconsumers go together (the connection closes uncommitted on failure).
+            begin(&client).await?;
             api::drop_queue(&client, &queue, force)
                 .await
                 .map_err(|e| match e {
@@ -258,6 +321,7 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
                     ),
                     e => failure(e),
                 })?;
+            commit(&client).await?;
             ctx.say(format!("dropped queue {queue}"));
             Ok(0)
         }
@@ -373,9 +437,22 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             pidfile,
             logfile,
         } => {
-            let file = file.or_else(|| ctx.global.config.clone()).ok_or_else(|| {
-                usage("no ticker configuration: strata pgq ticker pgqd.ini (or a .toml file with a [pgq] table)")
-            })?;
+            // A .toml file is strata's configuration (its [pgq] section); anything else
+            // is pgqd's ini. Without a file: --config, then ./strata.toml.
+            let file = file
+                .or_else(|| ctx.global.config.clone())
+                .or_else(|| {
+                    let own = PathBuf::from("strata.toml");
+                    own.exists().then_some(own)
+                })
+                .ok_or_else(|| {
+                    usage("no ticker configuration: strata pgq ticker pgqd.ini, or a strata.toml with a [pgq] section (--config)")
+                })?;
+            let read: ticker::Reader = if is_toml(&file) {
+                read_strata_config
+            } else {
+                TickerConfig::load
+            };
             let exit_on_unreachable = match exit_on_unreachable {
                 Some(s) if !(s > 0.0 && s < 1e9) => {
                     return Err(usage("--exit-on-unreachable: a positive number of seconds"))
@@ -389,11 +466,12 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
                 logfile,
             };
             if daemon && !strata_pgq::daemon::is_detached_child() {
-                return strata_pgq::daemon::detach(&file, &overrides)
+                let config = read(&file).map_err(failure)?;
+                return strata_pgq::daemon::detach(&config, &overrides)
                     .map_err(failure)
                     .map(|_| 0);
             }
-            match ticker::run(&file, &overrides, ctx.global.quiet)
+            match ticker::run(&file, read, &overrides, ctx.global.quiet)
                 .await
                 .map_err(failure)?
             {

@@ -333,6 +333,18 @@ async fn rust_ticker_and_pgqd_tick_and_rotate_alike() {
         clients.push(c);
         consumers.push(consumer);
     }
+    // A maintenance function that asks to be called again (returns 1) three times, then
+    // is done (0): the ticker calls it 3 + 1 times in one round, and says so.
+    clients[0]
+        .batch_execute(
+            "create table maint_calls(at timestamptz default clock_timestamp()); \
+             create function public.extra_maint(queue text) returns int language plpgsql as $$ \
+             begin insert into maint_calls default values; \
+                   return case when (select count(*) from maint_calls) <= 3 then 1 else 0 end; end $$; \
+             update pgq.queue set queue_extra_maint = array['public.extra_maint'] where queue_name = 'q';",
+        )
+        .await
+        .unwrap();
     let rust_ini = site.ticker_ini("rust.ini", &["by_rust"], "listen_notify = 0\n");
     let pgqd_ini = site.ticker_ini("pgqd.ini", &["by_pgqd"], "");
     let mut rust = site.spawn_ticker(&rust_ini, &[]);
@@ -427,8 +439,29 @@ async fn rust_ticker_and_pgqd_tick_and_rotate_alike() {
         switches[0].len(),
         switches[1].len()
     );
+    // Same rules (pgq.ticker every second), same workload: the same number of ticks,
+    // give or take the rounds where the two tickers' one-second phases fall differently
+    // around a batch of inserts.
+    let (rust_ticks, pgqd_ticks) = (ticks[0].0, ticks[1].0);
+    let tolerance = 2 + rust_ticks.max(pgqd_ticks) / 10;
+    assert!(
+        (rust_ticks - pgqd_ticks).abs() <= tolerance,
+        "ticks made: rust {rust_ticks}, pgqd {pgqd_ticks} (tolerance {tolerance})"
+    );
     let log = std::fs::read_to_string(site.path("rust.ini.log")).unwrap();
     assert!(log.contains("by_rust: rotated queue q"), "{log}");
+    assert_eq!(
+        log.matches("by_rust: public.extra_maint(q) ran 4 times")
+            .count(),
+        1,
+        "called again while it returned 1, in one round: {log}"
+    );
+    let calls: i64 = clients[0]
+        .query_one("select count(*) from maint_calls", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(calls >= 4, "{calls}");
 }
 
 /// GETs `path` from the health server.
@@ -564,21 +597,27 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
     }
     assert_eq!(terminate(&mut ticker), Some(0));
     // The exit policy: a database down for 1 s stops the ticker with exit code 1. This
-    // one is configured in TOML (a [pgq] table with the same keys).
-    let ini = site.path("x.toml");
+    // one runs on the [pgq] section of strata's own configuration file, which other
+    // commands read too (given as --config, the way every strata command takes it).
+    let strata_toml = site.path("strata.toml");
     std::fs::write(
-        &ini,
+        &strata_toml,
         format!(
-            "[pgq]\nbase_connstr = \"{}\"\ndatabase_list = [\"good\", \"missing_db\"]\nticker_period = 0.5\nexit_on_unreachable = 1\nlogfile = \"x.log\"\n",
+            "[storages.local]\ntype = \"local\"\npath = \"repo\"\n\n[tables]\nschema = \"retention\"\n\n[pgq]\nbase_connstr = \"{}\"\ndatabase_list = [\"good\", \"missing_db\"]\nticker_period = 0.5\nexit_on_unreachable = 1\nlogfile = \"x.log\"\n",
             site.base_connstr()
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["pgq", "ticker"])
-        .arg(&ini)
-        .output()
-        .unwrap();
+    let strata_with = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--config")
+            .arg(&strata_toml)
+            .args(args)
+            .env_remove("STRATA_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = strata_with(&["pgq", "ticker"]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("missing_db unreachable"), "{stderr}");
@@ -587,6 +626,39 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
     assert!(
         log.contains("good: connected"),
         "relative logfile beside the config: {log}"
+    );
+    // Another command reads the same file, [pgq] included.
+    let out = strata_with(&["config", "show"]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown.contains("[pgq]") && shown.contains("exit_on_unreachable = 1"),
+        "{shown}"
+    );
+    assert!(shown.contains("schema = \"retention\""), "{shown}");
+    // A typo in [pgq] is an error for every command reading the file, naming the key.
+    let text = std::fs::read_to_string(&strata_toml)
+        .unwrap()
+        .replace("ticker_period", "ticker_perod");
+    std::fs::write(&strata_toml, text).unwrap();
+    for args in [&["config", "show"][..], &["pgq", "ticker"]] {
+        let out = strata_with(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("ticker_perod"), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
+    // `strata config default` documents the section, with the ticker's defaults.
+    let out = strata_with(&["config", "default"]);
+    let default = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        default.contains("[pgq]") && default.contains("wakeup_min_interval = 0.25"),
+        "{default}"
     );
 }
 
@@ -598,16 +670,54 @@ async fn tick_count(client: &strata_pg::Client) -> i64 {
         .get(0)
 }
 
+/// The next batch with events, finishing the empty ones before it; waits on `waiter`
+/// between tries and gives up after `limit` (a guard against hanging).
+async fn next_events(
+    consumer: &mut Consumer,
+    waiter: &mut strata_pgq::conn::TickWaiter,
+    what: &str,
+    limit: Duration,
+) -> Vec<strata_pgq::Event> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(batch) = consumer.next_batch().await.unwrap() {
+            let events = drain_batch(consumer, &batch).await;
+            if !events.is_empty() {
+                return events;
+            }
+            continue;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        waiter.wait(Duration::from_secs(1)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
     if skip_without_postgres() {
         return;
     }
     let site = Site::new(&["app"]);
-    site.expect("app", 0, &["pgq", "create-queue", "q", "--notify"]);
+    // pgq's own rules would tick an event here only after an hour (ticker_max_lag) or
+    // 500 events (ticker_max_count), and an idle queue after an hour (ticker_idle_period);
+    // the ticker's own round is hourly too (ticker_period). So every tick of an event
+    // below is a wake-up tick: only the notification path can explain it.
+    site.expect(
+        "app",
+        0,
+        &[
+            "pgq",
+            "create-queue",
+            "q",
+            "--notify",
+            "--set",
+            "ticker_max_lag=1 hour",
+            "--set",
+            "ticker_idle_period=1 hour",
+        ],
+    );
     site.expect("app", 0, &["pgq", "register", "q", "c"]);
     let client = site.client("app").await;
-    // ticker_period is an hour: only a notification can make the tick in time.
     let ini = site.ticker_ini("d.ini", &["app"], "");
     let text = std::fs::read_to_string(&ini)
         .unwrap()
@@ -621,38 +731,25 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
         .parse()
         .unwrap();
     let _daemon = KillOnDrop(pid);
-    // The daemon's first round ticks at start; wait for its LISTEN to be in place.
+    // The daemon's first round runs at start; wait for its LISTEN to be in place.
     wait_for("the daemon to listen", Duration::from_secs(30), || async {
         std::fs::read_to_string(site.path("d.ini.log"))
             .unwrap_or_default()
             .contains("listening for event notifications")
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = tick_count(&client).await;
+    // Its first round ticks the idle queue (pgq's idle rule: a second tick after the
+    // one create_queue made); after that, only wake-ups.
+    wait_for(
+        "the daemon's first round",
+        Duration::from_secs(30),
+        || async { tick_count(&client).await >= 2 },
+    )
+    .await;
     let pg = strata_pgq::conn::config_for(&site.base_connstr(), "app").unwrap();
     let mut waiter = strata_pgq::conn::TickWaiter::connect(&pg, "q")
         .await
         .unwrap();
-    client
-        .batch_execute("select pgq.insert_event('q', 'x', 'y')")
-        .await
-        .unwrap();
-    assert!(
-        waiter.wait(Duration::from_secs(60)).await,
-        "a consumer waiting on the tick channel is woken by the ticker"
-    );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while tick_count(&client).await <= before {
-        assert!(
-            Instant::now() < deadline,
-            "no tick after the notification; ticker log:\n{}",
-            std::fs::read_to_string(site.path("d.ini.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // A retried event comes back through the ticker's retry job (retry_period 1 s),
-    // whose insert notifies again, so it is ticked and the consumer woken again.
     let mut consumer = Consumer::new(
         site.client("app").await,
         "q",
@@ -660,13 +757,59 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
         ConsumerOptions::default(),
     )
     .unwrap();
-    // Batches before the event (the daemon's first tick) are empty.
-    let (batch, stream, chunk) = loop {
-        let batch = consumer
-            .next_batch()
-            .await
-            .unwrap()
-            .expect("the event's batch");
+    // Start from the newest tick: batches before the first event are empty.
+    while let Some(batch) = consumer.next_batch().await.unwrap() {
+        assert!(drain_batch(&mut consumer, &batch).await.is_empty());
+    }
+    let before = tick_count(&client).await;
+    // The first event of a fresh queue: pgq's event sequence does not count it (see
+    // docs/pgq.md), the wake-up tick still covers it.
+    client
+        .batch_execute("select pgq.insert_event('q', 'x', 'first')")
+        .await
+        .unwrap();
+    assert!(
+        waiter.wait(Duration::from_secs(60)).await,
+        "a consumer waiting on the tick channel is woken by the ticker"
+    );
+    assert!(tick_count(&client).await > before);
+    let events = next_events(
+        &mut consumer,
+        &mut waiter,
+        "the first event's batch",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].data.as_deref(), Some("first"));
+    // Right after that tick, another event: it gets its own tick (no sooner than
+    // wakeup_min_interval after the previous one), not pgq's max_lag an hour later.
+    client
+        .batch_execute("select pgq.insert_event('q', 'x', 'second')")
+        .await
+        .unwrap();
+    let events = next_events(
+        &mut consumer,
+        &mut waiter,
+        "the event inserted right after a tick",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].data.as_deref(), Some("second"));
+    // A retried event comes back through the ticker's retry job (retry_period 1 s); its
+    // insert into the event table notifies again and gets a wake-up tick.
+    client
+        .batch_execute("select pgq.insert_event('q', 'x', 'retried')")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (batch, mut stream, chunk) = loop {
+        assert!(Instant::now() < deadline, "the third event never came");
+        let Some(batch) = consumer.next_batch().await.unwrap() else {
+            waiter.wait(Duration::from_secs(1)).await;
+            continue;
+        };
         let mut stream = consumer.events(&batch).await.unwrap();
         match stream.next_chunk().await.unwrap() {
             Some(chunk) => break (batch.clone(), stream, chunk),
@@ -681,20 +824,13 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
     stream.retry(&chunk[0], Duration::ZERO).await.unwrap();
     stream.close().await.unwrap();
     consumer.finish_batch(&batch).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let again = loop {
-        waiter.wait(Duration::from_secs(1)).await;
-        if let Some(batch) = consumer.next_batch().await.unwrap() {
-            let events = drain_batch(&mut consumer, &batch).await;
-            if !events.is_empty() {
-                break events;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the retried event never came back"
-        );
-    };
+    let again = next_events(
+        &mut consumer,
+        &mut waiter,
+        "the retried event",
+        Duration::from_secs(60),
+    )
+    .await;
     assert_eq!(again.len(), 1);
     assert_eq!((again[0].id, again[0].retry), (chunk[0].id, Some(1)));
     let log = std::fs::read_to_string(site.path("d.ini.log")).unwrap();
@@ -702,6 +838,19 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
         log.contains("app: moved 1 events back from the retry queue"),
         "{log}"
     );
+    // The event sequence was not pushed: it moved once per insert, the three events and
+    // the retried one's re-insert (pgq's insert_event_raw takes a number from the
+    // sequence even for an event that keeps its id), where pgq.force_tick would have
+    // added 2000 per wake-up.
+    let seq: i64 = client
+        .query_one(
+            "select max(tick_event_seq) from pgq.tick t join pgq.queue q on q.queue_id = t.tick_queue where q.queue_name = 'q'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(seq, 4);
     // SAFETY: plain kill(2) of the daemon we started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     wait_for(
@@ -710,6 +859,52 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
         || async { !site.path("d.ini.pid").exists() },
     )
     .await;
+    // A ticker whose role may not write a tick itself (a member of pgq_admin, which has
+    // no USAGE on the queue's tick sequence: pgq.ticker is security definer) falls back
+    // to pgq.force_tick for wake-ups, and says so once.
+    site.pg
+        .psql("app", "create role ticker_role login in role pgq_admin");
+    let ini = site.path("role.ini");
+    std::fs::write(
+        &ini,
+        format!(
+            "[pgqd]\nbase_connstr = host={} port={} user=ticker_role\ndatabase_list = app\nlogfile = {}\nticker_period = 3600\n",
+            site.pg.socket_dir.display(),
+            site.pg.port,
+            site.path("role.log").display()
+        ),
+    )
+    .unwrap();
+    let mut ticker = site.spawn_ticker(&ini, &[]);
+    wait_for(
+        "the second ticker to listen",
+        Duration::from_secs(30),
+        || async {
+            std::fs::read_to_string(site.path("role.log"))
+                .unwrap_or_default()
+                .contains("listening for event notifications")
+        },
+    )
+    .await;
+    client
+        .batch_execute("select pgq.insert_event('q', 'x', 'forced')")
+        .await
+        .unwrap();
+    let events = next_events(
+        &mut consumer,
+        &mut waiter,
+        "the event ticked through pgq.force_tick",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(events[0].data.as_deref(), Some("forced"));
+    assert_eq!(terminate(&mut ticker), Some(0));
+    let log = std::fs::read_to_string(site.path("role.log")).unwrap();
+    assert_eq!(
+        log.matches("wake-up ticks use pgq.force_tick").count(),
+        1,
+        "{log}"
+    );
 }
 
 /// Applies every available batch into `applied` on the target exactly once, recording the
@@ -975,6 +1170,29 @@ async fn pgq_commands_manage_queues_and_consumers() {
     // pgq's estimate from its event sequence, which reads 1 before and after the first
     // nextval: the first event of a fresh queue is not counted.
     assert_eq!(json["consumers"][0]["pending_events"], 149);
+    // The queue's figures: rate, ticker lag, rotation.
+    let q = &json["queues"][0];
+    let number = |key: &str| {
+        q[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} is a number: {q}"))
+    };
+    // pgq's rate over the last ticks: 149 counted events since the queue's first tick.
+    assert!(number("ev_per_sec") > 0.0, "{q}");
+    assert_eq!(q["ev_new"], 0, "the tick covers every event: {q}");
+    assert!(number("ticker_lag_secs") >= 0.0, "{q}");
+    assert_eq!(q["last_tick_id"], 2, "{q}");
+    assert_eq!(
+        (q["cur_table"].clone(), q["ntables"].clone()),
+        (0.into(), 3.into())
+    );
+    assert_eq!(number("rotation_period_secs"), 600.0);
+    assert!(number("switch_age_secs") >= 0.0, "{q}");
+    assert_eq!(q["rotation_pending_step2"], false, "{q}");
+    assert_eq!(
+        (q["ticker_paused"].clone(), q["external_ticker"].clone()),
+        (false.into(), false.into())
+    );
     let text = site.expect("app", 0, &["pgq", "status"]);
     assert!(
         text.contains("orders") && text.contains("billing"),
@@ -1065,13 +1283,61 @@ async fn pgq_commands_manage_queues_and_consumers() {
         &["pgq", "unregister", "orders", "billing", "--sub", "s1"],
     );
     assert_eq!(out.status.code(), Some(2));
-    // Unregister, then the queue drops without --force; with a consumer it needs --force.
+    let coop_rows = || async {
+        client
+            .query_one("select count(*) from strata_pgq.coop_sub", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    assert_eq!(coop_rows().await, 0);
+    // Unregistering a main consumer takes its subconsumers along (pgq drops their
+    // subscriptions), strata's rows included; registering them again works.
+    site.expect(
+        "app",
+        0,
+        &["pgq", "register", "orders", "billing", "--sub", "s1"],
+    );
+    assert_eq!(coop_rows().await, 1);
     site.expect("app", 0, &["pgq", "unregister", "orders", "billing"]);
+    assert_eq!(
+        coop_rows().await,
+        0,
+        "no orphans after the main consumer left"
+    );
+    // With a consumer and its subconsumers the queue drops only with --force, and
+    // strata's subconsumer rows go with it.
     site.expect("app", 0, &["pgq", "register", "orders", "audit"]);
+    for sub in ["s1", "s2"] {
+        site.expect(
+            "app",
+            0,
+            &["pgq", "register", "orders", "audit", "--sub", sub],
+        );
+    }
+    assert_eq!(coop_rows().await, 2);
+    assert_eq!(
+        site.strata("app", &["pgq", "drop-queue", "orders"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(coop_rows().await, 2, "a refused drop changes nothing");
     site.expect("app", 0, &["pgq", "drop-queue", "orders", "--force"]);
     let json: serde_json::Value =
         serde_json::from_str(&site.expect("app", 0, &["--json", "pgq", "status"])).unwrap();
     assert_eq!(json["queues"], serde_json::json!([]));
+    assert_eq!(coop_rows().await, 0, "no orphaned subconsumer rows");
+    // Nor consumer names nothing uses (pgq deletes its own consumers' names too).
+    let names: i64 = client
+        .query_one(
+            "select count(*) from pgq.consumer c where not exists (select 1 from pgq.subscription s where s.sub_consumer = c.co_id)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(names, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1335,5 +1601,178 @@ async fn custom_batch_rules_and_a_tiny_byte_cap() {
     assert!(
         stats.max_buffered_bytes < 300,
         "one event at a time: {stats:?}"
+    );
+    // min_interval: ticks are merged until the batch spans at least that long. Tick
+    // times are chosen (an external-ticker queue takes ticks with their timestamps), so
+    // this is exact: ticks at +0 (the queue's first), +10, +20, +30 and +70 s.
+    client
+        .batch_execute(
+            "select pgq.create_queue('ext'); select pgq.set_queue_config('ext', 'external_ticker', 'true')",
+        )
+        .await
+        .unwrap();
+    let interval_consumer = |min_interval: Duration, name: &'static str| {
+        let site = &site;
+        async move {
+            let mut c = Consumer::new(
+                site.client("app").await,
+                "ext",
+                name,
+                ConsumerOptions {
+                    rules: strata_pgq::BatchRules {
+                        min_interval: Some(min_interval),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            c.register().await.unwrap();
+            c
+        }
+    };
+    let mut spanning = interval_consumer(Duration::from_secs(25), "spanning").await;
+    let mut hourly = interval_consumer(Duration::from_secs(3600), "hourly").await;
+    client
+        .batch_execute(
+            "select pgq.ticker('ext', n + 1, t.tick_time + n * interval '10 seconds', 1) \
+               from (select tick_time from pgq.tick join pgq.queue on queue_id = tick_queue \
+                      where queue_name = 'ext' and tick_id = 1) t, generate_series(1, 3) n; \
+             select pgq.ticker('ext', 5, tick_time + interval '70 seconds', 1) \
+               from pgq.tick join pgq.queue on queue_id = tick_queue \
+              where queue_name = 'ext' and tick_id = 1;",
+        )
+        .await
+        .unwrap();
+    // From +0: the newest tick (+70) is more than twice 25 s away, so pgq takes the first
+    // tick at least 25 s on: +30, merging three ticks.
+    let batch = spanning.next_batch().await.unwrap().unwrap();
+    assert_eq!((batch.prev_tick_id, batch.cur_tick_id), (1, 4), "{batch:?}");
+    assert_eq!(
+        batch
+            .cur_tick_time
+            .duration_since(batch.prev_tick_time)
+            .unwrap(),
+        Duration::from_secs(30)
+    );
+    spanning.finish_batch(&batch).await.unwrap();
+    // From +30: +70 is 40 s on (at least 25, at most twice that): the newest tick.
+    let batch = spanning.next_batch().await.unwrap().unwrap();
+    assert_eq!((batch.prev_tick_id, batch.cur_tick_id), (4, 5), "{batch:?}");
+    spanning.finish_batch(&batch).await.unwrap();
+    assert_eq!(spanning.next_batch().await.unwrap(), None);
+    // An hour: the 70 s of ticks make no batch yet.
+    assert_eq!(hourly.next_batch().await.unwrap(), None);
+    // Events that grow within one FETCH: 40 small ones, then 10 large ones, under a
+    // 4 KiB cap. The FETCH sized for small events also brings large ones; the chunk still
+    // ends at the cap, the rest of the FETCH comes in the next chunks, and a retry asked
+    // for meanwhile (while that FETCH is half read) is sent once it is.
+    client
+        .batch_execute("select pgq.create_queue('grow')")
+        .await
+        .unwrap();
+    let cap = 4096;
+    let mut grower = Consumer::new(
+        site.client("app").await,
+        "grow",
+        "grower",
+        ConsumerOptions {
+            byte_cap: cap,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    grower.register().await.unwrap();
+    client
+        .batch_execute(
+            "select pgq.insert_event('grow', 'n', repeat('s', 100)) from generate_series(1, 40); \
+             select pgq.insert_event('grow', 'n', repeat('L', 3500)) from generate_series(41, 50);",
+        )
+        .await
+        .unwrap();
+    tick(&client, "grow").await;
+    let batch = grower.next_batch().await.unwrap().unwrap();
+    let mut stream = grower.events(&batch).await.unwrap();
+    let (mut ids, mut retried) = (Vec::new(), None);
+    while let Some(chunk) = stream.next_chunk().await.unwrap() {
+        let bytes: usize = chunk.iter().map(|e| e.size()).sum();
+        assert!(bytes <= cap, "a chunk of {bytes} bytes, cap {cap}");
+        for e in &chunk {
+            if retried.is_none() && e.data.as_deref().is_some_and(|d| d.starts_with('L')) {
+                stream.retry(e, Duration::from_secs(3600)).await.unwrap();
+                retried = Some(e.id);
+            }
+        }
+        ids.extend(chunk.iter().map(|e| e.id));
+    }
+    let stats = stream.close().await.unwrap();
+    grower.finish_batch(&batch).await.unwrap();
+    assert_eq!(ids, (1..=50).collect::<Vec<i64>>());
+    assert!(stats.max_buffered_bytes <= cap, "{stats:?}");
+    let row = client
+        .query_one(
+            "select count(*), min(ev_id) from pgq.retry_queue r join pgq.subscription s on s.sub_id = r.ev_owner \
+              join pgq.consumer c on c.co_id = s.sub_consumer where c.co_name = 'grower'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, Option<i64>>(1)),
+        (1, retried),
+        "the retry asked for mid-FETCH was committed with close"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_locks_the_consumers_row_from_the_first_batch() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["src", "dst"]);
+    let source = site.client("src").await;
+    source
+        .batch_execute("select pgq.create_queue('q')")
+        .await
+        .unwrap();
+    let mut consumer = Consumer::new(
+        site.client("src").await,
+        "q",
+        "c",
+        ConsumerOptions::default(),
+    )
+    .unwrap();
+    consumer.register().await.unwrap();
+    source
+        .batch_execute("select pgq.insert_event('q', 'n', '1')")
+        .await
+        .unwrap();
+    tick(&source, "q").await;
+    let batch = consumer.next_batch().await.unwrap().unwrap();
+    let mut first = site.client("dst").await;
+    let mut second = site.client("dst").await;
+    completed::setup(&first).await.unwrap();
+    // Two copies of the consumer take the same first batch; the table has no row yet.
+    let tx1 = first.transaction().await.unwrap();
+    assert!(!completed::is_done(&tx1, "q", "c", &batch).await.unwrap());
+    let other = {
+        let batch = batch.clone();
+        tokio::spawn(async move {
+            let tx2 = second.transaction().await.unwrap();
+            let done = completed::is_done(&tx2, "q", "c", &batch).await.unwrap();
+            tx2.commit().await.unwrap();
+            done
+        })
+    };
+    // The first copy applies the batch and records it; only then does the second one's
+    // is_done return, and it finds the batch done (without the lock it would have seen
+    // no row and applied the batch again).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!other.is_finished(), "the second copy waits for the first");
+    completed::mark_done(&tx1, "q", "c", &batch).await.unwrap();
+    tx1.commit().await.unwrap();
+    assert!(
+        other.await.unwrap(),
+        "the second copy skips the applied batch"
     );
 }

@@ -1,7 +1,9 @@
-//! The ticker's settings: pgqd's ini file (same keys, same defaults, so an existing
-//! `pgqd.ini` works unchanged) or a TOML file with a `[pgq]` table holding the same keys.
-//! strata adds three keys pgqd does not know: `health_listen`, `exit_on_unreachable` and
-//! `listen_notify`.
+//! The ticker's settings, read from pgqd's ini file (same keys, same defaults, so an
+//! existing `pgqd.ini` works unchanged). The same keys also live in the `[pgq]` section
+//! of strata's own configuration file; the `strata` binary reads that one and fills a
+//! [`TickerConfig`] from it (this crate does not know strata's configuration). strata
+//! adds keys pgqd does not know: `health_listen`, `exit_on_unreachable`,
+//! `listen_notify` and `wakeup_min_interval`.
 
 use crate::PgqError;
 use std::path::{Path, PathBuf};
@@ -40,7 +42,15 @@ pub struct TickerConfig {
     /// LISTEN for `strata_pgq_event` notifications and tick the queue at once
     /// (strata only; default on).
     pub listen_notify: bool,
+    /// After an event notification, a queue gets a wake-up tick at once, but no sooner
+    /// than this long after the previous tick this ticker wrote for it (strata only;
+    /// default 0.25 s; 0: at once every time). Bounds the ticks a busy queue gets from
+    /// notifications.
+    pub wakeup_min_interval: Duration,
 }
+
+/// Default of [`TickerConfig::wakeup_min_interval`].
+pub const WAKEUP_MIN_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Default for TickerConfig {
     fn default() -> Self {
@@ -59,6 +69,7 @@ impl Default for TickerConfig {
             health_listen: None,
             exit_on_unreachable: None,
             listen_notify: true,
+            wakeup_min_interval: WAKEUP_MIN_INTERVAL,
         }
     }
 }
@@ -67,23 +78,16 @@ impl Default for TickerConfig {
 const IGNORED: &[&str] = &["syslog", "syslog_ident", "syslog_facility"];
 
 impl TickerConfig {
-    /// Reads a config file: `.toml` as TOML (a `[pgq]` table), anything else as pgqd's ini.
+    /// Reads pgqd's ini file; `logfile` and `pidfile` are relative to the file.
     pub fn load(path: &Path) -> Result<TickerConfig, PgqError> {
         let text = std::fs::read_to_string(path).map_err(|e| PgqError::Config {
             path: path.display().to_string(),
             reason: format!("cannot read: {e}"),
         })?;
-        let is_toml = path.extension().is_some_and(|e| e == "toml");
-        let parsed = if is_toml {
-            Self::parse_toml(&text)
-        } else {
-            Self::parse_ini(&text)
-        };
-        let mut config = parsed.map_err(|reason| PgqError::Config {
+        let mut config = Self::parse_ini(&text).map_err(|reason| PgqError::Config {
             path: path.display().to_string(),
             reason,
         })?;
-        // Relative paths are relative to the config file, as in strata's own config.
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut config.logfile, &mut config.pidfile]
             .into_iter()
@@ -118,39 +122,6 @@ impl TickerConfig {
             config
                 .set(key.trim(), value.trim())
                 .map_err(|e| format!("line {}: {e}", n + 1))?;
-        }
-        Ok(config)
-    }
-
-    /// TOML: the same keys in a `[pgq]` table; numbers may be integers, the database list
-    /// an array or a comma-separated string.
-    pub fn parse_toml(text: &str) -> Result<TickerConfig, String> {
-        let doc: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| e.message().to_string())?;
-        let table = doc
-            .get("pgq")
-            .and_then(|v| v.as_table())
-            .ok_or("no [pgq] table")?;
-        let mut config = TickerConfig::default();
-        for (key, value) in table {
-            let text = match value {
-                toml::Value::String(s) => s.clone(),
-                toml::Value::Integer(i) => i.to_string(),
-                toml::Value::Float(f) => f.to_string(),
-                toml::Value::Boolean(b) => b.to_string(),
-                toml::Value::Array(items) => items
-                    .iter()
-                    .map(|i| {
-                        i.as_str()
-                            .map(str::to_string)
-                            .ok_or(format!("{key}: a list of strings"))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
-                    .join(","),
-                _ => return Err(format!("{key}: unsupported value")),
-            };
-            config.set(key, &text)?;
         }
         Ok(config)
     }
@@ -196,6 +167,12 @@ impl TickerConfig {
                 self.exit_on_unreachable = match value {
                     "" | "0" | "never" => None,
                     v => Some(period(v)?),
+                }
+            }
+            "wakeup_min_interval" => {
+                self.wakeup_min_interval = match value.parse::<f64>() {
+                    Ok(0.0) => Duration::ZERO,
+                    _ => period(value)?,
                 }
             }
             "listen_notify" => {
@@ -246,17 +223,23 @@ mod tests {
     }
 
     #[test]
-    fn toml_takes_the_same_keys() {
-        let c = TickerConfig::parse_toml(
-            "[pgq]\nbase_connstr = \"host=/tmp\"\ndatabase_list = [\"x\", \"y\"]\nticker_period = 0.5\nmaint_period = 5\nhealth_listen = \"127.0.0.1:9187\"\nexit_on_unreachable = 30\nlisten_notify = false\n",
+    fn strata_keys_in_the_ini() {
+        let c = TickerConfig::parse_ini(
+            "[pgqd]\nticker_period = 0.5\nhealth_listen = 127.0.0.1:9187\nexit_on_unreachable = 30\nlisten_notify = 0\nwakeup_min_interval = 0\n",
         )
         .unwrap();
-        assert_eq!(c.database_list, vec!["x", "y"]);
         assert_eq!(c.ticker_period, Duration::from_millis(500));
-        assert_eq!(c.maint_period, Duration::from_secs(5));
         assert_eq!(c.health_listen.as_deref(), Some("127.0.0.1:9187"));
         assert_eq!(c.exit_on_unreachable, Some(Duration::from_secs(30)));
         assert!(!c.listen_notify);
+        assert_eq!(c.wakeup_min_interval, Duration::ZERO);
+        let c = TickerConfig::parse_ini("[pgqd]\nwakeup_min_interval = 0.5\n").unwrap();
+        assert_eq!(c.wakeup_min_interval, Duration::from_millis(500));
+        assert_eq!(
+            TickerConfig::default().wakeup_min_interval,
+            WAKEUP_MIN_INTERVAL
+        );
+        assert!(TickerConfig::parse_ini("[pgqd]\nwakeup_min_interval = -1\n").is_err());
     }
 
     #[test]
@@ -269,7 +252,5 @@ mod tests {
         assert!(TickerConfig::parse_ini("[pgqd]\nmaint_period = NaN\n").is_err());
         assert!(TickerConfig::parse_ini("logfile = x\n").is_err());
         assert!(TickerConfig::parse_ini("[pgqd]\nnonsense\n").is_err());
-        assert!(TickerConfig::parse_toml("[other]\n").is_err());
-        assert!(TickerConfig::parse_toml("[pgq]\nticker_period = [1]\n").is_err());
     }
 }

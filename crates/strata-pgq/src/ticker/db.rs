@@ -7,7 +7,7 @@ use super::health::Health;
 use super::log::Log;
 use crate::conn;
 use crate::PgqError;
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_postgres::Client;
@@ -121,21 +121,18 @@ async fn session(
     let mut tick_timer = tokio::time::interval(config.ticker_period);
     let mut retry_timer = tokio::time::interval(config.retry_period);
     let mut maint_timer = tokio::time::interval(config.maint_period);
-    // Queues notified but not ticked yet (pgq waits for max_lag or max_count): tried
-    // again every PENDING_RETRY until pgq writes the tick.
-    let mut pending: BTreeMap<String, Instant> = BTreeMap::new();
-    let mut pending_timer = tokio::time::interval(PENDING_RETRY);
     let mut stats_timer = tokio::time::interval(config.stats_period.min(Duration::from_secs(10)));
     for t in [
         &mut tick_timer,
         &mut retry_timer,
         &mut maint_timer,
-        &mut pending_timer,
         &mut stats_timer,
     ] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
+    let mut wakeups = Wakeups::new(config.wakeup_min_interval);
     loop {
+        let next_wakeup = wakeups.next_due();
         tokio::select! {
             _ = stop.changed() => {
                 if *stop.borrow() {
@@ -146,20 +143,23 @@ async fn session(
                 let Some(note) = note else {
                     return Err(PgqError::Lost(db.to_string()));
                 };
-                // Take every notification already queued: one tick attempt per queue.
-                let now = Instant::now();
-                pending.entry(note.payload().to_string()).or_insert(now);
+                // Take every notification already queued: one tick per queue at most.
+                wakeups.pending.insert(note.payload().to_string());
                 while let Ok(more) = notes.try_recv() {
-                    pending.entry(more.payload().to_string()).or_insert(now);
+                    wakeups.pending.insert(more.payload().to_string());
                 }
-                tick_pending(db, &client, health, &mut pending).await?;
+                wakeups.run_due(db, &client, log, health).await?;
             }
-            _ = pending_timer.tick(), if !pending.is_empty() => {
-                tick_pending(db, &client, health, &mut pending).await?;
+            _ = tokio::time::sleep_until(next_wakeup.unwrap_or_else(Instant::now).into()), if next_wakeup.is_some() => {
+                wakeups.run_due(db, &client, log, health).await?;
             }
             _ = tick_timer.tick() => {
-                let n = tick_all(&client).await?;
-                health.update(db, |s| s.ticks += n);
+                let ticked = tick_all(&client).await?;
+                let now = Instant::now();
+                for queue in &ticked {
+                    wakeups.last_tick.insert(queue.clone(), now);
+                }
+                health.update(db, |s| s.ticks += ticked.len() as u64);
                 health.up(db);
                 if opened.elapsed() > config.connection_lifetime {
                     log.info(format!("{db}: connection_lifetime reached, reconnecting"));
@@ -189,8 +189,9 @@ async fn session(
 }
 
 /// Ticks every queue that pgq ticks itself (not external, not paused), as
-/// `pgq.ticker()` does, and notifies consumers of the queues that got a tick.
-async fn tick_all(client: &Client) -> Result<u64, PgqError> {
+/// `pgq.ticker()` does, and notifies consumers of the queues that got a tick; returns
+/// those queues.
+async fn tick_all(client: &Client) -> Result<Vec<String>, PgqError> {
     let rows = client
         .query(
             "select queue_name from (select queue_name, pgq.ticker(queue_name) as tick_id from pgq.queue \
@@ -199,71 +200,163 @@ async fn tick_all(client: &Client) -> Result<u64, PgqError> {
         )
         .await
         .map_err(|e| PgqError::sql("pgq.ticker", e))?;
+    let mut ticked = Vec::with_capacity(rows.len());
     for row in &rows {
         let queue: String = row.get(0);
         notify_tick(client, &queue).await?;
+        ticked.push(queue);
     }
-    Ok(rows.len() as u64)
+    Ok(ticked)
 }
 
-/// How often a notified queue that pgq did not tick yet is tried again.
-const PENDING_RETRY: Duration = Duration::from_millis(200);
+/// Wake-up ticks: queues whose event notification arrived, ticked as soon as
+/// `min_interval` has passed since this ticker's previous tick of the queue.
+///
+/// `pgq.ticker(queue)` alone would not do: it leaves a queue with new events untouched
+/// while its newest tick is younger than `ticker_max_lag` (3 s by default) and fewer than
+/// `ticker_max_count` events wait, so an event right after an idle tick would wait up to
+/// 3 s. A wake-up tick is the insert `pgq.ticker(queue)` ends with, made when the queue has
+/// events its newest tick does not cover, without that waiting rule. `pgq.force_tick` is
+/// not used while the insert is allowed: it pushes the queue's event sequence by
+/// `2 * ticker_max_count + 1000` per call, which inflates pgq's event counts
+/// (`ev_new`, `ev_per_sec`, consumers' `pending_events`) and satisfies every consumer's
+/// `next_batch_custom` `min_count` at once.
+struct Wakeups {
+    min_interval: Duration,
+    /// Notified queues waiting for their wake-up tick.
+    pending: BTreeSet<String>,
+    /// When this session last wrote a tick of each queue (by any rule).
+    last_tick: HashMap<String, Instant>,
+    /// INSERT into `pgq.tick` was refused (the ticker's role is not the owner of pgq):
+    /// wake-ups go through `pgq.force_tick` instead.
+    force: bool,
+}
 
-/// How long a notified queue is tried even though pgq counts no new event for it: the
-/// first event of a fresh queue does not move pgq's event sequence reading (its
-/// `last_value` is 1 before and after the first `nextval`), so pgq ticks it only by its
-/// idle rule, after `ticker_max_lag / 2`.
-const PENDING_GRACE: Duration = Duration::from_secs(10);
-
-/// Tries a tick on every notified queue; keeps the ones pgq did not tick yet (it waits
-/// until `ticker_max_lag` passed since the last tick or `ticker_max_count` events).
-async fn tick_pending(
-    db: &str,
-    client: &Client,
-    health: &Health,
-    pending: &mut BTreeMap<String, Instant>,
-) -> Result<(), PgqError> {
-    let mut still = BTreeMap::new();
-    for (queue, since) in std::mem::take(pending) {
-        match tick_queue(client, &queue).await? {
-            Some(true) => health.update(db, |s| s.ticks += 1),
-            Some(false) => {
-                // Keep trying only while the queue has events no tick covers yet.
-                let new = client
-                    .query_opt("select ev_new from pgq.get_queue_info($1)", &[&queue])
-                    .await
-                    .map_err(|e| PgqError::sql(format!("pgq.get_queue_info({queue})"), e))?
-                    .and_then(|r| r.get::<_, Option<i64>>(0))
-                    .unwrap_or(0);
-                if new > 0 || since.elapsed() < PENDING_GRACE {
-                    still.insert(queue, since);
-                }
-            }
-            None => {}
+impl Wakeups {
+    fn new(min_interval: Duration) -> Wakeups {
+        Wakeups {
+            min_interval,
+            pending: BTreeSet::new(),
+            last_tick: HashMap::new(),
+            force: false,
         }
     }
-    *pending = still;
-    Ok(())
+
+    /// When a pending queue may be ticked.
+    fn due(&self, queue: &str) -> Option<Instant> {
+        self.last_tick.get(queue).map(|t| *t + self.min_interval)
+    }
+
+    /// The earliest moment a pending queue may be ticked, if any queue is pending.
+    fn next_due(&self) -> Option<Instant> {
+        let now = Instant::now();
+        self.pending
+            .iter()
+            .map(|q| self.due(q).map_or(now, |d| d.max(now)))
+            .min()
+    }
+
+    /// Ticks every pending queue that is due; the others stay pending.
+    async fn run_due(
+        &mut self,
+        db: &str,
+        client: &Client,
+        log: &Log,
+        health: &Health,
+    ) -> Result<(), PgqError> {
+        let now = Instant::now();
+        let due: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|q| self.due(q).is_none_or(|d| d <= now))
+            .cloned()
+            .collect();
+        for queue in due {
+            self.pending.remove(&queue);
+            if wake_tick(db, client, &queue, &mut self.force, log).await? {
+                self.last_tick.insert(queue.clone(), Instant::now());
+                health.update(db, |s| {
+                    s.ticks += 1;
+                    s.wakeup_ticks += 1;
+                });
+                notify_tick(client, &queue).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Ticks one queue (after an event notification): `Some(true)` when a tick was written,
-/// `None` when the queue is gone, paused or ticked from outside.
-async fn tick_queue(client: &Client, queue: &str) -> Result<Option<bool>, PgqError> {
-    let row = client
+/// Writes a wake-up tick of `queue` if it has events that its newest tick does not
+/// cover (committed after that tick's snapshot was taken, or still running then), the
+/// condition `pgq.batch_event_sql` selects a batch's events by. Unlike pgq's count from
+/// its event sequence, this also sees a fresh queue's first event (the sequence reads 1
+/// before and after the first `nextval`). `false`: nothing to tick, or the queue is gone,
+/// paused or ticked from outside.
+async fn wake_tick(
+    db: &str,
+    client: &Client,
+    queue: &str,
+    force: &mut bool,
+    log: &Log,
+) -> Result<bool, PgqError> {
+    let Some(row) = client
+        .query_opt(
+            "select queue_data_pfx from pgq.queue where queue_name = $1 and not queue_external_ticker and not queue_ticker_paused",
+            &[&queue],
+        )
+        .await
+        .map_err(|e| PgqError::sql("reading pgq.queue", e))?
+    else {
+        return Ok(false);
+    };
+    let events = quote_function(&row.get::<_, String>(0));
+    let due = format!(
+        "from pgq.queue q where q.queue_name = $1 and not q.queue_external_ticker and not q.queue_ticker_paused \
+         and exists (select 1 from pgq.tick t, {events} e \
+             where t.tick_queue = q.queue_id \
+               and t.tick_id = (select max(l.tick_id) from pgq.tick l where l.tick_queue = q.queue_id) \
+               and e.ev_txid >= txid_snapshot_xmin(t.tick_snapshot) \
+               and not txid_visible_in_snapshot(e.ev_txid, t.tick_snapshot))"
+    );
+    if !*force {
+        // What pgq.ticker(queue) inserts once its rules allow a tick.
+        let insert = format!(
+            "insert into pgq.tick (tick_queue, tick_id, tick_event_seq) \
+             select q.queue_id, nextval(q.queue_tick_seq), pgq.seq_getval(q.queue_event_seq) {due} \
+             returning tick_id"
+        );
+        match client.query_opt(&insert, &[&queue]).await {
+            Ok(row) => return Ok(row.is_some()),
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                log.warn(format!(
+                    "{db}: no INSERT on pgq.tick ({}): wake-up ticks use pgq.force_tick, which inflates pgq's event counts (see docs/pgq.md)",
+                    e.as_db_error().map_or(e.to_string(), |d| d.message().to_string())
+                ));
+                *force = true;
+            }
+            Err(e) => return Err(PgqError::sql(format!("wake-up tick of {queue}"), e)),
+        }
+    }
+    let forced = client
+        .query_opt(
+            &format!("select pgq.force_tick(q.queue_name) {due}"),
+            &[&queue],
+        )
+        .await
+        .map_err(|e| PgqError::sql(format!("pgq.force_tick({queue})"), e))?;
+    if forced.is_none() {
+        return Ok(false);
+    }
+    let ticked = client
         .query_opt(
             "select pgq.ticker(queue_name) from pgq.queue where queue_name = $1 and not queue_external_ticker and not queue_ticker_paused",
             &[&queue],
         )
         .await
         .map_err(|e| PgqError::sql(format!("pgq.ticker({queue})"), e))?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let ticked = row.get::<_, Option<i64>>(0).is_some();
-    if ticked {
-        notify_tick(client, queue).await?;
-    }
-    Ok(Some(ticked))
+    Ok(ticked.is_some_and(|r| r.get::<_, Option<i64>>(0).is_some()))
 }
 
 async fn notify_tick(client: &Client, queue: &str) -> Result<(), PgqError> {

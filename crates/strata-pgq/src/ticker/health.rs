@@ -22,6 +22,8 @@ pub struct DbState {
     pub since: Option<Instant>,
     /// Ticks written.
     pub ticks: u64,
+    /// Of those, wake-up ticks: made because an event notification arrived.
+    pub wakeup_ticks: u64,
     /// Tables rotated (step 1 that switched the table).
     pub rotations: u64,
     /// Maintenance function calls made.
@@ -141,6 +143,12 @@ impl Health {
             "counter",
             "Ticks written.",
             &|s| Some(s.ticks as f64),
+        );
+        family(
+            "strata_pgq_wakeup_ticks_total",
+            "counter",
+            "Ticks made because an event notification arrived (included in ticks_total).",
+            &|s| Some(s.wakeup_ticks as f64),
         );
         family(
             "strata_pgq_rotations_total",

@@ -45,8 +45,14 @@ pub enum Exit {
     },
 }
 
-fn load(path: &Path, overrides: &Overrides) -> Result<TickerConfig, PgqError> {
-    let mut config = TickerConfig::load(path)?;
+/// Reads the ticker's settings from its file: [`TickerConfig::load`] for pgqd's ini; the
+/// `strata` binary passes its own reader for the `[pgq]` section of strata's
+/// configuration. Called again on SIGHUP.
+pub type Reader = fn(&Path) -> Result<TickerConfig, PgqError>;
+
+/// Reads the file and applies the command line's overrides.
+pub fn load(path: &Path, read: Reader, overrides: &Overrides) -> Result<TickerConfig, PgqError> {
+    let mut config = read(path)?;
     if let Some(h) = &overrides.health_listen {
         config.health_listen = Some(h.clone());
     }
@@ -134,11 +140,16 @@ async fn stop_all(workers: &mut BTreeMap<String, Worker>) {
     }
 }
 
-/// Runs the ticker from the config file at `path` until SIGTERM/SIGINT (or the exit
-/// policy); SIGHUP re-reads the file and restarts the database workers with it. `quiet`
-/// keeps log lines off stderr when there is no logfile.
-pub async fn run(path: &Path, overrides: &Overrides, quiet: bool) -> Result<Exit, PgqError> {
-    let mut config = load(path, overrides)?;
+/// Runs the ticker from the config file at `path` (read with `read`) until
+/// SIGTERM/SIGINT (or the exit policy); SIGHUP re-reads the file and restarts the
+/// database workers with it. `quiet` keeps log lines off stderr when there is no logfile.
+pub async fn run(
+    path: &Path,
+    read: Reader,
+    overrides: &Overrides,
+    quiet: bool,
+) -> Result<Exit, PgqError> {
+    let mut config = load(path, read, overrides)?;
     let log = Log::open(config.logfile.as_ref(), quiet).map_err(|e| {
         PgqError::io(
             format!(
@@ -219,8 +230,8 @@ pub async fn run(path: &Path, overrides: &Overrides, quiet: bool) -> Result<Exit
             _ = stats.tick() => {
                 for (db, s) in health.snapshot() {
                     log.info(format!(
-                        "{db}: {} ticks, {} rotations, {} maintenance calls, {} retried events, {}",
-                        s.ticks, s.rotations, s.maint_calls, s.retried_events,
+                        "{db}: {} ticks ({} on wake-up), {} rotations, {} maintenance calls, {} retried events, {}",
+                        s.ticks, s.wakeup_ticks, s.rotations, s.maint_calls, s.retried_events,
                         if s.up { "up".to_string() } else { format!("DOWN: {}", s.error.unwrap_or_default()) }
                     ));
                 }
@@ -235,7 +246,7 @@ pub async fn run(path: &Path, overrides: &Overrides, quiet: bool) -> Result<Exit
                 }
             }
             _ = signals.0.recv() => {
-                match load(path, overrides) {
+                match load(path, read, overrides) {
                     Ok(new) => {
                         log.info("SIGHUP: configuration reloaded, restarting database workers");
                         if new.health_listen != config.health_listen || new.pidfile != config.pidfile || new.logfile != config.logfile {
