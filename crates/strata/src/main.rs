@@ -11,6 +11,7 @@ mod londiste_commands;
 mod output;
 mod pgq_commands;
 mod progress;
+mod runtime;
 mod scheduled;
 mod tables_commands;
 mod wal_commands;
@@ -20,10 +21,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime::for_command(&cli.command) {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("strata: error: cannot start the async runtime: {err}");

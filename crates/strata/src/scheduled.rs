@@ -44,10 +44,18 @@ impl ServerJobs {
         Ok(())
     }
 
-    /// One `tables run` at the current time over the policies with the job's tags.
+    /// One `tables run` at the current time over the policies with the job's tags, on a
+    /// thread of its own (see [`crate::runtime`]).
     async fn tables(&self, job: &ScheduleConfig) -> Result<String, String> {
-        let text = self
-            .config
+        let (config, job) = (self.config.clone(), job.clone());
+        crate::runtime::on_own_thread("table retention", move || async move {
+            Self::run_tables(&config, &job).await
+        })
+        .await?
+    }
+
+    async fn run_tables(config: &Config, job: &ScheduleConfig) -> Result<String, String> {
+        let text = config
             .tables
             .db
             .as_deref()
@@ -57,13 +65,12 @@ impl ServerJobs {
         let chain = |e: TablesError| strata_coordinator::backup::error_chain(&e);
         let mut engine = Engine::connect(
             &dsn,
-            &self.config.tables.schema,
+            &config.tables.schema,
             Some(who),
-            self.config.tables.lock_timeout_secs,
+            config.tables.lock_timeout_secs,
         )
         .await
         .map_err(chain)?;
-        let config = &self.config;
         let stores = |name: &str| {
             Storage::open(config, name).map(|s| s.store).map_err(|e| {
                 TablesError::Unsupported(format!(
