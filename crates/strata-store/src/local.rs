@@ -12,6 +12,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 const TEMP_PREFIX: &str = ".tmp-";
 
@@ -19,12 +21,41 @@ const TEMP_PREFIX: &str = ".tmp-";
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    /// Whether this store has found its directory in place (a read or a write succeeded).
+    /// Shared by the clones each operation makes.
+    root_seen: Arc<AtomicBool>,
 }
 
 impl LocalStore {
-    /// A store rooted at `root`; the directory is created on the first write.
+    /// A store rooted at `root`; the directory is created on the first write, but never
+    /// again once this store has seen it: a directory that disappears while in use (an
+    /// unmounted disk, a moved repository) makes writes fail instead of starting a new,
+    /// partial tree on whatever filesystem is left, where a WAL segment or a pack would
+    /// be reported stored and then be lost.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalStore { root: root.into() }
+        LocalStore {
+            root: root.into(),
+            root_seen: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn saw_root(&self) {
+        self.root_seen.store(true, Ordering::Relaxed);
+    }
+
+    /// Refuses a write when the directory this store has seen is gone.
+    fn check_root(&self) -> StoreResult<()> {
+        if self.root_seen.load(Ordering::Relaxed) && !self.root.is_dir() {
+            return Err(StoreError::Io {
+                op: "write into",
+                path: self.root.clone(),
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "the storage directory is gone (unmounted or moved?); it is not created again",
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// The directory this store writes into.
@@ -101,7 +132,9 @@ fn sync_dir(dir: &Path) -> StoreResult<()> {
 impl LocalStore {
     fn put_blocking(&self, key: &str, data: &[u8], if_absent: bool) -> StoreResult<()> {
         let path = self.path_of(key)?;
+        self.check_root()?;
         let temp = write_temp(&path, data)?;
+        self.saw_root();
         let published = if if_absent {
             // link() fails atomically when the target exists: a conditional put.
             fs::hard_link(&temp, &path)
@@ -130,6 +163,7 @@ impl LocalStore {
     fn get_range_blocking(&self, key: &str, range: Option<Range<u64>>) -> StoreResult<Bytes> {
         let path = self.path_of(key)?;
         let mut file = File::open(&path).map_err(|e| self.io_error("open", &path, key, e))?;
+        self.saw_root();
         let size = file
             .metadata()
             .map_err(|e| self.io_error("stat", &path, key, e))?
@@ -255,6 +289,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalStore::new(dir.path().join("repo"));
         (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_directory_that_disappears_is_not_created_again() {
+        let (dir, store) = store();
+        // A fresh location is created by the first write.
+        store
+            .put("packs/a", Bytes::from_static(b"a"))
+            .await
+            .unwrap();
+        // Then the directory goes away (an unmount, a move) under a store in use.
+        std::fs::rename(dir.path().join("repo"), dir.path().join("moved")).unwrap();
+        let err = store
+            .put("packs/b", Bytes::from_static(b"b"))
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{err} {}", std::error::Error::source(&err).unwrap()).contains("is gone"),
+            "{err}"
+        );
+        assert!(!err.is_transient());
+        assert!(!dir.path().join("repo").exists(), "recreated");
+        // A store that found the directory by reading it counts as having seen it too.
+        std::fs::rename(dir.path().join("moved"), dir.path().join("repo")).unwrap();
+        let reader = LocalStore::new(dir.path().join("repo"));
+        reader.get("packs/a").await.unwrap();
+        std::fs::rename(dir.path().join("repo"), dir.path().join("moved")).unwrap();
+        assert!(reader
+            .put("packs/c", Bytes::from_static(b"c"))
+            .await
+            .is_err());
+        assert!(!dir.path().join("repo").exists(), "recreated");
     }
 
     #[tokio::test]
