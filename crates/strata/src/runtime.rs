@@ -9,6 +9,11 @@
 //! throughput went from 90% to 99% of `COPY ... TO STDOUT | zstd -3`
 //! (docs/benchmarks.md). Its CPU-heavy parts (hashing, compression, Parquet encoding,
 //! reading back) run on threads of their own either way.
+//!
+//! Londiste's worker reads its batches the same way and gains the same: replaying 300,000
+//! events took 3.0 s on one thread against 3.3-3.6 s on the multi-threaded runtime. Its
+//! table copies pipe COPY's bytes from one connection to another, which needs no CPU of
+//! strata's own, so several at once still fit on one thread.
 
 use crate::cli::Command;
 use std::future::Future;
@@ -18,7 +23,10 @@ use tokio::runtime::{Builder, Runtime};
 fn single_threaded(command: &Command) -> bool {
     matches!(
         command,
-        Command::Tables { .. } | Command::Ttl { .. } | Command::Load { .. }
+        Command::Tables { .. }
+            | Command::Ttl { .. }
+            | Command::Load { .. }
+            | Command::Londiste { .. }
     )
 }
 
