@@ -17,7 +17,7 @@ use strata_repo::writer::{BlobWriter, WriterOptions};
 use strata_repo::{BlobId, Repository};
 
 /// What a copy did.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CopyReport {
     pub backup: String,
     /// Distinct blobs the backup references.

@@ -29,7 +29,7 @@ use strata_repo::manifest::EntryKind;
 use strata_repo::{BlobId, Repository};
 
 /// What a collection found and did.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct GcReport {
     pub dry_run: bool,
     pub backups: usize,

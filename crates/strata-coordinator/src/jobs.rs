@@ -54,31 +54,16 @@ impl ClusterJobs {
         result
     }
 
-    /// Applies the retention policy, then collects garbage if anything was removed.
+    /// Applies the retention policy and expires old WAL, then collects garbage if
+    /// anything was removed.
     async fn cleanup(&self) -> Result<String, String> {
-        let chain = |e: crate::CoordinatorError| crate::backup::error_chain(&e);
-        let repo = self.coordinator.repo();
-        let rows = crate::retention::cleanup(repo, &self.retention, false)
-            .await
-            .map_err(chain)?;
-        let removed = rows.iter().filter(|r| !r.keep).count();
-        let wal = crate::wal::expire(repo, false).await.map_err(chain)?;
-        let mut line = format!("{} kept, {removed} removed", rows.len() - removed);
-        if !wal.removed.is_empty() {
-            line.push_str(&format!("; {} WAL files removed", wal.removed.len()));
-        }
-        if removed > 0 || !wal.removed.is_empty() {
-            let gc = self
-                .coordinator
-                .collect_garbage(false)
-                .await
-                .map_err(chain)?;
-            line.push_str(&format!(
-                "; {} packs ({} bytes) deleted",
-                gc.packs_deleted, gc.bytes_freed
-            ));
-        }
-        Ok(line)
+        let c = &self.coordinator;
+        crate::retention::apply(c.repo(), &self.retention, false, || {
+            c.collect_garbage(false)
+        })
+        .await
+        .map(|report| report.summary())
+        .map_err(|e| crate::backup::error_chain(&e))
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod assign;
 pub mod audit;
 pub mod backup;
+pub mod browse;
 pub mod catalog;
 pub mod cluster;
 pub mod config;
@@ -19,6 +20,7 @@ pub mod gc;
 pub mod jobs;
 pub mod lock;
 pub mod mapping;
+pub mod mask;
 pub mod node;
 pub mod operation;
 pub mod remote;

@@ -412,7 +412,7 @@ pub async fn set_pinned(
 }
 
 /// One backup in a cleanup report.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CleanupRow {
     pub name: String,
     pub started: String,
@@ -481,4 +481,70 @@ pub async fn cleanup(
     lock.release().await;
     result?;
     Ok(rows)
+}
+
+/// What a whole cleanup did: the policy's decisions, the WAL it expired and the garbage
+/// collection after both. The CLI, the API and the scheduler all report this one shape.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CleanupReport {
+    pub dry_run: bool,
+    /// Every backup with its decision and the rules that keep it.
+    pub backups: Vec<CleanupRow>,
+    /// Archived WAL older than the oldest kept PostgreSQL backup (removed, or would be).
+    pub wal: crate::wal::WalExpiry,
+    /// The garbage collection run after backups or WAL were removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc: Option<crate::gc::GcReport>,
+}
+
+impl CleanupReport {
+    /// Backups the policy removed (or would remove).
+    pub fn removed(&self) -> usize {
+        self.backups.iter().filter(|r| !r.keep).count()
+    }
+
+    /// One line for the audit log, webhooks and the scheduler.
+    pub fn summary(&self) -> String {
+        let removed = self.removed();
+        let mut line = format!("{} kept, {removed} removed", self.backups.len() - removed);
+        if !self.wal.removed.is_empty() {
+            line.push_str(&format!("; {} WAL files removed", self.wal.removed.len()));
+        }
+        if let Some(gc) = &self.gc {
+            line.push_str(&format!(
+                "; {} packs ({} bytes) deleted",
+                gc.packs_deleted, gc.bytes_freed
+            ));
+        }
+        line
+    }
+}
+
+/// A whole cleanup: applies `policy` (see [`cleanup`]), expires the WAL no kept backup
+/// needs, then, if either removed anything, runs `collect` (the caller's garbage
+/// collection, so a coordinator can count it). With `dry_run` nothing changes and no
+/// collection runs. Every way in (CLI, API, schedules) goes through here, so none of
+/// them forgets a step.
+pub async fn apply<F, Fut>(
+    repo: &strata_repo::Repository,
+    policy: &RetentionConfig,
+    dry_run: bool,
+    collect: F,
+) -> crate::CoordinatorResult<CleanupReport>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = crate::CoordinatorResult<crate::gc::GcReport>>,
+{
+    let backups = cleanup(repo, policy, dry_run).await?;
+    let wal = crate::wal::expire(repo, dry_run).await?;
+    let mut report = CleanupReport {
+        dry_run,
+        backups,
+        wal,
+        gc: None,
+    };
+    if !dry_run && (report.removed() > 0 || !report.wal.removed.is_empty()) {
+        report.gc = Some(collect().await?);
+    }
+    Ok(report)
 }

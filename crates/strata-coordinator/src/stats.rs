@@ -19,6 +19,9 @@ pub struct OperationStats {
     pub finished: BTreeMap<(String, String), u64>,
     /// kind -> duration of the last one, in seconds.
     pub last_duration_secs: BTreeMap<String, f64>,
+    /// kind -> seconds all finished ones took together: with the counts, the mean duration
+    /// over any window (`rate(sum) / rate(count)`), runs between two scrapes included.
+    pub total_duration_secs: BTreeMap<String, f64>,
     /// Leases a running operation could not renew.
     pub lease_losses: u64,
     /// Bytes garbage collections run by this coordinator (API, scheduler) freed.
@@ -38,6 +41,10 @@ impl OperationStats {
             .or_default() += 1;
         self.last_duration_secs
             .insert(kind.to_string(), took.as_secs_f64());
+        *self
+            .total_duration_secs
+            .entry(kind.to_string())
+            .or_default() += took.as_secs_f64();
     }
 
     /// Counts a verification: `ok` is false when it found problems or failed to run.
@@ -74,6 +81,7 @@ mod tests {
         assert_eq!(stats.finished[&("verify".into(), "failed".into())], 2);
         assert_eq!(stats.finished[&("verify".into(), "succeeded".into())], 1);
         assert_eq!(stats.last_duration_secs["verify"], 2.0);
+        assert_eq!(stats.total_duration_secs["verify"], 4.5);
     }
 
     #[test]

@@ -15,7 +15,9 @@ use strata_repo::pack::read_header;
 use strata_repo::{BlobId, Repository};
 
 /// A file that cannot be fully restored.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord, utoipa::ToSchema,
+)]
 pub struct DamagedFile {
     pub backup: String,
     pub node: String,
@@ -23,7 +25,7 @@ pub struct DamagedFile {
 }
 
 /// What a verification found.
-#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     pub backups: u64,
     pub manifests: u64,
@@ -306,7 +308,7 @@ pub async fn run_verify_with(
 }
 
 /// What a restore drill did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct DrillReport {
     pub backup: String,
     pub nodes: u64,
@@ -314,6 +316,46 @@ pub struct DrillReport {
     pub bytes: u64,
     /// Everything that did not come back as the manifest says. Empty when all is well.
     pub problems: Vec<String>,
+}
+
+impl DrillReport {
+    /// The audit outcome and detail line of a finished drill.
+    pub fn outcome(&self) -> (&'static str, String) {
+        if self.problems.is_empty() {
+            (
+                "succeeded",
+                format!("restore drill: {} nodes, {} files", self.nodes, self.files),
+            )
+        } else {
+            (
+                "failed",
+                format!(
+                    "restore drill: {} problems; first: {}",
+                    self.problems.len(),
+                    self.problems[0]
+                ),
+            )
+        }
+    }
+}
+
+/// [`restore_drill`], then its outcome recorded as the backup's last verification (mode
+/// `restore`), so `list` and the dashboard show it. A record that cannot be written is
+/// logged, not fatal: the drill itself ran.
+pub async fn drill_and_record(
+    repo: &std::sync::Arc<Repository>,
+    summary: &strata_repo::summary::BackupSummary,
+    scratch: &std::path::Path,
+) -> CoordinatorResult<DrillReport> {
+    let report = restore_drill(repo.clone(), summary, scratch).await?;
+    let ok = report.problems.is_empty();
+    if let Err(e) = crate::verify_record::record(repo, &summary.name, ok, "restore").await {
+        eprintln!(
+            "strata: warning: cannot record the drill of {}: {e}",
+            summary.name
+        );
+    }
+    Ok(report)
 }
 
 /// A restore drill: restores every node of `summary` into `scratch` (every blob verified

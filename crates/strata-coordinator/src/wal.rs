@@ -86,14 +86,14 @@ async fn segment_size(repo: &Repository) -> CoordinatorResult<u64> {
 
 /// What `strata wal list` shows: the archive's runs per timeline, and per PostgreSQL
 /// backup whether all WAL from its start to the newest archived segment is there.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct WalListing {
     pub archive: ArchiveReport,
     pub backups: Vec<BackupWal>,
 }
 
 /// One PostgreSQL backup's view of the archive.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BackupWal {
     pub backup: String,
     pub timeline: u32,
@@ -102,7 +102,7 @@ pub struct BackupWal {
     /// Whether the WAL that makes it consistent is archived.
     pub consistent: bool,
     /// The first gap after its start on its timeline (recovery cannot pass it).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_gap: Option<String>,
 }
 
@@ -140,18 +140,28 @@ pub async fn list(repo: &Repository) -> CoordinatorResult<WalListing> {
     Ok(WalListing { archive, backups })
 }
 
+/// What `strata wal verify` found.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct WalVerifyReport {
+    /// Archived WAL files read back.
+    pub checked: u64,
+    /// `[name, why]` of every file that did not read back intact.
+    pub damaged: Vec<(String, String)>,
+}
+
 /// `strata wal verify`: reads every archived file back.
-pub async fn verify(repo: &Arc<Repository>) -> CoordinatorResult<(u64, Vec<(String, String)>)> {
-    wal::verify(repo)
+pub async fn verify(repo: &Arc<Repository>) -> CoordinatorResult<WalVerifyReport> {
+    let (checked, damaged) = wal::verify(repo)
         .await
-        .map_err(|e| CoordinatorError::NothingToDo(strata_agent::service::error_chain(&e)))
+        .map_err(|e| CoordinatorError::NothingToDo(strata_agent::service::error_chain(&e)))?;
+    Ok(WalVerifyReport { checked, damaged })
 }
 
 /// What WAL retention removed (or would remove).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct WalExpiry {
     /// The first segment the oldest kept PostgreSQL backup needs.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest_needed: Option<String>,
     pub removed: Vec<String>,
 }

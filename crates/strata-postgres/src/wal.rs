@@ -265,7 +265,7 @@ fn spool_following(
 }
 
 /// The archived segments of one timeline, as runs without holes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TimelineRanges {
     pub timeline: u32,
     pub segments: u64,
@@ -274,7 +274,7 @@ pub struct TimelineRanges {
 }
 
 /// What `strata wal list` shows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ArchiveReport {
     pub timelines: Vec<TimelineRanges>,
     pub history_files: Vec<String>,

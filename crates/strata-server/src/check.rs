@@ -14,7 +14,8 @@ const PROBE: Duration = Duration::from_secs(3);
 /// One line of the check.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Check {
-    /// `storage NAME`, `node NAME`, `schedule NAME`, `password`, `webhook URL`.
+    /// `storage NAME`, `node NAME`, `schedule NAME`, `password`, `webhook URL` (the URL
+    /// masked past its host).
     pub name: String,
     pub ok: bool,
     /// What was found, or what is wrong and what to do.
@@ -29,14 +30,10 @@ fn check(name: String, ok: bool, detail: impl Into<String>) -> Check {
     }
 }
 
-/// The configuration as JSON with every storage option that looks secret masked. Secret
-/// sources (`env`, `file`) are names, not values, and stay visible.
+/// The configuration as JSON with secrets masked (see [`strata_coordinator::mask`]).
+/// Secret sources (`env`, `file`) are names, not values, and stay visible.
 pub fn config_view(config: &Config) -> serde_json::Value {
-    let mut shown = config.clone();
-    for storage in shown.storages.values_mut() {
-        *storage = storage.masked();
-    }
-    serde_json::to_value(&shown).unwrap_or_default()
+    serde_json::to_value(strata_coordinator::mask::masked_config(config)).unwrap_or_default()
 }
 
 /// Runs every check; probes run at once, each bounded by a few seconds.
@@ -112,7 +109,7 @@ pub async fn run(config: &Config, coordinator: &Coordinator) -> Vec<Check> {
     };
     out.push(password);
     for hook in &config.webhooks {
-        let label = format!("webhook {}", hook.url);
+        let label = format!("webhook {}", strata_coordinator::mask::mask_url(&hook.url));
         out.push(match hook.secret.read("webhook secret") {
             Ok(Some(_)) => check(label, true, "secret source is set"),
             Ok(None) => check(label, false, "no secret: bodies are not signed"),

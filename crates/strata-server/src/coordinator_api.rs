@@ -2,7 +2,7 @@
 //!
 //! Backups and restores start in the background (202 with the operation);
 //! `/operations/{id}/events` streams the operation's status as server-sent events until it
-//! ends. Verify, cleanup and gc answer when done. Every mutating call is recorded in the
+//! ends. Verify, restore drills, cleanup, gc, copies and WAL checks answer when done. Every mutating call is recorded in the
 //! audit log under the caller's token name. The OpenAPI document (`/api/openapi.json`) is
 //! generated from the annotations here, so it cannot drift from the handlers.
 
@@ -22,15 +22,18 @@ use std::sync::Arc;
 use std::time::Duration;
 use strata_agent::api::{ApiError, ErrorCode};
 use strata_coordinator::audit::AuditEntry;
+use strata_coordinator::browse::{FileEntry, FileFilter};
 use strata_coordinator::cluster::{ClusterStatus, Coordinator, RestorePlan};
 use strata_coordinator::config::{Config, RetentionConfig};
+use strata_coordinator::copy::CopyReport;
 use strata_coordinator::events::Action;
 use strata_coordinator::gc::GcReport;
 use strata_coordinator::operation::OperationStatus;
-use strata_coordinator::retention::CleanupRow;
+use strata_coordinator::retention::CleanupReport;
 use strata_coordinator::schedule::{JobStatus, Scheduler};
-use strata_coordinator::verify::{DataCheck, VerifyReport};
+use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
 use strata_coordinator::verify_record::VerifyRecord;
+use strata_coordinator::wal::{WalListing, WalVerifyReport};
 use strata_coordinator::CoordinatorError;
 use strata_repo::summary::BackupSummary;
 
@@ -51,10 +54,15 @@ pub fn routes(state: ApiState, tokens: Tokens) -> Router {
         .route("/api/v1/backups", get(list).post(start_backup))
         .route("/api/v1/backups/{name}", get(show).delete(delete))
         .route("/api/v1/backups/{name}/pin", post(pin).delete(unpin))
+        .route("/api/v1/backups/{name}/files", get(files))
+        .route("/api/v1/backups/{name}/copy", post(copy))
+        .route("/api/v1/backups/{name}/drill", post(drill))
         .route("/api/v1/restores", post(start_restore))
         .route("/api/v1/verify", post(verify))
         .route("/api/v1/cleanup", post(cleanup))
         .route("/api/v1/gc", post(gc))
+        .route("/api/v1/wal", get(wal_list))
+        .route("/api/v1/wal/verify", post(wal_verify))
         .route("/api/v1/operations", get(operations))
         .route("/api/v1/operations/{id}", get(operation))
         .route("/api/v1/operations/{id}/events", get(events))
@@ -251,7 +259,7 @@ async fn unpin(
 
 #[utoipa::path(post, path = "/api/v1/backups", tag = "backups",
     responses((status = 202, description = "Started; follow /api/v1/operations/{id}/events", body = Started),
-        (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 500, body = ApiError)))]
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 500, body = ApiError)))]
 async fn start_backup(
     State(s): Api,
     Extension(caller): Extension<Caller>,
@@ -395,17 +403,6 @@ pub struct CleanupBody {
     pub policy: Option<RetentionConfig>,
 }
 
-/// What a cleanup decided, and the garbage collection after it.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CleanupReport {
-    pub dry_run: bool,
-    /// Every backup with its decision and the rules that keep it.
-    pub backups: Vec<CleanupRow>,
-    /// The garbage collection run after backups were removed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub gc: Option<GcReport>,
-}
-
 #[utoipa::path(post, path = "/api/v1/cleanup", tag = "backups", request_body = CleanupBody,
     responses((status = 200, body = CleanupReport), (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 409, body = ApiError), (status = 500, body = ApiError)))]
@@ -427,20 +424,9 @@ async fn cleanup(
         c.events().started(&action, c.storage());
     }
     let clock = std::time::Instant::now();
-    let result: Result<CleanupReport, CoordinatorError> = async {
-        let rows = strata_coordinator::retention::cleanup(c.repo(), &policy, body.dry_run).await?;
-        let removed = rows.iter().filter(|r| !r.keep).count();
-        let gc = if removed > 0 && !body.dry_run {
-            Some(c.collect_garbage(false).await?)
-        } else {
-            None
-        };
-        Ok(CleanupReport {
-            dry_run: body.dry_run,
-            backups: rows,
-            gc,
-        })
-    }
+    let result = strata_coordinator::retention::apply(c.repo(), &policy, body.dry_run, || {
+        c.collect_garbage(false)
+    })
     .await;
     if !body.dry_run {
         let outcome = if result.is_ok() {
@@ -449,14 +435,8 @@ async fn cleanup(
             "failed"
         };
         c.record_operation("cleanup", outcome, clock.elapsed());
-        c.report_result(&action, &result, |r| {
-            let removed = r.backups.iter().filter(|b| !b.keep).count();
-            (
-                "succeeded",
-                format!("{} kept, {removed} removed", r.backups.len() - removed),
-            )
-        })
-        .await;
+        c.report_result(&action, &result, |r| ("succeeded", r.summary()))
+            .await;
     }
     Ok(Json(result.map_err(failure)?))
 }
@@ -501,6 +481,181 @@ async fn gc(
     Ok(Json(result.map_err(failure)?))
 }
 
+/// `GET /api/v1/backups/{name}/files`: which entries, and which page of them.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FilesQuery {
+    /// Only this node (default: every node).
+    pub node: Option<String>,
+    /// Only entries at or below this path (`base/16384`).
+    pub path: Option<String>,
+    /// At most this many entries (default and maximum 10000).
+    #[param(minimum = 0, maximum = 10000)]
+    pub limit: Option<u32>,
+    /// Skip this many first.
+    #[param(minimum = 0)]
+    pub offset: Option<u64>,
+}
+
+/// Most entries one page of a file listing holds, so a node of millions of files never
+/// becomes one reply of hundreds of megabytes.
+const FILES_PAGE: usize = 10_000;
+
+#[utoipa::path(get, path = "/api/v1/backups/{name}/files", tag = "backups", params(
+        ("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name, unique prefix, or `latest`"),
+        FilesQuery),
+    responses((status = 200, description = "Entries in manifest order, node by node (`strata ls`)", body = [FileEntry]),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 500, body = ApiError)))]
+async fn files(
+    State(s): Api,
+    PathParam(name): PathParam<String>,
+    Params(query): Params<FilesQuery>,
+) -> Reply<Vec<FileEntry>> {
+    let repo = s.coordinator.repo();
+    let summary = strata_coordinator::resolve_backup(repo, backup_name(&name)?)
+        .await
+        .map_err(failure)?;
+    let limit = query
+        .limit
+        .map_or(FILES_PAGE, |l| (l as usize).min(FILES_PAGE));
+    let mut skip = query.offset.unwrap_or(0);
+    let mut page = Vec::new();
+    let filter = FileFilter {
+        node: query.node.as_deref(),
+        path: query.path.as_deref(),
+    };
+    strata_coordinator::browse::for_each_file(repo, &summary, &filter, |entry| {
+        if skip > 0 {
+            skip -= 1;
+            return true;
+        }
+        if page.len() < limit {
+            page.push(entry);
+        }
+        page.len() < limit
+    })
+    .await
+    .map_err(failure)?;
+    Ok(Json(page))
+}
+
+/// `POST /api/v1/backups/{name}/copy`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopyBody {
+    /// The target storage, by its name in the server's configuration.
+    pub to: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/backups/{name}/copy", tag = "backups", request_body = CopyBody,
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name, unique prefix, or `latest`")),
+    responses((status = 200, description = "Copied, only the data the target lacked sent, and verified there", body = CopyReport),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError),
+        (status = 409, body = ApiError), (status = 500, body = ApiError)))]
+async fn copy(
+    State(s): Api,
+    Extension(caller): Extension<Caller>,
+    PathParam(name): PathParam<String>,
+    Body(body): Body<CopyBody>,
+) -> Reply<CopyReport> {
+    let c = &s.coordinator;
+    let summary = strata_coordinator::resolve_backup(c.repo(), backup_name(&name)?)
+        .await
+        .map_err(failure)?;
+    if !s.config.storages.contains_key(&body.to) {
+        return Err(ApiFailure(ApiError::new(
+            ErrorCode::NotFound,
+            format!("no storage {:?} in the server's configuration", body.to),
+        )));
+    }
+    if body.to == c.storage() {
+        return Err(bad(
+            "the backup is already in that storage: name another one",
+        ));
+    }
+    let action = Action {
+        who: &caller.0,
+        kind: "copy",
+        target: &summary.name,
+        operation: None,
+    };
+    let result = async {
+        let password = s.config.password()?;
+        let catalog =
+            strata_coordinator::catalog::Catalog::open(&s.config, password.as_deref()).await?;
+        let target = catalog.place(&body.to)?.repo.clone();
+        target.reload_index().await?;
+        strata_coordinator::copy::copy_backup(
+            c.repo().clone(),
+            target,
+            &summary,
+            s.config.backup.writer_options(),
+        )
+        .await
+    }
+    .await;
+    c.report_result(&action, &result, |r| {
+        (
+            "succeeded",
+            format!("to storage {}: {} blobs sent", body.to, r.blobs_sent),
+        )
+    })
+    .await;
+    Ok(Json(result.map_err(failure)?))
+}
+
+#[utoipa::path(post, path = "/api/v1/backups/{name}/drill", tag = "backups",
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name, unique prefix, or `latest`")),
+    responses((status = 200, description = "A restore drill (`strata verify --restore`): restored into a scratch directory on the server, every byte verified, checked against the manifests, removed; `problems` is empty when all is well", body = DrillReport),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 500, body = ApiError)))]
+async fn drill(
+    State(s): Api,
+    Extension(caller): Extension<Caller>,
+    PathParam(name): PathParam<String>,
+) -> Reply<DrillReport> {
+    let c = &s.coordinator;
+    let summary = strata_coordinator::resolve_backup(c.repo(), backup_name(&name)?)
+        .await
+        .map_err(failure)?;
+    let action = Action {
+        who: &caller.0,
+        kind: "verify",
+        target: &summary.name,
+        operation: None,
+    };
+    c.events().started(&action, c.storage());
+    let scratch = s
+        .config
+        .state_dir()
+        .join(format!("restore-drill-{}", summary.name));
+    let result = strata_coordinator::verify::drill_and_record(c.repo(), &summary, &scratch).await;
+    c.report_result(&action, &result, DrillReport::outcome)
+        .await;
+    Ok(Json(result.map_err(failure)?))
+}
+
+#[utoipa::path(get, path = "/api/v1/wal", tag = "wal",
+    responses((status = 200, description = "Archived WAL per timeline as runs without gaps, and how far each PostgreSQL backup can be recovered (`strata wal list`)", body = Object),
+        (status = 401, body = ApiError), (status = 500, body = ApiError)))]
+async fn wal_list(State(s): Api) -> Reply<WalListing> {
+    Ok(Json(
+        strata_coordinator::wal::list(s.coordinator.repo())
+            .await
+            .map_err(failure)?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/wal/verify", tag = "wal",
+    responses((status = 200, description = "Every archived WAL file read back and checked (`strata wal verify`)", body = WalVerifyReport),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 500, body = ApiError)))]
+async fn wal_verify(State(s): Api) -> Reply<WalVerifyReport> {
+    Ok(Json(
+        strata_coordinator::wal::verify(s.coordinator.repo())
+            .await
+            .map_err(failure)?,
+    ))
+}
+
 fn find(
     c: &Coordinator,
     id: &str,
@@ -522,7 +677,7 @@ async fn operations(State(s): Api) -> Json<Vec<OperationStatus>> {
 
 #[utoipa::path(get, path = "/api/v1/operations/{id}", tag = "operations",
     params(("id" = String, Path, description = "Operation id")),
-    responses((status = 200, body = OperationStatus), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+    responses((status = 200, body = OperationStatus), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
 async fn operation(State(s): Api, PathParam(id): PathParam<String>) -> Reply<OperationStatus> {
     Ok(Json(find(&s.coordinator, &id)?.status()))
 }
@@ -532,7 +687,7 @@ async fn operation(State(s): Api, PathParam(id): PathParam<String>) -> Reply<Ope
 #[utoipa::path(get, path = "/api/v1/operations/{id}/events", tag = "operations",
     params(("id" = String, Path, description = "Operation id")),
     responses((status = 200, description = "Server-sent events, each `data:` an OperationStatus", content_type = "text/event-stream", body = String),
-        (status = 401, body = ApiError), (status = 404, body = ApiError)))]
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError)))]
 async fn events(
     State(s): Api,
     PathParam(id): PathParam<String>,
@@ -621,8 +776,9 @@ async fn audit(State(s): Api, Params(query): Params<AuditQuery>) -> Reply<Vec<Au
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "strata coordinator API", description = "Backups, restores, verification, retention and the audit log of a strata cluster. Every call needs `Authorization: Bearer <token>`; errors are JSON `{code, message}`."),
-    paths(status, list, show, delete, pin, unpin, start_backup, start_restore, verify, cleanup, gc,
-        operations, operation, events, schedules, config, check, audit),
+    paths(status, list, show, delete, pin, unpin, files, copy, drill, start_backup, start_restore,
+        verify, cleanup, gc, wal_list, wal_verify, operations, operation, events, schedules, config,
+        check, audit),
     components(schemas(ApiError, ErrorCode)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -49,6 +49,12 @@ where
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiFailure {
+    if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        return ApiFailure(strata_agent::api::ApiError::new(
+            strata_agent::api::ErrorCode::TooLarge,
+            format!("the body is too large: {}", rejection.body_text()),
+        ));
+    }
     let message = match &rejection {
         JsonRejection::MissingJsonContentType(_) => {
             "the body must be JSON (Content-Type: application/json)".to_string()

@@ -10,7 +10,6 @@
 //! need no join with `strata_info`; figures about the cluster (nodes, leases, webhooks)
 //! do not.
 
-use crate::ApiFailure;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -21,7 +20,6 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_agent::api::{ApiError, ErrorCode};
 use strata_coordinator::cluster::Coordinator;
 
 /// A metric's labels, in order (`storage`, then `kind`, `status`, ...).
@@ -101,14 +99,8 @@ impl PerStorage<'_> {
 /// `GET /metrics`.
 pub async fn metrics(
     State(state): State<Arc<crate::coordinator_api::ApiState>>,
-) -> Result<impl IntoResponse, ApiFailure> {
+) -> impl IntoResponse {
     let c: &Coordinator = &state.coordinator;
-    let failed = |e: &dyn std::error::Error| {
-        ApiFailure(ApiError::new(
-            ErrorCode::Failed,
-            strata_coordinator::backup::error_chain(e),
-        ))
-    };
     let mut registry = Registry::with_prefix("strata");
 
     // Which storage and repository these figures are about, and strata's version.
@@ -165,15 +157,34 @@ pub async fn metrics(
             .set(reachable as i64);
     }
 
-    // Of the storage: its operations, backups, repository and requests.
-    let backups = c.repo().list_backups().await.map_err(|e| failed(&e))?;
-    let records = strata_coordinator::verify_record::latest(c.repo())
-        .await
-        .map_err(|e| failed(&e))?;
+    // Of the storage: its operations, backups, repository and requests. A storage that
+    // does not answer drops only the figures read from it (and says so in `storage_up`):
+    // the rest, node reachability and request errors above all, matter most right then.
+    let read = async {
+        let backups = c.repo().list_backups().await?;
+        let records = strata_coordinator::verify_record::latest(c.repo())
+            .await
+            .map_err(strata_repo::RepoError::from)?;
+        Ok::<_, strata_repo::RepoError>((backups, records))
+    }
+    .await;
     let mut m = PerStorage {
         registry: &mut registry,
         storage: c.storage().to_string(),
     };
+    m.gauge(
+        "storage_up",
+        "Whether the repository's storage answered this scrape's listing of backups",
+        &[],
+        read.is_ok() as u8 as f64,
+    );
+    if let Err(e) = &read {
+        eprintln!(
+            "strata: warning: metrics: cannot read the backups of storage {}: {}",
+            c.storage(),
+            strata_coordinator::backup::error_chain(e)
+        );
+    }
 
     let operations: Family<Label, Counter> = family(
         m.registry,
@@ -196,6 +207,16 @@ pub async fn metrics(
         "kind",
         &durations,
     );
+    let spent = family::<Counter<f64, AtomicU64>>(
+        m.registry,
+        "operation_duration_seconds",
+        "Seconds finished operations of each kind took together since the server started (with strata_operations_total, the mean duration over any window)",
+    );
+    for (kind, secs) in &stats.total_duration_secs {
+        spent
+            .get_or_create(&m.labels(&[("kind", kind)]))
+            .inc_by(*secs);
+    }
     m.counter(
         "gc_freed_bytes",
         "Bytes garbage collections run by this server (API, schedules) deleted",
@@ -207,102 +228,104 @@ pub async fn metrics(
         stats.verify_failures,
     );
 
-    let by_status: Vec<(&str, f64)> = ["complete", "partial", "failed"]
-        .into_iter()
-        .map(|status| {
-            let n = backups
-                .iter()
-                .filter(|b| b.status.as_str() == status)
-                .count();
-            (status, n as f64)
-        })
-        .collect();
-    m.gauges(
-        "backups",
-        "Backups in the repository by status",
-        "status",
-        &by_status,
-    );
-    if let Some(last) = backups.iter().rev().find(|b| b.is_complete()) {
-        let started = chrono::DateTime::parse_from_rfc3339(&last.started)
-            .map(|t| t.timestamp_millis() as f64 / 1000.0)
-            .unwrap_or(0.0);
-        m.gauge(
-            "last_complete_backup_timestamp_seconds",
-            "Start of the newest complete backup (alert when it is too old)",
-            &[],
-            started,
-        );
-        let logical = last.total(|n| n.bytes);
-        let stored = last.total(|n| n.stored_bytes);
-        let new = last.total(|n| n.new_bytes);
-        m.gauges(
-            "last_complete_backup_bytes",
-            "Bytes of the newest complete backup: logical, stored, new",
-            "kind",
-            &[
-                ("logical", logical as f64),
-                ("stored", stored as f64),
-                ("new", new as f64),
-            ],
-        );
-        m.gauge(
-            "last_complete_backup_files",
-            "Files in the newest complete backup",
-            &[],
-            last.total(|n| n.files) as f64,
-        );
-        m.gauge(
-            "last_complete_backup_files_read",
-            "Files of the newest complete backup whose content was read (the others were unchanged, known from the files cache)",
-            &[],
-            last.total(|n| n.files_read) as f64,
-        );
-        m.gauge(
-            "last_complete_backup_duration_seconds",
-            "How long the newest complete backup took",
-            &[],
-            last.duration_ms as f64 / 1000.0,
-        );
-        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        m.gauge(
-            "last_complete_backup_dedup_ratio",
-            "Logical bytes of the newest complete backup per byte it added to the repository",
-            &[],
-            ratio(logical, new),
-        );
-        m.gauge(
-            "last_complete_backup_compression_ratio",
-            "Logical bytes of the newest complete backup per byte its unique data takes stored",
-            &[],
-            ratio(logical, stored),
-        );
-    }
     m.gauge(
         "repository_blobs",
         "Blobs in the repository's index as this server last loaded it",
         &[],
         c.repo().index().len() as f64,
     );
+    if let Ok((backups, records)) = &read {
+        let by_status: Vec<(&str, f64)> = ["complete", "partial", "failed"]
+            .into_iter()
+            .map(|status| {
+                let n = backups
+                    .iter()
+                    .filter(|b| b.status.as_str() == status)
+                    .count();
+                (status, n as f64)
+            })
+            .collect();
+        m.gauges(
+            "backups",
+            "Backups in the repository by status",
+            "status",
+            &by_status,
+        );
+        if let Some(last) = backups.iter().rev().find(|b| b.is_complete()) {
+            let started = chrono::DateTime::parse_from_rfc3339(&last.started)
+                .map(|t| t.timestamp_millis() as f64 / 1000.0)
+                .unwrap_or(0.0);
+            m.gauge(
+                "last_complete_backup_timestamp_seconds",
+                "Start of the newest complete backup (alert when it is too old)",
+                &[],
+                started,
+            );
+            let logical = last.total(|n| n.bytes);
+            let stored = last.total(|n| n.stored_bytes);
+            let new = last.total(|n| n.new_bytes);
+            m.gauges(
+                "last_complete_backup_bytes",
+                "Bytes of the newest complete backup: logical, stored, new",
+                "kind",
+                &[
+                    ("logical", logical as f64),
+                    ("stored", stored as f64),
+                    ("new", new as f64),
+                ],
+            );
+            m.gauge(
+                "last_complete_backup_files",
+                "Files in the newest complete backup",
+                &[],
+                last.total(|n| n.files) as f64,
+            );
+            m.gauge(
+                "last_complete_backup_files_read",
+                "Files of the newest complete backup whose content was read (the others were unchanged, known from the files cache)",
+                &[],
+                last.total(|n| n.files_read) as f64,
+            );
+            m.gauge(
+                "last_complete_backup_duration_seconds",
+                "How long the newest complete backup took",
+                &[],
+                last.duration_ms as f64 / 1000.0,
+            );
+            let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+            m.gauge(
+                "last_complete_backup_dedup_ratio",
+                "Logical bytes of the newest complete backup per byte it added to the repository",
+                &[],
+                ratio(logical, new),
+            );
+            m.gauge(
+                "last_complete_backup_compression_ratio",
+                "Logical bytes of the newest complete backup per byte its unique data takes stored",
+                &[],
+                ratio(logical, stored),
+            );
+        }
 
-    let ok = backups
-        .iter()
-        .filter(|b| records.get(&b.name).is_some_and(|r| r.ok))
-        .count();
-    let damaged = backups
-        .iter()
-        .filter(|b| records.get(&b.name).is_some_and(|r| !r.ok))
-        .count();
-    m.gauges(
-        "backups_verified",
-        "Backups by the outcome of their last verification: ok, damaged, never",
-        "outcome",
-        &[
-            ("ok", ok as f64),
-            ("damaged", damaged as f64),
-            ("never", (backups.len() - ok - damaged) as f64),
-        ],
-    );
+        let ok = backups
+            .iter()
+            .filter(|b| records.get(&b.name).is_some_and(|r| r.ok))
+            .count();
+        let damaged = backups
+            .iter()
+            .filter(|b| records.get(&b.name).is_some_and(|r| !r.ok))
+            .count();
+        m.gauges(
+            "backups_verified",
+            "Backups by the outcome of their last verification: ok, damaged, never",
+            "outcome",
+            &[
+                ("ok", ok as f64),
+                ("damaged", damaged as f64),
+                ("never", (backups.len() - ok - damaged) as f64),
+            ],
+        );
+    }
 
     if let Some(counter) = c.requests() {
         let counts = counter.counts();
@@ -343,11 +366,11 @@ pub async fn metrics(
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)
         .expect("writing to a String cannot fail");
-    Ok((
+    (
         [(
             CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
         text,
-    ))
+    )
 }

@@ -8,16 +8,16 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use strata_agent::restore::RestoreOptions;
+use strata_coordinator::browse::{for_each_file, FileEntry, FileFilter};
 use strata_coordinator::catalog::{Catalog, Located};
 use strata_coordinator::config::{Config, NodeConfig, StorageConfig, DEFAULT_CONFIG};
-use strata_coordinator::copy::copy_backup;
+use strata_coordinator::copy::{copy_backup, CopyReport};
 use strata_coordinator::restore::run_restore;
 use strata_coordinator::storage::Storage;
-use strata_coordinator::verify::{restore_drill, verify_and_record, DataCheck, VerifyReport};
-use strata_coordinator::verify_record::record as record_verification;
-use strata_repo::manifest::EntryKind;
+use strata_coordinator::verify::{
+    drill_and_record, verify_and_record, DataCheck, DrillReport, VerifyReport,
+};
 use strata_repo::summary::BackupSummary;
-use strata_repo::writer::WriterOptions;
 use strata_repo::{InitOptions, Repository};
 
 pub(crate) type CommandResult = Result<u8, Failure>;
@@ -134,8 +134,10 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
         Command::Config {
             command: ConfigCommand::Show,
         } => {
-            let text = toml::to_string_pretty(&ctx.config)
-                .map_err(|e| Failure::new(code::FAILED, e.to_string()))?;
+            // Secrets masked, as the server's /config shows them.
+            let text =
+                toml::to_string_pretty(&strata_coordinator::mask::masked_config(&ctx.config))
+                    .map_err(|e| Failure::new(code::FAILED, e.to_string()))?;
             print!("{text}");
             Ok(0)
         }
@@ -284,21 +286,28 @@ impl Context {
         Ok(catalog)
     }
 
-    /// Finds a backup in any storage and opens its repository with the index loaded.
+    /// Finds a backup in any storage and opens its repository (with the index loaded when
+    /// `index`); also names the storage, for the audit log.
     async fn find(
         &self,
         catalog: &Catalog,
         wanted: &str,
         index: bool,
-    ) -> Result<(Arc<Repository>, BackupSummary), Failure> {
+    ) -> Result<(Arc<Repository>, BackupSummary, String), Failure> {
         let (place, summary) = catalog.find(wanted).await?;
         if index {
             place.repo.reload_index().await?;
         }
-        Ok((place.repo.clone(), summary))
+        Ok((place.repo.clone(), summary, place.storage.name.clone()))
     }
 
     async fn init(&self) -> CommandResult {
+        if self.global.server.is_some() {
+            return Err(Failure::new(
+                code::USAGE,
+                "init creates a repository from this host with its own password: drop --server",
+            ));
+        }
         let encryption = self
             .config
             .repository
@@ -469,72 +478,46 @@ impl Context {
     }
 
     async fn ls(&self, wanted: &str, node: Option<&str>, path: Option<&str>) -> CommandResult {
-        let catalog = self.catalog().await?;
-        let (repo, summary) = self.find(&catalog, wanted, false).await?;
-        let prefix = path
-            .map(|p| p.trim_matches('/').as_bytes().to_vec())
-            .unwrap_or_default();
-        let mut json_entries = Vec::new();
-        let nodes: Vec<_> = summary
-            .nodes
-            .iter()
-            .filter(|n| n.has_manifest && node.is_none_or(|want| want == n.name))
-            .collect();
-        if nodes.is_empty() {
-            return Err(Failure::new(
-                code::USAGE,
-                format!("backup {} has no such node", summary.name),
-            ));
-        }
-        for n in nodes {
-            let manifest = repo.load_manifest(&summary.name, &n.name).await?;
-            for entry in &manifest.entries {
-                let inside = prefix.is_empty()
-                    || entry.path == prefix
-                    || (entry.path.starts_with(&prefix)
-                        && entry.path.get(prefix.len()) == Some(&b'/'));
-                if !inside {
-                    continue;
-                }
-                let (kind, extra) = match &entry.kind {
-                    EntryKind::Dir => ('d', String::new()),
-                    EntryKind::File { .. } => ('-', String::new()),
-                    EntryKind::Symlink { target } => {
-                        ('l', format!(" -> {}", String::from_utf8_lossy(target)))
-                    }
-                    EntryKind::HardLink { target } => {
-                        ('h', format!(" => {}", String::from_utf8_lossy(target)))
-                    }
-                };
-                if self.global.json {
-                    json_entries.push(serde_json::json!({
-                        "node": n.name, "path": entry.display_path(), "type": match kind {
-                            'd' => "dir", '-' => "file", 'l' => "symlink", _ => "hardlink" },
-                        "size": entry.size(), "mode": format!("{:o}", entry.mode),
-                        "uid": entry.uid, "gid": entry.gid, "mtime_ns": entry.mtime_ns,
-                    }));
-                } else if !self.global.quiet {
-                    println!(
-                        "{} {:>5}:{:<5} {:>10}  {}  {}/{}{}",
-                        output::mode_string(kind, entry.mode),
-                        entry.uid,
-                        entry.gid,
-                        entry.size(),
-                        humantime::format_rfc3339_seconds(
-                            std::time::UNIX_EPOCH
-                                + std::time::Duration::from_secs(
-                                    entry.mtime_ns.max(0) as u64 / 1_000_000_000
-                                )
-                        ),
-                        n.name,
-                        entry.display_path(),
-                        extra
-                    );
+        let mut entries = Vec::new();
+        if let Some(client) = self.remote()? {
+            // Page through the server's listing; a large node comes in several calls.
+            loop {
+                let mut query = vec![
+                    ("offset", entries.len().to_string()),
+                    ("limit", "10000".into()),
+                ];
+                query.extend(node.map(|n| ("node", n.to_string())));
+                query.extend(path.map(|p| ("path", p.to_string())));
+                let page: Vec<FileEntry> = client
+                    .get(&format!(
+                        "/api/v1/backups/{wanted}/files?{}",
+                        query_string(&query)
+                    ))
+                    .await?;
+                let full = page.len() == 10000;
+                entries.extend(page);
+                if !full {
+                    break;
                 }
             }
+        } else {
+            let catalog = self.catalog().await?;
+            let (repo, summary, _) = self.find(&catalog, wanted, false).await?;
+            let filter = FileFilter { node, path };
+            for_each_file(&repo, &summary, &filter, |entry| {
+                if self.global.json {
+                    entries.push(entry);
+                } else if !self.global.quiet {
+                    print_file(&entry);
+                }
+                true
+            })
+            .await?;
         }
         if self.global.json {
-            print_json(&json_entries);
+            print_json(&entries);
+        } else if !self.global.quiet {
+            entries.iter().for_each(print_file);
         }
         Ok(0)
     }
@@ -547,18 +530,38 @@ impl Context {
         path: Option<String>,
     ) -> CommandResult {
         let catalog = self.catalog().await?;
-        let (repo, summary) = self.find(&catalog, wanted, true).await?;
+        let (repo, summary, storage) = self.find(&catalog, wanted, true).await?;
         let mut options = RestoreOptions::default();
         if self.config.restore.workers > 0 {
             options.workers = self.config.restore.workers;
         }
         options.include = path.map(|p| p.trim_matches('/').as_bytes().to_vec());
         let clock = std::time::Instant::now();
+        self.announce(&storage, "restore", &summary.name)?;
         let display =
             progress::Display::start(options.progress.clone(), "restoring", self.interactive());
-        let restored = run_restore(repo, &summary, to, node, options).await;
+        let restored = run_restore(repo.clone(), &summary, to, node, options)
+            .await
+            .map_err(Failure::from);
         drop(display);
-        let restored = restored?;
+        let restored = self
+            .audited(
+                &repo,
+                &storage,
+                "restore",
+                &summary.name,
+                restored,
+                |nodes| {
+                    let failed: usize = nodes.iter().map(|r| r.report.errors.len()).sum();
+                    let into = format!("into {}", to.display());
+                    if failed == 0 {
+                        ("succeeded", format!("{} nodes {into}", nodes.len()))
+                    } else {
+                        ("failed", format!("{failed} entries not restored {into}"))
+                    }
+                },
+            )
+            .await?;
         let errors: Vec<String> = restored
             .iter()
             .flat_map(|r| {
@@ -625,7 +628,7 @@ impl Context {
                     "name backups to delete explicitly, not `latest`",
                 ));
             }
-            let (repo, summary) = self.find(&catalog, name, false).await?;
+            let (repo, summary, storage) = self.find(&catalog, name, false).await?;
             let holders: Vec<String> = catalog
                 .list()
                 .await?
@@ -659,7 +662,7 @@ impl Context {
                 .delete_backup(&summary.name)
                 .await
                 .map_err(Failure::from);
-            self.audited(&repo, "", "delete", &summary.name, deleted, |_| {
+            self.audited(&repo, &storage, "delete", &summary.name, deleted, |_| {
                 ("succeeded", String::new())
             })
             .await?;
@@ -678,22 +681,32 @@ impl Context {
     }
 
     async fn verify(&self, backup: Option<&str>, check: DataCheck) -> CommandResult {
-        let read_data = check != DataCheck::Structure;
+        if let Some(client) = self.remote()? {
+            let body = serde_json::json!({
+                "backup": backup,
+                "read_data": check == DataCheck::All,
+                "read_data_subset": match check {
+                    DataCheck::Subset(p) => Some(p),
+                    _ => None,
+                },
+            });
+            let report: VerifyReport = client.post("/api/v1/verify", &body).await?;
+            return self.say_verify(&report, check);
+        }
         let catalog = self.catalog().await?;
         let mut report = VerifyReport::default();
-        let targets: Vec<(Arc<Repository>, Option<String>)> = match backup {
+        let targets: Vec<(Arc<Repository>, Option<String>, String)> = match backup {
             Some(wanted) => {
-                let (repo, summary) = self.find(&catalog, wanted, true).await?;
-                vec![(repo, Some(summary.name))]
+                let (repo, summary, storage) = self.find(&catalog, wanted, true).await?;
+                vec![(repo, Some(summary.name), storage)]
             }
             None => catalog
                 .places
                 .iter()
-                .map(|p| (p.repo.clone(), None))
+                .map(|p| (p.repo.clone(), None, p.storage.name.clone()))
                 .collect(),
         };
-        let storage = self.storage()?.name;
-        for (repo, name) in targets {
+        for (repo, name, storage) in targets {
             let target = name.clone().unwrap_or_else(|| "all".into());
             self.announce(&storage, "verify", &target)?;
             let found = verify_and_record(&repo, name.as_deref(), check)
@@ -721,8 +734,14 @@ impl Context {
                 .await?;
             report.absorb(found);
         }
+        self.say_verify(&report, check)
+    }
+
+    /// Prints what a verification found (here or on the server); exit 4 on damage.
+    fn say_verify(&self, report: &VerifyReport, check: DataCheck) -> CommandResult {
+        let read_data = check != DataCheck::Structure;
         if self.global.json {
-            print_json(&report);
+            print_json(report);
         } else {
             self.say(format!(
                 "checked {} backups, {} manifests, {} files; {} packs and {} blobs read ({})",
@@ -766,26 +785,34 @@ impl Context {
 
 impl Context {
     async fn copy(&self, wanted: &str, to: &str) -> CommandResult {
-        let catalog = self.catalog().await?;
-        let (source, summary) = self.find(&catalog, wanted, true).await?;
-        let target = catalog.place(to)?.repo.clone();
-        target.reload_index().await?;
-        let writer = WriterOptions {
-            compression_level: self.config.backup.compression_level,
-            pack_size: self.config.backup.pack_size_mib as usize * 1024 * 1024,
-            ..WriterOptions::default()
-        };
-        let copied = copy_backup(source, target.clone(), &summary, writer)
+        let report: CopyReport = if let Some(client) = self.remote()? {
+            client
+                .post(
+                    &format!("/api/v1/backups/{wanted}/copy"),
+                    &serde_json::json!({ "to": to }),
+                )
+                .await?
+        } else {
+            let catalog = self.catalog().await?;
+            let (source, summary, _) = self.find(&catalog, wanted, true).await?;
+            let target = catalog.place(to)?.repo.clone();
+            target.reload_index().await?;
+            let copied = copy_backup(
+                source,
+                target.clone(),
+                &summary,
+                self.config.backup.writer_options(),
+            )
             .await
             .map_err(Failure::from);
-        let report = self
-            .audited(&target, to, "copy", &summary.name, copied, |r| {
+            self.audited(&target, to, "copy", &summary.name, copied, |r| {
                 (
                     "succeeded",
                     format!("to storage {to}: {} blobs sent", r.blobs_sent),
                 )
             })
-            .await?;
+            .await?
+        };
         if self.global.json {
             print_json(&report);
         } else {
@@ -800,6 +827,55 @@ impl Context {
         }
         Ok(0)
     }
+}
+
+/// One line of `strata ls`, in the shape of `ls -l`.
+fn print_file(entry: &FileEntry) {
+    let kind = match entry.kind.as_str() {
+        "dir" => 'd',
+        "symlink" => 'l',
+        "hardlink" => 'h',
+        _ => '-',
+    };
+    let extra = match (&entry.target, kind) {
+        (Some(target), 'l') => format!(" -> {target}"),
+        (Some(target), _) => format!(" => {target}"),
+        (None, _) => String::new(),
+    };
+    println!(
+        "{} {:>5}:{:<5} {:>10}  {}  {}/{}{}",
+        output::mode_string(kind, u32::from_str_radix(&entry.mode, 8).unwrap_or(0)),
+        entry.uid,
+        entry.gid,
+        entry.size,
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(entry.mtime_ns.max(0) as u64 / 1_000_000_000)
+        ),
+        entry.node,
+        entry.path,
+        extra
+    );
+}
+
+/// `a=1&b=x%2Fy`: query parameters for a call to the server.
+pub(crate) fn query_string(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{name}={}", percent_encode(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 pub(crate) fn print_node_problems(summary: &strata_repo::summary::BackupSummary, per_node: usize) {
@@ -832,22 +908,36 @@ fn parse_percent(text: &str) -> Result<f64, Failure> {
 }
 
 impl Context {
-    /// `strata verify --restore BACKUP`.
+    /// `strata verify --restore BACKUP`: here, or with --server on the server's host.
     async fn restore_drill(&self, wanted: &str) -> CommandResult {
-        let catalog = self.catalog().await?;
-        let (repo, summary) = self.find(&catalog, wanted, true).await?;
-        let scratch = self
-            .config
-            .state_dir()
-            .join(format!("restore-drill-{}", summary.name));
-        let report = restore_drill(repo.clone(), &summary, &scratch).await?;
-        let ok = report.problems.is_empty();
-        if let Err(e) = record_verification(&repo, &summary.name, ok, "restore").await {
-            eprintln!(
-                "strata: warning: cannot record the drill of {}: {e}",
-                summary.name
-            );
-        }
+        let report: DrillReport = if let Some(client) = self.remote()? {
+            client
+                .post(
+                    &format!("/api/v1/backups/{wanted}/drill"),
+                    &serde_json::json!({}),
+                )
+                .await?
+        } else {
+            let catalog = self.catalog().await?;
+            let (repo, summary, storage) = self.find(&catalog, wanted, true).await?;
+            let scratch = self
+                .config
+                .state_dir()
+                .join(format!("restore-drill-{}", summary.name));
+            self.announce(&storage, "verify", &summary.name)?;
+            let result = drill_and_record(&repo, &summary, &scratch)
+                .await
+                .map_err(Failure::from);
+            self.audited(
+                &repo,
+                &storage,
+                "verify",
+                &summary.name,
+                result,
+                DrillReport::outcome,
+            )
+            .await?
+        };
         if self.global.json {
             print_json(&report);
         } else {
@@ -859,7 +949,7 @@ impl Context {
                 output::size(report.bytes)
             ));
         }
-        if ok {
+        if report.problems.is_empty() {
             return Ok(0);
         }
         for problem in &report.problems {

@@ -6,7 +6,7 @@ use crate::failure::{code, Failure};
 use crate::output;
 use strata_coordinator::config::RetentionConfig;
 use strata_coordinator::gc::{collect_garbage, GcReport};
-use strata_coordinator::retention::{cleanup, set_pinned};
+use strata_coordinator::retention::{apply, set_pinned, CleanupReport};
 
 impl Context {
     /// The policy of the config with the command line's overrides.
@@ -28,7 +28,17 @@ impl Context {
 
     /// `strata cleanup`.
     pub(crate) async fn cleanup(&self, dry_run: bool, args: PolicyArgs) -> CommandResult {
+        let overridden = policy_given(&args);
         let policy = self.policy(args);
+        if let Some(client) = self.remote()? {
+            // The server applies its own [retention] unless options were given here.
+            let body = serde_json::json!({
+                "dry_run": dry_run,
+                "policy": overridden.then_some(&policy),
+            });
+            let report: CleanupReport = client.post("/api/v1/cleanup", &body).await?;
+            return self.say_cleanup(&report);
+        }
         policy
             .check()
             .map_err(|why| Failure::new(code::USAGE, why))?;
@@ -37,44 +47,30 @@ impl Context {
         if !dry_run {
             self.announce(&storage.name, "cleanup", "all")?;
         }
-        let work = async {
-            let rows = cleanup(&repo, &policy, dry_run).await?;
-            let removed = rows.iter().filter(|r| !r.keep).count();
-            let wal = strata_coordinator::wal::expire(&repo, dry_run).await?;
-            let gc = if (removed > 0 || !wal.removed.is_empty()) && !dry_run {
-                Some(collect_garbage(&repo, false).await?)
-            } else {
-                None
-            };
-            Ok::<_, Failure>((rows, removed, wal, gc))
-        }
-        .await;
-        let (rows, removed, wal, gc) = if dry_run {
+        let work = apply(&repo, &policy, dry_run, || collect_garbage(&repo, false))
+            .await
+            .map_err(Failure::from);
+        let report = if dry_run {
             work?
         } else {
-            self.audited(
-                &repo,
-                &storage.name,
-                "cleanup",
-                "all",
-                work,
-                |(rows, removed, _, _)| {
-                    (
-                        "succeeded",
-                        format!("{} kept, {removed} removed", rows.len() - removed),
-                    )
-                },
-            )
+            self.audited(&repo, &storage.name, "cleanup", "all", work, |r| {
+                ("succeeded", r.summary())
+            })
             .await?
         };
+        self.say_cleanup(&report)
+    }
+
+    /// Prints a cleanup's report (local or from the server).
+    pub(crate) fn say_cleanup(&self, report: &CleanupReport) -> CommandResult {
+        let (rows, dry_run) = (&report.backups, report.dry_run);
+        let removed = report.removed();
         if self.global.json {
-            print_json(
-                &serde_json::json!({ "dry_run": dry_run, "backups": rows, "wal": wal, "gc": gc }),
-            );
+            print_json(report);
             return Ok(0);
         }
         let verb = if dry_run { "would remove" } else { "removed" };
-        for row in &rows {
+        for row in rows {
             let decision = if row.keep { "keep" } else { verb };
             let why = if row.keep {
                 row.reasons.join(", ")
@@ -95,13 +91,13 @@ impl Context {
             "{} kept, {removed} {summary_verb}",
             rows.len() - removed
         ));
-        if let Some(oldest) = &wal.oldest_needed {
+        if let Some(oldest) = &report.wal.oldest_needed {
             self.say(format!(
                 "WAL: {} files before {oldest} (the oldest kept backup's start) {summary_verb}",
-                wal.removed.len()
+                report.wal.removed.len()
             ));
         }
-        if let Some(gc) = &gc {
+        if let Some(gc) = &report.gc {
             self.say_gc(gc);
         }
         Ok(0)
@@ -137,6 +133,12 @@ impl Context {
 
     /// `strata gc`.
     pub(crate) async fn gc(&self, dry_run: bool) -> CommandResult {
+        if let Some(client) = self.remote()? {
+            let report: GcReport = client
+                .post("/api/v1/gc", &serde_json::json!({ "dry_run": dry_run }))
+                .await?;
+            return self.print_gc(&report);
+        }
         let storage = self.storage()?;
         let repo = self.open_storage(&storage).await?;
         let collected = collect_garbage(&repo, dry_run).await.map_err(Failure::from);
@@ -154,32 +156,82 @@ impl Context {
             })
             .await?
         };
+        self.print_gc(&report)
+    }
+
+    fn print_gc(&self, report: &GcReport) -> CommandResult {
         if self.global.json {
-            print_json(&report);
+            print_json(report);
         } else {
-            self.say_gc(&report);
+            self.say_gc(report);
         }
         Ok(0)
     }
 
     /// `strata pin` and `strata unpin`.
     pub(crate) async fn pin(&self, wanted: &str, pin: bool) -> CommandResult {
-        let storage = self.storage()?;
-        let repo = self.open_storage(&storage).await?;
-        let summary = strata_coordinator::resolve_backup(&repo, wanted).await?;
-        let done = set_pinned(&repo, &summary.name, pin)
-            .await
-            .map_err(|e| Failure::from(strata_repo::RepoError::from(e)));
-        let kind = if pin { "pin" } else { "unpin" };
-        self.audited(&repo, &storage.name, kind, &summary.name, done, |_| {
-            ("succeeded", String::new())
-        })
-        .await?;
-        self.say(format!(
-            "{} backup {}",
-            if pin { "pinned" } else { "unpinned" },
+        let name = if let Some(client) = self.remote()? {
+            let method = if pin {
+                reqwest::Method::POST
+            } else {
+                reqwest::Method::DELETE
+            };
+            let listing: serde_json::Value = client
+                .call(
+                    method,
+                    &format!("/api/v1/backups/{wanted}/pin"),
+                    None::<&()>,
+                )
+                .await?;
+            listing["name"].as_str().unwrap_or(wanted).to_string()
+        } else {
+            let storage = self.storage()?;
+            let repo = self.open_storage(&storage).await?;
+            let summary = strata_coordinator::resolve_backup(&repo, wanted).await?;
+            let done = set_pinned(&repo, &summary.name, pin)
+                .await
+                .map_err(|e| Failure::from(strata_repo::RepoError::from(e)));
+            let kind = if pin { "pin" } else { "unpin" };
+            self.audited(&repo, &storage.name, kind, &summary.name, done, |_| {
+                ("succeeded", String::new())
+            })
+            .await?;
             summary.name
+        };
+        self.say(format!(
+            "{} backup {name}",
+            if pin { "pinned" } else { "unpinned" },
         ));
         Ok(0)
     }
+}
+
+/// Whether any retention option was given on the command line.
+fn policy_given(args: &PolicyArgs) -> bool {
+    let PolicyArgs {
+        keep_last,
+        keep_hourly,
+        keep_daily,
+        keep_weekly,
+        keep_monthly,
+        keep_yearly,
+        keep_within,
+        keep_failed,
+        min_complete,
+        timezone,
+    } = args;
+    [
+        keep_last,
+        keep_hourly,
+        keep_daily,
+        keep_weekly,
+        keep_monthly,
+        keep_yearly,
+        keep_failed,
+        min_complete,
+    ]
+    .iter()
+    .any(|o| o.is_some())
+        || keep_within.is_some()
+        || timezone.is_some()
 }

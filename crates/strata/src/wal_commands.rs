@@ -140,11 +140,12 @@ impl Context {
 
     /// `strata wal list|verify`.
     pub(crate) async fn wal(&self, command: WalCommand) -> CommandResult {
-        let storage = self.storage()?;
-        let repo = self.open_storage(&storage).await?;
         match command {
             WalCommand::List => {
-                let listing = wal::list(&repo).await?;
+                let listing: wal::WalListing = match self.remote()? {
+                    Some(client) => client.get("/api/v1/wal").await?,
+                    None => wal::list(&*self.open_storage(&self.storage()?).await?).await?,
+                };
                 if self.global.json {
                     print_json(&listing);
                     return Ok(0);
@@ -201,7 +202,15 @@ impl Context {
                 Ok(if broken { code::DAMAGED } else { 0 })
             }
             WalCommand::Verify => {
-                let (checked, bad) = wal::verify(&repo).await?;
+                let report: wal::WalVerifyReport = match self.remote()? {
+                    Some(client) => {
+                        client
+                            .post("/api/v1/wal/verify", &serde_json::json!({}))
+                            .await?
+                    }
+                    None => wal::verify(&self.open_storage(&self.storage()?).await?).await?,
+                };
+                let (checked, bad) = (report.checked, report.damaged);
                 if self.global.json {
                     print_json(&serde_json::json!({ "checked": checked, "damaged": bad }));
                 } else {

@@ -551,7 +551,14 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
         1,
         "the dry run changed nothing and is not audited: {seen:?}"
     );
-    assert_eq!(cleanups[0].3, "1 kept, 1 removed", "{seen:?}");
+    assert_eq!(
+        cleanups[0].3,
+        format!(
+            "1 kept, 1 removed; {} packs ({cleanup_freed} bytes) deleted",
+            cleanup["gc"]["packs_deleted"]
+        ),
+        "the cleanup's detail says what it removed and freed: {seen:?}"
+    );
     let gcs: Vec<_> = seen.iter().filter(|(a, ..)| a == "gc").collect();
     assert_eq!(gcs.len(), 1, "only the real gc is audited: {seen:?}");
     assert!(gcs[0].3.contains("deleted"), "{seen:?}");
@@ -1142,4 +1149,192 @@ fn first_file(dir: &std::path::Path) -> PathBuf {
     } else {
         first
     }
+}
+
+/// `strata --server URL CMD --json`: stdout as JSON (the command must succeed).
+fn remote_json(site: &Site, url: &str, args: &[&str]) -> serde_json::Value {
+    let out = succeed(site.strata().args(["--server", url, "--json"]).args(args));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
+}
+
+#[test]
+fn every_backup_command_goes_through_the_server_with_server_and_secrets_stay_masked() {
+    let receiver = Receiver::start();
+    let site = Site::new(&receiver.url);
+    // A second storage to copy to, and connection strings with passwords in them.
+    let mut text = std::fs::read_to_string(&site.config).unwrap();
+    text.push_str(&format!(
+        "[tables]\ndb = \"postgresql://app:tablesecret@127.0.0.1:1/metrics\"\n\
+         [pgq]\nbase_connstr = \"host=127.0.0.1 password='pgq secret' user=ticker\"\n\
+         [storages.cold]\npath = \"{}\"\n",
+        site.path("cold").display()
+    ));
+    std::fs::write(&site.config, text).unwrap();
+    succeed(site.strata().arg("init"));
+    succeed(site.strata().args(["--storage", "cold", "init"]));
+    let server = Server::start(site.strata(), &site.path("server.log"));
+    let url = server.url.as_str();
+    succeed(
+        site.strata()
+            .args(["--server", url, "-q", "backup", "--wait"]),
+    );
+
+    // ls: the server's listing is the local one, filters and pages included.
+    let local = succeed(site.strata().args(["--json", "ls", "latest"]));
+    let local: serde_json::Value = serde_json::from_str(&local).unwrap();
+    let remote = remote_json(&site, url, &["ls", "latest"]);
+    assert_eq!(remote, local);
+    assert!(remote.as_array().unwrap().len() > 10, "{remote:#}");
+    let below = remote_json(&site, url, &["ls", "latest", "--node", "db1", "base/16384"]);
+    let below = below.as_array().unwrap();
+    assert!(!below.is_empty());
+    assert!(below
+        .iter()
+        .all(|e| e["path"].as_str().unwrap().starts_with("base/16384")));
+    let page = http(
+        url,
+        "GET",
+        "/api/v1/backups/latest/files?limit=2&offset=1",
+        Some(USER_TOKEN),
+        "",
+    );
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert_eq!(
+        page.json().as_array().unwrap()[..],
+        local.as_array().unwrap()[1..3]
+    );
+    let no_node = http(
+        url,
+        "GET",
+        "/api/v1/backups/latest/files?node=db9",
+        Some(USER_TOKEN),
+        "",
+    );
+    assert_eq!(no_node.status, 404, "{}", no_node.body);
+
+    // pin, unpin, verify and a restore drill run on the server, as token "user".
+    succeed(site.strata().args(["--server", url, "pin", "latest"]));
+    let shown = http(url, "GET", "/api/v1/backups/latest", Some(USER_TOKEN), "").json();
+    assert_eq!(shown["pinned"], true);
+    succeed(site.strata().args(["--server", url, "unpin", "latest"]));
+    let shown = http(url, "GET", "/api/v1/backups/latest", Some(USER_TOKEN), "").json();
+    assert_eq!(shown["pinned"], false);
+    let name = shown["name"].as_str().unwrap().to_string();
+    let verified = remote_json(&site, url, &["verify", "--read-data"]);
+    assert_eq!(verified["problems"], serde_json::json!([]));
+    assert!(verified["blobs_checked"].as_u64().unwrap() > 0);
+    let drill = remote_json(&site, url, &["verify", "--restore", "latest"]);
+    assert_eq!(drill["problems"], serde_json::json!([]), "{drill:#}");
+    assert!(drill["files"].as_u64().unwrap() > 10);
+    let shown = http(url, "GET", "/api/v1/backups/latest", Some(USER_TOKEN), "").json();
+    assert_eq!(shown["verification"]["mode"], "restore", "{shown:#}");
+
+    // copy through the server, then restore the copy from the other storage, byte for byte.
+    let copied = remote_json(&site, url, &["copy", "latest", "--to", "cold"]);
+    assert_eq!(copied["backup"], name.as_str());
+    assert_eq!(copied["blobs_sent"], copied["blobs"]);
+    let out = site.path("from-cold");
+    succeed(
+        site.strata()
+            .args(["--storage", "cold", "restore", &name, "--to"])
+            .arg(&out),
+    );
+    assert_same_tree(&site.data, &out);
+    let again = site
+        .strata()
+        .args(["--server", url, "copy", "latest", "--to", "cold"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2), "a second copy is refused");
+
+    // cleanup, gc and the WAL archive: the reports the local commands print.
+    let plan = remote_json(&site, url, &["cleanup", "--dry-run", "--keep-last", "1"]);
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["backups"][0]["keep"], true);
+    assert_eq!(plan["wal"]["removed"], serde_json::json!([]));
+    let gc = remote_json(&site, url, &["gc", "--dry-run"]);
+    assert_eq!(gc["dry_run"], true);
+    assert!(gc["packs_kept"].as_u64().unwrap() > 0);
+    let wal = remote_json(&site, url, &["wal", "list"]);
+    assert_eq!(wal["archive"]["timelines"], serde_json::json!([]));
+    assert_eq!(remote_json(&site, url, &["wal", "verify"])["checked"], 0);
+
+    // init acts on this host: refused with --server rather than quietly run here.
+    let init = site
+        .strata()
+        .args(["--server", url, "--storage", "cold", "init"])
+        .output()
+        .unwrap();
+    assert_eq!(init.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&init.stderr).contains("drop --server"));
+
+    // A local restore --to is audited and told to the webhooks like any restore.
+    // (From main: the backup is in cold too now, and the entry goes where it was read.)
+    let local_copy = site.path("restored-here");
+    succeed(
+        site.strata()
+            .args(["--storage", "main", "restore", "latest", "--to"])
+            .arg(&local_copy),
+    );
+    assert_same_tree(&site.data, &local_copy);
+    let entries = audit_entries(url);
+    let by = |action: &str, who: &str| {
+        entries
+            .iter()
+            .any(|(a, w, o, _)| a == action && w.starts_with(who) && o == "succeeded")
+    };
+    for action in ["pin", "unpin", "verify", "copy"] {
+        assert!(
+            by(action, "token:user"),
+            "{action} by token:user: {entries:#?}"
+        );
+    }
+    assert!(by("restore", "local:operator@"), "{entries:#?}");
+    let got = wait_for_deliveries(&receiver, &["restore.succeeded"]);
+    let restored = got.iter().find(|d| d.event == "restore.succeeded").unwrap();
+    assert!(
+        restored.body.contains("local:operator@"),
+        "{}",
+        restored.body
+    );
+
+    // Secrets: DSN passwords and webhook paths never leave the server.
+    let config = http(url, "GET", "/api/v1/config", Some(USER_TOKEN), "");
+    for secret in ["tablesecret", "pgq secret", "/hook"] {
+        assert!(!config.body.contains(secret), "{secret} in {}", config.body);
+    }
+    let config = config.json();
+    assert_eq!(
+        config["tables"]["db"],
+        "postgresql://app:***@127.0.0.1:1/metrics"
+    );
+    assert_eq!(
+        config["webhooks"][0]["url"],
+        receiver.url.replace("/hook", "/***")
+    );
+    let check = http(url, "GET", "/api/v1/check", Some(USER_TOKEN), "");
+    assert!(!check.body.contains("/hook"), "{}", check.body);
+    let shown = succeed(site.strata().args(["config", "show"]));
+    assert!(
+        !shown.contains("tablesecret") && !shown.contains("pgq secret"),
+        "{shown}"
+    );
+
+    // Metrics: durations add up, and a storage that stops answering drops only its own
+    // figures: the scrape still answers, says so, and still reports the nodes.
+    let text = metrics(url);
+    assert_eq!(metric(&text, r#"strata_storage_up{storage="main"}"#), 1.0);
+    assert!(
+        metric(
+            &text,
+            r#"strata_operation_duration_seconds_total{storage="main",kind="verify"}"#
+        ) > 0.0
+    );
+    // A file where the repository directory was: every listing fails.
+    std::fs::rename(site.path("repo"), site.path("repo-away")).unwrap();
+    std::fs::write(site.path("repo"), b"not a directory").unwrap();
+    let text = metrics(url);
+    assert_eq!(metric(&text, r#"strata_storage_up{storage="main"}"#), 0.0);
+    assert_eq!(metric(&text, r#"strata_node_up{node="db1"}"#), 1.0);
+    assert!(series(&text, r#"strata_backups{storage="main",status="complete"}"#).is_none());
 }
