@@ -145,8 +145,16 @@ pub async fn list(repo: &Repository) -> CoordinatorResult<WalListing> {
 pub struct WalVerifyReport {
     /// Archived WAL files read back.
     pub checked: u64,
-    /// `[name, why]` of every file that did not read back intact.
-    pub damaged: Vec<(String, String)>,
+    /// Every file that did not read back intact.
+    pub damaged: Vec<DamagedWal>,
+}
+
+/// An archived WAL file that did not read back intact.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct DamagedWal {
+    pub name: String,
+    /// What is wrong with it.
+    pub why: String,
 }
 
 /// `strata wal verify`: reads every archived file back.
@@ -154,6 +162,10 @@ pub async fn verify(repo: &Arc<Repository>) -> CoordinatorResult<WalVerifyReport
     let (checked, damaged) = wal::verify(repo)
         .await
         .map_err(|e| CoordinatorError::NothingToDo(strata_agent::service::error_chain(&e)))?;
+    let damaged = damaged
+        .into_iter()
+        .map(|(name, why)| DamagedWal { name, why })
+        .collect();
     Ok(WalVerifyReport { checked, damaged })
 }
 

@@ -210,19 +210,23 @@ impl Context {
                     }
                     None => wal::verify(&self.open_storage(&self.storage()?).await?).await?,
                 };
-                let (checked, bad) = (report.checked, report.damaged);
                 if self.global.json {
-                    print_json(&serde_json::json!({ "checked": checked, "damaged": bad }));
+                    print_json(&report);
                 } else {
-                    for (name, why) in &bad {
-                        eprintln!("strata: damaged: {name}: {why}");
+                    for bad in &report.damaged {
+                        eprintln!("strata: damaged: {}: {}", bad.name, bad.why);
                     }
                     self.say(format!(
-                        "{checked} WAL files read back, {} damaged",
-                        bad.len()
+                        "{} WAL files read back, {} damaged",
+                        report.checked,
+                        report.damaged.len()
                     ));
                 }
-                Ok(if bad.is_empty() { 0 } else { code::DAMAGED })
+                Ok(if report.damaged.is_empty() {
+                    0
+                } else {
+                    code::DAMAGED
+                })
             }
         }
     }
