@@ -1,5 +1,7 @@
 //! Partition bounds as PostgreSQL prints them (`pg_get_expr(relpartbound, oid)`), read for
-//! the one thing retention needs: the upper bound of a range partition on a time column.
+//! what retention needs: the upper bound of a range partition on a time column (when its
+//! data expires), its lower bound (whether its period has begun, for the floor), and the
+//! two values as SQL again (to recreate a partition when an archive is loaded).
 //!
 //! Sessions of the engine run with `TimeZone = UTC`, so `timestamptz` bounds come as
 //! `'2025-02-01 00:00:00+00'`; `timestamp` and `date` bounds are taken as UTC. Anything the
@@ -17,11 +19,20 @@ pub enum Upper {
     Unbounded,
 }
 
+/// Where a partition's data begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Lower {
+    /// `MINVALUE`, `'-infinity'` or a date before the common era: it began long ago.
+    Unbounded,
+    /// Every row is at or after this instant.
+    From(DateTime<Utc>),
+}
+
 /// What a partition's bound says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bound {
     /// A range partition `FROM (..) TO (..)`.
-    Range { upper: Upper },
+    Range { lower: Lower, upper: Upper },
     /// The default partition: rows of any time may be in it, so it never expires.
     Default,
 }
@@ -40,10 +51,57 @@ pub fn parse_bound(text: &str) -> Result<Bound, BoundError> {
         text: text.to_string(),
         why: why.to_string(),
     };
-    let trimmed = text.trim();
-    if trimmed == "DEFAULT" {
+    if text.trim() == "DEFAULT" {
         return Ok(Bound::Default);
     }
+    let (lower, upper) = range_values(text)?;
+    let upper = parse_upper(&upper).map_err(|why| err(&why))?;
+    let lower = parse_lower(&lower).map_err(|why| err(&why))?;
+    Ok(Bound::Range { lower, upper })
+}
+
+/// The two values of a one-column range bound as SQL, each `MINVALUE`, `MAXVALUE` or a
+/// single-quoted time literal, checked to be nothing else: what `CREATE TABLE ... PARTITION
+/// OF ... FOR VALUES FROM (lower) TO (upper)` takes to recreate the partition. A bound read
+/// from an archive's manifest is untrusted text, so no other form passes.
+pub fn range_sql(text: &str) -> Result<(String, String), BoundError> {
+    let err = |why: String| BoundError {
+        text: text.to_string(),
+        why,
+    };
+    let (lower, upper) = range_values(text)?;
+    let mut out = Vec::with_capacity(2);
+    for value in [lower, upper] {
+        match value.as_str() {
+            "MINVALUE" | "MAXVALUE" => out.push(value),
+            _ => {
+                let literal = literal_of(&value).map_err(err)?;
+                let known = matches!(literal.as_str(), "infinity" | "-infinity")
+                    || parse_time(&literal).is_some()
+                    || is_bc_time(&literal);
+                if !known
+                    || !literal
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b" -:.+".contains(&b))
+                {
+                    return Err(err(format!("{value} is not a time literal")));
+                }
+                out.push(format!("'{literal}'"));
+            }
+        }
+    }
+    let upper = out.pop().expect("two values");
+    let lower = out.pop().expect("two values");
+    Ok((lower, upper))
+}
+
+/// The lower and upper value texts of `FOR VALUES FROM (lower) TO (upper)` over one column.
+fn range_values(text: &str) -> Result<(String, String), BoundError> {
+    let err = |why: &str| BoundError {
+        text: text.to_string(),
+        why: why.to_string(),
+    };
+    let trimmed = text.trim();
     let Some(rest) = trimmed.strip_prefix("FOR VALUES FROM (") else {
         return Err(err(
             "only range partitions (FOR VALUES FROM .. TO ..) have a time to expire on",
@@ -55,14 +113,15 @@ pub fn parse_bound(text: &str) -> Result<Bound, BoundError> {
     let upper_list = rest[to_at + ") TO (".len()..]
         .strip_suffix(')')
         .ok_or_else(|| err("the TO list is not closed"))?;
-    let values = split_values(upper_list);
-    if values.len() != 1 {
+    let lower_list = &rest[..to_at];
+    let uppers = split_values(upper_list);
+    let lowers = split_values(lower_list);
+    if uppers.len() != 1 || lowers.len() != 1 {
         return Err(err(
             "a range over several columns is not supported; partition on the time column alone",
         ));
     }
-    let upper = parse_value(&values[0]).map_err(|why| err(&why))?;
-    Ok(Bound::Range { upper })
+    Ok((lowers[0].clone(), uppers[0].clone()))
 }
 
 /// Byte offset of `needle` outside single-quoted literals.
@@ -95,26 +154,59 @@ fn split_values(list: &str) -> Vec<String> {
     values.into_iter().map(|v| v.trim().to_string()).collect()
 }
 
-/// One value of a bound list.
-fn parse_value(value: &str) -> Result<Upper, String> {
+/// The text inside a single-quoted value (quotes doubled inside undone).
+fn literal_of(value: &str) -> Result<String, String> {
+    value
+        .strip_prefix('\'')
+        .and_then(|v| v.strip_suffix('\''))
+        .map(|literal| literal.replace("''", "'"))
+        .ok_or_else(|| {
+            format!(
+                "{value} is not a time (retention by duration needs a timestamp, timestamptz or date partition key)"
+            )
+        })
+}
+
+/// The upper value of a bound.
+fn parse_upper(value: &str) -> Result<Upper, String> {
     if value == "MAXVALUE" {
         return Ok(Upper::Unbounded);
     }
     if value == "MINVALUE" {
         return Err("an upper bound of MINVALUE holds no rows".into());
     }
-    let Some(literal) = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) else {
-        return Err(format!(
-            "{value} is not a time (retention by duration needs a timestamp, timestamptz or date partition key)"
-        ));
-    };
-    let literal = literal.replace("''", "'");
+    let literal = literal_of(value)?;
     if literal == "infinity" {
         return Ok(Upper::Unbounded);
     }
     parse_time(&literal)
         .map(Upper::Before)
         .ok_or_else(|| format!("{literal:?} is not a time this engine reads"))
+}
+
+/// The lower value of a bound. A date before the common era reads as "long ago": it only
+/// ever says that the partition's period has begun.
+fn parse_lower(value: &str) -> Result<Lower, String> {
+    if value == "MINVALUE" {
+        return Ok(Lower::Unbounded);
+    }
+    if value == "MAXVALUE" {
+        return Err("a lower bound of MAXVALUE holds no rows".into());
+    }
+    let literal = literal_of(value)?;
+    if literal == "-infinity" || is_bc_time(&literal) {
+        return Ok(Lower::Unbounded);
+    }
+    parse_time(&literal)
+        .map(Lower::From)
+        .ok_or_else(|| format!("{literal:?} is not a time this engine reads"))
+}
+
+/// A time before the common era, as PostgreSQL prints it (`0044-03-15 BC`).
+fn is_bc_time(literal: &str) -> bool {
+    literal
+        .strip_suffix(" BC")
+        .is_some_and(|t| parse_time(t).is_some())
 }
 
 /// `2025-01-01 00:00:00+00`, `2025-01-01 00:00:00.5+05:30`, `2025-01-01 00:00:00`,
@@ -161,42 +253,95 @@ mod tests {
         )
     }
 
+    fn from(text: &str) -> Lower {
+        Lower::From(
+            DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc),
+        )
+    }
+
     #[test]
     fn timestamptz_timestamp_and_date_bounds() {
         let cases = [
             (
                 "FOR VALUES FROM ('2025-01-01 00:00:00+00') TO ('2025-02-01 00:00:00+00')",
+                from("2025-01-01T00:00:00Z"),
                 at("2025-02-01T00:00:00Z"),
             ),
             (
                 "FOR VALUES FROM ('2025-01-01 00:00:00') TO ('2025-02-01 12:30:00.25')",
+                from("2025-01-01T00:00:00Z"),
                 at("2025-02-01T12:30:00.25Z"),
             ),
             (
                 "FOR VALUES FROM ('2025-01-01') TO ('2025-02-01')",
+                from("2025-01-01T00:00:00Z"),
                 at("2025-02-01T00:00:00Z"),
             ),
             (
                 "FOR VALUES FROM ('2025-01-01 00:00:00+05:30') TO ('2025-02-01 00:00:00+05:30')",
+                from("2024-12-31T18:30:00Z"),
                 at("2025-01-31T18:30:00Z"),
             ),
             (
                 "FOR VALUES FROM (MINVALUE) TO ('2025-02-01 00:00:00-03')",
+                Lower::Unbounded,
                 at("2025-02-01T03:00:00Z"),
             ),
             (
+                "FOR VALUES FROM ('0044-03-15 BC') TO ('2025-02-01')",
+                Lower::Unbounded,
+                at("2025-02-01T00:00:00Z"),
+            ),
+            (
+                "FOR VALUES FROM ('-infinity') TO ('2025-02-01')",
+                Lower::Unbounded,
+                at("2025-02-01T00:00:00Z"),
+            ),
+            (
                 "FOR VALUES FROM ('2025-01-01') TO (MAXVALUE)",
+                from("2025-01-01T00:00:00Z"),
                 Upper::Unbounded,
             ),
             (
                 "FOR VALUES FROM ('2025-01-01') TO ('infinity')",
+                from("2025-01-01T00:00:00Z"),
                 Upper::Unbounded,
             ),
         ];
-        for (text, upper) in cases {
-            assert_eq!(parse_bound(text), Ok(Bound::Range { upper }), "{text}");
+        for (text, lower, upper) in cases {
+            assert_eq!(
+                parse_bound(text),
+                Ok(Bound::Range { lower, upper }),
+                "{text}"
+            );
         }
         assert_eq!(parse_bound("DEFAULT"), Ok(Bound::Default));
+    }
+
+    #[test]
+    fn range_sql_gives_back_only_checked_values() {
+        assert_eq!(
+            range_sql("FOR VALUES FROM ('2025-01-01 00:00:00+00') TO (MAXVALUE)").unwrap(),
+            (
+                "'2025-01-01 00:00:00+00'".to_string(),
+                "MAXVALUE".to_string()
+            )
+        );
+        assert_eq!(
+            range_sql("FOR VALUES FROM (MINVALUE) TO ('infinity')").unwrap(),
+            ("MINVALUE".to_string(), "'infinity'".to_string())
+        );
+        for hostile in [
+            "FOR VALUES FROM ('2025-01-01'); DROP TABLE x; --') TO ('2025-02-01')",
+            "FOR VALUES FROM ('2025-01-01') TO ('2025-02-01'); DROP TABLE x",
+            "FOR VALUES FROM ('2025-01-01''') TO ('2025-02-01')",
+            "FOR VALUES FROM (now()) TO ('2025-02-01')",
+            "FOR VALUES FROM ('2025-01-01') TO ('2025-02-01'::date)",
+        ] {
+            assert!(range_sql(hostile).is_err(), "{hostile}");
+        }
     }
 
     #[test]
@@ -208,6 +353,8 @@ mod tests {
             "FOR VALUES FROM ('2025-01-01', 1) TO ('2025-02-01', 1)",
             "FOR VALUES FROM ('x') TO ('not a time')",
             "FOR VALUES FROM ('0044-03-14') TO ('0044-03-15 BC')",
+            "FOR VALUES FROM ('yesterday') TO ('2025-02-01')",
+            "FOR VALUES FROM (MAXVALUE) TO ('2025-02-01')",
             "FOR VALUES FROM ('2025-01-01') TO (MINVALUE)",
             "FOR VALUES FROM ('2025-01-01')",
         ] {

@@ -5,7 +5,7 @@
 use crate::duration::Retention;
 use crate::error::{is_missing_column, is_missing_relation, TablesError, TablesResult};
 use crate::name::TableName;
-use crate::policy::{Action, ArchiveFormat, Policy, PolicySpec, TagFilter};
+use crate::policy::{Action, ArchiveFormat, Policy, PolicySpec, SpecError, TagFilter};
 use strata_pg::{quote_ident, Client};
 
 /// The policy tables of one schema.
@@ -26,6 +26,117 @@ pub struct PolicyEdit {
     pub archive_format: Option<ArchiveFormat>,
     pub keep: Option<u32>,
     pub enabled: Option<bool>,
+    /// `downsample`: changes to the rollup.
+    pub rollup: RollupEdit,
+    /// `downsample`: forget how far the rollup got, so the next run rolls up again from
+    /// the first row still in the source table.
+    pub reset_watermark: bool,
+}
+
+/// A change to a downsample policy's rollup; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct RollupEdit {
+    pub into: Option<TableName>,
+    pub bucket_secs: Option<i64>,
+    pub lookback_secs: Option<i64>,
+    /// Replaces the group-by columns (empty: no grouping).
+    pub group_by: Option<Vec<String>>,
+    /// Replaces the aggregates.
+    pub aggregates: Option<Vec<crate::rollup::Aggregate>>,
+}
+
+impl RollupEdit {
+    fn is_empty(&self) -> bool {
+        self.into.is_none()
+            && self.bucket_secs.is_none()
+            && self.lookback_secs.is_none()
+            && self.group_by.is_none()
+            && self.aggregates.is_none()
+    }
+}
+
+impl PolicyEdit {
+    /// The policy's spec after this edit, checked. A change to what a rollup writes (its
+    /// table, bucket, grouping or aggregates) once it has rolled anything up needs
+    /// `reset_watermark`: the buckets already written were made the old way, and only
+    /// rolling up again from the start makes the table consistent where the source still
+    /// has the rows. The lookback can change at any time.
+    pub fn apply(&self, before: &Policy) -> Result<PolicySpec, SpecError> {
+        let mut spec = before.spec.clone();
+        let non_empty = |v: &String| (!v.is_empty()).then(|| v.clone());
+        if let Some(column) = &self.column {
+            spec.column = column.clone();
+        }
+        if let Some(after) = self.after {
+            spec.after = after;
+        }
+        if let Some(tags) = &self.tags {
+            spec.tags = tags.clone();
+        }
+        // An empty value clears an option.
+        if let Some(v) = &self.tablespace {
+            spec.tablespace = non_empty(v);
+        }
+        if let Some(v) = &self.archive_schema {
+            spec.archive_schema = non_empty(v);
+        }
+        if let Some(v) = &self.target {
+            spec.target = non_empty(v);
+        }
+        if let Some(format) = self.archive_format {
+            spec.archive_format = format;
+        }
+        if let Some(keep) = self.keep {
+            spec.keep = keep;
+        }
+        if let Some(enabled) = self.enabled {
+            spec.enabled = enabled;
+        }
+        if (!self.rollup.is_empty() || self.reset_watermark) && spec.action != Action::Downsample {
+            return Err(SpecError(format!(
+                "--into, --bucket, --aggregate, --group-by, --lookback and --reset-watermark are for downsample, not {}",
+                spec.action
+            )));
+        }
+        if let Some(rollup) = &mut spec.rollup {
+            let edit = &self.rollup;
+            if let Some(into) = &edit.into {
+                rollup.into = into.clone();
+            }
+            if let Some(bucket) = edit.bucket_secs {
+                rollup.bucket_secs = bucket;
+            }
+            if let Some(lookback) = edit.lookback_secs {
+                rollup.lookback_secs = lookback;
+            }
+            if let Some(group_by) = &edit.group_by {
+                rollup.group_by = group_by.clone();
+            }
+            if let Some(aggregates) = &edit.aggregates {
+                rollup.aggregates = aggregates.clone();
+            }
+        }
+        spec.validate()?;
+        let reshaped = match (&before.spec.rollup, &spec.rollup) {
+            (Some(a), Some(b)) => {
+                a.into != b.into
+                    || a.bucket_secs != b.bucket_secs
+                    || a.group_by != b.group_by
+                    || a.aggregates != b.aggregates
+                    || before.spec.column != spec.column
+            }
+            _ => false,
+        };
+        if reshaped && before.watermark.is_some() && !self.reset_watermark {
+            return Err(SpecError(format!(
+                "policy {} has rolled up to {}: the buckets written so far were made with its current table, bucket, grouping and aggregates. Give --reset-watermark to roll up again from the first row still in {} (see docs/tables.md, \"Changing a downsample policy\")",
+                before.id,
+                before.watermark.as_deref().unwrap_or_default(),
+                spec.table
+            )));
+        }
+        Ok(spec)
+    }
 }
 
 /// One audit row: who did what, when, how it went, to which partitions.
@@ -274,7 +385,7 @@ impl Catalog {
         policy_from_row(&row)
     }
 
-    /// Changes a policy; returns it as it now is.
+    /// Changes a policy (see [`PolicyEdit::apply`]); returns it as it now is.
     pub async fn edit(
         &self,
         client: &Client,
@@ -283,54 +394,18 @@ impl Catalog {
         who: &str,
     ) -> TablesResult<Policy> {
         let before = self.get(client, id).await?;
-        let mut spec = before.spec.clone();
-        let non_empty = |v: &String| (!v.is_empty()).then(|| v.clone());
-        if let Some(column) = &edit.column {
-            spec.column = column.clone();
-        }
-        if let Some(after) = edit.after {
-            spec.after = after;
-        }
-        if let Some(tags) = &edit.tags {
-            spec.tags = tags.clone();
-        }
-        // An empty value clears an option.
-        if let Some(v) = &edit.tablespace {
-            spec.tablespace = non_empty(v);
-        }
-        if let Some(v) = &edit.archive_schema {
-            spec.archive_schema = non_empty(v);
-        }
-        if let Some(v) = &edit.target {
-            spec.target = non_empty(v);
-        }
-        if let Some(format) = edit.archive_format {
-            spec.archive_format = format;
-        }
-        if let Some(keep) = edit.keep {
-            spec.keep = keep;
-        }
-        if let Some(enabled) = edit.enabled {
-            spec.enabled = enabled;
-        }
-        spec.validate()?;
-        // The format column is written only when a format other than CSV is involved, so
-        // policy tables that predate it can still be edited.
-        let format_set = if spec.archive_format == ArchiveFormat::Csv
-            && before.spec.archive_format == ArchiveFormat::Csv
-        {
-            ""
-        } else {
-            ", archive_format = $11"
-        };
-        let sql = format!(
-            "UPDATE {} SET column_name = $2, after_text = $3, after_seconds = $4, tags = $5, tablespace = $6, archive_schema = $7, target = $8, keep = $9, enabled = $10{format_set} WHERE id = $1",
-            self.table("policy")
-        );
+        let spec = edit.apply(&before)?;
         let keep = i32::try_from(spec.keep).unwrap_or(i32::MAX);
         let after_text = spec.after.to_string();
         let after_seconds = spec.after.seconds();
         let format = spec.archive_format.as_str();
+        let rollup = spec
+            .rollup
+            .as_ref()
+            .map(|r| serde_json::to_string(r).expect("rollups serialize"));
+        let mut sets = String::from(
+            "column_name = $2, after_text = $3, after_seconds = $4, tags = $5, tablespace = $6, archive_schema = $7, target = $8, keep = $9, enabled = $10",
+        );
         let mut params: Vec<&(dyn strata_pg::tokio_postgres::types::ToSql + Sync)> = vec![
             &id,
             &spec.column,
@@ -343,13 +418,34 @@ impl Catalog {
             &keep,
             &spec.enabled,
         ];
-        if !format_set.is_empty() {
+        // The format and rollup columns are written only when they are involved, so policy
+        // tables that predate them can still be edited.
+        if spec.archive_format != ArchiveFormat::Csv
+            || before.spec.archive_format != ArchiveFormat::Csv
+        {
             params.push(&format);
+            sets.push_str(&format!(", archive_format = ${}", params.len()));
         }
+        if spec.rollup != before.spec.rollup {
+            params.push(&rollup);
+            sets.push_str(&format!(", rollup = ${}::text::jsonb", params.len()));
+        }
+        if edit.reset_watermark {
+            sets.push_str(", watermark = NULL");
+        }
+        let sql = format!("UPDATE {} SET {sets} WHERE id = $1", self.table("policy"));
         client
             .execute(&sql, &params)
             .await
             .map_err(|e| self.map_err("changing the policy", e))?;
+        let reset = if edit.reset_watermark {
+            format!(
+                "; watermark reset (was {})",
+                before.watermark.as_deref().unwrap_or("none")
+            )
+        } else {
+            String::new()
+        };
         self.audit(
             client,
             &AuditEntry {
@@ -359,7 +455,7 @@ impl Catalog {
                 table: Some(spec.table.to_string()),
                 outcome: "ok".into(),
                 detail: format!(
-                    "was: {}; now: {}",
+                    "was: {}; now: {}{reset}",
                     describe_spec(&before.spec),
                     describe_spec(&spec)
                 ),
@@ -559,6 +655,89 @@ fn policy_from_row(row: &strata_pg::tokio_postgres::Row) -> TablesResult<Policy>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn downsample(watermark: Option<&str>) -> Policy {
+        let mut spec = PolicySpec::new(
+            TableName::new("m", "raw"),
+            "ts",
+            Action::Downsample,
+            Retention::After(3600),
+        );
+        spec.rollup = Some(crate::rollup::Rollup {
+            into: TableName::new("m", "hourly"),
+            bucket_secs: 3600,
+            lookback_secs: 3600,
+            group_by: vec!["host".into()],
+            aggregates: vec![crate::rollup::Aggregate::parse("count").unwrap()],
+        });
+        Policy {
+            id: 4,
+            spec,
+            created_by: "t".into(),
+            created_at: String::new(),
+            watermark: watermark.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn reshaping_a_rollup_that_ran_needs_a_reset() {
+        let ran = downsample(Some("2026-01-01T00:00:00Z"));
+        let bucket = PolicyEdit {
+            rollup: RollupEdit {
+                bucket_secs: Some(86_400),
+                ..RollupEdit::default()
+            },
+            ..PolicyEdit::default()
+        };
+        let err = bucket.apply(&ran).unwrap_err().0;
+        assert!(err.contains("--reset-watermark"), "{err}");
+        // Never ran: nothing to redo.
+        let spec = bucket.apply(&downsample(None)).unwrap();
+        assert_eq!(spec.rollup.unwrap().bucket_secs, 86_400);
+        let reset = PolicyEdit {
+            reset_watermark: true,
+            ..bucket.clone()
+        };
+        assert_eq!(
+            reset.apply(&ran).unwrap().rollup.unwrap().bucket_secs,
+            86_400
+        );
+        // The lookback, and grouping replaced by the same list, are not a new shape.
+        let lookback = PolicyEdit {
+            rollup: RollupEdit {
+                lookback_secs: Some(7200),
+                group_by: Some(vec!["host".into()]),
+                ..RollupEdit::default()
+            },
+            ..PolicyEdit::default()
+        };
+        assert_eq!(
+            lookback.apply(&ran).unwrap().rollup.unwrap().lookback_secs,
+            7200
+        );
+        let ungroup = PolicyEdit {
+            rollup: RollupEdit {
+                group_by: Some(vec![]),
+                ..RollupEdit::default()
+            },
+            ..PolicyEdit::default()
+        };
+        assert!(ungroup.apply(&ran).is_err());
+        // Rollup options on another action are refused.
+        let mut delete = downsample(None);
+        delete.spec.action = Action::Delete;
+        delete.spec.rollup = None;
+        assert!(lookback
+            .apply(&delete)
+            .unwrap_err()
+            .0
+            .contains("are for downsample"));
+        let reset_only = PolicyEdit {
+            reset_watermark: true,
+            ..PolicyEdit::default()
+        };
+        assert!(reset_only.apply(&delete).is_err());
+    }
 
     #[test]
     fn setup_sql_quotes_the_schema() {

@@ -170,9 +170,12 @@ mod tests {
             partitions_sql("time_month"),
             "SELECT values['time_month'] FROM information_schema.table_partitions WHERE table_schema = ? AND table_name = ? ORDER BY 1"
         );
-        assert!(
-            partitions_to_reallocate_sql("time_month", "storage", "warm")
-                .contains("n.attributes['storage'] <> 'warm'")
+        assert_eq!(
+            partitions_to_reallocate_sql("time_month", "storage", "warm"),
+            "SELECT DISTINCT p.values['time_month'] FROM information_schema.table_partitions p \
+             JOIN sys.shards s ON s.schema_name = p.table_schema AND s.table_name = p.table_name AND s.partition_ident = p.partition_ident \
+             JOIN sys.nodes n ON n.id = s.node['id'] \
+             WHERE p.table_schema = ? AND p.table_name = ? AND (n.attributes['storage'] IS NULL OR n.attributes['storage'] <> 'warm') ORDER BY 1"
         );
     }
 

@@ -3,7 +3,7 @@
 //! pg_partman set is a native partitioned table too; its configuration is read when the
 //! extension is installed, so a plan can warn when partman's own retention also acts.
 
-use crate::bound::{parse_bound, Bound, Upper};
+use crate::bound::{parse_bound, Bound, Lower, Upper};
 use crate::error::{TablesError, TablesResult};
 use crate::name::TableName;
 use serde::Serialize;
@@ -28,7 +28,8 @@ pub struct Partition {
     pub bound: Bound,
     /// `pg_total_relation_size`: table, indexes and TOAST.
     pub bytes: i64,
-    /// Its tablespace (`None`: the database's default).
+    /// Its tablespace, the database's default one by name when the partition has none of
+    /// its own (so a move to the default tablespace is seen as done once done).
     pub tablespace: Option<String>,
 }
 
@@ -36,8 +37,26 @@ impl Partition {
     /// The instant before which all its rows lie, when it has one.
     pub fn upper(&self) -> Option<Upper> {
         match self.bound {
-            Bound::Range { upper } => Some(upper),
+            Bound::Range { upper, .. } => Some(upper),
             Bound::Default => None,
+        }
+    }
+
+    /// Whether it is a period of time that has begun by `now`: a range partition whose
+    /// lower bound is at or before `now` and whose upper bound is a time (not `MAXVALUE` or
+    /// `'infinity'`). These are what the floor of a policy counts: not the default
+    /// partition, not a catch-all, not a partition made ahead for the future (pg_partman's
+    /// premake).
+    pub fn has_begun(&self, now: chrono::DateTime<chrono::Utc>) -> bool {
+        match self.bound {
+            Bound::Range {
+                lower,
+                upper: Upper::Before(_),
+            } => match lower {
+                Lower::Unbounded => true,
+                Lower::From(start) => start <= now,
+            },
+            _ => false,
         }
     }
 }
@@ -54,6 +73,10 @@ pub struct TableShape {
     pub partition_key: Option<String>,
     /// pg_partman's retention setting for this set, when partman manages it.
     pub partman_retention: Option<String>,
+    /// Tables that inherit from this one through legacy `INHERITS` (an unpartitioned
+    /// table): a query on it reads their rows too, so retention refuses such a table.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub inheritance_children: Vec<TableName>,
 }
 
 impl TableShape {
@@ -110,7 +133,11 @@ pub async fn discover(client: &Client, table: &TableName) -> TablesResult<TableS
         partitions: None,
         partition_key: None,
         partman_retention: None,
+        inheritance_children: Vec::new(),
     };
+    if kind == "r" {
+        shape.inheritance_children = inheritance_children(client, table, oid).await?;
+    }
     if kind == "p" {
         let key = client
             .query_one(
@@ -153,15 +180,41 @@ pub async fn discover(client: &Client, table: &TableName) -> TablesResult<TableS
     Ok(shape)
 }
 
+/// The tables inheriting from an ordinary table (legacy `INHERITS`), by name.
+async fn inheritance_children(
+    client: &Client,
+    table: &TableName,
+    oid: u32,
+) -> TablesResult<Vec<TableName>> {
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE i.inhparent = $1 ORDER BY 1, 2",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| TablesError::db(format!("looking for tables inheriting from {table}"), &e))?;
+    Ok(rows
+        .iter()
+        .map(|r| TableName::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect())
+}
+
 async fn partitions(client: &Client, table: &TableName, oid: u32) -> TablesResult<Vec<Partition>> {
+    // reltablespace 0 is the database's default tablespace: named, so that a partition
+    // moved to it (`SET TABLESPACE pg_default` stores 0 again) reads as being there.
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text, pg_get_expr(c.relpartbound, c.oid),
-                    pg_total_relation_size(c.oid), t.spcname::text
+                    pg_total_relation_size(c.oid),
+                    coalesce(t.spcname, d.spcname)::text
              FROM pg_inherits i
              JOIN pg_class c ON c.oid = i.inhrelid
              JOIN pg_namespace n ON n.oid = c.relnamespace
              LEFT JOIN pg_tablespace t ON t.oid = c.reltablespace
+             LEFT JOIN pg_database db ON db.datname = current_database()
+             LEFT JOIN pg_tablespace d ON d.oid = db.dattablespace
              WHERE i.inhparent = $1",
             &[&oid],
         )

@@ -22,10 +22,11 @@ pub mod name;
 pub mod plan;
 pub mod policy;
 pub mod rollup;
+pub mod rollup_target;
 pub mod run;
 pub mod sql;
 
-pub use catalog::{Catalog, PolicyEdit};
+pub use catalog::{Catalog, PolicyEdit, RollupEdit};
 pub use chrono;
 pub use duration::Retention;
 pub use error::{TablesError, TablesResult};
@@ -149,6 +150,7 @@ impl Engine {
                     });
                 }
             }
+            rollup_target::check(&self.client, rollup, &spec.column).await?;
         }
         let probe = Policy {
             id: 0,
@@ -170,11 +172,12 @@ impl Engine {
         self.catalog.list(&self.client, filter).await
     }
 
+    /// Changes a policy; a new time column or rollup is checked against the tables first,
+    /// as `add` checks them.
     pub async fn edit(&self, id: i64, edit: &PolicyEdit) -> TablesResult<Policy> {
         let policy = self.catalog.get(&self.client, id).await?;
-        if edit.column.is_some() {
-            let mut spec = policy.spec.clone();
-            spec.column = edit.column.clone().unwrap_or_default();
+        let spec = edit.apply(&policy)?;
+        if spec.column != policy.spec.column || spec.rollup != policy.spec.rollup {
             self.check_fits(&spec).await?;
         }
         self.catalog.edit(&self.client, id, edit, &self.who).await

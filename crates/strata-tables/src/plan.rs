@@ -11,12 +11,16 @@
 //!   shortest duration, the one that would have acted first), else the non-removing action
 //!   with the longest duration (reallocate to the tier it should be in by now);
 //! - removal goes oldest first and stops before the table would keep fewer than
-//!   `max(1, keep)` partitions: the last partition is never removed;
+//!   `max(1, keep)` partitions whose period has begun by the cutoff (the default
+//!   partition, `MAXVALUE` catch-alls and partitions made ahead for the future do not
+//!   count): the newest partition that has begun is never removed;
 //! - a partition already in the target tablespace is not moved again;
 //! - a `downsample` policy rolls up every whole bucket that ended at or before
 //!   `cutoff - after` and after its watermark (minus the lookback), but never past the
-//!   watermark of the level that fills its table; its step comes first, and data is only
-//!   removed once it is rolled up and out of the lookback.
+//!   watermark of the level that fills its table; its step comes first;
+//! - data is only removed once every downsample policy of its table has rolled it up and
+//!   it is out of the lookback, whether that policy takes part in this run or not (left
+//!   out by the tags, disabled, or paused with `INF`): removal never outruns a rollup.
 
 use crate::bound::Upper;
 use crate::discover::{is_time_type, Partition, TableShape};
@@ -73,8 +77,13 @@ pub struct Step {
     pub partition: Option<String>,
     /// Its upper bound as PostgreSQL prints it.
     pub bound: Option<String>,
-    /// Its size now.
+    /// Its size now; for a row delete, an estimate (see `rows_estimate`).
     pub bytes: Option<i64>,
+    /// A row delete: about how many rows it deletes, from the planner's statistics (not a
+    /// count: `plan` must stay cheap on a large table). `bytes` is then this share of the
+    /// table's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_estimate: Option<i64>,
 }
 
 /// A partition that expired for a policy but is left alone, and why.
@@ -107,11 +116,24 @@ fn expired(partition: &Partition, threshold: DateTime<Utc>) -> bool {
     matches!(partition.upper(), Some(Upper::Before(upper)) if upper <= threshold)
 }
 
-/// Plans the policies of one table (all of `policies` are on `shape.table`).
-/// `filled_until` is, when another policy's downsample fills this table, how far that one
-/// has got: this table's own rollup never reads past it.
+/// Plans the policies of one table (all of `policies` are on `shape.table`), every one of
+/// them taking part. `filled_until` is, when another policy's downsample fills this table,
+/// how far that one has got: this table's own rollup never reads past it.
 pub fn plan_table(
     policies: &[Policy],
+    shape: &TableShape,
+    cutoff: DateTime<Utc>,
+    filled_until: Option<DateTime<Utc>>,
+) -> TablePlan {
+    plan_selected(policies, &|_| true, shape, cutoff, filled_until)
+}
+
+/// Plans the policies of one table that `selected` picks (a run's tag filter), given
+/// every policy of the table in `policies`: those left out take no step, but a downsample
+/// policy among them still holds back the removal of data it has not rolled up.
+pub fn plan_selected(
+    policies: &[Policy],
+    selected: &dyn Fn(&Policy) -> bool,
     shape: &TableShape,
     cutoff: DateTime<Utc>,
     filled_until: Option<DateTime<Utc>>,
@@ -125,7 +147,7 @@ pub fn plan_table(
     };
     let mut active: Vec<&Policy> = policies
         .iter()
-        .filter(|p| p.spec.enabled && p.spec.after.seconds().is_some())
+        .filter(|p| selected(p) && p.spec.enabled && p.spec.after.seconds().is_some())
         .collect();
     active.sort_by_key(|p| (p.spec.after, p.spec.action));
     for policy in &active {
@@ -143,16 +165,82 @@ pub fn plan_table(
             ));
         }
     }
-    let (rollup, rolled_until) = plan_rollup(&active, cutoff, filled_until, &mut plan);
+    let (rollup, hold) = plan_rollup(&active, cutoff, filled_until, &mut plan);
+    // Every downsample policy of the table holds removal back, taking part or not.
+    let mut holds: Vec<Hold> = hold.into_iter().collect();
+    for policy in policies
+        .iter()
+        .filter(|p| p.spec.action == Action::Downsample)
+        .filter(|p| !active.iter().any(|a| a.id == p.id))
+    {
+        if let Some(hold) = idle_hold(policy, selected(policy)) {
+            holds.push(hold);
+        }
+    }
+    // The strictest hold is the one that counts.
+    let hold = holds.into_iter().min_by_key(|h| h.until);
     match &shape.partitions {
-        None => plan_unpartitioned(&active, cutoff, rolled_until, &mut plan),
-        Some(partitions) => plan_partitions(&active, partitions, cutoff, rolled_until, &mut plan),
+        None => plan_unpartitioned(&active, cutoff, hold.as_ref(), &mut plan),
+        Some(partitions) => plan_partitions(&active, partitions, cutoff, hold.as_ref(), &mut plan),
     }
     // The rollup first: what is removed after it must have been rolled up.
     if let Some(step) = rollup {
         plan.steps.insert(0, step);
     }
     plan
+}
+
+/// How far a downsample policy lets data of its table be removed, and why no further.
+#[derive(Debug, Clone)]
+struct Hold {
+    /// Data before this instant has been rolled up and is out of the lookback.
+    until: DateTime<Utc>,
+    /// For `plan`: "waits for the rollup into X (disabled), ...".
+    reason: String,
+}
+
+impl Hold {
+    fn new(
+        policy: &Policy,
+        rollup: &crate::rollup::Rollup,
+        rolled: Option<DateTime<Utc>>,
+        state: &str,
+    ) -> Hold {
+        let lookback = rollup.lookback_buckets_secs();
+        let until = rolled
+            .map(|r| r - chrono::Duration::seconds(lookback))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let reached = match rolled {
+            Some(r) => format!("rolled up to {}", r.to_rfc3339()),
+            None => "nothing rolled up yet".to_string(),
+        };
+        Hold {
+            until,
+            reason: format!(
+                "not rolled up yet: waits for the rollup into {} (policy {}{state}; {reached}, lookback {})",
+                rollup.into,
+                policy.id,
+                crate::duration::Retention::After(lookback.max(0))
+            ),
+        }
+    }
+}
+
+/// The hold of a downsample policy that takes no step in this run: its data may go only
+/// as far as its watermark says it has rolled up.
+fn idle_hold(policy: &Policy, selected: bool) -> Option<Hold> {
+    let rollup = policy.spec.rollup.as_ref()?;
+    let state = if !policy.spec.enabled {
+        ", disabled"
+    } else if policy.spec.after.seconds().is_none() {
+        ", paused with INF"
+    } else if !selected {
+        ", not selected by this run's tags"
+    } else {
+        ""
+    };
+    let watermark = policy.watermark.as_deref().and_then(parse_time);
+    Some(Hold::new(policy, rollup, watermark, state))
 }
 
 fn parse_time(text: &str) -> Option<DateTime<Utc>> {
@@ -165,14 +253,15 @@ fn floor_time(t: DateTime<Utc>, bucket: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(crate::rollup::floor_to_bucket(t.timestamp(), bucket), 0).unwrap_or(t)
 }
 
-/// The rollup step of the table's downsample policy, if it has work, and the instant before
-/// which data may be removed (`None`: no downsample policy, no limit).
+/// The rollup step of the table's downsample policy when it takes part and has work, and
+/// how far data may be removed once that step is done (`None`: no downsample policy takes
+/// part).
 fn plan_rollup(
     active: &[&Policy],
     cutoff: DateTime<Utc>,
     filled_until: Option<DateTime<Utc>>,
     plan: &mut TablePlan,
-) -> (Option<Step>, Option<DateTime<Utc>>) {
+) -> (Option<Step>, Option<Hold>) {
     let Some(policy) = active.iter().find(|p| p.spec.action == Action::Downsample) else {
         return (None, None);
     };
@@ -205,6 +294,7 @@ fn plan_rollup(
             partition: None,
             bound: None,
             bytes: None,
+            rows_estimate: None,
         }),
         _ => None,
     };
@@ -216,10 +306,7 @@ fn plan_rollup(
         _ => watermark,
     };
     // Rows before `rolled - lookback` are never read again: those may go.
-    let until = rolled
-        .map(|r| r - lookback)
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    (step, Some(until))
+    (step, Some(Hold::new(policy, rollup, rolled, "")))
 }
 
 /// Why a policy cannot act on this table, if it cannot.
@@ -236,6 +323,18 @@ fn check_policy(policy: &Policy, shape: &TableShape) -> Option<String> {
         return Some(format!(
             "policy {id}: column {:?} is {}, not a timestamp or date",
             spec.column, column.type_name
+        ));
+    }
+    if !shape.inheritance_children.is_empty() {
+        let children: Vec<String> = shape
+            .inheritance_children
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        return Some(format!(
+            "policy {id}: {} has tables inheriting from it ({}): a query on it reads their rows too, so strata does not act on it; use declarative partitioning (PARTITION BY RANGE), or put the policies on each table",
+            shape.table,
+            children.join(", ")
         ));
     }
     if let Some(key) = &shape.partition_key {
@@ -258,20 +357,25 @@ fn check_policy(policy: &Policy, shape: &TableShape) -> Option<String> {
 fn plan_unpartitioned(
     active: &[&Policy],
     cutoff: DateTime<Utc>,
-    rolled_until: Option<DateTime<Utc>>,
+    hold: Option<&Hold>,
     plan: &mut TablePlan,
 ) {
     // Only delete (and downsample) get here; the shortest duration deletes the most.
     if let Some(policy) = active.iter().find(|p| p.spec.action == Action::Delete) {
         if let Some(mut before) = threshold(cutoff, policy) {
-            if let Some(until) = rolled_until {
-                if until < before {
+            if let Some(hold) = hold {
+                if hold.until < before {
                     plan.notes.push(format!(
-                        "policy {}: deletes only rows before {} (not rolled up further yet)",
+                        "policy {}: deletes only rows before {}: {}",
                         policy.id,
-                        until.to_rfc3339()
+                        if hold.until == DateTime::<Utc>::MIN_UTC {
+                            "the first row".to_string()
+                        } else {
+                            hold.until.to_rfc3339()
+                        },
+                        hold.reason
                     ));
-                    before = until;
+                    before = hold.until;
                 }
             }
             if before == DateTime::<Utc>::MIN_UTC {
@@ -287,6 +391,7 @@ fn plan_unpartitioned(
                 partition: None,
                 bound: None,
                 bytes: None,
+                rows_estimate: None,
             });
         }
     }
@@ -296,11 +401,13 @@ fn plan_partitions(
     active: &[&Policy],
     partitions: &[Partition],
     cutoff: DateTime<Utc>,
-    rolled_until: Option<DateTime<Utc>>,
+    hold: Option<&Hold>,
     plan: &mut TablePlan,
 ) {
     let bounded: Vec<&Partition> = partitions.iter().filter(|p| p.upper().is_some()).collect();
-    let mut remaining = bounded.len();
+    // The floor counts periods that have begun: not the default partition, not a
+    // MAXVALUE catch-all, not empty partitions made ahead for the future.
+    let mut remaining = bounded.iter().filter(|p| p.has_begun(cutoff)).count();
     let mut removals: Vec<(usize, Step)> = Vec::new();
     let mut moves: Vec<(usize, Step)> = Vec::new();
     for partition in &bounded {
@@ -315,14 +422,15 @@ fn plan_partitions(
             partition: Some(partition.name.to_string()),
             bound: Some(partition.bound_text.clone()),
             bytes: Some(partition.bytes),
+            rows_estimate: None,
         };
         if let Some(policy) = qualifying.iter().find(|p| p.spec.action.removes()) {
-            if let Some(until) = rolled_until {
-                if !expired(partition, until) {
+            if let Some(hold) = hold {
+                if !expired(partition, hold.until) {
                     plan.kept.push(Kept {
                         policy_id: policy.id,
                         partition: partition.name.to_string(),
-                        reason: "not rolled up yet (or still in the downsample lookback)".into(),
+                        reason: hold.reason.clone(),
                     });
                     continue;
                 }
@@ -333,9 +441,9 @@ fn plan_partitions(
                     policy_id: policy.id,
                     partition: partition.name.to_string(),
                     reason: if floor == 1 {
-                        "the last partition of a table is never removed".into()
+                        "the last partition that has begun is never removed".into()
                     } else {
-                        format!("the policy keeps at least {floor} partitions")
+                        format!("the policy keeps at least {floor} partitions that have begun")
                     },
                 });
                 continue;
@@ -383,7 +491,7 @@ fn order_of(active: &[&Policy], policy: &Policy) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bound::Bound;
+    use crate::bound::{Bound, Lower};
     use crate::discover::Column;
     use crate::duration::Retention;
     use crate::name::TableName;
@@ -402,6 +510,7 @@ mod tests {
                 name: TableName::new("s", format!("p{m}")),
                 bound_text: format!("TO {}", month(m + 1)),
                 bound: Bound::Range {
+                    lower: Lower::From(month(m)),
                     upper: Upper::Before(month(m + 1)),
                 },
                 bytes: 1000,
@@ -425,6 +534,7 @@ mod tests {
             partitions: Some(partitions),
             partition_key: Some("ts".into()),
             partman_retention: None,
+            inheritance_children: Vec::new(),
         }
     }
 
@@ -685,5 +795,162 @@ mod tests {
         );
         assert_eq!(plan.steps[0].action, Action::Downsample);
         assert_eq!(drops(&plan).len(), 11, "all but the last bounded partition");
+    }
+
+    #[test]
+    fn a_downsample_left_out_of_the_run_still_holds_removal_back() {
+        let cutoff = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
+        let drops = |plan: &TablePlan| {
+            plan.steps
+                .iter()
+                .filter(|s| s.kind == StepKind::DropPartition)
+                .filter_map(|s| s.partition.clone())
+                .collect::<Vec<_>>()
+        };
+        // Rolled up to 2025-04-01 01:00 with a 2 h lookback: only January and February
+        // may go, whether the downsample takes part, is left out by tags, is disabled or
+        // is paused with INF.
+        // (Its own `after` of 800 days keeps it from rolling further in this run.)
+        let rolled = || downsample(2, 800 * 24, Some("2025-04-01T01:00:00Z"));
+        let mut disabled = rolled();
+        disabled.spec.enabled = false;
+        let mut paused = rolled();
+        paused.spec.after = Retention::Forever;
+        let cases: [(Policy, bool, &str); 4] = [
+            (rolled(), true, "policy 2;"),
+            (rolled(), false, "not selected by this run's tags"),
+            (disabled, true, "disabled"),
+            (paused, true, "paused with INF"),
+        ];
+        for (downsample, take_part, why) in cases {
+            let policies = [policy(1, Action::Delete, 1), downsample];
+            let plan = plan_selected(
+                &policies,
+                &|p| p.id == 1 || take_part,
+                &shape(|_| None),
+                cutoff,
+                None,
+            );
+            assert_eq!(drops(&plan), ["s.p1", "s.p2"], "{why}");
+            assert_eq!(plan.kept[0].partition, "s.p3");
+            assert!(
+                plan.kept[0]
+                    .reason
+                    .contains("waits for the rollup into m.hourly")
+                    && plan.kept[0].reason.contains(why),
+                "{:?}",
+                plan.kept[0].reason
+            );
+        }
+        // Never rolled up and left out: nothing goes, not even from an unpartitioned table.
+        let mut never = downsample(2, 1, None);
+        never.spec.enabled = false;
+        let policies = [policy(1, Action::Delete, 1), never];
+        let plan = plan_selected(&policies, &|p| p.id == 1, &shape(|_| None), cutoff, None);
+        assert!(drops(&plan).is_empty());
+        assert!(plan
+            .kept
+            .iter()
+            .all(|k| k.reason.contains("nothing rolled up yet")));
+        let mut plain = shape(|_| None);
+        plain.partitions = None;
+        plain.partition_key = None;
+        let plan = plan_selected(&policies, &|p| p.id == 1, &plain, cutoff, None);
+        assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+        assert!(plan.notes[0].contains("disabled"), "{:?}", plan.notes);
+    }
+
+    #[test]
+    fn the_floor_counts_only_partitions_that_have_begun() {
+        // p1..p12 of 2025, then partitions made ahead for 2026 (January to April), a
+        // MAXVALUE catch-all from May 2026 and the default.
+        let mut table = shape(|_| None);
+        let partitions = table.partitions.as_mut().unwrap();
+        partitions.pop(); // the default goes last again below
+        for m in 13..=16 {
+            partitions.push(Partition {
+                name: TableName::new("s", format!("p{m}")),
+                bound_text: String::new(),
+                bound: Bound::Range {
+                    lower: Lower::From(month(m)),
+                    upper: Upper::Before(month(m + 1)),
+                },
+                bytes: 0,
+                tablespace: None,
+            });
+        }
+        partitions.push(Partition {
+            name: TableName::new("s", "rest"),
+            bound_text: String::new(),
+            bound: Bound::Range {
+                lower: Lower::From(month(17)),
+                upper: Upper::Unbounded,
+            },
+            bytes: 0,
+            tablespace: None,
+        });
+        partitions.push(Partition {
+            name: TableName::new("s", "default"),
+            bound_text: "DEFAULT".into(),
+            bound: Bound::Default,
+            bytes: 0,
+            tablespace: None,
+        });
+        // Writes stopped in December 2025; at 2025-12-20 with a 1-day delete, p1..p11 have
+        // expired and p12 (December) is the newest partition that has begun: it stays,
+        // whatever was made ahead.
+        let cutoff = Utc.with_ymd_and_hms(2025, 12, 20, 0, 0, 0).unwrap();
+        let plan = plan_table(&[policy(1, Action::Delete, 1)], &table, cutoff, None);
+        assert_eq!(plan.steps.len(), 11);
+        // At 2026-01-10 December has expired too; January 2026 has begun and stays.
+        let cutoff = Utc.with_ymd_and_hms(2026, 1, 10, 0, 0, 0).unwrap();
+        let plan = plan_table(&[policy(1, Action::Delete, 1)], &table, cutoff, None);
+        assert_eq!(plan.steps.len(), 12);
+        // With --keep 3 at 2026-01-10: January 2026 and the two before it stay (the
+        // premade February to April do not count).
+        let mut keep3 = policy(1, Action::Delete, 1);
+        keep3.spec.keep = 3;
+        let plan = plan_table(&[keep3], &table, cutoff, None);
+        assert_eq!(partitions_of(&plan).last().unwrap(), "s.p10");
+        assert_eq!(
+            plan.kept
+                .iter()
+                .map(|k| k.partition.as_str())
+                .collect::<Vec<_>>(),
+            ["s.p11", "s.p12"]
+        );
+        assert!(plan.kept[0]
+            .reason
+            .contains("at least 3 partitions that have begun"));
+        // Without a January partition (writes stopped; the next ones made ahead start in
+        // February), December is the newest partition that has begun: it stays, though
+        // three empty partitions and a catch-all come after it.
+        table
+            .partitions
+            .as_mut()
+            .unwrap()
+            .retain(|p| p.name.name != "p13");
+        let plan = plan_table(&[policy(1, Action::Delete, 1)], &table, cutoff, None);
+        assert_eq!(plan.steps.len(), 11);
+        assert_eq!(plan.kept[0].partition, "s.p12");
+        assert!(plan.kept[0]
+            .reason
+            .contains("the last partition that has begun"));
+    }
+
+    #[test]
+    fn tables_with_inheritance_children_are_refused() {
+        let mut legacy = shape(|_| None);
+        legacy.partitions = None;
+        legacy.partition_key = None;
+        legacy.inheritance_children = vec![TableName::new("s", "t_2025")];
+        let far = Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap();
+        let plan = plan_table(&[policy(1, Action::Delete, 1)], &legacy, far, None);
+        assert!(plan.steps.is_empty());
+        assert!(
+            plan.problems[0].contains("s.t_2025") && plan.problems[0].contains("inheriting"),
+            "{:?}",
+            plan.problems
+        );
     }
 }

@@ -11,7 +11,7 @@ use crate::catalog::{AuditEntry, Catalog};
 use crate::discover::{discover, TableShape};
 use crate::error::{TablesError, TablesResult};
 use crate::name::TableName;
-use crate::plan::{plan_table, Step, StepKind, TablePlan};
+use crate::plan::{plan_selected, Step, StepKind, TablePlan};
 use crate::policy::Policy;
 use crate::sql;
 use chrono::{DateTime, Utc};
@@ -113,8 +113,11 @@ pub fn by_table(policies: Vec<Policy>) -> BTreeMap<TableName, Vec<Policy>> {
 }
 
 /// Plans one table: discovery errors (unknown table, unreadable bound) come back as `Err`.
-/// `all` is every policy (also those a tag filter left out): the downsample policies that
-/// fill this table limit how far its own rollup reads.
+/// `policies` are the ones taking part (the run's tag filter); `all` is every policy: the
+/// downsample policies that fill this table limit how far its own rollup reads, and every
+/// downsample policy of this table, taking part or not, holds back removal of what it has
+/// not rolled up. The rollup table of a downsample policy taking part is checked too: a
+/// conflict key that cannot hold one row per bucket and series is a problem of the plan.
 pub async fn plan_one(
     client: &Client,
     table: &TableName,
@@ -123,8 +126,86 @@ pub async fn plan_one(
     cutoff: DateTime<Utc>,
 ) -> TablesResult<(TableShape, TablePlan)> {
     let shape = discover(client, table).await?;
-    let plan = plan_table(policies, &shape, cutoff, filled_until(all, table));
+    let of_table: Vec<Policy> = all
+        .iter()
+        .filter(|p| &p.spec.table == table)
+        .cloned()
+        .collect();
+    let selected = |p: &Policy| policies.iter().any(|s| s.id == p.id);
+    let mut plan = plan_selected(
+        &of_table,
+        &selected,
+        &shape,
+        cutoff,
+        filled_until(all, table),
+    );
+    if plan.problems.is_empty() {
+        for step in &mut plan.steps {
+            if let StepKind::DeleteRows { column, before } = &step.kind {
+                let (rows, bytes) = estimate_delete(client, &shape, column, before).await?;
+                step.rows_estimate = rows;
+                step.bytes = bytes;
+            }
+        }
+        for step in &plan.steps {
+            let Some(policy) = policies.iter().find(|p| p.id == step.policy_id) else {
+                continue;
+            };
+            if let (StepKind::Rollup { .. }, Some(rollup)) = (&step.kind, &policy.spec.rollup) {
+                if let Err(err) =
+                    crate::rollup_target::check(client, rollup, &policy.spec.column).await
+                {
+                    plan.problems.push(format!("policy {}: {err}", policy.id));
+                }
+            }
+        }
+    }
     Ok((shape, plan))
+}
+
+/// About how many rows (and bytes) a row delete of rows before `before` takes: the
+/// planner's estimate of the rows matching, and that share of the table's size. `None`
+/// where the statistics say nothing (a table never analyzed).
+async fn estimate_delete(
+    client: &Client,
+    shape: &TableShape,
+    column: &str,
+    before: &str,
+) -> TablesResult<(Option<i64>, Option<i64>)> {
+    let table = &shape.table;
+    let what = format!("estimating the rows to delete from {table}");
+    let explain = format!(
+        "EXPLAIN SELECT 1 FROM ONLY {} WHERE {} < $1::text::timestamptz",
+        table.quoted(),
+        strata_pg::quote_ident(column)
+    );
+    // The top node's `rows=N` of `Seq Scan on t  (cost=0.00..1.00 rows=N width=4)`.
+    let top: String = client
+        .query(&explain, &[&before])
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?
+        .first()
+        .map(|r| r.get(0))
+        .unwrap_or_default();
+    let rows = top
+        .split_once(" rows=")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|n| n.parse::<i64>().ok());
+    let size = client
+        .query_one(
+            "SELECT pg_total_relation_size($1::oid), reltuples::float8 FROM pg_class WHERE oid = $1::oid",
+            &[&shape.oid],
+        )
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    let (bytes, tuples): (i64, f64) = (size.get(0), size.get(1));
+    // reltuples is -1 (or 0) before the first ANALYZE: then the planner guesses, and so
+    // would we.
+    if tuples <= 0.0 {
+        return Ok((None, None));
+    }
+    let bytes = rows.map(|r| ((r as f64).min(tuples) / tuples * bytes as f64) as i64);
+    Ok((rows, bytes))
 }
 
 /// How far the downsample policies that write into `table` have got (the least of their
@@ -403,11 +484,14 @@ async fn execute(
             let manifest = archive::archive_partition(
                 client,
                 &store,
-                table,
-                &partition,
-                &bound,
-                &shape.columns,
-                *format,
+                &archive::ArchiveRequest {
+                    table,
+                    partition: &partition,
+                    bound: &bound,
+                    columns: &shape.columns,
+                    column: shape.partition_key.as_deref(),
+                    format: *format,
+                },
             )
             .await?;
             Ok(format!(

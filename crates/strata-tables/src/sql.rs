@@ -73,11 +73,14 @@ pub fn lock_for_export(partition: &TableName) -> String {
 
 /// One batch of a row delete: at most `batch` rows whose `column` is before `$1` (text,
 /// cast to the column's type by comparison). Batches keep locks and WAL bursts short.
+/// `ONLY` on both sides: a ctid names a row of one table only, and the same ctid exists in
+/// every table that inherits from this one (such tables are refused before this, see
+/// [`crate::plan`]; `ONLY` keeps a delete to this table's own rows whatever happens).
 pub fn delete_batch(table: &TableName, column: &str, batch: u32) -> String {
     let t = table.quoted();
     let c = quote_ident(column);
     format!(
-        "DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {t} WHERE {c} < $1::text::timestamptz LIMIT {batch}))"
+        "DELETE FROM ONLY {t} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ONLY {t} WHERE {c} < $1::text::timestamptz LIMIT {batch}))"
     )
 }
 
@@ -147,7 +150,7 @@ mod tests {
         );
         assert_eq!(
             delete_batch(&parent, "t s", 500),
-            "DELETE FROM \"metrics\".\"raw\" WHERE ctid = ANY(ARRAY(SELECT ctid FROM \"metrics\".\"raw\" WHERE \"t s\" < $1::text::timestamptz LIMIT 500))"
+            "DELETE FROM ONLY \"metrics\".\"raw\" WHERE ctid = ANY(ARRAY(SELECT ctid FROM ONLY \"metrics\".\"raw\" WHERE \"t s\" < $1::text::timestamptz LIMIT 500))"
         );
         assert_eq!(
             copy_out(&parent, &["ts".into(), "vä\"l".into()]),

@@ -264,13 +264,18 @@ pub enum Command {
         /// The archive: its key prefix in the storage (`tables/SCHEMA/TABLE/PARTITION`), as
         /// `tables run` and `tables archives` print it.
         archive: String,
-        /// The table to load into (SCHEMA.TABLE); it must have the archived columns.
+        /// The table to load into (SCHEMA.TABLE); it must have the archived columns. Into a
+        /// partitioned table, the archived partition is recreated when it is missing.
         #[arg(long, value_name = "TABLE")]
         into: String,
         /// The storage of the configuration holding the archive (default: the default
         /// storage).
         #[arg(long, value_name = "STORAGE")]
         from: Option<String>,
+        /// Load even though the target already holds rows of the archived range (they are
+        /// added to; loading an archive twice duplicates its rows).
+        #[arg(long)]
+        append: bool,
         #[command(flatten)]
         db: TablesDb,
     },
@@ -430,6 +435,8 @@ pub enum TablesCommand {
         tags: TagArgs,
     },
     /// Change a policy (an empty value clears --tablespace, --target or --archive-schema).
+    /// A downsample policy's --into, --bucket, --group-by (`''`: none) and --aggregate
+    /// (all of them, replaced) need --reset-watermark once it has rolled anything up.
     Edit {
         id: i64,
         #[arg(long)]
@@ -444,6 +451,13 @@ pub enum TablesCommand {
         clear_tags: bool,
         #[command(flatten)]
         options: PolicyOptions,
+        // Boxed, as in `add`.
+        #[command(flatten)]
+        rollup: Box<RollupOptions>,
+        /// downsample: forget how far the rollup got; the next run rolls up again from the
+        /// first row still in the source table.
+        #[arg(long)]
+        reset_watermark: bool,
         #[arg(long, conflicts_with = "disable")]
         enable: bool,
         #[arg(long)]

@@ -9,8 +9,8 @@ use strata_coordinator::storage::Storage;
 use strata_store::DynStore;
 use strata_tables::plan::{Step, StepKind, TablePlan};
 use strata_tables::{
-    Action, ArchiveFormat, Engine, PolicyEdit, PolicySpec, Retention, TableName, TableOutcome,
-    TablesError, TagFilter,
+    Action, ArchiveFormat, Engine, PolicyEdit, PolicySpec, Retention, RollupEdit, TableName,
+    TableOutcome, TablesError, TagFilter,
 };
 
 impl From<TablesError> for Failure {
@@ -149,10 +149,14 @@ impl Context {
                 tag,
                 clear_tags,
                 options,
+                rollup,
+                reset_watermark,
                 enable,
                 disable,
             } => {
                 let edit = PolicyEdit {
+                    rollup: rollup_edit(*rollup)?,
+                    reset_watermark,
                     column,
                     after: after
                         .map(|a| Retention::parse(&a))
@@ -370,9 +374,12 @@ impl Context {
             StepKind::ArchivePartition { target, format } => {
                 format!("archive to {target} as {format}, drop")
             }
-            StepKind::DeleteRows { column, before } => {
-                format!("delete rows with {column} < {before}")
-            }
+            StepKind::DeleteRows { column, before } => match step.rows_estimate {
+                Some(rows) => {
+                    format!("delete rows with {column} < {before} (about {rows} rows: an estimate)")
+                }
+                None => format!("delete rows with {column} < {before}"),
+            },
             StepKind::Rollup { into, from, to } => format!(
                 "roll up into {into}: {} to {to}",
                 from.as_deref().unwrap_or("first row")
@@ -389,7 +396,14 @@ impl Context {
                     s.partition.clone().unwrap_or_else(|| "(rows)".into()),
                     s.bound.as_deref().map(upper_of).unwrap_or_default(),
                     s.bytes
-                        .map(|b| output::size(b.max(0) as u64))
+                        .map(|b| {
+                            let size = output::size(b.max(0) as u64);
+                            if s.rows_estimate.is_some() {
+                                format!("~{size}")
+                            } else {
+                                size
+                            }
+                        })
                         .unwrap_or_default(),
                     describe(s),
                 ]
@@ -406,7 +420,13 @@ impl Context {
                 k.reason.clone(),
             ]
         }));
-        let total: i64 = plan.steps.iter().filter_map(|s| s.bytes).sum();
+        // Partitions only: a row delete's size is an estimate, shown on its line.
+        let total: i64 = plan
+            .steps
+            .iter()
+            .filter(|s| s.rows_estimate.is_none())
+            .filter_map(|s| s.bytes)
+            .sum();
         println!(
             "{}",
             output::table(
@@ -463,17 +483,35 @@ impl Context {
         archive: &str,
         into: &str,
         from: Option<String>,
+        append: bool,
     ) -> CommandResult {
         let into = TableName::parse(into).map_err(|e| usage(e.to_string()))?;
         let (_, store) = self.storage_named(from)?;
         let mut engine = self.engine(&db).await?;
-        let rows = strata_tables::archive::load(engine.client(), &store, archive, &into).await?;
+        let loaded = strata_tables::archive::load(
+            engine.client(),
+            &store,
+            archive,
+            &into,
+            strata_tables::archive::load_target::LoadOptions { append },
+        )
+        .await?;
+        let rows = loaded.rows;
+        let target = &loaded.target;
+        let created = if target.created_partition {
+            format!(" (partition {} of {into} recreated)", target.table)
+        } else {
+            String::new()
+        };
         let audit = strata_tables::catalog::AuditEntry {
             who: engine.who().to_string(),
             what: "load".into(),
-            table: Some(into.to_string()),
+            table: Some(target.table.to_string()),
             outcome: "ok".into(),
-            detail: format!("{rows} rows from {archive}"),
+            detail: format!(
+                "{rows} rows from {archive}{created}{}",
+                if append { ", --append" } else { "" }
+            ),
             ..Default::default()
         };
         // The audit log is there only after `tables setup`; a load works without it.
@@ -484,11 +522,14 @@ impl Context {
             }
         }
         if self.global.json {
-            print_json(
-                &serde_json::json!({ "rows": rows, "into": into.to_string(), "archive": archive }),
-            );
+            print_json(&serde_json::json!({
+                "rows": rows,
+                "into": target.table.to_string(),
+                "created_partition": target.created_partition,
+                "archive": archive,
+            }));
         } else {
-            self.say(format!("loaded {rows} rows into {into}"));
+            self.say(format!("loaded {rows} rows into {}{created}", target.table));
         }
         Ok(0)
     }
@@ -521,6 +562,49 @@ async fn engine_audit(
         .await
 }
 
+/// A duration option of a rollup in seconds (`INF` refused).
+fn rollup_seconds(what: &str, text: &Option<String>) -> Result<Option<i64>, Failure> {
+    match text {
+        None => Ok(None),
+        Some(text) => match Retention::parse(text).map_err(|e| usage(e.to_string()))? {
+            Retention::After(s) => Ok(Some(s)),
+            Retention::Forever => Err(usage(format!("--{what} cannot be INF"))),
+        },
+    }
+}
+
+/// The rollup changes of `tables edit`: only what is given.
+fn rollup_edit(options: crate::cli::RollupOptions) -> Result<RollupEdit, Failure> {
+    Ok(RollupEdit {
+        into: options
+            .into
+            .as_deref()
+            .map(TableName::parse)
+            .transpose()
+            .map_err(|e| usage(e.to_string()))?,
+        bucket_secs: rollup_seconds("bucket", &options.bucket)?,
+        lookback_secs: rollup_seconds("lookback", &options.lookback)?,
+        group_by: (!options.group_by.is_empty()).then(|| {
+            options
+                .group_by
+                .into_iter()
+                .filter(|c| !c.trim().is_empty())
+                .collect()
+        }),
+        aggregates: if options.aggregate.is_empty() {
+            None
+        } else {
+            Some(
+                options
+                    .aggregate
+                    .iter()
+                    .map(|a| strata_tables::rollup::Aggregate::parse(a).map_err(usage))
+                    .collect::<Result<Vec<_>, _>>()?,
+            )
+        },
+    })
+}
+
 /// The rollup of `tables add`, when the action is downsample or a rollup option is given
 /// (the policy's validation then says what does not fit).
 fn rollup_spec(
@@ -535,21 +619,12 @@ fn rollup_spec(
     if action != Action::Downsample && !given {
         return Ok(None);
     }
-    let seconds = |what: &str, text: &Option<String>| -> Result<Option<i64>, Failure> {
-        match text {
-            None => Ok(None),
-            Some(text) => match Retention::parse(text).map_err(|e| usage(e.to_string()))? {
-                Retention::After(s) => Ok(Some(s)),
-                Retention::Forever => Err(usage(format!("--{what} cannot be INF"))),
-            },
-        }
-    };
     let into = options
         .into
         .as_deref()
         .ok_or_else(|| usage("downsample needs --into SCHEMA.TABLE (the rollup table)"))?;
     let into = TableName::parse(into).map_err(|e| usage(e.to_string()))?;
-    let bucket = seconds("bucket", &options.bucket)?
+    let bucket = rollup_seconds("bucket", &options.bucket)?
         .ok_or_else(|| usage("downsample needs --bucket DURATION (e.g. 1h)"))?;
     let aggregates = options
         .aggregate
@@ -559,7 +634,7 @@ fn rollup_spec(
     Ok(Some(strata_tables::rollup::Rollup {
         into,
         bucket_secs: bucket,
-        lookback_secs: seconds("lookback", &options.lookback)?.unwrap_or(bucket),
+        lookback_secs: rollup_seconds("lookback", &options.lookback)?.unwrap_or(bucket),
         group_by: options.group_by,
         aggregates,
     }))

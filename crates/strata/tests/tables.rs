@@ -1186,8 +1186,8 @@ fn a_downsample_cascade_matches_direct_aggregation_and_takes_late_rows() {
         "INSERT INTO m.raw SELECT t, h, (extract(epoch FROM t)::bigint % 997)::int + length(h)
            FROM generate_series('2025-01-01'::timestamptz, '2025-12-31 23:50+00', '10 minutes') t,
                 unnest(ARRAY['a', 'host \"b\"']) h;
-         CREATE TABLE m.hourly (ts timestamptz, host text, value_min int, value_max int, value_sum bigint, count bigint, UNIQUE (ts, host));
-         CREATE TABLE m.daily (ts timestamptz, host text, value_min int, value_max int, value_sum bigint, count bigint, UNIQUE (ts, host));",
+         CREATE TABLE m.hourly (ts timestamptz, host text NOT NULL, value_min int, value_max int, value_sum bigint, count bigint, UNIQUE (ts, host));
+         CREATE TABLE m.daily (ts timestamptz, host text NOT NULL, value_min int, value_max int, value_sum bigint, count bigint, UNIQUE (ts, host));",
     );
     site.sql(&sql);
     // What the levels must hold, computed straight from the raw rows before anything runs.
@@ -1565,4 +1565,620 @@ fn tables_commands_connect_over_verified_tls() {
         format!("host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=require");
     let out = site.strata(&["tables", "list", "--db", &unknown_ca]);
     assert_one_line_error(&out, 1, "certificate");
+}
+
+/// The id of the policy of `table` with `action`.
+fn policy_id(site: &Site, table: &str, action: &str) -> String {
+    let (schema, name) = table.split_once('.').unwrap();
+    site.sql(&format!(
+        "SELECT id FROM strata.policy WHERE table_schema = '{schema}' AND table_name = '{name}' AND action = '{action}'"
+    ))
+}
+
+#[test]
+fn removal_waits_for_a_rollup_left_out_by_tags_or_disabled() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.monthly_table("m", "raw");
+    site.sql(
+        "CREATE TABLE m.hourly (ts timestamptz NOT NULL UNIQUE, value_sum bigint, count bigint)",
+    );
+    site.ok(&["tables", "setup"]);
+    site.ok(&[
+        "tables",
+        "add",
+        "--table",
+        "m.raw",
+        "--column",
+        "ts",
+        "--action",
+        "downsample",
+        "--after",
+        "1h",
+        "--into",
+        "m.hourly",
+        "--bucket",
+        "1h",
+        "--aggregate",
+        "sum:value",
+        "--aggregate",
+        "count",
+        "--tag",
+        "rollup",
+    ]);
+    site.ok(&["ttl", "m.raw:ts", "delete", "30d", "--tag", "cleanup"]);
+    let all = site.partitions("m.raw");
+
+    // Only the delete is selected, and the rollup never ran: nothing may go, and the plan
+    // says what it waits for.
+    let plan = site.ok(&[
+        "tables",
+        "plan",
+        "--tag",
+        "cleanup",
+        "--cutoff",
+        "2026-01-01",
+    ]);
+    assert!(
+        plan.contains("waits for the rollup into m.hourly")
+            && plan.contains("not selected by this run's tags")
+            && plan.contains("nothing rolled up yet"),
+        "{plan}"
+    );
+    site.ok(&[
+        "tables",
+        "run",
+        "--tag",
+        "cleanup",
+        "--cutoff",
+        "2026-01-01",
+    ]);
+    assert_eq!(site.partitions("m.raw"), all);
+
+    // The rollup alone gets to 2025-04-01 01:00 (lookback one hour): January to March are
+    // rolled up and out of the lookback.
+    site.ok(&[
+        "tables",
+        "run",
+        "--tag",
+        "rollup",
+        "--cutoff",
+        "2025-04-01T02:00:00Z",
+    ]);
+    assert_eq!(site.partitions("m.raw"), all);
+    assert_eq!(
+        site.sql("SELECT sum(count) FROM m.hourly"),
+        (90 * 24 + 1).to_string()
+    );
+
+    // Disabled, it still holds back what it has not rolled up: only January to March go.
+    let rollup = policy_id(&site, "m.raw", "downsample");
+    site.ok(&["tables", "edit", &rollup, "--disable"]);
+    let plan = site.ok(&["tables", "plan", "--cutoff", "2026-01-01"]);
+    assert!(
+        plan.contains("waits for the rollup into m.hourly") && plan.contains("disabled"),
+        "{plan}"
+    );
+    site.ok(&["tables", "run", "--cutoff", "2026-01-01"]);
+    let mut expected = months("raw", 4..=12);
+    expected.push("raw_default".into());
+    assert_eq!(site.partitions("m.raw"), expected);
+
+    // Paused with INF and enabled again: the same, nothing more goes.
+    site.ok(&["tables", "edit", &rollup, "--enable", "--after", "INF"]);
+    site.ok(&["tables", "run", "--cutoff", "2026-01-01"]);
+    assert_eq!(site.partitions("m.raw"), expected);
+}
+
+#[test]
+fn tables_with_legacy_inheritance_children_are_refused() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.sql(
+        "CREATE SCHEMA l;
+         CREATE TABLE l.parent (ts timestamptz NOT NULL, v int);
+         CREATE TABLE l.child () INHERITS (l.parent);
+         CREATE TABLE l.alone (ts timestamptz NOT NULL, v int);
+         INSERT INTO l.parent SELECT t, 1 FROM generate_series('2025-01-01'::timestamptz, '2025-01-10', '1 hour') t;
+         INSERT INTO l.child SELECT t, 2 FROM generate_series('2025-01-01'::timestamptz, '2025-01-10', '1 hour') t;
+         INSERT INTO l.alone SELECT t, 3 FROM generate_series('2025-01-01'::timestamptz, '2025-01-10', '1 hour') t;",
+    );
+    site.ok(&["tables", "setup"]);
+    let out = site.strata(&["ttl", "l.parent:ts", "delete", "1d"]);
+    assert_one_line_error(&out, 2, "l.child");
+    assert!(
+        stderr(&out).contains("inheriting from it"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A child that appears after the policy stops the table: nothing is deleted anywhere.
+    site.ok(&["ttl", "l.alone:ts", "delete", "1d"]);
+    site.sql(
+        "CREATE TABLE l.late () INHERITS (l.alone); INSERT INTO l.late VALUES ('2025-01-02', 4)",
+    );
+    let plan = site.strata(&["tables", "plan", "--cutoff", "2026-01-01"]);
+    assert_eq!(plan.status.code(), Some(1), "{}", stderr(&plan));
+    assert!(stderr(&plan).contains("l.late"), "{}", stderr(&plan));
+    let run = site.strata(&["tables", "run", "--cutoff", "2026-01-01"]);
+    assert_eq!(run.status.code(), Some(1), "{}", stderr(&run));
+    assert_eq!(site.sql("SELECT count(*) FROM ONLY l.alone"), "217");
+    assert_eq!(site.sql("SELECT count(*) FROM l.late"), "1");
+
+    // A child on its own is an ordinary table: its rows, and only its rows, go.
+    site.ok(&["ttl", "l.child:ts", "delete", "1d", "--tag", "child"]);
+    // The plan of a row delete gives an estimate of what it deletes, labelled so.
+    site.sql("ANALYZE l.child");
+    let plan: serde_json::Value = serde_json::from_str(&site.ok(&[
+        "--json",
+        "tables",
+        "plan",
+        "--cutoff",
+        "2026-01-01",
+        "--tag",
+        "child",
+    ]))
+    .unwrap();
+    let step = &plan[0]["plan"]["steps"][0];
+    assert!(step["rows_estimate"].as_i64().unwrap() > 100, "{step}");
+    assert!(step["bytes"].as_i64().unwrap() > 0, "{step}");
+    let text = site.ok(&["tables", "plan", "--cutoff", "2026-01-01", "--tag", "child"]);
+    assert!(text.contains("estimate"), "{text}");
+    site.sql("DROP TABLE l.late");
+    site.ok(&["tables", "run", "--cutoff", "2026-01-01"]);
+    assert_eq!(site.sql("SELECT count(*) FROM l.child"), "0");
+    assert_eq!(site.sql("SELECT count(*) FROM ONLY l.parent"), "217");
+    assert_eq!(site.sql("SELECT count(*) FROM l.alone"), "0");
+}
+
+#[test]
+fn archives_of_two_databases_never_replace_each_other() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.sql("CREATE DATABASE other");
+    let other_dsn = site.dsn().replace("dbname=postgres", "dbname=other");
+    let other = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend_from_slice(&["--db", &other_dsn]);
+        site.strata(&all)
+    };
+    site.monthly_table("metrics", "raw");
+    site.pg
+        .psql("other", "CREATE SCHEMA metrics; CREATE TABLE metrics.raw (ts timestamptz NOT NULL, value int, note text) PARTITION BY RANGE (ts);
+              CREATE TABLE metrics.raw_2025_01 PARTITION OF metrics.raw FOR VALUES FROM ('2025-01-01') TO ('2025-02-01');
+              CREATE TABLE metrics.raw_2025_02 PARTITION OF metrics.raw FOR VALUES FROM ('2025-02-01') TO ('2025-03-01');
+              INSERT INTO metrics.raw VALUES ('2025-01-05', 7, 'other'), ('2025-02-05', 8, 'other');");
+    let january = site.checksum("metrics.raw_2025_01", "");
+    site.ok(&["tables", "setup"]);
+    site.ok(&["ttl", "metrics.raw:ts", "archive:cold", "180d"]);
+    assert!(other(&["tables", "setup"]).status.success());
+    assert!(other(&["ttl", "metrics.raw:ts", "archive:cold", "30d"])
+        .status
+        .success());
+
+    // A dry run writes nothing to the storage.
+    site.ok(&["tables", "run", "--dry-run", "--cutoff", "2026-01-01"]);
+    assert!(
+        !site.path("cold/tables").exists(),
+        "a dry run wrote to the storage"
+    );
+
+    site.ok(&["tables", "run", "--cutoff", "2026-01-01"]);
+    let manifest_path = site.path("cold/tables/metrics/raw/metrics.raw_2025_01/archive.json");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(manifest["source"]["database"], "postgres");
+    assert_eq!(manifest["source"]["table"]["name"], "raw");
+    assert_eq!(manifest["column"], "ts");
+    let system = site.sql("SELECT system_identifier FROM pg_control_system()");
+    assert_eq!(manifest["source"]["system_identifier"], system.as_str());
+
+    // The other database's run is refused at its first partition, which it keeps.
+    let out = other(&["tables", "run", "--cutoff", "2026-01-01"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("already holds an archive of metrics.raw of database \"postgres\"")
+            && err.contains("database \"other\"")
+            && err.contains("storage of its own"),
+        "{err}"
+    );
+    assert_eq!(
+        site.pg.psql("other", "SELECT count(*) FROM metrics.raw"),
+        "2"
+    );
+    let after: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(after, manifest, "the first database's archive was touched");
+    site.sql("CREATE SCHEMA restored; CREATE TABLE restored.jan (LIKE metrics.raw)");
+    site.ok(&[
+        "load",
+        "tables/metrics/raw/metrics.raw_2025_01",
+        "--into",
+        "restored.jan",
+    ]);
+    assert_eq!(site.checksum("restored.jan", ""), january);
+
+    // An archive of an earlier strata (no source recorded) is read, but never replaced.
+    let mut legacy = manifest.clone();
+    legacy.as_object_mut().unwrap().remove("source");
+    legacy.as_object_mut().unwrap().remove("column");
+    std::fs::write(&manifest_path, serde_json::to_vec(&legacy).unwrap()).unwrap();
+    site.sql("CREATE TABLE restored.jan_again (LIKE metrics.raw)");
+    site.ok(&[
+        "load",
+        "tables/metrics/raw/metrics.raw_2025_01",
+        "--into",
+        "restored.jan_again",
+    ]);
+    assert_eq!(site.checksum("restored.jan_again", ""), january);
+    let july = site.path("cold/tables/metrics/raw/metrics.raw_2025_07");
+    std::fs::create_dir_all(&july).unwrap();
+    std::fs::write(
+        july.join("archive.json"),
+        serde_json::to_vec(&legacy).unwrap(),
+    )
+    .unwrap();
+    let out = site.strata(&["tables", "run", "--cutoff", "2026-02-01"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("did not record its source database"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(site.partitions("metrics.raw")[0], "raw_2025_07");
+    assert!(july.join("archive.json").exists());
+}
+
+#[test]
+fn load_into_the_parent_recreates_the_partition_once() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.monthly_table("metrics", "raw");
+    let copy = |table: &str| {
+        site.sql(&format!(
+            "COPY (SELECT * FROM {table} ORDER BY ts) TO STDOUT"
+        ))
+    };
+    let bound = |table: &str| {
+        site.sql(&format!(
+            "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE oid = '{table}'::regclass"
+        ))
+    };
+    let january = copy("metrics.raw_2025_01");
+    let january_bound = bound("metrics.raw_2025_01");
+    site.ok(&["tables", "setup"]);
+    site.ok(&["ttl", "metrics.raw:ts", "archive:cold", "180d"]);
+    site.ok(&["tables", "run", "--cutoff", "2026-01-01"]);
+    assert_eq!(site.partitions("metrics.raw")[0], "raw_2025_07");
+
+    let out = site.ok(&[
+        "load",
+        "tables/metrics/raw/metrics.raw_2025_01",
+        "--into",
+        "metrics.raw",
+    ]);
+    assert!(out.contains("recreated"), "{out}");
+    assert!(site
+        .partitions("metrics.raw")
+        .contains(&"raw_2025_01".to_string()));
+    assert_eq!(bound("metrics.raw_2025_01"), january_bound);
+    assert_eq!(copy("metrics.raw_2025_01"), january);
+    assert_eq!(
+        site.sql("SELECT count(*) FROM metrics.raw WHERE ts < '2025-02-01'"),
+        (31 * 24).to_string()
+    );
+
+    // Loading it again would duplicate every row: refused, nothing changes.
+    let out = site.strata(&[
+        "load",
+        "tables/metrics/raw/metrics.raw_2025_01",
+        "--into",
+        "metrics.raw",
+    ]);
+    assert_one_line_error(&out, 2, "already holds");
+    assert!(stderr(&out).contains("--append"), "{}", stderr(&out));
+    assert_eq!(copy("metrics.raw_2025_01"), january);
+    // With --append the user asked for it.
+    site.ok(&[
+        "load",
+        "tables/metrics/raw/metrics.raw_2025_01",
+        "--into",
+        "metrics.raw",
+        "--append",
+    ]);
+    assert_eq!(
+        site.sql("SELECT count(*) FROM metrics.raw_2025_01"),
+        (2 * 31 * 24).to_string()
+    );
+
+    // A name that is taken: the partition comes back as NAME_restored.
+    site.sql("CREATE TABLE metrics.raw_2025_02 (x int)");
+    let out = site.ok(&[
+        "load",
+        "tables/metrics/raw/metrics.raw_2025_02",
+        "--into",
+        "metrics.raw",
+    ]);
+    assert!(out.contains("metrics.raw_2025_02_restored"), "{out}");
+    assert!(site
+        .partitions("metrics.raw")
+        .contains(&"raw_2025_02_restored".to_string()));
+
+    // A plain table: a range already there is refused, another range is loaded.
+    site.sql("CREATE SCHEMA restored; CREATE TABLE restored.raw (LIKE metrics.raw)");
+    for month in ["03", "04"] {
+        site.ok(&[
+            "load",
+            &format!("tables/metrics/raw/metrics.raw_2025_{month}"),
+            "--into",
+            "restored.raw",
+        ]);
+    }
+    let out = site.strata(&[
+        "load",
+        "tables/metrics/raw/metrics.raw_2025_03",
+        "--into",
+        "restored.raw",
+    ]);
+    assert_one_line_error(&out, 2, "rows of the archived range");
+    assert_eq!(
+        site.sql("SELECT count(*) FROM restored.raw"),
+        ((31 + 30) * 24).to_string()
+    );
+}
+
+#[test]
+fn rollup_tables_must_keep_one_row_per_bucket_even_for_null_series() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.sql(
+        "CREATE SCHEMA m;
+         CREATE TABLE m.raw (ts timestamptz NOT NULL, host text, value int) PARTITION BY RANGE (ts);
+         CREATE TABLE m.raw_01 PARTITION OF m.raw FOR VALUES FROM ('2025-01-01') TO ('2025-02-01');
+         INSERT INTO m.raw SELECT t, h, 1 FROM generate_series('2025-01-01 00:00+00'::timestamptz, '2025-01-01 23:50+00', '10 minutes') t,
+                unnest(ARRAY['a', NULL]) h;
+         CREATE TABLE m.hourly (ts timestamptz NOT NULL, host text, count bigint, UNIQUE (ts, host));
+         CREATE TABLE m.noindex (ts timestamptz NOT NULL, host text, count bigint);",
+    );
+    site.ok(&["tables", "setup"]);
+    let add = |into: &str| {
+        site.strata(&[
+            "tables",
+            "add",
+            "--table",
+            "m.raw",
+            "--column",
+            "ts",
+            "--action",
+            "downsample",
+            "--after",
+            "1h",
+            "--into",
+            into,
+            "--bucket",
+            "1h",
+            "--group-by",
+            "host",
+            "--aggregate",
+            "count",
+            "--lookback",
+            "3h",
+        ])
+    };
+    assert_one_line_error(
+        &add("m.noindex"),
+        2,
+        "no unique index on exactly (ts, host)",
+    );
+    let out = add("m.hourly");
+    assert_one_line_error(&out, 2, "NULLS NOT DISTINCT");
+    assert!(stderr(&out).contains("host"), "{}", stderr(&out));
+
+    site.sql(
+        "ALTER TABLE m.hourly DROP CONSTRAINT hourly_ts_host_key;
+         CREATE UNIQUE INDEX hourly_key ON m.hourly (ts, host) NULLS NOT DISTINCT;",
+    );
+    assert!(add("m.hourly").status.success());
+    // Two runs whose windows overlap by the lookback: every bucket once per series.
+    site.ok(&["tables", "run", "--cutoff", "2025-01-01T13:00:00Z"]);
+    site.ok(&["tables", "run", "--cutoff", "2025-01-01T18:00:00Z"]);
+    assert_eq!(
+        site.sql("SELECT count(*) FROM (SELECT ts, host FROM m.hourly GROUP BY 1, 2 HAVING count(*) > 1) d"),
+        "0"
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) || ' ' || sum(count) FROM m.hourly WHERE host IS NULL"),
+        "17 102"
+    );
+
+    // The index replaced by one that treats NULLs as distinct: the run refuses the rollup
+    // (and with it the table) before writing anything.
+    site.sql("DROP INDEX m.hourly_key; CREATE UNIQUE INDEX hourly_plain ON m.hourly (ts, host)");
+    let out = site.strata(&["tables", "run", "--cutoff", "2025-01-01T20:00:00Z"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("NULLS NOT DISTINCT"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(site.sql("SELECT count(*) FROM m.hourly"), "34");
+}
+
+#[test]
+fn edit_changes_a_downsample_policy_and_reshaping_needs_a_reset() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.monthly_table("m", "raw");
+    site.sql(
+        "CREATE TABLE m.hourly (ts timestamptz NOT NULL UNIQUE, value_sum bigint, count bigint);
+         CREATE TABLE m.daily (ts timestamptz NOT NULL UNIQUE, value_max int, count bigint);",
+    );
+    site.ok(&["tables", "setup"]);
+    site.ok(&[
+        "tables",
+        "add",
+        "--table",
+        "m.raw",
+        "--column",
+        "ts",
+        "--action",
+        "downsample",
+        "--after",
+        "1h",
+        "--into",
+        "m.hourly",
+        "--bucket",
+        "1h",
+        "--aggregate",
+        "sum:value",
+        "--aggregate",
+        "count",
+    ]);
+    site.ok(&["ttl", "m.raw:ts", "delete", "400d"]);
+    let id = policy_id(&site, "m.raw", "downsample");
+    let delete = policy_id(&site, "m.raw", "delete");
+    site.ok(&["tables", "run", "--cutoff", "2025-03-01"]);
+    let watermark = || {
+        site.sql(&format!(
+            "SELECT coalesce(to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), 'none') FROM strata.policy WHERE id = {id}"
+        ))
+    };
+    assert_eq!(watermark(), "2025-02-28 23:00");
+
+    // The lookback can change at any time.
+    site.ok(&["tables", "edit", &id, "--lookback", "3h"]);
+    let rollup = site.sql(&format!(
+        "SELECT rollup ->> 'lookback_secs' FROM strata.policy WHERE id = {id}"
+    ));
+    assert_eq!(rollup, "10800");
+    // A new shape once rolled up needs a reset; downsample options on another action and
+    // a rollup table without the columns are refused.
+    let out = site.strata(&["tables", "edit", &id, "--bucket", "1d"]);
+    assert_one_line_error(&out, 2, "--reset-watermark");
+    let out = site.strata(&["tables", "edit", &delete, "--bucket", "1d"]);
+    assert_one_line_error(&out, 2, "are for downsample");
+    let out = site.strata(&[
+        "tables",
+        "edit",
+        &id,
+        "--into",
+        "m.daily",
+        "--bucket",
+        "1d",
+        "--reset-watermark",
+    ]);
+    assert_one_line_error(&out, 2, "value_sum");
+    assert_eq!(watermark(), "2025-02-28 23:00");
+
+    site.ok(&[
+        "tables",
+        "edit",
+        &id,
+        "--into",
+        "m.daily",
+        "--bucket",
+        "1d",
+        "--aggregate",
+        "max:value",
+        "--aggregate",
+        "count",
+        "--reset-watermark",
+    ]);
+    assert_eq!(watermark(), "none");
+    let audit = site
+        .sql("SELECT detail FROM strata.audit WHERE what = 'policy edit' ORDER BY id DESC LIMIT 1");
+    assert!(
+        audit.contains("watermark reset (was 2025-02-28T23:00:00Z)"),
+        "{audit}"
+    );
+    site.ok(&["tables", "run", "--cutoff", "2025-03-01"]);
+    assert_eq!(
+        difference(
+            &site,
+            "SELECT * FROM m.daily",
+            "SELECT date_bin('1 day', ts, TIMESTAMPTZ '1970-01-01 00:00+00'), max(value), count(*) FROM m.raw WHERE ts < '2025-02-28 00:00+00' GROUP BY 1"
+        ),
+        "0\n0"
+    );
+    assert_eq!(watermark(), "2025-02-28 00:00");
+}
+
+#[test]
+fn reallocating_to_the_default_tablespace_settles() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let space = site.path("slow");
+    std::fs::create_dir_all(&space).unwrap();
+    chown_to_postgres(&space);
+    site.sql(&format!(
+        "CREATE TABLESPACE slow LOCATION '{}'",
+        space.display()
+    ));
+    site.monthly_table("metrics", "raw");
+    for m in 1..=12 {
+        site.sql(&format!(
+            "ALTER TABLE metrics.raw_2025_{m:02} SET TABLESPACE slow"
+        ));
+    }
+    site.ok(&["tables", "setup"]);
+    site.ok(&["ttl", "metrics.raw:ts", "reallocate:pg_default", "90d"]);
+    site.ok(&["tables", "run", "--cutoff", "2026-01-01"]);
+    let moved = site.sql(
+        "SELECT count(*) FROM pg_class WHERE relname LIKE 'raw_2025_%' AND relkind = 'r' AND reltablespace = 0",
+    );
+    assert_eq!(moved, "9");
+    // The second run has nothing to do.
+    let out = site.ok(&["tables", "run", "--cutoff", "2026-01-01"]);
+    assert!(out.contains("nothing"), "{out}");
+    let plan: serde_json::Value =
+        serde_json::from_str(&site.ok(&["--json", "tables", "plan", "--cutoff", "2026-01-01"]))
+            .unwrap();
+    assert_eq!(plan[0]["plan"]["steps"], serde_json::json!([]));
+    assert_eq!(
+        site.sql("SELECT count(*) FROM strata.audit WHERE what = 'run reallocate'"),
+        "9"
+    );
+}
+
+#[test]
+fn the_floor_counts_only_partitions_that_have_begun() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.monthly_table("metrics", "raw");
+    // Made ahead, empty: January to March 2026.
+    site.sql(
+        "CREATE TABLE metrics.raw_2026_01 PARTITION OF metrics.raw FOR VALUES FROM ('2026-01-01') TO ('2026-02-01');
+         CREATE TABLE metrics.raw_2026_02 PARTITION OF metrics.raw FOR VALUES FROM ('2026-02-01') TO ('2026-03-01');
+         CREATE TABLE metrics.raw_2026_03 PARTITION OF metrics.raw FOR VALUES FROM ('2026-03-01') TO ('2026-04-01');",
+    );
+    site.ok(&["tables", "setup"]);
+    site.ok(&["ttl", "metrics.raw:ts", "delete", "1d", "--keep", "3"]);
+    // On 2025-12-31 January to November have expired; of the twelve partitions that have
+    // begun, three stay: October and November (the floor) and December.
+    let plan = site.ok(&["tables", "plan", "--cutoff", "2025-12-31"]);
+    assert!(
+        plan.contains("keeps at least 3 partitions that have begun"),
+        "{plan}"
+    );
+    site.ok(&["tables", "run", "--cutoff", "2025-12-31"]);
+    let mut expected = months("raw", 10..=12);
+    expected.extend(["raw_2026_01", "raw_2026_02", "raw_2026_03", "raw_default"].map(String::from));
+    assert_eq!(site.partitions("metrics.raw"), expected);
 }

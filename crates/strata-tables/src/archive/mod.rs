@@ -24,6 +24,7 @@
 //! [`archive_partition`]).
 
 mod csv;
+pub mod load_target;
 mod parquet_export;
 mod parquet_load;
 mod parquet_read;
@@ -53,7 +54,52 @@ pub const PART_BYTES: usize = 16 << 20;
 /// A Parquet row group holds about this many bytes of values (as PostgreSQL sends them).
 pub const ROW_GROUP_BYTES: usize = 32 << 20;
 const MANIFEST: &str = "archive.json";
+/// The object that claims an archive's place for one source database, written once
+/// (conditional put) before the first part: see [`claim`].
+const SOURCE: &str = "source.json";
 const FORMAT: &str = "strata-table-archive";
+
+/// Where an archive's rows came from: which database of which cluster, which table. Two
+/// databases (of one cluster or of two) can hold a table of the same name; the archive's
+/// key does not tell them apart, this does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveSource {
+    /// The cluster's `system_identifier` (`pg_control_system()`), as pg_controldata prints
+    /// it: the same on a cluster and its physical replicas and restores.
+    pub system_identifier: String,
+    /// The database's name.
+    pub database: String,
+    /// The partitioned table the partition belonged to.
+    pub table: TableName,
+}
+
+impl std::fmt::Display for ArchiveSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of database {:?} (system identifier {})",
+            self.table, self.database, self.system_identifier
+        )
+    }
+}
+
+/// The source of what `client` exports from `table`.
+pub async fn source_of(client: &Client, table: &TableName) -> TablesResult<ArchiveSource> {
+    let row = client
+        .query_one(
+            "SELECT system_identifier, current_database()::text FROM pg_control_system()",
+            &[],
+        )
+        .await
+        .map_err(|e| TablesError::db("reading the database's system identifier", &e))?;
+    // A uint64 that PostgreSQL hands out as a bigint: printed unsigned, as pg_controldata.
+    let id: i64 = row.get(0);
+    Ok(ArchiveSource {
+        system_identifier: (id as u64).to_string(),
+        database: row.get(1),
+        table: table.clone(),
+    })
+}
 
 /// What an archive holds, stored beside its data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +131,13 @@ pub struct ArchiveManifest {
     pub compression: String,
     pub parts: Vec<String>,
     pub created_at: String,
+    /// Where the rows came from (absent in archives of strata before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<ArchiveSource>,
+    /// The partition key of the table (absent in archives of strata before it): what
+    /// `load` checks the target for rows of the archived range on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
 }
 
 fn manifest_version(format: ArchiveFormat) -> u32 {
@@ -164,18 +217,21 @@ enum Encoder {
 /// detector cancels one of the two: no row is ever dropped unarchived.
 ///
 /// Interrupted at any point, nothing is dropped; an archive whose manifest was written is
-/// complete, and the next run exports the partition again and replaces it.
+/// complete, and the next run exports the partition again and replaces it. An archive in
+/// that place that came from another database (or whose source is unknown) is never
+/// replaced: the export is refused before anything is written, and the partition stays.
 pub async fn archive_partition(
     client: &mut Client,
     store: &DynStore,
-    table: &TableName,
-    partition: &TableName,
-    bound: &str,
-    columns: &[Column],
-    format: ArchiveFormat,
+    request: &ArchiveRequest<'_>,
 ) -> TablesResult<ArchiveManifest> {
+    let ArchiveRequest {
+        table, partition, ..
+    } = *request;
     let prefix = archive_prefix(table, partition);
     let what = format!("exporting {partition}");
+    let source = source_of(client, table).await?;
+    claim(store, &prefix, &source).await?;
     // An earlier archive of this partition (an interrupted run left it complete, but the
     // partition is still here) is no longer complete once its parts start being replaced:
     // its manifest goes first, so a failure from here on leaves an incomplete archive,
@@ -195,10 +251,7 @@ pub async fn archive_partition(
     tx.batch_execute(sql::EXPORT_SETTINGS)
         .await
         .map_err(|e| TablesError::db(&what, &e))?;
-    let manifest = export_in(
-        &tx, store, &prefix, table, partition, bound, columns, format,
-    )
-    .await?;
+    let manifest = export_in(&tx, store, &prefix, request, source).await?;
     let what = format!("dropping archived {partition}");
     for statement in [
         sql::lock_for_removal(table, partition),
@@ -213,19 +266,91 @@ pub async fn archive_partition(
     Ok(manifest)
 }
 
+/// What to archive: a partition of a table, as discovered.
+#[derive(Debug, Clone, Copy)]
+pub struct ArchiveRequest<'a> {
+    pub table: &'a TableName,
+    pub partition: &'a TableName,
+    /// The partition's bound as PostgreSQL prints it.
+    pub bound: &'a str,
+    pub columns: &'a [Column],
+    /// The table's partition key.
+    pub column: Option<&'a str>,
+    pub format: ArchiveFormat,
+}
+
+/// Makes sure the place of an archive is this source's to write: an archive already there
+/// must have come from the same database and table, and the place is claimed for `source`
+/// with a write-once object before any part is written, so that two databases archiving
+/// a table of the same name into one storage cannot both write there, even at once.
+async fn claim(store: &DynStore, prefix: &str, source: &ArchiveSource) -> TablesResult<()> {
+    let refuse = |holder: String| {
+        archive_err(
+            prefix,
+            format!(
+                "{} already holds an archive of {holder}; this is {source}: not replaced, and the partition is kept. Archive each database into a storage of its own (the policy's --target), or move that archive away if it is no longer needed",
+                store.describe()
+            ),
+        )
+    };
+    match store.get(&format!("{prefix}/{MANIFEST}")).await {
+        Ok(data) => match serde_json::from_slice::<ArchiveManifest>(&data) {
+            Ok(ArchiveManifest {
+                source: Some(existing),
+                ..
+            }) if existing == *source => {}
+            Ok(ArchiveManifest {
+                source: Some(existing),
+                ..
+            }) => return Err(refuse(existing.to_string())),
+            Ok(existing) => {
+                return Err(refuse(format!(
+                    "{} written by an earlier strata, which did not record its source database",
+                    existing.table
+                )))
+            }
+            Err(e) => {
+                return Err(refuse(format!(
+                    "unknown origin (unreadable {MANIFEST}: {e})"
+                )))
+            }
+        },
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+    let key = format!("{prefix}/{SOURCE}");
+    let json = serde_json::to_vec_pretty(source).map_err(|e| archive_err(prefix, e.to_string()))?;
+    match store.put_if_absent(&key, Bytes::from(json)).await {
+        Ok(()) => Ok(()),
+        Err(strata_store::StoreError::AlreadyExists { .. }) => {
+            let data = store.get(&key).await?;
+            match serde_json::from_slice::<ArchiveSource>(&data) {
+                Ok(existing) if existing == *source => Ok(()),
+                Ok(existing) => Err(refuse(existing.to_string())),
+                Err(e) => Err(refuse(format!("unknown origin (unreadable {SOURCE}: {e})"))),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Exports a partition within `tx` (which holds the partition still), reads the archive
 /// back and checks it, then writes its manifest.
-#[allow(clippy::too_many_arguments)]
 async fn export_in(
     tx: &Transaction<'_>,
     store: &DynStore,
     prefix: &str,
-    table: &TableName,
-    partition: &TableName,
-    bound: &str,
-    columns: &[Column],
-    format: ArchiveFormat,
+    request: &ArchiveRequest<'_>,
+    source: ArchiveSource,
 ) -> TablesResult<ArchiveManifest> {
+    let &ArchiveRequest {
+        table,
+        partition,
+        bound,
+        columns,
+        column,
+        format,
+    } = request;
     let prefix = prefix.to_string();
     let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
     let what = format!("exporting {partition}");
@@ -356,12 +481,14 @@ async fn export_in(
         compression: "zstd".into(),
         parts,
         created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        source: Some(source),
+        column: column.map(str::to_string),
     };
     // Parts of an earlier export of the same partition (longer, or in the other format)
     // are not part of this one.
     for object in store.list(&format!("{prefix}/")).await? {
         let name = object.key.rsplit('/').next().unwrap_or_default();
-        if name != MANIFEST && !manifest.parts.iter().any(|p| p == name) {
+        if name != MANIFEST && name != SOURCE && !manifest.parts.iter().any(|p| p == name) {
             store.delete(&object.key).await?;
         }
     }
@@ -672,14 +799,26 @@ pub async fn list_archives(store: &DynStore) -> TablesResult<Vec<String>> {
         .collect())
 }
 
+/// What a load did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Loaded {
+    pub rows: u64,
+    /// Where the rows went: `into`, or its partition of the archived range.
+    #[serde(flatten)]
+    pub target: load_target::Target,
+}
+
 /// Loads an archive into `into` (which must have the archived columns) with COPY, in one
-/// transaction: a damaged archive loads nothing.
+/// transaction: a damaged archive loads nothing. Into a partitioned table, the partition
+/// of the archived range is recreated when absent; a target that already holds rows of
+/// that range is refused unless `options` say to append (see [`load_target`]).
 pub async fn load(
     client: &mut Client,
     store: &DynStore,
     archive: &str,
     into: &TableName,
-) -> TablesResult<u64> {
+    options: load_target::LoadOptions,
+) -> TablesResult<Loaded> {
     let (prefix, manifest) = read_manifest(store, archive).await?;
     let shape = crate::discover::discover(client, into).await?;
     for column in &manifest.columns {
@@ -691,15 +830,16 @@ pub async fn load(
         }
     }
     let names: Vec<String> = manifest.columns.iter().map(|c| c.name.clone()).collect();
-    let copy = match manifest.data_format {
-        ArchiveFormat::Csv => sql::copy_in(into, &names),
-        ArchiveFormat::Parquet => sql::copy_in_text(into, &names),
-    };
     let what = format!("loading {prefix} into {into}");
     let tx = client
         .transaction()
         .await
         .map_err(|e| TablesError::db(&what, &e))?;
+    let target = load_target::prepare(&tx, &shape, &manifest, options).await?;
+    let copy = match manifest.data_format {
+        ArchiveFormat::Csv => sql::copy_in(&target.table, &names),
+        ArchiveFormat::Parquet => sql::copy_in_text(&target.table, &names),
+    };
     let sink = tx
         .copy_in::<_, Bytes>(&copy)
         .await
@@ -725,7 +865,7 @@ pub async fn load(
         ));
     }
     tx.commit().await.map_err(|e| TablesError::db(&what, &e))?;
-    Ok(rows)
+    Ok(Loaded { rows, target })
 }
 
 #[cfg(test)]
