@@ -1623,9 +1623,38 @@ async fn failover_from_a_dead_root_catches_up_from_the_most_advanced_branch_and_
         },
     )
     .await;
-    // Batch 2 is ticked on the root but never leaves it.
-    site.expect(0, &[b2_s, "pause"]);
+    // Batch 2 is ticked on the root but never leaves it. The leaf stops first and b2 only
+    // once it has the leaf's tick: with ticks every 100 ms the leaf could otherwise take
+    // one more (empty) tick than b2 and be ahead of every survivor, which the takeover
+    // rightly refuses to move.
     site.expect(0, &[leaf_s, "pause"]);
+    wait_for(
+        "the leaf to acknowledge its pause",
+        Duration::from_secs(30),
+        || {
+            site.pg.psql(
+                "leaf",
+                &format!(
+                    "select uptodate from pgq_node.get_consumer_state('{QUEUE}', 'leaf_worker')"
+                ),
+            ) == "t"
+        },
+    )
+    .await;
+    let completed = |db: &str, worker: &str| {
+        site.count(
+            db,
+            &format!(
+                "select completed_tick from pgq_node.get_consumer_state('{QUEUE}', '{worker}')"
+            ),
+        )
+    };
+    let leaf_tick = completed("leaf", "leaf_worker");
+    wait_for("b2 at the leaf's tick", Duration::from_secs(30), || {
+        completed("b2", "b2_worker") >= leaf_tick
+    })
+    .await;
+    site.expect(0, &[b2_s, "pause"]);
     let tick_before = site.count(
         "root",
         &format!("select last_tick_id from pgq.get_queue_info('{QUEUE}')"),
