@@ -1949,7 +1949,9 @@ fn rollup_tables_must_keep_one_row_per_bucket_even_for_null_series() {
          INSERT INTO m.raw SELECT t, h, 1 FROM generate_series('2025-01-01 00:00+00'::timestamptz, '2025-01-01 23:50+00', '10 minutes') t,
                 unnest(ARRAY['a', NULL]) h;
          CREATE TABLE m.hourly (ts timestamptz NOT NULL, host text, count bigint, UNIQUE (ts, host));
-         CREATE TABLE m.noindex (ts timestamptz NOT NULL, host text, count bigint);",
+         CREATE TABLE m.noindex (ts timestamptz NOT NULL, host text, count bigint);
+         CREATE TABLE m.deferred (ts timestamptz NOT NULL, host text NOT NULL, count bigint,
+                CONSTRAINT deferred_key UNIQUE (ts, host) DEFERRABLE);",
     );
     site.ok(&["tables", "setup"]);
     let add = |into: &str| {
@@ -1980,6 +1982,12 @@ fn rollup_tables_must_keep_one_row_per_bucket_even_for_null_series() {
         &add("m.noindex"),
         2,
         "no unique index on exactly (ts, host)",
+    );
+    // A deferrable unique constraint: ON CONFLICT refuses its index at run time.
+    assert_one_line_error(
+        &add("m.deferred"),
+        2,
+        "no unique index on exactly (ts, host) (not deferrable",
     );
     let out = add("m.hourly");
     assert_one_line_error(&out, 2, "NULLS NOT DISTINCT");
