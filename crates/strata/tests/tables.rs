@@ -1834,6 +1834,30 @@ fn archives_of_two_databases_never_replace_each_other() {
     );
     assert_eq!(site.partitions("metrics.raw")[0], "raw_2025_07");
     assert!(july.join("archive.json").exists());
+
+    // archive.json gone (moved away, or a run that died before writing it) but source.json
+    // still there: the place stays claimed by the first database, and the other database's
+    // run is refused before it writes anything.
+    std::fs::remove_file(&manifest_path).unwrap();
+    let claim = manifest_path.with_file_name("source.json");
+    let claimed = std::fs::read(&claim).unwrap();
+    let out = other(&["tables", "run", "--cutoff", "2026-01-01"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("already holds an archive of metrics.raw of database \"postgres\"")
+            && err.contains("database \"other\""),
+        "{err}"
+    );
+    assert_eq!(
+        site.pg.psql("other", "SELECT count(*) FROM metrics.raw"),
+        "2"
+    );
+    assert_eq!(std::fs::read(&claim).unwrap(), claimed);
+    assert!(
+        !manifest_path.exists(),
+        "the other database wrote an archive"
+    );
 }
 
 #[test]
