@@ -1937,6 +1937,29 @@ fn load_into_the_parent_recreates_the_partition_once() {
         .partitions("metrics.raw")
         .contains(&"raw_2025_02_restored".to_string()));
 
+    // archive.json is not trusted with where the partition goes: a manifest naming another
+    // schema (one that exists) still recreates it in the parent's schema.
+    let may = site.path("cold/tables/metrics/raw/metrics.raw_2025_05/archive.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&may).unwrap()).unwrap();
+    manifest["partition"]["schema"] = "public".into();
+    std::fs::write(&may, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let out = site.ok(&[
+        "load",
+        "tables/metrics/raw/metrics.raw_2025_05",
+        "--into",
+        "metrics.raw",
+    ]);
+    assert!(out.contains("metrics.raw_2025_05"), "{out}");
+    assert_eq!(
+        site.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        "0"
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM metrics.raw_2025_05"),
+        (31 * 24).to_string()
+    );
+
     // A plain table: a range already there is refused, another range is loaded.
     site.sql("CREATE SCHEMA restored; CREATE TABLE restored.raw (LIKE metrics.raw)");
     for month in ["03", "04"] {

@@ -2,8 +2,9 @@
 //!
 //! - **A partitioned table** (`--into metrics.raw`): the rows go into the partition with
 //!   exactly the archived bound. When there is none, it is recreated from the bound in
-//!   `archive.json`, under the archived partition's name (in its schema when that exists,
-//!   else the parent's), or `NAME_restored`, `NAME_restored_2`, ... when the name is taken.
+//!   `archive.json`, under the archived partition's name in the parent's schema (never a
+//!   schema named by `archive.json`, which is not trusted), or `NAME_restored`,
+//!   `NAME_restored_2`, ... when the name is taken.
 //!   It is created as a table of its own (`LIKE` the parent) and attached, which locks the
 //!   parent in SHARE UPDATE EXCLUSIVE mode (readers and writers go on) rather than the
 //!   ACCESS EXCLUSIVE lock of `CREATE TABLE ... PARTITION OF`, then filled. Its bound is
@@ -201,26 +202,15 @@ async fn holds_rows(
 }
 
 /// The archived partition's name, or `NAME_restored`, `NAME_restored_2`, ... when taken,
-/// in the archived schema when it exists, else in the parent's.
+/// always in the parent's schema: `archive.json` is not trusted to choose where a table is
+/// created (only the name, which is quoted, comes from it).
 async fn free_name(
     tx: &Transaction<'_>,
     wanted: &TableName,
     parent: &TableName,
 ) -> TablesResult<TableName> {
     let what = format!("choosing a name for partition {wanted}");
-    let schema_exists = tx
-        .query_opt(
-            "SELECT 1 FROM pg_namespace WHERE nspname = $1",
-            &[&wanted.schema],
-        )
-        .await
-        .map_err(|e| TablesError::db(&what, &e))?
-        .is_some();
-    let schema = if schema_exists {
-        wanted.schema.clone()
-    } else {
-        parent.schema.clone()
-    };
+    let schema = parent.schema.clone();
     for attempt in 0..100u32 {
         let name = match attempt {
             0 => wanted.name.clone(),
