@@ -1960,6 +1960,81 @@ fn load_into_the_parent_recreates_the_partition_once() {
         (31 * 24).to_string()
     );
 
+    // The COPY runs before the attach: a reader holding the default partition (which
+    // ATTACH locks) keeps the load waiting at its attach with June's rows already written,
+    // so the parent and its default partition were not locked for the COPY.
+    let mut reader = Command::new(Path::new(PG_BIN).join("psql"));
+    reader
+        .args(["-X", "-q", "-h"])
+        .arg(&site.pg.socket_dir)
+        .args([
+            "-p",
+            &site.pg.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+        ])
+        .arg("BEGIN; SELECT count(*) FROM metrics.raw_default; SELECT pg_sleep(5); COMMIT;")
+        .stdout(Stdio::null());
+    let mut reader = as_postgres(&mut reader).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let load = site
+        .command(&[
+            "load",
+            "tables/metrics/raw/metrics.raw_2025_06",
+            "--into",
+            "metrics.raw",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE%ATTACH PARTITION%'";
+    let mut pid = String::new();
+    for _ in 0..100 {
+        pid = site.sql(waiting);
+        if !pid.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!pid.is_empty(), "the load never waited at its attach");
+    // The relations the load created (invisible to this session until it commits): the
+    // largest of their files holds June's 720 rows, not just an empty heap or index
+    // metapage.
+    let files = site.sql(&format!(
+        "SELECT l.relation FROM pg_locks l WHERE l.pid = {pid} AND l.locktype = 'relation' AND l.granted
+           AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = l.relation)"
+    ));
+    let database = site.sql("SELECT oid FROM pg_database WHERE datname = 'postgres'");
+    let largest = files
+        .lines()
+        .filter_map(|oid| std::fs::metadata(site.path(&format!("data/base/{database}/{oid}"))).ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0);
+    assert!(largest >= 4 * 8192, "the load waits at its attach before its COPY ({largest} bytes written; files of {files:?})");
+    reader.wait().unwrap();
+    let out = load.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        site.sql("SELECT count(*) FROM metrics.raw WHERE ts >= '2025-06-01' AND ts < '2025-07-01'"),
+        (30 * 24).to_string()
+    );
+    // Attached with the parent's indexes (found, not built again) and no CHECK left over.
+    assert_eq!(
+        site.sql("SELECT count(*) FROM pg_index WHERE indrelid = 'metrics.raw_2025_06'::regclass"),
+        site.sql("SELECT count(*) FROM pg_index WHERE indrelid = 'metrics.raw_2025_07'::regclass")
+    );
+    assert_eq!(
+        site.sql(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'metrics.raw_2025_06'::regclass"
+        ),
+        "0"
+    );
+
     // A plain table: a range already there is refused, another range is loaded.
     site.sql("CREATE SCHEMA restored; CREATE TABLE restored.raw (LIKE metrics.raw)");
     for month in ["03", "04"] {
