@@ -281,14 +281,13 @@ pub struct RunContext<'a> {
     pub observer: &'a dyn RunObserver,
 }
 
-/// Runs the policies of one table under its advisory lock.
-/// `all` is every policy, as [`plan_one`] takes it.
+/// Runs the policies of one table under its advisory lock. `policies` say which take part;
+/// they, and every other policy [`plan_one`] needs, are read again once the lock is held.
 pub async fn run_table(
     client: &mut Client,
     ctx: RunContext<'_>,
     table: &TableName,
     policies: &[Policy],
-    all: &[Policy],
 ) -> TableRun {
     let dry_run = ctx.dry_run;
     let mut result = TableRun {
@@ -317,7 +316,7 @@ pub async fn run_table(
             Err(err) => return failed(result, err),
         }
     }
-    let outcome = run_locked(client, ctx, table, policies, all, &mut result).await;
+    let outcome = run_locked(client, ctx, table, policies, &mut result).await;
     if !dry_run {
         // A session lock: released here, or by the server when the session ends.
         let _ = client
@@ -349,7 +348,6 @@ async fn run_locked(
     ctx: RunContext<'_>,
     table: &TableName,
     policies: &[Policy],
-    all: &[Policy],
     result: &mut TableRun,
 ) -> TablesResult<()> {
     let RunContext {
@@ -361,6 +359,16 @@ async fn run_locked(
         stores,
         observer,
     } = ctx;
+    // The policies as they are now that the table's lock is held: an edit (which takes the
+    // lock too) made before it is followed, none can come during the run.
+    let all = &catalog
+        .list(client, &crate::policy::TagFilter::default())
+        .await?;
+    let policies = &all
+        .iter()
+        .filter(|p| policies.iter().any(|s| s.id == p.id))
+        .cloned()
+        .collect::<Vec<Policy>>();
     let (shape, plan) = plan_one(client, table, policies, all, cutoff).await?;
     result.plan = Some(plan.clone());
     if !plan.problems.is_empty() {
@@ -519,6 +527,20 @@ async fn execute(
                 .transaction()
                 .await
                 .map_err(|e| TablesError::db(&what, &e))?;
+            // The policy as it is now, its row locked to the commit: an edit since the run
+            // read it (a reset watermark, another rollup table, bucket or aggregates) makes
+            // this step fail, and with it every removal after it, rather than roll up and
+            // move the watermark by the old policy.
+            let now = catalog.get_for_update(&tx, policy.id).await?;
+            let unchanged = now.as_ref().is_some_and(|now| {
+                now.watermark == policy.watermark
+                    && now.spec.rollup == policy.spec.rollup
+                    && now.spec.column == policy.spec.column
+                    && now.spec.table == policy.spec.table
+            });
+            if !unchanged {
+                return Err(changed_meanwhile(policy, now.as_ref()));
+            }
             tx.batch_execute("SET LOCAL TIME ZONE 'UTC'")
                 .await
                 .map_err(|e| TablesError::db(&what, &e))?;
@@ -533,9 +555,17 @@ async fn execute(
                         &e,
                     )
                 })?;
-            tx.execute(&catalog.watermark_sql(), &[to, &policy.id])
+            let moved = tx
+                .execute(
+                    &catalog.watermark_sql(),
+                    &[to, &policy.id, &policy.watermark],
+                )
                 .await
                 .map_err(|e| TablesError::db(&what, &e))?;
+            if moved != 1 {
+                // Rolled back: nothing of this rollup stays.
+                return Err(changed_meanwhile(policy, None));
+            }
             tx.commit().await.map_err(|e| TablesError::db(&what, &e))?;
             Ok(format!(
                 "{rows} buckets of {into} written from {} to {to}",
@@ -560,6 +590,27 @@ async fn execute(
             ))
         }
     }
+}
+
+/// The error of a rollup whose policy changed after the run read it.
+fn changed_meanwhile(policy: &Policy, now: Option<&Policy>) -> TablesError {
+    let now = match now {
+        None => "it was removed or its watermark moved".to_string(),
+        Some(now) => format!(
+            "watermark {} (the run read {}), {}",
+            now.watermark.as_deref().unwrap_or("none"),
+            policy.watermark.as_deref().unwrap_or("none"),
+            now.spec
+                .rollup
+                .as_ref()
+                .map(|r| r.describe())
+                .unwrap_or_else(|| "no rollup".into())
+        ),
+    };
+    TablesError::Unsupported(format!(
+        "policy {} changed while this run was under way ({now}): nothing rolled up and nothing removed; the next run follows the policy as it is now",
+        policy.id
+    ))
 }
 
 async fn in_transaction(

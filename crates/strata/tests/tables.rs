@@ -2312,3 +2312,138 @@ fn the_floor_counts_only_partitions_that_have_begun() {
     expected.extend(["raw_2026_01", "raw_2026_02", "raw_2026_03", "raw_default"].map(String::from));
     assert_eq!(site.partitions("metrics.raw"), expected);
 }
+
+#[test]
+fn an_edit_during_a_run_is_never_undone_by_it() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.sql(
+        "CREATE SCHEMA m;
+         CREATE TABLE m.raw (ts timestamptz NOT NULL, value int);
+         INSERT INTO m.raw SELECT t, 1 FROM generate_series('2025-01-01 00:00+00'::timestamptz, '2025-01-02 23:50+00', '10 minutes') t;
+         CREATE TABLE m.hourly (ts timestamptz NOT NULL UNIQUE, count bigint);
+         CREATE TABLE m.hourly2 (ts timestamptz NOT NULL UNIQUE, count bigint);",
+    );
+    site.ok(&["tables", "setup"]);
+    site.ok(&[
+        "tables",
+        "add",
+        "--table",
+        "m.raw",
+        "--column",
+        "ts",
+        "--action",
+        "downsample",
+        "--after",
+        "1h",
+        "--into",
+        "m.hourly",
+        "--bucket",
+        "1h",
+        "--aggregate",
+        "count",
+    ]);
+    site.ok(&["ttl", "m.raw:ts", "delete", "1d"]);
+    let id = policy_id(&site, "m.raw", "downsample");
+    site.ok(&["tables", "run", "--cutoff", "2025-01-02T00:00:00Z"]);
+    let watermark = || {
+        site.sql(&format!(
+            "SELECT coalesce(to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), 'none') FROM strata.policy WHERE id = {id}"
+        ))
+    };
+    assert_eq!(watermark(), "2025-01-01 23:00");
+    assert_eq!(site.sql("SELECT count(*) FROM m.raw"), "288");
+
+    // An edit waits for a run of its table (which holds the table's lock), up to the lock
+    // timeout, and changes nothing when the run does not end.
+    let mut holder = Command::new(Path::new(PG_BIN).join("psql"));
+    holder
+        .args(["-X", "-q", "-h"])
+        .arg(&site.pg.socket_dir)
+        .args(["-p", &site.pg.port.to_string(), "-U", "postgres", "-d", "postgres", "-c"])
+        .arg("SELECT pg_advisory_lock((x'53545441'::bigint << 32) | 'm.raw'::regclass::oid::bigint), pg_sleep(4)")
+        .stdout(Stdio::null());
+    let mut holder = as_postgres(&mut holder).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let out = site.strata(&[
+        "tables",
+        "edit",
+        &id,
+        "--reset-watermark",
+        "--lock-timeout",
+        "1",
+    ]);
+    assert_one_line_error(&out, 1, "waiting for the run of m.raw to end");
+    assert_eq!(watermark(), "2025-01-01 23:00");
+    holder.wait().unwrap();
+
+    // The policy changed under a run that had read it already (an edit that took no lock:
+    // an older strata, or SQL): a reader holding m.raw stops the run in its planning, and
+    // the policy is pointed at m.hourly2 with its watermark reset meanwhile. The run must
+    // neither roll up by the old policy, nor move the watermark back, nor delete rows that
+    // the new rollup has not read.
+    let mut reader = Command::new(Path::new(PG_BIN).join("psql"));
+    reader
+        .args(["-X", "-q", "-h"])
+        .arg(&site.pg.socket_dir)
+        .args([
+            "-p",
+            &site.pg.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+        ])
+        .arg("BEGIN; LOCK TABLE m.raw IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT;")
+        .stdout(Stdio::null());
+    let mut reader = as_postgres(&mut reader).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let run = site
+        .command(&["tables", "run", "--cutoff", "2025-01-03T00:00:00Z"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waiting = String::new();
+    for _ in 0..100 {
+        waiting = site.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'EXPLAIN%'",
+        );
+        if waiting == "1" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(waiting, "1", "the run never waited in its planning");
+    site.sql(&format!(
+        "UPDATE strata.policy SET rollup = jsonb_set(rollup, '{{into,name}}', '\"hourly2\"'), watermark = NULL WHERE id = {id}"
+    ));
+    reader.wait().unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("changed while this run was under way"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(watermark(), "none");
+    assert_eq!(site.sql("SELECT count(*) FROM m.raw"), "288");
+    assert_eq!(site.sql("SELECT count(*) FROM m.hourly2"), "0");
+    assert_eq!(site.sql("SELECT count(*) FROM m.hourly"), "23");
+
+    // The next run follows the policy as it is: everything reaches m.hourly2 before the
+    // first day's rows go.
+    site.ok(&["tables", "run", "--cutoff", "2025-01-03T00:00:00Z"]);
+    assert_eq!(watermark(), "2025-01-02 23:00");
+    assert_eq!(
+        site.sql("SELECT count(*) || ' ' || sum(count) FROM m.hourly2"),
+        "47 282"
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM m.raw WHERE ts < '2025-01-02 00:00+00'"),
+        "0"
+    );
+}
