@@ -343,12 +343,33 @@ impl Catalog {
     }
 
     /// The statement that moves a downsample policy's watermark (`$1` the new end as
-    /// RFC 3339 text, `$2` the policy id), run in the transaction of the rollup itself.
+    /// RFC 3339 text, `$2` the policy id, `$3` the watermark the run started from, NULL
+    /// for none), run in the transaction of the rollup itself. It changes no row when the
+    /// watermark is no longer the one the run started from (an edit reset it meanwhile):
+    /// the rollup step then fails rather than undo the reset.
     pub fn watermark_sql(&self) -> String {
         format!(
-            "UPDATE {} SET watermark = $1::text::timestamptz WHERE id = $2",
+            "UPDATE {} SET watermark = $1::text::timestamptz WHERE id = $2 AND watermark IS NOT DISTINCT FROM $3::text::timestamptz",
             self.table("policy")
         )
+    }
+
+    /// One policy, its row locked until `tx` ends (an edit of it waits), or `None` when it
+    /// is gone.
+    pub async fn get_for_update(
+        &self,
+        tx: &strata_pg::tokio_postgres::Transaction<'_>,
+        id: i64,
+    ) -> TablesResult<Option<Policy>> {
+        let sql = format!(
+            "SELECT {POLICY_COLUMNS} FROM {} p WHERE id = $1 FOR UPDATE",
+            self.table("policy")
+        );
+        tx.query_opt(&sql, &[&id])
+            .await
+            .map_err(|e| self.map_err("reading the policy", e))?
+            .map(|row| policy_from_row(&row))
+            .transpose()
     }
 
     /// Every policy (oldest first) whose tags match.

@@ -173,8 +173,41 @@ impl Engine {
     }
 
     /// Changes a policy; a new time column or rollup is checked against the tables first,
-    /// as `add` checks them.
+    /// as `add` checks them. The edit holds its table's advisory lock, as a run does: it
+    /// waits (up to the lock timeout) for a run of the table to end, and no run starts on
+    /// the table while it changes, so a run never acts on a policy edited under it.
     pub async fn edit(&self, id: i64, edit: &PolicyEdit) -> TablesResult<Policy> {
+        let policy = self.catalog.get(&self.client, id).await?;
+        let table = &policy.spec.table;
+        let oid: Option<u32> = self
+            .client
+            .query_one("SELECT to_regclass($1)::oid", &[&table.quoted()])
+            .await
+            .map_err(|e| TablesError::db(format!("looking up table {table}"), &e))?
+            .get(0);
+        if let Some(oid) = oid {
+            self.client
+                .execute("SELECT pg_advisory_lock($1)", &[&run::lock_key(oid)])
+                .await
+                .map_err(|e| {
+                    TablesError::db(
+                        format!("waiting for the run of {table} to end (it holds the table's lock); policy {id} is unchanged, edit it once the run is over"),
+                        &e,
+                    )
+                })?;
+        }
+        let edited = self.edit_locked(id, edit).await;
+        if let Some(oid) = oid {
+            // A session lock: released here, or by the server when the session ends.
+            let _ = self
+                .client
+                .execute("SELECT pg_advisory_unlock($1)", &[&run::lock_key(oid)])
+                .await;
+        }
+        edited
+    }
+
+    async fn edit_locked(&self, id: i64, edit: &PolicyEdit) -> TablesResult<Policy> {
         let policy = self.catalog.get(&self.client, id).await?;
         let spec = edit.apply(&policy)?;
         if spec.column != policy.spec.column || spec.rollup != policy.spec.rollup {
@@ -259,7 +292,8 @@ impl Engine {
             .list(&self.client, &TagFilter::default())
             .await?;
         for table in run::run_order(&all, tables) {
-            // Read again before each table: a rollup earlier in this run moved watermarks.
+            // Read again before each table (a rollup earlier in this run moved watermarks),
+            // and once more by run_table under the table's lock.
             let all = self
                 .catalog
                 .list(&self.client, &TagFilter::default())
@@ -269,7 +303,7 @@ impl Engine {
                 .filter(|p| p.spec.table == table && chosen.contains(&p.id))
                 .cloned()
                 .collect();
-            let table_run = run::run_table(&mut self.client, ctx, &table, &policies, &all).await;
+            let table_run = run::run_table(&mut self.client, ctx, &table, &policies).await;
             report.tables.push(table_run);
         }
         let summary = report

@@ -20,7 +20,9 @@
 //!   watermark of the level that fills its table; its step comes first;
 //! - data is only removed once every downsample policy of its table has rolled it up and
 //!   it is out of the lookback, whether that policy takes part in this run or not (left
-//!   out by the tags, disabled, or paused with `INF`): removal never outruns a rollup.
+//!   out by the tags, disabled, or paused with `INF`): removal never outruns a rollup;
+//! - row deletes cut on a bucket start of every downsample policy of the table, so the
+//!   oldest bucket left in the source is whole.
 
 use crate::bound::Upper;
 use crate::discover::{is_time_type, Partition, TableShape};
@@ -179,8 +181,15 @@ pub fn plan_selected(
     }
     // The strictest hold is the one that counts.
     let hold = holds.into_iter().min_by_key(|h| h.until);
+    // Row deletes cut on a bucket start of every downsample policy of the table, so the
+    // oldest bucket left is whole and a rollup that reads it again computes it right.
+    let buckets: Vec<i64> = policies
+        .iter()
+        .filter(|p| p.spec.action == Action::Downsample)
+        .filter_map(|p| p.spec.rollup.as_ref().map(|r| r.bucket_secs.max(1)))
+        .collect();
     match &shape.partitions {
-        None => plan_unpartitioned(&active, cutoff, hold.as_ref(), &mut plan),
+        None => plan_unpartitioned(&active, cutoff, hold.as_ref(), &buckets, &mut plan),
         Some(partitions) => plan_partitions(&active, partitions, cutoff, hold.as_ref(), &mut plan),
     }
     // The rollup first: what is removed after it must have been rolled up.
@@ -354,10 +363,37 @@ fn check_policy(policy: &Policy, shape: &TableShape) -> Option<String> {
     }
 }
 
+/// `t` floored to a start of a bucket of each width in `buckets` (buckets are aligned to
+/// the epoch: a multiple of their least common multiple); the earliest time when that does
+/// not fit.
+fn floor_to_buckets(t: DateTime<Utc>, buckets: &[i64]) -> DateTime<Utc> {
+    fn gcd(a: i64, b: i64) -> i64 {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
+    }
+    let mut lcm: i64 = 1;
+    for &b in buckets {
+        let b = b.max(1);
+        match (lcm / gcd(lcm, b)).checked_mul(b) {
+            Some(l) => lcm = l,
+            None => return DateTime::<Utc>::MIN_UTC,
+        }
+    }
+    if lcm == 1 || t == DateTime::<Utc>::MIN_UTC {
+        return t;
+    }
+    DateTime::from_timestamp(crate::rollup::floor_to_bucket(t.timestamp(), lcm), 0)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 fn plan_unpartitioned(
     active: &[&Policy],
     cutoff: DateTime<Utc>,
     hold: Option<&Hold>,
+    buckets: &[i64],
     plan: &mut TablePlan,
 ) {
     // Only delete (and downsample) get here; the shortest duration deletes the most.
@@ -377,6 +413,15 @@ fn plan_unpartitioned(
                     ));
                     before = hold.until;
                 }
+            }
+            let aligned = floor_to_buckets(before, buckets);
+            if aligned < before && before != DateTime::<Utc>::MIN_UTC {
+                plan.notes.push(format!(
+                    "policy {}: deletes rows before {}, the start of a rollup bucket, so the oldest bucket left is whole",
+                    policy.id,
+                    aligned.to_rfc3339()
+                ));
+                before = aligned;
             }
             if before == DateTime::<Utc>::MIN_UTC {
                 return;
@@ -751,6 +796,48 @@ mod tests {
         );
         assert!(
             matches!(&plan.steps[0].kind, StepKind::Rollup { to, .. } if to == "2026-03-10T09:00:00+00:00")
+        );
+    }
+
+    #[test]
+    fn row_deletes_cut_on_a_bucket_start_of_every_rollup() {
+        let mut plain = shape(|_| None);
+        plain.partitions = None;
+        plain.partition_key = None;
+        let cutoff = Utc.with_ymd_and_hms(2026, 3, 10, 14, 30, 0).unwrap();
+        // Delete after 1 day: 2026-03-09 14:30, inside an hourly bucket and a 90-minute one.
+        let mut ninety = downsample(3, 1, Some("2026-03-10T10:30:00Z"));
+        ninety.spec.rollup.as_mut().unwrap().bucket_secs = 5400;
+        ninety.spec.rollup.as_mut().unwrap().lookback_secs = 0;
+        let mut hourly = downsample(2, 1, Some("2026-03-10T11:00:00Z"));
+        hourly.spec.rollup.as_mut().unwrap().lookback_secs = 0;
+        let before = |policies: &[Policy]| {
+            let plan = plan_table(policies, &plain, cutoff, None);
+            plan.steps
+                .iter()
+                .find_map(|s| match &s.kind {
+                    StepKind::DeleteRows { before, .. } => Some(before.clone()),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        assert_eq!(
+            before(&[policy(1, Action::Delete, 1)]),
+            "2026-03-09T14:30:00+00:00"
+        );
+        assert_eq!(
+            before(&[policy(1, Action::Delete, 1), hourly.clone()]),
+            "2026-03-09T14:00:00+00:00"
+        );
+        assert_eq!(
+            before(&[policy(1, Action::Delete, 1), ninety.clone()]),
+            "2026-03-09T13:30:00+00:00"
+        );
+        // 1 h and 90 min buckets both start every 3 h (from the epoch): 14:00 is no start
+        // of a 90-minute bucket, 13:30 none of an hour; 12:00 is both.
+        assert_eq!(
+            before(&[policy(1, Action::Delete, 1), hourly, ninety]),
+            "2026-03-09T12:00:00+00:00"
         );
     }
 

@@ -11,7 +11,11 @@
 //! The rollup table needs the time column, the grouping columns, one column per aggregate,
 //! and a unique index on (time column, grouping columns): that is what `ON CONFLICT`
 //! updates. Recomputing a window from the source replaces its buckets, so a run can always
-//! run again.
+//! run again. Only whole buckets are replaced: the source's oldest bucket may have lost
+//! rows to removal (a row delete or a partition edge inside it), so unless its oldest row
+//! is on a bucket's start, that bucket is only written where the rollup table has no row
+//! for it yet; a reset or a longer lookback never overwrites a complete bucket with a
+//! partial one.
 
 use crate::name::{unquote, TableName};
 use serde::{Deserialize, Serialize};
@@ -165,6 +169,32 @@ impl Rollup {
     /// (timestamptz or NULL for "from the beginning"), `$3` its end (exclusive). Every
     /// identifier is quoted; no value is in the text.
     pub fn upsert_sql(&self, source: &TableName, column: &str) -> String {
+        self.write_sql(source, column, true)
+    }
+
+    /// As [`Rollup::upsert_sql`], but a bucket (of a series) the rollup table already has
+    /// is left as it is (`ON CONFLICT DO NOTHING`): for the oldest bucket of a source that
+    /// may have lost its first rows.
+    pub fn insert_missing_sql(&self, source: &TableName, column: &str) -> String {
+        self.write_sql(source, column, false)
+    }
+
+    /// The oldest source row's bucket and the first bucket known to be whole: the same
+    /// when that row is on a bucket's start (the rows before it that were removed were all
+    /// in earlier buckets), else the next bucket (the oldest may have lost rows). NULLs
+    /// for an empty table. `$1` the bucket width as text; RFC 3339 text in the session's
+    /// time zone.
+    pub fn first_buckets_sql(&self, source: &TableName, column: &str) -> String {
+        format!(
+            "SELECT to_json(b) #>> '{{}}', to_json(CASE WHEN m = b THEN b ELSE b + $1::text::interval END) #>> '{{}}' \
+             FROM (SELECT min({time})::timestamptz AS m FROM {source}) s, \
+             LATERAL (SELECT date_bin($1::text::interval, s.m, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS b) d",
+            time = quote_ident(column),
+            source = source.quoted(),
+        )
+    }
+
+    fn write_sql(&self, source: &TableName, column: &str, replace: bool) -> String {
         let time = quote_ident(column);
         let groups: Vec<String> = self.group_by.iter().map(|g| quote_ident(g)).collect();
         let mut targets = vec![time.clone()];
@@ -186,17 +216,21 @@ impl Rollup {
                 format!("{c} = EXCLUDED.{c}")
             })
             .collect();
+        let action = if replace {
+            format!("DO UPDATE SET {}", updates.join(", "))
+        } else {
+            "DO NOTHING".to_string()
+        };
         format!(
             "INSERT INTO {into} ({targets}) SELECT {selected} FROM {source} \
              WHERE {time} < $3::text::timestamptz AND ($2::text IS NULL OR {time} >= $2::text::timestamptz) \
-             GROUP BY {positions} ON CONFLICT ({conflict}) DO UPDATE SET {updates}",
+             GROUP BY {positions} ON CONFLICT ({conflict}) {action}",
             into = self.into.quoted(),
             targets = targets.join(", "),
             selected = selected.join(", "),
             source = source.quoted(),
             positions = group_positions.join(", "),
             conflict = conflict.join(", "),
-            updates = updates.join(", "),
         )
     }
 
@@ -285,6 +319,11 @@ mod tests {
              SELECT date_bin($1::text::interval, \"ts\"::timestamptz, TIMESTAMPTZ '1970-01-01 00:00:00+00'), \"host\", min(\"value\"), count(*) \
              FROM \"metrics\".\"raw\" WHERE \"ts\" < $3::text::timestamptz AND ($2::text IS NULL OR \"ts\" >= $2::text::timestamptz) \
              GROUP BY 1, 2 ON CONFLICT (\"ts\", \"host\") DO UPDATE SET \"value_min\" = EXCLUDED.\"value_min\", \"count\" = EXCLUDED.\"count\""
+        );
+        let missing = rollup().insert_missing_sql(&TableName::new("metrics", "raw"), "ts");
+        assert!(
+            missing.ends_with("GROUP BY 1, 2 ON CONFLICT (\"ts\", \"host\") DO NOTHING"),
+            "{missing}"
         );
         let mut hostile = rollup();
         hostile.group_by = vec!["h\"); DROP TABLE x; --".into()];

@@ -3,7 +3,8 @@
 //! A rollup writes with `INSERT ... ON CONFLICT (time, group-by ...) DO UPDATE`, and a run
 //! recomputes the buckets of its lookback, so each (bucket, series) must be one row that
 //! the upsert finds again. That takes a unique index on exactly those columns, without a
-//! predicate or expressions, and a series whose identity holds a NULL must still collide
+//! predicate or expressions and not deferrable (`ON CONFLICT` refuses a deferrable
+//! constraint's index), and a series whose identity holds a NULL must still collide
 //! with itself: a plain unique index treats NULLs as distinct, so every run would add the
 //! bucket of such a series again. Either each group-by column is `NOT NULL`, or the index
 //! is `NULLS NOT DISTINCT` (PostgreSQL 15). Anything else is refused, at `tables add` and
@@ -43,7 +44,7 @@ pub async fn check(client: &Client, rollup: &Rollup, column: &str) -> TablesResu
                     i.indnkeyatts::int,
                     coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false)
              FROM pg_index i
-             WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid
+             WHERE i.indrelid = $1 AND i.indisunique AND i.indisvalid AND i.indimmediate
                AND i.indpred IS NULL AND i.indexprs IS NULL",
             &[&oid],
         )
@@ -72,7 +73,7 @@ pub async fn check(client: &Client, rollup: &Rollup, column: &str) -> TablesResu
     let quoted: Vec<String> = key.iter().map(|k| strata_pg::quote_ident(k)).collect();
     if matching.is_empty() {
         return Err(TablesError::Unsupported(format!(
-            "rollup table {target} has no unique index on exactly ({}), which the rollup's ON CONFLICT needs to find a bucket again: CREATE UNIQUE INDEX ON {} ({}){}",
+            "rollup table {target} has no unique index on exactly ({}) (not deferrable, without a WHERE or expressions), which the rollup's ON CONFLICT needs to find a bucket again: CREATE UNIQUE INDEX ON {} ({}){}",
             key.join(", "),
             target.quoted(),
             quoted.join(", "),

@@ -281,14 +281,13 @@ pub struct RunContext<'a> {
     pub observer: &'a dyn RunObserver,
 }
 
-/// Runs the policies of one table under its advisory lock.
-/// `all` is every policy, as [`plan_one`] takes it.
+/// Runs the policies of one table under its advisory lock. `policies` say which take part;
+/// they, and every other policy [`plan_one`] needs, are read again once the lock is held.
 pub async fn run_table(
     client: &mut Client,
     ctx: RunContext<'_>,
     table: &TableName,
     policies: &[Policy],
-    all: &[Policy],
 ) -> TableRun {
     let dry_run = ctx.dry_run;
     let mut result = TableRun {
@@ -317,7 +316,7 @@ pub async fn run_table(
             Err(err) => return failed(result, err),
         }
     }
-    let outcome = run_locked(client, ctx, table, policies, all, &mut result).await;
+    let outcome = run_locked(client, ctx, table, policies, &mut result).await;
     if !dry_run {
         // A session lock: released here, or by the server when the session ends.
         let _ = client
@@ -349,7 +348,6 @@ async fn run_locked(
     ctx: RunContext<'_>,
     table: &TableName,
     policies: &[Policy],
-    all: &[Policy],
     result: &mut TableRun,
 ) -> TablesResult<()> {
     let RunContext {
@@ -361,6 +359,16 @@ async fn run_locked(
         stores,
         observer,
     } = ctx;
+    // The policies as they are now that the table's lock is held: an edit (which takes the
+    // lock too) made before it is followed, none can come during the run.
+    let all = &catalog
+        .list(client, &crate::policy::TagFilter::default())
+        .await?;
+    let policies = &all
+        .iter()
+        .filter(|p| policies.iter().any(|s| s.id == p.id))
+        .cloned()
+        .collect::<Vec<Policy>>();
     let (shape, plan) = plan_one(client, table, policies, all, cutoff).await?;
     result.plan = Some(plan.clone());
     if !plan.problems.is_empty() {
@@ -514,28 +522,102 @@ async fn execute(
             })?;
             let what = format!("rolling {table} up into {into}");
             let upsert = rollup.upsert_sql(table, &policy.spec.column);
+            let insert_missing = rollup.insert_missing_sql(table, &policy.spec.column);
             let bucket = format!("{} seconds", rollup.bucket_secs);
             let tx = client
                 .transaction()
                 .await
                 .map_err(|e| TablesError::db(&what, &e))?;
+            // The policy as it is now, its row locked to the commit: an edit since the run
+            // read it (a reset watermark, another rollup table, bucket or aggregates) makes
+            // this step fail, and with it every removal after it, rather than roll up and
+            // move the watermark by the old policy.
+            let now = catalog.get_for_update(&tx, policy.id).await?;
+            let unchanged = now.as_ref().is_some_and(|now| {
+                now.watermark == policy.watermark
+                    && now.spec.rollup == policy.spec.rollup
+                    && now.spec.column == policy.spec.column
+                    && now.spec.table == policy.spec.table
+            });
+            if !unchanged {
+                return Err(changed_meanwhile(policy, now.as_ref()));
+            }
             tx.batch_execute("SET LOCAL TIME ZONE 'UTC'")
                 .await
                 .map_err(|e| TablesError::db(&what, &e))?;
-            let rows = tx
-                .execute(&upsert, &[&bucket, from, to])
-                .await
-                .map_err(|e| {
-                    TablesError::db(
-                        format!(
-                            "{what} (it needs the columns written and a unique index on the time and group-by columns)"
-                        ),
-                        &e,
-                    )
-                })?;
-            tx.execute(&catalog.watermark_sql(), &[to, &policy.id])
+            // Only whole buckets are replaced: unless the oldest source row is on a bucket's
+            // start, its bucket may have lost rows to removal, and is only added where the
+            // rollup has no row for it (a reset or a longer lookback reaching it must not
+            // overwrite a complete bucket with a partial one).
+            let first = tx
+                .query_one(
+                    &rollup.first_buckets_sql(table, &policy.spec.column),
+                    &[&bucket],
+                )
                 .await
                 .map_err(|e| TablesError::db(&what, &e))?;
+            // NULL (an empty source) is None; a time that does not read (an infinite one)
+            // fails the step rather than be skipped.
+            let time = |text: Option<String>| -> TablesResult<Option<DateTime<Utc>>> {
+                text.map(|t| {
+                    DateTime::parse_from_rfc3339(&t)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|_| {
+                            TablesError::Unsupported(format!(
+                                "{what}: cannot bucket the time {t:?} of {table}"
+                            ))
+                        })
+                })
+                .transpose()
+            };
+            let (oldest, whole) = (time(first.get(0))?, time(first.get(1))?);
+            let start = time(from.clone())?;
+            let end = time(Some(to.clone()))?.unwrap_or(DateTime::<Utc>::MIN_UTC);
+            let mut windows: Vec<(bool, Option<String>)> = Vec::new();
+            // An empty source (no oldest row) has nothing to write; the watermark moves on.
+            if let (Some(oldest), Some(whole)) = (oldest, whole) {
+                let partial_from = start.map_or(oldest, |s| s.max(oldest));
+                if partial_from < whole.min(end) {
+                    windows.push((false, Some(partial_from.to_rfc3339())));
+                }
+                let main_from = start.map_or(whole, |s| s.max(whole));
+                if main_from < end {
+                    windows.push((true, Some(main_from.to_rfc3339())));
+                }
+            }
+            let mut rows = 0;
+            for (replace, window_from) in &windows {
+                let (statement, window_to) = if *replace {
+                    (&upsert, to.clone())
+                } else {
+                    (
+                        &insert_missing,
+                        whole.map_or(end, |w| w.min(end)).to_rfc3339(),
+                    )
+                };
+                rows += tx
+                    .execute(statement, &[&bucket, window_from, &window_to])
+                    .await
+                    .map_err(|e| {
+                        TablesError::db(
+                            format!(
+                                "{what} (it needs the columns written and a unique index on the time and group-by columns)"
+                            ),
+                            &e,
+                        )
+                    })?;
+            }
+            let moved = tx
+                .execute(
+                    &catalog.watermark_sql(),
+                    &[to, &policy.id, &policy.watermark],
+                )
+                .await
+                .map_err(|e| TablesError::db(&what, &e))?;
+            if moved != 1 {
+                // Rolled back: nothing of this rollup stays.
+                return Err(changed_meanwhile(policy, None));
+            }
             tx.commit().await.map_err(|e| TablesError::db(&what, &e))?;
             Ok(format!(
                 "{rows} buckets of {into} written from {} to {to}",
@@ -560,6 +642,27 @@ async fn execute(
             ))
         }
     }
+}
+
+/// The error of a rollup whose policy changed after the run read it.
+fn changed_meanwhile(policy: &Policy, now: Option<&Policy>) -> TablesError {
+    let now = match now {
+        None => "it was removed or its watermark moved".to_string(),
+        Some(now) => format!(
+            "watermark {} (the run read {}), {}",
+            now.watermark.as_deref().unwrap_or("none"),
+            policy.watermark.as_deref().unwrap_or("none"),
+            now.spec
+                .rollup
+                .as_ref()
+                .map(|r| r.describe())
+                .unwrap_or_else(|| "no rollup".into())
+        ),
+    };
+    TablesError::Unsupported(format!(
+        "policy {} changed while this run was under way ({now}): nothing rolled up and nothing removed; the next run follows the policy as it is now",
+        policy.id
+    ))
 }
 
 async fn in_transaction(

@@ -1834,6 +1834,30 @@ fn archives_of_two_databases_never_replace_each_other() {
     );
     assert_eq!(site.partitions("metrics.raw")[0], "raw_2025_07");
     assert!(july.join("archive.json").exists());
+
+    // archive.json gone (moved away, or a run that died before writing it) but source.json
+    // still there: the place stays claimed by the first database, and the other database's
+    // run is refused before it writes anything.
+    std::fs::remove_file(&manifest_path).unwrap();
+    let claim = manifest_path.with_file_name("source.json");
+    let claimed = std::fs::read(&claim).unwrap();
+    let out = other(&["tables", "run", "--cutoff", "2026-01-01"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("already holds an archive of metrics.raw of database \"postgres\"")
+            && err.contains("database \"other\""),
+        "{err}"
+    );
+    assert_eq!(
+        site.pg.psql("other", "SELECT count(*) FROM metrics.raw"),
+        "2"
+    );
+    assert_eq!(std::fs::read(&claim).unwrap(), claimed);
+    assert!(
+        !manifest_path.exists(),
+        "the other database wrote an archive"
+    );
 }
 
 #[test]
@@ -1913,6 +1937,104 @@ fn load_into_the_parent_recreates_the_partition_once() {
         .partitions("metrics.raw")
         .contains(&"raw_2025_02_restored".to_string()));
 
+    // archive.json is not trusted with where the partition goes: a manifest naming another
+    // schema (one that exists) still recreates it in the parent's schema.
+    let may = site.path("cold/tables/metrics/raw/metrics.raw_2025_05/archive.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&may).unwrap()).unwrap();
+    manifest["partition"]["schema"] = "public".into();
+    std::fs::write(&may, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let out = site.ok(&[
+        "load",
+        "tables/metrics/raw/metrics.raw_2025_05",
+        "--into",
+        "metrics.raw",
+    ]);
+    assert!(out.contains("metrics.raw_2025_05"), "{out}");
+    assert_eq!(
+        site.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        "0"
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM metrics.raw_2025_05"),
+        (31 * 24).to_string()
+    );
+
+    // The COPY runs before the attach: a reader holding the default partition (which
+    // ATTACH locks) keeps the load waiting at its attach with June's rows already written,
+    // so the parent and its default partition were not locked for the COPY.
+    let mut reader = Command::new(Path::new(PG_BIN).join("psql"));
+    reader
+        .args(["-X", "-q", "-h"])
+        .arg(&site.pg.socket_dir)
+        .args([
+            "-p",
+            &site.pg.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+        ])
+        .arg("BEGIN; SELECT count(*) FROM metrics.raw_default; SELECT pg_sleep(5); COMMIT;")
+        .stdout(Stdio::null());
+    let mut reader = as_postgres(&mut reader).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let load = site
+        .command(&[
+            "load",
+            "tables/metrics/raw/metrics.raw_2025_06",
+            "--into",
+            "metrics.raw",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let waiting = "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'ALTER TABLE%ATTACH PARTITION%'";
+    let mut pid = String::new();
+    for _ in 0..100 {
+        pid = site.sql(waiting);
+        if !pid.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(!pid.is_empty(), "the load never waited at its attach");
+    // The relations the load created (invisible to this session until it commits): the
+    // largest of their files holds June's 720 rows, not just an empty heap or index
+    // metapage.
+    let files = site.sql(&format!(
+        "SELECT l.relation FROM pg_locks l WHERE l.pid = {pid} AND l.locktype = 'relation' AND l.granted
+           AND NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = l.relation)"
+    ));
+    let database = site.sql("SELECT oid FROM pg_database WHERE datname = 'postgres'");
+    let largest = files
+        .lines()
+        .filter_map(|oid| std::fs::metadata(site.path(&format!("data/base/{database}/{oid}"))).ok())
+        .map(|m| m.len())
+        .max()
+        .unwrap_or(0);
+    assert!(largest >= 4 * 8192, "the load waits at its attach before its COPY ({largest} bytes written; files of {files:?})");
+    reader.wait().unwrap();
+    let out = load.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        site.sql("SELECT count(*) FROM metrics.raw WHERE ts >= '2025-06-01' AND ts < '2025-07-01'"),
+        (30 * 24).to_string()
+    );
+    // Attached with the parent's indexes (found, not built again) and no CHECK left over.
+    assert_eq!(
+        site.sql("SELECT count(*) FROM pg_index WHERE indrelid = 'metrics.raw_2025_06'::regclass"),
+        site.sql("SELECT count(*) FROM pg_index WHERE indrelid = 'metrics.raw_2025_07'::regclass")
+    );
+    assert_eq!(
+        site.sql(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = 'metrics.raw_2025_06'::regclass"
+        ),
+        "0"
+    );
+
     // A plain table: a range already there is refused, another range is loaded.
     site.sql("CREATE SCHEMA restored; CREATE TABLE restored.raw (LIKE metrics.raw)");
     for month in ["03", "04"] {
@@ -1949,7 +2071,9 @@ fn rollup_tables_must_keep_one_row_per_bucket_even_for_null_series() {
          INSERT INTO m.raw SELECT t, h, 1 FROM generate_series('2025-01-01 00:00+00'::timestamptz, '2025-01-01 23:50+00', '10 minutes') t,
                 unnest(ARRAY['a', NULL]) h;
          CREATE TABLE m.hourly (ts timestamptz NOT NULL, host text, count bigint, UNIQUE (ts, host));
-         CREATE TABLE m.noindex (ts timestamptz NOT NULL, host text, count bigint);",
+         CREATE TABLE m.noindex (ts timestamptz NOT NULL, host text, count bigint);
+         CREATE TABLE m.deferred (ts timestamptz NOT NULL, host text NOT NULL, count bigint,
+                CONSTRAINT deferred_key UNIQUE (ts, host) DEFERRABLE);",
     );
     site.ok(&["tables", "setup"]);
     let add = |into: &str| {
@@ -1980,6 +2104,12 @@ fn rollup_tables_must_keep_one_row_per_bucket_even_for_null_series() {
         &add("m.noindex"),
         2,
         "no unique index on exactly (ts, host)",
+    );
+    // A deferrable unique constraint: ON CONFLICT refuses its index at run time.
+    assert_one_line_error(
+        &add("m.deferred"),
+        2,
+        "no unique index on exactly (ts, host) (not deferrable",
     );
     let out = add("m.hourly");
     assert_one_line_error(&out, 2, "NULLS NOT DISTINCT");
@@ -2181,4 +2311,206 @@ fn the_floor_counts_only_partitions_that_have_begun() {
     let mut expected = months("raw", 10..=12);
     expected.extend(["raw_2026_01", "raw_2026_02", "raw_2026_03", "raw_default"].map(String::from));
     assert_eq!(site.partitions("metrics.raw"), expected);
+}
+
+#[test]
+fn an_edit_during_a_run_is_never_undone_by_it() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.sql(
+        "CREATE SCHEMA m;
+         CREATE TABLE m.raw (ts timestamptz NOT NULL, value int);
+         INSERT INTO m.raw SELECT t, 1 FROM generate_series('2025-01-01 00:00+00'::timestamptz, '2025-01-02 23:50+00', '10 minutes') t;
+         CREATE TABLE m.hourly (ts timestamptz NOT NULL UNIQUE, count bigint);
+         CREATE TABLE m.hourly2 (ts timestamptz NOT NULL UNIQUE, count bigint);",
+    );
+    site.ok(&["tables", "setup"]);
+    site.ok(&[
+        "tables",
+        "add",
+        "--table",
+        "m.raw",
+        "--column",
+        "ts",
+        "--action",
+        "downsample",
+        "--after",
+        "1h",
+        "--into",
+        "m.hourly",
+        "--bucket",
+        "1h",
+        "--aggregate",
+        "count",
+    ]);
+    site.ok(&["ttl", "m.raw:ts", "delete", "1d"]);
+    let id = policy_id(&site, "m.raw", "downsample");
+    site.ok(&["tables", "run", "--cutoff", "2025-01-02T00:00:00Z"]);
+    let watermark = || {
+        site.sql(&format!(
+            "SELECT coalesce(to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), 'none') FROM strata.policy WHERE id = {id}"
+        ))
+    };
+    assert_eq!(watermark(), "2025-01-01 23:00");
+    assert_eq!(site.sql("SELECT count(*) FROM m.raw"), "288");
+
+    // An edit waits for a run of its table (which holds the table's lock), up to the lock
+    // timeout, and changes nothing when the run does not end.
+    let mut holder = Command::new(Path::new(PG_BIN).join("psql"));
+    holder
+        .args(["-X", "-q", "-h"])
+        .arg(&site.pg.socket_dir)
+        .args(["-p", &site.pg.port.to_string(), "-U", "postgres", "-d", "postgres", "-c"])
+        .arg("SELECT pg_advisory_lock((x'53545441'::bigint << 32) | 'm.raw'::regclass::oid::bigint), pg_sleep(4)")
+        .stdout(Stdio::null());
+    let mut holder = as_postgres(&mut holder).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let out = site.strata(&[
+        "tables",
+        "edit",
+        &id,
+        "--reset-watermark",
+        "--lock-timeout",
+        "1",
+    ]);
+    assert_one_line_error(&out, 1, "waiting for the run of m.raw to end");
+    assert_eq!(watermark(), "2025-01-01 23:00");
+    holder.wait().unwrap();
+
+    // The policy changed under a run that had read it already (an edit that took no lock:
+    // an older strata, or SQL): a reader holding m.raw stops the run in its planning, and
+    // the policy is pointed at m.hourly2 with its watermark reset meanwhile. The run must
+    // neither roll up by the old policy, nor move the watermark back, nor delete rows that
+    // the new rollup has not read.
+    let mut reader = Command::new(Path::new(PG_BIN).join("psql"));
+    reader
+        .args(["-X", "-q", "-h"])
+        .arg(&site.pg.socket_dir)
+        .args([
+            "-p",
+            &site.pg.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+        ])
+        .arg("BEGIN; LOCK TABLE m.raw IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT;")
+        .stdout(Stdio::null());
+    let mut reader = as_postgres(&mut reader).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let run = site
+        .command(&["tables", "run", "--cutoff", "2025-01-03T00:00:00Z"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waiting = String::new();
+    for _ in 0..100 {
+        waiting = site.sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'EXPLAIN%'",
+        );
+        if waiting == "1" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(waiting, "1", "the run never waited in its planning");
+    site.sql(&format!(
+        "UPDATE strata.policy SET rollup = jsonb_set(rollup, '{{into,name}}', '\"hourly2\"'), watermark = NULL WHERE id = {id}"
+    ));
+    reader.wait().unwrap();
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("changed while this run was under way"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(watermark(), "none");
+    assert_eq!(site.sql("SELECT count(*) FROM m.raw"), "288");
+    assert_eq!(site.sql("SELECT count(*) FROM m.hourly2"), "0");
+    assert_eq!(site.sql("SELECT count(*) FROM m.hourly"), "23");
+
+    // The next run follows the policy as it is: everything reaches m.hourly2 before the
+    // first day's rows go.
+    site.ok(&["tables", "run", "--cutoff", "2025-01-03T00:00:00Z"]);
+    assert_eq!(watermark(), "2025-01-02 23:00");
+    assert_eq!(
+        site.sql("SELECT count(*) || ' ' || sum(count) FROM m.hourly2"),
+        "47 282"
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM m.raw WHERE ts < '2025-01-02 00:00+00'"),
+        "0"
+    );
+}
+
+#[test]
+fn a_reset_or_longer_lookback_never_overwrites_a_whole_bucket_with_part_of_it() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.sql(
+        "CREATE SCHEMA m;
+         CREATE TABLE m.raw (ts timestamptz NOT NULL, value int);
+         INSERT INTO m.raw SELECT t, 1 FROM generate_series('2025-01-01 00:00+00'::timestamptz, '2025-01-01 23:50+00', '10 minutes') t;
+         CREATE TABLE m.hourly (ts timestamptz NOT NULL UNIQUE, value_sum bigint, count bigint);",
+    );
+    site.ok(&["tables", "setup"]);
+    site.ok(&[
+        "tables",
+        "add",
+        "--table",
+        "m.raw",
+        "--column",
+        "ts",
+        "--action",
+        "downsample",
+        "--after",
+        "1h",
+        "--into",
+        "m.hourly",
+        "--bucket",
+        "1h",
+        "--aggregate",
+        "sum:value",
+        "--aggregate",
+        "count",
+    ]);
+    // Deletes rows older than 23 h 30 min: at midnight that cuts at 00:30, inside the first
+    // hour; the cut moves back to 00:00, the start of the bucket, so nothing goes yet.
+    site.ok(&["ttl", "m.raw:ts", "delete", "23h30m"]);
+    let id = policy_id(&site, "m.raw", "downsample");
+    site.ok(&["tables", "run", "--cutoff", "2025-01-02T00:00:00Z"]);
+    assert_eq!(site.sql("SELECT count(*) FROM m.raw"), "144");
+    let first = "SELECT value_sum || ' ' || count FROM m.hourly WHERE ts = '2025-01-01 00:00+00'";
+    assert_eq!(site.sql(first), "6 6");
+
+    // The source loses the first half of that hour (a partition edge inside a bucket, a
+    // removal by hand or by an earlier strata): a longer lookback reaching back over it,
+    // and then a reset, recompute every whole bucket but leave the complete 00:00 row.
+    site.sql("DELETE FROM m.raw WHERE ts < '2025-01-01 00:30+00'");
+    site.ok(&["tables", "edit", &id, "--lookback", "2d"]);
+    site.ok(&["tables", "run", "--cutoff", "2025-01-02T01:00:00Z"]);
+    assert_eq!(site.sql(first), "6 6");
+    site.ok(&["tables", "edit", &id, "--reset-watermark"]);
+    site.ok(&["tables", "run", "--cutoff", "2025-01-02T01:00:00Z"]);
+    assert_eq!(site.sql(first), "6 6");
+    assert_eq!(
+        site.sql("SELECT count(*) || ' ' || sum(count) FROM m.hourly"),
+        "24 144"
+    );
+    // Where the rollup has no row for that bucket, what is left of it is added.
+    site.sql("DELETE FROM m.hourly WHERE ts = '2025-01-01 00:00+00'");
+    site.ok(&["tables", "edit", &id, "--reset-watermark"]);
+    site.ok(&["tables", "run", "--cutoff", "2025-01-02T01:00:00Z"]);
+    assert_eq!(site.sql(first), "3 3");
+    assert_eq!(
+        site.sql("SELECT count(*) || ' ' || sum(count) FROM m.hourly"),
+        "24 141"
+    );
 }

@@ -2,12 +2,16 @@
 //!
 //! - **A partitioned table** (`--into metrics.raw`): the rows go into the partition with
 //!   exactly the archived bound. When there is none, it is recreated from the bound in
-//!   `archive.json`, under the archived partition's name (in its schema when that exists,
-//!   else the parent's), or `NAME_restored`, `NAME_restored_2`, ... when the name is taken.
-//!   It is created as a table of its own (`LIKE` the parent) and attached, which locks the
-//!   parent in SHARE UPDATE EXCLUSIVE mode (readers and writers go on) rather than the
-//!   ACCESS EXCLUSIVE lock of `CREATE TABLE ... PARTITION OF`, then filled. Its bound is
-//!   read back and must print exactly as archived. A failure anywhere rolls all of it back.
+//!   `archive.json`, under the archived partition's name in the parent's schema (never a
+//!   schema named by `archive.json`, which is not trusted), or `NAME_restored`,
+//!   `NAME_restored_2`, ... when the name is taken.
+//!   It is created as a table of its own (`LIKE` the parent, with its indexes) with a CHECK
+//!   constraint matching the bound, filled by the COPY, and only then attached ([`attach`])
+//!   and the CHECK dropped: the parent is locked (SHARE UPDATE EXCLUSIVE) and its default
+//!   partition (ACCESS EXCLUSIVE, to look for rows of the range) from the attach to the
+//!   commit, not for the COPY, and the attach scans no rows of the new partition. Its bound
+//!   is read back and must print exactly as archived. A failure anywhere rolls all of it
+//!   back.
 //! - **Any other table** (a plain table, or a partition named directly): the rows go into
 //!   it.
 //!
@@ -36,6 +40,19 @@ pub struct LoadOptions {
 pub struct Target {
     pub table: TableName,
     pub created_partition: bool,
+    /// A recreated partition still to attach, after the COPY ([`attach`]).
+    #[serde(skip)]
+    pub attach: Option<PendingAttach>,
+}
+
+/// How a recreated partition is attached once it holds the rows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingAttach {
+    pub parent: TableName,
+    /// `FOR VALUES FROM (..) TO (..)` or `DEFAULT`.
+    pub for_values: String,
+    /// Whether it carries the bound's CHECK constraint (dropped once attached).
+    check: bool,
 }
 
 /// The largest identifier PostgreSQL keeps (NAMEDATALEN - 1 bytes).
@@ -56,6 +73,7 @@ pub async fn prepare(
         return Ok(Target {
             table: shape.table.clone(),
             created_partition: false,
+            attach: None,
         });
     };
     if let Some(existing) = partitions
@@ -68,6 +86,7 @@ pub async fn prepare(
         return Ok(Target {
             table: existing.name.clone(),
             created_partition: false,
+            attach: None,
         });
     }
     let for_values = if manifest.bound.trim() == "DEFAULT" {
@@ -81,21 +100,90 @@ pub async fn prepare(
     };
     let name = free_name(tx, &manifest.partition, &shape.table).await?;
     let parent = &shape.table;
+    let what = format!("creating {name} (LIKE {parent}) to recreate a partition of it");
+    // The parent's indexes come along, so that ATTACH finds them and builds none while it
+    // holds the parent.
+    tx.batch_execute(&format!(
+        "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING INDEXES)",
+        name.quoted(),
+        parent.quoted()
+    ))
+    .await
+    .map_err(|e| TablesError::db(&what, &e))?;
+    // A CHECK that matches the bound: the COPY refuses a row outside it, and ATTACH sees
+    // the partition constraint implied and does not scan the rows again.
+    let check = match (&shape.partition_key, parse_bound(&manifest.bound)) {
+        (Some(key), Ok(Bound::Range { .. })) if for_values != "DEFAULT" => {
+            let (lower, upper) = range_sql(&manifest.bound).map_err(|e| TablesError::Archive {
+                key: manifest.partition.to_string(),
+                why: format!("cannot recreate the partition: {e}"),
+            })?;
+            let key = strata_pg::quote_ident(key);
+            let mut parts = vec![format!("{key} IS NOT NULL")];
+            if !matches!(lower.as_str(), "MINVALUE" | "MAXVALUE") {
+                parts.push(format!("{key} >= {lower}"));
+            }
+            if !matches!(upper.as_str(), "MINVALUE" | "MAXVALUE") {
+                parts.push(format!("{key} < {upper}"));
+            }
+            tx.batch_execute(&format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
+                name.quoted(),
+                strata_pg::quote_ident(BOUND_CHECK),
+                parts.join(" AND ")
+            ))
+            .await
+            .map_err(|e| TablesError::db(&what, &e))?;
+            true
+        }
+        _ => false,
+    };
+    Ok(Target {
+        table: name,
+        created_partition: true,
+        attach: Some(PendingAttach {
+            parent: parent.clone(),
+            for_values,
+            check,
+        }),
+    })
+}
+
+/// The CHECK constraint a recreated partition carries until it is attached.
+const BOUND_CHECK: &str = "strata_load_bound";
+
+/// Attaches a partition [`prepare`] created, once the rows are in: the parent (and its
+/// default partition, which PostgreSQL checks for rows of the range) are locked from here
+/// to the end of the load's transaction only, not for the COPY. The bound is read back
+/// and must print exactly as archived.
+pub async fn attach(
+    tx: &Transaction<'_>,
+    target: &Target,
+    manifest: &ArchiveManifest,
+) -> TablesResult<()> {
+    let Some(pending) = &target.attach else {
+        return Ok(());
+    };
+    let name = &target.table;
+    let parent = &pending.parent;
+    let for_values = &pending.for_values;
     let what = format!(
-        "recreating partition {name} of {parent} ({for_values}; if another partition overlaps that range, load into a table of its own: CREATE TABLE t (LIKE {parent}))"
+        "attaching {name} to {parent} ({for_values}; if another partition overlaps that range, or the default partition holds rows of it, load into a table of its own: CREATE TABLE t (LIKE {parent}))"
     );
-    for statement in [
-        format!(
-            "CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED INCLUDING STORAGE INCLUDING COMPRESSION)",
+    let mut statements = vec![format!(
+        "ALTER TABLE {} ATTACH PARTITION {} {for_values}",
+        parent.quoted(),
+        name.quoted()
+    )];
+    if pending.check {
+        // The partition constraint holds it now.
+        statements.push(format!(
+            "ALTER TABLE {} DROP CONSTRAINT {}",
             name.quoted(),
-            parent.quoted()
-        ),
-        format!(
-            "ALTER TABLE {} ATTACH PARTITION {} {for_values}",
-            parent.quoted(),
-            name.quoted()
-        ),
-    ] {
+            strata_pg::quote_ident(BOUND_CHECK)
+        ));
+    }
+    for statement in statements {
         tx.batch_execute(&statement)
             .await
             .map_err(|e| TablesError::db(&what, &e))?;
@@ -120,10 +208,7 @@ pub async fn prepare(
             ),
         });
     }
-    Ok(Target {
-        table: name,
-        created_partition: true,
-    })
+    Ok(())
 }
 
 /// Refuses a plain table (or a partition named directly) that holds rows of the archived
@@ -201,26 +286,15 @@ async fn holds_rows(
 }
 
 /// The archived partition's name, or `NAME_restored`, `NAME_restored_2`, ... when taken,
-/// in the archived schema when it exists, else in the parent's.
+/// always in the parent's schema: `archive.json` is not trusted to choose where a table is
+/// created (only the name, which is quoted, comes from it).
 async fn free_name(
     tx: &Transaction<'_>,
     wanted: &TableName,
     parent: &TableName,
 ) -> TablesResult<TableName> {
     let what = format!("choosing a name for partition {wanted}");
-    let schema_exists = tx
-        .query_opt(
-            "SELECT 1 FROM pg_namespace WHERE nspname = $1",
-            &[&wanted.schema],
-        )
-        .await
-        .map_err(|e| TablesError::db(&what, &e))?
-        .is_some();
-    let schema = if schema_exists {
-        wanted.schema.clone()
-    } else {
-        parent.schema.clone()
-    };
+    let schema = parent.schema.clone();
     for attempt in 0..100u32 {
         let name = match attempt {
             0 => wanted.name.clone(),

@@ -864,6 +864,8 @@ pub async fn load(
             format!("loaded {rows} rows, the archive holds {}", manifest.rows),
         ));
     }
+    // A recreated partition joins its parent only now, holding the rows.
+    load_target::attach(&tx, &target, &manifest).await?;
     tx.commit().await.map_err(|e| TablesError::db(&what, &e))?;
     Ok(Loaded { rows, target })
 }
