@@ -21,8 +21,10 @@ const QUEUE: &str = "replika";
 
 /// A running cluster with a `root` and a `leaf` database, and a scratch directory.
 struct Site {
-    dir: tempfile::TempDir,
+    // Fields drop in order: the server stops before its data directory is removed (the
+    // other way round `pg_ctl stop` finds no directory and the server outlives the test).
     pg: PgServer,
+    dir: tempfile::TempDir,
 }
 
 impl Site {

@@ -19,8 +19,10 @@ use strata_pgq::{Consumer, ConsumerOptions};
 
 /// A running cluster and a scratch directory.
 struct Site {
-    dir: tempfile::TempDir,
+    // Fields drop in order: the server stops before its data directory is removed (the
+    // other way round `pg_ctl stop` finds no directory and the server outlives the test).
     pg: PgServer,
+    dir: tempfile::TempDir,
 }
 
 impl Site {

@@ -14,8 +14,10 @@ use std::time::Duration;
 
 /// A running server, a scratch directory and a strata config with a `cold` storage.
 struct Site {
-    dir: tempfile::TempDir,
+    // Fields drop in order: the server stops before its data directory is removed (the
+    // other way round `pg_ctl stop` finds no directory and the server outlives the test).
     pg: PgServer,
+    dir: tempfile::TempDir,
 }
 
 impl Site {
