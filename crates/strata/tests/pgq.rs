@@ -1776,3 +1776,200 @@ async fn exactly_once_locks_the_consumers_row_from_the_first_batch() {
         "the second copy skips the applied batch"
     );
 }
+
+/// Applies a cooperative batch into `applied` on the target the exactly-once way, under
+/// the main consumer `c`; `false` when the batch was found done (skipped).
+async fn apply_coop(
+    target: &mut strata_pg::Client,
+    consumer: &mut Consumer,
+    batch: &strata_pgq::Batch,
+) -> bool {
+    let tx = target.transaction().await.unwrap();
+    if completed::is_done(&tx, "q", "c", batch).await.unwrap() {
+        tx.commit().await.unwrap();
+        return false;
+    }
+    let mut ids = Vec::new();
+    let mut stream = consumer.events(batch).await.unwrap();
+    while let Some(chunk) = stream.next_chunk().await.unwrap() {
+        ids.extend(
+            chunk
+                .iter()
+                .map(|e| e.data.as_deref().unwrap().parse::<i64>().unwrap()),
+        );
+    }
+    stream.close().await.unwrap();
+    // No ON CONFLICT: an event applied twice fails the test here.
+    tx.execute("insert into applied select unnest($1::bigint[])", &[&ids])
+        .await
+        .unwrap();
+    completed::mark_done(&tx, "q", "c", batch).await.unwrap();
+    tx.commit().await.unwrap();
+    true
+}
+
+/// Events 10*t+1 ..= 10*t+10 in one transaction, then a tick.
+async fn ten_events(client: &strata_pg::Client, t: i64) {
+    client
+        .batch_execute(&format!(
+            "select pgq.insert_event('q', 'n', g::text) from generate_series({}, {}) g",
+            t * 10 + 1,
+            t * 10 + 10
+        ))
+        .await
+        .unwrap();
+    tick(client, "q").await;
+}
+
+/// Asks `consumer` for a batch until one comes (a sibling's batch is taken over once it
+/// has been silent for the dead interval).
+async fn batch_when_ready(consumer: &mut Consumer, what: &str) -> strata_pgq::Batch {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(batch) = consumer.next_batch().await.unwrap() {
+            return batch;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_holds_for_cooperative_subconsumers() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["src", "dst"]);
+    let source = site.client("src").await;
+    source
+        .batch_execute("select pgq.create_queue('q')")
+        .await
+        .unwrap();
+    strata_pgq::api::register_consumer(&source, "q", "c")
+        .await
+        .unwrap();
+    strata_pgq::coop::setup(&source).await.unwrap();
+    let dead = Some(Duration::from_secs(1));
+    let sub = |name: &'static str| {
+        let site = &site;
+        async move {
+            let mut c = Consumer::cooperative(
+                site.client("src").await,
+                "q",
+                "c",
+                name,
+                dead,
+                ConsumerOptions::default(),
+            )
+            .unwrap();
+            c.register().await.unwrap();
+            c
+        }
+    };
+    // Batch rules cannot serve a shared stream: refused, not ignored.
+    let err = Consumer::cooperative(
+        site.client("src").await,
+        "q",
+        "c",
+        "s9",
+        dead,
+        ConsumerOptions {
+            rules: strata_pgq::BatchRules {
+                min_count: Some(10),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.is_bad_input() && err.to_string().contains("batch rules"),
+        "{err}"
+    );
+    let (mut s1, mut s2, mut s3) = (sub("s1").await, sub("s2").await, sub("s3").await);
+    let mut target = site.client("dst").await;
+    completed::setup(&target).await.unwrap();
+    target
+        .batch_execute("create table applied(id bigint primary key)")
+        .await
+        .unwrap();
+    ten_events(&source, 0).await;
+    ten_events(&source, 1).await;
+    let b1 = s1.next_batch().await.unwrap().unwrap();
+    let b2 = s2.next_batch().await.unwrap().unwrap();
+    assert!(b1.cur_tick_id <= b2.prev_tick_id, "{b1:?} {b2:?}");
+    // The records are the main consumer's: a subconsumer's own name is refused.
+    let tx = target.transaction().await.unwrap();
+    let err = completed::is_done(&tx, "q", "c.s2", &b2).await.unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+    drop(tx);
+    // Out of order: the later batch is applied and finished first...
+    assert!(apply_coop(&mut target, &mut s2, &b2).await);
+    s2.finish_batch(&b2).await.unwrap();
+    // ...and the earlier one is still applied (one position per consumer would call it
+    // done and lose its events).
+    assert!(
+        apply_coop(&mut target, &mut s1, &b1).await,
+        "a batch finished after a later one is applied, not skipped"
+    );
+    // s1 dies between the target's commit and finish_batch; s3 takes its batch over
+    // (same ticks, new batch id) and finds it applied.
+    drop(s1);
+    let taken = batch_when_ready(&mut s3, "the take-over of s1's batch").await;
+    assert_eq!(
+        (taken.prev_tick_id, taken.cur_tick_id),
+        (b1.prev_tick_id, b1.cur_tick_id)
+    );
+    assert_ne!(taken.batch_id, b1.batch_id);
+    assert!(
+        !apply_coop(&mut target, &mut s3, &taken).await,
+        "the taken-over batch was applied by its first holder"
+    );
+    s3.finish_batch(&taken).await.unwrap();
+    // A slow (not dead) holder: s2 takes the next batch and goes silent; s3 takes it over
+    // and applies it; when s2 comes back it finds the batch done and cannot finish it.
+    ten_events(&source, 2).await;
+    let b3 = s2.next_batch().await.unwrap().unwrap();
+    let taken = batch_when_ready(&mut s3, "the take-over of s2's batch").await;
+    assert_eq!(
+        (taken.prev_tick_id, taken.cur_tick_id),
+        (b3.prev_tick_id, b3.cur_tick_id)
+    );
+    assert!(apply_coop(&mut target, &mut s3, &taken).await);
+    s3.finish_batch(&taken).await.unwrap();
+    assert!(
+        !apply_coop(&mut target, &mut s2, &b3).await,
+        "the slow holder skips the batch its sibling applied"
+    );
+    assert!(matches!(
+        s2.finish_batch(&b3).await.unwrap_err(),
+        strata_pgq::PgqError::TakenOver(_)
+    ));
+    // One more batch: the records of the finished batches are forgotten, as the source
+    // says they can never come again.
+    ten_events(&source, 3).await;
+    let b4 = s2.next_batch().await.unwrap().unwrap();
+    assert!(apply_coop(&mut target, &mut s2, &b4).await);
+    s2.finish_batch(&b4).await.unwrap();
+    let kept: Vec<(i64, i64)> = target
+        .query(
+            "select prev_tick_id, cur_tick_id from strata_pgq.completed_batch order by 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(kept, [(b4.prev_tick_id, b4.cur_tick_id)]);
+    // Every event exactly once (the primary key saw no repeat).
+    let ids: Vec<i64> = target
+        .query("select id from applied order by 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, (1..=40).collect::<Vec<i64>>());
+}
