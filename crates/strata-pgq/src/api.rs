@@ -236,17 +236,20 @@ impl Batch {
     }
 }
 
-/// Puts an event into the retry queue, to come back in a batch after `after`.
+/// Puts an event into the retry queue, to come back in a batch after `after` (counted
+/// from the call, to the microsecond: pgq's integer variant would round a sub-second
+/// delay down to whole seconds, from the start of the transaction).
 pub async fn event_retry(
     client: &Client,
     batch_id: i64,
     ev_id: i64,
     after: Duration,
 ) -> Result<()> {
-    let secs = i32::try_from(after.as_secs()).unwrap_or(i32::MAX);
+    // Capped (at about 31,000 years) where a timestamp still holds the result.
+    let secs = after.as_secs_f64().min(1e12);
     client
         .query_one(
-            "select pgq.event_retry($1, $2, $3::int4)",
+            "select pgq.event_retry($1, $2, clock_timestamp() + $3::float8 * interval '1 second')",
             &[&batch_id, &ev_id, &secs],
         )
         .await

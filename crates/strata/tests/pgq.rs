@@ -1722,6 +1722,50 @@ async fn custom_batch_rules_and_a_tiny_byte_cap() {
         (1, retried),
         "the retry asked for mid-FETCH was committed with close"
     );
+    // Sub-second retry delays are kept (pgq's integer variant would make 250 ms none at
+    // all and 1.5 s one second), counted from the call, not from the transaction's start.
+    client
+        .batch_execute("select pgq.insert_event('grow', 'n', x::text) from generate_series(1, 2) x")
+        .await
+        .unwrap();
+    tick(&client, "grow").await;
+    let batch = grower.next_batch().await.unwrap().unwrap();
+    let mut stream = grower.events(&batch).await.unwrap();
+    let mut chunk = Vec::new();
+    while let Some(more) = stream.next_chunk().await.unwrap() {
+        chunk.extend(more);
+    }
+    assert_eq!(chunk.len(), 2);
+    let before: std::time::SystemTime = client
+        .query_one("select clock_timestamp()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    stream
+        .retry(&chunk[0], Duration::from_millis(250))
+        .await
+        .unwrap();
+    stream
+        .retry(&chunk[1], Duration::from_millis(1500))
+        .await
+        .unwrap();
+    stream.close().await.unwrap();
+    grower.finish_batch(&batch).await.unwrap();
+    for (event, delay) in [(&chunk[0], 250), (&chunk[1], 1500)] {
+        let due: std::time::SystemTime = client
+            .query_one(
+                "select ev_retry_after from pgq.retry_queue where ev_id = $1",
+                &[&event.id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            due >= before + Duration::from_millis(delay),
+            "retry after {delay} ms: due {:?} after the call began",
+            due.duration_since(before)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
