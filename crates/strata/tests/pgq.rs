@@ -2017,3 +2017,349 @@ async fn exactly_once_holds_for_cooperative_subconsumers() {
         .collect();
     assert_eq!(ids, (1..=40).collect::<Vec<i64>>());
 }
+
+/// A metric's value for `labels` (as written, `database="app"`), if present.
+async fn metric(addr: &str, name: &str, labels: &str) -> Option<f64> {
+    let (_, text) = http_get(addr, "/metrics").await?;
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_maintenance_function_does_not_stop_ticking() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["app"]);
+    let client = site.client("app").await;
+    // A queue_extra_maint function that always raises, and one listed after it that
+    // counts its calls.
+    client
+        .batch_execute(
+            "select pgq.create_queue('q'); select pgq.set_queue_config('q', 'ticker_max_lag', '0.5 seconds'); \
+             create table counted(at timestamptz default clock_timestamp()); \
+             create function public.broken_maint(queue text) returns int language plpgsql as $$ \
+             begin raise exception 'broken on purpose'; end $$; \
+             create function public.counting_maint(queue text) returns int language plpgsql as $$ \
+             begin insert into counted default values; return 0; end $$; \
+             update pgq.queue set queue_extra_maint = array['public.broken_maint', 'public.counting_maint'] \
+              where queue_name = 'q';",
+        )
+        .await
+        .unwrap();
+    let mut consumer = Consumer::new(
+        site.client("app").await,
+        "q",
+        "c",
+        ConsumerOptions::default(),
+    )
+    .unwrap();
+    consumer.register().await.unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let ini = site.ticker_ini("m.ini", &["app"], "");
+    let mut ticker = site.spawn_ticker(&ini, &["--health", &addr]);
+    let counted = || async {
+        client
+            .query_one("select count(*) from counted", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let broken = || {
+        let addr = addr.clone();
+        async move {
+            metric(
+                &addr,
+                "strata_pgq_job_errors_total",
+                "database=\"app\",job=\"public.broken_maint\"",
+            )
+            .await
+            .unwrap_or(0.0)
+        }
+    };
+    wait_for(
+        "the broken maintenance function to fail",
+        Duration::from_secs(60),
+        || async { broken().await >= 1.0 },
+    )
+    .await;
+    // Maintenance rounds go on (every second here) and the function after the broken one
+    // still runs in each, while the broken one waits out its pause (20 s after a
+    // failure) instead of failing every round.
+    let ticks_before = metric(&addr, "strata_pgq_ticks_total", "database=\"app\"")
+        .await
+        .unwrap();
+    let mut sent = 0;
+    let mut seen = 0;
+    while counted().await < 4 || seen < 30 {
+        let (code, body) = http_get(&addr, "/health").await.unwrap();
+        assert_eq!(code, 200, "health stays up: {body}");
+        if sent < 30 {
+            client
+                .batch_execute(&format!("select pgq.insert_event('q', 'n', '{sent}')"))
+                .await
+                .unwrap();
+            sent += 1;
+        }
+        seen += drain(&mut consumer).await.len();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        broken().await < counted().await as f64,
+        "the failing function is paused, not called every round"
+    );
+    let ticks_after = metric(&addr, "strata_pgq_ticks_total", "database=\"app\"")
+        .await
+        .unwrap();
+    assert!(ticks_after > ticks_before, "ticks kept coming");
+    assert_eq!(
+        metric(&addr, "strata_pgq_errors_total", "database=\"app\"").await,
+        Some(0.0),
+        "the database never went down"
+    );
+    assert_eq!(terminate(&mut ticker), Some(0));
+    let log = std::fs::read_to_string(site.path("m.ini.log")).unwrap();
+    assert!(
+        log.contains("app: public.broken_maint(q) failed") && log.contains("broken on purpose"),
+        "{log}"
+    );
+    assert!(!log.contains("reconnected"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_whose_ticks_hang_shows_as_stalled() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["app"]);
+    site.pg.psql("app", "select pgq.create_queue('q')");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let ini = site.ticker_ini(
+        "s.ini",
+        &["app"],
+        "stall_timeout = 1\nstatement_timeout = 600\n",
+    );
+    let mut ticker = site.spawn_ticker(&ini, &["--health", &addr]);
+    let health = |addr: String| async move {
+        http_get(&addr, "/health").await.map(|(code, body)| {
+            (
+                code,
+                serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            )
+        })
+    };
+    wait_for("a first ticker round", Duration::from_secs(60), || {
+        let addr = addr.clone();
+        async move {
+            health(addr).await.is_some_and(|(code, j)| {
+                code == 200 && j["databases"]["app"]["last_round_unix"].is_number()
+            })
+        }
+    })
+    .await;
+    // Another session holds the lock every ticker round needs (pgq.ticker reads
+    // pgq.queue): the ticker stays connected, its round hangs.
+    let mut locker = site.client("app").await;
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("lock table pgq.queue in access exclusive mode")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stalled_body = loop {
+        if let Some((503, j)) = health(addr.clone()).await {
+            if j["stalled"] == serde_json::json!(["app"]) {
+                break j;
+            }
+        }
+        assert!(Instant::now() < deadline, "health never reported the stall");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let body = stalled_body;
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["unreachable"], serde_json::json!([]), "{body}");
+    assert_eq!(body["databases"]["app"]["up"], true, "{body}");
+    assert_eq!(
+        metric(&addr, "strata_pgq_database_stalled", "database=\"app\"").await,
+        Some(1.0)
+    );
+    // With a statement timeout shorter than the lock, the server cancels the round and
+    // the database shows down with PostgreSQL's reason.
+    let addr2 = format!("127.0.0.1:{}", free_port());
+    let ini2 = site.ticker_ini("t.ini", &["app"], "statement_timeout = 1\n");
+    let mut second = site.spawn_ticker(&ini2, &["--health", &addr2]);
+    wait_for("the statement timeout", Duration::from_secs(60), || {
+        let addr = addr2.clone();
+        async move {
+            health(addr).await.is_some_and(|(code, j)| {
+                code == 503
+                    && j["databases"]["app"]["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("statement timeout"))
+            })
+        }
+    })
+    .await;
+    // SIGTERM is handled while the workers hang on the lock.
+    assert_eq!(terminate(&mut second), Some(0));
+    // The lock goes: ticks resume, healthy again.
+    lock.rollback().await.unwrap();
+    wait_for("health to recover", Duration::from_secs(60), || {
+        let addr = addr.clone();
+        async move { health(addr).await.is_some_and(|(code, _)| code == 200) }
+    })
+    .await;
+    assert_eq!(
+        metric(&addr, "strata_pgq_database_stalled", "database=\"app\"").await,
+        Some(0.0)
+    );
+    assert_eq!(terminate(&mut ticker), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_all_queues_wakes_queues_made_elsewhere() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["app"]);
+    let client = site.client("app").await;
+    // A queue made with pgq's own function (as Londiste or Python tools do), no trigger.
+    client
+        .batch_execute("select pgq.create_queue('before')")
+        .await
+        .unwrap();
+    assert!(!strata_pgq::notify::is_enabled(&client, "before")
+        .await
+        .unwrap());
+    // Only wake-up ticks can tick an event here (the round is hourly, as are pgq's rules).
+    let ini = site.ticker_ini("n.ini", &["app"], "notify_all_queues = 1\n");
+    let text = std::fs::read_to_string(&ini)
+        .unwrap()
+        .replace("ticker_period = 1", "ticker_period = 3600");
+    std::fs::write(&ini, text).unwrap();
+    let mut ticker = site.spawn_ticker(&ini, &[]);
+    let log_has = |what: &'static str| {
+        let path = site.path("n.ini.log");
+        async move {
+            std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .contains(what)
+        }
+    };
+    wait_for(
+        "the trigger on the existing queue",
+        Duration::from_secs(60),
+        || log_has("installed the event notification trigger on queue before"),
+    )
+    .await;
+    assert!(strata_pgq::notify::is_enabled(&client, "before")
+        .await
+        .unwrap());
+    // A queue created while the ticker runs gets it too.
+    client
+        .batch_execute(
+            "select pgq.create_queue('later'); \
+             select pgq.set_queue_config('later', 'ticker_max_lag', '1 hour'); \
+             select pgq.set_queue_config('later', 'ticker_idle_period', '1 hour'); \
+             select pgq.register_consumer('later', 'c');",
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "the trigger on the new queue",
+        Duration::from_secs(60),
+        || log_has("installed the event notification trigger on queue later"),
+    )
+    .await;
+    let pg = strata_pgq::conn::config_for(&site.base_connstr(), "app").unwrap();
+    let mut waiter = strata_pgq::conn::TickWaiter::connect(&pg, "later")
+        .await
+        .unwrap();
+    let mut consumer = Consumer::new(
+        site.client("app").await,
+        "later",
+        "c",
+        ConsumerOptions::default(),
+    )
+    .unwrap();
+    client
+        .batch_execute("select pgq.insert_event('later', 'x', 'woken')")
+        .await
+        .unwrap();
+    let events = next_events(
+        &mut consumer,
+        &mut waiter,
+        "the event on the new queue",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(events[0].data.as_deref(), Some("woken"));
+    assert_eq!(terminate(&mut ticker), Some(0));
+}
+
+#[test]
+fn ticker_start_errors_reach_the_caller_and_the_exit_policy_can_be_turned_off() {
+    let dir = tempfile::Builder::new()
+        .prefix("strata-pgq-start")
+        .tempdir()
+        .unwrap();
+    // Nothing listens on this port: every database is unreachable at once.
+    let port = free_port();
+    let ini = dir.path().join("d.ini");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    std::fs::write(
+        &ini,
+        format!(
+            "[pgqd]\nbase_connstr = host=127.0.0.1 port={port} user=postgres\ndatabase_list = app\nlogfile = d.log\npidfile = d.pid\nhealth_listen = {addr}\nexit_on_unreachable = 1\n"
+        ),
+    )
+    .unwrap();
+    // --daemon with the health port taken: the parent exits non-zero with the child's
+    // reason, and no pidfile is left.
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["pgq", "ticker", "--daemon"])
+        .arg(&ini)
+        .env_remove("STRATA_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("listening on {addr} for /health")) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(!dir.path().join("d.pid").exists());
+    let log = std::fs::read_to_string(dir.path().join("d.log")).unwrap();
+    assert!(
+        log.contains("in use"),
+        "the reason is in the logfile too: {log}"
+    );
+    drop(busy);
+    // `--exit-on-unreachable 0` turns the file's policy (1 s) off.
+    let mut ticker = Running(
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["pgq", "ticker", "--exit-on-unreachable", "0"])
+            .arg(&ini)
+            .env_remove("STRATA_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = std::fs::read_to_string(dir.path().join("d.log")).unwrap_or_default();
+        if log.contains("exit_on_unreachable: never") && log.contains("app: ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the ticker never started: {log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Well past the file's 1 s, it still runs (the policy would have exited with 1).
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(ticker.0.try_wait().unwrap().is_none(), "the ticker exited");
+    assert_eq!(terminate(&mut ticker), Some(0));
+}
