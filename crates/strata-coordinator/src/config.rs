@@ -299,6 +299,15 @@ pub struct PgqConfig {
     pub listen_notify: bool,
     /// Least seconds between a queue's previous tick and a wake-up tick; 0: none.
     pub wakeup_min_interval: f64,
+    /// Install the event notification trigger on every queue (off: it costs producers
+    /// a `pg_notify` per event and is DDL on queues the ticker does not own).
+    pub notify_all_queues: bool,
+    /// Seconds a ticker round may be overdue before `/health` reports the database
+    /// stalled.
+    pub stall_timeout: f64,
+    /// Seconds after which the server cancels a statement of the ticker's sessions; 0:
+    /// no limit.
+    pub statement_timeout: f64,
 }
 
 impl Default for PgqConfig {
@@ -319,6 +328,9 @@ impl Default for PgqConfig {
             exit_on_unreachable: 0.0,
             listen_notify: true,
             wakeup_min_interval: 0.25,
+            notify_all_queues: false,
+            stall_timeout: 30.0,
+            statement_timeout: 300.0,
         }
     }
 }
@@ -332,6 +344,7 @@ impl PgqConfig {
             ("ticker_period", self.ticker_period),
             ("stats_period", self.stats_period),
             ("connection_lifetime", self.connection_lifetime),
+            ("stall_timeout", self.stall_timeout),
         ];
         for (key, secs) in periods {
             if !(secs > 0.0 && secs < 1e9) {
@@ -341,6 +354,7 @@ impl PgqConfig {
         for (key, secs) in [
             ("exit_on_unreachable", self.exit_on_unreachable),
             ("wakeup_min_interval", self.wakeup_min_interval),
+            ("statement_timeout", self.statement_timeout),
         ] {
             if !(0.0..1e9).contains(&secs) {
                 return Err(format!(

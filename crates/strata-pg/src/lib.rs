@@ -192,6 +192,37 @@ impl Dsn {
         dsn
     }
 
+    /// The same connection guarded for a daemon's long-lived sessions, which must notice a
+    /// server that stopped answering instead of waiting forever: TCP keepalives probe an
+    /// idle connection after `keepalive_idle` (then every third of it, 3 probes; the
+    /// system default waits two hours) and unacknowledged data gives up after as long;
+    /// with `statement_timeout`, the server cancels any statement of the session that runs
+    /// longer (a lock wait included). Options already in the string are kept.
+    pub fn with_session_guards(
+        &self,
+        keepalive_idle: Duration,
+        statement_timeout: Option<Duration>,
+    ) -> Dsn {
+        let mut dsn = self.clone();
+        let idle = keepalive_idle.max(Duration::from_secs(1));
+        let interval = (idle / 3).max(Duration::from_secs(1));
+        dsn.config
+            .keepalives(true)
+            .keepalives_idle(idle)
+            .keepalives_interval(interval)
+            .keepalives_retries(3)
+            .tcp_user_timeout(idle + 3 * interval);
+        if let Some(limit) = statement_timeout {
+            let setting = format!("-c statement_timeout={}", limit.as_millis().max(1));
+            let options = match dsn.config.get_options() {
+                Some(existing) if !existing.trim().is_empty() => format!("{existing} {setting}"),
+                _ => setting,
+            };
+            dsn.config.options(options);
+        }
+        dsn
+    }
+
     /// The database connected to, when the string (or `$PGDATABASE`) names one.
     pub fn dbname(&self) -> Option<&str> {
         self.config.get_dbname()
@@ -384,6 +415,21 @@ mod tests {
         assert_eq!(dsn.describe(), "/tmp/sock:5999/x as bob");
         let err = Dsn::parse("postgresql://u:secretpw@h:notaport/db").unwrap_err();
         assert!(!err.to_string().contains("secretpw"), "{err}");
+    }
+
+    #[test]
+    fn session_guards_add_keepalives_and_keep_existing_options() {
+        let dsn = Dsn::parse("host=h options='-c search_path=x'").unwrap();
+        let guarded =
+            dsn.with_session_guards(Duration::from_secs(9), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            guarded.config.get_options(),
+            Some("-c search_path=x -c statement_timeout=1500")
+        );
+        assert_eq!(guarded.config.get_keepalives_idle(), Duration::from_secs(9));
+        let plain = Dsn::parse("host=h").unwrap();
+        let guarded = plain.with_session_guards(Duration::from_secs(9), None);
+        assert_eq!(guarded.config.get_options(), None);
     }
 
     #[test]

@@ -171,6 +171,25 @@ pub struct Batch {
     pub cur_tick_event_seq: i64,
     /// The event sequence at the opening tick.
     pub prev_tick_event_seq: i64,
+    /// Set for a cooperative subconsumer's batch: what [`crate::completed`] needs to
+    /// record it where a sibling taking it over finds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coop: Option<CoopBatch>,
+}
+
+/// What a cooperative subconsumer's batch carries besides its ticks. Subconsumers finish
+/// batches out of order and a batch can move to a sibling (take-over), so "applied" is
+/// recorded per tick range under the main consumer, not as one position per consumer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CoopBatch {
+    /// The main consumer whose stream the batch belongs to: every subconsumer records
+    /// its batches under this name, so a take-over sees what the old holder applied.
+    pub main_consumer: String,
+    /// Every batch of the main consumer's stream that ends at or below this tick was
+    /// finished on the queue's database and is never handed out again (the lowest start
+    /// of a batch held by a subconsumer, or the main position when none is held): the
+    /// records of those batches can go.
+    pub finished_below: i64,
 }
 
 fn secs(d: Option<Duration>) -> Option<f64> {
@@ -212,21 +231,25 @@ impl Batch {
             prev_tick_time: row.get(4),
             cur_tick_event_seq: row.get(5),
             prev_tick_event_seq: row.get(6),
+            coop: None,
         })
     }
 }
 
-/// Puts an event into the retry queue, to come back in a batch after `after`.
+/// Puts an event into the retry queue, to come back in a batch after `after` (counted
+/// from the call, to the microsecond: pgq's integer variant would round a sub-second
+/// delay down to whole seconds, from the start of the transaction).
 pub async fn event_retry(
     client: &Client,
     batch_id: i64,
     ev_id: i64,
     after: Duration,
 ) -> Result<()> {
-    let secs = i32::try_from(after.as_secs()).unwrap_or(i32::MAX);
+    // Capped (at about 31,000 years) where a timestamp still holds the result.
+    let secs = after.as_secs_f64().min(1e12);
     client
         .query_one(
-            "select pgq.event_retry($1, $2, $3::int4)",
+            "select pgq.event_retry($1, $2, clock_timestamp() + $3::float8 * interval '1 second')",
             &[&batch_id, &ev_id, &secs],
         )
         .await

@@ -17,7 +17,8 @@ pub struct ConsumerOptions {
     /// [`crate::stream`] for exactly what it bounds).
     pub byte_cap: usize,
     /// `pgq.next_batch_custom` rules (default: none, which takes the next tick as
-    /// `pgq.next_batch` does).
+    /// `pgq.next_batch` does). Plain consumers only: [`Consumer::cooperative`] refuses
+    /// them.
     pub rules: BatchRules,
 }
 
@@ -70,7 +71,9 @@ impl Consumer {
     /// A cooperative subconsumer `sub` of consumer `name` (see [`crate::coop`]): it shares
     /// the consumer's stream with its siblings, and takes over the batch of a sibling
     /// silent for longer than `dead_interval`. `register`/`unregister` act on the
-    /// subconsumer; the main consumer must be registered.
+    /// subconsumer; the main consumer must be registered. Batch rules
+    /// ([`ConsumerOptions::rules`]) are refused: siblings share the main consumer's batches
+    /// one tick range at a time, which `next_batch_custom`'s merging cannot serve.
     pub fn cooperative(
         client: Client,
         queue: &str,
@@ -80,6 +83,12 @@ impl Consumer {
         options: ConsumerOptions,
     ) -> Result<Consumer> {
         api::check_name("subconsumer", sub)?;
+        if options.rules != BatchRules::default() {
+            return Err(crate::PgqError::BadInput(format!(
+                "cooperative consumer {name}.{sub}: batch rules (min_lag, min_count, min_interval) \
+                 are not supported for cooperative consumers"
+            )));
+        }
         let mut consumer = Consumer::new(client, queue, name, options)?;
         consumer.coop = Some((sub.to_string(), dead_interval));
         Ok(consumer)

@@ -4,7 +4,7 @@
 //! (`coop.sql`, schema `strata_pgq`), designed afresh on pgq's public tables: see the
 //! comment at its top and docs/pgq.md.
 
-use crate::api::{check_name, Batch};
+use crate::api::{check_name, Batch, CoopBatch};
 use crate::{PgqError, Result};
 use std::time::Duration;
 use tokio_postgres::Client;
@@ -77,7 +77,8 @@ pub async fn unregister(client: &Client, queue: &str, consumer: &str, sub: &str)
 }
 
 /// The subconsumer's batch: its open one, one taken over from a subconsumer silent for
-/// `dead_interval`, or the main consumer's next one; `None` when there is nothing.
+/// `dead_interval`, or the main consumer's next one; `None` when there is nothing. The
+/// batch carries [`crate::api::CoopBatch`] for the exactly-once records.
 pub async fn next_batch(
     client: &Client,
     queue: &str,
@@ -88,13 +89,28 @@ pub async fn next_batch(
     let dead = dead_interval.map(|d| d.as_secs_f64());
     let row = client
         .query_one(
-            "select batch_id, cur_tick_id, prev_tick_id, cur_tick_time, prev_tick_time, cur_tick_event_seq, prev_tick_event_seq \
+            "select batch_id, cur_tick_id, prev_tick_id, cur_tick_time, prev_tick_time, cur_tick_event_seq, prev_tick_event_seq, finished_below \
              from strata_pgq.coop_next_batch($1, $2, $3, $4::float8 * interval '1 second')",
             &[&queue, &consumer, &sub, &dead],
         )
         .await
-        .map_err(|e| PgqError::sql(format!("next batch of {consumer}.{sub} on {queue}"), e))?;
-    Ok(Batch::from_row(&row))
+        .map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_COLUMN) {
+                PgqError::BadInput(format!(
+                    "the cooperative consumer functions in the database of queue {queue} are older than this strata: \
+                     install them again (strata pgq register {queue} {consumer} --sub {sub}, or strata_pgq::coop::setup)"
+                ))
+            } else {
+                PgqError::sql(format!("next batch of {consumer}.{sub} on {queue}"), e)
+            }
+        })?;
+    Ok(Batch::from_row(&row).map(|mut batch| {
+        batch.coop = Some(CoopBatch {
+            main_consumer: consumer.to_string(),
+            finished_below: row.get::<_, Option<i64>>(7).unwrap_or(0),
+        });
+        batch
+    }))
 }
 
 /// Finishes a subconsumer's batch (and drops its position so it holds back no rotation).

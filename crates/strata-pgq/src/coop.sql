@@ -89,11 +89,30 @@ begin
     return 1;
 end $$;
 
+-- The lowest tick a batch of the main consumer's stream may still start at: the start of
+-- the oldest batch a subconsumer holds, or the main position when none is held. Every
+-- batch ending at or below it was finished and is never handed out again, so the
+-- exactly-once records of those batches (strata_pgq.completed_batch, in the target) can
+-- go. It only grows: new batches start at the main position, a take-over keeps the range.
+create or replace function strata_pgq.coop_finished_below(i_queue int4, i_main int4)
+returns int8 language sql as $$
+    select least(
+        (select s.sub_last_tick from pgq.subscription s
+          where s.sub_queue = i_queue and s.sub_consumer = i_main),
+        (select min(s.sub_last_tick) from pgq.subscription s
+           join strata_pgq.coop_sub k on k.sub_queue = s.sub_queue and k.sub_consumer = s.sub_consumer
+          where s.sub_queue = i_queue and k.main_consumer = i_main and s.sub_batch is not null))
+$$;
+
+-- The result gained finished_below: a changed result type needs the old function gone.
+drop function if exists strata_pgq.coop_next_batch(text, text, text, interval);
+
 create or replace function strata_pgq.coop_next_batch(
     i_queue text, i_consumer text, i_sub text, i_dead_interval interval,
     out batch_id int8, out cur_tick_id int8, out prev_tick_id int8,
     out cur_tick_time timestamptz, out prev_tick_time timestamptz,
-    out cur_tick_event_seq int8, out prev_tick_event_seq int8)
+    out cur_tick_event_seq int8, out prev_tick_event_seq int8,
+    out finished_below int8)
 language plpgsql as $$
 declare
     m record;
@@ -153,6 +172,7 @@ begin
           from pgq.tick t1, pgq.tick t2
          where t1.tick_queue = m.sub_queue and t1.tick_id = me.sub_last_tick
            and t2.tick_queue = m.sub_queue and t2.tick_id = me.sub_next_tick;
+        finished_below := strata_pgq.coop_finished_below(m.sub_queue, m.sub_consumer);
         return;
     end if;
 
@@ -177,6 +197,7 @@ begin
     prev_tick_time := nb.prev_tick_time;
     cur_tick_event_seq := nb.cur_tick_event_seq;
     prev_tick_event_seq := nb.prev_tick_event_seq;
+    finished_below := strata_pgq.coop_finished_below(m.sub_queue, m.sub_consumer);
 end $$;
 
 create or replace function strata_pgq.coop_finish_batch(i_batch_id int8)

@@ -25,6 +25,27 @@ pub enum PgqError {
     /// The server ended the session.
     #[error("connection to database {0} lost")]
     Lost(String),
+    /// The server did not answer in time (a hung server, or a statement waiting on a
+    /// lock past the session's limit): the session is given up.
+    #[error("{what}: no answer within {secs} s")]
+    Timeout {
+        /// What was being done (`ticker round`).
+        what: String,
+        /// How long was waited.
+        secs: u64,
+    },
+    /// A process started in the background (`--daemon`) failed before it was running.
+    #[error("the background {what} exited at start ({status}): {message}")]
+    ChildFailed {
+        /// What was started (`ticker`).
+        what: String,
+        /// Its exit status.
+        status: String,
+        /// The child's exit code, when it exited (not killed by a signal).
+        code: Option<i32>,
+        /// Its last message, read from its logfile.
+        message: String,
+    },
     /// A cooperative subconsumer's batch was taken over by a sibling (it was silent for
     /// longer than the dead interval), so it can no longer be finished by this one.
     #[error(

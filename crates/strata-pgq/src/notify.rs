@@ -1,5 +1,6 @@
 //! Event notifications: pgq itself never NOTIFYs, so a ticker can only poll. strata adds
-//! an opt-in statement-level trigger on a queue's event tables that sends
+//! a statement-level trigger on a queue's event tables (per queue on request, or on every
+//! queue by the ticker's `notify_all_queues`) that sends
 //! `NOTIFY strata_pgq_event, '<queue>'`; PostgreSQL delivers it at commit (so never for
 //! a rolled-back event) and folds repeats within one transaction into one. The ticker
 //! LISTENs and writes a wake-up tick (see `ticker::db`), so an event on an idle queue is
@@ -48,9 +49,28 @@ async fn event_tables(client: &Client, queue: &str) -> Result<Vec<String>> {
 
 /// Installs the notification trigger on every event table of `queue` (idempotent).
 pub async fn enable(client: &Client, queue: &str) -> Result<()> {
+    enable_waiting(client, queue, None).await
+}
+
+/// [`enable`], giving up when the event tables' locks are not granted within
+/// `lock_timeout`: creating a trigger waits for transactions writing events, and every
+/// producer arriving meanwhile would wait behind it. The ticker's `notify_all_queues`
+/// uses this and tries again later.
+pub async fn enable_waiting(
+    client: &Client,
+    queue: &str,
+    lock_timeout: Option<std::time::Duration>,
+) -> Result<()> {
     crate::api::check_name("queue", queue)?;
     let tables = event_tables(client, queue).await?;
-    let mut sql = format!("begin; {FUNCTION_SQL};");
+    let mut sql = String::from("begin;");
+    if let Some(limit) = lock_timeout {
+        sql.push_str(&format!(
+            " set local lock_timeout = {};",
+            limit.as_millis().max(1)
+        ));
+    }
+    sql.push_str(&format!(" {FUNCTION_SQL};"));
     for table in &tables {
         sql.push_str(&format!(
             " drop trigger if exists {t} on {table}; create trigger {t} after insert on {table} for each statement execute function strata_pgq.notify_event({q});",

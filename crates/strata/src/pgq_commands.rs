@@ -108,7 +108,8 @@ pub enum PgqCommand {
         /// Serve /health and /metrics on this address (host:port).
         #[arg(long, value_name = "ADDR")]
         health: Option<String>,
-        /// Stop with exit code 1 when a database stays unreachable this many seconds.
+        /// Stop with exit code 1 when a database stays unreachable (or stalled) this many
+        /// seconds; 0 turns off the config file's exit_on_unreachable.
         #[arg(long, value_name = "SECS")]
         exit_on_unreachable: Option<f64>,
         #[arg(long)]
@@ -167,6 +168,22 @@ fn ticker_config(pgq: &PgqConfig) -> TickerConfig {
         exit_on_unreachable: (pgq.exit_on_unreachable > 0.0).then(|| secs(pgq.exit_on_unreachable)),
         listen_notify: pgq.listen_notify,
         wakeup_min_interval: secs(pgq.wakeup_min_interval),
+        notify_all_queues: pgq.notify_all_queues,
+        stall_timeout: secs(pgq.stall_timeout),
+        statement_timeout: (pgq.statement_timeout > 0.0).then(|| secs(pgq.statement_timeout)),
+    }
+}
+
+/// `--exit-on-unreachable SECS`: a positive number of seconds, or 0 for "never" (which
+/// overrides a policy in the file).
+fn exit_policy(secs: Option<f64>) -> Result<Option<Option<Duration>>, Failure> {
+    match secs {
+        None => Ok(None),
+        Some(0.0) => Ok(Some(None)),
+        Some(s) if s > 0.0 && s < 1e9 => Ok(Some(Some(Duration::from_secs_f64(s)))),
+        Some(_) => Err(usage(
+            "--exit-on-unreachable: a positive number of seconds, or 0 for never",
+        )),
     }
 }
 
@@ -181,6 +198,18 @@ mod tests {
             TickerConfig::default()
         );
     }
+
+    #[test]
+    fn exit_on_unreachable_zero_turns_the_policy_off() {
+        assert_eq!(exit_policy(None).unwrap(), None);
+        assert_eq!(exit_policy(Some(0.0)).unwrap(), Some(None));
+        assert_eq!(
+            exit_policy(Some(2.5)).unwrap(),
+            Some(Some(Duration::from_millis(2500)))
+        );
+        assert!(exit_policy(Some(-1.0)).is_err());
+        assert!(exit_policy(Some(f64::NAN)).is_err());
+    }
 }
 
 fn usage(message: impl Into<String>) -> Failure {
@@ -192,10 +221,15 @@ fn failure(err: PgqError) -> Failure {
     // `ticker_max_lag=soon`, is the caller's input.
     let bad_value = matches!(&err, PgqError::Sql { cause, .. }
         if cause.code().is_some_and(|c| c.code().starts_with("22")));
-    let code = if err.is_bad_input() || bad_value {
-        code::USAGE
-    } else {
-        code::FAILED
+    let code = match &err {
+        // A background child that failed at start: its own exit code (2 for a bad
+        // config or a live pidfile, 1 for the rest).
+        PgqError::ChildFailed { code: Some(c), .. } => u8::try_from(*c)
+            .ok()
+            .filter(|c| *c != 0)
+            .unwrap_or(code::FAILED),
+        _ if err.is_bad_input() || bad_value => code::USAGE,
+        _ => code::FAILED,
     };
     Failure::new(code, crate::failure::chain(&err))
 }
@@ -453,12 +487,7 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             } else {
                 TickerConfig::load
             };
-            let exit_on_unreachable = match exit_on_unreachable {
-                Some(s) if !(s > 0.0 && s < 1e9) => {
-                    return Err(usage("--exit-on-unreachable: a positive number of seconds"))
-                }
-                s => s.map(Duration::from_secs_f64),
-            };
+            let exit_on_unreachable = exit_policy(exit_on_unreachable)?;
             let overrides = Overrides {
                 health_listen: health,
                 exit_on_unreachable,
@@ -467,18 +496,29 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             };
             if daemon && !strata_pgq::daemon::is_detached_child() {
                 let config = read(&file).map_err(failure)?;
-                return strata_pgq::daemon::detach(&config, &overrides)
-                    .map_err(failure)
-                    .map(|_| 0);
+                let pid = strata_pgq::daemon::detach(&config, &overrides).map_err(failure)?;
+                ctx.say(format!("ticker running in the background (pid {pid})"));
+                return Ok(0);
             }
             match ticker::run(&file, read, &overrides, ctx.global.quiet)
                 .await
                 .map_err(failure)?
             {
                 Exit::Stopped => Ok(0),
-                Exit::Unreachable { database, secs } => Err(Failure::new(
+                Exit::Unreachable {
+                    database,
+                    secs,
+                    stalled,
+                } => Err(Failure::new(
                     code::FAILED,
-                    format!("ticker stopped: database {database} unreachable for {secs} s (exit_on_unreachable)"),
+                    format!(
+                        "ticker stopped: database {database} {} for {secs} s (exit_on_unreachable)",
+                        if stalled {
+                            "stalled (connected, no ticker round)"
+                        } else {
+                            "unreachable"
+                        }
+                    ),
                 )),
             }
         }

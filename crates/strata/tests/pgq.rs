@@ -1724,6 +1724,50 @@ async fn custom_batch_rules_and_a_tiny_byte_cap() {
         (1, retried),
         "the retry asked for mid-FETCH was committed with close"
     );
+    // Sub-second retry delays are kept (pgq's integer variant would make 250 ms none at
+    // all and 1.5 s one second), counted from the call, not from the transaction's start.
+    client
+        .batch_execute("select pgq.insert_event('grow', 'n', x::text) from generate_series(1, 2) x")
+        .await
+        .unwrap();
+    tick(&client, "grow").await;
+    let batch = grower.next_batch().await.unwrap().unwrap();
+    let mut stream = grower.events(&batch).await.unwrap();
+    let mut chunk = Vec::new();
+    while let Some(more) = stream.next_chunk().await.unwrap() {
+        chunk.extend(more);
+    }
+    assert_eq!(chunk.len(), 2);
+    let before: std::time::SystemTime = client
+        .query_one("select clock_timestamp()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    stream
+        .retry(&chunk[0], Duration::from_millis(250))
+        .await
+        .unwrap();
+    stream
+        .retry(&chunk[1], Duration::from_millis(1500))
+        .await
+        .unwrap();
+    stream.close().await.unwrap();
+    grower.finish_batch(&batch).await.unwrap();
+    for (event, delay) in [(&chunk[0], 250), (&chunk[1], 1500)] {
+        let due: std::time::SystemTime = client
+            .query_one(
+                "select ev_retry_after from pgq.retry_queue where ev_id = $1",
+                &[&event.id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(
+            due >= before + Duration::from_millis(delay),
+            "retry after {delay} ms: due {:?} after the call began",
+            due.duration_since(before)
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1777,4 +1821,547 @@ async fn exactly_once_locks_the_consumers_row_from_the_first_batch() {
         other.await.unwrap(),
         "the second copy skips the applied batch"
     );
+}
+
+/// Applies a cooperative batch into `applied` on the target the exactly-once way, under
+/// the main consumer `c`; `false` when the batch was found done (skipped).
+async fn apply_coop(
+    target: &mut strata_pg::Client,
+    consumer: &mut Consumer,
+    batch: &strata_pgq::Batch,
+) -> bool {
+    let tx = target.transaction().await.unwrap();
+    if completed::is_done(&tx, "q", "c", batch).await.unwrap() {
+        tx.commit().await.unwrap();
+        return false;
+    }
+    let mut ids = Vec::new();
+    let mut stream = consumer.events(batch).await.unwrap();
+    while let Some(chunk) = stream.next_chunk().await.unwrap() {
+        ids.extend(
+            chunk
+                .iter()
+                .map(|e| e.data.as_deref().unwrap().parse::<i64>().unwrap()),
+        );
+    }
+    stream.close().await.unwrap();
+    // No ON CONFLICT: an event applied twice fails the test here.
+    tx.execute("insert into applied select unnest($1::bigint[])", &[&ids])
+        .await
+        .unwrap();
+    completed::mark_done(&tx, "q", "c", batch).await.unwrap();
+    tx.commit().await.unwrap();
+    true
+}
+
+/// Events 10*t+1 ..= 10*t+10 in one transaction, then a tick.
+async fn ten_events(client: &strata_pg::Client, t: i64) {
+    client
+        .batch_execute(&format!(
+            "select pgq.insert_event('q', 'n', g::text) from generate_series({}, {}) g",
+            t * 10 + 1,
+            t * 10 + 10
+        ))
+        .await
+        .unwrap();
+    tick(client, "q").await;
+}
+
+/// Asks `consumer` for a batch until one comes (a sibling's batch is taken over once it
+/// has been silent for the dead interval).
+async fn batch_when_ready(consumer: &mut Consumer, what: &str) -> strata_pgq::Batch {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(batch) = consumer.next_batch().await.unwrap() {
+            return batch;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_holds_for_cooperative_subconsumers() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["src", "dst"]);
+    let source = site.client("src").await;
+    source
+        .batch_execute("select pgq.create_queue('q')")
+        .await
+        .unwrap();
+    strata_pgq::api::register_consumer(&source, "q", "c")
+        .await
+        .unwrap();
+    strata_pgq::coop::setup(&source).await.unwrap();
+    let dead = Some(Duration::from_secs(1));
+    let sub = |name: &'static str| {
+        let site = &site;
+        async move {
+            let mut c = Consumer::cooperative(
+                site.client("src").await,
+                "q",
+                "c",
+                name,
+                dead,
+                ConsumerOptions::default(),
+            )
+            .unwrap();
+            c.register().await.unwrap();
+            c
+        }
+    };
+    // Batch rules cannot serve a shared stream: refused, not ignored.
+    let err = Consumer::cooperative(
+        site.client("src").await,
+        "q",
+        "c",
+        "s9",
+        dead,
+        ConsumerOptions {
+            rules: strata_pgq::BatchRules {
+                min_count: Some(10),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.is_bad_input() && err.to_string().contains("batch rules"),
+        "{err}"
+    );
+    let (mut s1, mut s2, mut s3) = (sub("s1").await, sub("s2").await, sub("s3").await);
+    let mut target = site.client("dst").await;
+    completed::setup(&target).await.unwrap();
+    target
+        .batch_execute("create table applied(id bigint primary key)")
+        .await
+        .unwrap();
+    ten_events(&source, 0).await;
+    ten_events(&source, 1).await;
+    let b1 = s1.next_batch().await.unwrap().unwrap();
+    let b2 = s2.next_batch().await.unwrap().unwrap();
+    assert!(b1.cur_tick_id <= b2.prev_tick_id, "{b1:?} {b2:?}");
+    // The records are the main consumer's: a subconsumer's own name is refused.
+    let tx = target.transaction().await.unwrap();
+    let err = completed::is_done(&tx, "q", "c.s2", &b2).await.unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+    drop(tx);
+    // Out of order: the later batch is applied and finished first...
+    assert!(apply_coop(&mut target, &mut s2, &b2).await);
+    s2.finish_batch(&b2).await.unwrap();
+    // ...and the earlier one is still applied (one position per consumer would call it
+    // done and lose its events).
+    assert!(
+        apply_coop(&mut target, &mut s1, &b1).await,
+        "a batch finished after a later one is applied, not skipped"
+    );
+    // s1 dies between the target's commit and finish_batch; s3 takes its batch over
+    // (same ticks, new batch id) and finds it applied.
+    drop(s1);
+    let taken = batch_when_ready(&mut s3, "the take-over of s1's batch").await;
+    assert_eq!(
+        (taken.prev_tick_id, taken.cur_tick_id),
+        (b1.prev_tick_id, b1.cur_tick_id)
+    );
+    assert_ne!(taken.batch_id, b1.batch_id);
+    assert!(
+        !apply_coop(&mut target, &mut s3, &taken).await,
+        "the taken-over batch was applied by its first holder"
+    );
+    s3.finish_batch(&taken).await.unwrap();
+    // A slow (not dead) holder: s2 takes the next batch and goes silent; s3 takes it over
+    // and applies it; when s2 comes back it finds the batch done and cannot finish it.
+    ten_events(&source, 2).await;
+    let b3 = s2.next_batch().await.unwrap().unwrap();
+    let taken = batch_when_ready(&mut s3, "the take-over of s2's batch").await;
+    assert_eq!(
+        (taken.prev_tick_id, taken.cur_tick_id),
+        (b3.prev_tick_id, b3.cur_tick_id)
+    );
+    assert!(apply_coop(&mut target, &mut s3, &taken).await);
+    s3.finish_batch(&taken).await.unwrap();
+    assert!(
+        !apply_coop(&mut target, &mut s2, &b3).await,
+        "the slow holder skips the batch its sibling applied"
+    );
+    assert!(matches!(
+        s2.finish_batch(&b3).await.unwrap_err(),
+        strata_pgq::PgqError::TakenOver(_)
+    ));
+    // One more batch: the records of the finished batches are forgotten, as the source
+    // says they can never come again.
+    ten_events(&source, 3).await;
+    let b4 = s2.next_batch().await.unwrap().unwrap();
+    assert!(apply_coop(&mut target, &mut s2, &b4).await);
+    s2.finish_batch(&b4).await.unwrap();
+    let kept: Vec<(i64, i64)> = target
+        .query(
+            "select prev_tick_id, cur_tick_id from strata_pgq.completed_batch order by 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(kept, [(b4.prev_tick_id, b4.cur_tick_id)]);
+    // Every event exactly once (the primary key saw no repeat).
+    let ids: Vec<i64> = target
+        .query("select id from applied order by 1", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, (1..=40).collect::<Vec<i64>>());
+}
+
+/// A metric's value for `labels` (as written, `database="app"`), if present.
+async fn metric(addr: &str, name: &str, labels: &str) -> Option<f64> {
+    let (_, text) = http_get(addr, "/metrics").await?;
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_maintenance_function_does_not_stop_ticking() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["app"]);
+    let client = site.client("app").await;
+    // A queue_extra_maint function that always raises, and one listed after it that
+    // counts its calls.
+    client
+        .batch_execute(
+            "select pgq.create_queue('q'); select pgq.set_queue_config('q', 'ticker_max_lag', '0.5 seconds'); \
+             create table counted(at timestamptz default clock_timestamp()); \
+             create function public.broken_maint(queue text) returns int language plpgsql as $$ \
+             begin raise exception 'broken on purpose'; end $$; \
+             create function public.counting_maint(queue text) returns int language plpgsql as $$ \
+             begin insert into counted default values; return 0; end $$; \
+             update pgq.queue set queue_extra_maint = array['public.broken_maint', 'public.counting_maint'] \
+              where queue_name = 'q';",
+        )
+        .await
+        .unwrap();
+    let mut consumer = Consumer::new(
+        site.client("app").await,
+        "q",
+        "c",
+        ConsumerOptions::default(),
+    )
+    .unwrap();
+    consumer.register().await.unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let ini = site.ticker_ini("m.ini", &["app"], "");
+    let mut ticker = site.spawn_ticker(&ini, &["--health", &addr]);
+    let counted = || async {
+        client
+            .query_one("select count(*) from counted", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let broken = || {
+        let addr = addr.clone();
+        async move {
+            metric(
+                &addr,
+                "strata_pgq_job_errors_total",
+                "database=\"app\",job=\"public.broken_maint\"",
+            )
+            .await
+            .unwrap_or(0.0)
+        }
+    };
+    wait_for(
+        "the broken maintenance function to fail",
+        Duration::from_secs(60),
+        || async { broken().await >= 1.0 },
+    )
+    .await;
+    // Maintenance rounds go on (every second here) and the function after the broken one
+    // still runs in each, while the broken one waits out its pause (20 s after a
+    // failure) instead of failing every round.
+    let ticks_before = metric(&addr, "strata_pgq_ticks_total", "database=\"app\"")
+        .await
+        .unwrap();
+    let mut sent = 0;
+    let mut seen = 0;
+    while counted().await < 4 || seen < 30 {
+        let (code, body) = http_get(&addr, "/health").await.unwrap();
+        assert_eq!(code, 200, "health stays up: {body}");
+        if sent < 30 {
+            client
+                .batch_execute(&format!("select pgq.insert_event('q', 'n', '{sent}')"))
+                .await
+                .unwrap();
+            sent += 1;
+        }
+        seen += drain(&mut consumer).await.len();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        broken().await < counted().await as f64,
+        "the failing function is paused, not called every round"
+    );
+    let ticks_after = metric(&addr, "strata_pgq_ticks_total", "database=\"app\"")
+        .await
+        .unwrap();
+    assert!(ticks_after > ticks_before, "ticks kept coming");
+    assert_eq!(
+        metric(&addr, "strata_pgq_errors_total", "database=\"app\"").await,
+        Some(0.0),
+        "the database never went down"
+    );
+    assert_eq!(terminate(&mut ticker), Some(0));
+    let log = std::fs::read_to_string(site.path("m.ini.log")).unwrap();
+    assert!(
+        log.contains("app: public.broken_maint(q) failed") && log.contains("broken on purpose"),
+        "{log}"
+    );
+    assert!(!log.contains("reconnected"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_whose_ticks_hang_shows_as_stalled() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["app"]);
+    site.pg.psql("app", "select pgq.create_queue('q')");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let ini = site.ticker_ini(
+        "s.ini",
+        &["app"],
+        "stall_timeout = 1\nstatement_timeout = 600\n",
+    );
+    let mut ticker = site.spawn_ticker(&ini, &["--health", &addr]);
+    let health = |addr: String| async move {
+        http_get(&addr, "/health").await.map(|(code, body)| {
+            (
+                code,
+                serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+            )
+        })
+    };
+    wait_for("a first ticker round", Duration::from_secs(60), || {
+        let addr = addr.clone();
+        async move {
+            health(addr).await.is_some_and(|(code, j)| {
+                code == 200 && j["databases"]["app"]["last_round_unix"].is_number()
+            })
+        }
+    })
+    .await;
+    // Another session holds the lock every ticker round needs (pgq.ticker reads
+    // pgq.queue): the ticker stays connected, its round hangs.
+    let mut locker = site.client("app").await;
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("lock table pgq.queue in access exclusive mode")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let stalled_body = loop {
+        if let Some((503, j)) = health(addr.clone()).await {
+            if j["stalled"] == serde_json::json!(["app"]) {
+                break j;
+            }
+        }
+        assert!(Instant::now() < deadline, "health never reported the stall");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let body = stalled_body;
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["unreachable"], serde_json::json!([]), "{body}");
+    assert_eq!(body["databases"]["app"]["up"], true, "{body}");
+    assert_eq!(
+        metric(&addr, "strata_pgq_database_stalled", "database=\"app\"").await,
+        Some(1.0)
+    );
+    // With a statement timeout shorter than the lock, the server cancels the round and
+    // the database shows down with PostgreSQL's reason.
+    let addr2 = format!("127.0.0.1:{}", free_port());
+    let ini2 = site.ticker_ini("t.ini", &["app"], "statement_timeout = 1\n");
+    let mut second = site.spawn_ticker(&ini2, &["--health", &addr2]);
+    wait_for("the statement timeout", Duration::from_secs(60), || {
+        let addr = addr2.clone();
+        async move {
+            health(addr).await.is_some_and(|(code, j)| {
+                code == 503
+                    && j["databases"]["app"]["error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("statement timeout"))
+            })
+        }
+    })
+    .await;
+    // SIGTERM is handled while the workers hang on the lock.
+    assert_eq!(terminate(&mut second), Some(0));
+    // The lock goes: ticks resume, healthy again.
+    lock.rollback().await.unwrap();
+    wait_for("health to recover", Duration::from_secs(60), || {
+        let addr = addr.clone();
+        async move { health(addr).await.is_some_and(|(code, _)| code == 200) }
+    })
+    .await;
+    assert_eq!(
+        metric(&addr, "strata_pgq_database_stalled", "database=\"app\"").await,
+        Some(0.0)
+    );
+    assert_eq!(terminate(&mut ticker), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_all_queues_wakes_queues_made_elsewhere() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["app"]);
+    let client = site.client("app").await;
+    // A queue made with pgq's own function (as Londiste or Python tools do), no trigger.
+    client
+        .batch_execute("select pgq.create_queue('before')")
+        .await
+        .unwrap();
+    assert!(!strata_pgq::notify::is_enabled(&client, "before")
+        .await
+        .unwrap());
+    // Only wake-up ticks can tick an event here (the round is hourly, as are pgq's rules).
+    let ini = site.ticker_ini("n.ini", &["app"], "notify_all_queues = 1\n");
+    let text = std::fs::read_to_string(&ini)
+        .unwrap()
+        .replace("ticker_period = 1", "ticker_period = 3600");
+    std::fs::write(&ini, text).unwrap();
+    let mut ticker = site.spawn_ticker(&ini, &[]);
+    let log_has = |what: &'static str| {
+        let path = site.path("n.ini.log");
+        async move {
+            std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .contains(what)
+        }
+    };
+    wait_for(
+        "the trigger on the existing queue",
+        Duration::from_secs(60),
+        || log_has("installed the event notification trigger on queue before"),
+    )
+    .await;
+    assert!(strata_pgq::notify::is_enabled(&client, "before")
+        .await
+        .unwrap());
+    // A queue created while the ticker runs gets it too.
+    client
+        .batch_execute(
+            "select pgq.create_queue('later'); \
+             select pgq.set_queue_config('later', 'ticker_max_lag', '1 hour'); \
+             select pgq.set_queue_config('later', 'ticker_idle_period', '1 hour'); \
+             select pgq.register_consumer('later', 'c');",
+        )
+        .await
+        .unwrap();
+    wait_for(
+        "the trigger on the new queue",
+        Duration::from_secs(60),
+        || log_has("installed the event notification trigger on queue later"),
+    )
+    .await;
+    let pg = strata_pgq::conn::config_for(&site.base_connstr(), "app").unwrap();
+    let mut waiter = strata_pgq::conn::TickWaiter::connect(&pg, "later")
+        .await
+        .unwrap();
+    let mut consumer = Consumer::new(
+        site.client("app").await,
+        "later",
+        "c",
+        ConsumerOptions::default(),
+    )
+    .unwrap();
+    client
+        .batch_execute("select pgq.insert_event('later', 'x', 'woken')")
+        .await
+        .unwrap();
+    let events = next_events(
+        &mut consumer,
+        &mut waiter,
+        "the event on the new queue",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(events[0].data.as_deref(), Some("woken"));
+    assert_eq!(terminate(&mut ticker), Some(0));
+}
+
+#[test]
+fn ticker_start_errors_reach_the_caller_and_the_exit_policy_can_be_turned_off() {
+    let dir = tempfile::Builder::new()
+        .prefix("strata-pgq-start")
+        .tempdir()
+        .unwrap();
+    // Nothing listens on this port: every database is unreachable at once.
+    let port = free_port();
+    let ini = dir.path().join("d.ini");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    std::fs::write(
+        &ini,
+        format!(
+            "[pgqd]\nbase_connstr = host=127.0.0.1 port={port} user=postgres\ndatabase_list = app\nlogfile = d.log\npidfile = d.pid\nhealth_listen = {addr}\nexit_on_unreachable = 1\n"
+        ),
+    )
+    .unwrap();
+    // --daemon with the health port taken: the parent exits non-zero with the child's
+    // reason, and no pidfile is left.
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["pgq", "ticker", "--daemon"])
+        .arg(&ini)
+        .env_remove("STRATA_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("listening on {addr} for /health")) && stderr.contains("in use"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(!dir.path().join("d.pid").exists());
+    let log = std::fs::read_to_string(dir.path().join("d.log")).unwrap();
+    assert!(
+        log.contains("in use"),
+        "the reason is in the logfile too: {log}"
+    );
+    drop(busy);
+    // `--exit-on-unreachable 0` turns the file's policy (1 s) off.
+    let mut ticker = Running(
+        Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["pgq", "ticker", "--exit-on-unreachable", "0"])
+            .arg(&ini)
+            .env_remove("STRATA_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = std::fs::read_to_string(dir.path().join("d.log")).unwrap_or_default();
+        if log.contains("exit_on_unreachable: never") && log.contains("app: ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the ticker never started: {log}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Well past the file's 1 s, it still runs (the policy would have exited with 1).
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(ticker.0.try_wait().unwrap().is_none(), "the ticker exited");
+    assert_eq!(terminate(&mut ticker), Some(0));
 }

@@ -3,7 +3,8 @@
 //! of strata's own configuration file; the `strata` binary reads that one and fills a
 //! [`TickerConfig`] from it (this crate does not know strata's configuration). strata
 //! adds keys pgqd does not know: `health_listen`, `exit_on_unreachable`,
-//! `listen_notify` and `wakeup_min_interval`.
+//! `listen_notify`, `wakeup_min_interval`, `notify_all_queues`, `stall_timeout` and
+//! `statement_timeout`.
 
 use crate::PgqError;
 use std::path::{Path, PathBuf};
@@ -47,10 +48,33 @@ pub struct TickerConfig {
     /// default 0.25 s; 0: at once every time). Bounds the ticks a busy queue gets from
     /// notifications.
     pub wakeup_min_interval: Duration,
+    /// Install strata's event notification trigger on every queue of every ticked
+    /// database, and on new queues as they appear (strata only; default off: see
+    /// docs/pgq.md for why).
+    pub notify_all_queues: bool,
+    /// A database whose last successful ticker round is older than `ticker_period` plus
+    /// this is reported stalled by `/health` (strata only; default 30 s).
+    pub stall_timeout: Duration,
+    /// The server cancels any statement of the ticker's sessions that runs longer (a
+    /// lock wait included), and the ticker gives up on an answer a little after
+    /// (strata only; default 300 s; `None`: no limit).
+    pub statement_timeout: Option<Duration>,
 }
 
 /// Default of [`TickerConfig::wakeup_min_interval`].
 pub const WAKEUP_MIN_INTERVAL: Duration = Duration::from_millis(250);
+/// Default of [`TickerConfig::stall_timeout`].
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default of [`TickerConfig::statement_timeout`].
+pub const STATEMENT_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl TickerConfig {
+    /// How old the last successful ticker round of a database may be before `/health`
+    /// calls the database stalled.
+    pub fn stall_limit(&self) -> Duration {
+        self.ticker_period + self.stall_timeout
+    }
+}
 
 impl Default for TickerConfig {
     fn default() -> Self {
@@ -70,6 +94,9 @@ impl Default for TickerConfig {
             exit_on_unreachable: None,
             listen_notify: true,
             wakeup_min_interval: WAKEUP_MIN_INTERVAL,
+            notify_all_queues: false,
+            stall_timeout: STALL_TIMEOUT,
+            statement_timeout: Some(STATEMENT_TIMEOUT),
         }
     }
 }
@@ -175,17 +202,28 @@ impl TickerConfig {
                     _ => period(value)?,
                 }
             }
-            "listen_notify" => {
-                self.listen_notify = match value {
-                    "1" | "true" | "on" | "yes" => true,
-                    "0" | "false" | "off" | "no" => false,
-                    v => return Err(format!("listen_notify: {v:?} is not a boolean")),
+            "listen_notify" => self.listen_notify = boolean(key, value)?,
+            "notify_all_queues" => self.notify_all_queues = boolean(key, value)?,
+            "stall_timeout" => self.stall_timeout = period(value)?,
+            "statement_timeout" => {
+                self.statement_timeout = match value {
+                    "0" | "never" => None,
+                    v => Some(period(v)?),
                 }
             }
             k if IGNORED.contains(&k) => {}
             k => return Err(format!("unknown key {k:?}")),
         }
         Ok(())
+    }
+}
+
+/// pgqd's booleans: `1`/`0` and the usual words.
+fn boolean(key: &str, value: &str) -> Result<bool, String> {
+    match value {
+        "1" | "true" | "on" | "yes" => Ok(true),
+        "0" | "false" | "off" | "no" => Ok(false),
+        v => Err(format!("{key}: {v:?} is not a boolean")),
     }
 }
 
@@ -240,6 +278,19 @@ mod tests {
             WAKEUP_MIN_INTERVAL
         );
         assert!(TickerConfig::parse_ini("[pgqd]\nwakeup_min_interval = -1\n").is_err());
+        let c = TickerConfig::parse_ini(
+            "[pgqd]\nnotify_all_queues = 1\nstall_timeout = 2.5\nstatement_timeout = 0\n",
+        )
+        .unwrap();
+        assert!(c.notify_all_queues);
+        assert_eq!(c.stall_timeout, Duration::from_millis(2500));
+        assert_eq!(c.statement_timeout, None);
+        let d = TickerConfig::default();
+        assert!(!d.notify_all_queues, "off unless asked for");
+        assert_eq!(d.statement_timeout, Some(STATEMENT_TIMEOUT));
+        assert_eq!(d.stall_limit(), Duration::from_secs(31));
+        assert!(TickerConfig::parse_ini("[pgqd]\nnotify_all_queues = maybe\n").is_err());
+        assert!(TickerConfig::parse_ini("[pgqd]\nstall_timeout = 0\n").is_err());
     }
 
     #[test]

@@ -1,16 +1,29 @@
-//! One database's ticker: a connection (reopened when lost or too old), `LISTEN` for
-//! event notifications, and the periodic jobs pgqd runs: ticks every `ticker_period`,
-//! retry events every `retry_period`, maintenance every `maint_period`.
+//! One database's ticker: a connection (reopened when lost or too old) that ticks every
+//! `ticker_period`, `LISTEN`s for event notifications and refreshes queue figures; the
+//! upkeep pgqd also runs (retry events, maintenance) goes on a connection of its own
+//! ([`super::maint`]), so it can neither hold back ticks nor take the database down.
+//! Both sessions carry TCP keepalives and a statement timeout, and the ticker gives up
+//! on a round the server does not answer, so a hung server is noticed.
 
 use super::config::TickerConfig;
 use super::health::Health;
+use super::jobs::Jobs;
 use super::log::Log;
 use crate::conn;
 use crate::PgqError;
 use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_postgres::Client;
+
+/// TCP keepalives of the ticker's sessions start after this much silence: a server
+/// that vanished from the network is noticed in about 20 s instead of two hours.
+pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+
+/// How much longer than `statement_timeout` the ticker waits for an answer before it
+/// gives the session up (the server's own cancel comes first when the server works).
+const ANSWER_GRACE: Duration = Duration::from_secs(5);
 
 /// Channel the event trigger notifies (payload: queue name); see [`crate::notify`].
 pub const EVENT_CHANNEL: &str = "strata_pgq_event";
@@ -37,14 +50,24 @@ pub async fn run(
     health: Health,
     mut stop: watch::Receiver<bool>,
 ) {
+    health.watch(&db);
     let pg_config = match conn::config_for(&config.base_connstr, &db) {
-        Ok(c) => c,
+        Ok(c) => c.with_session_guards(KEEPALIVE_IDLE, config.statement_timeout),
         Err(e) => {
             health.down(&db, e.full_message());
             log.warn(format!("{db}: {}", e.full_message()));
             return;
         }
     };
+    // Upkeep on its own connection, ended with this task however it ends.
+    let _upkeep = super::AbortOnDrop(tokio::spawn(super::maint::run(
+        db.clone(),
+        pg_config.clone(),
+        config.clone(),
+        log.clone(),
+        health.clone(),
+        stop.clone(),
+    )));
     // How long to wait before reconnecting after a failure.
     let backoff = config
         .ticker_period
@@ -86,8 +109,28 @@ pub async fn run(
     }
 }
 
+/// Waits for `job` at most `limit` (no limit when `None`): a server that stopped
+/// answering fails the job instead of hanging the session.
+async fn answered<T>(
+    limit: Option<Duration>,
+    what: &str,
+    job: impl Future<Output = Result<T, PgqError>>,
+) -> Result<T, PgqError> {
+    match limit {
+        None => job.await,
+        Some(limit) => tokio::time::timeout(limit, job).await.unwrap_or_else(|_| {
+            Err(PgqError::Timeout {
+                what: what.to_string(),
+                secs: limit.as_secs(),
+            })
+        }),
+    }
+}
+
 /// One connection's lifetime: `Ok` when told to stop, `Err` when the database failed
 /// (the caller reconnects). A connection older than `connection_lifetime` is reopened.
+/// Ticks (rounds and wake-ups) failing end the session; the queue figures failing are
+/// only logged and counted.
 async fn session(
     db: &str,
     pg_config: &strata_pg::Dsn,
@@ -97,15 +140,19 @@ async fn session(
     stop: &mut watch::Receiver<bool>,
     was_down: bool,
 ) -> Result<Ended, PgqError> {
+    let limit = config.statement_timeout.map(|t| t + ANSWER_GRACE);
     let (client, mut notes) = conn::connect_listening(pg_config).await?;
-    if !crate::api::has_pgq(&client).await? {
+    if !answered(limit, "looking for pgq", crate::api::has_pgq(&client)).await? {
         return Err(PgqError::NoPgq(db.to_string()));
     }
     if config.listen_notify {
-        client
-            .batch_execute(&format!("listen {}", strata_pg::quote_ident(EVENT_CHANNEL)))
-            .await
-            .map_err(|e| PgqError::sql("LISTEN", e))?;
+        answered(limit, "LISTEN", async {
+            client
+                .batch_execute(&format!("listen {}", strata_pg::quote_ident(EVENT_CHANNEL)))
+                .await
+                .map_err(|e| PgqError::sql("LISTEN", e))
+        })
+        .await?;
     }
     log.info(format!(
         "{db}: {}connected{}",
@@ -119,18 +166,12 @@ async fn session(
     health.up(db);
     let opened = Instant::now();
     let mut tick_timer = tokio::time::interval(config.ticker_period);
-    let mut retry_timer = tokio::time::interval(config.retry_period);
-    let mut maint_timer = tokio::time::interval(config.maint_period);
     let mut stats_timer = tokio::time::interval(config.stats_period.min(Duration::from_secs(10)));
-    for t in [
-        &mut tick_timer,
-        &mut retry_timer,
-        &mut maint_timer,
-        &mut stats_timer,
-    ] {
+    for t in [&mut tick_timer, &mut stats_timer] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     }
     let mut wakeups = Wakeups::new(config.wakeup_min_interval);
+    let mut jobs = Jobs::default();
     loop {
         let next_wakeup = wakeups.next_due();
         tokio::select! {
@@ -148,41 +189,44 @@ async fn session(
                 while let Ok(more) = notes.try_recv() {
                     wakeups.pending.insert(more.payload().to_string());
                 }
-                wakeups.run_due(db, &client, log, health).await?;
+                answered(limit, "wake-up ticks", wakeups.run_due(db, &client, log, health)).await?;
             }
             _ = tokio::time::sleep_until(next_wakeup.unwrap_or_else(Instant::now).into()), if next_wakeup.is_some() => {
-                wakeups.run_due(db, &client, log, health).await?;
+                answered(limit, "wake-up ticks", wakeups.run_due(db, &client, log, health)).await?;
             }
             _ = tick_timer.tick() => {
-                let ticked = tick_all(&client).await?;
+                let ticked = answered(limit, "ticker round", tick_all(&client)).await?;
                 let now = Instant::now();
                 for queue in &ticked {
                     wakeups.last_tick.insert(queue.clone(), now);
                 }
                 health.update(db, |s| s.ticks += ticked.len() as u64);
-                health.up(db);
+                health.round_done(db);
                 if opened.elapsed() > config.connection_lifetime {
                     log.info(format!("{db}: connection_lifetime reached, reconnecting"));
                     return Ok(Ended::Recycle);
                 }
             }
-            _ = retry_timer.tick() => {
-                let moved = retry_events(&client).await?;
-                if moved > 0 {
-                    log.info(format!("{db}: moved {moved} events back from the retry queue"));
-                    health.update(db, |s| s.retried_events += moved);
+            _ = stats_timer.tick(), if jobs.ready("queue figures") => {
+                let figures = answered(limit, "queue figures", async {
+                    Ok((
+                        crate::api::queue_info(&client, None).await?,
+                        crate::api::consumer_info(&client, None).await?,
+                    ))
+                })
+                .await;
+                match figures {
+                    Ok((queues, consumers)) => {
+                        jobs.succeeded(db, "queue figures", log);
+                        health.update(db, |s| {
+                            s.queues = queues;
+                            s.consumers = consumers;
+                        });
+                    }
+                    Err(e @ PgqError::Timeout { .. }) => return Err(e),
+                    Err(_) if client.is_closed() => return Err(PgqError::Lost(db.to_string())),
+                    Err(e) => jobs.failed(db, "queue figures", "stats", &e.full_message(), log, health),
                 }
-            }
-            _ = stats_timer.tick() => {
-                let queues = crate::api::queue_info(&client, None).await?;
-                let consumers = crate::api::consumer_info(&client, None).await?;
-                health.update(db, |s| {
-                    s.queues = queues;
-                    s.consumers = consumers;
-                });
-            }
-            _ = maint_timer.tick() => {
-                maintenance(db, &client, log, health).await?;
             }
         }
     }
@@ -309,7 +353,7 @@ async fn wake_tick(
     else {
         return Ok(false);
     };
-    let events = quote_function(&row.get::<_, String>(0));
+    let events = super::maint::quote_function(&row.get::<_, String>(0));
     let due = format!(
         "from pgq.queue q where q.queue_name = $1 and not q.queue_external_ticker and not q.queue_ticker_paused \
          and exists (select 1 from pgq.tick t, {events} e \
@@ -365,124 +409,4 @@ async fn notify_tick(client: &Client, queue: &str) -> Result<(), PgqError> {
         .await
         .map_err(|e| PgqError::sql("pg_notify", e))?;
     Ok(())
-}
-
-/// `pgq.maint_retry_events()` until it returns 0; the number of events moved.
-async fn retry_events(client: &Client) -> Result<u64, PgqError> {
-    let mut moved = 0u64;
-    loop {
-        let n: i32 = client
-            .query_one("select pgq.maint_retry_events()", &[])
-            .await
-            .map_err(|e| PgqError::sql("pgq.maint_retry_events", e))?
-            .get(0);
-        if n <= 0 {
-            return Ok(moved);
-        }
-        moved += n as u64;
-    }
-}
-
-/// `schema.function` from `pgq.maint_operations()`, each part quoted.
-pub fn quote_function(name: &str) -> String {
-    name.split('.')
-        .map(strata_pg::quote_ident)
-        .collect::<Vec<_>>()
-        .join(".")
-}
-
-/// Runs what `pgq.maint_operations()` lists, each call in its own transaction
-/// (autocommit), so rotation step 1 and step 2 never share one; a function is called
-/// again while it returns 1; `vacuum` rows are VACUUM statements.
-async fn maintenance(
-    db: &str,
-    client: &Client,
-    log: &Log,
-    health: &Health,
-) -> Result<(), PgqError> {
-    let ops = client
-        .query(
-            "select func_name, func_arg from pgq.maint_operations()",
-            &[],
-        )
-        .await
-        .map_err(|e| PgqError::sql("pgq.maint_operations", e))?;
-    for op in ops {
-        let func: String = op.get(0);
-        let arg: Option<String> = op.get(1);
-        if func.eq_ignore_ascii_case("vacuum") {
-            let Some(table) = arg else { continue };
-            client
-                .batch_execute(&format!("vacuum {}", quote_function(&table)))
-                .await
-                .map_err(|e| PgqError::sql(format!("vacuum {table}"), e))?;
-            health.update(db, |s| s.maint_calls += 1);
-            continue;
-        }
-        let rotating = func == "pgq.maint_rotate_tables_step1";
-        let before = match (&arg, rotating) {
-            (Some(q), true) => current_table(client, q).await?,
-            _ => None,
-        };
-        let call = match &arg {
-            Some(_) => format!("select {}($1)::text", quote_function(&func)),
-            None => format!("select {}()::text", quote_function(&func)),
-        };
-        let mut calls = 0;
-        loop {
-            let row = match &arg {
-                Some(a) => client.query_one(&call, &[a]).await,
-                None => client.query_one(&call, &[]).await,
-            }
-            .map_err(|e| PgqError::sql(func.clone(), e))?;
-            calls += 1;
-            health.update(db, |s| s.maint_calls += 1);
-            // Some functions want to be called again at once; bound it all the same.
-            if row.get::<_, Option<String>>(0).as_deref() != Some("1") || calls >= 10_000 {
-                break;
-            }
-        }
-        if let (Some(q), true) = (&arg, rotating) {
-            let after = current_table(client, q).await?;
-            if after != before {
-                log.info(format!(
-                    "{db}: rotated queue {q}: table {} -> {}",
-                    before.map_or("?".into(), |t| t.to_string()),
-                    after.map_or("?".into(), |t| t.to_string())
-                ));
-                health.update(db, |s| s.rotations += 1);
-            }
-        } else if func == "pgq.maint_rotate_tables_step2" {
-            // Step 2 only records the switch txid; the rotation was logged at step 1.
-        } else if calls > 1 {
-            log.info(format!(
-                "{db}: {func}({}) ran {calls} times",
-                arg.as_deref().unwrap_or("")
-            ));
-        }
-    }
-    Ok(())
-}
-
-async fn current_table(client: &Client, queue: &str) -> Result<Option<i32>, PgqError> {
-    Ok(client
-        .query_opt(
-            "select queue_cur_table from pgq.queue where queue_name = $1",
-            &[&queue],
-        )
-        .await
-        .map_err(|e| PgqError::sql("reading pgq.queue", e))?
-        .map(|r| r.get(0)))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn maintenance_function_names_are_quoted_part_by_part() {
-        assert_eq!(
-            super::quote_function("pgq.maint_rotate_tables_step1"),
-            "\"pgq\".\"maint_rotate_tables_step1\""
-        );
-        assert_eq!(super::quote_function("x\"; drop"), "\"x\"\"; drop\"");
-    }
 }

@@ -1,13 +1,15 @@
 //! What the ticker knows about each database, served over HTTP: `/health` (200 when
-//! every database is reachable and ticked, 503 listing the ones that are not) and
-//! `/metrics` (Prometheus text). pgqd retries an unreachable database silently
-//! (pgq/pgqd#5); here it is visible.
+//! every database is reachable and ticked, 503 listing the ones that are unreachable or
+//! stalled) and `/metrics` (Prometheus text). pgqd retries an unreachable database
+//! silently (pgq/pgqd#5) and cannot tell a connected database whose ticks hang from a
+//! working one; here both are visible.
 
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One database's state and counters.
@@ -34,6 +36,22 @@ pub struct DbState {
     pub errors: u64,
     /// Unix time of the last successful ticker round.
     pub last_round_unix: Option<f64>,
+    /// When the last successful ticker round ended.
+    #[serde(skip)]
+    pub last_round: Option<Instant>,
+    /// When the ticker started watching the database (the stall clock before any round).
+    #[serde(skip)]
+    pub watched_since: Option<Instant>,
+    /// Connected, but no successful ticker round for longer than the stall limit
+    /// (`ticker_period + stall_timeout`): ticks hang, on a lock or a stuck server. Set in
+    /// snapshots.
+    pub stalled: bool,
+    /// Seconds since the last successful ticker round (or since watching began). Set in
+    /// snapshots.
+    pub last_round_age_secs: Option<f64>,
+    /// Failures of the jobs that do not stop ticking (maintenance functions, retry
+    /// events, queue figures, trigger installation), by job.
+    pub job_errors: BTreeMap<String, u64>,
     /// Queue and consumer figures, refreshed every `stats_period`.
     pub queues: Vec<crate::api::QueueInfo>,
     /// Consumer figures, refreshed with `queues`.
@@ -41,19 +59,81 @@ pub struct DbState {
 }
 
 /// Shared state of every database, keyed by name.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Health {
     inner: Arc<Mutex<BTreeMap<String, DbState>>>,
+    /// The stall limit in milliseconds (changes on SIGHUP).
+    stall_limit_ms: Arc<AtomicU64>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Health::new(super::config::TickerConfig::default().stall_limit())
+    }
 }
 
 impl Health {
+    /// Empty state; a database is stalled when its last round is older than `stall_limit`.
+    pub fn new(stall_limit: Duration) -> Health {
+        let health = Health {
+            inner: Arc::default(),
+            stall_limit_ms: Arc::default(),
+        };
+        health.set_stall_limit(stall_limit);
+        health
+    }
+
+    /// Changes the stall limit (after a configuration reload).
+    pub fn set_stall_limit(&self, limit: Duration) {
+        let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+        self.stall_limit_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn stall_limit(&self) -> Duration {
+        Duration::from_millis(self.stall_limit_ms.load(Ordering::Relaxed))
+    }
+
+    /// Starts the stall clock of a database (its worker started).
+    pub fn watch(&self, db: &str) {
+        self.update(db, |s| {
+            s.watched_since.get_or_insert_with(Instant::now);
+        });
+    }
+
+    /// Records a successful ticker round.
+    pub fn round_done(&self, db: &str) {
+        self.update(db, |s| {
+            s.last_round = Some(Instant::now());
+            s.last_round_unix = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs_f64());
+        });
+    }
+
+    /// Counts a failure of a job that does not stop ticking.
+    pub fn job_failed(&self, db: &str, job: &str) {
+        self.update(db, |s| {
+            *s.job_errors.entry(job.to_string()).or_default() += 1
+        });
+    }
+
+    /// Whether the database's ticking session is connected.
+    pub fn is_up(&self, db: &str) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(db)
+            .is_some_and(|s| s.up)
+    }
+
     /// Changes one database's state.
     pub fn update(&self, db: &str, f: impl FnOnce(&mut DbState)) {
         let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         f(map.entry(db.to_string()).or_default());
     }
 
-    /// Marks a database up (after a working round).
+    /// Marks a database up (connected, pgq found).
     pub fn up(&self, db: &str) {
         self.update(db, |s| {
             if !s.up {
@@ -61,10 +141,6 @@ impl Health {
             }
             s.up = true;
             s.error = None;
-            s.last_round_unix = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .ok()
-                .map(|d| d.as_secs_f64());
         });
     }
 
@@ -88,35 +164,59 @@ impl Health {
             .remove(db);
     }
 
-    /// A copy of every database's state.
+    /// A copy of every database's state, with `stalled` and `last_round_age_secs` set.
     pub fn snapshot(&self) -> BTreeMap<String, DbState> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut map = self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let limit = self.stall_limit();
+        for s in map.values_mut() {
+            let age = s.last_round.or(s.watched_since).map(|t| t.elapsed());
+            s.last_round_age_secs = age.map(|a| a.as_secs_f64());
+            s.stalled = s.up && age.is_some_and(|a| a > limit);
+        }
+        map
     }
 
-    /// The database down the longest, and for how long, if any is down.
-    pub fn longest_down(&self) -> Option<(String, std::time::Duration)> {
+    /// The database that has gone without ticks the longest, if any is unreachable or
+    /// stalled: its name, for how long (since it went down; for a stalled one, since its
+    /// last round), and whether it is stalled rather than down.
+    pub fn longest_unticked(&self) -> Option<(String, Duration, bool)> {
         self.snapshot()
             .into_iter()
-            .filter(|(_, s)| !s.up)
-            .filter_map(|(db, s)| s.since.map(|t| (db, t.elapsed())))
-            .max_by_key(|(_, d)| *d)
+            .filter_map(|(db, s)| {
+                if !s.up {
+                    s.since.map(|t| (db, t.elapsed(), false))
+                } else if s.stalled {
+                    s.last_round_age_secs
+                        .map(|a| (db, Duration::from_secs_f64(a), true))
+                } else {
+                    None
+                }
+            })
+            .max_by_key(|(_, d, _)| *d)
     }
 
     /// The `/health` answer: status code and JSON body.
     pub fn health_body(&self) -> (u16, String) {
         let snapshot = self.snapshot();
+        // A database whose first connection is still being made is neither.
         let down: Vec<&String> = snapshot
             .iter()
-            .filter(|(_, s)| !s.up)
+            .filter(|(_, s)| !s.up && s.since.is_some())
             .map(|(d, _)| d)
             .collect();
-        let status = if down.is_empty() { "ok" } else { "degraded" };
+        let stalled: Vec<&String> = snapshot
+            .iter()
+            .filter(|(_, s)| s.stalled)
+            .map(|(d, _)| d)
+            .collect();
+        let ok = down.is_empty() && stalled.is_empty();
         let body = serde_json::json!({
-            "status": status,
+            "status": if ok { "ok" } else { "degraded" },
             "unreachable": down,
+            "stalled": stalled,
             "databases": snapshot,
         });
-        (if down.is_empty() { 200 } else { 503 }, body.to_string())
+        (if ok { 200 } else { 503 }, body.to_string())
     }
 
     /// The `/metrics` answer in Prometheus text format.
@@ -180,6 +280,33 @@ impl Health {
             "Unix time of the last successful ticker round.",
             &|s| s.last_round_unix,
         );
+        family(
+            "strata_pgq_last_round_age_seconds",
+            "gauge",
+            "Seconds since the last successful ticker round.",
+            &|s| s.last_round_age_secs,
+        );
+        family(
+            "strata_pgq_database_stalled",
+            "gauge",
+            "1 when the database is connected but its ticker rounds stopped succeeding.",
+            &|s| Some(if s.stalled { 1.0 } else { 0.0 }),
+        );
+        let name = "strata_pgq_job_errors_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Failures of jobs that do not stop ticking (maintenance functions, retry events, queue figures, trigger installation).\n# TYPE {name} counter"
+        );
+        for (db, s) in &snapshot {
+            for (job, n) in &s.job_errors {
+                let _ = writeln!(
+                    out,
+                    "{name}{{database=\"{}\",job=\"{}\"}} {n}",
+                    label(db),
+                    label(job)
+                );
+            }
+        }
         type QueueValue = fn(&crate::api::QueueInfo) -> Option<f64>;
         let queue_families: [(&str, &str, QueueValue); 3] = [
             (
@@ -363,9 +490,36 @@ mod tests {
             !metrics.contains("strata_pgq_consumer_last_seen_seconds{"),
             "NULL is left out"
         );
-        assert!(health.longest_down().is_some_and(|(db, _)| db == "bad\"db"));
+        assert!(health
+            .longest_unticked()
+            .is_some_and(|(db, _, stalled)| db == "bad\"db" && !stalled));
         health.up("bad\"db");
         assert_eq!(health.health_body().0, 200);
-        assert!(health.longest_down().is_none());
+        assert!(health.longest_unticked().is_none());
+    }
+
+    #[test]
+    fn a_connected_database_without_rounds_is_stalled() {
+        let health = Health::new(Duration::ZERO);
+        health.watch("db");
+        health.up("db");
+        std::thread::sleep(Duration::from_millis(5));
+        let (code, body) = health.health_body();
+        assert_eq!(code, 503, "{body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["stalled"], serde_json::json!(["db"]));
+        assert_eq!(json["unreachable"], serde_json::json!([]));
+        assert!(health
+            .metrics_body()
+            .contains("strata_pgq_database_stalled{database=\"db\"} 1\n"));
+        assert!(health.longest_unticked().is_some_and(|(_, _, s)| s));
+        health.set_stall_limit(Duration::from_secs(3600));
+        health.round_done("db");
+        assert_eq!(health.health_body().0, 200);
+        health.job_failed("db", "public.broken");
+        assert!(health
+            .metrics_body()
+            .contains("strata_pgq_job_errors_total{database=\"db\",job=\"public.broken\"} 1\n"));
+        assert_eq!(health.health_body().0, 200, "job failures are not health");
     }
 }

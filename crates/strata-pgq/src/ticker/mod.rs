@@ -5,7 +5,9 @@
 pub mod config;
 pub mod db;
 pub mod health;
+pub mod jobs;
 pub mod log;
+pub mod maint;
 
 use crate::{conn, PgqError};
 use config::TickerConfig;
@@ -23,8 +25,9 @@ use tokio::task::JoinHandle;
 pub struct Overrides {
     /// `--health ADDR`.
     pub health_listen: Option<String>,
-    /// `--exit-on-unreachable SECS`.
-    pub exit_on_unreachable: Option<Duration>,
+    /// `--exit-on-unreachable SECS`: `Some(None)` (`0` on the command line) turns the
+    /// file's exit policy off.
+    pub exit_on_unreachable: Option<Option<Duration>>,
     /// `--pidfile PATH`.
     pub pidfile: Option<PathBuf>,
     /// `--logfile PATH`.
@@ -36,12 +39,15 @@ pub struct Overrides {
 pub enum Exit {
     /// SIGTERM or SIGINT.
     Stopped,
-    /// The exit policy fired: this database was unreachable too long.
+    /// The exit policy fired: this database was unreachable (or stalled: connected but
+    /// its ticks hung) too long.
     Unreachable {
         /// The database.
         database: String,
-        /// How long it had been unreachable.
+        /// How long it had gone without ticks.
         secs: u64,
+        /// Connected but stalled, rather than unreachable.
+        stalled: bool,
     },
 }
 
@@ -57,7 +63,7 @@ pub fn load(path: &Path, read: Reader, overrides: &Overrides) -> Result<TickerCo
         config.health_listen = Some(h.clone());
     }
     if let Some(d) = overrides.exit_on_unreachable {
-        config.exit_on_unreachable = Some(d);
+        config.exit_on_unreachable = d;
     }
     if let Some(p) = &overrides.pidfile {
         config.pidfile = Some(p.clone());
@@ -68,9 +74,32 @@ pub fn load(path: &Path, read: Reader, overrides: &Overrides) -> Result<TickerCo
     Ok(config)
 }
 
+/// The longest a discovery round may take (each connection has its own timeout too); a
+/// round that takes longer is given up and the databases ticked so far stay.
+const DISCOVERY_LIMIT: Duration = Duration::from_secs(60);
+
+/// How long stopping database workers may take before they are aborted (a worker
+/// waiting on a hung server does not see its stop signal).
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Databases to tick, each with whether it was discovered (not listed).
+type Wanted = Vec<(String, bool)>;
+
+/// [`databases`] under [`DISCOVERY_LIMIT`]: `None` when it did not finish.
+async fn discover(config: TickerConfig, log: Log, health: Health) -> Option<Wanted> {
+    let found = tokio::time::timeout(DISCOVERY_LIMIT, databases(&config, &log, &health)).await;
+    if found.is_err() {
+        log.warn(format!(
+            "discovering databases took longer than {} s: given up until the next check",
+            DISCOVERY_LIMIT.as_secs()
+        ));
+    }
+    found.ok()
+}
+
 /// The databases to tick right now: the configured list, or every connectable database
 /// whose pgq schema exists (`true` marks discovered ones).
-async fn databases(config: &TickerConfig, log: &Log, health: &Health) -> Vec<(String, bool)> {
+async fn databases(config: &TickerConfig, log: &Log, health: &Health) -> Wanted {
     if !config.database_list.is_empty() {
         return config
             .database_list
@@ -79,8 +108,10 @@ async fn databases(config: &TickerConfig, log: &Log, health: &Health) -> Vec<(St
             .collect();
     }
     let initial = &config.initial_database;
+    let guard =
+        |pg: strata_pg::Dsn| pg.with_session_guards(db::KEEPALIVE_IDLE, Some(DISCOVERY_LIMIT));
     let listed = async {
-        let pg = conn::config_for(&config.base_connstr, initial)?;
+        let pg = guard(conn::config_for(&config.base_connstr, initial)?);
         let (client, _notes) = conn::connect_listening(&pg).await?;
         let rows = client
             .query(
@@ -92,7 +123,7 @@ async fn databases(config: &TickerConfig, log: &Log, health: &Health) -> Vec<(St
         let mut found = Vec::new();
         for row in rows {
             let name: String = row.get(0);
-            let Ok(pg) = conn::config_for(&config.base_connstr, &name) else { continue };
+            let Ok(pg) = conn::config_for(&config.base_connstr, &name).map(guard) else { continue };
             match conn::connect_listening(&pg).await {
                 Ok((c, _)) => {
                     if crate::api::has_pgq(&c).await.unwrap_or(false) {
@@ -131,18 +162,42 @@ struct Worker {
     task: JoinHandle<()>,
 }
 
-async fn stop_all(workers: &mut BTreeMap<String, Worker>) {
-    for worker in workers.values() {
+/// Stops workers: each is told to stop and given [`STOP_GRACE`] (together, not one after
+/// the other), then aborted, so a worker stuck on a hung server cannot delay SIGTERM or
+/// SIGHUP for longer than that.
+async fn stop_workers(workers: impl IntoIterator<Item = Worker>) {
+    let workers: Vec<Worker> = workers.into_iter().collect();
+    for worker in &workers {
         let _ = worker.stop.send(true);
     }
-    for (_, worker) in std::mem::take(workers) {
-        let _ = tokio::time::timeout(Duration::from_secs(10), worker.task).await;
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    for mut worker in workers {
+        if tokio::time::timeout_at(deadline, &mut worker.task)
+            .await
+            .is_err()
+        {
+            worker.task.abort();
+        }
     }
+}
+
+async fn stop_all(workers: &mut BTreeMap<String, Worker>) {
+    stop_workers(std::mem::take(workers).into_values()).await;
+}
+
+/// Binds the health listener; the error names the address.
+async fn bind_health(addr: &str) -> Result<tokio::net::TcpListener, PgqError> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| PgqError::io(format!("listening on {addr} for /health"), e))
 }
 
 /// Runs the ticker from the config file at `path` (read with `read`) until
 /// SIGTERM/SIGINT (or the exit policy); SIGHUP re-reads the file and restarts the
 /// database workers with it. `quiet` keeps log lines off stderr when there is no logfile.
+/// Everything that can fail at start (the file, the logfile, the signal handlers, the
+/// health port) is done before the pidfile is written, so a `--daemon` parent, which
+/// waits for the pidfile, sees a failed start as the child's exit.
 pub async fn run(
     path: &Path,
     read: Reader,
@@ -162,12 +217,7 @@ pub async fn run(
             e,
         )
     })?;
-    let _pidfile = config
-        .pidfile
-        .as_deref()
-        .map(crate::daemon::PidFile::create)
-        .transpose()?;
-    let health = Health::default();
+    let health = Health::new(config.stall_limit());
     let mut signals = (
         signal(SignalKind::hangup()).map_err(|e| PgqError::io("installing SIGHUP handler", e))?,
         signal(SignalKind::terminate())
@@ -175,40 +225,50 @@ pub async fn run(
         signal(SignalKind::interrupt())
             .map_err(|e| PgqError::io("installing SIGINT handler", e))?,
     );
-    let _server = match &config.health_listen {
-        Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| PgqError::io(format!("listening on {addr} for /health"), e))?;
-            log.info(format!(
-                "health and metrics on http://{addr}/health and /metrics"
-            ));
-            Some(AbortOnDrop(tokio::spawn(health::serve(
-                listener,
-                health.clone(),
-            ))))
-        }
+    let listener = match &config.health_listen {
+        Some(addr) => Some((addr.clone(), bind_health(addr).await?)),
         None => None,
     };
+    let _pidfile = config
+        .pidfile
+        .as_deref()
+        .map(crate::daemon::PidFile::create)
+        .transpose()?;
+    let _server = listener.map(|(addr, listener)| {
+        log.info(format!(
+            "health and metrics on http://{addr}/health and /metrics"
+        ));
+        AbortOnDrop(tokio::spawn(health::serve(listener, health.clone())))
+    });
     log.info(format!(
-        "ticker started (pid {}, config {}, {})",
+        "ticker started (pid {}, config {}, {}, exit_on_unreachable: {})",
         std::process::id(),
         path.display(),
         if config.database_list.is_empty() {
             "databases: every one with pgq".to_string()
         } else {
             format!("databases: {}", config.database_list.join(", "))
-        }
+        },
+        config
+            .exit_on_unreachable
+            .map_or("never".to_string(), |d| format!("{} s", d.as_secs_f64()))
     ));
     let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
+    let mut discovery: Option<JoinHandle<Option<Wanted>>> = None;
     let mut check = tokio::time::interval(config.check_period);
     let mut stats = tokio::time::interval(config.stats_period);
     stats.reset();
     let mut policy = tokio::time::interval(Duration::from_secs(1));
     let exit = loop {
         tokio::select! {
-            _ = check.tick() => {
-                let wanted = databases(&config, &log, &health).await;
+            // Discovery runs as a task of its own: a database that hangs while it is
+            // looked at must not keep signals from being handled.
+            _ = check.tick(), if discovery.is_none() => {
+                discovery = Some(tokio::spawn(discover(config.clone(), log.clone(), health.clone())));
+            }
+            found = async { discovery.as_mut().expect("guarded by is_some").await }, if discovery.is_some() => {
+                discovery = None;
+                let Ok(Some(wanted)) = found else { continue };
                 for (db, discovered) in &wanted {
                     let running = workers.get(db).is_some_and(|w| !w.task.is_finished());
                     if !running {
@@ -218,30 +278,37 @@ pub async fn run(
                     }
                 }
                 let gone: Vec<String> = workers.keys().filter(|d| !wanted.iter().any(|(w, _)| w == *d)).cloned().collect();
-                for db in gone {
-                    if let Some(w) = workers.remove(&db) {
-                        let _ = w.stop.send(true);
-                        let _ = w.task.await;
-                        health.forget(&db);
+                for db in &gone {
+                    if let Some(w) = workers.remove(db) {
+                        stop_workers([w]).await;
+                        health.forget(db);
                         log.info(format!("{db}: no longer ticked"));
                     }
                 }
             }
             _ = stats.tick() => {
                 for (db, s) in health.snapshot() {
+                    let job_errors: u64 = s.job_errors.values().sum();
                     log.info(format!(
-                        "{db}: {} ticks ({} on wake-up), {} rotations, {} maintenance calls, {} retried events, {}",
-                        s.ticks, s.wakeup_ticks, s.rotations, s.maint_calls, s.retried_events,
-                        if s.up { "up".to_string() } else { format!("DOWN: {}", s.error.unwrap_or_default()) }
+                        "{db}: {} ticks ({} on wake-up), {} rotations, {} maintenance calls, {} retried events, {} job errors, {}",
+                        s.ticks, s.wakeup_ticks, s.rotations, s.maint_calls, s.retried_events, job_errors,
+                        if !s.up {
+                            format!("DOWN: {}", s.error.unwrap_or_default())
+                        } else if s.stalled {
+                            format!("STALLED: no ticker round for {:.0} s", s.last_round_age_secs.unwrap_or_default())
+                        } else {
+                            "up".to_string()
+                        }
                     ));
                 }
             }
             _ = policy.tick(), if config.exit_on_unreachable.is_some() => {
                 let limit = config.exit_on_unreachable.unwrap_or_default();
-                if let Some((db, down)) = health.longest_down() {
-                    if down >= limit {
-                        log.warn(format!("{db}: unreachable for {} s (exit_on_unreachable = {} s): stopping", down.as_secs(), limit.as_secs()));
-                        break Exit::Unreachable { database: db, secs: down.as_secs() };
+                if let Some((db, unticked, stalled)) = health.longest_unticked() {
+                    if unticked >= limit {
+                        let how = if stalled { "stalled (connected, no ticker round)" } else { "unreachable" };
+                        log.warn(format!("{db}: {how} for {} s (exit_on_unreachable = {} s): stopping", unticked.as_secs(), limit.as_secs()));
+                        break Exit::Unreachable { database: db, secs: unticked.as_secs(), stalled };
                     }
                 }
             }
@@ -252,11 +319,15 @@ pub async fn run(
                         if new.health_listen != config.health_listen || new.pidfile != config.pidfile || new.logfile != config.logfile {
                             log.warn("SIGHUP: health_listen, pidfile and logfile changes need a restart");
                         }
+                        if let Some(d) = discovery.take() {
+                            d.abort();
+                        }
                         stop_all(&mut workers).await;
                         for db in health.snapshot().keys() {
                             health.forget(db);
                         }
                         config = TickerConfig { health_listen: config.health_listen.clone(), pidfile: config.pidfile.clone(), logfile: config.logfile.clone(), ..new };
+                        health.set_stall_limit(config.stall_limit());
                         check = tokio::time::interval(config.check_period);
                         stats = tokio::time::interval(config.stats_period);
                         stats.reset();
@@ -268,6 +339,9 @@ pub async fn run(
             _ = signals.2.recv() => break Exit::Stopped,
         }
     };
+    if let Some(d) = discovery.take() {
+        d.abort();
+    }
     stop_all(&mut workers).await;
     match &exit {
         Exit::Stopped => log.info("ticker stopped"),
@@ -276,11 +350,47 @@ pub async fn run(
     Ok(exit)
 }
 
-/// Aborts a background task when dropped (the health server ends with the ticker).
-struct AbortOnDrop(JoinHandle<()>);
+/// Aborts a background task when dropped (the health server ends with the ticker, a
+/// database's upkeep with its worker).
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_policy(_: &Path) -> Result<TickerConfig, PgqError> {
+        Ok(TickerConfig {
+            exit_on_unreachable: Some(Duration::from_secs(5)),
+            ..TickerConfig::default()
+        })
+    }
+
+    #[test]
+    fn the_command_line_can_turn_the_exit_policy_off_or_change_it() {
+        let path = Path::new("unused.ini");
+        let kept = load(path, with_policy, &Overrides::default()).unwrap();
+        assert_eq!(kept.exit_on_unreachable, Some(Duration::from_secs(5)));
+        let off = Overrides {
+            exit_on_unreachable: Some(None),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            load(path, with_policy, &off).unwrap().exit_on_unreachable,
+            None
+        );
+        let other = Overrides {
+            exit_on_unreachable: Some(Some(Duration::from_secs(9))),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            load(path, with_policy, &other).unwrap().exit_on_unreachable,
+            Some(Duration::from_secs(9))
+        );
     }
 }
