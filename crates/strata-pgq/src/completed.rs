@@ -50,12 +50,19 @@ pub async fn setup(target: &impl GenericClient) -> Result<()> {
 /// one consumer (or a subconsumer and the sibling that took its batch over) cannot both
 /// apply it; the second waits for the first transaction and then finds the batch done.
 /// For a cooperative subconsumer's batch, `consumer` must be the main consumer's name.
+///
+/// The transaction must be READ COMMITTED (PostgreSQL's default); any other isolation is
+/// refused with [`PgqError::BadInput`]. The checks read what siblings committed after the
+/// transaction began (a cooperative batch's `finished_below`, written by a sibling whose
+/// `mark_done` may have deleted the range's row): an older snapshot would miss it and let
+/// a slow holder apply a batch that its taker already applied.
 pub async fn is_done(
     tx: &impl GenericClient,
     queue: &str,
     consumer: &str,
     batch: &Batch,
 ) -> Result<bool> {
+    check_read_committed(tx).await?;
     match &batch.coop {
         None => serial_is_done(tx, queue, consumer, batch).await,
         Some(coop) => {
@@ -79,6 +86,21 @@ pub async fn mark_done(
             coop_mark_done(tx, queue, consumer, batch, coop.finished_below).await
         }
     }
+}
+
+async fn check_read_committed(tx: &impl GenericClient) -> Result<()> {
+    let level: String = tx
+        .query_one("select current_setting('transaction_isolation')", &[])
+        .await
+        .map_err(|e| PgqError::sql("reading the target transaction's isolation level", e))?
+        .get(0);
+    if level != "read committed" {
+        return Err(PgqError::BadInput(format!(
+            "completed::is_done needs a READ COMMITTED target transaction, not {level}: \
+             an older snapshot can miss a sibling's record and apply a batch twice"
+        )));
+    }
+    Ok(())
 }
 
 /// A subconsumer's records under its own name would be invisible to a sibling taking its

@@ -2018,6 +2018,53 @@ async fn exactly_once_holds_for_cooperative_subconsumers() {
     assert_eq!(ids, (1..=40).collect::<Vec<i64>>());
 }
 
+/// A cooperative batch of main consumer `c` on queue `q` covering `prev..cur`, as a
+/// subconsumer would hold it (the records only look at the ticks and the main consumer).
+fn coop_batch(prev: i64, cur: i64, finished_below: i64) -> strata_pgq::Batch {
+    strata_pgq::Batch {
+        batch_id: cur,
+        cur_tick_id: cur,
+        prev_tick_id: prev,
+        cur_tick_time: std::time::SystemTime::now(),
+        prev_tick_time: std::time::SystemTime::now(),
+        cur_tick_event_seq: 0,
+        prev_tick_event_seq: 0,
+        coop: Some(strata_pgq::api::CoopBatch {
+            main_consumer: "c".into(),
+            finished_below,
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_exactly_once_records_under_concurrent_siblings() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["dst"]);
+    let mut first = site.client("dst").await;
+    completed::setup(&first).await.unwrap();
+    // An older snapshot could miss what a sibling committed: refused.
+    for level in [
+        strata_pg::tokio_postgres::IsolationLevel::RepeatableRead,
+        strata_pg::tokio_postgres::IsolationLevel::Serializable,
+    ] {
+        let tx = first
+            .build_transaction()
+            .isolation_level(level)
+            .start()
+            .await
+            .unwrap();
+        let err = completed::is_done(&tx, "q", "c", &coop_batch(10, 20, 0))
+            .await
+            .unwrap_err();
+        assert!(
+            err.is_bad_input() && err.to_string().contains("READ COMMITTED"),
+            "{err}"
+        );
+    }
+}
+
 /// A metric's value for `labels` (as written, `database="app"`), if present.
 async fn metric(addr: &str, name: &str, labels: &str) -> Option<f64> {
     let (_, text) = http_get(addr, "/metrics").await?;
