@@ -205,7 +205,9 @@ async fn coop_is_done(
 /// Marks the range applied, then forgets what the queue's database says is finished:
 /// `finished_below` moves up (skipped when a sibling's open transaction holds the row:
 /// it is moving it too, and waiting would chain the siblings' commits) and the range rows
-/// it covers go (rows a sibling still holds are left for later).
+/// it covers go (rows a sibling still holds are left for later). The consumer's
+/// `completed_tick` row is inserted only while none is committed: an `insert … on
+/// conflict` on an existing row would wait for a sibling's uncommitted update of it.
 async fn coop_mark_done(
     tx: &impl GenericClient,
     queue: &str,
@@ -223,7 +225,9 @@ async fn coop_mark_done(
     .map_err(|e| PgqError::sql("recording the applied batch", e))?;
     let sql = |e| PgqError::sql("recording the finished batches of the stream", e);
     tx.execute(
-        "insert into strata_pgq.completed_tick (queue_name, consumer_name, last_tick_id) values ($1, $2, 0) \
+        "insert into strata_pgq.completed_tick (queue_name, consumer_name, last_tick_id) \
+         select $1, $2, 0 where not exists (select 1 from strata_pgq.completed_tick \
+             where queue_name = $1 and consumer_name = $2) \
          on conflict (queue_name, consumer_name) do nothing",
         &[&queue, &consumer],
     )

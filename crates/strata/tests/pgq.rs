@@ -2063,6 +2063,32 @@ async fn cooperative_exactly_once_records_under_concurrent_siblings() {
             "{err}"
         );
     }
+    drop(first);
+    // Siblings on different batches do not wait for each other: one has moved
+    // finished_below (an uncommitted update of the consumer's completed_tick row) and
+    // not committed yet; the other records its batch and commits meanwhile.
+    let (mut a, mut b) = (site.client("dst").await, site.client("dst").await);
+    let setup = a.transaction().await.unwrap();
+    let first_batch = coop_batch(0, 10, 0);
+    assert!(!completed::is_done(&setup, "q", "c", &first_batch).await.unwrap());
+    completed::mark_done(&setup, "q", "c", &first_batch).await.unwrap();
+    setup.commit().await.unwrap();
+    let tx_a = a.transaction().await.unwrap();
+    let batch_a = coop_batch(20, 30, 20);
+    assert!(!completed::is_done(&tx_a, "q", "c", &batch_a).await.unwrap());
+    completed::mark_done(&tx_a, "q", "c", &batch_a).await.unwrap();
+    let other = tokio::spawn(async move {
+        let tx_b = b.transaction().await.unwrap();
+        let batch_b = coop_batch(30, 40, 20);
+        assert!(!completed::is_done(&tx_b, "q", "c", &batch_b).await.unwrap());
+        completed::mark_done(&tx_b, "q", "c", &batch_b).await.unwrap();
+        tx_b.commit().await.unwrap();
+    });
+    tokio::time::timeout(Duration::from_secs(10), other)
+        .await
+        .expect("a sibling's commit waited for another sibling's open transaction")
+        .unwrap();
+    tx_a.commit().await.unwrap();
 }
 
 /// A metric's value for `labels` (as written, `database="app"`), if present.
