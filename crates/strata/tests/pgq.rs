@@ -2089,6 +2089,43 @@ async fn cooperative_exactly_once_records_under_concurrent_siblings() {
         .expect("a sibling's commit waited for another sibling's open transaction")
         .unwrap();
     tx_a.commit().await.unwrap();
+    // A slow holder and the sibling that took its batch over, at the same time: the taker
+    // waits in is_done until the holder commits, then finds the batch done. The range's
+    // row is already there, unapplied (an earlier transaction called is_done and committed
+    // without applying anything), so only the row lock makes the taker wait.
+    let (mut holder, mut taker) = (site.client("dst").await, site.client("dst").await);
+    let batch = coop_batch(40, 50, 20);
+    let earlier = holder.transaction().await.unwrap();
+    assert!(!completed::is_done(&earlier, "q", "c", &batch).await.unwrap());
+    earlier.commit().await.unwrap();
+    let tx1 = holder.transaction().await.unwrap();
+    assert!(!completed::is_done(&tx1, "q", "c", &batch).await.unwrap());
+    let other = {
+        let batch = batch.clone();
+        tokio::spawn(async move {
+            let tx2 = taker.transaction().await.unwrap();
+            let done = completed::is_done(&tx2, "q", "c", &batch).await.unwrap();
+            if !done {
+                completed::mark_done(&tx2, "q", "c", &batch).await.unwrap();
+            }
+            tx2.commit().await.unwrap();
+            done
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !other.is_finished(),
+        "the taker waits for the holder's transaction"
+    );
+    completed::mark_done(&tx1, "q", "c", &batch).await.unwrap();
+    tx1.commit().await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), other)
+            .await
+            .unwrap()
+            .unwrap(),
+        "the taker skips the batch the slow holder applied"
+    );
 }
 
 /// A metric's value for `labels` (as written, `database="app"`), if present.
