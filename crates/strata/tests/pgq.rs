@@ -2070,18 +2070,26 @@ async fn cooperative_exactly_once_records_under_concurrent_siblings() {
     let (mut a, mut b) = (site.client("dst").await, site.client("dst").await);
     let setup = a.transaction().await.unwrap();
     let first_batch = coop_batch(0, 10, 0);
-    assert!(!completed::is_done(&setup, "q", "c", &first_batch).await.unwrap());
-    completed::mark_done(&setup, "q", "c", &first_batch).await.unwrap();
+    assert!(!completed::is_done(&setup, "q", "c", &first_batch)
+        .await
+        .unwrap());
+    completed::mark_done(&setup, "q", "c", &first_batch)
+        .await
+        .unwrap();
     setup.commit().await.unwrap();
     let tx_a = a.transaction().await.unwrap();
     let batch_a = coop_batch(20, 30, 20);
     assert!(!completed::is_done(&tx_a, "q", "c", &batch_a).await.unwrap());
-    completed::mark_done(&tx_a, "q", "c", &batch_a).await.unwrap();
+    completed::mark_done(&tx_a, "q", "c", &batch_a)
+        .await
+        .unwrap();
     let other = tokio::spawn(async move {
         let tx_b = b.transaction().await.unwrap();
         let batch_b = coop_batch(30, 40, 20);
         assert!(!completed::is_done(&tx_b, "q", "c", &batch_b).await.unwrap());
-        completed::mark_done(&tx_b, "q", "c", &batch_b).await.unwrap();
+        completed::mark_done(&tx_b, "q", "c", &batch_b)
+            .await
+            .unwrap();
         tx_b.commit().await.unwrap();
     });
     tokio::time::timeout(Duration::from_secs(10), other)
@@ -2096,7 +2104,9 @@ async fn cooperative_exactly_once_records_under_concurrent_siblings() {
     let (mut holder, mut taker) = (site.client("dst").await, site.client("dst").await);
     let batch = coop_batch(40, 50, 20);
     let earlier = holder.transaction().await.unwrap();
-    assert!(!completed::is_done(&earlier, "q", "c", &batch).await.unwrap());
+    assert!(!completed::is_done(&earlier, "q", "c", &batch)
+        .await
+        .unwrap());
     earlier.commit().await.unwrap();
     let tx1 = holder.transaction().await.unwrap();
     assert!(!completed::is_done(&tx1, "q", "c", &batch).await.unwrap());
