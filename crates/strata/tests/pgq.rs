@@ -146,6 +146,24 @@ fn terminate(process: &mut Running) -> Option<i32> {
     process.0.wait().unwrap().code()
 }
 
+/// Sends SIGTERM and returns the exit code, panicking when the process has not exited
+/// within `limit` (a guard against hanging, not a timing assertion).
+fn terminate_within(process: &mut Running, limit: Duration) -> Option<i32> {
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(process.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = process.0.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit within {limit:?} of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Polls `check` every 100 ms until it holds; panics with `what` after `limit` (a guard
 /// against hanging, not a timing assertion).
 async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
@@ -2321,10 +2339,19 @@ async fn a_database_whose_ticks_hang_shows_as_stalled() {
         }
     })
     .await;
-    // SIGTERM is handled while the workers hang on the lock.
-    assert_eq!(terminate(&mut second), Some(0));
-    // The lock goes: ticks resume, healthy again.
+    // SIGTERM is handled while the workers hang on the lock: the one the server cancels
+    // and the one whose round waits up to 600 s.
+    assert_eq!(
+        terminate_within(&mut second, Duration::from_secs(30)),
+        Some(0)
+    );
+    assert_eq!(
+        terminate_within(&mut ticker, Duration::from_secs(30)),
+        Some(0)
+    );
+    // The lock goes: ticks resume, healthy again (a new ticker on the same port).
     lock.rollback().await.unwrap();
+    let mut ticker = site.spawn_ticker(&ini, &["--health", &addr]);
     wait_for("health to recover", Duration::from_secs(60), || {
         let addr = addr.clone();
         async move { health(addr).await.is_some_and(|(code, _)| code == 200) }
