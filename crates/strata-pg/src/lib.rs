@@ -127,6 +127,8 @@ pub struct Dsn {
     config: tokio_postgres::Config,
     /// `sslrootcert`: a PEM file of CA certificates trusted besides the system's.
     root_cert: Option<std::path::PathBuf>,
+    /// `SET statement_timeout` sent right after connecting ([`Dsn::with_session_guards`]).
+    statement_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Dsn {
@@ -181,6 +183,7 @@ impl Dsn {
         Ok(Dsn {
             config,
             root_cert: root_cert.map(std::path::PathBuf::from),
+            statement_timeout: None,
         })
     }
 
@@ -197,7 +200,12 @@ impl Dsn {
     /// idle connection after `keepalive_idle` (then every third of it, 3 probes; the
     /// system default waits two hours) and unacknowledged data gives up after as long;
     /// with `statement_timeout`, the server cancels any statement of the session that runs
-    /// longer (a lock wait included). Options already in the string are kept.
+    /// longer (a lock wait included). The timeout is a `SET statement_timeout` sent right
+    /// after connecting, not an `options` startup parameter (which PgBouncer rejects unless
+    /// told to ignore it); behind PgBouncer in transaction or statement pooling a session
+    /// `SET` does not stay with the client, so the limit is not guaranteed there. A
+    /// `statement_timeout` the string already sets in `options` is left alone (the user's
+    /// choice wins), as are all other options.
     pub fn with_session_guards(
         &self,
         keepalive_idle: Duration,
@@ -212,14 +220,11 @@ impl Dsn {
             .keepalives_interval(interval)
             .keepalives_retries(3)
             .tcp_user_timeout(idle + 3 * interval);
-        if let Some(limit) = statement_timeout {
-            let setting = format!("-c statement_timeout={}", limit.as_millis().max(1));
-            let options = match dsn.config.get_options() {
-                Some(existing) if !existing.trim().is_empty() => format!("{existing} {setting}"),
-                _ => setting,
-            };
-            dsn.config.options(options);
-        }
+        let user_set = dsn
+            .config
+            .get_options()
+            .is_some_and(|o| o.contains("statement_timeout"));
+        dsn.statement_timeout = statement_timeout.filter(|_| !user_set);
         dsn
     }
 
@@ -273,23 +278,44 @@ impl Dsn {
             .map(|d| d.as_secs())
             .unwrap_or(10)
             .max(1);
-        if !self.uses_tls() {
-            return open_with(
+        let client = if !self.uses_tls() {
+            open_with(
                 &self.config,
                 tokio_postgres::NoTls,
                 secs,
                 self.describe(),
                 notes,
             )
-            .await;
-        }
-        let tls = tls::MakeRustls::new(self.root_cert.as_deref()).map_err(|source| {
-            ConnectError::Tls {
-                at: self.describe(),
-                source,
+            .await?
+        } else {
+            let tls = tls::MakeRustls::new(self.root_cert.as_deref()).map_err(|source| {
+                ConnectError::Tls {
+                    at: self.describe(),
+                    source,
+                }
+            })?;
+            open_with(&self.config, tls, secs, self.describe(), notes).await?
+        };
+        if let Some(limit) = self.statement_timeout {
+            let set = format!("set statement_timeout = {}", limit.as_millis().max(1));
+            match tokio::time::timeout(Duration::from_secs(secs), client.batch_execute(&set)).await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(source)) => {
+                    return Err(ConnectError::Connect {
+                        at: self.describe(),
+                        source,
+                    })
+                }
+                Err(_) => {
+                    return Err(ConnectError::Timeout {
+                        at: self.describe(),
+                        secs,
+                    })
+                }
             }
-        })?;
-        open_with(&self.config, tls, secs, self.describe(), notes).await
+        }
+        Ok(client)
     }
 }
 
@@ -419,17 +445,25 @@ mod tests {
 
     #[test]
     fn session_guards_add_keepalives_and_keep_existing_options() {
+        let limit = Some(Duration::from_millis(1500));
         let dsn = Dsn::parse("host=h options='-c search_path=x'").unwrap();
-        let guarded =
-            dsn.with_session_guards(Duration::from_secs(9), Some(Duration::from_millis(1500)));
-        assert_eq!(
-            guarded.config.get_options(),
-            Some("-c search_path=x -c statement_timeout=1500")
-        );
+        let guarded = dsn.with_session_guards(Duration::from_secs(9), limit);
+        // No startup option (PgBouncer refuses `options`): a SET after connecting.
+        assert_eq!(guarded.config.get_options(), Some("-c search_path=x"));
+        assert_eq!(guarded.statement_timeout, limit);
         assert_eq!(guarded.config.get_keepalives_idle(), Duration::from_secs(9));
         let plain = Dsn::parse("host=h").unwrap();
         let guarded = plain.with_session_guards(Duration::from_secs(9), None);
         assert_eq!(guarded.config.get_options(), None);
+        assert_eq!(guarded.statement_timeout, None);
+        // The user's own statement_timeout is left alone, not overridden.
+        let own = Dsn::parse("host=h options='-c statement_timeout=7000'").unwrap();
+        let guarded = own.with_session_guards(Duration::from_secs(9), limit);
+        assert_eq!(
+            guarded.config.get_options(),
+            Some("-c statement_timeout=7000")
+        );
+        assert_eq!(guarded.statement_timeout, None);
     }
 
     #[test]

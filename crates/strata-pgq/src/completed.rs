@@ -50,12 +50,19 @@ pub async fn setup(target: &impl GenericClient) -> Result<()> {
 /// one consumer (or a subconsumer and the sibling that took its batch over) cannot both
 /// apply it; the second waits for the first transaction and then finds the batch done.
 /// For a cooperative subconsumer's batch, `consumer` must be the main consumer's name.
+///
+/// The transaction must be READ COMMITTED (PostgreSQL's default); any other isolation is
+/// refused with [`PgqError::BadInput`]. The checks read what siblings committed after the
+/// transaction began (a cooperative batch's `finished_below`, written by a sibling whose
+/// `mark_done` may have deleted the range's row): an older snapshot would miss it and let
+/// a slow holder apply a batch that its taker already applied.
 pub async fn is_done(
     tx: &impl GenericClient,
     queue: &str,
     consumer: &str,
     batch: &Batch,
 ) -> Result<bool> {
+    check_read_committed(tx).await?;
     match &batch.coop {
         None => serial_is_done(tx, queue, consumer, batch).await,
         Some(coop) => {
@@ -79,6 +86,21 @@ pub async fn mark_done(
             coop_mark_done(tx, queue, consumer, batch, coop.finished_below).await
         }
     }
+}
+
+async fn check_read_committed(tx: &impl GenericClient) -> Result<()> {
+    let level: String = tx
+        .query_one("select current_setting('transaction_isolation')", &[])
+        .await
+        .map_err(|e| PgqError::sql("reading the target transaction's isolation level", e))?
+        .get(0);
+    if level != "read committed" {
+        return Err(PgqError::BadInput(format!(
+            "completed::is_done needs a READ COMMITTED target transaction, not {level}: \
+             an older snapshot can miss a sibling's record and apply a batch twice"
+        )));
+    }
+    Ok(())
 }
 
 /// A subconsumer's records under its own name would be invisible to a sibling taking its
@@ -183,7 +205,9 @@ async fn coop_is_done(
 /// Marks the range applied, then forgets what the queue's database says is finished:
 /// `finished_below` moves up (skipped when a sibling's open transaction holds the row:
 /// it is moving it too, and waiting would chain the siblings' commits) and the range rows
-/// it covers go (rows a sibling still holds are left for later).
+/// it covers go (rows a sibling still holds are left for later). The consumer's
+/// `completed_tick` row is inserted only while none is committed: an `insert … on
+/// conflict` on an existing row would wait for a sibling's uncommitted update of it.
 async fn coop_mark_done(
     tx: &impl GenericClient,
     queue: &str,
@@ -201,7 +225,9 @@ async fn coop_mark_done(
     .map_err(|e| PgqError::sql("recording the applied batch", e))?;
     let sql = |e| PgqError::sql("recording the finished batches of the stream", e);
     tx.execute(
-        "insert into strata_pgq.completed_tick (queue_name, consumer_name, last_tick_id) values ($1, $2, 0) \
+        "insert into strata_pgq.completed_tick (queue_name, consumer_name, last_tick_id) \
+         select $1, $2, 0 where not exists (select 1 from strata_pgq.completed_tick \
+             where queue_name = $1 and consumer_name = $2) \
          on conflict (queue_name, consumer_name) do nothing",
         &[&queue, &consumer],
     )

@@ -148,6 +148,24 @@ fn terminate(process: &mut Running) -> Option<i32> {
     process.0.wait().unwrap().code()
 }
 
+/// Sends SIGTERM and returns the exit code, panicking when the process has not exited
+/// within `limit` (a guard against hanging, not a timing assertion).
+fn terminate_within(process: &mut Running, limit: Duration) -> Option<i32> {
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(process.0.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = process.0.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit within {limit:?} of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Polls `check` every 100 ms until it holds; panics with `what` after `limit` (a guard
 /// against hanging, not a timing assertion).
 async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
@@ -2020,6 +2038,126 @@ async fn exactly_once_holds_for_cooperative_subconsumers() {
     assert_eq!(ids, (1..=40).collect::<Vec<i64>>());
 }
 
+/// A cooperative batch of main consumer `c` on queue `q` covering `prev..cur`, as a
+/// subconsumer would hold it (the records only look at the ticks and the main consumer).
+fn coop_batch(prev: i64, cur: i64, finished_below: i64) -> strata_pgq::Batch {
+    strata_pgq::Batch {
+        batch_id: cur,
+        cur_tick_id: cur,
+        prev_tick_id: prev,
+        cur_tick_time: std::time::SystemTime::now(),
+        prev_tick_time: std::time::SystemTime::now(),
+        cur_tick_event_seq: 0,
+        prev_tick_event_seq: 0,
+        coop: Some(strata_pgq::api::CoopBatch {
+            main_consumer: "c".into(),
+            finished_below,
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_exactly_once_records_under_concurrent_siblings() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["dst"]);
+    let mut first = site.client("dst").await;
+    completed::setup(&first).await.unwrap();
+    // An older snapshot could miss what a sibling committed: refused.
+    for level in [
+        strata_pg::tokio_postgres::IsolationLevel::RepeatableRead,
+        strata_pg::tokio_postgres::IsolationLevel::Serializable,
+    ] {
+        let tx = first
+            .build_transaction()
+            .isolation_level(level)
+            .start()
+            .await
+            .unwrap();
+        let err = completed::is_done(&tx, "q", "c", &coop_batch(10, 20, 0))
+            .await
+            .unwrap_err();
+        assert!(
+            err.is_bad_input() && err.to_string().contains("READ COMMITTED"),
+            "{err}"
+        );
+    }
+    drop(first);
+    // Siblings on different batches do not wait for each other: one has moved
+    // finished_below (an uncommitted update of the consumer's completed_tick row) and
+    // not committed yet; the other records its batch and commits meanwhile.
+    let (mut a, mut b) = (site.client("dst").await, site.client("dst").await);
+    let setup = a.transaction().await.unwrap();
+    let first_batch = coop_batch(0, 10, 0);
+    assert!(!completed::is_done(&setup, "q", "c", &first_batch)
+        .await
+        .unwrap());
+    completed::mark_done(&setup, "q", "c", &first_batch)
+        .await
+        .unwrap();
+    setup.commit().await.unwrap();
+    let tx_a = a.transaction().await.unwrap();
+    let batch_a = coop_batch(20, 30, 20);
+    assert!(!completed::is_done(&tx_a, "q", "c", &batch_a).await.unwrap());
+    completed::mark_done(&tx_a, "q", "c", &batch_a)
+        .await
+        .unwrap();
+    let other = tokio::spawn(async move {
+        let tx_b = b.transaction().await.unwrap();
+        let batch_b = coop_batch(30, 40, 20);
+        assert!(!completed::is_done(&tx_b, "q", "c", &batch_b).await.unwrap());
+        completed::mark_done(&tx_b, "q", "c", &batch_b)
+            .await
+            .unwrap();
+        tx_b.commit().await.unwrap();
+    });
+    tokio::time::timeout(Duration::from_secs(10), other)
+        .await
+        .expect("a sibling's commit waited for another sibling's open transaction")
+        .unwrap();
+    tx_a.commit().await.unwrap();
+    // A slow holder and the sibling that took its batch over, at the same time: the taker
+    // waits in is_done until the holder commits, then finds the batch done. The range's
+    // row is already there, unapplied (an earlier transaction called is_done and committed
+    // without applying anything), so only the row lock makes the taker wait.
+    let (mut holder, mut taker) = (site.client("dst").await, site.client("dst").await);
+    let batch = coop_batch(40, 50, 20);
+    let earlier = holder.transaction().await.unwrap();
+    assert!(!completed::is_done(&earlier, "q", "c", &batch)
+        .await
+        .unwrap());
+    earlier.commit().await.unwrap();
+    let tx1 = holder.transaction().await.unwrap();
+    assert!(!completed::is_done(&tx1, "q", "c", &batch).await.unwrap());
+    let other = {
+        let batch = batch.clone();
+        tokio::spawn(async move {
+            let tx2 = taker.transaction().await.unwrap();
+            let done = completed::is_done(&tx2, "q", "c", &batch).await.unwrap();
+            if !done {
+                completed::mark_done(&tx2, "q", "c", &batch).await.unwrap();
+            }
+            tx2.commit().await.unwrap();
+            done
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !other.is_finished(),
+        "the taker waits for the holder's transaction"
+    );
+    completed::mark_done(&tx1, "q", "c", &batch).await.unwrap();
+    tx1.commit().await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), other)
+            .await
+            .unwrap()
+            .unwrap(),
+        "the taker skips the batch the slow holder applied"
+    );
+}
+
 /// A metric's value for `labels` (as written, `database="app"`), if present.
 async fn metric(addr: &str, name: &str, labels: &str) -> Option<f64> {
     let (_, text) = http_get(addr, "/metrics").await?;
@@ -2203,10 +2341,19 @@ async fn a_database_whose_ticks_hang_shows_as_stalled() {
         }
     })
     .await;
-    // SIGTERM is handled while the workers hang on the lock.
-    assert_eq!(terminate(&mut second), Some(0));
-    // The lock goes: ticks resume, healthy again.
+    // SIGTERM is handled while the workers hang on the lock: the one the server cancels
+    // and the one whose round waits up to 600 s.
+    assert_eq!(
+        terminate_within(&mut second, Duration::from_secs(30)),
+        Some(0)
+    );
+    assert_eq!(
+        terminate_within(&mut ticker, Duration::from_secs(30)),
+        Some(0)
+    );
+    // The lock goes: ticks resume, healthy again (a new ticker on the same port).
     lock.rollback().await.unwrap();
+    let mut ticker = site.spawn_ticker(&ini, &["--health", &addr]);
     wait_for("health to recover", Duration::from_secs(60), || {
         let addr = addr.clone();
         async move { health(addr).await.is_some_and(|(code, _)| code == 200) }

@@ -23,7 +23,7 @@ pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
 
 /// How much longer than `statement_timeout` the ticker waits for an answer before it
 /// gives the session up (the server's own cancel comes first when the server works).
-const ANSWER_GRACE: Duration = Duration::from_secs(5);
+pub(super) const ANSWER_GRACE: Duration = Duration::from_secs(5);
 
 /// Channel the event trigger notifies (payload: queue name); see [`crate::notify`].
 pub const EVENT_CHANNEL: &str = "strata_pgq_event";
@@ -111,7 +111,7 @@ pub async fn run(
 
 /// Waits for `job` at most `limit` (no limit when `None`): a server that stopped
 /// answering fails the job instead of hanging the session.
-async fn answered<T>(
+pub(super) async fn answered<T>(
     limit: Option<Duration>,
     what: &str,
     job: impl Future<Output = Result<T, PgqError>>,

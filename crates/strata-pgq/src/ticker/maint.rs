@@ -3,9 +3,13 @@
 //! maintenance operations every `maint_period`, and with `notify_all_queues` the wake-up
 //! trigger on queues that lack it. A failing job is logged, counted and paused
 //! ([`super::jobs`]); it never marks the database down. Jobs wait while the ticking
-//! session is down (nothing to maintain where pgq cannot be reached).
+//! session is down (nothing to maintain where pgq cannot be reached). Every statement is
+//! waited for at most `statement_timeout` plus a grace, like the ticking session's: a
+//! server that stops answering fails the job (a timeout, counted and paused like any
+//! failure) and the upkeep connection is dropped and opened again for the next job.
 
 use super::config::TickerConfig;
+use super::db::{answered, ANSWER_GRACE};
 use super::health::Health;
 use super::jobs::Jobs;
 use super::log::Log;
@@ -39,6 +43,8 @@ pub async fn run(
         health,
         client: None,
         jobs: Jobs::default(),
+        limit: config.statement_timeout.map(|t| t + ANSWER_GRACE),
+        hung: false,
     };
     let timer = |period: Duration| {
         let mut t = tokio::time::interval(period);
@@ -57,7 +63,7 @@ pub async fn run(
             }
             _ = retry_timer.tick() => {
                 if let Some(client) = upkeep.connection(&mut retry_timer).await {
-                    let result = retry_events(&client).await;
+                    let result = retry_events(&client, upkeep.limit).await;
                     upkeep.retry_done(result);
                     upkeep.keep(client);
                 }
@@ -85,6 +91,10 @@ struct Upkeep {
     health: Health,
     client: Option<Client>,
     jobs: Jobs,
+    /// How long a statement's answer is waited for.
+    limit: Option<Duration>,
+    /// A statement went unanswered: the connection is dropped, not kept.
+    hung: bool,
 }
 
 impl Upkeep {
@@ -118,8 +128,16 @@ impl Upkeep {
         }
     }
 
-    /// Keeps the connection for the next job, unless it broke.
+    /// Keeps the connection for the next job, unless it broke or left a statement
+    /// unanswered.
     fn keep(&mut self, client: Client) {
+        if std::mem::take(&mut self.hung) {
+            self.log.warn(format!(
+                "{}: the maintenance connection stopped answering: reconnecting",
+                self.db
+            ));
+            return;
+        }
         if !client.is_closed() {
             self.client = Some(client);
         }
@@ -127,6 +145,9 @@ impl Upkeep {
 
     /// Records the outcome of a job.
     fn outcome(&mut self, key: &str, label: &str, result: Result<(), PgqError>) {
+        if matches!(result, Err(PgqError::Timeout { .. })) {
+            self.hung = true;
+        }
         match result {
             Ok(()) => self.jobs.succeeded(&self.db, key, &self.log),
             Err(e) => self.jobs.failed(
@@ -159,13 +180,16 @@ impl Upkeep {
     /// fails is paused and the others still run (a broken `queue_extra_maint` function
     /// must not stop rotation or vacuum).
     async fn maintenance(&mut self, client: &Client) {
-        let listed = client
-            .query(
-                "select func_name, func_arg from pgq.maint_operations()",
-                &[],
-            )
-            .await
-            .map_err(|e| PgqError::sql("pgq.maint_operations", e));
+        let listed = answered(self.limit, "pgq.maint_operations", async {
+            client
+                .query(
+                    "select func_name, func_arg from pgq.maint_operations()",
+                    &[],
+                )
+                .await
+                .map_err(|e| PgqError::sql("pgq.maint_operations", e))
+        })
+        .await;
         let ops = match listed {
             Ok(ops) => {
                 self.outcome("pgq.maint_operations", "pgq.maint_operations", Ok(()));
@@ -188,6 +212,7 @@ impl Upkeep {
                 client,
                 &func,
                 arg.as_deref(),
+                self.limit,
                 &self.log,
                 &self.health,
             )
@@ -198,7 +223,7 @@ impl Upkeep {
                 func.as_str()
             };
             self.outcome(&key, label, result);
-            if client.is_closed() {
+            if client.is_closed() || self.hung {
                 return;
             }
         }
@@ -207,7 +232,8 @@ impl Upkeep {
     /// Installs the wake-up trigger on every queue that lacks it (not on queues ticked
     /// from outside: a cascade's branch and leaf queues get their ticks from the root).
     async fn install_notify(&mut self, client: &Client) {
-        let missing = client
+        let missing = answered(self.limit, "looking for queues without the notification trigger", async {
+            client
             .query(
                 "select q.queue_name from pgq.queue q where not q.queue_external_ticker \
                    and exists (select 1 from generate_series(0, q.queue_ntables - 1) g \
@@ -217,7 +243,9 @@ impl Upkeep {
                 &[&crate::notify::TRIGGER],
             )
             .await
-            .map_err(|e| PgqError::sql("looking for queues without the notification trigger", e));
+            .map_err(|e| PgqError::sql("looking for queues without the notification trigger", e))
+        })
+        .await;
         let queues = match missing {
             Ok(rows) => rows
                 .iter()
@@ -231,8 +259,12 @@ impl Upkeep {
             if !self.jobs.ready(&key) {
                 continue;
             }
-            let result =
-                crate::notify::enable_waiting(client, &queue, Some(NOTIFY_LOCK_TIMEOUT)).await;
+            let result = answered(
+                self.limit,
+                "installing the notification trigger",
+                crate::notify::enable_waiting(client, &queue, Some(NOTIFY_LOCK_TIMEOUT)),
+            )
+            .await;
             if result.is_ok() {
                 self.log.info(format!(
                     "{}: installed the event notification trigger on queue {queue} (notify_all_queues)",
@@ -240,19 +272,25 @@ impl Upkeep {
                 ));
             }
             self.outcome(&key, "notify_trigger", result);
+            if self.hung {
+                return;
+            }
         }
     }
 }
 
 /// `pgq.maint_retry_events()` until it returns 0; the number of events moved.
-async fn retry_events(client: &Client) -> Result<u64, PgqError> {
+async fn retry_events(client: &Client, limit: Option<Duration>) -> Result<u64, PgqError> {
     let mut moved = 0u64;
     loop {
-        let n: i32 = client
-            .query_one("select pgq.maint_retry_events()", &[])
-            .await
-            .map_err(|e| PgqError::sql("pgq.maint_retry_events", e))?
-            .get(0);
+        let n: i32 = answered(limit, "pgq.maint_retry_events", async {
+            client
+                .query_one("select pgq.maint_retry_events()", &[])
+                .await
+                .map_err(|e| PgqError::sql("pgq.maint_retry_events", e))
+        })
+        .await?
+        .get(0);
         if n <= 0 {
             return Ok(moved);
         }
@@ -274,21 +312,25 @@ async fn operation(
     client: &Client,
     func: &str,
     arg: Option<&str>,
+    limit: Option<Duration>,
     log: &Log,
     health: &Health,
 ) -> Result<(), PgqError> {
     if func.eq_ignore_ascii_case("vacuum") {
         let Some(table) = arg else { return Ok(()) };
-        client
-            .batch_execute(&format!("vacuum {}", quote_function(table)))
-            .await
-            .map_err(|e| PgqError::sql(format!("vacuum {table}"), e))?;
+        answered(limit, &format!("vacuum {table}"), async {
+            client
+                .batch_execute(&format!("vacuum {}", quote_function(table)))
+                .await
+                .map_err(|e| PgqError::sql(format!("vacuum {table}"), e))
+        })
+        .await?;
         health.update(db, |s| s.maint_calls += 1);
         return Ok(());
     }
     let rotating = func == "pgq.maint_rotate_tables_step1";
     let before = match (arg, rotating) {
-        (Some(q), true) => current_table(client, q).await?,
+        (Some(q), true) => answered(limit, "reading pgq.queue", current_table(client, q)).await?,
         _ => None,
     };
     let call = match arg {
@@ -297,11 +339,14 @@ async fn operation(
     };
     let mut calls = 0;
     loop {
-        let row = match arg {
-            Some(a) => client.query_one(&call, &[&a]).await,
-            None => client.query_one(&call, &[]).await,
-        }
-        .map_err(|e| PgqError::sql(func.to_string(), e))?;
+        let row = answered(limit, func, async {
+            match arg {
+                Some(a) => client.query_one(&call, &[&a]).await,
+                None => client.query_one(&call, &[]).await,
+            }
+            .map_err(|e| PgqError::sql(func.to_string(), e))
+        })
+        .await?;
         calls += 1;
         health.update(db, |s| s.maint_calls += 1);
         // Some functions want to be called again at once; bound it all the same.
@@ -310,7 +355,7 @@ async fn operation(
         }
     }
     if let (Some(q), true) = (arg, rotating) {
-        let after = current_table(client, q).await?;
+        let after = answered(limit, "reading pgq.queue", current_table(client, q)).await?;
         if after != before {
             log.info(format!(
                 "{db}: rotated queue {q}: table {} -> {}",

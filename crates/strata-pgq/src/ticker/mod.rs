@@ -277,13 +277,13 @@ pub async fn run(
                         workers.insert(db.clone(), Worker { stop: tx, task });
                     }
                 }
+                // Stopped together: one grace period in all, not one per database, as
+                // signals wait while this branch runs.
                 let gone: Vec<String> = workers.keys().filter(|d| !wanted.iter().any(|(w, _)| w == *d)).cloned().collect();
+                stop_workers(gone.iter().filter_map(|db| workers.remove(db))).await;
                 for db in &gone {
-                    if let Some(w) = workers.remove(db) {
-                        stop_workers([w]).await;
-                        health.forget(db);
-                        log.info(format!("{db}: no longer ticked"));
-                    }
+                    health.forget(db);
+                    log.info(format!("{db}: no longer ticked"));
                 }
             }
             _ = stats.tick() => {
