@@ -2,6 +2,7 @@
 //! `local:<user>@<host>`), and `strata audit` reads the log of a repository, or of the
 //! server with `--server`.
 
+use crate::client::query_string;
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use std::sync::Arc;
@@ -76,11 +77,11 @@ impl Context {
     /// `strata audit`.
     pub(crate) async fn audit(&self, since: Option<&str>, limit: u32) -> CommandResult {
         let entries: Vec<AuditEntry> = if let Some(client) = self.remote()? {
-            let mut path = format!("/api/v1/audit?limit={limit}");
-            if let Some(since) = since {
-                path.push_str(&format!("&since={}", encode_query(since)));
-            }
-            client.get(&path).await?
+            let mut query = vec![("limit", limit.to_string())];
+            query.extend(since.map(|s| ("since", s.to_string())));
+            client
+                .get(&format!("/api/v1/audit?{}", query_string(&query)))
+                .await?
         } else {
             let now = strata_coordinator::lock::now_ms();
             let since = match since {
@@ -117,29 +118,5 @@ impl Context {
             );
         }
         Ok(0)
-    }
-}
-
-/// Percent-encodes a query value (times carry `+` and `:`).
-fn encode_query(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn query_values_are_encoded() {
-        assert_eq!(
-            super::encode_query("2026-11-23T05:00:00+01:00"),
-            "2026-11-23T05%3A00%3A00%2B01%3A00"
-        );
-        assert_eq!(super::encode_query("7d"), "7d");
     }
 }

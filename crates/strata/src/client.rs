@@ -75,9 +75,45 @@ fn parse_event(event: &[u8]) -> Option<OperationStatus> {
     serde_json::from_str(&data).ok()
 }
 
+/// `a=1&b=x%2By`: query parameters for a call to the server, values percent-encoded
+/// (times carry `+` and `:`, paths `/`).
+pub(crate) fn query_string(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{name}={}", encode_query(value)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn encode_query(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(
+            query_string(&[
+                ("since", "2026-11-23T05:00:00+01:00".into()),
+                ("limit", "7".into())
+            ]),
+            "since=2026-11-23T05%3A00%3A00%2B01%3A00&limit=7"
+        );
+        assert_eq!(
+            query_string(&[("path", "base/16384".into())]),
+            "path=base%2F16384"
+        );
+    }
 
     #[test]
     fn events_are_split_and_parsed() {

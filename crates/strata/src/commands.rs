@@ -1,6 +1,7 @@
 //! One function per command: load configuration, call the library, print the result.
 
 use crate::cli::{Cli, Command, ConfigCommand, Global};
+use crate::client::query_string;
 use crate::failure::{code, Failure};
 use crate::output;
 use crate::progress;
@@ -857,26 +858,6 @@ fn print_file(entry: &FileEntry) {
         entry.path,
         extra
     );
-}
-
-/// `a=1&b=x%2Fy`: query parameters for a call to the server.
-pub(crate) fn query_string(pairs: &[(&str, String)]) -> String {
-    pairs
-        .iter()
-        .map(|(name, value)| format!("{name}={}", percent_encode(value)))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 pub(crate) fn print_node_problems(summary: &strata_repo::summary::BackupSummary, per_node: usize) {
