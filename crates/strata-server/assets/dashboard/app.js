@@ -857,6 +857,11 @@ async function pinBackup(b, pin) {
   }
 }
 
+/** Whether a backup is a PostgreSQL base backup (it can be recovered to a point in time). */
+function isPostgres(b) {
+  return b.nodes.some((n) => n.plugin && n.plugin["postgres.start_lsn"]);
+}
+
 async function restoreBackup(b) {
   const select = h("select", { name: "node" },
     h("option", { value: "" }, `every node (${b.nodes.length})`),
@@ -870,11 +875,21 @@ async function restoreBackup(b) {
       h("p", { class: "warning" }, "A restore in place overwrites the data directories of the nodes with the content of this backup: files that are not in the backup are removed (paths the node excludes are left alone)."),
       b.status !== "complete" ? h("p", { class: "error" }, `This backup is ${b.status}: some data may be missing.`) : null,
       h("label", { class: "field" }, "Restore", select),
+      h("label", { class: "field" }, "Only this path",
+        h("input", { type: "text", name: "include", placeholder: "everything (or a path such as base/16384)" })),
+      isPostgres(b)
+        ? h("label", { class: "field" }, "Recover to",
+          h("input", { type: "text", name: "target_time", placeholder: "the latest state (or a time: 2026-11-23 05:00:00+00)" }))
+        : null,
     ],
   });
   if (!answer) return;
   const body = { backup: b.name };
   if (answer.get("node")) body.node = answer.get("node");
+  const include = (answer.get("include") || "").trim();
+  if (include) body.include = include;
+  const time = (answer.get("target_time") || "").trim();
+  if (time) body.recovery = { target: { time }, action: "promote", start: true };
   const reply = await act("Restore", () => state.api.post("/api/v1/restores", body));
   if (reply) {
     const op = watchStarted(reply);

@@ -405,6 +405,31 @@ try {
   await page.screenshot({ path: join(shots, "restore-done.png"), fullPage: true });
   log("restored db2 in place");
 
+  // A restore of one path only: that file comes back, what lies outside the path stays.
+  writeFileSync(join(db2, "table.bin"), Buffer.alloc(4096, 0x66));
+  writeFileSync(join(db2, "outside.txt"), "outside the restored path");
+  await row(made).locator("[data-action=restore]").click();
+  await page.locator("#confirm[open]").waitFor();
+  await page.selectOption("#confirm select[name=node]", "db2");
+  await page.fill("#confirm input[name=include]", "table.bin");
+  await page.fill("[data-field=type-to-confirm]", made);
+  await confirm();
+  const pathDeadline = Date.now() + LONG;
+  let partial;
+  for (;;) {
+    const ops = (await api("/api/v1/operations")).value.filter((o) => o.kind === "restore");
+    if (ops.length > 1 && ops[0].id !== restoreId && ops[0].state !== "running") {
+      partial = ops[0];
+      break;
+    }
+    check(Date.now() < pathDeadline, "the restore of one path never ended");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  equal(partial.state, "succeeded", "state of the restore of one path");
+  check(readFileSync(join(db2, "table.bin")).equals(original), "db2/table.bin restored by the path restore");
+  check(existsSync(join(db2, "outside.txt")), "a file outside the restored path was left alone");
+  log("restored one path of db2");
+
   // Activity: the operations and the audit log as the API has them.
   await page.click("#tabs a[data-tab=activity]");
   const operations = (await api("/api/v1/operations")).value;
