@@ -592,11 +592,13 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
     assert!(log.contains("SIGHUP: configuration reloaded"), "{log}");
     // Without database_list every database with pgq is found (and only those).
     let ini = site.path("discover.ini");
+    let discover_log = site.path("discover.log");
     std::fs::write(
         &ini,
         format!(
-            "[pgqd]\nbase_connstr = {}\ninitial_database = postgres\n",
-            site.base_connstr()
+            "[pgqd]\nbase_connstr = {}\ninitial_database = postgres\ncheck_period = 0.5\nticker_period = 0.5\nlogfile = {}\n",
+            site.base_connstr(),
+            discover_log.display()
         ),
     )
     .unwrap();
@@ -615,6 +617,47 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
         assert!(Instant::now() < deadline, "discovery found nothing");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The initial database stops taking connections: discovery cannot list databases,
+    // and the one it found before goes on being ticked (it used to be stopped with it).
+    let good = site.client("good").await;
+    good.batch_execute("alter database postgres allow_connections false")
+        .await
+        .unwrap();
+    let failed_checks = || {
+        std::fs::read_to_string(&discover_log)
+            .unwrap_or_default()
+            .matches("(initial_database)")
+            .count()
+    };
+    wait_for("two failed discoveries", Duration::from_secs(30), || {
+        let failed = failed_checks();
+        async move { failed >= 2 }
+    })
+    .await;
+    let ticks = |body: &str| {
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        json["databases"]["good"]["ticks"].as_u64()
+    };
+    let (_, body) = http_get(&addr, "/health").await.unwrap();
+    let before = ticks(&body).unwrap_or_else(|| panic!("good is no longer ticked: {body}"));
+    good.batch_execute("select pgq.insert_event('q', 'e', 'wake')")
+        .await
+        .unwrap();
+    wait_for(
+        "good ticked without its initial database",
+        Duration::from_secs(30),
+        || {
+            let addr = addr.clone();
+            async move {
+                let (_, body) = http_get(&addr, "/health").await.unwrap();
+                ticks(&body).is_some_and(|t| t > before)
+            }
+        },
+    )
+    .await;
+    good.batch_execute("alter database postgres allow_connections true")
+        .await
+        .unwrap();
     assert_eq!(terminate(&mut ticker), Some(0));
     // The exit policy: a database down for 1 s stops the ticker with exit code 1. This
     // one runs on the [pgq] section of strata's own configuration file, which other

@@ -94,18 +94,22 @@ async fn discover(config: TickerConfig, log: Log, health: Health) -> Option<Want
             DISCOVERY_LIMIT.as_secs()
         ));
     }
-    found.ok()
+    found.ok().flatten()
 }
 
 /// The databases to tick right now: the configured list, or every connectable database
-/// whose pgq schema exists (`true` marks discovered ones).
-async fn databases(config: &TickerConfig, log: &Log, health: &Health) -> Wanted {
+/// whose pgq schema exists (`true` marks discovered ones). `None` when the list cannot be
+/// read (the initial database is down): the databases ticked so far are not known to be
+/// gone, so their workers go on rather than stop with the one database that lists them.
+async fn databases(config: &TickerConfig, log: &Log, health: &Health) -> Option<Wanted> {
     if !config.database_list.is_empty() {
-        return config
-            .database_list
-            .iter()
-            .map(|d| (d.clone(), false))
-            .collect();
+        return Some(
+            config
+                .database_list
+                .iter()
+                .map(|d| (d.clone(), false))
+                .collect(),
+        );
     }
     let initial = &config.initial_database;
     let guard =
@@ -144,15 +148,15 @@ async fn databases(config: &TickerConfig, log: &Log, health: &Health) -> Wanted 
     match listed {
         Ok(found) => {
             health.forget(initial);
-            found
+            Some(found)
         }
         Err(e) => {
             log.warn(format!(
-                "{initial} (initial_database): {}",
+                "{initial} (initial_database): {}; the databases ticked so far go on",
                 e.full_message()
             ));
             health.down(initial, e.full_message());
-            Vec::new()
+            None
         }
     }
 }
