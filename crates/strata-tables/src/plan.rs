@@ -841,17 +841,19 @@ mod tests {
         );
     }
 
+    /// The partitions a plan drops, in order.
+    fn drops(plan: &TablePlan) -> Vec<String> {
+        plan.steps
+            .iter()
+            .filter(|s| s.kind == StepKind::DropPartition)
+            .filter_map(|s| s.partition.clone())
+            .collect()
+    }
+
     #[test]
     fn data_is_removed_only_once_rolled_up_and_out_of_the_lookback() {
         let cutoff = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
         let delete = policy(1, Action::Delete, 1);
-        let drops = |plan: &TablePlan| {
-            plan.steps
-                .iter()
-                .filter(|s| s.kind == StepKind::DropPartition)
-                .filter_map(|s| s.partition.clone())
-                .collect::<Vec<_>>()
-        };
         // The rollup never ran and waits 800 days (before any of this data): nothing goes.
         let plan = plan_table(
             &[delete.clone(), downsample(2, 800 * 24, None)],
@@ -887,13 +889,6 @@ mod tests {
     #[test]
     fn a_downsample_left_out_of_the_run_still_holds_removal_back() {
         let cutoff = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 0).unwrap();
-        let drops = |plan: &TablePlan| {
-            plan.steps
-                .iter()
-                .filter(|s| s.kind == StepKind::DropPartition)
-                .filter_map(|s| s.partition.clone())
-                .collect::<Vec<_>>()
-        };
         // Rolled up to 2025-04-01 01:00 with a 2 h lookback: only January and February
         // may go, whether the downsample takes part, is left out by tags, is disabled or
         // is paused with INF.

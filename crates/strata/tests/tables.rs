@@ -1570,6 +1570,36 @@ fn tables_commands_connect_over_verified_tls() {
 }
 
 /// The id of the policy of `table` with `action`.
+/// `tables add`: a downsample of `m.raw` (on `ts`) into `m.hourly` in buckets of an hour,
+/// rows older than an hour; `extra` gives the aggregates and anything else.
+fn add_hourly_rollup(site: &Site, extra: &[&str]) {
+    let mut args = vec![
+        "tables",
+        "add",
+        "--table",
+        "m.raw",
+        "--column",
+        "ts",
+        "--action",
+        "downsample",
+        "--after",
+        "1h",
+        "--into",
+        "m.hourly",
+        "--bucket",
+        "1h",
+    ];
+    args.extend_from_slice(extra);
+    site.ok(&args);
+}
+
+/// A downsample policy's watermark (UTC, to the minute), or `none`.
+fn watermark_of(site: &Site, id: &str) -> String {
+    site.sql(&format!(
+        "SELECT coalesce(to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), 'none') FROM strata.policy WHERE id = {id}"
+    ))
+}
+
 fn policy_id(site: &Site, table: &str, action: &str) -> String {
     let (schema, name) = table.split_once('.').unwrap();
     site.sql(&format!(
@@ -1588,28 +1618,17 @@ fn removal_waits_for_a_rollup_left_out_by_tags_or_disabled() {
         "CREATE TABLE m.hourly (ts timestamptz NOT NULL UNIQUE, value_sum bigint, count bigint)",
     );
     site.ok(&["tables", "setup"]);
-    site.ok(&[
-        "tables",
-        "add",
-        "--table",
-        "m.raw",
-        "--column",
-        "ts",
-        "--action",
-        "downsample",
-        "--after",
-        "1h",
-        "--into",
-        "m.hourly",
-        "--bucket",
-        "1h",
-        "--aggregate",
-        "sum:value",
-        "--aggregate",
-        "count",
-        "--tag",
-        "rollup",
-    ]);
+    add_hourly_rollup(
+        &site,
+        &[
+            "--aggregate",
+            "sum:value",
+            "--aggregate",
+            "count",
+            "--tag",
+            "rollup",
+        ],
+    );
     site.ok(&["ttl", "m.raw:ts", "delete", "30d", "--tag", "cleanup"]);
     let all = site.partitions("m.raw");
 
@@ -2159,35 +2178,12 @@ fn edit_changes_a_downsample_policy_and_reshaping_needs_a_reset() {
          CREATE TABLE m.daily (ts timestamptz NOT NULL UNIQUE, value_max int, count bigint);",
     );
     site.ok(&["tables", "setup"]);
-    site.ok(&[
-        "tables",
-        "add",
-        "--table",
-        "m.raw",
-        "--column",
-        "ts",
-        "--action",
-        "downsample",
-        "--after",
-        "1h",
-        "--into",
-        "m.hourly",
-        "--bucket",
-        "1h",
-        "--aggregate",
-        "sum:value",
-        "--aggregate",
-        "count",
-    ]);
+    add_hourly_rollup(&site, &["--aggregate", "sum:value", "--aggregate", "count"]);
     site.ok(&["ttl", "m.raw:ts", "delete", "400d"]);
     let id = policy_id(&site, "m.raw", "downsample");
     let delete = policy_id(&site, "m.raw", "delete");
     site.ok(&["tables", "run", "--cutoff", "2025-03-01"]);
-    let watermark = || {
-        site.sql(&format!(
-            "SELECT coalesce(to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), 'none') FROM strata.policy WHERE id = {id}"
-        ))
-    };
+    let watermark = || watermark_of(&site, &id);
     assert_eq!(watermark(), "2025-02-28 23:00");
 
     // The lookback can change at any time.
@@ -2329,32 +2325,11 @@ fn an_edit_during_a_run_is_never_undone_by_it() {
          CREATE TABLE m.hourly2 (ts timestamptz NOT NULL UNIQUE, count bigint);",
     );
     site.ok(&["tables", "setup"]);
-    site.ok(&[
-        "tables",
-        "add",
-        "--table",
-        "m.raw",
-        "--column",
-        "ts",
-        "--action",
-        "downsample",
-        "--after",
-        "1h",
-        "--into",
-        "m.hourly",
-        "--bucket",
-        "1h",
-        "--aggregate",
-        "count",
-    ]);
+    add_hourly_rollup(&site, &["--aggregate", "count"]);
     site.ok(&["ttl", "m.raw:ts", "delete", "1d"]);
     let id = policy_id(&site, "m.raw", "downsample");
     site.ok(&["tables", "run", "--cutoff", "2025-01-02T00:00:00Z"]);
-    let watermark = || {
-        site.sql(&format!(
-            "SELECT coalesce(to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), 'none') FROM strata.policy WHERE id = {id}"
-        ))
-    };
+    let watermark = || watermark_of(&site, &id);
     assert_eq!(watermark(), "2025-01-01 23:00");
     assert_eq!(site.sql("SELECT count(*) FROM m.raw"), "288");
 
@@ -2463,26 +2438,7 @@ fn a_reset_or_longer_lookback_never_overwrites_a_whole_bucket_with_part_of_it() 
          CREATE TABLE m.hourly (ts timestamptz NOT NULL UNIQUE, value_sum bigint, count bigint);",
     );
     site.ok(&["tables", "setup"]);
-    site.ok(&[
-        "tables",
-        "add",
-        "--table",
-        "m.raw",
-        "--column",
-        "ts",
-        "--action",
-        "downsample",
-        "--after",
-        "1h",
-        "--into",
-        "m.hourly",
-        "--bucket",
-        "1h",
-        "--aggregate",
-        "sum:value",
-        "--aggregate",
-        "count",
-    ]);
+    add_hourly_rollup(&site, &["--aggregate", "sum:value", "--aggregate", "count"]);
     // Deletes rows older than 23 h 30 min: at midnight that cuts at 00:30, inside the first
     // hour; the cut moves back to 00:00, the start of the bucket, so nothing goes yet.
     site.ok(&["ttl", "m.raw:ts", "delete", "23h30m"]);
