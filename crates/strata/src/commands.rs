@@ -482,7 +482,8 @@ impl Context {
     async fn ls(&self, wanted: &str, node: Option<&str>, path: Option<&str>) -> CommandResult {
         let mut entries = Vec::new();
         if let Some(client) = self.remote()? {
-            // Page through the server's listing; a large node comes in several calls.
+            // Page through the server's listing until an empty page (a server may cap
+            // pages below what is asked); a large node comes in several calls.
             loop {
                 let mut query = vec![
                     ("offset", entries.len().to_string()),
@@ -496,11 +497,10 @@ impl Context {
                         query_string(&query)
                     ))
                     .await?;
-                let full = page.len() == 10000;
-                entries.extend(page);
-                if !full {
+                if page.is_empty() {
                     break;
                 }
+                entries.extend(page);
             }
         } else {
             let catalog = self.catalog().await?;
