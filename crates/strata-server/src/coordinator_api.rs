@@ -93,6 +93,14 @@ pub(crate) fn failure(err: CoordinatorError) -> ApiFailure {
     ))
 }
 
+/// The backup `name` (a name, unique prefix or `latest`) names, checked for characters a
+/// backup name cannot have first.
+async fn resolve(c: &Coordinator, name: &str) -> Result<BackupSummary, ApiFailure> {
+    strata_coordinator::resolve_backup(c.repo(), backup_name(name)?)
+        .await
+        .map_err(failure)
+}
+
 fn repo_failure(err: impl Into<CoordinatorError>) -> ApiFailure {
     failure(err.into())
 }
@@ -182,9 +190,7 @@ async fn list(
     responses((status = 200, body = BackupListing), (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 404, body = ApiError), (status = 500, body = ApiError)))]
 async fn show(State(s): Api, PathParam(name): PathParam<String>) -> Reply<BackupListing> {
-    let found = strata_coordinator::resolve_backup(s.coordinator.repo(), backup_name(&name)?)
-        .await
-        .map_err(failure)?;
+    let found = resolve(&s.coordinator, &name).await?;
     let mut listing = listings(&s, vec![found]).await?;
     Ok(Json(listing.remove(0)))
 }
@@ -216,9 +222,7 @@ async fn delete(
 
 async fn set_pin(s: &ApiState, caller: &Caller, name: &str, pinned: bool) -> Reply<BackupListing> {
     let c = &s.coordinator;
-    let found = strata_coordinator::resolve_backup(c.repo(), backup_name(name)?)
-        .await
-        .map_err(failure)?;
+    let found = resolve(&s.coordinator, name).await?;
     let result = strata_coordinator::retention::set_pinned(c.repo(), &found.name, pinned).await;
     let action = Action {
         who: &caller.0,
@@ -352,12 +356,7 @@ async fn verify(
     };
     let c = &s.coordinator;
     let backup = match &body.backup {
-        Some(name) => Some(
-            strata_coordinator::resolve_backup(c.repo(), backup_name(name)?)
-                .await
-                .map_err(failure)?
-                .name,
-        ),
+        Some(name) => Some(resolve(&s.coordinator, name).await?.name),
         None => None,
     };
     let target = backup.clone().unwrap_or_else(|| "all".into());
@@ -512,9 +511,7 @@ async fn files(
     Params(query): Params<FilesQuery>,
 ) -> Reply<Vec<FileEntry>> {
     let repo = s.coordinator.repo();
-    let summary = strata_coordinator::resolve_backup(repo, backup_name(&name)?)
-        .await
-        .map_err(failure)?;
+    let summary = resolve(&s.coordinator, &name).await?;
     let limit = query
         .limit
         .map_or(FILES_PAGE, |l| (l as usize).min(FILES_PAGE));
@@ -559,9 +556,7 @@ async fn copy(
     Body(body): Body<CopyBody>,
 ) -> Reply<CopyReport> {
     let c = &s.coordinator;
-    let summary = strata_coordinator::resolve_backup(c.repo(), backup_name(&name)?)
-        .await
-        .map_err(failure)?;
+    let summary = resolve(&s.coordinator, &name).await?;
     if !s.config.storages.contains_key(&body.to) {
         return Err(ApiFailure(ApiError::new(
             ErrorCode::NotFound,
@@ -614,9 +609,7 @@ async fn drill(
     PathParam(name): PathParam<String>,
 ) -> Reply<DrillReport> {
     let c = &s.coordinator;
-    let summary = strata_coordinator::resolve_backup(c.repo(), backup_name(&name)?)
-        .await
-        .map_err(failure)?;
+    let summary = resolve(&s.coordinator, &name).await?;
     let action = Action {
         who: &caller.0,
         kind: "verify",
