@@ -9,6 +9,7 @@
 pub mod api;
 pub mod backup;
 mod error;
+pub(crate) mod handles;
 pub mod files_cache;
 pub mod progress;
 mod prune;

@@ -534,8 +534,8 @@ impl Agent {
                                 "changed: {} (modified during the backup; re-read)",
                                 file.path.display()
                             ));
-                            let path = file.path.as_os_str().as_bytes().to_vec();
-                            state.scan.cache.insert(path, stamp, chunks.clone());
+                            // Changed during the backup: read again next time, never
+                            // trusted from the files cache.
                             let entry = &mut state.scan.manifest.entries[file.entry];
                             entry.mtime_ns = stamp.mtime_ns;
                             entry.kind = EntryKind::File { size, chunks };
