@@ -800,6 +800,60 @@ mod tests {
     }
 
     #[test]
+    fn only_files_read_whole_unchanged_and_old_enough_are_cached_as_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("table");
+        std::fs::write(&path, vec![1u8; 20_000]).unwrap();
+        let lstat = |path: &Path| FileMeta::from(&fs::symlink_metadata(path).unwrap());
+        // Changed between the walker's lstat and the end of the read (same size): the
+        // bytes read are not what the stamp describes.
+        with_snapshot(|snap| {
+            snap.racy_since_ns = i64::MAX;
+            let before = lstat(&path);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::fs::write(&path, vec![2u8; 20_000]).unwrap();
+            snap.visit(None, &path, b"table".to_vec(), before).unwrap();
+            assert_eq!(snap.entries.len(), 1, "the file is in the backup");
+            assert!(snap.cache.is_empty(), "but not cached as clean");
+            assert!(snap.summary.warnings[0].starts_with("changed:"));
+        });
+        // Unchanged, but its mtime or ctime is within the racy window of the scan start.
+        with_snapshot(|snap| {
+            snap.racy_since_ns = 0;
+            snap.visit(None, &path, b"table".to_vec(), lstat(&path))
+                .unwrap();
+            assert!(snap.cache.is_empty());
+        });
+        // Unchanged and old: cached, the next backup skips it.
+        with_snapshot(|snap| {
+            snap.racy_since_ns = i64::MAX;
+            snap.visit(None, &path, b"table".to_vec(), lstat(&path))
+                .unwrap();
+            assert_eq!(snap.cache.len(), 1);
+            assert_eq!(snap.summary.warning_count, 0);
+        });
+    }
+
+    #[test]
+    fn a_file_swapped_after_the_lstat_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf");
+        std::fs::write(&path, b"mine").unwrap();
+        std::fs::write(dir.path().join("other"), b"root only").unwrap();
+        let before = FileMeta::from(&fs::symlink_metadata(&path).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("other"), &path).unwrap();
+        with_snapshot(|snap| {
+            let root = Dir::open_path(dir.path()).unwrap();
+            let name = OsStr::new("conf");
+            snap.visit(Some((&root, name)), &path, b"conf".to_vec(), before)
+                .unwrap();
+            assert!(snap.entries.is_empty());
+            assert!(snap.summary.warnings[0].starts_with("unreadable:"));
+        });
+    }
+
+    #[test]
     fn excludes_match_relative_paths_and_bare_names() {
         with_snapshot(|snap| {
             snap.exclude = vec![

@@ -629,7 +629,7 @@ impl Agent {
             (Some(plan), Some(tablespaces)) if report.errors.is_empty() => {
                 match self.place_tablespaces(&tablespaces) {
                     Ok(placed) => self
-                        .recover(plan)
+                        .recover(plan, &manifest, &target, &tablespaces)
                         .await
                         .map(|outcome| match (placed, outcome) {
                             (Some(p), Some(o)) => Some(format!("{o}; {p}")),
