@@ -46,71 +46,83 @@ fn exchange(a: &Path, b: &Path) -> bool {
 
 const MARKER: &[u8] = b"ROOT-ONLY-SECRET-7f3a9c";
 const SECRET_LEN: usize = 7777;
-const FILES: usize = 300;
+/// Files swapped one by one at the top of the tree.
+const FILES: usize = 100;
+/// Files in the directory `d` that is swapped as a whole: enough that walking it takes a
+/// while, so the swaps land inside the walk even on a loaded machine.
+const DIR_FILES: usize = 2000;
+const BACKUPS: usize = 3;
+
+fn secret_bytes() -> Vec<u8> {
+    MARKER.repeat(SECRET_LEN / MARKER.len() + 1)[..SECRET_LEN].to_vec()
+}
 
 #[test]
-fn a_file_swapped_for_a_symlink_to_a_root_only_file_is_never_read() {
+fn files_and_directories_swapped_for_symlinks_to_root_only_files_are_never_read() {
     assert_root();
     let env = Env::new();
-    // A root-only file outside the tree.
+    // Root-only files outside the tree: one file, and a directory of files named like
+    // the tree's.
     let secret = env.path("secret");
-    fs::write(&secret, MARKER.repeat(SECRET_LEN / MARKER.len() + 1)[..SECRET_LEN].to_vec())
-        .unwrap();
+    fs::write(&secret, secret_bytes()).unwrap();
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
-    // A tree owned by an unprivileged user, and that user's links to the secret, kept
-    // outside the tree and swapped with the tree's files in a loop (the user may rename
-    // within their own tree: that is all the attack needs).
+    let secret_dir = env.path("secret-dir");
+    fs::create_dir_all(&secret_dir).unwrap();
+    fs::set_permissions(&secret_dir, fs::Permissions::from_mode(0o700)).unwrap();
+    // A tree owned by an unprivileged user, and that user's links to the secrets, kept
+    // outside the tree and swapped with the tree's files and its directory `d` in a loop
+    // (renames inside their own tree are all the attack needs).
     let tree = env.path("tree");
     let links = env.path("links");
-    fs::create_dir_all(&tree).unwrap();
+    fs::create_dir_all(tree.join("d")).unwrap();
     fs::create_dir_all(&links).unwrap();
+    symlink(&secret_dir, links.join("d")).unwrap();
+    for i in 0..DIR_FILES {
+        let name = format!("f{i:04}");
+        fs::write(secret_dir.join(&name), secret_bytes()).unwrap();
+        fs::set_permissions(secret_dir.join(&name), fs::Permissions::from_mode(0o600)).unwrap();
+        fs::write(tree.join("d").join(&name), b"public data in a directory").unwrap();
+    }
     for i in 0..FILES {
         let name = format!("f{i:03}");
         fs::write(tree.join(&name), b"public data of the tree's owner").unwrap();
         symlink(&secret, links.join(&name)).unwrap();
-        for p in [tree.join(&name), links.join(&name)] {
-            std::os::unix::fs::lchown(&p, Some(65534), Some(65534)).unwrap();
-        }
     }
-    std::os::unix::fs::chown(&tree, Some(65534), Some(65534)).unwrap();
+    let status = std::process::Command::new("chown")
+        .args(["-hR", "65534:65534"])
+        .arg(&tree)
+        .arg(&links)
+        .status()
+        .unwrap();
+    assert!(status.success());
 
     let stop = Arc::new(AtomicBool::new(false));
     let swaps = Arc::new(AtomicU64::new(0));
     let swapper = {
         let (stop, swaps, tree, links) = (stop.clone(), swaps.clone(), tree.clone(), links.clone());
         std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(90);
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let (d, d_link) = (tree.join("d"), links.join("d"));
             while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                 for i in 0..FILES {
                     let name = format!("f{i:03}");
-                    if exchange(&tree.join(&name), &links.join(&name)) {
-                        swaps.fetch_add(1, Ordering::Relaxed);
-                    }
+                    let flipped = exchange(&tree.join(&name), &links.join(&name)) as u64
+                        + exchange(&d, &d_link) as u64;
+                    swaps.fetch_add(flipped, Ordering::Relaxed);
                 }
             }
         })
     };
-    // Backups until one of them caught a file being swapped between the walk and the
-    // read (bounded): the race is real, not simulated.
     let mut backups = Vec::new();
-    let mut caught = 0;
-    let deadline = Instant::now() + Duration::from_secs(45);
-    while (caught == 0 || backups.len() < 3) && backups.len() < 40 && Instant::now() < deadline
-    {
+    for _ in 0..BACKUPS {
+        let swaps_before = swaps.load(Ordering::Relaxed);
         let out = env.run(&["backup", tree.to_str().unwrap(), "--json"]);
-        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!("{e}: {}", String::from_utf8_lossy(&out.stderr))
-        });
-        let node = &summary["nodes"][0];
-        caught += node["warnings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|w| {
-                w.as_str()
-                    .is_some_and(|w| w.contains("replaced") && w.contains("/tree/f"))
-            })
-            .count();
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert!(
+            swaps.load(Ordering::Relaxed) > swaps_before,
+            "the tree was being swapped while the backup ran"
+        );
         let name = summary["name"].as_str().unwrap().to_string();
         // No file of the backup has the secret's size: nothing was read through a link.
         let listing = env.json(&["ls", &name]);
@@ -118,32 +130,34 @@ fn a_file_swapped_for_a_symlink_to_a_root_only_file_is_never_read() {
             assert_ne!(
                 entry["size"].as_u64(),
                 Some(SECRET_LEN as u64),
-                "backup {name} holds {} with the root-only file's size",
+                "backup {name} holds {} with a root-only file's size",
                 entry["path"]
             );
+        }
+        // A file caught being swapped is named in a warning.
+        for warning in summary["nodes"][0]["warnings"].as_array().unwrap() {
+            let warning = warning.as_str().unwrap();
+            if warning.contains("replaced") {
+                assert!(warning.contains(tree.to_str().unwrap()), "{warning}");
+            }
         }
         backups.push(name);
     }
     stop.store(true, Ordering::Relaxed);
     swapper.join().unwrap();
-    assert!(swaps.load(Ordering::Relaxed) > 0, "the swap loop ran");
-    assert!(
-        caught > 0,
-        "in {} backups no file was caught being swapped (the warning names it)",
-        backups.len()
-    );
     // And the bytes: restore the backups and look for the secret.
     for name in &backups {
         let out = env.path(&format!("restored-{name}"));
         env.ok(&["restore", name, "--to", out.to_str().unwrap()]);
-        for entry in fs::read_dir(&out).unwrap() {
-            let path = entry.unwrap().path();
-            if fs::symlink_metadata(&path).unwrap().is_file() {
-                let bytes = fs::read(&path).unwrap();
+        for (path, node) in snapshot_tree(&out) {
+            let _ = node;
+            let full = out.join(std::ffi::OsStr::from_bytes(&path));
+            if fs::symlink_metadata(&full).unwrap().is_file() {
+                let bytes = fs::read(&full).unwrap();
                 assert!(
                     !bytes.windows(MARKER.len()).any(|w| w == MARKER),
-                    "{} holds the root-only file's content",
-                    path.display()
+                    "{} holds a root-only file's content",
+                    full.display()
                 );
             }
         }
