@@ -526,6 +526,7 @@ mod tests {
         let signal = std::fs::symlink_metadata(data.join("recovery.signal")).unwrap();
         assert!(signal.is_file() && signal.len() == 0);
         // A settings file that is a link: refused, the target untouched.
+        std::fs::remove_file(data.join("postgresql.auto.conf")).unwrap();
         std::os::unix::fs::symlink(&precious, data.join("postgresql.auto.conf")).unwrap();
         let err = prepare(
             &node(&data, false),
