@@ -549,7 +549,13 @@ impl Snapshot<'_> {
         }
     }
 
-    fn visit(&mut self, at: Parent<'_>, path: &Path, rel: Vec<u8>, meta: FileMeta) -> AgentResult<()> {
+    fn visit(
+        &mut self,
+        at: Parent<'_>,
+        path: &Path,
+        rel: Vec<u8>,
+        meta: FileMeta,
+    ) -> AgentResult<()> {
         let kind = meta.kind();
         if kind == FileType::Directory {
             let Some(dir) = self.enter_dir(at, path, &meta) else {
@@ -606,7 +612,13 @@ impl Snapshot<'_> {
         }
     }
 
-    fn visit_file(&mut self, at: Parent<'_>, path: &Path, rel: Vec<u8>, meta: FileMeta) -> AgentResult<()> {
+    fn visit_file(
+        &mut self,
+        at: Parent<'_>,
+        path: &Path,
+        rel: Vec<u8>,
+        meta: FileMeta,
+    ) -> AgentResult<()> {
         if meta.nlink > 1 {
             let key = (meta.dev, meta.ino);
             if let Some(first) = self.hard_links.get(&key) {

@@ -111,11 +111,8 @@ impl Dir {
     /// there already.
     pub fn create_new(&self, name: &OsStr, mode: u32) -> io::Result<File> {
         check_name(name)?;
-        let flags = OFlags::WRONLY
-            | OFlags::CREATE
-            | OFlags::EXCL
-            | OFlags::NOFOLLOW
-            | OFlags::CLOEXEC;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rfs::openat(&self.0, name, flags, Mode::from_raw_mode(mode))?;
         Ok(File::from(fd))
     }

@@ -9,8 +9,8 @@
 pub mod api;
 pub mod backup;
 mod error;
-pub(crate) mod handles;
 pub mod files_cache;
+pub(crate) mod handles;
 pub mod progress;
 mod prune;
 pub mod restore;

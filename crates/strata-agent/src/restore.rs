@@ -114,11 +114,9 @@ pub async fn restore_node(
     fs::create_dir_all(&target).map_err(target_error)?;
     let root = Dir::open_path(&target).map_err(target_error)?;
     let handle = Handle::current();
-    tokio::task::spawn_blocking(move || {
-        Restorer::new(repo, manifest, root, options, handle).run()
-    })
-    .await
-    .expect("restore thread panicked")
+    tokio::task::spawn_blocking(move || Restorer::new(repo, manifest, root, options, handle).run())
+        .await
+        .expect("restore thread panicked")
 }
 
 /// A file being restored: its temporary file fills up piece by piece.
@@ -341,8 +339,7 @@ impl Restorer {
             Err(err) => return self.fail(entry, err),
         };
         if let Some(file) = self.already_correct(&dir, name, *size, chunks) {
-            let outcome =
-                handles::set_attrs(&file, self.owner(entry), entry.mode, entry.mtime_ns);
+            let outcome = handles::set_attrs(&file, self.owner(entry), entry.mode, entry.mtime_ns);
             let mut report = self.report.lock().unwrap();
             report.files_kept += 1;
             report.files += 1;

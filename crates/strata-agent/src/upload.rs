@@ -11,8 +11,8 @@ use crate::{AgentError, AgentResult};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use strata_repo::writer::BlobWriter;
 use strata_repo::{BlobId, Repository};
 

@@ -252,12 +252,7 @@ fn open_wal(data: &OwnedFd, data_dir: &Path, links: &LinkPolicy) -> PgResult<Own
 
 /// Creates `name` in `dir` (nothing may be there: a link is not followed) with `bytes`,
 /// owned by `owner`.
-fn create_new(
-    dir: &OwnedFd,
-    name: &str,
-    bytes: &[u8],
-    owner: (u32, u32),
-) -> std::io::Result<()> {
+fn create_new(dir: &OwnedFd, name: &str, bytes: &[u8], owner: (u32, u32)) -> std::io::Result<()> {
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rfs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?;
     set_owner(&fd, owner)?;

@@ -93,7 +93,11 @@ fn source_with_dir(env: &Env) -> std::path::PathBuf {
     fs::create_dir_all(&d).unwrap();
     fs::write(src.join("top.txt"), b"top").unwrap();
     for i in 0..400 {
-        fs::write(d.join(format!("f{i:03}")), pseudo_random(2000 + i * 7, i as u64)).unwrap();
+        fs::write(
+            d.join(format!("f{i:03}")),
+            pseudo_random(2000 + i * 7, i as u64),
+        )
+        .unwrap();
     }
     std::os::unix::fs::chown(&d, Some(1234), Some(1234)).unwrap();
     fs::set_permissions(&d, fs::Permissions::from_mode(0o750)).unwrap();
@@ -128,7 +132,10 @@ fn a_symlink_planted_at_a_temporary_name_is_never_followed() {
     );
     for (name, content) in [("big.bin", &big[..]), ("sub/conf", b"restored content")] {
         let meta = fs::symlink_metadata(out.join(name)).unwrap();
-        assert!(meta.is_file(), "{name} is a regular file, not the planted link");
+        assert!(
+            meta.is_file(),
+            "{name} is a regular file, not the planted link"
+        );
         assert_eq!(fs::read(out.join(name)).unwrap(), content, "{name}");
     }
     assert!(!out.join(".big.bin.strata-partial").exists());
@@ -154,7 +161,11 @@ fn a_directory_swapped_for_a_symlink_before_or_during_a_restore_is_never_followe
         "a restore went through a planted directory link: {}",
         String::from_utf8_lossy(&first.stderr)
     );
-    assert_eq!(first.status.code(), Some(4), "the files under d are reported");
+    assert_eq!(
+        first.status.code(),
+        Some(4),
+        "the files under d are reported"
+    );
     assert!(fs::symlink_metadata(out.join("d")).unwrap().is_symlink());
 
     // During: `d` is swapped with a link to the outside directory in a loop while the
@@ -282,7 +293,11 @@ fn pruning_after_an_in_place_restore_never_removes_outside_files() {
     );
     // Without the attacker, the node comes back exactly as backed up.
     let out = strata(&["restore", "latest"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!data.join("stray").exists() && !data.join("d/stray").exists());
     assert_eq!(outside_state(&outside), before);
 }

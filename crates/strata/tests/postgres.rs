@@ -617,8 +617,7 @@ fn tablespaces_and_configuration_outside_the_data_directory_come_back() {
 /// it through the recorded link and recovers; without it, the restore refuses to empty a
 /// directory outside the node's roots and leaves everything there alone.
 #[test]
-fn a_cluster_made_with_waldir_recovers_in_place_and_a_pg_wal_link_outside_the_roots_is_refused()
-{
+fn a_cluster_made_with_waldir_recovers_in_place_and_a_pg_wal_link_outside_the_roots_is_refused() {
     if skip_without_postgres() {
         return;
     }
@@ -649,7 +648,10 @@ fn a_cluster_made_with_waldir_recovers_in_place_and_a_pg_wal_link_outside_the_ro
     primary.psql("postgres", "INSERT INTO t SELECT generate_series(1, 1000)");
     let out = site.ok(&config, &["backup"]);
     assert!(out.contains("complete"), "{out}");
-    primary.psql("postgres", "INSERT INTO t SELECT generate_series(1001, 1500)");
+    primary.psql(
+        "postgres",
+        "INSERT INTO t SELECT generate_series(1001, 1500)",
+    );
     wait_archived(&primary);
     primary.stop();
 
@@ -661,7 +663,10 @@ fn a_cluster_made_with_waldir_recovers_in_place_and_a_pg_wal_link_outside_the_ro
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("outside the node's roots"), "{stderr}");
-    assert!(marker.exists(), "a directory outside the node's roots was emptied");
+    assert!(
+        marker.exists(),
+        "a directory outside the node's roots was emptied"
+    );
 
     // With it: emptied through the recorded link, recovered to the latest state.
     let out = site.ok(&config, &["restore", "latest"]);

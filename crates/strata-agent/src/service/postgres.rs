@@ -376,9 +376,9 @@ fn link_policy(
             .iter()
             .find(|e| e.path == rel)
             .and_then(|e| match &e.kind {
-                EntryKind::Symlink { target } => {
-                    Some(std::path::PathBuf::from(std::ffi::OsStr::from_bytes(target)))
-                }
+                EntryKind::Symlink { target } => Some(std::path::PathBuf::from(
+                    std::ffi::OsStr::from_bytes(target),
+                )),
                 _ => None,
             })
     });
