@@ -203,7 +203,9 @@ impl From<&handles::Stat> for FileMeta {
             uid: stat.st_uid,
             gid: stat.st_gid,
             size: stat.st_size as u64,
-            nlink: stat.st_nlink as u64,
+            // u64 on some targets, u32 on others.
+            #[allow(clippy::useless_conversion)]
+            nlink: stat.st_nlink.into(),
             mtime_ns: stat.st_mtime * 1_000_000_000 + stat.st_mtime_nsec as i64,
             ctime_ns: stat.st_ctime * 1_000_000_000 + stat.st_ctime_nsec as i64,
         }

@@ -168,7 +168,9 @@ impl Restorer {
         Restorer {
             repo,
             manifest,
-            dirs: DirCache::new(root, Some(NEW_DIR_MODE)),
+            // Parents the manifest does not list (a `--path` restore) are created as
+            // `mkdir -p` would, less the umask.
+            dirs: DirCache::new(root, Some(0o777)),
             options,
             runtime,
             report: Mutex::new(RestoreReport::default()),
