@@ -76,6 +76,11 @@ pub struct ReadFile {
     pub path: PathBuf,
     /// Index of its entry in the manifest.
     pub entry: usize,
+    /// Device and inode of the file the scan read: whatever reads it again by its path
+    /// later must find this same file (a symlink or directory swapped in on the way leads
+    /// to another one).
+    pub dev: u64,
+    pub ino: u64,
 }
 
 /// Where a snapshot sends the chunks it cuts: straight into the repository's write
@@ -286,13 +291,14 @@ pub fn backup_node(
 
 /// Reads a file again and uploads its chunks (used when a chunk noted by a scan could not
 /// be uploaded because the file changed since). `None` when the file cannot be read any
-/// more (a warning explains why).
+/// more or is not the file the scan read (a warning explains why).
 pub fn reread_file(
     repo: &Repository,
     writer: &BlobWriter,
-    path: &Path,
+    file: &ReadFile,
     summary: &mut NodeSummary,
 ) -> AgentResult<Option<(Vec<BlobId>, u64, Metadata)>> {
+    let path = file.path.as_path();
     let mut sink = UploadSink {
         writer,
         new_blobs: Vec::new(),
@@ -301,6 +307,13 @@ pub fn reread_file(
     let progress = Progress::default();
     let mut snap = Snapshot::new(repo, &mut sink, &cache, &progress);
     let found = match fs::symlink_metadata(path) {
+        Ok(meta) if (meta.dev(), meta.ino()) != (file.dev, file.ino) => {
+            snap.warn(format!(
+                "unreadable: {} (replaced since the scan; not read again)",
+                path.display()
+            ));
+            None
+        }
         Ok(meta) => snap
             .read_file(None, path, &FileMeta::from(&meta))?
             .map(|(c, s, _)| (c, s, meta)),
@@ -645,6 +658,8 @@ impl Snapshot<'_> {
                     self.read_files.push(ReadFile {
                         path: path.to_path_buf(),
                         entry: self.entries.len(),
+                        dev: meta.dev,
+                        ino: meta.ino,
                     });
                     found
                 }
@@ -865,6 +880,33 @@ mod tests {
             assert!(snap.entries.is_empty());
             assert!(snap.summary.warnings[0].starts_with("unreadable:"));
         });
+    }
+
+    #[test]
+    fn a_reread_refuses_a_file_that_is_not_the_one_the_scan_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, repo) = crate::test_support::scratch_repo(dir.path());
+        let _guard = rt.enter();
+        let writer = BlobWriter::start(repo.clone(), WriterOptions::default());
+        let path = dir.path().join("segment");
+        std::fs::write(&path, b"scanned").unwrap();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        let scanned = ReadFile {
+            path: path.clone(),
+            entry: 0,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        let mut summary = NodeSummary::default();
+        let again = reread_file(&repo, &writer, &scanned, &mut summary).unwrap();
+        assert_eq!(again.map(|(_, size, _)| size), Some(7));
+        // Replaced by another file (or reached through a swapped directory link).
+        std::fs::write(dir.path().join("other"), b"someone else's").unwrap();
+        std::fs::rename(dir.path().join("other"), &path).unwrap();
+        let again = reread_file(&repo, &writer, &scanned, &mut summary).unwrap();
+        assert!(again.is_none());
+        assert!(summary.warnings[0].contains("replaced since the scan"));
+        rt.block_on(writer.finish()).unwrap();
     }
 
     #[test]

@@ -523,7 +523,7 @@ impl Agent {
                         continue;
                     }
                     let summary = &mut state.scan.summary;
-                    match reread_file(&state.repo, &writer, &file.path, summary)? {
+                    match reread_file(&state.repo, &writer, &file, summary)? {
                         Some((chunks, size, meta)) => {
                             let stamp = stamp_of(&meta);
                             summary.bytes = summary.bytes
