@@ -999,10 +999,18 @@ impl Config {
         for (key, value, max) in [
             ("header_timeout_secs", server.header_timeout_secs, DAY),
             ("body_timeout_secs", server.body_timeout_secs, DAY),
-            ("tls_handshake_timeout_secs", server.tls_handshake_timeout_secs, DAY),
+            (
+                "tls_handshake_timeout_secs",
+                server.tls_handshake_timeout_secs,
+                DAY,
+            ),
             ("write_timeout_secs", server.write_timeout_secs, DAY),
             ("max_connections", server.max_connections as u64, 1 << 20),
-            ("auth_failures_per_minute", u64::from(server.auth_failures_per_minute), u64::MAX),
+            (
+                "auth_failures_per_minute",
+                u64::from(server.auth_failures_per_minute),
+                u64::MAX,
+            ),
         ] {
             if value == 0 || value > max {
                 return invalid(format!("server.{key} must be between 1 and {max}"));

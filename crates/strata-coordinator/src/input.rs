@@ -105,15 +105,42 @@ mod tests {
     #[test]
     fn hostile_plans_are_refused() {
         let hostile = [
-            RestorePlan { node: Some("../etc".into()), ..plan() },
-            RestorePlan { node: Some("a\nb".into()), ..plan() },
-            RestorePlan { node: Some("x".repeat(1 << 20)), ..plan() },
-            RestorePlan { map: BTreeMap::from([("db1".into(), "../x".into())]), ..plan() },
-            RestorePlan { include: Some("../../etc".into()), ..plan() },
-            RestorePlan { include: Some("base/../../etc".into()), ..plan() },
-            RestorePlan { include: Some("base\0".into()), ..plan() },
-            RestorePlan { include: Some("base\n".into()), ..plan() },
-            RestorePlan { include: Some("a/".repeat(4096)), ..plan() },
+            RestorePlan {
+                node: Some("../etc".into()),
+                ..plan()
+            },
+            RestorePlan {
+                node: Some("a\nb".into()),
+                ..plan()
+            },
+            RestorePlan {
+                node: Some("x".repeat(1 << 20)),
+                ..plan()
+            },
+            RestorePlan {
+                map: BTreeMap::from([("db1".into(), "../x".into())]),
+                ..plan()
+            },
+            RestorePlan {
+                include: Some("../../etc".into()),
+                ..plan()
+            },
+            RestorePlan {
+                include: Some("base/../../etc".into()),
+                ..plan()
+            },
+            RestorePlan {
+                include: Some("base\0".into()),
+                ..plan()
+            },
+            RestorePlan {
+                include: Some("base\n".into()),
+                ..plan()
+            },
+            RestorePlan {
+                include: Some("a/".repeat(4096)),
+                ..plan()
+            },
             RestorePlan {
                 recovery: Some(strata_postgres::recovery::RecoveryPlan {
                     target: strata_postgres::recovery::Target::Time(

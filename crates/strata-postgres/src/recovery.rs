@@ -73,7 +73,8 @@ pub struct RecoveryPlan {
 /// connection settings expect the server at.
 pub fn settings_block(node: &NodeSettings, plan: &RecoveryPlan, wal_fetch: &str) -> String {
     let mut lines = vec![BEGIN.to_string()];
-    let mut set = |key: &str, value: &str| lines.push(format!("{key} = {}", quote_config_value(value)));
+    let mut set =
+        |key: &str, value: &str| lines.push(format!("{key} = {}", quote_config_value(value)));
     set("restore_command", &format!("{wal_fetch} %f %p"));
     set("port", &node.connect.port.to_string());
     if node.connect.host.starts_with('/') {

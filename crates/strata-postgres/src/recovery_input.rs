@@ -34,8 +34,7 @@ impl Target {
                 let ok = !t.is_empty()
                     && t.len() <= MAX_TIME
                     && t.bytes().any(|b| b.is_ascii_digit())
-                    && t
-                        .bytes()
+                    && t.bytes()
                         .all(|b| b.is_ascii_alphanumeric() || b" :+-./_".contains(&b));
                 ok.then_some(()).ok_or_else(|| {
                     BadTarget(format!(

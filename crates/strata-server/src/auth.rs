@@ -4,10 +4,10 @@
 use crate::limits::{AuthLimiter, Verdict};
 use crate::ApiFailure;
 use axum::extract::ConnectInfo;
-use std::net::SocketAddr;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use strata_agent::api::{ApiError, ErrorCode};
 
@@ -70,9 +70,7 @@ pub async fn require_token(
         if let Some(wait) = limiter.refused(ip) {
             let mut response = ApiFailure(ApiError::new(
                 ErrorCode::TooManyRequests,
-                format!(
-                    "too many requests without a valid token from {ip}: try again in {wait} s"
-                ),
+                format!("too many requests without a valid token from {ip}: try again in {wait} s"),
             ))
             .into_response();
             response

@@ -149,12 +149,21 @@ struct Shared {
 }
 
 /// Serves HTTP/1.1 on one accepted (and, for TLS, handshaken) connection.
-async fn connection<I>(io: I, peer: SocketAddr, conn: &Arc<ConnState>, router: Router, shared: &Shared)
-where
+async fn connection<I>(
+    io: I,
+    peer: SocketAddr,
+    conn: &Arc<ConnState>,
+    router: Router,
+    shared: &Shared,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let io = WriteTimeout::new(io, shared.limits.write_timeout);
-    let (conn, auth, body_timeout) = (conn.clone(), shared.auth.clone(), shared.limits.body_timeout);
+    let (conn, auth, body_timeout) = (
+        conn.clone(),
+        shared.auth.clone(),
+        shared.limits.body_timeout,
+    );
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         conn.spoke.store(true, Ordering::Relaxed);
         let mut request = request.map(|body| Body::new(DeadlineBody::new(body, body_timeout)));
@@ -201,7 +210,8 @@ impl AcceptErrors {
                 }
             );
         }
-        self.backoff = (self.backoff * 2).clamp(Duration::from_millis(10), Duration::from_millis(500));
+        self.backoff =
+            (self.backoff * 2).clamp(Duration::from_millis(10), Duration::from_millis(500));
         tokio::time::sleep(self.backoff).await;
     }
 }
@@ -212,7 +222,9 @@ struct Occasional(Option<Instant>);
 
 impl Occasional {
     fn due(&mut self) -> bool {
-        let due = self.0.is_none_or(|last| last.elapsed() >= Duration::from_secs(5));
+        let due = self
+            .0
+            .is_none_or(|last| last.elapsed() >= Duration::from_secs(5));
         if due {
             self.0 = Some(Instant::now());
         }

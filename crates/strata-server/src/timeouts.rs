@@ -86,7 +86,11 @@ impl<I> WriteTimeout<I> {
 
     /// `result` of a write step: progress clears the clock; no progress starts it, and
     /// fails once it has run out.
-    fn watch<T>(&mut self, cx: &mut Context<'_>, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         if result.is_ready() {
             self.stalled = None;
             return result;

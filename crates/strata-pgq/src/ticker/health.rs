@@ -4,13 +4,13 @@
 //! silently (pgq/pgqd#5) and cannot tell a connected database whose ticks hang from a
 //! working one; here both are visible.
 
+use super::log::Log;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use super::log::Log;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One database's state and counters.
@@ -436,7 +436,8 @@ pub async fn serve(listener: tokio::net::TcpListener, health: Health, log: Optio
                         log.warn(format!("health server: cannot accept connections: {err}"));
                     }
                 }
-                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_millis(500));
+                backoff =
+                    (backoff * 2).clamp(Duration::from_millis(10), Duration::from_millis(500));
                 tokio::time::sleep(backoff).await;
                 continue;
             }
