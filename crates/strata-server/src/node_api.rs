@@ -95,6 +95,8 @@ async fn restore(
     Json(request): Json<RestoreRequest>,
 ) -> Reply<RestoreReply> {
     // A coordinator checked these already; an agent does not rely on it.
+    crate::extract::backup_name(&request.backup)?;
+    strata_coordinator::input::check_node_name(&request.source).map_err(crate::extract::bad)?;
     if let Some(include) = &request.include {
         strata_coordinator::input::check_include(include).map_err(crate::extract::bad)?;
     }

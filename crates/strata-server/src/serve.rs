@@ -102,6 +102,8 @@ pub async fn serve(
                 continue;
             }
         };
+        // Answers are small and written whole: no reason to wait for Nagle.
+        let _ = socket.set_nodelay(true);
         let Some(slot) = slots.admit() else {
             // Every connection is a client that has spoken: this one waits its turn
             // by trying again.
