@@ -211,7 +211,8 @@ pub struct ServerConfig {
     /// How long a node lease lives unless renewed (renewed every third of it).
     pub lease_ttl_secs: u64,
     /// Connections served at once; beyond it a new connection replaces the oldest one
-    /// that has not sent a request yet, or is closed at once when every one has.
+    /// that has made no authenticated request yet, or is closed at once when every one
+    /// has.
     pub max_connections: usize,
     /// Seconds a client has to send a request's headers, from the moment the connection
     /// is ready for it: bounds slow (slowloris) clients and idle keep-alive connections.

@@ -1,13 +1,14 @@
 //! Bearer tokens: every request of an API must carry one of that API's tokens. A user
 //! token has a name; the handlers see it as the [`Caller`], which the audit log records.
 
-use crate::limits::{AuthLimiter, Verdict};
+use crate::limits::{AuthLimiter, ConnState, Verdict};
 use crate::ApiFailure;
 use axum::extract::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use strata_agent::api::{ApiError, ErrorCode};
 
@@ -52,6 +53,9 @@ pub struct Caller(pub String);
 /// Middleware: 401 unless `Authorization: Bearer <token>` is one of `tokens`; otherwise the
 /// request carries its [`Caller`].
 ///
+/// A request with the right token marks its connection trusted: a full server gives up
+/// other connections first (see `Slots::admit`).
+///
 /// A request without the right token is logged (client address, method and path, never
 /// what it presented) and counted against its address; an address past
 /// `server.auth_failures_per_minute` gets 429 for every request until its minute is over,
@@ -86,6 +90,9 @@ pub async fn require_token(
         .and_then(|v| v.strip_prefix("Bearer "));
     let why = match presented.map(|p| tokens.name_of(p)) {
         Some(Some(name)) => {
+            if let Some(conn) = request.extensions().get::<Arc<ConnState>>() {
+                conn.trusted.store(true, Ordering::Relaxed);
+            }
             let caller = Caller(format!("token:{name}"));
             request.extensions_mut().insert(caller);
             return next.run(request).await;

@@ -1,6 +1,6 @@
 //! What keeps `strata server` answering while clients misbehave: a cap on connections
-//! that sacrifices connections which never sent a request, and a per-address limit on
-//! requests with a missing or wrong token.
+//! that sacrifices connections which never made an authenticated request, and a
+//! per-address limit on requests with a missing or wrong token.
 //!
 //! Both are small enough to write here: tower's `ConcurrencyLimit` counts requests, not
 //! connections, and cannot choose which connection to give up; tower-http has no rate
@@ -54,8 +54,8 @@ impl Limits {
 /// One open connection's shared state.
 #[derive(Default)]
 pub(crate) struct ConnState {
-    /// Has sent at least one complete request head (then it is a real client).
-    pub(crate) spoke: AtomicBool,
+    /// Has made a request with a valid token (then it is a real client).
+    pub(crate) trusted: AtomicBool,
     /// Told to close (given up for a newer connection).
     pub(crate) evict: Notify,
 }
@@ -92,14 +92,14 @@ impl Slots {
     }
 
     /// A place for a new connection. When all are taken, the oldest connection that has
-    /// not sent a request yet is told to close and gives its place up; when every
-    /// connection has spoken, `None`: the new one is closed at once. So connections that
-    /// only hold a place (idle, slowloris, a stalled handshake) never lock out a client
-    /// that sends its request.
+    /// not made an authenticated request yet is told to close and gives its place up;
+    /// when every connection has, `None`: the new one is closed at once. So connections
+    /// that only hold a place (idle, slowloris, a stalled handshake, requests without a
+    /// valid token) never lock out a client with a token.
     pub(crate) fn admit(self: &Arc<Self>) -> Option<Slot> {
         let mut guard = self.lock();
         let (next, open) = &mut *guard;
-        if open.len() >= self.max && !evict_oldest_silent(open) {
+        if open.len() >= self.max && !evict_oldest_untrusted(open) {
             return None;
         }
         let id = *next;
@@ -113,10 +113,11 @@ impl Slots {
         })
     }
 
-    /// Closes the oldest connection that has not sent a request yet (to free a file
-    /// descriptor when accepting fails for want of one). Whether there was one.
+    /// Closes the oldest connection that has not made an authenticated request yet (to
+    /// free a file descriptor when accepting fails for want of one). Whether there was
+    /// one.
     pub(crate) fn evict_one(&self) -> bool {
-        evict_oldest_silent(&mut self.lock().1)
+        evict_oldest_untrusted(&mut self.lock().1)
     }
 
     /// Connections open now.
@@ -126,10 +127,10 @@ impl Slots {
     }
 }
 
-fn evict_oldest_silent(open: &mut BTreeMap<u64, Arc<ConnState>>) -> bool {
+fn evict_oldest_untrusted(open: &mut BTreeMap<u64, Arc<ConnState>>) -> bool {
     let Some(id) = open
         .iter()
-        .find(|(_, c)| !c.spoke.load(Ordering::Relaxed))
+        .find(|(_, c)| !c.trusted.load(Ordering::Relaxed))
         .map(|(id, _)| *id)
     else {
         return false;
@@ -220,8 +221,8 @@ mod tests {
         let slots = Slots::new(2);
         let a = slots.admit().unwrap();
         let b = slots.admit().unwrap();
-        a.conn.spoke.store(true, Ordering::Relaxed);
-        // a spoke, b did not: b goes.
+        a.conn.trusted.store(true, Ordering::Relaxed);
+        // a made an authenticated request, b did not: b goes.
         let c = slots.admit().unwrap();
         assert_eq!(slots.open(), 2);
         let evicted = b.conn.clone();
@@ -230,8 +231,8 @@ mod tests {
             .expect("b was told to close");
         drop(b);
         assert_eq!(slots.open(), 2, "b's place was already given to c");
-        // Every connection has spoken: a new one is refused.
-        c.conn.spoke.store(true, Ordering::Relaxed);
+        // Every connection is trusted: a new one is refused.
+        c.conn.trusted.store(true, Ordering::Relaxed);
         assert!(slots.admit().is_none());
         assert!(!slots.evict_one());
         drop(a);

@@ -12,7 +12,6 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -70,7 +69,7 @@ fn tls_config(files: &TlsFiles) -> Result<rustls::ServerConfig, ServeError> {
 /// idle keep-alive connections), a deadline for each request body, a write timeout and,
 /// for TLS, a handshake timeout; at most `limits.max_connections` are open at once (see
 /// [`Slots::admit`]). Accept errors are logged and survived: for want of file descriptors
-/// the oldest connection that has sent no request is closed and accepting pauses
+/// the oldest connection that has made no authenticated request is closed and accepting pauses
 /// briefly, so a flood of idle connections cannot end the server.
 pub async fn serve(
     listener: TcpListener,
@@ -105,11 +104,11 @@ pub async fn serve(
         // Answers are small and written whole: no reason to wait for Nagle.
         let _ = socket.set_nodelay(true);
         let Some(slot) = slots.admit() else {
-            // Every connection is a client that has spoken: this one waits its turn
-            // by trying again.
+            // Every connection is a client with a token: this one waits its turn by
+            // trying again.
             if refused.due() {
                 eprintln!(
-                    "strata: warning: {} connections open, all of them clients with requests: closing new connections (server.max_connections)",
+                    "strata: warning: {} connections open, all of them clients with a token: closing new connections (server.max_connections)",
                     shared.limits.max_connections
                 );
             }
@@ -167,10 +166,11 @@ async fn connection<I>(
         shared.limits.body_timeout,
     );
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-        conn.spoke.store(true, Ordering::Relaxed);
         let mut request = request.map(|body| Body::new(DeadlineBody::new(body, body_timeout)));
         request.extensions_mut().insert(ConnectInfo(peer));
         request.extensions_mut().insert(auth.clone());
+        // The token check marks the connection trusted (see `Slots::admit`).
+        request.extensions_mut().insert(conn.clone());
         tower_service::Service::call(&mut router.clone(), request)
     });
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -199,14 +199,14 @@ impl AcceptErrors {
             return;
         }
         // Out of file descriptors (EMFILE, ENFILE) or memory: give up a connection that
-        // never sent a request, and wait a little before accepting again (the pending
+        // never made an authenticated request, and wait a little before accepting again (the pending
         // connection stays in the backlog).
         let freed = slots.evict_one();
         if self.log.due() {
             eprintln!(
                 "strata: warning: cannot accept connections: {err}{}",
                 if freed {
-                    " (closed the oldest connection that sent no request)"
+                    " (closed the oldest connection without an authenticated request)"
                 } else {
                     ""
                 }
