@@ -79,11 +79,11 @@ fn with_1024_descriptors(cmd: &mut Command) {
     }
 }
 
-/// A one-node site whose server has short header and handshake timeouts (and TLS when
+/// A one-node site whose server has short header, body and handshake timeouts (and TLS when
 /// `tls` is set), initialised; its config's path.
 fn site(dir: &Path, tls: bool) -> PathBuf {
     let mut server = format!(
-        "[server]\nheader_timeout_secs = {TIMEOUT_SECS}\ntls_handshake_timeout_secs = {TIMEOUT_SECS}\n"
+        "[server]\nheader_timeout_secs = {TIMEOUT_SECS}\ntls_handshake_timeout_secs = {TIMEOUT_SECS}\nbody_timeout_secs = {TIMEOUT_SECS}\n"
     );
     if tls {
         let (cert, key) = certificate(dir);
@@ -272,6 +272,29 @@ fn idle_and_slowloris_connections_do_not_stop_the_tls_listener() {
         Some(&dir.path().join("cert.pem")),
         &[0x16, 0x03, 0x01, 0x02, 0x00],
     );
+}
+
+#[test]
+fn a_body_sent_a_byte_at_a_time_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = site(dir.path(), false);
+    let mut server = Server::start(strata(dir.path(), &config), &dir.path().join("server.log"));
+    let addr = address(&server.url);
+    // Headers at once (with the token), then a 1,000-byte body one byte a second: each
+    // byte arrives well within any per-chunk timeout, the whole body never in time.
+    let head = format!(
+        "POST /api/v1/restores HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+    );
+    let slow = slowloris(addr, 3, head.as_bytes());
+    assert_eq!(slow.len(), 3);
+    // Must not happen: the body holds its connection past the body timeout.
+    let still_open = drip_until_closed(slow, b' ', Duration::from_secs(TIMEOUT_SECS + 7));
+    assert_eq!(
+        still_open, 0,
+        "slow bodies still open 7 s after the body timeout"
+    );
+    assert_eq!(server.exited(), None);
+    assert_eq!(status(&server.url, None), Ok(200));
 }
 
 /// The status code of `GET /health` from the ticker at `addr`, or why there was none
