@@ -28,6 +28,10 @@ pub enum CoordinatorError {
     /// Nothing to back up.
     #[error("{0}")]
     NothingToDo(String),
+    /// A request with a field that is not what it claims to be (a node name, an include
+    /// path, a recovery target): see [`crate::input`].
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Result alias of the coordinator layer.

@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use strata_pg::quote_literal;
+use strata_pg::quote_config_value;
 
 const BEGIN: &str = "# --- strata restore: begin (rewritten by the next restore) ---";
 const END: &str = "# --- strata restore: end ---";
@@ -80,7 +80,8 @@ pub struct RecoveryPlan {
 /// connection settings expect the server at.
 pub fn settings_block(node: &NodeSettings, plan: &RecoveryPlan, wal_fetch: &str) -> String {
     let mut lines = vec![BEGIN.to_string()];
-    let mut set = |key: &str, value: &str| lines.push(format!("{key} = {}", quote_literal(value)));
+    let mut set =
+        |key: &str, value: &str| lines.push(format!("{key} = {}", quote_config_value(value)));
     set("restore_command", &format!("{wal_fetch} %f %p"));
     set("port", &node.connect.port.to_string());
     if node.connect.host.starts_with('/') {
