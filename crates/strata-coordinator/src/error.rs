@@ -28,6 +28,10 @@ pub enum CoordinatorError {
     /// Nothing to back up.
     #[error("{0}")]
     NothingToDo(String),
+    /// The operation lost the cluster lock (fenced by another process, or stalled past
+    /// its TTL) and stopped before making anything more visible.
+    #[error("{0}")]
+    LockLost(String),
 }
 
 /// Result alias of the coordinator layer.
