@@ -455,7 +455,7 @@ impl RepoLock {
                 "strata: warning: cannot mark the lock of {operation} released ({e}); it expires by itself"
             ),
         }
-        let keys = (self.record.generation.min(1)..=released.generation).map(|g| key(operation, g));
+        let keys = (1..=released.generation).map(|g| key(operation, g));
         if !delete_quietly(&self.store, keys).await {
             eprintln!(
                 "strata: warning: cannot remove the lock objects of {operation} (the storage refuses deletes?); they are marked released and block nothing"
@@ -469,7 +469,7 @@ impl RepoLock {
     /// operations (garbage collection, copies) that may outlast one TTL.
     pub fn keep_renewed(mut self) -> HeldLock {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let period = self.ttl / 3;
+        let (period, ttl) = (self.ttl / 3, self.ttl);
         let (state_tx, state) = tokio::sync::watch::channel::<Option<(Instant, Option<String>)>>(
             Some((self.deadline, None)),
         );
@@ -496,7 +496,7 @@ impl RepoLock {
             stop,
             task,
             state,
-            ttl: self.ttl,
+            ttl,
         }
     }
 }
