@@ -294,3 +294,48 @@ async fn collect(
     }
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_store::{DynStore, LocalStore};
+
+    #[tokio::test]
+    async fn young_unindexed_packs_and_summaryless_manifests_wait_for_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: DynStore = Arc::new(LocalStore::new(dir.path()));
+        let options = strata_repo::InitOptions {
+            kdf: strata_repo::crypto::KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..Default::default()
+        };
+        let repo = Repository::init(store.clone(), Some("pw"), options)
+            .await
+            .unwrap();
+        // What a backup stalled past its lock's TTL leaves: a pack uploaded but not yet
+        // indexed, and a manifest whose summary is not written yet.
+        let pack = format!("data/ab/ab{}", "0".repeat(62));
+        let manifest = "manifests/20261125T000000Z-0123abcd/db1";
+        for key in [pack.as_str(), manifest] {
+            store.put(key, bytes::Bytes::from_static(b"x")).await.unwrap();
+        }
+        let report = collect_garbage_with(&repo, false, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!((report.packs_deleted, report.manifests_deleted), (0, 0));
+        for key in [pack.as_str(), manifest] {
+            assert!(store.get(key).await.is_ok(), "{key} deleted within the grace");
+        }
+        // Past the grace period they are leftovers, and go.
+        let report = collect_garbage_with(&repo, false, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!((report.packs_deleted, report.manifests_deleted), (1, 1));
+        for key in [pack.as_str(), manifest] {
+            assert!(store.get(key).await.unwrap_err().is_not_found(), "{key} kept");
+        }
+    }
+}

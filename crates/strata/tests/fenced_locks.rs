@@ -220,7 +220,10 @@ fn gc_spares_the_packs_of_a_stalled_backup_which_then_makes_nothing_visible() {
 
     let (status, stderr) = stalled.resume();
     assert!(!status.success(), "the stalled backup succeeded:\n{stderr}");
-    assert!(stderr.contains("lock"), "says it lost its lock: {stderr}");
+    assert!(
+        stderr.contains("lost the cluster lock") && stderr.contains("not recorded"),
+        "says it lost its lock: {stderr}"
+    );
     assert_eq!(site.backups(), first, "no summary of the stalled backup");
     assert_eq!(site.manifest_backups(), first, "no manifest of it");
     let new_index: Vec<String> = site
@@ -259,7 +262,10 @@ fn a_backup_resumed_after_another_took_over_writes_nothing_and_fails() {
 
     let (status, stderr) = stalled.resume();
     assert!(!status.success(), "the stalled backup succeeded:\n{stderr}");
-    assert!(stderr.contains("lock"), "says it lost its lock: {stderr}");
+    assert!(
+        stderr.contains("lost the cluster lock") && stderr.contains("not recorded"),
+        "says it lost its lock: {stderr}"
+    );
     assert_eq!(site.objects("index"), index, "no index object of the stalled backup");
     assert_eq!(site.objects("summaries"), summaries, "no summary of it");
     assert_eq!(site.backups(), second);
