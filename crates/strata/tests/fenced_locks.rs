@@ -27,11 +27,49 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
+        Site::with_ttl(1)
+    }
+
+    /// A site whose cluster lock lives `secs` unless renewed.
+    fn with_ttl(secs: u64) -> Site {
         let dir = tempfile::tempdir().unwrap();
-        let config = one_node_site(dir.path(), "[server]\nlease_ttl_secs = 1\n");
+        let config = one_node_site(dir.path(), &format!("[server]\nlease_ttl_secs = {secs}\n"));
         let site = Site { dir, config };
         site.ok(&["init"], &[]);
         site
+    }
+
+    /// Runs strata as a process of another host (a UTS namespace of its own with another
+    /// host name), as the coordinator of another machine would: its lock cannot be judged
+    /// by whether its process still runs here.
+    fn ok_on_other_host(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let mut cmd = Command::new("unshare");
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("STRATA_PASSWORD", PASSWORD)
+            .args([
+                "-u",
+                "sh",
+                "-c",
+                "hostname strata-test-other-host && exec \"$@\"",
+                "sh",
+                env!("CARGO_BIN_EXE_strata"),
+                "--config",
+            ])
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "strata {args:?} on another host (needs root for `unshare -u`) failed with {:?}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
     }
 
     fn repo(&self) -> PathBuf {
@@ -279,11 +317,13 @@ const NO_DELETE: [(&str, &str); 1] = [("STRATA_TEST_REFUSE_DELETES", "1")];
 
 #[test]
 fn backups_and_verification_work_with_credentials_that_cannot_delete() {
-    let site = Site::new();
-    site.ok(&["backup"], &NO_DELETE);
+    // A TTL far longer than the test: a lock left behind would block it.
+    let site = Site::with_ttl(120);
+    site.ok_on_other_host(&["backup"], &NO_DELETE);
     let locks = site.objects("locks");
     assert!(!locks.is_empty(), "the refused deletes left lock objects");
-    // Left behind, they block nothing: the next backup starts at once.
+    // Left behind by another host's process, they block nothing: the next backup, from
+    // this host, starts at once.
     site.change_data(3);
     site.ok(&["backup"], &NO_DELETE);
     site.ok(&["verify", "--read-data"], &NO_DELETE);
@@ -300,12 +340,12 @@ fn backups_and_verification_work_with_credentials_that_cannot_delete() {
     site.ok(&["backup"], &[]);
 }
 
-/// A WAL segment name and some content.
+/// A WAL segment name and some content (16 KiB: one blob whatever the chunker).
 fn segment(dir: &Path, n: u32) -> PathBuf {
     let wal = dir.join("pg_wal");
     fs::create_dir_all(&wal).unwrap();
     let path = wal.join(format!("00000001000000000000{n:04X}"));
-    fs::write(&path, pseudo_random(64 * 1024, n as u64)).unwrap();
+    fs::write(&path, pseudo_random(16 * 1024, n as u64)).unwrap();
     path
 }
 
@@ -363,4 +403,53 @@ fn wal_push_keeps_its_mark_alive_and_works_without_delete_rights() {
             "{n} archived: {archived:?}"
         );
     }
+}
+
+#[test]
+fn wal_push_takes_its_mark_before_reading_the_index() {
+    let site = Site::new();
+    let seg = segment(site.dir.path(), 3);
+    // A backup holding the same bytes: wal-push finds the blob in the index and would
+    // not upload it again.
+    fs::copy(&seg, site.dir.path().join("data/copy-of-a-segment")).unwrap();
+    site.ok(&["backup"], &[]);
+    let backup = site.backups().pop_first().unwrap();
+
+    // wal-push, stopped at the write of its writer mark.
+    let hold = site.dir.path().join("hold");
+    fs::create_dir_all(&hold).unwrap();
+    let spec = format!("writers/:{}", hold.display());
+    let mut push = site
+        .command(
+            &["wal-push", seg.to_str().unwrap()],
+            &[("STRATA_TEST_HOLD_WRITE", &spec)],
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !hold.join("held").exists() {
+        assert!(push.try_wait().unwrap().is_none(), "wal-push ended early");
+        assert!(Instant::now() < deadline, "wal-push never wrote its mark");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Meanwhile the backup is deleted and garbage collection, seeing no mark, removes
+    // its pack, the blob's only copy.
+    site.ok(&["delete", &backup], &[]);
+    fs::write(hold.join("release"), b"").unwrap();
+    let out = push.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The archived segment must read back: wal-push read the index after its mark, so
+    // it stored the blob again instead of pointing at the deleted pack.
+    site.ok(&["wal", "verify"], &[]);
+    let back = site.dir.path().join("fetched");
+    site.ok(
+        &["wal-fetch", seg.file_name().unwrap().to_str().unwrap(), back.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(fs::read(&back).unwrap(), fs::read(&seg).unwrap());
 }
