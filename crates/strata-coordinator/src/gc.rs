@@ -320,14 +320,20 @@ mod tests {
         let pack = format!("data/ab/ab{}", "0".repeat(62));
         let manifest = "manifests/20261125T000000Z-0123abcd/db1";
         for key in [pack.as_str(), manifest] {
-            store.put(key, bytes::Bytes::from_static(b"x")).await.unwrap();
+            store
+                .put(key, bytes::Bytes::from_static(b"x"))
+                .await
+                .unwrap();
         }
         let report = collect_garbage_with(&repo, false, Duration::from_secs(3600))
             .await
             .unwrap();
         assert_eq!((report.packs_deleted, report.manifests_deleted), (0, 0));
         for key in [pack.as_str(), manifest] {
-            assert!(store.get(key).await.is_ok(), "{key} deleted within the grace");
+            assert!(
+                store.get(key).await.is_ok(),
+                "{key} deleted within the grace"
+            );
         }
         // Past the grace period they are leftovers, and go.
         let report = collect_garbage_with(&repo, false, Duration::ZERO)
@@ -335,7 +341,10 @@ mod tests {
             .unwrap();
         assert_eq!((report.packs_deleted, report.manifests_deleted), (1, 1));
         for key in [pack.as_str(), manifest] {
-            assert!(store.get(key).await.unwrap_err().is_not_found(), "{key} kept");
+            assert!(
+                store.get(key).await.unwrap_err().is_not_found(),
+                "{key} kept"
+            );
         }
     }
 }

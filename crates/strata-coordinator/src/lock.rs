@@ -30,9 +30,7 @@ use strata_store::{DynStore, FenceGuard, StoreError};
 const PREFIX: &str = "locks/";
 
 /// Where a lock stands, as its newest generation says.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LockState {
     /// Held while not expired.
@@ -271,7 +269,9 @@ impl RepoLock {
             state: LockState::Held,
             note: None,
         };
-        store.put_if_absent(&key(operation, 1), record.body()).await?;
+        store
+            .put_if_absent(&key(operation, 1), record.body())
+            .await?;
         let deadline = clock + ttl.saturating_sub(margin(ttl));
         let guard = store
             .fence()
@@ -285,10 +285,9 @@ impl RepoLock {
             guard,
         };
         // Fence the expired locks, so their holders, if merely stalled, cannot renew.
-        for (stale, _) in existing
-            .iter()
-            .filter(|(l, _)| l.operation != operation && l.state == LockState::Held && !l.is_live(now))
-        {
+        for (stale, _) in existing.iter().filter(|(l, _)| {
+            l.operation != operation && l.state == LockState::Held && !l.is_live(now)
+        }) {
             if let Err(err) = lock.fence_stale(stale).await {
                 lock.release().await;
                 return Err(err);
@@ -792,24 +791,25 @@ mod tests {
     #[tokio::test]
     async fn a_renewal_after_a_takeover_neither_recreates_nor_overwrites_the_lock() {
         let (_dir, store) = store();
-        let mut stalled = RepoLock::acquire(store.clone(), "op-a", "backup", Duration::from_secs(30))
-            .await
-            .unwrap();
+        let mut stalled =
+            RepoLock::acquire(store.clone(), "op-a", "backup", Duration::from_secs(30))
+                .await
+                .unwrap();
         // Another host whose wall clock runs ahead finds the lock expired: the holder's
         // own (monotonic) deadline has not passed, so only the store can stop it.
         let mut expired = stalled.record().clone();
         expired.expires_ms = now_ms() - 1;
-        store
-            .put(&key("op-a", 1), expired.body())
-            .await
-            .unwrap();
+        store.put(&key("op-a", 1), expired.body()).await.unwrap();
         let taker = RepoLock::acquire(store.clone(), "op-b", "backup", Duration::from_secs(30))
             .await
             .unwrap();
         let before = generations(&store, "op-a").await;
         let err = stalled.renew().await.unwrap_err();
         assert!(matches!(err, LockError::Lost(_)), "{err}");
-        assert!(err.to_string().contains("op-b"), "names who took over: {err}");
+        assert!(
+            err.to_string().contains("op-b"),
+            "names who took over: {err}"
+        );
         assert_eq!(generations(&store, "op-a").await, before, "nothing written");
         let held = list_locks(&store).await.unwrap();
         assert_eq!(held.len(), 1, "{held:?}");
@@ -819,9 +819,11 @@ mod tests {
         assert!(stalled.renew().await.is_err());
         stalled.release().await;
         assert_eq!(generations(&store, "op-a").await, before);
-        assert!(RepoLock::acquire(store.clone(), "op-c", "gc", Duration::from_secs(5))
-            .await
-            .is_err_and(|e| e.to_string().contains("op-b")));
+        assert!(
+            RepoLock::acquire(store.clone(), "op-c", "gc", Duration::from_secs(5))
+                .await
+                .is_err_and(|e| e.to_string().contains("op-b"))
+        );
         taker.release().await;
     }
 
@@ -829,9 +831,10 @@ mod tests {
     async fn a_holder_past_its_monotonic_deadline_gives_up_without_writing() {
         let (_dir, store) = store();
         let store: DynStore = Arc::new(strata_store::FencedStore::new(store));
-        let mut lock = RepoLock::acquire(store.clone(), "op-a", "backup", Duration::from_millis(300))
-            .await
-            .unwrap();
+        let mut lock =
+            RepoLock::acquire(store.clone(), "op-a", "backup", Duration::from_millis(300))
+                .await
+                .unwrap();
         store
             .put("index/x", bytes::Bytes::from_static(b"1"))
             .await
@@ -858,19 +861,25 @@ mod tests {
                 ..Default::default()
             },
         ));
-        let mut lock = RepoLock::acquire(refusing.clone(), "op-a", "backup", Duration::from_secs(30))
-            .await
-            .unwrap();
+        let mut lock =
+            RepoLock::acquire(refusing.clone(), "op-a", "backup", Duration::from_secs(30))
+                .await
+                .unwrap();
         lock.renew().await.unwrap();
         lock.release().await;
-        assert!(!generations(&store, "op-a").await.is_empty(), "objects stay");
+        assert!(
+            !generations(&store, "op-a").await.is_empty(),
+            "objects stay"
+        );
         assert!(list_locks(&refusing).await.unwrap().is_empty());
         RepoLock::acquire(refusing.clone(), "op-b", "backup", Duration::from_secs(30))
             .await
             .expect("a released lock blocks nothing")
             .release()
             .await;
-        let mark = mark_archive_writer(refusing.clone(), "wal-push").await.unwrap();
+        let mark = mark_archive_writer(refusing.clone(), "wal-push")
+            .await
+            .unwrap();
         assert_eq!(live_archive_writers(&refusing).await.unwrap().len(), 1);
         mark.release().await;
         assert!(live_archive_writers(&refusing).await.unwrap().is_empty());
@@ -879,9 +888,10 @@ mod tests {
     #[tokio::test]
     async fn an_archive_writers_mark_is_renewed_while_it_runs() {
         let (_dir, store) = store();
-        let mark = mark_archive_writer_with_ttl(store.clone(), "wal-push", Duration::from_millis(300))
-            .await
-            .unwrap();
+        let mark =
+            mark_archive_writer_with_ttl(store.clone(), "wal-push", Duration::from_millis(300))
+                .await
+                .unwrap();
         tokio::time::sleep(Duration::from_millis(900)).await;
         assert_eq!(
             live_archive_writers(&store).await.unwrap().len(),

@@ -205,7 +205,10 @@ mod tests {
         let store = FencedStore::new(Arc::new(crate::LocalStore::new(dir.path())));
         let fence = store.fence().unwrap();
         let guard = fence.guard("backup b", Instant::now() + Duration::from_secs(60));
-        store.put("index/a", Bytes::from_static(b"1")).await.unwrap();
+        store
+            .put("index/a", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
         guard.renewed(Instant::now() - Duration::from_millis(1));
         let err = store
             .put("manifests/b/n", Bytes::from_static(b"1"))
@@ -213,7 +216,10 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
         // Packs and lock records are not fenced: nothing reads them through an index.
-        store.put("data/ab/x", Bytes::from_static(b"1")).await.unwrap();
+        store
+            .put("data/ab/x", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
         guard.renewed(Instant::now() + Duration::from_secs(60));
         guard.lose("taken over");
         assert!(store
@@ -221,7 +227,10 @@ mod tests {
             .await
             .is_err());
         drop(guard);
-        store.put("summaries/c", Bytes::from_static(b"1")).await.unwrap();
+        store
+            .put("summaries/c", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
         assert!(store.get("manifests/b/n").await.unwrap_err().is_not_found());
     }
 }

@@ -675,8 +675,7 @@ impl Context {
         touched.dedup_by(|a, b| Arc::ptr_eq(a, b));
         for repo in touched {
             let grace = self.config.gc.grace()?;
-            let report =
-                strata_coordinator::gc::collect_garbage_with(&repo, false, grace).await?;
+            let report = strata_coordinator::gc::collect_garbage_with(&repo, false, grace).await?;
             if !self.global.json {
                 self.say_gc(&report);
             }

@@ -51,8 +51,8 @@ impl Context {
         let work = apply(&repo, &policy, dry_run, || {
             collect_garbage_with(&repo, false, grace)
         })
-            .await
-            .map_err(Failure::from);
+        .await
+        .map_err(Failure::from);
         let report = if dry_run {
             work?
         } else {

@@ -78,9 +78,15 @@ impl Context {
             }
         };
         let ahead = self.config.postgres.wal_push_ahead;
-        let outcomes = wal::push(&repo, mark, path, ahead, self.config.backup.writer_options())
-            .await
-            .map_err(failure)?;
+        let outcomes = wal::push(
+            &repo,
+            mark,
+            path,
+            ahead,
+            self.config.backup.writer_options(),
+        )
+        .await
+        .map_err(failure)?;
         for outcome in &outcomes {
             match outcome {
                 Pushed::Stored { name, bytes } => {

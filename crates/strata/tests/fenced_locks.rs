@@ -119,12 +119,7 @@ impl Site {
                 let path = entry.unwrap().path();
                 if path.is_dir() {
                     stack.push(path);
-                } else if !path
-                    .file_name()
-                    .unwrap()
-                    .to_string_lossy()
-                    .starts_with('.')
-                {
+                } else if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
                     let key = path.strip_prefix(self.repo()).unwrap();
                     out.insert(key.display().to_string());
                 }
@@ -189,7 +184,10 @@ impl Stalled {
             if let Some(status) = stalled.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("the backup ended ({status}) without reaching its first index write");
             }
-            assert!(Instant::now() < deadline, "the backup never reached its index write");
+            assert!(
+                Instant::now() < deadline,
+                "the backup never reached its index write"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         stalled
@@ -213,7 +211,10 @@ impl Stalled {
         fs::write(self.hold.join("release"), b"").unwrap();
         self.signal(libc::SIGCONT);
         let out = self.child.take().unwrap().wait_with_output().unwrap();
-        (out.status, String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 }
 
@@ -304,7 +305,11 @@ fn a_backup_resumed_after_another_took_over_writes_nothing_and_fails() {
         stderr.contains("lost the cluster lock") && stderr.contains("not recorded"),
         "says it lost its lock: {stderr}"
     );
-    assert_eq!(site.objects("index"), index, "no index object of the stalled backup");
+    assert_eq!(
+        site.objects("index"),
+        index,
+        "no index object of the stalled backup"
+    );
     assert_eq!(site.objects("summaries"), summaries, "no summary of it");
     assert_eq!(site.backups(), second);
     assert_eq!(site.manifest_backups(), second, "no manifest of it");
@@ -367,7 +372,10 @@ fn wal_push_keeps_its_mark_alive_and_works_without_delete_rights() {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !hold.join("held").exists() {
         assert!(push.try_wait().unwrap().is_none(), "wal-push ended early");
-        assert!(Instant::now() < deadline, "wal-push never reached its archive write");
+        assert!(
+            Instant::now() < deadline,
+            "wal-push never reached its archive write"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // Three mark TTLs later the mark is still live: it is renewed while the push runs.
@@ -393,7 +401,10 @@ fn wal_push_keeps_its_mark_alive_and_works_without_delete_rights() {
         String::from_utf8_lossy(&out.stderr)
     );
     // A second push with the mark of the first left behind (its delete was refused).
-    site.ok(&["wal-push", segment(site.dir.path(), 2).to_str().unwrap()], &NO_DELETE);
+    site.ok(
+        &["wal-push", segment(site.dir.path(), 2).to_str().unwrap()],
+        &NO_DELETE,
+    );
     // The marks left behind do not hold garbage collection up.
     site.ok(&["gc"], &[]);
     let archived = site.objects("archive");
@@ -448,7 +459,11 @@ fn wal_push_takes_its_mark_before_reading_the_index() {
     site.ok(&["wal", "verify"], &[]);
     let back = site.dir.path().join("fetched");
     site.ok(
-        &["wal-fetch", seg.file_name().unwrap().to_str().unwrap(), back.to_str().unwrap()],
+        &[
+            "wal-fetch",
+            seg.file_name().unwrap().to_str().unwrap(),
+            back.to_str().unwrap(),
+        ],
         &[],
     );
     assert_eq!(fs::read(&back).unwrap(), fs::read(&seg).unwrap());
