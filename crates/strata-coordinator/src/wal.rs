@@ -56,6 +56,11 @@ pub async fn mark_push(
     store: strata_store::DynStore,
     ttl: std::time::Duration,
 ) -> Result<ArchiveMark, WalError> {
+    // Only into a repository: a location that is not one (an unmounted or moved storage)
+    // gets no mark written into it, and the push fails as it would have.
+    Repository::read_config(&store)
+        .await
+        .map_err(CoordinatorError::from)?;
     Ok(mark_archive_writer_with_ttl(store, "wal-push", ttl).await?)
 }
 
