@@ -32,6 +32,10 @@ pub enum CoordinatorError {
     /// its TTL) and stopped before making anything more visible.
     #[error("{0}")]
     LockLost(String),
+    /// A request with a field that is not what it claims to be (a node name, an include
+    /// path, a recovery target): see [`crate::input`].
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Result alias of the coordinator layer.

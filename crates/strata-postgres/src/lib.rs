@@ -12,6 +12,7 @@
 
 pub mod exclude;
 pub mod recovery;
+pub mod recovery_input;
 pub mod server;
 pub mod session;
 pub mod spool;

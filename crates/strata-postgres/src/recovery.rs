@@ -10,7 +10,7 @@
 use crate::{NodeSettings, PgError, PgResult};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use strata_pg::quote_literal;
+use strata_pg::quote_config_value;
 
 const BEGIN: &str = "# --- strata restore: begin (rewritten by the next restore) ---";
 const END: &str = "# --- strata restore: end ---";
@@ -73,7 +73,8 @@ pub struct RecoveryPlan {
 /// connection settings expect the server at.
 pub fn settings_block(node: &NodeSettings, plan: &RecoveryPlan, wal_fetch: &str) -> String {
     let mut lines = vec![BEGIN.to_string()];
-    let mut set = |key: &str, value: &str| lines.push(format!("{key} = {}", quote_literal(value)));
+    let mut set =
+        |key: &str, value: &str| lines.push(format!("{key} = {}", quote_config_value(value)));
     set("restore_command", &format!("{wal_fetch} %f %p"));
     set("port", &node.connect.port.to_string());
     if node.connect.host.starts_with('/') {
