@@ -750,11 +750,11 @@ mod tests {
     #[tokio::test]
     async fn a_renewed_lock_outlives_its_ttl_until_released() {
         let (_dir, store) = store();
-        let held = RepoLock::acquire(store.clone(), "op-a", "gc", Duration::from_millis(300))
+        let held = RepoLock::acquire(store.clone(), "op-a", "gc", Duration::from_millis(600))
             .await
             .unwrap()
             .keep_renewed();
-        tokio::time::sleep(Duration::from_millis(900)).await;
+        tokio::time::sleep(Duration::from_millis(1800)).await;
         let err = RepoLock::acquire(store.clone(), "op-b", "backup", Duration::from_secs(5))
             .await
             .unwrap_err();
@@ -889,10 +889,10 @@ mod tests {
     async fn an_archive_writers_mark_is_renewed_while_it_runs() {
         let (_dir, store) = store();
         let mark =
-            mark_archive_writer_with_ttl(store.clone(), "wal-push", Duration::from_millis(300))
+            mark_archive_writer_with_ttl(store.clone(), "wal-push", Duration::from_millis(600))
                 .await
                 .unwrap();
-        tokio::time::sleep(Duration::from_millis(900)).await;
+        tokio::time::sleep(Duration::from_millis(1800)).await;
         assert_eq!(
             live_archive_writers(&store).await.unwrap().len(),
             1,

@@ -2,7 +2,7 @@
 //!
 //! A backup is stopped at an exact point (its packs uploaded, its first index object not
 //! yet written) with the test-only switch `STRATA_TEST_HOLD_WRITE`, then frozen with
-//! SIGSTOP past its lock's TTL (`[server] lease_ttl_secs = 1`) while garbage collection or
+//! SIGSTOP past its lock's TTL (`[server] lease_ttl_secs = 2`) while garbage collection or
 //! another backup takes the cluster over. What must not happen: garbage collection
 //! deleting a pack the stalled backup uploaded, or the stalled backup, resumed, writing an
 //! index object, manifest or summary; afterwards `verify --read-data` must pass (it also
@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A one-node site whose cluster lock lives one second unless renewed.
+const TTL_SECS: u64 = 2;
+
+/// A one-node site whose cluster lock lives two seconds unless renewed (short, so tests
+/// are quick; not shorter, so a loaded machine still renews in time).
 struct Site {
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -27,7 +30,7 @@ struct Site {
 
 impl Site {
     fn new() -> Site {
-        Site::with_ttl(1)
+        Site::with_ttl(TTL_SECS)
     }
 
     /// A site whose cluster lock lives `secs` unless renewed.
@@ -202,8 +205,8 @@ impl Stalled {
     /// Freezes the whole process (lock renewal included) until the lock's TTL is over.
     fn freeze_past_ttl(&self) {
         self.signal(libc::SIGSTOP);
-        // Two TTLs of one second: others find the lock expired by its record.
-        std::thread::sleep(Duration::from_millis(2200));
+        // Two TTLs: others find the lock expired by its record.
+        std::thread::sleep(Duration::from_millis(2 * 1000 * TTL_SECS + 400));
     }
 
     /// Lets it go on; returns its exit status and stderr.
@@ -379,7 +382,7 @@ fn wal_push_keeps_its_mark_alive_and_works_without_delete_rights() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // Three mark TTLs later the mark is still live: it is renewed while the push runs.
-    std::thread::sleep(Duration::from_millis(3200));
+    std::thread::sleep(Duration::from_millis(3 * 1000 * TTL_SECS + 200));
     let marks = site.objects("writers");
     assert_eq!(marks.len(), 1, "{marks:?}");
     let mark: serde_json::Value =
@@ -418,7 +421,8 @@ fn wal_push_keeps_its_mark_alive_and_works_without_delete_rights() {
 
 #[test]
 fn wal_push_takes_its_mark_before_reading_the_index() {
-    let site = Site::new();
+    // A mark that outlives the hold below: its expiry is reckoned from before its write.
+    let site = Site::with_ttl(60);
     let seg = segment(site.dir.path(), 3);
     // A backup holding the same bytes: wal-push finds the blob in the index and would
     // not upload it again.
