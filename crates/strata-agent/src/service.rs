@@ -489,6 +489,9 @@ impl Agent {
         summary.stored_bytes = stored_size(&state.repo, manifest_blobs(manifest));
         summary.new_bytes = stored_size(&state.repo, state.stored.iter());
         summary.new_blobs = state.stored.len() as u64;
+        // Right before the manifest makes the backup's data visible: a coordinator that
+        // stopped renewing (stalled, or lost its cluster lock) must not have it written.
+        self.check_lease(&request.operation)?;
         state
             .repo
             .save_manifest(&request.backup, manifest)

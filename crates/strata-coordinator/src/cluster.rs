@@ -46,6 +46,8 @@ pub struct Coordinator {
     postgres_backup_from: Mutex<Option<String>>,
     /// Where the ends of operations are reported (audit log, webhooks).
     events: Mutex<Arc<crate::events::Events>>,
+    /// Garbage collection's grace period for unindexed packs (`[gc] grace`).
+    gc_grace: Mutex<Duration>,
 }
 
 pub use crate::stats::OperationStats;
@@ -128,6 +130,7 @@ impl From<LockError> for CoordinatorError {
     fn from(err: LockError) -> Self {
         match err {
             LockError::Busy(_) => CoordinatorError::Busy(err.to_string()),
+            LockError::Lost(_) => CoordinatorError::LockLost(err.to_string()),
             LockError::Store(e) => CoordinatorError::Repo(e.into()),
         }
     }
@@ -329,8 +332,25 @@ impl Run {
                     _ = tokio::time::sleep(period) => {}
                     _ = stop_rx.changed() => return lock,
                 }
-                if let Err(e) = lock.renew().await {
-                    eprintln!("strata: warning: cannot renew the cluster lock: {e}");
+                match lock.renew().await {
+                    Ok(()) => {}
+                    Err(LockError::Lost(why)) => {
+                        // Every node fails with the reason; nothing more becomes visible
+                        // (the store's fence refuses it too).
+                        eprintln!("strata: error: lost the cluster lock: {why}");
+                        for i in run.live() {
+                            run.fail(
+                                i,
+                                &ApiError::new(
+                                    ErrorCode::LeaseLost,
+                                    format!("lost the cluster lock: {why}"),
+                                ),
+                            );
+                        }
+                        let _ = stop_rx.changed().await;
+                        return lock;
+                    }
+                    Err(e) => eprintln!("strata: warning: cannot renew the cluster lock: {e}"),
                 }
                 let results = on_nodes(&run.live(), |i| {
                     let (node, id) = (run.node(i), run.id.clone());
@@ -448,7 +468,13 @@ impl Coordinator {
             stats: Mutex::new(OperationStats::default()),
             postgres_backup_from: Mutex::new(None),
             events: Mutex::new(crate::events::Events::audit_only()),
+            gc_grace: Mutex::new(crate::gc::DEFAULT_GRACE),
         })
+    }
+
+    /// Sets garbage collection's grace period (`[gc] grace`).
+    pub fn set_gc_grace(&self, grace: Duration) {
+        *self.gc_grace.lock().unwrap() = grace;
     }
 
     /// Makes backups PostgreSQL base backups taken from one node of role `role`
@@ -533,7 +559,8 @@ impl Coordinator {
     /// metrics). A dry run changes nothing and is not counted.
     pub async fn collect_garbage(&self, dry_run: bool) -> CoordinatorResult<GcReport> {
         let clock = Instant::now();
-        let result = crate::gc::collect_garbage(&self.repo, dry_run).await;
+        let grace = *self.gc_grace.lock().unwrap();
+        let result = crate::gc::collect_garbage_with(&self.repo, dry_run, grace).await;
         if !dry_run {
             let freed = result.as_ref().ok().map(|r| r.bytes_freed);
             self.stats.lock().unwrap().collected(freed, clock.elapsed());
@@ -1047,9 +1074,16 @@ async fn backup(run: &Arc<Run>, lock: RepoLock) -> CoordinatorResult<BackupSumma
             .zip(requests_before)
             .map(|(counter, before)| counter.counts().since(&before)),
     };
-    let saved = coordinator.repo.save_summary(&summary).await;
+    // A coordinator that lost the cluster lock (another process fenced it, or this one
+    // was stalled past its TTL) records nothing: the repository belongs to whoever holds
+    // the lock now, and a summary could name manifests or data that process removes.
+    let fenced = lock.check();
+    let saved = match &fenced {
+        Ok(()) => coordinator.repo.save_summary(&summary).await,
+        Err(_) => Ok(()),
+    };
     // Only a recorded, usable backup may become the base of the next one's files caches.
-    let commit = saved.is_ok() && status != BackupStatus::Failed;
+    let commit = fenced.is_ok() && saved.is_ok() && status != BackupStatus::Failed;
     on_nodes(&run.live(), |i| {
         let (node, id) = (run.node(i), run.id.clone());
         async move {
@@ -1066,6 +1100,12 @@ async fn backup(run: &Arc<Run>, lock: RepoLock) -> CoordinatorResult<BackupSumma
     .await;
     run.release_all().await;
     lock.release().await;
+    if let Err(lost) = fenced {
+        return Err(CoordinatorError::LockLost(format!(
+            "backup {} failed and was not recorded: {lost}",
+            run.id
+        )));
+    }
     saved?;
     Ok(summary)
 }

@@ -52,6 +52,8 @@ pub struct Config {
     pub nodes: Vec<NodeConfig>,
     pub server: ServerConfig,
     pub retention: RetentionConfig,
+    /// Garbage collection (`[gc]`).
+    pub gc: GcConfig,
     pub schedules: Vec<ScheduleConfig>,
     pub postgres: PostgresConfig,
     /// Where to tell other systems about operations (`[[webhooks]]`).
@@ -479,6 +481,35 @@ pub struct PasswordConfig {
     pub file: Option<PathBuf>,
 }
 
+/// Garbage collection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// How old (by the storage's modification time) a pack that no index lists, or a
+    /// manifest of a backup without a summary, must be before garbage collection deletes
+    /// it: a writer that was stalled past its lock's TTL may still index it. A duration
+    /// such as `1h` or `30m`.
+    pub grace: String,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig { grace: "1h".into() }
+    }
+}
+
+impl GcConfig {
+    /// The grace period as a duration.
+    pub fn grace(&self) -> Result<std::time::Duration, ConfigError> {
+        humantime::parse_duration(self.grace.trim()).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "gc.grace {:?}: {e} (expected a duration such as 1h or 30m)",
+                self.grace
+            ))
+        })
+    }
+}
+
 /// Settings used when creating a repository.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -735,6 +766,7 @@ impl Default for Config {
             nodes: Vec::new(),
             server: ServerConfig::default(),
             retention: RetentionConfig::default(),
+            gc: GcConfig::default(),
             schedules: Vec::new(),
             webhooks: Vec::new(),
             tables: TablesConfig::default(),
@@ -994,6 +1026,7 @@ impl Config {
         if self.server.lease_ttl_secs == 0 {
             return invalid("server.lease_ttl_secs must be at least 1".into());
         }
+        self.gc.grace()?;
         // Timeouts up to a day, so no deadline overflows the clock.
         const DAY: u64 = 86_400;
         let server = &self.server;

@@ -28,6 +28,10 @@ pub enum CoordinatorError {
     /// Nothing to back up.
     #[error("{0}")]
     NothingToDo(String),
+    /// The operation lost the cluster lock (fenced by another process, or stalled past
+    /// its TTL) and stopped before making anything more visible.
+    #[error("{0}")]
+    LockLost(String),
     /// A request with a field that is not what it claims to be (a node name, an include
     /// path, a recovery target): see [`crate::input`].
     #[error("{0}")]

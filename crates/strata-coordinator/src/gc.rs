@@ -16,13 +16,23 @@
 //! blobs are read (and checked) and written to new packs with an index object of their
 //! own, and the old packs join the garbage. A crash after 1 or 2 leaves only unreferenced
 //! objects behind, which the next run removes. If a backup references a blob the index lacks, nothing is deleted.
+//!
+//! **Writers it cannot see.** A backup stalled past its lock's TTL (or a WAL push past
+//! its mark's) may resume while this runs. It cannot make anything visible any more (its
+//! fence refuses index, manifest and summary writes), but as a second line of defence
+//! packs that no index lists and manifests of backups without a summary are deleted only
+//! once older than the grace period (`[gc] grace`, by the storage's modification time):
+//! those are what such a writer may still be about to index. Only the index objects read
+//! at the start (and those the repacking wrote) are replaced, never one that appeared
+//! meanwhile, so the index never lists a pack this run deleted. Before the new index and
+//! before every delete, the run checks that it still holds its own lock.
 
-use crate::lock::RepoLock;
+use crate::lock::{HeldLock, RepoLock};
 use crate::{CoordinatorError, CoordinatorResult};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use strata_repo::id::pack_key;
 use strata_repo::index::{IndexFile, IndexedPack};
 use strata_repo::manifest::EntryKind;
@@ -45,14 +55,27 @@ pub struct GcReport {
     pub manifests_deleted: u64,
 }
 
-/// Collects garbage in `repo` (only reports with `dry_run`).
+/// The grace period when the configuration names none (see [`crate::config::GcConfig`]).
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+
+/// Collects garbage in `repo` (only reports with `dry_run`), with the default grace.
 pub async fn collect_garbage(repo: &Arc<Repository>, dry_run: bool) -> CoordinatorResult<GcReport> {
+    collect_garbage_with(repo, dry_run, DEFAULT_GRACE).await
+}
+
+/// Collects garbage in `repo`, sparing unindexed packs and summary-less manifests
+/// younger than `grace`.
+pub async fn collect_garbage_with(
+    repo: &Arc<Repository>,
+    dry_run: bool,
+    grace: Duration,
+) -> CoordinatorResult<GcReport> {
     let id = format!("gc-{}", crate::backup::new_backup_name());
     let lock = RepoLock::acquire(repo.store().clone(), &id, "gc", Duration::from_secs(60))
         .await?
         .keep_renewed();
     let result = match wait_for_archive_writers(repo).await {
-        Ok(()) => collect(repo, dry_run).await,
+        Ok(()) => collect(repo, dry_run, &lock, grace).await,
         Err(err) => Err(err),
     };
     lock.release().await;
@@ -113,7 +136,22 @@ async fn move_live_blobs(
     Ok(moved)
 }
 
-async fn collect(repo: &Arc<Repository>, dry_run: bool) -> CoordinatorResult<GcReport> {
+/// Whether an object listed with `modified` is younger than `grace` (unknown: young).
+fn is_young(modified: Option<SystemTime>, grace: Duration) -> bool {
+    match modified {
+        Some(t) => SystemTime::now()
+            .duration_since(t)
+            .map_or(true, |age| age < grace),
+        None => true,
+    }
+}
+
+async fn collect(
+    repo: &Arc<Repository>,
+    dry_run: bool,
+    lock: &HeldLock,
+    grace: Duration,
+) -> CoordinatorResult<GcReport> {
     let store = repo.store();
     let summaries = repo.list_backups().await?;
     let mut referenced: HashSet<BlobId> = HashSet::new();
@@ -153,6 +191,7 @@ async fn collect(repo: &Arc<Repository>, dry_run: bool) -> CoordinatorResult<GcR
                 .or_insert_with(|| pack.clone());
         }
     }
+    let indexed: HashSet<String> = packs.keys().cloned().collect();
     let kept: Vec<IndexedPack> = packs
         .into_values()
         .filter(|p| p.blobs.iter().any(|b| referenced.contains(&b.id)))
@@ -170,15 +209,33 @@ async fn collect(repo: &Arc<Repository>, dry_run: bool) -> CoordinatorResult<GcR
                 .sum();
             (live as f64) < REPACK_BELOW * total as f64
         });
+    // The index objects this run replaces: those read above, and those the repacking
+    // writes. One written meanwhile by a writer this run cannot see is left alone.
+    let mut replaced: HashSet<String> = index_files.iter().map(|(k, _)| k.clone()).collect();
     if !dry_run && !repack.is_empty() {
+        lock.check()?;
+        let before: HashSet<String> = store
+            .list_fresh("index/")
+            .await?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
         kept.extend(move_live_blobs(repo, &repack, &referenced).await?);
+        for object in store.list_fresh("index/").await? {
+            if !before.contains(&object.key) {
+                replaced.insert(object.key);
+            }
+        }
     }
     let kept_keys: HashSet<String> = kept.iter().map(|p| pack_key(&p.id)).collect();
+    // Packs some index lists but no backup references go now; packs no index lists only
+    // once older than the grace period (a stalled writer may be about to index them).
     let mut doomed: Vec<(String, u64)> = store
         .list_fresh("data/")
         .await?
         .into_iter()
         .filter(|o| !kept_keys.contains(&o.key))
+        .filter(|o| indexed.contains(&o.key) || !is_young(o.modified, grace))
         .map(|o| (o.key, o.size))
         .collect();
     doomed.sort();
@@ -188,7 +245,8 @@ async fn collect(repo: &Arc<Repository>, dry_run: bool) -> CoordinatorResult<GcR
     for prefix in ["manifests/", "pins/", "verified/"] {
         for object in store.list_fresh(prefix).await? {
             let backup = object.key[prefix.len()..].split('/').next();
-            if !backup.is_some_and(|b| with_summary.contains(b)) {
+            let young_manifest = prefix == "manifests/" && is_young(object.modified, grace);
+            if !backup.is_some_and(|b| with_summary.contains(b)) && !young_manifest {
                 orphan_manifests.push(object.key);
             }
         }
@@ -215,20 +273,78 @@ async fn collect(repo: &Arc<Repository>, dry_run: bool) -> CoordinatorResult<GcR
     if needs_new_index {
         let mut kept = kept;
         kept.sort_by_key(|p| p.id);
+        lock.check()?;
         let new_key = repo.write_index(&IndexFile { packs: kept }).await?;
-        // Every index object but the new one: those read at the start, and the ones the
-        // repacking wrote (its packs are in the new one).
-        for object in store.list_fresh("index/").await? {
-            if object.key != new_key {
-                store.delete(&object.key).await?;
-            }
+        // The index objects read at the start, and the ones the repacking wrote (its
+        // packs are in the new one).
+        let mut replaced: Vec<String> = replaced.into_iter().filter(|k| *k != new_key).collect();
+        replaced.sort();
+        for key in &replaced {
+            lock.check()?;
+            store.delete(key).await?;
         }
     }
     for (key, _) in &doomed {
+        lock.check()?;
         store.delete(key).await?;
     }
     for key in &orphan_manifests {
+        lock.check()?;
         store.delete(key).await?;
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_store::{DynStore, LocalStore};
+
+    #[tokio::test]
+    async fn young_unindexed_packs_and_summaryless_manifests_wait_for_the_grace_period() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: DynStore = Arc::new(LocalStore::new(dir.path()));
+        let options = strata_repo::InitOptions {
+            kdf: strata_repo::crypto::KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..Default::default()
+        };
+        let repo = Repository::init(store.clone(), Some("pw"), options)
+            .await
+            .unwrap();
+        // What a backup stalled past its lock's TTL leaves: a pack uploaded but not yet
+        // indexed, and a manifest whose summary is not written yet.
+        let pack = format!("data/ab/ab{}", "0".repeat(62));
+        let manifest = "manifests/20261125T000000Z-0123abcd/db1";
+        for key in [pack.as_str(), manifest] {
+            store
+                .put(key, bytes::Bytes::from_static(b"x"))
+                .await
+                .unwrap();
+        }
+        let report = collect_garbage_with(&repo, false, Duration::from_secs(3600))
+            .await
+            .unwrap();
+        assert_eq!((report.packs_deleted, report.manifests_deleted), (0, 0));
+        for key in [pack.as_str(), manifest] {
+            assert!(
+                store.get(key).await.is_ok(),
+                "{key} deleted within the grace"
+            );
+        }
+        // Past the grace period they are leftovers, and go.
+        let report = collect_garbage_with(&repo, false, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!((report.packs_deleted, report.manifests_deleted), (1, 1));
+        for key in [pack.as_str(), manifest] {
+            assert!(
+                store.get(key).await.unwrap_err().is_not_found(),
+                "{key} kept"
+            );
+        }
+    }
 }

@@ -201,5 +201,7 @@ pub fn coordinator(
     if config.plugin == "postgres" {
         coordinator.set_postgres_backup_from(&config.postgres.backup_from);
     }
+    // Validated with the configuration.
+    coordinator.set_gc_grace(config.gc.grace().unwrap_or(crate::gc::DEFAULT_GRACE));
     coordinator
 }

@@ -2,13 +2,18 @@
 //!
 //! Every storage is used through the same stack: retries outside, then (for object
 //! storages) the local cache of immutable objects, then request counting (so each request
-//! that reaches the provider is counted, as it bills them), the backend at the core.
+//! that reaches the provider is counted, as it bills them), then the fence (which refuses
+//! visible writes once this process may have lost its lock, checked on every attempt of a
+//! retried write), the backend at the core.
 
 use crate::config::{Config, ConfigError, StorageConfig};
 use crate::CoordinatorResult;
 use std::sync::Arc;
 use strata_repo::RepoError;
-use strata_store::{open_cloud, CachingStore, CountingStore, DynStore, LocalStore, RetryStore};
+use strata_store::{
+    open_cloud, CachingStore, CountingStore, DynStore, FaultConfig, FaultyStore, FencedStore,
+    LocalStore, RetryStore,
+};
 
 /// A storage ready for use, with its request counter.
 #[derive(Debug, Clone)]
@@ -30,6 +35,12 @@ impl Storage {
     }
 
     fn wrap_with_cache(name: &str, backend: DynStore, config: &Config, cached: bool) -> Storage {
+        let mut backend: DynStore = Arc::new(FencedStore::new(backend));
+        // Test-only fault injection of the real binary (see FaultConfig::from_test_env
+        // and docs/configuration.md): never set in production.
+        if let Some(faults) = FaultConfig::from_test_env() {
+            backend = Arc::new(FaultyStore::new(backend, faults));
+        }
         let requests = CountingStore::new(backend);
         let mut inner: DynStore = Arc::new(requests.clone());
         if cached && config.cache.size_mib > 0 {

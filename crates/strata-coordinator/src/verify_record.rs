@@ -51,9 +51,18 @@ pub async fn record(
         crate::lock::now_ms()
     );
     store.put(&key, bytes::Bytes::new()).await?;
+    // The older records are superseded (readers take the newest); a store that refuses
+    // deletes (credentials that may write but not delete) keeps them, harmlessly, until
+    // garbage collection runs with stronger ones.
     for old in store.list_fresh(&format!("{PREFIX}{backup}/")).await? {
         if old.key != key {
-            store.delete(&old.key).await?;
+            if let Err(e) = store.delete(&old.key).await {
+                eprintln!(
+                    "strata: warning: cannot remove the older verification record {} ({e}); the newest one counts",
+                    old.key
+                );
+                break;
+            }
         }
     }
     Ok(())

@@ -1,9 +1,10 @@
 //! The WAL archive of a PostgreSQL cluster, as the commands see it: pushing under an
-//! archive-writer mark (so garbage collection never deletes data a push is storing),
+//! archive-writer mark (taken before the index is read, renewed while the push runs, so
+//! garbage collection never deletes data a push is storing),
 //! fetching, listing, verifying, and retention (WAL older than the oldest kept base backup
 //! goes; WAL a kept backup needs never does).
 
-use crate::lock::{mark_archive_writer, LockError};
+use crate::lock::{mark_archive_writer_with_ttl, ArchiveMark, LockError};
 use crate::{CoordinatorError, CoordinatorResult};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -48,14 +49,30 @@ impl From<LockError> for WalError {
     }
 }
 
-/// `strata wal-push PATH`: archives `path` and up to `ahead` further ready segments.
+/// Announces a WAL push (see [`crate::lock::mark_archive_writer`]) for `ttl` at a time
+/// (renewed while it runs): call before the repository (and its index) is opened, and
+/// pass the mark to [`push`].
+pub async fn mark_push(
+    store: strata_store::DynStore,
+    ttl: std::time::Duration,
+) -> Result<ArchiveMark, WalError> {
+    // Only into a repository: a location that is not one (an unmounted or moved storage)
+    // gets no mark written into it, and the push fails as it would have.
+    Repository::read_config(&store)
+        .await
+        .map_err(CoordinatorError::from)?;
+    Ok(mark_archive_writer_with_ttl(store, "wal-push", ttl).await?)
+}
+
+/// `strata wal-push PATH`: archives `path` and up to `ahead` further ready segments under
+/// `mark` (renewed meanwhile, released at the end).
 pub async fn push(
     repo: &Arc<Repository>,
+    mark: ArchiveMark,
     path: &Path,
     ahead: usize,
     writer: WriterOptions,
 ) -> Result<Vec<Pushed>, WalError> {
-    let mark = mark_archive_writer(repo.store().clone(), "wal-push").await?;
     let mut paths: Vec<PathBuf> = vec![path.to_path_buf()];
     paths.extend(wal::ready_after(path, ahead));
     let outcome = wal::push(repo, &paths, writer).await;

@@ -129,6 +129,7 @@ impl CachingStore {
                 Some(ObjectMeta {
                     key: key.to_string(),
                     size: size.parse().ok()?,
+                    modified: None,
                 })
             })
             .collect()
@@ -199,6 +200,10 @@ impl Store for CachingStore {
         self.inner.delete(key).await?;
         let _ = std::fs::remove_file(self.path(key));
         Ok(())
+    }
+
+    fn fence(&self) -> Option<crate::Fence> {
+        self.inner.fence()
     }
 
     fn describe(&self) -> String {

@@ -282,6 +282,7 @@ impl Store for CloudStore {
                 let item = key.filter(|k| k.starts_with(prefix)).map(|key| ObjectMeta {
                     key,
                     size: meta.size,
+                    modified: Some(std::time::SystemTime::from(meta.last_modified)),
                 });
                 futures::future::ready(Ok(item))
             })

@@ -154,6 +154,10 @@ impl Store for CountingStore {
         self.checked(DELETE, self.inner.delete(key).await)
     }
 
+    fn fence(&self) -> Option<crate::Fence> {
+        self.inner.fence()
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

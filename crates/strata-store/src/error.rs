@@ -50,6 +50,10 @@ pub enum StoreError {
         #[source]
         last: Box<StoreError>,
     },
+    /// A write that would make data visible, refused because this process may have lost
+    /// the lock it writes under (see [`crate::Fence`]).
+    #[error("refused to write {key}: {why}")]
+    Fenced { key: String, why: String },
     /// An I/O error of the local filesystem.
     #[error("{op} {path}")]
     Io {

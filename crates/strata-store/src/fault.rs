@@ -26,6 +26,47 @@ pub struct FaultConfig {
     pub fail_after_bytes: Option<u64>,
     /// Seed of the fault sequence.
     pub seed: u64,
+    /// Every delete is refused as access denied: credentials that may write but not
+    /// delete.
+    pub refuse_deletes: bool,
+    /// Holds the first write of a key with a prefix until the test lets it go.
+    pub hold: Option<WriteHold>,
+}
+
+/// Holds the first write of a key starting with `prefix`: creates `dir/held` (holding
+/// the key), then waits until `dir/release` exists. Lets a test stop a process at an
+/// exact point of its work (say, packs uploaded but not indexed yet).
+#[derive(Debug, Clone)]
+pub struct WriteHold {
+    pub prefix: String,
+    pub dir: std::path::PathBuf,
+}
+
+/// Test-only switch: set to `1` to refuse every delete (see [`FaultConfig::from_test_env`]).
+pub const TEST_REFUSE_DELETES_ENV: &str = "STRATA_TEST_REFUSE_DELETES";
+/// Test-only switch: `PREFIX:DIR` holds the first write under `PREFIX` (see [`WriteHold`]).
+pub const TEST_HOLD_WRITE_ENV: &str = "STRATA_TEST_HOLD_WRITE";
+
+impl FaultConfig {
+    /// The faults that the test-only environment variables `STRATA_TEST_REFUSE_DELETES`
+    /// and `STRATA_TEST_HOLD_WRITE` ask for, if any. They exist so integration tests can
+    /// give the real binary a store without delete rights, or stop it at an exact point;
+    /// they are not a feature and are documented as test-only in docs/configuration.md.
+    pub fn from_test_env() -> Option<FaultConfig> {
+        let refuse_deletes = std::env::var(TEST_REFUSE_DELETES_ENV).is_ok_and(|v| v == "1");
+        let hold = std::env::var(TEST_HOLD_WRITE_ENV).ok().and_then(|v| {
+            let (prefix, dir) = v.split_once(':')?;
+            Some(WriteHold {
+                prefix: prefix.to_string(),
+                dir: dir.into(),
+            })
+        });
+        (refuse_deletes || hold.is_some()).then(|| FaultConfig {
+            refuse_deletes,
+            hold,
+            ..FaultConfig::default()
+        })
+    }
 }
 
 /// The fault-injecting wrapper.
@@ -36,6 +77,8 @@ pub struct FaultyStore {
     rng: Mutex<u64>,
     written: AtomicU64,
     injected: AtomicU64,
+    /// Whether the hold was used up.
+    held: std::sync::atomic::AtomicBool,
 }
 
 impl FaultyStore {
@@ -48,6 +91,7 @@ impl FaultyStore {
             rng: Mutex::new(seed ^ 0x5DEE_CE66_D1CE_F00D),
             written: AtomicU64::new(0),
             injected: AtomicU64::new(0),
+            held: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -88,6 +132,20 @@ impl FaultyStore {
         Ok(())
     }
 
+    /// Waits at the configured hold (once), see [`WriteHold`].
+    async fn hold(&self, key: &str) {
+        let Some(hold) = &self.config.hold else {
+            return;
+        };
+        if !key.starts_with(&hold.prefix) || self.held.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let _ = std::fs::write(hold.dir.join("held"), key);
+        while !hold.dir.join("release").exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     fn budget(&self, key: &str, len: usize) -> StoreResult<()> {
         let total = self.written.fetch_add(len as u64, Ordering::Relaxed) + len as u64;
         match self.config.fail_after_bytes {
@@ -106,6 +164,7 @@ impl FaultyStore {
 impl Store for FaultyStore {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.before("put", key).await?;
+        self.hold(key).await;
         self.budget(key, data.len())?;
         self.inner.put(key, data).await?;
         // Sometimes the object is stored but the answer is lost on the way back.
@@ -117,6 +176,7 @@ impl Store for FaultyStore {
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.before("put", key).await?;
+        self.hold(key).await;
         self.budget(key, data.len())?;
         self.inner.put_if_absent(key, data).await
     }
@@ -141,9 +201,26 @@ impl Store for FaultyStore {
         self.inner.list(prefix).await
     }
 
+    async fn list_fresh(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        self.before("list", prefix).await?;
+        self.inner.list_fresh(prefix).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.before("delete", key).await?;
+        if self.config.refuse_deletes {
+            return Err(StoreError::Backend {
+                op: "delete",
+                key: key.to_string(),
+                store: self.describe(),
+                message: "access denied: these credentials may not delete (injected)".into(),
+            });
+        }
         self.inner.delete(key).await
+    }
+
+    fn fence(&self) -> Option<crate::Fence> {
+        self.inner.fence()
     }
 
     fn describe(&self) -> String {

@@ -308,6 +308,9 @@ impl Store for GcsStore {
                     out.push(ObjectMeta {
                         key: key.to_string(),
                         size,
+                        modified: item["updated"]
+                            .as_str()
+                            .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
                     });
                 }
             }

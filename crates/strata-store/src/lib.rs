@@ -14,6 +14,7 @@ mod cloud;
 mod counting;
 mod error;
 mod fault;
+mod fence;
 mod gcs;
 mod local;
 mod retry;
@@ -22,7 +23,8 @@ pub use cache::CachingStore;
 pub use cloud::{is_cloud_url, open_cloud, CloudStore};
 pub use counting::{CountingStore, RequestCounts};
 pub use error::{StoreError, StoreResult};
-pub use fault::{FaultConfig, FaultyStore};
+pub use fault::{FaultConfig, FaultyStore, WriteHold};
+pub use fence::{Fence, FenceGuard, FencedStore, VISIBLE_PREFIXES};
 pub use gcs::GcsStore;
 pub use local::LocalStore;
 pub use retry::{RetryConfig, RetryStore};
@@ -39,6 +41,9 @@ pub struct ObjectMeta {
     pub key: String,
     /// Size in bytes.
     pub size: u64,
+    /// When the object was last written, as the storage says (unknown for listings a
+    /// cache remembers). Garbage collection spares young unindexed packs by it.
+    pub modified: Option<std::time::SystemTime>,
 }
 
 /// The storage interface of strata.
@@ -72,6 +77,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Deletes an object. Deleting a missing object is not an error (idempotent cleanup).
     async fn delete(&self, key: &str) -> StoreResult<()>;
+
+    /// The fence of visible writes, when a [`FencedStore`] is in the stack: locks
+    /// register with it so a holder that lost its lock writes nothing visible. Wrappers
+    /// pass this through to the store they wrap.
+    fn fence(&self) -> Option<Fence> {
+        None
+    }
 
     /// A short human-readable description for messages, e.g. `local:/srv/backups`.
     fn describe(&self) -> String;

@@ -216,8 +216,12 @@ impl LocalStore {
                         stack.push((entry.path(), key));
                     }
                 } else if key.starts_with(prefix) {
-                    let size = entry.metadata().map_err(io_err("stat", &dir))?.len();
-                    out.push(ObjectMeta { key, size });
+                    let meta = entry.metadata().map_err(io_err("stat", &dir))?;
+                    out.push(ObjectMeta {
+                        key,
+                        size: meta.len(),
+                        modified: meta.modified().ok(),
+                    });
                 }
             }
         }

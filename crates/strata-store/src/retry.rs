@@ -162,6 +162,10 @@ impl Store for RetryStore {
         self.retry("delete", key, || self.inner.delete(key)).await
     }
 
+    fn fence(&self) -> Option<crate::Fence> {
+        self.inner.fence()
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

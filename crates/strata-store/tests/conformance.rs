@@ -70,6 +70,17 @@ async fn conformance(store: DynStore) {
     );
     let listed = store.list("data/ab/").await.unwrap();
     assert_eq!(listed[0].size, body.len() as u64);
+    // Garbage collection's grace period reads the modification time of listed objects.
+    let modified = listed[0]
+        .modified
+        .expect("listings carry a modification time");
+    let age = std::time::SystemTime::now()
+        .duration_since(modified)
+        .unwrap_or_default();
+    assert!(
+        age < std::time::Duration::from_secs(3600),
+        "{name}: {modified:?}"
+    );
     assert!(store.list("nothing/").await.unwrap().is_empty());
     // a large object (uploaded in parts by object stores)
     let big: Bytes = (0..40u32 << 20)

@@ -679,7 +679,8 @@ impl Context {
         // Then the data no remaining backup uses, in every storage that lost a backup.
         touched.dedup_by(|a, b| Arc::ptr_eq(a, b));
         for repo in touched {
-            let report = strata_coordinator::gc::collect_garbage(&repo, false).await?;
+            let grace = self.config.gc.grace()?;
+            let report = strata_coordinator::gc::collect_garbage_with(&repo, false, grace).await?;
             if !self.global.json {
                 self.say_gc(&report);
             }

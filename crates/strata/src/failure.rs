@@ -72,6 +72,7 @@ impl From<CoordinatorError> for Failure {
             CoordinatorError::NothingToDo(_) | CoordinatorError::Invalid(_) => code::USAGE,
             CoordinatorError::Busy(_) => code::BUSY,
             CoordinatorError::Pinned(_) => code::USAGE,
+            CoordinatorError::LockLost(_) => code::FAILED,
             CoordinatorError::Api(e) => api_code(e),
         };
         let hint = match &err {

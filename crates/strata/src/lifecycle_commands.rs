@@ -5,7 +5,7 @@ use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
 use strata_coordinator::config::RetentionConfig;
-use strata_coordinator::gc::{collect_garbage, GcReport};
+use strata_coordinator::gc::{collect_garbage_with, GcReport};
 use strata_coordinator::retention::{apply, set_pinned, CleanupReport};
 
 impl Context {
@@ -47,9 +47,12 @@ impl Context {
         if !dry_run {
             self.announce(&storage.name, "cleanup", "all")?;
         }
-        let work = apply(&repo, &policy, dry_run, || collect_garbage(&repo, false))
-            .await
-            .map_err(Failure::from);
+        let grace = self.config.gc.grace()?;
+        let work = apply(&repo, &policy, dry_run, || {
+            collect_garbage_with(&repo, false, grace)
+        })
+        .await
+        .map_err(Failure::from);
         let report = if dry_run {
             work?
         } else {
@@ -141,7 +144,10 @@ impl Context {
         }
         let storage = self.storage()?;
         let repo = self.open_storage(&storage).await?;
-        let collected = collect_garbage(&repo, dry_run).await.map_err(Failure::from);
+        let grace = self.config.gc.grace()?;
+        let collected = collect_garbage_with(&repo, dry_run, grace)
+            .await
+            .map_err(Failure::from);
         let report = if dry_run {
             collected?
         } else {

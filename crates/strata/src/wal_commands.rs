@@ -52,14 +52,33 @@ impl Context {
     /// `strata wal-push PATH`.
     pub(crate) async fn wal_push(&self, path: &Path) -> CommandResult {
         let storage = self.storage()?;
-        let repo = self.open_storage(&storage).await?;
-        let ahead = self.config.postgres.wal_push_ahead;
-        let outcomes = wal::push(&repo, path, ahead, self.config.backup.writer_options())
+        let failure = |err: WalError| match err {
+            WalError::Busy(why) => Failure::new(code::BUSY, why),
+            other => Failure::new(code::FAILED, crate::failure::chain(&other)),
+        };
+        // The mark first, then the index: a garbage collection that ran before the mark
+        // was written cannot have removed data the index read here still lists.
+        let ttl = std::time::Duration::from_secs(self.config.server.lease_ttl_secs);
+        let mark = wal::mark_push(storage.store.clone(), ttl)
             .await
-            .map_err(|err| match err {
-                WalError::Busy(why) => Failure::new(code::BUSY, why),
-                other => Failure::new(code::FAILED, crate::failure::chain(&other)),
-            })?;
+            .map_err(failure)?;
+        let repo = match self.open_storage(&storage).await {
+            Ok(repo) => repo,
+            Err(err) => {
+                mark.release().await;
+                return Err(err);
+            }
+        };
+        let ahead = self.config.postgres.wal_push_ahead;
+        let outcomes = wal::push(
+            &repo,
+            mark,
+            path,
+            ahead,
+            self.config.backup.writer_options(),
+        )
+        .await
+        .map_err(failure)?;
         for outcome in &outcomes {
             match outcome {
                 Pushed::Stored { name, bytes } => {

@@ -1,0 +1,474 @@
+//! Fenced locks and credentials that cannot delete, against the real binary.
+//!
+//! A backup is stopped at an exact point (its packs uploaded, its first index object not
+//! yet written) with the test-only switch `STRATA_TEST_HOLD_WRITE`, then frozen with
+//! SIGSTOP past its lock's TTL (`[server] lease_ttl_secs = 2`) while garbage collection or
+//! another backup takes the cluster over. What must not happen: garbage collection
+//! deleting a pack the stalled backup uploaded, or the stalled backup, resumed, writing an
+//! index object, manifest or summary; afterwards `verify --read-data` must pass (it also
+//! checks that the index lists no missing pack). Stores that refuse deletes
+//! (`STRATA_TEST_REFUSE_DELETES=1`, test-only too) must not stop backups, verification or
+//! WAL pushes, nor leave anything that blocks the next operation.
+
+mod common;
+
+use common::{one_node_site, pseudo_random, PASSWORD};
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TTL_SECS: u64 = 2;
+
+/// A one-node site whose cluster lock lives two seconds unless renewed (short, so tests
+/// are quick; not shorter, so a loaded machine still renews in time).
+struct Site {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Site {
+    fn new() -> Site {
+        Site::with_ttl(TTL_SECS)
+    }
+
+    /// A site whose cluster lock lives `secs` unless renewed.
+    fn with_ttl(secs: u64) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let config = one_node_site(dir.path(), &format!("[server]\nlease_ttl_secs = {secs}\n"));
+        let site = Site { dir, config };
+        site.ok(&["init"], &[]);
+        site
+    }
+
+    /// Runs strata as a process of another host (a UTS namespace of its own with another
+    /// host name), as the coordinator of another machine would: its lock cannot be judged
+    /// by whether its process still runs here.
+    fn ok_on_other_host(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let mut cmd = Command::new("unshare");
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("STRATA_PASSWORD", PASSWORD)
+            .args([
+                "-u",
+                "sh",
+                "-c",
+                "hostname strata-test-other-host && exec \"$@\"",
+                "sh",
+                env!("CARGO_BIN_EXE_strata"),
+                "--config",
+            ])
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "strata {args:?} on another host (needs root for `unshare -u`) failed with {:?}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.dir.path().join("repo")
+    }
+
+    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("STRATA_PASSWORD", PASSWORD)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(args, env).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], env: &[(&str, &str)]) -> String {
+        let out = self.run(args, env);
+        assert!(
+            out.status.success(),
+            "strata {args:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Every object key under `prefix` (a directory of the repository).
+    fn objects(&self, prefix: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        let mut stack = vec![self.repo().join(prefix)];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
+                    let key = path.strip_prefix(self.repo()).unwrap();
+                    out.insert(key.display().to_string());
+                }
+            }
+        }
+        out
+    }
+
+    /// The names of the recorded backups.
+    fn backups(&self) -> BTreeSet<String> {
+        let list: serde_json::Value =
+            serde_json::from_str(&self.ok(&["list", "--json"], &[])).unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Adds data the next backup must upload.
+    fn change_data(&self, seed: u64) {
+        fs::write(
+            self.dir.path().join(format!("data/new-{seed}.bin")),
+            pseudo_random(2 << 20, seed),
+        )
+        .unwrap();
+    }
+
+    /// The backups that have manifests (one directory each under `manifests/`).
+    fn manifest_backups(&self) -> BTreeSet<String> {
+        self.objects("manifests")
+            .iter()
+            .map(|k| k.split('/').nth(1).unwrap().to_string())
+            .collect()
+    }
+}
+
+/// A `strata backup` stopped right before its first index object: packs uploaded, nothing
+/// indexed yet.
+struct Stalled {
+    child: Option<Child>,
+    hold: PathBuf,
+}
+
+impl Stalled {
+    fn start(site: &Site) -> Stalled {
+        let hold = site.dir.path().join("hold");
+        fs::create_dir_all(&hold).unwrap();
+        let spec = format!("index/:{}", hold.display());
+        let child = site
+            .command(&["backup"], &[("STRATA_TEST_HOLD_WRITE", &spec)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stalled = Stalled {
+            child: Some(child),
+            hold,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !stalled.hold.join("held").exists() {
+            if let Some(status) = stalled.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("the backup ended ({status}) without reaching its first index write");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the backup never reached its index write"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stalled
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let pid = self.child.as_ref().unwrap().id() as i32;
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Freezes the whole process (lock renewal included) until the lock's TTL is over.
+    fn freeze_past_ttl(&self) {
+        self.signal(libc::SIGSTOP);
+        // Two TTLs: others find the lock expired by its record.
+        std::thread::sleep(Duration::from_millis(2 * 1000 * TTL_SECS + 400));
+    }
+
+    /// Lets it go on; returns its exit status and stderr.
+    fn resume(mut self) -> (std::process::ExitStatus, String) {
+        fs::write(self.hold.join("release"), b"").unwrap();
+        self.signal(libc::SIGCONT);
+        let out = self.child.take().unwrap().wait_with_output().unwrap();
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = fs::write(self.hold.join("release"), b"");
+            // SAFETY: kill(2) on our own child's pid.
+            unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn packs(site: &Site) -> BTreeSet<String> {
+    site.objects("data")
+}
+
+#[test]
+fn gc_spares_the_packs_of_a_stalled_backup_which_then_makes_nothing_visible() {
+    let site = Site::new();
+    site.ok(&["backup"], &[]);
+    let first = site.backups();
+    site.change_data(7);
+    let before = packs(&site);
+    let stalled = Stalled::start(&site);
+    let uploaded: BTreeSet<String> = packs(&site).difference(&before).cloned().collect();
+    assert!(!uploaded.is_empty(), "the stalled backup uploaded packs");
+    let index_before = site.objects("index");
+    stalled.freeze_past_ttl();
+
+    // Garbage collection takes the expired lock over while the backup is frozen.
+    site.ok(&["gc"], &[]);
+    let after_gc = packs(&site);
+    for pack in &uploaded {
+        assert!(
+            after_gc.contains(pack),
+            "gc deleted {pack}, uploaded by a backup that may still index it"
+        );
+    }
+
+    let (status, stderr) = stalled.resume();
+    assert!(!status.success(), "the stalled backup succeeded:\n{stderr}");
+    assert!(
+        stderr.contains("lost the cluster lock") && stderr.contains("not recorded"),
+        "says it lost its lock: {stderr}"
+    );
+    assert_eq!(site.backups(), first, "no summary of the stalled backup");
+    assert_eq!(site.manifest_backups(), first, "no manifest of it");
+    let new_index: Vec<String> = site
+        .objects("index")
+        .difference(&index_before)
+        .cloned()
+        .collect();
+    // gc rewrote the index once; the stalled backup added nothing to it.
+    assert!(new_index.len() <= 1, "index objects written: {new_index:?}");
+    site.ok(&["verify", "--read-data"], &[]);
+
+    // Its leftovers go once past the grace period, and nothing else does.
+    let config = fs::read_to_string(&site.config).unwrap() + "[gc]\ngrace = \"0s\"\n";
+    fs::write(&site.config, config).unwrap();
+    site.ok(&["gc"], &[]);
+    for pack in &uploaded {
+        assert!(!packs(&site).contains(pack), "leftover {pack} collected");
+    }
+    site.ok(&["verify", "--read-data"], &[]);
+}
+
+#[test]
+fn a_backup_resumed_after_another_took_over_writes_nothing_and_fails() {
+    let site = Site::new();
+    site.change_data(1);
+    let stalled = Stalled::start(&site);
+    stalled.freeze_past_ttl();
+
+    // A second backup finds the lock expired, fences it and completes.
+    site.change_data(2);
+    site.ok(&["backup"], &[]);
+    let second = site.backups();
+    assert_eq!(second.len(), 1);
+    let index = site.objects("index");
+    let summaries = site.objects("summaries");
+
+    let (status, stderr) = stalled.resume();
+    assert!(!status.success(), "the stalled backup succeeded:\n{stderr}");
+    assert!(
+        stderr.contains("lost the cluster lock") && stderr.contains("not recorded"),
+        "says it lost its lock: {stderr}"
+    );
+    assert_eq!(
+        site.objects("index"),
+        index,
+        "no index object of the stalled backup"
+    );
+    assert_eq!(site.objects("summaries"), summaries, "no summary of it");
+    assert_eq!(site.backups(), second);
+    assert_eq!(site.manifest_backups(), second, "no manifest of it");
+    site.ok(&["verify", "--read-data"], &[]);
+    // Its lock is no obstacle: the next backup runs at once.
+    site.ok(&["backup"], &[]);
+}
+
+const NO_DELETE: [(&str, &str); 1] = [("STRATA_TEST_REFUSE_DELETES", "1")];
+
+#[test]
+fn backups_and_verification_work_with_credentials_that_cannot_delete() {
+    // A TTL far longer than the test: a lock left behind would block it.
+    let site = Site::with_ttl(120);
+    site.ok_on_other_host(&["backup"], &NO_DELETE);
+    let locks = site.objects("locks");
+    assert!(!locks.is_empty(), "the refused deletes left lock objects");
+    // Left behind by another host's process, they block nothing: the next backup, from
+    // this host, starts at once.
+    site.change_data(3);
+    site.ok(&["backup"], &NO_DELETE);
+    site.ok(&["verify", "--read-data"], &NO_DELETE);
+    // Verifying again supersedes the older records, which the store refuses to delete.
+    let out = site.run(&["verify", "--read-data"], &NO_DELETE);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(site.backups().len(), 2);
+    // Garbage collection, with delete rights, then removes what was left behind.
+    site.ok(&["gc"], &[]);
+    site.ok(&["backup"], &[]);
+}
+
+/// A WAL segment name and some content (16 KiB: one blob whatever the chunker).
+fn segment(dir: &Path, n: u32) -> PathBuf {
+    let wal = dir.join("pg_wal");
+    fs::create_dir_all(&wal).unwrap();
+    let path = wal.join(format!("00000001000000000000{n:04X}"));
+    fs::write(&path, pseudo_random(16 * 1024, n as u64)).unwrap();
+    path
+}
+
+#[test]
+fn wal_push_keeps_its_mark_alive_and_works_without_delete_rights() {
+    let site = Site::new();
+    let hold = site.dir.path().join("hold");
+    fs::create_dir_all(&hold).unwrap();
+    let spec = format!("archive/:{}", hold.display());
+    let first = segment(site.dir.path(), 1);
+    let mut push = site
+        .command(
+            &["wal-push", first.to_str().unwrap()],
+            &[NO_DELETE[0], ("STRATA_TEST_HOLD_WRITE", &spec)],
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !hold.join("held").exists() {
+        assert!(push.try_wait().unwrap().is_none(), "wal-push ended early");
+        assert!(
+            Instant::now() < deadline,
+            "wal-push never reached its archive write"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Three mark TTLs later the mark is still live: it is renewed while the push runs.
+    std::thread::sleep(Duration::from_millis(3 * 1000 * TTL_SECS + 200));
+    let marks = site.objects("writers");
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    let mark: serde_json::Value =
+        serde_json::from_slice(&fs::read(site.repo().join(marks.first().unwrap())).unwrap())
+            .unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        mark["expires_ms"].as_u64().unwrap() > now_ms,
+        "the mark expired while wal-push ran: {mark}"
+    );
+    fs::write(hold.join("release"), b"").unwrap();
+    let out = push.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A second push with the mark of the first left behind (its delete was refused).
+    site.ok(
+        &["wal-push", segment(site.dir.path(), 2).to_str().unwrap()],
+        &NO_DELETE,
+    );
+    // The marks left behind do not hold garbage collection up.
+    site.ok(&["gc"], &[]);
+    let archived = site.objects("archive");
+    for n in ["000000010000000000000001", "000000010000000000000002"] {
+        assert!(
+            archived.iter().any(|k| k.ends_with(n)),
+            "{n} archived: {archived:?}"
+        );
+    }
+}
+
+#[test]
+fn wal_push_takes_its_mark_before_reading_the_index() {
+    // A mark that outlives the hold below: its expiry is reckoned from before its write.
+    let site = Site::with_ttl(60);
+    let seg = segment(site.dir.path(), 3);
+    // A backup holding the same bytes: wal-push finds the blob in the index and would
+    // not upload it again.
+    fs::copy(&seg, site.dir.path().join("data/copy-of-a-segment")).unwrap();
+    site.ok(&["backup"], &[]);
+    let backup = site.backups().pop_first().unwrap();
+
+    // wal-push, stopped at the write of its writer mark.
+    let hold = site.dir.path().join("hold");
+    fs::create_dir_all(&hold).unwrap();
+    let spec = format!("writers/:{}", hold.display());
+    let mut push = site
+        .command(
+            &["wal-push", seg.to_str().unwrap()],
+            &[("STRATA_TEST_HOLD_WRITE", &spec)],
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !hold.join("held").exists() {
+        assert!(push.try_wait().unwrap().is_none(), "wal-push ended early");
+        assert!(Instant::now() < deadline, "wal-push never wrote its mark");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Meanwhile the backup is deleted and garbage collection, seeing no mark, removes
+    // its pack, the blob's only copy.
+    site.ok(&["delete", &backup], &[]);
+    fs::write(hold.join("release"), b"").unwrap();
+    let out = push.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The archived segment must read back: wal-push read the index after its mark, so
+    // it stored the blob again instead of pointing at the deleted pack.
+    site.ok(&["wal", "verify"], &[]);
+    let back = site.dir.path().join("fetched");
+    site.ok(
+        &[
+            "wal-fetch",
+            seg.file_name().unwrap().to_str().unwrap(),
+            back.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(fs::read(&back).unwrap(), fs::read(&seg).unwrap());
+}
