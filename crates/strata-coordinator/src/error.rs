@@ -28,6 +28,9 @@ pub enum CoordinatorError {
     /// Nothing to back up.
     #[error("{0}")]
     NothingToDo(String),
+    /// The object an operation needs is damaged (the message names it and the repair).
+    #[error("{0}")]
+    Damaged(String),
 }
 
 /// Result alias of the coordinator layer.
