@@ -17,10 +17,12 @@
 //! a summary that does not decode is rebuilt from the manifests that do, as a `partial`
 //! backup with a note (its original status, figures and plugin data are lost), or dropped
 //! when no manifest decodes; a manifest that does not decode is deleted and its node marked
-//! `failed`; files whose data no stored pack holds any more are named in the node's
-//! warnings and the node and backup marked `partial` (the manifest itself is kept, so the
-//! files come back whole if the missing packs are restored and the index repaired).
-//! Every drop is reported.
+//! `failed`; files whose data no stored pack holds any more (and hard links to them) are
+//! removed from their manifest, named in the node's warnings, and the node and backup
+//! marked `partial`. Removing them, rather than keeping references to data that is gone,
+//! keeps the repository consistent: `verify` passes again and garbage collection, which
+//! refuses to run while a backup references a blob the index lacks, can run. Every drop
+//! is reported.
 
 use crate::lock::RepoLock;
 use crate::{CoordinatorError, CoordinatorResult};
@@ -83,6 +85,8 @@ pub struct BackupRepair {
     pub lost: Vec<String>,
     /// Objects deleted (or to be deleted).
     pub deleted: Vec<String>,
+    /// Manifests rewritten without the files whose data is gone (or to be).
+    pub rewritten: Vec<String>,
     /// The backup's status afterwards (none when dropped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<BackupStatus>,
@@ -332,45 +336,79 @@ async fn repair_all_backups(
     Ok(report)
 }
 
-/// A node's figures and lost files, from its manifest.
+/// A node's manifest checked against the stored data.
 struct NodeScan {
+    /// Figures of what remains restorable.
     files: u64,
     dirs: u64,
     symlinks: u64,
     bytes: u64,
-    /// Paths of files with data no stored pack holds.
+    /// Paths of files whose data no stored pack holds (and hard links to them).
     lost: Vec<String>,
+    lost_bytes: u64,
+    /// The manifest without the lost files, when there are any.
+    pruned: Option<NodeManifest>,
 }
 
 fn scan_manifest(
     repo: &Repository,
     present: &HashSet<PackId>,
-    manifest: &NodeManifest,
+    mut manifest: NodeManifest,
 ) -> NodeScan {
-    let index = repo.index();
-    let available = |id: &BlobId| {
-        index
-            .get(id)
-            .is_some_and(|loc| present.contains(&index.pack(loc.pack).0))
+    let mut lost_paths: HashSet<Vec<u8>> = HashSet::new();
+    let mut lost_bytes = 0;
+    {
+        let index = repo.index();
+        let available = |id: &BlobId| {
+            index
+                .get(id)
+                .is_some_and(|loc| present.contains(&index.pack(loc.pack).0))
+        };
+        for entry in &manifest.entries {
+            if let EntryKind::File { size, chunks } = &entry.kind {
+                if !chunks.iter().all(available) {
+                    lost_paths.insert(entry.path.clone());
+                    lost_bytes += size;
+                }
+            }
+        }
+    }
+    for entry in &manifest.entries {
+        if let EntryKind::HardLink { target } = &entry.kind {
+            if lost_paths.contains(target) {
+                lost_paths.insert(entry.path.clone());
+            }
+        }
+    }
+    let lost: Vec<String> = manifest
+        .entries
+        .iter()
+        .filter(|e| lost_paths.contains(&e.path))
+        .map(|e| e.display_path())
+        .collect();
+    let pruned = if lost.is_empty() {
+        None
+    } else {
+        manifest.entries.retain(|e| !lost_paths.contains(&e.path));
+        Some(manifest.clone())
     };
     let mut scan = NodeScan {
         files: 0,
         dirs: 0,
         symlinks: 0,
         bytes: 0,
-        lost: Vec::new(),
+        lost,
+        lost_bytes,
+        pruned,
     };
     for entry in &manifest.entries {
         match &entry.kind {
             EntryKind::Dir => scan.dirs += 1,
             EntryKind::Symlink { .. } => scan.symlinks += 1,
             EntryKind::HardLink { .. } => scan.files += 1,
-            EntryKind::File { size, chunks } => {
+            EntryKind::File { size, .. } => {
                 scan.files += 1;
                 scan.bytes += size;
-                if !chunks.iter().all(available) {
-                    scan.lost.push(entry.display_path());
-                }
             }
         }
     }
@@ -379,33 +417,25 @@ fn scan_manifest(
 
 /// Warnings kept per node (as a backup keeps them); the count covers the rest.
 const WARNINGS_KEPT: usize = 100;
-/// Where a node records how many lost files a repair already counted, so a second run
-/// changes nothing.
-const LOST_FILES_KEY: &str = "repair.lost_files";
 
-/// Marks lost files in `node`; returns whether anything changed.
-fn mark_node(node: &mut NodeSummary, backup: &str, lost: &[String], out: &mut Vec<String>) -> bool {
-    let already: usize = node
-        .plugin
-        .get(LOST_FILES_KEY)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    if lost.is_empty() || lost.len() == already {
+/// Records the lost files of a node in its summary; returns whether there were any.
+fn mark_node(node: &mut NodeSummary, backup: &str, scan: &NodeScan, out: &mut Vec<String>) -> bool {
+    if scan.lost.is_empty() {
         return false;
     }
-    for path in lost {
+    for path in &scan.lost {
         out.push(format!(
-            "backup {backup} node {}: file {path}: its data is in no stored pack",
+            "backup {backup} node {}: file {path}: its data is in no stored pack (removed from the manifest)",
             node.name
         ));
-        let line = format!("{path}: data lost (found by strata repair)");
+        let line = format!("{path}: data lost, removed by strata repair");
         if node.warnings.len() < WARNINGS_KEPT && !node.warnings.contains(&line) {
             node.warnings.push(line);
         }
     }
-    node.warning_count += lost.len().saturating_sub(already) as u64;
-    node.plugin
-        .insert(LOST_FILES_KEY.into(), lost.len().to_string());
+    node.warning_count += scan.lost.len() as u64;
+    node.files = node.files.saturating_sub(scan.lost.len() as u64);
+    node.bytes = node.bytes.saturating_sub(scan.lost_bytes);
     if node.status == BackupStatus::Complete {
         node.status = BackupStatus::Partial;
     }
@@ -444,13 +474,15 @@ async fn mark_losses(
     let name = summary.name.clone();
     let mut lost = Vec::new();
     let mut deleted = Vec::new();
+    let mut rewrites = Vec::new();
     let mut changed = false;
     for node in summary.nodes.iter_mut().filter(|n| n.has_manifest) {
         let key = format!("manifests/{name}/{}", node.name);
         match repo.load_manifest(&name, &node.name).await {
             Ok(manifest) => {
-                let scan = scan_manifest(repo, present, &manifest);
-                changed |= mark_node(node, &name, &scan.lost, &mut lost);
+                let scan = scan_manifest(repo, present, manifest);
+                changed |= mark_node(node, &name, &scan, &mut lost);
+                rewrites.extend(scan.pruned);
             }
             Err(err)
                 if err.is_damage() || matches!(&err, RepoError::Store(e) if e.is_not_found()) =>
@@ -474,17 +506,13 @@ async fn mark_losses(
         return Ok(None);
     }
     summary.status = overall(summary.status, &summary.nodes);
-    if !dry_run {
-        repo.save_summary(&summary).await?;
-        for key in &deleted {
-            delete(repo, key).await?;
-        }
-    }
+    let rewritten = write_repair(repo, &summary, &rewrites, &deleted, dry_run).await?;
     Ok(Some(BackupRepair {
         backup: name,
         action: "marked".into(),
         lost,
         deleted,
+        rewritten,
         status: Some(summary.status),
     }))
 }
@@ -503,15 +531,17 @@ async fn rebuild_summary(
         "backup {name}: the summary ({why}): the original status, node figures, timings, warnings and plugin data (e.g. PostgreSQL positions) are lost; the rebuilt backup is partial"
     )];
     let mut deleted = Vec::new();
+    let mut rewrites = Vec::new();
     for object in repo.store().list_fresh(&prefix).await? {
         let node_name = object.key[prefix.len()..].to_string();
         match repo.load_manifest(name, &node_name).await {
             Ok(manifest) => {
-                let scan = scan_manifest(repo, present, &manifest);
+                let roots = manifest.roots.clone();
+                let scan = scan_manifest(repo, present, manifest);
                 let mut node = NodeSummary {
                     name: node_name,
                     status: BackupStatus::Partial,
-                    roots: manifest.roots.clone(),
+                    roots,
                     files: scan.files,
                     dirs: scan.dirs,
                     symlinks: scan.symlinks,
@@ -523,7 +553,11 @@ async fn rebuild_summary(
                     warning_count: 1,
                     ..NodeSummary::default()
                 };
-                mark_node(&mut node, name, &scan.lost, &mut lost);
+                // The figures above already leave the lost files out.
+                let kept = (node.files, node.bytes);
+                mark_node(&mut node, name, &scan, &mut lost);
+                (node.files, node.bytes) = kept;
+                rewrites.extend(scan.pruned);
                 nodes.push(node);
             }
             Err(RepoError::Store(e)) if e.is_not_found() => {}
@@ -548,6 +582,7 @@ async fn rebuild_summary(
             action: "dropped".into(),
             lost,
             deleted,
+            rewritten: Vec::new(),
             status: None,
         });
     }
@@ -565,17 +600,13 @@ async fn rebuild_summary(
         nodes,
         requests: None,
     };
-    if !dry_run {
-        repo.save_summary(&summary).await?;
-        for key in &deleted {
-            delete(repo, key).await?;
-        }
-    }
+    let rewritten = write_repair(repo, &summary, &rewrites, &deleted, dry_run).await?;
     Ok(BackupRepair {
         backup: name.to_string(),
         action: "rebuilt".into(),
         lost,
         deleted,
+        rewritten,
         status: Some(BackupStatus::Partial),
     })
 }
@@ -602,6 +633,33 @@ fn started_from_name(name: &str) -> Option<String> {
         digits(11..13)?,
         digits(13..15)?
     ))
+}
+
+/// Stores a repaired backup: the summary first (it already names every loss, so a crash
+/// after it leaves an honest backup), then the manifests without their lost files, then
+/// the deletions. Returns the keys of the rewritten manifests.
+async fn write_repair(
+    repo: &Repository,
+    summary: &BackupSummary,
+    rewrites: &[NodeManifest],
+    deleted: &[String],
+    dry_run: bool,
+) -> CoordinatorResult<Vec<String>> {
+    let keys = rewrites
+        .iter()
+        .map(|m| format!("manifests/{}/{}", summary.name, m.node))
+        .collect();
+    if dry_run {
+        return Ok(keys);
+    }
+    repo.save_summary(summary).await?;
+    for manifest in rewrites {
+        repo.save_manifest(&summary.name, manifest).await?;
+    }
+    for key in deleted {
+        delete(repo, key).await?;
+    }
+    Ok(keys)
 }
 
 async fn delete(repo: &Repository, key: &str) -> CoordinatorResult<()> {

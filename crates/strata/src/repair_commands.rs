@@ -146,6 +146,14 @@ impl Context {
             for line in &repair.lost {
                 self.say(format!("  lost: {line}"));
             }
+            for key in &repair.rewritten {
+                let verb = if r.dry_run {
+                    "would rewrite"
+                } else {
+                    "rewrote"
+                };
+                self.say(format!("  {verb} without the lost files: {key}"));
+            }
             for key in &repair.deleted {
                 let verb = if r.dry_run { "would delete" } else { "deleted" };
                 self.say(format!("  {verb}: {key}"));
