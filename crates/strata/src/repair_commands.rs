@@ -107,7 +107,9 @@ impl Context {
             ));
         }
         for key in &r.unlisted_packs {
-            self.say(format!("pack {key} was not indexed: indexed now"));
+            self.say(format!(
+                "pack {key} was listed by no readable index object: indexed now"
+            ));
         }
         for key in &r.stray_objects {
             self.say(format!("not a pack, left alone: {key}"));
