@@ -682,7 +682,8 @@ mod tests {
         );
         assert_eq!(started_from_name("manual"), None);
         assert_eq!(started_from_name("2026112xT055350Z-3fa1b2c4"), None);
-        assert_eq!(started_from_name("20261122T055350Zé"), None);
+        assert_eq!(started_from_name("20261122T05535é"), None);
+        assert_eq!(started_from_name("20261122T0553é0Z"), None);
     }
 
     #[test]
