@@ -128,7 +128,7 @@ pub fn decode_header(
         if entry
             .offset
             .checked_add(entry.length as u64)
-            .map_or(true, |end| end > header_start)
+            .is_none_or(|end| end > header_start)
         {
             return Err(RepoError::corrupted(what, "blob extends into the header"));
         }
