@@ -102,6 +102,34 @@ pub struct BackupsRepairReport {
     pub repairs: Vec<BackupRepair>,
 }
 
+impl BackupsRepairReport {
+    /// One line for the audit log: which backups changed and how.
+    pub fn summary(&self) -> String {
+        if self.repairs.is_empty() {
+            return format!("{} backups intact", self.backups);
+        }
+        self.repairs
+            .iter()
+            .map(|b| format!("{} {}", b.backup, b.action))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl IndexRepairReport {
+    /// One line for the audit log.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} packs, {} blobs indexed; {} damaged index objects, {} damaged packs, {} missing packs",
+            self.packs_indexed,
+            self.blobs_indexed,
+            self.damaged_index.len(),
+            self.damaged_packs.len(),
+            self.missing_packs.len()
+        )
+    }
+}
+
 /// Takes the cluster lock for a repair, renewed until released.
 async fn lock(repo: &Repository, what: &str) -> CoordinatorResult<crate::lock::HeldLock> {
     let id = format!("repair-{}", crate::backup::new_backup_name());

@@ -1,9 +1,10 @@
 //! `strata repair index` and `strata repair backups`: parse, call the coordinator's
-//! `repair` module, print what it found, did and lost.
+//! `repair` module (here, or on the server with `--server`), print what it found, did and
+//! lost.
 
 use crate::cli::RepairCommand;
 use crate::commands::{print_json, CommandResult, Context};
-use crate::failure::{code, Failure};
+use crate::failure::Failure;
 use strata_coordinator::repair::{
     repair_backups, repair_index, BackupsRepairReport, IndexRepairReport,
 };
@@ -11,11 +12,22 @@ use strata_coordinator::repair::{
 impl Context {
     /// `strata repair`.
     pub(crate) async fn repair(&self, command: RepairCommand) -> CommandResult {
-        if self.remote()?.is_some() {
-            return Err(Failure::new(
-                code::USAGE,
-                "repair runs where the storage is reachable with its own credentials: drop --server",
-            ));
+        if let Some(client) = self.remote()? {
+            match command {
+                RepairCommand::Index { dry_run } => {
+                    let body = serde_json::json!({ "dry_run": dry_run });
+                    let report: IndexRepairReport =
+                        client.post("/api/v1/repair/index", &body).await?;
+                    self.say_index_repair(&report);
+                }
+                RepairCommand::Backups { dry_run } => {
+                    let body = serde_json::json!({ "dry_run": dry_run });
+                    let report: BackupsRepairReport =
+                        client.post("/api/v1/repair/backups", &body).await?;
+                    self.say_backups_repair(&report);
+                }
+            }
+            return Ok(0);
         }
         let storage = self.storage()?;
         let repo = self.open_storage(&storage).await?;
@@ -29,17 +41,7 @@ impl Context {
                     work?
                 } else {
                     self.audited(&repo, &storage.name, "repair-index", "index", work, |r| {
-                        (
-                            "succeeded",
-                            format!(
-                                "{} packs, {} blobs indexed; {} damaged index objects, {} damaged packs, {} missing packs",
-                                r.packs_indexed,
-                                r.blobs_indexed,
-                                r.damaged_index.len(),
-                                r.damaged_packs.len(),
-                                r.missing_packs.len()
-                            ),
-                        )
+                        ("succeeded", r.summary())
                     })
                     .await?
                 };
@@ -54,19 +56,7 @@ impl Context {
                     work?
                 } else {
                     self.audited(&repo, &storage.name, "repair-backups", "all", work, |r| {
-                        let changed: Vec<String> = r
-                            .repairs
-                            .iter()
-                            .map(|b| format!("{} {}", b.backup, b.action))
-                            .collect();
-                        (
-                            "succeeded",
-                            if changed.is_empty() {
-                                format!("{} backups intact", r.backups)
-                            } else {
-                                changed.join(", ")
-                            },
-                        )
+                        ("succeeded", r.summary())
                     })
                     .await?
                 };

@@ -7,10 +7,12 @@
 
 mod common;
 
-use common::{assert_same_tree, pseudo_random, Env};
+use common::server::{http, Server};
+use common::{assert_same_tree, one_node_site, pseudo_random, succeed, Env, PASSWORD};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// A few small files whose content depends on `seed`, so two trees share no data.
 fn small_tree(root: &Path, seed: u64) {
@@ -372,4 +374,92 @@ fn a_deleted_pack_is_named_by_verify_and_its_files_by_repair() {
     env.ok(&["restore", &t.names[1], "--to", out.to_str().unwrap()]);
     assert!(out.join("sub").is_dir() && !out.join("a.bin").exists());
     t.restores_exactly(0);
+}
+
+#[test]
+fn repair_runs_on_the_server_with_the_cli_server_option_and_is_audited() {
+    const TOKEN: &str = "repair-test-token";
+    let dir = tempfile::tempdir().unwrap();
+    let config = one_node_site(dir.path(), "");
+    let strata = || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("STRATA_PASSWORD", PASSWORD)
+            .env("STRATA_TOKEN", TOKEN)
+            .arg("--config")
+            .arg(&config)
+            .current_dir(dir.path());
+        cmd
+    };
+    succeed(strata().arg("init"));
+    succeed(strata().arg("backup"));
+    succeed(strata().arg("backup"));
+    // One summary truncated, and a byte of the only index object flipped.
+    let summaries: Vec<PathBuf> = {
+        let mut all: Vec<PathBuf> = fs::read_dir(dir.path().join("repo/summaries"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        all.sort();
+        all
+    };
+    let old_summary = &summaries[0];
+    fs::write(old_summary, &fs::read(old_summary).unwrap()[..10]).unwrap();
+    let index_dir = dir.path().join("repo/index");
+    let damaged = fs::read_dir(&index_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    flip_byte(&damaged, |len| len / 2);
+    let key = format!("index/{}", damaged.file_name().unwrap().to_str().unwrap());
+
+    let server = Server::start(strata(), &dir.path().join("server.log"));
+    let url = server.url.as_str();
+    // The API lists the readable backup and counts the damaged one.
+    let listed = http(url, "GET", "/api/v1/backups", Some(TOKEN), "");
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.json().as_array().unwrap().len(), 1);
+    assert_eq!(listed.header("x-damaged-count"), Some("1"));
+    let plan = http(
+        url,
+        "POST",
+        "/api/v1/repair/index",
+        Some(TOKEN),
+        r#"{"dry_run":true}"#,
+    );
+    assert_eq!(plan.status, 200, "{}", plan.body);
+    assert_eq!(plan.json()["index_objects_deleted"][0], key.as_str());
+    assert!(damaged.exists(), "a dry run through the API deleted");
+
+    let done = succeed(strata().args(["--server", url, "repair", "index"]));
+    assert!(
+        done.contains(&format!("deleted old index object {key}")),
+        "{done}"
+    );
+    let done = succeed(strata().args(["--server", url, "repair", "backups"]));
+    assert!(
+        done.contains("rebuilt from its manifests (now partial)")
+            && done.contains("1 repaired, 1 intact"),
+        "{done}"
+    );
+    let listed = http(url, "GET", "/api/v1/backups", Some(TOKEN), "");
+    assert_eq!(
+        listed.json().as_array().unwrap().len(),
+        2,
+        "{}",
+        listed.body
+    );
+    assert_eq!(listed.header("x-damaged-count"), Some("0"));
+    let audit = http(url, "GET", "/api/v1/audit?since=1h", Some(TOKEN), "");
+    assert!(
+        audit.body.contains("repair-index") && audit.body.contains("repair-backups"),
+        "{}",
+        audit.body
+    );
+    drop(server);
+    let verified = succeed(strata().args(["verify", "--read-data"]));
+    assert!(verified.contains("every blob is intact"), "{verified}");
 }
