@@ -377,7 +377,7 @@ fn a_deleted_pack_is_named_by_verify_and_its_files_by_repair() {
 }
 
 #[test]
-fn repair_runs_on_the_server_with_the_cli_server_option_and_is_audited() {
+fn the_server_lists_and_counts_a_damaged_backup_and_repairs_through_the_api() {
     const TOKEN: &str = "repair-test-token";
     let dir = tempfile::tempdir().unwrap();
     let config = one_node_site(dir.path(), "");
@@ -423,6 +423,17 @@ fn repair_runs_on_the_server_with_the_cli_server_option_and_is_audited() {
     assert_eq!(listed.status, 200, "{}", listed.body);
     assert_eq!(listed.json().as_array().unwrap().len(), 1);
     assert_eq!(listed.header("x-damaged-count"), Some("1"));
+    let metrics = http(url, "GET", "/metrics", Some(TOKEN), "");
+    assert!(
+        metrics
+            .body
+            .contains("strata_storage_up{storage=\"main\"} 1")
+            && metrics
+                .body
+                .contains("strata_backups{storage=\"main\",status=\"damaged\"} 1"),
+        "{}",
+        metrics.body
+    );
     let plan = http(
         url,
         "POST",
