@@ -146,7 +146,7 @@ pub async fn repair_index(
     dry_run: bool,
 ) -> CoordinatorResult<IndexRepairReport> {
     let lock = lock(repo, "repair-index").await?;
-    let result = rebuild_index(repo, dry_run).await;
+    let result = rebuild_index(repo, dry_run, INDEX_BATCH_BLOBS).await;
     lock.release().await;
     let report = result?;
     if !dry_run {
@@ -159,6 +159,8 @@ pub async fn repair_index(
 struct Batches<'a> {
     repo: &'a Repository,
     dry_run: bool,
+    /// Blob entries that close an object.
+    batch: usize,
     current: IndexFile,
     blobs: usize,
     written: HashSet<String>,
@@ -169,7 +171,7 @@ impl Batches<'_> {
     async fn add(&mut self, pack: IndexedPack) -> CoordinatorResult<()> {
         self.blobs += pack.blobs.len();
         self.current.packs.push(pack);
-        if self.blobs >= INDEX_BATCH_BLOBS {
+        if self.blobs >= self.batch {
             self.flush().await?;
         }
         Ok(())
@@ -189,7 +191,12 @@ impl Batches<'_> {
     }
 }
 
-async fn rebuild_index(repo: &Repository, dry_run: bool) -> CoordinatorResult<IndexRepairReport> {
+/// The rebuild, with index objects of about `batch` blob entries (one pack more at most).
+async fn rebuild_index(
+    repo: &Repository,
+    dry_run: bool,
+    batch: usize,
+) -> CoordinatorResult<IndexRepairReport> {
     let store = repo.store();
     let mut report = IndexRepairReport {
         dry_run,
@@ -197,12 +204,13 @@ async fn rebuild_index(repo: &Repository, dry_run: bool) -> CoordinatorResult<In
     };
     // 1. Which packs the old index objects list (ids only: one object in memory at once).
     let old_objects = store.list_fresh("index/").await?;
-    let mut listed: HashMap<PackId, String> = HashMap::new();
-    for object in &old_objects {
+    // Each pack's first listing, by position in `old_objects`.
+    let mut listed: HashMap<PackId, usize> = HashMap::new();
+    for (position, object) in old_objects.iter().enumerate() {
         match repo.read_index(&object.key).await {
             Ok(file) => {
                 for pack in file.packs {
-                    listed.entry(pack.id).or_insert_with(|| object.key.clone());
+                    listed.entry(pack.id).or_insert(position);
                 }
             }
             Err(RepoError::Store(e)) if e.is_not_found() => {}
@@ -217,6 +225,7 @@ async fn rebuild_index(repo: &Repository, dry_run: bool) -> CoordinatorResult<In
     let mut batches = Batches {
         repo,
         dry_run,
+        batch,
         current: IndexFile::default(),
         blobs: 0,
         written: HashSet::new(),
@@ -224,7 +233,7 @@ async fn rebuild_index(repo: &Repository, dry_run: bool) -> CoordinatorResult<In
     };
     let mut stored: HashSet<PackId> = HashSet::new();
     // Damaged headers whose entries a readable old index object may still have.
-    let mut fallback: HashMap<String, Vec<(PackId, u64, usize)>> = HashMap::new();
+    let mut fallback: HashMap<usize, Vec<(PackId, u64, usize)>> = HashMap::new();
     for object in store.list_fresh("data/").await? {
         let id = object
             .key
@@ -262,12 +271,11 @@ async fn rebuild_index(repo: &Repository, dry_run: bool) -> CoordinatorResult<In
                     reason: err.to_string(),
                     blobs_kept: 0,
                 });
-                if let Some(index_key) = listed.get(&id) {
-                    fallback.entry(index_key.clone()).or_default().push((
-                        id,
-                        object.size,
-                        position,
-                    ));
+                if let Some(listing) = listed.get(&id) {
+                    fallback
+                        .entry(*listing)
+                        .or_default()
+                        .push((id, object.size, position));
                 }
             }
             Err(err) => return Err(err.into()),
@@ -276,8 +284,8 @@ async fn rebuild_index(repo: &Repository, dry_run: bool) -> CoordinatorResult<In
     // 3. Damaged headers: keep what a readable old index object says about the pack, if
     // the pack still has the size it was indexed with (each blob is authenticated on
     // read, so a wrong entry cannot return wrong data).
-    for (index_key, packs) in fallback {
-        let file = repo.read_index(&index_key).await?;
+    for (listing, packs) in fallback {
+        let file = repo.read_index(&old_objects[listing].key).await?;
         for (id, size, position) in packs {
             if let Some(old) = file.packs.iter().find(|p| p.id == id && p.size == size) {
                 report.damaged_packs[position].blobs_kept = old.blobs.len() as u64;
@@ -712,6 +720,93 @@ mod tests {
         assert_eq!(started_from_name("2026112xT055350Z-3fa1b2c4"), None);
         assert_eq!(started_from_name("20261122T05535é"), None);
         assert_eq!(started_from_name("20261122T0553é0Z"), None);
+    }
+
+    /// Stores `packs` packs of `per_pack` small blobs each, indexed like a backup does.
+    async fn repo_with_packs(
+        dir: &std::path::Path,
+        packs: usize,
+        per_pack: usize,
+    ) -> (Arc<Repository>, Vec<(BlobId, Vec<u8>)>) {
+        use strata_repo::crypto::KdfParams;
+        use strata_repo::pack::PackBuilder;
+        let store: strata_store::DynStore =
+            Arc::new(strata_store::LocalStore::new(dir.join("repo")));
+        let options = strata_repo::InitOptions {
+            kdf: KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..Default::default()
+        };
+        let repo = Repository::init(store, Some("pw"), options).await.unwrap();
+        let mut blobs = Vec::new();
+        for p in 0..packs {
+            let mut builder = PackBuilder::new(1024);
+            for b in 0..per_pack {
+                let data = format!("blob {b} of pack {p}").into_bytes();
+                let id = repo.keys().blob_id(&data);
+                builder.add(id, &repo.cipher().seal(&data), data.len() as u32, false);
+                blobs.push((id, data));
+            }
+            let pack = builder.finish(repo.cipher());
+            let size = pack.bytes.len() as u64;
+            repo.store()
+                .put(&pack_key(&pack.id), pack.bytes.into())
+                .await
+                .unwrap();
+            repo.add_index(IndexFile {
+                packs: vec![IndexedPack {
+                    id: pack.id,
+                    size,
+                    blobs: pack.entries,
+                }],
+            })
+            .await
+            .unwrap();
+        }
+        (repo, blobs)
+    }
+
+    #[tokio::test]
+    async fn the_rebuilt_index_comes_in_bounded_objects_and_finds_every_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, blobs) = repo_with_packs(dir.path(), 5, 3).await;
+        let old: Vec<String> = repo
+            .store()
+            .list("index/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert_eq!(old.len(), 5);
+
+        let plan = rebuild_index(&repo, true, 4).await.unwrap();
+        assert_eq!(plan.index_objects_written, 3);
+        assert_eq!(
+            plan.index_objects_deleted, old,
+            "a dry run lists what it would delete"
+        );
+        assert_eq!(
+            repo.store().list("index/").await.unwrap().len(),
+            5,
+            "a dry run wrote"
+        );
+
+        // Packs of 3 blobs, objects closed at 4 entries: [3+3], [3+3], [3].
+        let report = rebuild_index(&repo, false, 4).await.unwrap();
+        assert_eq!((report.packs_indexed, report.blobs_indexed), (5, 15));
+        let now = repo.index_files().await.unwrap();
+        assert_eq!(now.len(), 3);
+        assert!(now.iter().all(|(key, file)| {
+            !old.contains(key) && file.packs.iter().map(|p| p.blobs.len()).sum::<usize>() <= 6
+        }));
+        repo.reload_index().await.unwrap();
+        for (id, data) in &blobs {
+            assert_eq!(&repo.read_blob(id).await.unwrap(), data);
+        }
     }
 
     #[test]
