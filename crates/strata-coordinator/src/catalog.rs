@@ -139,12 +139,26 @@ impl Catalog {
             return Err(err);
         }
         let found = if wanted == "latest" {
-            all.into_iter()
+            let found = all
+                .into_iter()
                 .rev()
                 .find(|b| b.summary.is_complete())
                 .ok_or_else(|| {
                     CoordinatorError::NoBackup("no complete backup in any storage".into())
-                })?
+                })?;
+            // Names sort by start time: a damaged newer backup may have been the latest.
+            for newer in damaged
+                .iter()
+                .filter(|d| d.backup().is_some_and(|b| b > found.summary.name.as_str()))
+            {
+                eprintln!(
+                    "strata: warning: latest is {}; the newer backup {} is damaged ({}) and was passed over",
+                    found.summary.name,
+                    newer.backup().unwrap_or_default(),
+                    newer.reason
+                );
+            }
+            found
         } else if let Some(exact) = all.iter().find(|b| b.summary.name == wanted) {
             exact.clone()
         } else {

@@ -474,3 +474,28 @@ fn the_server_lists_and_counts_a_damaged_backup_and_repairs_through_the_api() {
     let verified = succeed(strata().args(["verify", "--read-data"]));
     assert!(verified.contains("every blob is intact"), "{verified}");
 }
+
+#[test]
+fn latest_passes_over_a_damaged_newer_backup_and_says_so() {
+    let t = two_backups();
+    let env = &t.env;
+    // Names sort by start time (to the second): damage the one that sorts last.
+    let (damaged, kept) = if t.names[0] > t.names[1] {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    let path = env.repo.join(format!("summaries/{}", t.names[damaged]));
+    fs::write(&path, b"STRO").unwrap();
+
+    let out = env.path("latest");
+    let run = env.run(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("latest is {}", t.names[kept]))
+            && stderr.contains(&format!("newer backup {} is damaged", t.names[damaged])),
+        "{stderr}"
+    );
+    assert_same_tree(&t.src[kept], &out);
+}
