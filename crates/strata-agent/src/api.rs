@@ -209,6 +209,9 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// The request body is larger than the server accepts.
     TooLarge,
+    /// Too many requests without a valid token from this client address: wait
+    /// (`Retry-After`) and try again with the right token.
+    TooManyRequests,
     /// The operation was cancelled.
     Cancelled,
     /// The peer speaks another API version.
@@ -236,6 +239,7 @@ impl ApiError {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::TooLarge => 413,
+            ErrorCode::TooManyRequests => 429,
             ErrorCode::Busy | ErrorCode::LeaseLost => 409,
             ErrorCode::Version => 426,
             ErrorCode::Cancelled => 499,

@@ -6,15 +6,19 @@
 //! `partial`, because a database restored without one of its files is not a good backup.
 
 use crate::files_cache::{FileStamp, FilesCache};
+use crate::handles::{self, Dir};
 use crate::progress::Progress;
 use crate::{AgentError, AgentResult};
 use bytes::Bytes;
+use rustix::fs::FileType;
 use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
 use strata_repo::chunker::Chunker;
 use strata_repo::manifest::{Entry, EntryKind, NodeManifest};
 use strata_repo::summary::{BackupStatus, NodeSummary};
@@ -27,6 +31,15 @@ const MAX_WARNINGS_KEPT: usize = 100;
 const READ_SIZE: usize = 4 * 1024 * 1024;
 /// Page size that makes a file "page-structured" and selects the page chunker.
 const PAGE_SIZE: u64 = 8192;
+/// How close to the scan's start a file's mtime or ctime may be before the files cache
+/// stops trusting it (git's "racy" rule). A write that lands in the same timestamp tick
+/// as the walker's `lstat` leaves size, mtime and ctime unchanged, so the stamp cannot
+/// tell the bytes read from the bytes now on disk. Two seconds covers the coarsest
+/// timestamps a data directory may live on (FAT's 2 s, ext3's and HFS+'s 1 s) and the
+/// kernel's coarse clock, which stamps files up to a tick behind the clock the scan
+/// start is read from. Such files are read again by the next backup; files older than
+/// that are trusted as before.
+pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
 
 /// What to back up on one node.
 #[derive(Debug, Clone)]
@@ -63,6 +76,11 @@ pub struct ReadFile {
     pub path: PathBuf,
     /// Index of its entry in the manifest.
     pub entry: usize,
+    /// Device and inode of the file the scan read: whatever reads it again by its path
+    /// later must find this same file (a symlink or directory swapped in on the way leads
+    /// to another one).
+    pub dev: u64,
+    pub ino: u64,
 }
 
 /// Where a snapshot sends the chunks it cuts: straight into the repository's write
@@ -131,6 +149,78 @@ fn is_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?', '['])
 }
 
+/// What the walker knows about a name: its `lstat` (or, for an opened file, `fstat`).
+#[derive(Debug, Clone, Copy)]
+struct FileMeta {
+    dev: u64,
+    ino: u64,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    nlink: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+}
+
+impl FileMeta {
+    fn kind(&self) -> FileType {
+        FileType::from_raw_mode(self.mode)
+    }
+
+    fn stamp(&self) -> FileStamp {
+        FileStamp {
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            ctime_ns: self.ctime_ns,
+            inode: self.ino,
+        }
+    }
+
+    /// Whether `other` is the same file (device and inode) of the same type.
+    fn same_file(&self, other: &FileMeta) -> bool {
+        self.dev == other.dev && self.ino == other.ino && self.kind() == other.kind()
+    }
+}
+
+impl From<&Metadata> for FileMeta {
+    fn from(meta: &Metadata) -> Self {
+        FileMeta {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: meta.len(),
+            nlink: meta.nlink(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
+    }
+}
+
+impl From<&handles::Stat> for FileMeta {
+    fn from(stat: &handles::Stat) -> Self {
+        FileMeta {
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+            mode: stat.st_mode,
+            uid: stat.st_uid,
+            gid: stat.st_gid,
+            size: stat.st_size as u64,
+            // u64 on some targets, u32 on others.
+            #[allow(clippy::useless_conversion)]
+            nlink: stat.st_nlink.into(),
+            mtime_ns: stat.st_mtime * 1_000_000_000 + stat.st_mtime_nsec as i64,
+            ctime_ns: stat.st_ctime * 1_000_000_000 + stat.st_ctime_nsec as i64,
+        }
+    }
+}
+
+/// Where a name lives: its parent directory's handle and the name in it, or (for a
+/// configured root) nowhere but its path.
+type Parent<'d> = Option<(&'d Dir, &'d OsStr)>;
+
 struct Snapshot<'a> {
     repo: &'a Repository,
     sink: &'a mut dyn ChunkSink,
@@ -145,6 +235,9 @@ struct Snapshot<'a> {
     summary: NodeSummary,
     read_files: Vec<ReadFile>,
     read_buf: Vec<u8>,
+    /// Files whose mtime or ctime is at or after this (the scan's start less
+    /// [`RACY_WINDOW_NS`]) are never cached as clean.
+    racy_since_ns: i64,
 }
 
 impl<'a> Snapshot<'a> {
@@ -168,8 +261,15 @@ impl<'a> Snapshot<'a> {
             summary: NodeSummary::default(),
             read_files: Vec::new(),
             read_buf: vec![0u8; READ_SIZE],
+            racy_since_ns: now_ns().saturating_sub(RACY_WINDOW_NS),
         }
     }
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// Takes the snapshot of one node, uploading what the repository lacks as it goes.
@@ -191,13 +291,14 @@ pub fn backup_node(
 
 /// Reads a file again and uploads its chunks (used when a chunk noted by a scan could not
 /// be uploaded because the file changed since). `None` when the file cannot be read any
-/// more (a warning explains why).
+/// more or is not the file the scan read (a warning explains why).
 pub fn reread_file(
     repo: &Repository,
     writer: &BlobWriter,
-    path: &Path,
+    file: &ReadFile,
     summary: &mut NodeSummary,
 ) -> AgentResult<Option<(Vec<BlobId>, u64, Metadata)>> {
+    let path = file.path.as_path();
     let mut sink = UploadSink {
         writer,
         new_blobs: Vec::new(),
@@ -206,7 +307,16 @@ pub fn reread_file(
     let progress = Progress::default();
     let mut snap = Snapshot::new(repo, &mut sink, &cache, &progress);
     let found = match fs::symlink_metadata(path) {
-        Ok(meta) => snap.read_file(path, &meta)?.map(|(c, s)| (c, s, meta)),
+        Ok(meta) if (meta.dev(), meta.ino()) != (file.dev, file.ino) => {
+            snap.warn(format!(
+                "unreadable: {} (replaced since the scan; not read again)",
+                path.display()
+            ));
+            None
+        }
+        Ok(meta) => snap
+            .read_file(None, path, &FileMeta::from(&meta))?
+            .map(|(c, s, _)| (c, s, meta)),
         Err(err) => {
             snap.warn(format!("vanished: {} ({err})", path.display()));
             None
@@ -251,7 +361,17 @@ pub fn snapshot_node(
             source,
         })?;
         if single && meta.is_dir() {
-            snap.walk_dir(root, &[])?;
+            // The root's own mode, owner and times, under the empty path.
+            snap.push(Vec::new(), &FileMeta::from(&meta), EntryKind::Dir);
+            match Dir::open_path(root) {
+                Ok(dir) => snap.walk_dir(&dir, root, &[])?,
+                Err(source) => {
+                    return Err(AgentError::Root {
+                        path: root.clone(),
+                        source,
+                    })
+                }
+            }
         } else {
             let rel = if single {
                 root.file_name()
@@ -267,7 +387,7 @@ pub fn snapshot_node(
                     why: "the filesystem root cannot be one of several roots".into(),
                 });
             }
-            snap.visit(root, rel, meta)?;
+            snap.visit(None, root, rel, FileMeta::from(&meta))?;
         }
     }
     let mut summary = snap.summary;
@@ -327,17 +447,17 @@ fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
     }
 }
 
-fn mtime_ns(meta: &Metadata) -> i64 {
-    meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+pub(crate) fn stamp_of(meta: &Metadata) -> FileStamp {
+    FileMeta::from(meta).stamp()
 }
 
-pub(crate) fn stamp_of(meta: &Metadata) -> FileStamp {
-    FileStamp {
-        size: meta.len(),
-        mtime_ns: mtime_ns(meta),
-        ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-        inode: meta.ino(),
-    }
+/// Opens a configured root file by its path, never through a symlink at its last name and
+/// without blocking on a FIFO.
+fn open_root_file(path: &Path) -> io::Result<File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
 }
 
 impl Snapshot<'_> {
@@ -361,28 +481,21 @@ impl Snapshot<'_> {
         self.follow.iter().any(|p| p.matches(&rel))
     }
 
-    fn walk_dir(&mut self, dir: &Path, rel: &[u8]) -> AgentResult<()> {
-        let listing = match fs::read_dir(dir) {
+    /// Whether a file with this stamp may be trusted by the next backup without reading
+    /// it (not "racy": see [`RACY_WINDOW_NS`]).
+    fn cacheable(&self, stamp: &FileStamp) -> bool {
+        stamp.mtime_ns < self.racy_since_ns && stamp.ctime_ns < self.racy_since_ns
+    }
+
+    fn walk_dir(&mut self, dir: &Dir, path: &Path, rel: &[u8]) -> AgentResult<()> {
+        let listing = match dir.entries() {
             Ok(listing) => listing,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                self.warn(format!(
-                    "vanished: {} (deleted during the backup)",
-                    dir.display()
-                ));
-                return Ok(());
-            }
             Err(err) => {
-                self.warn(format!("unreadable: {}: {err}", dir.display()));
+                self.warn(format!("unreadable: {}: {err}", path.display()));
                 return Ok(());
             }
         };
-        let mut names = Vec::new();
-        for entry in listing {
-            match entry {
-                Ok(entry) => names.push(entry.file_name()),
-                Err(err) => self.warn(format!("unreadable: {}: {err}", dir.display())),
-            }
-        }
+        let mut names: Vec<OsString> = listing.into_iter().map(|(name, _)| name).collect();
         names.sort();
         for name in names {
             if self.progress.is_cancelled() {
@@ -392,44 +505,92 @@ impl Snapshot<'_> {
             if self.excluded(&child_rel, name.as_bytes()) {
                 continue;
             }
-            let path = dir.join(&name);
-            match fs::symlink_metadata(&path) {
-                Ok(meta) => self.visit(&path, child_rel, meta)?,
-                Err(err) if err.kind() == io::ErrorKind::NotFound => {
-                    self.warn(format!(
-                        "vanished: {} (deleted during the backup)",
-                        path.display()
-                    ));
+            let child = path.join(&name);
+            match dir.stat(&name) {
+                Ok(Some(stat)) => {
+                    self.visit(Some((dir, &name)), &child, child_rel, FileMeta::from(&stat))?
                 }
-                Err(err) => self.warn(format!("unreadable: {}: {err}", path.display())),
+                Ok(None) => self.warn(format!(
+                    "vanished: {} (deleted during the backup)",
+                    child.display()
+                )),
+                Err(err) => self.warn(format!("unreadable: {}: {err}", child.display())),
             }
         }
         Ok(())
     }
 
-    fn push(&mut self, rel: Vec<u8>, meta: &Metadata, kind: EntryKind) {
+    fn push(&mut self, rel: Vec<u8>, meta: &FileMeta, kind: EntryKind) {
         self.entries.push(Entry {
             path: rel,
             kind,
-            mode: meta.mode() & 0o7777,
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mtime_ns: mtime_ns(meta),
+            mode: meta.mode & 0o7777,
+            uid: meta.uid,
+            gid: meta.gid,
+            mtime_ns: meta.mtime_ns,
         });
     }
 
-    fn visit(&mut self, path: &Path, rel: Vec<u8>, meta: Metadata) -> AgentResult<()> {
-        let file_type = meta.file_type();
-        if file_type.is_dir() {
+    /// Opens a directory the walker listed and checks it is the one it `lstat`ed: a
+    /// directory swapped for a symlink or another directory is not entered.
+    fn enter_dir(&mut self, at: Parent<'_>, path: &Path, meta: &FileMeta) -> Option<Dir> {
+        let opened = match at {
+            Some((parent, name)) => parent.open_dir(name),
+            None => Dir::open_path(path),
+        };
+        let dir = match opened {
+            Ok(dir) => dir,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                self.warn(format!(
+                    "vanished: {} (deleted during the backup)",
+                    path.display()
+                ));
+                return None;
+            }
+            Err(err) => {
+                self.warn(format!("unreadable: {}: {err}", path.display()));
+                return None;
+            }
+        };
+        match rustix::fs::fstat(dir.as_fd()) {
+            Ok(stat) if FileMeta::from(&stat).same_file(meta) => Some(dir),
+            _ => {
+                self.warn(format!(
+                    "unreadable: {} (replaced during the backup; not entered)",
+                    path.display()
+                ));
+                None
+            }
+        }
+    }
+
+    fn visit(
+        &mut self,
+        at: Parent<'_>,
+        path: &Path,
+        rel: Vec<u8>,
+        meta: FileMeta,
+    ) -> AgentResult<()> {
+        let kind = meta.kind();
+        if kind == FileType::Directory {
+            let Some(dir) = self.enter_dir(at, path, &meta) else {
+                return Ok(());
+            };
             self.summary.dirs += 1;
             self.push(rel.clone(), &meta, EntryKind::Dir);
-            self.walk_dir(path, &rel)
-        } else if file_type.is_symlink() && self.followed(&rel) {
+            self.walk_dir(&dir, path, &rel)
+        } else if kind == FileType::Symlink && self.followed(&rel) {
+            // A link the configuration says to follow (a tablespace): its directory is
+            // backed up in the link's place.
             match fs::metadata(path) {
                 Ok(target) if target.is_dir() => {
+                    let target = FileMeta::from(&target);
+                    let Some(dir) = self.enter_dir(None, path, &target) else {
+                        return Ok(());
+                    };
                     self.summary.dirs += 1;
                     self.push(rel.clone(), &target, EntryKind::Dir);
-                    self.walk_dir(path, &rel)
+                    self.walk_dir(&dir, path, &rel)
                 }
                 Ok(_) => {
                     self.warn(format!(
@@ -443,27 +604,38 @@ impl Snapshot<'_> {
                     Ok(())
                 }
             }
-        } else if file_type.is_symlink() {
-            match fs::read_link(path) {
+        } else if kind == FileType::Symlink {
+            let target = match at {
+                Some((parent, name)) => rustix::fs::readlinkat(parent.as_fd(), name, Vec::new())
+                    .map(|t| t.into_bytes())
+                    .map_err(io::Error::from),
+                None => fs::read_link(path).map(|t| t.into_os_string().into_encoded_bytes()),
+            };
+            match target {
                 Ok(target) => {
                     self.summary.symlinks += 1;
-                    let target = target.as_os_str().as_bytes().to_vec();
                     self.push(rel, &meta, EntryKind::Symlink { target });
                 }
                 Err(err) => self.warn(format!("unreadable: {}: {err}", path.display())),
             }
             Ok(())
-        } else if file_type.is_file() {
-            self.visit_file(path, rel, meta)
+        } else if kind == FileType::RegularFile {
+            self.visit_file(at, path, rel, meta)
         } else {
             self.warn(format!("skipped: {} (special file)", path.display()));
             Ok(())
         }
     }
 
-    fn visit_file(&mut self, path: &Path, rel: Vec<u8>, meta: Metadata) -> AgentResult<()> {
-        if meta.nlink() > 1 {
-            let key = (meta.dev(), meta.ino());
+    fn visit_file(
+        &mut self,
+        at: Parent<'_>,
+        path: &Path,
+        rel: Vec<u8>,
+        meta: FileMeta,
+    ) -> AgentResult<()> {
+        if meta.nlink > 1 {
+            let key = (meta.dev, meta.ino);
             if let Some(first) = self.hard_links.get(&key) {
                 let target = first.clone();
                 self.summary.files += 1;
@@ -472,20 +644,22 @@ impl Snapshot<'_> {
             }
             self.hard_links.insert(key, rel.clone());
         }
-        let stamp = stamp_of(&meta);
+        let stamp = meta.stamp();
         let abs = path.as_os_str().as_bytes();
         let cached = self
             .old_cache
             .lookup(abs, &stamp)
             .filter(|chunks| chunks.iter().all(|id| self.sink.is_known(id)))
             .map(<[BlobId]>::to_vec);
-        let (chunks, size) = match cached {
-            Some(chunks) => (chunks, stamp.size),
-            None => match self.read_file(path, &meta)? {
+        let (chunks, size, clean) = match cached {
+            Some(chunks) => (chunks, stamp.size, true),
+            None => match self.read_file(at, path, &meta)? {
                 Some(found) => {
                     self.read_files.push(ReadFile {
                         path: path.to_path_buf(),
                         entry: self.entries.len(),
+                        dev: meta.dev,
+                        ino: meta.ino,
                     });
                     found
                 }
@@ -498,19 +672,34 @@ impl Snapshot<'_> {
         self.summary.files += 1;
         self.summary.bytes += size;
         self.progress.file_done(size);
-        self.cache.insert(abs.to_vec(), stamp, chunks.clone());
+        // Only a file read whole and unchanged, and old enough that a write in the same
+        // timestamp tick is ruled out, may be skipped by the next backup.
+        if clean && self.cacheable(&stamp) {
+            self.cache.insert(abs.to_vec(), stamp, chunks.clone());
+        }
         self.push(rel, &meta, EntryKind::File { size, chunks });
         Ok(())
     }
 
     /// Reads, chunks and submits a file. `None` when the file could not be read (a
     /// warning is recorded).
+    ///
+    /// The file is opened through its parent's handle with `O_NOFOLLOW | O_NONBLOCK`, and
+    /// the opened file must be the one the walker `lstat`ed (device, inode, type): a
+    /// symlink or another file swapped in between is never read under this name. The
+    /// third value is false when the file changed while being read (it must not be
+    /// cached as clean).
     fn read_file(
         &mut self,
+        at: Parent<'_>,
         path: &Path,
-        before: &Metadata,
-    ) -> AgentResult<Option<(Vec<BlobId>, u64)>> {
-        let mut file = match File::open(path) {
+        before: &FileMeta,
+    ) -> AgentResult<Option<(Vec<BlobId>, u64, bool)>> {
+        let opened = match at {
+            Some((parent, name)) => parent.open_read(name),
+            None => open_root_file(path),
+        };
+        let mut file = match opened {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 self.warn(format!(
@@ -520,11 +709,24 @@ impl Snapshot<'_> {
                 return Ok(None);
             }
             Err(err) => {
-                self.warn(format!("unreadable: {}: {err}", path.display()));
+                self.warn(format!(
+                    "unreadable: {}: {err} (replaced during the backup? not read)",
+                    path.display()
+                ));
                 return Ok(None);
             }
         };
-        let size = before.len();
+        match file.metadata() {
+            Ok(opened) if FileMeta::from(&opened).same_file(before) => {}
+            _ => {
+                self.warn(format!(
+                    "unreadable: {} (replaced by another file or a symlink between listing and reading; not read)",
+                    path.display()
+                ));
+                return Ok(None);
+            }
+        }
+        let size = before.size;
         let chunker =
             if size.is_multiple_of(PAGE_SIZE) && size >= self.chunkers.1.params().min as u64 {
                 self.chunkers.1.clone()
@@ -570,7 +772,7 @@ impl Snapshot<'_> {
         }
         self.summary.files_read += 1;
         let changed = match file.metadata() {
-            Ok(after) => stamp_of(&after) != stamp_of(before) || total != size,
+            Ok(after) => stamp_of(&after) != before.stamp() || total != size,
             Err(_) => true,
         };
         if changed {
@@ -579,7 +781,7 @@ impl Snapshot<'_> {
                 path.display()
             ));
         }
-        Ok(Some((chunks, total)))
+        Ok(Some((chunks, total, !changed)))
     }
 }
 
@@ -614,7 +816,8 @@ mod tests {
             let meta = fs::symlink_metadata(&path).unwrap();
             std::fs::remove_file(&path).unwrap();
             // The walker listed and stat'ed the file; it is deleted before it is opened.
-            snap.visit(&path, b"wal-segment".to_vec(), meta).unwrap();
+            snap.visit(None, &path, b"wal-segment".to_vec(), FileMeta::from(&meta))
+                .unwrap();
             assert!(snap.entries.is_empty());
             assert_eq!(snap.summary.warning_count, 1);
             assert!(
@@ -623,6 +826,87 @@ mod tests {
                 snap.summary.warnings
             );
         });
+    }
+
+    #[test]
+    fn only_files_read_whole_unchanged_and_old_enough_are_cached_as_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("table");
+        std::fs::write(&path, vec![1u8; 20_000]).unwrap();
+        let lstat = |path: &Path| FileMeta::from(&fs::symlink_metadata(path).unwrap());
+        // Changed between the walker's lstat and the end of the read (same size): the
+        // bytes read are not what the stamp describes.
+        with_snapshot(|snap| {
+            snap.racy_since_ns = i64::MAX;
+            let before = lstat(&path);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::fs::write(&path, vec![2u8; 20_000]).unwrap();
+            snap.visit(None, &path, b"table".to_vec(), before).unwrap();
+            assert_eq!(snap.entries.len(), 1, "the file is in the backup");
+            assert!(snap.cache.is_empty(), "but not cached as clean");
+            assert!(snap.summary.warnings[0].starts_with("changed:"));
+        });
+        // Unchanged, but its mtime or ctime is within the racy window of the scan start.
+        with_snapshot(|snap| {
+            snap.racy_since_ns = 0;
+            snap.visit(None, &path, b"table".to_vec(), lstat(&path))
+                .unwrap();
+            assert!(snap.cache.is_empty());
+        });
+        // Unchanged and old: cached, the next backup skips it.
+        with_snapshot(|snap| {
+            snap.racy_since_ns = i64::MAX;
+            snap.visit(None, &path, b"table".to_vec(), lstat(&path))
+                .unwrap();
+            assert_eq!(snap.cache.len(), 1);
+            assert_eq!(snap.summary.warning_count, 0);
+        });
+    }
+
+    #[test]
+    fn a_file_swapped_after_the_lstat_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("conf");
+        std::fs::write(&path, b"mine").unwrap();
+        std::fs::write(dir.path().join("other"), b"root only").unwrap();
+        let before = FileMeta::from(&fs::symlink_metadata(&path).unwrap());
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("other"), &path).unwrap();
+        with_snapshot(|snap| {
+            let root = Dir::open_path(dir.path()).unwrap();
+            let name = OsStr::new("conf");
+            snap.visit(Some((&root, name)), &path, b"conf".to_vec(), before)
+                .unwrap();
+            assert!(snap.entries.is_empty());
+            assert!(snap.summary.warnings[0].starts_with("unreadable:"));
+        });
+    }
+
+    #[test]
+    fn a_reread_refuses_a_file_that_is_not_the_one_the_scan_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, repo) = crate::test_support::scratch_repo(dir.path());
+        let _guard = rt.enter();
+        let writer = BlobWriter::start(repo.clone(), WriterOptions::default());
+        let path = dir.path().join("segment");
+        std::fs::write(&path, b"scanned").unwrap();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        let scanned = ReadFile {
+            path: path.clone(),
+            entry: 0,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        };
+        let mut summary = NodeSummary::default();
+        let again = reread_file(&repo, &writer, &scanned, &mut summary).unwrap();
+        assert_eq!(again.map(|(_, size, _)| size), Some(7));
+        // Replaced by another file (or reached through a swapped directory link).
+        std::fs::write(dir.path().join("other"), b"someone else's").unwrap();
+        std::fs::rename(dir.path().join("other"), &path).unwrap();
+        let again = reread_file(&repo, &writer, &scanned, &mut summary).unwrap();
+        assert!(again.is_none());
+        assert!(summary.warnings[0].contains("replaced since the scan"));
+        rt.block_on(writer.finish()).unwrap();
     }
 
     #[test]

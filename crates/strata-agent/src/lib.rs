@@ -10,6 +10,7 @@ pub mod api;
 pub mod backup;
 mod error;
 pub mod files_cache;
+pub(crate) mod handles;
 pub mod progress;
 mod prune;
 pub mod restore;

@@ -6,8 +6,9 @@
 //! match are left alone (they were never backed up, on purpose), and symlinks are removed,
 //! never followed.
 
+use crate::handles::Dir;
+use rustix::fs::FileType;
 use std::collections::HashSet;
-use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -15,6 +16,9 @@ use strata_repo::manifest::NodeManifest;
 
 /// Removes entries under `target` that lie inside `roots` and are neither in `manifest`
 /// nor excluded. Returns how many files and directories were removed.
+///
+/// Each root is opened once and descended through directory handles (`O_NOFOLLOW`): a
+/// directory swapped for a symlink while this runs is removed as a link, never entered.
 pub fn prune_extraneous(
     manifest: &NodeManifest,
     target: &Path,
@@ -29,9 +33,6 @@ pub fn prune_extraneous(
     let mut removed = 0;
     for root in roots {
         let root = Path::new(root);
-        if !root.is_dir() {
-            continue;
-        }
         // The manifest path of the root itself: empty when the target is the root.
         let Ok(inside) = root.strip_prefix(target) else {
             continue;
@@ -41,7 +42,12 @@ pub fn prune_extraneous(
             // The whole root is absent from the backup: leave it to the operator.
             continue;
         }
-        removed += prune_dir(root, &rel, &keep, &exclude)?;
+        // The root by the path the operator configured, then only handles below it.
+        let dir = match Dir::open_path(root) {
+            Ok(dir) => dir,
+            Err(_) => continue,
+        };
+        removed += prune_dir(&dir, &rel, &keep, &exclude)?;
     }
     Ok(removed)
 }
@@ -55,15 +61,13 @@ fn excluded(exclude: &[glob::Pattern], rel: &[u8], name: &[u8]) -> bool {
 }
 
 fn prune_dir(
-    dir: &Path,
+    dir: &Dir,
     rel: &[u8],
     keep: &HashSet<&[u8]>,
     exclude: &[glob::Pattern],
 ) -> io::Result<u64> {
     let mut removed = 0;
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
+    for (name, kind) in dir.entries()? {
         let mut child = rel.to_vec();
         if !child.is_empty() {
             child.push(b'/');
@@ -72,20 +76,23 @@ fn prune_dir(
         if excluded(exclude, &child, name.as_bytes()) {
             continue;
         }
-        let path = entry.path();
-        let file_type = entry.file_type()?;
         if keep.contains(child.as_slice()) {
-            if file_type.is_dir() {
-                removed += prune_dir(&path, &child, keep, exclude)?;
+            if kind == FileType::Directory {
+                match dir.open_dir(&name) {
+                    Ok(sub) => removed += prune_dir(&sub, &child, keep, exclude)?,
+                    // Replaced by something else since the listing: not entered.
+                    Err(err) if err.kind() == io::ErrorKind::NotADirectory => {}
+                    Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err),
+                }
             }
             continue;
         }
-        if file_type.is_dir() {
-            fs::remove_dir_all(&path)?;
-        } else {
-            fs::remove_file(&path)?;
+        match dir.remove_tree(&name) {
+            Ok(()) => removed += 1,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
         }
-        removed += 1;
     }
     Ok(removed)
 }
@@ -93,6 +100,7 @@ fn prune_dir(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use strata_repo::manifest::{Entry, EntryKind};
 
     fn entry(path: &str, kind: EntryKind) -> Entry {

@@ -3,21 +3,27 @@
 //! Every blob is authenticated and hash-checked against its id before a byte is written.
 //! Files are written to a temporary name and renamed only when complete, so a file that
 //! exists under its real name is whole. A file already present with the right content is
-//! kept (resume after an interruption). Paths are validated before anything is written,
-//! nothing is ever written through a symlink, and symlinks are created last, so a crafted
-//! manifest cannot make the restore write outside the target directory.
+//! kept (resume after an interruption).
+//!
+//! The target may be owned, in part, by someone who changes it while the restore runs.
+//! Paths are validated before anything is written, and all work is relative to directory
+//! handles ([`crate::handles`]): the target is opened once, every directory below it is
+//! opened one name at a time with `O_NOFOLLOW | O_DIRECTORY`, temporary files are created
+//! with `O_EXCL | O_NOFOLLOW` in their parent's handle, renamed with `renameat`, and
+//! owner, mode and times are set through the open descriptor. A symlink planted before or
+//! swapped in during the restore is never followed, so nothing outside the target is
+//! written, chmod'ed or chowned. Symlinks of the backup are created last.
 
+use crate::handles::{self, Dir, DirCache};
 use crate::progress::Progress;
 use crate::{AgentError, AgentResult};
-use filetime::FileTime;
 use std::collections::HashMap;
-use std::ffi::OsStr;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use strata_repo::id::pack_key;
@@ -78,40 +84,18 @@ fn selected(entry: &Entry, include: &Option<Vec<u8>>) -> bool {
 }
 
 /// Refuses manifests with paths that could leave the target, before anything is written.
+/// The one entry with an empty path is the root directory's own metadata.
 fn check_manifest(manifest: &NodeManifest) -> AgentResult<()> {
     for entry in &manifest.entries {
+        if entry.path.is_empty() && matches!(entry.kind, EntryKind::Dir) {
+            continue;
+        }
         validate_relative_path(&entry.path).map_err(AgentError::UnsafeManifest)?;
         if let EntryKind::HardLink { target } = &entry.kind {
             validate_relative_path(target).map_err(AgentError::UnsafeManifest)?;
         }
     }
     Ok(())
-}
-
-/// Joins a manifest path to the target, refusing to pass through any symlink that exists
-/// below the target (it could point anywhere).
-fn safe_join(target: &Path, rel: &[u8]) -> io::Result<PathBuf> {
-    let mut path = target.to_path_buf();
-    let parts: Vec<&[u8]> = rel.split(|&b| b == b'/').collect();
-    for (i, part) in parts.iter().enumerate() {
-        path.push(OsStr::from_bytes(part));
-        let is_last = i + 1 == parts.len();
-        if !is_last {
-            match fs::symlink_metadata(&path) {
-                Ok(meta) if meta.file_type().is_symlink() => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!(
-                            "{} is a symlink; refusing to write through it",
-                            path.display()
-                        ),
-                    ))
-                }
-                _ => {}
-            }
-        }
-    }
-    Ok(path)
 }
 
 /// Restores a node manifest under `target`. Per-file failures are collected in the
@@ -123,23 +107,28 @@ pub async fn restore_node(
     options: RestoreOptions,
 ) -> AgentResult<RestoreReport> {
     check_manifest(&manifest)?;
-    fs::create_dir_all(&target).map_err(|source| AgentError::Target {
+    let target_error = |source| AgentError::Target {
         path: target.clone(),
         source,
-    })?;
+    };
+    fs::create_dir_all(&target).map_err(target_error)?;
+    let root = Dir::open_path(&target).map_err(target_error)?;
     let handle = Handle::current();
-    tokio::task::spawn_blocking(move || {
-        Restorer::new(repo, manifest, target, options, handle).run()
-    })
-    .await
-    .expect("restore thread panicked")
+    tokio::task::spawn_blocking(move || Restorer::new(repo, manifest, root, options, handle).run())
+        .await
+        .expect("restore thread panicked")
 }
 
 /// A file being restored: its temporary file fills up piece by piece.
 struct FileJob<'e> {
     entry: &'e Entry,
-    path: PathBuf,
-    temp: PathBuf,
+    /// The parent directory, relative to the target.
+    parent: &'e [u8],
+    name: &'e OsStr,
+    temp: OsString,
+    /// The inode of the temporary file this restore created: a file put in its place is
+    /// not written to.
+    inode: u64,
     /// Pieces not yet handled; the one that brings it to zero finishes the file.
     remaining: AtomicUsize,
     failure: Mutex<Option<String>>,
@@ -156,7 +145,7 @@ struct Piece {
 struct Restorer {
     repo: Arc<Repository>,
     manifest: Arc<NodeManifest>,
-    target: PathBuf,
+    dirs: DirCache,
     options: RestoreOptions,
     runtime: Handle,
     report: Mutex<RestoreReport>,
@@ -165,18 +154,23 @@ struct Restorer {
     stop: AtomicBool,
 }
 
+/// Mode of directories the restore creates: owner-only until their content is in place.
+const NEW_DIR_MODE: u32 = 0o700;
+
 impl Restorer {
     fn new(
         repo: Arc<Repository>,
         manifest: Arc<NodeManifest>,
-        target: PathBuf,
+        root: Dir,
         options: RestoreOptions,
         runtime: Handle,
     ) -> Self {
         Restorer {
             repo,
             manifest,
-            target,
+            // Parents the manifest does not list (a `--path` restore) are created as
+            // `mkdir -p` would, less the umask.
+            dirs: DirCache::new(root, Some(0o777)),
             options,
             runtime,
             report: Mutex::new(RestoreReport::default()),
@@ -193,11 +187,20 @@ impl Restorer {
 
     fn fail(&self, entry: &Entry, why: impl std::fmt::Display) {
         self.options.progress.file_failed();
+        let shown = if entry.path.is_empty() {
+            ".".to_string()
+        } else {
+            entry.display_path()
+        };
         self.report
             .lock()
             .unwrap()
             .errors
-            .push(format!("{}: {why}", entry.display_path()));
+            .push(format!("{shown}: {why}"));
+    }
+
+    fn owner(&self, entry: &Entry) -> Option<(u32, u32)> {
+        self.options.set_owner.then_some((entry.uid, entry.gid))
     }
 
     fn run(self) -> AgentResult<RestoreReport> {
@@ -208,8 +211,11 @@ impl Restorer {
             .filter(|e| selected(e, &self.options.include))
             .collect();
         // 1. Directories, owner-writable until their content is in place.
-        for entry in entries.iter().filter(|e| matches!(e.kind, EntryKind::Dir)) {
-            match safe_join(&self.target, &entry.path).and_then(|p| create_dir(&p)) {
+        for entry in entries
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::Dir) && !e.path.is_empty())
+        {
+            match self.create_dir(&entry.path) {
                 Ok(()) => self.report.lock().unwrap().dirs += 1,
                 Err(err) => self.fail(entry, err),
             }
@@ -253,7 +259,7 @@ impl Restorer {
         // Files a stopped restore did not finish leave no trace.
         for job in &jobs {
             if job.remaining.load(Ordering::Relaxed) > 0 {
-                let _ = fs::remove_file(&job.temp);
+                self.remove_temp(job);
             }
         }
         if let Some(path) = self.disk_full.lock().unwrap().take() {
@@ -282,22 +288,40 @@ impl Restorer {
                 Err(err) => self.fail(entry, err),
             }
         }
-        // 4. Directory metadata, deepest first so setting a parent's mtime is final.
+        // 4. Directory metadata, deepest first so setting a parent's mtime is final; the
+        // root's own last.
         let mut dirs: Vec<&&Entry> = entries
             .iter()
             .filter(|e| matches!(e.kind, EntryKind::Dir))
             .collect();
-        dirs.sort_by_key(|e| std::cmp::Reverse(e.path.iter().filter(|&&b| b == b'/').count()));
+        dirs.sort_by_key(|e| {
+            let depth = e.path.iter().filter(|&&b| b == b'/').count();
+            std::cmp::Reverse(if e.path.is_empty() { 0 } else { depth + 1 })
+        });
         for entry in dirs {
-            if let Err(err) =
-                safe_join(&self.target, &entry.path).and_then(|p| self.apply_metadata(&p, entry))
-            {
+            let result = self.dirs.get(&entry.path).and_then(|dir| {
+                handles::set_attrs(dir.as_fd(), self.owner(entry), entry.mode, entry.mtime_ns)
+            });
+            if let Err(err) = result {
                 self.fail(entry, err);
             }
         }
         let mut report = self.report.into_inner().unwrap();
         report.bytes = self.bytes.load(Ordering::Relaxed);
         Ok(report)
+    }
+
+    /// Creates directory `rel` (parents first); an existing directory is kept, anything
+    /// else in its place (a file, a symlink) is an error and left alone.
+    fn create_dir(&self, rel: &[u8]) -> io::Result<()> {
+        let (parent, name) = handles::split(rel);
+        let (_, created) = self.dirs.get(parent)?.create_dir(name, NEW_DIR_MODE)?;
+        if created {
+            // The umask may have taken the owner's bits; the final mode comes last.
+            let dir = self.dirs.get(rel)?;
+            rustix::fs::fchmod(dir.as_fd(), rustix::fs::Mode::from_raw_mode(NEW_DIR_MODE))?;
+        }
+        Ok(())
     }
 
     /// Checks, creates and plans one file: kept when already correct, else a temporary
@@ -311,17 +335,13 @@ impl Restorer {
         let EntryKind::File { size, chunks } = &entry.kind else {
             return;
         };
-        let path = match safe_join(&self.target, &entry.path) {
-            Ok(path) => path,
+        let (parent, name) = handles::split(&entry.path);
+        let dir = match self.dirs.get(parent) {
+            Ok(dir) => dir,
             Err(err) => return self.fail(entry, err),
         };
-        if let Some(parent) = path.parent() {
-            if let Err(err) = fs::create_dir_all(parent) {
-                return self.fail(entry, err);
-            }
-        }
-        if self.already_correct(&path, *size, chunks) {
-            let outcome = self.apply_metadata(&path, entry);
+        if let Some(file) = self.already_correct(&dir, name, *size, chunks) {
+            let outcome = handles::set_attrs(&file, self.owner(entry), entry.mode, entry.mtime_ns);
             let mut report = self.report.lock().unwrap();
             report.files_kept += 1;
             report.files += 1;
@@ -355,22 +375,17 @@ impl Restorer {
                 format!("its blobs hold {at} bytes but the backup records {size}"),
             );
         }
-        let temp = temp_name(&path);
-        let created = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&temp)
-            .and_then(|file| file.set_len(*size));
-        if let Err(err) = created {
-            let _ = fs::remove_file(&temp);
-            return self.write_failed(entry, &path, err);
-        }
+        let temp = temp_name(name);
+        let inode = match create_temp(&dir, &temp, *size) {
+            Ok(inode) => inode,
+            Err(err) => return self.write_failed(entry, err),
+        };
         let job = FileJob {
             entry,
-            path,
+            parent,
+            name,
             temp,
+            inode,
             remaining: AtomicUsize::new(pieces.len()),
             failure: Mutex::new(None),
         };
@@ -380,6 +395,26 @@ impl Restorer {
         jobs.push(job);
         for piece in pieces {
             by_pack.entry(piece.location.pack).or_default().push(piece);
+        }
+    }
+
+    /// Opens the temporary file of `job` for writing: through its parent's handle, never
+    /// through a symlink, and only if it is still the file this restore created.
+    fn open_temp(&self, job: &FileJob<'_>) -> io::Result<File> {
+        let file = self.dirs.get(job.parent)?.open_write(&job.temp)?;
+        if file.metadata()?.ino() != job.inode {
+            return Err(io::Error::other(
+                "its temporary file was replaced during the restore",
+            ));
+        }
+        Ok(file)
+    }
+
+    fn remove_temp(&self, job: &FileJob<'_>) {
+        if let Ok(dir) = self.dirs.get(job.parent) {
+            if matches!(dir.stat(&job.temp), Ok(Some(stat)) if stat.st_ino == job.inode) {
+                let _ = dir.remove_file(&job.temp);
+            }
         }
     }
 
@@ -442,9 +477,8 @@ impl Restorer {
                     }
                 }
                 let data = &opened.as_ref().expect("opened above").1;
-                let written = OpenOptions::new()
-                    .write(true)
-                    .open(&job.temp)
+                let written = self
+                    .open_temp(job)
                     .and_then(|file| file.write_all_at(data, piece.at));
                 match written {
                     Ok(()) => self.piece_done(job, None),
@@ -452,7 +486,7 @@ impl Restorer {
                         self.disk_full
                             .lock()
                             .unwrap()
-                            .get_or_insert(job.path.clone());
+                            .get_or_insert(job.entry.display_path().into());
                         self.stop.store(true, Ordering::Relaxed);
                         return;
                     }
@@ -473,151 +507,139 @@ impl Restorer {
         }
     }
 
-    /// Publishes a complete file under its name, or removes a failed one.
+    /// Publishes a complete file under its name (owner, mode and times set through its
+    /// descriptor first), or removes a failed one.
     fn finish_file(&self, job: &FileJob<'_>) {
         if let Some(why) = job.failure.lock().unwrap().take() {
-            let _ = fs::remove_file(&job.temp);
+            self.remove_temp(job);
             return self.fail(job.entry, why);
         }
-        let published = replace_with(&job.temp, &job.path)
-            .and_then(|_| self.apply_metadata(&job.path, job.entry));
+        let entry = job.entry;
+        let published = self
+            .open_temp(job)
+            .and_then(|file| {
+                handles::set_attrs(&file, self.owner(entry), entry.mode, entry.mtime_ns)
+            })
+            .and_then(|()| {
+                let dir = self.dirs.get(job.parent)?;
+                if let Some(stat) = dir.stat(job.name)? {
+                    if handles::file_type(&stat) == rustix::fs::FileType::Directory {
+                        return Err(io::Error::new(
+                            io::ErrorKind::AlreadyExists,
+                            "a directory is in the way",
+                        ));
+                    }
+                }
+                dir.rename(&job.temp, job.name)
+            });
         match published {
             Ok(()) => {
                 self.report.lock().unwrap().files += 1;
-                self.bytes.fetch_add(job.entry.size(), Ordering::Relaxed);
-                self.options.progress.file_done(job.entry.size());
+                self.bytes.fetch_add(entry.size(), Ordering::Relaxed);
+                self.options.progress.file_done(entry.size());
             }
             Err(err) => {
-                let _ = fs::remove_file(&job.temp);
-                self.fail(job.entry, err);
+                self.remove_temp(job);
+                self.fail(entry, err);
             }
         }
     }
 
-    fn write_failed(&self, entry: &Entry, path: &Path, err: io::Error) {
+    fn write_failed(&self, entry: &Entry, err: io::Error) {
         if is_disk_full(&err) {
             self.disk_full
                 .lock()
                 .unwrap()
-                .get_or_insert(path.to_path_buf());
+                .get_or_insert(entry.display_path().into());
             self.stop.store(true, Ordering::Relaxed);
         } else {
             self.fail(entry, err);
         }
     }
 
-    /// True when `path` already holds exactly the content of `chunks` (resume).
-    fn already_correct(&self, path: &Path, size: u64, chunks: &[BlobId]) -> bool {
-        let Ok(meta) = fs::symlink_metadata(path) else {
-            return false;
-        };
-        if !meta.is_file() || meta.len() != size {
-            return false;
+    /// The file `name` in `dir`, opened, when it already holds exactly the content of
+    /// `chunks` (resume). Never through a symlink.
+    fn already_correct(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        size: u64,
+        chunks: &[BlobId],
+    ) -> Option<File> {
+        let mut file = dir.open_read(name).ok()?;
+        if file.metadata().ok()?.len() != size {
+            return None;
         }
-        let Ok(mut file) = File::open(path) else {
-            return false;
-        };
         let index = self.repo.index();
         let mut buf = Vec::new();
         for id in chunks {
-            let Some(location) = index.get(id) else {
-                return false;
-            };
+            let location = index.get(id)?;
             buf.resize(location.raw_length as usize, 0);
             if file.read_exact(&mut buf).is_err() || self.repo.keys().blob_id(&buf) != *id {
-                return false;
+                return None;
             }
         }
-        true
+        Some(file)
     }
 
     fn restore_hard_link(&self, entry: &Entry, target: &[u8]) -> io::Result<()> {
-        let original = safe_join(&self.target, target)?;
-        let path = safe_join(&self.target, &entry.path)?;
-        make_room(&path)?;
-        fs::hard_link(&original, &path)
+        let (from_parent, from_name) = handles::split(target);
+        let from = self.dirs.get(from_parent)?;
+        let (parent, name) = handles::split(&entry.path);
+        let dir = self.dirs.get(parent)?;
+        make_room(&dir, name)?;
+        dir.hard_link(&from, from_name, name)
     }
 
     fn restore_symlink(&self, entry: &Entry, target: &[u8]) -> io::Result<()> {
-        let path = safe_join(&self.target, &entry.path)?;
-        make_room(&path)?;
-        symlink(OsStr::from_bytes(target), &path)?;
-        if self.options.set_owner {
-            std::os::unix::fs::lchown(&path, Some(entry.uid), Some(entry.gid))?;
+        let (parent, name) = handles::split(&entry.path);
+        let dir = self.dirs.get(parent)?;
+        make_room(&dir, name)?;
+        dir.symlink(OsStr::from_bytes(target), name)?;
+        dir.set_link_attrs(name, self.owner(entry), entry.mtime_ns)
+    }
+}
+
+/// Creates the temporary file `temp` in `dir` with `size` bytes and returns its inode. A
+/// leftover of an interrupted restore (or anything else planted there, a symlink
+/// included) is removed first, never followed.
+fn create_temp(dir: &Dir, temp: &OsStr, size: u64) -> io::Result<u64> {
+    let file = match dir.create_new(temp, 0o600) {
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+            dir.remove_file(temp)?;
+            dir.create_new(temp, 0o600)?
         }
-        let mtime = file_time(entry.mtime_ns);
-        filetime::set_symlink_file_times(&path, mtime, mtime)
-    }
-
-    fn apply_metadata(&self, path: &Path, entry: &Entry) -> io::Result<()> {
-        if self.options.set_owner {
-            std::os::unix::fs::lchown(path, Some(entry.uid), Some(entry.gid))?;
-        }
-        fs::set_permissions(path, fs::Permissions::from_mode(entry.mode))?;
-        let mtime = file_time(entry.mtime_ns);
-        filetime::set_file_times(path, mtime, mtime)
-    }
-}
-
-fn file_time(ns: i64) -> FileTime {
-    FileTime::from_unix_time(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
-}
-
-/// Prepares `path` for a new link: parents exist, an old file or link there is removed,
-/// a directory in the way is an error (never deleted).
-fn make_room(path: &Path) -> io::Result<()> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "a directory is in the way",
-        )),
-        Ok(_) => fs::remove_file(path),
-        Err(_) => Ok(()),
-    }
-}
-
-fn create_dir(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => Ok(()),
-        Ok(_) => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "a non-directory is in the way",
-        )),
-        Err(_) => {
-            fs::create_dir_all(path)?;
-            fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+        other => other?,
+    };
+    let created = file.set_len(size).and_then(|()| file.metadata());
+    match created {
+        Ok(meta) => Ok(meta.ino()),
+        Err(err) => {
+            let _ = dir.remove_file(temp);
+            Err(err)
         }
     }
 }
 
-/// Replaces `path` by `temp`; a directory in the way is an error, not deleted.
-fn replace_with(temp: &Path, path: &Path) -> io::Result<()> {
-    if let Ok(meta) = fs::symlink_metadata(path) {
-        if meta.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "a directory is in the way",
-            ));
-        }
+/// Prepares `name` in `dir` for a new link: an old file or link there is removed, a
+/// directory in the way is an error (never deleted).
+fn make_room(dir: &Dir, name: &OsStr) -> io::Result<()> {
+    match dir.stat(name)? {
+        Some(stat) if handles::file_type(&stat) == rustix::fs::FileType::Directory => Err(
+            io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way"),
+        ),
+        Some(_) => dir.remove_file(name),
+        None => Ok(()),
     }
-    fs::rename(temp, path)
 }
 
-fn temp_name(path: &Path) -> PathBuf {
-    let mut name = std::ffi::OsString::from(".");
-    name.push(path.file_name().unwrap_or_default());
-    name.push(".strata-partial");
-    path.with_file_name(name)
+fn temp_name(name: &OsStr) -> OsString {
+    let mut temp = OsString::from(".");
+    temp.push(name);
+    temp.push(".strata-partial");
+    temp
 }
 
 fn is_disk_full(err: &io::Error) -> bool {
     err.raw_os_error() == Some(libc::ENOSPC) || err.raw_os_error() == Some(libc::EDQUOT)
 }
-
-use std::os::unix::fs::OpenOptionsExt;

@@ -523,7 +523,7 @@ impl Agent {
                         continue;
                     }
                     let summary = &mut state.scan.summary;
-                    match reread_file(&state.repo, &writer, &file.path, summary)? {
+                    match reread_file(&state.repo, &writer, &file, summary)? {
                         Some((chunks, size, meta)) => {
                             let stamp = stamp_of(&meta);
                             summary.bytes = summary.bytes
@@ -534,8 +534,8 @@ impl Agent {
                                 "changed: {} (modified during the backup; re-read)",
                                 file.path.display()
                             ));
-                            let path = file.path.as_os_str().as_bytes().to_vec();
-                            state.scan.cache.insert(path, stamp, chunks.clone());
+                            // Changed during the backup: read again next time, never
+                            // trusted from the files cache.
                             let entry = &mut state.scan.manifest.entries[file.entry];
                             entry.mtime_ns = stamp.mtime_ns;
                             entry.kind = EntryKind::File { size, chunks };
@@ -629,7 +629,7 @@ impl Agent {
             (Some(plan), Some(tablespaces)) if report.errors.is_empty() => {
                 match self.place_tablespaces(&tablespaces) {
                     Ok(placed) => self
-                        .recover(plan)
+                        .recover(plan, &manifest, &target, &tablespaces)
                         .await
                         .map(|outcome| match (placed, outcome) {
                             (Some(p), Some(o)) => Some(format!("{o}; {p}")),

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use strata_repo::writer::BlobWriter;
 use strata_repo::{BlobId, Repository};
 
@@ -54,7 +55,22 @@ pub fn upload_chunks(
         }
         let path = &files[place.file as usize].path;
         if open.as_ref().map(|(n, _)| *n) != Some(place.file) {
-            open = Some((place.file, File::open(path)));
+            // Never through a symlink at the file's name, never blocking on a FIFO; the
+            // bytes must hash to the scanned ids anyway.
+            let scanned = &files[place.file as usize];
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(path)
+                .and_then(|file| {
+                    let meta = file.metadata()?;
+                    if (meta.dev(), meta.ino()) == (scanned.dev, scanned.ino) {
+                        Ok(file)
+                    } else {
+                        Err(std::io::Error::other("replaced since it was scanned"))
+                    }
+                });
+            open = Some((place.file, file));
         }
         let file = match &open.as_ref().expect("opened above").1 {
             Ok(file) => file,

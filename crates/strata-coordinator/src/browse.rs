@@ -68,6 +68,10 @@ pub async fn for_each_file(
     for node in nodes {
         let manifest = repo.load_manifest(&backup.name, &node.name).await?;
         for entry in &manifest.entries {
+            // The empty path holds the root directory's own metadata, not a file.
+            if entry.path.is_empty() {
+                continue;
+            }
             let inside = prefix.is_empty()
                 || entry.path == prefix
                 || (entry.path.starts_with(&prefix) && entry.path.get(prefix.len()) == Some(&b'/'));

@@ -777,6 +777,7 @@ impl Coordinator {
         plan: RestorePlan,
         who: &str,
     ) -> CoordinatorResult<Pending<RestoreOutcome>> {
+        crate::input::check_restore_plan(&plan)?;
         let pairs = self.restore_pairs(summary, &plan)?;
         let members: Vec<usize> = pairs.iter().map(|(_, i)| *i).collect();
         let id = format!("restore-{}", new_backup_name());

@@ -210,6 +210,22 @@ pub struct ServerConfig {
     pub ca_file: Option<PathBuf>,
     /// How long a node lease lives unless renewed (renewed every third of it).
     pub lease_ttl_secs: u64,
+    /// Connections served at once; beyond it a new connection replaces the oldest one
+    /// that has made no authenticated request yet, or is closed at once when every one
+    /// has.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers, from the moment the connection
+    /// is ready for it: bounds slow (slowloris) clients and idle keep-alive connections.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a request's body once its headers arrived.
+    pub body_timeout_secs: u64,
+    /// Seconds a TLS client has to complete its handshake.
+    pub tls_handshake_timeout_secs: u64,
+    /// Seconds a write to a client may stall (a client that does not read its response).
+    pub write_timeout_secs: u64,
+    /// Requests with a missing or wrong token one address may make per minute; past it,
+    /// every request from that address is answered 429 until the minute is over.
+    pub auth_failures_per_minute: u32,
 }
 
 impl Default for ServerConfig {
@@ -231,6 +247,12 @@ impl Default for ServerConfig {
             tls_key: None,
             ca_file: None,
             lease_ttl_secs: 30,
+            max_connections: 512,
+            header_timeout_secs: 10,
+            body_timeout_secs: 60,
+            tls_handshake_timeout_secs: 10,
+            write_timeout_secs: 30,
+            auth_failures_per_minute: 30,
         }
     }
 }
@@ -751,7 +773,7 @@ impl Default for BackupConfig {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
         && name
@@ -971,6 +993,29 @@ impl Config {
         }
         if self.server.lease_ttl_secs == 0 {
             return invalid("server.lease_ttl_secs must be at least 1".into());
+        }
+        // Timeouts up to a day, so no deadline overflows the clock.
+        const DAY: u64 = 86_400;
+        let server = &self.server;
+        for (key, value, max) in [
+            ("header_timeout_secs", server.header_timeout_secs, DAY),
+            ("body_timeout_secs", server.body_timeout_secs, DAY),
+            (
+                "tls_handshake_timeout_secs",
+                server.tls_handshake_timeout_secs,
+                DAY,
+            ),
+            ("write_timeout_secs", server.write_timeout_secs, DAY),
+            ("max_connections", server.max_connections as u64, 1 << 20),
+            (
+                "auth_failures_per_minute",
+                u64::from(server.auth_failures_per_minute),
+                u64::MAX,
+            ),
+        ] {
+            if value == 0 || value > max {
+                return invalid(format!("server.{key} must be between 1 and {max}"));
+            }
         }
         Ok(())
     }

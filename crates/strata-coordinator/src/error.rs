@@ -31,6 +31,10 @@ pub enum CoordinatorError {
     /// The object an operation needs is damaged (the message names it and the repair).
     #[error("{0}")]
     Damaged(String),
+    /// A request with a field that is not what it claims to be (a node name, an include
+    /// path, a recovery target): see [`crate::input`].
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Result alias of the coordinator layer.

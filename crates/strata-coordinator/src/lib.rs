@@ -17,6 +17,7 @@ pub mod copy;
 mod error;
 pub mod events;
 pub mod gc;
+pub mod input;
 pub mod jobs;
 pub mod lock;
 pub mod mapping;

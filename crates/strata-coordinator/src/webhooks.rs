@@ -136,9 +136,12 @@ impl Webhooks {
                 first_backoff: Duration::from_millis(config.backoff_ms),
             });
         }
+        // No redirects: a receiver that answers 3xx has not taken the event (and a
+        // redirect must not carry the signed body, or the URL's token, somewhere else).
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ConfigError::Invalid(format!("webhooks: {e}")))?;
         Ok(Arc::new(Webhooks {
@@ -204,7 +207,8 @@ impl Webhooks {
                     return;
                 }
                 Ok(reply) => last_error = format!("answered {}", reply.status()),
-                Err(err) => last_error = error_chain(&err),
+                // reqwest's errors name the URL, which may carry a token: left out.
+                Err(err) => last_error = error_chain(&err.without_url()),
             }
             if attempt < hook.attempts {
                 self.retried.fetch_add(1, Ordering::Relaxed);
@@ -213,9 +217,11 @@ impl Webhooks {
             }
         }
         self.failed.fetch_add(1, Ordering::Relaxed);
+        // Chat webhooks carry their credential in the path: only the host is logged.
         eprintln!(
             "strata: warning: webhook {} did not take event {event} after {} attempts: {last_error}",
-            hook.url, hook.attempts
+            crate::mask::mask_url(&hook.url),
+            hook.attempts
         );
     }
 }

@@ -417,6 +417,29 @@ pub fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
+/// `value` as a quoted string of a PostgreSQL configuration file (`postgresql.conf`,
+/// `postgresql.auto.conf`). Unlike SQL, the file's lexer reads `\` as an escape and ends
+/// a string at a newline, so quotes are doubled, backslashes escaped and every control
+/// character written as an octal escape: whatever the value, it stays one string on one
+/// line and cannot add a setting.
+pub fn quote_config_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() && (c as u32) < 0x80 => {
+                out.push_str(&format!("\\{:03o}", c as u32));
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +449,12 @@ mod tests {
         assert_eq!(quote_ident("plain"), "\"plain\"");
         assert_eq!(quote_ident("a\"b; drop"), "\"a\"\"b; drop\"");
         assert_eq!(quote_literal("it's"), "'it''s'");
+        assert_eq!(quote_config_value("it's"), "'it''s'");
+        assert_eq!(quote_config_value("a\\"), "'a\\\\'");
+        assert_eq!(
+            quote_config_value("x\nrestore_command = 'sh'\0\r"),
+            "'x\\012restore_command = ''sh''\\000\\015'"
+        );
         assert_eq!(conninfo_value("a b"), "'a b'");
         assert_eq!(conninfo_value("x'y"), "'x\\'y'");
         assert_eq!(conninfo_value("/tmp/s"), "/tmp/s");

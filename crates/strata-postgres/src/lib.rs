@@ -12,6 +12,7 @@
 
 pub mod exclude;
 pub mod recovery;
+pub mod recovery_input;
 pub mod server;
 pub mod session;
 pub mod spool;
@@ -90,6 +91,11 @@ pub struct NodeSettings {
     /// location they had when backed up.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tablespaces: BTreeMap<String, PathBuf>,
+    /// Where `pg_wal` links to in a cluster made with `initdb --waldir` (when that is
+    /// outside the data directory): recovery preparation empties `pg_wal` through such a
+    /// link only when it points into the data directory, a tablespace location or here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_dir: Option<PathBuf>,
 }
 
 /// Debian's PostgreSQL 15.

@@ -5,12 +5,19 @@
 //! settings go into `postgresql.auto.conf` between two marker lines, replacing the block a
 //! previous restore wrote, and `recovery.signal` (or `standby.signal` for a standby)
 //! switches recovery on. WAL left in `pg_wal` from the server that lived here before is
-//! removed: replaying it on top of the backup would mix two histories.
+//! removed: replaying it on top of the backup would mix two histories. A `pg_wal` that is
+//! a symlink is followed only when the backup recorded that very link and it points into
+//! the node's roots ([`LinkPolicy`]).
 
 use crate::{NodeSettings, PgError, PgResult};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
-use strata_pg::quote_literal;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use strata_pg::quote_config_value;
 
 const BEGIN: &str = "# --- strata restore: begin (rewritten by the next restore) ---";
 const END: &str = "# --- strata restore: end ---";
@@ -73,7 +80,8 @@ pub struct RecoveryPlan {
 /// connection settings expect the server at.
 pub fn settings_block(node: &NodeSettings, plan: &RecoveryPlan, wal_fetch: &str) -> String {
     let mut lines = vec![BEGIN.to_string()];
-    let mut set = |key: &str, value: &str| lines.push(format!("{key} = {}", quote_literal(value)));
+    let mut set =
+        |key: &str, value: &str| lines.push(format!("{key} = {}", quote_config_value(value)));
     set("restore_command", &format!("{wal_fetch} %f %p"));
     set("port", &node.connect.port.to_string());
     if node.connect.host.starts_with('/') {
@@ -127,63 +135,242 @@ fn without_block(text: &str) -> String {
     out
 }
 
+/// What recovery preparation may follow in a restored data directory. Everything else
+/// that is a symlink where a directory or file is expected (a `pg_wal` link the backup did
+/// not record, a planted `recovery.signal` link) is refused or removed as a link, never
+/// followed: preparation runs with the privileges of the restore and empties `pg_wal`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkPolicy {
+    /// The target of `pg_wal` as the backup recorded it, when it was a symlink there
+    /// (`initdb --waldir`).
+    pub recorded_wal_link: Option<PathBuf>,
+    /// The node's roots: its data directory, configured roots, tablespace locations and
+    /// `wal_dir`. A followed link must point into one of them.
+    pub roots: Vec<PathBuf>,
+}
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// Opens an absolute path without following any symlink in it.
+fn open_dir_nofollow(path: &Path) -> std::io::Result<OwnedFd> {
+    let mut dir = rfs::open("/", DIR_FLAGS, Mode::empty())?;
+    for part in path.components() {
+        match part {
+            Component::RootDir => {}
+            Component::Normal(name) => dir = rfs::openat(&dir, name, DIR_FLAGS, Mode::empty())?,
+            _ => return Err(std::io::Error::other("not a canonical path")),
+        }
+    }
+    Ok(dir)
+}
+
+/// Removes everything in `dir`, descending through handles (a directory swapped for a
+/// link is unlinked, never entered).
+fn empty_dir(dir: &OwnedFd) -> std::io::Result<()> {
+    let mut listing = rfs::Dir::read_from(dir)?;
+    let mut names = Vec::new();
+    while let Some(entry) = listing.read() {
+        let entry = entry?;
+        let name = entry.file_name().to_owned();
+        if name.as_bytes() != b"." && name.as_bytes() != b".." {
+            names.push(name);
+        }
+    }
+    for name in names {
+        match rfs::unlinkat(dir, name.as_c_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(Errno::ISDIR | Errno::PERM) => {
+                match rfs::openat(dir, name.as_c_str(), DIR_FLAGS, Mode::empty()) {
+                    Ok(sub) => empty_dir(&sub)?,
+                    Err(Errno::LOOP | Errno::NOTDIR | Errno::NOENT) => {}
+                    Err(err) => return Err(err.into()),
+                }
+                match rfs::unlinkat(dir, name.as_c_str(), AtFlags::REMOVEDIR) {
+                    Ok(()) | Err(Errno::NOENT) => {}
+                    Err(Errno::NOTDIR) => rfs::unlinkat(dir, name.as_c_str(), AtFlags::empty())?,
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Opens `pg_wal` of the data directory: a directory, or a link the backup recorded that
+/// points into the node's roots; created when missing.
+fn open_wal(data: &OwnedFd, data_dir: &Path, links: &LinkPolicy) -> PgResult<OwnedFd> {
+    let wal = data_dir.join("pg_wal");
+    let io = |what: &str| PgError::io(what.to_string(), wal.clone());
+    let stat = match rfs::statat(data, "pg_wal", AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => Some(stat),
+        Err(Errno::NOENT) => None,
+        Err(err) => return Err(io("cannot read")(err.into())),
+    };
+    match stat.map(|s| FileType::from_raw_mode(s.st_mode)) {
+        None => {
+            rfs::mkdirat(data, "pg_wal", Mode::from_raw_mode(0o700))
+                .map_err(|e| io("cannot create")(e.into()))?;
+            rfs::openat(data, "pg_wal", DIR_FLAGS, Mode::empty())
+                .map_err(|e| io("cannot open")(e.into()))
+        }
+        Some(FileType::Directory) => rfs::openat(data, "pg_wal", DIR_FLAGS, Mode::empty())
+            .map_err(|e| io("cannot open")(e.into())),
+        Some(FileType::Symlink) => {
+            let target = rfs::readlinkat(data, "pg_wal", Vec::new())
+                .map_err(|e| io("cannot read")(e.into()))?;
+            let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
+            if links.recorded_wal_link.as_ref() != Some(&target) {
+                return Err(PgError::Refused(format!(
+                    "{} is a symlink to {} that the backup did not record; refusing to follow it (remove it and restore again)",
+                    wal.display(),
+                    target.display()
+                )));
+            }
+            let resolved = std::fs::canonicalize(data_dir.join(&target))
+                .map_err(|e| io("cannot resolve")(e))?;
+            let inside = links.roots.iter().any(|root| {
+                std::fs::canonicalize(root).is_ok_and(|root| resolved.starts_with(root))
+            });
+            if !inside {
+                return Err(PgError::Refused(format!(
+                    "{} links to {}, outside the node's roots; refusing to empty it (set the node's postgres.wal_dir to it if it is this cluster's WAL directory)",
+                    wal.display(),
+                    resolved.display()
+                )));
+            }
+            open_dir_nofollow(&resolved).map_err(|e| io("cannot open")(e))
+        }
+        Some(_) => Err(PgError::Refused(format!(
+            "{} is not a directory",
+            wal.display()
+        ))),
+    }
+}
+
+/// Creates `name` in `dir` (nothing may be there: a link is not followed) with `bytes`,
+/// owned by `owner`.
+fn create_new(dir: &OwnedFd, name: &str, bytes: &[u8], owner: (u32, u32)) -> std::io::Result<()> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rfs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?;
+    set_owner(&fd, owner)?;
+    let mut file = std::fs::File::from(fd);
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Gives a file the data directory's owner (when restoring as root).
+fn set_owner(fd: &OwnedFd, (uid, gid): (u32, u32)) -> std::io::Result<()> {
+    let stat = rfs::fstat(fd)?;
+    if (stat.st_uid, stat.st_gid) == (uid, gid) {
+        return Ok(());
+    }
+    match rfs::fchown(
+        fd,
+        Some(rfs::Uid::from_raw_unchecked(uid)),
+        Some(rfs::Gid::from_raw_unchecked(gid)),
+    ) {
+        // Not root: the file is ours, as the data directory should be.
+        Ok(()) | Err(Errno::PERM) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// Prepares a restored data directory for recovery. The server must not be running.
-pub fn prepare(node: &NodeSettings, plan: &RecoveryPlan, wal_fetch: &str) -> PgResult<()> {
-    let data = &node.data_dir;
+///
+/// Everything below the data directory is done through its handle: stale files are
+/// unlinked (a link itself, never its target), `pg_wal` is emptied only when it is a
+/// directory or the link `links` allows, and the settings and signal files are created
+/// new (`O_EXCL | O_NOFOLLOW`) and renamed into place.
+pub fn prepare(
+    node: &NodeSettings,
+    plan: &RecoveryPlan,
+    wal_fetch: &str,
+    links: &LinkPolicy,
+) -> PgResult<()> {
+    let data_dir = &node.data_dir;
     let io = |what: &str, path: &Path| PgError::io(what.to_string(), path.to_path_buf());
+    let data = rfs::open(
+        data_dir.as_path(),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io("cannot open", data_dir)(e.into()))?;
+    let stat = rfs::fstat(&data).map_err(|e| io("cannot read", data_dir)(e.into()))?;
+    let owner = (stat.st_uid, stat.st_gid);
     for stale in [
         "postmaster.pid",
         "recovery.signal",
         "standby.signal",
         "backup_label.old",
     ] {
-        let path = data.join(stale);
-        if path.exists() {
-            std::fs::remove_file(&path).map_err(io("cannot remove", &path))?;
+        match rfs::unlinkat(&data, stale, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(err) => return Err(io("cannot remove", &data_dir.join(stale))(err.into())),
         }
     }
     // PostgreSQL refuses a data directory others can enter (group read is allowed).
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(data)
-        .map_err(io("cannot read", data))?
-        .permissions()
-        .mode()
-        & 0o777;
+    let mode = stat.st_mode & 0o777;
     if mode != 0o700 && mode != 0o750 {
-        std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))
-            .map_err(io("cannot set permissions of", data))?;
+        rfs::fchmod(&data, Mode::from_raw_mode(0o700))
+            .map_err(|e| io("cannot set permissions of", data_dir)(e.into()))?;
     }
-    let wal = data.join("pg_wal");
-    if wal.is_dir() {
-        for entry in std::fs::read_dir(&wal).map_err(io("cannot read", &wal))? {
-            let path = entry.map_err(io("cannot read", &wal))?.path();
-            if path.is_dir() {
-                std::fs::remove_dir_all(&path).map_err(io("cannot remove", &path))?;
-            } else {
-                std::fs::remove_file(&path).map_err(io("cannot remove", &path))?;
-            }
+    let wal = open_wal(&data, data_dir, links)?;
+    let wal_path = data_dir.join("pg_wal");
+    empty_dir(&wal).map_err(io("cannot empty", &wal_path))?;
+    let status = wal_path.join("archive_status");
+    match rfs::mkdirat(&wal, "archive_status", Mode::from_raw_mode(0o700)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(err) => return Err(io("cannot create", &status)(err.into())),
+    }
+    if let Ok(fd) = rfs::openat(&wal, "archive_status", DIR_FLAGS, Mode::empty()) {
+        set_owner(&fd, owner).map_err(io("cannot set the owner of", &status))?;
+    }
+    let auto = data_dir.join("postgresql.auto.conf");
+    let old = match rfs::openat(
+        &data,
+        "postgresql.auto.conf",
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => {
+            let mut text = String::new();
+            let _ = std::fs::File::from(fd).read_to_string(&mut text);
+            text
         }
-    }
-    let status = wal.join("archive_status");
-    std::fs::create_dir_all(&status).map_err(io("cannot create", &status))?;
-    let auto = data.join("postgresql.auto.conf");
-    let old = std::fs::read_to_string(&auto).unwrap_or_default();
+        Err(Errno::NOENT) => String::new(),
+        Err(Errno::LOOP) => {
+            return Err(PgError::Refused(format!(
+                "{} is a symlink; refusing to follow it",
+                auto.display()
+            )))
+        }
+        Err(err) => return Err(io("cannot read", &auto)(err.into())),
+    };
     let text = without_block(&old) + &settings_block(node, plan, wal_fetch);
-    std::fs::write(&auto, text).map_err(io("cannot write", &auto))?;
+    let temp = ".postgresql.auto.conf.strata-tmp";
+    match rfs::unlinkat(&data, temp, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => {}
+        Err(err) => return Err(io("cannot remove", &data_dir.join(temp))(err.into())),
+    }
+    create_new(&data, temp, text.as_bytes(), owner)
+        .and_then(|()| Ok(rfs::renameat(&data, temp, &data, "postgresql.auto.conf")?))
+        .map_err(io("cannot write", &auto))?;
     let signal = if node.primary_conninfo.is_some() {
         "standby.signal"
     } else {
         "recovery.signal"
     };
-    let path = data.join(signal);
-    std::fs::write(&path, b"").map_err(io("cannot write", &path))?;
+    create_new(&data, signal, b"", owner).map_err(io("cannot write", &data_dir.join(signal)))?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
     fn node(dir: &Path, standby: bool) -> NodeSettings {
         NodeSettings {
@@ -196,6 +383,7 @@ mod tests {
             bin_dir: PathBuf::from("/usr/lib/postgresql/15/bin"),
             primary_conninfo: standby.then(|| "host=/tmp port=5432".to_string()),
             tablespaces: Default::default(),
+            wal_dir: None,
         }
     }
 
@@ -216,6 +404,7 @@ mod tests {
             &node(data, false),
             &plan,
             "/usr/bin/strata --config '/etc/s.toml' wal-fetch",
+            &LinkPolicy::default(),
         )
         .unwrap();
         let plan = RecoveryPlan {
@@ -223,7 +412,13 @@ mod tests {
             action: TargetAction::Pause,
             start: false,
         };
-        prepare(&node(data, false), &plan, "strata wal-fetch").unwrap();
+        prepare(
+            &node(data, false),
+            &plan,
+            "strata wal-fetch",
+            &LinkPolicy::default(),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap();
         assert!(text.starts_with("work_mem = '8MB'\n"));
         assert_eq!(text.matches(BEGIN).count(), 1);
@@ -240,6 +435,107 @@ mod tests {
         assert!(data.join("pg_wal/archive_status").is_dir());
     }
 
+    fn latest() -> RecoveryPlan {
+        RecoveryPlan {
+            target: Target::Latest,
+            action: TargetAction::Promote,
+            start: false,
+        }
+    }
+
+    /// A directory outside the data directory with a file preparation must not touch.
+    fn outside(dir: &Path) -> PathBuf {
+        let outside = dir.join("outside");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join("precious"), b"keep").unwrap();
+        outside
+    }
+
+    #[test]
+    fn a_pg_wal_link_the_backup_did_not_record_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let outside = outside(dir.path());
+        std::os::unix::fs::symlink(&outside, data.join("pg_wal")).unwrap();
+        let links = LinkPolicy {
+            recorded_wal_link: None,
+            roots: vec![dir.path().to_path_buf()],
+        };
+        let err = prepare(&node(&data, false), &latest(), "strata wal-fetch", &links)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("did not record"), "{err}");
+        assert_eq!(std::fs::read(outside.join("precious")).unwrap(), b"keep");
+        assert!(!outside.join("archive_status").exists());
+    }
+
+    #[test]
+    fn a_recorded_pg_wal_link_is_followed_only_into_the_nodes_roots() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let wal = dir.path().join("wal");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(wal.join("archive_status")).unwrap();
+        std::fs::write(wal.join("000000010000000000000003"), b"old history").unwrap();
+        std::os::unix::fs::symlink(&wal, data.join("pg_wal")).unwrap();
+        // Recorded, but outside the roots (the data directory only): refused.
+        let links = LinkPolicy {
+            recorded_wal_link: Some(wal.clone()),
+            roots: vec![data.clone()],
+        };
+        let err = prepare(&node(&data, false), &latest(), "strata wal-fetch", &links)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("outside the node's roots"), "{err}");
+        assert!(wal.join("000000010000000000000003").exists());
+        // Recorded and inside a root (`initdb --waldir`): emptied and prepared.
+        let links = LinkPolicy {
+            recorded_wal_link: Some(wal.clone()),
+            roots: vec![data.clone(), wal.clone()],
+        };
+        prepare(&node(&data, false), &latest(), "strata wal-fetch", &links).unwrap();
+        assert!(!wal.join("000000010000000000000003").exists());
+        assert!(wal.join("archive_status").is_dir());
+        assert!(std::fs::symlink_metadata(data.join("pg_wal"))
+            .unwrap()
+            .is_symlink());
+    }
+
+    #[test]
+    fn planted_signal_and_settings_links_are_not_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("pg_wal")).unwrap();
+        let outside = outside(dir.path());
+        let precious = outside.join("precious");
+        std::os::unix::fs::symlink(&precious, data.join("recovery.signal")).unwrap();
+        std::os::unix::fs::symlink(&precious, data.join("standby.signal")).unwrap();
+        prepare(
+            &node(&data, false),
+            &latest(),
+            "strata wal-fetch",
+            &LinkPolicy::default(),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&precious).unwrap(), b"keep");
+        let signal = std::fs::symlink_metadata(data.join("recovery.signal")).unwrap();
+        assert!(signal.is_file() && signal.len() == 0);
+        // A settings file that is a link: refused, the target untouched.
+        std::fs::remove_file(data.join("postgresql.auto.conf")).unwrap();
+        std::os::unix::fs::symlink(&precious, data.join("postgresql.auto.conf")).unwrap();
+        let err = prepare(
+            &node(&data, false),
+            &latest(),
+            "strata wal-fetch",
+            &LinkPolicy::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("symlink"), "{err}");
+        assert_eq!(std::fs::read(&precious).unwrap(), b"keep");
+    }
+
     #[test]
     fn a_standby_streams_from_its_primary() {
         let dir = tempfile::tempdir().unwrap();
@@ -248,7 +544,13 @@ mod tests {
             action: TargetAction::Promote,
             start: false,
         };
-        prepare(&node(dir.path(), true), &plan, "strata wal-fetch").unwrap();
+        prepare(
+            &node(dir.path(), true),
+            &plan,
+            "strata wal-fetch",
+            &LinkPolicy::default(),
+        )
+        .unwrap();
         let text = std::fs::read_to_string(dir.path().join("postgresql.auto.conf")).unwrap();
         assert!(text.contains("primary_conninfo = 'host=/tmp port=5432'"));
         assert!(!text.contains("recovery_target_action"));

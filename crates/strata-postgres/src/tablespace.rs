@@ -211,6 +211,7 @@ mod tests {
             bin_dir: crate::default_bin_dir(),
             primary_conninfo: None,
             tablespaces: Default::default(),
+            wal_dir: None,
         }
     }
 

@@ -1,10 +1,14 @@
 //! Bearer tokens: every request of an API must carry one of that API's tokens. A user
 //! token has a name; the handlers see it as the [`Caller`], which the audit log records.
 
+use crate::limits::{AuthLimiter, ConnState, Verdict};
 use crate::ApiFailure;
+use axum::extract::ConnectInfo;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use strata_agent::api::{ApiError, ErrorCode};
 
@@ -48,31 +52,71 @@ pub struct Caller(pub String);
 
 /// Middleware: 401 unless `Authorization: Bearer <token>` is one of `tokens`; otherwise the
 /// request carries its [`Caller`].
+///
+/// A request with the right token marks its connection trusted: a full server gives up
+/// other connections first (see `Slots::admit`).
+///
+/// A request without the right token is logged (client address, method and path, never
+/// what it presented) and counted against its address; an address past
+/// `server.auth_failures_per_minute` gets 429 for every request until its minute is over,
+/// before its token is even looked at, so guessing tokens gains nothing from speed.
 pub async fn require_token(
     State(tokens): State<Arc<Tokens>>,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let limiter = request.extensions().get::<Arc<AuthLimiter>>().cloned();
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let (Some(limiter), Some(ip)) = (&limiter, peer) {
+        if let Some(wait) = limiter.refused(ip) {
+            let mut response = ApiFailure(ApiError::new(
+                ErrorCode::TooManyRequests,
+                format!("too many requests without a valid token from {ip}: try again in {wait} s"),
+            ))
+            .into_response();
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, wait.into());
+            return response;
+        }
+    }
     let presented = request
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    match presented.map(|p| tokens.name_of(p)) {
+    let why = match presented.map(|p| tokens.name_of(p)) {
         Some(Some(name)) => {
+            if let Some(conn) = request.extensions().get::<Arc<ConnState>>() {
+                conn.trusted.store(true, Ordering::Relaxed);
+            }
             let caller = Caller(format!("token:{name}"));
             request.extensions_mut().insert(caller);
-            next.run(request).await
+            return next.run(request).await;
         }
-        Some(None) => {
-            ApiFailure(ApiError::new(ErrorCode::Unauthorized, "wrong bearer token")).into_response()
+        Some(None) => "wrong bearer token",
+        None => "missing bearer token (Authorization: Bearer ...)",
+    };
+    let verdict = match (&limiter, peer) {
+        (Some(limiter), Some(ip)) => limiter.failed(ip),
+        _ => Verdict::Counted,
+    };
+    let from = peer.map_or_else(|| "an unknown address".to_string(), |ip| ip.to_string());
+    // The path is the client's text: shown escaped, cut short.
+    let path: String = request.uri().path().chars().take(200).collect();
+    eprintln!(
+        "strata: warning: unauthenticated request from {from}: {} {path:?}: {why}{}",
+        request.method(),
+        if verdict == Verdict::LimitReached {
+            "; its further requests get 429 for a minute (server.auth_failures_per_minute)"
+        } else {
+            ""
         }
-        None => ApiFailure(ApiError::new(
-            ErrorCode::Unauthorized,
-            "missing bearer token (Authorization: Bearer ...)",
-        ))
-        .into_response(),
-    }
+    );
+    ApiFailure(ApiError::new(ErrorCode::Unauthorized, why)).into_response()
 }
 
 #[cfg(test)]

@@ -86,7 +86,9 @@ pub(crate) fn failure(err: CoordinatorError) -> ApiFailure {
     let code = match &err {
         CoordinatorError::Busy(_) => ErrorCode::Busy,
         CoordinatorError::NoBackup(_) | CoordinatorError::NoNode(_) => ErrorCode::NotFound,
-        CoordinatorError::NothingToDo(_) | CoordinatorError::Pinned(_) => ErrorCode::BadRequest,
+        CoordinatorError::NothingToDo(_)
+        | CoordinatorError::Pinned(_)
+        | CoordinatorError::Invalid(_) => ErrorCode::BadRequest,
         CoordinatorError::Damaged(_) => ErrorCode::Failed,
         CoordinatorError::Api(e) => e.code,
         _ => ErrorCode::Failed,
@@ -308,6 +310,8 @@ async fn start_restore(
     Body(body): Body<RestoreBody>,
 ) -> Result<(StatusCode, Json<Started>), ApiFailure> {
     let c = &s.coordinator;
+    // The same checks as the CLI's, before the repository is even read.
+    strata_coordinator::input::check_restore_plan(&body.plan).map_err(failure)?;
     let summary = strata_coordinator::resolve_backup_for(
         c.repo(),
         backup_name(&body.backup)?,

@@ -51,6 +51,7 @@ fn code_for(status: StatusCode) -> ErrorCode {
         405 => ErrorCode::MethodNotAllowed,
         409 => ErrorCode::Busy,
         413 => ErrorCode::TooLarge,
+        429 => ErrorCode::TooManyRequests,
         400..=499 => ErrorCode::BadRequest,
         _ => ErrorCode::Failed,
     }

@@ -12,13 +12,16 @@ mod coordinator_api;
 mod dashboard;
 mod errors;
 mod extract;
+mod limits;
 mod metrics;
 mod node_api;
 mod openapi;
 mod serve;
+mod timeouts;
 
 pub use auth::Tokens;
 pub use coordinator_api::ApiDoc;
+pub use limits::Limits;
 pub use serve::{serve, TlsFiles};
 
 use axum::Json;

@@ -94,5 +94,16 @@ async fn restore(
     State(agent): AgentState,
     Json(request): Json<RestoreRequest>,
 ) -> Reply<RestoreReply> {
+    // A coordinator checked these already; an agent does not rely on it.
+    crate::extract::backup_name(&request.backup)?;
+    strata_coordinator::input::check_node_name(&request.source).map_err(crate::extract::bad)?;
+    if let Some(include) = &request.include {
+        strata_coordinator::input::check_include(include).map_err(crate::extract::bad)?;
+    }
+    if let Some(recovery) = &request.recovery {
+        recovery
+            .check()
+            .map_err(|e| crate::extract::bad(e.to_string()))?;
+    }
     Ok(Json(agent.restore(request).await?))
 }

@@ -512,7 +512,8 @@ impl Context {
         );
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        strata_server::serve(listener, strata_server::router(parts), tls)
+        let limits = strata_server::Limits::from_config(settings);
+        strata_server::serve(listener, strata_server::router(parts), tls, limits)
             .await
             .map_err(|e| Failure::new(code::FAILED, strata_coordinator::backup::error_chain(&e)))?;
         Ok(0)

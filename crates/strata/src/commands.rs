@@ -560,6 +560,11 @@ impl Context {
         if self.config.restore.workers > 0 {
             options.workers = self.config.restore.workers;
         }
+        if let Some(path) = &path {
+            // The same check as a cluster restore's and the API's.
+            strata_coordinator::input::check_include(path)
+                .map_err(|e| Failure::new(code::USAGE, e))?;
+        }
         options.include = path.map(|p| p.trim_matches('/').as_bytes().to_vec());
         let clock = std::time::Instant::now();
         self.announce(&storage, "restore", &summary.name)?;

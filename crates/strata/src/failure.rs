@@ -69,7 +69,7 @@ impl From<CoordinatorError> for Failure {
             CoordinatorError::Config(_)
             | CoordinatorError::NoBackup(_)
             | CoordinatorError::NoNode(_) => code::USAGE,
-            CoordinatorError::NothingToDo(_) => code::USAGE,
+            CoordinatorError::NothingToDo(_) | CoordinatorError::Invalid(_) => code::USAGE,
             CoordinatorError::Damaged(_) => code::DAMAGED,
             CoordinatorError::Busy(_) => code::BUSY,
             CoordinatorError::Pinned(_) => code::USAGE,
@@ -104,7 +104,7 @@ impl From<strata_store::StoreError> for Failure {
 fn api_code(err: &ApiError) -> u8 {
     match err.code {
         ErrorCode::Busy => code::BUSY,
-        ErrorCode::Unauthorized => code::UNAUTHORIZED,
+        ErrorCode::Unauthorized | ErrorCode::TooManyRequests => code::UNAUTHORIZED,
         ErrorCode::BadRequest
         | ErrorCode::NotFound
         | ErrorCode::MethodNotAllowed

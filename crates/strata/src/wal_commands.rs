@@ -28,26 +28,18 @@ pub(crate) fn recovery_plan(args: RecoveryArgs) -> Result<Option<RecoveryPlan>, 
     let target = if let Some(t) = args.target_time {
         Target::Time(t)
     } else if let Some(l) = args.target_lsn {
-        if strata_postgres::walname::Lsn::parse(&l).is_none() {
-            return Err(Failure::new(
-                code::USAGE,
-                format!("--target-lsn {l:?} is not a WAL position such as 0/3000060"),
-            ));
-        }
         Target::Lsn(l)
     } else if let Some(x) = args.target_xid {
-        if x.parse::<u64>().is_err() {
-            return Err(Failure::new(
-                code::USAGE,
-                format!("--target-xid {x:?} is not a transaction id"),
-            ));
-        }
         Target::Xid(x)
     } else if args.target_immediate {
         Target::Immediate
     } else {
         Target::Latest
     };
+    // The same check the API makes (strata_postgres::recovery_input).
+    target
+        .check()
+        .map_err(|e| Failure::new(code::USAGE, e.to_string()))?;
     let defaults = target == Target::Latest && action == TargetAction::Promote && !args.no_start;
     Ok((!defaults).then_some(RecoveryPlan {
         target,

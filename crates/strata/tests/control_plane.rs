@@ -631,9 +631,10 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
     );
     let log = std::fs::read_to_string(site.path("server.log")).unwrap();
     for event in ["backup.started", "backup.succeeded"] {
+        // The URL past its host is masked (webhook paths carry tokens).
         let warning = format!(
             "strata: warning: webhook {} did not take event {event} after 2 attempts",
-            site.dead_hook
+            site.dead_hook.replace("/hook", "/***")
         );
         assert!(log.contains(&warning), "{warning} not in:\n{log}");
     }

@@ -611,3 +611,71 @@ fn tablespaces_and_configuration_outside_the_data_directory_come_back() {
     );
     copy.stop();
 }
+
+/// A cluster made with `initdb --waldir` (pg_wal a link to a directory outside the data
+/// directory): with the node's `wal_dir` set to that directory an in-place restore empties
+/// it through the recorded link and recovers; without it, the restore refuses to empty a
+/// directory outside the node's roots and leaves everything there alone.
+#[test]
+fn a_cluster_made_with_waldir_recovers_in_place_and_a_pg_wal_link_outside_the_roots_is_refused() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let waldir = site.path("wal-outside");
+    let primary = PgServer::init_with(
+        &site.path("wd"),
+        &[&format!("--waldir={}", waldir.display())],
+    );
+    assert_eq!(
+        std::fs::read_link(primary.data_dir.join("pg_wal")).unwrap(),
+        waldir
+    );
+    let with_wal_dir = |name: &str, wal_dir: Option<&Path>| {
+        let cfg = site.config(name, &[("db", &primary, None)], "");
+        if let Some(dir) = wal_dir {
+            let mut text = std::fs::read_to_string(&cfg).unwrap();
+            text.push_str(&format!("wal_dir = \"{}\"\n", dir.display()));
+            std::fs::write(&cfg, text).unwrap();
+        }
+        cfg
+    };
+    let config = with_wal_dir("strata.toml", Some(&waldir));
+    primary.set_conf(&site.archive_command(&config));
+    site.ok(&config, &["init"]);
+    primary.start();
+    primary.psql("postgres", "CREATE TABLE t (id int)");
+    primary.psql("postgres", "INSERT INTO t SELECT generate_series(1, 1000)");
+    let out = site.ok(&config, &["backup"]);
+    assert!(out.contains("complete"), "{out}");
+    primary.psql(
+        "postgres",
+        "INSERT INTO t SELECT generate_series(1001, 1500)",
+    );
+    wait_archived(&primary);
+    primary.stop();
+
+    // Without `wal_dir` the link points outside the node's roots: refused, untouched.
+    let refusing = with_wal_dir("no-wal-dir.toml", None);
+    let marker = waldir.join("left-alone");
+    std::fs::write(&marker, b"not strata's to delete").unwrap();
+    let out = site.strata(&refusing, &["restore", "latest"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("outside the node's roots"), "{stderr}");
+    assert!(
+        marker.exists(),
+        "a directory outside the node's roots was emptied"
+    );
+
+    // With it: emptied through the recorded link, recovered to the latest state.
+    let out = site.ok(&config, &["restore", "latest"]);
+    assert!(out.contains("promoted"), "{out}");
+    assert!(!marker.exists());
+    assert_eq!(
+        std::fs::read_link(primary.data_dir.join("pg_wal")).unwrap(),
+        waldir
+    );
+    assert_eq!(primary.psql("postgres", "SELECT count(*) FROM t"), "1500");
+    primary.stop();
+}

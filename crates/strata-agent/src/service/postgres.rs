@@ -320,9 +320,22 @@ impl Agent {
     }
 
     /// After the files are back: recovery settings, then start and wait.
-    pub(super) async fn recover(&self, plan: &RecoveryPlan) -> ApiResult<Option<String>> {
+    pub(super) async fn recover(
+        &self,
+        plan: &RecoveryPlan,
+        manifest: &NodeManifest,
+        target: &Path,
+        tablespaces: &[Tablespace],
+    ) -> ApiResult<Option<String>> {
         let pg = self.config.postgres.as_ref().expect("checked before");
-        strata_postgres::recovery::prepare(&pg.node, plan, &pg.wal_fetch_command)
+        let links = link_policy(
+            &pg.node,
+            manifest,
+            target,
+            &self.config.source.roots,
+            tablespaces,
+        );
+        strata_postgres::recovery::prepare(&pg.node, plan, &pg.wal_fetch_command, &links)
             .map_err(pg_failed)?;
         if !plan.start {
             return Ok(Some("ready for recovery (not started)".into()));
@@ -339,5 +352,52 @@ impl Agent {
                 .await
                 .map_err(|e| failed(format!("node {}: {}", self.name(), error_chain(&e))))?;
         Ok(Some(outcome))
+    }
+}
+
+/// What recovery preparation may follow: the `pg_wal` link the backup recorded (under the
+/// data directory's path in the manifest), into the node's data directory, configured
+/// roots or tablespace locations.
+fn link_policy(
+    node: &strata_postgres::NodeSettings,
+    manifest: &NodeManifest,
+    target: &Path,
+    roots: &[String],
+    tablespaces: &[Tablespace],
+) -> strata_postgres::recovery::LinkPolicy {
+    let recorded_wal_link = node.data_dir.strip_prefix(target).ok().and_then(|inside| {
+        let mut rel = inside.as_os_str().as_bytes().to_vec();
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(b"pg_wal");
+        manifest
+            .entries
+            .iter()
+            .find(|e| e.path == rel)
+            .and_then(|e| match &e.kind {
+                EntryKind::Symlink { target } => Some(std::path::PathBuf::from(
+                    std::ffi::OsStr::from_bytes(target),
+                )),
+                _ => None,
+            })
+    });
+    let mut allowed = vec![node.data_dir.clone()];
+    allowed.extend(
+        roots
+            .iter()
+            .filter(|r| !r.contains(['*', '?', '[']))
+            .map(std::path::PathBuf::from),
+    );
+    allowed.extend(node.tablespaces.values().cloned());
+    allowed.extend(node.wal_dir.clone());
+    allowed.extend(
+        tablespaces
+            .iter()
+            .map(|ts| strata_postgres::tablespace::location_for(node, ts)),
+    );
+    strata_postgres::recovery::LinkPolicy {
+        recorded_wal_link,
+        roots: allowed,
     }
 }

@@ -4,6 +4,7 @@
 //! silently (pgq/pgqd#5) and cannot tell a connected database whose ticks hang from a
 //! working one; here both are visible.
 
+use super::log::Log;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -386,61 +387,117 @@ fn label(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Connections the health server holds at once. A new one past it closes the oldest:
+/// every connection is short (see [`EXCHANGE_TIMEOUT`]), so the oldest is the one most
+/// likely to be a client that only holds its place.
+const MAX_CONNECTIONS: usize = 64;
+
+/// Time a client has for its whole exchange: send its request head, then read the
+/// answer. Counted once for the connection, so neither a client that sends one byte at a
+/// time (slowloris) nor one that never reads its answer holds a connection longer.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Serves `/health` and `/metrics` on `listener` until the task is dropped. A tiny
 /// HTTP/1.0-style server: one request per connection, GET only, small requests.
-pub async fn serve(listener: tokio::net::TcpListener, health: Health) {
+///
+/// It keeps answering while clients misbehave: each exchange has [`EXCHANGE_TIMEOUT`], at
+/// most [`MAX_CONNECTIONS`] are open, and an accept error (out of file descriptors, say)
+/// is logged at most every few seconds, frees the oldest connection and pauses accepting
+/// briefly instead of ending or spinning the loop. (`strata server` has the same limits
+/// over hyper; this crate cannot share its code, which lives above it, and a hand-written
+/// loop this small needs no HTTP library.)
+pub async fn serve(listener: tokio::net::TcpListener, health: Health, log: Option<Log>) {
+    let mut open: BTreeMap<u64, tokio::task::AbortHandle> = BTreeMap::new();
+    let mut next = 0u64;
+    let mut backoff = Duration::ZERO;
+    let mut last_warning: Option<Instant> = None;
     loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let health = health.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut len = 0;
-            // Read until the end of the request head (or the buffer is full).
-            while len < buf.len() {
-                match tokio::time::timeout(
-                    std::time::Duration::from_secs(5),
-                    socket.read(&mut buf[len..]),
-                )
-                .await
-                {
-                    Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-                    Ok(Ok(n)) => len += n,
-                }
-                if buf[..len].windows(4).any(|w| w == b"\r\n\r\n")
-                    || buf[..len].windows(2).any(|w| w == b"\n\n")
-                {
-                    break;
-                }
+        let socket = match listener.accept().await {
+            Ok((socket, _)) => {
+                backoff = Duration::ZERO;
+                socket
             }
-            let head = String::from_utf8_lossy(&buf[..len]);
-            let mut words = head.split_whitespace();
-            let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-            let path = path.split('?').next().unwrap_or("");
-            let (code, kind, body) = match (method, path) {
-                ("GET", "/health") => {
-                    let (code, body) = health.health_body();
-                    (code, "application/json", body)
+            Err(err) => {
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::Interrupted
+                ) {
+                    continue;
                 }
-                ("GET", "/metrics") => (200, "text/plain; version=0.0.4", health.metrics_body()),
-                ("GET", _) => (404, "text/plain", "not found\n".to_string()),
-                _ => (405, "text/plain", "only GET\n".to_string()),
-            };
-            let reason = match code {
-                200 => "OK",
-                404 => "Not Found",
-                405 => "Method Not Allowed",
-                _ => "Service Unavailable",
-            };
-            let response = format!(
-                "HTTP/1.1 {code} {reason}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
+                open.retain(|_, task| !task.is_finished());
+                if let Some((_, oldest)) = open.pop_first() {
+                    oldest.abort();
+                }
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    last_warning = Some(Instant::now());
+                    if let Some(log) = &log {
+                        log.warn(format!("health server: cannot accept connections: {err}"));
+                    }
+                }
+                backoff =
+                    (backoff * 2).clamp(Duration::from_millis(10), Duration::from_millis(500));
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        open.retain(|_, task| !task.is_finished());
+        while open.len() >= MAX_CONNECTIONS {
+            if let Some((_, oldest)) = open.pop_first() {
+                oldest.abort();
+            }
+        }
+        let health = health.clone();
+        let task = tokio::spawn(async move {
+            let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(socket, &health)).await;
         });
+        open.insert(next, task.abort_handle());
+        next += 1;
     }
+}
+
+/// Reads one request head from `socket` and writes the answer.
+async fn exchange(mut socket: tokio::net::TcpStream, health: &Health) {
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    // Read until the end of the request head (or the buffer is full).
+    while len < buf.len() {
+        match socket.read(&mut buf[len..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n")
+            || buf[..len].windows(2).any(|w| w == b"\n\n")
+        {
+            break;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf[..len]);
+    let mut words = head.split_whitespace();
+    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (code, kind, body) = match (method, path) {
+        ("GET", "/health") => {
+            let (code, body) = health.health_body();
+            (code, "application/json", body)
+        }
+        ("GET", "/metrics") => (200, "text/plain; version=0.0.4", health.metrics_body()),
+        ("GET", _) => (404, "text/plain", "not found\n".to_string()),
+        _ => (405, "text/plain", "only GET\n".to_string()),
+    };
+    let reason = match code {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        _ => "Service Unavailable",
+    };
+    let response = format!(
+        "HTTP/1.1 {code} {reason}\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = socket.write_all(response.as_bytes()).await;
+    let _ = socket.shutdown().await;
 }
 
 #[cfg(test)]

@@ -242,7 +242,11 @@ pub async fn run(
         log.info(format!(
             "health and metrics on http://{addr}/health and /metrics"
         ));
-        AbortOnDrop(tokio::spawn(health::serve(listener, health.clone())))
+        AbortOnDrop(tokio::spawn(health::serve(
+            listener,
+            health.clone(),
+            Some(log.clone()),
+        )))
     });
     log.info(format!(
         "ticker started (pid {}, config {}, {}, exit_on_unreachable: {})",

@@ -138,6 +138,11 @@ impl PgServer {
 
     /// initdb into `data_dir` with settings fit for tests that archive WAL and stream.
     pub fn init(data_dir: &Path) -> PgServer {
+        PgServer::init_with(data_dir, &[])
+    }
+
+    /// [`PgServer::init`] with more initdb arguments (`--waldir=...`).
+    pub fn init_with(data_dir: &Path, initdb_args: &[&str]) -> PgServer {
         let server = PgServer::vacant(data_dir);
         run(pg("initdb")
             .args([
@@ -149,8 +154,9 @@ impl PgServer {
                 "--no-locale",
                 "-E",
                 "UTF8",
-                "-D",
             ])
+            .args(initdb_args)
+            .arg("-D")
             .arg(data_dir))
         .unwrap();
         server.set_conf(&format!(

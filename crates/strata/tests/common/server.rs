@@ -22,6 +22,11 @@ impl Server {
     /// Stops the server now (as dropping it does), for tests that kill a node.
     pub fn kill(self) {}
 
+    /// Whether the process is still running (`None`), or how it ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+
     /// Runs `cmd server --listen 127.0.0.1:0` (stderr into `log`) and waits until it
     /// listens.
     pub fn start(mut cmd: Command, log: &std::path::Path) -> Server {

@@ -1,0 +1,377 @@
+//! Filesystem work relative to open directory handles.
+//!
+//! strata runs as root and writes into (and reads from) trees that other users may own and
+//! change while it works. Every system call that takes a path resolves it again, so a
+//! symlink swapped in between a check and a use redirects the use: root then writes,
+//! chmods or deletes wherever the link points. Here a directory is opened once, and every
+//! further step is a `*at` call relative to that handle, one name at a time, with
+//! `O_NOFOLLOW` (and `O_DIRECTORY` for directories): a symlink, planted before or swapped
+//! in during the work, is never followed. New files are created with
+//! `O_CREAT | O_EXCL | O_NOFOLLOW`; owner, mode and times are set through the open
+//! descriptor (`fchown`, `fchmod`, `futimens`) or with `AT_SYMLINK_NOFOLLOW`.
+//!
+//! Only the directory the operator names (a restore target, a root) is opened by its path;
+//! a symlink in that path is the operator's choice.
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+/// Flags of every directory opened below a handle: never through a symlink.
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// An open directory.
+#[derive(Debug)]
+pub struct Dir(OwnedFd);
+
+/// What `lstat` says about a name in a directory.
+pub type Stat = rfs::Stat;
+
+/// The file type of a `Stat`.
+pub fn file_type(stat: &Stat) -> FileType {
+    FileType::from_raw_mode(stat.st_mode)
+}
+
+fn shown(name: &OsStr) -> String {
+    String::from_utf8_lossy(name.as_bytes()).into_owned()
+}
+
+/// Refuses names that are not one plain component.
+fn check_name(name: &OsStr) -> io::Result<()> {
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{:?} is not a plain file name", shown(name)),
+        ));
+    }
+    Ok(())
+}
+
+fn not_a_dir(name: &OsStr) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotADirectory,
+        format!(
+            "{} is not a directory (a symlink or a file is in its place); refusing to go through it",
+            shown(name)
+        ),
+    )
+}
+
+impl Dir {
+    /// Opens a directory by the path the operator gave.
+    pub fn open_path(path: &Path) -> io::Result<Dir> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        Ok(Dir(rfs::open(path, flags, Mode::empty())?))
+    }
+
+    /// Opens the subdirectory `name`; a symlink or a file there is an error.
+    pub fn open_dir(&self, name: &OsStr) -> io::Result<Dir> {
+        check_name(name)?;
+        match rfs::openat(&self.0, name, DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => Ok(Dir(fd)),
+            Err(Errno::LOOP | Errno::NOTDIR) => Err(not_a_dir(name)),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Opens the subdirectory `name`, creating it with `mode` (less the umask) when it
+    /// does not exist. Returns whether it was created.
+    pub fn create_dir(&self, name: &OsStr, mode: u32) -> io::Result<(Dir, bool)> {
+        check_name(name)?;
+        let created = match rfs::mkdirat(&self.0, name, Mode::from_raw_mode(mode)) {
+            Ok(()) => true,
+            Err(Errno::EXIST) => false,
+            Err(err) => return Err(err.into()),
+        };
+        Ok((self.open_dir(name)?, created))
+    }
+
+    /// `lstat` of `name`; `None` when nothing is there.
+    pub fn stat(&self, name: &OsStr) -> io::Result<Option<Stat>> {
+        check_name(name)?;
+        match rfs::statat(&self.0, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some(stat)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Creates a new file `name` for writing; fails when anything (a file, a symlink) is
+    /// there already.
+    pub fn create_new(&self, name: &OsStr, mode: u32) -> io::Result<File> {
+        check_name(name)?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rfs::openat(&self.0, name, flags, Mode::from_raw_mode(mode))?;
+        Ok(File::from(fd))
+    }
+
+    /// Opens the existing regular file `name` with `flags` (plus `O_NOFOLLOW`), checking
+    /// that what was opened is a regular file.
+    fn open_regular(&self, name: &OsStr, flags: OFlags) -> io::Result<File> {
+        check_name(name)?;
+        let flags = flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd = match rfs::openat(&self.0, name, flags, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::LOOP) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} is a symlink; refusing to follow it", shown(name)),
+                ))
+            }
+            Err(err) => return Err(err.into()),
+        };
+        if file_type(&rfs::fstat(&fd)?) != FileType::RegularFile {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file", shown(name)),
+            ));
+        }
+        Ok(File::from(fd))
+    }
+
+    /// Opens the regular file `name` for reading, never through a symlink and without
+    /// blocking on a FIFO.
+    pub fn open_read(&self, name: &OsStr) -> io::Result<File> {
+        self.open_regular(name, OFlags::RDONLY)
+    }
+
+    /// Opens the regular file `name` for writing, never through a symlink.
+    pub fn open_write(&self, name: &OsStr) -> io::Result<File> {
+        self.open_regular(name, OFlags::WRONLY)
+    }
+
+    /// Removes the non-directory `name` (a symlink itself, never its target).
+    pub fn remove_file(&self, name: &OsStr) -> io::Result<()> {
+        check_name(name)?;
+        Ok(rfs::unlinkat(&self.0, name, AtFlags::empty())?)
+    }
+
+    /// Removes `name` and, when it is a directory, everything below it, descending through
+    /// handles: a directory swapped for a symlink is unlinked, never entered.
+    pub fn remove_tree(&self, name: &OsStr) -> io::Result<()> {
+        check_name(name)?;
+        let dir = match self.open_dir(name) {
+            Ok(dir) => dir,
+            Err(err) if err.kind() == io::ErrorKind::NotADirectory => {
+                return self.remove_file(name)
+            }
+            Err(err) => return Err(err),
+        };
+        for (child, kind) in dir.entries()? {
+            if kind == FileType::Directory {
+                dir.remove_tree(&child)?;
+            } else {
+                dir.remove_file(&child)?;
+            }
+        }
+        Ok(rfs::unlinkat(&self.0, name, AtFlags::REMOVEDIR)?)
+    }
+
+    /// Renames `from` to `to`, both in this directory.
+    pub fn rename(&self, from: &OsStr, to: &OsStr) -> io::Result<()> {
+        check_name(from)?;
+        check_name(to)?;
+        Ok(rfs::renameat(&self.0, from, &self.0, to)?)
+    }
+
+    /// Creates the symlink `name` pointing at `target`.
+    pub fn symlink(&self, target: &OsStr, name: &OsStr) -> io::Result<()> {
+        check_name(name)?;
+        Ok(rfs::symlinkat(target, &self.0, name)?)
+    }
+
+    /// Creates `name` as a hard link to `from_name` in `from` (a symlink there is linked
+    /// itself, not followed).
+    pub fn hard_link(&self, from: &Dir, from_name: &OsStr, name: &OsStr) -> io::Result<()> {
+        check_name(from_name)?;
+        check_name(name)?;
+        Ok(rfs::linkat(
+            &from.0,
+            from_name,
+            &self.0,
+            name,
+            AtFlags::empty(),
+        )?)
+    }
+
+    /// Sets owner and times of the symlink `name` itself.
+    pub fn set_link_attrs(
+        &self,
+        name: &OsStr,
+        owner: Option<(u32, u32)>,
+        mtime_ns: i64,
+    ) -> io::Result<()> {
+        check_name(name)?;
+        if let Some((uid, gid)) = owner {
+            let (uid, gid) = ids(uid, gid);
+            rfs::chownat(&self.0, name, uid, gid, AtFlags::SYMLINK_NOFOLLOW)?;
+        }
+        Ok(rfs::utimensat(
+            &self.0,
+            name,
+            &timestamps(mtime_ns),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?)
+    }
+
+    /// The names in this directory (without `.` and `..`) with their types, as `lstat`
+    /// would say.
+    pub fn entries(&self) -> io::Result<Vec<(OsString, FileType)>> {
+        let mut listing = rfs::Dir::read_from(&self.0)?;
+        let mut out = Vec::new();
+        while let Some(entry) = listing.read() {
+            let entry = entry?;
+            let name = entry.file_name().to_bytes();
+            if name == b"." || name == b".." {
+                continue;
+            }
+            let name = OsString::from_vec(name.to_vec());
+            let kind = match entry.file_type() {
+                FileType::Unknown => match self.stat(&name)? {
+                    Some(stat) => file_type(&stat),
+                    None => continue,
+                },
+                kind => kind,
+            };
+            out.push((name, kind));
+        }
+        Ok(out)
+    }
+
+    pub fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+/// A manifest's uid and gid; `-1` means "leave as is" to the kernel, and is kept so.
+fn ids(uid: u32, gid: u32) -> (Option<rfs::Uid>, Option<rfs::Gid>) {
+    (
+        (uid != u32::MAX).then(|| rfs::Uid::from_raw_unchecked(uid)),
+        (gid != u32::MAX).then(|| rfs::Gid::from_raw_unchecked(gid)),
+    )
+}
+
+fn timestamps(mtime_ns: i64) -> Timestamps {
+    let at = Timespec {
+        tv_sec: mtime_ns.div_euclid(1_000_000_000),
+        tv_nsec: mtime_ns.rem_euclid(1_000_000_000) as _,
+    };
+    Timestamps {
+        last_access: at,
+        last_modification: at,
+    }
+}
+
+/// Sets owner (first: `fchown` clears set-id bits), mode and times of an open file or
+/// directory through its descriptor.
+pub fn set_attrs(
+    fd: impl AsFd,
+    owner: Option<(u32, u32)>,
+    mode: u32,
+    mtime_ns: i64,
+) -> io::Result<()> {
+    if let Some((uid, gid)) = owner {
+        let (uid, gid) = ids(uid, gid);
+        rfs::fchown(&fd, uid, gid)?;
+    }
+    rfs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))?;
+    Ok(rfs::futimens(&fd, &timestamps(mtime_ns))?)
+}
+
+/// Splits a relative path into its parent (empty for a top-level name) and last name.
+pub fn split(rel: &[u8]) -> (&[u8], &OsStr) {
+    match rel.iter().rposition(|&b| b == b'/') {
+        Some(at) => (&rel[..at], OsStr::from_bytes(&rel[at + 1..])),
+        None => (&[], OsStr::from_bytes(rel)),
+    }
+}
+
+/// Open handles of the directories below a root, by relative path, opened (and, when
+/// asked, created) one component at a time from the root. Bounded: when full it starts
+/// over, so a tree with many directories does not exhaust the descriptor limit (handles
+/// in use stay valid; a dropped one is reopened from the root when needed again).
+pub struct DirCache {
+    root: Arc<Dir>,
+    open: Mutex<HashMap<Vec<u8>, Arc<Dir>>>,
+    /// Mode (less the umask) of directories created on the way; `None`: create nothing.
+    create: Option<u32>,
+}
+
+/// Handles a [`DirCache`] keeps open at most.
+const CACHED_DIRS: usize = 256;
+
+impl DirCache {
+    pub fn new(root: Dir, create: Option<u32>) -> DirCache {
+        DirCache {
+            root: Arc::new(root),
+            open: Mutex::new(HashMap::new()),
+            create,
+        }
+    }
+
+    /// The handle of directory `rel` (empty: the root).
+    pub fn get(&self, rel: &[u8]) -> io::Result<Arc<Dir>> {
+        if rel.is_empty() {
+            return Ok(self.root.clone());
+        }
+        if let Some(dir) = self.open.lock().unwrap().get(rel) {
+            return Ok(dir.clone());
+        }
+        let (parent, name) = split(rel);
+        let parent = self.get(parent)?;
+        let dir = Arc::new(match self.create {
+            Some(mode) => parent.create_dir(name, mode)?.0,
+            None => parent.open_dir(name)?,
+        });
+        let mut open = self.open.lock().unwrap();
+        if open.len() >= CACHED_DIRS {
+            open.clear();
+        }
+        open.insert(rel.to_vec(), dir.clone());
+        Ok(dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinks_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::create_dir(&outside).unwrap();
+        std::fs::write(outside.join("f"), b"keep").unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        symlink(&outside, root.join("link")).unwrap();
+        symlink(outside.join("f"), root.join("file-link")).unwrap();
+        let handle = Dir::open_path(&root).unwrap();
+        let err = handle.open_dir(OsStr::new("link")).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotADirectory, "{err}");
+        assert!(handle.open_read(OsStr::new("file-link")).is_err());
+        assert!(handle.open_write(OsStr::new("file-link")).is_err());
+        assert!(handle.create_new(OsStr::new("file-link"), 0o600).is_err());
+        assert!(handle.create_dir(OsStr::new("link"), 0o700).is_err());
+        handle.remove_tree(OsStr::new("link")).unwrap();
+        assert_eq!(std::fs::read(outside.join("f")).unwrap(), b"keep");
+        assert!(handle.open_dir(OsStr::new("..")).is_err());
+        let cache = DirCache::new(handle, Some(0o700));
+        cache.get(b"a/b/c").unwrap();
+        assert!(root.join("a/b/c").is_dir());
+        assert!(cache.get(b"file-link/x").is_err());
+    }
+}
