@@ -25,6 +25,13 @@ pub struct Located {
     pub summary: BackupSummary,
 }
 
+/// A summary that does not decode and the storage that holds it.
+#[derive(Debug, Clone)]
+pub struct LocatedDamage {
+    pub storage: String,
+    pub object: strata_repo::DamagedObject,
+}
+
 /// Every storage of the configuration, default first.
 pub struct Catalog {
     pub places: Vec<Place>,
@@ -75,21 +82,33 @@ impl Catalog {
             })
     }
 
-    /// Every backup of every storage, oldest first.
+    /// Every readable backup of every storage, oldest first.
     pub async fn list(&self) -> CoordinatorResult<Vec<Located>> {
+        Ok(self.scan().await?.0)
+    }
+
+    /// Every readable backup of every storage, oldest first, and the summaries that do not
+    /// decode, by storage: one damaged summary hides only its own backup.
+    pub async fn scan(&self) -> CoordinatorResult<(Vec<Located>, Vec<LocatedDamage>)> {
         let mut out = Vec::new();
+        let mut damaged = Vec::new();
         for place in &self.places {
-            for summary in place.repo.list_backups().await? {
+            let (summaries, bad) = place.repo.scan_backups().await?;
+            for summary in summaries {
                 out.push(Located {
                     storage: place.storage.name.clone(),
                     summary,
                 });
             }
+            damaged.extend(bad.into_iter().map(|object| LocatedDamage {
+                storage: place.storage.name.clone(),
+                object,
+            }));
         }
         out.sort_by(|a, b| {
             (&a.summary.started, &a.summary.name).cmp(&(&b.summary.started, &b.summary.name))
         });
-        Ok(out)
+        Ok((out, damaged))
     }
 
     /// The last verification of every backup that has one, by (storage, backup).
@@ -110,14 +129,36 @@ impl Catalog {
     /// Finds a backup by name, unique prefix, or `latest` (the newest complete backup of
     /// any storage).
     pub async fn find(&self, wanted: &str) -> CoordinatorResult<(&Place, BackupSummary)> {
-        let all = self.list().await?;
+        let (all, damaged) = self.scan().await?;
+        let damaged: Vec<_> = damaged.into_iter().map(|d| d.object).collect();
+        if let Some(err) = crate::damaged_match(
+            &damaged,
+            all.iter().map(|b| b.summary.name.as_str()),
+            wanted,
+        ) {
+            return Err(err);
+        }
         let found = if wanted == "latest" {
-            all.into_iter()
+            let found = all
+                .into_iter()
                 .rev()
                 .find(|b| b.summary.is_complete())
                 .ok_or_else(|| {
                     CoordinatorError::NoBackup("no complete backup in any storage".into())
-                })?
+                })?;
+            // Names sort by start time: a damaged newer backup may have been the latest.
+            for newer in damaged
+                .iter()
+                .filter(|d| d.backup().is_some_and(|b| b > found.summary.name.as_str()))
+            {
+                eprintln!(
+                    "strata: warning: latest is {}; the newer backup {} is damaged ({}) and was passed over",
+                    found.summary.name,
+                    newer.backup().unwrap_or_default(),
+                    newer.reason
+                );
+            }
+            found
         } else if let Some(exact) = all.iter().find(|b| b.summary.name == wanted) {
             exact.clone()
         } else {

@@ -32,6 +32,9 @@ pub enum CoordinatorError {
     /// its TTL) and stopped before making anything more visible.
     #[error("{0}")]
     LockLost(String),
+    /// The object an operation needs is damaged (the message names it and the repair).
+    #[error("{0}")]
+    Damaged(String),
     /// A request with a field that is not what it claims to be (a node name, an include
     /// path, a recovery target): see [`crate::input`].
     #[error("{0}")]

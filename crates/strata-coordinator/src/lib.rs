@@ -25,6 +25,7 @@ pub mod mask;
 pub mod node;
 pub mod operation;
 pub mod remote;
+pub mod repair;
 pub mod restore;
 pub mod retention;
 pub mod schedule;
@@ -73,6 +74,39 @@ pub async fn resolve_backup_for(
         })
 }
 
+/// The error for a backup name that designates a damaged summary: exactly, or as a
+/// prefix that no readable backup shares. `None` when the name is not about damage.
+pub fn damaged_match<'a>(
+    damaged: &[strata_repo::DamagedObject],
+    readable: impl Iterator<Item = &'a str>,
+    wanted: &str,
+) -> Option<CoordinatorError> {
+    if wanted == "latest" {
+        return None;
+    }
+    let readable: Vec<&str> = readable.collect();
+    if readable.contains(&wanted) {
+        return None;
+    }
+    let hit = damaged
+        .iter()
+        .find(|d| d.backup() == Some(wanted))
+        .or_else(|| {
+            let mut prefixed = damaged
+                .iter()
+                .filter(|d| d.backup().is_some_and(|b| b.starts_with(wanted)));
+            match (prefixed.next(), prefixed.next()) {
+                (Some(one), None) if !readable.iter().any(|b| b.starts_with(wanted)) => Some(one),
+                _ => None,
+            }
+        })?;
+    Some(CoordinatorError::Damaged(format!(
+        "backup {} is damaged: {}: run `strata repair backups` to salvage or drop it",
+        hit.backup().unwrap_or_default(),
+        hit.reason
+    )))
+}
+
 /// A timestamp as PostgreSQL writes it (`2026-11-23 05:00:00.123+00`) or RFC 3339.
 fn parse_pg_time(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
     let text = text.trim();
@@ -84,8 +118,13 @@ fn parse_pg_time(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
 }
 
 /// Finds a backup by name, unique name prefix, or `latest` (the newest complete backup).
+/// A summary that does not decode is no candidate for `latest` or a prefix, but naming it
+/// exactly (or by a prefix only it matches) is an error that names the damage.
 pub async fn resolve_backup(repo: &Repository, wanted: &str) -> CoordinatorResult<BackupSummary> {
-    let backups = repo.list_backups().await?;
+    let (backups, damaged) = repo.scan_backups().await?;
+    if let Some(err) = damaged_match(&damaged, backups.iter().map(|b| b.name.as_str()), wanted) {
+        return Err(err);
+    }
     if wanted == "latest" {
         return backups
             .into_iter()

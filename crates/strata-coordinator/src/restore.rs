@@ -47,6 +47,7 @@ pub async fn run_restore(
             backup.name
         )));
     }
+    check_index_damage(&repo, backup, &chosen, &options).await?;
     let mut out = Vec::new();
     for name in &chosen {
         let node_target = if chosen.len() == 1 {
@@ -64,4 +65,58 @@ pub async fn run_restore(
         });
     }
     Ok(out)
+}
+
+/// When index objects were skipped as damaged, refuses before writing anything a restore
+/// that needs blobs the index does not list, naming them and the repair; a restore that
+/// needs none of them goes ahead. Costs nothing when the index is intact.
+async fn check_index_damage(
+    repo: &Repository,
+    backup: &BackupSummary,
+    chosen: &[&str],
+    options: &RestoreOptions,
+) -> CoordinatorResult<()> {
+    use strata_repo::manifest::EntryKind;
+    let damaged = repo.damaged_index();
+    if damaged.is_empty() {
+        return Ok(());
+    }
+    let include = options.include.as_deref().filter(|p| !p.is_empty());
+    let mut missing = std::collections::BTreeSet::new();
+    let mut files = Vec::new();
+    for name in chosen {
+        let manifest = repo.load_manifest(&backup.name, name).await?;
+        let index = repo.index();
+        for entry in &manifest.entries {
+            let EntryKind::File { chunks, .. } = &entry.kind else {
+                continue;
+            };
+            let wanted = include.is_none_or(|prefix| {
+                entry.path == prefix
+                    || (entry.path.starts_with(prefix)
+                        && entry.path.get(prefix.len()) == Some(&b'/'))
+            });
+            let lacking: Vec<_> = chunks.iter().filter(|id| !index.contains(id)).collect();
+            if wanted && !lacking.is_empty() {
+                missing.extend(lacking.into_iter().map(|id| id.to_hex()));
+                files.push(format!("{name}:{}", entry.display_path()));
+            }
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = damaged.iter().map(|d| d.key.as_str()).collect();
+    let blobs: Vec<&str> = missing.iter().take(5).map(|b| &b[..16]).collect();
+    Err(CoordinatorError::Damaged(format!(
+        "backup {} needs {} blobs the index does not list ({}{}) for {} files (first: {}); \
+         damaged index objects were skipped ({}): run `strata repair index`, then restore again",
+        backup.name,
+        missing.len(),
+        blobs.join(", "),
+        if missing.len() > 5 { ", ..." } else { "" },
+        files.len(),
+        files[0],
+        keys.join(", ")
+    )))
 }

@@ -116,9 +116,11 @@ pub async fn verify_and_record(
     let report = run_verify_with(repo, backup, check).await?;
     let verified = match backup {
         Some(name) => vec![resolve_backup(repo, name).await?.name],
+        // A damaged summary has no backup to record against: its problem is in the report.
         None => repo
-            .list_backups()
+            .scan_backups()
             .await?
+            .0
             .into_iter()
             .map(|b| b.name)
             .collect(),
@@ -157,8 +159,25 @@ pub async fn run_verify_with(
     let mut report = VerifyReport::default();
     let summaries = match backup {
         Some(name) => vec![resolve_backup(repo, name).await?],
-        None => repo.list_backups().await?,
+        None => {
+            let (summaries, damaged) = repo.scan_backups().await?;
+            for object in damaged {
+                report.problems.push(format!(
+                    "backup {}: {} (run `strata repair backups`)",
+                    object.backup().unwrap_or_default(),
+                    object.reason
+                ));
+            }
+            summaries
+        }
     };
+    // 0. Index objects that do not decode: their packs' blobs are unknown.
+    for object in repo.damaged_index() {
+        report.problems.push(format!(
+            "{} (skipped; run `strata repair index`)",
+            object.reason
+        ));
+    }
     // 1. Packs named by the index must exist with their recorded size.
     let stored: HashMap<String, u64> = repo
         .store()
@@ -174,15 +193,18 @@ pub async fn run_verify_with(
     for (pack, size) in &packs {
         match stored.get(&pack_key(pack)) {
             None => {
-                report
-                    .problems
-                    .push(format!("pack {} is missing", pack.short()));
+                report.problems.push(format!(
+                    "pack {} is missing ({})",
+                    pack.short(),
+                    pack_key(pack)
+                ));
                 bad_packs.insert(*pack);
             }
             Some(actual) if actual != size => {
                 report.problems.push(format!(
-                    "pack {} is {actual} bytes, expected {size}",
-                    pack.short()
+                    "pack {} is {actual} bytes, expected {size} ({})",
+                    pack.short(),
+                    pack_key(pack)
                 ));
                 bad_packs.insert(*pack);
             }
@@ -225,11 +247,14 @@ pub async fn run_verify_with(
             report.packs_checked += 1;
             report.bytes_read += bytes.len() as u64;
             if PackId::from(*blake3::hash(&bytes).as_bytes()) != pack {
-                report
-                    .problems
-                    .push(format!("pack {} does not match its hash", pack.short()));
+                report.problems.push(format!(
+                    "pack {} does not match its hash ({})",
+                    pack.short(),
+                    pack_key(&pack)
+                ));
             }
-            if let Err(err) = read_header(repo.cipher(), &bytes, &format!("pack {}", pack.short()))
+            if let Err(err) =
+                read_header(repo.cipher(), &bytes, &format!("pack {}", pack_key(&pack)))
             {
                 report.problems.push(err.to_string());
             }

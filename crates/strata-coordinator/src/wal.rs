@@ -93,7 +93,8 @@ pub async fn fetch(
 /// The segment size the archive was written with, from any PostgreSQL backup's record
 /// (16 MiB, PostgreSQL's default, when there is none yet).
 async fn segment_size(repo: &Repository) -> CoordinatorResult<u64> {
-    let backups = repo.list_backups().await?;
+    // A damaged summary is no reason to hide the archive: the readable ones tell.
+    let (backups, _) = repo.scan_backups().await?;
     Ok(backups
         .iter()
         .flat_map(|b| &b.nodes)
@@ -129,7 +130,7 @@ pub async fn list(repo: &Repository) -> CoordinatorResult<WalListing> {
     let names = repo.list_archived(WAL_SPACE).await?;
     let archive = wal::summarize(&names, size);
     let mut backups = Vec::new();
-    for summary in repo.list_backups().await? {
+    for summary in repo.scan_backups().await?.0 {
         for node in &summary.nodes {
             let Some(info) = BaseBackupInfo::from_map(&node.plugin) else {
                 continue;

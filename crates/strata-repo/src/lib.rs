@@ -34,4 +34,4 @@ pub mod writer;
 
 pub use error::{RepoError, RepoResult};
 pub use id::BlobId;
-pub use repository::{InitOptions, Repository};
+pub use repository::{DamagedObject, InitOptions, Repository};

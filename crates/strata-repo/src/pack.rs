@@ -91,32 +91,59 @@ impl From<[u8; 32]> for BlobId {
     }
 }
 
-/// Reads the header of a complete pack, checking that it describes the pack consistently.
-pub fn read_header(cipher: &Cipher, pack: &[u8], what: &str) -> RepoResult<Vec<PackEntry>> {
-    let tail = PACK_MAGIC.len() + 4;
-    if pack.len() < tail || &pack[pack.len() - PACK_MAGIC.len()..] != PACK_MAGIC {
+/// Bytes after the sealed header: its length (u32 LE) and [`PACK_MAGIC`].
+pub const TRAILER_LEN: usize = 4 + PACK_MAGIC.len();
+
+/// Upper bound on a pack header: far above what a real pack holds (about 60 bytes per
+/// blob), low enough that a hostile length cannot make a reader allocate gigabytes.
+pub const MAX_HEADER_LEN: u64 = 64 * 1024 * 1024;
+
+/// Reads the trailer (the last [`TRAILER_LEN`] bytes of a pack of `pack_len` bytes) and
+/// returns where the sealed header starts; the header ends where the trailer begins.
+pub fn header_start(trailer: &[u8], pack_len: u64, what: &str) -> RepoResult<u64> {
+    if trailer.len() != TRAILER_LEN || pack_len < TRAILER_LEN as u64 || &trailer[4..] != PACK_MAGIC
+    {
         return Err(RepoError::corrupted(what, "no pack trailer (truncated?)"));
     }
-    let len_at = pack.len() - tail;
-    let header_len = u32::from_le_bytes(pack[len_at..len_at + 4].try_into().unwrap()) as usize;
-    if header_len > len_at {
+    let header_len = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as u64;
+    let len_at = pack_len - TRAILER_LEN as u64;
+    if header_len > len_at || header_len > MAX_HEADER_LEN {
         return Err(RepoError::corrupted(what, "header length out of range"));
     }
-    let header_start = len_at - header_len;
-    let plain = decode_object(
-        cipher,
-        ObjectKind::PackHeader,
-        &pack[header_start..len_at],
-        what,
-    )?;
+    Ok(len_at - header_len)
+}
+
+/// Decodes a sealed header that starts at `header_start` in its pack, checking that no
+/// blob it lists extends into the header.
+pub fn decode_header(
+    cipher: &Cipher,
+    sealed: &[u8],
+    header_start: u64,
+    what: &str,
+) -> RepoResult<Vec<PackEntry>> {
+    let plain = decode_object(cipher, ObjectKind::PackHeader, sealed, what)?;
     let entries: Vec<PackEntry> =
         postcard::from_bytes(&plain).map_err(|e| RepoError::corrupted(what, e))?;
     for entry in &entries {
-        if entry.offset + entry.length as u64 > header_start as u64 {
+        if entry
+            .offset
+            .checked_add(entry.length as u64)
+            .is_none_or(|end| end > header_start)
+        {
             return Err(RepoError::corrupted(what, "blob extends into the header"));
         }
     }
     Ok(entries)
+}
+
+/// Reads the header of a complete pack, checking that it describes the pack consistently.
+pub fn read_header(cipher: &Cipher, pack: &[u8], what: &str) -> RepoResult<Vec<PackEntry>> {
+    if pack.len() < TRAILER_LEN {
+        return Err(RepoError::corrupted(what, "no pack trailer (truncated?)"));
+    }
+    let len_at = pack.len() - TRAILER_LEN;
+    let start = header_start(&pack[len_at..], pack.len() as u64, what)?;
+    decode_header(cipher, &pack[start as usize..len_at], start, what)
 }
 
 #[cfg(test)]

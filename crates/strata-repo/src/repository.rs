@@ -12,7 +12,7 @@ use crate::manifest::NodeManifest;
 use crate::summary::BackupSummary;
 use crate::{BlobId, RepoError, RepoResult};
 use bytes::Bytes;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use strata_store::DynStore;
 
 /// Choices made once, when a repository is created.
@@ -38,6 +38,46 @@ pub struct Repository {
     keys: MasterKeys,
     cipher: Cipher,
     index: RwLock<Index>,
+    /// Index objects the last load skipped because they do not decode.
+    damaged_index: RwLock<Vec<DamagedObject>>,
+    /// Damaged objects already warned about, so a reload does not repeat the warning.
+    warned: Mutex<std::collections::HashSet<String>>,
+}
+
+/// A repository object that exists but does not decode (failed authentication, bad
+/// framing, wrong name inside): it costs what depends on it, not the whole repository.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct DamagedObject {
+    /// The object's key, e.g. `summaries/20261122T055350Z-3fa1b2c4`.
+    pub key: String,
+    /// Why it does not decode (one line).
+    pub reason: String,
+}
+
+impl DamagedObject {
+    fn new(key: &str, err: &RepoError) -> Self {
+        DamagedObject {
+            key: key.to_string(),
+            reason: err.to_string(),
+        }
+    }
+
+    /// The backup a damaged summary belonged to.
+    pub fn backup(&self) -> Option<&str> {
+        self.key.strip_prefix("summaries/")
+    }
+}
+
+impl RepoError {
+    /// Whether the error says the object itself is damaged (as opposed to the storage
+    /// failing or the password being wrong): such an object is skipped and reported,
+    /// not fatal to everything else.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            RepoError::Corrupted { .. } | RepoError::UnsupportedVersion { .. }
+        )
+    }
 }
 
 impl std::fmt::Debug for Repository {
@@ -177,6 +217,8 @@ impl Repository {
             keys,
             cipher,
             index: RwLock::new(Index::default()),
+            damaged_index: RwLock::new(Vec::new()),
+            warned: Mutex::new(Default::default()),
         }
     }
 
@@ -213,17 +255,62 @@ impl Repository {
         self.index.read().expect("index lock poisoned")
     }
 
-    /// Reads every `index/` object again.
+    /// Reads every `index/` object again. An object that does not decode is skipped with
+    /// a warning and recorded (see [`Repository::damaged_index`]): the blobs of the packs it
+    /// listed are unknown until `strata repair index` rebuilds it from the pack headers,
+    /// and everything that does not need them keeps working. One removed between the
+    /// listing and the read (replaced by garbage collection) is skipped silently.
     pub async fn reload_index(&self) -> RepoResult<()> {
         let mut index = Index::default();
+        let mut damaged = Vec::new();
         for object in self.store.list("index/").await? {
-            let file = self.read_index_file(&object.key).await?;
-            for pack in &file.packs {
-                index.add_pack(pack);
+            match self.read_index_file(&object.key).await {
+                Ok(file) => {
+                    for pack in &file.packs {
+                        index.add_pack(pack);
+                    }
+                }
+                Err(RepoError::Store(e)) if e.is_not_found() => {}
+                Err(err) if err.is_damage() => {
+                    self.warn_damaged(
+                        &object.key,
+                        &format!(
+                            "{err}; skipped: the data of its packs is unknown until `strata repair index`"
+                        ),
+                    );
+                    damaged.push(DamagedObject::new(&object.key, &err));
+                }
+                Err(err) => return Err(err),
             }
         }
         *self.index.write().expect("index lock poisoned") = index;
+        *self.damaged_index.write().expect("index lock poisoned") = damaged;
         Ok(())
+    }
+
+    /// The index objects the last index load skipped because they do not decode.
+    pub fn damaged_index(&self) -> Vec<DamagedObject> {
+        self.damaged_index
+            .read()
+            .expect("index lock poisoned")
+            .clone()
+    }
+
+    /// Prints a warning about a damaged object once per process and object.
+    fn warn_damaged(&self, key: &str, text: &str) {
+        if self
+            .warned
+            .lock()
+            .expect("warning set poisoned")
+            .insert(key.to_string())
+        {
+            eprintln!("strata: warning: {text}");
+        }
+    }
+
+    /// Reads and decodes one `index/` object (for repairs, which read them one at a time).
+    pub async fn read_index(&self, key: &str) -> RepoResult<IndexFile> {
+        self.read_index_file(key).await
     }
 
     async fn read_index_file(&self, key: &str) -> RepoResult<IndexFile> {
@@ -413,7 +500,54 @@ impl Repository {
         Ok(summary)
     }
 
-    /// Every backup, oldest first (by start time, then name).
+    /// Every readable backup, oldest first, and the summaries that do not decode. For
+    /// showing and using what is intact; anything that deletes data on the strength of a
+    /// listing (garbage collection, retention) uses the strict [`Repository::list_backups`].
+    pub async fn scan_backups(&self) -> RepoResult<(Vec<BackupSummary>, Vec<DamagedObject>)> {
+        let mut out = Vec::new();
+        let mut damaged = Vec::new();
+        for object in self.store.list("summaries/").await? {
+            let name = object.key.trim_start_matches("summaries/");
+            match self.load_summary(name).await {
+                Ok(summary) => out.push(summary),
+                // Deleted since the listing.
+                Err(RepoError::NoSuchBackup(_)) => {}
+                Err(err) if err.is_damage() => {
+                    damaged.push(DamagedObject::new(&object.key, &err));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        out.sort_by(|a, b| (&a.started, &a.name).cmp(&(&b.started, &b.name)));
+        damaged.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok((out, damaged))
+    }
+
+    /// Reads the header of a stored pack of `size` bytes with two ranged reads (trailer,
+    /// then header), without downloading the pack.
+    pub async fn read_pack_header(
+        &self,
+        pack: &crate::id::PackId,
+        size: u64,
+    ) -> RepoResult<Vec<crate::pack::PackEntry>> {
+        use crate::pack::{decode_header, header_start, TRAILER_LEN};
+        let key = pack_key(pack);
+        let what = format!("header of pack {key}");
+        if size < TRAILER_LEN as u64 {
+            return Err(RepoError::corrupted(what, "no pack trailer (truncated?)"));
+        }
+        let len_at = size - TRAILER_LEN as u64;
+        let trailer = self.store.get_range(&key, len_at..size).await?;
+        let start = header_start(&trailer, size, &what)?;
+        let sealed = self.store.get_range(&key, start..len_at).await?;
+        if sealed.len() as u64 != len_at - start {
+            return Err(RepoError::corrupted(what, "short read"));
+        }
+        decode_header(&self.cipher, &sealed, start, &what)
+    }
+
+    /// Every backup, oldest first (by start time, then name). Fails on any summary that
+    /// does not decode: see [`Repository::scan_backups`] for the tolerant form.
     pub async fn list_backups(&self) -> RepoResult<Vec<BackupSummary>> {
         let mut out = Vec::new();
         for object in self.store.list("summaries/").await? {

@@ -29,6 +29,7 @@ use strata_coordinator::copy::CopyReport;
 use strata_coordinator::events::Action;
 use strata_coordinator::gc::GcReport;
 use strata_coordinator::operation::OperationStatus;
+use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
 use strata_coordinator::retention::CleanupReport;
 use strata_coordinator::schedule::{JobStatus, Scheduler};
 use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
@@ -61,6 +62,8 @@ pub fn routes(state: ApiState, tokens: Tokens) -> Router {
         .route("/api/v1/verify", post(verify))
         .route("/api/v1/cleanup", post(cleanup))
         .route("/api/v1/gc", post(gc))
+        .route("/api/v1/repair/index", post(repair_index))
+        .route("/api/v1/repair/backups", post(repair_backups))
         .route("/api/v1/wal", get(wal_list))
         .route("/api/v1/wal/verify", post(wal_verify))
         .route("/api/v1/operations", get(operations))
@@ -86,6 +89,7 @@ pub(crate) fn failure(err: CoordinatorError) -> ApiFailure {
         CoordinatorError::NothingToDo(_)
         | CoordinatorError::Pinned(_)
         | CoordinatorError::Invalid(_) => ErrorCode::BadRequest,
+        CoordinatorError::Damaged(_) => ErrorCode::Failed,
         CoordinatorError::Api(e) => e.code,
         _ => ErrorCode::Failed,
     };
@@ -166,16 +170,18 @@ async fn listings(
 }
 
 #[utoipa::path(get, path = "/api/v1/backups", tag = "backups", params(Page),
-    responses((status = 200, body = [BackupListing], headers(("x-total-count" = u64, description = "Backups in all"))),
+    responses((status = 200, body = [BackupListing], headers(("x-total-count" = u64, description = "Backups in all"),
+            ("x-damaged-count" = u64, description = "Backups whose summary does not decode, left out"))),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 500, body = ApiError)))]
 async fn list(
     State(s): Api,
     Params(page): Params<Page>,
 ) -> Result<(HeaderMap, Json<Vec<BackupListing>>), ApiFailure> {
-    let backups = s
+    // A summary that does not decode hides only its own backup (see `strata repair`).
+    let (backups, damaged) = s
         .coordinator
         .repo()
-        .list_backups()
+        .scan_backups()
         .await
         .map_err(repo_failure)?;
     let total = backups.len();
@@ -184,6 +190,7 @@ async fn list(
     let page: Vec<BackupSummary> = backups.into_iter().skip(offset).take(limit).collect();
     let mut headers = HeaderMap::new();
     headers.insert("x-total-count", HeaderValue::from(total as u64));
+    headers.insert("x-damaged-count", HeaderValue::from(damaged.len() as u64));
     Ok((headers, Json(listings(&s, page).await?)))
 }
 
@@ -484,6 +491,61 @@ async fn gc(
     Ok(Json(result.map_err(failure)?))
 }
 
+/// `POST /api/v1/repair/index` and `POST /api/v1/repair/backups`.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairBody {
+    /// Report what would be done; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/repair/index", tag = "backups", request_body = RepairBody,
+    responses((status = 200, body = IndexRepairReport), (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 409, body = ApiError), (status = 500, body = ApiError)))]
+async fn repair_index(
+    State(s): Api,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body<RepairBody>,
+) -> Reply<IndexRepairReport> {
+    let c = &s.coordinator;
+    let result = strata_coordinator::repair::repair_index(c.repo(), body.dry_run).await;
+    if !body.dry_run {
+        let action = Action {
+            who: &caller.0,
+            kind: "repair-index",
+            target: "index",
+            operation: None,
+        };
+        c.report_result(&action, &result, |r| ("succeeded", r.summary()))
+            .await;
+    }
+    Ok(Json(result.map_err(failure)?))
+}
+
+#[utoipa::path(post, path = "/api/v1/repair/backups", tag = "backups", request_body = RepairBody,
+    responses((status = 200, body = BackupsRepairReport), (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 409, body = ApiError), (status = 500, body = ApiError)))]
+async fn repair_backups(
+    State(s): Api,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body<RepairBody>,
+) -> Reply<BackupsRepairReport> {
+    let c = &s.coordinator;
+    let result = strata_coordinator::repair::repair_backups(c.repo(), body.dry_run).await;
+    if !body.dry_run {
+        let action = Action {
+            who: &caller.0,
+            kind: "repair-backups",
+            target: "all",
+            operation: None,
+        };
+        c.report_result(&action, &result, |r| ("succeeded", r.summary()))
+            .await;
+    }
+    Ok(Json(result.map_err(failure)?))
+}
+
 /// `GET /api/v1/backups/{name}/files`: which entries, and which page of them.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -774,7 +836,7 @@ async fn audit(State(s): Api, Params(query): Params<AuditQuery>) -> Reply<Vec<Au
 #[openapi(
     info(title = "strata coordinator API", description = "Backups, restores, verification, retention and the audit log of a strata cluster. Every call needs `Authorization: Bearer <token>`; errors are JSON `{code, message}`."),
     paths(status, list, show, delete, pin, unpin, files, copy, drill, start_backup, start_restore,
-        verify, cleanup, gc, wal_list, wal_verify, operations, operation, events, schedules, config,
+        verify, cleanup, gc, repair_index, repair_backups, wal_list, wal_verify, operations, operation, events, schedules, config,
         check, audit),
     components(schemas(ApiError, ErrorCode)),
     modifiers(&BearerAuth),

@@ -161,11 +161,12 @@ pub async fn metrics(
     // does not answer drops only the figures read from it (and says so in `storage_up`):
     // the rest, node reachability and request errors above all, matter most right then.
     let read = async {
-        let backups = c.repo().list_backups().await?;
+        // A summary that does not decode is counted as `damaged`, not a storage failure.
+        let (backups, damaged) = c.repo().scan_backups().await?;
         let records = strata_coordinator::verify_record::latest(c.repo())
             .await
             .map_err(strata_repo::RepoError::from)?;
-        Ok::<_, strata_repo::RepoError>((backups, records))
+        Ok::<_, strata_repo::RepoError>((backups, damaged.len(), records))
     }
     .await;
     let mut m = PerStorage {
@@ -234,8 +235,8 @@ pub async fn metrics(
         &[],
         c.repo().index().len() as f64,
     );
-    if let Ok((backups, records)) = &read {
-        let by_status: Vec<(&str, f64)> = ["complete", "partial", "failed"]
+    if let Ok((backups, damaged, records)) = &read {
+        let mut by_status: Vec<(&str, f64)> = ["complete", "partial", "failed"]
             .into_iter()
             .map(|status| {
                 let n = backups
@@ -245,6 +246,7 @@ pub async fn metrics(
                 (status, n as f64)
             })
             .collect();
+        by_status.push(("damaged", *damaged as f64));
         m.gauges(
             "backups",
             "Backups in the repository by status",

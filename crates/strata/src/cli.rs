@@ -55,6 +55,26 @@ pub struct Global {
 
 /// `strata wal ...`.
 #[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Rebuild the index from the headers of the stored packs (two ranged reads per
+    /// pack), then delete the old index objects. Run after `verify` names a damaged
+    /// `index/` object or a missing pack.
+    Index {
+        /// Report what would be rebuilt and deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rebuild damaged summaries from their manifests (as partial backups), drop what
+    /// cannot be salvaged, mark nodes and files whose data is gone. Run `repair index`
+    /// first.
+    Backups {
+        /// Report what would be rebuilt, marked and dropped; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum WalCommand {
     /// Archived segments per timeline as runs without gaps, and which PostgreSQL backups
     /// can be restored and how far.
@@ -188,6 +208,13 @@ pub enum Command {
         /// Report what would be deleted; delete nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Repair a damaged repository (under the cluster lock: backups wait): `index`
+    /// rebuilds the index from the pack headers, `backups` salvages or drops damaged
+    /// summaries and manifests. Each says what it loses.
+    Repair {
+        #[command(subcommand)]
+        command: RepairCommand,
     },
     /// Pin a backup: no retention policy removes it, `delete` refuses it.
     Pin {

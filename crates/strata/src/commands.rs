@@ -57,6 +57,7 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
         Command::Schedules => ctx.schedules().await,
         Command::Cleanup { dry_run, policy } => ctx.cleanup(dry_run, policy).await,
         Command::Gc { dry_run } => ctx.gc(dry_run).await,
+        Command::Repair { command } => ctx.repair(command).await,
         Command::Pin { backup } => ctx.pin(&backup, true).await,
         Command::Unpin { backup } => ctx.pin(&backup, false).await,
         Command::Server { node, listen } => ctx.server(node, listen).await,
@@ -389,6 +390,7 @@ impl Context {
 
     async fn list(&self) -> CommandResult {
         let mut verified = std::collections::HashMap::new();
+        let mut damaged = Vec::new();
         let backups = match self.remote()? {
             Some(client) => self
                 .remote_list(&client)
@@ -402,7 +404,9 @@ impl Context {
             None => {
                 let catalog = self.catalog().await?;
                 verified = catalog.verified().await?;
-                catalog.list().await?
+                let (backups, bad) = catalog.scan().await?;
+                damaged = bad;
+                backups
             }
         };
         if self.global.json {
@@ -417,12 +421,31 @@ impl Context {
                     }
                     row
                 })
+                .chain(damaged.iter().map(|d| {
+                    serde_json::json!({
+                        "name": d.object.backup(),
+                        "storage": d.storage,
+                        "status": "damaged",
+                        "error": d.object.reason,
+                    })
+                }))
                 .collect();
             print_json(&rows);
-        } else if backups.is_empty() {
+        } else if backups.is_empty() && damaged.is_empty() {
             self.say("no backups yet (run `strata backup`)");
-        } else {
+        } else if !backups.is_empty() {
             self.say(output::backups_table(&backups, &verified));
+        }
+        if !self.global.json {
+            // Damage is shown even with -q: it is what the operator must act on.
+            for d in &damaged {
+                eprintln!(
+                    "strata: warning: backup {} (storage {}) is damaged: {} (run `strata repair backups`)",
+                    d.object.backup().unwrap_or_default(),
+                    d.storage,
+                    d.object.reason
+                );
+            }
         }
         Ok(0)
     }

@@ -70,6 +70,7 @@ impl From<CoordinatorError> for Failure {
             | CoordinatorError::NoBackup(_)
             | CoordinatorError::NoNode(_) => code::USAGE,
             CoordinatorError::NothingToDo(_) | CoordinatorError::Invalid(_) => code::USAGE,
+            CoordinatorError::Damaged(_) => code::DAMAGED,
             CoordinatorError::Busy(_) => code::BUSY,
             CoordinatorError::Pinned(_) => code::USAGE,
             CoordinatorError::LockLost(_) => code::FAILED,

@@ -11,6 +11,7 @@ mod londiste_commands;
 mod output;
 mod pgq_commands;
 mod progress;
+mod repair_commands;
 mod runtime;
 mod scheduled;
 mod tables_commands;

@@ -563,6 +563,17 @@ fn an_object_stored_under_another_name_is_refused() {
         env.repo.join(format!("summaries/{second}")),
     )
     .unwrap();
-    let stderr = env.fails(&["list"], 1);
-    assert!(stderr.contains("holds the summary of backup"), "{stderr}");
+    // `list` refuses the swapped summary, names it, and still shows the other backup.
+    let listed = env.run(&["list"]);
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    assert!(listed.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("holds the summary of backup") && stderr.contains(second),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        stdout.contains(first) && !stdout.contains(second),
+        "{stdout}"
+    );
 }
