@@ -275,6 +275,7 @@ async fn listing_backups_on_a_warm_cache_makes_one_request() {
             parallelism: 1,
         },
         "now".into(),
+        &other.config().id,
     )
     .unwrap();
     base.put(
