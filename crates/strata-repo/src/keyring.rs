@@ -91,6 +91,16 @@ pub(crate) async fn unlock(
                 ));
                 continue;
             }
+            if let Some(bound) = file.repo.as_deref().filter(|r| *r != config.id) {
+                // Bound to another id: the config's id was edited (or the key comes
+                // from another repository).
+                warn(format!(
+                    "{location}: key {id} belongs to repository {bound:?}, the config says {:?}: skipped",
+                    config.id
+                ));
+                not_authentic = true;
+                continue;
+            }
             let keys = match file.unwrap_for(password, &config.id) {
                 Ok(keys) => keys,
                 Err(KeyRejection::NotUnwrapped) => {
