@@ -106,7 +106,12 @@ fn an_unparsable_key_file_is_skipped_with_a_warning() {
 
 #[test]
 fn an_edited_config_is_refused_and_nothing_is_written_in_plaintext() {
-    let (env, src) = env_with_backup();
+    // A repository without backups yet: no sealed index stands in the way of an edited
+    // config, so only its authentication can.
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("secret.txt"), format!("{MARKER}\n").repeat(100)).unwrap();
     let original = fs::read_to_string(env.repo.join("config")).unwrap();
     let config: serde_json::Value = serde_json::from_str(&original).unwrap();
     let edits: Vec<(&str, serde_json::Value)> = vec![
