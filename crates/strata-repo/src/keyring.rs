@@ -313,3 +313,123 @@ impl Repository {
         Ok(new_id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InitOptions;
+    use std::sync::Arc;
+
+    const FAST: KdfParams = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    async fn new_repo(dir: &std::path::Path) -> (DynStore, Arc<Repository>) {
+        let store: DynStore = Arc::new(strata_store::LocalStore::new(dir));
+        let options = InitOptions {
+            kdf: FAST,
+            ..InitOptions::default()
+        };
+        let repo = Repository::init(store.clone(), Some("one"), options)
+            .await
+            .unwrap();
+        (store, repo)
+    }
+
+    #[tokio::test]
+    async fn keys_are_added_removed_and_rotated_without_locking_anyone_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, repo) = new_repo(dir.path()).await;
+        let first = repo.key_id().to_string();
+        // The only key cannot go, with or without force.
+        for force in [false, true] {
+            assert!(matches!(
+                repo.remove_key(&first, force).await,
+                Err(RepoError::KeyRefused(_))
+            ));
+        }
+        let second = repo.add_key("two", FAST).await.unwrap();
+        let two = Repository::open_catalog(store.clone(), Some("two")).await.unwrap();
+        assert_eq!(two.key_id(), second);
+        let listed = two.list_keys().await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed.iter().all(|k| k.problem.is_none() && k.kdf == "argon2id"));
+        assert_eq!(listed.iter().filter(|k| k.in_use).count(), 1);
+        // The key in use only with force.
+        assert!(matches!(
+            two.remove_key(&second, false).await,
+            Err(RepoError::KeyRefused(_))
+        ));
+        assert!(matches!(
+            two.remove_key("nope", true).await,
+            Err(RepoError::KeyRefused(_))
+        ));
+        two.remove_key(&first, false).await.unwrap();
+        assert!(matches!(
+            Repository::open_catalog(store.clone(), Some("one")).await,
+            Err(RepoError::WrongPassword(_))
+        ));
+        // passwd: the new password opens it, the old one no longer does.
+        let third = two.change_password("three", FAST).await.unwrap();
+        let three = Repository::open_catalog(store.clone(), Some("three")).await.unwrap();
+        assert_eq!(three.key_id(), third);
+        assert!(Repository::open_catalog(store.clone(), Some("two")).await.is_err());
+        assert_eq!(three.list_keys().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_of_another_repository_or_under_another_config_never_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, repo) = new_repo(dir.path()).await;
+        // An attacker's own repository with the same password, its key copied over: it
+        // unwraps, but cannot produce this config's MAC (nor matches its id).
+        let other_dir = tempfile::tempdir().unwrap();
+        let (other_store, _) = new_repo(other_dir.path()).await;
+        for object in other_store.list_fresh(KEYS).await.unwrap() {
+            let bytes = other_store.get(&object.key).await.unwrap();
+            store.put("keys/0000injected", bytes).await.unwrap();
+        }
+        let opened = Repository::open_catalog(store.clone(), Some("one")).await.unwrap();
+        assert_eq!(opened.key_id(), repo.key_id());
+        // The same with the binding forged to this repository's id: the MAC decides.
+        let attacker = MasterKeys::generate();
+        let forged = KeyFile::wrap(&attacker, Some("one"), FAST, "x".into(), &repo.config().id).unwrap();
+        store
+            .put("keys/0001forged", serde_json::to_vec(&forged).unwrap().into())
+            .await
+            .unwrap();
+        let opened = Repository::open_catalog(store.clone(), Some("one")).await.unwrap();
+        assert_eq!(opened.keys().id_key, repo.keys().id_key);
+        // Only the forged key unwraps with this password: refused as not authentic.
+        let forged = KeyFile::wrap(&attacker, Some("guess"), FAST, "x".into(), &repo.config().id).unwrap();
+        store
+            .put("keys/0002forged", serde_json::to_vec(&forged).unwrap().into())
+            .await
+            .unwrap();
+        assert!(matches!(
+            Repository::open_catalog(store.clone(), Some("guess")).await,
+            Err(RepoError::ConfigNotAuthentic(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_version_1_repository_is_read_only_and_refuses_a_downgraded_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = new_repo(dir.path()).await;
+        // A v2 config rewritten as version 1: the bound key gives the downgrade away.
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&store.get("config").await.unwrap()).unwrap();
+        config["version"] = 1.into();
+        config.as_object_mut().unwrap().remove("mac");
+        store
+            .put("config", serde_json::to_vec(&config).unwrap().into())
+            .await
+            .unwrap();
+        assert!(matches!(
+            Repository::open_catalog(store.clone(), Some("one")).await,
+            Err(RepoError::ConfigNotAuthentic(_))
+        ));
+    }
+}

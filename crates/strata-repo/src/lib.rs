@@ -33,6 +33,9 @@ mod repository;
 pub mod summary;
 pub mod writer;
 
+#[cfg(test)]
+mod decoder_props;
+
 pub use error::{RepoError, RepoResult};
 pub use id::BlobId;
 pub use repository::{InitOptions, Repository};

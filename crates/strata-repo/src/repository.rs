@@ -442,7 +442,7 @@ pub fn manifest_key(backup: &str, node: &str) -> String {
     format!("manifests/{backup}/{node}")
 }
 
-fn parse_config(raw: &[u8], location: &str) -> RepoResult<RepoConfig> {
+pub(crate) fn parse_config(raw: &[u8], location: &str) -> RepoResult<RepoConfig> {
     #[derive(serde::Deserialize)]
     struct Probe {
         format: Option<String>,
