@@ -90,8 +90,9 @@ const CONFIG_MAC_CONTEXT: &str = "strata 2026-11 config mac v2";
 impl RepoConfig {
     /// The bytes the config MAC covers, every field that matters for security in a fixed
     /// binary form (JSON formatting does not matter): `"strata-config\0"`, version (u32
-    /// LE), id (u32 LE length, bytes), encryption (u8: 0 none, 1 aes-256-gcm), chunker and
-    /// page chunker (min, avg, max, align: u32 LE each), created (u32 LE length, bytes).
+    /// LE), format and id (each u32 LE length, bytes), encryption (u8: 0 none, 1
+    /// aes-256-gcm), chunker and page chunker (min, avg, max, align: u32 LE each), created
+    /// (u32 LE length, bytes). `docs/format.md` has it byte by byte.
     pub fn mac_input(&self) -> Vec<u8> {
         let mut out = b"strata-config\0".to_vec();
         out.extend_from_slice(&self.version.to_le_bytes());
