@@ -22,7 +22,10 @@ pub struct MigrateReport {
 }
 
 /// Migrates `repo` (opened with `password`) to the current format version.
-pub async fn migrate(repo: &Repository, password: Option<&str>) -> Result<MigrateReport, RepoError> {
+pub async fn migrate(
+    repo: &Repository,
+    password: Option<&str>,
+) -> Result<MigrateReport, RepoError> {
     if repo.config().version >= strata_repo::format::FORMAT_VERSION {
         return Ok(MigrateReport {
             objects: 0,
@@ -33,7 +36,9 @@ pub async fn migrate(repo: &Repository, password: Option<&str>) -> Result<Migrat
     let mut objects = repo.migrate_objects().await?;
     objects += crate::retention::migrate_pins(repo).await?;
     objects += crate::verify_record::migrate_records(repo).await?;
-    let key = repo.finish_migration(password, KdfParams::default()).await?;
+    let key = repo
+        .finish_migration(password, KdfParams::default())
+        .await?;
     Ok(MigrateReport {
         objects,
         key,

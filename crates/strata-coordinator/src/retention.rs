@@ -440,7 +440,11 @@ fn open_pin(
 }
 
 /// The sealed pin of backup `name` (also used to migrate version-1 pins).
-pub(crate) fn pin_object(repo: &strata_repo::Repository, name: &str, migrating: bool) -> Result<Vec<u8>, strata_repo::RepoError> {
+pub(crate) fn pin_object(
+    repo: &strata_repo::Repository,
+    name: &str,
+    migrating: bool,
+) -> Result<Vec<u8>, strata_repo::RepoError> {
     let key = format!("{PINS}{name}");
     let body = serde_json::to_vec(&PinRecord {
         backup: name.to_string(),
@@ -456,7 +460,9 @@ pub(crate) fn pin_object(repo: &strata_repo::Repository, name: &str, migrating: 
 }
 
 /// Rewrites the version-1 pins of `repo` as sealed ones (see `crate::migrate`).
-pub(crate) async fn migrate_pins(repo: &strata_repo::Repository) -> Result<u64, strata_repo::RepoError> {
+pub(crate) async fn migrate_pins(
+    repo: &strata_repo::Repository,
+) -> Result<u64, strata_repo::RepoError> {
     let mut done = 0;
     for object in repo.store().list_fresh(PINS).await? {
         let bytes = repo.store().get(&object.key).await?;

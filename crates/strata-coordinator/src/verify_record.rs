@@ -137,7 +137,7 @@ pub async fn latest(repo: &Repository) -> Result<HashMap<String, VerifyRecord>, 
     }
     let mut out = HashMap::new();
     for (backup, mut records) in candidates {
-        records.sort_by(|a, b| b.1.when_ms.cmp(&a.1.when_ms));
+        records.sort_by_key(|r| std::cmp::Reverse(r.1.when_ms));
         for (key, record) in records {
             let bytes = match repo.store().get(&key).await {
                 Ok(bytes) => bytes,

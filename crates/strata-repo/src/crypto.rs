@@ -138,7 +138,13 @@ impl Cipher {
                 let mut out = Vec::with_capacity(plain.len() + NONCE_LEN + TAG_LEN);
                 out.extend_from_slice(&nonce);
                 let sealed = aead
-                    .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad: ad })
+                    .encrypt(
+                        Nonce::from_slice(&nonce),
+                        Payload {
+                            msg: plain,
+                            aad: ad,
+                        },
+                    )
                     .expect("AES-GCM encryption cannot fail for in-memory data");
                 out.extend_from_slice(&sealed);
                 out
@@ -206,11 +212,15 @@ impl KdfParams {
     pub fn check(&self) -> Result<(), String> {
         let p = self.parallelism;
         if !(1..=MAX_KDF_PARALLELISM).contains(&p) {
-            return Err(format!("Argon2 parallelism {p} is outside 1..={MAX_KDF_PARALLELISM}"));
+            return Err(format!(
+                "Argon2 parallelism {p} is outside 1..={MAX_KDF_PARALLELISM}"
+            ));
         }
         let i = self.iterations;
         if !(1..=MAX_KDF_ITERATIONS).contains(&i) {
-            return Err(format!("Argon2 iterations {i} is outside 1..={MAX_KDF_ITERATIONS}"));
+            return Err(format!(
+                "Argon2 iterations {i} is outside 1..={MAX_KDF_ITERATIONS}"
+            ));
         }
         let m = self.memory_kib;
         if m < 8 * p || m > MAX_KDF_MEMORY_KIB {
@@ -342,7 +352,8 @@ impl KeyFile {
             "argon2id" => {
                 let params = file.params.ok_or("no KDF parameters")?;
                 params.check()?;
-                if !file.salt.len().is_multiple_of(2) || !SALT_LEN.contains(&(file.salt.len() / 2)) {
+                if !file.salt.len().is_multiple_of(2) || !SALT_LEN.contains(&(file.salt.len() / 2))
+                {
                     return Err(format!(
                         "salt must be {}..={} bytes",
                         SALT_LEN.start(),
@@ -382,7 +393,9 @@ impl KeyFile {
             "none" => raw,
             "argon2id" => {
                 let password = password.ok_or(KeyRejection::NeedsPassword)?;
-                let params = self.params.ok_or_else(|| unusable("missing KDF parameters"))?;
+                let params = self
+                    .params
+                    .ok_or_else(|| unusable("missing KDF parameters"))?;
                 let salt = hex::decode(&self.salt).map_err(|_| unusable("salt is not hex"))?;
                 if !SALT_LEN.contains(&salt.len()) {
                     return Err(unusable("salt has the wrong length"));
@@ -413,9 +426,7 @@ impl KeyFile {
         self.unwrap_for(password, &repo_id).map_err(|e| match e {
             KeyRejection::NotUnwrapped => RepoError::WrongPassword(repo.to_string()),
             KeyRejection::NeedsPassword => RepoError::PasswordRequired(repo.to_string()),
-            KeyRejection::Unusable(why) => {
-                RepoError::corrupted(format!("key file of {repo}"), why)
-            }
+            KeyRejection::Unusable(why) => RepoError::corrupted(format!("key file of {repo}"), why),
         })
     }
 }

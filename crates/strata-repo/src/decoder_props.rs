@@ -264,11 +264,31 @@ fn key_files_with_out_of_bound_parameters_are_refused_before_any_work() {
     let keys = MasterKeys::generate();
     let good = KeyFile::wrap(&keys, Some("pw"), FAST, "now".into(), "r").unwrap();
     for params in [
-        KdfParams { memory_kib: u32::MAX, iterations: 1, parallelism: 1 },
-        KdfParams { memory_kib: 64, iterations: u32::MAX, parallelism: 1 },
-        KdfParams { memory_kib: 1 << 20, iterations: 64, parallelism: 1 },
-        KdfParams { memory_kib: 64, iterations: 1, parallelism: 1000 },
-        KdfParams { memory_kib: 64, iterations: 0, parallelism: 1 },
+        KdfParams {
+            memory_kib: u32::MAX,
+            iterations: 1,
+            parallelism: 1,
+        },
+        KdfParams {
+            memory_kib: 64,
+            iterations: u32::MAX,
+            parallelism: 1,
+        },
+        KdfParams {
+            memory_kib: 1 << 20,
+            iterations: 64,
+            parallelism: 1,
+        },
+        KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1000,
+        },
+        KdfParams {
+            memory_kib: 64,
+            iterations: 0,
+            parallelism: 1,
+        },
     ] {
         let mut file = good.clone();
         file.params = Some(params);
@@ -279,7 +299,10 @@ fn key_files_with_out_of_bound_parameters_are_refused_before_any_work() {
     for salt in ["", "00", &"00".repeat(65), "zz"] {
         let mut file = good.clone();
         file.salt = salt.to_string();
-        assert!(KeyFile::parse(&serde_json::to_vec(&file).unwrap()).is_err(), "{salt:?}");
+        assert!(
+            KeyFile::parse(&serde_json::to_vec(&file).unwrap()).is_err(),
+            "{salt:?}"
+        );
     }
     assert!(KeyFile::parse(&vec![b' '; 100_000]).is_err());
 }

@@ -10,7 +10,9 @@
 //! key, a `"kdf": "none"` key is never used.
 
 use crate::crypto::{KdfParams, KeyFile, KeyRejection, MasterKeys};
-use crate::format::{decode_object, encode_object, Encryption, ObjectKind, RepoConfig, FORMAT_VERSION};
+use crate::format::{
+    decode_object, encode_object, Encryption, ObjectKind, RepoConfig, FORMAT_VERSION,
+};
 use crate::repository::now_rfc3339;
 use crate::{RepoError, RepoResult, Repository};
 use bytes::Bytes;
@@ -81,7 +83,9 @@ pub(crate) async fn unlock(
             let file = match parsed {
                 Ok(file) => file,
                 Err(why) => {
-                    warn(format!("{location}: key {id} is unusable and was skipped: {why}"));
+                    warn(format!(
+                        "{location}: key {id} is unusable and was skipped: {why}"
+                    ));
                     continue;
                 }
             };
@@ -112,7 +116,9 @@ pub(crate) async fn unlock(
                     continue;
                 }
                 Err(KeyRejection::Unusable(why)) => {
-                    warn(format!("{location}: key {id} is unusable and was skipped: {why}"));
+                    warn(format!(
+                        "{location}: key {id} is unusable and was skipped: {why}"
+                    ));
                     continue;
                 }
             };
@@ -121,7 +127,8 @@ pub(crate) async fn unlock(
             } else {
                 // Version 1 has no MAC: a bound (version-2) key means the config was
                 // downgraded; a password-wrapped key means it is not unencrypted.
-                file.repo.is_none() && !(file.kdf == "argon2id" && config.encryption == Encryption::None)
+                file.repo.is_none()
+                    && !(file.kdf == "argon2id" && config.encryption == Encryption::None)
             };
             if !authentic {
                 warn(format!(
@@ -134,7 +141,10 @@ pub(crate) async fn unlock(
         }
     }
     if tried.is_empty() {
-        return Err(RepoError::corrupted(format!("repository {location}"), "it has no key"));
+        return Err(RepoError::corrupted(
+            format!("repository {location}"),
+            "it has no key",
+        ));
     }
     if not_authentic {
         return Err(RepoError::ConfigNotAuthentic(location.to_string()));
@@ -218,7 +228,13 @@ impl Repository {
                 "the repository is unencrypted: it has no passwords".into(),
             ));
         }
-        let file = KeyFile::wrap(self.keys(), Some(password), params, now_rfc3339(), &self.config().id)?;
+        let file = KeyFile::wrap(
+            self.keys(),
+            Some(password),
+            params,
+            now_rfc3339(),
+            &self.config().id,
+        )?;
         // Prove the new key opens the repository before anyone relies on it.
         file.unwrap_for(Some(password), &self.config().id)
             .map_err(|_| RepoError::corrupted("new key", "does not unwrap"))?;
@@ -230,7 +246,9 @@ impl Repository {
         self.check_writable()?;
         let keys = self.list_keys().await?;
         let Some(target) = keys.iter().find(|k| k.id == id) else {
-            return Err(RepoError::KeyRefused(format!("no key {id:?} (see `strata key list`)")));
+            return Err(RepoError::KeyRefused(format!(
+                "no key {id:?} (see `strata key list`)"
+            )));
         };
         let others = keys
             .iter()
@@ -252,7 +270,11 @@ impl Repository {
 
     /// Changes the password: adds a key for `new_password`, then removes the one in use.
     /// Returns the new key's id.
-    pub async fn change_password(&self, new_password: &str, params: KdfParams) -> RepoResult<String> {
+    pub async fn change_password(
+        &self,
+        new_password: &str,
+        params: KdfParams,
+    ) -> RepoResult<String> {
         let new_id = self.add_key(new_password, params).await?;
         if new_id != self.key_id() {
             self.remove_key(self.key_id(), true).await?;
@@ -276,7 +298,9 @@ impl Repository {
         ] {
             for object in self.store().list_fresh(prefix).await? {
                 let bytes = self.store().get(&object.key).await?;
-                if bytes.len() >= 7 && u16::from_le_bytes([bytes[5], bytes[6]]) as u32 == FORMAT_VERSION {
+                if bytes.len() >= 7
+                    && u16::from_le_bytes([bytes[5], bytes[6]]) as u32 == FORMAT_VERSION
+                {
                     continue;
                 }
                 let plain = decode_object(self.cipher(), kind, &bytes, &object.key)?;
@@ -297,13 +321,24 @@ impl Repository {
     /// Ends a migration: stores the key of `password` bound to the repository, removes the
     /// unbound key it replaces (best effort: without delete rights it stays, still usable),
     /// then writes the version-2 config with its MAC, last. Returns the new key's id.
-    pub async fn finish_migration(&self, password: Option<&str>, params: KdfParams) -> RepoResult<String> {
+    pub async fn finish_migration(
+        &self,
+        password: Option<&str>,
+        params: KdfParams,
+    ) -> RepoResult<String> {
         let mut config = self.config().clone();
         let file = KeyFile::wrap(self.keys(), password, params, now_rfc3339(), &config.id)?;
         let new_id = put_key_file(self.store(), &file).await?;
         if new_id != self.key_id() {
-            if let Err(e) = self.store().delete(&format!("{KEYS}{}", self.key_id())).await {
-                warn(format!("cannot remove the version-1 key {}: {e}", self.key_id()));
+            if let Err(e) = self
+                .store()
+                .delete(&format!("{KEYS}{}", self.key_id()))
+                .await
+            {
+                warn(format!(
+                    "cannot remove the version-1 key {}: {e}",
+                    self.key_id()
+                ));
             }
         }
         config.version = FORMAT_VERSION;
@@ -351,11 +386,15 @@ mod tests {
             ));
         }
         let second = repo.add_key("two", FAST).await.unwrap();
-        let two = Repository::open_catalog(store.clone(), Some("two")).await.unwrap();
+        let two = Repository::open_catalog(store.clone(), Some("two"))
+            .await
+            .unwrap();
         assert_eq!(two.key_id(), second);
         let listed = two.list_keys().await.unwrap();
         assert_eq!(listed.len(), 2);
-        assert!(listed.iter().all(|k| k.problem.is_none() && k.kdf == "argon2id"));
+        assert!(listed
+            .iter()
+            .all(|k| k.problem.is_none() && k.kdf == "argon2id"));
         assert_eq!(listed.iter().filter(|k| k.in_use).count(), 1);
         // The key in use only with force.
         assert!(matches!(
@@ -373,9 +412,13 @@ mod tests {
         ));
         // passwd: the new password opens it, the old one no longer does.
         let third = two.change_password("three", FAST).await.unwrap();
-        let three = Repository::open_catalog(store.clone(), Some("three")).await.unwrap();
+        let three = Repository::open_catalog(store.clone(), Some("three"))
+            .await
+            .unwrap();
         assert_eq!(three.key_id(), third);
-        assert!(Repository::open_catalog(store.clone(), Some("two")).await.is_err());
+        assert!(Repository::open_catalog(store.clone(), Some("two"))
+            .await
+            .is_err());
         assert_eq!(three.list_keys().await.unwrap().len(), 1);
     }
 
@@ -391,21 +434,39 @@ mod tests {
             let bytes = other_store.get(&object.key).await.unwrap();
             store.put("keys/0000injected", bytes).await.unwrap();
         }
-        let opened = Repository::open_catalog(store.clone(), Some("one")).await.unwrap();
+        let opened = Repository::open_catalog(store.clone(), Some("one"))
+            .await
+            .unwrap();
         assert_eq!(opened.key_id(), repo.key_id());
         // The same with the binding forged to this repository's id: the MAC decides.
         let attacker = MasterKeys::generate();
-        let forged = KeyFile::wrap(&attacker, Some("one"), FAST, "x".into(), &repo.config().id).unwrap();
+        let forged =
+            KeyFile::wrap(&attacker, Some("one"), FAST, "x".into(), &repo.config().id).unwrap();
         store
-            .put("keys/0001forged", serde_json::to_vec(&forged).unwrap().into())
+            .put(
+                "keys/0001forged",
+                serde_json::to_vec(&forged).unwrap().into(),
+            )
             .await
             .unwrap();
-        let opened = Repository::open_catalog(store.clone(), Some("one")).await.unwrap();
+        let opened = Repository::open_catalog(store.clone(), Some("one"))
+            .await
+            .unwrap();
         assert_eq!(opened.keys().id_key, repo.keys().id_key);
         // Only the forged key unwraps with this password: refused as not authentic.
-        let forged = KeyFile::wrap(&attacker, Some("guess"), FAST, "x".into(), &repo.config().id).unwrap();
+        let forged = KeyFile::wrap(
+            &attacker,
+            Some("guess"),
+            FAST,
+            "x".into(),
+            &repo.config().id,
+        )
+        .unwrap();
         store
-            .put("keys/0002forged", serde_json::to_vec(&forged).unwrap().into())
+            .put(
+                "keys/0002forged",
+                serde_json::to_vec(&forged).unwrap().into(),
+            )
             .await
             .unwrap();
         assert!(matches!(

@@ -136,8 +136,14 @@ impl Repository {
         Ok(Arc::new(Repository::assemble(store, config, keys, key_id)))
     }
 
-    fn assemble(store: DynStore, config: RepoConfig, keys: MasterKeys, key_id: String) -> Repository {
-        let cipher = Cipher::new(config.encryption, &keys).accepting_v1_objects(config.version == 1);
+    fn assemble(
+        store: DynStore,
+        config: RepoConfig,
+        keys: MasterKeys,
+        key_id: String,
+    ) -> Repository {
+        let cipher =
+            Cipher::new(config.encryption, &keys).accepting_v1_objects(config.version == 1);
         Repository {
             store,
             config,

@@ -104,7 +104,10 @@ impl Context {
                     print_json(&keys);
                     return Ok(0);
                 }
-                println!(" {:<32}  {:<20}  {:<8}  {:<6}  note", "id", "created", "kdf", "in use");
+                println!(
+                    " {:<32}  {:<20}  {:<8}  {:<6}  note",
+                    "id", "created", "kdf", "in use"
+                );
                 for k in &keys {
                     println!(
                         " {:<32}  {:<20}  {:<8}  {:<6}  {}",
@@ -181,9 +184,14 @@ impl Context {
                 report.objects,
                 report.key
             );
-            self.audited(&repo, &storage.name, "migrate", "repository", Ok(()), |_| {
-                ("succeeded", detail.clone())
-            })
+            self.audited(
+                &repo,
+                &storage.name,
+                "migrate",
+                "repository",
+                Ok(()),
+                |_| ("succeeded", detail.clone()),
+            )
             .await?;
         }
         if self.global.json {

@@ -77,17 +77,27 @@ fn a_version_1_repository_is_read_as_it_is_and_written_only_after_migrate() {
     let env = v1_env();
     let listed: serde_json::Value = serde_json::from_str(&ok(&env, &["list", "--json"])).unwrap();
     assert_eq!(listed[0]["name"], V1_BACKUP);
-    assert_eq!(listed[0]["verified"]["ok"], true, "the version-1 record is honoured");
+    assert_eq!(
+        listed[0]["verified"]["ok"], true,
+        "the version-1 record is honoured"
+    );
     restores_byte_for_byte(&env, V1_BACKUP, "restored-v1");
     ok(&env, &["verify", "--read-data"]);
 
     // Writing is refused with the way out, and nothing is written.
     let before = contents(&env.repo);
     let src = fixtures().join("v1-src");
-    let out = run(&env, &["backup", "--node-name", "n1", src.to_str().unwrap()]);
+    let out = run(
+        &env,
+        &["backup", "--node-name", "n1", src.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("strata migrate"));
-    assert_eq!(contents(&env.repo), before, "a refused backup wrote to the store");
+    assert_eq!(
+        contents(&env.repo),
+        before,
+        "a refused backup wrote to the store"
+    );
 
     // Migrate, then everything works in format version 2.
     ok(&env, &["migrate"]);
@@ -95,10 +105,16 @@ fn a_version_1_repository_is_read_as_it_is_and_written_only_after_migrate() {
         serde_json::from_slice(&fs::read(env.repo.join("config")).unwrap()).unwrap();
     assert_eq!(config["version"], 2);
     assert!(config["mac"].is_string());
-    ok(&env, &["backup", "--node-name", "n1", src.to_str().unwrap()]);
+    ok(
+        &env,
+        &["backup", "--node-name", "n1", src.to_str().unwrap()],
+    );
     let listed: serde_json::Value = serde_json::from_str(&ok(&env, &["list", "--json"])).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);
-    assert_eq!(listed[0]["verified"]["ok"], true, "the migrated record is honoured");
+    assert_eq!(
+        listed[0]["verified"]["ok"], true,
+        "the migrated record is honoured"
+    );
     restores_byte_for_byte(&env, V1_BACKUP, "restored-v2");
     ok(&env, &["verify", "--read-data"]);
     let cleanup: serde_json::Value = serde_json::from_str(&ok(
@@ -106,16 +122,28 @@ fn a_version_1_repository_is_read_as_it_is_and_written_only_after_migrate() {
         &["cleanup", "--dry-run", "--keep-last", "1", "--json"],
     ))
     .unwrap();
-    assert_eq!(cleanup["backups"][0]["pinned"], true, "the migrated pin is honoured");
+    assert_eq!(
+        cleanup["backups"][0]["pinned"], true,
+        "the migrated pin is honoured"
+    );
     // Running it again changes nothing.
     assert!(ok(&env, &["migrate"]).contains("already"));
 
     // An unbound version-1 object put back into the version-2 repository is refused.
     let manifest = format!("manifests/{V1_BACKUP}/n1");
-    fs::copy(fixtures().join("v1-repo").join(&manifest), env.repo.join(&manifest)).unwrap();
+    fs::copy(
+        fixtures().join("v1-repo").join(&manifest),
+        env.repo.join(&manifest),
+    )
+    .unwrap();
     let out = run(
         &env,
-        &["restore", V1_BACKUP, "--to", env.path("again").to_str().unwrap()],
+        &[
+            "restore",
+            V1_BACKUP,
+            "--to",
+            env.path("again").to_str().unwrap(),
+        ],
     );
     assert!(!out.status.success(), "{out:?}");
 }

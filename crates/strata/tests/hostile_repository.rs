@@ -59,9 +59,7 @@ fn names(env: &Env) -> Vec<String> {
 /// A key file with no password holding keys an attacker chose, named to sort first.
 fn inject_plain_key(env: &Env) {
     let keys = "ab".repeat(72);
-    let file = format!(
-        r#"{{"kdf":"none","keys":"{keys}","created":"2026-01-01T00:00:00Z"}}"#
-    );
+    let file = format!(r#"{{"kdf":"none","keys":"{keys}","created":"2026-01-01T00:00:00Z"}}"#);
     fs::write(env.repo.join("keys/00000000000000000000000000000000"), file).unwrap();
 }
 
@@ -80,7 +78,11 @@ fn an_injected_passwordless_key_is_never_used() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(5), "{out:?}");
-    assert_eq!(store_files(&env.repo), before, "a wrong password wrote to the store");
+    assert_eq!(
+        store_files(&env.repo),
+        before,
+        "a wrong password wrote to the store"
+    );
 
     // The right password still works, and the injected key is reported.
     let out = env.run(&["list"]);
@@ -99,7 +101,10 @@ fn an_unparsable_key_file_is_skipped_with_a_warning() {
     let out = env.run(&["list"]);
     assert!(out.status.success(), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("0000garbage") && stderr.contains("0001garbage"), "{stderr}");
+    assert!(
+        stderr.contains("0000garbage") && stderr.contains("0001garbage"),
+        "{stderr}"
+    );
     env.ok(&["backup", "--node-name", "n1", src.to_str().unwrap()]);
     assert_eq!(names(&env).len(), 2);
 }
@@ -137,15 +142,24 @@ fn an_edited_config_is_refused_and_nothing_is_written_in_plaintext() {
                 .args(["backup", "--node-name", "n1", src.to_str().unwrap()])
                 .output()
                 .unwrap();
-            assert!(!out.status.success(), "backup with config.{field} edited: {out:?}");
+            assert!(
+                !out.status.success(),
+                "backup with config.{field} edited: {out:?}"
+            );
             let after = store_files(&env.repo);
-            assert_eq!(after, before, "config.{field} edited: something was written");
+            assert_eq!(
+                after, before,
+                "config.{field} edited: something was written"
+            );
             for (path, bytes) in &after {
                 assert!(!contains(bytes, MARKER.as_bytes()), "plaintext in {path:?}");
             }
         }
         let out = env.run(&["list"]);
-        assert!(!out.status.success(), "list with config.{field} edited: {out:?}");
+        assert!(
+            !out.status.success(),
+            "list with config.{field} edited: {out:?}"
+        );
         assert!(
             String::from_utf8_lossy(&out.stderr).contains("config"),
             "{}",
@@ -192,7 +206,10 @@ fn a_key_with_huge_kdf_parameters_is_skipped_without_running_it() {
     assert!(status.success());
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(stderr.contains("00000000huge") && stderr.contains("iterations"), "{stderr}");
+    assert!(
+        stderr.contains("00000000huge") && stderr.contains("iterations"),
+        "{stderr}"
+    );
 }
 
 /// Two backups of node `n1` with different content; returns their names, oldest first.
@@ -214,11 +231,17 @@ fn a_manifest_copied_over_another_backups_manifest_is_refused() {
     .unwrap();
     let target = env.path("restored");
     let out = env.run(&["restore", &b, "--to", target.to_str().unwrap()]);
-    assert!(!out.status.success(), "restore of {b} with {a}'s manifest: {out:?}");
+    assert!(
+        !out.status.success(),
+        "restore of {b} with {a}'s manifest: {out:?}"
+    );
     // Backup A's content must not come back as backup B.
     if target.exists() {
         for (path, bytes) in store_files(&target) {
-            assert!(!contains(&bytes, MARKER.as_bytes()), "A's data restored as B: {path:?}");
+            assert!(
+                !contains(&bytes, MARKER.as_bytes()),
+                "A's data restored as B: {path:?}"
+            );
         }
     }
     let out = env.run(&["verify"]);
@@ -266,8 +289,8 @@ fn a_pin_copied_to_another_backup_is_not_honoured() {
             )
         })
         .collect();
-    assert_eq!(pinned[&a], true, "the real pin");
-    assert_eq!(pinned[&b], false, "a copied pin must not pin {b}");
+    assert!(pinned[&a], "the real pin");
+    assert!(!pinned[&b], "a copied pin must not pin {b}");
     // So `delete` is not refused by the copy.
     env.ok(&["delete", &b]);
 }
@@ -295,5 +318,8 @@ fn a_verification_record_copied_to_another_backup_is_not_honoured() {
             .clone()
     };
     assert!(verified(&a).is_object(), "the real record: {list}");
-    assert!(verified(&b).is_null(), "a copied record must not vouch for {b}: {list}");
+    assert!(
+        verified(&b).is_null(),
+        "a copied record must not vouch for {b}: {list}"
+    );
 }

@@ -40,7 +40,12 @@ fn a_password_is_rotated_with_key_add_passwd_and_remove_and_each_step_is_audited
     std::fs::write(&file, "third password\n").unwrap();
     let out = with(
         "second password",
-        &["key", "passwd", "--new-password-file", file.to_str().unwrap()],
+        &[
+            "key",
+            "passwd",
+            "--new-password-file",
+            file.to_str().unwrap(),
+        ],
     );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(with("second password", &["list"]).status.code(), Some(5));
@@ -57,7 +62,11 @@ fn a_password_is_rotated_with_key_add_passwd_and_remove_and_each_step_is_audited
     assert_eq!(keys.as_array().unwrap().len(), 1);
     let last = keys[0]["id"].as_str().unwrap().to_string();
     let out = with("third password", &["key", "remove", &last, "--force"]);
-    assert_eq!(out.status.code(), Some(2), "the last key must stay: {out:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the last key must stay: {out:?}"
+    );
 
     let audit = with("third password", &["audit", "--json"]);
     let entries: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
