@@ -8,6 +8,12 @@
 //! opening a repository with a warm cache costs no request: [`Store::list_fresh`] asks the
 //! store again when a remembered listing turns out to lack a key.
 //! Pack files are not cached: restores read them once and they are large.
+//!
+//! The `config` is the exception among cached objects: it changes when a repository is
+//! migrated to a new format (which rewrites objects in place) or recreated at the same
+//! location, so it is always read from the store (one GET per open), and when it differs
+//! from the cached copy the whole cache is dropped: no stale object outlives its
+//! repository's format.
 
 use crate::{DynStore, ObjectMeta, Store, StoreResult};
 use async_trait::async_trait;
@@ -166,6 +172,15 @@ impl Store for CachingStore {
         }
         crate::validate_key(key)?;
         let path = self.path(key);
+        if key == "config" {
+            let data = self.inner.get(key).await?;
+            if self.read(&path).is_some_and(|cached| cached != data) {
+                let _ = std::fs::remove_dir_all(self.dir.join("objects"));
+                let _ = std::fs::remove_file(self.listing_path());
+            }
+            self.write(&path, &data);
+            return Ok(data);
+        }
         if let Some(data) = self.read(&path) {
             return Ok(data);
         }
@@ -203,5 +218,45 @@ impl Store for CachingStore {
 
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_changed_config_drops_every_cached_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: DynStore = Arc::new(crate::LocalStore::new(dir.path().join("store")));
+        let cache = CachingStore::new(inner.clone(), dir.path().join("cache"), 1 << 20);
+        cache
+            .put("config", Bytes::from_static(b"v1"))
+            .await
+            .unwrap();
+        cache
+            .put("summaries/a", Bytes::from_static(b"old"))
+            .await
+            .unwrap();
+        assert_eq!(&cache.get("summaries/a").await.unwrap()[..], b"old");
+        // Another host migrates the repository: config and objects rewritten in place.
+        inner
+            .put("config", Bytes::from_static(b"v2"))
+            .await
+            .unwrap();
+        inner
+            .put("summaries/a", Bytes::from_static(b"new"))
+            .await
+            .unwrap();
+        assert_eq!(&cache.get("config").await.unwrap()[..], b"v2");
+        assert_eq!(&cache.get("summaries/a").await.unwrap()[..], b"new");
+        // An unchanged config keeps the cache.
+        inner
+            .put("summaries/a", Bytes::from_static(b"newer"))
+            .await
+            .unwrap();
+        assert_eq!(&cache.get("config").await.unwrap()[..], b"v2");
+        assert_eq!(&cache.get("summaries/a").await.unwrap()[..], b"new");
     }
 }
