@@ -1,8 +1,8 @@
 //! A local, size-bounded cache of immutable repository objects.
 //!
-//! Summaries, manifests, index objects, keys and the config are written once and never
-//! changed, so a copy on local disk stays valid for as long as the object exists. Reads
-//! of those objects are served from the cache; writes go through to the store and into
+//! Summaries, manifests, index objects, keys, pins, verification records and the config
+//! are written once and never changed, so a copy on local disk stays valid for as long as
+//! the object exists. Reads of those objects are served from the cache; writes go through to the store and into
 //! the cache; deletes remove both. Listings always ask the store (they are the truth of
 //! which objects exist), except the listing of `keys/`, which is remembered so that
 //! opening a repository with a warm cache costs no request: [`Store::list_fresh`] asks the
@@ -23,7 +23,16 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-const CACHED_PREFIXES: [&str; 4] = ["summaries/", "manifests/", "index/", "keys/"];
+/// Verification records never change under their key; a pin rewritten by a second `pin`
+/// says the same thing (which backup), so its old copy stays right.
+const CACHED_PREFIXES: [&str; 6] = [
+    "summaries/",
+    "manifests/",
+    "index/",
+    "keys/",
+    "verified/",
+    "pins/",
+];
 const KEY_LISTING: &str = "listing-of-keys";
 
 fn cacheable(key: &str) -> bool {
