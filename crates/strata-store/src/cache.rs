@@ -1,12 +1,12 @@
 //! A local, size-bounded cache of immutable repository objects.
 //!
-//! Summaries, manifests, index objects, keys, pins, verification records and the config
-//! are written once and never changed, so a copy on local disk stays valid for as long as
-//! the object exists. Reads of those objects are served from the cache; writes go through to the store and into
-//! the cache; deletes remove both. Listings always ask the store (they are the truth of
-//! which objects exist), except the listing of `keys/`, which is remembered so that
-//! opening a repository with a warm cache costs no request: [`Store::list_fresh`] asks the
-//! store again when a remembered listing turns out to lack a key.
+//! Summaries, manifests, index objects, keys, pins and verification records are written
+//! once and never changed, so a copy on local disk stays valid for as long as the object
+//! exists. Reads of those objects are served from the cache; writes go through to the
+//! store and into the cache; deletes remove both. Listings always ask the store (they are
+//! the truth of which objects exist), except the listing of `keys/`, which is remembered
+//! so that opening a repository with a warm cache costs one request (the config, below):
+//! [`Store::list_fresh`] asks the store again when a remembered listing lacks a key.
 //! Pack files are not cached: restores read them once and they are large.
 //!
 //! The `config` is the exception among cached objects: it changes when a repository is
