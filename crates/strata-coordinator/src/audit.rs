@@ -8,7 +8,7 @@
 //! the action's own outcome, never instead of it.
 
 use serde::{Deserialize, Serialize};
-use strata_repo::format::{decode_object, encode_object, ObjectKind};
+use strata_repo::format::{decode_object, ObjectKind};
 use strata_repo::{RepoError, Repository};
 
 const PREFIX: &str = "audit/";
@@ -84,7 +84,7 @@ pub async fn record(repo: &Repository, entry: &AuditEntry) -> Result<(), RepoErr
     getrandom::getrandom(&mut random).expect("the OS has randomness");
     let key = format!("{PREFIX}{ms:013}-{}", hex::encode(random));
     let json = serde_json::to_vec(entry).expect("entries serialize");
-    let bytes = encode_object(repo.cipher(), ObjectKind::Audit, &json);
+    let bytes = repo.seal_object(ObjectKind::Audit, &key, &json)?;
     repo.store().put(&key, bytes.into()).await?;
     Ok(())
 }

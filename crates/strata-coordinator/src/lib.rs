@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod lock;
 pub mod mapping;
 pub mod mask;
+pub mod migrate;
 pub mod node;
 pub mod operation;
 pub mod remote;

@@ -1,12 +1,16 @@
 //! The last verification of each backup, kept in the repository so `list` can show when a
 //! backup was last proven restorable and how thoroughly.
 //!
-//! A record is an empty object whose key says it all,
-//! `verified/<backup>/<unix_ms>-<ok|damaged>-<mode>`, so one LIST reads every record with
-//! no GET. Writing a record removes the backup's older ones.
+//! A record lives at `verified/<backup>/<unix_ms>-<ok|damaged>-<mode>`, so one LIST finds
+//! every record. In format version 2 its content is a sealed object bound to that key,
+//! holding the same facts; a record whose content does not open under its key, or says
+//! something else than its key, is ignored with a warning (a record copied to another
+//! backup proves nothing). Version-1 repositories have empty records, trusted there only.
+//! Writing a record removes the backup's older ones.
 
 use serde::Serialize;
 use std::collections::HashMap;
+use strata_repo::format::{decode_object, ObjectKind};
 use strata_repo::Repository;
 use strata_store::StoreError;
 
@@ -37,20 +41,29 @@ impl VerifyRecord {
     }
 }
 
+/// The sealed content of a record.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq)]
+struct Sealed {
+    backup: String,
+    when_ms: u64,
+    ok: bool,
+    mode: String,
+}
+
 /// Records the outcome of verifying `backup` now.
 pub async fn record(
     repo: &Repository,
     backup: &str,
     ok: bool,
     mode: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), strata_repo::RepoError> {
     let store = repo.store();
     let outcome = if ok { "ok" } else { "damaged" };
-    let key = format!(
-        "{PREFIX}{backup}/{}-{outcome}-{mode}",
-        crate::lock::now_ms()
-    );
-    store.put(&key, bytes::Bytes::new()).await?;
+    let when_ms = crate::lock::now_ms();
+    let key = format!("{PREFIX}{backup}/{when_ms}-{outcome}-{mode}");
+    let body = sealed_body(backup, when_ms, ok, mode);
+    let bytes = repo.seal_object(ObjectKind::VerifyRecord, &key, &body)?;
+    store.put(&key, bytes.into()).await?;
     // The older records are superseded (readers take the newest); a store that refuses
     // deletes (credentials that may write but not delete) keeps them, harmlessly, until
     // garbage collection runs with stronger ones.
@@ -68,34 +81,104 @@ pub async fn record(
     Ok(())
 }
 
-/// The newest record of every backup that has one.
-pub async fn latest(repo: &Repository) -> Result<HashMap<String, VerifyRecord>, StoreError> {
-    let mut out: HashMap<String, VerifyRecord> = HashMap::new();
-    for object in repo.store().list_fresh(PREFIX).await? {
-        let Some((backup, name)) = object
-            .key
-            .strip_prefix(PREFIX)
-            .and_then(|k| k.split_once('/'))
-        else {
-            continue;
-        };
-        let mut parts = name.splitn(3, '-');
-        let (Some(when), Some(outcome), Some(mode)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let Ok(when_ms) = when.parse() else { continue };
-        let record = VerifyRecord {
-            when_ms,
+fn sealed_body(backup: &str, when_ms: u64, ok: bool, mode: &str) -> Vec<u8> {
+    serde_json::to_vec(&Sealed {
+        backup: backup.to_string(),
+        when_ms,
+        ok,
+        mode: mode.to_string(),
+    })
+    .expect("records serialize")
+}
+
+/// Parses a record key into `(backup, record)`.
+fn parse_key(key: &str) -> Option<(&str, VerifyRecord)> {
+    let (backup, name) = key.strip_prefix(PREFIX)?.split_once('/')?;
+    let mut parts = name.splitn(3, '-');
+    let (when, outcome, mode) = (parts.next()?, parts.next()?, parts.next()?);
+    Some((
+        backup,
+        VerifyRecord {
+            when_ms: when.parse().ok()?,
             ok: outcome == "ok",
             mode: mode.to_string(),
-        };
-        match out.get(backup) {
-            Some(have) if have.when_ms >= when_ms => {}
-            _ => {
-                out.insert(backup.to_string(), record);
+        },
+    ))
+}
+
+/// Whether the object under `key` is the authentic record `record` of `backup`.
+fn authentic(
+    repo: &Repository,
+    key: &str,
+    backup: &str,
+    record: &VerifyRecord,
+    bytes: &[u8],
+) -> Result<(), String> {
+    if bytes.is_empty() && repo.cipher().accepts_v1_objects() {
+        return Ok(()); // a version-1 record: its key is all it says
+    }
+    let plain = decode_object(repo.cipher(), ObjectKind::VerifyRecord, bytes, key)
+        .map_err(|e| e.to_string())?;
+    let sealed: Sealed = serde_json::from_slice(&plain).map_err(|e| e.to_string())?;
+    let expected = Sealed {
+        backup: backup.to_string(),
+        when_ms: record.when_ms,
+        ok: record.ok,
+        mode: record.mode.clone(),
+    };
+    if sealed != expected {
+        return Err("its content does not match its name".into());
+    }
+    Ok(())
+}
+
+/// The newest authentic record of every backup that has one: one LIST, then a GET of
+/// the newest record of each backup (and of older ones only when that one is refused).
+pub async fn latest(repo: &Repository) -> Result<HashMap<String, VerifyRecord>, StoreError> {
+    let mut candidates: HashMap<String, Vec<(String, VerifyRecord)>> = HashMap::new();
+    for object in repo.store().list_fresh(PREFIX).await? {
+        if let Some((backup, record)) = parse_key(&object.key) {
+            candidates
+                .entry(backup.to_string())
+                .or_default()
+                .push((object.key.clone(), record));
+        }
+    }
+    let mut out = HashMap::new();
+    for (backup, mut records) in candidates {
+        records.sort_by_key(|r| std::cmp::Reverse(r.1.when_ms));
+        for (key, record) in records {
+            let bytes = match repo.store().get(&key).await {
+                Ok(bytes) => bytes,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+            };
+            match authentic(repo, &key, &backup, &record, &bytes) {
+                Ok(()) => {
+                    out.insert(backup.clone(), record);
+                    break;
+                }
+                Err(why) => eprintln!("strata: warning: verification record {key} ignored: {why}"),
             }
         }
     }
     Ok(out)
+}
+
+/// Rewrites the version-1 (empty) records of `repo` as sealed ones (see `crate::migrate`).
+pub(crate) async fn migrate_records(repo: &Repository) -> Result<u64, strata_repo::RepoError> {
+    let mut done = 0;
+    for object in repo.store().list_fresh(PREFIX).await? {
+        let Some((backup, record)) = parse_key(&object.key) else {
+            continue;
+        };
+        if !repo.store().get(&object.key).await?.is_empty() {
+            continue;
+        }
+        let body = sealed_body(backup, record.when_ms, record.ok, &record.mode);
+        let bytes = repo.seal_for_migration(ObjectKind::VerifyRecord, &object.key, &body);
+        repo.store().put(&object.key, bytes.into()).await?;
+        done += 1;
+    }
+    Ok(done)
 }

@@ -7,7 +7,7 @@
 //! every record as live; whoever owns a space (the postgres plugin for `wal`) decides when
 //! a record goes.
 
-use crate::format::{decode_object, encode_object, ObjectKind};
+use crate::format::{decode_object, ObjectKind};
 use crate::writer::BlobWriter;
 use crate::{BlobId, RepoError, RepoResult, Repository};
 use bytes::Bytes;
@@ -66,10 +66,9 @@ impl Repository {
     /// Writes the record of an archived file (its chunks must be stored already).
     pub async fn save_archived(&self, space: &str, file: &ArchivedFile) -> RepoResult<()> {
         let json = serde_json::to_vec(file).expect("records serialize");
-        let bytes = encode_object(self.cipher(), ObjectKind::Archived, &json);
-        self.store()
-            .put(&archive_key(space, &file.name), Bytes::from(bytes))
-            .await?;
+        let key = archive_key(space, &file.name);
+        let bytes = self.seal_object(ObjectKind::Archived, &key, &json)?;
+        self.store().put(&key, Bytes::from(bytes)).await?;
         Ok(())
     }
 

@@ -7,7 +7,7 @@
 
 use crate::format::Encryption;
 use crate::{BlobId, RepoError, RepoResult};
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +52,15 @@ impl MasterKeys {
         }
     }
 
+    /// A 32-byte key for one purpose, derived from the master keys (BLAKE3 `derive_key`
+    /// over `encryption_key || id_key`), so no two uses share a key.
+    pub fn derive(&self, context: &str) -> [u8; 32] {
+        let mut material = [0u8; 64];
+        material[..32].copy_from_slice(&self.encryption_key);
+        material[32..].copy_from_slice(&self.id_key);
+        blake3::derive_key(context, &material)
+    }
+
     /// The id of a blob: keyed BLAKE3 of its plaintext.
     pub fn blob_id(&self, data: &[u8]) -> BlobId {
         BlobId(*blake3::keyed_hash(&self.id_key, data).as_bytes())
@@ -61,60 +70,106 @@ impl MasterKeys {
 /// Seals and opens blobs and objects with the repository's AEAD (or passes them through
 /// when the repository is unencrypted).
 #[derive(Clone)]
-pub enum Cipher {
-    Aes256Gcm(Box<Aes256Gcm>),
-    None,
+pub struct Cipher {
+    aead: Option<Box<Aes256Gcm>>,
+    /// Whether objects of format version 1 (sealed without associated data, so not bound
+    /// to their names) are accepted: only in repositories whose config says version 1.
+    accept_v1_objects: bool,
 }
 
 impl Cipher {
     /// The cipher of a repository.
     pub fn new(encryption: Encryption, keys: &MasterKeys) -> Self {
         match encryption {
-            Encryption::Aes256Gcm => Cipher::Aes256Gcm(Box::new(
-                Aes256Gcm::new_from_slice(&keys.encryption_key).expect("32-byte key"),
-            )),
-            Encryption::None => Cipher::None,
+            Encryption::Aes256Gcm => Cipher::from_key(&keys.encryption_key),
+            Encryption::None => Cipher {
+                aead: None,
+                accept_v1_objects: false,
+            },
         }
+    }
+
+    fn from_key(key: &[u8; 32]) -> Self {
+        Cipher {
+            aead: Some(Box::new(
+                Aes256Gcm::new_from_slice(key).expect("32-byte key"),
+            )),
+            accept_v1_objects: false,
+        }
+    }
+
+    /// The same cipher, accepting (or not) version-1 objects, which carry no associated
+    /// data: see `docs/format.md`, "Version 1 repositories".
+    pub fn accepting_v1_objects(mut self, accept: bool) -> Self {
+        self.accept_v1_objects = accept;
+        self
+    }
+
+    /// Whether version-1 objects (not bound to their names) are accepted.
+    pub fn accepts_v1_objects(&self) -> bool {
+        self.accept_v1_objects
+    }
+
+    /// Whether this cipher encrypts (false for unencrypted repositories).
+    pub fn is_encrypted(&self) -> bool {
+        self.aead.is_some()
     }
 
     /// Bytes a sealed item has beyond its plaintext.
     pub fn overhead(&self) -> usize {
-        match self {
-            Cipher::Aes256Gcm(_) => NONCE_LEN + TAG_LEN,
-            Cipher::None => 0,
+        match self.aead {
+            Some(_) => NONCE_LEN + TAG_LEN,
+            None => 0,
         }
     }
 
-    /// Seals `plain` as `nonce || ciphertext || tag`, with a random nonce.
+    /// Seals `plain` as `nonce || ciphertext || tag`, with a random nonce and no associated
+    /// data: the path of blobs, which are bound to their keyed ids instead.
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
-        match self {
-            Cipher::Aes256Gcm(aead) => {
+        self.seal_with(plain, &[])
+    }
+
+    /// Seals `plain` with associated data `ad`: opening needs the same `ad`.
+    pub fn seal_with(&self, plain: &[u8], ad: &[u8]) -> Vec<u8> {
+        match &self.aead {
+            Some(aead) => {
                 let mut nonce = [0u8; NONCE_LEN];
                 getrandom::getrandom(&mut nonce).expect("the OS random source is available");
                 let mut out = Vec::with_capacity(plain.len() + NONCE_LEN + TAG_LEN);
                 out.extend_from_slice(&nonce);
                 let sealed = aead
-                    .encrypt(Nonce::from_slice(&nonce), plain)
+                    .encrypt(
+                        Nonce::from_slice(&nonce),
+                        Payload {
+                            msg: plain,
+                            aad: ad,
+                        },
+                    )
                     .expect("AES-GCM encryption cannot fail for in-memory data");
                 out.extend_from_slice(&sealed);
                 out
             }
-            Cipher::None => plain.to_vec(),
+            None => plain.to_vec(),
         }
     }
 
     /// Opens a sealed item; fails when it was altered or sealed under another key.
     pub fn open(&self, sealed: &[u8], what: &str) -> RepoResult<Vec<u8>> {
-        match self {
-            Cipher::Aes256Gcm(aead) => {
+        self.open_with(sealed, &[], what)
+    }
+
+    /// Opens an item sealed by [`Cipher::seal_with`] with the same `ad`.
+    pub fn open_with(&self, sealed: &[u8], ad: &[u8], what: &str) -> RepoResult<Vec<u8>> {
+        match &self.aead {
+            Some(aead) => {
                 if sealed.len() < NONCE_LEN + TAG_LEN {
                     return Err(RepoError::corrupted(what, "too short to be sealed data"));
                 }
                 let (nonce, body) = sealed.split_at(NONCE_LEN);
-                aead.decrypt(Nonce::from_slice(nonce), body)
+                aead.decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad: ad })
                     .map_err(|_| RepoError::corrupted(what, "authentication failed"))
             }
-            Cipher::None => Ok(sealed.to_vec()),
+            None => Ok(sealed.to_vec()),
         }
     }
 }
@@ -139,6 +194,50 @@ impl Default for KdfParams {
     }
 }
 
+/// Largest Argon2 memory a key file may ask for: 1 GiB (in KiB), 16 times the default.
+pub const MAX_KDF_MEMORY_KIB: u32 = 1024 * 1024;
+/// Largest memory times iterations (KiB passes): 4 GiB, so one key costs at most a few
+/// seconds of one core, however its parameters are mixed.
+pub const MAX_KDF_WORK_KIB: u64 = 4 * 1024 * 1024;
+/// Largest Argon2 iteration count a key file may ask for.
+pub const MAX_KDF_ITERATIONS: u32 = 64;
+/// Largest Argon2 parallelism a key file may ask for.
+pub const MAX_KDF_PARALLELISM: u32 = 64;
+/// Accepted salt lengths, in bytes (strata writes 16).
+pub const SALT_LEN: std::ops::RangeInclusive<usize> = 16..=64;
+
+impl KdfParams {
+    /// Checks the parameters against the bounds above: a key file is read from storage
+    /// that others may write, and unbounded parameters would let them exhaust memory or CPU.
+    pub fn check(&self) -> Result<(), String> {
+        let p = self.parallelism;
+        if !(1..=MAX_KDF_PARALLELISM).contains(&p) {
+            return Err(format!(
+                "Argon2 parallelism {p} is outside 1..={MAX_KDF_PARALLELISM}"
+            ));
+        }
+        let i = self.iterations;
+        if !(1..=MAX_KDF_ITERATIONS).contains(&i) {
+            return Err(format!(
+                "Argon2 iterations {i} is outside 1..={MAX_KDF_ITERATIONS}"
+            ));
+        }
+        let m = self.memory_kib;
+        if m < 8 * p || m > MAX_KDF_MEMORY_KIB {
+            return Err(format!(
+                "Argon2 memory {m} KiB is outside {}..={MAX_KDF_MEMORY_KIB} KiB",
+                8 * p
+            ));
+        }
+        if m as u64 * i as u64 > MAX_KDF_WORK_KIB {
+            return Err(format!(
+                "Argon2 memory times iterations ({m} KiB x {i}) is above {MAX_KDF_WORK_KIB} KiB"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The `keys/<id>` object.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeyFile {
@@ -153,9 +252,31 @@ pub struct KeyFile {
     pub keys: String,
     /// Creation time, RFC 3339.
     pub created: String,
+    /// The id of the repository the key belongs to (format version 2). When present, the
+    /// wrapped keys are sealed with associated data `"strata-key\0" || repo`, so the field
+    /// can be neither removed nor changed; absent in version-1 key files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo: Option<String>,
+}
+
+/// Length of the serialized master keys.
+const MASTER_LEN: usize = 72;
+
+/// Why a key file was not used.
+#[derive(Debug)]
+pub enum KeyRejection {
+    /// The password does not unwrap it (or it belongs to someone else's password).
+    NotUnwrapped,
+    /// A password-wrapped key and no password was given.
+    NeedsPassword,
+    /// It is malformed, out of bounds or not of this repository: the reason.
+    Unusable(String),
 }
 
 fn derive_wrapping_key(password: &str, salt: &[u8], params: KdfParams) -> RepoResult<[u8; 32]> {
+    params
+        .check()
+        .map_err(|e| RepoError::corrupted("key parameters", e))?;
     let argon = argon2::Argon2::new(
         argon2::Algorithm::Argon2id,
         argon2::Version::V0x13,
@@ -174,14 +295,22 @@ fn derive_wrapping_key(password: &str, salt: &[u8], params: KdfParams) -> RepoRe
     Ok(out)
 }
 
+/// The associated data of wrapped keys bound to repository `repo`.
+fn key_ad(repo: &str) -> Vec<u8> {
+    let mut ad = b"strata-key\0".to_vec();
+    ad.extend_from_slice(repo.as_bytes());
+    ad
+}
+
 impl KeyFile {
     /// Wraps `keys` under `password` (or stores them plain when `password` is `None`,
-    /// for unencrypted repositories).
+    /// for unencrypted repositories), bound to repository `repo`.
     pub fn wrap(
         keys: &MasterKeys,
         password: Option<&str>,
         params: KdfParams,
         created: String,
+        repo: &str,
     ) -> RepoResult<KeyFile> {
         let Some(password) = password else {
             return Ok(KeyFile {
@@ -190,49 +319,115 @@ impl KeyFile {
                 salt: String::new(),
                 keys: hex::encode(keys.to_bytes()),
                 created,
+                repo: Some(repo.to_string()),
             });
         };
         let mut salt = [0u8; 16];
         getrandom::getrandom(&mut salt).expect("the OS random source is available");
         let wrapping = derive_wrapping_key(password, &salt, params)?;
-        let cipher = Cipher::Aes256Gcm(Box::new(
-            Aes256Gcm::new_from_slice(&wrapping).expect("32-byte key"),
-        ));
+        let cipher = Cipher::from_key(&wrapping);
         Ok(KeyFile {
             kdf: "argon2id".into(),
             params: Some(params),
             salt: hex::encode(salt),
-            keys: hex::encode(cipher.seal(&keys.to_bytes())),
+            keys: hex::encode(cipher.seal_with(&keys.to_bytes(), &key_ad(repo))),
             created,
+            repo: Some(repo.to_string()),
         })
     }
 
-    /// Unwraps the master keys; `None` from a wrong password.
-    pub fn unwrap_keys(&self, password: Option<&str>, repo: &str) -> RepoResult<MasterKeys> {
-        let bad = |why: &str| RepoError::corrupted(format!("key file of {repo}"), why);
-        let raw = hex::decode(&self.keys).map_err(|_| bad("keys are not hex"))?;
+    /// Parses a key file, checking its shape before any work is done on it: known KDF,
+    /// bounded parameters, salt and key lengths. Never allocates by a length it reads.
+    pub fn parse(bytes: &[u8]) -> Result<KeyFile, String> {
+        if bytes.len() > 64 * 1024 {
+            return Err("key file larger than 64 KiB".into());
+        }
+        let file: KeyFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        match file.kdf.as_str() {
+            "none" => {
+                if file.keys.len() != 2 * MASTER_LEN {
+                    return Err("plain keys have the wrong length".into());
+                }
+            }
+            "argon2id" => {
+                let params = file.params.ok_or("no KDF parameters")?;
+                params.check()?;
+                if !file.salt.len().is_multiple_of(2) || !SALT_LEN.contains(&(file.salt.len() / 2))
+                {
+                    return Err(format!(
+                        "salt must be {}..={} bytes",
+                        SALT_LEN.start(),
+                        SALT_LEN.end()
+                    ));
+                }
+                if file.keys.len() != 2 * (MASTER_LEN + NONCE_LEN + TAG_LEN) {
+                    return Err("wrapped keys have the wrong length".into());
+                }
+            }
+            other => return Err(format!("unknown KDF {other:?}")),
+        }
+        if let Some(repo) = &file.repo {
+            if repo.len() > 64 {
+                return Err("repository id too long".into());
+            }
+        }
+        Ok(file)
+    }
+
+    /// Unwraps the master keys of repository `repo_id` (checks the binding of bound keys).
+    pub fn unwrap_for(
+        &self,
+        password: Option<&str>,
+        repo_id: &str,
+    ) -> Result<MasterKeys, KeyRejection> {
+        let unusable = |why: &str| KeyRejection::Unusable(why.to_string());
+        if let Some(bound) = &self.repo {
+            if bound != repo_id {
+                return Err(KeyRejection::Unusable(format!(
+                    "belongs to repository {bound:?}, not {repo_id:?}"
+                )));
+            }
+        }
+        let raw = hex::decode(&self.keys).map_err(|_| unusable("keys are not hex"))?;
         let plain = match self.kdf.as_str() {
             "none" => raw,
             "argon2id" => {
-                let password =
-                    password.ok_or_else(|| RepoError::PasswordRequired(repo.to_string()))?;
-                let params = self.params.ok_or_else(|| bad("missing KDF parameters"))?;
-                let salt = hex::decode(&self.salt).map_err(|_| bad("salt is not hex"))?;
-                let wrapping = derive_wrapping_key(password, &salt, params)?;
-                let cipher = Cipher::Aes256Gcm(Box::new(
-                    Aes256Gcm::new_from_slice(&wrapping).expect("32-byte key"),
-                ));
-                cipher
-                    .open(&raw, "key")
-                    .map_err(|_| RepoError::WrongPassword(repo.to_string()))?
+                let password = password.ok_or(KeyRejection::NeedsPassword)?;
+                let params = self
+                    .params
+                    .ok_or_else(|| unusable("missing KDF parameters"))?;
+                let salt = hex::decode(&self.salt).map_err(|_| unusable("salt is not hex"))?;
+                if !SALT_LEN.contains(&salt.len()) {
+                    return Err(unusable("salt has the wrong length"));
+                }
+                let wrapping = derive_wrapping_key(password, &salt, params)
+                    .map_err(|e| KeyRejection::Unusable(e.to_string()))?;
+                let ad = match &self.repo {
+                    Some(repo) => key_ad(repo),
+                    None => Vec::new(),
+                };
+                Cipher::from_key(&wrapping)
+                    .open_with(&raw, &ad, "key")
+                    .map_err(|_| KeyRejection::NotUnwrapped)?
             }
-            other => return Err(bad(&format!("unknown KDF {other:?}"))),
+            other => return Err(KeyRejection::Unusable(format!("unknown KDF {other:?}"))),
         };
-        let bytes: [u8; 72] = plain
+        let bytes: [u8; MASTER_LEN] = plain
             .as_slice()
             .try_into()
-            .map_err(|_| bad("master keys have the wrong length"))?;
+            .map_err(|_| unusable("master keys have the wrong length"))?;
         Ok(MasterKeys::from_bytes(&bytes))
+    }
+
+    /// Unwraps the master keys; the errors of a single key file (see
+    /// [`KeyFile::unwrap_for`] for the rules a repository applies to several).
+    pub fn unwrap_keys(&self, password: Option<&str>, repo: &str) -> RepoResult<MasterKeys> {
+        let repo_id = self.repo.clone().unwrap_or_default();
+        self.unwrap_for(password, &repo_id).map_err(|e| match e {
+            KeyRejection::NotUnwrapped => RepoError::WrongPassword(repo.to_string()),
+            KeyRejection::NeedsPassword => RepoError::PasswordRequired(repo.to_string()),
+            KeyRejection::Unusable(why) => RepoError::corrupted(format!("key file of {repo}"), why),
+        })
     }
 }
 
@@ -270,7 +465,7 @@ mod tests {
     #[test]
     fn key_files_unwrap_only_with_the_right_password() {
         let keys = MasterKeys::generate();
-        let file = KeyFile::wrap(&keys, Some("pw"), FAST, "now".into()).unwrap();
+        let file = KeyFile::wrap(&keys, Some("pw"), FAST, "now".into(), "r").unwrap();
         let back = file.unwrap_keys(Some("pw"), "r").unwrap();
         assert_eq!(back.id_key, keys.id_key);
         assert!(matches!(
@@ -281,7 +476,7 @@ mod tests {
             file.unwrap_keys(None, "r"),
             Err(RepoError::PasswordRequired(_))
         ));
-        let plain = KeyFile::wrap(&keys, None, FAST, "now".into()).unwrap();
+        let plain = KeyFile::wrap(&keys, None, FAST, "now".into(), "r").unwrap();
         assert_eq!(
             plain.unwrap_keys(None, "r").unwrap().encryption_key,
             keys.encryption_key

@@ -29,6 +29,15 @@ pub enum RepoError {
     /// A background worker of the write pipeline stopped.
     #[error("write pipeline failed: {0}")]
     Pipeline(String),
+    /// The config does not match its MAC under the repository's keys: it was edited.
+    #[error("the config of repository {0} is not authentic (edited, or the keys were replaced); refusing to use it")]
+    ConfigNotAuthentic(String),
+    /// A version-1 repository is read-only until migrated.
+    #[error("repository {0} has format version 1, which this strata reads but does not write: run `strata migrate` (with its password) first")]
+    NeedsMigration(String),
+    /// A key management request that would lose access or names no key.
+    #[error("{0}")]
+    KeyRefused(String),
     /// A named backup does not exist.
     #[error("no backup named {0}")]
     NoSuchBackup(String),

@@ -1,11 +1,19 @@
-//! Format constants and the plain-text `config` object.
+//! Format constants, the `config` object and the encoding of sealed objects.
 
 use crate::chunker::ChunkerParams;
 use serde::{Deserialize, Serialize};
 
-/// The major format version this build writes and reads. A reader refuses any other major
-/// version; minor additions stay readable because unknown JSON fields are ignored.
-pub const FORMAT_VERSION: u32 = 1;
+/// The major format version this build writes. It reads this one and version 1 (see
+/// `docs/format.md`, "History"); it refuses newer ones. Minor additions stay readable
+/// because unknown JSON fields are ignored.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format version this build reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
+
+/// Largest plaintext of one object after decompression (1 GiB): a crafted object in an
+/// unencrypted repository cannot make a reader allocate more.
+pub const MAX_OBJECT_PLAIN: u64 = 1 << 30;
 
 /// Object kinds, the second byte of every encoded object's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +27,10 @@ pub enum ObjectKind {
     Archived = 5,
     /// An entry of the audit log: see `strata_coordinator::audit`.
     Audit = 6,
+    /// A pin (`pins/<backup>`, format version 2): see `strata_coordinator::retention`.
+    Pin = 7,
+    /// A verification record (`verified/<backup>/...`, format version 2).
+    VerifyRecord = 8,
 }
 
 /// Magic bytes at the start of every encoded (non-pack) object.
@@ -66,34 +78,115 @@ pub struct RepoConfig {
     pub page_chunker: ChunkerParams,
     /// Creation time, RFC 3339.
     pub created: String,
+    /// Hex of the config's MAC (format version 2): see [`RepoConfig::mac_input`]. It is
+    /// checked as soon as a key unwraps, so an edited config is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+/// The BLAKE3 `derive_key` context of the config MAC key.
+const CONFIG_MAC_CONTEXT: &str = "strata 2026-11 config mac v2";
+
+impl RepoConfig {
+    /// The bytes the config MAC covers, every field that matters for security in a fixed
+    /// binary form (JSON formatting does not matter): `"strata-config\0"`, version (u32
+    /// LE), format and id (each u32 LE length, bytes), encryption (u8: 0 none, 1
+    /// aes-256-gcm), chunker and page chunker (min, avg, max, align: u32 LE each), created
+    /// (u32 LE length, bytes). `docs/format.md` has it byte by byte.
+    pub fn mac_input(&self) -> Vec<u8> {
+        let mut out = b"strata-config\0".to_vec();
+        out.extend_from_slice(&self.version.to_le_bytes());
+        for text in [&self.format, &self.id] {
+            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+        out.push(match self.encryption {
+            Encryption::None => 0,
+            Encryption::Aes256Gcm => 1,
+        });
+        for params in [self.chunker, self.page_chunker] {
+            for v in [params.min, params.avg, params.max, params.align] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out.extend_from_slice(&(self.created.len() as u32).to_le_bytes());
+        out.extend_from_slice(self.created.as_bytes());
+        out
+    }
+
+    /// The MAC of this config under the repository's keys (keyed BLAKE3).
+    pub fn compute_mac(&self, keys: &crate::crypto::MasterKeys) -> [u8; 32] {
+        *blake3::keyed_hash(&keys.derive(CONFIG_MAC_CONTEXT), &self.mac_input()).as_bytes()
+    }
+
+    /// Sets [`RepoConfig::mac`] for `keys`.
+    pub fn seal_mac(&mut self, keys: &crate::crypto::MasterKeys) {
+        self.mac = Some(hex::encode(self.compute_mac(keys)));
+    }
+
+    /// Whether the stored MAC matches this config under `keys` (constant-time compare).
+    pub fn mac_matches(&self, keys: &crate::crypto::MasterKeys) -> bool {
+        let Some(stored) = self.mac.as_deref() else {
+            return false;
+        };
+        let mut bytes = [0u8; 32];
+        if hex::decode_to_slice(stored, &mut bytes).is_err() {
+            return false;
+        }
+        blake3::Hash::from(bytes) == blake3::Hash::from(self.compute_mac(keys))
+    }
+}
+
+/// The associated data of an object: its 7-byte header followed by its name (the object
+/// key, e.g. `manifests/<backup>/<node>`; empty for pack headers). Sealing with it binds
+/// the object's kind, version and name: moved elsewhere it no longer opens.
+fn object_ad(header: &[u8], kind: ObjectKind, name: &str) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(header.len() + name.len());
+    ad.extend_from_slice(header);
+    if kind != ObjectKind::PackHeader {
+        ad.extend_from_slice(name.as_bytes());
+    }
+    ad
 }
 
 /// Encodes a repository object: a 7-byte plain header (magic, kind, format version) and
-/// the zstd-compressed payload, sealed.
-pub fn encode_object(cipher: &crate::crypto::Cipher, kind: ObjectKind, payload: &[u8]) -> Vec<u8> {
+/// the zstd-compressed payload, sealed with the header and `name` (the object's key) as
+/// associated data. Pack headers are bound to their kind only: a pack's name is the hash
+/// of its bytes, header included.
+pub fn encode_object(
+    cipher: &crate::crypto::Cipher,
+    kind: ObjectKind,
+    name: &str,
+    payload: &[u8],
+) -> Vec<u8> {
     let compressed = zstd::bulk::compress(payload, 3).expect("in-memory zstd cannot fail");
-    let sealed = cipher.seal(&compressed);
-    let mut out = Vec::with_capacity(7 + sealed.len());
-    out.extend_from_slice(OBJECT_MAGIC);
-    out.push(kind as u8);
-    out.extend_from_slice(&(FORMAT_VERSION as u16).to_le_bytes());
+    let mut header = Vec::with_capacity(7);
+    header.extend_from_slice(OBJECT_MAGIC);
+    header.push(kind as u8);
+    header.extend_from_slice(&(FORMAT_VERSION as u16).to_le_bytes());
+    let sealed = cipher.seal_with(&compressed, &object_ad(&header, kind, name));
+    let mut out = header;
+    out.reserve(sealed.len());
     out.extend_from_slice(&sealed);
     out
 }
 
-/// Decodes an object written by [`encode_object`], checking kind, version and integrity.
+/// Decodes an object written by [`encode_object`] under `name` (its key; ignored for pack
+/// headers, where it only names the pack in messages), checking kind, version, binding and
+/// integrity. A version-1 object (no associated data) is accepted only by a cipher that
+/// accepts them (a version-1 repository), except pack headers, which packs keep forever.
 pub fn decode_object(
     cipher: &crate::crypto::Cipher,
     kind: ObjectKind,
     bytes: &[u8],
-    what: &str,
+    name: &str,
 ) -> crate::RepoResult<Vec<u8>> {
     use crate::RepoError;
     if bytes.len() < 7 || &bytes[..4] != OBJECT_MAGIC {
-        return Err(RepoError::corrupted(what, "not a strata object"));
+        return Err(RepoError::corrupted(name, "not a strata object"));
     }
     let version = u16::from_le_bytes([bytes[5], bytes[6]]) as u32;
-    if version != FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
         return Err(RepoError::UnsupportedVersion {
             found: version,
             supported: FORMAT_VERSION,
@@ -101,12 +194,45 @@ pub fn decode_object(
     }
     if bytes[4] != kind as u8 {
         return Err(RepoError::corrupted(
-            what,
+            name,
             format!("is a {} object, expected {kind:?}", bytes[4]),
         ));
     }
-    let compressed = cipher.open(&bytes[7..], what)?;
-    zstd::stream::decode_all(&compressed[..]).map_err(|e| RepoError::corrupted(what, e))
+    let compressed = if version == 1 {
+        if !cipher.accepts_v1_objects() && kind != ObjectKind::PackHeader {
+            return Err(RepoError::corrupted(
+                name,
+                "is a version-1 object (not bound to its name) in a version-2 repository",
+            ));
+        }
+        cipher.open(&bytes[7..], name)?
+    } else {
+        cipher
+            .open_with(&bytes[7..], &object_ad(&bytes[..7], kind, name), name)
+            .map_err(|_| {
+                RepoError::corrupted(
+                    name,
+                    "authentication failed (altered, sealed under another key, or moved from another name)",
+                )
+            })?
+    };
+    decompress_capped(&compressed, MAX_OBJECT_PLAIN).map_err(|e| RepoError::corrupted(name, e))
+}
+
+/// zstd-decompresses `data`, failing beyond `cap` bytes of output (the buffer grows with
+/// the real output, never by a size the frame claims).
+pub fn decompress_capped(data: &[u8], cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let decoder = zstd::stream::read::Decoder::new(data)?;
+    let mut out = Vec::new();
+    decoder.take(cap + 1).read_to_end(&mut out)?;
+    if out.len() as u64 > cap {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("decompresses to more than {cap} bytes"),
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -117,7 +243,7 @@ mod tests {
     #[test]
     fn objects_roundtrip_and_check_kind_and_version() {
         let cipher = Cipher::new(Encryption::Aes256Gcm, &MasterKeys::generate());
-        let bytes = encode_object(&cipher, ObjectKind::Summary, b"{\"a\":1}");
+        let bytes = encode_object(&cipher, ObjectKind::Summary, "s", b"{\"a\":1}");
         assert_eq!(
             decode_object(&cipher, ObjectKind::Summary, &bytes, "s").unwrap(),
             b"{\"a\":1}"

@@ -4,7 +4,7 @@
 //!
 //! | key                          | what                                               |
 //! |------------------------------|----------------------------------------------------|
-//! | `config`                     | format version, repository id, encryption (plain)   |
+//! | `config`                     | format version, repository id, encryption, MAC      |
 //! | `keys/<id>`                  | the master keys, wrapped by a password              |
 //! | `data/<xx>/<pack id>`        | pack files: many sealed blobs and a sealed header   |
 //! | `index/<id>`                 | which blob lives in which pack, at which offset      |
@@ -26,11 +26,15 @@ mod error;
 pub mod format;
 pub mod id;
 pub mod index;
+pub mod keyring;
 pub mod manifest;
 pub mod pack;
 mod repository;
 pub mod summary;
 pub mod writer;
+
+#[cfg(test)]
+mod decoder_props;
 
 pub use error::{RepoError, RepoResult};
 pub use id::BlobId;

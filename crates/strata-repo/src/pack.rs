@@ -72,7 +72,7 @@ impl PackBuilder {
     /// Appends the header and trailer and names the pack.
     pub fn finish(mut self, cipher: &Cipher) -> FinishedPack {
         let header = postcard::to_stdvec(&self.entries).expect("pack entries serialize");
-        let sealed = encode_object(cipher, ObjectKind::PackHeader, &header);
+        let sealed = encode_object(cipher, ObjectKind::PackHeader, "", &header);
         self.buf.extend_from_slice(&sealed);
         self.buf
             .extend_from_slice(&(sealed.len() as u32).to_le_bytes());

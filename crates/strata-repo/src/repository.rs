@@ -5,6 +5,7 @@ use crate::compress::decompress;
 use crate::crypto::{Cipher, KdfParams, KeyFile, MasterKeys};
 use crate::format::{
     decode_object, encode_object, Encryption, ObjectKind, RepoConfig, FORMAT_VERSION,
+    OLDEST_READABLE_VERSION,
 };
 use crate::id::pack_key;
 use crate::index::{BlobLocation, Index, IndexFile};
@@ -37,6 +38,8 @@ pub struct Repository {
     config: RepoConfig,
     keys: MasterKeys,
     cipher: Cipher,
+    /// The `keys/<id>` the password unwrapped.
+    key_id: String,
     index: RwLock<Index>,
     /// Index objects the last load skipped because they do not decode.
     damaged_index: RwLock<Vec<DamagedObject>>,
@@ -116,7 +119,7 @@ impl Repository {
         };
         let mut id = [0u8; 8];
         getrandom::getrandom(&mut id).expect("the OS random source is available");
-        let config = RepoConfig {
+        let mut config = RepoConfig {
             format: "strata".into(),
             version: FORMAT_VERSION,
             id: hex::encode(id),
@@ -124,20 +127,18 @@ impl Repository {
             chunker: ChunkerParams::GENERIC,
             page_chunker: ChunkerParams::PAGES,
             created: now_rfc3339(),
+            mac: None,
         };
         let keys = MasterKeys::generate();
-        let key_file = KeyFile::wrap(&keys, password, options.kdf, now_rfc3339())?;
-        let key_json = serde_json::to_vec_pretty(&key_file).expect("key file serializes");
-        let key_name = hex::encode(&blake3::hash(&key_json).as_bytes()[..16]);
+        config.seal_mac(&keys);
+        let key_file = KeyFile::wrap(&keys, password, options.kdf, now_rfc3339(), &config.id)?;
         // Keys first: a config without a key would be an unusable repository.
-        store
-            .put(&format!("keys/{key_name}"), Bytes::from(key_json))
-            .await?;
+        let key_id = crate::keyring::put_key_file(&store, &key_file).await?;
         let config_json = serde_json::to_vec_pretty(&config).expect("config serializes");
         store
             .put_if_absent("config", Bytes::from(config_json))
             .await?;
-        Ok(Arc::new(Repository::assemble(store, config, keys)))
+        Ok(Arc::new(Repository::assemble(store, config, keys, key_id)))
     }
 
     /// Opens an existing repository and loads its index.
@@ -171,55 +172,48 @@ impl Repository {
             Err(e) => return Err(e.into()),
         };
         let config = parse_config(&raw, &location)?;
-        // A cached listing may miss a key added elsewhere: on failure, ask the store.
-        let mut tried = std::collections::HashSet::new();
-        let mut last_err = None;
-        let mut keys = None;
-        for fresh in [false, true] {
-            let listing = if fresh {
-                store.list_fresh("keys/").await?
-            } else {
-                store.list("keys/").await?
-            };
-            for object in listing {
-                if keys.is_some() || !tried.insert(object.key.clone()) {
-                    continue;
-                }
-                let bytes = store.get(&object.key).await?;
-                let file: KeyFile = serde_json::from_slice(&bytes)
-                    .map_err(|e| RepoError::corrupted(object.key.clone(), e))?;
-                match file.unwrap_keys(password, &location) {
-                    Ok(k) => keys = Some(k),
-                    Err(e) => last_err = Some(e),
-                }
-            }
-            if keys.is_some() {
-                break;
-            }
-        }
-        if tried.is_empty() {
-            return Err(RepoError::corrupted(
-                format!("repository {location}"),
-                "it has no key",
-            ));
-        }
-        let Some(keys) = keys else {
-            return Err(last_err.expect("at least one key was tried"));
-        };
-        Ok(Arc::new(Repository::assemble(store, config, keys)))
+        let (keys, key_id) = crate::keyring::unlock(&store, &config, password, &location).await?;
+        Ok(Arc::new(Repository::assemble(store, config, keys, key_id)))
     }
 
-    fn assemble(store: DynStore, config: RepoConfig, keys: MasterKeys) -> Repository {
-        let cipher = Cipher::new(config.encryption, &keys);
+    fn assemble(
+        store: DynStore,
+        config: RepoConfig,
+        keys: MasterKeys,
+        key_id: String,
+    ) -> Repository {
+        let cipher =
+            Cipher::new(config.encryption, &keys).accepting_v1_objects(config.version == 1);
         Repository {
             store,
             config,
             keys,
             cipher,
+            key_id,
             index: RwLock::new(Index::default()),
             damaged_index: RwLock::new(Vec::new()),
             warned: Mutex::new(Default::default()),
         }
+    }
+
+    /// The id of the key (`keys/<id>`) this repository was opened with.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Fails unless this strata may write to the repository: a version-1 repository
+    /// (whose config and objects are not authenticated) is read-only until migrated.
+    pub fn check_writable(&self) -> RepoResult<()> {
+        if self.config.version < FORMAT_VERSION {
+            return Err(RepoError::NeedsMigration(self.store.describe()));
+        }
+        Ok(())
+    }
+
+    /// Seals a named object (see [`encode_object`]) after [`Repository::check_writable`].
+    pub fn seal_object(&self, kind: ObjectKind, name: &str, payload: &[u8]) -> RepoResult<Vec<u8>> {
+        self.check_writable()?;
+        Ok(encode_object(&self.cipher, kind, name, payload))
     }
 
     /// The repository's plain configuration.
@@ -329,11 +323,14 @@ impl Repository {
         Ok(out)
     }
 
-    /// Writes an index object without touching the in-memory index; returns its key.
+    /// Writes an index object without touching the in-memory index; returns its key. The
+    /// name is random (it is bound into the sealed object, so it cannot be its hash).
     pub async fn write_index(&self, file: &IndexFile) -> RepoResult<String> {
         let plain = postcard::to_stdvec(file).expect("index serializes");
-        let bytes = encode_object(&self.cipher, ObjectKind::Index, &plain);
-        let key = format!("index/{}", hex::encode(blake3::hash(&bytes).as_bytes()));
+        let mut id = [0u8; 32];
+        getrandom::getrandom(&mut id).expect("the OS random source is available");
+        let key = format!("index/{}", hex::encode(id));
+        let bytes = self.seal_object(ObjectKind::Index, &key, &plain)?;
         self.store.put(&key, Bytes::from(bytes)).await?;
         Ok(key)
     }
@@ -428,6 +425,11 @@ impl Repository {
     ) -> RepoResult<Vec<u8>> {
         let what = || format!("blob {}", id.short());
         let body = self.cipher.open(sealed, &what())?;
+        // The raw length comes from the index: bounded by the largest chunk the config
+        // allows, so a crafted index cannot make this allocate gigabytes.
+        if location.raw_length > MAX_BLOB_RAW {
+            return Err(RepoError::corrupted(what(), "raw length out of range"));
+        }
         let plain = if location.compressed {
             decompress(&body, location.raw_length as usize)
                 .map_err(|e| RepoError::corrupted(what(), e))?
@@ -445,10 +447,9 @@ impl Repository {
 
     /// Writes a node manifest of a backup.
     pub async fn save_manifest(&self, backup: &str, manifest: &NodeManifest) -> RepoResult<()> {
-        let bytes = encode_object(&self.cipher, ObjectKind::Manifest, &manifest.to_bytes());
-        self.store
-            .put(&manifest_key(backup, &manifest.node), Bytes::from(bytes))
-            .await?;
+        let key = manifest_key(backup, &manifest.node);
+        let bytes = self.seal_object(ObjectKind::Manifest, &key, &manifest.to_bytes())?;
+        self.store.put(&key, Bytes::from(bytes)).await?;
         Ok(())
     }
 
@@ -473,10 +474,9 @@ impl Repository {
     /// Writes the summary of a backup; this is what makes a backup visible.
     pub async fn save_summary(&self, summary: &BackupSummary) -> RepoResult<()> {
         let json = serde_json::to_vec(summary).expect("summaries serialize");
-        let bytes = encode_object(&self.cipher, ObjectKind::Summary, &json);
-        self.store
-            .put(&format!("summaries/{}", summary.name), Bytes::from(bytes))
-            .await?;
+        let key = format!("summaries/{}", summary.name);
+        let bytes = self.seal_object(ObjectKind::Summary, &key, &json)?;
+        self.store.put(&key, Bytes::from(bytes)).await?;
         Ok(())
     }
 
@@ -573,12 +573,16 @@ impl Repository {
     }
 }
 
+/// Largest plaintext of one blob an index entry may claim: the largest chunk a valid
+/// config allows (see `ChunkerParams::validate`).
+pub const MAX_BLOB_RAW: u32 = 64 * 1024 * 1024;
+
 /// The key of a node manifest.
 pub fn manifest_key(backup: &str, node: &str) -> String {
     format!("manifests/{backup}/{node}")
 }
 
-fn parse_config(raw: &[u8], location: &str) -> RepoResult<RepoConfig> {
+pub(crate) fn parse_config(raw: &[u8], location: &str) -> RepoResult<RepoConfig> {
     #[derive(serde::Deserialize)]
     struct Probe {
         format: Option<String>,
@@ -590,7 +594,7 @@ fn parse_config(raw: &[u8], location: &str) -> RepoResult<RepoConfig> {
         return Err(RepoError::NotARepository(location.to_string()));
     }
     match probe.version {
-        Some(FORMAT_VERSION) => {}
+        Some(v) if (OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&v) => {}
         Some(found) => {
             return Err(RepoError::UnsupportedVersion {
                 found,

@@ -107,6 +107,10 @@ impl BlobWriter {
         let (sealed_tx, sealed_rx) = sync_channel::<Sealed>(workers_n * 4);
         let job_rx = Arc::new(Mutex::new(job_rx));
         let failure = Arc::new(Failure::default());
+        // A repository this strata may not write (format version 1) gets no pack either.
+        if let Err(e) = repo.check_writable() {
+            failure.set(e.to_string());
+        }
         let workers = (0..workers_n)
             .map(|i| {
                 let (rx, tx, repo) = (job_rx.clone(), sealed_tx.clone(), repo.clone());

@@ -241,7 +241,7 @@ async fn set_pin(s: &ApiState, caller: &Caller, name: &str, pinned: bool) -> Rep
     };
     c.report_result(&action, &result, |_| ("succeeded", String::new()))
         .await;
-    result.map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
+    result.map_err(repo_failure)?;
     let mut listing = listings(s, vec![found]).await?;
     Ok(Json(listing.remove(0)))
 }

@@ -1,13 +1,19 @@
 //! A local, size-bounded cache of immutable repository objects.
 //!
-//! Summaries, manifests, index objects, keys and the config are written once and never
-//! changed, so a copy on local disk stays valid for as long as the object exists. Reads
-//! of those objects are served from the cache; writes go through to the store and into
-//! the cache; deletes remove both. Listings always ask the store (they are the truth of
-//! which objects exist), except the listing of `keys/`, which is remembered so that
-//! opening a repository with a warm cache costs no request: [`Store::list_fresh`] asks the
-//! store again when a remembered listing turns out to lack a key.
+//! Summaries, manifests, index objects, keys, pins and verification records are written
+//! once and never changed, so a copy on local disk stays valid for as long as the object
+//! exists. Reads of those objects are served from the cache; writes go through to the
+//! store and into the cache; deletes remove both. Listings always ask the store (they are
+//! the truth of which objects exist), except the listing of `keys/`, which is remembered
+//! so that opening a repository with a warm cache costs one request (the config, below):
+//! [`Store::list_fresh`] asks the store again when a remembered listing lacks a key.
 //! Pack files are not cached: restores read them once and they are large.
+//!
+//! The `config` is the exception among cached objects: it changes when a repository is
+//! migrated to a new format (which rewrites objects in place) or recreated at the same
+//! location, so it is always read from the store (one GET per open), and when it differs
+//! from the cached copy the whole cache is dropped: no stale object outlives its
+//! repository's format.
 
 use crate::{DynStore, ObjectMeta, Store, StoreResult};
 use async_trait::async_trait;
@@ -17,7 +23,16 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-const CACHED_PREFIXES: [&str; 4] = ["summaries/", "manifests/", "index/", "keys/"];
+/// Verification records never change under their key; a pin rewritten by a second `pin`
+/// says the same thing (which backup), so its old copy stays right.
+const CACHED_PREFIXES: [&str; 6] = [
+    "summaries/",
+    "manifests/",
+    "index/",
+    "keys/",
+    "verified/",
+    "pins/",
+];
 const KEY_LISTING: &str = "listing-of-keys";
 
 fn cacheable(key: &str) -> bool {
@@ -167,6 +182,15 @@ impl Store for CachingStore {
         }
         crate::validate_key(key)?;
         let path = self.path(key);
+        if key == "config" {
+            let data = self.inner.get(key).await?;
+            if self.read(&path).is_some_and(|cached| cached != data) {
+                let _ = std::fs::remove_dir_all(self.dir.join("objects"));
+                let _ = std::fs::remove_file(self.listing_path());
+            }
+            self.write(&path, &data);
+            return Ok(data);
+        }
         if let Some(data) = self.read(&path) {
             return Ok(data);
         }
@@ -208,5 +232,45 @@ impl Store for CachingStore {
 
     fn describe(&self) -> String {
         self.inner.describe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_changed_config_drops_every_cached_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner: DynStore = Arc::new(crate::LocalStore::new(dir.path().join("store")));
+        let cache = CachingStore::new(inner.clone(), dir.path().join("cache"), 1 << 20);
+        cache
+            .put("config", Bytes::from_static(b"v1"))
+            .await
+            .unwrap();
+        cache
+            .put("summaries/a", Bytes::from_static(b"old"))
+            .await
+            .unwrap();
+        assert_eq!(&cache.get("summaries/a").await.unwrap()[..], b"old");
+        // Another host migrates the repository: config and objects rewritten in place.
+        inner
+            .put("config", Bytes::from_static(b"v2"))
+            .await
+            .unwrap();
+        inner
+            .put("summaries/a", Bytes::from_static(b"new"))
+            .await
+            .unwrap();
+        assert_eq!(&cache.get("config").await.unwrap()[..], b"v2");
+        assert_eq!(&cache.get("summaries/a").await.unwrap()[..], b"new");
+        // An unchanged config keeps the cache.
+        inner
+            .put("summaries/a", Bytes::from_static(b"newer"))
+            .await
+            .unwrap();
+        assert_eq!(&cache.get("config").await.unwrap()[..], b"v2");
+        assert_eq!(&cache.get("summaries/a").await.unwrap()[..], b"new");
     }
 }

@@ -326,6 +326,14 @@ pub enum Command {
         #[command(flatten)]
         args: crate::londiste_commands::LondisteArgs,
     },
+    /// The keys (passwords) of the repository: list, add, remove, passwd (see docs/cli.md).
+    Key {
+        #[command(subcommand)]
+        command: crate::key_commands::KeyCommand,
+    },
+    /// Upgrade a repository of format version 1 (read-only for this strata) to the
+    /// current version (see docs/format.md).
+    Migrate,
     /// Configuration helpers.
     Config {
         #[command(subcommand)]

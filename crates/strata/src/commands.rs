@@ -134,6 +134,8 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
         Command::Pgq { command } => crate::pgq_commands::run(ctx, command).await,
         Command::Londiste { args } => crate::londiste_commands::run(ctx, args).await,
         Command::Audit { since, limit } => ctx.audit(since.as_deref(), limit).await,
+        Command::Key { command } => ctx.key(command).await,
+        Command::Migrate => ctx.migrate().await,
         Command::Config {
             command: ConfigCommand::Show,
         } => {
@@ -258,7 +260,7 @@ impl Context {
 
     /// The password when `storage` is encrypted (unencrypted repositories have no real
     /// key, so nobody is asked for one).
-    async fn password_for(&self, storage: &Storage) -> Result<Option<String>, Failure> {
+    pub(crate) async fn password_for(&self, storage: &Storage) -> Result<Option<String>, Failure> {
         let needs_password = storage
             .store
             .list("keys/")

@@ -54,7 +54,9 @@ fn repo_code(err: &RepoError) -> u8 {
         RepoError::WrongPassword(_) | RepoError::PasswordRequired(_) => code::PASSWORD,
         RepoError::NotARepository(_)
         | RepoError::AlreadyInitialized(_)
-        | RepoError::NoSuchBackup(_) => code::USAGE,
+        | RepoError::NoSuchBackup(_)
+        | RepoError::NeedsMigration(_)
+        | RepoError::KeyRefused(_) => code::USAGE,
         _ => code::FAILED,
     }
 }

@@ -196,7 +196,7 @@ impl Context {
             let summary = strata_coordinator::resolve_backup(&repo, wanted).await?;
             let done = set_pinned(&repo, &summary.name, pin)
                 .await
-                .map_err(|e| Failure::from(strata_repo::RepoError::from(e)));
+                .map_err(Failure::from);
             let kind = if pin { "pin" } else { "unpin" };
             self.audited(&repo, &storage.name, kind, &summary.name, done, |_| {
                 ("succeeded", String::new())

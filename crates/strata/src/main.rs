@@ -6,6 +6,7 @@ mod client;
 mod cluster_commands;
 mod commands;
 mod failure;
+mod key_commands;
 mod lifecycle_commands;
 mod londiste_commands;
 mod output;

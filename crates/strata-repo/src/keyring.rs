@@ -1,0 +1,496 @@
+//! The keys of a repository: choosing the one a password opens, and managing them.
+//!
+//! `keys/` is writable by whoever can write the bucket, so every key file is treated as
+//! hostile until proven otherwise. A key file is used only when it parses with bounded
+//! parameters, is bound to this repository (its `repo` field and the associated data of
+//! its wrapped keys), unwraps with the password, and the master keys it yields
+//! authenticate the `config` (its MAC). A file failing any step is skipped with a warning,
+//! never fatal: an injected key cannot win (it cannot produce the config's MAC), an
+//! unparsable one cannot block the repository. In a repository with any password-wrapped
+//! key, a `"kdf": "none"` key is never used.
+
+use crate::crypto::{KdfParams, KeyFile, KeyRejection, MasterKeys};
+use crate::format::{
+    decode_object, encode_object, Encryption, ObjectKind, RepoConfig, FORMAT_VERSION,
+};
+use crate::repository::now_rfc3339;
+use crate::{RepoError, RepoResult, Repository};
+use bytes::Bytes;
+use std::collections::HashSet;
+use strata_store::DynStore;
+
+const KEYS: &str = "keys/";
+
+/// Prints a warning about the repository on stderr, like the rest of strata.
+fn warn(message: String) {
+    eprintln!("strata: warning: {message}");
+}
+
+/// Stores a key file under `keys/<id>` (id: the first 16 bytes of its BLAKE3, hex).
+pub(crate) async fn put_key_file(store: &DynStore, file: &KeyFile) -> RepoResult<String> {
+    let json = serde_json::to_vec_pretty(file).expect("key file serializes");
+    let id = hex::encode(&blake3::hash(&json).as_bytes()[..16]);
+    store.put(&format!("{KEYS}{id}"), Bytes::from(json)).await?;
+    Ok(id)
+}
+
+/// Reads the key files of one listing that were not `tried` yet: `(id, parsed or why not)`.
+async fn read_batch(
+    store: &DynStore,
+    fresh: bool,
+    tried: &mut HashSet<String>,
+) -> RepoResult<Vec<(String, Result<KeyFile, String>)>> {
+    let listing = if fresh {
+        store.list_fresh(KEYS).await?
+    } else {
+        store.list(KEYS).await?
+    };
+    let mut out = Vec::new();
+    for object in listing {
+        if !tried.insert(object.key.clone()) {
+            continue;
+        }
+        let id = object.key.trim_start_matches(KEYS).to_string();
+        let bytes = match store.get(&object.key).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.into()),
+        };
+        out.push((id, KeyFile::parse(&bytes)));
+    }
+    Ok(out)
+}
+
+/// Finds the key `password` opens for `config`; returns the master keys and the key's id.
+pub(crate) async fn unlock(
+    store: &DynStore,
+    config: &RepoConfig,
+    password: Option<&str>,
+    location: &str,
+) -> RepoResult<(MasterKeys, String)> {
+    let mut tried = HashSet::new();
+    let (mut not_authentic, mut needs_password, mut not_unwrapped) = (false, false, false);
+    // Whether the repository is encrypted: its config says so, or any of its key files
+    // is password-wrapped (a config edited to "none" does not make plain keys usable).
+    let mut encrypted = config.encryption != Encryption::None;
+    // A cached listing may miss a key added elsewhere: on failure, ask the store.
+    for fresh in [false, true] {
+        let batch = read_batch(store, fresh, &mut tried).await?;
+        encrypted |= batch
+            .iter()
+            .any(|(_, f)| matches!(f, Ok(f) if f.kdf == "argon2id"));
+        for (id, parsed) in batch {
+            let file = match parsed {
+                Ok(file) => file,
+                Err(why) => {
+                    warn(format!(
+                        "{location}: key {id} is unusable and was skipped: {why}"
+                    ));
+                    continue;
+                }
+            };
+            if file.kdf == "none" && encrypted {
+                warn(format!(
+                    "{location}: key {id} has no password (\"kdf\": \"none\") in an encrypted repository: ignored"
+                ));
+                continue;
+            }
+            if let Some(bound) = file.repo.as_deref().filter(|r| *r != config.id) {
+                // Bound to another id: the config's id was edited (or the key comes
+                // from another repository).
+                warn(format!(
+                    "{location}: key {id} belongs to repository {bound:?}, the config says {:?}: skipped",
+                    config.id
+                ));
+                not_authentic = true;
+                continue;
+            }
+            let keys = match file.unwrap_for(password, &config.id) {
+                Ok(keys) => keys,
+                Err(KeyRejection::NotUnwrapped) => {
+                    not_unwrapped = true;
+                    continue;
+                }
+                Err(KeyRejection::NeedsPassword) => {
+                    needs_password = true;
+                    continue;
+                }
+                Err(KeyRejection::Unusable(why)) => {
+                    warn(format!(
+                        "{location}: key {id} is unusable and was skipped: {why}"
+                    ));
+                    continue;
+                }
+            };
+            let authentic = if config.version >= 2 {
+                config.mac_matches(&keys)
+            } else {
+                // Version 1 has no MAC: a bound (version-2) key means the config was
+                // downgraded; a password-wrapped key means it is not unencrypted.
+                file.repo.is_none()
+                    && !(file.kdf == "argon2id" && config.encryption == Encryption::None)
+            };
+            if !authentic {
+                warn(format!(
+                    "{location}: key {id} unwraps but does not authenticate the config: skipped"
+                ));
+                not_authentic = true;
+                continue;
+            }
+            return Ok((keys, id));
+        }
+    }
+    if tried.is_empty() {
+        return Err(RepoError::corrupted(
+            format!("repository {location}"),
+            "it has no key",
+        ));
+    }
+    if not_authentic {
+        return Err(RepoError::ConfigNotAuthentic(location.to_string()));
+    }
+    if not_unwrapped {
+        return Err(RepoError::WrongPassword(location.to_string()));
+    }
+    if needs_password {
+        return Err(RepoError::PasswordRequired(location.to_string()));
+    }
+    Err(RepoError::corrupted(
+        format!("repository {location}"),
+        "no usable key (every key file was skipped, see the warnings)",
+    ))
+}
+
+/// One key file, as `strata key list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    pub id: String,
+    pub created: String,
+    pub kdf: String,
+    /// The key the current password opened.
+    pub in_use: bool,
+    /// Why the file cannot be used, when it cannot (parse error, other repository, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl Repository {
+    /// Every key file of the repository (the unusable ones with their problem).
+    pub async fn list_keys(&self) -> RepoResult<Vec<KeyInfo>> {
+        let mut tried = HashSet::new();
+        let mut out = Vec::new();
+        for (id, parsed) in read_batch(self.store(), true, &mut tried).await? {
+            let in_use = id == self.key_id();
+            out.push(match parsed {
+                Ok(file) => {
+                    let problem = self.key_problem(&file);
+                    KeyInfo {
+                        id,
+                        created: file.created,
+                        kdf: file.kdf,
+                        in_use,
+                        problem,
+                    }
+                }
+                Err(why) => KeyInfo {
+                    id,
+                    created: String::new(),
+                    kdf: String::new(),
+                    in_use,
+                    problem: Some(why),
+                },
+            });
+        }
+        out.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+        Ok(out)
+    }
+
+    /// Why a well-formed key file cannot open this repository, as far as can be told
+    /// without its password.
+    fn key_problem(&self, file: &KeyFile) -> Option<String> {
+        let encrypted = self.config().encryption != Encryption::None;
+        if file.kdf == "none" && encrypted {
+            return Some("no password in an encrypted repository".into());
+        }
+        match &file.repo {
+            Some(repo) if *repo != self.config().id => {
+                Some(format!("belongs to repository {repo}"))
+            }
+            _ => None,
+        }
+    }
+
+    /// Adds a key that opens the repository with `password`; returns its id.
+    pub async fn add_key(&self, password: &str, params: KdfParams) -> RepoResult<String> {
+        self.check_writable()?;
+        if self.config().encryption == Encryption::None {
+            return Err(RepoError::KeyRefused(
+                "the repository is unencrypted: it has no passwords".into(),
+            ));
+        }
+        let file = KeyFile::wrap(
+            self.keys(),
+            Some(password),
+            params,
+            now_rfc3339(),
+            &self.config().id,
+        )?;
+        // Prove the new key opens the repository before anyone relies on it.
+        file.unwrap_for(Some(password), &self.config().id)
+            .map_err(|_| RepoError::corrupted("new key", "does not unwrap"))?;
+        put_key_file(self.store(), &file).await
+    }
+
+    /// Removes key `id`: never the last usable one, never the one in use without `force`.
+    pub async fn remove_key(&self, id: &str, force: bool) -> RepoResult<()> {
+        self.check_writable()?;
+        let keys = self.list_keys().await?;
+        let Some(target) = keys.iter().find(|k| k.id == id) else {
+            return Err(RepoError::KeyRefused(format!(
+                "no key {id:?} (see `strata key list`)"
+            )));
+        };
+        let others = keys
+            .iter()
+            .filter(|k| k.id != id && k.problem.is_none())
+            .count();
+        if others == 0 && target.problem.is_none() {
+            return Err(RepoError::KeyRefused(format!(
+                "key {id} is the last usable key: removing it would lock everyone out (add another first)"
+            )));
+        }
+        if target.in_use && !force {
+            return Err(RepoError::KeyRefused(format!(
+                "key {id} is the one in use (its password opened the repository): pass --force to remove it"
+            )));
+        }
+        self.store().delete(&format!("{KEYS}{id}")).await?;
+        Ok(())
+    }
+
+    /// Changes the password: adds a key for `new_password`, then removes the one in use.
+    /// Returns the new key's id.
+    pub async fn change_password(
+        &self,
+        new_password: &str,
+        params: KdfParams,
+    ) -> RepoResult<String> {
+        let new_id = self.add_key(new_password, params).await?;
+        if new_id != self.key_id() {
+            self.remove_key(self.key_id(), true).await?;
+        }
+        Ok(new_id)
+    }
+
+    /// Rewrites every named object of a version-1 repository with its name bound as
+    /// associated data (in place, same keys, no delete needed). Objects already of the
+    /// current version are left alone, so an interrupted migration can run again. The
+    /// caller migrates the objects of upper layers (pins, verification records), then
+    /// calls [`Repository::finish_migration`].
+    pub async fn migrate_objects(&self) -> RepoResult<u64> {
+        let mut rewritten = 0;
+        for (prefix, kind) in [
+            ("index/", ObjectKind::Index),
+            ("manifests/", ObjectKind::Manifest),
+            ("summaries/", ObjectKind::Summary),
+            ("archive/", ObjectKind::Archived),
+            ("audit/", ObjectKind::Audit),
+        ] {
+            for object in self.store().list_fresh(prefix).await? {
+                let bytes = self.store().get(&object.key).await?;
+                if bytes.len() >= 7
+                    && u16::from_le_bytes([bytes[5], bytes[6]]) as u32 == FORMAT_VERSION
+                {
+                    continue;
+                }
+                let plain = decode_object(self.cipher(), kind, &bytes, &object.key)?;
+                let sealed = encode_object(self.cipher(), kind, &object.key, &plain);
+                self.store().put(&object.key, Bytes::from(sealed)).await?;
+                rewritten += 1;
+            }
+        }
+        Ok(rewritten)
+    }
+
+    /// Seals an object of an upper layer during migration (the repository is still
+    /// version 1, so [`Repository::seal_object`] would refuse).
+    pub fn seal_for_migration(&self, kind: ObjectKind, name: &str, payload: &[u8]) -> Vec<u8> {
+        encode_object(self.cipher(), kind, name, payload)
+    }
+
+    /// Ends a migration: stores the key of `password` bound to the repository, removes the
+    /// unbound key it replaces (best effort: without delete rights it stays, still usable),
+    /// then writes the version-2 config with its MAC, last. Returns the new key's id.
+    pub async fn finish_migration(
+        &self,
+        password: Option<&str>,
+        params: KdfParams,
+    ) -> RepoResult<String> {
+        let mut config = self.config().clone();
+        let file = KeyFile::wrap(self.keys(), password, params, now_rfc3339(), &config.id)?;
+        let new_id = put_key_file(self.store(), &file).await?;
+        if new_id != self.key_id() {
+            if let Err(e) = self
+                .store()
+                .delete(&format!("{KEYS}{}", self.key_id()))
+                .await
+            {
+                warn(format!(
+                    "cannot remove the version-1 key {}: {e}",
+                    self.key_id()
+                ));
+            }
+        }
+        config.version = FORMAT_VERSION;
+        config.seal_mac(self.keys());
+        let json = serde_json::to_vec_pretty(&config).expect("config serializes");
+        self.store().put("config", Bytes::from(json)).await?;
+        Ok(new_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InitOptions;
+    use std::sync::Arc;
+
+    const FAST: KdfParams = KdfParams {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    async fn new_repo(dir: &std::path::Path) -> (DynStore, Arc<Repository>) {
+        let store: DynStore = Arc::new(strata_store::LocalStore::new(dir));
+        let options = InitOptions {
+            kdf: FAST,
+            ..InitOptions::default()
+        };
+        let repo = Repository::init(store.clone(), Some("one"), options)
+            .await
+            .unwrap();
+        (store, repo)
+    }
+
+    #[tokio::test]
+    async fn keys_are_added_removed_and_rotated_without_locking_anyone_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, repo) = new_repo(dir.path()).await;
+        let first = repo.key_id().to_string();
+        // The only key cannot go, with or without force.
+        for force in [false, true] {
+            assert!(matches!(
+                repo.remove_key(&first, force).await,
+                Err(RepoError::KeyRefused(_))
+            ));
+        }
+        let second = repo.add_key("two", FAST).await.unwrap();
+        let two = Repository::open_catalog(store.clone(), Some("two"))
+            .await
+            .unwrap();
+        assert_eq!(two.key_id(), second);
+        let listed = two.list_keys().await.unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(listed
+            .iter()
+            .all(|k| k.problem.is_none() && k.kdf == "argon2id"));
+        assert_eq!(listed.iter().filter(|k| k.in_use).count(), 1);
+        // The key in use only with force.
+        assert!(matches!(
+            two.remove_key(&second, false).await,
+            Err(RepoError::KeyRefused(_))
+        ));
+        assert!(matches!(
+            two.remove_key("nope", true).await,
+            Err(RepoError::KeyRefused(_))
+        ));
+        two.remove_key(&first, false).await.unwrap();
+        assert!(matches!(
+            Repository::open_catalog(store.clone(), Some("one")).await,
+            Err(RepoError::WrongPassword(_))
+        ));
+        // passwd: the new password opens it, the old one no longer does.
+        let third = two.change_password("three", FAST).await.unwrap();
+        let three = Repository::open_catalog(store.clone(), Some("three"))
+            .await
+            .unwrap();
+        assert_eq!(three.key_id(), third);
+        assert!(Repository::open_catalog(store.clone(), Some("two"))
+            .await
+            .is_err());
+        assert_eq!(three.list_keys().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_key_of_another_repository_or_under_another_config_never_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, repo) = new_repo(dir.path()).await;
+        // An attacker's own repository with the same password, its key copied over: it
+        // unwraps, but cannot produce this config's MAC (nor matches its id).
+        let other_dir = tempfile::tempdir().unwrap();
+        let (other_store, _) = new_repo(other_dir.path()).await;
+        for object in other_store.list_fresh(KEYS).await.unwrap() {
+            let bytes = other_store.get(&object.key).await.unwrap();
+            store.put("keys/0000injected", bytes).await.unwrap();
+        }
+        let opened = Repository::open_catalog(store.clone(), Some("one"))
+            .await
+            .unwrap();
+        assert_eq!(opened.key_id(), repo.key_id());
+        // The same with the binding forged to this repository's id: the MAC decides.
+        let attacker = MasterKeys::generate();
+        let forged =
+            KeyFile::wrap(&attacker, Some("one"), FAST, "x".into(), &repo.config().id).unwrap();
+        store
+            .put(
+                "keys/0001forged",
+                serde_json::to_vec(&forged).unwrap().into(),
+            )
+            .await
+            .unwrap();
+        let opened = Repository::open_catalog(store.clone(), Some("one"))
+            .await
+            .unwrap();
+        assert_eq!(opened.keys().id_key, repo.keys().id_key);
+        // Only the forged key unwraps with this password: refused as not authentic.
+        let forged = KeyFile::wrap(
+            &attacker,
+            Some("guess"),
+            FAST,
+            "x".into(),
+            &repo.config().id,
+        )
+        .unwrap();
+        store
+            .put(
+                "keys/0002forged",
+                serde_json::to_vec(&forged).unwrap().into(),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(
+            Repository::open_catalog(store.clone(), Some("guess")).await,
+            Err(RepoError::ConfigNotAuthentic(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_version_1_repository_is_read_only_and_refuses_a_downgraded_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = new_repo(dir.path()).await;
+        // A v2 config rewritten as version 1: the bound key gives the downgrade away.
+        let mut config: serde_json::Value =
+            serde_json::from_slice(&store.get("config").await.unwrap()).unwrap();
+        config["version"] = 1.into();
+        config.as_object_mut().unwrap().remove("mac");
+        store
+            .put("config", serde_json::to_vec(&config).unwrap().into())
+            .await
+            .unwrap();
+        assert!(matches!(
+            Repository::open_catalog(store.clone(), Some("one")).await,
+            Err(RepoError::ConfigNotAuthentic(_))
+        ));
+    }
+}

@@ -1,0 +1,149 @@
+//! A repository of format version 1, made by the release before format version 2
+//! (`tests/fixtures/v1-repo`, a backup of `tests/fixtures/v1-src` with a pin and a
+//! verification record): this strata lists, restores and verifies it as it is, refuses to
+//! write to it until `strata migrate`, and after the migration uses it like any other.
+
+mod common;
+
+use common::{copy_tree, Env};
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// The password the fixture was made with.
+const V1_PASSWORD: &str = "v1-fixture-password";
+/// Its one backup.
+const V1_BACKUP: &str = "20261125T082428Z-35241393";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Content of every file and target of every symlink under `root` (modes and times
+/// are not kept by git, so the fixture's tree is compared by content).
+fn contents(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            let rel = path.strip_prefix(root).unwrap().to_path_buf();
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(path);
+            } else if kind.is_symlink() {
+                let target = fs::read_link(&path).unwrap();
+                out.insert(rel, target.into_os_string().into_encoded_bytes());
+            } else {
+                assert!(!kind.is_fifo());
+                out.insert(rel, fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn run(env: &Env, args: &[&str]) -> Output {
+    env.command()
+        .env("STRATA_PASSWORD", V1_PASSWORD)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(env: &Env, args: &[&str]) -> String {
+    let out = run(env, args);
+    assert!(out.status.success(), "strata {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn v1_env() -> Env {
+    let env = Env::empty();
+    copy_tree(&fixtures().join("v1-repo"), &env.repo);
+    env
+}
+
+fn restores_byte_for_byte(env: &Env, backup: &str, into: &str) {
+    let target = env.path(into);
+    ok(env, &["restore", backup, "--to", target.to_str().unwrap()]);
+    assert_eq!(contents(&target), contents(&fixtures().join("v1-src")));
+}
+
+#[test]
+fn a_version_1_repository_is_read_as_it_is_and_written_only_after_migrate() {
+    let env = v1_env();
+    let listed: serde_json::Value = serde_json::from_str(&ok(&env, &["list", "--json"])).unwrap();
+    assert_eq!(listed[0]["name"], V1_BACKUP);
+    assert_eq!(
+        listed[0]["verified"]["ok"], true,
+        "the version-1 record is honoured"
+    );
+    restores_byte_for_byte(&env, V1_BACKUP, "restored-v1");
+    ok(&env, &["verify", "--read-data"]);
+
+    // Writing is refused with the way out, and nothing is written.
+    let before = contents(&env.repo);
+    let src = fixtures().join("v1-src");
+    let out = run(
+        &env,
+        &["backup", "--node-name", "n1", src.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("strata migrate"));
+    assert_eq!(
+        contents(&env.repo),
+        before,
+        "a refused backup wrote to the store"
+    );
+
+    // Migrate, then everything works in format version 2.
+    ok(&env, &["migrate"]);
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.repo.join("config")).unwrap()).unwrap();
+    assert_eq!(config["version"], 2);
+    assert!(config["mac"].is_string());
+    ok(
+        &env,
+        &["backup", "--node-name", "n1", src.to_str().unwrap()],
+    );
+    let listed: serde_json::Value = serde_json::from_str(&ok(&env, &["list", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(
+        listed[0]["verified"]["ok"], true,
+        "the migrated record is honoured"
+    );
+    restores_byte_for_byte(&env, V1_BACKUP, "restored-v2");
+    ok(&env, &["verify", "--read-data"]);
+    let cleanup: serde_json::Value = serde_json::from_str(&ok(
+        &env,
+        &["cleanup", "--dry-run", "--keep-last", "1", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(
+        cleanup["backups"][0]["pinned"], true,
+        "the migrated pin is honoured"
+    );
+    // Running it again changes nothing.
+    assert!(ok(&env, &["migrate"]).contains("already"));
+
+    // An unbound version-1 object put back into the version-2 repository is refused.
+    let manifest = format!("manifests/{V1_BACKUP}/n1");
+    fs::copy(
+        fixtures().join("v1-repo").join(&manifest),
+        env.repo.join(&manifest),
+    )
+    .unwrap();
+    let out = run(
+        &env,
+        &[
+            "restore",
+            V1_BACKUP,
+            "--to",
+            env.path("again").to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success(), "{out:?}");
+}

@@ -1,0 +1,100 @@
+//! `strata key ...`: rotating a leaked password with the real binary, every step audited.
+
+mod common;
+
+use common::{Env, PASSWORD};
+
+#[test]
+fn a_password_is_rotated_with_key_add_passwd_and_remove_and_each_step_is_audited() {
+    let env = Env::new();
+    let keys = env.json(&["key", "list"]);
+    let first = keys[0]["id"].as_str().unwrap().to_string();
+    assert_eq!(keys[0]["in_use"], true);
+
+    // A second password, from the environment.
+    let out = env
+        .command()
+        .env("STRATA_NEW_PASSWORD", "second password")
+        .args(["key", "add"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let with = |password: &str, args: &[&str]| {
+        env.command()
+            .env("STRATA_PASSWORD", password)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(with("second password", &["list"]).status.success());
+    let keys = env.json(&["key", "list"]);
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+
+    // The key in use goes only with --force; a key that does not exist is a usage error.
+    let refused = env.fails(&["key", "remove", &first], 2);
+    assert!(refused.contains("--force"), "{refused}");
+    env.fails(&["key", "remove", "0123"], 2);
+
+    // passwd from a file: the old password stops working, the new one works.
+    let file = env.path("new-password");
+    std::fs::write(&file, "third password\n").unwrap();
+    let out = with(
+        "second password",
+        &[
+            "key",
+            "passwd",
+            "--new-password-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(with("second password", &["list"]).status.code(), Some(5));
+    assert!(with("third password", &["list"]).status.success());
+
+    // Remove the original (leaked) password: never the last one.
+    let out = with("third password", &["key", "remove", &first]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(with(PASSWORD, &["list"]).status.code(), Some(5));
+    let keys = serde_json::from_slice::<serde_json::Value>(
+        &with("third password", &["key", "list", "--json"]).stdout,
+    )
+    .unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    let last = keys[0]["id"].as_str().unwrap().to_string();
+    let out = with("third password", &["key", "remove", &last, "--force"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "the last key must stay: {out:?}"
+    );
+
+    let audit = with("third password", &["audit", "--json"]);
+    let entries: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    let actions: Vec<(String, String)> = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .filter(|(a, _)| a.starts_with("key-"))
+        .collect();
+    let expected = [
+        ("key-add", "succeeded"),
+        ("key-remove", "failed"),
+        ("key-remove", "failed"),
+        ("key-passwd", "succeeded"),
+        ("key-remove", "succeeded"),
+        ("key-remove", "failed"),
+    ];
+    assert_eq!(
+        actions,
+        expected
+            .iter()
+            .map(|(a, o)| (a.to_string(), o.to_string()))
+            .collect::<Vec<_>>()
+    );
+}
