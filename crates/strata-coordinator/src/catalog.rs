@@ -182,4 +182,25 @@ impl Catalog {
         let place = self.place(&found.storage)?;
         Ok((place, found.summary))
     }
+
+    /// Like [`Catalog::find`], for an action that changes the backup (delete): refused
+    /// when the same name is in several storages, so the caller must choose one.
+    pub async fn find_one(&self, wanted: &str) -> CoordinatorResult<(&Place, BackupSummary)> {
+        let (place, summary) = self.find(wanted).await?;
+        let holders: Vec<String> = self
+            .list()
+            .await?
+            .into_iter()
+            .filter(|b| b.summary.name == summary.name)
+            .map(|b| b.storage)
+            .collect();
+        if holders.len() > 1 {
+            return Err(CoordinatorError::Invalid(format!(
+                "backup {} is in storages {}: choose one with --storage",
+                summary.name,
+                holders.join(", ")
+            )));
+        }
+        Ok((place, summary))
+    }
 }

@@ -9,7 +9,6 @@
 
 use crate::assign::Holdings;
 use crate::backup::new_backup_name;
-use crate::gc::GcReport;
 use crate::lock::{list_locks, LockError, LockRecord, RepoLock};
 use crate::mapping::{pair_nodes, SourceNode, TargetNode};
 use crate::node::NodeApi;
@@ -40,7 +39,7 @@ pub struct Coordinator {
     /// Chunks per upload request.
     upload_batch: std::sync::atomic::AtomicUsize,
     registry: Registry,
-    stats: Mutex<OperationStats>,
+    stats: Arc<Mutex<OperationStats>>,
     /// For a PostgreSQL cluster: the role (`primary` or `standby`) of the node a backup
     /// is taken from. Unset for plain files, where every node is backed up.
     postgres_backup_from: Mutex<Option<String>>,
@@ -465,7 +464,7 @@ impl Coordinator {
             lease_ttl: lease_ttl.max(Duration::from_millis(300)),
             upload_batch: UPLOAD_BATCH.into(),
             registry: Registry::default(),
-            stats: Mutex::new(OperationStats::default()),
+            stats: Arc::default(),
             postgres_backup_from: Mutex::new(None),
             events: Mutex::new(crate::events::Events::audit_only()),
             gc_grace: Mutex::new(crate::gc::DEFAULT_GRACE),
@@ -526,61 +525,23 @@ impl Coordinator {
             .await;
     }
 
-    /// Reports how `action` ended: `describe` turns a success into its outcome
-    /// (`succeeded`, `partial`, `failed`) and a line; an error is `failed` with its cause
-    /// chain.
-    pub async fn report_result<T, E: std::error::Error>(
-        &self,
-        action: &crate::events::Action<'_>,
-        result: &Result<T, E>,
-        describe: impl FnOnce(&T) -> (&'static str, String),
-    ) {
-        let (outcome, detail) = match result {
-            Ok(value) => describe(value),
-            Err(err) => ("failed", crate::backup::error_chain(err)),
-        };
-        self.report(action, outcome, &detail).await;
-    }
-
     /// Sends at most `chunks` chunk ids per upload request (default 10 000).
     pub fn set_upload_batch(&self, chunks: usize) {
         self.upload_batch
             .store(chunks.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Counts an operation of `kind` (`cleanup`, ...) run outside the coordinator's own
-    /// operations, which ended with `outcome` (`succeeded`, `partial`, `failed`) after
-    /// `took` (for metrics).
-    pub fn record_operation(&self, kind: &str, outcome: &str, took: Duration) {
-        self.stats.lock().unwrap().finished(kind, outcome, took);
-    }
-
-    /// Collects garbage in the repository, counting the run and the bytes it freed (for
-    /// metrics). A dry run changes nothing and is not counted.
-    pub async fn collect_garbage(&self, dry_run: bool) -> CoordinatorResult<GcReport> {
-        let clock = Instant::now();
-        let grace = *self.gc_grace.lock().unwrap();
-        let result = crate::gc::collect_garbage_with(&self.repo, dry_run, grace).await;
-        if !dry_run {
-            let freed = result.as_ref().ok().map(|r| r.bytes_freed);
-            self.stats.lock().unwrap().collected(freed, clock.elapsed());
-        }
-        result
-    }
-
-    /// Verifies one backup or all (see [`crate::verify::verify_and_record`]), counting
-    /// the run (for metrics): one that found problems and one that could not finish are
-    /// both failures, since neither shows the backups restorable.
-    pub async fn verify(
-        &self,
-        backup: Option<&str>,
-        check: crate::verify::DataCheck,
-    ) -> CoordinatorResult<crate::verify::VerifyReport> {
-        let clock = Instant::now();
-        let result = crate::verify::verify_and_record(&self.repo, backup, check).await;
-        let ok = matches!(&result, Ok(report) if report.is_ok());
-        self.stats.lock().unwrap().verified(ok, clock.elapsed());
-        result
+    /// The use cases on this coordinator's repository (delete, gc, cleanup, verify, ...),
+    /// reported to its events and counted in its statistics: see [`crate::actions`].
+    pub fn actions(&self) -> crate::actions::Actions {
+        crate::actions::Actions::new(
+            self.repo.clone(),
+            &self.storage,
+            self.events(),
+            self.lease_ttl,
+            *self.gc_grace.lock().unwrap(),
+        )
+        .with_stats(self.stats.clone())
     }
 
     /// Counts of finished operations since this coordinator started.
@@ -847,34 +808,6 @@ impl Coordinator {
         who: &str,
     ) -> CoordinatorResult<Arc<Operation>> {
         Ok(self.restore(summary, plan, who).await?.spawn())
-    }
-
-    /// Deletes a backup under the cluster lock (a running backup or restore is not
-    /// disturbed).
-    pub async fn delete_backup(&self, name: &str, who: &str) -> CoordinatorResult<()> {
-        let result = self.delete_locked(name).await;
-        let action = crate::events::Action {
-            who,
-            kind: "delete",
-            target: name,
-            operation: None,
-        };
-        self.report_result(&action, &result, |_| ("succeeded", String::new()))
-            .await;
-        result
-    }
-
-    async fn delete_locked(&self, name: &str) -> CoordinatorResult<()> {
-        let pins = crate::retention::pinned(&self.repo).await?;
-        if pins.contains(name) {
-            return Err(CoordinatorError::Pinned(name.to_string()));
-        }
-        let id = format!("delete-{}", new_backup_name());
-        let lock =
-            RepoLock::acquire(self.repo.store().clone(), &id, "delete", self.lease_ttl).await?;
-        let result = self.repo.delete_backup(name).await;
-        lock.release().await;
-        Ok(result?)
     }
 
     /// Nodes (reachable, versions, leases), locks, and running operations.

@@ -1,5 +1,8 @@
 //! What scheduled jobs do: back up the cluster, apply the retention policy and collect
-//! garbage, verify the repository (recording the outcome per backup).
+//! garbage, verify the repository (recording the outcome per backup). Each job is one
+//! call of the use case the CLI and the API call too ([`crate::actions`],
+//! [`crate::cluster::Coordinator::backup`]); a job only turns its outcome into the line
+//! the schedule shows.
 
 use crate::config::ScheduleConfig;
 use crate::schedule::JobRunner;
@@ -13,57 +16,20 @@ pub struct ClusterJobs {
     pub retention: crate::config::RetentionConfig,
 }
 
+fn chain(e: crate::CoordinatorError) -> String {
+    crate::backup::error_chain(&e)
+}
+
 impl ClusterJobs {
-    /// Runs `work` as action `kind` of `who`, reporting its start and end (audit log,
-    /// webhooks).
-    async fn reported(
-        &self,
-        who: &str,
-        kind: &str,
-        work: impl std::future::Future<Output = Result<String, String>>,
-    ) -> Result<String, String> {
-        let action = crate::events::Action {
-            who,
-            kind,
-            target: "all",
-            operation: None,
-        };
-        self.coordinator
-            .events()
-            .started(&action, self.coordinator.storage());
-        let result = work.await;
-        let (outcome, detail) = match &result {
-            Ok(line) => ("succeeded", line),
-            Err(line) => ("failed", line),
-        };
-        self.coordinator.report(&action, outcome, detail).await;
-        result
-    }
-
-    /// [`ClusterJobs::cleanup`], counted for metrics.
-    async fn counted_cleanup(&self) -> Result<String, String> {
-        let clock = std::time::Instant::now();
-        let result = self.cleanup().await;
-        let outcome = if result.is_ok() {
-            "succeeded"
-        } else {
-            "failed"
-        };
-        self.coordinator
-            .record_operation("cleanup", outcome, clock.elapsed());
-        result
-    }
-
     /// Applies the retention policy and expires old WAL, then collects garbage if
     /// anything was removed.
-    async fn cleanup(&self) -> Result<String, String> {
-        let c = &self.coordinator;
-        crate::retention::apply(c.repo(), &self.retention, false, || {
-            c.collect_garbage(false)
-        })
-        .await
-        .map(|report| report.summary())
-        .map_err(|e| crate::backup::error_chain(&e))
+    async fn cleanup(&self, who: &str) -> Result<String, String> {
+        self.coordinator
+            .actions()
+            .cleanup(who, &self.retention, false)
+            .await
+            .map(|report| report.summary())
+            .map_err(chain)
     }
 }
 
@@ -73,7 +39,6 @@ impl JobRunner for ClusterJobs {
         let who = format!("scheduler:{}", job.name());
         match job.job.as_str() {
             "backup" => {
-                let chain = |e: crate::CoordinatorError| crate::backup::error_chain(&e);
                 let summary = self
                     .coordinator
                     .backup(&who)
@@ -91,13 +56,11 @@ impl JobRunner for ClusterJobs {
                 if self.retention.check().is_err() {
                     return Ok(line);
                 }
-                let cleanup = self
-                    .reported(&who, "cleanup", self.counted_cleanup())
-                    .await?;
+                let cleanup = self.cleanup(&who).await?;
                 Ok(format!("{line}; cleanup: {cleanup}"))
             }
-            "cleanup" => self.reported(&who, "cleanup", self.counted_cleanup()).await,
-            "verify" => self.reported(&who, "verify", self.verify(job)).await,
+            "cleanup" => self.cleanup(&who).await,
+            "verify" => self.verify(&who, job).await,
             other => Err(format!("unknown job {other:?}")),
         }
     }
@@ -105,20 +68,22 @@ impl JobRunner for ClusterJobs {
 
 impl ClusterJobs {
     /// Verifies the repository as the job says, recording the outcome per backup.
-    async fn verify(&self, job: &ScheduleConfig) -> Result<String, String> {
-        let chain = |e: crate::CoordinatorError| crate::backup::error_chain(&e);
+    async fn verify(&self, who: &str, job: &ScheduleConfig) -> Result<String, String> {
         use crate::verify::DataCheck;
         let check = match (&job.read_data_subset, job.read_data) {
             (Some(p), _) => DataCheck::Subset(
-                p.trim_end_matches('%')
-                    .trim()
-                    .parse()
-                    .map_err(|_| format!("read_data_subset {p:?} is not a percentage"))?,
+                crate::actions::parse_percent(p)
+                    .ok_or_else(|| format!("read_data_subset {p:?} is not a percentage"))?,
             ),
             (None, true) => DataCheck::All,
             (None, false) => DataCheck::Structure,
         };
-        let report = self.coordinator.verify(None, check).await.map_err(chain)?;
+        let report = self
+            .coordinator
+            .actions()
+            .verify(who, None, check)
+            .await
+            .map_err(chain)?;
         if report.is_ok() {
             Ok(format!(
                 "{} backups verified ({})",

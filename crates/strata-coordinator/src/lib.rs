@@ -6,6 +6,7 @@
 //! status says honestly whether every node made it. It also resolves backup names
 //! (`latest` means the newest *complete* backup), restores, and verifies.
 
+pub mod actions;
 pub mod assign;
 pub mod audit;
 pub mod backup;

@@ -26,7 +26,7 @@ use strata_coordinator::browse::{FileEntry, FileFilter};
 use strata_coordinator::cluster::{ClusterStatus, Coordinator, RestorePlan};
 use strata_coordinator::config::{Config, RetentionConfig};
 use strata_coordinator::copy::CopyReport;
-use strata_coordinator::events::Action;
+use strata_coordinator::actions::percent_ok;
 use strata_coordinator::gc::GcReport;
 use strata_coordinator::operation::OperationStatus;
 use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
@@ -214,34 +214,23 @@ async fn delete(
     Extension(caller): Extension<Caller>,
     PathParam(name): PathParam<String>,
 ) -> Reply<BackupSummary> {
-    if backup_name(&name)? == "latest" {
-        return Err(bad("name backups to delete explicitly, not `latest`"));
-    }
-    let c = &s.coordinator;
-    let found = strata_coordinator::resolve_backup(c.repo(), &name)
-        .await
-        .map_err(failure)?;
-    c.delete_backup(&found.name, &caller.0)
+    let actions = s.coordinator.actions();
+    let found = actions
+        .delete(&caller.0, backup_name(&name)?)
         .await
         .map_err(failure)?;
     // Then the data no remaining backup uses.
-    c.collect_garbage(false).await.map_err(failure)?;
+    actions.collect_garbage(false).await.map_err(failure)?;
     Ok(Json(found))
 }
 
 async fn set_pin(s: &ApiState, caller: &Caller, name: &str, pinned: bool) -> Reply<BackupListing> {
-    let c = &s.coordinator;
-    let found = resolve(&s.coordinator, name).await?;
-    let result = strata_coordinator::retention::set_pinned(c.repo(), &found.name, pinned).await;
-    let action = Action {
-        who: &caller.0,
-        kind: if pinned { "pin" } else { "unpin" },
-        target: &found.name,
-        operation: None,
-    };
-    c.report_result(&action, &result, |_| ("succeeded", String::new()))
-        .await;
-    result.map_err(repo_failure)?;
+    let found = s
+        .coordinator
+        .actions()
+        .pin(&caller.0, backup_name(name)?, pinned)
+        .await
+        .map_err(failure)?;
     let mut listing = listings(s, vec![found]).await?;
     Ok(Json(listing.remove(0)))
 }
@@ -355,7 +344,7 @@ async fn verify(
     Body(body): Body<VerifyBody>,
 ) -> Reply<VerifyReport> {
     let check = match (body.read_data_subset, body.read_data) {
-        (Some(p), false) if p > 0.0 && p <= 100.0 => DataCheck::Subset(p),
+        (Some(p), false) if percent_ok(p) => DataCheck::Subset(p),
         (Some(_), false) => {
             return Err(bad(
                 "read_data_subset must be a percentage above 0, at most 100",
@@ -365,40 +354,17 @@ async fn verify(
         (None, true) => DataCheck::All,
         (None, false) => DataCheck::Structure,
     };
-    let c = &s.coordinator;
     let backup = match &body.backup {
         Some(name) => Some(resolve(&s.coordinator, name).await?.name),
         None => None,
     };
-    let target = backup.clone().unwrap_or_else(|| "all".into());
-    let action = Action {
-        who: &caller.0,
-        kind: "verify",
-        target: &target,
-        operation: None,
-    };
-    c.events().started(&action, c.storage());
-    let result = c.verify(backup.as_deref(), check).await;
-    c.report_result(&action, &result, |report| {
-        if report.is_ok() {
-            let detail = format!(
-                "{} backups, {} files ({})",
-                report.backups,
-                report.files,
-                check.mode()
-            );
-            ("succeeded", detail)
-        } else {
-            let detail = format!(
-                "{} problems; first: {}",
-                report.problems.len(),
-                report.problems[0]
-            );
-            ("failed", detail)
-        }
-    })
-    .await;
-    Ok(Json(result.map_err(failure)?))
+    let report = s
+        .coordinator
+        .actions()
+        .verify(&caller.0, backup.as_deref(), check)
+        .await
+        .map_err(failure)?;
+    Ok(Json(report))
 }
 
 /// `POST /api/v1/cleanup`.
@@ -422,33 +388,13 @@ async fn cleanup(
     Body(body): Body<CleanupBody>,
 ) -> Reply<CleanupReport> {
     let policy = body.policy.unwrap_or_else(|| s.config.retention.clone());
-    policy.check().map_err(bad)?;
-    let c = &s.coordinator;
-    let action = Action {
-        who: &caller.0,
-        kind: "cleanup",
-        target: "all",
-        operation: None,
-    };
-    if !body.dry_run {
-        c.events().started(&action, c.storage());
-    }
-    let clock = std::time::Instant::now();
-    let result = strata_coordinator::retention::apply(c.repo(), &policy, body.dry_run, || {
-        c.collect_garbage(false)
-    })
-    .await;
-    if !body.dry_run {
-        let outcome = if result.is_ok() {
-            "succeeded"
-        } else {
-            "failed"
-        };
-        c.record_operation("cleanup", outcome, clock.elapsed());
-        c.report_result(&action, &result, |r| ("succeeded", r.summary()))
-            .await;
-    }
-    Ok(Json(result.map_err(failure)?))
+    let report = s
+        .coordinator
+        .actions()
+        .cleanup(&caller.0, &policy, body.dry_run)
+        .await
+        .map_err(failure)?;
+    Ok(Json(report))
 }
 
 /// `POST /api/v1/gc`.
@@ -468,27 +414,13 @@ async fn gc(
     Extension(caller): Extension<Caller>,
     Body(body): Body<GcBody>,
 ) -> Reply<GcReport> {
-    let c = &s.coordinator;
-    let result = c.collect_garbage(body.dry_run).await;
-    if !body.dry_run {
-        let action = Action {
-            who: &caller.0,
-            kind: "gc",
-            target: "all",
-            operation: None,
-        };
-        c.report_result(&action, &result, |r| {
-            (
-                "succeeded",
-                format!(
-                    "{} packs ({} bytes) deleted",
-                    r.packs_deleted, r.bytes_freed
-                ),
-            )
-        })
-        .await;
-    }
-    Ok(Json(result.map_err(failure)?))
+    let report = s
+        .coordinator
+        .actions()
+        .gc(&caller.0, body.dry_run)
+        .await
+        .map_err(failure)?;
+    Ok(Json(report))
 }
 
 /// `POST /api/v1/repair/index` and `POST /api/v1/repair/backups`.
@@ -508,19 +440,13 @@ async fn repair_index(
     Extension(caller): Extension<Caller>,
     Body(body): Body<RepairBody>,
 ) -> Reply<IndexRepairReport> {
-    let c = &s.coordinator;
-    let result = strata_coordinator::repair::repair_index(c.repo(), body.dry_run).await;
-    if !body.dry_run {
-        let action = Action {
-            who: &caller.0,
-            kind: "repair-index",
-            target: "index",
-            operation: None,
-        };
-        c.report_result(&action, &result, |r| ("succeeded", r.summary()))
-            .await;
-    }
-    Ok(Json(result.map_err(failure)?))
+    let report = s
+        .coordinator
+        .actions()
+        .repair_index(&caller.0, body.dry_run)
+        .await
+        .map_err(failure)?;
+    Ok(Json(report))
 }
 
 #[utoipa::path(post, path = "/api/v1/repair/backups", tag = "backups", request_body = RepairBody,
@@ -531,19 +457,13 @@ async fn repair_backups(
     Extension(caller): Extension<Caller>,
     Body(body): Body<RepairBody>,
 ) -> Reply<BackupsRepairReport> {
-    let c = &s.coordinator;
-    let result = strata_coordinator::repair::repair_backups(c.repo(), body.dry_run).await;
-    if !body.dry_run {
-        let action = Action {
-            who: &caller.0,
-            kind: "repair-backups",
-            target: "all",
-            operation: None,
-        };
-        c.report_result(&action, &result, |r| ("succeeded", r.summary()))
-            .await;
-    }
-    Ok(Json(result.map_err(failure)?))
+    let report = s
+        .coordinator
+        .actions()
+        .repair_backups(&caller.0, body.dry_run)
+        .await
+        .map_err(failure)?;
+    Ok(Json(report))
 }
 
 /// `GET /api/v1/backups/{name}/files`: which entries, and which page of them.
@@ -634,35 +554,24 @@ async fn copy(
             "the backup is already in that storage: name another one",
         ));
     }
-    let action = Action {
-        who: &caller.0,
-        kind: "copy",
-        target: &summary.name,
-        operation: None,
-    };
-    let result = async {
-        let password = s.config.password()?;
-        let catalog =
-            strata_coordinator::catalog::Catalog::open(&s.config, password.as_deref()).await?;
-        let target = catalog.place(&body.to)?.repo.clone();
-        target.reload_index().await?;
-        strata_coordinator::copy::copy_backup(
-            c.repo().clone(),
-            target,
+    let password = s.config.password().map_err(|e| failure(e.into()))?;
+    let catalog = strata_coordinator::catalog::Catalog::open(&s.config, password.as_deref())
+        .await
+        .map_err(failure)?;
+    let target = catalog.place(&body.to).map_err(failure)?.repo.clone();
+    target.reload_index().await.map_err(repo_failure)?;
+    let report = c
+        .actions()
+        .copy(
+            &caller.0,
             &summary,
+            target,
+            &body.to,
             s.config.backup.writer_options(),
         )
         .await
-    }
-    .await;
-    c.report_result(&action, &result, |r| {
-        (
-            "succeeded",
-            format!("to storage {}: {} blobs sent", body.to, r.blobs_sent),
-        )
-    })
-    .await;
-    Ok(Json(result.map_err(failure)?))
+        .map_err(failure)?;
+    Ok(Json(report))
 }
 
 #[utoipa::path(post, path = "/api/v1/backups/{name}/drill", tag = "backups",
@@ -674,23 +583,14 @@ async fn drill(
     Extension(caller): Extension<Caller>,
     PathParam(name): PathParam<String>,
 ) -> Reply<DrillReport> {
-    let c = &s.coordinator;
     let summary = resolve(&s.coordinator, &name).await?;
-    let action = Action {
-        who: &caller.0,
-        kind: "verify",
-        target: &summary.name,
-        operation: None,
-    };
-    c.events().started(&action, c.storage());
-    let scratch = s
-        .config
-        .state_dir()
-        .join(format!("restore-drill-{}", summary.name));
-    let result = strata_coordinator::verify::drill_and_record(c.repo(), &summary, &scratch).await;
-    c.report_result(&action, &result, DrillReport::outcome)
-        .await;
-    Ok(Json(result.map_err(failure)?))
+    let report = s
+        .coordinator
+        .actions()
+        .drill(&caller.0, &summary, &s.config.state_dir())
+        .await
+        .map_err(failure)?;
+    Ok(Json(report))
 }
 
 #[utoipa::path(get, path = "/api/v1/wal", tag = "wal",

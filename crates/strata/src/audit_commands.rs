@@ -25,6 +25,23 @@ impl Context {
         Ok(self.events.get_or_init(|| Events::new(webhooks)).clone())
     }
 
+    /// The use cases on `repo` of storage `storage`, reported to this command's events:
+    /// every local action that changes a repository goes through these, as the API's and
+    /// the scheduler's do (see `strata_coordinator::actions`).
+    pub(crate) fn actions(
+        &self,
+        repo: &Arc<Repository>,
+        storage: &str,
+    ) -> Result<strata_coordinator::actions::Actions, Failure> {
+        Ok(strata_coordinator::actions::Actions::new(
+            repo.clone(),
+            storage,
+            self.events()?,
+            Duration::from_secs(self.config.server.lease_ttl_secs),
+            self.config.gc.grace()?,
+        ))
+    }
+
     /// Waits (a little) for webhook deliveries so they do not die with the process.
     pub(crate) async fn flush_events(&self) {
         if let Some(events) = self.events.get() {

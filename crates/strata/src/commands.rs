@@ -12,11 +12,11 @@ use strata_agent::restore::RestoreOptions;
 use strata_coordinator::browse::{for_each_file, FileEntry, FileFilter};
 use strata_coordinator::catalog::{Catalog, Located};
 use strata_coordinator::config::{Config, NodeConfig, StorageConfig, DEFAULT_CONFIG};
-use strata_coordinator::copy::{copy_backup, CopyReport};
+use strata_coordinator::copy::CopyReport;
 use strata_coordinator::restore::run_restore;
 use strata_coordinator::storage::Storage;
 use strata_coordinator::verify::{
-    drill_and_record, verify_and_record, DataCheck, DrillReport, VerifyReport,
+    DataCheck, DrillReport, VerifyReport,
 };
 use strata_repo::summary::BackupSummary;
 use strata_repo::{InitOptions, Repository};
@@ -652,60 +652,22 @@ impl Context {
             return Ok(0);
         }
         let catalog = self.catalog().await?;
-        let mut touched: Vec<Arc<Repository>> = Vec::new();
+        let who = strata_coordinator::audit::local_actor();
+        let mut touched: Vec<strata_coordinator::actions::Actions> = Vec::new();
         for name in wanted {
-            if name == "latest" {
-                return Err(Failure::new(
-                    code::USAGE,
-                    "name backups to delete explicitly, not `latest`",
-                ));
-            }
-            let (repo, summary, storage) = self.find(&catalog, name, false).await?;
-            let holders: Vec<String> = catalog
-                .list()
-                .await?
-                .into_iter()
-                .filter(|b| b.summary.name == summary.name)
-                .map(|b| b.storage)
-                .collect();
-            if holders.len() > 1 {
-                return Err(Failure::new(
-                    code::USAGE,
-                    format!(
-                        "backup {} is in storages {}: choose one with --storage",
-                        summary.name,
-                        holders.join(", ")
-                    ),
-                ));
-            }
-            if strata_coordinator::retention::pinned(&repo)
-                .await?
-                .contains(&summary.name)
-            {
-                return Err(Failure::new(
-                    code::USAGE,
-                    format!(
-                        "backup {} is pinned: `strata unpin {}` first",
-                        summary.name, summary.name
-                    ),
-                ));
-            }
-            let deleted = repo
-                .delete_backup(&summary.name)
-                .await
-                .map_err(Failure::from);
-            self.audited(&repo, &storage, "delete", &summary.name, deleted, |_| {
-                ("succeeded", String::new())
-            })
-            .await?;
+            // Refused before any storage is searched, by the rule the delete itself applies.
+            strata_coordinator::actions::refuse_latest(name)?;
+            let (place, summary) = catalog.find_one(name).await?;
+            let actions = self.actions(&place.repo, &place.storage.name)?;
+            actions.delete(&who, &summary.name).await?;
             self.say(format!("deleted backup {}", summary.name));
-            touched.push(repo);
+            if !touched.iter().any(|t| Arc::ptr_eq(t.repo(), actions.repo())) {
+                touched.push(actions);
+            }
         }
         // Then the data no remaining backup uses, in every storage that lost a backup.
-        touched.dedup_by(|a, b| Arc::ptr_eq(a, b));
-        for repo in touched {
-            let grace = self.config.gc.grace()?;
-            let report = strata_coordinator::gc::collect_garbage_with(&repo, false, grace).await?;
+        for actions in touched {
+            let report = actions.collect_garbage(false).await?;
             if !self.global.json {
                 self.say_gc(&report);
             }
@@ -739,31 +701,11 @@ impl Context {
                 .map(|p| (p.repo.clone(), None, p.storage.name.clone()))
                 .collect(),
         };
+        let who = strata_coordinator::audit::local_actor();
         for (repo, name, storage) in targets {
-            let target = name.clone().unwrap_or_else(|| "all".into());
-            self.announce(&storage, "verify", &target)?;
-            let found = verify_and_record(&repo, name.as_deref(), check)
-                .await
-                .map_err(Failure::from);
             let found = self
-                .audited(&repo, &storage, "verify", &target, found, |r| {
-                    if r.is_ok() {
-                        (
-                            "succeeded",
-                            format!(
-                                "{} backups, {} files ({})",
-                                r.backups,
-                                r.files,
-                                check.mode()
-                            ),
-                        )
-                    } else {
-                        (
-                            "failed",
-                            format!("{} problems; first: {}", r.problems.len(), r.problems[0]),
-                        )
-                    }
-                })
+                .actions(&repo, &storage)?
+                .verify(&who, name.as_deref(), check)
                 .await?;
             report.absorb(found);
         }
@@ -827,24 +769,18 @@ impl Context {
                 .await?
         } else {
             let catalog = self.catalog().await?;
-            let (source, summary, _) = self.find(&catalog, wanted, true).await?;
+            let (source, summary, storage) = self.find(&catalog, wanted, true).await?;
             let target = catalog.place(to)?.repo.clone();
             target.reload_index().await?;
-            let copied = copy_backup(
-                source,
-                target.clone(),
-                &summary,
-                self.config.backup.writer_options(),
-            )
-            .await
-            .map_err(Failure::from);
-            self.audited(&target, to, "copy", &summary.name, copied, |r| {
-                (
-                    "succeeded",
-                    format!("to storage {to}: {} blobs sent", r.blobs_sent),
+            self.actions(&source, &storage)?
+                .copy(
+                    &strata_coordinator::audit::local_actor(),
+                    &summary,
+                    target,
+                    to,
+                    self.config.backup.writer_options(),
                 )
-            })
-            .await?
+                .await?
         };
         if self.global.json {
             print_json(&report);
@@ -910,14 +846,12 @@ pub(crate) fn print_node_problems(summary: &strata_repo::summary::BackupSummary,
 
 /// `5%` or `5` as a percentage between 0 (exclusive) and 100.
 fn parse_percent(text: &str) -> Result<f64, Failure> {
-    let number = text.trim().trim_end_matches('%');
-    match number.parse::<f64>() {
-        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
-        _ => Err(Failure::new(
+    strata_coordinator::actions::parse_percent(text).ok_or_else(|| {
+        Failure::new(
             code::USAGE,
             format!("--read-data-subset {text:?}: give a percentage such as 5%"),
-        )),
-    }
+        )
+    })
 }
 
 impl Context {
@@ -933,23 +867,13 @@ impl Context {
         } else {
             let catalog = self.catalog().await?;
             let (repo, summary, storage) = self.find(&catalog, wanted, true).await?;
-            let scratch = self
-                .config
-                .state_dir()
-                .join(format!("restore-drill-{}", summary.name));
-            self.announce(&storage, "verify", &summary.name)?;
-            let result = drill_and_record(&repo, &summary, &scratch)
-                .await
-                .map_err(Failure::from);
-            self.audited(
-                &repo,
-                &storage,
-                "verify",
-                &summary.name,
-                result,
-                DrillReport::outcome,
-            )
-            .await?
+            self.actions(&repo, &storage)?
+                .drill(
+                    &strata_coordinator::audit::local_actor(),
+                    &summary,
+                    &self.config.state_dir(),
+                )
+                .await?
         };
         if self.global.json {
             print_json(&report);

@@ -5,8 +5,9 @@ use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
 use strata_coordinator::config::RetentionConfig;
-use strata_coordinator::gc::{collect_garbage_with, GcReport};
-use strata_coordinator::retention::{apply, set_pinned, CleanupReport};
+use strata_coordinator::audit::local_actor;
+use strata_coordinator::gc::GcReport;
+use strata_coordinator::retention::CleanupReport;
 
 impl Context {
     /// The policy of the config with the command line's overrides.
@@ -44,23 +45,10 @@ impl Context {
             .map_err(|why| Failure::new(code::USAGE, why))?;
         let storage = self.storage()?;
         let repo = self.open_storage(&storage).await?;
-        if !dry_run {
-            self.announce(&storage.name, "cleanup", "all")?;
-        }
-        let grace = self.config.gc.grace()?;
-        let work = apply(&repo, &policy, dry_run, || {
-            collect_garbage_with(&repo, false, grace)
-        })
-        .await
-        .map_err(Failure::from);
-        let report = if dry_run {
-            work?
-        } else {
-            self.audited(&repo, &storage.name, "cleanup", "all", work, |r| {
-                ("succeeded", r.summary())
-            })
-            .await?
-        };
+        let report = self
+            .actions(&repo, &storage.name)?
+            .cleanup(&local_actor(), &policy, dry_run)
+            .await?;
         self.say_cleanup(&report)
     }
 
@@ -144,24 +132,10 @@ impl Context {
         }
         let storage = self.storage()?;
         let repo = self.open_storage(&storage).await?;
-        let grace = self.config.gc.grace()?;
-        let collected = collect_garbage_with(&repo, dry_run, grace)
-            .await
-            .map_err(Failure::from);
-        let report = if dry_run {
-            collected?
-        } else {
-            self.audited(&repo, &storage.name, "gc", "all", collected, |r| {
-                (
-                    "succeeded",
-                    format!(
-                        "{} packs ({} bytes) deleted",
-                        r.packs_deleted, r.bytes_freed
-                    ),
-                )
-            })
-            .await?
-        };
+        let report = self
+            .actions(&repo, &storage.name)?
+            .gc(&local_actor(), dry_run)
+            .await?;
         self.print_gc(&report)
     }
 
@@ -193,16 +167,10 @@ impl Context {
         } else {
             let storage = self.storage()?;
             let repo = self.open_storage(&storage).await?;
-            let summary = strata_coordinator::resolve_backup(&repo, wanted).await?;
-            let done = set_pinned(&repo, &summary.name, pin)
-                .await
-                .map_err(Failure::from);
-            let kind = if pin { "pin" } else { "unpin" };
-            self.audited(&repo, &storage.name, kind, &summary.name, done, |_| {
-                ("succeeded", String::new())
-            })
-            .await?;
-            summary.name
+            self.actions(&repo, &storage.name)?
+                .pin(&local_actor(), wanted, pin)
+                .await?
+                .name
         };
         self.say(format!(
             "{} backup {name}",

@@ -4,9 +4,8 @@
 
 use crate::cli::RepairCommand;
 use crate::commands::{print_json, CommandResult, Context};
-use crate::failure::Failure;
 use strata_coordinator::repair::{
-    repair_backups, repair_index, BackupsRepairReport, IndexRepairReport,
+    BackupsRepairReport, IndexRepairReport,
 };
 
 impl Context {
@@ -31,35 +30,15 @@ impl Context {
         }
         let storage = self.storage()?;
         let repo = self.open_storage(&storage).await?;
+        let actions = self.actions(&repo, &storage.name)?;
+        let who = strata_coordinator::audit::local_actor();
         match command {
             RepairCommand::Index { dry_run } => {
-                if !dry_run {
-                    self.announce(&storage.name, "repair-index", "index")?;
-                }
-                let work = repair_index(&repo, dry_run).await.map_err(Failure::from);
-                let report = if dry_run {
-                    work?
-                } else {
-                    self.audited(&repo, &storage.name, "repair-index", "index", work, |r| {
-                        ("succeeded", r.summary())
-                    })
-                    .await?
-                };
+                let report = actions.repair_index(&who, dry_run).await?;
                 self.say_index_repair(&report);
             }
             RepairCommand::Backups { dry_run } => {
-                if !dry_run {
-                    self.announce(&storage.name, "repair-backups", "all")?;
-                }
-                let work = repair_backups(&repo, dry_run).await.map_err(Failure::from);
-                let report = if dry_run {
-                    work?
-                } else {
-                    self.audited(&repo, &storage.name, "repair-backups", "all", work, |r| {
-                        ("succeeded", r.summary())
-                    })
-                    .await?
-                };
+                let report = actions.repair_backups(&who, dry_run).await?;
                 self.say_backups_repair(&report);
             }
         }

@@ -1,0 +1,362 @@
+//! The use cases on one repository, written once: delete, gc, cleanup, verify, restore
+//! drill, copy, pin and unpin, repair.
+//!
+//! The CLI (local mode), the API handlers and the scheduler all call these; none of them
+//! re-states a rule. Each method takes *who* asked and does, in this order and only here,
+//! what every way in must do: the refusals (`latest`, pins), the cluster lock where the
+//! action changes what a running backup relies on, the webhook that it started, the
+//! work, the counters for `/metrics`, and the audit entry with its one-line detail.
+//! Backups and restores, which need the nodes, are [`crate::cluster::Coordinator::backup`]
+//! and [`crate::cluster::Coordinator::restore`]; a coordinator hands out its
+//! [`Actions`] with [`crate::cluster::Coordinator::actions`], and a command line without
+//! a coordinator builds them with [`Actions::new`] for each repository it acts on.
+
+use crate::config::RetentionConfig;
+use crate::copy::CopyReport;
+use crate::events::{Action, Events};
+use crate::gc::GcReport;
+use crate::lock::RepoLock;
+use crate::repair::{BackupsRepairReport, IndexRepairReport};
+use crate::retention::CleanupReport;
+use crate::stats::OperationStats;
+use crate::verify::{DataCheck, DrillReport, VerifyReport};
+use crate::{CoordinatorError, CoordinatorResult};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use strata_repo::summary::BackupSummary;
+use strata_repo::Repository;
+use strata_repo::writer::WriterOptions;
+
+/// One repository to act on, with how this process reports and counts what it does.
+#[derive(Clone)]
+pub struct Actions {
+    repo: Arc<Repository>,
+    storage: String,
+    events: Arc<Events>,
+    lease_ttl: Duration,
+    gc_grace: Duration,
+    stats: Arc<Mutex<OperationStats>>,
+}
+
+/// The refusal of `latest` where only an explicit name will do (delete): one rule for the
+/// CLI, which checks before it searches its storages, and the API.
+pub fn refuse_latest(wanted: &str) -> CoordinatorResult<()> {
+    if wanted == "latest" {
+        return Err(CoordinatorError::Invalid(
+            "name backups to delete explicitly, not `latest`".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A percentage of packs to read (`5%` or `5`), above 0 and at most 100; `None` when the
+/// text is not one. Callers name their own option in the message.
+pub fn parse_percent(text: &str) -> Option<f64> {
+    text.trim()
+        .trim_end_matches('%')
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|p| percent_ok(*p))
+}
+
+/// Whether `p` is a percentage a subset check accepts: above 0, at most 100.
+pub fn percent_ok(p: f64) -> bool {
+    p > 0.0 && p <= 100.0
+}
+
+/// The audit outcome and detail line of a finished verification.
+pub fn verify_outcome(report: &VerifyReport, check: DataCheck) -> (&'static str, String) {
+    if report.is_ok() {
+        (
+            "succeeded",
+            format!(
+                "{} backups, {} files ({})",
+                report.backups,
+                report.files,
+                check.mode()
+            ),
+        )
+    } else {
+        (
+            "failed",
+            format!(
+                "{} problems; first: {}",
+                report.problems.len(),
+                report.problems[0]
+            ),
+        )
+    }
+}
+
+impl Actions {
+    /// Actions on `repo` of storage `storage`, reported to `events`; `lease_ttl` is the
+    /// cluster lock's lease, `gc_grace` garbage collection's grace for unindexed packs.
+    /// Counts go to a fresh counter (see [`Actions::with_stats`]).
+    pub fn new(
+        repo: Arc<Repository>,
+        storage: &str,
+        events: Arc<Events>,
+        lease_ttl: Duration,
+        gc_grace: Duration,
+    ) -> Actions {
+        Actions {
+            repo,
+            storage: storage.to_string(),
+            events,
+            lease_ttl: lease_ttl.max(Duration::from_millis(300)),
+            gc_grace,
+            stats: Arc::default(),
+        }
+    }
+
+    /// The same, counting into `stats` (a coordinator's, for `/metrics`).
+    pub fn with_stats(mut self, stats: Arc<Mutex<OperationStats>>) -> Actions {
+        self.stats = stats;
+        self
+    }
+
+    /// The repository acted on.
+    pub fn repo(&self) -> &Arc<Repository> {
+        &self.repo
+    }
+
+    /// The name of its storage.
+    pub fn storage(&self) -> &str {
+        &self.storage
+    }
+
+    fn action<'a>(who: &'a str, kind: &'a str, target: &'a str) -> Action<'a> {
+        Action {
+            who,
+            kind,
+            target,
+            operation: None,
+        }
+    }
+
+    /// Records how `action` ended: `describe` turns a success into its outcome and line,
+    /// an error is `failed` with its cause chain.
+    async fn finish<T>(
+        &self,
+        action: &Action<'_>,
+        result: &CoordinatorResult<T>,
+        describe: impl FnOnce(&T) -> (&'static str, String),
+    ) {
+        let (outcome, detail) = match result {
+            Ok(value) => describe(value),
+            Err(err) => ("failed", crate::backup::error_chain(err)),
+        };
+        self.events
+            .finished(&self.repo, &self.storage, action, outcome, &detail)
+            .await;
+    }
+
+    /// Deletes backup `wanted` (a name or unique prefix; never `latest`) under the cluster
+    /// lock, so a running backup, restore, copy or gc is not disturbed: while one runs the
+    /// delete is refused as busy and removes nothing. A pinned backup is refused. Its data
+    /// stays until [`Actions::collect_garbage`]. Audited once the backup is known.
+    pub async fn delete(&self, who: &str, wanted: &str) -> CoordinatorResult<BackupSummary> {
+        refuse_latest(wanted)?;
+        let found = crate::resolve_backup(&self.repo, wanted).await?;
+        let result = self.delete_locked(&found.name).await;
+        let action = Self::action(who, "delete", &found.name);
+        self.finish(&action, &result, |_| ("succeeded", String::new()))
+            .await;
+        result.map(|()| found)
+    }
+
+    async fn delete_locked(&self, name: &str) -> CoordinatorResult<()> {
+        let pins = crate::retention::pinned(&self.repo).await?;
+        if pins.contains(name) {
+            return Err(CoordinatorError::Pinned(name.to_string()));
+        }
+        let id = format!("delete-{}", crate::backup::new_backup_name());
+        let lock =
+            RepoLock::acquire(self.repo.store().clone(), &id, "delete", self.lease_ttl).await?;
+        let result = self.repo.delete_backup(name).await;
+        lock.release().await;
+        Ok(result?)
+    }
+
+    /// Collects garbage as a step of another action (after a delete or a cleanup):
+    /// counted for metrics when it changes anything, not audited on its own.
+    pub async fn collect_garbage(&self, dry_run: bool) -> CoordinatorResult<GcReport> {
+        let clock = Instant::now();
+        let result = crate::gc::collect_garbage_with(&self.repo, dry_run, self.gc_grace).await;
+        if !dry_run {
+            let freed = result.as_ref().ok().map(|r| r.bytes_freed);
+            self.stats.lock().unwrap().collected(freed, clock.elapsed());
+        }
+        result
+    }
+
+    /// `gc`: deletes the packs no backup uses; audited unless a dry run.
+    pub async fn gc(&self, who: &str, dry_run: bool) -> CoordinatorResult<GcReport> {
+        let result = self.collect_garbage(dry_run).await;
+        if !dry_run {
+            let action = Self::action(who, "gc", "all");
+            self.finish(&action, &result, |r| {
+                (
+                    "succeeded",
+                    format!(
+                        "{} packs ({} bytes) deleted",
+                        r.packs_deleted, r.bytes_freed
+                    ),
+                )
+            })
+            .await;
+        }
+        result
+    }
+
+    /// `cleanup`: applies `policy` (refused when it keeps nothing), expires old WAL and
+    /// collects garbage if anything went (see [`crate::retention::apply`]). Unless a dry
+    /// run: announced, counted and audited.
+    pub async fn cleanup(
+        &self,
+        who: &str,
+        policy: &RetentionConfig,
+        dry_run: bool,
+    ) -> CoordinatorResult<CleanupReport> {
+        policy.check().map_err(CoordinatorError::Invalid)?;
+        let action = Self::action(who, "cleanup", "all");
+        if dry_run {
+            return crate::retention::apply(&self.repo, policy, true, || {
+                self.collect_garbage(false)
+            })
+            .await;
+        }
+        self.events.started(&action, &self.storage);
+        let clock = Instant::now();
+        let result =
+            crate::retention::apply(&self.repo, policy, false, || self.collect_garbage(false))
+                .await;
+        let outcome = if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        self.stats
+            .lock()
+            .unwrap()
+            .finished("cleanup", outcome, clock.elapsed());
+        self.finish(&action, &result, |r| ("succeeded", r.summary()))
+            .await;
+        result
+    }
+
+    /// `verify`: one backup (by its exact name) or all, recording the outcome per backup;
+    /// announced, counted (a run that found problems and one that could not finish are
+    /// both failures) and audited.
+    pub async fn verify(
+        &self,
+        who: &str,
+        backup: Option<&str>,
+        check: DataCheck,
+    ) -> CoordinatorResult<VerifyReport> {
+        let target = backup.unwrap_or("all");
+        let action = Self::action(who, "verify", target);
+        self.events.started(&action, &self.storage);
+        let clock = Instant::now();
+        let result = crate::verify::verify_and_record(&self.repo, backup, check).await;
+        let ok = matches!(&result, Ok(report) if report.is_ok());
+        self.stats.lock().unwrap().verified(ok, clock.elapsed());
+        self.finish(&action, &result, |r| verify_outcome(r, check))
+            .await;
+        result
+    }
+
+    /// `verify --restore`: a restore drill of `summary` in a scratch directory under
+    /// `state_dir` (removed afterwards), recorded as the backup's last verification;
+    /// announced and audited as a verification.
+    pub async fn drill(
+        &self,
+        who: &str,
+        summary: &BackupSummary,
+        state_dir: &Path,
+    ) -> CoordinatorResult<DrillReport> {
+        let action = Self::action(who, "verify", &summary.name);
+        self.events.started(&action, &self.storage);
+        let scratch = state_dir.join(format!("restore-drill-{}", summary.name));
+        let result = crate::verify::drill_and_record(&self.repo, summary, &scratch).await;
+        self.finish(&action, &result, DrillReport::outcome).await;
+        result
+    }
+
+    /// `copy`: copies `summary` from this repository to `target` (opened with its index),
+    /// audited here, in the repository the backup came from, as the API always did.
+    pub async fn copy(
+        &self,
+        who: &str,
+        summary: &BackupSummary,
+        target: Arc<Repository>,
+        target_storage: &str,
+        writer_options: WriterOptions,
+    ) -> CoordinatorResult<CopyReport> {
+        let action = Self::action(who, "copy", &summary.name);
+        let result =
+            crate::copy::copy_backup(self.repo.clone(), target, summary, writer_options).await;
+        self.finish(&action, &result, |r| {
+            (
+                "succeeded",
+                format!("to storage {target_storage}: {} blobs sent", r.blobs_sent),
+            )
+        })
+        .await;
+        result
+    }
+
+    /// `pin` and `unpin`: backup `wanted` (a name, unique prefix or `latest`) kept from
+    /// retention and delete, or no longer; audited.
+    pub async fn pin(
+        &self,
+        who: &str,
+        wanted: &str,
+        pinned: bool,
+    ) -> CoordinatorResult<BackupSummary> {
+        let found = crate::resolve_backup(&self.repo, wanted).await?;
+        let result = crate::retention::set_pinned(&self.repo, &found.name, pinned)
+            .await
+            .map_err(CoordinatorError::Repo);
+        let action = Self::action(who, if pinned { "pin" } else { "unpin" }, &found.name);
+        self.finish(&action, &result, |_| ("succeeded", String::new()))
+            .await;
+        result.map(|()| found)
+    }
+
+    /// `repair index`: announced and audited unless a dry run.
+    pub async fn repair_index(
+        &self,
+        who: &str,
+        dry_run: bool,
+    ) -> CoordinatorResult<IndexRepairReport> {
+        let action = Self::action(who, "repair-index", "index");
+        if dry_run {
+            return crate::repair::repair_index(&self.repo, true).await;
+        }
+        self.events.started(&action, &self.storage);
+        let result = crate::repair::repair_index(&self.repo, false).await;
+        self.finish(&action, &result, |r| ("succeeded", r.summary()))
+            .await;
+        result
+    }
+
+    /// `repair backups`: announced and audited unless a dry run.
+    pub async fn repair_backups(
+        &self,
+        who: &str,
+        dry_run: bool,
+    ) -> CoordinatorResult<BackupsRepairReport> {
+        let action = Self::action(who, "repair-backups", "all");
+        if dry_run {
+            return crate::repair::repair_backups(&self.repo, true).await;
+        }
+        self.events.started(&action, &self.storage);
+        let result = crate::repair::repair_backups(&self.repo, false).await;
+        self.finish(&action, &result, |r| ("succeeded", r.summary()))
+            .await;
+        result
+    }
+}

@@ -1,0 +1,149 @@
+//! One way in: the command line acts through the same use cases as the API and the
+//! scheduler (`strata_coordinator::actions`), so a rule such as "delete takes the cluster
+//! lock" holds for every caller. Against the real binary.
+
+mod common;
+
+use common::{assert_same_tree, copy_tree, pseudo_random, Env};
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// Every file under `dir` (relative paths), or nothing when it does not exist.
+fn files_under(dir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// A backup process stopped before its first index write (packs uploaded, cluster lock
+/// held and renewed), released or killed when dropped.
+struct HeldBackup {
+    child: Option<Child>,
+    hold: std::path::PathBuf,
+}
+
+impl HeldBackup {
+    fn start(env: &Env, src: &Path) -> HeldBackup {
+        let hold = env.path("hold");
+        fs::create_dir_all(&hold).unwrap();
+        let child = env
+            .command()
+            .args(["backup", src.to_str().unwrap(), "--node-name", "db"])
+            .env(
+                "STRATA_TEST_HOLD_WRITE",
+                format!("index/:{}", hold.display()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut held = HeldBackup {
+            child: Some(child),
+            hold,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !held.hold.join("held").exists() {
+            if let Some(status) = held.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("the backup ended ({status}) before its first index write");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the backup never reached its index write"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        held
+    }
+
+    /// Lets the backup finish; asserts it succeeded.
+    fn finish(mut self) {
+        fs::write(self.hold.join("release"), b"").unwrap();
+        let out = self.child.take().unwrap().wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "the held backup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for HeldBackup {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = fs::write(self.hold.join("release"), b"");
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A local `strata delete` while a backup runs must be refused as busy (exit 6) before it
+/// removes anything: not delete the other backup's summary and manifests and then report
+/// "busy" from its garbage collection. Afterwards the other backup is listed and restores
+/// byte for byte, and once the cluster is free the same delete goes through.
+#[test]
+fn local_delete_during_a_backup_is_refused_as_busy_and_deletes_nothing() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.bin"), pseudo_random(1 << 20, 1)).unwrap();
+    fs::write(src.join("b.txt"), b"the first backup\n").unwrap();
+    let first = env.json(&["backup", src.to_str().unwrap(), "--node-name", "db"]);
+    let other = first["name"].as_str().unwrap().to_string();
+    let expected = env.path("expected");
+    copy_tree(&src, &expected);
+
+    // A second backup, with new data, stopped while it holds the cluster lock.
+    fs::write(src.join("c.bin"), pseudo_random(1 << 20, 2)).unwrap();
+    let held = HeldBackup::start(&env, &src);
+    let summaries = files_under(&env.repo.join("backups"));
+    let manifests = files_under(&env.repo.join("manifests"));
+    assert!(
+        manifests.iter().any(|m| m.contains(&other)),
+        "{other} has no manifest: {manifests:?}"
+    );
+
+    let stderr = env.fails(&["delete", &other], 6);
+    assert!(
+        stderr.contains("busy") || stderr.contains("held"),
+        "not refused as busy: {stderr}"
+    );
+    assert!(
+        !stderr.contains("deleted"),
+        "reported a deletion: {stderr}"
+    );
+    // Nothing of the backup went.
+    assert_eq!(files_under(&env.repo.join("backups")), summaries);
+    assert_eq!(files_under(&env.repo.join("manifests")), manifests);
+
+    held.finish();
+    let listed: Vec<String> = env.json(&["list"]).as_array().unwrap().iter()
+        .map(|b| b["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(listed.contains(&other), "{other} not listed: {listed:?}");
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let restored = env.path("restored");
+    env.ok(&["restore", &other, "--to", restored.to_str().unwrap()]);
+    assert_same_tree(&expected, &restored);
+
+    // With the cluster free, the delete goes through.
+    let out = env.ok(&["delete", &other]);
+    assert!(out.contains(&format!("deleted backup {other}")), "{out}");
+    env.ok(&["verify", "--read-data"]);
+}
