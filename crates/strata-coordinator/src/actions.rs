@@ -1,5 +1,5 @@
 //! The use cases on one repository, written once: delete, gc, cleanup, verify, restore
-//! drill, copy, pin and unpin, repair.
+//! drill, copy, pin and unpin, repair, and a restore into a directory of this host.
 //!
 //! The CLI (local mode), the API handlers and the scheduler all call these; none of them
 //! re-states a rule. Each method takes *who* asked and does, in this order and only here,
@@ -25,8 +25,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_repo::summary::BackupSummary;
-use strata_repo::Repository;
 use strata_repo::writer::WriterOptions;
+use strata_repo::Repository;
 
 /// One repository to act on, with how this process reports and counts what it does.
 #[derive(Clone)]
@@ -303,6 +303,34 @@ impl Actions {
                 "succeeded",
                 format!("to storage {target_storage}: {} blobs sent", r.blobs_sent),
             )
+        })
+        .await;
+        result
+    }
+
+    /// `restore --to`: the nodes of `summary` into a directory of this host (see
+    /// [`crate::restore::run_restore`]), without the cluster's nodes; announced and
+    /// audited (`failed` when any entry could not be restored).
+    pub async fn restore_into(
+        &self,
+        who: &str,
+        summary: &BackupSummary,
+        to: &Path,
+        node: Option<&str>,
+        options: strata_agent::restore::RestoreOptions,
+    ) -> CoordinatorResult<Vec<crate::restore::NodeRestore>> {
+        let action = Self::action(who, "restore", &summary.name);
+        self.events.started(&action, &self.storage);
+        let result =
+            crate::restore::run_restore(self.repo.clone(), summary, to, node, options).await;
+        self.finish(&action, &result, |nodes| {
+            let failed: usize = nodes.iter().map(|r| r.report.errors.len()).sum();
+            let into = format!("into {}", to.display());
+            if failed == 0 {
+                ("succeeded", format!("{} nodes {into}", nodes.len()))
+            } else {
+                ("failed", format!("{failed} entries not restored {into}"))
+            }
         })
         .await;
         result

@@ -78,19 +78,6 @@ impl Context {
         result
     }
 
-    /// Tells the webhooks that local action `kind` started.
-    pub(crate) fn announce(&self, storage: &str, kind: &str, target: &str) -> Result<(), Failure> {
-        let who = audit::local_actor();
-        let action = Action {
-            who: &who,
-            kind,
-            target,
-            operation: None,
-        };
-        self.events()?.started(&action, storage);
-        Ok(())
-    }
-
     /// `strata audit`.
     pub(crate) async fn audit(&self, since: Option<&str>, limit: u32) -> CommandResult {
         let entries: Vec<AuditEntry> = if let Some(client) = self.remote()? {

@@ -13,11 +13,8 @@ use strata_coordinator::browse::{for_each_file, FileEntry, FileFilter};
 use strata_coordinator::catalog::{Catalog, Located};
 use strata_coordinator::config::{Config, NodeConfig, StorageConfig, DEFAULT_CONFIG};
 use strata_coordinator::copy::CopyReport;
-use strata_coordinator::restore::run_restore;
 use strata_coordinator::storage::Storage;
-use strata_coordinator::verify::{
-    DataCheck, DrillReport, VerifyReport,
-};
+use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
 use strata_repo::summary::BackupSummary;
 use strata_repo::{InitOptions, Repository};
 
@@ -569,31 +566,20 @@ impl Context {
         }
         options.include = path.map(|p| p.trim_matches('/').as_bytes().to_vec());
         let clock = std::time::Instant::now();
-        self.announce(&storage, "restore", &summary.name)?;
+        let actions = self.actions(&repo, &storage)?;
         let display =
             progress::Display::start(options.progress.clone(), "restoring", self.interactive());
-        let restored = run_restore(repo.clone(), &summary, to, node, options)
-            .await
-            .map_err(Failure::from);
-        drop(display);
-        let restored = self
-            .audited(
-                &repo,
-                &storage,
-                "restore",
-                &summary.name,
-                restored,
-                |nodes| {
-                    let failed: usize = nodes.iter().map(|r| r.report.errors.len()).sum();
-                    let into = format!("into {}", to.display());
-                    if failed == 0 {
-                        ("succeeded", format!("{} nodes {into}", nodes.len()))
-                    } else {
-                        ("failed", format!("{failed} entries not restored {into}"))
-                    }
-                },
+        let restored = actions
+            .restore_into(
+                &strata_coordinator::audit::local_actor(),
+                &summary,
+                to,
+                node,
+                options,
             )
-            .await?;
+            .await;
+        drop(display);
+        let restored = restored?;
         let errors: Vec<String> = restored
             .iter()
             .flat_map(|r| {
@@ -661,7 +647,10 @@ impl Context {
             let actions = self.actions(&place.repo, &place.storage.name)?;
             actions.delete(&who, &summary.name).await?;
             self.say(format!("deleted backup {}", summary.name));
-            if !touched.iter().any(|t| Arc::ptr_eq(t.repo(), actions.repo())) {
+            if !touched
+                .iter()
+                .any(|t| Arc::ptr_eq(t.repo(), actions.repo()))
+            {
                 touched.push(actions);
             }
         }

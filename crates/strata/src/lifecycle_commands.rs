@@ -4,8 +4,8 @@ use crate::cli::PolicyArgs;
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
-use strata_coordinator::config::RetentionConfig;
 use strata_coordinator::audit::local_actor;
+use strata_coordinator::config::RetentionConfig;
 use strata_coordinator::gc::GcReport;
 use strata_coordinator::retention::CleanupReport;
 

@@ -4,9 +4,7 @@
 
 use crate::cli::RepairCommand;
 use crate::commands::{print_json, CommandResult, Context};
-use strata_coordinator::repair::{
-    BackupsRepairReport, IndexRepairReport,
-};
+use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
 
 impl Context {
     /// `strata repair`.

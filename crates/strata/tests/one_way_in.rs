@@ -124,16 +124,17 @@ fn local_delete_during_a_backup_is_refused_as_busy_and_deletes_nothing() {
         stderr.contains("busy") || stderr.contains("held"),
         "not refused as busy: {stderr}"
     );
-    assert!(
-        !stderr.contains("deleted"),
-        "reported a deletion: {stderr}"
-    );
+    assert!(!stderr.contains("deleted"), "reported a deletion: {stderr}");
     // Nothing of the backup went.
     assert_eq!(files_under(&env.repo.join("backups")), summaries);
     assert_eq!(files_under(&env.repo.join("manifests")), manifests);
 
     held.finish();
-    let listed: Vec<String> = env.json(&["list"]).as_array().unwrap().iter()
+    let listed: Vec<String> = env
+        .json(&["list"])
+        .as_array()
+        .unwrap()
+        .iter()
         .map(|b| b["name"].as_str().unwrap().to_string())
         .collect();
     assert!(listed.contains(&other), "{other} not listed: {listed:?}");
