@@ -285,19 +285,24 @@ impl Actions {
         result
     }
 
-    /// `copy`: copies `summary` from this repository to `target` (opened with its index),
-    /// audited here, in the repository the backup came from, as the API always did.
+    /// `copy`: copies `summary` from this repository to the one `open_target` opens
+    /// (with its index), audited here, in the repository the backup came from: a target
+    /// that cannot be opened is a failed copy too.
     pub async fn copy(
         &self,
         who: &str,
         summary: &BackupSummary,
-        target: Arc<Repository>,
+        open_target: impl std::future::Future<Output = CoordinatorResult<Arc<Repository>>>,
         target_storage: &str,
         writer_options: WriterOptions,
     ) -> CoordinatorResult<CopyReport> {
         let action = Self::action(who, "copy", &summary.name);
-        let result =
-            crate::copy::copy_backup(self.repo.clone(), target, summary, writer_options).await;
+        let result = match open_target.await {
+            Ok(target) => {
+                crate::copy::copy_backup(self.repo.clone(), target, summary, writer_options).await
+            }
+            Err(err) => Err(err),
+        };
         self.finish(&action, &result, |r| {
             (
                 "succeeded",
@@ -386,5 +391,124 @@ impl Actions {
         self.finish(&action, &result, |r| ("succeeded", r.summary()))
             .await;
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_repo::summary::BackupStatus;
+    use strata_store::{DynStore, LocalStore};
+
+    async fn repo_with(names: &[&str]) -> (tempfile::TempDir, Arc<Repository>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: DynStore = Arc::new(LocalStore::new(dir.path()));
+        let options = strata_repo::InitOptions {
+            kdf: strata_repo::crypto::KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..Default::default()
+        };
+        let repo = Repository::init(store, Some("pw"), options).await.unwrap();
+        for (i, name) in names.iter().enumerate() {
+            let summary = BackupSummary {
+                name: name.to_string(),
+                started: format!("2026-11-2{i}T00:00:00.000Z"),
+                duration_ms: 1,
+                status: BackupStatus::Complete,
+                strata_version: "test".into(),
+                nodes: Vec::new(),
+                requests: None,
+            };
+            repo.save_summary(&summary).await.unwrap();
+        }
+        (dir, repo)
+    }
+
+    fn actions(repo: &Arc<Repository>) -> Actions {
+        Actions::new(
+            repo.clone(),
+            "main",
+            Events::audit_only(),
+            Duration::from_secs(5),
+            crate::gc::DEFAULT_GRACE,
+        )
+    }
+
+    fn names(backups: Vec<BackupSummary>) -> Vec<String> {
+        backups.into_iter().map(|b| b.name).collect()
+    }
+
+    /// Whoever asks (the CLI, the API), a delete while another operation holds the
+    /// cluster is refused as busy and removes nothing; a pinned backup and `latest` are
+    /// refused; every refusal of a known backup is in the audit log.
+    #[tokio::test]
+    async fn delete_refuses_busy_pinned_and_latest_and_removes_nothing() {
+        let (_dir, repo) =
+            repo_with(&["20261120T000000Z-00000001", "20261121T000000Z-00000002"]).await;
+        let all = names(repo.list_backups().await.unwrap());
+        let acts = actions(&repo);
+
+        let held = RepoLock::acquire(
+            repo.store().clone(),
+            "backup-1",
+            "backup",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        let err = acts
+            .delete("local:a@h", "20261120T000000Z-00000001")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CoordinatorError::Busy(_)), "{err}");
+        assert_eq!(names(repo.list_backups().await.unwrap()), all);
+        held.release().await;
+
+        let err = acts.delete("token:ci", "latest").await.unwrap_err();
+        assert!(matches!(err, CoordinatorError::Invalid(_)), "{err}");
+        acts.pin("token:ci", "20261121", true).await.unwrap();
+        let err = acts
+            .delete("token:ci", "20261121T000000Z-00000002")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CoordinatorError::Pinned(_)), "{err}");
+        assert_eq!(names(repo.list_backups().await.unwrap()), all);
+
+        let gone = acts.delete("token:ci", "20261120").await.unwrap();
+        assert_eq!(gone.name, "20261120T000000Z-00000001");
+        assert_eq!(
+            names(repo.list_backups().await.unwrap()),
+            vec!["20261121T000000Z-00000002".to_string()]
+        );
+        // Entries of one millisecond have no order among them: compared as a set.
+        let mut log: Vec<(String, String, String)> = crate::audit::read(&repo, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.action, e.outcome, e.who))
+            .collect();
+        log.sort();
+        let entry = |a: &str, o: &str, w: &str| (a.to_string(), o.to_string(), w.to_string());
+        let mut expected = vec![
+            entry("delete", "failed", "local:a@h"),
+            entry("pin", "succeeded", "token:ci"),
+            entry("delete", "failed", "token:ci"),
+            entry("delete", "succeeded", "token:ci"),
+        ];
+        expected.sort();
+        assert_eq!(log, expected);
+    }
+
+    #[test]
+    fn percentages_are_above_zero_and_at_most_a_hundred() {
+        assert_eq!(parse_percent("5%"), Some(5.0));
+        assert_eq!(parse_percent(" 12.5 "), Some(12.5));
+        assert_eq!(parse_percent("100%"), Some(100.0));
+        for bad in ["0", "0%", "101", "-3", "five", "", "NaN"] {
+            assert_eq!(parse_percent(bad), None, "{bad}");
+        }
     }
 }

@@ -554,18 +554,20 @@ async fn copy(
             "the backup is already in that storage: name another one",
         ));
     }
-    let password = s.config.password().map_err(|e| failure(e.into()))?;
-    let catalog = strata_coordinator::catalog::Catalog::open(&s.config, password.as_deref())
-        .await
-        .map_err(failure)?;
-    let target = catalog.place(&body.to).map_err(failure)?.repo.clone();
-    target.reload_index().await.map_err(repo_failure)?;
+    let open_target = async {
+        let password = s.config.password()?;
+        let catalog =
+            strata_coordinator::catalog::Catalog::open(&s.config, password.as_deref()).await?;
+        let target = catalog.place(&body.to)?.repo.clone();
+        target.reload_index().await?;
+        Ok(target)
+    };
     let report = c
         .actions()
         .copy(
             &caller.0,
             &summary,
-            target,
+            open_target,
             &body.to,
             s.config.backup.writer_options(),
         )

@@ -759,13 +759,16 @@ impl Context {
         } else {
             let catalog = self.catalog().await?;
             let (source, summary, storage) = self.find(&catalog, wanted, true).await?;
-            let target = catalog.place(to)?.repo.clone();
-            target.reload_index().await?;
+            let open_target = async {
+                let target = catalog.place(to)?.repo.clone();
+                target.reload_index().await?;
+                Ok(target)
+            };
             self.actions(&source, &storage)?
                 .copy(
                     &strata_coordinator::audit::local_actor(),
                     &summary,
-                    target,
+                    open_target,
                     to,
                     self.config.backup.writer_options(),
                 )
