@@ -1,6 +1,6 @@
 //! A reader of the repository format written from `docs/format.md` alone, the way a
 //! third party would write one in another language: it uses no type or function of this
-//! crate, only general crates (aes-gcm, argon2, blake3, zstd, hex, serde_json) and its own
+//! crate, only general crates (aes-gcm, argon2, blake3, zstd, hex, serde_json, humantime) and its own
 //! small postcard decoder. It opens the checked-in repository
 //! `tests/fixtures/format-v2/repo` (one backup of `tests/fixtures/format-v2/src`, made
 //! with `strata init`, `backup`, `pin` and `verify --read-data`), checks every
@@ -149,7 +149,10 @@ impl<'a> Postcard<'a> {
         if self.at == self.buf.len() {
             Ok(())
         } else {
-            Err(format!("{} bytes after the value", self.buf.len() - self.at))
+            Err(format!(
+                "{} bytes after the value",
+                self.buf.len() - self.at
+            ))
         }
     }
 }
@@ -450,13 +453,23 @@ fn source_tree() -> BTreeMap<Vec<u8>, (char, Vec<u8>)> {
     while let Some(dir) = stack.pop() {
         for entry in fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
-            let rel = path.strip_prefix(&root).unwrap().as_os_str().as_encoded_bytes();
+            let rel = path
+                .strip_prefix(&root)
+                .unwrap()
+                .as_os_str()
+                .as_encoded_bytes();
             let meta = fs::symlink_metadata(&path).unwrap();
             let value = if meta.is_dir() {
                 stack.push(path.clone());
                 ('d', Vec::new())
             } else if meta.is_symlink() {
-                ('l', fs::read_link(&path).unwrap().into_os_string().into_encoded_bytes())
+                (
+                    'l',
+                    fs::read_link(&path)
+                        .unwrap()
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                )
             } else {
                 ('f', fs::read(&path).unwrap())
             };
@@ -482,7 +495,10 @@ fn a_reader_written_from_the_format_document_restores_the_fixture_byte_for_byte(
     let key_bytes = read(&key_names[0]);
     assert_eq!(
         key_names[0],
-        format!("keys/{}", hex::encode(&blake3::hash(&key_bytes).as_bytes()[..16]))
+        format!(
+            "keys/{}",
+            hex::encode(&blake3::hash(&key_bytes).as_bytes()[..16])
+        )
     );
     let key_file: Value = serde_json::from_slice(&key_bytes).unwrap();
     assert_eq!(key_file["repo"], repo_id);
@@ -564,18 +580,31 @@ fn a_reader_written_from_the_format_document_restores_the_fixture_byte_for_byte(
     assert_eq!(manifest.node, NODE);
     assert_eq!(manifest.roots.len(), 1);
     let root = &manifest.entries[0];
-    assert!(root.path.is_empty() && matches!(root.kind, Kind::Dir), "the root entry");
+    assert!(
+        root.path.is_empty() && matches!(root.kind, Kind::Dir),
+        "the root entry"
+    );
 
     // Restore in memory and compare with the source tree.
     let gear_seed = keys.chunker_seed;
     let generic = Chunker::new(&config["chunker"], gear_seed);
     let pages = Chunker::new(&config["page_chunker"], gear_seed);
+    let started = humantime::parse_rfc3339(summary["started"].as_str().unwrap()).unwrap();
+    let started_ns = started
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
     let mut restored: BTreeMap<Vec<u8>, (char, Vec<u8>)> = BTreeMap::new();
     let mut previous: Option<&[u8]> = None;
     let mut chunk_counts = Vec::new();
     for entry in &manifest.entries[1..] {
         assert!(entry.mode <= 0o7777, "permission bits only");
-        assert!(entry.mtime_ns > 1_700_000_000_000_000_000);
+        // The tree was written shortly before the backup started.
+        assert!(
+            (started_ns - 3_600_000_000_000..=started_ns).contains(&entry.mtime_ns),
+            "mtime {} vs start {started_ns}",
+            entry.mtime_ns
+        );
         let _ = (entry.uid, entry.gid);
         // Depth first, names sorted: each path sorts after the one before it when `/`
         // sorts first.
@@ -615,7 +644,10 @@ fn a_reader_written_from_the_format_document_restores_the_fixture_byte_for_byte(
         };
         restored.insert(entry.path.clone(), value);
     }
-    assert!(chunk_counts.iter().any(|&n| n >= 2), "a file of several chunks");
+    assert!(
+        chunk_counts.iter().any(|&n| n >= 2),
+        "a file of several chunks"
+    );
     assert!(chunk_counts.contains(&0), "an empty file has no chunk");
     assert!(manifest
         .entries
@@ -640,8 +672,7 @@ fn a_reader_written_from_the_format_document_restores_the_fixture_byte_for_byte(
     assert_eq!(node["dirs"], 3, "the root entry is not counted");
 
     // pins/<backup>: kind 7, JSON {backup, pinned}.
-    let pin: Value =
-        serde_json::from_slice(&object(&keys, 7, &format!("pins/{BACKUP}"))).unwrap();
+    let pin: Value = serde_json::from_slice(&object(&keys, 7, &format!("pins/{BACKUP}"))).unwrap();
     assert_eq!(pin["backup"], BACKUP);
     assert!(pin["pinned"].as_u64().is_some());
 
@@ -655,7 +686,11 @@ fn a_reader_written_from_the_format_document_restores_the_fixture_byte_for_byte(
         format!(
             "{}-{}-{}",
             record["when_ms"],
-            if record["ok"] == true { "ok" } else { "damaged" },
+            if record["ok"] == true {
+                "ok"
+            } else {
+                "damaged"
+            },
             record["mode"].as_str().unwrap()
         )
     );
@@ -690,6 +725,9 @@ fn the_postcard_primitives_decode_as_documented() {
     for (byte, value) in [(0u8, 0i64), (1, -1), (2, 1), (3, -2)] {
         assert_eq!(Postcard::new(&[byte]).i64(), Ok(value));
     }
+    // The gear table's first value for chunker seed 0 (SplitMix64's first output).
+    let params = serde_json::json!({"min": 64, "avg": 64, "max": 64, "align": 0});
+    assert_eq!(Chunker::new(&params, 0).gear[0], 0xE220_A839_7B1D_CDAF);
     // A byte string longer than the payload is an error, not an allocation.
     assert!(Postcard::new(&[0xff, 0xff, 0x03, 1]).bytes().is_err());
 }
