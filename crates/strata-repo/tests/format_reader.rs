@@ -619,7 +619,7 @@ fn a_reader_written_from_the_format_document_restores_the_fixture_byte_for_byte(
             Kind::Symlink { target } => ('l', target.clone()),
             Kind::HardLink { target } => restored[target].clone(),
             Kind::File { size, chunks } => {
-                let data: Vec<u8> = chunks.iter().flat_map(|id| read_blob(id)).collect();
+                let data: Vec<u8> = chunks.iter().flat_map(&read_blob).collect();
                 assert_eq!(data.len() as u64, *size);
                 // Re-chunk with the documented chunker: the same cuts, the same ids.
                 let chunker = if size % 8192 == 0 && *size >= pages.min as u64 {
