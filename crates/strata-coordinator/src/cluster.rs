@@ -481,6 +481,17 @@ impl Coordinator {
         self.plugin.lock().unwrap().clone()
     }
 
+    /// The plugin that took a node of a backup: the configured one when it claims the
+    /// node, else the one of the registry that does.
+    fn plugin_of(&self, node: &NodeSummary) -> Arc<dyn crate::plugin::Plugin> {
+        let configured = self.plugin();
+        if configured.took(node) {
+            configured
+        } else {
+            crate::plugin::of_backup_node(node)
+        }
+    }
+
     /// Reports operations to `events` (webhooks) besides the audit log.
     pub fn set_events(&self, events: Arc<crate::events::Events>) {
         *self.events.lock().unwrap() = events;
@@ -712,8 +723,7 @@ impl Coordinator {
     ) -> CoordinatorResult<Vec<(String, usize)>> {
         let restorable: Vec<&NodeSummary> =
             summary.nodes.iter().filter(|n| n.has_manifest).collect();
-        let every_node =
-            |n: &&&NodeSummary| crate::plugin::of_backup_node(n).restore_to_every_node();
+        let every_node = |n: &&&NodeSummary| self.plugin_of(n).restore_to_every_node();
         if let Some(source) = restorable.iter().find(every_node) {
             // One copy of a whole cluster (a database), laid down on every node (or the
             // one asked for): the node's own settings make it the primary or a standby.
@@ -789,17 +799,12 @@ impl Coordinator {
         let recovery = summary
             .nodes
             .iter()
-            .find_map(|n| crate::plugin::of_backup_node(n).recovery(&plan));
+            .find_map(|n| self.plugin_of(n).recovery(&plan));
         // The order between plugins: each source node's plugin's rank.
         let ranks: HashMap<String, u32> = summary
             .nodes
             .iter()
-            .map(|n| {
-                (
-                    n.name.clone(),
-                    crate::plugin::of_backup_node(n).restore_rank(),
-                )
-            })
+            .map(|n| (n.name.clone(), self.plugin_of(n).restore_rank()))
             .collect();
         let task = async move {
             let steps = RestoreSteps {

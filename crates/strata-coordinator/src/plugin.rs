@@ -210,3 +210,6 @@ mod tests {
         assert_eq!(of_backup_node(&node).name(), "files");
     }
 }
+
+#[cfg(test)]
+mod seam_tests;
