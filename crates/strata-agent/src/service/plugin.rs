@@ -22,7 +22,8 @@ pub trait NodePlugin: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
 
     /// A line on the state of what the plugin backs up, for `status` (PostgreSQL: the
-    /// server's role, or why it cannot be reached). Bounded in time.
+    /// server's role, or why it cannot be reached). Bounded in time. It travels in the
+    /// node metadata's `postgres` field, the node API's name for it since version 1.
     async fn state(&self) -> Option<String> {
         None
     }
