@@ -8,6 +8,7 @@ use common::{assert_same_tree, pseudo_random, realistic_tree, succeed, PASSWORD}
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use strata_testkit::tls::self_signed_certificate;
 
 const AGENT_TOKEN: &str = "agent-secret-token";
 const USER_TOKEN: &str = "user-secret-token";
@@ -568,29 +569,7 @@ fn a_dead_coordinator_holds_the_cluster_only_until_its_leases_expire() {
 #[test]
 fn agents_can_speak_tls_with_a_configured_ca() {
     let cluster = Cluster::new();
-    let (cert, key) = (cluster.path("cert.pem"), cluster.path("key.pem"));
-    let openssl = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is installed (scripts/test.sh installs it)");
-    assert!(
-        openssl.status.success(),
-        "{}",
-        String::from_utf8_lossy(&openssl.stderr)
-    );
+    let (cert, key) = self_signed_certificate(cluster.dir.path());
     let agent_config = cluster.agent_config("db1");
     let mut text = std::fs::read_to_string(&agent_config).unwrap();
     text.push_str(&format!(

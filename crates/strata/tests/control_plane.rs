@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use strata_testkit::dead_url;
 
 const USER_TOKEN: &str = "user-secret-token";
 const CI_TOKEN: &str = "ci-secret-token";
@@ -108,12 +109,6 @@ fn expected_signature(body: &str) -> String {
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
     mac.update(body.as_bytes());
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-/// A URL on 127.0.0.1 where nothing listens (a port that was free a moment ago).
-fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}/hook", listener.local_addr().unwrap())
 }
 
 struct Site {

@@ -11,50 +11,32 @@ mod common;
 use common::pgserver::*;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use strata_pgq::completed;
 use strata_pgq::event::{Format, Op};
 use strata_pgq::{Consumer, ConsumerOptions};
+use strata_testkit::process::{terminate, terminate_within, Daemon, KillOnDrop};
+use strata_testkit::wait::wait_for_async;
 
-/// A running cluster and a scratch directory.
-struct Site {
-    // Fields drop in order: the server stops before its data directory is removed (the
-    // other way round `pg_ctl stop` finds no directory and the server outlives the test).
-    pg: PgServer,
-    dir: tempfile::TempDir,
+/// A running cluster and a scratch directory (the kit's [`PgSite`]) with PgQ in the
+/// given databases.
+struct Site(PgSite);
+
+impl std::ops::Deref for Site {
+    type Target = PgSite;
+    fn deref(&self) -> &PgSite {
+        &self.0
+    }
 }
 
 impl Site {
     fn new(dbs: &[&str]) -> Site {
-        let dir = tempfile::Builder::new()
-            .prefix("strata-pgq")
-            .tempdir()
-            .unwrap();
-        chown_to_postgres(dir.path());
-        let pg = PgServer::init(&dir.path().join("data"));
-        pg.start();
+        let site = PgSite::new("strata-pgq");
         for db in dbs {
-            pg.psql("postgres", &format!("create database {db}"));
-            pg.psql(db, "create extension pgq");
+            site.create_database(db, &["pgq"]);
         }
-        Site { dir, pg }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn base_connstr(&self) -> String {
-        format!(
-            "host={} port={} user=postgres",
-            self.pg.socket_dir.display(),
-            self.pg.port
-        )
-    }
-
-    fn dsn(&self, db: &str) -> String {
-        format!("{} dbname={db}", self.base_connstr())
+        Site(site)
     }
 
     async fn client(&self, db: &str) -> strata_pg::Client {
@@ -105,8 +87,8 @@ impl Site {
         path
     }
 
-    fn spawn_ticker(&self, ini: &Path, args: &[&str]) -> Running {
-        Running(
+    fn spawn_ticker(&self, ini: &Path, args: &[&str]) -> KillOnDrop {
+        KillOnDrop(
             Command::new(env!("CARGO_BIN_EXE_strata"))
                 .args(["pgq", "ticker"])
                 .arg(ini)
@@ -117,66 +99,6 @@ impl Site {
                 .spawn()
                 .unwrap(),
         )
-    }
-}
-
-/// A process the test started, killed when the test ends however it ends (a failed
-/// assertion must not leave a ticker running).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A daemon (not our child) killed when the test ends, unless it already exited.
-struct KillOnDrop(i32);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        // SAFETY: plain kill(2); the daemon may be gone already, which is fine.
-        unsafe { libc::kill(self.0, libc::SIGKILL) };
-    }
-}
-
-/// Sends SIGTERM and returns the exit code.
-fn terminate(process: &mut Running) -> Option<i32> {
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(process.0.id() as i32, libc::SIGTERM) };
-    process.0.wait().unwrap().code()
-}
-
-/// Sends SIGTERM and returns the exit code, panicking when the process has not exited
-/// within `limit` (a guard against hanging, not a timing assertion).
-fn terminate_within(process: &mut Running, limit: Duration) -> Option<i32> {
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(process.0.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = process.0.try_wait().unwrap() {
-            return status.code();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no exit within {limit:?} of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Polls `check` every 100 ms until it holds; panics with `what` after `limit` (a guard
-/// against hanging, not a timing assertion).
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -368,7 +290,7 @@ async fn rust_ticker_and_pgqd_tick_and_rotate_alike() {
     let rust_ini = site.ticker_ini("rust.ini", &["by_rust"], "listen_notify = 0\n");
     let pgqd_ini = site.ticker_ini("pgqd.ini", &["by_pgqd"], "");
     let mut rust = site.spawn_ticker(&rust_ini, &[]);
-    let mut pgqd = Running(
+    let mut pgqd = KillOnDrop(
         Command::new("/usr/bin/pgqd")
             .arg(&pgqd_ini)
             .stdout(Stdio::null())
@@ -577,7 +499,7 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
     std::fs::write(&ini, ini_text).unwrap();
     // SAFETY: plain kill(2) on our own child.
     unsafe { libc::kill(ticker.0.id() as i32, libc::SIGHUP) };
-    wait_for(
+    wait_for_async(
         "health to recover after SIGHUP",
         Duration::from_secs(30),
         || {
@@ -629,7 +551,7 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
             .matches("(initial_database)")
             .count()
     };
-    wait_for("two failed discoveries", Duration::from_secs(30), || {
+    wait_for_async("two failed discoveries", Duration::from_secs(30), || {
         let failed = failed_checks();
         async move { failed >= 2 }
     })
@@ -643,7 +565,7 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
     good.batch_execute("select pgq.insert_event('q', 'e', 'wake')")
         .await
         .unwrap();
-    wait_for(
+    wait_for_async(
         "good ticked without its initial database",
         Duration::from_secs(30),
         || {
@@ -793,9 +715,9 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
         .trim()
         .parse()
         .unwrap();
-    let _daemon = KillOnDrop(pid);
+    let _daemon = Daemon::killed(pid);
     // The daemon's first round runs at start; wait for its LISTEN to be in place.
-    wait_for("the daemon to listen", Duration::from_secs(30), || async {
+    wait_for_async("the daemon to listen", Duration::from_secs(30), || async {
         std::fs::read_to_string(site.path("d.ini.log"))
             .unwrap_or_default()
             .contains("listening for event notifications")
@@ -803,7 +725,7 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
     .await;
     // Its first round ticks the idle queue (pgq's idle rule: a second tick after the
     // one create_queue made); after that, only wake-ups.
-    wait_for(
+    wait_for_async(
         "the daemon's first round",
         Duration::from_secs(30),
         || async { tick_count(&client).await >= 2 },
@@ -916,7 +838,7 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
     assert_eq!(seq, 4);
     // SAFETY: plain kill(2) of the daemon we started.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    wait_for(
+    wait_for_async(
         "the daemon to remove its pidfile",
         Duration::from_secs(30),
         || async { !site.path("d.ini.pid").exists() },
@@ -939,7 +861,7 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
     )
     .unwrap();
     let mut ticker = site.spawn_ticker(&ini, &[]);
-    wait_for(
+    wait_for_async(
         "the second ticker to listen",
         Duration::from_secs(30),
         || async {
@@ -2262,7 +2184,7 @@ async fn a_failing_maintenance_function_does_not_stop_ticking() {
             .unwrap_or(0.0)
         }
     };
-    wait_for(
+    wait_for_async(
         "the broken maintenance function to fail",
         Duration::from_secs(60),
         || async { broken().await >= 1.0 },
@@ -2333,7 +2255,7 @@ async fn a_database_whose_ticks_hang_shows_as_stalled() {
             )
         })
     };
-    wait_for("a first ticker round", Duration::from_secs(60), || {
+    wait_for_async("a first ticker round", Duration::from_secs(60), || {
         let addr = addr.clone();
         async move {
             health(addr).await.is_some_and(|(code, j)| {
@@ -2372,7 +2294,7 @@ async fn a_database_whose_ticks_hang_shows_as_stalled() {
     let addr2 = format!("127.0.0.1:{}", free_port());
     let ini2 = site.ticker_ini("t.ini", &["app"], "statement_timeout = 1\n");
     let mut second = site.spawn_ticker(&ini2, &["--health", &addr2]);
-    wait_for("the statement timeout", Duration::from_secs(60), || {
+    wait_for_async("the statement timeout", Duration::from_secs(60), || {
         let addr = addr2.clone();
         async move {
             health(addr).await.is_some_and(|(code, j)| {
@@ -2397,7 +2319,7 @@ async fn a_database_whose_ticks_hang_shows_as_stalled() {
     // The lock goes: ticks resume, healthy again (a new ticker on the same port).
     lock.rollback().await.unwrap();
     let mut ticker = site.spawn_ticker(&ini, &["--health", &addr]);
-    wait_for("health to recover", Duration::from_secs(60), || {
+    wait_for_async("health to recover", Duration::from_secs(60), || {
         let addr = addr.clone();
         async move { health(addr).await.is_some_and(|(code, _)| code == 200) }
     })
@@ -2439,7 +2361,7 @@ async fn notify_all_queues_wakes_queues_made_elsewhere() {
                 .contains(what)
         }
     };
-    wait_for(
+    wait_for_async(
         "the trigger on the existing queue",
         Duration::from_secs(60),
         || log_has("installed the event notification trigger on queue before"),
@@ -2458,7 +2380,7 @@ async fn notify_all_queues_wakes_queues_made_elsewhere() {
         )
         .await
         .unwrap();
-    wait_for(
+    wait_for_async(
         "the trigger on the new queue",
         Duration::from_secs(60),
         || log_has("installed the event notification trigger on queue later"),
@@ -2531,7 +2453,7 @@ fn ticker_start_errors_reach_the_caller_and_the_exit_policy_can_be_turned_off() 
     );
     drop(busy);
     // `--exit-on-unreachable 0` turns the file's policy (1 s) off.
-    let mut ticker = Running(
+    let mut ticker = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_strata"))
             .args(["pgq", "ticker", "--exit-on-unreachable", "0"])
             .arg(&ini)
