@@ -44,7 +44,7 @@ impl Site {
     }
 }
 
-// The three helpers below are also in crates/strata/tests/pgq.rs, whose binary tests
+// `drain_batch` and `drain` are also in crates/strata/tests/pgq.rs, whose binary tests
 // consume queues too: PgQ-specific, so they stay out of the generic test kit.
 
 /// Forces a tick on `queue` (what a ticker would do once events are due).

@@ -4,7 +4,9 @@
 mod common;
 
 use common::server::{http, Server};
-use common::{assert_same_tree, pseudo_random, realistic_tree, succeed, PASSWORD};
+use common::{
+    assert_same_tree, pseudo_random, realistic_tree, strata_with_token, succeed, PASSWORD,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -82,15 +84,8 @@ lease_ttl_secs = {lease_ttl}
 
     /// The strata command with tokens and password in the environment.
     fn strata(&self, config: &Path) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("STRATA_PASSWORD", PASSWORD)
-            .env("STRATA_AGENT_TOKEN", AGENT_TOKEN)
-            .env("STRATA_TOKEN", USER_TOKEN)
-            .arg("--config")
-            .arg(config)
-            .current_dir(self.dir.path());
+        let mut cmd = strata_with_token(self.dir.path(), config, USER_TOKEN);
+        cmd.env("STRATA_AGENT_TOKEN", AGENT_TOKEN);
         cmd
     }
 

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::{assert_success, one_node_site, pseudo_random, PASSWORD};
+use common::{assert_success, one_node_site, pseudo_random, strata_at, PASSWORD};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -77,14 +77,8 @@ impl Site {
     }
 
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("STRATA_PASSWORD", PASSWORD)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .current_dir(self.dir.path());
+        let mut cmd = strata_at(self.dir.path(), &self.config);
+        cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }

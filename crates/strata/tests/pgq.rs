@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use strata_pgq::completed;
-use strata_pgq::event::{Format, Op};
 use strata_pgq::{Consumer, ConsumerOptions};
 use strata_testkit::process::{terminate, terminate_within, Daemon, KillOnDrop};
 use strata_testkit::wait::wait_for_async;
@@ -100,16 +99,6 @@ impl Site {
                 .unwrap(),
         )
     }
-}
-
-/// Forces a tick on `queue` (what a ticker would do once events are due).
-async fn tick(client: &strata_pg::Client, queue: &str) {
-    client
-        .batch_execute(&format!(
-            "select pgq.force_tick('{queue}'); select pgq.ticker('{queue}');"
-        ))
-        .await
-        .unwrap();
 }
 
 /// Every event of one batch, then finishes it.

@@ -113,17 +113,23 @@ pub fn succeed(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// `strata --config CONFIG` in `dir` with a clean environment, the test password and
-/// the API token `token` (`STRATA_TOKEN`), as an operator's shell would run it.
-pub fn strata_with_token(dir: &Path, config: &Path, token: &str) -> Command {
+/// `strata --config CONFIG` in `dir` with a clean environment (`PATH` only) and the test
+/// password, as an operator's shell would run it.
+pub fn strata_at(dir: &Path, config: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("STRATA_PASSWORD", PASSWORD)
-        .env("STRATA_TOKEN", token)
         .arg("--config")
         .arg(config)
         .current_dir(dir);
+    cmd
+}
+
+/// [`strata_at`] with the API token `token` (`STRATA_TOKEN`).
+pub fn strata_with_token(dir: &Path, config: &Path, token: &str) -> Command {
+    let mut cmd = strata_at(dir, config);
+    cmd.env("STRATA_TOKEN", token);
     cmd
 }
 
