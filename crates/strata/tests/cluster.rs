@@ -4,9 +4,7 @@
 mod common;
 
 use common::server::{http, Server};
-use common::{
-    assert_same_tree, pseudo_random, realistic_tree, strata_with_token, succeed, PASSWORD,
-};
+use common::{assert_same_tree, pseudo_random, realistic_tree, strata_with_token, succeed};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

@@ -14,7 +14,7 @@ use common::gate::Gate;
 use common::server::{event_stream, http, Server};
 use common::{
     assert_same_tree, copy_tree, one_node_site, pseudo_random, realistic_tree, strata_with_token,
-    succeed, PASSWORD,
+    succeed,
 };
 use hmac::{Hmac, Mac};
 use std::io::{BufRead, BufReader, Read, Write};

@@ -17,7 +17,7 @@ mod common;
 
 use common::gate::Gate;
 use common::server::{http, Server};
-use common::{pseudo_random, realistic_tree, strata_with_token, succeed, PASSWORD};
+use common::{pseudo_random, realistic_tree, strata_with_token, succeed};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
