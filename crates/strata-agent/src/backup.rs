@@ -634,15 +634,12 @@ impl Snapshot<'_> {
         rel: Vec<u8>,
         meta: FileMeta,
     ) -> AgentResult<()> {
-        if meta.nlink > 1 {
-            let key = (meta.dev, meta.ino);
-            if let Some(first) = self.hard_links.get(&key) {
-                let target = first.clone();
-                self.summary.files += 1;
-                self.push(rel, &meta, EntryKind::HardLink { target });
-                return Ok(());
-            }
-            self.hard_links.insert(key, rel.clone());
+        let link_key = (meta.nlink > 1).then_some((meta.dev, meta.ino));
+        if let Some(first) = link_key.and_then(|key| self.hard_links.get(&key)) {
+            let target = first.clone();
+            self.summary.files += 1;
+            self.push(rel, &meta, EntryKind::HardLink { target });
+            return Ok(());
         }
         let stamp = meta.stamp();
         let abs = path.as_os_str().as_bytes();
@@ -676,6 +673,12 @@ impl Snapshot<'_> {
         // timestamp tick is ruled out, may be skipped by the next backup.
         if clean && self.cacheable(&stamp) {
             self.cache.insert(abs.to_vec(), stamp, chunks.clone());
+        }
+        // A later name of this inode links to this one only now that it is in the
+        // manifest: a first name that could not be read must not become a link target
+        // (the restore would find no such file), so the next name is read instead.
+        if let Some(key) = link_key {
+            self.hard_links.insert(key, rel.clone());
         }
         self.push(rel, &meta, EntryKind::File { size, chunks });
         Ok(())
@@ -879,6 +882,44 @@ mod tests {
                 .unwrap();
             assert!(snap.entries.is_empty());
             assert!(snap.summary.warnings[0].starts_with("unreadable:"));
+        });
+    }
+
+    #[test]
+    fn a_hard_link_whose_first_name_cannot_be_read_is_read_under_the_next_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&first, b"shared").unwrap();
+        std::fs::hard_link(&first, &second).unwrap();
+        let first_meta = FileMeta::from(&fs::symlink_metadata(&first).unwrap());
+        let second_meta = FileMeta::from(&fs::symlink_metadata(&second).unwrap());
+        // The first name is swapped for a symlink between the listing and the read.
+        std::fs::remove_file(&first).unwrap();
+        std::os::unix::fs::symlink(&second, &first).unwrap();
+        with_snapshot(|snap| {
+            let root = Dir::open_path(dir.path()).unwrap();
+            snap.visit(
+                Some((&root, OsStr::new("a"))),
+                &first,
+                b"a".to_vec(),
+                first_meta,
+            )
+            .unwrap();
+            snap.visit(
+                Some((&root, OsStr::new("b"))),
+                &second,
+                b"b".to_vec(),
+                second_meta,
+            )
+            .unwrap();
+            // `b` must not link to `a`, which is not in the manifest.
+            assert_eq!(snap.entries.len(), 1, "{:?}", snap.entries);
+            assert_eq!(snap.entries[0].path, b"b");
+            assert!(
+                matches!(snap.entries[0].kind, EntryKind::File { size: 6, .. }),
+                "{:?}",
+                snap.entries[0].kind
+            );
         });
     }
 

@@ -29,7 +29,10 @@ use strata_repo::manifest::{EntryKind, NodeManifest};
 use strata_repo::writer::{BlobWriter, WriterOptions};
 use strata_repo::{BlobId, Repository};
 
+pub mod plugin;
 mod postgres;
+
+pub use plugin::NodePlugin;
 
 /// Opens the repository of a named storage of the agent's own configuration: storage
 /// credentials and the repository password never travel between coordinator and agent.
@@ -50,8 +53,9 @@ pub struct AgentConfig {
     pub restore_workers: usize,
     /// Restore owners (uid/gid).
     pub set_owner: bool,
-    /// Set when the node is a PostgreSQL server (the postgres plugin).
-    pub postgres: Option<PostgresAgent>,
+    /// The steps the node's plugin adds to its backups and restores ([`plugin::files`]
+    /// for plain files, a [`PostgresAgent`] for a PostgreSQL server).
+    pub plugin: Arc<dyn NodePlugin>,
 }
 
 /// The postgres plugin's settings on a node.
@@ -82,9 +86,9 @@ struct BackupState {
     missing: HashMap<BlobId, ChunkPlace>,
     /// Blobs this node stored in this backup.
     stored: HashSet<BlobId>,
-    /// The running PostgreSQL base backup; dropping it ends the session, which makes
-    /// PostgreSQL abort the backup.
-    postgres: Option<strata_postgres::session::BackupSession>,
+    /// The plugin's part of the backup (PostgreSQL: the running base backup); dropping
+    /// it undoes what it started (PostgreSQL aborts the base backup).
+    plugin: Option<Box<dyn plugin::PluginBackup>>,
 }
 
 struct Operation {
@@ -171,24 +175,9 @@ impl Agent {
 
     /// Who this agent is, who holds it, and (for PostgreSQL) what its server is now.
     pub async fn metadata(&self) -> NodeMetadata {
-        let postgres = match &self.config.postgres {
-            // Bounded: a status call must not hang on a server that does not answer.
-            Some(pg) => Some(
-                match tokio::time::timeout(
-                    Duration::from_secs(3),
-                    strata_postgres::session::probe_role(&pg.node),
-                )
-                .await
-                {
-                    Ok(Ok(role)) => role.as_str().to_string(),
-                    Ok(Err(err)) => format!("unreachable: {}", error_chain(&err)),
-                    Err(_) => "unreachable: no answer within 3 s".to_string(),
-                },
-            ),
-            None => None,
-        };
+        let state = self.config.plugin.state().await;
         let mut meta = self.lease_metadata();
-        meta.postgres = postgres;
+        meta.postgres = state;
         meta
     }
 
@@ -350,10 +339,11 @@ impl Agent {
     pub async fn scan(&self, request: ScanRequest) -> ApiResult<ScanReply> {
         let op = self.new_operation(&request.operation)?;
         let repo = self.open_repo(&request.storage).await?;
-        let postgres = match &self.config.postgres {
-            Some(pg) => Some(self.start_base_backup(pg, &request.operation).await?),
-            None => None,
-        };
+        let plugin = self
+            .config
+            .plugin
+            .start_backup(self.name(), &request.operation)
+            .await?;
         let cache = FilesCache::load(&self.cache_path(&repo));
         let source = self.config.source.clone();
         let progress = op.progress.clone();
@@ -394,7 +384,7 @@ impl Agent {
             scan,
             missing,
             stored,
-            postgres,
+            plugin,
         });
         Ok(reply)
     }
@@ -480,9 +470,13 @@ impl Agent {
                 id.short()
             )));
         }
-        if let Some(session) = state.postgres.take() {
-            let plugin = self.stop_base_backup(&mut state, session).await?;
-            state.scan.summary.plugin = plugin;
+        if let Some(plugin) = state.plugin.take() {
+            let mut step = plugin::BackupStep {
+                agent: self,
+                state: &mut state,
+            };
+            let record = plugin.finish(&mut step).await?;
+            state.scan.summary.plugin = record;
         }
         let manifest = &state.scan.manifest;
         let mut summary = state.scan.summary.clone();
@@ -596,10 +590,15 @@ impl Agent {
     pub async fn restore(&self, request: RestoreRequest) -> ApiResult<RestoreReply> {
         let op = self.new_operation(&request.operation)?;
         let repo = self.open_repo(&request.storage).await?;
-        let tablespaces = match request.recovery {
-            Some(_) => Some(self.before_pg_restore(&repo, &request).await?),
-            None => None,
-        };
+        let plugin = self
+            .config
+            .plugin
+            .start_restore(&plugin::RestoreStart {
+                node: self.name(),
+                repo: &repo,
+                request: &request,
+            })
+            .await?;
         let manifest = repo
             .load_manifest(&request.backup, &request.source)
             .await
@@ -628,18 +627,18 @@ impl Agent {
                 .await
                 .map_err(|e| failed(format!("removing files not in the backup: {e}")))?;
         }
-        let recovery = match (&request.recovery, tablespaces) {
-            (Some(plan), Some(tablespaces)) if report.errors.is_empty() => {
-                match self.place_tablespaces(&tablespaces) {
-                    Ok(placed) => self
-                        .recover(plan, &manifest, &target, &tablespaces)
-                        .await
-                        .map(|outcome| match (placed, outcome) {
-                            (Some(p), Some(o)) => Some(format!("{o}; {p}")),
-                            (p, o) => o.or(p),
-                        }),
-                    Err(err) => Err(err),
-                }
+        let recovery = match plugin {
+            Some(plugin) if report.errors.is_empty() => {
+                plugin
+                    .finish(&plugin::Restored {
+                        node: self.name(),
+                        request: &request,
+                        manifest: &manifest,
+                        target: &target,
+                        roots: &self.config.source.roots,
+                        state_dir: &self.config.state_dir,
+                    })
+                    .await
             }
             _ => Ok(None),
         };

@@ -57,7 +57,7 @@ pub async fn run_backup(
                 writer: options.writer.clone(),
                 restore_workers: defaults.workers,
                 set_owner: defaults.set_owner,
-                postgres: None,
+                plugin: strata_agent::service::plugin::files(),
             };
             Arc::new(LocalNode(Agent::start(config, provider.clone()))) as Arc<dyn NodeApi>
         })

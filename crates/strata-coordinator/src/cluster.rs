@@ -40,9 +40,9 @@ pub struct Coordinator {
     upload_batch: std::sync::atomic::AtomicUsize,
     registry: Registry,
     stats: Arc<Mutex<OperationStats>>,
-    /// For a PostgreSQL cluster: the role (`primary` or `standby`) of the node a backup
-    /// is taken from. Unset for plain files, where every node is backed up.
-    postgres_backup_from: Mutex<Option<String>>,
+    /// The configured plugin: which nodes a backup takes, and its steps once every
+    /// node's data is stored (`files` unless set).
+    plugin: Mutex<Arc<dyn crate::plugin::Plugin>>,
     /// Where the ends of operations are reported (audit log, webhooks).
     events: Mutex<Arc<crate::events::Events>>,
     /// Garbage collection's grace period for unindexed packs (`[gc] grace`).
@@ -67,20 +67,6 @@ pub struct RestorePlan {
     /// all archived WAL, promote, start the server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryPlan>,
-}
-
-/// Whether a node of a backup is a PostgreSQL base backup.
-fn is_postgres(node: &NodeSummary) -> bool {
-    node.plugin.contains_key("postgres.start_lsn")
-}
-
-/// Recovery of a PostgreSQL restore when the user names no target.
-fn default_recovery() -> RecoveryPlan {
-    RecoveryPlan {
-        target: strata_postgres::recovery::Target::Latest,
-        action: strata_postgres::recovery::TargetAction::Promote,
-        start: true,
-    }
 }
 
 /// What a restore did on one node.
@@ -136,7 +122,7 @@ impl From<LockError> for CoordinatorError {
 }
 
 /// Runs `call` on every node index in `which` at once; results in the same order.
-async fn on_nodes<T, F, Fut>(which: &[usize], call: F) -> Vec<(usize, T)>
+pub(crate) async fn on_nodes<T, F, Fut>(which: &[usize], call: F) -> Vec<(usize, T)>
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = T> + Send + 'static,
@@ -405,6 +391,14 @@ const UPLOAD_BATCH: usize = 10_000;
 /// progress) before it counts as unreachable.
 const QUICK_CALL: Duration = Duration::from_secs(10);
 
+/// `call` that does no work (metadata, lease, progress), or an
+/// [`ErrorCode::Unreachable`] error when it takes longer than [`QUICK_CALL`].
+pub(crate) async fn quick_call<T>(
+    call: impl Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    deadline(QUICK_CALL, call).await
+}
+
 /// `call`, or an [`ErrorCode::Unreachable`] error when it takes longer than `limit`.
 async fn deadline<T>(
     limit: Duration,
@@ -465,7 +459,7 @@ impl Coordinator {
             upload_batch: UPLOAD_BATCH.into(),
             registry: Registry::default(),
             stats: Arc::default(),
-            postgres_backup_from: Mutex::new(None),
+            plugin: Mutex::new(Arc::new(crate::plugin::Files)),
             events: Mutex::new(crate::events::Events::audit_only()),
             gc_grace: Mutex::new(crate::gc::DEFAULT_GRACE),
         })
@@ -476,36 +470,25 @@ impl Coordinator {
         *self.gc_grace.lock().unwrap() = grace;
     }
 
-    /// Makes backups PostgreSQL base backups taken from one node of role `role`
-    /// (`primary` or `standby`), as the node reports it when the backup starts.
-    pub fn set_postgres_backup_from(&self, role: &str) {
-        *self.postgres_backup_from.lock().unwrap() = Some(role.to_string());
+    /// Sets the configured plugin (see [`crate::plugin::configured`]).
+    pub fn set_plugin(&self, plugin: Arc<dyn crate::plugin::Plugin>) {
+        *self.plugin.lock().unwrap() = plugin;
     }
 
-    /// The node a PostgreSQL backup is taken from: the first whose server reports `role`.
-    async fn postgres_source(&self, role: &str) -> CoordinatorResult<usize> {
-        let answers = on_nodes(&(0..self.nodes.len()).collect::<Vec<_>>(), |i| {
-            let node = self.nodes[i].clone();
-            async move { deadline(QUICK_CALL, node.metadata()).await }
-        })
-        .await;
-        let mut seen = Vec::new();
-        for (i, answer) in answers {
-            let state = match answer {
-                Ok(meta) => meta
-                    .postgres
-                    .unwrap_or_else(|| "not a PostgreSQL node".into()),
-                Err(err) => format!("agent unreachable: {err}"),
-            };
-            if state == role {
-                return Ok(i);
-            }
-            seen.push(format!("{}: {state}", self.nodes[i].name()));
+    /// The configured plugin.
+    pub fn plugin(&self) -> Arc<dyn crate::plugin::Plugin> {
+        self.plugin.lock().unwrap().clone()
+    }
+
+    /// The plugin that took a node of a backup: the configured one when it claims the
+    /// node, else the one of the registry that does.
+    fn plugin_of(&self, node: &NodeSummary) -> Arc<dyn crate::plugin::Plugin> {
+        let configured = self.plugin();
+        if configured.took(node) {
+            configured
+        } else {
+            crate::plugin::of_backup_node(node)
         }
-        Err(CoordinatorError::NoNode(format!(
-            "no node is a reachable PostgreSQL {role} to back up from ({}); with postgres.backup_from = \"{role}\" one must be",
-            seen.join("; ")
-        )))
     }
 
     /// Reports operations to `events` (webhooks) besides the audit log.
@@ -646,9 +629,8 @@ impl Coordinator {
                     .into(),
             ));
         }
-        let from = self.postgres_backup_from.lock().unwrap().clone();
-        let members: Vec<usize> = match from {
-            Some(role) => vec![self.postgres_source(&role).await?],
+        let members: Vec<usize> = match self.plugin().backup_members(&self.nodes).await? {
+            Some(members) => members,
             None => (0..self.nodes.len()).collect(),
         };
         let name = new_backup_name();
@@ -702,9 +684,10 @@ impl Coordinator {
     ) -> CoordinatorResult<Vec<(String, usize)>> {
         let restorable: Vec<&NodeSummary> =
             summary.nodes.iter().filter(|n| n.has_manifest).collect();
-        if let Some(source) = restorable.iter().find(|n| is_postgres(n)) {
-            // One copy of the database cluster, laid down on every node (or the one
-            // asked for): the node's own settings make it the primary or a standby.
+        let every_node = |n: &&&NodeSummary| self.plugin_of(n).restore_to_every_node();
+        if let Some(source) = restorable.iter().find(every_node) {
+            // One copy of a whole cluster (a database), laid down on every node (or the
+            // one asked for): the node's own settings make it the primary or a standby.
             let pairs: Vec<(String, usize)> = self
                 .nodes
                 .iter()
@@ -777,10 +760,20 @@ impl Coordinator {
         let recovery = summary
             .nodes
             .iter()
-            .any(is_postgres)
-            .then(|| plan.recovery.clone().unwrap_or_else(default_recovery));
+            .find_map(|n| self.plugin_of(n).recovery(&plan));
+        // The order between plugins: each source node's plugin's rank.
+        let ranks: HashMap<String, u32> = summary
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), self.plugin_of(n).restore_rank()))
+            .collect();
         let task = async move {
-            let outcome = restore(&run, lock, backup.clone(), pairs, plan.include, recovery).await;
+            let steps = RestoreSteps {
+                include: plan.include,
+                recovery,
+                ranks,
+            };
+            let outcome = restore(&run, lock, backup.clone(), pairs, steps).await;
             let detail_of = |o: &RestoreOutcome| {
                 o.nodes
                     .iter()
@@ -946,6 +939,9 @@ async fn backup(run: &Arc<Run>, lock: RepoLock) -> CoordinatorResult<BackupSumma
     let mut node_summaries: BTreeMap<usize, NodeSummary> = BTreeMap::new();
     if !run.failures.any() {
         node_summaries = backup_steps(run).await;
+    }
+    if !run.failures.any() {
+        after_stored(run, &mut node_summaries).await;
     }
     let lock = tasks.stop().await;
 
@@ -1171,43 +1167,89 @@ async fn backup_steps(run: &Arc<Run>) -> BTreeMap<usize, NodeSummary> {
     out
 }
 
-/// The restore proper: every pair at once.
+/// The plugins' steps once every node's data is stored: an error fails the nodes of the
+/// backup (the summary records the backup as failed, with the reason).
+async fn after_stored(run: &Arc<Run>, nodes: &mut BTreeMap<usize, NodeSummary>) {
+    let plugin = run.coordinator.plugin();
+    let stored: Vec<NodeSummary> = nodes.values().cloned().collect();
+    if let Err(why) = plugin.after_stored(&run.id, &stored).await {
+        let why = format!("{} plugin, after the data was stored: {why}", plugin.name());
+        for summary in nodes.values_mut() {
+            summary.status = BackupStatus::Failed;
+            summary.error = Some(why.clone());
+        }
+    }
+}
+
+/// What every node of a restore is asked to do, and in which order.
+struct RestoreSteps {
+    /// Only entries at or below this path.
+    include: Option<String>,
+    /// The recovery the nodes run once their files are back (PostgreSQL).
+    recovery: Option<RecoveryPlan>,
+    /// The restore rank of each source node's plugin: lower ranks first.
+    ranks: HashMap<String, u32>,
+}
+
+/// The restore proper: the pairs of one plugin rank at once, ranks in order; a failure
+/// stops the later ranks.
 async fn restore(
     run: &Arc<Run>,
     lock: RepoLock,
     backup: String,
     pairs: Vec<(String, usize)>,
-    include: Option<String>,
-    recovery: Option<RecoveryPlan>,
+    steps: RestoreSteps,
 ) -> CoordinatorResult<RestoreOutcome> {
     let clock = Instant::now();
     let tasks = run.keep_alive(lock);
     let sources: HashMap<usize, String> = pairs.iter().map(|(s, i)| (*i, s.clone())).collect();
-    let live = run.live();
-    run.phase(&live, "restoring");
+    let mut waves: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for i in run.live() {
+        let rank = steps.ranks.get(&sources[&i]).copied().unwrap_or(100);
+        waves.entry(rank).or_default().push(i);
+    }
     let storage = run.coordinator.storage.clone();
-    let results = on_nodes(&live, |i| {
-        let node = run.node(i);
-        let request = RestoreRequest {
-            operation: run.id.clone(),
-            storage: storage.clone(),
-            backup: backup.clone(),
-            source: sources[&i].clone(),
-            include: include.clone(),
-            recovery: recovery.clone(),
-        };
-        run.guarded(i, false, async move { node.restore(request).await })
-    })
-    .await;
     let mut reports: HashMap<usize, RestoreReply> = HashMap::new();
-    for (i, result) in results {
-        match result {
-            Ok(reply) => {
-                let name = run.coordinator.nodes[i].name().to_string();
-                run.op.update_node(&name, |n| n.phase = "done".into());
-                reports.insert(i, reply);
+    // A node of an earlier rank that failed: later ranks would restore onto a system
+    // whose base is missing.
+    let mut failed_before: Option<usize> = None;
+    for live in waves.into_values() {
+        if let Some(bad) = failed_before {
+            let why = format!(
+                "not restored: node {} of an earlier restore step failed",
+                run.coordinator.nodes[bad].name()
+            );
+            for i in live {
+                run.fail(i, &ApiError::new(ErrorCode::Failed, why.clone()));
             }
-            Err(err) => run.fail(i, &err),
+            continue;
+        }
+        run.phase(&live, "restoring");
+        let results = on_nodes(&live, |i| {
+            let node = run.node(i);
+            let request = RestoreRequest {
+                operation: run.id.clone(),
+                storage: storage.clone(),
+                backup: backup.clone(),
+                source: sources[&i].clone(),
+                include: steps.include.clone(),
+                recovery: steps.recovery.clone(),
+            };
+            run.guarded(i, false, async move { node.restore(request).await })
+        })
+        .await;
+        for (i, result) in results {
+            match result {
+                Ok(reply) => {
+                    let name = run.coordinator.nodes[i].name().to_string();
+                    run.op.update_node(&name, |n| n.phase = "done".into());
+                    reports.insert(i, reply);
+                }
+                Err(err) => {
+                    run.fail(i, &err);
+                    failed_before.get_or_insert(i);
+                }
+            }
         }
     }
     let lock = tasks.stop().await;

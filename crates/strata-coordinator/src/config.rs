@@ -38,7 +38,7 @@ pub enum ConfigError {
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub default_storage: String,
-    /// `files` or `postgres`: what a backup of the nodes is.
+    /// `files` or `postgres`: what a backup of the nodes is (see [`crate::plugin`]).
     pub plugin: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
@@ -722,32 +722,6 @@ pub struct NodeConfig {
     pub postgres: Option<strata_postgres::NodeSettings>,
 }
 
-impl NodeConfig {
-    /// What the node's agent backs up.
-    /// With PostgreSQL settings, the data directory minus what PostgreSQL says not to
-    /// back up.
-    pub fn source(&self) -> strata_agent::backup::NodeSource {
-        match &self.postgres {
-            Some(pg) => strata_agent::backup::NodeSource {
-                name: self.name.clone(),
-                roots: vec![pg.data_dir.display().to_string()],
-                exclude: strata_postgres::exclude::EXCLUDED
-                    .iter()
-                    .map(|p| p.to_string())
-                    .chain(self.exclude.iter().cloned())
-                    .collect(),
-                follow: vec![strata_postgres::exclude::TABLESPACE_LINKS.to_string()],
-            },
-            None => strata_agent::backup::NodeSource {
-                name: self.name.clone(),
-                roots: self.roots.clone(),
-                exclude: self.exclude.clone(),
-                follow: Vec::new(),
-            },
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         let mut storages = BTreeMap::new();
@@ -917,6 +891,7 @@ impl Config {
         if !(1..=1024).contains(&self.backup.pack_size_mib) {
             return invalid("backup.pack_size_mib must be between 1 and 1024".into());
         }
+        let plugin = crate::plugin::configured(self)?;
         let mut seen = std::collections::HashSet::new();
         for node in &self.nodes {
             if !valid_name(&node.name) {
@@ -935,21 +910,8 @@ impl Config {
                         node.name
                     ));
                 }
-            } else if self.plugin == "postgres" {
-                if node.postgres.is_none() {
-                    return invalid(format!(
-                        "node {:?} has no [nodes.postgres] section: with plugin = \"postgres\" each node names its data_dir and connection",
-                        node.name
-                    ));
-                }
-                if !node.roots.is_empty() {
-                    return invalid(format!(
-                        "node {:?}: with plugin = \"postgres\" the data directory is the root; remove `roots`",
-                        node.name
-                    ));
-                }
-            } else if node.roots.is_empty() {
-                return invalid(format!("node {:?} has no roots", node.name));
+            } else {
+                plugin.check_node(node).map_err(ConfigError::Invalid)?;
             }
         }
         self.pgq.validate().map_err(ConfigError::Invalid)?;
@@ -981,12 +943,6 @@ impl Config {
                     token.name
                 ));
             }
-        }
-        if !["files", "postgres"].contains(&self.plugin.as_str()) {
-            return invalid(format!(
-                "plugin {:?} is not known: use \"files\" or \"postgres\"",
-                self.plugin
-            ));
         }
         if !["primary", "standby"].contains(&self.postgres.backup_from.as_str()) {
             return invalid(format!(

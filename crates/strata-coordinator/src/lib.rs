@@ -26,6 +26,7 @@ pub mod mask;
 pub mod migrate;
 pub mod node;
 pub mod operation;
+pub mod plugin;
 pub mod remote;
 pub mod repair;
 pub mod restore;

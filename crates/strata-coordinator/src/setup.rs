@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_agent::backup::NodeSource;
-use strata_agent::service::{Agent, AgentConfig, PostgresAgent, RepoProvider};
+use strata_agent::service::{Agent, AgentConfig, RepoProvider};
 use strata_repo::writer::WriterOptions;
 use strata_repo::Repository;
 
@@ -43,43 +43,22 @@ pub fn agent_config(config: &Config, source: NodeSource) -> AgentConfig {
             defaults.workers
         },
         set_owner: defaults.set_owner,
-        postgres: None,
+        plugin: strata_agent::service::plugin::files(),
     }
 }
 
-/// The agent settings of a configured node: its source, and the postgres plugin's
-/// settings when the cluster is a PostgreSQL cluster.
+/// The agent settings of a configured node: what the cluster's plugin backs up there,
+/// and the plugin's node-side steps.
 pub fn node_agent_config(config: &Config, node: &NodeConfig) -> AgentConfig {
-    let mut agent = agent_config(config, node.source());
-    if config.plugin == "postgres" {
-        agent.postgres = node.postgres.as_ref().map(|pg| PostgresAgent {
-            node: pg.clone(),
-            spread_checkpoint: config.postgres.spread_checkpoint,
-            wal_wait: Duration::from_secs(config.postgres.wal_wait_secs),
-            recovery_timeout: Duration::from_secs(config.postgres.recovery_timeout_secs),
-            wal_fetch_command: wal_fetch_command(config),
-        });
-    }
+    let plugin = crate::plugin::configured_or_files(config);
+    let mut agent = agent_config(config, plugin.node_source(node));
+    agent.plugin = plugin.node_plugin(config, node);
     agent
 }
 
-/// How a restored server calls back into strata for WAL: this executable with this
-/// configuration file.
-pub fn wal_fetch_command(config: &Config) -> String {
-    let exe = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "strata".into());
-    // The shell runs it: single quotes keep any character of a path literal.
-    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-    match &config.source_path {
-        Some(path) => format!(
-            "{} --config {} wal-fetch",
-            quote(&exe),
-            quote(&path.display().to_string())
-        ),
-        None => format!("{} wal-fetch", quote(&exe)),
-    }
-}
+/// How a restored server calls back into strata for WAL (see
+/// [`crate::plugin::postgres::wal_fetch_command`]).
+pub use crate::plugin::postgres::wal_fetch_command;
 
 /// The repository the coordinator already has open, for in-process agents: one index in
 /// memory, whatever the number of nodes.
@@ -198,9 +177,7 @@ pub fn coordinator(
         Some(storage.requests.clone()),
         Duration::from_secs(config.server.lease_ttl_secs),
     );
-    if config.plugin == "postgres" {
-        coordinator.set_postgres_backup_from(&config.postgres.backup_from);
-    }
+    coordinator.set_plugin(crate::plugin::configured_or_files(config));
     // Validated with the configuration.
     coordinator.set_gc_grace(config.gc.grace().unwrap_or(crate::gc::DEFAULT_GRACE));
     coordinator

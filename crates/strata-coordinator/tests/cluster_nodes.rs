@@ -100,7 +100,7 @@ fn agent(repo: &Arc<Repository>, name: &str, root: &Path, state: &Path) -> Arc<A
             ..WriterOptions::default()
         },
         restore_workers: 2,
-        postgres: None,
+        plugin: strata_agent::service::plugin::files(),
         set_owner: false,
     };
     let repos = Arc::new(SharedRepo {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::server::{http, Server};
-use common::{one_node_site, succeed, PASSWORD};
+use common::{one_node_site, strata_with_token, succeed};
 use std::process::Command;
 
 const TOKEN: &str = "fuzz-user-token";
@@ -36,17 +36,7 @@ fn generated_requests_never_get_a_server_error_and_replies_match_the_schema() {
         dir.path(),
         "[retention]\nkeep_last = 3\n[[schedules]]\njob = \"verify\"\ncron = \"0 4 * * 0\"\n",
     );
-    let strata = || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("STRATA_PASSWORD", PASSWORD)
-            .env("STRATA_TOKEN", TOKEN)
-            .arg("--config")
-            .arg(&config)
-            .current_dir(dir.path());
-        cmd
-    };
+    let strata = || strata_with_token(dir.path(), &config, TOKEN);
     succeed(strata().arg("init"));
     succeed(strata().arg("backup"));
     succeed(strata().arg("backup"));

@@ -8,7 +8,7 @@
 mod common;
 
 use common::server::{http, Server};
-use common::{one_node_site, snapshot_tree, succeed, PASSWORD};
+use common::{one_node_site, snapshot_tree, strata_with_token, succeed};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,15 +21,7 @@ const TOKEN: &str = "hostile-user-token";
 const HOOK_PATH_SECRET: &str = "T0KEN-in-the-webhook-path-5f3c9a";
 
 fn strata(dir: &Path, config: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("STRATA_PASSWORD", PASSWORD)
-        .env("STRATA_TOKEN", TOKEN)
-        .arg("--config")
-        .arg(config)
-        .current_dir(dir);
-    cmd
+    strata_with_token(dir, config, TOKEN)
 }
 
 /// A listener on 127.0.0.1 that answers every request with `status` (and `extra`

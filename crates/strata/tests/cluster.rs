@@ -4,10 +4,11 @@
 mod common;
 
 use common::server::{http, Server};
-use common::{assert_same_tree, pseudo_random, realistic_tree, succeed, PASSWORD};
+use common::{assert_same_tree, pseudo_random, realistic_tree, strata_with_token, succeed};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+use strata_testkit::tls::self_signed_certificate;
 
 const AGENT_TOKEN: &str = "agent-secret-token";
 const USER_TOKEN: &str = "user-secret-token";
@@ -81,15 +82,8 @@ lease_ttl_secs = {lease_ttl}
 
     /// The strata command with tokens and password in the environment.
     fn strata(&self, config: &Path) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("STRATA_PASSWORD", PASSWORD)
-            .env("STRATA_AGENT_TOKEN", AGENT_TOKEN)
-            .env("STRATA_TOKEN", USER_TOKEN)
-            .arg("--config")
-            .arg(config)
-            .current_dir(self.dir.path());
+        let mut cmd = strata_with_token(self.dir.path(), config, USER_TOKEN);
+        cmd.env("STRATA_AGENT_TOKEN", AGENT_TOKEN);
         cmd
     }
 
@@ -568,29 +562,7 @@ fn a_dead_coordinator_holds_the_cluster_only_until_its_leases_expire() {
 #[test]
 fn agents_can_speak_tls_with_a_configured_ca() {
     let cluster = Cluster::new();
-    let (cert, key) = (cluster.path("cert.pem"), cluster.path("key.pem"));
-    let openssl = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is installed (scripts/test.sh installs it)");
-    assert!(
-        openssl.status.success(),
-        "{}",
-        String::from_utf8_lossy(&openssl.stderr)
-    );
+    let (cert, key) = self_signed_certificate(cluster.dir.path());
     let agent_config = cluster.agent_config("db1");
     let mut text = std::fs::read_to_string(&agent_config).unwrap();
     text.push_str(&format!(

@@ -13,7 +13,8 @@ mod common;
 use common::gate::Gate;
 use common::server::{event_stream, http, Server};
 use common::{
-    assert_same_tree, copy_tree, one_node_site, pseudo_random, realistic_tree, succeed, PASSWORD,
+    assert_same_tree, copy_tree, one_node_site, pseudo_random, realistic_tree, strata_with_token,
+    succeed,
 };
 use hmac::{Hmac, Mac};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use strata_testkit::dead_url;
 
 const USER_TOKEN: &str = "user-secret-token";
 const CI_TOKEN: &str = "ci-secret-token";
@@ -110,12 +112,6 @@ fn expected_signature(body: &str) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// A URL on 127.0.0.1 where nothing listens (a port that was free a moment ago).
-fn dead_url() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("http://{}/hook", listener.local_addr().unwrap())
-}
-
 struct Site {
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -158,17 +154,10 @@ backoff_ms = 10
     }
 
     fn strata(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("USER", "operator")
-            .env("STRATA_PASSWORD", PASSWORD)
-            .env("STRATA_TOKEN", USER_TOKEN)
+        let mut cmd = strata_with_token(self.dir.path(), &self.config, USER_TOKEN);
+        cmd.env("USER", "operator")
             .env("STRATA_CI_TOKEN", CI_TOKEN)
-            .env("STRATA_WEBHOOK_SECRET", HOOK_SECRET)
-            .arg("--config")
-            .arg(&self.config)
-            .current_dir(self.dir.path());
+            .env("STRATA_WEBHOOK_SECRET", HOOK_SECRET);
         cmd
     }
 
@@ -906,18 +895,11 @@ backoff_ms = 100
 }
 
 fn gated_command(dir: &std::path::Path, config: &std::path::Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("USER", "operator")
-        .env("STRATA_PASSWORD", PASSWORD)
-        .env("STRATA_TOKEN", USER_TOKEN)
+    let mut cmd = strata_with_token(dir, config, USER_TOKEN);
+    cmd.env("USER", "operator")
         .env("STRATA_CI_TOKEN", CI_TOKEN)
         .env("STRATA_AGENT_TOKEN", "gated-agent-token")
-        .env("STRATA_WEBHOOK_SECRET", HOOK_SECRET)
-        .arg("--config")
-        .arg(config)
-        .current_dir(dir);
+        .env("STRATA_WEBHOOK_SECRET", HOOK_SECRET);
     cmd
 }
 

@@ -8,11 +8,10 @@
 mod common;
 
 use common::server::{http, Server};
-use common::{assert_same_tree, one_node_site, pseudo_random, succeed, Env, PASSWORD};
+use common::{assert_same_tree, one_node_site, pseudo_random, strata_with_token, succeed, Env};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// A few small files whose content depends on `seed`, so two trees share no data.
 fn small_tree(root: &Path, seed: u64) {
@@ -381,17 +380,7 @@ fn the_server_lists_and_counts_a_damaged_backup_and_repairs_through_the_api() {
     const TOKEN: &str = "repair-test-token";
     let dir = tempfile::tempdir().unwrap();
     let config = one_node_site(dir.path(), "");
-    let strata = || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("STRATA_PASSWORD", PASSWORD)
-            .env("STRATA_TOKEN", TOKEN)
-            .arg("--config")
-            .arg(&config)
-            .current_dir(dir.path());
-        cmd
-    };
+    let strata = || strata_with_token(dir.path(), &config, TOKEN);
     succeed(strata().arg("init"));
     succeed(strata().arg("backup"));
     succeed(strata().arg("backup"));

@@ -17,7 +17,7 @@ mod common;
 
 use common::gate::Gate;
 use common::server::{http, Server};
-use common::{pseudo_random, realistic_tree, succeed, PASSWORD};
+use common::{pseudo_random, realistic_tree, strata_with_token, succeed};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -175,15 +175,8 @@ cron = "30 2 * * *"
 
 /// `strata --config CONFIG` in `dir`, with the tokens and the password in its environment.
 fn strata_command(dir: &Path, config: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("STRATA_PASSWORD", PASSWORD)
-        .env("STRATA_TOKEN", USER_TOKEN)
-        .env("STRATA_AGENT_TOKEN", "dashboard-agent-token")
-        .arg("--config")
-        .arg(config)
-        .current_dir(dir);
+    let mut cmd = strata_with_token(dir, config, USER_TOKEN);
+    cmd.env("STRATA_AGENT_TOKEN", "dashboard-agent-token");
     cmd
 }
 

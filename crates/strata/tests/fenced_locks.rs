@@ -12,12 +12,13 @@
 
 mod common;
 
-use common::{one_node_site, pseudo_random, PASSWORD};
+use common::{assert_success, one_node_site, pseudo_random, strata_at, PASSWORD};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use strata_testkit::process::wait_for_mark;
 
 const TTL_SECS: u64 = 2;
 
@@ -65,14 +66,10 @@ impl Site {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "strata {args:?} on another host (needs root for `unshare -u`) failed with {:?}\nstderr:\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        assert_success(
+            &format!("strata {args:?} on another host (needs root for `unshare -u`)"),
+            &cmd.output().unwrap(),
+        )
     }
 
     fn repo(&self) -> PathBuf {
@@ -80,18 +77,36 @@ impl Site {
     }
 
     fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("STRATA_PASSWORD", PASSWORD)
-            .arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .current_dir(self.dir.path());
+        let mut cmd = strata_at(self.dir.path(), &self.config);
+        cmd.args(args);
         for (k, v) in env {
             cmd.env(k, v);
         }
         cmd
+    }
+
+    /// Spawns strata (stderr piped) held at its first write under the repository prefix
+    /// `prefix` (the `STRATA_TEST_HOLD_WRITE` hook), and waits until it is held there;
+    /// returns the process and the hold directory (write `release` into it to let the
+    /// write go on).
+    fn spawn_held(&self, args: &[&str], env: &[(&str, &str)], prefix: &str) -> (Child, PathBuf) {
+        let hold = self.dir.path().join("hold");
+        fs::create_dir_all(&hold).unwrap();
+        let spec = format!("{prefix}:{}", hold.display());
+        let mut env = env.to_vec();
+        env.push(("STRATA_TEST_HOLD_WRITE", &spec));
+        let mut child = self
+            .command(args, &env)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_mark(
+            &mut child,
+            &hold.join("held"),
+            Duration::from_secs(60),
+            &format!("strata {args:?}"),
+        );
+        (child, hold)
     }
 
     fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -99,15 +114,7 @@ impl Site {
     }
 
     fn ok(&self, args: &[&str], env: &[(&str, &str)]) -> String {
-        let out = self.run(args, env);
-        assert!(
-            out.status.success(),
-            "strata {args:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        assert_success(&format!("strata {args:?}"), &self.run(args, env))
     }
 
     /// Every object key under `prefix` (a directory of the repository).
@@ -360,27 +367,12 @@ fn segment(dir: &Path, n: u32) -> PathBuf {
 #[test]
 fn wal_push_keeps_its_mark_alive_and_works_without_delete_rights() {
     let site = Site::new();
-    let hold = site.dir.path().join("hold");
-    fs::create_dir_all(&hold).unwrap();
-    let spec = format!("archive/:{}", hold.display());
     let first = segment(site.dir.path(), 1);
-    let mut push = site
-        .command(
-            &["wal-push", first.to_str().unwrap()],
-            &[NO_DELETE[0], ("STRATA_TEST_HOLD_WRITE", &spec)],
-        )
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !hold.join("held").exists() {
-        assert!(push.try_wait().unwrap().is_none(), "wal-push ended early");
-        assert!(
-            Instant::now() < deadline,
-            "wal-push never reached its archive write"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (push, hold) = site.spawn_held(
+        &["wal-push", first.to_str().unwrap()],
+        &[NO_DELETE[0]],
+        "archive/",
+    );
     // Three mark TTLs later the mark is still live: it is renewed while the push runs.
     std::thread::sleep(Duration::from_millis(3 * 1000 * TTL_SECS + 200));
     let marks = site.objects("writers");
@@ -431,23 +423,7 @@ fn wal_push_takes_its_mark_before_reading_the_index() {
     let backup = site.backups().pop_first().unwrap();
 
     // wal-push, stopped at the write of its writer mark.
-    let hold = site.dir.path().join("hold");
-    fs::create_dir_all(&hold).unwrap();
-    let spec = format!("writers/:{}", hold.display());
-    let mut push = site
-        .command(
-            &["wal-push", seg.to_str().unwrap()],
-            &[("STRATA_TEST_HOLD_WRITE", &spec)],
-        )
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !hold.join("held").exists() {
-        assert!(push.try_wait().unwrap().is_none(), "wal-push ended early");
-        assert!(Instant::now() < deadline, "wal-push never wrote its mark");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (push, hold) = site.spawn_held(&["wal-push", seg.to_str().unwrap()], &[], "writers/");
     // Meanwhile the backup is deleted and garbage collection, seeing no mark, removes
     // its pack, the blob's only copy.
     site.ok(&["delete", &backup], &[]);

@@ -7,11 +7,9 @@
 mod common;
 
 use common::*;
-use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,25 +21,6 @@ fn assert_root() {
         0,
         "the hostile-tree tests run as root, as strata does on database hosts"
     );
-}
-
-/// `renameat2(a, b, RENAME_EXCHANGE)`: swaps two names atomically.
-fn exchange(a: &Path, b: &Path) -> bool {
-    let (a, b) = (
-        CString::new(a.as_os_str().as_bytes()).unwrap(),
-        CString::new(b.as_os_str().as_bytes()).unwrap(),
-    );
-    // SAFETY: valid NUL-terminated paths; the call only reads them.
-    unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        ) == 0
-    }
 }
 
 const MARKER: &[u8] = b"ROOT-ONLY-SECRET-7f3a9c";

@@ -8,9 +8,7 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -65,25 +63,6 @@ fn outside_dir(env: &Env) -> std::path::PathBuf {
     let old = filetime::FileTime::from_unix_time(1_000_000_000, 0);
     filetime::set_file_mtime(&outside, old).unwrap();
     outside
-}
-
-/// `renameat2(a, b, RENAME_EXCHANGE)`: swaps two names atomically.
-fn exchange(a: &Path, b: &Path) -> bool {
-    let (a, b) = (
-        CString::new(a.as_os_str().as_bytes()).unwrap(),
-        CString::new(b.as_os_str().as_bytes()).unwrap(),
-    );
-    // SAFETY: valid NUL-terminated paths; the call only reads them.
-    unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        ) == 0
-    }
 }
 
 /// A source tree with a directory `d` of many files (owned by uid 1234, mode 0750).
@@ -219,17 +198,7 @@ fn a_directory_swapped_for_a_symlink_before_or_during_a_restore_is_never_followe
 /// A config whose node `db1` has the single root `data`.
 fn site(env: &Env, data: &Path) -> std::path::PathBuf {
     let config = env.path("strata.toml");
-    fs::write(
-        &config,
-        format!(
-            "default_storage = \"main\"\nstate_dir = \"{state}\"\n[storages.main]\npath = \"{repo}\"\n\
-             [[nodes]]\nname = \"db1\"\nroots = [\"{data}\"]\n",
-            state = env.state.display(),
-            repo = env.repo.display(),
-            data = data.display(),
-        ),
-    )
-    .unwrap();
+    write_one_node_config(&config, &env.state, &env.repo, data, "");
     config
 }
 

@@ -10,49 +10,35 @@ mod common;
 
 use common::pgserver::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use strata_londiste::worker::{self, WorkerOptions};
 use strata_londiste::NodeConfig;
+use strata_testkit::process::{Daemon, KillOnDrop};
+use strata_testkit::wait::wait_until;
 
 const QUEUE: &str = "replika";
 
-/// A running cluster with a `root` and a `leaf` database, and a scratch directory.
-struct Site {
-    // Fields drop in order: the server stops before its data directory is removed (the
-    // other way round `pg_ctl stop` finds no directory and the server outlives the test).
-    pg: PgServer,
-    dir: tempfile::TempDir,
+/// A running cluster with a `root` and a `leaf` database, and a scratch directory (the
+/// kit's [`PgSite`]).
+struct Site(PgSite);
+
+impl std::ops::Deref for Site {
+    type Target = PgSite;
+    fn deref(&self) -> &PgSite {
+        &self.0
+    }
 }
 
 impl Site {
     fn new() -> Site {
-        let dir = tempfile::Builder::new()
-            .prefix("strata-londiste")
-            .tempdir()
-            .unwrap();
-        chown_to_postgres(dir.path());
-        let pg = PgServer::init(&dir.path().join("data"));
-        pg.start();
+        let site = PgSite::new("strata-londiste");
         for db in ["root", "leaf"] {
-            pg.psql("postgres", &format!("create database {db}"));
-            pg.psql(db, "create extension londiste cascade");
+            site.create_database(db, &["londiste cascade"]);
         }
-        Site { dir, pg }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn dsn(&self, db: &str) -> String {
-        format!(
-            "host={} port={} user=postgres dbname={db}",
-            self.pg.socket_dir.display(),
-            self.pg.port
-        )
+        Site(site)
     }
 
     async fn client(&self, db: &str) -> strata_pg::Client {
@@ -67,8 +53,7 @@ impl Site {
     /// Databases and nodes root -> branch -> leaf (the leaf reads from the branch, not
     /// from the root); returns their ini files.
     fn cascade(&self) -> (PathBuf, PathBuf, PathBuf) {
-        self.pg.psql("postgres", "create database branch");
-        self.pg.psql("branch", "create extension londiste cascade");
+        self.database("branch");
         let (root, branch, leaf) = (
             self.ini("root", ""),
             self.ini("branch", ""),
@@ -225,36 +210,6 @@ impl Drop for Ticker {
     }
 }
 
-/// A process the test started, stopped when the test ends however it ends.
-struct Running(Child);
-
-/// A detached worker, stopped with SIGTERM when dropped.
-struct Daemon(i32);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        // SAFETY: plain kill(2) of the daemon this test started.
-        unsafe { libc::kill(self.0, libc::SIGTERM) };
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Polls `check` every 100 ms until it holds; panics with `what` after `limit` (a guard
-/// against hanging, not a timing assertion).
-async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 const TABLE_SQL: &str =
     "create table public.t1 (id int primary key, val text, n numeric, flag bool, doc jsonb)";
 
@@ -296,11 +251,11 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
         .trim()
         .parse()
         .unwrap();
-    let _worker = Daemon(pid);
+    let _worker = Daemon::terminated(pid);
     let again = site.strata(&[leaf_s, "worker", "-d"]);
     assert_eq!(again.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&again.stderr).contains("running"));
-    wait_for("the copy to finish", Duration::from_secs(90), || {
+    wait_until("the copy to finish", Duration::from_secs(90), || {
         site.state("leaf", "public.t1") == "ok"
     })
     .await;
@@ -321,7 +276,7 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
         "root",
         "update t1 set doc = '{\"x\": null}' where id = 1001",
     );
-    wait_for(
+    wait_until(
         "inserts, updates and deletes",
         Duration::from_secs(60),
         || site.checksum("leaf", "t1") == site.checksum("root", "t1"),
@@ -332,7 +287,7 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
         "root",
         "insert into t1 (id, val) values (1, 'after truncate')",
     );
-    wait_for("the truncate", Duration::from_secs(60), || {
+    wait_until("the truncate", Duration::from_secs(60), || {
         site.checksum("leaf", "t1") == site.checksum("root", "t1")
     })
     .await;
@@ -349,7 +304,7 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
         "root",
         "insert into t1 (id, val, extra) values (5000, 'with extra', 42)",
     );
-    wait_for(
+    wait_until(
         "the EXECUTE and the row after it",
         Duration::from_secs(60),
         || site.checksum("leaf", "t1") == site.checksum("root", "t1"),
@@ -428,7 +383,7 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
         "root",
         "insert into t1 (id, val) values (2, 'after resume')",
     );
-    wait_for("replay after resume", Duration::from_secs(60), || {
+    wait_until("replay after resume", Duration::from_secs(60), || {
         site.checksum("leaf", "t1") == site.checksum("root", "t1")
     })
     .await;
@@ -452,7 +407,7 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
     );
     site.expect(0, &[leaf_s, "resync", "t1"]);
     site.expect(2, &[leaf_s, "resync", "nosuch"]);
-    wait_for("the resync copy", Duration::from_secs(90), || {
+    wait_until("the resync copy", Duration::from_secs(90), || {
         site.state("leaf", "public.t1") == "ok"
             && site.checksum("leaf", "t1") == site.checksum("root", "t1")
     })
@@ -466,7 +421,7 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
     assert_eq!(site.state("leaf", "public.t1"), "NULL");
     // SIGTERM stops the daemon cleanly: its pidfile goes with it.
     drop(_worker);
-    wait_for("the daemon to stop", Duration::from_secs(30), || {
+    wait_until("the daemon to stop", Duration::from_secs(30), || {
         !pidfile.exists()
     })
     .await;
@@ -566,7 +521,7 @@ async fn initial_copies_under_concurrent_writes_end_equal() {
     };
     let worker = tokio::spawn(worker::run(cf, options, stop_rx));
     // Every state of the machine is passed through (seen or not); the end is ok for both.
-    wait_for("both copies to finish", Duration::from_secs(120), || {
+    wait_until("both copies to finish", Duration::from_secs(120), || {
         worker.is_finished()
             || site.state("leaf", "public.t_big") == "ok"
                 && site.state("leaf", "public.t_small") == "ok"
@@ -581,7 +536,7 @@ async fn initial_copies_under_concurrent_writes_end_equal() {
     let writes = writer.join().unwrap();
     assert!(writes > 0);
     for t in ["t_big", "t_small"] {
-        wait_for(&format!("{t} equal"), Duration::from_secs(60), || {
+        wait_until(&format!("{t} equal"), Duration::from_secs(60), || {
             site.checksum("leaf", t) == site.checksum("root", t)
         })
         .await;
@@ -607,7 +562,7 @@ async fn initial_copies_under_concurrent_writes_end_equal() {
         "0"
     );
     // The copy snapshot is forgotten once no batch can hold an event the COPY saw.
-    wait_for(
+    wait_until(
         "the copy snapshots to be cleared",
         Duration::from_secs(60),
         || {
@@ -685,7 +640,7 @@ async fn a_worker_killed_between_target_commit_and_finish_batch_neither_loses_no
         ..WorkerOptions::default()
     };
     let worker = tokio::spawn(worker::run(cf, options, stop_rx));
-    wait_for("replay after the crash", Duration::from_secs(60), || {
+    wait_until("replay after the crash", Duration::from_secs(60), || {
         assert!(
             !worker.is_finished(),
             "the worker stopped (a repeated batch fails on the primary key)"
@@ -798,7 +753,7 @@ async fn copy_tasks_killed_in_every_table_state_resume_and_end_equal() {
     let cf = NodeConfig::load(&leaf).unwrap();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let worker = tokio::spawn(worker::run(cf, options, stop_rx));
-    wait_for("all copies to finish", Duration::from_secs(120), || {
+    wait_until("all copies to finish", Duration::from_secs(120), || {
         worker.is_finished()
             || site.pg.psql(
                 "leaf",
@@ -812,7 +767,7 @@ async fn copy_tasks_killed_in_every_table_state_resume_and_end_equal() {
     stop_writes.store(true, Ordering::Relaxed);
     writer.join().unwrap();
     for (t, _) in points {
-        wait_for(&format!("{t} equal"), Duration::from_secs(60), || {
+        wait_until(&format!("{t} equal"), Duration::from_secs(60), || {
             site.checksum("leaf", t) == site.checksum("root", t)
         })
         .await;
@@ -869,7 +824,7 @@ async fn python_and_strata_workers_take_over_from_each_other() {
         );
     };
     let spawn_python = |ini: &Path| {
-        Running(
+        KillOnDrop(
             Command::new(&py)
                 .arg(ini)
                 .arg("worker")
@@ -903,7 +858,7 @@ async fn python_and_strata_workers_take_over_from_each_other() {
     let equal = |t: &str| site.checksum("leaf", t) == site.checksum("root", t);
     {
         let _py = spawn_python(&leaf);
-        wait_for("Python's copy", Duration::from_secs(90), || {
+        wait_until("Python's copy", Duration::from_secs(90), || {
             site.state("leaf", "public.t1") == "ok"
         })
         .await;
@@ -911,7 +866,7 @@ async fn python_and_strata_workers_take_over_from_each_other() {
             "root",
             "update t1 set val = 'py' where id < 100; delete from t1 where id > 990",
         );
-        wait_for("Python's replay", Duration::from_secs(60), || equal("t1")).await;
+        wait_until("Python's replay", Duration::from_secs(60), || equal("t1")).await;
     }
     // strata reads Python's state and carries on, with writes made while no worker ran.
     site.pg.psql("root", "insert into t1 (id, val) select g, 'gap' from generate_series(2001, 2100) g; delete from t1 where id < 10");
@@ -928,7 +883,7 @@ async fn python_and_strata_workers_take_over_from_each_other() {
         "root",
         "update t1 set val = 'rust' where id between 100 and 200",
     );
-    wait_for(
+    wait_until(
         "strata's replay after Python",
         Duration::from_secs(60),
         || worker.is_finished() || equal("t1"),
@@ -938,7 +893,7 @@ async fn python_and_strata_workers_take_over_from_each_other() {
     site.pg.psql("root", "create table t2 (id int primary key, v text); insert into t2 select g, 'x' from generate_series(1, 3000) g");
     site.expect(0, &[root_s, "add-table", "t2"]);
     site.expect(0, &[leaf_s, "add-table", "t2", "--create"]);
-    wait_for("strata's copy", Duration::from_secs(90), || {
+    wait_until("strata's copy", Duration::from_secs(90), || {
         worker.is_finished() || site.state("leaf", "public.t2") == "ok"
     })
     .await;
@@ -947,7 +902,7 @@ async fn python_and_strata_workers_take_over_from_each_other() {
     // Python takes the node back, including the table strata copied.
     site.pg.psql("root", "truncate t1; insert into t1 (id, val) values (1, 'python again'); update t2 set v = 'py' where id < 50");
     let _py = spawn_python(&leaf);
-    wait_for(
+    wait_until(
         "Python's replay after strata",
         Duration::from_secs(60),
         || equal("t1") && equal("t2"),
@@ -993,7 +948,7 @@ async fn root_to_branch_to_leaf_replays_through_the_branch_queue() {
         options.clone(),
         stop_rx.clone(),
     ));
-    wait_for("the branch copy", Duration::from_secs(90), || {
+    wait_until("the branch copy", Duration::from_secs(90), || {
         branch_worker.is_finished() || site.state("branch", "public.t1") == "ok"
     })
     .await;
@@ -1007,7 +962,7 @@ async fn root_to_branch_to_leaf_replays_through_the_branch_queue() {
         "root",
         "update t1 set val = 'u' where id < 100; delete from t1 where id > 1900",
     );
-    wait_for(
+    wait_until(
         "the leaf copy from the branch",
         Duration::from_secs(90),
         || leaf_worker.is_finished() || site.state("leaf", "public.t1") == "ok",
@@ -1018,7 +973,7 @@ async fn root_to_branch_to_leaf_replays_through_the_branch_queue() {
         "root",
         "insert into t1 (id, val) select g, 'again' from generate_series(10, 500) g",
     );
-    wait_for(
+    wait_until(
         "root, branch and leaf equal",
         Duration::from_secs(60),
         || {
@@ -1042,7 +997,7 @@ async fn root_to_branch_to_leaf_replays_through_the_branch_queue() {
         "root",
         "insert into t1 (id, val) select g, 'after switch' from generate_series(701, 800) g; update t1 set val = 'moved' where id = 650",
     );
-    wait_for(
+    wait_until(
         "the leaf equal to the root through its new provider",
         Duration::from_secs(60),
         || leaf_worker.is_finished() || site.checksum("leaf", "t1") == site.checksum("root", "t1"),
@@ -1141,7 +1096,7 @@ async fn foreign_keys_wait_in_pending_fkeys_until_both_tables_are_ok() {
             "select count(*) from pg_constraint where conname = 'child_parent_fk' and contype = 'f'",
         )
     };
-    wait_for(
+    wait_until(
         "both copies and the foreign key back",
         Duration::from_secs(90),
         || {
@@ -1156,7 +1111,7 @@ async fn foreign_keys_wait_in_pending_fkeys_until_both_tables_are_ok() {
         "root",
         "insert into parent values (501, 'new'); insert into child values (3001, 501, 'new child')",
     );
-    wait_for(
+    wait_until(
         "replay with the foreign key in place",
         Duration::from_secs(60),
         || {
@@ -1194,8 +1149,7 @@ async fn takeover_with_a_live_root_swaps_root_and_branch() {
         return;
     }
     let site = Site::new();
-    site.pg.psql("postgres", "create database branch");
-    site.pg.psql("branch", "create extension londiste cascade");
+    site.database("branch");
     let (root, leaf) = site.setup_nodes("");
     let branch = site.ini("branch", "");
     let (root_s, branch_s, leaf_s) = (
@@ -1243,7 +1197,7 @@ async fn takeover_with_a_live_root_swaps_root_and_branch() {
         })
         .collect();
     let any_stopped = |w: &Vec<tokio::task::JoinHandle<_>>| w.iter().any(|t| t.is_finished());
-    wait_for("copies on branch and leaf", Duration::from_secs(90), || {
+    wait_until("copies on branch and leaf", Duration::from_secs(90), || {
         any_stopped(&workers)
             || (site.state("branch", "public.t1") == "ok"
                 && site.state("leaf", "public.t1") == "ok")
@@ -1274,7 +1228,7 @@ async fn takeover_with_a_live_root_swaps_root_and_branch() {
         "branch",
         "insert into t1 (id, val) values (8000, 'after takeover'); delete from t1 where id between 901 and 1000",
     );
-    wait_for(
+    wait_until(
         "writes on the new root everywhere",
         Duration::from_secs(60),
         || {
@@ -1330,7 +1284,7 @@ async fn sequences_follow_the_root_ahead_of_use() {
         })
         .collect();
     // The root worker publishes the value; the leaf learns the sequence from the set.
-    wait_for(
+    wait_until(
         "the sequence in the leaf's set",
         Duration::from_secs(60),
         || {
@@ -1349,7 +1303,7 @@ async fn sequences_follow_the_root_ahead_of_use() {
         "{seqs}"
     );
     site.pg.psql("root", "select setval('order_seq', 90000)");
-    wait_for(
+    wait_until(
         "the leaf's sequence at least the root's",
         Duration::from_secs(60),
         || {
@@ -1412,7 +1366,7 @@ async fn takeover_from_a_dead_root_promotes_the_branch_and_its_leaf_follows() {
         },
         stop_rx,
     ));
-    wait_for("copies on branch and leaf", Duration::from_secs(90), || {
+    wait_until("copies on branch and leaf", Duration::from_secs(90), || {
         leaf_worker.is_finished()
             || (site.state("branch", "public.t1") == "ok"
                 && site.state("leaf", "public.t1") == "ok")
@@ -1420,7 +1374,7 @@ async fn takeover_from_a_dead_root_promotes_the_branch_and_its_leaf_follows() {
     .await;
     site.pg
         .psql("root", "update t1 set val = 'last from root' where id < 10");
-    wait_for(
+    wait_until(
         "the last root writes on the leaf",
         Duration::from_secs(60),
         || leaf_worker.is_finished() || site.checksum("leaf", "t1") == site.checksum("root", "t1"),
@@ -1461,7 +1415,7 @@ async fn takeover_from_a_dead_root_promotes_the_branch_and_its_leaf_follows() {
         .contains("\"node_type\": \"root\""));
     // The new root takes writes, and its leaf follows.
     site.pg.psql("branch", "insert into t1 (id, val) values (9000, 'new root'); delete from t1 where id between 100 and 200");
-    wait_for(
+    wait_until(
         "writes on the new root at the leaf",
         Duration::from_secs(60),
         || {
@@ -1487,8 +1441,7 @@ async fn takeover_from_a_dead_root_promotes_the_branch_and_its_leaf_follows() {
 impl Site {
     /// A new database `db` with the londiste extension.
     fn database(&self, db: &str) {
-        self.pg.psql("postgres", &format!("create database {db}"));
-        self.pg.psql(db, "create extension londiste cascade");
+        self.create_database(db, &["londiste cascade"]);
     }
 
     /// Creates node `name` (database of the same name) of `kind` reading from `provider`.
@@ -1603,7 +1556,7 @@ async fn failover_from_a_dead_root_catches_up_from_the_most_advanced_branch_and_
     let _ticker = Ticker::start_on(&site, &["root", "b1", "b2"]).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = start_workers(&[&root, &b1, &b2, &leaf], &stop_rx);
-    wait_for("copies everywhere", Duration::from_secs(90), || {
+    wait_until("copies everywhere", Duration::from_secs(90), || {
         ["b1", "b2", "leaf"]
             .iter()
             .all(|db| site.state(db, "public.t1") == "ok")
@@ -1616,7 +1569,7 @@ async fn failover_from_a_dead_root_catches_up_from_the_most_advanced_branch_and_
         "root",
         "insert into t1 (id, val) select g, 'batch 1' from generate_series(1001, 1050) g",
     );
-    wait_for(
+    wait_until(
         "batch 1 on b2 and the leaf",
         Duration::from_secs(60),
         || {
@@ -1630,7 +1583,7 @@ async fn failover_from_a_dead_root_catches_up_from_the_most_advanced_branch_and_
     // one more (empty) tick than b2 and be ahead of every survivor, which the takeover
     // rightly refuses to move.
     site.expect(0, &[leaf_s, "pause"]);
-    wait_for(
+    wait_until(
         "the leaf to acknowledge its pause",
         Duration::from_secs(30),
         || {
@@ -1652,7 +1605,7 @@ async fn failover_from_a_dead_root_catches_up_from_the_most_advanced_branch_and_
         )
     };
     let leaf_tick = completed("leaf", "leaf_worker");
-    wait_for("b2 at the leaf's tick", Duration::from_secs(30), || {
+    wait_until("b2 at the leaf's tick", Duration::from_secs(30), || {
         completed("b2", "b2_worker") >= leaf_tick
     })
     .await;
@@ -1665,7 +1618,7 @@ async fn failover_from_a_dead_root_catches_up_from_the_most_advanced_branch_and_
         "root",
         "insert into t1 (id, val) select g, 'batch 2, lost' from generate_series(2001, 2030) g",
     );
-    wait_for("a tick after batch 2", Duration::from_secs(30), || {
+    wait_until("a tick after batch 2", Duration::from_secs(30), || {
         site.count(
             "root",
             &format!("select last_tick_id from pgq.get_queue_info('{QUEUE}')"),
@@ -1694,7 +1647,7 @@ async fn failover_from_a_dead_root_catches_up_from_the_most_advanced_branch_and_
         "b1",
         "insert into t1 (id, val) select g, 'batch 3' from generate_series(3001, 3010) g",
     );
-    wait_for("batch 3 everywhere", Duration::from_secs(60), || {
+    wait_until("batch 3 everywhere", Duration::from_secs(60), || {
         site.checksum("b2", "t1") == site.checksum("b1", "t1")
             && site.checksum("leaf", "t1") == site.checksum("b1", "t1")
     })
@@ -1759,7 +1712,7 @@ async fn failover_from_a_dead_root_catches_up_from_the_most_advanced_branch_and_
         0
     );
     site.expect(0, &[root_s, "resume"]);
-    wait_for(
+    wait_until(
         "batch 3 on the resurrected root",
         Duration::from_secs(60),
         || {
@@ -1808,7 +1761,7 @@ async fn a_dead_branch_is_taken_over_by_its_subscribers_then_dropped_and_waits_s
     let workers = start_workers(&[&branch, &leaf], &stop_rx);
     let (stop2_tx, stop2_rx) = tokio::sync::watch::channel(false);
     let leaf2_worker = start_workers(&[&leaf2], &stop2_rx).pop().unwrap();
-    wait_for("copies everywhere", Duration::from_secs(90), || {
+    wait_until("copies everywhere", Duration::from_secs(90), || {
         ["branch", "leaf", "leaf2"]
             .iter()
             .all(|db| site.state(db, "public.t1") == "ok")
@@ -1880,7 +1833,7 @@ async fn a_dead_branch_is_taken_over_by_its_subscribers_then_dropped_and_waits_s
     // root had, no tag-dead event is still on its way to flip a flag back (the branch dies
     // next, and a leaf that still believed leaf2 dead would leave it behind).
     site.expect(0, &[leaf_s, "wait-root", "--timeout", "60"]);
-    wait_for("leaf2 alive everywhere", Duration::from_secs(60), || {
+    wait_until("leaf2 alive everywhere", Duration::from_secs(60), || {
         (dead("root"), dead("branch"), dead("leaf")) == ("f".into(), "f".into(), "f".into())
     })
     .await;
@@ -1908,7 +1861,7 @@ async fn a_dead_branch_is_taken_over_by_its_subscribers_then_dropped_and_waits_s
         "root",
         "insert into t1 (id, val) select g, 'after the branch' from generate_series(600, 650) g; delete from t1 where id < 50",
     );
-    wait_for(
+    wait_until(
         "root writes on both leaves",
         Duration::from_secs(60),
         || {
@@ -1981,7 +1934,7 @@ async fn execute_headers_choose_the_nodes_and_rename_tables() {
     let _ticker = Ticker::start(&site).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = start_workers(&[&root, &leaf], &stop_rx);
-    wait_for("t1 on the leaf", Duration::from_secs(60), || {
+    wait_until("t1 on the leaf", Duration::from_secs(60), || {
         site.state("leaf", "public.t1") == "ok"
     })
     .await;
@@ -2090,7 +2043,7 @@ async fn watermarks_flow_up_and_down_so_every_queue_can_rotate() {
     }
     // Each subscriber moves its watermark consumer on its provider; the root's global
     // watermark reaches the branch as an event.
-    wait_for(
+    wait_until(
         "watermarks past their start",
         Duration::from_secs(60),
         || {
@@ -2128,7 +2081,7 @@ async fn the_worker_wakes_on_the_strata_tickers_announcement_not_its_poll() {
         ),
     )
     .unwrap();
-    let _ticker = Running(
+    let _ticker = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_strata"))
             .args(["pgq", "ticker"])
             .arg(&ticker_ini)
@@ -2147,7 +2100,7 @@ async fn the_worker_wakes_on_the_strata_tickers_announcement_not_its_poll() {
             "root",
             &format!("insert into t1 (id, val) values ({round}, 'woken')"),
         );
-        wait_for("the row on the leaf", Duration::from_secs(60), || {
+        wait_until("the row on the leaf", Duration::from_secs(60), || {
             site.count(
                 "leaf",
                 &format!("select count(*) from t1 where id = {round}"),

@@ -9,13 +9,16 @@
 mod common;
 
 use common::server::Server;
-use common::{one_node_site, succeed, PASSWORD};
+use common::{one_node_site, strata_with_token, succeed};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use strata_testkit::free_port;
+use strata_testkit::process::KillOnDrop;
+use strata_testkit::tls::self_signed_certificate;
 
 const TOKEN: &str = "limits-user-token";
 const IDLE: usize = 2_000;
@@ -50,14 +53,7 @@ fn raise_fd_limit(want: u64) {
 /// `strata --config CONFIG` with the user token, run with its soft descriptor limit at
 /// 1024.
 fn strata(dir: &Path, config: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("STRATA_PASSWORD", PASSWORD)
-        .env("STRATA_TOKEN", TOKEN)
-        .arg("--config")
-        .arg(config)
-        .current_dir(dir);
+    let mut cmd = strata_with_token(dir, config, TOKEN);
     with_1024_descriptors(&mut cmd);
     cmd
 }
@@ -86,7 +82,7 @@ fn site(dir: &Path, tls: bool) -> PathBuf {
         "[server]\nheader_timeout_secs = {TIMEOUT_SECS}\ntls_handshake_timeout_secs = {TIMEOUT_SECS}\nbody_timeout_secs = {TIMEOUT_SECS}\n"
     );
     if tls {
-        let (cert, key) = certificate(dir);
+        let (cert, key) = self_signed_certificate(dir);
         server.push_str(&format!(
             "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
             cert.display(),
@@ -96,35 +92,6 @@ fn site(dir: &Path, tls: bool) -> PathBuf {
     let config = one_node_site(dir, &server);
     succeed(strata(dir, &config).arg("init"));
     config
-}
-
-/// A self-signed certificate for 127.0.0.1 (made with openssl, as in tests/cluster.rs).
-fn certificate(dir: &Path) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let openssl = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args([
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::piped())
-        .output()
-        .expect("openssl is installed (scripts/test.sh installs it)");
-    assert!(
-        openssl.status.success(),
-        "{}",
-        String::from_utf8_lossy(&openssl.stderr)
-    );
-    (cert, key)
 }
 
 fn address(url: &str) -> SocketAddr {
@@ -316,15 +283,6 @@ fn health(addr: SocketAddr) -> Result<u16, String> {
         .ok_or_else(|| format!("no status line: {:?}", String::from_utf8_lossy(&reply)))
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn idle_and_slowloris_connections_do_not_stop_the_ticker_health_server() {
     raise_fd_limit(8192);
@@ -346,7 +304,7 @@ fn idle_and_slowloris_connections_do_not_stop_the_ticker_health_server() {
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default());
     with_1024_descriptors(&mut cmd);
-    let mut ticker = TickerProcess(
+    let mut ticker = KillOnDrop(
         cmd.args(["pgq", "ticker"])
             .arg(&ini)
             .args(["--health", &addr.to_string()])
@@ -386,14 +344,4 @@ fn idle_and_slowloris_connections_do_not_stop_the_ticker_health_server() {
     );
     assert!(ticker.0.try_wait().unwrap().is_none(), "the ticker died");
     drop(idle);
-}
-
-/// A ticker the test started, killed however the test ends.
-struct TickerProcess(std::process::Child);
-
-impl Drop for TickerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

@@ -8,49 +8,33 @@
 mod common;
 
 use common::pgserver::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-/// A running server, a scratch directory and a strata config with a `cold` storage.
-struct Site {
-    // Fields drop in order: the server stops before its data directory is removed (the
-    // other way round `pg_ctl stop` finds no directory and the server outlives the test).
-    pg: PgServer,
-    dir: tempfile::TempDir,
+/// A running server and a scratch directory (the kit's [`PgSite`]) and a strata config
+/// with a `cold` storage.
+struct Site(PgSite);
+
+impl std::ops::Deref for Site {
+    type Target = PgSite;
+    fn deref(&self) -> &PgSite {
+        &self.0
+    }
 }
 
 impl Site {
     fn new() -> Site {
-        let dir = tempfile::Builder::new()
-            .prefix("strata-tables")
-            .tempdir()
-            .unwrap();
-        // The server writes its log beside its data directory.
-        chown_to_postgres(dir.path());
-        let pg = PgServer::init(&dir.path().join("data"));
-        pg.start();
+        let site = PgSite::new("strata-tables");
         std::fs::write(
-            dir.path().join("strata.toml"),
+            site.path("strata.toml"),
             format!(
                 "default_storage = \"cold\"\n[storages.cold]\npath = \"{}\"\n",
-                dir.path().join("cold").display()
+                site.path("cold").display()
             ),
         )
         .unwrap();
-        Site { dir, pg }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn dsn(&self) -> String {
-        format!(
-            "host={} port={} user=postgres dbname=postgres",
-            self.pg.socket_dir.display(),
-            self.pg.port
-        )
+        Site(site)
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -58,7 +42,7 @@ impl Site {
         cmd.arg("--config")
             .arg(self.path("strata.toml"))
             .args(args)
-            .env("STRATA_TABLES_DB", self.dsn())
+            .env("STRATA_TABLES_DB", self.dsn("postgres"))
             .env_remove("STRATA_CONFIG");
         cmd
     }
@@ -1416,7 +1400,7 @@ fn the_server_schedules_table_retention_runs() {
              [[schedules]]\nname = \"retention\"\njob = \"tables\"\ncron = \"*/2 * * * * *\"\ntags = [\"nightly\"]\n",
             state = site.path("state").display(),
             cold = site.path("cold").display(),
-            dsn = site.dsn(),
+            dsn = site.dsn("postgres"),
         ),
     )
     .unwrap();
@@ -1763,7 +1747,9 @@ fn archives_of_two_databases_never_replace_each_other() {
     }
     let site = Site::new();
     site.sql("CREATE DATABASE other");
-    let other_dsn = site.dsn().replace("dbname=postgres", "dbname=other");
+    let other_dsn = site
+        .dsn("postgres")
+        .replace("dbname=postgres", "dbname=other");
     let other = |args: &[&str]| {
         let mut all = args.to_vec();
         all.extend_from_slice(&["--db", &other_dsn]);

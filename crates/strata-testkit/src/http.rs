@@ -1,5 +1,6 @@
-//! A real `strata server` process for tests, a raw HTTP/1.1 client for poking at it, and a
-//! reader of its server-sent event streams.
+//! A real `strata server` process for tests (the caller passes the prepared `strata`
+//! command: the binary's path is known only to the binary crate's tests), a raw HTTP/1.1
+//! client for poking at it, and a reader of its server-sent event streams.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};

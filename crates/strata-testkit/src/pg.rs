@@ -1,6 +1,7 @@
 //! Real PostgreSQL 15 servers for the tests: initdb'd into scratch directories, each on
 //! its own port and socket directory, run as the `postgres` user when the tests run as
-//! root (initdb and postgres refuse root).
+//! root (initdb and postgres refuse root); and [`PgSite`], a running server in a scratch
+//! directory, which the PostgreSQL, PgQ, Londiste and table-retention tests build on.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -8,6 +9,8 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+pub use crate::net::free_port;
 
 /// Debian's PostgreSQL 15.
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -75,15 +78,6 @@ pub fn chown_to_postgres(path: &Path) {
         }
         dir = d.parent();
     }
-}
-
-/// A port nobody listens on right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn run(cmd: &mut Command) -> Result<String, String> {
@@ -314,5 +308,53 @@ impl Drop for PgServer {
         let _ = run(pg("pg_ctl")
             .args(["stop", "-m", "immediate", "-D"])
             .arg(&self.data_dir));
+    }
+}
+
+/// A running PostgreSQL server in a scratch directory owned by postgres (its data in
+/// `dir/data`, its log beside it): the base every PostgreSQL-backed test site wraps.
+pub struct PgSite {
+    // Fields drop in order: the server stops before its data directory is removed (the
+    // other way round `pg_ctl stop` finds no directory and the server outlives the test).
+    pub pg: PgServer,
+    pub dir: tempfile::TempDir,
+}
+
+impl PgSite {
+    /// initdb and start a server in a fresh directory named `prefix...` under the temp dir.
+    pub fn new(prefix: &str) -> PgSite {
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir().unwrap();
+        // The server writes its log beside its data directory.
+        chown_to_postgres(dir.path());
+        let pg = PgServer::init(&dir.path().join("data"));
+        pg.start();
+        PgSite { pg, dir }
+    }
+
+    /// A path in the scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Creates database `db` with `extensions` (`"pgq"`, `"londiste cascade"`).
+    pub fn create_database(&self, db: &str, extensions: &[&str]) {
+        self.pg.psql("postgres", &format!("create database {db}"));
+        for extension in extensions {
+            self.pg.psql(db, &format!("create extension {extension}"));
+        }
+    }
+
+    /// The connection string without a database: host (the socket directory), port, user.
+    pub fn base_connstr(&self) -> String {
+        format!(
+            "host={} port={} user=postgres",
+            self.pg.socket_dir.display(),
+            self.pg.port
+        )
+    }
+
+    /// The connection string of database `db`.
+    pub fn dsn(&self, db: &str) -> String {
+        format!("{} dbname={db}", self.base_connstr())
     }
 }

@@ -1,0 +1,157 @@
+//! The cluster side of the postgres plugin: a node is a PostgreSQL server whose data
+//! directory is what its agent backs up; a backup is one base backup taken from one
+//! node of a configured role; a restore lays that one copy down on every node and
+//! recovers it from the WAL archive. The node side is
+//! [`strata_agent::service::PostgresAgent`].
+
+use super::{Files, Plugin};
+use crate::cluster::RestorePlan;
+use crate::config::{Config, NodeConfig, PostgresConfig};
+use crate::node::NodeApi;
+use crate::{CoordinatorError, CoordinatorResult};
+use std::sync::Arc;
+use std::time::Duration;
+use strata_agent::backup::NodeSource;
+use strata_agent::service::{NodePlugin, PostgresAgent};
+use strata_postgres::recovery::RecoveryPlan;
+use strata_repo::summary::NodeSummary;
+
+/// The postgres plugin, with the cluster's `[postgres]` settings.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    settings: PostgresConfig,
+}
+
+impl Postgres {
+    pub fn new(settings: &PostgresConfig) -> Self {
+        Postgres {
+            settings: settings.clone(),
+        }
+    }
+}
+
+/// Recovery of a PostgreSQL restore when the user names no target.
+fn default_recovery() -> RecoveryPlan {
+    RecoveryPlan {
+        target: strata_postgres::recovery::Target::Latest,
+        action: strata_postgres::recovery::TargetAction::Promote,
+        start: true,
+    }
+}
+
+/// How a restored server calls back into strata for WAL: this executable with this
+/// configuration file.
+pub fn wal_fetch_command(config: &Config) -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "strata".into());
+    // The shell runs it: single quotes keep any character of a path literal.
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    match &config.source_path {
+        Some(path) => format!(
+            "{} --config {} wal-fetch",
+            quote(&exe),
+            quote(&path.display().to_string())
+        ),
+        None => format!("{} wal-fetch", quote(&exe)),
+    }
+}
+
+#[async_trait::async_trait]
+impl Plugin for Postgres {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn check_node(&self, node: &NodeConfig) -> Result<(), String> {
+        if node.postgres.is_none() {
+            return Err(format!(
+                "node {:?} has no [nodes.postgres] section: with plugin = \"postgres\" each node names its data_dir and connection",
+                node.name
+            ));
+        }
+        if !node.roots.is_empty() {
+            return Err(format!(
+                "node {:?}: with plugin = \"postgres\" the data directory is the root; remove `roots`",
+                node.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// The data directory minus what PostgreSQL says not to back up.
+    fn node_source(&self, node: &NodeConfig) -> NodeSource {
+        match &node.postgres {
+            Some(pg) => NodeSource {
+                name: node.name.clone(),
+                roots: vec![pg.data_dir.display().to_string()],
+                exclude: strata_postgres::exclude::EXCLUDED
+                    .iter()
+                    .map(|p| p.to_string())
+                    .chain(node.exclude.iter().cloned())
+                    .collect(),
+                follow: vec![strata_postgres::exclude::TABLESPACE_LINKS.to_string()],
+            },
+            None => Files::plain_source(node),
+        }
+    }
+
+    fn node_plugin(&self, config: &Config, node: &NodeConfig) -> Arc<dyn NodePlugin> {
+        match &node.postgres {
+            Some(pg) => Arc::new(PostgresAgent {
+                node: pg.clone(),
+                spread_checkpoint: self.settings.spread_checkpoint,
+                wal_wait: Duration::from_secs(self.settings.wal_wait_secs),
+                recovery_timeout: Duration::from_secs(self.settings.recovery_timeout_secs),
+                wal_fetch_command: wal_fetch_command(config),
+            }),
+            None => strata_agent::service::plugin::files(),
+        }
+    }
+
+    /// A base backup records its start position.
+    fn took(&self, node: &NodeSummary) -> bool {
+        node.plugin.contains_key("postgres.start_lsn")
+    }
+
+    /// One node: the first whose server reports the role of `postgres.backup_from`.
+    async fn backup_members(
+        &self,
+        nodes: &[Arc<dyn NodeApi>],
+    ) -> CoordinatorResult<Option<Vec<usize>>> {
+        let role = &self.settings.backup_from;
+        let answers = crate::cluster::on_nodes(&(0..nodes.len()).collect::<Vec<_>>(), |i| {
+            let node = nodes[i].clone();
+            async move { crate::cluster::quick_call(node.metadata()).await }
+        })
+        .await;
+        let mut seen = Vec::new();
+        for (i, answer) in answers {
+            let state = match answer {
+                Ok(meta) => meta
+                    .postgres
+                    .unwrap_or_else(|| "not a PostgreSQL node".into()),
+                Err(err) => format!("agent unreachable: {err}"),
+            };
+            if &state == role {
+                return Ok(Some(vec![i]));
+            }
+            seen.push(format!("{}: {state}", nodes[i].name()));
+        }
+        Err(CoordinatorError::NoNode(format!(
+            "no node is a reachable PostgreSQL {role} to back up from ({}); with postgres.backup_from = \"{role}\" one must be",
+            seen.join("; ")
+        )))
+    }
+
+    /// One copy of the database cluster, laid down on every node (or the one asked
+    /// for): the node's own settings make it the primary or a standby.
+    fn restore_to_every_node(&self) -> bool {
+        true
+    }
+
+    /// The user's plan, or: replay all archived WAL, promote, start the server.
+    fn recovery(&self, plan: &RestorePlan) -> Option<RecoveryPlan> {
+        Some(plan.recovery.clone().unwrap_or_else(default_recovery))
+    }
+}

@@ -1,0 +1,271 @@
+//! The seams a plugin of another kind needs (an etcd store restored before the database
+//! that reads it, its revision checked again once the other data is stored), proven with
+//! a plugin written here and in-process agents.
+
+use super::*;
+use crate::cluster::{Coordinator, RestorePlan};
+use crate::node::LocalNode;
+use crate::setup::SharedRepo;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use strata_agent::api::{ApiError, ErrorCode};
+use strata_agent::service::plugin::{PluginRestore, RestoreStart};
+use strata_agent::service::{Agent, AgentConfig};
+use strata_repo::summary::BackupStatus;
+use strata_repo::Repository;
+
+/// A plugin that takes node `db1`, restores before plain files, and (when told) finds
+/// its data changed once every node's data is stored.
+struct Topology {
+    changed_after_stored: bool,
+}
+
+#[async_trait::async_trait]
+impl Plugin for Topology {
+    fn name(&self) -> &'static str {
+        "topology"
+    }
+    fn restore_rank(&self) -> u32 {
+        10
+    }
+    fn check_node(&self, _node: &NodeConfig) -> Result<(), String> {
+        Ok(())
+    }
+    fn node_source(&self, node: &NodeConfig) -> NodeSource {
+        Files::plain_source(node)
+    }
+    fn node_plugin(&self, _config: &Config, _node: &NodeConfig) -> Arc<dyn NodePlugin> {
+        strata_agent::service::plugin::files()
+    }
+    fn took(&self, node: &NodeSummary) -> bool {
+        node.name == "db1"
+    }
+    async fn after_stored(&self, _backup: &str, nodes: &[NodeSummary]) -> Result<(), String> {
+        assert!(nodes.iter().all(|n| n.has_manifest), "runs after the data");
+        match self.changed_after_stored {
+            true => Err("revision 7 at the start, 8 now".into()),
+            false => Ok(()),
+        }
+    }
+}
+
+/// The node side of [`Topology`] on `db1`: its store is down, so a restore is refused.
+#[derive(Debug)]
+struct StoreDown;
+
+#[async_trait::async_trait]
+impl NodePlugin for StoreDown {
+    fn name(&self) -> &'static str {
+        "topology"
+    }
+    async fn start_restore(
+        &self,
+        _restore: &RestoreStart<'_>,
+    ) -> Result<Option<Box<dyn PluginRestore>>, ApiError> {
+        Err(ApiError::new(ErrorCode::BadRequest, "the store is down"))
+    }
+}
+
+/// Two in-process nodes, `db1` (with [`StoreDown`]) and `db2`, each with a file, and
+/// a coordinator of them with the [`Topology`] plugin.
+async fn two_nodes(dir: &Path, changed_after_stored: bool) -> (Arc<Coordinator>, Vec<PathBuf>) {
+    let options = strata_repo::InitOptions {
+        encryption: strata_repo::format::Encryption::None,
+        ..Default::default()
+    };
+    let store = Arc::new(strata_store::LocalStore::new(dir.join("repo")));
+    let repo = Repository::init(store, None, options).await.unwrap();
+    let provider = Arc::new(SharedRepo {
+        storage: "test".into(),
+        repo: repo.clone(),
+    });
+    let mut roots = Vec::new();
+    let mut nodes: Vec<Arc<dyn crate::node::NodeApi>> = Vec::new();
+    for name in ["db1", "db2"] {
+        let root = dir.join(name);
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("data"), format!("the data of {name}")).unwrap();
+        let plugin: Arc<dyn NodePlugin> = match name {
+            "db1" => Arc::new(StoreDown),
+            _ => strata_agent::service::plugin::files(),
+        };
+        let config = AgentConfig {
+            source: NodeSource {
+                name: name.into(),
+                roots: vec![root.display().to_string()],
+                exclude: Vec::new(),
+                follow: Vec::new(),
+            },
+            state_dir: dir.join("state"),
+            writer: Default::default(),
+            restore_workers: 2,
+            set_owner: false,
+            plugin,
+        };
+        nodes.push(Arc::new(LocalNode(Agent::start(config, provider.clone()))));
+        roots.push(root);
+    }
+    let coordinator = Coordinator::new(
+        nodes,
+        Vec::new(),
+        "test",
+        repo,
+        None,
+        Duration::from_secs(30),
+    );
+    coordinator.set_plugin(Arc::new(Topology {
+        changed_after_stored,
+    }));
+    (coordinator, roots)
+}
+
+#[tokio::test]
+async fn a_change_found_after_the_data_is_stored_fails_the_backup() {
+    let dir = tempfile::tempdir().unwrap();
+    let (coordinator, _) = two_nodes(dir.path(), true).await;
+    let summary = coordinator
+        .backup("test")
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    // Recorded, and recorded as failed with the reason: never a good backup, never
+    // `latest`.
+    let saved = coordinator
+        .repo()
+        .load_summary(&summary.name)
+        .await
+        .unwrap();
+    assert_eq!(saved.status, BackupStatus::Failed);
+    for node in &saved.nodes {
+        assert_eq!(node.status, BackupStatus::Failed, "{}", node.name);
+        let error = node.error.as_deref().unwrap_or_default();
+        assert!(error.contains("revision 7 at the start, 8 now"), "{error}");
+        assert!(error.contains("topology plugin"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_restored_first_that_fails_stops_the_later_ones_before_they_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (coordinator, roots) = two_nodes(dir.path(), false).await;
+    let summary = coordinator
+        .backup("test")
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(summary.status, BackupStatus::Complete);
+    for root in &roots {
+        std::fs::remove_file(root.join("data")).unwrap();
+    }
+    let outcome = coordinator
+        .restore(&summary, RestorePlan::default(), "test")
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    let of = |name: &str| outcome.nodes.iter().find(|n| n.node == name).unwrap();
+    let first = of("db1").error.clone().unwrap_or_default();
+    assert!(first.contains("the store is down"), "{first}");
+    let later = of("db2").error.clone().unwrap_or_default();
+    assert!(later.contains("not restored: node db1"), "{later}");
+    // db2 ranks after db1's plugin: nothing of it was written.
+    assert!(!roots[1].join("data").exists());
+}
+
+/// The node side of a plugin that notes when its restores start and end.
+#[derive(Debug)]
+struct Noting(&'static str, Arc<std::sync::Mutex<Vec<String>>>);
+
+struct NotedRestore(&'static str, Arc<std::sync::Mutex<Vec<String>>>);
+
+#[async_trait::async_trait]
+impl NodePlugin for Noting {
+    fn name(&self) -> &'static str {
+        "topology"
+    }
+    async fn start_restore(
+        &self,
+        _restore: &RestoreStart<'_>,
+    ) -> Result<Option<Box<dyn PluginRestore>>, ApiError> {
+        self.1.lock().unwrap().push(format!("{} starts", self.0));
+        Ok(Some(Box::new(NotedRestore(self.0, self.1.clone()))))
+    }
+}
+
+#[async_trait::async_trait]
+impl PluginRestore for NotedRestore {
+    async fn finish(
+        self: Box<Self>,
+        _restored: &strata_agent::service::plugin::Restored<'_>,
+    ) -> Result<Option<String>, ApiError> {
+        self.1.lock().unwrap().push(format!("{} is back", self.0));
+        Ok(None)
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_of_a_lower_rank_is_back_before_the_next_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (coordinator, _) = two_nodes(dir.path(), false).await;
+    let summary = coordinator
+        .backup("test")
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    // The same backup restored onto two fresh nodes whose plugins note what they do.
+    let notes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let provider = Arc::new(SharedRepo {
+        storage: "test".into(),
+        repo: coordinator.repo().clone(),
+    });
+    let mut nodes: Vec<Arc<dyn crate::node::NodeApi>> = Vec::new();
+    for name in ["db1", "db2"] {
+        let config = AgentConfig {
+            source: NodeSource {
+                name: name.into(),
+                roots: vec![dir.path().join("fresh").join(name).display().to_string()],
+                exclude: Vec::new(),
+                follow: Vec::new(),
+            },
+            state_dir: dir.path().join("state2"),
+            writer: Default::default(),
+            restore_workers: 2,
+            set_owner: false,
+            plugin: Arc::new(Noting(name, notes.clone())),
+        };
+        nodes.push(Arc::new(LocalNode(Agent::start(config, provider.clone()))));
+    }
+    let fresh = Coordinator::new(
+        nodes,
+        Vec::new(),
+        "test",
+        coordinator.repo().clone(),
+        None,
+        Duration::from_secs(30),
+    );
+    fresh.set_plugin(Arc::new(Topology {
+        changed_after_stored: false,
+    }));
+    let outcome = fresh
+        .restore(&summary, RestorePlan::default(), "test")
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert!(
+        outcome.nodes.iter().all(|n| n.error.is_none()),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        *notes.lock().unwrap(),
+        ["db1 starts", "db1 is back", "db2 starts", "db2 is back"]
+    );
+}
