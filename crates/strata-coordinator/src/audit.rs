@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use strata_repo::format::{decode_object, ObjectKind};
 use strata_repo::{RepoError, Repository};
 
-const PREFIX: &str = "audit/";
+const PREFIX: &str = strata_repo::layout::AUDIT;
 
 /// One mutating action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use strata_repo::id::pack_key;
 use strata_repo::index::{IndexFile, IndexedPack};
+use strata_repo::layout;
 use strata_repo::manifest::EntryKind;
 use strata_repo::{BlobId, Repository};
 
@@ -214,14 +215,14 @@ async fn collect(
     let mut replaced: HashSet<String> = index_files.iter().map(|(k, _)| k.clone()).collect();
     if !dry_run && !repack.is_empty() {
         lock.check()?;
-        let before: HashSet<String> = store
-            .list_fresh("index/")
+        let before: HashSet<String> = repo
+            .list_index_objects()
             .await?
             .into_iter()
             .map(|o| o.key)
             .collect();
         kept.extend(move_live_blobs(repo, &repack, &referenced).await?);
-        for object in store.list_fresh("index/").await? {
+        for object in repo.list_index_objects().await? {
             if !before.contains(&object.key) {
                 replaced.insert(object.key);
             }
@@ -230,8 +231,8 @@ async fn collect(
     let kept_keys: HashSet<String> = kept.iter().map(|p| pack_key(&p.id)).collect();
     // Packs some index lists but no backup references go now; packs no index lists only
     // once older than the grace period (a stalled writer may be about to index them).
-    let mut doomed: Vec<(String, u64)> = store
-        .list_fresh("data/")
+    let mut doomed: Vec<(String, u64)> = repo
+        .list_packs()
         .await?
         .into_iter()
         .filter(|o| !kept_keys.contains(&o.key))
@@ -242,10 +243,10 @@ async fn collect(
     let with_summary: HashSet<&str> = summaries.iter().map(|s| s.name.as_str()).collect();
     // Manifests, pins and verification records of backups that no longer exist.
     let mut orphan_manifests: Vec<String> = Vec::new();
-    for prefix in ["manifests/", "pins/", "verified/"] {
+    for prefix in [layout::MANIFESTS, layout::PINS, layout::VERIFIED] {
         for object in store.list_fresh(prefix).await? {
             let backup = object.key[prefix.len()..].split('/').next();
-            let young_manifest = prefix == "manifests/" && is_young(object.modified, grace);
+            let young_manifest = prefix == layout::MANIFESTS && is_young(object.modified, grace);
             if !backup.is_some_and(|b| with_summary.contains(b)) && !young_manifest {
                 orphan_manifests.push(object.key);
             }

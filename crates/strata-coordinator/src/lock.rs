@@ -27,7 +27,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use strata_store::{DynStore, FenceGuard, StoreError};
 
-const PREFIX: &str = "locks/";
+const PREFIX: &str = strata_repo::layout::LOCKS;
 
 /// Where a lock stands, as its newest generation says.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -536,7 +536,7 @@ impl HeldLock {
 /// Where WAL pushes announce themselves. They run beside backups and restores (a base
 /// backup even waits for them), so they take no cluster lock; only garbage collection,
 /// which deletes data no record references yet, must not overlap them.
-const WRITERS: &str = "writers/";
+const WRITERS: &str = strata_repo::layout::WRITERS;
 
 /// How long an archive writer's mark holds unless renewed; it is renewed every third of
 /// that while the writer runs.
@@ -830,7 +830,10 @@ mod tests {
     #[tokio::test]
     async fn a_holder_past_its_monotonic_deadline_gives_up_without_writing() {
         let (_dir, store) = store();
-        let store: DynStore = Arc::new(strata_store::FencedStore::new(store));
+        let store: DynStore = Arc::new(strata_store::FencedStore::new(
+            store,
+            strata_repo::layout::makes_visible,
+        ));
         let mut lock =
             RepoLock::acquire(store.clone(), "op-a", "backup", Duration::from_millis(300))
                 .await

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use strata_repo::id::{pack_key, PackId};
 use strata_repo::index::{IndexFile, IndexedPack};
+use strata_repo::layout;
 use strata_repo::manifest::{EntryKind, NodeManifest};
 use strata_repo::summary::{BackupStatus, BackupSummary, NodeSummary};
 use strata_repo::{BlobId, DamagedObject, RepoError, Repository};
@@ -203,7 +204,7 @@ async fn rebuild_index(
         ..IndexRepairReport::default()
     };
     // 1. Which packs the old index objects list (ids only: one object in memory at once).
-    let old_objects = store.list_fresh("index/").await?;
+    let old_objects = repo.list_index_objects().await?;
     // Each pack's first listing, by position in `old_objects`.
     let mut listed: HashMap<PackId, usize> = HashMap::new();
     for (position, object) in old_objects.iter().enumerate() {
@@ -234,7 +235,7 @@ async fn rebuild_index(
     let mut stored: HashSet<PackId> = HashSet::new();
     // Damaged headers whose entries a readable old index object may still have.
     let mut fallback: HashMap<usize, Vec<(PackId, u64, usize)>> = HashMap::new();
-    for object in store.list_fresh("data/").await? {
+    for object in repo.list_packs().await? {
         let id = object
             .key
             .rsplit('/')
@@ -346,8 +347,8 @@ async fn repair_all_backups(
         )));
     }
     let store = repo.store();
-    let present: HashSet<PackId> = store
-        .list_fresh("data/")
+    let present: HashSet<PackId> = repo
+        .list_packs()
         .await?
         .into_iter()
         .filter_map(|m| m.key.rsplit('/').next().and_then(BlobId::from_hex))
@@ -356,8 +357,8 @@ async fn repair_all_backups(
         dry_run,
         ..BackupsRepairReport::default()
     };
-    for object in store.list_fresh("summaries/").await? {
-        let name = object.key.trim_start_matches("summaries/").to_string();
+    for object in store.list_fresh(layout::SUMMARIES).await? {
+        let name = object.key.trim_start_matches(layout::SUMMARIES).to_string();
         report.backups += 1;
         let repair = match repo.load_summary(&name).await {
             Ok(summary) => mark_losses(repo, &present, summary, dry_run).await?,
@@ -513,7 +514,7 @@ async fn mark_losses(
     let mut rewrites = Vec::new();
     let mut changed = false;
     for node in summary.nodes.iter_mut().filter(|n| n.has_manifest) {
-        let key = format!("manifests/{name}/{}", node.name);
+        let key = layout::manifest_key(&name, &node.name);
         match repo.load_manifest(&name, &node.name).await {
             Ok(manifest) => {
                 let scan = scan_manifest(repo, present, manifest);
@@ -561,7 +562,7 @@ async fn rebuild_summary(
     why: &RepoError,
     dry_run: bool,
 ) -> CoordinatorResult<BackupRepair> {
-    let prefix = format!("manifests/{name}/");
+    let prefix = layout::manifests_of(name);
     let mut nodes = Vec::new();
     let mut lost = vec![format!(
         "backup {name}: the summary ({why}): the original status, node figures, timings, warnings and plugin data (e.g. PostgreSQL positions) are lost; the rebuilt backup is partial"
@@ -604,7 +605,7 @@ async fn rebuild_summary(
             Err(err) => return Err(err.into()),
         }
     }
-    let summary_key = format!("summaries/{name}");
+    let summary_key = layout::summary_key(name);
     if nodes.is_empty() {
         lost.push(format!("backup {name}: dropped, no manifest of it decodes"));
         deleted.insert(0, summary_key);
@@ -683,7 +684,7 @@ async fn write_repair(
 ) -> CoordinatorResult<Vec<String>> {
     let keys = rewrites
         .iter()
-        .map(|m| format!("manifests/{}/{}", summary.name, m.node))
+        .map(|m| layout::manifest_key(&summary.name, &m.node))
         .collect();
     if dry_run {
         return Ok(keys);

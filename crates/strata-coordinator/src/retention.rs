@@ -381,7 +381,7 @@ mod tests {
 /// version 2 each is a sealed object bound to its key (so a pin copied to another backup's
 /// name does not open) holding `{"backup": <name>, "pinned": <unix ms>}`; version-1
 /// repositories have plain JSON pins, honoured there only.
-const PINS: &str = "pins/";
+const PINS: &str = strata_repo::layout::PINS;
 
 /// The content of a pin.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -445,7 +445,7 @@ pub(crate) fn pin_object(
     name: &str,
     migrating: bool,
 ) -> Result<Vec<u8>, strata_repo::RepoError> {
-    let key = format!("{PINS}{name}");
+    let key = strata_repo::layout::pin_key(name);
     let body = serde_json::to_vec(&PinRecord {
         backup: name.to_string(),
         pinned: crate::lock::now_ms(),
@@ -483,7 +483,7 @@ pub async fn set_pinned(
     name: &str,
     pin: bool,
 ) -> Result<(), strata_repo::RepoError> {
-    let key = format!("{PINS}{name}");
+    let key = strata_repo::layout::pin_key(name);
     if pin {
         let body = pin_object(repo, name, false)?;
         Ok(repo.store().put(&key, body.into()).await?)

@@ -9,7 +9,7 @@
 use crate::config::{Config, ConfigError, StorageConfig};
 use crate::CoordinatorResult;
 use std::sync::Arc;
-use strata_repo::RepoError;
+use strata_repo::{layout, RepoError};
 use strata_store::{
     open_cloud, CachingStore, CountingStore, DynStore, FaultConfig, FaultyStore, FencedStore,
     LocalStore, RetryStore,
@@ -35,7 +35,7 @@ impl Storage {
     }
 
     fn wrap_with_cache(name: &str, backend: DynStore, config: &Config, cached: bool) -> Storage {
-        let mut backend: DynStore = Arc::new(FencedStore::new(backend));
+        let mut backend: DynStore = Arc::new(FencedStore::new(backend, layout::makes_visible));
         // Test-only fault injection of the real binary (see FaultConfig::from_test_env
         // and docs/configuration.md): never set in production.
         if let Some(faults) = FaultConfig::from_test_env() {
@@ -53,6 +53,7 @@ impl Storage {
             let location = hex::encode(&blake3::hash(inner.describe().as_bytes()).as_bytes()[..8]);
             inner = Arc::new(CachingStore::new(
                 inner,
+                layout::cache_rule(),
                 root.join(location),
                 config.cache.size_mib << 20,
             ));

@@ -181,7 +181,7 @@ pub async fn run_verify_with(
     // 1. Packs named by the index must exist with their recorded size.
     let stored: HashMap<String, u64> = repo
         .store()
-        .list("data/")
+        .list(strata_repo::layout::DATA)
         .await
         .map_err(strata_repo::RepoError::from)?
         .into_iter()

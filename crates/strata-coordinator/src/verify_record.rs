@@ -14,7 +14,7 @@ use strata_repo::format::{decode_object, ObjectKind};
 use strata_repo::Repository;
 use strata_store::StoreError;
 
-const PREFIX: &str = "verified/";
+const PREFIX: &str = strata_repo::layout::VERIFIED;
 
 /// The outcome of the last verification of a backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -67,7 +67,10 @@ pub async fn record(
     // The older records are superseded (readers take the newest); a store that refuses
     // deletes (credentials that may write but not delete) keeps them, harmlessly, until
     // garbage collection runs with stronger ones.
-    for old in store.list_fresh(&format!("{PREFIX}{backup}/")).await? {
+    for old in store
+        .list_fresh(&strata_repo::layout::verified_of(backup))
+        .await?
+    {
         if old.key != key {
             if let Err(e) = store.delete(&old.key).await {
                 eprintln!(

@@ -31,10 +31,7 @@ pub struct ArchivedFile {
     pub meta: BTreeMap<String, String>,
 }
 
-/// The key of an archived file's record.
-pub fn archive_key(space: &str, name: &str) -> String {
-    format!("archive/{space}/{name}")
-}
+pub use crate::layout::archive_key;
 
 /// Cuts `data` into chunks and submits the ones the repository lacks to `writer`. The
 /// returned record may be saved (with [`Repository::save_archived`]) only after the
@@ -94,7 +91,7 @@ impl Repository {
 
     /// The names in a space, sorted.
     pub async fn list_archived(&self, space: &str) -> RepoResult<Vec<String>> {
-        let prefix = format!("archive/{space}/");
+        let prefix = crate::layout::archive_space(space);
         let mut names: Vec<String> = self
             .store()
             .list(&prefix)
@@ -109,8 +106,8 @@ impl Repository {
     /// Every archived file of every space, for garbage collection: `(space, record)`.
     pub async fn all_archived(&self) -> RepoResult<Vec<(String, ArchivedFile)>> {
         let mut out = Vec::new();
-        for object in self.store().list("archive/").await? {
-            let rest = object.key.trim_start_matches("archive/");
+        for object in self.store().list(crate::layout::ARCHIVE).await? {
+            let rest = object.key.trim_start_matches(crate::layout::ARCHIVE);
             let Some((space, name)) = rest.split_once('/') else {
                 continue;
             };

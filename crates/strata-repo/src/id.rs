@@ -41,8 +41,4 @@ impl fmt::Display for BlobId {
 /// Pack files are named by the plain BLAKE3 hash of their bytes.
 pub type PackId = BlobId;
 
-/// The object key of a pack: spread over 256 directories so no directory grows huge.
-pub fn pack_key(id: &PackId) -> String {
-    let hex = id.to_hex();
-    format!("data/{}/{}", &hex[..2], hex)
-}
+pub use crate::layout::pack_key;

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use std::collections::HashSet;
 use strata_store::DynStore;
 
-const KEYS: &str = "keys/";
+use crate::layout::{self, KEYS};
 
 /// Prints a warning about the repository on stderr, like the rest of strata.
 fn warn(message: String) {
@@ -290,11 +290,11 @@ impl Repository {
     pub async fn migrate_objects(&self) -> RepoResult<u64> {
         let mut rewritten = 0;
         for (prefix, kind) in [
-            ("index/", ObjectKind::Index),
-            ("manifests/", ObjectKind::Manifest),
-            ("summaries/", ObjectKind::Summary),
-            ("archive/", ObjectKind::Archived),
-            ("audit/", ObjectKind::Audit),
+            (layout::INDEX, ObjectKind::Index),
+            (layout::MANIFESTS, ObjectKind::Manifest),
+            (layout::SUMMARIES, ObjectKind::Summary),
+            (layout::ARCHIVE, ObjectKind::Archived),
+            (layout::AUDIT, ObjectKind::Audit),
         ] {
             for object in self.store().list_fresh(prefix).await? {
                 let bytes = self.store().get(&object.key).await?;
@@ -344,7 +344,7 @@ impl Repository {
         config.version = FORMAT_VERSION;
         config.seal_mac(self.keys());
         let json = serde_json::to_vec_pretty(&config).expect("config serializes");
-        self.store().put("config", Bytes::from(json)).await?;
+        self.store().put(layout::CONFIG, Bytes::from(json)).await?;
         Ok(new_id)
     }
 }

@@ -27,6 +27,7 @@ pub mod format;
 pub mod id;
 pub mod index;
 pub mod keyring;
+pub mod layout;
 pub mod manifest;
 pub mod pack;
 mod repository;

@@ -9,12 +9,13 @@ use crate::format::{
 };
 use crate::id::pack_key;
 use crate::index::{BlobLocation, Index, IndexFile};
+use crate::layout;
 use crate::manifest::NodeManifest;
 use crate::summary::BackupSummary;
 use crate::{BlobId, RepoError, RepoResult};
 use bytes::Bytes;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
-use strata_store::DynStore;
+use strata_store::{DynStore, ObjectMeta};
 
 /// Choices made once, when a repository is created.
 #[derive(Debug, Clone)]
@@ -67,7 +68,7 @@ impl DamagedObject {
 
     /// The backup a damaged summary belonged to.
     pub fn backup(&self) -> Option<&str> {
-        self.key.strip_prefix("summaries/")
+        self.key.strip_prefix(layout::SUMMARIES)
     }
 }
 
@@ -108,7 +109,7 @@ impl Repository {
         options: InitOptions,
     ) -> RepoResult<Arc<Repository>> {
         let location = store.describe();
-        match store.get("config").await {
+        match store.get(layout::CONFIG).await {
             Ok(_) => return Err(RepoError::AlreadyInitialized(location)),
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
@@ -136,7 +137,7 @@ impl Repository {
         let key_id = crate::keyring::put_key_file(&store, &key_file).await?;
         let config_json = serde_json::to_vec_pretty(&config).expect("config serializes");
         store
-            .put_if_absent("config", Bytes::from(config_json))
+            .put_if_absent(layout::CONFIG, Bytes::from(config_json))
             .await?;
         Ok(Arc::new(Repository::assemble(store, config, keys, key_id)))
     }
@@ -152,7 +153,7 @@ impl Repository {
     /// per-repository local state before (or instead of) opening it.
     pub async fn read_config(store: &DynStore) -> RepoResult<RepoConfig> {
         let location = store.describe();
-        match store.get("config").await {
+        match store.get(layout::CONFIG).await {
             Ok(raw) => parse_config(&raw, &location),
             Err(e) if e.is_not_found() => Err(RepoError::NotARepository(location)),
             Err(e) => Err(e.into()),
@@ -166,7 +167,7 @@ impl Repository {
         password: Option<&str>,
     ) -> RepoResult<Arc<Repository>> {
         let location = store.describe();
-        let raw = match store.get("config").await {
+        let raw = match store.get(layout::CONFIG).await {
             Ok(raw) => raw,
             Err(e) if e.is_not_found() => return Err(RepoError::NotARepository(location)),
             Err(e) => return Err(e.into()),
@@ -226,6 +227,16 @@ impl Repository {
         &self.store
     }
 
+    /// Every stored pack file, listed fresh from the store (for gc, repair and verify).
+    pub async fn list_packs(&self) -> RepoResult<Vec<ObjectMeta>> {
+        Ok(self.store.list_fresh(layout::DATA).await?)
+    }
+
+    /// Every stored index object, listed fresh from the store (not the loaded index).
+    pub async fn list_index_objects(&self) -> RepoResult<Vec<ObjectMeta>> {
+        Ok(self.store.list_fresh(layout::INDEX).await?)
+    }
+
     /// The secret keys (for naming blobs).
     pub fn keys(&self) -> &MasterKeys {
         &self.keys
@@ -257,7 +268,7 @@ impl Repository {
     pub async fn reload_index(&self) -> RepoResult<()> {
         let mut index = Index::default();
         let mut damaged = Vec::new();
-        for object in self.store.list("index/").await? {
+        for object in self.store.list(layout::INDEX).await? {
             match self.read_index_file(&object.key).await {
                 Ok(file) => {
                     for pack in &file.packs {
@@ -316,7 +327,7 @@ impl Repository {
     /// Every `index/` object with its content, for garbage collection.
     pub async fn index_files(&self) -> RepoResult<Vec<(String, IndexFile)>> {
         let mut out = Vec::new();
-        for object in self.store.list("index/").await? {
+        for object in self.store.list(layout::INDEX).await? {
             let file = self.read_index_file(&object.key).await?;
             out.push((object.key, file));
         }
@@ -329,7 +340,7 @@ impl Repository {
         let plain = postcard::to_stdvec(file).expect("index serializes");
         let mut id = [0u8; 32];
         getrandom::getrandom(&mut id).expect("the OS random source is available");
-        let key = format!("index/{}", hex::encode(id));
+        let key = layout::index_key(&id);
         let bytes = self.seal_object(ObjectKind::Index, &key, &plain)?;
         self.store.put(&key, Bytes::from(bytes)).await?;
         Ok(key)
@@ -474,7 +485,7 @@ impl Repository {
     /// Writes the summary of a backup; this is what makes a backup visible.
     pub async fn save_summary(&self, summary: &BackupSummary) -> RepoResult<()> {
         let json = serde_json::to_vec(summary).expect("summaries serialize");
-        let key = format!("summaries/{}", summary.name);
+        let key = layout::summary_key(&summary.name);
         let bytes = self.seal_object(ObjectKind::Summary, &key, &json)?;
         self.store.put(&key, Bytes::from(bytes)).await?;
         Ok(())
@@ -482,7 +493,7 @@ impl Repository {
 
     /// Reads one summary.
     pub async fn load_summary(&self, name: &str) -> RepoResult<BackupSummary> {
-        let key = format!("summaries/{name}");
+        let key = layout::summary_key(name);
         let bytes = match self.store.get(&key).await {
             Ok(b) => b,
             Err(e) if e.is_not_found() => return Err(RepoError::NoSuchBackup(name.to_string())),
@@ -506,8 +517,8 @@ impl Repository {
     pub async fn scan_backups(&self) -> RepoResult<(Vec<BackupSummary>, Vec<DamagedObject>)> {
         let mut out = Vec::new();
         let mut damaged = Vec::new();
-        for object in self.store.list("summaries/").await? {
-            let name = object.key.trim_start_matches("summaries/");
+        for object in self.store.list(layout::SUMMARIES).await? {
+            let name = object.key.trim_start_matches(layout::SUMMARIES);
             match self.load_summary(name).await {
                 Ok(summary) => out.push(summary),
                 // Deleted since the listing.
@@ -550,8 +561,8 @@ impl Repository {
     /// does not decode: see [`Repository::scan_backups`] for the tolerant form.
     pub async fn list_backups(&self) -> RepoResult<Vec<BackupSummary>> {
         let mut out = Vec::new();
-        for object in self.store.list("summaries/").await? {
-            let name = object.key.trim_start_matches("summaries/");
+        for object in self.store.list(layout::SUMMARIES).await? {
+            let name = object.key.trim_start_matches(layout::SUMMARIES);
             out.push(self.load_summary(name).await?);
         }
         out.sort_by(|a, b| (&a.started, &a.name).cmp(&(&b.started, &b.name)));
@@ -562,11 +573,11 @@ impl Repository {
     /// The data it alone referenced stays until garbage collection.
     pub async fn delete_backup(&self, name: &str) -> RepoResult<()> {
         let summary = self.load_summary(name).await?;
-        self.store.delete(&format!("summaries/{name}")).await?;
+        self.store.delete(&layout::summary_key(name)).await?;
         for node in &summary.nodes {
             self.store.delete(&manifest_key(name, &node.name)).await?;
         }
-        for leftover in self.store.list(&format!("manifests/{name}/")).await? {
+        for leftover in self.store.list(&layout::manifests_of(name)).await? {
             self.store.delete(&leftover.key).await?;
         }
         Ok(())
@@ -577,10 +588,7 @@ impl Repository {
 /// config allows (see `ChunkerParams::validate`).
 pub const MAX_BLOB_RAW: u32 = 64 * 1024 * 1024;
 
-/// The key of a node manifest.
-pub fn manifest_key(backup: &str, node: &str) -> String {
-    format!("manifests/{backup}/{node}")
-}
+pub use crate::layout::manifest_key;
 
 pub(crate) fn parse_config(raw: &[u8], location: &str) -> RepoResult<RepoConfig> {
     #[derive(serde::Deserialize)]

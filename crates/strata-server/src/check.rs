@@ -44,7 +44,7 @@ pub async fn run(config: &Config, coordinator: &Coordinator) -> Vec<Check> {
             Ok(storage) => storage.store,
             Err(e) => return check(label, false, strata_coordinator::backup::error_chain(&e)),
         };
-        match tokio::time::timeout(PROBE, store.get("config")).await {
+        match tokio::time::timeout(PROBE, store.get(strata_repo::layout::CONFIG)).await {
             Ok(Ok(_)) => check(
                 label,
                 true,

@@ -1,19 +1,21 @@
-//! A local, size-bounded cache of immutable repository objects.
+//! A local, size-bounded cache of immutable objects.
 //!
-//! Summaries, manifests, index objects, keys, pins and verification records are written
-//! once and never changed, so a copy on local disk stays valid for as long as the object
-//! exists. Reads of those objects are served from the cache; writes go through to the
-//! store and into the cache; deletes remove both. Listings always ask the store (they are
-//! the truth of which objects exist), except the listing of `keys/`, which is remembered
-//! so that opening a repository with a warm cache costs one request (the config, below):
-//! [`Store::list_fresh`] asks the store again when a remembered listing lacks a key.
-//! Pack files are not cached: restores read them once and they are large.
+//! Which objects are immutable is not this crate's knowledge: the owner of the key layout
+//! (`strata_repo::layout`) hands a [`CacheRule`] to whoever builds the store stack. Objects
+//! the rule calls cacheable are written once and never changed, so a copy on local disk
+//! stays valid for as long as the object exists. Reads of those objects are served from
+//! the cache; writes go through to the store and into the cache; deletes remove both.
+//! Listings always ask the store (they are the truth of which objects exist), except the
+//! listing of the rule's `remembered_listing` prefix (a repository's keys), which is
+//! remembered so that opening a repository with a warm cache costs one request (the
+//! generation key, below): [`Store::list_fresh`] asks the store again when a remembered
+//! listing lacks a key. Large objects read once (packs) are left out by the rule.
 //!
-//! The `config` is the exception among cached objects: it changes when a repository is
-//! migrated to a new format (which rewrites objects in place) or recreated at the same
-//! location, so it is always read from the store (one GET per open), and when it differs
-//! from the cached copy the whole cache is dropped: no stale object outlives its
-//! repository's format.
+//! The rule's `generation_key` (a repository's `config`) is the exception among cached
+//! objects: it changes when a repository is migrated to a new format (which rewrites
+//! objects in place) or recreated at the same location, so it is always read from the
+//! store (one GET per open), and when it differs from the cached copy the whole cache is
+//! dropped: no stale object outlives its repository's format.
 
 use crate::{DynStore, ObjectMeta, Store, StoreResult};
 use async_trait::async_trait;
@@ -23,26 +25,25 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// Verification records never change under their key; a pin rewritten by a second `pin`
-/// says the same thing (which backup), so its old copy stays right.
-const CACHED_PREFIXES: [&str; 6] = [
-    "summaries/",
-    "manifests/",
-    "index/",
-    "keys/",
-    "verified/",
-    "pins/",
-];
 const KEY_LISTING: &str = "listing-of-keys";
 
-fn cacheable(key: &str) -> bool {
-    key == "config" || CACHED_PREFIXES.iter().any(|p| key.starts_with(p))
+/// Which keys a [`CachingStore`] keeps, supplied by the owner of the key layout.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheRule {
+    /// Whether an object is immutable under its key and worth a local copy.
+    pub cacheable: fn(&str) -> bool,
+    /// A cacheable key read from the store on every get; when it differs from the cached
+    /// copy, every cached object is dropped.
+    pub generation_key: &'static str,
+    /// The one prefix whose listing is remembered (asked again by `list_fresh`).
+    pub remembered_listing: &'static str,
 }
 
 /// The caching wrapper.
 #[derive(Debug)]
 pub struct CachingStore {
     inner: DynStore,
+    rule: CacheRule,
     dir: PathBuf,
     max_bytes: u64,
     /// Serialises evictions.
@@ -50,10 +51,12 @@ pub struct CachingStore {
 }
 
 impl CachingStore {
-    /// Caches objects of `inner` in `dir`, keeping at most about `max_bytes` there.
-    pub fn new(inner: DynStore, dir: impl Into<PathBuf>, max_bytes: u64) -> Self {
+    /// Caches the objects of `inner` that `rule` names in `dir`, keeping at most about
+    /// `max_bytes` there.
+    pub fn new(inner: DynStore, rule: CacheRule, dir: impl Into<PathBuf>, max_bytes: u64) -> Self {
         CachingStore {
             inner,
+            rule,
             dir: dir.into(),
             max_bytes,
             evicting: Mutex::new(()),
@@ -162,7 +165,7 @@ fn filetime_now(path: &Path) -> std::io::Result<()> {
 impl Store for CachingStore {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.inner.put(key, data.clone()).await?;
-        if cacheable(key) {
+        if (self.rule.cacheable)(key) {
             self.write(&self.path(key), &data);
         }
         Ok(())
@@ -170,19 +173,19 @@ impl Store for CachingStore {
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.inner.put_if_absent(key, data.clone()).await?;
-        if cacheable(key) {
+        if (self.rule.cacheable)(key) {
             self.write(&self.path(key), &data);
         }
         Ok(())
     }
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
-        if !cacheable(key) {
+        if !(self.rule.cacheable)(key) {
             return self.inner.get(key).await;
         }
         crate::validate_key(key)?;
         let path = self.path(key);
-        if key == "config" {
+        if key == self.rule.generation_key {
             let data = self.inner.get(key).await?;
             if self.read(&path).is_some_and(|cached| cached != data) {
                 let _ = std::fs::remove_dir_all(self.dir.join("objects"));
@@ -204,7 +207,7 @@ impl Store for CachingStore {
     }
 
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
-        if prefix == "keys/" {
+        if prefix == self.rule.remembered_listing {
             if let Some(listing) = self.remembered_listing() {
                 return Ok(listing);
             }
@@ -214,7 +217,7 @@ impl Store for CachingStore {
 
     async fn list_fresh(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
         let listing = self.inner.list_fresh(prefix).await?;
-        if prefix == "keys/" && !listing.is_empty() {
+        if prefix == self.rule.remembered_listing && !listing.is_empty() {
             self.remember_listing(&listing);
         }
         Ok(listing)
@@ -240,11 +243,20 @@ mod tests {
     use super::*;
     use std::sync::Arc;
 
+    /// A rule shaped like a repository's (this crate knows no prefix of its own).
+    fn rule() -> CacheRule {
+        CacheRule {
+            cacheable: |key| key == "config" || key.starts_with("summaries/"),
+            generation_key: "config",
+            remembered_listing: "keys/",
+        }
+    }
+
     #[tokio::test]
     async fn a_changed_config_drops_every_cached_object() {
         let dir = tempfile::tempdir().unwrap();
         let inner: DynStore = Arc::new(crate::LocalStore::new(dir.path().join("store")));
-        let cache = CachingStore::new(inner.clone(), dir.path().join("cache"), 1 << 20);
+        let cache = CachingStore::new(inner.clone(), rule(), dir.path().join("cache"), 1 << 20);
         cache
             .put("config", Bytes::from_static(b"v1"))
             .await

@@ -5,8 +5,9 @@
 //! unless renewed, minus a margin) that every successful renewal pushes forward, and a
 //! "lost" flag set when a renewal finds that another process took the lock over.
 //! [`FencedStore`], the innermost wrapper around a backend, checks the fence right before
-//! every write of an object that makes data visible (index objects, manifests, backup
-//! summaries, archive records): once a guard's deadline has passed (the process was
+//! every write of an object that makes data visible (in a repository: index objects,
+//! manifests, backup summaries, archive records; the caller's [`VisibleRule`] says which
+//! keys those are): once a guard's deadline has passed (the process was
 //! stopped, say with SIGSTOP, or could not renew) or its lock was lost, those writes fail
 //! with [`StoreError::Fenced`] and nothing becomes visible. The deadline uses
 //! [`std::time::Instant`], so a wall clock that jumps neither extends nor shortens it.
@@ -23,8 +24,9 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Key prefixes whose objects make data visible to readers of the repository.
-pub const VISIBLE_PREFIXES: [&str; 4] = ["index/", "manifests/", "summaries/", "archive/"];
+/// Whether writing a key makes data visible to readers; supplied by the owner of the key
+/// layout (`strata_repo::layout::makes_visible`), as this crate knows no prefix.
+pub type VisibleRule = fn(&str) -> bool;
 
 #[derive(Debug)]
 struct GuardState {
@@ -130,20 +132,22 @@ impl Drop for FenceGuard {
 #[derive(Debug)]
 pub struct FencedStore {
     inner: DynStore,
+    visible: VisibleRule,
     fence: Fence,
 }
 
 impl FencedStore {
-    /// Wraps `inner` with a new, empty fence.
-    pub fn new(inner: DynStore) -> FencedStore {
+    /// Wraps `inner` with a new, empty fence that guards the writes `visible` names.
+    pub fn new(inner: DynStore, visible: VisibleRule) -> FencedStore {
         FencedStore {
             inner,
+            visible,
             fence: Fence::new(),
         }
     }
 
     fn check(&self, key: &str) -> StoreResult<()> {
-        if !VISIBLE_PREFIXES.iter().any(|p| key.starts_with(p)) {
+        if !(self.visible)(key) {
             return Ok(());
         }
         self.fence.check().map_err(|why| StoreError::Fenced {
@@ -202,7 +206,13 @@ mod tests {
     #[tokio::test]
     async fn visible_writes_stop_once_a_guard_is_lost_or_late() {
         let dir = tempfile::tempdir().unwrap();
-        let store = FencedStore::new(Arc::new(crate::LocalStore::new(dir.path())));
+        // The repository's rule, written out here: this crate knows no prefix.
+        let visible: VisibleRule = |key| {
+            ["index/", "manifests/", "summaries/", "archive/"]
+                .iter()
+                .any(|p| key.starts_with(p))
+        };
+        let store = FencedStore::new(Arc::new(crate::LocalStore::new(dir.path())), visible);
         let fence = store.fence().unwrap();
         let guard = fence.guard("backup b", Instant::now() + Duration::from_secs(60));
         store

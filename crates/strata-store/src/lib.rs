@@ -19,12 +19,12 @@ mod gcs;
 mod local;
 mod retry;
 
-pub use cache::CachingStore;
+pub use cache::{CacheRule, CachingStore};
 pub use cloud::{is_cloud_url, open_cloud, CloudStore};
 pub use counting::{CountingStore, RequestCounts};
 pub use error::{StoreError, StoreResult};
 pub use fault::{FaultConfig, FaultyStore, WriteHold};
-pub use fence::{Fence, FenceGuard, FencedStore, VISIBLE_PREFIXES};
+pub use fence::{Fence, FenceGuard, FencedStore, VisibleRule};
 pub use gcs::GcsStore;
 pub use local::LocalStore;
 pub use retry::{RetryConfig, RetryStore};

@@ -142,7 +142,13 @@ async fn the_cache_serves_immutable_objects_and_stays_within_budget() {
     let (dir, base) = local();
     let counted = CountingStore::new(base.clone());
     let cache_dir = dir.path().join("cache");
-    let cache = CachingStore::new(Arc::new(counted.clone()), &cache_dir, 64 * 1024);
+    // A rule shaped like a repository's: summaries are immutable, packs are not cached.
+    let rule = CacheRule {
+        cacheable: |key| key == "config" || key.starts_with("summaries/"),
+        generation_key: "config",
+        remembered_listing: "keys/",
+    };
+    let cache = CachingStore::new(Arc::new(counted.clone()), rule, &cache_dir, 64 * 1024);
     for i in 0..40 {
         cache
             .put(

@@ -260,7 +260,7 @@ impl Context {
     pub(crate) async fn password_for(&self, storage: &Storage) -> Result<Option<String>, Failure> {
         let needs_password = storage
             .store
-            .list("keys/")
+            .list(strata_repo::layout::KEYS)
             .await
             .map(|keys| !keys.is_empty())
             .unwrap_or(true);
