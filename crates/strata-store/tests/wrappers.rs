@@ -198,3 +198,36 @@ fn walk_size(dir: &std::path::Path) -> u64 {
     }
     total
 }
+
+/// The store knows no prefix of its own: what it caches is its caller's rule, so keys a
+/// repository would cache are read from the store every time under another rule.
+#[tokio::test]
+async fn the_cache_keeps_only_what_its_rule_names() {
+    let (dir, base) = local();
+    let counted = CountingStore::new(base.clone());
+    let rule = CacheRule {
+        cacheable: |key| key.starts_with("frozen/"),
+        generation_key: "generation",
+        remembered_listing: "frozen/",
+    };
+    let cache = CachingStore::new(
+        Arc::new(counted.clone()),
+        rule,
+        dir.path().join("cache"),
+        1 << 20,
+    );
+    for key in ["frozen/a", "summaries/a", "config"] {
+        cache.put(key, Bytes::from_static(b"1")).await.unwrap();
+    }
+    let before = counted.counts().get;
+    for _ in 0..2 {
+        for key in ["frozen/a", "summaries/a", "config"] {
+            assert_eq!(&cache.get(key).await.unwrap()[..], b"1");
+        }
+    }
+    // Only the two keys the rule does not name went to the store, twice each.
+    assert_eq!(counted.counts().get, before + 4);
+    assert!(!dir.path().join("cache/objects/summaries/a").exists());
+    assert!(!dir.path().join("cache/objects/config").exists());
+    assert!(dir.path().join("cache/objects/frozen/a").exists());
+}
