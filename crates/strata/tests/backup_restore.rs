@@ -293,7 +293,14 @@ fn config_default_loads_back_as_exactly_the_defaults() {
     fs::write(env.path("strata.toml"), &text).unwrap();
     let loaded = env.ok(&["config", "show"]);
     assert_eq!(loaded, defaults, "`config default` is not the defaults");
-    for section in ["[server]", "[tables]", "[pgq]", "[postgres]", "[retention]", "[gc]"] {
+    for section in [
+        "[server]",
+        "[tables]",
+        "[pgq]",
+        "[postgres]",
+        "[retention]",
+        "[gc]",
+    ] {
         assert!(text.contains(section), "`config default` lacks {section}");
         assert!(loaded.contains(section), "`config show` lacks {section}");
     }
