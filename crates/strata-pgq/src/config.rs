@@ -181,7 +181,8 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_the_key() {
-        let cases: [(fn(&mut PgqConfig), &str); 4] = [
+        type Spoil = fn(&mut PgqConfig);
+        let cases: [(Spoil, &str); 4] = [
             (|c| c.ticker_period = 0.0, "pgq.ticker_period"),
             (|c| c.check_period = f64::NAN, "pgq.check_period"),
             (|c| c.wakeup_min_interval = -1.0, "pgq.wakeup_min_interval"),
