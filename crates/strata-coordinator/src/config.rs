@@ -4,7 +4,7 @@
 //! tuning, and the nodes. Sections other crates own (`[tables]`, `[pgq]`) are not read
 //! here: the application layer (the `strata` binary) takes them out of the file, hands
 //! them to their owners and the rest to [`Config::from_table`]. `strata config default`
-//! prints [`DEFAULT_CONFIG`], the owners' sections, then [`DEFAULT_CONFIG_END`]: together
+//! prints [`default_config`], the owners' sections, then [`DEFAULT_CONFIG_END`]: together
 //! the documentation of every setting; a test keeps this crate's part equal to
 //! [`Config::default`].
 
@@ -12,9 +12,17 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The documented default configuration of this crate's sections, up to where the
-/// sections other crates own are printed.
-pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+/// The documented default configuration of this crate's sections (with `[postgres]`,
+/// which strata-postgres owns), up to where the sections of crates beside this one are
+/// printed.
+pub fn default_config() -> String {
+    [
+        include_str!("default.toml"),
+        strata_postgres::config::DEFAULT_SECTION,
+        include_str!("default_rest.toml"),
+    ]
+    .concat()
+}
 
 /// The documented defaults printed after the sections other crates own (`[[webhooks]]`).
 pub const DEFAULT_CONFIG_END: &str = include_str!("default_end.toml");
@@ -72,33 +80,7 @@ pub struct Config {
     pub source_path: Option<PathBuf>,
 }
 
-/// Settings of the postgres plugin (`plugin = "postgres"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PostgresConfig {
-    /// `primary` or `standby`.
-    pub backup_from: String,
-    pub spread_checkpoint: bool,
-    pub wal_push_ahead: usize,
-    /// `wal-fetch` reads this many following segments into a spool in the state
-    /// directory, so recovery's next calls need not open the repository (0: off).
-    pub wal_fetch_ahead: usize,
-    pub wal_wait_secs: u64,
-    pub recovery_timeout_secs: u64,
-}
-
-impl Default for PostgresConfig {
-    fn default() -> Self {
-        PostgresConfig {
-            backup_from: "primary".into(),
-            spread_checkpoint: false,
-            wal_push_ahead: 8,
-            wal_fetch_ahead: 8,
-            wal_wait_secs: 300,
-            recovery_timeout_secs: 3600,
-        }
-    }
-}
+pub use strata_postgres::config::PostgresConfig;
 
 /// A job `strata server` runs on a schedule (on the coordinator).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -814,12 +796,7 @@ impl Config {
                 ));
             }
         }
-        if !["primary", "standby"].contains(&self.postgres.backup_from.as_str()) {
-            return invalid(format!(
-                "postgres.backup_from {:?} must be \"primary\" or \"standby\"",
-                self.postgres.backup_from
-            ));
-        }
+        self.postgres.validate().map_err(ConfigError::Invalid)?;
         if let Some(node) = &self.server.node {
             if !self.nodes.iter().any(|n| &n.name == node) {
                 return invalid(format!(
@@ -939,7 +916,7 @@ mod tests {
     #[test]
     fn the_documented_default_is_the_default() {
         let parsed: Config =
-            toml::from_str(&format!("{DEFAULT_CONFIG}{DEFAULT_CONFIG_END}")).unwrap();
+            toml::from_str(&format!("{}{DEFAULT_CONFIG_END}", default_config())).unwrap();
         assert_eq!(parsed, Config::default());
     }
 

@@ -26,9 +26,9 @@ pub struct Sections {
 /// The documented default configuration, every section, as `strata config default`
 /// prints it.
 pub fn default_text() -> String {
-    use strata_coordinator::config::{DEFAULT_CONFIG, DEFAULT_CONFIG_END};
+    use strata_coordinator::config::{default_config, DEFAULT_CONFIG_END};
     [
-        DEFAULT_CONFIG,
+        default_config().as_str(),
         strata_tables::config::DEFAULT_SECTION,
         strata_pgq::config::DEFAULT_SECTION,
         DEFAULT_CONFIG_END,
