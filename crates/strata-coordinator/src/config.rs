@@ -1,15 +1,31 @@
 //! The strata configuration file.
 //!
 //! One TOML file names the storages, the default storage, where the password comes from,
-//! tuning, and the nodes. `strata config default` prints [`DEFAULT_CONFIG`], which is also
-//! the documentation of every setting; a test keeps it equal to [`Config::default`].
+//! tuning, and the nodes. Sections other crates own (`[tables]`, `[pgq]`) are not read
+//! here: the application layer (the `strata` binary) takes them out of the file, hands
+//! them to their owners and the rest to [`Config::from_table`]. `strata config default`
+//! prints [`default_config`], the owners' sections, then [`DEFAULT_CONFIG_END`]: together
+//! the documentation of every setting; a test keeps this crate's part equal to
+//! [`Config::default`].
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The documented default configuration.
-pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+/// The documented default configuration of this crate's sections (with `[postgres]`,
+/// which strata-postgres owns), up to where the sections of crates beside this one are
+/// printed.
+pub fn default_config() -> String {
+    [
+        include_str!("default.toml"),
+        strata_postgres::config::DEFAULT_SECTION,
+        include_str!("default_rest.toml"),
+    ]
+    .concat()
+}
+
+/// The documented defaults printed after the sections other crates own (`[[webhooks]]`).
+pub const DEFAULT_CONFIG_END: &str = include_str!("default_end.toml");
 
 /// Problems with the configuration or with what it points at.
 #[derive(Debug, thiserror::Error)]
@@ -58,43 +74,13 @@ pub struct Config {
     pub postgres: PostgresConfig,
     /// Where to tell other systems about operations (`[[webhooks]]`).
     pub webhooks: Vec<WebhookConfig>,
-    /// Table retention: the database scheduled `tables` jobs run against.
-    pub tables: TablesConfig,
-    /// The PgQ ticker's settings (`strata pgq ticker`).
-    pub pgq: PgqConfig,
     /// The file this configuration was read from (commands PostgreSQL runs, such as
     /// `restore_command`, point back at it).
     #[serde(skip)]
     pub source_path: Option<PathBuf>,
 }
 
-/// Settings of the postgres plugin (`plugin = "postgres"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PostgresConfig {
-    /// `primary` or `standby`.
-    pub backup_from: String,
-    pub spread_checkpoint: bool,
-    pub wal_push_ahead: usize,
-    /// `wal-fetch` reads this many following segments into a spool in the state
-    /// directory, so recovery's next calls need not open the repository (0: off).
-    pub wal_fetch_ahead: usize,
-    pub wal_wait_secs: u64,
-    pub recovery_timeout_secs: u64,
-}
-
-impl Default for PostgresConfig {
-    fn default() -> Self {
-        PostgresConfig {
-            backup_from: "primary".into(),
-            spread_checkpoint: false,
-            wal_push_ahead: 8,
-            wal_fetch_ahead: 8,
-            wal_wait_secs: 300,
-            recovery_timeout_secs: 3600,
-        }
-    }
-}
+pub use strata_postgres::config::PostgresConfig;
 
 /// A job `strata server` runs on a schedule (on the coordinator).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,140 +242,6 @@ impl Default for ServerConfig {
             write_timeout_secs: 30,
             auth_failures_per_minute: 30,
         }
-    }
-}
-
-/// `[tables]`: where table retention's policies live, for scheduled runs and as the default
-/// of `strata tables --db`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TablesConfig {
-    /// `postgresql://user@host:5432/db` or `host=... dbname=...`; the password comes from
-    /// `$PGPASSWORD` (never write it here).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub db: Option<String>,
-    /// Schema of the policy, run and audit tables.
-    pub schema: String,
-    /// How long a step waits for a table lock before giving up, in seconds.
-    pub lock_timeout_secs: u64,
-}
-
-impl Default for TablesConfig {
-    fn default() -> Self {
-        TablesConfig {
-            db: None,
-            schema: "strata".into(),
-            lock_timeout_secs: 30,
-        }
-    }
-}
-
-/// `[pgq]`: the settings of `strata pgq ticker` (docs/pgq.md): pgqd's keys with pgqd's
-/// defaults, plus strata's own. Only the ticker uses them (the `strata` binary turns them
-/// into the ticker's settings; this crate does not know PgQ), but every command reading
-/// the file checks them, so a typo is an error wherever it is found. Periods are seconds
-/// and may be fractions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PgqConfig {
-    /// libpq connection string without `dbname` (empty: libpq's defaults).
-    pub base_connstr: String,
-    /// The database the others are listed from.
-    pub initial_database: String,
-    /// Databases to tick; empty: every connectable database that has pgq.
-    pub database_list: Vec<String>,
-    /// Seconds between database discoveries.
-    pub check_period: f64,
-    /// Seconds between runs of `pgq.maint_retry_events()`.
-    pub retry_period: f64,
-    /// Seconds between maintenance rounds.
-    pub maint_period: f64,
-    /// Seconds between ticker rounds.
-    pub ticker_period: f64,
-    /// Seconds between stats log lines.
-    pub stats_period: f64,
-    /// Seconds after which a database connection is reopened.
-    pub connection_lifetime: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub logfile: Option<PathBuf>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pidfile: Option<PathBuf>,
-    /// `host:port` serving `/health` and `/metrics`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub health_listen: Option<String>,
-    /// Seconds a database may stay unreachable before the ticker exits 1; 0: never.
-    pub exit_on_unreachable: f64,
-    /// LISTEN for event notifications and tick the notified queue at once.
-    pub listen_notify: bool,
-    /// Least seconds between a queue's previous tick and a wake-up tick; 0: none.
-    pub wakeup_min_interval: f64,
-    /// Install the event notification trigger on every queue (off: it costs producers
-    /// a `pg_notify` per event and is DDL on queues the ticker does not own).
-    pub notify_all_queues: bool,
-    /// Seconds a ticker round may be overdue before `/health` reports the database
-    /// stalled.
-    pub stall_timeout: f64,
-    /// Seconds after which the server cancels a statement of the ticker's sessions; 0:
-    /// no limit.
-    pub statement_timeout: f64,
-}
-
-impl Default for PgqConfig {
-    fn default() -> Self {
-        PgqConfig {
-            base_connstr: String::new(),
-            initial_database: "template1".into(),
-            database_list: Vec::new(),
-            check_period: 60.0,
-            retry_period: 30.0,
-            maint_period: 120.0,
-            ticker_period: 1.0,
-            stats_period: 30.0,
-            connection_lifetime: 3600.0,
-            logfile: None,
-            pidfile: None,
-            health_listen: None,
-            exit_on_unreachable: 0.0,
-            listen_notify: true,
-            wakeup_min_interval: 0.25,
-            notify_all_queues: false,
-            stall_timeout: 30.0,
-            statement_timeout: 300.0,
-        }
-    }
-}
-
-impl PgqConfig {
-    fn validate(&self) -> Result<(), String> {
-        let periods = [
-            ("check_period", self.check_period),
-            ("retry_period", self.retry_period),
-            ("maint_period", self.maint_period),
-            ("ticker_period", self.ticker_period),
-            ("stats_period", self.stats_period),
-            ("connection_lifetime", self.connection_lifetime),
-            ("stall_timeout", self.stall_timeout),
-        ];
-        for (key, secs) in periods {
-            if !(secs > 0.0 && secs < 1e9) {
-                return Err(format!("pgq.{key} must be a positive number of seconds"));
-            }
-        }
-        for (key, secs) in [
-            ("exit_on_unreachable", self.exit_on_unreachable),
-            ("wakeup_min_interval", self.wakeup_min_interval),
-            ("statement_timeout", self.statement_timeout),
-        ] {
-            if !(0.0..1e9).contains(&secs) {
-                return Err(format!(
-                    "pgq.{key} must be 0 or a positive number of seconds"
-                ));
-            }
-        }
-        if self.initial_database.is_empty() {
-            return Err("pgq.initial_database must not be empty".into());
-        }
-        Ok(())
     }
 }
 
@@ -743,8 +595,6 @@ impl Default for Config {
             gc: GcConfig::default(),
             schedules: Vec::new(),
             webhooks: Vec::new(),
-            tables: TablesConfig::default(),
-            pgq: PgqConfig::default(),
             postgres: PostgresConfig::default(),
             source_path: None,
         }
@@ -791,10 +641,19 @@ pub(crate) fn valid_name(name: &str) -> bool {
 impl Config {
     /// Parses a configuration text; `base` is the directory relative paths refer to.
     pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_path_buf(),
-            message: e.message().to_string(),
-        })?;
+        let table: toml::Table = toml::from_str(text).map_err(|e| parse_error(origin, e))?;
+        Config::from_table(table, origin, base)
+    }
+
+    /// The configuration from a file already parsed as TOML, with the sections other
+    /// crates own taken out (any left is an unknown field); `origin` names the file in
+    /// errors and `base` is the directory relative paths refer to.
+    pub fn from_table(
+        table: toml::Table,
+        origin: &Path,
+        base: &Path,
+    ) -> Result<Config, ConfigError> {
+        let mut config: Config = table.try_into().map_err(|e| parse_error(origin, e))?;
         config.resolve_paths(base);
         config.validate()?;
         config.source_path = Some(std::path::absolute(origin).unwrap_or(origin.to_path_buf()));
@@ -830,12 +689,6 @@ impl Config {
         }
         if let Some(dir) = self.cache.dir.as_mut() {
             resolve(dir);
-        }
-        for file in [self.pgq.logfile.as_mut(), self.pgq.pidfile.as_mut()]
-            .into_iter()
-            .flatten()
-        {
-            resolve(file);
         }
         let server = &mut self.server;
         for path in [
@@ -914,7 +767,6 @@ impl Config {
                 plugin.check_node(node).map_err(ConfigError::Invalid)?;
             }
         }
-        self.pgq.validate().map_err(ConfigError::Invalid)?;
         for hook in &self.webhooks {
             if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
                 return invalid(format!(
@@ -944,12 +796,7 @@ impl Config {
                 ));
             }
         }
-        if !["primary", "standby"].contains(&self.postgres.backup_from.as_str()) {
-            return invalid(format!(
-                "postgres.backup_from {:?} must be \"primary\" or \"standby\"",
-                self.postgres.backup_from
-            ));
-        }
+        self.postgres.validate().map_err(ConfigError::Invalid)?;
         if let Some(node) = &self.server.node {
             if !self.nodes.iter().any(|n| &n.name == node) {
                 return invalid(format!(
@@ -1044,6 +891,14 @@ impl Config {
     }
 }
 
+/// A TOML error as [`ConfigError::Parse`] of the file at `origin`.
+pub fn parse_error(origin: &Path, e: toml::de::Error) -> ConfigError {
+    ConfigError::Parse {
+        path: origin.to_path_buf(),
+        message: e.message().to_string(),
+    }
+}
+
 /// The first line of a secret file (the rest, and the newline, are not part of it).
 fn first_line(path: &Path, what: &'static str) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
@@ -1060,7 +915,8 @@ mod tests {
 
     #[test]
     fn the_documented_default_is_the_default() {
-        let parsed: Config = toml::from_str(DEFAULT_CONFIG).unwrap();
+        let parsed: Config =
+            toml::from_str(&format!("{}{DEFAULT_CONFIG_END}", default_config())).unwrap();
         assert_eq!(parsed, Config::default());
     }
 
@@ -1092,21 +948,6 @@ mod tests {
         assert_eq!(masked.options["aws_secret_access_key"], "***");
         assert_eq!(masked.options["aws_region"], "eu-west-1");
         assert_eq!(config.nodes[0].roots, ["/etc/strata/data/db1", "/abs"]);
-        let config = Config::parse(
-            "[pgq]\nlogfile = \"log/pgq.log\"\npidfile = \"/run/pgq.pid\"\nticker_period = 0.5\n",
-            Path::new("/etc/strata/strata.toml"),
-            Path::new("/etc/strata"),
-        )
-        .unwrap();
-        assert_eq!(
-            config.pgq.logfile.as_deref(),
-            Some(Path::new("/etc/strata/log/pgq.log"))
-        );
-        assert_eq!(
-            config.pgq.pidfile.as_deref(),
-            Some(Path::new("/run/pgq.pid"))
-        );
-        assert_eq!(config.pgq.ticker_period, 0.5);
     }
 
     #[test]
@@ -1130,11 +971,7 @@ mod tests {
             ("[[schedules]]\njob = \"dance\"\ncron = \"0 * * * *\"", "backup, cleanup, verify or tables"),
             ("[[schedules]]\njob = \"backup\"\ncron = \"0 * * * *\"\n[[schedules]]\njob = \"backup\"\ncron = \"5 * * * *\"", "distinct"),
             ("[retention]\nkeep_within = \"3 days\"", "keep_within"),
-            ("[pgq]\nticker_period = 0", "pgq.ticker_period"),
-            ("[pgq]\nwakeup_min_interval = -1", "pgq.wakeup_min_interval"),
-            ("[pgq]\ninitial_database = \"\"", "pgq.initial_database"),
-            ("[pgq]\nticker_perod = 1", "unknown field `ticker_perod`"),
-            ("[pgq]\ndatabase_list = \"a,b\"", "expected a sequence"),
+            ("[pgq]\nticker_period = 1", "unknown field `pgq`"),
             ("[storages.x]\nurl = \"ftp://h/p\"", "unsupported url scheme"),
             ("[storages.x]\ntype = \"s3\"\npath = \"/d\"", "is a local storage"),
             ("[storages.x]\noptions = {}", "needs a `path` or a `url`"),

@@ -20,10 +20,6 @@ pub fn masked_config(config: &Config) -> Config {
     for hook in &mut shown.webhooks {
         hook.url = mask_url(&hook.url);
     }
-    if let Some(db) = &mut shown.tables.db {
-        *db = mask_conninfo(db);
-    }
-    shown.pgq.base_connstr = mask_conninfo(&shown.pgq.base_connstr);
     for node in &mut shown.nodes {
         if let Some(conninfo) = node
             .postgres

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod completed;
+pub mod config;
 pub mod conn;
 pub mod consumer;
 pub mod coop;

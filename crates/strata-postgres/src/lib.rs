@@ -10,6 +10,7 @@
 //! fetching from the repository, the target) and [`server`] starts PostgreSQL and waits
 //! until recovery reached the target, or says why it could not.
 
+pub mod config;
 pub mod exclude;
 pub mod recovery;
 pub mod recovery_input;

@@ -30,12 +30,6 @@ fn check(name: String, ok: bool, detail: impl Into<String>) -> Check {
     }
 }
 
-/// The configuration as JSON with secrets masked (see [`strata_coordinator::mask`]).
-/// Secret sources (`env`, `file`) are names, not values, and stay visible.
-pub fn config_view(config: &Config) -> serde_json::Value {
-    serde_json::to_value(strata_coordinator::mask::masked_config(config)).unwrap_or_default()
-}
-
 /// Runs every check; probes run at once, each bounded by a few seconds.
 pub async fn run(config: &Config, coordinator: &Coordinator) -> Vec<Check> {
     let storages = config.storages.keys().map(|name| async move {

@@ -44,6 +44,8 @@ pub struct ApiState {
     pub scheduler: Option<Arc<Scheduler>>,
     /// The server's configuration: retention policy, and what `/config` and `/check` show.
     pub config: Config,
+    /// What `/config` shows (see [`crate::CoordinatorParts::config_view`]).
+    pub config_view: serde_json::Value,
 }
 
 type Api = State<Arc<ApiState>>;
@@ -684,7 +686,7 @@ async fn schedules(State(s): Api) -> Json<Vec<JobStatus>> {
     responses((status = 200, description = "The server's configuration; secrets masked, secret sources named", body = Object),
         (status = 401, body = ApiError)))]
 async fn config(State(s): Api) -> Json<serde_json::Value> {
-    Json(crate::check::config_view(&s.config))
+    Json(s.config_view.clone())
 }
 
 /// The configuration check.

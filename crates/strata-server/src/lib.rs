@@ -46,8 +46,12 @@ pub struct CoordinatorParts {
     pub tokens: Tokens,
     /// The coordinator's scheduler, for `/api/v1/schedules`.
     pub scheduler: Option<Arc<strata_coordinator::schedule::Scheduler>>,
-    /// The server's configuration: retention policy, `/api/v1/config`, `/api/v1/check`.
+    /// The server's configuration: retention policy, `/api/v1/check`.
     pub config: strata_coordinator::config::Config,
+    /// What `/api/v1/config` shows: the whole file, secrets masked. The application
+    /// layer composes it, since sections other crates own (`[tables]`, `[pgq]`) are not
+    /// in `config`.
+    pub config_view: serde_json::Value,
 }
 
 /// The routes of a server with `parts`.
@@ -61,6 +65,7 @@ pub fn router(parts: ServerParts) -> axum::Router {
             coordinator: parts.coordinator,
             scheduler: parts.scheduler,
             config: parts.config,
+            config_view: parts.config_view,
         };
         router = router.merge(coordinator_api::routes(state, parts.tokens));
         router = router.merge(openapi::routes());

@@ -479,6 +479,12 @@ impl Context {
                 tokens,
                 scheduler: scheduler_part,
                 config: self.config.clone(),
+                // Secrets masked; secret sources (`env`, `file`) are names and stay visible.
+                config_view: serde_json::to_value(crate::config::Shown::new(
+                    &self.config,
+                    &self.sections,
+                ))
+                .map_err(|e| Failure::new(code::FAILED, e.to_string()))?,
             });
             roles.push(format!("coordinator of {} nodes", self.config.nodes.len()));
         }
@@ -534,6 +540,7 @@ impl Context {
         let jobs = crate::scheduled::ServerJobs {
             cluster,
             config: self.config.clone(),
+            tables: self.sections.tables.clone(),
             events: self.events()?,
         };
         jobs.check().map_err(|why| Failure::new(code::USAGE, why))?;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use strata_agent::restore::RestoreOptions;
 use strata_coordinator::browse::{for_each_file, FileEntry, FileFilter};
 use strata_coordinator::catalog::{Catalog, Located};
-use strata_coordinator::config::{Config, NodeConfig, StorageConfig, DEFAULT_CONFIG};
+use strata_coordinator::config::{Config, NodeConfig, StorageConfig};
 use strata_coordinator::copy::CopyReport;
 use strata_coordinator::storage::Storage;
 use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
@@ -26,7 +26,7 @@ pub async fn run(cli: Cli) -> CommandResult {
         command: ConfigCommand::Default,
     } = &cli.command
     {
-        print!("{DEFAULT_CONFIG}");
+        print!("{}", crate::config::default_text());
         return Ok(0);
     }
     // `strata pgq ticker --config pgqd.ini`: that file is the ticker's, not strata's.
@@ -137,9 +137,9 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             command: ConfigCommand::Show,
         } => {
             // Secrets masked, as the server's /config shows them.
-            let text =
-                toml::to_string_pretty(&strata_coordinator::mask::masked_config(&ctx.config))
-                    .map_err(|e| Failure::new(code::FAILED, e.to_string()))?;
+            let shown = crate::config::Shown::new(&ctx.config, &ctx.sections);
+            let text = toml::to_string_pretty(&shown)
+                .map_err(|e| Failure::new(code::FAILED, e.to_string()))?;
             print!("{text}");
             Ok(0)
         }
@@ -151,6 +151,8 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
 
 pub(crate) struct Context {
     pub(crate) config: Config,
+    /// The sections of the file other crates own (`[tables]`, `[pgq]`).
+    pub(crate) sections: crate::config::Sections,
     pub(crate) global: Global,
     /// Webhooks and the audit log, built when first needed (see `audit_commands`).
     pub(crate) events: std::sync::OnceLock<Arc<strata_coordinator::events::Events>>,
@@ -188,11 +190,14 @@ impl Context {
     /// The configuration of `--config`, `./strata.toml` or the defaults; with
     /// `own_config` false `--config` belongs to the command and strata's own is not read.
     fn load(global: Global, own_config: bool) -> Result<Context, Failure> {
-        let mut config = match &global.config {
-            Some(_) if !own_config => Config::parse("", Path::new("(defaults)"), Path::new("."))?,
-            Some(path) => Config::load(path)?,
-            None if Path::new("strata.toml").exists() => Config::load(Path::new("strata.toml"))?,
-            None => Config::parse("", Path::new("(defaults)"), Path::new("."))?,
+        let defaults = || crate::config::parse("", Path::new("(defaults)"), Path::new("."));
+        let (mut config, sections) = match &global.config {
+            Some(_) if !own_config => defaults()?,
+            Some(path) => crate::config::load(path)?,
+            None if Path::new("strata.toml").exists() => {
+                crate::config::load(Path::new("strata.toml"))?
+            }
+            None => defaults()?,
         };
         if let Some(location) = &global.repo {
             let storage = StorageConfig::at(location);
@@ -216,6 +221,7 @@ impl Context {
         }
         Ok(Context {
             config,
+            sections,
             global,
             events: std::sync::OnceLock::new(),
         })

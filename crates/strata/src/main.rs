@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod cluster_commands;
 mod commands;
+mod config;
 mod failure;
 mod key_commands;
 mod lifecycle_commands;

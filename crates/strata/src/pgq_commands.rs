@@ -7,7 +7,7 @@ use crate::output;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use strata_coordinator::config::{Config, ConfigError, PgqConfig};
+use strata_coordinator::config::ConfigError;
 use strata_pgq::api::{self, ConsumerInfo, QueueInfo};
 use strata_pgq::ticker::config::TickerConfig;
 use strata_pgq::ticker::{self, Exit, Overrides};
@@ -138,40 +138,14 @@ fn is_toml(path: &Path) -> bool {
 /// whole file is read and checked, as every command does; relative paths are relative to
 /// it). Read again on SIGHUP.
 fn read_strata_config(path: &Path) -> Result<TickerConfig, PgqError> {
-    let config = Config::load(path).map_err(|e| PgqError::Config {
+    let (_, sections) = crate::config::load(path).map_err(|e| PgqError::Config {
         path: path.display().to_string(),
         reason: match e {
             ConfigError::Parse { message, .. } => message,
             e => crate::failure::chain(&e),
         },
     })?;
-    Ok(ticker_config(&config.pgq))
-}
-
-/// strata's `[pgq]` section as the ticker's settings (checked already by
-/// `Config::validate`: periods are positive, the others 0 or more).
-fn ticker_config(pgq: &PgqConfig) -> TickerConfig {
-    let secs = Duration::from_secs_f64;
-    TickerConfig {
-        base_connstr: pgq.base_connstr.clone(),
-        initial_database: pgq.initial_database.clone(),
-        database_list: pgq.database_list.clone(),
-        check_period: secs(pgq.check_period),
-        retry_period: secs(pgq.retry_period),
-        maint_period: secs(pgq.maint_period),
-        ticker_period: secs(pgq.ticker_period),
-        stats_period: secs(pgq.stats_period),
-        connection_lifetime: secs(pgq.connection_lifetime),
-        logfile: pgq.logfile.clone(),
-        pidfile: pgq.pidfile.clone(),
-        health_listen: pgq.health_listen.clone(),
-        exit_on_unreachable: (pgq.exit_on_unreachable > 0.0).then(|| secs(pgq.exit_on_unreachable)),
-        listen_notify: pgq.listen_notify,
-        wakeup_min_interval: secs(pgq.wakeup_min_interval),
-        notify_all_queues: pgq.notify_all_queues,
-        stall_timeout: secs(pgq.stall_timeout),
-        statement_timeout: (pgq.statement_timeout > 0.0).then(|| secs(pgq.statement_timeout)),
-    }
+    Ok(sections.pgq.ticker())
 }
 
 /// `--exit-on-unreachable SECS`: a positive number of seconds, or 0 for "never" (which
@@ -190,14 +164,6 @@ fn exit_policy(secs: Option<f64>) -> Result<Option<Option<Duration>>, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_default_pgq_section_is_the_tickers_default() {
-        assert_eq!(
-            ticker_config(&PgqConfig::default()),
-            TickerConfig::default()
-        );
-    }
 
     #[test]
     fn exit_on_unreachable_zero_turns_the_policy_off() {

@@ -9,6 +9,7 @@ use strata_coordinator::events::{Action, Events};
 use strata_coordinator::jobs::ClusterJobs;
 use strata_coordinator::schedule::JobRunner;
 use strata_coordinator::storage::Storage;
+use strata_tables::config::TablesConfig;
 use strata_tables::{Engine, TablesError, TagFilter};
 
 /// The scheduler's runner: cluster jobs when the server coordinates nodes, table retention
@@ -16,6 +17,8 @@ use strata_tables::{Engine, TablesError, TagFilter};
 pub struct ServerJobs {
     pub cluster: Option<ClusterJobs>,
     pub config: Config,
+    /// `[tables]`: the database `tables` jobs run on.
+    pub tables: TablesConfig,
     pub events: Arc<Events>,
 }
 
@@ -24,7 +27,7 @@ impl ServerJobs {
     pub fn check(&self) -> Result<(), String> {
         for schedule in &self.config.schedules {
             match schedule.job.as_str() {
-                "tables" if self.config.tables.db.is_none() => {
+                "tables" if self.tables.db.is_none() => {
                     return Err(format!(
                         "schedule {:?} runs table retention but [tables] db is not set",
                         schedule.name()
@@ -47,30 +50,25 @@ impl ServerJobs {
     /// One `tables run` at the current time over the policies with the job's tags, on a
     /// thread of its own (see [`crate::runtime`]).
     async fn tables(&self, job: &ScheduleConfig) -> Result<String, String> {
-        let (config, job) = (self.config.clone(), job.clone());
+        let (config, tables, job) = (self.config.clone(), self.tables.clone(), job.clone());
         crate::runtime::on_own_thread("table retention", move || async move {
-            Self::run_tables(&config, &job).await
+            Self::run_tables(&config, &tables, &job).await
         })
         .await?
     }
 
-    async fn run_tables(config: &Config, job: &ScheduleConfig) -> Result<String, String> {
-        let text = config
-            .tables
-            .db
-            .as_deref()
-            .ok_or("[tables] db is not set")?;
+    async fn run_tables(
+        config: &Config,
+        tables: &TablesConfig,
+        job: &ScheduleConfig,
+    ) -> Result<String, String> {
+        let text = tables.db.as_deref().ok_or("[tables] db is not set")?;
         let dsn = strata_pg::Dsn::parse(text).map_err(|e| e.to_string())?;
         let who = format!("scheduler:{}", job.name());
         let chain = |e: TablesError| strata_coordinator::backup::error_chain(&e);
-        let mut engine = Engine::connect(
-            &dsn,
-            &config.tables.schema,
-            Some(who),
-            config.tables.lock_timeout_secs,
-        )
-        .await
-        .map_err(chain)?;
+        let mut engine = Engine::connect(&dsn, &tables.schema, Some(who), tables.lock_timeout_secs)
+            .await
+            .map_err(chain)?;
         let stores = |name: &str| {
             Storage::open(config, name).map(|s| s.store).map_err(|e| {
                 TablesError::Unsupported(format!(
@@ -126,7 +124,6 @@ impl JobRunner for ServerJobs {
         let who = format!("scheduler:{}", job.name());
         // The database as `user@host:port/db`: never a password, even one left in the DSN.
         let target = self
-            .config
             .tables
             .db
             .as_deref()

@@ -70,21 +70,21 @@ impl Context {
     fn tables_schema(&self, db: &TablesDb) -> String {
         db.schema
             .clone()
-            .unwrap_or_else(|| self.config.tables.schema.clone())
+            .unwrap_or_else(|| self.sections.tables.schema.clone())
     }
 
     async fn engine(&self, db: &TablesDb) -> Result<Engine, Failure> {
         let text = db
             .db
             .clone()
-            .or_else(|| self.config.tables.db.clone())
+            .or_else(|| self.sections.tables.db.clone())
             .ok_or_else(|| {
                 usage("no database: give --db DSN, set STRATA_TABLES_DB or [tables] db (postgresql://user@host/db)")
             })?;
         let dsn = strata_pg::Dsn::parse(&text).map_err(|e| usage(e.to_string()))?;
         let lock_timeout = db
             .lock_timeout
-            .unwrap_or(self.config.tables.lock_timeout_secs);
+            .unwrap_or(self.sections.tables.lock_timeout_secs);
         Ok(Engine::connect(&dsn, &self.tables_schema(db), db.who.clone(), lock_timeout).await?)
     }
 

@@ -281,6 +281,38 @@ fn config_default_prints_every_documented_setting() {
     assert!(!shown.contains(PASSWORD));
 }
 
+/// What `strata config default` prints must load back as exactly the defaults, section by
+/// section (server, tables, pgq, postgres, ...), wherever each section's type lives: a
+/// setting documented with a value other than its default, or a section the printed file
+/// leaves out, shows up as a difference in `config show`.
+#[test]
+fn config_default_loads_back_as_exactly_the_defaults() {
+    let env = Env::empty();
+    let defaults = env.ok(&["config", "show"]);
+    let text = env.ok(&["config", "default"]);
+    fs::write(env.path("strata.toml"), &text).unwrap();
+    let loaded = env.ok(&["config", "show"]);
+    assert_eq!(loaded, defaults, "`config default` is not the defaults");
+    for section in [
+        "[server]",
+        "[tables]",
+        "[pgq]",
+        "[postgres]",
+        "[retention]",
+        "[gc]",
+    ] {
+        assert!(text.contains(section), "`config default` lacks {section}");
+        assert!(loaded.contains(section), "`config show` lacks {section}");
+    }
+    // A changed default is seen: the check compares values, not only keys.
+    fs::write(
+        env.path("strata.toml"),
+        text.replace("wakeup_min_interval = 0.25", "wakeup_min_interval = 0.5"),
+    )
+    .unwrap();
+    assert_ne!(env.ok(&["config", "show"]), defaults);
+}
+
 #[test]
 fn excluded_paths_are_left_out() {
     let env = Env::new();

@@ -781,6 +781,10 @@ fn config_and_check_show_the_server_as_it_is_with_secrets_masked() {
     assert!(!config.body.contains(HOOK_SECRET) && !config.body.contains(CI_TOKEN));
     let config = config.json();
     assert_eq!(config["nodes"][0]["name"], "db1");
+    // Sections other crates own are shown too, with their defaults.
+    assert_eq!(config["tables"]["schema"], "strata", "{config:#}");
+    assert_eq!(config["pgq"]["initial_database"], "template1", "{config:#}");
+    assert_eq!(config["postgres"]["backup_from"], "primary", "{config:#}");
     assert_eq!(
         config["webhooks"][0]["secret"]["env"],
         "STRATA_WEBHOOK_SECRET"

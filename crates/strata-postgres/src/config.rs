@@ -1,0 +1,76 @@
+//! `[postgres]` of strata's configuration file: the postgres plugin's settings. This crate
+//! owns the section (its type, defaults, documentation and checks); the coordinator's
+//! configuration holds it. [`DEFAULT_SECTION`] is what `strata config default` prints
+//! for it.
+
+use serde::{Deserialize, Serialize};
+
+/// The documented default `[postgres]` section, comments included.
+pub const DEFAULT_SECTION: &str = include_str!("default.toml");
+
+/// Settings of the postgres plugin (`plugin = "postgres"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// `primary` or `standby`.
+    pub backup_from: String,
+    pub spread_checkpoint: bool,
+    pub wal_push_ahead: usize,
+    /// `wal-fetch` reads this many following segments into a spool in the state
+    /// directory, so recovery's next calls need not open the repository (0: off).
+    pub wal_fetch_ahead: usize,
+    pub wal_wait_secs: u64,
+    pub recovery_timeout_secs: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            backup_from: "primary".into(),
+            spread_checkpoint: false,
+            wal_push_ahead: 8,
+            wal_fetch_ahead: 8,
+            wal_wait_secs: 300,
+            recovery_timeout_secs: 3600,
+        }
+    }
+}
+
+impl PostgresConfig {
+    /// Checks what TOML types cannot; the message names the key (`postgres.KEY`).
+    pub fn validate(&self) -> Result<(), String> {
+        if !["primary", "standby"].contains(&self.backup_from.as_str()) {
+            return Err(format!(
+                "postgres.backup_from {:?} must be \"primary\" or \"standby\"",
+                self.backup_from
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_section_is_the_default() {
+        let parsed: std::collections::BTreeMap<String, PostgresConfig> =
+            toml::from_str(DEFAULT_SECTION).unwrap();
+        assert_eq!(parsed["postgres"], PostgresConfig::default());
+        assert_eq!(parsed.len(), 1);
+        assert!(PostgresConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn an_unknown_backup_source_is_refused_with_the_key() {
+        let config = PostgresConfig {
+            backup_from: "replica".into(),
+            ..PostgresConfig::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .contains("postgres.backup_from"));
+    }
+}

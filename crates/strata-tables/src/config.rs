@@ -1,0 +1,46 @@
+//! `[tables]` of strata's configuration file: this crate owns the section (its type,
+//! defaults and documentation); the application layer reads the file and hands the
+//! section here. [`DEFAULT_SECTION`] is what `strata config default` prints for it.
+
+use serde::{Deserialize, Serialize};
+
+/// The documented default `[tables]` section, comments included.
+pub const DEFAULT_SECTION: &str = include_str!("default.toml");
+
+/// `[tables]`: where table retention's policies live, for scheduled runs and as the default
+/// of `strata tables --db`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TablesConfig {
+    /// `postgresql://user@host:5432/db` or `host=... dbname=...`; the password comes from
+    /// `$PGPASSWORD` (never write it here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db: Option<String>,
+    /// Schema of the policy, run and audit tables.
+    pub schema: String,
+    /// How long a step waits for a table lock before giving up, in seconds.
+    pub lock_timeout_secs: u64,
+}
+
+impl Default for TablesConfig {
+    fn default() -> Self {
+        TablesConfig {
+            db: None,
+            schema: "strata".into(),
+            lock_timeout_secs: 30,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_section_is_the_default() {
+        let parsed: std::collections::BTreeMap<String, TablesConfig> =
+            toml::from_str(DEFAULT_SECTION).unwrap();
+        assert_eq!(parsed["tables"], TablesConfig::default());
+        assert_eq!(parsed.len(), 1);
+    }
+}
