@@ -403,14 +403,7 @@ mod tests {
     async fn repo_with(names: &[&str]) -> (tempfile::TempDir, Arc<Repository>) {
         let dir = tempfile::tempdir().unwrap();
         let store: DynStore = Arc::new(LocalStore::new(dir.path()));
-        let options = strata_repo::InitOptions {
-            kdf: strata_repo::crypto::KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..Default::default()
-        };
+        let options = strata_testkit::repo::fast_init();
         let repo = Repository::init(store, Some("pw"), options).await.unwrap();
         for (i, name) in names.iter().enumerate() {
             let summary = BackupSummary {

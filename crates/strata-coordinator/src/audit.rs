@@ -163,14 +163,7 @@ mod tests {
     async fn entries_roundtrip_in_time_order_and_since_filters() {
         let dir = tempfile::tempdir().unwrap();
         let store = std::sync::Arc::new(strata_store::LocalStore::new(dir.path()));
-        let options = strata_repo::InitOptions {
-            kdf: strata_repo::crypto::KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..Default::default()
-        };
+        let options = strata_testkit::repo::fast_init();
         let repo = Repository::init(store, Some("pw"), options).await.unwrap();
         let mut first = AuditEntry::now("local:a@h", "backup", "b1", "succeeded", "");
         first.time = "2026-11-20T00:00:00.000Z".into();

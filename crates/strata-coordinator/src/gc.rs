@@ -305,14 +305,7 @@ mod tests {
     async fn young_unindexed_packs_and_summaryless_manifests_wait_for_the_grace_period() {
         let dir = tempfile::tempdir().unwrap();
         let store: DynStore = Arc::new(LocalStore::new(dir.path()));
-        let options = strata_repo::InitOptions {
-            kdf: strata_repo::crypto::KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..Default::default()
-        };
+        let options = strata_testkit::repo::fast_init();
         let repo = Repository::init(store.clone(), Some("pw"), options)
             .await
             .unwrap();

@@ -729,18 +729,10 @@ mod tests {
         packs: usize,
         per_pack: usize,
     ) -> (Arc<Repository>, Vec<(BlobId, Vec<u8>)>) {
-        use strata_repo::crypto::KdfParams;
         use strata_repo::pack::PackBuilder;
         let store: strata_store::DynStore =
             Arc::new(strata_store::LocalStore::new(dir.join("repo")));
-        let options = strata_repo::InitOptions {
-            kdf: KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
-            ..Default::default()
-        };
+        let options = strata_testkit::repo::fast_init();
         let repo = Repository::init(store, Some("pw"), options).await.unwrap();
         let mut blobs = Vec::new();
         for p in 0..packs {
