@@ -215,3 +215,25 @@ pub fn exchange(a: &Path, b: &Path) -> bool {
         ) == 0
     }
 }
+
+/// Every file below `dir`, as paths relative to it (an empty set when `dir` does not
+/// exist): what a test compares before and after an action that must write or delete
+/// nothing.
+pub fn files_under(dir: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.insert(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out
+}

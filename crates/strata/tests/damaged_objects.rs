@@ -8,7 +8,9 @@
 mod common;
 
 use common::server::{http, Server};
-use common::{assert_same_tree, one_node_site, pseudo_random, strata_with_token, succeed, Env};
+use common::{
+    assert_same_tree, files_under, one_node_site, pseudo_random, strata_with_token, succeed, Env,
+};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,22 +25,10 @@ fn small_tree(root: &Path, seed: u64) {
 
 /// Keys (paths relative to the repository) of the files under `dir` of the repository.
 fn objects(env: &Env, dir: &str) -> BTreeSet<PathBuf> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![env.repo.join(dir)];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.insert(path.strip_prefix(&env.repo).unwrap().to_path_buf());
-            }
-        }
-    }
-    out
+    files_under(&env.repo.join(dir))
+        .into_iter()
+        .map(|p| Path::new(dir).join(p))
+        .collect()
 }
 
 /// Two backups of two trees with no data in common.

@@ -47,15 +47,6 @@ fn env_with_backup() -> (Env, PathBuf) {
     (env, src)
 }
 
-fn names(env: &Env) -> Vec<String> {
-    env.json(&["list"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// A key file with no password holding keys an attacker chose, named to sort first.
 fn inject_plain_key(env: &Env) {
     let keys = "ab".repeat(72);
@@ -89,7 +80,7 @@ fn an_injected_passwordless_key_is_never_used() {
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("00000000000000000000000000000000"));
     env.ok(&["backup", "--node-name", "n1", src.to_str().unwrap()]);
-    assert_eq!(names(&env).len(), 2);
+    assert_eq!(env.backup_names().len(), 2);
     env.ok(&["verify", "--read-data"]);
 }
 
@@ -106,7 +97,7 @@ fn an_unparsable_key_file_is_skipped_with_a_warning() {
         "{stderr}"
     );
     env.ok(&["backup", "--node-name", "n1", src.to_str().unwrap()]);
-    assert_eq!(names(&env).len(), 2);
+    assert_eq!(env.backup_names().len(), 2);
 }
 
 #[test]
@@ -216,7 +207,7 @@ fn a_key_with_huge_kdf_parameters_is_skipped_without_running_it() {
 fn two_backups(env: &Env, src: &Path) -> (String, String) {
     fs::write(src.join("secret.txt"), "the content of backup B\n").unwrap();
     env.ok(&["backup", "--node-name", "n1", src.to_str().unwrap()]);
-    let names = names(env);
+    let names = env.backup_names();
     (names[0].clone(), names[1].clone())
 }
 
@@ -253,7 +244,7 @@ fn a_manifest_copied_over_another_backups_manifest_is_refused() {
 #[test]
 fn a_summary_replayed_under_another_name_is_refused() {
     let (env, _src) = env_with_backup();
-    let a = names(&env)[0].clone();
+    let a = env.backup_names()[0].clone();
     let fake = "20991231T000000Z-deadbeef";
     fs::copy(
         env.repo.join(format!("summaries/{a}")),

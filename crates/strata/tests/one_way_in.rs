@@ -4,32 +4,11 @@
 
 mod common;
 
-use common::{assert_same_tree, copy_tree, pseudo_random, Env};
-use std::collections::BTreeSet;
+use common::{assert_same_tree, copy_tree, files_under, pseudo_random, Env};
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-/// Every file under `dir` (relative paths), or nothing when it does not exist.
-fn files_under(dir: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(at) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&at) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.insert(path.strip_prefix(dir).unwrap().display().to_string());
-            }
-        }
-    }
-    out
-}
 
 /// A backup process stopped before its first index write (packs uploaded, cluster lock
 /// held and renewed), released or killed when dropped.
@@ -112,10 +91,14 @@ fn local_delete_during_a_backup_is_refused_as_busy_and_deletes_nothing() {
     // A second backup, with new data, stopped while it holds the cluster lock.
     fs::write(src.join("c.bin"), pseudo_random(1 << 20, 2)).unwrap();
     let held = HeldBackup::start(&env, &src);
-    let summaries = files_under(&env.repo.join("backups"));
+    let summaries = files_under(&env.repo.join("summaries"));
     let manifests = files_under(&env.repo.join("manifests"));
     assert!(
-        manifests.iter().any(|m| m.contains(&other)),
+        summaries.iter().any(|s| s.ends_with(&other)),
+        "{other} has no summary: {summaries:?}"
+    );
+    assert!(
+        manifests.iter().any(|m| m.starts_with(&other)),
         "{other} has no manifest: {manifests:?}"
     );
 
@@ -126,17 +109,11 @@ fn local_delete_during_a_backup_is_refused_as_busy_and_deletes_nothing() {
     );
     assert!(!stderr.contains("deleted"), "reported a deletion: {stderr}");
     // Nothing of the backup went.
-    assert_eq!(files_under(&env.repo.join("backups")), summaries);
+    assert_eq!(files_under(&env.repo.join("summaries")), summaries);
     assert_eq!(files_under(&env.repo.join("manifests")), manifests);
 
     held.finish();
-    let listed: Vec<String> = env
-        .json(&["list"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["name"].as_str().unwrap().to_string())
-        .collect();
+    let listed = env.backup_names();
     assert!(listed.contains(&other), "{other} not listed: {listed:?}");
     assert_eq!(listed.len(), 2, "{listed:?}");
     let restored = env.path("restored");

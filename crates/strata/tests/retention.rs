@@ -47,13 +47,7 @@ fn cleanup_keeps_what_the_policy_and_pins_say_and_the_rest_still_restores() {
     assert!(after < before * 3 / 4, "data {before} -> {after} bytes");
     let again = env.json(&["gc", "--dry-run"]);
     assert_eq!(again["packs_deleted"], 0, "{again:#}");
-    let left: Vec<String> = env
-        .json(&["list"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["name"].as_str().unwrap().to_string())
-        .collect();
+    let left = env.backup_names();
     assert_eq!(left, [names[0].clone(), names[3].clone()]);
     for (name, copy) in [(&names[0], &copies[0]), (&names[3], &copies[3])] {
         let target = env.path(&format!("restored-{name}"));

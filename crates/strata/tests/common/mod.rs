@@ -10,7 +10,7 @@ pub use strata_testkit::gate;
 pub use strata_testkit::http as server;
 pub use strata_testkit::pg as pgserver;
 pub use strata_testkit::tree::{
-    assert_same_tree, copy_tree, exchange, realistic_tree, snapshot_tree, Node,
+    assert_same_tree, copy_tree, exchange, files_under, realistic_tree, snapshot_tree, Node,
 };
 pub use strata_testkit::{assert_success, pseudo_random, table_pages};
 
@@ -79,6 +79,16 @@ impl Env {
             String::from_utf8_lossy(&out.stdout)
         );
         stderr
+    }
+
+    /// The names `list --json` shows, oldest first (damaged backups included).
+    pub fn backup_names(&self) -> Vec<String> {
+        self.json(&["list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .collect()
     }
 
     /// Runs with --json and parses stdout.
