@@ -39,6 +39,10 @@ pub enum CoordinatorError {
     /// path, a recovery target): see [`crate::input`].
     #[error("{0}")]
     Invalid(String),
+    /// The repository's password could not be had (the terminal could not be read, the
+    /// two entries differ).
+    #[error("{0}")]
+    Password(String),
 }
 
 /// Result alias of the coordinator layer.

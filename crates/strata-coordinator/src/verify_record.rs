@@ -17,7 +17,7 @@ use strata_store::StoreError;
 const PREFIX: &str = strata_repo::layout::VERIFIED;
 
 /// The outcome of the last verification of a backup.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct VerifyRecord {
     /// Unix milliseconds.
     pub when_ms: u64,

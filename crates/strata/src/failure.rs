@@ -72,6 +72,7 @@ impl From<CoordinatorError> for Failure {
             | CoordinatorError::NoBackup(_)
             | CoordinatorError::NoNode(_) => code::USAGE,
             CoordinatorError::NothingToDo(_) | CoordinatorError::Invalid(_) => code::USAGE,
+            CoordinatorError::Password(_) => code::PASSWORD,
             CoordinatorError::Damaged(_) => code::DAMAGED,
             CoordinatorError::Busy(_) => code::BUSY,
             CoordinatorError::Pinned(_) => code::USAGE,

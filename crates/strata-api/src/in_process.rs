@@ -1,0 +1,487 @@
+//! [`Cluster`] in this process: the use cases run here, over every configured storage
+//! and the configured nodes (or an ad-hoc node of this host), with this host's webhooks
+//! and audit log. This is what the CLI uses without `--server`.
+
+use crate::client::{BackupList, BackupRequest, Cluster, Running};
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_agent::restore::RestoreOptions;
+use strata_coordinator::actions::{refuse_latest, Actions};
+use strata_coordinator::audit::{self, local_actor, AuditEntry};
+use strata_coordinator::browse::{for_each_file, FileEntry, FileFilter};
+use strata_coordinator::catalog::{Catalog, Located};
+use strata_coordinator::cluster::{ClusterStatus, Coordinator, RestoreOutcome, RestorePlan};
+use strata_coordinator::config::{Config, NodeConfig, RetentionConfig};
+use strata_coordinator::copy::CopyReport;
+use strata_coordinator::events::Events;
+use strata_coordinator::gc::GcReport;
+use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
+use strata_coordinator::restore::NodeRestore;
+use strata_coordinator::retention::CleanupReport;
+use strata_coordinator::schedule::{JobStatus, Scheduler, SystemClock};
+use strata_coordinator::setup::{self, SharedRepo};
+use strata_coordinator::storage::Storage;
+use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
+use strata_coordinator::wal::{self, WalListing, WalVerifyReport};
+use strata_coordinator::webhooks::Webhooks;
+use strata_coordinator::{jobs, CoordinatorError, CoordinatorResult};
+use strata_repo::summary::BackupSummary;
+use strata_repo::Repository;
+use tokio::sync::OnceCell;
+
+/// How long [`Cluster::finish`] waits for webhook deliveries.
+const FLUSH: Duration = Duration::from_secs(10);
+
+/// Where the password comes from when a repository is encrypted: the edge's choice
+/// (environment, file, or the terminal). Asked at most once, and only when needed.
+pub type AskPassword = Box<dyn Fn() -> CoordinatorResult<Option<String>> + Send + Sync>;
+
+/// The cluster commands run in this process.
+pub struct InProcess {
+    config: Config,
+    ask_password: AskPassword,
+    password: OnceCell<Option<String>>,
+    /// Told of each storage that could not be opened (one line each).
+    warn: Box<dyn Fn(&str) + Send + Sync>,
+    events: std::sync::OnceLock<Arc<Events>>,
+    catalog: OnceCell<Catalog>,
+    default_repo: OnceCell<Arc<Repository>>,
+}
+
+impl InProcess {
+    /// The cluster of `config`; `ask_password` is called when an encrypted repository
+    /// is first opened, `warn` for each storage that is not available.
+    pub fn new(
+        config: Config,
+        ask_password: AskPassword,
+        warn: Box<dyn Fn(&str) + Send + Sync>,
+    ) -> InProcess {
+        InProcess {
+            config,
+            ask_password,
+            password: OnceCell::new(),
+            warn,
+            events: std::sync::OnceLock::new(),
+            catalog: OnceCell::new(),
+            default_repo: OnceCell::new(),
+        }
+    }
+
+    /// The configuration this cluster runs on.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Webhooks and the audit log, built when first needed.
+    pub fn events(&self) -> CoordinatorResult<Arc<Events>> {
+        if let Some(events) = self.events.get() {
+            return Ok(events.clone());
+        }
+        let webhooks = Webhooks::from_config(&self.config.webhooks)?;
+        Ok(self.events.get_or_init(|| Events::new(webhooks)).clone())
+    }
+
+    /// The default storage.
+    pub fn storage(&self) -> CoordinatorResult<Storage> {
+        Storage::open_default(&self.config)
+    }
+
+    /// The password when `storage` is encrypted (unencrypted repositories have no real
+    /// key, so nobody is asked for one).
+    pub async fn password_for(&self, storage: &Storage) -> CoordinatorResult<Option<String>> {
+        let needs_password = storage
+            .store
+            .list(strata_repo::layout::KEYS)
+            .await
+            .map(|keys| !keys.is_empty())
+            .unwrap_or(true);
+        if !needs_password {
+            return Ok(None);
+        }
+        self.password
+            .get_or_try_init(|| async { (self.ask_password)() })
+            .await
+            .cloned()
+    }
+
+    /// The default storage's repository.
+    pub async fn repo(&self) -> CoordinatorResult<Arc<Repository>> {
+        self.default_repo
+            .get_or_try_init(|| async {
+                let storage = self.storage()?;
+                let password = self.password_for(&storage).await?;
+                Ok::<_, CoordinatorError>(
+                    Repository::open(storage.store.clone(), password.as_deref()).await?,
+                )
+            })
+            .await
+            .cloned()
+    }
+
+    /// Every configured storage, for commands that find backups wherever they are.
+    pub async fn catalog(&self) -> CoordinatorResult<&Catalog> {
+        self.catalog
+            .get_or_try_init(|| async {
+                let password = self.password_for(&self.storage()?).await?;
+                let catalog = Catalog::open(&self.config, password.as_deref()).await?;
+                for (name, why) in &catalog.unavailable {
+                    (self.warn)(&format!("storage {name} is not available: {why}"));
+                }
+                Ok::<_, CoordinatorError>(catalog)
+            })
+            .await
+    }
+
+    /// The use cases on the repository `repo` of `storage`.
+    pub fn actions(&self, repo: &Arc<Repository>, storage: &str) -> CoordinatorResult<Actions> {
+        Ok(Actions::new(
+            repo.clone(),
+            storage,
+            self.events()?,
+            Duration::from_secs(self.config.server.lease_ttl_secs),
+            self.config.gc.grace()?,
+        ))
+    }
+
+    /// The use cases on the default storage.
+    async fn default_actions(&self) -> CoordinatorResult<Actions> {
+        let repo = self.repo().await?;
+        self.actions(&repo, &self.config.default_storage)
+    }
+
+    /// A backup in any storage, with its repository's index loaded when `index`.
+    async fn find(
+        &self,
+        wanted: &str,
+        index: bool,
+    ) -> CoordinatorResult<(Arc<Repository>, BackupSummary, String)> {
+        let (place, summary) = self.catalog().await?.find(wanted).await?;
+        if index {
+            place.repo.reload_index().await?;
+        }
+        Ok((place.repo.clone(), summary, place.storage.name.clone()))
+    }
+
+    /// A coordinator of `nodes` over the default storage.
+    pub async fn coordinator(&self, nodes: &[NodeConfig]) -> CoordinatorResult<Arc<Coordinator>> {
+        let storage = self.storage()?;
+        let repo = self.repo().await?;
+        let repos = Arc::new(SharedRepo {
+            storage: storage.name.clone(),
+            repo: repo.clone(),
+        });
+        let nodes = setup::build_nodes(&self.config, nodes, repos, &HashMap::new())?;
+        let coordinator = setup::coordinator(&self.config, &storage, repo, nodes);
+        coordinator.set_events(self.events()?);
+        Ok(coordinator)
+    }
+
+    /// The nodes a backup covers: one ad-hoc node of this host for paths, else the
+    /// configured nodes (with the extra exclude patterns).
+    pub fn nodes(&self, request: BackupRequest) -> CoordinatorResult<Vec<NodeConfig>> {
+        if !request.paths.is_empty() {
+            let mut probe = self.config.clone();
+            probe.nodes = vec![NodeConfig {
+                name: request.node_name.unwrap_or_else(host_name),
+                url: None,
+                roots: request.paths,
+                exclude: request.exclude,
+                zone: None,
+                postgres: None,
+            }];
+            probe.validate()?;
+            return Ok(probe.nodes);
+        }
+        Ok(self
+            .config
+            .nodes
+            .iter()
+            .map(|n| NodeConfig {
+                exclude: n.exclude.iter().chain(&request.exclude).cloned().collect(),
+                ..n.clone()
+            })
+            .collect())
+    }
+
+    /// `strata restore --to DIR`: a backup's nodes into a directory of this host (there
+    /// is no server form: the directory is here).
+    pub async fn restore_into(
+        &self,
+        wanted: &str,
+        to: &Path,
+        node: Option<&str>,
+        mut options: RestoreOptions,
+    ) -> CoordinatorResult<(BackupSummary, Vec<NodeRestore>)> {
+        let (repo, summary, storage) = self.find(wanted, true).await?;
+        if self.config.restore.workers > 0 {
+            options.workers = self.config.restore.workers;
+        }
+        let restored = self
+            .actions(&repo, &storage)?
+            .restore_into(&local_actor(), &summary, to, node, options)
+            .await?;
+        Ok((summary, restored))
+    }
+}
+
+/// This host's name, made safe for a node name.
+fn host_name() -> String {
+    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let name: String = raw
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if name.is_empty() || name.starts_with('.') {
+        "localhost".into()
+    } else {
+        name
+    }
+}
+
+#[async_trait]
+impl Cluster for InProcess {
+    fn location(&self) -> String {
+        self.config.default_storage.clone()
+    }
+
+    async fn list(&self) -> CoordinatorResult<BackupList> {
+        let catalog = self.catalog().await?;
+        let verified = catalog.verified().await?;
+        let (backups, damaged) = catalog.scan().await?;
+        Ok(BackupList {
+            backups,
+            verified,
+            damaged,
+        })
+    }
+
+    async fn show(&self, backup: &str) -> CoordinatorResult<Located> {
+        let (place, summary) = self.catalog().await?.find(backup).await?;
+        Ok(Located {
+            storage: place.storage.name.clone(),
+            summary,
+        })
+    }
+
+    async fn files(
+        &self,
+        backup: &str,
+        node: Option<&str>,
+        path: Option<&str>,
+        each: &mut (dyn FnMut(FileEntry) + Send),
+    ) -> CoordinatorResult<()> {
+        let (repo, summary, _) = self.find(backup, false).await?;
+        let filter = FileFilter { node, path };
+        for_each_file(&repo, &summary, &filter, |entry| {
+            each(entry);
+            true
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        backups: &[String],
+        deleted: &mut (dyn FnMut(BackupSummary) + Send),
+    ) -> CoordinatorResult<Vec<GcReport>> {
+        let catalog = self.catalog().await?;
+        let who = local_actor();
+        let mut touched: Vec<Actions> = Vec::new();
+        for name in backups {
+            // Refused before any storage is searched, by the rule the delete itself applies.
+            refuse_latest(name)?;
+            let (place, summary) = catalog.find_one(name).await?;
+            let actions = self.actions(&place.repo, &place.storage.name)?;
+            deleted(actions.delete(&who, &summary.name).await?);
+            if !touched
+                .iter()
+                .any(|t| Arc::ptr_eq(t.repo(), actions.repo()))
+            {
+                touched.push(actions);
+            }
+        }
+        // Then the data no remaining backup uses, in every storage that lost a backup.
+        let mut reports = Vec::new();
+        for actions in touched {
+            reports.push(actions.collect_garbage(false).await?);
+        }
+        Ok(reports)
+    }
+
+    async fn pin(&self, backup: &str, pinned: bool) -> CoordinatorResult<BackupSummary> {
+        self.default_actions()
+            .await?
+            .pin(&local_actor(), backup, pinned)
+            .await
+    }
+
+    async fn verify(
+        &self,
+        backup: Option<&str>,
+        check: DataCheck,
+    ) -> CoordinatorResult<VerifyReport> {
+        let targets: Vec<(Arc<Repository>, Option<String>, String)> = match backup {
+            Some(wanted) => {
+                let (repo, summary, storage) = self.find(wanted, true).await?;
+                vec![(repo, Some(summary.name), storage)]
+            }
+            None => self
+                .catalog()
+                .await?
+                .places
+                .iter()
+                .map(|p| (p.repo.clone(), None, p.storage.name.clone()))
+                .collect(),
+        };
+        let who = local_actor();
+        let mut report = VerifyReport::default();
+        for (repo, name, storage) in targets {
+            let found = self
+                .actions(&repo, &storage)?
+                .verify(&who, name.as_deref(), check)
+                .await?;
+            report.absorb(found);
+        }
+        Ok(report)
+    }
+
+    async fn drill(&self, backup: &str) -> CoordinatorResult<DrillReport> {
+        let (repo, summary, storage) = self.find(backup, true).await?;
+        self.actions(&repo, &storage)?
+            .drill(&local_actor(), &summary, &self.config.state_dir())
+            .await
+    }
+
+    async fn copy(&self, backup: &str, to: &str) -> CoordinatorResult<CopyReport> {
+        let (source, summary, storage) = self.find(backup, true).await?;
+        let catalog = self.catalog().await?;
+        let open_target = async {
+            let target = catalog.place(to)?.repo.clone();
+            target.reload_index().await?;
+            Ok(target)
+        };
+        self.actions(&source, &storage)?
+            .copy(
+                &local_actor(),
+                &summary,
+                open_target,
+                to,
+                self.config.backup.writer_options(),
+            )
+            .await
+    }
+
+    async fn cleanup(
+        &self,
+        dry_run: bool,
+        policy: Option<RetentionConfig>,
+    ) -> CoordinatorResult<CleanupReport> {
+        let policy = policy.unwrap_or_else(|| self.config.retention.clone());
+        policy.check().map_err(CoordinatorError::Invalid)?;
+        self.default_actions()
+            .await?
+            .cleanup(&local_actor(), &policy, dry_run)
+            .await
+    }
+
+    async fn gc(&self, dry_run: bool) -> CoordinatorResult<GcReport> {
+        self.default_actions()
+            .await?
+            .gc(&local_actor(), dry_run)
+            .await
+    }
+
+    async fn repair_index(&self, dry_run: bool) -> CoordinatorResult<IndexRepairReport> {
+        self.default_actions()
+            .await?
+            .repair_index(&local_actor(), dry_run)
+            .await
+    }
+
+    async fn repair_backups(&self, dry_run: bool) -> CoordinatorResult<BackupsRepairReport> {
+        self.default_actions()
+            .await?
+            .repair_backups(&local_actor(), dry_run)
+            .await
+    }
+
+    async fn audit(&self, since: Option<&str>, limit: u32) -> CoordinatorResult<Vec<AuditEntry>> {
+        let since = match since {
+            Some(text) => audit::parse_since(text, strata_coordinator::lock::now_ms())
+                .map_err(CoordinatorError::Invalid)?,
+            None => 0,
+        };
+        Ok(audit::read(&*self.repo().await?, since, limit as usize).await?)
+    }
+
+    async fn wal_list(&self) -> CoordinatorResult<WalListing> {
+        wal::list(&*self.repo().await?).await
+    }
+
+    async fn wal_verify(&self) -> CoordinatorResult<WalVerifyReport> {
+        wal::verify(&self.repo().await?).await
+    }
+
+    async fn status(&self) -> CoordinatorResult<ClusterStatus> {
+        self.coordinator(&self.config.nodes).await?.status().await
+    }
+
+    async fn schedules(&self) -> CoordinatorResult<Vec<JobStatus>> {
+        let scheduler = Scheduler::new(
+            &self.config.schedules,
+            Arc::new(jobs::NoRuns),
+            Arc::new(SystemClock),
+            Some(jobs::state_file(&self.config.state_dir())),
+        )
+        .map_err(CoordinatorError::Invalid)?;
+        Ok(scheduler.status())
+    }
+
+    async fn backup(&self, request: BackupRequest) -> CoordinatorResult<Running<BackupSummary>> {
+        let nodes = self.nodes(request)?;
+        let pending = self
+            .coordinator(&nodes)
+            .await?
+            .backup(&local_actor())
+            .await?;
+        Ok(Running {
+            updates: pending.operation().subscribe(),
+            outcome: Box::pin(pending.run()),
+        })
+    }
+
+    async fn restore(
+        &self,
+        backup: &str,
+        plan: RestorePlan,
+    ) -> CoordinatorResult<Running<RestoreOutcome>> {
+        let coordinator = self.coordinator(&self.config.nodes).await?;
+        let summary = strata_coordinator::resolve_backup_for(
+            coordinator.repo(),
+            backup,
+            plan.recovery.as_ref(),
+        )
+        .await?;
+        let pending = coordinator.restore(&summary, plan, &local_actor()).await?;
+        Ok(Running {
+            updates: pending.operation().subscribe(),
+            outcome: Box::pin(pending.run()),
+        })
+    }
+
+    async fn finish(&self) {
+        if let Some(events) = self.events.get() {
+            events.flush(FLUSH).await;
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The request and response bodies of `/api/v1`, shared by the server's handlers, the
+//! OpenAPI document and the HTTP client, so the three cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+use strata_coordinator::cluster::RestorePlan;
+use strata_coordinator::config::RetentionConfig;
+use strata_coordinator::operation::OperationStatus;
+use strata_coordinator::verify_record::VerifyRecord;
+use strata_repo::summary::BackupSummary;
+
+/// The API's major version. A server and a client of the same major version understand
+/// each other's bodies; what one side added later is named in [`VersionInfo::features`].
+pub const API_VERSION: u32 = 1;
+
+/// Every feature a server of this build offers (see [`VersionInfo::features`]). A client
+/// checks a call's feature before making it, so an older server says clearly what it
+/// lacks instead of answering 404 to a path it never had.
+pub const FEATURES: &[&str] = &[
+    feature::BACKUPS,
+    feature::RESTORES,
+    feature::FILES,
+    feature::PIN,
+    feature::COPY,
+    feature::DRILL,
+    feature::VERIFY,
+    feature::CLEANUP,
+    feature::GC,
+    feature::REPAIR,
+    feature::WAL,
+    feature::OPERATIONS,
+    feature::SCHEDULES,
+    feature::AUDIT,
+    feature::STATUS,
+];
+
+/// The names of the API's features, one per group of routes.
+pub mod feature {
+    pub const BACKUPS: &str = "backups";
+    pub const RESTORES: &str = "restores";
+    pub const FILES: &str = "files";
+    pub const PIN: &str = "pin";
+    pub const COPY: &str = "copy";
+    pub const DRILL: &str = "drill";
+    pub const VERIFY: &str = "verify";
+    pub const CLEANUP: &str = "cleanup";
+    pub const GC: &str = "gc";
+    pub const REPAIR: &str = "repair";
+    pub const WAL: &str = "wal";
+    pub const OPERATIONS: &str = "operations";
+    pub const SCHEDULES: &str = "schedules";
+    pub const AUDIT: &str = "audit";
+    pub const STATUS: &str = "status";
+}
+
+/// `GET /api/v1/version`: what the server speaks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VersionInfo {
+    /// The API's major version ([`API_VERSION`]).
+    pub api: u32,
+    /// The server's strata version.
+    pub server: String,
+    /// The features the server offers.
+    pub features: Vec<String>,
+}
+
+impl VersionInfo {
+    /// What this build serves.
+    pub fn current() -> VersionInfo {
+        VersionInfo {
+            api: API_VERSION,
+            server: env!("CARGO_PKG_VERSION").into(),
+            features: FEATURES.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    /// What a server from before `/api/v1/version` existed offers: API 1 with the
+    /// features of that release, which are all of [`FEATURES`] at the time versions
+    /// were introduced.
+    pub fn before_negotiation() -> VersionInfo {
+        VersionInfo {
+            api: 1,
+            server: "0.1.0 (before version negotiation)".into(),
+            features: FEATURES.iter().map(|f| f.to_string()).collect(),
+        }
+    }
+
+    /// Whether the server offers `feature`.
+    pub fn offers(&self, feature: &str) -> bool {
+        self.features.iter().any(|f| f == feature)
+    }
+}
+
+/// The reply to a started operation.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Started {
+    pub operation: OperationStatus,
+}
+
+/// A backup as the API lists it: its summary, whether it is pinned, and its last
+/// verification.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BackupListing {
+    #[serde(flatten)]
+    pub summary: BackupSummary,
+    #[serde(default)]
+    pub pinned: bool,
+    /// The last verification, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<VerifyRecord>,
+}
+
+/// Paging of `GET /api/v1/backups` (oldest first, like `strata list`).
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    /// At most this many backups (default: all).
+    #[param(minimum = 0)]
+    pub limit: Option<u32>,
+    /// Skip this many first.
+    #[param(minimum = 0)]
+    pub offset: Option<u32>,
+}
+
+/// `POST /api/v1/restores`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RestoreBody {
+    /// Backup name, unique prefix, or `latest`.
+    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
+    pub backup: String,
+    #[serde(flatten)]
+    pub plan: RestorePlan,
+}
+
+/// `POST /api/v1/verify`.
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyBody {
+    /// One backup (name, prefix or `latest`); all when absent.
+    #[serde(default)]
+    pub backup: Option<String>,
+    /// Read and check every blob.
+    #[serde(default)]
+    pub read_data: bool,
+    /// Read this percentage of the packs (0 < p <= 100), a different choice each run.
+    #[serde(default)]
+    pub read_data_subset: Option<f64>,
+}
+
+/// `POST /api/v1/cleanup`.
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CleanupBody {
+    /// Show what would be kept and removed; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// A policy instead of the server's `[retention]`.
+    #[serde(default)]
+    pub policy: Option<RetentionConfig>,
+}
+
+/// `POST /api/v1/gc`.
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GcBody {
+    /// Report what would be deleted; delete nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /api/v1/repair/index` and `POST /api/v1/repair/backups`.
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RepairBody {
+    /// Report what would be done; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `GET /api/v1/backups/{name}/files`: which entries, and which page of them.
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FilesQuery {
+    /// Only this node (default: every node).
+    pub node: Option<String>,
+    /// Only entries at or below this path (`base/16384`).
+    pub path: Option<String>,
+    /// At most this many entries (default and maximum 10000).
+    #[param(minimum = 0, maximum = 10000)]
+    pub limit: Option<u32>,
+    /// Skip this many first.
+    #[param(minimum = 0)]
+    pub offset: Option<u64>,
+}
+
+/// Most entries one page of a file listing holds, so a node of millions of files never
+/// becomes one reply of hundreds of megabytes.
+pub const FILES_PAGE: usize = 10_000;
+
+/// `POST /api/v1/backups/{name}/copy`.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopyBody {
+    /// The target storage, by its name in the server's configuration.
+    pub to: String,
+}
+
+/// `GET /api/v1/audit`.
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// From this moment: RFC 3339 time, a date, or an age such as `2h` or `7d`.
+    pub since: Option<String>,
+    /// At most this many entries, the newest (default 1000).
+    #[param(minimum = 0)]
+    pub limit: Option<u32>,
+}
