@@ -191,7 +191,10 @@ pub fn path_regressions(before: &Paths, now: &Paths) -> Vec<String> {
         match now.get(path) {
             None => out.push(format!("removed: {path} (was {})", show(was))),
             Some(is) => {
-                let lost: Vec<&String> = was.iter().filter(|t| *t != "null" && !is.contains(*t)).collect();
+                let lost: Vec<&String> = was
+                    .iter()
+                    .filter(|t| *t != "null" && !is.contains(*t))
+                    .collect();
                 if !lost.is_empty() {
                     out.push(format!(
                         "type changed: {path} was {}, now {}",
@@ -221,7 +224,9 @@ fn walk(v: &Value, path: String, out: &mut Paths) {
         Value::Array(_) => "array",
         Value::Object(_) => "object",
     };
-    out.entry(path.clone()).or_default().insert(kind.to_string());
+    out.entry(path.clone())
+        .or_default()
+        .insert(kind.to_string());
     match v {
         Value::Array(items) => {
             for item in items {
@@ -271,7 +276,11 @@ pub fn openapi_lines(doc: &Value) -> BTreeSet<String> {
                 .flatten()
                 .chain(op["parameters"].as_array().into_iter().flatten());
             for p in params {
-                let required = if p["required"] == true { " required" } else { "" };
+                let required = if p["required"] == true {
+                    " required"
+                } else {
+                    ""
+                };
                 out.insert(format!(
                     "parameter {m} {path} {} {}: {}{required}",
                     p["in"].as_str().unwrap_or("?"),
@@ -280,7 +289,11 @@ pub fn openapi_lines(doc: &Value) -> BTreeSet<String> {
                 ));
             }
             if let Some(body) = op.get("requestBody") {
-                let required = if body["required"] == true { " required" } else { "" };
+                let required = if body["required"] == true {
+                    " required"
+                } else {
+                    ""
+                };
                 for (ct, media) in body["content"].as_object().into_iter().flatten() {
                     out.insert(format!(
                         "request {m} {path} {ct}: {}{required}",
@@ -318,7 +331,10 @@ pub fn openapi_lines(doc: &Value) -> BTreeSet<String> {
 fn schema_lines(at: &str, s: &Value, out: &mut BTreeSet<String>) {
     out.insert(format!("schema {at}: {}", type_of(s)));
     for r in s["required"].as_array().into_iter().flatten() {
-        out.insert(format!("schema {at} required {}", r.as_str().unwrap_or("?")));
+        out.insert(format!(
+            "schema {at} required {}",
+            r.as_str().unwrap_or("?")
+        ));
     }
     for e in s["enum"].as_array().into_iter().flatten() {
         out.insert(format!("schema {at} enum {e}"));
@@ -346,9 +362,17 @@ fn schema_lines(at: &str, s: &Value, out: &mut BTreeSet<String>) {
 fn is_structured(s: &Value) -> bool {
     s.is_object()
         && s.get("$ref").is_none()
-        && ["properties", "enum", "allOf", "oneOf", "anyOf", "items", "required"]
-            .iter()
-            .any(|k| s.get(*k).is_some_and(|v| !v.is_null()))
+        && [
+            "properties",
+            "enum",
+            "allOf",
+            "oneOf",
+            "anyOf",
+            "items",
+            "required",
+        ]
+        .iter()
+        .any(|k| s.get(*k).is_some_and(|v| !v.is_null()))
 }
 
 /// A schema's type in one word: the name a `$ref` points to, `array<T>`, `map<T>`,
@@ -366,7 +390,10 @@ fn type_of(s: &Value) -> String {
     }
     let mut types: Vec<String> = match &s["type"] {
         Value::String(t) => vec![t.clone()],
-        Value::Array(ts) => ts.iter().filter_map(|t| t.as_str().map(String::from)).collect(),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(|t| t.as_str().map(String::from))
+            .collect(),
         _ => Vec::new(),
     };
     types.sort();
@@ -411,7 +438,10 @@ pub fn parse_lines(text: &str) -> BTreeSet<String> {
 /// The golden lines `now` lacks, each with what took its place when a line with the same
 /// subject (the text before `: `) is there.
 pub fn line_regressions(before: &BTreeSet<String>, now: &BTreeSet<String>) -> Vec<String> {
-    let subject = |l: &str| l.rsplit_once(": ").map_or(l.to_string(), |(s, _)| s.to_string());
+    let subject = |l: &str| {
+        l.rsplit_once(": ")
+            .map_or(l.to_string(), |(s, _)| s.to_string())
+    };
     let mut out = Vec::new();
     for line in before.difference(now) {
         let s = subject(line);
