@@ -1,6 +1,7 @@
 //! The surface scripts and clients rely on, kept across refactors: every command with
 //! `--json` output runs on a fixed scenario, once in-process and once through a real
-//! `strata server` (`--server URL`), and the OpenAPI document of that server is read. Each
+//! `strata server` (`--server URL`); the `GET` routes of that server's API and its OpenAPI
+//! document are read too. Each
 //! output is reduced to its shape (key paths and JSON types, the exit code; see
 //! `common/shape.rs` for the rules) and compared with the golden files in
 //! `tests/fixtures/surface/`: every path of the golden must still be there with the same
@@ -127,9 +128,53 @@ struct Run<'a> {
     /// Backup names and paths replaced by placeholders in the recorded command lines.
     placeholders: Vec<(String, String)>,
     shapes: BTreeMap<String, CommandShape>,
+    /// The API's own replies (server transport only), by label.
+    api: BTreeMap<String, CommandShape>,
 }
 
 impl Run<'_> {
+    /// With a server: reads every `GET` route of the coordinator API that the scenario's
+    /// state gives an answer to, recording each reply's shape with its HTTP status in
+    /// place of an exit code. The CLI's `--server` mode is one client of these; scripts
+    /// and the dashboard are others.
+    fn api_reads(&mut self, backup: &str) {
+        let Some(url) = self.server.clone() else {
+            return;
+        };
+        let files = format!("/api/v1/backups/{backup}/files");
+        let routes = [
+            ("backups", "/api/v1/backups".to_string()),
+            ("backup", format!("/api/v1/backups/{backup}")),
+            ("backup-unknown", "/api/v1/backups/nosuch".to_string()),
+            ("files", files.clone()),
+            (
+                "files-page",
+                format!("{files}?node=db1&path=sub&limit=2&offset=1"),
+            ),
+            ("status", "/api/v1/status".to_string()),
+            ("operations", "/api/v1/operations".to_string()),
+            ("schedules", "/api/v1/schedules".to_string()),
+            ("audit", "/api/v1/audit?since=1d&limit=5".to_string()),
+            ("wal", "/api/v1/wal".to_string()),
+            ("check", "/api/v1/check".to_string()),
+            ("config", "/api/v1/config".to_string()),
+            ("no-token", "/api/v1/backups".to_string()),
+        ];
+        for (label, path) in routes {
+            let token = (label != "no-token").then_some(TOKEN);
+            let reply = http(&url, "GET", &path, token, "");
+            let mut line = format!("GET {path}");
+            for (value, name) in &self.placeholders {
+                line = line.replace(value.as_str(), name);
+            }
+            if token.is_none() {
+                line.push_str(" (no token)");
+            }
+            let shape = CommandShape::new(line, Some(i32::from(reply.status)), &reply.body, false);
+            self.api.insert(label.to_string(), shape);
+        }
+    }
+
     /// Runs `strata [--server URL] --json ARGS` within [`COMMAND_LIMIT`]; records its
     /// shape under `label` and returns its stdout.
     fn step(&mut self, label: &str, args: &[&str]) -> String {
@@ -293,6 +338,7 @@ fn scenario(run: &mut Run) {
     run.step("config-show", &["config", "show"]);
     run.step("config-default", &["config", "default"]);
     run.step("list-verified", &["list"]);
+    run.api_reads(&second);
 
     // The removing commands, last.
     run.step("cleanup", &["cleanup", "--keep-last", "1"]);
@@ -326,6 +372,7 @@ fn capture() -> (
         server: None,
         placeholders: Vec::new(),
         shapes: BTreeMap::new(),
+        api: BTreeMap::new(),
     };
     scenario(&mut run);
     for (label, shape) in run.shapes {
@@ -341,10 +388,14 @@ fn capture() -> (
         server: Some(server.url.clone()),
         placeholders: Vec::new(),
         shapes: BTreeMap::new(),
+        api: BTreeMap::new(),
     };
     scenario(&mut run);
     for (label, shape) in run.shapes {
         all.insert(format!("server/{label}"), shape);
+    }
+    for (label, shape) in run.api {
+        all.insert(format!("api/{label}"), shape);
     }
     let reply = http(&server.url, "GET", "/api/openapi.json", Some(TOKEN), "");
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -418,7 +469,7 @@ fn every_command_and_the_openapi_document_keep_their_shape() {
     let dir = golden_dir();
     if std::env::var_os("STRATA_SURFACE_CAPTURE").is_some_and(|v| v == "1") {
         let _ = fs::remove_dir_all(&dir);
-        for sub in ["local", "server"] {
+        for sub in ["local", "server", "api"] {
             fs::create_dir_all(dir.join(sub)).unwrap();
         }
         for (name, shape) in &shapes {
@@ -440,7 +491,7 @@ fn every_command_and_the_openapi_document_keep_their_shape() {
     // What this binary printed, beside the goldens, for a reader who wants to diff.
     let actual = Path::new(env!("CARGO_TARGET_TMPDIR")).join("surface-actual");
     let _ = fs::remove_dir_all(&actual);
-    for sub in ["local", "server"] {
+    for sub in ["local", "server", "api"] {
         fs::create_dir_all(actual.join(sub)).unwrap();
     }
     for (name, shape) in &shapes {
@@ -454,7 +505,7 @@ fn every_command_and_the_openapi_document_keep_their_shape() {
 
     let mut problems = Vec::new();
     let mut goldens = 0;
-    for sub in ["local", "server"] {
+    for sub in ["local", "server", "api"] {
         let entries = fs::read_dir(dir.join(sub))
             .unwrap_or_else(|e| panic!("no goldens in {}: {e}", dir.join(sub).display()));
         for entry in entries {
