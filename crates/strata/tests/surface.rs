@@ -1,9 +1,8 @@
 //! The surface scripts and clients rely on, kept across refactors: every command with
 //! `--json` output runs on a fixed scenario, once in-process and once through a real
 //! `strata server` (`--server URL`); the `GET` routes of that server's API and its OpenAPI
-//! document are read too. Each
-//! output is reduced to its shape (key paths and JSON types, the exit code; see
-//! `common/shape.rs` for the rules) and compared with the golden files in
+//! document are read too. Each output is reduced to its shape (key paths and JSON types,
+//! the exit code; see `common/shape.rs` for the rules) and compared with the golden files in
 //! `tests/fixtures/surface/`: every path of the golden must still be there with the same
 //! type; additions pass, removals and type changes fail, each named.
 //!
@@ -357,9 +356,9 @@ fn scenario(run: &mut Run) {
     run.step("delete-copied", &["delete", &second]);
 }
 
-/// Runs the scenario in-process and through a server on fresh sites; returns the shapes
-/// by file name (`local/LABEL`, `server/LABEL`, `openapi`) as golden-file text, plus the
-/// OpenAPI lines.
+/// Runs the scenario in-process and through a server, each on a fresh site; returns the
+/// shapes by golden file name (`local/LABEL`, `server/LABEL`, `api/LABEL`) and the
+/// OpenAPI document's lines.
 fn capture() -> (
     BTreeMap<String, CommandShape>,
     std::collections::BTreeSet<String>,
