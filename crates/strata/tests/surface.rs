@@ -266,10 +266,14 @@ impl Run<'_> {
                 Some(id) => {
                     let path = format!("/api/v1/operations/{id}");
                     let reply = http(url, "GET", &path, Some(TOKEN), "");
-                    reply.status == 200 && reply.json()["state"] != "running"
+                    if reply.status == 200 {
+                        reply.json()["state"] != "running"
+                    } else {
+                        self.names().len() >= count
+                    }
                 }
-                // A server that does not say which operation it started: wait for the
-                // backup to be listed.
+                // A server that does not say which operation it started (or does not
+                // know it by that id): wait for the backup to be listed.
                 None => self.names().len() >= count,
             },
         );
