@@ -115,11 +115,6 @@ impl Engine {
         &self.who
     }
 
-    /// The connection, for loading archives.
-    pub fn client(&mut self) -> &mut Client {
-        &mut self.client
-    }
-
     /// `strata tables setup`.
     pub async fn setup(&self) -> TablesResult<()> {
         self.catalog.setup(&self.client, &self.who).await
