@@ -77,8 +77,9 @@ impl Engine {
 
     /// Connects; the session runs in UTC (partition bounds print in it) with a lock
     /// timeout, so a step waiting behind a long query fails instead of blocking every
-    /// query that queues behind its lock. `who` defaults to the database user.
-    pub async fn connect(
+    /// query that queues behind its lock. `who` defaults to the database user. Private:
+    /// every front end opens an engine through [`Engine::open`].
+    async fn connect(
         dsn: &Dsn,
         schema: &str,
         who: Option<String>,
