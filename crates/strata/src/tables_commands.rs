@@ -55,21 +55,22 @@ fn rollup_args(o: RollupOptions) -> RollupArgs {
 }
 
 impl Context {
-    /// `[tables]` with the command line's `--db`, `--schema` and `--lock-timeout`.
+    /// The engine on `[tables]` with the command line's `--db`, `--schema` and
+    /// `--lock-timeout` applied, recording `--who`.
     async fn engine(&self, db: &TablesDb) -> Result<Engine, Failure> {
-        let tables =
-            self.sections
-                .tables
-                .overridden(db.db.clone(), db.schema.clone(), db.lock_timeout);
+        let section = &self.sections.tables;
+        let tables = section.overridden(db.db.clone(), db.schema.clone(), db.lock_timeout);
         Ok(Engine::open(&tables, db.who.clone()).await?)
     }
 
     /// The storage `--from` names (default: the default storage), for archives.
     fn archive_storage(&self, from: Option<String>) -> Result<(String, DynStore), Failure> {
         let name = from.unwrap_or_else(|| self.config.default_storage.clone());
-        Ok((name.clone(), (self.storages())(&name)?))
+        let store = self.storages()(&name)?;
+        Ok((name, store))
     }
 
+    /// The storages of the configuration by name, where archives go and come from.
     fn storages(&self) -> impl Fn(&str) -> Result<DynStore, TablesError> + Sync + '_ {
         strata_tables::named_storages(|name| Storage::open(&self.config, name).map(|s| s.store))
     }
