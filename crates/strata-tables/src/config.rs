@@ -32,6 +32,23 @@ impl Default for TablesConfig {
     }
 }
 
+impl TablesConfig {
+    /// This section with what a command line gives instead (`--db`, `--schema`,
+    /// `--lock-timeout`): each one given replaces its setting, the others stay.
+    pub fn overridden(
+        &self,
+        db: Option<String>,
+        schema: Option<String>,
+        lock_timeout_secs: Option<u64>,
+    ) -> TablesConfig {
+        TablesConfig {
+            db: db.or_else(|| self.db.clone()),
+            schema: schema.unwrap_or_else(|| self.schema.clone()),
+            lock_timeout_secs: lock_timeout_secs.unwrap_or(self.lock_timeout_secs),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -42,5 +59,21 @@ mod tests {
             toml::from_str(DEFAULT_SECTION).unwrap();
         assert_eq!(parsed["tables"], TablesConfig::default());
         assert_eq!(parsed.len(), 1);
+    }
+
+    #[test]
+    fn a_command_line_overrides_only_what_it_gives() {
+        let file = TablesConfig {
+            db: Some("dbname=file".into()),
+            schema: "file_schema".into(),
+            lock_timeout_secs: 7,
+        };
+        assert_eq!(file.overridden(None, None, None), file);
+        let given = file.overridden(Some("dbname=cli".into()), None, Some(3));
+        assert_eq!(given.db.as_deref(), Some("dbname=cli"));
+        assert_eq!(given.schema, "file_schema");
+        assert_eq!(given.lock_timeout_secs, 3);
+        let schema = TablesConfig::default().overridden(None, Some("s".into()), None);
+        assert_eq!((schema.db, schema.schema.as_str()), (None, "s"));
     }
 }

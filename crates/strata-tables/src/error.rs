@@ -9,6 +9,13 @@ pub enum TablesError {
     Connect(#[from] strata_pg::ConnectError),
     #[error(transparent)]
     Dsn(#[from] strata_pg::DsnError),
+    /// Neither the command line nor `[tables] db` names the database.
+    #[error("no database: give --db DSN, set STRATA_TABLES_DB or [tables] db (postgresql://user@host/db)")]
+    NoDatabase,
+    /// A storage of strata's configuration that an archive goes to or comes from could not
+    /// be opened (unknown name, bad location).
+    #[error("storage {name:?}: {why}")]
+    Storage { name: String, why: String },
     /// A statement failed; `what` says which step.
     #[error("{what}: {message}")]
     Db { what: String, message: String },
@@ -24,6 +31,9 @@ pub enum TablesError {
     MissingColumn { table: TableName, column: String },
     #[error("{0}")]
     Unsupported(String),
+    /// A `--cutoff` that is not a time.
+    #[error("{0}")]
+    Cutoff(String),
     #[error("no policy with id {0}")]
     NoSuchPolicy(i64),
     #[error(transparent)]
@@ -53,12 +63,15 @@ impl TablesError {
         matches!(
             self,
             TablesError::Dsn(_)
+                | TablesError::NoDatabase
+                | TablesError::Storage { .. }
                 | TablesError::NotSetUp { .. }
                 | TablesError::NeedsUpgrade { .. }
                 | TablesError::UnknownTable(_)
                 | TablesError::MissingColumn { .. }
                 | TablesError::Unsupported(_)
                 | TablesError::NoSuchPolicy(_)
+                | TablesError::Cutoff(_)
                 | TablesError::Spec(_)
                 | TablesError::Name(_)
                 | TablesError::Duration(_)
@@ -73,6 +86,19 @@ impl TablesError {
             message: strata_pg::error_message(err),
         }
     }
+}
+
+/// `err` and its causes on one line, `what: why: deeper why`, for messages that carry
+/// another layer's error as text.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Result alias of the engine.

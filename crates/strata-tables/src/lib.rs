@@ -22,10 +22,12 @@ mod error;
 pub mod name;
 pub mod plan;
 pub mod policy;
+pub mod policy_args;
 pub mod rollup;
 pub mod rollup_target;
 pub mod run;
 pub mod sql;
+pub mod text;
 
 pub use catalog::{Catalog, PolicyEdit, RollupEdit};
 pub use chrono;
@@ -33,17 +35,22 @@ pub use duration::Retention;
 pub use error::{TablesError, TablesResult};
 pub use name::TableName;
 pub use policy::{Action, ArchiveFormat, Policy, PolicySpec, TagFilter};
-pub use run::{RunReport, TableOutcome};
+pub use policy_args::{ActionArgs, PolicyArgs, PolicyEditArgs, RollupArgs, TtlArgs};
+pub use run::{named_storages, RunReport, TableOutcome};
 
+use archive::load_target::LoadOptions;
+use archive::LoadReport;
 use chrono::{DateTime, Utc};
+use config::TablesConfig;
 use plan::TablePlan;
 use strata_pg::{Client, Dsn};
+use strata_store::DynStore;
 
 /// The default schema of the policy tables.
 pub const DEFAULT_SCHEMA: &str = "strata";
 
 /// A connection to one database with its policy tables: what every `strata tables`
-/// command works through.
+/// command and every scheduled `tables` job works through ([`Engine::open`]).
 pub struct Engine {
     client: Client,
     catalog: Catalog,
@@ -59,10 +66,20 @@ pub struct PlannedTable {
 }
 
 impl Engine {
+    /// Connects to the database of `[tables]` (`db`, `schema`, `lock_timeout_secs`, with a
+    /// command line's choices already applied by [`TablesConfig::overridden`]): the one
+    /// way the CLI and the scheduler open an engine. `who` is recorded in the audit log.
+    pub async fn open(config: &TablesConfig, who: Option<String>) -> TablesResult<Engine> {
+        let text = config.db.as_deref().ok_or(TablesError::NoDatabase)?;
+        let dsn = Dsn::parse(text)?;
+        Engine::connect(&dsn, &config.schema, who, config.lock_timeout_secs).await
+    }
+
     /// Connects; the session runs in UTC (partition bounds print in it) with a lock
     /// timeout, so a step waiting behind a long query fails instead of blocking every
-    /// query that queues behind its lock. `who` defaults to the database user.
-    pub async fn connect(
+    /// query that queues behind its lock. `who` defaults to the database user. Private:
+    /// every front end opens an engine through [`Engine::open`].
+    async fn connect(
         dsn: &Dsn,
         schema: &str,
         who: Option<String>,
@@ -97,11 +114,6 @@ impl Engine {
 
     pub fn who(&self) -> &str {
         &self.who
-    }
-
-    /// The connection, for loading archives.
-    pub fn client(&mut self) -> &mut Client {
-        &mut self.client
     }
 
     /// `strata tables setup`.
@@ -256,6 +268,44 @@ impl Engine {
         Ok(out)
     }
 
+    /// `strata load`: loads an archive of `store` into `into` (see [`archive::load`]) and
+    /// records the load in the audit log. The audit log exists only after `tables setup`;
+    /// a load works without it.
+    pub async fn load_archive(
+        &mut self,
+        store: &DynStore,
+        archive: &str,
+        into: &TableName,
+        append: bool,
+    ) -> TablesResult<LoadReport> {
+        let options = LoadOptions { append };
+        let loaded = archive::load(&mut self.client, store, archive, into, options).await?;
+        let report = LoadReport {
+            archive: archive.to_string(),
+            created_partition: loaded.target.created_partition,
+            into: loaded.target.table.to_string(),
+            rows: loaded.rows,
+            asked: into.to_string(),
+        };
+        let audit = catalog::AuditEntry {
+            who: self.who.clone(),
+            what: "load".into(),
+            table: Some(report.into.clone()),
+            outcome: "ok".into(),
+            detail: format!(
+                "{} rows from {archive}{}{}",
+                report.rows,
+                report.recreated(),
+                if append { ", --append" } else { "" }
+            ),
+            ..Default::default()
+        };
+        match self.catalog.audit(&self.client, &audit).await {
+            Err(TablesError::NotSetUp { .. }) | Ok(()) => Ok(report),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Runs the matching policies at `cutoff`, recording the run and every step.
     pub async fn run(
         &mut self,
@@ -337,6 +387,33 @@ impl Engine {
     }
 }
 
+/// One scheduled `tables run` of job `job`: now, over the policies with every one of
+/// `tags`, on the database of `[tables]`, recorded as `scheduler:JOB`, with nothing
+/// watching. [`RunReport::job_result`] is the line the scheduler keeps.
+pub async fn run_scheduled(
+    config: &TablesConfig,
+    job: &str,
+    tags: &[String],
+    stores: run::StoreResolver<'_>,
+) -> TablesResult<RunReport> {
+    let mut engine = Engine::open(config, Some(format!("scheduler:{job}"))).await?;
+    let filter = TagFilter {
+        tags: tags.to_vec(),
+        any: false,
+    };
+    engine
+        .run(&filter, Utc::now(), false, stores, &run::Quiet)
+        .await
+}
+
+/// The cutoff of a plan or run: `text` read by [`parse_cutoff`], or now when absent.
+pub fn cutoff_or_now(text: Option<&str>) -> TablesResult<DateTime<Utc>> {
+    match text {
+        Some(text) => parse_cutoff(text).map_err(TablesError::Cutoff),
+        None => Ok(Utc::now()),
+    }
+}
+
 /// A `--cutoff`: RFC 3339 (`2026-01-01T00:00:00Z`), `2026-01-01 00:00:00[+00]` or a date
 /// (midnight UTC).
 pub fn parse_cutoff(text: &str) -> Result<DateTime<Utc>, String> {
@@ -366,6 +443,10 @@ mod tests {
             parse_cutoff("2026-01-01 12:00:00").unwrap().to_rfc3339(),
             "2026-01-01T12:00:00+00:00"
         );
+        let err = cutoff_or_now(Some("yesterday")).unwrap_err();
+        assert!(err.is_bad_input() && err.to_string().contains("unparsable cutoff"));
+        let before = Utc::now();
+        assert!(cutoff_or_now(None).unwrap() >= before);
         assert!(parse_cutoff("yesterday")
             .unwrap_err()
             .contains("2026-01-01"));

@@ -35,6 +35,20 @@ pub fn lock_key(oid: u32) -> i64 {
 /// Opens the storage an archive policy names.
 pub type StoreResolver<'a> = &'a (dyn Fn(&str) -> TablesResult<DynStore> + Sync);
 
+/// The archive storages of strata's configuration, opened by name through `open`: the
+/// application layer knows the configuration's storages, this crate does not. A storage
+/// that cannot be opened reads `storage "NAME": why`.
+pub fn named_storages<E: std::error::Error>(
+    open: impl Fn(&str) -> Result<DynStore, E> + Sync,
+) -> impl Fn(&str) -> TablesResult<DynStore> + Sync {
+    move |name| {
+        open(name).map_err(|e| TablesError::Storage {
+            name: name.to_string(),
+            why: crate::error::error_chain(&e),
+        })
+    }
+}
+
 /// How a table's run went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -97,6 +111,25 @@ impl RunReport {
         } else {
             "nothing to do"
         }
+    }
+}
+
+impl RunReport {
+    /// What a scheduled job records: `run ID: OUTCOME (N tables, M steps)`; an error when
+    /// the run failed, with the first table error after the line.
+    pub fn job_result(&self) -> Result<String, String> {
+        let steps: usize = self.tables.iter().map(|t| t.steps.len()).sum();
+        let line = format!(
+            "run {}: {} ({} tables, {steps} steps)",
+            self.run_id.unwrap_or_default(),
+            self.outcome(),
+            self.tables.len()
+        );
+        if self.outcome() != "failed" {
+            return Ok(line);
+        }
+        let first = self.tables.iter().find_map(|t| t.error.as_deref());
+        Err(format!("{line}; {}", first.unwrap_or_default()))
     }
 }
 

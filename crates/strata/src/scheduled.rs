@@ -10,7 +10,6 @@ use strata_coordinator::jobs::ClusterJobs;
 use strata_coordinator::schedule::JobRunner;
 use strata_coordinator::storage::Storage;
 use strata_tables::config::TablesConfig;
-use strata_tables::{Engine, TablesError, TagFilter};
 
 /// The scheduler's runner: cluster jobs when the server coordinates nodes, table retention
 /// when `[tables] db` is set.
@@ -62,53 +61,12 @@ impl ServerJobs {
         tables: &TablesConfig,
         job: &ScheduleConfig,
     ) -> Result<String, String> {
-        let text = tables.db.as_deref().ok_or("[tables] db is not set")?;
-        let dsn = strata_pg::Dsn::parse(text).map_err(|e| e.to_string())?;
-        let who = format!("scheduler:{}", job.name());
-        let chain = |e: TablesError| strata_coordinator::backup::error_chain(&e);
-        let mut engine = Engine::connect(&dsn, &tables.schema, Some(who), tables.lock_timeout_secs)
+        let stores =
+            strata_tables::named_storages(|name| Storage::open(config, name).map(|s| s.store));
+        let report = strata_tables::run_scheduled(tables, job.name(), &job.tags, &stores)
             .await
-            .map_err(chain)?;
-        let stores = |name: &str| {
-            Storage::open(config, name).map(|s| s.store).map_err(|e| {
-                TablesError::Unsupported(format!(
-                    "storage {name:?}: {}",
-                    strata_coordinator::backup::error_chain(&e)
-                ))
-            })
-        };
-        let filter = TagFilter {
-            tags: job.tags.clone(),
-            any: false,
-        };
-        let report = engine
-            .run(
-                &filter,
-                strata_tables::chrono::Utc::now(),
-                false,
-                &stores,
-                &strata_tables::run::Quiet,
-            )
-            .await
-            .map_err(chain)?;
-        let steps: usize = report.tables.iter().map(|t| t.steps.len()).sum();
-        let line = format!(
-            "run {}: {} ({} tables, {steps} steps)",
-            report.run_id.unwrap_or_default(),
-            report.outcome(),
-            report.tables.len()
-        );
-        match report.outcome() {
-            "failed" => {
-                let first = report
-                    .tables
-                    .iter()
-                    .find_map(|t| t.error.clone())
-                    .unwrap_or_default();
-                Err(format!("{line}; {first}"))
-            }
-            _ => Ok(line),
-        }
+            .map_err(|e| strata_coordinator::backup::error_chain(&e))?;
+        report.job_result()
     }
 }
 

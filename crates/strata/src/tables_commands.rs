@@ -1,16 +1,19 @@
-//! `strata tables ...`, `strata ttl` and `strata load`: table retention. Thin: parse the
-//! options, connect, call strata-tables, print.
+//! `strata tables ...`, `strata ttl` and `strata load`: table retention. Parse the options,
+//! call strata-tables (which opens the engine, reads policy options and runs the use
+//! cases), print.
 
-use crate::cli::{TablesCommand, TablesDb, TagArgs, TtlOptions};
+use crate::cli::{PolicyOptions, RollupOptions, TablesCommand, TablesDb, TagArgs, TtlOptions};
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
 use strata_coordinator::storage::Storage;
 use strata_store::DynStore;
-use strata_tables::plan::{Step, StepKind, TablePlan};
+use strata_tables::plan::{Step, TablePlan};
+use strata_tables::run::{RunObserver, StepResult};
+use strata_tables::text::{PLAN_COLUMNS, POLICY_COLUMNS};
 use strata_tables::{
-    Action, ArchiveFormat, Engine, PolicyEdit, PolicySpec, Retention, RollupEdit, TableName,
-    TableOutcome, TablesError, TagFilter,
+    cutoff_or_now, ActionArgs, Engine, PolicyArgs, PolicyEditArgs, PolicySpec, RollupArgs,
+    TableName, TableOutcome, TablesError, TagFilter, TtlArgs,
 };
 
 impl From<TablesError> for Failure {
@@ -24,23 +27,6 @@ impl From<TablesError> for Failure {
     }
 }
 
-fn usage(message: impl Into<String>) -> Failure {
-    Failure::new(code::USAGE, message)
-}
-
-/// A `--format`.
-fn archive_format(text: Option<String>) -> Result<Option<ArchiveFormat>, Failure> {
-    text.map(|text| {
-        ArchiveFormat::parse(&text).ok_or_else(|| {
-            usage(format!(
-                "unknown archive format {text:?}: use one of {}",
-                strata_tables::policy::FORMAT_NAMES
-            ))
-        })
-    })
-    .transpose()
-}
-
 fn filter(tags: TagArgs) -> TagFilter {
     TagFilter {
         tags: tags.tag,
@@ -48,53 +34,45 @@ fn filter(tags: TagArgs) -> TagFilter {
     }
 }
 
-fn cutoff(
-    text: Option<String>,
-) -> Result<strata_tables::chrono::DateTime<strata_tables::chrono::Utc>, Failure> {
-    match text {
-        Some(text) => strata_tables::parse_cutoff(&text).map_err(usage),
-        None => Ok(strata_tables::chrono::Utc::now()),
+fn action_args(o: PolicyOptions) -> ActionArgs {
+    ActionArgs {
+        tablespace: o.tablespace,
+        target: o.target,
+        archive_schema: o.archive_schema,
+        format: o.format,
+        keep: o.keep,
     }
 }
 
-/// The upper bound out of `FOR VALUES FROM (..) TO (..)`, for tables.
-fn upper_of(bound: &str) -> String {
-    match bound.rsplit_once(" TO (") {
-        Some((_, upper)) => upper.trim_end_matches(')').trim_matches('\'').to_string(),
-        None => bound.to_string(),
+fn rollup_args(o: RollupOptions) -> RollupArgs {
+    RollupArgs {
+        into: o.into,
+        bucket: o.bucket,
+        aggregate: o.aggregate,
+        group_by: o.group_by,
+        lookback: o.lookback,
     }
 }
 
 impl Context {
-    /// The schema of the policy tables: `--schema`, else `[tables] schema`.
-    fn tables_schema(&self, db: &TablesDb) -> String {
-        db.schema
-            .clone()
-            .unwrap_or_else(|| self.sections.tables.schema.clone())
-    }
-
+    /// The engine on `[tables]` with the command line's `--db`, `--schema` and
+    /// `--lock-timeout` applied, recording `--who`.
     async fn engine(&self, db: &TablesDb) -> Result<Engine, Failure> {
-        let text = db
-            .db
-            .clone()
-            .or_else(|| self.sections.tables.db.clone())
-            .ok_or_else(|| {
-                usage("no database: give --db DSN, set STRATA_TABLES_DB or [tables] db (postgresql://user@host/db)")
-            })?;
-        let dsn = strata_pg::Dsn::parse(&text).map_err(|e| usage(e.to_string()))?;
-        let lock_timeout = db
-            .lock_timeout
-            .unwrap_or(self.sections.tables.lock_timeout_secs);
-        Ok(Engine::connect(&dsn, &self.tables_schema(db), db.who.clone(), lock_timeout).await?)
+        let section = &self.sections.tables;
+        let tables = section.overridden(db.db.clone(), db.schema.clone(), db.lock_timeout);
+        Ok(Engine::open(&tables, db.who.clone()).await?)
     }
 
-    /// A storage of the configuration by name, for archives.
-    fn tables_store(&self, name: &str) -> Result<DynStore, TablesError> {
-        Storage::open(&self.config, name)
-            .map(|s| s.store)
-            .map_err(|e| {
-                TablesError::Unsupported(format!("storage {name:?}: {}", crate::failure::chain(&e)))
-            })
+    /// The storage `--from` names (default: the default storage), for archives.
+    fn archive_storage(&self, from: Option<String>) -> Result<(String, DynStore), Failure> {
+        let name = from.unwrap_or_else(|| self.config.default_storage.clone());
+        let store = self.storages()(&name)?;
+        Ok((name, store))
+    }
+
+    /// The storages of the configuration by name, where archives go and come from.
+    fn storages(&self) -> impl Fn(&str) -> Result<DynStore, TablesError> + Sync + '_ {
+        strata_tables::named_storages(|name| Storage::open(&self.config, name).map(|s| s.store))
     }
 
     /// `strata tables ...`.
@@ -106,10 +84,8 @@ impl Context {
         match command {
             TablesCommand::Setup => {
                 engine.setup().await?;
-                self.say(format!(
-                    "policy tables ready in schema {}",
-                    self.tables_schema(&db)
-                ));
+                let schema = engine.catalog().schema();
+                self.say(format!("policy tables ready in schema {schema}"));
                 Ok(0)
             }
             TablesCommand::Add {
@@ -122,26 +98,28 @@ impl Context {
                 rollup,
                 disabled,
             } => {
-                let action = Action::parse(&action).ok_or_else(|| {
-                    usage(format!(
-                        "unknown action {action:?}: use one of {}",
-                        strata_tables::policy::ACTION_NAMES
-                    ))
-                })?;
-                let table = TableName::parse(&table).map_err(|e| usage(e.to_string()))?;
-                let after = Retention::parse(&after).map_err(|e| usage(e.to_string()))?;
-                let mut spec = PolicySpec::new(table, column, action, after);
-                spec.tags = tag;
-                spec.tablespace = options.tablespace;
-                spec.target = options.target;
-                spec.archive_schema = options.archive_schema;
-                spec.archive_format = archive_format(options.format)?.unwrap_or_default();
-                spec.keep = options.keep.unwrap_or(1);
-                spec.enabled = !disabled;
-                spec.rollup = rollup_spec(action, *rollup)?;
-                self.add_policy(&engine, &spec).await
+                let spec = PolicyArgs {
+                    table,
+                    column,
+                    action,
+                    after,
+                    tags: tag,
+                    options: action_args(options),
+                    rollup: rollup_args(*rollup),
+                    disabled,
+                };
+                self.add_policy(&engine, &spec.spec()?).await
             }
-            TablesCommand::List { tags } => self.list_policies(&engine, &filter(tags)).await,
+            TablesCommand::List { tags } => {
+                let policies = engine.list(&filter(tags)).await?;
+                if self.global.json {
+                    print_json(&policies);
+                } else {
+                    let rows = policies.iter().map(|p| p.row()).collect();
+                    println!("{}", output::table(&POLICY_COLUMNS, rows, &[0, 7]));
+                }
+                Ok(0)
+            }
             TablesCommand::Edit {
                 id,
                 column,
@@ -154,43 +132,23 @@ impl Context {
                 enable,
                 disable,
             } => {
-                let edit = PolicyEdit {
-                    rollup: rollup_edit(*rollup)?,
-                    reset_watermark,
+                let edit = PolicyEditArgs {
                     column,
-                    after: after
-                        .map(|a| Retention::parse(&a))
-                        .transpose()
-                        .map_err(|e| usage(e.to_string()))?,
-                    tags: if clear_tags {
-                        Some(Vec::new())
-                    } else if tag.is_empty() {
-                        None
-                    } else {
-                        Some(tag)
-                    },
-                    tablespace: options.tablespace,
-                    archive_schema: options.archive_schema,
-                    target: options.target,
-                    archive_format: archive_format(options.format)?,
-                    keep: options.keep,
-                    enabled: if enable {
-                        Some(true)
-                    } else if disable {
-                        Some(false)
-                    } else {
-                        None
-                    },
+                    after,
+                    tags: tag,
+                    clear_tags,
+                    options: action_args(options),
+                    rollup: rollup_args(*rollup),
+                    reset_watermark,
+                    enable,
+                    disable,
                 };
-                let policy = engine.edit(id, &edit).await?;
+                let policy = engine.edit(id, &edit.edit()?).await?;
                 if self.global.json {
                     print_json(&policy);
                 } else {
-                    self.say(format!(
-                        "policy {}: {}",
-                        policy.id,
-                        strata_tables::catalog::describe_spec(&policy.spec)
-                    ));
+                    let spec = strata_tables::catalog::describe_spec(&policy.spec);
+                    self.say(format!("policy {}: {spec}", policy.id));
                 }
                 Ok(0)
             }
@@ -198,82 +156,64 @@ impl Context {
                 let removed = engine.remove(id, &filter(tags)).await?;
                 if self.global.json {
                     print_json(&removed);
-                } else {
-                    for policy in &removed {
-                        self.say(format!("removed policy {}", policy.id));
-                    }
-                    if removed.is_empty() {
-                        self.say("no policy matched");
-                    }
+                }
+                for policy in &removed {
+                    self.say(format!("removed policy {}", policy.id));
+                }
+                if removed.is_empty() {
+                    self.say("no policy matched");
                 }
                 Ok(0)
             }
-            TablesCommand::Plan { tags, cutoff: at } => {
-                let at = cutoff(at)?;
-                let plans = engine.plan(&filter(tags), at).await?;
+            TablesCommand::Plan { tags, cutoff } => {
+                let plans = engine
+                    .plan(&filter(tags), cutoff_or_now(cutoff.as_deref())?)
+                    .await?;
                 if self.global.json {
                     print_json(&plans);
                 }
-                let mut failed = false;
-                for planned in &plans {
+                for planned in plans.iter().filter(|_| !self.global.json) {
                     if let Some(error) = &planned.error {
-                        failed = true;
-                        if !self.global.json {
-                            eprintln!("strata: error: {}: {error}", planned.table);
-                        }
+                        eprintln!("strata: error: {}: {error}", planned.table);
                     }
-                    if let Some(plan) = &planned.plan {
-                        failed |= !plan.problems.is_empty();
-                        if !self.global.json {
-                            self.print_plan(plan);
-                        }
-                    }
+                    planned.plan.iter().for_each(|plan| self.print_plan(plan));
                 }
                 if plans.is_empty() {
                     self.say("no policy matched");
                 }
+                let failed = plans.iter().any(|p| p.failed());
                 Ok(if failed { code::FAILED } else { 0 })
             }
             TablesCommand::Run {
                 tags,
-                cutoff: at,
+                cutoff,
                 dry_run,
             } => {
-                let at = cutoff(at)?;
-                let resolver = |name: &str| self.tables_store(name);
-                let progress = StepProgress::new(!self.global.json && !self.global.quiet);
+                let (at, stores) = (cutoff_or_now(cutoff.as_deref())?, self.storages());
+                let progress = StepProgress::new(self.interactive());
                 let report = engine
-                    .run(&filter(tags), at, dry_run, &resolver, &progress)
+                    .run(&filter(tags), at, dry_run, &stores, &progress)
                     .await?;
                 drop(progress);
                 if self.global.json {
                     print_json(&report);
-                } else {
-                    for table in &report.tables {
-                        if let Some(plan) = &table.plan {
-                            if table.outcome == TableOutcome::DryRun {
-                                self.print_plan(plan);
-                            }
-                        }
-                        if let Some(error) = &table.error {
-                            eprintln!(
-                                "strata: {}: {error}",
-                                if table.outcome == TableOutcome::Busy {
-                                    "warning"
-                                } else {
-                                    "error"
-                                }
-                            );
-                        } else if table.outcome == TableOutcome::NothingToDo {
-                            self.say(format!("{}: nothing has expired", table.table));
-                        }
-                    }
-                    self.say(format!(
-                        "run {}: {}",
-                        report.run_id.unwrap_or_default(),
-                        report.outcome()
-                    ));
                 }
+                for table in report.tables.iter().filter(|_| !self.global.json) {
+                    if let (Some(plan), TableOutcome::DryRun) = (&table.plan, table.outcome) {
+                        self.print_plan(plan);
+                    }
+                    let level = match table.outcome {
+                        TableOutcome::Busy => "warning",
+                        _ => "error",
+                    };
+                    if let Some(error) = &table.error {
+                        eprintln!("strata: {level}: {error}");
+                    } else if table.outcome == TableOutcome::NothingToDo {
+                        self.say(format!("{}: nothing has expired", table.table));
+                    }
+                }
+                let run_id = report.run_id.unwrap_or_default();
+                self.say(format!("run {run_id}: {}", report.outcome()));
                 Ok(if report.any(TableOutcome::Failed) {
                     code::FAILED
                 } else if report.any(TableOutcome::Busy) {
@@ -290,66 +230,13 @@ impl Context {
         let id = engine.add(spec).await?;
         if self.global.json {
             print_json(&serde_json::json!({ "id": id }));
-        } else {
-            self.say(format!(
-                "policy {id}: {}",
-                strata_tables::catalog::describe_spec(spec)
-            ));
         }
+        let text = strata_tables::catalog::describe_spec(spec);
+        self.say(format!("policy {id}: {text}"));
         Ok(0)
     }
 
-    async fn list_policies(&self, engine: &Engine, filter: &TagFilter) -> CommandResult {
-        let policies = engine.list(filter).await?;
-        if self.global.json {
-            print_json(&policies);
-            return Ok(0);
-        }
-        let rows = policies
-            .iter()
-            .map(|p| {
-                let s = &p.spec;
-                let arg = s
-                    .tablespace
-                    .as_ref()
-                    .or(s.target.as_ref())
-                    .or(s.archive_schema.as_ref())
-                    .cloned()
-                    .unwrap_or_default();
-                let format = if s.action == Action::Archive {
-                    s.archive_format.to_string()
-                } else {
-                    String::new()
-                };
-                vec![
-                    p.id.to_string(),
-                    s.table.to_string(),
-                    s.column.clone(),
-                    s.action.to_string(),
-                    arg,
-                    format,
-                    s.after.to_string(),
-                    s.keep.to_string(),
-                    s.tags.join(","),
-                    if s.enabled { "yes" } else { "no" }.into(),
-                    p.created_by.clone(),
-                ]
-            })
-            .collect();
-        println!(
-            "{}",
-            output::table(
-                &[
-                    "id", "table", "column", "action", "to", "format", "after", "keep", "tags",
-                    "enabled", "by"
-                ],
-                rows,
-                &[0, 7]
-            )
-        );
-        Ok(0)
-    }
-
+    /// A plan's problems and notes on stderr, its steps and kept partitions as a table.
     fn print_plan(&self, plan: &TablePlan) {
         if self.global.quiet {
             return;
@@ -366,88 +253,13 @@ impl Context {
             }
             return;
         }
-        let describe = |step: &Step| match &step.kind {
-            StepKind::DropPartition => "detach and drop".to_string(),
-            StepKind::DetachPartition { schema: Some(s) } => format!("detach to schema {s}"),
-            StepKind::DetachPartition { schema: None } => "detach".to_string(),
-            StepKind::MoveTablespace { tablespace } => format!("move to tablespace {tablespace}"),
-            StepKind::ArchivePartition { target, format } => {
-                format!("archive to {target} as {format}, drop")
-            }
-            StepKind::DeleteRows { column, before } => match step.rows_estimate {
-                Some(rows) => {
-                    format!("delete rows with {column} < {before} (about {rows} rows: an estimate)")
-                }
-                None => format!("delete rows with {column} < {before}"),
-            },
-            StepKind::Rollup { into, from, to } => format!(
-                "roll up into {into}: {} to {to}",
-                from.as_deref().unwrap_or("first row")
-            ),
-        };
-        let mut rows: Vec<Vec<String>> = plan
-            .steps
-            .iter()
-            .map(|s| {
-                vec![
-                    plan.table.clone(),
-                    s.policy_id.to_string(),
-                    s.action.to_string(),
-                    s.partition.clone().unwrap_or_else(|| "(rows)".into()),
-                    s.bound.as_deref().map(upper_of).unwrap_or_default(),
-                    s.bytes
-                        .map(|b| {
-                            let size = output::size(b.max(0) as u64);
-                            if s.rows_estimate.is_some() {
-                                format!("~{size}")
-                            } else {
-                                size
-                            }
-                        })
-                        .unwrap_or_default(),
-                    describe(s),
-                ]
-            })
-            .collect();
-        rows.extend(plan.kept.iter().map(|k| {
-            vec![
-                plan.table.clone(),
-                k.policy_id.to_string(),
-                "keep".into(),
-                k.partition.clone(),
-                String::new(),
-                String::new(),
-                k.reason.clone(),
-            ]
-        }));
-        // Partitions only: a row delete's size is an estimate, shown on its line.
-        let total: i64 = plan
-            .steps
-            .iter()
-            .filter(|s| s.rows_estimate.is_none())
-            .filter_map(|s| s.bytes)
-            .sum();
+        let rows = plan.rows(output::size);
+        println!("{}", output::table(&PLAN_COLUMNS, rows, &[1, 5]));
+        let total = output::size(plan.partition_bytes());
+        let steps = plan.steps.len();
         println!(
-            "{}",
-            output::table(
-                &[
-                    "table",
-                    "policy",
-                    "action",
-                    "partition",
-                    "upper bound",
-                    "size",
-                    "what"
-                ],
-                rows,
-                &[1, 5]
-            )
-        );
-        println!(
-            "{}: {} step(s), {} in partitions acted on",
-            plan.table,
-            plan.steps.len(),
-            output::size(total.max(0) as u64)
+            "{}: {steps} step(s), {total} in partitions acted on",
+            plan.table
         );
     }
 
@@ -461,19 +273,16 @@ impl Context {
         tags: Vec<String>,
         options: TtlOptions,
     ) -> CommandResult {
-        let mut spec =
-            PolicySpec::from_ttl(table_column, action, after).map_err(|e| usage(e.to_string()))?;
-        spec.tags = tags;
-        spec.keep = options.keep.unwrap_or(1);
-        spec.archive_format = archive_format(options.format)?.unwrap_or_default();
-        let engine = self.engine(&db).await?;
-        self.add_policy(&engine, &spec).await
-    }
-
-    fn storage_named(&self, from: Option<String>) -> Result<(String, DynStore), Failure> {
-        let name = from.unwrap_or_else(|| self.config.default_storage.clone());
-        let store = self.tables_store(&name).map_err(|e| usage(e.to_string()))?;
-        Ok((name, store))
+        let spec = TtlArgs {
+            table_column: table_column.into(),
+            action: action.into(),
+            after: after.into(),
+            tags,
+            keep: options.keep,
+            format: options.format,
+        };
+        let spec = spec.spec()?;
+        self.add_policy(&self.engine(&db).await?, &spec).await
     }
 
     /// `strata load ARCHIVE --into S.T`.
@@ -485,159 +294,32 @@ impl Context {
         from: Option<String>,
         append: bool,
     ) -> CommandResult {
-        let into = TableName::parse(into).map_err(|e| usage(e.to_string()))?;
-        let (_, store) = self.storage_named(from)?;
+        let into = TableName::parse(into).map_err(TablesError::from)?;
+        let (_, store) = self.archive_storage(from)?;
         let mut engine = self.engine(&db).await?;
-        let loaded = strata_tables::archive::load(
-            engine.client(),
-            &store,
-            archive,
-            &into,
-            strata_tables::archive::load_target::LoadOptions { append },
-        )
-        .await?;
-        let rows = loaded.rows;
-        let target = &loaded.target;
-        let created = if target.created_partition {
-            format!(" (partition {} of {into} recreated)", target.table)
-        } else {
-            String::new()
-        };
-        let audit = strata_tables::catalog::AuditEntry {
-            who: engine.who().to_string(),
-            what: "load".into(),
-            table: Some(target.table.to_string()),
-            outcome: "ok".into(),
-            detail: format!(
-                "{rows} rows from {archive}{created}{}",
-                if append { ", --append" } else { "" }
-            ),
-            ..Default::default()
-        };
-        // The audit log is there only after `tables setup`; a load works without it.
-        let client = engine.client();
-        if let Err(err) = engine_audit(&self.tables_schema(&db), client, &audit).await {
-            if !matches!(err, TablesError::NotSetUp { .. }) {
-                return Err(err.into());
-            }
-        }
+        let loaded = engine.load_archive(&store, archive, &into, append).await?;
         if self.global.json {
-            print_json(&serde_json::json!({
-                "rows": rows,
-                "into": target.table.to_string(),
-                "created_partition": target.created_partition,
-                "archive": archive,
-            }));
-        } else {
-            self.say(format!("loaded {rows} rows into {}{created}", target.table));
+            print_json(&loaded);
         }
+        let (rows, table, recreated) = (loaded.rows, &loaded.into, loaded.recreated());
+        self.say(format!("loaded {rows} rows into {table}{recreated}"));
         Ok(0)
     }
 
     /// `strata tables archives [--from STORAGE]`.
     async fn archives(&self, from: Option<String>) -> CommandResult {
-        let (name, store) = self.storage_named(from)?;
+        let (name, store) = self.archive_storage(from)?;
         let archives = strata_tables::archive::list_archives(&store).await?;
         if self.global.json {
             print_json(&archives);
         } else {
-            for archive in &archives {
-                println!("{archive}");
-            }
-            if archives.is_empty() {
-                self.say(format!("no table archives in storage {name}"));
-            }
+            archives.iter().for_each(|archive| println!("{archive}"));
+        }
+        if archives.is_empty() {
+            self.say(format!("no table archives in storage {name}"));
         }
         Ok(0)
     }
-}
-
-async fn engine_audit(
-    schema: &str,
-    client: &strata_pg::Client,
-    entry: &strata_tables::catalog::AuditEntry,
-) -> Result<(), TablesError> {
-    strata_tables::Catalog::new(schema)
-        .audit(client, entry)
-        .await
-}
-
-/// A duration option of a rollup in seconds (`INF` refused).
-fn rollup_seconds(what: &str, text: &Option<String>) -> Result<Option<i64>, Failure> {
-    match text {
-        None => Ok(None),
-        Some(text) => match Retention::parse(text).map_err(|e| usage(e.to_string()))? {
-            Retention::After(s) => Ok(Some(s)),
-            Retention::Forever => Err(usage(format!("--{what} cannot be INF"))),
-        },
-    }
-}
-
-/// The rollup changes of `tables edit`: only what is given.
-fn rollup_edit(options: crate::cli::RollupOptions) -> Result<RollupEdit, Failure> {
-    Ok(RollupEdit {
-        into: options
-            .into
-            .as_deref()
-            .map(TableName::parse)
-            .transpose()
-            .map_err(|e| usage(e.to_string()))?,
-        bucket_secs: rollup_seconds("bucket", &options.bucket)?,
-        lookback_secs: rollup_seconds("lookback", &options.lookback)?,
-        group_by: (!options.group_by.is_empty()).then(|| {
-            options
-                .group_by
-                .into_iter()
-                .filter(|c| !c.trim().is_empty())
-                .collect()
-        }),
-        aggregates: if options.aggregate.is_empty() {
-            None
-        } else {
-            Some(
-                options
-                    .aggregate
-                    .iter()
-                    .map(|a| strata_tables::rollup::Aggregate::parse(a).map_err(usage))
-                    .collect::<Result<Vec<_>, _>>()?,
-            )
-        },
-    })
-}
-
-/// The rollup of `tables add`, when the action is downsample or a rollup option is given
-/// (the policy's validation then says what does not fit).
-fn rollup_spec(
-    action: Action,
-    options: crate::cli::RollupOptions,
-) -> Result<Option<strata_tables::rollup::Rollup>, Failure> {
-    let given = options.into.is_some()
-        || options.bucket.is_some()
-        || !options.aggregate.is_empty()
-        || !options.group_by.is_empty()
-        || options.lookback.is_some();
-    if action != Action::Downsample && !given {
-        return Ok(None);
-    }
-    let into = options
-        .into
-        .as_deref()
-        .ok_or_else(|| usage("downsample needs --into SCHEMA.TABLE (the rollup table)"))?;
-    let into = TableName::parse(into).map_err(|e| usage(e.to_string()))?;
-    let bucket = rollup_seconds("bucket", &options.bucket)?
-        .ok_or_else(|| usage("downsample needs --bucket DURATION (e.g. 1h)"))?;
-    let aggregates = options
-        .aggregate
-        .iter()
-        .map(|a| strata_tables::rollup::Aggregate::parse(a).map_err(usage))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(strata_tables::rollup::Rollup {
-        into,
-        bucket_secs: bucket,
-        lookback_secs: rollup_seconds("lookback", &options.lookback)?.unwrap_or(bucket),
-        group_by: options.group_by,
-        aggregates,
-    }))
 }
 
 /// Prints each step of a run as it ends (not only when the whole run is over), with a
@@ -650,45 +332,40 @@ struct StepProgress {
 
 impl StepProgress {
     fn new(enabled: bool) -> StepProgress {
-        StepProgress {
-            enabled,
-            spinner: std::sync::Mutex::new(None),
-        }
+        let spinner = std::sync::Mutex::new(None);
+        StepProgress { enabled, spinner }
     }
 }
 
-impl strata_tables::run::RunObserver for StepProgress {
+impl RunObserver for StepProgress {
     fn step_started(&self, table: &str, step: &Step) {
         use std::io::IsTerminal;
         if !self.enabled || !std::io::stderr().is_terminal() {
             return;
         }
         let spinner = indicatif::ProgressBar::new_spinner();
-        spinner.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
-                .expect("valid template"),
-        );
+        let style = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})");
+        spinner.set_style(style.expect("valid template"));
         let size = step
             .bytes
-            .map(|b| format!(", {}", output::size(b.max(0) as u64)))
-            .unwrap_or_default();
-        spinner.set_message(format!("{table} {} {}{size}", step.action, step.object()));
+            .map(|b| format!(", {}", output::size(b.max(0) as u64)));
+        let (action, object) = (step.action, step.object());
+        spinner.set_message(format!(
+            "{table} {action} {object}{}",
+            size.unwrap_or_default()
+        ));
         spinner.enable_steady_tick(std::time::Duration::from_millis(120));
         *self.spinner.lock().unwrap() = Some(spinner);
     }
 
-    fn step_finished(&self, table: &str, result: &strata_tables::run::StepResult) {
+    fn step_finished(&self, table: &str, result: &StepResult) {
         if let Some(spinner) = self.spinner.lock().unwrap().take() {
             spinner.finish_and_clear();
         }
         if self.enabled {
-            println!(
-                "{table} {} {}: {} ({})",
-                result.step.action,
-                result.step.object(),
-                result.outcome,
-                result.detail
-            );
+            let (step, outcome, detail) = (&result.step, &result.outcome, &result.detail);
+            let (action, object) = (step.action, step.object());
+            println!("{table} {action} {object}: {outcome} ({detail})");
         }
     }
 }

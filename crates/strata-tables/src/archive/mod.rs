@@ -808,6 +808,32 @@ pub struct Loaded {
     pub target: load_target::Target,
 }
 
+/// What `strata load` reports: the archive, how many rows went where, and whether the
+/// archived partition was recreated under the table asked for. Its JSON is the `--json`
+/// output of `strata load` (fields in this order).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadReport {
+    pub archive: String,
+    pub created_partition: bool,
+    /// The table the rows went into: the one asked for, or its recreated partition.
+    pub into: String,
+    pub rows: u64,
+    /// The table asked for (`--into`).
+    #[serde(skip)]
+    pub asked: String,
+}
+
+impl LoadReport {
+    /// ` (partition P of T recreated)` when the load recreated the partition, else empty.
+    pub fn recreated(&self) -> String {
+        if self.created_partition {
+            format!(" (partition {} of {} recreated)", self.into, self.asked)
+        } else {
+            String::new()
+        }
+    }
+}
+
 /// Loads an archive into `into` (which must have the archived columns) with COPY, in one
 /// transaction: a damaged archive loads nothing. Into a partitioned table, the partition
 /// of the archived range is recreated when absent; a target that already holds rows of

@@ -1,0 +1,390 @@
+//! A policy as a front end receives it: words, not yet checked. Read here, once, so
+//! `tables add`, `tables edit`, `ttl` and any later front end parse options the same way
+//! and refuse bad ones with the same one-line errors (every one
+//! [`TablesError::is_bad_input`]). The first mistake is the one reported, in the order the
+//! fields are listed.
+
+use crate::catalog::{PolicyEdit, RollupEdit};
+use crate::duration::Retention;
+use crate::error::{TablesError, TablesResult};
+use crate::name::TableName;
+use crate::policy::{Action, ArchiveFormat, PolicySpec, SpecError, ACTION_NAMES, FORMAT_NAMES};
+use crate::rollup::{Aggregate, Rollup};
+
+/// The options of an action, the same for add and edit (where an empty value clears one).
+#[derive(Debug, Clone, Default)]
+pub struct ActionArgs {
+    pub tablespace: Option<String>,
+    pub target: Option<String>,
+    pub archive_schema: Option<String>,
+    /// `csv` or `parquet`.
+    pub format: Option<String>,
+    pub keep: Option<u32>,
+}
+
+/// How a downsample policy aggregates, as given: durations as text (`1h`), aggregates as
+/// `FUNC:COLUMN[=INTO]`.
+#[derive(Debug, Clone, Default)]
+pub struct RollupArgs {
+    pub into: Option<String>,
+    pub bucket: Option<String>,
+    pub aggregate: Vec<String>,
+    pub group_by: Vec<String>,
+    pub lookback: Option<String>,
+}
+
+/// A new policy (`tables add`).
+#[derive(Debug, Clone, Default)]
+pub struct PolicyArgs {
+    pub table: String,
+    pub column: String,
+    pub action: String,
+    pub after: String,
+    pub tags: Vec<String>,
+    pub options: ActionArgs,
+    pub rollup: RollupArgs,
+    pub disabled: bool,
+}
+
+/// A change to a policy (`tables edit`): what is absent stays.
+#[derive(Debug, Clone, Default)]
+pub struct PolicyEditArgs {
+    pub column: Option<String>,
+    pub after: Option<String>,
+    /// Replace the tags (none given: keep them).
+    pub tags: Vec<String>,
+    pub clear_tags: bool,
+    pub options: ActionArgs,
+    pub rollup: RollupArgs,
+    pub reset_watermark: bool,
+    pub enable: bool,
+    pub disable: bool,
+}
+
+/// The `ttl` shortcut: `SCHEMA.TABLE:COLUMN ACTION[:ARG] DURATION` and its options.
+#[derive(Debug, Clone, Default)]
+pub struct TtlArgs {
+    pub table_column: String,
+    pub action: String,
+    pub after: String,
+    pub tags: Vec<String>,
+    pub keep: Option<u32>,
+    pub format: Option<String>,
+}
+
+fn refuse(message: String) -> TablesError {
+    TablesError::Spec(SpecError(message))
+}
+
+/// A `--format`.
+fn archive_format(text: Option<String>) -> TablesResult<Option<ArchiveFormat>> {
+    text.map(|text| {
+        ArchiveFormat::parse(&text).ok_or_else(|| {
+            refuse(format!(
+                "unknown archive format {text:?}: use one of {FORMAT_NAMES}"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// A duration option of a rollup in seconds (`INF` refused: a bucket has a width).
+fn rollup_seconds(what: &str, text: &Option<String>) -> TablesResult<Option<i64>> {
+    match text {
+        None => Ok(None),
+        Some(text) => match Retention::parse(text)? {
+            Retention::After(s) => Ok(Some(s)),
+            Retention::Forever => Err(refuse(format!("--{what} cannot be INF"))),
+        },
+    }
+}
+
+fn aggregates(texts: &[String]) -> TablesResult<Vec<Aggregate>> {
+    texts
+        .iter()
+        .map(|a| Aggregate::parse(a).map_err(refuse))
+        .collect()
+}
+
+impl PolicyArgs {
+    /// The policy these words describe; [`crate::Engine::add`] then checks it against
+    /// its table.
+    pub fn spec(self) -> TablesResult<PolicySpec> {
+        let action = Action::parse(&self.action).ok_or_else(|| {
+            refuse(format!(
+                "unknown action {:?}: use one of {ACTION_NAMES}",
+                self.action
+            ))
+        })?;
+        let table = TableName::parse(&self.table)?;
+        let after = Retention::parse(&self.after)?;
+        let mut spec = PolicySpec::new(table, self.column, action, after);
+        spec.tags = self.tags;
+        spec.tablespace = self.options.tablespace;
+        spec.target = self.options.target;
+        spec.archive_schema = self.options.archive_schema;
+        spec.archive_format = archive_format(self.options.format)?.unwrap_or_default();
+        spec.keep = self.options.keep.unwrap_or(1);
+        spec.enabled = !self.disabled;
+        spec.rollup = self.rollup.rollup(action)?;
+        Ok(spec)
+    }
+}
+
+impl RollupArgs {
+    fn given(&self) -> bool {
+        self.into.is_some()
+            || self.bucket.is_some()
+            || !self.aggregate.is_empty()
+            || !self.group_by.is_empty()
+            || self.lookback.is_some()
+    }
+
+    /// The rollup of a new policy: when the action is downsample or an option is given (the
+    /// policy's validation then says what does not fit). The lookback defaults to one
+    /// bucket.
+    fn rollup(self, action: Action) -> TablesResult<Option<Rollup>> {
+        if action != Action::Downsample && !self.given() {
+            return Ok(None);
+        }
+        let into = self.into.as_deref().ok_or_else(|| {
+            refuse("downsample needs --into SCHEMA.TABLE (the rollup table)".into())
+        })?;
+        let into = TableName::parse(into)?;
+        let bucket = rollup_seconds("bucket", &self.bucket)?
+            .ok_or_else(|| refuse("downsample needs --bucket DURATION (e.g. 1h)".into()))?;
+        let aggregates = aggregates(&self.aggregate)?;
+        Ok(Some(Rollup {
+            into,
+            bucket_secs: bucket,
+            lookback_secs: rollup_seconds("lookback", &self.lookback)?.unwrap_or(bucket),
+            group_by: self.group_by,
+            aggregates,
+        }))
+    }
+
+    /// The rollup changes of an edit: only what is given. Blank `--group-by` entries are
+    /// dropped, so `--group-by ''` means no grouping.
+    fn edit(self) -> TablesResult<RollupEdit> {
+        Ok(RollupEdit {
+            into: self.into.as_deref().map(TableName::parse).transpose()?,
+            bucket_secs: rollup_seconds("bucket", &self.bucket)?,
+            lookback_secs: rollup_seconds("lookback", &self.lookback)?,
+            group_by: (!self.group_by.is_empty()).then(|| {
+                self.group_by
+                    .into_iter()
+                    .filter(|c| !c.trim().is_empty())
+                    .collect()
+            }),
+            aggregates: if self.aggregate.is_empty() {
+                None
+            } else {
+                Some(aggregates(&self.aggregate)?)
+            },
+        })
+    }
+}
+
+impl PolicyEditArgs {
+    /// The edit these words describe; [`crate::Engine::edit`] applies and checks it.
+    pub fn edit(self) -> TablesResult<PolicyEdit> {
+        let rollup = self.rollup.edit()?;
+        let after = self.after.as_deref().map(Retention::parse).transpose()?;
+        let tags = if self.clear_tags {
+            Some(Vec::new())
+        } else {
+            (!self.tags.is_empty()).then_some(self.tags)
+        };
+        let archive_format = archive_format(self.options.format)?;
+        let enabled = match (self.enable, self.disable) {
+            (true, _) => Some(true),
+            (false, true) => Some(false),
+            (false, false) => None,
+        };
+        Ok(PolicyEdit {
+            column: self.column,
+            after,
+            tags,
+            tablespace: self.options.tablespace,
+            archive_schema: self.options.archive_schema,
+            target: self.options.target,
+            archive_format,
+            keep: self.options.keep,
+            enabled,
+            rollup,
+            reset_watermark: self.reset_watermark,
+        })
+    }
+}
+
+impl TtlArgs {
+    /// The policy of a `ttl` line (see [`PolicySpec::from_ttl`]), keeping one partition
+    /// unless told otherwise.
+    pub fn spec(self) -> TablesResult<PolicySpec> {
+        let mut spec = PolicySpec::from_ttl(&self.table_column, &self.action, &self.after)?;
+        spec.tags = self.tags;
+        spec.keep = self.keep.unwrap_or(1);
+        spec.archive_format = archive_format(self.format)?.unwrap_or_default();
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn add(action: &str, rollup: RollupArgs) -> PolicyArgs {
+        PolicyArgs {
+            table: "metrics.raw".into(),
+            column: "ts".into(),
+            action: action.into(),
+            after: "90d".into(),
+            rollup,
+            ..Default::default()
+        }
+    }
+
+    fn hourly() -> RollupArgs {
+        RollupArgs {
+            into: Some("metrics.hourly".into()),
+            bucket: Some("1h".into()),
+            aggregate: vec!["avg:value".into()],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_new_policy_keeps_one_partition_and_is_enabled_unless_told() {
+        let spec = add("delete", RollupArgs::default()).spec().unwrap();
+        assert_eq!((spec.keep, spec.enabled, spec.rollup), (1, true, None));
+        assert_eq!(spec.archive_format, ArchiveFormat::Csv);
+        assert_eq!(spec.after, Retention::After(90 * 86_400));
+    }
+
+    #[test]
+    fn a_downsample_lookback_defaults_to_one_bucket() {
+        let rollup = add("downsample", hourly()).spec().unwrap().rollup.unwrap();
+        assert_eq!((rollup.bucket_secs, rollup.lookback_secs), (3600, 3600));
+        let mut longer = hourly();
+        longer.lookback = Some("3h".into());
+        let rollup = add("downsample", longer).spec().unwrap().rollup.unwrap();
+        assert_eq!(rollup.lookback_secs, 3 * 3600);
+    }
+
+    #[test]
+    fn bad_words_are_bad_input_naming_what_is_wrong() {
+        let cases: Vec<(PolicyArgs, &str)> = vec![
+            (
+                add("shred", RollupArgs::default()),
+                "unknown action \"shred\"",
+            ),
+            (
+                PolicyArgs {
+                    after: "soon".into(),
+                    ..add("delete", RollupArgs::default())
+                },
+                "unparsable duration \"soon\"",
+            ),
+            (
+                PolicyArgs {
+                    options: ActionArgs {
+                        format: Some("xls".into()),
+                        ..Default::default()
+                    },
+                    ..add("archive", RollupArgs::default())
+                },
+                "unknown archive format \"xls\"",
+            ),
+            (
+                add("downsample", RollupArgs::default()),
+                "downsample needs --into",
+            ),
+            (
+                add(
+                    "downsample",
+                    RollupArgs {
+                        bucket: None,
+                        ..hourly()
+                    },
+                ),
+                "downsample needs --bucket",
+            ),
+            (
+                add(
+                    "downsample",
+                    RollupArgs {
+                        bucket: Some("INF".into()),
+                        ..hourly()
+                    },
+                ),
+                "--bucket cannot be INF",
+            ),
+            (
+                add(
+                    "downsample",
+                    RollupArgs {
+                        aggregate: vec!["median:value".into()],
+                        ..hourly()
+                    },
+                ),
+                "median",
+            ),
+        ];
+        for (args, needle) in cases {
+            let err = args.spec().unwrap_err();
+            assert!(err.is_bad_input(), "{err}");
+            assert!(err.to_string().contains(needle), "{needle:?} not in {err}");
+        }
+    }
+
+    #[test]
+    fn a_rollup_option_on_another_action_is_read_so_validation_can_refuse_it() {
+        // Not silently dropped: the spec carries it and `validate` names the mistake.
+        let spec = add("delete", hourly()).spec().unwrap();
+        assert!(spec.rollup.is_some());
+        assert!(spec.validate().unwrap_err().0.contains("for downsample"));
+    }
+
+    #[test]
+    fn an_edit_changes_only_what_is_given() {
+        let edit = PolicyEditArgs::default().edit().unwrap();
+        assert!(edit.column.is_none() && edit.after.is_none() && edit.tags.is_none());
+        assert!(edit.enabled.is_none() && edit.archive_format.is_none());
+        let edit = PolicyEditArgs {
+            clear_tags: true,
+            disable: true,
+            rollup: RollupArgs {
+                group_by: vec![String::new()],
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .edit()
+        .unwrap();
+        assert_eq!(edit.tags, Some(Vec::new()));
+        assert_eq!(edit.enabled, Some(false));
+        // `--group-by ''`: no grouping, not a column named "".
+        assert_eq!(edit.rollup.group_by, Some(Vec::new()));
+        assert!(edit.rollup.bucket_secs.is_none());
+    }
+
+    #[test]
+    fn ttl_takes_tags_keep_and_format() {
+        let spec = TtlArgs {
+            table_column: "metrics.raw:ts".into(),
+            action: "archive:cold".into(),
+            after: "1y".into(),
+            tags: vec!["m".into()],
+            keep: Some(3),
+            format: Some("parquet".into()),
+        }
+        .spec()
+        .unwrap();
+        assert_eq!(spec.target.as_deref(), Some("cold"));
+        assert_eq!(
+            (spec.keep, spec.archive_format),
+            (3, ArchiveFormat::Parquet)
+        );
+        assert_eq!(spec.tags, vec!["m".to_string()]);
+    }
+}
