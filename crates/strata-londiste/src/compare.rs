@@ -495,6 +495,15 @@ pub fn fix_file(table: &str) -> PathBuf {
     PathBuf::from(format!("fix.{table}.sql"))
 }
 
+/// What `repair` found and did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Repaired {
+    /// Each table's diff (as found, before any fix was applied).
+    pub diffs: Vec<TableDiff>,
+    /// Whether a table still differs: one whose fix was not applied.
+    pub differences_remain: bool,
+}
+
 /// `repair`: diffs each table like [`compare`] with `repair`; for each table with fix
 /// statements writes them to [`fix_file`] and with `apply` runs them on this node
 /// ([`apply_fix`]). `done` is told of each table as it is finished (its diff, and the fix
@@ -505,10 +514,12 @@ pub async fn repair(
     apply: bool,
     timeout: Duration,
     mut done: impl FnMut(&TableDiff, Option<&Path>),
-) -> Result<Vec<TableDiff>> {
+) -> Result<Repaired> {
     let diffs = compare(cf, args, true, timeout).await?;
+    let mut differences_remain = false;
     for d in &diffs {
         if d.fix_sql.is_empty() {
+            differences_remain |= !d.equal;
             done(d, None);
             continue;
         }
@@ -521,10 +532,15 @@ pub async fn repair(
         })?;
         if apply {
             apply_fix(cf, &d.fix_sql).await?;
+        } else {
+            differences_remain |= !d.equal;
         }
         done(d, Some(&path));
     }
-    Ok(diffs)
+    Ok(Repaired {
+        diffs,
+        differences_remain,
+    })
 }
 
 #[cfg(test)]

@@ -455,14 +455,21 @@ async fn run_on_node(
                     d.table, d.provider_rows, d.local_rows
                 ));
             }
-            return Ok(diff_result(ctx, &diffs));
+            if ctx.global.json {
+                print_json(&diffs);
+            }
+            return Ok(if diffs.iter().all(|d| d.equal) {
+                0
+            } else {
+                code::FAILED
+            });
         }
         LondisteCommand::Repair {
             tables,
             apply,
             timeout,
         } => {
-            let diffs = compare::repair(cf, &tables, apply, secs(timeout), |d, fix| {
+            let repaired = compare::repair(cf, &tables, apply, secs(timeout), |d, fix| {
                 let (t, m, e, c) = (&d.table, d.missing, d.extra, d.changed);
                 ctx.say(match fix {
                     None => format!("{t}: equal ({} rows)", d.provider_rows),
@@ -477,7 +484,14 @@ async fn run_on_node(
                 })
             })
             .await?;
-            return Ok(diff_result(ctx, &diffs));
+            if ctx.global.json {
+                print_json(&repaired.diffs);
+            }
+            return Ok(if repaired.differences_remain {
+                code::FAILED
+            } else {
+                0
+            });
         }
         LondisteCommand::Takeover {
             old,
@@ -560,18 +574,6 @@ async fn run_on_node(
         }
     }
     Ok(0)
-}
-
-/// `compare` and `repair`: the diffs as JSON with `--json`; exit 1 when a table differs.
-fn diff_result(ctx: &Context, diffs: &[compare::TableDiff]) -> u8 {
-    if ctx.global.json {
-        print_json(&diffs);
-    }
-    if diffs.iter().any(|d| !d.equal) {
-        code::FAILED
-    } else {
-        0
-    }
 }
 
 fn print_status(nodes: &[status::NodeStatus]) {

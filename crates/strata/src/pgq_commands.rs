@@ -173,11 +173,52 @@ pub(crate) fn opt<T: ToString>(value: &Option<T>) -> String {
 
 /// Runs a `pgq` subcommand.
 pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
+    let PgqCommand::Ticker {
+        file,
+        daemon,
+        health,
+        exit_on_unreachable,
+        pidfile,
+        logfile,
+    } = command
+    else {
+        return queue_command(ctx, command).await.map_err(failure);
+    };
+    // A .toml file is strata's configuration (its [pgq] section); anything else is
+    // pgqd's ini. Without a file: --config, then ./strata.toml.
+    let file = (file.or_else(|| ctx.global.config.clone()))
+        .or_else(|| Some(PathBuf::from("strata.toml")).filter(|own| own.exists()))
+        .ok_or_else(|| {
+            Failure::new(code::USAGE, "no ticker configuration: strata pgq ticker pgqd.ini, or a strata.toml with a [pgq] section (--config)")
+        })?;
+    let read: ticker::Reader = if is_toml(&file) {
+        read_strata_config
+    } else {
+        TickerConfig::load
+    };
+    let overrides = Overrides {
+        health_listen: health,
+        exit_on_unreachable: ticker::exit_policy(exit_on_unreachable).map_err(failure)?,
+        pidfile,
+        logfile,
+    };
+    let quiet = ctx.global.quiet;
+    match ticker::run_or_detach(&file, read, &overrides, daemon, quiet).await {
+        Ok(Outcome::Detached(pid)) => {
+            ctx.say(format!("ticker running in the background (pid {pid})"));
+            Ok(0)
+        }
+        Ok(Outcome::Ran(Exit::Stopped)) => Ok(0),
+        Ok(Outcome::Ran(exit)) => Err(Failure::new(code::FAILED, exit.to_string())),
+        Err(e) => Err(failure(e)),
+    }
+}
+
+/// The queue administration subcommands; returns the exit code.
+async fn queue_command(ctx: &Context, command: PgqCommand) -> Result<u8, PgqError> {
     match command {
         PgqCommand::Status { db, queue, max_lag } => {
-            let status = admin::status(db.db.as_deref(), queue.as_deref(), max_lag)
-                .await
-                .map_err(failure)?;
+            let status = admin::status(db.db.as_deref(), queue.as_deref(), max_lag).await?;
             if ctx.global.json {
                 print_json(&status);
             } else if !ctx.global.quiet {
@@ -186,11 +227,11 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             for p in &status.problems {
                 eprintln!("strata: {p}");
             }
-            Ok(if status.problems.is_empty() {
+            return Ok(if status.problems.is_empty() {
                 0
             } else {
                 code::FAILED
-            })
+            });
         }
         PgqCommand::CreateQueue {
             db,
@@ -198,22 +239,18 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             notify,
             settings,
         } => {
-            let created = admin::create_queue(db.db.as_deref(), &queue, &settings, notify)
-                .await
-                .map_err(failure)?;
-            ctx.say(if created {
-                format!("created queue {queue}")
-            } else {
-                format!("queue {queue} exists already")
-            });
-            Ok(0)
+            let db = db.db.as_deref();
+            ctx.say(
+                if admin::create_queue(db, &queue, &settings, notify).await? {
+                    format!("created queue {queue}")
+                } else {
+                    format!("queue {queue} exists already")
+                },
+            );
         }
         PgqCommand::DropQueue { db, queue, force } => {
-            admin::drop_queue(db.db.as_deref(), &queue, force)
-                .await
-                .map_err(failure)?;
+            admin::drop_queue(db.db.as_deref(), &queue, force).await?;
             ctx.say(format!("dropped queue {queue}"));
-            Ok(0)
         }
         PgqCommand::Register {
             db,
@@ -221,16 +258,15 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             consumer,
             sub,
         } => {
-            let new = admin::register(db.db.as_deref(), &queue, &consumer, sub.as_deref())
-                .await
-                .map_err(failure)?;
-            let who = consumer_label(&consumer, sub.as_deref());
-            ctx.say(if new {
-                format!("registered {who} on {queue}")
-            } else {
-                format!("{who} was registered on {queue} already")
-            });
-            Ok(0)
+            let sub = sub.as_deref();
+            let who = consumer_label(&consumer, sub);
+            ctx.say(
+                if admin::register(db.db.as_deref(), &queue, &consumer, sub).await? {
+                    format!("registered {who} on {queue}")
+                } else {
+                    format!("{who} was registered on {queue} already")
+                },
+            );
         }
         PgqCommand::Unregister {
             db,
@@ -238,78 +274,34 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             consumer,
             sub,
         } => {
-            admin::unregister(db.db.as_deref(), &queue, &consumer, sub.as_deref())
-                .await
-                .map_err(failure)?;
-            let who = consumer_label(&consumer, sub.as_deref());
+            let sub = sub.as_deref();
+            admin::unregister(db.db.as_deref(), &queue, &consumer, sub).await?;
+            let who = consumer_label(&consumer, sub);
             ctx.say(format!("unregistered {who} from {queue}"));
-            Ok(0)
         }
         PgqCommand::Config {
             db,
             queue,
             settings,
         } => {
-            let shown = admin::configure(db.db.as_deref(), &queue, &settings)
-                .await
-                .map_err(failure)?;
+            let shown = admin::configure(db.db.as_deref(), &queue, &settings).await?;
             if ctx.global.json {
                 print_json(&shown);
             } else if settings.is_empty() || !ctx.global.quiet {
                 print_config(&shown);
             }
-            Ok(0)
         }
         PgqCommand::Notify { db, queue, state } => {
-            admin::set_notify(db.db.as_deref(), &queue, state == "on")
-                .await
-                .map_err(failure)?;
+            admin::set_notify(db.db.as_deref(), &queue, state == "on").await?;
             ctx.say(format!("event notifications {state} for queue {queue}"));
-            Ok(0)
         }
-        PgqCommand::Ticker {
-            file,
-            daemon,
-            health,
-            exit_on_unreachable,
-            pidfile,
-            logfile,
-        } => {
-            // A .toml file is strata's configuration (its [pgq] section); anything else
-            // is pgqd's ini. Without a file: --config, then ./strata.toml.
-            let file = file
-                .or_else(|| ctx.global.config.clone())
-                .or_else(|| {
-                    let own = PathBuf::from("strata.toml");
-                    own.exists().then_some(own)
-                })
-                .ok_or_else(|| {
-                    Failure::new(code::USAGE, "no ticker configuration: strata pgq ticker pgqd.ini, or a strata.toml with a [pgq] section (--config)")
-                })?;
-            let read: ticker::Reader = if is_toml(&file) {
-                read_strata_config
-            } else {
-                TickerConfig::load
-            };
-            let overrides = Overrides {
-                health_listen: health,
-                exit_on_unreachable: ticker::exit_policy(exit_on_unreachable).map_err(failure)?,
-                pidfile,
-                logfile,
-            };
-            match ticker::run_or_detach(&file, read, &overrides, daemon, ctx.global.quiet)
-                .await
-                .map_err(failure)?
-            {
-                Outcome::Detached(pid) => {
-                    ctx.say(format!("ticker running in the background (pid {pid})"));
-                    Ok(0)
-                }
-                Outcome::Ran(Exit::Stopped) => Ok(0),
-                Outcome::Ran(exit) => Err(Failure::new(code::FAILED, exit.to_string())),
-            }
+        PgqCommand::Ticker { .. } => {
+            return Err(PgqError::BadInput(
+                "the ticker is not a queue command".into(),
+            ))
         }
     }
+    Ok(0)
 }
 
 fn print_config(shown: &QueueSettings) {
