@@ -5,7 +5,7 @@
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
-use crate::pgq_commands::opt;
+use crate::pgq_commands::{exit_code, opt};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -358,8 +358,7 @@ async fn run_on_node(
         LondisteCommand::Status { timeout } => {
             let nodes = status::cascade_status(cf, secs(timeout)).await?;
             show(ctx, &nodes, || print_status(&nodes));
-            let bad = nodes.iter().any(|n| n.error.is_some());
-            return Ok(if bad { code::FAILED } else { 0 });
+            return Ok(exit_code(nodes.iter().any(|n| n.error.is_some())));
         }
         LondisteCommand::Members => {
             let members = local::members(cf).await?;
@@ -416,7 +415,7 @@ async fn run_on_node(
                     ctx.say("every replicated table has the provider's columns");
                 }
             }
-            return Ok(if diffs.is_empty() { 0 } else { code::FAILED });
+            return Ok(exit_code(!diffs.is_empty()));
         }
         LondisteCommand::Resync { tables } => {
             for table in admin::resync(cf, &tables).await? {
@@ -458,11 +457,7 @@ async fn run_on_node(
             if ctx.global.json {
                 print_json(&diffs);
             }
-            return Ok(if diffs.iter().all(|d| d.equal) {
-                0
-            } else {
-                code::FAILED
-            });
+            return Ok(exit_code(diffs.iter().any(|d| !d.equal)));
         }
         LondisteCommand::Repair {
             tables,
@@ -487,11 +482,7 @@ async fn run_on_node(
             if ctx.global.json {
                 print_json(&repaired.diffs);
             }
-            return Ok(if repaired.differences_remain {
-                code::FAILED
-            } else {
-                0
-            });
+            return Ok(exit_code(repaired.differences_remain));
         }
         LondisteCommand::Takeover {
             old,
@@ -510,8 +501,7 @@ async fn run_on_node(
             for line in &report.stranded {
                 eprintln!("not moved: {line}");
             }
-            let stranded = !report.stranded.is_empty();
-            return Ok(if stranded { code::FAILED } else { 0 });
+            return Ok(exit_code(!report.stranded.is_empty()));
         }
         LondisteCommand::Resurrect { dump, timeout } => {
             let report = resurrect::resurrect(cf, &dump, secs(timeout)).await?;
@@ -649,5 +639,5 @@ async fn tag(
             );
         }
     }
-    Ok(if untold_anywhere { code::FAILED } else { 0 })
+    Ok(exit_code(untold_anywhere))
 }

@@ -166,6 +166,15 @@ pub(crate) fn failure(err: PgqError) -> Failure {
     Failure::new(code, crate::failure::chain(&err))
 }
 
+/// Exit 1 when something `failed` (a problem found, not an error).
+pub(crate) fn exit_code(failed: bool) -> u8 {
+    if failed {
+        code::FAILED
+    } else {
+        0
+    }
+}
+
 /// A value or `-`.
 pub(crate) fn opt<T: ToString>(value: &Option<T>) -> String {
     value.as_ref().map_or("-".into(), |v| v.to_string())
@@ -227,11 +236,7 @@ async fn queue_command(ctx: &Context, command: PgqCommand) -> Result<u8, PgqErro
             for p in &status.problems {
                 eprintln!("strata: {p}");
             }
-            return Ok(if status.problems.is_empty() {
-                0
-            } else {
-                code::FAILED
-            });
+            return Ok(exit_code(!status.problems.is_empty()));
         }
         PgqCommand::CreateQueue {
             db,
