@@ -480,9 +480,6 @@ pub fn count_tables(tables: &[node::TableInfo]) -> TableCounts {
     c
 }
 
-/// Runs SQL files on the root and sends them down the cascade as `EXECUTE` events, in one
-/// transaction (Python Londiste's `execute`): a file already applied (by name, in
-/// `londiste.applied_execute`) is skipped. Returns each file with whether it ran.
 /// Waits until every live member of the cascade has applied the EXECUTE files `names`
 /// (they are in its `londiste.applied_execute`), asking them all every 200 ms; after
 /// `timeout`, fails naming the nodes still behind. A dead node is not waited for.
@@ -535,6 +532,9 @@ pub async fn wait_executed(
     }
 }
 
+/// Runs SQL files on the root and sends them down the cascade as `EXECUTE` events, in one
+/// transaction (Python Londiste's `execute`): a file already applied (by name, in
+/// `londiste.applied_execute`) is skipped. Returns each file with whether it ran.
 pub async fn execute(cf: &NodeConfig, files: &[std::path::PathBuf]) -> Result<Vec<(String, bool)>> {
     if files.is_empty() {
         return Err(LondisteError::BadInput("name SQL files to execute".into()));
@@ -817,7 +817,13 @@ pub async fn check_structure(cf: &NodeConfig) -> Result<Vec<StructureDiff>> {
 
 /// Copies `tables` again from the provider: their state goes back to the start, and the
 /// worker truncates and copies them (Python's `resync`). Only tables this node replicates.
+/// Naming no table is bad input (checked before connecting).
 pub async fn resync(cf: &NodeConfig, tables: &[String]) -> Result<Vec<String>> {
+    if tables.is_empty() {
+        return Err(LondisteError::BadInput(
+            "name the tables to copy again".into(),
+        ));
+    }
     let db = connect_local(cf).await?;
     let info = require_node(&db, cf).await?;
     if info.is_root() {

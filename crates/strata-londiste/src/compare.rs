@@ -17,6 +17,7 @@ use crate::sqlgen;
 use futures::{pin_mut, TryStreamExt};
 use serde::Serialize;
 use std::cmp::Ordering;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use strata_pg::{quote_ident, Client};
 use strata_pgq::event::{Format, Op, RowChange};
@@ -487,6 +488,59 @@ pub async fn apply_fix(cf: &NodeConfig, sql: &[String]) -> Result<()> {
         return Err(LondisteError::sql("applying the fix", e));
     }
     Ok(())
+}
+
+/// The file `repair` writes a table's fix statements to, in the working directory.
+pub fn fix_file(table: &str) -> PathBuf {
+    PathBuf::from(format!("fix.{table}.sql"))
+}
+
+/// What `repair` found and did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Repaired {
+    /// Each table's diff (as found, before any fix was applied).
+    pub diffs: Vec<TableDiff>,
+    /// Whether a table still differs: one whose fix was not applied.
+    pub differences_remain: bool,
+}
+
+/// `repair`: diffs each table like [`compare`] with `repair`; for each table with fix
+/// statements writes them to [`fix_file`] and with `apply` runs them on this node
+/// ([`apply_fix`]). `done` is told of each table as it is finished (its diff, and the fix
+/// file when one was written), so a failure part way leaves a record of what was done.
+pub async fn repair(
+    cf: &NodeConfig,
+    args: &[String],
+    apply: bool,
+    timeout: Duration,
+    mut done: impl FnMut(&TableDiff, Option<&Path>),
+) -> Result<Repaired> {
+    let diffs = compare(cf, args, true, timeout).await?;
+    let mut differences_remain = false;
+    for d in &diffs {
+        if d.fix_sql.is_empty() {
+            differences_remain |= !d.equal;
+            done(d, None);
+            continue;
+        }
+        let path = fix_file(&d.table);
+        let mut text = d.fix_sql.join(";\n");
+        text.push_str(";\n");
+        std::fs::write(&path, text).map_err(|source| LondisteError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if apply {
+            apply_fix(cf, &d.fix_sql).await?;
+        } else {
+            differences_remain |= !d.equal;
+        }
+        done(d, Some(&path));
+    }
+    Ok(Repaired {
+        diffs,
+        differences_remain,
+    })
 }
 
 #[cfg(test)]

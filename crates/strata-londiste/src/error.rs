@@ -34,6 +34,12 @@ pub enum LondisteError {
     /// The ini file could not be read or parsed.
     #[error("{path}: {reason}")]
     Config { path: String, reason: String },
+    /// A local file could not be written (`repair`'s fix files).
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     /// The node's replication state does not allow the step (lost position, a table in
     /// an unknown state): needs an operator.
     #[error("{0}")]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod copy;
 pub mod error;
 pub mod exec_attrs;
+pub mod local;
 pub mod members;
 pub mod names;
 pub mod node;

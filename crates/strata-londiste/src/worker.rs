@@ -1056,6 +1056,52 @@ async fn handle_event(
     node::checked(dst, &what, &sql, &params).await.map(drop)
 }
 
+/// How `londiste worker` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// Started in the background: the child's pid and where it logs.
+    Detached {
+        pid: u32,
+        logfile: std::path::PathBuf,
+    },
+    /// Ran here until SIGTERM or SIGINT, with what it did.
+    Stopped(ReplayStats),
+}
+
+/// The `worker` command: with `detach` (and not already the detached child) starts this
+/// command again in the background, which needs `logfile` and `pidfile` in the ini file;
+/// otherwise runs the worker here until SIGTERM or SIGINT. The detached child holds the
+/// pidfile while it runs and refuses to start next to a live worker.
+pub async fn run_until_signal(cf: NodeConfig, detach: bool) -> Result<WorkerExit> {
+    let detached_child = strata_pgq::daemon::is_detached_child();
+    if detach && !detached_child {
+        let (Some(pidfile), Some(logfile)) = (&cf.pidfile, &cf.logfile) else {
+            return Err(LondisteError::BadInput(
+                "worker -d needs logfile and pidfile in the ini file: a daemon has no terminal"
+                    .into(),
+            ));
+        };
+        let pid = strata_pgq::daemon::spawn_detached(pidfile, Some(logfile), "Londiste worker")?;
+        return Ok(WorkerExit::Detached {
+            pid,
+            logfile: logfile.clone(),
+        });
+    }
+    // Any failure to take the pidfile (held by a live worker, or not writable) is the
+    // ini's problem: bad input, in the pidfile's words.
+    let _pidfile = match (&cf.pidfile, detached_child) {
+        (Some(path), true) => Some(
+            strata_pgq::daemon::PidFile::create(path)
+                .map_err(|e| LondisteError::BadInput(e.full_message()))?,
+        ),
+        _ => None,
+    };
+    let stop = stop_on_signal();
+    run(cf, WorkerOptions::default(), stop)
+        .await
+        .map(WorkerExit::Stopped)
+}
+
 /// A stop flag that turns true on SIGINT or SIGTERM, for the daemon: the worker finishes
 /// (or abandons, uncommitted) the batch in hand and exits cleanly.
 pub fn stop_on_signal() -> watch::Receiver<bool> {

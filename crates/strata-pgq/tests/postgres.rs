@@ -986,3 +986,81 @@ async fn cooperative_exactly_once_records_under_concurrent_siblings() {
         "the taker skips the batch the slow holder applied"
     );
 }
+
+/// The queue administration of `strata pgq`, called as the CLI calls it (a connection
+/// string, names, `KEY=VALUE` settings): a bad setting leaves no queue behind (one
+/// transaction); a queue with consumers is dropped only with `force`; unknown queues and
+/// consumers are bad input; the settings read back are the ones written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_administration_is_all_or_nothing_and_names_bad_input() {
+    use strata_pgq::admin;
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new(&["app"]);
+    let dsn = site.dsn("app");
+    let db = Some(dsn.as_str());
+    let settings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let queue_count = || site.pg.psql("app", "select count(*) from pgq.queue");
+
+    // No database given, or one without pgq: named, not a panic.
+    let err = admin::status(None, None, None).await.unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+    site.pg.psql("postgres", "create database plain");
+    let err = admin::status(Some(&site.dsn("plain")), None, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("has no pgq schema"), "{err}");
+
+    // A setting pgq refuses rolls the new queue back; a malformed one is refused first.
+    let err = admin::create_queue(db, "q1", &settings(&["ticker_max_lag=soon"]), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, strata_pgq::PgqError::Sql { .. }), "{err:?}");
+    let err = admin::create_queue(db, "q1", &settings(&["nonsense"]), false)
+        .await
+        .unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+    assert_eq!(queue_count(), "0", "no half-configured queue is left");
+
+    let first = settings(&["ticker_max_count=7"]);
+    assert!(admin::create_queue(db, "q1", &first, true).await.unwrap());
+    assert!(!admin::create_queue(db, "q1", &[], false).await.unwrap());
+    let shown = admin::configure(db, "q1", &settings(&["ticker_idle_period=90"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            shown.queue.ticker_max_count,
+            shown.queue.ticker_idle_period_secs,
+            shown.notify
+        ),
+        (7, 90.0, true)
+    );
+    let err = admin::configure(db, "nope", &[]).await.unwrap_err();
+    assert_eq!(err.to_string(), "no queue named \"nope\"");
+
+    // Consumers: registered once; an unknown one is bad input; they block a plain drop.
+    assert!(admin::register(db, "q1", "c1", None).await.unwrap());
+    assert!(!admin::register(db, "q1", "c1", None).await.unwrap());
+    let err = admin::unregister(db, "q1", "c2", None).await.unwrap_err();
+    assert_eq!(err.to_string(), "c2 is not registered on q1");
+    let err = admin::register(db, "q1", "c9", Some("s1"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_bad_input(),
+        "a subconsumer of an unregistered consumer: {err}"
+    );
+    let err = admin::drop_queue(db, "q1", false).await.unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+    assert!(err.to_string().contains("--force"), "{err}");
+    assert_eq!(queue_count(), "1");
+    let status = admin::status(db, Some("q1"), Some(1e9)).await.unwrap();
+    assert_eq!(status.consumers.len(), 1);
+    assert!(status.problems.is_empty(), "{:?}", status.problems);
+    admin::drop_queue(db, "q1", true).await.unwrap();
+    assert_eq!(queue_count(), "0");
+    let err = admin::drop_queue(db, "q1", true).await.unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+}

@@ -1,18 +1,20 @@
 //! `strata londiste NODE.ini ...`: Londiste 3 node administration and the replay worker,
 //! on the same ini files and SQL state as Python Londiste. Thin: parse the options, call
-//! strata-londiste, print.
+//! one function of strata-londiste, print its result.
 
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
+use crate::pgq_commands::{exit_code, opt};
 use clap::{Args, Subcommand};
+use serde::Serialize;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use strata_londiste::admin::{self, AddTableOptions, NodeType};
 use strata_londiste::members::{self, Upstream};
-use strata_londiste::takeover::OldNode;
-use strata_londiste::worker::{self, WorkerOptions};
-use strata_londiste::{node, status, LondisteError, NodeConfig, TableState};
+use strata_londiste::takeover::{self, OldNode};
+use strata_londiste::worker::{self, WorkerExit};
+use strata_londiste::{compare, local, resurrect, status, LondisteError, NodeConfig};
 
 /// The node's ini file and what to do.
 #[derive(Debug, Args)]
@@ -234,42 +236,60 @@ fn failure(err: LondisteError) -> Failure {
     Failure::new(code, crate::failure::chain(&err))
 }
 
-fn opt<T: ToString>(value: &Option<T>) -> String {
-    value.as_ref().map_or("-".into(), |v| v.to_string())
+/// A `--timeout` in seconds, at least one.
+fn secs(timeout: u64) -> Duration {
+    Duration::from_secs(timeout.max(1))
+}
+
+/// `value` as JSON with `--json`, else `human` unless `--quiet`.
+fn show(ctx: &Context, value: &impl Serialize, human: impl FnOnce()) {
+    if ctx.global.json {
+        print_json(value);
+    } else if !ctx.global.quiet {
+        human();
+    }
+}
+
+/// Prints a table of `rows` under `header`.
+fn print_table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) {
+    println!("{}", output::table(header, rows, right));
+}
+
+fn yes(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
 }
 
 /// Runs a `londiste` subcommand.
 pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
     let cf = NodeConfig::load(&args.ini).map_err(failure)?;
-    match args.command {
+    run_on_node(ctx, &cf, args.command).await.map_err(failure)
+}
+
+/// Runs `command` on the node of `cf`; returns the exit code.
+async fn run_on_node(
+    ctx: &Context,
+    cf: &NodeConfig,
+    command: LondisteCommand,
+) -> Result<u8, LondisteError> {
+    match command {
         LondisteCommand::CreateRoot { name, location } => {
-            let note = admin::create_node(&cf, NodeType::Root, &name, &location, None)
-                .await
-                .map_err(failure)?;
-            ctx.say(note);
-            Ok(0)
+            ctx.say(admin::create_node(cf, NodeType::Root, &name, &location, None).await?);
         }
         LondisteCommand::CreateBranch {
             name,
             location,
             provider,
         } => {
-            let note = admin::create_node(&cf, NodeType::Branch, &name, &location, Some(&provider))
-                .await
-                .map_err(failure)?;
-            ctx.say(note);
-            Ok(0)
+            let kind = NodeType::Branch;
+            ctx.say(admin::create_node(cf, kind, &name, &location, Some(&provider)).await?);
         }
         LondisteCommand::CreateLeaf {
             name,
             location,
             provider,
         } => {
-            let note = admin::create_node(&cf, NodeType::Leaf, &name, &location, Some(&provider))
-                .await
-                .map_err(failure)?;
-            ctx.say(note);
-            Ok(0)
+            let kind = NodeType::Leaf;
+            ctx.say(admin::create_node(cf, kind, &name, &location, Some(&provider)).await?);
         }
         LondisteCommand::AddTable {
             tables,
@@ -284,56 +304,36 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
                 expect_sync,
                 skip_truncate,
             };
-            let added = admin::add_tables(&cf, &tables, &options)
-                .await
-                .map_err(failure)?;
+            let added = admin::add_tables(cf, &tables, &options).await?;
             if ctx.global.json {
                 print_json(&added);
             }
-            for t in &added {
-                ctx.say(format!("added {t}"));
-            }
-            Ok(0)
+            added.iter().for_each(|t| ctx.say(format!("added {t}")));
         }
         LondisteCommand::RemoveTable { tables } => {
-            let removed = admin::remove_tables(&cf, &tables).await.map_err(failure)?;
-            for t in &removed {
-                ctx.say(format!("removed {t}"));
-            }
-            Ok(0)
+            let removed = admin::remove_tables(cf, &tables).await?;
+            removed.iter().for_each(|t| ctx.say(format!("removed {t}")));
         }
         LondisteCommand::Tables => {
-            let db = admin::connect_local(&cf).await.map_err(failure)?;
-            admin::require_node(&db, &cf).await.map_err(failure)?;
-            let tables = node::tables(&db, &cf.queue_name).await.map_err(failure)?;
-            if ctx.global.json {
-                print_json(&tables);
-            } else if !ctx.global.quiet {
-                let rows = tables
-                    .iter()
+            let tables = local::tables(cf).await?;
+            show(ctx, &tables, || {
+                let rows = (tables.iter())
                     .map(|t| {
+                        let state = t.state.to_string();
                         vec![
                             t.table_name.clone(),
-                            if t.local { "yes" } else { "no" }.into(),
-                            t.state.to_string(),
+                            yes(t.local),
+                            state,
                             opt(&t.dest_table),
                         ]
                     })
                     .collect();
-                println!(
-                    "{}",
-                    output::table(&["table", "local", "state", "dest table"], rows, &[])
-                );
-            }
-            Ok(0)
+                print_table(&["table", "local", "state", "dest table"], rows, &[]);
+            });
         }
         LondisteCommand::Missing => {
-            let db = admin::connect_local(&cf).await.map_err(failure)?;
-            admin::require_node(&db, &cf).await.map_err(failure)?;
-            let missing = node::missing(&db, &cf.queue_name).await.map_err(failure)?;
-            if ctx.global.json {
-                print_json(&missing);
-            } else if !ctx.global.quiet {
+            let missing = local::missing(cf).await?;
+            show(ctx, &missing, || {
                 for m in &missing {
                     let kind = if m.kind == "S" { "sequence" } else { "table" };
                     println!("{kind} {}", m.name);
@@ -341,178 +341,70 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
                 if missing.is_empty() {
                     println!("nothing missing: every table and sequence of the set is here");
                 }
-            }
-            Ok(0)
+            });
         }
         LondisteCommand::Fkeys => {
-            let db = admin::connect_local(&cf).await.map_err(failure)?;
-            admin::require_node(&db, &cf).await.map_err(failure)?;
-            let fkeys = node::pending_fkeys(&db, &cf.queue_name)
-                .await
-                .map_err(failure)?;
-            if ctx.global.json {
-                print_json(&fkeys);
-            } else if !ctx.global.quiet {
-                let rows = fkeys
-                    .iter()
+            let fkeys = local::pending_fkeys(cf).await?;
+            show(ctx, &fkeys, || {
+                let rows = (fkeys.iter())
                     .map(|f| {
-                        vec![
-                            f.from_table.clone(),
-                            f.name.clone(),
-                            f.to_table.clone(),
-                            if f.ready { "yes" } else { "no" }.into(),
-                        ]
+                        let (from, to) = (f.from_table.clone(), f.to_table.clone());
+                        vec![from, f.name.clone(), to, yes(f.ready)]
                     })
                     .collect();
-                println!(
-                    "{}",
-                    output::table(&["table", "foreign key", "references", "ready"], rows, &[])
-                );
-            }
-            Ok(0)
+                print_table(&["table", "foreign key", "references", "ready"], rows, &[]);
+            });
         }
         LondisteCommand::Status { timeout } => {
-            let nodes = status::cascade_status(&cf, Duration::from_secs(timeout.max(1)))
-                .await
-                .map_err(failure)?;
-            if ctx.global.json {
-                print_json(&nodes);
-            } else if !ctx.global.quiet {
-                let rows = nodes
-                    .iter()
-                    .map(|n| {
-                        let info = n.info.as_ref();
-                        vec![
-                            n.name.clone(),
-                            info.and_then(|i| i.node_type.clone()).unwrap_or("?".into()),
-                            info.and_then(|i| i.provider_node.clone())
-                                .unwrap_or("-".into()),
-                            opt(&info.and_then(|i| i.worker_last_tick)),
-                            n.lag_secs.map_or("-".into(), |l| format!("{l:.1}s")),
-                            n.tables.as_ref().map_or("-".into(), |t| {
-                                format!("{} ok, {} copying, {} waiting", t.ok, t.copying, t.waiting)
-                            }),
-                            if info.and_then(|i| i.worker_paused).unwrap_or(false) {
-                                "paused".into()
-                            } else {
-                                "".into()
-                            },
-                            opt(&n.error),
-                        ]
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    output::table(
-                        &[
-                            "node",
-                            "type",
-                            "provider",
-                            "last tick",
-                            "lag",
-                            "tables",
-                            "",
-                            "error"
-                        ],
-                        rows,
-                        &[3]
-                    )
-                );
-            }
-            let bad = nodes.iter().any(|n| n.error.is_some());
-            Ok(if bad { code::FAILED } else { 0 })
+            let nodes = status::cascade_status(cf, secs(timeout)).await?;
+            show(ctx, &nodes, || print_status(&nodes));
+            return Ok(exit_code(nodes.iter().any(|n| n.error.is_some())));
         }
         LondisteCommand::Members => {
-            let db = admin::connect_local(&cf).await.map_err(failure)?;
-            admin::require_node(&db, &cf).await.map_err(failure)?;
-            let members = node::locations(&db, &cf.queue_name)
-                .await
-                .map_err(failure)?;
-            if ctx.global.json {
-                print_json(&members);
-            } else if !ctx.global.quiet {
-                let rows = members
-                    .iter()
+            let members = local::members(cf).await?;
+            show(ctx, &members, || {
+                let rows = (members.iter())
                     .map(|m| {
-                        vec![
-                            m.node_name.clone(),
-                            if m.dead { "dead" } else { "" }.into(),
-                            m.node_location.clone(),
-                        ]
+                        let dead = if m.dead { "dead" } else { "" }.into();
+                        vec![m.node_name.clone(), dead, m.node_location.clone()]
                     })
                     .collect();
-                println!("{}", output::table(&["node", "", "location"], rows, &[]));
-            }
-            Ok(0)
+                print_table(&["node", "", "location"], rows, &[]);
+            });
         }
         LondisteCommand::NodeInfo => {
-            let db = admin::connect_local(&cf).await.map_err(failure)?;
-            let info = admin::require_node(&db, &cf).await.map_err(failure)?;
-            if ctx.global.json {
-                print_json(&info);
-            } else if !ctx.global.quiet {
-                let rows = vec![
-                    vec!["node".into(), opt(&info.node_name)],
-                    vec!["type".into(), opt(&info.node_type)],
-                    vec!["provider".into(), opt(&info.provider_node)],
-                    vec!["worker".into(), opt(&info.worker_name)],
-                    vec!["paused".into(), opt(&info.worker_paused)],
-                    vec!["up to date".into(), opt(&info.worker_uptodate)],
-                    vec!["last tick".into(), opt(&info.worker_last_tick)],
-                    vec!["global watermark".into(), opt(&info.global_watermark)],
-                    vec!["local watermark".into(), opt(&info.local_watermark)],
+            let info = local::node_info(cf).await?;
+            show(ctx, &info, || {
+                let rows = [
+                    ("node", opt(&info.node_name)),
+                    ("type", opt(&info.node_type)),
+                    ("provider", opt(&info.provider_node)),
+                    ("worker", opt(&info.worker_name)),
+                    ("paused", opt(&info.worker_paused)),
+                    ("up to date", opt(&info.worker_uptodate)),
+                    ("last tick", opt(&info.worker_last_tick)),
+                    ("global watermark", opt(&info.global_watermark)),
+                    ("local watermark", opt(&info.local_watermark)),
                 ];
                 println!("queue {}", cf.queue_name);
-                println!("{}", output::table(&["", ""], rows, &[]));
-            }
-            Ok(0)
+                let rows = rows.into_iter().map(|(k, v)| vec![k.into(), v]).collect();
+                print_table(&["", ""], rows, &[]);
+            });
         }
         LondisteCommand::Worker { daemon } => {
-            let detached_child = strata_pgq::daemon::is_detached_child();
-            if daemon && !detached_child {
-                let (Some(pidfile), Some(logfile)) = (&cf.pidfile, &cf.logfile) else {
-                    return Err(Failure::new(
-                        code::USAGE,
-                        "worker -d needs logfile and pidfile in the ini file: a daemon has no terminal",
-                    ));
-                };
-                let pid =
-                    strata_pgq::daemon::spawn_detached(pidfile, Some(logfile), "Londiste worker")
-                        .map_err(|e| {
-                        let code = if e.is_bad_input() {
-                            code::USAGE
-                        } else {
-                            code::FAILED
-                        };
-                        Failure::new(code, crate::failure::chain(&e))
-                    })?;
-                ctx.say(format!(
+            match worker::run_until_signal(cf.clone(), daemon).await? {
+                WorkerExit::Detached { pid, logfile } => ctx.say(format!(
                     "worker running in the background (pid {pid}, log {})",
                     logfile.display()
-                ));
-                return Ok(0);
+                )),
+                WorkerExit::Stopped(stats) => ctx.say(format!(
+                    "worker stopped: {} batches, {} events, {} statements",
+                    stats.batches, stats.events, stats.statements
+                )),
             }
-            // The detached child holds the pidfile while it runs (and refuses to start
-            // next to a live worker).
-            let _pidfile = match (&cf.pidfile, detached_child) {
-                (Some(path), true) => Some(
-                    strata_pgq::daemon::PidFile::create(path)
-                        .map_err(|e| Failure::new(code::USAGE, crate::failure::chain(&e)))?,
-                ),
-                _ => None,
-            };
-            let stop = worker::stop_on_signal();
-            let stats = worker::run(cf, WorkerOptions::default(), stop)
-                .await
-                .map_err(failure)?;
-            ctx.say(format!(
-                "worker stopped: {} batches, {} events, {} statements",
-                stats.batches, stats.events, stats.statements
-            ));
-            Ok(0)
         }
         LondisteCommand::Check => {
-            let diffs = admin::check_structure(&cf).await.map_err(failure)?;
+            let diffs = admin::check_structure(cf).await?;
             if ctx.global.json {
                 print_json(&diffs);
             } else {
@@ -523,34 +415,23 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
                     ctx.say("every replicated table has the provider's columns");
                 }
             }
-            Ok(if diffs.is_empty() { 0 } else { code::FAILED })
+            return Ok(exit_code(!diffs.is_empty()));
         }
         LondisteCommand::Resync { tables } => {
-            if tables.is_empty() {
-                return Err(Failure::new(code::USAGE, "name the tables to copy again"));
-            }
-            for table in admin::resync(&cf, &tables).await.map_err(failure)? {
+            for table in admin::resync(cf, &tables).await? {
                 ctx.say(format!("{table}: copied again by the worker"));
             }
-            Ok(0)
         }
         LondisteCommand::ChangeProvider { provider, timeout } => {
-            let note = strata_londiste::takeover::change_provider(
-                &cf,
-                &provider,
-                Duration::from_secs(timeout.max(1)),
-            )
-            .await
-            .map_err(failure)?;
-            ctx.say(note);
-            Ok(0)
+            ctx.say(takeover::change_provider(cf, &provider, secs(timeout)).await?);
         }
         LondisteCommand::Execute {
             files,
             wait,
             timeout,
         } => {
-            let done = admin::execute(&cf, &files).await.map_err(failure)?;
+            // Each file is reported before the wait, which may time out.
+            let done = admin::execute(cf, &files).await?;
             for (name, ran) in &done {
                 ctx.say(if *ran {
                     format!("executed {name}")
@@ -560,21 +441,49 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
             }
             if wait {
                 let names: Vec<String> = done.into_iter().map(|(name, _)| name).collect();
-                admin::wait_executed(&cf, &names, Duration::from_secs(timeout.max(1)))
-                    .await
-                    .map_err(failure)?;
+                admin::wait_executed(cf, &names, secs(timeout)).await?;
                 ctx.say("applied on every node");
             }
-            Ok(0)
         }
         LondisteCommand::Compare { tables, timeout } => {
-            compare(ctx, &cf, &tables, false, false, timeout).await
+            let diffs = compare::compare(cf, &tables, false, secs(timeout)).await?;
+            for d in &diffs {
+                let verdict = if d.equal { "equal" } else { "DIFFERENT" };
+                ctx.say(format!(
+                    "{}: {} rows on the provider, {} here, {verdict}",
+                    d.table, d.provider_rows, d.local_rows
+                ));
+            }
+            if ctx.global.json {
+                print_json(&diffs);
+            }
+            return Ok(exit_code(diffs.iter().any(|d| !d.equal)));
         }
         LondisteCommand::Repair {
             tables,
             apply,
             timeout,
-        } => compare(ctx, &cf, &tables, true, apply, timeout).await,
+        } => {
+            let repaired = compare::repair(cf, &tables, apply, secs(timeout), |d, fix| {
+                let (t, m, e, c) = (&d.table, d.missing, d.extra, d.changed);
+                ctx.say(match fix {
+                    None => format!("{t}: equal ({} rows)", d.provider_rows),
+                    Some(path) if apply => format!(
+                        "{t}: fixed {m} missing, {e} extra, {c} changed rows ({})",
+                        path.display()
+                    ),
+                    Some(path) => format!(
+                        "{t}: {m} missing, {e} extra, {c} changed rows; fix in {}",
+                        path.display()
+                    ),
+                })
+            })
+            .await?;
+            if ctx.global.json {
+                print_json(&repaired.diffs);
+            }
+            return Ok(exit_code(repaired.differences_remain));
+        }
         LondisteCommand::Takeover {
             old,
             dead_root,
@@ -587,33 +496,15 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
                 (_, true) => OldNode::DeadBranch,
                 _ => OldNode::Live,
             };
-            let report = strata_londiste::takeover::takeover(
-                &cf,
-                &old,
-                kind,
-                all,
-                Duration::from_secs(timeout.max(1)),
-            )
-            .await
-            .map_err(failure)?;
+            let report = takeover::takeover(cf, &old, kind, all, secs(timeout)).await?;
             say_steps(ctx, &report, &report.done, &report.warnings);
             for line in &report.stranded {
                 eprintln!("not moved: {line}");
             }
-            Ok(if report.stranded.is_empty() {
-                0
-            } else {
-                code::FAILED
-            })
+            return Ok(exit_code(!report.stranded.is_empty()));
         }
         LondisteCommand::Resurrect { dump, timeout } => {
-            let report = strata_londiste::resurrect::resurrect(
-                &cf,
-                &dump,
-                Duration::from_secs(timeout.max(1)),
-            )
-            .await
-            .map_err(failure)?;
+            let report = resurrect::resurrect(cf, &dump, secs(timeout)).await?;
             say_steps(ctx, &report, &report.done, &[]);
             ctx.say(format!(
                 "{} lost events saved to {} ({} ticks removed from the queue); the worker is paused: `resume` to follow {}",
@@ -625,127 +516,96 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
             for (what, n) in &report.lost_by_table {
                 ctx.say(format!("  {what}: {n}"));
             }
-            Ok(0)
         }
-        LondisteCommand::TagDead { nodes } => tag(ctx, &cf, &nodes, true).await,
-        LondisteCommand::TagAlive { nodes } => tag(ctx, &cf, &nodes, false).await,
+        LondisteCommand::TagDead { nodes } => return tag(ctx, cf, &nodes, true).await,
+        LondisteCommand::TagAlive { nodes } => return tag(ctx, cf, &nodes, false).await,
         LondisteCommand::DropNode { node } => {
-            let report = members::drop_node(&cf, &node).await.map_err(failure)?;
+            let report = members::drop_node(cf, &node).await?;
             say_steps(ctx, &report, &report.done, &report.warnings);
-            Ok(0)
         }
         LondisteCommand::WaitRoot { timeout } => {
-            wait_upstream(ctx, &cf, Upstream::Root, timeout).await
+            let tick = members::wait(cf, Upstream::Root, secs(timeout)).await?;
+            ctx.say(format!("applied up to tick {tick}"));
         }
         LondisteCommand::WaitProvider { timeout } => {
-            wait_upstream(ctx, &cf, Upstream::Provider, timeout).await
+            let tick = members::wait(cf, Upstream::Provider, secs(timeout)).await?;
+            ctx.say(format!("applied up to tick {tick}"));
         }
         LondisteCommand::AddSeq { seqs, all } => {
-            for s in admin::add_seqs(&cf, &seqs, all).await.map_err(failure)? {
+            for s in admin::add_seqs(cf, &seqs, all).await? {
                 ctx.say(format!("added {s}"));
             }
-            Ok(0)
         }
         LondisteCommand::RemoveSeq { seqs } => {
-            for s in admin::remove_seqs(&cf, &seqs).await.map_err(failure)? {
+            for s in admin::remove_seqs(cf, &seqs).await? {
                 ctx.say(format!("removed {s}"));
             }
-            Ok(0)
         }
         LondisteCommand::Seqs => {
-            let db = admin::connect_local(&cf).await.map_err(failure)?;
-            admin::require_node(&db, &cf).await.map_err(failure)?;
-            let seqs = admin::seqs(&db, &cf.queue_name).await.map_err(failure)?;
-            if ctx.global.json {
-                print_json(&seqs);
-            } else if !ctx.global.quiet {
-                let rows = seqs
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            s.seq_name.clone(),
-                            if s.local { "yes" } else { "no" }.into(),
-                            s.last_value.to_string(),
-                        ]
-                    })
+            let seqs = local::seqs(cf).await?;
+            show(ctx, &seqs, || {
+                let rows = (seqs.iter())
+                    .map(|s| vec![s.seq_name.clone(), yes(s.local), s.last_value.to_string()])
                     .collect();
-                println!(
-                    "{}",
-                    output::table(&["sequence", "local", "published value"], rows, &[2])
-                );
-            }
-            Ok(0)
+                print_table(&["sequence", "local", "published value"], rows, &[2]);
+            });
         }
-        LondisteCommand::Pause => pause(ctx, &cf, true).await,
-        LondisteCommand::Resume => pause(ctx, &cf, false).await,
-        LondisteCommand::WaitSync { timeout } => wait_sync(ctx, &cf, timeout).await,
+        LondisteCommand::Pause => {
+            admin::set_paused(cf, true).await?;
+            ctx.say("worker paused");
+        }
+        LondisteCommand::Resume => {
+            admin::set_paused(cf, false).await?;
+            ctx.say("worker resumed");
+        }
+        LondisteCommand::WaitSync { timeout } => {
+            local::wait_sync(cf, Duration::from_secs(timeout)).await?;
+            ctx.say("all tables ok");
+        }
     }
+    Ok(0)
 }
 
-async fn compare(
-    ctx: &Context,
-    cf: &NodeConfig,
-    tables: &[String],
-    repair: bool,
-    apply: bool,
-    timeout: u64,
-) -> CommandResult {
-    let diffs =
-        strata_londiste::compare::compare(cf, tables, repair, Duration::from_secs(timeout.max(1)))
-            .await
-            .map_err(failure)?;
-    let mut unequal = false;
-    for d in &diffs {
-        if repair && !d.fix_sql.is_empty() {
-            let path = PathBuf::from(format!("fix.{}.sql", d.table));
-            let mut text = d.fix_sql.join(";\n");
-            text.push_str(";\n");
-            std::fs::write(&path, text)
-                .map_err(|e| Failure::new(code::FAILED, format!("{}: {e}", path.display())))?;
-            if apply {
-                strata_londiste::compare::apply_fix(cf, &d.fix_sql)
-                    .await
-                    .map_err(failure)?;
-                ctx.say(format!(
-                    "{}: fixed {} missing, {} extra, {} changed rows ({})",
-                    d.table,
-                    d.missing,
-                    d.extra,
-                    d.changed,
-                    path.display()
-                ));
-                continue;
-            }
-            ctx.say(format!(
-                "{}: {} missing, {} extra, {} changed rows; fix in {}",
-                d.table,
-                d.missing,
-                d.extra,
-                d.changed,
-                path.display()
-            ));
-        } else if !repair {
-            ctx.say(format!(
-                "{}: {} rows on the provider, {} here, {}",
-                d.table,
-                d.provider_rows,
-                d.local_rows,
-                if d.equal { "equal" } else { "DIFFERENT" }
-            ));
-        } else {
-            ctx.say(format!("{}: equal ({} rows)", d.table, d.provider_rows));
-        }
-        unequal |= !d.equal;
-    }
-    if ctx.global.json {
-        print_json(&diffs);
-    }
-    Ok(if unequal { code::FAILED } else { 0 })
+fn print_status(nodes: &[status::NodeStatus]) {
+    let rows = nodes
+        .iter()
+        .map(|n| {
+            let info = n.info.as_ref();
+            vec![
+                n.name.clone(),
+                info.and_then(|i| i.node_type.clone()).unwrap_or("?".into()),
+                info.and_then(|i| i.provider_node.clone())
+                    .unwrap_or("-".into()),
+                opt(&info.and_then(|i| i.worker_last_tick)),
+                n.lag_secs.map_or("-".into(), |l| format!("{l:.1}s")),
+                n.tables.as_ref().map_or("-".into(), |t| {
+                    format!("{} ok, {} copying, {} waiting", t.ok, t.copying, t.waiting)
+                }),
+                if info.and_then(|i| i.worker_paused).unwrap_or(false) {
+                    "paused".into()
+                } else {
+                    "".into()
+                },
+                opt(&n.error),
+            ]
+        })
+        .collect();
+    let header = [
+        "node",
+        "type",
+        "provider",
+        "last tick",
+        "lag",
+        "tables",
+        "",
+        "error",
+    ];
+    print_table(&header, rows, &[3]);
 }
 
 /// Prints a cascade change: the report as JSON with `--json`, each step done on stdout,
 /// each warning on stderr.
-fn say_steps(ctx: &Context, report: &impl serde::Serialize, done: &[String], warnings: &[String]) {
+fn say_steps(ctx: &Context, report: &impl Serialize, done: &[String], warnings: &[String]) {
     if ctx.global.json {
         print_json(report);
     }
@@ -757,11 +617,18 @@ fn say_steps(ctx: &Context, report: &impl serde::Serialize, done: &[String], war
     }
 }
 
-async fn tag(ctx: &Context, cf: &NodeConfig, nodes: &[String], dead: bool) -> CommandResult {
+/// `tag-dead` / `tag-alive`, node by node, each reported as it is told; exit 1 when a
+/// member could not be told.
+async fn tag(
+    ctx: &Context,
+    cf: &NodeConfig,
+    nodes: &[String],
+    dead: bool,
+) -> Result<u8, LondisteError> {
     let word = if dead { "dead" } else { "alive" };
     let mut untold_anywhere = false;
     for node in nodes {
-        let untold = members::tag(cf, node, dead).await.map_err(failure)?;
+        let untold = members::tag(cf, node, dead).await?;
         if untold.is_empty() {
             ctx.say(format!("{node} tagged {word} on every member"));
         } else {
@@ -772,53 +639,5 @@ async fn tag(ctx: &Context, cf: &NodeConfig, nodes: &[String], dead: bool) -> Co
             );
         }
     }
-    Ok(if untold_anywhere { code::FAILED } else { 0 })
-}
-
-async fn wait_upstream(
-    ctx: &Context,
-    cf: &NodeConfig,
-    upstream: Upstream,
-    timeout: u64,
-) -> CommandResult {
-    let tick = members::wait(cf, upstream, Duration::from_secs(timeout.max(1)))
-        .await
-        .map_err(failure)?;
-    ctx.say(format!("applied up to tick {tick}"));
-    Ok(0)
-}
-
-async fn pause(ctx: &Context, cf: &NodeConfig, paused: bool) -> CommandResult {
-    admin::set_paused(cf, paused).await.map_err(failure)?;
-    ctx.say(if paused {
-        "worker paused"
-    } else {
-        "worker resumed"
-    });
-    Ok(0)
-}
-
-async fn wait_sync(ctx: &Context, cf: &NodeConfig, timeout: u64) -> CommandResult {
-    let db = admin::connect_local(cf).await.map_err(failure)?;
-    admin::require_node(&db, cf).await.map_err(failure)?;
-    let deadline = Instant::now() + Duration::from_secs(timeout);
-    loop {
-        let tables = node::tables(&db, &cf.queue_name).await.map_err(failure)?;
-        let pending: Vec<String> = tables
-            .iter()
-            .filter(|t| t.local && t.state != TableState::Ok)
-            .map(|t| format!("{} ({})", t.table_name, t.state))
-            .collect();
-        if pending.is_empty() {
-            ctx.say("all tables ok");
-            return Ok(0);
-        }
-        if Instant::now() >= deadline {
-            return Err(Failure::new(
-                code::FAILED,
-                format!("not in sync after {timeout} s: {}", pending.join(", ")),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    Ok(exit_code(untold_anywhere))
 }

@@ -1,16 +1,16 @@
 //! `strata pgq ...`: the PgQ ticker daemon and queue administration. Thin: parse the
-//! options, connect, call strata-pgq, print.
+//! options, call one function of strata-pgq (`admin` for the queue commands, `ticker`
+//! for the daemon), print its result.
 
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 use strata_coordinator::config::ConfigError;
-use strata_pgq::api::{self, ConsumerInfo, QueueInfo};
+use strata_pgq::admin::{self, consumer_label, format_secs as secs, QueueSettings, Status};
 use strata_pgq::ticker::config::TickerConfig;
-use strata_pgq::ticker::{self, Exit, Overrides};
+use strata_pgq::ticker::{self, Exit, Outcome, Overrides};
 use strata_pgq::PgqError;
 
 /// The database holding the queues.
@@ -148,48 +148,14 @@ fn read_strata_config(path: &Path) -> Result<TickerConfig, PgqError> {
     Ok(sections.pgq.ticker())
 }
 
-/// `--exit-on-unreachable SECS`: a positive number of seconds, or 0 for "never" (which
-/// overrides a policy in the file).
-fn exit_policy(secs: Option<f64>) -> Result<Option<Option<Duration>>, Failure> {
-    match secs {
-        None => Ok(None),
-        Some(0.0) => Ok(Some(None)),
-        Some(s) if s > 0.0 && s < 1e9 => Ok(Some(Some(Duration::from_secs_f64(s)))),
-        Some(_) => Err(usage(
-            "--exit-on-unreachable: a positive number of seconds, or 0 for never",
-        )),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_on_unreachable_zero_turns_the_policy_off() {
-        assert_eq!(exit_policy(None).unwrap(), None);
-        assert_eq!(exit_policy(Some(0.0)).unwrap(), Some(None));
-        assert_eq!(
-            exit_policy(Some(2.5)).unwrap(),
-            Some(Some(Duration::from_millis(2500)))
-        );
-        assert!(exit_policy(Some(-1.0)).is_err());
-        assert!(exit_policy(Some(f64::NAN)).is_err());
-    }
-}
-
-fn usage(message: impl Into<String>) -> Failure {
-    Failure::new(code::USAGE, message)
-}
-
-fn failure(err: PgqError) -> Failure {
-    // SQLSTATE class 22 (data exception): a value the server could not take, such as
-    // `ticker_max_lag=soon`, is the caller's input.
+/// The exit code of a PgQ error: bad input (and a value the server could not take,
+/// SQLSTATE class 22, such as `ticker_max_lag=soon`) is a usage error; a background
+/// child that failed at start exits with its own code (2 for a bad config or a live
+/// pidfile, 1 for the rest).
+pub(crate) fn failure(err: PgqError) -> Failure {
     let bad_value = matches!(&err, PgqError::Sql { cause, .. }
         if cause.code().is_some_and(|c| c.code().starts_with("22")));
     let code = match &err {
-        // A background child that failed at start: its own exit code (2 for a bad
-        // config or a live pidfile, 1 for the rest).
         PgqError::ChildFailed { code: Some(c), .. } => u8::try_from(*c)
             .ok()
             .filter(|c| *c != 0)
@@ -200,73 +166,77 @@ fn failure(err: PgqError) -> Failure {
     Failure::new(code, crate::failure::chain(&err))
 }
 
-/// Errors of the coop functions that are the caller's mistake (an unregistered main
-/// consumer, a subconsumer still holding a batch) exit with the usage code.
-fn not_registered(err: PgqError) -> Failure {
-    match &err {
-        PgqError::Sql { message, .. }
-            if message.contains("is not registered") || message.contains("holds batch") =>
-        {
-            usage(message.clone())
-        }
-        _ => failure(err),
+/// Exit 1 when something `failed` (a problem found, not an error).
+pub(crate) fn exit_code(failed: bool) -> u8 {
+    if failed {
+        code::FAILED
+    } else {
+        0
     }
 }
 
-async fn connect(db: &PgqDb) -> Result<strata_pg::Client, Failure> {
-    let text = db.db.as_deref().ok_or_else(|| {
-        usage("no database: give --db DSN or set STRATA_PGQ_DB (postgresql://user@host/db)")
-    })?;
-    let dsn = strata_pg::Dsn::parse(text).map_err(|e| usage(e.to_string()))?;
-    let client = dsn
-        .connect()
-        .await
-        .map_err(|e| failure(PgqError::Connect(e)))?;
-    if !api::has_pgq(&client).await.map_err(failure)? {
-        return Err(failure(PgqError::NoPgq(dsn.describe())));
-    }
-    Ok(client)
-}
-
-async fn begin(client: &strata_pg::Client) -> Result<(), Failure> {
-    client
-        .batch_execute("begin")
-        .await
-        .map_err(|e| failure(PgqError::sql("begin", e)))
-}
-
-async fn commit(client: &strata_pg::Client) -> Result<(), Failure> {
-    client
-        .batch_execute("commit")
-        .await
-        .map_err(|e| failure(PgqError::sql("commit", e)))
-}
-
-fn parse_setting(text: &str) -> Result<(&str, &str), Failure> {
-    text.split_once('=')
-        .filter(|(k, _)| !k.trim().is_empty())
-        .map(|(k, v)| (k.trim(), v.trim()))
-        .ok_or_else(|| usage(format!("expected KEY=VALUE, got {text:?}")))
-}
-
-fn secs(value: Option<f64>) -> String {
-    match value {
-        None => "-".into(),
-        Some(s) if s < 10.0 => format!("{s:.1}s"),
-        Some(s) => output::duration((s * 1000.0) as u64),
-    }
-}
-
-fn opt<T: ToString>(value: &Option<T>) -> String {
+/// A value or `-`.
+pub(crate) fn opt<T: ToString>(value: &Option<T>) -> String {
     value.as_ref().map_or("-".into(), |v| v.to_string())
 }
 
 /// Runs a `pgq` subcommand.
 pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
+    let PgqCommand::Ticker {
+        file,
+        daemon,
+        health,
+        exit_on_unreachable,
+        pidfile,
+        logfile,
+    } = command
+    else {
+        return queue_command(ctx, command).await.map_err(failure);
+    };
+    // A .toml file is strata's configuration (its [pgq] section); anything else is
+    // pgqd's ini. Without a file: --config, then ./strata.toml.
+    let file = (file.or_else(|| ctx.global.config.clone()))
+        .or_else(|| Some(PathBuf::from("strata.toml")).filter(|own| own.exists()))
+        .ok_or_else(|| {
+            Failure::new(code::USAGE, "no ticker configuration: strata pgq ticker pgqd.ini, or a strata.toml with a [pgq] section (--config)")
+        })?;
+    let read: ticker::Reader = if is_toml(&file) {
+        read_strata_config
+    } else {
+        TickerConfig::load
+    };
+    let overrides = Overrides {
+        health_listen: health,
+        exit_on_unreachable: ticker::exit_policy(exit_on_unreachable).map_err(failure)?,
+        pidfile,
+        logfile,
+    };
+    let quiet = ctx.global.quiet;
+    match ticker::run_or_detach(&file, read, &overrides, daemon, quiet).await {
+        Ok(Outcome::Detached(pid)) => {
+            ctx.say(format!("ticker running in the background (pid {pid})"));
+            Ok(0)
+        }
+        Ok(Outcome::Ran(Exit::Stopped)) => Ok(0),
+        Ok(Outcome::Ran(exit)) => Err(Failure::new(code::FAILED, exit.to_string())),
+        Err(e) => Err(failure(e)),
+    }
+}
+
+/// The queue administration subcommands; returns the exit code.
+async fn queue_command(ctx: &Context, command: PgqCommand) -> Result<u8, PgqError> {
     match command {
         PgqCommand::Status { db, queue, max_lag } => {
-            let client = connect(&db).await?;
-            status(ctx, &client, queue.as_deref(), max_lag).await
+            let status = admin::status(db.db.as_deref(), queue.as_deref(), max_lag).await?;
+            if ctx.global.json {
+                print_json(&status);
+            } else if !ctx.global.quiet {
+                print_status(&status);
+            }
+            for p in &status.problems {
+                eprintln!("strata: {p}");
+            }
+            return Ok(exit_code(!status.problems.is_empty()));
         }
         PgqCommand::CreateQueue {
             db,
@@ -274,56 +244,18 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             notify,
             settings,
         } => {
-            let parsed = settings
-                .iter()
-                .map(|s| parse_setting(s))
-                .collect::<Result<Vec<_>, _>>()?;
-            let client = connect(&db).await?;
-            // One transaction: a bad setting leaves no half-configured queue behind (the
-            // connection closes uncommitted when the command fails).
-            begin(&client).await?;
-            let created = api::create_queue(&client, &queue).await.map_err(failure)?;
-            for (key, value) in parsed {
-                api::set_queue_config(&client, &queue, key, value)
-                    .await
-                    .map_err(failure)?;
-            }
-            commit(&client).await?;
-            if notify {
-                strata_pgq::notify::enable(&client, &queue)
-                    .await
-                    .map_err(failure)?;
-            }
-            ctx.say(if created {
-                format!("created queue {queue}")
-            } else {
-                format!("queue {queue} exists already")
-            });
-            Ok(0)
+            let db = db.db.as_deref();
+            ctx.say(
+                if admin::create_queue(db, &queue, &settings, notify).await? {
+                    format!("created queue {queue}")
+                } else {
+                    format!("queue {queue} exists already")
+                },
+            );
         }
         PgqCommand::DropQueue { db, queue, force } => {
-            let client = connect(&db).await?;
-            if api::queue_info(&client, Some(&queue))
-                .await
-                .map_err(failure)?
-                .is_empty()
-            {
-                return Err(usage(format!("no queue named {queue:?}")));
-            }
-            // One transaction: the queue and strata's rows of its cooperative
-            // subconsumers go together (the connection closes uncommitted on failure).
-            begin(&client).await?;
-            api::drop_queue(&client, &queue, force)
-                .await
-                .map_err(|e| match e {
-                    PgqError::Sql { message, .. } if message.contains("consumers") => usage(
-                        format!("queue {queue} still has consumers: unregister them or use --force ({message})"),
-                    ),
-                    e => failure(e),
-                })?;
-            commit(&client).await?;
+            admin::drop_queue(db.db.as_deref(), &queue, force).await?;
             ctx.say(format!("dropped queue {queue}"));
-            Ok(0)
         }
         PgqCommand::Register {
             db,
@@ -331,28 +263,15 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             consumer,
             sub,
         } => {
-            let client = connect(&db).await?;
-            let (new, who) = match &sub {
-                Some(sub) => {
-                    strata_pgq::coop::setup(&client).await.map_err(failure)?;
-                    let new = strata_pgq::coop::register(&client, &queue, &consumer, sub)
-                        .await
-                        .map_err(not_registered)?;
-                    (new, format!("subconsumer {consumer}.{sub}"))
-                }
-                None => (
-                    api::register_consumer(&client, &queue, &consumer)
-                        .await
-                        .map_err(failure)?,
-                    consumer.clone(),
-                ),
-            };
-            ctx.say(if new {
-                format!("registered {who} on {queue}")
-            } else {
-                format!("{who} was registered on {queue} already")
-            });
-            Ok(0)
+            let sub = sub.as_deref();
+            let who = consumer_label(&consumer, sub);
+            ctx.say(
+                if admin::register(db.db.as_deref(), &queue, &consumer, sub).await? {
+                    format!("registered {who} on {queue}")
+                } else {
+                    format!("{who} was registered on {queue} already")
+                },
+            );
         }
         PgqCommand::Unregister {
             db,
@@ -360,138 +279,38 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
             consumer,
             sub,
         } => {
-            let client = connect(&db).await?;
-            let (gone, who) = match &sub {
-                Some(sub) => (
-                    strata_pgq::coop::unregister(&client, &queue, &consumer, sub)
-                        .await
-                        .map_err(not_registered)?,
-                    format!("subconsumer {consumer}.{sub}"),
-                ),
-                None => (
-                    api::unregister_consumer(&client, &queue, &consumer)
-                        .await
-                        .map_err(failure)?,
-                    consumer.clone(),
-                ),
-            };
-            if !gone {
-                return Err(usage(format!("{who} is not registered on {queue}")));
-            }
+            let sub = sub.as_deref();
+            admin::unregister(db.db.as_deref(), &queue, &consumer, sub).await?;
+            let who = consumer_label(&consumer, sub);
             ctx.say(format!("unregistered {who} from {queue}"));
-            Ok(0)
         }
         PgqCommand::Config {
             db,
             queue,
             settings,
         } => {
-            let parsed = settings
-                .iter()
-                .map(|s| parse_setting(s))
-                .collect::<Result<Vec<_>, _>>()?;
-            let client = connect(&db).await?;
-            let found = api::queue_info(&client, Some(&queue))
-                .await
-                .map_err(failure)?;
-            if found.is_empty() {
-                return Err(usage(format!("no queue named {queue:?}")));
-            }
-            begin(&client).await?;
-            for (key, value) in &parsed {
-                api::set_queue_config(&client, &queue, key, value)
-                    .await
-                    .map_err(failure)?;
-            }
-            commit(&client).await?;
-            let info = api::queue_info(&client, Some(&queue))
-                .await
-                .map_err(failure)?
-                .remove(0);
-            let notify = strata_pgq::notify::is_enabled(&client, &queue)
-                .await
-                .map_err(failure)?;
+            let shown = admin::configure(db.db.as_deref(), &queue, &settings).await?;
             if ctx.global.json {
-                print_json(&serde_json::json!({ "queue": info, "notify": notify }));
-            } else if parsed.is_empty() || !ctx.global.quiet {
-                print_config(&info, notify);
+                print_json(&shown);
+            } else if settings.is_empty() || !ctx.global.quiet {
+                print_config(&shown);
             }
-            Ok(0)
         }
         PgqCommand::Notify { db, queue, state } => {
-            let client = connect(&db).await?;
-            if state == "on" {
-                strata_pgq::notify::enable(&client, &queue).await
-            } else {
-                strata_pgq::notify::disable(&client, &queue).await
-            }
-            .map_err(failure)?;
+            admin::set_notify(db.db.as_deref(), &queue, state == "on").await?;
             ctx.say(format!("event notifications {state} for queue {queue}"));
-            Ok(0)
         }
-        PgqCommand::Ticker {
-            file,
-            daemon,
-            health,
-            exit_on_unreachable,
-            pidfile,
-            logfile,
-        } => {
-            // A .toml file is strata's configuration (its [pgq] section); anything else
-            // is pgqd's ini. Without a file: --config, then ./strata.toml.
-            let file = file
-                .or_else(|| ctx.global.config.clone())
-                .or_else(|| {
-                    let own = PathBuf::from("strata.toml");
-                    own.exists().then_some(own)
-                })
-                .ok_or_else(|| {
-                    usage("no ticker configuration: strata pgq ticker pgqd.ini, or a strata.toml with a [pgq] section (--config)")
-                })?;
-            let read: ticker::Reader = if is_toml(&file) {
-                read_strata_config
-            } else {
-                TickerConfig::load
-            };
-            let exit_on_unreachable = exit_policy(exit_on_unreachable)?;
-            let overrides = Overrides {
-                health_listen: health,
-                exit_on_unreachable,
-                pidfile,
-                logfile,
-            };
-            if daemon && !strata_pgq::daemon::is_detached_child() {
-                let config = read(&file).map_err(failure)?;
-                let pid = strata_pgq::daemon::detach(&config, &overrides).map_err(failure)?;
-                ctx.say(format!("ticker running in the background (pid {pid})"));
-                return Ok(0);
-            }
-            match ticker::run(&file, read, &overrides, ctx.global.quiet)
-                .await
-                .map_err(failure)?
-            {
-                Exit::Stopped => Ok(0),
-                Exit::Unreachable {
-                    database,
-                    secs,
-                    stalled,
-                } => Err(Failure::new(
-                    code::FAILED,
-                    format!(
-                        "ticker stopped: database {database} {} for {secs} s (exit_on_unreachable)",
-                        if stalled {
-                            "stalled (connected, no ticker round)"
-                        } else {
-                            "unreachable"
-                        }
-                    ),
-                )),
-            }
+        PgqCommand::Ticker { .. } => {
+            return Err(PgqError::BadInput(
+                "the ticker is not a queue command".into(),
+            ))
         }
     }
+    Ok(0)
 }
 
-fn print_config(info: &QueueInfo, notify: bool) {
+fn print_config(shown: &QueueSettings) {
+    let info = &shown.queue;
     let rows = vec![
         vec!["ticker_max_count".into(), info.ticker_max_count.to_string()],
         vec![
@@ -505,85 +324,70 @@ fn print_config(info: &QueueInfo, notify: bool) {
         vec!["ticker_paused".into(), info.ticker_paused.to_string()],
         vec!["rotation_period".into(), secs(info.rotation_period_secs)],
         vec!["external_ticker".into(), info.external_ticker.to_string()],
-        vec!["notify (strata)".into(), notify.to_string()],
+        vec!["notify (strata)".into(), shown.notify.to_string()],
     ];
     println!("queue {}", info.queue_name);
     println!("{}", output::table(&["setting", "value"], rows, &[]));
 }
 
-#[derive(serde::Serialize)]
-struct Status {
-    queues: Vec<QueueInfo>,
-    consumers: Vec<ConsumerInfo>,
-    problems: Vec<String>,
-}
-
-async fn status(
-    ctx: &Context,
-    client: &strata_pg::Client,
-    queue: Option<&str>,
-    max_lag: Option<f64>,
-) -> CommandResult {
-    let queues = api::queue_info(client, queue).await.map_err(failure)?;
-    if let Some(q) = queue {
-        if queues.is_empty() {
-            return Err(usage(format!("no queue named {q:?}")));
-        }
-    }
-    let consumers = api::consumer_info(client, queue).await.map_err(failure)?;
-    let mut problems = Vec::new();
-    if let Some(limit) = max_lag {
-        for q in &queues {
-            if q.ticker_lag_secs.is_some_and(|l| l > limit) && !q.ticker_paused {
-                problems.push(format!(
-                    "queue {}: ticker lag {} (is a ticker running?)",
-                    q.queue_name,
-                    secs(q.ticker_lag_secs)
-                ));
-            }
-        }
-        for c in &consumers {
-            if c.lag_secs.is_some_and(|l| l > limit) {
-                problems.push(format!(
-                    "consumer {} on {}: lag {}, {} pending events",
-                    c.consumer_name,
-                    c.queue_name,
-                    secs(c.lag_secs),
-                    opt(&c.pending_events)
-                ));
-            }
-        }
-    }
-    if ctx.global.json {
-        print_json(&Status {
-            queues,
-            consumers,
-            problems: problems.clone(),
-        });
-    } else if !ctx.global.quiet {
-        let rows = queues
+fn print_status(status: &Status) {
+    let rows = status
+        .queues
+        .iter()
+        .map(|q| {
+            let rotation = match (q.rotation_pending_step2, q.switch_age_secs) {
+                (true, _) => "step 2 pending".to_string(),
+                (false, age) => format!("{} ago", secs(age)),
+            };
+            vec![
+                q.queue_name.clone(),
+                secs(q.ticker_lag_secs),
+                q.ev_per_sec.map_or("-".into(), |r| format!("{r:.1}")),
+                opt(&q.ev_new),
+                opt(&q.last_tick_id),
+                format!("{}/{}", q.cur_table, q.ntables),
+                rotation,
+                if q.ticker_paused {
+                    "paused"
+                } else if q.external_ticker {
+                    "external"
+                } else {
+                    "ticker"
+                }
+                .into(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        output::table(
+            &[
+                "queue",
+                "ticker lag",
+                "ev/s",
+                "new events",
+                "last tick",
+                "table",
+                "rotated",
+                "ticks by"
+            ],
+            rows,
+            &[1, 2, 3, 4]
+        )
+    );
+    if !status.consumers.is_empty() {
+        let rows = status
+            .consumers
             .iter()
-            .map(|q| {
-                let rotation = match (q.rotation_pending_step2, q.switch_age_secs) {
-                    (true, _) => "step 2 pending".to_string(),
-                    (false, age) => format!("{} ago", secs(age)),
-                };
+            .map(|c| {
                 vec![
-                    q.queue_name.clone(),
-                    secs(q.ticker_lag_secs),
-                    q.ev_per_sec.map_or("-".into(), |r| format!("{r:.1}")),
-                    opt(&q.ev_new),
-                    opt(&q.last_tick_id),
-                    format!("{}/{}", q.cur_table, q.ntables),
-                    rotation,
-                    if q.ticker_paused {
-                        "paused"
-                    } else if q.external_ticker {
-                        "external"
-                    } else {
-                        "ticker"
-                    }
-                    .into(),
+                    c.queue_name.clone(),
+                    c.consumer_name.clone(),
+                    secs(c.lag_secs),
+                    secs(c.last_seen_secs),
+                    opt(&c.pending_events),
+                    opt(&c.last_tick),
+                    opt(&c.current_batch),
                 ]
             })
             .collect();
@@ -592,53 +396,16 @@ async fn status(
             output::table(
                 &[
                     "queue",
-                    "ticker lag",
-                    "ev/s",
-                    "new events",
+                    "consumer",
+                    "lag",
+                    "last seen",
+                    "pending",
                     "last tick",
-                    "table",
-                    "rotated",
-                    "ticks by"
+                    "batch"
                 ],
                 rows,
-                &[1, 2, 3, 4]
+                &[2, 3, 4, 5, 6]
             )
         );
-        if !consumers.is_empty() {
-            let rows = consumers
-                .iter()
-                .map(|c| {
-                    vec![
-                        c.queue_name.clone(),
-                        c.consumer_name.clone(),
-                        secs(c.lag_secs),
-                        secs(c.last_seen_secs),
-                        opt(&c.pending_events),
-                        opt(&c.last_tick),
-                        opt(&c.current_batch),
-                    ]
-                })
-                .collect();
-            println!(
-                "{}",
-                output::table(
-                    &[
-                        "queue",
-                        "consumer",
-                        "lag",
-                        "last seen",
-                        "pending",
-                        "last tick",
-                        "batch"
-                    ],
-                    rows,
-                    &[2, 3, 4, 5, 6]
-                )
-            );
-        }
     }
-    for p in &problems {
-        eprintln!("strata: {p}");
-    }
-    Ok(if problems.is_empty() { 0 } else { code::FAILED })
 }

@@ -51,6 +51,67 @@ pub enum Exit {
     },
 }
 
+impl std::fmt::Display for Exit {
+    /// Why the ticker stopped, as the `ticker` command reports an exit policy that fired.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Stopped => write!(f, "ticker stopped"),
+            Exit::Unreachable {
+                database,
+                secs,
+                stalled,
+            } => write!(
+                f,
+                "ticker stopped: database {database} {} for {secs} s (exit_on_unreachable)",
+                if *stalled {
+                    "stalled (connected, no ticker round)"
+                } else {
+                    "unreachable"
+                }
+            ),
+        }
+    }
+}
+
+/// `--exit-on-unreachable SECS`: a positive number of seconds, or 0 for "never" (which
+/// overrides a policy in the file); `None` when not given.
+pub fn exit_policy(secs: Option<f64>) -> Result<Option<Option<Duration>>, PgqError> {
+    match secs {
+        None => Ok(None),
+        Some(0.0) => Ok(Some(None)),
+        Some(s) if s > 0.0 && s < 1e9 => Ok(Some(Some(Duration::from_secs_f64(s)))),
+        Some(_) => Err(PgqError::BadInput(
+            "--exit-on-unreachable: a positive number of seconds, or 0 for never".into(),
+        )),
+    }
+}
+
+/// How a `ticker` command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Started in the background; the child's pid.
+    Detached(u32),
+    /// Ran in this process until it stopped.
+    Ran(Exit),
+}
+
+/// The `ticker` command: with `daemon` (and not already the detached child) checks the
+/// file and starts the ticker in the background ([`crate::daemon::detach`]); otherwise
+/// [`run`]s it here until it stops.
+pub async fn run_or_detach(
+    path: &Path,
+    read: Reader,
+    overrides: &Overrides,
+    daemon: bool,
+    quiet: bool,
+) -> Result<Outcome, PgqError> {
+    if daemon && !crate::daemon::is_detached_child() {
+        let config = read(path)?;
+        return crate::daemon::detach(&config, overrides).map(Outcome::Detached);
+    }
+    run(path, read, overrides, quiet).await.map(Outcome::Ran)
+}
+
 /// Reads the ticker's settings from its file: [`TickerConfig::load`] for pgqd's ini; the
 /// `strata` binary passes its own reader for the `[pgq]` section of strata's
 /// configuration. Called again on SIGHUP.
@@ -377,6 +438,36 @@ mod tests {
             exit_on_unreachable: Some(Duration::from_secs(5)),
             ..TickerConfig::default()
         })
+    }
+
+    #[test]
+    fn exit_on_unreachable_zero_turns_the_policy_off() {
+        assert_eq!(exit_policy(None).unwrap(), None);
+        assert_eq!(exit_policy(Some(0.0)).unwrap(), Some(None));
+        assert_eq!(
+            exit_policy(Some(2.5)).unwrap(),
+            Some(Some(Duration::from_millis(2500)))
+        );
+        for bad in [-1.0, f64::NAN, f64::INFINITY, 1e9] {
+            assert!(exit_policy(Some(bad)).unwrap_err().is_bad_input(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_exit_policy_that_fired_names_the_database_and_why() {
+        let exit = |stalled| Exit::Unreachable {
+            database: "db1".into(),
+            secs: 7,
+            stalled,
+        };
+        assert_eq!(
+            exit(false).to_string(),
+            "ticker stopped: database db1 unreachable for 7 s (exit_on_unreachable)"
+        );
+        assert_eq!(
+            exit(true).to_string(),
+            "ticker stopped: database db1 stalled (connected, no ticker round) for 7 s (exit_on_unreachable)"
+        );
     }
 
     #[test]
