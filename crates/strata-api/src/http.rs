@@ -126,7 +126,7 @@ impl Http {
             };
             serde_json::from_value(result).map_err(|e| {
                 CoordinatorError::Api(ApiError::new(
-                    ErrorCode::Version,
+                    ErrorCode::Failed,
                     format!("unexpected {} result: {e}", last.kind),
                 ))
             })

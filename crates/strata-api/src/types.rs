@@ -102,7 +102,6 @@ pub struct Started {
 pub struct BackupListing {
     #[serde(flatten)]
     pub summary: BackupSummary,
-    #[serde(default)]
     pub pinned: bool,
     /// The last verification, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

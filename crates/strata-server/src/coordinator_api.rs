@@ -15,17 +15,21 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures_util::stream::Stream;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_agent::api::{ApiError, ErrorCode};
+use strata_api::types::{
+    AuditQuery, BackupListing, CleanupBody, CopyBody, FilesQuery, GcBody, Page, RepairBody,
+    RestoreBody, Started, VerifyBody, VersionInfo, FILES_PAGE,
+};
 use strata_coordinator::actions::percent_ok;
 use strata_coordinator::audit::AuditEntry;
 use strata_coordinator::browse::{FileEntry, FileFilter};
-use strata_coordinator::cluster::{ClusterStatus, Coordinator, RestorePlan};
-use strata_coordinator::config::{Config, RetentionConfig};
+use strata_coordinator::cluster::{ClusterStatus, Coordinator};
+use strata_coordinator::config::Config;
 use strata_coordinator::copy::CopyReport;
 use strata_coordinator::gc::GcReport;
 use strata_coordinator::operation::OperationStatus;
@@ -53,6 +57,7 @@ type Api = State<Arc<ApiState>>;
 /// The coordinator's routes behind the user tokens.
 pub fn routes(state: ApiState, tokens: Tokens) -> Router {
     Router::new()
+        .route("/api/v1/version", get(version))
         .route("/api/v1/status", get(status))
         .route("/api/v1/backups", get(list).post(start_backup))
         .route("/api/v1/backups/{name}", get(show).delete(delete))
@@ -113,34 +118,12 @@ fn repo_failure(err: impl Into<CoordinatorError>) -> ApiFailure {
     failure(err.into())
 }
 
-/// The reply to a started operation.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Started {
-    pub operation: OperationStatus,
-}
-
-/// A backup as the API lists it: its summary, whether it is pinned, and its last
-/// verification.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BackupListing {
-    #[serde(flatten)]
-    pub summary: BackupSummary,
-    pub pinned: bool,
-    /// The last verification, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verification: Option<VerifyRecord>,
-}
-
-/// Paging of `GET /api/v1/backups` (oldest first, like `strata list`).
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct Page {
-    /// At most this many backups (default: all).
-    #[param(minimum = 0)]
-    pub limit: Option<u32>,
-    /// Skip this many first.
-    #[param(minimum = 0)]
-    pub offset: Option<u32>,
+/// What this server speaks, so a client of another version can work on what both know.
+#[utoipa::path(get, path = "/api/v1/version", tag = "cluster",
+    responses((status = 200, description = "The API's major version, the server's version and the features it offers", body = VersionInfo),
+        (status = 401, body = ApiError)))]
+async fn version() -> Json<VersionInfo> {
+    Json(VersionInfo::current())
 }
 
 #[utoipa::path(get, path = "/api/v1/status", tag = "cluster",
@@ -281,16 +264,6 @@ async fn start_backup(
     ))
 }
 
-/// `POST /api/v1/restores`.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct RestoreBody {
-    /// Backup name, unique prefix, or `latest`.
-    #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
-    pub backup: String,
-    #[serde(flatten)]
-    pub plan: RestorePlan,
-}
-
 #[utoipa::path(post, path = "/api/v1/restores", tag = "restores", request_body = RestoreBody,
     responses((status = 202, description = "Started; follow /api/v1/operations/{id}/events", body = Started),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError),
@@ -320,21 +293,6 @@ async fn start_restore(
             operation: op.status(),
         }),
     ))
-}
-
-/// `POST /api/v1/verify`.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyBody {
-    /// One backup (name, prefix or `latest`); all when absent.
-    #[serde(default)]
-    pub backup: Option<String>,
-    /// Read and check every blob.
-    #[serde(default)]
-    pub read_data: bool,
-    /// Read this percentage of the packs (0 < p <= 100), a different choice each run.
-    #[serde(default)]
-    pub read_data_subset: Option<f64>,
 }
 
 #[utoipa::path(post, path = "/api/v1/verify", tag = "backups", request_body = VerifyBody,
@@ -369,18 +327,6 @@ async fn verify(
     Ok(Json(report))
 }
 
-/// `POST /api/v1/cleanup`.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CleanupBody {
-    /// Show what would be kept and removed; change nothing.
-    #[serde(default)]
-    pub dry_run: bool,
-    /// A policy instead of the server's `[retention]`.
-    #[serde(default)]
-    pub policy: Option<RetentionConfig>,
-}
-
 #[utoipa::path(post, path = "/api/v1/cleanup", tag = "backups", request_body = CleanupBody,
     responses((status = 200, body = CleanupReport), (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 409, body = ApiError), (status = 500, body = ApiError)))]
@@ -399,15 +345,6 @@ async fn cleanup(
     Ok(Json(report))
 }
 
-/// `POST /api/v1/gc`.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GcBody {
-    /// Report what would be deleted; delete nothing.
-    #[serde(default)]
-    pub dry_run: bool,
-}
-
 #[utoipa::path(post, path = "/api/v1/gc", tag = "backups", request_body = GcBody,
     responses((status = 200, body = GcReport), (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 409, body = ApiError), (status = 500, body = ApiError)))]
@@ -423,15 +360,6 @@ async fn gc(
         .await
         .map_err(failure)?;
     Ok(Json(report))
-}
-
-/// `POST /api/v1/repair/index` and `POST /api/v1/repair/backups`.
-#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RepairBody {
-    /// Report what would be done; change nothing.
-    #[serde(default)]
-    pub dry_run: bool,
 }
 
 #[utoipa::path(post, path = "/api/v1/repair/index", tag = "backups", request_body = RepairBody,
@@ -468,26 +396,6 @@ async fn repair_backups(
     Ok(Json(report))
 }
 
-/// `GET /api/v1/backups/{name}/files`: which entries, and which page of them.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct FilesQuery {
-    /// Only this node (default: every node).
-    pub node: Option<String>,
-    /// Only entries at or below this path (`base/16384`).
-    pub path: Option<String>,
-    /// At most this many entries (default and maximum 10000).
-    #[param(minimum = 0, maximum = 10000)]
-    pub limit: Option<u32>,
-    /// Skip this many first.
-    #[param(minimum = 0)]
-    pub offset: Option<u64>,
-}
-
-/// Most entries one page of a file listing holds, so a node of millions of files never
-/// becomes one reply of hundreds of megabytes.
-const FILES_PAGE: usize = 10_000;
-
 #[utoipa::path(get, path = "/api/v1/backups/{name}/files", tag = "backups", params(
         ("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name, unique prefix, or `latest`"),
         FilesQuery),
@@ -522,14 +430,6 @@ async fn files(
     .await
     .map_err(failure)?;
     Ok(Json(page))
-}
-
-/// `POST /api/v1/backups/{name}/copy`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CopyBody {
-    /// The target storage, by its name in the server's configuration.
-    pub to: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/backups/{name}/copy", tag = "backups", request_body = CopyBody,
@@ -708,17 +608,6 @@ async fn check(State(s): Api) -> Json<CheckReport> {
     })
 }
 
-/// `GET /api/v1/audit`.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct AuditQuery {
-    /// From this moment: RFC 3339 time, a date, or an age such as `2h` or `7d`.
-    pub since: Option<String>,
-    /// At most this many entries, the newest (default 1000).
-    #[param(minimum = 0)]
-    pub limit: Option<u32>,
-}
-
 #[utoipa::path(get, path = "/api/v1/audit", tag = "cluster", params(AuditQuery),
     responses((status = 200, description = "Audit log entries, oldest first", body = [AuditEntry]),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 500, body = ApiError)))]
@@ -739,7 +628,7 @@ async fn audit(State(s): Api, Params(query): Params<AuditQuery>) -> Reply<Vec<Au
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "strata coordinator API", description = "Backups, restores, verification, retention and the audit log of a strata cluster. Every call needs `Authorization: Bearer <token>`; errors are JSON `{code, message}`."),
-    paths(status, list, show, delete, pin, unpin, files, copy, drill, start_backup, start_restore,
+    paths(version, status, list, show, delete, pin, unpin, files, copy, drill, start_backup, start_restore,
         verify, cleanup, gc, repair_index, repair_backups, wal_list, wal_verify, operations, operation, events, schedules, config,
         check, audit),
     components(schemas(ApiError, ErrorCode)),

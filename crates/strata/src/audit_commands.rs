@@ -2,56 +2,13 @@
 //! `local:<user>@<host>`), and `strata audit` reads the log of a repository, or of the
 //! server with `--server`.
 
-use crate::client::query_string;
 use crate::commands::{print_json, CommandResult, Context};
-use crate::failure::{code, Failure};
-use std::sync::Arc;
-use std::time::Duration;
-use strata_coordinator::audit::{self, AuditEntry};
-use strata_coordinator::events::{Action, Events};
-use strata_coordinator::webhooks::Webhooks;
+use crate::failure::Failure;
+use strata_coordinator::audit;
+use strata_coordinator::events::Action;
 use strata_repo::Repository;
 
-/// How long a command waits at its end for webhook deliveries still in flight.
-const FLUSH: Duration = Duration::from_secs(10);
-
 impl Context {
-    /// The reporting side of this command (webhooks of the configuration), built once.
-    pub(crate) fn events(&self) -> Result<Arc<Events>, Failure> {
-        if let Some(events) = self.events.get() {
-            return Ok(events.clone());
-        }
-        let webhooks = Webhooks::from_config(&self.config.webhooks)?;
-        Ok(self.events.get_or_init(|| Events::new(webhooks)).clone())
-    }
-
-    /// The use cases on `repo` of storage `storage`, reported to this command's events:
-    /// every local action that changes a repository goes through these, as the API's and
-    /// the scheduler's do (see `strata_coordinator::actions`).
-    pub(crate) fn actions(
-        &self,
-        repo: &Arc<Repository>,
-        storage: &str,
-    ) -> Result<strata_coordinator::actions::Actions, Failure> {
-        Ok(strata_coordinator::actions::Actions::new(
-            repo.clone(),
-            storage,
-            self.events()?,
-            Duration::from_secs(self.config.server.lease_ttl_secs),
-            self.config.gc.grace()?,
-        ))
-    }
-
-    /// Waits (a little) for webhook deliveries so they do not die with the process.
-    pub(crate) async fn flush_events(&self) {
-        if let Some(events) = self.events.get() {
-            events.flush(FLUSH).await;
-        }
-    }
-
-    /// Records the outcome of local action `kind` on `target` in `repo`'s audit log (and
-    /// tells the webhooks, for backup, restore, cleanup and verify), then hands the result
-    /// back unchanged.
     pub(crate) async fn audited<T>(
         &self,
         repo: &Repository,
@@ -72,7 +29,8 @@ impl Context {
             Ok(value) => describe(value),
             Err(failure) => ("failed", failure.message.clone()),
         };
-        self.events()?
+        self.local
+            .events()?
             .finished(repo, storage, &action, outcome, &detail)
             .await;
         result
@@ -80,24 +38,7 @@ impl Context {
 
     /// `strata audit`.
     pub(crate) async fn audit(&self, since: Option<&str>, limit: u32) -> CommandResult {
-        let entries: Vec<AuditEntry> = if let Some(client) = self.remote()? {
-            let mut query = vec![("limit", limit.to_string())];
-            query.extend(since.map(|s| ("since", s.to_string())));
-            client
-                .get(&format!("/api/v1/audit?{}", query_string(&query)))
-                .await?
-        } else {
-            let now = strata_coordinator::lock::now_ms();
-            let since = match since {
-                Some(text) => {
-                    audit::parse_since(text, now).map_err(|why| Failure::new(code::USAGE, why))?
-                }
-                None => 0,
-            };
-            let storage = self.storage()?;
-            let repo = self.open_storage(&storage).await?;
-            audit::read(&repo, since, limit as usize).await?
-        };
+        let entries = self.cluster().audit(since, limit).await?;
         if self.global.json {
             print_json(&entries);
             return Ok(0);

@@ -3,69 +3,21 @@
 //! coordinator of `strata server` when `--server` is given; both show the same progress
 //! and print the same results.
 
-use crate::client::follow;
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
 use crate::progress::OperationDisplay;
-use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use strata_coordinator::cluster::{ClusterStatus, Coordinator, RestoreOutcome, RestorePlan};
-use strata_coordinator::config::NodeConfig;
+use strata_api::{BackupRequest, Running};
+use strata_coordinator::cluster::{RestoreOutcome, RestorePlan};
 use strata_coordinator::jobs::{self, ClusterJobs};
 use strata_coordinator::operation::{OpState, OperationStatus};
-use strata_coordinator::remote::ApiClient;
-use strata_coordinator::schedule::{JobStatus, Scheduler, SystemClock};
-use strata_coordinator::setup::{self, ConfigRepos, SharedRepo};
+use strata_coordinator::schedule::{Scheduler, SystemClock};
+use strata_coordinator::setup::{self, ConfigRepos};
 use strata_repo::summary::BackupSummary;
 
-/// The reply of the server to a started operation.
-#[derive(Deserialize)]
-struct Started {
-    operation: OperationStatus,
-}
-
 impl Context {
-    /// The coordinator API client when `--server` is given.
-    pub(crate) fn remote(&self) -> Result<Option<ApiClient>, Failure> {
-        let Some(url) = &self.global.server else {
-            return Ok(None);
-        };
-        // --token-file (or $STRATA_TOKEN_FILE) when given, else $STRATA_TOKEN.
-        let source = strata_coordinator::config::SecretSource {
-            env: if self.global.token_file.is_some() {
-                String::new()
-            } else {
-                "STRATA_TOKEN".into()
-            },
-            file: self.global.token_file.clone(),
-        };
-        let token = source.read("token")?;
-        Ok(Some(ApiClient::new(
-            url,
-            token,
-            self.config.server.ca_file.as_deref(),
-        )?))
-    }
-
-    /// An in-process coordinator of `nodes` over the default storage.
-    pub(crate) async fn coordinator(
-        &self,
-        nodes: &[NodeConfig],
-    ) -> Result<Arc<Coordinator>, Failure> {
-        let storage = self.storage()?;
-        let repo = self.open_storage(&storage).await?;
-        let repos = Arc::new(SharedRepo {
-            storage: storage.name.clone(),
-            repo: repo.clone(),
-        });
-        let nodes = setup::build_nodes(&self.config, nodes, repos, &HashMap::new())?;
-        let coordinator = setup::coordinator(&self.config, &storage, repo, nodes);
-        coordinator.set_events(self.events()?);
-        Ok(coordinator)
-    }
-
     /// `strata backup`.
     pub(crate) async fn backup(
         &self,
@@ -74,63 +26,40 @@ impl Context {
         exclude: Vec<String>,
         wait: bool,
     ) -> CommandResult {
-        if let Some(client) = self.remote()? {
-            if !paths.is_empty() {
-                return Err(Failure::new(
-                    code::USAGE,
-                    "with --server, the server backs up its configured nodes: give no PATH",
-                ));
-            }
-            let started: Started = client.post("/api/v1/backups", &()).await?;
-            if !wait {
-                return self.started(&client, &started.operation);
-            }
-            let last = self.follow(client, started.operation).await?;
-            return match last.result {
-                Some(result) => {
-                    self.report_backup(&serde_json::from_value(result).map_err(|e| {
-                        Failure::new(code::FAILED, format!("unexpected backup result: {e}"))
-                    })?)
-                }
-                None => Err(operation_failure(&last)),
-            };
+        let request = BackupRequest {
+            paths,
+            node_name,
+            exclude,
+        };
+        let running = self.cluster().backup(request).await?;
+        if !wait && self.global.server.is_some() {
+            // The server goes on with it; this process only reports the start.
+            let op = running.updates.borrow().clone();
+            return self.started(&op);
         }
-        let nodes = self.nodes(paths, node_name, exclude)?;
-        let coordinator = self.coordinator(&nodes).await?;
-        let pending = coordinator
-            .backup(&strata_coordinator::audit::local_actor())
-            .await?;
-        let display = OperationDisplay::start(pending.operation().subscribe(), self.interactive());
-        let summary = pending.run().await;
-        drop(display);
-        self.report_backup(&summary?)
+        let summary = self.watch(running).await?;
+        self.report_backup(&summary)
     }
 
-    fn started(&self, client: &ApiClient, op: &OperationStatus) -> CommandResult {
+    /// Shows an operation's progress until it ends.
+    async fn watch<T>(&self, running: Running<T>) -> Result<T, Failure> {
+        let display = OperationDisplay::start(running.updates, self.interactive());
+        let outcome = running.outcome.await;
+        drop(display);
+        Ok(outcome?)
+    }
+
+    fn started(&self, op: &OperationStatus) -> CommandResult {
         if self.global.json {
             print_json(op);
         } else {
+            let at = self.cluster().location();
             self.say(format!(
-                "{} {} started on {}; follow it with `strata --server {} status`",
-                op.kind,
-                op.id,
-                client.base(),
-                client.base()
+                "{} {} started on {at}; follow it with `strata --server {at} status`",
+                op.kind, op.id,
             ));
         }
         Ok(0)
-    }
-
-    async fn follow(
-        &self,
-        client: ApiClient,
-        first: OperationStatus,
-    ) -> Result<OperationStatus, Failure> {
-        let (rx, task) = follow(client, first);
-        let display = OperationDisplay::start(rx, self.interactive());
-        let last = task.await.expect("event follower panicked");
-        drop(display);
-        Ok(last?)
     }
 
     /// Prints a backup summary; the exit code says whether every node made it.
@@ -188,36 +117,8 @@ impl Context {
             include: path,
             recovery,
         };
-        let outcome = if let Some(client) = self.remote()? {
-            let body = serde_json::json!({
-                "backup": wanted, "node": plan.node, "map": plan.map, "include": plan.include,
-                "recovery": plan.recovery,
-            });
-            let started: Started = client.post("/api/v1/restores", &body).await?;
-            let last = self.follow(client, started.operation).await?;
-            match last.result {
-                Some(result) => serde_json::from_value(result).map_err(|e| {
-                    Failure::new(code::FAILED, format!("unexpected restore result: {e}"))
-                })?,
-                None => return Err(operation_failure(&last)),
-            }
-        } else {
-            let coordinator = self.coordinator(&self.config.nodes).await?;
-            let summary = strata_coordinator::resolve_backup_for(
-                coordinator.repo(),
-                wanted,
-                plan.recovery.as_ref(),
-            )
-            .await?;
-            let pending = coordinator
-                .restore(&summary, plan, &strata_coordinator::audit::local_actor())
-                .await?;
-            let display =
-                OperationDisplay::start(pending.operation().subscribe(), self.interactive());
-            let outcome = pending.run().await;
-            drop(display);
-            outcome?
-        };
+        let running = self.cluster().restore(wanted, plan).await?;
+        let outcome = self.watch(running).await?;
         self.report_restore(&outcome)
     }
 
@@ -277,10 +178,7 @@ impl Context {
 
     /// `strata status`.
     pub(crate) async fn status(&self) -> CommandResult {
-        let status: ClusterStatus = match self.remote()? {
-            Some(client) => client.get("/api/v1/status").await?,
-            None => self.coordinator(&self.config.nodes).await?.status().await?,
-        };
+        let status = self.cluster().status().await?;
         let down = status.nodes.iter().filter(|n| n.metadata.is_none()).count();
         let code = if down > 0 { code::FAILED } else { 0 };
         if self.global.json {
@@ -338,17 +236,7 @@ impl Context {
 
     /// `strata schedules`: each job's next and last run.
     pub(crate) async fn schedules(&self) -> CommandResult {
-        let jobs: Vec<JobStatus> = match self.remote()? {
-            Some(client) => client.get("/api/v1/schedules").await?,
-            None => Scheduler::new(
-                &self.config.schedules,
-                Arc::new(jobs::NoRuns),
-                Arc::new(SystemClock),
-                Some(jobs::state_file(&self.config.state_dir())),
-            )
-            .map_err(|why| Failure::new(code::USAGE, why))?
-            .status(),
-        };
+        let jobs = self.cluster().schedules().await?;
         if self.global.json {
             print_json(&jobs);
             return Ok(0);
@@ -378,14 +266,6 @@ impl Context {
             ));
         }
         Ok(0)
-    }
-
-    /// Backups as the server's coordinator sees them.
-    pub(crate) async fn remote_list(
-        &self,
-        client: &ApiClient,
-    ) -> Result<Vec<BackupSummary>, Failure> {
-        Ok(client.get("/api/v1/backups").await?)
     }
 
     /// `strata server`.
@@ -453,7 +333,7 @@ impl Context {
                 &local_agents,
             )?;
             let coordinator = setup::coordinator(&self.config, &storage, repo, nodes);
-            coordinator.set_events(self.events()?);
+            coordinator.set_events(self.local.events()?);
             let mut tokens = strata_server::Tokens::single("user", token);
             for named in &self.config.server.tokens {
                 let secret = named.source().read("named user token")?.ok_or_else(|| {
@@ -541,7 +421,7 @@ impl Context {
             cluster,
             config: self.config.clone(),
             tables: self.sections.tables.clone(),
-            events: self.events()?,
+            events: self.local.events()?,
         };
         jobs.check().map_err(|why| Failure::new(code::USAGE, why))?;
         let scheduler = Scheduler::new(
@@ -555,17 +435,4 @@ impl Context {
         roles.push(format!("{} schedules", self.config.schedules.len()));
         Ok(Some(scheduler))
     }
-}
-
-/// A failed operation as a CLI failure.
-fn operation_failure(status: &OperationStatus) -> Failure {
-    Failure::new(
-        code::FAILED,
-        format!(
-            "{} {} failed: {}",
-            status.kind,
-            status.id,
-            status.error.as_deref().unwrap_or("no reason given")
-        ),
-    )
 }

@@ -1,7 +1,6 @@
 //! One function per command: load configuration, call the library, print the result.
 
 use crate::cli::{Cli, Command, ConfigCommand, Global};
-use crate::client::query_string;
 use crate::failure::{code, Failure};
 use crate::output;
 use crate::progress;
@@ -9,12 +8,13 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use strata_agent::restore::RestoreOptions;
-use strata_coordinator::browse::{for_each_file, FileEntry, FileFilter};
-use strata_coordinator::catalog::{Catalog, Located};
-use strata_coordinator::config::{Config, NodeConfig, StorageConfig};
-use strata_coordinator::copy::CopyReport;
+use strata_api::{Cluster, Http, InProcess};
+use strata_coordinator::browse::FileEntry;
+use strata_coordinator::catalog::Located;
+use strata_coordinator::config::{Config, StorageConfig};
 use strata_coordinator::storage::Storage;
-use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
+use strata_coordinator::verify::{DataCheck, VerifyReport};
+use strata_coordinator::CoordinatorError;
 use strata_repo::summary::BackupSummary;
 use strata_repo::{InitOptions, Repository};
 
@@ -36,7 +36,7 @@ pub async fn run(cli: Cli) -> CommandResult {
     };
     let ctx = Context::load(cli.global, own_config)?;
     let result = dispatch(&ctx, cli.command).await;
-    ctx.flush_events().await;
+    ctx.local.finish().await;
     result
 }
 
@@ -70,12 +70,9 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             path,
             ..
         } => {
-            if ctx.global.server.is_some() {
-                return Err(Failure::new(
-                    code::USAGE,
-                    "--to restores on this machine: drop --server, or restore in place without --to",
-                ));
-            }
+            ctx.here_only(
+                "--to restores on this machine: drop --server, or restore in place without --to",
+            )?;
             ctx.restore(&backup, &to, node.as_deref(), path).await
         }
         Command::Restore {
@@ -154,8 +151,11 @@ pub(crate) struct Context {
     /// The sections of the file other crates own (`[tables]`, `[pgq]`).
     pub(crate) sections: crate::config::Sections,
     pub(crate) global: Global,
-    /// Webhooks and the audit log, built when first needed (see `audit_commands`).
-    pub(crate) events: std::sync::OnceLock<Arc<strata_coordinator::events::Events>>,
+    /// The use cases run in this process (also what `--server` does not cover: init,
+    /// keys, WAL archiving, restores into a directory here).
+    pub(crate) local: InProcess,
+    /// The server of `--server`, when given.
+    http: Option<Http>,
 }
 
 pub(crate) fn print_json(value: &impl serde::Serialize) {
@@ -163,27 +163,6 @@ pub(crate) fn print_json(value: &impl serde::Serialize) {
         "{}",
         serde_json::to_string_pretty(value).expect("output serializes")
     );
-}
-
-/// This host's name, made safe for a node name.
-fn host_name() -> String {
-    let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    let name: String = raw
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if name.is_empty() || name.starts_with('.') {
-        "localhost".into()
-    } else {
-        name
-    }
 }
 
 impl Context {
@@ -219,12 +198,43 @@ impl Context {
         if let Some(dir) = &global.state_dir {
             config.state_dir = Some(dir.clone());
         }
+        let http = crate::client::server(&global, &config)?;
+        let asking = config.clone();
+        let quiet = global.quiet;
+        let local = InProcess::new(
+            config.clone(),
+            Box::new(move || {
+                ask_password(&asking, false).map_err(|f| CoordinatorError::Password(f.message))
+            }),
+            Box::new(move |warning| {
+                if !quiet {
+                    eprintln!("strata: warning: {warning}");
+                }
+            }),
+        );
         Ok(Context {
             config,
             sections,
             global,
-            events: std::sync::OnceLock::new(),
+            local,
+            http,
         })
+    }
+
+    /// The cluster the commands act on: the server of `--server`, else this process.
+    pub(crate) fn cluster(&self) -> &dyn Cluster {
+        match &self.http {
+            Some(http) => http,
+            None => &self.local,
+        }
+    }
+
+    /// Refuses `--server` for a command that only runs here.
+    pub(crate) fn here_only(&self, why: &str) -> Result<(), Failure> {
+        match self.http {
+            Some(_) => Err(Failure::new(code::USAGE, why)),
+            None => Ok(()),
+        }
     }
 
     /// Whether live progress may be drawn (never with -q or --json).
@@ -239,42 +249,13 @@ impl Context {
     }
 
     pub(crate) fn storage(&self) -> Result<Storage, Failure> {
-        Ok(Storage::open_default(&self.config)?)
-    }
-
-    /// The password from env or file, else asked on the terminal.
-    fn password(&self, confirm: bool) -> Result<Option<String>, Failure> {
-        if let Some(password) = self.config.password()? {
-            return Ok(Some(password));
-        }
-        if !std::io::stdin().is_terminal() {
-            return Ok(None);
-        }
-        let ask = |prompt: &str| {
-            rpassword::prompt_password(prompt)
-                .map_err(|e| Failure::new(code::PASSWORD, format!("cannot read the password: {e}")))
-        };
-        let first = ask("repository password: ")?;
-        if confirm && ask("repeat the password: ")? != first {
-            return Err(Failure::new(code::PASSWORD, "the passwords do not match"));
-        }
-        Ok(Some(first))
+        Ok(self.local.storage()?)
     }
 
     /// The password when `storage` is encrypted (unencrypted repositories have no real
     /// key, so nobody is asked for one).
     pub(crate) async fn password_for(&self, storage: &Storage) -> Result<Option<String>, Failure> {
-        let needs_password = storage
-            .store
-            .list(strata_repo::layout::KEYS)
-            .await
-            .map(|keys| !keys.is_empty())
-            .unwrap_or(true);
-        if needs_password {
-            self.password(false)
-        } else {
-            Ok(None)
-        }
+        Ok(self.local.password_for(storage).await?)
     }
 
     pub(crate) async fn open_storage(&self, storage: &Storage) -> Result<Arc<Repository>, Failure> {
@@ -282,40 +263,10 @@ impl Context {
         Ok(Repository::open(storage.store.clone(), password.as_deref()).await?)
     }
 
-    /// Every configured storage, for commands that find backups wherever they are.
-    async fn catalog(&self) -> Result<Catalog, Failure> {
-        let password = self.password_for(&self.storage()?).await?;
-        let catalog = Catalog::open(&self.config, password.as_deref()).await?;
-        for (name, why) in &catalog.unavailable {
-            if !self.global.quiet {
-                eprintln!("strata: warning: storage {name} is not available: {why}");
-            }
-        }
-        Ok(catalog)
-    }
-
-    /// Finds a backup in any storage and opens its repository (with the index loaded when
-    /// `index`); also names the storage, for the audit log.
-    async fn find(
-        &self,
-        catalog: &Catalog,
-        wanted: &str,
-        index: bool,
-    ) -> Result<(Arc<Repository>, BackupSummary, String), Failure> {
-        let (place, summary) = catalog.find(wanted).await?;
-        if index {
-            place.repo.reload_index().await?;
-        }
-        Ok((place.repo.clone(), summary, place.storage.name.clone()))
-    }
-
     async fn init(&self) -> CommandResult {
-        if self.global.server.is_some() {
-            return Err(Failure::new(
-                code::USAGE,
-                "init creates a repository from this host with its own password: drop --server",
-            ));
-        }
+        self.here_only(
+            "init creates a repository from this host with its own password: drop --server",
+        )?;
         let encryption = self
             .config
             .repository
@@ -328,7 +279,7 @@ impl Context {
         };
         let password = match encryption {
             strata_repo::format::Encryption::None => None,
-            _ => Some(self.password(true)?.ok_or_else(|| {
+            _ => Some(ask_password(&self.config, true)?.ok_or_else(|| {
                 Failure::new(code::PASSWORD, format!(
                     "no password: set {} (or password.file in the config), or run in a terminal to be asked",
                     self.config.password.env
@@ -363,57 +314,10 @@ impl Context {
 
     /// The nodes to back up: one ad-hoc in-process node for PATHs, else the configured
     /// nodes (with extra --exclude patterns for the in-process ones).
-    pub(crate) fn nodes(
-        &self,
-        paths: Vec<String>,
-        node_name: Option<String>,
-        exclude: Vec<String>,
-    ) -> Result<Vec<NodeConfig>, Failure> {
-        if !paths.is_empty() {
-            let mut probe = self.config.clone();
-            probe.nodes = vec![NodeConfig {
-                name: node_name.unwrap_or_else(host_name),
-                url: None,
-                roots: paths,
-                exclude,
-                zone: None,
-                postgres: None,
-            }];
-            probe.validate()?;
-            return Ok(probe.nodes);
-        }
-        Ok(self
-            .config
-            .nodes
-            .iter()
-            .map(|n| NodeConfig {
-                exclude: n.exclude.iter().chain(&exclude).cloned().collect(),
-                ..n.clone()
-            })
-            .collect())
-    }
 
     async fn list(&self) -> CommandResult {
-        let mut verified = std::collections::HashMap::new();
-        let mut damaged = Vec::new();
-        let backups = match self.remote()? {
-            Some(client) => self
-                .remote_list(&client)
-                .await?
-                .into_iter()
-                .map(|summary| Located {
-                    storage: "server".into(),
-                    summary,
-                })
-                .collect(),
-            None => {
-                let catalog = self.catalog().await?;
-                verified = catalog.verified().await?;
-                let (backups, bad) = catalog.scan().await?;
-                damaged = bad;
-                backups
-            }
-        };
+        let list = self.cluster().list().await?;
+        let (backups, verified, damaged) = (&list.backups, &list.verified, &list.damaged);
         if self.global.json {
             let rows: Vec<serde_json::Value> = backups
                 .iter()
@@ -439,11 +343,11 @@ impl Context {
         } else if backups.is_empty() && damaged.is_empty() {
             self.say("no backups yet (run `strata backup`)");
         } else if !backups.is_empty() {
-            self.say(output::backups_table(&backups, &verified));
+            self.say(output::backups_table(backups, verified));
         }
         if !self.global.json {
             // Damage is shown even with -q: it is what the operator must act on.
-            for d in &damaged {
+            for d in damaged {
                 eprintln!(
                     "strata: warning: backup {} (storage {}) is damaged: {} (run `strata repair backups`)",
                     d.object.backup().unwrap_or_default(),
@@ -456,19 +360,8 @@ impl Context {
     }
 
     async fn show(&self, wanted: &str) -> CommandResult {
-        let (storage, summary) = match self.remote()? {
-            Some(client) => (
-                client.base().to_string(),
-                client
-                    .get::<BackupSummary>(&format!("/api/v1/backups/{wanted}"))
-                    .await?,
-            ),
-            None => {
-                let catalog = self.catalog().await?;
-                let (place, summary) = catalog.find(wanted).await?;
-                (place.storage.name.clone(), summary)
-            }
-        };
+        let Located { storage, summary } = self.cluster().show(wanted).await?;
+
         if self.global.json {
             print_json(&summary);
             return Ok(0);
@@ -509,45 +402,17 @@ impl Context {
 
     async fn ls(&self, wanted: &str, node: Option<&str>, path: Option<&str>) -> CommandResult {
         let mut entries = Vec::new();
-        if let Some(client) = self.remote()? {
-            // Page through the server's listing until an empty page (a server may cap
-            // pages below what is asked); a large node comes in several calls.
-            loop {
-                let mut query = vec![
-                    ("offset", entries.len().to_string()),
-                    ("limit", "10000".into()),
-                ];
-                query.extend(node.map(|n| ("node", n.to_string())));
-                query.extend(path.map(|p| ("path", p.to_string())));
-                let page: Vec<FileEntry> = client
-                    .get(&format!(
-                        "/api/v1/backups/{wanted}/files?{}",
-                        query_string(&query)
-                    ))
-                    .await?;
-                if page.is_empty() {
-                    break;
-                }
-                entries.extend(page);
+        let (json, quiet) = (self.global.json, self.global.quiet);
+        let mut each = |entry: FileEntry| {
+            if json {
+                entries.push(entry);
+            } else if !quiet {
+                print_file(&entry);
             }
-        } else {
-            let catalog = self.catalog().await?;
-            let (repo, summary, _) = self.find(&catalog, wanted, false).await?;
-            let filter = FileFilter { node, path };
-            for_each_file(&repo, &summary, &filter, |entry| {
-                if self.global.json {
-                    entries.push(entry);
-                } else if !self.global.quiet {
-                    print_file(&entry);
-                }
-                true
-            })
-            .await?;
-        }
-        if self.global.json {
+        };
+        self.cluster().files(wanted, node, path, &mut each).await?;
+        if json {
             print_json(&entries);
-        } else if !self.global.quiet {
-            entries.iter().for_each(print_file);
         }
         Ok(0)
     }
@@ -559,12 +424,7 @@ impl Context {
         node: Option<&str>,
         path: Option<String>,
     ) -> CommandResult {
-        let catalog = self.catalog().await?;
-        let (repo, summary, storage) = self.find(&catalog, wanted, true).await?;
         let mut options = RestoreOptions::default();
-        if self.config.restore.workers > 0 {
-            options.workers = self.config.restore.workers;
-        }
         if let Some(path) = &path {
             // The same check as a cluster restore's and the API's.
             strata_coordinator::input::check_include(path)
@@ -572,20 +432,12 @@ impl Context {
         }
         options.include = path.map(|p| p.trim_matches('/').as_bytes().to_vec());
         let clock = std::time::Instant::now();
-        let actions = self.actions(&repo, &storage)?;
         let display =
             progress::Display::start(options.progress.clone(), "restoring", self.interactive());
-        let restored = actions
-            .restore_into(
-                &strata_coordinator::audit::local_actor(),
-                &summary,
-                to,
-                node,
-                options,
-            )
-            .await;
+        let restored = self.local.restore_into(wanted, to, node, options).await;
         drop(display);
-        let restored = restored?;
+        let (summary, restored) = restored?;
+
         let errors: Vec<String> = restored
             .iter()
             .flat_map(|r| {
@@ -630,80 +482,17 @@ impl Context {
     }
 
     async fn delete(&self, wanted: &[String]) -> CommandResult {
-        if let Some(client) = self.remote()? {
-            for name in wanted {
-                let deleted: BackupSummary = client
-                    .call(
-                        reqwest::Method::DELETE,
-                        &format!("/api/v1/backups/{name}"),
-                        None::<&()>,
-                    )
-                    .await?;
-                self.say(format!("deleted backup {}", deleted.name));
-            }
-            return Ok(0);
-        }
-        let catalog = self.catalog().await?;
-        let who = strata_coordinator::audit::local_actor();
-        let mut touched: Vec<strata_coordinator::actions::Actions> = Vec::new();
-        for name in wanted {
-            // Refused before any storage is searched, by the rule the delete itself applies.
-            strata_coordinator::actions::refuse_latest(name)?;
-            let (place, summary) = catalog.find_one(name).await?;
-            let actions = self.actions(&place.repo, &place.storage.name)?;
-            actions.delete(&who, &summary.name).await?;
-            self.say(format!("deleted backup {}", summary.name));
-            if !touched
-                .iter()
-                .any(|t| Arc::ptr_eq(t.repo(), actions.repo()))
-            {
-                touched.push(actions);
-            }
-        }
-        // Then the data no remaining backup uses, in every storage that lost a backup.
-        for actions in touched {
-            let report = actions.collect_garbage(false).await?;
-            if !self.global.json {
-                self.say_gc(&report);
-            }
+        let mut say_deleted =
+            |summary: BackupSummary| self.say(format!("deleted backup {}", summary.name));
+        let collected = self.cluster().delete(wanted, &mut say_deleted).await?;
+        if !self.global.json {
+            collected.iter().for_each(|report| self.say_gc(report));
         }
         Ok(0)
     }
 
     async fn verify(&self, backup: Option<&str>, check: DataCheck) -> CommandResult {
-        if let Some(client) = self.remote()? {
-            let body = serde_json::json!({
-                "backup": backup,
-                "read_data": check == DataCheck::All,
-                "read_data_subset": match check {
-                    DataCheck::Subset(p) => Some(p),
-                    _ => None,
-                },
-            });
-            let report: VerifyReport = client.post("/api/v1/verify", &body).await?;
-            return self.say_verify(&report, check);
-        }
-        let catalog = self.catalog().await?;
-        let mut report = VerifyReport::default();
-        let targets: Vec<(Arc<Repository>, Option<String>, String)> = match backup {
-            Some(wanted) => {
-                let (repo, summary, storage) = self.find(&catalog, wanted, true).await?;
-                vec![(repo, Some(summary.name), storage)]
-            }
-            None => catalog
-                .places
-                .iter()
-                .map(|p| (p.repo.clone(), None, p.storage.name.clone()))
-                .collect(),
-        };
-        let who = strata_coordinator::audit::local_actor();
-        for (repo, name, storage) in targets {
-            let found = self
-                .actions(&repo, &storage)?
-                .verify(&who, name.as_deref(), check)
-                .await?;
-            report.absorb(found);
-        }
+        let report = self.cluster().verify(backup, check).await?;
         self.say_verify(&report, check)
     }
 
@@ -755,31 +544,7 @@ impl Context {
 
 impl Context {
     async fn copy(&self, wanted: &str, to: &str) -> CommandResult {
-        let report: CopyReport = if let Some(client) = self.remote()? {
-            client
-                .post(
-                    &format!("/api/v1/backups/{wanted}/copy"),
-                    &serde_json::json!({ "to": to }),
-                )
-                .await?
-        } else {
-            let catalog = self.catalog().await?;
-            let (source, summary, storage) = self.find(&catalog, wanted, true).await?;
-            let open_target = async {
-                let target = catalog.place(to)?.repo.clone();
-                target.reload_index().await?;
-                Ok(target)
-            };
-            self.actions(&source, &storage)?
-                .copy(
-                    &strata_coordinator::audit::local_actor(),
-                    &summary,
-                    open_target,
-                    to,
-                    self.config.backup.writer_options(),
-                )
-                .await?
-        };
+        let report = self.cluster().copy(wanted, to).await?;
         if self.global.json {
             print_json(&report);
         } else {
@@ -855,24 +620,7 @@ fn parse_percent(text: &str) -> Result<f64, Failure> {
 impl Context {
     /// `strata verify --restore BACKUP`: here, or with --server on the server's host.
     async fn restore_drill(&self, wanted: &str) -> CommandResult {
-        let report: DrillReport = if let Some(client) = self.remote()? {
-            client
-                .post(
-                    &format!("/api/v1/backups/{wanted}/drill"),
-                    &serde_json::json!({}),
-                )
-                .await?
-        } else {
-            let catalog = self.catalog().await?;
-            let (repo, summary, storage) = self.find(&catalog, wanted, true).await?;
-            self.actions(&repo, &storage)?
-                .drill(
-                    &strata_coordinator::audit::local_actor(),
-                    &summary,
-                    &self.config.state_dir(),
-                )
-                .await?
-        };
+        let report = self.cluster().drill(wanted).await?;
         if self.global.json {
             print_json(&report);
         } else {
@@ -899,4 +647,22 @@ impl Context {
             ),
         ))
     }
+}
+/// The password from env or file, else asked on the terminal (twice with `confirm`).
+fn ask_password(config: &Config, confirm: bool) -> Result<Option<String>, Failure> {
+    if let Some(password) = config.password()? {
+        return Ok(Some(password));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    let ask = |prompt: &str| {
+        rpassword::prompt_password(prompt)
+            .map_err(|e| Failure::new(code::PASSWORD, format!("cannot read the password: {e}")))
+    };
+    let first = ask("repository password: ")?;
+    if confirm && ask("repeat the password: ")? != first {
+        return Err(Failure::new(code::PASSWORD, "the passwords do not match"));
+    }
+    Ok(Some(first))
 }

@@ -2,9 +2,7 @@
 
 use crate::cli::PolicyArgs;
 use crate::commands::{print_json, CommandResult, Context};
-use crate::failure::{code, Failure};
 use crate::output;
-use strata_coordinator::audit::local_actor;
 use strata_coordinator::config::RetentionConfig;
 use strata_coordinator::gc::GcReport;
 use strata_coordinator::retention::CleanupReport;
@@ -31,23 +29,10 @@ impl Context {
     pub(crate) async fn cleanup(&self, dry_run: bool, args: PolicyArgs) -> CommandResult {
         let overridden = policy_given(&args);
         let policy = self.policy(args);
-        if let Some(client) = self.remote()? {
-            // The server applies its own [retention] unless options were given here.
-            let body = serde_json::json!({
-                "dry_run": dry_run,
-                "policy": overridden.then_some(&policy),
-            });
-            let report: CleanupReport = client.post("/api/v1/cleanup", &body).await?;
-            return self.say_cleanup(&report);
-        }
-        policy
-            .check()
-            .map_err(|why| Failure::new(code::USAGE, why))?;
-        let storage = self.storage()?;
-        let repo = self.open_storage(&storage).await?;
+        // The configured policy is the server's own when --server is given.
         let report = self
-            .actions(&repo, &storage.name)?
-            .cleanup(&local_actor(), &policy, dry_run)
+            .cluster()
+            .cleanup(dry_run, overridden.then_some(policy))
             .await?;
         self.say_cleanup(&report)
     }
@@ -124,18 +109,7 @@ impl Context {
 
     /// `strata gc`.
     pub(crate) async fn gc(&self, dry_run: bool) -> CommandResult {
-        if let Some(client) = self.remote()? {
-            let report: GcReport = client
-                .post("/api/v1/gc", &serde_json::json!({ "dry_run": dry_run }))
-                .await?;
-            return self.print_gc(&report);
-        }
-        let storage = self.storage()?;
-        let repo = self.open_storage(&storage).await?;
-        let report = self
-            .actions(&repo, &storage.name)?
-            .gc(&local_actor(), dry_run)
-            .await?;
+        let report = self.cluster().gc(dry_run).await?;
         self.print_gc(&report)
     }
 
@@ -150,28 +124,7 @@ impl Context {
 
     /// `strata pin` and `strata unpin`.
     pub(crate) async fn pin(&self, wanted: &str, pin: bool) -> CommandResult {
-        let name = if let Some(client) = self.remote()? {
-            let method = if pin {
-                reqwest::Method::POST
-            } else {
-                reqwest::Method::DELETE
-            };
-            let listing: serde_json::Value = client
-                .call(
-                    method,
-                    &format!("/api/v1/backups/{wanted}/pin"),
-                    None::<&()>,
-                )
-                .await?;
-            listing["name"].as_str().unwrap_or(wanted).to_string()
-        } else {
-            let storage = self.storage()?;
-            let repo = self.open_storage(&storage).await?;
-            self.actions(&repo, &storage.name)?
-                .pin(&local_actor(), wanted, pin)
-                .await?
-                .name
-        };
+        let name = self.cluster().pin(wanted, pin).await?.name;
         self.say(format!(
             "{} backup {name}",
             if pin { "pinned" } else { "unpinned" },

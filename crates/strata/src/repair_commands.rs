@@ -9,34 +9,13 @@ use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
 impl Context {
     /// `strata repair`.
     pub(crate) async fn repair(&self, command: RepairCommand) -> CommandResult {
-        if let Some(client) = self.remote()? {
-            match command {
-                RepairCommand::Index { dry_run } => {
-                    let body = serde_json::json!({ "dry_run": dry_run });
-                    let report: IndexRepairReport =
-                        client.post("/api/v1/repair/index", &body).await?;
-                    self.say_index_repair(&report);
-                }
-                RepairCommand::Backups { dry_run } => {
-                    let body = serde_json::json!({ "dry_run": dry_run });
-                    let report: BackupsRepairReport =
-                        client.post("/api/v1/repair/backups", &body).await?;
-                    self.say_backups_repair(&report);
-                }
-            }
-            return Ok(0);
-        }
-        let storage = self.storage()?;
-        let repo = self.open_storage(&storage).await?;
-        let actions = self.actions(&repo, &storage.name)?;
-        let who = strata_coordinator::audit::local_actor();
         match command {
             RepairCommand::Index { dry_run } => {
-                let report = actions.repair_index(&who, dry_run).await?;
+                let report = self.cluster().repair_index(dry_run).await?;
                 self.say_index_repair(&report);
             }
             RepairCommand::Backups { dry_run } => {
-                let report = actions.repair_backups(&who, dry_run).await?;
+                let report = self.cluster().repair_backups(dry_run).await?;
                 self.say_backups_repair(&report);
             }
         }

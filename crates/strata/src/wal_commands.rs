@@ -153,10 +153,7 @@ impl Context {
     pub(crate) async fn wal(&self, command: WalCommand) -> CommandResult {
         match command {
             WalCommand::List => {
-                let listing: wal::WalListing = match self.remote()? {
-                    Some(client) => client.get("/api/v1/wal").await?,
-                    None => wal::list(&*self.open_storage(&self.storage()?).await?).await?,
-                };
+                let listing = self.cluster().wal_list().await?;
                 if self.global.json {
                     print_json(&listing);
                     return Ok(0);
@@ -213,14 +210,7 @@ impl Context {
                 Ok(if broken { code::DAMAGED } else { 0 })
             }
             WalCommand::Verify => {
-                let report: wal::WalVerifyReport = match self.remote()? {
-                    Some(client) => {
-                        client
-                            .post("/api/v1/wal/verify", &serde_json::json!({}))
-                            .await?
-                    }
-                    None => wal::verify(&self.open_storage(&self.storage()?).await?).await?,
-                };
+                let report = self.cluster().wal_verify().await?;
                 if self.global.json {
                     print_json(&report);
                 } else {
