@@ -15,7 +15,6 @@ mod pgq_commands;
 mod progress;
 mod repair_commands;
 mod runtime;
-mod scheduled;
 mod tables_commands;
 mod wal_commands;
 
