@@ -16,7 +16,7 @@ use strata_coordinator::storage::Storage;
 use strata_coordinator::verify::{DataCheck, VerifyReport};
 use strata_coordinator::CoordinatorError;
 use strata_repo::summary::BackupSummary;
-use strata_repo::{InitOptions, Repository};
+use strata_repo::Repository;
 
 pub(crate) type CommandResult = Result<u8, Failure>;
 
@@ -267,46 +267,15 @@ impl Context {
         self.here_only(
             "init creates a repository from this host with its own password: drop --server",
         )?;
-        let encryption = self
-            .config
-            .repository
-            .encryption
-            .parse()
-            .map_err(|e: String| Failure::new(code::USAGE, e))?;
-        let options = InitOptions {
-            encryption,
-            ..InitOptions::default()
-        };
-        let password = match encryption {
-            strata_repo::format::Encryption::None => None,
-            _ => Some(ask_password(&self.config, true)?.ok_or_else(|| {
-                Failure::new(code::PASSWORD, format!(
-                    "no password: set {} (or password.file in the config), or run in a terminal to be asked",
-                    self.config.password.env
-                ))
-            })?),
-        };
-        let store = self.storage()?.store;
-        let repo = Repository::init(store.clone(), password.as_deref(), options).await?;
-        let storage_name = self.storage()?.name;
-        self.audited(
-            &repo,
-            &storage_name,
-            "init",
-            &store.describe(),
-            Ok(()),
-            |_| ("succeeded", format!("repository {}", repo.config().id)),
-        )
-        .await?;
+        let ask =
+            || ask_password(&self.config, true).map_err(|f| CoordinatorError::Password(f.message));
+        let created = self.local.init(ask).await?;
         if self.global.json {
-            print_json(&serde_json::json!({
-                "id": repo.config().id, "location": store.describe(), "encryption": repo.config().encryption,
-            }));
+            print_json(&created);
         } else {
             self.say(format!(
                 "created repository {} at {}",
-                repo.config().id,
-                store.describe()
+                created.id, created.location
             ));
         }
         Ok(0)
