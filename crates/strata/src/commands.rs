@@ -11,7 +11,7 @@ use strata_agent::restore::RestoreOptions;
 use strata_api::{Cluster, Http, InProcess};
 use strata_coordinator::browse::FileEntry;
 use strata_coordinator::catalog::Located;
-use strata_coordinator::config::{Config, StorageConfig};
+use strata_coordinator::config::Config;
 use strata_coordinator::storage::Storage;
 use strata_coordinator::verify::{DataCheck, VerifyReport};
 use strata_coordinator::CoordinatorError;
@@ -178,26 +178,11 @@ impl Context {
             }
             None => defaults()?,
         };
-        if let Some(location) = &global.repo {
-            let storage = StorageConfig::at(location);
-            config.storages.clear();
-            config.storages.insert("cli".into(), storage);
-            config.default_storage = "cli".into();
-            config.validate()?;
-        }
-        if let Some(name) = &global.storage {
-            if !config.storages.contains_key(name) {
-                return Err(Failure::new(
-                    code::USAGE,
-                    format!("no storage named {name:?} in the configuration"),
-                ));
-            }
-            config.storages.retain(|n, _| n == name);
-            config.default_storage = name.clone();
-        }
-        if let Some(dir) = &global.state_dir {
-            config.state_dir = Some(dir.clone());
-        }
+        config.apply_command_line(
+            global.repo.as_deref(),
+            global.storage.as_deref(),
+            global.state_dir.as_deref(),
+        )?;
         let http = crate::client::server(&global, &config)?;
         let asking = config.clone();
         let quiet = global.quiet;
