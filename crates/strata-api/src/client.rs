@@ -19,7 +19,7 @@ use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
 use strata_coordinator::retention::CleanupReport;
 use strata_coordinator::schedule::JobStatus;
 use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
-use strata_coordinator::verify_record::VerifyRecord;
+use strata_coordinator::verified::VerifyRecord;
 use strata_coordinator::wal::{WalListing, WalVerifyReport};
 use strata_coordinator::CoordinatorResult;
 use strata_repo::summary::BackupSummary;

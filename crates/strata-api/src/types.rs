@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use strata_coordinator::cluster::RestorePlan;
 use strata_coordinator::config::RetentionConfig;
 use strata_coordinator::operation::OperationStatus;
-use strata_coordinator::verify_record::VerifyRecord;
+use strata_coordinator::verified::VerifyRecord;
 use strata_repo::summary::BackupSummary;
 
 /// The API's major version. A server and a client of the same major version understand

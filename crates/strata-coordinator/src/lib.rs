@@ -36,7 +36,7 @@ pub mod setup;
 mod stats;
 pub mod storage;
 pub mod verify;
-pub mod verify_record;
+pub mod verified;
 pub mod wal;
 pub mod webhooks;
 

@@ -37,7 +37,7 @@ use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
 use strata_coordinator::retention::CleanupReport;
 use strata_coordinator::schedule::{JobStatus, Scheduler};
 use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
-use strata_coordinator::verify_record::VerifyRecord;
+use strata_coordinator::verified::VerifyRecord;
 use strata_coordinator::wal::{WalListing, WalVerifyReport};
 use strata_coordinator::CoordinatorError;
 use strata_repo::summary::BackupSummary;
@@ -141,7 +141,7 @@ async fn listings(
         .await
         .map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
     let mut records: HashMap<String, VerifyRecord> =
-        strata_coordinator::verify_record::latest(repo)
+        strata_coordinator::verified::latest(repo)
             .await
             .map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
     Ok(summaries
