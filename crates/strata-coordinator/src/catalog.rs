@@ -114,9 +114,8 @@ impl Catalog {
     /// The last verification of every backup that has one, by (storage, backup).
     pub async fn verified(
         &self,
-    ) -> CoordinatorResult<
-        std::collections::HashMap<(String, String), crate::verified::VerifyRecord>,
-    > {
+    ) -> CoordinatorResult<std::collections::HashMap<(String, String), crate::verified::VerifyRecord>>
+    {
         let mut out = std::collections::HashMap::new();
         for place in &self.places {
             for (backup, record) in crate::verified::latest(&place.repo).await? {

@@ -728,7 +728,8 @@ impl Config {
     ) -> Result<(), ConfigError> {
         if let Some(location) = repo {
             self.storages.clear();
-            self.storages.insert("cli".into(), StorageConfig::at(location));
+            self.storages
+                .insert("cli".into(), StorageConfig::at(location));
             self.default_storage = "cli".into();
             self.validate()?;
         }

@@ -35,8 +35,8 @@ pub mod schedule;
 pub mod setup;
 mod stats;
 pub mod storage;
-pub mod verify;
 pub mod verified;
+pub mod verify;
 pub mod wal;
 pub mod webhooks;
 
