@@ -142,7 +142,7 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
             scheduler: scheduler_part,
             config: config.clone(),
             // Secrets masked; secret sources (`env`, `file`) are names and stay visible.
-            config_view: config_view,
+            config_view,
         });
         roles.push(format!("coordinator of {} nodes", config.nodes.len()));
     }
@@ -197,14 +197,14 @@ fn start_scheduler(
         tables: tables.clone(),
         events: events.clone(),
     };
-    jobs.check().map_err(|why| ComposeError::Usage(why))?;
+    jobs.check().map_err(ComposeError::Usage)?;
     let scheduler = Scheduler::new(
         &config.schedules,
         Arc::new(jobs),
         Arc::new(SystemClock),
         Some(jobs::state_file(&config.state_dir())),
     )
-    .map_err(|why| ComposeError::Usage(why))?;
+    .map_err(ComposeError::Usage)?;
     tokio::spawn(scheduler.clone().run());
     roles.push(format!("{} schedules", config.schedules.len()));
     Ok(Some(scheduler))
