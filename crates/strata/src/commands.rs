@@ -266,9 +266,6 @@ impl Context {
         Ok(0)
     }
 
-    /// The nodes to back up: one ad-hoc in-process node for PATHs, else the configured
-    /// nodes (with extra --exclude patterns for the in-process ones).
-
     async fn list(&self) -> CommandResult {
         let list = self.cluster().list().await?;
         let (backups, verified, damaged) = (&list.backups, &list.verified, &list.damaged);
