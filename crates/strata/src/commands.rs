@@ -29,6 +29,20 @@ pub async fn run(cli: Cli) -> CommandResult {
         print!("{}", crate::config::default_text());
         return Ok(0);
     }
+    match &cli.command {
+        Command::Completions { shell } => {
+            crate::manual::completions(*shell)?;
+            return Ok(0);
+        }
+        Command::Man { dir } => {
+            let written = crate::manual::man_pages(dir)?;
+            if !cli.global.quiet {
+                println!("wrote {written} manual pages into {}", dir.display());
+            }
+            return Ok(0);
+        }
+        _ => {}
+    }
     // `strata pgq ticker --config pgqd.ini`: that file is the ticker's, not strata's.
     let own_config = match &cli.command {
         Command::Pgq { command } => !command.reads_config_itself(cli.global.config.as_deref()),
@@ -142,7 +156,9 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
         }
         Command::Config {
             command: ConfigCommand::Default,
-        } => unreachable!("handled above"),
+        }
+        | Command::Completions { .. }
+        | Command::Man { .. } => unreachable!("handled above"),
     }
 }
 

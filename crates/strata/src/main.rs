@@ -10,6 +10,7 @@ mod failure;
 mod key_commands;
 mod lifecycle_commands;
 mod londiste_commands;
+mod manual;
 mod output;
 mod pgq_commands;
 mod progress;
