@@ -61,3 +61,6 @@ if need cargo-nextest; then
 else
   cargo test --workspace --no-fail-fast
 fi
+
+echo "==> packaging (Debian package, image, manifests, compose; scripts/packaging-check.sh)"
+./scripts/packaging-check.sh
