@@ -34,6 +34,7 @@ step() {
 CARGO_DEB_VERSION=3.8.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
 PROMETHEUS_MODELS_VERSION=6.0.0
+DOCKERFILE_PARSER_VERSION=3.4.0
 # Ceilings of `systemd-analyze security` (0 safest .. 10 unsafe): today 2.3 and 1.2;
 # a unit that loses its sandbox fails here.
 SERVER_EXPOSURE_MAX=2.5
@@ -63,6 +64,9 @@ fi
 [ -x "$tools/venv/bin/python" ] || python3 -m venv "$tools/venv"
 if ! "$tools/venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
   "$tools/venv/bin/pip" install --quiet "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" jsonschema pyyaml >&2
+fi
+if ! "$tools/venv/bin/python" -c "import dockerfile" 2>/dev/null; then
+  "$tools/venv/bin/pip" install --quiet "dockerfile==$DOCKERFILE_PARSER_VERSION" >&2
 fi
 if [ ! -f "$tools/node_modules/@kubernetes-models/prometheus-operator/package.json" ]; then
   npm install --silent --no-audit --no-fund --prefix "$tools" \
@@ -195,13 +199,14 @@ for pair in "strata.service $server_exposure $SERVER_EXPOSURE_MAX" \
   awk -v e="$2" -v m="$3" 'BEGIN { exit !(e <= m) }' || fail "$1: exposure $2 is above $3"
 done
 
+step "Dockerfile (BuildKit's parser; its runtime stage is the image built next)"
+"$tools/venv/bin/python" packaging/validate/dockerfile_check.py Dockerfile || fail "the Dockerfile"
+
 step "container image without a registry (buildah from scratch), run as its user and as uid $SIDECAR_UID"
 image=localhost/strata:packaging-check
 buildah rmi -f "$image" >/dev/null 2>&1 || true
 packaging/image/build-local.sh "$bin" "$image" "$work/strata-image.tar" "$IMAGE_UID"
-image_size=$(buildah inspect --type image --format '{{.Docker.Size}}' "$image" 2>/dev/null || true)
-[ -n "$image_size" ] && [ "$image_size" != 0 ] \
-  || image_size=$(buildah images --noheading --format '{{.Size}}' "$image")
+image_size=$(buildah images --noheading --format '{{.Size}}' "$image")
 archive_size=$(stat -c %s "$work/strata-image.tar")
 [ "$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$image")" = "$IMAGE_UID:$IMAGE_UID" ] \
   || fail "the image's user is not $IMAGE_UID:$IMAGE_UID"
