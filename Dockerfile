@@ -38,8 +38,8 @@ FROM gcr.io/distroless/cc-debian12 AS runtime
 ARG STRATA_UID=10001
 ARG STRATA_GID=${STRATA_UID}
 COPY --from=build /out/ /
+# The working directory stays /: any uid can start (the state directory is 0700, its owner's).
 ENV STRATA_STATE_DIR=/var/lib/strata HOME=/var/lib/strata
-WORKDIR /var/lib/strata
 VOLUME ["/var/lib/strata"]
 USER ${STRATA_UID}:${STRATA_GID}
 EXPOSE 7370

@@ -24,6 +24,15 @@ work=$repo/target/packaging-check
 started=$(date +%s)
 
 fail() { echo "packaging-check: FAIL: $*" >&2; exit 1; }
+# On any exit: the working container, and the package if this run installed it and has not
+# purged it yet (a failed run leaves the machine as it found it).
+installed=0
+ctr=
+cleanup() {
+  [ -z "$ctr" ] || buildah rm "$ctr" >/dev/null 2>&1 || true
+  if [ "$installed" = 1 ]; then dpkg --purge strata >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
 step() {
   local now
   now=$(date +%s)
@@ -113,7 +122,7 @@ deb=$work/strata.deb
 deb_size=$(stat -c %s "$deb")
 dpkg-deb -c "$deb" >"$work/contents"
 grep -q ' ./usr/bin/strata$' "$work/contents" || fail "the package has no /usr/bin/strata"
-grep -Eq '^-rw-r----- root/root .* \./etc/strata/strata\.toml$' "$work/contents" \
+grep -Eq '^-rw-r----- (root/root|0/0) .* \./etc/strata/strata\.toml$' "$work/contents" \
   || fail "/etc/strata/strata.toml is not root-owned 0640 in the package: $(grep strata.toml "$work/contents")"
 for f in lib/systemd/system/strata.service lib/systemd/system/strata-pgq-ticker.service \
   'lib/systemd/system/strata-londiste@.service' usr/share/bash-completion/completions/strata \
@@ -126,11 +135,11 @@ dpkg-deb -e "$deb" "$work/control"
   || fail "conffiles is not exactly /etc/strata/strata.toml: $(cat "$work/control/conffiles")"
 
 step "dpkg -i"
-if dpkg -s strata >/dev/null 2>&1; then
-  echo "packaging-check: a strata package is installed already (an earlier run?); purging it first" >&2
-  dpkg --purge strata >/dev/null
-fi
-[ ! -e /etc/strata/strata.toml ] || fail "/etc/strata/strata.toml exists before the install: not ours to overwrite"
+# Never touch an installation this check did not make (it purges its own, even on failure).
+dpkg -s strata >/dev/null 2>&1 \
+  && fail "a strata package is installed on this machine: remove it first (this check installs and purges its own)"
+[ ! -e /etc/strata ] || fail "/etc/strata exists before the install: not ours to overwrite or purge"
+installed=1
 dpkg -i "$deb" >/dev/null
 dpkg -L strata | sort >"$work/installed-files"
 [ "$(/usr/bin/strata --version)" = "strata $version" ] || fail "installed strata --version: $(/usr/bin/strata --version)"
@@ -214,28 +223,34 @@ archive_size=$(stat -c %s "$work/strata-image.tar")
 # root filesystem runs under chroot isolation, with the image's user, environment and
 # entrypoint. Mounted: a directory to back up and one for the repository and the restore.
 ctr=$(buildah from "$image")
-cleanup_ctr() { buildah rm "$ctr" >/dev/null 2>&1 || true; }
-trap cleanup_ctr EXIT
-run_image() { # USER ARGS... (the entrypoint is /usr/bin/strata)
-  local user=$1
+# The image's user runs as built; another uid (a sidecar's: the database's) gets a state
+# directory of its own, as docs/install.md tells (the image's /var/lib/strata is 10001's,
+# 0700). Not mounted over /var/lib/strata: `buildah run` puts a copy of the image's
+# declared volume there whatever -v says; STRATA_STATE_DIR points elsewhere instead.
+# Anything on stderr (a warning such as an unwritable files cache) fails the check.
+run_image() { # UID ARGS... (the entrypoint is /usr/bin/strata)
+  local uid=$1 state=()
   shift
-  timeout 120 buildah run --isolation chroot --user "$user" -e STRATA_PASSWORD=image-check \
-    -v "$work/img:/data" "$ctr" -- /usr/bin/strata "$@"
+  [ "$uid" = "$IMAGE_UID" ] || state=(-v "$work/img-state:/state" -e STRATA_STATE_DIR=/state)
+  timeout 120 buildah run --isolation chroot --user "$uid:$uid" -e STRATA_PASSWORD=image-check \
+    -v "$work/img:/data" "${state[@]}" "$ctr" -- /usr/bin/strata "$@" 2>"$work/img-stderr"
+  [ ! -s "$work/img-stderr" ] || fail "the image (uid $uid, $*) said: $(cat "$work/img-stderr")"
 }
 for uid in $IMAGE_UID $SIDECAR_UID; do
-  rm -rf "$work/img" && mkdir -p "$work/img/src/sub"
+  rm -rf "$work/img" "$work/img-state" && mkdir -p "$work/img/src/sub" "$work/img-state"
+  chown "$uid:$uid" "$work/img-state" && chmod 0700 "$work/img-state"
   printf 'hello\n' >"$work/img/src/a"
   head -c 200000 /dev/urandom >"$work/img/src/sub/b"
   chmod 0700 "$work/img/src"
   chown -R "$uid:$uid" "$work/img"
-  run_image "$uid:$uid" --repo /data/repo --quiet init
-  run_image "$uid:$uid" --repo /data/repo --quiet backup --node-name img /data/src
-  run_image "$uid:$uid" --repo /data/repo --quiet restore latest --to /data/out
+  run_image "$uid" --repo /data/repo --quiet init
+  run_image "$uid" --repo /data/repo --quiet backup --node-name img /data/src
+  run_image "$uid" --repo /data/repo --quiet restore latest --to /data/out
   diff -r "$work/img/src" "$work/img/out" >/dev/null || fail "the image's restore (uid $uid) differs"
   [ "$(stat -c %u "$work/img/repo/config")" = "$uid" ] || fail "the image did not run as uid $uid"
 done
-cleanup_ctr
-trap - EXIT
+buildah rm "$ctr" >/dev/null
+ctr=
 buildah rmi -f "$image" >/dev/null
 
 step "Kubernetes manifests (kubernetes-validate --strict; ServiceMonitor against its CRD schema)"
@@ -276,6 +291,7 @@ while read -r path; do
   [ ! -e "$path" ] || fail "dpkg -r left $path"
 done <"$work/installed-files"
 dpkg --purge strata >/dev/null
+installed=0
 dpkg -s strata >/dev/null 2>&1 && fail "the package is still known after --purge"
 [ ! -e /etc/strata ] || fail "dpkg --purge left /etc/strata: $(ls -la /etc/strata)"
 [ ! -e /var/lib/strata ] || fail "dpkg --purge left /var/lib/strata"

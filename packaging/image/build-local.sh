@@ -25,7 +25,7 @@ tar -C "$work/rootfs" --numeric-owner -cf "$work/rootfs.tar" .
 buildah add --quiet "$ctr" "$work/rootfs.tar" / >/dev/null
 buildah config \
   --entrypoint '["/usr/bin/strata"]' --cmd '["--help"]' \
-  --user "$uid:$gid" --workingdir /var/lib/strata \
+  --user "$uid:$gid" \
   --env STRATA_STATE_DIR=/var/lib/strata --env HOME=/var/lib/strata \
   --port 7370/tcp --volume /var/lib/strata \
   --label org.opencontainers.image.title=strata \

@@ -13,6 +13,8 @@ gid=${4:-$uid}
 case "$uid$gid" in *[!0-9]*) echo "rootfs.sh: uid and gid must be numbers" >&2; exit 2 ;; esac
 
 rm -rf "$out"
+mkdir -p "$out"
+chmod 0755 "$out" # the image's / (mktemp and umask may make it 0700)
 mkdir -p "$out"/{usr/bin,etc/strata,etc/ssl/certs,tmp,var/lib/strata}
 install -m 0755 "$bin" "$out/usr/bin/strata"
 
