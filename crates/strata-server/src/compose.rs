@@ -76,6 +76,10 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
     let mut parts = crate::ServerParts {
         agent: None,
         coordinator: None,
+        readiness: Arc::new(crate::ServerReadiness {
+            config: config.clone(),
+            nodes: Vec::new(),
+        }),
     };
     let mut local_agents = HashMap::new();
     let mut roles = Vec::new();
@@ -115,6 +119,10 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
         let repo = Repository::open(storage.store.clone(), coordinator_password.as_deref()).await?;
         let nodes = setup::build_nodes(&config, &config.nodes, repos.clone(), &local_agents)?;
         let coordinator = setup::coordinator(&config, &storage, repo, nodes);
+        parts.readiness = Arc::new(crate::ServerReadiness {
+            config: config.clone(),
+            nodes: coordinator.nodes().to_vec(),
+        });
         coordinator.set_events(events.clone());
         let mut tokens = crate::Tokens::single("user", token);
         for named in &config.server.tokens {
