@@ -331,3 +331,128 @@ pub async fn expire(repo: &Repository, dry_run: bool) -> CoordinatorResult<WalEx
         removed,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_postgres::wal::TimelineRanges;
+
+    const SEGMENT: &str = "000000010000000000000001";
+
+    fn config(state: &Path) -> Config {
+        let mut config = Config::default();
+        config.state_dir = Some(state.to_path_buf());
+        config
+    }
+
+    async fn segment(dir: &Path, n: u8) -> PathBuf {
+        let path = dir.join(format!("0000000100000000000000{n:02X}"));
+        std::fs::write(&path, vec![n; 4096]).unwrap();
+        path
+    }
+
+    /// A push whose repository cannot be opened fails as such, archives nothing and
+    /// leaves no archive-writer mark that would hold garbage collection up.
+    #[tokio::test]
+    async fn a_push_that_cannot_open_the_repository_releases_its_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = strata_testkit::repo::scratch_repo(dir.path()).await;
+        let store = repo.store().clone();
+        let path = segment(dir.path(), 1).await;
+        let refused = async { Err(CoordinatorError::Password("no password".into())) };
+        let err = push(&config(dir.path()), &store, refused, &path).await;
+        assert!(matches!(err, Err(WalError::Open(_))), "{err:?}");
+        assert!(store
+            .list(strata_repo::layout::WRITERS)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(repo.list_archived(WAL_SPACE).await.unwrap().is_empty());
+
+        let pushed = push(
+            &config(dir.path()),
+            &store,
+            async { Ok(repo.clone()) },
+            &path,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(&pushed[..], [Pushed::Stored { name, .. }] if name == SEGMENT));
+        assert!(store
+            .list(strata_repo::layout::WRITERS)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    /// A segment in the read-ahead spool is handed out without opening the repository;
+    /// one the archive lacks is `NotFound` (the end of the archive), nothing else.
+    #[tokio::test]
+    async fn a_fetch_takes_the_spool_first_and_reports_the_end_of_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = strata_testkit::repo::scratch_repo(dir.path()).await;
+        let store = repo.store().clone();
+        let config = config(dir.path());
+        let ahead = read_ahead(&config, &store).await.unwrap();
+        ahead.spool.put(SEGMENT, b"spooled").unwrap();
+        let dest = dir.path().join("dest");
+        let never = async { Err(CoordinatorError::Password("must not be opened".into())) };
+        assert_eq!(
+            fetch(&config, &store, never, SEGMENT, &dest).await.unwrap(),
+            7
+        );
+        assert_eq!(std::fs::read(&dest).unwrap(), b"spooled");
+
+        let open = async { Ok(repo.clone()) };
+        let missing = fetch(&config, &store, open, SEGMENT, &dest).await;
+        assert!(matches!(missing, Err(WalError::NotFound(ref n)) if n == SEGMENT));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"spooled", "dest left alone");
+    }
+
+    #[test]
+    fn a_listing_names_runs_gaps_and_what_each_backup_can_reach() {
+        let name = |n: u8| format!("0000000100000000000000{n:02X}");
+        let listing = WalListing {
+            archive: ArchiveReport {
+                timelines: vec![TimelineRanges {
+                    timeline: 1,
+                    segments: 3,
+                    ranges: vec![(name(1), name(2)), (name(4), name(4))],
+                }],
+                history_files: vec![],
+                other_files: 0,
+            },
+            backups: vec![BackupWal {
+                backup: "b1".into(),
+                timeline: 1,
+                start_wal: name(1),
+                stop_wal: name(1),
+                consistent: true,
+                first_gap: Some(name(3)),
+            }],
+        };
+        assert_eq!(
+            listing.lines(),
+            [
+                format!(
+                    "timeline 1: 3 segments in 2 runs (1 gap): {} .. {}, {}",
+                    name(1),
+                    name(2),
+                    name(4)
+                ),
+                format!(
+                    "backup b1 (timeline 1, WAL {} .. {}): restorable up to the gap at {}",
+                    name(1),
+                    name(1),
+                    name(3)
+                ),
+            ]
+        );
+        assert!(!listing.broken());
+        let empty = WalListing {
+            archive: ArchiveReport::default(),
+            backups: vec![],
+        };
+        assert_eq!(empty.lines(), ["no WAL archived yet"]);
+    }
+}

@@ -6,7 +6,7 @@ use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use clap::Subcommand;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use strata_coordinator::audit::local_actor;
 use strata_coordinator::keys;
 
@@ -49,8 +49,15 @@ pub struct NewPassword {
 
 impl NewPassword {
     fn read(&self) -> Result<String, Failure> {
+        let usage = |why: String| Failure::new(code::USAGE, why);
         let password = if let Some(path) = &self.new_password_file {
-            read_first_line(path)?
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                usage(format!(
+                    "cannot read the new password from {}: {e}",
+                    path.display()
+                ))
+            })?;
+            text.lines().next().unwrap_or_default().to_string()
         } else if let Ok(value) = std::env::var(NEW_PASSWORD_ENV) {
             value
         } else if std::io::stdin().is_terminal() {
@@ -65,26 +72,13 @@ impl NewPassword {
             }
             first
         } else {
-            return Err(Failure::new(
-                code::USAGE,
-                format!("no new password: set {NEW_PASSWORD_ENV}, pass --new-password-file FILE, or run in a terminal to be asked"),
-            ));
+            return Err(usage(format!("no new password: set {NEW_PASSWORD_ENV}, pass --new-password-file FILE, or run in a terminal to be asked")));
         };
         if password.is_empty() {
-            return Err(Failure::new(code::USAGE, "the new password is empty"));
+            return Err(usage("the new password is empty".into()));
         }
         Ok(password)
     }
-}
-
-fn read_first_line(path: &Path) -> Result<String, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::new(
-            code::USAGE,
-            format!("cannot read the new password from {}: {e}", path.display()),
-        )
-    })?;
-    Ok(text.lines().next().unwrap_or_default().to_string())
 }
 
 impl Context {
