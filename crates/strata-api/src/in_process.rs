@@ -16,7 +16,7 @@ use strata_coordinator::catalog::{Catalog, Located};
 use strata_coordinator::cluster::{ClusterStatus, Coordinator, RestoreOutcome, RestorePlan};
 use strata_coordinator::config::{Config, NodeConfig, RetentionConfig};
 use strata_coordinator::copy::CopyReport;
-use strata_coordinator::events::Events;
+use strata_coordinator::events::{Action, Events};
 use strata_coordinator::gc::GcReport;
 use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
 use strata_coordinator::restore::NodeRestore;
@@ -28,8 +28,9 @@ use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
 use strata_coordinator::wal::{self, WalListing, WalVerifyReport};
 use strata_coordinator::webhooks::Webhooks;
 use strata_coordinator::{jobs, CoordinatorError, CoordinatorResult};
+use strata_repo::format::Encryption;
 use strata_repo::summary::BackupSummary;
-use strata_repo::Repository;
+use strata_repo::{InitOptions, Repository};
 use tokio::sync::OnceCell;
 
 /// How long [`Cluster::finish`] waits for webhook deliveries.
@@ -206,6 +207,58 @@ impl InProcess {
             .collect())
     }
 
+    /// `strata init`: a new repository in the default storage, with the configured
+    /// encryption; `ask_password` is called only for an encrypted one. Audited.
+    pub async fn init(
+        &self,
+        ask_password: impl FnOnce() -> CoordinatorResult<Option<String>>,
+    ) -> CoordinatorResult<Initialized> {
+        let encryption: Encryption = self
+            .config
+            .repository
+            .encryption
+            .parse()
+            .map_err(CoordinatorError::Invalid)?;
+        let password = match encryption {
+            Encryption::None => None,
+            _ => Some(ask_password()?.ok_or_else(|| {
+                CoordinatorError::Password(format!(
+                    "no password: set {} (or password.file in the config), or run in a terminal to be asked",
+                    self.config.password.env
+                ))
+            })?),
+        };
+        let storage = self.storage()?;
+        let options = InitOptions {
+            encryption,
+            ..InitOptions::default()
+        };
+        let repo = Repository::init(storage.store.clone(), password.as_deref(), options).await?;
+        let location = storage.store.describe();
+        let id = repo.config().id.clone();
+        let who = local_actor();
+        let action = Action {
+            who: &who,
+            kind: "init",
+            target: &location,
+            operation: None,
+        };
+        self.events()?
+            .finished(
+                &repo,
+                &storage.name,
+                &action,
+                "succeeded",
+                &format!("repository {id}"),
+            )
+            .await;
+        Ok(Initialized {
+            encryption: repo.config().encryption,
+            id,
+            location,
+        })
+    }
+
     /// `strata restore --to DIR`: a backup's nodes into a directory of this host (there
     /// is no server form: the directory is here).
     pub async fn restore_into(
@@ -225,6 +278,16 @@ impl InProcess {
             .await?;
         Ok((summary, restored))
     }
+}
+
+/// A repository `strata init` created.
+#[derive(Debug, serde::Serialize)]
+pub struct Initialized {
+    pub encryption: Encryption,
+    /// The repository's id.
+    pub id: String,
+    /// Where it is (the store's description).
+    pub location: String,
 }
 
 /// This host's name, made safe for a node name.

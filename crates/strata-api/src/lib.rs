@@ -17,4 +17,4 @@ pub mod types;
 
 pub use client::{BackupList, BackupRequest, Cluster, Outcome, Running};
 pub use http::Http;
-pub use in_process::{AskPassword, InProcess};
+pub use in_process::{AskPassword, InProcess, Initialized};

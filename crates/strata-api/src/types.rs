@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use strata_coordinator::cluster::RestorePlan;
 use strata_coordinator::config::RetentionConfig;
 use strata_coordinator::operation::OperationStatus;
-use strata_coordinator::verify_record::VerifyRecord;
+use strata_coordinator::verified::VerifyRecord;
 use strata_repo::summary::BackupSummary;
 
 /// The API's major version. A server and a client of the same major version understand
@@ -212,4 +212,63 @@ pub struct AuditQuery {
     /// At most this many entries, the newest (default 1000).
     #[param(minimum = 0)]
     pub limit: Option<u32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_restore_body_is_the_backup_beside_the_plan() {
+        let body = RestoreBody {
+            backup: "latest".into(),
+            plan: RestorePlan {
+                node: Some("db1".into()),
+                map: [("db1".to_string(), "db9".to_string())].into(),
+                include: Some("base".into()),
+                recovery: None,
+            },
+        };
+        let wire = serde_json::to_value(&body).unwrap();
+        assert_eq!(
+            wire,
+            json!({"backup": "latest", "node": "db1", "map": {"db1": "db9"}, "include": "base"})
+        );
+        let back: RestoreBody = serde_json::from_value(wire).unwrap();
+        assert_eq!(back.plan.map["db1"], "db9");
+        // The bodies older clients sent (an explicit null recovery) still read.
+        let old =
+            json!({"backup": "x", "node": null, "map": {}, "include": null, "recovery": null});
+        assert!(serde_json::from_value::<RestoreBody>(old).is_ok());
+    }
+
+    #[test]
+    fn bodies_refuse_fields_they_do_not_know() {
+        for body in [
+            json!({"dry_run": true, "extra": 1}),
+            json!({"dry_run": "yes"}),
+        ] {
+            assert!(
+                serde_json::from_value::<GcBody>(body.clone()).is_err(),
+                "{body}"
+            );
+            assert!(serde_json::from_value::<RepairBody>(body).is_err());
+        }
+        assert!(serde_json::from_value::<VerifyBody>(json!({"read_data_subset": "5%"})).is_err());
+        let empty: VerifyBody = serde_json::from_value(json!({})).unwrap();
+        assert!(empty.backup.is_none() && !empty.read_data && empty.read_data_subset.is_none());
+    }
+
+    #[test]
+    fn this_build_offers_every_feature_and_reads_an_older_server_as_api_one() {
+        let current = VersionInfo::current();
+        assert_eq!(current.api, API_VERSION);
+        assert!(FEATURES.iter().all(|f| current.offers(f)));
+        assert!(!current.offers("no-such-feature"));
+        let back: VersionInfo =
+            serde_json::from_value(serde_json::to_value(&current).unwrap()).unwrap();
+        assert_eq!(back, current);
+        assert_eq!(VersionInfo::before_negotiation().api, 1);
+    }
 }

@@ -114,12 +114,11 @@ impl Catalog {
     /// The last verification of every backup that has one, by (storage, backup).
     pub async fn verified(
         &self,
-    ) -> CoordinatorResult<
-        std::collections::HashMap<(String, String), crate::verify_record::VerifyRecord>,
-    > {
+    ) -> CoordinatorResult<std::collections::HashMap<(String, String), crate::verified::VerifyRecord>>
+    {
         let mut out = std::collections::HashMap::new();
         for place in &self.places {
-            for (backup, record) in crate::verify_record::latest(&place.repo).await? {
+            for (backup, record) in crate::verified::latest(&place.repo).await? {
                 out.insert((place.storage.name.clone(), backup), record);
             }
         }

@@ -718,6 +718,36 @@ impl Config {
         }
     }
 
+    /// The command line's choices over the file: `--repo LOCATION` (the only storage),
+    /// `--storage NAME` (only that configured storage), `--state-dir DIR`.
+    pub fn apply_command_line(
+        &mut self,
+        repo: Option<&str>,
+        storage: Option<&str>,
+        state_dir: Option<&Path>,
+    ) -> Result<(), ConfigError> {
+        if let Some(location) = repo {
+            self.storages.clear();
+            self.storages
+                .insert("cli".into(), StorageConfig::at(location));
+            self.default_storage = "cli".into();
+            self.validate()?;
+        }
+        if let Some(name) = storage {
+            if !self.storages.contains_key(name) {
+                return Err(ConfigError::Invalid(format!(
+                    "no storage named {name:?} in the configuration"
+                )));
+            }
+            self.storages.retain(|n, _| n == name);
+            self.default_storage = name.to_string();
+        }
+        if let Some(dir) = state_dir {
+            self.state_dir = Some(dir.to_path_buf());
+        }
+        Ok(())
+    }
+
     /// Checks what TOML types cannot: names, references, ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));

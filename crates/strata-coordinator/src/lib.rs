@@ -36,8 +36,8 @@ pub mod schedule;
 pub mod setup;
 mod stats;
 pub mod storage;
+pub mod verified;
 pub mod verify;
-pub mod verify_record;
 pub mod wal;
 pub mod webhooks;
 

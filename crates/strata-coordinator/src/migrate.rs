@@ -35,7 +35,7 @@ pub async fn migrate(
     }
     let mut objects = repo.migrate_objects().await?;
     objects += crate::retention::migrate_pins(repo).await?;
-    objects += crate::verify_record::migrate_records(repo).await?;
+    objects += crate::verified::migrate_records(repo).await?;
     let key = repo
         .finish_migration(password, KdfParams::default())
         .await?;

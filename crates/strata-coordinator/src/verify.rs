@@ -127,7 +127,7 @@ pub async fn verify_and_record(
     };
     for name in verified {
         let ok = report.backup_ok(&name);
-        if let Err(e) = crate::verify_record::record(repo, &name, ok, &check.mode()).await {
+        if let Err(e) = crate::verified::record(repo, &name, ok, &check.mode()).await {
             eprintln!("strata: warning: cannot record the verification of {name}: {e}");
         }
     }
@@ -374,7 +374,7 @@ pub async fn drill_and_record(
 ) -> CoordinatorResult<DrillReport> {
     let report = restore_drill(repo.clone(), summary, scratch).await?;
     let ok = report.problems.is_empty();
-    if let Err(e) = crate::verify_record::record(repo, &summary.name, ok, "restore").await {
+    if let Err(e) = crate::verified::record(repo, &summary.name, ok, "restore").await {
         eprintln!(
             "strata: warning: cannot record the drill of {}: {e}",
             summary.name

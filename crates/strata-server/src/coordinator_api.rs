@@ -36,8 +36,8 @@ use strata_coordinator::operation::OperationStatus;
 use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
 use strata_coordinator::retention::CleanupReport;
 use strata_coordinator::schedule::{JobStatus, Scheduler};
+use strata_coordinator::verified::VerifyRecord;
 use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
-use strata_coordinator::verify_record::VerifyRecord;
 use strata_coordinator::wal::{WalListing, WalVerifyReport};
 use strata_coordinator::CoordinatorError;
 use strata_repo::summary::BackupSummary;
@@ -140,10 +140,9 @@ async fn listings(
     let pins = strata_coordinator::retention::pinned(repo)
         .await
         .map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
-    let mut records: HashMap<String, VerifyRecord> =
-        strata_coordinator::verify_record::latest(repo)
-            .await
-            .map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
+    let mut records: HashMap<String, VerifyRecord> = strata_coordinator::verified::latest(repo)
+        .await
+        .map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
     Ok(summaries
         .into_iter()
         .map(|summary| BackupListing {

@@ -8,6 +8,7 @@
 
 mod auth;
 mod check;
+pub mod compose;
 mod coordinator_api;
 mod dashboard;
 mod errors;
@@ -16,6 +17,7 @@ mod limits;
 mod metrics;
 mod node_api;
 mod openapi;
+mod scheduled;
 mod serve;
 mod timeouts;
 

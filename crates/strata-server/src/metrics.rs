@@ -163,7 +163,7 @@ pub async fn metrics(
     let read = async {
         // A summary that does not decode is counted as `damaged`, not a storage failure.
         let (backups, damaged) = c.repo().scan_backups().await?;
-        let records = strata_coordinator::verify_record::latest(c.repo())
+        let records = strata_coordinator::verified::latest(c.repo())
             .await
             .map_err(strata_repo::RepoError::from)?;
         Ok::<_, strata_repo::RepoError>((backups, damaged.len(), records))

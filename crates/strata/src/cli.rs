@@ -339,6 +339,22 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Print the completion script of SHELL (bash, zsh, fish), generated from this
+    /// command line's definition.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Write the manual pages (strata.1 and one per subcommand) into DIR.
+    Man { dir: PathBuf },
+}
+
+/// The shells `strata completions` writes for.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 /// The database of the table retention commands.

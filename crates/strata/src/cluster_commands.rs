@@ -7,15 +7,12 @@ use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
 use crate::progress::OperationDisplay;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use strata_api::{BackupRequest, Running};
 use strata_coordinator::cluster::{RestoreOutcome, RestorePlan};
-use strata_coordinator::jobs::{self, ClusterJobs};
 use strata_coordinator::operation::{OpState, OperationStatus};
-use strata_coordinator::schedule::{Scheduler, SystemClock};
-use strata_coordinator::setup::{self, ConfigRepos};
 use strata_repo::summary::BackupSummary;
+use strata_server::compose;
 
 impl Context {
     /// `strata backup`.
@@ -274,165 +271,39 @@ impl Context {
         node: Option<String>,
         listen: Option<String>,
     ) -> CommandResult {
-        let settings = &self.config.server;
-        let node = node.or(settings.node.clone());
-        let password = self.config.password()?;
-        let repos = Arc::new(ConfigRepos::new(self.config.clone(), password));
-        let mut parts = strata_server::ServerParts {
-            agent: None,
-            coordinator: None,
+        let coordinator_password = if compose::coordinates(&self.config) {
+            self.password_for(&self.storage()?).await?
+        } else {
+            None
         };
-        let mut local_agents = HashMap::new();
-        let mut roles = Vec::new();
-        if let Some(name) = &node {
-            let Some(node_config) = self.config.nodes.iter().find(|n| &n.name == name) else {
-                return Err(Failure::new(
-                    code::USAGE,
-                    format!("--node {name}: no such [[nodes]] entry in the configuration"),
-                ));
-            };
-            if node_config.roots.is_empty() {
-                return Err(Failure::new(
-                    code::USAGE,
-                    format!("node {name} has no roots to serve"),
-                ));
-            }
-            let token = settings.agent_token.read("agent token")?.ok_or_else(|| {
-                Failure::new(
-                    code::USAGE,
-                    format!(
-                        "the agent API needs a token: set ${} or server.agent_token.file",
-                        settings.agent_token.env
-                    ),
-                )
-            })?;
-            let agent = strata_agent::service::Agent::start(
-                setup::node_agent_config(&self.config, node_config),
-                repos.clone(),
-            );
-            local_agents.insert(name.clone(), agent.clone());
-            parts.agent = Some((agent, token));
-            roles.push(format!("agent of node {name}"));
-        }
-        if settings.coordinator && !self.config.nodes.is_empty() {
-            let token = settings.user_token.read("user token")?.ok_or_else(|| {
-                Failure::new(
-                    code::USAGE,
-                    format!(
-                        "the coordinator API needs a token: set ${} or server.user_token.file",
-                        settings.user_token.env
-                    ),
-                )
-            })?;
-            let storage = self.storage()?;
-            let repo = self.open_storage(&storage).await?;
-            let nodes = setup::build_nodes(
-                &self.config,
-                &self.config.nodes,
-                repos.clone(),
-                &local_agents,
-            )?;
-            let coordinator = setup::coordinator(&self.config, &storage, repo, nodes);
-            coordinator.set_events(self.local.events()?);
-            let mut tokens = strata_server::Tokens::single("user", token);
-            for named in &self.config.server.tokens {
-                let secret = named.source().read("named user token")?.ok_or_else(|| {
-                    Failure::new(
-                        code::USAGE,
-                        format!(
-                            "server.tokens {:?}: neither ${} nor its file is set",
-                            named.name, named.env
-                        ),
-                    )
-                })?;
-                tokens = tokens.with(&named.name, secret);
-            }
-            let scheduler_part = self.start_scheduler(
-                Some(ClusterJobs {
-                    coordinator: coordinator.clone(),
-                    retention: self.config.retention.clone(),
-                }),
-                &mut roles,
-            )?;
-            parts.coordinator = Some(strata_server::CoordinatorParts {
-                coordinator,
-                tokens,
-                scheduler: scheduler_part,
-                config: self.config.clone(),
-                // Secrets masked; secret sources (`env`, `file`) are names and stay visible.
-                config_view: serde_json::to_value(crate::config::Shown::new(
-                    &self.config,
-                    &self.sections,
-                ))
-                .map_err(|e| Failure::new(code::FAILED, e.to_string()))?,
-            });
-            roles.push(format!("coordinator of {} nodes", self.config.nodes.len()));
-        }
-        if parts.coordinator.is_none() {
-            // Table retention schedules need no coordinator.
-            self.start_scheduler(None, &mut roles)?;
-        }
-        if roles.is_empty() {
-            return Err(Failure::new(
-                code::USAGE,
-                "nothing to serve: give --node NAME for this host's agent and/or configure [[nodes]] for the coordinator",
-            ));
-        }
-        let address = listen.unwrap_or_else(|| settings.listen.clone());
-        let listener = tokio::net::TcpListener::bind(&address)
-            .await
-            .map_err(|e| Failure::new(code::FAILED, format!("cannot listen on {address}: {e}")))?;
-        let tls = settings
-            .tls_cert
-            .clone()
-            .zip(settings.tls_key.clone())
-            .map(|(cert, key)| strata_server::TlsFiles { cert, key });
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let bound = listener
-            .local_addr()
-            .map_err(|e| Failure::new(code::FAILED, e.to_string()))?;
-        // Scripts (and tests) read the address from this line, so it goes out at once.
-        println!(
-            "strata server listening on {scheme}://{bound} ({})",
-            roles.join(", ")
-        );
-        use std::io::Write;
-        let _ = std::io::stdout().flush();
-        let limits = strata_server::Limits::from_config(settings);
-        strata_server::serve(listener, strata_server::router(parts), tls, limits)
-            .await
-            .map_err(|e| Failure::new(code::FAILED, strata_coordinator::backup::error_chain(&e)))?;
-        Ok(0)
-    }
-}
-
-impl Context {
-    /// Starts the scheduler of `[[schedules]]`, if any, with the cluster's jobs when this
-    /// server coordinates nodes.
-    fn start_scheduler(
-        &self,
-        cluster: Option<ClusterJobs>,
-        roles: &mut Vec<String>,
-    ) -> Result<Option<Arc<Scheduler>>, Failure> {
-        if self.config.schedules.is_empty() {
-            return Ok(None);
-        }
-        let jobs = crate::scheduled::ServerJobs {
-            cluster,
+        let setup = compose::ServerSetup {
             config: self.config.clone(),
             tables: self.sections.tables.clone(),
+            // Secrets masked; secret sources (`env`, `file`) are names and stay visible.
+            config_view: serde_json::to_value(crate::config::Shown::new(
+                &self.config,
+                &self.sections,
+            ))
+            .map_err(|e| Failure::new(code::FAILED, e.to_string()))?,
+            node,
+            listen,
             events: self.local.events()?,
+            coordinator_password,
         };
-        jobs.check().map_err(|why| Failure::new(code::USAGE, why))?;
-        let scheduler = Scheduler::new(
-            &self.config.schedules,
-            Arc::new(jobs),
-            Arc::new(SystemClock),
-            Some(jobs::state_file(&self.config.state_dir())),
-        )
-        .map_err(|why| Failure::new(code::USAGE, why))?;
-        tokio::spawn(scheduler.clone().run());
-        roles.push(format!("{} schedules", self.config.schedules.len()));
-        Ok(Some(scheduler))
+        compose::run(setup, |line| {
+            // Scripts (and tests) read the address from this line, so it goes out at once.
+            println!("{line}");
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+        })
+        .await
+        .map_err(|e| match e {
+            compose::ComposeError::Usage(why) => Failure::new(code::USAGE, why),
+            compose::ComposeError::Config(e) => e.into(),
+            compose::ComposeError::Coordinator(e) => e.into(),
+            compose::ComposeError::Repo(e) => e.into(),
+            compose::ComposeError::Failed(why) => Failure::new(code::FAILED, why),
+        })?;
+        Ok(0)
     }
 }

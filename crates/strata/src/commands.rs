@@ -11,12 +11,12 @@ use strata_agent::restore::RestoreOptions;
 use strata_api::{Cluster, Http, InProcess};
 use strata_coordinator::browse::FileEntry;
 use strata_coordinator::catalog::Located;
-use strata_coordinator::config::{Config, StorageConfig};
+use strata_coordinator::config::Config;
 use strata_coordinator::storage::Storage;
 use strata_coordinator::verify::{DataCheck, VerifyReport};
 use strata_coordinator::CoordinatorError;
 use strata_repo::summary::BackupSummary;
-use strata_repo::{InitOptions, Repository};
+use strata_repo::Repository;
 
 pub(crate) type CommandResult = Result<u8, Failure>;
 
@@ -28,6 +28,20 @@ pub async fn run(cli: Cli) -> CommandResult {
     {
         print!("{}", crate::config::default_text());
         return Ok(0);
+    }
+    match &cli.command {
+        Command::Completions { shell } => {
+            crate::manual::completions(*shell)?;
+            return Ok(0);
+        }
+        Command::Man { dir } => {
+            let written = crate::manual::man_pages(dir)?;
+            if !cli.global.quiet {
+                println!("wrote {written} manual pages into {}", dir.display());
+            }
+            return Ok(0);
+        }
+        _ => {}
     }
     // `strata pgq ticker --config pgqd.ini`: that file is the ticker's, not strata's.
     let own_config = match &cli.command {
@@ -142,7 +156,9 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
         }
         Command::Config {
             command: ConfigCommand::Default,
-        } => unreachable!("handled above"),
+        }
+        | Command::Completions { .. }
+        | Command::Man { .. } => unreachable!("handled above"),
     }
 }
 
@@ -178,26 +194,11 @@ impl Context {
             }
             None => defaults()?,
         };
-        if let Some(location) = &global.repo {
-            let storage = StorageConfig::at(location);
-            config.storages.clear();
-            config.storages.insert("cli".into(), storage);
-            config.default_storage = "cli".into();
-            config.validate()?;
-        }
-        if let Some(name) = &global.storage {
-            if !config.storages.contains_key(name) {
-                return Err(Failure::new(
-                    code::USAGE,
-                    format!("no storage named {name:?} in the configuration"),
-                ));
-            }
-            config.storages.retain(|n, _| n == name);
-            config.default_storage = name.clone();
-        }
-        if let Some(dir) = &global.state_dir {
-            config.state_dir = Some(dir.clone());
-        }
+        config.apply_command_line(
+            global.repo.as_deref(),
+            global.storage.as_deref(),
+            global.state_dir.as_deref(),
+        )?;
         let http = crate::client::server(&global, &config)?;
         let asking = config.clone();
         let quiet = global.quiet;
@@ -267,53 +268,19 @@ impl Context {
         self.here_only(
             "init creates a repository from this host with its own password: drop --server",
         )?;
-        let encryption = self
-            .config
-            .repository
-            .encryption
-            .parse()
-            .map_err(|e: String| Failure::new(code::USAGE, e))?;
-        let options = InitOptions {
-            encryption,
-            ..InitOptions::default()
-        };
-        let password = match encryption {
-            strata_repo::format::Encryption::None => None,
-            _ => Some(ask_password(&self.config, true)?.ok_or_else(|| {
-                Failure::new(code::PASSWORD, format!(
-                    "no password: set {} (or password.file in the config), or run in a terminal to be asked",
-                    self.config.password.env
-                ))
-            })?),
-        };
-        let store = self.storage()?.store;
-        let repo = Repository::init(store.clone(), password.as_deref(), options).await?;
-        let storage_name = self.storage()?.name;
-        self.audited(
-            &repo,
-            &storage_name,
-            "init",
-            &store.describe(),
-            Ok(()),
-            |_| ("succeeded", format!("repository {}", repo.config().id)),
-        )
-        .await?;
+        let ask =
+            || ask_password(&self.config, true).map_err(|f| CoordinatorError::Password(f.message));
+        let created = self.local.init(ask).await?;
         if self.global.json {
-            print_json(&serde_json::json!({
-                "id": repo.config().id, "location": store.describe(), "encryption": repo.config().encryption,
-            }));
+            print_json(&created);
         } else {
             self.say(format!(
                 "created repository {} at {}",
-                repo.config().id,
-                store.describe()
+                created.id, created.location
             ));
         }
         Ok(0)
     }
-
-    /// The nodes to back up: one ad-hoc in-process node for PATHs, else the configured
-    /// nodes (with extra --exclude patterns for the in-process ones).
 
     async fn list(&self) -> CommandResult {
         let list = self.cluster().list().await?;

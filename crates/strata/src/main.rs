@@ -10,12 +10,12 @@ mod failure;
 mod key_commands;
 mod lifecycle_commands;
 mod londiste_commands;
+mod manual;
 mod output;
 mod pgq_commands;
 mod progress;
 mod repair_commands;
 mod runtime;
-mod scheduled;
 mod tables_commands;
 mod wal_commands;
 

@@ -3,7 +3,7 @@
 use comfy_table::presets::NOTHING;
 use comfy_table::{CellAlignment, Table};
 use strata_coordinator::catalog::Located;
-use strata_coordinator::verify_record::VerifyRecord;
+use strata_coordinator::verified::VerifyRecord;
 use strata_repo::summary::NodeSummary;
 
 /// Binary-unit sizes: `1.5 GiB`.

@@ -1,8 +1,9 @@
 //! What `strata server`'s scheduler runs. Cluster jobs (backup, cleanup, verify) go to the
 //! coordinator's [`ClusterJobs`]; `tables` jobs run table retention on `[tables] db`. The
 //! two live in crates that do not know each other (strata-tables sits beside the
-//! coordinator), so they meet here, at the top.
+//! coordinator), so they meet here, in the server that runs both.
 
+use std::future::Future;
 use std::sync::Arc;
 use strata_coordinator::config::{Config, ScheduleConfig};
 use strata_coordinator::events::{Action, Events};
@@ -10,6 +11,7 @@ use strata_coordinator::jobs::ClusterJobs;
 use strata_coordinator::schedule::JobRunner;
 use strata_coordinator::storage::Storage;
 use strata_tables::config::TablesConfig;
+use tokio::runtime::Builder;
 
 /// The scheduler's runner: cluster jobs when the server coordinates nodes, table retention
 /// when `[tables] db` is set.
@@ -47,10 +49,10 @@ impl ServerJobs {
     }
 
     /// One `tables run` at the current time over the policies with the job's tags, on a
-    /// thread of its own (see [`crate::runtime`]).
+    /// thread of its own (see [`on_own_thread`]).
     async fn tables(&self, job: &ScheduleConfig) -> Result<String, String> {
         let (config, tables, job) = (self.config.clone(), self.tables.clone(), job.clone());
-        crate::runtime::on_own_thread("table retention", move || async move {
+        on_own_thread("table retention", move || async move {
             Self::run_tables(&config, &tables, &job).await
         })
         .await?
@@ -102,5 +104,59 @@ impl JobRunner for ServerJobs {
             Err(line) => self.events.notify(&action, "", "failed", line),
         }
         result
+    }
+}
+
+/// Runs the future `make` builds on a thread of its own with a single-threaded runtime,
+/// and waits for its result without blocking the caller's runtime: how `strata server`'s
+/// scheduler runs table retention: it streams COPY data between two tasks, which on one
+/// thread costs less CPU than across the threads of the multi-threaded runtime (see the
+/// binary's `runtime` module and docs/benchmarks.md).
+pub async fn on_own_thread<F, Fut, T>(what: &str, make: F) -> Result<T, String>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = T>,
+    T: Send + 'static,
+{
+    let (done, result) = tokio::sync::oneshot::channel();
+    let runtime = Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime for {what}: {e}"))?;
+    std::thread::Builder::new()
+        .name(what.to_string())
+        .spawn(move || {
+            let _ = done.send(runtime.block_on(make()));
+        })
+        .map_err(|e| format!("cannot start a thread for {what}: {e}"))?;
+    result
+        .await
+        .map_err(|_| format!("{what} stopped without a result"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn work_on_its_own_thread_returns_its_result() {
+        let caller = Builder::new_multi_thread().enable_all().build().unwrap();
+        let caller_thread = std::thread::current().id();
+        let (value, thread) = caller
+            .block_on(on_own_thread("test work", || async {
+                tokio::task::yield_now().await;
+                (42, std::thread::current().id())
+            }))
+            .unwrap();
+        assert_eq!(value, 42);
+        assert_ne!(thread, caller_thread);
+    }
+
+    #[test]
+    fn a_panic_is_an_error_not_a_hang() {
+        let caller = Builder::new_current_thread().enable_all().build().unwrap();
+        let result: Result<(), String> =
+            caller.block_on(on_own_thread("failing work", || async { panic!("boom") }));
+        assert!(result.unwrap_err().contains("failing work"));
     }
 }
