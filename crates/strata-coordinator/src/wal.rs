@@ -340,9 +340,10 @@ mod tests {
     const SEGMENT: &str = "000000010000000000000001";
 
     fn config(state: &Path) -> Config {
-        let mut config = Config::default();
-        config.state_dir = Some(state.to_path_buf());
-        config
+        Config {
+            state_dir: Some(state.to_path_buf()),
+            ..Config::default()
+        }
     }
 
     async fn segment(dir: &Path, n: u8) -> PathBuf {
