@@ -127,7 +127,7 @@ impl Actions {
         &self.storage
     }
 
-    fn action<'a>(who: &'a str, kind: &'a str, target: &'a str) -> Action<'a> {
+    pub(crate) fn action<'a>(who: &'a str, kind: &'a str, target: &'a str) -> Action<'a> {
         Action {
             who,
             kind,
@@ -138,7 +138,7 @@ impl Actions {
 
     /// Records how `action` ended: `describe` turns a success into its outcome and line,
     /// an error is `failed` with its cause chain.
-    async fn finish<T>(
+    pub(crate) async fn finish<T>(
         &self,
         action: &Action<'_>,
         result: &CoordinatorResult<T>,

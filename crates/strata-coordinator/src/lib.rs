@@ -20,6 +20,7 @@ pub mod events;
 pub mod gc;
 pub mod input;
 pub mod jobs;
+pub mod keys;
 pub mod lock;
 pub mod mapping;
 pub mod mask;

@@ -6,7 +6,6 @@ use crate::output;
 use crate::progress;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::Arc;
 use strata_agent::restore::RestoreOptions;
 use strata_api::{Cluster, Http, InProcess};
 use strata_coordinator::browse::FileEntry;
@@ -16,7 +15,6 @@ use strata_coordinator::storage::Storage;
 use strata_coordinator::verify::{DataCheck, VerifyReport};
 use strata_coordinator::CoordinatorError;
 use strata_repo::summary::BackupSummary;
-use strata_repo::Repository;
 
 pub(crate) type CommandResult = Result<u8, Failure>;
 
@@ -257,11 +255,6 @@ impl Context {
     /// key, so nobody is asked for one).
     pub(crate) async fn password_for(&self, storage: &Storage) -> Result<Option<String>, Failure> {
         Ok(self.local.password_for(storage).await?)
-    }
-
-    pub(crate) async fn open_storage(&self, storage: &Storage) -> Result<Arc<Repository>, Failure> {
-        let password = self.password_for(storage).await?;
-        Ok(Repository::open(storage.store.clone(), password.as_deref()).await?)
     }
 
     async fn init(&self) -> CommandResult {
