@@ -318,13 +318,13 @@ pub enum Command {
     /// PgQ: the ticker daemon, queue and consumer administration, status (see docs/pgq.md).
     Pgq {
         #[command(subcommand)]
-        command: crate::pgq_commands::PgqCommand,
+        command: strata_pgq::PgqCommand,
     },
     /// Londiste: table replication over PgQ with Python Londiste 3's ini files and state
     /// (see docs/londiste.md).
     Londiste {
         #[command(flatten)]
-        args: crate::londiste_commands::LondisteArgs,
+        args: strata_londiste::LondisteArgs,
     },
     /// The keys (passwords) of the repository: list, add, remove, passwd (see docs/cli.md).
     Key {

@@ -4,135 +4,14 @@
 
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
-use crate::output;
-use clap::{Args, Subcommand};
+use crate::output::{self, opt};
 use std::path::{Path, PathBuf};
 use strata_coordinator::config::ConfigError;
 use strata_pgq::admin::{self, consumer_label, format_secs as secs, QueueSettings, Status};
+use strata_pgq::command::is_toml;
 use strata_pgq::ticker::config::TickerConfig;
 use strata_pgq::ticker::{self, Exit, Outcome, Overrides};
-use strata_pgq::PgqError;
-
-/// The database holding the queues.
-#[derive(Debug, Args)]
-pub struct PgqDb {
-    /// Database with the pgq extension: postgresql://user@host/db or host=... dbname=...
-    #[arg(long, env = "STRATA_PGQ_DB")]
-    pub db: Option<String>,
-}
-
-/// The `pgq` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum PgqCommand {
-    /// Queues (event rate, ticker lag, rotation) and consumers (lag, last seen, pending
-    /// events). With --max-lag, exits 1 when a ticker or consumer lags more (for cron, with -q).
-    Status {
-        #[command(flatten)]
-        db: PgqDb,
-        /// Only this queue.
-        #[arg(long)]
-        queue: Option<String>,
-        /// Fail (exit 1) when a queue's ticker lag or a consumer's lag passes this many seconds.
-        #[arg(long, value_name = "SECS")]
-        max_lag: Option<f64>,
-    },
-    /// Create a queue (a no-op when it exists).
-    CreateQueue {
-        #[command(flatten)]
-        db: PgqDb,
-        queue: String,
-        /// Install strata's event notification trigger so the ticker ticks at once.
-        #[arg(long)]
-        notify: bool,
-        /// Queue setting KEY=VALUE (repeatable): ticker_max_count, ticker_max_lag,
-        /// ticker_idle_period, ticker_paused, rotation_period, external_ticker.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        settings: Vec<String>,
-    },
-    /// Drop a queue; --force drops it even with consumers registered.
-    DropQueue {
-        #[command(flatten)]
-        db: PgqDb,
-        queue: String,
-        #[arg(long)]
-        force: bool,
-    },
-    /// Register a consumer on a queue (at the newest tick), or with --sub a cooperative
-    /// subconsumer of a registered consumer (installs strata's coop functions).
-    Register {
-        #[command(flatten)]
-        db: PgqDb,
-        queue: String,
-        consumer: String,
-        /// Subconsumer name: several processes share CONSUMER's stream (docs/pgq.md).
-        #[arg(long)]
-        sub: Option<String>,
-    },
-    /// Unregister a consumer (its position and retry events are dropped), or with --sub a
-    /// subconsumer (refused while it holds a batch).
-    Unregister {
-        #[command(flatten)]
-        db: PgqDb,
-        queue: String,
-        consumer: String,
-        #[arg(long)]
-        sub: Option<String>,
-    },
-    /// Show a queue's settings, or change them with KEY=VALUE arguments.
-    Config {
-        #[command(flatten)]
-        db: PgqDb,
-        queue: String,
-        /// KEY=VALUE settings to change (none: show).
-        settings: Vec<String>,
-    },
-    /// Turn strata's event notification trigger on or off for a queue.
-    Notify {
-        #[command(flatten)]
-        db: PgqDb,
-        queue: String,
-        #[arg(value_parser = ["on", "off"])]
-        state: String,
-    },
-    /// Run the ticker: ticks, retry events and maintenance for every database with pgq.
-    /// Takes pgqd's ini file, like `pgqd CONFIG`, or strata's configuration (a .toml
-    /// file; --config or ./strata.toml by default) with a [pgq] section.
-    Ticker {
-        /// pgqd.ini, or strata's .toml configuration with a [pgq] section (docs/pgq.md).
-        #[arg(value_name = "CONFIG")]
-        file: Option<PathBuf>,
-        /// Detach and run in the background (needs logfile and pidfile in the config or
-        /// given here).
-        #[arg(short, long)]
-        daemon: bool,
-        /// Serve /health and /metrics on this address (host:port).
-        #[arg(long, value_name = "ADDR")]
-        health: Option<String>,
-        /// Stop with exit code 1 when a database stays unreachable (or stalled) this many
-        /// seconds; 0 turns off the config file's exit_on_unreachable.
-        #[arg(long, value_name = "SECS")]
-        exit_on_unreachable: Option<f64>,
-        #[arg(long)]
-        pidfile: Option<PathBuf>,
-        #[arg(long)]
-        logfile: Option<PathBuf>,
-    },
-}
-
-impl PgqCommand {
-    /// Whether the global `--config` names this command's own file (the ticker's
-    /// pgqd.ini), so strata's configuration must not be read from it. A `.toml` file is
-    /// strata's configuration, whose `[pgq]` section the ticker runs on.
-    pub fn reads_config_itself(&self, config: Option<&Path>) -> bool {
-        matches!(self, PgqCommand::Ticker { .. }) && config.is_some_and(|c| !is_toml(c))
-    }
-}
-
-/// A file ending in `.toml` is strata's configuration; the ticker's other files are
-/// pgqd's ini.
-fn is_toml(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "toml")
-}
+use strata_pgq::{PgqCommand, PgqError};
 
 /// The ticker's settings from the `[pgq]` section of strata's configuration file (the
 /// whole file is read and checked, as every command does; relative paths are relative to
@@ -173,11 +52,6 @@ pub(crate) fn exit_code(failed: bool) -> u8 {
     } else {
         0
     }
-}
-
-/// A value or `-`.
-pub(crate) fn opt<T: ToString>(value: &Option<T>) -> String {
-    value.as_ref().map_or("-".into(), |v| v.to_string())
 }
 
 /// Runs a `pgq` subcommand.
