@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod bound;
 pub mod catalog;
+pub mod command;
 pub mod config;
 pub mod cratedb;
 pub mod discover;

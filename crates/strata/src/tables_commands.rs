@@ -2,19 +2,18 @@
 //! call strata-tables (which opens the engine, reads policy options and runs the use
 //! cases), print.
 
-use crate::cli::{PolicyOptions, RollupOptions, TablesCommand, TablesDb, TagArgs, TtlOptions};
+use crate::cli::TtlOptions;
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
 use strata_coordinator::storage::Storage;
 use strata_store::DynStore;
+use strata_tables::command::{DbArgs, TablesCommand};
 use strata_tables::plan::{Step, TablePlan};
 use strata_tables::run::{RunObserver, StepResult};
 use strata_tables::text::{PLAN_COLUMNS, POLICY_COLUMNS};
-use strata_tables::{
-    cutoff_or_now, ActionArgs, Engine, PolicyArgs, PolicyEditArgs, PolicySpec, RollupArgs,
-    TableName, TableOutcome, TablesError, TagFilter, TtlArgs,
-};
+use strata_tables::TtlArgs;
+use strata_tables::{cutoff_or_now, Engine, PolicySpec, TableName, TableOutcome, TablesError};
 
 impl From<TablesError> for Failure {
     fn from(err: TablesError) -> Self {
@@ -27,40 +26,10 @@ impl From<TablesError> for Failure {
     }
 }
 
-fn filter(tags: TagArgs) -> TagFilter {
-    TagFilter {
-        tags: tags.tag,
-        any: tags.any_tag,
-    }
-}
-
-fn action_args(o: PolicyOptions) -> ActionArgs {
-    ActionArgs {
-        tablespace: o.tablespace,
-        target: o.target,
-        archive_schema: o.archive_schema,
-        format: o.format,
-        keep: o.keep,
-    }
-}
-
-fn rollup_args(o: RollupOptions) -> RollupArgs {
-    RollupArgs {
-        into: o.into,
-        bucket: o.bucket,
-        aggregate: o.aggregate,
-        group_by: o.group_by,
-        lookback: o.lookback,
-    }
-}
-
 impl Context {
-    /// The engine on `[tables]` with the command line's `--db`, `--schema` and
-    /// `--lock-timeout` applied, recording `--who`.
-    async fn engine(&self, db: &TablesDb) -> Result<Engine, Failure> {
-        let section = &self.sections.tables;
-        let tables = section.overridden(db.db.clone(), db.schema.clone(), db.lock_timeout);
-        Ok(Engine::open(&tables, db.who.clone()).await?)
+    /// The engine on `[tables]` with the command line's database options applied.
+    async fn engine(&self, db: &DbArgs) -> Result<Engine, Failure> {
+        Ok(db.open(&self.sections.tables).await?)
     }
 
     /// The storage `--from` names (default: the default storage), for archives.
@@ -76,7 +45,7 @@ impl Context {
     }
 
     /// `strata tables ...`.
-    pub(crate) async fn tables(&self, db: TablesDb, command: TablesCommand) -> CommandResult {
+    pub(crate) async fn tables(&self, db: DbArgs, command: TablesCommand) -> CommandResult {
         if let TablesCommand::Archives { from } = command {
             return self.archives(from).await;
         }
@@ -88,30 +57,9 @@ impl Context {
                 self.say(format!("policy tables ready in schema {schema}"));
                 Ok(0)
             }
-            TablesCommand::Add {
-                table,
-                column,
-                action,
-                after,
-                tag,
-                options,
-                rollup,
-                disabled,
-            } => {
-                let spec = PolicyArgs {
-                    table,
-                    column,
-                    action,
-                    after,
-                    tags: tag,
-                    options: action_args(options),
-                    rollup: rollup_args(*rollup),
-                    disabled,
-                };
-                self.add_policy(&engine, &spec.spec()?).await
-            }
+            TablesCommand::Add { policy } => self.add_policy(&engine, &policy.spec()?).await,
             TablesCommand::List { tags } => {
-                let policies = engine.list(&filter(tags)).await?;
+                let policies = engine.list(&tags).await?;
                 if self.global.json {
                     print_json(&policies);
                 } else {
@@ -120,29 +68,7 @@ impl Context {
                 }
                 Ok(0)
             }
-            TablesCommand::Edit {
-                id,
-                column,
-                after,
-                tag,
-                clear_tags,
-                options,
-                rollup,
-                reset_watermark,
-                enable,
-                disable,
-            } => {
-                let edit = PolicyEditArgs {
-                    column,
-                    after,
-                    tags: tag,
-                    clear_tags,
-                    options: action_args(options),
-                    rollup: rollup_args(*rollup),
-                    reset_watermark,
-                    enable,
-                    disable,
-                };
+            TablesCommand::Edit { id, edit } => {
                 let policy = engine.edit(id, &edit.edit()?).await?;
                 if self.global.json {
                     print_json(&policy);
@@ -153,7 +79,7 @@ impl Context {
                 Ok(0)
             }
             TablesCommand::Rm { id, tags } => {
-                let removed = engine.remove(id, &filter(tags)).await?;
+                let removed = engine.remove(id, &tags).await?;
                 if self.global.json {
                     print_json(&removed);
                 }
@@ -167,7 +93,7 @@ impl Context {
             }
             TablesCommand::Plan { tags, cutoff } => {
                 let plans = engine
-                    .plan(&filter(tags), cutoff_or_now(cutoff.as_deref())?)
+                    .plan(&tags, cutoff_or_now(cutoff.as_deref())?)
                     .await?;
                 if self.global.json {
                     print_json(&plans);
@@ -191,9 +117,7 @@ impl Context {
             } => {
                 let (at, stores) = (cutoff_or_now(cutoff.as_deref())?, self.storages());
                 let progress = StepProgress::new(self.interactive());
-                let report = engine
-                    .run(&filter(tags), at, dry_run, &stores, &progress)
-                    .await?;
+                let report = engine.run(&tags, at, dry_run, &stores, &progress).await?;
                 drop(progress);
                 if self.global.json {
                     print_json(&report);
@@ -266,7 +190,7 @@ impl Context {
     /// `strata ttl S.T:C ACTION[:ARG] DURATION`.
     pub(crate) async fn ttl(
         &self,
-        db: TablesDb,
+        db: DbArgs,
         table_column: &str,
         action: &str,
         after: &str,
@@ -288,7 +212,7 @@ impl Context {
     /// `strata load ARCHIVE --into S.T`.
     pub(crate) async fn load_archive(
         &self,
-        db: TablesDb,
+        db: DbArgs,
         archive: &str,
         into: &str,
         from: Option<String>,
