@@ -4,6 +4,7 @@
 // A field's doc comment is its --help text: the fields without one have none on purpose.
 #![allow(missing_docs)]
 
+use crate::ticker::{exit_policy, Overrides};
 use std::path::{Path, PathBuf};
 
 /// The database holding the queues.
@@ -93,25 +94,45 @@ pub enum PgqCommand {
     /// Takes pgqd's ini file, like `pgqd CONFIG`, or strata's configuration (a .toml
     /// file; --config or ./strata.toml by default) with a [pgq] section.
     Ticker {
-        /// pgqd.ini, or strata's .toml configuration with a [pgq] section (docs/pgq.md).
-        #[cfg_attr(feature = "cli", arg(value_name = "CONFIG"))]
-        file: Option<PathBuf>,
-        /// Detach and run in the background (needs logfile and pidfile in the config or
-        /// given here).
-        #[cfg_attr(feature = "cli", arg(short, long))]
-        daemon: bool,
-        /// Serve /health and /metrics on this address (host:port).
-        #[cfg_attr(feature = "cli", arg(long, value_name = "ADDR"))]
-        health: Option<String>,
-        /// Stop with exit code 1 when a database stays unreachable (or stalled) this many
-        /// seconds; 0 turns off the config file's exit_on_unreachable.
-        #[cfg_attr(feature = "cli", arg(long, value_name = "SECS"))]
-        exit_on_unreachable: Option<f64>,
-        #[cfg_attr(feature = "cli", arg(long))]
-        pidfile: Option<PathBuf>,
-        #[cfg_attr(feature = "cli", arg(long))]
-        logfile: Option<PathBuf>,
+        #[cfg_attr(feature = "cli", command(flatten))]
+        args: TickerArgs,
     },
+}
+
+/// `strata pgq ticker`: its file and what the command line changes of it.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct TickerArgs {
+    /// pgqd.ini, or strata's .toml configuration with a [pgq] section (docs/pgq.md).
+    #[cfg_attr(feature = "cli", arg(value_name = "CONFIG"))]
+    pub file: Option<PathBuf>,
+    /// Detach and run in the background (needs logfile and pidfile in the config or
+    /// given here).
+    #[cfg_attr(feature = "cli", arg(short, long))]
+    pub daemon: bool,
+    /// Serve /health and /metrics on this address (host:port).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "ADDR"))]
+    pub health: Option<String>,
+    /// Stop with exit code 1 when a database stays unreachable (or stalled) this many
+    /// seconds; 0 turns off the config file's exit_on_unreachable.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "SECS"))]
+    pub exit_on_unreachable: Option<f64>,
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub pidfile: Option<PathBuf>,
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub logfile: Option<PathBuf>,
+}
+
+impl TickerArgs {
+    /// The settings of the file that the command line replaces.
+    pub fn overrides(&self) -> crate::Result<Overrides> {
+        Ok(Overrides {
+            health_listen: self.health.clone(),
+            exit_on_unreachable: exit_policy(self.exit_on_unreachable)?,
+            pidfile: self.pidfile.clone(),
+            logfile: self.logfile.clone(),
+        })
+    }
 }
 
 impl PgqCommand {

@@ -4,7 +4,7 @@
 
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
-use crate::output::{opt, print_table, show, yes};
+use crate::output::{opt, print_pairs, print_rows, show, yes};
 use crate::pgq_commands::exit_code;
 use serde::Serialize;
 use std::time::Duration;
@@ -75,18 +75,15 @@ async fn run_on_node(
         LondisteCommand::Tables => {
             let tables = local::tables(cf).await?;
             show(&ctx.global, &tables, || {
-                let rows = (tables.iter())
-                    .map(|t| {
-                        let state = t.state.to_string();
-                        vec![
-                            t.table_name.clone(),
-                            yes(t.local),
-                            state,
-                            opt(&t.dest_table),
-                        ]
-                    })
-                    .collect();
-                print_table(&["table", "local", "state", "dest table"], rows, &[]);
+                print_rows(
+                    &["table", "local", "state", "dest table"],
+                    &tables,
+                    &[],
+                    |t| {
+                        let (name, state) = (t.table_name.clone(), t.state.to_string());
+                        vec![name, yes(t.local), state, opt(&t.dest_table)]
+                    },
+                )
             });
         }
         LondisteCommand::Missing => {
@@ -104,13 +101,15 @@ async fn run_on_node(
         LondisteCommand::Fkeys => {
             let fkeys = local::pending_fkeys(cf).await?;
             show(&ctx.global, &fkeys, || {
-                let rows = (fkeys.iter())
-                    .map(|f| {
+                print_rows(
+                    &["table", "foreign key", "references", "ready"],
+                    &fkeys,
+                    &[],
+                    |f| {
                         let (from, to) = (f.from_table.clone(), f.to_table.clone());
                         vec![from, f.name.clone(), to, yes(f.ready)]
-                    })
-                    .collect();
-                print_table(&["table", "foreign key", "references", "ready"], rows, &[]);
+                    },
+                )
             });
         }
         LondisteCommand::Status { timeout } => {
@@ -121,32 +120,30 @@ async fn run_on_node(
         LondisteCommand::Members => {
             let members = local::members(cf).await?;
             show(&ctx.global, &members, || {
-                let rows = (members.iter())
-                    .map(|m| {
-                        let dead = if m.dead { "dead" } else { "" }.into();
-                        vec![m.node_name.clone(), dead, m.node_location.clone()]
-                    })
-                    .collect();
-                print_table(&["node", "", "location"], rows, &[]);
+                print_rows(&["node", "", "location"], &members, &[], |m| {
+                    let dead = if m.dead { "dead" } else { "" }.into();
+                    vec![m.node_name.clone(), dead, m.node_location.clone()]
+                })
             });
         }
         LondisteCommand::NodeInfo => {
             let info = local::node_info(cf).await?;
             show(&ctx.global, &info, || {
-                let rows = [
-                    ("node", opt(&info.node_name)),
-                    ("type", opt(&info.node_type)),
-                    ("provider", opt(&info.provider_node)),
-                    ("worker", opt(&info.worker_name)),
-                    ("paused", opt(&info.worker_paused)),
-                    ("up to date", opt(&info.worker_uptodate)),
-                    ("last tick", opt(&info.worker_last_tick)),
-                    ("global watermark", opt(&info.global_watermark)),
-                    ("local watermark", opt(&info.local_watermark)),
-                ];
                 println!("queue {}", cf.queue_name);
-                let rows = rows.into_iter().map(|(k, v)| vec![k.into(), v]).collect();
-                print_table(&["", ""], rows, &[]);
+                print_pairs(
+                    ["", ""],
+                    vec![
+                        ("node", opt(&info.node_name)),
+                        ("type", opt(&info.node_type)),
+                        ("provider", opt(&info.provider_node)),
+                        ("worker", opt(&info.worker_name)),
+                        ("paused", opt(&info.worker_paused)),
+                        ("up to date", opt(&info.worker_uptodate)),
+                        ("last tick", opt(&info.worker_last_tick)),
+                        ("global watermark", opt(&info.global_watermark)),
+                        ("local watermark", opt(&info.local_watermark)),
+                    ],
+                );
             });
         }
         LondisteCommand::Worker { daemon } => {
@@ -298,10 +295,12 @@ async fn run_on_node(
         LondisteCommand::Seqs => {
             let seqs = local::seqs(cf).await?;
             show(&ctx.global, &seqs, || {
-                let rows = (seqs.iter())
-                    .map(|s| vec![s.seq_name.clone(), yes(s.local), s.last_value.to_string()])
-                    .collect();
-                print_table(&["sequence", "local", "published value"], rows, &[2]);
+                print_rows(
+                    &["sequence", "local", "published value"],
+                    &seqs,
+                    &[2],
+                    |s| vec![s.seq_name.clone(), yes(s.local), s.last_value.to_string()],
+                )
             });
         }
         LondisteCommand::Pause => {
@@ -321,29 +320,6 @@ async fn run_on_node(
 }
 
 fn print_status(nodes: &[status::NodeStatus]) {
-    let rows = nodes
-        .iter()
-        .map(|n| {
-            let info = n.info.as_ref();
-            vec![
-                n.name.clone(),
-                info.and_then(|i| i.node_type.clone()).unwrap_or("?".into()),
-                info.and_then(|i| i.provider_node.clone())
-                    .unwrap_or("-".into()),
-                opt(&info.and_then(|i| i.worker_last_tick)),
-                n.lag_secs.map_or("-".into(), |l| format!("{l:.1}s")),
-                n.tables.as_ref().map_or("-".into(), |t| {
-                    format!("{} ok, {} copying, {} waiting", t.ok, t.copying, t.waiting)
-                }),
-                if info.and_then(|i| i.worker_paused).unwrap_or(false) {
-                    "paused".into()
-                } else {
-                    "".into()
-                },
-                opt(&n.error),
-            ]
-        })
-        .collect();
     let header = [
         "node",
         "type",
@@ -354,7 +330,22 @@ fn print_status(nodes: &[status::NodeStatus]) {
         "",
         "error",
     ];
-    print_table(&header, rows, &[3]);
+    print_rows(&header, nodes, &[3], |n| {
+        let info = n.info.as_ref();
+        let paused = info.and_then(|i| i.worker_paused).unwrap_or(false);
+        vec![
+            n.name.clone(),
+            info.and_then(|i| i.node_type.clone()).unwrap_or("?".into()),
+            opt(&info.and_then(|i| i.provider_node.clone())),
+            opt(&info.and_then(|i| i.worker_last_tick)),
+            n.lag_secs.map_or("-".into(), |l| format!("{l:.1}s")),
+            n.tables.as_ref().map_or("-".into(), |t| {
+                format!("{} ok, {} copying, {} waiting", t.ok, t.copying, t.waiting)
+            }),
+            if paused { "paused" } else { "" }.into(),
+            opt(&n.error),
+        ]
+    });
 }
 
 /// Prints a cascade change: the report as JSON with `--json`, each step done on stdout,

@@ -154,6 +154,22 @@ pub fn print_table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) {
     println!("{}", table(header, rows, right));
 }
 
+/// Prints `items` as a table under `header`, one `row` each.
+pub fn print_rows<T>(
+    header: &[&str],
+    items: &[T],
+    right: &[usize],
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    print_table(header, items.iter().map(row).collect(), right);
+}
+
+/// Prints `pairs` as a two-column table under `header`.
+pub fn print_pairs(header: [&str; 2], pairs: Vec<(&str, String)>) {
+    let rows = pairs.into_iter().map(|(k, v)| vec![k.into(), v]);
+    print_table(&header, rows.collect(), &[]);
+}
+
 /// `yes` or `no`.
 pub fn yes(b: bool) -> String {
     if b { "yes" } else { "no" }.into()

@@ -4,13 +4,13 @@
 
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
-use crate::output::{self, opt};
+use crate::output::{opt, print_pairs, print_rows, show};
 use std::path::{Path, PathBuf};
 use strata_coordinator::config::ConfigError;
 use strata_pgq::admin::{self, consumer_label, format_secs as secs, QueueSettings, Status};
 use strata_pgq::command::is_toml;
 use strata_pgq::ticker::config::TickerConfig;
-use strata_pgq::ticker::{self, Exit, Outcome, Overrides};
+use strata_pgq::ticker::{self, Exit, Outcome};
 use strata_pgq::{PgqCommand, PgqError};
 
 /// The ticker's settings from the `[pgq]` section of strata's configuration file (the
@@ -56,20 +56,12 @@ pub(crate) fn exit_code(failed: bool) -> u8 {
 
 /// Runs a `pgq` subcommand.
 pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
-    let PgqCommand::Ticker {
-        file,
-        daemon,
-        health,
-        exit_on_unreachable,
-        pidfile,
-        logfile,
-    } = command
-    else {
+    let PgqCommand::Ticker { args } = command else {
         return queue_command(ctx, command).await.map_err(failure);
     };
     // A .toml file is strata's configuration (its [pgq] section); anything else is
     // pgqd's ini. Without a file: --config, then ./strata.toml.
-    let file = (file.or_else(|| ctx.global.config.clone()))
+    let file = (args.file.clone().or_else(|| ctx.global.config.clone()))
         .or_else(|| Some(PathBuf::from("strata.toml")).filter(|own| own.exists()))
         .ok_or_else(|| {
             Failure::new(code::USAGE, "no ticker configuration: strata pgq ticker pgqd.ini, or a strata.toml with a [pgq] section (--config)")
@@ -79,14 +71,9 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
     } else {
         TickerConfig::load
     };
-    let overrides = Overrides {
-        health_listen: health,
-        exit_on_unreachable: ticker::exit_policy(exit_on_unreachable).map_err(failure)?,
-        pidfile,
-        logfile,
-    };
+    let overrides = args.overrides().map_err(failure)?;
     let quiet = ctx.global.quiet;
-    match ticker::run_or_detach(&file, read, &overrides, daemon, quiet).await {
+    match ticker::run_or_detach(&file, read, &overrides, args.daemon, quiet).await {
         Ok(Outcome::Detached(pid)) => {
             ctx.say(format!("ticker running in the background (pid {pid})"));
             Ok(0)
@@ -102,11 +89,7 @@ async fn queue_command(ctx: &Context, command: PgqCommand) -> Result<u8, PgqErro
     match command {
         PgqCommand::Status { db, queue, max_lag } => {
             let status = admin::status(db.db.as_deref(), queue.as_deref(), max_lag).await?;
-            if ctx.global.json {
-                print_json(&status);
-            } else if !ctx.global.quiet {
-                print_status(&status);
-            }
+            show(&ctx.global, &status, || print_status(&status));
             for p in &status.problems {
                 eprintln!("strata: {p}");
             }
@@ -185,101 +168,77 @@ async fn queue_command(ctx: &Context, command: PgqCommand) -> Result<u8, PgqErro
 
 fn print_config(shown: &QueueSettings) {
     let info = &shown.queue;
-    let rows = vec![
-        vec!["ticker_max_count".into(), info.ticker_max_count.to_string()],
-        vec![
-            "ticker_max_lag".into(),
-            secs(Some(info.ticker_max_lag_secs)),
-        ],
-        vec![
-            "ticker_idle_period".into(),
-            secs(Some(info.ticker_idle_period_secs)),
-        ],
-        vec!["ticker_paused".into(), info.ticker_paused.to_string()],
-        vec!["rotation_period".into(), secs(info.rotation_period_secs)],
-        vec!["external_ticker".into(), info.external_ticker.to_string()],
-        vec!["notify (strata)".into(), shown.notify.to_string()],
-    ];
     println!("queue {}", info.queue_name);
-    println!("{}", output::table(&["setting", "value"], rows, &[]));
+    print_pairs(
+        ["setting", "value"],
+        vec![
+            ("ticker_max_count", info.ticker_max_count.to_string()),
+            ("ticker_max_lag", secs(Some(info.ticker_max_lag_secs))),
+            (
+                "ticker_idle_period",
+                secs(Some(info.ticker_idle_period_secs)),
+            ),
+            ("ticker_paused", info.ticker_paused.to_string()),
+            ("rotation_period", secs(info.rotation_period_secs)),
+            ("external_ticker", info.external_ticker.to_string()),
+            ("notify (strata)", shown.notify.to_string()),
+        ],
+    );
 }
 
 fn print_status(status: &Status) {
-    let rows = status
-        .queues
-        .iter()
-        .map(|q| {
-            let rotation = match (q.rotation_pending_step2, q.switch_age_secs) {
-                (true, _) => "step 2 pending".to_string(),
-                (false, age) => format!("{} ago", secs(age)),
-            };
-            vec![
-                q.queue_name.clone(),
-                secs(q.ticker_lag_secs),
-                q.ev_per_sec.map_or("-".into(), |r| format!("{r:.1}")),
-                opt(&q.ev_new),
-                opt(&q.last_tick_id),
-                format!("{}/{}", q.cur_table, q.ntables),
-                rotation,
-                if q.ticker_paused {
-                    "paused"
-                } else if q.external_ticker {
-                    "external"
-                } else {
-                    "ticker"
-                }
-                .into(),
-            ]
-        })
-        .collect();
-    println!(
-        "{}",
-        output::table(
-            &[
-                "queue",
-                "ticker lag",
-                "ev/s",
-                "new events",
-                "last tick",
-                "table",
-                "rotated",
-                "ticks by"
-            ],
-            rows,
-            &[1, 2, 3, 4]
-        )
-    );
-    if !status.consumers.is_empty() {
-        let rows = status
-            .consumers
-            .iter()
-            .map(|c| {
-                vec![
-                    c.queue_name.clone(),
-                    c.consumer_name.clone(),
-                    secs(c.lag_secs),
-                    secs(c.last_seen_secs),
-                    opt(&c.pending_events),
-                    opt(&c.last_tick),
-                    opt(&c.current_batch),
-                ]
-            })
-            .collect();
-        println!(
-            "{}",
-            output::table(
-                &[
-                    "queue",
-                    "consumer",
-                    "lag",
-                    "last seen",
-                    "pending",
-                    "last tick",
-                    "batch"
-                ],
-                rows,
-                &[2, 3, 4, 5, 6]
-            )
-        );
+    let header = [
+        "queue",
+        "ticker lag",
+        "ev/s",
+        "new events",
+        "last tick",
+        "table",
+        "rotated",
+        "ticks by",
+    ];
+    print_rows(&header, &status.queues, &[1, 2, 3, 4], |q| {
+        let rotation = match (q.rotation_pending_step2, q.switch_age_secs) {
+            (true, _) => "step 2 pending".to_string(),
+            (false, age) => format!("{} ago", secs(age)),
+        };
+        let ticks_by = match (q.ticker_paused, q.external_ticker) {
+            (true, _) => "paused",
+            (false, true) => "external",
+            (false, false) => "ticker",
+        };
+        vec![
+            q.queue_name.clone(),
+            secs(q.ticker_lag_secs),
+            q.ev_per_sec.map_or("-".into(), |r| format!("{r:.1}")),
+            opt(&q.ev_new),
+            opt(&q.last_tick_id),
+            format!("{}/{}", q.cur_table, q.ntables),
+            rotation,
+            ticks_by.into(),
+        ]
+    });
+    if status.consumers.is_empty() {
+        return;
     }
+    let header = [
+        "queue",
+        "consumer",
+        "lag",
+        "last seen",
+        "pending",
+        "last tick",
+        "batch",
+    ];
+    print_rows(&header, &status.consumers, &[2, 3, 4, 5, 6], |c| {
+        vec![
+            c.queue_name.clone(),
+            c.consumer_name.clone(),
+            secs(c.lag_secs),
+            secs(c.last_seen_secs),
+            opt(&c.pending_events),
+            opt(&c.last_tick),
+            opt(&c.current_batch),
+        ]
+    });
 }
