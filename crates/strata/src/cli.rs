@@ -394,3 +394,88 @@ pub struct PolicyArgs {
     #[arg(long, value_name = "ZONE")]
     pub timezone: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use strata_tables::command::TablesCommand;
+
+    fn parse(args: &[&str]) -> Command {
+        let line = std::iter::once("strata").chain(args.iter().copied());
+        Cli::try_parse_from(line).unwrap().command
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Every `requires`, `conflicts_with` and `required_unless_present` names an
+        // argument that exists, in the libraries' types too.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_libraries_flags_reach_their_fields() {
+        let Command::Tables { db, command } = parse(&[
+            "tables",
+            "add",
+            "--table",
+            "m.raw",
+            "--column",
+            "ts",
+            "--action",
+            "archive",
+            "--after",
+            "90d",
+            "--tag",
+            "a",
+            "--tag",
+            "b",
+            "--target",
+            "cold",
+            "--keep",
+            "2",
+            "--group-by",
+            "x,y",
+            "--disabled",
+            "--db",
+            "host=h",
+        ]) else {
+            panic!("not a tables command")
+        };
+        let TablesCommand::Add { policy } = command else {
+            panic!("not tables add")
+        };
+        assert_eq!(db.db.as_deref(), Some("host=h"));
+        assert_eq!((policy.tags.len(), policy.disabled), (2, true));
+        assert_eq!(policy.options.target.as_deref(), Some("cold"));
+        assert_eq!(policy.options.keep, Some(2));
+        assert_eq!(policy.rollup.group_by, ["x", "y"]);
+
+        let Command::Tables { command, .. } = parse(&["tables", "rm", "--tag", "t", "--any-tag"])
+        else {
+            panic!("not a tables command")
+        };
+        let TablesCommand::Rm { id: None, tags } = command else {
+            panic!("not tables rm without an id")
+        };
+        assert_eq!((tags.tags, tags.any), (vec!["t".to_string()], true));
+
+        let Command::Pgq { command } = parse(&["pgq", "ticker", "x.ini", "-d", "--health", "h"])
+        else {
+            panic!("not a pgq command")
+        };
+        let strata_pgq::PgqCommand::Ticker { args } = command else {
+            panic!("not pgq ticker")
+        };
+        assert_eq!((args.daemon, args.health.as_deref()), (true, Some("h")));
+
+        let Command::Londiste { args } = parse(&["londiste", "n.ini", "add-table", "--create"])
+        else {
+            panic!("not a londiste command")
+        };
+        let strata_londiste::LondisteCommand::AddTable { options, .. } = args.command else {
+            panic!("not add-table")
+        };
+        assert!(options.create && !options.all && !options.expect_sync);
+    }
+}
