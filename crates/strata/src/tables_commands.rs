@@ -12,8 +12,8 @@ use strata_tables::command::{DbArgs, TablesCommand};
 use strata_tables::plan::{Step, TablePlan};
 use strata_tables::run::{RunObserver, StepResult};
 use strata_tables::text::{PLAN_COLUMNS, POLICY_COLUMNS};
-use strata_tables::TtlArgs;
-use strata_tables::{cutoff_or_now, Engine, PolicySpec, TableName, TableOutcome, TablesError};
+use strata_tables::{cutoff_or_now, Engine, PolicySpec, TableName, TableOutcome};
+use strata_tables::{TablesError, TtlArgs};
 
 impl From<TablesError> for Failure {
     fn from(err: TablesError) -> Self {
@@ -64,7 +64,7 @@ impl Context {
                     print_json(&policies);
                 } else {
                     let rows = policies.iter().map(|p| p.row()).collect();
-                    println!("{}", output::table(&POLICY_COLUMNS, rows, &[0, 7]));
+                    output::print_table(&POLICY_COLUMNS, rows, &[0, 7]);
                 }
                 Ok(0)
             }
@@ -178,7 +178,7 @@ impl Context {
             return;
         }
         let rows = plan.rows(output::size);
-        println!("{}", output::table(&PLAN_COLUMNS, rows, &[1, 5]));
+        output::print_table(&PLAN_COLUMNS, rows, &[1, 5]);
         let total = output::size(plan.partition_bytes());
         let steps = plan.steps.len();
         println!(
