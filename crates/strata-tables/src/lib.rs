@@ -36,7 +36,7 @@ pub use duration::Retention;
 pub use error::{TablesError, TablesResult};
 pub use name::TableName;
 pub use policy::{Action, ArchiveFormat, Policy, PolicySpec, TagFilter};
-pub use policy_args::{ActionArgs, PolicyArgs, PolicyEditArgs, RollupArgs, TtlArgs};
+pub use policy_args::{ActionArgs, PolicyArgs, PolicyEditArgs, RollupArgs, TtlArgs, TtlOptions};
 pub use run::{named_storages, RunReport, TableOutcome};
 
 use archive::load_target::LoadOptions;

@@ -124,7 +124,18 @@ pub struct TtlArgs {
     pub action: String,
     pub after: String,
     pub tags: Vec<String>,
+    pub options: TtlOptions,
+}
+
+/// The options of `ttl` beyond its three words and its tags.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct TtlOptions {
+    /// Never leave fewer partitions than N.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
     pub keep: Option<u32>,
+    /// archive: csv (zstd-compressed CSV, the default) or parquet (typed Parquet files).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "FORMAT"))]
     pub format: Option<String>,
 }
 
@@ -279,8 +290,8 @@ impl TtlArgs {
     pub fn spec(self) -> TablesResult<PolicySpec> {
         let mut spec = PolicySpec::from_ttl(&self.table_column, &self.action, &self.after)?;
         spec.tags = self.tags;
-        spec.keep = self.keep.unwrap_or(1);
-        spec.archive_format = archive_format(self.format)?.unwrap_or_default();
+        spec.keep = self.options.keep.unwrap_or(1);
+        spec.archive_format = archive_format(self.options.format)?.unwrap_or_default();
         Ok(spec)
     }
 }
@@ -431,8 +442,10 @@ mod tests {
             action: "archive:cold".into(),
             after: "1y".into(),
             tags: vec!["m".into()],
-            keep: Some(3),
-            format: Some("parquet".into()),
+            options: TtlOptions {
+                keep: Some(3),
+                format: Some("parquet".into()),
+            },
         }
         .spec()
         .unwrap();

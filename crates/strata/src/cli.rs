@@ -282,7 +282,7 @@ pub enum Command {
         #[arg(long)]
         tag: Vec<String>,
         #[command(flatten)]
-        options: TtlOptions,
+        options: strata_tables::TtlOptions,
         #[command(flatten)]
         db: strata_tables::command::DbArgs,
     },
@@ -339,17 +339,6 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-}
-
-/// The options of `strata ttl` beyond its three words.
-#[derive(Debug, clap::Args)]
-pub struct TtlOptions {
-    /// Never leave fewer partitions than N.
-    #[arg(long, value_name = "N")]
-    pub keep: Option<u32>,
-    /// archive: csv (zstd-compressed CSV, the default) or parquet (typed Parquet files).
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

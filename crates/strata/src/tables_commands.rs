@@ -2,7 +2,6 @@
 //! call strata-tables (which opens the engine, reads policy options and runs the use
 //! cases), print.
 
-use crate::cli::TtlOptions;
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
@@ -13,7 +12,7 @@ use strata_tables::plan::{Step, TablePlan};
 use strata_tables::run::{RunObserver, StepResult};
 use strata_tables::text::{PLAN_COLUMNS, POLICY_COLUMNS};
 use strata_tables::{cutoff_or_now, Engine, PolicySpec, TableName, TableOutcome};
-use strata_tables::{TablesError, TtlArgs};
+use strata_tables::{TablesError, TtlArgs, TtlOptions};
 
 impl From<TablesError> for Failure {
     fn from(err: TablesError) -> Self {
@@ -197,16 +196,16 @@ impl Context {
         tags: Vec<String>,
         options: TtlOptions,
     ) -> CommandResult {
+        let (table_column, action, after) = (table_column.into(), action.into(), after.into());
         let spec = TtlArgs {
-            table_column: table_column.into(),
-            action: action.into(),
-            after: after.into(),
+            table_column,
+            action,
+            after,
             tags,
-            keep: options.keep,
-            format: options.format,
+            options,
         };
-        let spec = spec.spec()?;
-        self.add_policy(&self.engine(&db).await?, &spec).await
+        self.add_policy(&self.engine(&db).await?, &spec.spec()?)
+            .await
     }
 
     /// `strata load ARCHIVE --into S.T`.
