@@ -236,16 +236,22 @@ pub async fn require_node(db: &Client, cf: &NodeConfig) -> Result<NodeInfo> {
     Ok(info)
 }
 
-/// What `add-table` does with each table.
+/// What `add-table` does with each table (with the `cli` feature, its flags: the doc
+/// comments are the help).
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct AddTableOptions {
-    /// Every table the provider replicates (or, on the root, every table of the database).
+    /// Every table (the provider's set, or on the root every table of the database).
+    #[cfg_attr(feature = "cli", arg(long))]
     pub all: bool,
-    /// Create missing target tables from the provider's structure (columns, primary key).
+    /// Create missing tables from the provider's structure (columns, primary key).
+    #[cfg_attr(feature = "cli", arg(long))]
     pub create: bool,
-    /// The table already holds the same data: go straight to `ok`, no copy.
+    /// The tables already hold the same data: no copy.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub expect_sync: bool,
     /// Keep the target's rows before the copy.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub skip_truncate: bool,
 }
 

@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod bound;
 pub mod catalog;
+pub mod command;
 pub mod config;
 pub mod cratedb;
 pub mod discover;
@@ -35,7 +36,7 @@ pub use duration::Retention;
 pub use error::{TablesError, TablesResult};
 pub use name::TableName;
 pub use policy::{Action, ArchiveFormat, Policy, PolicySpec, TagFilter};
-pub use policy_args::{ActionArgs, PolicyArgs, PolicyEditArgs, RollupArgs, TtlArgs};
+pub use policy_args::{ActionArgs, PolicyArgs, PolicyEditArgs, RollupArgs, TtlArgs, TtlOptions};
 pub use run::{named_storages, RunReport, TableOutcome};
 
 use archive::load_target::LoadOptions;
