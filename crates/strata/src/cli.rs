@@ -200,7 +200,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
-        policy: PolicyArgs,
+        policy: strata_coordinator::config::PolicyOverrides,
     },
     /// Delete the data no backup references any more (under the cluster lock: backups
     /// wait). `cleanup` runs it after removing backups.
@@ -363,41 +363,6 @@ pub enum ConfigCommand {
     Default,
     /// Print the configuration in effect (after defaults and --repo).
     Show,
-}
-
-/// Retention rules on the command line; each overrides the same key of `[retention]`.
-#[derive(Debug, Args)]
-pub struct PolicyArgs {
-    /// Keep the newest N complete backups.
-    #[arg(long, value_name = "N")]
-    pub keep_last: Option<u32>,
-    /// Keep the newest backup of each of the last N hours that have one.
-    #[arg(long, value_name = "N")]
-    pub keep_hourly: Option<u32>,
-    /// ... of each of the last N days that have one.
-    #[arg(long, value_name = "N")]
-    pub keep_daily: Option<u32>,
-    /// ... of each of the last N ISO weeks that have one.
-    #[arg(long, value_name = "N")]
-    pub keep_weekly: Option<u32>,
-    /// ... of each of the last N months that have one.
-    #[arg(long, value_name = "N")]
-    pub keep_monthly: Option<u32>,
-    /// ... of each of the last N years that have one.
-    #[arg(long, value_name = "N")]
-    pub keep_yearly: Option<u32>,
-    /// Keep every complete backup within this duration (14d, 2w3d, 36h) of the newest.
-    #[arg(long, value_name = "DURATION")]
-    pub keep_within: Option<String>,
-    /// Keep this many failed or partial backups (default: all).
-    #[arg(long, value_name = "N")]
-    pub keep_failed: Option<u32>,
-    /// Never keep fewer complete backups than N.
-    #[arg(long, value_name = "N")]
-    pub min_complete: Option<u32>,
-    /// Time zone of the calendar buckets (IANA name).
-    #[arg(long, value_name = "ZONE")]
-    pub timezone: Option<String>,
 }
 
 #[cfg(test)]
