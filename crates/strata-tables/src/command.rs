@@ -107,3 +107,24 @@ impl DbArgs {
         Engine::open(&config, self.who.clone()).await
     }
 }
+
+/// `strata load ARCHIVE --into SCHEMA.TABLE`: which archive goes where.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct LoadArgs {
+    /// The archive: its key prefix in the storage (`tables/SCHEMA/TABLE/PARTITION`), as
+    /// `tables run` and `tables archives` print it.
+    pub archive: String,
+    /// The table to load into (SCHEMA.TABLE); it must have the archived columns. Into a
+    /// partitioned table, the archived partition is recreated when it is missing.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "TABLE"))]
+    pub into: String,
+    /// The storage of the configuration holding the archive (default: the default
+    /// storage).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "STORAGE"))]
+    pub from: Option<String>,
+    /// Load even though the target already holds rows of the archived range (they are
+    /// added to; loading an archive twice duplicates its rows).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub append: bool,
+}

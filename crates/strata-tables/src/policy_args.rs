@@ -119,11 +119,18 @@ pub struct PolicyEditArgs {
 
 /// The `ttl` shortcut: `SCHEMA.TABLE:COLUMN ACTION[:ARG] DURATION` and its options.
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct TtlArgs {
+    /// SCHEMA.TABLE:COLUMN.
     pub table_column: String,
+    /// delete, detach[:SCHEMA], reallocate:TABLESPACE or archive:STORAGE.
     pub action: String,
+    /// How long data is kept: 90d, 1w, 12h, 1y, INF.
     pub after: String,
+    /// Tag of the policy (repeatable).
+    #[cfg_attr(feature = "cli", arg(long = "tag", value_name = "TAG"))]
     pub tags: Vec<String>,
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub options: TtlOptions,
 }
 

@@ -272,37 +272,15 @@ pub enum Command {
     },
     /// Shortcut of `tables add`: `strata ttl metrics.raw:ts archive:cold 365d`.
     Ttl {
-        /// SCHEMA.TABLE:COLUMN.
-        table_column: String,
-        /// delete, detach[:SCHEMA], reallocate:TABLESPACE or archive:STORAGE.
-        action: String,
-        /// How long data is kept: 90d, 1w, 12h, 1y, INF.
-        after: String,
-        /// Tag of the policy (repeatable).
-        #[arg(long)]
-        tag: Vec<String>,
         #[command(flatten)]
-        options: strata_tables::TtlOptions,
+        spec: strata_tables::TtlArgs,
         #[command(flatten)]
         db: strata_tables::command::DbArgs,
     },
     /// Load an archived partition back into a table (COPY FROM), verifying it.
     Load {
-        /// The archive: its key prefix in the storage (`tables/SCHEMA/TABLE/PARTITION`), as
-        /// `tables run` and `tables archives` print it.
-        archive: String,
-        /// The table to load into (SCHEMA.TABLE); it must have the archived columns. Into a
-        /// partitioned table, the archived partition is recreated when it is missing.
-        #[arg(long, value_name = "TABLE")]
-        into: String,
-        /// The storage of the configuration holding the archive (default: the default
-        /// storage).
-        #[arg(long, value_name = "STORAGE")]
-        from: Option<String>,
-        /// Load even though the target already holds rows of the archived range (they are
-        /// added to; loading an archive twice duplicates its rows).
-        #[arg(long)]
-        append: bool,
+        #[command(flatten)]
+        load: strata_tables::command::LoadArgs,
         #[command(flatten)]
         db: strata_tables::command::DbArgs,
     },

@@ -128,24 +128,8 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             }
         }
         Command::Tables { db, command } => ctx.tables(db, command).await,
-        Command::Ttl {
-            table_column,
-            action,
-            after,
-            tag,
-            options,
-            db,
-        } => {
-            ctx.ttl(db, &table_column, &action, &after, tag, options)
-                .await
-        }
-        Command::Load {
-            archive,
-            into,
-            from,
-            append,
-            db,
-        } => ctx.load_archive(db, &archive, &into, from, append).await,
+        Command::Ttl { spec, db } => ctx.ttl(db, spec).await,
+        Command::Load { load, db } => ctx.load_archive(db, load).await,
         Command::Pgq { command } => crate::pgq_commands::run(ctx, command).await,
         Command::Londiste { args } => crate::londiste_commands::run(ctx, args).await,
         Command::Audit { since, limit } => ctx.audit(since.as_deref(), limit).await,

@@ -7,12 +7,12 @@ use crate::failure::{code, Failure};
 use crate::output;
 use strata_coordinator::storage::Storage;
 use strata_store::DynStore;
-use strata_tables::command::{DbArgs, TablesCommand};
+use strata_tables::command::{DbArgs, LoadArgs, TablesCommand};
 use strata_tables::plan::{Step, TablePlan};
 use strata_tables::run::{RunObserver, StepResult};
 use strata_tables::text::{PLAN_COLUMNS, POLICY_COLUMNS};
 use strata_tables::{cutoff_or_now, Engine, PolicySpec, TableName, TableOutcome};
-use strata_tables::{TablesError, TtlArgs, TtlOptions};
+use strata_tables::{TablesError, TtlArgs};
 
 impl From<TablesError> for Failure {
     fn from(err: TablesError) -> Self {
@@ -187,40 +187,23 @@ impl Context {
     }
 
     /// `strata ttl S.T:C ACTION[:ARG] DURATION`.
-    pub(crate) async fn ttl(
-        &self,
-        db: DbArgs,
-        table_column: &str,
-        action: &str,
-        after: &str,
-        tags: Vec<String>,
-        options: TtlOptions,
-    ) -> CommandResult {
-        let (table_column, action, after) = (table_column.into(), action.into(), after.into());
-        let spec = TtlArgs {
-            table_column,
-            action,
-            after,
-            tags,
-            options,
-        };
+    pub(crate) async fn ttl(&self, db: DbArgs, spec: TtlArgs) -> CommandResult {
         self.add_policy(&self.engine(&db).await?, &spec.spec()?)
             .await
     }
 
     /// `strata load ARCHIVE --into S.T`.
-    pub(crate) async fn load_archive(
-        &self,
-        db: DbArgs,
-        archive: &str,
-        into: &str,
-        from: Option<String>,
-        append: bool,
-    ) -> CommandResult {
-        let into = TableName::parse(into).map_err(TablesError::from)?;
+    pub(crate) async fn load_archive(&self, db: DbArgs, load: LoadArgs) -> CommandResult {
+        let LoadArgs {
+            archive,
+            into,
+            from,
+            append,
+        } = load;
+        let into = TableName::parse(&into).map_err(TablesError::from)?;
         let (_, store) = self.archive_storage(from)?;
         let mut engine = self.engine(&db).await?;
-        let loaded = engine.load_archive(&store, archive, &into, append).await?;
+        let loaded = engine.load_archive(&store, &archive, &into, append).await?;
         if self.global.json {
             print_json(&loaded);
         }
