@@ -8,9 +8,9 @@
 //! are told to forget it, and the summary records it as failed with each node's reason.
 
 use crate::assign::Holdings;
-use crate::backup::new_backup_name;
 use crate::lock::{list_locks, LockError, LockRecord, RepoLock};
 use crate::mapping::{pair_nodes, SourceNode, TargetNode};
+use crate::names::new_backup_name;
 use crate::node::NodeApi;
 use crate::operation::{OpState, Operation, OperationStatus, Registry};
 use crate::{CoordinatorError, CoordinatorResult};
@@ -617,7 +617,7 @@ impl Coordinator {
                 Ok(taken)
             }
             Err(err) => {
-                let detail = crate::backup::error_chain(&err);
+                let detail = crate::error_chain(&err);
                 self.report(&action, "failed", &detail).await;
                 Err(err)
             }
@@ -927,7 +927,7 @@ async fn finish_operation<T: Serialize>(
 ) {
     let (state, detail) = match outcome {
         Ok(result) => (state_of(result), detail_of(result)),
-        Err(err) => (OpState::Failed, crate::backup::error_chain(err)),
+        Err(err) => (OpState::Failed, crate::error_chain(err)),
     };
     let kind = run.op.status().kind;
     let action = crate::events::Action {
@@ -954,7 +954,7 @@ async fn finish_operation<T: Serialize>(
         }
         Err(err) => {
             s.state = OpState::Failed;
-            s.error = Some(crate::backup::error_chain(err));
+            s.error = Some(crate::error_chain(err));
         }
     });
 }

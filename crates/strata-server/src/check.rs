@@ -49,7 +49,7 @@ async fn reachability(config: &Config, nodes: &[Arc<dyn NodeApi>]) -> Vec<Check>
         let label = format!("storage {name}");
         let store = match strata_coordinator::storage::Storage::open(config, name) {
             Ok(storage) => storage.store,
-            Err(e) => return check(label, false, strata_coordinator::backup::error_chain(&e)),
+            Err(e) => return check(label, false, strata_coordinator::error_chain(&e)),
         };
         match tokio::time::timeout(PROBE, store.get(strata_repo::layout::CONFIG)).await {
             Ok(Ok(_)) => check(
@@ -65,7 +65,7 @@ async fn reachability(config: &Config, nodes: &[Arc<dyn NodeApi>]) -> Vec<Check>
                     store.describe()
                 ),
             ),
-            Ok(Err(e)) => check(label, false, strata_coordinator::backup::error_chain(&e)),
+            Ok(Err(e)) => check(label, false, strata_coordinator::error_chain(&e)),
             Err(_) => check(
                 label,
                 false,

@@ -192,7 +192,7 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
     let serving = crate::serve(listener, crate::router(parts), tls, limits);
     let why = tokio::select! {
         served = serving => {
-            return served.map_err(|e| ComposeError::Failed(strata_coordinator::backup::error_chain(&e)));
+            return served.map_err(|e| ComposeError::Failed(strata_coordinator::error_chain(&e)));
         }
         why = stop.wait_for(|why| why.is_some()) => match why {
             Ok(why) => why.clone().unwrap_or_default(),
