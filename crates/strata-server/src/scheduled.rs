@@ -87,7 +87,7 @@ impl JobRunner for ServerJobs {
             .tables
             .db
             .as_deref()
-            .and_then(|text| strata_pg::Dsn::parse(text).ok())
+            .and_then(|text| strata_pgclient::Dsn::parse(text).ok())
             .map(|dsn| dsn.describe())
             .unwrap_or_default();
         let action = Action {

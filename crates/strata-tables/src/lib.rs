@@ -9,7 +9,7 @@
 //! anything is dropped ([`archive`]).
 //!
 //! This crate sits beside the coordinator: it uses the shared PostgreSQL helpers
-//! (`strata-pg`) and the storage trait (`strata-store`), never the backup layers.
+//! (`strata-pgclient`) and the storage trait (`strata-store`), never the backup layers.
 
 pub mod archive;
 pub mod bound;
@@ -44,7 +44,7 @@ use archive::LoadReport;
 use chrono::{DateTime, Utc};
 use config::TablesConfig;
 use plan::TablePlan;
-use strata_pg::{Client, Dsn};
+use strata_pgclient::{Client, Dsn};
 use strata_store::DynStore;
 
 /// The default schema of the policy tables.
