@@ -18,6 +18,16 @@ use strata_testkit::process::{terminate_within, wait_for_mark, KillOnDrop};
 /// timeout is 90 s).
 const STOP_LIMIT: Duration = Duration::from_secs(60);
 
+/// One node over a fresh repository, its lease far longer than the stop limit: only a
+/// real release lets the next backup in.
+fn site() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = one_node_site(dir.path(), "[server]\nlease_ttl_secs = 600\n");
+    let init = strata_at(dir.path(), &config).arg("init").status().unwrap();
+    assert!(init.success());
+    (dir, config)
+}
+
 fn held(cmd: &mut Command, dir: &Path) -> std::path::PathBuf {
     let hold = dir.join("hold");
     std::fs::create_dir_all(&hold).unwrap();
@@ -79,14 +89,7 @@ fn assert_recorded_failed_by_sigterm(dir: &Path, config: &Path) {
 
 #[test]
 fn sigterm_ends_a_backup_here_recorded_failed_and_the_lock_released() {
-    let dir = tempfile::tempdir().unwrap();
-    // A lease far longer than the stop limit: only a real release lets the next one in.
-    let config = one_node_site(dir.path(), "[server]\nlease_ttl_secs = 600\n");
-    assert!(strata_at(dir.path(), &config)
-        .arg("init")
-        .status()
-        .unwrap()
-        .success());
+    let (dir, config) = site();
     let mut cmd = strata_at(dir.path(), &config);
     let hold = held(&mut cmd, dir.path());
     let mut backup = KillOnDrop(
@@ -112,13 +115,7 @@ fn sigterm_ends_a_backup_here_recorded_failed_and_the_lock_released() {
 
 #[test]
 fn sigterm_stops_a_server_with_its_running_backup_recorded_failed() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = one_node_site(dir.path(), "[server]\nlease_ttl_secs = 600\n");
-    assert!(strata_at(dir.path(), &config)
-        .arg("init")
-        .status()
-        .unwrap()
-        .success());
+    let (dir, config) = site();
     let mut cmd = strata_with_token(dir.path(), &config, "user-token");
     let hold = held(&mut cmd, dir.path());
     let mut server = KillOnDrop(
