@@ -50,6 +50,8 @@ pub struct InProcess {
     events: std::sync::OnceLock<Arc<Events>>,
     catalog: OnceCell<Catalog>,
     default_repo: OnceCell<Arc<Repository>>,
+    /// The coordinators made here, so [`InProcess::stop`] reaches their operations.
+    coordinators: std::sync::Mutex<Vec<std::sync::Weak<Coordinator>>>,
 }
 
 impl InProcess {
@@ -68,6 +70,17 @@ impl InProcess {
             events: std::sync::OnceLock::new(),
             catalog: OnceCell::new(),
             default_repo: OnceCell::new(),
+            coordinators: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Stops the backups and restores running here (see [`Coordinator::stop`]): each
+    /// records itself failed with `why` and releases its nodes and the cluster lock.
+    pub fn stop(&self, why: &str) {
+        for coordinator in self.coordinators.lock().unwrap().iter() {
+            if let Some(coordinator) = coordinator.upgrade() {
+                coordinator.stop(why);
+            }
         }
     }
 
@@ -177,6 +190,10 @@ impl InProcess {
         let nodes = setup::build_nodes(&self.config, nodes, repos, &HashMap::new())?;
         let coordinator = setup::coordinator(&self.config, &storage, repo, nodes);
         coordinator.set_events(self.events()?);
+        self.coordinators
+            .lock()
+            .unwrap()
+            .push(Arc::downgrade(&coordinator));
         Ok(coordinator)
     }
 

@@ -127,7 +127,7 @@ impl Actions {
         &self.storage
     }
 
-    fn action<'a>(who: &'a str, kind: &'a str, target: &'a str) -> Action<'a> {
+    pub(crate) fn action<'a>(who: &'a str, kind: &'a str, target: &'a str) -> Action<'a> {
         Action {
             who,
             kind,
@@ -138,7 +138,7 @@ impl Actions {
 
     /// Records how `action` ended: `describe` turns a success into its outcome and line,
     /// an error is `failed` with its cause chain.
-    async fn finish<T>(
+    pub(crate) async fn finish<T>(
         &self,
         action: &Action<'_>,
         result: &CoordinatorResult<T>,
@@ -146,7 +146,7 @@ impl Actions {
     ) {
         let (outcome, detail) = match result {
             Ok(value) => describe(value),
-            Err(err) => ("failed", crate::backup::error_chain(err)),
+            Err(err) => ("failed", crate::error_chain(err)),
         };
         self.events
             .finished(&self.repo, &self.storage, action, outcome, &detail)
@@ -172,7 +172,7 @@ impl Actions {
         if pins.contains(name) {
             return Err(CoordinatorError::Pinned(name.to_string()));
         }
-        let id = format!("delete-{}", crate::backup::new_backup_name());
+        let id = format!("delete-{}", crate::names::new_backup_name());
         let lock =
             RepoLock::acquire(self.repo.store().clone(), &id, "delete", self.lease_ttl).await?;
         let result = self.repo.delete_backup(name).await;

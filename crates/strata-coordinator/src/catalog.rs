@@ -57,7 +57,7 @@ impl Catalog {
                 Err(err @ (RepoError::WrongPassword(_) | RepoError::PasswordRequired(_))) => {
                     return Err(err.into())
                 }
-                Err(err) => unavailable.push((name.clone(), crate::backup::error_chain(&err))),
+                Err(err) => unavailable.push((name.clone(), crate::error_chain(&err))),
             }
         }
         Ok(Catalog {

@@ -8,9 +8,9 @@
 //! are told to forget it, and the summary records it as failed with each node's reason.
 
 use crate::assign::Holdings;
-use crate::backup::new_backup_name;
 use crate::lock::{list_locks, LockError, LockRecord, RepoLock};
 use crate::mapping::{pair_nodes, SourceNode, TargetNode};
+use crate::names::new_backup_name;
 use crate::node::NodeApi;
 use crate::operation::{OpState, Operation, OperationStatus, Registry};
 use crate::{CoordinatorError, CoordinatorResult};
@@ -47,6 +47,10 @@ pub struct Coordinator {
     events: Mutex<Arc<crate::events::Events>>,
     /// Garbage collection's grace period for unindexed packs (`[gc] grace`).
     gc_grace: Mutex<Duration>,
+    /// Set by [`Coordinator::stop`]: why the process is stopping. Running operations give
+    /// up their nodes' calls and record themselves failed with this reason; new ones are
+    /// refused.
+    stopping: Mutex<Option<String>>,
 }
 
 pub use crate::stats::OperationStats;
@@ -271,6 +275,9 @@ impl Run {
                 tokio::select! {
                     result = &mut call => return result,
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                        if let Some(why) = run.coordinator.stopping() {
+                            return Err(ApiError::new(ErrorCode::Cancelled, why));
+                        }
                         if let Some(why) = run.failures.get(i) {
                             return Err(ApiError::new(ErrorCode::LeaseLost, why));
                         }
@@ -462,7 +469,25 @@ impl Coordinator {
             plugin: Mutex::new(Arc::new(crate::plugin::Files)),
             events: Mutex::new(crate::events::Events::audit_only()),
             gc_grace: Mutex::new(crate::gc::DEFAULT_GRACE),
+            stopping: Mutex::new(None),
         })
+    }
+
+    /// Stops every running operation of this coordinator, as a process does on SIGTERM:
+    /// within a fraction of a second each one stops calling its nodes, asks them to abort,
+    /// records itself failed with `why` (audit entry, webhook, a failed summary for a
+    /// backup), gives back the leases and releases the cluster lock. Nothing it wrote
+    /// becomes visible as complete. New operations are refused from now on.
+    pub fn stop(&self, why: &str) {
+        self.stopping
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| why.to_string());
+    }
+
+    /// Why this coordinator is stopping, once [`Coordinator::stop`] was called.
+    pub fn stopping(&self) -> Option<String> {
+        self.stopping.lock().unwrap().clone()
     }
 
     /// Sets garbage collection's grace period (`[gc] grace`).
@@ -575,6 +600,11 @@ impl Coordinator {
         members: Vec<usize>,
         who: &str,
     ) -> CoordinatorResult<(Arc<Run>, RepoLock)> {
+        if let Some(why) = self.stopping() {
+            return Err(CoordinatorError::Busy(format!(
+                "this strata is stopping ({why}): no new operation starts"
+            )));
+        }
         let action = crate::events::Action {
             who,
             kind,
@@ -587,7 +617,7 @@ impl Coordinator {
                 Ok(taken)
             }
             Err(err) => {
-                let detail = crate::backup::error_chain(&err);
+                let detail = crate::error_chain(&err);
                 self.report(&action, "failed", &detail).await;
                 Err(err)
             }
@@ -897,7 +927,7 @@ async fn finish_operation<T: Serialize>(
 ) {
     let (state, detail) = match outcome {
         Ok(result) => (state_of(result), detail_of(result)),
-        Err(err) => (OpState::Failed, crate::backup::error_chain(err)),
+        Err(err) => (OpState::Failed, crate::error_chain(err)),
     };
     let kind = run.op.status().kind;
     let action = crate::events::Action {
@@ -924,7 +954,7 @@ async fn finish_operation<T: Serialize>(
         }
         Err(err) => {
             s.state = OpState::Failed;
-            s.error = Some(crate::backup::error_chain(err));
+            s.error = Some(crate::error_chain(err));
         }
     });
 }

@@ -50,7 +50,7 @@ pub async fn copy_backup(
     }
     // The target's cluster lock: its garbage collection must not delete the packs this
     // copy writes (or the blobs it finds there) before the summary refers to them.
-    let id = format!("copy-{}", crate::backup::new_backup_name());
+    let id = format!("copy-{}", crate::names::new_backup_name());
     let lock = crate::lock::RepoLock::acquire(
         target.store().clone(),
         &id,

@@ -92,7 +92,7 @@ impl Events {
                 "strata: warning: cannot write the audit log entry for {} {}: {}",
                 action.kind,
                 action.target,
-                crate::backup::error_chain(&err)
+                crate::error_chain(&err)
             );
         }
     }

@@ -71,7 +71,7 @@ pub async fn collect_garbage_with(
     dry_run: bool,
     grace: Duration,
 ) -> CoordinatorResult<GcReport> {
-    let id = format!("gc-{}", crate::backup::new_backup_name());
+    let id = format!("gc-{}", crate::names::new_backup_name());
     let lock = RepoLock::acquire(repo.store().clone(), &id, "gc", Duration::from_secs(60))
         .await?
         .keep_renewed();

@@ -17,7 +17,7 @@ pub struct ClusterJobs {
 }
 
 fn chain(e: crate::CoordinatorError) -> String {
-    crate::backup::error_chain(&e)
+    crate::error_chain(&e)
 }
 
 impl ClusterJobs {

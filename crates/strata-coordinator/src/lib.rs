@@ -9,7 +9,6 @@
 pub mod actions;
 pub mod assign;
 pub mod audit;
-pub mod backup;
 pub mod browse;
 pub mod catalog;
 pub mod cluster;
@@ -20,10 +19,12 @@ pub mod events;
 pub mod gc;
 pub mod input;
 pub mod jobs;
+pub mod keys;
 pub mod lock;
 pub mod mapping;
 pub mod mask;
 pub mod migrate;
+pub mod names;
 pub mod node;
 pub mod operation;
 pub mod plugin;
@@ -41,6 +42,8 @@ pub mod wal;
 pub mod webhooks;
 
 pub use error::{CoordinatorError, CoordinatorResult};
+/// Error chains as one line: "what: why: why".
+pub use strata_agent::service::error_chain;
 
 use strata_repo::summary::BackupSummary;
 use strata_repo::Repository;

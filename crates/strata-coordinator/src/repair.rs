@@ -133,7 +133,7 @@ impl IndexRepairReport {
 
 /// Takes the cluster lock for a repair, renewed until released.
 async fn lock(repo: &Repository, what: &str) -> CoordinatorResult<crate::lock::HeldLock> {
-    let id = format!("repair-{}", crate::backup::new_backup_name());
+    let id = format!("repair-{}", crate::names::new_backup_name());
     Ok(
         RepoLock::acquire(repo.store().clone(), &id, what, Duration::from_secs(60))
             .await?

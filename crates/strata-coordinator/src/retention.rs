@@ -546,7 +546,7 @@ pub async fn cleanup(
     if dry_run || rows.iter().all(|r| r.keep) {
         return Ok(rows);
     }
-    let id = format!("cleanup-{}", crate::backup::new_backup_name());
+    let id = format!("cleanup-{}", crate::names::new_backup_name());
     let lock = crate::lock::RepoLock::acquire(
         repo.store().clone(),
         &id,

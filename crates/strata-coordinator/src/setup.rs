@@ -76,7 +76,7 @@ impl RepoProvider for SharedRepo {
         self.repo
             .reload_index()
             .await
-            .map_err(|e| crate::backup::error_chain(&e))?;
+            .map_err(|e| crate::error_chain(&e))?;
         Ok(self.repo.clone())
     }
 }
@@ -107,14 +107,13 @@ impl RepoProvider for ConfigRepos {
         if let Some(repo) = open.get(storage) {
             repo.reload_index()
                 .await
-                .map_err(|e| crate::backup::error_chain(&e))?;
+                .map_err(|e| crate::error_chain(&e))?;
             return Ok(repo.clone());
         }
-        let opened =
-            Storage::open(&self.config, storage).map_err(|e| crate::backup::error_chain(&e))?;
+        let opened = Storage::open(&self.config, storage).map_err(|e| crate::error_chain(&e))?;
         let repo = Repository::open(opened.store, self.password.as_deref())
             .await
-            .map_err(|e| crate::backup::error_chain(&e))?;
+            .map_err(|e| crate::error_chain(&e))?;
         open.insert(storage.to_string(), repo.clone());
         Ok(repo)
     }

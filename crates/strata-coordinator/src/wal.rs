@@ -4,15 +4,19 @@
 //! fetching, listing, verifying, and retention (WAL older than the oldest kept base backup
 //! goes; WAL a kept backup needs never does).
 
+use crate::config::Config;
 use crate::lock::{mark_archive_writer_with_ttl, ArchiveMark, LockError};
 use crate::{CoordinatorError, CoordinatorResult};
 use serde::Serialize;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
+use strata_postgres::spool::Spool;
 use strata_postgres::wal::{self, ArchiveReport, Pushed, ReadAhead};
 use strata_postgres::{BaseBackupInfo, PgError, WAL_SPACE};
-use strata_repo::writer::WriterOptions;
 use strata_repo::Repository;
+use strata_store::DynStore;
 
 /// Errors of WAL commands, sorted by what PostgreSQL should make of them.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +27,9 @@ pub enum WalError {
     /// Garbage collection runs: try again shortly (PostgreSQL does).
     #[error("{0}")]
     Busy(String),
+    /// The repository could not be opened (configuration, password, storage).
+    #[error(transparent)]
+    Open(CoordinatorError),
     #[error(transparent)]
     Failed(#[from] CoordinatorError),
 }
@@ -50,12 +57,8 @@ impl From<LockError> for WalError {
 }
 
 /// Announces a WAL push (see [`crate::lock::mark_archive_writer`]) for `ttl` at a time
-/// (renewed while it runs): call before the repository (and its index) is opened, and
-/// pass the mark to [`push`].
-pub async fn mark_push(
-    store: strata_store::DynStore,
-    ttl: std::time::Duration,
-) -> Result<ArchiveMark, WalError> {
+/// (renewed while it runs): taken before the repository (and its index) is opened.
+async fn mark_push(store: DynStore, ttl: Duration) -> Result<ArchiveMark, WalError> {
     // Only into a repository: a location that is not one (an unmounted or moved storage)
     // gets no mark written into it, and the push fails as it would have.
     Repository::read_config(&store)
@@ -64,30 +67,71 @@ pub async fn mark_push(
     Ok(mark_archive_writer_with_ttl(store, "wal-push", ttl).await?)
 }
 
-/// `strata wal-push PATH`: archives `path` and up to `ahead` further ready segments under
-/// `mark` (renewed meanwhile, released at the end).
+/// `wal-push PATH`: archives `path` and up to `postgres.wal_push_ahead` further ready
+/// segments into the repository in `store`. The archive-writer mark comes first, then
+/// `open` (which opens that repository and reads its index): a garbage collection that
+/// ran before the mark was written cannot have removed data the index read here still
+/// lists. The mark is renewed while the push runs and released at the end, also when
+/// opening fails.
 pub async fn push(
-    repo: &Arc<Repository>,
-    mark: ArchiveMark,
+    config: &Config,
+    store: &DynStore,
+    open: impl Future<Output = CoordinatorResult<Arc<Repository>>>,
     path: &Path,
-    ahead: usize,
-    writer: WriterOptions,
 ) -> Result<Vec<Pushed>, WalError> {
+    let ttl = Duration::from_secs(config.server.lease_ttl_secs);
+    let mark = mark_push(store.clone(), ttl).await?;
+    let repo = match open.await {
+        Ok(repo) => repo,
+        Err(err) => {
+            mark.release().await;
+            return Err(WalError::Open(err));
+        }
+    };
     let mut paths: Vec<PathBuf> = vec![path.to_path_buf()];
-    paths.extend(wal::ready_after(path, ahead));
-    let outcome = wal::push(repo, &paths, writer).await;
+    paths.extend(wal::ready_after(path, config.postgres.wal_push_ahead));
+    let outcome = wal::push(&repo, &paths, config.backup.writer_options()).await;
     mark.release().await;
     Ok(outcome?)
 }
 
-/// `strata wal-fetch NAME DEST`, reading ahead into `read_ahead`'s spool.
+/// The read-ahead of `wal-fetch`: `postgres.wal_fetch_ahead` segments into
+/// `<state_dir>/wal-spool/<repository id>` (one spool per repository, so a segment of
+/// another archive is never handed out); `None` when it is off or the repository's id
+/// cannot be read (the fetch then reports why).
+pub async fn read_ahead(config: &Config, store: &DynStore) -> Option<ReadAhead> {
+    let segments = config.postgres.wal_fetch_ahead;
+    if segments == 0 {
+        return None;
+    }
+    let id = Repository::read_config(store).await.ok()?.id;
+    let dir = config.state_dir().join("wal-spool").join(id);
+    Some(ReadAhead {
+        spool: Spool::new(dir),
+        segments,
+    })
+}
+
+/// `wal-fetch NAME DEST`: from the read-ahead spool when an earlier fetch put `name`
+/// there (no repository opened, no key derived), else from the repository `open`
+/// opens, reading the following segments into the spool. Spooled segments recovery
+/// has passed are removed first. Returns the bytes written to `dest`.
 pub async fn fetch(
-    repo: &Arc<Repository>,
+    config: &Config,
+    store: &DynStore,
+    open: impl Future<Output = CoordinatorResult<Arc<Repository>>>,
     name: &str,
     dest: &Path,
-    read_ahead: Option<&ReadAhead>,
 ) -> Result<u64, WalError> {
-    Ok(wal::fetch(repo, name, dest, read_ahead).await?)
+    let read_ahead = read_ahead(config, store).await;
+    if let Some(ra) = &read_ahead {
+        ra.spool.prune(name);
+        if let Ok(Some(bytes)) = ra.spool.take(name, dest) {
+            return Ok(bytes);
+        }
+    }
+    let repo = open.await.map_err(WalError::Open)?;
+    Ok(wal::fetch(&repo, name, dest, read_ahead.as_ref()).await?)
 }
 
 /// The segment size the archive was written with, from any PostgreSQL backup's record
@@ -122,6 +166,63 @@ pub struct BackupWal {
     /// The first gap after its start on its timeline (recovery cannot pass it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_gap: Option<String>,
+}
+
+impl WalListing {
+    /// The listing for people, one line each: every timeline's runs and gaps, the
+    /// history files, and whether each backup can be restored and how far.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.archive.timelines.is_empty() {
+            lines.push("no WAL archived yet".to_string());
+        }
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        for t in &self.archive.timelines {
+            let runs: Vec<String> = t
+                .ranges
+                .iter()
+                .map(|(a, b)| {
+                    if a == b {
+                        a.clone()
+                    } else {
+                        format!("{a} .. {b}")
+                    }
+                })
+                .collect();
+            let gaps = t.ranges.len().saturating_sub(1);
+            lines.push(format!(
+                "timeline {}: {} segments in {} run{} ({} gap{}): {}",
+                t.timeline,
+                t.segments,
+                t.ranges.len(),
+                plural(t.ranges.len()),
+                gaps,
+                plural(gaps),
+                runs.join(", ")
+            ));
+        }
+        if !self.archive.history_files.is_empty() {
+            let files = self.archive.history_files.join(", ");
+            lines.push(format!("history files: {files}"));
+        }
+        for b in &self.backups {
+            let state = match (&b.consistent, &b.first_gap) {
+                (false, _) => "NOT restorable: WAL to make it consistent is missing".to_string(),
+                (true, Some(gap)) => format!("restorable up to the gap at {gap}"),
+                (true, None) => "restorable to any point up to the newest archived WAL".into(),
+            };
+            lines.push(format!(
+                "backup {} (timeline {}, WAL {} .. {}): {state}",
+                b.backup, b.timeline, b.start_wal, b.stop_wal
+            ));
+        }
+        lines
+    }
+
+    /// Whether some backup cannot be made consistent from the archive.
+    pub fn broken(&self) -> bool {
+        self.backups.iter().any(|b| !b.consistent)
+    }
 }
 
 /// Lists the archive.
@@ -229,4 +330,130 @@ pub async fn expire(repo: &Repository, dry_run: bool) -> CoordinatorResult<WalEx
         oldest_needed: Some(oldest.start_wal),
         removed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_postgres::wal::TimelineRanges;
+
+    const SEGMENT: &str = "000000010000000000000001";
+
+    fn config(state: &Path) -> Config {
+        Config {
+            state_dir: Some(state.to_path_buf()),
+            ..Config::default()
+        }
+    }
+
+    async fn segment(dir: &Path, n: u8) -> PathBuf {
+        let path = dir.join(format!("0000000100000000000000{n:02X}"));
+        std::fs::write(&path, vec![n; 4096]).unwrap();
+        path
+    }
+
+    /// A push whose repository cannot be opened fails as such, archives nothing and
+    /// leaves no archive-writer mark that would hold garbage collection up.
+    #[tokio::test]
+    async fn a_push_that_cannot_open_the_repository_releases_its_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = strata_testkit::repo::scratch_repo(dir.path()).await;
+        let store = repo.store().clone();
+        let path = segment(dir.path(), 1).await;
+        let refused = async { Err(CoordinatorError::Password("no password".into())) };
+        let err = push(&config(dir.path()), &store, refused, &path).await;
+        assert!(matches!(err, Err(WalError::Open(_))), "{err:?}");
+        assert!(store
+            .list(strata_repo::layout::WRITERS)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(repo.list_archived(WAL_SPACE).await.unwrap().is_empty());
+
+        let pushed = push(
+            &config(dir.path()),
+            &store,
+            async { Ok(repo.clone()) },
+            &path,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(&pushed[..], [Pushed::Stored { name, .. }] if name == SEGMENT));
+        assert!(store
+            .list(strata_repo::layout::WRITERS)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    /// A segment in the read-ahead spool is handed out without opening the repository;
+    /// one the archive lacks is `NotFound` (the end of the archive), nothing else.
+    #[tokio::test]
+    async fn a_fetch_takes_the_spool_first_and_reports_the_end_of_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = strata_testkit::repo::scratch_repo(dir.path()).await;
+        let store = repo.store().clone();
+        let config = config(dir.path());
+        let ahead = read_ahead(&config, &store).await.unwrap();
+        ahead.spool.put(SEGMENT, b"spooled").unwrap();
+        let dest = dir.path().join("dest");
+        let never = async { Err(CoordinatorError::Password("must not be opened".into())) };
+        assert_eq!(
+            fetch(&config, &store, never, SEGMENT, &dest).await.unwrap(),
+            7
+        );
+        assert_eq!(std::fs::read(&dest).unwrap(), b"spooled");
+
+        let open = async { Ok(repo.clone()) };
+        let missing = fetch(&config, &store, open, SEGMENT, &dest).await;
+        assert!(matches!(missing, Err(WalError::NotFound(ref n)) if n == SEGMENT));
+        assert_eq!(std::fs::read(&dest).unwrap(), b"spooled", "dest left alone");
+    }
+
+    #[test]
+    fn a_listing_names_runs_gaps_and_what_each_backup_can_reach() {
+        let name = |n: u8| format!("0000000100000000000000{n:02X}");
+        let listing = WalListing {
+            archive: ArchiveReport {
+                timelines: vec![TimelineRanges {
+                    timeline: 1,
+                    segments: 3,
+                    ranges: vec![(name(1), name(2)), (name(4), name(4))],
+                }],
+                history_files: vec![],
+                other_files: 0,
+            },
+            backups: vec![BackupWal {
+                backup: "b1".into(),
+                timeline: 1,
+                start_wal: name(1),
+                stop_wal: name(1),
+                consistent: true,
+                first_gap: Some(name(3)),
+            }],
+        };
+        assert_eq!(
+            listing.lines(),
+            [
+                format!(
+                    "timeline 1: 3 segments in 2 runs (1 gap): {} .. {}, {}",
+                    name(1),
+                    name(2),
+                    name(4)
+                ),
+                format!(
+                    "backup b1 (timeline 1, WAL {} .. {}): restorable up to the gap at {}",
+                    name(1),
+                    name(1),
+                    name(3)
+                ),
+            ]
+        );
+        assert!(!listing.broken());
+        let empty = WalListing {
+            archive: ArchiveReport::default(),
+            backups: vec![],
+        };
+        assert_eq!(empty.lines(), ["no WAL archived yet"]);
+    }
 }

@@ -237,7 +237,7 @@ async fn an_agent_of_another_api_version_is_refused_before_anything_starts() {
     );
     let err = match coordinator.backup("test").await {
         Ok(_) => panic!("a backup started with an agent of another API version"),
-        Err(err) => strata_coordinator::backup::error_chain(&err),
+        Err(err) => strata_coordinator::error_chain(&err),
     };
     assert!(err.contains("same strata version"), "{err}");
     // Nothing started: no backup, no lock, no lease.

@@ -3,17 +3,22 @@
 //! and leaves a repository that verifies and takes the next backup.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use strata_agent::backup::NodeSource;
 use strata_agent::restore::RestoreOptions;
-use strata_coordinator::backup::{run_backup, BackupOptions};
+use strata_agent::service::{Agent, AgentConfig};
+use strata_coordinator::cluster::Coordinator;
 use strata_coordinator::config::Config;
+use strata_coordinator::node::{LocalNode, NodeApi};
 use strata_coordinator::resolve_backup;
 use strata_coordinator::restore::run_restore;
+use strata_coordinator::setup::SharedRepo;
 use strata_coordinator::storage::Storage;
 use strata_coordinator::verify::run_verify;
+use strata_coordinator::CoordinatorResult;
 use strata_repo::crypto::KdfParams;
+use strata_repo::summary::BackupSummary;
 use strata_repo::writer::WriterOptions;
 use strata_repo::Repository;
 use strata_store::{DynStore, FaultConfig, FaultyStore, LocalStore};
@@ -190,7 +195,7 @@ async fn a_permanent_failure_stops_the_backup_and_the_repository_stays_valid() {
     )
     .await
     .unwrap_err();
-    let message = strata_coordinator::backup::error_chain(&err);
+    let message = strata_coordinator::error_chain(&err);
     assert!(message.contains("write budget exhausted"), "{message}");
 
     // Nothing half-written is visible; the repository verifies and takes the next backup.
@@ -292,3 +297,57 @@ async fn listing_backups_on_a_warm_cache_makes_two_requests() {
             .is_ok()
     );
 }
+
+/// How to run a backup of in-process nodes.
+#[derive(Debug, Clone)]
+struct BackupOptions {
+    writer: WriterOptions,
+    /// Where nodes keep their files caches.
+    state_dir: PathBuf,
+    /// The request counter of the storage, to record what the backup cost.
+    requests: Option<strata_store::CountingStore>,
+}
+
+/// Backs up `nodes` with in-process agents and records the backup (`strata backup DIR`
+/// without the CLI). Returns the summary, which says whether every node made it.
+async fn run_backup(
+    repo: Arc<Repository>,
+    nodes: &[NodeSource],
+    options: &BackupOptions,
+) -> CoordinatorResult<BackupSummary> {
+    let provider = Arc::new(SharedRepo {
+        storage: IN_PROCESS.into(),
+        repo: repo.clone(),
+    });
+    let defaults = strata_agent::restore::RestoreOptions::default();
+    let nodes: Vec<Arc<dyn NodeApi>> = nodes
+        .iter()
+        .map(|source| {
+            let config = AgentConfig {
+                source: source.clone(),
+                state_dir: options.state_dir.clone(),
+                writer: options.writer.clone(),
+                restore_workers: defaults.workers,
+                set_owner: defaults.set_owner,
+                plugin: strata_agent::service::plugin::files(),
+            };
+            Arc::new(LocalNode(Agent::start(config, provider.clone()))) as Arc<dyn NodeApi>
+        })
+        .collect();
+    let coordinator = Coordinator::new(
+        nodes,
+        Vec::new(),
+        IN_PROCESS,
+        repo,
+        options.requests.clone(),
+        std::time::Duration::from_secs(30),
+    );
+    coordinator
+        .backup(&strata_coordinator::audit::local_actor())
+        .await?
+        .run()
+        .await
+}
+
+/// The storage name in-process agents of [`run_backup`] use for the shared repository.
+const IN_PROCESS: &str = "in-process";

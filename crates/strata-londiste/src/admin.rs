@@ -8,7 +8,7 @@ use crate::exec_attrs::{ExecAttrs, LocalObjects};
 use crate::names;
 use crate::node::{self, checked, NodeInfo};
 use crate::state::TableState;
-use strata_pg::Client;
+use strata_pgclient::Client;
 
 /// The kinds of node `create-*` makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl NodeType {
 
 /// Connects to a database and checks the londiste extension is there.
 pub async fn connect(dsn_text: &str, what: &str) -> Result<Client> {
-    let dsn = strata_pg::Dsn::parse(dsn_text)
+    let dsn = strata_pgclient::Dsn::parse(dsn_text)
         .map_err(|e| LondisteError::BadInput(format!("{what}: {e}")))?;
     let client = dsn.connect().await?;
     let has: bool = client
@@ -97,7 +97,7 @@ pub async fn create_node(
     provider: Option<&str>,
 ) -> Result<String> {
     strata_pgq::api::check_name("node", name)?;
-    strata_pg::Dsn::parse(location)
+    strata_pgclient::Dsn::parse(location)
         .map_err(|e| LondisteError::BadInput(format!("node location: {e}")))?;
     let db = connect_local(cf).await?;
     let queue = cf.queue_name.as_str();
@@ -236,16 +236,22 @@ pub async fn require_node(db: &Client, cf: &NodeConfig) -> Result<NodeInfo> {
     Ok(info)
 }
 
-/// What `add-table` does with each table.
+/// What `add-table` does with each table (with the `cli` feature, its flags: the doc
+/// comments are the help).
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct AddTableOptions {
-    /// Every table the provider replicates (or, on the root, every table of the database).
+    /// Every table (the provider's set, or on the root every table of the database).
+    #[cfg_attr(feature = "cli", arg(long))]
     pub all: bool,
-    /// Create missing target tables from the provider's structure (columns, primary key).
+    /// Create missing tables from the provider's structure (columns, primary key).
+    #[cfg_attr(feature = "cli", arg(long))]
     pub create: bool,
-    /// The table already holds the same data: go straight to `ok`, no copy.
+    /// The tables already hold the same data: no copy.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub expect_sync: bool,
     /// Keep the target's rows before the copy.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub skip_truncate: bool,
 }
 
@@ -405,7 +411,7 @@ async fn create_from(provider: &Client, db: &Client, table: &str) -> Result<()> 
             // format_type returns a type name the server itself produced: safe to embed.
             format!(
                 "{} {ty}{}",
-                strata_pg::quote_ident(&col),
+                strata_pgclient::quote_ident(&col),
                 if not_null { " NOT NULL" } else { "" }
             )
         })
@@ -415,7 +421,7 @@ async fn create_from(provider: &Client, db: &Client, table: &str) -> Result<()> 
     }
     let sql = format!(
         "CREATE SCHEMA IF NOT EXISTS {}; CREATE TABLE {} ({})",
-        strata_pg::quote_ident(schema),
+        strata_pgclient::quote_ident(schema),
         names::quote_fq(table),
         defs.join(", ")
     );

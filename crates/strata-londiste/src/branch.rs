@@ -8,7 +8,7 @@
 
 use crate::error::{LondisteError, Result};
 use std::time::SystemTime;
-use strata_pg::Client;
+use strata_pgclient::Client;
 use strata_pgq::api::Batch;
 use strata_pgq::event::Event;
 
@@ -53,7 +53,7 @@ pub(crate) async fn copy_events(dst: &Client, queue: &str, events: &[Event]) -> 
         &format!(
             "insert into {} (ev_id, ev_time, ev_type, ev_data, ev_extra1, ev_extra2, ev_extra3, ev_extra4) \
              select * from unnest($1::int8[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])",
-            strata_pg::quote_qualified(schema, name)
+            strata_pgclient::quote_qualified(schema, name)
         ),
         &[&ids, &times, &types, &data, &x1, &x2, &x3, &x4],
     )

@@ -8,7 +8,7 @@ use crate::admin;
 use crate::error::{LondisteError, Result};
 use crate::node::{self, NodeInfo};
 use std::time::Duration;
-use strata_pg::Client;
+use strata_pgclient::Client;
 
 /// One member of the cascade.
 pub struct Member {

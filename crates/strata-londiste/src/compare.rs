@@ -19,7 +19,7 @@ use serde::Serialize;
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use strata_pg::{quote_ident, Client};
+use strata_pgclient::{quote_ident, Client};
 use strata_pgq::event::{Format, Op, RowChange};
 
 /// What the comparison of one table found.

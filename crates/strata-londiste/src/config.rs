@@ -220,8 +220,9 @@ impl NodeConfig {
     }
 
     /// The local database's connection settings.
-    pub fn dsn(&self) -> Result<strata_pg::Dsn> {
-        strata_pg::Dsn::parse(&self.db).map_err(|e| LondisteError::BadInput(format!("db: {e}")))
+    pub fn dsn(&self) -> Result<strata_pgclient::Dsn> {
+        strata_pgclient::Dsn::parse(&self.db)
+            .map_err(|e| LondisteError::BadInput(format!("db: {e}")))
     }
 
     /// The consumer name of the copy task for `table`, as Python Londiste names it.

@@ -17,7 +17,7 @@ use crate::worker::{self, CopyCrashes, CopyPoint, ReplayStats, Replayer, Role, W
 use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
-use strata_pg::{quote_ident, Client};
+use strata_pgclient::{quote_ident, Client};
 use tokio::sync::watch;
 
 /// Bytes of COPY data sent to the target in one message.
@@ -190,7 +190,7 @@ pub(crate) async fn restore_fkeys(dst: &Client, queue: &str) -> Result<()> {
         {
             eprintln!(
                 "londiste: cannot restore foreign key {name} of {from}: {}",
-                strata_pg::error_message(&e)
+                strata_pgclient::error_message(&e)
             );
         }
     }
@@ -245,7 +245,7 @@ async fn droppable_ddl(dst: &Client, table: &str) -> Result<Vec<(String, String)
     for r in indexes {
         let (ns, idx, def): (String, String, String) = (r.get(0), r.get(1), r.get(2));
         ddl.push((
-            format!("DROP INDEX {}", strata_pg::quote_qualified(&ns, &idx)),
+            format!("DROP INDEX {}", strata_pgclient::quote_qualified(&ns, &idx)),
             def,
         ));
     }

@@ -1,7 +1,7 @@
 //! Errors of the Londiste library: one variant per kind of cause, each naming the object it
 //! concerns, so the CLI can print one line and pick an exit code.
 
-use strata_pg::ConnectError;
+use strata_pgclient::ConnectError;
 use strata_pgq::PgqError;
 
 /// What went wrong while administering or replaying a Londiste node.
@@ -51,7 +51,7 @@ impl LondisteError {
     pub fn sql(what: impl Into<String>, cause: tokio_postgres::Error) -> LondisteError {
         LondisteError::Sql {
             what: what.into(),
-            message: strata_pg::error_message(&cause),
+            message: strata_pgclient::error_message(&cause),
             cause,
         }
     }

@@ -7,6 +7,7 @@
 pub mod admin;
 mod branch;
 pub mod cascade;
+pub mod command;
 pub mod compare;
 pub mod config;
 pub mod copy;
@@ -24,6 +25,7 @@ pub mod status;
 pub mod takeover;
 pub mod worker;
 
+pub use command::{LondisteArgs, LondisteCommand};
 pub use config::NodeConfig;
 pub use error::{LondisteError, Result};
 pub use state::TableState;

@@ -10,7 +10,7 @@ use crate::error::{LondisteError, Result};
 use crate::node::{self, Location, Missing, NodeInfo, PendingFkey, TableInfo};
 use crate::state::TableState;
 use std::time::{Duration, Instant};
-use strata_pg::Client;
+use strata_pgclient::Client;
 
 /// How often `wait_sync` asks again.
 const SYNC_POLL: Duration = Duration::from_millis(300);

@@ -3,7 +3,7 @@
 //! only when a statement is built, and matched by shell-style globs for `add-table`.
 
 use crate::error::{LondisteError, Result};
-use strata_pg::quote_ident;
+use strata_pgclient::quote_ident;
 
 /// `schema.table` for a name given with or without its schema.
 pub fn fq_name(name: &str) -> String {

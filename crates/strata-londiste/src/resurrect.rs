@@ -28,7 +28,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use strata_pg::Client;
+use strata_pgclient::Client;
 use strata_pgq::consumer::{Consumer, ConsumerOptions};
 
 /// Python Londiste's dump file name, the default of `--dump`.
@@ -378,7 +378,7 @@ async fn delete_lost(db: &Client, queue: &str, failover_tick: i64, last_tick: i6
         .split_once('.')
         .ok_or_else(|| LondisteError::State(format!("unexpected queue table prefix {prefix:?}")))?;
     // The parent table: the delete reaches every rotation table below it.
-    let events = strata_pg::quote_qualified(schema, table);
+    let events = strata_pgclient::quote_qualified(schema, table);
     db.batch_execute("begin")
         .await
         .map_err(|e| LondisteError::sql("begin", e))?;

@@ -5,7 +5,7 @@
 //! `standard_conforming_strings = on`, so doubling quotes is the whole escaping.
 
 use crate::names::quote_fq;
-use strata_pg::{quote_ident, quote_literal};
+use strata_pgclient::{quote_ident, quote_literal};
 use strata_pgq::event::{Op, RowChange};
 use strata_pgq::urlenc::Pair;
 

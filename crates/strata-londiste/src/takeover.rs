@@ -21,7 +21,7 @@ use crate::node::{self, checked};
 use crate::state::TableState;
 use serde::Serialize;
 use std::time::{Duration, Instant};
-use strata_pg::Client;
+use strata_pgclient::Client;
 
 /// Sets `paused` on `worker` of the node behind `client` and waits until the worker
 /// acknowledges (its `uptodate` flag), so no batch is in flight after it returns.

@@ -19,7 +19,7 @@ use crate::state::TableState;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use strata_pg::Client;
+use strata_pgclient::Client;
 use strata_pgq::api::Batch;
 use strata_pgq::event::{Event, Op};
 use strata_pgq::{Consumer, ConsumerOptions};
@@ -453,7 +453,7 @@ impl Replayer {
         }
         if self.tick_waiter.is_none() && self.role == Role::Main && !self.waiter_tried {
             self.waiter_tried = true;
-            if let Ok(dsn) = strata_pg::Dsn::parse(&self.provider_location) {
+            if let Ok(dsn) = strata_pgclient::Dsn::parse(&self.provider_location) {
                 self.tick_waiter = strata_pgq::conn::TickWaiter::connect(&dsn, &self.cf.queue_name)
                     .await
                     .ok();

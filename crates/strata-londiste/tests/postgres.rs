@@ -31,7 +31,7 @@ fn node_config(site: &PgSite, node: &str) -> NodeConfig {
 fn spawn_ticker(site: &PgSite) -> tokio::task::JoinHandle<()> {
     let dsn = site.dsn("root");
     tokio::spawn(async move {
-        let client = strata_pg::Dsn::parse(&dsn)
+        let client = strata_pgclient::Dsn::parse(&dsn)
             .unwrap()
             .connect()
             .await

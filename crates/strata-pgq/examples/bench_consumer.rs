@@ -13,7 +13,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     };
     let want: u64 = count.parse()?;
-    let client = strata_pg::Dsn::parse(conninfo)?.connect().await?;
+    let client = strata_pgclient::Dsn::parse(conninfo)?.connect().await?;
     let mut consumer = Consumer::new(client, queue, name, ConsumerOptions::default())?;
     // Timed from the first batch, as the Python side is.
     let mut start = None;

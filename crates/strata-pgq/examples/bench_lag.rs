@@ -64,7 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::process::exit(2);
     };
     let rounds: usize = rounds.parse()?;
-    let dsn = strata_pg::Dsn::parse(conninfo)?;
+    let dsn = strata_pgclient::Dsn::parse(conninfo)?;
     let producer = dsn.connect().await?;
     let mut consumer = Consumer::new(
         dsn.connect().await?,

@@ -18,7 +18,7 @@ pub async fn connect(dsn: Option<&str>) -> Result<Client> {
             "no database: give --db DSN or set STRATA_PGQ_DB (postgresql://user@host/db)".into(),
         )
     })?;
-    let dsn = strata_pg::Dsn::parse(text).map_err(|e| PgqError::BadInput(e.to_string()))?;
+    let dsn = strata_pgclient::Dsn::parse(text).map_err(|e| PgqError::BadInput(e.to_string()))?;
     let client = dsn.connect().await?;
     if !api::has_pgq(&client).await? {
         return Err(PgqError::NoPgq(dsn.describe()));

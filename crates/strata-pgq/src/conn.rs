@@ -1,10 +1,10 @@
 //! Connections that keep their notifications (the ticker and waiting consumers need
-//! `NOTIFY` payloads), opened by `strata_pg`'s one connect routine: libpq's defaults, TLS
+//! `NOTIFY` payloads), opened by `strata_pgclient`'s one connect routine: libpq's defaults, TLS
 //! when asked for, the same timeout.
 
 use crate::PgqError;
 use std::time::Duration;
-use strata_pg::Dsn;
+use strata_pgclient::Dsn;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, Notification};
 
@@ -46,7 +46,7 @@ impl TickWaiter {
         client
             .batch_execute(&format!(
                 "listen {}",
-                strata_pg::quote_ident(crate::ticker::db::TICK_CHANNEL)
+                strata_pgclient::quote_ident(crate::ticker::db::TICK_CHANNEL)
             ))
             .await
             .map_err(|e| PgqError::sql("LISTEN", e))?;

@@ -47,7 +47,7 @@ pub struct Consumer {
 
 impl Consumer {
     /// A consumer on an open connection to the queue's database (see
-    /// [`strata_pg::Dsn::connect`]); nothing is sent yet.
+    /// [`strata_pgclient::Dsn::connect`]); nothing is sent yet.
     pub fn new(
         client: Client,
         queue: &str,

@@ -1,6 +1,6 @@
 //! Errors of the PgQ library.
 
-use strata_pg::ConnectError;
+use strata_pgclient::ConnectError;
 
 /// What went wrong talking to PgQ; every variant names the object it concerns.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +89,7 @@ impl PgqError {
     pub fn sql(what: impl Into<String>, source: tokio_postgres::Error) -> PgqError {
         PgqError::Sql {
             what: what.into(),
-            message: strata_pg::error_message(&source),
+            message: strata_pgclient::error_message(&source),
             cause: source,
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod command;
 pub mod completed;
 pub mod config;
 pub mod conn;
@@ -24,6 +25,7 @@ pub mod urlenc;
 pub use error::{PgqError, Result};
 
 pub use api::{Batch, BatchRules};
+pub use command::{PgqCommand, PgqDb};
 pub use consumer::{Consumer, ConsumerOptions};
 pub use event::{Event, Op, RowChange};
 pub use stream::{BatchStream, StreamStats};

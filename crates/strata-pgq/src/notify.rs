@@ -11,7 +11,7 @@
 //! so that is one call per event (measured in bench/results/pgq.md).
 
 use crate::{PgqError, Result};
-use strata_pg::{quote_ident, quote_literal};
+use strata_pgclient::{quote_ident, quote_literal};
 use tokio_postgres::Client;
 
 /// The trigger's name on each event table.

@@ -166,7 +166,10 @@ impl<'a> BatchStream<'a> {
         let statement = match self.cache.statements.get(&rows) {
             Some(s) => s.clone(),
             None => {
-                let sql = format!("fetch {rows} from {}", strata_pg::quote_ident(&self.cursor));
+                let sql = format!(
+                    "fetch {rows} from {}",
+                    strata_pgclient::quote_ident(&self.cursor)
+                );
                 let s = self
                     .client
                     .prepare(&sql)
@@ -288,7 +291,7 @@ impl<'a> BatchStream<'a> {
         self.client
             .batch_execute(&format!(
                 "close {}; commit",
-                strata_pg::quote_ident(&self.cursor)
+                strata_pgclient::quote_ident(&self.cursor)
             ))
             .await
             .map_err(|e| {

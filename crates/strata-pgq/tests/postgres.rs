@@ -35,8 +35,8 @@ impl Site {
         Site(site)
     }
 
-    async fn client(&self, db: &str) -> strata_pg::Client {
-        strata_pg::Dsn::parse(&self.dsn(db))
+    async fn client(&self, db: &str) -> strata_pgclient::Client {
+        strata_pgclient::Dsn::parse(&self.dsn(db))
             .unwrap()
             .connect()
             .await
@@ -48,7 +48,7 @@ impl Site {
 // consume queues too: PgQ-specific, so they stay out of the generic test kit.
 
 /// Forces a tick on `queue` (what a ticker would do once events are due).
-async fn tick(client: &strata_pg::Client, queue: &str) {
+async fn tick(client: &strata_pgclient::Client, queue: &str) {
     client
         .batch_execute(&format!(
             "select pgq.force_tick('{queue}'); select pgq.ticker('{queue}');"
@@ -673,7 +673,7 @@ async fn exactly_once_locks_the_consumers_row_from_the_first_batch() {
 /// Applies a cooperative batch into `applied` on the target the exactly-once way, under
 /// the main consumer `c`; `false` when the batch was found done (skipped).
 async fn apply_coop(
-    target: &mut strata_pg::Client,
+    target: &mut strata_pgclient::Client,
     consumer: &mut Consumer,
     batch: &strata_pgq::Batch,
 ) -> bool {
@@ -702,7 +702,7 @@ async fn apply_coop(
 }
 
 /// Events 10*t+1 ..= 10*t+10 in one transaction, then a tick.
-async fn ten_events(client: &strata_pg::Client, t: i64) {
+async fn ten_events(client: &strata_pgclient::Client, t: i64) {
     client
         .batch_execute(&format!(
             "select pgq.insert_event('q', 'n', g::text) from generate_series({}, {}) g",
@@ -895,8 +895,8 @@ async fn cooperative_exactly_once_records_under_concurrent_siblings() {
     completed::setup(&first).await.unwrap();
     // An older snapshot could miss what a sibling committed: refused.
     for level in [
-        strata_pg::tokio_postgres::IsolationLevel::RepeatableRead,
-        strata_pg::tokio_postgres::IsolationLevel::Serializable,
+        strata_pgclient::tokio_postgres::IsolationLevel::RepeatableRead,
+        strata_pgclient::tokio_postgres::IsolationLevel::Serializable,
     ] {
         let tx = first
             .build_transaction()

@@ -24,7 +24,7 @@ pub mod walname;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-pub use strata_pg::ConnectSettings;
+pub use strata_pgclient::ConnectSettings;
 
 /// The repository space (see `strata_repo::archive`) holding the WAL archive.
 pub const WAL_SPACE: &str = "wal";
@@ -33,12 +33,12 @@ pub const WAL_SPACE: &str = "wal";
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     #[error(transparent)]
-    Connect(#[from] strata_pg::ConnectError),
+    Connect(#[from] strata_pgclient::ConnectError),
     #[error("PostgreSQL refused {what}")]
     Query {
         what: String,
         #[source]
-        source: strata_pg::PgError,
+        source: strata_pgclient::PgError,
     },
     #[error(transparent)]
     Repo(#[from] strata_repo::RepoError),
@@ -56,7 +56,9 @@ pub enum PgError {
 }
 
 impl PgError {
-    pub(crate) fn query(what: impl Into<String>) -> impl FnOnce(strata_pg::PgError) -> PgError {
+    pub(crate) fn query(
+        what: impl Into<String>,
+    ) -> impl FnOnce(strata_pgclient::PgError) -> PgError {
         let what = what.into();
         move |source| PgError::Query { what, source }
     }

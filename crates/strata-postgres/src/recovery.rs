@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
-use strata_pg::quote_config_value;
+use strata_pgclient::quote_config_value;
 
 const BEGIN: &str = "# --- strata restore: begin (rewritten by the next restore) ---";
 const END: &str = "# --- strata restore: end ---";
@@ -375,7 +375,7 @@ mod tests {
     fn node(dir: &Path, standby: bool) -> NodeSettings {
         NodeSettings {
             data_dir: dir.to_path_buf(),
-            connect: strata_pg::ConnectSettings {
+            connect: strata_pgclient::ConnectSettings {
                 host: "/tmp/sock dir".into(),
                 port: 5544,
                 ..Default::default()

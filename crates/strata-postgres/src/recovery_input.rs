@@ -3,7 +3,7 @@
 //! in `postgresql.auto.conf`, so what is not a timestamp, a WAL position or a transaction
 //! id (a newline, a quote, a NUL, a megabyte) is refused here with a one-line reason.
 
-use crate::recovery::{RecoveryPlan, Target};
+use crate::recovery::{RecoveryPlan, Target, TargetAction};
 
 /// Why a recovery target was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,10 +64,46 @@ impl Target {
     }
 }
 
+impl Target {
+    /// The target of a command line's options, which allow at most one of them: a
+    /// time, else a WAL position, else a transaction id, else `immediate`, else the
+    /// latest state.
+    pub fn from_options(
+        time: Option<String>,
+        lsn: Option<String>,
+        xid: Option<String>,
+        immediate: bool,
+    ) -> Target {
+        match (time, lsn, xid) {
+            (Some(t), _, _) => Target::Time(t),
+            (None, Some(l), _) => Target::Lsn(l),
+            (None, None, Some(x)) => Target::Xid(x),
+            (None, None, None) if immediate => Target::Immediate,
+            (None, None, None) => Target::Latest,
+        }
+    }
+}
+
 impl RecoveryPlan {
     /// Checks the plan's target (the action is one of three words by its type).
     pub fn check(&self) -> Result<(), BadTarget> {
         self.target.check()
+    }
+
+    /// The plan a restore asks for, checked; `None` when it is the default (replay all
+    /// WAL, promote, start), which a restore then leaves to the node's own settings.
+    pub fn unless_default(
+        target: Target,
+        action: TargetAction,
+        start: bool,
+    ) -> Result<Option<RecoveryPlan>, BadTarget> {
+        target.check()?;
+        let default = target == Target::Latest && action == TargetAction::Promote && start;
+        Ok((!default).then_some(RecoveryPlan {
+            target,
+            action,
+            start,
+        }))
     }
 }
 
@@ -89,6 +125,43 @@ mod tests {
         ] {
             assert_eq!(target.check(), Ok(()), "{target:?}");
         }
+    }
+
+    /// The first option given wins; the defaults make no plan; a bad target is refused
+    /// before any plan exists.
+    #[test]
+    fn options_make_a_plan_only_when_they_differ_from_the_defaults() {
+        let time = || Some("2026-11-23 05:00:00+00".to_string());
+        let lsn = || Some("0/3000060".to_string());
+        assert_eq!(
+            Target::from_options(time(), lsn(), None, true),
+            Target::Time(time().unwrap())
+        );
+        assert_eq!(
+            Target::from_options(None, lsn(), Some("7".into()), true),
+            Target::Lsn(lsn().unwrap())
+        );
+        assert_eq!(
+            Target::from_options(None, None, Some("7".into()), true),
+            Target::Xid("7".into())
+        );
+        assert_eq!(
+            Target::from_options(None, None, None, true),
+            Target::Immediate
+        );
+        let latest = || Target::from_options(None, None, None, false);
+        assert_eq!(latest(), Target::Latest);
+        let promote = TargetAction::Promote;
+        assert_eq!(
+            RecoveryPlan::unless_default(latest(), promote, true),
+            Ok(None)
+        );
+        let paused = RecoveryPlan::unless_default(latest(), TargetAction::Pause, true);
+        assert_eq!(paused.unwrap().unwrap().action, TargetAction::Pause);
+        let unstarted = RecoveryPlan::unless_default(latest(), promote, false);
+        assert!(!unstarted.unwrap().unwrap().start);
+        let bad = Target::Xid("1; drop".into());
+        assert!(RecoveryPlan::unless_default(bad, promote, true).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use crate::walname::{segment_name, Lsn};
 use crate::{BaseBackupInfo, NodeSettings, PgError, PgResult};
-use strata_pg::Client;
+use strata_pgclient::Client;
 
 /// What a node is right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,7 +319,7 @@ fn label_timeline(label: &str) -> Option<u32> {
 /// tokio-postgres under a name that says why it is used directly here: to read a libpq
 /// connection string.
 mod tokio_postgres_config {
-    pub use strata_pg::tokio_postgres::{Config, NoTls};
+    pub use strata_pgclient::tokio_postgres::{Config, NoTls};
 }
 
 #[cfg(test)]

@@ -3,40 +3,53 @@
 //! schedules valid, secret sources present). The dashboard shows both; an operator reads
 //! them before trusting a schedule to run at night.
 
-use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
 use strata_coordinator::cluster::Coordinator;
 use strata_coordinator::config::Config;
+use strata_coordinator::node::NodeApi;
 
 /// How long one reachability probe may take.
 const PROBE: Duration = Duration::from_secs(3);
 
-/// One line of the check.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Check {
-    /// `storage NAME`, `node NAME`, `schedule NAME`, `password`, `webhook URL` (the URL
-    /// masked past its host).
-    pub name: String,
-    pub ok: bool,
-    /// What was found, or what is wrong and what to do.
-    pub detail: String,
-}
+/// One line of the check (the type `/ready` answers too).
+pub use strata_health::Check;
 
 fn check(name: String, ok: bool, detail: impl Into<String>) -> Check {
-    Check {
-        name,
-        ok,
-        detail: detail.into(),
+    Check::new(name, ok, detail)
+}
+
+/// What `/ready` asks of a server: its storages reachable, the agents of its nodes
+/// answering (a coordinator's), the password source present; the first part of
+/// [`run`], not a second implementation of it.
+pub struct ServerReadiness {
+    pub config: Config,
+    pub nodes: Vec<Arc<dyn NodeApi>>,
+}
+
+#[async_trait::async_trait]
+impl strata_health::Readiness for ServerReadiness {
+    async fn checks(&self) -> Vec<Check> {
+        reachability(&self.config, &self.nodes).await
     }
 }
 
-/// Runs every check; probes run at once, each bounded by a few seconds.
+/// Every check of `GET /api/v1/check`: what `/ready` checks, then the schedules and the
+/// webhooks' secrets.
 pub async fn run(config: &Config, coordinator: &Coordinator) -> Vec<Check> {
+    let mut out = reachability(config, coordinator.nodes()).await;
+    out.extend(settings(config));
+    out
+}
+
+/// Storages and nodes reachable, the password source present; probes run at once, each
+/// bounded by a few seconds.
+async fn reachability(config: &Config, nodes: &[Arc<dyn NodeApi>]) -> Vec<Check> {
     let storages = config.storages.keys().map(|name| async move {
         let label = format!("storage {name}");
         let store = match strata_coordinator::storage::Storage::open(config, name) {
             Ok(storage) => storage.store,
-            Err(e) => return check(label, false, strata_coordinator::backup::error_chain(&e)),
+            Err(e) => return check(label, false, strata_coordinator::error_chain(&e)),
         };
         match tokio::time::timeout(PROBE, store.get(strata_repo::layout::CONFIG)).await {
             Ok(Ok(_)) => check(
@@ -52,7 +65,7 @@ pub async fn run(config: &Config, coordinator: &Coordinator) -> Vec<Check> {
                     store.describe()
                 ),
             ),
-            Ok(Err(e)) => check(label, false, strata_coordinator::backup::error_chain(&e)),
+            Ok(Err(e)) => check(label, false, strata_coordinator::error_chain(&e)),
             Err(_) => check(
                 label,
                 false,
@@ -60,7 +73,7 @@ pub async fn run(config: &Config, coordinator: &Coordinator) -> Vec<Check> {
             ),
         }
     });
-    let nodes = coordinator.nodes().iter().map(|node| async move {
+    let nodes = nodes.iter().map(|node| async move {
         let label = format!("node {}", node.name());
         match tokio::time::timeout(PROBE, node.metadata()).await {
             Ok(Ok(meta)) => check(label, true, format!("agent {} answers", meta.version)),
@@ -78,17 +91,6 @@ pub async fn run(config: &Config, coordinator: &Coordinator) -> Vec<Check> {
     )
     .await;
     out.extend(nodes);
-    for schedule in &config.schedules {
-        let label = format!("schedule {}", schedule.name());
-        out.push(match strata_coordinator::schedule::check(schedule) {
-            Ok(()) => check(
-                label,
-                true,
-                format!("{} at {:?}", schedule.job, schedule.cron),
-            ),
-            Err(e) => check(label, false, e),
-        });
-    }
     let password = match config.password() {
         Ok(Some(_)) => check("password".into(), true, "repository password source is set"),
         Ok(None) if config.repository.encryption == "none" => {
@@ -102,6 +104,23 @@ pub async fn run(config: &Config, coordinator: &Coordinator) -> Vec<Check> {
         Err(e) => check("password".into(), false, e.to_string()),
     };
     out.push(password);
+    out
+}
+
+/// The schedules valid, the webhooks' secrets present.
+fn settings(config: &Config) -> Vec<Check> {
+    let mut out = Vec::new();
+    for schedule in &config.schedules {
+        let label = format!("schedule {}", schedule.name());
+        out.push(match strata_coordinator::schedule::check(schedule) {
+            Ok(()) => check(
+                label,
+                true,
+                format!("{} at {:?}", schedule.job, schedule.cron),
+            ),
+            Err(e) => check(label, false, e),
+        });
+    }
     for hook in &config.webhooks {
         let label = format!("webhook {}", strata_coordinator::mask::mask_url(&hook.url));
         out.push(match hook.secret.read("webhook secret") {

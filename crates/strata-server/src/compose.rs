@@ -48,7 +48,12 @@ pub struct ServerSetup {
     pub events: Arc<Events>,
     /// The repository's password for the coordinator, when it is encrypted.
     pub coordinator_password: Option<String>,
+    /// Says why the server must stop (SIGTERM, say), once it must.
+    pub stop: tokio::sync::watch::Receiver<Option<String>>,
 }
+
+/// How long a stopping server waits for its running operations to record their end.
+pub const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Whether a server of `config` coordinates the cluster (and so opens the repository).
 pub fn coordinates(config: &Config) -> bool {
@@ -67,7 +72,9 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
         listen,
         events,
         coordinator_password,
+        mut stop,
     } = setup;
+    let mut stoppable = None;
 
     let settings = &config.server;
     let node = node.or(settings.node.clone());
@@ -76,6 +83,10 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
     let mut parts = crate::ServerParts {
         agent: None,
         coordinator: None,
+        readiness: Arc::new(crate::ServerReadiness {
+            config: config.clone(),
+            nodes: Vec::new(),
+        }),
     };
     let mut local_agents = HashMap::new();
     let mut roles = Vec::new();
@@ -115,6 +126,11 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
         let repo = Repository::open(storage.store.clone(), coordinator_password.as_deref()).await?;
         let nodes = setup::build_nodes(&config, &config.nodes, repos.clone(), &local_agents)?;
         let coordinator = setup::coordinator(&config, &storage, repo, nodes);
+        stoppable = Some(coordinator.clone());
+        parts.readiness = Arc::new(crate::ServerReadiness {
+            config: config.clone(),
+            nodes: coordinator.nodes().to_vec(),
+        });
         coordinator.set_events(events.clone());
         let mut tokens = crate::Tokens::single("user", token);
         for named in &config.server.tokens {
@@ -173,9 +189,33 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
         roles.join(", ")
     ));
     let limits = crate::Limits::from_config(settings);
-    crate::serve(listener, crate::router(parts), tls, limits)
-        .await
-        .map_err(|e| ComposeError::Failed(strata_coordinator::backup::error_chain(&e)))?;
+    let serving = crate::serve(listener, crate::router(parts), tls, limits);
+    let why = tokio::select! {
+        served = serving => {
+            return served.map_err(|e| ComposeError::Failed(strata_coordinator::error_chain(&e)));
+        }
+        why = stop.wait_for(|why| why.is_some()) => match why {
+            Ok(why) => why.clone().unwrap_or_default(),
+            // Nobody can ask any more: serve on, as before there was a way to stop.
+            Err(_) => std::future::pending().await,
+        },
+    };
+    // No new connections from here (the listener is dropped); running operations end
+    // as failed with the reason, give back their nodes and the lock.
+    if let Some(coordinator) = stoppable {
+        coordinator.stop(&why);
+        let deadline = tokio::time::Instant::now() + STOP_WAIT;
+        while !coordinator.registry().running().is_empty() && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        if !coordinator.registry().running().is_empty() {
+            return Err(ComposeError::Failed(format!(
+                "{why}, but operations still ran after {} s",
+                STOP_WAIT.as_secs()
+            )));
+        }
+    }
     Ok(())
 }
 

@@ -100,10 +100,7 @@ pub(crate) fn failure(err: CoordinatorError) -> ApiFailure {
         CoordinatorError::Api(e) => e.code,
         _ => ErrorCode::Failed,
     };
-    ApiFailure(ApiError::new(
-        code,
-        strata_coordinator::backup::error_chain(&err),
-    ))
+    ApiFailure(ApiError::new(code, strata_coordinator::error_chain(&err)))
 }
 
 /// The backup `name` (a name, unique prefix or `latest`) names, checked for characters a

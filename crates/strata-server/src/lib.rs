@@ -22,6 +22,7 @@ mod serve;
 mod timeouts;
 
 pub use auth::Tokens;
+pub use check::ServerReadiness;
 pub use coordinator_api::ApiDoc;
 pub use limits::Limits;
 pub use serve::{serve, TlsFiles};
@@ -39,6 +40,8 @@ pub struct ServerParts {
     pub agent: Option<(Arc<Agent>, String)>,
     /// The coordinator, the tokens users present, and the configuration it runs with.
     pub coordinator: Option<CoordinatorParts>,
+    /// What `/ready` checks (`/health` and `/ready` are served whatever else is).
+    pub readiness: Arc<dyn strata_health::Readiness>,
 }
 
 /// What the coordinator API serves.
@@ -58,7 +61,8 @@ pub struct CoordinatorParts {
 
 /// The routes of a server with `parts`.
 pub fn router(parts: ServerParts) -> axum::Router {
-    let mut router = axum::Router::new();
+    // Outside the token layers: probes carry no token and are not rate limited.
+    let mut router = strata_health::routes("strata server", parts.readiness);
     if let Some((agent, token)) = parts.agent {
         router = router.merge(node_api::routes(agent, token));
     }

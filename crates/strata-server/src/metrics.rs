@@ -183,7 +183,7 @@ pub async fn metrics(
         eprintln!(
             "strata: warning: metrics: cannot read the backups of storage {}: {}",
             c.storage(),
-            strata_coordinator::backup::error_chain(e)
+            strata_coordinator::error_chain(e)
         );
     }
 

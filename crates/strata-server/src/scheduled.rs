@@ -67,7 +67,7 @@ impl ServerJobs {
             strata_tables::named_storages(|name| Storage::open(config, name).map(|s| s.store));
         let report = strata_tables::run_scheduled(tables, job.name(), &job.tags, &stores)
             .await
-            .map_err(|e| strata_coordinator::backup::error_chain(&e))?;
+            .map_err(|e| strata_coordinator::error_chain(&e))?;
         report.job_result()
     }
 }
@@ -87,7 +87,7 @@ impl JobRunner for ServerJobs {
             .tables
             .db
             .as_deref()
-            .and_then(|text| strata_pg::Dsn::parse(text).ok())
+            .and_then(|text| strata_pgclient::Dsn::parse(text).ok())
             .map(|dsn| dsn.describe())
             .unwrap_or_default();
         let action = Action {

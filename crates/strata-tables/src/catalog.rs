@@ -6,7 +6,7 @@ use crate::duration::Retention;
 use crate::error::{is_missing_column, is_missing_relation, TablesError, TablesResult};
 use crate::name::TableName;
 use crate::policy::{Action, ArchiveFormat, Policy, PolicySpec, SpecError, TagFilter};
-use strata_pg::{quote_ident, Client};
+use strata_pgclient::{quote_ident, Client};
 
 /// The policy tables of one schema.
 #[derive(Debug, Clone)]
@@ -256,7 +256,7 @@ impl Catalog {
         .await
     }
 
-    fn map_err(&self, what: &str, err: strata_pg::PgError) -> TablesError {
+    fn map_err(&self, what: &str, err: strata_pgclient::PgError) -> TablesError {
         if is_missing_relation(&err) {
             TablesError::NotSetUp {
                 schema: self.schema.clone(),
@@ -264,7 +264,7 @@ impl Catalog {
         } else if is_missing_column(&err) {
             TablesError::NeedsUpgrade {
                 schema: self.schema.clone(),
-                message: strata_pg::error_message(&err),
+                message: strata_pgclient::error_message(&err),
             }
         } else {
             TablesError::db(what, &err)
@@ -296,7 +296,7 @@ impl Catalog {
         let action = spec.action.as_str();
         let after_text = spec.after.to_string();
         let after_seconds = spec.after.seconds();
-        let mut params: Vec<&(dyn strata_pg::tokio_postgres::types::ToSql + Sync)> = vec![
+        let mut params: Vec<&(dyn strata_pgclient::tokio_postgres::types::ToSql + Sync)> = vec![
             &spec.table.schema,
             &spec.table.name,
             &spec.column,
@@ -358,7 +358,7 @@ impl Catalog {
     /// is gone.
     pub async fn get_for_update(
         &self,
-        tx: &strata_pg::tokio_postgres::Transaction<'_>,
+        tx: &strata_pgclient::tokio_postgres::Transaction<'_>,
         id: i64,
     ) -> TablesResult<Option<Policy>> {
         let sql = format!(
@@ -427,7 +427,7 @@ impl Catalog {
         let mut sets = String::from(
             "column_name = $2, after_text = $3, after_seconds = $4, tags = $5, tablespace = $6, archive_schema = $7, target = $8, keep = $9, enabled = $10",
         );
-        let mut params: Vec<&(dyn strata_pg::tokio_postgres::types::ToSql + Sync)> = vec![
+        let mut params: Vec<&(dyn strata_pgclient::tokio_postgres::types::ToSql + Sync)> = vec![
             &id,
             &spec.column,
             &after_text,
@@ -626,7 +626,7 @@ pub fn describe_spec(spec: &PolicySpec) -> String {
     text
 }
 
-fn policy_from_row(row: &strata_pg::tokio_postgres::Row) -> TablesResult<Policy> {
+fn policy_from_row(row: &strata_pgclient::tokio_postgres::Row) -> TablesResult<Policy> {
     let action_text: String = row.get(4);
     let action = Action::parse(&action_text).ok_or_else(|| {
         TablesError::Unsupported(format!("stored policy has unknown action {action_text:?}"))

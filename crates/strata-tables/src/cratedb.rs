@@ -15,7 +15,7 @@
 //! the golden tests pin the exact text.
 
 use chrono::{DateTime, Months, Utc};
-use strata_pg::{quote_ident, quote_literal};
+use strata_pgclient::{quote_ident, quote_literal};
 
 use crate::name::TableName;
 

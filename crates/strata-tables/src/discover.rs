@@ -7,7 +7,7 @@ use crate::bound::{parse_bound, Bound, Lower, Upper};
 use crate::error::{TablesError, TablesResult};
 use crate::name::TableName;
 use serde::Serialize;
-use strata_pg::Client;
+use strata_pgclient::Client;
 
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -266,7 +266,7 @@ async fn partman_retention(client: &Client, table: &TableName) -> TablesResult<O
     };
     let sql = format!(
         "SELECT coalesce(retention, 'none') FROM {} WHERE parent_table = $1",
-        strata_pg::quote_qualified(&schema, "part_config")
+        strata_pgclient::quote_qualified(&schema, "part_config")
     );
     // partman names its sets `schema.table` in its own unquoted form.
     let parent = format!("{}.{}", table.schema, table.name);

@@ -6,9 +6,9 @@ use crate::name::TableName;
 #[derive(Debug, thiserror::Error)]
 pub enum TablesError {
     #[error(transparent)]
-    Connect(#[from] strata_pg::ConnectError),
+    Connect(#[from] strata_pgclient::ConnectError),
     #[error(transparent)]
-    Dsn(#[from] strata_pg::DsnError),
+    Dsn(#[from] strata_pgclient::DsnError),
     /// Neither the command line nor `[tables] db` names the database.
     #[error("no database: give --db DSN, set STRATA_TABLES_DB or [tables] db (postgresql://user@host/db)")]
     NoDatabase,
@@ -80,10 +80,10 @@ impl TablesError {
     }
 
     /// A failed statement, with the server's message.
-    pub fn db(what: impl Into<String>, err: &strata_pg::PgError) -> TablesError {
+    pub fn db(what: impl Into<String>, err: &strata_pgclient::PgError) -> TablesError {
         TablesError::Db {
             what: what.into(),
-            message: strata_pg::error_message(err),
+            message: strata_pgclient::error_message(err),
         }
     }
 }
@@ -105,8 +105,8 @@ pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
 pub type TablesResult<T> = Result<T, TablesError>;
 
 /// SQLSTATEs the engine reacts to.
-pub(crate) fn is_missing_relation(err: &strata_pg::PgError) -> bool {
-    use strata_pg::tokio_postgres::error::SqlState;
+pub(crate) fn is_missing_relation(err: &strata_pgclient::PgError) -> bool {
+    use strata_pgclient::tokio_postgres::error::SqlState;
     matches!(
         err.code(),
         Some(c) if *c == SqlState::UNDEFINED_TABLE || *c == SqlState::INVALID_SCHEMA_NAME
@@ -114,7 +114,7 @@ pub(crate) fn is_missing_relation(err: &strata_pg::PgError) -> bool {
 }
 
 /// An undefined column: policy tables older than this strata.
-pub(crate) fn is_missing_column(err: &strata_pg::PgError) -> bool {
-    use strata_pg::tokio_postgres::error::SqlState;
+pub(crate) fn is_missing_column(err: &strata_pgclient::PgError) -> bool {
+    use strata_pgclient::tokio_postgres::error::SqlState;
     err.code() == Some(&SqlState::UNDEFINED_COLUMN)
 }

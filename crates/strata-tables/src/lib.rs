@@ -9,11 +9,12 @@
 //! anything is dropped ([`archive`]).
 //!
 //! This crate sits beside the coordinator: it uses the shared PostgreSQL helpers
-//! (`strata-pg`) and the storage trait (`strata-store`), never the backup layers.
+//! (`strata-pgclient`) and the storage trait (`strata-store`), never the backup layers.
 
 pub mod archive;
 pub mod bound;
 pub mod catalog;
+pub mod command;
 pub mod config;
 pub mod cratedb;
 pub mod discover;
@@ -35,7 +36,7 @@ pub use duration::Retention;
 pub use error::{TablesError, TablesResult};
 pub use name::TableName;
 pub use policy::{Action, ArchiveFormat, Policy, PolicySpec, TagFilter};
-pub use policy_args::{ActionArgs, PolicyArgs, PolicyEditArgs, RollupArgs, TtlArgs};
+pub use policy_args::{ActionArgs, PolicyArgs, PolicyEditArgs, RollupArgs, TtlArgs, TtlOptions};
 pub use run::{named_storages, RunReport, TableOutcome};
 
 use archive::load_target::LoadOptions;
@@ -43,7 +44,7 @@ use archive::LoadReport;
 use chrono::{DateTime, Utc};
 use config::TablesConfig;
 use plan::TablePlan;
-use strata_pg::{Client, Dsn};
+use strata_pgclient::{Client, Dsn};
 use strata_store::DynStore;
 
 /// The default schema of the policy tables.

@@ -57,7 +57,7 @@ impl TableName {
 
     /// `"schema"."name"` for SQL.
     pub fn quoted(&self) -> String {
-        strata_pg::quote_qualified(&self.schema, &self.name)
+        strata_pgclient::quote_qualified(&self.schema, &self.name)
     }
 }
 
@@ -75,7 +75,7 @@ impl fmt::Display for TableName {
 
 fn display_part(part: &str) -> String {
     if part.is_empty() || part.contains(['.', ':', '"']) || part.trim() != part {
-        strata_pg::quote_ident(part)
+        strata_pgclient::quote_ident(part)
     } else {
         part.to_string()
     }

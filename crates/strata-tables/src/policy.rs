@@ -291,9 +291,16 @@ impl PolicySpec {
 }
 
 /// Which policies a command works on: all given tags must match (or any, with `any`).
+/// With the `cli` feature, the `--tag` and `--any-tag` flags (the doc comments are the
+/// help).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct TagFilter {
+    /// Only policies with this tag (repeatable: all must match).
+    #[cfg_attr(feature = "cli", arg(long = "tag", value_name = "TAG"))]
     pub tags: Vec<String>,
+    /// With several --tag: policies with any of them.
+    #[cfg_attr(feature = "cli", arg(long = "any-tag", requires = "tags"))]
     pub any: bool,
 }
 

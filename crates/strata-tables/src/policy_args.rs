@@ -13,62 +13,136 @@ use crate::rollup::{Aggregate, Rollup};
 
 /// The options of an action, the same for add and edit (where an empty value clears one).
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ActionArgs {
+    /// reallocate: the target tablespace.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub tablespace: Option<String>,
+    /// archive: the storage of the configuration.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "STORAGE"))]
     pub target: Option<String>,
+    /// detach: move detached partitions to this schema.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "SCHEMA"))]
     pub archive_schema: Option<String>,
-    /// `csv` or `parquet`.
+    /// archive: csv (zstd-compressed CSV, the default) or parquet (typed Parquet files).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "FORMAT"))]
     pub format: Option<String>,
+    /// Never leave fewer partitions than N (default 1: the last one stays).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
     pub keep: Option<u32>,
 }
 
 /// How a downsample policy aggregates, as given: durations as text (`1h`), aggregates as
 /// `FUNC:COLUMN[=INTO]`.
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct RollupArgs {
+    /// downsample: the coarser table (SCHEMA.TABLE) with the time column, the --group-by
+    /// columns, one column per aggregate, and a unique index on (time, group-by columns).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "TABLE"))]
     pub into: Option<String>,
+    /// downsample: the bucket width (date_bin stride, aligned to the Unix epoch): 5m, 1h, 1d.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "DURATION"))]
     pub bucket: Option<String>,
+    /// downsample: FUNC:COLUMN[=INTO] with FUNC avg, min, max, sum; or count[=INTO]
+    /// (repeatable). INTO defaults to COLUMN_FUNC (count: `count`).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "AGG"))]
     pub aggregate: Vec<String>,
+    /// downsample: columns that identify a series, kept as they are (repeatable or a,b).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "COLUMN", value_delimiter = ',')
+    )]
     pub group_by: Vec<String>,
+    /// downsample: how far back each run recomputes for rows that arrive late (default:
+    /// one bucket).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "DURATION"))]
     pub lookback: Option<String>,
 }
 
 /// A new policy (`tables add`).
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct PolicyArgs {
+    /// SCHEMA.TABLE (quote a part holding a dot: "my.schema".t).
+    #[cfg_attr(feature = "cli", arg(long))]
     pub table: String,
+    /// The time column (the partition key of a partitioned table).
+    #[cfg_attr(feature = "cli", arg(long))]
     pub column: String,
+    /// delete, detach, reallocate, archive, downsample.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub action: String,
+    /// How long data is kept: 90d, 1w, 12h, 1y, 1d12h, INF.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "DURATION"))]
     pub after: String,
+    /// Tag (repeatable).
+    #[cfg_attr(feature = "cli", arg(long = "tag", value_name = "TAG"))]
     pub tags: Vec<String>,
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub options: ActionArgs,
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub rollup: RollupArgs,
+    /// Store the policy disabled.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub disabled: bool,
 }
 
-/// A change to a policy (`tables edit`): what is absent stays.
+/// A change to a policy (`tables edit`): what is absent stays. (A field without a doc
+/// comment has no --help text.)
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct PolicyEditArgs {
+    #[cfg_attr(feature = "cli", arg(long))]
     pub column: Option<String>,
+    #[cfg_attr(feature = "cli", arg(long, value_name = "DURATION"))]
     pub after: Option<String>,
-    /// Replace the tags (none given: keep them).
+    /// Replace the tags (repeatable).
+    #[cfg_attr(feature = "cli", arg(long = "tag", value_name = "TAG"))]
     pub tags: Vec<String>,
+    /// Remove every tag.
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with = "tags"))]
     pub clear_tags: bool,
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub options: ActionArgs,
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub rollup: RollupArgs,
+    /// downsample: forget how far the rollup got; the next run rolls up again from the
+    /// first row still in the source table.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub reset_watermark: bool,
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with = "disable"))]
     pub enable: bool,
+    #[cfg_attr(feature = "cli", arg(long))]
     pub disable: bool,
 }
 
 /// The `ttl` shortcut: `SCHEMA.TABLE:COLUMN ACTION[:ARG] DURATION` and its options.
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct TtlArgs {
+    /// SCHEMA.TABLE:COLUMN.
     pub table_column: String,
+    /// delete, detach[:SCHEMA], reallocate:TABLESPACE or archive:STORAGE.
     pub action: String,
+    /// How long data is kept: 90d, 1w, 12h, 1y, INF.
     pub after: String,
+    /// Tag of the policy (repeatable).
+    #[cfg_attr(feature = "cli", arg(long = "tag", value_name = "TAG"))]
     pub tags: Vec<String>,
+    #[cfg_attr(feature = "cli", command(flatten))]
+    pub options: TtlOptions,
+}
+
+/// The options of `ttl` beyond its three words and its tags.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct TtlOptions {
+    /// Never leave fewer partitions than N.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N"))]
     pub keep: Option<u32>,
+    /// archive: csv (zstd-compressed CSV, the default) or parquet (typed Parquet files).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "FORMAT"))]
     pub format: Option<String>,
 }
 
@@ -223,8 +297,8 @@ impl TtlArgs {
     pub fn spec(self) -> TablesResult<PolicySpec> {
         let mut spec = PolicySpec::from_ttl(&self.table_column, &self.action, &self.after)?;
         spec.tags = self.tags;
-        spec.keep = self.keep.unwrap_or(1);
-        spec.archive_format = archive_format(self.format)?.unwrap_or_default();
+        spec.keep = self.options.keep.unwrap_or(1);
+        spec.archive_format = archive_format(self.options.format)?.unwrap_or_default();
         Ok(spec)
     }
 }
@@ -375,8 +449,10 @@ mod tests {
             action: "archive:cold".into(),
             after: "1y".into(),
             tags: vec!["m".into()],
-            keep: Some(3),
-            format: Some("parquet".into()),
+            options: TtlOptions {
+                keep: Some(3),
+                format: Some("parquet".into()),
+            },
         }
         .spec()
         .unwrap();

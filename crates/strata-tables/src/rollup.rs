@@ -19,7 +19,7 @@
 
 use crate::name::{unquote, TableName};
 use serde::{Deserialize, Serialize};
-use strata_pg::quote_ident;
+use strata_pgclient::quote_ident;
 
 /// The aggregate functions a rollup may use. Each is one that cascades: a coarser level
 /// takes `min` of mins, `max` of maxes, `sum` of sums and `sum` of counts (an average is

@@ -12,7 +12,7 @@
 
 use crate::error::{TablesError, TablesResult};
 use crate::rollup::Rollup;
-use strata_pg::Client;
+use strata_pgclient::Client;
 
 /// One unique index of the rollup table.
 struct UniqueIndex {
@@ -70,7 +70,10 @@ pub async fn check(client: &Client, rollup: &Rollup, column: &str) -> TablesResu
             i.columns.len() == key.len() && key.iter().all(|k| i.columns.iter().any(|c| c == k))
         })
         .collect();
-    let quoted: Vec<String> = key.iter().map(|k| strata_pg::quote_ident(k)).collect();
+    let quoted: Vec<String> = key
+        .iter()
+        .map(|k| strata_pgclient::quote_ident(k))
+        .collect();
     if matching.is_empty() {
         return Err(TablesError::Unsupported(format!(
             "rollup table {target} has no unique index on exactly ({}) (not deferrable, without a WHERE or expressions), which the rollup's ON CONFLICT needs to find a bucket again: CREATE UNIQUE INDEX ON {} ({}){}",

@@ -17,7 +17,7 @@ use crate::sql;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use strata_pg::Client;
+use strata_pgclient::Client;
 use strata_store::DynStore;
 
 /// Rows per batch of a row delete.
@@ -210,7 +210,7 @@ async fn estimate_delete(
     let explain = format!(
         "EXPLAIN SELECT 1 FROM ONLY {} WHERE {} < $1::text::timestamptz",
         table.quoted(),
-        strata_pg::quote_ident(column)
+        strata_pgclient::quote_ident(column)
     );
     // The top node's `rows=N` of `Seq Scan on t  (cost=0.00..1.00 rows=N width=4)`.
     let top: String = client

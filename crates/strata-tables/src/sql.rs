@@ -3,7 +3,7 @@
 //! functions, so the exact SQL is unit-tested.
 
 use crate::name::TableName;
-use strata_pg::quote_ident;
+use strata_pgclient::quote_ident;
 
 /// `ALTER TABLE parent DETACH PARTITION part`. Not `CONCURRENTLY`: that cannot run in the
 /// transaction that also drops (or moves) the partition, and that transaction is what makes

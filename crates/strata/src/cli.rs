@@ -200,7 +200,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
-        policy: PolicyArgs,
+        policy: strata_coordinator::config::PolicyOverrides,
     },
     /// Delete the data no backup references any more (under the cluster lock: backups
     /// wait). `cleanup` runs it after removing backups.
@@ -266,45 +266,23 @@ pub enum Command {
     /// Table retention: policies on time-partitioned PostgreSQL tables (see docs/tables.md).
     Tables {
         #[command(flatten)]
-        db: TablesDb,
+        db: strata_tables::command::DbArgs,
         #[command(subcommand)]
-        command: TablesCommand,
+        command: strata_tables::command::TablesCommand,
     },
     /// Shortcut of `tables add`: `strata ttl metrics.raw:ts archive:cold 365d`.
     Ttl {
-        /// SCHEMA.TABLE:COLUMN.
-        table_column: String,
-        /// delete, detach[:SCHEMA], reallocate:TABLESPACE or archive:STORAGE.
-        action: String,
-        /// How long data is kept: 90d, 1w, 12h, 1y, INF.
-        after: String,
-        /// Tag of the policy (repeatable).
-        #[arg(long)]
-        tag: Vec<String>,
         #[command(flatten)]
-        options: TtlOptions,
+        spec: strata_tables::TtlArgs,
         #[command(flatten)]
-        db: TablesDb,
+        db: strata_tables::command::DbArgs,
     },
     /// Load an archived partition back into a table (COPY FROM), verifying it.
     Load {
-        /// The archive: its key prefix in the storage (`tables/SCHEMA/TABLE/PARTITION`), as
-        /// `tables run` and `tables archives` print it.
-        archive: String,
-        /// The table to load into (SCHEMA.TABLE); it must have the archived columns. Into a
-        /// partitioned table, the archived partition is recreated when it is missing.
-        #[arg(long, value_name = "TABLE")]
-        into: String,
-        /// The storage of the configuration holding the archive (default: the default
-        /// storage).
-        #[arg(long, value_name = "STORAGE")]
-        from: Option<String>,
-        /// Load even though the target already holds rows of the archived range (they are
-        /// added to; loading an archive twice duplicates its rows).
-        #[arg(long)]
-        append: bool,
         #[command(flatten)]
-        db: TablesDb,
+        load: strata_tables::command::LoadArgs,
+        #[command(flatten)]
+        db: strata_tables::command::DbArgs,
     },
     /// The audit log: who changed what, when, and how it ended (oldest first).
     Audit {
@@ -318,13 +296,13 @@ pub enum Command {
     /// PgQ: the ticker daemon, queue and consumer administration, status (see docs/pgq.md).
     Pgq {
         #[command(subcommand)]
-        command: crate::pgq_commands::PgqCommand,
+        command: strata_pgq::PgqCommand,
     },
     /// Londiste: table replication over PgQ with Python Londiste 3's ini files and state
     /// (see docs/londiste.md).
     Londiste {
         #[command(flatten)]
-        args: crate::londiste_commands::LondisteArgs,
+        args: strata_londiste::LondisteArgs,
     },
     /// The keys (passwords) of the repository: list, add, remove, passwd (see docs/cli.md).
     Key {
@@ -357,196 +335,6 @@ pub enum Shell {
     Fish,
 }
 
-/// The database of the table retention commands.
-#[derive(Debug, Args)]
-pub struct TablesDb {
-    /// The database: `postgresql://user@host:5432/db` or `host=... dbname=...` (default:
-    /// `[tables] db`); the password from the string, $PGPASSWORD or nothing (it is never
-    /// printed).
-    #[arg(
-        long,
-        global = true,
-        env = "STRATA_TABLES_DB",
-        value_name = "DSN",
-        hide_env_values = true
-    )]
-    pub db: Option<String>,
-    /// Schema of the policy, run and audit tables (default: `[tables] schema`, `strata`).
-    #[arg(long, global = true, env = "STRATA_TABLES_SCHEMA")]
-    pub schema: Option<String>,
-    /// Who to record in the audit log (default: the database user).
-    #[arg(long, global = true, value_name = "NAME")]
-    pub who: Option<String>,
-    /// Seconds a step waits for a table lock before it fails (the run then stops that
-    /// table; the next run picks it up). Default: `[tables] lock_timeout_secs`, 30.
-    #[arg(long, global = true, value_name = "SECS")]
-    pub lock_timeout: Option<u64>,
-}
-
-/// Which policies a command works on.
-#[derive(Debug, Args)]
-pub struct TagArgs {
-    /// Only policies with this tag (repeatable: all must match).
-    #[arg(long)]
-    pub tag: Vec<String>,
-    /// With several --tag: policies with any of them.
-    #[arg(long, requires = "tag")]
-    pub any_tag: bool,
-}
-
-/// The options of a policy's action, the same for `tables add` and `tables edit` (where an
-/// empty value clears one).
-#[derive(Debug, clap::Args)]
-pub struct PolicyOptions {
-    /// reallocate: the target tablespace.
-    #[arg(long)]
-    pub tablespace: Option<String>,
-    /// archive: the storage of the configuration.
-    #[arg(long, value_name = "STORAGE")]
-    pub target: Option<String>,
-    /// detach: move detached partitions to this schema.
-    #[arg(long, value_name = "SCHEMA")]
-    pub archive_schema: Option<String>,
-    /// archive: csv (zstd-compressed CSV, the default) or parquet (typed Parquet files).
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<String>,
-    /// Never leave fewer partitions than N (default 1: the last one stays).
-    #[arg(long, value_name = "N")]
-    pub keep: Option<u32>,
-}
-
-/// The options of `strata ttl` beyond its three words.
-#[derive(Debug, clap::Args)]
-pub struct TtlOptions {
-    /// Never leave fewer partitions than N.
-    #[arg(long, value_name = "N")]
-    pub keep: Option<u32>,
-    /// archive: csv (zstd-compressed CSV, the default) or parquet (typed Parquet files).
-    #[arg(long, value_name = "FORMAT")]
-    pub format: Option<String>,
-}
-
-/// How a `downsample` policy aggregates (`tables add --action downsample`).
-#[derive(Debug, clap::Args)]
-pub struct RollupOptions {
-    /// downsample: the coarser table (SCHEMA.TABLE) with the time column, the --group-by
-    /// columns, one column per aggregate, and a unique index on (time, group-by columns).
-    #[arg(long, value_name = "TABLE")]
-    pub into: Option<String>,
-    /// downsample: the bucket width (date_bin stride, aligned to the Unix epoch): 5m, 1h, 1d.
-    #[arg(long, value_name = "DURATION")]
-    pub bucket: Option<String>,
-    /// downsample: FUNC:COLUMN[=INTO] with FUNC avg, min, max, sum; or count[=INTO]
-    /// (repeatable). INTO defaults to COLUMN_FUNC (count: `count`).
-    #[arg(long, value_name = "AGG")]
-    pub aggregate: Vec<String>,
-    /// downsample: columns that identify a series, kept as they are (repeatable or a,b).
-    #[arg(long, value_name = "COLUMN", value_delimiter = ',')]
-    pub group_by: Vec<String>,
-    /// downsample: how far back each run recomputes for rows that arrive late (default:
-    /// one bucket).
-    #[arg(long, value_name = "DURATION")]
-    pub lookback: Option<String>,
-}
-
-/// `strata tables ...`.
-#[derive(Debug, Subcommand)]
-pub enum TablesCommand {
-    /// Create the schema with the policy, run and audit tables (idempotent).
-    Setup,
-    /// Add a policy.
-    Add {
-        /// SCHEMA.TABLE (quote a part holding a dot: "my.schema".t).
-        #[arg(long)]
-        table: String,
-        /// The time column (the partition key of a partitioned table).
-        #[arg(long)]
-        column: String,
-        /// delete, detach, reallocate, archive, downsample.
-        #[arg(long)]
-        action: String,
-        /// How long data is kept: 90d, 1w, 12h, 1y, 1d12h, INF.
-        #[arg(long, value_name = "DURATION")]
-        after: String,
-        /// Tag (repeatable).
-        #[arg(long)]
-        tag: Vec<String>,
-        #[command(flatten)]
-        options: PolicyOptions,
-        // Boxed: the rollup options would make every command as large as this one.
-        #[command(flatten)]
-        rollup: Box<RollupOptions>,
-        /// Store the policy disabled.
-        #[arg(long)]
-        disabled: bool,
-    },
-    /// List the policies.
-    List {
-        #[command(flatten)]
-        tags: TagArgs,
-    },
-    /// Change a policy (an empty value clears --tablespace, --target or --archive-schema).
-    /// A downsample policy's --into, --bucket, --group-by (`''`: none) and --aggregate
-    /// (all of them, replaced) need --reset-watermark once it has rolled anything up.
-    Edit {
-        id: i64,
-        #[arg(long)]
-        column: Option<String>,
-        #[arg(long, value_name = "DURATION")]
-        after: Option<String>,
-        /// Replace the tags (repeatable).
-        #[arg(long)]
-        tag: Vec<String>,
-        /// Remove every tag.
-        #[arg(long, conflicts_with = "tag")]
-        clear_tags: bool,
-        #[command(flatten)]
-        options: PolicyOptions,
-        // Boxed, as in `add`.
-        #[command(flatten)]
-        rollup: Box<RollupOptions>,
-        /// downsample: forget how far the rollup got; the next run rolls up again from the
-        /// first row still in the source table.
-        #[arg(long)]
-        reset_watermark: bool,
-        #[arg(long, conflicts_with = "disable")]
-        enable: bool,
-        #[arg(long)]
-        disable: bool,
-    },
-    /// Remove a policy, or every policy with the given tags.
-    Rm {
-        #[arg(required_unless_present = "tag")]
-        id: Option<i64>,
-        #[command(flatten)]
-        tags: TagArgs,
-    },
-    /// What a run would do: the partitions each policy acts on, with their sizes.
-    Plan {
-        #[command(flatten)]
-        tags: TagArgs,
-        /// Plan as if it were this time (default: now): 2026-01-01, 2026-01-01T12:00:00Z.
-        #[arg(long, value_name = "TIME")]
-        cutoff: Option<String>,
-    },
-    /// Apply the policies. Exit 0 done (or nothing to do), 1 a step or table failed,
-    /// 6 a table was skipped because another run held it.
-    Run {
-        #[command(flatten)]
-        tags: TagArgs,
-        #[arg(long, value_name = "TIME")]
-        cutoff: Option<String>,
-        /// Plan and record the run, change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// The archives in a storage (default: the default storage).
-    Archives {
-        #[arg(long, value_name = "STORAGE")]
-        from: Option<String>,
-    },
-}
-
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print the full default configuration with every setting documented.
@@ -555,37 +343,87 @@ pub enum ConfigCommand {
     Show,
 }
 
-/// Retention rules on the command line; each overrides the same key of `[retention]`.
-#[derive(Debug, Args)]
-pub struct PolicyArgs {
-    /// Keep the newest N complete backups.
-    #[arg(long, value_name = "N")]
-    pub keep_last: Option<u32>,
-    /// Keep the newest backup of each of the last N hours that have one.
-    #[arg(long, value_name = "N")]
-    pub keep_hourly: Option<u32>,
-    /// ... of each of the last N days that have one.
-    #[arg(long, value_name = "N")]
-    pub keep_daily: Option<u32>,
-    /// ... of each of the last N ISO weeks that have one.
-    #[arg(long, value_name = "N")]
-    pub keep_weekly: Option<u32>,
-    /// ... of each of the last N months that have one.
-    #[arg(long, value_name = "N")]
-    pub keep_monthly: Option<u32>,
-    /// ... of each of the last N years that have one.
-    #[arg(long, value_name = "N")]
-    pub keep_yearly: Option<u32>,
-    /// Keep every complete backup within this duration (14d, 2w3d, 36h) of the newest.
-    #[arg(long, value_name = "DURATION")]
-    pub keep_within: Option<String>,
-    /// Keep this many failed or partial backups (default: all).
-    #[arg(long, value_name = "N")]
-    pub keep_failed: Option<u32>,
-    /// Never keep fewer complete backups than N.
-    #[arg(long, value_name = "N")]
-    pub min_complete: Option<u32>,
-    /// Time zone of the calendar buckets (IANA name).
-    #[arg(long, value_name = "ZONE")]
-    pub timezone: Option<String>,
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use strata_tables::command::TablesCommand;
+
+    fn parse(args: &[&str]) -> Command {
+        let line = std::iter::once("strata").chain(args.iter().copied());
+        Cli::try_parse_from(line).unwrap().command
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // Every `requires`, `conflicts_with` and `required_unless_present` names an
+        // argument that exists, in the libraries' types too.
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_libraries_flags_reach_their_fields() {
+        let Command::Tables { db, command } = parse(&[
+            "tables",
+            "add",
+            "--table",
+            "m.raw",
+            "--column",
+            "ts",
+            "--action",
+            "archive",
+            "--after",
+            "90d",
+            "--tag",
+            "a",
+            "--tag",
+            "b",
+            "--target",
+            "cold",
+            "--keep",
+            "2",
+            "--group-by",
+            "x,y",
+            "--disabled",
+            "--db",
+            "host=h",
+        ]) else {
+            panic!("not a tables command")
+        };
+        let TablesCommand::Add { policy } = command else {
+            panic!("not tables add")
+        };
+        assert_eq!(db.db.as_deref(), Some("host=h"));
+        assert_eq!((policy.tags.len(), policy.disabled), (2, true));
+        assert_eq!(policy.options.target.as_deref(), Some("cold"));
+        assert_eq!(policy.options.keep, Some(2));
+        assert_eq!(policy.rollup.group_by, ["x", "y"]);
+
+        let Command::Tables { command, .. } = parse(&["tables", "rm", "--tag", "t", "--any-tag"])
+        else {
+            panic!("not a tables command")
+        };
+        let TablesCommand::Rm { id: None, tags } = command else {
+            panic!("not tables rm without an id")
+        };
+        assert_eq!((tags.tags, tags.any), (vec!["t".to_string()], true));
+
+        let Command::Pgq { command } = parse(&["pgq", "ticker", "x.ini", "-d", "--health", "h"])
+        else {
+            panic!("not a pgq command")
+        };
+        let strata_pgq::PgqCommand::Ticker { args } = command else {
+            panic!("not pgq ticker")
+        };
+        assert_eq!((args.daemon, args.health.as_deref()), (true, Some("h")));
+
+        let Command::Londiste { args } = parse(&["londiste", "n.ini", "add-table", "--create"])
+        else {
+            panic!("not a londiste command")
+        };
+        let strata_londiste::LondisteCommand::AddTable { options, .. } = args.command else {
+            panic!("not add-table")
+        };
+        assert!(options.create && !options.all && !options.expect_sync);
+    }
 }

@@ -289,6 +289,7 @@ impl Context {
             listen,
             events: self.local.events()?,
             coordinator_password,
+            stop: self.stop.subscribe(),
         };
         compose::run(setup, |line| {
             // Scripts (and tests) read the address from this line, so it goes out at once.

@@ -6,7 +6,6 @@ use crate::output;
 use crate::progress;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::Arc;
 use strata_agent::restore::RestoreOptions;
 use strata_api::{Cluster, Http, InProcess};
 use strata_coordinator::browse::FileEntry;
@@ -16,7 +15,6 @@ use strata_coordinator::storage::Storage;
 use strata_coordinator::verify::{DataCheck, VerifyReport};
 use strata_coordinator::CoordinatorError;
 use strata_repo::summary::BackupSummary;
-use strata_repo::Repository;
 
 pub(crate) type CommandResult = Result<u8, Failure>;
 
@@ -49,7 +47,16 @@ pub async fn run(cli: Cli) -> CommandResult {
         _ => true,
     };
     let ctx = Context::load(cli.global, own_config)?;
-    let result = dispatch(&ctx, cli.command).await;
+    // What holds the cluster ends cleanly on SIGTERM (a unit's stop, a package upgrade).
+    let holds_the_cluster = matches!(
+        cli.command,
+        Command::Backup { .. } | Command::Restore { to: None, .. } | Command::Server { .. }
+    );
+    let result = if holds_the_cluster {
+        stoppable(&ctx, dispatch(&ctx, cli.command)).await
+    } else {
+        dispatch(&ctx, cli.command).await
+    };
     ctx.local.finish().await;
     result
 }
@@ -121,24 +128,8 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             }
         }
         Command::Tables { db, command } => ctx.tables(db, command).await,
-        Command::Ttl {
-            table_column,
-            action,
-            after,
-            tag,
-            options,
-            db,
-        } => {
-            ctx.ttl(db, &table_column, &action, &after, tag, options)
-                .await
-        }
-        Command::Load {
-            archive,
-            into,
-            from,
-            append,
-            db,
-        } => ctx.load_archive(db, &archive, &into, from, append).await,
+        Command::Ttl { spec, db } => ctx.ttl(db, spec).await,
+        Command::Load { load, db } => ctx.load_archive(db, load).await,
         Command::Pgq { command } => crate::pgq_commands::run(ctx, command).await,
         Command::Londiste { args } => crate::londiste_commands::run(ctx, args).await,
         Command::Audit { since, limit } => ctx.audit(since.as_deref(), limit).await,
@@ -172,6 +163,49 @@ pub(crate) struct Context {
     pub(crate) local: InProcess,
     /// The server of `--server`, when given.
     http: Option<Http>,
+    /// Why this process must stop (set on SIGTERM), for `strata server`.
+    pub(crate) stop: tokio::sync::watch::Sender<Option<String>>,
+}
+
+/// How long a stopped command waits for its operation to record its end; below systemd's
+/// default stop timeout (90 s).
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Runs `work`; on SIGTERM or SIGINT, asks what runs here to stop (it records itself
+/// failed with the reason and releases its nodes and the cluster lock) and waits for
+/// that, up to [`STOP_WAIT`].
+async fn stoppable(
+    ctx: &Context,
+    work: impl std::future::Future<Output = CommandResult>,
+) -> CommandResult {
+    use tokio::signal::unix::{signal, SignalKind};
+    let handler = |kind| {
+        signal(kind).map_err(|e| Failure::new(code::FAILED, format!("cannot handle signals: {e}")))
+    };
+    let (mut term, mut int) = (
+        handler(SignalKind::terminate())?,
+        handler(SignalKind::interrupt())?,
+    );
+    tokio::pin!(work);
+    let signal = tokio::select! {
+        result = &mut work => return result,
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    let why = format!("stopped: strata received {signal}");
+    eprintln!("strata: {why}; ending what runs");
+    ctx.local.stop(&why);
+    ctx.stop.send_replace(Some(why.clone()));
+    match tokio::time::timeout(STOP_WAIT, work).await {
+        Ok(result) => result,
+        Err(_) => Err(Failure::new(
+            code::FAILED,
+            format!(
+                "{why}, but what ran did not end within {} s",
+                STOP_WAIT.as_secs()
+            ),
+        )),
+    }
 }
 
 pub(crate) fn print_json(value: &impl serde::Serialize) {
@@ -219,6 +253,7 @@ impl Context {
             global,
             local,
             http,
+            stop: tokio::sync::watch::channel(None).0,
         })
     }
 
@@ -257,11 +292,6 @@ impl Context {
     /// key, so nobody is asked for one).
     pub(crate) async fn password_for(&self, storage: &Storage) -> Result<Option<String>, Failure> {
         Ok(self.local.password_for(storage).await?)
-    }
-
-    pub(crate) async fn open_storage(&self, storage: &Storage) -> Result<Arc<Repository>, Failure> {
-        let password = self.password_for(storage).await?;
-        Ok(Repository::open(storage.store.clone(), password.as_deref()).await?)
     }
 
     async fn init(&self) -> CommandResult {

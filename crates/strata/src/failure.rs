@@ -35,7 +35,7 @@ impl Failure {
 }
 
 pub(crate) fn chain(err: &dyn std::error::Error) -> String {
-    strata_coordinator::backup::error_chain(err)
+    strata_coordinator::error_chain(err)
 }
 
 /// What to do, for errors where strata knows it.

@@ -1,13 +1,14 @@
 //! `strata key ...` and `strata migrate`: the passwords of a repository and its format
-//! upgrade. The work is in `strata_repo::keyring` and `strata_coordinator::migrate`; this
-//! parses, asks for secrets, calls, audits and prints.
+//! upgrade. The use cases (refusals, audit entries) are in `strata_coordinator::keys`;
+//! this parses, reads the new password (environment, file or terminal), calls and prints.
 
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use clap::Subcommand;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
-use strata_repo::crypto::KdfParams;
+use std::path::PathBuf;
+use strata_coordinator::audit::local_actor;
+use strata_coordinator::keys;
 
 /// Environment variable holding the new password of `key add` / `key passwd`.
 const NEW_PASSWORD_ENV: &str = "STRATA_NEW_PASSWORD";
@@ -48,8 +49,15 @@ pub struct NewPassword {
 
 impl NewPassword {
     fn read(&self) -> Result<String, Failure> {
+        let usage = |why: String| Failure::new(code::USAGE, why);
         let password = if let Some(path) = &self.new_password_file {
-            read_first_line(path)?
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                usage(format!(
+                    "cannot read the new password from {}: {e}",
+                    path.display()
+                ))
+            })?;
+            text.lines().next().unwrap_or_default().to_string()
         } else if let Ok(value) = std::env::var(NEW_PASSWORD_ENV) {
             value
         } else if std::io::stdin().is_terminal() {
@@ -64,39 +72,23 @@ impl NewPassword {
             }
             first
         } else {
-            return Err(Failure::new(
-                code::USAGE,
-                format!("no new password: set {NEW_PASSWORD_ENV}, pass --new-password-file FILE, or run in a terminal to be asked"),
-            ));
+            return Err(usage(format!("no new password: set {NEW_PASSWORD_ENV}, pass --new-password-file FILE, or run in a terminal to be asked")));
         };
         if password.is_empty() {
-            return Err(Failure::new(code::USAGE, "the new password is empty"));
+            return Err(usage("the new password is empty".into()));
         }
         Ok(password)
     }
 }
 
-fn read_first_line(path: &Path) -> Result<String, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Failure::new(
-            code::USAGE,
-            format!("cannot read the new password from {}: {e}", path.display()),
-        )
-    })?;
-    Ok(text.lines().next().unwrap_or_default().to_string())
-}
-
 impl Context {
     /// `strata key ...`.
     pub(crate) async fn key(&self, command: KeyCommand) -> CommandResult {
-        if self.global.server.is_some() {
-            return Err(Failure::new(
-                code::USAGE,
-                "key management works on the repository from this host: drop --server",
-            ));
-        }
-        let storage = self.storage()?;
-        let repo = self.open_storage(&storage).await?;
+        self.here_only("key management works on the repository from this host: drop --server")?;
+        let repo = self.local.repo().await?;
+        // Built only to change keys: listing them needs no webhooks.
+        let actions = || self.local.actions(&repo, &self.config.default_storage);
+        let who = local_actor();
         match command {
             KeyCommand::List => {
                 let keys = repo.list_keys().await?;
@@ -109,100 +101,46 @@ impl Context {
                     "id", "created", "kdf", "in use"
                 );
                 for k in &keys {
+                    let in_use = if k.in_use { "yes" } else { "" };
+                    let note = k.problem.as_deref().unwrap_or("");
                     println!(
-                        " {:<32}  {:<20}  {:<8}  {:<6}  {}",
-                        k.id,
-                        k.created,
-                        k.kdf,
-                        if k.in_use { "yes" } else { "" },
-                        k.problem.as_deref().unwrap_or("")
+                        " {:<32}  {:<20}  {:<8}  {in_use:<6}  {note}",
+                        k.id, k.created, k.kdf
                     );
                 }
-                Ok(0)
             }
             KeyCommand::Add { new } => {
                 let password = new.read()?;
-                let done = repo
-                    .add_key(&password, KdfParams::default())
-                    .await
-                    .map_err(Failure::from);
-                let id = self
-                    .audited(&repo, &storage.name, "key-add", "keys", done, |id| {
-                        ("succeeded", format!("added key {id}"))
-                    })
-                    .await?;
+                let id = actions()?.add_key(&who, &password).await?;
                 self.say(format!("added key {id}"));
-                Ok(0)
             }
             KeyCommand::Remove { id, force } => {
-                let done = repo.remove_key(&id, force).await.map_err(Failure::from);
-                self.audited(&repo, &storage.name, "key-remove", &id, done, |_| {
-                    ("succeeded", String::new())
-                })
-                .await?;
+                actions()?.remove_key(&who, &id, force).await?;
                 self.say(format!("removed key {id}"));
-                Ok(0)
             }
             KeyCommand::Passwd { new } => {
                 let password = new.read()?;
-                let old = repo.key_id().to_string();
-                let done = repo
-                    .change_password(&password, KdfParams::default())
-                    .await
-                    .map_err(Failure::from);
-                let id = self
-                    .audited(&repo, &storage.name, "key-passwd", &old, done, |id| {
-                        ("succeeded", format!("key {old} replaced by {id}"))
-                    })
-                    .await?;
-                self.say(format!("password changed: key {old} replaced by {id}"));
-                Ok(0)
+                let change = actions()?.change_password(&who, &password).await?;
+                let (old, new) = (change.old, change.new);
+                self.say(format!("password changed: key {old} replaced by {new}"));
             }
         }
+        Ok(0)
     }
 
     /// `strata migrate`: upgrades a format-version-1 repository.
     pub(crate) async fn migrate(&self) -> CommandResult {
-        if self.global.server.is_some() {
-            return Err(Failure::new(
-                code::USAGE,
-                "migrate works on the repository from this host: drop --server",
-            ));
-        }
+        self.here_only("migrate works on the repository from this host: drop --server")?;
         let storage = self.storage()?;
         let password = self.password_for(&storage).await?;
-        let repo =
-            strata_repo::Repository::open_catalog(storage.store.clone(), password.as_deref())
-                .await?;
-        let report = strata_coordinator::migrate::migrate(&repo, password.as_deref()).await?;
-        if report.migrated {
-            // Reopen: the audit entry is written in the new format.
-            let repo = self.open_storage(&storage).await?;
-            let detail = format!(
-                "format version {}: {} objects rewritten, key {}",
-                strata_repo::format::FORMAT_VERSION,
-                report.objects,
-                report.key
-            );
-            self.audited(
-                &repo,
-                &storage.name,
-                "migrate",
-                "repository",
-                Ok(()),
-                |_| ("succeeded", detail.clone()),
-            )
-            .await?;
-        }
+        let (events, who) = (self.local.events()?, local_actor());
+        let report = keys::migrate(&storage, password.as_deref(), &who, &events).await?;
+        let version = strata_repo::format::FORMAT_VERSION;
         if self.global.json {
             print_json(&report);
         } else if report.migrated {
-            self.say(format!(
-                "migrated to format version {}: {} objects rewritten, key {} bound to the repository",
-                strata_repo::format::FORMAT_VERSION,
-                report.objects,
-                report.key
-            ));
+            let (objects, key) = (report.objects, &report.key);
+            self.say(format!("migrated to format version {version}: {objects} objects rewritten, key {key} bound to the repository"));
         } else {
             self.say("the repository is already at the current format version");
         }

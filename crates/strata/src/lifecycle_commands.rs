@@ -1,39 +1,17 @@
 //! Retention and garbage collection: `cleanup`, `gc`, `pin`, `unpin`.
 
-use crate::cli::PolicyArgs;
 use crate::commands::{print_json, CommandResult, Context};
 use crate::output;
-use strata_coordinator::config::RetentionConfig;
+use strata_coordinator::config::PolicyOverrides;
 use strata_coordinator::gc::GcReport;
 use strata_coordinator::retention::CleanupReport;
 
 impl Context {
-    /// The policy of the config with the command line's overrides.
-    fn policy(&self, args: PolicyArgs) -> RetentionConfig {
-        let mut policy = self.config.retention.clone();
-        let or = |cli: Option<u32>, config: Option<u32>| cli.or(config);
-        policy.keep_last = or(args.keep_last, policy.keep_last);
-        policy.keep_hourly = or(args.keep_hourly, policy.keep_hourly);
-        policy.keep_daily = or(args.keep_daily, policy.keep_daily);
-        policy.keep_weekly = or(args.keep_weekly, policy.keep_weekly);
-        policy.keep_monthly = or(args.keep_monthly, policy.keep_monthly);
-        policy.keep_yearly = or(args.keep_yearly, policy.keep_yearly);
-        policy.keep_failed = or(args.keep_failed, policy.keep_failed);
-        policy.keep_within = args.keep_within.or(policy.keep_within);
-        policy.min_complete = args.min_complete.unwrap_or(policy.min_complete);
-        policy.timezone = args.timezone.unwrap_or(policy.timezone);
-        policy
-    }
-
     /// `strata cleanup`.
-    pub(crate) async fn cleanup(&self, dry_run: bool, args: PolicyArgs) -> CommandResult {
-        let overridden = policy_given(&args);
-        let policy = self.policy(args);
+    pub(crate) async fn cleanup(&self, dry_run: bool, rules: PolicyOverrides) -> CommandResult {
+        let policy = (!rules.is_empty()).then(|| rules.over(&self.config.retention));
         // The configured policy is the server's own when --server is given.
-        let report = self
-            .cluster()
-            .cleanup(dry_run, overridden.then_some(policy))
-            .await?;
+        let report = self.cluster().cleanup(dry_run, policy).await?;
         self.say_cleanup(&report)
     }
 
@@ -131,34 +109,4 @@ impl Context {
         ));
         Ok(0)
     }
-}
-
-/// Whether any retention option was given on the command line.
-fn policy_given(args: &PolicyArgs) -> bool {
-    let PolicyArgs {
-        keep_last,
-        keep_hourly,
-        keep_daily,
-        keep_weekly,
-        keep_monthly,
-        keep_yearly,
-        keep_within,
-        keep_failed,
-        min_complete,
-        timezone,
-    } = args;
-    [
-        keep_last,
-        keep_hourly,
-        keep_daily,
-        keep_weekly,
-        keep_monthly,
-        keep_yearly,
-        keep_failed,
-        min_complete,
-    ]
-    .iter()
-    .any(|o| o.is_some())
-        || keep_within.is_some()
-        || timezone.is_some()
 }

@@ -4,228 +4,16 @@
 
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
-use crate::output;
-use crate::pgq_commands::{exit_code, opt};
-use clap::{Args, Subcommand};
+use crate::output::{opt, print_pairs, print_rows, show, yes};
+use crate::pgq_commands::exit_code;
 use serde::Serialize;
-use std::path::PathBuf;
 use std::time::Duration;
-use strata_londiste::admin::{self, AddTableOptions, NodeType};
+use strata_londiste::admin::{self, NodeType};
 use strata_londiste::members::{self, Upstream};
 use strata_londiste::takeover::{self, OldNode};
 use strata_londiste::worker::{self, WorkerExit};
-use strata_londiste::{compare, local, resurrect, status, LondisteError, NodeConfig};
-
-/// The node's ini file and what to do.
-#[derive(Debug, Args)]
-pub struct LondisteArgs {
-    /// The node's ini file, as Python Londiste reads it: a [londiste3] section with
-    /// job_name, db, queue_name (and logfile, pidfile, loop_delay, parallel_copies).
-    pub ini: PathBuf,
-    #[command(subcommand)]
-    pub command: LondisteCommand,
-}
-
-/// The `londiste` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum LondisteCommand {
-    /// Make this database the root of the queue: where events are made.
-    CreateRoot {
-        /// The node's name in the cascade.
-        name: String,
-        /// How other nodes reach this one (connection string).
-        location: String,
-    },
-    /// Make this database a branch (a full copy of the queue that can feed others).
-    CreateBranch {
-        name: String,
-        location: String,
-        /// Connection string of the node to read from.
-        #[arg(long)]
-        provider: String,
-    },
-    /// Make this database a leaf (replicated tables, no queue).
-    CreateLeaf {
-        name: String,
-        location: String,
-        /// Connection string of the node to read from.
-        #[arg(long)]
-        provider: String,
-    },
-    /// Replicate tables: on the root, put them in the set; elsewhere, copy and follow
-    /// them. Names may be globs (public.*, log_*).
-    AddTable {
-        tables: Vec<String>,
-        /// Every table (the provider's set, or on the root every table of the database).
-        #[arg(long)]
-        all: bool,
-        /// Create missing tables from the provider's structure (columns, primary key).
-        #[arg(long)]
-        create: bool,
-        /// The tables already hold the same data: no copy.
-        #[arg(long)]
-        expect_sync: bool,
-        /// Keep the target's rows before the copy.
-        #[arg(long)]
-        skip_truncate: bool,
-    },
-    /// Stop replicating tables (on the root: remove them from the set).
-    RemoveTable { tables: Vec<String> },
-    /// Tables of the set with their state on this node.
-    Tables,
-    /// Replicate sequences (globs; --all): the root publishes their values ahead of use,
-    /// subscribers keep theirs at least there. Needs the root's worker running.
-    AddSeq {
-        seqs: Vec<String>,
-        #[arg(long)]
-        all: bool,
-    },
-    /// Stop replicating sequences.
-    RemoveSeq { seqs: Vec<String> },
-    /// Sequences of the set with their published value.
-    Seqs,
-    /// Tables and sequences of the set that this node does not replicate (exit 0 either
-    /// way; `--json` for scripts).
-    Missing,
-    /// Foreign keys dropped around copies and not restored yet, and whether each can come
-    /// back now (both tables ok).
-    Fkeys,
-    /// Every node of the cascade, asked in parallel: type, provider, lag, tables, errors.
-    /// Exits 1 when a node cannot be asked or reports an error.
-    Status {
-        /// Seconds to wait for each node.
-        #[arg(long, default_value_t = 10)]
-        timeout: u64,
-    },
-    /// The cascade's members as this node knows them.
-    Members,
-    /// This node's pgq_node information.
-    NodeInfo,
-    /// Run the replay worker (foreground; stop with SIGTERM or Ctrl-C). With -d it runs
-    /// in the background: output to the ini's logfile, its pid in the ini's pidfile.
-    Worker {
-        /// Detach (needs `logfile` and `pidfile` in the ini file).
-        #[arg(short, long)]
-        daemon: bool,
-    },
-    /// Pause this node's worker (it stops before its next batch).
-    Pause,
-    /// Resume this node's worker.
-    Resume,
-    /// Compare tables with the provider at a sync point (count and hash sum); exits 1
-    /// when one differs. Needs the node's worker running and the root as provider.
-    Compare {
-        tables: Vec<String>,
-        /// Seconds to wait for the sync point (tick and worker).
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
-    },
-    /// Diff tables row by row against the provider at a sync point and write the fix as
-    /// fix.<table>.sql; with --apply, run it here. Exits 1 when differences remain.
-    Repair {
-        tables: Vec<String>,
-        /// Apply the fix on this node.
-        #[arg(long)]
-        apply: bool,
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
-    },
-    /// Take the role of node OLD: of the root (run on one of its branches; the live root
-    /// becomes this node's branch) or of a branch (this node reads from the branch's
-    /// provider; the live branch becomes this node's subscriber). Every table here must be
-    /// in sync; the workers of the nodes that move must run. Exits 1 when a subscriber
-    /// could not be moved.
-    Takeover {
-        /// The node whose role this node takes.
-        old: String,
-        /// The root is gone: tag it dead, catch up from the most advanced surviving branch,
-        /// promote this branch, move the root's other subscribers here. Events that never
-        /// left the old root are lost (`resurrect` on it saves them to a file).
-        #[arg(long, conflicts_with = "dead_branch")]
-        dead_root: bool,
-        /// The branch OLD is gone: tag it dead, read from its provider, and move its other
-        /// subscribers here (or to its provider when this node is a leaf).
-        #[arg(long)]
-        dead_branch: bool,
-        /// Also move the other subscribers of a live OLD to this node.
-        #[arg(long)]
-        all: bool,
-        /// Seconds to wait for each step (acknowledged pauses, catching up).
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
-    },
-    /// Rejoin the cascade as a branch of the new root after a takeover --dead-root replaced
-    /// this old root: its events the others never got are written to a JSON file and
-    /// removed from its queue; the worker is left paused (resume it after a look at the
-    /// file; `compare` shows what the tables still hold of the lost changes).
-    Resurrect {
-        /// Where the lost events go (refused when it exists).
-        #[arg(long, default_value = strata_londiste::resurrect::DEFAULT_DUMP)]
-        dump: PathBuf,
-        /// Seconds to wait for the other members to answer.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
-    },
-    /// Tag members dead on every live member: status, execute --wait and takeover stop
-    /// asking them.
-    TagDead {
-        #[arg(required = true)]
-        nodes: Vec<String>,
-    },
-    /// Clear the dead tag of members on every live member.
-    TagAlive {
-        #[arg(required = true)]
-        nodes: Vec<String>,
-    },
-    /// Remove a node from the cascade (refused while others read from it): when it
-    /// answers, its tables stop being replicated (triggers removed) and its node and queue
-    /// are dropped; every live member forgets it.
-    DropNode { node: String },
-    /// Wait until everything committed on the root before this call is applied here.
-    WaitRoot {
-        /// Give up (exit 1) after this many seconds.
-        #[arg(long, default_value_t = 600)]
-        timeout: u64,
-    },
-    /// Wait until everything the provider had applied before this call is applied here.
-    WaitProvider {
-        /// Give up (exit 1) after this many seconds.
-        #[arg(long, default_value_t = 600)]
-        timeout: u64,
-    },
-    /// Compare the columns (names and types) of every replicated table with the provider's;
-    /// exits 1 and names each difference when there is one.
-    Check,
-    /// Copy tables again from the provider (the worker truncates and copies them).
-    Resync { tables: Vec<String> },
-    /// Move this node to another provider of the cascade (a member's node name), with no
-    /// event lost or repeated. Needs this node's worker running (it acknowledges the pause).
-    ChangeProvider {
-        #[arg(long, value_name = "NODE")]
-        provider: String,
-        /// Seconds to wait for the worker's acknowledgements.
-        #[arg(long, default_value_t = 60)]
-        timeout: u64,
-    },
-    /// Run SQL files (DDL) on the root and send them to every node as EXECUTE events,
-    /// in one transaction; a file name already applied is skipped.
-    Execute {
-        files: Vec<PathBuf>,
-        /// Return only once every live node of the cascade has applied the files (exit 1
-        /// after --timeout, naming the nodes behind).
-        #[arg(long)]
-        wait: bool,
-        /// Seconds --wait waits.
-        #[arg(long, default_value_t = 600)]
-        timeout: u64,
-    },
-    /// Wait until every local table is ok (copies done).
-    WaitSync {
-        /// Give up (exit 1) after this many seconds.
-        #[arg(long, default_value_t = 3600)]
-        timeout: u64,
-    },
-}
+use strata_londiste::{compare, local, resurrect, status};
+use strata_londiste::{LondisteArgs, LondisteCommand, LondisteError, NodeConfig};
 
 fn failure(err: LondisteError) -> Failure {
     let code = if err.is_bad_input() {
@@ -239,24 +27,6 @@ fn failure(err: LondisteError) -> Failure {
 /// A `--timeout` in seconds, at least one.
 fn secs(timeout: u64) -> Duration {
     Duration::from_secs(timeout.max(1))
-}
-
-/// `value` as JSON with `--json`, else `human` unless `--quiet`.
-fn show(ctx: &Context, value: &impl Serialize, human: impl FnOnce()) {
-    if ctx.global.json {
-        print_json(value);
-    } else if !ctx.global.quiet {
-        human();
-    }
-}
-
-/// Prints a table of `rows` under `header`.
-fn print_table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) {
-    println!("{}", output::table(header, rows, right));
-}
-
-fn yes(b: bool) -> String {
-    if b { "yes" } else { "no" }.into()
 }
 
 /// Runs a `londiste` subcommand.
@@ -291,19 +61,7 @@ async fn run_on_node(
             let kind = NodeType::Leaf;
             ctx.say(admin::create_node(cf, kind, &name, &location, Some(&provider)).await?);
         }
-        LondisteCommand::AddTable {
-            tables,
-            all,
-            create,
-            expect_sync,
-            skip_truncate,
-        } => {
-            let options = AddTableOptions {
-                all,
-                create,
-                expect_sync,
-                skip_truncate,
-            };
+        LondisteCommand::AddTable { tables, options } => {
             let added = admin::add_tables(cf, &tables, &options).await?;
             if ctx.global.json {
                 print_json(&added);
@@ -316,24 +74,21 @@ async fn run_on_node(
         }
         LondisteCommand::Tables => {
             let tables = local::tables(cf).await?;
-            show(ctx, &tables, || {
-                let rows = (tables.iter())
-                    .map(|t| {
-                        let state = t.state.to_string();
-                        vec![
-                            t.table_name.clone(),
-                            yes(t.local),
-                            state,
-                            opt(&t.dest_table),
-                        ]
-                    })
-                    .collect();
-                print_table(&["table", "local", "state", "dest table"], rows, &[]);
+            show(&ctx.global, &tables, || {
+                print_rows(
+                    &["table", "local", "state", "dest table"],
+                    &tables,
+                    &[],
+                    |t| {
+                        let (name, state) = (t.table_name.clone(), t.state.to_string());
+                        vec![name, yes(t.local), state, opt(&t.dest_table)]
+                    },
+                )
             });
         }
         LondisteCommand::Missing => {
             let missing = local::missing(cf).await?;
-            show(ctx, &missing, || {
+            show(&ctx.global, &missing, || {
                 for m in &missing {
                     let kind = if m.kind == "S" { "sequence" } else { "table" };
                     println!("{kind} {}", m.name);
@@ -345,50 +100,50 @@ async fn run_on_node(
         }
         LondisteCommand::Fkeys => {
             let fkeys = local::pending_fkeys(cf).await?;
-            show(ctx, &fkeys, || {
-                let rows = (fkeys.iter())
-                    .map(|f| {
+            show(&ctx.global, &fkeys, || {
+                print_rows(
+                    &["table", "foreign key", "references", "ready"],
+                    &fkeys,
+                    &[],
+                    |f| {
                         let (from, to) = (f.from_table.clone(), f.to_table.clone());
                         vec![from, f.name.clone(), to, yes(f.ready)]
-                    })
-                    .collect();
-                print_table(&["table", "foreign key", "references", "ready"], rows, &[]);
+                    },
+                )
             });
         }
         LondisteCommand::Status { timeout } => {
             let nodes = status::cascade_status(cf, secs(timeout)).await?;
-            show(ctx, &nodes, || print_status(&nodes));
+            show(&ctx.global, &nodes, || print_status(&nodes));
             return Ok(exit_code(nodes.iter().any(|n| n.error.is_some())));
         }
         LondisteCommand::Members => {
             let members = local::members(cf).await?;
-            show(ctx, &members, || {
-                let rows = (members.iter())
-                    .map(|m| {
-                        let dead = if m.dead { "dead" } else { "" }.into();
-                        vec![m.node_name.clone(), dead, m.node_location.clone()]
-                    })
-                    .collect();
-                print_table(&["node", "", "location"], rows, &[]);
+            show(&ctx.global, &members, || {
+                print_rows(&["node", "", "location"], &members, &[], |m| {
+                    let dead = if m.dead { "dead" } else { "" }.into();
+                    vec![m.node_name.clone(), dead, m.node_location.clone()]
+                })
             });
         }
         LondisteCommand::NodeInfo => {
             let info = local::node_info(cf).await?;
-            show(ctx, &info, || {
-                let rows = [
-                    ("node", opt(&info.node_name)),
-                    ("type", opt(&info.node_type)),
-                    ("provider", opt(&info.provider_node)),
-                    ("worker", opt(&info.worker_name)),
-                    ("paused", opt(&info.worker_paused)),
-                    ("up to date", opt(&info.worker_uptodate)),
-                    ("last tick", opt(&info.worker_last_tick)),
-                    ("global watermark", opt(&info.global_watermark)),
-                    ("local watermark", opt(&info.local_watermark)),
-                ];
+            show(&ctx.global, &info, || {
                 println!("queue {}", cf.queue_name);
-                let rows = rows.into_iter().map(|(k, v)| vec![k.into(), v]).collect();
-                print_table(&["", ""], rows, &[]);
+                print_pairs(
+                    ["", ""],
+                    vec![
+                        ("node", opt(&info.node_name)),
+                        ("type", opt(&info.node_type)),
+                        ("provider", opt(&info.provider_node)),
+                        ("worker", opt(&info.worker_name)),
+                        ("paused", opt(&info.worker_paused)),
+                        ("up to date", opt(&info.worker_uptodate)),
+                        ("last tick", opt(&info.worker_last_tick)),
+                        ("global watermark", opt(&info.global_watermark)),
+                        ("local watermark", opt(&info.local_watermark)),
+                    ],
+                );
             });
         }
         LondisteCommand::Worker { daemon } => {
@@ -491,11 +246,7 @@ async fn run_on_node(
             all,
             timeout,
         } => {
-            let kind = match (dead_root, dead_branch) {
-                (true, _) => OldNode::DeadRoot,
-                (_, true) => OldNode::DeadBranch,
-                _ => OldNode::Live,
-            };
+            let kind = OldNode::from_flags(dead_root, dead_branch);
             let report = takeover::takeover(cf, &old, kind, all, secs(timeout)).await?;
             say_steps(ctx, &report, &report.done, &report.warnings);
             for line in &report.stranded {
@@ -543,11 +294,13 @@ async fn run_on_node(
         }
         LondisteCommand::Seqs => {
             let seqs = local::seqs(cf).await?;
-            show(ctx, &seqs, || {
-                let rows = (seqs.iter())
-                    .map(|s| vec![s.seq_name.clone(), yes(s.local), s.last_value.to_string()])
-                    .collect();
-                print_table(&["sequence", "local", "published value"], rows, &[2]);
+            show(&ctx.global, &seqs, || {
+                print_rows(
+                    &["sequence", "local", "published value"],
+                    &seqs,
+                    &[2],
+                    |s| vec![s.seq_name.clone(), yes(s.local), s.last_value.to_string()],
+                )
             });
         }
         LondisteCommand::Pause => {
@@ -567,29 +320,6 @@ async fn run_on_node(
 }
 
 fn print_status(nodes: &[status::NodeStatus]) {
-    let rows = nodes
-        .iter()
-        .map(|n| {
-            let info = n.info.as_ref();
-            vec![
-                n.name.clone(),
-                info.and_then(|i| i.node_type.clone()).unwrap_or("?".into()),
-                info.and_then(|i| i.provider_node.clone())
-                    .unwrap_or("-".into()),
-                opt(&info.and_then(|i| i.worker_last_tick)),
-                n.lag_secs.map_or("-".into(), |l| format!("{l:.1}s")),
-                n.tables.as_ref().map_or("-".into(), |t| {
-                    format!("{} ok, {} copying, {} waiting", t.ok, t.copying, t.waiting)
-                }),
-                if info.and_then(|i| i.worker_paused).unwrap_or(false) {
-                    "paused".into()
-                } else {
-                    "".into()
-                },
-                opt(&n.error),
-            ]
-        })
-        .collect();
     let header = [
         "node",
         "type",
@@ -600,7 +330,22 @@ fn print_status(nodes: &[status::NodeStatus]) {
         "",
         "error",
     ];
-    print_table(&header, rows, &[3]);
+    print_rows(&header, nodes, &[3], |n| {
+        let info = n.info.as_ref();
+        let paused = info.and_then(|i| i.worker_paused).unwrap_or(false);
+        vec![
+            n.name.clone(),
+            info.and_then(|i| i.node_type.clone()).unwrap_or("?".into()),
+            opt(&info.and_then(|i| i.provider_node.clone())),
+            opt(&info.and_then(|i| i.worker_last_tick)),
+            n.lag_secs.map_or("-".into(), |l| format!("{l:.1}s")),
+            n.tables.as_ref().map_or("-".into(), |t| {
+                format!("{} ok, {} copying, {} waiting", t.ok, t.copying, t.waiting)
+            }),
+            if paused { "paused" } else { "" }.into(),
+            opt(&n.error),
+        ]
+    });
 }
 
 /// Prints a cascade change: the report as JSON with `--json`, each step done on stdout,

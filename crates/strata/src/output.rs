@@ -136,6 +136,50 @@ pub fn mode_string(kind: char, mode: u32) -> String {
     out
 }
 
+// ---------------------------------------------------------------------------------------
+// Shared by the commands that print a library's result (tables, pgq, londiste): one way
+// to honour --json and --quiet, and the cells their tables hold.
+
+/// `value` as JSON with `--json`, else `human` unless `--quiet`.
+pub fn show(global: &crate::cli::Global, value: &impl serde::Serialize, human: impl FnOnce()) {
+    if global.json {
+        crate::commands::print_json(value);
+    } else if !global.quiet {
+        human();
+    }
+}
+
+/// Prints a table of `rows` under `header`, the `right` columns right-aligned.
+pub fn print_table(header: &[&str], rows: Vec<Vec<String>>, right: &[usize]) {
+    println!("{}", table(header, rows, right));
+}
+
+/// Prints `items` as a table under `header`, one `row` each.
+pub fn print_rows<T>(
+    header: &[&str],
+    items: &[T],
+    right: &[usize],
+    row: impl Fn(&T) -> Vec<String>,
+) {
+    print_table(header, items.iter().map(row).collect(), right);
+}
+
+/// Prints `pairs` as a two-column table under `header`.
+pub fn print_pairs(header: [&str; 2], pairs: Vec<(&str, String)>) {
+    let rows = pairs.into_iter().map(|(k, v)| vec![k.into(), v]);
+    print_table(&header, rows.collect(), &[]);
+}
+
+/// `yes` or `no`.
+pub fn yes(b: bool) -> String {
+    if b { "yes" } else { "no" }.into()
+}
+
+/// A value or `-`.
+pub fn opt<T: ToString>(value: &Option<T>) -> String {
+    value.as_ref().map_or("-".into(), |v| v.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,135 +4,14 @@
 
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
-use crate::output;
-use clap::{Args, Subcommand};
+use crate::output::{opt, print_pairs, print_rows, show};
 use std::path::{Path, PathBuf};
 use strata_coordinator::config::ConfigError;
 use strata_pgq::admin::{self, consumer_label, format_secs as secs, QueueSettings, Status};
+use strata_pgq::command::is_toml;
 use strata_pgq::ticker::config::TickerConfig;
-use strata_pgq::ticker::{self, Exit, Outcome, Overrides};
-use strata_pgq::PgqError;
-
-/// The database holding the queues.
-#[derive(Debug, Args)]
-pub struct PgqDb {
-    /// Database with the pgq extension: postgresql://user@host/db or host=... dbname=...
-    #[arg(long, env = "STRATA_PGQ_DB")]
-    pub db: Option<String>,
-}
-
-/// The `pgq` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum PgqCommand {
-    /// Queues (event rate, ticker lag, rotation) and consumers (lag, last seen, pending
-    /// events). With --max-lag, exits 1 when a ticker or consumer lags more (for cron, with -q).
-    Status {
-        #[command(flatten)]
-        db: PgqDb,
-        /// Only this queue.
-        #[arg(long)]
-        queue: Option<String>,
-        /// Fail (exit 1) when a queue's ticker lag or a consumer's lag passes this many seconds.
-        #[arg(long, value_name = "SECS")]
-        max_lag: Option<f64>,
-    },
-    /// Create a queue (a no-op when it exists).
-    CreateQueue {
-        #[command(flatten)]
-        db: PgqDb,
-        queue: String,
-        /// Install strata's event notification trigger so the ticker ticks at once.
-        #[arg(long)]
-        notify: bool,
-        /// Queue setting KEY=VALUE (repeatable): ticker_max_count, ticker_max_lag,
-        /// ticker_idle_period, ticker_paused, rotation_period, external_ticker.
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        settings: Vec<String>,
-    },
-    /// Drop a queue; --force drops it even with consumers registered.
-    DropQueue {
-        #[command(flatten)]
-        db: PgqDb,
-        queue: String,
-        #[arg(long)]
-        force: bool,
-    },
-    /// Register a consumer on a queue (at the newest tick), or with --sub a cooperative
-    /// subconsumer of a registered consumer (installs strata's coop functions).
-    Register {
-        #[command(flatten)]
-        db: PgqDb,
-        queue: String,
-        consumer: String,
-        /// Subconsumer name: several processes share CONSUMER's stream (docs/pgq.md).
-        #[arg(long)]
-        sub: Option<String>,
-    },
-    /// Unregister a consumer (its position and retry events are dropped), or with --sub a
-    /// subconsumer (refused while it holds a batch).
-    Unregister {
-        #[command(flatten)]
-        db: PgqDb,
-        queue: String,
-        consumer: String,
-        #[arg(long)]
-        sub: Option<String>,
-    },
-    /// Show a queue's settings, or change them with KEY=VALUE arguments.
-    Config {
-        #[command(flatten)]
-        db: PgqDb,
-        queue: String,
-        /// KEY=VALUE settings to change (none: show).
-        settings: Vec<String>,
-    },
-    /// Turn strata's event notification trigger on or off for a queue.
-    Notify {
-        #[command(flatten)]
-        db: PgqDb,
-        queue: String,
-        #[arg(value_parser = ["on", "off"])]
-        state: String,
-    },
-    /// Run the ticker: ticks, retry events and maintenance for every database with pgq.
-    /// Takes pgqd's ini file, like `pgqd CONFIG`, or strata's configuration (a .toml
-    /// file; --config or ./strata.toml by default) with a [pgq] section.
-    Ticker {
-        /// pgqd.ini, or strata's .toml configuration with a [pgq] section (docs/pgq.md).
-        #[arg(value_name = "CONFIG")]
-        file: Option<PathBuf>,
-        /// Detach and run in the background (needs logfile and pidfile in the config or
-        /// given here).
-        #[arg(short, long)]
-        daemon: bool,
-        /// Serve /health and /metrics on this address (host:port).
-        #[arg(long, value_name = "ADDR")]
-        health: Option<String>,
-        /// Stop with exit code 1 when a database stays unreachable (or stalled) this many
-        /// seconds; 0 turns off the config file's exit_on_unreachable.
-        #[arg(long, value_name = "SECS")]
-        exit_on_unreachable: Option<f64>,
-        #[arg(long)]
-        pidfile: Option<PathBuf>,
-        #[arg(long)]
-        logfile: Option<PathBuf>,
-    },
-}
-
-impl PgqCommand {
-    /// Whether the global `--config` names this command's own file (the ticker's
-    /// pgqd.ini), so strata's configuration must not be read from it. A `.toml` file is
-    /// strata's configuration, whose `[pgq]` section the ticker runs on.
-    pub fn reads_config_itself(&self, config: Option<&Path>) -> bool {
-        matches!(self, PgqCommand::Ticker { .. }) && config.is_some_and(|c| !is_toml(c))
-    }
-}
-
-/// A file ending in `.toml` is strata's configuration; the ticker's other files are
-/// pgqd's ini.
-fn is_toml(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "toml")
-}
+use strata_pgq::ticker::{self, Exit, Outcome};
+use strata_pgq::{PgqCommand, PgqError};
 
 /// The ticker's settings from the `[pgq]` section of strata's configuration file (the
 /// whole file is read and checked, as every command does; relative paths are relative to
@@ -175,27 +54,14 @@ pub(crate) fn exit_code(failed: bool) -> u8 {
     }
 }
 
-/// A value or `-`.
-pub(crate) fn opt<T: ToString>(value: &Option<T>) -> String {
-    value.as_ref().map_or("-".into(), |v| v.to_string())
-}
-
 /// Runs a `pgq` subcommand.
 pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
-    let PgqCommand::Ticker {
-        file,
-        daemon,
-        health,
-        exit_on_unreachable,
-        pidfile,
-        logfile,
-    } = command
-    else {
+    let PgqCommand::Ticker { args } = command else {
         return queue_command(ctx, command).await.map_err(failure);
     };
     // A .toml file is strata's configuration (its [pgq] section); anything else is
     // pgqd's ini. Without a file: --config, then ./strata.toml.
-    let file = (file.or_else(|| ctx.global.config.clone()))
+    let file = (args.file.clone().or_else(|| ctx.global.config.clone()))
         .or_else(|| Some(PathBuf::from("strata.toml")).filter(|own| own.exists()))
         .ok_or_else(|| {
             Failure::new(code::USAGE, "no ticker configuration: strata pgq ticker pgqd.ini, or a strata.toml with a [pgq] section (--config)")
@@ -205,14 +71,9 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
     } else {
         TickerConfig::load
     };
-    let overrides = Overrides {
-        health_listen: health,
-        exit_on_unreachable: ticker::exit_policy(exit_on_unreachable).map_err(failure)?,
-        pidfile,
-        logfile,
-    };
+    let overrides = args.overrides().map_err(failure)?;
     let quiet = ctx.global.quiet;
-    match ticker::run_or_detach(&file, read, &overrides, daemon, quiet).await {
+    match ticker::run_or_detach(&file, read, &overrides, args.daemon, quiet).await {
         Ok(Outcome::Detached(pid)) => {
             ctx.say(format!("ticker running in the background (pid {pid})"));
             Ok(0)
@@ -228,11 +89,7 @@ async fn queue_command(ctx: &Context, command: PgqCommand) -> Result<u8, PgqErro
     match command {
         PgqCommand::Status { db, queue, max_lag } => {
             let status = admin::status(db.db.as_deref(), queue.as_deref(), max_lag).await?;
-            if ctx.global.json {
-                print_json(&status);
-            } else if !ctx.global.quiet {
-                print_status(&status);
-            }
+            show(&ctx.global, &status, || print_status(&status));
             for p in &status.problems {
                 eprintln!("strata: {p}");
             }
@@ -311,101 +168,77 @@ async fn queue_command(ctx: &Context, command: PgqCommand) -> Result<u8, PgqErro
 
 fn print_config(shown: &QueueSettings) {
     let info = &shown.queue;
-    let rows = vec![
-        vec!["ticker_max_count".into(), info.ticker_max_count.to_string()],
-        vec![
-            "ticker_max_lag".into(),
-            secs(Some(info.ticker_max_lag_secs)),
-        ],
-        vec![
-            "ticker_idle_period".into(),
-            secs(Some(info.ticker_idle_period_secs)),
-        ],
-        vec!["ticker_paused".into(), info.ticker_paused.to_string()],
-        vec!["rotation_period".into(), secs(info.rotation_period_secs)],
-        vec!["external_ticker".into(), info.external_ticker.to_string()],
-        vec!["notify (strata)".into(), shown.notify.to_string()],
-    ];
     println!("queue {}", info.queue_name);
-    println!("{}", output::table(&["setting", "value"], rows, &[]));
+    print_pairs(
+        ["setting", "value"],
+        vec![
+            ("ticker_max_count", info.ticker_max_count.to_string()),
+            ("ticker_max_lag", secs(Some(info.ticker_max_lag_secs))),
+            (
+                "ticker_idle_period",
+                secs(Some(info.ticker_idle_period_secs)),
+            ),
+            ("ticker_paused", info.ticker_paused.to_string()),
+            ("rotation_period", secs(info.rotation_period_secs)),
+            ("external_ticker", info.external_ticker.to_string()),
+            ("notify (strata)", shown.notify.to_string()),
+        ],
+    );
 }
 
 fn print_status(status: &Status) {
-    let rows = status
-        .queues
-        .iter()
-        .map(|q| {
-            let rotation = match (q.rotation_pending_step2, q.switch_age_secs) {
-                (true, _) => "step 2 pending".to_string(),
-                (false, age) => format!("{} ago", secs(age)),
-            };
-            vec![
-                q.queue_name.clone(),
-                secs(q.ticker_lag_secs),
-                q.ev_per_sec.map_or("-".into(), |r| format!("{r:.1}")),
-                opt(&q.ev_new),
-                opt(&q.last_tick_id),
-                format!("{}/{}", q.cur_table, q.ntables),
-                rotation,
-                if q.ticker_paused {
-                    "paused"
-                } else if q.external_ticker {
-                    "external"
-                } else {
-                    "ticker"
-                }
-                .into(),
-            ]
-        })
-        .collect();
-    println!(
-        "{}",
-        output::table(
-            &[
-                "queue",
-                "ticker lag",
-                "ev/s",
-                "new events",
-                "last tick",
-                "table",
-                "rotated",
-                "ticks by"
-            ],
-            rows,
-            &[1, 2, 3, 4]
-        )
-    );
-    if !status.consumers.is_empty() {
-        let rows = status
-            .consumers
-            .iter()
-            .map(|c| {
-                vec![
-                    c.queue_name.clone(),
-                    c.consumer_name.clone(),
-                    secs(c.lag_secs),
-                    secs(c.last_seen_secs),
-                    opt(&c.pending_events),
-                    opt(&c.last_tick),
-                    opt(&c.current_batch),
-                ]
-            })
-            .collect();
-        println!(
-            "{}",
-            output::table(
-                &[
-                    "queue",
-                    "consumer",
-                    "lag",
-                    "last seen",
-                    "pending",
-                    "last tick",
-                    "batch"
-                ],
-                rows,
-                &[2, 3, 4, 5, 6]
-            )
-        );
+    let header = [
+        "queue",
+        "ticker lag",
+        "ev/s",
+        "new events",
+        "last tick",
+        "table",
+        "rotated",
+        "ticks by",
+    ];
+    print_rows(&header, &status.queues, &[1, 2, 3, 4], |q| {
+        let rotation = match (q.rotation_pending_step2, q.switch_age_secs) {
+            (true, _) => "step 2 pending".to_string(),
+            (false, age) => format!("{} ago", secs(age)),
+        };
+        let ticks_by = match (q.ticker_paused, q.external_ticker) {
+            (true, _) => "paused",
+            (false, true) => "external",
+            (false, false) => "ticker",
+        };
+        vec![
+            q.queue_name.clone(),
+            secs(q.ticker_lag_secs),
+            q.ev_per_sec.map_or("-".into(), |r| format!("{r:.1}")),
+            opt(&q.ev_new),
+            opt(&q.last_tick_id),
+            format!("{}/{}", q.cur_table, q.ntables),
+            rotation,
+            ticks_by.into(),
+        ]
+    });
+    if status.consumers.is_empty() {
+        return;
     }
+    let header = [
+        "queue",
+        "consumer",
+        "lag",
+        "last seen",
+        "pending",
+        "last tick",
+        "batch",
+    ];
+    print_rows(&header, &status.consumers, &[2, 3, 4, 5, 6], |c| {
+        vec![
+            c.queue_name.clone(),
+            c.consumer_name.clone(),
+            secs(c.lag_secs),
+            secs(c.last_seen_secs),
+            opt(&c.pending_events),
+            opt(&c.last_tick),
+            opt(&c.current_batch),
+        ]
+    });
 }

@@ -2,19 +2,17 @@
 //! call strata-tables (which opens the engine, reads policy options and runs the use
 //! cases), print.
 
-use crate::cli::{PolicyOptions, RollupOptions, TablesCommand, TablesDb, TagArgs, TtlOptions};
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
 use strata_coordinator::storage::Storage;
 use strata_store::DynStore;
+use strata_tables::command::{DbArgs, LoadArgs, TablesCommand};
 use strata_tables::plan::{Step, TablePlan};
 use strata_tables::run::{RunObserver, StepResult};
 use strata_tables::text::{PLAN_COLUMNS, POLICY_COLUMNS};
-use strata_tables::{
-    cutoff_or_now, ActionArgs, Engine, PolicyArgs, PolicyEditArgs, PolicySpec, RollupArgs,
-    TableName, TableOutcome, TablesError, TagFilter, TtlArgs,
-};
+use strata_tables::{cutoff_or_now, Engine, PolicySpec, TableName, TableOutcome};
+use strata_tables::{TablesError, TtlArgs};
 
 impl From<TablesError> for Failure {
     fn from(err: TablesError) -> Self {
@@ -27,40 +25,10 @@ impl From<TablesError> for Failure {
     }
 }
 
-fn filter(tags: TagArgs) -> TagFilter {
-    TagFilter {
-        tags: tags.tag,
-        any: tags.any_tag,
-    }
-}
-
-fn action_args(o: PolicyOptions) -> ActionArgs {
-    ActionArgs {
-        tablespace: o.tablespace,
-        target: o.target,
-        archive_schema: o.archive_schema,
-        format: o.format,
-        keep: o.keep,
-    }
-}
-
-fn rollup_args(o: RollupOptions) -> RollupArgs {
-    RollupArgs {
-        into: o.into,
-        bucket: o.bucket,
-        aggregate: o.aggregate,
-        group_by: o.group_by,
-        lookback: o.lookback,
-    }
-}
-
 impl Context {
-    /// The engine on `[tables]` with the command line's `--db`, `--schema` and
-    /// `--lock-timeout` applied, recording `--who`.
-    async fn engine(&self, db: &TablesDb) -> Result<Engine, Failure> {
-        let section = &self.sections.tables;
-        let tables = section.overridden(db.db.clone(), db.schema.clone(), db.lock_timeout);
-        Ok(Engine::open(&tables, db.who.clone()).await?)
+    /// The engine on `[tables]` with the command line's database options applied.
+    async fn engine(&self, db: &DbArgs) -> Result<Engine, Failure> {
+        Ok(db.open(&self.sections.tables).await?)
     }
 
     /// The storage `--from` names (default: the default storage), for archives.
@@ -76,7 +44,7 @@ impl Context {
     }
 
     /// `strata tables ...`.
-    pub(crate) async fn tables(&self, db: TablesDb, command: TablesCommand) -> CommandResult {
+    pub(crate) async fn tables(&self, db: DbArgs, command: TablesCommand) -> CommandResult {
         if let TablesCommand::Archives { from } = command {
             return self.archives(from).await;
         }
@@ -88,61 +56,18 @@ impl Context {
                 self.say(format!("policy tables ready in schema {schema}"));
                 Ok(0)
             }
-            TablesCommand::Add {
-                table,
-                column,
-                action,
-                after,
-                tag,
-                options,
-                rollup,
-                disabled,
-            } => {
-                let spec = PolicyArgs {
-                    table,
-                    column,
-                    action,
-                    after,
-                    tags: tag,
-                    options: action_args(options),
-                    rollup: rollup_args(*rollup),
-                    disabled,
-                };
-                self.add_policy(&engine, &spec.spec()?).await
-            }
+            TablesCommand::Add { policy } => self.add_policy(&engine, &policy.spec()?).await,
             TablesCommand::List { tags } => {
-                let policies = engine.list(&filter(tags)).await?;
+                let policies = engine.list(&tags).await?;
                 if self.global.json {
                     print_json(&policies);
                 } else {
                     let rows = policies.iter().map(|p| p.row()).collect();
-                    println!("{}", output::table(&POLICY_COLUMNS, rows, &[0, 7]));
+                    output::print_table(&POLICY_COLUMNS, rows, &[0, 7]);
                 }
                 Ok(0)
             }
-            TablesCommand::Edit {
-                id,
-                column,
-                after,
-                tag,
-                clear_tags,
-                options,
-                rollup,
-                reset_watermark,
-                enable,
-                disable,
-            } => {
-                let edit = PolicyEditArgs {
-                    column,
-                    after,
-                    tags: tag,
-                    clear_tags,
-                    options: action_args(options),
-                    rollup: rollup_args(*rollup),
-                    reset_watermark,
-                    enable,
-                    disable,
-                };
+            TablesCommand::Edit { id, edit } => {
                 let policy = engine.edit(id, &edit.edit()?).await?;
                 if self.global.json {
                     print_json(&policy);
@@ -153,7 +78,7 @@ impl Context {
                 Ok(0)
             }
             TablesCommand::Rm { id, tags } => {
-                let removed = engine.remove(id, &filter(tags)).await?;
+                let removed = engine.remove(id, &tags).await?;
                 if self.global.json {
                     print_json(&removed);
                 }
@@ -167,7 +92,7 @@ impl Context {
             }
             TablesCommand::Plan { tags, cutoff } => {
                 let plans = engine
-                    .plan(&filter(tags), cutoff_or_now(cutoff.as_deref())?)
+                    .plan(&tags, cutoff_or_now(cutoff.as_deref())?)
                     .await?;
                 if self.global.json {
                     print_json(&plans);
@@ -191,9 +116,7 @@ impl Context {
             } => {
                 let (at, stores) = (cutoff_or_now(cutoff.as_deref())?, self.storages());
                 let progress = StepProgress::new(self.interactive());
-                let report = engine
-                    .run(&filter(tags), at, dry_run, &stores, &progress)
-                    .await?;
+                let report = engine.run(&tags, at, dry_run, &stores, &progress).await?;
                 drop(progress);
                 if self.global.json {
                     print_json(&report);
@@ -254,7 +177,7 @@ impl Context {
             return;
         }
         let rows = plan.rows(output::size);
-        println!("{}", output::table(&PLAN_COLUMNS, rows, &[1, 5]));
+        output::print_table(&PLAN_COLUMNS, rows, &[1, 5]);
         let total = output::size(plan.partition_bytes());
         let steps = plan.steps.len();
         println!(
@@ -264,40 +187,23 @@ impl Context {
     }
 
     /// `strata ttl S.T:C ACTION[:ARG] DURATION`.
-    pub(crate) async fn ttl(
-        &self,
-        db: TablesDb,
-        table_column: &str,
-        action: &str,
-        after: &str,
-        tags: Vec<String>,
-        options: TtlOptions,
-    ) -> CommandResult {
-        let spec = TtlArgs {
-            table_column: table_column.into(),
-            action: action.into(),
-            after: after.into(),
-            tags,
-            keep: options.keep,
-            format: options.format,
-        };
-        let spec = spec.spec()?;
-        self.add_policy(&self.engine(&db).await?, &spec).await
+    pub(crate) async fn ttl(&self, db: DbArgs, spec: TtlArgs) -> CommandResult {
+        self.add_policy(&self.engine(&db).await?, &spec.spec()?)
+            .await
     }
 
     /// `strata load ARCHIVE --into S.T`.
-    pub(crate) async fn load_archive(
-        &self,
-        db: TablesDb,
-        archive: &str,
-        into: &str,
-        from: Option<String>,
-        append: bool,
-    ) -> CommandResult {
-        let into = TableName::parse(into).map_err(TablesError::from)?;
+    pub(crate) async fn load_archive(&self, db: DbArgs, load: LoadArgs) -> CommandResult {
+        let LoadArgs {
+            archive,
+            into,
+            from,
+            append,
+        } = load;
+        let into = TableName::parse(&into).map_err(TablesError::from)?;
         let (_, store) = self.archive_storage(from)?;
         let mut engine = self.engine(&db).await?;
-        let loaded = engine.load_archive(&store, archive, &into, append).await?;
+        let loaded = engine.load_archive(&store, &archive, &into, append).await?;
         if self.global.json {
             print_json(&loaded);
         }

@@ -41,8 +41,8 @@ impl Site {
         Site(site)
     }
 
-    async fn client(&self, db: &str) -> strata_pg::Client {
-        strata_pg::Dsn::parse(&self.dsn(db))
+    async fn client(&self, db: &str) -> strata_pgclient::Client {
+        strata_pgclient::Dsn::parse(&self.dsn(db))
             .unwrap()
             .connect()
             .await
@@ -459,7 +459,7 @@ fn spawn_writer(site: &Site, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u
             .build()
             .unwrap();
         rt.block_on(async move {
-            let client = strata_pg::Dsn::parse(&dsn).unwrap().connect().await.unwrap();
+            let client = strata_pgclient::Dsn::parse(&dsn).unwrap().connect().await.unwrap();
             let mut n: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
                 let id = 100_000 + n as i64;
@@ -720,7 +720,7 @@ async fn copy_tasks_killed_in_every_table_state_resume_and_end_equal() {
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let client = strata_pg::Dsn::parse(&dsn).unwrap().connect().await.unwrap();
+                let client = strata_pgclient::Dsn::parse(&dsn).unwrap().connect().await.unwrap();
                 let mut n: i64 = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let t = ["c_in_copy", "c_catching_up", "c_wanna_sync", "c_do_sync"][(n % 4) as usize];

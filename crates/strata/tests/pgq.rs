@@ -38,8 +38,8 @@ impl Site {
         Site(site)
     }
 
-    async fn client(&self, db: &str) -> strata_pg::Client {
-        strata_pg::Dsn::parse(&self.dsn(db))
+    async fn client(&self, db: &str) -> strata_pgclient::Client {
+        strata_pgclient::Dsn::parse(&self.dsn(db))
             .unwrap()
             .connect()
             .await
@@ -128,7 +128,7 @@ async fn drain(consumer: &mut Consumer) -> Vec<strata_pgq::Event> {
 }
 
 /// Counts rotations by watching `queue_switch_time`.
-async fn switch_time(client: &strata_pg::Client) -> String {
+async fn switch_time(client: &strata_pgclient::Client) -> String {
     client
         .query_one("select coalesce(queue_switch_time::text, '') || '/' || (queue_switch_step2 is null)::text from pgq.queue where queue_name = 'q'", &[])
         .await
@@ -530,7 +530,7 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
     );
 }
 
-async fn tick_count(client: &strata_pg::Client) -> i64 {
+async fn tick_count(client: &strata_pgclient::Client) -> i64 {
     client
         .query_one("select count(*) from pgq.tick", &[])
         .await
@@ -782,7 +782,7 @@ async fn event_notifications_wake_the_ticker_and_the_daemon_runs_detached() {
 async fn apply_all(
     site: &Site,
     consumer: &mut Consumer,
-    target: &mut strata_pg::Client,
+    target: &mut strata_pgclient::Client,
     kill_every: usize,
     applied_batches: &mut usize,
     stats: &mut strata_pgq::StreamStats,
@@ -840,7 +840,7 @@ fn consumer_cap() -> usize {
     256 << 10
 }
 
-async fn applied_count(target: &strata_pg::Client) -> i64 {
+async fn applied_count(target: &strata_pgclient::Client) -> i64 {
     target
         .query_one("select count(*) from applied", &[])
         .await

@@ -25,7 +25,7 @@ struct Site {
 impl Site {
     fn new() -> Site {
         let dir = tempfile::Builder::new()
-            .prefix("strata-pg")
+            .prefix("strata-pgclient")
             .tempdir()
             .unwrap();
         std::fs::write(dir.path().join("password"), "pg test password\n").unwrap();

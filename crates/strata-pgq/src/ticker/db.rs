@@ -133,7 +133,7 @@ pub(super) async fn answered<T>(
 /// only logged and counted.
 async fn session(
     db: &str,
-    pg_config: &strata_pg::Dsn,
+    pg_config: &strata_pgclient::Dsn,
     config: &TickerConfig,
     log: &Log,
     health: &Health,
@@ -148,7 +148,10 @@ async fn session(
     if config.listen_notify {
         answered(limit, "LISTEN", async {
             client
-                .batch_execute(&format!("listen {}", strata_pg::quote_ident(EVENT_CHANNEL)))
+                .batch_execute(&format!(
+                    "listen {}",
+                    strata_pgclient::quote_ident(EVENT_CHANNEL)
+                ))
                 .await
                 .map_err(|e| PgqError::sql("LISTEN", e))
         })

@@ -15,7 +15,7 @@ use super::jobs::Jobs;
 use super::log::Log;
 use crate::PgqError;
 use std::time::Duration;
-use strata_pg::Dsn;
+use strata_pgclient::Dsn;
 use tokio::sync::watch;
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_postgres::Client;
@@ -301,7 +301,7 @@ async fn retry_events(client: &Client, limit: Option<Duration>) -> Result<u64, P
 /// `schema.function` from `pgq.maint_operations()`, each part quoted.
 pub fn quote_function(name: &str) -> String {
     name.split('.')
-        .map(strata_pg::quote_ident)
+        .map(strata_pgclient::quote_ident)
         .collect::<Vec<_>>()
         .join(".")
 }

@@ -173,8 +173,9 @@ async fn databases(config: &TickerConfig, log: &Log, health: &Health) -> Option<
         );
     }
     let initial = &config.initial_database;
-    let guard =
-        |pg: strata_pg::Dsn| pg.with_session_guards(db::KEEPALIVE_IDLE, Some(DISCOVERY_LIMIT));
+    let guard = |pg: strata_pgclient::Dsn| {
+        pg.with_session_guards(db::KEEPALIVE_IDLE, Some(DISCOVERY_LIMIT))
+    };
     let listed = async {
         let pg = guard(conn::config_for(&config.base_connstr, initial)?);
         let (client, _notes) = conn::connect_listening(&pg).await?;

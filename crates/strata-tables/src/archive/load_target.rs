@@ -26,7 +26,7 @@ use crate::bound::{parse_bound, range_sql, Bound, Lower, Upper};
 use crate::discover::TableShape;
 use crate::error::{TablesError, TablesResult};
 use crate::name::TableName;
-use strata_pg::tokio_postgres::Transaction;
+use strata_pgclient::tokio_postgres::Transaction;
 
 /// What `load` does with a target that already holds rows of the archived range.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -118,7 +118,7 @@ pub async fn prepare(
                 key: manifest.partition.to_string(),
                 why: format!("cannot recreate the partition: {e}"),
             })?;
-            let key = strata_pg::quote_ident(key);
+            let key = strata_pgclient::quote_ident(key);
             let mut parts = vec![format!("{key} IS NOT NULL")];
             if !matches!(lower.as_str(), "MINVALUE" | "MAXVALUE") {
                 parts.push(format!("{key} >= {lower}"));
@@ -129,7 +129,7 @@ pub async fn prepare(
             tx.batch_execute(&format!(
                 "ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})",
                 name.quoted(),
-                strata_pg::quote_ident(BOUND_CHECK),
+                strata_pgclient::quote_ident(BOUND_CHECK),
                 parts.join(" AND ")
             ))
             .await
@@ -180,7 +180,7 @@ pub async fn attach(
         statements.push(format!(
             "ALTER TABLE {} DROP CONSTRAINT {}",
             name.quoted(),
-            strata_pg::quote_ident(BOUND_CHECK)
+            strata_pgclient::quote_ident(BOUND_CHECK)
         ));
     }
     for statement in statements {
@@ -270,7 +270,7 @@ async fn holds_rows(
                 Upper::Before(t) => Some(t.to_rfc3339()),
                 Upper::Unbounded => None,
             };
-            let c = strata_pg::quote_ident(column);
+            let c = strata_pgclient::quote_ident(column);
             tx.query_one(
                 &format!(
                     "SELECT EXISTS (SELECT 1 FROM {} WHERE ($1::text IS NULL OR {c} >= $1::text::timestamptz) AND ($2::text IS NULL OR {c} < $2::text::timestamptz))",

@@ -42,8 +42,8 @@ use crate::sql;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
-use strata_pg::tokio_postgres::{IsolationLevel, Transaction};
-use strata_pg::Client;
+use strata_pgclient::tokio_postgres::{IsolationLevel, Transaction};
+use strata_pgclient::Client;
 use strata_store::DynStore;
 
 /// How much of COPY's output is handed to the encoder at once.

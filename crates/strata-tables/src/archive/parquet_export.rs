@@ -9,7 +9,7 @@ use crate::discover::Column as PgColumn;
 use crate::error::{TablesError, TablesResult};
 use crate::name::TableName;
 use bytes::Bytes;
-use strata_pg::quote_ident;
+use strata_pgclient::quote_ident;
 
 /// A column of the export: how it is selected and decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +38,7 @@ impl ExportColumn {
 /// Reads the types of `names` in `partition` (run inside the export's transaction, so
 /// they are the types of the rows that COPY sends).
 pub async fn columns(
-    tx: &strata_pg::tokio_postgres::Transaction<'_>,
+    tx: &strata_pgclient::tokio_postgres::Transaction<'_>,
     partition: &TableName,
     names: &[String],
 ) -> TablesResult<Vec<ExportColumn>> {

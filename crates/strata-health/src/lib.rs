@@ -1,0 +1,216 @@
+//! `GET /health` and `GET /ready`: one router every long-running strata process mounts
+//! (`strata server`, the PgQ ticker, the Londiste worker), so probes, units and compose
+//! files ask every process the same way.
+//!
+//! - `/health`: the process serves requests. Always 200 while it does; nothing is
+//!   checked, so a slow storage never gets a healthy process restarted.
+//! - `/ready`: the process can do its work: the [`Readiness`] checks it was given (for
+//!   `strata server`, the checks of `GET /api/v1/check`: storages reachable, password
+//!   source present, nodes answering). 200 when every check passed, else 503; the body
+//!   says what is wrong, and never a secret (the checks name sources, not values).
+//!
+//! Both answer without a token and outside any rate limit on unauthenticated requests,
+//! since probes carry none. Because `/ready` makes requests to storages and nodes, its
+//! result is kept for [`READY_TTL`] and computed by one caller at a time: a flood of
+//! probes costs at most one round of checks per interval, not one per request.
+
+use async_trait::async_trait;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// How long a `/ready` result is served before the checks run again.
+pub const READY_TTL: Duration = Duration::from_secs(5);
+
+/// One check of readiness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Check {
+    /// What was checked: `storage NAME`, `node NAME`, `password`, `database NAME`, ...
+    pub name: String,
+    pub ok: bool,
+    /// What was found, or what is wrong and what to do.
+    pub detail: String,
+}
+
+impl Check {
+    /// A check named `name` that passed (`ok`) or not, with what was found.
+    pub fn new(name: impl Into<String>, ok: bool, detail: impl Into<String>) -> Check {
+        Check {
+            name: name.into(),
+            ok,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What `/ready` answers.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReadyReport {
+    /// True when every check passed.
+    pub ready: bool,
+    pub checks: Vec<Check>,
+}
+
+/// What `/health` answers.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HealthReport {
+    /// Always `ok`: the process answered.
+    pub status: String,
+    /// Which process (`strata server`, `strata pgq ticker`, ...).
+    pub process: String,
+    /// strata's version.
+    pub version: String,
+}
+
+/// The checks a process runs to say it is ready.
+#[async_trait]
+pub trait Readiness: Send + Sync {
+    /// Every check, each bounded in time by the implementation.
+    async fn checks(&self) -> Vec<Check>;
+}
+
+/// No checks: ready whenever it serves.
+pub struct AlwaysReady;
+
+#[async_trait]
+impl Readiness for AlwaysReady {
+    async fn checks(&self) -> Vec<Check> {
+        Vec::new()
+    }
+}
+
+struct Probe {
+    process: String,
+    readiness: Arc<dyn Readiness>,
+    last: Mutex<Option<(Instant, ReadyReport)>>,
+}
+
+/// The routes `GET /health` and `GET /ready` of `process`, ready when `readiness`' checks
+/// pass. Mount them outside any authentication.
+pub fn routes(process: &str, readiness: Arc<dyn Readiness>) -> Router {
+    let probe = Arc::new(Probe {
+        process: process.to_string(),
+        readiness,
+        last: Mutex::new(None),
+    });
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .with_state(probe)
+}
+
+async fn health(State(probe): State<Arc<Probe>>) -> Json<HealthReport> {
+    Json(HealthReport {
+        status: "ok".into(),
+        process: probe.process.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+async fn ready(State(probe): State<Arc<Probe>>) -> (StatusCode, Json<ReadyReport>) {
+    // One caller runs the checks; the others wait for its result (the lock is held
+    // across the checks on purpose).
+    let mut last = probe.last.lock().await;
+    let report = match &*last {
+        Some((at, report)) if at.elapsed() < READY_TTL => report.clone(),
+        _ => {
+            let checks = probe.readiness.checks().await;
+            let report = ReadyReport {
+                ready: checks.iter().all(|c| c.ok),
+                checks,
+            };
+            *last = Some((Instant::now(), report.clone()));
+            report
+        }
+    };
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tower::ServiceExt;
+
+    struct Counted {
+        runs: AtomicUsize,
+        ok: bool,
+    }
+
+    #[async_trait]
+    impl Readiness for Counted {
+        async fn checks(&self) -> Vec<Check> {
+            self.runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            vec![Check::new("storage main", self.ok, "no answer within 3s")]
+        }
+    }
+
+    async fn get(router: &Router, path: &str) -> (StatusCode, serde_json::Value) {
+        let response = router
+            .clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn health_answers_whatever_the_checks_say() {
+        let readiness = Arc::new(Counted {
+            runs: AtomicUsize::new(0),
+            ok: false,
+        });
+        let router = routes("strata server", readiness.clone());
+        let (status, body) = get(&router, "/health").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "ok");
+        assert_eq!(body["process"], "strata server");
+        assert_eq!(
+            readiness.runs.load(Ordering::SeqCst),
+            0,
+            "health checks nothing"
+        );
+        let (status, body) = get(&router, "/ready").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["ready"], false);
+        assert_eq!(body["checks"][0]["name"], "storage main");
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_ready_probes_runs_the_checks_once() {
+        let readiness = Arc::new(Counted {
+            runs: AtomicUsize::new(0),
+            ok: true,
+        });
+        let router = routes("strata server", readiness.clone());
+        let probes: Vec<_> = (0..50)
+            .map(|_| {
+                let router = router.clone();
+                tokio::spawn(async move { get(&router, "/ready").await })
+            })
+            .collect();
+        for probe in probes {
+            let (status, body) = probe.await.unwrap();
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(body["ready"], true);
+        }
+        assert_eq!(readiness.runs.load(Ordering::SeqCst), 1);
+    }
+}
