@@ -13,13 +13,19 @@
 #     strict), the ServiceMonitor against prometheus-operator's CRD schema, and the compose
 #     example against the Compose specification's schema.
 # Every check fails the script; nothing is skipped. Needs root (dpkg -i, chown), and
-# installs what it lacks: buildah (apt), cargo-deb (crates.io, into target/tools/),
-# kubernetes-validate (PyPI) and @kubernetes-models/prometheus-operator (npm) into
-# target/tools/. Prints the sizes and times that docs/install.md reports.
+# installs what it lacks: buildah (apt); cargo-deb (crates.io), kubernetes-validate and
+# dockerfile (PyPI) and @kubernetes-models/prometheus-operator (npm) into
+# ~/.cache/strata-packaging/tools ($STRATA_PACKAGING_CACHE overrides the cache).
+# Prints the sizes and times that docs/install.md reports.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
-tools=$repo/target/tools
+# Kept across runs and clones on one machine (CI runs each submission in a fresh clone):
+# the tools, and the dist build's target directory, so a later run recompiles only the
+# workspace's crates, not its dependencies. Both are caches: delete them any time.
+cache=${STRATA_PACKAGING_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/strata-packaging}
+tools=$cache/tools
+export CARGO_TARGET_DIR=$cache/target
 work=$repo/target/packaging-check
 started=$(date +%s)
 
@@ -59,6 +65,7 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
 command -v setpriv >/dev/null || missing+=(util-linux)
 command -v node >/dev/null || missing+=(nodejs)
+command -v curl >/dev/null || missing+=(curl)
 command -v npm >/dev/null || missing+=(npm)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
@@ -84,7 +91,7 @@ fi
 
 step "cargo build --profile dist -p strata (the stripped binary; built once, reused below)"
 cargo build --quiet --locked --profile dist -p strata
-bin=$repo/target/dist/strata
+bin=$CARGO_TARGET_DIR/dist/strata
 version=$("$bin" --version | awk '{print $2}')
 [ -n "$version" ] || fail "$bin --version printed no version"
 # Stripped: no symbol table, no debug sections (what profile dist's strip/debug promise).
@@ -249,6 +256,47 @@ for uid in $IMAGE_UID $SIDECAR_UID; do
   diff -r "$work/img/src" "$work/img/out" >/dev/null || fail "the image's restore (uid $uid) differs"
   [ "$(stat -c %u "$work/img/repo/config")" = "$uid" ] || fail "the image did not run as uid $uid"
 done
+
+# The image as a server: `strata server` from the image's entrypoint, timed from the start
+# of `buildah run` to the first 200 of GET /health (loopback; chroot isolation shares the
+# host's network), then /ready, then SIGTERM, which must end it (exit 0) within 60 s.
+rm -rf "$work/srv" && mkdir -p "$work/srv/src"
+printf 'served\n' >"$work/srv/src/f"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$work/srv/server.toml" <<TOML
+default_storage = "local"
+[storages.local]
+path = "/data/repo"
+[[nodes]]
+name = "img"
+roots = ["/data/src"]
+[server]
+node = "img"
+listen = "127.0.0.1:$port"
+TOML
+chown -R "$IMAGE_UID:$IMAGE_UID" "$work/srv"
+server_env=(-e STRATA_PASSWORD=image-check -e STRATA_TOKEN=image-user-token
+  -e STRATA_AGENT_TOKEN=image-agent-token -v "$work/srv:/data")
+timeout 60 buildah run --isolation chroot "${server_env[@]}" "$ctr" -- \
+  /usr/bin/strata --config /data/server.toml --quiet init
+t0=$(date +%s%N)
+buildah run --isolation chroot "${server_env[@]}" "$ctr" -- \
+  /usr/bin/strata --config /data/server.toml server >"$work/srv.log" 2>&1 &
+server_pid=$!
+until curl -fsS -o "$work/health.json" "http://127.0.0.1:$port/health" 2>/dev/null; do
+  kill -0 "$server_pid" 2>/dev/null || fail "strata server in the image exited: $(cat "$work/srv.log")"
+  [ $(($(date +%s%N) - t0)) -lt 30000000000 ] || { kill "$server_pid"; fail "no /health within 30 s: $(cat "$work/srv.log")"; }
+  sleep 0.02
+done
+health_ms=$((($(date +%s%N) - t0) / 1000000))
+grep -q '"status": *"ok"' "$work/health.json" || { kill "$server_pid"; fail "/health said $(cat "$work/health.json")"; }
+ready=$(curl -sS -o "$work/ready.json" -w '%{http_code}' "http://127.0.0.1:$port/ready")
+[ "$ready" = 200 ] || { kill "$server_pid"; fail "/ready answered $ready: $(cat "$work/ready.json")"; }
+kill -TERM "$server_pid"
+for _ in $(seq 600); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$server_pid" 2>/dev/null; then kill -KILL "$server_pid"; fail "strata server in the image ignored SIGTERM for 60 s"; fi
+wait "$server_pid" || fail "strata server in the image exited $? on SIGTERM: $(cat "$work/srv.log")"
+
 buildah rm "$ctr" >/dev/null
 ctr=
 buildah rmi -f "$image" >/dev/null
@@ -306,5 +354,6 @@ echo "==> packaging: all checks passed in ${total}s"
 printf '    stripped binary  %s bytes (%s MiB)\n' "$bin_size" "$(awk -v b="$bin_size" 'BEGIN { printf "%.1f", b / 1048576 }')"
 printf '    Debian package   %s bytes (%s MiB)\n' "$deb_size" "$(awk -v b="$deb_size" 'BEGIN { printf "%.1f", b / 1048576 }')"
 printf '    image            %s (OCI archive %s bytes)\n' "$image_size" "$archive_size"
+printf '    image start to a healthy /health  %s ms\n' "$health_ms"
 printf '    exposure         strata.service %s, strata-pgq-ticker.service %s, strata-londiste@.service %s\n' \
   "$server_exposure" "$ticker_exposure" "$worker_exposure"
