@@ -292,9 +292,17 @@ health_ms=$((($(date +%s%N) - t0) / 1000000))
 grep -q '"status": *"ok"' "$work/health.json" || { kill "$server_pid"; fail "/health said $(cat "$work/health.json")"; }
 ready=$(curl -sS -o "$work/ready.json" -w '%{http_code}' "http://127.0.0.1:$port/ready")
 [ "$ready" = 200 ] || { kill "$server_pid"; fail "/ready answered $ready: $(cat "$work/ready.json")"; }
-kill -TERM "$server_pid"
+# SIGTERM to strata itself (buildah would kill its child, not pass the signal on), as a
+# container runtime's stop does; buildah run then exits with strata's status.
+descendants() { local c; for c in $(ps -o pid= --ppid "$1"); do echo "$c"; descendants "$c"; done; }
+strata_pid=
+for p in $(descendants "$server_pid"); do
+  [ "$(ps -o comm= -p "$p")" = strata ] && strata_pid=$p
+done
+[ -n "$strata_pid" ] || { kill "$server_pid"; fail "no strata process under buildah run"; }
+kill -TERM "$strata_pid"
 for _ in $(seq 600); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-if kill -0 "$server_pid" 2>/dev/null; then kill -KILL "$server_pid"; fail "strata server in the image ignored SIGTERM for 60 s"; fi
+if kill -0 "$server_pid" 2>/dev/null; then kill -KILL "$strata_pid" "$server_pid"; fail "strata server in the image ignored SIGTERM for 60 s"; fi
 wait "$server_pid" || fail "strata server in the image exited $? on SIGTERM: $(cat "$work/srv.log")"
 
 buildah rm "$ctr" >/dev/null
