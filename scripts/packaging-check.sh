@@ -129,6 +129,8 @@ deb=$work/strata.deb
 deb_size=$(stat -c %s "$deb")
 dpkg-deb -c "$deb" >"$work/contents"
 grep -q ' ./usr/bin/strata$' "$work/contents" || fail "the package has no /usr/bin/strata"
+dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/strata | cmp -s - "$bin" \
+  || fail "the package's /usr/bin/strata is not the binary just built ($bin)"
 grep -Eq '^-rw-r----- (root/root|0/0) .* \./etc/strata/strata\.toml$' "$work/contents" \
   || fail "/etc/strata/strata.toml is not root-owned 0640 in the package: $(grep strata.toml "$work/contents")"
 for f in lib/systemd/system/strata.service lib/systemd/system/strata-pgq-ticker.service \
