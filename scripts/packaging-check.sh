@@ -202,6 +202,29 @@ for unit in "${units[@]}"; do
   # verify also warns without failing: any line about our units counts.
   if grep -i strata <<<"$out"; then fail "systemd-analyze verify $unit warned (above)"; fi
 done
+# Each unit's ExecStart, as systemd would run it (%d: a credentials directory holding the
+# skeleton and a Londiste ini; %i: an instance name; the ticker's port: any free one), must
+# be a command line this strata accepts: the ticker and the worker run until stopped (no
+# database here: they retry), the server refuses the empty skeleton with its own message.
+cred=$work/credentials
+mkdir -p "$cred"
+cp /etc/strata/strata.toml "$cred/strata.toml"
+printf '[londiste3]\njob_name = n1\ndb = host=/nonexistent dbname=none\nqueue_name = q\n' >"$cred/node.ini"
+exec_start() { # UNIT: its ExecStart with specifiers filled in
+  sed -n 's/^ExecStart=//p' "$1" | sed -e "s|%d|$cred|g" -e 's|%i|n1|g' -e 's|127\.0\.0\.1:9187|127.0.0.1:0|'
+}
+for unit in /lib/systemd/system/strata-pgq-ticker.service '/lib/systemd/system/strata-londiste@.service'; do
+  cmd=$(exec_start "$unit")
+  rc=0
+  timeout 3 $cmd >"$work/unit.log" 2>&1 || rc=$?
+  [ "$rc" = 124 ] || fail "$unit: \`$cmd\` exited $rc instead of running: $(head -5 "$work/unit.log")"
+done
+cmd=$(exec_start /lib/systemd/system/strata.service)
+rc=0
+timeout 10 $cmd >"$work/unit.log" 2>&1 || rc=$?
+[ "$rc" = 2 ] && grep -q "nothing to serve" "$work/unit.log" \
+  || fail "strata.service: \`$cmd\` on the skeleton exited $rc: $(head -5 "$work/unit.log")"
+
 exposure() {
   timeout 120 systemd-analyze security --offline=true --no-pager "$1" 2>/dev/null \
     | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p'
