@@ -317,6 +317,13 @@ health_ms=$((($(date +%s%N) - t0) / 1000000))
 grep -q '"status": *"ok"' "$work/health.json" || { kill "$server_pid"; fail "/health said $(cat "$work/health.json")"; }
 ready=$(curl -sS -o "$work/ready.json" -w '%{http_code}' "http://127.0.0.1:$port/ready")
 [ "$ready" = 200 ] || { kill "$server_pid"; fail "/ready answered $ready: $(cat "$work/ready.json")"; }
+# The compose example's healthcheck (the image has no curl): the binary asks its server.
+timeout 30 buildah run --isolation chroot "${server_env[@]}" "$ctr" -- /usr/bin/strata \
+  --server "http://127.0.0.1:$port" --quiet status >"$work/status.log" 2>&1 \
+  || { kill "$server_pid"; fail "the compose healthcheck's command failed: $(cat "$work/status.log")"; }
+grep -q -- '"/usr/bin/strata", "--server", "http://127.0.0.1:7370", "--quiet", "status"' \
+  examples/compose/compose.yaml || fail "examples/compose/compose.yaml's healthcheck is not the command checked here"
+
 # SIGTERM to strata itself (buildah would kill its child, not pass the signal on), as a
 # container runtime's stop does; buildah run then exits with strata's status.
 descendants() { local c; for c in $(ps -o pid= --ppid "$1"); do echo "$c"; descendants "$c"; done; }
