@@ -14,10 +14,10 @@
 //! result is kept for [`READY_TTL`] and computed by one caller at a time: a flood of
 //! probes costs at most one round of checks per interval, not one per request.
 
-use serde::{Deserialize, Serialize};
-use std::time::Duration;
 #[cfg(feature = "axum")]
 pub use routes::{routes, AlwaysReady, Readiness};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// How long a `/ready` result is served before the checks run again.
 pub const READY_TTL: Duration = Duration::from_secs(5);
@@ -118,29 +118,29 @@ mod routes {
     use std::time::Instant;
     use tokio::sync::Mutex;
 
-/// The checks a process runs to say it is ready.
+    /// The checks a process runs to say it is ready.
     #[async_trait]
     pub trait Readiness: Send + Sync {
         /// Every check, each bounded in time by the implementation.
         async fn checks(&self) -> Vec<Check>;
     }
-    
+
     /// No checks: ready whenever it serves.
     pub struct AlwaysReady;
-    
+
     #[async_trait]
     impl Readiness for AlwaysReady {
         async fn checks(&self) -> Vec<Check> {
             Vec::new()
         }
     }
-    
+
     struct Probe {
         process: String,
         readiness: Arc<dyn Readiness>,
         last: Mutex<Option<(Instant, ReadyReport)>>,
     }
-    
+
     /// The routes `GET /health` and `GET /ready` of `process`, ready when `readiness`' checks
     /// pass. Mount them outside any authentication.
     pub fn routes(process: &str, readiness: Arc<dyn Readiness>) -> Router {
@@ -154,11 +154,11 @@ mod routes {
             .route("/ready", get(ready))
             .with_state(probe)
     }
-    
+
     async fn health(State(probe): State<Arc<Probe>>) -> Json<HealthReport> {
         Json(HealthReport::of(&probe.process))
     }
-    
+
     async fn ready(State(probe): State<Arc<Probe>>) -> (StatusCode, Json<ReadyReport>) {
         // One caller runs the checks; the others wait for its result (the lock is held
         // across the checks on purpose).
@@ -179,9 +179,13 @@ mod routes {
 #[cfg(all(test, feature = "axum"))]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
     use axum::body::Body;
     use axum::http::Request;
+    use axum::http::StatusCode;
+    use axum::Router;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     use tower::ServiceExt;
 
     struct Counted {

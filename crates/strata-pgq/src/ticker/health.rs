@@ -228,7 +228,9 @@ impl Health {
             .map(|(db, state)| {
                 let (ok, detail) = match (state.up, state.stalled, &state.error) {
                     (true, false, _) => (true, "connected and ticking".to_string()),
-                    (true, true, _) => (false, "stalled: its ticker rounds stopped finishing".into()),
+                    (true, true, _) => {
+                        (false, "stalled: its ticker rounds stopped finishing".into())
+                    }
                     (false, _, Some(error)) => (false, format!("unreachable: {error}")),
                     (false, _, None) => (false, "connecting".into()),
                 };
