@@ -49,7 +49,9 @@ pub struct InProcess {
     warn: Box<dyn Fn(&str) + Send + Sync>,
     events: std::sync::OnceLock<Arc<Events>>,
     catalog: OnceCell<Catalog>,
-    default_repo: OnceCell<Arc<Repository>>,
+    /// The default storage and its repository, opened once: the storage's request
+    /// counter is the one a backup's summary reports, so both must be the same.
+    default_repo: OnceCell<(Storage, Arc<Repository>)>,
     /// The coordinators made here, so [`InProcess::stop`] reaches their operations.
     coordinators: std::sync::Mutex<Vec<std::sync::Weak<Coordinator>>>,
 }
@@ -123,16 +125,19 @@ impl InProcess {
 
     /// The default storage's repository.
     pub async fn repo(&self) -> CoordinatorResult<Arc<Repository>> {
+        Ok(self.opened().await?.1.clone())
+    }
+
+    /// The default storage and its repository, opened once.
+    async fn opened(&self) -> CoordinatorResult<&(Storage, Arc<Repository>)> {
         self.default_repo
             .get_or_try_init(|| async {
                 let storage = self.storage()?;
                 let password = self.password_for(&storage).await?;
-                Ok::<_, CoordinatorError>(
-                    Repository::open(storage.store.clone(), password.as_deref()).await?,
-                )
+                let repo = Repository::open(storage.store.clone(), password.as_deref()).await?;
+                Ok::<_, CoordinatorError>((storage, repo))
             })
             .await
-            .cloned()
     }
 
     /// Every configured storage, for commands that find backups wherever they are.
@@ -181,8 +186,7 @@ impl InProcess {
 
     /// A coordinator of `nodes` over the default storage.
     pub async fn coordinator(&self, nodes: &[NodeConfig]) -> CoordinatorResult<Arc<Coordinator>> {
-        let storage = self.storage()?;
-        let repo = self.repo().await?;
+        let (storage, repo) = self.opened().await?.clone();
         let repos = Arc::new(SharedRepo {
             storage: storage.name.clone(),
             repo: repo.clone(),

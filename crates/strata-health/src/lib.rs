@@ -14,15 +14,10 @@
 //! result is kept for [`READY_TTL`] and computed by one caller at a time: a flood of
 //! probes costs at most one round of checks per interval, not one per request.
 
-use async_trait::async_trait;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+#[cfg(feature = "axum")]
+pub use routes::{routes, AlwaysReady, Readiness};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
+use std::time::Duration;
 
 /// How long a `/ready` result is served before the checks run again.
 pub const READY_TTL: Duration = Duration::from_secs(5);
@@ -67,81 +62,130 @@ pub struct HealthReport {
     pub version: String,
 }
 
-/// The checks a process runs to say it is ready.
-#[async_trait]
-pub trait Readiness: Send + Sync {
-    /// Every check, each bounded in time by the implementation.
-    async fn checks(&self) -> Vec<Check>;
-}
+impl ReadyReport {
+    /// The report of `checks`: ready when every one passed.
+    pub fn of(checks: Vec<Check>) -> ReadyReport {
+        ReadyReport {
+            ready: checks.iter().all(|c| c.ok),
+            checks,
+        }
+    }
 
-/// No checks: ready whenever it serves.
-pub struct AlwaysReady;
-
-#[async_trait]
-impl Readiness for AlwaysReady {
-    async fn checks(&self) -> Vec<Check> {
-        Vec::new()
+    /// The HTTP status of this answer: 200 when ready, else 503.
+    pub fn status(&self) -> u16 {
+        if self.ready {
+            200
+        } else {
+            503
+        }
     }
 }
 
-struct Probe {
-    process: String,
-    readiness: Arc<dyn Readiness>,
-    last: Mutex<Option<(Instant, ReadyReport)>>,
+/// The `/ready` answer for `checks` as status and JSON body, for a process whose HTTP
+/// server is its own (the PgQ ticker's): the same answer as [`routes`]'s.
+pub fn ready_answer(checks: Vec<Check>) -> (u16, String) {
+    let report = ReadyReport::of(checks);
+    let body = serde_json::to_string(&report).expect("reports serialize");
+    (report.status(), body)
 }
 
-/// The routes `GET /health` and `GET /ready` of `process`, ready when `readiness`' checks
-/// pass. Mount them outside any authentication.
-pub fn routes(process: &str, readiness: Arc<dyn Readiness>) -> Router {
-    let probe = Arc::new(Probe {
-        process: process.to_string(),
-        readiness,
-        last: Mutex::new(None),
-    });
-    Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
-        .with_state(probe)
+/// The `/health` answer of `process` as status and JSON body (see [`ready_answer`]).
+pub fn health_answer(process: &str) -> (u16, String) {
+    let body = serde_json::to_string(&HealthReport::of(process)).expect("reports serialize");
+    (200, body)
 }
 
-async fn health(State(probe): State<Arc<Probe>>) -> Json<HealthReport> {
-    Json(HealthReport {
-        status: "ok".into(),
-        process: probe.process.clone(),
-        version: env!("CARGO_PKG_VERSION").into(),
-    })
-}
-
-async fn ready(State(probe): State<Arc<Probe>>) -> (StatusCode, Json<ReadyReport>) {
-    // One caller runs the checks; the others wait for its result (the lock is held
-    // across the checks on purpose).
-    let mut last = probe.last.lock().await;
-    let report = match &*last {
-        Some((at, report)) if at.elapsed() < READY_TTL => report.clone(),
-        _ => {
-            let checks = probe.readiness.checks().await;
-            let report = ReadyReport {
-                ready: checks.iter().all(|c| c.ok),
-                checks,
-            };
-            *last = Some((Instant::now(), report.clone()));
-            report
+impl HealthReport {
+    /// What `/health` says of `process`.
+    pub fn of(process: &str) -> HealthReport {
+        HealthReport {
+            status: "ok".into(),
+            process: process.to_string(),
+            version: env!("CARGO_PKG_VERSION").into(),
         }
-    };
-    let status = if report.ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(report))
+    }
 }
 
-#[cfg(test)]
+#[cfg(feature = "axum")]
+mod routes {
+    use super::*;
+    use async_trait::async_trait;
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+    use axum::{Json, Router};
+    use std::sync::Arc;
+    use std::time::Instant;
+    use tokio::sync::Mutex;
+
+    /// The checks a process runs to say it is ready.
+    #[async_trait]
+    pub trait Readiness: Send + Sync {
+        /// Every check, each bounded in time by the implementation.
+        async fn checks(&self) -> Vec<Check>;
+    }
+
+    /// No checks: ready whenever it serves.
+    pub struct AlwaysReady;
+
+    #[async_trait]
+    impl Readiness for AlwaysReady {
+        async fn checks(&self) -> Vec<Check> {
+            Vec::new()
+        }
+    }
+
+    struct Probe {
+        process: String,
+        readiness: Arc<dyn Readiness>,
+        last: Mutex<Option<(Instant, ReadyReport)>>,
+    }
+
+    /// The routes `GET /health` and `GET /ready` of `process`, ready when `readiness`' checks
+    /// pass. Mount them outside any authentication.
+    pub fn routes(process: &str, readiness: Arc<dyn Readiness>) -> Router {
+        let probe = Arc::new(Probe {
+            process: process.to_string(),
+            readiness,
+            last: Mutex::new(None),
+        });
+        Router::new()
+            .route("/health", get(health))
+            .route("/ready", get(ready))
+            .with_state(probe)
+    }
+
+    async fn health(State(probe): State<Arc<Probe>>) -> Json<HealthReport> {
+        Json(HealthReport::of(&probe.process))
+    }
+
+    async fn ready(State(probe): State<Arc<Probe>>) -> (StatusCode, Json<ReadyReport>) {
+        // One caller runs the checks; the others wait for its result (the lock is held
+        // across the checks on purpose).
+        let mut last = probe.last.lock().await;
+        let report = match &*last {
+            Some((at, report)) if at.elapsed() < READY_TTL => report.clone(),
+            _ => {
+                let report = ReadyReport::of(probe.readiness.checks().await);
+                *last = Some((Instant::now(), report.clone()));
+                report
+            }
+        };
+        let status = StatusCode::from_u16(report.status()).expect("200 and 503 are statuses");
+        (status, Json(report))
+    }
+}
+
+#[cfg(all(test, feature = "axum"))]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
     use axum::body::Body;
     use axum::http::Request;
+    use axum::http::StatusCode;
+    use axum::Router;
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     use tower::ServiceExt;
 
     struct Counted {

@@ -341,6 +341,26 @@ async fn an_unreachable_database_shows_in_health_and_metrics() {
             .contains("database \"missing_db\" does not exist"),
         "PostgreSQL's own message: {body}"
     );
+    // /ready says the same in the form every strata process answers it.
+    let (code, ready) = http_get(&addr, "/ready").await.unwrap();
+    assert_eq!(code, 503, "{ready}");
+    let ready: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["ready"], false);
+    let check = |name: &str| {
+        ready["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no check {name}: {ready}"))
+    };
+    assert_eq!(check("database good")["ok"], true);
+    assert_eq!(check("database missing_db")["ok"], false);
+    assert!(check("database missing_db")["detail"]
+        .as_str()
+        .unwrap()
+        .contains("does not exist"));
     let (code, metrics) = http_get(&addr, "/metrics").await.unwrap();
     assert_eq!(code, 200);
     assert!(

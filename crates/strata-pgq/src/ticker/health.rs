@@ -220,6 +220,25 @@ impl Health {
         (if ok { 200 } else { 503 }, body.to_string())
     }
 
+    /// What `/ready` checks: every database connected and ticking (one connecting for the
+    /// first time is not ready yet; a stalled one is not ready).
+    pub fn ready_checks(&self) -> Vec<strata_health::Check> {
+        self.snapshot()
+            .into_iter()
+            .map(|(db, state)| {
+                let (ok, detail) = match (state.up, state.stalled, &state.error) {
+                    (true, false, _) => (true, "connected and ticking".to_string()),
+                    (true, true, _) => {
+                        (false, "stalled: its ticker rounds stopped finishing".into())
+                    }
+                    (false, _, Some(error)) => (false, format!("unreachable: {error}")),
+                    (false, _, None) => (false, "connecting".into()),
+                };
+                strata_health::Check::new(format!("database {db}"), ok, detail)
+            })
+            .collect()
+    }
+
     /// The `/metrics` answer in Prometheus text format.
     pub fn metrics_body(&self) -> String {
         let snapshot = self.snapshot();
@@ -480,6 +499,10 @@ async fn exchange(mut socket: tokio::net::TcpStream, health: &Health) {
     let (code, kind, body) = match (method, path) {
         ("GET", "/health") => {
             let (code, body) = health.health_body();
+            (code, "application/json", body)
+        }
+        ("GET", "/ready") => {
+            let (code, body) = strata_health::ready_answer(health.ready_checks());
             (code, "application/json", body)
         }
         ("GET", "/metrics") => (200, "text/plain; version=0.0.4", health.metrics_body()),
