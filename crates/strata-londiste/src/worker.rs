@@ -37,6 +37,34 @@ pub struct WorkerOptions {
     pub crash_copies: CopyCrashes,
     /// Stop with an error instead of retrying when a batch fails (tests, one-shot runs).
     pub fail_fast: bool,
+    /// Where the worker says how it is doing, for `/ready` (see [`WorkerHealth`]).
+    pub health: WorkerHealth,
+}
+
+/// How the worker is doing, as `/ready` reports it: ready once it is connected to its
+/// node and has it registered, not ready while it retries after an error (with the
+/// error) or before it first connected.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerHealth(Arc<std::sync::Mutex<Option<std::result::Result<(), String>>>>);
+
+impl WorkerHealth {
+    fn connected(&self) {
+        *self.0.lock().unwrap() = Some(Ok(()));
+    }
+
+    fn failed(&self, why: &str) {
+        *self.0.lock().unwrap() = Some(Err(why.to_string()));
+    }
+
+    /// The `/ready` checks: one, the worker's node.
+    pub fn checks(&self, job: &str) -> Vec<strata_health::Check> {
+        let name = format!("worker {job}");
+        vec![match &*self.0.lock().unwrap() {
+            Some(Ok(())) => strata_health::Check::new(name, true, "connected, replaying"),
+            Some(Err(why)) => strata_health::Check::new(name, false, format!("retrying: {why}")),
+            None => strata_health::Check::new(name, false, "connecting"),
+        }]
+    }
 }
 
 /// Where a copy task can be made to die, one point per table state it owns.
@@ -252,6 +280,7 @@ pub async fn run(
             Err(e) if e.is_bad_input() => return Err(e),
             Err(e) => {
                 eprintln!("londiste worker {}: {e}; retrying", cf.job_name);
+                options.health.failed(&e.to_string());
                 if let Ok(db) = admin::connect_local(&cf).await {
                     let _ =
                         node::set_error(&db, &cf.queue_name, &cf.job_name, Some(&e.to_string()))
@@ -274,6 +303,7 @@ async fn run_once(
 ) -> Result<bool> {
     let dst = open_target(&cf).await?;
     let info = admin::require_node(&dst, &cf).await?;
+    options.health.connected();
     let worker = info
         .worker_name
         .clone()
@@ -1097,9 +1127,37 @@ pub async fn run_until_signal(cf: NodeConfig, detach: bool) -> Result<WorkerExit
         _ => None,
     };
     let stop = stop_on_signal();
-    run(cf, WorkerOptions::default(), stop)
-        .await
-        .map(WorkerExit::Stopped)
+    let options = WorkerOptions::default();
+    let _health_server = serve_health(&cf, &options.health).await?;
+    run(cf, options, stop).await.map(WorkerExit::Stopped)
+}
+
+/// `health_listen = host:port` in the ini: serves `/health` and `/ready` there (with the
+/// PgQ ticker's small server and its limits) while the worker runs.
+async fn serve_health(
+    cf: &NodeConfig,
+    health: &WorkerHealth,
+) -> Result<Option<strata_pgq::ticker::AbortOnDrop>> {
+    let Some(address) = cf.raw.get("health_listen").filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+        LondisteError::BadInput(format!("health_listen {address}: cannot listen: {e}"))
+    })?;
+    let (health, job) = (health.clone(), cf.job_name.clone());
+    let answer = move |path: &str| match path {
+        "/health" => {
+            let (code, body) = strata_health::health_answer("strata londiste worker");
+            Some((code, "application/json", body))
+        }
+        "/ready" => {
+            let (code, body) = strata_health::ready_answer(health.checks(&job));
+            Some((code, "application/json", body))
+        }
+        _ => None,
+    };
+    let server = strata_pgq::ticker::health::serve_answers(listener, Arc::new(answer), None);
+    Ok(Some(strata_pgq::ticker::AbortOnDrop(tokio::spawn(server))))
 }
 
 /// A stop flag that turns true on SIGINT or SIGTERM, for the daemon: the worker finishes

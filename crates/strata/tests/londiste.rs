@@ -242,6 +242,13 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
     site.expect(2, &[leaf_s, "add-table", "other"]);
 
     let _ticker = Ticker::start(&site).await;
+    // Its probes: `health_listen` serves /health and /ready while the worker runs.
+    let health = format!("127.0.0.1:{}", strata_testkit::net::free_port());
+    let mut ini = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&leaf)
+        .unwrap();
+    std::io::Write::write_all(&mut ini, format!("health_listen = {health}\n").as_bytes()).unwrap();
     // The worker as a daemon: it detaches, holds the ini's pidfile, logs to its logfile.
     let out = site.expect(0, &[leaf_s, "worker", "-d"]);
     assert!(out.contains("worker running in the background"), "{out}");
@@ -261,6 +268,13 @@ async fn root_to_leaf_replays_every_kind_of_change_through_the_cli() {
     .await;
     assert_eq!(site.checksum("leaf", "t1"), site.checksum("root", "t1"));
     site.expect(0, &[leaf_s, "wait-sync", "--timeout", "5"]);
+    let url = format!("http://{health}");
+    let probe = strata_testkit::http::http(&url, "GET", "/health", None, "");
+    assert_eq!(probe.status, 200, "{}", probe.body);
+    assert_eq!(probe.json()["process"], "strata londiste worker");
+    let ready = strata_testkit::http::http(&url, "GET", "/ready", None, "");
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert_eq!(ready.json()["checks"][0]["name"], "worker leaf_worker");
 
     // Every kind of change, with hostile values.
     site.pg.psql(

@@ -426,6 +426,28 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
 /// over hyper; this crate cannot share its code, which lives above it, and a hand-written
 /// loop this small needs no HTTP library.)
 pub async fn serve(listener: tokio::net::TcpListener, health: Health, log: Option<Log>) {
+    let answer = move |path: &str| match path {
+        "/health" => {
+            let (code, body) = health.health_body();
+            Some((code, "application/json", body))
+        }
+        "/ready" => {
+            let (code, body) = strata_health::ready_answer(health.ready_checks());
+            Some((code, "application/json", body))
+        }
+        "/metrics" => Some((200, "text/plain; version=0.0.4", health.metrics_body())),
+        _ => None,
+    };
+    serve_answers(listener, Arc::new(answer), log).await
+}
+
+/// What a small health server answers a GET of a path: status, content type and body, or
+/// `None` for 404.
+pub type Answers = Arc<dyn Fn(&str) -> Option<(u16, &'static str, String)> + Send + Sync>;
+
+/// The server of [`serve`] for any `answer`, with the same limits: what the Londiste
+/// worker serves its `/health` and `/ready` with too.
+pub async fn serve_answers(listener: tokio::net::TcpListener, answer: Answers, log: Option<Log>) {
     let mut open: BTreeMap<u64, tokio::task::AbortHandle> = BTreeMap::new();
     let mut next = 0u64;
     let mut backoff = Duration::ZERO;
@@ -467,9 +489,9 @@ pub async fn serve(listener: tokio::net::TcpListener, health: Health, log: Optio
                 oldest.abort();
             }
         }
-        let health = health.clone();
+        let answer = answer.clone();
         let task = tokio::spawn(async move {
-            let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(socket, &health)).await;
+            let _ = tokio::time::timeout(EXCHANGE_TIMEOUT, exchange(socket, &answer)).await;
         });
         open.insert(next, task.abort_handle());
         next += 1;
@@ -477,7 +499,7 @@ pub async fn serve(listener: tokio::net::TcpListener, health: Health, log: Optio
 }
 
 /// Reads one request head from `socket` and writes the answer.
-async fn exchange(mut socket: tokio::net::TcpStream, health: &Health) {
+async fn exchange(mut socket: tokio::net::TcpStream, answer: &Answers) {
     let mut buf = vec![0u8; 4096];
     let mut len = 0;
     // Read until the end of the request head (or the buffer is full).
@@ -496,17 +518,9 @@ async fn exchange(mut socket: tokio::net::TcpStream, health: &Health) {
     let mut words = head.split_whitespace();
     let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
-    let (code, kind, body) = match (method, path) {
-        ("GET", "/health") => {
-            let (code, body) = health.health_body();
-            (code, "application/json", body)
-        }
-        ("GET", "/ready") => {
-            let (code, body) = strata_health::ready_answer(health.ready_checks());
-            (code, "application/json", body)
-        }
-        ("GET", "/metrics") => (200, "text/plain; version=0.0.4", health.metrics_body()),
-        ("GET", _) => (404, "text/plain", "not found\n".to_string()),
+    let (code, kind, body) = match (method, answer(path)) {
+        ("GET", Some(found)) => found,
+        ("GET", None) => (404, "text/plain", "not found\n".to_string()),
         _ => (405, "text/plain", "only GET\n".to_string()),
     };
     let reason = match code {

@@ -422,7 +422,7 @@ pub async fn run(
 
 /// Aborts a background task when dropped (the health server ends with the ticker, a
 /// database's upkeep with its worker).
-pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
+pub struct AbortOnDrop(pub JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
