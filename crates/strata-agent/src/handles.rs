@@ -287,6 +287,17 @@ pub fn set_attrs(
         rfs::fchown(&fd, uid, gid)?;
     }
     rfs::fchmod(&fd, Mode::from_raw_mode(mode & 0o7777))?;
+    if mode & 0o6000 != 0 {
+        // Without CAP_FSETID the kernel drops a set-group-ID bit (of a group the process
+        // is not in) instead of failing: a restore must say so, not report success.
+        let set = rfs::fstat(&fd)?.st_mode & 0o7777;
+        if set != mode & 0o7777 {
+            return Err(io::Error::other(format!(
+                "mode {:04o} could not be set (the system kept {set:04o}): setting a set-user- or set-group-ID bit needs CAP_FSETID",
+                mode & 0o7777
+            )));
+        }
+    }
     Ok(rfs::futimens(&fd, &timestamps(mtime_ns))?)
 }
 
