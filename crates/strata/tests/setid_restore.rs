@@ -31,7 +31,7 @@ fn a_setgid_bit_the_system_drops_fails_the_restore_and_names_it() {
 
     // Without CAP_FSETID it cannot: the restore fails (exit 4) and says why.
     let cut = env.path("cut");
-    let mut strata = env.command();
+    let strata = env.command();
     let program = strata.get_program().to_owned();
     let args: Vec<_> = strata.get_args().map(|a| a.to_owned()).collect();
     let envs: Vec<_> = strata
