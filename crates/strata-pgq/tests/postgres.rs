@@ -28,19 +28,7 @@ impl std::ops::Deref for Site {
 
 impl Site {
     fn new(dbs: &[&str]) -> Site {
-        let site = PgSite::new("strata-pgq-lib");
-        for db in dbs {
-            site.create_database(db, &["pgq"]);
-        }
-        Site(site)
-    }
-
-    async fn client(&self, db: &str) -> strata_pgclient::Client {
-        strata_pgclient::Dsn::parse(&self.dsn(db))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+        Site(PgSite::with_databases("strata-pgq-lib", dbs, &["pgq"]))
     }
 }
 

@@ -336,6 +336,24 @@ impl PgSite {
         self.dir.path().join(name)
     }
 
+    /// A site (see [`PgSite::new`]) with databases `dbs`, each with `extensions`.
+    pub fn with_databases(prefix: &str, dbs: &[&str], extensions: &[&str]) -> PgSite {
+        let site = PgSite::new(prefix);
+        for db in dbs {
+            site.create_database(db, extensions);
+        }
+        site
+    }
+
+    /// A client of database `db`.
+    pub async fn client(&self, db: &str) -> strata_pgclient::Client {
+        strata_pgclient::Dsn::parse(&self.dsn(db))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+
     /// Creates database `db` with `extensions` (`"pgq"`, `"londiste cascade"`).
     pub fn create_database(&self, db: &str, extensions: &[&str]) {
         self.pg.psql("postgres", &format!("create database {db}"));

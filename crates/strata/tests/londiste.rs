@@ -41,14 +41,6 @@ impl Site {
         Site(site)
     }
 
-    async fn client(&self, db: &str) -> strata_pgclient::Client {
-        strata_pgclient::Dsn::parse(&self.dsn(db))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-
     /// The node's ini file, in Python Londiste's format.
     /// Databases and nodes root -> branch -> leaf (the leaf reads from the branch, not
     /// from the root); returns their ini files.

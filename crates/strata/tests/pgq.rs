@@ -31,19 +31,7 @@ impl std::ops::Deref for Site {
 
 impl Site {
     fn new(dbs: &[&str]) -> Site {
-        let site = PgSite::new("strata-pgq");
-        for db in dbs {
-            site.create_database(db, &["pgq"]);
-        }
-        Site(site)
-    }
-
-    async fn client(&self, db: &str) -> strata_pgclient::Client {
-        strata_pgclient::Dsn::parse(&self.dsn(db))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+        Site(PgSite::with_databases("strata-pgq", dbs, &["pgq"]))
     }
 
     fn strata(&self, db: &str, args: &[&str]) -> Output {
