@@ -148,3 +148,56 @@ fn sigterm_stops_a_server_with_its_running_backup_recorded_failed() {
     assert_eq!(code, Some(0), "a server that stopped as asked exits 0");
     assert_recorded_failed_by_sigterm(dir.path(), &config);
 }
+
+#[test]
+fn sigterm_to_a_cli_following_a_server_leaves_at_once_and_the_server_goes_on() {
+    let (dir, config) = site();
+    let mut cmd = strata_with_token(dir.path(), &config, "user-token");
+    let hold = held(&mut cmd, dir.path());
+    let mut server = KillOnDrop(
+        cmd.args(["server", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.0.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("server did not start: {line:?}"))
+        .to_string();
+    let mut follower = KillOnDrop(
+        strata_with_token(dir.path(), &config, "user-token")
+            .args(["--server", &url, "backup", "--wait"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_mark(
+        &mut server.0,
+        &hold.join("held"),
+        STOP_LIMIT,
+        "the server's backup",
+    );
+    // The follower goes (a signal ends it, as before), well before the held backup could.
+    let code = terminate_within(&mut follower, Duration::from_secs(20));
+    assert_ne!(
+        code,
+        Some(0),
+        "a follower stopped by a signal does not claim success"
+    );
+    // The server's backup was not stopped by the follower leaving.
+    let status = common::server::http(&url, "GET", "/api/v1/status", Some("user-token"), "").json();
+    assert_eq!(
+        status["operations"].as_array().map(|o| o.len()),
+        Some(1),
+        "the server's backup still runs: {status}"
+    );
+}
