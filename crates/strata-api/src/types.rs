@@ -227,6 +227,7 @@ mod tests {
                 node: Some("db1".into()),
                 map: [("db1".to_string(), "db9".to_string())].into(),
                 include: Some("base".into()),
+                components: Vec::new(),
                 recovery: None,
             },
         };

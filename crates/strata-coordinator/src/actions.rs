@@ -414,6 +414,7 @@ mod tests {
                 strata_version: "test".into(),
                 nodes: Vec::new(),
                 requests: None,
+                components: Vec::new(),
             };
             repo.save_summary(&summary).await.unwrap();
         }

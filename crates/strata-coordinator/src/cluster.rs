@@ -8,6 +8,8 @@
 //! are told to forget it, and the summary records it as failed with each node's reason.
 
 use crate::assign::Holdings;
+use crate::component::{Component, HookSet, OpContext, OpHooks, Scope};
+use crate::hooks::{HookEnv, HookOperation, HookPoint};
 use crate::lock::{list_locks, LockError, LockRecord, RepoLock};
 use crate::mapping::{pair_nodes, SourceNode, TargetNode};
 use crate::names::new_backup_name;
@@ -21,7 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use strata_agent::api::*;
 use strata_postgres::recovery::RecoveryPlan;
-use strata_repo::summary::{BackupStatus, BackupSummary, NodeSummary};
+use strata_repo::summary::{
+    backup_status, BackupStatus, BackupSummary, ComponentStatus, ComponentSummary, NodeSummary,
+};
 use strata_repo::{BlobId, Repository};
 use strata_store::CountingStore;
 use tokio::task::JoinHandle;
@@ -40,9 +44,12 @@ pub struct Coordinator {
     upload_batch: std::sync::atomic::AtomicUsize,
     registry: Registry,
     stats: Arc<Mutex<OperationStats>>,
-    /// The configured plugin: which nodes a backup takes, and its steps once every
-    /// node's data is stored (`files` unless set).
-    plugin: Mutex<Arc<dyn crate::plugin::Plugin>>,
+    /// What a backup is made of: each component's plugin (which nodes a backup takes,
+    /// its steps once every node's data is stored) and nodes (`files` over every node
+    /// unless set).
+    components: Mutex<Arc<Vec<Component>>>,
+    /// The `[[hooks]]` and where pauses are recorded.
+    hooks: Mutex<Arc<HookSet>>,
     /// Where the ends of operations are reported (audit log, webhooks).
     events: Mutex<Arc<crate::events::Events>>,
     /// Garbage collection's grace period for unindexed packs (`[gc] grace`).
@@ -67,6 +74,10 @@ pub struct RestorePlan {
     /// Only entries at or below this path.
     #[serde(default)]
     pub include: Option<String>,
+    /// Restore only these components (all when empty). Needed to restore from a backup
+    /// whose components are not all complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
     /// For a PostgreSQL backup: the recovery target and what to do there (default: replay
     /// all archived WAL, promote, start the server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -86,11 +97,29 @@ pub struct NodeRestore {
     pub error: Option<String>,
 }
 
+/// What a restore did for an external component (`command`, `http`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ComponentRestore {
+    pub component: String,
+    /// What the system reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// What a restore did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreOutcome {
     pub backup: String,
     pub nodes: Vec<NodeRestore>,
+    /// External components restored through their system's API.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentRestore>,
+    /// Hooks that failed after the restore (a resume that failed: something is still
+    /// paused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hook_errors: Vec<String>,
     pub duration_ms: u64,
 }
 
@@ -170,8 +199,14 @@ impl Failures {
     fn get(&self, node: usize) -> Option<String> {
         self.0.lock().unwrap().get(&node).map(|e| e.message.clone())
     }
-    fn first(&self) -> Option<usize> {
-        self.0.lock().unwrap().keys().next().copied()
+    /// The first failed node not in `optional`.
+    fn first_outside(&self, optional: &HashSet<usize>) -> Option<usize> {
+        self.0
+            .lock()
+            .unwrap()
+            .keys()
+            .find(|i| !optional.contains(i))
+            .copied()
     }
 }
 
@@ -182,6 +217,8 @@ struct Run {
     id: String,
     /// Indexes of the nodes taking part.
     members: Vec<usize>,
+    /// Members of optional components: their failure does not stop the others.
+    optional: HashSet<usize>,
     failures: Failures,
     started: Instant,
     /// Who asked for the operation (audit log, webhooks).
@@ -191,6 +228,61 @@ struct Run {
 impl Run {
     fn node(&self, i: usize) -> Arc<dyn NodeApi> {
         self.coordinator.nodes[i].clone()
+    }
+
+    /// Whether a node whose failure fails the operation has failed.
+    fn fatal(&self) -> bool {
+        self.failures.first_outside(&self.optional).is_some()
+    }
+
+    /// Fails every live member with `why`.
+    fn fail_all(&self, why: &str) {
+        for i in self.live() {
+            self.fail(i, &ApiError::new(ErrorCode::Failed, why.to_string()));
+        }
+    }
+
+    /// The hooks of this operation.
+    fn hooks(&self, kind: HookOperation, backup: &str) -> OpHooks {
+        let coordinator = &self.coordinator;
+        OpHooks::new(
+            coordinator.hooks(),
+            kind,
+            HookEnv {
+                operation: match kind {
+                    HookOperation::Backup => "backup".into(),
+                    HookOperation::Restore => "restore".into(),
+                },
+                id: self.id.clone(),
+                backup: backup.to_string(),
+                ..HookEnv::default()
+            },
+            OpContext {
+                op: self.op.clone(),
+                events: coordinator.events(),
+                storage: coordinator.storage.clone(),
+                who: self.who.clone(),
+                stats: coordinator.stats.clone(),
+            },
+        )
+    }
+
+    /// `work`, or why it was given up: this process is stopping.
+    async fn unless_stopped<T>(
+        &self,
+        work: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, String> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                result = &mut work => return result,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {
+                    if let Some(why) = self.coordinator.stopping() {
+                        return Err(why);
+                    }
+                }
+            }
+        }
     }
 
     fn live(&self) -> Vec<usize> {
@@ -281,7 +373,7 @@ impl Run {
                         if let Some(why) = run.failures.get(i) {
                             return Err(ApiError::new(ErrorCode::LeaseLost, why));
                         }
-                        if all && run.failures.any() {
+                        if all && run.fatal() {
                             return Err(ApiError::new(ErrorCode::Cancelled, "another node failed"));
                         }
                     }
@@ -456,6 +548,7 @@ impl Coordinator {
     ) -> Arc<Coordinator> {
         let mut zones = zones;
         zones.resize(nodes.len(), None);
+        let whole = Component::whole(Arc::new(crate::plugin::Files), nodes.len());
         Arc::new(Coordinator {
             nodes,
             zones,
@@ -466,7 +559,8 @@ impl Coordinator {
             upload_batch: UPLOAD_BATCH.into(),
             registry: Registry::default(),
             stats: Arc::default(),
-            plugin: Mutex::new(Arc::new(crate::plugin::Files)),
+            components: Mutex::new(Arc::new(vec![whole])),
+            hooks: Mutex::new(Arc::default()),
             events: Mutex::new(crate::events::Events::audit_only()),
             gc_grace: Mutex::new(crate::gc::DEFAULT_GRACE),
             stopping: Mutex::new(None),
@@ -495,25 +589,80 @@ impl Coordinator {
         *self.gc_grace.lock().unwrap() = grace;
     }
 
-    /// Sets the configured plugin (see [`crate::plugin::configured`]).
+    /// Makes every node one component of `plugin`.
     pub fn set_plugin(&self, plugin: Arc<dyn crate::plugin::Plugin>) {
-        *self.plugin.lock().unwrap() = plugin;
+        self.set_components(vec![Component::whole(plugin, self.nodes.len())]);
     }
 
-    /// The configured plugin.
-    pub fn plugin(&self) -> Arc<dyn crate::plugin::Plugin> {
-        self.plugin.lock().unwrap().clone()
+    /// Sets what a backup is made of (see [`crate::component::from_config`]).
+    pub fn set_components(&self, components: Vec<Component>) {
+        *self.components.lock().unwrap() = Arc::new(components);
     }
 
-    /// The plugin that took a node of a backup: the configured one when it claims the
-    /// node, else the one of the registry that does.
-    fn plugin_of(&self, node: &NodeSummary) -> Arc<dyn crate::plugin::Plugin> {
-        let configured = self.plugin();
-        if configured.took(node) {
-            configured
-        } else {
-            crate::plugin::of_backup_node(node)
+    /// The components a backup is made of.
+    pub fn components(&self) -> Arc<Vec<Component>> {
+        self.components.lock().unwrap().clone()
+    }
+
+    /// Sets the hooks and where pauses are recorded.
+    pub fn set_hooks(&self, hooks: HookSet) {
+        *self.hooks.lock().unwrap() = Arc::new(hooks);
+    }
+
+    /// The hooks.
+    pub fn hooks(&self) -> Arc<HookSet> {
+        self.hooks.lock().unwrap().clone()
+    }
+
+    /// Resumes the pauses a process that is gone left (see
+    /// [`crate::hooks::resume_orphans`]); returns what each came to, a line each.
+    pub async fn resume_orphans(&self) -> Vec<String> {
+        let Some(state_dir) = self.hooks().state_dir.clone() else {
+            return Vec::new();
+        };
+        let mut lines = Vec::new();
+        for resumed in crate::hooks::resume_orphans(&state_dir).await {
+            let record = &resumed.record;
+            let line = match &resumed.error {
+                None => format!(
+                    "resumed {} (paused by operation {} since {}, whose process is gone)",
+                    record.hook, record.operation, record.since
+                ),
+                Some(why) => {
+                    self.stats.lock().unwrap().resume_failures += 1;
+                    let line = format!(
+                        "cannot resume {} (paused by operation {} since {}): {why}",
+                        record.hook, record.operation, record.since
+                    );
+                    let action = crate::events::Action {
+                        who: "strata",
+                        kind: "hook",
+                        target: &record.hook,
+                        operation: Some(&record.operation),
+                    };
+                    self.events()
+                        .notify(&action, &self.storage, "failed", &line);
+                    line
+                }
+            };
+            eprintln!("strata: {line}");
+            lines.push(line);
         }
+        lines
+    }
+
+    /// The plugin that took a node of a backup: its component's when configured and it
+    /// claims the node, else the one of the registry that does.
+    fn plugin_of(&self, node: &NodeSummary) -> Arc<dyn crate::plugin::Plugin> {
+        let components = self.components();
+        let claims = |c: &&Component| !c.plugin.is_external() && c.plugin.took(node);
+        components
+            .iter()
+            .filter(claims)
+            .find(|c| node.component.as_ref().is_none_or(|name| name == &c.name))
+            .or_else(|| components.iter().find(claims))
+            .map(|c| c.plugin.clone())
+            .unwrap_or_else(|| crate::plugin::of_backup_node(node))
     }
 
     /// Reports operations to `events` (webhooks) besides the audit log.
@@ -598,6 +747,7 @@ impl Coordinator {
         kind: &str,
         target: &str,
         members: Vec<usize>,
+        optional: HashSet<usize>,
         who: &str,
     ) -> CoordinatorResult<(Arc<Run>, RepoLock)> {
         if let Some(why) = self.stopping() {
@@ -611,7 +761,7 @@ impl Coordinator {
             target,
             operation: Some(&id),
         };
-        match self.take(&id, kind, members, who).await {
+        match self.take(&id, kind, members, optional, who).await {
             Ok(taken) => {
                 self.events().started(&action, &self.storage);
                 Ok(taken)
@@ -629,6 +779,7 @@ impl Coordinator {
         id: &str,
         kind: &str,
         members: Vec<usize>,
+        optional: HashSet<usize>,
         who: &str,
     ) -> CoordinatorResult<(Arc<Run>, RepoLock)> {
         let id = id.to_string();
@@ -639,6 +790,7 @@ impl Coordinator {
             op: op.clone(),
             id,
             members,
+            optional,
             failures: Failures::default(),
             started: Instant::now(),
             who: who.to_string(),
@@ -653,23 +805,53 @@ impl Coordinator {
     /// Refused with [`CoordinatorError::Busy`] while another operation holds the cluster.
     /// `who` asked for it (see [`crate::events::Action::who`]).
     pub async fn backup(self: &Arc<Self>, who: &str) -> CoordinatorResult<Pending<BackupSummary>> {
-        if self.nodes.is_empty() {
+        let components = self.components();
+        if self.nodes.is_empty() && !components.iter().any(|c| c.plugin.is_external()) {
             return Err(CoordinatorError::NothingToDo(
                 "no nodes to back up: give a path (`strata backup DIR`) or configure [[nodes]]"
                     .into(),
             ));
         }
-        let members: Vec<usize> = match self.plugin().backup_members(&self.nodes).await? {
-            Some(members) => members,
-            None => (0..self.nodes.len()).collect(),
-        };
+        // What a process that died left paused is resumed before anything is paused
+        // again.
+        self.resume_orphans().await;
+        let mut members = Vec::new();
+        let mut optional = HashSet::new();
+        let mut absent = BTreeMap::new();
+        for component in components.iter().filter(|c| !c.plugin.is_external()) {
+            let nodes: Vec<Arc<dyn NodeApi>> = component
+                .nodes
+                .iter()
+                .map(|&i| self.nodes[i].clone())
+                .collect();
+            if component.optional && !self.any_reachable(&component.nodes).await {
+                absent.insert(
+                    component.name.clone(),
+                    "none of its nodes answers".to_string(),
+                );
+                continue;
+            }
+            let mine = match component.plugin.backup_members(&nodes).await {
+                Ok(Some(mine)) => mine.into_iter().map(|k| component.nodes[k]).collect(),
+                Ok(None) => component.nodes.clone(),
+                Err(err) if component.optional => {
+                    absent.insert(component.name.clone(), crate::error_chain(&err));
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            if component.optional {
+                optional.extend(component.nodes.iter().copied());
+            }
+            members.extend(mine);
+        }
         let name = new_backup_name();
         let (run, lock) = self
-            .begin(name.clone(), "backup", &name, members, who)
+            .begin(name.clone(), "backup", &name, members, optional, who)
             .await?;
         let op = run.op.clone();
         let task = async move {
-            let outcome = backup(&run, lock).await;
+            let outcome = backup(&run, lock, &components, absent).await;
             let state_of = |s: &BackupSummary| match s.status {
                 BackupStatus::Complete => OpState::Succeeded,
                 BackupStatus::Partial => OpState::Partial,
@@ -701,9 +883,94 @@ impl Coordinator {
         })
     }
 
+    /// Whether any of `nodes` answers a metadata call (a short wait: this decides whether
+    /// an optional component is deployed).
+    async fn any_reachable(&self, nodes: &[usize]) -> bool {
+        let answers = on_nodes(nodes, |i| {
+            let node = self.nodes[i].clone();
+            async move { deadline(Duration::from_secs(3), node.metadata()).await }
+        })
+        .await;
+        answers.iter().any(|(_, a)| a.is_ok())
+    }
+
     /// [`Coordinator::backup`], running in the background.
     pub async fn start_backup(self: &Arc<Self>, who: &str) -> CoordinatorResult<Arc<Operation>> {
         Ok(self.backup(who).await?.spawn())
+    }
+
+    /// The components of `summary` a restore takes (all, or those `plan` names), refused
+    /// when a needed one is not complete and the user did not name the components.
+    /// Empty for a backup made before components (every node).
+    fn restore_selection<'a>(
+        &self,
+        summary: &'a BackupSummary,
+        plan: &RestorePlan,
+    ) -> CoordinatorResult<Vec<&'a ComponentSummary>> {
+        if summary.components.is_empty() {
+            if !plan.components.is_empty() {
+                return Err(CoordinatorError::Invalid(format!(
+                    "backup {} was made before components: restore it without --component",
+                    summary.name
+                )));
+            }
+            return Ok(Vec::new());
+        }
+        if plan.components.is_empty() {
+            let incomplete = summary.incomplete_components();
+            if !incomplete.is_empty() {
+                let why: Vec<String> = incomplete
+                    .iter()
+                    .map(|c| match &c.error {
+                        Some(e) => format!("{} is {} ({e})", c.name, c.status().as_str()),
+                        None => format!("{} is {}", c.name, c.status().as_str()),
+                    })
+                    .collect();
+                let good: Vec<&str> = summary
+                    .components
+                    .iter()
+                    .filter(|c| c.status() == ComponentStatus::Complete)
+                    .map(|c| c.name.as_str())
+                    .collect();
+                return Err(CoordinatorError::Invalid(format!(
+                    "backup {} is not complete: {}; name the components to restore (--component {})",
+                    summary.name,
+                    why.join(", "),
+                    if good.is_empty() { "NAME".to_string() } else { good.join(" --component ") }
+                )));
+            }
+            return Ok(summary
+                .components
+                .iter()
+                .filter(|c| c.status() != ComponentStatus::Absent)
+                .collect());
+        }
+        plan.components
+            .iter()
+            .map(|name| {
+                summary
+                    .components
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .ok_or_else(|| {
+                        CoordinatorError::Invalid(format!(
+                            "--component {name}: backup {} has the components {}",
+                            summary.name,
+                            summary
+                                .components
+                                .iter()
+                                .map(|c| c.name.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// The configured component `name`, if this coordinator has one.
+    fn configured_component(&self, name: &str) -> Option<Component> {
+        self.components().iter().find(|c| c.name == name).cloned()
     }
 
     /// Works out which backup node goes to which configured node, or says why it cannot.
@@ -712,54 +979,16 @@ impl Coordinator {
         summary: &BackupSummary,
         plan: &RestorePlan,
     ) -> CoordinatorResult<Vec<(String, usize)>> {
-        let restorable: Vec<&NodeSummary> =
-            summary.nodes.iter().filter(|n| n.has_manifest).collect();
-        let every_node = |n: &&&NodeSummary| self.plugin_of(n).restore_to_every_node();
-        if let Some(source) = restorable.iter().find(every_node) {
-            // One copy of a whole cluster (a database), laid down on every node (or the
-            // one asked for): the node's own settings make it the primary or a standby.
-            let pairs: Vec<(String, usize)> = self
-                .nodes
+        let selected = self.restore_selection(summary, plan)?;
+        let (pairs, problems) = self.pair_components(summary, plan, &selected);
+        if !problems.is_empty() {
+            return Err(CoordinatorError::NoNode(problems.join("; ")));
+        }
+        if pairs.is_empty()
+            && !selected
                 .iter()
-                .enumerate()
-                .filter(|(_, n)| plan.node.as_ref().is_none_or(|only| only == n.name()))
-                .map(|(i, _)| (source.name.clone(), i))
-                .collect();
-            if pairs.is_empty() {
-                return Err(CoordinatorError::NoNode(format!(
-                    "--node {:?} is not a configured node",
-                    plan.node.clone().unwrap_or_default()
-                )));
-            }
-            return Ok(pairs);
-        }
-        for old in plan.map.keys() {
-            if !summary.nodes.iter().any(|n| &n.name == old) {
-                return Err(CoordinatorError::NoNode(format!(
-                    "--map {old}=...: backup {} has no node {old:?}",
-                    summary.name
-                )));
-            }
-        }
-        let sources: Vec<SourceNode> = restorable
-            .iter()
-            .filter(|n| plan.node.as_ref().is_none_or(|only| only == &n.name))
-            .map(|n| SourceNode {
-                name: &n.name,
-                zone: n.zone.as_deref(),
-            })
-            .collect();
-        let targets: Vec<TargetNode> = self
-            .nodes
-            .iter()
-            .zip(&self.zones)
-            .map(|(n, zone)| TargetNode {
-                name: n.name(),
-                zone: zone.as_deref(),
-            })
-            .collect();
-        let pairs = pair_nodes(&sources, &targets, &plan.map).map_err(CoordinatorError::NoNode)?;
-        if pairs.is_empty() {
+                .any(|c| c.nodes.is_empty() && c.status() == ComponentStatus::Complete)
+        {
             return Err(CoordinatorError::NoNode(match &plan.node {
                 Some(only) => format!(
                     "backup {} has no restorable node {only:?} (see `strata show {}`)",
@@ -771,6 +1000,168 @@ impl Coordinator {
         Ok(pairs)
     }
 
+    /// The pairs of every selected component (each onto the nodes of the configured
+    /// component of its name, or onto every node), and the problems found.
+    fn pair_components(
+        &self,
+        summary: &BackupSummary,
+        plan: &RestorePlan,
+        selected: &[&ComponentSummary],
+    ) -> (Vec<(String, usize)>, Vec<String>) {
+        let mut problems = Vec::new();
+        for old in plan.map.keys() {
+            if !summary.nodes.iter().any(|n| &n.name == old) {
+                problems.push(format!(
+                    "--map {old}=...: backup {} has no node {old:?}",
+                    summary.name
+                ));
+            }
+        }
+        let all: Vec<usize> = (0..self.nodes.len()).collect();
+        let groups: Vec<(Vec<&NodeSummary>, Vec<usize>)> = if summary.components.is_empty() {
+            vec![(
+                summary.nodes.iter().filter(|n| n.has_manifest).collect(),
+                all,
+            )]
+        } else {
+            selected
+                .iter()
+                .filter(|c| !c.nodes.is_empty())
+                .map(|c| {
+                    let sources = summary
+                        .nodes
+                        .iter()
+                        .filter(|n| n.has_manifest && n.component.as_deref() == Some(&c.name))
+                        .collect();
+                    let targets = self
+                        .configured_component(&c.name)
+                        .filter(|t| !t.nodes.is_empty())
+                        .map(|t| t.nodes)
+                        .unwrap_or_else(|| all.clone());
+                    (sources, targets)
+                })
+                .collect()
+        };
+        let mut pairs = Vec::new();
+        for (sources, targets) in groups {
+            match self.pair_group(&sources, &targets, plan) {
+                Ok(mine) => pairs.extend(mine),
+                Err(why) => problems.push(why),
+            }
+        }
+        (pairs, problems)
+    }
+
+    /// Pairs the restorable nodes of one component with nodes among `targets`.
+    fn pair_group(
+        &self,
+        restorable: &[&NodeSummary],
+        targets: &[usize],
+        plan: &RestorePlan,
+    ) -> Result<Vec<(String, usize)>, String> {
+        let every_node = |n: &&&NodeSummary| self.plugin_of(n).restore_to_every_node();
+        if let Some(source) = restorable.iter().find(every_node) {
+            // One copy of a whole cluster (a database), laid down on every node (or the
+            // one asked for): the node's own settings make it the primary or a standby.
+            let pairs: Vec<(String, usize)> = targets
+                .iter()
+                .filter(|&&i| {
+                    plan.node
+                        .as_ref()
+                        .is_none_or(|only| only == self.nodes[i].name())
+                })
+                .map(|&i| (source.name.clone(), i))
+                .collect();
+            if pairs.is_empty()
+                && plan.node.is_some()
+                && !self
+                    .nodes
+                    .iter()
+                    .any(|n| Some(n.name()) == plan.node.as_deref())
+            {
+                return Err(format!(
+                    "--node {:?} is not a configured node",
+                    plan.node.clone().unwrap_or_default()
+                ));
+            }
+            return Ok(pairs);
+        }
+        let sources: Vec<SourceNode> = restorable
+            .iter()
+            .filter(|n| plan.node.as_ref().is_none_or(|only| only == &n.name))
+            .map(|n| SourceNode {
+                name: &n.name,
+                zone: n.zone.as_deref(),
+            })
+            .collect();
+        let target_nodes: Vec<TargetNode> = targets
+            .iter()
+            .map(|&i| TargetNode {
+                name: self.nodes[i].name(),
+                zone: self.zones[i].as_deref(),
+            })
+            .collect();
+        let pairs = pair_nodes(&sources, &target_nodes, &plan.map)?;
+        Ok(pairs.into_iter().map(|(s, k)| (s, targets[k])).collect())
+    }
+
+    /// What stops a restore before it writes anything, every problem at once: the
+    /// components' plugins (known here, a data version this strata reads), their nodes
+    /// (paired with targets), and the targets (they answer).
+    async fn restore_problems(
+        &self,
+        summary: &BackupSummary,
+        plan: &RestorePlan,
+        selected: &[&ComponentSummary],
+    ) -> Vec<String> {
+        let mut problems = Vec::new();
+        for c in selected {
+            if c.nodes.is_empty() && c.status() != ComponentStatus::Absent {
+                match self.configured_component(&c.name) {
+                    Some(t) if t.plugin.is_external() && t.plugin.name() == c.plugin => {}
+                    _ => problems.push(format!(
+                        "component {}: a {} component is restored through its system's API, and this configuration has no [[components]] {:?} of plugin {:?}",
+                        c.name, c.plugin, c.name, c.plugin
+                    )),
+                }
+                continue;
+            }
+            match crate::plugin::by_name(&c.plugin) {
+                None => problems.push(format!(
+                    "component {}: plugin {:?} is not known to this strata {}: upgrade strata",
+                    c.name,
+                    c.plugin,
+                    env!("CARGO_PKG_VERSION")
+                )),
+                Some(plugin) if c.plugin_version > plugin.data_version() => problems.push(format!(
+                    "component {}: written by {} data version {}, this strata reads up to {}: upgrade strata",
+                    c.name, c.plugin, c.plugin_version, plugin.data_version()
+                )),
+                Some(_) => {}
+            }
+        }
+        let (pairs, pairing) = self.pair_components(summary, plan, selected);
+        problems.extend(pairing);
+        let mut targets: Vec<usize> = pairs.iter().map(|(_, i)| *i).collect();
+        targets.sort();
+        targets.dedup();
+        let answers = on_nodes(&targets, |i| {
+            let node = self.nodes[i].clone();
+            async move { deadline(QUICK_CALL, node.metadata()).await }
+        })
+        .await;
+        for (i, answer) in answers {
+            if let Err(e) = answer {
+                problems.push(format!(
+                    "node {} cannot be reached: {}",
+                    self.nodes[i].name(),
+                    e.message
+                ));
+            }
+        }
+        problems
+    }
+
     /// Takes the cluster lock and prepares a restore of a backup into the nodes' roots.
     pub async fn restore(
         self: &Arc<Self>,
@@ -779,11 +1170,26 @@ impl Coordinator {
         who: &str,
     ) -> CoordinatorResult<Pending<RestoreOutcome>> {
         crate::input::check_restore_plan(&plan)?;
+        let selected = self.restore_selection(summary, &plan)?;
+        let problems = self.restore_problems(summary, &plan, &selected).await;
+        if !problems.is_empty() {
+            return Err(CoordinatorError::NoNode(format!(
+                "restore of {} refused before anything was written: {}",
+                summary.name,
+                problems.join("; ")
+            )));
+        }
         let pairs = self.restore_pairs(summary, &plan)?;
+        let externals: Vec<(Component, ComponentSummary)> = selected
+            .iter()
+            .filter(|c| c.nodes.is_empty() && c.status() == ComponentStatus::Complete)
+            .filter_map(|c| Some((self.configured_component(&c.name)?, (*c).clone())))
+            .filter(|(t, _)| t.plugin.is_external())
+            .collect();
         let members: Vec<usize> = pairs.iter().map(|(_, i)| *i).collect();
         let id = format!("restore-{}", new_backup_name());
         let (run, lock) = self
-            .begin(id, "restore", &summary.name, members, who)
+            .begin(id, "restore", &summary.name, members, HashSet::new(), who)
             .await?;
         let op = run.op.clone();
         let backup = summary.name.clone();
@@ -791,17 +1197,38 @@ impl Coordinator {
             .nodes
             .iter()
             .find_map(|n| self.plugin_of(n).recovery(&plan));
-        // The order between plugins: each source node's plugin's rank.
+        // The order between components: the order each recorded, or its plugin's rank.
         let ranks: HashMap<String, u32> = summary
             .nodes
             .iter()
-            .map(|n| (n.name.clone(), self.plugin_of(n).restore_rank()))
+            .map(|n| {
+                let rank = summary
+                    .component_of(n)
+                    .map(|c| c.order)
+                    .unwrap_or_else(|| self.plugin_of(n).restore_rank());
+                (n.name.clone(), rank)
+            })
             .collect();
+        let scope = Scope {
+            components: selected
+                .iter()
+                .map(|c| {
+                    let nodes = pairs
+                        .iter()
+                        .filter(|(source, _)| c.nodes.contains(source))
+                        .map(|(_, i)| self.nodes[*i].name().to_string())
+                        .collect();
+                    (c.name.clone(), nodes)
+                })
+                .collect(),
+        };
         let task = async move {
             let steps = RestoreSteps {
                 include: plan.include,
                 recovery,
                 ranks,
+                externals,
+                scope,
             };
             let outcome = restore(&run, lock, backup.clone(), pairs, steps).await;
             let detail_of = |o: &RestoreOutcome| {
@@ -811,6 +1238,10 @@ impl Coordinator {
                         Some(e) => format!("{} -> {}: {e}", n.source, n.node),
                         None => format!("{} -> {}", n.source, n.node),
                     })
+                    .chain(o.components.iter().map(|c| match &c.error {
+                        Some(e) => format!("{}: {e}", c.component),
+                        None => c.component.clone(),
+                    }))
                     .collect::<Vec<_>>()
                     .join("; ")
             };
@@ -902,7 +1333,9 @@ impl<T: Send + 'static> Pending<T> {
 impl RestoreOutcome {
     /// Failed if a node failed, partial if some files could not be restored.
     pub fn state(&self) -> OpState {
-        if self.nodes.iter().any(|n| n.error.is_some()) {
+        if self.nodes.iter().any(|n| n.error.is_some())
+            || self.components.iter().any(|c| c.error.is_some())
+        {
             OpState::Failed
         } else if self
             .nodes
@@ -959,33 +1392,101 @@ async fn finish_operation<T: Serialize>(
     });
 }
 
-/// The backup proper; see the module documentation.
-async fn backup(run: &Arc<Run>, lock: RepoLock) -> CoordinatorResult<BackupSummary> {
+/// The backup proper; see the module documentation. `absent` names the optional
+/// components that are not deployed, with why.
+async fn backup(
+    run: &Arc<Run>,
+    lock: RepoLock,
+    components: &[Component],
+    absent: BTreeMap<String, String>,
+) -> CoordinatorResult<BackupSummary> {
     let coordinator = &run.coordinator;
     let started = SystemTime::now();
     let clock = Instant::now();
     let requests_before = coordinator.requests.as_ref().map(|c| c.counts());
+    let present: Vec<&Component> = components
+        .iter()
+        .filter(|c| !absent.contains_key(&c.name))
+        .collect();
+    let scope = Scope {
+        components: present
+            .iter()
+            .map(|c| {
+                let nodes = c
+                    .nodes
+                    .iter()
+                    .filter(|i| run.members.contains(i))
+                    .map(|&i| coordinator.nodes[i].name().to_string())
+                    .collect();
+                (c.name.clone(), nodes)
+            })
+            .collect(),
+    };
     let tasks = run.keep_alive(lock);
-    let mut node_summaries: BTreeMap<usize, NodeSummary> = BTreeMap::new();
-    if !run.failures.any() {
-        node_summaries = backup_steps(run).await;
+    let mut hooks = run.hooks(HookOperation::Backup, &run.id);
+    // Why the whole backup failed before its steps (a hook), for components with no
+    // node to carry the reason.
+    let mut failed_early: Option<String> = None;
+    if let Err(why) = hooks.run_at(HookPoint::Before, &scope, |_| None).await {
+        failed_early = Some(why);
+    } else if let Err(why) = hooks.pause_all(&scope).await {
+        failed_early = Some(why);
     }
-    if !run.failures.any() {
-        after_stored(run, &mut node_summaries).await;
+    if let Some(why) = &failed_early {
+        run.fail_all(why);
+    }
+    let mut node_summaries: BTreeMap<usize, NodeSummary> = BTreeMap::new();
+    let mut external: BTreeMap<String, crate::plugin::ExternalOutcome> = BTreeMap::new();
+    if failed_early.is_none() && !run.fatal() {
+        let externals =
+            futures::future::join_all(present.iter().filter(|c| c.plugin.is_external()).map(|c| {
+                let env = HookEnv {
+                    operation: "backup".into(),
+                    id: run.id.clone(),
+                    backup: run.id.clone(),
+                    component: Some(c.name.clone()),
+                    phase: "backup".into(),
+                    ..HookEnv::default()
+                };
+                async move {
+                    let outcome = run.unless_stopped(c.plugin.external_backup(&env)).await;
+                    (c.name.clone(), outcome)
+                }
+            }));
+        let (summaries, outcomes) = tokio::join!(backup_steps(run), externals);
+        node_summaries = summaries;
+        external.extend(outcomes);
+        if !run.fatal() {
+            after_stored(run, &present, &mut node_summaries).await;
+        }
+    }
+    // The snapshots are stored (or will never be): resume what was paused, whatever
+    // happened.
+    let mut hook_errors = hooks.resume_all().await;
+    if failed_early.is_none() && !run.fatal() {
+        if let Err(why) = hooks
+            .run_at(HookPoint::AfterSnapshot, &scope, |_| None)
+            .await
+        {
+            hook_errors.push(why);
+        }
     }
     let lock = tasks.stop().await;
 
-    let failed_node = run.failures.first();
+    let failed_node = run.failures.first_outside(&run.optional);
+    let component_of = |i: usize| components.iter().find(|c| c.nodes.contains(&i));
     let nodes: Vec<NodeSummary> = run
         .members
         .iter()
         .map(|&i| {
             let name = coordinator.nodes[i].name().to_string();
             let zone = coordinator.zones[i].clone();
+            let component = component_of(i).map(|c| c.name.clone());
             if let Some(why) = run.failures.get(i) {
                 return NodeSummary {
                     name,
                     zone,
+                    component,
                     status: BackupStatus::Failed,
                     error: Some(why),
                     ..NodeSummary::default()
@@ -1010,16 +1511,18 @@ async fn backup(run: &Arc<Run>, lock: RepoLock) -> CoordinatorResult<BackupSumma
                     ..NodeSummary::default()
                 },
             };
-            NodeSummary { zone, ..summary }
+            NodeSummary {
+                zone,
+                component,
+                ..summary
+            }
         })
         .collect();
-    let status = if nodes.iter().any(|n| n.status == BackupStatus::Failed) {
-        BackupStatus::Failed
-    } else if nodes.iter().all(|n| n.status == BackupStatus::Complete) {
-        BackupStatus::Complete
-    } else {
-        BackupStatus::Partial
-    };
+    let component_summaries: Vec<ComponentSummary> = components
+        .iter()
+        .map(|c| component_summary(c, &nodes, &absent, &mut external, failed_early.as_deref()))
+        .collect();
+    let status = backup_status(&component_summaries);
     let summary = BackupSummary {
         name: run.id.clone(),
         started: humantime::format_rfc3339_millis(started).to_string(),
@@ -1032,6 +1535,7 @@ async fn backup(run: &Arc<Run>, lock: RepoLock) -> CoordinatorResult<BackupSumma
             .as_ref()
             .zip(requests_before)
             .map(|(counter, before)| counter.counts().since(&before)),
+        components: component_summaries,
     };
     // A coordinator that lost the cluster lock (another process fenced it, or this one
     // was stalled past its TTL) records nothing: the repository belongs to whoever holds
@@ -1059,6 +1563,24 @@ async fn backup(run: &Arc<Run>, lock: RepoLock) -> CoordinatorResult<BackupSumma
     .await;
     run.release_all().await;
     lock.release().await;
+    // The end hooks see how each component ended (the backup's status for hooks of no
+    // component).
+    let status_of = |component: Option<&str>| match component {
+        Some(name) => summary
+            .components
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.status().as_str().to_string()),
+        None => Some(summary.status.as_str().to_string()),
+    };
+    for point in [HookPoint::Success, HookPoint::Failure, HookPoint::Always] {
+        if let Err(why) = hooks.run_at(point, &scope, status_of).await {
+            hook_errors.push(why);
+        }
+    }
+    for why in &hook_errors {
+        eprintln!("strata: warning: backup {}: {why}", run.id);
+    }
     if let Err(lost) = fenced {
         return Err(CoordinatorError::LockLost(format!(
             "backup {} failed and was not recorded: {lost}",
@@ -1067,6 +1589,68 @@ async fn backup(run: &Arc<Run>, lock: RepoLock) -> CoordinatorResult<BackupSumma
     }
     saved?;
     Ok(summary)
+}
+
+/// A component's part of the summary, from its nodes' summaries (or its external
+/// outcome).
+fn component_summary(
+    component: &Component,
+    nodes: &[NodeSummary],
+    absent: &BTreeMap<String, String>,
+    external: &mut BTreeMap<String, crate::plugin::ExternalOutcome>,
+    failed_early: Option<&str>,
+) -> ComponentSummary {
+    let mut out = ComponentSummary {
+        name: component.name.clone(),
+        plugin: component.plugin.name().to_string(),
+        plugin_version: component.plugin.data_version(),
+        optional: component.optional,
+        order: component.order,
+        ..ComponentSummary::default()
+    };
+    let (status, error) = if let Some(why) = absent.get(&component.name) {
+        (ComponentStatus::Absent, Some(why.clone()))
+    } else if component.plugin.is_external() {
+        match external.remove(&component.name) {
+            Some(Ok(record)) => {
+                out.external = record;
+                (ComponentStatus::Complete, None)
+            }
+            Some(Err(why)) => (ComponentStatus::Failed, Some(why)),
+            None => (
+                ComponentStatus::Failed,
+                Some(
+                    failed_early
+                        .unwrap_or("not run: another component failed")
+                        .to_string(),
+                ),
+            ),
+        }
+    } else {
+        let mine: Vec<&NodeSummary> = nodes
+            .iter()
+            .filter(|n| n.component.as_deref() == Some(&component.name))
+            .collect();
+        out.nodes = mine.iter().map(|n| n.name.clone()).collect();
+        let error = mine
+            .iter()
+            .find_map(|n| n.error.as_ref().map(|e| format!("{}: {e}", n.name)));
+        if mine.is_empty() {
+            (
+                ComponentStatus::Failed,
+                Some("no node was backed up".into()),
+            )
+        } else if mine.iter().any(|n| n.status == BackupStatus::Failed) {
+            (ComponentStatus::Failed, error)
+        } else if mine.iter().any(|n| n.status == BackupStatus::Partial) {
+            (ComponentStatus::Partial, error)
+        } else {
+            (ComponentStatus::Complete, None)
+        }
+    };
+    out.status = Some(status);
+    out.error = error;
+    out
 }
 
 /// Scan, upload, finish. Returns the node summaries of the nodes that finished; failures
@@ -1102,7 +1686,7 @@ async fn backup_steps(run: &Arc<Run>) -> BTreeMap<usize, NodeSummary> {
             Err(err) => run.fail(i, &err),
         }
     }
-    if run.failures.any() {
+    if run.fatal() {
         return BTreeMap::new();
     }
 
@@ -1110,8 +1694,15 @@ async fn backup_steps(run: &Arc<Run>) -> BTreeMap<usize, NodeSummary> {
     let mut pending = holdings.ids();
     let mut excluded: HashMap<BlobId, HashSet<usize>> = HashMap::new();
     let mut lost: HashSet<BlobId> = HashSet::new();
-    while !pending.is_empty() && !run.failures.any() {
-        let (plan, orphans) = holdings.assign(pending.drain(..), &excluded, &HashSet::new());
+    while !pending.is_empty() && !run.fatal() {
+        // Nodes of an optional component that failed hold nothing any more.
+        let down: HashSet<usize> = run
+            .members
+            .iter()
+            .copied()
+            .filter(|i| run.failures.get(*i).is_some())
+            .collect();
+        let (plan, orphans) = holdings.assign(pending.drain(..), &excluded, &down);
         lost.extend(orphans);
         if plan.is_empty() {
             break;
@@ -1156,7 +1747,7 @@ async fn backup_steps(run: &Arc<Run>) -> BTreeMap<usize, NodeSummary> {
             }
         }
     }
-    if run.failures.any() {
+    if run.fatal() {
         return BTreeMap::new();
     }
 
@@ -1197,16 +1788,34 @@ async fn backup_steps(run: &Arc<Run>) -> BTreeMap<usize, NodeSummary> {
     out
 }
 
-/// The plugins' steps once every node's data is stored: an error fails the nodes of the
-/// backup (the summary records the backup as failed, with the reason).
-async fn after_stored(run: &Arc<Run>, nodes: &mut BTreeMap<usize, NodeSummary>) {
-    let plugin = run.coordinator.plugin();
-    let stored: Vec<NodeSummary> = nodes.values().cloned().collect();
-    if let Err(why) = plugin.after_stored(&run.id, &stored).await {
-        let why = format!("{} plugin, after the data was stored: {why}", plugin.name());
-        for summary in nodes.values_mut() {
-            summary.status = BackupStatus::Failed;
-            summary.error = Some(why.clone());
+/// Each component's steps once every node's data is stored: an error fails the nodes of
+/// that component (the summary records it as failed, with the reason).
+async fn after_stored(
+    run: &Arc<Run>,
+    components: &[&Component],
+    nodes: &mut BTreeMap<usize, NodeSummary>,
+) {
+    for component in components.iter().filter(|c| !c.plugin.is_external()) {
+        let stored: Vec<NodeSummary> = nodes
+            .iter()
+            .filter(|(i, _)| component.nodes.contains(i))
+            .map(|(_, n)| n.clone())
+            .collect();
+        if stored.is_empty() {
+            continue;
+        }
+        if let Err(why) = component.plugin.after_stored(&run.id, &stored).await {
+            let why = format!(
+                "{} plugin, after the data was stored: {why}",
+                component.plugin.name()
+            );
+            for (_, summary) in nodes
+                .iter_mut()
+                .filter(|(i, _)| component.nodes.contains(i))
+            {
+                summary.status = BackupStatus::Failed;
+                summary.error = Some(why.clone());
+            }
         }
     }
 }
@@ -1217,12 +1826,18 @@ struct RestoreSteps {
     include: Option<String>,
     /// The recovery the nodes run once their files are back (PostgreSQL).
     recovery: Option<RecoveryPlan>,
-    /// The restore rank of each source node's plugin: lower ranks first.
+    /// The restore order of each source node's component: lower first.
     ranks: HashMap<String, u32>,
+    /// External components to restore through their system's API, with what their
+    /// backup recorded.
+    externals: Vec<(Component, ComponentSummary)>,
+    /// Where the restore's hooks run.
+    scope: Scope,
 }
 
-/// The restore proper: the pairs of one plugin rank at once, ranks in order; a failure
-/// stops the later ranks.
+/// The restore proper: the pairs and external components of one order at once, orders
+/// in turn; a failure stops the later ones. Hooks run around it, pauses resumed on every
+/// path.
 async fn restore(
     run: &Arc<Run>,
     lock: RepoLock,
@@ -1233,29 +1848,65 @@ async fn restore(
     let clock = Instant::now();
     let tasks = run.keep_alive(lock);
     let sources: HashMap<usize, String> = pairs.iter().map(|(s, i)| (*i, s.clone())).collect();
-    let mut waves: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    let mut waves: BTreeMap<u32, (Vec<usize>, Vec<&(Component, ComponentSummary)>)> =
+        BTreeMap::new();
     for i in run.live() {
         let rank = steps.ranks.get(&sources[&i]).copied().unwrap_or(100);
-        waves.entry(rank).or_default().push(i);
+        waves.entry(rank).or_default().0.push(i);
+    }
+    for external in &steps.externals {
+        waves.entry(external.1.order).or_default().1.push(external);
     }
     let storage = run.coordinator.storage.clone();
     let mut reports: HashMap<usize, RestoreReply> = HashMap::new();
-    // A node of an earlier rank that failed: later ranks would restore onto a system
-    // whose base is missing.
-    let mut failed_before: Option<usize> = None;
-    for live in waves.into_values() {
-        if let Some(bad) = failed_before {
-            let why = format!(
-                "not restored: node {} of an earlier restore step failed",
-                run.coordinator.nodes[bad].name()
-            );
+    let mut components = Vec::new();
+    let mut hooks = run.hooks(HookOperation::Restore, &backup);
+    let mut hook_errors = Vec::new();
+    // Why nothing more may be restored: a hook before, or a step of an earlier order
+    // that failed (later orders would restore onto a system whose base is missing).
+    let mut stop: Option<String> = None;
+    if let Err(why) = hooks
+        .run_at(HookPoint::Before, &steps.scope, |_| None)
+        .await
+    {
+        stop = Some(why);
+    } else if let Err(why) = hooks.pause_all(&steps.scope).await {
+        stop = Some(why);
+    }
+    for (live, externals) in waves.into_values() {
+        if let Some(why) = &stop {
+            let why = format!("not restored: {why}");
             for i in live {
                 run.fail(i, &ApiError::new(ErrorCode::Failed, why.clone()));
+            }
+            for (component, _) in externals {
+                components.push(ComponentRestore {
+                    component: component.name.clone(),
+                    detail: None,
+                    error: Some(why.clone()),
+                });
             }
             continue;
         }
         run.phase(&live, "restoring");
-        let results = on_nodes(&live, |i| {
+        let external_work =
+            futures::future::join_all(externals.into_iter().map(|(component, recorded)| {
+                let env = HookEnv {
+                    operation: "restore".into(),
+                    id: run.id.clone(),
+                    backup: backup.clone(),
+                    component: Some(component.name.clone()),
+                    phase: "restore".into(),
+                    ..HookEnv::default()
+                };
+                async move {
+                    let result = run
+                        .unless_stopped(component.plugin.external_restore(&recorded.external, &env))
+                        .await;
+                    (component.name.clone(), result)
+                }
+            }));
+        let node_work = on_nodes(&live, |i| {
             let node = run.node(i);
             let request = RestoreRequest {
                 operation: run.id.clone(),
@@ -1266,8 +1917,8 @@ async fn restore(
                 recovery: steps.recovery.clone(),
             };
             run.guarded(i, false, async move { node.restore(request).await })
-        })
-        .await;
+        });
+        let (results, external_results) = tokio::join!(node_work, external_work);
         for (i, result) in results {
             match result {
                 Ok(reply) => {
@@ -1277,15 +1928,48 @@ async fn restore(
                 }
                 Err(err) => {
                     run.fail(i, &err);
-                    failed_before.get_or_insert(i);
+                    stop.get_or_insert(format!(
+                        "node {} of an earlier restore step failed",
+                        run.coordinator.nodes[i].name()
+                    ));
                 }
             }
+        }
+        for (component, result) in external_results {
+            match result {
+                Ok(detail) => components.push(ComponentRestore {
+                    component,
+                    detail: Some(detail),
+                    error: None,
+                }),
+                Err(why) => {
+                    stop.get_or_insert(format!(
+                        "component {component} of an earlier restore step failed"
+                    ));
+                    components.push(ComponentRestore {
+                        component,
+                        detail: None,
+                        error: Some(why),
+                    });
+                }
+            }
+        }
+    }
+    hook_errors.extend(hooks.resume_all().await);
+    let failed =
+        run.failures.any() || components.iter().any(|c| c.error.is_some()) || stop.is_some();
+    if !failed {
+        if let Err(why) = hooks
+            .run_at(HookPoint::AfterSnapshot, &steps.scope, |_| None)
+            .await
+        {
+            hook_errors.push(why);
         }
     }
     let lock = tasks.stop().await;
     run.release_all().await;
     lock.release().await;
-    Ok(RestoreOutcome {
+    let outcome = RestoreOutcome {
         backup,
         nodes: pairs
             .into_iter()
@@ -1296,6 +1980,25 @@ async fn restore(
                 error: run.failures.get(i),
             })
             .collect(),
+        components,
+        hook_errors: Vec::new(),
         duration_ms: clock.elapsed().as_millis() as u64,
+    };
+    let status = match outcome.state() {
+        OpState::Succeeded => "succeeded",
+        OpState::Partial => "partial",
+        _ => "failed",
+    };
+    for point in [HookPoint::Success, HookPoint::Failure, HookPoint::Always] {
+        if let Err(why) = hooks
+            .run_at(point, &steps.scope, |_| Some(status.to_string()))
+            .await
+        {
+            hook_errors.push(why);
+        }
+    }
+    Ok(RestoreOutcome {
+        hook_errors,
+        ..outcome
     })
 }

@@ -74,6 +74,14 @@ pub struct Config {
     pub postgres: PostgresConfig,
     /// Where to tell other systems about operations (`[[webhooks]]`).
     pub webhooks: Vec<WebhookConfig>,
+    /// What a backup is made of (`[[components]]`); empty: one component, `plugin` over
+    /// every node.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentConfig>,
+    /// Commands and HTTP calls at the steps of backups and restores, and pause/resume
+    /// pairs (`[[hooks]]`, see [`crate::hooks`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::hooks::HookConfig>,
     /// The file this configuration was read from (commands PostgreSQL runs, such as
     /// `restore_command`, point back at it).
     #[serde(skip)]
@@ -611,6 +619,31 @@ impl StorageConfig {
     }
 }
 
+/// One component of the cluster's backups (`[[components]]`): a plugin with its nodes,
+/// or an external system (`command`, `http`) driven through its own backup API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentConfig {
+    pub name: String,
+    /// `files`, `postgres`, `command` or `http`.
+    pub plugin: String,
+    /// The [[nodes]] it backs up (none for `command` and `http`).
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Not deployed everywhere: when none of its nodes answers (or it fails), the backup
+    /// records it `absent` (or `failed`) and is not failed for it.
+    #[serde(default)]
+    pub optional: bool,
+    /// Restore order, lower first (default: the plugin's, 100 for data, lower for
+    /// topology stores).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<crate::plugin::external::HttpComponent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<crate::plugin::external::CommandComponent>,
+}
+
 /// One node of the cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -657,6 +690,8 @@ impl Default for Config {
             schedules: Vec::new(),
             webhooks: Vec::new(),
             postgres: PostgresConfig::default(),
+            components: Vec::new(),
+            hooks: Vec::new(),
             source_path: None,
         }
     }
@@ -809,6 +844,82 @@ impl Config {
         Ok(())
     }
 
+    /// The components of a backup: the configured `[[components]]`, or one component
+    /// named after `plugin` over every node (configurations from before components).
+    pub fn components(&self) -> Vec<ComponentConfig> {
+        if !self.components.is_empty() {
+            return self.components.clone();
+        }
+        vec![ComponentConfig {
+            name: self.plugin.clone(),
+            plugin: self.plugin.clone(),
+            nodes: self.nodes.iter().map(|n| n.name.clone()).collect(),
+            optional: false,
+            order: None,
+            http: None,
+            command: None,
+        }]
+    }
+
+    /// Checks `[[components]]` and `[[hooks]]`: names, references, every node in exactly
+    /// one component.
+    fn validate_components(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if !self.components.is_empty() && self.plugin != "files" {
+            return invalid(format!(
+                "plugin = {:?} and [[components]] do not go together: give the plugin in its component",
+                self.plugin
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut owner: BTreeMap<String, String> = BTreeMap::new();
+        for (component, plugin) in crate::plugin::configured(self)? {
+            let name = &component.name;
+            if !valid_name(name) || !names.insert(name.clone()) {
+                return invalid(format!(
+                    "component name {name:?} must be unique and 1-64 letters, digits, '-', '_' or '.'"
+                ));
+            }
+            if plugin.is_external() != component.nodes.is_empty() && !self.components.is_empty() {
+                return invalid(match plugin.is_external() {
+                    true => format!(
+                        "component {name:?}: a {} component has no nodes",
+                        component.plugin
+                    ),
+                    false => format!("component {name:?} has no nodes"),
+                });
+            }
+            for node in &component.nodes {
+                let Some(config) = self.nodes.iter().find(|n| &n.name == node) else {
+                    return invalid(format!(
+                        "component {name:?}: node {node:?} is not one of the configured [[nodes]]"
+                    ));
+                };
+                if let Some(other) = owner.insert(node.clone(), name.clone()) {
+                    return invalid(format!(
+                        "node {node:?} is in two components, {other:?} and {name:?}"
+                    ));
+                }
+                if config.url.is_none() {
+                    plugin.check_node(config).map_err(ConfigError::Invalid)?;
+                }
+            }
+        }
+        if let Some(lost) = self.nodes.iter().find(|n| !owner.contains_key(&n.name)) {
+            return invalid(format!(
+                "node {:?} is in no component: add it to one of the [[components]]",
+                lost.name
+            ));
+        }
+        let names: Vec<String> = self.components().into_iter().map(|c| c.name).collect();
+        let nodes: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        for hook in &self.hooks {
+            hook.validate(&names, &nodes)
+                .map_err(ConfigError::Invalid)?;
+        }
+        Ok(())
+    }
+
     /// Checks what TOML types cannot: names, references, ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
@@ -835,7 +946,6 @@ impl Config {
         if !(1..=1024).contains(&self.backup.pack_size_mib) {
             return invalid("backup.pack_size_mib must be between 1 and 1024".into());
         }
-        let plugin = crate::plugin::configured(self)?;
         let mut seen = std::collections::HashSet::new();
         for node in &self.nodes {
             if !valid_name(&node.name) {
@@ -854,10 +964,9 @@ impl Config {
                         node.name
                     ));
                 }
-            } else {
-                plugin.check_node(node).map_err(ConfigError::Invalid)?;
             }
         }
+        self.validate_components()?;
         for hook in &self.webhooks {
             if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
                 return invalid(format!(

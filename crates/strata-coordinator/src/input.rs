@@ -88,6 +88,7 @@ mod tests {
             node: Some("db1".into()),
             map: BTreeMap::from([("db1".into(), "db-2".into())]),
             include: Some("/base/16384/".into()),
+            components: Vec::new(),
             recovery: None,
         }
     }

@@ -57,6 +57,9 @@ pub struct OperationStatus {
     /// Why the operation failed as a whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What the operation's hooks did, a line each (`hook NAME (PHASE): ok: OUTPUT`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
 }
 
 /// A running or finished operation.
@@ -83,6 +86,7 @@ impl Operation {
                 .collect(),
             result: None,
             error: None,
+            log: Vec::new(),
         };
         Arc::new(Operation {
             status: watch::channel(status).0,
@@ -107,6 +111,15 @@ impl Operation {
     /// Changes the status and wakes the watchers.
     pub fn update(&self, change: impl FnOnce(&mut OperationStatus)) {
         self.status.send_modify(change);
+    }
+
+    /// Adds a line to the operation's log (bounded: the first 1,000 lines).
+    pub fn log(&self, line: String) {
+        self.status.send_modify(|s| {
+            if s.log.len() < 1000 {
+                s.log.push(line);
+            }
+        });
     }
 
     /// Changes one node's status.

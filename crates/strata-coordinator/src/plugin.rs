@@ -11,7 +11,7 @@
 //! they carry (keys prefixed with the plugin's name). docs/architecture.md shows how a
 //! third plugin is added.
 
-use crate::config::{Config, ConfigError, NodeConfig};
+use crate::config::{ComponentConfig, Config, ConfigError, NodeConfig};
 use crate::node::NodeApi;
 use crate::CoordinatorResult;
 use std::sync::Arc;
@@ -20,9 +20,14 @@ use strata_agent::service::NodePlugin;
 use strata_postgres::recovery::RecoveryPlan;
 use strata_repo::summary::NodeSummary;
 
+pub mod external;
 pub mod postgres;
 
 pub use postgres::Postgres;
+
+/// What an external component's snapshot came to: what the summary records
+/// (`snapshot_id`, `state`), or why it failed.
+pub type ExternalOutcome = Result<std::collections::BTreeMap<String, String>, String>;
 
 /// The cluster side of a plugin. See the module documentation.
 #[async_trait::async_trait]
@@ -81,6 +86,39 @@ pub trait Plugin: Send + Sync {
     fn recovery(&self, _plan: &crate::cluster::RestorePlan) -> Option<RecoveryPlan> {
         None
     }
+
+    /// The version of the plugin's data layout in backups: a restore refuses a component
+    /// written by a newer layout than this strata knows.
+    fn data_version(&self) -> u32 {
+        1
+    }
+
+    /// Whether the plugin drives an external system through its own backup API, with no
+    /// nodes of its own (`command`, `http`).
+    fn is_external(&self) -> bool {
+        false
+    }
+
+    /// An external component's backup: asks the system for a snapshot and waits for it.
+    async fn external_backup(&self, _env: &crate::hooks::HookEnv) -> ExternalOutcome {
+        Err(format!(
+            "the {} plugin has nodes, not an external snapshot",
+            self.name()
+        ))
+    }
+
+    /// An external component's restore of what its backup recorded; returns a line for
+    /// the restore's report.
+    async fn external_restore(
+        &self,
+        _recorded: &std::collections::BTreeMap<String, String>,
+        _env: &crate::hooks::HookEnv,
+    ) -> Result<String, String> {
+        Err(format!(
+            "the {} plugin has nodes, not an external snapshot",
+            self.name()
+        ))
+    }
 }
 
 /// The `files` plugin: the nodes' roots, copied as they are.
@@ -129,46 +167,95 @@ impl Plugin for Files {
 // The registry: the only place that knows plugins by name.
 
 /// The names of the plugins strata has, as the configuration spells them.
-pub const KNOWN: &[&str] = &["files", "postgres"];
+pub const KNOWN: &[&str] = &["files", "postgres", "command", "http"];
 
-/// The plugin called `name`, with its settings from `config`.
-fn named(name: &str, config: &Config) -> Option<Arc<dyn Plugin>> {
-    match name {
-        "files" => Some(Arc::new(Files)),
-        "postgres" => Some(Arc::new(Postgres::new(&config.postgres))),
-        _ => None,
-    }
-}
-
-/// The plugin the configuration names; an unknown name is refused with the list of
-/// known ones.
-pub fn configured(config: &Config) -> Result<Arc<dyn Plugin>, ConfigError> {
-    named(&config.plugin, config).ok_or_else(|| {
-        ConfigError::Invalid(format!(
-            "plugin {:?} is not known: use {}",
-            config.plugin,
-            KNOWN
-                .iter()
-                .map(|k| format!("{k:?}"))
-                .collect::<Vec<_>>()
-                .join(" or ")
-        ))
+/// The plugin called `name`, with its settings from `config` and from its component's
+/// section (`None`: defaults, for what a restore asks of a plugin).
+fn named(
+    name: &str,
+    config: &Config,
+    component: Option<&ComponentConfig>,
+) -> Result<Arc<dyn Plugin>, String> {
+    let section = |what: &str| format!("a {name} component needs its [components.{what}] settings");
+    Ok(match name {
+        "files" => Arc::new(Files),
+        "postgres" => Arc::new(Postgres::new(&config.postgres)),
+        "http" => {
+            let settings = component
+                .and_then(|c| c.http.clone())
+                .ok_or_else(|| section("http"))?;
+            settings.validate()?;
+            Arc::new(external::Http(settings))
+        }
+        "command" => {
+            let settings = component
+                .and_then(|c| c.command.clone())
+                .ok_or_else(|| section("command"))?;
+            settings.validate()?;
+            Arc::new(external::Command(settings))
+        }
+        _ => {
+            return Err(format!(
+                "plugin {name:?} is not known: use {}",
+                KNOWN
+                    .iter()
+                    .map(|k| format!("{k:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ))
+        }
     })
 }
 
-/// The plugin the configuration names, for code that runs after the configuration was
+/// The plugin of a component, with its settings; an unknown name or missing settings
+/// are refused with what to write.
+pub fn of_component(
+    config: &Config,
+    component: &ComponentConfig,
+) -> Result<Arc<dyn Plugin>, ConfigError> {
+    named(&component.plugin, config, Some(component)).map_err(|e| {
+        ConfigError::Invalid(match config.components.is_empty() {
+            true => e,
+            false => format!("component {:?}: {e}", component.name),
+        })
+    })
+}
+
+/// The plugin of each component of the configuration (see [`Config::components`]).
+pub fn configured(config: &Config) -> Result<Vec<(ComponentConfig, Arc<dyn Plugin>)>, ConfigError> {
+    config
+        .components()
+        .into_iter()
+        .map(|c| of_component(config, &c).map(|p| (c, p)))
+        .collect()
+}
+
+/// The plugin that backs up `node`, for code that runs after the configuration was
 /// validated ([`Config::validate`] refuses unknown names): `files` otherwise.
-pub fn configured_or_files(config: &Config) -> Arc<dyn Plugin> {
-    configured(config).unwrap_or_else(|_| Arc::new(Files))
+pub fn of_node(config: &Config, node: &str) -> Arc<dyn Plugin> {
+    config
+        .components()
+        .into_iter()
+        .find(|c| c.nodes.iter().any(|n| n == node))
+        .and_then(|c| of_component(config, &c).ok())
+        .unwrap_or_else(|| Arc::new(Files))
+}
+
+/// The plugin named `name` with default settings, for a restore (what it asks of a
+/// plugin does not depend on settings), or `None` for a name this strata does not know.
+pub fn by_name(name: &str) -> Option<Arc<dyn Plugin>> {
+    match name {
+        "files" | "postgres" => named(name, &Config::default(), None).ok(),
+        _ => None,
+    }
 }
 
 /// The plugin that took a node of a backup (with default settings: what a restore asks
 /// of a plugin does not depend on them). A record no plugin claims is plain files.
 pub fn of_backup_node(node: &NodeSummary) -> Arc<dyn Plugin> {
-    let defaults = Config::default();
     KNOWN
         .iter()
-        .filter_map(|name| named(name, &defaults))
+        .filter_map(|name| by_name(name))
         .find(|plugin| plugin.name() != "files" && plugin.took(node))
         .unwrap_or_else(|| Arc::new(Files))
 }
@@ -180,9 +267,26 @@ mod tests {
 
     #[test]
     fn every_known_name_has_a_plugin_of_that_name() {
-        let config = Config::default();
+        let config: Config = toml::from_str(
+            r#"
+            [[components]]
+            name = "c"
+            plugin = "http"
+            [components.http]
+            backup = "POST http://e/b"
+            restore = "POST http://e/r/{id}"
+            [[components]]
+            name = "d"
+            plugin = "command"
+            [components.command]
+            backup = ["/bin/true"]
+            restore = ["/bin/true"]
+            "#,
+        )
+        .unwrap();
         for name in KNOWN {
-            let plugin = named(name, &config).expect("known names are registered");
+            let component = config.components.iter().find(|c| c.plugin == *name);
+            let plugin = named(name, &config, component).expect("known names are registered");
             assert_eq!(plugin.name(), *name);
         }
     }
@@ -190,13 +294,13 @@ mod tests {
     #[test]
     fn an_unknown_plugin_is_refused_with_the_known_ones() {
         let config = Config {
-            plugin: "etcd".into(),
+            plugin: "someday".into(),
             ..Config::default()
         };
-        let err = configured(&config).err().expect("etcd is not a plugin yet");
+        let err = configured(&config).err().expect("someday is not a plugin");
         assert_eq!(
             err.to_string(),
-            r#"plugin "etcd" is not known: use "files" or "postgres""#
+            r#"plugin "someday" is not known: use "files" or "postgres" or "command" or "http""#
         );
     }
 

@@ -636,6 +636,7 @@ async fn rebuild_summary(
         ),
         nodes,
         requests: None,
+        components: Vec::new(),
     };
     let rewritten = write_repair(repo, &summary, &rewrites, &deleted, dry_run).await?;
     Ok(BackupRepair {

@@ -47,10 +47,10 @@ pub fn agent_config(config: &Config, source: NodeSource) -> AgentConfig {
     }
 }
 
-/// The agent settings of a configured node: what the cluster's plugin backs up there,
+/// The agent settings of a configured node: what its component's plugin backs up there,
 /// and the plugin's node-side steps.
 pub fn node_agent_config(config: &Config, node: &NodeConfig) -> AgentConfig {
-    let plugin = crate::plugin::configured_or_files(config);
+    let plugin = crate::plugin::of_node(config, &node.name);
     let mut agent = agent_config(config, plugin.node_source(node));
     agent.plugin = plugin.node_plugin(config, node);
     agent
@@ -176,7 +176,12 @@ pub fn coordinator(
         Some(storage.requests.clone()),
         Duration::from_secs(config.server.lease_ttl_secs),
     );
-    coordinator.set_plugin(crate::plugin::configured_or_files(config));
+    let names: Vec<&str> = coordinator.nodes().iter().map(|n| n.name()).collect();
+    coordinator.set_components(crate::component::from_config(config, &names));
+    coordinator.set_hooks(crate::component::HookSet {
+        hooks: config.hooks.clone(),
+        state_dir: Some(config.state_dir()),
+    });
     // Validated with the configuration.
     coordinator.set_gc_grace(config.gc.grace().unwrap_or(crate::gc::DEFAULT_GRACE));
     coordinator

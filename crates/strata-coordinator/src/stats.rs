@@ -30,6 +30,9 @@ pub struct OperationStats {
     /// those that found problems and those that could not run to the end (an unreadable
     /// index, a storage error).
     pub verify_failures: u64,
+    /// Resumes of pause hooks that still failed after their retries: something is left
+    /// paused (see `strata status`).
+    pub resume_failures: u64,
 }
 
 impl OperationStats {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The kinds of operation that send events.
-pub const KINDS: &[&str] = &["backup", "restore", "cleanup", "verify", "tables"];
+pub const KINDS: &[&str] = &["backup", "restore", "cleanup", "verify", "tables", "hook"];
 /// How an event ends (`started` is sent when it begins).
 pub const PHASES: &[&str] = &["started", "succeeded", "failed", "partial"];
 

@@ -69,6 +69,92 @@ pub struct NodeSummary {
     /// What a plugin recorded about the node (for PostgreSQL: `postgres.start_lsn`, ...).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub plugin: std::collections::BTreeMap<String, String>,
+    /// The component the node belongs to (absent in backups made before components).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+}
+
+/// The outcome of one component of a backup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ComponentStatus {
+    /// Every node of the component, every file, the external snapshot: all there.
+    Complete,
+    /// Restorable, but something is missing (an unreadable file).
+    Partial,
+    /// Nothing usable was stored for the component.
+    Failed,
+    /// An optional component that is not deployed (none of its nodes answered, or its
+    /// external system said so): it does not make the backup incomplete.
+    Absent,
+}
+
+impl ComponentStatus {
+    /// The lower-case name used in tables and JSON.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ComponentStatus::Complete => "complete",
+            ComponentStatus::Partial => "partial",
+            ComponentStatus::Failed => "failed",
+            ComponentStatus::Absent => "absent",
+        }
+    }
+}
+
+/// One component of a backup: a plugin with its nodes, or an external system driven
+/// through its own backup API.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ComponentSummary {
+    pub name: String,
+    /// The plugin (`files`, `postgres`, `etcd`, `command`, `http`).
+    pub plugin: String,
+    /// The version of the plugin's data layout that wrote the component; a restore refuses
+    /// a version its strata does not know.
+    #[serde(default)]
+    pub plugin_version: u32,
+    pub status: Option<ComponentStatus>,
+    /// An optional component: absent or failed, it does not fail the backup.
+    #[serde(default)]
+    pub optional: bool,
+    /// The backup nodes of the component.
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// Restore order: lower first.
+    #[serde(default)]
+    pub order: u32,
+    /// Why the component is not complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What an external system reported (`command`/`http`: `snapshot_id`, `state`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub external: std::collections::BTreeMap<String, String>,
+}
+
+impl ComponentSummary {
+    /// The component's status (a summary always carries one; `failed` if it does not).
+    pub fn status(&self) -> ComponentStatus {
+        self.status.unwrap_or(ComponentStatus::Failed)
+    }
+}
+
+/// The status of a backup made of `components`: complete only when every required
+/// component is complete and every deployed optional one too; failed when a required
+/// component failed; partial otherwise (an optional component that failed included: the
+/// backup is restorable, not good).
+pub fn backup_status(components: &[ComponentSummary]) -> BackupStatus {
+    let status = |c: &ComponentSummary| c.status();
+    if components.iter().any(|c| {
+        !c.optional && matches!(status(c), ComponentStatus::Failed | ComponentStatus::Absent)
+    }) {
+        BackupStatus::Failed
+    } else if components.iter().all(|c| {
+        matches!(status(c), ComponentStatus::Complete)
+            || (c.optional && status(c) == ComponentStatus::Absent)
+    }) {
+        BackupStatus::Complete
+    } else {
+        BackupStatus::Partial
+    }
 }
 
 /// The summary of a backup.
@@ -87,6 +173,10 @@ pub struct BackupSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub requests: Option<strata_store::RequestCounts>,
+    /// The backup's components (empty in backups made before components: one implicit
+    /// component, every node).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentSummary>,
 }
 
 impl BackupSummary {
@@ -98,5 +188,77 @@ impl BackupSummary {
     /// Whether this backup may be used as `latest` for restores.
     pub fn is_complete(&self) -> bool {
         self.status == BackupStatus::Complete
+    }
+
+    /// The components of the backup that are not complete and are needed for a whole
+    /// restore: required ones, and deployed optional ones that failed.
+    pub fn incomplete_components(&self) -> Vec<&ComponentSummary> {
+        self.components
+            .iter()
+            .filter(|c| match c.status() {
+                ComponentStatus::Complete => false,
+                ComponentStatus::Absent => !c.optional,
+                _ => true,
+            })
+            .collect()
+    }
+
+    /// The component a backup node belongs to (`None` in a backup made before
+    /// components).
+    pub fn component_of(&self, node: &NodeSummary) -> Option<&ComponentSummary> {
+        let name = node.component.as_deref()?;
+        self.components.iter().find(|c| c.name == name)
+    }
+}
+
+#[cfg(test)]
+mod component_tests {
+    use super::*;
+
+    fn component(name: &str, optional: bool, status: ComponentStatus) -> ComponentSummary {
+        ComponentSummary {
+            name: name.into(),
+            plugin: "files".into(),
+            optional,
+            status: Some(status),
+            ..ComponentSummary::default()
+        }
+    }
+
+    #[test]
+    fn the_backup_is_complete_only_when_every_required_component_is() {
+        use ComponentStatus::*;
+        let db = |s| component("db", false, s);
+        let extra = |s| component("extra", true, s);
+        assert_eq!(
+            backup_status(&[db(Complete), extra(Absent)]),
+            BackupStatus::Complete
+        );
+        assert_eq!(
+            backup_status(&[db(Complete), extra(Complete)]),
+            BackupStatus::Complete
+        );
+        assert_eq!(
+            backup_status(&[db(Complete), extra(Failed)]),
+            BackupStatus::Partial
+        );
+        assert_eq!(
+            backup_status(&[db(Partial), extra(Absent)]),
+            BackupStatus::Partial
+        );
+        assert_eq!(
+            backup_status(&[db(Failed), extra(Complete)]),
+            BackupStatus::Failed
+        );
+        assert_eq!(backup_status(&[db(Absent)]), BackupStatus::Failed);
+    }
+
+    #[test]
+    fn a_summary_without_components_reads_as_before() {
+        let json = r#"{"name":"b","started":"2026-11-25T00:00:00.000Z","duration_ms":1,
+            "status":"complete","strata_version":"0.1.0","nodes":[]}"#;
+        let summary: BackupSummary = serde_json::from_str(json).unwrap();
+        assert!(summary.components.is_empty());
+        assert!(summary.incomplete_components().is_empty());
     }
 }

@@ -158,6 +158,10 @@ pub enum Command {
         /// In place: restore backup node OLD to configured node NEW (repeatable).
         #[arg(long, value_name = "OLD=NEW", conflicts_with = "to")]
         map: Vec<String>,
+        /// In place: restore only this component (repeatable); needed for a backup whose
+        /// components are not all complete.
+        #[arg(long = "component", value_name = "NAME", conflicts_with = "to")]
+        components: Vec<String>,
         /// Restore only entries at or below this path.
         #[arg(long)]
         path: Option<String>,

@@ -94,6 +94,7 @@ impl Context {
         wanted: &str,
         node: Option<String>,
         map: &[String],
+        components: Vec<String>,
         path: Option<String>,
         recovery: crate::cli::RecoveryArgs,
     ) -> CommandResult {
@@ -112,6 +113,7 @@ impl Context {
             node,
             map: pairs,
             include: path,
+            components,
             recovery,
         };
         let running = self.cluster().restore(wanted, plan).await?;

@@ -104,10 +104,11 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             to: None,
             node,
             map,
+            components,
             path,
             recovery,
         } => {
-            ctx.cluster_restore(&backup, node, &map, path, recovery)
+            ctx.cluster_restore(&backup, node, &map, components, path, recovery)
                 .await
         }
         Command::WalPush { path } => ctx.wal_push(&path).await,

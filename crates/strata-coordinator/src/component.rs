@@ -1,0 +1,354 @@
+//! Components: what a backup is made of, and the hooks that run around them.
+//!
+//! A component is a plugin with its nodes (`postgres` on db1-db3, `etcd` on its members)
+//! or an external system driven through its own backup API (`command`, `http`). Each has
+//! its own status in the backup's summary; the backup is complete only when every
+//! required component is ([`strata_repo::summary::backup_status`]). Configurations from
+//! before components are one component: the top-level `plugin` over every node.
+//!
+//! [`OpHooks`] runs one operation's `[[hooks]]`: `run` hooks at their points and
+//! pause/resume pairs, each pause recorded durably before it is issued and resumed on
+//! every path the process lives to see (see [`crate::hooks`] for the others).
+
+use crate::config::Config;
+use crate::hooks::{self, HookConfig, HookEnv, HookOperation, HookPoint, PauseRecord};
+use crate::operation::Operation;
+use crate::plugin::Plugin;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// One component, as a coordinator drives it.
+#[derive(Clone)]
+pub struct Component {
+    pub name: String,
+    pub plugin: Arc<dyn Plugin>,
+    /// Indexes of its nodes in the coordinator's node list.
+    pub nodes: Vec<usize>,
+    pub optional: bool,
+    /// Restore order, lower first.
+    pub order: u32,
+}
+
+impl Component {
+    /// One component of `plugin` over the nodes `0..nodes` (what a coordinator without
+    /// `[[components]]` drives).
+    pub fn whole(plugin: Arc<dyn Plugin>, nodes: usize) -> Component {
+        Component {
+            name: plugin.name().to_string(),
+            order: plugin.restore_rank(),
+            plugin,
+            nodes: (0..nodes).collect(),
+            optional: false,
+        }
+    }
+}
+
+/// The configured components over `nodes` (names in the coordinator's order). Nodes the
+/// configuration puts in no component (a coordinator given other nodes than it
+/// configures) form a `files` component.
+pub fn from_config(config: &Config, nodes: &[&str]) -> Vec<Component> {
+    let Ok(configured) = crate::plugin::configured(config) else {
+        // Validated before: only a test's hand-made configuration gets here.
+        return vec![Component::whole(
+            Arc::new(crate::plugin::Files),
+            nodes.len(),
+        )];
+    };
+    let mut out: Vec<Component> = configured
+        .into_iter()
+        .map(|(c, plugin)| Component {
+            nodes: nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| c.nodes.iter().any(|m| m == *n))
+                .map(|(i, _)| i)
+                .collect(),
+            order: c.order.unwrap_or_else(|| plugin.restore_rank()),
+            name: c.name,
+            optional: c.optional,
+            plugin,
+        })
+        .collect();
+    let loose: Vec<usize> = (0..nodes.len())
+        .filter(|i| !out.iter().any(|c| c.nodes.contains(i)))
+        .collect();
+    if !loose.is_empty() {
+        if let Some(files) = out.iter_mut().find(|c| c.plugin.name() == "files") {
+            files.nodes.extend(loose);
+            files.nodes.sort();
+        } else {
+            out.push(Component {
+                nodes: loose,
+                ..Component::whole(Arc::new(crate::plugin::Files), 0)
+            });
+        }
+    }
+    out
+}
+
+/// The hooks of a coordinator and where it records pauses.
+#[derive(Debug, Clone, Default)]
+pub struct HookSet {
+    pub hooks: Vec<HookConfig>,
+    /// The state directory pause records go to; without one, pauses are refused (a pause
+    /// that cannot be recorded could not be resumed after a crash).
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Where one operation's hooks may run: the components and nodes taking part.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// (component, its node names) of every component taking part.
+    pub components: Vec<(String, Vec<String>)>,
+}
+
+impl Scope {
+    fn has_component(&self, name: &str) -> bool {
+        self.components.iter().any(|(c, _)| c == name)
+    }
+    fn component_of(&self, node: &str) -> Option<&str> {
+        self.components
+            .iter()
+            .find(|(_, nodes)| nodes.iter().any(|n| n == node))
+            .map(|(c, _)| c.as_str())
+    }
+}
+
+/// One operation's hooks.
+pub struct OpHooks {
+    set: Arc<HookSet>,
+    kind: HookOperation,
+    base: HookEnv,
+    op: Arc<Operation>,
+    events: Arc<crate::events::Events>,
+    storage: String,
+    who: String,
+    stats: Arc<Mutex<crate::stats::OperationStats>>,
+    /// Pauses attempted and not yet resumed, by hook index.
+    paused: Vec<PauseRecord>,
+}
+
+/// What [`OpHooks`] needs of its coordinator and operation.
+pub(crate) struct OpContext {
+    pub op: Arc<Operation>,
+    pub events: Arc<crate::events::Events>,
+    pub storage: String,
+    pub who: String,
+    pub stats: Arc<Mutex<crate::stats::OperationStats>>,
+}
+
+impl OpHooks {
+    pub(crate) fn new(
+        set: Arc<HookSet>,
+        kind: HookOperation,
+        base: HookEnv,
+        ctx: OpContext,
+    ) -> Self {
+        OpHooks {
+            set,
+            kind,
+            base,
+            op: ctx.op,
+            events: ctx.events,
+            storage: ctx.storage,
+            who: ctx.who,
+            stats: ctx.stats,
+            paused: Vec::new(),
+        }
+    }
+
+    /// The hooks of this operation that apply to `scope`, with the environment each gets.
+    fn applicable<'a>(
+        &'a self,
+        scope: &'a Scope,
+        want: impl Fn(&HookConfig) -> bool + 'a,
+    ) -> impl Iterator<Item = (usize, &'a HookConfig, HookEnv)> + 'a {
+        self.set
+            .hooks
+            .iter()
+            .enumerate()
+            .filter(move |(_, h)| h.operation == self.kind && want(h))
+            .filter_map(move |(i, h)| {
+                let mut env = self.base.clone();
+                if let Some(node) = &h.node {
+                    let component = scope.component_of(node)?;
+                    if h.component.as_deref().is_some_and(|c| c != component) {
+                        return None;
+                    }
+                    env.node = Some(node.clone());
+                    env.component = Some(component.to_string());
+                } else if let Some(component) = &h.component {
+                    if !scope.has_component(component) {
+                        return None;
+                    }
+                    env.component = Some(component.clone());
+                }
+                Some((i, h, env))
+            })
+    }
+
+    fn log(&self, hook: &HookConfig, env: &HookEnv, result: &Result<String, String>) {
+        let mut at = env.phase.clone();
+        if let Some(c) = &env.component {
+            at.push_str(&format!(", component {c}"));
+        }
+        if let Some(n) = &env.node {
+            at.push_str(&format!(", node {n}"));
+        }
+        let line = match result {
+            Ok(out) if out.is_empty() => format!("hook {} ({at}): ok", hook.label()),
+            Ok(out) => format!(
+                "hook {} ({at}): ok: {}",
+                hook.label(),
+                out.replace('\n', " | ")
+            ),
+            Err(why) => format!("hook {} ({at}): failed: {why}", hook.label()),
+        };
+        self.op.log(line);
+    }
+
+    /// Runs the `run` hooks at `point` (for `success`, `failure` and `always`,
+    /// `status_of` says how a component, or the whole operation with `None`, ended).
+    /// Returns the first failure: at `before` it fails the operation; elsewhere it is
+    /// logged and the operation's outcome stands.
+    pub async fn run_at(
+        &self,
+        point: HookPoint,
+        scope: &Scope,
+        status_of: impl Fn(Option<&str>) -> Option<String>,
+    ) -> Result<(), String> {
+        let mut first = None;
+        let calls: Vec<(usize, HookConfig, HookEnv)> = self
+            .applicable(scope, |h| h.at == Some(point) && h.run.is_some())
+            .map(|(i, h, env)| (i, h.clone(), env))
+            .collect();
+        for (_, hook, mut env) in calls {
+            env.phase = point.as_str().into();
+            if matches!(
+                point,
+                HookPoint::Success | HookPoint::Failure | HookPoint::Always
+            ) {
+                let status = status_of(env.component.as_deref());
+                let good =
+                    status.as_deref() == Some("complete") || status.as_deref() == Some("succeeded");
+                match point {
+                    HookPoint::Success if !good => continue,
+                    HookPoint::Failure if good => continue,
+                    _ => {}
+                }
+                env.status = status;
+            }
+            let result = hook
+                .run
+                .as_ref()
+                .expect("a run hook")
+                .run(&env, hook.timeout())
+                .await;
+            self.log(&hook, &env, &result);
+            if let Err(why) = result {
+                first.get_or_insert(format!("hook {} ({}): {why}", hook.label(), point.as_str()));
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// Issues the pauses of `scope`, each recorded durably first. Stops at the first
+    /// that fails (the caller fails the operation and calls [`OpHooks::resume_all`],
+    /// which resumes that one too: a pause that timed out may have taken effect).
+    pub async fn pause_all(&mut self, scope: &Scope) -> Result<(), String> {
+        let calls: Vec<(usize, HookConfig, HookEnv)> = self
+            .applicable(scope, HookConfig::is_pause)
+            .map(|(i, h, env)| (i, h.clone(), env))
+            .collect();
+        for (index, hook, mut env) in calls {
+            env.phase = "pause".into();
+            let Some(state_dir) = &self.set.state_dir else {
+                return Err(format!(
+                    "hook {}: no state directory to record the pause in, so it is not issued",
+                    hook.label()
+                ));
+            };
+            let record = hooks::new_record(index, &hook, &env);
+            if let Err(e) = record.save(state_dir) {
+                return Err(format!(
+                    "hook {}: cannot record the pause in {} ({e}), so it is not issued",
+                    hook.label(),
+                    hooks::pauses_dir(state_dir).display()
+                ));
+            }
+            self.paused.push(record);
+            let result = hook
+                .pause
+                .as_ref()
+                .expect("a pause hook")
+                .run(&env, hook.timeout())
+                .await;
+            self.log(&hook, &env, &result);
+            if let Err(why) = result {
+                return Err(format!("hook {} (pause): {why}", hook.label()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Resumes every pause this operation issued, last paused first; a resume that
+    /// still fails after its retries is reported loudly (log, metrics, a `hook.failed`
+    /// webhook) and its record stays for the next process to retry. Returns those
+    /// failures.
+    pub async fn resume_all(&mut self) -> Vec<String> {
+        let mut failures = Vec::new();
+        let Some(state_dir) = self.set.state_dir.clone() else {
+            return failures;
+        };
+        while let Some(record) = self.paused.pop() {
+            let hook = record.hook.clone();
+            let resumed = hooks::resume(&state_dir, record).await;
+            let env = HookEnv {
+                phase: "resume".into(),
+                ..resumed.record.env.clone()
+            };
+            let result = match &resumed.error {
+                None => Ok(resumed.output.clone()),
+                Some(e) => Err(e.clone()),
+            };
+            let label = HookConfig {
+                name: Some(hook.clone()),
+                ..hook_stub()
+            };
+            self.log(&label, &env, &result);
+            if let Some(why) = resumed.error {
+                let line = format!(
+                    "hook {hook}: resume failed after {} attempts, still paused: {why}",
+                    resumed.record.attempts
+                );
+                eprintln!("strata: error: {line}");
+                self.stats.lock().unwrap().resume_failures += 1;
+                let action = crate::events::Action {
+                    who: &self.who,
+                    kind: "hook",
+                    target: &hook,
+                    operation: Some(&self.base.id),
+                };
+                self.events.notify(&action, &self.storage, "failed", &line);
+                failures.push(line);
+            }
+        }
+        failures
+    }
+}
+
+/// An empty hook entry, to name a resumed hook in the log.
+fn hook_stub() -> HookConfig {
+    HookConfig {
+        name: None,
+        operation: HookOperation::Backup,
+        at: None,
+        run: None,
+        pause: None,
+        resume: None,
+        component: None,
+        node: None,
+        timeout: "60s".into(),
+        resume_attempts: 1,
+    }
+}

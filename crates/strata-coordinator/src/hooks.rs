@@ -1,0 +1,642 @@
+//! Hooks: commands or HTTP calls at the steps of a backup and a restore, and pause/resume
+//! pairs whose resume always runs.
+//!
+//! A `[[hooks]]` entry either runs an [`Action`] at a [`HookPoint`] (`run`), or declares a
+//! pause/resume pair (`pause` and `resume`): the pause is issued before the snapshots of
+//! its scope, the resume once they are stored, and the resume runs on *every* path once
+//! a pause was attempted: success, a failing step, a cancellation (SIGTERM), a timeout.
+//! For the paths no code of this process can see (SIGKILL, a crash, a power cut) the
+//! pause is first written durably ([`PauseRecord`] under the state directory) and only
+//! then issued; any later strata process with that state directory resumes records whose
+//! holder is gone ([`resume_orphans`]): the next backup before it starts, a server every
+//! few seconds, `strata status`. A resume that fails is retried, and when it still fails
+//! the record stays (shown by `status`, counted in metrics, sent as a `hook.failed`
+//! webhook) and is tried again by the next process.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where a `run` hook runs in an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookPoint {
+    /// Before anything is read or written; a failure fails the operation.
+    Before,
+    /// Once the data of its scope is stored (backup) or laid down (restore).
+    AfterSnapshot,
+    /// At the end, when its scope succeeded.
+    Success,
+    /// At the end, when its scope failed or is partial.
+    Failure,
+    /// At the end, whatever happened.
+    Always,
+}
+
+impl HookPoint {
+    /// The name hooks see in `STRATA_PHASE`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            HookPoint::Before => "before",
+            HookPoint::AfterSnapshot => "after_snapshot",
+            HookPoint::Success => "success",
+            HookPoint::Failure => "failure",
+            HookPoint::Always => "always",
+        }
+    }
+}
+
+/// Which operation a hook belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookOperation {
+    #[default]
+    Backup,
+    Restore,
+}
+
+/// What a hook does: a command (`["/usr/local/bin/notify", "arg"]`, run without a shell)
+/// or an HTTP call (`"POST http://engine:8080/exporter/pause"`, whose JSON body carries
+/// the hook's environment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Action {
+    Command(Vec<String>),
+    Http(String),
+}
+
+/// The most of a hook's output kept for the operation's log.
+const OUTPUT_LIMIT: usize = 4096;
+
+/// What a hook is told about where it runs: environment variables of a command, the JSON
+/// body of an HTTP call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HookEnv {
+    /// `backup` or `restore`.
+    pub operation: String,
+    /// The operation's id.
+    pub id: String,
+    /// The backup made or restored.
+    pub backup: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// `before`, `after_snapshot`, `success`, `failure`, `always`, `pause`, `resume`.
+    pub phase: String,
+    /// How the scope ended, at `success`, `failure` and `always`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// The external snapshot an external component restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
+}
+
+impl Action {
+    /// The method and URL of an HTTP action.
+    fn http(&self) -> Option<Result<(reqwest::Method, &str), String>> {
+        let Action::Http(line) = self else {
+            return None;
+        };
+        let Some((method, url)) = line.trim().split_once(' ') else {
+            return Some(Err(format!(
+                "{line:?}: an HTTP hook is \"METHOD URL\" (\"POST http://host/path\")"
+            )));
+        };
+        let url = url.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Some(Err(format!(
+                "{line:?}: the URL must start with http:// or https://"
+            )));
+        }
+        match reqwest::Method::from_bytes(method.as_bytes()) {
+            Ok(m) if ["GET", "POST", "PUT", "DELETE", "PATCH"].contains(&m.as_str()) => {
+                Some(Ok((m, url)))
+            }
+            _ => Some(Err(format!(
+                "{line:?}: {method:?} is not GET, POST, PUT, DELETE or PATCH"
+            ))),
+        }
+    }
+
+    /// Checks the action's form.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Action::Command(argv) if argv.is_empty() || argv[0].is_empty() => {
+                Err("a command hook needs a program: [\"/path/to/program\", \"args\"...]".into())
+            }
+            Action::Command(_) => Ok(()),
+            Action::Http(_) => self.http().expect("an HTTP action").map(|_| ()),
+        }
+    }
+
+    /// A short description for logs: the program or the method and URL (never a body).
+    pub fn describe(&self) -> String {
+        match self {
+            Action::Command(argv) => argv.first().cloned().unwrap_or_default(),
+            Action::Http(line) => line.trim().to_string(),
+        }
+    }
+
+    /// Runs the action within `timeout`; returns its output (trimmed, bounded) or why it
+    /// failed.
+    pub async fn run(&self, env: &HookEnv, timeout: Duration) -> Result<String, String> {
+        let work = async {
+            match self {
+                Action::Command(argv) => run_command(argv, env).await,
+                Action::Http(_) => {
+                    let (method, url) = self.http().expect("an HTTP action")?;
+                    run_http(method, url, env, timeout).await
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(format!(
+                "no answer within {}",
+                humantime::format_duration(timeout)
+            )),
+        }
+    }
+}
+
+fn bounded(text: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&text[..text.len().min(OUTPUT_LIMIT)]);
+    text.trim().to_string()
+}
+
+async fn run_command(argv: &[String], env: &HookEnv) -> Result<String, String> {
+    let mut command = tokio::process::Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .env("STRATA_OPERATION", &env.operation)
+        .env("STRATA_OPERATION_ID", &env.id)
+        .env("STRATA_BACKUP", &env.backup)
+        .env("STRATA_PHASE", &env.phase)
+        .env("STRATA_COMPONENT", env.component.as_deref().unwrap_or(""))
+        .env("STRATA_NODE", env.node.as_deref().unwrap_or(""))
+        .env("STRATA_STATUS", env.status.as_deref().unwrap_or(""))
+        .env(
+            "STRATA_SNAPSHOT_ID",
+            env.snapshot_id.as_deref().unwrap_or(""),
+        )
+        .stdin(std::process::Stdio::null())
+        // A hook that outlives its timeout is killed with the future that runs it.
+        .kill_on_drop(true);
+    let out = command
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    let mut text = bounded(&out.stdout);
+    let err = bounded(&out.stderr);
+    if !err.is_empty() {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&err);
+    }
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(match text.is_empty() {
+            true => format!("{} exited with {}", argv[0], out.status),
+            false => format!("{} exited with {}: {text}", argv[0], out.status),
+        })
+    }
+}
+
+async fn run_http(
+    method: reqwest::Method,
+    url: &str,
+    env: &HookEnv,
+    timeout: Duration,
+) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(env).expect("hook environments serialize");
+    let reply = client
+        .request(method, url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", crate::error_chain(&e)))?;
+    let status = reply.status();
+    let text = bounded(&reply.bytes().await.unwrap_or_default());
+    if status.is_success() {
+        Ok(text)
+    } else {
+        Err(format!("{url} answered {status}: {text}"))
+    }
+}
+
+/// One `[[hooks]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// A name for logs and `status` (default: the action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `backup` (default) or `restore`.
+    #[serde(default)]
+    pub operation: HookOperation,
+    /// Where a `run` hook runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<HookPoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<Action>,
+    /// A pause/resume pair: both, and no `run`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Action>,
+    /// Only around this component (default: the whole operation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// Only around this node (with its name in the environment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// How long one call may take (default 60s).
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    /// How often a failing resume is tried before it is reported (default 5).
+    #[serde(default = "default_attempts")]
+    pub resume_attempts: u32,
+}
+
+fn default_timeout() -> String {
+    "60s".into()
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+
+impl HookConfig {
+    /// The hook's name in logs.
+    pub fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.run
+                .as_ref()
+                .or(self.pause.as_ref())
+                .map(Action::describe)
+                .unwrap_or_default()
+        })
+    }
+
+    /// Its timeout (validated with the configuration).
+    pub fn timeout(&self) -> Duration {
+        humantime::parse_duration(self.timeout.trim()).unwrap_or(Duration::from_secs(60))
+    }
+
+    /// Whether this is a pause/resume pair.
+    pub fn is_pause(&self) -> bool {
+        self.pause.is_some()
+    }
+
+    /// Checks the entry's form; `components` and `nodes` are the configured names.
+    pub fn validate(&self, components: &[String], nodes: &[String]) -> Result<(), String> {
+        let label = self.label();
+        let bad = |m: String| Err(format!("hook {label:?}: {m}"));
+        match (&self.run, &self.pause, &self.resume) {
+            (Some(run), None, None) => {
+                if self.at.is_none() {
+                    return bad("a `run` hook needs `at` (before, after_snapshot, success, failure or always)".into());
+                }
+                run.validate().or_else(|e| bad(e))?;
+            }
+            (None, Some(pause), Some(resume)) => {
+                if self.at.is_some() {
+                    return bad("a pause/resume pair runs around the snapshots: leave out `at`".into());
+                }
+                pause.validate().or_else(|e| bad(e))?;
+                resume.validate().or_else(|e| bad(e))?;
+            }
+            (None, Some(_), None) | (None, None, Some(_)) => {
+                return bad("`pause` and `resume` go together: a pause that is never resumed is what hooks exist to prevent".into())
+            }
+            _ => return bad("give either `run` (with `at`) or `pause` and `resume`".into()),
+        }
+        if let Err(e) = humantime::parse_duration(self.timeout.trim()) {
+            return bad(format!("timeout {:?}: {e}", self.timeout));
+        }
+        if self.resume_attempts == 0 {
+            return bad("resume_attempts must be at least 1".into());
+        }
+        if let Some(c) = &self.component {
+            if !components.contains(c) {
+                return bad(format!(
+                    "component {c:?} is not one of the components ({})",
+                    components.join(", ")
+                ));
+            }
+        }
+        if let Some(n) = &self.node {
+            if !nodes.contains(n) {
+                return bad(format!("node {n:?} is not one of the configured [[nodes]]"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A pause that was issued (or attempted) and not yet resumed, as written to
+/// `<state_dir>/pauses/<id>.json` before the pause is issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PauseRecord {
+    /// The file's stem: `<operation id>-<hook index>`.
+    pub id: String,
+    /// The hook's name.
+    pub hook: String,
+    /// The operation that paused.
+    pub operation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// RFC 3339 UTC: when the pause was issued.
+    pub since: String,
+    /// What resumes it, with the environment it gets.
+    #[schema(value_type = Object)]
+    pub resume: Action,
+    #[schema(value_type = Object)]
+    pub env: HookEnv,
+    pub timeout_ms: u64,
+    pub attempts: u32,
+    /// The process holding the pause: its pid and start time (a pid alone can be reused).
+    pub holder_pid: u32,
+    pub holder_start: u64,
+    /// The last resume's error, once one failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_error: Option<String>,
+}
+
+/// The directory of pause records under a state directory.
+pub fn pauses_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("pauses")
+}
+
+/// This process's start time in clock ticks since boot (field 22 of `/proc/self/stat`),
+/// which tells a live holder from a new process that reused its pid.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The pid and start time of this process.
+fn this_process() -> (u32, u64) {
+    let pid = std::process::id();
+    (pid, start_time(pid).unwrap_or(0))
+}
+
+impl PauseRecord {
+    /// Whether the process that holds the pause still runs.
+    pub fn holder_alive(&self) -> bool {
+        start_time(self.holder_pid).is_some_and(|t| t == self.holder_start)
+    }
+
+    fn path(&self, state_dir: &Path) -> PathBuf {
+        pauses_dir(state_dir).join(format!("{}.json", self.id))
+    }
+
+    /// Writes the record durably (temporary file, fsync, rename, fsync of the directory):
+    /// when this returns, a crash can no longer lose the pause.
+    pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        let dir = pauses_dir(state_dir);
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!(".{}.tmp", self.id));
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&serde_json::to_vec_pretty(self).expect("records serialize"))?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, self.path(state_dir))?;
+        std::fs::File::open(&dir)?.sync_all()
+    }
+
+    /// Removes the record once resumed.
+    pub fn remove(&self, state_dir: &Path) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path(state_dir)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => std::fs::File::open(pauses_dir(state_dir))?.sync_all(),
+        }
+    }
+}
+
+/// The pause records under `state_dir`: what is paused now. Unreadable records are
+/// reported, never dropped.
+pub fn paused(state_dir: &Path) -> Vec<Result<PauseRecord, String>> {
+    let Ok(entries) = std::fs::read_dir(pauses_dir(state_dir)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Result<PauseRecord, String>> = entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".json") && !name.starts_with('.')
+        })
+        .map(|e| {
+            let path = e.path();
+            std::fs::read(&path)
+                .map_err(|err| err.to_string())
+                .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|err| err.to_string()))
+                .map_err(|err| format!("pause record {}: {err}", path.display()))
+        })
+        .collect();
+    out.sort_by(|a, b| match (a, b) {
+        (Ok(a), Ok(b)) => a.since.cmp(&b.since),
+        _ => std::cmp::Ordering::Equal,
+    });
+    out
+}
+
+/// What resuming a pause came to.
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    pub record: PauseRecord,
+    /// `None`: resumed; else why the last attempt failed (the record stays).
+    pub error: Option<String>,
+    /// The resume's output.
+    pub output: String,
+}
+
+/// Runs a pause's resume, retried with backoff up to its attempts; removes the record on
+/// success, keeps it with the error otherwise.
+pub async fn resume(state_dir: &Path, mut record: PauseRecord) -> Resumed {
+    let timeout = Duration::from_millis(record.timeout_ms.max(1));
+    let mut env = record.env.clone();
+    env.phase = "resume".into();
+    let mut delay = Duration::from_millis(200);
+    let mut last = String::new();
+    for attempt in 1..=record.attempts.max(1) {
+        match record.resume.run(&env, timeout).await {
+            Ok(output) => {
+                if let Err(e) = record.remove(state_dir) {
+                    eprintln!(
+                        "strata: warning: resumed {}, but cannot remove its pause record: {e}",
+                        record.hook
+                    );
+                }
+                return Resumed {
+                    record,
+                    error: None,
+                    output,
+                };
+            }
+            Err(why) => {
+                last = why;
+                if attempt < record.attempts {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+    record.resume_error = Some(last.clone());
+    if let Err(e) = record.save(state_dir) {
+        eprintln!(
+            "strata: warning: cannot update pause record {}: {e}",
+            record.id
+        );
+    }
+    Resumed {
+        record,
+        error: Some(last),
+        output: String::new(),
+    }
+}
+
+/// Resumes every pause under `state_dir` whose holder process is gone (killed, crashed,
+/// the host restarted): what a SIGKILL left paused.
+pub async fn resume_orphans(state_dir: &Path) -> Vec<Resumed> {
+    let mut out = Vec::new();
+    for record in paused(state_dir).into_iter().flatten() {
+        if record.holder_alive() {
+            continue;
+        }
+        out.push(resume(state_dir, record).await);
+    }
+    out
+}
+
+/// A new pause record for hook number `index` of operation `env.id`, held by this process.
+pub fn new_record(index: usize, hook: &HookConfig, env: &HookEnv) -> PauseRecord {
+    let (pid, start) = this_process();
+    PauseRecord {
+        id: format!("{}-{index}", env.id),
+        hook: hook.label(),
+        operation: env.id.clone(),
+        component: env.component.clone(),
+        node: env.node.clone(),
+        since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        resume: hook.resume.clone().expect("a pause hook has a resume"),
+        env: env.clone(),
+        timeout_ms: hook.timeout().as_millis() as u64,
+        attempts: hook.resume_attempts,
+        holder_pid: pid,
+        holder_start: start,
+        resume_error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> HookConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn actions_are_commands_or_method_and_url() {
+        let hook = parse("run = [\"/bin/true\"]\nat = \"before\"");
+        assert_eq!(hook.run, Some(Action::Command(vec!["/bin/true".into()])));
+        hook.validate(&[], &[]).unwrap();
+        let hook = parse("pause = \"POST http://e/pause\"\nresume = \"POST http://e/resume\"");
+        hook.validate(&[], &[]).unwrap();
+        for bad in [
+            "run = \"http://e/x\"\nat = \"before\"",
+            "run = \"FETCH http://e/x\"\nat = \"before\"",
+            "run = \"POST ftp://e/x\"\nat = \"before\"",
+            "run = []\nat = \"before\"",
+            "run = [\"/bin/true\"]",
+            "pause = \"POST http://e/pause\"",
+            "pause = \"POST http://e/p\"\nresume = \"POST http://e/r\"\nat = \"before\"",
+            "run = [\"/bin/true\"]\nat = \"before\"\ntimeout = \"soon\"",
+            "run = [\"/bin/true\"]\nat = \"before\"\ncomponent = \"nope\"",
+        ] {
+            assert!(parse(bad).validate(&[], &[]).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_sees_its_environment_and_fails_loudly() {
+        let env = HookEnv {
+            operation: "backup".into(),
+            id: "op1".into(),
+            backup: "b1".into(),
+            component: Some("db".into()),
+            node: None,
+            phase: "before".into(),
+            ..HookEnv::default()
+        };
+        let echo = Action::Command(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo $STRATA_BACKUP $STRATA_COMPONENT $STRATA_PHASE".into(),
+        ]);
+        assert_eq!(
+            echo.run(&env, Duration::from_secs(5)).await.unwrap(),
+            "b1 db before"
+        );
+        let fail = Action::Command(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo no >&2; exit 3".into(),
+        ]);
+        let err = fail.run(&env, Duration::from_secs(5)).await.unwrap_err();
+        assert!(err.contains("no"), "{err}");
+        let slow = Action::Command(vec!["/bin/sleep".into(), "10".into()]);
+        let err = slow
+            .run(&env, Duration::from_millis(200))
+            .await
+            .unwrap_err();
+        assert!(err.contains("no answer within"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_orphaned_pause_is_resumed_and_a_live_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("resumed");
+        let hook = HookConfig {
+            name: Some("exporter".into()),
+            pause: Some(Action::Command(vec!["/bin/true".into()])),
+            resume: Some(Action::Command(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("echo $STRATA_PHASE >> {}", marker.display()),
+            ])),
+            ..parse("run = [\"/bin/true\"]\nat = \"before\"")
+        };
+        let env = HookEnv {
+            id: "op".into(),
+            ..HookEnv::default()
+        };
+        let live = new_record(0, &hook, &env);
+        live.save(dir.path()).unwrap();
+        let mut dead = new_record(1, &hook, &env);
+        dead.holder_start += 1; // a process that reused nothing of ours: gone
+        dead.save(dir.path()).unwrap();
+        assert_eq!(paused(dir.path()).len(), 2);
+        let resumed = resume_orphans(dir.path()).await;
+        assert_eq!(resumed.len(), 1);
+        assert!(resumed[0].error.is_none());
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "resume\n");
+        let left: Vec<_> = paused(dir.path()).into_iter().flatten().collect();
+        assert_eq!(left, vec![live]);
+    }
+}
