@@ -1126,7 +1126,13 @@ impl Coordinator {
                 }
                 continue;
             }
-            match crate::plugin::by_name(&c.plugin) {
+            let plugin = self
+                .components()
+                .iter()
+                .find(|t| t.plugin.name() == c.plugin)
+                .map(|t| t.plugin.clone())
+                .or_else(|| crate::plugin::by_name(&c.plugin));
+            match plugin {
                 None => problems.push(format!(
                     "component {}: plugin {:?} is not known to this strata {}: upgrade strata",
                     c.name,
@@ -1202,10 +1208,14 @@ impl Coordinator {
             .nodes
             .iter()
             .map(|n| {
+                // A node its component's plugin did not take (a plain files node beside
+                // a plugin's) restores at its own plugin's rank.
+                let plugin = self.plugin_of(n);
                 let rank = summary
                     .component_of(n)
+                    .filter(|c| c.plugin == plugin.name())
                     .map(|c| c.order)
-                    .unwrap_or_else(|| self.plugin_of(n).restore_rank());
+                    .unwrap_or_else(|| plugin.restore_rank());
                 (n.name.clone(), rank)
             })
             .collect();
