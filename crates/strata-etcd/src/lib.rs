@@ -35,3 +35,16 @@ pub use fingerprint::Fingerprint;
 pub use restore::{Action, PlanEntry, Restore, RestorePlan, RestoreReport};
 pub use settings::{LeasedKeys, Settings};
 pub use snapshot::{Kv, Snapshot, FORMAT_VERSION};
+
+#[cfg(test)]
+mod tests {
+    /// The plugin runs these in spawned tasks: the futures must be `Send`.
+    #[allow(dead_code)]
+    fn futures_are_send(client: &crate::Client, snapshot: &crate::Snapshot) {
+        fn send<T: Send>(_: T) {}
+        send(client.snapshot());
+        send(client.fingerprint());
+        send(client.plan_restore(snapshot, &crate::Restore::default()));
+        send(crate::Client::connect(&crate::Settings::default()));
+    }
+}

@@ -95,6 +95,11 @@ async fn snapshot_reads_the_prefixes_at_one_revision_in_pages() {
         .iter()
         .map(|kv| (kv.key.clone(), kv.value.clone(), kv.lease))
         .collect();
+    assert_eq!(
+        got.len(),
+        at_revision.len(),
+        "{late} of the writer's keys in the snapshot: as many keys as at its revision"
+    );
     assert_eq!(got, at_revision);
     assert!(snapshot
         .kvs
