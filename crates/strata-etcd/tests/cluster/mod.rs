@@ -1,0 +1,375 @@
+//! Real etcd clusters on loopback for the tests, and raw JSON requests that do not go
+//! through the code under test.
+
+#![allow(dead_code)]
+
+use base64::Engine as _;
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use strata_etcd::{Client, Settings};
+
+const ETCD: &str = "/usr/bin/etcd";
+
+/// Ports handed out in this test process, so two clusters started at once never get the
+/// same one (the OS may give a just-released port again).
+static PORTS: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+pub fn free_port() -> u16 {
+    let mut taken = PORTS.lock().unwrap();
+    let taken = taken.get_or_insert_with(HashSet::new);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if taken.insert(port) {
+            return port;
+        }
+    }
+}
+
+/// Certificates made with openssl for a TLS cluster.
+pub struct Tls {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl must be installed for the TLS test");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Tls {
+    /// A CA, a server certificate for 127.0.0.1 (also usable as a client certificate:
+    /// etcd 3.4's gateway connects to its own gRPC server with it) and a client
+    /// certificate, all ECDSA P-256.
+    pub fn generate(dir: &Path) -> Tls {
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=strata test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(dir, &ca);
+        for (name, cn, usage) in [
+            ("server", "127.0.0.1", "serverAuth,clientAuth"),
+            ("client", "strata-client", "clientAuth"),
+        ] {
+            std::fs::write(
+                dir.join(format!("{name}.ext")),
+                format!(
+                    "subjectAltName=IP:127.0.0.1\nextendedKeyUsage={usage}\n\
+                     basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                ),
+            )
+            .unwrap();
+            let key = format!("{name}.key");
+            let csr = format!("{name}.csr");
+            let pem = format!("{name}.pem");
+            let ext = format!("{name}.ext");
+            let subj = format!("/CN={cn}");
+            let mut req = vec!["req"];
+            req.extend(ec);
+            req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+            openssl(dir, &req);
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.pem",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    &pem,
+                    "-days",
+                    "2",
+                    "-extfile",
+                    &ext,
+                ],
+            );
+        }
+        Tls {
+            ca: dir.join("ca.pem"),
+            server_cert: dir.join("server.pem"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        }
+    }
+}
+
+pub struct Member {
+    pub name: String,
+    pub url: String,
+    log: PathBuf,
+    child: Child,
+}
+
+/// etcd members on 127.0.0.1, killed on drop.
+pub struct Cluster {
+    pub members: Vec<Member>,
+    tls: Option<Tls>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            let _ = m.child.kill();
+            let _ = m.child.wait();
+        }
+    }
+}
+
+impl Cluster {
+    /// Starts `size` members (plain HTTP) and waits until each serves linearizable reads.
+    pub async fn start(size: usize) -> Cluster {
+        Cluster::launch(size, false).await
+    }
+
+    /// One member serving HTTPS that requires a client certificate from the test CA.
+    pub async fn start_tls() -> Cluster {
+        Cluster::launch(1, true).await
+    }
+
+    async fn launch(size: usize, tls: bool) -> Cluster {
+        assert!(
+            Path::new(ETCD).exists(),
+            "{ETCD} is missing: these tests need a real etcd (Debian package etcd-server)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let tls = tls.then(|| Tls::generate(dir.path()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{}=http://127.0.0.1:{peer}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let token = format!("strata-test-{}", ports[0].0);
+        let mut members = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let name = format!("m{}", i + 1);
+            let url = format!("{scheme}://127.0.0.1:{client}");
+            let peer_url = format!("http://127.0.0.1:{peer}");
+            let log = dir.path().join(format!("{name}.log"));
+            let mut command = Command::new(ETCD);
+            command
+                .arg("--name")
+                .arg(&name)
+                .arg("--data-dir")
+                .arg(dir.path().join(&name))
+                .args([
+                    "--listen-client-urls",
+                    &url,
+                    "--advertise-client-urls",
+                    &url,
+                ])
+                .args(["--listen-peer-urls", &peer_url])
+                .args(["--initial-advertise-peer-urls", &peer_url])
+                .args([
+                    "--initial-cluster",
+                    &initial,
+                    "--initial-cluster-state",
+                    "new",
+                ])
+                .args(["--initial-cluster-token", &token])
+                .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+                .args(["--logger", "zap", "--log-outputs", "stderr"])
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&log).unwrap())
+                .stderr(std::fs::File::create(&log).unwrap());
+            if let Some(t) = &tls {
+                command
+                    .arg("--client-cert-auth")
+                    .arg("--trusted-ca-file")
+                    .arg(&t.ca)
+                    .arg("--cert-file")
+                    .arg(&t.server_cert)
+                    .arg("--key-file")
+                    .arg(&t.server_key);
+            }
+            let child = command.spawn().expect("cannot start etcd");
+            members.push(Member {
+                name,
+                url,
+                log,
+                child,
+            });
+        }
+        let cluster = Cluster { members, tls, dir };
+        cluster.wait_healthy().await;
+        cluster
+    }
+
+    /// Settings reaching member `i` only (with the client certificate on a TLS cluster).
+    pub fn settings(&self, i: usize) -> Settings {
+        let mut s = Settings::new([self.members[i].url.clone()]);
+        s.timeout = Duration::from_secs(5);
+        if let Some(t) = &self.tls {
+            s.ca_file = Some(t.ca.clone());
+            s.cert_file = Some(t.client_cert.clone());
+            s.key_file = Some(t.client_key.clone());
+        }
+        s
+    }
+
+    pub fn url(&self, i: usize) -> &str {
+        &self.members[i].url
+    }
+
+    async fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for i in 0..self.members.len() {
+            loop {
+                let mut settings = self.settings(i);
+                settings.timeout = Duration::from_secs(2);
+                settings.prefixes = vec!["/health-check/".into()];
+                let last = match Client::connect(&settings).await {
+                    Ok(client) => match client.snapshot().await {
+                        Ok(_) => break,
+                        Err(e) => e.to_string(),
+                    },
+                    Err(e) => e.to_string(),
+                };
+                if Instant::now() > deadline {
+                    let logs: String = self
+                        .members
+                        .iter()
+                        .map(|m| {
+                            let text = std::fs::read_to_string(&m.log).unwrap_or_default();
+                            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                            format!(
+                                "--- {} ---\n{}\n",
+                                m.name,
+                                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                            )
+                        })
+                        .collect();
+                    panic!("etcd member {i} not healthy within 30 s: {last}\n{logs}");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+// Raw gateway requests (plain HTTP clusters), independent of strata_etcd.
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn unb64(text: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
+}
+
+pub async fn raw(url: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let response = http
+        .post(format!("{url}{path}"))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    assert!(status.is_success(), "{path}: {status} {text}");
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(value.get("error").is_none(), "{path}: {text}");
+    value
+}
+
+pub async fn put(url: &str, key: &[u8], value: &[u8]) -> i64 {
+    let reply = raw(
+        url,
+        "/v3/kv/put",
+        serde_json::json!({"key": b64(key), "value": b64(value)}),
+    )
+    .await;
+    reply["header"]["revision"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Grants a 300 s lease and puts the key with it; returns the lease id.
+pub async fn put_leased(url: &str, key: &[u8], value: &[u8]) -> i64 {
+    let lease = raw(url, "/v3/lease/grant", serde_json::json!({"TTL": "300"})).await;
+    let id: i64 = lease["ID"].as_str().unwrap().parse().unwrap();
+    raw(
+        url,
+        "/v3/kv/put",
+        serde_json::json!({"key": b64(key), "value": b64(value), "lease": id.to_string()}),
+    )
+    .await;
+    id
+}
+
+/// `(key, value, lease)` of every key under `prefix` at `revision` (0: now), one request.
+pub async fn range(url: &str, prefix: &[u8], revision: i64) -> Vec<(Vec<u8>, Vec<u8>, i64)> {
+    let mut end = prefix.to_vec();
+    *end.last_mut().unwrap() += 1;
+    let reply = raw(
+        url,
+        "/v3/kv/range",
+        serde_json::json!({"key": b64(prefix), "range_end": b64(&end), "revision": revision.to_string()}),
+    )
+    .await;
+    reply["kvs"]
+        .as_array()
+        .map(|kvs| {
+            kvs.iter()
+                .map(|kv| {
+                    (
+                        unb64(kv["key"].as_str().unwrap()),
+                        unb64(kv["value"].as_str().unwrap_or("")),
+                        kv["lease"].as_str().map_or(0, |l| l.parse().unwrap()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
