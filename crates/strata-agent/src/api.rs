@@ -152,6 +152,13 @@ pub struct RestoreRequest {
     /// For a PostgreSQL backup: how the restored server recovers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<strata_postgres::recovery::RecoveryPlan>,
+    /// For a plugin that writes into a live system (etcd): `OLD=NEW` rewrites of names
+    /// and endpoints, applied after those of the node's configuration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rename: Vec<String>,
+    /// For such a plugin: say what would change, write nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// What a restore did on one node.

@@ -29,9 +29,11 @@ use strata_repo::manifest::{EntryKind, NodeManifest};
 use strata_repo::writer::{BlobWriter, WriterOptions};
 use strata_repo::{BlobId, Repository};
 
+mod etcd;
 pub mod plugin;
 mod postgres;
 
+pub use etcd::EtcdAgent;
 pub use plugin::NodePlugin;
 
 /// Opens the repository of a named storage of the agent's own configuration: storage
@@ -603,6 +605,11 @@ impl Agent {
             .load_manifest(&request.backup, &request.source)
             .await
             .map_err(|e| failed(error_chain(&e)))?;
+        if !self.config.plugin.lays_down_files() {
+            return self
+                .restore_without_files(&request, repo, plugin, manifest)
+                .await;
+        }
         let target = restore_target(&manifest, &self.config.source.roots)?;
         let include = request
             .include
@@ -615,7 +622,7 @@ impl Agent {
             include: include.clone(),
             progress: op.progress.clone(),
         };
-        let report = restore_node(repo, manifest.clone(), target.clone(), options)
+        let report = restore_node(repo.clone(), manifest.clone(), target.clone(), options)
             .await
             .map_err(agent_error)?;
         let mut removed = 0;
@@ -637,6 +644,7 @@ impl Agent {
                         target: &target,
                         roots: &self.config.source.roots,
                         state_dir: &self.config.state_dir,
+                        repo: &repo,
                     })
                     .await
             }
@@ -653,6 +661,42 @@ impl Agent {
             files_kept: report.files_kept,
             removed,
             errors: report.errors,
+        })
+    }
+}
+
+impl Agent {
+    /// The restore of a plugin that writes its data into a live system (etcd): no file
+    /// is laid down anywhere; the plugin reads what it needs from the manifest.
+    async fn restore_without_files(
+        &self,
+        request: &RestoreRequest,
+        repo: Arc<Repository>,
+        plugin: Option<Box<dyn plugin::PluginRestore>>,
+        manifest: NodeManifest,
+    ) -> ApiResult<RestoreReply> {
+        let target = PathBuf::from(format!("({})", self.config.plugin.name()));
+        let result = match plugin {
+            Some(plugin) => {
+                plugin
+                    .finish(&plugin::Restored {
+                        node: self.name(),
+                        request,
+                        manifest: &manifest,
+                        target: &target,
+                        roots: &self.config.source.roots,
+                        state_dir: &self.config.state_dir,
+                        repo: &repo,
+                    })
+                    .await
+            }
+            None => Ok(None),
+        };
+        self.operations.lock().unwrap().remove(&request.operation);
+        Ok(RestoreReply {
+            recovery: result?,
+            target: target.display().to_string(),
+            ..RestoreReply::default()
         })
     }
 }

@@ -228,6 +228,8 @@ mod tests {
                 map: [("db1".to_string(), "db9".to_string())].into(),
                 include: Some("base".into()),
                 components: Vec::new(),
+                rename: Vec::new(),
+                dry_run: false,
                 recovery: None,
             },
         };

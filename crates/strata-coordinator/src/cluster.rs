@@ -78,6 +78,13 @@ pub struct RestorePlan {
     /// whose components are not all complete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<String>,
+    /// `OLD=NEW` rewrites of names and endpoints for stores that hold them (etcd), after
+    /// those of the configuration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rename: Vec<String>,
+    /// Say what would change, write nothing (components whose plugin can: etcd).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
     /// For a PostgreSQL backup: the recovery target and what to do there (default: replay
     /// all archived WAL, promote, start the server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1059,6 +1066,41 @@ impl Coordinator {
         targets: &[usize],
         plan: &RestorePlan,
     ) -> Result<Vec<(String, usize)>, String> {
+        let one_node = |n: &&&NodeSummary| self.plugin_of(n).restore_to_one_node();
+        if let Some(source) = restorable.iter().find(one_node) {
+            // A replicated store (etcd): its copy is written through one target, the one
+            // asked for (--node, or --map of the backup node) or the first.
+            let wanted = plan
+                .map
+                .get(&source.name)
+                .or(plan.node.as_ref())
+                .map(String::as_str);
+            let target = match wanted {
+                Some(name) => targets
+                    .iter()
+                    .copied()
+                    .find(|&i| self.nodes[i].name() == name),
+                None => targets.first().copied(),
+            };
+            return match (target, wanted) {
+                (Some(i), _) => Ok(vec![(source.name.clone(), i)]),
+                (None, Some(name))
+                    if plan.node.is_some() && !plan.map.contains_key(&source.name) =>
+                {
+                    // --node names a node of another component: nothing of this one.
+                    let _ = name;
+                    Ok(Vec::new())
+                }
+                (None, Some(name)) => Err(format!(
+                    "--map {}={name}: no node {name:?} in the component",
+                    source.name
+                )),
+                (None, None) => Err(format!(
+                    "no configured node to restore {} onto",
+                    source.name
+                )),
+            };
+        }
         let every_node = |n: &&&NodeSummary| self.plugin_of(n).restore_to_every_node();
         if let Some(source) = restorable.iter().find(every_node) {
             // One copy of a whole cluster (a database), laid down on every node (or the
@@ -1148,6 +1190,27 @@ impl Coordinator {
         }
         let (pairs, pairing) = self.pair_components(summary, plan, selected);
         problems.extend(pairing);
+        if plan.dry_run {
+            let externals = selected
+                .iter()
+                .filter(|c| c.nodes.is_empty() && c.status() == ComponentStatus::Complete);
+            for c in externals {
+                problems.push(format!(
+                    "--dry-run cannot preview the {} component {}: leave it out with --component",
+                    c.plugin, c.name
+                ));
+            }
+            for (source, _) in &pairs {
+                let node = summary.nodes.iter().find(|n| &n.name == source);
+                if let Some(node) = node.filter(|n| !self.plugin_of(n).restore_dry_run()) {
+                    problems.push(format!(
+                        "--dry-run previews components that write into a live system (etcd); node {} is {}: name the components with --component",
+                        node.name,
+                        node.component.as_deref().unwrap_or("plain files")
+                    ));
+                }
+            }
+        }
         let mut targets: Vec<usize> = pairs.iter().map(|(_, i)| *i).collect();
         targets.sort();
         targets.dedup();
@@ -1239,6 +1302,8 @@ impl Coordinator {
                 ranks,
                 externals,
                 scope,
+                rename: plan.rename,
+                dry_run: plan.dry_run,
             };
             let outcome = restore(&run, lock, backup.clone(), pairs, steps).await;
             let detail_of = |o: &RestoreOutcome| {
@@ -1843,6 +1908,8 @@ struct RestoreSteps {
     externals: Vec<(Component, ComponentSummary)>,
     /// Where the restore's hooks run.
     scope: Scope,
+    rename: Vec<String>,
+    dry_run: bool,
 }
 
 /// The restore proper: the pairs and external components of one order at once, orders
@@ -1875,7 +1942,9 @@ async fn restore(
     // Why nothing more may be restored: a hook before, or a step of an earlier order
     // that failed (later orders would restore onto a system whose base is missing).
     let mut stop: Option<String> = None;
-    if let Err(why) = hooks
+    // A dry run changes nothing: no hook, no pause.
+    if steps.dry_run {
+    } else if let Err(why) = hooks
         .run_at(HookPoint::Before, &steps.scope, |_| None)
         .await
     {
@@ -1925,6 +1994,8 @@ async fn restore(
                 source: sources[&i].clone(),
                 include: steps.include.clone(),
                 recovery: steps.recovery.clone(),
+                rename: steps.rename.clone(),
+                dry_run: steps.dry_run,
             };
             run.guarded(i, false, async move { node.restore(request).await })
         });
@@ -1968,7 +2039,7 @@ async fn restore(
     hook_errors.extend(hooks.resume_all().await);
     let failed =
         run.failures.any() || components.iter().any(|c| c.error.is_some()) || stop.is_some();
-    if !failed {
+    if !failed && !steps.dry_run {
         if let Err(why) = hooks
             .run_at(HookPoint::AfterSnapshot, &steps.scope, |_| None)
             .await
@@ -1999,7 +2070,11 @@ async fn restore(
         OpState::Partial => "partial",
         _ => "failed",
     };
-    for point in [HookPoint::Success, HookPoint::Failure, HookPoint::Always] {
+    let end_points = match steps.dry_run {
+        true => &[][..],
+        false => &[HookPoint::Success, HookPoint::Failure, HookPoint::Always][..],
+    };
+    for &point in end_points {
         if let Err(why) = hooks
             .run_at(point, &steps.scope, |_| Some(status.to_string()))
             .await

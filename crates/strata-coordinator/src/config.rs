@@ -642,6 +642,16 @@ pub struct ComponentConfig {
     pub http: Option<crate::plugin::external::HttpComponent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<crate::plugin::external::CommandComponent>,
+    /// `[components.etcd]`: how to reach the etcd cluster and which keys to back up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etcd: Option<strata_etcd::Settings>,
+    /// Restore rules of a store that names hosts (etcd): `OLD=NEW` rewrites of node
+    /// names and endpoints in keys and values, applied on every restore.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rename: Vec<String>,
+    /// `FROM=TO`: keys under prefix FROM are restored under TO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub move_prefix: Option<String>,
 }
 
 /// One node of the cluster.
@@ -858,6 +868,9 @@ impl Config {
             order: None,
             http: None,
             command: None,
+            etcd: None,
+            rename: Vec::new(),
+            move_prefix: None,
         }]
     }
 

@@ -89,6 +89,8 @@ mod tests {
             map: BTreeMap::from([("db1".into(), "db-2".into())]),
             include: Some("/base/16384/".into()),
             components: Vec::new(),
+            rename: Vec::new(),
+            dry_run: false,
             recovery: None,
         }
     }

@@ -20,6 +20,7 @@ use strata_agent::service::NodePlugin;
 use strata_postgres::recovery::RecoveryPlan;
 use strata_repo::summary::NodeSummary;
 
+pub mod etcd;
 pub mod external;
 pub mod postgres;
 
@@ -85,6 +86,18 @@ pub trait Plugin: Send + Sync {
     /// user's restore plan; `None`: a plain files restore.
     fn recovery(&self, _plan: &crate::cluster::RestorePlan) -> Option<RecoveryPlan> {
         None
+    }
+
+    /// Whether a backup node of this plugin is written back through one target node
+    /// (a replicated store: etcd), paired with the first target of its component.
+    fn restore_to_one_node(&self) -> bool {
+        false
+    }
+
+    /// Whether a restore of this plugin can say what it would change without writing
+    /// (`strata restore --dry-run`).
+    fn restore_dry_run(&self) -> bool {
+        false
     }
 
     /// The version of the plugin's data layout in backups: a restore refuses a component
@@ -167,7 +180,7 @@ impl Plugin for Files {
 // The registry: the only place that knows plugins by name.
 
 /// The names of the plugins strata has, as the configuration spells them.
-pub const KNOWN: &[&str] = &["files", "postgres", "command", "http"];
+pub const KNOWN: &[&str] = &["files", "postgres", "etcd", "command", "http"];
 
 /// The plugin called `name`, with its settings from `config` and from its component's
 /// section (`None`: defaults, for what a restore asks of a plugin).
@@ -180,6 +193,23 @@ fn named(
     Ok(match name {
         "files" => Arc::new(Files),
         "postgres" => Arc::new(Postgres::new(&config.postgres)),
+        "etcd" => {
+            let c = component.and_then(|c| c.etcd.clone().map(|e| (c, e)));
+            match c {
+                Some((c, settings)) => Arc::new(etcd::Etcd {
+                    settings,
+                    rename: c.rename.clone(),
+                    move_prefix: c.move_prefix.clone(),
+                }),
+                // A restore's pre-check: what it asks does not depend on settings.
+                None if component.is_none() => Arc::new(etcd::Etcd {
+                    settings: strata_etcd::Settings::default(),
+                    rename: Vec::new(),
+                    move_prefix: None,
+                }),
+                None => return Err(section("etcd")),
+            }
+        }
         "http" => {
             let settings = component
                 .and_then(|c| c.http.clone())
@@ -245,7 +275,7 @@ pub fn of_node(config: &Config, node: &str) -> Arc<dyn Plugin> {
 /// plugin does not depend on settings), or `None` for a name this strata does not know.
 pub fn by_name(name: &str) -> Option<Arc<dyn Plugin>> {
     match name {
-        "files" | "postgres" => named(name, &Config::default(), None).ok(),
+        "files" | "postgres" | "etcd" => named(name, &Config::default(), None).ok(),
         _ => None,
     }
 }
@@ -276,6 +306,11 @@ mod tests {
             backup = "POST http://e/b"
             restore = "POST http://e/r/{id}"
             [[components]]
+            name = "e"
+            plugin = "etcd"
+            [components.etcd]
+            endpoints = ["http://127.0.0.1:2379"]
+            [[components]]
             name = "d"
             plugin = "command"
             [components.command]
@@ -300,7 +335,7 @@ mod tests {
         let err = configured(&config).err().expect("someday is not a plugin");
         assert_eq!(
             err.to_string(),
-            r#"plugin "someday" is not known: use "files" or "postgres" or "command" or "http""#
+            r#"plugin "someday" is not known: use "files" or "postgres" or "etcd" or "command" or "http""#
         );
     }
 

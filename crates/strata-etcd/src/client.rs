@@ -292,6 +292,19 @@ impl Client {
         })
     }
 
+    /// The fingerprint of what `snapshot` holds (the keys under `exclude_from_check` left
+    /// out): equal to [`Client::fingerprint`] read at the snapshot's revision, so a later
+    /// fingerprint compares exactly with what the backup stored.
+    pub fn fingerprint_of(&self, snapshot: &crate::Snapshot) -> Fingerprint {
+        let mut builder = Builder::new();
+        for kv in &snapshot.kvs {
+            if !self.exclude.iter().any(|p| kv.key.starts_with(p)) {
+                builder.add(kv);
+            }
+        }
+        builder.finish(snapshot.revision)
+    }
+
     /// The current revision and a hash of what a backup would hold, minus the
     /// `exclude_from_check` prefixes: equal fingerprints mean nothing checked changed.
     /// See [`Fingerprint`] for what is hashed and why.

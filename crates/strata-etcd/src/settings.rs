@@ -1,6 +1,6 @@
 //! What the plugin's configuration says about an etcd cluster.
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 /// its TTL ran out long ago), and lease-held keys are usually liveness markers (a
 /// Patroni leader key, a member's registration) that would lie if they came back. So by
 /// default they are left out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LeasedKeys {
     /// `"skip"` (the default): keys bound to a lease are not restored.
@@ -23,7 +23,7 @@ pub enum LeasedKeys {
 /// How to reach an etcd cluster and what to back up from it.
 ///
 /// Read from the plugin's TOML; every field but `endpoints` is optional, defaults below.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Client URLs (`http://127.0.0.1:2379`, `https://...`), tried in order: a request goes
@@ -59,7 +59,11 @@ pub struct Settings {
     #[serde(default)]
     pub key_file: Option<PathBuf>,
     /// Bound on each request (connect included), as a duration like `"10s"`. Default 10 s.
-    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "duration",
+        serialize_with = "duration_text"
+    )]
     pub timeout: Duration,
     /// What a restore does with leased keys by default: `"skip"` (default) or
     /// `"without-lease"`.
@@ -73,6 +77,10 @@ fn default_endpoints() -> Vec<String> {
 
 fn default_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+fn duration_text<S: Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&humantime::format_duration(*d).to_string())
 }
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {

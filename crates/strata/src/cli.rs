@@ -162,6 +162,13 @@ pub enum Command {
         /// components are not all complete.
         #[arg(long = "component", value_name = "NAME", conflicts_with = "to")]
         components: Vec<String>,
+        /// In place, for stores that hold host names (etcd): rewrite OLD to NEW in keys
+        /// and values (repeatable; after the component's `rename` rules).
+        #[arg(long, value_name = "OLD=NEW", conflicts_with = "to")]
+        rename: Vec<String>,
+        /// In place, for etcd components: print what would change, write nothing.
+        #[arg(long, conflicts_with = "to")]
+        dry_run: bool,
         /// Restore only entries at or below this path.
         #[arg(long)]
         path: Option<String>,

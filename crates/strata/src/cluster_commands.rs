@@ -94,7 +94,7 @@ impl Context {
         wanted: &str,
         node: Option<String>,
         map: &[String],
-        components: Vec<String>,
+        only: RestoreOnly,
         path: Option<String>,
         recovery: crate::cli::RecoveryArgs,
     ) -> CommandResult {
@@ -113,7 +113,9 @@ impl Context {
             node,
             map: pairs,
             include: path,
-            components,
+            components: only.components,
+            rename: only.rename,
+            dry_run: only.dry_run,
             recovery,
         };
         let running = self.cluster().restore(wanted, plan).await?;
@@ -133,8 +135,15 @@ impl Context {
                             n.source, outcome.backup, n.node, r.target, r.files, output::size(r.bytes),
                             r.files_kept, r.dirs, r.removed,
                         ));
-                        if let Some(recovery) = &r.recovery {
-                            self.say(format!("node {}: PostgreSQL {recovery}", n.node));
+                        match &r.recovery {
+                            // A plugin that writes into a live system (etcd) reports itself.
+                            Some(line) if r.target.starts_with('(') => {
+                                self.say(format!("node {}: {line}", n.node))
+                            }
+                            Some(recovery) => {
+                                self.say(format!("node {}: PostgreSQL {recovery}", n.node))
+                            }
+                            None => {}
                         }
                     }
                     (None, Some(e)) => eprintln!("strata: node {} not restored: {e}", n.node),
@@ -309,4 +318,12 @@ impl Context {
         })?;
         Ok(0)
     }
+}
+
+/// What an in-place restore takes beyond nodes and paths: components, rename rules, a
+/// dry run.
+pub(crate) struct RestoreOnly {
+    pub components: Vec<String>,
+    pub rename: Vec<String>,
+    pub dry_run: bool,
 }

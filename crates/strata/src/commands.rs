@@ -105,10 +105,17 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             node,
             map,
             components,
+            rename,
+            dry_run,
             path,
             recovery,
         } => {
-            ctx.cluster_restore(&backup, node, &map, components, path, recovery)
+            let only = crate::cluster_commands::RestoreOnly {
+                components,
+                rename,
+                dry_run,
+            };
+            ctx.cluster_restore(&backup, node, &map, only, path, recovery)
                 .await
         }
         Command::WalPush { path } => ctx.wal_push(&path).await,

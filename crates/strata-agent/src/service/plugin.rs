@@ -10,7 +10,8 @@
 //! (PostgreSQL: recovery settings, start, wait). Steps that must run after *every* node's
 //! data is stored are cluster steps (the coordinator's plugin). The agent holds one
 //! plugin, chosen from the configuration by the coordinator's plugin registry; `files` is
-//! this module's [`Files`], `postgres` is [`super::PostgresAgent`].
+//! this module's [`Files`], `postgres` is [`super::PostgresAgent`], `etcd` is
+//! [`super::EtcdAgent`].
 
 use super::*;
 use strata_repo::manifest::Entry;
@@ -37,6 +38,13 @@ pub trait NodePlugin: Send + Sync + std::fmt::Debug {
         _operation: &str,
     ) -> ApiResult<Option<Box<dyn PluginBackup>>> {
         Ok(None)
+    }
+
+    /// Whether a restore lays the node's files down in its roots. A plugin that writes
+    /// its data into a live system instead (etcd: keys through its API) says no, and does
+    /// the writing in [`PluginRestore::finish`].
+    fn lays_down_files(&self) -> bool {
+        true
     }
 
     /// Runs before a restore writes anything: refuse here what cannot be restored. What
@@ -155,6 +163,8 @@ pub struct Restored<'a> {
     pub roots: &'a [String],
     /// The agent's state directory (logs).
     pub state_dir: &'a Path,
+    /// The repository the backup is in.
+    pub repo: &'a Repository,
 }
 
 impl Agent {
