@@ -31,6 +31,8 @@ python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 need pgqd || missing+=(pgqd)
 # pg_partman, for the table retention test on a partman-managed set.
 [ -f /usr/share/postgresql/15/extension/pg_partman.control ] || missing+=(postgresql-15-partman)
+# etcd 3.4 (Debian's etcd-server) for the etcd plugin's tests: real three-member clusters.
+need etcd || missing+=(etcd-server)
 # Headless Chromium for the dashboard's end-to-end test.
 need chromium || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,6 +1,6 @@
 //! strata-etcd against real etcd clusters started on 127.0.0.1 (see `cluster`).
 
-mod cluster;
+use strata_testkit::etcd as cluster;
 
 use cluster::{put, put_leased, range, raw, Cluster};
 use std::collections::BTreeMap;

@@ -11,6 +11,7 @@
 //! this kit, because that path exists only inside the binary crate's tests.
 
 pub mod data;
+pub mod etcd;
 pub mod gate;
 pub mod http;
 pub mod net;

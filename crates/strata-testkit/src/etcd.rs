@@ -1,8 +1,6 @@
 //! Real etcd clusters on loopback for the tests, and raw JSON requests that do not go
 //! through the code under test.
 
-#![allow(dead_code)]
-
 use base64::Engine as _;
 use std::collections::HashSet;
 use std::net::TcpListener;

@@ -1,0 +1,317 @@
+//! The etcd plugin through the real binary, against a real three-member etcd cluster on
+//! loopback ports: a backup of a cluster's topology beside its data, the consistency
+//! check across the backup (an excluded key that changes all the time passes, a checked
+//! key that changes fails the component), and a restore onto new hosts with rename rules
+//! and a dry run.
+
+mod common;
+
+use common::{assert_same_tree, assert_success, realistic_tree, strata_at};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use strata_testkit::etcd::{put, range, Cluster};
+
+const MEMBER: &str = "/service/pg/members/db1";
+const MEMBER_VALUE: &str = r#"{"conn_url":"postgres://10.0.0.1:5432/postgres","name":"db1"}"#;
+const LEADER: &str = "/service/pg/leader";
+
+/// A site: a data directory and the config of a cluster whose topology lives in etcd.
+struct Site {
+    dir: PathBuf,
+    config: PathBuf,
+}
+
+impl Site {
+    /// `data_node` backs up `data`; the etcd members `members` reach `endpoints`.
+    fn new(
+        dir: &Path,
+        name: &str,
+        data_node: &str,
+        members: &[&str],
+        endpoints: &[String],
+    ) -> Site {
+        let data = dir.join(format!("{name}-data"));
+        let config = dir.join(format!("{name}.toml"));
+        let quoted = |items: &[&str]| {
+            items
+                .iter()
+                .map(|i| format!("{i:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let endpoints: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+        let mut text = format!(
+            "default_storage = \"main\"\nstate_dir = {state:?}\n[storages.main]\npath = {repo:?}\n\
+             [[nodes]]\nname = \"{data_node}\"\nroots = [{data:?}]\n",
+            state = dir.join(format!("{name}-state")),
+            repo = dir.join("repo"),
+        );
+        for m in members {
+            text.push_str(&format!("[[nodes]]\nname = \"{m}\"\n"));
+        }
+        text.push_str(&format!(
+            "[[components]]\nname = \"topology\"\nplugin = \"etcd\"\nnodes = [{}]\n\
+             [components.etcd]\nendpoints = [{}]\nprefixes = [\"/service/pg/\"]\n\
+             exclude_from_check = [\"{LEADER}\"]\n\
+             [[components]]\nname = \"data\"\nplugin = \"files\"\nnodes = [\"{data_node}\"]\n",
+            quoted(members),
+            quoted(&endpoints),
+        ));
+        fs::write(&config, text).unwrap();
+        Site {
+            dir: dir.to_path_buf(),
+            config,
+        }
+    }
+
+    fn data(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}-data"))
+    }
+
+    fn strata(&self, args: &[&str]) -> std::process::Output {
+        strata_at(&self.dir, &self.config)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        assert_success(&format!("strata {args:?}"), &self.strata(args))
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+
+    /// A backup held before its first index write (every snapshot taken, the data not
+    /// yet indexed, so before the check after the data is stored).
+    fn held_backup(&self, hold: &Path) -> Child {
+        fs::create_dir_all(hold).unwrap();
+        let mut child = strata_at(&self.dir, &self.config)
+            .args(["backup", "--json"])
+            .env(
+                "STRATA_TEST_HOLD_WRITE",
+                format!("index/:{}", hold.display()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !hold.join("held").exists() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("the backup ended ({status}) before its first index write");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the backup never reached its index write"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+}
+
+fn component<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    summary["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no component {name} in {summary}"))
+}
+
+/// Writes the leader key every 100 ms until dropped: what Patroni does all the time.
+struct LeaderWriter(Arc<AtomicBool>, Option<std::thread::JoinHandle<u64>>);
+
+impl LeaderWriter {
+    fn start(url: String) -> LeaderWriter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let mut writes = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                rt.block_on(put(
+                    &url,
+                    LEADER.as_bytes(),
+                    format!("db1 {writes}").as_bytes(),
+                ));
+                writes += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            writes
+        });
+        LeaderWriter(stop, Some(handle))
+    }
+
+    fn stop(mut self) -> u64 {
+        self.0.store(true, Ordering::Relaxed);
+        self.1.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for LeaderWriter {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_hosts() {
+    let cluster = Cluster::start(3).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i).to_string()).collect();
+    put(&urls[0], MEMBER.as_bytes(), MEMBER_VALUE.as_bytes()).await;
+    put(&urls[1], b"/service/pg/config", br#"{"ttl":30}"#).await;
+    put(&urls[2], b"/other/app", b"not backed up").await;
+    put(&urls[0], LEADER.as_bytes(), b"db1").await;
+
+    let site = Site::new(tmp.path(), "a", "db1", &["e1", "e2", "e3"], &urls);
+    realistic_tree(&site.data("a"));
+    site.ok(&["init"]);
+
+    // 1. A backup while the leader key changes all the time: complete, both components.
+    let writer = LeaderWriter::start(urls[1].clone());
+    let hold = tmp.path().join("hold1");
+    let held = site.held_backup(&hold);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    fs::write(hold.join("release"), b"").unwrap();
+    let out = held.wait_with_output().unwrap();
+    let writes = writer.stop();
+    assert!(writes >= 3, "the writer wrote during the backup ({writes})");
+    let summary: serde_json::Value = serde_json::from_str(&assert_success(
+        "backup with an excluded key changing",
+        &out,
+    ))
+    .unwrap();
+    assert_eq!(summary["status"], "complete", "{summary}");
+    let topology = component(&summary, "topology");
+    assert_eq!(topology["status"], "complete", "{topology}");
+    assert_eq!(topology["plugin"], "etcd");
+    assert_eq!(
+        topology["nodes"].as_array().unwrap().len(),
+        1,
+        "one member reads: {topology}"
+    );
+    assert_eq!(component(&summary, "data")["status"], "complete");
+    let etcd_node = summary["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["component"] == "topology")
+        .unwrap();
+    assert_eq!(etcd_node["plugin"]["etcd.keys"], "3", "{etcd_node}");
+    let good = summary["name"].as_str().unwrap().to_string();
+
+    // 2. A checked key changes between the snapshot and the end of the backup: the
+    // topology component fails, and with it the backup (never `latest`).
+    let hold = tmp.path().join("hold2");
+    let held = site.held_backup(&hold);
+    put(
+        &urls[2],
+        MEMBER.as_bytes(),
+        br#"{"conn_url":"postgres://10.9.9.9:5432/postgres"}"#,
+    )
+    .await;
+    fs::write(hold.join("release"), b"").unwrap();
+    let out = held.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a failed backup exits 3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let failed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failed["status"], "failed");
+    let topology = component(&failed, "topology");
+    assert_eq!(topology["status"], "failed");
+    let why = topology["error"].as_str().unwrap_or_default();
+    assert!(why.contains("changed while the backup ran"), "{why}");
+    assert_eq!(component(&failed, "data")["status"], "complete");
+    let latest = site.json(&["show", "latest", "--json"]);
+    assert_eq!(latest["name"], good.as_str(), "latest is the good backup");
+    // Put the member back as it was for the restore check below.
+    put(&urls[0], MEMBER.as_bytes(), MEMBER_VALUE.as_bytes()).await;
+
+    // 3. Restore onto new hosts: an empty one-member etcd and a data node of another
+    // name, renaming the old host's name and address.
+    let target = Cluster::start(1).await;
+    let new_site = Site::new(
+        tmp.path(),
+        "b",
+        "db9",
+        &["n1"],
+        &[target.url(0).to_string()],
+    );
+    let rename = [
+        "--rename",
+        "db1=newdb1",
+        "--rename",
+        "10.0.0.1:5432=10.1.0.1:5432",
+    ];
+    let mut dry = vec![
+        "restore",
+        good.as_str(),
+        "--component",
+        "topology",
+        "--dry-run",
+    ];
+    dry.extend(rename);
+    let preview = new_site.ok(&dry);
+    assert!(preview.contains("dry run"), "{preview}");
+    assert!(
+        preview.contains("/service/pg/members/newdb1"),
+        "the dry run names the renamed key: {preview}"
+    );
+    assert!(
+        range(target.url(0), b"/", 0).await.is_empty(),
+        "a dry run writes nothing"
+    );
+
+    let mut restore = vec!["restore", good.as_str(), "--map", "db1=db9"];
+    restore.extend(rename);
+    let said = new_site.ok(&restore);
+    assert!(said.contains("etcd: 3 keys written"), "{said}");
+    let keys = range(target.url(0), b"/", 0).await;
+    let names: Vec<String> = keys
+        .iter()
+        .map(|(k, _, _)| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "/service/pg/config",
+            "/service/pg/leader",
+            "/service/pg/members/newdb1"
+        ],
+        "only the backed-up prefix, renamed"
+    );
+    let member = String::from_utf8_lossy(&keys[2].1).into_owned();
+    assert!(
+        member.contains("10.1.0.1:5432") && member.contains("newdb1"),
+        "{member}"
+    );
+    assert_same_tree(&site.data("a"), &new_site.data("b"));
+
+    // 4. A second restore into the now filled prefix is refused, writing nothing.
+    let out = new_site.strata(&["restore", good.as_str(), "--component", "topology"]);
+    assert!(
+        !out.status.success(),
+        "restoring over existing keys must be refused"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not empty") || err.contains("already"),
+        "{err}"
+    );
+    assert_eq!(range(target.url(0), b"/", 0).await.len(), 3);
+    drop(cluster);
+}
