@@ -149,6 +149,10 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeState>,
     pub locks: Vec<LockRecord>,
     pub operations: Vec<OperationStatus>,
+    /// What hooks hold paused now: since when, by which operation (see
+    /// [`crate::hooks`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paused: Vec<crate::hooks::PauseRecord>,
 }
 
 impl From<LockError> for CoordinatorError {
@@ -1371,11 +1375,16 @@ impl Coordinator {
             .into_iter()
             .filter(|l| l.is_live(now))
             .collect();
+        let paused = match &self.hooks().state_dir {
+            Some(dir) => crate::hooks::paused(dir).into_iter().flatten().collect(),
+            None => Vec::new(),
+        };
         Ok(ClusterStatus {
             storage: self.storage.clone(),
             nodes,
             locks,
             operations: self.registry.running(),
+            paused,
         })
     }
 }

@@ -132,6 +132,17 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
             nodes: coordinator.nodes().to_vec(),
         });
         coordinator.set_events(events.clone());
+        // Pauses a process that is gone left (killed while a backup was paused): resumed
+        // at start, then looked for every few seconds.
+        tokio::spawn({
+            let coordinator = coordinator.clone();
+            async move {
+                loop {
+                    coordinator.resume_orphans().await;
+                    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                }
+            }
+        });
         let mut tokens = crate::Tokens::single("user", token);
         for named in &config.server.tokens {
             let secret = named.source().read("named user token")?.ok_or_else(|| {

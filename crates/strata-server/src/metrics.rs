@@ -140,6 +140,13 @@ pub async fn metrics(
         "Node leases a running operation could not renew",
         losses,
     );
+    let resumes: Counter = Counter::default();
+    resumes.inc_by(stats.resume_failures);
+    registry.register(
+        "hook_resume_failures",
+        "Resumes of pause hooks that still failed after their retries (something is left paused: see `strata status`)",
+        resumes,
+    );
     let up: Family<Label, Gauge> = family(
         &mut registry,
         "node_up",

@@ -239,6 +239,29 @@ impl Context {
         if status.operations.is_empty() && status.locks.is_empty() {
             self.say("no operation running");
         }
+        for pause in &status.paused {
+            let scope = match (&pause.component, &pause.node) {
+                (_, Some(node)) => format!(" (node {node})"),
+                (Some(component), None) => format!(" (component {component})"),
+                (None, None) => String::new(),
+            };
+            let line = format!(
+                "paused: {}{scope} since {} by operation {}{}",
+                pause.hook,
+                pause.since,
+                pause.operation,
+                match &pause.resume_error {
+                    Some(e) => format!("; its resume FAILED: {e}"),
+                    None if pause.holder_alive() => String::new(),
+                    None => "; its process is gone: the next backup or server resumes it".into(),
+                }
+            );
+            // Something left paused is what an operator must see, even with -q.
+            match pause.resume_error {
+                Some(_) => eprintln!("strata: {line}"),
+                None => self.say(line),
+            }
+        }
         Ok(code)
     }
 
