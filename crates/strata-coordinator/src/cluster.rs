@@ -878,9 +878,22 @@ impl Coordinator {
                     s.total(|n| n.bytes),
                     s.total(|n| n.new_bytes)
                 );
+                let components: Vec<String> = s
+                    .components
+                    .iter()
+                    .map(|c| format!("{} {}", c.name, c.status().as_str()))
+                    .collect();
+                if !components.is_empty() {
+                    detail.push_str(&format!("; components: {}", components.join(", ")));
+                }
                 for node in &s.nodes {
                     if let Some(error) = &node.error {
                         detail.push_str(&format!("; {}: {error}", node.name));
+                    }
+                }
+                for c in s.components.iter().filter(|c| c.nodes.is_empty()) {
+                    if let Some(error) = &c.error {
+                        detail.push_str(&format!("; {}: {error}", c.name));
                     }
                 }
                 detail

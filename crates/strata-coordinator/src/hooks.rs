@@ -8,8 +8,8 @@
 //! For the paths no code of this process can see (SIGKILL, a crash, a power cut) the
 //! pause is first written durably ([`PauseRecord`] under the state directory) and only
 //! then issued; any later strata process with that state directory resumes records whose
-//! holder is gone ([`resume_orphans`]): the next backup before it starts, a server every
-//! few seconds, `strata status`. A resume that fails is retried, and when it still fails
+//! holder is gone ([`resume_orphans`]): the next backup before it starts, a server at
+//! start and every few seconds (`strata status` lists them). A resume that fails is retried, and when it still fails
 //! the record stays (shown by `status`, counted in metrics, sent as a `hook.failed`
 //! webhook) and is tried again by the next process.
 
