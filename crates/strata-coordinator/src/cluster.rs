@@ -1947,8 +1947,8 @@ async fn restore(
     let clock = Instant::now();
     let tasks = run.keep_alive(lock);
     let sources: HashMap<usize, String> = pairs.iter().map(|(s, i)| (*i, s.clone())).collect();
-    let mut waves: BTreeMap<u32, (Vec<usize>, Vec<&(Component, ComponentSummary)>)> =
-        BTreeMap::new();
+    type Wave<'a> = (Vec<usize>, Vec<&'a (Component, ComponentSummary)>);
+    let mut waves: BTreeMap<u32, Wave> = BTreeMap::new();
     for i in run.live() {
         let rank = steps.ranks.get(&sources[&i]).copied().unwrap_or(100);
         waves.entry(rank).or_default().0.push(i);

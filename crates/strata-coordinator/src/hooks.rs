@@ -305,14 +305,14 @@ impl HookConfig {
                 if self.at.is_none() {
                     return bad("a `run` hook needs `at` (before, after_snapshot, success, failure or always)".into());
                 }
-                run.validate().or_else(|e| bad(e))?;
+                run.validate().or_else(&bad)?;
             }
             (None, Some(pause), Some(resume)) => {
                 if self.at.is_some() {
                     return bad("a pause/resume pair runs around the snapshots: leave out `at`".into());
                 }
-                pause.validate().or_else(|e| bad(e))?;
-                resume.validate().or_else(|e| bad(e))?;
+                pause.validate().or_else(&bad)?;
+                resume.validate().or_else(&bad)?;
             }
             (None, Some(_), None) | (None, None, Some(_)) => {
                 return bad("`pause` and `resume` go together: a pause that is never resumed is what hooks exist to prevent".into())

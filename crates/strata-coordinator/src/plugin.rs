@@ -251,8 +251,11 @@ pub fn of_component(
     })
 }
 
+/// A configured component and its plugin.
+pub type Configured = (ComponentConfig, Arc<dyn Plugin>);
+
 /// The plugin of each component of the configuration (see [`Config::components`]).
-pub fn configured(config: &Config) -> Result<Vec<(ComponentConfig, Arc<dyn Plugin>)>, ConfigError> {
+pub fn configured(config: &Config) -> Result<Vec<Configured>, ConfigError> {
     config
         .components()
         .into_iter()
