@@ -15,7 +15,16 @@ use strata_repo::BlobId;
 pub const API_VERSION: u32 = 1;
 
 /// What this agent can do, for coordinators that need to know.
-pub const FEATURES: &[&str] = &["lease", "backup-scan-upload", "restore-in-place"];
+pub const FEATURES: &[&str] = &[
+    "lease",
+    "backup-scan-upload",
+    "restore-in-place",
+    RESTORE_RULES,
+];
+
+/// An agent that applies a restore request's `rename` and `dry_run` (an older one would
+/// ignore them and write for real).
+pub const RESTORE_RULES: &str = "restore-rules";
 
 /// `GET /node/v1/metadata`: who the agent is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -339,6 +339,11 @@ impl Cluster for Http {
         backup: &str,
         plan: RestorePlan,
     ) -> CoordinatorResult<Running<RestoreOutcome>> {
+        // A server that does not know components would ignore the choice and restore
+        // everything (and a dry run for real): refuse before sending.
+        if !plan.components.is_empty() || !plan.rename.is_empty() || plan.dry_run {
+            self.need(feature::COMPONENTS).await?;
+        }
         let body = types::RestoreBody {
             backup: backup.to_string(),
             plan,

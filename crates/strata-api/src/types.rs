@@ -31,6 +31,27 @@ pub const FEATURES: &[&str] = &[
     feature::SCHEDULES,
     feature::AUDIT,
     feature::STATUS,
+    feature::COMPONENTS,
+];
+
+/// The features of the release that introduced version negotiation: what a server
+/// without `/api/v1/version` offers. Features added since are not in it.
+const FIRST_FEATURES: &[&str] = &[
+    feature::BACKUPS,
+    feature::RESTORES,
+    feature::FILES,
+    feature::PIN,
+    feature::COPY,
+    feature::DRILL,
+    feature::VERIFY,
+    feature::CLEANUP,
+    feature::GC,
+    feature::REPAIR,
+    feature::WAL,
+    feature::OPERATIONS,
+    feature::SCHEDULES,
+    feature::AUDIT,
+    feature::STATUS,
 ];
 
 /// The names of the API's features, one per group of routes.
@@ -50,6 +71,9 @@ pub mod feature {
     pub const SCHEDULES: &str = "schedules";
     pub const AUDIT: &str = "audit";
     pub const STATUS: &str = "status";
+    /// Restores of chosen components (`--component`), with rename rules and dry runs: a
+    /// server without it would ignore them and restore everything, for real.
+    pub const COMPONENTS: &str = "components";
 }
 
 /// `GET /api/v1/version`: what the server speaks.
@@ -74,13 +98,12 @@ impl VersionInfo {
     }
 
     /// What a server from before `/api/v1/version` existed offers: API 1 with the
-    /// features of that release, which are all of [`FEATURES`] at the time versions
-    /// were introduced.
+    /// features of that release ([`FIRST_FEATURES`]).
     pub fn before_negotiation() -> VersionInfo {
         VersionInfo {
             api: 1,
             server: "0.1.0 (before version negotiation)".into(),
-            features: FEATURES.iter().map(|f| f.to_string()).collect(),
+            features: FIRST_FEATURES.iter().map(|f| f.to_string()).collect(),
         }
     }
 
@@ -272,6 +295,11 @@ mod tests {
         let back: VersionInfo =
             serde_json::from_value(serde_json::to_value(&current).unwrap()).unwrap();
         assert_eq!(back, current);
-        assert_eq!(VersionInfo::before_negotiation().api, 1);
+        let before = VersionInfo::before_negotiation();
+        assert_eq!(before.api, 1);
+        assert!(
+            !before.offers(feature::COMPONENTS),
+            "added after negotiation"
+        );
     }
 }

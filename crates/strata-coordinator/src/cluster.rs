@@ -1217,15 +1217,36 @@ impl Coordinator {
                     c.plugin, c.name
                 ));
             }
-            for (source, _) in &pairs {
+            let sources: std::collections::BTreeSet<&String> =
+                pairs.iter().map(|(s, _)| s).collect();
+            for source in sources {
                 let node = summary.nodes.iter().find(|n| &n.name == source);
-                if let Some(node) = node.filter(|n| !self.plugin_of(n).restore_dry_run()) {
+                if let Some(node) = node.filter(|n| !self.plugin_of(n).restore_rules()) {
                     problems.push(format!(
                         "--dry-run previews components that write into a live system (etcd); node {} is {}: name the components with --component",
                         node.name,
                         node.component.as_deref().unwrap_or("plain files")
                     ));
                 }
+            }
+        }
+        if !plan.rename.is_empty() {
+            for rule in &plan.rename {
+                if let Err(e) = strata_etcd::Restore::parse_rule(rule) {
+                    problems.push(format!("--rename {rule:?}: {e}"));
+                }
+            }
+            let takes_rules = pairs.iter().any(|(source, _)| {
+                summary
+                    .nodes
+                    .iter()
+                    .any(|n| &n.name == source && self.plugin_of(n).restore_rules())
+            });
+            if !takes_rules {
+                problems.push(
+                    "--rename rewrites names in components that hold them (etcd); this restore has none"
+                        .to_string(),
+                );
             }
         }
         let mut targets: Vec<usize> = pairs.iter().map(|(_, i)| *i).collect();
@@ -1236,13 +1257,22 @@ impl Coordinator {
             async move { deadline(QUICK_CALL, node.metadata()).await }
         })
         .await;
+        let rules = plan.dry_run || !plan.rename.is_empty();
         for (i, answer) in answers {
-            if let Err(e) = answer {
-                problems.push(format!(
+            match answer {
+                Err(e) => problems.push(format!(
                     "node {} cannot be reached: {}",
                     self.nodes[i].name(),
                     e.message
-                ));
+                )),
+                Ok(meta) if rules && !meta.features.iter().any(|f| f == RESTORE_RULES) => {
+                    problems.push(format!(
+                        "node {} runs strata {}, which does not apply --rename or --dry-run: upgrade it",
+                        self.nodes[i].name(),
+                        meta.version
+                    ))
+                }
+                Ok(_) => {}
             }
         }
         problems

@@ -902,6 +902,32 @@ impl Config {
                     false => format!("component {name:?} has no nodes"),
                 });
             }
+            let sections = [
+                ("http", component.http.is_some()),
+                ("command", component.command.is_some()),
+                ("etcd", component.etcd.is_some()),
+            ];
+            if let Some((section, _)) = sections
+                .iter()
+                .find(|(section, set)| *set && *section != component.plugin)
+            {
+                return invalid(format!(
+                    "component {name:?}: [components.{section}] belongs to a {section} component, not a {} one",
+                    component.plugin
+                ));
+            }
+            let rules = component.rename.iter().chain(&component.move_prefix);
+            if rules.clone().next().is_some() && !plugin.restore_rules() {
+                return invalid(format!(
+                    "component {name:?}: rename and move_prefix rewrite stores that hold names (etcd), not {} components",
+                    component.plugin
+                ));
+            }
+            for rule in rules {
+                if let Err(e) = strata_etcd::Restore::parse_rule(rule) {
+                    return invalid(format!("component {name:?}: {e}"));
+                }
+            }
             for node in &component.nodes {
                 let Some(config) = self.nodes.iter().find(|n| &n.name == node) else {
                     return invalid(format!(
@@ -1125,6 +1151,69 @@ fn first_line(path: &Path, what: &'static str) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Nodes `db1` (files) and `e1` (no roots), then `extra`.
+    fn with_components(extra: &str) -> Result<(), String> {
+        with_top_and_components("", extra)
+    }
+
+    /// [`with_components`] with top-level keys `top` first.
+    fn with_top_and_components(top: &str, extra: &str) -> Result<(), String> {
+        let text = format!(
+            "{top}\n[[nodes]]\nname = \"db1\"\nroots = [\"/srv/db1\"]\n[[nodes]]\nname = \"e1\"\n{extra}"
+        );
+        let config: Config = toml::from_str(&text).map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())
+    }
+
+    const GOOD: &str = r#"
+        [[components]]
+        name = "data"
+        plugin = "files"
+        nodes = ["db1"]
+        [[components]]
+        name = "topology"
+        plugin = "etcd"
+        nodes = ["e1"]
+        rename = ["db1=db9"]
+        [components.etcd]
+        endpoints = ["http://127.0.0.1:2379"]
+        [[components]]
+        name = "engine"
+        plugin = "http"
+        optional = true
+        [components.http]
+        backup = "POST http://engine/backups"
+        restore = "POST http://engine/backups/{id}/restore"
+        [[hooks]]
+        component = "engine"
+        pause = "POST http://engine/pause"
+        resume = "POST http://engine/resume"
+    "#;
+
+    #[test]
+    fn components_are_checked_with_one_clear_line_each() {
+        with_components(GOOD).unwrap();
+        let refused = [
+            (GOOD.replace("nodes = [\"e1\"]", "nodes = [\"db1\"]"), "in two components"),
+            (GOOD.replace("nodes = [\"e1\"]", "nodes = []"), "has no nodes"),
+            (GOOD.replace("plugin = \"http\"", "plugin = \"http\"\nnodes = [\"e1\"]"), "has no nodes"),
+            (GOOD.replace("[[hooks]]\n        component = \"engine\"", "[[hooks]]\n        component = \"nope\""), "not one of the components"),
+            (GOOD.replace("rename = [\"db1=db9\"]", "rename = [\"db1\"]"), "not a rule"),
+            (GOOD.replace("name = \"data\"\n        plugin = \"files\"", "name = \"data\"\n        plugin = \"files\"\n        rename = [\"a=b\"]"), "not files components"),
+            (GOOD.replace("[[hooks]]", "[components.command]\nbackup = [\"/bin/true\"]\nrestore = [\"/bin/true\"]\n[[hooks]]"), "belongs to a command component"),
+            (GOOD.replace("name = \"topology\"", "name = \"data\""), "must be unique"),
+            (GOOD.replace("plugin = \"etcd\"", "plugin = \"etcdv2\""), "is not known"),
+        ];
+        for (text, why) in refused {
+            let err = with_components(&text).expect_err(why);
+            assert!(err.contains(why), "{why}: {err}");
+        }
+        let mixed = with_top_and_components("plugin = \"postgres\"", GOOD).unwrap_err();
+        assert!(mixed.contains("do not go together"), "{mixed}");
+        let lost = GOOD.replace("nodes = [\"e1\"]\n", "nodes = []\n");
+        assert!(with_components(&lost).is_err());
+    }
 
     #[test]
     fn the_documented_default_is_the_default() {

@@ -94,9 +94,10 @@ pub trait Plugin: Send + Sync {
         false
     }
 
-    /// Whether a restore of this plugin can say what it would change without writing
-    /// (`strata restore --dry-run`).
-    fn restore_dry_run(&self) -> bool {
+    /// Whether a restore of this plugin applies rename rules (`strata restore --rename`)
+    /// and can say what it would change without writing (`--dry-run`): a store that holds
+    /// host names (etcd).
+    fn restore_rules(&self) -> bool {
         false
     }
 

@@ -125,3 +125,44 @@ fn a_server_from_before_version_negotiation_is_read_as_api_one() {
         vec!["GET /api/v1/version", "GET /api/v1/backups"]
     );
 }
+
+/// A server that does not know components would ignore `--component` (and `--rename`,
+/// `--dry-run`) and restore everything for real: the client refuses before sending, while
+/// a plain restore still goes to it. A server from before negotiation lacks it too.
+#[test]
+fn a_component_restore_needs_a_server_that_knows_components() {
+    for version in [
+        Some(r#"{"api":1,"server":"0.0.9","features":["backups","restores"]}"#),
+        None,
+    ] {
+        let (url, log) = fake_server(version);
+        for extra in [
+            &["--component", "topology"][..],
+            &["--dry-run"],
+            &["--rename", "a=b"],
+        ] {
+            let mut args = vec!["restore", "20261125T000000Z-00000000"];
+            args.extend(extra);
+            let out = strata(&url, &args);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(
+                err.contains("does not offer `components`"),
+                "{args:?}: {err}"
+            );
+        }
+        let calls = log.lock().unwrap().clone();
+        assert!(
+            !calls.iter().any(|c| c.starts_with("POST")),
+            "no restore was sent: {calls:?}"
+        );
+        // Without those options the restore is sent (the fake server answers 404).
+        let out = strata(&url, &["restore", "20261125T000000Z-00000000"]);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c == "POST /api/v1/restores"));
+    }
+}

@@ -1167,6 +1167,30 @@ fn restore_of_an_incomplete_backup_is_refused_and_component_restores_only_that_o
         "the engine untouched"
     );
 
+    // Rename rules and dry runs are for components that hold names (etcd): with none in
+    // the restore they are refused before anything is written, never ignored.
+    std::fs::write(site.data(1).join("a.txt"), "changed\n").unwrap();
+    for (extra, why) in [
+        (&["--rename", "alpha=beta"][..], "--rename rewrites names"),
+        (&["--dry-run"][..], "--dry-run previews"),
+        (
+            &["--rename", "no-equals-sign", "--dry-run"][..],
+            "not a rule",
+        ),
+    ] {
+        let mut args = vec!["restore", name, "--component", "data"];
+        args.extend(extra);
+        let out = site.run(&args);
+        assert_eq!(out.code, Some(2), "{args:?}: {out}");
+        assert!(out.stderr.contains(why), "{args:?}: {out}");
+        assert_eq!(
+            std::fs::read_to_string(site.data(1).join("a.txt")).unwrap(),
+            "changed\n",
+            "{args:?}: nothing written"
+        );
+    }
+    std::fs::write(site.data(1).join("a.txt"), "alpha\n").unwrap();
+
     // A complete backup restores both, the engine through its API.
     let (out, good) = site.backup();
     assert_eq!(out.code, Some(0), "{out}");

@@ -118,7 +118,7 @@ impl Plugin for Etcd {
         true
     }
 
-    fn restore_dry_run(&self) -> bool {
+    fn restore_rules(&self) -> bool {
         true
     }
 }
