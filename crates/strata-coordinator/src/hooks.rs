@@ -130,11 +130,36 @@ impl Action {
         }
     }
 
-    /// A short description for logs: the program or the method and URL (never a body).
+    /// A short description for logs: the program, or the method and URL without its
+    /// user, password and query (never a body).
     pub fn describe(&self) -> String {
         match self {
             Action::Command(argv) => argv.first().cloned().unwrap_or_default(),
-            Action::Http(line) => line.trim().to_string(),
+            Action::Http(line) => match line.trim().split_once(' ') {
+                Some((method, url)) => format!("{method} {}", shown_url(url.trim())),
+                None => shown_url(line.trim()),
+            },
+        }
+    }
+
+    /// The action as the configuration view shows it: a URL as far as its host (see
+    /// [`crate::mask::mask_url`]), a command's program and arguments as they are (secrets
+    /// belong in the environment or files, not argument lists).
+    pub fn masked(&self) -> Action {
+        match self {
+            Action::Command(_) => self.clone(),
+            Action::Http(line) => Action::Http(match line.trim().split_once(' ') {
+                Some((method, url)) => format!("{method} {}", crate::mask::mask_url(url.trim())),
+                None => crate::mask::mask_url(line.trim()),
+            }),
+        }
+    }
+
+    /// The text of an HTTP action.
+    pub fn into_http(self) -> String {
+        match self {
+            Action::Http(line) => line,
+            Action::Command(argv) => argv.join(" "),
         }
     }
 
@@ -158,6 +183,20 @@ impl Action {
             )),
         }
     }
+}
+
+/// `url` without its user, password and query, for logs and errors: what a URL may carry
+/// as a credential stays out of operation logs.
+pub(crate) fn shown_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.split(['?', '#']).next().unwrap_or("").to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let host = rest[..end]
+        .rsplit_once('@')
+        .map_or(&rest[..end], |(_, h)| h);
+    let path = rest[end..].split(['?', '#']).next().unwrap_or("");
+    format!("{scheme}://{host}{path}")
 }
 
 fn bounded(text: &[u8]) -> String {
@@ -222,13 +261,19 @@ async fn run_http(
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("{url}: {}", crate::error_chain(&e)))?;
+        .map_err(|e| {
+            format!(
+                "{}: {}",
+                shown_url(url),
+                crate::error_chain(&e.without_url())
+            )
+        })?;
     let status = reply.status();
     let text = bounded(&reply.bytes().await.unwrap_or_default());
     if status.is_success() {
         Ok(text)
     } else {
-        Err(format!("{url} answered {status}: {text}"))
+        Err(format!("{} answered {status}: {text}", shown_url(url)))
     }
 }
 
@@ -571,6 +616,39 @@ mod tests {
         ] {
             assert!(parse(bad).validate(&[], &[]).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn urls_in_logs_lose_their_credentials() {
+        let action =
+            Action::Http("POST https://ops:s3cret@engine:8443/api/pause?token=t0k3n".into());
+        assert_eq!(action.describe(), "POST https://engine:8443/api/pause");
+        assert_eq!(
+            action.masked(),
+            Action::Http("POST https://engine:8443/***".into())
+        );
+        assert_eq!(shown_url("http://engine/x#frag"), "http://engine/x");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_url_is_named_without_its_credentials() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let action = Action::Http(format!(
+            "POST http://ops:s3cret@127.0.0.1:{port}/pause?token=t0k3n"
+        ));
+        let err = action
+            .run(&HookEnv::default(), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(
+            err.contains(&format!("http://127.0.0.1:{port}/pause")),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret") && !err.contains("t0k3n"), "{err}");
     }
 
     #[tokio::test]

@@ -20,6 +20,33 @@ pub fn masked_config(config: &Config) -> Config {
     for hook in &mut shown.webhooks {
         hook.url = mask_url(&hook.url);
     }
+    // Hooks and external components call URLs that may carry a credential like a
+    // webhook's: shown as far as their host.
+    for hook in &mut shown.hooks {
+        for action in [&mut hook.run, &mut hook.pause, &mut hook.resume]
+            .into_iter()
+            .flatten()
+        {
+            *action = action.masked();
+        }
+    }
+    for component in &mut shown.components {
+        if let Some(http) = component.http.as_mut() {
+            for call in [
+                Some(&mut http.backup),
+                http.state.as_mut(),
+                Some(&mut http.restore),
+                http.restore_state.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                *call = crate::hooks::Action::Http(call.clone())
+                    .masked()
+                    .into_http();
+            }
+        }
+    }
     for node in &mut shown.nodes {
         if let Some(conninfo) = node
             .postgres
@@ -155,6 +182,34 @@ mod tests {
         assert_eq!(mask_url("http://127.0.0.1:9000"), "http://127.0.0.1:9000");
         assert_eq!(mask_url("http://127.0.0.1:9000/"), "http://127.0.0.1:9000");
         assert_eq!(mask_url("not a url"), MASK);
+    }
+
+    #[test]
+    fn hook_and_component_urls_keep_only_their_host_in_the_view() {
+        let config: Config = toml::from_str(
+            r#"
+            [[components]]
+            name = "engine"
+            plugin = "http"
+            [components.http]
+            backup = "POST https://ops:pw@engine:8443/backups?token=t"
+            state = "GET https://engine:8443/backups/{id}?token=t"
+            restore = "POST https://engine:8443/backups/{id}/restore"
+            [[hooks]]
+            pause = "POST https://engine/pause/SECRET"
+            resume = "POST https://engine/resume/SECRET"
+            [[hooks]]
+            at = "before"
+            run = ["/usr/local/bin/notify", "starting"]
+            "#,
+        )
+        .unwrap();
+        let shown = toml::to_string(&masked_config(&config)).unwrap();
+        for secret in ["pw@", "token=", "SECRET", "/backups"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("POST https://engine:8443/***"), "{shown}");
+        assert!(shown.contains("/usr/local/bin/notify"), "commands stay: {shown}");
     }
 
     #[test]

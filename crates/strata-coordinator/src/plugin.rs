@@ -216,14 +216,14 @@ fn named(
                 .and_then(|c| c.http.clone())
                 .ok_or_else(|| section("http"))?;
             settings.validate()?;
-            Arc::new(external::Http(settings))
+            Arc::new(external::External::Http(settings))
         }
         "command" => {
             let settings = component
                 .and_then(|c| c.command.clone())
                 .ok_or_else(|| section("command"))?;
             settings.validate()?;
-            Arc::new(external::Command(settings))
+            Arc::new(external::External::Command(settings))
         }
         _ => {
             return Err(format!(

@@ -135,136 +135,160 @@ fn with_id(template: &str, id: &str) -> String {
     template.replace("{id}", id)
 }
 
-/// The `http` plugin.
-#[derive(Debug, Clone)]
-pub struct Http(pub HttpComponent);
-
-impl Http {
-    /// Polls `state` until done or failed, within the limit.
-    async fn wait(
-        &self,
-        state: &str,
-        id: &str,
-        env: &HookEnv,
-        started: Instant,
-    ) -> Result<String, String> {
-        let settings = &self.0;
-        let poll = duration(&settings.poll, "poll")?;
-        let limit = duration(&settings.timeout, "timeout")?;
-        loop {
-            let left = limit.saturating_sub(started.elapsed());
-            if left.is_zero() {
-                return Err(format!(
-                    "snapshot {id} not done within {}",
-                    humantime::format_duration(limit)
-                ));
+/// `id` for a URL path: every byte but unreserved ones percent-encoded, so an id the
+/// system made up (`a/../b`, `x?y`) cannot change which resource is called.
+fn url_id(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
             }
-            let answer = Action::Http(with_id(state, id))
-                .run(env, left.min(Duration::from_secs(60)))
-                .await?;
-            let json: serde_json::Value = serde_json::from_str(&answer)
-                .map_err(|e| format!("{}: the answer is not JSON: {e}", with_id(state, id)))?;
-            let now = field(&json, &settings.state_field).ok_or_else(|| {
-                format!(
-                    "{}: the answer has no {:?}",
-                    with_id(state, id),
-                    settings.state_field
-                )
-            })?;
-            if settings.done.iter().any(|d| d.eq_ignore_ascii_case(&now)) {
-                return Ok(now);
-            }
-            if settings.failed.iter().any(|d| d.eq_ignore_ascii_case(&now)) {
-                return Err(format!("the system reports {id} as {now:?}: {answer}"));
-            }
-            tokio::time::sleep(poll.min(left)).await;
-        }
-    }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
-#[async_trait::async_trait]
-impl Plugin for Http {
-    fn name(&self) -> &'static str {
-        "http"
-    }
-    fn check_node(&self, node: &NodeConfig) -> Result<(), String> {
-        Err(format!("an http component has no nodes ({:?})", node.name))
-    }
-    fn node_source(&self, node: &NodeConfig) -> NodeSource {
-        super::Files::plain_source(node)
-    }
-    fn node_plugin(&self, _config: &Config, _node: &NodeConfig) -> Arc<dyn NodePlugin> {
-        strata_agent::service::plugin::files()
-    }
-    fn is_external(&self) -> bool {
-        true
-    }
+/// An id a system answered: not empty, at most 256 bytes, no control characters.
+fn checked_id(id: Option<String>) -> Option<String> {
+    id.filter(|id| !id.is_empty() && id.len() <= 256 && !id.chars().any(char::is_control))
+}
 
-    async fn external_backup(&self, env: &HookEnv) -> ExternalOutcome {
-        let settings = &self.0;
-        let started = Instant::now();
-        let limit = duration(&settings.timeout, "timeout")?;
-        let answer = Action::Http(settings.backup.clone())
-            .run(env, limit)
-            .await?;
+/// The `command` and `http` plugins: an external system's own backup API.
+#[derive(Debug, Clone)]
+pub enum External {
+    Http(HttpComponent),
+    Command(CommandComponent),
+}
+
+/// Polls `state` (an HTTP call with `{id}`) until done or failed, within the limit.
+async fn wait(
+    settings: &HttpComponent,
+    state: &str,
+    id: &str,
+    env: &HookEnv,
+    started: Instant,
+) -> Result<String, String> {
+    let poll = duration(&settings.poll, "poll")?;
+    let limit = duration(&settings.timeout, "timeout")?;
+    let call = Action::Http(with_id(state, &url_id(id)));
+    loop {
+        let left = limit.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(format!(
+                "snapshot {id} not done within {}",
+                humantime::format_duration(limit)
+            ));
+        }
+        let answer = call.run(env, left.min(Duration::from_secs(60))).await?;
         let json: serde_json::Value = serde_json::from_str(&answer)
-            .map_err(|e| format!("{}: the answer is not JSON: {e}", settings.backup))?;
-        let id = field(&json, &settings.id_field)
-            .filter(|id| !id.is_empty() && id.len() <= 256)
-            .ok_or_else(|| {
-                format!(
-                    "{}: the answer has no {:?}: {answer}",
-                    settings.backup, settings.id_field
-                )
-            })?;
-        let mut record = BTreeMap::from([("snapshot_id".to_string(), id.clone())]);
-        let state = match &settings.state {
-            Some(state) => self
-                .wait(state, &id, env, started)
-                .await
-                .map_err(|e| format!("snapshot {id}: {e}"))?,
-            None => field(&json, &settings.state_field).unwrap_or_else(|| "done".into()),
-        };
-        record.insert("state".into(), state);
-        Ok(record)
-    }
-
-    async fn external_restore(
-        &self,
-        recorded: &BTreeMap<String, String>,
-        env: &HookEnv,
-    ) -> Result<String, String> {
-        let settings = &self.0;
-        let id = recorded
-            .get("snapshot_id")
-            .ok_or("the backup recorded no snapshot id")?;
-        let started = Instant::now();
-        let limit = duration(&settings.timeout, "timeout")?;
-        Action::Http(with_id(&settings.restore, id))
-            .run(env, limit)
-            .await?;
-        match &settings.restore_state {
-            Some(state) => {
-                let done = self.wait(state, id, env, started).await?;
-                Ok(format!("snapshot {id} restored ({done})"))
-            }
-            None => Ok(format!("snapshot {id} restored")),
+            .map_err(|e| format!("{}: the answer is not JSON: {e}", call.describe()))?;
+        let now = field(&json, &settings.state_field).ok_or_else(|| {
+            format!(
+                "{}: the answer has no {:?}",
+                call.describe(),
+                settings.state_field
+            )
+        })?;
+        if settings.done.iter().any(|d| d.eq_ignore_ascii_case(&now)) {
+            return Ok(now);
         }
+        if settings.failed.iter().any(|d| d.eq_ignore_ascii_case(&now)) {
+            return Err(format!("the system reports {id} as {now:?}: {answer}"));
+        }
+        tokio::time::sleep(poll.min(left)).await;
     }
 }
 
-/// The `command` plugin.
-#[derive(Debug, Clone)]
-pub struct Command(pub CommandComponent);
+async fn http_backup(settings: &HttpComponent, env: &HookEnv) -> ExternalOutcome {
+    let started = Instant::now();
+    let limit = duration(&settings.timeout, "timeout")?;
+    let call = Action::Http(settings.backup.clone());
+    let answer = call.run(env, limit).await?;
+    let json: serde_json::Value = serde_json::from_str(&answer)
+        .map_err(|e| format!("{}: the answer is not JSON: {e}", call.describe()))?;
+    let id = checked_id(field(&json, &settings.id_field)).ok_or_else(|| {
+        format!(
+            "{}: the answer has no {:?}: {answer}",
+            call.describe(),
+            settings.id_field
+        )
+    })?;
+    let state = match &settings.state {
+        Some(state) => wait(settings, state, &id, env, started)
+            .await
+            .map_err(|e| format!("snapshot {id}: {e}"))?,
+        None => field(&json, &settings.state_field).unwrap_or_else(|| "done".into()),
+    };
+    Ok(BTreeMap::from([
+        ("snapshot_id".to_string(), id),
+        ("state".to_string(), state),
+    ]))
+}
+
+async fn http_restore(settings: &HttpComponent, id: &str, env: &HookEnv) -> Result<String, String> {
+    let started = Instant::now();
+    let limit = duration(&settings.timeout, "timeout")?;
+    Action::Http(with_id(&settings.restore, &url_id(id)))
+        .run(env, limit)
+        .await?;
+    match &settings.restore_state {
+        Some(state) => {
+            let done = wait(settings, state, id, env, started).await?;
+            Ok(format!("snapshot {id} restored ({done})"))
+        }
+        None => Ok(format!("snapshot {id} restored")),
+    }
+}
+
+async fn command_backup(settings: &CommandComponent, env: &HookEnv) -> ExternalOutcome {
+    let limit = duration(&settings.timeout, "timeout")?;
+    let output = Action::Command(settings.backup.clone())
+        .run(env, limit)
+        .await?;
+    let last = output
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    let (id, state) = match serde_json::from_str::<serde_json::Value>(last) {
+        Ok(json @ serde_json::Value::Object(_)) => (field(&json, "id"), field(&json, "state")),
+        _ => (Some(last.to_string()), None),
+    };
+    let id =
+        checked_id(id).ok_or_else(|| format!("{} printed no snapshot id", settings.backup[0]))?;
+    Ok(BTreeMap::from([
+        ("snapshot_id".to_string(), id),
+        ("state".to_string(), state.unwrap_or_else(|| "done".into())),
+    ]))
+}
+
+async fn command_restore(
+    settings: &CommandComponent,
+    id: &str,
+    env: &HookEnv,
+) -> Result<String, String> {
+    let limit = duration(&settings.timeout, "timeout")?;
+    let argv: Vec<String> = settings.restore.iter().map(|a| with_id(a, id)).collect();
+    let output = Action::Command(argv).run(env, limit).await?;
+    Ok(match output.lines().last() {
+        None => format!("snapshot {id} restored"),
+        Some(line) => format!("snapshot {id} restored: {line}"),
+    })
+}
 
 #[async_trait::async_trait]
-impl Plugin for Command {
+impl Plugin for External {
     fn name(&self) -> &'static str {
-        "command"
+        match self {
+            External::Http(_) => "http",
+            External::Command(_) => "command",
+        }
     }
     fn check_node(&self, node: &NodeConfig) -> Result<(), String> {
         Err(format!(
-            "a command component has no nodes ({:?})",
+            "a {} component has no nodes ({:?})",
+            self.name(),
             node.name
         ))
     }
@@ -279,27 +303,10 @@ impl Plugin for Command {
     }
 
     async fn external_backup(&self, env: &HookEnv) -> ExternalOutcome {
-        let limit = duration(&self.0.timeout, "timeout")?;
-        let output = Action::Command(self.0.backup.clone())
-            .run(env, limit)
-            .await?;
-        let last = output
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim();
-        let (id, state) = match serde_json::from_str::<serde_json::Value>(last) {
-            Ok(json @ serde_json::Value::Object(_)) => (field(&json, "id"), field(&json, "state")),
-            _ => (Some(last.to_string()), None),
-        };
-        let id = id
-            .filter(|id| !id.is_empty() && id.len() <= 256)
-            .ok_or_else(|| format!("{} printed no snapshot id", self.0.backup[0]))?;
-        Ok(BTreeMap::from([
-            ("snapshot_id".to_string(), id),
-            ("state".to_string(), state.unwrap_or_else(|| "done".into())),
-        ]))
+        match self {
+            External::Http(settings) => http_backup(settings, env).await,
+            External::Command(settings) => command_backup(settings, env).await,
+        }
     }
 
     async fn external_restore(
@@ -310,19 +317,118 @@ impl Plugin for Command {
         let id = recorded
             .get("snapshot_id")
             .ok_or("the backup recorded no snapshot id")?;
-        let limit = duration(&self.0.timeout, "timeout")?;
-        let argv: Vec<String> = self.0.restore.iter().map(|a| with_id(a, id)).collect();
         let env = HookEnv {
             snapshot_id: Some(id.clone()),
             ..env.clone()
         };
-        let output = Action::Command(argv).run(&env, limit).await?;
-        Ok(match output.is_empty() {
-            true => format!("snapshot {id} restored"),
-            false => format!(
-                "snapshot {id} restored: {}",
-                output.lines().last().unwrap_or("")
-            ),
-        })
+        match self {
+            External::Http(settings) => http_restore(settings, id, &env).await,
+            External::Command(settings) => command_restore(settings, id, &env).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env() -> HookEnv {
+        HookEnv {
+            operation: "backup".into(),
+            id: "op".into(),
+            backup: "b".into(),
+            component: Some("queue".into()),
+            ..HookEnv::default()
+        }
+    }
+
+    /// The `command` plugin runs real programs: the snapshot id is the last line printed
+    /// (or a JSON object's `id`), a restore gets it as an argument and in the environment.
+    #[tokio::test]
+    async fn a_command_component_records_the_id_it_printed_and_restores_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("restored");
+        let plugin = External::Command(CommandComponent {
+            backup: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "echo preparing; echo snap-42".into(),
+            ],
+            restore: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!(
+                    "echo \"$0 $STRATA_SNAPSHOT_ID $STRATA_COMPONENT\" > {}; echo ok",
+                    log.display()
+                ),
+                "{id}".into(),
+            ],
+            timeout: "10s".into(),
+        });
+        let recorded = plugin.external_backup(&env()).await.unwrap();
+        assert_eq!(recorded["snapshot_id"], "snap-42");
+        assert_eq!(recorded["state"], "done");
+        let said = plugin.external_restore(&recorded, &env()).await.unwrap();
+        assert_eq!(said, "snapshot snap-42 restored: ok");
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "snap-42 snap-42 queue\n"
+        );
+
+        let json = External::Command(CommandComponent {
+            backup: vec![
+                "/bin/echo".into(),
+                r#"{"id":"s-7","state":"sealed"}"#.into(),
+            ],
+            restore: vec!["/bin/true".into()],
+            timeout: "10s".into(),
+        });
+        let recorded = json.external_backup(&env()).await.unwrap();
+        assert_eq!(
+            (recorded["snapshot_id"].as_str(), recorded["state"].as_str()),
+            ("s-7", "sealed")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_that_fails_or_prints_no_id_fails_the_component() {
+        let quiet = External::Command(CommandComponent {
+            backup: vec!["/bin/true".into()],
+            restore: vec!["/bin/true".into()],
+            timeout: "10s".into(),
+        });
+        let err = quiet.external_backup(&env()).await.unwrap_err();
+        assert!(err.contains("printed no snapshot id"), "{err}");
+        let failing = External::Command(CommandComponent {
+            backup: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "echo disk full >&2; exit 1".into(),
+            ],
+            restore: vec!["/bin/true".into()],
+            timeout: "10s".into(),
+        });
+        let err = failing.external_backup(&env()).await.unwrap_err();
+        assert!(err.contains("disk full"), "{err}");
+        let slow = External::Command(CommandComponent {
+            backup: vec!["/bin/sleep".into(), "10".into()],
+            restore: vec!["/bin/true".into()],
+            timeout: "300ms".into(),
+        });
+        let err = slow.external_backup(&env()).await.unwrap_err();
+        assert!(err.contains("no answer within"), "{err}");
+        let err = quiet
+            .external_restore(&BTreeMap::new(), &env())
+            .await
+            .unwrap_err();
+        assert!(err.contains("no snapshot id"), "{err}");
+    }
+
+    #[test]
+    fn ids_cannot_change_the_url_they_go_into() {
+        assert_eq!(url_id("snap-1.a_b~"), "snap-1.a_b~");
+        assert_eq!(url_id("../admin?x=1"), "..%2Fadmin%3Fx%3D1");
+        assert!(checked_id(Some("a\nb".into())).is_none());
+        assert!(checked_id(Some("x".repeat(257))).is_none());
     }
 }
