@@ -637,15 +637,7 @@ impl Agent {
         let recovery = match plugin {
             Some(plugin) if report.errors.is_empty() => {
                 plugin
-                    .finish(&plugin::Restored {
-                        node: self.name(),
-                        request: &request,
-                        manifest: &manifest,
-                        target: &target,
-                        roots: &self.config.source.roots,
-                        state_dir: &self.config.state_dir,
-                        repo: &repo,
-                    })
+                    .finish(&self.restored(&request, &manifest, &target, &repo))
                     .await
             }
             _ => Ok(None),
@@ -666,6 +658,25 @@ impl Agent {
 }
 
 impl Agent {
+    /// What a plugin's step after a restore sees.
+    fn restored<'a>(
+        &'a self,
+        request: &'a RestoreRequest,
+        manifest: &'a NodeManifest,
+        target: &'a Path,
+        repo: &'a Repository,
+    ) -> plugin::Restored<'a> {
+        plugin::Restored {
+            node: self.name(),
+            request,
+            manifest,
+            target,
+            roots: &self.config.source.roots,
+            state_dir: &self.config.state_dir,
+            repo,
+        }
+    }
+
     /// The restore of a plugin that writes its data into a live system (etcd): no file
     /// is laid down anywhere; the plugin reads what it needs from the manifest.
     async fn restore_without_files(
@@ -679,15 +690,7 @@ impl Agent {
         let result = match plugin {
             Some(plugin) => {
                 plugin
-                    .finish(&plugin::Restored {
-                        node: self.name(),
-                        request,
-                        manifest: &manifest,
-                        target: &target,
-                        roots: &self.config.source.roots,
-                        state_dir: &self.config.state_dir,
-                        repo: &repo,
-                    })
+                    .finish(&self.restored(request, &manifest, &target, &repo))
                     .await
             }
             None => Ok(None),

@@ -950,10 +950,17 @@ impl Coordinator {
                         None => format!("{} is {}", c.name, c.status().as_str()),
                     })
                     .collect();
+                // What holds data to restore: complete components, and partial ones (an
+                // unreadable file), which the user may still want.
                 let good: Vec<&str> = summary
                     .components
                     .iter()
-                    .filter(|c| c.status() == ComponentStatus::Complete)
+                    .filter(|c| {
+                        matches!(
+                            c.status(),
+                            ComponentStatus::Complete | ComponentStatus::Partial
+                        )
+                    })
                     .map(|c| c.name.as_str())
                     .collect();
                 return Err(CoordinatorError::Invalid(format!(

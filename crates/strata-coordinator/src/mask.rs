@@ -209,7 +209,10 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("POST https://engine:8443/***"), "{shown}");
-        assert!(shown.contains("/usr/local/bin/notify"), "commands stay: {shown}");
+        assert!(
+            shown.contains("/usr/local/bin/notify"),
+            "commands stay: {shown}"
+        );
     }
 
     #[test]

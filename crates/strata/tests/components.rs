@@ -1266,3 +1266,60 @@ fn a_configuration_without_components_is_one_files_component() {
     }
     assert!(site.engine.calls().is_empty());
 }
+
+/// A resume that still fails after its retries is sent as a `hook.failed` webhook, and the
+/// backup's audit entry and webhook name every component with its status.
+#[test]
+fn a_failed_resume_is_sent_as_a_webhook_and_the_audit_names_the_components() {
+    let site = Site::new(Setup::default());
+    let receiver = Engine::start();
+    let webhooks = format!(
+        "[[webhooks]]\nurl = \"{}/webhook\"\nevents = [\"hook.failed\", \"backup.*\"]\nattempts = 1\n",
+        receiver.url
+    );
+    let setup = Setup {
+        hooks: vec![site.pause_hook("5s", 1), webhooks],
+        ..Setup::default()
+    };
+    std::fs::write(&site.config, site.config_text(&setup)).unwrap();
+    site.engine.set(|b| b.resume_failures = 1);
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    let name = summary["name"].as_str().unwrap();
+    let events: Vec<Value> = receiver
+        .calls()
+        .into_iter()
+        .filter(|c| c.line == "POST /webhook")
+        .map(|c| c.body)
+        .collect();
+    let of = |event: &str| {
+        events
+            .iter()
+            .find(|e| e["event"] == event)
+            .unwrap_or_else(|| panic!("no {event} webhook in {events:#?}"))
+    };
+    let failed = of("hook.failed");
+    assert_eq!(failed["target"], "exporter", "{failed:#}");
+    assert_eq!(failed["operation"], name, "{failed:#}");
+    assert!(
+        failed["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("still paused"),
+        "{failed:#}"
+    );
+    let done = of("backup.succeeded");
+    let detail = done["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("components: data complete, engine complete"),
+        "{done:#}"
+    );
+    let audit = site.run(&["audit", "--json"]);
+    assert_eq!(audit.code, Some(0), "{audit}");
+    assert!(
+        audit
+            .stdout
+            .contains("components: data complete, engine complete"),
+        "the audit entry names the components: {audit}"
+    );
+}

@@ -108,15 +108,7 @@ impl NodePlugin for EtcdAgent {
         &self,
         restore: &RestoreStart<'_>,
     ) -> ApiResult<Option<Box<dyn PluginRestore>>> {
-        if restore.request.recovery.is_some() {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                format!(
-                    "node {} is an etcd member: it has no PostgreSQL recovery",
-                    restore.node
-                ),
-            ));
-        }
+        super::plugin::no_recovery(restore, "is an etcd member")?;
         let rules = self.rules(restore.request)?;
         let client = self.connect().await?;
         Ok(Some(Box::new(EtcdRestore {

@@ -54,16 +54,23 @@ pub trait NodePlugin: Send + Sync + std::fmt::Debug {
         &self,
         restore: &RestoreStart<'_>,
     ) -> ApiResult<Option<Box<dyn PluginRestore>>> {
-        if restore.request.recovery.is_some() {
-            return Err(ApiError::new(
-                ErrorCode::BadRequest,
-                format!(
-                    "node {} has no [nodes.postgres] settings: it cannot recover a PostgreSQL backup",
-                    restore.node
-                ),
-            ));
-        }
+        no_recovery(restore, "has no [nodes.postgres] settings")?;
         Ok(None)
+    }
+}
+
+/// Refuses a restore request that asks for a database's recovery on a node that has none
+/// (`why`: what the node is instead).
+pub fn no_recovery(restore: &RestoreStart<'_>, why: &str) -> ApiResult<()> {
+    match restore.request.recovery {
+        Some(_) => Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "node {} {why}: it cannot recover a PostgreSQL backup",
+                restore.node
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
