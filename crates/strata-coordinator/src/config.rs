@@ -1191,6 +1191,37 @@ mod tests {
         resume = "POST http://engine/resume"
     "#;
 
+    /// The commented `[[components]]` and `[[hooks]]` examples of the default text, with
+    /// their `#` taken off, are a valid configuration.
+    #[test]
+    fn the_documented_component_and_hook_examples_are_valid() {
+        let start = DEFAULT_CONFIG_END
+            .find("# [[components]]")
+            .expect("documented");
+        let examples: String = DEFAULT_CONFIG_END[start..]
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            // TOML lines only: tables and `key = value`, not the prose around them.
+            .filter(|l| {
+                l.starts_with('[')
+                    || l.split_once(" = ").is_some_and(|(key, _)| {
+                        key.trim()
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let text = format!(
+            "[[nodes]]\nname = \"db1\"\nroots = [\"/srv/db1\"]\n[[nodes]]\nname = \"etcd1\"\n\
+             [[components]]\nname = \"data\"\nplugin = \"files\"\nnodes = [\"db1\"]\n{examples}"
+        );
+        let config: Config = toml::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        config.validate().unwrap_or_else(|e| panic!("{e}\n{text}"));
+        assert_eq!(config.components.len(), 3, "{text}");
+        assert_eq!(config.hooks.len(), 2, "{text}");
+    }
+
     #[test]
     fn components_are_checked_with_one_clear_line_each() {
         with_components(GOOD).unwrap();
