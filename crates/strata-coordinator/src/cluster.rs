@@ -153,6 +153,10 @@ pub struct ClusterStatus {
     /// [`crate::hooks`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paused: Vec<crate::hooks::PauseRecord>,
+    /// Pause records that cannot be read or trusted (never run): something may be
+    /// paused that strata will not resume.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pause_problems: Vec<String>,
 }
 
 impl From<LockError> for CoordinatorError {
@@ -628,11 +632,12 @@ impl Coordinator {
     /// Resumes the pauses a process that is gone left (see
     /// [`crate::hooks::resume_orphans`]); returns what each came to, a line each.
     pub async fn resume_orphans(&self) -> Vec<String> {
-        let Some(state_dir) = self.hooks().state_dir.clone() else {
+        let hooks = self.hooks();
+        let Some(state_dir) = hooks.state_dir.clone() else {
             return Vec::new();
         };
         let mut lines = Vec::new();
-        for resumed in crate::hooks::resume_orphans(&state_dir).await {
+        for resumed in crate::hooks::resume_orphans(&state_dir, &hooks.hooks).await {
             let record = &resumed.record;
             let line = match &resumed.error {
                 None => format!(
@@ -1425,16 +1430,22 @@ impl Coordinator {
             .into_iter()
             .filter(|l| l.is_live(now))
             .collect();
-        let paused = match &self.hooks().state_dir {
-            Some(dir) => crate::hooks::paused(dir).into_iter().flatten().collect(),
-            None => Vec::new(),
-        };
+        let (mut paused, mut pause_problems) = (Vec::new(), Vec::new());
+        if let Some(dir) = &self.hooks().state_dir {
+            for record in crate::hooks::paused(dir) {
+                match record {
+                    Ok(record) => paused.push(record),
+                    Err(why) => pause_problems.push(why),
+                }
+            }
+        }
         Ok(ClusterStatus {
             storage: self.storage.clone(),
             nodes,
             locks,
             operations: self.registry.running(),
             paused,
+            pause_problems,
         })
     }
 }

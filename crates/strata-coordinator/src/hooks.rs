@@ -452,10 +452,20 @@ impl PauseRecord {
     /// when this returns, a crash can no longer lose the pause.
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let dir = pauses_dir(state_dir);
-        std::fs::create_dir_all(&dir)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
         let tmp = dir.join(format!(".{}.tmp", self.id));
-        let mut file = std::fs::File::create(&tmp)?;
+        // Never through a link someone planted: a fresh file (O_EXCL), 0600.
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         file.write_all(&serde_json::to_vec_pretty(self).expect("records serialize"))?;
         file.sync_all()?;
         std::fs::rename(&tmp, self.path(state_dir))?;
@@ -471,9 +481,37 @@ impl PauseRecord {
     }
 }
 
-/// The pause records under `state_dir`: what is paused now. Unreadable records are
-/// reported, never dropped.
+/// Whether a pause record (or its directory) may be trusted to say what to run: a file or
+/// directory of this process's user that no one else can write, not a link. A resume is
+/// a command or call run as that user (root, often): a record planted by someone else
+/// must never be run.
+fn trusted(path: &Path, what: &str) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.file_type().is_symlink() {
+        return Err(format!("{} is a link: not run", path.display()));
+    }
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{what} {} belongs to uid {} (mode {:o}), not to this user {me} alone: not run; check who wrote it",
+            path.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+/// The pause records under `state_dir`: what is paused now. Unreadable records, and
+/// records someone else could have written, are reported, never run.
 pub fn paused(state_dir: &Path) -> Vec<Result<PauseRecord, String>> {
+    let dir = pauses_dir(state_dir);
+    if dir.exists() {
+        if let Err(why) = trusted(&dir, "the pause directory") {
+            return vec![Err(why)];
+        }
+    }
     let Ok(entries) = std::fs::read_dir(pauses_dir(state_dir)) else {
         return Vec::new();
     };
@@ -486,6 +524,7 @@ pub fn paused(state_dir: &Path) -> Vec<Result<PauseRecord, String>> {
         })
         .map(|e| {
             let path = e.path();
+            trusted(&path, "pause record")?;
             std::fs::read(&path)
                 .map_err(|err| err.to_string())
                 .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|err| err.to_string()))
@@ -556,11 +595,30 @@ pub async fn resume(state_dir: &Path, mut record: PauseRecord) -> Resumed {
 }
 
 /// Resumes every pause under `state_dir` whose holder process is gone (killed, crashed,
-/// the host restarted): what a SIGKILL left paused.
-pub async fn resume_orphans(state_dir: &Path) -> Vec<Resumed> {
+/// the host restarted): what a SIGKILL left paused. Only a resume the configuration
+/// still declares (`configured`) is run; a record whose resume it does not (the hook was
+/// changed since, or the record is not strata's) is reported and kept, for a person to
+/// resume by hand.
+pub async fn resume_orphans(state_dir: &Path, configured: &[HookConfig]) -> Vec<Resumed> {
     let mut out = Vec::new();
     for record in paused(state_dir).into_iter().flatten() {
         if record.holder_alive() {
+            continue;
+        }
+        let declared = configured
+            .iter()
+            .any(|h| h.resume.as_ref() == Some(&record.resume));
+        if !declared {
+            let why = format!(
+                "its resume ({}) is not one the configuration declares: resume it by hand, then delete {}",
+                record.resume.describe(),
+                record.path(state_dir).display()
+            );
+            out.push(Resumed {
+                record,
+                error: Some(why),
+                output: String::new(),
+            });
             continue;
         }
         out.push(resume(state_dir, record).await);
@@ -616,6 +674,60 @@ mod tests {
         ] {
             assert!(parse(bad).validate(&[], &[]).is_err(), "{bad}");
         }
+    }
+
+    /// A record someone else could have written (group- or world-writable, or a link) is
+    /// never run: a resume runs as this user, often root.
+    #[tokio::test]
+    async fn a_record_others_could_write_is_not_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let hook = HookConfig {
+            pause: Some(Action::Command(vec!["/bin/true".into()])),
+            resume: Some(Action::Command(vec![
+                "/bin/touch".into(),
+                marker.display().to_string(),
+            ])),
+            run: None,
+            at: None,
+            ..parse("run = [\"/bin/true\"]\nat = \"before\"")
+        };
+        let env = HookEnv {
+            id: "op".into(),
+            ..HookEnv::default()
+        };
+        let mut record = new_record(0, &hook, &env);
+        record.holder_start += 1;
+        record.save(dir.path()).unwrap();
+        let file = pauses_dir(dir.path()).join("op-0.json");
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let listed = paused(dir.path());
+        assert!(
+            matches!(&listed[..], [Err(why)] if why.contains("not run")),
+            "{listed:?}"
+        );
+        assert!(resume_orphans(dir.path(), std::slice::from_ref(&hook))
+            .await
+            .is_empty());
+        assert!(!marker.exists(), "a writable record never runs");
+        // A link planted where the record goes is replaced, never followed.
+        std::fs::remove_file(&file).unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, pauses_dir(dir.path()).join(".op-0.tmp")).unwrap();
+        record.save(dir.path()).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(
+            resume_orphans(dir.path(), std::slice::from_ref(&hook)).await[0]
+                .error
+                .is_none()
+        );
+        assert!(marker.exists(), "the record it wrote itself runs");
     }
 
     #[test]
@@ -710,7 +822,16 @@ mod tests {
         dead.holder_start += 1; // a process that reused nothing of ours: gone
         dead.save(dir.path()).unwrap();
         assert_eq!(paused(dir.path()).len(), 2);
-        let resumed = resume_orphans(dir.path()).await;
+        // A resume the configuration does not declare is not run.
+        let refused = resume_orphans(dir.path(), &[]).await;
+        assert_eq!(refused.len(), 1);
+        assert!(refused[0]
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not one the configuration declares"));
+        assert!(!marker.exists(), "nothing ran");
+        let resumed = resume_orphans(dir.path(), std::slice::from_ref(&hook)).await;
         assert_eq!(resumed.len(), 1);
         assert!(resumed[0].error.is_none());
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "resume\n");

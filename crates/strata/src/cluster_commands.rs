@@ -239,6 +239,9 @@ impl Context {
         if status.operations.is_empty() && status.locks.is_empty() {
             self.say("no operation running");
         }
+        for problem in &status.pause_problems {
+            eprintln!("strata: paused? {problem}");
+        }
         for pause in &status.paused {
             let scope = match (&pause.component, &pause.node) {
                 (_, Some(node)) => format!(" (node {node})"),
