@@ -455,7 +455,7 @@ async fn tls_client_certificates() {
 async fn endpoints_fall_back_to_the_next() {
     let c = Cluster::start(1).await;
     put(c.url(0), b"/f/k", b"v").await;
-    let dead = format!("http://127.0.0.1:{}", cluster::free_port());
+    let dead = format!("http://127.0.0.1:{}", strata_testkit::net::free_port());
     let mut settings = Settings::new([dead.clone(), c.url(0).to_string()]);
     settings.prefixes = vec!["/f/".into()];
     let client = Client::connect(&settings).await.unwrap();
