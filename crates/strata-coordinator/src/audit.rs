@@ -80,9 +80,13 @@ pub async fn record(repo: &Repository, entry: &AuditEntry) -> Result<(), RepoErr
     let ms = chrono::DateTime::parse_from_rfc3339(&entry.time)
         .map(|t| t.timestamp_millis().max(0) as u64)
         .unwrap_or_else(|_| crate::lock::now_ms());
+    // A per-process sequence before the random part: two entries one process records in
+    // the same millisecond keep their order when the log is read back (sorted by key).
+    static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut random = [0u8; 4];
     getrandom::getrandom(&mut random).expect("the OS has randomness");
-    let key = format!("{PREFIX}{ms:013}-{}", hex::encode(random));
+    let key = format!("{PREFIX}{ms:013}-{seq:08x}{}", hex::encode(random));
     let json = serde_json::to_vec(entry).expect("entries serialize");
     let bytes = repo.seal_object(ObjectKind::Audit, &key, &json)?;
     repo.store().put(&key, bytes.into()).await?;

@@ -50,6 +50,9 @@ pub struct Coordinator {
     components: Mutex<Arc<Vec<Component>>>,
     /// The `[[hooks]]` and where pauses are recorded.
     hooks: Mutex<Arc<HookSet>>,
+    /// Pause records whose failed resume this process has reported: a server retries
+    /// them every few seconds, and reports each once (the record and `status` keep it).
+    reported_pauses: Mutex<HashSet<String>>,
     /// Where the ends of operations are reported (audit log, webhooks).
     events: Mutex<Arc<crate::events::Events>>,
     /// Garbage collection's grace period for unindexed packs (`[gc] grace`).
@@ -576,6 +579,7 @@ impl Coordinator {
             stats: Arc::default(),
             components: Mutex::new(Arc::new(vec![whole])),
             hooks: Mutex::new(Arc::default()),
+            reported_pauses: Mutex::default(),
             events: Mutex::new(crate::events::Events::audit_only()),
             gc_grace: Mutex::new(crate::gc::DEFAULT_GRACE),
             stopping: Mutex::new(None),
@@ -640,10 +644,23 @@ impl Coordinator {
         for resumed in crate::hooks::resume_orphans(&state_dir, &hooks.hooks).await {
             let record = &resumed.record;
             let line = match &resumed.error {
-                None => format!(
-                    "resumed {} (paused by operation {} since {}, whose process is gone)",
-                    record.hook, record.operation, record.since
-                ),
+                None => {
+                    self.reported_pauses.lock().unwrap().remove(&record.id);
+                    format!(
+                        "resumed {} (paused by operation {} since {}, whose process is gone)",
+                        record.hook, record.operation, record.since
+                    )
+                }
+                Some(_)
+                    if !self
+                        .reported_pauses
+                        .lock()
+                        .unwrap()
+                        .insert(record.id.clone()) =>
+                {
+                    // Reported before: retried quietly.
+                    continue;
+                }
                 Some(why) => {
                     self.stats.lock().unwrap().resume_failures += 1;
                     let line = format!(

@@ -257,6 +257,10 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
     )
     .unwrap();
 
+    // A pause left by a process that is gone, whose resume the configuration no longer
+    // declares: the server keeps it (never runs it) and the page must show it.
+    plant_pause_record(&scratch.dir.path().join("state"));
+
     let server = scratch.serve();
     let before = backups(&server.url);
     let statuses: Vec<&str> = before
@@ -327,4 +331,37 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
         let size = std::fs::metadata(shots.join(shot)).map(|m| m.len()).ok();
         assert!(size.unwrap_or(0) > 10_000, "screenshot {shot}: {size:?}");
     }
+}
+
+/// Writes a pause record as strata writes them (0600 in a 0700 directory), held by a
+/// process that no longer runs.
+fn plant_pause_record(state: &std::path::Path) {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let dir = state.join("pauses");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .unwrap();
+    let record = serde_json::json!({
+        "id": "20261125T000000Z-deadbeef-0",
+        "hook": "exporter",
+        "operation": "20261125T000000Z-deadbeef",
+        "component": "engine",
+        "since": "2026-11-25T00:00:00.000Z",
+        "resume": "POST http://127.0.0.1:9/exporter/resume",
+        "env": {"operation": "backup", "id": "20261125T000000Z-deadbeef",
+                "backup": "20261125T000000Z-deadbeef", "phase": "pause"},
+        "timeout_ms": 1000,
+        "attempts": 1,
+        "holder_pid": 1,
+        "holder_start": u64::MAX,
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dir.join("20261125T000000Z-deadbeef-0.json"))
+        .unwrap();
+    std::io::Write::write_all(&mut file, record.to_string().as_bytes()).unwrap();
 }

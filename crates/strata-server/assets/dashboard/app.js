@@ -385,11 +385,22 @@ function renderNodes(status) {
   const locks = (s.locks || []).map((l) =>
     h("li", {}, `Cluster lock: ${l.kind} `, h("code", {}, l.operation), ` by ${l.holder}, since `,
       fmt.dateTime(new Date(l.started_ms)), `, expires ${fmt.until(new Date(l.expires_ms))}`));
+  // What hooks hold paused now: an operator must see it, a failed resume above all.
+  const paused = (s.paused || []).map((p) => {
+    const scope = p.node ? ` (node ${p.node})` : p.component ? ` (component ${p.component})` : "";
+    return h("li", { class: p.resume_error ? "bad" : "warn", "data-paused": p.hook },
+      `Paused: ${p.hook}${scope} since `, fmt.dateTime(new Date(p.since)), " by ", h("code", {}, p.operation),
+      p.resume_error ? h("span", { class: "error" }, ` — its resume failed: ${p.resume_error}`) : null);
+  });
+  const problems = (s.pause_problems || []).map((p) => h("li", { class: "bad", "data-paused": "untrusted" }, p));
   fill("panel-nodes",
     s.nodes.length
       ? table(["Node", "State", "Version", "PostgreSQL", "Lease"], rows)
       : empty("No nodes are configured."),
-    locks.length ? h("ul", { class: "locks" }, locks) : h("p", { class: "muted small" }, "The cluster lock is free."));
+    locks.length ? h("ul", { class: "locks" }, locks) : h("p", { class: "muted small" }, "The cluster lock is free."),
+    paused.length || problems.length
+      ? h("ul", { class: "paused", "data-field": "paused" }, [...paused, ...problems])
+      : h("p", { class: "muted small", "data-field": "paused" }, "Nothing is paused."));
 }
 
 function renderCheck(check) {
@@ -692,6 +703,20 @@ function verifiedCell(b) {
     h("div", { class: "muted small" }, `${v.mode} · ${fmt.age(when)}`));
 }
 
+/** A backup's components, each with its status (absent: an optional one not deployed). */
+function componentChips(b) {
+  if (!Array.isArray(b.components) || !b.components.length) return null;
+  return h("div", { class: "chips components" }, b.components.map((c) => {
+    const snapshot = c.external && c.external.snapshot_id ? ` · snapshot ${c.external.snapshot_id}` : "";
+    return h("span", {
+      class: `chip component ${STATUS_KIND[c.status] || "neutral"}`,
+      "data-component": c.name,
+      "data-status": c.status,
+      title: `${c.name} (${c.plugin}${c.optional ? ", optional" : ""}): ${c.status}${c.error ? ` — ${c.error}` : ""}${snapshot}`,
+    }, c.name);
+  }));
+}
+
 function nodeChips(b) {
   return h("div", { class: "chips" }, b.nodes.map((n) =>
     h("span", {
@@ -717,7 +742,7 @@ function renderBackupTable() {
       h("td", {},
         h("button", { type: "button", class: "link mono", "data-field": "name", onclick: () => showBackup(b) }, b.name),
         h("div", { class: "muted small" }, fmt.dateTime(b.started))),
-      h("td", {}, statusBadge(b.status), nodeChips(b)),
+      h("td", {}, statusBadge(b.status), componentChips(b), nodeChips(b)),
       h("td", { class: "num", "data-field": "size" }, fmt.bytes(total(b, "bytes"))),
       h("td", { class: "num", "data-field": "stored" }, fmt.bytes(total(b, "stored_bytes"))),
       h("td", { class: "num", "data-field": "new" }, fmt.bytes(total(b, "new_bytes"))),
@@ -754,12 +779,18 @@ function showBackup(b) {
     h("td", { class: "num" }, fmt.bytes(n.new_bytes)),
     h("td", { class: "num" }, fmt.count(n.warning_count))));
   const warnings = b.nodes.flatMap((n) => (n.warnings || []).map((w) => `${n.name}: ${w}`));
+  const components = (b.components || []).map((c) => h("tr", { "data-component": c.name },
+    h("td", {}, h("strong", {}, c.name), h("div", { class: "muted small" }, `${c.plugin}${c.optional ? " · optional" : ""} · order ${c.order}`)),
+    h("td", {}, statusBadge(c.status, "component-status"), c.error ? h("div", { class: "error small" }, c.error) : null),
+    h("td", {}, c.nodes && c.nodes.length ? c.nodes.join(", ")
+      : c.external && c.external.snapshot_id ? h("span", {}, "snapshot ", h("code", {}, c.external.snapshot_id)) : "—")));
   ask({
     title: `Backup ${b.name}`,
     confirm: "Close",
     infoOnly: true,
     body: [
       h("p", { class: "muted" }, `Started ${fmt.dateTime(b.started)}, took ${fmt.duration(b.duration_ms)}, written by strata ${b.strata_version}.`),
+      components.length ? table(["Component", "Status", "Nodes or snapshot"], components) : null,
       table(["Node", "Status", ["Files", "num"], ["Read", "num"], ["Size", "num"], ["Stored", "num"], ["New", "num"], ["Warnings", "num"]], rows),
       warnings.length ? [h("h3", {}, "Warnings"), h("ul", { class: "warnings" }, warnings.map((w) => h("li", {}, w)))] : null,
     ],

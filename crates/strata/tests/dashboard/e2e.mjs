@@ -201,6 +201,13 @@ try {
     equal(await row.locator("[data-field=version]").textContent(),
       node.metadata ? `${node.metadata.version} (API ${node.metadata.api_version})` : "—", `${node.name} version`);
   }
+  // What hooks hold paused: the test left one; each is shown with its hook, scope and operation.
+  check((status.paused || []).length > 0, "the test left a pause record");
+  for (const p of status.paused) {
+    const item = page.locator(`#panel-nodes [data-field=paused] li[data-paused="${p.hook}"]`);
+    const text = await item.textContent();
+    check(text.includes(p.operation) && text.includes(`component ${p.component}`), `pause ${p.hook} shown: ${text}`);
+  }
   const schedules = (await api("/api/v1/schedules")).value;
   check(schedules.length > 0, "the test configured a schedule");
   for (const job of schedules) {
@@ -239,6 +246,10 @@ try {
     equal(await row.locator("[data-field=duration]").textContent(), duration(b.duration_ms), `${b.name} duration`);
     for (const n of b.nodes) {
       equal(await row.locator(`.chip[data-node="${n.name}"]`).getAttribute("data-status"), n.status, `${b.name} node ${n.name}`);
+    }
+    check((b.components || []).length > 0, `${b.name} lists its components`);
+    for (const c of b.components) {
+      equal(await row.locator(`.chip[data-component="${c.name}"]`).getAttribute("data-status"), c.status, `${b.name} component ${c.name}`);
     }
   }
   await checkCharts(page, backups);
