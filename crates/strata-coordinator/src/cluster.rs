@@ -1707,6 +1707,9 @@ async fn backup(
         Ok(()) => coordinator.repo.save_summary(&summary).await,
         Err(_) => Ok(()),
     };
+    if fenced.is_ok() && saved.is_ok() {
+        coordinator.stats.lock().unwrap().components(&summary);
+    }
     // Only a recorded, usable backup may become the base of the next one's files caches.
     let commit = fenced.is_ok() && saved.is_ok() && status != BackupStatus::Failed;
     on_nodes(&run.live(), |i| {

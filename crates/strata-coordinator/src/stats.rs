@@ -33,6 +33,9 @@ pub struct OperationStats {
     /// Resumes of pause hooks that still failed after their retries: something is left
     /// paused (see `strata status`).
     pub resume_failures: u64,
+    /// (component, status) -> backups that recorded the component so: which part of a
+    /// system keeps failing.
+    pub components: BTreeMap<(String, String), u64>,
 }
 
 impl OperationStats {
@@ -48,6 +51,16 @@ impl OperationStats {
             .total_duration_secs
             .entry(kind.to_string())
             .or_default() += took.as_secs_f64();
+    }
+
+    /// Counts the components of a recorded backup by status.
+    pub(crate) fn components(&mut self, summary: &strata_repo::summary::BackupSummary) {
+        for c in &summary.components {
+            *self
+                .components
+                .entry((c.name.clone(), c.status().as_str().to_string()))
+                .or_default() += 1;
+        }
     }
 
     /// Counts a verification: `ok` is false when it found problems or failed to run.

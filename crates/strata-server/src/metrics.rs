@@ -204,6 +204,16 @@ pub async fn metrics(
             .get_or_create(&m.labels(&[("kind", kind), ("outcome", outcome)]))
             .inc_by(*count);
     }
+    let components: Family<Label, Counter> = family(
+        m.registry,
+        "backup_components",
+        "Components of the backups recorded since the server started, by component and status (complete, partial, failed, absent)",
+    );
+    for ((component, status), count) in &stats.components {
+        components
+            .get_or_create(&m.labels(&[("component", component), ("status", status)]))
+            .inc_by(*count);
+    }
     let durations: Vec<(&str, f64)> = stats
         .last_duration_secs
         .iter()

@@ -661,6 +661,14 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
         );
         assert!(took > 0.0 && took < 600.0, "{kind} took {took} s");
     }
+    // Each backup's components by status: this configuration is one `files` component.
+    assert_eq!(
+        m(
+            "strata_backup_components_total",
+            ",component=\"files\",status=\"complete\""
+        ),
+        2.0
+    );
     let listed = http(url, "GET", "/api/v1/backups", Some(USER_TOKEN), "").json();
     let last = &listed[0];
     assert_eq!(last["name"], second.as_str());
