@@ -34,25 +34,9 @@ pub const FEATURES: &[&str] = &[
     feature::COMPONENTS,
 ];
 
-/// The features of the release that introduced version negotiation: what a server
-/// without `/api/v1/version` offers. Features added since are not in it.
-const FIRST_FEATURES: &[&str] = &[
-    feature::BACKUPS,
-    feature::RESTORES,
-    feature::FILES,
-    feature::PIN,
-    feature::COPY,
-    feature::DRILL,
-    feature::VERIFY,
-    feature::CLEANUP,
-    feature::GC,
-    feature::REPAIR,
-    feature::WAL,
-    feature::OPERATIONS,
-    feature::SCHEDULES,
-    feature::AUDIT,
-    feature::STATUS,
-];
+/// Features added after the release that introduced version negotiation: a server
+/// without `/api/v1/version` offers every feature but these.
+const ADDED_SINCE_NEGOTIATION: &[&str] = &[feature::COMPONENTS];
 
 /// The names of the API's features, one per group of routes.
 pub mod feature {
@@ -98,12 +82,16 @@ impl VersionInfo {
     }
 
     /// What a server from before `/api/v1/version` existed offers: API 1 with the
-    /// features of that release ([`FIRST_FEATURES`]).
+    /// features of that release (all but [`ADDED_SINCE_NEGOTIATION`]).
     pub fn before_negotiation() -> VersionInfo {
         VersionInfo {
             api: 1,
             server: "0.1.0 (before version negotiation)".into(),
-            features: FIRST_FEATURES.iter().map(|f| f.to_string()).collect(),
+            features: FEATURES
+                .iter()
+                .filter(|f| !ADDED_SINCE_NEGOTIATION.contains(f))
+                .map(|f| f.to_string())
+                .collect(),
         }
     }
 
