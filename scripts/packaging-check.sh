@@ -194,6 +194,11 @@ grep -q "^\. $owner:$owner 700 d$" "$work/out.list" || fail "the restored root i
 unset STRATA_PASSWORD
 
 step "systemd units: systemd-analyze verify and security --offline=true"
+# Started when they serve (READY=1), restarted when they stall (the watchdog).
+for unit in packaging/deb/*.service; do
+  grep -qx 'Type=notify' "$unit" && grep -q '^WatchdogSec=' "$unit" \
+    || fail "$unit is not Type=notify with a WatchdogSec="
+done
 units=(/lib/systemd/system/strata.service /lib/systemd/system/strata-pgq-ticker.service
   '/lib/systemd/system/strata-londiste@.service')
 for unit in "${units[@]}"; do
@@ -317,12 +322,15 @@ health_ms=$((($(date +%s%N) - t0) / 1000000))
 grep -q '"status": *"ok"' "$work/health.json" || { kill "$server_pid"; fail "/health said $(cat "$work/health.json")"; }
 ready=$(curl -sS -o "$work/ready.json" -w '%{http_code}' "http://127.0.0.1:$port/ready")
 [ "$ready" = 200 ] || { kill "$server_pid"; fail "/ready answered $ready: $(cat "$work/ready.json")"; }
-# The compose example's healthcheck (the image has no curl): the binary asks its server.
+# The compose example's healthcheck (the image has no curl): the binary asks its
+# server's /ready, as compose runs it (the test's port in place of 7370).
+healthcheck=$(sed -n 's/^ *test: \["CMD", "\/usr\/bin\/strata", \(.*probe.*\)\]$/\1/p' examples/compose/compose.yaml \
+  | tr -d '",' | sed "s|127.0.0.1:7370|127.0.0.1:$port|")
+[ -n "$healthcheck" ] || fail "examples/compose/compose.yaml has no strata probe healthcheck"
 timeout 30 buildah run --isolation chroot "${server_env[@]}" "$ctr" -- /usr/bin/strata \
-  --server "http://127.0.0.1:$port" --quiet status >"$work/status.log" 2>&1 \
-  || { kill "$server_pid"; fail "the compose healthcheck's command failed: $(cat "$work/status.log")"; }
-grep -q -- '"/usr/bin/strata", "--server", "http://127.0.0.1:7370", "--quiet", "status"' \
-  examples/compose/compose.yaml || fail "examples/compose/compose.yaml's healthcheck is not the command checked here"
+  $healthcheck >"$work/probe.log" 2>&1 \
+  || { kill "$server_pid"; fail "the compose healthcheck (strata $healthcheck) failed: $(cat "$work/probe.log")"; }
+grep -q "ready" "$work/probe.log" || { kill "$server_pid"; fail "strata $healthcheck said: $(cat "$work/probe.log")"; }
 
 # SIGTERM to strata itself (buildah would kill its child, not pass the signal on), as a
 # container runtime's stop does; buildah run then exits with strata's status.

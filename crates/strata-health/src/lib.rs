@@ -14,6 +14,10 @@
 //! result is kept for [`READY_TTL`] and computed by one caller at a time: a flood of
 //! probes costs at most one round of checks per interval, not one per request.
 
+pub mod notify;
+#[cfg(feature = "probe")]
+pub mod probe;
+
 #[cfg(feature = "axum")]
 pub use routes::{routes, AlwaysReady, Readiness};
 use serde::{Deserialize, Serialize};

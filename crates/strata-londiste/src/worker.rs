@@ -1129,6 +1129,11 @@ pub async fn run_until_signal(cf: NodeConfig, detach: bool) -> Result<WorkerExit
     let stop = stop_on_signal();
     let options = WorkerOptions::default();
     let _health_server = serve_health(&cf, &options.health).await?;
+    // Type=notify units: started once health_listen is bound; the watchdog hears from
+    // this runtime while it runs tasks.
+    strata_health::notify::ready(&format!("replaying for {}", cf.job_name));
+    let _watchdog =
+        strata_pgq::ticker::AbortOnDrop(tokio::spawn(strata_health::notify::watchdog()));
     run(cf, options, stop).await.map(WorkerExit::Stopped)
 }
 
@@ -1178,6 +1183,7 @@ pub fn stop_on_signal() -> watch::Receiver<bool> {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
+        strata_health::notify::stopping("stopping on a signal");
         let _ = tx.send(true);
     });
     rx

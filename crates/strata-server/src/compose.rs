@@ -199,6 +199,10 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
         "strata server listening on {scheme}://{bound} ({})",
         roles.join(", ")
     ));
+    // A Type=notify unit counts as started from here, and the watchdog (WatchdogSec=)
+    // hears from this runtime for as long as it runs tasks.
+    strata_health::notify::ready(&format!("serving on {scheme}://{bound}"));
+    tokio::spawn(strata_health::notify::watchdog());
     let limits = crate::Limits::from_config(settings);
     let serving = crate::serve(listener, crate::router(parts), tls, limits);
     let why = tokio::select! {
@@ -211,6 +215,7 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
             Err(_) => std::future::pending().await,
         },
     };
+    strata_health::notify::stopping(&why);
     // No new connections from here (the listener is dropped); running operations end
     // as failed with the reason, give back their nodes and the lock.
     if let Some(coordinator) = stoppable {

@@ -23,6 +23,11 @@ impl Server {
     /// Stops the server now (as dropping it does), for tests that kill a node.
     pub fn kill(self) {}
 
+    /// The server's process id, for a test that signals it.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running (`None`), or how it ended.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().unwrap()

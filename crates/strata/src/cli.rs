@@ -274,6 +274,22 @@ pub enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Ask a strata process's GET /health (or /ready): exit 0 when it answers well, 1
+    /// when not (with why). For healthchecks without curl and scripts that wait.
+    Probe {
+        /// The process's address (http://HOST:PORT, or a URL ending in /health or
+        /// /ready). Default: --server, else this host's server (server.listen).
+        url: Option<String>,
+        /// Ask /ready (every readiness check passed) instead of /health (it serves).
+        #[arg(long)]
+        ready: bool,
+        /// Seconds one attempt may take, connecting and reading the answer included.
+        #[arg(long, default_value_t = 5, value_name = "SECS")]
+        timeout: u64,
+        /// Keep asking (every 250 ms) for up to SECS until the answer is good.
+        #[arg(long, default_value_t = 0, value_name = "SECS")]
+        wait: u64,
+    },
     /// Table retention: policies on time-partitioned PostgreSQL tables (see docs/tables.md).
     Tables {
         #[command(flatten)]

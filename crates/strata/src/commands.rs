@@ -82,6 +82,12 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
         Command::Pin { backup } => ctx.pin(&backup, true).await,
         Command::Unpin { backup } => ctx.pin(&backup, false).await,
         Command::Server { node, listen } => ctx.server(node, listen).await,
+        Command::Probe {
+            url,
+            ready,
+            timeout,
+            wait,
+        } => ctx.probe(url, ready, timeout, wait).await,
         Command::List => ctx.list().await,
         Command::Show { backup } => ctx.show(&backup).await,
         Command::Ls { backup, node, path } => {

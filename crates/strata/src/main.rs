@@ -13,6 +13,7 @@ mod londiste_commands;
 mod manual;
 mod output;
 mod pgq_commands;
+mod probe_command;
 mod progress;
 mod repair_commands;
 mod runtime;

@@ -323,6 +323,10 @@ pub async fn run(
             .exit_on_unreachable
             .map_or("never".to_string(), |d| format!("{} s", d.as_secs_f64()))
     ));
+    // Type=notify units: started once the health port is bound; the watchdog hears from
+    // this runtime while it runs tasks.
+    strata_health::notify::ready("ticking");
+    let _watchdog = AbortOnDrop(tokio::spawn(strata_health::notify::watchdog()));
     let mut workers: BTreeMap<String, Worker> = BTreeMap::new();
     let mut discovery: Option<JoinHandle<Option<Wanted>>> = None;
     let mut check = tokio::time::interval(config.check_period);
@@ -409,6 +413,10 @@ pub async fn run(
             _ = signals.2.recv() => break Exit::Stopped,
         }
     };
+    strata_health::notify::stopping(match &exit {
+        Exit::Stopped => "stopping on a signal",
+        Exit::Unreachable { .. } => "stopping: exit_on_unreachable",
+    });
     if let Some(d) = discovery.take() {
         d.abort();
     }

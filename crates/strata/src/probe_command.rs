@@ -1,0 +1,75 @@
+//! `strata probe`: asks a strata process's `/health` or `/ready`, for healthchecks where
+//! no curl is (the container image) and for scripts that wait for a server to serve.
+
+use crate::commands::{print_json, CommandResult, Context};
+use crate::failure::{code, Failure};
+use std::time::Duration;
+use strata_health::probe::{Answer, Endpoint, Probe, ProbeError};
+
+impl Context {
+    /// `strata probe [URL] [--ready] [--timeout SECS] [--wait SECS]`.
+    pub(crate) async fn probe(
+        &self,
+        url: Option<String>,
+        ready: bool,
+        timeout: u64,
+        wait: u64,
+    ) -> CommandResult {
+        let base = url
+            .or_else(|| self.global.server.clone())
+            .unwrap_or_else(|| self.configured_server_url());
+        let endpoint = ready.then_some(Endpoint::Ready);
+        let mut probe =
+            Probe::new(&base, endpoint).map_err(|e| Failure::new(code::USAGE, e.to_string()))?;
+        probe.timeout = Duration::from_secs(timeout.max(1));
+        probe.wait = Duration::from_secs(wait);
+        probe.ca_file = self.config.server.ca_file.clone();
+        match probe.run().await {
+            Ok(answer) => {
+                if self.global.json {
+                    match &answer {
+                        Answer::Healthy(report) => print_json(report),
+                        Answer::Ready(report) => print_json(report),
+                    }
+                } else {
+                    self.say(match &answer {
+                        Answer::Healthy(h) => {
+                            format!("{}: {} {} serves", probe.url, h.process, h.version)
+                        }
+                        Answer::Ready(r) => {
+                            format!("{}: ready ({} checks passed)", probe.url, r.checks.len())
+                        }
+                    });
+                }
+                Ok(0)
+            }
+            Err(ProbeError::NotReady { report, .. }) if self.global.json => {
+                print_json(&report);
+                Ok(code::FAILED)
+            }
+            Err(e @ (ProbeError::Usage(_) | ProbeError::Ca { .. })) => {
+                Err(Failure::new(code::USAGE, e.to_string()))
+            }
+            Err(e) => Err(Failure::new(code::FAILED, e.to_string())),
+        }
+    }
+
+    /// This host's server as the configuration has it (`server.listen`, `https` with
+    /// `server.tls_cert`); a wildcard address is asked on loopback.
+    fn configured_server_url(&self) -> String {
+        let server = &self.config.server;
+        let scheme = if server.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let listen = &server.listen;
+        let (host, port) = listen.rsplit_once(':').unwrap_or((listen.as_str(), "7370"));
+        let host = match host {
+            "" | "0.0.0.0" => "127.0.0.1",
+            "[::]" => "[::1]",
+            other => other,
+        };
+        format!("{scheme}://{host}:{port}")
+    }
+}
