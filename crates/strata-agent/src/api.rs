@@ -20,7 +20,11 @@ pub const FEATURES: &[&str] = &[
     "backup-scan-upload",
     "restore-in-place",
     RESTORE_RULES,
+    NODE_HOOKS,
 ];
+
+/// An agent that runs this node's own hooks (`POST /node/v1/hooks`).
+pub const NODE_HOOKS: &str = "hooks";
 
 /// An agent that applies a restore request's `rename` and `dry_run` (an older one would
 /// ignore them and write for real).
@@ -39,6 +43,13 @@ pub struct NodeMetadata {
     /// For a PostgreSQL node: `primary`, `standby`, or why the server cannot be reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<String>,
+    /// What this node's hooks hold paused now (actions' URLs masked).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub paused: Vec<strata_hooks::PauseRecord>,
+    /// Pause records of this node that cannot be trusted or read (never run).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pause_problems: Vec<String>,
     /// The operation that holds the node's lease, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<LeaseInfo>,
@@ -139,6 +150,39 @@ pub struct FinishRequest {
     pub operation: String,
     pub backup: String,
     pub lost: Vec<String>,
+}
+
+/// What a coordinator asks of a node's hook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookStep {
+    /// A `run` hook at the point `env.phase` names.
+    Run,
+    /// A pause/resume pair's pause: recorded under the agent's state directory first.
+    Pause,
+    /// Its resume (retried by the agent; a no-op when nothing is paused).
+    Resume,
+}
+
+/// `POST /node/v1/hooks`: run one of the hooks this node's own configuration declares for
+/// it (`[[hooks]]` with `node` = this node), found by name: a coordinator cannot make an
+/// agent run anything else. `run` and `pause` need the lease of `operation`; `resume`
+/// does not (it must always be possible).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HookRequest {
+    pub operation: String,
+    /// The hook's name (its `name`, else its action as logs show it).
+    pub hook: String,
+    pub step: HookStep,
+    /// What the hook is told (environment of a command, body of an HTTP call).
+    pub env: strata_hooks::HookEnv,
+}
+
+/// What a node's hook did.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HookReply {
+    /// Its output (bounded), for the operation's log.
+    pub output: String,
 }
 
 /// `POST /node/v1/backup/commit` and `/abort` (after the summary is written, or instead).

@@ -30,6 +30,7 @@ use strata_repo::writer::{BlobWriter, WriterOptions};
 use strata_repo::{BlobId, Repository};
 
 mod etcd;
+mod hooks;
 pub mod plugin;
 mod postgres;
 
@@ -58,6 +59,9 @@ pub struct AgentConfig {
     /// The steps the node's plugin adds to its backups and restores ([`plugin::files`]
     /// for plain files, a [`PostgresAgent`] for a PostgreSQL server).
     pub plugin: Arc<dyn NodePlugin>,
+    /// The `[[hooks]]` with `node` = this node: the only ones it runs (see
+    /// [`Agent::hook`]); pause records go under `state_dir`.
+    pub hooks: Vec<strata_hooks::HookConfig>,
 }
 
 /// The postgres plugin's settings on a node.
@@ -167,6 +171,11 @@ impl Agent {
             operations: Mutex::new(HashMap::new()),
         });
         tokio::spawn(watchdog(Arc::downgrade(&agent)));
+        // What this node's hooks left paused when the agent before this one was killed.
+        tokio::spawn({
+            let agent = agent.clone();
+            async move { agent.resume_orphans().await }
+        });
         agent
     }
 
@@ -180,6 +189,7 @@ impl Agent {
         let state = self.config.plugin.state().await;
         let mut meta = self.lease_metadata();
         meta.postgres = state;
+        (meta.paused, meta.pause_problems) = self.paused_view();
         meta
     }
 
@@ -193,6 +203,8 @@ impl Agent {
             features: FEATURES.iter().map(|f| f.to_string()).collect(),
             roots: self.config.source.roots.clone(),
             postgres: None,
+            paused: Vec::new(),
+            pause_problems: Vec::new(),
             lease: lease
                 .as_ref()
                 .filter(|l| l.expires > now)
@@ -241,14 +253,16 @@ impl Agent {
         })
     }
 
-    /// Gives the lease back and forgets the operation's state.
-    pub fn release(&self, operation: &str) {
+    /// Gives the lease back and forgets the operation's state; resumes what its hooks
+    /// left paused here.
+    pub fn release(self: &Arc<Self>, operation: &str) {
         let mut lease = self.lease.lock().unwrap();
         if lease.as_ref().is_some_and(|l| l.operation == operation) {
             *lease = None;
         }
         drop(lease);
         self.drop_operation(operation);
+        self.resume_left_by(operation);
     }
 
     fn drop_operation(&self, operation: &str) {
@@ -258,7 +272,7 @@ impl Agent {
     }
 
     /// Cancels what runs under an expired lease. Called by the watchdog.
-    fn expire_lease(&self) {
+    fn expire_lease(self: &Arc<Self>) {
         let mut lease = self.lease.lock().unwrap();
         let expired = match lease.as_ref() {
             Some(l) if l.expires <= Instant::now() => l.operation.clone(),
@@ -271,6 +285,7 @@ impl Agent {
             self.name()
         );
         self.drop_operation(&expired);
+        self.resume_left_by(&expired);
     }
 
     fn check_lease(&self, operation: &str) -> ApiResult<()> {

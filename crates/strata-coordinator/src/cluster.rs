@@ -281,6 +281,7 @@ impl Run {
                 storage: coordinator.storage.clone(),
                 who: self.who.clone(),
                 stats: coordinator.stats.clone(),
+                nodes: coordinator.nodes.clone(),
             },
         )
     }
@@ -1423,7 +1424,7 @@ impl Coordinator {
             async move { deadline(QUICK_CALL, node.metadata()).await }
         })
         .await;
-        let nodes = metas
+        let nodes: Vec<NodeState> = metas
             .into_iter()
             .map(|(i, meta)| {
                 let node = &self.nodes[i];
@@ -1453,6 +1454,23 @@ impl Coordinator {
                 match record {
                     Ok(record) => paused.push(record),
                     Err(why) => pause_problems.push(why),
+                }
+            }
+        }
+        // What the nodes' own hooks hold paused (a shared state directory lists them once).
+        for node in &nodes {
+            let Some(meta) = &node.metadata else { continue };
+            for record in &meta.paused {
+                if !paused
+                    .iter()
+                    .any(|p: &crate::hooks::PauseRecord| p.id == record.id)
+                {
+                    paused.push(record.clone());
+                }
+            }
+            for problem in &meta.pause_problems {
+                if !pause_problems.contains(problem) {
+                    pause_problems.push(format!("node {}: {problem}", node.name));
                 }
             }
         }

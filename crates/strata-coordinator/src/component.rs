@@ -8,14 +8,19 @@
 //!
 //! [`OpHooks`] runs one operation's `[[hooks]]`: `run` hooks at their points and
 //! pause/resume pairs, each pause recorded durably before it is issued and resumed on
-//! every path the process lives to see (see [`crate::hooks`] for the others).
+//! every path the process lives to see (see [`crate::hooks`] for the others). A hook
+//! with `node = NAME` runs on that node's agent (see
+//! [`strata_agent::service::Agent::hook`]), which records its pauses itself and resumes
+//! them when the operation's lease ends or the agent starts again.
 
 use crate::config::Config;
 use crate::hooks::{self, HookConfig, HookEnv, HookOperation, HookPoint, PauseRecord};
+use crate::node::NodeApi;
 use crate::operation::Operation;
 use crate::plugin::Plugin;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use strata_agent::api::{HookRequest, HookStep};
 
 /// One component, as a coordinator drives it.
 #[derive(Clone)]
@@ -124,8 +129,22 @@ pub struct OpHooks {
     storage: String,
     who: String,
     stats: Arc<Mutex<crate::stats::OperationStats>>,
-    /// Pauses attempted and not yet resumed, by hook index.
-    paused: Vec<PauseRecord>,
+    /// The cluster's nodes, whose agents run the hooks that name them.
+    nodes: Vec<Arc<dyn NodeApi>>,
+    /// Pauses attempted and not yet resumed, in the order they were issued.
+    paused: Vec<Held>,
+}
+
+/// A pause attempted and not yet resumed.
+enum Held {
+    /// Recorded and issued by this process.
+    Here(PauseRecord),
+    /// Recorded and issued by a node's agent.
+    OnNode {
+        node: Arc<dyn NodeApi>,
+        hook: HookConfig,
+        env: HookEnv,
+    },
 }
 
 /// What [`OpHooks`] needs of its coordinator and operation.
@@ -135,6 +154,7 @@ pub(crate) struct OpContext {
     pub storage: String,
     pub who: String,
     pub stats: Arc<Mutex<crate::stats::OperationStats>>,
+    pub nodes: Vec<Arc<dyn NodeApi>>,
 }
 
 impl OpHooks {
@@ -153,8 +173,35 @@ impl OpHooks {
             storage: ctx.storage,
             who: ctx.who,
             stats: ctx.stats,
+            nodes: ctx.nodes,
             paused: Vec::new(),
         }
+    }
+
+    /// The agent that runs `hook`: its node's, for a hook with `node`.
+    fn agent_of(&self, hook: &HookConfig) -> Option<Arc<dyn NodeApi>> {
+        let name = hook.node.as_deref()?;
+        self.nodes.iter().find(|n| n.name() == name).cloned()
+    }
+
+    /// Asks `node`'s agent for a step of `hook`.
+    async fn on_node(
+        &self,
+        node: &Arc<dyn NodeApi>,
+        hook: &HookConfig,
+        step: HookStep,
+        env: &HookEnv,
+    ) -> Result<String, String> {
+        let request = HookRequest {
+            operation: self.base.id.clone(),
+            hook: hook.label(),
+            step,
+            env: env.clone(),
+        };
+        node.hook(request)
+            .await
+            .map(|reply| reply.output)
+            .map_err(|e| e.message)
     }
 
     /// The hooks of this operation that apply to `scope`, with the environment each gets.
@@ -238,12 +285,16 @@ impl OpHooks {
                 }
                 env.status = status;
             }
-            let result = hook
-                .run
-                .as_ref()
-                .expect("a run hook")
-                .run(&env, hook.timeout())
-                .await;
+            let result = match self.agent_of(&hook) {
+                Some(node) => self.on_node(&node, &hook, HookStep::Run, &env).await,
+                None => {
+                    hook.run
+                        .as_ref()
+                        .expect("a run hook")
+                        .run(&env, hook.timeout())
+                        .await
+                }
+            };
             self.log(&hook, &env, &result);
             if let Err(why) = result {
                 first.get_or_insert(format!("hook {} ({}): {why}", hook.label(), point.as_str()));
@@ -262,6 +313,20 @@ impl OpHooks {
             .collect();
         for (index, hook, mut env) in calls {
             env.phase = "pause".into();
+            if let Some(node) = self.agent_of(&hook) {
+                // Held from the attempt on: a pause that timed out may have taken effect.
+                self.paused.push(Held::OnNode {
+                    node: node.clone(),
+                    hook: hook.clone(),
+                    env: env.clone(),
+                });
+                let result = self.on_node(&node, &hook, HookStep::Pause, &env).await;
+                self.log(&hook, &env, &result);
+                if let Err(why) = result {
+                    return Err(format!("hook {} (pause): {why}", hook.label()));
+                }
+                continue;
+            }
             let Some(state_dir) = &self.set.state_dir else {
                 return Err(format!(
                     "hook {}: no state directory to record the pause in, so it is not issued",
@@ -276,7 +341,7 @@ impl OpHooks {
                     hooks::pauses_dir(state_dir).display()
                 ));
             }
-            self.paused.push(record);
+            self.paused.push(Held::Here(record));
             let result = hook
                 .pause
                 .as_ref()
@@ -297,30 +362,51 @@ impl OpHooks {
     /// failures.
     pub async fn resume_all(&mut self) -> Vec<String> {
         let mut failures = Vec::new();
-        let Some(state_dir) = self.set.state_dir.clone() else {
-            return failures;
-        };
-        while let Some(record) = self.paused.pop() {
-            let hook = record.hook.clone();
-            let resumed = hooks::resume(&state_dir, record).await;
-            let env = HookEnv {
-                phase: "resume".into(),
-                ..resumed.record.env.clone()
-            };
-            let result = match &resumed.error {
-                None => Ok(resumed.output.clone()),
-                Some(e) => Err(e.clone()),
+        while let Some(held) = self.paused.pop() {
+            let (hook, env, result) = match held {
+                Held::Here(record) => {
+                    let Some(state_dir) = self.set.state_dir.clone() else {
+                        continue;
+                    };
+                    let hook = record.hook.clone();
+                    let resumed = hooks::resume(&state_dir, record).await;
+                    let env = HookEnv {
+                        phase: "resume".into(),
+                        ..resumed.record.env.clone()
+                    };
+                    let result = match resumed.error {
+                        None => Ok(resumed.output),
+                        Some(why) => Err(format!(
+                            "resume failed after {} attempts, still paused: {why}",
+                            resumed.record.attempts
+                        )),
+                    };
+                    (hook, env, result)
+                }
+                Held::OnNode { node, hook, env } => {
+                    let env = HookEnv {
+                        phase: "resume".into(),
+                        ..env
+                    };
+                    let result = self
+                        .on_node(&node, &hook, HookStep::Resume, &env)
+                        .await
+                        .map_err(|why| {
+                            format!(
+                                "resume on node {} failed: {why} (its agent resumes it itself when this operation's lease ends)",
+                                node.name()
+                            )
+                        });
+                    (hook.label(), env, result)
+                }
             };
             let label = HookConfig {
                 name: Some(hook.clone()),
                 ..hook_stub()
             };
             self.log(&label, &env, &result);
-            if let Some(why) = resumed.error {
-                let line = format!(
-                    "hook {hook}: resume failed after {} attempts, still paused: {why}",
-                    resumed.record.attempts
-                );
+            if let Err(why) = result {
+                let line = format!("hook {hook}: {why}");
                 eprintln!("strata: error: {line}");
                 self.stats.lock().unwrap().resume_failures += 1;
                 let action = crate::events::Action {

@@ -18,7 +18,8 @@ pub mod copy;
 mod error;
 pub mod events;
 pub mod gc;
-pub mod hooks;
+/// Hooks live in their own crate, shared with node agents.
+pub use strata_hooks as hooks;
 pub mod input;
 pub mod jobs;
 pub mod keys;

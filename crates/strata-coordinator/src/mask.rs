@@ -41,7 +41,7 @@ pub fn masked_config(config: &Config) -> Config {
             .into_iter()
             .flatten()
             {
-                *call = crate::hooks::Action::Http(call.clone())
+                *call = strata_hooks::Action::Http(call.clone())
                     .masked()
                     .into_http();
             }
@@ -59,21 +59,8 @@ pub fn masked_config(config: &Config) -> Config {
     shown
 }
 
-/// A URL reduced to `scheme://host[:port]`, with `/***` when it had a path or query:
-/// enough to tell which service it points at, nothing that lets anyone post to it.
-pub fn mask_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return MASK.into();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if end < rest.len() && rest.len() > end + 1 {
-        format!("{scheme}://{host}/{MASK}")
-    } else {
-        format!("{scheme}://{host}")
-    }
-}
+/// A URL reduced to `scheme://host[:port]` (see [`strata_hooks::mask_url`]).
+pub use strata_hooks::mask_url;
 
 /// A libpq connection string with its password masked, in either form:
 /// `postgresql://user:PASSWORD@host/db?password=PASSWORD` or

@@ -28,6 +28,8 @@ pub trait NodeApi: Send + Sync {
     async fn commit(&self, operation: &str) -> NodeResult<()>;
     async fn abort(&self, operation: &str) -> NodeResult<()>;
     async fn restore(&self, request: RestoreRequest) -> NodeResult<RestoreReply>;
+    /// Runs a step of one of the node's own hooks (see [`Agent::hook`]).
+    async fn hook(&self, request: HookRequest) -> NodeResult<HookReply>;
 }
 
 /// A node whose agent runs in this process.
@@ -72,5 +74,8 @@ impl NodeApi for LocalNode {
     }
     async fn restore(&self, request: RestoreRequest) -> NodeResult<RestoreReply> {
         self.0.restore(request).await
+    }
+    async fn hook(&self, request: HookRequest) -> NodeResult<HookReply> {
+        self.0.hook(request).await
     }
 }

@@ -44,6 +44,7 @@ pub fn agent_config(config: &Config, source: NodeSource) -> AgentConfig {
         },
         set_owner: defaults.set_owner,
         plugin: strata_agent::service::plugin::files(),
+        hooks: Vec::new(),
     }
 }
 
@@ -53,6 +54,12 @@ pub fn node_agent_config(config: &Config, node: &NodeConfig) -> AgentConfig {
     let plugin = crate::plugin::of_node(config, &node.name);
     let mut agent = agent_config(config, plugin.node_source(node));
     agent.plugin = plugin.node_plugin(config, node);
+    agent.hooks = config
+        .hooks
+        .iter()
+        .filter(|h| h.node.as_deref() == Some(node.name.as_str()))
+        .cloned()
+        .collect();
     agent
 }
 

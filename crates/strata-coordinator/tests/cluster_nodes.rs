@@ -84,6 +84,9 @@ impl NodeApi for ChangesBeforeUpload {
     async fn restore(&self, request: RestoreRequest) -> NodeResult<RestoreReply> {
         self.inner.restore(request).await
     }
+    async fn hook(&self, request: HookRequest) -> NodeResult<HookReply> {
+        self.inner.hook(request).await
+    }
 }
 
 fn agent(repo: &Arc<Repository>, name: &str, root: &Path, state: &Path) -> Arc<Agent> {
@@ -101,6 +104,7 @@ fn agent(repo: &Arc<Repository>, name: &str, root: &Path, state: &Path) -> Arc<A
         },
         restore_workers: 2,
         plugin: strata_agent::service::plugin::files(),
+        hooks: Vec::new(),
         set_owner: false,
     };
     let repos = Arc::new(SharedRepo {

@@ -330,6 +330,7 @@ async fn run_backup(
                 restore_workers: defaults.workers,
                 set_owner: defaults.set_owner,
                 plugin: strata_agent::service::plugin::files(),
+                hooks: Vec::new(),
             };
             Arc::new(LocalNode(Agent::start(config, provider.clone()))) as Arc<dyn NodeApi>
         })

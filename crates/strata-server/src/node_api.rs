@@ -29,6 +29,7 @@ pub fn routes(agent: Arc<Agent>, token: String) -> Router {
         .route("/node/v1/backup/commit", post(commit))
         .route("/node/v1/backup/abort", post(abort))
         .route("/node/v1/restore", post(restore))
+        .route("/node/v1/hooks", post(hook))
         // Lists of chunk ids (a finish's lost chunks, an upload batch) can pass axum's
         // 2 MiB default on large nodes.
         .layer(axum::extract::DefaultBodyLimit::max(REQUEST_LIMIT))
@@ -106,4 +107,8 @@ async fn restore(
             .map_err(|e| crate::extract::bad(e.to_string()))?;
     }
     Ok(Json(agent.restore(request).await?))
+}
+
+async fn hook(State(agent): AgentState, Json(request): Json<HookRequest>) -> Reply<HookReply> {
+    Ok(Json(agent.hook(request).await?))
 }

@@ -101,6 +101,7 @@ async fn two_nodes(dir: &Path, changed_after_stored: bool) -> (Arc<Coordinator>,
             restore_workers: 2,
             set_owner: false,
             plugin,
+            hooks: Vec::new(),
         };
         nodes.push(Arc::new(LocalNode(Agent::start(config, provider.clone()))));
         roots.push(root);
@@ -239,6 +240,7 @@ async fn a_plugin_of_a_lower_rank_is_back_before_the_next_starts() {
             restore_workers: 2,
             set_owner: false,
             plugin: Arc::new(Noting(name, notes.clone())),
+            hooks: Vec::new(),
         };
         nodes.push(Arc::new(LocalNode(Agent::start(config, provider.clone()))));
     }

@@ -143,14 +143,14 @@ impl Action {
     }
 
     /// The action as the configuration view shows it: a URL as far as its host (see
-    /// [`crate::mask::mask_url`]), a command's program and arguments as they are (secrets
+    /// [`mask_url`]), a command's program and arguments as they are (secrets
     /// belong in the environment or files, not argument lists).
     pub fn masked(&self) -> Action {
         match self {
             Action::Command(_) => self.clone(),
             Action::Http(line) => Action::Http(match line.trim().split_once(' ') {
-                Some((method, url)) => format!("{method} {}", crate::mask::mask_url(url.trim())),
-                None => crate::mask::mask_url(line.trim()),
+                Some((method, url)) => format!("{method} {}", mask_url(url.trim())),
+                None => mask_url(line.trim()),
             }),
         }
     }
@@ -187,7 +187,7 @@ impl Action {
 
 /// `url` without its user, password and query, for logs and errors: what a URL may carry
 /// as a credential stays out of operation logs.
-pub(crate) fn shown_url(url: &str) -> String {
+pub fn shown_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.split(['?', '#']).next().unwrap_or("").to_string();
     };
@@ -261,13 +261,7 @@ async fn run_http(
         .body(body)
         .send()
         .await
-        .map_err(|e| {
-            format!(
-                "{}: {}",
-                shown_url(url),
-                crate::error_chain(&e.without_url())
-            )
-        })?;
+        .map_err(|e| format!("{}: {}", shown_url(url), cause_chain(&e.without_url())))?;
     let status = reply.status();
     let text = bounded(&reply.bytes().await.unwrap_or_default());
     if status.is_success() {
@@ -275,6 +269,38 @@ async fn run_http(
     } else {
         Err(format!("{} answered {status}: {text}", shown_url(url)))
     }
+}
+
+/// A URL reduced to `scheme://host[:port]`, with `/***` when it had a path or query:
+/// enough to tell which service it points at, nothing that lets anyone post to it.
+pub fn mask_url(url: &str) -> String {
+    const MASK: &str = "***";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return MASK.into();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if end < rest.len() && rest.len() > end + 1 {
+        format!("{scheme}://{host}/{MASK}")
+    } else {
+        format!("{scheme}://{host}")
+    }
+}
+
+/// An error with its causes, `what: why: why`, each said once.
+fn cause_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// One `[[hooks]]` entry.
@@ -472,6 +498,23 @@ impl PauseRecord {
         std::fs::File::open(&dir)?.sync_all()
     }
 
+    /// Claims the record for resuming: an exclusive lock on its file, so that two
+    /// resumers (two processes sharing a state directory, or a coordinator's request and
+    /// an agent's own lease-end resume) never run one resume at once. `None` when another
+    /// holds it, or the record is gone (resumed meanwhile). Held until the file is dropped.
+    fn claim(&self, state_dir: &Path) -> Option<std::fs::File> {
+        use std::os::unix::fs::MetadataExt;
+        let path = self.path(state_dir);
+        let file = std::fs::File::open(&path).ok()?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).ok()?;
+        // Still the file at that path: not one a resumer before us removed or replaced.
+        let (held, now) = (
+            file.metadata().ok()?,
+            std::fs::symlink_metadata(&path).ok()?,
+        );
+        (held.ino() == now.ino() && held.dev() == now.dev()).then_some(file)
+    }
+
     /// Removes the record once resumed.
     pub fn remove(&self, state_dir: &Path) -> std::io::Result<()> {
         match std::fs::remove_file(self.path(state_dir)) {
@@ -546,11 +589,21 @@ pub struct Resumed {
     pub error: Option<String>,
     /// The resume's output.
     pub output: String,
+    /// Not run here: another resumer held the record, or it was gone (resumed already).
+    pub elsewhere: bool,
 }
 
 /// Runs a pause's resume, retried with backoff up to its attempts; removes the record on
 /// success, keeps it with the error otherwise.
 pub async fn resume(state_dir: &Path, mut record: PauseRecord) -> Resumed {
+    let Some(_claim) = record.claim(state_dir) else {
+        return Resumed {
+            record,
+            error: None,
+            output: String::new(),
+            elsewhere: true,
+        };
+    };
     let timeout = Duration::from_millis(record.timeout_ms.max(1));
     let mut env = record.env.clone();
     env.phase = "resume".into();
@@ -569,6 +622,7 @@ pub async fn resume(state_dir: &Path, mut record: PauseRecord) -> Resumed {
                     record,
                     error: None,
                     output,
+                    elsewhere: false,
                 };
             }
             Err(why) => {
@@ -591,6 +645,7 @@ pub async fn resume(state_dir: &Path, mut record: PauseRecord) -> Resumed {
         record,
         error: Some(last),
         output: String::new(),
+        elsewhere: false,
     }
 }
 
@@ -618,10 +673,14 @@ pub async fn resume_orphans(state_dir: &Path, configured: &[HookConfig]) -> Vec<
                 record,
                 error: Some(why),
                 output: String::new(),
+                elsewhere: false,
             });
             continue;
         }
-        out.push(resume(state_dir, record).await);
+        let resumed = resume(state_dir, record).await;
+        if !resumed.elsewhere {
+            out.push(resumed);
+        }
     }
     out
 }
@@ -837,5 +896,44 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "resume\n");
         let left: Vec<_> = paused(dir.path()).into_iter().flatten().collect();
         assert_eq!(left, vec![live]);
+    }
+
+    /// Two resumers of one record (two processes on one state directory, or a
+    /// coordinator's request and an agent's lease-end resume) run its resume once.
+    #[tokio::test]
+    async fn two_resumers_of_one_record_run_its_resume_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("resumed");
+        let hook = HookConfig {
+            pause: Some(Action::Command(vec!["/bin/true".into()])),
+            resume: Some(Action::Command(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("echo once >> {}; sleep 0.3", marker.display()),
+            ])),
+            run: None,
+            at: None,
+            ..toml::from_str("run = [\"/bin/true\"]\nat = \"before\"").unwrap()
+        };
+        let env = HookEnv {
+            id: "op".into(),
+            ..HookEnv::default()
+        };
+        let record = new_record(0, &hook, &env);
+        record.save(dir.path()).unwrap();
+        let (a, b) = tokio::join!(
+            resume(dir.path(), record.clone()),
+            resume(dir.path(), record.clone())
+        );
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "once\n");
+        assert!(a.error.is_none() && b.error.is_none());
+        assert!(
+            a.elsewhere != b.elsewhere,
+            "one ran it, the other stood aside"
+        );
+        assert!(paused(dir.path()).is_empty());
+        // Resumed already: a later resumer finds nothing to run.
+        assert!(resume(dir.path(), record).await.elsewhere);
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "once\n");
     }
 }

@@ -1,0 +1,326 @@
+//! Hooks with `node = NAME` run on that node's agent (`strata server --node`), not on the
+//! coordinator's host: proven with a command that writes where it ran. The agent runs only
+//! the hooks its own configuration declares, records its pauses itself, and resumes them
+//! on every path: the coordinator's request, the operation's lease running out after the
+//! coordinator was killed (SIGKILL), and its own restart after it was killed while paused.
+//! `status` shows what an agent holds paused. Every wait is bounded.
+
+mod common;
+
+use common::server::{http, Server};
+use common::strata_with_token;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use strata_testkit::process::KillOnDrop;
+use strata_testkit::wait::wait_for;
+
+const USER_TOKEN: &str = "user-token";
+const AGENT_TOKEN: &str = "agent-token";
+/// A guard against hangs, not a timing assertion.
+const LIMIT: Duration = Duration::from_secs(30);
+
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    fn new() -> Site {
+        let site = Site {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        std::fs::create_dir_all(site.path("db1/data")).unwrap();
+        std::fs::write(site.path("db1/data/table"), vec![7u8; 100_000]).unwrap();
+        site
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A hook entry for node db1 whose pause and resume write `PHASE NODE WHERE` to
+    /// calls.log, `$WHERE` being the environment of the process that ran it.
+    fn exporter(&self) -> String {
+        let log = self.path("calls.log");
+        let call = |_: &str| {
+            format!(
+                r#"["/bin/sh", "-c", "echo \"$STRATA_PHASE $STRATA_NODE $WHERE\" >> {}"]"#,
+                log.display()
+            )
+        };
+        format!(
+            "[[hooks]]\nname = \"before-db1\"\nnode = \"db1\"\nat = \"before\"\nrun = {}\n\n\
+             [[hooks]]\nname = \"exporter\"\nnode = \"db1\"\npause = {}\nresume = {}\ntimeout = \"10s\"\nresume_attempts = 2\n",
+            call("run"),
+            call("pause"),
+            call("resume")
+        )
+    }
+
+    fn agent_config(&self) -> PathBuf {
+        let path = self.path("db1/strata.toml");
+        let text = format!(
+            "default_storage = \"main\"\nstate_dir = \"{state}\"\n[storages.main]\npath = \"{repo}\"\n\
+             [[nodes]]\nname = \"db1\"\nroots = [\"{data}\"]\n[server]\nnode = \"db1\"\ncoordinator = false\n\n{hooks}",
+            state = self.path("db1/state").display(),
+            repo = self.path("repo").display(),
+            data = self.path("db1/data").display(),
+            hooks = self.exporter(),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// The coordinator's configuration: db1 by URL, the same hooks, and `extra`.
+    fn coordinator_config(&self, url: &str, extra: &str) -> PathBuf {
+        let path = self.path("coordinator.toml");
+        let text = format!(
+            "default_storage = \"main\"\nstate_dir = \"{state}\"\n[storages.main]\npath = \"{repo}\"\n\
+             [server]\nlease_ttl_secs = 2\n[[nodes]]\nname = \"db1\"\nurl = \"{url}\"\n\n{hooks}\n{extra}",
+            state = self.path("coordinator-state").display(),
+            repo = self.path("repo").display(),
+            hooks = self.exporter(),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn strata(&self, config: &Path, place: &str) -> Command {
+        let mut cmd = strata_with_token(self.dir.path(), config, USER_TOKEN);
+        cmd.env("STRATA_AGENT_TOKEN", AGENT_TOKEN)
+            .env("WHERE", place);
+        cmd
+    }
+
+    fn agent(&self, log: &str) -> Server {
+        Server::start(self.strata(&self.agent_config(), "agent"), &self.path(log))
+    }
+
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.path("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The agent's pause records.
+    fn agent_records(&self) -> usize {
+        std::fs::read_dir(self.path("db1/state/pauses"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    /// A whole-operation pause run by the coordinator after db1's, which holds until the
+    /// file `go` exists (at most 30 s: a killed coordinator leaves it behind).
+    fn gate(&self) -> String {
+        format!(
+            "[[hooks]]\nname = \"gate\"\npause = [\"/bin/sh\", \"-c\", \"touch {paused}; for i in $(seq 600); do [ -e {go} ] && exit 0; sleep 0.05; done; exit 1\"]\nresume = [\"/bin/true\"]\ntimeout = \"60s\"\n",
+            paused = self.path("gate-paused").display(),
+            go = self.path("go").display(),
+        )
+    }
+}
+
+#[test]
+fn in_process_nodes_run_their_hooks_in_this_process_the_same_way() {
+    let site = Site::new();
+    let path = site.path("local.toml");
+    let text = std::fs::read_to_string(site.agent_config())
+        .unwrap()
+        .replace("[server]\nnode = \"db1\"\ncoordinator = false\n", "");
+    std::fs::write(&path, text).unwrap();
+    common::succeed(site.strata(&path, "here").arg("init"));
+    common::succeed(site.strata(&path, "here").arg("backup"));
+    assert_eq!(
+        site.calls(),
+        ["before db1 here", "pause db1 here", "resume db1 here"]
+    );
+    assert_eq!(site.agent_records(), 0);
+}
+
+#[test]
+fn node_hooks_run_on_the_agent_which_runs_only_its_own() {
+    let site = Site::new();
+    let agent = site.agent("agent.log");
+    let config = site.coordinator_config(&agent.url, "");
+    common::succeed(site.strata(&config, "coordinator").arg("init"));
+    let out = site
+        .strata(&config, "coordinator")
+        .args(["backup"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        site.calls(),
+        ["before db1 agent", "pause db1 agent", "resume db1 agent"],
+        "each ran on the agent, the resume last"
+    );
+    assert_eq!(
+        site.agent_records(),
+        0,
+        "the resumed pause leaves no record"
+    );
+
+    // The agent token runs no hook the agent's own configuration does not declare.
+    let body = r#"{"operation":"op1","hook":"evil","step":"pause","env":{"operation":"backup","id":"op1","backup":"b","phase":"pause"}}"#;
+    let reply = http(
+        &agent.url,
+        "POST",
+        "/node/v1/hooks",
+        Some(AGENT_TOKEN),
+        body,
+    );
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert!(reply.body.contains("declares no"), "{}", reply.body);
+    // A declared pause without the operation's lease is refused too.
+    let body = body.replace("evil", "exporter");
+    let reply = http(
+        &agent.url,
+        "POST",
+        "/node/v1/hooks",
+        Some(AGENT_TOKEN),
+        &body,
+    );
+    assert_ne!(reply.status, 200, "{}", reply.body);
+    assert_eq!(site.calls().len(), 3, "nothing ran");
+
+    // A coordinator that names a node hook the agent lacks fails before anything is
+    // paused, saying so.
+    let extra =
+        "[[hooks]]\nname = \"unknown\"\nnode = \"db1\"\nat = \"before\"\nrun = [\"/bin/true\"]\n";
+    let config = site.coordinator_config(&agent.url, extra);
+    let out = site
+        .strata(&config, "coordinator")
+        .args(["backup"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    let list = site
+        .strata(&config, "coordinator")
+        .args(["list", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&list.stdout).contains("declares no"),
+        "{stderr}"
+    );
+}
+
+/// Runs a backup in the background with the gate closed; returns once db1 and the gate
+/// are both paused.
+fn backup_held_at_the_gate(site: &Site, config: &Path) -> KillOnDrop {
+    let child = site
+        .strata(config, "coordinator")
+        .arg("backup")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(site.path("backup.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(child);
+    wait_for("the gate's pause", LIMIT, Duration::from_millis(20), || {
+        site.path("gate-paused").exists()
+    });
+    assert_eq!(site.calls(), ["before db1 agent", "pause db1 agent"]);
+    assert_eq!(site.agent_records(), 1, "the agent recorded its pause");
+    child
+}
+
+#[test]
+fn a_coordinator_killed_while_paused_leaves_the_resume_to_the_agent_when_the_lease_runs_out() {
+    let site = Site::new();
+    let agent = site.agent("agent.log");
+    let config = site.coordinator_config(&agent.url, &site.gate());
+    common::succeed(site.strata(&config, "coordinator").arg("init"));
+    let mut backup = backup_held_at_the_gate(&site, &config);
+
+    // `status` shows what the agent holds paused.
+    let status = site
+        .strata(&config, "coordinator")
+        .args(["status", "--json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let paused = status["paused"].as_array().cloned().unwrap_or_default();
+    assert!(
+        paused
+            .iter()
+            .any(|p| p["hook"] == "exporter" && p["node"] == "db1"),
+        "{status:#}"
+    );
+
+    // SIGKILL: no code of the coordinator runs again. Its lease (2 s) runs out on db1,
+    // whose agent resumes what the operation left paused.
+    backup.0.kill().unwrap();
+    backup.0.wait().unwrap();
+    wait_for(
+        "the agent's resume",
+        LIMIT,
+        Duration::from_millis(50),
+        || site.calls().len() == 3,
+    );
+    assert_eq!(site.calls()[2], "resume db1 agent");
+    wait_for(
+        "the record's removal",
+        LIMIT,
+        Duration::from_millis(50),
+        || site.agent_records() == 0,
+    );
+    let log = std::fs::read_to_string(site.path("agent.log")).unwrap();
+    assert!(
+        log.contains("resumed exporter") && log.contains("lease ended"),
+        "{log}"
+    );
+    drop(agent);
+}
+
+#[test]
+fn an_agent_killed_while_paused_resumes_when_it_starts_again() {
+    let site = Site::new();
+    let agent = site.agent("agent.log");
+    let url = agent.url.clone();
+    let config = site.coordinator_config(&url, &site.gate());
+    common::succeed(site.strata(&config, "coordinator").arg("init"));
+    let mut backup = backup_held_at_the_gate(&site, &config);
+
+    // SIGKILL the agent while db1 is paused; the coordinator goes on, cannot reach it,
+    // records the backup failed and says who resumes.
+    agent.kill();
+    std::fs::write(site.path("go"), "").unwrap();
+    let status = backup.0.wait().unwrap();
+    let stderr = std::fs::read_to_string(site.path("backup.err")).unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("its agent resumes it itself"), "{stderr}");
+    assert_eq!(site.calls().len(), 2, "nobody could resume yet");
+    assert_eq!(site.agent_records(), 1);
+
+    // The agent starts again (on another port): it resumes what the killed one held.
+    let _agent = site.agent("agent2.log");
+    wait_for(
+        "the restarted agent's resume",
+        LIMIT,
+        Duration::from_millis(50),
+        || site.calls().len() == 3,
+    );
+    assert_eq!(site.calls()[2], "resume db1 agent");
+    wait_for(
+        "the record's removal",
+        LIMIT,
+        Duration::from_millis(50),
+        || site.agent_records() == 0,
+    );
+    let log = std::fs::read_to_string(site.path("agent2.log")).unwrap();
+    assert!(
+        log.contains("resumed exporter") && log.contains("is gone"),
+        "{log}"
+    );
+}
