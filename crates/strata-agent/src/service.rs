@@ -124,19 +124,7 @@ fn agent_error(err: AgentError) -> ApiError {
 }
 
 /// An error and its causes as one line.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
+pub use strata_hooks::error_chain;
 
 /// Sum of the stored (sealed) sizes of `ids`, each counted once.
 pub fn stored_size<'a>(repo: &Repository, ids: impl Iterator<Item = &'a BlobId>) -> u64 {

@@ -261,7 +261,7 @@ async fn run_http(
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("{}: {}", shown_url(url), cause_chain(&e.without_url())))?;
+        .map_err(|e| format!("{}: {}", shown_url(url), error_chain(&e.without_url())))?;
     let status = reply.status();
     let text = bounded(&reply.bytes().await.unwrap_or_default());
     if status.is_success() {
@@ -289,7 +289,7 @@ pub fn mask_url(url: &str) -> String {
 }
 
 /// An error with its causes, `what: why: why`, each said once.
-fn cause_chain(err: &dyn std::error::Error) -> String {
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut out = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
