@@ -241,6 +241,9 @@ struct Run {
     started: Instant,
     /// Who asked for the operation (audit log, webhooks).
     who: String,
+    /// A component whose data did not belong with the rest once stored, and asks for the
+    /// backup to run again (see [`crate::plugin::NotTogether`]): why, and how many times.
+    retry: Mutex<Option<(String, u32)>>,
 }
 
 impl Run {
@@ -780,8 +783,7 @@ impl Coordinator {
         id: String,
         kind: &str,
         target: &str,
-        members: Vec<usize>,
-        optional: HashSet<usize>,
+        parties: Parties,
         who: &str,
     ) -> CoordinatorResult<(Arc<Run>, RepoLock)> {
         if let Some(why) = self.stopping() {
@@ -795,7 +797,7 @@ impl Coordinator {
             target,
             operation: Some(&id),
         };
-        match self.take(&id, kind, members, optional, who).await {
+        match self.take(&id, kind, parties, who).await {
             Ok(taken) => {
                 self.events().started(&action, &self.storage);
                 Ok(taken)
@@ -808,17 +810,34 @@ impl Coordinator {
         }
     }
 
+    /// Takes the lock and the members' leases for operation `id`; `op`: the operation a
+    /// new attempt continues (its status goes on), else a new one.
     async fn take(
         self: &Arc<Self>,
         id: &str,
         kind: &str,
-        members: Vec<usize>,
-        optional: HashSet<usize>,
+        parties: Parties,
         who: &str,
     ) -> CoordinatorResult<(Arc<Run>, RepoLock)> {
+        let Parties {
+            members,
+            optional,
+            continues: op,
+        } = parties;
         let id = id.to_string();
         let lock = RepoLock::acquire(self.repo.store().clone(), &id, kind, self.lease_ttl).await?;
-        let op = Operation::new(&id, kind, &self.node_names(&members));
+        let names = self.node_names(&members);
+        let continues = op.is_some();
+        let op = match op {
+            // Another attempt of the same operation: its nodes start afresh.
+            Some(op) => {
+                op.update(|s| {
+                    s.nodes = Operation::new(&id, kind, &names).status().nodes;
+                });
+                op
+            }
+            None => Operation::new(&id, kind, &names),
+        };
         let run = Arc::new(Run {
             coordinator: self.clone(),
             op: op.clone(),
@@ -828,9 +847,12 @@ impl Coordinator {
             failures: Failures::default(),
             started: Instant::now(),
             who: who.to_string(),
+            retry: Mutex::new(None),
         });
         let lock = run.take_nodes(lock).await?;
-        self.registry.add(op);
+        if !continues {
+            self.registry.add(op);
+        }
         Ok((run, lock))
     }
 
@@ -839,6 +861,72 @@ impl Coordinator {
     /// Refused with [`CoordinatorError::Busy`] while another operation holds the cluster.
     /// `who` asked for it (see [`crate::events::Action::who`]).
     pub async fn backup(self: &Arc<Self>, who: &str) -> CoordinatorResult<Pending<BackupSummary>> {
+        let first = self.backup_attempt(who, None).await?;
+        let op = first.run.op.clone();
+        let coordinator = self.clone();
+        let who = who.to_string();
+        let task = async move {
+            let mut attempt = first;
+            let mut number = 1;
+            loop {
+                let BackupAttempt {
+                    run,
+                    lock,
+                    components,
+                    absent,
+                    name,
+                } = attempt;
+                let outcome = backup(&run, lock, &components, absent).await;
+                // A component whose data did not belong with the rest (etcd's checked
+                // keys changed) may ask for the whole backup again: only new snapshots
+                // of every component pair the data with one topology.
+                let again = match (&outcome, run.retry.lock().unwrap().clone()) {
+                    (Ok(_), Some((why, retries))) if number <= retries => Some(why),
+                    _ => None,
+                };
+                finish_operation(
+                    &run,
+                    &name,
+                    &outcome,
+                    backup_state,
+                    backup_detail,
+                    again.is_none(),
+                )
+                .await;
+                let Some(why) = again else {
+                    return outcome;
+                };
+                number += 1;
+                run.op.log(format!(
+                    "backup {name} failed ({why}); backing up again, attempt {number}"
+                ));
+                match coordinator.backup_attempt(&who, Some(run.op.clone())).await {
+                    Ok(next) => attempt = next,
+                    Err(err) => {
+                        // Nothing more can be tried: the failed attempt is the outcome.
+                        run.op.log(format!(
+                            "attempt {number} could not start: {}",
+                            crate::error_chain(&err)
+                        ));
+                        settle(&run.op, &outcome, backup_state);
+                        return outcome;
+                    }
+                }
+            }
+        };
+        Ok(Pending {
+            op,
+            task: Box::pin(task),
+        })
+    }
+
+    /// Prepares one attempt of a backup: components, members, the lock and the leases;
+    /// `op`: the operation a new attempt continues.
+    async fn backup_attempt(
+        self: &Arc<Self>,
+        who: &str,
+        op: Option<Arc<Operation>>,
+    ) -> CoordinatorResult<BackupAttempt> {
         let components = self.components();
         if self.nodes.is_empty() && !components.iter().any(|c| c.plugin.is_external()) {
             return Err(CoordinatorError::NothingToDo(
@@ -881,52 +969,24 @@ impl Coordinator {
         }
         let name = new_backup_name();
         let (run, lock) = self
-            .begin(name.clone(), "backup", &name, members, optional, who)
+            .begin(
+                name.clone(),
+                "backup",
+                &name,
+                Parties {
+                    members,
+                    optional,
+                    continues: op,
+                },
+                who,
+            )
             .await?;
-        let op = run.op.clone();
-        let task = async move {
-            let outcome = backup(&run, lock, &components, absent).await;
-            let state_of = |s: &BackupSummary| match s.status {
-                BackupStatus::Complete => OpState::Succeeded,
-                BackupStatus::Partial => OpState::Partial,
-                BackupStatus::Failed => OpState::Failed,
-            };
-            // A backup that is not complete says why (the audit log and a `backup.failed`
-            // webhook are read by people deciding what to fix).
-            let detail_of = |s: &BackupSummary| {
-                let mut detail = format!(
-                    "{} nodes, {} files, {} bytes, {} bytes new",
-                    s.nodes.len(),
-                    s.total(|n| n.files),
-                    s.total(|n| n.bytes),
-                    s.total(|n| n.new_bytes)
-                );
-                let components: Vec<String> = s
-                    .components
-                    .iter()
-                    .map(|c| format!("{} {}", c.name, c.status().as_str()))
-                    .collect();
-                if !components.is_empty() {
-                    detail.push_str(&format!("; components: {}", components.join(", ")));
-                }
-                for node in &s.nodes {
-                    if let Some(error) = &node.error {
-                        detail.push_str(&format!("; {}: {error}", node.name));
-                    }
-                }
-                for c in s.components.iter().filter(|c| c.nodes.is_empty()) {
-                    if let Some(error) = &c.error {
-                        detail.push_str(&format!("; {}: {error}", c.name));
-                    }
-                }
-                detail
-            };
-            finish_operation(&run, &name, &outcome, state_of, detail_of).await;
-            outcome
-        };
-        Ok(Pending {
-            op,
-            task: Box::pin(task),
+        Ok(BackupAttempt {
+            run,
+            lock,
+            components,
+            absent,
+            name,
         })
     }
 
@@ -1335,7 +1395,17 @@ impl Coordinator {
         let members: Vec<usize> = pairs.iter().map(|(_, i)| *i).collect();
         let id = format!("restore-{}", new_backup_name());
         let (run, lock) = self
-            .begin(id, "restore", &summary.name, members, HashSet::new(), who)
+            .begin(
+                id,
+                "restore",
+                &summary.name,
+                Parties {
+                    members,
+                    optional: HashSet::new(),
+                    continues: None,
+                },
+                who,
+            )
             .await?;
         let op = run.op.clone();
         let backup = summary.name.clone();
@@ -1397,7 +1467,15 @@ impl Coordinator {
                     .collect::<Vec<_>>()
                     .join("; ")
             };
-            finish_operation(&run, &backup, &outcome, RestoreOutcome::state, detail_of).await;
+            finish_operation(
+                &run,
+                &backup,
+                &outcome,
+                RestoreOutcome::state,
+                detail_of,
+                true,
+            )
+            .await;
             outcome
         };
         Ok(Pending {
@@ -1529,6 +1607,63 @@ impl RestoreOutcome {
     }
 }
 
+/// The state a backup's operation ends in.
+fn backup_state(s: &BackupSummary) -> OpState {
+    match s.status {
+        BackupStatus::Complete => OpState::Succeeded,
+        BackupStatus::Partial => OpState::Partial,
+        BackupStatus::Failed => OpState::Failed,
+    }
+}
+
+/// What the audit log and webhooks say of a backup: a backup that is not complete says
+/// why (they are read by people deciding what to fix).
+fn backup_detail(s: &BackupSummary) -> String {
+    let mut detail = format!(
+        "{} nodes, {} files, {} bytes, {} bytes new",
+        s.nodes.len(),
+        s.total(|n| n.files),
+        s.total(|n| n.bytes),
+        s.total(|n| n.new_bytes)
+    );
+    let components: Vec<String> = s
+        .components
+        .iter()
+        .map(|c| format!("{} {}", c.name, c.status().as_str()))
+        .collect();
+    if !components.is_empty() {
+        detail.push_str(&format!("; components: {}", components.join(", ")));
+    }
+    for node in &s.nodes {
+        if let Some(error) = &node.error {
+            detail.push_str(&format!("; {}: {error}", node.name));
+        }
+    }
+    for c in s.components.iter().filter(|c| c.nodes.is_empty()) {
+        if let Some(error) = &c.error {
+            detail.push_str(&format!("; {}: {error}", c.name));
+        }
+    }
+    detail
+}
+
+/// Who takes part in an operation: the members (indexes of nodes), those of optional
+/// components, and the operation a new attempt continues, if any.
+struct Parties {
+    members: Vec<usize>,
+    optional: HashSet<usize>,
+    continues: Option<Arc<Operation>>,
+}
+
+/// One attempt of a backup, ready to run.
+struct BackupAttempt {
+    run: Arc<Run>,
+    lock: RepoLock,
+    components: Arc<Vec<Component>>,
+    absent: BTreeMap<String, String>,
+    name: String,
+}
+
 /// Counts an operation's end, reports it (audit log, webhooks), then publishes it: a
 /// client that sees the operation done finds its audit entry written.
 async fn finish_operation<T: Serialize>(
@@ -1537,6 +1672,7 @@ async fn finish_operation<T: Serialize>(
     outcome: &CoordinatorResult<T>,
     state_of: impl Fn(&T) -> OpState,
     detail_of: impl Fn(&T) -> String,
+    last: bool,
 ) {
     let (state, detail) = match outcome {
         Ok(result) => (state_of(result), detail_of(result)),
@@ -1560,7 +1696,18 @@ async fn finish_operation<T: Serialize>(
         .unwrap()
         .finished(&kind, outcome_name, run.started.elapsed());
     run.coordinator.report(&action, outcome_name, &detail).await;
-    run.op.update(|s| match &outcome {
+    if last {
+        settle(&run.op, outcome, state_of);
+    }
+}
+
+/// Sets an operation's end state and result (or error) from its last attempt's outcome.
+fn settle<T: Serialize>(
+    op: &Operation,
+    outcome: &CoordinatorResult<T>,
+    state_of: impl Fn(&T) -> OpState,
+) {
+    op.update(|s| match &outcome {
         Ok(result) => {
             s.state = state_of(result);
             s.result = Some(serde_json::to_value(result).expect("results serialize"));
@@ -1987,11 +2134,18 @@ async fn after_stored(
         if stored.is_empty() {
             continue;
         }
-        if let Err(why) = component.plugin.after_stored(&run.id, &stored).await {
+        if let Err(failed) = component.plugin.after_stored(&run.id, &stored).await {
             let why = format!(
-                "{} plugin, after the data was stored: {why}",
-                component.plugin.name()
+                "{} plugin, after the data was stored: {}",
+                component.plugin.name(),
+                failed.why
             );
+            if failed.retries > 0 {
+                *run.retry.lock().unwrap() = Some((
+                    format!("component {}: {}", component.name, failed.why),
+                    failed.retries,
+                ));
+            }
             for (_, summary) in nodes
                 .iter_mut()
                 .filter(|(i, _)| component.nodes.contains(i))

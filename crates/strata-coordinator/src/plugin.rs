@@ -26,6 +26,26 @@ pub mod postgres;
 
 pub use postgres::Postgres;
 
+/// Why a component's data does not belong with the rest of a backup once stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotTogether {
+    pub why: String,
+    /// How many more times the whole backup may run for this: what was read changed
+    /// while the backup ran, so a new attempt may find it still (etcd's `on_change =
+    /// "retry"`). 0: the failure stands.
+    pub retries: u32,
+}
+
+impl NotTogether {
+    /// A failure that another attempt would not mend.
+    pub fn fails(why: impl Into<String>) -> NotTogether {
+        NotTogether {
+            why: why.into(),
+            retries: 0,
+        }
+    }
+}
+
 /// What an external component's snapshot came to: what the summary records
 /// (`snapshot_id`, `state`), or why it failed.
 pub type ExternalOutcome = Result<std::collections::BTreeMap<String, String>, String>;
@@ -71,8 +91,9 @@ pub trait Plugin: Send + Sync {
     /// Runs once every node's data and manifest is stored, before the backup's summary
     /// is written: a check that the data still belongs together (a revision read at the
     /// start, read again now). An error fails the backup's nodes of this plugin with
-    /// the reason, so the backup is recorded as failed.
-    async fn after_stored(&self, _backup: &str, _nodes: &[NodeSummary]) -> Result<(), String> {
+    /// the reason, so the backup is recorded as failed; with `retries`, the whole
+    /// backup runs again (see [`NotTogether`]).
+    async fn after_stored(&self, _backup: &str, _nodes: &[NodeSummary]) -> Result<(), NotTogether> {
         Ok(())
     }
 

@@ -497,13 +497,13 @@ impl Client {
             }
             match request.send().await {
                 Err(e) if e.is_connect() => {
-                    last = format!("{endpoint}: {}", tls_hint(chain(&e)));
+                    last = format!("{endpoint}: {}", tls_hint(endpoint, chain(&e)));
                 }
                 Err(e) => {
                     return Err(EtcdError::Transport {
                         endpoint: endpoint.clone(),
                         operation,
-                        message: tls_hint(chain(&e)),
+                        message: tls_hint(endpoint, chain(&e)),
                     })
                 }
                 Ok(response) => {
@@ -520,11 +520,22 @@ impl Client {
     }
 }
 
-/// Adds what to check when the error is about TLS.
-fn tls_hint(message: String) -> String {
+/// Adds what to check when the error is about TLS. Over TLS 1.3 a server that wants a
+/// client certificate it was not given may only close the connection once the request
+/// is sent (its alert lost on the way), so a closed connection to an `https://`
+/// endpoint gets the hint too.
+fn tls_hint(endpoint: &str, message: String) -> String {
     let lower = message.to_lowercase();
     if lower.contains("certificate") || lower.contains("tls") || lower.contains("handshake") {
         format!("{message} (TLS: check ca_file, cert_file and key_file)")
+    } else if endpoint.starts_with("https://")
+        && ["closed", "reset", "canceled"]
+            .iter()
+            .any(|word| lower.contains(word))
+    {
+        format!(
+            "{message} (TLS: a server that requires a client certificate closes connections without one: check ca_file, cert_file and key_file)"
+        )
     } else {
         message
     }

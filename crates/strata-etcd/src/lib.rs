@@ -33,7 +33,7 @@ pub use client::{Client, DEFAULT_PAGE_SIZE, MAX_REPLY_BYTES};
 pub use error::EtcdError;
 pub use fingerprint::Fingerprint;
 pub use restore::{Action, PlanEntry, Restore, RestorePlan, RestoreReport};
-pub use settings::{LeasedKeys, Settings};
+pub use settings::{LeasedKeys, OnChange, Settings};
 pub use snapshot::{Kv, Snapshot, FORMAT_VERSION};
 
 #[cfg(test)]

@@ -20,6 +20,19 @@ pub enum LeasedKeys {
     WithoutLease,
 }
 
+/// What a backup does when the checked keys changed while it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnChange {
+    /// `"fail"` (the default): the component, and so the backup, is recorded failed.
+    #[default]
+    Fail,
+    /// `"retry"`: that attempt is recorded failed and the whole backup runs again, up to
+    /// `change_retries` times: only a new snapshot of every component pairs the data
+    /// with one topology.
+    Retry,
+}
+
 /// How to reach an etcd cluster and what to back up from it.
 ///
 /// Read from the plugin's TOML; every field but `endpoints` is optional, defaults below.
@@ -69,6 +82,17 @@ pub struct Settings {
     /// `"without-lease"`.
     #[serde(default)]
     pub leased: LeasedKeys,
+    /// When the checked keys changed while a backup ran: `"fail"` (default) or
+    /// `"retry"` (see [`OnChange`]).
+    #[serde(default)]
+    pub on_change: OnChange,
+    /// With `on_change = "retry"`: how many more times the backup runs. Default 2.
+    #[serde(default = "default_change_retries")]
+    pub change_retries: u32,
+}
+
+fn default_change_retries() -> u32 {
+    2
 }
 
 fn default_endpoints() -> Vec<String> {
@@ -103,6 +127,8 @@ impl Default for Settings {
             key_file: None,
             timeout: default_timeout(),
             leased: LeasedKeys::default(),
+            on_change: OnChange::default(),
+            change_retries: default_change_retries(),
         }
     }
 }
@@ -127,6 +153,10 @@ mod tests {
         assert_eq!(s.endpoints, ["http://127.0.0.1:2379"]);
         assert_eq!(s.timeout, Duration::from_secs(10));
         assert_eq!(s.leased, LeasedKeys::Skip);
+        assert_eq!((s.on_change, s.change_retries), (OnChange::Fail, 2));
+        let s: Settings = toml::from_str("on_change = \"retry\"\nchange_retries = 5").unwrap();
+        assert_eq!((s.on_change, s.change_retries), (OnChange::Retry, 5));
+        assert!(toml::from_str::<Settings>("on_change = \"again\"").is_err());
         let s: Settings = toml::from_str(
             "endpoints = [\"https://e1:2379\"]\ntimeout = \"2s 500ms\"\nleased = \"without-lease\"\nprefixes = [\"/service/\"]",
         )

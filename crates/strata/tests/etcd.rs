@@ -241,6 +241,52 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
     // Put the member back as it was for the restore check below.
     put(&urls[0], MEMBER.as_bytes(), MEMBER_VALUE.as_bytes()).await;
 
+    // 2b. With `on_change = "retry"` the same change fails that attempt, recorded as
+    // such, and the backup runs again at once (the hold only stops the first attempt):
+    // complete, with a topology read after the change, paired with data read after it.
+    let plain = fs::read_to_string(&site.config).unwrap();
+    let retrying = plain.replacen(
+        &format!("exclude_from_check = [\"{LEADER}\"]\n"),
+        &format!(
+            "exclude_from_check = [\"{LEADER}\"]\non_change = \"retry\"\nchange_retries = 1\n"
+        ),
+        1,
+    );
+    assert_ne!(retrying, plain);
+    fs::write(&site.config, retrying).unwrap();
+    let hold = tmp.path().join("hold3");
+    let held = site.held_backup(&hold);
+    put(
+        &urls[1],
+        MEMBER.as_bytes(),
+        br#"{"conn_url":"postgres://10.8.8.8:5432/postgres"}"#,
+    )
+    .await;
+    fs::write(hold.join("release"), b"").unwrap();
+    let out = held.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let retried: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(retried["status"], "complete", "{retried:#}");
+    let list = site.json(&["list", "--json"]);
+    let attempts: Vec<&serde_json::Value> = list.as_array().unwrap().iter().rev().take(2).collect();
+    assert_eq!(attempts[0]["name"], retried["name"]);
+    assert_eq!(
+        attempts[1]["status"], "failed",
+        "the first attempt is recorded: {list:#}"
+    );
+    let first = site.json(&["show", attempts[1]["name"].as_str().unwrap(), "--json"]);
+    let why = component(&first, "topology")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(why.contains("changed while the backup ran"), "{why}");
+    fs::write(&site.config, plain).unwrap();
+    put(&urls[0], MEMBER.as_bytes(), MEMBER_VALUE.as_bytes()).await;
+
     // 3. Restore onto new hosts: an empty one-member etcd and a data node of another
     // name, renaming the old host's name and address.
     let target = Cluster::start(1).await;

@@ -2,10 +2,11 @@
 //! `[components.etcd]`): one member's agent reads the keyspace, and once every
 //! component's data is stored the coordinator reads the fingerprint of the checked keys
 //! again. A change in between fails the component: a database backed up beside a
-//! topology it never had is worse than a failed backup. It restores before the data
+//! topology it never had is worse than a failed backup. With `on_change = "retry"` the
+//! whole backup then runs again, up to `change_retries` times. It restores before the data
 //! components (rank 10), through one member, with rename rules.
 
-use super::Plugin;
+use super::{NotTogether, Plugin};
 use crate::config::{Config, NodeConfig};
 use crate::node::NodeApi;
 use crate::CoordinatorResult;
@@ -79,7 +80,7 @@ impl Plugin for Etcd {
         Ok(None)
     }
 
-    async fn after_stored(&self, _backup: &str, nodes: &[NodeSummary]) -> Result<(), String> {
+    async fn after_stored(&self, _backup: &str, nodes: &[NodeSummary]) -> Result<(), NotTogether> {
         let Some(node) = nodes
             .iter()
             .find(|n| n.plugin.contains_key("etcd.fingerprint"))
@@ -92,20 +93,30 @@ impl Plugin for Etcd {
             .get("etcd.revision")
             .cloned()
             .unwrap_or_default();
+        let unread = |e: strata_etcd::EtcdError| {
+            NotTogether::fails(format!(
+                "cannot read the keys again: {}",
+                crate::error_chain(&e)
+            ))
+        };
         let client = strata_etcd::Client::connect(&self.settings)
             .await
-            .map_err(|e| format!("cannot read the keys again: {}", crate::error_chain(&e)))?;
-        let now = client
-            .fingerprint()
-            .await
-            .map_err(|e| format!("cannot read the keys again: {}", crate::error_chain(&e)))?;
+            .map_err(unread)?;
+        let now = client.fingerprint().await.map_err(unread)?;
         if &now.hex() != at_start {
-            return Err(format!(
-                "the checked keys changed while the backup ran (fingerprint {} at revision {revision}, {} at revision {} now): back up again, or list keys that change all the time in exclude_from_check",
-                &at_start[..at_start.len().min(12)],
-                &now.hex()[..12],
-                now.revision
-            ));
+            let retries = match self.settings.on_change {
+                strata_etcd::OnChange::Fail => 0,
+                strata_etcd::OnChange::Retry => self.settings.change_retries,
+            };
+            return Err(NotTogether {
+                why: format!(
+                    "the checked keys changed while the backup ran (fingerprint {} at revision {revision}, {} at revision {} now): back up again, or list keys that change all the time in exclude_from_check",
+                    &at_start[..at_start.len().min(12)],
+                    &now.hex()[..12],
+                    now.revision
+                ),
+                retries,
+            });
         }
         Ok(())
     }

@@ -18,6 +18,8 @@ use strata_repo::Repository;
 /// its data changed once every node's data is stored.
 struct Topology {
     changed_after_stored: bool,
+    /// How many more attempts a change asks for.
+    retries: u32,
 }
 
 #[async_trait::async_trait]
@@ -40,10 +42,17 @@ impl Plugin for Topology {
     fn took(&self, node: &NodeSummary) -> bool {
         node.name == "db1"
     }
-    async fn after_stored(&self, _backup: &str, nodes: &[NodeSummary]) -> Result<(), String> {
+    async fn after_stored(
+        &self,
+        _backup: &str,
+        nodes: &[NodeSummary],
+    ) -> Result<(), super::NotTogether> {
         assert!(nodes.iter().all(|n| n.has_manifest), "runs after the data");
         match self.changed_after_stored {
-            true => Err("revision 7 at the start, 8 now".into()),
+            true => Err(super::NotTogether {
+                why: "revision 7 at the start, 8 now".into(),
+                retries: self.retries,
+            }),
             false => Ok(()),
         }
     }
@@ -116,8 +125,47 @@ async fn two_nodes(dir: &Path, changed_after_stored: bool) -> (Arc<Coordinator>,
     );
     coordinator.set_plugin(Arc::new(Topology {
         changed_after_stored,
+        retries: 0,
     }));
     (coordinator, roots)
+}
+
+/// A change that asks for retries runs the whole backup again, as many times and no
+/// more: every attempt recorded, the operation's outcome the last one's.
+#[tokio::test]
+async fn a_change_that_asks_for_retries_backs_up_again_as_many_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let (coordinator, _) = two_nodes(dir.path(), true).await;
+    coordinator.set_plugin(Arc::new(Topology {
+        changed_after_stored: true,
+        retries: 2,
+    }));
+    let pending = coordinator.backup("test").await.unwrap();
+    let op = pending.operation().clone();
+    let last = pending.run().await.unwrap();
+    let saved = coordinator.repo().list_backups().await.unwrap();
+    assert_eq!(saved.len(), 3, "one attempt and two more");
+    assert!(
+        saved.iter().any(|s| s.name == last.name),
+        "the outcome is an attempt"
+    );
+    for summary in &saved {
+        assert_eq!(summary.status, BackupStatus::Failed, "{}", summary.name);
+    }
+    let status = op.status();
+    assert_eq!(status.state, crate::operation::OpState::Failed);
+    let again: Vec<&String> = status
+        .log
+        .iter()
+        .filter(|l| l.contains("backing up again"))
+        .collect();
+    assert_eq!(again.len(), 2, "{:?}", status.log);
+    assert!(again[1].contains("attempt 3"), "{again:?}");
+    // The two failed attempts before the last are the ones the log names.
+    for summary in saved.iter().filter(|s| s.name != last.name) {
+        assert!(again.iter().any(|l| l.contains(&summary.name)), "{again:?}");
+    }
+    assert!(coordinator.registry().running().is_empty());
 }
 
 #[tokio::test]
@@ -254,6 +302,7 @@ async fn a_plugin_of_a_lower_rank_is_back_before_the_next_starts() {
     );
     fresh.set_plugin(Arc::new(Topology {
         changed_after_stored: false,
+        retries: 0,
     }));
     let outcome = fresh
         .restore(&summary, RestorePlan::default(), "test")
