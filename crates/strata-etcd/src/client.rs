@@ -1,7 +1,7 @@
 //! The connection to an etcd cluster: endpoints, TLS, authentication, paginated reads.
 
 use crate::fingerprint::{Builder, Fingerprint};
-use crate::wire::{self, AuthReply, ErrorReply, HeaderOnly, RangeReply, RawKv, StatusReply};
+use crate::wire::{self, AuthReply, ErrorReply, RangeReply, RawKv, StatusReply, TxnReply};
 use crate::{EtcdError, Kv, Settings, Snapshot};
 use serde::de::DeserializeOwned;
 use std::fmt;
@@ -418,11 +418,35 @@ impl Client {
         Ok(total)
     }
 
-    /// Puts one key without lease; returns the revision it made.
-    pub(crate) async fn put(&self, key: &[u8], value: &[u8]) -> Result<i64, EtcdError> {
-        let body = serde_json::json!({ "key": wire::b64(key), "value": wire::b64(value) });
-        let (_, reply): (String, HeaderOnly) = self.call("put", "/v3/kv/put", &body).await?;
-        Ok(reply.header.unwrap_or_default().revision)
+    /// Puts `writes` (key, value, and the value it must hold now: `None` for a key that
+    /// must not exist) in one transaction, without lease: all of them, or none when any
+    /// key is no longer as expected. Returns the revision made, `None` when refused.
+    pub(crate) async fn put_if(
+        &self,
+        writes: &[(&[u8], &[u8], Option<&[u8]>)],
+    ) -> Result<Option<i64>, EtcdError> {
+        let compare: Vec<serde_json::Value> = writes
+            .iter()
+            .map(|(key, _, current)| match current {
+                None => serde_json::json!({
+                    "key": wire::b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"
+                }),
+                Some(value) => serde_json::json!({
+                    "key": wire::b64(key), "result": "EQUAL", "target": "VALUE", "value": wire::b64(value)
+                }),
+            })
+            .collect();
+        let success: Vec<serde_json::Value> = writes
+            .iter()
+            .map(|(key, value, _)| {
+                serde_json::json!({ "request_put": { "key": wire::b64(key), "value": wire::b64(value) } })
+            })
+            .collect();
+        let body = serde_json::json!({ "compare": compare, "success": success });
+        let (_, reply): (String, TxnReply) = self.call("txn", "/v3/kv/txn", &body).await?;
+        Ok(reply
+            .succeeded
+            .then(|| reply.header.unwrap_or_default().revision))
     }
 
     /// Gets a token for the credentials, if any. Simple tokens expire after a while of

@@ -111,6 +111,9 @@ pub struct RestoreReport {
     pub same: u64,
     /// Leased keys left out.
     pub skipped_leased: u64,
+    /// Transactions the writes took: one (all or nothing) unless there were more than
+    /// [`TXN_OPS`] keys or [`TXN_BYTES`] to write.
+    pub transactions: u64,
     /// etcd's revision after the last write (0 when nothing was written).
     pub revision: i64,
 }
@@ -121,12 +124,20 @@ impl RestorePlan {
         self.entries.iter().filter(|e| e.action == action).count()
     }
 
+    /// Keys under the target prefixes that a restore would write over or that the
+    /// snapshot does not hold: all but those already holding their value (a restore run
+    /// again after one that stopped part-way finds its own keys there, and goes on).
+    pub fn conflicting_keys(&self) -> u64 {
+        self.existing_keys
+            .saturating_sub(self.count(Action::Same) as u64)
+    }
+
     /// Why [`Client::apply`] will refuse this plan, if it will.
     pub fn refusal(&self) -> Option<String> {
-        if self.existing_keys > 0 && !self.overwrite {
+        let conflicting = self.conflicting_keys();
+        if conflicting > 0 && !self.overwrite {
             Some(format!(
-                "{} keys already exist under {} (restore with overwrite to write over them)",
-                self.existing_keys,
+                "{conflicting} keys under {} hold other values or are not in the backup (empty the prefix, restore elsewhere with move_prefix, or restore with overwrite to write over them)",
                 show_prefixes(&self.target_prefixes)
             ))
         } else {
@@ -382,10 +393,14 @@ impl Client {
         })
     }
 
-    /// Carries out a plan with one put per key to create or change. Refuses when the
-    /// target prefixes held keys at planning time, or hold some now (counted again just
-    /// before writing), unless the plan allows overwriting. Keys are written without
-    /// lease, and only under the plan's target prefixes.
+    /// Carries out a plan in transactions, each all or nothing: every key must still be
+    /// as the plan found it (absent, or holding the value it was compared with), else
+    /// that transaction writes nothing and the restore stops with why. Up to [`TXN_OPS`]
+    /// keys and [`TXN_BYTES`] go in one transaction, so a topology-sized restore is one:
+    /// atomic. Refuses when the target prefixes held conflicting keys at planning time,
+    /// or hold more now than the plan's own (counted again just before writing), unless
+    /// the plan allows overwriting. Keys are written without lease, and only under the
+    /// plan's target prefixes.
     pub async fn apply(&self, plan: &RestorePlan) -> Result<RestoreReport, EtcdError> {
         if let Some(reason) = plan.refusal() {
             return Err(EtcdError::Refused(reason));
@@ -401,9 +416,11 @@ impl Client {
         }
         if !plan.overwrite {
             let now = self.count(&plan.target_prefixes).await?;
-            if now > 0 {
+            let own = plan.count(Action::Same) as u64;
+            if now > own {
                 return Err(EtcdError::Refused(format!(
-                    "{now} keys appeared under {} since the plan was made",
+                    "{} keys appeared under {} since the plan was made",
+                    now - own,
                     show_prefixes(&plan.target_prefixes)
                 )));
             }
@@ -411,20 +428,72 @@ impl Client {
         let mut report = RestoreReport::default();
         for e in &plan.entries {
             match e.action {
-                Action::Put | Action::Change => {
-                    report.revision = self.put(&e.key, &e.value).await?;
-                    if e.action == Action::Put {
-                        report.put += 1;
-                    } else {
-                        report.changed += 1;
-                    }
-                }
                 Action::Same => report.same += 1,
                 Action::SkipLeased => report.skipped_leased += 1,
+                Action::Put | Action::Change => {}
+            }
+        }
+        let writes: Vec<&PlanEntry> = plan
+            .entries
+            .iter()
+            .filter(|e| matches!(e.action, Action::Put | Action::Change))
+            .collect();
+        for batch in transactions(&writes) {
+            let ops: Vec<(&[u8], &[u8], Option<&[u8]>)> = batch
+                .iter()
+                .map(|e| {
+                    let current = match e.action {
+                        Action::Change => e.current.as_deref(),
+                        _ => None,
+                    };
+                    (e.key.as_slice(), e.value.as_slice(), current)
+                })
+                .collect();
+            let Some(revision) = self.put_if(&ops).await? else {
+                return Err(EtcdError::Refused(format!(
+                    "a key of {} was written by someone else since the plan was made: that transaction wrote nothing; {} keys were written before it (run the restore again: keys already holding their value count as the same)",
+                    show_prefixes(&plan.target_prefixes),
+                    report.put + report.changed
+                )));
+            };
+            report.revision = revision;
+            report.transactions += 1;
+            for e in batch {
+                if e.action == Action::Put {
+                    report.put += 1;
+                } else {
+                    report.changed += 1;
+                }
             }
         }
         Ok(report)
     }
+}
+
+/// Most keys written in one transaction: etcd's `--max-txn-ops` default.
+pub const TXN_OPS: usize = 128;
+
+/// Most bytes of keys and values in one transaction, well under etcd's
+/// `--max-request-bytes` default (1.5 MiB) once base64 and JSON are added.
+pub const TXN_BYTES: usize = 512 * 1024;
+
+/// `writes` cut into transactions of at most [`TXN_OPS`] keys and [`TXN_BYTES`] (a
+/// single larger key goes alone).
+fn transactions<'a>(writes: &'a [&'a PlanEntry]) -> Vec<&'a [&'a PlanEntry]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, e) in writes.iter().enumerate() {
+        let size = e.key.len() + e.value.len() + e.current.as_ref().map_or(0, Vec::len);
+        if i > start && (i - start == TXN_OPS || bytes + size > TXN_BYTES) {
+            out.push(&writes[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < writes.len() {
+        out.push(&writes[start..]);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -542,6 +611,33 @@ mod tests {
             ..Restore::default()
         };
         assert!(map_snapshot(&empty, &rules).is_err());
+    }
+
+    #[test]
+    fn writes_are_cut_into_transactions_by_count_and_bytes() {
+        let entry = |size: usize| PlanEntry {
+            source_key: b"k".to_vec(),
+            key: b"k".to_vec(),
+            value: vec![b'v'; size],
+            current: None,
+            action: Action::Put,
+        };
+        let small: Vec<PlanEntry> = (0..300).map(|_| entry(10)).collect();
+        let refs: Vec<&PlanEntry> = small.iter().collect();
+        let sizes: Vec<usize> = transactions(&refs).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [128, 128, 44]);
+        let big: Vec<PlanEntry> = (0..5).map(|_| entry(200 * 1024)).collect();
+        let refs: Vec<&PlanEntry> = big.iter().collect();
+        let sizes: Vec<usize> = transactions(&refs).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, [2, 2, 1]);
+        let huge = [entry(TXN_BYTES * 2)];
+        let refs: Vec<&PlanEntry> = huge.iter().collect();
+        assert_eq!(
+            transactions(&refs).len(),
+            1,
+            "a key larger than the bound goes alone"
+        );
+        assert!(transactions(&[]).is_empty());
     }
 
     #[test]

@@ -80,10 +80,14 @@ pub(crate) struct RangeReply {
     pub count: i64,
 }
 
+/// The reply to `/v3/kv/txn`: whether every compare held (the gateway leaves out a false
+/// `succeeded`).
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct HeaderOnly {
+pub(crate) struct TxnReply {
     #[serde(default)]
     pub header: Option<Header>,
+    #[serde(default)]
+    pub succeeded: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
