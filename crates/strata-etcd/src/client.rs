@@ -421,10 +421,7 @@ impl Client {
     /// Puts `writes` (key, value, and the value it must hold now: `None` for a key that
     /// must not exist) in one transaction, without lease: all of them, or none when any
     /// key is no longer as expected. Returns the revision made, `None` when refused.
-    pub(crate) async fn put_if(
-        &self,
-        writes: &[(&[u8], &[u8], Option<&[u8]>)],
-    ) -> Result<Option<i64>, EtcdError> {
+    pub(crate) async fn put_if(&self, writes: &[Write<'_>]) -> Result<Option<i64>, EtcdError> {
         let compare: Vec<serde_json::Value> = writes
             .iter()
             .map(|(key, _, current)| match current {
@@ -543,6 +540,10 @@ impl Client {
         })
     }
 }
+
+/// One write of a transaction: key, value, and the value the key must hold now (`None`:
+/// it must not exist).
+pub(crate) type Write<'a> = (&'a [u8], &'a [u8], Option<&'a [u8]>);
 
 /// Adds what to check when the error is about TLS. Over TLS 1.3 a server that wants a
 /// client certificate it was not given may only close the connection once the request

@@ -439,7 +439,7 @@ impl Client {
             .filter(|e| matches!(e.action, Action::Put | Action::Change))
             .collect();
         for batch in transactions(&writes) {
-            let ops: Vec<(&[u8], &[u8], Option<&[u8]>)> = batch
+            let ops: Vec<crate::client::Write> = batch
                 .iter()
                 .map(|e| {
                     let current = match e.action {
