@@ -108,6 +108,10 @@ pub struct Agent {
     repos: Arc<dyn RepoProvider>,
     lease: Mutex<Option<Lease>>,
     operations: Mutex<HashMap<String, Arc<Operation>>>,
+    /// One lock per hook (by index): its steps never overlap (see [`hooks`]).
+    hook_locks: Mutex<HashMap<usize, Arc<tokio::sync::Mutex<()>>>>,
+    /// Pause records whose failed resume was reported already (retried quietly).
+    reported_pauses: Mutex<HashSet<String>>,
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -157,13 +161,15 @@ impl Agent {
             repos,
             lease: Mutex::new(None),
             operations: Mutex::new(HashMap::new()),
+            hook_locks: Mutex::new(HashMap::new()),
+            reported_pauses: Mutex::new(HashSet::new()),
         });
         tokio::spawn(watchdog(Arc::downgrade(&agent)));
-        // What this node's hooks left paused when the agent before this one was killed.
-        tokio::spawn({
-            let agent = agent.clone();
-            async move { agent.resume_orphans().await }
-        });
+        // What this node's hooks left paused when the agent before this one was killed,
+        // or when a resume failed: resumed now and looked for every few seconds.
+        if !agent.config.hooks.is_empty() {
+            tokio::spawn(stale_pauses(Arc::downgrade(&agent)));
+        }
         agent
     }
 
@@ -274,6 +280,15 @@ impl Agent {
         );
         self.drop_operation(&expired);
         self.resume_left_by(&expired);
+    }
+
+    /// The operation holding a live lease, if any.
+    fn lease_holder(&self) -> Option<String> {
+        let lease = self.lease.lock().unwrap();
+        lease
+            .as_ref()
+            .filter(|l| l.expires > Instant::now())
+            .map(|l| l.operation.clone())
     }
 
     fn check_lease(&self, operation: &str) -> ApiResult<()> {
@@ -730,6 +745,16 @@ fn restore_target(manifest: &NodeManifest, roots: &[String]) -> ApiResult<PathBu
         return Ok(root.to_path_buf());
     }
     Ok(PathBuf::from("/"))
+}
+
+async fn stale_pauses(agent: Weak<Agent>) {
+    loop {
+        match agent.upgrade() {
+            Some(agent) => agent.resume_stale().await,
+            None => return,
+        }
+        tokio::time::sleep(hooks::STALE_EVERY).await;
+    }
 }
 
 async fn watchdog(agent: Weak<Agent>) {

@@ -1530,7 +1530,7 @@ impl Coordinator {
         if let Some(dir) = &self.hooks().state_dir {
             for record in crate::hooks::paused(dir) {
                 match record {
-                    Ok(record) => paused.push(record),
+                    Ok(record) => paused.push(crate::hooks::shown_record(&record)),
                     Err(why) => pause_problems.push(why),
                 }
             }
@@ -1547,7 +1547,8 @@ impl Coordinator {
                 }
             }
             for problem in &meta.pause_problems {
-                if !pause_problems.contains(problem) {
+                // A state directory shared with this process lists it once.
+                if !pause_problems.iter().any(|p| p.ends_with(problem.as_str())) {
                     pause_problems.push(format!("node {}: {problem}", node.name));
                 }
             }

@@ -191,17 +191,14 @@ impl OpHooks {
         hook: &HookConfig,
         step: HookStep,
         env: &HookEnv,
-    ) -> Result<String, String> {
+    ) -> Result<String, strata_agent::api::ApiError> {
         let request = HookRequest {
             operation: self.base.id.clone(),
             hook: hook.label(),
             step,
             env: env.clone(),
         };
-        node.hook(request)
-            .await
-            .map(|reply| reply.output)
-            .map_err(|e| e.message)
+        node.hook(request).await.map(|reply| reply.output)
     }
 
     /// The hooks of this operation that apply to `scope`, with the environment each gets.
@@ -286,7 +283,10 @@ impl OpHooks {
                 env.status = status;
             }
             let result = match self.agent_of(&hook) {
-                Some(node) => self.on_node(&node, &hook, HookStep::Run, &env).await,
+                Some(node) => self
+                    .on_node(&node, &hook, HookStep::Run, &env)
+                    .await
+                    .map_err(|e| e.message),
                 None => {
                     hook.run
                         .as_ref()
@@ -321,6 +321,18 @@ impl OpHooks {
                     env: env.clone(),
                 });
                 let result = self.on_node(&node, &hook, HookStep::Pause, &env).await;
+                if let Err(e) = &result {
+                    // Refused before anything was recorded or issued (no such hook there,
+                    // a bad request, the lease lost): nothing is paused to resume.
+                    use strata_agent::api::ErrorCode;
+                    if matches!(
+                        e.code,
+                        ErrorCode::NotFound | ErrorCode::BadRequest | ErrorCode::LeaseLost
+                    ) {
+                        self.paused.pop();
+                    }
+                }
+                let result = result.map_err(|e| e.message);
                 self.log(&hook, &env, &result);
                 if let Err(why) = result {
                     return Err(format!("hook {} (pause): {why}", hook.label()));
@@ -391,6 +403,7 @@ impl OpHooks {
                     let result = self
                         .on_node(&node, &hook, HookStep::Resume, &env)
                         .await
+                        .map_err(|e| e.message)
                         .map_err(|why| {
                             format!(
                                 "resume on node {} failed: {why} (its agent resumes it itself when this operation's lease ends)",

@@ -418,25 +418,27 @@ impl Client {
         Ok(total)
     }
 
-    /// Puts `writes` (key, value, and the value it must hold now: `None` for a key that
-    /// must not exist) in one transaction, without lease: all of them, or none when any
-    /// key is no longer as expected. Returns the revision made, `None` when refused.
-    pub(crate) async fn put_if(&self, writes: &[Write<'_>]) -> Result<Option<i64>, EtcdError> {
-        let compare: Vec<serde_json::Value> = writes
+    /// One transaction: every key in `guarded` must still be at the `mod_revision` it
+    /// was seen at (0: absent), and then the ones with a value are put, without lease.
+    /// All or nothing: returns the revision made, `None` when a key had moved on.
+    pub(crate) async fn put_if(&self, guarded: &[Guarded<'_>]) -> Result<Option<i64>, EtcdError> {
+        let compare: Vec<serde_json::Value> = guarded
             .iter()
-            .map(|(key, _, current)| match current {
-                None => serde_json::json!({
-                    "key": wire::b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"
+            .map(|g| match g.mod_revision {
+                0 => serde_json::json!({
+                    "key": wire::b64(g.key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"
                 }),
-                Some(value) => serde_json::json!({
-                    "key": wire::b64(key), "result": "EQUAL", "target": "VALUE", "value": wire::b64(value)
+                revision => serde_json::json!({
+                    "key": wire::b64(g.key), "result": "EQUAL", "target": "MOD", "mod_revision": revision.to_string()
                 }),
             })
             .collect();
-        let success: Vec<serde_json::Value> = writes
+        let success: Vec<serde_json::Value> = guarded
             .iter()
-            .map(|(key, value, _)| {
-                serde_json::json!({ "request_put": { "key": wire::b64(key), "value": wire::b64(value) } })
+            .filter_map(|g| {
+                g.put.map(|value| {
+                    serde_json::json!({ "request_put": { "key": wire::b64(g.key), "value": wire::b64(value) } })
+                })
             })
             .collect();
         let body = serde_json::json!({ "compare": compare, "success": success });
@@ -541,9 +543,13 @@ impl Client {
     }
 }
 
-/// One write of a transaction: key, value, and the value the key must hold now (`None`:
-/// it must not exist).
-pub(crate) type Write<'a> = (&'a [u8], &'a [u8], Option<&'a [u8]>);
+/// One key of a transaction: compared with the `mod_revision` it was seen at (0: it must
+/// not exist), and put when it has a value.
+pub(crate) struct Guarded<'a> {
+    pub key: &'a [u8],
+    pub mod_revision: i64,
+    pub put: Option<&'a [u8]>,
+}
 
 /// Adds what to check when the error is about TLS. Over TLS 1.3 a server that wants a
 /// client certificate it was not given may only close the connection once the request

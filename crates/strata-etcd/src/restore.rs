@@ -80,6 +80,9 @@ pub struct PlanEntry {
     pub value: Vec<u8>,
     /// The value in etcd when the plan was made, if the key existed.
     pub current: Option<Vec<u8>>,
+    /// The key's `mod_revision` when the plan was made (0: it did not exist): the write
+    /// happens only if it is still that.
+    pub current_revision: i64,
     /// What will be done.
     pub action: Action,
 }
@@ -351,13 +354,13 @@ impl Client {
     ) -> Result<RestorePlan, EtcdError> {
         let (targets, mapped) = map_snapshot(snapshot, rules)?;
         let wanted: HashMap<&[u8], ()> = mapped.iter().map(|m| (m.key.as_slice(), ())).collect();
-        let mut current: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+        let mut current: HashMap<Vec<u8>, (Vec<u8>, i64)> = HashMap::new();
         let mut existing = 0u64;
         let (revision, _) = self
             .scan(&targets, |kv| {
                 existing += 1;
                 if wanted.contains_key(kv.key.as_slice()) {
-                    current.insert(kv.key, kv.value);
+                    current.insert(kv.key, (kv.value, kv.mod_revision));
                 }
                 Ok(())
             })
@@ -365,7 +368,10 @@ impl Client {
         let entries = mapped
             .into_iter()
             .map(|m| {
-                let now = current.remove(&m.key);
+                let (now, revision) = match current.remove(&m.key) {
+                    Some((value, revision)) => (Some(value), revision),
+                    None => (None, 0),
+                };
                 let action = if m.leased && rules.leased == LeasedKeys::Skip {
                     Action::SkipLeased
                 } else {
@@ -380,6 +386,7 @@ impl Client {
                     key: m.key,
                     value: m.value,
                     current: now,
+                    current_revision: revision,
                     action,
                 }
             })
@@ -393,9 +400,10 @@ impl Client {
         })
     }
 
-    /// Carries out a plan in transactions, each all or nothing: every key must still be
-    /// as the plan found it (absent, or holding the value it was compared with), else
-    /// that transaction writes nothing and the restore stops with why. Up to [`TXN_OPS`]
+    /// Carries out a plan in transactions, each all or nothing: every key of the plan
+    /// (written or already holding its value) must still be as the plan found it (absent,
+    /// or at the `mod_revision` it was read at), else that transaction writes nothing and
+    /// the restore stops with why. Up to [`TXN_OPS`]
     /// keys and [`TXN_BYTES`] go in one transaction, so a topology-sized restore is one:
     /// atomic. Refuses when the target prefixes held conflicting keys at planning time,
     /// or hold more now than the plan's own (counted again just before writing), unless
@@ -433,37 +441,37 @@ impl Client {
                 Action::Put | Action::Change => {}
             }
         }
-        let writes: Vec<&PlanEntry> = plan
+        // Keys already holding their value are compared too: a restore never reports
+        // success over a key someone changed since the plan.
+        let keys: Vec<&PlanEntry> = plan
             .entries
             .iter()
-            .filter(|e| matches!(e.action, Action::Put | Action::Change))
+            .filter(|e| matches!(e.action, Action::Put | Action::Change | Action::Same))
             .collect();
-        for batch in transactions(&writes) {
-            let ops: Vec<crate::client::Write> = batch
+        for batch in transactions(&keys) {
+            let guarded: Vec<crate::client::Guarded> = batch
                 .iter()
-                .map(|e| {
-                    let current = match e.action {
-                        Action::Change => e.current.as_deref(),
-                        _ => None,
-                    };
-                    (e.key.as_slice(), e.value.as_slice(), current)
+                .map(|e| crate::client::Guarded {
+                    key: &e.key,
+                    mod_revision: e.current_revision,
+                    put: (e.action != Action::Same).then_some(e.value.as_slice()),
                 })
                 .collect();
-            let Some(revision) = self.put_if(&ops).await? else {
+            let Some(revision) = self.put_if(&guarded).await? else {
                 return Err(EtcdError::Refused(format!(
                     "a key of {} was written by someone else since the plan was made: that transaction wrote nothing; {} keys were written before it (run the restore again: keys already holding their value count as the same)",
                     show_prefixes(&plan.target_prefixes),
                     report.put + report.changed
                 )));
             };
-            report.revision = revision;
             report.transactions += 1;
             for e in batch {
-                if e.action == Action::Put {
-                    report.put += 1;
-                } else {
-                    report.changed += 1;
+                match e.action {
+                    Action::Put => report.put += 1,
+                    Action::Change => report.changed += 1,
+                    _ => continue,
                 }
+                report.revision = revision;
             }
         }
         Ok(report)
@@ -477,21 +485,25 @@ pub const TXN_OPS: usize = 128;
 /// `--max-request-bytes` default (1.5 MiB) once base64 and JSON are added.
 pub const TXN_BYTES: usize = 512 * 1024;
 
-/// `writes` cut into transactions of at most [`TXN_OPS`] keys and [`TXN_BYTES`] (a
-/// single larger key goes alone).
-fn transactions<'a>(writes: &'a [&'a PlanEntry]) -> Vec<&'a [&'a PlanEntry]> {
+/// `keys` cut into transactions of at most [`TXN_OPS`] keys and [`TXN_BYTES`] of keys
+/// and values written (a single larger key goes alone).
+fn transactions<'a>(keys: &'a [&'a PlanEntry]) -> Vec<&'a [&'a PlanEntry]> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
-    for (i, e) in writes.iter().enumerate() {
-        let size = e.key.len() + e.value.len() + e.current.as_ref().map_or(0, Vec::len);
+    for (i, e) in keys.iter().enumerate() {
+        let size = e.key.len()
+            + match e.action {
+                Action::Same => 0,
+                _ => e.value.len(),
+            };
         if i > start && (i - start == TXN_OPS || bytes + size > TXN_BYTES) {
-            out.push(&writes[start..i]);
+            out.push(&keys[start..i]);
             (start, bytes) = (i, 0);
         }
         bytes += size;
     }
-    if start < writes.len() {
-        out.push(&writes[start..]);
+    if start < keys.len() {
+        out.push(&keys[start..]);
     }
     out
 }
@@ -620,6 +632,7 @@ mod tests {
             key: b"k".to_vec(),
             value: vec![b'v'; size],
             current: None,
+            current_revision: 0,
             action: Action::Put,
         };
         let small: Vec<PlanEntry> = (0..300).map(|_| entry(10)).collect();

@@ -384,7 +384,7 @@ async fn restores_are_transactions_resumable_and_guarded() {
     let report = client.apply(&plan).await.unwrap();
     assert_eq!(
         (report.same, report.put, report.transactions),
-        (100, 200, 2)
+        (100, 200, 3)
     );
     let restored = range(&url, b"/b/", 0).await;
     assert_eq!(restored.len(), 300);
@@ -412,6 +412,16 @@ async fn restores_are_transactions_resumable_and_guarded() {
     }
     assert_eq!(range(&url, b"/a/k001", 0).await[0].1, b"raced");
     assert_eq!(range(&url, b"/a/k002", 0).await[0].1, b"edited");
+
+    // A key that held its value at planning time is compared too: changed before the
+    // write, the restore does not report success over it.
+    let plan = client.plan_restore(&snapshot, &into("/b/")).await.unwrap();
+    assert_eq!(plan.count(Action::Same), 300);
+    put(&url, b"/b/k007", b"changed meanwhile").await;
+    assert!(matches!(
+        client.apply(&plan).await,
+        Err(EtcdError::Refused(_))
+    ));
 }
 
 /// User/password authentication: refused without credentials or with a wrong password,

@@ -444,6 +444,41 @@ pub struct PauseRecord {
     pub resume_error: Option<String>,
 }
 
+/// Whether `id` may name a record (and an operation whose hooks write records): 1 to
+/// 200 of `A-Z a-z 0-9 . _ -`, not starting with a dot, so a record's file stays in its
+/// directory whatever an agent is sent.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 200
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// A hook's label as status and metadata show it: any URL in it cut to its host
+/// ([`mask_url`]), since a webhook's path may be its secret.
+pub fn mask_label(label: &str) -> String {
+    label
+        .split(' ')
+        .map(|word| match word.contains("://") {
+            true => mask_url(word),
+            false => word.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A record as status and metadata show it: the resume's URL and the hook's label cut to
+/// their hosts.
+pub fn shown_record(record: &PauseRecord) -> PauseRecord {
+    PauseRecord {
+        hook: mask_label(&record.hook),
+        resume: record.resume.masked(),
+        ..record.clone()
+    }
+}
+
 /// The directory of pause records under a state directory.
 pub fn pauses_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("pauses")
@@ -479,6 +514,12 @@ impl PauseRecord {
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         use std::io::Write;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if !valid_id(&self.id) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{:?} is not a pause record id", self.id),
+            ));
+        }
         let dir = pauses_dir(state_dir);
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -501,18 +542,28 @@ impl PauseRecord {
     /// Claims the record for resuming: an exclusive lock on its file, so that two
     /// resumers (two processes sharing a state directory, or a coordinator's request and
     /// an agent's own lease-end resume) never run one resume at once. `None` when another
-    /// holds it, or the record is gone (resumed meanwhile). Held until the file is dropped.
-    fn claim(&self, state_dir: &Path) -> Option<std::fs::File> {
+    /// holds it, or the record is gone (resumed meanwhile). Held until the file is
+    /// dropped; with it, the record as the file holds it now (what was read before the
+    /// claim may be stale), still checked as trusted.
+    fn claim(&self, state_dir: &Path) -> Option<(std::fs::File, PauseRecord)> {
+        use std::io::Read;
         use std::os::unix::fs::MetadataExt;
         let path = self.path(state_dir);
-        let file = std::fs::File::open(&path).ok()?;
+        let mut file = std::fs::File::open(&path).ok()?;
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).ok()?;
         // Still the file at that path: not one a resumer before us removed or replaced.
         let (held, now) = (
             file.metadata().ok()?,
             std::fs::symlink_metadata(&path).ok()?,
         );
-        (held.ino() == now.ino() && held.dev() == now.dev()).then_some(file)
+        if held.ino() != now.ino() || held.dev() != now.dev() {
+            return None;
+        }
+        trusted(&path, "pause record").ok()?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).ok()?;
+        let current: PauseRecord = serde_json::from_slice(&bytes).ok()?;
+        (current.id == self.id).then_some((file, current))
     }
 
     /// Removes the record once resumed.
@@ -595,8 +646,8 @@ pub struct Resumed {
 
 /// Runs a pause's resume, retried with backoff up to its attempts; removes the record on
 /// success, keeps it with the error otherwise.
-pub async fn resume(state_dir: &Path, mut record: PauseRecord) -> Resumed {
-    let Some(_claim) = record.claim(state_dir) else {
+pub async fn resume(state_dir: &Path, record: PauseRecord) -> Resumed {
+    let Some((_claim, mut record)) = record.claim(state_dir) else {
         return Resumed {
             record,
             error: None,
@@ -935,5 +986,35 @@ mod tests {
         // Resumed already: a later resumer finds nothing to run.
         assert!(resume(dir.path(), record).await.elsewhere);
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "once\n");
+    }
+
+    #[test]
+    fn record_ids_stay_in_their_directory() {
+        for good in ["20261125T155539Z-3fa1b2c4-0", "op-db1-2", "a.b_c"] {
+            assert!(valid_id(good), "{good}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "/abs",
+            ".hidden",
+            "a/b",
+            "a\0b",
+            &"x".repeat(201),
+        ] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let hook: HookConfig =
+            toml::from_str("pause = [\"/bin/true\"]\nresume = [\"/bin/true\"]").unwrap();
+        let env = HookEnv {
+            id: "/../../escape".into(),
+            ..HookEnv::default()
+        };
+        assert!(new_record(0, &hook, &env).save(dir.path()).is_err());
+        assert_eq!(
+            mask_label("POST https://hooks.example.com/services/T0/B0/secret"),
+            "POST https://hooks.example.com/***"
+        );
     }
 }

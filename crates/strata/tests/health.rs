@@ -237,9 +237,18 @@ fn probe_trusts_no_peer_that_misbehaves() {
         String::from_utf8_lossy(&out.stderr).contains("not a strata health report"),
         "{out:?}"
     );
-    let huge = peer(vec![reply("200 OK", &vec![b'{'; 8 << 20])], Duration::ZERO);
+    // A valid report, but larger than a probe reads: refused, not read to its end.
+    let padded = format!(
+        r#"{{"status":"ok","process":"{}","version":"0"}}"#,
+        "x".repeat(8 << 20)
+    );
+    let huge = peer(vec![reply("200 OK", padded.as_bytes())], Duration::ZERO);
     let out = probe(&[&huge]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a strata health report"),
+        "{out:?}"
+    );
 
     // Another status: named with the first line of the body.
     let teapot = peer(

@@ -39,12 +39,19 @@ impl Site {
     }
 
     /// A hook entry for node db1 whose pause and resume write `PHASE NODE WHERE` to
-    /// calls.log, `$WHERE` being the environment of the process that ran it.
+    /// calls.log, `$WHERE` being the environment of the process that ran it; the resume
+    /// fails while the file `refuse-resume` exists.
     fn exporter(&self) -> String {
         let log = self.path("calls.log");
-        let call = |_: &str| {
+        // A resume fails while the file `refuse-resume` exists.
+        let refuse = self.path("refuse-resume");
+        let call = |step: &str| {
+            let guard = match step {
+                "resume" => format!("[ -e {} ] && exit 1; ", refuse.display()),
+                _ => String::new(),
+            };
             format!(
-                r#"["/bin/sh", "-c", "echo \"$STRATA_PHASE $STRATA_NODE $WHERE\" >> {}"]"#,
+                r#"["/bin/sh", "-c", "{guard}echo \"$STRATA_PHASE $STRATA_NODE $WHERE\" >> {}"]"#,
                 log.display()
             )
         };
@@ -141,6 +148,52 @@ fn in_process_nodes_run_their_hooks_in_this_process_the_same_way() {
         ["before db1 here", "pause db1 here", "resume db1 here"]
     );
     assert_eq!(site.agent_records(), 0);
+}
+
+/// A coordinator's pause and two nodes' pauses in one state directory: each its own
+/// record, each resumed (their records once collided, and one pause was never resumed).
+#[test]
+fn pauses_of_the_coordinator_and_of_two_nodes_in_one_state_directory_are_each_resumed() {
+    let site = Site::new();
+    std::fs::create_dir_all(site.path("db2/data")).unwrap();
+    std::fs::write(site.path("db2/data/table"), vec![8u8; 50_000]).unwrap();
+    let log = site.path("calls.log");
+    let call = format!(
+        r#"["/bin/sh", "-c", "echo \"$STRATA_PHASE ${{STRATA_NODE:-all}}\" >> {}"]"#,
+        log.display()
+    );
+    let path = site.path("two.toml");
+    let mut text = format!(
+        "default_storage = \"main\"\nstate_dir = \"{state}\"\n[storages.main]\npath = \"{repo}\"\n\
+         [[nodes]]\nname = \"db1\"\nroots = [\"{d1}\"]\n[[nodes]]\nname = \"db2\"\nroots = [\"{d2}\"]\n",
+        state = site.path("state").display(),
+        repo = site.path("repo").display(),
+        d1 = site.path("db1/data").display(),
+        d2 = site.path("db2/data").display(),
+    );
+    for (name, node) in [("all", ""), ("on-db1", "db1"), ("on-db2", "db2")] {
+        let node = match node {
+            "" => String::new(),
+            n => format!("node = \"{n}\"\n"),
+        };
+        text.push_str(&format!(
+            "[[hooks]]\nname = \"{name}\"\n{node}pause = {call}\nresume = {call}\n"
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    common::succeed(site.strata(&path, "here").arg("init"));
+    common::succeed(site.strata(&path, "here").arg("backup"));
+    let mut calls = site.calls();
+    assert_eq!(calls.len(), 6, "{calls:?}");
+    let (pauses, resumes) = calls.split_at_mut(3);
+    pauses.sort();
+    resumes.sort();
+    assert_eq!(pauses, ["pause all", "pause db1", "pause db2"]);
+    assert_eq!(resumes, ["resume all", "resume db1", "resume db2"]);
+    let left = std::fs::read_dir(site.path("state/pauses"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "no record left");
 }
 
 #[test]
@@ -293,19 +346,46 @@ fn an_agent_killed_while_paused_resumes_when_it_starts_again() {
     assert_resumed_by_the_agent(&site, "agent2.log", "is gone");
 }
 
+#[test]
+fn a_resume_that_failed_is_retried_by_the_agent_until_it_succeeds() {
+    let site = Site::new();
+    let agent = site.agent("agent.log");
+    let config = site.coordinator_config(&agent.url, "");
+    common::succeed(site.strata(&config, "coordinator").arg("init"));
+    std::fs::write(site.path("refuse-resume"), "").unwrap();
+    let out = site
+        .strata(&config, "coordinator")
+        .arg("backup")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The data is complete; the resume's failure is said loudly.
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("resume on node db1 failed"), "{stderr}");
+    assert_eq!(site.calls(), ["before db1 agent", "pause db1 agent"]);
+    assert_eq!(site.agent_records(), 1, "the pause stays recorded");
+
+    // Once the service takes the resume again, the agent's own retries get it through.
+    std::fs::remove_file(site.path("refuse-resume")).unwrap();
+    assert_resumed_by_the_agent(&site, "agent.log", "lease ended");
+    drop(agent);
+}
+
 /// Waits until db1's agent has resumed the pause (the third call, its record gone) and
 /// its log says so, with `why`.
 fn assert_resumed_by_the_agent(site: &Site, log: &str, why: &str) {
+    let said = || std::fs::read_to_string(site.path(log)).unwrap_or_default();
     wait_for(
         "the agent's resume",
         LIMIT,
         Duration::from_millis(50),
-        || site.calls().len() == 3 && site.agent_records() == 0,
+        || {
+            site.calls().len() == 3
+                && site.agent_records() == 0
+                && said().contains("resumed exporter")
+        },
     );
     assert_eq!(site.calls()[2], "resume db1 agent");
-    let log = std::fs::read_to_string(site.path(log)).unwrap();
-    assert!(
-        log.contains("resumed exporter") && log.contains(why),
-        "{log}"
-    );
+    let log = said();
+    assert!(log.contains(why), "{log}");
 }

@@ -5,24 +5,31 @@
 //! A coordinator asks for a hook by name ([`HookRequest`]); the agent runs only hooks its
 //! own configuration declares for this node, so the agent token cannot be turned into a
 //! way to run commands. A pause is written durably under this agent's state directory
-//! before it is issued, and its resume runs on every path:
+//! (as `<operation>-<node>-<n>`) before it is issued, and its resume runs on every path:
 //!
 //! - the coordinator asks for it (`resume`), once the node's snapshot is stored or the
 //!   operation failed;
 //! - the operation's lease ends without it (released, or expired because the coordinator
-//!   died or lost the network): the agent resumes what the operation left paused;
+//!   died or lost the network): the agent resumes what the operation left paused, at
+//!   once and then every few seconds while a resume fails;
 //! - the agent itself was killed: the agent that starts next resumes the records whose
 //!   holder is gone.
 //!
-//! A resume that still fails after its retries keeps its record (shown by `status`
-//! through the node's metadata) and is tried again at the next lease end or start.
+//! The steps of one hook never overlap on an agent (one async lock per hook): a resume
+//! at a lease's end waits for a pause still in flight (else the pause would land after
+//! its resume), and a pause of the next operation waits for a late resume of the last.
 
 use super::{Agent, ApiResult};
 use crate::api::{ApiError, ErrorCode, HookReply, HookRequest, HookStep};
+use std::sync::Arc;
+use std::time::Duration;
 use strata_hooks::{HookConfig, HookOperation, PauseRecord};
 
 /// The most text a coordinator may put in one field of a hook's environment.
 const ENV_FIELD_LIMIT: usize = 1024;
+
+/// How often an agent looks for pauses whose operation's lease is gone.
+pub(super) const STALE_EVERY: Duration = Duration::from_secs(5);
 
 impl Agent {
     /// Runs a step of one of this node's hooks for an operation (see the module docs).
@@ -33,19 +40,20 @@ impl Agent {
             .chain(env.component.iter())
             .chain(env.status.iter())
             .chain(env.snapshot_id.iter());
-        if fields
+        let bad_field = fields
             .into_iter()
-            .any(|f| f.len() > ENV_FIELD_LIMIT || f.contains('\0'))
-            || env.id != request.operation
-        {
+            .any(|f| f.len() > ENV_FIELD_LIMIT || f.contains('\0'));
+        if bad_field || env.id != request.operation || !strata_hooks::valid_id(&request.operation) {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,
-                "a hook's environment must name the request's operation, without NUL bytes or fields over 1 KiB",
+                "a hook's environment must name the request's operation (A-Z, a-z, 0-9, '.', '_', '-'), without NUL bytes or fields over 1 KiB",
             ));
         }
         let (index, hook) = self.declared(&request)?;
         let mut env = request.env.clone();
         env.node = Some(self.name().to_string());
+        let lock = self.hook_lock(index);
+        let _serial = lock.lock().await;
         match request.step {
             HookStep::Run => {
                 self.check_lease(&request.operation)?;
@@ -59,7 +67,8 @@ impl Agent {
             HookStep::Pause => {
                 self.check_lease(&request.operation)?;
                 env.phase = "pause".into();
-                let record = strata_hooks::new_record(index, hook, &env);
+                let mut record = strata_hooks::new_record(index, hook, &env);
+                record.id = self.record_id(&request.operation, index);
                 record.save(&self.config.state_dir).map_err(|e| {
                     self.hook_failed(
                         hook,
@@ -77,27 +86,46 @@ impl Agent {
                 Ok(HookReply { output })
             }
             HookStep::Resume => {
-                let id = format!("{}-{index}", request.operation);
+                let id = self.record_id(&request.operation, index);
                 let Some(record) = self.own_records().into_iter().find(|r| r.id == id) else {
                     return Ok(HookReply {
-                        output: "nothing paused".into(),
+                        output: "nothing paused (resumed already)".into(),
                     });
                 };
                 let resumed = strata_hooks::resume(&self.config.state_dir, record).await;
-                match resumed.error {
-                    None => Ok(HookReply {
+                match (resumed.error, resumed.elsewhere) {
+                    (None, false) => Ok(HookReply {
                         output: resumed.output,
                     }),
-                    Some(why) => Err(self.hook_failed(
+                    (None, true) => Ok(HookReply {
+                        output: "resumed by another resumer of this state directory".into(),
+                    }),
+                    (Some(why), _) => Err(self.hook_failed(
                         hook,
                         format!(
-                            "resume failed after {} attempts, still paused (the agent tries again when the operation's lease ends): {why}",
+                            "resume failed after {} attempts, still paused (the agent tries again every few seconds once the operation's lease ends): {why}",
                             resumed.record.attempts
                         ),
                     )),
                 }
             }
         }
+    }
+
+    /// The record name of hook `index`'s pause in `operation`: the node's name in it, so
+    /// nodes and the coordinator sharing a state directory never write one file.
+    fn record_id(&self, operation: &str, index: usize) -> String {
+        format!("{operation}-{}-{index}", self.name())
+    }
+
+    /// The lock that keeps the steps of hook `index` from overlapping.
+    fn hook_lock(&self, index: usize) -> Arc<tokio::sync::Mutex<()>> {
+        self.hook_locks
+            .lock()
+            .unwrap()
+            .entry(index)
+            .or_default()
+            .clone()
     }
 
     /// The hook a request names, if this node's configuration declares it for this node
@@ -123,7 +151,8 @@ impl Agent {
                     && h.operation == operation
                     && match request.step {
                         HookStep::Run => {
-                            h.run.is_some() && h.at.map(|a| a.as_str()) == Some(request.env.phase.as_str())
+                            h.run.is_some()
+                                && h.at.map(|a| a.as_str()) == Some(request.env.phase.as_str())
                         }
                         HookStep::Pause | HookStep::Resume => h.is_pause(),
                     }
@@ -138,7 +167,7 @@ impl Agent {
                             HookStep::Run => "run",
                             HookStep::Pause | HookStep::Resume => "pause/resume",
                         },
-                        request.hook,
+                        strata_hooks::mask_label(&request.hook),
                         request.env.operation,
                         request.env.phase
                     ),
@@ -149,7 +178,11 @@ impl Agent {
     fn hook_failed(&self, hook: &HookConfig, why: String) -> ApiError {
         ApiError::new(
             ErrorCode::Failed,
-            format!("node {}: hook {}: {why}", self.name(), hook.label()),
+            format!(
+                "node {}: hook {}: {why}",
+                self.name(),
+                strata_hooks::mask_label(&hook.label())
+            ),
         )
     }
 
@@ -170,18 +203,40 @@ impl Agent {
         self.records().0
     }
 
-    /// What this node holds paused now, for its metadata (URLs masked).
+    /// What this node holds paused now, for its metadata (URLs cut to their hosts).
     pub(super) fn paused_view(&self) -> (Vec<PauseRecord>, Vec<String>) {
-        let (mut records, problems) = self.records();
-        for r in &mut records {
-            r.resume = r.resume.masked();
-        }
-        (records, problems)
+        let (records, problems) = self.records();
+        (
+            records.iter().map(strata_hooks::shown_record).collect(),
+            problems,
+        )
+    }
+
+    /// Resumes one of this node's records under its hook's lock; a record whose resume
+    /// this configuration does not declare is reported, never run.
+    async fn resume_record(&self, record: PauseRecord) -> strata_hooks::Resumed {
+        let index = self.config.hooks.iter().position(|h| {
+            h.node.as_deref() == Some(self.name()) && h.resume.as_ref() == Some(&record.resume)
+        });
+        let Some(index) = index else {
+            return strata_hooks::Resumed {
+                error: Some(format!(
+                    "its resume ({}) is not one this agent's configuration declares: resume it by hand, then delete its record",
+                    record.resume.describe()
+                )),
+                record,
+                output: String::new(),
+                elsewhere: false,
+            };
+        };
+        let lock = self.hook_lock(index);
+        let _serial = lock.lock().await;
+        strata_hooks::resume(&self.config.state_dir, record).await
     }
 
     /// Resumes, in the background, what `operation` left paused on this node: its lease
     /// ended (released or expired) without the coordinator's resume.
-    pub(super) fn resume_left_by(self: &std::sync::Arc<Self>, operation: &str) {
+    pub(super) fn resume_left_by(self: &Arc<Self>, operation: &str) {
         let left: Vec<PauseRecord> = self
             .own_records()
             .into_iter()
@@ -193,30 +248,31 @@ impl Agent {
         let agent = self.clone();
         tokio::spawn(async move {
             for record in left.into_iter().rev() {
-                let resumed = strata_hooks::resume(&agent.config.state_dir, record).await;
+                let resumed = agent.resume_record(record).await;
                 agent.report(&resumed, "its operation's lease ended");
             }
         });
     }
 
-    /// Resumes the pauses of this node whose holder process is gone (this agent was
-    /// killed while they were paused). Called when the agent starts.
-    pub(super) async fn resume_orphans(&self) {
-        let dir = &self.config.state_dir;
-        let own: Vec<HookConfig> = self
-            .config
-            .hooks
-            .iter()
-            .filter(|h| h.node.as_deref() == Some(self.name()))
-            .cloned()
-            .collect();
-        if own.is_empty() && self.own_records().is_empty() {
-            return;
-        }
-        for resumed in strata_hooks::resume_orphans(dir, &own).await {
-            if resumed.record.node.as_deref() == Some(self.name()) {
-                self.report(&resumed, "the process that paused it is gone");
+    /// Resumes the records no live operation holds: those whose holder process is gone
+    /// (an agent killed while they were paused), and those of an operation that no
+    /// longer holds the lease (a resume that failed before). Runs when the agent starts
+    /// and every [`STALE_EVERY`]; a failure is reported once per record, then retried
+    /// quietly.
+    pub(super) async fn resume_stale(&self) {
+        let current = self.lease_holder();
+        for record in self.own_records() {
+            let live_operation = current.as_deref() == Some(record.operation.as_str());
+            if record.holder_alive() && live_operation {
+                continue;
             }
+            let why = if record.holder_alive() {
+                "its operation's lease ended"
+            } else {
+                "the process that paused it is gone"
+            };
+            let resumed = self.resume_record(record).await;
+            self.report(&resumed, why);
         }
     }
 
@@ -225,21 +281,27 @@ impl Agent {
             return;
         }
         let r = &resumed.record;
+        let hook = strata_hooks::mask_label(&r.hook);
         match &resumed.error {
-            None => eprintln!(
-                "strata agent {}: resumed {} (paused by operation {} since {}; {why})",
-                self.name(),
-                r.hook,
-                r.operation,
-                r.since
-            ),
-            Some(e) => eprintln!(
-                "strata agent {}: error: cannot resume {} (paused by operation {} since {}; {why}): {e}",
-                self.name(),
-                r.hook,
-                r.operation,
-                r.since
-            ),
+            None => {
+                self.reported_pauses.lock().unwrap().remove(&r.id);
+                eprintln!(
+                    "strata agent {}: resumed {hook} (paused by operation {} since {}; {why})",
+                    self.name(),
+                    r.operation,
+                    r.since
+                );
+            }
+            Some(e) => {
+                if self.reported_pauses.lock().unwrap().insert(r.id.clone()) {
+                    eprintln!(
+                        "strata agent {}: error: cannot resume {hook} (paused by operation {} since {}; {why}): {e}",
+                        self.name(),
+                        r.operation,
+                        r.since
+                    );
+                }
+            }
         }
     }
 }
