@@ -2,10 +2,8 @@
 
 use strata_testkit::etcd as cluster;
 
-use cluster::{put, put_leased, range, raw, Cluster};
+use cluster::{put, put_leased, range, raw, Cluster, Writer};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 use strata_etcd::{Action, Client, EtcdError, LeasedKeys, Restore, Settings, Snapshot};
 
@@ -46,23 +44,12 @@ async fn snapshot_reads_the_prefixes_at_one_revision_in_pages() {
     let client = Client::connect(&settings).await.unwrap().with_page_size(2);
 
     // A writer on another member adding keys at the end of /b/ as fast as it can.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        let url = c.url(2).to_string();
-        tokio::spawn(async move {
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                put(&url, format!("/b/zz-{n:05}").as_bytes(), b"late").await;
-                n += 1;
-            }
-            n
-        })
-    };
+    let writer = Writer::start(c.url(2), Duration::ZERO, |n| {
+        (format!("/b/zz-{n:05}").into_bytes(), b"late".to_vec())
+    });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let snapshot = client.snapshot().await.unwrap();
-    stop.store(true, Ordering::Relaxed);
-    let written = writer.await.unwrap();
+    let written = writer.stop();
     assert!(written > 0);
 
     let keys: Vec<String> = snapshot.kvs.iter().map(|kv| text(&kv.key)).collect();
@@ -129,19 +116,12 @@ async fn fingerprint_ignores_excluded_keys_and_sees_checked_changes() {
     settings.exclude_from_check = vec!["/service/pg/leader".into()];
     let client = Client::connect(&settings).await.unwrap().with_page_size(2);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let stop = stop.clone();
-        let url = c.url(1).to_string();
-        tokio::spawn(async move {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                put(&url, b"/service/pg/leader", format!("db1 {n}").as_bytes()).await;
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        })
-    };
+    let writer = Writer::start(c.url(1), Duration::from_millis(200), |n| {
+        (
+            b"/service/pg/leader".to_vec(),
+            format!("db1 {n}").into_bytes(),
+        )
+    });
     let first = client.fingerprint().await.unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     let second = client.fingerprint().await.unwrap();
@@ -168,8 +148,7 @@ async fn fingerprint_ignores_excluded_keys_and_sees_checked_changes() {
     put(&m1, b"/service/pg/members/db2", b"{}").await;
     assert_ne!(client.fingerprint().await.unwrap(), leased, "a new key");
 
-    stop.store(true, Ordering::Relaxed);
-    writer.await.unwrap();
+    assert!(writer.stop() > 0);
     let snapshot = client.snapshot().await.unwrap();
     assert!(
         snapshot

@@ -248,3 +248,54 @@ pub async fn range(url: &str, prefix: &[u8], revision: i64) -> Vec<(Vec<u8>, Vec
         })
         .unwrap_or_default()
 }
+
+/// A writer that keeps putting keys into etcd on a thread of its own (so a test's runtime
+/// and the process under test never hold it up) until stopped or dropped: key and value
+/// number `n` come from `write(n)`, one every `every` (zero: as fast as etcd takes them).
+pub struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Writer {
+    pub fn start(
+        url: &str,
+        every: std::time::Duration,
+        write: impl Fn(u64) -> (Vec<u8>, Vec<u8>) + Send + 'static,
+    ) -> Writer {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let url = url.to_string();
+        let handle = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let mut n = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                let (key, value) = write(n);
+                rt.block_on(put(&url, &key, &value));
+                n += 1;
+                std::thread::sleep(every);
+            }
+            n
+        });
+        Writer {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops it; how many keys it wrote.
+    pub fn stop(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -28,6 +28,11 @@ impl Server {
         self.child.id()
     }
 
+    /// The server's process, for a test that waits on it or stops it.
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
     /// Whether the process is still running (`None`), or how it ended.
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().unwrap()

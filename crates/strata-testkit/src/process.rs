@@ -56,11 +56,16 @@ pub fn terminate(process: &mut KillOnDrop) -> Option<i32> {
 /// Sends SIGTERM and returns the exit code, panicking when the process has not exited
 /// within `limit` (a guard against hanging, not a timing assertion).
 pub fn terminate_within(process: &mut KillOnDrop, limit: Duration) -> Option<i32> {
+    terminate_child_within(&mut process.0, limit)
+}
+
+/// [`terminate_within`] for any child (a [`crate::http::Server`]'s, say).
+pub fn terminate_child_within(child: &mut Child, limit: Duration) -> Option<i32> {
     // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(process.0.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + limit;
     loop {
-        if let Some(status) = process.0.try_wait().unwrap() {
+        if let Some(status) = child.try_wait().unwrap() {
             return status.code();
         }
         assert!(

@@ -321,6 +321,19 @@ impl Site {
         site
     }
 
+    /// Rewrites the configuration for `setup`.
+    fn configure(&self, setup: &Setup) {
+        std::fs::write(&self.config, self.config_text(setup)).unwrap();
+    }
+
+    /// Rewrites the configuration with `hooks` and the default setup otherwise.
+    fn with_hooks(&self, hooks: Vec<String>) {
+        self.configure(&Setup {
+            hooks,
+            ..Setup::default()
+        });
+    }
+
     fn init(&self) {
         let out = self.run(&["init"]);
         assert_eq!(out.code, Some(0), "strata init: {out}");
@@ -528,11 +541,7 @@ fn a_backup_pauses_snapshots_the_engine_resumes_and_runs_its_hooks_in_order() {
         site.http_hook("always"),
         site.file_hook("always"),
     ];
-    let text = site.config_text(&Setup {
-        hooks,
-        ..Setup::default()
-    });
-    std::fs::write(&site.config, text).unwrap();
+    site.with_hooks(hooks);
     site.engine.set(|b| b.running_polls = 2);
 
     let (out, summary) = site.backup();
@@ -645,14 +654,7 @@ fn a_failed_engine_snapshot_fails_the_backup_and_the_resume_still_runs_last() {
         site.http_hook("failure"),
         site.http_hook("always"),
     ];
-    std::fs::write(
-        &site.config,
-        site.config_text(&Setup {
-            hooks,
-            ..Setup::default()
-        }),
-    )
-    .unwrap();
+    site.with_hooks(hooks);
     let summary = failed_engine_backup(&site);
     let name = summary["name"].as_str().unwrap();
     assert_eq!(
@@ -690,14 +692,7 @@ fn sigterm_while_the_engine_snapshots_resumes_and_records_the_backup_failed() {
         site.http_hook("failure"),
         site.http_hook("always"),
     ];
-    std::fs::write(
-        &site.config,
-        site.config_text(&Setup {
-            hooks,
-            ..Setup::default()
-        }),
-    )
-    .unwrap();
+    site.with_hooks(hooks);
     site.engine.set(|b| b.hold = true);
     let mut backup = site.spawn_backup();
     site.engine
@@ -757,14 +752,7 @@ fn a_before_hook_past_its_timeout_fails_the_backup_before_anything_is_paused() {
         site.pause_hook("5s", 2),
         site.http_hook("failure"),
     ];
-    std::fs::write(
-        &site.config,
-        site.config_text(&Setup {
-            hooks,
-            ..Setup::default()
-        }),
-    )
-    .unwrap();
+    site.with_hooks(hooks);
     let started = Instant::now();
     let (out, summary) = site.backup();
     assert!(
@@ -790,14 +778,7 @@ fn a_before_hook_past_its_timeout_fails_the_backup_before_anything_is_paused() {
 fn a_pause_past_its_timeout_fails_the_backup_and_is_resumed() {
     let site = Site::new(Setup::default());
     let hooks = vec![site.pause_hook("1s", 2), site.http_hook("failure")];
-    std::fs::write(
-        &site.config,
-        site.config_text(&Setup {
-            hooks,
-            ..Setup::default()
-        }),
-    )
-    .unwrap();
+    site.with_hooks(hooks);
     site.engine.set(|b| b.pause_delay = Duration::from_secs(4));
     let (out, summary) = site.backup();
     assert_eq!(out.code, Some(3), "{out}");
@@ -835,7 +816,7 @@ fn a_pause_left_by_sigkill_stays_recorded_and_the_next_backup_resumes_it_first()
         hooks: vec![site.pause_hook("5s", 2)],
         ..Setup::default()
     };
-    std::fs::write(&site.config, site.config_text(&setup)).unwrap();
+    site.configure(&setup);
     site.engine.set(|b| b.hold = true);
     let mut backup = site.spawn_backup();
     let pid = backup.0.id();
@@ -910,7 +891,7 @@ fn a_pause_left_by_sigkill_is_resumed_by_a_strata_server_on_the_same_state_dir()
         hooks: vec![site.pause_hook("5s", 2)],
         ..Setup::default()
     };
-    std::fs::write(&site.config, site.config_text(&setup)).unwrap();
+    site.configure(&setup);
     site.engine.set(|b| b.hold = true);
     let mut backup = site.spawn_backup();
     site.engine
@@ -965,7 +946,7 @@ fn a_resume_that_keeps_failing_is_reported_kept_and_retried_by_the_next_run() {
         hooks: vec![site.pause_hook("5s", 2)],
         ..Setup::default()
     };
-    std::fs::write(&site.config, site.config_text(&setup)).unwrap();
+    site.configure(&setup);
     site.engine.set(|b| b.resume_failures = 2);
     let (out, summary) = site.backup();
     let first = summary["name"].as_str().unwrap().to_string();
@@ -1069,7 +1050,7 @@ fn unreachable_component(optional: bool) -> Setup {
 fn an_optional_component_whose_nodes_do_not_answer_is_absent_and_the_backup_complete() {
     let site = Site::new(Setup::default());
     let setup = unreachable_component(true);
-    std::fs::write(&site.config, site.config_text(&setup)).unwrap();
+    site.configure(&setup);
     let (out, summary) = site.backup();
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(summary["status"], "complete", "{summary:#}");
@@ -1092,7 +1073,7 @@ fn an_optional_component_whose_nodes_do_not_answer_is_absent_and_the_backup_comp
 fn a_required_component_whose_nodes_do_not_answer_fails_the_backup() {
     let site = Site::new(Setup::default());
     let setup = unreachable_component(false);
-    std::fs::write(&site.config, site.config_text(&setup)).unwrap();
+    site.configure(&setup);
     let out = site.run(&["backup", "--json"]);
     assert_ne!(out.code, Some(0), "{out}");
     let summary: Value = serde_json::from_str(&out.stdout)
@@ -1281,7 +1262,7 @@ fn a_failed_resume_is_sent_as_a_webhook_and_the_audit_names_the_components() {
         hooks: vec![site.pause_hook("5s", 1), webhooks],
         ..Setup::default()
     };
-    std::fs::write(&site.config, site.config_text(&setup)).unwrap();
+    site.configure(&setup);
     site.engine.set(|b| b.resume_failures = 1);
     let (out, summary) = site.backup();
     assert_eq!(out.code, Some(0), "{out}");

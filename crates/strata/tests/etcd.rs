@@ -10,10 +10,8 @@ use common::{assert_same_tree, assert_success, realistic_tree, strata_at};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use strata_testkit::etcd::{put, range, Cluster};
+use strata_testkit::etcd::{put, range, Cluster, Writer};
 
 const MEMBER: &str = "/service/pg/members/db1";
 const MEMBER_VALUE: &str = r#"{"conn_url":"postgres://10.0.0.1:5432/postgres","name":"db1"}"#;
@@ -87,6 +85,21 @@ impl Site {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
 
+    /// A backup during which (after every snapshot, before the data is indexed) the
+    /// member key is changed through `url` to address `host`; its output.
+    async fn backup_changing_a_member(
+        &self,
+        hold: &Path,
+        url: &str,
+        host: &str,
+    ) -> std::process::Output {
+        let held = self.held_backup(hold);
+        let value = format!(r#"{{"conn_url":"postgres://{host}:5432/postgres"}}"#);
+        put(url, MEMBER.as_bytes(), value.as_bytes()).await;
+        fs::write(hold.join("release"), b"").unwrap();
+        held.wait_with_output().unwrap()
+    }
+
     /// A backup held before its first index write (every snapshot taken, the data not
     /// yet indexed, so before the check after the data is stored).
     fn held_backup(&self, hold: &Path) -> Child {
@@ -125,45 +138,6 @@ fn component<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::
         .unwrap_or_else(|| panic!("no component {name} in {summary}"))
 }
 
-/// Writes the leader key every 100 ms until dropped: what Patroni does all the time.
-struct LeaderWriter(Arc<AtomicBool>, Option<std::thread::JoinHandle<u64>>);
-
-impl LeaderWriter {
-    fn start(url: String) -> LeaderWriter {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            let mut writes = 0u64;
-            while !flag.load(Ordering::Relaxed) {
-                rt.block_on(put(
-                    &url,
-                    LEADER.as_bytes(),
-                    format!("db1 {writes}").as_bytes(),
-                ));
-                writes += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            writes
-        });
-        LeaderWriter(stop, Some(handle))
-    }
-
-    fn stop(mut self) -> u64 {
-        self.0.store(true, Ordering::Relaxed);
-        self.1.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for LeaderWriter {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_hosts() {
     let cluster = Cluster::start(3).await;
@@ -179,7 +153,10 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
     site.ok(&["init"]);
 
     // 1. A backup while the leader key changes all the time: complete, both components.
-    let writer = LeaderWriter::start(urls[1].clone());
+    // Writes the leader key every 100 ms: what Patroni does all the time.
+    let writer = Writer::start(&urls[1], Duration::from_millis(100), |n| {
+        (LEADER.as_bytes().to_vec(), format!("db1 {n}").into_bytes())
+    });
     let hold = tmp.path().join("hold1");
     let held = site.held_backup(&hold);
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -213,16 +190,9 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
 
     // 2. A checked key changes between the snapshot and the end of the backup: the
     // topology component fails, and with it the backup (never `latest`).
-    let hold = tmp.path().join("hold2");
-    let held = site.held_backup(&hold);
-    put(
-        &urls[2],
-        MEMBER.as_bytes(),
-        br#"{"conn_url":"postgres://10.9.9.9:5432/postgres"}"#,
-    )
-    .await;
-    fs::write(hold.join("release"), b"").unwrap();
-    let out = held.wait_with_output().unwrap();
+    let out = site
+        .backup_changing_a_member(&tmp.path().join("hold2"), &urls[2], "10.9.9.9")
+        .await;
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -254,16 +224,9 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
     );
     assert_ne!(retrying, plain);
     fs::write(&site.config, retrying).unwrap();
-    let hold = tmp.path().join("hold3");
-    let held = site.held_backup(&hold);
-    put(
-        &urls[1],
-        MEMBER.as_bytes(),
-        br#"{"conn_url":"postgres://10.8.8.8:5432/postgres"}"#,
-    )
-    .await;
-    fs::write(hold.join("release"), b"").unwrap();
-    let out = held.wait_with_output().unwrap();
+    let out = site
+        .backup_changing_a_member(&tmp.path().join("hold3"), &urls[1], "10.8.8.8")
+        .await;
     assert!(
         out.status.success(),
         "{}",

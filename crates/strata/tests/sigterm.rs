@@ -8,11 +8,14 @@
 
 mod common;
 
+use common::server::Server;
 use common::{one_node_site, strata_at, strata_with_token};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use strata_testkit::process::{terminate_within, wait_for_mark, KillOnDrop};
+use strata_testkit::process::{
+    terminate_child_within, terminate_within, wait_for_mark, KillOnDrop,
+};
 
 /// Generous: a guard against a hang, not a timing assertion (systemd's default stop
 /// timeout is 90 s).
@@ -118,33 +121,17 @@ fn sigterm_stops_a_server_with_its_running_backup_recorded_failed() {
     let (dir, config) = site();
     let mut cmd = strata_with_token(dir.path(), &config, "user-token");
     let hold = held(&mut cmd, dir.path());
-    let mut server = KillOnDrop(
-        cmd.args(["server", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.0.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("server did not start: {line:?}"))
-        .to_string();
+    let mut server = Server::start(cmd, &dir.path().join("server.log"));
+    let url = server.url.clone();
     let started = common::server::http(&url, "POST", "/api/v1/backups", Some("user-token"), "");
     assert_eq!(started.status, 202, "{}", started.body);
     wait_for_mark(
-        &mut server.0,
+        server.child(),
         &hold.join("held"),
         STOP_LIMIT,
         "the server's backup",
     );
-    let code = terminate_within(&mut server, STOP_LIMIT);
+    let code = terminate_child_within(server.child(), STOP_LIMIT);
     assert_eq!(code, Some(0), "a server that stopped as asked exits 0");
     assert_recorded_failed_by_sigterm(dir.path(), &config);
 }
@@ -154,24 +141,8 @@ fn sigterm_to_a_cli_following_a_server_leaves_at_once_and_the_server_goes_on() {
     let (dir, config) = site();
     let mut cmd = strata_with_token(dir.path(), &config, "user-token");
     let hold = held(&mut cmd, dir.path());
-    let mut server = KillOnDrop(
-        cmd.args(["server", "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(server.0.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("server did not start: {line:?}"))
-        .to_string();
+    let mut server = Server::start(cmd, &dir.path().join("server.log"));
+    let url = server.url.clone();
     let mut follower = KillOnDrop(
         strata_with_token(dir.path(), &config, "user-token")
             .args(["--server", &url, "backup", "--wait"])
@@ -181,7 +152,7 @@ fn sigterm_to_a_cli_following_a_server_leaves_at_once_and_the_server_goes_on() {
             .unwrap(),
     );
     wait_for_mark(
-        &mut server.0,
+        server.child(),
         &hold.join("held"),
         STOP_LIMIT,
         "the server's backup",

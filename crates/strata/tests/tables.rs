@@ -1448,65 +1448,12 @@ fn tables_commands_connect_over_verified_tls() {
     // A CA, and a server certificate it signed for 127.0.0.1.
     let dir = site.path("tls");
     std::fs::create_dir_all(&dir).unwrap();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=strata test CA",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=localhost",
-    ]);
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-    for file in ["server.crt", "server.key"] {
-        std::fs::copy(dir.join(file), site.pg.data_dir.join(file)).unwrap();
+    let tls = strata_testkit::tls::Tls::generate(&dir);
+    for (from, to) in [
+        (&tls.server_cert, "server.crt"),
+        (&tls.server_key, "server.key"),
+    ] {
+        std::fs::copy(from, site.pg.data_dir.join(to)).unwrap();
     }
     // (Not chown_to_postgres on a file inside: it opens up the data directory too.)
     let status = Command::new("chown")
@@ -1532,7 +1479,7 @@ fn tables_commands_connect_over_verified_tls() {
     .unwrap();
     site.pg.start();
     let port = site.pg.port;
-    let ca = dir.join("ca.pem");
+    let ca = tls.ca.clone();
     let verified = format!(
         "host=127.0.0.1 port={port} user=postgres dbname=postgres sslmode=verify-full sslrootcert={}",
         ca.display()
