@@ -120,10 +120,24 @@ impl Client {
         let mut endpoints = Vec::new();
         for endpoint in &settings.endpoints {
             let endpoint = endpoint.trim().trim_end_matches('/');
-            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            let Some((_, rest)) = endpoint
+                .split_once("://")
+                .filter(|(scheme, _)| ["http", "https"].contains(scheme))
+            else {
                 return Err(EtcdError::Settings(format!(
                     "endpoint {endpoint:?} is not an http:// or https:// URL"
                 )));
+            };
+            // A password in a URL would be in every error message that names the endpoint.
+            if rest
+                .split(['/', '?', '#'])
+                .next()
+                .unwrap_or("")
+                .contains('@')
+            {
+                return Err(EtcdError::Settings(
+                    "an endpoint holds a user name or password: give them as user and password_env or password_file".into(),
+                ));
             }
             endpoints.push(endpoint.to_string());
         }
@@ -615,15 +629,18 @@ async fn read_reply<T: DeserializeOwned>(
             }
         }
     }
-    let value: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(value) => value,
+    // Decoded straight into the small error shape first (any object fits it; no tree of
+    // the whole reply is built), then into `T`: a reply costs its bytes once, not a
+    // `serde_json::Value` several times their size.
+    let error: ErrorReply = match serde_json::from_slice(&body) {
+        Ok(error) => error,
         Err(e) => {
             let text = crate::restore::show_bytes(&body, 200);
             return Err(if status.is_success() {
                 EtcdError::BadReply {
                     endpoint: endpoint.to_string(),
                     operation,
-                    detail: format!("not JSON ({e}): {text}"),
+                    detail: format!("not a JSON object ({e}): {text}"),
                 }
             } else {
                 EtcdError::Transport {
@@ -634,21 +651,11 @@ async fn read_reply<T: DeserializeOwned>(
             });
         }
     };
-    if !status.is_success() || value.get("error").is_some() {
-        let reply: ErrorReply = serde_json::from_value(value).unwrap_or_default();
-        let message = reply
-            .message
-            .filter(|m| !m.is_empty())
-            .or(reply.error)
-            .unwrap_or_else(|| format!("HTTP {status}"));
-        return Err(classify(
-            endpoint,
-            operation,
-            reply.code.unwrap_or(-1),
-            message,
-        ));
+    if !status.is_success() || error.is_error() {
+        let message = error.message().unwrap_or_else(|| format!("HTTP {status}"));
+        return Err(classify(endpoint, operation, error.code(), message));
     }
-    serde_json::from_value(value).map_err(|e| EtcdError::BadReply {
+    serde_json::from_slice(&body).map_err(|e| EtcdError::BadReply {
         endpoint: endpoint.to_string(),
         operation,
         detail: e.to_string(),
@@ -704,6 +711,39 @@ fn classify(endpoint: &str, operation: &'static str, code: i64, message: String)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A password in an endpoint would be in every message naming it: refused.
+    #[tokio::test]
+    async fn endpoints_with_credentials_or_other_schemes_are_refused() {
+        for (endpoint, says) in [
+            ("http://root:secret@127.0.0.1:2379", "user name or password"),
+            ("ftp://127.0.0.1:2379", "not an http"),
+            ("127.0.0.1:2379", "not an http"),
+        ] {
+            let message = Client::connect(&Settings::new([endpoint]))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains(says), "{endpoint}: {message}");
+            assert!(!message.contains("secret"), "{message}");
+        }
+    }
+
+    /// Replies are read through the error shape first: an error with a non-numeric code
+    /// is still an error with its message; what is not JSON is a bad reply.
+    #[test]
+    fn error_replies_of_any_shape_are_read() {
+        let reply: ErrorReply =
+            serde_json::from_str(r#"{"error":"etcdserver: no leader","code":"14"}"#).unwrap();
+        assert!(reply.is_error());
+        assert_eq!(reply.code(), 14);
+        assert_eq!(reply.message().as_deref(), Some("etcdserver: no leader"));
+        let reply: ErrorReply =
+            serde_json::from_str(r#"{"header":{"revision":"3"},"kvs":[]}"#).unwrap();
+        assert!(!reply.is_error());
+        assert_eq!(reply.code(), -1);
+        assert!(serde_json::from_str::<ErrorReply>("not json").is_err());
+    }
 
     #[test]
     fn ranges_of_prefixes() {

@@ -10,7 +10,7 @@
 //! # Why the JSON gateway and not gRPC
 //!
 //! The client speaks to etcd through its v3 JSON gRPC-gateway (`POST /v3/kv/range`,
-//! `/v3/kv/put`, `/v3/auth/authenticate`, `/v3/maintenance/status`) with the HTTP client
+//! `/v3/kv/txn`, `/v3/auth/authenticate`, `/v3/maintenance/status`) with the HTTP client
 //! strata already has, instead of through tonic or `etcd-client`: there is no gRPC stack,
 //! protobuf code generator or second TLS configuration to build and keep up to date, and
 //! the gateway is served on the client port of every etcd 3.4 and later, so nothing has to

@@ -140,7 +140,7 @@ impl RestorePlan {
         let conflicting = self.conflicting_keys();
         if conflicting > 0 && !self.overwrite {
             Some(format!(
-                "{conflicting} keys under {} hold other values or are not in the backup (empty the prefix, restore elsewhere with move_prefix, or restore with overwrite to write over them)",
+                "{conflicting} keys under {} hold other values or are not in the backup (empty the prefix, restore elsewhere with move_prefix, or set overwrite = true in [components.etcd] to write over them)",
                 show_prefixes(&self.target_prefixes)
             ))
         } else {
@@ -282,6 +282,19 @@ pub(crate) fn map_snapshot(
                 targets.push(to.to_vec());
             }
             _ => targets.push(prefix.clone()),
+        }
+    }
+    if let Some((from, _)) = moved {
+        let touches = snapshot
+            .prefixes
+            .iter()
+            .any(|p| p.starts_with(from) || from.starts_with(p));
+        if !touches {
+            return Err(EtcdError::Rule(format!(
+                "move_prefix {} is neither inside nor around a backed-up prefix ({}): nothing would move",
+                show_bytes(from, 80),
+                show_prefixes(&snapshot.prefixes)
+            )));
         }
     }
     let targets = normalize(&targets);
@@ -601,6 +614,22 @@ mod tests {
         let (targets, mapped) = map_snapshot(&s, &rules).unwrap();
         assert_eq!(targets, vec![b"/b/x/".to_vec()]);
         assert_eq!(keys(&mapped), ["/b/x/k"]);
+    }
+
+    #[test]
+    fn a_move_prefix_that_matches_no_backed_up_prefix_is_refused() {
+        let s = snap(&["/service/pg/"], &[("/service/pg/config", "a", 0)]);
+        let rules = Restore {
+            target_prefix: Some(("/service/other/".into(), "/service/new/".into())),
+            ..Restore::default()
+        };
+        let err = map_snapshot(&s, &rules).unwrap_err().to_string();
+        assert!(err.contains("nothing would move"), "{err}");
+        let around = Restore {
+            target_prefix: Some(("/service/".into(), "/moved/".into())),
+            ..Restore::default()
+        };
+        assert!(map_snapshot(&s, &around).is_ok());
     }
 
     #[test]

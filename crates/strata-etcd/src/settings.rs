@@ -82,6 +82,11 @@ pub struct Settings {
     /// `"without-lease"`.
     #[serde(default)]
     pub leased: LeasedKeys,
+    /// Whether a restore writes over keys that hold other values (or that the backup
+    /// does not have, which it leaves alone: a restore never deletes). Default false: such
+    /// a restore is refused before anything is written.
+    #[serde(default)]
+    pub overwrite: bool,
     /// When the checked keys changed while a backup ran: `"fail"` (default) or
     /// `"retry"` (see [`OnChange`]).
     #[serde(default)]
@@ -127,6 +132,7 @@ impl Default for Settings {
             key_file: None,
             timeout: default_timeout(),
             leased: LeasedKeys::default(),
+            overwrite: false,
             on_change: OnChange::default(),
             change_retries: default_change_retries(),
         }
@@ -134,6 +140,19 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// What the consistency check covers (the prefixes and those left out of it), as a
+    /// short id: a node records it with its fingerprint, and the coordinator compares it
+    /// with its own before comparing fingerprints, so two configurations that disagree
+    /// are said to, not taken for a change of the keys.
+    pub fn check_id(&self) -> String {
+        let mut prefixes = self.prefixes.clone();
+        prefixes.sort();
+        let mut excluded = self.exclude_from_check.clone();
+        excluded.sort();
+        let text = format!("prefixes {prefixes:?} excluded {excluded:?}");
+        blake3::hash(text.as_bytes()).to_hex()[..16].to_string()
+    }
+
     /// Settings for these endpoints, everything else at its default.
     pub fn new<S: Into<String>>(endpoints: impl IntoIterator<Item = S>) -> Settings {
         Settings {
@@ -157,6 +176,17 @@ mod tests {
         let s: Settings = toml::from_str("on_change = \"retry\"\nchange_retries = 5").unwrap();
         assert_eq!((s.on_change, s.change_retries), (OnChange::Retry, 5));
         assert!(toml::from_str::<Settings>("on_change = \"again\"").is_err());
+        assert!(!s.overwrite);
+        // What the check covers: the same for the same sets in any order, else not.
+        let a: Settings =
+            toml::from_str("prefixes = [\"/a/\", \"/b/\"]\nexclude_from_check = [\"/a/l\"]")
+                .unwrap();
+        let b: Settings =
+            toml::from_str("prefixes = [\"/b/\", \"/a/\"]\nexclude_from_check = [\"/a/l\"]")
+                .unwrap();
+        let c: Settings = toml::from_str("prefixes = [\"/a/\", \"/b/\"]").unwrap();
+        assert_eq!(a.check_id(), b.check_id());
+        assert_ne!(a.check_id(), c.check_id());
         let s: Settings = toml::from_str(
             "endpoints = [\"https://e1:2379\"]\ntimeout = \"2s 500ms\"\nleased = \"without-lease\"\nprefixes = [\"/service/\"]",
         )

@@ -104,15 +104,45 @@ pub(crate) struct AuthReply {
     pub token: Option<String>,
 }
 
-/// The gateway's error body: `{"error": "...", "code": 3, "message": "..."}`.
+/// The gateway's error body: `{"error": "...", "code": 3, "message": "..."}`. Every
+/// reply is read through it first, so its fields take any JSON (a reply whose `code` is
+/// not a number is still an error with a message, not an undecodable reply).
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ErrorReply {
     #[serde(default)]
-    pub error: Option<String>,
+    error: Option<serde_json::Value>,
     #[serde(default)]
-    pub message: Option<String>,
+    message: Option<serde_json::Value>,
     #[serde(default)]
-    pub code: Option<i64>,
+    code: Option<serde_json::Value>,
+}
+
+impl ErrorReply {
+    /// Whether the reply says it is an error.
+    pub fn is_error(&self) -> bool {
+        self.error.as_ref().is_some_and(|e| !e.is_null())
+    }
+
+    /// Its message: `message`, else `error`, as text.
+    pub fn message(&self) -> Option<String> {
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        [&self.message, &self.error]
+            .into_iter()
+            .flatten()
+            .filter(|v| !v.is_null())
+            .map(text)
+            .find(|m| !m.is_empty())
+    }
+
+    /// Its gRPC code, -1 when it has none.
+    pub fn code(&self) -> i64 {
+        let code = self.code.as_ref();
+        code.and_then(|c| c.as_i64().or_else(|| c.as_str()?.parse().ok()))
+            .unwrap_or(-1)
+    }
 }
 
 pub(crate) fn b64(bytes: &[u8]) -> String {

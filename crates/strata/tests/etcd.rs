@@ -324,5 +324,31 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
     let said = new_site.ok(&restore);
     assert!(said.contains("etcd: 0 keys written"), "{said}");
     assert_eq!(range(target.url(0), b"/", 0).await.len(), 3);
+
+    // 5. With `overwrite = true` the restore without renames writes over the keys that
+    // differ (the config, the leader) and adds db1's; none is deleted (newdb1 stays).
+    let text = fs::read_to_string(&new_site.config).unwrap();
+    let overwriting = text.replacen(
+        "[components.etcd]\n",
+        "[components.etcd]\noverwrite = true\n",
+        1,
+    );
+    assert_ne!(overwriting, text);
+    fs::write(&new_site.config, overwriting).unwrap();
+    let said = new_site.ok(&["restore", good.as_str(), "--component", "topology"]);
+    assert!(
+        said.contains("etcd: 2 keys written (1 new, 1 changed"),
+        "{said}"
+    );
+    let names: Vec<String> = range(target.url(0), b"/", 0)
+        .await
+        .iter()
+        .map(|(k, _, _)| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert!(
+        names.contains(&"/service/pg/members/db1".to_string())
+            && names.contains(&"/service/pg/members/newdb1".to_string()),
+        "{names:?}"
+    );
     drop(cluster);
 }

@@ -5,14 +5,15 @@
 //! ([`strata_etcd::Client::snapshot`]) when the node's backup starts, and stores the
 //! encoded snapshot as `etcd/snapshot.NNN` files (8 MiB parts, each one blob: encrypted,
 //! deduplicated, verified like the rest). The node summary records the revision and the
-//! fingerprint of the checked keys (`etcd.revision`, `etcd.fingerprint`), which the
+//! fingerprint of the checked keys (`etcd.revision`, `etcd.fingerprint`, and what it
+//! covers, `etcd.checked`), which the
 //! cluster side reads again once every component's data is stored: a change in between
 //! fails the component rather than pair data with a topology it never had.
 //!
 //! A restore lays no file down: it reads the parts back from the repository, applies the
 //! rename rules (the node's configuration's, then the request's) and writes the keys
-//! through one member, refusing a target prefix that already holds keys. A dry run
-//! returns what would change and writes nothing.
+//! through one member in transactions, refusing a target prefix that holds other keys
+//! unless `overwrite` is set. A dry run returns what would change and writes nothing.
 
 use super::plugin::{BackupStep, PluginBackup, PluginRestore, RestoreStart, Restored};
 use super::*;
@@ -54,6 +55,7 @@ impl EtcdAgent {
         };
         let mut rules = Restore {
             leased: self.settings.leased,
+            overwrite: self.settings.overwrite,
             ..Restore::default()
         };
         for rule in self.rename.iter().chain(&request.rename) {
@@ -101,6 +103,7 @@ impl NodePlugin for EtcdAgent {
         Ok(Some(Box::new(EtcdBackup {
             snapshot,
             fingerprint,
+            check_id: self.settings.check_id(),
         })))
     }
 
@@ -123,6 +126,8 @@ impl NodePlugin for EtcdAgent {
 struct EtcdBackup {
     snapshot: Snapshot,
     fingerprint: strata_etcd::Fingerprint,
+    /// What the fingerprint covers ([`strata_etcd::Settings::check_id`]).
+    check_id: String,
 }
 
 #[async_trait::async_trait]
@@ -143,6 +148,7 @@ impl PluginBackup for EtcdBackup {
             ("etcd.cluster_id".into(), self.snapshot.cluster_id.clone()),
             ("etcd.keys".into(), self.snapshot.kvs.len().to_string()),
             ("etcd.fingerprint".into(), self.fingerprint.hex()),
+            ("etcd.checked".into(), self.check_id),
         ]))
     }
 }
@@ -194,17 +200,9 @@ impl PluginRestore for EtcdRestore {
             .map_err(|e| etcd_failed("plan the restore", error_chain(&e)))?;
         if self.dry_run {
             let mut lines = vec![format!(
-                "dry run: {} keys of revision {} would be written ({} new, {} changed, {} the same, {} leased skipped); nothing written",
-                snapshot.kvs.len(),
-                snapshot.revision,
-                plan.count(strata_etcd::Action::Put),
-                plan.count(strata_etcd::Action::Change),
-                plan.count(strata_etcd::Action::Same),
-                plan.count(strata_etcd::Action::SkipLeased),
+                "dry run of etcd snapshot at revision {}, nothing written:",
+                snapshot.revision
             )];
-            if let Some(refusal) = plan.refusal() {
-                lines.push(format!("a restore would be refused: {refusal}"));
-            }
             lines.extend(plan.lines());
             return Ok(Some(lines.join("\n")));
         }

@@ -88,6 +88,14 @@ impl Plugin for Etcd {
             return Ok(());
         };
         let at_start = &node.plugin["etcd.fingerprint"];
+        // Fingerprints of different key sets differ whatever happened: say so instead.
+        let ours = self.settings.check_id();
+        if let Some(theirs) = node.plugin.get("etcd.checked").filter(|t| **t != ours) {
+            return Err(NotTogether::fails(format!(
+                "node {} checked other keys than this coordinator would (its prefixes or exclude_from_check differ: check {theirs}, here {ours}): give [components.etcd] the same prefixes and exclude_from_check on both",
+                node.name
+            )));
+        }
         let revision = node
             .plugin
             .get("etcd.revision")
@@ -111,8 +119,8 @@ impl Plugin for Etcd {
             return Err(NotTogether {
                 why: format!(
                     "the checked keys changed while the backup ran (fingerprint {} at revision {revision}, {} at revision {} now): back up again, or list keys that change all the time in exclude_from_check",
-                    &at_start[..at_start.len().min(12)],
-                    &now.hex()[..12],
+                    at_start.get(..12).unwrap_or(at_start),
+                    now.hex().get(..12).unwrap_or_default(),
                     now.revision
                 ),
                 retries,
@@ -131,5 +139,35 @@ impl Plugin for Etcd {
 
     fn restore_rules(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A node that checked other keys than the coordinator would is said to, before any
+    /// etcd is asked (fingerprints of different key sets differ whatever happened).
+    #[tokio::test]
+    async fn a_node_that_checked_other_keys_is_named_not_taken_for_a_change() {
+        let mut theirs = strata_etcd::Settings::new(["http://127.0.0.1:1"]);
+        theirs.exclude_from_check = vec!["/service/pg/leader".into()];
+        let plugin = Etcd {
+            settings: strata_etcd::Settings::new(["http://127.0.0.1:1"]),
+            rename: Vec::new(),
+            move_prefix: None,
+        };
+        let node = NodeSummary {
+            name: "etcd1".into(),
+            plugin: [
+                ("etcd.fingerprint".to_string(), "ab".repeat(32)),
+                ("etcd.checked".to_string(), theirs.check_id()),
+            ]
+            .into(),
+            ..NodeSummary::default()
+        };
+        let err = plugin.after_stored("b", &[node]).await.unwrap_err();
+        assert!(err.why.contains("checked other keys"), "{}", err.why);
+        assert_eq!(err.retries, 0, "no retry mends two configurations");
     }
 }
