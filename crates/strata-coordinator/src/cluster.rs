@@ -53,6 +53,9 @@ pub struct Coordinator {
     /// Pause records whose failed resume this process has reported: a server retries
     /// them every few seconds, and reports each once (the record and `status` keep it).
     reported_pauses: Mutex<HashSet<String>>,
+    /// The operations of this process whose hooks may hold pauses now (see
+    /// [`OpHooks`]): their records are theirs to resume, no one else's.
+    pausing: Arc<Mutex<HashSet<String>>>,
     /// Where the ends of operations are reported (audit log, webhooks).
     events: Mutex<Arc<crate::events::Events>>,
     /// Garbage collection's grace period for unindexed packs (`[gc] grace`).
@@ -285,6 +288,7 @@ impl Run {
                 who: self.who.clone(),
                 stats: coordinator.stats.clone(),
                 nodes: coordinator.nodes.clone(),
+                pausing: coordinator.pausing.clone(),
             },
         )
     }
@@ -584,6 +588,7 @@ impl Coordinator {
             components: Mutex::new(Arc::new(vec![whole])),
             hooks: Mutex::new(Arc::default()),
             reported_pauses: Mutex::default(),
+            pausing: Arc::default(),
             events: Mutex::new(crate::events::Events::audit_only()),
             gc_grace: Mutex::new(crate::gc::DEFAULT_GRACE),
             stopping: Mutex::new(None),
@@ -645,7 +650,9 @@ impl Coordinator {
             return Vec::new();
         };
         let mut lines = Vec::new();
-        for resumed in crate::hooks::resume_orphans(&state_dir, &hooks.hooks).await {
+        let pausing = self.pausing.clone();
+        let live_here = move |op: &str| pausing.lock().unwrap().contains(op);
+        for resumed in crate::hooks::resume_orphans(&state_dir, &hooks.hooks, live_here).await {
             let record = &resumed.record;
             let line = match &resumed.error {
                 None => {

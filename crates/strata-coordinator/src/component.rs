@@ -18,6 +18,7 @@ use crate::hooks::{self, HookConfig, HookEnv, HookOperation, HookPoint, PauseRec
 use crate::node::NodeApi;
 use crate::operation::Operation;
 use crate::plugin::Plugin;
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use strata_agent::api::{HookRequest, HookStep};
@@ -131,6 +132,7 @@ pub struct OpHooks {
     stats: Arc<Mutex<crate::stats::OperationStats>>,
     /// The cluster's nodes, whose agents run the hooks that name them.
     nodes: Vec<Arc<dyn NodeApi>>,
+    pausing: Arc<Mutex<HashSet<String>>>,
     /// Pauses attempted and not yet resumed, in the order they were issued.
     paused: Vec<Held>,
 }
@@ -155,6 +157,15 @@ pub(crate) struct OpContext {
     pub who: String,
     pub stats: Arc<Mutex<crate::stats::OperationStats>>,
     pub nodes: Vec<Arc<dyn NodeApi>>,
+    /// The operations of this process whose hooks may hold pauses: this one is in it
+    /// from [`OpHooks::new`] until the hooks are dropped.
+    pub pausing: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Drop for OpHooks {
+    fn drop(&mut self) {
+        self.pausing.lock().unwrap().remove(&self.base.id);
+    }
 }
 
 impl OpHooks {
@@ -164,6 +175,7 @@ impl OpHooks {
         base: HookEnv,
         ctx: OpContext,
     ) -> Self {
+        ctx.pausing.lock().unwrap().insert(base.id.clone());
         OpHooks {
             set,
             kind,
@@ -174,6 +186,7 @@ impl OpHooks {
             who: ctx.who,
             stats: ctx.stats,
             nodes: ctx.nodes,
+            pausing: ctx.pausing,
             paused: Vec::new(),
         }
     }

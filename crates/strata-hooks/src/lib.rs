@@ -505,6 +505,14 @@ impl PauseRecord {
         start_time(self.holder_pid).is_some_and(|t| t == self.holder_start)
     }
 
+    /// Whether a live operation still holds the pause, so no one else may resume it:
+    /// its process runs, and when that process is this one, `live_here` says its
+    /// operation still runs here. A record this process keeps after a failed resume is
+    /// not held (its operation ended), so this process's own retries take it up.
+    pub fn held(&self, live_here: impl Fn(&str) -> bool) -> bool {
+        self.holder_alive() && (self.holder_pid != std::process::id() || live_here(&self.operation))
+    }
+
     fn path(&self, state_dir: &Path) -> PathBuf {
         pauses_dir(state_dir).join(format!("{}.json", self.id))
     }
@@ -700,15 +708,20 @@ pub async fn resume(state_dir: &Path, record: PauseRecord) -> Resumed {
     }
 }
 
-/// Resumes every pause under `state_dir` whose holder process is gone (killed, crashed,
-/// the host restarted): what a SIGKILL left paused. Only a resume the configuration
+/// Resumes every pause under `state_dir` that no live operation holds ([`PauseRecord::held`]):
+/// what a SIGKILL left paused (its process is gone), and what a resume that failed left
+/// (its operation ended). Only a resume the configuration
 /// still declares (`configured`) is run; a record whose resume it does not (the hook was
 /// changed since, or the record is not strata's) is reported and kept, for a person to
 /// resume by hand.
-pub async fn resume_orphans(state_dir: &Path, configured: &[HookConfig]) -> Vec<Resumed> {
+pub async fn resume_orphans(
+    state_dir: &Path,
+    configured: &[HookConfig],
+    live_here: impl Fn(&str) -> bool,
+) -> Vec<Resumed> {
     let mut out = Vec::new();
     for record in paused(state_dir).into_iter().flatten() {
-        if record.holder_alive() {
+        if record.held(&live_here) {
             continue;
         }
         let declared = configured
@@ -821,9 +834,11 @@ mod tests {
             matches!(&listed[..], [Err(why)] if why.contains("not run")),
             "{listed:?}"
         );
-        assert!(resume_orphans(dir.path(), std::slice::from_ref(&hook))
-            .await
-            .is_empty());
+        assert!(
+            resume_orphans(dir.path(), std::slice::from_ref(&hook), |_| false)
+                .await
+                .is_empty()
+        );
         assert!(!marker.exists(), "a writable record never runs");
         // A link planted where the record goes is replaced, never followed.
         std::fs::remove_file(&file).unwrap();
@@ -833,7 +848,7 @@ mod tests {
         record.save(dir.path()).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
         assert!(
-            resume_orphans(dir.path(), std::slice::from_ref(&hook)).await[0]
+            resume_orphans(dir.path(), std::slice::from_ref(&hook), |_| false).await[0]
                 .error
                 .is_none()
         );
@@ -933,7 +948,9 @@ mod tests {
         dead.save(dir.path()).unwrap();
         assert_eq!(paused(dir.path()).len(), 2);
         // A resume the configuration does not declare is not run.
-        let refused = resume_orphans(dir.path(), &[]).await;
+        // `live` is this process's and its operation runs here: held, never touched.
+        let runs_here = |op: &str| op == "op";
+        let refused = resume_orphans(dir.path(), &[], runs_here).await;
         assert_eq!(refused.len(), 1);
         assert!(refused[0]
             .error
@@ -941,12 +958,17 @@ mod tests {
             .unwrap_or_default()
             .contains("not one the configuration declares"));
         assert!(!marker.exists(), "nothing ran");
-        let resumed = resume_orphans(dir.path(), std::slice::from_ref(&hook)).await;
+        let resumed = resume_orphans(dir.path(), std::slice::from_ref(&hook), runs_here).await;
         assert_eq!(resumed.len(), 1);
         assert!(resumed[0].error.is_none());
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "resume\n");
         let left: Vec<_> = paused(dir.path()).into_iter().flatten().collect();
-        assert_eq!(left, vec![live]);
+        assert_eq!(left, vec![live.clone()]);
+        // Once its operation has ended here (a resume of it failed, say), it is not held:
+        // this process's own retry takes it up.
+        let resumed = resume_orphans(dir.path(), std::slice::from_ref(&hook), |_| false).await;
+        assert_eq!(resumed.len(), 1);
+        assert!(paused(dir.path()).is_empty());
     }
 
     /// Two resumers of one record (two processes on one state directory, or a

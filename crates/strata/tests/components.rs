@@ -939,6 +939,55 @@ fn a_pause_left_by_sigkill_is_resumed_by_a_strata_server_on_the_same_state_dir()
 // ---------------------------------------------------------------------------------------
 // 6. A resume that keeps failing.
 
+/// A server whose own backup's resume failed retries it (every 5 s) once that backup has
+/// ended, without a restart: the engine is not left paused until the next backup.
+#[test]
+fn a_server_retries_the_resume_its_own_backup_could_not_make() {
+    let site = Site::new(Setup::default());
+    site.with_hooks(vec![site.pause_hook("5s", 2)]);
+    site.engine.set(|b| b.resume_failures = 2);
+    let mut cmd = common::strata_with_token(site.dir.path(), &site.config, "user-token");
+    cmd.env("STRATA_AGENT_TOKEN", "agent-token");
+    let server = common::server::Server::start(cmd, &site.path("server.log"));
+    let started = common::server::http(
+        &server.url,
+        "POST",
+        "/api/v1/backups",
+        Some("user-token"),
+        "",
+    );
+    assert_eq!(started.status, 202, "{}", started.body);
+    let resumed = |site: &Site| {
+        site.engine
+            .calls()
+            .iter()
+            .any(|c| c.line == "POST /exporter/resume" && c.status == 200)
+    };
+    let deadline = Instant::now() + LIMIT;
+    while !(resumed(&site) && site.pause_records().is_empty()) {
+        assert!(
+            Instant::now() < deadline,
+            "the server never retried its resume; calls {:?}; log:\n{}",
+            site.engine.lines(),
+            std::fs::read_to_string(site.path("server.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let statuses: Vec<u16> = site
+        .engine
+        .calls()
+        .iter()
+        .filter(|c| c.line == "POST /exporter/resume")
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        [500, 500, 200],
+        "two failed in the backup, the retry took"
+    );
+    drop(server);
+}
+
 #[test]
 fn a_resume_that_keeps_failing_is_reported_kept_and_retried_by_the_next_run() {
     let site = Site::new(Setup::default());

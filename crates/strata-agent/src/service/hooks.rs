@@ -262,8 +262,7 @@ impl Agent {
     pub(super) async fn resume_stale(&self) {
         let current = self.lease_holder();
         for record in self.own_records() {
-            let live_operation = current.as_deref() == Some(record.operation.as_str());
-            if record.holder_alive() && live_operation {
+            if record.held(|op| current.as_deref() == Some(op)) {
                 continue;
             }
             let why = if record.holder_alive() {
