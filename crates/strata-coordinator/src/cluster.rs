@@ -1066,8 +1066,15 @@ impl Coordinator {
                 .filter(|c| c.status() != ComponentStatus::Absent)
                 .collect());
         }
-        plan.components
-            .iter()
+        // Each named once: a name given twice would restore its nodes twice at once.
+        let mut names: Vec<&String> = Vec::new();
+        for name in &plan.components {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
+            .into_iter()
             .map(|name| {
                 summary
                     .components
@@ -1163,11 +1170,20 @@ impl Coordinator {
                 })
                 .collect()
         };
-        let mut pairs = Vec::new();
+        let mut pairs: Vec<(String, usize)> = Vec::new();
         for (sources, targets) in groups {
             match self.pair_group(&sources, &targets, plan) {
                 Ok(mine) => pairs.extend(mine),
                 Err(why) => problems.push(why),
+            }
+        }
+        // One source per target: two restores into one node's roots at once would mix.
+        for (k, (source, target)) in pairs.iter().enumerate() {
+            if let Some((other, _)) = pairs[..k].iter().find(|(_, t)| t == target) {
+                problems.push(format!(
+                    "backup nodes {other} and {source} would both be restored onto node {}: pair them with --map (components not configured here go onto every node)",
+                    self.nodes[*target].name()
+                ));
             }
         }
         (pairs, problems)

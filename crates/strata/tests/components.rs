@@ -1242,6 +1242,22 @@ fn restore_of_an_incomplete_backup_is_refused_and_component_restores_only_that_o
     assert_eq!(after[0].body["operation"], "restore", "{after:#?}");
     assert_eq!(after[0].body["backup"], good, "{after:#?}");
 
+    // A component named twice is restored once (not twice at once into one place).
+    let before = site.engine.calls().len();
+    let out = site.run(&[
+        "restore",
+        good,
+        "--component",
+        "engine",
+        "--component",
+        "engine",
+    ]);
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(
+        compact(&site.engine.calls()[before..]),
+        strs(&["POST /snapshots/snap-1/restore"])
+    );
+
     // The pre-checks report every problem at once, before writing: the engine is no
     // longer configured, and node n2 does not answer.
     let text = site.config_text(&Setup::default());
