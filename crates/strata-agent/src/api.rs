@@ -231,6 +231,10 @@ pub struct RestoreReply {
     /// For PostgreSQL: how recovery ended ("recovered and promoted", ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<String>,
+    /// For a plugin that writes into a live system instead of laying files down (etcd):
+    /// what it wrote, or would write on a dry run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written: Option<String>,
 }
 
 /// `GET /node/v1/operations/{id}/progress`.

@@ -671,6 +671,7 @@ impl Agent {
             files_kept: report.files_kept,
             removed,
             errors: report.errors,
+            written: None,
         })
     }
 }
@@ -715,7 +716,7 @@ impl Agent {
         };
         self.operations.lock().unwrap().remove(&request.operation);
         Ok(RestoreReply {
-            recovery: result?,
+            written: result?,
             target: target.display().to_string(),
             ..RestoreReply::default()
         })

@@ -109,48 +109,66 @@ impl Context {
             };
             pairs.insert(old.to_string(), new.to_string());
         }
+        let dry_run = only.dry_run;
         let plan = RestorePlan {
             node,
             map: pairs,
             include: path,
             components: only.components,
             rename: only.rename,
-            dry_run: only.dry_run,
+            dry_run,
             recovery,
         };
         let running = self.cluster().restore(wanted, plan).await?;
         let outcome = self.watch(running).await?;
-        self.report_restore(&outcome)
+        self.report_restore(&outcome, dry_run)
     }
 
-    fn report_restore(&self, outcome: &RestoreOutcome) -> CommandResult {
+    fn report_restore(&self, outcome: &RestoreOutcome, dry_run: bool) -> CommandResult {
         if self.global.json {
             print_json(outcome);
         } else {
             for n in &outcome.nodes {
                 match (&n.report, &n.error) {
+                    // A plugin that writes into a live system (etcd) reports itself.
+                    (Some(r), _) if r.written.is_some() => self.say(format!(
+                        "node {} of {} through node {}: {}",
+                        n.source,
+                        outcome.backup,
+                        n.node,
+                        r.written.as_deref().unwrap_or_default()
+                    )),
                     (Some(r), _) => {
                         self.say(format!(
                             "restored node {} of {} to node {} ({}): {} files ({} written, {} already correct), {} dirs, {} removed",
                             n.source, outcome.backup, n.node, r.target, r.files, output::size(r.bytes),
                             r.files_kept, r.dirs, r.removed,
                         ));
-                        match &r.recovery {
-                            // A plugin that writes into a live system (etcd) reports itself.
-                            Some(line) if r.target.starts_with('(') => {
-                                self.say(format!("node {}: {line}", n.node))
-                            }
-                            Some(recovery) => {
-                                self.say(format!("node {}: PostgreSQL {recovery}", n.node))
-                            }
-                            None => {}
+                        if let Some(recovery) = &r.recovery {
+                            self.say(format!("node {}: PostgreSQL {recovery}", n.node));
                         }
                     }
                     (None, Some(e)) => eprintln!("strata: node {} not restored: {e}", n.node),
                     (None, None) => {}
                 }
             }
-            if outcome.state() == OpState::Succeeded {
+            for c in &outcome.components {
+                match (&c.detail, &c.error) {
+                    (_, Some(e)) => {
+                        eprintln!("strata: component {} not restored: {e}", c.component)
+                    }
+                    (Some(detail), None) => {
+                        self.say(format!("restored component {}: {detail}", c.component))
+                    }
+                    (None, None) => self.say(format!("restored component {}", c.component)),
+                }
+            }
+            for e in &outcome.hook_errors {
+                eprintln!("strata: {e}");
+            }
+            if dry_run {
+                self.say("dry run: nothing was written");
+            } else if outcome.state() == OpState::Succeeded {
                 self.say(format!(
                     "every byte verified; took {}",
                     output::duration(outcome.duration_ms)
@@ -179,7 +197,7 @@ impl Context {
             }
             _ => Err(Failure::new(
                 code::FAILED,
-                "the restore failed on some nodes (see above)",
+                "the restore failed on some nodes or components (see above)",
             )),
         }
     }

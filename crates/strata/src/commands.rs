@@ -605,6 +605,24 @@ fn print_file(entry: &FileEntry) {
 }
 
 pub(crate) fn print_node_problems(summary: &strata_repo::summary::BackupSummary, per_node: usize) {
+    // Components, when the backup has them: each with its status and, when not complete,
+    // why (an external system's snapshot too).
+    for c in &summary.components {
+        let mut line = format!(
+            "component {} ({}{}): {}",
+            c.name,
+            c.plugin,
+            if c.optional { ", optional" } else { "" },
+            c.status().as_str()
+        );
+        if let Some(id) = c.external.get("snapshot_id") {
+            line.push_str(&format!(", snapshot {id}"));
+        }
+        if let Some(error) = &c.error {
+            line.push_str(&format!(": {error}"));
+        }
+        println!("{line}");
+    }
     for node in &summary.nodes {
         if let Some(error) = &node.error {
             println!("node {} failed: {error}", node.name);

@@ -679,6 +679,14 @@ fn a_failed_engine_snapshot_fails_the_backup_and_the_resume_still_runs_last() {
     let shown = site.show(name);
     assert_eq!(shown["status"], "failed");
     assert_eq!(component(&shown, "engine")["status"], "failed");
+    // And `show` says which component failed and why, without --json too.
+    let human = site.run(&["show", name]);
+    assert!(
+        human.stdout.contains("component engine (http): failed")
+            && human.stdout.contains("disk full on engine")
+            && human.stdout.contains("component data (files): complete"),
+        "{human}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1229,6 +1237,7 @@ fn restore_of_an_incomplete_backup_is_refused_and_component_restores_only_that_o
     let before = site.engine.calls().len();
     let out = site.run(&["restore", good]);
     assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stdout.contains("restored component engine"), "{out}");
     assert_eq!(
         std::fs::read_to_string(site.data(1).join("a.txt")).unwrap(),
         "alpha\n"

@@ -275,7 +275,11 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
     ];
     dry.extend(rename);
     let preview = new_site.ok(&dry);
-    assert!(preview.contains("dry run"), "{preview}");
+    assert!(
+        preview.contains("dry run: nothing was written"),
+        "{preview}"
+    );
+    assert!(!preview.contains("every byte verified"), "{preview}");
     assert!(
         preview.contains("/service/pg/members/newdb1"),
         "the dry run names the renamed key: {preview}"
