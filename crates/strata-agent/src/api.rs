@@ -162,6 +162,10 @@ pub enum HookStep {
     Pause,
     /// Its resume (retried by the agent; a no-op when nothing is paused).
     Resume,
+    /// Only whether the agent declares the hook (`run` at `env.phase`, or a pause/resume
+    /// pair when `env.phase` is `pause`): nothing runs. A coordinator asks this of every
+    /// node hook before an operation pauses anything.
+    Check,
 }
 
 /// `POST /node/v1/hooks`: run one of the hooks this node's own configuration declares for

@@ -1778,7 +1778,9 @@ async fn backup(
     // Why the whole backup failed before its steps (a hook), for components with no
     // node to carry the reason.
     let mut failed_early: Option<String> = None;
-    if let Err(why) = hooks.run_at(HookPoint::Before, &scope, |_| None).await {
+    if let Err(why) = hooks.check(&scope).await {
+        failed_early = Some(why);
+    } else if let Err(why) = hooks.run_at(HookPoint::Before, &scope, |_| None).await {
         failed_early = Some(why);
     } else if let Err(why) = hooks.pause_all(&scope).await {
         failed_early = Some(why);
@@ -2230,6 +2232,8 @@ async fn restore(
     let mut stop: Option<String> = None;
     // A dry run changes nothing: no hook, no pause.
     if steps.dry_run {
+    } else if let Err(why) = hooks.check(&steps.scope).await {
+        stop = Some(why);
     } else if let Err(why) = hooks
         .run_at(HookPoint::Before, &steps.scope, |_| None)
         .await

@@ -264,6 +264,58 @@ impl OpHooks {
         self.op.log(line);
     }
 
+    /// Asks every node whose agent runs hooks of this operation whether it declares
+    /// them (and whether its strata runs node hooks at all), before anything runs or is
+    /// paused: a missing hook then fails the operation at its start, every one named.
+    pub async fn check(&self, scope: &Scope) -> Result<(), String> {
+        let calls: Vec<(HookConfig, HookEnv)> = self
+            .applicable(scope, |h| h.node.is_some())
+            .map(|(_, h, env)| (h.clone(), env))
+            .collect();
+        let mut problems = Vec::new();
+        let mut asked: Vec<String> = Vec::new();
+        for (hook, mut env) in calls {
+            let Some(node) = self.agent_of(&hook) else {
+                continue;
+            };
+            if !asked.contains(&node.name().to_string()) {
+                asked.push(node.name().to_string());
+                match node.metadata().await {
+                    Ok(meta)
+                        if !meta
+                            .features
+                            .iter()
+                            .any(|f| f == strata_agent::api::NODE_HOOKS) =>
+                    {
+                        problems.push(format!(
+                            "node {} runs strata {}, which runs no node hooks: upgrade it",
+                            node.name(),
+                            meta.version
+                        ));
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        problems.push(format!("node {}: {}", node.name(), e.message));
+                        continue;
+                    }
+                }
+            }
+            env.phase = match (hook.at, hook.is_pause()) {
+                (_, true) => "pause".into(),
+                (Some(at), false) => at.as_str().into(),
+                (None, false) => continue,
+            };
+            if let Err(e) = self.on_node(&node, &hook, HookStep::Check, &env).await {
+                problems.push(e.message);
+            }
+        }
+        match problems.is_empty() {
+            true => Ok(()),
+            false => Err(problems.join("; ")),
+        }
+    }
+
     /// Runs the `run` hooks at `point` (for `success`, `failure` and `always`,
     /// `status_of` says how a component, or the whole operation with `None`, ended).
     /// Returns the first failure: at `before` it fails the operation; elsewhere it is

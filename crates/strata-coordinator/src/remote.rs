@@ -269,14 +269,6 @@ impl NodeApi for RemoteNode {
         self.post("restore", &request).await
     }
     async fn hook(&self, request: HookRequest) -> NodeResult<HookReply> {
-        self.post("hooks", &request).await.map_err(|mut e| {
-            if e.code == ErrorCode::NotFound && !e.message.contains("declares no") {
-                e.message = format!(
-                    "{}: its strata runs no node hooks (older than this coordinator): upgrade it",
-                    e.message
-                );
-            }
-            e
-        })
+        self.post("hooks", &request).await
     }
 }

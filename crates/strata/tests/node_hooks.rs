@@ -246,10 +246,10 @@ fn node_hooks_run_on_the_agent_which_runs_only_its_own() {
     assert_ne!(reply.status, 200, "{}", reply.body);
     assert_eq!(site.calls().len(), 3, "nothing ran");
 
-    // A coordinator that names a node hook the agent lacks fails before anything is
-    // paused, saying so.
-    let extra =
-        "[[hooks]]\nname = \"unknown\"\nnode = \"db1\"\nat = \"before\"\nrun = [\"/bin/true\"]\n";
+    // A coordinator that names node hooks the agent lacks (a pause after the declared
+    // one, a hook at success) fails before anything runs or is paused, naming both.
+    let extra = "[[hooks]]\nname = \"unknown-pause\"\nnode = \"db1\"\npause = [\"/bin/true\"]\nresume = [\"/bin/true\"]\n\n\
+                 [[hooks]]\nname = \"unknown-success\"\nnode = \"db1\"\nat = \"success\"\nrun = [\"/bin/true\"]\n";
     let config = site.coordinator_config(&agent.url, extra);
     let out = site
         .strata(&config, "coordinator")
@@ -263,10 +263,13 @@ fn node_hooks_run_on_the_agent_which_runs_only_its_own() {
         .args(["list", "--json"])
         .output()
         .unwrap();
+    let listed = String::from_utf8_lossy(&list.stdout);
     assert!(
-        String::from_utf8_lossy(&list.stdout).contains("declares no"),
-        "{stderr}"
+        listed.contains("declares no pause/resume hook \\\"unknown-pause\\\"")
+            && listed.contains("declares no run hook \\\"unknown-success\\\""),
+        "{listed}"
     );
+    assert_eq!(site.calls().len(), 3, "nothing ran, nothing was paused");
 }
 
 /// Runs a backup in the background with the gate closed; returns once db1 and the gate

@@ -52,6 +52,12 @@ impl Agent {
         let (index, hook) = self.declared(&request)?;
         let mut env = request.env.clone();
         env.node = Some(self.name().to_string());
+        if request.step == HookStep::Check {
+            // Nothing runs: no need to wait for a step of this hook in flight.
+            return Ok(HookReply {
+                output: "declared".into(),
+            });
+        }
         let lock = self.hook_lock(index);
         let _serial = lock.lock().await;
         match request.step {
@@ -85,6 +91,9 @@ impl Agent {
                     .map_err(|why| self.hook_failed(hook, why))?;
                 Ok(HookReply { output })
             }
+            HookStep::Check => Ok(HookReply {
+                output: "declared".into(),
+            }),
             HookStep::Resume => {
                 let id = self.record_id(&request.operation, index);
                 let Some(record) = self.own_records().into_iter().find(|r| r.id == id) else {
@@ -155,6 +164,11 @@ impl Agent {
                                 && h.at.map(|a| a.as_str()) == Some(request.env.phase.as_str())
                         }
                         HookStep::Pause | HookStep::Resume => h.is_pause(),
+                        HookStep::Check if request.env.phase == "pause" => h.is_pause(),
+                        HookStep::Check => {
+                            h.run.is_some()
+                                && h.at.map(|a| a.as_str()) == Some(request.env.phase.as_str())
+                        }
                     }
             })
             .ok_or_else(|| {
@@ -164,8 +178,9 @@ impl Agent {
                         "node {} declares no {} hook {:?} for it ({} {}): the agent runs only the [[hooks]] of its own configuration; give it the same entry as the coordinator's",
                         self.name(),
                         match request.step {
-                            HookStep::Run => "run",
                             HookStep::Pause | HookStep::Resume => "pause/resume",
+                            HookStep::Check if request.env.phase == "pause" => "pause/resume",
+                            HookStep::Run | HookStep::Check => "run",
                         },
                         strata_hooks::mask_label(&request.hook),
                         request.env.operation,
