@@ -168,7 +168,12 @@ fn serve(stream: TcpStream, shared: Arc<Mutex<Shared>>) {
             ("POST", "/exporter/resume") => (200, r#"{"resumed":true}"#.into(), Duration::ZERO),
             ("POST", "/snapshots") => {
                 s.polls = 0;
-                (200, r#"{"id":"snap-1"}"#.into(), Duration::ZERO)
+                // A failing snapshot says so at once too (for a component without `state`).
+                let answer = match b.snapshot_fails {
+                    true => r#"{"id":"snap-1","state":"failed"}"#,
+                    false => r#"{"id":"snap-1"}"#,
+                };
+                (200, answer.into(), Duration::ZERO)
             }
             ("GET", "/snapshots/snap-1") => {
                 s.polls += 1;
@@ -687,6 +692,30 @@ fn a_failed_engine_snapshot_fails_the_backup_and_the_resume_still_runs_last() {
             && human.stdout.contains("component data (files): complete"),
         "{human}"
     );
+}
+
+/// An `http` component with no `state` to poll takes the backup's own answer: a state
+/// that says failed fails the component (it is never recorded complete).
+#[test]
+fn an_engine_without_a_state_endpoint_that_answers_failed_fails_the_component() {
+    let site = Site::new(Setup::default());
+    let text = site.config_text(&Setup::default());
+    let line = format!("state = \"GET {}/snapshots/{{id}}\"\n", site.engine.url);
+    assert!(text.contains(&line), "{text}");
+    std::fs::write(&site.config, text.replace(&line, "")).unwrap();
+    site.engine.set(|b| b.snapshot_fails = true);
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(3), "{out}");
+    let engine = component(&summary, "engine");
+    assert_eq!(engine["status"], "failed", "{engine:#}");
+    assert!(
+        engine["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("\"failed\""),
+        "{engine:#}"
+    );
+    assert_eq!(compact(&site.engine.calls()), strs(&["POST /snapshots"]));
 }
 
 // ---------------------------------------------------------------------------------------

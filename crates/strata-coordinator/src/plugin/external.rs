@@ -138,6 +138,10 @@ fn with_id(template: &str, id: &str) -> String {
 /// `id` for a URL path: every byte but unreserved ones percent-encoded, so an id the
 /// system made up (`a/../b`, `x?y`) cannot change which resource is called.
 fn url_id(id: &str) -> String {
+    // `.` and `..` alone would be path steps (`/backups/../restore`): encoded too.
+    if id.bytes().all(|b| b == b'.') {
+        return id.bytes().map(|b| format!("%{b:02X}")).collect();
+    }
     id.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
@@ -217,7 +221,14 @@ async fn http_backup(settings: &HttpComponent, env: &HookEnv) -> ExternalOutcome
         Some(state) => wait(settings, state, &id, env, started)
             .await
             .map_err(|e| format!("snapshot {id}: {e}"))?,
-        None => field(&json, &settings.state_field).unwrap_or_else(|| "done".into()),
+        // No state to poll: the answer's own state, if any, still counts.
+        None => match field(&json, &settings.state_field) {
+            Some(now) if settings.failed.iter().any(|f| f.eq_ignore_ascii_case(&now)) => {
+                return Err(format!("the system reports {id} as {now:?}: {answer}"))
+            }
+            Some(now) => now,
+            None => "done".into(),
+        },
     };
     Ok(BTreeMap::from([
         ("snapshot_id".to_string(), id),
@@ -257,6 +268,15 @@ async fn command_backup(settings: &CommandComponent, env: &HookEnv) -> ExternalO
     };
     let id =
         checked_id(id).ok_or_else(|| format!("{} printed no snapshot id", settings.backup[0]))?;
+    if let Some(now) = state
+        .as_deref()
+        .filter(|now| default_failed().iter().any(|f| f.eq_ignore_ascii_case(now)))
+    {
+        return Err(format!(
+            "{} reports snapshot {id} as {now:?}",
+            settings.backup[0]
+        ));
+    }
     Ok(BTreeMap::from([
         ("snapshot_id".to_string(), id),
         ("state".to_string(), state.unwrap_or_else(|| "done".into())),
@@ -417,6 +437,17 @@ mod tests {
         });
         let err = slow.external_backup(&env()).await.unwrap_err();
         assert!(err.contains("no answer within"), "{err}");
+        // An id with a state that says failed is a failed snapshot, not a complete one.
+        let reports_failed = External::Command(CommandComponent {
+            backup: vec![
+                "/bin/echo".into(),
+                r#"{"id":"snap-9","state":"Failed"}"#.into(),
+            ],
+            restore: vec!["/bin/true".into()],
+            timeout: "10s".into(),
+        });
+        let err = reports_failed.external_backup(&env()).await.unwrap_err();
+        assert!(err.contains("snap-9") && err.contains("Failed"), "{err}");
         let err = quiet
             .external_restore(&BTreeMap::new(), &env())
             .await
@@ -428,6 +459,8 @@ mod tests {
     fn ids_cannot_change_the_url_they_go_into() {
         assert_eq!(url_id("snap-1.a_b~"), "snap-1.a_b~");
         assert_eq!(url_id("../admin?x=1"), "..%2Fadmin%3Fx%3D1");
+        assert_eq!(url_id(".."), "%2E%2E", "a path step of its own");
+        assert_eq!(url_id("."), "%2E");
         assert!(checked_id(Some("a\nb".into())).is_none());
         assert!(checked_id(Some("x".repeat(257))).is_none());
     }
