@@ -952,9 +952,27 @@ impl Config {
         }
         let names: Vec<String> = self.components().into_iter().map(|c| c.name).collect();
         let nodes: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        let mut named: BTreeMap<(String, String), ()> = BTreeMap::new();
         for hook in &self.hooks {
             hook.validate(&names, &nodes)
                 .map_err(ConfigError::Invalid)?;
+            if let (Some(node), Some(component)) = (&hook.node, &hook.component) {
+                if owner.get(node).is_some_and(|c| c != component) {
+                    return invalid(format!(
+                        "hook {:?}: node {node:?} is not in component {component:?}, so the hook would never run",
+                        hook.label()
+                    ));
+                }
+            }
+            // An agent finds a node's hooks by name: two alike would be one.
+            if let Some(node) = &hook.node {
+                if named.insert((node.clone(), hook.label()), ()).is_some() {
+                    return invalid(format!(
+                        "two hooks of node {node:?} are named {:?}: give them distinct `name`s",
+                        hook.label()
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -1235,6 +1253,8 @@ mod tests {
             (GOOD.replace("[[hooks]]", "[components.command]\nbackup = [\"/bin/true\"]\nrestore = [\"/bin/true\"]\n[[hooks]]"), "belongs to a command component"),
             (GOOD.replace("name = \"topology\"", "name = \"data\""), "must be unique"),
             (GOOD.replace("plugin = \"etcd\"", "plugin = \"etcdv2\""), "is not known"),
+            (GOOD.replace("[[hooks]]\n        component = \"engine\"", "[[hooks]]\n        component = \"engine\"\n        node = \"db1\""), "is not in component"),
+            (format!("{GOOD}\n[[hooks]]\nnode = \"db1\"\nat = \"before\"\nrun = \"POST http://a/x\"\n[[hooks]]\nnode = \"db1\"\nat = \"success\"\nrun = \"POST http://a/y\"\n"), "give them distinct"),
         ];
         for (text, why) in refused {
             let err = with_components(&text).expect_err(why);

@@ -100,13 +100,15 @@ impl Action {
         };
         let Some((method, url)) = line.trim().split_once(' ') else {
             return Some(Err(format!(
-                "{line:?}: an HTTP hook is \"METHOD URL\" (\"POST http://host/path\")"
+                "{:?}: an HTTP hook is \"METHOD URL\" (\"POST http://host/path\")",
+                mask_label(line)
             )));
         };
         let url = url.trim();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Some(Err(format!(
-                "{line:?}: the URL must start with http:// or https://"
+                "{:?}: the URL must start with http:// or https://",
+                mask_label(line)
             )));
         }
         match reqwest::Method::from_bytes(method.as_bytes()) {
@@ -114,7 +116,8 @@ impl Action {
                 Some(Ok((m, url)))
             }
             _ => Some(Err(format!(
-                "{line:?}: {method:?} is not GET, POST, PUT, DELETE or PATCH"
+                "{:?}: {method:?} is not GET, POST, PUT, DELETE or PATCH",
+                mask_label(line)
             ))),
         }
     }
@@ -130,14 +133,14 @@ impl Action {
         }
     }
 
-    /// A short description for logs: the program, or the method and URL without its
-    /// user, password and query (never a body).
+    /// A short description for logs and names: the program, or the method and the URL as
+    /// far as its host ([`mask_url`]: a webhook's path may be its secret; never a body).
     pub fn describe(&self) -> String {
         match self {
             Action::Command(argv) => argv.first().cloned().unwrap_or_default(),
             Action::Http(line) => match line.trim().split_once(' ') {
-                Some((method, url)) => format!("{method} {}", shown_url(url.trim())),
-                None => shown_url(line.trim()),
+                Some((method, url)) => format!("{method} {}", mask_url(url.trim())),
+                None => mask_url(line.trim()),
             },
         }
     }
@@ -183,20 +186,6 @@ impl Action {
             )),
         }
     }
-}
-
-/// `url` without its user, password and query, for logs and errors: what a URL may carry
-/// as a credential stays out of operation logs.
-pub fn shown_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.split(['?', '#']).next().unwrap_or("").to_string();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let host = rest[..end]
-        .rsplit_once('@')
-        .map_or(&rest[..end], |(_, h)| h);
-    let path = rest[end..].split(['?', '#']).next().unwrap_or("");
-    format!("{scheme}://{host}{path}")
 }
 
 fn bounded(text: &[u8]) -> String {
@@ -261,13 +250,13 @@ async fn run_http(
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("{}: {}", shown_url(url), error_chain(&e.without_url())))?;
+        .map_err(|e| format!("{}: {}", mask_url(url), error_chain(&e.without_url())))?;
     let status = reply.status();
     let text = bounded(&reply.bytes().await.unwrap_or_default());
     if status.is_success() {
         Ok(text)
     } else {
-        Err(format!("{} answered {status}: {text}", shown_url(url)))
+        Err(format!("{} answered {status}: {text}", mask_url(url)))
     }
 }
 
@@ -475,6 +464,7 @@ pub fn shown_record(record: &PauseRecord) -> PauseRecord {
     PauseRecord {
         hook: mask_label(&record.hook),
         resume: record.resume.masked(),
+        resume_error: record.resume_error.as_deref().map(mask_label),
         ..record.clone()
     }
 }
@@ -633,9 +623,12 @@ pub fn paused(state_dir: &Path) -> Vec<Result<PauseRecord, String>> {
                 .map_err(|err| format!("pause record {}: {err}", path.display()))
         })
         .collect();
+    // Oldest first, the unreadable ones last (a total order: a sort may panic without).
     out.sort_by(|a, b| match (a, b) {
         (Ok(a), Ok(b)) => a.since.cmp(&b.since),
-        _ => std::cmp::Ordering::Equal,
+        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+        (Err(a), Err(b)) => a.cmp(b),
     });
     out
 }
@@ -859,12 +852,15 @@ mod tests {
     fn urls_in_logs_lose_their_credentials() {
         let action =
             Action::Http("POST https://ops:s3cret@engine:8443/api/pause?token=t0k3n".into());
-        assert_eq!(action.describe(), "POST https://engine:8443/api/pause");
+        assert_eq!(action.describe(), "POST https://engine:8443/***");
         assert_eq!(
             action.masked(),
             Action::Http("POST https://engine:8443/***".into())
         );
-        assert_eq!(shown_url("http://engine/x#frag"), "http://engine/x");
+        // Nor in the error a bad one gets.
+        let bad = Action::Http("POST ftp://ops:s3cret@engine/x?token=t0k3n".into());
+        let err = bad.validate().unwrap_err();
+        assert!(!err.contains("s3cret") && !err.contains("t0k3n"), "{err}");
     }
 
     #[tokio::test]
@@ -882,10 +878,13 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            err.contains(&format!("http://127.0.0.1:{port}/pause")),
+            err.contains(&format!("http://127.0.0.1:{port}/***")),
             "{err}"
         );
-        assert!(!err.contains("s3cret") && !err.contains("t0k3n"), "{err}");
+        assert!(
+            !err.contains("s3cret") && !err.contains("t0k3n") && !err.contains("/pause"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
