@@ -32,6 +32,9 @@ RUN mkdir -p /out/etc /out/var/lib/strata /out/etc/strata \
 # compose example and the Kubernetes StatefulSet use it): `--target postgres`.
 FROM docker.io/library/postgres:15-bookworm AS postgres
 COPY --from=build /out/usr/bin/strata /usr/local/bin/strata
+# wal-push's state directory (a volume in compose): the postgres user's, 0700, so a volume
+# mounted there starts with that owner.
+RUN install -d -o postgres -g postgres -m 0700 /var/lib/strata
 
 # The default target (last stage): the strata image.
 FROM gcr.io/distroless/cc-debian12 AS runtime

@@ -34,7 +34,13 @@ fail() { echo "packaging-check: FAIL: $*" >&2; exit 1; }
 # purged it yet (a failed run leaves the machine as it found it).
 installed=0
 ctr=
+server_pid=
+descendants() { local c; for c in $(ps -o pid= --ppid "$1"); do echo "$c"; descendants "$c"; done; }
 cleanup() {
+  # The image's server, if a check failed while it ran (buildah run and strata under it).
+  if [ -n "$server_pid" ]; then
+    for p in $(descendants "$server_pid") "$server_pid"; do kill -KILL "$p" 2>/dev/null || true; done
+  fi
   [ -z "$ctr" ] || buildah rm "$ctr" >/dev/null 2>&1 || true
   if [ "$installed" = 1 ]; then dpkg --purge strata >/dev/null 2>&1 || true; fi
 }
@@ -156,6 +162,18 @@ dpkg -L strata | sort >"$work/installed-files"
   || fail "/etc/strata/strata.toml is $(stat -c '%U:%G %a' /etc/strata/strata.toml), not root:root 640"
 /usr/bin/strata --config /etc/strata/strata.toml config show >/dev/null \
   || fail "the shipped configuration skeleton does not parse"
+# Every setting it shows, uncommented as it stands, is a valid configuration too (a key
+# placed after a [table] header would land in that table).
+python3 - /etc/strata/strata.toml >"$work/skeleton-uncommented.toml" <<'PY'
+import re, sys
+for line in open(sys.argv[1]):
+    body = line.rstrip("\n")[2:] if line.startswith("# ") else None
+    if body is not None and (body.startswith("[") or re.match(r"^[A-Za-z0-9_]+ = ", body)):
+        print(body)
+PY
+grep -q '^\[\[nodes\]\]' "$work/skeleton-uncommented.toml" || fail "the skeleton's examples were not found"
+/usr/bin/strata --config "$work/skeleton-uncommented.toml" config show >/dev/null \
+  || fail "the skeleton's settings, uncommented, are not a valid configuration: $(cat "$work/skeleton-uncommented.toml")"
 zcat /usr/share/man/man1/strata.1.gz | grep -q '^\.TH' || fail "strata.1 is not a man page"
 bash -c 'source /usr/share/bash-completion/completions/strata && complete -p strata' >/dev/null \
   || fail "the installed bash completion does not register for strata"
@@ -334,7 +352,6 @@ grep -q "ready" "$work/probe.log" || { kill "$server_pid"; fail "strata $healthc
 
 # SIGTERM to strata itself (buildah would kill its child, not pass the signal on), as a
 # container runtime's stop does; buildah run then exits with strata's status.
-descendants() { local c; for c in $(ps -o pid= --ppid "$1"); do echo "$c"; descendants "$c"; done; }
 strata_pid=
 for p in $(descendants "$server_pid"); do
   [ "$(ps -o comm= -p "$p")" = strata ] && strata_pid=$p
@@ -344,6 +361,7 @@ kill -TERM "$strata_pid"
 for _ in $(seq 600); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$server_pid" 2>/dev/null; then kill -KILL "$strata_pid" "$server_pid"; fail "strata server in the image ignored SIGTERM for 60 s"; fi
 wait "$server_pid" || fail "strata server in the image exited $? on SIGTERM: $(cat "$work/srv.log")"
+server_pid=
 
 buildah rm "$ctr" >/dev/null
 ctr=

@@ -98,10 +98,20 @@ impl Probe {
     /// asking for the other one then is a usage error.
     pub fn new(base: &str, endpoint: Option<Endpoint>) -> Result<Probe, ProbeError> {
         let trimmed = base.trim_end_matches('/');
-        if !(trimmed.starts_with("http://") || trimmed.starts_with("https://")) {
+        let Some((_, rest)) = trimmed
+            .split_once("://")
+            .filter(|(scheme, _)| ["http", "https"].contains(scheme))
+        else {
             return Err(ProbeError::Usage(format!(
                 "{base}: not an http:// or https:// URL"
             )));
+        };
+        // The probes need no credentials: a URL that carries some (a user, a password, a
+        // query) is refused rather than printed in every message that names it.
+        if rest.contains(['@', '?', '#']) {
+            return Err(ProbeError::Usage(
+                "a probe's URL is the process's address (http://HOST:PORT): no user, password or query".into(),
+            ));
         }
         let named = [Endpoint::Health, Endpoint::Ready]
             .into_iter()
@@ -132,7 +142,8 @@ impl Probe {
     /// Asks until a good answer or [`Probe::wait`] is over; the last failure otherwise.
     pub async fn run(&self) -> Result<Answer, ProbeError> {
         let client = self.client()?;
-        let deadline = Instant::now() + self.wait;
+        let now = Instant::now();
+        let deadline = now.checked_add(self.wait).unwrap_or(now);
         loop {
             let outcome = self.attempt(&client).await;
             if outcome.is_ok() || Instant::now() >= deadline {
@@ -260,6 +271,10 @@ mod tests {
         assert_eq!(p.endpoint, Endpoint::Ready);
         assert!(Probe::new("https://db1:7370/health", Some(Endpoint::Ready)).is_err());
         assert!(Probe::new("db1:7370", None).is_err());
+        for secret in ["http://u:pw@db1:7370", "http://db1:7370/health?token=t"] {
+            let err = Probe::new(secret, None).unwrap_err().to_string();
+            assert!(!err.contains("pw") && !err.contains("token"), "{err}");
+        }
     }
 
     #[test]

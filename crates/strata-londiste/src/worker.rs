@@ -48,8 +48,16 @@ pub struct WorkerOptions {
 pub struct WorkerHealth(Arc<std::sync::Mutex<Option<std::result::Result<(), String>>>>);
 
 impl WorkerHealth {
+    /// A round of work went through: ready.
     fn connected(&self) {
         *self.0.lock().unwrap() = Some(Ok(()));
+    }
+
+    /// Connected to the node at a (re)start: ready only the first time. After a failure
+    /// the worker stays not ready until a round goes through, so a batch that keeps
+    /// failing never shows ready between its retries.
+    fn reached(&self) {
+        self.0.lock().unwrap().get_or_insert(Ok(()));
     }
 
     fn failed(&self, why: &str) {
@@ -303,7 +311,7 @@ async fn run_once(
 ) -> Result<bool> {
     let dst = open_target(&cf).await?;
     let info = admin::require_node(&dst, &cf).await?;
-    options.health.connected();
+    options.health.reached();
     let worker = info
         .worker_name
         .clone()
@@ -345,6 +353,7 @@ async fn run_once(
                 }
                 NodeCheck::Paused => {}
             }
+            options.health.connected();
             let d = cf.loop_delay;
             pause(&mut stop, d).await;
         }
@@ -458,12 +467,18 @@ impl Replayer {
                     }
                     Role::Copy(_) => {}
                 }
+                if self.role == Role::Main {
+                    self.options.health.connected();
+                }
                 self.idle = true;
                 self.wait_for_tick().await;
                 continue;
             };
             if !self.process_batch(&batch).await? {
                 return Ok(false);
+            }
+            if self.role == Role::Main {
+                self.options.health.connected();
             }
             self.idle = false;
         }

@@ -284,10 +284,12 @@ pub enum Command {
         #[arg(long)]
         ready: bool,
         /// Seconds one attempt may take, connecting and reading the answer included.
-        #[arg(long, default_value_t = 5, value_name = "SECS")]
+        #[arg(long, default_value_t = 5, value_name = "SECS",
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
         /// Keep asking (every 250 ms) for up to SECS until the answer is good.
-        #[arg(long, default_value_t = 0, value_name = "SECS")]
+        #[arg(long, default_value_t = 0, value_name = "SECS",
+              value_parser = clap::value_parser!(u64).range(0..=86400))]
         wait: u64,
     },
     /// Table retention: policies on time-partitioned PostgreSQL tables (see docs/tables.md).

@@ -21,7 +21,7 @@ impl Context {
         let endpoint = ready.then_some(Endpoint::Ready);
         let mut probe =
             Probe::new(&base, endpoint).map_err(|e| Failure::new(code::USAGE, e.to_string()))?;
-        probe.timeout = Duration::from_secs(timeout.max(1));
+        probe.timeout = Duration::from_secs(timeout);
         probe.wait = Duration::from_secs(wait);
         probe.ca_file = self.config.server.ca_file.clone();
         match probe.run().await {

@@ -199,6 +199,20 @@ fn probe_asks_the_configured_server_and_waits_for_it() {
     let out = probe(&[&late, "--wait", "60"]);
     assert!(out.status.success(), "{out:?}");
 
+    // Usage: a wait past a day, no timeout, credentials in the URL (not echoed).
+    assert_eq!(
+        probe(&[&late, "--wait", "18446744073709551615"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(probe(&[&late, "--timeout", "0"]).status.code(), Some(2));
+    let out = probe(&["http://ops:s3cret@127.0.0.1:7370"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("s3cret"),
+        "{out:?}"
+    );
     // Usage: not a URL, or a URL naming the other endpoint.
     assert_eq!(probe(&["127.0.0.1:7370"]).status.code(), Some(2));
     assert_eq!(

@@ -15,12 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn assert_root() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the hostile-tree tests run as root, as strata does on database hosts"
-    );
+    common::assert_root("the hostile-tree tests");
 }
 
 const MARKER: &[u8] = b"ROOT-ONLY-SECRET-7f3a9c";

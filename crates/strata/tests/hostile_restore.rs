@@ -16,12 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn assert_root() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the hostile-target tests run as root, as strata does on database hosts"
-    );
+    common::assert_root("the hostile-target tests");
 }
 
 /// Everything about a directory that a restore must not change: its own metadata and

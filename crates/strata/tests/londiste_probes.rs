@@ -4,17 +4,14 @@
 
 use std::time::{Duration, Instant};
 use strata_testkit::http::http;
-use strata_testkit::net::{dead_url, free_port};
+use strata_testkit::net::free_port;
 use strata_testkit::process::KillOnDrop;
 
 #[test]
 fn a_worker_that_cannot_reach_its_database_serves_health_and_is_not_ready() {
     let dir = tempfile::tempdir().unwrap();
-    let dead = dead_url();
     // A loopback port nothing listens on.
-    let port = dead
-        .trim_start_matches("http://127.0.0.1:")
-        .trim_end_matches("/hook");
+    let port = free_port();
     let health = format!("127.0.0.1:{}", free_port());
     let ini = dir.path().join("leaf.ini");
     std::fs::write(
@@ -56,4 +53,20 @@ fn a_worker_that_cannot_reach_its_database_serves_health_and_is_not_ready() {
     assert_eq!(health.status, 200, "the process serves: {}", health.body);
     assert_eq!(health.json()["status"], "ok");
     assert_eq!(http(&url, "GET", "/nosuch", None, "").status, 404);
+    // `strata probe` reads both: it serves, it is not ready and why.
+    let probe = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .env_clear()
+            .arg("probe")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    assert!(probe(&[&url]).status.success());
+    let out = probe(&[&url, "--ready"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("worker leaf_worker (retrying"),
+        "{out:?}"
+    );
 }

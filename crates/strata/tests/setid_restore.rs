@@ -10,6 +10,7 @@ use std::process::Command;
 
 #[test]
 fn a_setgid_bit_the_system_drops_fails_the_restore_and_names_it() {
+    common::assert_root("the set-group-ID restore test (it gives a directory another owner)");
     let env = Env::new();
     let src = env.path("src");
     let shared = src.join("shared");

@@ -65,6 +65,9 @@ pub struct Health {
     inner: Arc<Mutex<BTreeMap<String, DbState>>>,
     /// The stall limit in milliseconds (changes on SIGHUP).
     stall_limit_ms: Arc<AtomicU64>,
+    /// Whether a first round of looking for databases has ended: before, `/ready` has
+    /// nothing to say a database is ticking, and says not ready.
+    discovered: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for Health {
@@ -79,9 +82,15 @@ impl Health {
         let health = Health {
             inner: Arc::default(),
             stall_limit_ms: Arc::default(),
+            discovered: Arc::default(),
         };
         health.set_stall_limit(stall_limit);
         health
+    }
+
+    /// A round of looking for databases has ended.
+    pub fn discovered(&self) {
+        self.discovered.store(true, Ordering::Relaxed);
     }
 
     /// Changes the stall limit (after a configuration reload).
@@ -213,6 +222,9 @@ impl Health {
         let ok = down.is_empty() && stalled.is_empty();
         let body = serde_json::json!({
             "status": if ok { "ok" } else { "degraded" },
+            // What every strata process's /health names (strata_health::HealthReport).
+            "process": "strata pgq ticker",
+            "version": env!("CARGO_PKG_VERSION"),
             "unreachable": down,
             "stalled": stalled,
             "databases": snapshot,
@@ -223,9 +235,17 @@ impl Health {
     /// What `/ready` checks: every database connected and ticking (one connecting for the
     /// first time is not ready yet; a stalled one is not ready).
     pub fn ready_checks(&self) -> Vec<strata_health::Check> {
-        self.snapshot()
-            .into_iter()
-            .map(|(db, state)| {
+        let looked = self.discovered.load(Ordering::Relaxed);
+        let databases = strata_health::Check::new(
+            "databases",
+            looked,
+            match looked {
+                true => "looked for",
+                false => "looking for the databases to tick",
+            },
+        );
+        std::iter::once(databases)
+            .chain(self.snapshot().into_iter().map(|(db, state)| {
                 let (ok, detail) = match (state.up, state.stalled, &state.error) {
                     (true, false, _) => (true, "connected and ticking".to_string()),
                     (true, true, _) => {
@@ -235,7 +255,7 @@ impl Health {
                     (false, _, None) => (false, "connecting".into()),
                 };
                 strata_health::Check::new(format!("database {db}"), ok, detail)
-            })
+            }))
             .collect()
     }
 
@@ -540,6 +560,24 @@ async fn exchange(mut socket: tokio::net::TcpStream, answer: &Answers) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The ticker's /health is a strata health report (what `strata probe` reads), and
+    /// /ready says not ready until a first round has looked for databases.
+    #[test]
+    fn health_is_a_strata_report_and_ready_waits_for_the_first_discovery() {
+        let health = Health::default();
+        let (code, body) = health.health_body();
+        assert_eq!(code, 200);
+        let report: strata_health::HealthReport = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (report.status.as_str(), report.process.as_str()),
+            ("ok", "strata pgq ticker")
+        );
+        let ready = strata_health::ReadyReport::of(health.ready_checks());
+        assert!(!ready.ready, "{ready:?}");
+        health.discovered();
+        assert!(strata_health::ReadyReport::of(health.ready_checks()).ready);
+    }
 
     #[test]
     fn a_down_database_shows_in_health_and_metrics() {

@@ -343,6 +343,7 @@ pub async fn run(
             found = async { discovery.as_mut().expect("guarded by is_some").await }, if discovery.is_some() => {
                 discovery = None;
                 let Ok(Some(wanted)) = found else { continue };
+                health.discovered();
                 for (db, discovered) in &wanted {
                     let running = workers.get(db).is_some_and(|w| !w.task.is_finished());
                     if !running {

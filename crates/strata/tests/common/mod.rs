@@ -169,3 +169,14 @@ pub fn one_node_site(dir: &Path, extra: &str) -> PathBuf {
     write_one_node_config(&config, &dir.join("state"), &dir.join("repo"), &data, extra);
     config
 }
+
+/// Fails (never skips) a test that needs root, saying why: `scripts/test.sh` runs as root,
+/// as strata does on database hosts.
+pub fn assert_root(what: &str) {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "{what} run as root, as strata does on database hosts (scripts/test.sh runs so)"
+    );
+}
