@@ -1475,9 +1475,13 @@ impl Coordinator {
                 rename: plan.rename,
                 dry_run: plan.dry_run,
             };
+            let dry_run = steps.dry_run;
             let outcome = restore(&run, lock, backup.clone(), pairs, steps).await;
             let detail_of = |o: &RestoreOutcome| {
-                o.nodes
+                // The audit log and webhooks tell a dry run from a restore.
+                let said = if dry_run { "dry run, nothing written: " } else { "" };
+                said.to_string()
+                    + &o.nodes
                     .iter()
                     .map(|n| match &n.error {
                         Some(e) => format!("{} -> {}: {e}", n.source, n.node),

@@ -239,20 +239,31 @@ async fn run_http(
     env: &HookEnv,
     timeout: Duration,
 ) -> Result<String, String> {
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .build()
-        .map_err(|e| e.to_string())?;
+    // One client for every call (its connection pool too): an external component polls
+    // its system every second for as long as a snapshot runs.
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(reqwest::Client::new);
     let body = serde_json::to_vec(env).expect("hook environments serialize");
-    let reply = client
+    let failed =
+        |e: reqwest::Error| format!("{}: {}", mask_url(url), error_chain(&e.without_url()));
+    let mut reply = client
         .request(method, url)
+        .timeout(timeout)
         .header("content-type", "application/json")
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("{}: {}", mask_url(url), error_chain(&e.without_url())))?;
+        .map_err(failed)?;
     let status = reply.status();
-    let text = bounded(&reply.bytes().await.unwrap_or_default());
+    // Read up to what is kept: a system that answers without end costs no memory.
+    let mut read = Vec::new();
+    while read.len() < OUTPUT_LIMIT {
+        match reply.chunk().await.map_err(failed)? {
+            Some(chunk) => read.extend_from_slice(&chunk),
+            None => break,
+        }
+    }
+    let text = bounded(&read);
     if status.is_success() {
         Ok(text)
     } else {

@@ -280,6 +280,8 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
         "{preview}"
     );
     assert!(!preview.contains("every byte verified"), "{preview}");
+    let audit = new_site.ok(&["audit"]);
+    assert!(audit.contains("dry run, nothing written"), "{audit}");
     assert!(
         preview.contains("/service/pg/members/newdb1"),
         "the dry run names the renamed key: {preview}"
