@@ -1479,20 +1479,24 @@ impl Coordinator {
             let outcome = restore(&run, lock, backup.clone(), pairs, steps).await;
             let detail_of = |o: &RestoreOutcome| {
                 // The audit log and webhooks tell a dry run from a restore.
-                let said = if dry_run { "dry run, nothing written: " } else { "" };
+                let said = if dry_run {
+                    "dry run, nothing written: "
+                } else {
+                    ""
+                };
                 said.to_string()
                     + &o.nodes
-                    .iter()
-                    .map(|n| match &n.error {
-                        Some(e) => format!("{} -> {}: {e}", n.source, n.node),
-                        None => format!("{} -> {}", n.source, n.node),
-                    })
-                    .chain(o.components.iter().map(|c| match &c.error {
-                        Some(e) => format!("{}: {e}", c.component),
-                        None => c.component.clone(),
-                    }))
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                        .iter()
+                        .map(|n| match &n.error {
+                            Some(e) => format!("{} -> {}: {e}", n.source, n.node),
+                            None => format!("{} -> {}", n.source, n.node),
+                        })
+                        .chain(o.components.iter().map(|c| match &c.error {
+                            Some(e) => format!("{}: {e}", c.component),
+                            None => c.component.clone(),
+                        }))
+                        .collect::<Vec<_>>()
+                        .join("; ")
             };
             finish_operation(
                 &run,

@@ -736,12 +736,8 @@ impl Default for BackupConfig {
 }
 
 pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        && !name.starts_with('.')
+    // The characters of any id that names a file (a pause record's), shorter.
+    name.len() <= 64 && strata_hooks::valid_id(name)
 }
 
 impl Config {
