@@ -7,7 +7,7 @@
 mod common;
 
 use common::server::{http, Server};
-use common::{one_node_site, strata_at, strata_with_token};
+use common::{one_node_site, probe, strata_at, strata_with_token};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
@@ -107,16 +107,6 @@ fn health_and_ready_answer_probes_without_a_token_and_name_what_is_wrong() {
     assert!(!stderr.contains(SECRET), "{stderr}");
     let out = probe(&[&server.url]);
     assert_eq!(out.status.code(), Some(0), "the process serves: {out:?}");
-}
-
-/// `strata probe ARGS` with no configuration and a clean environment.
-fn probe(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .env_clear()
-        .arg("probe")
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 /// A peer on 127.0.0.1 that answers each of its first `replies.len()` connections with

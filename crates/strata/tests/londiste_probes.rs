@@ -2,6 +2,9 @@
 //! database cannot be reached: the process serves, and says it is not ready and why. (A
 //! worker that replays is ready: `londiste.rs`, the root-to-leaf test.)
 
+mod common;
+
+use common::probe;
 use std::time::{Duration, Instant};
 use strata_testkit::http::http;
 use strata_testkit::net::free_port;
@@ -54,14 +57,6 @@ fn a_worker_that_cannot_reach_its_database_serves_health_and_is_not_ready() {
     assert_eq!(health.json()["status"], "ok");
     assert_eq!(http(&url, "GET", "/nosuch", None, "").status, 404);
     // `strata probe` reads both: it serves, it is not ready and why.
-    let probe = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-            .env_clear()
-            .arg("probe")
-            .args(args)
-            .output()
-            .unwrap()
-    };
     assert!(probe(&[&url]).status.success());
     let out = probe(&[&url, "--ready"]);
     assert_eq!(out.status.code(), Some(1));

@@ -180,3 +180,13 @@ pub fn assert_root(what: &str) {
         "{what} run as root, as strata does on database hosts (scripts/test.sh runs so)"
     );
 }
+
+/// `strata probe ARGS` with no configuration and a clean environment.
+pub fn probe(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .env_clear()
+        .arg("probe")
+        .args(args)
+        .output()
+        .unwrap()
+}
