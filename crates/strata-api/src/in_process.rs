@@ -394,10 +394,18 @@ impl Cluster for InProcess {
                 touched.push(actions);
             }
         }
-        // Then the data no remaining backup uses, in every storage that lost a backup.
+        // Then the data no remaining backup uses, in every storage that lost a backup. An
+        // operation that took the cluster in between only postpones that: the deletes
+        // are done, and the next gc frees the data.
         let mut reports = Vec::new();
         for actions in touched {
-            reports.push(actions.collect_garbage(false).await?);
+            match actions.collect_garbage(false).await {
+                Ok(report) => reports.push(report),
+                Err(CoordinatorError::Busy(why)) => (self.warn)(&format!(
+                    "the data of the deleted backups is not freed yet ({why}); the next gc frees it"
+                )),
+                Err(err) => return Err(err),
+            }
         }
         Ok(reports)
     }

@@ -88,6 +88,20 @@ pub async fn push(
             return Err(WalError::Open(err));
         }
     };
+    // The mark guards only writes through its own fence: one per process and location
+    // (strata_store::Fence::of_location), so this holds by construction; checked, as a
+    // push written outside its mark's guard could be acknowledged after gc removed it.
+    let same_fence = match (store.fence(), repo.store().fence()) {
+        (Some(marked), Some(written)) => marked.same_as(&written),
+        (None, None) => true,
+        _ => false,
+    };
+    if !same_fence {
+        mark.release().await;
+        return Err(WalError::Failed(CoordinatorError::NothingToDo(
+            "the WAL push would write outside its archive writer's fence (a repository opened on another storage object); nothing was written".into(),
+        )));
+    }
     let mut paths: Vec<PathBuf> = vec![path.to_path_buf()];
     paths.extend(wal::ready_after(path, config.postgres.wal_push_ahead));
     let outcome = wal::push(&repo, &paths, config.backup.writer_options()).await;

@@ -15,7 +15,7 @@ use crate::{PgError, PgResult, WAL_SPACE};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use strata_repo::archive::{store_file, ArchivedFile};
+use strata_repo::archive::{store_file, store_file_again, ArchivedFile};
 use strata_repo::writer::{BlobWriter, WriterOptions};
 use strata_repo::Repository;
 
@@ -26,8 +26,18 @@ const IDENTITY_NAME: &str = "cluster";
 /// What happened to one pushed file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pushed {
-    Stored { name: String, bytes: u64 },
-    AlreadyArchived { name: String },
+    Stored {
+        name: String,
+        bytes: u64,
+    },
+    AlreadyArchived {
+        name: String,
+    },
+    /// Its record was there but its data was not (a pack missing): stored again.
+    StoredAgain {
+        name: String,
+        bytes: u64,
+    },
 }
 
 /// The system identifier in a segment's long page header (offset 24), if it has one.
@@ -125,7 +135,8 @@ pub async fn push(
     writer: WriterOptions,
 ) -> PgResult<Vec<Pushed>> {
     let mut outcomes = Vec::new();
-    let mut to_store: Vec<(String, Vec<u8>)> = Vec::new();
+    // (name, content, whether its record exists with data missing)
+    let mut to_store: Vec<(String, Vec<u8>, bool)> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let result = async {
             let name = file_name(path)?;
@@ -135,13 +146,18 @@ pub async fn push(
             }
             match repo.load_archived(WAL_SPACE, &name).await? {
                 Some(existing) if existing.content_id == repo.keys().blob_id(&data) => {
-                    Ok(Some(Pushed::AlreadyArchived { name }))
+                    if repo.archived_data_present(&existing).await? {
+                        Ok(Some(Pushed::AlreadyArchived { name }))
+                    } else {
+                        to_store.push((name, data, true));
+                        Ok(None)
+                    }
                 }
                 Some(_) => Err(PgError::Refused(format!(
                     "a different {name} is already archived: refusing to replace it (is another cluster archiving into this repository, or was this one restored without a new timeline?)"
                 ))),
                 None => {
-                    to_store.push((name, data));
+                    to_store.push((name, data, false));
                     Ok(None)
                 }
             }
@@ -161,17 +177,21 @@ pub async fn push(
     let writer = BlobWriter::start(repo.clone(), writer);
     let r = repo.clone();
     let (writer, stored) = tokio::task::spawn_blocking(move || {
-        let stored: Result<Vec<(ArchivedFile, Option<u64>)>, strata_repo::RepoError> = to_store
+        let stored: Result<Vec<(ArchivedFile, bool)>, strata_repo::RepoError> = to_store
             .iter()
-            .map(|(name, data)| {
-                let mut record = store_file(&r, &writer, name, data)?;
+            .map(|(name, data, again)| {
+                let mut record = if *again {
+                    store_file_again(&r, &writer, name, data)?
+                } else {
+                    store_file(&r, &writer, name, data)?
+                };
                 let sysid = segment_system_id(data);
                 if let Some(id) = sysid {
                     record
                         .meta
                         .insert("system_identifier".into(), id.to_string());
                 }
-                Ok((record, sysid))
+                Ok((record, *again))
             })
             .collect();
         (writer, stored)
@@ -181,11 +201,13 @@ pub async fn push(
     let finished = writer.finish().await;
     let stored = stored?;
     finished?;
-    for (record, _) in stored {
+    for (record, again) in stored {
         repo.save_archived(WAL_SPACE, &record).await?;
-        outcomes.push(Pushed::Stored {
-            name: record.name.clone(),
-            bytes: record.size,
+        let (name, bytes) = (record.name.clone(), record.size);
+        outcomes.push(if again {
+            Pushed::StoredAgain { name, bytes }
+        } else {
+            Pushed::Stored { name, bytes }
         });
     }
     Ok(outcomes)

@@ -42,11 +42,37 @@ pub fn store_file(
     name: &str,
     data: &[u8],
 ) -> RepoResult<ArchivedFile> {
+    store_chunks(repo, writer, name, data, false)
+}
+
+/// Like [`store_file`], but stores every chunk again, whatever the index says: for a
+/// file whose record exists but whose data was found missing.
+pub fn store_file_again(
+    repo: &Repository,
+    writer: &BlobWriter,
+    name: &str,
+    data: &[u8],
+) -> RepoResult<ArchivedFile> {
+    store_chunks(repo, writer, name, data, true)
+}
+
+fn store_chunks(
+    repo: &Repository,
+    writer: &BlobWriter,
+    name: &str,
+    data: &[u8],
+    again: bool,
+) -> RepoResult<ArchivedFile> {
     let (chunker, _) = repo.chunkers();
     let mut chunks = Vec::new();
     for chunk in chunker.chunks(data) {
         let id = repo.keys().blob_id(chunk);
-        writer.submit(id, Bytes::copy_from_slice(chunk))?;
+        let chunk = Bytes::copy_from_slice(chunk);
+        if again {
+            writer.rewrite(id, chunk)?;
+        } else {
+            writer.submit(id, chunk)?;
+        }
         chunks.push(id);
     }
     Ok(ArchivedFile {
@@ -60,6 +86,36 @@ pub fn store_file(
 }
 
 impl Repository {
+    /// Whether the data of `file` is there: every chunk in the index, and every pack
+    /// holding one present in the storage (one fresh listing per pack, never a cache), so
+    /// that "already archived" means the data, not only its record.
+    pub async fn archived_data_present(&self, file: &ArchivedFile) -> RepoResult<bool> {
+        let mut packs = std::collections::BTreeSet::new();
+        {
+            let index = self.index();
+            for id in &file.chunks {
+                match index.get(id) {
+                    Some(location) => {
+                        packs.insert(crate::layout::pack_key(&index.pack(location.pack).0))
+                    }
+                    None => return Ok(false),
+                };
+            }
+        }
+        for key in packs {
+            if !self
+                .store()
+                .list_fresh(&key)
+                .await?
+                .iter()
+                .any(|m| m.key == key)
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Writes the record of an archived file (its chunks must be stored already).
     pub async fn save_archived(&self, space: &str, file: &ArchivedFile) -> RepoResult<()> {
         let json = serde_json::to_vec(file).expect("records serialize");

@@ -12,6 +12,12 @@
 //! with [`StoreError::Fenced`] and nothing becomes visible. The deadline uses
 //! [`std::time::Instant`], so a wall clock that jumps neither extends nor shortens it.
 //!
+//! **One fence per process and location.** Every [`FencedStore`] of one location (as its
+//! backend describes itself) in a process shares one fence, whatever wrapper stack or
+//! configuration opened it: a lock or mark taken through one store object guards the
+//! writes made through any other, so no caller can take its lock on one object and write
+//! through another.
+//!
 //! Packs and other objects that nothing references until an index or manifest names
 //! them are not fenced: written by a holder that lost its lock, they stay invisible and
 //! garbage collection removes them.
@@ -19,9 +25,9 @@
 use crate::{DynStore, ObjectMeta, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
 /// Whether writing a key makes data visible to readers; supplied by the owner of the key
@@ -53,6 +59,28 @@ impl Fence {
         Fence::default()
     }
 
+    /// The fence of `location` in this process: the same one for every caller while any
+    /// holds it.
+    pub fn of_location(location: &str) -> Fence {
+        static FENCES: OnceLock<Mutex<HashMap<String, Weak<Mutex<FenceState>>>>> = OnceLock::new();
+        let mut fences = FENCES
+            .get_or_init(Default::default)
+            .lock()
+            .expect("fence registry lock");
+        if let Some(state) = fences.get(location).and_then(Weak::upgrade) {
+            return Fence { state };
+        }
+        fences.retain(|_, weak| weak.strong_count() > 0);
+        let fence = Fence::new();
+        fences.insert(location.to_string(), Arc::downgrade(&fence.state));
+        fence
+    }
+
+    /// Whether `self` and `other` are one fence.
+    pub fn same_as(&self, other: &Fence) -> bool {
+        Arc::ptr_eq(&self.state, &other.state)
+    }
+
     /// Registers a lock described by `what` ("backup X"), valid until `deadline` unless
     /// renewed; removed when the guard is dropped.
     pub fn guard(&self, what: &str, deadline: Instant) -> FenceGuard {
@@ -71,6 +99,12 @@ impl Fence {
             fence: self.clone(),
             id,
         }
+    }
+
+    /// The earliest deadline of the registered locks, if any.
+    fn deadline(&self) -> Option<Instant> {
+        let state = self.state.lock().expect("fence lock");
+        state.guards.values().map(|g| g.deadline).min()
     }
 
     /// `Err(why)` when any registered lock is lost or past its deadline.
@@ -137,12 +171,14 @@ pub struct FencedStore {
 }
 
 impl FencedStore {
-    /// Wraps `inner` with a new, empty fence that guards the writes `visible` names.
+    /// Wraps `inner` with the fence of its location in this process (see
+    /// [`Fence::of_location`]), guarding the writes `visible` names.
     pub fn new(inner: DynStore, visible: VisibleRule) -> FencedStore {
+        let fence = Fence::of_location(&inner.describe());
         FencedStore {
             inner,
             visible,
-            fence: Fence::new(),
+            fence,
         }
     }
 
@@ -155,18 +191,49 @@ impl FencedStore {
             why,
         })
     }
+
+    /// Runs a write of `key` that passed [`FencedStore::check`], abandoning it when it is
+    /// still in flight once a lock's deadline passes without a renewal: a write that took
+    /// that long is not waited for (an object store drops a request whose connection is
+    /// closed before it has the whole body).
+    async fn write(
+        &self,
+        key: &str,
+        write: impl std::future::Future<Output = StoreResult<()>>,
+    ) -> StoreResult<()> {
+        if !(self.visible)(key) {
+            return write.await;
+        }
+        tokio::pin!(write);
+        loop {
+            let Some(deadline) = self.fence.deadline() else {
+                return write.await;
+            };
+            tokio::select! {
+                done = &mut write => return done,
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    if let Err(why) = self.fence.check() {
+                        return Err(StoreError::Fenced {
+                            key: key.to_string(),
+                            why: format!("{why}; the write was still in flight and is abandoned"),
+                        });
+                    }
+                }
+            }
+        }
+    }
 }
 
 #[async_trait]
 impl Store for FencedStore {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.check(key)?;
-        self.inner.put(key, data).await
+        self.write(key, self.inner.put(key, data)).await
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.check(key)?;
-        self.inner.put_if_absent(key, data).await
+        self.write(key, self.inner.put_if_absent(key, data)).await
     }
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
@@ -242,5 +309,33 @@ mod tests {
             .await
             .unwrap();
         assert!(store.get("manifests/b/n").await.unwrap_err().is_not_found());
+    }
+
+    #[tokio::test]
+    async fn two_stores_of_one_location_share_their_fence() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let visible: VisibleRule = |key| key.starts_with("index/");
+        let open = |path: &std::path::Path| {
+            FencedStore::new(Arc::new(crate::LocalStore::new(path)), visible)
+        };
+        let (marked, writer, elsewhere) = (open(dir.path()), open(dir.path()), open(other.path()));
+        assert!(marked.fence().unwrap().same_as(&writer.fence().unwrap()));
+        assert!(!marked.fence().unwrap().same_as(&elsewhere.fence().unwrap()));
+        let guard = marked.fence().unwrap().guard("wal-push x", Instant::now());
+        let err = writer
+            .put("index/a", Bytes::from_static(b"1"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+        elsewhere
+            .put("index/a", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        drop(guard);
+        writer
+            .put("index/a", Bytes::from_static(b"1"))
+            .await
+            .unwrap();
     }
 }

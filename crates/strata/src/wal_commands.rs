@@ -47,6 +47,10 @@ impl Context {
                 Pushed::AlreadyArchived { name } => {
                     format!("{name} was already archived (same content)")
                 }
+                Pushed::StoredAgain { name, bytes } => format!(
+                    "archived {name} again ({}): its record was there but its data was missing",
+                    size(*bytes)
+                ),
             });
         }
         Ok(0)

@@ -176,11 +176,17 @@ struct Stalled {
 
 impl Stalled {
     fn start(site: &Site) -> Stalled {
-        let hold = site.dir.path().join("hold");
+        Stalled::at(site, &["backup"], "index/", "hold")
+    }
+
+    /// `strata ARGS` held at its first write under `prefix`, with the hold directory
+    /// `hold` of the site (one per process held at once).
+    fn at(site: &Site, args: &[&str], prefix: &str, hold: &str) -> Stalled {
+        let hold = site.dir.path().join(hold);
         fs::create_dir_all(&hold).unwrap();
-        let spec = format!("index/:{}", hold.display());
+        let spec = format!("{prefix}:{}", hold.display());
         let child = site
-            .command(&["backup"], &[("STRATA_TEST_HOLD_WRITE", &spec)])
+            .command(args, &[("STRATA_TEST_HOLD_WRITE", &spec)])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -192,11 +198,13 @@ impl Stalled {
         let deadline = Instant::now() + Duration::from_secs(60);
         while !stalled.hold.join("held").exists() {
             if let Some(status) = stalled.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("the backup ended ({status}) without reaching its first index write");
+                panic!(
+                    "strata {args:?} ended ({status}) without reaching its write under {prefix}"
+                );
             }
             assert!(
                 Instant::now() < deadline,
-                "the backup never reached its index write"
+                "strata {args:?} never reached its write under {prefix}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -214,6 +222,11 @@ impl Stalled {
         self.signal(libc::SIGSTOP);
         // Two TTLs: others find the lock expired by its record.
         std::thread::sleep(Duration::from_millis(2 * 1000 * TTL_SECS + 400));
+    }
+
+    /// Lets its held write go on (without a signal: for a process that was not frozen).
+    fn release(self) -> (std::process::ExitStatus, String) {
+        self.resume()
     }
 
     /// Lets it go on; returns its exit status and stderr.
@@ -292,6 +305,88 @@ fn gc_spares_the_packs_of_a_stalled_backup_which_then_makes_nothing_visible() {
         assert!(!packs(&site).contains(pack), "leftover {pack} collected");
     }
     site.ok(&["verify", "--read-data"], &[]);
+}
+
+#[test]
+fn a_lock_write_that_lands_late_lets_only_one_operation_run() {
+    // The race: gc reads the lock free and writes its claim, which lands late;
+    // meanwhile a backup takes the lock and uploads its packs. When gc's write lands it
+    // must find the lock taken and step back, deleting nothing.
+    let site = Site::with_ttl(60);
+    site.ok(&["backup"], &[]);
+    site.change_data(11);
+    let gc = Stalled::at(&site, &["gc"], "locks/", "hold-gc");
+    let before = packs(&site);
+    let backup = Stalled::at(&site, &["backup"], "index/", "hold-backup");
+    let uploaded: BTreeSet<String> = packs(&site).difference(&before).cloned().collect();
+    assert!(!uploaded.is_empty(), "the backup uploaded packs");
+
+    let (status, stderr) = gc.release();
+    assert_eq!(
+        status.code(),
+        Some(6),
+        "gc must be refused as busy:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("busy") && stderr.contains("backup"),
+        "{stderr}"
+    );
+    assert!(
+        uploaded.iter().all(|p| packs(&site).contains(p)),
+        "gc deleted packs of the running backup"
+    );
+
+    let (status, stderr) = backup.release();
+    assert!(status.success(), "the backup failed:\n{stderr}");
+    assert_eq!(site.backups().len(), 2);
+    site.ok(&["verify", "--read-data"], &[]);
+    // And a refused delete removes nothing: held the same way behind a running backup.
+    site.change_data(12);
+    let name = site.backups().into_iter().next().unwrap();
+    let delete = Stalled::at(&site, &["delete", &name], "locks/", "hold-delete");
+    let backup = Stalled::at(&site, &["backup"], "index/", "hold-backup-2");
+    let (status, stderr) = delete.release();
+    assert_eq!(status.code(), Some(6), "delete must be refused:\n{stderr}");
+    assert!(
+        site.backups().contains(&name),
+        "a refused delete removed {name}"
+    );
+    let (status, stderr) = backup.release();
+    assert!(status.success(), "{stderr}");
+    site.ok(&["verify", "--read-data"], &[]);
+}
+
+#[test]
+fn a_wal_push_stalled_past_its_mark_is_not_acknowledged_and_its_retry_stores_it() {
+    let site = Site::new();
+    let seg = segment(site.dir.path(), 9);
+    let name = seg.file_name().unwrap().to_str().unwrap().to_string();
+    // Held right before its archive record, its data uploaded and indexed; then frozen
+    // (a VM pause) until its mark has expired.
+    let push = Stalled::at(
+        &site,
+        &["wal-push", seg.to_str().unwrap()],
+        "archive/wal/",
+        "hold-push",
+    );
+    push.freeze_past_ttl();
+    // gc finds no live writer and removes the pack no record names yet.
+    let config = fs::read_to_string(&site.config).unwrap() + "[gc]\ngrace = \"0s\"\n";
+    fs::write(&site.config, config).unwrap();
+    site.ok(&["gc"], &[]);
+    let (status, stderr) = push.resume();
+    assert!(
+        !status.success(),
+        "a push whose mark expired was acknowledged:\n{stderr}"
+    );
+    assert!(site.run(&["wal", "verify"], &[]).status.success());
+    // PostgreSQL runs archive_command again: the segment is stored, not "already there".
+    let again = site.ok(&["wal-push", seg.to_str().unwrap()], &[]);
+    assert!(again.contains(&format!("archived {name}")), "{again}");
+    site.ok(&["wal", "verify"], &[]);
+    let fetched = site.dir.path().join("fetched");
+    site.ok(&["wal-fetch", &name, fetched.to_str().unwrap()], &[]);
+    assert_eq!(fs::read(&fetched).unwrap(), fs::read(&seg).unwrap());
 }
 
 #[test]

@@ -1,0 +1,169 @@
+//! Archive writers' marks: a running `strata wal-push` announces itself under
+//! `writers/`, so garbage collection (which deletes data no record references yet) waits
+//! for it, and a push refuses while a collection holds the cluster lock.
+
+use super::{chain, holder_name, list_locks, now_ms, LockError, LockRecord, LockState};
+use std::time::{Duration, Instant};
+use strata_store::DynStore;
+
+/// Where WAL pushes announce themselves. They run beside backups and restores (a base
+/// backup even waits for them), so they take no cluster lock; only garbage collection,
+/// which deletes data no record references yet, must not overlap them.
+const WRITERS: &str = strata_repo::layout::WRITERS;
+
+/// How long an archive writer's mark holds unless renewed; it is renewed every third of
+/// that while the writer runs.
+pub const MARK_TTL: Duration = Duration::from_secs(60);
+
+/// A running archive writer (`strata wal-push`), announced in the repository and
+/// renewed in the background until released.
+#[derive(Debug)]
+pub struct ArchiveMark {
+    store: DynStore,
+    key: String,
+    stop: tokio::sync::watch::Sender<bool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+/// Announces an archive writer, then checks for a garbage collection: each side writes
+/// its own object before looking for the other's, so at least one of them sees the other
+/// and steps back. The writer steps back with [`LockError::Busy`] (PostgreSQL retries the
+/// archive command); garbage collection waits for announced writers to end. Take it
+/// before reading the index: a collection that started earlier has finished (or is seen).
+pub async fn mark_archive_writer(store: DynStore, what: &str) -> Result<ArchiveMark, LockError> {
+    mark_archive_writer_with_ttl(store, what, MARK_TTL).await
+}
+
+/// [`mark_archive_writer`] with a TTL of `ttl` (tests use short ones).
+pub async fn mark_archive_writer_with_ttl(
+    store: DynStore,
+    what: &str,
+    ttl: Duration,
+) -> Result<ArchiveMark, LockError> {
+    let issued = Instant::now();
+    let now = now_ms();
+    let mut record = LockRecord {
+        operation: format!("{what}-{now}-{}", std::process::id()),
+        kind: what.to_string(),
+        holder: holder_name(),
+        started_ms: now,
+        expires_ms: now + ttl.as_millis() as u64,
+        generation: 0,
+        state: LockState::Held,
+        note: None,
+    };
+    let key = format!("{WRITERS}{}.json", record.operation);
+    store.put(&key, record.body()).await?;
+    let mut deadline = issued + chain::trust_for(ttl);
+    let guard = store
+        .fence()
+        .map(|fence| fence.guard(&format!("{what} {}", record.operation), deadline));
+    let now = now_ms();
+    let gc = list_locks(&store)
+        .await?
+        .into_iter()
+        .find(|l| l.kind == "gc" && l.is_live(now));
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let (renew_store, renew_key) = (store.clone(), key.clone());
+    // Renews the mark until released; gives up (and the fence stops visible writes) once
+    // the monotonic deadline passed, without re-creating a mark gc may have removed.
+    let renewer = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(ttl / 3) => {}
+                _ = stopped.changed() => return,
+            }
+            if Instant::now() >= deadline {
+                if let Some(guard) = &guard {
+                    guard.lose("the archive writer's mark was not renewed in time");
+                }
+                let _ = stopped.changed().await;
+                return;
+            }
+            let issued = Instant::now();
+            record.expires_ms = now_ms() + ttl.as_millis() as u64;
+            match renew_store.put(&renew_key, record.body()).await {
+                // Back too late: garbage collection may have judged the mark expired
+                // before it landed, so it does not extend the writer's deadline.
+                Ok(()) if !chain::renewal_counts(Instant::now(), deadline) => {
+                    if let Some(guard) = &guard {
+                        guard.lose("the archive writer's mark was renewed too late");
+                    }
+                    let _ = stopped.changed().await;
+                    return;
+                }
+                Ok(()) => {
+                    deadline = issued + chain::trust_for(ttl);
+                    if let Some(guard) = &guard {
+                        guard.renewed(deadline);
+                    }
+                }
+                Err(e) => eprintln!("strata: warning: cannot renew the archive writer's mark: {e}"),
+            }
+        }
+    });
+    let mark = ArchiveMark {
+        store,
+        key,
+        stop,
+        renewer,
+    };
+    if let Some(gc) = gc {
+        mark.release().await;
+        return Err(LockError::Busy(gc.describe()));
+    }
+    if Instant::now() >= deadline {
+        mark.release().await;
+        return Err(LockError::Busy(format!(
+            "the storage took longer than the mark's TTL of {} s to write it",
+            ttl.as_secs_f32()
+        )));
+    }
+    Ok(mark)
+}
+
+impl ArchiveMark {
+    /// Stops renewing and withdraws the announcement. A store that refuses the delete
+    /// gets the mark rewritten as already expired instead, which nobody counts.
+    pub async fn release(self) {
+        let _ = self.stop.send(true);
+        let _ = self.renewer.await;
+        if self.store.delete(&self.key).await.is_ok() {
+            return;
+        }
+        let expired = self.store.get(&self.key).await.ok().and_then(|bytes| {
+            let mut record = serde_json::from_slice::<LockRecord>(&bytes).ok()?;
+            record.expires_ms = now_ms().saturating_sub(1);
+            record.state = LockState::Released;
+            Some(record)
+        });
+        match expired {
+            Some(record) if self.store.put(&self.key, record.body()).await.is_ok() => {}
+            _ => eprintln!(
+                "strata: warning: cannot withdraw the archive writer's mark {}; it expires by itself",
+                self.key
+            ),
+        }
+    }
+}
+
+/// The live archive writers, oldest first. Marks of ended writers are removed when the
+/// store allows it (garbage collection runs with delete rights).
+pub async fn live_archive_writers(store: &DynStore) -> Result<Vec<LockRecord>, LockError> {
+    let now = now_ms();
+    let mut out = Vec::new();
+    for meta in store.list_fresh(WRITERS).await? {
+        match store.get(&meta.key).await {
+            Ok(bytes) => match serde_json::from_slice::<LockRecord>(&bytes) {
+                Ok(record) if record.is_live(now) => out.push(record),
+                _ => {
+                    let _ = store.delete(&meta.key).await;
+                }
+            },
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    out.sort_by_key(|r| r.started_ms);
+    Ok(out)
+}

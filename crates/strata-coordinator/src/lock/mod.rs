@@ -1,0 +1,915 @@
+//! The cluster lock: one chain of versions in the repository, changed only by
+//! compare-and-swap.
+//!
+//! The lock is `locks/cluster/<generation>.json`; its newest generation says who holds it
+//! (see [`chain`] for the rules and why they hold when writes land late and out of
+//! order). Taking the lock, renewing it, taking an expired one over and releasing it each
+//! write the next generation with create-if-absent, which succeeds only while the
+//! generation it follows is still the newest. Two processes that read the same newest
+//! generation and both write the next one: the storage accepts exactly one.
+//!
+//! **Fencing.** A process that finds the lock expired (or its holder dead on this host)
+//! takes it over by writing the next generation itself; the stalled holder's next renewal
+//! finds that generation taken and knows it lost the lock. The holder also keeps a
+//! monotonic deadline ([`std::time::Instant`]): its TTL minus a margin after it *issued*
+//! its last successful write; once that has passed it considers the lock lost, whatever
+//! the wall clock or the store says, and its [`strata_store::Fence`] guard stops every
+//! write that would make data visible. Others judge expiry from the record's wall-clock
+//! `expires_ms` (the issue time plus the whole TTL).
+//!
+//! **Release without delete rights.** Releasing writes a generation marked `released`;
+//! old generations are deleted only once no write aimed at them can still be in flight
+//! ([`chain::deletable`]). A store that refuses deletes keeps them, harmless. The
+//! repository is shared by every coordinator of the cluster, so this works across hosts
+//! without any other service. The protocol is checked exhaustively by a model
+//! (`model.rs`, run by the tests).
+
+pub mod chain;
+mod marks;
+#[cfg(test)]
+mod model;
+
+pub use marks::{
+    live_archive_writers, mark_archive_writer, mark_archive_writer_with_ttl, ArchiveMark, MARK_TTL,
+};
+
+use chain::Decision;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use strata_store::{DynStore, FenceGuard, StoreError};
+
+/// Where a lock stands, as its newest generation says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LockState {
+    /// Held while not expired.
+    #[default]
+    Held,
+    /// Given back by its holder.
+    Released,
+    /// Found expired and fenced by another process (written by versions before the
+    /// lock chain; read as ended).
+    Broken,
+}
+
+impl LockState {
+    fn is_held(&self) -> bool {
+        *self == LockState::Held
+    }
+}
+
+/// What a lock object says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LockRecord {
+    pub operation: String,
+    /// `backup`, `restore` or `delete`.
+    pub kind: String,
+    /// Host and process of the coordinator.
+    pub holder: String,
+    /// Unix milliseconds.
+    pub started_ms: u64,
+    /// Unix milliseconds after which the lock is void unless renewed.
+    pub expires_ms: u64,
+    /// The generation of the chain this record is (1 for the first).
+    #[serde(default)]
+    pub generation: u64,
+    #[serde(default, skip_serializing_if = "LockState::is_held")]
+    pub state: LockState,
+    /// For a lock taken over: whose expired lock it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl LockRecord {
+    /// Whether the lock still holds at `now_ms`: held, not expired, and its holder is
+    /// not a process of this host that has died (a killed `strata backup` does not block
+    /// the next one for a whole TTL).
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.state == LockState::Held && self.expires_ms > now_ms && !holder_is_dead(&self.holder)
+    }
+
+    /// Whether this record's holder is a process of this host that no longer runs.
+    fn holder_is_dead(&self) -> bool {
+        holder_is_dead(&self.holder)
+    }
+
+    /// "backup X (started 2026-.. by host:pid)".
+    pub fn describe(&self) -> String {
+        let started = UNIX_EPOCH + Duration::from_millis(self.started_ms);
+        format!(
+            "{} {} (started {} by {})",
+            self.kind,
+            self.operation,
+            humantime::format_rfc3339_seconds(started),
+            self.holder
+        )
+    }
+
+    fn body(&self) -> bytes::Bytes {
+        serde_json::to_vec_pretty(self)
+            .expect("lock records serialize")
+            .into()
+    }
+}
+
+/// Wall-clock milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// `host:pid`, to tell coordinators apart in messages.
+pub fn holder_name() -> String {
+    format!("{}:{}", host_name(), std::process::id())
+}
+
+/// Whether `holder` is a process of this host that no longer runs.
+fn holder_is_dead(holder: &str) -> bool {
+    let Some((host, pid)) = holder.rsplit_once(':') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    host == host_name() && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Why the lock could not be taken or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("the cluster is busy: {0} holds it; try again when it has ended")]
+    Busy(String),
+    /// The holder lost its lock: taken over by another process, or not renewed within
+    /// its TTL. Nothing more may become visible under it.
+    #[error("lost the cluster lock: {0}")]
+    Lost(String),
+    #[error("cannot read or write the cluster lock in the repository")]
+    Store(#[from] strata_store::StoreError),
+}
+
+/// The chain as one listing and one read found it.
+#[derive(Debug, Default)]
+struct ChainView {
+    /// The newest generation and what it says (`None` when unreadable: it blocks nothing).
+    newest: Option<(u64, Option<LockRecord>)>,
+    /// Every generation, with when the storage says it was created.
+    generations: Vec<(u64, Option<SystemTime>)>,
+    /// Live locks of the layout before the chain (`locks/<operation>/...`), written by an
+    /// older strata during an upgrade: they are respected.
+    legacy: Vec<LockRecord>,
+}
+
+impl ChainView {
+    fn newest_record(&self) -> Option<(u64, &LockRecord)> {
+        match &self.newest {
+            Some((g, Some(record))) => Some((*g, record)),
+            _ => None,
+        }
+    }
+
+    /// The next generation to write: after the newest, even an unreadable one.
+    fn decide(&self, now_ms: u64) -> Decision {
+        match (&self.newest, self.newest_record()) {
+            (Some((g, None)), _) => Decision::Take {
+                generation: g + 1,
+                took_over: false,
+            },
+            (_, newest) => chain::decide(newest, now_ms, LockRecord::holder_is_dead),
+        }
+    }
+}
+
+/// Reads the chain: one listing, then the newest generation.
+async fn read_chain(store: &DynStore) -> Result<ChainView, LockError> {
+    let mut view = ChainView::default();
+    let mut legacy: std::collections::BTreeMap<String, (u64, String)> = Default::default();
+    for meta in store.list_fresh(strata_repo::layout::LOCKS).await? {
+        if let Some(generation) = chain::parse_key(&meta.key) {
+            view.generations.push((generation, meta.modified));
+        } else if let Some((operation, generation)) = parse_legacy_key(&meta.key) {
+            let entry = legacy
+                .entry(operation)
+                .or_insert((generation, meta.key.clone()));
+            if generation >= entry.0 {
+                *entry = (generation, meta.key.clone());
+            }
+        }
+    }
+    if let Some(newest) = view.generations.iter().map(|(g, _)| *g).max() {
+        let record = match store.get(&chain::key(newest)).await {
+            Ok(bytes) => serde_json::from_slice::<LockRecord>(&bytes)
+                .ok()
+                .map(|mut r| {
+                    // The key is the truth: a record copied elsewhere fences nothing.
+                    r.generation = newest;
+                    r
+                }),
+            // The newest generation is never deleted by strata; gone, it blocks nothing.
+            Err(e) if e.is_not_found() => None,
+            Err(e) => return Err(e.into()),
+        };
+        view.newest = Some((newest, record));
+    }
+    let now = now_ms();
+    for (_, key) in legacy.into_values() {
+        match store.get(&key).await {
+            Ok(bytes) => {
+                if let Ok(record) = serde_json::from_slice::<LockRecord>(&bytes) {
+                    if record.is_live(now) {
+                        view.legacy.push(record);
+                    }
+                }
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(view)
+}
+
+/// The operation and generation a key of the layout before the chain names
+/// (`locks/<operation>/<generation>.json`, `locks/<operation>.json`).
+fn parse_legacy_key(key: &str) -> Option<(String, u64)> {
+    let rest = key.strip_prefix(strata_repo::layout::LOCKS)?;
+    if rest.starts_with("cluster/") {
+        return None;
+    }
+    match rest.split_once('/') {
+        Some((operation, file)) => {
+            let generation = file.strip_suffix(".json")?.parse().ok()?;
+            Some((operation.to_string(), generation))
+        }
+        None => Some((rest.strip_suffix(".json")?.to_string(), 0)),
+    }
+}
+
+/// The lock as it stands: its holder when the newest generation is held (live or
+/// expired), and live locks of an older strata. Released locks are as good as absent.
+pub async fn list_locks(store: &DynStore) -> Result<Vec<LockRecord>, LockError> {
+    let view = read_chain(store).await?;
+    let mut out: Vec<LockRecord> = view
+        .newest_record()
+        .map(|(_, r)| r.clone())
+        .filter(|r| r.state == LockState::Held)
+        .into_iter()
+        .collect();
+    out.extend(view.legacy);
+    Ok(out)
+}
+
+/// Deletes the generations no write can still aim at (best effort: a store that
+/// refuses deletes keeps them, and they block nothing).
+async fn prune(store: &DynStore, generations: &[(u64, Option<SystemTime>)]) {
+    let old = |created: SystemTime, now: SystemTime| {
+        now.duration_since(created)
+            .is_ok_and(|age| age >= chain::MAX_FLIGHT)
+    };
+    for generation in chain::deletable(generations, SystemTime::now(), old) {
+        if store.delete(&chain::key(generation)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// How many times taking the lock looks again after losing a race to write the next
+/// generation, before it says the cluster is busy.
+const ACQUIRE_ROUNDS: usize = 4;
+
+/// A held lock. Release it with [`RepoLock::release`]; dropped without release, it expires.
+#[derive(Debug)]
+pub struct RepoLock {
+    store: DynStore,
+    record: LockRecord,
+    ttl: Duration,
+    /// When the holder stops trusting the lock (monotonic).
+    deadline: Instant,
+    /// Why the lock was lost, once it was.
+    lost: Option<String>,
+    /// This lock's entry in the store's fence, when the store has one.
+    guard: Option<FenceGuard>,
+}
+
+impl RepoLock {
+    /// Takes the cluster lock for `operation`, or says who holds it.
+    pub async fn acquire(
+        store: DynStore,
+        operation: &str,
+        kind: &str,
+        ttl: Duration,
+    ) -> Result<RepoLock, LockError> {
+        for _ in 0..ACQUIRE_ROUNDS {
+            let view = read_chain(&store).await?;
+            if let Some(old) = view.legacy.first() {
+                return Err(LockError::Busy(old.describe()));
+            }
+            let (generation, took_over) = match view.decide(now_ms()) {
+                Decision::Busy => {
+                    let (_, holder) = view.newest_record().expect("busy means a holder");
+                    return Err(LockError::Busy(holder.describe()));
+                }
+                Decision::Take {
+                    generation,
+                    took_over,
+                } => (generation, took_over),
+            };
+            let note = took_over
+                .then(|| view.newest_record())
+                .flatten()
+                .map(|(_, old)| format!("took over the expired lock of {}", old.describe()));
+            let issued = Instant::now();
+            let now = now_ms();
+            let record = LockRecord {
+                operation: operation.to_string(),
+                kind: kind.to_string(),
+                holder: holder_name(),
+                started_ms: now,
+                expires_ms: now + ttl.as_millis() as u64,
+                generation,
+                state: LockState::Held,
+                note,
+            };
+            match store
+                .put_if_absent(&chain::key(generation), record.body())
+                .await
+            {
+                Ok(()) => {}
+                // Another process wrote that generation first: look again.
+                Err(StoreError::AlreadyExists { .. }) => continue,
+                Err(err) => return Err(err.into()),
+            }
+            let deadline = issued + chain::trust_for(ttl);
+            let guard = store
+                .fence()
+                .map(|fence| fence.guard(&format!("{kind} {operation}"), deadline));
+            let lock = RepoLock {
+                store,
+                record,
+                ttl,
+                deadline,
+                lost: None,
+                guard,
+            };
+            if Instant::now() >= deadline {
+                // Written, but too late to be sure nobody judged it expired meanwhile.
+                let why = format!(
+                    "the storage took longer than the lock's TTL of {} s to write it",
+                    ttl.as_secs_f32()
+                );
+                lock.release().await;
+                return Err(LockError::Busy(why));
+            }
+            prune(&lock.store, &view.generations).await;
+            return Ok(lock);
+        }
+        Err(LockError::Busy(format!(
+            "the cluster lock changed hands {ACQUIRE_ROUNDS} times while {kind} {operation} tried to take it"
+        )))
+    }
+
+    /// The lock's record.
+    pub fn record(&self) -> &LockRecord {
+        &self.record
+    }
+
+    /// `Ok` while the lock holds as far as this process can tell: not lost, and its
+    /// monotonic deadline not passed. Call right before anything that depends on it.
+    pub fn check(&self) -> Result<(), LockError> {
+        if let Some(why) = &self.lost {
+            return Err(LockError::Lost(why.clone()));
+        }
+        if Instant::now() >= self.deadline {
+            return Err(LockError::Lost(format!(
+                "not renewed within its TTL of {} s (the process was stalled or could not reach the storage)",
+                self.ttl.as_secs_f32()
+            )));
+        }
+        Ok(())
+    }
+
+    fn lose(&mut self, why: String) -> LockError {
+        if let Some(guard) = &self.guard {
+            guard.lose(&why);
+        }
+        self.lost.get_or_insert(why.clone());
+        LockError::Lost(why)
+    }
+
+    /// Pushes the expiry forward by the TTL, by writing the next generation; fails with
+    /// [`LockError::Lost`] (writing nothing) when the lock is past its deadline or another
+    /// process took it over, and when the renewal itself came back too late to count.
+    pub async fn renew(&mut self) -> Result<(), LockError> {
+        if let Err(LockError::Lost(why)) = self.check() {
+            return Err(self.lose(why));
+        }
+        let issued = Instant::now();
+        let mut next = self.record.clone();
+        next.generation += 1;
+        next.expires_ms = now_ms() + self.ttl.as_millis() as u64;
+        match self
+            .store
+            .put_if_absent(&chain::key(next.generation), next.body())
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists { .. }) => {
+                let why = match self.store.get(&chain::key(next.generation)).await {
+                    Ok(bytes) => serde_json::from_slice::<LockRecord>(&bytes)
+                        .ok()
+                        .map(|r| format!("taken over by {}", r.describe()))
+                        .unwrap_or_else(|| "another process wrote its next generation".into()),
+                    Err(_) => "another process wrote its next generation".into(),
+                };
+                return Err(self.lose(why));
+            }
+            Err(err) => return Err(err.into()),
+        }
+        if !chain::renewal_counts(Instant::now(), self.deadline) {
+            let why = format!(
+                "its renewal took past the lock's deadline (TTL {} s) to reach the storage",
+                self.ttl.as_secs_f32()
+            );
+            return Err(self.lose(why));
+        }
+        self.record = next;
+        self.deadline = issued + chain::trust_for(self.ttl);
+        if let Some(guard) = &self.guard {
+            guard.renewed(self.deadline);
+        }
+        if self.record.generation.is_multiple_of(16) {
+            if let Ok(view) = read_chain(&self.store).await {
+                prune(&self.store, &view.generations).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives the lock back (best effort: if this fails, the lock expires) by writing a
+    /// `released` generation; older generations go once no write can aim at them.
+    pub async fn release(self) {
+        if self.lost.is_some() {
+            // Not ours any more: whatever is there belongs to whoever took it over.
+            return;
+        }
+        let released = LockRecord {
+            generation: self.record.generation + 1,
+            state: LockState::Released,
+            expires_ms: now_ms(),
+            ..self.record.clone()
+        };
+        match self
+            .store
+            .put_if_absent(&chain::key(released.generation), released.body())
+            .await
+        {
+            Ok(()) => {}
+            // Taken over meanwhile: it is not ours to give back.
+            Err(StoreError::AlreadyExists { .. }) => return,
+            Err(e) => {
+                eprintln!(
+                    "strata: warning: cannot mark the lock of {} released ({e}); it expires by itself",
+                    self.record.operation
+                );
+                return;
+            }
+        }
+        if let Ok(view) = read_chain(&self.store).await {
+            prune(&self.store, &view.generations).await;
+        }
+    }
+}
+
+impl RepoLock {
+    /// Keeps the lock alive, renewing it every third of its TTL, until released: for
+    /// operations (garbage collection, copies) that may outlast one TTL.
+    pub fn keep_renewed(mut self) -> HeldLock {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let (period, ttl) = (self.ttl / 3, self.ttl);
+        let (state_tx, state) = tokio::sync::watch::channel::<Option<(Instant, Option<String>)>>(
+            Some((self.deadline, None)),
+        );
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(period) => {}
+                    _ = stopped.changed() => return self,
+                }
+                match self.renew().await {
+                    Ok(()) => {}
+                    Err(LockError::Lost(why)) => {
+                        eprintln!("strata: error: lost the cluster lock: {why}");
+                        let _ = state_tx.send(Some((self.deadline, Some(why))));
+                        let _ = stopped.changed().await;
+                        return self;
+                    }
+                    Err(e) => eprintln!("strata: warning: cannot renew the cluster lock: {e}"),
+                }
+                let _ = state_tx.send(Some((self.deadline, None)));
+            }
+        });
+        HeldLock {
+            stop,
+            task,
+            state,
+            ttl,
+        }
+    }
+}
+
+/// A lock renewed in the background; see [`RepoLock::keep_renewed`].
+pub struct HeldLock {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<RepoLock>,
+    /// The deadline after the last renewal, and why the lock was lost, if it was.
+    state: tokio::sync::watch::Receiver<Option<(Instant, Option<String>)>>,
+    ttl: Duration,
+}
+
+impl HeldLock {
+    /// Like [`RepoLock::check`]: call right before anything that depends on the lock
+    /// (garbage collection, before each delete).
+    pub fn check(&self) -> Result<(), LockError> {
+        let state = self.state.borrow().clone();
+        match state {
+            Some((_, Some(why))) => Err(LockError::Lost(why)),
+            Some((deadline, None)) if Instant::now() < deadline => Ok(()),
+            _ => Err(LockError::Lost(format!(
+                "not renewed within its TTL of {} s (the process was stalled or could not reach the storage)",
+                self.ttl.as_secs_f32()
+            ))),
+        }
+    }
+
+    /// Stops renewing and removes the lock.
+    pub async fn release(self) {
+        let _ = self.stop.send(true);
+        if let Ok(lock) = self.task.await {
+            lock.release().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn store() -> (tempfile::TempDir, DynStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: DynStore = Arc::new(strata_store::LocalStore::new(dir.path()));
+        (dir, store)
+    }
+
+    /// The generations of the chain in the store.
+    async fn generations(store: &DynStore) -> Vec<u64> {
+        let mut out: Vec<u64> = read_chain(store)
+            .await
+            .unwrap()
+            .generations
+            .iter()
+            .map(|(g, _)| *g)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    fn record(operation: &str, holder: String, expires_ms: u64, generation: u64) -> LockRecord {
+        LockRecord {
+            operation: operation.into(),
+            kind: "backup".into(),
+            holder,
+            started_ms: now_ms(),
+            expires_ms,
+            generation,
+            state: LockState::Held,
+            note: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_second_operation_is_refused_naming_the_first() {
+        let (_dir, store) = store();
+        let ttl = Duration::from_secs(30);
+        let first = RepoLock::acquire(store.clone(), "op-a", "backup", ttl)
+            .await
+            .unwrap();
+        let err = RepoLock::acquire(store.clone(), "op-b", "backup", ttl)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("busy") && err.contains("backup op-a"), "{err}");
+        first.release().await;
+        let second = RepoLock::acquire(store.clone(), "op-b", "restore", ttl)
+            .await
+            .unwrap();
+        assert_eq!(
+            list_locks(&store).await.unwrap(),
+            vec![second.record().clone()]
+        );
+        assert_eq!(generations(&store).await, vec![1, 2, 3], "one chain");
+    }
+
+    #[tokio::test]
+    async fn a_lock_of_a_dead_process_on_this_host_is_taken_over() {
+        let (_dir, store) = store();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let dead = record(
+            "op-a",
+            format!("{}:{pid}", host_name()),
+            now_ms() + 60_000,
+            1,
+        );
+        store.put(&chain::key(1), dead.body()).await.unwrap();
+        let elsewhere = LockRecord {
+            holder: format!("another-host:{pid}"),
+            ..dead.clone()
+        };
+        assert!(!dead.is_live(now_ms()));
+        assert!(
+            elsewhere.is_live(now_ms()),
+            "other hosts' processes are not ours to judge"
+        );
+        let lock = RepoLock::acquire(store, "op-b", "backup", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(lock.record().generation, 2);
+        assert!(lock.record().note.as_deref().unwrap().contains("op-a"));
+    }
+
+    #[tokio::test]
+    async fn a_live_lock_of_an_older_strata_is_respected() {
+        let (_dir, store) = store();
+        let old = record("op-a", "another-host:1".into(), now_ms() + 60_000, 2);
+        store
+            .put("locks/op-a/0000000002.json", old.body())
+            .await
+            .unwrap();
+        let err = RepoLock::acquire(store.clone(), "op-b", "gc", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("op-a"), "{err}");
+        assert!(generations(&store).await.is_empty(), "nothing written");
+    }
+
+    #[tokio::test]
+    async fn a_renewed_lock_outlives_its_ttl_until_released() {
+        let (_dir, store) = store();
+        let held = RepoLock::acquire(store.clone(), "op-a", "gc", Duration::from_millis(600))
+            .await
+            .unwrap()
+            .keep_renewed();
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        let err = RepoLock::acquire(store.clone(), "op-b", "backup", Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("gc op-a"), "{err}");
+        held.release().await;
+        assert!(list_locks(&store).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_expired_lock_is_taken_over() {
+        let (_dir, store) = store();
+        let dead =
+            RepoLock::acquire(store.clone(), "op-a", "backup", Duration::from_millis(1)).await;
+        // A TTL of 1 ms may already be past when the write returns: either way, the lock
+        // of op-a is not live a moment later.
+        if let Ok(dead) = dead {
+            std::mem::forget(dead);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let lock = RepoLock::acquire(store.clone(), "op-b", "backup", Duration::from_secs(5))
+            .await
+            .unwrap();
+        let locks = list_locks(&store).await.unwrap();
+        assert_eq!(locks, vec![lock.record().clone()]);
+    }
+
+    #[tokio::test]
+    async fn a_renewal_after_a_takeover_neither_recreates_nor_overwrites_the_lock() {
+        let (_dir, store) = store();
+        let mut stalled =
+            RepoLock::acquire(store.clone(), "op-a", "backup", Duration::from_secs(30))
+                .await
+                .unwrap();
+        // Another host whose wall clock runs ahead finds the lock expired: the holder's
+        // own (monotonic) deadline has not passed, so only the store can stop it.
+        let mut expired = stalled.record().clone();
+        expired.expires_ms = now_ms() - 1;
+        store.put(&chain::key(1), expired.body()).await.unwrap();
+        let taker = RepoLock::acquire(store.clone(), "op-b", "backup", Duration::from_secs(30))
+            .await
+            .unwrap();
+        let before = generations(&store).await;
+        let err = stalled.renew().await.unwrap_err();
+        assert!(matches!(err, LockError::Lost(_)), "{err}");
+        assert!(
+            err.to_string().contains("op-b"),
+            "names who took over: {err}"
+        );
+        assert_eq!(generations(&store).await, before, "nothing written");
+        assert_eq!(
+            list_locks(&store).await.unwrap(),
+            vec![taker.record().clone()]
+        );
+        // Lost stays lost, and releasing writes nothing either.
+        assert!(stalled.check().is_err());
+        assert!(stalled.renew().await.is_err());
+        stalled.release().await;
+        assert_eq!(generations(&store).await, before);
+        assert!(
+            RepoLock::acquire(store.clone(), "op-c", "gc", Duration::from_secs(5))
+                .await
+                .is_err_and(|e| e.to_string().contains("op-b"))
+        );
+        taker.release().await;
+    }
+
+    /// A store whose writes under `locks/` wait for a signal before they land: the
+    /// slow PUT of the issue, with the process that issued it waiting on it.
+    #[derive(Debug)]
+    struct LateLockWrites {
+        inner: DynStore,
+        gate: tokio::sync::Semaphore,
+        delayed: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl strata_store::Store for LateLockWrites {
+        async fn put(&self, key: &str, data: bytes::Bytes) -> strata_store::StoreResult<()> {
+            self.inner.put(key, data).await
+        }
+        async fn put_if_absent(
+            &self,
+            key: &str,
+            data: bytes::Bytes,
+        ) -> strata_store::StoreResult<()> {
+            if key.starts_with("locks/")
+                && !self.delayed.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                let _permit = self.gate.acquire().await.unwrap();
+            }
+            self.inner.put_if_absent(key, data).await
+        }
+        async fn get(&self, key: &str) -> strata_store::StoreResult<bytes::Bytes> {
+            self.inner.get(key).await
+        }
+        async fn get_range(
+            &self,
+            key: &str,
+            range: std::ops::Range<u64>,
+        ) -> strata_store::StoreResult<bytes::Bytes> {
+            self.inner.get_range(key, range).await
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+        ) -> strata_store::StoreResult<Vec<strata_store::ObjectMeta>> {
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> strata_store::StoreResult<()> {
+            self.inner.delete(key).await
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lock_write_that_lands_late_never_makes_two_holders() {
+        let (_dir, inner) = store();
+        let late = Arc::new(LateLockWrites {
+            inner: inner.clone(),
+            gate: tokio::sync::Semaphore::new(0),
+            delayed: Default::default(),
+        });
+        let slow: DynStore = late.clone();
+        let ttl = Duration::from_secs(30);
+        // The first process reads the empty chain and issues its write, which stalls.
+        let first = tokio::spawn(async move { RepoLock::acquire(slow, "gc-1", "gc", ttl).await });
+        while !late.delayed.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The second takes the lock meanwhile...
+        let second = RepoLock::acquire(inner.clone(), "backup-2", "backup", ttl)
+            .await
+            .unwrap();
+        // ...and the first one's write lands after: it must not hold.
+        late.gate.add_permits(1);
+        let err = first.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("backup-2"), "{err}");
+        assert_eq!(
+            list_locks(&inner).await.unwrap(),
+            vec![second.record().clone()]
+        );
+        assert_eq!(generations(&inner).await, vec![1]);
+    }
+
+    #[tokio::test]
+    async fn a_holder_past_its_monotonic_deadline_gives_up_without_writing() {
+        let (_dir, store) = store();
+        let store: DynStore = Arc::new(strata_store::FencedStore::new(
+            store,
+            strata_repo::layout::makes_visible,
+        ));
+        let mut lock =
+            RepoLock::acquire(store.clone(), "op-a", "backup", Duration::from_millis(300))
+                .await
+                .unwrap();
+        store
+            .put("index/x", bytes::Bytes::from_static(b"1"))
+            .await
+            .unwrap();
+        // Stalled (as by SIGSTOP) past the TTL: no renewal ran.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let before = generations(&store).await;
+        assert!(matches!(lock.renew().await, Err(LockError::Lost(_))));
+        assert_eq!(generations(&store).await, before, "not renewed");
+        let refused = store
+            .put("summaries/b", bytes::Bytes::from_static(b"1"))
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, StoreError::Fenced { .. }), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn old_generations_go_and_the_newest_stays() {
+        let (dir, store) = store();
+        let lock = RepoLock::acquire(store.clone(), "op-a", "backup", Duration::from_secs(30))
+            .await
+            .unwrap();
+        lock.release().await;
+        assert_eq!(generations(&store).await, vec![1, 2], "young ones stay");
+        // Age generation 1 past the longest flight of a write.
+        let old = SystemTime::now() - chain::MAX_FLIGHT - Duration::from_secs(1);
+        let path = dir.path().join(chain::key(1));
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let lock = RepoLock::acquire(store.clone(), "op-b", "backup", Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(generations(&store).await, vec![2, 3]);
+        lock.release().await;
+    }
+
+    #[tokio::test]
+    async fn a_release_the_store_refuses_to_delete_blocks_nobody() {
+        let (_dir, store) = store();
+        let refusing: DynStore = Arc::new(strata_store::FaultyStore::new(
+            store.clone(),
+            strata_store::FaultConfig {
+                refuse_deletes: true,
+                ..Default::default()
+            },
+        ));
+        let mut lock =
+            RepoLock::acquire(refusing.clone(), "op-a", "backup", Duration::from_secs(30))
+                .await
+                .unwrap();
+        lock.renew().await.unwrap();
+        lock.release().await;
+        assert!(list_locks(&refusing).await.unwrap().is_empty());
+        RepoLock::acquire(refusing.clone(), "op-b", "backup", Duration::from_secs(30))
+            .await
+            .expect("a released lock blocks nobody")
+            .release()
+            .await;
+        let mark = mark_archive_writer(refusing.clone(), "wal-push")
+            .await
+            .unwrap();
+        assert_eq!(live_archive_writers(&refusing).await.unwrap().len(), 1);
+        mark.release().await;
+        assert!(live_archive_writers(&refusing).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_archive_writers_mark_is_renewed_while_it_runs() {
+        let (_dir, store) = store();
+        let mark =
+            mark_archive_writer_with_ttl(store.clone(), "wal-push", Duration::from_millis(600))
+                .await
+                .unwrap();
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        assert_eq!(
+            live_archive_writers(&store).await.unwrap().len(),
+            1,
+            "still announced after three TTLs"
+        );
+        mark.release().await;
+        assert!(live_archive_writers(&store).await.unwrap().is_empty());
+    }
+}
