@@ -26,7 +26,8 @@ pub const SUMMARIES: &str = "summaries/";
 pub const ARCHIVE: &str = "archive/";
 /// The audit log: `audit/<milliseconds, 13 digits>-<random hex>`.
 pub const AUDIT: &str = "audit/";
-/// Cluster lock records: `locks/<operation>.json` and `locks/<operation>/<generation>.json`.
+/// The cluster lock: the chain `locks/cluster/<generation>.json` (and, from older
+/// stratas, `locks/<operation>/<generation>.json` and `locks/<operation>.json`).
 pub const LOCKS: &str = "locks/";
 /// Archive writers' marks: `writers/<operation>.json`.
 pub const WRITERS: &str = "writers/";
