@@ -10,6 +10,7 @@
 //! binary (`env!("CARGO_BIN_EXE_strata")`) stays in `crates/strata/tests/common`, built on
 //! this kit, because that path exists only inside the binary crate's tests.
 
+pub mod chaos;
 pub mod data;
 pub mod etcd;
 pub mod gate;
