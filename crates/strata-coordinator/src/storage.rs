@@ -35,7 +35,10 @@ impl Storage {
     }
 
     fn wrap_with_cache(name: &str, backend: DynStore, config: &Config, cached: bool) -> Storage {
-        let mut backend: DynStore = Arc::new(FencedStore::new(backend, layout::makes_visible));
+        let mut backend: DynStore = Arc::new(
+            FencedStore::new(backend, layout::makes_visible)
+                .fencing_deletes(layout::delete_needs_lock),
+        );
         // Test-only fault injection of the real binary (see FaultConfig::from_test_env
         // and docs/configuration.md): never set in production.
         if let Some(faults) = FaultConfig::from_test_env() {

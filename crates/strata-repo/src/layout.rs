@@ -57,6 +57,13 @@ pub fn makes_visible(key: &str) -> bool {
     VISIBLE.iter().any(|p| key.starts_with(p))
 }
 
+/// Whether deleting `key` needs the cluster lock (the rule of
+/// `strata_store::FencedStore::fencing_deletes`): everything but the coordination
+/// objects (`locks/`, `writers/`), which their own protocols remove.
+pub fn delete_needs_lock(key: &str) -> bool {
+    !key.starts_with(LOCKS) && !key.starts_with(WRITERS)
+}
+
 /// The cache rule of a repository's store: cacheable objects, the config as the marker
 /// whose change drops the cache, and the `keys/` listing remembered.
 pub fn cache_rule() -> strata_store::CacheRule {

@@ -167,6 +167,8 @@ impl Drop for FenceGuard {
 pub struct FencedStore {
     inner: DynStore,
     visible: VisibleRule,
+    /// The deletes that are fenced too (see [`FencedStore::fencing_deletes`]).
+    deletes: Option<VisibleRule>,
     fence: Fence,
 }
 
@@ -178,8 +180,17 @@ impl FencedStore {
         FencedStore {
             inner,
             visible,
+            deletes: None,
             fence,
         }
+    }
+
+    /// Also fences the deletes of the keys `rule` names: a process that lost its lock
+    /// (garbage collection, a delete) removes nothing more, and a delete still in flight
+    /// at its deadline is abandoned like a write.
+    pub fn fencing_deletes(mut self, rule: VisibleRule) -> FencedStore {
+        self.deletes = Some(rule);
+        self
     }
 
     fn check(&self, key: &str) -> StoreResult<()> {
@@ -192,7 +203,7 @@ impl FencedStore {
         })
     }
 
-    /// Runs a write of `key` that passed [`FencedStore::check`], abandoning it when it is
+    /// Runs a write (or fenced delete) of `key` that passed the fence, abandoning it when it is
     /// still in flight once a lock's deadline passes without a renewal: a write that took
     /// that long is not waited for (an object store drops a request whose connection is
     /// closed before it has the whole body).
@@ -201,9 +212,6 @@ impl FencedStore {
         key: &str,
         write: impl std::future::Future<Output = StoreResult<()>>,
     ) -> StoreResult<()> {
-        if !(self.visible)(key) {
-            return write.await;
-        }
         tokio::pin!(write);
         loop {
             let Some(deadline) = self.fence.deadline() else {
@@ -227,11 +235,17 @@ impl FencedStore {
 #[async_trait]
 impl Store for FencedStore {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        if !(self.visible)(key) {
+            return self.inner.put(key, data).await;
+        }
         self.check(key)?;
         self.write(key, self.inner.put(key, data)).await
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
+        if !(self.visible)(key) {
+            return self.inner.put_if_absent(key, data).await;
+        }
         self.check(key)?;
         self.write(key, self.inner.put_if_absent(key, data)).await
     }
@@ -253,7 +267,14 @@ impl Store for FencedStore {
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
-        self.inner.delete(key).await
+        if !self.deletes.is_some_and(|fenced| fenced(key)) {
+            return self.inner.delete(key).await;
+        }
+        self.fence.check().map_err(|why| StoreError::Fenced {
+            key: key.to_string(),
+            why,
+        })?;
+        self.write(key, self.inner.delete(key)).await
     }
 
     fn fence(&self) -> Option<Fence> {
@@ -337,5 +358,23 @@ mod tests {
             .put("index/a", Bytes::from_static(b"1"))
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn fenced_deletes_stop_once_a_guard_is_late() {
+        let dir = tempfile::tempdir().unwrap();
+        let visible: VisibleRule = |key| key.starts_with("index/");
+        let store = FencedStore::new(Arc::new(crate::LocalStore::new(dir.path())), visible)
+            .fencing_deletes(|key| !key.starts_with("locks/"));
+        for key in ["data/p", "locks/l"] {
+            store.put(key, Bytes::from_static(b"1")).await.unwrap();
+        }
+        let guard = store.fence().unwrap().guard("gc g", Instant::now());
+        let err = store.delete("data/p").await.unwrap_err();
+        assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+        store.delete("locks/l").await.unwrap();
+        assert!(store.get("data/p").await.is_ok(), "nothing deleted");
+        drop(guard);
+        store.delete("data/p").await.unwrap();
     }
 }

@@ -89,9 +89,12 @@ impl LockRecord {
         self.state == LockState::Held && self.expires_ms > now_ms && !holder_is_dead(&self.holder)
     }
 
-    /// Whether this record's holder is a process of this host that no longer runs.
+    /// Whether this record's holder no longer uses it: a process of this host that no
+    /// longer runs, or this process after it could not give the lock back.
     fn holder_is_dead(&self) -> bool {
         holder_is_dead(&self.holder)
+            || (self.holder == holder_name()
+                && abandoned().lock().unwrap().contains(&self.operation))
     }
 
     /// "backup X (started 2026-.. by host:pid)".
@@ -130,6 +133,18 @@ fn host_name() -> String {
 /// `host:pid`, to tell coordinators apart in messages.
 pub fn holder_name() -> String {
     format!("{}:{}", host_name(), std::process::id())
+}
+
+/// The operations of this process whose lock could not be given back: nothing here
+/// trusts them any more, so this process may take them over before they expire.
+fn abandoned() -> &'static std::sync::Mutex<std::collections::BTreeSet<String>> {
+    static ABANDONED: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+        std::sync::OnceLock::new();
+    ABANDONED.get_or_init(Default::default)
+}
+
+fn abandon(operation: &str) {
+    abandoned().lock().unwrap().insert(operation.to_string());
 }
 
 /// Whether `holder` is a process of this host that no longer runs.
@@ -474,6 +489,10 @@ impl RepoLock {
             // Taken over meanwhile: it is not ours to give back.
             Err(StoreError::AlreadyExists { .. }) => return,
             Err(e) => {
+                // Never deleted instead (the model shows two holders then): the lock
+                // expires by itself, and this process, which knows it is not using it,
+                // may take it over at once.
+                abandon(&self.record.operation);
                 eprintln!(
                     "strata: warning: cannot mark the lock of {} released ({e}); it expires by itself",
                     self.record.operation

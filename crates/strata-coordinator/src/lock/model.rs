@@ -10,8 +10,9 @@
 //! The invariant: **never two processes trust the lock at the same tick** (a process
 //! trusts it from a successful write's answer until its deadline, the write's issue tick
 //! plus [`chain::trust_for`] of the TTL, and stops at once when it learns it lost it).
-//! Each rule is needed: with slots reused or trust counted from a write's answer, the
-//! checker finds two holders ([`each_rule_is_needed`]). (The rule that a renewal coming
+//! Each rule is needed: with slots reused, trust counted from a write's answer, or a lock
+//! given back by deleting its newest generation, the checker finds two holders
+//! ([`each_rule_is_needed`]). (The rule that a renewal coming
 //! back after the deadline does not count is not needed here, as a renewal that landed
 //! means nobody took the generation over; it is kept for the lock as a second guard and
 //! is what makes archive writers' marks safe, which are overwritten, not chained.)
@@ -44,6 +45,8 @@ struct Weakened {
     reuse_slots: bool,
     /// Trust from the answer's tick rather than the issue's.
     trust_from_answer: bool,
+    /// Let a holder give the lock back by deleting its own (newest) generation.
+    release_by_delete: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -113,6 +116,10 @@ enum Action {
     Take(u8),
     Renew(u8),
     Release(u8),
+    /// Gives the lock back by deleting its own generation (never done: a reader then
+    /// finds the generation before it newest while a takeover of the deleted one is in
+    /// flight, and both writes land).
+    ReleaseByDelete(u8),
     Land(usize),
     Answer(usize),
     Crash(u8),
@@ -220,6 +227,9 @@ impl Model for LockModel {
                 } => {
                     actions.push(Action::Renew(p));
                     actions.push(Action::Release(p));
+                    if self.weakened.release_by_delete {
+                        actions.push(Action::ReleaseByDelete(p));
+                    }
                 }
                 _ => {}
             }
@@ -286,6 +296,16 @@ impl Model for LockModel {
                     self.issue(&mut s, p, generation + 1, false, Purpose::Release);
                 }
                 s.phases[p as usize] = Phase::Idle;
+            }
+            Action::ReleaseByDelete(p) => {
+                let Phase::Holding { generation, .. } = s.phases[p as usize].clone() else {
+                    return None;
+                };
+                s.phases[p as usize] = Phase::Idle;
+                let slot = &mut s.slots[generation as usize - 1];
+                if slot.as_ref().is_some_and(|x| x.owner == p) {
+                    *slot = None;
+                }
             }
             Action::Land(i) => {
                 let now = s.now;
@@ -442,6 +462,10 @@ fn each_rule_is_needed() {
         },
         Weakened {
             trust_from_answer: true,
+            ..Default::default()
+        },
+        Weakened {
+            release_by_delete: true,
             ..Default::default()
         },
     ] {
