@@ -26,6 +26,7 @@ mod error;
 pub mod format;
 pub mod id;
 pub mod index;
+pub mod index_table;
 pub mod keyring;
 pub mod layout;
 pub mod manifest;

@@ -1,0 +1,372 @@
+//! The local index table: a repository's index on this host's disk, sorted by blob id and
+//! memory-mapped, so a lookup touches a few pages of the page cache instead of a hash map
+//! of every blob in anonymous memory.
+//!
+//! ```text
+//! <dir>/blobs   "STRATAIX" | version u32 LE | count u64 LE | count x 48-byte records
+//!               record: id [32] | pack position u32 | offset u32 | length u32 |
+//!                       raw_length u32 (high bit: compressed), all LE, sorted by id
+//! <dir>/packs   postcard: Vec<(PackId, size)>, in position order
+//! <dir>/seen    the index object keys the table holds, one per line
+//! ```
+//!
+//! The table is a cache of the repository's `index/` objects, never trusted over them: it
+//! is rebuilt when missing or damaged (opening checks the header and the size, never
+//! every record: a record naming no pack reads as absent), and it says which objects it holds, so a process
+//! reads only the index objects it has not seen ([`IndexTable::seen`]). Entries added since
+//! the table was written live in a small in-memory delta until [`IndexTable::flush`]
+//! merges them into a new table (a streaming merge; files are replaced by rename, never
+//! rewritten in place, so a mapped file never changes under a reader).
+//!
+//! In RAM: the delta, and the pack list (40 bytes per pack plus its position map: a pack
+//! holds a hundred or more blobs, so under a byte per blob). On disk: 48 bytes per blob.
+
+use crate::id::PackId;
+use crate::index::{BlobLocation, IndexFile};
+use crate::BlobId;
+use std::collections::{BTreeSet, HashMap};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8; 8] = b"STRATAIX";
+const VERSION: u32 = 1;
+const HEADER: usize = 8 + 4 + 8;
+/// Bytes per blob on disk.
+pub const RECORD: usize = 48;
+const COMPRESSED: u32 = 1 << 31;
+
+/// A repository's index on local disk; see the module documentation.
+#[derive(Debug)]
+pub struct IndexTable {
+    dir: PathBuf,
+    /// The sorted records (`None` while the table is empty).
+    map: Option<memmap2::Mmap>,
+    count: usize,
+    packs: Vec<(PackId, u64)>,
+    pack_positions: HashMap<PackId, u32>,
+    delta: HashMap<BlobId, BlobLocation>,
+    seen: BTreeSet<String>,
+}
+
+fn invalid(why: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why.into())
+}
+
+fn encode(id: &BlobId, location: &BlobLocation) -> io::Result<[u8; RECORD]> {
+    let offset = u32::try_from(location.offset)
+        .map_err(|_| invalid(format!("blob offset {} past 4 GiB", location.offset)))?;
+    if location.raw_length & COMPRESSED != 0 {
+        return Err(invalid("blob raw length past 2 GiB"));
+    }
+    let mut record = [0u8; RECORD];
+    record[..32].copy_from_slice(&id.0);
+    record[32..36].copy_from_slice(&location.pack.to_le_bytes());
+    record[36..40].copy_from_slice(&offset.to_le_bytes());
+    record[40..44].copy_from_slice(&location.length.to_le_bytes());
+    let raw = location.raw_length | if location.compressed { COMPRESSED } else { 0 };
+    record[44..48].copy_from_slice(&raw.to_le_bytes());
+    Ok(record)
+}
+
+fn decode(record: &[u8]) -> (BlobId, BlobLocation) {
+    let word = |at: usize| u32::from_le_bytes(record[at..at + 4].try_into().unwrap());
+    let raw = word(44);
+    (
+        BlobId(record[..32].try_into().unwrap()),
+        BlobLocation {
+            pack: word(32),
+            offset: word(36) as u64,
+            length: word(40),
+            raw_length: raw & !COMPRESSED,
+            compressed: raw & COMPRESSED != 0,
+        },
+    )
+}
+
+impl IndexTable {
+    /// Opens the table in `dir`, or an empty one when there is none. A damaged table is
+    /// an error: the caller removes `dir` and starts empty (the table is only a cache).
+    pub fn open(dir: &Path) -> io::Result<IndexTable> {
+        let mut table = IndexTable {
+            dir: dir.to_path_buf(),
+            map: None,
+            count: 0,
+            packs: Vec::new(),
+            pack_positions: HashMap::new(),
+            delta: HashMap::new(),
+            seen: BTreeSet::new(),
+        };
+        let seen = match fs::read_to_string(dir.join("seen")) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(table),
+            Err(e) => return Err(e),
+        };
+        table.seen = seen.lines().map(str::to_string).collect();
+        let packs: Vec<(PackId, u64)> = postcard::from_bytes(&fs::read(dir.join("packs"))?)
+            .map_err(|e| invalid(format!("packs: {e}")))?;
+        table.pack_positions = packs
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, i as u32))
+            .collect();
+        table.packs = packs;
+        let file = File::open(dir.join("blobs"))?;
+        // SAFETY: the file is this process's own cache, replaced by rename and never
+        // modified in place, so the mapping never changes under the reader.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        if map.len() < HEADER || &map[..8] != MAGIC {
+            return Err(invalid("blobs: not an index table"));
+        }
+        let version = u32::from_le_bytes(map[8..12].try_into().unwrap());
+        if version != VERSION {
+            return Err(invalid(format!("blobs: table version {version}")));
+        }
+        let count = u64::from_le_bytes(map[12..20].try_into().unwrap()) as usize;
+        if map.len() != HEADER + count * RECORD {
+            return Err(invalid("blobs: truncated"));
+        }
+        table.count = count;
+        table.map = Some(map);
+        Ok(table)
+    }
+
+    fn record<'a>(&self, map: &'a [u8], i: usize) -> &'a [u8] {
+        &map[HEADER + i * RECORD..HEADER + (i + 1) * RECORD]
+    }
+
+    /// Whether the index object `key` is in the table already.
+    pub fn seen(&self, key: &str) -> bool {
+        self.seen.contains(key)
+    }
+
+    /// Adds the packs and blobs of the index object `key` (once); a blob present in two
+    /// packs keeps its first location.
+    pub fn add(&mut self, key: &str, file: &IndexFile) {
+        if !self.seen.insert(key.to_string()) {
+            return;
+        }
+        for pack in &file.packs {
+            let position = *self.pack_positions.entry(pack.id).or_insert_with(|| {
+                self.packs.push((pack.id, pack.size));
+                (self.packs.len() - 1) as u32
+            });
+            for entry in &pack.blobs {
+                if self.find(&entry.id).is_some() {
+                    continue;
+                }
+                self.delta.entry(entry.id).or_insert(BlobLocation {
+                    pack: position,
+                    offset: entry.offset,
+                    length: entry.length,
+                    raw_length: entry.raw_length,
+                    compressed: entry.compressed,
+                });
+            }
+        }
+    }
+
+    /// Binary search of the mapped table.
+    fn find(&self, id: &BlobId) -> Option<BlobLocation> {
+        let map = self.map.as_ref()?;
+        let (mut low, mut high) = (0, self.count);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let record = self.record(map, mid);
+            match record[..32].cmp(&id.0) {
+                std::cmp::Ordering::Less => low = mid + 1,
+                std::cmp::Ordering::Greater => high = mid,
+                // A record naming no pack (a damaged table) is not trusted: the blob reads
+                // as absent, so it is stored again rather than looked for nowhere.
+                std::cmp::Ordering::Equal => {
+                    let location = decode(record).1;
+                    return ((location.pack as usize) < self.packs.len()).then_some(location);
+                }
+            }
+        }
+        None
+    }
+
+    /// Finds a blob.
+    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
+        self.find(id).or_else(|| self.delta.get(id).copied())
+    }
+
+    /// True when the blob is stored.
+    pub fn contains(&self, id: &BlobId) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// The pack id and size at a position.
+    pub fn pack(&self, position: u32) -> (PackId, u64) {
+        self.packs[position as usize]
+    }
+
+    /// Every pack with its size.
+    pub fn packs(&self) -> &[(PackId, u64)] {
+        &self.packs
+    }
+
+    /// Number of blobs.
+    pub fn len(&self) -> usize {
+        self.count + self.delta.len()
+    }
+
+    /// True when the table holds no blob.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Blobs held in memory until the next [`IndexTable::flush`].
+    pub fn pending(&self) -> usize {
+        self.delta.len()
+    }
+
+    /// Merges the delta into a new table on disk (written beside, synced, renamed into
+    /// place; `seen` last, so a crash leaves the previous table or the new one whole).
+    pub fn flush(&mut self) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let mut delta: Vec<(BlobId, BlobLocation)> = self.delta.drain().collect();
+        delta.sort_unstable_by_key(|a| a.0);
+        let count = self.count + delta.len();
+        let temp = self.dir.join("blobs.tmp");
+        {
+            let mut out = BufWriter::with_capacity(1 << 20, File::create(&temp)?);
+            out.write_all(MAGIC)?;
+            out.write_all(&VERSION.to_le_bytes())?;
+            out.write_all(&(count as u64).to_le_bytes())?;
+            let mut fresh = delta.iter().peekable();
+            if let Some(map) = &self.map {
+                for i in 0..self.count {
+                    let record = self.record(map, i);
+                    while let Some((id, location)) =
+                        fresh.next_if(|(id, _)| id.0[..] < record[..32])
+                    {
+                        out.write_all(&encode(id, location)?)?;
+                    }
+                    out.write_all(record)?;
+                }
+            }
+            for (id, location) in fresh {
+                out.write_all(&encode(id, location)?)?;
+            }
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        }
+        write_synced(
+            &self.dir.join("packs"),
+            &postcard::to_stdvec(&self.packs).map_err(|e| invalid(e.to_string()))?,
+        )?;
+        fs::rename(&temp, self.dir.join("blobs"))?;
+        let seen: String = self.seen.iter().map(|k| format!("{k}\n")).collect();
+        write_synced(&self.dir.join("seen"), seen.as_bytes())?;
+        File::open(&self.dir)?.sync_all()?;
+        *self = IndexTable::open(&self.dir)?;
+        Ok(())
+    }
+}
+
+/// Writes `data` to `path` through a synced temporary file and a rename.
+fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
+    let temp = path.with_extension("tmp");
+    let mut file = File::create(&temp)?;
+    file.write_all(data)?;
+    file.sync_all()?;
+    fs::rename(temp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{Index, IndexedPack};
+    use crate::pack::PackEntry;
+    use proptest::prelude::*;
+
+    fn file(seed: u64, packs: usize, blobs: usize) -> IndexFile {
+        let id = |n: u64| BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes());
+        IndexFile {
+            packs: (0..packs as u64)
+                .map(|p| IndexedPack {
+                    id: id(1_000_000_000 + seed * 1_000 + p),
+                    size: 1 << 20,
+                    blobs: (0..blobs as u64)
+                        .map(|b| PackEntry {
+                            // Some ids repeat across files: a blob in two packs.
+                            id: id((seed * 7 + p * 13 + b) % 5_000),
+                            offset: b * 4096,
+                            length: 4000,
+                            raw_length: 9000 + b as u32,
+                            compressed: b % 3 == 0,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        /// The table answers as the in-memory index does, before and after each flush
+        /// and after reopening.
+        #[test]
+        fn answers_as_the_in_memory_index(files in prop::collection::vec((0u64..50, 1usize..4, 0usize..60), 1..6), flush_every in 1usize..4) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut table = IndexTable::open(dir.path()).unwrap();
+            let mut index = Index::default();
+            for (n, (seed, packs, blobs)) in files.iter().enumerate() {
+                let f = file(*seed, *packs, *blobs);
+                let key = format!("index/{seed}-{packs}-{blobs}");
+                if !table.seen(&key) {
+                    for pack in &f.packs {
+                        index.add_pack(pack);
+                    }
+                }
+                table.add(&key, &f);
+                if n % flush_every == 0 {
+                    table.flush().unwrap();
+                }
+            }
+            let check = |table: &IndexTable| -> Result<(), TestCaseError> {
+                prop_assert_eq!(table.len(), index.len());
+                for (id, location) in index.blobs() {
+                    let found = table.get(id).unwrap();
+                    prop_assert_eq!(table.pack(found.pack), index.pack(location.pack));
+                    prop_assert_eq!(
+                        (found.offset, found.length, found.raw_length, found.compressed),
+                        (location.offset, location.length, location.raw_length, location.compressed)
+                    );
+                }
+                prop_assert!(!table.contains(&BlobId([0xEE; 32])));
+                Ok(())
+            };
+            check(&table)?;
+            table.flush().unwrap();
+            check(&table)?;
+            check(&IndexTable::open(dir.path()).unwrap())?;
+        }
+    }
+
+    #[test]
+    fn a_damaged_table_is_refused_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = IndexTable::open(dir.path()).unwrap();
+        table.add("index/a", &file(1, 2, 30));
+        table.flush().unwrap();
+        assert_eq!(table.pending(), 0);
+        let blobs = dir.path().join("blobs");
+        let bytes = fs::read(&blobs).unwrap();
+        fs::write(&blobs, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(IndexTable::open(dir.path()).is_err(), "truncated");
+        let mut wrong_pack = bytes.clone();
+        wrong_pack[HEADER + 32..HEADER + 36].copy_from_slice(&99u32.to_le_bytes());
+        fs::write(&blobs, &wrong_pack).unwrap();
+        let damaged = IndexTable::open(dir.path()).unwrap();
+        let id = BlobId(wrong_pack[HEADER..HEADER + 32].try_into().unwrap());
+        assert_eq!(
+            damaged.get(&id),
+            None,
+            "a record naming no pack is not trusted"
+        );
+        fs::write(&blobs, b"garbage").unwrap();
+        assert!(IndexTable::open(dir.path()).is_err());
+    }
+}
