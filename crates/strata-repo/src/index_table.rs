@@ -23,7 +23,7 @@
 
 use crate::id::PackId;
 use crate::index::{BlobLocation, IndexFile};
-use crate::BlobId;
+use crate::{BlobId, RepoError, Repository};
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -265,6 +265,75 @@ impl IndexTable {
     }
 }
 
+/// Why a refresh failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    #[error("cannot write the local index table: {0}")]
+    Table(#[from] io::Error),
+}
+
+/// What a refresh did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Refresh {
+    /// Index objects read (those the table had not seen).
+    pub read: usize,
+    /// Whether the table started over, because an object it held is gone.
+    pub rebuilt: bool,
+    /// Index objects that do not decode, skipped (read again next time).
+    pub damaged: Vec<String>,
+}
+
+impl IndexTable {
+    /// Empties the table, on disk too.
+    pub fn clear(&mut self) -> io::Result<()> {
+        self.map = None;
+        for name in ["seen", "blobs", "packs"] {
+            match fs::remove_file(self.dir.join(name)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        *self = IndexTable::open(&self.dir)?;
+        Ok(())
+    }
+
+    /// Brings the table up to `repo`'s index objects: one listing, then only the objects
+    /// it has not seen. When an object it holds is gone (garbage collection replaced it),
+    /// it starts over from every object, as it cannot tell which entries came from it.
+    pub async fn refresh(&mut self, repo: &Repository) -> Result<Refresh, RefreshError> {
+        let listed: BTreeSet<String> = repo
+            .list_index_objects()
+            .await?
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        let mut report = Refresh::default();
+        if self.seen.iter().any(|k| !listed.contains(k)) {
+            self.clear()?;
+            report.rebuilt = true;
+        }
+        let new: Vec<String> = listed.into_iter().filter(|k| !self.seen(k)).collect();
+        for key in &new {
+            match repo.read_index(key).await {
+                Ok(file) => {
+                    self.add(key, &file);
+                    report.read += 1;
+                }
+                // Replaced by garbage collection since the listing.
+                Err(RepoError::Store(e)) if e.is_not_found() => {}
+                Err(err) if err.is_damage() => report.damaged.push(key.clone()),
+                Err(err) => return Err(err.into()),
+            }
+        }
+        if self.pending() > 0 || report.rebuilt {
+            self.flush()?;
+        }
+        Ok(report)
+    }
+}
+
 /// Writes `data` to `path` through a synced temporary file and a rename.
 fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
     let temp = path.with_extension("tmp");
@@ -343,6 +412,71 @@ mod tests {
             check(&table)?;
             check(&IndexTable::open(dir.path()).unwrap())?;
         }
+    }
+
+    /// A repository with cheap key derivation in `dir`, and `n` index objects of
+    /// fabricated packs written into it.
+    async fn repository_with_index(dir: &Path, n: u64) -> std::sync::Arc<Repository> {
+        let store: strata_store::DynStore =
+            std::sync::Arc::new(strata_store::LocalStore::new(dir.join("repo")));
+        let options = crate::InitOptions {
+            kdf: crate::crypto::KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            ..Default::default()
+        };
+        let repo = Repository::init(store, Some("pw"), options).await.unwrap();
+        for i in 0..n {
+            repo.write_index(&file(i, 2, 40)).await.unwrap();
+        }
+        repo.reload_index().await.unwrap();
+        repo
+    }
+
+    fn same_answers(table: &IndexTable, repo: &Repository) {
+        let index = repo.index();
+        assert_eq!(table.len(), index.len());
+        for (id, location) in index.blobs() {
+            let found = table.get(id).unwrap();
+            assert_eq!(table.pack(found.pack), index.pack(location.pack));
+            assert_eq!(found.offset, location.offset);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refresh_reads_only_new_objects_and_starts_over_after_a_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = repository_with_index(dir.path(), 3).await;
+        let mut table = IndexTable::open(&dir.path().join("table")).unwrap();
+        let first = table.refresh(&repo).await.unwrap();
+        assert_eq!((first.read, first.rebuilt), (3, false));
+        same_answers(&table, &repo);
+        // A later process: nothing new, nothing read.
+        let mut table = IndexTable::open(&dir.path().join("table")).unwrap();
+        assert_eq!(table.refresh(&repo).await.unwrap(), Refresh::default());
+        repo.write_index(&file(40, 1, 10)).await.unwrap();
+        repo.reload_index().await.unwrap();
+        assert_eq!(table.refresh(&repo).await.unwrap().read, 1);
+        same_answers(&table, &repo);
+        // Garbage collection merges every object into one and deletes the others.
+        let files = repo.index_files().await.unwrap();
+        let merged = IndexFile {
+            packs: files
+                .iter()
+                .flat_map(|(_, f)| f.packs.clone())
+                .take(5)
+                .collect(),
+        };
+        repo.write_index(&merged).await.unwrap();
+        for (key, _) in &files {
+            repo.store().delete(key).await.unwrap();
+        }
+        repo.reload_index().await.unwrap();
+        let report = table.refresh(&repo).await.unwrap();
+        assert_eq!((report.read, report.rebuilt), (1, true));
+        same_answers(&table, &repo);
     }
 
     #[test]
