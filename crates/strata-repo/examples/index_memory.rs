@@ -85,7 +85,7 @@ fn main() {
                 table.flush().unwrap();
             }
             drop(table);
-            let size = std::fs::metadata(dir.join("blobs")).unwrap().len();
+            let size = std::fs::metadata(dir.join("table")).unwrap().len();
             println!(
                 "table on disk: {size} bytes ({:.1} per blob)",
                 size as f64 / n as f64

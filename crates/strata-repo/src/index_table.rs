@@ -2,12 +2,16 @@
 //! memory-mapped, so a lookup touches a few pages of the page cache instead of a hash map
 //! of every blob in anonymous memory.
 //!
+//! One file, `<dir>/table`, replaced whole by rename, so it is always self-consistent
+//! (two processes of one host that refresh at once each write a whole table; the last
+//! rename wins, and a process that mapped the other keeps its consistent mapping):
+//!
 //! ```text
-//! <dir>/blobs   "STRATAIX" | version u32 LE | count u64 LE | count x 48-byte records
-//!               record: id [32] | pack position u32 | offset u32 | length u32 |
-//!                       raw_length u32 (high bit: compressed), all LE, sorted by id
-//! <dir>/packs   postcard: Vec<(PackId, size)>, in position order
-//! <dir>/seen    the index object keys the table holds, one per line
+//! "STRATAIX" | version u32 | count u64 | packs_len u64 | seen_len u64     (all LE)
+//! packs      postcard: Vec<(PackId, size)>, in position order
+//! seen       the index object keys the table holds, one per line
+//! records    count x 48 bytes, sorted by id: id [32] | pack position u32 |
+//!            offset u32 | length u32 | raw_length u32 (high bit: compressed)
 //! ```
 //!
 //! The table is a cache of the repository's `index/` objects, never trusted over them: it
@@ -31,7 +35,8 @@ use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"STRATAIX";
 const VERSION: u32 = 1;
-const HEADER: usize = 8 + 4 + 8;
+const HEADER: usize = 8 + 4 + 8 + 8 + 8;
+const FILE: &str = "table";
 /// Bytes per blob on disk.
 pub const RECORD: usize = 48;
 const COMPRESSED: u32 = 1 << 31;
@@ -40,8 +45,10 @@ const COMPRESSED: u32 = 1 << 31;
 #[derive(Debug)]
 pub struct IndexTable {
     dir: PathBuf,
-    /// The sorted records (`None` while the table is empty).
+    /// The mapped table file (`None` while there is none).
     map: Option<memmap2::Mmap>,
+    /// Where the records start in the map.
+    records: usize,
     count: usize,
     packs: Vec<(PackId, u64)>,
     pack_positions: HashMap<PackId, u32>,
@@ -91,48 +98,59 @@ impl IndexTable {
         let mut table = IndexTable {
             dir: dir.to_path_buf(),
             map: None,
+            records: 0,
             count: 0,
             packs: Vec::new(),
             pack_positions: HashMap::new(),
             delta: HashMap::new(),
             seen: BTreeSet::new(),
         };
-        let seen = match fs::read_to_string(dir.join("seen")) {
-            Ok(text) => text,
+        let file = match File::open(dir.join(FILE)) {
+            Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(table),
             Err(e) => return Err(e),
         };
-        table.seen = seen.lines().map(str::to_string).collect();
-        let packs: Vec<(PackId, u64)> = postcard::from_bytes(&fs::read(dir.join("packs"))?)
+        // SAFETY: the file is this host's own cache, replaced by rename and never
+        // modified in place, so the mapping never changes under the reader.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        if map.len() < HEADER || &map[..8] != MAGIC {
+            return Err(invalid("not an index table"));
+        }
+        let word = |at: usize| u64::from_le_bytes(map[at..at + 8].try_into().unwrap());
+        let version = u32::from_le_bytes(map[8..12].try_into().unwrap());
+        if version != VERSION {
+            return Err(invalid(format!("table version {version}")));
+        }
+        let (count, packs_len, seen_len) = (word(12), word(20), word(28));
+        let records = (HEADER as u64)
+            .checked_add(packs_len)
+            .and_then(|n| n.checked_add(seen_len))
+            .filter(|n| *n <= map.len() as u64)
+            .ok_or_else(|| invalid("truncated"))? as usize;
+        if (map.len() - records) as u64 != count.saturating_mul(RECORD as u64) {
+            return Err(invalid("truncated"));
+        }
+        let packs_end = HEADER + packs_len as usize;
+        let packs: Vec<(PackId, u64)> = postcard::from_bytes(&map[HEADER..packs_end])
             .map_err(|e| invalid(format!("packs: {e}")))?;
+        let seen = std::str::from_utf8(&map[packs_end..records])
+            .map_err(|e| invalid(format!("seen: {e}")))?;
+        table.seen = seen.lines().map(str::to_string).collect();
         table.pack_positions = packs
             .iter()
             .enumerate()
             .map(|(i, (id, _))| (*id, i as u32))
             .collect();
         table.packs = packs;
-        let file = File::open(dir.join("blobs"))?;
-        // SAFETY: the file is this process's own cache, replaced by rename and never
-        // modified in place, so the mapping never changes under the reader.
-        let map = unsafe { memmap2::Mmap::map(&file)? };
-        if map.len() < HEADER || &map[..8] != MAGIC {
-            return Err(invalid("blobs: not an index table"));
-        }
-        let version = u32::from_le_bytes(map[8..12].try_into().unwrap());
-        if version != VERSION {
-            return Err(invalid(format!("blobs: table version {version}")));
-        }
-        let count = u64::from_le_bytes(map[12..20].try_into().unwrap()) as usize;
-        if map.len() != HEADER + count * RECORD {
-            return Err(invalid("blobs: truncated"));
-        }
-        table.count = count;
+        table.records = records;
+        table.count = count as usize;
         table.map = Some(map);
         Ok(table)
     }
 
     fn record<'a>(&self, map: &'a [u8], i: usize) -> &'a [u8] {
-        &map[HEADER + i * RECORD..HEADER + (i + 1) * RECORD]
+        let at = self.records + i * RECORD;
+        &map[at..at + RECORD]
     }
 
     /// Whether the index object `key` is in the table already.
@@ -222,19 +240,27 @@ impl IndexTable {
         self.delta.len()
     }
 
-    /// Merges the delta into a new table on disk (written beside, synced, renamed into
-    /// place; `seen` last, so a crash leaves the previous table or the new one whole).
+    /// Merges the delta into a new table file (written beside, synced, renamed into
+    /// place: a crash leaves the previous table or the new one, whole).
     pub fn flush(&mut self) -> io::Result<()> {
         fs::create_dir_all(&self.dir)?;
         let mut delta: Vec<(BlobId, BlobLocation)> = self.delta.drain().collect();
         delta.sort_unstable_by_key(|a| a.0);
         let count = self.count + delta.len();
-        let temp = self.dir.join("blobs.tmp");
-        {
+        let packs = postcard::to_stdvec(&self.packs).map_err(|e| invalid(e.to_string()))?;
+        let seen: String = self.seen.iter().map(|k| format!("{k}\n")).collect();
+        let mut suffix = [0u8; 8];
+        getrandom::getrandom(&mut suffix).expect("the OS random source is available");
+        let temp = self.dir.join(format!("{FILE}.tmp-{}", hex::encode(suffix)));
+        let written = (|| {
             let mut out = BufWriter::with_capacity(1 << 20, File::create(&temp)?);
             out.write_all(MAGIC)?;
             out.write_all(&VERSION.to_le_bytes())?;
-            out.write_all(&(count as u64).to_le_bytes())?;
+            for n in [count, packs.len(), seen.len()] {
+                out.write_all(&(n as u64).to_le_bytes())?;
+            }
+            out.write_all(&packs)?;
+            out.write_all(seen.as_bytes())?;
             let mut fresh = delta.iter().peekable();
             if let Some(map) = &self.map {
                 for i in 0..self.count {
@@ -251,15 +277,13 @@ impl IndexTable {
                 out.write_all(&encode(id, location)?)?;
             }
             out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+            fs::rename(&temp, self.dir.join(FILE))?;
+            File::open(&self.dir)?.sync_all()
+        })();
+        if let Err(err) = written {
+            let _ = fs::remove_file(&temp);
+            return Err(err);
         }
-        write_synced(
-            &self.dir.join("packs"),
-            &postcard::to_stdvec(&self.packs).map_err(|e| invalid(e.to_string()))?,
-        )?;
-        fs::rename(&temp, self.dir.join("blobs"))?;
-        let seen: String = self.seen.iter().map(|k| format!("{k}\n")).collect();
-        write_synced(&self.dir.join("seen"), seen.as_bytes())?;
-        File::open(&self.dir)?.sync_all()?;
         *self = IndexTable::open(&self.dir)?;
         Ok(())
     }
@@ -289,11 +313,9 @@ impl IndexTable {
     /// Empties the table, on disk too.
     pub fn clear(&mut self) -> io::Result<()> {
         self.map = None;
-        for name in ["seen", "blobs", "packs"] {
-            match fs::remove_file(self.dir.join(name)) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
+        match fs::remove_file(self.dir.join(FILE)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
         }
         *self = IndexTable::open(&self.dir)?;
         Ok(())
@@ -332,15 +354,6 @@ impl IndexTable {
         }
         Ok(report)
     }
-}
-
-/// Writes `data` to `path` through a synced temporary file and a rename.
-fn write_synced(path: &Path, data: &[u8]) -> io::Result<()> {
-    let temp = path.with_extension("tmp");
-    let mut file = File::create(&temp)?;
-    file.write_all(data)?;
-    file.sync_all()?;
-    fs::rename(temp, path)
 }
 
 #[cfg(test)]
@@ -486,21 +499,29 @@ mod tests {
         table.add("index/a", &file(1, 2, 30));
         table.flush().unwrap();
         assert_eq!(table.pending(), 0);
-        let blobs = dir.path().join("blobs");
-        let bytes = fs::read(&blobs).unwrap();
-        fs::write(&blobs, &bytes[..bytes.len() - 1]).unwrap();
+        let path = dir.path().join(FILE);
+        let bytes = fs::read(&path).unwrap();
+        let records = table.records;
+        fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
         assert!(IndexTable::open(dir.path()).is_err(), "truncated");
         let mut wrong_pack = bytes.clone();
-        wrong_pack[HEADER + 32..HEADER + 36].copy_from_slice(&99u32.to_le_bytes());
-        fs::write(&blobs, &wrong_pack).unwrap();
+        wrong_pack[records + 32..records + 36].copy_from_slice(&99u32.to_le_bytes());
+        fs::write(&path, &wrong_pack).unwrap();
         let damaged = IndexTable::open(dir.path()).unwrap();
-        let id = BlobId(wrong_pack[HEADER..HEADER + 32].try_into().unwrap());
+        let id = BlobId(wrong_pack[records..records + 32].try_into().unwrap());
         assert_eq!(
             damaged.get(&id),
             None,
             "a record naming no pack is not trusted"
         );
-        fs::write(&blobs, b"garbage").unwrap();
+        let mut huge = bytes.clone();
+        huge[20..28].copy_from_slice(&u64::MAX.to_le_bytes());
+        fs::write(&path, &huge).unwrap();
+        assert!(
+            IndexTable::open(dir.path()).is_err(),
+            "a section past the end"
+        );
+        fs::write(&path, b"garbage").unwrap();
         assert!(IndexTable::open(dir.path()).is_err());
     }
 }
