@@ -43,7 +43,12 @@ pub async fn mark_archive_writer_with_ttl(
     let issued = Instant::now();
     let now = now_ms();
     let mut record = LockRecord {
-        operation: format!("{what}-{now}-{}", std::process::id()),
+        // Unique even for two writers of one process in one millisecond.
+        operation: format!("{what}-{now}-{}-{:08x}", std::process::id(), {
+            let mut r = [0u8; 4];
+            getrandom::getrandom(&mut r).expect("the OS random source is available");
+            u32::from_le_bytes(r)
+        }),
         kind: what.to_string(),
         holder: holder_name(),
         started_ms: now,
