@@ -479,10 +479,13 @@ impl Default for CacheConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetrySettings {
-    /// Attempts in all, including the first.
+    /// Attempts in all, including the first; 0 for as many as `budget_secs` allows.
     pub attempts: u32,
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
+    /// The most time one request waits between its attempts, in all: a storage away for
+    /// less is ridden out.
+    pub budget_secs: u64,
     /// Time limit of one request.
     pub timeout_secs: u64,
 }
@@ -490,9 +493,10 @@ pub struct RetrySettings {
 impl Default for RetrySettings {
     fn default() -> Self {
         RetrySettings {
-            attempts: 6,
+            attempts: 0,
             initial_backoff_ms: 100,
             max_backoff_ms: 10_000,
+            budget_secs: 60,
             timeout_secs: 300,
         }
     }
@@ -503,9 +507,10 @@ impl RetrySettings {
     pub fn to_retry_config(&self) -> strata_store::RetryConfig {
         use std::time::Duration;
         strata_store::RetryConfig {
-            max_attempts: self.attempts.max(1),
+            max_attempts: self.attempts,
             initial_backoff: Duration::from_millis(self.initial_backoff_ms),
             max_backoff: Duration::from_millis(self.max_backoff_ms),
+            budget: Duration::from_secs(self.budget_secs),
             attempt_timeout: Duration::from_secs(self.timeout_secs.max(1)),
         }
     }

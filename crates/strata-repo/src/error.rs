@@ -11,6 +11,17 @@ pub enum RepoError {
     /// `init` on a location that already holds a repository.
     #[error("a strata repository already exists at {0}")]
     AlreadyInitialized(String),
+    /// `init` lost the race for the `config` object to another `init` of the same
+    /// location: the repository is the other one's.
+    #[error(
+        "the repository at {location} was created by another `strata init` meanwhile; this init created nothing ({})",
+        left_behind(key_file, *removed)
+    )]
+    InitRaced {
+        location: String,
+        key_file: String,
+        removed: bool,
+    },
     /// The password does not unwrap any key of the repository.
     #[error("wrong password for repository {0}")]
     WrongPassword(String),
@@ -41,6 +52,15 @@ pub enum RepoError {
     /// A named backup does not exist.
     #[error("no backup named {0}")]
     NoSuchBackup(String),
+}
+
+/// What a lost init did with the key file it wrote.
+fn left_behind(key_file: &str, removed: bool) -> String {
+    if removed {
+        format!("its key file {key_file} was removed again")
+    } else {
+        format!("its key file {key_file} could not be removed: remove it with `strata key remove`")
+    }
 }
 
 impl RepoError {

@@ -136,9 +136,23 @@ impl Repository {
         // Keys first: a config without a key would be an unusable repository.
         let key_id = crate::keyring::put_key_file(&store, &key_file).await?;
         let config_json = serde_json::to_vec_pretty(&config).expect("config serializes");
-        store
+        match store
             .put_if_absent(layout::CONFIG, Bytes::from(config_json))
-            .await?;
+            .await
+        {
+            Ok(()) => {}
+            Err(strata_store::StoreError::AlreadyExists { .. }) => {
+                // Another init created the repository since we looked: our key file
+                // wraps keys of a repository that does not exist, so it goes.
+                let removed = store.delete(&layout::key_key(&key_id)).await;
+                return Err(RepoError::InitRaced {
+                    location,
+                    key_file: layout::key_key(&key_id),
+                    removed: removed.is_ok(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
         Ok(Arc::new(Repository::assemble(store, config, keys, key_id)))
     }
 

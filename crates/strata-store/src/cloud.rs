@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -31,6 +31,8 @@ pub struct CloudStore {
     prefix: String,
     /// The location URL, for messages (never holds credentials).
     label: String,
+    /// Set once the bucket was seen to exist: a 404 is then a missing object.
+    bucket_seen: std::sync::atomic::AtomicBool,
 }
 
 /// True for URLs this module handles.
@@ -68,6 +70,142 @@ where
     Ok(builder)
 }
 
+/// A configuration value object_store reads as `true`.
+fn is_true(value: &str) -> bool {
+    ["true", "1", "yes", "on"]
+        .iter()
+        .any(|t| value.trim().eq_ignore_ascii_case(t))
+}
+
+/// The option and environment variable that allow a plain `http://` endpoint.
+fn allow_http_option(scheme: &str) -> (&'static str, &'static str) {
+    match scheme {
+        "az" | "azure" => ("azure_allow_http", "AZURE_ALLOW_HTTP"),
+        _ => ("aws_allow_http", "AWS_ALLOW_HTTP"),
+    }
+}
+
+/// Why an `http://` endpoint will be refused, when it will: object_store's client only
+/// speaks https unless told otherwise, and says no more than "builder error" when asked.
+fn plain_http_refused(
+    endpoint: Option<String>,
+    allowed: Option<String>,
+    scheme: &str,
+) -> Option<String> {
+    let endpoint = endpoint.filter(|e| e.trim().to_ascii_lowercase().starts_with("http://"))?;
+    if allowed.is_some_and(|v| is_true(&v)) {
+        return None;
+    }
+    let (option, env) = allow_http_option(scheme);
+    Some(format!(
+        "the endpoint {endpoint} is plain http, which is refused unless allowed: set \
+         `{option} = \"true\"` in the storage's options (or {env}=true in the environment), \
+         or use an https endpoint"
+    ))
+}
+
+/// What an error of object_store means to strata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    NotFound,
+    AlreadyExists,
+    NoBucket,
+    PermissionDenied,
+    /// A plain http endpoint that was not allowed.
+    HttpNotAllowed,
+    /// Permanent for another reason (a 4xx, an unsupported request, a bad setting).
+    Permanent,
+    Transient,
+}
+
+/// An error with its causes, as one line: object_store puts the status and the body of
+/// the storage's answer (its error code) in the causes.
+fn chain_text(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let more = cause.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The HTTP status an object_store message reports, if any.
+fn status_in(text: &str) -> Option<u16> {
+    let at = text.find("status code: ")? + "status code: ".len();
+    text.get(at..at + 3)?.parse().ok()
+}
+
+/// Classifies by the error codes in the text of an error, before its variant: a 404 of a
+/// missing bucket is no missing object, and several requests (listings, deletes of S3's
+/// bulk API) come back as `Generic` errors whatever the cause.
+pub(crate) fn classify_text(text: &str) -> Option<Kind> {
+    const NO_BUCKET: [&str; 4] = [
+        "NoSuchBucket",
+        "ContainerNotFound",
+        "The specified bucket does not exist",
+        "The specified container does not exist",
+    ];
+    const DENIED: [&str; 8] = [
+        "AccessDenied",
+        "Access Denied",
+        "AuthorizationFailure",
+        "AuthorizationPermissionMismatch",
+        "AuthenticationFailed",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AllAccessDisabled",
+    ];
+    if NO_BUCKET.iter().any(|code| text.contains(code)) {
+        return Some(Kind::NoBucket);
+    }
+    if DENIED.iter().any(|code| text.contains(code)) {
+        return Some(Kind::PermissionDenied);
+    }
+    if text.contains("URL scheme is not allowed") {
+        return Some(Kind::HttpNotAllowed);
+    }
+    None
+}
+
+/// Classifies by the HTTP status in the text of an error object_store did not classify:
+/// a 4xx other than a timeout or throttling is the request's own fault, not retried.
+fn classify_status(text: &str) -> Option<Kind> {
+    match status_in(text) {
+        Some(401 | 403) => Some(Kind::PermissionDenied),
+        Some(408 | 429) => Some(Kind::Transient),
+        Some(400..=499) => Some(Kind::Permanent),
+        _ => None,
+    }
+}
+
+/// Classifies an object_store error: its text first ([`classify_text`]), then its
+/// variant.
+pub(crate) fn classify(err: &object_store::Error) -> Kind {
+    use object_store::Error as E;
+    let by_variant = match err {
+        E::NotFound { .. } => Kind::NotFound,
+        E::AlreadyExists { .. } | E::Precondition { .. } => Kind::AlreadyExists,
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => Kind::PermissionDenied,
+        E::NotSupported { .. } | E::NotImplemented { .. } | E::UnknownConfigurationKey { .. } => {
+            Kind::Permanent
+        }
+        _ => Kind::Transient,
+    };
+    let text = chain_text(err);
+    match (by_variant, classify_text(&text)) {
+        // A 412 or 409 says nothing more than its status.
+        (Kind::AlreadyExists, _) => Kind::AlreadyExists,
+        (_, Some(kind)) => kind,
+        (Kind::Transient, None) => classify_status(&text).unwrap_or(Kind::Transient),
+        (kind, None) => kind,
+    }
+}
+
 /// Opens an object storage location: S3 and Azure through object_store, GCS through its
 /// JSON API.
 pub fn open_cloud(
@@ -102,19 +240,35 @@ impl CloudStore {
         let prefix = url.path().trim_matches('/').to_string();
         let inner: Arc<dyn ObjectStore> = match url.scheme() {
             "s3" => {
+                use object_store::aws::AmazonS3ConfigKey as K;
                 let builder = object_store::aws::AmazonS3Builder::from_env()
                     .with_bucket_name(&bucket)
                     .with_retry(single_attempt());
                 let builder =
                     configure(builder, options, |b, k, v| b.with_config(k, v)).map_err(invalid)?;
+                let endpoint = builder.get_config_value(&K::Endpoint);
+                let allowed = builder.get_config_value(&K::Client(ClientConfigKey::AllowHttp));
+                if let Some(why) = plain_http_refused(endpoint, allowed, "s3") {
+                    return Err(invalid(why));
+                }
                 Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
             }
             "az" | "azure" => {
+                use object_store::azure::AzureConfigKey as K;
                 let builder = object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_container_name(&bucket)
                     .with_retry(single_attempt());
                 let builder =
                     configure(builder, options, |b, k, v| b.with_config(k, v)).map_err(invalid)?;
+                let emulator = builder
+                    .get_config_value(&K::UseEmulator)
+                    .is_some_and(|v| is_true(&v));
+                let endpoint = builder.get_config_value(&K::Endpoint);
+                let allowed = builder.get_config_value(&K::Client(ClientConfigKey::AllowHttp));
+                if let Some(why) = plain_http_refused(endpoint.filter(|_| !emulator), allowed, "az")
+                {
+                    return Err(invalid(why));
+                }
                 Arc::new(builder.build().map_err(|e| invalid(e.to_string()))?)
             }
             other => return Err(StoreError::UnsupportedLocation(format!("{other}://"))),
@@ -124,6 +278,7 @@ impl CloudStore {
             inner,
             prefix,
             label: label.trim_end_matches('/').to_string(),
+            bucket_seen: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -138,32 +293,80 @@ impl CloudStore {
     }
 
     fn error(&self, op: &'static str, key: &str, err: object_store::Error) -> StoreError {
-        use object_store::Error as E;
-        match err {
-            E::NotFound { .. } => StoreError::NotFound {
-                key: key.to_string(),
-                store: self.label.clone(),
+        let key = key.to_string();
+        let store = self.label.clone();
+        let message = chain_text(&err);
+        match classify(&err) {
+            Kind::NotFound => StoreError::NotFound { key, store },
+            Kind::AlreadyExists => StoreError::AlreadyExists { key, store },
+            Kind::NoBucket => StoreError::NoBucket {
+                kind: if self.label.starts_with("s3://") {
+                    "bucket"
+                } else {
+                    "container"
+                },
+                store,
+                message,
             },
-            E::AlreadyExists { .. } | E::Precondition { .. } => StoreError::AlreadyExists {
-                key: key.to_string(),
-                store: self.label.clone(),
-            },
-            E::PermissionDenied { .. }
-            | E::Unauthenticated { .. }
-            | E::NotSupported { .. }
-            | E::NotImplemented { .. }
-            | E::UnknownConfigurationKey { .. } => StoreError::Backend {
+            Kind::PermissionDenied => StoreError::PermissionDenied {
                 op,
-                key: key.to_string(),
-                store: self.label.clone(),
-                message: err.to_string(),
+                key,
+                store,
+                message,
             },
-            // Network errors, 5xx and timeouts, after object_store's own retries.
-            other => StoreError::Transient {
+            Kind::HttpNotAllowed => {
+                let scheme = self.label.split("://").next().unwrap_or("s3");
+                let (option, env) = allow_http_option(scheme);
+                StoreError::Backend {
+                    op,
+                    key,
+                    store,
+                    message: format!(
+                        "the endpoint is plain http, which is refused unless allowed: set \
+                         `{option} = \"true\"` in the storage's options (or {env}=true), or \
+                         use https ({message})"
+                    ),
+                }
+            }
+            Kind::Permanent => StoreError::Backend {
                 op,
-                key: key.to_string(),
-                store: self.label.clone(),
-                message: other.to_string(),
+                key,
+                store,
+                message,
+            },
+            // Network errors, 5xx and timeouts.
+            Kind::Transient => StoreError::Transient {
+                op,
+                key,
+                store,
+                message,
+            },
+        }
+    }
+
+    /// The error of a read or delete: a "not found" is checked against the bucket once
+    /// (some servers answer a read of a missing bucket with `NoSuchKey`; a listing says
+    /// `NoSuchBucket`), so a missing bucket never reads as a missing object.
+    async fn read_error(
+        &self,
+        op: &'static str,
+        key: &str,
+        err: object_store::Error,
+    ) -> StoreError {
+        use std::sync::atomic::Ordering;
+        let err = self.error(op, key, err);
+        if !err.is_not_found() || self.bucket_seen.load(Ordering::Relaxed) {
+            return err;
+        }
+        let root = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
+        match self.inner.list_with_delimiter(root.as_ref()).await {
+            Ok(_) => {
+                self.bucket_seen.store(true, Ordering::Relaxed);
+                err
+            }
+            Err(list_err) => match self.error("list", "", list_err) {
+                missing @ StoreError::NoBucket { .. } => missing,
+                _ => err,
             },
         }
     }
@@ -225,11 +428,10 @@ impl Store for CloudStore {
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {
         let path = self.path(key)?;
-        let result = self
-            .inner
-            .get(&path)
-            .await
-            .map_err(|e| self.error("get", key, e))?;
+        let result = match self.inner.get(&path).await {
+            Ok(result) => result,
+            Err(e) => return Err(self.read_error("get", key, e).await),
+        };
         result.bytes().await.map_err(|e| self.error("get", key, e))
     }
 
@@ -238,10 +440,10 @@ impl Store for CloudStore {
         if range.start == range.end {
             return Ok(Bytes::new());
         }
-        self.inner
-            .get_range(&path, range)
-            .await
-            .map_err(|e| self.error("get", key, e))
+        match self.inner.get_range(&path, range).await {
+            Ok(data) => Ok(data),
+            Err(e) => Err(self.read_error("get", key, e).await),
+        }
     }
 
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
@@ -295,12 +497,162 @@ impl Store for CloudStore {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let path = self.path(key)?;
         match self.inner.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(err) => Err(self.error("delete", key, err)),
+            Ok(()) => Ok(()),
+            Err(err) => match self.read_error("delete", key, err).await {
+                StoreError::NotFound { .. } => Ok(()),
+                err => Err(err),
+            },
         }
     }
 
     fn describe(&self) -> String {
         self.label.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::Error as E;
+
+    fn generic(text: &str) -> E {
+        E::Generic {
+            store: "S3",
+            source: text.into(),
+        }
+    }
+
+    fn not_found(text: &str) -> E {
+        E::NotFound {
+            path: "repo/config".into(),
+            source: text.into(),
+        }
+    }
+
+    #[test]
+    fn errors_are_classified_by_code_then_status_then_variant() {
+        let cases = [
+            // S3's bulk delete reports a refusal inside a 200 answer: Generic.
+            (
+                generic("DeleteObjects request failed for key repo/data/ab/cd: Access Denied (code: AccessDenied)"),
+                Kind::PermissionDenied,
+            ),
+            (
+                generic("Error performing list request: Server returned non-2xx status code: 403 Forbidden: "),
+                Kind::PermissionDenied,
+            ),
+            (
+                E::PermissionDenied {
+                    path: "repo/config".into(),
+                    source: "403".into(),
+                },
+                Kind::PermissionDenied,
+            ),
+            (
+                E::Unauthenticated {
+                    path: "repo/config".into(),
+                    source: "401".into(),
+                },
+                Kind::PermissionDenied,
+            ),
+            (
+                not_found("404 Not Found: <Error><Code>NoSuchBucket</Code></Error>"),
+                Kind::NoBucket,
+            ),
+            (
+                generic("Error performing list request: 404 Not Found: <Error><Code>NoSuchBucket</Code></Error>"),
+                Kind::NoBucket,
+            ),
+            (
+                not_found("404 The specified container does not exist. <Code>ContainerNotFound</Code>"),
+                Kind::NoBucket,
+            ),
+            (
+                not_found("404 Not Found: <Error><Code>NoSuchKey</Code></Error>"),
+                Kind::NotFound,
+            ),
+            (
+                E::Precondition {
+                    path: "repo/config".into(),
+                    source: "412".into(),
+                },
+                Kind::AlreadyExists,
+            ),
+            (
+                generic("HTTP error: builder error: URL scheme is not allowed"),
+                Kind::HttpNotAllowed,
+            ),
+            (
+                generic("Server returned non-2xx status code: 400 Bad Request: InvalidArgument"),
+                Kind::Permanent,
+            ),
+            (
+                generic("Server returned non-2xx status code: 503 Service Unavailable: SlowDown"),
+                Kind::Transient,
+            ),
+            (
+                generic("Server returned non-2xx status code: 429 Too Many Requests"),
+                Kind::Transient,
+            ),
+            (
+                generic("HTTP error: error sending request: connection refused"),
+                Kind::Transient,
+            ),
+        ];
+        for (err, kind) in cases {
+            let text = err.to_string();
+            assert_eq!(classify(&err), kind, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_store_error_names_permission_the_operation_and_the_prefix() {
+        let store = CloudStore::open(
+            "s3://bucket/pg",
+            &BTreeMap::from([("aws_region".to_string(), "us-east-1".to_string())]),
+        )
+        .unwrap();
+        let err = store.error(
+            "delete",
+            "data/ab/abcd",
+            generic("DeleteObjects request failed for key pg/data/ab/abcd: Access Denied (code: AccessDenied)"),
+        );
+        assert!(
+            matches!(err, StoreError::PermissionDenied { .. }),
+            "{err:?}"
+        );
+        assert!(!err.is_transient());
+        let message = err.to_string();
+        assert!(
+            message.starts_with(
+                "permission denied: the credentials may not delete under s3://bucket/pg/data/"
+            ),
+            "{message}"
+        );
+        let missing = store.error("get", "config", not_found("<Code>NoSuchBucket</Code>"));
+        assert!(!missing.is_not_found() && !missing.is_transient());
+        assert!(
+            missing
+                .to_string()
+                .starts_with("the bucket of s3://bucket/pg does not exist"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn plain_http_is_refused_unless_allowed() {
+        let http = Some("http://127.0.0.1:9000".to_string());
+        let why = plain_http_refused(http.clone(), None, "s3").unwrap();
+        assert!(
+            why.contains("aws_allow_http") && why.contains("AWS_ALLOW_HTTP"),
+            "{why}"
+        );
+        assert!(plain_http_refused(http.clone(), Some("false".into()), "s3").is_some());
+        assert!(plain_http_refused(http.clone(), Some("true".into()), "s3").is_none());
+        assert!(plain_http_refused(http.clone(), Some("TRUE".into()), "s3").is_none());
+        assert!(plain_http_refused(Some("https://s3.example.net".into()), None, "s3").is_none());
+        assert!(plain_http_refused(None, None, "s3").is_none());
+        let why = plain_http_refused(http, None, "az").unwrap();
+        assert!(why.contains("azure_allow_http"), "{why}");
     }
 }

@@ -41,12 +41,39 @@ pub enum StoreError {
         store: String,
         message: String,
     },
+    /// The credentials may not do this (HTTP 401/403, `AccessDenied`, ...): permanent,
+    /// never retried.
+    #[error(
+        "permission denied: the credentials may not {op} under {store}/{prefix} ({op} {key}): {message}",
+        prefix = key_prefix(key)
+    )]
+    PermissionDenied {
+        op: &'static str,
+        key: String,
+        store: String,
+        message: String,
+    },
+    /// The bucket (S3, GCS) or container (Azure) of the location does not exist: no
+    /// object can be read or written until it is created.
+    #[error("the {kind} of {store} does not exist (create it, or check its name and region in the location): {message}")]
+    NoBucket {
+        /// "bucket" or "container".
+        kind: &'static str,
+        store: String,
+        message: String,
+    },
     /// An operation gave up after retries; the last error is the source.
-    #[error("{op} {key} gave up after {attempts} attempts")]
+    #[error(
+        "the storage {store} did not answer: {op} {key} failed {attempts} times over {:.1} s of retries (see [retry] budget_secs)",
+        elapsed.as_secs_f64()
+    )]
     GaveUp {
         op: &'static str,
         key: String,
+        store: String,
         attempts: u32,
+        /// From the first attempt until giving up.
+        elapsed: std::time::Duration,
         #[source]
         last: Box<StoreError>,
     },
@@ -84,6 +111,15 @@ impl StoreError {
             ),
             _ => false,
         }
+    }
+}
+
+/// The part of a key that access rules usually name: its first directory (`data/` of
+/// `data/ab/abcd`), or the key itself when it has none.
+fn key_prefix(key: &str) -> &str {
+    match key.find('/') {
+        Some(i) => &key[..=i],
+        None => key,
     }
 }
 

@@ -31,6 +31,10 @@ pub struct FaultConfig {
     pub refuse_deletes: bool,
     /// Holds the first write of a key with a prefix until the test lets it go.
     pub hold: Option<WriteHold>,
+    /// Every request fails transiently until this long after the wrapper was made: a
+    /// store that is away for a while (a restart, a failover), measured on tokio's clock
+    /// so tests can pause time.
+    pub unreachable_for: Option<Duration>,
 }
 
 /// Holds the first write of a key starting with `prefix`: creates `dir/held` (holding
@@ -79,6 +83,8 @@ pub struct FaultyStore {
     injected: AtomicU64,
     /// Whether the hold was used up.
     held: std::sync::atomic::AtomicBool,
+    /// When the wrapper was made, for `unreachable_for`.
+    made: tokio::time::Instant,
 }
 
 impl FaultyStore {
@@ -92,6 +98,7 @@ impl FaultyStore {
             written: AtomicU64::new(0),
             injected: AtomicU64::new(0),
             held: std::sync::atomic::AtomicBool::new(false),
+            made: tokio::time::Instant::now(),
         }
     }
 
@@ -126,7 +133,11 @@ impl FaultyStore {
         if !self.config.delay.is_zero() {
             tokio::time::sleep(self.config.delay).await;
         }
-        if self.chance(self.config.fail_ratio) {
+        let away = self
+            .config
+            .unreachable_for
+            .is_some_and(|span| self.made.elapsed() < span);
+        if away || self.chance(self.config.fail_ratio) {
             return Err(self.fault(op, key));
         }
         Ok(())
@@ -209,11 +220,11 @@ impl Store for FaultyStore {
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.before("delete", key).await?;
         if self.config.refuse_deletes {
-            return Err(StoreError::Backend {
+            return Err(StoreError::PermissionDenied {
                 op: "delete",
                 key: key.to_string(),
                 store: self.describe(),
-                message: "access denied: these credentials may not delete (injected)".into(),
+                message: "AccessDenied (injected)".into(),
             });
         }
         self.inner.delete(key).await

@@ -25,6 +25,8 @@ pub struct GcsStore {
     prefix: String,
     credentials: GcpCredentialProvider,
     label: String,
+    /// Set once the bucket was seen to exist: a 404 is then a missing object.
+    bucket_seen: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for GcsStore {
@@ -95,6 +97,7 @@ impl GcsStore {
             prefix: prefix.trim_matches('/').to_string(),
             credentials: client.credentials().clone(),
             label,
+            bucket_seen: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -155,6 +158,13 @@ impl GcsStore {
         }
         let body = response.text().await.unwrap_or_default();
         let message = format!("{status}: {}", body.chars().take(300).collect::<String>());
+        if status == StatusCode::NOT_FOUND && self.bucket_missing(op, &body).await {
+            return Err(StoreError::NoBucket {
+                kind: "bucket",
+                store: self.label.clone(),
+                message,
+            });
+        }
         Err(match status {
             StatusCode::NOT_FOUND => StoreError::NotFound {
                 key: key.to_string(),
@@ -163,6 +173,12 @@ impl GcsStore {
             StatusCode::PRECONDITION_FAILED => StoreError::AlreadyExists {
                 key: key.to_string(),
                 store: self.label.clone(),
+            },
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => StoreError::PermissionDenied {
+                op,
+                key: key.to_string(),
+                store: self.label.clone(),
+                message,
             },
             s if s.is_server_error()
                 || s == StatusCode::TOO_MANY_REQUESTS
@@ -177,6 +193,39 @@ impl GcsStore {
                 message,
             },
         })
+    }
+
+    /// Whether a 404 of `op` means the bucket is missing rather than an object: a
+    /// listing or an upload has no object to miss; for reads and deletes the bucket is
+    /// asked for once (and remembered once it exists).
+    async fn bucket_missing(&self, op: &str, body: &str) -> bool {
+        use std::sync::atomic::Ordering;
+        if op == "list" || op == "put" || body.contains("bucket does not exist") {
+            return true;
+        }
+        if self.bucket_seen.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut url =
+            url::Url::parse(&format!("{}/storage/v1/b/", self.base)).expect("base URL is valid");
+        url.path_segments_mut()
+            .expect("http URL")
+            .pop_if_empty()
+            .push(&self.bucket);
+        let mut request = self.http.get(url);
+        if let Ok(credential) = self.credentials.get_credential().await {
+            if !credential.bearer.is_empty() {
+                request = request.bearer_auth(&credential.bearer);
+            }
+        }
+        match request.send().await.map(|r| r.status()) {
+            Ok(StatusCode::NOT_FOUND) => true,
+            Ok(s) if s.is_success() => {
+                self.bucket_seen.store(true, Ordering::Relaxed);
+                false
+            }
+            _ => false,
+        }
     }
 
     /// Uploads an object. Conditional uploads use the multipart form, whose

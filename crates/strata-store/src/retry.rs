@@ -1,9 +1,13 @@
-//! Retries with exponential backoff and full jitter, and a timeout per attempt.
+//! Retries with exponential backoff and jitter, and a timeout per attempt.
 //!
 //! Only transient errors (timeouts, dropped connections, 5xx, short reads) are retried;
-//! "not found", "already exists" and permanent errors return at once. A ranged read that
-//! returns fewer bytes than asked is treated as transient, so truncated responses never
-//! reach the repository layer as data.
+//! "not found", "already exists", "permission denied", a missing bucket and other
+//! permanent errors return at once. A ranged read that returns fewer bytes than asked is
+//! treated as transient, so truncated responses never reach the repository layer as data.
+//!
+//! How long a request is retried is a time budget (the total of the waits between its
+//! attempts), so a store that is away for half a minute (a restart, a failover) is ridden
+//! out, whatever the number of attempts that takes.
 
 use crate::{DynStore, ObjectMeta, Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -15,11 +19,15 @@ use std::time::Duration;
 /// Retry policy.
 #[derive(Debug, Clone)]
 pub struct RetryConfig {
-    /// Attempts in all, including the first.
+    /// Attempts in all, including the first; 0 for no limit but `budget`.
     pub max_attempts: u32,
-    /// Backoff before the second attempt; doubles each time up to `max_backoff`.
+    /// Backoff before the second attempt; doubles each time up to `max_backoff`. Each
+    /// wait is between half its ceiling and the ceiling (jitter).
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// The most time one request spends waiting between its attempts, in all: once spent,
+    /// the request gives up ([`StoreError::GaveUp`]).
+    pub budget: Duration,
     /// Time limit of one attempt.
     pub attempt_timeout: Duration,
 }
@@ -27,9 +35,10 @@ pub struct RetryConfig {
 impl Default for RetryConfig {
     fn default() -> Self {
         RetryConfig {
-            max_attempts: 6,
+            max_attempts: 0,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
+            budget: Duration::from_secs(60),
             attempt_timeout: Duration::from_secs(300),
         }
     }
@@ -57,7 +66,9 @@ impl RetryStore {
         let mut r = [0u8; 8];
         getrandom::getrandom(&mut r).expect("the OS random source is available");
         let fraction = (u64::from_le_bytes(r) >> 11) as f64 / (1u64 << 53) as f64;
-        ceiling.mul_f64(fraction)
+        // Half fixed, half random: retries of many requests spread out, and every wait
+        // makes progress through the budget.
+        ceiling.mul_f64(0.5 + fraction / 2.0)
     }
 
     async fn retry<T, F, Fut>(&self, op: &'static str, key: &str, mut call: F) -> StoreResult<T>
@@ -65,6 +76,8 @@ impl RetryStore {
         F: FnMut() -> Fut,
         Fut: Future<Output = StoreResult<T>>,
     {
+        let started = tokio::time::Instant::now();
+        let mut waited = Duration::ZERO;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -79,15 +92,23 @@ impl RetryStore {
                     message: format!("no answer within {:?}", self.config.attempt_timeout),
                 },
             };
-            if attempt >= self.config.max_attempts {
+            let out_of_attempts =
+                self.config.max_attempts != 0 && attempt >= self.config.max_attempts;
+            if out_of_attempts || waited >= self.config.budget {
                 return Err(StoreError::GaveUp {
                     op,
                     key: key.to_string(),
+                    store: self.inner.describe(),
                     attempts: attempt,
+                    elapsed: started.elapsed(),
                     last: Box::new(error),
                 });
             }
-            tokio::time::sleep(self.backoff(attempt - 1)).await;
+            let wait = self
+                .backoff(attempt - 1)
+                .min(self.config.budget.saturating_sub(waited));
+            waited += wait;
+            tokio::time::sleep(wait).await;
         }
     }
 }

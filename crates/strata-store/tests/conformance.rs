@@ -173,3 +173,102 @@ fn descriptions_never_hold_credentials() {
     let shown = format!("{store:?}");
     assert!(!shown.contains("very-secret"), "{shown}");
 }
+
+/// Every request to a bucket (or container) that does not exist says so, and is neither
+/// "not found" (which reads as "no repository here") nor retried; a missing object of a
+/// bucket that exists stays "not found".
+async fn missing_bucket(present: DynStore, absent: DynStore, kind: &str, writes: bool) {
+    assert!(present
+        .get("no-such-object")
+        .await
+        .unwrap_err()
+        .is_not_found());
+    let name = absent.describe();
+    let mut attempts = vec![
+        absent.get("config").await.unwrap_err(),
+        absent.get_range("config", 0..4).await.unwrap_err(),
+        absent.list("keys/").await.unwrap_err(),
+    ];
+    if writes {
+        attempts.push(
+            absent
+                .put("keys/0123", Bytes::from_static(b"k"))
+                .await
+                .unwrap_err(),
+        );
+        attempts.push(
+            absent
+                .put_if_absent("config", Bytes::from_static(b"c"))
+                .await
+                .unwrap_err(),
+        );
+    }
+    for err in attempts {
+        assert!(
+            matches!(err, StoreError::NoBucket { .. }),
+            "{name}: {err:?}"
+        );
+        assert!(!err.is_not_found() && !err.is_transient(), "{name}: {err}");
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("the {kind} of {name} does not exist")),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_s3_bucket_says_so() {
+    let server = servers::s3();
+    let present = Arc::new(CloudStore::open(&server.url, &server.options).unwrap());
+    let absent = Arc::new(CloudStore::open("s3://no-such-bucket/repo", &server.options).unwrap());
+    // s3s-fs makes the bucket's directory on a write instead of refusing it (S3 does
+    // refuse: NoSuchBucket, the same code reads get here), so only reads are checked.
+    missing_bucket(present, absent, "bucket", false).await;
+}
+
+#[tokio::test]
+async fn a_missing_azure_container_says_so() {
+    let server = servers::azure();
+    let present = Arc::new(CloudStore::open(&server.url, &server.options).unwrap());
+    let absent =
+        Arc::new(CloudStore::open("az://no-such-container/repo", &server.options).unwrap());
+    missing_bucket(present, absent, "container", true).await;
+}
+
+#[tokio::test]
+async fn a_missing_gcs_bucket_says_so() {
+    let server = servers::gcs();
+    let present = open_cloud(&server.url, &server.options).unwrap();
+    let absent = open_cloud("gs://no-such-bucket/repo", &server.options).unwrap();
+    missing_bucket(present, absent, "bucket", true).await;
+}
+
+#[test]
+fn a_plain_http_endpoint_names_the_option_that_allows_it() {
+    let mut options = std::collections::BTreeMap::from([
+        ("aws_endpoint".to_string(), "http://127.0.0.1:9".to_string()),
+        ("aws_region".to_string(), "us-east-1".to_string()),
+    ]);
+    let err = CloudStore::open("s3://bucket/repo", &options).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("aws_allow_http") && message.contains("AWS_ALLOW_HTTP"),
+        "{message}"
+    );
+    assert!(!err.is_transient());
+    options.insert("aws_allow_http".into(), "true".into());
+    assert!(CloudStore::open("s3://bucket/repo", &options).is_ok());
+
+    let azure = std::collections::BTreeMap::from([
+        ("azure_storage_account_name".to_string(), "acct".to_string()),
+        (
+            "azure_storage_endpoint".to_string(),
+            "http://127.0.0.1:9/acct".to_string(),
+        ),
+    ]);
+    let message = CloudStore::open("az://container/repo", &azure)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("azure_allow_http"), "{message}");
+}

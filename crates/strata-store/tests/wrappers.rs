@@ -10,6 +10,7 @@ fn quick_retry(max_attempts: u32) -> RetryConfig {
         max_attempts,
         initial_backoff: Duration::from_millis(1),
         max_backoff: Duration::from_millis(5),
+        budget: Duration::from_secs(60),
         attempt_timeout: Duration::from_secs(5),
     }
 }
@@ -95,7 +96,11 @@ async fn permanent_failures_are_not_retried_and_retries_give_up() {
         matches!(err, StoreError::GaveUp { attempts: 3, .. }),
         "{err}"
     );
-    assert!(err.to_string().contains("gave up after 3 attempts"));
+    let message = err.to_string();
+    assert!(
+        message.contains("did not answer") && message.contains("failed 3 times"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -230,4 +235,93 @@ async fn the_cache_keeps_only_what_its_rule_names() {
     assert!(!dir.path().join("cache/objects/summaries/a").exists());
     assert!(!dir.path().join("cache/objects/config").exists());
     assert!(dir.path().join("cache/objects/frozen/a").exists());
+}
+
+/// A store that is away for 30 s (a restart, a failover): every request fails
+/// transiently meanwhile.
+fn away_for(base: DynStore, secs: u64) -> Arc<FaultyStore> {
+    Arc::new(FaultyStore::new(
+        base,
+        FaultConfig {
+            unreachable_for: Some(Duration::from_secs(secs)),
+            ..FaultConfig::default()
+        },
+    ))
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_default_retry_budget_rides_out_a_store_away_for_30_seconds() {
+    let (_dir, base) = local();
+    base.put("config", Bytes::from_static(b"c")).await.unwrap();
+    let away = away_for(base, 30);
+    let store = RetryStore::new(away.clone(), RetryConfig::default());
+    assert_eq!(&store.get("config").await.unwrap()[..], b"c");
+    store.put("data/x", Bytes::from_static(b"x")).await.unwrap();
+    assert!(away.injected() > 3, "{} faults", away.injected());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_store_away_longer_than_the_budget_fails_naming_the_storage() {
+    let (_dir, base) = local();
+    let name = base.describe();
+    let store = RetryStore::new(
+        away_for(base, 3600),
+        RetryConfig {
+            budget: Duration::from_secs(20),
+            ..RetryConfig::default()
+        },
+    );
+    let started = tokio::time::Instant::now();
+    let err = store.list("data/").await.unwrap_err();
+    // Paused time: the budget is the waits between attempts, measured on tokio's clock.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(20) && waited < Duration::from_secs(21),
+        "{waited:?}"
+    );
+    let StoreError::GaveUp {
+        op,
+        store: on,
+        attempts,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!((*op, on.as_str()), ("list", name.as_str()));
+    assert!(*attempts > 3, "{attempts}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!(
+            "the storage {name} did not answer: list data/ failed"
+        )) && message.contains("20.0 s of retries"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn permission_denied_is_permanent_and_named() {
+    let (_dir, base) = local();
+    let refusing = Arc::new(FaultyStore::new(
+        base,
+        FaultConfig {
+            refuse_deletes: true,
+            ..FaultConfig::default()
+        },
+    ));
+    let counted = CountingStore::new(refusing);
+    let store = RetryStore::new(Arc::new(counted.clone()), RetryConfig::default());
+    let err = store.delete("data/ab/abcd").await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::PermissionDenied { op: "delete", .. }),
+        "{err:?}"
+    );
+    assert!(!err.is_transient());
+    assert_eq!(counted.counts().delete, 1, "a refusal must not be retried");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("permission denied: the credentials may not delete under ")
+            && message.contains("/data/ (delete data/ab/abcd)"),
+        "{message}"
+    );
 }

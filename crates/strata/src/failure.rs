@@ -40,10 +40,20 @@ pub(crate) fn chain(err: &dyn std::error::Error) -> String {
 
 /// What to do, for errors where strata knows it.
 fn hint(err: &RepoError) -> &'static str {
+    match err {
+        RepoError::Store(e) => store_hint(e),
+        _ => "",
+    }
+}
+
+fn store_hint(err: &strata_store::StoreError) -> &'static str {
     use strata_store::StoreError;
     match err {
-        RepoError::Store(StoreError::GaveUp { .. } | StoreError::Transient { .. }) => {
-            " (the storage did not answer: check its url or endpoint, the network and the credentials)"
+        StoreError::GaveUp { .. } | StoreError::Transient { .. } => {
+            " (check the storage's url or endpoint and the network)"
+        }
+        StoreError::PermissionDenied { .. } => {
+            " (grant the credentials this operation on this prefix: the bucket policy, IAM role, SAS or service account)"
         }
         _ => "",
     }
@@ -54,6 +64,7 @@ fn repo_code(err: &RepoError) -> u8 {
         RepoError::WrongPassword(_) | RepoError::PasswordRequired(_) => code::PASSWORD,
         RepoError::NotARepository(_)
         | RepoError::AlreadyInitialized(_)
+        | RepoError::InitRaced { .. }
         | RepoError::NoSuchBackup(_)
         | RepoError::NeedsMigration(_)
         | RepoError::KeyRefused(_) => code::USAGE,
@@ -101,7 +112,7 @@ impl From<ConfigError> for Failure {
 
 impl From<strata_store::StoreError> for Failure {
     fn from(err: strata_store::StoreError) -> Self {
-        Failure::new(code::FAILED, chain(&err))
+        Failure::new(code::FAILED, chain(&err) + store_hint(&err))
     }
 }
 

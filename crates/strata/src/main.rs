@@ -1,5 +1,25 @@
 //! The `strata` command: parse, configure, call the library, print.
 
+// Every `println!` and `print!` of this binary goes through `output::write_out`, which
+// never panics: these definitions shadow the standard ones. A reader that stops early
+// (`strata list | head -1`) closes the pipe; the rest of the output then goes nowhere
+// and the command ends quietly with its own exit code.
+macro_rules! println {
+    () => {
+        $crate::output::write_out(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+#[allow(unused_macros)]
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::output::write_out(format_args!($($arg)*))
+    };
+}
+
 mod audit_commands;
 mod cli;
 mod client;
@@ -32,11 +52,20 @@ fn main() -> ExitCode {
             return ExitCode::from(failure::code::FAILED);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
-        Ok(code) => ExitCode::from(code),
+    let code = match runtime.block_on(commands::run(cli)) {
+        Ok(code) => code,
         Err(failure) => {
             eprintln!("strata: error: {}", failure.message);
-            ExitCode::from(failure.code)
+            failure.code
         }
+    };
+    // Output that could not be written (a full disk, not a reader that stopped) is a
+    // failure of a command that otherwise succeeded.
+    match output::finish() {
+        Some(err) if code == 0 => {
+            eprintln!("strata: error: cannot write the output: {err}");
+            ExitCode::from(failure::code::FAILED)
+        }
+        _ => ExitCode::from(code),
     }
 }

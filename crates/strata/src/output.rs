@@ -140,6 +140,49 @@ pub fn mode_string(kind: char, mode: u32) -> String {
 // Shared by the commands that print a library's result (tables, pgq, londiste): one way
 // to honour --json and --quiet, and the cells their tables hold.
 
+/// Set once stdout cannot be written any more: the rest of the output is dropped.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The first write error that was not a closed pipe.
+static STDOUT_ERROR: std::sync::Mutex<Option<std::io::Error>> = std::sync::Mutex::new(None);
+
+/// Writes to stdout (the binary's `println!` and `print!`). A closed pipe (the reader
+/// stopped: `strata list | head -1`) or any other write error stops the output instead
+/// of panicking; the command goes on and ends with its own exit code.
+pub fn write_out(args: std::fmt::Arguments) {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    if let Err(err) = out.write_fmt(args) {
+        stdout_failed(err);
+    }
+}
+
+fn stdout_failed(err: std::io::Error) {
+    STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::Relaxed);
+    if err.kind() != std::io::ErrorKind::BrokenPipe {
+        let mut first = STDOUT_ERROR.lock().unwrap_or_else(|e| e.into_inner());
+        first.get_or_insert(err);
+    }
+}
+
+/// Flushes stdout at the end of a command; returns a write error other than a closed pipe,
+/// if output was lost to one.
+pub fn finish() -> Option<std::io::Error> {
+    use std::io::Write;
+    if !STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Err(err) = std::io::stdout().lock().flush() {
+            stdout_failed(err);
+        }
+    }
+    STDOUT_ERROR
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+}
+
 /// `value` as JSON with `--json`, else `human` unless `--quiet`.
 pub fn show(global: &crate::cli::Global, value: &impl serde::Serialize, human: impl FnOnce()) {
     if global.json {
