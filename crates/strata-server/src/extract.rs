@@ -57,23 +57,21 @@ fn is_json_type(value: &[u8]) -> bool {
 /// `bytes` as `T`: a body that is not JSON says so; one that is but does not fit `T` names
 /// the field (its path, for a nested one) and what is wrong with it.
 fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiFailure> {
+    // Whether it is JSON at all first: serde_json reports some mismatches of shape (a list
+    // where a struct's enum is expected) as syntax errors.
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(bad(format!("the body is not JSON: {e}")));
+    }
     let mut json = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut json).map_err(|err| {
+    serde_path_to_error::deserialize(&mut json).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
-        if inner.is_data() {
-            if path == "." || path.is_empty() {
-                bad(format!("bad JSON body: {inner}"))
-            } else {
-                bad(format!("bad JSON body: {path}: {inner}"))
-            }
+        if path == "." || path.is_empty() {
+            bad(format!("bad JSON body: {inner}"))
         } else {
-            bad(format!("the body is not JSON: {inner}"))
+            bad(format!("bad JSON body: {path}: {inner}"))
         }
-    })?;
-    json.end()
-        .map_err(|e| bad(format!("the body is not JSON: {e}")))?;
-    Ok(value)
+    })
 }
 
 fn bytes_rejection(rejection: axum::extract::rejection::BytesRejection) -> ApiFailure {
