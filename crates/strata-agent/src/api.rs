@@ -67,6 +67,7 @@ pub struct LeaseInfo {
 
 /// `POST /node/v1/lease`: take or renew the node for an operation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
     pub operation: String,
     pub holder: String,
@@ -77,6 +78,7 @@ pub struct LeaseRequest {
 /// report those the repository lacks (uploading them at once when `upload` is set, as a
 /// cluster of one node has nobody to share chunks with).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScanRequest {
     pub operation: String,
     /// The storage of the agent's configuration that holds the repository.
@@ -124,6 +126,7 @@ pub struct ScanReply {
 /// `POST /node/v1/backup/upload`: upload these chunks (hex ids) from where the scan saw
 /// them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UploadRequest {
     pub operation: String,
     pub chunks: Vec<String>,
@@ -146,6 +149,7 @@ pub struct FailedChunk {
 /// `POST /node/v1/backup/finish`: re-read the files whose chunks nobody could upload
 /// (`lost`), then write the node manifest under `backup`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FinishRequest {
     pub operation: String,
     pub backup: String,
@@ -173,6 +177,7 @@ pub enum HookStep {
 /// agent run anything else. `run` and `pause` need the lease of `operation`; `resume`
 /// does not (it must always be possible).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HookRequest {
     pub operation: String,
     /// The hook's name (its `name`, else its action as logs show it).
@@ -191,12 +196,14 @@ pub struct HookReply {
 
 /// `POST /node/v1/backup/commit` and `/abort` (after the summary is written, or instead).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OperationRef {
     pub operation: String,
 }
 
 /// `POST /node/v1/restore`: lay down node `source` of `backup` into this agent's roots.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
     pub operation: String,
     pub storage: String,

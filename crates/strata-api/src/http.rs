@@ -263,7 +263,7 @@ impl Cluster for Http {
         self.post(
             feature::DRILL,
             &backup_path(backup, "/drill"),
-            &serde_json::json!({}),
+            &types::NoOptions {},
         )
         .await
     }
@@ -312,7 +312,7 @@ impl Cluster for Http {
     }
 
     async fn wal_verify(&self) -> CoordinatorResult<WalVerifyReport> {
-        self.post(feature::WAL, "/api/v1/wal/verify", &serde_json::json!({}))
+        self.post(feature::WAL, "/api/v1/wal/verify", &types::NoOptions {})
             .await
     }
 
@@ -330,7 +330,9 @@ impl Cluster for Http {
                 "with --server, the server backs up its configured nodes: give no PATH".into(),
             ));
         }
-        let started: Started = self.post(feature::BACKUPS, "/api/v1/backups", &()).await?;
+        let started: Started = self
+            .post(feature::BACKUPS, "/api/v1/backups", &types::NoOptions {})
+            .await?;
         Ok(self.running(started.operation))
     }
 
@@ -344,10 +346,7 @@ impl Cluster for Http {
         if !plan.components.is_empty() || !plan.rename.is_empty() || plan.dry_run {
             self.need(feature::COMPONENTS).await?;
         }
-        let body = types::RestoreBody {
-            backup: backup.to_string(),
-            plan,
-        };
+        let body = types::RestoreBody::new(backup.to_string(), plan);
         let started: Started = self
             .post(feature::RESTORES, "/api/v1/restores", &body)
             .await?;

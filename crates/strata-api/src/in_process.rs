@@ -134,7 +134,9 @@ impl InProcess {
             .get_or_try_init(|| async {
                 let storage = self.storage()?;
                 let password = self.password_for(&storage).await?;
-                let repo = Repository::open(storage.store.clone(), password.as_deref()).await?;
+                let repo = storage
+                    .open_repository(&self.config, password.as_deref(), true)
+                    .await?;
                 Ok::<_, CoordinatorError>((storage, repo))
             })
             .await

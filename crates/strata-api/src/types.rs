@@ -2,10 +2,12 @@
 //! OpenAPI document and the HTTP client, so the three cannot drift apart.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use strata_coordinator::cluster::RestorePlan;
 use strata_coordinator::config::RetentionConfig;
 use strata_coordinator::operation::OperationStatus;
 use strata_coordinator::verified::VerifyRecord;
+use strata_postgres::recovery::RecoveryPlan;
 use strata_repo::summary::BackupSummary;
 
 /// The API's major version. A server and a client of the same major version understand
@@ -131,15 +133,94 @@ pub struct Page {
     pub offset: Option<u32>,
 }
 
-/// `POST /api/v1/restores`.
+/// `POST /api/v1/restores`: the backup and, beside it, the fields of its
+/// [`RestorePlan`]. The plan's fields are spelled out here rather than flattened in, so an
+/// unknown field (`includ`, `dry-run`) is refused instead of silently dropped: a typo must
+/// never turn a partial or trial restore into a whole one.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RestoreBody {
     /// Backup name, unique prefix, or `latest`.
     #[schema(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")]
     pub backup: String,
-    #[serde(flatten)]
-    pub plan: RestorePlan,
+    /// Restore only this node of the backup.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Backup node -> target node; unmapped nodes go to the node of the same name.
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+    /// Only entries at or below this path.
+    #[serde(default)]
+    pub include: Option<String>,
+    /// Restore only these components (all when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
+    /// `OLD=NEW` rewrites of names and endpoints for stores that hold them (etcd).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rename: Vec<String>,
+    /// Say what would change, write nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// For a PostgreSQL backup: the recovery target and what to do there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryPlan>,
 }
+
+impl RestoreBody {
+    /// The body of a restore of `backup` by `plan`.
+    pub fn new(backup: String, plan: RestorePlan) -> RestoreBody {
+        let RestorePlan {
+            node,
+            map,
+            include,
+            components,
+            rename,
+            dry_run,
+            recovery,
+        } = plan;
+        RestoreBody {
+            backup,
+            node,
+            map,
+            include,
+            components,
+            rename,
+            dry_run,
+            recovery,
+        }
+    }
+
+    /// The backup it names and the plan.
+    pub fn into_parts(self) -> (String, RestorePlan) {
+        let RestoreBody {
+            backup,
+            node,
+            map,
+            include,
+            components,
+            rename,
+            dry_run,
+            recovery,
+        } = self;
+        let plan = RestorePlan {
+            node,
+            map,
+            include,
+            components,
+            rename,
+            dry_run,
+            recovery,
+        };
+        (backup, plan)
+    }
+}
+
+/// The body of a call that takes no options (`POST /api/v1/backups`, a pin, a drill, a
+/// WAL check): empty, `{}` or `null`. Anything else is refused, so a call that was meant
+/// to say something the server does not know is never run without it.
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoOptions {}
 
 /// `POST /api/v1/verify`.
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
@@ -232,9 +313,9 @@ mod tests {
 
     #[test]
     fn a_restore_body_is_the_backup_beside_the_plan() {
-        let body = RestoreBody {
-            backup: "latest".into(),
-            plan: RestorePlan {
+        let body = RestoreBody::new(
+            "latest".into(),
+            RestorePlan {
                 node: Some("db1".into()),
                 map: [("db1".to_string(), "db9".to_string())].into(),
                 include: Some("base".into()),
@@ -243,18 +324,44 @@ mod tests {
                 dry_run: false,
                 recovery: None,
             },
-        };
+        );
         let wire = serde_json::to_value(&body).unwrap();
         assert_eq!(
             wire,
             json!({"backup": "latest", "node": "db1", "map": {"db1": "db9"}, "include": "base"})
         );
         let back: RestoreBody = serde_json::from_value(wire).unwrap();
-        assert_eq!(back.plan.map["db1"], "db9");
+        let (backup, plan) = back.into_parts();
+        assert_eq!(
+            (backup.as_str(), plan.map["db1"].as_str()),
+            ("latest", "db9")
+        );
         // The bodies older clients sent (an explicit null recovery) still read.
         let old =
             json!({"backup": "x", "node": null, "map": {}, "include": null, "recovery": null});
         assert!(serde_json::from_value::<RestoreBody>(old).is_ok());
+    }
+
+    #[test]
+    fn a_restore_body_refuses_a_typo_instead_of_restoring_everything() {
+        for (body, field) in [
+            (
+                json!({"backup": "latest", "includ": "sub/small.txt"}),
+                "includ",
+            ),
+            (json!({"backup": "latest", "dry-run": true}), "dry-run"),
+            (
+                json!({"backup": "latest", "recovery": {"target": "latest", "action": "promote", "start": true, "strat": false}}),
+                "strat",
+            ),
+        ] {
+            let err = serde_json::from_value::<RestoreBody>(body).unwrap_err();
+            assert!(err.to_string().contains(&format!("`{field}`")), "{err}");
+        }
+        for body in [json!({}), json!(null), json!({"x": 1})] {
+            let ok = serde_json::from_value::<NoOptions>(body.clone()).is_ok();
+            assert_eq!(ok, body == json!({}), "{body}");
+        }
     }
 
     #[test]

@@ -50,7 +50,7 @@ impl Catalog {
         let mut unavailable = Vec::new();
         for name in names {
             let storage = Storage::open(config, name)?;
-            match Repository::open_catalog(storage.store.clone(), password).await {
+            match storage.open_repository(config, password, false).await {
                 Ok(repo) => places.push(Place { storage, repo }),
                 // The default storage must work; others may be down for a while.
                 Err(err) if name == &config.default_storage => return Err(err.into()),

@@ -400,6 +400,10 @@ pub struct PasswordConfig {
     pub env: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+    /// The ids of the key files (`keys/<id>`, `strata key list`) the password may open;
+    /// any other key file is skipped before its KDF runs. Empty: any key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
 }
 
 /// Garbage collection.
@@ -717,6 +721,7 @@ impl Default for PasswordConfig {
         PasswordConfig {
             env: "STRATA_PASSWORD".into(),
             file: None,
+            keys: Vec::new(),
         }
     }
 }

@@ -118,7 +118,8 @@ impl RepoProvider for ConfigRepos {
             return Ok(repo.clone());
         }
         let opened = Storage::open(&self.config, storage).map_err(|e| crate::error_chain(&e))?;
-        let repo = Repository::open(opened.store, self.password.as_deref())
+        let repo = opened
+            .open_repository(&self.config, self.password.as_deref(), true)
             .await
             .map_err(|e| crate::error_chain(&e))?;
         open.insert(storage.to_string(), repo.clone());

@@ -9,7 +9,7 @@
 use crate::config::{Config, ConfigError, StorageConfig};
 use crate::CoordinatorResult;
 use std::sync::Arc;
-use strata_repo::{layout, RepoError};
+use strata_repo::{layout, KeyChoice, RepoError, RepoResult, Repository};
 use strata_store::{
     open_cloud, CachingStore, CountingStore, DynStore, FaultConfig, FaultyStore, FencedStore,
     LocalStore, RetryStore,
@@ -98,5 +98,70 @@ impl Storage {
     /// Opens the default storage.
     pub fn open_default(config: &Config) -> CoordinatorResult<Storage> {
         Storage::open(config, &config.default_storage)
+    }
+}
+
+/// The file under the state directory that remembers, per repository location, the key
+/// that opened it last on this host.
+const OPENED_KEYS: &str = "opened-keys.json";
+
+impl Storage {
+    /// How this host tries the key files of the repository here: only the ids `[password]
+    /// keys` lists (when it lists any), the key that opened it last first (see
+    /// [`KeyChoice`]).
+    pub fn key_choice(&self, config: &Config) -> KeyChoice {
+        let accept = (!config.password.keys.is_empty()).then(|| config.password.keys.clone());
+        let remembered = std::fs::read(config.state_dir().join(OPENED_KEYS))
+            .ok()
+            .and_then(|raw| {
+                serde_json::from_slice::<std::collections::BTreeMap<String, String>>(&raw).ok()
+            })
+            .and_then(|mut opened| opened.remove(&self.store.describe()));
+        KeyChoice { accept, remembered }
+    }
+
+    /// Remembers that key `id` opened the repository here (best effort: a state
+    /// directory this process cannot write only costs the order of the next opening).
+    fn remember_key(&self, config: &Config, choice: &KeyChoice, id: &str) {
+        if choice.remembered.as_deref() == Some(id) {
+            return;
+        }
+        let dir = config.state_dir();
+        let path = dir.join(OPENED_KEYS);
+        let mut opened: std::collections::BTreeMap<String, String> = std::fs::read(&path)
+            .ok()
+            .and_then(|raw| serde_json::from_slice(&raw).ok())
+            .unwrap_or_default();
+        opened.insert(self.store.describe(), id.to_string());
+        let temp = dir.join(format!("{OPENED_KEYS}.{}.tmp", std::process::id()));
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                std::fs::write(
+                    &temp,
+                    serde_json::to_vec_pretty(&opened).expect("a map of strings serializes"),
+                )
+            })
+            .and_then(|()| std::fs::rename(&temp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+    }
+
+    /// Opens the repository here with `password`, its key chosen as
+    /// [`Storage::key_choice`] says, and remembers the key that opened it; with `index`,
+    /// loads the index too.
+    pub async fn open_repository(
+        &self,
+        config: &Config,
+        password: Option<&str>,
+        index: bool,
+    ) -> RepoResult<Arc<Repository>> {
+        let choice = self.key_choice(config);
+        let repo = Repository::open_catalog_with(self.store.clone(), password, &choice).await?;
+        self.remember_key(config, &choice, repo.key_id());
+        if index {
+            repo.reload_index().await?;
+        }
+        Ok(repo)
     }
 }

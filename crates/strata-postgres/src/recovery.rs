@@ -66,8 +66,10 @@ impl TargetAction {
     }
 }
 
-/// How a restored node recovers.
+/// How a restored node recovers. Unknown fields are refused: it comes in API bodies, where
+/// a misspelt setting must not be dropped silently.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RecoveryPlan {
     pub target: Target,
     pub action: TargetAction,

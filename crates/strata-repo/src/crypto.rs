@@ -207,6 +207,16 @@ pub const MAX_KDF_PARALLELISM: u32 = 64;
 pub const SALT_LEN: std::ops::RangeInclusive<usize> = 16..=64;
 
 impl KdfParams {
+    /// Whether deriving with these parameters costs more than with the defaults: more
+    /// memory, or more memory times passes. Such a key is tried only after every other
+    /// key failed (see `keyring::unlock`), so a key file planted in `keys/` cannot make
+    /// every command pay for it.
+    pub fn costs_more_than_default(&self) -> bool {
+        let default = KdfParams::default();
+        let work = |p: &KdfParams| p.memory_kib as u64 * p.iterations as u64;
+        self.memory_kib > default.memory_kib || work(self) > work(&default)
+    }
+
     /// Checks the parameters against the bounds above: a key file is read from storage
     /// that others may write, and unbounded parameters would let them exhaust memory or CPU.
     pub fn check(&self) -> Result<(), String> {
@@ -273,10 +283,18 @@ pub enum KeyRejection {
     Unusable(String),
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Argon2 derivations run on this thread, so tests can tell a key was never tried.
+    pub(crate) static DERIVATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
 fn derive_wrapping_key(password: &str, salt: &[u8], params: KdfParams) -> RepoResult<[u8; 32]> {
     params
         .check()
         .map_err(|e| RepoError::corrupted("key parameters", e))?;
+    #[cfg(test)]
+    DERIVATIONS.with(|d| d.set(d.get() + 1));
     let argon = argon2::Argon2::new(
         argon2::Algorithm::Argon2id,
         argon2::Version::V0x13,

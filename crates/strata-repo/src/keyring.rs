@@ -61,24 +61,114 @@ async fn read_batch(
     Ok(out)
 }
 
-/// Finds the key `password` opens for `config`; returns the master keys and the key's id.
+/// Which key files a password is tried against, and in which order.
+///
+/// Every Argon2 derivation costs time and memory that the key file sets (within the bounds
+/// of [`KdfParams::check`]), and anyone who can write the bucket can add key files. So:
+/// - with `accept`, a key whose id is not listed is skipped before anything is derived;
+/// - `remembered` (the key that opened the repository last on this host) is tried first;
+/// - then the keys that cost at most the default parameters, in listing order;
+/// - keys that cost more are tried only when no other key opened the repository, and each
+///   one left untried is named in a warning.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyChoice {
+    /// Only these key ids may be tried (none: any).
+    pub accept: Option<Vec<String>>,
+    /// The id of the key that opened the repository last on this host.
+    pub remembered: Option<String>,
+}
+
+impl KeyChoice {
+    fn accepts(&self, id: &str) -> bool {
+        self.accept
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|a| a == id))
+    }
+
+    fn is_remembered(&self, id: &str) -> bool {
+        self.remembered.as_deref() == Some(id)
+    }
+}
+
+/// What trying keys has found out so far, for the error when none opens.
+#[derive(Default)]
+struct Attempts {
+    not_authentic: bool,
+    needs_password: bool,
+    not_unwrapped: bool,
+}
+
+/// Tries one key file against `config` (after the checks that need no derivation).
+fn try_key(
+    id: &str,
+    file: &KeyFile,
+    config: &RepoConfig,
+    password: Option<&str>,
+    location: &str,
+    attempts: &mut Attempts,
+) -> Option<MasterKeys> {
+    let keys = match file.unwrap_for(password, &config.id) {
+        Ok(keys) => keys,
+        Err(KeyRejection::NotUnwrapped) => {
+            attempts.not_unwrapped = true;
+            return None;
+        }
+        Err(KeyRejection::NeedsPassword) => {
+            attempts.needs_password = true;
+            return None;
+        }
+        Err(KeyRejection::Unusable(why)) => {
+            warn(format!(
+                "{location}: key {id} is unusable and was skipped: {why}"
+            ));
+            return None;
+        }
+    };
+    let authentic = if config.version >= 2 {
+        config.mac_matches(&keys)
+    } else {
+        // Version 1 has no MAC: a bound (version-2) key means the config was
+        // downgraded; a password-wrapped key means it is not unencrypted.
+        file.repo.is_none() && !(file.kdf == "argon2id" && config.encryption == Encryption::None)
+    };
+    if !authentic {
+        warn(format!(
+            "{location}: key {id} unwraps but does not authenticate the config: skipped"
+        ));
+        attempts.not_authentic = true;
+        return None;
+    }
+    Some(keys)
+}
+
+/// Whether deriving `file`'s wrapping key costs more than with the default parameters.
+fn costly(file: &KeyFile) -> bool {
+    file.kdf == "argon2id" && file.params.is_some_and(|p| p.costs_more_than_default())
+}
+
+/// Finds the key `password` opens for `config`, trying key files as `choice` says; returns
+/// the master keys and the key's id.
 pub(crate) async fn unlock(
     store: &DynStore,
     config: &RepoConfig,
     password: Option<&str>,
     location: &str,
+    choice: &KeyChoice,
 ) -> RepoResult<(MasterKeys, String)> {
     let mut tried = HashSet::new();
-    let (mut not_authentic, mut needs_password, mut not_unwrapped) = (false, false, false);
+    let mut attempts = Attempts::default();
     // Whether the repository is encrypted: its config says so, or any of its key files
     // is password-wrapped (a config edited to "none" does not make plain keys usable).
     let mut encrypted = config.encryption != Encryption::None;
+    // Keys that cost more than the default, left for when no other key opens.
+    let mut deferred: Vec<(String, KeyFile)> = Vec::new();
     // A cached listing may miss a key added elsewhere: on failure, ask the store.
     for fresh in [false, true] {
         let batch = read_batch(store, fresh, &mut tried).await?;
         encrypted |= batch
             .iter()
             .any(|(_, f)| matches!(f, Ok(f) if f.kdf == "argon2id"));
+        let mut candidates = Vec::new();
         for (id, parsed) in batch {
             let file = match parsed {
                 Ok(file) => file,
@@ -89,6 +179,12 @@ pub(crate) async fn unlock(
                     continue;
                 }
             };
+            if !choice.accepts(&id) {
+                warn(format!(
+                    "{location}: key {id} is not among the accepted key ids: skipped"
+                ));
+                continue;
+            }
             if file.kdf == "none" && encrypted {
                 warn(format!(
                     "{location}: key {id} has no password (\"kdf\": \"none\") in an encrypted repository: ignored"
@@ -102,41 +198,34 @@ pub(crate) async fn unlock(
                     "{location}: key {id} belongs to repository {bound:?}, the config says {:?}: skipped",
                     config.id
                 ));
-                not_authentic = true;
+                attempts.not_authentic = true;
                 continue;
             }
-            let keys = match file.unwrap_for(password, &config.id) {
-                Ok(keys) => keys,
-                Err(KeyRejection::NotUnwrapped) => {
-                    not_unwrapped = true;
-                    continue;
-                }
-                Err(KeyRejection::NeedsPassword) => {
-                    needs_password = true;
-                    continue;
-                }
-                Err(KeyRejection::Unusable(why)) => {
+            candidates.push((id, file));
+        }
+        // The remembered key first, then the others in listing order (a stable sort).
+        candidates.sort_by_key(|(id, _)| !choice.is_remembered(id));
+        for (id, file) in candidates {
+            if costly(&file) && !choice.is_remembered(&id) {
+                deferred.push((id, file));
+                continue;
+            }
+            if let Some(keys) = try_key(&id, &file, config, password, location, &mut attempts) {
+                for (skipped, file) in &deferred {
+                    let p = file.params.unwrap_or_default();
                     warn(format!(
-                        "{location}: key {id} is unusable and was skipped: {why}"
+                        "{location}: key {skipped} was not tried: its Argon2 parameters ({} MiB, {} passes) cost more than the default, and key {id} opened the repository (remove the key file if it is not yours)",
+                        p.memory_kib / 1024,
+                        p.iterations
                     ));
-                    continue;
                 }
-            };
-            let authentic = if config.version >= 2 {
-                config.mac_matches(&keys)
-            } else {
-                // Version 1 has no MAC: a bound (version-2) key means the config was
-                // downgraded; a password-wrapped key means it is not unencrypted.
-                file.repo.is_none()
-                    && !(file.kdf == "argon2id" && config.encryption == Encryption::None)
-            };
-            if !authentic {
-                warn(format!(
-                    "{location}: key {id} unwraps but does not authenticate the config: skipped"
-                ));
-                not_authentic = true;
-                continue;
+                return Ok((keys, id));
             }
+        }
+    }
+    // No other key opened: the costly ones are the last resort.
+    for (id, file) in deferred {
+        if let Some(keys) = try_key(&id, &file, config, password, location, &mut attempts) {
             return Ok((keys, id));
         }
     }
@@ -146,13 +235,13 @@ pub(crate) async fn unlock(
             "it has no key",
         ));
     }
-    if not_authentic {
+    if attempts.not_authentic {
         return Err(RepoError::ConfigNotAuthentic(location.to_string()));
     }
-    if not_unwrapped {
+    if attempts.not_unwrapped {
         return Err(RepoError::WrongPassword(location.to_string()));
     }
-    if needs_password {
+    if attempts.needs_password {
         return Err(RepoError::PasswordRequired(location.to_string()));
     }
     Err(RepoError::corrupted(
@@ -371,6 +460,117 @@ mod tests {
             .await
             .unwrap();
         (store, repo)
+    }
+
+    /// The Argon2 derivations `f` runs on this thread.
+    async fn derivations<T>(f: impl std::future::Future<Output = T>) -> (T, u64) {
+        let before = crate::crypto::DERIVATIONS.with(|d| d.get());
+        let out = f.await;
+        (out, crate::crypto::DERIVATIONS.with(|d| d.get()) - before)
+    }
+
+    /// A key file someone who can write the bucket (but has no password) plants under
+    /// `keys/<name>`: bound to the repository, its own master keys, parameters `params`.
+    async fn plant(store: &DynStore, repo: &Repository, name: &str, params: KdfParams) {
+        let file = KeyFile::wrap(
+            &MasterKeys::generate(),
+            Some("the attacker's"),
+            params,
+            now_rfc3339(),
+            &repo.config().id,
+        )
+        .unwrap();
+        let json = serde_json::to_vec(&file).unwrap();
+        store
+            .put(&format!("{KEYS}{name}"), Bytes::from(json))
+            .await
+            .unwrap();
+    }
+
+    /// Above the default parameters (more memory), yet quick to plant.
+    const COSTLY: KdfParams = KdfParams {
+        memory_kib: 64 * 1024 + 8,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    #[tokio::test]
+    async fn a_planted_costly_key_is_never_derived_while_another_key_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, repo) = new_repo(dir.path()).await;
+        assert!(COSTLY.costs_more_than_default() && !FAST.costs_more_than_default());
+        assert!(!KdfParams::default().costs_more_than_default());
+        // Sorts before any real id (hex).
+        plant(&store, &repo, "0-planted", COSTLY).await;
+        let (opened, derived) =
+            derivations(Repository::open_catalog(store.clone(), Some("one"))).await;
+        assert_eq!(opened.unwrap().key_id(), repo.key_id());
+        assert_eq!(derived, 1, "only the right key was derived");
+
+        // When no cheap key opens, the costly one is the last resort (a key of that cost
+        // that is really the user's still works).
+        let slow = repo.add_key("slow", COSTLY).await.unwrap();
+        let (opened, derived) =
+            derivations(Repository::open_catalog(store.clone(), Some("slow"))).await;
+        assert_eq!(opened.unwrap().key_id(), slow);
+        assert_eq!(derived, 3, "the cheap key, then both costly ones in order");
+        // Remembered, it is tried first.
+        let choice = KeyChoice {
+            accept: None,
+            remembered: Some(slow.clone()),
+        };
+        let (opened, derived) = derivations(Repository::open_catalog_with(
+            store.clone(),
+            Some("slow"),
+            &choice,
+        ))
+        .await;
+        assert_eq!(opened.unwrap().key_id(), slow);
+        assert_eq!(derived, 1);
+    }
+
+    #[tokio::test]
+    async fn keys_outside_the_accepted_ids_are_skipped_before_any_derivation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, repo) = new_repo(dir.path()).await;
+        // Cheap keys, sorting first: the order alone would try them all.
+        for name in ["0-a", "0-b", "0-c"] {
+            plant(&store, &repo, name, FAST).await;
+        }
+        let choice = KeyChoice {
+            accept: Some(vec![repo.key_id().to_string()]),
+            remembered: None,
+        };
+        let (opened, derived) = derivations(Repository::open_catalog_with(
+            store.clone(),
+            Some("one"),
+            &choice,
+        ))
+        .await;
+        assert_eq!(opened.unwrap().key_id(), repo.key_id());
+        assert_eq!(derived, 1);
+        // Without the list, the remembered key goes first.
+        let choice = KeyChoice {
+            accept: None,
+            remembered: Some(repo.key_id().to_string()),
+        };
+        let (_, derived) = derivations(Repository::open_catalog_with(
+            store.clone(),
+            Some("one"),
+            &choice,
+        ))
+        .await;
+        assert_eq!(derived, 1);
+        // A list that names only other keys opens nothing: a wrong password, as far as
+        // can be told.
+        let choice = KeyChoice {
+            accept: Some(vec!["0-a".into()]),
+            remembered: None,
+        };
+        assert!(matches!(
+            Repository::open_catalog_with(store.clone(), Some("one"), &choice).await,
+            Err(RepoError::WrongPassword(_))
+        ));
     }
 
     #[tokio::test]

@@ -40,4 +40,5 @@ mod decoder_props;
 
 pub use error::{RepoError, RepoResult};
 pub use id::BlobId;
+pub use keyring::KeyChoice;
 pub use repository::{DamagedObject, InitOptions, Repository};

@@ -9,6 +9,7 @@ use crate::format::{
 };
 use crate::id::pack_key;
 use crate::index::{BlobLocation, Index, IndexFile};
+use crate::keyring::KeyChoice;
 use crate::layout;
 use crate::manifest::NodeManifest;
 use crate::summary::BackupSummary;
@@ -158,7 +159,16 @@ impl Repository {
 
     /// Opens an existing repository and loads its index.
     pub async fn open(store: DynStore, password: Option<&str>) -> RepoResult<Arc<Repository>> {
-        let repo = Repository::open_catalog(store, password).await?;
+        Repository::open_with(store, password, &KeyChoice::default()).await
+    }
+
+    /// [`Repository::open`], trying key files as `choice` says.
+    pub async fn open_with(
+        store: DynStore,
+        password: Option<&str>,
+        choice: &KeyChoice,
+    ) -> RepoResult<Arc<Repository>> {
+        let repo = Repository::open_catalog_with(store, password, choice).await?;
         repo.reload_index().await?;
         Ok(repo)
     }
@@ -180,6 +190,15 @@ impl Repository {
         store: DynStore,
         password: Option<&str>,
     ) -> RepoResult<Arc<Repository>> {
+        Repository::open_catalog_with(store, password, &KeyChoice::default()).await
+    }
+
+    /// [`Repository::open_catalog`], trying key files as `choice` says.
+    pub async fn open_catalog_with(
+        store: DynStore,
+        password: Option<&str>,
+        choice: &KeyChoice,
+    ) -> RepoResult<Arc<Repository>> {
         let location = store.describe();
         let raw = match store.get(layout::CONFIG).await {
             Ok(raw) => raw,
@@ -187,7 +206,8 @@ impl Repository {
             Err(e) => return Err(e.into()),
         };
         let config = parse_config(&raw, &location)?;
-        let (keys, key_id) = crate::keyring::unlock(&store, &config, password, &location).await?;
+        let (keys, key_id) =
+            crate::keyring::unlock(&store, &config, password, &location, choice).await?;
         Ok(Arc::new(Repository::assemble(store, config, keys, key_id)))
     }
 

@@ -12,7 +12,6 @@ use strata_coordinator::schedule::{Scheduler, SystemClock};
 use strata_coordinator::setup::{self, ConfigRepos};
 use strata_coordinator::storage::Storage;
 use strata_coordinator::CoordinatorError;
-use strata_repo::Repository;
 use strata_tables::config::TablesConfig;
 
 /// Why a server could not start or stopped.
@@ -123,7 +122,9 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
             ))
         })?;
         let storage = Storage::open_default(&config)?;
-        let repo = Repository::open(storage.store.clone(), coordinator_password.as_deref()).await?;
+        let repo = storage
+            .open_repository(&config, coordinator_password.as_deref(), true)
+            .await?;
         let nodes = setup::build_nodes(&config, &config.nodes, repos.clone(), &local_agents)?;
         let coordinator = setup::coordinator(&config, &storage, repo, nodes);
         stoppable = Some(coordinator.clone());

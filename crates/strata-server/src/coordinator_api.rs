@@ -22,8 +22,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use strata_agent::api::{ApiError, ErrorCode};
 use strata_api::types::{
-    AuditQuery, BackupListing, CleanupBody, CopyBody, FilesQuery, GcBody, Page, RepairBody,
-    RestoreBody, Started, VerifyBody, VersionInfo, FILES_PAGE,
+    AuditQuery, BackupListing, CleanupBody, CopyBody, FilesQuery, GcBody, NoOptions, Page,
+    RepairBody, RestoreBody, Started, VerifyBody, VersionInfo, FILES_PAGE,
 };
 use strata_coordinator::actions::percent_ok;
 use strata_coordinator::audit::AuditEntry;
@@ -216,7 +216,7 @@ async fn set_pin(s: &ApiState, caller: &Caller, name: &str, pinned: bool) -> Rep
     Ok(Json(listing.remove(0)))
 }
 
-#[utoipa::path(post, path = "/api/v1/backups/{name}/pin", tag = "backups",
+#[utoipa::path(post, path = "/api/v1/backups/{name}/pin", tag = "backups", request_body(content = Option<NoOptions>, description = "No options: empty, `{}` or `null`"),
     params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name, unique prefix, or `latest`")),
     responses((status = 200, description = "Pinned: no retention policy removes it, delete refuses it", body = BackupListing),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 500, body = ApiError)))]
@@ -224,6 +224,7 @@ async fn pin(
     State(s): Api,
     Extension(caller): Extension<Caller>,
     PathParam(name): PathParam<String>,
+    Body(NoOptions {}): Body<NoOptions>,
 ) -> Reply<BackupListing> {
     set_pin(&s, &caller, &name, true).await
 }
@@ -240,12 +241,13 @@ async fn unpin(
     set_pin(&s, &caller, &name, false).await
 }
 
-#[utoipa::path(post, path = "/api/v1/backups", tag = "backups",
+#[utoipa::path(post, path = "/api/v1/backups", tag = "backups", request_body(content = Option<NoOptions>, description = "No options: empty, `{}` or `null`"),
     responses((status = 202, description = "Started; follow /api/v1/operations/{id}/events", body = Started),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 500, body = ApiError)))]
 async fn start_backup(
     State(s): Api,
     Extension(caller): Extension<Caller>,
+    Body(NoOptions {}): Body<NoOptions>,
 ) -> Result<(StatusCode, Json<Started>), ApiFailure> {
     let op = s
         .coordinator
@@ -270,17 +272,18 @@ async fn start_restore(
     Body(body): Body<RestoreBody>,
 ) -> Result<(StatusCode, Json<Started>), ApiFailure> {
     let c = &s.coordinator;
+    let (backup, plan) = body.into_parts();
     // The same checks as the CLI's, before the repository is even read.
-    strata_coordinator::input::check_restore_plan(&body.plan).map_err(failure)?;
+    strata_coordinator::input::check_restore_plan(&plan).map_err(failure)?;
     let summary = strata_coordinator::resolve_backup_for(
         c.repo(),
-        backup_name(&body.backup)?,
-        body.plan.recovery.as_ref(),
+        backup_name(&backup)?,
+        plan.recovery.as_ref(),
     )
     .await
     .map_err(failure)?;
     let op = c
-        .start_restore(&summary, body.plan, &caller.0)
+        .start_restore(&summary, plan, &caller.0)
         .await
         .map_err(failure)?;
     Ok((
@@ -474,7 +477,7 @@ async fn copy(
     Ok(Json(report))
 }
 
-#[utoipa::path(post, path = "/api/v1/backups/{name}/drill", tag = "backups",
+#[utoipa::path(post, path = "/api/v1/backups/{name}/drill", tag = "backups", request_body(content = Option<NoOptions>, description = "No options: empty, `{}` or `null`"),
     params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name, unique prefix, or `latest`")),
     responses((status = 200, description = "A restore drill (`strata verify --restore`): restored into a scratch directory on the server, every byte verified, checked against the manifests, removed; `problems` is empty when all is well", body = DrillReport),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 500, body = ApiError)))]
@@ -482,6 +485,7 @@ async fn drill(
     State(s): Api,
     Extension(caller): Extension<Caller>,
     PathParam(name): PathParam<String>,
+    Body(NoOptions {}): Body<NoOptions>,
 ) -> Reply<DrillReport> {
     let summary = resolve(&s.coordinator, &name).await?;
     let report = s
@@ -504,10 +508,10 @@ async fn wal_list(State(s): Api) -> Reply<WalListing> {
     ))
 }
 
-#[utoipa::path(post, path = "/api/v1/wal/verify", tag = "wal",
+#[utoipa::path(post, path = "/api/v1/wal/verify", tag = "wal", request_body(content = Option<NoOptions>, description = "No options: empty, `{}` or `null`"),
     responses((status = 200, description = "Every archived WAL file read back and checked (`strata wal verify`)", body = WalVerifyReport),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 500, body = ApiError)))]
-async fn wal_verify(State(s): Api) -> Reply<WalVerifyReport> {
+async fn wal_verify(State(s): Api, Body(NoOptions {}): Body<NoOptions>) -> Reply<WalVerifyReport> {
     Ok(Json(
         strata_coordinator::wal::verify(s.coordinator.repo())
             .await

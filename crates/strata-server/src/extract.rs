@@ -3,13 +3,16 @@
 //! reply or a 5xx.
 
 use crate::ApiFailure;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 use strata_agent::api::{ApiError, ErrorCode};
 
-/// A JSON body; a missing or empty body reads as `{}` so every field takes its default.
+/// A JSON body, strictly read: an empty body (or `null`) reads as `{}`, so every field
+/// takes its default; anything else must be JSON with a JSON content type and decode as
+/// `T`. Request types refuse fields they do not know (`#[serde(deny_unknown_fields)]`),
+/// so a misspelt option is a `bad_request` naming it, never a call run without it.
 pub(crate) struct Body<T>(pub T);
 
 impl<S, T> FromRequest<S> for Body<T>
@@ -20,48 +23,68 @@ where
     type Rejection = ApiFailure;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let empty = request
+        let json_type = request
             .headers()
-            .get(axum::http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v == "0")
-            || (request
-                .headers()
-                .get(axum::http::header::CONTENT_TYPE)
-                .is_none()
-                && request
-                    .headers()
-                    .get(axum::http::header::CONTENT_LENGTH)
-                    .is_none()
-                && request
-                    .headers()
-                    .get(axum::http::header::TRANSFER_ENCODING)
-                    .is_none());
-        if empty {
-            return serde_json::from_str("{}")
-                .map(Body)
-                .map_err(|e| bad(format!("the request needs a JSON body: {e}")));
+            .get(axum::http::header::CONTENT_TYPE)
+            .map(|v| is_json_type(v.as_bytes()));
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(bytes_rejection)?;
+        let text = bytes.trim_ascii();
+        if text.is_empty() || text == b"null" {
+            return decode(b"{}").map(Body);
         }
-        match axum::Json::<T>::from_request(request, state).await {
-            Ok(axum::Json(value)) => Ok(Body(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if json_type != Some(true) {
+            return Err(bad(
+                "the body must be JSON with Content-Type: application/json",
+            ));
         }
+        decode(text).map(Body)
     }
 }
 
-fn json_rejection(rejection: JsonRejection) -> ApiFailure {
+/// Whether a `Content-Type` is JSON: `application/json` or `application/*+json`, any
+/// parameters after `;`.
+fn is_json_type(value: &[u8]) -> bool {
+    let value = String::from_utf8_lossy(value).to_ascii_lowercase();
+    let essence = value.split(';').next().unwrap_or("").trim();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json"))
+}
+
+/// `bytes` as `T`: a body that is not JSON says so; one that is but does not fit `T` names
+/// the field (its path, for a nested one) and what is wrong with it.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiFailure> {
+    // Whether it is JSON at all first: serde_json reports some mismatches of shape (a list
+    // where a struct's enum is expected) as syntax errors.
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(bad(format!("the body is not JSON: {e}")));
+    }
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut json).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path == "." || path.is_empty() {
+            bad(format!("bad JSON body: {inner}"))
+        } else {
+            bad(format!("bad JSON body: {path}: {inner}"))
+        }
+    })
+}
+
+fn bytes_rejection(rejection: axum::extract::rejection::BytesRejection) -> ApiFailure {
     if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiFailure(strata_agent::api::ApiError::new(
-            strata_agent::api::ErrorCode::TooLarge,
+        return ApiFailure(ApiError::new(
+            ErrorCode::TooLarge,
             format!("the body is too large: {}", rejection.body_text()),
         ));
     }
-    let message = match &rejection {
-        JsonRejection::MissingJsonContentType(_) => {
-            "the body must be JSON (Content-Type: application/json)".to_string()
-        }
-        other => format!("bad JSON body: {}", other.body_text()),
-    };
-    bad(message)
+    bad(format!(
+        "could not read the body: {}",
+        rejection.body_text()
+    ))
 }
 
 /// Query parameters.

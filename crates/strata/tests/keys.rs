@@ -98,3 +98,80 @@ fn a_password_is_rotated_with_key_add_passwd_and_remove_and_each_step_is_audited
             .collect::<Vec<_>>()
     );
 }
+
+/// A key file planted by someone who can write the bucket without the password: bound to
+/// the repository, within the accepted Argon2 bounds but at their top (1 GiB, 4 passes:
+/// about 6 s and 1 GB to derive), named to sort before every real key.
+fn plant_costly_key(env: &Env, name: &str) {
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(env.repo.join("config")).unwrap()).unwrap();
+    let file = serde_json::json!({
+        "kdf": "argon2id",
+        "params": {"memory_kib": 1024 * 1024, "iterations": 4, "parallelism": 1},
+        "salt": "11".repeat(16),
+        "keys": "22".repeat(100),
+        "created": "2026-01-01T00:00:00Z",
+        "repo": config["id"],
+    });
+    std::fs::write(env.repo.join("keys").join(name), file.to_string()).unwrap();
+}
+
+#[test]
+fn planted_costly_keys_are_not_derived_and_are_named() {
+    let env = Env::new();
+    let real = env.json(&["key", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let planted = [
+        "00000000000000000000000000000001",
+        "00000000000000000000000000000002",
+    ];
+    for name in planted {
+        plant_costly_key(&env, name);
+    }
+    // A host that never opened the repository (no remembered key): the cheap real key
+    // first, the costly ones named and never derived.
+    let _ = std::fs::remove_file(env.state.join("opened-keys.json"));
+    let out = env.run(&["list"]);
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for name in planted {
+        assert!(
+            stderr.contains(&format!("key {name} was not tried"))
+                && stderr.contains(&format!("key {real} opened the repository")),
+            "{stderr}"
+        );
+    }
+    // The key that opened is remembered on this host.
+    let opened = std::fs::read_to_string(env.state.join("opened-keys.json")).unwrap();
+    assert!(opened.contains(&real), "{opened}");
+
+    // With the accepted ids in the local configuration, the others are skipped before any
+    // derivation, whatever their cost, and named.
+    let config = env.path("strata.toml");
+    std::fs::write(&config, format!("[password]\nkeys = [\"{real}\"]\n")).unwrap();
+    let cheap = "0000000000000000000000000000000a";
+    std::fs::copy(
+        env.repo.join("keys").join(&real),
+        env.repo.join("keys").join(cheap),
+    )
+    .unwrap();
+    let out = env
+        .command()
+        .env("STRATA_CONFIG", &config)
+        .args(["list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for name in planted.iter().chain([&cheap]) {
+        assert!(
+            stderr.contains(&format!(
+                "key {name} is not among the accepted key ids: skipped"
+            )),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("was not tried"), "{stderr}");
+}
