@@ -265,6 +265,7 @@ fn file_entry(path: &[u8], blob: strata_repo::BlobId) -> Entry {
         uid: 0,
         gid: 0,
         mtime_ns: 0,
+        xattrs: Vec::new(),
     }
 }
 
@@ -302,6 +303,7 @@ fn manifests_that_escape_the_target_are_refused_before_writing() {
             uid: 0,
             gid: 0,
             mtime_ns: 0,
+            xattrs: Vec::new(),
         }]
     });
     let stderr = env.fails(
@@ -329,6 +331,7 @@ fn restores_never_write_through_symlinks() {
                 uid: 0,
                 gid: 0,
                 mtime_ns: 0,
+                xattrs: Vec::new(),
             },
             file_entry(b"link/payload", blob),
         ]
