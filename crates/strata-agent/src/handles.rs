@@ -553,6 +553,29 @@ mod tests {
     }
 
     #[test]
+    fn a_filesystem_without_extended_attributes_is_reported_per_namespace_not_an_error() {
+        // procfs supports no extended attributes: EOPNOTSUPP.
+        let file = File::open("/proc/self/stat").unwrap();
+        let xattrs = [
+            strata_repo::manifest::Xattr {
+                name: b"user.a".to_vec(),
+                value: b"1".to_vec(),
+            },
+            strata_repo::manifest::Xattr {
+                name: b"user.b".to_vec(),
+                value: b"2".to_vec(),
+            },
+        ];
+        let seen = Mutex::new(Vec::new());
+        write_xattrs(&file, &xattrs, &|ns| {
+            seen.lock().unwrap().push(ns.to_string())
+        })
+        .unwrap();
+        assert_eq!(*seen.lock().unwrap(), ["user", "user"]);
+        assert!(read_xattrs(&file).unwrap().0.is_empty());
+    }
+
+    #[test]
     fn only_the_documented_namespaces_are_kept() {
         for name in [
             &b"user.x"[..],

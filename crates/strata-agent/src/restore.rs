@@ -209,23 +209,31 @@ impl Restorer {
         self.options.set_owner.then_some((entry.uid, entry.gid))
     }
 
+    /// Notes that the target refused an extended attribute of `namespace` as unsupported:
+    /// one warning per namespace and restore.
+    fn unsupported_namespace(&self, namespace: &str, entry: &Entry) {
+        if self
+            .unsupported
+            .lock()
+            .unwrap()
+            .insert(namespace.to_string())
+        {
+            let shown = if entry.path.is_empty() {
+                ".".to_string()
+            } else {
+                entry.display_path()
+            };
+            self.report.lock().unwrap().warnings.push(format!(
+                "extended attributes {namespace}.* not restored: the target's filesystem does not support them (first: {shown})"
+            ));
+        }
+    }
+
     /// Sets owner, mode, extended attributes (ACLs after the mode: see
     /// [`handles::set_attrs_and_xattrs`]) and times of a restored file or directory
     /// through its descriptor.
     fn set_metadata(&self, fd: impl std::os::fd::AsFd, entry: &Entry) -> io::Result<()> {
-        let unsupported = |namespace: &str| {
-            if self
-                .unsupported
-                .lock()
-                .unwrap()
-                .insert(namespace.to_string())
-            {
-                self.report.lock().unwrap().warnings.push(format!(
-                    "extended attributes {namespace}.* not restored: the target's filesystem does not support them (first: {})",
-                    if entry.path.is_empty() { ".".to_string() } else { entry.display_path() }
-                ));
-            }
-        };
+        let unsupported = |namespace: &str| self.unsupported_namespace(namespace, entry);
         handles::set_attrs_and_xattrs(
             fd,
             self.owner(entry),
@@ -717,6 +725,45 @@ fn is_disk_full(err: &io::Error) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn an_unsupported_namespace_is_one_warning_for_the_whole_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, repo) = crate::test_support::scratch_repo(dir.path());
+        let _guard = rt.enter();
+        let target = dir.path().join("t");
+        fs::create_dir(&target).unwrap();
+        let restorer = Restorer::new(
+            repo,
+            Arc::new(NodeManifest::default()),
+            Dir::open_path(&target).unwrap(),
+            RestoreOptions::default(),
+            rt.handle().clone(),
+        );
+        let proc_file = File::open("/proc/self/stat").unwrap();
+        let entry = |path: &[u8]| Entry {
+            path: path.to_vec(),
+            kind: EntryKind::Dir,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            xattrs: vec![strata_repo::manifest::Xattr {
+                name: b"user.x".to_vec(),
+                value: b"1".to_vec(),
+            }],
+        };
+        // procfs refuses every extended attribute as unsupported.
+        for path in [&b"a"[..], b"b", b"c"] {
+            let entry = entry(path);
+            let unsupported = |ns: &str| restorer.unsupported_namespace(ns, &entry);
+            handles::write_xattrs(&proc_file, &entry.xattrs, &unsupported).unwrap();
+        }
+        let warnings = restorer.report.lock().unwrap().warnings.clone();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("extended attributes user.* not restored"));
+        assert!(warnings[0].ends_with("(first: a)"));
+    }
 
     #[test]
     fn zero_pages_are_left_as_holes_and_the_content_is_the_same() {
