@@ -425,6 +425,22 @@ pub fn set_attrs_and_xattrs(
     Ok(rfs::futimens(&fd, &timestamps(mtime_ns))?)
 }
 
+/// Removes the access ACL a new file inherited from its directory's default ACL when the
+/// backup says it has none: the restored file must not grant more than the backed-up one.
+pub fn drop_inherited_acl(
+    fd: impl AsFd,
+    xattrs: &[strata_repo::manifest::Xattr],
+) -> io::Result<()> {
+    const ACCESS: &[u8] = b"system.posix_acl_access";
+    if xattrs.iter().any(|x| x.name == ACCESS) {
+        return Ok(());
+    }
+    match rfs::fremovexattr(&fd, OsStr::from_bytes(ACCESS)) {
+        Ok(()) | Err(Errno::NODATA | Errno::OPNOTSUPP) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// Splits a relative path into its parent (empty for a top-level name) and last name.
 pub fn split(rel: &[u8]) -> (&[u8], &OsStr) {
     match rel.iter().rposition(|&b| b == b'/') {

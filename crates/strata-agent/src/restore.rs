@@ -559,7 +559,12 @@ impl Restorer {
         let entry = job.entry;
         let published = self
             .open_temp(job)
-            .and_then(|file| self.set_metadata(&file, entry))
+            .and_then(|file| {
+                // A file this restore created: an ACL it inherited from its directory's
+                // default ACL (a directory restored earlier, or already there) goes first.
+                handles::drop_inherited_acl(&file, &entry.xattrs)?;
+                self.set_metadata(&file, entry)
+            })
             .and_then(|()| {
                 let dir = self.dirs.get(job.parent)?;
                 if let Some(stat) = dir.stat(job.name)? {

@@ -147,6 +147,29 @@ fn acls_come_back_exactly_with_their_mask() {
     // A restore over the restored tree keeps the files (already correct) and the ACLs.
     env.ok(&["restore", "latest", "--to", target.to_str().unwrap()]);
     assert_eq!(getfacl(&restored), file_acl);
+
+    // A file without an ACL in a directory whose default ACL it predates: rewritten in the
+    // restored directory (which has that default ACL by now), it must not inherit it.
+    let env = Env::new();
+    let src = env.path("src2");
+    fs::create_dir(&src).unwrap();
+    let shared = src.join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::write(shared.join("plain.txt"), b"no acl").unwrap();
+    setfacl(&["-d", "-m", "u:65534:rw-"], &shared);
+    let plain_acl = getfacl(&shared.join("plain.txt"));
+    assert!(!plain_acl.contains("user:65534"), "{plain_acl}");
+    let target = backup_and_restore(&env, &src);
+    let restored = target.join("shared/plain.txt");
+    assert_eq!(getfacl(&restored), plain_acl);
+    fs::write(&restored, b"changed").unwrap();
+    env.ok(&["restore", "latest", "--to", target.to_str().unwrap()]);
+    assert_eq!(fs::read(&restored).unwrap(), b"no acl");
+    assert_eq!(
+        getfacl(&restored),
+        plain_acl,
+        "the ACL was inherited on the rewrite"
+    );
 }
 
 #[test]
