@@ -425,20 +425,24 @@ pub fn set_attrs_and_xattrs(
     Ok(rfs::futimens(&fd, &timestamps(mtime_ns))?)
 }
 
-/// Removes the access ACL a new file inherited from its directory's default ACL when the
-/// backup says it has none: the restored file must not grant more than the backed-up one.
+/// Removes the ACLs a new file or directory inherited from its directory's default ACL
+/// (a file: the access ACL; a directory: also the default ACL) when the backup says it has
+/// none: what the restore creates must not grant more than what was backed up.
 pub fn drop_inherited_acl(
     fd: impl AsFd,
     xattrs: &[strata_repo::manifest::Xattr],
 ) -> io::Result<()> {
-    const ACCESS: &[u8] = b"system.posix_acl_access";
-    if xattrs.iter().any(|x| x.name == ACCESS) {
-        return Ok(());
+    for name in [&b"system.posix_acl_access"[..], b"system.posix_acl_default"] {
+        if xattrs.iter().any(|x| x.name == name) {
+            continue;
+        }
+        match rfs::fremovexattr(&fd, OsStr::from_bytes(name)) {
+            // None (or a file, which has no default ACL), or no ACLs on this filesystem.
+            Ok(()) | Err(Errno::NODATA | Errno::OPNOTSUPP | Errno::ACCESS) => {}
+            Err(err) => return Err(err.into()),
+        }
     }
-    match rfs::fremovexattr(&fd, OsStr::from_bytes(ACCESS)) {
-        Ok(()) | Err(Errno::NODATA | Errno::OPNOTSUPP) => Ok(()),
-        Err(err) => Err(err.into()),
-    }
+    Ok(())
 }
 
 /// Splits a relative path into its parent (empty for a top-level name) and last name.

@@ -157,6 +157,8 @@ struct Restorer {
     stop: AtomicBool,
     /// Namespaces of extended attributes the target refused as unsupported (warned once).
     unsupported: Mutex<std::collections::HashSet<String>>,
+    /// Directories this restore created (their inherited ACLs are dropped).
+    created_dirs: Mutex<std::collections::HashSet<Vec<u8>>>,
 }
 
 /// Mode of directories the restore creates: owner-only until their content is in place.
@@ -183,6 +185,7 @@ impl Restorer {
             disk_full: Mutex::new(None),
             stop: AtomicBool::new(false),
             unsupported: Mutex::default(),
+            created_dirs: Mutex::default(),
         }
     }
 
@@ -340,10 +343,13 @@ impl Restorer {
             std::cmp::Reverse(if e.path.is_empty() { 0 } else { depth + 1 })
         });
         for entry in dirs {
-            let result = self
-                .dirs
-                .get(&entry.path)
-                .and_then(|dir| self.set_metadata(dir.as_fd(), entry));
+            let created = self.created_dirs.lock().unwrap().contains(&entry.path);
+            let result = self.dirs.get(&entry.path).and_then(|dir| {
+                if created {
+                    handles::drop_inherited_acl(dir.as_fd(), &entry.xattrs)?;
+                }
+                self.set_metadata(dir.as_fd(), entry)
+            });
             if let Err(err) = result {
                 self.fail(entry, err);
             }
@@ -359,6 +365,7 @@ impl Restorer {
         let (parent, name) = handles::split(rel);
         let (_, created) = self.dirs.get(parent)?.create_dir(name, NEW_DIR_MODE)?;
         if created {
+            self.created_dirs.lock().unwrap().insert(rel.to_vec());
             // The umask may have taken the owner's bits; the final mode comes last.
             let dir = self.dirs.get(rel)?;
             rustix::fs::fchmod(dir.as_fd(), rustix::fs::Mode::from_raw_mode(NEW_DIR_MODE))?;

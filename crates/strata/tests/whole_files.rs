@@ -170,6 +170,22 @@ fn acls_come_back_exactly_with_their_mask() {
         plain_acl,
         "the ACL was inherited on the rewrite"
     );
+
+    // A directory without ACLs restored into a directory that has a default ACL (the tree
+    // restored above) does not inherit it either.
+    fs::create_dir(target.join("shared/probe")).unwrap();
+    let inherited = getfacl(&target.join("shared/probe"));
+    let src3 = env.path("src3");
+    fs::create_dir_all(src3.join("inner")).unwrap();
+    let inner_plain = getfacl(&src3.join("inner"));
+    assert_ne!(
+        inherited, inner_plain,
+        "the setup: a default ACL is inherited"
+    );
+    env.ok(&["backup", "--node-name", "n3", src3.to_str().unwrap()]);
+    let into = target.join("shared/probe");
+    env.ok(&["restore", "latest", "--to", into.to_str().unwrap()]);
+    assert_eq!(getfacl(&into.join("inner")), inner_plain);
 }
 
 #[test]
