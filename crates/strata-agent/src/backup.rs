@@ -20,7 +20,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 use strata_repo::chunker::Chunker;
-use strata_repo::manifest::{Entry, EntryKind, NodeManifest};
+use strata_repo::manifest::{Entry, EntryKind, NodeManifest, Xattr};
 use strata_repo::summary::{BackupStatus, NodeSummary};
 use strata_repo::writer::BlobWriter;
 use strata_repo::{BlobId, Repository};
@@ -362,9 +362,12 @@ pub fn snapshot_node(
         })?;
         if single && meta.is_dir() {
             // The root's own mode, owner and times, under the empty path.
-            snap.push(Vec::new(), &FileMeta::from(&meta), EntryKind::Dir);
             match Dir::open_path(root) {
-                Ok(dir) => snap.walk_dir(&dir, root, &[])?,
+                Ok(dir) => {
+                    let xattrs = snap.xattrs_of(dir.as_fd(), root);
+                    snap.push(Vec::new(), &FileMeta::from(&meta), EntryKind::Dir, xattrs);
+                    snap.walk_dir(&dir, root, &[])?
+                }
                 Err(source) => {
                     return Err(AgentError::Root {
                         path: root.clone(),
@@ -520,7 +523,7 @@ impl Snapshot<'_> {
         Ok(())
     }
 
-    fn push(&mut self, rel: Vec<u8>, meta: &FileMeta, kind: EntryKind) {
+    fn push(&mut self, rel: Vec<u8>, meta: &FileMeta, kind: EntryKind, xattrs: Vec<Xattr>) {
         self.entries.push(Entry {
             path: rel,
             kind,
@@ -528,7 +531,29 @@ impl Snapshot<'_> {
             uid: meta.uid,
             gid: meta.gid,
             mtime_ns: meta.mtime_ns,
+            xattrs,
         });
+    }
+
+    /// The extended attributes of an opened file or directory (see
+    /// [`handles::read_xattrs`]); what cannot be read, or is beyond the per-file bound, is
+    /// an `unreadable` warning (the node is then partial) and the rest is kept.
+    fn xattrs_of(&mut self, fd: impl std::os::fd::AsFd, path: &Path) -> Vec<Xattr> {
+        match handles::read_xattrs(fd) {
+            Ok((xattrs, true)) => xattrs,
+            Ok((xattrs, false)) => {
+                self.warn(format!(
+                    "unreadable: {}: extended attributes beyond {} KiB not kept",
+                    path.display(),
+                    handles::XATTR_FILE_MAX / 1024
+                ));
+                xattrs
+            }
+            Err(err) => {
+                self.warn(format!("unreadable: {}: {err}", path.display()));
+                Vec::new()
+            }
+        }
     }
 
     /// Opens a directory the walker listed and checks it is the one it `lstat`ed: a
@@ -577,7 +602,8 @@ impl Snapshot<'_> {
                 return Ok(());
             };
             self.summary.dirs += 1;
-            self.push(rel.clone(), &meta, EntryKind::Dir);
+            let xattrs = self.xattrs_of(dir.as_fd(), path);
+            self.push(rel.clone(), &meta, EntryKind::Dir, xattrs);
             self.walk_dir(&dir, path, &rel)
         } else if kind == FileType::Symlink && self.followed(&rel) {
             // A link the configuration says to follow (a tablespace): its directory is
@@ -589,7 +615,8 @@ impl Snapshot<'_> {
                         return Ok(());
                     };
                     self.summary.dirs += 1;
-                    self.push(rel.clone(), &target, EntryKind::Dir);
+                    let xattrs = self.xattrs_of(dir.as_fd(), path);
+                    self.push(rel.clone(), &target, EntryKind::Dir, xattrs);
                     self.walk_dir(&dir, path, &rel)
                 }
                 Ok(_) => {
@@ -614,7 +641,9 @@ impl Snapshot<'_> {
             match target {
                 Ok(target) => {
                     self.summary.symlinks += 1;
-                    self.push(rel, &meta, EntryKind::Symlink { target });
+                    // A symlink's own extended attributes are not kept: they can only
+                    // be read by path, which a swapped name could redirect.
+                    self.push(rel, &meta, EntryKind::Symlink { target }, Vec::new());
                 }
                 Err(err) => self.warn(format!("unreadable: {}: {err}", path.display())),
             }
@@ -638,7 +667,7 @@ impl Snapshot<'_> {
         if let Some(first) = link_key.and_then(|key| self.hard_links.get(&key)) {
             let target = first.clone();
             self.summary.files += 1;
-            self.push(rel, &meta, EntryKind::HardLink { target });
+            self.push(rel, &meta, EntryKind::HardLink { target }, Vec::new());
             return Ok(());
         }
         let stamp = meta.stamp();
@@ -648,9 +677,16 @@ impl Snapshot<'_> {
             .lookup(abs, &stamp)
             .filter(|chunks| chunks.iter().all(|id| self.sink.is_known(id)))
             .map(<[BlobId]>::to_vec);
+        // Opened even when the cache knows the content: its extended attributes are read
+        // through the handle (never by path).
+        let Some(mut file) = self.open_checked(at, path, &meta) else {
+            self.progress.file_failed();
+            return Ok(());
+        };
+        let xattrs = self.xattrs_of(&file, path);
         let (chunks, size, clean) = match cached {
             Some(chunks) => (chunks, stamp.size, true),
-            None => match self.read_file(at, path, &meta)? {
+            None => match self.read_content(&mut file, path, &meta)? {
                 Some(found) => {
                     self.read_files.push(ReadFile {
                         path: path.to_path_buf(),
@@ -680,7 +716,7 @@ impl Snapshot<'_> {
         if let Some(key) = link_key {
             self.hard_links.insert(key, rel.clone());
         }
-        self.push(rel, &meta, EntryKind::File { size, chunks });
+        self.push(rel, &meta, EntryKind::File { size, chunks }, xattrs);
         Ok(())
     }
 
@@ -698,37 +734,56 @@ impl Snapshot<'_> {
         path: &Path,
         before: &FileMeta,
     ) -> AgentResult<Option<(Vec<BlobId>, u64, bool)>> {
+        match self.open_checked(at, path, before) {
+            Some(mut file) => self.read_content(&mut file, path, before),
+            None => Ok(None),
+        }
+    }
+
+    /// Opens a file the walker listed (see [`Snapshot::read_file`]) and checks it is the
+    /// one it `lstat`ed; `None` with a warning otherwise.
+    fn open_checked(&mut self, at: Parent<'_>, path: &Path, before: &FileMeta) -> Option<File> {
         let opened = match at {
             Some((parent, name)) => parent.open_read(name),
             None => open_root_file(path),
         };
-        let mut file = match opened {
+        let file = match opened {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => {
                 self.warn(format!(
                     "vanished: {} (deleted during the backup)",
                     path.display()
                 ));
-                return Ok(None);
+                return None;
             }
             Err(err) => {
                 self.warn(format!(
                     "unreadable: {}: {err} (replaced during the backup? not read)",
                     path.display()
                 ));
-                return Ok(None);
+                return None;
             }
         };
         match file.metadata() {
-            Ok(opened) if FileMeta::from(&opened).same_file(before) => {}
+            Ok(opened) if FileMeta::from(&opened).same_file(before) => Some(file),
             _ => {
                 self.warn(format!(
                     "unreadable: {} (replaced by another file or a symlink between listing and reading; not read)",
                     path.display()
                 ));
-                return Ok(None);
+                None
             }
         }
+    }
+
+    /// Reads, chunks and submits the content of a file opened by
+    /// [`Snapshot::open_checked`].
+    fn read_content(
+        &mut self,
+        file: &mut File,
+        path: &Path,
+        before: &FileMeta,
+    ) -> AgentResult<Option<(Vec<BlobId>, u64, bool)>> {
         let size = before.size;
         let chunker =
             if size.is_multiple_of(PAGE_SIZE) && size >= self.chunkers.1.params().min as u64 {

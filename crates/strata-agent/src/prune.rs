@@ -111,6 +111,7 @@ mod tests {
             uid: 0,
             gid: 0,
             mtime_ns: 0,
+            xattrs: Vec::new(),
         }
     }
 

@@ -70,6 +70,9 @@ pub struct RestoreReport {
     pub files_kept: u64,
     /// Files that could not be restored, with the reason. Empty on success.
     pub errors: Vec<String>,
+    /// What was restored incompletely without failing a file: extended attributes the
+    /// target's filesystem does not support (one line per namespace).
+    pub warnings: Vec<String>,
 }
 
 fn selected(entry: &Entry, include: &Option<Vec<u8>>) -> bool {
@@ -152,6 +155,10 @@ struct Restorer {
     bytes: AtomicU64,
     disk_full: Mutex<Option<PathBuf>>,
     stop: AtomicBool,
+    /// Namespaces of extended attributes the target refused as unsupported (warned once).
+    unsupported: Mutex<std::collections::HashSet<String>>,
+    /// Directories this restore created (their inherited ACLs are dropped).
+    created_dirs: Mutex<std::collections::HashSet<Vec<u8>>>,
 }
 
 /// Mode of directories the restore creates: owner-only until their content is in place.
@@ -177,6 +184,8 @@ impl Restorer {
             bytes: AtomicU64::new(0),
             disk_full: Mutex::new(None),
             stop: AtomicBool::new(false),
+            unsupported: Mutex::default(),
+            created_dirs: Mutex::default(),
         }
     }
 
@@ -201,6 +210,41 @@ impl Restorer {
 
     fn owner(&self, entry: &Entry) -> Option<(u32, u32)> {
         self.options.set_owner.then_some((entry.uid, entry.gid))
+    }
+
+    /// Notes that the target refused an extended attribute of `namespace` as unsupported:
+    /// one warning per namespace and restore.
+    fn unsupported_namespace(&self, namespace: &str, entry: &Entry) {
+        if self
+            .unsupported
+            .lock()
+            .unwrap()
+            .insert(namespace.to_string())
+        {
+            let shown = if entry.path.is_empty() {
+                ".".to_string()
+            } else {
+                entry.display_path()
+            };
+            self.report.lock().unwrap().warnings.push(format!(
+                "extended attributes {namespace}.* not restored: the target's filesystem does not support them (first: {shown})"
+            ));
+        }
+    }
+
+    /// Sets owner, mode, extended attributes (ACLs after the mode: see
+    /// [`handles::set_attrs_and_xattrs`]) and times of a restored file or directory
+    /// through its descriptor.
+    fn set_metadata(&self, fd: impl std::os::fd::AsFd, entry: &Entry) -> io::Result<()> {
+        let unsupported = |namespace: &str| self.unsupported_namespace(namespace, entry);
+        handles::set_attrs_and_xattrs(
+            fd,
+            self.owner(entry),
+            entry.mode,
+            entry.mtime_ns,
+            &entry.xattrs,
+            &unsupported,
+        )
     }
 
     fn run(self) -> AgentResult<RestoreReport> {
@@ -299,8 +343,12 @@ impl Restorer {
             std::cmp::Reverse(if e.path.is_empty() { 0 } else { depth + 1 })
         });
         for entry in dirs {
+            let created = self.created_dirs.lock().unwrap().contains(&entry.path);
             let result = self.dirs.get(&entry.path).and_then(|dir| {
-                handles::set_attrs(dir.as_fd(), self.owner(entry), entry.mode, entry.mtime_ns)
+                if created {
+                    handles::drop_inherited_acl(dir.as_fd(), &entry.xattrs)?;
+                }
+                self.set_metadata(dir.as_fd(), entry)
             });
             if let Err(err) = result {
                 self.fail(entry, err);
@@ -317,6 +365,7 @@ impl Restorer {
         let (parent, name) = handles::split(rel);
         let (_, created) = self.dirs.get(parent)?.create_dir(name, NEW_DIR_MODE)?;
         if created {
+            self.created_dirs.lock().unwrap().insert(rel.to_vec());
             // The umask may have taken the owner's bits; the final mode comes last.
             let dir = self.dirs.get(rel)?;
             rustix::fs::fchmod(dir.as_fd(), rustix::fs::Mode::from_raw_mode(NEW_DIR_MODE))?;
@@ -341,7 +390,7 @@ impl Restorer {
             Err(err) => return self.fail(entry, err),
         };
         if let Some(file) = self.already_correct(&dir, name, *size, chunks) {
-            let outcome = handles::set_attrs(&file, self.owner(entry), entry.mode, entry.mtime_ns);
+            let outcome = self.set_metadata(&file, entry);
             let mut report = self.report.lock().unwrap();
             report.files_kept += 1;
             report.files += 1;
@@ -479,7 +528,7 @@ impl Restorer {
                 let data = &opened.as_ref().expect("opened above").1;
                 let written = self
                     .open_temp(job)
-                    .and_then(|file| file.write_all_at(data, piece.at));
+                    .and_then(|file| write_sparse_at(&file, data, piece.at));
                 match written {
                     Ok(()) => self.piece_done(job, None),
                     Err(err) if is_disk_full(&err) => {
@@ -518,7 +567,10 @@ impl Restorer {
         let published = self
             .open_temp(job)
             .and_then(|file| {
-                handles::set_attrs(&file, self.owner(entry), entry.mode, entry.mtime_ns)
+                // A file this restore created: an ACL it inherited from its directory's
+                // default ACL (a directory restored earlier, or already there) goes first.
+                handles::drop_inherited_acl(&file, &entry.xattrs)?;
+                self.set_metadata(&file, entry)
             })
             .and_then(|()| {
                 let dir = self.dirs.get(job.parent)?;
@@ -621,6 +673,43 @@ fn create_temp(dir: &Dir, temp: &OsStr, size: u64) -> io::Result<u64> {
     }
 }
 
+/// Granularity of holes a restore leaves: a page of zeros is not written.
+const HOLE_PAGE: u64 = 4096;
+
+/// Writes `data` at `at` into a file whose unwritten bytes read as zeros (a temporary
+/// file made by [`create_temp`], holes from end to end), leaving out every whole page of
+/// zeros (pages counted from the file's start): the file keeps the holes of the file
+/// that was backed up (and gets some where that one had written zeros). Its content is the
+/// same byte for byte.
+fn write_sparse_at(file: &File, data: &[u8], at: u64) -> io::Result<()> {
+    let end = at + data.len() as u64;
+    // Runs of non-zero pages, written one run at a time.
+    let mut run: Option<u64> = None;
+    let mut page_start = at;
+    while page_start < end {
+        let page_end = ((page_start / HOLE_PAGE) + 1) * HOLE_PAGE;
+        let page_end = page_end.min(end);
+        let bytes = &data[(page_start - at) as usize..(page_end - at) as usize];
+        let zero = bytes.iter().all(|&b| b == 0);
+        match (zero, run) {
+            (false, None) => run = Some(page_start),
+            (true, Some(from)) => {
+                file.write_all_at(
+                    &data[(from - at) as usize..(page_start - at) as usize],
+                    from,
+                )?;
+                run = None;
+            }
+            _ => {}
+        }
+        page_start = page_end;
+    }
+    if let Some(from) = run {
+        file.write_all_at(&data[(from - at) as usize..], from)?;
+    }
+    Ok(())
+}
+
 /// Prepares `name` in `dir` for a new link: an old file or link there is removed, a
 /// directory in the way is an error (never deleted).
 fn make_room(dir: &Dir, name: &OsStr) -> io::Result<()> {
@@ -642,4 +731,73 @@ fn temp_name(name: &OsStr) -> OsString {
 
 fn is_disk_full(err: &io::Error) -> bool {
     err.raw_os_error() == Some(libc::ENOSPC) || err.raw_os_error() == Some(libc::EDQUOT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn an_unsupported_namespace_is_one_warning_for_the_whole_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, repo) = crate::test_support::scratch_repo(dir.path());
+        let _guard = rt.enter();
+        let target = dir.path().join("t");
+        fs::create_dir(&target).unwrap();
+        let restorer = Restorer::new(
+            repo,
+            Arc::new(NodeManifest::default()),
+            Dir::open_path(&target).unwrap(),
+            RestoreOptions::default(),
+            rt.handle().clone(),
+        );
+        let proc_file = File::open("/proc/self/stat").unwrap();
+        let entry = |path: &[u8]| Entry {
+            path: path.to_vec(),
+            kind: EntryKind::Dir,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            xattrs: vec![strata_repo::manifest::Xattr {
+                name: b"user.x".to_vec(),
+                value: b"1".to_vec(),
+            }],
+        };
+        // procfs refuses every extended attribute as unsupported.
+        for path in [&b"a"[..], b"b", b"c"] {
+            let entry = entry(path);
+            let unsupported = |ns: &str| restorer.unsupported_namespace(ns, &entry);
+            handles::write_xattrs(&proc_file, &entry.xattrs, &unsupported).unwrap();
+        }
+        let warnings = restorer.report.lock().unwrap().warnings.clone();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("extended attributes user.* not restored"));
+        assert!(warnings[0].ends_with("(first: a)"));
+    }
+
+    #[test]
+    fn zero_pages_are_left_as_holes_and_the_content_is_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let file = File::create(&path).unwrap();
+        let size = 8 << 20;
+        file.set_len(size).unwrap();
+        // A blob of zeros with a few bytes in it, written at an offset that is not page
+        // aligned: the pages holding the bytes are written, no other.
+        let mut data = vec![0u8; 4 << 20];
+        data[10] = 1;
+        data[(2 << 20) + 5000] = 2;
+        let last = data.len() - 1;
+        data[last] = 3;
+        write_sparse_at(&file, &data, 1000).unwrap();
+        write_sparse_at(&file, &[], 0).unwrap();
+        write_sparse_at(&file, &[7; 10], size - 10).unwrap();
+        let mut expected = vec![0u8; size as usize];
+        expected[1000..1000 + data.len()].copy_from_slice(&data);
+        expected[size as usize - 10..].fill(7);
+        assert!(fs::read(&path).unwrap() == expected);
+        assert!(fs::metadata(&path).unwrap().blocks() * 512 <= 64 * 1024);
+    }
 }

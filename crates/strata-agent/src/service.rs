@@ -643,6 +643,12 @@ impl Agent {
         let report = restore_node(repo.clone(), manifest.clone(), target.clone(), options)
             .await
             .map_err(agent_error)?;
+        for warning in &report.warnings {
+            eprintln!(
+                "strata: warning: restore of node {}: {warning}",
+                manifest.node
+            );
+        }
         let mut removed = 0;
         if include.is_none() {
             let (m, t) = (manifest.clone(), target.clone());

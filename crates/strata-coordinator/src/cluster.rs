@@ -798,6 +798,11 @@ impl Coordinator {
                 "this strata is stopping ({why}): no new operation starts"
             )));
         }
+        if kind == "backup" {
+            // A repository of an older format version is read-only until migrated: refused
+            // before the lock is written, so a refused backup leaves nothing in the store.
+            self.repo.check_writable()?;
+        }
         let action = crate::events::Action {
             who,
             kind,

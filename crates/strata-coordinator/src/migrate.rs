@@ -1,4 +1,8 @@
-//! `strata migrate`: upgrades a format-version-1 repository to the current version.
+//! `strata migrate`: upgrades a format-version-1 or -2 repository to the current version.
+//!
+//! Version 2 to 3: version-2 objects stay as they are (their header says how to read
+//! them; version 3 only added extended attributes to manifests), so only the config is
+//! rewritten, with version 3 and its MAC. Version 1 to 3 is what follows.
 //!
 //! Version 1 sealed objects without associated data and kept the config and key files
 //! unauthenticated; this strata reads such a repository but does not write to it. The

@@ -197,7 +197,7 @@ proptest! {
             entries: paths.iter().map(|p| crate::manifest::Entry {
                 path: p.clone(),
                 kind: crate::manifest::EntryKind::File { size: 7, chunks: vec![BlobId([1; 32])] },
-                mode: 0o644, uid: 0, gid: 0, mtime_ns: 0,
+                mode: 0o644, uid: 0, gid: 0, mtime_ns: 0, xattrs: Vec::new(),
             }).collect(),
         };
         let mut bytes = manifest.to_bytes();

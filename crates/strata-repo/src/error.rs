@@ -43,8 +43,8 @@ pub enum RepoError {
     /// The config does not match its MAC under the repository's keys: it was edited.
     #[error("the config of repository {0} is not authentic (edited, or the keys were replaced); refusing to use it")]
     ConfigNotAuthentic(String),
-    /// A version-1 repository is read-only until migrated.
-    #[error("repository {0} has format version 1, which this strata reads but does not write: run `strata migrate` (with its password) first")]
+    /// A repository of an older format version is read-only until migrated.
+    #[error("repository {0} has an older format version, which this strata reads but does not write: run `strata migrate` (with its password) first")]
     NeedsMigration(String),
     /// A key management request that would lose access or names no key.
     #[error("{0}")]

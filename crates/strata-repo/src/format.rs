@@ -3,10 +3,12 @@
 use crate::chunker::ChunkerParams;
 use serde::{Deserialize, Serialize};
 
-/// The major format version this build writes. It reads this one and version 1 (see
-/// `docs/format.md`, "History"); it refuses newer ones. Minor additions stay readable
-/// because unknown JSON fields are ignored.
-pub const FORMAT_VERSION: u32 = 2;
+/// The major format version this build writes. It reads this one and versions 1 and 2
+/// (see `docs/format.md`, "History"); it refuses newer ones. Minor additions stay
+/// readable because unknown JSON fields are ignored. Version 3 added extended attributes
+/// (POSIX ACLs included) to manifest entries; a version-2 object keeps its version in its
+/// header and is read as version 2.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The oldest format version this build reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
@@ -202,7 +204,7 @@ pub fn decode_object(
         if !cipher.accepts_v1_objects() && kind != ObjectKind::PackHeader {
             return Err(RepoError::corrupted(
                 name,
-                "is a version-1 object (not bound to its name) in a version-2 repository",
+                "is a version-1 object (not bound to its name) in a repository of version 2 or later",
             ));
         }
         cipher.open(&bytes[7..], name)?

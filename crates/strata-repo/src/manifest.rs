@@ -25,6 +25,15 @@ pub enum EntryKind {
     },
 }
 
+/// One extended attribute (format version 3): its full name with the namespace
+/// (`user.mime_type`, `security.selinux`, `system.posix_acl_access`) and its raw value.
+/// POSIX ACLs are the `system.posix_acl_*` attributes, kept as the kernel's bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    pub name: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
 /// One path of a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -36,6 +45,28 @@ pub struct Entry {
     pub gid: u32,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
+    /// Extended attributes (ACLs included), sorted by name; empty in manifests of format
+    /// versions 1 and 2, which did not record them.
+    pub xattrs: Vec<Xattr>,
+}
+
+/// An entry as format versions 1 and 2 encode it: no extended attributes.
+#[derive(Deserialize)]
+struct EntryV2 {
+    path: Vec<u8>,
+    kind: EntryKind,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime_ns: i64,
+}
+
+/// A manifest as format versions 1 and 2 encode it.
+#[derive(Deserialize)]
+struct NodeManifestV2 {
+    node: String,
+    roots: Vec<String>,
+    entries: Vec<EntryV2>,
 }
 
 impl Entry {
@@ -68,9 +99,35 @@ impl NodeManifest {
         postcard::to_stdvec(self).expect("manifests serialize")
     }
 
-    /// Decodes bytes written by [`NodeManifest::to_bytes`].
+    /// Decodes bytes written by [`NodeManifest::to_bytes`] (the current format version).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, postcard::Error> {
         postcard::from_bytes(bytes)
+    }
+
+    /// Decodes a manifest payload of format `version` (the version in its object header):
+    /// versions 1 and 2 have no extended attributes, version 3 does.
+    pub fn from_bytes_of_version(bytes: &[u8], version: u32) -> Result<Self, postcard::Error> {
+        if version >= 3 {
+            return Self::from_bytes(bytes);
+        }
+        let old: NodeManifestV2 = postcard::from_bytes(bytes)?;
+        Ok(NodeManifest {
+            node: old.node,
+            roots: old.roots,
+            entries: old
+                .entries
+                .into_iter()
+                .map(|e| Entry {
+                    path: e.path,
+                    kind: e.kind,
+                    mode: e.mode,
+                    uid: e.uid,
+                    gid: e.gid,
+                    mtime_ns: e.mtime_ns,
+                    xattrs: Vec::new(),
+                })
+                .collect(),
+        })
     }
 }
 
@@ -124,6 +181,17 @@ mod tests {
         ]
     }
 
+    fn arb_xattrs() -> impl Strategy<Value = Vec<Xattr>> {
+        proptest::collection::vec(
+            (
+                proptest::collection::vec(any::<u8>(), 1..20),
+                proptest::collection::vec(any::<u8>(), 0..40),
+            )
+                .prop_map(|(name, value)| Xattr { name, value }),
+            0..3,
+        )
+    }
+
     fn arb_entry() -> impl Strategy<Value = Entry> {
         (
             proptest::collection::vec(any::<u8>(), 1..60),
@@ -132,14 +200,16 @@ mod tests {
             any::<u32>(),
             any::<u32>(),
             any::<i64>(),
+            arb_xattrs(),
         )
-            .prop_map(|(path, kind, mode, uid, gid, mtime_ns)| Entry {
+            .prop_map(|(path, kind, mode, uid, gid, mtime_ns, xattrs)| Entry {
                 path,
                 kind,
                 mode,
                 uid,
                 gid,
                 mtime_ns,
+                xattrs,
             })
     }
 
@@ -155,7 +225,41 @@ mod tests {
         #[test]
         fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = NodeManifest::from_bytes(&bytes);
+            let _ = NodeManifest::from_bytes_of_version(&bytes, 2);
         }
+    }
+
+    /// A version-2 payload (no extended attributes) written by hand as docs/format.md
+    /// describes it decodes as version 2, with no extended attributes, and not as version 3.
+    #[test]
+    fn version_2_manifests_decode_without_xattrs() {
+        let mut v2 = Vec::new();
+        v2.extend_from_slice(&[2, b'n', b'1']); // node
+        v2.extend_from_slice(&[1, 2, b'/', b'd']); // roots
+        v2.push(1); // one entry
+        v2.extend_from_slice(&[1, b'a']); // path
+        v2.extend_from_slice(&[1, 5]); // File { size: 5, chunks: [] }
+        v2.push(0);
+        v2.extend_from_slice(&[0xa4, 0x03]); // mode 0o644
+        v2.extend_from_slice(&[0, 0, 2]); // uid, gid, mtime_ns 1 (zigzag)
+        let manifest = NodeManifest::from_bytes_of_version(&v2, 2).unwrap();
+        assert_eq!(manifest.node, "n1");
+        assert_eq!(manifest.entries[0].mode, 0o644);
+        assert_eq!(manifest.entries[0].mtime_ns, 1);
+        assert!(manifest.entries[0].xattrs.is_empty());
+        assert!(NodeManifest::from_bytes_of_version(&v2, 3).is_err());
+        // Version 3 appends the attributes: a sequence of (name bytes, value bytes).
+        let mut v3 = v2.clone();
+        v3.extend_from_slice(&[1, 6, b'u', b's', b'e', b'r', b'.', b'k', 1, b'v']);
+        let manifest = NodeManifest::from_bytes_of_version(&v3, 3).unwrap();
+        assert_eq!(
+            manifest.entries[0].xattrs,
+            vec![Xattr {
+                name: b"user.k".to_vec(),
+                value: b"v".to_vec()
+            }]
+        );
+        assert_eq!(manifest.to_bytes(), v3);
     }
 
     #[test]

@@ -236,8 +236,10 @@ impl Repository {
         &self.key_id
     }
 
-    /// Fails unless this strata may write to the repository: a version-1 repository
-    /// (whose config and objects are not authenticated) is read-only until migrated.
+    /// Fails unless this strata may write to the repository: a repository of an older
+    /// version (version 1: config and objects not authenticated; version 2: manifests
+    /// without extended attributes, which an older strata could not read once written as
+    /// version 3) is read-only until migrated.
     pub fn check_writable(&self) -> RepoResult<()> {
         if self.config.version < FORMAT_VERSION {
             return Err(RepoError::NeedsMigration(self.store.describe()));
@@ -503,8 +505,10 @@ impl Repository {
         let key = manifest_key(backup, node);
         let bytes = self.store.get(&key).await?;
         let plain = decode_object(&self.cipher, ObjectKind::Manifest, &bytes, &key)?;
-        let manifest =
-            NodeManifest::from_bytes(&plain).map_err(|e| RepoError::corrupted(&key, e))?;
+        // decode_object checked the header: its version says how the payload is laid out.
+        let version = u16::from_le_bytes([bytes[5], bytes[6]]) as u32;
+        let manifest = NodeManifest::from_bytes_of_version(&plain, version)
+            .map_err(|e| RepoError::corrupted(&key, e))?;
         // An object served under the wrong key (a broken cache or store) must not restore
         // another node's files.
         if manifest.node != node {

@@ -221,6 +221,8 @@ struct Entry {
     uid: u32,
     gid: u32,
     mtime_ns: i64,
+    /// Version 3: (name, value) of each extended attribute.
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 struct Manifest {
@@ -229,7 +231,9 @@ struct Manifest {
     entries: Vec<Entry>,
 }
 
-fn manifest(payload: &[u8]) -> Decoded<Manifest> {
+/// A manifest payload of format `version` (its object header's): version 3 entries end
+/// with their extended attributes.
+fn manifest(payload: &[u8], version: u16) -> Decoded<Manifest> {
     let mut p = Postcard::new(payload);
     let node = p.string()?;
     let roots = p.seq(|p| p.string())?;
@@ -245,13 +249,20 @@ fn manifest(payload: &[u8]) -> Decoded<Manifest> {
             3 => Kind::HardLink { target: p.bytes()? },
             tag => return Err(format!("unknown entry kind {tag}")),
         };
+        let (mode, uid, gid, mtime_ns) = (p.u32()?, p.u32()?, p.u32()?, p.i64()?);
+        let xattrs = if version >= 3 {
+            p.seq(|p| Ok((p.bytes()?, p.bytes()?)))?
+        } else {
+            Vec::new()
+        };
         Ok(Entry {
             path,
             kind,
-            mode: p.u32()?,
-            uid: p.u32()?,
-            gid: p.u32()?,
-            mtime_ns: p.i64()?,
+            mode,
+            uid,
+            gid,
+            mtime_ns,
+            xattrs,
         })
     })?;
     p.end()?;
@@ -576,7 +587,8 @@ fn a_reader_written_from_the_format_document_restores_the_fixture_byte_for_byte(
 
     // manifests/<backup>/<node>: kind 2, postcard.
     let manifest_name = format!("manifests/{BACKUP}/{NODE}");
-    let manifest = manifest(&object(&keys, 2, &manifest_name)).unwrap();
+    let manifest = manifest(&object(&keys, 2, &manifest_name), 2).unwrap();
+    assert!(manifest.entries.iter().all(|e| e.xattrs.is_empty()));
     assert_eq!(manifest.node, NODE);
     assert_eq!(manifest.roots.len(), 1);
     let root = &manifest.entries[0];
@@ -734,4 +746,28 @@ fn the_postcard_primitives_decode_as_documented() {
     assert_eq!(Chunker::new(&params, 0).gear[0], 0xE220_A839_7B1D_CDAF);
     // A byte string longer than the payload is an error, not an allocation.
     assert!(Postcard::new(&[0xff, 0xff, 0x03, 1]).bytes().is_err());
+}
+
+/// The version-3 entry of docs/format.md's example ("Manifests"), byte for byte: a file `a`
+/// of 5 bytes, mode 0o644, `mtime_ns` 1, one attribute `user.k` = `v`; the same bytes
+/// without the attributes are the version-2 entry.
+#[test]
+fn the_documented_version_3_manifest_entry_reads() {
+    let head = [2, b'n', b'1', 0, 1];
+    let entry_v2 = [0x01, 0x61, 0x01, 0x05, 0x00, 0xA4, 0x03, 0x00, 0x00, 0x02];
+    let xattrs = [0x01, 0x06, 0x75, 0x73, 0x65, 0x72, 0x2E, 0x6B, 0x01, 0x76];
+    let v3 = [&head[..], &entry_v2, &xattrs].concat();
+    let m = manifest(&v3, 3).unwrap();
+    assert_eq!((m.node.as_str(), m.roots.len()), ("n1", 0));
+    let e = &m.entries[0];
+    assert_eq!(
+        (&e.path[..], e.mode, e.uid, e.gid, e.mtime_ns),
+        (&b"a"[..], 0o644, 0, 0, 1)
+    );
+    assert!(matches!(&e.kind, Kind::File { size: 5, chunks } if chunks.is_empty()));
+    assert_eq!(e.xattrs, vec![(b"user.k".to_vec(), b"v".to_vec())]);
+    let v2 = [&head[..], &entry_v2].concat();
+    assert!(manifest(&v2, 2).unwrap().entries[0].xattrs.is_empty());
+    assert!(manifest(&v2, 3).is_err());
+    assert!(manifest(&v3, 2).is_err());
 }

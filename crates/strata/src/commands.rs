@@ -461,6 +461,11 @@ impl Context {
                     .map(move |e| format!("{}: {e}", r.node))
             })
             .collect();
+        for r in &restored {
+            for warning in &r.report.warnings {
+                eprintln!("strata: warning: {}: {warning}", r.node);
+            }
+        }
         if self.global.json {
             print_json(&serde_json::json!({
                 "backup": summary.name,
@@ -468,6 +473,7 @@ impl Context {
                     "node": r.node, "target": r.target, "files": r.report.files, "dirs": r.report.dirs,
                     "symlinks": r.report.symlinks, "hard_links": r.report.hard_links,
                     "bytes": r.report.bytes, "files_kept": r.report.files_kept, "errors": r.report.errors,
+                    "warnings": r.report.warnings,
                 })).collect::<Vec<_>>(),
             }));
         } else {

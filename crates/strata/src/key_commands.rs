@@ -128,7 +128,7 @@ impl Context {
         Ok(0)
     }
 
-    /// `strata migrate`: upgrades a format-version-1 repository.
+    /// `strata migrate`: upgrades a repository of format version 1 or 2.
     pub(crate) async fn migrate(&self) -> CommandResult {
         self.here_only("migrate works on the repository from this host: drop --server")?;
         let storage = self.storage()?;

@@ -265,6 +265,7 @@ fn file_entry(path: &[u8], blob: strata_repo::BlobId) -> Entry {
         uid: 0,
         gid: 0,
         mtime_ns: 0,
+        xattrs: Vec::new(),
     }
 }
 
@@ -302,6 +303,7 @@ fn manifests_that_escape_the_target_are_refused_before_writing() {
             uid: 0,
             gid: 0,
             mtime_ns: 0,
+            xattrs: Vec::new(),
         }]
     });
     let stderr = env.fails(
@@ -329,6 +331,7 @@ fn restores_never_write_through_symlinks() {
                 uid: 0,
                 gid: 0,
                 mtime_ns: 0,
+                xattrs: Vec::new(),
             },
             file_entry(b"link/payload", blob),
         ]
@@ -473,12 +476,12 @@ fn repositories_of_an_unknown_format_version_are_refused() {
     let config = fs::read_to_string(env.repo.join("config")).unwrap();
     fs::write(
         env.repo.join("config"),
-        config.replace("\"version\": 2", "\"version\": 3"),
+        config.replace("\"version\": 3", "\"version\": 4"),
     )
     .unwrap();
     let stderr = env.fails(&["list"], 1);
     assert!(
-        stderr.contains("format version 3 is not supported") && stderr.contains("upgrade strata"),
+        stderr.contains("format version 4 is not supported") && stderr.contains("upgrade strata"),
         "{stderr}"
     );
     // Not a strata repository at all.

@@ -2,6 +2,8 @@
 //! (`tests/fixtures/v1-repo`, a backup of `tests/fixtures/v1-src` with a pin and a
 //! verification record): this strata lists, restores and verifies it as it is, refuses to
 //! write to it until `strata migrate`, and after the migration uses it like any other.
+//! The same for the format-version-2 fixture of the independent reader
+//! (`crates/strata-repo/tests/fixtures/format-v2`), migrated to version 3.
 
 mod common;
 
@@ -99,11 +101,11 @@ fn a_version_1_repository_is_read_as_it_is_and_written_only_after_migrate() {
         "a refused backup wrote to the store"
     );
 
-    // Migrate, then everything works in format version 2.
+    // Migrate, then everything works in the current format version.
     ok(&env, &["migrate"]);
     let config: serde_json::Value =
         serde_json::from_slice(&fs::read(env.repo.join("config")).unwrap()).unwrap();
-    assert_eq!(config["version"], 2);
+    assert_eq!(config["version"], 3);
     assert!(config["mac"].is_string());
     ok(
         &env,
@@ -146,4 +148,97 @@ fn a_version_1_repository_is_read_as_it_is_and_written_only_after_migrate() {
         ],
     );
     assert!(!out.status.success(), "{out:?}");
+}
+
+/// The checked-in version-2 repository (`docs/format.md`'s fixture) and its source.
+fn v2_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../strata-repo/tests/fixtures/format-v2")
+}
+const V2_PASSWORD: &str = "format-fixture-password";
+const V2_BACKUP: &str = "20261125T093816Z-82d1797d";
+
+fn run_v2(env: &Env, args: &[&str]) -> Output {
+    env.command()
+        .env("STRATA_PASSWORD", V2_PASSWORD)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok_v2(env: &Env, args: &[&str]) -> String {
+    let out = run_v2(env, args);
+    assert!(out.status.success(), "strata {args:?}: {out:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_version_2_repository_is_read_refuses_writes_and_migrates_to_version_3() {
+    let env = Env::empty();
+    copy_tree(&v2_fixture().join("repo"), &env.repo);
+    let src = v2_fixture().join("src");
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok_v2(&env, &["list", "--json"])).unwrap();
+    assert_eq!(listed[0]["name"], V2_BACKUP);
+    let target = env.path("restored-v2");
+    ok_v2(
+        &env,
+        &["restore", V2_BACKUP, "--to", target.to_str().unwrap()],
+    );
+    assert_eq!(contents(&target), contents(&src));
+    ok_v2(&env, &["verify", "--read-data"]);
+
+    // Writing is refused with the way out, and nothing is written.
+    let before = contents(&env.repo);
+    let out = run_v2(
+        &env,
+        &["backup", "--node-name", "n1", src.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("strata migrate"));
+    assert_eq!(
+        contents(&env.repo),
+        before,
+        "a refused backup wrote to the store"
+    );
+
+    // The migration rewrites the config only: the version-2 objects and key stay.
+    ok_v2(&env, &["migrate"]);
+    let after = contents(&env.repo);
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    let audit = |k: &PathBuf| k.starts_with("audit") || k.starts_with("locks");
+    assert!(
+        changed.iter().all(|k| k == Path::new("config") || audit(k)),
+        "{changed:?}"
+    );
+    assert!(before.keys().all(|k| after.contains_key(k)));
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.repo.join("config")).unwrap()).unwrap();
+    assert_eq!(config["version"], 3);
+    assert!(ok_v2(&env, &["migrate"]).contains("already"));
+
+    // Version 3: the old backup restores, a new one is written and restores.
+    let target = env.path("restored-v3-old");
+    ok_v2(
+        &env,
+        &["restore", V2_BACKUP, "--to", target.to_str().unwrap()],
+    );
+    assert_eq!(contents(&target), contents(&src));
+    ok_v2(
+        &env,
+        &["backup", "--node-name", "n1", src.to_str().unwrap()],
+    );
+    let target = env.path("restored-v3-new");
+    ok_v2(
+        &env,
+        &["restore", "latest", "--to", target.to_str().unwrap()],
+    );
+    assert_eq!(contents(&target), contents(&src));
+    ok_v2(&env, &["verify", "--read-data"]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok_v2(&env, &["list", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
 }

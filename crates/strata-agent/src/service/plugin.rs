@@ -223,6 +223,7 @@ impl Agent {
                     uid: owner.0,
                     gid: owner.1,
                     mtime_ns: now_ns,
+                    xattrs: Vec::new(),
                 });
             }
             entries.extend(dirs.into_iter().map(|path| Entry {
@@ -232,6 +233,7 @@ impl Agent {
                 uid: owner.0,
                 gid: owner.1,
                 mtime_ns: now_ns,
+                xattrs: Vec::new(),
             }));
             Ok::<_, strata_repo::RepoError>((writer, entries, stored))
         })
