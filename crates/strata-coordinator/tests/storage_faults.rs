@@ -2,7 +2,6 @@
 //! backup restores byte for byte; a permanent failure stops the backup with a clear error
 //! and leaves a repository that verifies and takes the next backup.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use strata_agent::backup::NodeSource;
@@ -54,24 +53,7 @@ fn make_tree(root: &Path, seed: u64) {
     }
 }
 
-fn read_tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.insert(
-                    path.strip_prefix(root).unwrap().display().to_string(),
-                    std::fs::read(&path).unwrap(),
-                );
-            }
-        }
-    }
-    out
-}
+use strata_testkit::tree::file_contents as read_tree;
 
 fn options(dir: &Path, storage: &Storage) -> BackupOptions {
     BackupOptions {

@@ -53,22 +53,7 @@ const TTL: Duration = Duration::from_secs(2);
 
 type Tree = BTreeMap<String, Vec<u8>>;
 
-fn read_tree(root: &Path) -> Tree {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let name = path.strip_prefix(root).unwrap().display().to_string();
-                out.insert(name, std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    out
-}
+use strata_testkit::tree::file_contents as read_tree;
 
 /// One repository under torture, and what the processes acting on it were told.
 struct World {

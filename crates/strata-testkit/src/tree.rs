@@ -237,3 +237,15 @@ pub fn files_under(dir: &Path) -> std::collections::BTreeSet<std::path::PathBuf>
     }
     out
 }
+
+/// The content of every file below `root`, by path relative to it: what a restore of
+/// plain files is compared with.
+pub fn file_contents(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    files_under(root)
+        .into_iter()
+        .map(|path| {
+            let content = fs::read(root.join(&path)).unwrap();
+            (path.display().to_string(), content)
+        })
+        .collect()
+}
