@@ -265,7 +265,9 @@ pub struct ServerConfig {
     /// PEM CA certificate trusted for `https://` agents and servers besides the system's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
-    /// How long a node lease lives unless renewed (renewed every third of it).
+    /// How long a node lease, the cluster lock and an archive writer's mark live unless
+    /// renewed (every third of it). 90 s: a storage that does not answer for 30 s (within
+    /// the retry budget) delays a renewal past a third, not past the holder's deadline.
     pub lease_ttl_secs: u64,
     /// Connections served at once; beyond it a new connection replaces the oldest one
     /// that has made no authenticated request yet, or is closed at once when every one
@@ -303,7 +305,7 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             ca_file: None,
-            lease_ttl_secs: 30,
+            lease_ttl_secs: 90,
             max_connections: 512,
             header_timeout_secs: 10,
             body_timeout_secs: 60,

@@ -219,7 +219,7 @@ fn serve(stream: TcpStream, shared: Arc<Mutex<Shared>>) {
 /// What a site's configuration adds to the base.
 #[derive(Default)]
 struct Setup {
-    /// `[server] lease_ttl_secs` (default 30).
+    /// `[server] lease_ttl_secs` (30 unless given).
     lease_ttl: Option<u64>,
     /// More `[[nodes]]`.
     nodes: String,
