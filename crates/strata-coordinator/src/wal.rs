@@ -400,6 +400,49 @@ mod tests {
             .is_empty());
     }
 
+    /// A record whose data is gone (a record that landed after garbage collection
+    /// removed its pack and index entries) is not "already archived": the push stores
+    /// the segment again, and a fetch then returns it intact.
+    #[tokio::test]
+    async fn a_record_without_its_data_is_stored_again_not_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = strata_testkit::repo::scratch_repo(dir.path()).await;
+        let store = repo.store().clone();
+        let config = config(dir.path());
+        let path = segment(dir.path(), 7).await;
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let once = push(&config, &store, async { Ok(repo.clone()) }, &path).await;
+        assert!(matches!(&once.unwrap()[..], [Pushed::Stored { .. }]));
+        // What gc leaves when the record was not there yet: no pack, no index entry.
+        for prefix in [strata_repo::layout::DATA, strata_repo::layout::INDEX] {
+            for object in store.list(prefix).await.unwrap() {
+                store.delete(&object.key).await.unwrap();
+            }
+        }
+        repo.reload_index().await.unwrap();
+        assert!(repo
+            .load_archived(WAL_SPACE, &name)
+            .await
+            .unwrap()
+            .is_some());
+        let again = push(&config, &store, async { Ok(repo.clone()) }, &path).await;
+        assert!(
+            matches!(&again.unwrap()[..], [Pushed::StoredAgain { name: n, .. }] if *n == name),
+            "stored again, not acknowledged as archived"
+        );
+        let dest = dir.path().join("fetched");
+        fetch(&config, &store, async { Ok(repo.clone()) }, &name, &dest)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(&path).unwrap());
+        // With its data there, the next push is "already archived".
+        let third = push(&config, &store, async { Ok(repo.clone()) }, &path).await;
+        assert!(matches!(
+            &third.unwrap()[..],
+            [Pushed::AlreadyArchived { .. }]
+        ));
+    }
+
     /// A segment in the read-ahead spool is handed out without opening the repository;
     /// one the archive lacks is `NotFound` (the end of the archive), nothing else.
     #[tokio::test]
