@@ -48,18 +48,45 @@ fn contents(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-fn run(env: &Env, args: &[&str]) -> Output {
+/// strata on `env` with `password`.
+fn run_with(env: &Env, password: &str, args: &[&str]) -> Output {
     env.command()
-        .env("STRATA_PASSWORD", V1_PASSWORD)
+        .env("STRATA_PASSWORD", password)
         .args(args)
         .output()
         .unwrap()
 }
 
-fn ok(env: &Env, args: &[&str]) -> String {
-    let out = run(env, args);
+fn ok_with(env: &Env, password: &str, args: &[&str]) -> String {
+    let out = run_with(env, password, args);
     assert!(out.status.success(), "strata {args:?}: {out:?}");
     String::from_utf8(out.stdout).unwrap()
+}
+
+fn run(env: &Env, args: &[&str]) -> Output {
+    run_with(env, V1_PASSWORD, args)
+}
+
+fn ok(env: &Env, args: &[&str]) -> String {
+    ok_with(env, V1_PASSWORD, args)
+}
+
+/// A backup into a repository of an older version is refused with the way out (exit 2,
+/// `strata migrate`), and writes nothing to the store.
+fn assert_backup_refused_writing_nothing(env: &Env, password: &str, src: &Path) {
+    let before = contents(&env.repo);
+    let out = run_with(
+        env,
+        password,
+        &["backup", "--node-name", "n1", src.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("strata migrate"));
+    assert_eq!(
+        contents(&env.repo),
+        before,
+        "a refused backup wrote to the store"
+    );
 }
 
 fn v1_env() -> Env {
@@ -87,19 +114,8 @@ fn a_version_1_repository_is_read_as_it_is_and_written_only_after_migrate() {
     ok(&env, &["verify", "--read-data"]);
 
     // Writing is refused with the way out, and nothing is written.
-    let before = contents(&env.repo);
     let src = fixtures().join("v1-src");
-    let out = run(
-        &env,
-        &["backup", "--node-name", "n1", src.to_str().unwrap()],
-    );
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("strata migrate"));
-    assert_eq!(
-        contents(&env.repo),
-        before,
-        "a refused backup wrote to the store"
-    );
+    assert_backup_refused_writing_nothing(&env, V1_PASSWORD, &src);
 
     // Migrate, then everything works in the current format version.
     ok(&env, &["migrate"]);
@@ -157,18 +173,8 @@ fn v2_fixture() -> PathBuf {
 const V2_PASSWORD: &str = "format-fixture-password";
 const V2_BACKUP: &str = "20261125T093816Z-82d1797d";
 
-fn run_v2(env: &Env, args: &[&str]) -> Output {
-    env.command()
-        .env("STRATA_PASSWORD", V2_PASSWORD)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn ok_v2(env: &Env, args: &[&str]) -> String {
-    let out = run_v2(env, args);
-    assert!(out.status.success(), "strata {args:?}: {out:?}");
-    String::from_utf8(out.stdout).unwrap()
+    ok_with(env, V2_PASSWORD, args)
 }
 
 #[test]
@@ -189,17 +195,7 @@ fn a_version_2_repository_is_read_refuses_writes_and_migrates_to_version_3() {
 
     // Writing is refused with the way out, and nothing is written.
     let before = contents(&env.repo);
-    let out = run_v2(
-        &env,
-        &["backup", "--node-name", "n1", src.to_str().unwrap()],
-    );
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("strata migrate"));
-    assert_eq!(
-        contents(&env.repo),
-        before,
-        "a refused backup wrote to the store"
-    );
+    assert_backup_refused_writing_nothing(&env, V2_PASSWORD, &src);
 
     // The migration rewrites the config only: the version-2 objects and key stay.
     ok_v2(&env, &["migrate"]);
