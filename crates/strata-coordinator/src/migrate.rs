@@ -1,8 +1,9 @@
-//! `strata migrate`: upgrades a format-version-1 or -2 repository to the current version.
+//! `strata migrate`: upgrades a repository of format version 1, 2 or 3 to the current one.
 //!
-//! Version 2 to 3: version-2 objects stay as they are (their header says how to read
-//! them; version 3 only added extended attributes to manifests), so only the config is
-//! rewritten, with version 3 and its MAC. Version 1 to 3 is what follows.
+//! Versions 2 and 3 to 4: their objects stay as they are (each object's header says how
+//! to read it; version 3 added extended attributes to manifests, version 4 new object
+//! kinds and layouts that older objects need not have), so only the config is rewritten,
+//! with the current version and its MAC. Version 1 is what follows.
 //!
 //! Version 1 sealed objects without associated data and kept the config and key files
 //! unauthenticated; this strata reads such a repository but does not write to it. The

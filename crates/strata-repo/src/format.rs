@@ -3,12 +3,13 @@
 use crate::chunker::ChunkerParams;
 use serde::{Deserialize, Serialize};
 
-/// The major format version this build writes. It reads this one and versions 1 and 2
+/// The major format version this build writes. It reads this one and versions 1 to 3
 /// (see `docs/format.md`, "History"); it refuses newer ones. Minor additions stay
 /// readable because unknown JSON fields are ignored. Version 3 added extended attributes
-/// (POSIX ACLs included) to manifest entries; a version-2 object keeps its version in its
-/// header and is read as version 2.
-pub const FORMAT_VERSION: u32 = 3;
+/// (POSIX ACLs included) to manifest entries; version 4 is the metadata at the size of
+/// real clusters (leveled index objects, the backup listing, streamed manifests). An
+/// object keeps its version in its header and is read as that version.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The oldest format version this build reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;

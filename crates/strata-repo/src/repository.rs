@@ -237,9 +237,10 @@ impl Repository {
     }
 
     /// Fails unless this strata may write to the repository: a repository of an older
-    /// version (version 1: config and objects not authenticated; version 2: manifests
-    /// without extended attributes, which an older strata could not read once written as
-    /// version 3) is read-only until migrated.
+    /// version is read-only until migrated: its older writers do not know what this one
+    /// keeps up to date (version 1: config and objects not authenticated; version 2:
+    /// extended attributes; version 3: the leveled index and the backup listing), and the
+    /// config's version is what keeps them out once this one has written.
     pub fn check_writable(&self) -> RepoResult<()> {
         if self.config.version < FORMAT_VERSION {
             return Err(RepoError::NeedsMigration(self.store.describe()));

@@ -121,7 +121,7 @@ fn a_version_1_repository_is_read_as_it_is_and_written_only_after_migrate() {
     ok(&env, &["migrate"]);
     let config: serde_json::Value =
         serde_json::from_slice(&fs::read(env.repo.join("config")).unwrap()).unwrap();
-    assert_eq!(config["version"], 3);
+    assert_eq!(config["version"], strata_repo::format::FORMAT_VERSION);
     assert!(config["mac"].is_string());
     ok(
         &env,
@@ -213,7 +213,7 @@ fn a_version_2_repository_is_read_refuses_writes_and_migrates_to_version_3() {
     assert!(before.keys().all(|k| after.contains_key(k)));
     let config: serde_json::Value =
         serde_json::from_slice(&fs::read(env.repo.join("config")).unwrap()).unwrap();
-    assert_eq!(config["version"], 3);
+    assert_eq!(config["version"], strata_repo::format::FORMAT_VERSION);
     assert!(ok_v2(&env, &["migrate"]).contains("already"));
 
     // Version 3: the old backup restores, a new one is written and restores.
@@ -237,4 +237,70 @@ fn a_version_2_repository_is_read_refuses_writes_and_migrates_to_version_3() {
     let listed: serde_json::Value =
         serde_json::from_str(&ok_v2(&env, &["list", "--json"])).unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 2);
+}
+
+/// The checked-in version-3 repository (made by the last strata writing version 3).
+fn v3_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../strata-repo/tests/fixtures/format-v3")
+}
+const V3_PASSWORD: &str = "format-v3-fixture-password";
+const V3_BACKUP: &str = "20261125T213419Z-637aac8e";
+
+#[test]
+fn a_version_3_repository_is_read_refuses_writes_and_migrates_to_the_current_version() {
+    let env = Env::empty();
+    copy_tree(&v3_fixture().join("repo"), &env.repo);
+    let src = v3_fixture().join("src");
+    let ok3 = |args: &[&str]| ok_with(&env, V3_PASSWORD, args);
+    let listed: serde_json::Value = serde_json::from_str(&ok3(&["list", "--json"])).unwrap();
+    assert_eq!(listed[0]["name"], V3_BACKUP);
+    assert_eq!(listed[0]["verified"]["ok"], true, "its verification record");
+    let target = env.path("restored-old");
+    ok3(&["restore", V3_BACKUP, "--to", target.to_str().unwrap()]);
+    assert_eq!(contents(&target), contents(&src));
+    ok3(&["verify", "--read-data"]);
+
+    let before = contents(&env.repo);
+    assert_backup_refused_writing_nothing(&env, V3_PASSWORD, &src);
+
+    // The migration rewrites the config only.
+    ok3(&["migrate"]);
+    let after = contents(&env.repo);
+    let changed: Vec<_> = after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(
+        changed
+            .iter()
+            .all(|k| k == Path::new("config") || k.starts_with("audit") || k.starts_with("locks")),
+        "{changed:?}"
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.repo.join("config")).unwrap()).unwrap();
+    assert_eq!(config["version"], strata_repo::format::FORMAT_VERSION);
+
+    // The current version: the old backup restores beside a new one.
+    ok3(&["backup", "--node-name", "n1", src.to_str().unwrap()]);
+    for (backup, into) in [
+        (V3_BACKUP, "restored-old-again"),
+        ("latest", "restored-new"),
+    ] {
+        let target = env.path(into);
+        ok3(&["restore", backup, "--to", target.to_str().unwrap()]);
+        assert_eq!(contents(&target), contents(&src));
+    }
+    ok3(&["verify", "--read-data"]);
+    let listed: serde_json::Value = serde_json::from_str(&ok3(&["list", "--json"])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let cleanup: serde_json::Value = serde_json::from_str(&ok3(&[
+        "cleanup",
+        "--dry-run",
+        "--keep-last",
+        "1",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(cleanup["backups"][0]["pinned"], true, "its pin is honoured");
 }
