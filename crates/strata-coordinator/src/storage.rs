@@ -156,6 +156,8 @@ impl Storage {
         password: Option<&str>,
         index: bool,
     ) -> RepoResult<Arc<Repository>> {
+        // One index view per repository in this process, kept on this host's disk.
+        strata_repo::shared_index::use_local_dir(&config.state_dir().join("index"));
         let choice = self.key_choice(config);
         let repo = Repository::open_catalog_with(self.store.clone(), password, &choice).await?;
         self.remember_key(config, &choice, repo.key_id());

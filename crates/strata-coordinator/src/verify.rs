@@ -189,7 +189,7 @@ pub async fn run_verify_with(
         .collect();
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     let mut bad_packs: HashSet<PackId> = HashSet::new();
-    let packs: Vec<(PackId, u64)> = repo.index().packs().to_vec();
+    let packs: Vec<(PackId, u64)> = repo.index().packs();
     for (pack, size) in &packs {
         match stored.get(&pack_key(pack)) {
             None => {
@@ -216,7 +216,7 @@ pub async fn run_verify_with(
         let mut blobs_by_pack: HashMap<u32, Vec<(BlobId, strata_repo::index::BlobLocation)>> =
             HashMap::new();
         for (id, loc) in repo.index().blobs() {
-            blobs_by_pack.entry(loc.pack).or_default().push((*id, *loc));
+            blobs_by_pack.entry(loc.pack).or_default().push((id, loc));
         }
         let subset = match check {
             DataCheck::Subset(percent) => Some(pick_subset(&packs, percent)),
@@ -277,9 +277,10 @@ pub async fn run_verify_with(
             }
         }
     } else {
-        for (id, loc) in repo.index().blobs() {
-            if bad_packs.contains(&repo.index().pack(loc.pack).0) {
-                bad_blobs.insert(*id);
+        let index = repo.index();
+        for (id, loc) in index.blobs() {
+            if bad_packs.contains(&index.pack(loc.pack).0) {
+                bad_blobs.insert(id);
             }
         }
     }

@@ -11,7 +11,7 @@
 //! the page cache), the table's size on disk, and the lookup rate.
 
 use std::time::Instant;
-use strata_repo::index::{Index, IndexFile, IndexedPack};
+use strata_repo::index::{BlobIndex, IndexFile, IndexedPack, MemoryIndex};
 use strata_repo::index_table::IndexTable;
 use strata_repo::pack::PackEntry;
 use strata_repo::BlobId;
@@ -47,6 +47,22 @@ fn index_file(range: std::ops::Range<u64>) -> IndexFile {
     IndexFile { packs }
 }
 
+/// Bytes of the files under `dir`.
+fn disk_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                disk_size(&e.path())
+            } else {
+                meta.len()
+            }
+        })
+        .sum()
+}
+
 fn status(field: &str) -> String {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
@@ -67,11 +83,10 @@ fn main() {
     let clock = Instant::now();
     let lookup: Box<dyn Fn(&BlobId) -> bool> = match kind {
         "map" => {
-            let mut index = Index::default();
+            let mut index = MemoryIndex::default();
             for start in (0..n).step_by(batch as usize) {
-                for pack in index_file(start..(start + batch).min(n)).packs {
-                    index.add_pack(&pack);
-                }
+                let file = index_file(start..(start + batch).min(n));
+                index.add_object(&format!("index/{start}"), &file);
             }
             Box::new(move |id| index.contains(id))
         }
@@ -81,11 +96,11 @@ fn main() {
             let mut table = IndexTable::open(&dir).unwrap();
             for start in (0..n).step_by(batch as usize) {
                 let file = index_file(start..(start + batch).min(n));
-                table.add(&format!("index/{start}"), &file);
-                table.flush().unwrap();
+                table.add_object(&format!("index/{start}"), &file);
+                table.commit().unwrap();
             }
             drop(table);
-            let size = std::fs::metadata(dir.join("table")).unwrap().len();
+            let size = disk_size(&dir);
             println!(
                 "table on disk: {size} bytes ({:.1} per blob)",
                 size as f64 / n as f64

@@ -1,15 +1,27 @@
 //! The index: which pack holds each blob.
 //!
-//! Each backup writes `index/<id>` objects describing the packs it added (the same entries
-//! as the pack headers). Opening a repository loads them all into an [`Index`]; a blob not
-//! in the index does not exist for strata, even if some pack holds it (an interrupted
-//! backup's packs are garbage until collected).
+//! Each writer stores `index/<id>` objects describing the packs it added (the same entries
+//! as the pack headers). A blob not in the index does not exist for strata, even if some
+//! pack holds it (an interrupted backup's packs are garbage until collected).
+//!
+//! A process sees the index through [`BlobIndex`]: a view of the index objects it has
+//! read. A pack is **live** while at least one index object the view holds lists it; when
+//! every object listing a pack is gone from the repository (garbage collection or a merge
+//! replaced them), [`BlobIndex::forget_object`] makes its blobs unknown, so a view is kept
+//! current by reading only the objects that appeared and forgetting those that vanished,
+//! never by starting over. Two implementations:
+//!
+//! - [`crate::index_table::IndexTable`], on this host's disk and memory-mapped: what every
+//!   command and server uses (a few bytes of memory per blob);
+//! - [`MemoryIndex`], a hash map: for a process without a state directory (library users,
+//!   unit tests), and the reference the table is tested against.
 
 use crate::id::PackId;
 use crate::pack::PackEntry;
 use crate::BlobId;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::io;
 
 /// One pack as listed in an index object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,10 +38,15 @@ pub struct IndexFile {
     pub packs: Vec<IndexedPack>,
 }
 
-/// Where a blob lives; compact so millions of entries fit in memory.
+/// Index objects hold at most this many packs (about 524,000 blobs of 128 KiB, 30 MB
+/// decoded): merges and garbage collection cut larger ones, so no object grows with the
+/// repository.
+pub const MAX_PACKS_PER_OBJECT: usize = 4096;
+
+/// Where a blob lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobLocation {
-    /// Position in [`Index::packs`].
+    /// Position of its pack in the view (see [`BlobIndex::pack`]).
     pub pack: u32,
     pub offset: u64,
     pub length: u32,
@@ -37,65 +54,173 @@ pub struct BlobLocation {
     pub compressed: bool,
 }
 
-/// The in-memory index of a repository.
-#[derive(Debug, Default, Clone)]
-pub struct Index {
-    packs: Vec<(PackId, u64)>,
-    pack_positions: HashMap<PackId, u32>,
-    blobs: HashMap<BlobId, BlobLocation>,
-}
-
-impl Index {
-    /// Adds a pack and its blobs. A blob present in two packs keeps its first location.
-    pub fn add_pack(&mut self, pack: &IndexedPack) {
-        let position = *self.pack_positions.entry(pack.id).or_insert_with(|| {
-            self.packs.push((pack.id, pack.size));
-            (self.packs.len() - 1) as u32
-        });
-        for entry in &pack.blobs {
-            self.blobs.entry(entry.id).or_insert(BlobLocation {
-                pack: position,
-                offset: entry.offset,
-                length: entry.length,
-                raw_length: entry.raw_length,
-                compressed: entry.compressed,
-            });
+impl BlobLocation {
+    /// The location of `entry` in the pack at `pack`.
+    pub fn of(pack: u32, entry: &PackEntry) -> BlobLocation {
+        BlobLocation {
+            pack,
+            offset: entry.offset,
+            length: entry.length,
+            raw_length: entry.raw_length,
+            compressed: entry.compressed,
         }
     }
+}
 
-    /// Finds a blob.
-    pub fn get(&self, id: &BlobId) -> Option<BlobLocation> {
-        self.blobs.get(id).copied()
+/// A process's view of a repository's index; see the module documentation.
+pub trait BlobIndex: Send + Sync + std::fmt::Debug {
+    /// Where a blob lives, in a live pack; `None` when no live pack holds it.
+    fn get(&self, id: &BlobId) -> Option<BlobLocation>;
+
+    /// True when a live pack holds the blob: a writer then does not store it again.
+    fn contains(&self, id: &BlobId) -> bool {
+        self.get(id).is_some()
     }
 
-    /// True when the blob is stored.
-    pub fn contains(&self, id: &BlobId) -> bool {
-        self.blobs.contains_key(id)
+    /// The pack id and size at a position returned by [`BlobIndex::get`].
+    fn pack(&self, position: u32) -> (PackId, u64);
+
+    /// Every live pack with its size.
+    fn packs(&self) -> Vec<(PackId, u64)>;
+
+    /// Every blob of a live pack once, with one of its locations, in blob id order
+    /// (streamed: the view is not copied).
+    fn blobs(&self) -> Box<dyn Iterator<Item = (BlobId, BlobLocation)> + '_>;
+
+    /// Blob copies in live packs (a blob two packs hold counts twice).
+    fn len(&self) -> usize;
+
+    /// True when no live pack holds a blob.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
-    /// The pack id and size at a position.
-    pub fn pack(&self, position: u32) -> (PackId, u64) {
+    /// Whether the index object `key` is in the view.
+    fn has_object(&self, key: &str) -> bool;
+
+    /// The keys of the index objects in the view.
+    fn object_keys(&self) -> Vec<String>;
+
+    /// Adds the packs and blobs of the index object `key` (once).
+    fn add_object(&mut self, key: &str, file: &IndexFile);
+
+    /// Drops the index object `key` from the view: the packs no other object lists stop
+    /// being live.
+    fn forget_object(&mut self, key: &str);
+
+    /// Makes the view durable where it has a place to be (the table writes its files;
+    /// the hash map has nothing to do).
+    fn commit(&mut self) -> io::Result<()>;
+}
+
+/// The index as a hash map in memory (about 100 bytes per blob).
+#[derive(Debug, Default, Clone)]
+pub struct MemoryIndex {
+    packs: Vec<(PackId, u64)>,
+    pack_positions: HashMap<PackId, u32>,
+    /// Per pack position: how many objects of the view list it.
+    refs: Vec<u32>,
+    /// Per pack position: its blobs.
+    blob_counts: Vec<u32>,
+    objects: HashMap<String, Vec<u32>>,
+    blobs: HashMap<BlobId, BlobLocation>,
+    /// Further copies of blobs, in other packs (after a repack, briefly).
+    copies: HashMap<BlobId, Vec<BlobLocation>>,
+}
+
+impl MemoryIndex {
+    fn live(&self, location: &BlobLocation) -> bool {
+        self.refs[location.pack as usize] > 0
+    }
+}
+
+impl BlobIndex for MemoryIndex {
+    fn get(&self, id: &BlobId) -> Option<BlobLocation> {
+        let first = self.blobs.get(id).filter(|l| self.live(l));
+        first
+            .copied()
+            .or_else(|| self.copies.get(id)?.iter().find(|l| self.live(l)).copied())
+    }
+
+    fn pack(&self, position: u32) -> (PackId, u64) {
         self.packs[position as usize]
     }
 
-    /// Every pack with its size.
-    pub fn packs(&self) -> &[(PackId, u64)] {
-        &self.packs
+    fn packs(&self) -> Vec<(PackId, u64)> {
+        (0..self.packs.len())
+            .filter(|&p| self.refs[p] > 0)
+            .map(|p| self.packs[p])
+            .collect()
     }
 
-    /// Every blob with its location.
-    pub fn blobs(&self) -> impl Iterator<Item = (&BlobId, &BlobLocation)> {
-        self.blobs.iter()
+    fn blobs(&self) -> Box<dyn Iterator<Item = (BlobId, BlobLocation)> + '_> {
+        let mut ids: Vec<BlobId> = self.blobs.keys().copied().collect();
+        ids.sort_unstable();
+        Box::new(
+            ids.into_iter()
+                .filter_map(|id| self.get(&id).map(|l| (id, l))),
+        )
     }
 
-    /// Number of blobs.
-    pub fn len(&self) -> usize {
-        self.blobs.len()
+    fn len(&self) -> usize {
+        (0..self.packs.len())
+            .filter(|&p| self.refs[p] > 0)
+            .map(|p| self.blob_counts[p] as usize)
+            .sum()
     }
 
-    /// True when the repository holds no blob.
-    pub fn is_empty(&self) -> bool {
-        self.blobs.is_empty()
+    fn has_object(&self, key: &str) -> bool {
+        self.objects.contains_key(key)
+    }
+
+    fn object_keys(&self) -> Vec<String> {
+        self.objects.keys().cloned().collect()
+    }
+
+    fn add_object(&mut self, key: &str, file: &IndexFile) {
+        if self.objects.contains_key(key) {
+            return;
+        }
+        let mut positions = Vec::with_capacity(file.packs.len());
+        for pack in &file.packs {
+            let position = match self.pack_positions.get(&pack.id) {
+                Some(&p) => p,
+                None => {
+                    let p = self.packs.len() as u32;
+                    self.packs.push((pack.id, pack.size));
+                    self.pack_positions.insert(pack.id, p);
+                    self.refs.push(0);
+                    self.blob_counts.push(pack.blobs.len() as u32);
+                    for entry in &pack.blobs {
+                        let location = BlobLocation::of(p, entry);
+                        match self.blobs.entry(entry.id) {
+                            std::collections::hash_map::Entry::Vacant(slot) => {
+                                slot.insert(location);
+                            }
+                            std::collections::hash_map::Entry::Occupied(_) => {
+                                self.copies.entry(entry.id).or_default().push(location)
+                            }
+                        }
+                    }
+                    p
+                }
+            };
+            if !positions.contains(&position) {
+                self.refs[position as usize] += 1;
+                positions.push(position);
+            }
+        }
+        self.objects.insert(key.to_string(), positions);
+    }
+
+    fn forget_object(&mut self, key: &str) {
+        for position in self.objects.remove(key).unwrap_or_default() {
+            self.refs[position as usize] -= 1;
+        }
+    }
+
+    fn commit(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
@@ -104,23 +229,32 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn pack(seed: u8, n: usize) -> IndexedPack {
+        IndexedPack {
+            id: BlobId([seed; 32]),
+            size: 1234,
+            blobs: (0..n)
+                .map(|i| PackEntry {
+                    id: BlobId([i as u8; 32]),
+                    offset: i as u64 * 100,
+                    length: 90,
+                    raw_length: 200,
+                    compressed: i % 2 == 0,
+                })
+                .collect(),
+        }
+    }
+
     proptest! {
         #[test]
         fn index_files_roundtrip(n in 0usize..50, seed in any::<u8>()) {
-            let pack = IndexedPack {
-                id: BlobId([seed; 32]),
-                size: 1234,
-                blobs: (0..n).map(|i| PackEntry {
-                    id: BlobId([i as u8; 32]), offset: i as u64 * 100, length: 90,
-                    raw_length: 200, compressed: i % 2 == 0,
-                }).collect(),
-            };
+            let pack = pack(seed, n);
             let file = IndexFile { packs: vec![pack.clone()] };
             let bytes = postcard::to_stdvec(&file).unwrap();
             let back: IndexFile = postcard::from_bytes(&bytes).unwrap();
             prop_assert_eq!(&back, &file);
-            let mut index = Index::default();
-            index.add_pack(&back.packs[0]);
+            let mut index = MemoryIndex::default();
+            index.add_object("index/a", &back);
             prop_assert_eq!(index.len(), n);
             for entry in &pack.blobs {
                 let loc = index.get(&entry.id).unwrap();
@@ -128,5 +262,36 @@ mod tests {
                 prop_assert_eq!(index.pack(loc.pack).0, pack.id);
             }
         }
+    }
+
+    #[test]
+    fn a_pack_lives_while_an_object_lists_it_and_a_second_copy_takes_over() {
+        let mut index = MemoryIndex::default();
+        let (a, b) = (pack(1, 3), pack(2, 2));
+        index.add_object(
+            "index/one",
+            &IndexFile {
+                packs: vec![a.clone()],
+            },
+        );
+        index.add_object(
+            "index/merged",
+            &IndexFile {
+                packs: vec![a.clone()],
+            },
+        );
+        index.add_object("index/two", &IndexFile { packs: vec![b] });
+        index.forget_object("index/one");
+        assert_eq!(index.get(&BlobId([2; 32])).unwrap().pack, 0, "still listed");
+        index.forget_object("index/merged");
+        // Blobs 0 and 1 have a second copy in pack 2; blob 2 is gone.
+        assert_eq!(
+            index.pack(index.get(&BlobId([0; 32])).unwrap().pack).0,
+            BlobId([2; 32])
+        );
+        assert!(!index.contains(&BlobId([2; 32])));
+        assert_eq!(index.len(), 2);
+        assert_eq!(index.packs(), vec![(BlobId([2; 32]), 1234)]);
+        assert_eq!(index.blobs().count(), 2);
     }
 }

@@ -26,12 +26,14 @@ mod error;
 pub mod format;
 pub mod id;
 pub mod index;
+pub mod index_merge;
 pub mod index_table;
 pub mod keyring;
 pub mod layout;
 pub mod manifest;
 pub mod pack;
 mod repository;
+pub mod shared_index;
 pub mod summary;
 pub mod writer;
 

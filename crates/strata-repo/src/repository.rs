@@ -8,10 +8,11 @@ use crate::format::{
     OLDEST_READABLE_VERSION,
 };
 use crate::id::pack_key;
-use crate::index::{BlobLocation, Index, IndexFile};
+use crate::index::{BlobIndex, BlobLocation, IndexFile};
 use crate::keyring::KeyChoice;
 use crate::layout;
 use crate::manifest::NodeManifest;
+use crate::shared_index::SharedIndex;
 use crate::summary::BackupSummary;
 use crate::{BlobId, RepoError, RepoResult};
 use bytes::Bytes;
@@ -42,7 +43,8 @@ pub struct Repository {
     cipher: Cipher,
     /// The `keys/<id>` the password unwrapped.
     key_id: String,
-    index: RwLock<Index>,
+    /// This process's view of the index, shared by every opening of the repository.
+    index: Arc<SharedIndex>,
     /// Index objects the last load skipped because they do not decode.
     damaged_index: RwLock<Vec<DamagedObject>>,
     /// Damaged objects already warned about, so a reload does not repeat the warning.
@@ -219,13 +221,14 @@ impl Repository {
     ) -> Repository {
         let cipher =
             Cipher::new(config.encryption, &keys).accepting_v1_objects(config.version == 1);
+        let index = SharedIndex::of(&config.id, &store.describe());
         Repository {
             store,
             config,
             keys,
             cipher,
             key_id,
-            index: RwLock::new(Index::default()),
+            index,
             damaged_index: RwLock::new(Vec::new()),
             warned: Mutex::new(Default::default()),
         }
@@ -292,9 +295,10 @@ impl Repository {
         )
     }
 
-    /// Read access to the in-memory index.
-    pub fn index(&self) -> RwLockReadGuard<'_, Index> {
-        self.index.read().expect("index lock poisoned")
+    /// Read access to this process's index view (empty until [`Repository::reload_index`]
+    /// or [`Repository::open`] loaded it).
+    pub fn index(&self) -> RwLockReadGuard<'_, Box<dyn BlobIndex>> {
+        self.index.view.read().expect("index lock poisoned")
     }
 
     /// Reads every `index/` object again. An object that does not decode is skipped with
@@ -302,30 +306,69 @@ impl Repository {
     /// listed are unknown until `strata repair index` rebuilds it from the pack headers,
     /// and everything that does not need them keeps working. One removed between the
     /// listing and the read (replaced by garbage collection) is skipped silently.
+    ///
+    /// The view is brought up to date, not rebuilt: one listing, then only the objects it
+    /// has not read yet; those gone from the listing are forgotten (their packs stop
+    /// being live unless another object lists them).
     pub async fn reload_index(&self) -> RepoResult<()> {
-        let mut index = Index::default();
+        let mut attached = self.index.refreshing.lock().await;
+        self.index.attach(&mut attached).await;
+        // The view names each object with its size and time as listed: an object rewritten
+        // in place (damaged, or put back) is read again, never answered from the view.
+        let listed: std::collections::HashMap<String, String> = self
+            .store
+            .list_fresh(layout::INDEX)
+            .await?
+            .into_iter()
+            .map(|o| (stamped(&o), o.key))
+            .collect();
+        let (new, gone): (Vec<String>, Vec<String>) = {
+            let view = self.index();
+            let mut new: Vec<String> = listed
+                .keys()
+                .filter(|k| !view.has_object(k))
+                .cloned()
+                .collect();
+            new.sort();
+            let gone = view
+                .object_keys()
+                .into_iter()
+                .filter(|k| !listed.contains_key(k))
+                .collect();
+            (new, gone)
+        };
         let mut damaged = Vec::new();
-        for object in self.store.list(layout::INDEX).await? {
-            match self.read_index_file(&object.key).await {
-                Ok(file) => {
-                    for pack in &file.packs {
-                        index.add_pack(pack);
-                    }
-                }
+        for stamp in &new {
+            let key = &listed[stamp];
+            match self.read_index_file(key).await {
+                Ok(file) => self
+                    .index
+                    .view
+                    .write()
+                    .expect("index lock poisoned")
+                    .add_object(stamp, &file),
                 Err(RepoError::Store(e)) if e.is_not_found() => {}
                 Err(err) if err.is_damage() => {
                     self.warn_damaged(
-                        &object.key,
+                        key,
                         &format!(
                             "{err}; skipped: the data of its packs is unknown until `strata repair index`"
                         ),
                     );
-                    damaged.push(DamagedObject::new(&object.key, &err));
+                    damaged.push(DamagedObject::new(key, &err));
                 }
                 Err(err) => return Err(err),
             }
         }
-        *self.index.write().expect("index lock poisoned") = index;
+        {
+            let mut view = self.index.view.write().expect("index lock poisoned");
+            for key in &gone {
+                view.forget_object(key);
+            }
+        }
+        if !new.is_empty() || !gone.is_empty() {
+            self.index.commit().await;
+        }
         *self.damaged_index.write().expect("index lock poisoned") = damaged;
         Ok(())
     }
@@ -389,11 +432,13 @@ impl Repository {
         if file.packs.is_empty() {
             return Ok(());
         }
-        self.write_index(&file).await?;
-        let mut index = self.index.write().expect("index lock poisoned");
-        for pack in &file.packs {
-            index.add_pack(pack);
-        }
+        let key = self.write_index(&file).await?;
+        self.index
+            .view
+            .write()
+            .expect("index lock poisoned")
+            .add_object(&key, &file);
+        self.index.commit().await;
         Ok(())
     }
 
@@ -621,6 +666,15 @@ impl Repository {
         }
         Ok(())
     }
+}
+
+/// How a view names an index object: its key, size and modification time as listed.
+fn stamped(object: &ObjectMeta) -> String {
+    let millis = object
+        .modified
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis());
+    format!("{}#{}-{millis}", object.key, object.size)
 }
 
 /// Largest plaintext of one blob an index entry may claim: the largest chunk a valid
