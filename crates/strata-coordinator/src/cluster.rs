@@ -1931,6 +1931,14 @@ async fn backup(
     })
     .await;
     run.release_all().await;
+    // Still under the cluster lock (which garbage collection takes too): keep the index
+    // objects few and bounded (see `strata_repo::index_merge`). A failure costs only
+    // a slower refresh for the next view.
+    if lock.check().is_ok() {
+        if let Err(err) = coordinator.repo.merge_small_index_objects().await {
+            eprintln!("strata: warning: could not merge the small index objects: {err}");
+        }
+    }
     lock.release().await;
     // The end hooks see how each component ended (the backup's status for hooks of no
     // component).

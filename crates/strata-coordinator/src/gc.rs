@@ -7,8 +7,11 @@
 //! keeps every pack holding a referenced blob, and removes the rest in an order that is
 //! safe to interrupt at any point:
 //!
-//! 1. a new index object listing the kept packs is written;
-//! 2. the old index objects are deleted (until then both describe the kept packs);
+//! 1. new index objects are written for the kept packs of the objects this run replaces
+//!    (those listing a pack that goes, and the small ones), at most
+//!    [`strata_repo::index::MAX_PACKS_PER_OBJECT`] packs each; an object listing only
+//!    kept packs stays, so the run rewrites what changed, not the whole index;
+//! 2. the replaced index objects are deleted (until then both describe the kept packs);
 //! 3. the unreferenced packs (and packs no index lists, left by crashed backups), and the
 //!    manifests, pins and verification records of backups without a summary are deleted.
 //!
@@ -102,6 +105,10 @@ async fn wait_for_archive_writers(repo: &Arc<Repository>) -> CoordinatorResult<(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// An index object listing at least this many packs, all kept, stays as it is; smaller
+/// ones are merged into the objects a run writes.
+const STAYING_OBJECT_PACKS: usize = 256;
 
 /// A pack whose live blobs take less than this share of its blob bytes is repacked.
 const REPACK_BELOW: f64 = 0.5;
@@ -210,9 +217,29 @@ async fn collect(
                 .sum();
             (live as f64) < REPACK_BELOW * total as f64
         });
-    // The index objects this run replaces: those read above, and those the repacking
-    // writes. One written meanwhile by a writer this run cannot see is left alone.
-    let mut replaced: HashSet<String> = index_files.iter().map(|(k, _)| k.clone()).collect();
+    // The index objects this run replaces: those listing a pack that goes (or moves) and
+    // the small ones (merged), and those the repacking writes. An object listing only
+    // kept packs stays as it is, so a run costs what changed, not the whole index. One
+    // written meanwhile by a writer this run cannot see is left alone.
+    let keep_as_is: HashSet<strata_repo::id::PackId> = kept.iter().map(|p| p.id).collect();
+    let staying: Vec<&(String, IndexFile)> = index_files
+        .iter()
+        .filter(|(_, f)| {
+            f.packs.len() >= STAYING_OBJECT_PACKS
+                && f.packs.iter().all(|p| keep_as_is.contains(&p.id))
+        })
+        .collect();
+    let listed_by_staying: HashSet<strata_repo::id::PackId> = staying
+        .iter()
+        .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
+        .collect();
+    let staying: HashSet<&str> = staying.iter().map(|(k, _)| k.as_str()).collect();
+    let mut replaced: HashSet<String> = index_files
+        .iter()
+        .map(|(k, _)| k.clone())
+        .filter(|k| !staying.contains(k.as_str()))
+        .collect();
+    let replaced_read = replaced.len();
     if !dry_run && !repack.is_empty() {
         lock.check()?;
         let before: HashSet<String> = repo
@@ -252,7 +279,11 @@ async fn collect(
             }
         }
     }
-    let needs_new_index = !doomed.is_empty() || index_files.len() > 1 || !repack.is_empty();
+    // One small object listing only kept packs is not worth rewriting.
+    let drops_packs = index_files
+        .iter()
+        .any(|(k, f)| replaced.contains(k) && f.packs.iter().any(|p| !keep_as_is.contains(&p.id)));
+    let needs_new_index = drops_packs || replaced_read > 1 || !repack.is_empty();
     let report = GcReport {
         dry_run,
         backups: summaries.len(),
@@ -262,7 +293,7 @@ async fn collect(
         packs_deleted: doomed.len() as u64,
         bytes_freed: doomed.iter().map(|(_, size)| size).sum(),
         index_objects_replaced: if needs_new_index {
-            index_files.len() as u64
+            replaced_read as u64
         } else {
             0
         },
@@ -272,13 +303,19 @@ async fn collect(
         return Ok(report);
     }
     if needs_new_index {
-        let mut kept = kept;
-        kept.sort_by_key(|p| p.id);
+        let mut rewritten: Vec<IndexedPack> = kept
+            .into_iter()
+            .filter(|p| !listed_by_staying.contains(&p.id))
+            .collect();
+        rewritten.sort_by_key(|p| p.id);
         lock.check()?;
-        let new_key = repo.write_index(&IndexFile { packs: kept }).await?;
-        // The index objects read at the start, and the ones the repacking wrote (its
-        // packs are in the new one).
-        let mut replaced: Vec<String> = replaced.into_iter().filter(|k| *k != new_key).collect();
+        let new_keys = repo.write_index_objects(rewritten).await?;
+        // The index objects replaced, and the ones the repacking wrote (their packs are
+        // in the new ones).
+        let mut replaced: Vec<String> = replaced
+            .into_iter()
+            .filter(|k| !new_keys.contains(k))
+            .collect();
         replaced.sort();
         for key in &replaced {
             lock.check()?;
