@@ -128,14 +128,23 @@ impl InProcess {
         Ok(self.opened().await?.1.clone())
     }
 
-    /// The default storage and its repository, opened once.
+    /// The default storage and its repository, opened once, with its index view
+    /// brought up to date (what changed since it was last read).
     async fn opened(&self) -> CoordinatorResult<&(Storage, Arc<Repository>)> {
+        let opened = self.opened_catalog().await?;
+        opened.1.reload_index().await?;
+        Ok(opened)
+    }
+
+    /// The default storage and its repository, opened once, without reading the index:
+    /// for what needs no blob locations (pins, the audit log, the WAL listing).
+    async fn opened_catalog(&self) -> CoordinatorResult<&(Storage, Arc<Repository>)> {
         self.default_repo
             .get_or_try_init(|| async {
                 let storage = self.storage()?;
                 let password = self.password_for(&storage).await?;
                 let repo = storage
-                    .open_repository(&self.config, password.as_deref(), true)
+                    .open_repository(&self.config, password.as_deref(), false)
                     .await?;
                 Ok::<_, CoordinatorError>((storage, repo))
             })
@@ -413,8 +422,8 @@ impl Cluster for InProcess {
     }
 
     async fn pin(&self, backup: &str, pinned: bool) -> CoordinatorResult<BackupSummary> {
-        self.default_actions()
-            .await?
+        let repo = self.opened_catalog().await?.1.clone();
+        self.actions(&repo, &self.config.default_storage)?
             .pin(&local_actor(), backup, pinned)
             .await
     }
@@ -515,11 +524,11 @@ impl Cluster for InProcess {
                 .map_err(CoordinatorError::Invalid)?,
             None => 0,
         };
-        Ok(audit::read(&*self.repo().await?, since, limit as usize).await?)
+        Ok(audit::read(&*self.opened_catalog().await?.1, since, limit as usize).await?)
     }
 
     async fn wal_list(&self) -> CoordinatorResult<WalListing> {
-        wal::list(&*self.repo().await?).await
+        wal::list(&*self.opened_catalog().await?.1).await
     }
 
     async fn wal_verify(&self) -> CoordinatorResult<WalVerifyReport> {
