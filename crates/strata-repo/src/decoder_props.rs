@@ -19,7 +19,7 @@ use crate::BlobId;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-const KINDS: [ObjectKind; 8] = [
+const KINDS: [ObjectKind; 9] = [
     ObjectKind::Index,
     ObjectKind::Manifest,
     ObjectKind::Summary,
@@ -28,6 +28,7 @@ const KINDS: [ObjectKind; 8] = [
     ObjectKind::Audit,
     ObjectKind::Pin,
     ObjectKind::VerifyRecord,
+    ObjectKind::Condemned,
 ];
 
 fn cipher(encrypted: bool, accept_v1: bool) -> Cipher {

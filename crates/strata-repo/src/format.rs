@@ -34,6 +34,9 @@ pub enum ObjectKind {
     Pin = 7,
     /// A verification record (`verified/<backup>/...`, format version 2).
     VerifyRecord = 8,
+    /// Packs condemned by garbage collection, or the writers it waits for
+    /// (`gc/condemned/<run>/...`, format version 4): see [`crate::condemned`].
+    Condemned = 11,
 }
 
 /// Magic bytes at the start of every encoded (non-pack) object.

@@ -69,13 +69,16 @@ impl BlobLocation {
 
 /// A process's view of a repository's index; see the module documentation.
 pub trait BlobIndex: Send + Sync + std::fmt::Debug {
-    /// Where a blob lives, in a live pack; `None` when no live pack holds it.
+    /// Where a blob lives, in a live pack (one not condemned when there is one); `None`
+    /// when no live pack holds it.
     fn get(&self, id: &BlobId) -> Option<BlobLocation>;
 
-    /// True when a live pack holds the blob: a writer then does not store it again.
-    fn contains(&self, id: &BlobId) -> bool {
-        self.get(id).is_some()
-    }
+    /// True when a live pack that garbage collection has not condemned holds the blob:
+    /// a writer then does not store it again (see [`crate::condemned`]).
+    fn contains(&self, id: &BlobId) -> bool;
+
+    /// Replaces the set of condemned packs (packs the view does not know are ignored).
+    fn set_condemned(&mut self, packs: &std::collections::HashSet<PackId>);
 
     /// The pack id and size at a position returned by [`BlobIndex::get`].
     fn pack(&self, position: u32) -> (PackId, u64);
@@ -126,20 +129,47 @@ pub struct MemoryIndex {
     blobs: HashMap<BlobId, BlobLocation>,
     /// Further copies of blobs, in other packs (after a repack, briefly).
     copies: HashMap<BlobId, Vec<BlobLocation>>,
+    condemned: std::collections::HashSet<u32>,
 }
 
 impl MemoryIndex {
     fn live(&self, location: &BlobLocation) -> bool {
         self.refs[location.pack as usize] > 0
     }
+
+    fn locations<'a>(&'a self, id: &BlobId) -> impl Iterator<Item = BlobLocation> + 'a {
+        let copies = self.copies.get(id).map(Vec::as_slice).unwrap_or_default();
+        self.blobs
+            .get(id)
+            .into_iter()
+            .chain(copies)
+            .filter(|l| self.live(l))
+            .copied()
+    }
 }
 
 impl BlobIndex for MemoryIndex {
     fn get(&self, id: &BlobId) -> Option<BlobLocation> {
-        let first = self.blobs.get(id).filter(|l| self.live(l));
-        first
-            .copied()
-            .or_else(|| self.copies.get(id)?.iter().find(|l| self.live(l)).copied())
+        let mut fallback = None;
+        for location in self.locations(id) {
+            if !self.condemned.contains(&location.pack) {
+                return Some(location);
+            }
+            fallback.get_or_insert(location);
+        }
+        fallback
+    }
+
+    fn contains(&self, id: &BlobId) -> bool {
+        self.locations(id)
+            .any(|l| !self.condemned.contains(&l.pack))
+    }
+
+    fn set_condemned(&mut self, packs: &std::collections::HashSet<PackId>) {
+        self.condemned = packs
+            .iter()
+            .filter_map(|p| self.pack_positions.get(p).copied())
+            .collect();
     }
 
     fn pack(&self, position: u32) -> (PackId, u64) {

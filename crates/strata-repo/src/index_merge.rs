@@ -82,7 +82,6 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::BlobIndex;
     use crate::pack::PackEntry;
     use crate::BlobId;
     use std::sync::Arc;

@@ -151,6 +151,9 @@ pub struct IndexTable {
     delta: BTreeMap<(BlobId, u32), BlobLocation>,
     /// Blob copies in live packs.
     live_blobs: usize,
+    /// Positions of condemned packs (not persisted: read from the repository at each
+    /// refresh).
+    condemned: std::collections::HashSet<u32>,
     /// Whether `meta` lags the view.
     dirty: bool,
 }
@@ -222,6 +225,7 @@ impl IndexTable {
             objects: HashMap::new(),
             delta: BTreeMap::new(),
             live_blobs: 0,
+            condemned: Default::default(),
             dirty: false,
         };
         let raw = match fs::read(dir.join(META)) {
@@ -501,34 +505,45 @@ fn random_name() -> String {
     hex::encode(suffix)
 }
 
+impl IndexTable {
+    /// Every location of `id` in a live pack, delta first.
+    fn locations<'a>(&'a self, id: &'a BlobId) -> impl Iterator<Item = BlobLocation> + 'a {
+        let range = (*id, 0)..=(*id, u32::MAX);
+        let in_delta = self.delta.range(range).map(|(_, l)| *l);
+        let in_runs = self.runs().flat_map(move |run| {
+            (run.lower_bound(id)..run.count)
+                .map(move |i| run.record(i))
+                .take_while(move |record| record[..32] == id.0[..])
+                .map(|record| decode(record).1)
+        });
+        // A record naming no pack (a damaged table) is not trusted: the blob reads as
+        // absent, so it is stored again rather than looked for nowhere.
+        in_delta.chain(in_runs).filter(|l| self.live(l))
+    }
+}
+
 impl BlobIndex for IndexTable {
     fn get(&self, id: &BlobId) -> Option<BlobLocation> {
-        let range = (*id, 0)..=(*id, u32::MAX);
-        if let Some(found) = self
-            .delta
-            .range(range)
-            .map(|(_, l)| *l)
-            .find(|l| self.live(l))
-        {
-            return Some(found);
-        }
-        for run in self.runs() {
-            let mut i = run.lower_bound(id);
-            while i < run.count {
-                let record = run.record(i);
-                if record[..32] != id.0[..] {
-                    break;
-                }
-                let location = decode(record).1;
-                // A record naming no pack (a damaged table) is not trusted: the blob
-                // reads as absent, so it is stored again rather than looked for nowhere.
-                if self.live(&location) {
-                    return Some(location);
-                }
-                i += 1;
+        let mut fallback = None;
+        for location in self.locations(id) {
+            if !self.condemned.contains(&location.pack) {
+                return Some(location);
             }
+            fallback.get_or_insert(location);
         }
-        None
+        fallback
+    }
+
+    fn contains(&self, id: &BlobId) -> bool {
+        self.locations(id)
+            .any(|l| !self.condemned.contains(&l.pack))
+    }
+
+    fn set_condemned(&mut self, packs: &std::collections::HashSet<PackId>) {
+        self.condemned = packs
+            .iter()
+            .filter_map(|p| self.pack_positions.get(p).copied())
+            .collect();
     }
 
     fn pack(&self, position: u32) -> (PackId, u64) {
@@ -641,7 +656,13 @@ impl BlobIndex for IndexTable {
         };
         self.write_meta(&meta)?;
         self.remove_stale_runs(&[meta.base.clone(), meta.recent.clone()]);
+        let condemned: std::collections::HashSet<PackId> = self
+            .condemned
+            .iter()
+            .map(|&p| self.packs[p as usize].id)
+            .collect();
         *self = IndexTable::open(&self.dir)?;
+        self.set_condemned(&condemned);
         Ok(())
     }
 }
@@ -685,6 +706,8 @@ mod tests {
     enum Step {
         Add(u64, usize, usize),
         Forget(u64),
+        /// Condemns the packs of the objects of a seed.
+        Condemn(u64),
         Commit,
         Reopen,
     }
@@ -693,6 +716,7 @@ mod tests {
         prop_oneof![
             4 => (0u64..12, 1usize..4, 0usize..40).prop_map(|(s, p, b)| Step::Add(s, p, b)),
             2 => (0u64..12).prop_map(Step::Forget),
+            1 => (0u64..12).prop_map(Step::Condemn),
             1 => Just(Step::Commit),
             1 => Just(Step::Reopen),
         ]
@@ -708,6 +732,12 @@ mod tests {
         for n in 0..520 {
             let (a, b) = (table.get(&id(n)), memory.get(&id(n)));
             prop_assert_eq!(a.is_some(), b.is_some(), "blob {}", n);
+            prop_assert_eq!(
+                table.contains(&id(n)),
+                memory.contains(&id(n)),
+                "blob {}",
+                n
+            );
             if let (Some(a), Some(b)) = (a, b) {
                 // Either live copy will do; both must be real copies of the blob.
                 prop_assert!(memory.packs().contains(&table.pack(a.pack)));
@@ -729,6 +759,8 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let mut table = IndexTable::open(dir.path()).unwrap();
             let mut memory = MemoryIndex::default();
+            // Condemnations are not kept in the table: a refresh sets them on a reopened one.
+            let mut condemned = std::collections::HashSet::new();
             for step in steps {
                 match step {
                     Step::Add(seed, packs, blobs) => {
@@ -736,6 +768,9 @@ mod tests {
                         let f = file(seed, packs, blobs);
                         table.add_object(&key, &f);
                         memory.add_object(&key, &f);
+                        // As a refresh does: condemnations apply to the packs known.
+                        table.set_condemned(&condemned);
+                        memory.set_condemned(&condemned);
                     }
                     Step::Forget(seed) => {
                         for key in memory.object_keys() {
@@ -745,16 +780,28 @@ mod tests {
                             }
                         }
                     }
+                    Step::Condemn(seed) => {
+                        let packs = (1..4)
+                            .flat_map(|n| (0..40).map(move |b| file(seed, n, b)))
+                            .flat_map(|f| f.packs.into_iter().map(|p| p.id))
+                            .collect();
+                        table.set_condemned(&packs);
+                        memory.set_condemned(&packs);
+                        condemned = packs;
+                    }
                     Step::Commit => table.commit().unwrap(),
                     Step::Reopen => {
                         table.commit().unwrap();
                         table = IndexTable::open(dir.path()).unwrap();
+                        table.set_condemned(&condemned);
                     }
                 }
                 same_answers(&table, &memory)?;
             }
             table.commit().unwrap();
-            same_answers(&IndexTable::open(dir.path()).unwrap(), &memory)?;
+            let mut reopened = IndexTable::open(dir.path()).unwrap();
+            reopened.set_condemned(&condemned);
+            same_answers(&reopened, &memory)?;
         }
     }
 

@@ -36,6 +36,10 @@ pub const PINS: &str = "pins/";
 /// Verification records: `verified/<backup>/<milliseconds>-<outcome>-<mode>`.
 pub const VERIFIED: &str = "verified/";
 
+/// Packs condemned by garbage collection: `gc/condemned/<run>/packs` and
+/// `gc/condemned/<run>/writers` (see `crate::condemned`).
+pub const CONDEMNED: &str = "gc/condemned/";
+
 /// Objects written once and never changed under their key (a pin rewritten by a second
 /// `pin` says the same thing, so its old copy stays right): a local copy stays valid for
 /// as long as the object exists. The config changes on migration; a cache reads it from
@@ -45,7 +49,7 @@ const CACHEABLE: [&str; 6] = [SUMMARIES, MANIFESTS, INDEX, KEYS, VERIFIED, PINS]
 /// Objects that make data visible to readers: written by a process that has lost its
 /// lock, they must be refused (the store's fence). Packs are not among them: nothing
 /// reads a pack until an index object names it.
-const VISIBLE: [&str; 4] = [INDEX, MANIFESTS, SUMMARIES, ARCHIVE];
+const VISIBLE: [&str; 5] = [INDEX, MANIFESTS, SUMMARIES, ARCHIVE, CONDEMNED];
 
 /// Whether a store cache may keep `key` (the rule handed to `strata_store::CachingStore`).
 pub fn cacheable(key: &str) -> bool {

@@ -21,6 +21,7 @@
 pub mod archive;
 pub mod chunker;
 pub mod compress;
+pub mod condemned;
 pub mod crypto;
 mod error;
 pub mod format;

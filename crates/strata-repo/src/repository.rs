@@ -360,11 +360,21 @@ impl Repository {
                 Err(err) => return Err(err),
             }
         }
+        // Packs garbage collection condemned: readers still find their blobs, writers
+        // store them again (see `crate::condemned`).
+        let condemned: std::collections::HashSet<crate::id::PackId> = self
+            .condemnations()
+            .await?
+            .0
+            .into_iter()
+            .flat_map(|found| found.condemnation.packs)
+            .collect();
         {
             let mut view = self.index.view.write().expect("index lock poisoned");
             for key in &gone {
                 view.forget_object(key);
             }
+            view.set_condemned(&condemned);
         }
         if !new.is_empty() || !gone.is_empty() {
             self.index.commit().await;

@@ -22,21 +22,36 @@
 use super::{LockRecord, LockState};
 use std::time::Duration;
 
-/// Where the chain lives.
+/// Where the cluster lock's chain lives.
 pub const CHAIN: &str = "locks/cluster/";
+
+/// Where the chain of the garbage collection lock lives: held by whoever rewrites index
+/// objects or deletes data (garbage collection, index merges, repairs), never by backups
+/// or WAL pushes, which it must not stop.
+pub const GC_CHAIN: &str = "locks/gc/";
 
 /// Longer than any storage write stays in flight (the retry budget and request
 /// timeouts are far shorter): generations created longer ago than this may be deleted.
 pub const MAX_FLIGHT: Duration = Duration::from_secs(15 * 60);
 
-/// The key of `generation`.
+/// The key of `generation` of the cluster lock.
 pub fn key(generation: u64) -> String {
-    format!("{CHAIN}{generation:010}.json")
+    key_in(CHAIN, generation)
 }
 
-/// The generation a key of the chain names.
+/// The key of `generation` of the lock whose chain is `chain`.
+pub fn key_in(chain: &str, generation: u64) -> String {
+    format!("{chain}{generation:010}.json")
+}
+
+/// The generation a key of the cluster lock's chain names.
 pub fn parse_key(key: &str) -> Option<u64> {
-    key.strip_prefix(CHAIN)?
+    parse_key_in(CHAIN, key)
+}
+
+/// The generation a key of `chain` names.
+pub fn parse_key_in(chain: &str, key: &str) -> Option<u64> {
+    key.strip_prefix(chain)?
         .strip_suffix(".json")?
         .parse()
         .ok()

@@ -203,13 +203,22 @@ impl ChainView {
     }
 }
 
-/// Reads the chain: one listing, then the newest generation.
-async fn read_chain(store: &DynStore) -> Result<ChainView, LockError> {
+/// Reads the chain `chain`: one listing, then the newest generation. The cluster lock's
+/// also honours live locks of the layout before the chain.
+async fn read_chain(store: &DynStore, chain: &str) -> Result<ChainView, LockError> {
     let mut view = ChainView::default();
     let mut legacy: std::collections::BTreeMap<String, (u64, String)> = Default::default();
-    for meta in store.list_fresh(strata_repo::layout::LOCKS).await? {
-        if let Some(generation) = chain::parse_key(&meta.key) {
+    let is_cluster = chain == chain::CHAIN;
+    let prefix = if is_cluster {
+        strata_repo::layout::LOCKS
+    } else {
+        chain
+    };
+    for meta in store.list_fresh(prefix).await? {
+        if let Some(generation) = chain::parse_key_in(chain, &meta.key) {
             view.generations.push((generation, meta.modified));
+        } else if !is_cluster {
+            continue;
         } else if let Some((operation, generation)) = parse_legacy_key(&meta.key) {
             let entry = legacy
                 .entry(operation)
@@ -220,7 +229,7 @@ async fn read_chain(store: &DynStore) -> Result<ChainView, LockError> {
         }
     }
     if let Some(newest) = view.generations.iter().map(|(g, _)| *g).max() {
-        let record = match store.get(&chain::key(newest)).await {
+        let record = match store.get(&chain::key_in(chain, newest)).await {
             Ok(bytes) => serde_json::from_slice::<LockRecord>(&bytes)
                 .ok()
                 .map(|mut r| {
@@ -255,7 +264,7 @@ async fn read_chain(store: &DynStore) -> Result<ChainView, LockError> {
 /// (`locks/<operation>/<generation>.json`, `locks/<operation>.json`).
 fn parse_legacy_key(key: &str) -> Option<(String, u64)> {
     let rest = key.strip_prefix(strata_repo::layout::LOCKS)?;
-    if rest.starts_with("cluster/") {
+    if rest.starts_with("cluster/") || rest.starts_with("gc/") {
         return None;
     }
     match rest.split_once('/') {
@@ -270,7 +279,15 @@ fn parse_legacy_key(key: &str) -> Option<(String, u64)> {
 /// The lock as it stands: its holder when the newest generation is held (live or
 /// expired), and live locks of an older strata. Released locks are as good as absent.
 pub async fn list_locks(store: &DynStore) -> Result<Vec<LockRecord>, LockError> {
-    let view = read_chain(store).await?;
+    let mut out = held_in(store, chain::CHAIN).await?;
+    out.extend(held_in(store, chain::GC_CHAIN).await?);
+    Ok(out)
+}
+
+/// The holder of the lock of `chain` (and, for the cluster lock, live locks of an older
+/// strata).
+async fn held_in(store: &DynStore, chain: &str) -> Result<Vec<LockRecord>, LockError> {
+    let view = read_chain(store, chain).await?;
     let mut out: Vec<LockRecord> = view
         .newest_record()
         .map(|(_, r)| r.clone())
@@ -283,13 +300,17 @@ pub async fn list_locks(store: &DynStore) -> Result<Vec<LockRecord>, LockError> 
 
 /// Deletes the generations no write can still aim at (best effort: a store that
 /// refuses deletes keeps them, and they block nothing).
-async fn prune(store: &DynStore, generations: &[(u64, Option<SystemTime>)]) {
+async fn prune(store: &DynStore, chain: &str, generations: &[(u64, Option<SystemTime>)]) {
     let old = |created: SystemTime, now: SystemTime| {
         now.duration_since(created)
             .is_ok_and(|age| age >= chain::MAX_FLIGHT)
     };
     for generation in chain::deletable(generations, SystemTime::now(), old) {
-        if store.delete(&chain::key(generation)).await.is_err() {
+        if store
+            .delete(&chain::key_in(chain, generation))
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -303,6 +324,8 @@ const ACQUIRE_ROUNDS: usize = 4;
 #[derive(Debug)]
 pub struct RepoLock {
     store: DynStore,
+    /// Where its chain lives ([`chain::CHAIN`] or [`chain::GC_CHAIN`]).
+    chain: &'static str,
     record: LockRecord,
     ttl: Duration,
     /// When the holder stops trusting the lock (monotonic).
@@ -321,8 +344,19 @@ impl RepoLock {
         kind: &str,
         ttl: Duration,
     ) -> Result<RepoLock, LockError> {
+        RepoLock::acquire_in(store, chain::CHAIN, operation, kind, ttl).await
+    }
+
+    /// Takes the lock whose chain is `chain` (same rules as the cluster lock's).
+    pub async fn acquire_in(
+        store: DynStore,
+        chain: &'static str,
+        operation: &str,
+        kind: &str,
+        ttl: Duration,
+    ) -> Result<RepoLock, LockError> {
         for _ in 0..ACQUIRE_ROUNDS {
-            let view = read_chain(&store).await?;
+            let view = read_chain(&store, chain).await?;
             if let Some(old) = view.legacy.first() {
                 return Err(LockError::Busy(old.describe()));
             }
@@ -353,7 +387,7 @@ impl RepoLock {
                 note,
             };
             match store
-                .put_if_absent(&chain::key(generation), record.body())
+                .put_if_absent(&chain::key_in(chain, generation), record.body())
                 .await
             {
                 Ok(()) => {}
@@ -367,6 +401,7 @@ impl RepoLock {
                 .map(|fence| fence.guard(&format!("{kind} {operation}"), deadline));
             let lock = RepoLock {
                 store,
+                chain,
                 record,
                 ttl,
                 deadline,
@@ -382,7 +417,7 @@ impl RepoLock {
                 lock.release().await;
                 return Err(LockError::Busy(why));
             }
-            prune(&lock.store, &view.generations).await;
+            prune(&lock.store, chain, &view.generations).await;
             return Ok(lock);
         }
         Err(LockError::Busy(format!(
@@ -431,12 +466,16 @@ impl RepoLock {
         next.expires_ms = now_ms() + self.ttl.as_millis() as u64;
         match self
             .store
-            .put_if_absent(&chain::key(next.generation), next.body())
+            .put_if_absent(&chain::key_in(self.chain, next.generation), next.body())
             .await
         {
             Ok(()) => {}
             Err(StoreError::AlreadyExists { .. }) => {
-                let why = match self.store.get(&chain::key(next.generation)).await {
+                let why = match self
+                    .store
+                    .get(&chain::key_in(self.chain, next.generation))
+                    .await
+                {
                     Ok(bytes) => serde_json::from_slice::<LockRecord>(&bytes)
                         .ok()
                         .map(|r| format!("taken over by {}", r.describe()))
@@ -460,8 +499,8 @@ impl RepoLock {
             guard.renewed(self.deadline);
         }
         if self.record.generation.is_multiple_of(16) {
-            if let Ok(view) = read_chain(&self.store).await {
-                prune(&self.store, &view.generations).await;
+            if let Ok(view) = read_chain(&self.store, self.chain).await {
+                prune(&self.store, self.chain, &view.generations).await;
             }
         }
         Ok(())
@@ -482,7 +521,10 @@ impl RepoLock {
         };
         match self
             .store
-            .put_if_absent(&chain::key(released.generation), released.body())
+            .put_if_absent(
+                &chain::key_in(self.chain, released.generation),
+                released.body(),
+            )
             .await
         {
             Ok(()) => {}
@@ -500,8 +542,8 @@ impl RepoLock {
                 return;
             }
         }
-        if let Ok(view) = read_chain(&self.store).await {
-            prune(&self.store, &view.generations).await;
+        if let Ok(view) = read_chain(&self.store, self.chain).await {
+            prune(&self.store, self.chain, &view.generations).await;
         }
     }
 }
@@ -589,7 +631,7 @@ mod tests {
 
     /// The generations of the chain in the store.
     async fn generations(store: &DynStore) -> Vec<u64> {
-        let mut out: Vec<u64> = read_chain(store)
+        let mut out: Vec<u64> = read_chain(store, chain::CHAIN)
             .await
             .unwrap()
             .generations
