@@ -483,7 +483,9 @@ impl Agent {
             .await
             .map_err(|e| failed(error_chain(&e)))?;
         let manifest = &state.scan.manifest;
-        if let Some(id) = manifest_blobs(manifest).find(|id| !state.repo.index().contains(id)) {
+        // Any live copy will do, a condemned one included: this backup's writer mark keeps
+        // garbage collection from deleting it before the summary references it.
+        if let Some(id) = manifest_blobs(manifest).find(|id| state.repo.index().get(id).is_none()) {
             return Err(failed(format!(
                 "node {}: blob {} is not in the repository; the backup cannot be completed",
                 self.name(),

@@ -524,11 +524,11 @@ impl Cluster for InProcess {
                 .map_err(CoordinatorError::Invalid)?,
             None => 0,
         };
-        Ok(audit::read(&*self.opened_catalog().await?.1, since, limit as usize).await?)
+        Ok(audit::read(&self.opened_catalog().await?.1, since, limit as usize).await?)
     }
 
     async fn wal_list(&self) -> CoordinatorResult<WalListing> {
-        wal::list(&*self.opened_catalog().await?.1).await
+        wal::list(&self.opened_catalog().await?.1).await
     }
 
     async fn wal_verify(&self) -> CoordinatorResult<WalVerifyReport> {

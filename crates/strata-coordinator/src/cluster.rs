@@ -1758,6 +1758,29 @@ fn settle<T: Serialize>(
 
 /// The backup proper; see the module documentation. `absent` names the optional
 /// components that are not deployed, with why.
+/// Merges the small index objects under the garbage collection lock, which every other
+/// rewriter of index objects holds too; skipped when a collection runs (it merges them
+/// itself). A failure costs only a slower refresh for the next view.
+async fn merge_index_objects(repo: &Arc<Repository>, run: &str) {
+    if !repo.list_index_objects().await.is_ok_and(|objects| {
+        objects
+            .iter()
+            .filter(|o| o.size < strata_repo::index_merge::SMALL_OBJECT)
+            .count()
+            >= strata_repo::index_merge::MERGE_AT
+    }) {
+        return;
+    }
+    let Ok(lock) = crate::gc::take_gc_lock(repo, &format!("merge-{run}"), "index-merge").await
+    else {
+        return;
+    };
+    if let Err(err) = repo.merge_small_index_objects().await {
+        eprintln!("strata: warning: could not merge the small index objects: {err}");
+    }
+    lock.release().await;
+}
+
 async fn backup(
     run: &Arc<Run>,
     lock: RepoLock,
@@ -1791,12 +1814,27 @@ async fn backup(
     // Why the whole backup failed before its steps (a hook), for components with no
     // node to carry the reason.
     let mut failed_early: Option<String> = None;
-    if let Err(why) = hooks.check(&scope).await {
-        failed_early = Some(why);
-    } else if let Err(why) = hooks.run_at(HookPoint::Before, &scope, |_| None).await {
-        failed_early = Some(why);
-    } else if let Err(why) = hooks.pause_all(&scope).await {
-        failed_early = Some(why);
+    // Announced to garbage collection before any node reads the index: the packs this
+    // backup relies on are not deleted before its summary is visible (or its mark lapsed
+    // and its fence refuses the summary). See `strata_repo::condemned`.
+    let mark =
+        match crate::lock::mark_archive_writer(coordinator.repo.store().clone(), "backup").await {
+            Ok(mark) => Some(mark),
+            Err(err) => {
+                failed_early = Some(format!(
+                    "cannot announce the backup to garbage collection: {err}"
+                ));
+                None
+            }
+        };
+    if failed_early.is_none() {
+        if let Err(why) = hooks.check(&scope).await {
+            failed_early = Some(why);
+        } else if let Err(why) = hooks.run_at(HookPoint::Before, &scope, |_| None).await {
+            failed_early = Some(why);
+        } else if let Err(why) = hooks.pause_all(&scope).await {
+            failed_early = Some(why);
+        }
     }
     if let Some(why) = &failed_early {
         run.fail_all(why);
@@ -1914,6 +1952,10 @@ async fn backup(
     if fenced.is_ok() && saved.is_ok() {
         coordinator.stats.lock().unwrap().components(&summary);
     }
+    // The summary is visible (or will never be): garbage collection may sweep now.
+    if let Some(mark) = mark {
+        mark.release().await;
+    }
     // Only a recorded, usable backup may become the base of the next one's files caches.
     let commit = fenced.is_ok() && saved.is_ok() && status != BackupStatus::Failed;
     on_nodes(&run.live(), |i| {
@@ -1931,13 +1973,9 @@ async fn backup(
     })
     .await;
     run.release_all().await;
-    // Still under the cluster lock (which garbage collection takes too): keep the index
-    // objects few and bounded (see `strata_repo::index_merge`). A failure costs only
-    // a slower refresh for the next view.
+    // Keep the index objects few and bounded (see `strata_repo::index_merge`).
     if lock.check().is_ok() {
-        if let Err(err) = coordinator.repo.merge_small_index_objects().await {
-            eprintln!("strata: warning: could not merge the small index objects: {err}");
-        }
+        merge_index_objects(&coordinator.repo, &run.id).await;
     }
     lock.release().await;
     // The end hooks see how each component ended (the backup's status for hooks of no

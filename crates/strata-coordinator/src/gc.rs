@@ -1,42 +1,44 @@
-//! Garbage collection: delete the data no backup references any more.
+//! Garbage collection: delete the data no backup references any more, without stopping
+//! a backup or a WAL push.
 //!
-//! It runs under the cluster lock, so no backup writes packs or relies on a blob while it
-//! decides (a backup started meanwhile is refused as busy and runs after). It reads every
-//! remaining backup's manifests into the set of referenced blob ids (one node manifest at
-//! a time; the set is bounded by the repository's distinct blobs, not by its history),
-//! keeps every pack holding a referenced blob, and removes the rest in an order that is
-//! safe to interrupt at any point:
+//! It holds the garbage collection lock (`locks/gc/`, so two collections, index merges
+//! and repairs never interleave), never the cluster lock: backups, WAL pushes, restores
+//! and verifications run while it runs. It deletes in two phases (see
+//! [`strata_repo::condemned`] for the protocol and why it is safe):
 //!
-//! 1. new index objects are written for the kept packs of the objects this run replaces
-//!    (those listing a pack that goes, and the small ones), at most
-//!    [`strata_repo::index::MAX_PACKS_PER_OBJECT`] packs each; an object listing only
-//!    kept packs stays, so the run rewrites what changed, not the whole index;
-//! 2. the replaced index objects are deleted (until then both describe the kept packs);
-//! 3. the unreferenced packs (and packs no index lists, left by crashed backups), and the
-//!    manifests, pins and verification records of backups without a summary are deleted.
+//! 1. **Condemn.** It reads every backup's manifests and every archive record into the
+//!    set of referenced blob ids (one node manifest at a time), and condemns the indexed
+//!    packs none of them references (and mostly-garbage packs, whose live blobs it first
+//!    copies to new packs): it writes the condemnation, lists the live writer marks, and
+//!    arms the condemnation with them. From then on every writer stores those packs'
+//!    blobs again instead of relying on them; readers still find them.
+//! 2. **Sweep.** A condemnation whose writers have all ended (their summaries or archive
+//!    records are visible then; a writer whose mark lapsed is fenced) is swept: the set
+//!    of referenced ids is brought up to date (new backups and archive records only),
+//!    condemned packs that are referenced again are kept (the condemnation simply goes),
+//!    the others leave the index (index objects listing them are rewritten, at most
+//!    [`strata_repo::index::MAX_PACKS_PER_OBJECT`] packs each, small ones merged), then
+//!    are deleted. With no writer running, one run condemns and sweeps; otherwise the
+//!    sweep happens in the first run after those writers ended.
 //!
-//! Packs whose live blobs fill less than half of them are repacked first: their live
-//! blobs are read (and checked) and written to new packs with an index object of their
-//! own, and the old packs join the garbage. A crash after 1 or 2 leaves only unreferenced
-//! objects behind, which the next run removes. If a backup references a blob the index lacks, nothing is deleted.
+//! Each step is safe to interrupt: an unarmed condemnation is dropped by the next run,
+//! an index rewrite writes the new objects before deleting the old ones, and packs are
+//! deleted only once no index object lists them.
 //!
-//! **Writers it cannot see.** A backup stalled past its lock's TTL (or a WAL push past
-//! its mark's) may resume while this runs. It cannot make anything visible any more (its
-//! fence refuses index, manifest and summary writes), but as a second line of defence
-//! packs that no index lists and manifests of backups without a summary are deleted only
-//! once older than the grace period (`[gc] grace`, by the storage's modification time):
-//! those are what such a writer may still be about to index. Only the index objects read
-//! at the start (and those the repacking wrote) are replaced, never one that appeared
-//! meanwhile, so the index never lists a pack this run deleted. Before the new index and
-//! before every delete, the run checks that it still holds its own lock.
+//! **Writers it cannot see.** Packs that no index lists and manifests of backups without
+//! a summary are deleted only once older than the grace period (`[gc] grace`, by the
+//! storage's modification time): those are what a stalled writer may still be about to
+//! index (its fence refuses it once its lease lapsed). Before every rewrite and delete,
+//! the run checks that it still holds its lock; its deletes are fenced by it too.
 
-use crate::lock::{HeldLock, RepoLock};
+use crate::lock::{chain, HeldLock, RepoLock};
 use crate::{CoordinatorError, CoordinatorResult};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use strata_repo::id::pack_key;
+use strata_repo::condemned::{ArmedBy, Condemnation};
+use strata_repo::id::{pack_key, PackId};
 use strata_repo::index::{IndexFile, IndexedPack};
 use strata_repo::layout;
 use strata_repo::manifest::EntryKind;
@@ -49,8 +51,18 @@ pub struct GcReport {
     pub backups: usize,
     pub referenced_blobs: u64,
     pub packs_kept: u64,
-    /// Mostly-garbage packs whose live blobs were moved to new packs (then deleted).
+    /// Mostly-garbage packs whose live blobs were moved to new packs (then condemned).
     pub packs_repacked: u64,
+    /// Packs condemned by this run (deleted by it too when no writer was running).
+    #[serde(default)]
+    pub packs_condemned: u64,
+    /// Condemned packs that a backup or archive record referenced again: kept.
+    #[serde(default)]
+    pub packs_rescued: u64,
+    /// Condemned packs still waiting for writers that were running when they were
+    /// condemned (the next run deletes them).
+    #[serde(default)]
+    pub packs_waiting: u64,
     pub packs_deleted: u64,
     /// Bytes of the deleted packs.
     pub bytes_freed: u64,
@@ -61,6 +73,9 @@ pub struct GcReport {
 
 /// The grace period when the configuration names none (see [`crate::config::GcConfig`]).
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
+
+/// How long the garbage collection lock holds unless renewed.
+const LOCK_TTL: Duration = Duration::from_secs(60);
 
 /// Collects garbage in `repo` (only reports with `dry_run`), with the default grace.
 pub async fn collect_garbage(repo: &Arc<Repository>, dry_run: bool) -> CoordinatorResult<GcReport> {
@@ -74,14 +89,9 @@ pub async fn collect_garbage_with(
     dry_run: bool,
     grace: Duration,
 ) -> CoordinatorResult<GcReport> {
-    let id = format!("gc-{}", crate::names::new_backup_name());
-    let lock = RepoLock::acquire(repo.store().clone(), &id, "gc", Duration::from_secs(60))
-        .await?
-        .keep_renewed();
-    let result = match wait_for_archive_writers(repo).await {
-        Ok(()) => collect(repo, dry_run, &lock, grace).await,
-        Err(err) => Err(err),
-    };
+    let run = format!("gc-{}", crate::names::new_backup_name());
+    let lock = take_gc_lock(repo, &run, "gc").await?;
+    let result = collect(repo, dry_run, &lock, grace, &run).await;
     lock.release().await;
     let report = result?;
     if !dry_run {
@@ -90,28 +100,71 @@ pub async fn collect_garbage_with(
     Ok(report)
 }
 
-/// Waits until no WAL push is storing data (new pushes see the collection's lock and
-/// step back), or refuses as busy after a minute.
-async fn wait_for_archive_writers(repo: &Arc<Repository>) -> CoordinatorResult<()> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let writers = crate::lock::live_archive_writers(repo.store()).await?;
-        let Some(writer) = writers.first() else {
-            return Ok(());
-        };
-        if std::time::Instant::now() > deadline {
-            return Err(crate::lock::LockError::Busy(writer.describe()).into());
+/// Takes the garbage collection lock (`locks/gc/`) for `operation`, renewed until
+/// released: held by collections, index merges and repairs, which rewrite index objects
+/// or delete data, never by backups or WAL pushes.
+pub async fn take_gc_lock(
+    repo: &Repository,
+    operation: &str,
+    kind: &str,
+) -> CoordinatorResult<HeldLock> {
+    Ok(RepoLock::acquire_in(
+        repo.store().clone(),
+        chain::GC_CHAIN,
+        operation,
+        kind,
+        LOCK_TTL,
+    )
+    .await?
+    .keep_renewed())
+}
+
+/// The blob ids backups and archive records reference, and which of them were read, so
+/// it can be brought up to date by reading only what appeared since.
+#[derive(Default)]
+struct Referenced {
+    blobs: HashSet<BlobId>,
+    backups: HashSet<String>,
+    archived: HashSet<String>,
+}
+
+impl Referenced {
+    /// Reads the backups and archive records not read yet. Strict: a summary or
+    /// manifest that does not decode stops the collection (it might reference anything).
+    async fn update(&mut self, repo: &Repository) -> CoordinatorResult<usize> {
+        let summaries = repo.list_backups().await?;
+        for summary in &summaries {
+            if self.backups.contains(&summary.name) {
+                continue;
+            }
+            for node in summary.nodes.iter().filter(|n| n.has_manifest) {
+                let manifest = repo.load_manifest(&summary.name, &node.name).await?;
+                for entry in &manifest.entries {
+                    if let EntryKind::File { chunks, .. } = &entry.kind {
+                        self.blobs.extend(chunks.iter().copied());
+                    }
+                }
+            }
+            self.backups.insert(summary.name.clone());
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Files archived outside backups (WAL) keep their data too.
+        for (space, file) in repo.all_archived().await? {
+            // A name stored again with other content is another record.
+            let key = format!("{space}/{}/{}", file.name, file.content_id.to_hex());
+            if self.archived.insert(key) {
+                self.blobs.extend(file.chunks.iter().copied());
+            }
+        }
+        Ok(summaries.len())
     }
 }
 
-/// An index object listing at least this many packs, all kept, stays as it is; smaller
-/// ones are merged into the objects a run writes.
-const STAYING_OBJECT_PACKS: usize = 256;
-
 /// A pack whose live blobs take less than this share of its blob bytes is repacked.
 const REPACK_BELOW: f64 = 0.5;
+
+/// An index object listing at least this many packs, none of which goes, stays as it
+/// is; smaller ones are merged into the objects a rewrite writes.
+const STAYING_OBJECT_PACKS: usize = 256;
 
 /// Copies the referenced blobs of `packs` into new packs (read, checked, sealed again);
 /// returns the new packs as indexed.
@@ -120,8 +173,7 @@ async fn move_live_blobs(
     packs: &[IndexedPack],
     referenced: &HashSet<BlobId>,
 ) -> CoordinatorResult<Vec<IndexedPack>> {
-    let before: HashSet<strata_repo::id::PackId> =
-        repo.index().packs().iter().map(|(id, _)| *id).collect();
+    let before: HashSet<PackId> = repo.index().packs().iter().map(|(id, _)| *id).collect();
     let writer = Arc::new(strata_repo::writer::BlobWriter::start(
         repo.clone(),
         strata_repo::writer::WriterOptions::default(),
@@ -154,35 +206,33 @@ fn is_young(modified: Option<SystemTime>, grace: Duration) -> bool {
     }
 }
 
+/// The operation names of the live writer marks (backups, WAL pushes).
+async fn live_writers(repo: &Repository) -> CoordinatorResult<HashSet<String>> {
+    Ok(crate::lock::live_archive_writers(repo.store())
+        .await?
+        .into_iter()
+        .map(|r| r.operation)
+        .collect())
+}
+
 async fn collect(
     repo: &Arc<Repository>,
     dry_run: bool,
     lock: &HeldLock,
     grace: Duration,
+    run: &str,
 ) -> CoordinatorResult<GcReport> {
     let store = repo.store();
-    let summaries = repo.list_backups().await?;
-    let mut referenced: HashSet<BlobId> = HashSet::new();
-    for summary in &summaries {
-        for node in summary.nodes.iter().filter(|n| n.has_manifest) {
-            let manifest = repo.load_manifest(&summary.name, &node.name).await?;
-            for entry in &manifest.entries {
-                if let EntryKind::File { chunks, .. } = &entry.kind {
-                    referenced.extend(chunks.iter().copied());
-                }
-            }
-        }
-    }
-    // Files archived outside backups (WAL) keep their data too.
-    for (_, file) in repo.all_archived().await? {
-        referenced.extend(file.chunks.iter().copied());
-    }
-    // Under the lock the index can only have grown since the repository was opened; the
-    // repository may also have been opened without it (for listing).
     repo.reload_index().await?;
+    let mut referenced = Referenced::default();
+    let backups = referenced.update(repo).await?;
     let missing = {
         let index = repo.index();
-        referenced.iter().find(|id| !index.contains(id)).copied()
+        referenced
+            .blobs
+            .iter()
+            .find(|id| index.get(id).is_none())
+            .copied()
     };
     if let Some(missing) = missing {
         return Err(CoordinatorError::NothingToDo(format!(
@@ -191,146 +241,215 @@ async fn collect(
         )));
     }
     let index_files = repo.index_files().await?;
-    let mut packs: HashMap<String, IndexedPack> = HashMap::new();
+    let mut packs: HashMap<PackId, IndexedPack> = HashMap::new();
     for (_, file) in &index_files {
         for pack in &file.packs {
-            packs
-                .entry(pack_key(&pack.id))
-                .or_insert_with(|| pack.clone());
+            packs.entry(pack.id).or_insert_with(|| pack.clone());
         }
     }
-    let indexed: HashSet<String> = packs.keys().cloned().collect();
-    let kept: Vec<IndexedPack> = packs
-        .into_values()
-        .filter(|p| p.blobs.iter().any(|b| referenced.contains(&b.id)))
-        .collect();
-    // Packs whose live blobs fill less than REPACK_BELOW of them: their live blobs move to
-    // new packs, and the old packs go with the garbage.
-    let (repack, mut kept): (Vec<IndexedPack>, Vec<IndexedPack>) =
-        kept.into_iter().partition(|p| {
-            let total: u64 = p.blobs.iter().map(|b| b.length as u64).sum();
-            let live: u64 = p
-                .blobs
-                .iter()
-                .filter(|b| referenced.contains(&b.id))
-                .map(|b| b.length as u64)
-                .sum();
-            (live as f64) < REPACK_BELOW * total as f64
-        });
-    // The index objects this run replaces: those listing a pack that goes (or moves) and
-    // the small ones (merged), and those the repacking writes. An object listing only
-    // kept packs stays as it is, so a run costs what changed, not the whole index. One
-    // written meanwhile by a writer this run cannot see is left alone.
-    let keep_as_is: HashSet<strata_repo::id::PackId> = kept.iter().map(|p| p.id).collect();
-    let staying: Vec<&(String, IndexFile)> = index_files
+    let (condemnations, damaged) = repo.condemnations().await?;
+    let already: HashSet<PackId> = condemnations
         .iter()
-        .filter(|(_, f)| {
-            f.packs.len() >= STAYING_OBJECT_PACKS
-                && f.packs.iter().all(|p| keep_as_is.contains(&p.id))
-        })
+        .flat_map(|c| c.condemnation.packs.iter().copied())
         .collect();
-    let listed_by_staying: HashSet<strata_repo::id::PackId> = staying
-        .iter()
-        .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
-        .collect();
-    let staying: HashSet<&str> = staying.iter().map(|(k, _)| k.as_str()).collect();
-    let mut replaced: HashSet<String> = index_files
-        .iter()
-        .map(|(k, _)| k.clone())
-        .filter(|k| !staying.contains(k.as_str()))
-        .collect();
-    let replaced_read = replaced.len();
-    if !dry_run && !repack.is_empty() {
+    let is_live = |p: &IndexedPack, referenced: &HashSet<BlobId>| {
+        p.blobs.iter().any(|b| referenced.contains(&b.id))
+    };
+
+    // Phase 1: condemn what no backup references, and mostly-garbage packs.
+    let mut condemn: Vec<PackId> = Vec::new();
+    let mut repack: Vec<IndexedPack> = Vec::new();
+    for pack in packs.values().filter(|p| !already.contains(&p.id)) {
+        if !is_live(pack, &referenced.blobs) {
+            condemn.push(pack.id);
+            continue;
+        }
+        let total: u64 = pack.blobs.iter().map(|b| b.length as u64).sum();
+        let live: u64 = pack
+            .blobs
+            .iter()
+            .filter(|b| referenced.blobs.contains(&b.id))
+            .map(|b| b.length as u64)
+            .sum();
+        if (live as f64) < REPACK_BELOW * total as f64 {
+            repack.push(pack.clone());
+        }
+    }
+    let mut report = GcReport {
+        dry_run,
+        backups,
+        referenced_blobs: referenced.blobs.len() as u64,
+        packs_repacked: repack.len() as u64,
+        packs_condemned: (condemn.len() + repack.len()) as u64,
+        ..GcReport::default()
+    };
+    let mut new_index_packs: Vec<IndexedPack> = Vec::new();
+    let mut condemnations = condemnations;
+    if !dry_run && (!condemn.is_empty() || !repack.is_empty()) {
+        if !repack.is_empty() {
+            lock.check()?;
+            new_index_packs = move_live_blobs(repo, &repack, &referenced.blobs).await?;
+            condemn.extend(repack.iter().map(|p| p.id));
+        }
+        condemn.sort();
+        let condemnation = Condemnation {
+            run: run.to_string(),
+            created_ms: crate::lock::now_ms(),
+            packs: condemn,
+        };
         lock.check()?;
-        let before: HashSet<String> = repo
-            .list_index_objects()
-            .await?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        kept.extend(move_live_blobs(repo, &repack, &referenced).await?);
-        for object in repo.list_index_objects().await? {
-            if !before.contains(&object.key) {
-                replaced.insert(object.key);
+        repo.write_condemnation(&condemnation).await?;
+        // Listed after the condemnation exists: a writer not among these read the
+        // index after it, and does not rely on its packs.
+        let mut writers: Vec<String> = live_writers(repo).await?.into_iter().collect();
+        writers.sort();
+        let armed = ArmedBy {
+            run: run.to_string(),
+            writers,
+        };
+        lock.check()?;
+        repo.arm_condemnation(&armed).await?;
+        condemnations.push(strata_repo::condemned::Found {
+            condemnation,
+            armed_by: Some(armed),
+        });
+    } else if dry_run {
+        // A dry run reports what a run with no writer running would delete.
+        for id in &condemn {
+            report.packs_deleted += 1;
+            report.bytes_freed += packs[id].size;
+        }
+    }
+
+    // Phase 2: sweep the condemnations whose writers have all ended. The referenced set
+    // is brought up to date after the writers were listed: a writer that ended before
+    // made its backup or archive record visible first.
+    let running = live_writers(repo).await?;
+    referenced.update(repo).await?;
+    report.referenced_blobs = referenced.blobs.len() as u64;
+    let mut swept_runs: Vec<String> = damaged;
+    let mut doomed: HashSet<PackId> = HashSet::new();
+    for found in &condemnations {
+        let c = &found.condemnation;
+        match &found.armed_by {
+            None if c.run != run => {
+                // Left by a collection stopped before arming it: dropped, its packs
+                // are condemned again if they still are garbage.
+                swept_runs.push(c.run.clone());
+                continue;
+            }
+            None => continue,
+            Some(armed) if armed.writers.iter().any(|w| running.contains(w)) => {
+                report.packs_waiting += c.packs.len() as u64;
+                continue;
+            }
+            Some(_) => {}
+        }
+        for id in &c.packs {
+            match packs.get(id) {
+                Some(pack) if is_live(pack, &referenced.blobs) => report.packs_rescued += 1,
+                _ => {
+                    doomed.insert(*id);
+                }
             }
         }
+        swept_runs.push(c.run.clone());
     }
-    let kept_keys: HashSet<String> = kept.iter().map(|p| pack_key(&p.id)).collect();
-    // Packs some index lists but no backup references go now; packs no index lists only
-    // once older than the grace period (a stalled writer may be about to index them).
-    let mut doomed: Vec<(String, u64)> = repo
+    if dry_run {
+        report.packs_kept = packs.len() as u64 - report.packs_deleted;
+        report.manifests_deleted = orphans(repo, &referenced, grace).await?.len() as u64;
+        return Ok(report);
+    }
+
+    // The index objects listing a doomed pack are rewritten without it (small ones
+    // merged), the new objects first.
+    let doomed_listed = |f: &IndexFile| f.packs.iter().any(|p| doomed.contains(&p.id));
+    let replaced: Vec<&(String, IndexFile)> = index_files
+        .iter()
+        .filter(|(_, f)| doomed_listed(f) || f.packs.len() < STAYING_OBJECT_PACKS)
+        .collect();
+    let rewrite = replaced.iter().any(|(_, f)| doomed_listed(f))
+        || replaced.len() > 1
+        || !new_index_packs.is_empty();
+    if rewrite {
+        let staying: HashSet<PackId> = index_files
+            .iter()
+            .filter(|(k, _)| !replaced.iter().any(|(r, _)| r == k))
+            .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
+            .collect();
+        let mut kept: Vec<IndexedPack> = replaced
+            .iter()
+            .flat_map(|(_, f)| f.packs.iter())
+            .filter(|p| !doomed.contains(&p.id) && !staying.contains(&p.id))
+            .cloned()
+            .collect();
+        kept.sort_by_key(|p| p.id);
+        kept.dedup_by_key(|p| p.id);
+        lock.check()?;
+        let written = repo.write_index_objects(kept).await?;
+        for (key, _) in &replaced {
+            if !written.contains(key) {
+                lock.check()?;
+                store.delete(key).await?;
+            }
+        }
+        report.index_objects_replaced = replaced.len() as u64;
+    }
+    // Doomed packs (no index lists them now), and packs no index lists that are older
+    // than the grace period (a stalled writer may be about to index younger ones).
+    let indexed: HashSet<String> = packs
+        .keys()
+        .filter(|id| !doomed.contains(id))
+        .map(pack_key)
+        .chain(new_index_packs.iter().map(|p| pack_key(&p.id)))
+        .collect();
+    let mut delete: Vec<(String, u64)> = repo
         .list_packs()
         .await?
         .into_iter()
-        .filter(|o| !kept_keys.contains(&o.key))
-        .filter(|o| indexed.contains(&o.key) || !is_young(o.modified, grace))
+        .filter(|o| !indexed.contains(&o.key))
+        .filter(|o| doomed.iter().any(|d| pack_key(d) == o.key) || !is_young(o.modified, grace))
         .map(|o| (o.key, o.size))
         .collect();
-    doomed.sort();
-    let with_summary: HashSet<&str> = summaries.iter().map(|s| s.name.as_str()).collect();
-    // Manifests, pins and verification records of backups that no longer exist.
-    let mut orphan_manifests: Vec<String> = Vec::new();
+    delete.sort();
+    for (key, size) in &delete {
+        lock.check()?;
+        store.delete(key).await?;
+        report.packs_deleted += 1;
+        report.bytes_freed += size;
+    }
+    for swept in &swept_runs {
+        lock.check()?;
+        repo.remove_condemnation(swept).await?;
+    }
+    let orphans = orphans(repo, &referenced, grace).await?;
+    for key in &orphans {
+        lock.check()?;
+        store.delete(key).await?;
+    }
+    report.manifests_deleted = orphans.len() as u64;
+    report.packs_kept = indexed.len() as u64;
+    Ok(report)
+}
+
+/// Manifests, pins and verification records of backups that no longer exist (manifests
+/// only once older than the grace period: a backup may be about to write its summary).
+async fn orphans(
+    repo: &Repository,
+    referenced: &Referenced,
+    grace: Duration,
+) -> CoordinatorResult<Vec<String>> {
+    let mut out = Vec::new();
     for prefix in [layout::MANIFESTS, layout::PINS, layout::VERIFIED] {
-        for object in store.list_fresh(prefix).await? {
+        for object in repo.store().list_fresh(prefix).await? {
             let backup = object.key[prefix.len()..].split('/').next();
             let young_manifest = prefix == layout::MANIFESTS && is_young(object.modified, grace);
-            if !backup.is_some_and(|b| with_summary.contains(b)) && !young_manifest {
-                orphan_manifests.push(object.key);
+            if !backup.is_some_and(|b| referenced.backups.contains(b)) && !young_manifest {
+                out.push(object.key);
             }
         }
     }
-    // One small object listing only kept packs is not worth rewriting.
-    let drops_packs = index_files
-        .iter()
-        .any(|(k, f)| replaced.contains(k) && f.packs.iter().any(|p| !keep_as_is.contains(&p.id)));
-    let needs_new_index = drops_packs || replaced_read > 1 || !repack.is_empty();
-    let report = GcReport {
-        dry_run,
-        backups: summaries.len(),
-        referenced_blobs: referenced.len() as u64,
-        packs_kept: kept.len() as u64,
-        packs_repacked: repack.len() as u64,
-        packs_deleted: doomed.len() as u64,
-        bytes_freed: doomed.iter().map(|(_, size)| size).sum(),
-        index_objects_replaced: if needs_new_index {
-            replaced_read as u64
-        } else {
-            0
-        },
-        manifests_deleted: orphan_manifests.len() as u64,
-    };
-    if dry_run {
-        return Ok(report);
-    }
-    if needs_new_index {
-        let mut rewritten: Vec<IndexedPack> = kept
-            .into_iter()
-            .filter(|p| !listed_by_staying.contains(&p.id))
-            .collect();
-        rewritten.sort_by_key(|p| p.id);
-        lock.check()?;
-        let new_keys = repo.write_index_objects(rewritten).await?;
-        // The index objects replaced, and the ones the repacking wrote (their packs are
-        // in the new ones).
-        let mut replaced: Vec<String> = replaced
-            .into_iter()
-            .filter(|k| !new_keys.contains(k))
-            .collect();
-        replaced.sort();
-        for key in &replaced {
-            lock.check()?;
-            store.delete(key).await?;
-        }
-    }
-    for (key, _) in &doomed {
-        lock.check()?;
-        store.delete(key).await?;
-    }
-    for key in &orphan_manifests {
-        lock.check()?;
-        store.delete(key).await?;
-    }
-    Ok(report)
+    Ok(out)
 }
 
 #[cfg(test)]

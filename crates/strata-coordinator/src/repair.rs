@@ -131,14 +131,30 @@ impl IndexRepairReport {
     }
 }
 
-/// Takes the cluster lock for a repair, renewed until released.
-async fn lock(repo: &Repository, what: &str) -> CoordinatorResult<crate::lock::HeldLock> {
+/// The locks a repair holds: the cluster lock, and the garbage collection lock, as it
+/// rewrites index objects and deletes what a collection would otherwise decide about.
+struct RepairLocks(crate::lock::HeldLock, crate::lock::HeldLock);
+
+impl RepairLocks {
+    async fn release(self) {
+        self.1.release().await;
+        self.0.release().await;
+    }
+}
+
+/// Takes the locks of a repair, renewed until released.
+async fn lock(repo: &Repository, what: &str) -> CoordinatorResult<RepairLocks> {
     let id = format!("repair-{}", crate::names::new_backup_name());
-    Ok(
-        RepoLock::acquire(repo.store().clone(), &id, what, Duration::from_secs(60))
-            .await?
-            .keep_renewed(),
-    )
+    let cluster = RepoLock::acquire(repo.store().clone(), &id, what, Duration::from_secs(60))
+        .await?
+        .keep_renewed();
+    match crate::gc::take_gc_lock(repo, &id, what).await {
+        Ok(gc) => Ok(RepairLocks(cluster, gc)),
+        Err(err) => {
+            cluster.release().await;
+            Err(err)
+        }
+    }
 }
 
 /// Rebuilds the index from the pack headers (only reports with `dry_run`).

@@ -149,6 +149,21 @@ fn pick_subset(packs: &[(PackId, u64)], percent: f64) -> HashSet<PackId> {
     scored.into_iter().take(wanted).map(|(_, p)| p).collect()
 }
 
+/// The packs the index lists after one refresh, taken when a pack is found missing.
+#[derive(Default)]
+struct StillIndexed(Option<HashSet<PackId>>);
+
+impl StillIndexed {
+    /// Whether `pack` is still in the index (refreshed on first use).
+    async fn check(&mut self, repo: &Repository, pack: &PackId) -> CoordinatorResult<bool> {
+        if self.0.is_none() {
+            repo.reload_index().await?;
+            self.0 = Some(repo.index().packs().into_iter().map(|(id, _)| id).collect());
+        }
+        Ok(self.0.as_ref().is_some_and(|live| live.contains(pack)))
+    }
+}
+
 /// Verifies one backup (`Some(name)`) or all of them, reading as much data as `check` says.
 pub async fn run_verify_with(
     repo: &Repository,
@@ -190,8 +205,12 @@ pub async fn run_verify_with(
     let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     let mut bad_packs: HashSet<PackId> = HashSet::new();
     let packs: Vec<(PackId, u64)> = repo.index().packs();
+    // A pack garbage collection swept while this runs (it leaves the index before it is
+    // deleted) is not missing: the view is refreshed once and such packs skipped.
+    let mut still_indexed = StillIndexed::default();
     for (pack, size) in &packs {
         match stored.get(&pack_key(pack)) {
+            None if !still_indexed.check(repo, pack).await? => {}
             None => {
                 report.problems.push(format!(
                     "pack {} is missing ({})",
@@ -236,6 +255,9 @@ pub async fn run_verify_with(
             }
             let bytes = match repo.store().get(&pack_key(&pack)).await {
                 Ok(bytes) => bytes,
+                Err(err) if err.is_not_found() && !still_indexed.check(repo, &pack).await? => {
+                    continue;
+                }
                 Err(err) => {
                     report
                         .problems
@@ -310,7 +332,7 @@ pub async fn run_verify_with(
                     continue;
                 };
                 report.files += 1;
-                let missing = chunks.iter().any(|id| !index.contains(id));
+                let missing = chunks.iter().any(|id| index.get(id).is_none());
                 if missing {
                     report.problems.push(format!(
                         "backup {} node {}: {} references data missing from the index",

@@ -4,8 +4,10 @@
 //! that delays every request, fails some (before they land, or after: a lost answer) and
 //! stalls a few for longer than the lock's TTL. After every round, with the chaos off:
 //!
-//! - the journal of what landed shows no data deleted and no summary written by a process
-//!   that did not hold the cluster lock at that moment (never two holders at work);
+//! - the journal of what landed shows no summary written by a process that did not hold
+//!   the cluster lock at that moment, and no data or index object deleted by one that did
+//!   not hold the garbage collection lock (never two holders at work); garbage collection
+//!   runs beside backups and WAL pushes, which it must not refuse;
 //! - `verify --read-data` is clean;
 //! - every backup recorded complete restores byte for byte;
 //! - every WAL segment whose push was acknowledged is fetched back intact;
@@ -314,41 +316,63 @@ async fn backup(
     coordinator.backup("torture").await?.run().await
 }
 
-/// Follows the lock through the journal: every data delete and every summary written
-/// must come from the process whose generation is the newest, and held, when it lands.
+/// Follows both locks through the journal: every summary written must come from the
+/// process whose cluster lock generation is the newest, and held, when it lands; every
+/// delete of data or index objects from the holder of the garbage collection lock; every
+/// other delete of a repository object from a holder of either.
 fn check_journal(landed: &[Landed], round: u32) -> usize {
-    let mut newest: Option<(u64, u32, bool)> = None;
+    // Per chain: (generation, process, held).
+    let mut newest: BTreeMap<&str, (u64, u32, bool)> = BTreeMap::new();
     let mut checked = 0;
     for entry in landed {
-        if let Some(generation) = entry
-            .key
-            .strip_prefix("locks/cluster/")
-            .and_then(|k| k.strip_suffix(".json"))
-            .and_then(|g| g.parse::<u64>().ok())
-        {
-            if entry.delete || newest.is_some_and(|(g, _, _)| g > generation) {
+        let chain = ["locks/cluster/", "locks/gc/"]
+            .into_iter()
+            .find(|c| entry.key.starts_with(c));
+        if let Some(chain) = chain {
+            let Some(generation) = entry.key[chain.len()..]
+                .strip_suffix(".json")
+                .and_then(|g| g.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            if entry.delete || newest.get(chain).is_some_and(|(g, _, _)| *g > generation) {
                 continue;
             }
             let record: LockRecord = serde_json::from_slice(entry.body.as_ref().unwrap()).unwrap();
-            newest = Some((generation, entry.process, record.state == LockState::Held));
+            newest.insert(
+                chain,
+                (generation, entry.process, record.state == LockState::Held),
+            );
             continue;
         }
-        let guarded = (entry.delete
+        let holder = |chain: &str| {
+            newest
+                .get(chain)
+                .filter(|(_, _, held)| *held)
+                .map(|(_, p, _)| *p)
+        };
+        let allowed: Vec<Option<u32>> = if !entry.delete && entry.key.starts_with("summaries/") {
+            vec![holder("locks/cluster/")]
+        } else if entry.delete
+            && (entry.key.starts_with("data/") || entry.key.starts_with("index/"))
+        {
+            vec![holder("locks/gc/")]
+        } else if entry.delete
             && !entry.key.starts_with("locks/")
-            && !entry.key.starts_with("writers/"))
-            || (!entry.delete && entry.key.starts_with("summaries/"));
-        if guarded {
-            checked += 1;
-            let holder = newest.filter(|(_, _, held)| *held).map(|(_, p, _)| p);
-            assert_eq!(
-                holder,
-                Some(entry.process),
-                "round {round}: process {} {} {} while the lock was {newest:?} (generation, process, held)",
-                entry.process,
-                if entry.delete { "deleted" } else { "wrote" },
-                entry.key
-            );
-        }
+            && !entry.key.starts_with("writers/")
+        {
+            vec![holder("locks/cluster/"), holder("locks/gc/")]
+        } else {
+            continue;
+        };
+        checked += 1;
+        assert!(
+            allowed.contains(&Some(entry.process)),
+            "round {round}: process {} {} {} while the locks were {newest:?} (generation, process, held)",
+            entry.process,
+            if entry.delete { "deleted" } else { "wrote" },
+            entry.key
+        );
     }
     checked
 }

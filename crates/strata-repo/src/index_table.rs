@@ -457,7 +457,7 @@ impl IndexTable {
     /// Merges the delta into a new recent file, dropping records of dead packs.
     fn merge_into_recent(&mut self) -> io::Result<Meta> {
         let mut packs = self.packs.clone();
-        if self.refs.iter().any(|&r| r == 0) {
+        if self.refs.contains(&0) {
             // A dead pack whose records sat in the delta or the recent file loses them
             // now (all records of a pack were added at once, so they sit in one place);
             // one in the base keeps them until the next base merge.

@@ -1,8 +1,9 @@
-//! Archive writers' marks: a running `strata wal-push` announces itself under
-//! `writers/`, so garbage collection (which deletes data no record references yet) waits
-//! for it, and a push refuses while a collection holds the cluster lock.
+//! Writers' marks: a running backup or `strata wal-push` announces itself under
+//! `writers/` before it reads the index, so garbage collection, which condemns packs no
+//! backup or record references yet, deletes them only once every writer that may have
+//! relied on them has ended (see `strata_repo::condemned`). Nobody is refused.
 
-use super::{chain, holder_name, list_locks, now_ms, LockError, LockRecord, LockState};
+use super::{chain, holder_name, now_ms, LockError, LockRecord, LockState};
 use std::time::{Duration, Instant};
 use strata_store::DynStore;
 
@@ -25,11 +26,11 @@ pub struct ArchiveMark {
     renewer: tokio::task::JoinHandle<()>,
 }
 
-/// Announces an archive writer, then checks for a garbage collection: each side writes
-/// its own object before looking for the other's, so at least one of them sees the other
-/// and steps back. The writer steps back with [`LockError::Busy`] (PostgreSQL retries the
-/// archive command); garbage collection waits for announced writers to end. Take it
-/// before reading the index: a collection that started earlier has finished (or is seen).
+/// Announces a writer (a backup, a WAL push). Each side writes its own object before
+/// looking for the other's: the writer its mark before it reads the index (and the
+/// condemnations), garbage collection its condemnation before it lists the marks. So a
+/// writer either sees the condemnation (and stores those packs' blobs again) or is
+/// listed by it (and the packs wait for it to end).
 pub async fn mark_archive_writer(store: DynStore, what: &str) -> Result<ArchiveMark, LockError> {
     mark_archive_writer_with_ttl(store, what, MARK_TTL).await
 }
@@ -63,11 +64,6 @@ pub async fn mark_archive_writer_with_ttl(
     let guard = store
         .fence()
         .map(|fence| fence.guard(&format!("{what} {}", record.operation), deadline));
-    let now = now_ms();
-    let gc = list_locks(&store)
-        .await?
-        .into_iter()
-        .find(|l| l.kind == "gc" && l.is_live(now));
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let (renew_store, renew_key) = (store.clone(), key.clone());
     // Renews the mark until released; gives up (and the fence stops visible writes) once
@@ -113,10 +109,6 @@ pub async fn mark_archive_writer_with_ttl(
         stop,
         renewer,
     };
-    if let Some(gc) = gc {
-        mark.release().await;
-        return Err(LockError::Busy(gc.describe()));
-    }
     if Instant::now() >= deadline {
         mark.release().await;
         return Err(LockError::Busy(format!(
