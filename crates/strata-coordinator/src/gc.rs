@@ -15,8 +15,8 @@
 //! 2. **Sweep.** A condemnation whose writers have all ended (their summaries or archive
 //!    records are visible then; a writer whose mark lapsed is fenced) is swept: the set
 //!    of referenced ids is brought up to date (new backups and archive records only),
-//!    condemned packs that are referenced again are kept (the condemnation simply goes),
-//!    the others leave the index (index objects listing them are rewritten, at most
+//!    condemned packs holding a referenced blob that no staying pack holds are kept (the
+//!    condemnation simply goes), the others leave the index (index objects listing them are rewritten, at most
 //!    [`strata_repo::index::MAX_PACKS_PER_OBJECT`] packs each, small ones merged), then
 //!    are deleted. With no writer running, one run condemns and sweeps; otherwise the
 //!    sweep happens in the first run after those writers ended.
@@ -345,15 +345,34 @@ async fn collect(
             }
             Some(_) => {}
         }
-        for id in &c.packs {
-            match packs.get(id) {
-                Some(pack) if is_live(pack, &referenced.blobs) => report.packs_rescued += 1,
-                _ => {
-                    doomed.insert(*id);
-                }
-            }
-        }
+        doomed.extend(c.packs.iter().copied());
         swept_runs.push(c.run.clone());
+    }
+    // A swept pack goes unless it holds a referenced blob no pack that stays holds (a
+    // backup relied on it after all): such a pack is rescued and stays. A repacked pack's
+    // live blobs are in the new packs, so it goes.
+    let mut elsewhere: HashSet<BlobId> = packs
+        .values()
+        .chain(new_index_packs.iter())
+        .filter(|p| !doomed.contains(&p.id))
+        .flat_map(|p| p.blobs.iter().map(|b| b.id))
+        .filter(|id| referenced.blobs.contains(id))
+        .collect();
+    let mut candidates: Vec<PackId> = doomed.iter().copied().collect();
+    candidates.sort();
+    for id in candidates {
+        let Some(pack) = packs.get(&id) else {
+            continue;
+        };
+        let needed = pack
+            .blobs
+            .iter()
+            .any(|b| referenced.blobs.contains(&b.id) && !elsewhere.contains(&b.id));
+        if needed {
+            doomed.remove(&id);
+            report.packs_rescued += 1;
+            elsewhere.extend(pack.blobs.iter().map(|b| b.id));
+        }
     }
     if dry_run {
         report.packs_kept = packs.len() as u64 - report.packs_deleted;

@@ -309,9 +309,9 @@ fn gc_spares_the_packs_of_a_stalled_backup_which_then_makes_nothing_visible() {
 
 #[test]
 fn a_lock_write_that_lands_late_lets_only_one_operation_run() {
-    // The race: gc reads the lock free and writes its claim, which lands late;
-    // meanwhile a backup takes the lock and uploads its packs. When gc's write lands it
-    // must find the lock taken and step back, deleting nothing.
+    // The race, for garbage collection: gc's lock write lands late while a backup
+    // uploads its packs. gc takes its own lock and runs beside the backup, refusing
+    // nothing, and must delete none of the backup's packs.
     let site = Site::with_ttl(60);
     site.ok(&["backup"], &[]);
     site.change_data(11);
@@ -322,15 +322,7 @@ fn a_lock_write_that_lands_late_lets_only_one_operation_run() {
     assert!(!uploaded.is_empty(), "the backup uploaded packs");
 
     let (status, stderr) = gc.release();
-    assert_eq!(
-        status.code(),
-        Some(6),
-        "gc must be refused as busy:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("busy") && stderr.contains("backup"),
-        "{stderr}"
-    );
+    assert!(status.success(), "gc runs beside a backup:\n{stderr}");
     assert!(
         uploaded.iter().all(|p| packs(&site).contains(p)),
         "gc deleted packs of the running backup"
