@@ -48,8 +48,7 @@ pub async fn copy_backup(
             backup.name
         )));
     }
-    // The target's cluster lock: its garbage collection must not delete the packs this
-    // copy writes (or the blobs it finds there) before the summary refers to them.
+    // The target's cluster lock, as a backup takes it.
     let id = format!("copy-{}", crate::names::new_backup_name());
     let lock = crate::lock::RepoLock::acquire(
         target.store().clone(),
@@ -59,7 +58,17 @@ pub async fn copy_backup(
     )
     .await?
     .keep_renewed();
+    // A writer like a backup: announced to the target's garbage collection before the
+    // target's index is read (see `strata_repo::condemned`).
+    let mark = match crate::lock::mark_archive_writer(target.store().clone(), "copy").await {
+        Ok(mark) => mark,
+        Err(err) => {
+            lock.release().await;
+            return Err(err.into());
+        }
+    };
     let result = copy_locked(&source, &target, backup, writer_options).await;
+    mark.release().await;
     lock.release().await;
     result
 }
@@ -70,7 +79,7 @@ async fn copy_locked(
     backup: &BackupSummary,
     writer_options: WriterOptions,
 ) -> CoordinatorResult<CopyReport> {
-    // Under the lock the target's index can only have grown: take it fresh.
+    // Read after the writer mark: packs condemned before it are not relied on.
     target.reload_index().await?;
     let mut report = CopyReport {
         backup: backup.name.clone(),

@@ -1,0 +1,70 @@
+//! Fills an existing repository with index objects of fabricated packs, for benchmarks of
+//! the engine at the size of real clusters (a repository of N blobs without storing N
+//! blobs). The packs do not exist: only what reads the index (every backup and WAL push
+//! asking "is this blob new?", the local index table) sees them; restores and
+//! verification of real backups in the same repository are unaffected.
+//!
+//! ```sh
+//! strata init                       # with STRATA_REPO, STRATA_PASSWORD set
+//! cargo run --release -p strata-repo --example fabricate_index -- REPO_DIR 100000000
+//! ```
+//!
+//! Objects hold 4,096 packs of 128 blobs (128 KiB chunks in 16 MiB packs), as garbage
+//! collection and merges write them; the password comes from `STRATA_PASSWORD`.
+
+use std::sync::Arc;
+use std::time::Instant;
+use strata_repo::index::{IndexedPack, MAX_PACKS_PER_OBJECT};
+use strata_repo::pack::PackEntry;
+use strata_repo::{BlobId, Repository};
+
+const PER_PACK: u64 = 128;
+
+fn id(n: u64) -> BlobId {
+    BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes())
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let dir = args.get(1).expect("a repository directory");
+    let blobs: u64 = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .expect("a number of blobs");
+    let password = std::env::var("STRATA_PASSWORD").ok();
+    let store: strata_store::DynStore = Arc::new(strata_store::LocalStore::new(dir));
+    let repo = Repository::open_catalog(store, password.as_deref())
+        .await
+        .expect("the repository opens");
+    let clock = Instant::now();
+    let per_object = MAX_PACKS_PER_OBJECT as u64 * PER_PACK;
+    let mut start = 0;
+    while start < blobs {
+        let end = (start + per_object).min(blobs);
+        let packs: Vec<IndexedPack> = (start..end)
+            .step_by(PER_PACK as usize)
+            .map(|first| IndexedPack {
+                id: id(u64::MAX - first),
+                size: 16 << 20,
+                blobs: (first..(first + PER_PACK).min(end))
+                    .map(|n| PackEntry {
+                        id: id(n),
+                        offset: (n - first) * 100_000,
+                        length: 100_000,
+                        raw_length: 131_072,
+                        compressed: true,
+                    })
+                    .collect(),
+            })
+            .collect();
+        repo.write_index_objects(packs).await.expect("index written");
+        start = end;
+        eprint!("\r{start} blobs");
+    }
+    eprintln!(
+        "\n{blobs} fabricated blobs in {} index objects, {:.0} s",
+        blobs.div_ceil(per_object),
+        clock.elapsed().as_secs_f64()
+    );
+}
