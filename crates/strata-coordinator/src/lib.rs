@@ -18,6 +18,8 @@ pub mod copy;
 mod error;
 pub mod events;
 pub mod gc;
+#[cfg(test)]
+mod gc_model;
 /// Hooks live in their own crate, shared with node agents.
 pub use strata_hooks as hooks;
 pub mod input;

@@ -58,7 +58,9 @@ async fn main() {
                     .collect(),
             })
             .collect();
-        repo.write_index_objects(packs).await.expect("index written");
+        repo.write_index_objects(packs)
+            .await
+            .expect("index written");
         start = end;
         eprint!("\r{start} blobs");
     }

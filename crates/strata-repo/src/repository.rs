@@ -313,6 +313,18 @@ impl Repository {
     pub async fn reload_index(&self) -> RepoResult<()> {
         let mut attached = self.index.refreshing.lock().await;
         self.index.attach(&mut attached).await;
+        // Packs garbage collection condemned: readers still find their blobs, writers
+        // store them again (see `crate::condemned`). Listed before the index objects: a
+        // condemnation gone by then was swept, and its sweep had already rewritten the
+        // index objects without the packs it deleted (the other order could see a pack
+        // still listed and its condemnation already gone).
+        let condemned: std::collections::HashSet<crate::id::PackId> = self
+            .condemnations()
+            .await?
+            .0
+            .into_iter()
+            .flat_map(|found| found.condemnation.packs)
+            .collect();
         // The view names each object with its size and time as listed: an object rewritten
         // in place (damaged, or put back) is read again, never answered from the view.
         let listed: std::collections::HashMap<String, String> = self
@@ -360,15 +372,6 @@ impl Repository {
                 Err(err) => return Err(err),
             }
         }
-        // Packs garbage collection condemned: readers still find their blobs, writers
-        // store them again (see `crate::condemned`).
-        let condemned: std::collections::HashSet<crate::id::PackId> = self
-            .condemnations()
-            .await?
-            .0
-            .into_iter()
-            .flat_map(|found| found.condemnation.packs)
-            .collect();
         {
             let mut view = self.index.view.write().expect("index lock poisoned");
             for key in &gone {
