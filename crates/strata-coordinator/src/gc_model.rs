@@ -222,18 +222,14 @@ impl GcModel {
                 s.gc = GcPhase::Decided(doomed);
             }
             GcPhase::Decided(doomed) => {
-                for p in 0..PACKS {
-                    if doomed[p] {
-                        s.indexed[p] = false;
-                    }
+                for (indexed, doomed) in s.indexed.iter_mut().zip(doomed) {
+                    *indexed &= !doomed;
                 }
                 s.gc = GcPhase::Rewritten(doomed);
             }
             GcPhase::Rewritten(doomed) => {
-                for p in 0..PACKS {
-                    if doomed[p] {
-                        s.stored[p] = false;
-                    }
+                for (stored, doomed) in s.stored.iter_mut().zip(doomed) {
+                    *stored &= !doomed;
                 }
                 s.gc = GcPhase::Deleted;
             }
