@@ -111,6 +111,12 @@ pub trait BlobIndex: Send + Sync + std::fmt::Debug {
     /// being live.
     fn forget_object(&mut self, key: &str);
 
+    /// Records added since the last [`BlobIndex::commit`] that a commit would write (a
+    /// refresh reading many objects commits as it goes, so its memory stays bounded).
+    fn pending_records(&self) -> usize {
+        0
+    }
+
     /// Makes the view durable where it has a place to be (the table writes its files;
     /// the hash map has nothing to do).
     fn commit(&mut self) -> io::Result<()>;

@@ -636,6 +636,10 @@ impl BlobIndex for IndexTable {
         self.dirty = true;
     }
 
+    fn pending_records(&self) -> usize {
+        self.delta.len()
+    }
+
     fn commit(&mut self) -> io::Result<()> {
         if !self.dirty && self.delta.is_empty() {
             return Ok(());

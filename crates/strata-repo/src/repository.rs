@@ -353,12 +353,17 @@ impl Repository {
         for stamp in &new {
             let key = &listed[stamp];
             match self.read_index_file(key).await {
-                Ok(file) => self
-                    .index
-                    .view
-                    .write()
-                    .expect("index lock poisoned")
-                    .add_object(stamp, &file),
+                Ok(file) => {
+                    let pending = {
+                        let mut view = self.index.view.write().expect("index lock poisoned");
+                        view.add_object(stamp, &file);
+                        view.pending_records()
+                    };
+                    // A first refresh of a large repository commits as it goes.
+                    if pending >= COMMIT_WHILE_READING {
+                        self.index.commit().await;
+                    }
+                }
                 Err(RepoError::Store(e)) if e.is_not_found() => {}
                 Err(err) if err.is_damage() => {
                     self.warn_damaged(
@@ -680,6 +685,9 @@ impl Repository {
         Ok(())
     }
 }
+
+/// A refresh commits its view once this many new records wait in memory.
+const COMMIT_WHILE_READING: usize = 1 << 20;
 
 /// How a view names an index object: its key, size and modification time as listed.
 fn stamped(object: &ObjectMeta) -> String {
