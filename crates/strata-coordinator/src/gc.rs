@@ -42,7 +42,7 @@ use strata_repo::id::{pack_key, PackId};
 use strata_repo::index::{IndexFile, IndexedPack};
 use strata_repo::layout;
 use strata_repo::manifest::EntryKind;
-use strata_repo::{BlobId, Repository};
+use strata_repo::{BlobId, RepoError, Repository};
 
 /// What a collection found and did.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -132,20 +132,50 @@ impl Referenced {
     /// Reads the backups and archive records not read yet. Strict: a summary or
     /// manifest that does not decode stops the collection (it might reference anything).
     async fn update(&mut self, repo: &Repository) -> CoordinatorResult<usize> {
-        let summaries = repo.list_backups().await?;
-        for summary in &summaries {
-            if self.backups.contains(&summary.name) {
+        let mut count = 0;
+        for object in repo
+            .store()
+            .list_fresh(layout::SUMMARIES)
+            .await
+            .map_err(RepoError::from)?
+        {
+            let name = &object.key[layout::SUMMARIES.len()..];
+            if self.backups.contains(name) {
+                count += 1;
                 continue;
             }
+            // A backup deleted while this runs (deletes do not wait for collections)
+            // references nothing any more: skipped, whichever object went first.
+            let summary = match repo.load_summary(name).await {
+                Ok(summary) => summary,
+                Err(RepoError::NoSuchBackup(_)) => continue,
+                Err(err) => return Err(err.into()),
+            };
+            let mut deleted = false;
             for node in summary.nodes.iter().filter(|n| n.has_manifest) {
-                let manifest = repo.load_manifest(&summary.name, &node.name).await?;
+                let manifest = match repo.load_manifest(&summary.name, &node.name).await {
+                    Ok(manifest) => manifest,
+                    Err(RepoError::Store(e)) if e.is_not_found() => {
+                        match repo.load_summary(name).await {
+                            Err(RepoError::NoSuchBackup(_)) => {
+                                deleted = true;
+                                break;
+                            }
+                            _ => return Err(RepoError::Store(e).into()),
+                        }
+                    }
+                    Err(err) => return Err(err.into()),
+                };
                 for entry in &manifest.entries {
                     if let EntryKind::File { chunks, .. } = &entry.kind {
                         self.blobs.extend(chunks.iter().copied());
                     }
                 }
             }
-            self.backups.insert(summary.name.clone());
+            if !deleted {
+                self.backups.insert(summary.name.clone());
+                count += 1;
+            }
         }
         // Files archived outside backups (WAL) keep their data too.
         for (space, file) in repo.all_archived().await? {
@@ -155,7 +185,7 @@ impl Referenced {
                 self.blobs.extend(file.chunks.iter().copied());
             }
         }
-        Ok(summaries.len())
+        Ok(count)
     }
 }
 
