@@ -276,20 +276,30 @@ impl IndexTable {
     /// [`IndexTable::open`], or an empty table in a cleared `dir` when the one there does
     /// not open (the table is only a cache: the next refresh reads every index object).
     pub fn open_or_rebuild(dir: &Path) -> io::Result<IndexTable> {
-        match IndexTable::open(dir) {
-            Ok(table) => Ok(table),
-            Err(err) => {
-                eprintln!(
-                    "strata: warning: the local index in {} does not open ({err}); rebuilding it from the repository",
-                    dir.display()
-                );
-                match fs::remove_dir_all(dir) {
-                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                    _ => {}
-                }
-                IndexTable::open(dir)
+        // A file named by a `meta` another process replaced meanwhile: read `meta` again.
+        for _ in 0..3 {
+            match IndexTable::open(dir) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                other => return other.or_else(|err| IndexTable::rebuild(dir, err)),
             }
         }
+        match IndexTable::open(dir) {
+            Ok(table) => Ok(table),
+            Err(err) => IndexTable::rebuild(dir, err),
+        }
+    }
+
+    /// Clears `dir` after `err` and opens it empty.
+    fn rebuild(dir: &Path, err: io::Error) -> io::Result<IndexTable> {
+        eprintln!(
+            "strata: warning: the local index in {} does not open ({err}); rebuilding it from the repository",
+            dir.display()
+        );
+        match fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        IndexTable::open(dir)
     }
 
     fn count_live(&self) -> usize {
@@ -659,7 +669,16 @@ impl BlobIndex for IndexTable {
             self.merge_into_recent()?
         };
         self.write_meta(&meta)?;
-        self.remove_stale_runs(&[meta.base.clone(), meta.recent.clone()]);
+        // The files this view replaced go now (a process that mapped them keeps its
+        // mapping; one that reads an older `meta` naming them rebuilds), others' stale
+        // ones once old.
+        let keep = [meta.base.clone(), meta.recent.clone()];
+        for run in self.runs() {
+            if !keep.iter().flatten().any(|k| *k == run.name) {
+                let _ = fs::remove_file(self.dir.join(RUNS).join(&run.name));
+            }
+        }
+        self.remove_stale_runs(&keep);
         let condemned: std::collections::HashSet<PackId> = self
             .condemned
             .iter()

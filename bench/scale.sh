@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# bench/scale.sh - strata at the size of real clusters: a repository of N fabricated
+# blobs (index objects of packs that do not exist, written by the example
+# `fabricate_index`), and what a small backup, a restore and a WAL push cost there
+# against an empty repository, each with its peak anonymous and file-backed memory.
+#
+#   bench/scale.sh [BLOBS] [WORKDIR]      (default 10000000, /tmp/strata-scale)
+#
+# Needs release builds: cargo build --release -p strata --bin strata &&
+#                       cargo build --release -p strata-repo --examples
+set -euo pipefail
+BLOBS=${1:-10000000}
+W=${2:-/tmp/strata-scale}
+BIN=${STRATA_BIN:-$PWD/target/release/strata}
+FAB=${FABRICATE_BIN:-$PWD/target/release/examples/fabricate_index}
+export STRATA_PASSWORD=scale-bench
+rm -rf "$W"; mkdir -p "$W"
+
+# Runs a command, sampling its RssAnon and RssFile every 50 ms; prints
+# "<label> <seconds> <peak RssAnon MiB> <peak RssFile MiB>".
+measure() {
+  local label=$1; shift
+  local start end pid anon=0 file=0 a f
+  start=$(date +%s.%N)
+  "$@" >/dev/null 2>"$W/last.err" &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    if [[ -r /proc/$pid/status ]]; then
+      a=$(awk '/^RssAnon/{print $2}' /proc/$pid/status 2>/dev/null || echo 0)
+      f=$(awk '/^RssFile/{print $2}' /proc/$pid/status 2>/dev/null || echo 0)
+      (( ${a:-0} > anon )) && anon=${a:-0}
+      (( ${f:-0} > file )) && file=${f:-0}
+    fi
+    sleep 0.05
+  done
+  wait "$pid" || { echo "$label failed:"; cat "$W/last.err"; exit 1; }
+  end=$(date +%s.%N)
+  printf '%-44s %8.2f s %8.1f MiB anon %8.1f MiB file\n' "$label" \
+    "$(echo "$end - $start" | bc)" "$(echo "$anon / 1024" | bc -l)" "$(echo "$file / 1024" | bc -l)"
+}
+
+# The data of one backup: 256 MiB of new content in 64 files, and one WAL segment.
+mkdir -p "$W/src" "$W/wal" "$W/tiny"
+echo "a new host's first file" > "$W/tiny/hello.txt"
+for i in $(seq 1 64); do head -c $((4 << 20)) /dev/urandom > "$W/src/part-$i.bin"; done
+head -c $((16 << 20)) /dev/urandom > "$W/wal/000000010000000000000001"
+
+for kind in empty large; do
+  export STRATA_REPO=$W/$kind/repo STRATA_STATE_DIR=$W/$kind/state
+  "$BIN" init >/dev/null
+  if [[ $kind == large ]]; then
+    measure "fabricate $BLOBS blobs" "$FAB" "$STRATA_REPO" "$BLOBS"
+    du -sh "$STRATA_REPO/index" | sed 's/^/index objects: /'
+    # A new host: no local index table yet (a one-file backup: the time is the start).
+    measure "$kind: first backup of a new host (1 file)" "$BIN" backup --node-name first "$W/tiny"
+    du -sh "$STRATA_STATE_DIR/index" | sed 's/^/local index table: /'
+  fi
+  measure "$kind: backup (256 MiB, new data)" "$BIN" backup --node-name n1 "$W/src"
+  measure "$kind: restore (256 MiB)" "$BIN" restore latest --to "$W/$kind/restored"
+  rm -rf "$W/$kind/restored"
+  measure "$kind: wal-push (16 MiB)" "$BIN" wal-push "$W/wal/000000010000000000000001"
+done
