@@ -34,6 +34,9 @@ pub enum ObjectKind {
     Pin = 7,
     /// A verification record (`verified/<backup>/...`, format version 2).
     VerifyRecord = 8,
+    /// A piece of the backup listing (`listing/entries/...`, `listing/pages/...`, format
+    /// version 4): see [`crate::listing`].
+    Listing = 10,
 }
 
 /// Magic bytes at the start of every encoded (non-pack) object.

@@ -1,0 +1,275 @@
+//! Reading one page of the listing, newest first, reconciled with the summaries.
+//!
+//! A page costs a LIST of `listing/`, a keys-only LIST of `summaries/` and the GETs of
+//! the listing objects that can hold the page's backups (the loose entries newer than it
+//! and one or two page objects), whatever the number of backups. Summaries stay the
+//! truth: an entry whose summary is gone is dropped (a deleted backup whose page was not
+//! rewritten yet); a summary the listing lacks (a writer stopped between the summary and
+//! its entry, a repository written before the listing existed, a damaged or missing
+//! listing object) is read by itself, and the page says how many were.
+
+use super::{name_second, ListingKey, Position};
+use crate::format::{decode_object, ObjectKind};
+use crate::layout;
+use crate::summary::BackupSummary;
+use crate::{DamagedObject, RepoError, RepoResult, Repository};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// How much earlier than its start time a backup's name may say it began (the name is
+/// taken when the operation is created, the start time when the backup begins): a
+/// summary whose name falls inside a page's time range widened by this much is taken to
+/// be in that page.
+const NAME_SLACK_SECS: u64 = 6 * 3600;
+
+/// Which page of backups to read.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// At most this many backups (`usize::MAX`: all).
+    pub limit: usize,
+    /// Only backups older than this position (the `next` of the previous page).
+    pub before: Option<Position>,
+}
+
+/// One page of backups.
+#[derive(Debug, Clone, Default)]
+pub struct BackupPage {
+    /// Newest first.
+    pub backups: Vec<BackupSummary>,
+    /// Where the next (older) page starts, when there may be one.
+    pub next: Option<Position>,
+    /// Summaries in the repository (damaged ones included): the backups in all.
+    pub total: usize,
+    /// Summaries read by themselves because the listing lacks them, by backup name.
+    pub from_summaries: Vec<String>,
+    /// Summaries read by themselves that do not decode.
+    pub damaged: Vec<DamagedObject>,
+    /// Listing objects that do not decode (their backups were read from the summaries).
+    pub damaged_listing: Vec<DamagedObject>,
+}
+
+impl BackupPage {
+    /// One line saying what the page had to read besides the listing, when it did.
+    pub fn note(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.damaged_listing.is_empty() {
+            parts.push(format!(
+                "{} listing object(s) do not decode ({})",
+                self.damaged_listing.len(),
+                self.damaged_listing[0].reason
+            ));
+        }
+        if !self.from_summaries.is_empty() {
+            parts.push(format!(
+                "{} backup(s) missing from the listing were read from their summaries",
+                self.from_summaries.len()
+            ));
+        }
+        (!parts.is_empty()).then(|| {
+            format!(
+                "{}; the next backup, delete or gc by a writer rebuilds it",
+                parts.join("; ")
+            )
+        })
+    }
+}
+
+/// The keys of `listing/` and `summaries/`, listed together.
+pub(crate) struct Keys {
+    pub objects: Vec<ListingKey>,
+    /// Every backup with a summary, by name.
+    pub truth: BTreeSet<String>,
+}
+
+/// Seconds since the epoch of a `YYYYMMDDTHHMMSS` second.
+fn unix_second(second: &str) -> Option<u64> {
+    let text = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        second.get(0..4)?,
+        second.get(4..6)?,
+        second.get(6..8)?,
+        second.get(9..11)?,
+        second.get(11..13)?,
+        second.get(13..15)?
+    );
+    let time = humantime::parse_rfc3339(&text).ok()?;
+    Some(time.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs())
+}
+
+/// Whether the page `key` is taken to hold the backup `name`, by the time in the name.
+fn window_holds(key: &ListingKey, name: &str) -> bool {
+    let (Some(at), Some(from), Some(to)) = (
+        name_second(name).and_then(unix_second),
+        unix_second(key.oldest().second()),
+        unix_second(key.newest().second()),
+    ) else {
+        return false;
+    };
+    from.saturating_sub(NAME_SLACK_SECS) <= at && at <= to
+}
+
+impl Repository {
+    /// Lists `listing/` and `summaries/` (keys only).
+    pub(crate) async fn listing_keys(&self) -> RepoResult<Keys> {
+        let (listing, summaries) = tokio::join!(
+            self.store().list(layout::LISTING),
+            self.store().list(layout::SUMMARIES)
+        );
+        let objects = listing?
+            .iter()
+            .filter_map(|o| ListingKey::parse(&o.key))
+            .collect();
+        let truth = summaries?
+            .into_iter()
+            .filter_map(|o| {
+                let name = o.key.strip_prefix(layout::SUMMARIES)?;
+                (!name.contains('/')).then(|| name.to_string())
+            })
+            .collect();
+        Ok(Keys { objects, truth })
+    }
+
+    /// Reads and checks one listing object.
+    pub(crate) async fn read_listing_object(
+        &self,
+        key: &ListingKey,
+    ) -> RepoResult<Vec<BackupSummary>> {
+        let name = key.key();
+        let bytes = self.store().get(&name).await?;
+        let plain = decode_object(self.cipher(), ObjectKind::Listing, &bytes, &name)?;
+        super::decode_payload(key, &plain).map_err(|why| RepoError::corrupted(&name, why))
+    }
+
+    /// Writes the listing entry of `summary` (after its summary: see
+    /// [`Repository::save_summary`]).
+    pub(crate) async fn save_listing_entry(&self, summary: &BackupSummary) -> RepoResult<()> {
+        let key = ListingKey::Entry(Position::of(summary)).key();
+        let plain = super::encode_payload(&[super::trimmed(summary)]);
+        let bytes = self.seal_object(ObjectKind::Listing, &key, &plain)?;
+        self.store().put(&key, bytes.into()).await?;
+        Ok(())
+    }
+
+    /// Reads the summaries of `names` the listing lacks, into `found`, `page` saying so.
+    async fn read_fallback(
+        &self,
+        names: impl IntoIterator<Item = String>,
+        found: &mut BTreeMap<Position, BackupSummary>,
+        page: &mut BackupPage,
+    ) -> RepoResult<()> {
+        for name in names {
+            match self.load_summary(&name).await {
+                Ok(summary) => {
+                    page.from_summaries.push(name);
+                    found.insert(Position::of(&summary), super::trimmed(&summary));
+                }
+                Err(RepoError::NoSuchBackup(_)) => {}
+                Err(err) if err.is_damage() => page
+                    .damaged
+                    .push(DamagedObject::new(&layout::summary_key(&name), &err)),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// One page of backups, newest first: see the module's documentation for what it
+    /// costs and how it is reconciled with the summaries.
+    pub async fn backup_page(&self, request: &PageRequest) -> RepoResult<BackupPage> {
+        match self.try_backup_page(request, true).await? {
+            Some(page) => Ok(page),
+            // A page was compacted away between the LIST and its GET: once more.
+            None => Ok(self
+                .try_backup_page(request, false)
+                .await?
+                .expect("a last attempt reads what is gone from the summaries")),
+        }
+    }
+
+    /// [`Repository::backup_page`]; `None` when a listed object is gone and `may_retry`.
+    async fn try_backup_page(
+        &self,
+        request: &PageRequest,
+        may_retry: bool,
+    ) -> RepoResult<Option<BackupPage>> {
+        let limit = request.limit.max(1);
+        let Keys { objects, truth } = self.listing_keys().await?;
+        let mut page = BackupPage {
+            total: truth.len(),
+            ..BackupPage::default()
+        };
+        let entry_names: HashSet<&str> = objects
+            .iter()
+            .filter_map(|k| match k {
+                ListingKey::Entry(p) => Some(p.name()),
+                _ => None,
+            })
+            .collect();
+        let covered = |name: &str| {
+            entry_names.contains(name)
+                || objects
+                    .iter()
+                    .any(|k| matches!(k, ListingKey::Page { .. }) && window_holds(k, name))
+        };
+        let older = |p: &Position| request.before.as_ref().is_none_or(|b| p < b);
+
+        // Summaries no listing object can hold: read by themselves, wherever they sit.
+        let mut found: BTreeMap<Position, BackupSummary> = BTreeMap::new();
+        let lacking: Vec<String> = truth.iter().filter(|n| !covered(n)).cloned().collect();
+        self.read_fallback(lacking, &mut found, &mut page).await?;
+
+        // Then the objects that can hold the page, newest first, until the page is full
+        // and nothing unread can hold a newer backup than its last.
+        let mut candidates: Vec<&ListingKey> =
+            objects.iter().filter(|k| older(k.oldest())).collect();
+        candidates.sort_by(|a, b| b.newest().cmp(a.newest()));
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut unread = candidates.len();
+        for key in candidates {
+            let kept: Vec<&Position> = found.keys().rev().filter(|p| older(p)).collect();
+            if kept.len() >= limit && kept.get(limit - 1).is_some_and(|p| *p > key.newest()) {
+                break;
+            }
+            unread -= 1;
+            match self.read_listing_object(key).await {
+                Ok(entries) => {
+                    for entry in entries {
+                        if truth.contains(&entry.name) && seen.insert(entry.name.clone()) {
+                            found.insert(Position::of(&entry), entry);
+                        }
+                    }
+                }
+                // Compacted away since the LIST: its backups are in a newer page.
+                Err(RepoError::Store(e)) if e.is_not_found() && may_retry => return Ok(None),
+                Err(err)
+                    if err.is_damage()
+                        || matches!(&err, RepoError::Store(e) if e.is_not_found()) =>
+                {
+                    if err.is_damage() {
+                        page.damaged_listing
+                            .push(DamagedObject::new(&key.key(), &err));
+                    }
+                    let lost: Vec<String> = truth
+                        .iter()
+                        .filter(|n| {
+                            !entry_names.contains(n.as_str())
+                                && window_holds(key, n)
+                                && !found.values().any(|s| &s.name == *n)
+                        })
+                        .cloned()
+                        .collect();
+                    self.read_fallback(lost, &mut found, &mut page).await?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        let mut newest_first = found.into_iter().rev().filter(|(p, _)| older(p));
+        let mut last = None;
+        for (position, summary) in newest_first.by_ref().take(limit) {
+            last = Some(position);
+            page.backups.push(summary);
+        }
+        let more = newest_first.next().is_some() || unread > 0;
+        page.next = if more { last } else { None };
+        Ok(Some(page))
+    }
+}
