@@ -36,7 +36,7 @@ pub const PINS: &str = "pins/";
 /// Verification records: `verified/<backup>/<milliseconds>-<outcome>-<mode>`.
 pub const VERIFIED: &str = "verified/";
 /// The backup listing (format version 4): `listing/entries/<position>` and
-/// `listing/pages/<oldest position>/<newest position>` (see `crate::listing`).
+/// `listing/pages/<oldest position>/<newest position>/<id>` (see `crate::listing`).
 pub const LISTING: &str = "listing/";
 
 /// Objects written once and never changed under their key (a pin rewritten by a second
@@ -148,7 +148,7 @@ mod tests {
             "pins/b",
             "verified/b/1-ok-data",
             "listing/entries/x",
-            "listing/pages/x/y",
+            "listing/pages/x/y/z",
         ] {
             assert!(cacheable(key), "{key}");
         }

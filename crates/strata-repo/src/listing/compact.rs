@@ -80,7 +80,7 @@ impl Repository {
         let loose = keys
             .objects
             .iter()
-            .filter(|k| matches!(k, ListingKey::Entry(_)))
+            .filter(|o| matches!(o.key, ListingKey::Entry(_)))
             .count();
         if !thorough && loose < LOOSE_MAX {
             return Ok(CompactReport::default());
@@ -89,30 +89,44 @@ impl Repository {
         let mut pages: Vec<&ListingKey> = keys
             .objects
             .iter()
+            .map(|o| &o.key)
             .filter(|k| matches!(k, ListingKey::Page { .. }))
             .collect();
         pages.sort_by(|a, b| a.oldest().cmp(b.oldest()));
 
-        // Everything the listing holds, and what each page holds.
+        // Everything the listing holds (loose entries first: they are newer than any
+        // page holding the same backup), and what each page holds.
+        let mut ordered: Vec<&super::read::Listed> = keys.objects.iter().collect();
+        ordered.sort_by_key(|o| matches!(o.key, ListingKey::Page { .. }));
         let mut found: BTreeMap<Position, BackupSummary> = BTreeMap::new();
         let mut names: HashSet<String> = HashSet::new();
-        let mut held: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // Clean pages by (oldest, newest): their key and the backups they hold.
+        let mut held: BTreeMap<(Position, Position), (String, Vec<String>)> = BTreeMap::new();
         let mut dirty = false;
         let mut gone: Vec<String> = Vec::new();
-        for key in &keys.objects {
+        for object in ordered {
+            let key = &object.key;
             match self.read_listing_object(key).await {
-                Ok(entries) => {
-                    if let ListingKey::Page { .. } = key {
-                        held.insert(key.key(), entries.iter().map(|e| e.name.clone()).collect());
-                    }
-                    for entry in entries {
-                        if !keys.truth.contains(&entry.name) {
-                            dirty = true; // a deleted backup's entry
+                Ok(contents) => {
+                    let held_names: Vec<String> =
+                        contents.entries.iter().map(|e| e.name.clone()).collect();
+                    // Whether the object says only what is still true.
+                    let mut clean = contents.damaged.is_empty(); // read again below
+                    for entry in contents.entries {
+                        if !keys.truth.contains_key(&entry.name) {
+                            clean = false; // a deleted backup's entry
+                        } else if keys.stale(&entry.name, object.modified) {
+                            clean = false; // its summary changed since: read below
                         } else if names.insert(entry.name.clone()) {
                             found.insert(Position::of(&entry), entry);
                         } else {
-                            dirty = true; // in two objects (an interrupted compaction)
+                            clean = false; // in two objects (a repair, an interrupted compaction)
                         }
+                    }
+                    dirty |= !clean;
+                    if clean && matches!(key, ListingKey::Page { .. }) {
+                        let range = (key.oldest().clone(), key.newest().clone());
+                        held.insert(range, (key.key(), held_names));
                     }
                 }
                 Err(RepoError::Store(e)) if e.is_not_found() => {}
@@ -124,43 +138,52 @@ impl Repository {
                 Err(err) => return Err(err),
             }
         }
-        // Summaries the listing lacks.
-        for name in keys.truth.iter().filter(|n| !names.contains(*n)) {
+        // Summaries the listing lacks, or that changed since it was written.
+        let mut damaged: Vec<String> = Vec::new();
+        for name in keys.truth.keys().filter(|n| !names.contains(*n)) {
             match self.load_summary(name).await {
                 Ok(summary) => {
                     report.from_summaries += 1;
                     found.insert(Position::of(&summary), super::trimmed(&summary));
                 }
                 Err(RepoError::NoSuchBackup(_)) => {}
-                Err(err) if err.is_damage() => {} // reported by `list`; `repair backups`
+                // Kept by name in the newest page, so every reader of it reports them.
+                Err(err) if err.is_damage() => damaged.push(name.clone()),
                 Err(err) => return Err(err),
             }
         }
         report.backups = found.len();
-        if !dirty && loose == 0 && report.from_summaries == 0 {
+        if !dirty && loose == 0 && report.from_summaries == 0 && damaged.is_empty() {
             return Ok(report);
         }
 
         // Write the pages whose content changed, then delete what they replace.
         let mut keep: HashSet<String> = HashSet::new();
-        for entries in group(found.into_iter().collect(), &pages) {
-            let key = ListingKey::Page {
-                oldest: Position::of(&entries[0]),
-                newest: Position::of(&entries[entries.len() - 1]),
-            };
-            let name = key.key();
-            let same = held.get(&name).is_some_and(|old| {
-                old.len() == entries.len() && old.iter().zip(&entries).all(|(a, b)| *a == b.name)
+        let groups = group(found.into_iter().collect(), &pages);
+        let newest = groups.len().saturating_sub(1);
+        for (i, entries) in groups.into_iter().enumerate() {
+            let range = (
+                Position::of(&entries[0]),
+                Position::of(&entries[entries.len() - 1]),
+            );
+            let damaged: &[String] = if i == newest { &damaged } else { &[] };
+            let unchanged = held.get(&range).filter(|(_, old)| {
+                damaged.is_empty()
+                    && old.len() == entries.len()
+                    && old.iter().zip(&entries).all(|(a, b)| *a == b.name)
             });
-            if !same {
-                let plain = super::encode_payload(&entries);
-                let bytes = self.seal_object(ObjectKind::Listing, &name, &plain)?;
-                self.store().put(&name, bytes.into()).await?;
-                report.pages_written += 1;
+            if let Some((key, _)) = unchanged {
+                keep.insert(key.clone());
+                continue;
             }
+            let name = ListingKey::new_page(range.0, range.1).key();
+            let plain = super::encode_contents(&entries, damaged);
+            let bytes = self.seal_object(ObjectKind::Listing, &name, &plain)?;
+            self.store().put(&name, bytes.into()).await?;
+            report.pages_written += 1;
             keep.insert(name);
         }
-        for key in keys.objects.iter().map(|k| k.key()).chain(gone) {
+        for key in keys.objects.iter().map(|o| o.key.key()).chain(gone) {
             if !keep.contains(&key) {
                 self.store().delete(&key).await?;
                 report.deleted += 1;
@@ -206,14 +229,8 @@ mod tests {
         assert_eq!(sizes, vec![PAGE_MAX, PAGE_MAX, 10]);
 
         // An existing page boundary is kept: the backups after it stay in their page.
-        let boundary = ListingKey::Page {
-            oldest: all[0].0.clone(),
-            newest: all[499].0.clone(),
-        };
-        let second = ListingKey::Page {
-            oldest: all[500].0.clone(),
-            newest: all[999].0.clone(),
-        };
+        let boundary = ListingKey::new_page(all[0].0.clone(), all[499].0.clone());
+        let second = ListingKey::new_page(all[500].0.clone(), all[999].0.clone());
         let sizes: Vec<usize> = group(all[..1000].to_vec(), &[&boundary, &second])
             .iter()
             .map(Vec::len)

@@ -6,7 +6,7 @@
 //! backup. Whoever saves a summary writes one **entry** object,
 //! `listing/entries/<position>`; a writer holding the cluster lock **compacts** entries
 //! into **page** objects of at most [`PAGE_MAX`] backups, `listing/pages/<oldest
-//! position>/<newest position>` (see [`compact`]). Both are object kind
+//! position>/<newest position>/<id>` (see [`compact`]). Both are object kind
 //! [`ObjectKind::Listing`](crate::format::ObjectKind::Listing) with the same payload, a
 //! JSON list of trimmed summaries (an entry is a page of one). A reader ([`read`])
 //! fetches only the objects covering the page it was asked for and reconciles them with
@@ -124,9 +124,14 @@ pub(crate) fn name_second(name: &str) -> Option<&str> {
 pub enum ListingKey {
     /// `listing/entries/<position>`: one backup.
     Entry(Position),
-    /// `listing/pages/<oldest>/<newest>`: the backups from `oldest` to `newest`, both
-    /// included, as a compaction found them.
-    Page { oldest: Position, newest: Position },
+    /// `listing/pages/<oldest>/<newest>/<id>`: the backups from `oldest` to `newest`,
+    /// both included, as a compaction found them. `id` (8 random hex digits) makes every
+    /// page written a new key, so no cache ever holds an older page under it.
+    Page {
+        oldest: Position,
+        newest: Position,
+        id: String,
+    },
 }
 
 /// `listing/entries/`.
@@ -140,16 +145,33 @@ impl ListingKey {
         if let Some(rest) = key.strip_prefix(ENTRIES) {
             return Position::parse(rest).map(ListingKey::Entry);
         }
-        let (oldest, newest) = key.strip_prefix(PAGES)?.split_once('/')?;
+        let mut parts = key.strip_prefix(PAGES)?.split('/');
+        let (oldest, newest, id) = (parts.next()?, parts.next()?, parts.next()?);
         let (oldest, newest) = (Position::parse(oldest)?, Position::parse(newest)?);
-        (oldest <= newest).then_some(ListingKey::Page { oldest, newest })
+        let id_ok = id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit());
+        (parts.next().is_none() && id_ok && oldest <= newest).then(|| ListingKey::Page {
+            oldest,
+            newest,
+            id: id.to_string(),
+        })
+    }
+
+    /// A new page of the backups from `oldest` to `newest`.
+    pub fn new_page(oldest: Position, newest: Position) -> ListingKey {
+        let mut id = [0u8; 4];
+        getrandom::getrandom(&mut id).expect("the OS random source is available");
+        ListingKey::Page {
+            oldest,
+            newest,
+            id: hex::encode(id),
+        }
     }
 
     /// The object's key.
     pub fn key(&self) -> String {
         match self {
             ListingKey::Entry(p) => format!("{ENTRIES}{p}"),
-            ListingKey::Page { oldest, newest } => format!("{PAGES}{oldest}/{newest}"),
+            ListingKey::Page { oldest, newest, id } => format!("{PAGES}{oldest}/{newest}/{id}"),
         }
     }
 
@@ -176,6 +198,19 @@ const _: () = assert!(layout::LISTING.len() < ENTRIES.len());
 #[derive(Serialize, Deserialize)]
 struct Payload {
     entries: Vec<BackupSummary>,
+    /// Backups whose summary did not decode when the page was written: a reader of the
+    /// page reads them again, to report them (or find them repaired).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    damaged: Vec<String>,
+}
+
+/// The content of a listing object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contents {
+    /// Oldest first.
+    pub entries: Vec<BackupSummary>,
+    /// Backups whose summary did not decode when a compaction wrote the page.
+    pub damaged: Vec<String>,
 }
 
 /// What the listing keeps of a summary: all of it but the nodes' warning texts (their
@@ -190,11 +225,19 @@ pub fn trimmed(summary: &BackupSummary) -> BackupSummary {
 
 /// The payload of a listing object holding `entries` (oldest first).
 pub fn encode_payload(entries: &[BackupSummary]) -> Vec<u8> {
+    encode_contents(entries, &[])
+}
+
+/// The payload of a page holding `entries` (oldest first) and the names of `damaged`
+/// summaries.
+pub fn encode_contents(entries: &[BackupSummary], damaged: &[String]) -> Vec<u8> {
     #[derive(Serialize)]
     struct Borrowed<'a> {
         entries: &'a [BackupSummary],
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        damaged: &'a [String],
     }
-    serde_json::to_vec(&Borrowed { entries }).expect("summaries serialize")
+    serde_json::to_vec(&Borrowed { entries, damaged }).expect("summaries serialize")
 }
 
 /// Decodes the payload of the listing object `key` and checks it says what its key says:
@@ -202,8 +245,19 @@ pub fn encode_payload(entries: &[BackupSummary]) -> Vec<u8> {
 /// backups in strictly increasing positions, the first at `oldest` and the last at
 /// `newest`. Anything else is a damaged object.
 pub fn decode_payload(key: &ListingKey, plain: &[u8]) -> Result<Vec<BackupSummary>, String> {
+    Ok(decode_contents(key, plain)?.entries)
+}
+
+/// [`decode_payload`], with the damaged summaries a page names (an entry names none).
+pub fn decode_contents(key: &ListingKey, plain: &[u8]) -> Result<Contents, String> {
     let payload: Payload = serde_json::from_slice(plain).map_err(|e| e.to_string())?;
     let entries = payload.entries;
+    if payload.damaged.len() > PAGE_MAX
+        || payload.damaged.iter().any(|n| !valid_name(n))
+        || (matches!(key, ListingKey::Entry(_)) && !payload.damaged.is_empty())
+    {
+        return Err("names damaged backups it cannot".into());
+    }
     if entries.is_empty() || entries.len() > PAGE_MAX {
         return Err(format!("holds {} backups", entries.len()));
     }
@@ -217,12 +271,15 @@ pub fn decode_payload(key: &ListingKey, plain: &[u8]) -> Result<Vec<BackupSummar
     let (first, last) = (&positions[0], &positions[positions.len() - 1]);
     let agrees = match key {
         ListingKey::Entry(p) => entries.len() == 1 && first == p,
-        ListingKey::Page { oldest, newest } => first == oldest && last == newest,
+        ListingKey::Page { oldest, newest, .. } => first == oldest && last == newest,
     };
     if !agrees {
         return Err("its content does not match its name".into());
     }
-    Ok(entries)
+    Ok(Contents {
+        entries,
+        damaged: payload.damaged,
+    })
 }
 
 #[cfg(test)]
@@ -298,17 +355,16 @@ pub(crate) mod tests {
             "2026-11-25T10:38:16.100Z",
             BackupStatus::Failed,
         );
-        let page = ListingKey::Page {
-            oldest: Position::of(&a),
-            newest: Position::of(&b),
-        };
+        let page = ListingKey::new_page(Position::of(&a), Position::of(&b));
         assert_eq!(ListingKey::parse(&page.key()), Some(page.clone()));
         let entry = ListingKey::Entry(Position::of(&a));
         assert_eq!(ListingKey::parse(&entry.key()), Some(entry.clone()));
         assert_eq!(ListingKey::parse("listing/other/x"), None);
         // Newest before oldest is not a page.
-        let backwards = format!("{PAGES}{}/{}", Position::of(&b), Position::of(&a));
+        let backwards = format!("{PAGES}{}/{}/0123abcd", Position::of(&b), Position::of(&a));
         assert_eq!(ListingKey::parse(&backwards), None);
+        let no_id = format!("{PAGES}{}/{}", Position::of(&a), Position::of(&b));
+        assert_eq!(ListingKey::parse(&no_id), None);
 
         let both = [trimmed(&a), trimmed(&b)];
         assert!(both[0].nodes[0].warnings.is_empty() && both[0].nodes[0].warning_count == 1);

@@ -13,7 +13,8 @@ use crate::format::{decode_object, ObjectKind};
 use crate::layout;
 use crate::summary::BackupSummary;
 use crate::{DamagedObject, RepoError, RepoResult, Repository};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
+use std::time::SystemTime;
 
 /// How much earlier than its start time a backup's name may say it began (the name is
 /// taken when the operation is created, the start time when the backup begins): a
@@ -73,11 +74,29 @@ impl BackupPage {
     }
 }
 
+/// A listing object as the LIST shows it.
+pub(crate) struct Listed {
+    pub key: ListingKey,
+    /// When it was written, if the store says.
+    pub modified: Option<SystemTime>,
+}
+
 /// The keys of `listing/` and `summaries/`, listed together.
 pub(crate) struct Keys {
-    pub objects: Vec<ListingKey>,
-    /// Every backup with a summary, by name.
-    pub truth: BTreeSet<String>,
+    pub objects: Vec<Listed>,
+    /// Every backup with a summary, by name, with when its summary was written.
+    pub truth: BTreeMap<String, Option<SystemTime>>,
+}
+
+impl Keys {
+    /// Whether the summary of `name` was written after the listing object written at
+    /// `modified` (damaged, replaced, or repaired since): then the summary is read.
+    pub fn stale(&self, name: &str, modified: Option<SystemTime>) -> bool {
+        matches!(
+            (self.truth.get(name), modified),
+            (Some(Some(summary)), Some(object)) if *summary > object
+        )
+    }
 }
 
 /// Seconds since the epoch of a `YYYYMMDDTHHMMSS` second.
@@ -116,13 +135,18 @@ impl Repository {
         );
         let objects = listing?
             .iter()
-            .filter_map(|o| ListingKey::parse(&o.key))
+            .filter_map(|o| {
+                Some(Listed {
+                    key: ListingKey::parse(&o.key)?,
+                    modified: o.modified,
+                })
+            })
             .collect();
         let truth = summaries?
             .into_iter()
             .filter_map(|o| {
                 let name = o.key.strip_prefix(layout::SUMMARIES)?;
-                (!name.contains('/')).then(|| name.to_string())
+                (!name.contains('/')).then(|| (name.to_string(), o.modified))
             })
             .collect();
         Ok(Keys { objects, truth })
@@ -132,11 +156,11 @@ impl Repository {
     pub(crate) async fn read_listing_object(
         &self,
         key: &ListingKey,
-    ) -> RepoResult<Vec<BackupSummary>> {
+    ) -> RepoResult<super::Contents> {
         let name = key.key();
         let bytes = self.store().get(&name).await?;
         let plain = decode_object(self.cipher(), ObjectKind::Listing, &bytes, &name)?;
-        super::decode_payload(key, &plain).map_err(|why| RepoError::corrupted(&name, why))
+        super::decode_contents(key, &plain).map_err(|why| RepoError::corrupted(&name, why))
     }
 
     /// Writes the listing entry of `summary` (after its summary: see
@@ -192,51 +216,72 @@ impl Repository {
         may_retry: bool,
     ) -> RepoResult<Option<BackupPage>> {
         let limit = request.limit.max(1);
-        let Keys { objects, truth } = self.listing_keys().await?;
+        let keys = self.listing_keys().await?;
         let mut page = BackupPage {
-            total: truth.len(),
+            total: keys.truth.len(),
             ..BackupPage::default()
         };
-        let entry_names: HashSet<&str> = objects
+        let entry_names: HashSet<&str> = keys
+            .objects
             .iter()
-            .filter_map(|k| match k {
+            .filter_map(|o| match &o.key {
                 ListingKey::Entry(p) => Some(p.name()),
                 _ => None,
             })
             .collect();
-        let covered = |name: &str| {
-            entry_names.contains(name)
-                || objects
-                    .iter()
-                    .any(|k| matches!(k, ListingKey::Page { .. }) && window_holds(k, name))
+        let pages = || {
+            keys.objects
+                .iter()
+                .filter(|o| matches!(o.key, ListingKey::Page { .. }))
         };
+        let covered =
+            |name: &str| entry_names.contains(name) || pages().any(|o| window_holds(&o.key, name));
         let older = |p: &Position| request.before.as_ref().is_none_or(|b| p < b);
 
         // Summaries no listing object can hold: read by themselves, wherever they sit.
         let mut found: BTreeMap<Position, BackupSummary> = BTreeMap::new();
-        let lacking: Vec<String> = truth.iter().filter(|n| !covered(n)).cloned().collect();
+        let mut reread: HashSet<String> = HashSet::new();
+        let lacking: Vec<String> = keys.truth.keys().filter(|n| !covered(n)).cloned().collect();
+        reread.extend(lacking.iter().cloned());
         self.read_fallback(lacking, &mut found, &mut page).await?;
 
         // Then the objects that can hold the page, newest first, until the page is full
         // and nothing unread can hold a newer backup than its last.
-        let mut candidates: Vec<&ListingKey> =
-            objects.iter().filter(|k| older(k.oldest())).collect();
-        candidates.sort_by(|a, b| b.newest().cmp(a.newest()));
+        let mut candidates: Vec<&Listed> = keys
+            .objects
+            .iter()
+            .filter(|o| older(o.key.oldest()))
+            .collect();
+        candidates.sort_by(|a, b| b.key.newest().cmp(a.key.newest()));
         let mut seen: HashSet<String> = HashSet::new();
         let mut unread = candidates.len();
-        for key in candidates {
+        for object in candidates {
+            let key = &object.key;
             let kept: Vec<&Position> = found.keys().rev().filter(|p| older(p)).collect();
             if kept.len() >= limit && kept.get(limit - 1).is_some_and(|p| *p > key.newest()) {
                 break;
             }
             unread -= 1;
+            let is_page = matches!(key, ListingKey::Page { .. });
+            let mut again = Vec::new();
             match self.read_listing_object(key).await {
-                Ok(entries) => {
-                    for entry in entries {
-                        if truth.contains(&entry.name) && seen.insert(entry.name.clone()) {
+                Ok(contents) => {
+                    for entry in contents.entries {
+                        let name = entry.name.as_str();
+                        // A loose entry is newer than any page holding the same backup.
+                        if !keys.truth.contains_key(name) || (is_page && entry_names.contains(name))
+                        {
+                            continue;
+                        }
+                        if keys.stale(name, object.modified) {
+                            again.push(entry.name);
+                        } else if seen.insert(entry.name.clone()) {
                             found.insert(Position::of(&entry), entry);
                         }
                     }
+                    again.extend(contents.damaged.into_iter().filter(|n| {
+                        keys.truth.contains_key(n) && !entry_names.contains(n.as_str())
+                    }));
                 }
                 // Compacted away since the LIST: its backups are in a newer page.
                 Err(RepoError::Store(e)) if e.is_not_found() && may_retry => return Ok(None),
@@ -248,19 +293,17 @@ impl Repository {
                         page.damaged_listing
                             .push(DamagedObject::new(&key.key(), &err));
                     }
-                    let lost: Vec<String> = truth
-                        .iter()
-                        .filter(|n| {
-                            !entry_names.contains(n.as_str())
-                                && window_holds(key, n)
-                                && !found.values().any(|s| &s.name == *n)
-                        })
-                        .cloned()
-                        .collect();
-                    self.read_fallback(lost, &mut found, &mut page).await?;
+                    again.extend(
+                        keys.truth
+                            .keys()
+                            .filter(|n| !entry_names.contains(n.as_str()) && window_holds(key, n))
+                            .cloned(),
+                    );
                 }
                 Err(err) => return Err(err),
             }
+            again.retain(|n| !seen.contains(n) && reread.insert(n.clone()));
+            self.read_fallback(again, &mut found, &mut page).await?;
         }
         let mut newest_first = found.into_iter().rev().filter(|(p, _)| older(p));
         let mut last = None;

@@ -39,6 +39,21 @@ fn nth(i: usize) -> BackupSummary {
     )
 }
 
+/// Every file under `dir`.
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
 fn names(backups: &[BackupSummary]) -> Vec<String> {
     backups.iter().map(|b| b.name.clone()).collect()
 }
@@ -143,18 +158,7 @@ async fn deleted_missing_and_damaged_pieces_fall_back_to_the_summaries_and_say_s
     assert!(page.note().unwrap().contains("read from their summaries"));
 
     // A damaged page: its backups are read from their summaries, and it says so.
-    let page_key = std::fs::read_dir(dir.path().join("listing/pages"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let inner = std::fs::read_dir(&page_key)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let inner = files(&dir.path().join("listing/pages")).remove(0);
     let mut bytes = std::fs::read(&inner).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x55;
@@ -218,4 +222,59 @@ async fn compaction_waits_for_enough_loose_entries_and_keeps_unchanged_pages() {
     // Nothing changed: nothing written.
     let report = repo.compact_listing(true).await.unwrap();
     assert_eq!((report.pages_written, report.deleted), (0, 0));
+}
+
+#[tokio::test]
+async fn a_summary_changed_after_its_listing_is_read_again() {
+    let (dir, repo, _) = repo().await;
+    for i in 0..5 {
+        repo.save_summary(&nth(i)).await.unwrap();
+    }
+    repo.compact_listing(true).await.unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // Damaged after the page was written: reported, not shown as the page remembers it.
+    let damaged = dir.path().join(format!("summaries/{}", nth(4).name));
+    std::fs::write(&damaged, b"STRO").unwrap();
+    let page = repo
+        .backup_page(&PageRequest {
+            limit: 50,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.backups.len(), 4);
+    assert_eq!(page.damaged.len(), 1, "{page:?}");
+    // Compacted, the page names it, so its readers still report it.
+    repo.compact_listing(true).await.unwrap();
+    let page = repo
+        .backup_page(&PageRequest {
+            limit: 50,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!((page.backups.len(), page.damaged.len()), (4, 1));
+    // Repaired (a new summary and entry): the new status wins over the page's.
+    let mut repaired = nth(4);
+    repaired.status = BackupStatus::Partial;
+    repo.save_summary(&repaired).await.unwrap();
+    let page = repo
+        .backup_page(&PageRequest {
+            limit: 50,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.backups[0].status, BackupStatus::Partial);
+    assert!(page.damaged.is_empty());
+    repo.compact_listing(true).await.unwrap();
+    let page = repo
+        .backup_page(&PageRequest {
+            limit: 50,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.backups[0].status, BackupStatus::Partial);
+    assert!(page.damaged.is_empty() && page.from_summaries.is_empty());
 }
