@@ -1403,6 +1403,20 @@ impl Coordinator {
         plan: RestorePlan,
         who: &str,
     ) -> CoordinatorResult<Pending<RestoreOutcome>> {
+        let storage = self.storage.clone();
+        self.restore_from(summary, &storage, plan, who).await
+    }
+
+    /// [`Coordinator::restore`] of a backup held in the configured storage `storage`
+    /// (the nodes read it from there; the cluster lock stays in this coordinator's).
+    pub async fn restore_from(
+        self: &Arc<Self>,
+        summary: &BackupSummary,
+        storage: &str,
+        plan: RestorePlan,
+        who: &str,
+    ) -> CoordinatorResult<Pending<RestoreOutcome>> {
+        let storage = storage.to_string();
         crate::input::check_restore_plan(&plan)?;
         let selected = self.restore_selection(summary, &plan)?;
         let problems = self.restore_problems(summary, &plan, &selected).await;
@@ -1472,6 +1486,7 @@ impl Coordinator {
         };
         let task = async move {
             let steps = RestoreSteps {
+                storage,
                 include: plan.include,
                 recovery,
                 ranks,
@@ -1528,6 +1543,20 @@ impl Coordinator {
         who: &str,
     ) -> CoordinatorResult<Arc<Operation>> {
         Ok(self.restore(summary, plan, who).await?.spawn())
+    }
+
+    /// [`Coordinator::restore_from`], running in the background.
+    pub async fn start_restore_from(
+        self: &Arc<Self>,
+        summary: &BackupSummary,
+        storage: &str,
+        plan: RestorePlan,
+        who: &str,
+    ) -> CoordinatorResult<Arc<Operation>> {
+        Ok(self
+            .restore_from(summary, storage, plan, who)
+            .await?
+            .spawn())
     }
 
     /// Nodes (reachable, versions, leases), locks, and running operations.
@@ -1913,6 +1942,8 @@ async fn backup(
     };
     if fenced.is_ok() && saved.is_ok() {
         coordinator.stats.lock().unwrap().components(&summary);
+        // Still under the cluster lock: fold the loose listing entries into pages.
+        crate::listing::compact(&coordinator.repo, false).await;
     }
     // Only a recorded, usable backup may become the base of the next one's files caches.
     let commit = fenced.is_ok() && saved.is_ok() && status != BackupStatus::Failed;
@@ -2198,6 +2229,8 @@ async fn after_stored(
 
 /// What every node of a restore is asked to do, and in which order.
 struct RestoreSteps {
+    /// The storage the nodes read the backup from.
+    storage: String,
     /// Only entries at or below this path.
     include: Option<String>,
     /// The recovery the nodes run once their files are back (PostgreSQL).
@@ -2235,7 +2268,7 @@ async fn restore(
     for external in &steps.externals {
         waves.entry(external.1.order).or_default().1.push(external);
     }
-    let storage = run.coordinator.storage.clone();
+    let storage = steps.storage.clone();
     let mut reports: HashMap<usize, RestoreReply> = HashMap::new();
     let mut components = Vec::new();
     let mut hooks = run.hooks(HookOperation::Restore, &backup);

@@ -60,6 +60,9 @@ pub async fn copy_backup(
     .await?
     .keep_renewed();
     let result = copy_locked(&source, &target, backup, writer_options).await;
+    if result.is_ok() {
+        crate::listing::compact(&target, false).await;
+    }
     lock.release().await;
     result
 }

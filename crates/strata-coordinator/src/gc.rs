@@ -79,6 +79,9 @@ pub async fn collect_garbage_with(
         Ok(()) => collect(repo, dry_run, &lock, grace).await,
         Err(err) => Err(err),
     };
+    if result.is_ok() && !dry_run {
+        crate::listing::compact(repo, true).await;
+    }
     lock.release().await;
     let report = result?;
     if !dry_run {

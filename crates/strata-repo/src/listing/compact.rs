@@ -82,7 +82,14 @@ impl Repository {
             .iter()
             .filter(|o| matches!(o.key, ListingKey::Entry(_)))
             .count();
-        if !thorough && loose < LOOSE_MAX {
+        let has_pages = keys
+            .objects
+            .iter()
+            .any(|o| matches!(o.key, ListingKey::Page { .. }));
+        // Enough loose entries, or summaries no listing object holds (a repository
+        // migrated from version 3 gets its listing at its first backup).
+        let unlisted = !has_pages && keys.truth.len() > loose;
+        if !thorough && loose < LOOSE_MAX && !unlisted {
             return Ok(CompactReport::default());
         }
         let mut report = CompactReport::default();

@@ -76,6 +76,12 @@ impl Position {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The smallest position after this one (no backup sits between them): reading
+    /// before it includes this position.
+    pub fn successor(&self) -> Position {
+        Position(format!("{}\0", self.0))
+    }
 }
 
 impl std::fmt::Display for Position {

@@ -152,6 +152,21 @@ impl Repository {
         Ok(Keys { objects, truth })
     }
 
+    /// The name of every backup with a summary, from one keys-only LIST (damaged ones
+    /// included), in name order.
+    pub async fn backup_names(&self) -> RepoResult<Vec<String>> {
+        Ok(self
+            .store()
+            .list(layout::SUMMARIES)
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                let name = o.key.strip_prefix(layout::SUMMARIES)?;
+                (!name.contains('/')).then(|| name.to_string())
+            })
+            .collect())
+    }
+
     /// Reads and checks one listing object.
     pub(crate) async fn read_listing_object(
         &self,
