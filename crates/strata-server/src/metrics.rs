@@ -179,7 +179,7 @@ pub async fn metrics(
     };
     m.gauge(
         "storage_up",
-        "Whether the repository's storage answered this scrape's listing of backups",
+        "Whether the repository's storage answered this scrape (one GET of its config)",
         &[],
         read.is_ok() as u8 as f64,
     );

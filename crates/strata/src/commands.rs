@@ -357,6 +357,13 @@ impl Context {
         } else if !backups.is_empty() {
             self.say(output::backups_table(backups, verified));
         }
+        // Listing notes are shown even with -q and with --json (on stderr; a page in
+        // JSON carries them too): the answer had to read summaries by themselves.
+        if !(self.global.json && limit.is_some()) {
+            for note in &list.notes {
+                eprintln!("strata: note: {note}");
+            }
+        }
         if !self.global.json {
             if let Some(next) = &list.next {
                 self.say(format!(
@@ -364,11 +371,7 @@ impl Context {
                     limit.unwrap_or(0)
                 ));
             }
-            // Listing notes and damage are shown even with -q: the answer cost more than
-            // a page, or something is damaged; either is what the operator must act on.
-            for note in &list.notes {
-                eprintln!("strata: note: {note}");
-            }
+            // Damage is shown even with -q: it is what the operator must act on.
             for d in damaged {
                 eprintln!(
                     "strata: warning: backup {} (storage {}) is damaged: {} (run `strata repair backups`)",
