@@ -287,4 +287,67 @@ mod tests {
             );
         }
     }
+
+    /// A page of 50 costs the same whatever the number of backups: the listing's LISTs
+    /// and one or two pages, then the keys of pins and records and the GETs of the page's
+    /// own pins and records, never a GET per backup of the repository.
+    #[tokio::test]
+    async fn a_page_with_its_pins_and_records_costs_a_bounded_number_of_requests() {
+        use std::sync::Arc;
+        use strata_repo::summary::{BackupStatus, NodeSummary};
+        use strata_store::{CountingStore, DynStore, LocalStore};
+        let dir = tempfile::tempdir().unwrap();
+        let counting = CountingStore::new(Arc::new(LocalStore::new(dir.path())));
+        let store: DynStore = Arc::new(counting.clone());
+        let options = strata_repo::InitOptions {
+            encryption: strata_repo::format::Encryption::None,
+            ..Default::default()
+        };
+        let repo = Repository::init(store, None, options).await.unwrap();
+        let mut costs = Vec::new();
+        let mut made = 0;
+        for count in [60, 300] {
+            for i in made..count {
+                let (h, m) = (i / 60, i % 60);
+                let summary = BackupSummary {
+                    name: format!("20261125T{h:02}{m:02}00Z-{i:08x}"),
+                    started: format!("2026-11-25T{h:02}:{m:02}:00.000Z"),
+                    duration_ms: 1,
+                    status: BackupStatus::Complete,
+                    strata_version: "0.1.0".into(),
+                    nodes: vec![NodeSummary::default()],
+                    requests: None,
+                    components: Vec::new(),
+                };
+                repo.save_summary(&summary).await.unwrap();
+                // Every backup pinned and verified: the page reads its own only.
+                crate::retention::set_pinned(&repo, &summary.name, true)
+                    .await
+                    .unwrap();
+                crate::verified::record(&repo, &summary.name, true, "structure")
+                    .await
+                    .unwrap();
+                repo.compact_listing(false).await.unwrap();
+            }
+            made = count;
+            let before = counting.counts();
+            let query = PageQuery {
+                limit: 50,
+                cursor: None,
+            };
+            let page = page(&[("main", &repo)], &query).await.unwrap();
+            let cost = counting.counts().since(&before);
+            assert_eq!(page.backups.len(), 50);
+            assert_eq!((page.pinned.len(), page.verified.len()), (50, 50));
+            assert_eq!(page.total, count);
+            assert!(page.notes.is_empty(), "{:?}", page.notes);
+            // Listing and summaries, pins, records: four LISTs (a page of keys each here).
+            assert_eq!(cost.list, 4, "{cost:?}");
+            // At most 16 loose entries and two pages, then a pin and a record per backup
+            // of the page.
+            assert!(cost.get <= 16 + 2 + 2 * 50, "{count} backups: {cost:?}");
+            costs.push(cost.get);
+        }
+        assert!(costs[0].abs_diff(costs[1]) <= 16, "{costs:?}");
+    }
 }
