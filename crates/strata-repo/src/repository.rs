@@ -47,6 +47,9 @@ pub struct Repository {
     damaged_index: RwLock<Vec<DamagedObject>>,
     /// Damaged objects already warned about, so a reload does not repeat the warning.
     warned: Mutex<std::collections::HashSet<String>>,
+    /// Listing pages read and checked, by key (they never change under their key): a
+    /// process that lists often (a server) decodes each page once.
+    pub(crate) listing_objects: crate::listing::read::DecodedCache,
 }
 
 /// A repository object that exists but does not decode (failed authentication, bad
@@ -228,6 +231,7 @@ impl Repository {
             index: RwLock::new(Index::default()),
             damaged_index: RwLock::new(Vec::new()),
             warned: Mutex::new(Default::default()),
+            listing_objects: Default::default(),
         }
     }
 

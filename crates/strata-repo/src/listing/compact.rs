@@ -115,6 +115,7 @@ impl Repository {
             let key = &object.key;
             match self.read_listing_object(key).await {
                 Ok(contents) => {
+                    let contents = (*contents).clone();
                     let held_names: Vec<String> =
                         contents.entries.iter().map(|e| e.name.clone()).collect();
                     // Whether the object says only what is still true.

@@ -74,6 +74,31 @@ impl BackupPage {
     }
 }
 
+/// Pages already read and checked, by key, at most [`DecodedCache::MAX`] of them (about
+/// as many thousand backups): a page's key never holds other content (its random id), so
+/// a copy stays right for as long as the key exists. Entries are not kept: a repair
+/// rewrites one under the same key.
+#[derive(Default)]
+pub(crate) struct DecodedCache {
+    objects: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<super::Contents>>>,
+}
+
+impl DecodedCache {
+    const MAX: usize = 64;
+
+    fn get(&self, key: &str) -> Option<std::sync::Arc<super::Contents>> {
+        self.objects.lock().expect("cache lock").get(key).cloned()
+    }
+
+    fn put(&self, key: String, contents: std::sync::Arc<super::Contents>) {
+        let mut objects = self.objects.lock().expect("cache lock");
+        if objects.len() >= Self::MAX {
+            objects.clear();
+        }
+        objects.insert(key, contents);
+    }
+}
+
 /// A listing object as the LIST shows it.
 pub(crate) struct Listed {
     pub key: ListingKey,
@@ -171,11 +196,20 @@ impl Repository {
     pub(crate) async fn read_listing_object(
         &self,
         key: &ListingKey,
-    ) -> RepoResult<super::Contents> {
+    ) -> RepoResult<std::sync::Arc<super::Contents>> {
         let name = key.key();
+        if let Some(contents) = self.listing_objects.get(&name) {
+            return Ok(contents);
+        }
         let bytes = self.store().get(&name).await?;
         let plain = decode_object(self.cipher(), ObjectKind::Listing, &bytes, &name)?;
-        super::decode_contents(key, &plain).map_err(|why| RepoError::corrupted(&name, why))
+        let contents = std::sync::Arc::new(
+            super::decode_contents(key, &plain).map_err(|why| RepoError::corrupted(&name, why))?,
+        );
+        if matches!(key, ListingKey::Page { .. }) {
+            self.listing_objects.put(name, contents.clone());
+        }
+        Ok(contents)
     }
 
     /// Writes the listing entry of `summary` (after its summary: see
@@ -281,7 +315,7 @@ impl Repository {
             let mut again = Vec::new();
             match self.read_listing_object(key).await {
                 Ok(contents) => {
-                    for entry in contents.entries {
+                    for entry in &contents.entries {
                         let name = entry.name.as_str();
                         // A loose entry is newer than any page holding the same backup.
                         if !keys.truth.contains_key(name) || (is_page && entry_names.contains(name))
@@ -289,14 +323,20 @@ impl Repository {
                             continue;
                         }
                         if keys.stale(name, object.modified) {
-                            again.push(entry.name);
+                            again.push(entry.name.clone());
                         } else if seen.insert(entry.name.clone()) {
-                            found.insert(Position::of(&entry), entry);
+                            found.insert(Position::of(entry), entry.clone());
                         }
                     }
-                    again.extend(contents.damaged.into_iter().filter(|n| {
-                        keys.truth.contains_key(n) && !entry_names.contains(n.as_str())
-                    }));
+                    again.extend(
+                        contents
+                            .damaged
+                            .iter()
+                            .filter(|n| {
+                                keys.truth.contains_key(*n) && !entry_names.contains(n.as_str())
+                            })
+                            .cloned(),
+                    );
                 }
                 // Compacted away since the LIST: its backups are in a newer page.
                 Err(RepoError::Store(e)) if e.is_not_found() && may_retry => return Ok(None),

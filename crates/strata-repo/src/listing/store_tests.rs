@@ -163,6 +163,10 @@ async fn deleted_missing_and_damaged_pieces_fall_back_to_the_summaries_and_say_s
     let at = bytes.len() / 2;
     bytes[at] ^= 0x55;
     std::fs::write(&inner, bytes).unwrap();
+    // (A process that read the page before keeps its checked copy: a new one reads.)
+    let repo = Repository::open_catalog(repo.store().clone(), Some("pw"))
+        .await
+        .unwrap();
     let page = repo
         .backup_page(&PageRequest {
             limit: 50,
