@@ -88,8 +88,36 @@ fn parse_cursor(text: &str) -> CoordinatorResult<Cursor> {
     })
 }
 
-/// One page of the backups of `sources` (see the module's documentation).
+/// One page of the backups of `sources` (see the module's documentation), with the pins
+/// and verification records of its backups.
 pub async fn page(sources: &[Source<'_>], query: &PageQuery) -> CoordinatorResult<BackupsPage> {
+    let mut out = backups_only(sources, query).await?;
+    // Pins and verification records of the page's backups only.
+    for (storage, repo) in sources {
+        let names: Vec<&str> = out
+            .backups
+            .iter()
+            .filter(|b| b.storage == *storage)
+            .map(|b| b.summary.name.as_str())
+            .collect();
+        for name in crate::retention::pinned_among(repo, &names)
+            .await
+            .map_err(RepoError::from)?
+        {
+            out.pinned.insert((storage.to_string(), name));
+        }
+        for (name, record) in crate::verified::latest_among(repo, &names)
+            .await
+            .map_err(RepoError::from)?
+        {
+            out.verified.insert((storage.to_string(), name), record);
+        }
+    }
+    Ok(out)
+}
+
+/// [`page`] without pins and verification records (for `latest`).
+async fn backups_only(sources: &[Source<'_>], query: &PageQuery) -> CoordinatorResult<BackupsPage> {
     let cursor = query.cursor.as_deref().map(parse_cursor).transpose()?;
     let limit = query.limit.max(1);
     let mut out = BackupsPage::default();
@@ -132,27 +160,6 @@ pub async fn page(sources: &[Source<'_>], query: &PageQuery) -> CoordinatorResul
             summary,
         });
     }
-    // Pins and verification records of the page's backups only.
-    for (storage, repo) in sources {
-        let names: Vec<&str> = out
-            .backups
-            .iter()
-            .filter(|b| b.storage == *storage)
-            .map(|b| b.summary.name.as_str())
-            .collect();
-        for name in crate::retention::pinned_among(repo, &names)
-            .await
-            .map_err(RepoError::from)?
-        {
-            out.pinned.insert((storage.to_string(), name));
-        }
-        for (name, record) in crate::verified::latest_among(repo, &names)
-            .await
-            .map_err(RepoError::from)?
-        {
-            out.verified.insert((storage.to_string(), name), record);
-        }
-    }
     Ok(out)
 }
 
@@ -166,7 +173,7 @@ pub async fn latest(sources: &[Source<'_>]) -> CoordinatorResult<Option<(usize, 
     };
     let mut passed: Vec<(String, String)> = Vec::new();
     loop {
-        let page = page(sources, &query).await?;
+        let page = backups_only(sources, &query).await?;
         passed.extend(page.damaged.iter().map(|d| {
             let name = d.object.backup().unwrap_or_default().to_string();
             (name, d.object.reason.clone())
