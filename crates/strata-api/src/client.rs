@@ -14,6 +14,7 @@ use strata_coordinator::cluster::{ClusterStatus, RestoreOutcome, RestorePlan};
 use strata_coordinator::config::RetentionConfig;
 use strata_coordinator::copy::CopyReport;
 use strata_coordinator::gc::GcReport;
+use strata_coordinator::listing::PageQuery;
 use strata_coordinator::operation::OperationStatus;
 use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
 use strata_coordinator::retention::CleanupReport;
@@ -25,15 +26,22 @@ use strata_coordinator::CoordinatorResult;
 use strata_repo::summary::BackupSummary;
 use tokio::sync::watch;
 
-/// Every backup the cluster holds, where, and what is known of each.
+/// A page of the backups the cluster holds (all of them for [`PageQuery::all`]), where,
+/// and what is known of each.
 #[derive(Debug, Default)]
 pub struct BackupList {
-    /// Oldest first.
+    /// Newest first.
     pub backups: Vec<Located>,
     /// The last verification of a backup, by (storage, backup name).
     pub verified: HashMap<(String, String), VerifyRecord>,
     /// Backups whose summary does not decode (`strata repair backups`).
     pub damaged: Vec<LocatedDamage>,
+    /// The cursor of the next (older) page, when there may be one.
+    pub next: Option<String>,
+    /// Backups in all, when the transport says.
+    pub total: Option<usize>,
+    /// What the page had to read besides the listing (one line each), when it did.
+    pub notes: Vec<String>,
 }
 
 /// What `strata backup` backs up: the configured nodes, or (in-process only) an ad-hoc
@@ -68,8 +76,9 @@ pub trait Cluster: Send + Sync {
     /// Where the calls go, for messages (`http://host:port`, or the storage's name).
     fn location(&self) -> String;
 
-    /// `strata list`.
-    async fn list(&self) -> CoordinatorResult<BackupList>;
+    /// `strata list`: one page of backups, newest first (every backup for
+    /// [`PageQuery::all`]).
+    async fn list(&self, query: PageQuery) -> CoordinatorResult<BackupList>;
 
     /// `strata show`: the backup and the storage that holds it.
     async fn show(&self, backup: &str) -> CoordinatorResult<Located>;

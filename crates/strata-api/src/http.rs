@@ -16,6 +16,7 @@ use strata_coordinator::cluster::{ClusterStatus, RestoreOutcome, RestorePlan};
 use strata_coordinator::config::RetentionConfig;
 use strata_coordinator::copy::CopyReport;
 use strata_coordinator::gc::GcReport;
+use strata_coordinator::listing::{PageQuery, MAX_PAGE};
 use strata_coordinator::operation::OperationStatus;
 use strata_coordinator::remote::ApiClient;
 use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
@@ -91,6 +92,13 @@ impl Http {
         Ok(())
     }
 
+    /// Whether the server offers `feature` (an addition a call can do without), after
+    /// checking it speaks this API at all.
+    async fn offers(&self, feature: &str) -> CoordinatorResult<bool> {
+        self.need(feature::BACKUPS).await?;
+        Ok(self.version().await?.offers(feature))
+    }
+
     async fn get<T: DeserializeOwned>(&self, feature: &str, path: &str) -> CoordinatorResult<T> {
         self.need(feature).await?;
         Ok(self.client.get(path).await?)
@@ -152,18 +160,67 @@ impl Cluster for Http {
         self.client.base().to_string()
     }
 
-    async fn list(&self) -> CoordinatorResult<BackupList> {
-        let listings: Vec<BackupListing> = self.get(feature::BACKUPS, "/api/v1/backups").await?;
+    async fn list(&self, query: PageQuery) -> CoordinatorResult<BackupList> {
         let mut list = BackupList::default();
+        let listings: Vec<BackupListing> = if self.offers(feature::BACKUP_PAGES).await? {
+            // Pages, newest first: every page in turn when all are wanted.
+            let mut listings = Vec::new();
+            let mut cursor = query.cursor.clone();
+            loop {
+                let limit = query.limit.min(MAX_PAGE);
+                let mut path = format!("/api/v1/backups?limit={limit}");
+                if let Some(cursor) = &cursor {
+                    path.push_str(&format!("&cursor={}", crate::events::encode_query(cursor)));
+                }
+                let response = self.client.send(reqwest::Method::GET, &path, None).await?;
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let next = header("x-next-cursor");
+                list.total = header("x-total-count").and_then(|t| t.parse().ok());
+                list.notes.extend(header("x-listing-note"));
+                let unexpected = |e: &dyn std::fmt::Display| {
+                    CoordinatorError::Api(ApiError::new(
+                        ErrorCode::Failed,
+                        format!("unexpected answer to GET /api/v1/backups: {e}"),
+                    ))
+                };
+                let body = response.bytes().await.map_err(|e| unexpected(&e))?;
+                let page: Vec<BackupListing> =
+                    serde_json::from_slice(&body).map_err(|e| unexpected(&e))?;
+                listings.extend(page);
+                match next {
+                    Some(next) if query.limit == usize::MAX || listings.len() < query.limit => {
+                        cursor = Some(next)
+                    }
+                    next => {
+                        list.next = next;
+                        break;
+                    }
+                }
+            }
+            listings
+        } else {
+            // An older server: every backup, oldest first, of its default storage.
+            let mut all: Vec<BackupListing> = self.get(feature::BACKUPS, "/api/v1/backups").await?;
+            all.reverse();
+            all
+        };
         for listing in listings {
+            let storage = listing
+                .storage
+                .clone()
+                .unwrap_or_else(|| SERVER_STORAGE.to_string());
             if let Some(record) = listing.verification {
-                list.verified.insert(
-                    (SERVER_STORAGE.to_string(), listing.summary.name.clone()),
-                    record,
-                );
+                list.verified
+                    .insert((storage.clone(), listing.summary.name.clone()), record);
             }
             list.backups.push(Located {
-                storage: SERVER_STORAGE.into(),
+                storage,
                 summary: listing.summary,
             });
         }

@@ -18,6 +18,7 @@ use strata_coordinator::config::{Config, NodeConfig, RetentionConfig};
 use strata_coordinator::copy::CopyReport;
 use strata_coordinator::events::{Action, Events};
 use strata_coordinator::gc::GcReport;
+use strata_coordinator::listing::PageQuery;
 use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
 use strata_coordinator::restore::NodeRestore;
 use strata_coordinator::retention::CleanupReport;
@@ -349,14 +350,15 @@ impl Cluster for InProcess {
         self.config.default_storage.clone()
     }
 
-    async fn list(&self) -> CoordinatorResult<BackupList> {
-        let catalog = self.catalog().await?;
-        let verified = catalog.verified().await?;
-        let (backups, damaged) = catalog.scan().await?;
+    async fn list(&self, query: PageQuery) -> CoordinatorResult<BackupList> {
+        let page = self.catalog().await?.page(&query).await?;
         Ok(BackupList {
-            backups,
-            verified,
-            damaged,
+            backups: page.backups,
+            verified: page.verified,
+            damaged: page.damaged,
+            next: page.next,
+            total: Some(page.total),
+            notes: page.notes,
         })
     }
 

@@ -34,11 +34,12 @@ pub const FEATURES: &[&str] = &[
     feature::AUDIT,
     feature::STATUS,
     feature::COMPONENTS,
+    feature::BACKUP_PAGES,
 ];
 
 /// Features added after the release that introduced version negotiation: a server
 /// without `/api/v1/version` offers every feature but these.
-const ADDED_SINCE_NEGOTIATION: &[&str] = &[feature::COMPONENTS];
+const ADDED_SINCE_NEGOTIATION: &[&str] = &[feature::COMPONENTS, feature::BACKUP_PAGES];
 
 /// The names of the API's features, one per group of routes.
 pub mod feature {
@@ -60,6 +61,9 @@ pub mod feature {
     /// Restores of chosen components (`--component`), with rename rules and dry runs: a
     /// server without it would ignore them and restore everything, for real.
     pub const COMPONENTS: &str = "components";
+    /// `GET /api/v1/backups?limit=&cursor=`: pages of backups, newest first, with the
+    /// next page's cursor in `x-next-cursor`, of every storage of the server.
+    pub const BACKUP_PAGES: &str = "backup-pages";
 }
 
 /// `GET /api/v1/version`: what the server speaks.
@@ -115,20 +119,29 @@ pub struct Started {
 pub struct BackupListing {
     #[serde(flatten)]
     pub summary: BackupSummary,
+    /// The storage that holds it (absent from servers that saw only their default one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
     pub pinned: bool,
     /// The last verification, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<VerifyRecord>,
 }
 
-/// Paging of `GET /api/v1/backups` (oldest first, like `strata list`).
+/// Paging of `GET /api/v1/backups`. With `limit` or `cursor`: one page, newest first,
+/// costing what the page needs, the next page's cursor in the `x-next-cursor` header
+/// (absent on the last page). Without either: every backup, oldest first (`offset`, kept
+/// for older clients, skips the oldest ones).
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Page {
-    /// At most this many backups (default: all).
+    /// At most this many backups: 1 to 1000 (default 50 with `cursor`; all without).
     #[param(minimum = 0)]
     pub limit: Option<u32>,
-    /// Skip this many first.
+    /// Where the page starts: the `x-next-cursor` of the previous page.
+    #[param(max_length = 300)]
+    pub cursor: Option<String>,
+    /// Older form, oldest first: skip this many first (reads every backup's entry).
     #[param(minimum = 0)]
     pub offset: Option<u32>,
 }

@@ -168,7 +168,7 @@ impl Actions {
     }
 
     async fn delete_locked(&self, name: &str) -> CoordinatorResult<()> {
-        let pins = crate::retention::pinned(&self.repo).await?;
+        let pins = crate::retention::pinned_among(&self.repo, &[name]).await?;
         if pins.contains(name) {
             return Err(CoordinatorError::Pinned(name.to_string()));
         }
@@ -176,6 +176,9 @@ impl Actions {
         let lock =
             RepoLock::acquire(self.repo.store().clone(), &id, "delete", self.lease_ttl).await?;
         let result = self.repo.delete_backup(name).await;
+        if result.is_ok() {
+            crate::listing::compact(&self.repo, true).await;
+        }
         lock.release().await;
         Ok(result?)
     }

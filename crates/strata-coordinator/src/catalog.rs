@@ -44,12 +44,29 @@ impl Catalog {
     /// repository or unreachable is recorded in `unavailable` rather than failing
     /// everything. A wrong password fails at once.
     pub async fn open(config: &Config, password: Option<&str>) -> CoordinatorResult<Catalog> {
+        Catalog::open_around(config, password, None).await
+    }
+
+    /// [`Catalog::open`], with the default storage's repository already open (a server's
+    /// coordinator's: one repository object per storage in a process).
+    pub async fn open_around(
+        config: &Config,
+        password: Option<&str>,
+        default: Option<Arc<Repository>>,
+    ) -> CoordinatorResult<Catalog> {
         let mut names: Vec<&String> = config.storages.keys().collect();
         names.sort_by_key(|n| (*n != &config.default_storage, n.to_string()));
         let mut places = Vec::new();
         let mut unavailable = Vec::new();
         for name in names {
             let storage = Storage::open(config, name)?;
+            if let Some(repo) = default.as_ref().filter(|_| name == &config.default_storage) {
+                places.push(Place {
+                    storage,
+                    repo: repo.clone(),
+                });
+                continue;
+            }
             match storage.open_repository(config, password, false).await {
                 Ok(repo) => places.push(Place { storage, repo }),
                 // The default storage must work; others may be down for a while.
@@ -125,74 +142,42 @@ impl Catalog {
         Ok(out)
     }
 
+    /// The storages and their repositories, default first.
+    pub fn sources(&self) -> Vec<crate::listing::Source<'_>> {
+        self.places
+            .iter()
+            .map(|p| (p.storage.name.as_str(), p.repo.as_ref()))
+            .collect()
+    }
+
+    /// One page of the backups of every storage, newest first (see
+    /// [`crate::listing::page`]): what it costs is what the page needs.
+    pub async fn page(
+        &self,
+        query: &crate::listing::PageQuery,
+    ) -> CoordinatorResult<crate::listing::BackupsPage> {
+        crate::listing::page(&self.sources(), query).await
+    }
+
     /// Finds a backup by name, unique prefix, or `latest` (the newest complete backup of
-    /// any storage).
+    /// any storage), reading the listing and the one summary, not every summary.
     pub async fn find(&self, wanted: &str) -> CoordinatorResult<(&Place, BackupSummary)> {
-        let (all, damaged) = self.scan().await?;
-        let damaged: Vec<_> = damaged.into_iter().map(|d| d.object).collect();
-        if let Some(err) = crate::damaged_match(
-            &damaged,
-            all.iter().map(|b| b.summary.name.as_str()),
-            wanted,
-        ) {
-            return Err(err);
-        }
-        let found = if wanted == "latest" {
-            let found = all
-                .into_iter()
-                .rev()
-                .find(|b| b.summary.is_complete())
-                .ok_or_else(|| {
-                    CoordinatorError::NoBackup("no complete backup in any storage".into())
-                })?;
-            // Names sort by start time: a damaged newer backup may have been the latest.
-            for newer in damaged
-                .iter()
-                .filter(|d| d.backup().is_some_and(|b| b > found.summary.name.as_str()))
-            {
-                eprintln!(
-                    "strata: warning: latest is {}; the newer backup {} is damaged ({}) and was passed over",
-                    found.summary.name,
-                    newer.backup().unwrap_or_default(),
-                    newer.reason
-                );
-            }
-            found
-        } else if let Some(exact) = all.iter().find(|b| b.summary.name == wanted) {
-            exact.clone()
+        let sources = self.sources();
+        let (at, summary) = if wanted == "latest" {
+            crate::listing::latest(&sources).await?.ok_or_else(|| {
+                CoordinatorError::NoBackup("no complete backup in any storage".into())
+            })?
         } else {
-            let mut matches = all
-                .into_iter()
-                .filter(|b| b.summary.name.starts_with(wanted));
-            match (matches.next(), matches.next()) {
-                (Some(one), None) => one,
-                (Some(_), Some(_)) => {
-                    return Err(CoordinatorError::NoBackup(format!(
-                        "{wanted:?} matches several backups; give more of the name"
-                    )))
-                }
-                _ => {
-                    return Err(CoordinatorError::NoBackup(format!(
-                        "no backup named {wanted:?} (see `strata list`)"
-                    )))
-                }
-            }
+            crate::listing::by_name(&sources, wanted).await?
         };
-        let place = self.place(&found.storage)?;
-        Ok((place, found.summary))
+        Ok((&self.places[at], summary))
     }
 
     /// Like [`Catalog::find`], for an action that changes the backup (delete): refused
     /// when the same name is in several storages, so the caller must choose one.
     pub async fn find_one(&self, wanted: &str) -> CoordinatorResult<(&Place, BackupSummary)> {
         let (place, summary) = self.find(wanted).await?;
-        let holders: Vec<String> = self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|b| b.summary.name == summary.name)
-            .map(|b| b.storage)
-            .collect();
+        let holders = crate::listing::holders(&self.sources(), &summary.name).await?;
         if holders.len() > 1 {
             return Err(CoordinatorError::Invalid(format!(
                 "backup {} is in storages {}: choose one with --storage",

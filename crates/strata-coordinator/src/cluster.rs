@@ -1403,6 +1403,20 @@ impl Coordinator {
         plan: RestorePlan,
         who: &str,
     ) -> CoordinatorResult<Pending<RestoreOutcome>> {
+        let storage = self.storage.clone();
+        self.restore_from(summary, &storage, plan, who).await
+    }
+
+    /// [`Coordinator::restore`] of a backup held in the configured storage `storage`
+    /// (the nodes read it from there; the cluster lock stays in this coordinator's).
+    pub async fn restore_from(
+        self: &Arc<Self>,
+        summary: &BackupSummary,
+        storage: &str,
+        plan: RestorePlan,
+        who: &str,
+    ) -> CoordinatorResult<Pending<RestoreOutcome>> {
+        let storage = storage.to_string();
         crate::input::check_restore_plan(&plan)?;
         let selected = self.restore_selection(summary, &plan)?;
         let problems = self.restore_problems(summary, &plan, &selected).await;
@@ -1472,6 +1486,7 @@ impl Coordinator {
         };
         let task = async move {
             let steps = RestoreSteps {
+                storage,
                 include: plan.include,
                 recovery,
                 ranks,
@@ -1528,6 +1543,20 @@ impl Coordinator {
         who: &str,
     ) -> CoordinatorResult<Arc<Operation>> {
         Ok(self.restore(summary, plan, who).await?.spawn())
+    }
+
+    /// [`Coordinator::restore_from`], running in the background.
+    pub async fn start_restore_from(
+        self: &Arc<Self>,
+        summary: &BackupSummary,
+        storage: &str,
+        plan: RestorePlan,
+        who: &str,
+    ) -> CoordinatorResult<Arc<Operation>> {
+        Ok(self
+            .restore_from(summary, storage, plan, who)
+            .await?
+            .spawn())
     }
 
     /// Nodes (reachable, versions, leases), locks, and running operations.
@@ -1951,6 +1980,8 @@ async fn backup(
     };
     if fenced.is_ok() && saved.is_ok() {
         coordinator.stats.lock().unwrap().components(&summary);
+        // Still under the cluster lock: fold the loose listing entries into pages.
+        crate::listing::compact(&coordinator.repo, false).await;
     }
     // The summary is visible (or will never be): garbage collection may sweep now.
     if let Some(mark) = mark {
@@ -2244,6 +2275,8 @@ async fn after_stored(
 
 /// What every node of a restore is asked to do, and in which order.
 struct RestoreSteps {
+    /// The storage the nodes read the backup from.
+    storage: String,
     /// Only entries at or below this path.
     include: Option<String>,
     /// The recovery the nodes run once their files are back (PostgreSQL).
@@ -2281,7 +2314,7 @@ async fn restore(
     for external in &steps.externals {
         waves.entry(external.1.order).or_default().1.push(external);
     }
-    let storage = run.coordinator.storage.clone();
+    let storage = steps.storage.clone();
     let mut reports: HashMap<usize, RestoreReply> = HashMap::new();
     let mut components = Vec::new();
     let mut hooks = run.hooks(HookOperation::Restore, &backup);

@@ -69,6 +69,9 @@ pub async fn copy_backup(
     };
     let result = copy_locked(&source, &target, backup, writer_options).await;
     mark.release().await;
+    if result.is_ok() {
+        crate::listing::compact(&target, false).await;
+    }
     lock.release().await;
     result
 }

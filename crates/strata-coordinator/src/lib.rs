@@ -25,6 +25,7 @@ pub use strata_hooks as hooks;
 pub mod input;
 pub mod jobs;
 pub mod keys;
+pub mod listing;
 pub mod lock;
 pub mod mapping;
 pub mod mask;
@@ -52,6 +53,19 @@ pub use strata_agent::service::error_chain;
 
 use strata_repo::summary::BackupSummary;
 use strata_repo::Repository;
+
+/// Whether `wanted` with `recovery` names a point in time (`latest` before a recovery
+/// target time) rather than a backup: [`resolve_backup_for`] finds the backup then.
+pub fn names_a_point_in_time(
+    wanted: &str,
+    recovery: Option<&strata_postgres::recovery::RecoveryPlan>,
+) -> bool {
+    wanted == "latest"
+        && matches!(
+            recovery.map(|r| &r.target),
+            Some(strata_postgres::recovery::Target::Time(_))
+        )
+}
 
 /// Like [`resolve_backup`], but for a restore: `latest` with a recovery target time means
 /// the newest complete backup that had ended by then (a base backup cannot be recovered
@@ -132,32 +146,16 @@ fn parse_pg_time(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
 /// A summary that does not decode is no candidate for `latest` or a prefix, but naming it
 /// exactly (or by a prefix only it matches) is an error that names the damage.
 pub async fn resolve_backup(repo: &Repository, wanted: &str) -> CoordinatorResult<BackupSummary> {
-    let (backups, damaged) = repo.scan_backups().await?;
-    if let Some(err) = damaged_match(&damaged, backups.iter().map(|b| b.name.as_str()), wanted) {
-        return Err(err);
-    }
+    let sources = [("", repo)];
     if wanted == "latest" {
-        return backups
-            .into_iter()
-            .rev()
-            .find(BackupSummary::is_complete)
+        return Ok(listing::latest(&sources)
+            .await?
             .ok_or_else(|| {
                 CoordinatorError::NoBackup("no complete backup in the repository".into())
-            });
+            })?
+            .1);
     }
-    if let Some(exact) = backups.iter().find(|b| b.name == wanted) {
-        return Ok(exact.clone());
-    }
-    let mut matches = backups.into_iter().filter(|b| b.name.starts_with(wanted));
-    match (matches.next(), matches.next()) {
-        (Some(one), None) => Ok(one),
-        (Some(_), Some(_)) => Err(CoordinatorError::NoBackup(format!(
-            "{wanted:?} matches several backups; give more of the name"
-        ))),
-        _ => Err(CoordinatorError::NoBackup(format!(
-            "no backup named {wanted:?} (see `strata list`)"
-        ))),
-    }
+    Ok(listing::by_name(&sources, wanted).await?.1)
 }
 
 #[cfg(test)]

@@ -345,6 +345,9 @@ pub async fn repair_backups(
 ) -> CoordinatorResult<BackupsRepairReport> {
     let lock = lock(repo, "repair-backups").await?;
     let result = repair_all_backups(repo, dry_run).await;
+    if result.is_ok() && !dry_run {
+        crate::listing::compact(repo, true).await;
+    }
     lock.release().await;
     result
 }

@@ -395,9 +395,29 @@ struct PinRecord {
 pub async fn pinned(
     repo: &strata_repo::Repository,
 ) -> Result<std::collections::HashSet<String>, strata_store::StoreError> {
+    pinned_where(repo, |_| true).await
+}
+
+/// Which of `backups` are pinned: one LIST (keys only), then a GET per pin of these
+/// backups alone (a page of a listing).
+pub async fn pinned_among(
+    repo: &strata_repo::Repository,
+    backups: &[&str],
+) -> Result<std::collections::HashSet<String>, strata_store::StoreError> {
+    if backups.is_empty() {
+        return Ok(Default::default());
+    }
+    let wanted: std::collections::HashSet<&str> = backups.iter().copied().collect();
+    pinned_where(repo, |b| wanted.contains(b)).await
+}
+
+async fn pinned_where(
+    repo: &strata_repo::Repository,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<std::collections::HashSet<String>, strata_store::StoreError> {
     let mut out = std::collections::HashSet::new();
     for object in repo.store().list_fresh(PINS).await? {
-        let Some(name) = object.key.strip_prefix(PINS) else {
+        let Some(name) = object.key.strip_prefix(PINS).filter(|n| wanted(n)) else {
             continue;
         };
         let bytes = match repo.store().get(&object.key).await {
@@ -562,6 +582,7 @@ pub async fn cleanup(
             break;
         }
     }
+    crate::listing::compact(repo, true).await;
     lock.release().await;
     result?;
     Ok(rows)

@@ -138,9 +138,45 @@ fn authentic(
 /// The newest authentic record of every backup that has one: one LIST, then a GET of
 /// the newest record of each backup (and of older ones only when that one is refused).
 pub async fn latest(repo: &Repository) -> Result<HashMap<String, VerifyRecord>, StoreError> {
-    let mut candidates: HashMap<String, Vec<(String, VerifyRecord)>> = HashMap::new();
+    latest_where(repo, |_| true).await
+}
+
+/// The newest authentic record of each of `backups` that has one: one LIST (keys only),
+/// then GETs for these backups alone (a page of a listing), not for every backup.
+pub async fn latest_among(
+    repo: &Repository,
+    backups: &[&str],
+) -> Result<HashMap<String, VerifyRecord>, StoreError> {
+    if backups.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let wanted: std::collections::HashSet<&str> = backups.iter().copied().collect();
+    latest_where(repo, |b| wanted.contains(b)).await
+}
+
+/// Whether the last verification of each backup that has one found it intact, from the
+/// record keys alone (one LIST, no GET): for `/metrics`, where a forged key misleads a
+/// gauge at most (`list` and the API read and authenticate the records).
+pub async fn outcomes_by_key(repo: &Repository) -> Result<HashMap<String, bool>, StoreError> {
+    let mut newest: HashMap<String, VerifyRecord> = HashMap::new();
     for object in repo.store().list_fresh(PREFIX).await? {
         if let Some((backup, record)) = parse_key(&object.key) {
+            let slot = newest.entry(backup.to_string()).or_insert(record.clone());
+            if record.when_ms > slot.when_ms {
+                *slot = record;
+            }
+        }
+    }
+    Ok(newest.into_iter().map(|(b, r)| (b, r.ok)).collect())
+}
+
+async fn latest_where(
+    repo: &Repository,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<HashMap<String, VerifyRecord>, StoreError> {
+    let mut candidates: HashMap<String, Vec<(String, VerifyRecord)>> = HashMap::new();
+    for object in repo.store().list_fresh(PREFIX).await? {
+        if let Some((backup, record)) = parse_key(&object.key).filter(|(b, _)| wanted(b)) {
             candidates
                 .entry(backup.to_string())
                 .or_default()

@@ -19,7 +19,7 @@ use crate::BlobId;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-const KINDS: [ObjectKind; 9] = [
+const KINDS: [ObjectKind; 10] = [
     ObjectKind::Index,
     ObjectKind::Manifest,
     ObjectKind::Summary,
@@ -28,6 +28,7 @@ const KINDS: [ObjectKind; 9] = [
     ObjectKind::Audit,
     ObjectKind::Pin,
     ObjectKind::VerifyRecord,
+    ObjectKind::Listing,
     ObjectKind::Condemned,
 ];
 
@@ -88,7 +89,7 @@ proptest! {
     fn objects_from_arbitrary_bytes_never_panic(
         bytes in vec(any::<u8>(), 0..600),
         header in any::<bool>(),
-        kind in 0usize..8,
+        kind in 0usize..9,
         version in 0u16..4,
         encrypted in any::<bool>(),
         accept_v1 in any::<bool>(),
@@ -111,7 +112,7 @@ proptest! {
     #[test]
     fn mutated_objects_are_refused(
         payload in vec(any::<u8>(), 0..400),
-        kind in 0usize..8,
+        kind in 0usize..9,
         edits in vec((any::<usize>(), any::<u8>()), 0..4),
         cut in proptest::option::of(any::<usize>()),
         encrypted in any::<bool>(),
@@ -131,7 +132,7 @@ proptest! {
     #[test]
     fn objects_do_not_open_under_another_name_or_kind(
         payload in vec(any::<u8>(), 0..200),
-        kind in 0usize..8,
+        kind in 0usize..9,
         other in "[a-z/]{0,20}",
     ) {
         let c = cipher(true, true);
@@ -184,6 +185,43 @@ proptest! {
         let _ = serde_json::from_slice::<BackupSummary>(&bytes);
         let _ = serde_json::from_slice::<ArchivedFile>(&bytes);
         let _ = postcard::from_bytes::<Vec<crate::pack::PackEntry>>(&bytes);
+    }
+
+    #[test]
+    fn listing_objects_from_arbitrary_or_mutated_bytes_never_panic(
+        arbitrary in vec(any::<u8>(), 0..600),
+        count in 1usize..6,
+        edits in vec((any::<usize>(), any::<u8>()), 1..4),
+        cut in proptest::option::of(any::<usize>()),
+        encrypted in any::<bool>(),
+    ) {
+        use crate::listing::{decode_payload, encode_payload, ListingKey, Position};
+        let entries: Vec<BackupSummary> = (0..count)
+            .map(|i| crate::listing::tests::summary(
+                &format!("20261125T0{i}0000Z-0000000{i}"),
+                &format!("2026-11-25T0{i}:00:00.000Z"),
+                crate::summary::BackupStatus::Complete,
+            ))
+            .collect();
+        let key = ListingKey::new_page(Position::of(&entries[0]), Position::of(&entries[count - 1]));
+        let entry = ListingKey::Entry(Position::of(&entries[0]));
+        let _ = decode_payload(&key, &arbitrary);
+        let _ = decode_payload(&entry, &arbitrary);
+        let plain = encode_payload(&entries);
+        prop_assert_eq!(decode_payload(&key, &plain).unwrap(), entries);
+        let mut mutated = plain.clone();
+        mutate(&mut mutated, &edits, cut);
+        let _ = decode_payload(&key, &mutated);
+        let _ = ListingKey::parse(&String::from_utf8_lossy(&arbitrary));
+        // Sealed: a mutated page or a page under another name does not open.
+        let c = cipher(encrypted, false);
+        let mut sealed = encode_object(&c, ObjectKind::Listing, &key.key(), &plain);
+        if encrypted {
+            prop_assert!(decode_object(&c, ObjectKind::Listing, &sealed, &entry.key()).is_err());
+        }
+        if mutate(&mut sealed, &edits, cut) && encrypted {
+            prop_assert!(decode_object(&c, ObjectKind::Listing, &sealed, &key.key()).is_err());
+        }
     }
 
     #[test]

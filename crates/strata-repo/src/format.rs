@@ -34,6 +34,9 @@ pub enum ObjectKind {
     Pin = 7,
     /// A verification record (`verified/<backup>/...`, format version 2).
     VerifyRecord = 8,
+    /// A piece of the backup listing (`listing/entries/...`, `listing/pages/...`, format
+    /// version 4): see [`crate::listing`].
+    Listing = 10,
     /// Packs condemned by garbage collection, or the writers it waits for
     /// (`gc/condemned/<run>/...`, format version 4): see [`crate::condemned`].
     Condemned = 11,

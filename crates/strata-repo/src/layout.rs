@@ -35,6 +35,9 @@ pub const WRITERS: &str = "writers/";
 pub const PINS: &str = "pins/";
 /// Verification records: `verified/<backup>/<milliseconds>-<outcome>-<mode>`.
 pub const VERIFIED: &str = "verified/";
+/// The backup listing (format version 4): `listing/entries/<position>` and
+/// `listing/pages/<oldest position>/<newest position>/<id>` (see `crate::listing`).
+pub const LISTING: &str = "listing/";
 
 /// Packs condemned by garbage collection: `gc/condemned/<run>/packs` and
 /// `gc/condemned/<run>/writers` (see `crate::condemned`).
@@ -44,12 +47,13 @@ pub const CONDEMNED: &str = "gc/condemned/";
 /// `pin` says the same thing, so its old copy stays right): a local copy stays valid for
 /// as long as the object exists. The config changes on migration; a cache reads it from
 /// the store every time and drops everything when it differs (see `strata_store::cache`).
-const CACHEABLE: [&str; 6] = [SUMMARIES, MANIFESTS, INDEX, KEYS, VERIFIED, PINS];
+const CACHEABLE: [&str; 7] = [SUMMARIES, MANIFESTS, INDEX, KEYS, VERIFIED, PINS, LISTING];
 
 /// Objects that make data visible to readers: written by a process that has lost its
 /// lock, they must be refused (the store's fence). Packs are not among them: nothing
-/// reads a pack until an index object names it.
-const VISIBLE: [&str; 5] = [INDEX, MANIFESTS, SUMMARIES, ARCHIVE, CONDEMNED];
+/// reads a pack until an index object names it. The listing shows nothing its summaries
+/// do not, but a holder that lost its lock must not replace pages either.
+const VISIBLE: [&str; 6] = [INDEX, MANIFESTS, SUMMARIES, ARCHIVE, LISTING, CONDEMNED];
 
 /// Whether a store cache may keep `key` (the rule handed to `strata_store::CachingStore`).
 pub fn cacheable(key: &str) -> bool {
@@ -144,7 +148,12 @@ mod tests {
         ] {
             assert!(cacheable(key), "{key}");
         }
-        for key in ["pins/b", "verified/b/1-ok-data"] {
+        for key in [
+            "pins/b",
+            "verified/b/1-ok-data",
+            "listing/entries/x",
+            "listing/pages/x/y/z",
+        ] {
             assert!(cacheable(key), "{key}");
         }
         // Packs are large and read once; locks, marks and the audit log change or grow.

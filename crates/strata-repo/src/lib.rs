@@ -10,6 +10,7 @@
 //! | `index/<id>`                 | which blob lives in which pack, at which offset      |
 //! | `manifests/<backup>/<node>`  | the files of one node in one backup                  |
 //! | `summaries/<backup>`         | one small object per backup, written last            |
+//! | `listing/...`                | the backups' summaries, compact, a page at a time     |
 //! | `archive/<space>/<name>`     | a file kept outside backups (PostgreSQL WAL)         |
 //!
 //! The modules follow the data path of a backup: [`chunker`] cuts files into chunks,
@@ -31,6 +32,7 @@ pub mod index_merge;
 pub mod index_table;
 pub mod keyring;
 pub mod layout;
+pub mod listing;
 pub mod manifest;
 pub mod pack;
 mod repository;

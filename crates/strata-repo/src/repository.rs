@@ -49,6 +49,9 @@ pub struct Repository {
     damaged_index: RwLock<Vec<DamagedObject>>,
     /// Damaged objects already warned about, so a reload does not repeat the warning.
     warned: Mutex<std::collections::HashSet<String>>,
+    /// Listing pages read and checked, by key (they never change under their key): a
+    /// process that lists often (a server) decodes each page once.
+    pub(crate) listing_objects: crate::listing::read::DecodedCache,
 }
 
 /// A repository object that exists but does not decode (failed authentication, bad
@@ -62,7 +65,7 @@ pub struct DamagedObject {
 }
 
 impl DamagedObject {
-    fn new(key: &str, err: &RepoError) -> Self {
+    pub(crate) fn new(key: &str, err: &RepoError) -> Self {
         DamagedObject {
             key: key.to_string(),
             reason: err.to_string(),
@@ -231,6 +234,7 @@ impl Repository {
             index,
             damaged_index: RwLock::new(Vec::new()),
             warned: Mutex::new(Default::default()),
+            listing_objects: Default::default(),
         }
     }
 
@@ -584,12 +588,20 @@ impl Repository {
         Ok(manifest)
     }
 
-    /// Writes the summary of a backup; this is what makes a backup visible.
+    /// Writes the summary of a backup; this is what makes a backup visible. Then its
+    /// entry in the backup listing (see [`crate::listing`]): a failure there is only a
+    /// warning, as readers find a summary without an entry and read it by itself.
     pub async fn save_summary(&self, summary: &BackupSummary) -> RepoResult<()> {
         let json = serde_json::to_vec(summary).expect("summaries serialize");
         let key = layout::summary_key(&summary.name);
         let bytes = self.seal_object(ObjectKind::Summary, &key, &json)?;
         self.store.put(&key, Bytes::from(bytes)).await?;
+        if let Err(e) = self.save_listing_entry(summary).await {
+            eprintln!(
+                "strata: warning: backup {}: its listing entry was not written ({e}); listings read its summary instead",
+                summary.name
+            );
+        }
         Ok(())
     }
 
@@ -676,6 +688,10 @@ impl Repository {
     pub async fn delete_backup(&self, name: &str) -> RepoResult<()> {
         let summary = self.load_summary(name).await?;
         self.store.delete(&layout::summary_key(name)).await?;
+        // Its loose listing entry, if not compacted yet (a page keeps it until the next
+        // compaction; readers drop it meanwhile, as its summary is gone).
+        let entry = crate::listing::ListingKey::Entry(crate::listing::Position::of(&summary));
+        self.store.delete(&entry.key()).await?;
         for node in &summary.nodes {
             self.store.delete(&manifest_key(name, &node.name)).await?;
         }

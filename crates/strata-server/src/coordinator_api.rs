@@ -16,7 +16,6 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures_util::stream::Stream;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,15 +27,16 @@ use strata_api::types::{
 use strata_coordinator::actions::percent_ok;
 use strata_coordinator::audit::AuditEntry;
 use strata_coordinator::browse::{FileEntry, FileFilter};
+use strata_coordinator::catalog::{Catalog, Located};
 use strata_coordinator::cluster::{ClusterStatus, Coordinator};
 use strata_coordinator::config::Config;
 use strata_coordinator::copy::CopyReport;
 use strata_coordinator::gc::GcReport;
+use strata_coordinator::listing::{BackupsPage, PageQuery, DEFAULT_PAGE, MAX_PAGE};
 use strata_coordinator::operation::OperationStatus;
 use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
 use strata_coordinator::retention::CleanupReport;
 use strata_coordinator::schedule::{JobStatus, Scheduler};
-use strata_coordinator::verified::VerifyRecord;
 use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
 use strata_coordinator::wal::{WalListing, WalVerifyReport};
 use strata_coordinator::CoordinatorError;
@@ -50,12 +50,67 @@ pub struct ApiState {
     pub config: Config,
     /// What `/config` shows (see [`crate::CoordinatorParts::config_view`]).
     pub config_view: serde_json::Value,
+    /// Every configured storage, the coordinator's own first: opened at first use, so
+    /// the API lists, shows and restores the backups of all of them, as the CLI does.
+    pub catalog: tokio::sync::OnceCell<Catalog>,
+    /// What `/metrics` says of the backups, kept between scrapes.
+    pub figures: crate::figures::FigureCache,
+    /// Requests that may have changed the repository (every call but a GET): with the
+    /// finished operations, they say when the figures must be read again.
+    pub writes: std::sync::atomic::AtomicU64,
+}
+
+impl ApiState {
+    /// Changes whenever this server may have changed what `/metrics` shows.
+    pub(crate) fn generation(&self) -> u64 {
+        let finished: u64 = self.coordinator.stats().finished.values().sum();
+        finished + self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Counts the requests that may change the repository (see [`ApiState::writes`]), once
+/// they are answered.
+async fn count_writes(
+    State(s): Api,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let write = request.method() != axum::http::Method::GET;
+    let response = next.run(request).await;
+    if write {
+        s.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    response
+}
+
+impl ApiState {
+    /// Every configured storage (see [`ApiState::catalog`]). A storage that could not be
+    /// opened the first time is left out until the server restarts, with a warning.
+    pub(crate) async fn catalog(&self) -> Result<&Catalog, ApiFailure> {
+        self.catalog
+            .get_or_try_init(|| async {
+                let password = self.config.password().map_err(CoordinatorError::from)?;
+                let catalog = Catalog::open_around(
+                    &self.config,
+                    password.as_deref(),
+                    Some(self.coordinator.repo().clone()),
+                )
+                .await?;
+                for (name, why) in &catalog.unavailable {
+                    eprintln!("strata: warning: storage {name} is not available: {why}");
+                }
+                Ok::<_, CoordinatorError>(catalog)
+            })
+            .await
+            .map_err(failure)
+    }
 }
 
 type Api = State<Arc<ApiState>>;
 
 /// The coordinator's routes behind the user tokens.
 pub fn routes(state: ApiState, tokens: Tokens) -> Router {
+    let state = Arc::new(state);
     Router::new()
         .route("/api/v1/version", get(version))
         .route("/api/v1/status", get(status))
@@ -81,7 +136,11 @@ pub fn routes(state: ApiState, tokens: Tokens) -> Router {
         .route("/api/v1/check", get(check))
         .route("/api/v1/audit", get(audit))
         .route("/metrics", get(crate::metrics::metrics))
-        .with_state(Arc::new(state))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_writes,
+        ))
+        .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(tokens),
             require_token,
@@ -129,60 +188,122 @@ async fn status(State(s): Api) -> Reply<ClusterStatus> {
     Ok(Json(s.coordinator.status().await.map_err(failure)?))
 }
 
-async fn listings(
-    s: &ApiState,
-    summaries: Vec<BackupSummary>,
-) -> Result<Vec<BackupListing>, ApiFailure> {
-    let repo = s.coordinator.repo();
-    let pins = strata_coordinator::retention::pinned(repo)
-        .await
-        .map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
-    let mut records: HashMap<String, VerifyRecord> = strata_coordinator::verified::latest(repo)
-        .await
-        .map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
-    Ok(summaries
+/// The rows of a page: each backup with its storage, pin and last verification.
+fn rows(page: BackupsPage) -> Vec<BackupListing> {
+    let BackupsPage {
+        backups,
+        mut verified,
+        pinned,
+        ..
+    } = page;
+    backups
         .into_iter()
-        .map(|summary| BackupListing {
-            pinned: pins.contains(&summary.name),
-            verification: records.remove(&summary.name),
-            summary,
+        .map(|Located { storage, summary }| {
+            let key = (storage, summary.name.clone());
+            BackupListing {
+                pinned: pinned.contains(&key),
+                verification: verified.remove(&key),
+                storage: Some(key.0),
+                summary,
+            }
         })
-        .collect())
+        .collect()
+}
+
+/// The row of one backup of `storage`: its pin and last verification read for it alone.
+async fn row(
+    s: &ApiState,
+    storage: &str,
+    summary: BackupSummary,
+) -> Result<BackupListing, ApiFailure> {
+    let catalog = s.catalog().await?;
+    let repo = &catalog.place(storage).map_err(failure)?.repo;
+    let name = [summary.name.as_str()];
+    let pinned = strata_coordinator::retention::pinned_among(repo, &name)
+        .await
+        .map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
+    let mut records = strata_coordinator::verified::latest_among(repo, &name)
+        .await
+        .map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
+    Ok(BackupListing {
+        pinned: pinned.contains(&summary.name),
+        verification: records.remove(&summary.name),
+        storage: Some(storage.to_string()),
+        summary,
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/backups", tag = "backups", params(Page),
-    responses((status = 200, body = [BackupListing], headers(("x-total-count" = u64, description = "Backups in all"),
-            ("x-damaged-count" = u64, description = "Backups whose summary does not decode, left out"))),
+    responses((status = 200, body = [BackupListing], headers(
+            ("x-total-count" = u64, description = "Backups in all (every storage)"),
+            ("x-damaged-count" = u64, description = "Backups of this answer whose summary does not decode, left out"),
+            ("x-next-cursor" = String, description = "With `limit` or `cursor`: the `cursor` of the next (older) page; absent on the last page"),
+            ("x-listing-note" = String, description = "Present when the answer had to read summaries by themselves (a listing object damaged or missing, backups written before the listing): what and why"))),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 500, body = ApiError)))]
 async fn list(
     State(s): Api,
     Params(page): Params<Page>,
 ) -> Result<(HeaderMap, Json<Vec<BackupListing>>), ApiFailure> {
+    let paged = page.offset.is_none() && (page.limit.is_some() || page.cursor.is_some());
+    let query = if paged {
+        let limit = page.limit.map(|l| l as usize).unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(bad(format!("limit must be 1 to {MAX_PAGE}")));
+        }
+        PageQuery {
+            limit,
+            cursor: page.cursor.clone(),
+        }
+    } else if page.cursor.is_some() {
+        return Err(bad("cursor and offset do not go together: use cursor"));
+    } else {
+        PageQuery::all()
+    };
     // A summary that does not decode hides only its own backup (see `strata repair`).
-    let (backups, damaged) = s
-        .coordinator
-        .repo()
-        .scan_backups()
-        .await
-        .map_err(repo_failure)?;
-    let total = backups.len();
-    let offset = page.offset.unwrap_or(0) as usize;
-    let limit = page.limit.map(|l| l as usize).unwrap_or(usize::MAX);
-    let page: Vec<BackupSummary> = backups.into_iter().skip(offset).take(limit).collect();
+    let read = s.catalog().await?.page(&query).await.map_err(failure)?;
     let mut headers = HeaderMap::new();
-    headers.insert("x-total-count", HeaderValue::from(total as u64));
-    headers.insert("x-damaged-count", HeaderValue::from(damaged.len() as u64));
-    Ok((headers, Json(listings(&s, page).await?)))
+    headers.insert("x-total-count", HeaderValue::from(read.total as u64));
+    headers.insert(
+        "x-damaged-count",
+        HeaderValue::from(read.damaged.len() as u64),
+    );
+    if let Some(next) = read
+        .next
+        .as_deref()
+        .and_then(|n| HeaderValue::from_str(n).ok())
+    {
+        headers.insert("x-next-cursor", next);
+    }
+    let note = read.notes.join("; ");
+    if let Ok(note) = HeaderValue::from_str(&note) {
+        if !note.is_empty() {
+            headers.insert("x-listing-note", note);
+        }
+    }
+    let mut rows = rows(read);
+    if !paged {
+        // The older form: oldest first, from `offset`.
+        rows.reverse();
+        let offset = page.offset.unwrap_or(0) as usize;
+        let limit = page.limit.map(|l| l as usize).unwrap_or(usize::MAX);
+        rows = rows.into_iter().skip(offset).take(limit).collect();
+    }
+    Ok((headers, Json(rows)))
 }
 
 #[utoipa::path(get, path = "/api/v1/backups/{name}", tag = "backups",
-    params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name, unique prefix, or `latest`")),
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name, unique prefix, or `latest`, in any storage")),
     responses((status = 200, body = BackupListing), (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 404, body = ApiError), (status = 500, body = ApiError)))]
 async fn show(State(s): Api, PathParam(name): PathParam<String>) -> Reply<BackupListing> {
-    let found = resolve(&s.coordinator, &name).await?;
-    let mut listing = listings(&s, vec![found]).await?;
-    Ok(Json(listing.remove(0)))
+    let (place, summary) = s
+        .catalog()
+        .await?
+        .find(backup_name(&name)?)
+        .await
+        .map_err(failure)?;
+    let storage = place.storage.name.clone();
+    Ok(Json(row(&s, &storage, summary).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/backups/{name}", tag = "backups",
@@ -212,8 +333,7 @@ async fn set_pin(s: &ApiState, caller: &Caller, name: &str, pinned: bool) -> Rep
         .pin(&caller.0, backup_name(name)?, pinned)
         .await
         .map_err(failure)?;
-    let mut listing = listings(s, vec![found]).await?;
-    Ok(Json(listing.remove(0)))
+    Ok(Json(row(s, s.coordinator.storage(), found).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/backups/{name}/pin", tag = "backups", request_body(content = Option<NoOptions>, description = "No options: empty, `{}` or `null`"),
@@ -275,15 +395,22 @@ async fn start_restore(
     let (backup, plan) = body.into_parts();
     // The same checks as the CLI's, before the repository is even read.
     strata_coordinator::input::check_restore_plan(&plan).map_err(failure)?;
-    let summary = strata_coordinator::resolve_backup_for(
-        c.repo(),
-        backup_name(&backup)?,
-        plan.recovery.as_ref(),
-    )
-    .await
-    .map_err(failure)?;
+    let wanted = backup_name(&backup)?;
+    // A backup of any storage; a point in time (`latest` before a recovery target) is
+    // found among the coordinator's own, where its WAL is archived.
+    let by_time = strata_coordinator::names_a_point_in_time(wanted, plan.recovery.as_ref());
+    let (summary, storage) = if by_time {
+        let summary =
+            strata_coordinator::resolve_backup_for(c.repo(), wanted, plan.recovery.as_ref())
+                .await
+                .map_err(failure)?;
+        (summary, c.storage().to_string())
+    } else {
+        let (place, summary) = s.catalog().await?.find(wanted).await.map_err(failure)?;
+        (summary, place.storage.name.clone())
+    };
     let op = c
-        .start_restore(&summary, plan, &caller.0)
+        .start_restore_from(&summary, &storage, plan, &caller.0)
         .await
         .map_err(failure)?;
     Ok((

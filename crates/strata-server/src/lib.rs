@@ -13,6 +13,7 @@ mod coordinator_api;
 mod dashboard;
 mod errors;
 mod extract;
+mod figures;
 mod limits;
 mod metrics;
 mod node_api;
@@ -72,6 +73,9 @@ pub fn router(parts: ServerParts) -> axum::Router {
             scheduler: parts.scheduler,
             config: parts.config,
             config_view: parts.config_view,
+            catalog: tokio::sync::OnceCell::new(),
+            figures: Default::default(),
+            writes: Default::default(),
         };
         router = router.merge(coordinator_api::routes(state, parts.tokens));
         router = router.merge(openapi::routes());

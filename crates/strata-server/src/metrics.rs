@@ -1,9 +1,12 @@
 //! `/metrics`: the coordinator's state in the OpenMetrics text format, for Prometheus.
 //!
-//! Values are read at scrape time (backups by status, the newest complete backup, node
-//! reachability, verification records, storage requests) or kept by the coordinator since
-//! it started (operations by kind and outcome, lease losses). A fresh registry is built
-//! per scrape, so nothing here has to be kept in sync with the rest of strata.
+//! Values are kept by the coordinator since it started (operations by kind and outcome,
+//! lease losses, storage requests), read at scrape time from the nodes (reachability),
+//! or read from the repository's backup listing at most every half minute and at once
+//! after this server changed something (backups by status, the newest complete backup,
+//! verification outcomes: see `crate::figures`), so a scrape costs the same at 10 and at
+//! 10,000 backups. A fresh registry is built per scrape, so nothing here has to be kept
+//! in sync with the rest of strata.
 //!
 //! Every figure about the repository or its storage carries a `storage` label (the name
 //! in the configuration), so series from coordinators of several storages never mix and
@@ -167,22 +170,16 @@ pub async fn metrics(
     // Of the storage: its operations, backups, repository and requests. A storage that
     // does not answer drops only the figures read from it (and says so in `storage_up`):
     // the rest, node reachability and request errors above all, matter most right then.
-    let read = async {
-        // A summary that does not decode is counted as `damaged`, not a storage failure.
-        let (backups, damaged) = c.repo().scan_backups().await?;
-        let records = strata_coordinator::verified::latest(c.repo())
-            .await
-            .map_err(strata_repo::RepoError::from)?;
-        Ok::<_, strata_repo::RepoError>((backups, damaged.len(), records))
-    }
-    .await;
+    // From the listing, kept between scrapes (see `crate::figures`): never a scan. A
+    // summary that does not decode is counted as `damaged`, not a storage failure.
+    let read = state.figures.get(c.repo(), state.generation()).await;
     let mut m = PerStorage {
         registry: &mut registry,
         storage: c.storage().to_string(),
     };
     m.gauge(
         "storage_up",
-        "Whether the repository's storage answered this scrape's listing of backups",
+        "Whether the repository's storage answered this scrape (one GET of its config)",
         &[],
         read.is_ok() as u8 as f64,
     );
@@ -252,25 +249,22 @@ pub async fn metrics(
         &[],
         c.repo().index().len() as f64,
     );
-    if let Ok((backups, damaged, records)) = &read {
+    if let Ok(figures) = &read {
         let mut by_status: Vec<(&str, f64)> = ["complete", "partial", "failed"]
             .into_iter()
             .map(|status| {
-                let n = backups
-                    .iter()
-                    .filter(|b| b.status.as_str() == status)
-                    .count();
+                let n = figures.by_status.get(status).copied().unwrap_or(0);
                 (status, n as f64)
             })
             .collect();
-        by_status.push(("damaged", *damaged as f64));
+        by_status.push(("damaged", figures.damaged as f64));
         m.gauges(
             "backups",
             "Backups in the repository by status",
             "status",
             &by_status,
         );
-        if let Some(last) = backups.iter().rev().find(|b| b.is_complete()) {
+        if let Some(last) = &figures.last_complete {
             let started = chrono::DateTime::parse_from_rfc3339(&last.started)
                 .map(|t| t.timestamp_millis() as f64 / 1000.0)
                 .unwrap_or(0.0);
@@ -325,15 +319,7 @@ pub async fn metrics(
                 ratio(logical, stored),
             );
         }
-
-        let ok = backups
-            .iter()
-            .filter(|b| records.get(&b.name).is_some_and(|r| r.ok))
-            .count();
-        let damaged = backups
-            .iter()
-            .filter(|b| records.get(&b.name).is_some_and(|r| !r.ok))
-            .count();
+        let (ok, damaged) = (figures.verified_ok, figures.verified_damaged);
         m.gauges(
             "backups_verified",
             "Backups by the outcome of their last verification: ok, damaged, never",
@@ -341,7 +327,7 @@ pub async fn metrics(
             &[
                 ("ok", ok as f64),
                 ("damaged", damaged as f64),
-                ("never", (backups.len() - ok - damaged) as f64),
+                ("never", (figures.listed - ok - damaged) as f64),
             ],
         );
     }

@@ -126,8 +126,16 @@ pub enum Command {
         #[arg(long)]
         wait: bool,
     },
-    /// List the backups of every storage, oldest first.
-    List,
+    /// List the backups of every storage, oldest first; with --limit, one page of the
+    /// newest ones (and the cursor of the next, older page).
+    List {
+        /// Only the newest N backups (1-1000): one page, read at the cost of a page.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: Option<u32>,
+        /// The page after this cursor (printed by the previous page); needs --limit.
+        #[arg(long, requires = "limit", value_name = "CURSOR")]
+        cursor: Option<String>,
+    },
     /// Show a backup's summary and per-node figures.
     Show {
         /// Backup name, unique prefix, or `latest`.

@@ -11,6 +11,7 @@ use strata_api::{Cluster, Http, InProcess};
 use strata_coordinator::browse::FileEntry;
 use strata_coordinator::catalog::Located;
 use strata_coordinator::config::Config;
+use strata_coordinator::listing::PageQuery;
 use strata_coordinator::storage::Storage;
 use strata_coordinator::verify::{DataCheck, VerifyReport};
 use strata_coordinator::CoordinatorError;
@@ -88,7 +89,7 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             timeout,
             wait,
         } => ctx.probe(url, ready, timeout, wait).await,
-        Command::List => ctx.list().await,
+        Command::List { limit, cursor } => ctx.list(limit, cursor).await,
         Command::Show { backup } => ctx.show(&backup).await,
         Command::Ls { backup, node, path } => {
             ctx.ls(&backup, node.as_deref(), path.as_deref()).await
@@ -329,37 +330,47 @@ impl Context {
         Ok(0)
     }
 
-    async fn list(&self) -> CommandResult {
-        let list = self.cluster().list().await?;
+    async fn list(&self, limit: Option<u32>, cursor: Option<String>) -> CommandResult {
+        let query = match limit {
+            Some(limit) => PageQuery {
+                limit: limit as usize,
+                cursor,
+            },
+            None => PageQuery::all(),
+        };
+        let mut list = self.cluster().list(query).await?;
+        // Oldest first on the screen and in JSON, as always; a page is the newest ones.
+        list.backups.reverse();
         let (backups, verified, damaged) = (&list.backups, &list.verified, &list.damaged);
-        if self.global.json {
-            let rows: Vec<serde_json::Value> = backups
-                .iter()
-                .map(|b| {
-                    let mut row = serde_json::to_value(&b.summary).expect("summaries serialize");
-                    row["storage"] = serde_json::Value::String(b.storage.clone());
-                    if let Some(record) = verified.get(&(b.storage.clone(), b.summary.name.clone()))
-                    {
-                        row["verified"] = serde_json::to_value(record).expect("records serialize");
-                    }
-                    row
-                })
-                .chain(damaged.iter().map(|d| {
-                    serde_json::json!({
-                        "name": d.object.backup(),
-                        "storage": d.storage,
-                        "status": "damaged",
-                        "error": d.object.reason,
-                    })
-                }))
-                .collect();
-            print_json(&rows);
+        if self.global.json && limit.is_some() {
+            let rows = list_rows(&list);
+            print_json(&serde_json::json!({
+                "backups": rows,
+                "next": list.next,
+                "total": list.total,
+                "notes": list.notes,
+            }));
+        } else if self.global.json {
+            print_json(&list_rows(&list));
         } else if backups.is_empty() && damaged.is_empty() {
             self.say("no backups yet (run `strata backup`)");
         } else if !backups.is_empty() {
             self.say(output::backups_table(backups, verified));
         }
+        // Listing notes are shown even with -q and with --json (on stderr; a page in
+        // JSON carries them too): the answer had to read summaries by themselves.
+        if !(self.global.json && limit.is_some()) {
+            for note in &list.notes {
+                eprintln!("strata: note: {note}");
+            }
+        }
         if !self.global.json {
+            if let Some(next) = &list.next {
+                self.say(format!(
+                    "older backups: strata list --limit {} --cursor {next}",
+                    limit.unwrap_or(0)
+                ));
+            }
             // Damage is shown even with -q: it is what the operator must act on.
             for d in damaged {
                 eprintln!(
@@ -703,4 +714,31 @@ fn ask_password(config: &Config, confirm: bool) -> Result<Option<String>, Failur
         return Err(Failure::new(code::PASSWORD, "the passwords do not match"));
     }
     Ok(Some(first))
+}
+
+/// The JSON rows of `strata list`: each backup's summary with its storage and last
+/// verification, then the damaged ones.
+fn list_rows(list: &strata_api::BackupList) -> Vec<serde_json::Value> {
+    list.backups
+        .iter()
+        .map(|b| {
+            let mut row = serde_json::to_value(&b.summary).expect("summaries serialize");
+            row["storage"] = serde_json::Value::String(b.storage.clone());
+            if let Some(record) = list
+                .verified
+                .get(&(b.storage.clone(), b.summary.name.clone()))
+            {
+                row["verified"] = serde_json::to_value(record).expect("records serialize");
+            }
+            row
+        })
+        .chain(list.damaged.iter().map(|d| {
+            serde_json::json!({
+                "name": d.object.backup(),
+                "storage": d.storage,
+                "status": "damaged",
+                "error": d.object.reason,
+            })
+        }))
+        .collect()
 }

@@ -64,6 +64,11 @@ export class Api {
     return (await this.request("GET", path)).data;
   }
 
+  /** A GET whose answer headers matter too (pages: `x-next-cursor`): `{data, headers}`. */
+  async page(path) {
+    return this.request("GET", path);
+  }
+
   async post(path, body) {
     return (await this.request("POST", path, body ?? {})).data;
   }

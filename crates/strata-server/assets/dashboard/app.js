@@ -13,6 +13,8 @@ const TOKEN_KEY = "strata.token";
 const REFRESH_MS = 20_000;
 const PAGE_SIZE = 20;
 const CHART_POINTS = 40;
+/** Backups the dashboard reads per request: the newest first, older pages on demand. */
+const FETCH_PAGE = 100;
 
 const state = {
   api: null,
@@ -113,6 +115,37 @@ function failure(error, endpoint) {
 }
 
 /** Resolves to `{ok: true, value}` or `{ok: false, error}`, never rejects. */
+/**
+ * The newest backups, one API page (it costs the server a page of its backup listing,
+ * whatever the number of backups), with what the page says of the rest.
+ */
+async function fetchBackups(api) {
+  const { data, headers } = await api.page(`/api/v1/backups?limit=${FETCH_PAGE}`);
+  return {
+    list: data,
+    next: headers.get("x-next-cursor"),
+    total: Number(headers.get("x-total-count") || data.length),
+    note: headers.get("x-listing-note"),
+  };
+}
+
+/** Keeps a page of backups the server answered (see `fetchBackups`). */
+function adoptBackups(page) {
+  state.backups = sortBackups(page.list);
+  state.backupsNext = page.next;
+  state.backupsTotal = page.total;
+  state.listingNote = page.note;
+}
+
+/** Appends the next older page of backups. */
+async function loadOlderBackups() {
+  if (!state.backupsNext) return;
+  const cursor = encodeURIComponent(state.backupsNext);
+  const { data, headers } = await state.api.page(`/api/v1/backups?limit=${FETCH_PAGE}&cursor=${cursor}`);
+  state.backups = sortBackups(state.backups.concat(data));
+  state.backupsNext = headers.get("x-next-cursor");
+}
+
 async function settle(promise) {
   try {
     return { ok: true, value: await promise };
@@ -290,7 +323,7 @@ async function loadOverview() {
   const api = state.api;
   const [status, backups, operations, schedules, check] = await Promise.all([
     settle(api.get("/api/v1/status")),
-    settle(api.get("/api/v1/backups")),
+    settle(fetchBackups(api)),
     settle(api.get("/api/v1/operations")),
     settle(api.get("/api/v1/schedules")),
     settle(api.get("/api/v1/check")),
@@ -301,7 +334,7 @@ async function loadOverview() {
     state.status = status.value;
     $("#storage-name").textContent = `storage ${status.value.storage}`;
   }
-  if (backups.ok) state.backups = sortBackups(backups.value);
+  if (backups.ok) adoptBackups(backups.value);
   adoptOperations(operations, status);
   renderStats(status, backups);
   renderNodes(status);
@@ -343,7 +376,10 @@ function renderStats(status, backups) {
           h("div", { class: `split ${STATUS_KIND[s]}` },
             h("span", { class: "stat-value", "data-field": `count-${s}` }, String(by[s] || 0)),
             h("span", { class: "split-label" }, s)))),
-      h("div", { class: "stat-sub", "data-field": "count-total" }, `${list.length} in total`)));
+      h("div", { class: "stat-sub", "data-field": "count-total" },
+        state.backupsNext
+          ? `${state.backupsTotal} in total (counts of the newest ${list.length})`
+          : `${state.backupsTotal} in total`)));
     const good = list.find((b) => b.status === "complete");
     cards.push(stat("Last good backup", "last-good-age",
       good ? fmt.age(new Date(good.started)) : "none",
@@ -605,7 +641,7 @@ function renderSchedules(schedules) {
 async function loadBackups() {
   const api = state.api;
   const [backups, status, operations] = await Promise.all([
-    settle(api.get("/api/v1/backups")),
+    settle(fetchBackups(api)),
     settle(api.get("/api/v1/status")),
     settle(api.get("/api/v1/operations")),
   ]);
@@ -623,7 +659,7 @@ async function loadBackups() {
     fill("chart-duration", error.cloneNode(true));
     return;
   }
-  state.backups = sortBackups(backups.value);
+  adoptBackups(backups.value);
   renderCharts();
   renderBackupTable();
 }
@@ -757,11 +793,19 @@ function renderBackupTable() {
         h("button", { type: "button", class: "small", "data-action": "restore", onclick: () => restoreBackup(b) }, "Restore"),
         h("button", { type: "button", class: "small danger-text", "data-action": "delete", onclick: () => deleteBackup(b) }, "Delete")));
   });
+  const older = async () => {
+    // The last loaded page: ask the server for the next one first.
+    if (state.page >= pages - 1 && state.backupsNext) await settle(loadOlderBackups());
+    state.page += 1;
+    renderBackupTable();
+  };
   const pager = h("div", { class: "pager" },
-    h("span", { class: "muted", "data-field": "range" }, `${start + 1}–${start + slice.length} of ${list.length}`),
+    h("span", { class: "muted", "data-field": "range" },
+      `${start + 1}–${start + slice.length} of ${Math.max(state.backupsTotal || 0, list.length)}`),
+    state.listingNote ? h("span", { class: "muted small", "data-field": "listing-note", title: state.listingNote }, "some backups were read from their summaries") : null,
     h("span", { class: "spacer" }),
     h("button", { type: "button", class: "small", disabled: state.page === 0, onclick: () => { state.page -= 1; renderBackupTable(); } }, "Newer"),
-    h("button", { type: "button", class: "small", disabled: state.page >= pages - 1, onclick: () => { state.page += 1; renderBackupTable(); } }, "Older"));
+    h("button", { type: "button", class: "small", disabled: state.page >= pages - 1 && !state.backupsNext, onclick: older }, "Older"));
   fill("panel-backups",
     table(["Backup", "Status per node", ["Size", "num"], ["Stored", "num"], ["New", "num"], ["Files", "num"], ["Duration", "num"], "Verified", "Pin", ""], rows, { id: "backups-table" }),
     pager);

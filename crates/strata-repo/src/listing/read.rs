@@ -1,0 +1,373 @@
+//! Reading one page of the listing, newest first, reconciled with the summaries.
+//!
+//! A page costs a LIST of `listing/`, a keys-only LIST of `summaries/` and the GETs of
+//! the listing objects that can hold the page's backups (the loose entries newer than it
+//! and one or two page objects), whatever the number of backups. Summaries stay the
+//! truth: an entry whose summary is gone is dropped (a deleted backup whose page was not
+//! rewritten yet); a summary the listing lacks (a writer stopped between the summary and
+//! its entry, a repository written before the listing existed, a damaged or missing
+//! listing object) is read by itself, and the page says how many were.
+
+use super::{name_second, ListingKey, Position};
+use crate::format::{decode_object, ObjectKind};
+use crate::layout;
+use crate::summary::BackupSummary;
+use crate::{DamagedObject, RepoError, RepoResult, Repository};
+use std::collections::{BTreeMap, HashSet};
+use std::time::SystemTime;
+
+/// How much earlier than its start time a backup's name may say it began (the name is
+/// taken when the operation is created, the start time when the backup begins): a
+/// summary whose name falls inside a page's time range widened by this much is taken to
+/// be in that page.
+const NAME_SLACK_SECS: u64 = 6 * 3600;
+
+/// Which page of backups to read.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    /// At most this many backups (`usize::MAX`: all).
+    pub limit: usize,
+    /// Only backups older than this position (the `next` of the previous page).
+    pub before: Option<Position>,
+}
+
+/// One page of backups.
+#[derive(Debug, Clone, Default)]
+pub struct BackupPage {
+    /// Newest first.
+    pub backups: Vec<BackupSummary>,
+    /// Where the next (older) page starts, when there may be one.
+    pub next: Option<Position>,
+    /// Summaries in the repository (damaged ones included): the backups in all.
+    pub total: usize,
+    /// Summaries read by themselves because the listing lacks them, by backup name.
+    pub from_summaries: Vec<String>,
+    /// Summaries read by themselves that do not decode.
+    pub damaged: Vec<DamagedObject>,
+    /// Listing objects that do not decode (their backups were read from the summaries).
+    pub damaged_listing: Vec<DamagedObject>,
+}
+
+impl BackupPage {
+    /// One line saying what the page had to read besides the listing, when it did.
+    pub fn note(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.damaged_listing.is_empty() {
+            parts.push(format!(
+                "{} listing object(s) do not decode ({})",
+                self.damaged_listing.len(),
+                self.damaged_listing[0].reason
+            ));
+        }
+        if !self.from_summaries.is_empty() {
+            parts.push(format!(
+                "{} backup(s) missing from the listing were read from their summaries",
+                self.from_summaries.len()
+            ));
+        }
+        (!parts.is_empty()).then(|| {
+            format!(
+                "{}; the next backup, delete or gc by a writer rebuilds it",
+                parts.join("; ")
+            )
+        })
+    }
+}
+
+/// Pages already read and checked, by key, at most [`DecodedCache::MAX`] of them (about
+/// as many thousand backups): a page's key never holds other content (its random id), so
+/// a copy stays right for as long as the key exists. Entries are not kept: a repair
+/// rewrites one under the same key.
+#[derive(Default)]
+pub(crate) struct DecodedCache {
+    objects: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<super::Contents>>>,
+}
+
+impl DecodedCache {
+    const MAX: usize = 64;
+
+    fn get(&self, key: &str) -> Option<std::sync::Arc<super::Contents>> {
+        self.objects.lock().expect("cache lock").get(key).cloned()
+    }
+
+    fn put(&self, key: String, contents: std::sync::Arc<super::Contents>) {
+        let mut objects = self.objects.lock().expect("cache lock");
+        if objects.len() >= Self::MAX {
+            objects.clear();
+        }
+        objects.insert(key, contents);
+    }
+}
+
+/// A listing object as the LIST shows it.
+pub(crate) struct Listed {
+    pub key: ListingKey,
+    /// When it was written, if the store says.
+    pub modified: Option<SystemTime>,
+}
+
+/// The keys of `listing/` and `summaries/`, listed together.
+pub(crate) struct Keys {
+    pub objects: Vec<Listed>,
+    /// Every backup with a summary, by name, with when its summary was written.
+    pub truth: BTreeMap<String, Option<SystemTime>>,
+}
+
+impl Keys {
+    /// Whether the summary of `name` was written after the listing object written at
+    /// `modified` (damaged, replaced, or repaired since): then the summary is read.
+    pub fn stale(&self, name: &str, modified: Option<SystemTime>) -> bool {
+        matches!(
+            (self.truth.get(name), modified),
+            (Some(Some(summary)), Some(object)) if *summary > object
+        )
+    }
+}
+
+/// Seconds since the epoch of a `YYYYMMDDTHHMMSS` second.
+fn unix_second(second: &str) -> Option<u64> {
+    let text = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        second.get(0..4)?,
+        second.get(4..6)?,
+        second.get(6..8)?,
+        second.get(9..11)?,
+        second.get(11..13)?,
+        second.get(13..15)?
+    );
+    let time = humantime::parse_rfc3339(&text).ok()?;
+    Some(time.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs())
+}
+
+/// Whether the page `key` is taken to hold the backup `name`, by the time in the name.
+fn window_holds(key: &ListingKey, name: &str) -> bool {
+    let (Some(at), Some(from), Some(to)) = (
+        name_second(name).and_then(unix_second),
+        unix_second(key.oldest().second()),
+        unix_second(key.newest().second()),
+    ) else {
+        return false;
+    };
+    from.saturating_sub(NAME_SLACK_SECS) <= at && at <= to
+}
+
+impl Repository {
+    /// Lists `listing/` and `summaries/` (keys only).
+    pub(crate) async fn listing_keys(&self) -> RepoResult<Keys> {
+        let (listing, summaries) = tokio::join!(
+            self.store().list(layout::LISTING),
+            self.store().list(layout::SUMMARIES)
+        );
+        let objects = listing?
+            .iter()
+            .filter_map(|o| {
+                Some(Listed {
+                    key: ListingKey::parse(&o.key)?,
+                    modified: o.modified,
+                })
+            })
+            .collect();
+        let truth = summaries?
+            .into_iter()
+            .filter_map(|o| {
+                let name = o.key.strip_prefix(layout::SUMMARIES)?;
+                (!name.contains('/')).then(|| (name.to_string(), o.modified))
+            })
+            .collect();
+        Ok(Keys { objects, truth })
+    }
+
+    /// The name of every backup with a summary, from one keys-only LIST (damaged ones
+    /// included), in name order.
+    pub async fn backup_names(&self) -> RepoResult<Vec<String>> {
+        Ok(self
+            .store()
+            .list(layout::SUMMARIES)
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                let name = o.key.strip_prefix(layout::SUMMARIES)?;
+                (!name.contains('/')).then(|| name.to_string())
+            })
+            .collect())
+    }
+
+    /// Reads and checks one listing object.
+    pub(crate) async fn read_listing_object(
+        &self,
+        key: &ListingKey,
+    ) -> RepoResult<std::sync::Arc<super::Contents>> {
+        let name = key.key();
+        if let Some(contents) = self.listing_objects.get(&name) {
+            return Ok(contents);
+        }
+        let bytes = self.store().get(&name).await?;
+        let plain = decode_object(self.cipher(), ObjectKind::Listing, &bytes, &name)?;
+        let contents = std::sync::Arc::new(
+            super::decode_contents(key, &plain).map_err(|why| RepoError::corrupted(&name, why))?,
+        );
+        if matches!(key, ListingKey::Page { .. }) {
+            self.listing_objects.put(name, contents.clone());
+        }
+        Ok(contents)
+    }
+
+    /// Writes the listing entry of `summary` (after its summary: see
+    /// [`Repository::save_summary`]).
+    pub(crate) async fn save_listing_entry(&self, summary: &BackupSummary) -> RepoResult<()> {
+        let key = ListingKey::Entry(Position::of(summary)).key();
+        let plain = super::encode_payload(&[super::trimmed(summary)]);
+        let bytes = self.seal_object(ObjectKind::Listing, &key, &plain)?;
+        self.store().put(&key, bytes.into()).await?;
+        Ok(())
+    }
+
+    /// Reads the summaries of `names` the listing lacks, into `found`, `page` saying so.
+    async fn read_fallback(
+        &self,
+        names: impl IntoIterator<Item = String>,
+        found: &mut BTreeMap<Position, BackupSummary>,
+        page: &mut BackupPage,
+    ) -> RepoResult<()> {
+        for name in names {
+            match self.load_summary(&name).await {
+                Ok(summary) => {
+                    page.from_summaries.push(name);
+                    found.insert(Position::of(&summary), super::trimmed(&summary));
+                }
+                Err(RepoError::NoSuchBackup(_)) => {}
+                Err(err) if err.is_damage() => page
+                    .damaged
+                    .push(DamagedObject::new(&layout::summary_key(&name), &err)),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// One page of backups, newest first: see the module's documentation for what it
+    /// costs and how it is reconciled with the summaries.
+    pub async fn backup_page(&self, request: &PageRequest) -> RepoResult<BackupPage> {
+        match self.try_backup_page(request, true).await? {
+            Some(page) => Ok(page),
+            // A page was compacted away between the LIST and its GET: once more.
+            None => Ok(self
+                .try_backup_page(request, false)
+                .await?
+                .expect("a last attempt reads what is gone from the summaries")),
+        }
+    }
+
+    /// [`Repository::backup_page`]; `None` when a listed object is gone and `may_retry`.
+    async fn try_backup_page(
+        &self,
+        request: &PageRequest,
+        may_retry: bool,
+    ) -> RepoResult<Option<BackupPage>> {
+        let limit = request.limit.max(1);
+        let keys = self.listing_keys().await?;
+        let mut page = BackupPage {
+            total: keys.truth.len(),
+            ..BackupPage::default()
+        };
+        let entry_names: HashSet<&str> = keys
+            .objects
+            .iter()
+            .filter_map(|o| match &o.key {
+                ListingKey::Entry(p) => Some(p.name()),
+                _ => None,
+            })
+            .collect();
+        let pages = || {
+            keys.objects
+                .iter()
+                .filter(|o| matches!(o.key, ListingKey::Page { .. }))
+        };
+        let covered =
+            |name: &str| entry_names.contains(name) || pages().any(|o| window_holds(&o.key, name));
+        let older = |p: &Position| request.before.as_ref().is_none_or(|b| p < b);
+
+        // Summaries no listing object can hold: read by themselves, wherever they sit.
+        let mut found: BTreeMap<Position, BackupSummary> = BTreeMap::new();
+        let mut reread: HashSet<String> = HashSet::new();
+        let lacking: Vec<String> = keys.truth.keys().filter(|n| !covered(n)).cloned().collect();
+        reread.extend(lacking.iter().cloned());
+        self.read_fallback(lacking, &mut found, &mut page).await?;
+
+        // Then the objects that can hold the page, newest first, until the page is full
+        // and nothing unread can hold a newer backup than its last.
+        let mut candidates: Vec<&Listed> = keys
+            .objects
+            .iter()
+            .filter(|o| older(o.key.oldest()))
+            .collect();
+        candidates.sort_by(|a, b| b.key.newest().cmp(a.key.newest()));
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut unread = candidates.len();
+        for object in candidates {
+            let key = &object.key;
+            let kept: Vec<&Position> = found.keys().rev().filter(|p| older(p)).collect();
+            if kept.len() >= limit && kept.get(limit - 1).is_some_and(|p| *p > key.newest()) {
+                break;
+            }
+            unread -= 1;
+            let is_page = matches!(key, ListingKey::Page { .. });
+            let mut again = Vec::new();
+            match self.read_listing_object(key).await {
+                Ok(contents) => {
+                    for entry in &contents.entries {
+                        let name = entry.name.as_str();
+                        // A loose entry is newer than any page holding the same backup.
+                        if !keys.truth.contains_key(name) || (is_page && entry_names.contains(name))
+                        {
+                            continue;
+                        }
+                        if keys.stale(name, object.modified) {
+                            again.push(entry.name.clone());
+                        } else if seen.insert(entry.name.clone()) {
+                            found.insert(Position::of(entry), entry.clone());
+                        }
+                    }
+                    again.extend(
+                        contents
+                            .damaged
+                            .iter()
+                            .filter(|n| {
+                                keys.truth.contains_key(*n) && !entry_names.contains(n.as_str())
+                            })
+                            .cloned(),
+                    );
+                }
+                // Compacted away since the LIST: its backups are in a newer page.
+                Err(RepoError::Store(e)) if e.is_not_found() && may_retry => return Ok(None),
+                Err(err)
+                    if err.is_damage()
+                        || matches!(&err, RepoError::Store(e) if e.is_not_found()) =>
+                {
+                    if err.is_damage() {
+                        page.damaged_listing
+                            .push(DamagedObject::new(&key.key(), &err));
+                    }
+                    again.extend(
+                        keys.truth
+                            .keys()
+                            .filter(|n| !entry_names.contains(n.as_str()) && window_holds(key, n))
+                            .cloned(),
+                    );
+                }
+                Err(err) => return Err(err),
+            }
+            again.retain(|n| !seen.contains(n) && reread.insert(n.clone()));
+            self.read_fallback(again, &mut found, &mut page).await?;
+        }
+        let mut newest_first = found.into_iter().rev().filter(|(p, _)| older(p));
+        let mut last = None;
+        for (position, summary) in newest_first.by_ref().take(limit) {
+            last = Some(position);
+            page.backups.push(summary);
+        }
+        let more = newest_first.next().is_some() || unread > 0;
+        page.next = if more { last } else { None };
+        Ok(Some(page))
+    }
+}
