@@ -36,7 +36,6 @@ use std::time::{Duration, SystemTime};
 use strata_repo::id::pack_key;
 use strata_repo::index::{IndexFile, IndexedPack};
 use strata_repo::layout;
-use strata_repo::manifest::EntryKind;
 use strata_repo::{BlobId, Repository};
 
 /// What a collection found and did.
@@ -158,12 +157,11 @@ async fn collect(
     let mut referenced: HashSet<BlobId> = HashSet::new();
     for summary in &summaries {
         for node in summary.nodes.iter().filter(|n| n.has_manifest) {
-            let manifest = repo.load_manifest(&summary.name, &node.name).await?;
-            for entry in &manifest.entries {
-                if let EntryKind::File { chunks, .. } = &entry.kind {
-                    referenced.extend(chunks.iter().copied());
-                }
-            }
+            // Its chunk blobs (format version 4) and its files' data.
+            repo.manifest_references(&summary.name, &node.name, |id| {
+                referenced.insert(*id);
+            })
+            .await?;
         }
     }
     // Files archived outside backups (WAL) keep their data too.
