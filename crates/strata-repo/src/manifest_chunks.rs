@@ -47,6 +47,21 @@ pub struct ChunkRef {
     pub first_path: Vec<u8>,
     /// Number of entries in the chunk.
     pub entries: u32,
+    /// Where the blob was stored when the manifest was written, so a reader finds it
+    /// without loading the repository's index (`ls` of one directory reads the top and
+    /// one range of one pack). A hint: garbage collection may move the blob since, and
+    /// a reader then looks it up in the index (the blob's id checks what it reads).
+    pub at: Option<ChunkPlace>,
+}
+
+/// Where a chunk blob sits: its pack, and the range and encoding of its sealed bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkPlace {
+    pub pack: crate::id::PackId,
+    pub offset: u64,
+    pub length: u32,
+    pub raw_length: u32,
+    pub compressed: bool,
 }
 
 /// Figures of a whole manifest, known without reading its chunks.
@@ -232,6 +247,7 @@ impl ManifestBuilder {
             id,
             first_path: std::mem::take(&mut self.first_path),
             entries: self.pending_entries,
+            at: None,
         });
         self.pending_entries = 0;
         ChunkBlob {

@@ -7,8 +7,10 @@
 //! holds one part at a time.
 
 use crate::format::{decode_object, ObjectKind};
+use crate::id::pack_key;
+use crate::index::BlobLocation;
 use crate::manifest::{Entry, EntryKind, NodeManifest};
-use crate::manifest_chunks::{decode_chunk, ChunkRef, ManifestBuilder, ManifestTop};
+use crate::manifest_chunks::{decode_chunk, ChunkPlace, ChunkRef, ManifestBuilder, ManifestTop};
 use crate::writer::{BlobWriter, WriterOptions};
 use crate::{BlobId, RepoError, RepoResult, Repository};
 use bytes::Bytes;
@@ -32,8 +34,8 @@ pub struct ManifestReader {
 
 #[derive(Debug)]
 enum Body {
-    /// Versions 1 to 3: one part, handed out once.
-    Whole(Option<Vec<Entry>>),
+    /// Versions 1 to 3: one part.
+    Whole(Vec<Entry>),
     Chunked(ManifestTop),
 }
 
@@ -94,13 +96,19 @@ impl ManifestReader {
         }
     }
 
+    /// Starts reading from the first part again (a restore reads a manifest twice:
+    /// first to check every path, then to restore). Undoes [`ManifestReader::restrict_to`].
+    pub fn rewind(&mut self) {
+        self.next = 0..self.parts();
+    }
+
     /// Reads the next part. A part that is missing or damaged is an error that names it
     /// (position, blob, first path); the reader has moved past it, so the caller may go
     /// on with the next one.
     pub async fn next_part(&mut self, repo: &Repository) -> Option<RepoResult<Vec<Entry>>> {
         let position = self.next.next()?;
         match &mut self.body {
-            Body::Whole(entries) => Some(Ok(entries.take().unwrap_or_default())),
+            Body::Whole(entries) => Some(Ok(entries.clone())),
             Body::Chunked(top) => Some(read_chunk(repo, &self.key, position, top).await),
         }
     }
@@ -108,6 +116,10 @@ impl ManifestReader {
     /// Reads every remaining part into one list (for the few callers that need a whole
     /// manifest in memory, e.g. `strata copy` and repairs).
     pub async fn read_all(&mut self, repo: &Repository) -> RepoResult<Vec<Entry>> {
+        if let Body::Whole(entries) = &mut self.body {
+            self.next = 0..0;
+            return Ok(std::mem::take(entries));
+        }
         let mut out = Vec::new();
         while let Some(part) = self.next_part(repo).await {
             out.extend(part?);
@@ -135,10 +147,25 @@ async fn read_chunk(
 ) -> RepoResult<Vec<Entry>> {
     let chunk: &ChunkRef = &top.chunks[position];
     let what = || describe_chunk(key, position, top);
-    let bytes = match repo.read_blob(&chunk.id).await {
+    let placed = match &chunk.at {
+        Some(at) => read_placed(repo, &chunk.id, at).await,
+        None => Err(RepoError::MissingBlob(chunk.id.to_hex())),
+    };
+    let bytes = match placed {
         Ok(bytes) => bytes,
         Err(RepoError::Store(e)) if !e.is_not_found() => return Err(RepoError::Store(e)),
-        Err(err) => return Err(RepoError::corrupted(what(), err)),
+        // Moved since (garbage collection repacks), or never placed: the index knows.
+        Err(_) => {
+            if !repo.index().contains(&chunk.id) {
+                // Opened without its index (listing, `ls`): loaded now.
+                repo.reload_index().await?;
+            }
+            match repo.read_blob(&chunk.id).await {
+                Ok(bytes) => bytes,
+                Err(RepoError::Store(e)) if !e.is_not_found() => return Err(RepoError::Store(e)),
+                Err(err) => return Err(RepoError::corrupted(what(), err)),
+            }
+        }
     };
     let entries = decode_chunk(&bytes).map_err(|e| RepoError::corrupted(what(), e))?;
     if entries.len() != chunk.entries as usize
@@ -150,6 +177,20 @@ async fn read_chunk(
         ));
     }
     Ok(entries)
+}
+
+/// Reads a chunk blob where the top says it was stored.
+async fn read_placed(repo: &Repository, id: &BlobId, at: &ChunkPlace) -> RepoResult<Vec<u8>> {
+    let range = at.offset..at.offset + at.length as u64;
+    let sealed = repo.store().get_range(&pack_key(&at.pack), range).await?;
+    let location = BlobLocation {
+        pack: 0,
+        offset: at.offset,
+        length: at.length,
+        raw_length: at.raw_length,
+        compressed: at.compressed,
+    };
+    repo.open_blob(id, &sealed, &location)
 }
 
 impl Repository {
@@ -167,7 +208,7 @@ impl Repository {
         } else {
             let whole = NodeManifest::from_bytes_of_version(&plain, version)
                 .map_err(|e| RepoError::corrupted(&key, e))?;
-            (whole.node, whole.roots, Body::Whole(Some(whole.entries)))
+            (whole.node, whole.roots, Body::Whole(whole.entries))
         };
         // An object served under the wrong key (a broken cache or store) must not restore
         // another node's files.
@@ -226,7 +267,24 @@ impl Repository {
 
     /// Writes the top of a chunked manifest. Its chunk blobs must be stored and indexed
     /// first (the [`BlobWriter`] that took them finished).
+    /// The places of the chunks are filled in from the index.
     pub async fn save_manifest_top(&self, backup: &str, top: &ManifestTop) -> RepoResult<()> {
+        let mut top = top.clone();
+        {
+            let index = self.index();
+            for chunk in &mut top.chunks {
+                let location = index
+                    .get(&chunk.id)
+                    .ok_or_else(|| RepoError::MissingBlob(chunk.id.to_hex()))?;
+                chunk.at = Some(ChunkPlace {
+                    pack: index.pack(location.pack).0,
+                    offset: location.offset,
+                    length: location.length,
+                    raw_length: location.raw_length,
+                    compressed: location.compressed,
+                });
+            }
+        }
         let key = crate::layout::manifest_key(backup, &top.node);
         let bytes = self.seal_object(ObjectKind::Manifest, &key, &top.to_bytes())?;
         self.store().put(&key, Bytes::from(bytes)).await?;
