@@ -96,6 +96,13 @@ pub trait ChunkSink {
     /// Takes the chunk `id` found at `offset` in read file number `file`. Returns whether
     /// it was new to this sink. Blocks while a pipeline is full.
     fn submit(&mut self, id: BlobId, chunk: Bytes, file: u32, offset: u64) -> AgentResult<bool>;
+    /// Whether the snapshot must remember every file it read ([`NodeBackup::read_files`]):
+    /// the places a later upload reads chunks from and a repair re-reads. A sink that
+    /// uploads as it goes needs neither (nothing is left to upload, so nothing can be
+    /// lost), and a node of a million files then does not keep a million paths.
+    fn keeps_places(&self) -> bool {
+        true
+    }
 }
 
 /// Uploads every chunk the repository lacks as the snapshot goes.
@@ -108,6 +115,10 @@ pub struct UploadSink<'a> {
 impl ChunkSink for UploadSink<'_> {
     fn is_known(&self, id: &BlobId) -> bool {
         self.writer.is_known(id)
+    }
+
+    fn keeps_places(&self) -> bool {
+        false
     }
 
     fn submit(&mut self, id: BlobId, chunk: Bytes, _file: u32, _offset: u64) -> AgentResult<bool> {
@@ -706,12 +717,14 @@ impl Snapshot<'_> {
             Some(chunks) => (chunks, stamp.size, true),
             None => match self.read_content(&mut file, path, &meta)? {
                 Some(found) => {
-                    self.read_files.push(ReadFile {
-                        path: path.to_path_buf(),
-                        entry: self.entries.len(),
-                        dev: meta.dev,
-                        ino: meta.ino,
-                    });
+                    if self.sink.keeps_places() {
+                        self.read_files.push(ReadFile {
+                            path: path.to_path_buf(),
+                            entry: self.entries.len(),
+                            dev: meta.dev,
+                            ino: meta.ino,
+                        });
+                    }
                     found
                 }
                 None => {
