@@ -93,6 +93,9 @@ struct BackupState {
     missing: HashMap<BlobId, ChunkPlace>,
     /// Blobs this node stored in this backup.
     stored: HashSet<BlobId>,
+    /// Whether the scan uploaded every chunk itself: the in-memory index then has every
+    /// blob the manifest references, and the finish need not read the index again.
+    uploaded_by_scan: bool,
     /// The plugin's part of the backup (PostgreSQL: the running base backup); dropping
     /// it undoes what it started (PostgreSQL aborts the base backup).
     plugin: Option<Box<dyn plugin::PluginBackup>>,
@@ -527,6 +530,7 @@ impl Agent {
             missing,
             stored,
             plugin,
+            uploaded_by_scan: request.upload,
         });
         Ok(reply)
     }
@@ -596,14 +600,20 @@ impl Agent {
         let mut state = guard
             .take()
             .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "finish before scan: scan first"))?;
-        if !lost.is_empty() {
+        let repaired = !lost.is_empty();
+        if repaired {
             state = self.repair(state, lost, &op.progress).await?;
         }
-        state
-            .repo
-            .reload_index()
-            .await
-            .map_err(|e| failed(error_chain(&e)))?;
+        // Other nodes' uploads are in index objects this process has not read; a scan
+        // that uploaded everything itself added its packs to the in-memory index already
+        // (and reading a large index again costs twice its memory while it is rebuilt).
+        if !state.uploaded_by_scan || repaired {
+            state
+                .repo
+                .reload_index()
+                .await
+                .map_err(|e| failed(error_chain(&e)))?;
+        }
         if let Some(plugin) = state.plugin.take() {
             let mut step = plugin::BackupStep {
                 agent: self,
