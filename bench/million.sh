@@ -22,6 +22,9 @@
 #
 # Environment:
 #   BENCH_DIR     work dir (default /tmp/strata-million)
+#   BENCH_RESTORE where restores go (default BENCH_DIR/restore); a tmpfs such as
+#                 /dev/shm/million-restore keeps deleting a million restored files
+#                 between runs from taking minutes on a busy disk
 #   STRATA_BIN    the strata binary (default: $CARGO_TARGET_DIR or target, release)
 #   BENCH_RESULTS report path (default bench/results/million.md)
 set -euo pipefail
@@ -59,6 +62,7 @@ done
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is needed (apt-get install time)"
 
 DATA=$W/data
+RESTORE=${BENCH_RESTORE:-$W/restore}
 ROWS=$W/rows.tsv
 mkdir -p "$W/logs"
 : >"$ROWS"
@@ -96,12 +100,12 @@ step_cmd() {
     strata/init)    CMD=("$STRATA_BIN" --repo "$repo" --state-dir "$W/state-strata" init) ;;
     strata/backup*) CMD=("$STRATA_BIN" --repo "$repo" --state-dir "$W/state-strata" backup "$DATA") ;;
     strata/ls)      CMD=("$STRATA_BIN" --repo "$repo" --state-dir "$W/state-strata" ls latest "$LS_DIR") ;;
-    strata/restore) CMD=("$STRATA_BIN" --repo "$repo" --state-dir "$W/state-strata" restore latest --to "$W/restore") ;;
+    strata/restore) CMD=("$STRATA_BIN" --repo "$repo" --state-dir "$W/state-strata" restore latest --to "$RESTORE") ;;
     strata/verify)  CMD=("$STRATA_BIN" --repo "$repo" --state-dir "$W/state-strata" verify) ;;
     restic/init)    CMD=(restic -r "$repo" --cache-dir "$W/state-restic" init --repository-version 2) ;;
     restic/backup*) CMD=(restic -r "$repo" --cache-dir "$W/state-restic" backup "$DATA") ;;
     restic/ls)      CMD=(restic -r "$repo" --cache-dir "$W/state-restic" ls latest "$DATA/$LS_DIR") ;;
-    restic/restore) CMD=(restic -r "$repo" --cache-dir "$W/state-restic" restore latest --target "$W/restore") ;;
+    restic/restore) CMD=(restic -r "$repo" --cache-dir "$W/state-restic" restore latest --target "$RESTORE") ;;
     restic/verify)  CMD=(restic -r "$repo" --cache-dir "$W/state-restic" check) ;;
   esac
 }
@@ -124,14 +128,14 @@ measure() {
 for run in $(seq 1 "$RUNS"); do
   for tool in "${TOOLS[@]}"; do
     echo "==> $tool, run $run"
-    rm -rf "$W/repo-$tool" "$W/state-$tool" "$W/restore"
+    rm -rf "$W/repo-$tool" "$W/state-$tool" "$RESTORE"
     step_cmd "$tool" init
     "${CMD[@]}" >"$W/logs/$tool-$run-init.log" 2>&1
     measure "$tool" "$run" backup1
     measure "$tool" "$run" backup2
     measure "$tool" "$run" ls
     measure "$tool" "$run" restore
-    rm -rf "$W/restore"
+    rm -rf "$RESTORE"
     measure "$tool" "$run" verify
   done
 done
