@@ -476,12 +476,12 @@ fn repositories_of_an_unknown_format_version_are_refused() {
     let config = fs::read_to_string(env.repo.join("config")).unwrap();
     fs::write(
         env.repo.join("config"),
-        config.replace("\"version\": 3", "\"version\": 4"),
+        config.replace("\"version\": 4", "\"version\": 5"),
     )
     .unwrap();
     let stderr = env.fails(&["list"], 1);
     assert!(
-        stderr.contains("format version 4 is not supported") && stderr.contains("upgrade strata"),
+        stderr.contains("format version 5 is not supported") && stderr.contains("upgrade strata"),
         "{stderr}"
     );
     // Not a strata repository at all.
