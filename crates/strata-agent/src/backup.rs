@@ -5,9 +5,10 @@
 //! warnings and do not stop the node; a file that could not be read makes the node
 //! `partial`, because a database restored without one of its files is not a good backup.
 
-use crate::files_cache::{FileStamp, FilesCache};
+use crate::files_cache::{FileStamp, FilesCache, NewFilesCache};
 use crate::handles::{self, Dir};
 use crate::progress::Progress;
+use crate::spool::SpooledManifest;
 use crate::{AgentError, AgentResult};
 use bytes::Bytes;
 use rustix::fs::FileType;
@@ -20,7 +21,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 use strata_repo::chunker::Chunker;
-use strata_repo::manifest::{Entry, EntryKind, NodeManifest, Xattr};
+use strata_repo::manifest::{Entry, EntryKind, Xattr};
+use strata_repo::manifest_chunks::path_order;
 use strata_repo::summary::{BackupStatus, NodeSummary};
 use strata_repo::writer::BlobWriter;
 use strata_repo::{BlobId, Repository};
@@ -59,11 +61,12 @@ pub struct NodeSource {
 
 /// The result of a node snapshot, before the coordinator stores it.
 pub struct NodeBackup {
-    pub manifest: NodeManifest,
+    /// The manifest, on disk until the backup's last step writes it.
+    pub manifest: SpooledManifest,
     /// Figures; the coordinator adds stored and new bytes once the data is indexed.
     pub summary: NodeSummary,
     /// The files cache to save once the backup is committed.
-    pub cache: FilesCache,
+    pub cache: NewFilesCache,
     /// The files whose content was read, with the index of their manifest entry: the
     /// places a chunk can be read again from, and the files to re-read when a chunk could
     /// not be uploaded after all.
@@ -74,7 +77,7 @@ pub struct NodeBackup {
 #[derive(Debug, Clone)]
 pub struct ReadFile {
     pub path: PathBuf,
-    /// Index of its entry in the manifest.
+    /// Position of its entry in the manifest (see [`SpooledManifest::replace`]).
     pub entry: usize,
     /// Device and inode of the file the scan read: whatever reads it again by its path
     /// later must find this same file (a symlink or directory swapped in on the way leads
@@ -93,6 +96,13 @@ pub trait ChunkSink {
     /// Takes the chunk `id` found at `offset` in read file number `file`. Returns whether
     /// it was new to this sink. Blocks while a pipeline is full.
     fn submit(&mut self, id: BlobId, chunk: Bytes, file: u32, offset: u64) -> AgentResult<bool>;
+    /// Whether the snapshot must remember every file it read ([`NodeBackup::read_files`]):
+    /// the places a later upload reads chunks from and a repair re-reads. A sink that
+    /// uploads as it goes needs neither (nothing is left to upload, so nothing can be
+    /// lost), and a node of a million files then does not keep a million paths.
+    fn keeps_places(&self) -> bool {
+        true
+    }
 }
 
 /// Uploads every chunk the repository lacks as the snapshot goes.
@@ -105,6 +115,10 @@ pub struct UploadSink<'a> {
 impl ChunkSink for UploadSink<'_> {
     fn is_known(&self, id: &BlobId) -> bool {
         self.writer.is_known(id)
+    }
+
+    fn keeps_places(&self) -> bool {
+        false
     }
 
     fn submit(&mut self, id: BlobId, chunk: Bytes, _file: u32, _offset: u64) -> AgentResult<bool> {
@@ -229,8 +243,11 @@ struct Snapshot<'a> {
     exclude: Vec<glob::Pattern>,
     follow: Vec<glob::Pattern>,
     chunkers: (Chunker, Chunker),
-    entries: Vec<Entry>,
-    cache: FilesCache,
+    /// The entries so far, on disk.
+    entries: SpooledManifest,
+    /// The first error writing `entries`.
+    spool_error: Option<io::Error>,
+    cache: NewFilesCache,
     hard_links: HashMap<(u64, u64), Vec<u8>>,
     summary: NodeSummary,
     read_files: Vec<ReadFile>,
@@ -246,8 +263,8 @@ impl<'a> Snapshot<'a> {
         sink: &'a mut dyn ChunkSink,
         old_cache: &'a FilesCache,
         progress: &'a Progress,
-    ) -> Self {
-        Snapshot {
+    ) -> AgentResult<Self> {
+        Ok(Snapshot {
             repo,
             sink,
             old_cache,
@@ -255,14 +272,15 @@ impl<'a> Snapshot<'a> {
             exclude: Vec::new(),
             follow: Vec::new(),
             chunkers: repo.chunkers(),
-            entries: Vec::new(),
-            cache: FilesCache::default(),
+            entries: SpooledManifest::new(String::new(), Vec::new()).map_err(AgentError::Spool)?,
+            spool_error: None,
+            cache: old_cache.next_cache(),
             hard_links: HashMap::new(),
             summary: NodeSummary::default(),
             read_files: Vec::new(),
             read_buf: vec![0u8; READ_SIZE],
             racy_since_ns: now_ns().saturating_sub(RACY_WINDOW_NS),
-        }
+        })
     }
 }
 
@@ -305,7 +323,7 @@ pub fn reread_file(
     };
     let cache = FilesCache::default();
     let progress = Progress::default();
-    let mut snap = Snapshot::new(repo, &mut sink, &cache, &progress);
+    let mut snap = Snapshot::new(repo, &mut sink, &cache, &progress)?;
     let found = match fs::symlink_metadata(path) {
         Ok(meta) if (meta.dev(), meta.ino()) != (file.dev, file.ino) => {
             snap.warn(format!(
@@ -350,7 +368,7 @@ pub fn snapshot_node(
     let follow = patterns(&source.follow)?;
     let roots = expand_roots(&source.roots)?;
     let single = source.roots.len() == 1 && !is_glob(&source.roots[0]);
-    let mut snap = Snapshot::new(repo, sink, old_cache, progress);
+    let mut snap = Snapshot::new(repo, sink, old_cache, progress)?;
     snap.exclude = exclude;
     snap.follow = follow;
     snap.summary.name = source.name.clone();
@@ -393,6 +411,9 @@ pub fn snapshot_node(
             snap.visit(None, root, rel, FileMeta::from(&meta))?;
         }
     }
+    if let Some(err) = snap.spool_error.take() {
+        return Err(AgentError::Spool(err));
+    }
     let mut summary = snap.summary;
     summary.status = if summary.warnings.iter().any(|w| w.starts_with("unreadable")) {
         BackupStatus::Partial
@@ -400,10 +421,11 @@ pub fn snapshot_node(
         BackupStatus::Complete
     };
     Ok(NodeBackup {
-        manifest: NodeManifest {
-            node: source.name.clone(),
-            roots: summary.roots.clone(),
-            entries: snap.entries,
+        manifest: {
+            let mut manifest = snap.entries;
+            manifest.node = source.name.clone();
+            manifest.roots = summary.roots.clone();
+            manifest
         },
         summary,
         cache: snap.cache,
@@ -433,9 +455,14 @@ fn expand_roots(roots: &[String]) -> AgentResult<Vec<PathBuf>> {
             out.push(PathBuf::from(root));
         }
     }
-    out.into_iter()
+    let mut out = out
+        .into_iter()
         .map(|p| std::path::absolute(&p).map_err(|source| AgentError::Root { path: p, source }))
-        .collect()
+        .collect::<AgentResult<Vec<_>>>()?;
+    // Walked in the order of the manifest and the files cache (component by component),
+    // so both come out sorted however the roots were listed.
+    out.sort_by(|a, b| path_order(a.as_os_str().as_bytes(), b.as_os_str().as_bytes()));
+    Ok(out)
 }
 
 fn join_rel(parent: &[u8], name: &[u8]) -> Vec<u8> {
@@ -524,7 +551,7 @@ impl Snapshot<'_> {
     }
 
     fn push(&mut self, rel: Vec<u8>, meta: &FileMeta, kind: EntryKind, xattrs: Vec<Xattr>) {
-        self.entries.push(Entry {
+        let entry = Entry {
             path: rel,
             kind,
             mode: meta.mode & 0o7777,
@@ -532,7 +559,10 @@ impl Snapshot<'_> {
             gid: meta.gid,
             mtime_ns: meta.mtime_ns,
             xattrs,
-        });
+        };
+        if let Err(err) = self.entries.push(&entry) {
+            self.spool_error.get_or_insert(err);
+        }
     }
 
     /// The extended attributes of an opened file or directory (see
@@ -675,8 +705,7 @@ impl Snapshot<'_> {
         let cached = self
             .old_cache
             .lookup(abs, &stamp)
-            .filter(|chunks| chunks.iter().all(|id| self.sink.is_known(id)))
-            .map(<[BlobId]>::to_vec);
+            .filter(|chunks| chunks.iter().all(|id| self.sink.is_known(id)));
         // Opened even when the cache knows the content: its extended attributes are read
         // through the handle (never by path).
         let Some(mut file) = self.open_checked(at, path, &meta) else {
@@ -688,12 +717,14 @@ impl Snapshot<'_> {
             Some(chunks) => (chunks, stamp.size, true),
             None => match self.read_content(&mut file, path, &meta)? {
                 Some(found) => {
-                    self.read_files.push(ReadFile {
-                        path: path.to_path_buf(),
-                        entry: self.entries.len(),
-                        dev: meta.dev,
-                        ino: meta.ino,
-                    });
+                    if self.sink.keeps_places() {
+                        self.read_files.push(ReadFile {
+                            path: path.to_path_buf(),
+                            entry: self.entries.len(),
+                            dev: meta.dev,
+                            ino: meta.ino,
+                        });
+                    }
                     found
                 }
                 None => {
@@ -859,7 +890,7 @@ mod tests {
             writer: &writer,
             new_blobs: Vec::new(),
         };
-        let mut snap = Snapshot::new(&repo, &mut sink, &cache, &progress);
+        let mut snap = Snapshot::new(&repo, &mut sink, &cache, &progress).unwrap();
         test(&mut snap);
         drop(snap);
         rt.block_on(writer.finish()).unwrap();
@@ -968,12 +999,18 @@ mod tests {
             )
             .unwrap();
             // `b` must not link to `a`, which is not in the manifest.
-            assert_eq!(snap.entries.len(), 1, "{:?}", snap.entries);
-            assert_eq!(snap.entries[0].path, b"b");
+            let entries: Vec<Entry> = snap
+                .entries
+                .scan_entries()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(entries.len(), 1, "{entries:?}");
+            assert_eq!(entries[0].path, b"b");
             assert!(
-                matches!(snap.entries[0].kind, EntryKind::File { size: 6, .. }),
+                matches!(entries[0].kind, EntryKind::File { size: 6, .. }),
                 "{:?}",
-                snap.entries[0].kind
+                entries[0].kind
             );
         });
     }

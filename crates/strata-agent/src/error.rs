@@ -40,6 +40,9 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// The temporary file of the manifest in the making failed.
+    #[error("cannot keep the manifest of the backup in a temporary file")]
+    Spool(#[source] std::io::Error),
 }
 
 /// Result alias of the agent layer.

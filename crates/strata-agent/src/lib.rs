@@ -15,6 +15,7 @@ pub mod progress;
 mod prune;
 pub mod restore;
 pub mod service;
+pub mod spool;
 pub mod upload;
 
 pub use error::{AgentError, AgentResult};

@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use strata_repo::id::pack_key;
 use strata_repo::index::BlobLocation;
 use strata_repo::manifest::{validate_relative_path, Entry, EntryKind, NodeManifest};
-use strata_repo::{BlobId, RepoError, Repository};
+use strata_repo::{BlobId, ManifestReader, RepoError, Repository};
 use tokio::runtime::Handle;
 
 /// How to restore.
@@ -88,8 +88,8 @@ fn selected(entry: &Entry, include: &Option<Vec<u8>>) -> bool {
 
 /// Refuses manifests with paths that could leave the target, before anything is written.
 /// The one entry with an empty path is the root directory's own metadata.
-fn check_manifest(manifest: &NodeManifest) -> AgentResult<()> {
-    for entry in &manifest.entries {
+fn check_entries(entries: &[Entry]) -> AgentResult<()> {
+    for entry in entries {
         if entry.path.is_empty() && matches!(entry.kind, EntryKind::Dir) {
             continue;
         }
@@ -101,25 +101,122 @@ fn check_manifest(manifest: &NodeManifest) -> AgentResult<()> {
     Ok(())
 }
 
-/// Restores a node manifest under `target`. Per-file failures are collected in the
-/// report; a full disk or an unsafe manifest stops the restore with an error.
+/// Where a restore gets a manifest's entries: a part at a time.
+pub enum ManifestSource {
+    /// A manifest in memory, handed out in parts of [`MEMORY_PART`] entries.
+    Memory(Arc<NodeManifest>),
+    /// A stored manifest, read a chunk at a time (see [`ManifestReader`]).
+    Stored(ManifestReader),
+}
+
+/// Entries per part of a manifest held in memory.
+const MEMORY_PART: usize = 4096;
+
+/// The parts of a [`ManifestSource`] as the restore reads them.
+struct Parts {
+    source: ManifestSource,
+    next: usize,
+}
+
+impl Parts {
+    fn new(source: ManifestSource) -> Self {
+        Parts { source, next: 0 }
+    }
+
+    /// Starts over, limited to the parts that may hold `include`.
+    fn rewind(&mut self, include: &Option<Vec<u8>>) {
+        self.next = 0;
+        if let ManifestSource::Stored(reader) = &mut self.source {
+            reader.rewind();
+            if let Some(prefix) = include {
+                reader.restrict_to(prefix);
+            }
+        }
+    }
+
+    /// The next part, or what made it unreadable (with its place in the manifest).
+    fn next(&mut self, repo: &Repository, runtime: &Handle) -> Option<Result<Vec<Entry>, String>> {
+        match &mut self.source {
+            ManifestSource::Memory(manifest) => {
+                let start = self.next * MEMORY_PART;
+                if start >= manifest.entries.len() {
+                    return None;
+                }
+                self.next += 1;
+                let end = (start + MEMORY_PART).min(manifest.entries.len());
+                Some(Ok(manifest.entries[start..end].to_vec()))
+            }
+            ManifestSource::Stored(reader) => {
+                let part = runtime.block_on(reader.next_part(repo))?;
+                Some(part.map_err(|e| e.to_string()))
+            }
+        }
+    }
+}
+
+/// Restores a node manifest held in memory under `target` (see [`restore_stored`]).
 pub async fn restore_node(
     repo: Arc<Repository>,
     manifest: Arc<NodeManifest>,
     target: PathBuf,
     options: RestoreOptions,
 ) -> AgentResult<RestoreReport> {
-    check_manifest(&manifest)?;
+    restore_stored(repo, ManifestSource::Memory(manifest), target, options).await
+}
+
+/// Restores a node manifest under `target`, one part of it at a time: memory holds the
+/// files of one manifest chunk, plus the node's directories and links, which are
+/// finished last. Per-file failures (also those of a manifest chunk that cannot be
+/// read) are collected in the report; a full disk or an unsafe manifest stops the restore
+/// with an error. Every path is checked, in a first pass over the manifest, before
+/// anything is written.
+pub async fn restore_stored(
+    repo: Arc<Repository>,
+    manifest: ManifestSource,
+    target: PathBuf,
+    options: RestoreOptions,
+) -> AgentResult<RestoreReport> {
     let target_error = |source| AgentError::Target {
         path: target.clone(),
         source,
     };
+    let handle = Handle::current();
+    let (repo2, handle2) = (repo.clone(), handle.clone());
+    let mut parts = Parts::new(manifest);
+    let include = options.include.clone();
+    // 1. Every path, before anything is written.
+    let (mut parts, unreadable) = tokio::task::spawn_blocking(move || {
+        parts.rewind(&include);
+        let mut unreadable = Vec::new();
+        while let Some(part) = parts.next(&repo2, &handle2) {
+            match part {
+                Ok(entries) => check_entries(&entries)?,
+                Err(why) => unreadable.push(why),
+            }
+        }
+        Ok::<_, AgentError>((parts, unreadable))
+    })
+    .await
+    .expect("restore thread panicked")?;
     fs::create_dir_all(&target).map_err(target_error)?;
     let root = Dir::open_path(&target).map_err(target_error)?;
-    let handle = Handle::current();
-    tokio::task::spawn_blocking(move || Restorer::new(repo, manifest, root, options, handle).run())
-        .await
-        .expect("restore thread panicked")
+    let include = options.include.clone();
+    tokio::task::spawn_blocking(move || {
+        parts.rewind(&include);
+        let restorer = Restorer::new(repo, root, options, handle);
+        for why in unreadable {
+            restorer.options.progress.file_failed();
+            restorer
+                .report
+                .lock()
+                .unwrap()
+                .errors
+                .push(format!("the files of {why}"));
+        }
+        restorer.run(parts)
+    })
+    .await
+    .expect("restore thread panicked")
 }
 
 /// A file being restored: its temporary file fills up piece by piece.
@@ -147,7 +244,6 @@ struct Piece {
 
 struct Restorer {
     repo: Arc<Repository>,
-    manifest: Arc<NodeManifest>,
     dirs: DirCache,
     options: RestoreOptions,
     runtime: Handle,
@@ -165,16 +261,9 @@ struct Restorer {
 const NEW_DIR_MODE: u32 = 0o700;
 
 impl Restorer {
-    fn new(
-        repo: Arc<Repository>,
-        manifest: Arc<NodeManifest>,
-        root: Dir,
-        options: RestoreOptions,
-        runtime: Handle,
-    ) -> Self {
+    fn new(repo: Arc<Repository>, root: Dir, options: RestoreOptions, runtime: Handle) -> Self {
         Restorer {
             repo,
-            manifest,
             // Parents the manifest does not list (a `--path` restore) are created as
             // `mkdir -p` would, less the umask.
             dirs: DirCache::new(root, Some(0o777)),
@@ -247,13 +336,10 @@ impl Restorer {
         )
     }
 
-    fn run(self) -> AgentResult<RestoreReport> {
-        let entries: Vec<&Entry> = self
-            .manifest
-            .entries
-            .iter()
-            .filter(|e| selected(e, &self.options.include))
-            .collect();
+    /// Restores the directories and regular files of one part of the manifest (selected
+    /// entries only): directories first, then the files filled pack by pack in parallel.
+    fn restore_part(&self, entries: &[Entry]) -> AgentResult<()> {
+        let entries: Vec<&Entry> = entries.iter().collect();
         // 1. Directories, owner-writable until their content is in place.
         for entry in entries
             .iter()
@@ -312,6 +398,33 @@ impl Restorer {
         if self.options.progress.is_cancelled() {
             return Err(AgentError::Cancelled);
         }
+        Ok(())
+    }
+
+    fn run(self, mut parts: Parts) -> AgentResult<RestoreReport> {
+        // Kept until the end: links are made once every file is in place, and directory
+        // metadata is set once their content is.
+        let mut dirs: Vec<Entry> = Vec::new();
+        let mut links: Vec<Entry> = Vec::new();
+        while let Some(part) = parts.next(&self.repo, &self.runtime) {
+            let entries: Vec<Entry> = match part {
+                Ok(entries) => entries
+                    .into_iter()
+                    .filter(|e| selected(e, &self.options.include))
+                    .collect(),
+                // Reported by the first pass already.
+                Err(_) => continue,
+            };
+            self.restore_part(&entries)?;
+            for entry in entries {
+                match entry.kind {
+                    EntryKind::Dir => dirs.push(entry),
+                    EntryKind::HardLink { .. } | EntryKind::Symlink { .. } => links.push(entry),
+                    EntryKind::File { .. } => {}
+                }
+            }
+        }
+        let entries: Vec<&Entry> = links.iter().collect();
         // 3. Hard links, then symlinks (last, so nothing is written through them).
         for entry in &entries {
             let result = match &entry.kind {
@@ -334,10 +447,7 @@ impl Restorer {
         }
         // 4. Directory metadata, deepest first so setting a parent's mtime is final; the
         // root's own last.
-        let mut dirs: Vec<&&Entry> = entries
-            .iter()
-            .filter(|e| matches!(e.kind, EntryKind::Dir))
-            .collect();
+        let mut dirs: Vec<&Entry> = dirs.iter().collect();
         dirs.sort_by_key(|e| {
             let depth = e.path.iter().filter(|&&b| b == b'/').count();
             std::cmp::Reverse(if e.path.is_empty() { 0 } else { depth + 1 })
@@ -747,7 +857,6 @@ mod tests {
         fs::create_dir(&target).unwrap();
         let restorer = Restorer::new(
             repo,
-            Arc::new(NodeManifest::default()),
             Dir::open_path(&target).unwrap(),
             RestoreOptions::default(),
             rt.handle().clone(),

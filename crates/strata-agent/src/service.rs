@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use strata_repo::manifest::{EntryKind, NodeManifest};
+use strata_repo::manifest_chunks::{ChunkBlob, ManifestBuilder, ManifestTop};
 use strata_repo::writer::{BlobWriter, WriterOptions};
 use strata_repo::{BlobId, Repository};
 
@@ -92,6 +93,9 @@ struct BackupState {
     missing: HashMap<BlobId, ChunkPlace>,
     /// Blobs this node stored in this backup.
     stored: HashSet<BlobId>,
+    /// Whether the scan uploaded every chunk itself: the in-memory index then has every
+    /// blob the manifest references, and the finish need not read the index again.
+    uploaded_by_scan: bool,
     /// The plugin's part of the backup (PostgreSQL: the running base backup); dropping
     /// it undoes what it started (PostgreSQL aborts the base backup).
     plugin: Option<Box<dyn plugin::PluginBackup>>,
@@ -140,11 +144,132 @@ pub fn stored_size<'a>(repo: &Repository, ids: impl Iterator<Item = &'a BlobId>)
         .sum()
 }
 
-fn manifest_blobs(manifest: &NodeManifest) -> impl Iterator<Item = &BlobId> {
-    manifest.entries.iter().flat_map(|e| match &e.kind {
-        EntryKind::File { chunks, .. } => chunks.as_slice(),
-        _ => &[],
-    })
+/// A manifest whose chunks are stored, ready for its top to be written.
+struct WrittenManifest {
+    top: ManifestTop,
+    /// Stored size of the file data the manifest references, each blob counted once
+    /// (the figures of a node count file data, not the manifest's own chunks).
+    stored_bytes: u64,
+}
+
+/// Writes the chunks of the spooled manifest of `state` through `writer`, one at a time.
+fn stream_manifest(
+    state: &mut BackupState,
+    writer: &BlobWriter,
+    node: &str,
+) -> ApiResult<WrittenManifest> {
+    let repo = state.repo.clone();
+    let manifest = &mut state.scan.manifest;
+    let mut builder =
+        ManifestBuilder::new(repo.keys(), manifest.node.clone(), manifest.roots.clone());
+    // Distinct blobs by the first 8 bytes of their ids: a quarter of the memory of whole
+    // ids, and two of a node's blobs sharing them is a 2^-64 chance per pair.
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut stored_bytes = 0;
+    let mut missing = None;
+    let store = |chunk: ChunkBlob| -> std::io::Result<()> {
+        writer
+            .submit(chunk.id, chunk.bytes)
+            .map(|_| ())
+            .map_err(std::io::Error::other)
+    };
+    manifest
+        .for_each(|entry| {
+            if let EntryKind::File { chunks, .. } = &entry.kind {
+                let index = repo.index();
+                for id in chunks {
+                    match index.get(id) {
+                        Some(location) if seen.insert(id_prefix(id)) => {
+                            stored_bytes += location.length as u64
+                        }
+                        Some(_) => {}
+                        None => {
+                            missing.get_or_insert(*id);
+                        }
+                    }
+                }
+            }
+            match builder.push(&entry) {
+                Some(chunk) => store(chunk),
+                None => Ok(()),
+            }
+        })
+        .map_err(|e| failed(format!("node {node}: writing the manifest: {e}")))?;
+    if let Some(id) = missing {
+        return Err(failed(format!(
+            "node {node}: blob {} is not in the repository; the backup cannot be completed",
+            id.short()
+        )));
+    }
+    let (last, top) = builder.finish();
+    if let Some(chunk) = last {
+        store(chunk).map_err(|e| failed(format!("node {node}: writing the manifest: {e}")))?;
+    }
+    Ok(WrittenManifest { top, stored_bytes })
+}
+
+fn id_prefix(id: &BlobId) -> u64 {
+    u64::from_le_bytes(id.0[..8].try_into().expect("8 bytes"))
+}
+
+/// Re-reads every file of the scan whose entry references a lost chunk (one pass over
+/// the spooled entries, in step with the read files, which are in entry order).
+fn repair_lost(
+    state: &mut BackupState,
+    writer: &BlobWriter,
+    lost: &HashSet<BlobId>,
+) -> Result<(), AgentError> {
+    let mut affected = Vec::new();
+    {
+        let mut files = state.scan.read_files.iter().peekable();
+        let entries = state
+            .scan
+            .manifest
+            .scan_entries()
+            .map_err(AgentError::Spool)?;
+        for (position, entry) in entries.enumerate() {
+            let entry = entry.map_err(AgentError::Spool)?;
+            while files.peek().is_some_and(|f| f.entry < position) {
+                files.next();
+            }
+            let Some(file) = files.peek().filter(|f| f.entry == position) else {
+                continue;
+            };
+            if let EntryKind::File { chunks, .. } = &entry.kind {
+                if chunks.iter().any(|id| lost.contains(id)) {
+                    affected.push(((*file).clone(), entry));
+                }
+            }
+        }
+    }
+    for (file, mut entry) in affected {
+        let summary = &mut state.scan.summary;
+        match reread_file(&state.repo, writer, &file, summary)? {
+            Some((chunks, size, meta)) => {
+                let stamp = stamp_of(&meta);
+                summary.bytes = summary.bytes - entry.size() + size;
+                summary.warning_count += 1;
+                summary.warnings.push(format!(
+                    "changed: {} (modified during the backup; re-read)",
+                    file.path.display()
+                ));
+                // Changed during the backup: read again next time, never trusted from
+                // the files cache.
+                entry.mtime_ns = stamp.mtime_ns;
+                entry.kind = EntryKind::File { size, chunks };
+            }
+            None => {
+                // Gone or unreadable now: the entry cannot be kept.
+                summary.status = strata_repo::summary::BackupStatus::Partial;
+                entry.kind = EntryKind::File {
+                    size: 0,
+                    chunks: Vec::new(),
+                };
+            }
+        }
+        state.scan.manifest.replace(file.entry, entry);
+    }
+    Ok(())
 }
 
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
@@ -405,6 +530,7 @@ impl Agent {
             missing,
             stored,
             plugin,
+            uploaded_by_scan: request.upload,
         });
         Ok(reply)
     }
@@ -474,23 +600,19 @@ impl Agent {
         let mut state = guard
             .take()
             .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "finish before scan: scan first"))?;
-        if !lost.is_empty() {
+        let repaired = !lost.is_empty();
+        if repaired {
             state = self.repair(state, lost, &op.progress).await?;
         }
-        state
-            .repo
-            .reload_index()
-            .await
-            .map_err(|e| failed(error_chain(&e)))?;
-        let manifest = &state.scan.manifest;
-        // Any live copy will do, a condemned one included: this backup's writer mark keeps
-        // garbage collection from deleting it before the summary references it.
-        if let Some(id) = manifest_blobs(manifest).find(|id| state.repo.index().get(id).is_none()) {
-            return Err(failed(format!(
-                "node {}: blob {} is not in the repository; the backup cannot be completed",
-                self.name(),
-                id.short()
-            )));
+        // Other nodes' uploads are in index objects this process has not read; a scan
+        // that uploaded everything itself added its packs to the in-memory index already
+        // (and reading a large index again costs twice its memory while it is rebuilt).
+        if !state.uploaded_by_scan || repaired {
+            state
+                .repo
+                .reload_index()
+                .await
+                .map_err(|e| failed(error_chain(&e)))?;
         }
         if let Some(plugin) = state.plugin.take() {
             let mut step = plugin::BackupStep {
@@ -500,9 +622,10 @@ impl Agent {
             let record = plugin.finish(&mut step).await?;
             state.scan.summary.plugin = record;
         }
-        let manifest = &state.scan.manifest;
+        let (state, written) = self.write_manifest_chunks(state).await?;
+        let top = written?;
         let mut summary = state.scan.summary.clone();
-        summary.stored_bytes = stored_size(&state.repo, manifest_blobs(manifest));
+        summary.stored_bytes = top.stored_bytes;
         summary.new_bytes = stored_size(&state.repo, state.stored.iter());
         summary.new_blobs = state.stored.len() as u64;
         // Right before the manifest makes the backup's data visible: a coordinator that
@@ -510,7 +633,7 @@ impl Agent {
         self.check_lease(&request.operation)?;
         state
             .repo
-            .save_manifest(&request.backup, manifest)
+            .save_manifest_top(&request.backup, &top.top)
             .await
             .map_err(|e| failed(error_chain(&e)))?;
         summary.has_manifest = true;
@@ -518,10 +641,35 @@ impl Agent {
         Ok(summary)
     }
 
+    /// Streams the spooled manifest into chunk blobs (a writer of their own), checking
+    /// that every blob it references is in the repository; returns the top to write.
+    async fn write_manifest_chunks(
+        &self,
+        state: BackupState,
+    ) -> ApiResult<(BackupState, ApiResult<WrittenManifest>)> {
+        let writer = {
+            let _runtime = tokio::runtime::Handle::current().enter();
+            BlobWriter::start(state.repo.clone(), self.config.writer.clone())
+        };
+        let node = self.name().to_string();
+        let (state, writer, outcome) = blocking(move || {
+            let mut state = state;
+            let outcome = stream_manifest(&mut state, &writer, &node);
+            (state, writer, outcome)
+        })
+        .await;
+        let finished = writer.finish().await;
+        let outcome = outcome.and_then(|top| {
+            finished.map_err(|e| failed(error_chain(&e)))?;
+            Ok(top)
+        });
+        Ok((state, outcome))
+    }
+
     /// Re-reads (and uploads) every file that references a lost chunk.
     async fn repair(
         &self,
-        mut state: BackupState,
+        state: BackupState,
         lost: HashSet<BlobId>,
         progress: &Arc<Progress>,
     ) -> ApiResult<BackupState> {
@@ -531,53 +679,14 @@ impl Agent {
             BlobWriter::start(state.repo.clone(), self.config.writer.clone())
         };
         let (state, writer, outcome) = blocking(move || {
-            let outcome = (|| {
-                let files = state.scan.read_files.clone();
-                for file in files {
-                    let entry = &state.scan.manifest.entries[file.entry];
-                    let EntryKind::File { chunks, .. } = &entry.kind else {
-                        continue;
-                    };
-                    if !chunks.iter().any(|id| lost.contains(id)) {
-                        continue;
-                    }
-                    let summary = &mut state.scan.summary;
-                    match reread_file(&state.repo, &writer, &file, summary)? {
-                        Some((chunks, size, meta)) => {
-                            let stamp = stamp_of(&meta);
-                            summary.bytes = summary.bytes
-                                - state.scan.manifest.entries[file.entry].size()
-                                + size;
-                            summary.warning_count += 1;
-                            summary.warnings.push(format!(
-                                "changed: {} (modified during the backup; re-read)",
-                                file.path.display()
-                            ));
-                            // Changed during the backup: read again next time, never
-                            // trusted from the files cache.
-                            let entry = &mut state.scan.manifest.entries[file.entry];
-                            entry.mtime_ns = stamp.mtime_ns;
-                            entry.kind = EntryKind::File { size, chunks };
-                        }
-                        None => {
-                            // Gone or unreadable now: the entry cannot be kept.
-                            summary.status = strata_repo::summary::BackupStatus::Partial;
-                            state.scan.manifest.entries[file.entry].kind = EntryKind::File {
-                                size: 0,
-                                chunks: Vec::new(),
-                            };
-                        }
-                    }
-                }
-                Ok::<_, AgentError>(())
-            })();
+            let mut state = state;
+            let outcome = repair_lost(&mut state, &writer, &lost);
             (state, writer, outcome)
         })
         .await;
         let finished = writer.finish().await;
         outcome.map_err(agent_error)?;
         finished.map_err(|e| failed(error_chain(&e)))?;
-        let _ = progress;
         Ok(state)
     }
 
@@ -587,8 +696,7 @@ impl Agent {
         let op = self.operation(operation)?;
         let state = op.backup.lock().await.take();
         if let Some(state) = state {
-            let path = self.cache_path(&state.repo);
-            if let Err(err) = state.scan.cache.save(&path) {
+            if let Err(err) = state.scan.cache.save() {
                 // A lost cache only costs speed next time; the backup itself is fine.
                 eprintln!(
                     "strata agent {}: warning: {}",

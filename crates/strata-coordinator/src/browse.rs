@@ -1,11 +1,13 @@
 //! Browsing a backup's files without restoring them (`strata ls`, `GET .../files`).
 //!
-//! Reads one node manifest at a time, so a node with millions of files costs the memory of
-//! its own manifest, never the whole backup's.
+//! Reads one manifest chunk at a time, and with a path only the chunks the manifest's
+//! directory index says cover it: listing one directory of a node of millions of files
+//! reads a chunk or two, never the whole manifest.
 
 use crate::{CoordinatorError, CoordinatorResult};
 use serde::{Deserialize, Serialize};
 use strata_repo::manifest::EntryKind;
+use strata_repo::manifest_chunks::is_inside;
 use strata_repo::summary::BackupSummary;
 use strata_repo::Repository;
 
@@ -66,37 +68,35 @@ pub async fn for_each_file(
         }));
     }
     for node in nodes {
-        let manifest = repo.load_manifest(&backup.name, &node.name).await?;
-        for entry in &manifest.entries {
-            // The empty path holds the root directory's own metadata, not a file.
-            if entry.path.is_empty() {
-                continue;
-            }
-            let inside = prefix.is_empty()
-                || entry.path == prefix
-                || (entry.path.starts_with(&prefix) && entry.path.get(prefix.len()) == Some(&b'/'));
-            if !inside {
-                continue;
-            }
-            let (kind, target) = match &entry.kind {
-                EntryKind::Dir => ("dir", None),
-                EntryKind::File { .. } => ("file", None),
-                EntryKind::Symlink { target } => ("symlink", Some(target)),
-                EntryKind::HardLink { target } => ("hardlink", Some(target)),
-            };
-            let keep_going = each(FileEntry {
-                node: node.name.clone(),
-                path: entry.display_path(),
-                kind: kind.into(),
-                size: entry.size(),
-                mode: format!("{:o}", entry.mode),
-                uid: entry.uid,
-                gid: entry.gid,
-                mtime_ns: entry.mtime_ns,
-                target: target.map(|t| String::from_utf8_lossy(t).into_owned()),
-            });
-            if !keep_going {
-                return Ok(());
+        let mut manifest = repo.open_manifest(&backup.name, &node.name).await?;
+        // Only the chunks whose path range covers the prefix are read.
+        manifest.restrict_to(&prefix);
+        while let Some(part) = manifest.next_part(repo).await {
+            for entry in part? {
+                // The empty path holds the root directory's own metadata, not a file.
+                if entry.path.is_empty() || !is_inside(&entry.path, &prefix) {
+                    continue;
+                }
+                let (kind, target) = match &entry.kind {
+                    EntryKind::Dir => ("dir", None),
+                    EntryKind::File { .. } => ("file", None),
+                    EntryKind::Symlink { target } => ("symlink", Some(target)),
+                    EntryKind::HardLink { target } => ("hardlink", Some(target)),
+                };
+                let keep_going = each(FileEntry {
+                    node: node.name.clone(),
+                    path: entry.display_path(),
+                    kind: kind.into(),
+                    size: entry.size(),
+                    mode: format!("{:o}", entry.mode),
+                    uid: entry.uid,
+                    gid: entry.gid,
+                    mtime_ns: entry.mtime_ns,
+                    target: target.map(|t| String::from_utf8_lossy(t).into_owned()),
+                });
+                if !keep_going {
+                    return Ok(());
+                }
             }
         }
     }

@@ -41,7 +41,6 @@ use strata_repo::condemned::{ArmedBy, Condemnation};
 use strata_repo::id::{pack_key, PackId};
 use strata_repo::index::{IndexFile, IndexedPack};
 use strata_repo::layout;
-use strata_repo::manifest::EntryKind;
 use strata_repo::{BlobId, RepoError, Repository};
 
 /// What a collection found and did.
@@ -153,8 +152,15 @@ impl Referenced {
             };
             let mut deleted = false;
             for node in summary.nodes.iter().filter(|n| n.has_manifest) {
-                let manifest = match repo.load_manifest(&summary.name, &node.name).await {
-                    Ok(manifest) => manifest,
+                // Its chunk blobs (format version 4) and its files' data.
+                let blobs = &mut self.blobs;
+                let read = repo
+                    .manifest_references(&summary.name, &node.name, |id| {
+                        blobs.insert(*id);
+                    })
+                    .await;
+                match read {
+                    Ok(()) => {}
                     Err(RepoError::Store(e)) if e.is_not_found() => {
                         match repo.load_summary(name).await {
                             Err(RepoError::NoSuchBackup(_)) => {
@@ -165,11 +171,6 @@ impl Referenced {
                         }
                     }
                     Err(err) => return Err(err.into()),
-                };
-                for entry in &manifest.entries {
-                    if let EntryKind::File { chunks, .. } = &entry.kind {
-                        self.blobs.extend(chunks.iter().copied());
-                    }
                 }
             }
             if !deleted {

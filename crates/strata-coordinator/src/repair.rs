@@ -353,7 +353,7 @@ pub async fn repair_backups(
 }
 
 async fn repair_all_backups(
-    repo: &Repository,
+    repo: &Arc<Repository>,
     dry_run: bool,
 ) -> CoordinatorResult<BackupsRepairReport> {
     repo.reload_index().await?;
@@ -522,7 +522,7 @@ fn overall(before: BackupStatus, nodes: &[NodeSummary]) -> BackupStatus {
 /// Checks a readable summary's manifests; drops those that do not decode (their nodes
 /// become failed) and names the files whose data is gone.
 async fn mark_losses(
-    repo: &Repository,
+    repo: &Arc<Repository>,
     present: &HashSet<PackId>,
     mut summary: BackupSummary,
     dry_run: bool,
@@ -575,7 +575,7 @@ async fn mark_losses(
 
 /// Rebuilds an unreadable summary from the manifests that decode, or drops the backup.
 async fn rebuild_summary(
-    repo: &Repository,
+    repo: &Arc<Repository>,
     present: &HashSet<PackId>,
     name: &str,
     why: &RepoError,
@@ -696,7 +696,7 @@ fn started_from_name(name: &str) -> Option<String> {
 /// after it leaves an honest backup), then the manifests without their lost files, then
 /// the deletions. Returns the keys of the rewritten manifests.
 async fn write_repair(
-    repo: &Repository,
+    repo: &Arc<Repository>,
     summary: &BackupSummary,
     rewrites: &[NodeManifest],
     deleted: &[String],

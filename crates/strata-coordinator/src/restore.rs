@@ -3,7 +3,7 @@
 use crate::{CoordinatorError, CoordinatorResult};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use strata_agent::restore::{restore_node, RestoreOptions, RestoreReport};
+use strata_agent::restore::{restore_stored, ManifestSource, RestoreOptions, RestoreReport};
 use strata_repo::summary::BackupSummary;
 use strata_repo::Repository;
 
@@ -55,9 +55,15 @@ pub async fn run_restore(
         } else {
             target.join(name)
         };
-        let manifest = Arc::new(repo.load_manifest(&backup.name, name).await?);
-        let report =
-            restore_node(repo.clone(), manifest, node_target.clone(), options.clone()).await?;
+        // Read a chunk at a time: the restore holds one part of the manifest.
+        let manifest = repo.open_manifest(&backup.name, name).await?;
+        let report = restore_stored(
+            repo.clone(),
+            ManifestSource::Stored(manifest),
+            node_target.clone(),
+            options.clone(),
+        )
+        .await?;
         out.push(NodeRestore {
             node: name.to_string(),
             target: node_target,
@@ -96,7 +102,7 @@ async fn check_index_damage(
                     || (entry.path.starts_with(prefix)
                         && entry.path.get(prefix.len()) == Some(&b'/'))
             });
-            let lacking: Vec<_> = chunks.iter().filter(|id| !index.contains(id)).collect();
+            let lacking: Vec<_> = chunks.iter().filter(|id| index.get(id).is_none()).collect();
             if wanted && !lacking.is_empty() {
                 missing.extend(lacking.into_iter().map(|id| id.to_hex()));
                 files.push(format!("{name}:{}", entry.display_path()));

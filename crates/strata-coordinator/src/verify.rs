@@ -311,7 +311,9 @@ pub async fn run_verify_with(
     for summary in &summaries {
         report.backups += 1;
         for node in summary.nodes.iter().filter(|n| n.has_manifest) {
-            let manifest = match repo.load_manifest(&summary.name, &node.name).await {
+            // One part (a manifest chunk) at a time: a node of millions of files costs
+            // one chunk of memory, and a damaged chunk costs only the files it lists.
+            let mut manifest = match repo.open_manifest(&summary.name, &node.name).await {
                 Ok(manifest) => manifest,
                 Err(err) => {
                     report
@@ -326,27 +328,49 @@ pub async fn run_verify_with(
                 }
             };
             report.manifests += 1;
-            let index = repo.index();
-            for entry in &manifest.entries {
-                let EntryKind::File { chunks, .. } = &entry.kind else {
-                    continue;
+            let mut position = 0;
+            while let Some(part) = manifest.next_part(repo).await {
+                let part_at = position;
+                position += 1;
+                let entries = match part {
+                    Ok(entries) => entries,
+                    Err(err) => {
+                        report
+                            .problems
+                            .push(format!("backup {} node {}: {err}", summary.name, node.name));
+                        damaged.insert(DamagedFile {
+                            backup: summary.name.clone(),
+                            node: node.name.clone(),
+                            path: format!(
+                                "(the files of {}: unreadable)",
+                                manifest.describe_part(part_at)
+                            ),
+                        });
+                        continue;
+                    }
                 };
-                report.files += 1;
-                let missing = chunks.iter().any(|id| index.get(id).is_none());
-                if missing {
-                    report.problems.push(format!(
-                        "backup {} node {}: {} references data missing from the index",
-                        summary.name,
-                        node.name,
-                        entry.display_path()
-                    ));
-                }
-                if missing || chunks.iter().any(|id| bad_blobs.contains(id)) {
-                    damaged.insert(DamagedFile {
-                        backup: summary.name.clone(),
-                        node: node.name.clone(),
-                        path: entry.display_path(),
-                    });
+                let index = repo.index();
+                for entry in &entries {
+                    let EntryKind::File { chunks, .. } = &entry.kind else {
+                        continue;
+                    };
+                    report.files += 1;
+                    let missing = chunks.iter().any(|id| index.get(id).is_none());
+                    if missing {
+                        report.problems.push(format!(
+                            "backup {} node {}: {} references data missing from the index",
+                            summary.name,
+                            node.name,
+                            entry.display_path()
+                        ));
+                    }
+                    if missing || chunks.iter().any(|id| bad_blobs.contains(id)) {
+                        damaged.insert(DamagedFile {
+                            backup: summary.name.clone(),
+                            node: node.name.clone(),
+                            path: entry.display_path(),
+                        });
+                    }
                 }
             }
         }

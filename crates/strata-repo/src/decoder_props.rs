@@ -12,6 +12,7 @@ use crate::crypto::{Cipher, KdfParams, KeyFile, MasterKeys};
 use crate::format::{decode_object, decompress_capped, encode_object, Encryption, ObjectKind};
 use crate::index::IndexFile;
 use crate::manifest::NodeManifest;
+use crate::manifest_chunks::{decode_chunk, ManifestBuilder, ManifestTop};
 use crate::pack::{read_header, PackBuilder};
 use crate::repository::parse_config;
 use crate::summary::BackupSummary;
@@ -182,6 +183,8 @@ proptest! {
     fn payload_decoders_never_panic(bytes in vec(any::<u8>(), 0..600)) {
         let _ = postcard::from_bytes::<IndexFile>(&bytes);
         let _ = NodeManifest::from_bytes(&bytes);
+        let _ = ManifestTop::from_bytes(&bytes);
+        let _ = decode_chunk(&bytes);
         let _ = serde_json::from_slice::<BackupSummary>(&bytes);
         let _ = serde_json::from_slice::<ArchivedFile>(&bytes);
         let _ = postcard::from_bytes::<Vec<crate::pack::PackEntry>>(&bytes);
@@ -246,6 +249,38 @@ proptest! {
     }
 
     #[test]
+    fn mutated_manifest_tops_and_chunks_never_panic(
+        paths in vec(vec(any::<u8>(), 1..20), 1..40),
+        edits in vec((any::<usize>(), any::<u8>()), 1..4),
+        cut in proptest::option::of(any::<usize>()),
+    ) {
+        let keys = MasterKeys::generate();
+        let mut builder = ManifestBuilder::new(&keys, "n1".into(), vec!["/data".into()]);
+        let mut chunks = Vec::new();
+        for p in &paths {
+            chunks.extend(builder.push(&crate::manifest::Entry {
+                path: p.clone(),
+                kind: crate::manifest::EntryKind::File { size: 7, chunks: vec![BlobId([1; 32])] },
+                mode: 0o644, uid: 0, gid: 0, mtime_ns: 0, xattrs: Vec::new(),
+            }));
+        }
+        let (last, top) = builder.finish();
+        chunks.extend(last);
+        let mut bytes = top.to_bytes();
+        mutate(&mut bytes, &edits, cut);
+        if let Ok(top) = ManifestTop::from_bytes(&bytes) {
+            // Whatever decodes answers directory lookups without panicking.
+            for p in &paths {
+                let range = top.chunks_under(p);
+                prop_assert!(range.end <= top.chunks.len());
+            }
+        }
+        let mut chunk = chunks[0].bytes.to_vec();
+        mutate(&mut chunk, &edits, cut);
+        let _ = decode_chunk(&chunk);
+    }
+
+    #[test]
     fn key_files_from_arbitrary_or_mutated_bytes_never_panic(
         arbitrary in vec(any::<u8>(), 0..400),
         edits in vec((any::<usize>(), any::<u8>()), 1..4),
@@ -287,6 +322,8 @@ fn huge_length_prefixes_fail_without_allocating_them() {
     bytes.extend_from_slice(&[0; 8]);
     assert!(postcard::from_bytes::<IndexFile>(&bytes).is_err());
     assert!(NodeManifest::from_bytes(&bytes).is_err());
+    assert!(ManifestTop::from_bytes(&bytes).is_err());
+    assert!(decode_chunk(&bytes).is_err());
     assert!(postcard::from_bytes::<Vec<crate::pack::PackEntry>>(&bytes).is_err());
 }
 

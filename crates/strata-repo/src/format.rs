@@ -168,11 +168,25 @@ pub fn encode_object(
     name: &str,
     payload: &[u8],
 ) -> Vec<u8> {
+    encode_object_of_version(cipher, kind, name, payload, FORMAT_VERSION)
+}
+
+/// [`encode_object`] with an older `version` in the header, for a payload in that
+/// version's layout: a migration re-seals a version-1 manifest (a whole manifest) as
+/// version 3, the last version whose manifests are whole, not as a version-4 top.
+pub fn encode_object_of_version(
+    cipher: &crate::crypto::Cipher,
+    kind: ObjectKind,
+    name: &str,
+    payload: &[u8],
+    version: u32,
+) -> Vec<u8> {
+    debug_assert!((2..=FORMAT_VERSION).contains(&version));
     let compressed = zstd::bulk::compress(payload, 3).expect("in-memory zstd cannot fail");
     let mut header = Vec::with_capacity(7);
     header.extend_from_slice(OBJECT_MAGIC);
     header.push(kind as u8);
-    header.extend_from_slice(&(FORMAT_VERSION as u16).to_le_bytes());
+    header.extend_from_slice(&(version as u16).to_le_bytes());
     let sealed = cipher.seal_with(&compressed, &object_ad(&header, kind, name));
     let mut out = header;
     out.reserve(sealed.len());

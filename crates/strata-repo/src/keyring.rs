@@ -393,13 +393,23 @@ impl Repository {
                     continue;
                 }
                 let mut plain = decode_object(self.cipher(), kind, &bytes, &object.key)?;
-                if kind == ObjectKind::Manifest {
-                    // Sealed under the current version, the payload must be in its layout.
+                let sealed = if kind == ObjectKind::Manifest {
+                    // A whole manifest: sealed as version 3, the last version of whole
+                    // manifests, with its payload in that layout (version 4 manifests
+                    // are chunked, see `manifest_chunks`).
                     plain = crate::manifest::NodeManifest::from_bytes_of_version(&plain, 1)
                         .map_err(|e| RepoError::corrupted(&object.key, e))?
                         .to_bytes();
-                }
-                let sealed = encode_object(self.cipher(), kind, &object.key, &plain);
+                    crate::format::encode_object_of_version(
+                        self.cipher(),
+                        kind,
+                        &object.key,
+                        &plain,
+                        crate::manifest_store::CHUNKED_MANIFEST_VERSION - 1,
+                    )
+                } else {
+                    encode_object(self.cipher(), kind, &object.key, &plain)
+                };
                 self.store().put(&object.key, Bytes::from(sealed)).await?;
                 rewritten += 1;
             }

@@ -11,7 +11,6 @@ use crate::id::pack_key;
 use crate::index::{BlobIndex, BlobLocation, IndexFile};
 use crate::keyring::KeyChoice;
 use crate::layout;
-use crate::manifest::NodeManifest;
 use crate::shared_index::SharedIndex;
 use crate::summary::BackupSummary;
 use crate::{BlobId, RepoError, RepoResult};
@@ -558,34 +557,6 @@ impl Repository {
             ));
         }
         Ok(plain)
-    }
-
-    /// Writes a node manifest of a backup.
-    pub async fn save_manifest(&self, backup: &str, manifest: &NodeManifest) -> RepoResult<()> {
-        let key = manifest_key(backup, &manifest.node);
-        let bytes = self.seal_object(ObjectKind::Manifest, &key, &manifest.to_bytes())?;
-        self.store.put(&key, Bytes::from(bytes)).await?;
-        Ok(())
-    }
-
-    /// Reads a node manifest of a backup.
-    pub async fn load_manifest(&self, backup: &str, node: &str) -> RepoResult<NodeManifest> {
-        let key = manifest_key(backup, node);
-        let bytes = self.store.get(&key).await?;
-        let plain = decode_object(&self.cipher, ObjectKind::Manifest, &bytes, &key)?;
-        // decode_object checked the header: its version says how the payload is laid out.
-        let version = u16::from_le_bytes([bytes[5], bytes[6]]) as u32;
-        let manifest = NodeManifest::from_bytes_of_version(&plain, version)
-            .map_err(|e| RepoError::corrupted(&key, e))?;
-        // An object served under the wrong key (a broken cache or store) must not restore
-        // another node's files.
-        if manifest.node != node {
-            return Err(RepoError::corrupted(
-                key,
-                format!("holds the manifest of node {:?}", manifest.node),
-            ));
-        }
-        Ok(manifest)
     }
 
     /// Writes the summary of a backup; this is what makes a backup visible. Then its

@@ -241,14 +241,9 @@ impl Agent {
         .map_err(|e| failed(error_chain(&e)))?;
         state.stored.extend(stored);
         writer.finish().await.map_err(|e| failed(error_chain(&e)))?;
-        let manifest = &mut state.scan.manifest;
+        // Merged into the walk's entries as the manifest is written: one at the same
+        // path is replaced (a directory keeps the walk's metadata).
         for entry in entries {
-            if manifest.entries.iter().any(|e| e.path == entry.path) {
-                if matches!(entry.kind, EntryKind::Dir) {
-                    continue;
-                }
-                manifest.entries.retain(|e| e.path != entry.path);
-            }
             match entry.kind {
                 EntryKind::Dir => state.scan.summary.dirs += 1,
                 _ => {
@@ -256,10 +251,7 @@ impl Agent {
                     state.scan.summary.bytes += entry.size();
                 }
             }
-            let at = manifest
-                .entries
-                .partition_point(|e| e.path.as_slice() < entry.path.as_slice());
-            manifest.entries.insert(at, entry);
+            state.scan.manifest.add(entry);
         }
         Ok(())
     }

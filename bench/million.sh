@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# bench/million.sh - a node of a million small files: strata vs restic.
+#
+#   bench/million.sh [--dirs N] [--files N] [--runs N] [--tools strata,restic]
+#
+# What it measures, and why:
+#   The metadata engine at the size of real clusters (issue 33, "A million files"):
+#   a tree of --dirs directories of --files files each (default 1,000 x 1,000), every
+#   file 60-800 random bytes, so the cost is in the manifests, the files cache and
+#   the index, not in the data. For each tool and run: init (untimed), first backup,
+#   unchanged second backup, `ls` of one directory of the latest backup, full restore
+#   into an empty directory, and a structural check (`strata verify`, `restic check`).
+#   Each step runs under /usr/bin/time -v: wall time and peak RSS ("Maximum resident
+#   set size"). Every run starts from a fresh repository, cache and state directory;
+#   the table reports the median of the runs with every run's value beside it.
+#   The page cache is not dropped (needs root, unsafe on a shared machine): both tools
+#   read the same warm tree. Settings: encryption on, same password, restic's default
+#   compression (auto), strata's defaults.
+#
+# Output: a table on stdout and bench/results/million.md; logs and raw rows in
+# BENCH_DIR (default /tmp/strata-million).
+#
+# Environment:
+#   BENCH_DIR     work dir (default /tmp/strata-million)
+#   BENCH_RESTORE where restores go (default BENCH_DIR/restore); a tmpfs such as
+#                 /dev/shm/million-restore keeps deleting a million restored files
+#                 between runs from taking minutes on a busy disk
+#   STRATA_BIN    the strata binary (default: $CARGO_TARGET_DIR or target, release)
+#   BENCH_RESULTS report path (default bench/results/million.md)
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(dirname "$SCRIPT_DIR")
+DIRS=1000
+FILES=1000
+RUNS=3
+TOOLS_ARG=strata,restic
+W=${BENCH_DIR:-/tmp/strata-million}
+RESULTS_MD=${BENCH_RESULTS:-$SCRIPT_DIR/results/million.md}
+STRATA_BIN=${STRATA_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/strata}
+export RESTIC_PASSWORD=strata-bench-password STRATA_PASSWORD=strata-bench-password
+
+die() { printf 'million.sh: ERROR: %s\n' "$*" >&2; exit 1; }
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --dirs)  DIRS=$2; shift 2 ;;
+    --files) FILES=$2; shift 2 ;;
+    --runs)  RUNS=$2; shift 2 ;;
+    --tools) TOOLS_ARG=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+IFS=, read -r -a TOOLS <<<"$TOOLS_ARG"
+for t in "${TOOLS[@]}"; do
+  case $t in
+    strata) [[ -x $STRATA_BIN ]] || die "no strata binary at $STRATA_BIN (cargo build --release -p strata)" ;;
+    restic) command -v restic >/dev/null || die "restic is not installed (apt-get install restic)" ;;
+    *) die "unknown tool '$t'" ;;
+  esac
+done
+[[ -x /usr/bin/time ]] || die "/usr/bin/time is needed (apt-get install time)"
+
+DATA=$W/data
+RESTORE=${BENCH_RESTORE:-$W/restore}
+ROWS=$W/rows.tsv
+mkdir -p "$W/logs"
+: >"$ROWS"
+
+# The tree: generated once, reused by every run (its mtimes are old enough for any
+# files cache to trust them).
+if [[ ! -f $W/data.done || $(cat "$W/data.done") != "$DIRS x $FILES" ]]; then
+  echo "==> generating $DIRS x $FILES files in $DATA"
+  rm -rf "$DATA"
+  python3 - "$DATA" "$DIRS" "$FILES" <<'EOF'
+import os, random, sys
+root, dirs, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(33)
+for d in range(dirs):
+    path = os.path.join(root, f"d{d:04}")
+    os.makedirs(path)
+    for f in range(files):
+        with open(os.path.join(path, f"f{f:04}"), "wb") as out:
+            out.write(rng.randbytes(rng.randint(60, 800)))
+old = 1_700_000_000
+for d in range(dirs):
+    path = os.path.join(root, f"d{d:04}")
+    for f in range(files):
+        os.utime(os.path.join(path, f"f{f:04}"), (old, old))
+EOF
+  echo "$DIRS x $FILES" >"$W/data.done"
+  sleep 3
+fi
+LS_DIR=d$(printf '%04d' $((DIRS / 2)))
+
+# step_cmd TOOL STEP: sets CMD for one step.
+step_cmd() {
+  local repo=$W/repo-$1
+  case $1/$2 in
+    strata/init)    CMD=("$STRATA_BIN" --repo "$repo" --state-dir "$W/state-strata" init) ;;
+    strata/backup*) CMD=("$STRATA_BIN" --repo "$repo" --state-dir "$W/state-strata" backup "$DATA") ;;
+    strata/ls)      CMD=("$STRATA_BIN" --repo "$repo" --state-dir "$W/state-strata" ls latest "$LS_DIR") ;;
+    strata/restore) CMD=("$STRATA_BIN" --repo "$repo" --state-dir "$W/state-strata" restore latest --to "$RESTORE") ;;
+    strata/verify)  CMD=("$STRATA_BIN" --repo "$repo" --state-dir "$W/state-strata" verify) ;;
+    restic/init)    CMD=(restic -r "$repo" --cache-dir "$W/state-restic" init --repository-version 2) ;;
+    restic/backup*) CMD=(restic -r "$repo" --cache-dir "$W/state-restic" backup "$DATA") ;;
+    restic/ls)      CMD=(restic -r "$repo" --cache-dir "$W/state-restic" ls latest "$DATA/$LS_DIR") ;;
+    restic/restore) CMD=(restic -r "$repo" --cache-dir "$W/state-restic" restore latest --target "$RESTORE") ;;
+    restic/verify)  CMD=(restic -r "$repo" --cache-dir "$W/state-restic" check) ;;
+  esac
+}
+
+# measure TOOL RUN STEP: one timed step; appends "tool step run wall_s rss_kib".
+measure() {
+  local tool=$1 run=$2 step=$3 log=$W/logs/$1-$2-$3.log
+  step_cmd "$tool" "$step"
+  if ! /usr/bin/time -v -o "$log.time" "${CMD[@]}" >"$log" 2>&1 </dev/null; then
+    tail -n 5 "$log" >&2
+    die "$tool $step (run $run) failed: $log"
+  fi
+  local wall rss
+  wall=$(awk -F': ' '/Elapsed \(wall clock\)/ {n = split($2, p, ":"); s = 0; for (i = 1; i <= n; i++) s = s * 60 + p[i]; print s}' "$log.time")
+  rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$log.time")
+  printf '%s\t%s\t%s\t%s\t%s\n' "$tool" "$step" "$run" "$wall" "$rss" >>"$ROWS"
+  printf '    %-7s run %s %-8s %8.1f s %8.0f MiB\n' "$tool" "$run" "$step" "$wall" "$((rss / 1024))"
+}
+
+for run in $(seq 1 "$RUNS"); do
+  for tool in "${TOOLS[@]}"; do
+    echo "==> $tool, run $run"
+    rm -rf "$W/repo-$tool" "$W/state-$tool" "$RESTORE"
+    step_cmd "$tool" init
+    "${CMD[@]}" >"$W/logs/$tool-$run-init.log" 2>&1
+    measure "$tool" "$run" backup1
+    measure "$tool" "$run" backup2
+    measure "$tool" "$run" ls
+    measure "$tool" "$run" restore
+    rm -rf "$RESTORE"
+    measure "$tool" "$run" verify
+  done
+done
+
+# The report: median of the runs, each run beside it.
+mkdir -p "$(dirname "$RESULTS_MD")"
+python3 - "$ROWS" "$RESULTS_MD" "$DIRS" "$FILES" "$RUNS" <<'EOF'
+import collections, statistics, sys, datetime, os
+rows, out, dirs, files, runs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+data = collections.defaultdict(list)
+for line in open(rows):
+    tool, step, run, wall, rss = line.split("\t")
+    data[(tool, step)].append((float(wall), int(rss) / 1024))
+tools = sorted({t for t, _ in data}, key=lambda t: t != "strata")
+steps = ["backup1", "backup2", "ls", "restore", "verify"]
+names = {"backup1": "first backup", "backup2": "unchanged second backup", "ls": "`ls` of one directory",
+         "restore": "restore", "verify": "verify (`restic check`)"}
+lines = [f"{dirs} directories x {files} files of 60-800 bytes, median of {runs} runs "
+         f"(every run in brackets), {os.cpu_count()} cores, "
+         f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC", "",
+         "| step | " + " | ".join(f"{t} time | {t} peak RSS" for t in tools) + " | time strata/restic |",
+         "|---|" + "---|---|" * len(tools) + "---|"]
+for step in steps:
+    cells, med = [], {}
+    for t in tools:
+        runs_ = data.get((t, step), [])
+        if not runs_:
+            cells += ["-", "-"]; continue
+        w = statistics.median(r[0] for r in runs_); m = statistics.median(r[1] for r in runs_)
+        med[t] = w
+        cells.append(f"{w:.1f} s ({', '.join(f'{r[0]:.1f}' for r in runs_)})")
+        cells.append(f"{m:.0f} MiB ({', '.join(f'{r[1]:.0f}' for r in runs_)})")
+    ratio = f"{med['strata'] / med['restic']:.2f}x" if "strata" in med and med.get("restic") else "-"
+    lines.append(f"| {names[step]} | " + " | ".join(cells) + f" | {ratio} |")
+open(out, "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+EOF
