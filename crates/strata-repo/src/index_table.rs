@@ -215,6 +215,27 @@ impl IndexTable {
     /// Opens the table in `dir`, or an empty one when there is none. A damaged table is
     /// an error: see [`IndexTable::open_or_rebuild`].
     pub fn open(dir: &Path) -> io::Result<IndexTable> {
+        let raw = match fs::read(dir.join(META)) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return IndexTable::from_meta(dir, Meta::default())
+            }
+            Err(e) => return Err(e),
+        };
+        if raw.len() < 12 || &raw[..8] != META_MAGIC {
+            return Err(invalid("not an index table"));
+        }
+        let version = u32::from_le_bytes(raw[8..12].try_into().unwrap());
+        if version != VERSION {
+            return Err(invalid(format!("index table version {version}")));
+        }
+        let meta: Meta =
+            postcard::from_bytes(&raw[12..]).map_err(|e| invalid(format!("meta: {e}")))?;
+        IndexTable::from_meta(dir, meta)
+    }
+
+    /// The view `meta` describes, its record files mapped.
+    fn from_meta(dir: &Path, meta: Meta) -> io::Result<IndexTable> {
         let mut table = IndexTable {
             dir: dir.to_path_buf(),
             base: None,
@@ -228,20 +249,6 @@ impl IndexTable {
             condemned: Default::default(),
             dirty: false,
         };
-        let raw = match fs::read(dir.join(META)) {
-            Ok(raw) => raw,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(table),
-            Err(e) => return Err(e),
-        };
-        if raw.len() < 12 || &raw[..8] != META_MAGIC {
-            return Err(invalid("not an index table"));
-        }
-        let version = u32::from_le_bytes(raw[8..12].try_into().unwrap());
-        if version != VERSION {
-            return Err(invalid(format!("index table version {version}")));
-        }
-        let meta: Meta =
-            postcard::from_bytes(&raw[12..]).map_err(|e| invalid(format!("meta: {e}")))?;
         table.base = meta
             .base
             .as_deref()
@@ -684,7 +691,10 @@ impl BlobIndex for IndexTable {
             .iter()
             .map(|&p| self.packs[p as usize].id)
             .collect();
-        *self = IndexTable::open(&self.dir)?;
+        // This view goes on from what it wrote, not from `meta` on disk, which another
+        // process of the host may have replaced since with a view that lacks this one's
+        // objects.
+        *self = IndexTable::from_meta(&self.dir.clone(), meta)?;
         self.set_condemned(&condemned);
         Ok(())
     }
