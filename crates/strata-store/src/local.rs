@@ -216,7 +216,13 @@ impl LocalStore {
                         stack.push((entry.path(), key));
                     }
                 } else if key.starts_with(prefix) {
-                    let meta = entry.metadata().map_err(io_err("stat", &dir))?;
+                    let meta = match entry.metadata() {
+                        Ok(meta) => meta,
+                        // Deleted between the directory read and the stat: a listing
+                        // taken a moment later, as an object store's may be.
+                        Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
+                        Err(err) => return Err(io_err("stat", &dir)(err)),
+                    };
                     out.push(ObjectMeta {
                         key,
                         size: meta.len(),
