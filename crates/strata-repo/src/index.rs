@@ -122,6 +122,34 @@ pub trait BlobIndex: Send + Sync + std::fmt::Debug {
     fn commit(&mut self) -> io::Result<()>;
 }
 
+/// The first location not in a condemned pack, or else the first one: what
+/// [`BlobIndex::get`] answers in both implementations.
+pub(crate) fn prefer_uncondemned(
+    locations: impl Iterator<Item = BlobLocation>,
+    condemned: &std::collections::HashSet<u32>,
+) -> Option<BlobLocation> {
+    let mut fallback = None;
+    for location in locations {
+        if !condemned.contains(&location.pack) {
+            return Some(location);
+        }
+        fallback.get_or_insert(location);
+    }
+    fallback
+}
+
+/// The positions of the known packs among `packs` (what [`BlobIndex::set_condemned`]
+/// keeps in both implementations).
+pub(crate) fn positions_of(
+    packs: &std::collections::HashSet<PackId>,
+    positions: &HashMap<PackId, u32>,
+) -> std::collections::HashSet<u32> {
+    packs
+        .iter()
+        .filter_map(|p| positions.get(p).copied())
+        .collect()
+}
+
 /// The index as a hash map in memory (about 100 bytes per blob).
 #[derive(Debug, Default, Clone)]
 pub struct MemoryIndex {
@@ -156,14 +184,7 @@ impl MemoryIndex {
 
 impl BlobIndex for MemoryIndex {
     fn get(&self, id: &BlobId) -> Option<BlobLocation> {
-        let mut fallback = None;
-        for location in self.locations(id) {
-            if !self.condemned.contains(&location.pack) {
-                return Some(location);
-            }
-            fallback.get_or_insert(location);
-        }
-        fallback
+        prefer_uncondemned(self.locations(id), &self.condemned)
     }
 
     fn contains(&self, id: &BlobId) -> bool {
@@ -172,10 +193,7 @@ impl BlobIndex for MemoryIndex {
     }
 
     fn set_condemned(&mut self, packs: &std::collections::HashSet<PackId>) {
-        self.condemned = packs
-            .iter()
-            .filter_map(|p| self.pack_positions.get(p).copied())
-            .collect();
+        self.condemned = positions_of(packs, &self.pack_positions);
     }
 
     fn pack(&self, position: u32) -> (PackId, u64) {

@@ -36,7 +36,7 @@
 //! disk: 48 bytes per blob copy.
 
 use crate::id::PackId;
-use crate::index::{BlobIndex, BlobLocation, IndexFile};
+use crate::index::{positions_of, prefer_uncondemned, BlobIndex, BlobLocation, IndexFile};
 use crate::BlobId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -541,14 +541,7 @@ impl IndexTable {
 
 impl BlobIndex for IndexTable {
     fn get(&self, id: &BlobId) -> Option<BlobLocation> {
-        let mut fallback = None;
-        for location in self.locations(id) {
-            if !self.condemned.contains(&location.pack) {
-                return Some(location);
-            }
-            fallback.get_or_insert(location);
-        }
-        fallback
+        prefer_uncondemned(self.locations(id), &self.condemned)
     }
 
     fn contains(&self, id: &BlobId) -> bool {
@@ -557,10 +550,7 @@ impl BlobIndex for IndexTable {
     }
 
     fn set_condemned(&mut self, packs: &std::collections::HashSet<PackId>) {
-        self.condemned = packs
-            .iter()
-            .filter_map(|p| self.pack_positions.get(p).copied())
-            .collect();
+        self.condemned = positions_of(packs, &self.pack_positions);
     }
 
     fn pack(&self, position: u32) -> (PackId, u64) {
