@@ -134,6 +134,7 @@ pub struct BackupListing {
 /// for older clients, skips the oldest ones).
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct Page {
     /// At most this many backups: 1 to 1000 (default 50 with `cursor`; all without).
     #[param(minimum = 0)]

@@ -270,6 +270,10 @@ fn listings_page_reconcile_with_the_summaries_and_say_when_they_fell_back() {
         "",
     );
     assert_eq!(bad_cursor.status, 400, "{}", bad_cursor.body);
+    // A misspelt parameter is refused, not ignored (which would answer every backup).
+    let misspelt = http(url, "GET", "/api/v1/backups?limt=2", Some(TOKEN), "");
+    assert_eq!(misspelt.status, 400, "{}", misspelt.body);
+    assert!(misspelt.body.contains("limt"), "{}", misspelt.body);
     // The older form still answers every backup, oldest first.
     let everything = http(url, "GET", "/api/v1/backups", Some(TOKEN), "").json();
     assert_eq!(row_names(&everything), expected);
