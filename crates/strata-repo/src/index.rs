@@ -104,6 +104,16 @@ pub trait BlobIndex: Send + Sync + std::fmt::Debug {
     /// The keys of the index objects in the view.
     fn object_keys(&self) -> Vec<String>;
 
+    /// The index objects of the view, each with the positions of the packs it lists
+    /// (positions as [`BlobIndex::pack`] takes them), so a collection knows which
+    /// objects list a pack without fetching them.
+    fn objects(&self) -> Vec<(String, Vec<u32>)>;
+
+    /// Every copy of every blob in a live pack, in blob id order (copies of one blob
+    /// next to each other, in no particular order among themselves), streamed: what a
+    /// collection joins with its sorted set of referenced ids.
+    fn copies(&self) -> Box<dyn Iterator<Item = (BlobId, BlobLocation)> + '_>;
+
     /// Adds the packs and blobs of the index object `key` (once).
     fn add_object(&mut self, key: &str, file: &IndexFile);
 
@@ -229,6 +239,24 @@ impl BlobIndex for MemoryIndex {
 
     fn object_keys(&self) -> Vec<String> {
         self.objects.keys().cloned().collect()
+    }
+
+    fn objects(&self) -> Vec<(String, Vec<u32>)> {
+        self.objects
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn copies(&self) -> Box<dyn Iterator<Item = (BlobId, BlobLocation)> + '_> {
+        let mut ids: Vec<BlobId> = self.blobs.keys().copied().collect();
+        ids.sort_unstable();
+        Box::new(ids.into_iter().flat_map(move |id| {
+            self.locations(&id)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(move |l| (id, l))
+        }))
     }
 
     fn add_object(&mut self, key: &str, file: &IndexFile) {

@@ -588,6 +588,17 @@ impl BlobIndex for IndexTable {
         self.objects.keys().cloned().collect()
     }
 
+    fn objects(&self) -> Vec<(String, Vec<u32>)> {
+        self.objects
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn copies(&self) -> Box<dyn Iterator<Item = (BlobId, BlobLocation)> + '_> {
+        Box::new(self.all_records().filter(|(_, l)| self.live(l)))
+    }
+
     fn add_object(&mut self, key: &str, file: &IndexFile) {
         if self.objects.contains_key(key) {
             return;
@@ -770,6 +781,33 @@ mod tests {
         let listed: Vec<BlobId> = table.blobs().map(|(id, _)| id).collect();
         let expected: Vec<BlobId> = memory.blobs().map(|(id, _)| id).collect();
         prop_assert_eq!(listed, expected);
+        // Every live copy, by blob id, with its pack (positions differ between the two).
+        let copies = |index: &dyn BlobIndex| {
+            let all: Vec<(BlobId, PackId)> = index
+                .copies()
+                .map(|(id, l)| (id, index.pack(l.pack).0))
+                .collect();
+            let mut sorted = all.clone();
+            sorted.sort();
+            (all.windows(2).all(|w| w[0].0 <= w[1].0), sorted)
+        };
+        let (ordered, table_copies) = copies(table);
+        prop_assert!(ordered, "copies out of blob id order");
+        prop_assert_eq!(table_copies, copies(memory).1);
+        let objects = |index: &dyn BlobIndex| {
+            let mut all: Vec<(String, Vec<PackId>)> = index
+                .objects()
+                .into_iter()
+                .map(|(k, ps)| {
+                    let mut packs: Vec<PackId> = ps.iter().map(|&p| index.pack(p).0).collect();
+                    packs.sort();
+                    (k, packs)
+                })
+                .collect();
+            all.sort();
+            all
+        };
+        prop_assert_eq!(objects(table), objects(memory));
         Ok(())
     }
 
