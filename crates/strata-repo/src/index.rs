@@ -130,6 +130,13 @@ pub trait BlobIndex: Send + Sync + std::fmt::Debug {
     /// Makes the view durable where it has a place to be (the table writes its files;
     /// the hash map has nothing to do).
     fn commit(&mut self) -> io::Result<()>;
+
+    /// Takes up the durable view another process of the host wrote since this one read
+    /// or wrote it, when this one has nothing of its own to write (so a refresh then
+    /// reads only what neither read). Returns whether it did.
+    fn adopt_newer(&mut self) -> io::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// The first location not in a condemned pack, or else the first one: what

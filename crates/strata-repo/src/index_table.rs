@@ -2,63 +2,83 @@
 //! memory-mapped, so a lookup touches a few pages of the page cache instead of a hash map
 //! of every blob in anonymous memory. It implements [`BlobIndex`].
 //!
-//! A directory per repository holds a small log-structured store of two levels:
+//! A directory per repository holds a small log-structured store, size-tiered:
 //!
 //! ```text
-//! meta          "STRATAIM" | version u32 | postcard(Meta)       replaced by rename
-//! runs/<name>   "STRATAIR" | version u32 | count u64 | records  written once, then renamed in
+//! lock          taken (flock) by a commit: one writer of the directory at a time
+//! meta          "STRATAIM" | version u32 (3) | generation u64 LE | postcard(Meta)
+//!               replaced by rename
+//! runs/<name>   "STRATAIR" | version u32 (2) | count u64 LE | records
+//!               written once under a temporary name, then renamed in
 //! record        48 bytes: blob id [32] | pack position u32 LE | offset u32 LE |
 //!               length u32 LE | raw_length u32 LE (high bit: compressed)
 //! ```
 //!
-//! `meta` names the two record files of the view (the large **base** and the small
-//! **recent**), the packs (id, size, blob count, in position order) and the index objects
-//! the view holds with the positions of the packs each lists. Records are sorted by blob
-//! id within a file; a blob two packs hold has a record for each. A pack is live while an
-//! object of the view lists it: lookups skip records of dead packs, so forgetting an
-//! object the repository no longer has costs nothing but its entry in `meta`.
+//! `meta` names the **runs** of the view (record files, oldest and largest first), the
+//! packs (id, size, blob count, in position order) and the index objects the view holds
+//! with the positions of the packs each lists; its generation changes with every write,
+//! so a process can tell in 20 bytes whether another one committed since it looked.
+//! Records are sorted by blob id within a run; a blob two packs hold has a record for
+//! each. All records of a pack are in one run (they are added together and runs are only
+//! ever merged whole). A pack is live while an object of the view lists it: lookups skip
+//! records of dead packs, so forgetting an object costs nothing but its entry in `meta`.
 //!
-//! New records wait in a small in-memory delta until [`BlobIndex::commit`], which merges
-//! them into a new recent file (dropping records of dead packs), or, when the recent file
-//! would pass an eighth of the base (at most a million records), everything into a new
-//! base (dropping dead packs from the positions too). So a commit costs the recent file
-//! (at most 48 MB), and the base is rewritten once per million new blobs.
+//! New records wait in a small in-memory delta until [`BlobIndex::commit`], which writes
+//! them as a new run and then merges runs by **tiers**: a run of fewer than 64Ki records
+//! is tier 0, and each tier above holds runs four times larger. A run is merged with the
+//! smaller runs written before it, and four runs of one tier into one of the next. So a
+//! record is rewritten once per tier it climbs (about 4 times between a million and 100
+//! million blobs), a commit costs what it adds plus, now and then, a merge of runs its
+//! size, and a view has a few runs per tier (at most 3 per tier, about 20 at 100 million
+//! blobs). Merges drop the records of dead packs; once dead records outnumber live ones,
+//! a commit merges everything into one run and renumbers the packs. (The first version
+//! had two levels and rewrote its base every million records: a new host's first start
+//! grew with the square of the repository, hours at 100 million blobs.)
 //!
 //! Files are written beside, synced and renamed; `meta` is the commit point, so a crash
-//! leaves the previous view or the new one. Two processes of one host may commit at once:
-//! each writes whole files and the last `meta` wins; the table is a cache of the
-//! repository's `index/` objects, never trusted over them (every refresh lists them), so
-//! whatever one process's view lacks is read again by the next refresh. A table that does
-//! not open (damaged, or naming a file another process removed) is cleared and rebuilt.
+//! leaves the previous view or the new one. A commit holds `lock`, so the directory has
+//! one writer at a time; two processes that both changed their views each write theirs,
+//! and the last `meta` wins: the table is a cache of the repository's `index/` objects,
+//! never trusted over them (every refresh lists them), so whatever one process's view
+//! lacks is read again by the next refresh. A view whose runs another process merged
+//! away writes them again from its own mappings; one with nothing to write adopts a newer
+//! `meta` ([`BlobIndex::adopt_newer`]). A table that does not open (damaged, or naming a
+//! file another process removed) is cleared and rebuilt.
 //!
 //! In RAM: the delta, the packs (about 90 bytes per pack with its position map: a pack
 //! holds a hundred or more blobs, so under a byte per blob) and the object list. On
-//! disk: 48 bytes per blob copy.
+//! disk: 48 bytes per blob copy, plus the dead records a merge has not dropped yet.
 
 use crate::id::PackId;
 use crate::index::{positions_of, prefer_uncondemned, BlobIndex, BlobLocation, IndexFile};
 use crate::BlobId;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 const META_MAGIC: &[u8; 8] = b"STRATAIM";
 const RUN_MAGIC: &[u8; 8] = b"STRATAIR";
-const VERSION: u32 = 2;
+/// `meta`'s version: 3 lists runs; 2 (a base and a recent file) is read and converted.
+const META_VERSION: u32 = 3;
+const RUN_VERSION: u32 = 2;
 const RUN_HEADER: usize = 8 + 4 + 8;
+const META_HEADER: usize = 8 + 4 + 8;
 const META: &str = "meta";
+const LOCK: &str = "lock";
 const RUNS: &str = "runs";
 /// Bytes per blob record on disk.
 pub const RECORD: usize = 48;
 const COMPRESSED: u32 = 1 << 31;
-/// The recent file never grows past this many records before a base merge.
-const RECENT_MAX: usize = 1 << 20;
-/// Nor past an eighth of the base, nor below this.
-const RECENT_MIN: usize = 1 << 16;
-/// Record files no `meta` names are removed once this old (another process may be
-/// about to name a younger one).
+/// Runs of fewer records than this are tier 0.
+const TIER_BASE: usize = 1 << 16;
+/// Each tier's runs are this many times larger than the one below, and this many runs
+/// of one tier are merged into one of the next.
+const TIER_FANOUT: usize = 4;
+/// Dead packs kept in `meta` before a compaction is worth its cost.
+const MIN_DEAD_PACKS: usize = 4096;
+/// Temporary files no commit finished are removed once this old.
 const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// One pack of the view.
@@ -67,14 +87,23 @@ struct PackMeta {
     id: PackId,
     size: u64,
     blobs: u32,
-    /// Whether its records are in the files or the delta (a pack that died has them
-    /// dropped at the next commit; listed again, its blobs are added again).
+    /// Whether its records are in the runs or the delta (a dead pack's records are
+    /// dropped by the next merge of its run; listed again, its blobs are added again).
     has_records: bool,
 }
 
 /// The contents of `meta`.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Meta {
+    /// Oldest first.
+    runs: Vec<String>,
+    packs: Vec<PackMeta>,
+    objects: Vec<(String, Vec<u32>)>,
+}
+
+/// The contents of a version 2 `meta`.
+#[derive(Debug, Default, Deserialize)]
+struct MetaV2 {
     base: Option<String>,
     recent: Option<String>,
     packs: Vec<PackMeta>,
@@ -99,7 +128,7 @@ impl Run {
             return Err(invalid(format!("{name}: not an index record file")));
         }
         let version = u32::from_le_bytes(map[8..12].try_into().unwrap());
-        if version != VERSION {
+        if version != RUN_VERSION {
             return Err(invalid(format!("{name}: record file version {version}")));
         }
         let count = u64::from_le_bytes(map[12..20].try_into().unwrap());
@@ -141,8 +170,10 @@ impl Run {
 #[derive(Debug)]
 pub struct IndexTable {
     dir: PathBuf,
-    base: Option<Run>,
-    recent: Option<Run>,
+    /// Oldest first.
+    runs: Vec<Run>,
+    /// The generation of the `meta` this view was read from or wrote last.
+    generation: u64,
     packs: Vec<PackMeta>,
     pack_positions: HashMap<PackId, u32>,
     /// Per pack position: how many objects of the view list it.
@@ -153,9 +184,11 @@ pub struct IndexTable {
     live_blobs: usize,
     /// Positions of condemned packs (not persisted: read from the repository at each
     /// refresh).
-    condemned: std::collections::HashSet<u32>,
+    condemned: HashSet<u32>,
     /// Whether `meta` lags the view.
     dirty: bool,
+    /// Runs of fewer records than this are tier 0 ([`TIER_BASE`]; smaller in tests).
+    tier_base: usize,
 }
 
 fn invalid(why: impl Into<String>) -> io::Error {
@@ -193,10 +226,10 @@ fn decode(record: &[u8]) -> (BlobId, BlobLocation) {
     )
 }
 
+type Records<'a> = Box<dyn Iterator<Item = (BlobId, BlobLocation)> + 'a>;
+
 /// Merges sources sorted by blob id into one sorted stream.
-fn merge<'a>(
-    mut sources: Vec<Box<dyn Iterator<Item = (BlobId, BlobLocation)> + 'a>>,
-) -> impl Iterator<Item = (BlobId, BlobLocation)> + 'a {
+fn merge<'a>(mut sources: Vec<Records<'a>>) -> impl Iterator<Item = (BlobId, BlobLocation)> + 'a {
     let mut heads: Vec<Option<(BlobId, BlobLocation)>> =
         sources.iter_mut().map(|s| s.next()).collect();
     std::iter::from_fn(move || {
@@ -211,6 +244,90 @@ fn merge<'a>(
     })
 }
 
+/// The tier of a run of `count` records: 0 below `base`, then one more per factor of
+/// [`TIER_FANOUT`].
+fn tier(count: usize, base: usize) -> u32 {
+    let (mut tier, mut scaled) = (0, count / base.max(1));
+    while scaled > 0 {
+        tier += 1;
+        scaled /= TIER_FANOUT;
+    }
+    tier
+}
+
+/// Where the records of one run of the next view come from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Source {
+    /// A run of this view (by index).
+    Run(usize),
+    Delta,
+}
+
+/// One run of the next view: kept as it is, or written from its sources.
+#[derive(Debug)]
+struct Planned {
+    sources: Vec<Source>,
+    /// Records in the sources (dead ones included).
+    count: usize,
+    /// Whether it is one run of this view, kept as it is.
+    keep: bool,
+}
+
+/// The runs the next view has: this view's runs (those another process removed written
+/// again), then the delta's, merged by tiers; see the module documentation.
+fn plan(runs: &[(usize, bool)], delta: usize, base: usize) -> Vec<Planned> {
+    let mut planned: Vec<Planned> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, &(count, present))| Planned {
+            sources: vec![Source::Run(i)],
+            count,
+            keep: present,
+        })
+        .collect();
+    if delta > 0 {
+        planned.push(Planned {
+            sources: vec![Source::Delta],
+            count: delta,
+            keep: false,
+        });
+    }
+    let merge_last = |planned: &mut Vec<Planned>, n: usize| {
+        let merged: Vec<Planned> = planned.drain(planned.len() - n..).collect();
+        planned.push(Planned {
+            sources: merged.iter().flat_map(|p| p.sources.clone()).collect(),
+            count: merged.iter().map(|p| p.count).sum(),
+            keep: false,
+        });
+    };
+    while planned.len() >= 2 {
+        let newest = tier(planned[planned.len() - 1].count, base);
+        let older = &planned[..planned.len() - 1];
+        // Smaller runs written before the newest are merged into it, so tiers only go
+        // down from the oldest run to the newest.
+        let smaller = older
+            .iter()
+            .rev()
+            .take_while(|p| tier(p.count, base) < newest)
+            .count();
+        if smaller > 0 {
+            merge_last(&mut planned, smaller + 1);
+            continue;
+        }
+        let same = planned
+            .iter()
+            .rev()
+            .take_while(|p| tier(p.count, base) == newest)
+            .count();
+        if same >= TIER_FANOUT {
+            merge_last(&mut planned, same);
+            continue;
+        }
+        break;
+    }
+    planned
+}
+
 impl IndexTable {
     /// Opens the table in `dir`, or an empty one when there is none. A damaged table is
     /// an error: see [`IndexTable::open_or_rebuild`].
@@ -218,7 +335,7 @@ impl IndexTable {
         let raw = match fs::read(dir.join(META)) {
             Ok(raw) => raw,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return IndexTable::from_meta(dir, Meta::default())
+                return IndexTable::from_meta(dir, Meta::default(), 0)
             }
             Err(e) => return Err(e),
         };
@@ -226,20 +343,35 @@ impl IndexTable {
             return Err(invalid("not an index table"));
         }
         let version = u32::from_le_bytes(raw[8..12].try_into().unwrap());
-        if version != VERSION {
-            return Err(invalid(format!("index table version {version}")));
-        }
-        let meta: Meta =
-            postcard::from_bytes(&raw[12..]).map_err(|e| invalid(format!("meta: {e}")))?;
-        IndexTable::from_meta(dir, meta)
+        let (meta, generation) = match version {
+            2 => {
+                let old: MetaV2 =
+                    postcard::from_bytes(&raw[12..]).map_err(|e| invalid(format!("meta: {e}")))?;
+                let runs = old.base.into_iter().chain(old.recent).collect();
+                let meta = Meta {
+                    runs,
+                    packs: old.packs,
+                    objects: old.objects,
+                };
+                (meta, 0)
+            }
+            META_VERSION if raw.len() >= META_HEADER => {
+                let generation = u64::from_le_bytes(raw[12..20].try_into().unwrap());
+                let meta = postcard::from_bytes(&raw[META_HEADER..])
+                    .map_err(|e| invalid(format!("meta: {e}")))?;
+                (meta, generation)
+            }
+            _ => return Err(invalid(format!("index table version {version}"))),
+        };
+        IndexTable::from_meta(dir, meta, generation)
     }
 
     /// The view `meta` describes, its record files mapped.
-    fn from_meta(dir: &Path, meta: Meta) -> io::Result<IndexTable> {
+    fn from_meta(dir: &Path, meta: Meta, generation: u64) -> io::Result<IndexTable> {
         let mut table = IndexTable {
             dir: dir.to_path_buf(),
-            base: None,
-            recent: None,
+            runs: Vec::new(),
+            generation,
             packs: Vec::new(),
             pack_positions: HashMap::new(),
             refs: Vec::new(),
@@ -248,17 +380,13 @@ impl IndexTable {
             live_blobs: 0,
             condemned: Default::default(),
             dirty: false,
+            tier_base: TIER_BASE,
         };
-        table.base = meta
-            .base
-            .as_deref()
+        table.runs = meta
+            .runs
+            .iter()
             .map(|n| Run::open(dir, n))
-            .transpose()?;
-        table.recent = meta
-            .recent
-            .as_deref()
-            .map(|n| Run::open(dir, n))
-            .transpose()?;
+            .collect::<io::Result<_>>()?;
         table.refs = vec![0; meta.packs.len()];
         for (key, positions) in meta.objects {
             for &p in &positions {
@@ -296,13 +424,18 @@ impl IndexTable {
         }
     }
 
-    /// Clears `dir` after `err` and opens it empty.
+    /// Clears `dir` after `err` (under its lock) and opens it empty.
     fn rebuild(dir: &Path, err: io::Error) -> io::Result<IndexTable> {
         eprintln!(
             "strata: warning: the local index in {} does not open ({err}); rebuilding it from the repository",
             dir.display()
         );
-        match fs::remove_dir_all(dir) {
+        let _lock = lock(dir)?;
+        match fs::remove_file(dir.join(META)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        match fs::remove_dir_all(dir.join(RUNS)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
@@ -316,14 +449,25 @@ impl IndexTable {
             .sum()
     }
 
+    /// Whether dead packs outweigh live ones (their records in the runs, or their
+    /// entries in `meta`): then a commit compacts, at a cost the dead ones paid for.
+    fn mostly_dead(&self) -> bool {
+        let dead = (0..self.packs.len()).filter(|&p| self.refs[p] == 0);
+        let dead_records: usize = dead
+            .clone()
+            .filter(|&p| self.packs[p].has_records)
+            .map(|p| self.packs[p].blobs as usize)
+            .sum();
+        let dead_packs = dead.count();
+        let live_packs = self.packs.len() - dead_packs;
+        dead_records > self.live_blobs.max(self.tier_base)
+            || dead_packs > live_packs.max(MIN_DEAD_PACKS)
+    }
+
     fn live(&self, location: &BlobLocation) -> bool {
         self.refs
             .get(location.pack as usize)
             .is_some_and(|&r| r > 0)
-    }
-
-    fn runs(&self) -> impl Iterator<Item = &Run> {
-        self.recent.iter().chain(self.base.iter())
     }
 
     /// Blob records waiting in memory for the next commit.
@@ -331,21 +475,24 @@ impl IndexTable {
         self.delta.len()
     }
 
-    /// Records in the base and recent files.
-    pub fn stored_records(&self) -> (usize, usize) {
-        (
-            self.base.as_ref().map_or(0, |r| r.count),
-            self.recent.as_ref().map_or(0, |r| r.count),
-        )
+    /// Records in each run, oldest first.
+    pub fn run_sizes(&self) -> Vec<usize> {
+        self.runs.iter().map(|r| r.count).collect()
+    }
+
+    fn source(&self, source: Source) -> Records<'_> {
+        match source {
+            Source::Run(i) => Box::new(self.runs[i].iter()),
+            Source::Delta => Box::new(self.delta.iter().map(|((id, _), l)| (*id, *l))),
+        }
     }
 
     /// Every record of every source, live or not, sorted by blob id.
     fn all_records(&self) -> impl Iterator<Item = (BlobId, BlobLocation)> + '_ {
-        let mut sources: Vec<Box<dyn Iterator<Item = (BlobId, BlobLocation)> + '_>> =
-            vec![Box::new(self.delta.iter().map(|((id, _), l)| (*id, *l)))];
-        for run in self.runs() {
-            sources.push(Box::new(run.iter()));
-        }
+        let sources = std::iter::once(Source::Delta)
+            .chain((0..self.runs.len()).map(Source::Run))
+            .map(|s| self.source(s))
+            .collect();
         merge(sources)
     }
 
@@ -361,7 +508,7 @@ impl IndexTable {
         let written = (|| {
             let mut out = BufWriter::with_capacity(1 << 20, File::create(&temp)?);
             out.write_all(RUN_MAGIC)?;
-            out.write_all(&VERSION.to_le_bytes())?;
+            out.write_all(&RUN_VERSION.to_le_bytes())?;
             out.write_all(&0u64.to_le_bytes())?;
             let mut count = 0u64;
             for record in records {
@@ -391,9 +538,10 @@ impl IndexTable {
         }
     }
 
-    fn write_meta(&self, meta: &Meta) -> io::Result<()> {
+    fn write_meta(&self, meta: &Meta, generation: u64) -> io::Result<()> {
         let mut raw = META_MAGIC.to_vec();
-        raw.extend_from_slice(&VERSION.to_le_bytes());
+        raw.extend_from_slice(&META_VERSION.to_le_bytes());
+        raw.extend_from_slice(&generation.to_le_bytes());
         raw.extend_from_slice(&postcard::to_stdvec(meta).map_err(|e| invalid(e.to_string()))?);
         let temp = self.dir.join(format!(".meta-{}.tmp", random_name()));
         let written = (|| {
@@ -409,110 +557,145 @@ impl IndexTable {
         written
     }
 
-    /// Removes record files that the current `meta` does not name and that are old
-    /// enough not to be another process's newest.
-    fn remove_stale_runs(&self, keep: &[Option<String>]) {
+    /// Removes the record files `keep` does not name (called under the lock, so no
+    /// other commit is writing one; a process whose view still maps one writes it again
+    /// at its next commit), and temporary files a stopped commit left.
+    fn remove_unnamed_runs(&self, keep: &[String]) {
         let Ok(entries) = fs::read_dir(self.dir.join(RUNS)) else {
             return;
         };
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if keep.iter().flatten().any(|k| *k == name) {
+            if keep.contains(&name) {
                 continue;
             }
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STALE_AFTER);
-            if old {
+            let remove = !name.starts_with('.')
+                || entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE_AFTER);
+            if remove {
                 let _ = fs::remove_file(entry.path());
             }
         }
     }
 
-    /// Merges everything into a new base, dropping dead packs and renumbering the rest.
-    fn merge_into_base(&mut self) -> io::Result<Meta> {
-        let mut renumber = vec![u32::MAX; self.packs.len()];
-        let mut packs = Vec::new();
-        for (p, pack) in self.packs.iter().enumerate() {
-            if self.refs[p] > 0 {
-                renumber[p] = packs.len() as u32;
-                packs.push(PackMeta {
-                    has_records: true,
-                    ..pack.clone()
-                });
+    /// The next view's `meta`: the planned runs written (dropping dead records), or, with
+    /// `compact`, everything in one run with dead packs dropped and the rest renumbered.
+    fn write_runs(&mut self, compact: bool) -> io::Result<Meta> {
+        if compact {
+            let mut renumber = vec![u32::MAX; self.packs.len()];
+            let mut packs = Vec::new();
+            for (p, pack) in self.packs.iter().enumerate() {
+                if self.refs[p] > 0 {
+                    renumber[p] = packs.len() as u32;
+                    packs.push(PackMeta {
+                        has_records: true,
+                        ..pack.clone()
+                    });
+                }
             }
+            let records = self.all_records().filter_map(|(id, mut l)| {
+                let to = renumber.get(l.pack as usize).copied().unwrap_or(u32::MAX);
+                (to != u32::MAX).then(|| {
+                    l.pack = to;
+                    encode(&id, &l)
+                })
+            });
+            let runs = self.write_run(records)?.into_iter().collect();
+            let objects = self
+                .objects
+                .iter()
+                .map(|(k, ps)| {
+                    (
+                        k.clone(),
+                        ps.iter().map(|&p| renumber[p as usize]).collect(),
+                    )
+                })
+                .collect();
+            return Ok(Meta {
+                runs,
+                packs,
+                objects,
+            });
         }
-        let records = self.all_records().filter_map(|(id, mut l)| {
-            let to = renumber.get(l.pack as usize).copied().unwrap_or(u32::MAX);
-            (to != u32::MAX).then(|| {
-                l.pack = to;
-                encode(&id, &l)
-            })
-        });
-        let base = self.write_run(records)?;
+        let present: Vec<(usize, bool)> = self
+            .runs
+            .iter()
+            .map(|r| (r.count, self.dir.join(RUNS).join(&r.name).exists()))
+            .collect();
+        let planned = plan(&present, self.delta.len(), self.tier_base);
+        let mut runs = Vec::with_capacity(planned.len());
+        let mut dropped: HashSet<u32> = HashSet::new();
+        for part in planned {
+            if part.keep {
+                let [Source::Run(i)] = part.sources[..] else {
+                    unreachable!("only a single run is kept as it is")
+                };
+                runs.push(self.runs[i].name.clone());
+                continue;
+            }
+            let sources = part.sources.iter().map(|&s| self.source(s)).collect();
+            let records = merge(sources).filter_map(|(id, l)| {
+                if self.live(&l) {
+                    Some(encode(&id, &l))
+                } else {
+                    dropped.insert(l.pack);
+                    None
+                }
+            });
+            runs.extend(self.write_run(records)?);
+        }
+        // A dead pack whose records a merge dropped has none left (they were all in one
+        // run): listed again, its blobs are added again.
+        let mut packs = self.packs.clone();
+        for p in dropped {
+            packs[p as usize].has_records = false;
+        }
         let objects = self
             .objects
             .iter()
-            .map(|(k, ps)| {
-                (
-                    k.clone(),
-                    ps.iter().map(|&p| renumber[p as usize]).collect(),
-                )
-            })
+            .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         Ok(Meta {
-            base,
-            recent: None,
+            runs,
             packs,
             objects,
         })
     }
+}
 
-    /// Merges the delta into a new recent file, dropping records of dead packs.
-    fn merge_into_recent(&mut self) -> io::Result<Meta> {
-        let mut packs = self.packs.clone();
-        if self.refs.contains(&0) {
-            // A dead pack whose records sat in the delta or the recent file loses them
-            // now (all records of a pack were added at once, so they sit in one place);
-            // one in the base keeps them until the next base merge.
-            let outside_base: std::collections::HashSet<u32> = self
-                .delta
-                .keys()
-                .map(|(_, p)| *p)
-                .chain(
-                    self.recent
-                        .iter()
-                        .flat_map(|r| r.iter().map(|(_, l)| l.pack)),
-                )
-                .collect();
-            for (p, pack) in packs.iter_mut().enumerate() {
-                if self.refs[p] == 0 && outside_base.contains(&(p as u32)) {
-                    pack.has_records = false;
-                }
-            }
+/// Takes `dir`'s lock (made when missing), released when the file is dropped.
+fn lock(dir: &Path) -> io::Result<File> {
+    fs::create_dir_all(dir)?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK))?;
+    file.lock()?;
+    Ok(file)
+}
+
+/// The generation of the `meta` in `dir` (0 when there is none or it has none).
+fn meta_generation(dir: &Path) -> io::Result<u64> {
+    let mut header = [0u8; META_HEADER];
+    match File::open(dir.join(META)).and_then(|mut f| f.read_exact(&mut header)) {
+        Ok(()) if header[8..12] == META_VERSION.to_le_bytes() => {
+            Ok(u64::from_le_bytes(header[12..20].try_into().unwrap()))
         }
-        let mut sources: Vec<Box<dyn Iterator<Item = (BlobId, BlobLocation)> + '_>> =
-            vec![Box::new(self.delta.iter().map(|((id, _), l)| (*id, *l)))];
-        if let Some(run) = &self.recent {
-            sources.push(Box::new(run.iter()));
+        Ok(()) => Ok(0),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof
+            ) =>
+        {
+            Ok(0)
         }
-        let records = merge(sources)
-            .filter(|(_, l)| self.live(l))
-            .map(|(id, l)| encode(&id, &l));
-        let recent = self.write_run(records)?;
-        Ok(Meta {
-            base: self.base.as_ref().map(|r| r.name.clone()),
-            recent,
-            packs,
-            objects: self
-                .objects
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        })
+        Err(e) => Err(e),
     }
 }
 
@@ -522,12 +705,19 @@ fn random_name() -> String {
     hex::encode(suffix)
 }
 
+/// A new generation: random and never 0, so two processes never write the same one.
+fn new_generation() -> u64 {
+    let mut raw = [0u8; 8];
+    getrandom::getrandom(&mut raw).expect("the OS random source is available");
+    u64::from_le_bytes(raw).max(1)
+}
+
 impl IndexTable {
     /// Every location of `id` in a live pack, delta first.
     fn locations<'a>(&'a self, id: &'a BlobId) -> impl Iterator<Item = BlobLocation> + 'a {
         let range = (*id, 0)..=(*id, u32::MAX);
         let in_delta = self.delta.range(range).map(|(_, l)| *l);
-        let in_runs = self.runs().flat_map(move |run| {
+        let in_runs = self.runs.iter().rev().flat_map(move |run| {
             (run.lower_bound(id)..run.count)
                 .map(move |i| run.record(i))
                 .take_while(move |record| record[..32] == id.0[..])
@@ -549,7 +739,7 @@ impl BlobIndex for IndexTable {
             .any(|l| !self.condemned.contains(&l.pack))
     }
 
-    fn set_condemned(&mut self, packs: &std::collections::HashSet<PackId>) {
+    fn set_condemned(&mut self, packs: &HashSet<PackId>) {
         self.condemned = positions_of(packs, &self.pack_positions);
     }
 
@@ -658,44 +848,44 @@ impl BlobIndex for IndexTable {
         self.delta.len()
     }
 
+    fn adopt_newer(&mut self) -> io::Result<bool> {
+        if self.dirty || !self.delta.is_empty() || meta_generation(&self.dir)? == self.generation {
+            return Ok(false);
+        }
+        let condemned: HashSet<PackId> = self
+            .condemned
+            .iter()
+            .map(|&p| self.packs[p as usize].id)
+            .collect();
+        let tier_base = self.tier_base;
+        *self = IndexTable::open_or_rebuild(&self.dir.clone())?;
+        self.tier_base = tier_base;
+        self.set_condemned(&condemned);
+        Ok(true)
+    }
+
     fn commit(&mut self) -> io::Result<()> {
         if !self.dirty && self.delta.is_empty() {
             return Ok(());
         }
-        fs::create_dir_all(&self.dir)?;
-        let (base, recent) = self.stored_records();
-        let recent_limit = (base / 8).clamp(RECENT_MIN, RECENT_MAX);
-        // Another process may have replaced the base this view maps: then this view
-        // writes its own.
-        let base_gone = self
-            .base
-            .as_ref()
-            .is_some_and(|r| !self.dir.join(RUNS).join(&r.name).exists());
-        let meta = if base == 0 || base_gone || recent + self.delta.len() > recent_limit {
-            self.merge_into_base()?
-        } else {
-            self.merge_into_recent()?
-        };
-        self.write_meta(&meta)?;
-        // The files this view replaced go now (a process that mapped them keeps its
-        // mapping; one that reads an older `meta` naming them rebuilds), others' stale
-        // ones once old.
-        let keep = [meta.base.clone(), meta.recent.clone()];
-        for run in self.runs() {
-            if !keep.iter().flatten().any(|k| *k == run.name) {
-                let _ = fs::remove_file(self.dir.join(RUNS).join(&run.name));
-            }
-        }
-        self.remove_stale_runs(&keep);
-        let condemned: std::collections::HashSet<PackId> = self
+        let _lock = lock(&self.dir)?;
+        let compact = self.mostly_dead();
+        let meta = self.write_runs(compact)?;
+        let generation = new_generation();
+        self.write_meta(&meta, generation)?;
+        // The runs this view replaced go now, and any other no `meta` names (a process
+        // that mapped one keeps its mapping, and writes it again if it still needs it).
+        self.remove_unnamed_runs(&meta.runs);
+        let condemned: HashSet<PackId> = self
             .condemned
             .iter()
             .map(|&p| self.packs[p as usize].id)
             .collect();
         // This view goes on from what it wrote, not from `meta` on disk, which another
-        // process of the host may have replaced since with a view that lacks this one's
-        // objects.
-        *self = IndexTable::from_meta(&self.dir.clone(), meta)?;
+        // process of the host may replace with a view that lacks this one's objects.
+        let tier_base = self.tier_base;
+        *self = IndexTable::from_meta(&self.dir.clone(), meta, generation)?;
+        self.tier_base = tier_base;
         self.set_condemned(&condemned);
         Ok(())
     }
@@ -819,6 +1009,8 @@ mod tests {
         fn answers_as_the_in_memory_index(steps in prop::collection::vec(step(), 1..40)) {
             let dir = tempfile::tempdir().unwrap();
             let mut table = IndexTable::open(dir.path()).unwrap();
+            // Small tiers, so a few commits climb several of them.
+            table.tier_base = 8;
             let mut memory = MemoryIndex::default();
             // Condemnations are not kept in the table: a refresh sets them on a reopened one.
             let mut condemned = std::collections::HashSet::new();
@@ -854,6 +1046,7 @@ mod tests {
                     Step::Reopen => {
                         table.commit().unwrap();
                         table = IndexTable::open(dir.path()).unwrap();
+                        table.tier_base = 8;
                         table.set_condemned(&condemned);
                     }
                 }
@@ -873,7 +1066,7 @@ mod tests {
         table.add_object("index/a", &file(1, 2, 30));
         table.commit().unwrap();
         assert_eq!(table.pending(), 0);
-        let base = table.base.as_ref().unwrap().name.clone();
+        let base = table.runs[0].name.clone();
         let path = dir.path().join(RUNS).join(&base);
         let bytes = fs::read(&path).unwrap();
         fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
@@ -895,30 +1088,136 @@ mod tests {
     }
 
     #[test]
-    fn commits_write_the_recent_file_and_merge_into_the_base_when_it_grows() {
+    fn commits_write_runs_merged_by_tiers() {
         let dir = tempfile::tempdir().unwrap();
         let mut table = IndexTable::open(dir.path()).unwrap();
+        table.tier_base = 16;
         table.add_object("index/base", &file(0, 3, 40));
         table.commit().unwrap();
-        assert_eq!(
-            table.stored_records(),
-            (120, 0),
-            "the first commit writes the base"
-        );
+        assert_eq!(table.run_sizes(), [120], "the first commit writes one run");
         table.add_object("index/small", &file(1, 1, 10));
         table.commit().unwrap();
-        assert_eq!(
-            table.stored_records(),
-            (120, 10),
-            "later ones the recent file"
-        );
+        assert_eq!(table.run_sizes(), [120, 10], "a smaller one beside it");
         table.forget_object("index/small");
+        table.add_object("index/small-2", &file(2, 1, 11));
         table.commit().unwrap();
-        assert_eq!(table.stored_records(), (120, 0), "dead records dropped");
+        assert_eq!(
+            table.run_sizes(),
+            [120, 10, 11],
+            "runs of one tier wait for a fourth"
+        );
+        assert_eq!(table.len(), 131);
+        for seed in 3..5 {
+            table.add_object(&format!("index/{seed}"), &file(seed, 1, 9 + seed as usize));
+            table.commit().unwrap();
+        }
+        assert_eq!(
+            table.run_sizes(),
+            [120, 11 + 12 + 13],
+            "four runs of tier 0 merged into one of tier 1, the dead records dropped"
+        );
         table.add_object("index/small-again", &file(1, 1, 10));
-        assert_eq!(table.len(), 130, "a pack listed again is live again");
+        assert_eq!(table.len(), 166, "a pack listed again is live again");
         table.commit().unwrap();
-        assert_eq!(table.stored_records(), (120, 10));
+        assert_eq!(table.run_sizes(), [120, 36, 10], "its records added again");
         assert!(table.contains(&file(1, 1, 10).packs[0].blobs[3].id));
+        for seed in 5..9 {
+            table.add_object(&format!("index/{seed}"), &file(seed, 1, 20 + seed as usize));
+            table.commit().unwrap();
+        }
+        let sizes = table.run_sizes();
+        assert!(
+            sizes.windows(2).all(|w| tier(w[0], 16) >= tier(w[1], 16)),
+            "{sizes:?}"
+        );
+        for t in 0..8 {
+            let same = sizes.iter().filter(|&&c| tier(c, 16) == t).count();
+            assert!(same < TIER_FANOUT, "{same} runs of tier {t}: {sizes:?}");
+        }
+        assert_eq!(sizes.iter().sum::<usize>(), table.len());
+        let reopened = IndexTable::open(dir.path()).unwrap();
+        assert_eq!(reopened.run_sizes(), sizes);
+        assert_eq!(reopened.len(), table.len());
+    }
+
+    #[test]
+    fn tiers_keep_few_runs_and_rewrite_each_record_a_few_times() {
+        // A million records committed 1,000 at a time, with a tier base of 1,000.
+        let (mut runs, mut written) = (Vec::<(usize, bool)>::new(), 0usize);
+        for _ in 0..1000 {
+            let planned = plan(&runs, 1000, 1000);
+            runs = planned
+                .iter()
+                .map(|p| {
+                    if !p.keep {
+                        written += p.count;
+                    }
+                    (p.count, true)
+                })
+                .collect();
+            assert!(runs.len() <= 3 * 6, "{} runs", runs.len());
+        }
+        assert_eq!(runs.iter().map(|r| r.0).sum::<usize>(), 1_000_000);
+        let rewrites = written as f64 / 1_000_000.0;
+        assert!(rewrites < 7.0, "each record written {rewrites} times");
+    }
+
+    #[test]
+    fn a_view_whose_runs_another_process_merged_away_writes_them_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = IndexTable::open(dir.path()).unwrap();
+        first.tier_base = 4;
+        first.add_object("index/a", &file(1, 2, 30));
+        first.commit().unwrap();
+        let mut second = IndexTable::open(dir.path()).unwrap();
+        second.tier_base = 4;
+        second.add_object("index/b", &file(2, 3, 30));
+        second.commit().unwrap();
+        assert!(first
+            .runs
+            .iter()
+            .all(|r| !dir.path().join(RUNS).join(&r.name).exists()));
+        // The first view still answers from its mapping, and writes what it needs.
+        assert!(first.contains(&file(1, 2, 30).packs[1].blobs[7].id));
+        first.add_object("index/c", &file(3, 1, 5));
+        first.commit().unwrap();
+        let reopened = IndexTable::open(dir.path()).unwrap();
+        for key in ["index/a", "index/c"] {
+            assert!(reopened.has_object(key));
+        }
+        assert_eq!(reopened.len(), first.len());
+        assert!(reopened.contains(&file(1, 2, 30).packs[1].blobs[7].id));
+        // The second view has nothing to write: it takes up the newer one.
+        assert!(second.adopt_newer().unwrap());
+        assert!(second.has_object("index/c") && !second.has_object("index/b"));
+        assert!(!second.adopt_newer().unwrap(), "already the newest");
+    }
+
+    #[test]
+    fn a_version_2_table_opens_as_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = IndexTable::open(dir.path()).unwrap();
+        table.add_object("index/a", &file(1, 2, 30));
+        table.commit().unwrap();
+        #[derive(Serialize)]
+        struct V2<'a> {
+            base: Option<String>,
+            recent: Option<String>,
+            packs: &'a [PackMeta],
+            objects: Vec<(String, Vec<u32>)>,
+        }
+        let old = V2 {
+            base: Some(table.runs[0].name.clone()),
+            recent: None,
+            packs: &table.packs,
+            objects: table.objects(),
+        };
+        let mut raw = META_MAGIC.to_vec();
+        raw.extend_from_slice(&2u32.to_le_bytes());
+        raw.extend_from_slice(&postcard::to_stdvec(&old).unwrap());
+        fs::write(dir.path().join(META), raw).unwrap();
+        let reopened = IndexTable::open(dir.path()).unwrap();
+        assert_eq!(reopened.run_sizes(), table.run_sizes());
+        assert_eq!(reopened.len(), 60);
     }
 }

@@ -316,6 +316,7 @@ impl Repository {
     pub async fn reload_index(&self) -> RepoResult<()> {
         let mut attached = self.index.refreshing.lock().await;
         self.index.attach(&mut attached).await;
+        self.index.adopt_newer().await;
         // Packs garbage collection condemned: readers still find their blobs, writers
         // store them again (see `crate::condemned`). Listed before the index objects: a
         // condemnation gone by then was swept, and its sweep had already rewritten the

@@ -86,6 +86,24 @@ impl SharedIndex {
         }
     }
 
+    /// Takes up a newer durable view another process of the host wrote (see
+    /// [`BlobIndex::adopt_newer`]), off the async threads; a failure only costs reading
+    /// more objects.
+    pub(crate) async fn adopt_newer(self: &Arc<Self>) {
+        let shared = self.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            shared
+                .view
+                .write()
+                .expect("index lock poisoned")
+                .adopt_newer()
+        })
+        .await;
+        if let Ok(Err(err)) = done {
+            eprintln!("strata: warning: cannot read the local index table: {err}");
+        }
+    }
+
     /// Makes the view durable (see [`BlobIndex::commit`]), off the async threads. A
     /// failure costs the next process a longer refresh, not correctness: warned about.
     pub(crate) async fn commit(self: &Arc<Self>) {
