@@ -39,6 +39,22 @@ pub struct VerifyReport {
     pub damaged_files: Vec<DamagedFile>,
 }
 
+/// The blobs of `blobs` (in `pack`) whose location the index answers in `pack`: what a
+/// restore would read from it, so what its damage costs (a blob another pack also holds
+/// is read from the one the index answers).
+fn blobs_read_from(
+    repo: &Repository,
+    pack: &PackId,
+    blobs: &[(BlobId, strata_repo::index::BlobLocation)],
+) -> Vec<BlobId> {
+    let index = repo.index();
+    blobs
+        .iter()
+        .filter(|(id, _)| index.get(id).is_some_and(|l| index.pack(l.pack).0 == *pack))
+        .map(|(id, _)| *id)
+        .collect()
+}
+
 impl VerifyReport {
     /// True when nothing is wrong.
     pub fn is_ok(&self) -> bool {
@@ -232,69 +248,92 @@ pub async fn run_verify_with(
     }
     // 2. With --read-data, every byte of every pack.
     if read_data {
-        let mut blobs_by_pack: HashMap<u32, Vec<(BlobId, strata_repo::index::BlobLocation)>> =
-            HashMap::new();
-        for (id, loc) in repo.index().blobs() {
-            blobs_by_pack.entry(loc.pack).or_default().push((id, loc));
-        }
+        // Pack by pack as the index objects list them, one object at a time: memory
+        // holds one object (at most 4,096 packs), not every blob of the repository.
         let subset = match check {
             DataCheck::Subset(percent) => Some(pick_subset(&packs, percent)),
             _ => None,
         };
-        for (position, blobs) in blobs_by_pack {
-            let (pack, _) = repo.index().pack(position);
-            if subset
-                .as_ref()
-                .is_some_and(|chosen| !chosen.contains(&pack))
-            {
-                continue;
-            }
-            if bad_packs.contains(&pack) {
-                bad_blobs.extend(blobs.iter().map(|(id, _)| *id));
-                continue;
-            }
-            let bytes = match repo.store().get(&pack_key(&pack)).await {
-                Ok(bytes) => bytes,
-                Err(err) if err.is_not_found() && !still_indexed.check(repo, &pack).await? => {
-                    continue;
-                }
+        let live: HashSet<PackId> = packs.iter().map(|(id, _)| *id).collect();
+        let mut checked: HashSet<PackId> = HashSet::new();
+        let objects = repo
+            .store()
+            .list(strata_repo::layout::INDEX)
+            .await
+            .map_err(strata_repo::RepoError::from)?;
+        for object in objects {
+            let file = match repo.read_index_object(&object.key).await {
+                Ok(file) => file,
+                // Replaced by a merge or a collection meanwhile: its packs are listed by
+                // the objects that replaced it, read below or already.
+                Err(strata_repo::RepoError::Store(e)) if e.is_not_found() => continue,
                 Err(err) => {
-                    report
-                        .problems
-                        .push(format!("pack {} cannot be read: {err}", pack.short()));
-                    bad_blobs.extend(blobs.iter().map(|(id, _)| *id));
+                    report.problems.push(format!("{}: {err}", object.key));
                     continue;
                 }
             };
-            report.packs_checked += 1;
-            report.bytes_read += bytes.len() as u64;
-            if PackId::from(*blake3::hash(&bytes).as_bytes()) != pack {
-                report.problems.push(format!(
-                    "pack {} does not match its hash ({})",
-                    pack.short(),
-                    pack_key(&pack)
-                ));
-            }
-            if let Err(err) =
-                read_header(repo.cipher(), &bytes, &format!("pack {}", pack_key(&pack)))
-            {
-                report.problems.push(err.to_string());
-            }
-            for (id, loc) in blobs {
-                report.blobs_checked += 1;
-                let end = loc.offset as usize + loc.length as usize;
-                let result = match bytes.get(loc.offset as usize..end) {
-                    Some(sealed) => repo.open_blob(&id, sealed, &loc).map(|_| ()),
-                    None => Err(strata_repo::RepoError::corrupted(
-                        format!("blob {}", id.short()),
-                        "beyond the end of its pack",
-                    )),
+            for indexed in file.packs {
+                let pack = indexed.id;
+                if !live.contains(&pack)
+                    || subset
+                        .as_ref()
+                        .is_some_and(|chosen| !chosen.contains(&pack))
+                    || !checked.insert(pack)
+                {
+                    continue;
+                }
+                let blobs: Vec<(BlobId, strata_repo::index::BlobLocation)> = indexed
+                    .blobs
+                    .iter()
+                    .map(|entry| (entry.id, strata_repo::index::BlobLocation::of(0, entry)))
+                    .collect();
+                if bad_packs.contains(&pack) {
+                    bad_blobs.extend(blobs_read_from(repo, &pack, &blobs));
+                    continue;
+                }
+                let bytes = match repo.store().get(&pack_key(&pack)).await {
+                    Ok(bytes) => bytes,
+                    Err(err) if err.is_not_found() && !still_indexed.check(repo, &pack).await? => {
+                        continue;
+                    }
+                    Err(err) => {
+                        report
+                            .problems
+                            .push(format!("pack {} cannot be read: {err}", pack.short()));
+                        bad_blobs.extend(blobs_read_from(repo, &pack, &blobs));
+                        continue;
+                    }
                 };
-                if let Err(err) = result {
-                    report
-                        .problems
-                        .push(format!("{err} (in pack {})", pack.short()));
-                    bad_blobs.insert(id);
+                report.packs_checked += 1;
+                report.bytes_read += bytes.len() as u64;
+                if PackId::from(*blake3::hash(&bytes).as_bytes()) != pack {
+                    report.problems.push(format!(
+                        "pack {} does not match its hash ({})",
+                        pack.short(),
+                        pack_key(&pack)
+                    ));
+                }
+                if let Err(err) =
+                    read_header(repo.cipher(), &bytes, &format!("pack {}", pack_key(&pack)))
+                {
+                    report.problems.push(err.to_string());
+                }
+                for (id, loc) in blobs {
+                    report.blobs_checked += 1;
+                    let end = loc.offset as usize + loc.length as usize;
+                    let result = match bytes.get(loc.offset as usize..end) {
+                        Some(sealed) => repo.open_blob(&id, sealed, &loc).map(|_| ()),
+                        None => Err(strata_repo::RepoError::corrupted(
+                            format!("blob {}", id.short()),
+                            "beyond the end of its pack",
+                        )),
+                    };
+                    if let Err(err) = result {
+                        report
+                            .problems
+                            .push(format!("{err} (in pack {})", pack.short()));
+                        bad_blobs.extend(blobs_read_from(repo, &pack, &[(id, loc)]));
+                    }
                 }
             }
         }

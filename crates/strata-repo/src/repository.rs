@@ -426,6 +426,12 @@ impl Repository {
         postcard::from_bytes(&plain).map_err(|e| RepoError::corrupted(key, e))
     }
 
+    /// One `index/` object (a key as listed under `index/`), decoded: what reads the
+    /// index object by object, holding one at a time.
+    pub async fn read_index_object(&self, key: &str) -> RepoResult<IndexFile> {
+        self.read_index_file(key).await
+    }
+
     /// Every `index/` object with its content, for garbage collection.
     pub async fn index_files(&self) -> RepoResult<Vec<(String, IndexFile)>> {
         let mut out = Vec::new();
