@@ -10,7 +10,9 @@
 //! ```
 //!
 //! Objects hold 4,096 packs of 128 blobs (128 KiB chunks in 16 MiB packs), as garbage
-//! collection and merges write them; the password comes from `STRATA_PASSWORD`.
+//! collection and merges write them; the password comes from `STRATA_PASSWORD`. With
+//! `STRATA_FABRICATE_PACKS=sparse` each pack is also made as a sparse file of its size
+//! (no disk blocks), so `verify` finds every indexed pack with its size.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +39,7 @@ async fn main() {
     let repo = Repository::open_catalog(store, password.as_deref())
         .await
         .expect("the repository opens");
+    let sparse = std::env::var("STRATA_FABRICATE_PACKS").as_deref() == Ok("sparse");
     let clock = Instant::now();
     let per_object = MAX_PACKS_PER_OBJECT as u64 * PER_PACK;
     let mut start = 0;
@@ -58,6 +61,15 @@ async fn main() {
                     .collect(),
             })
             .collect();
+        if sparse {
+            for pack in &packs {
+                let path = std::path::Path::new(dir).join(strata_repo::id::pack_key(&pack.id));
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::File::create(&path)
+                    .and_then(|f| f.set_len(pack.size))
+                    .expect("sparse pack file");
+            }
+        }
         repo.write_index_objects(packs)
             .await
             .expect("index written");
