@@ -72,6 +72,7 @@ for kind in empty large; do
 done
 
 if [[ ${S3:-0} == 1 ]]; then
+  rm -rf "$W/large/state" "$W/empty"   # room for the S3 host's table
   eval "$(scripts/install-test-servers.sh)"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   "$STRATA_TEST_S3S_FS" --host 127.0.0.1 --port "$port" --access-key bench --secret-key bench-secret-key \
