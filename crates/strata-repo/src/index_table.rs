@@ -76,6 +76,12 @@ const TIER_BASE: usize = 1 << 16;
 /// Each tier's runs are this many times larger than the one below, and this many runs
 /// of one tier are merged into one of the next.
 const TIER_FANOUT: usize = 4;
+/// A commit with fewer new records than this, and fewer objects added or forgotten than
+/// [`LAZY_OBJECTS`], leaves the files as they are: the view in memory is right, and the
+/// next process of the host reads those few objects again. Rewriting `meta` (tens of
+/// MB at 100 million blobs) for each WAL push would cost more than that.
+const LAZY_RECORDS: usize = 1 << 14;
+const LAZY_OBJECTS: usize = 32;
 /// Dead packs kept in `meta` before a compaction is worth its cost.
 const MIN_DEAD_PACKS: usize = 4096;
 /// Temporary files no commit finished are removed once this old.
@@ -99,6 +105,14 @@ struct Meta {
     runs: Vec<String>,
     packs: Vec<PackMeta>,
     objects: Vec<(String, Vec<u32>)>,
+}
+
+/// [`Meta`] as written, borrowed from the view (postcard encodes both alike).
+#[derive(Serialize)]
+struct MetaRef<'a> {
+    runs: &'a [String],
+    packs: &'a [PackMeta],
+    objects: Vec<(&'a str, &'a [u32])>,
 }
 
 /// The contents of a version 2 `meta`.
@@ -187,6 +201,10 @@ pub struct IndexTable {
     condemned: HashSet<u32>,
     /// Whether `meta` lags the view.
     dirty: bool,
+    /// Objects added or forgotten since `meta` was read or written.
+    changed_objects: usize,
+    /// Whether small changes wait (see [`LAZY_RECORDS`]); off in tests.
+    lazy: bool,
     /// Runs of fewer records than this are tier 0 ([`TIER_BASE`]; smaller in tests).
     tier_base: usize,
 }
@@ -380,6 +398,8 @@ impl IndexTable {
             live_blobs: 0,
             condemned: Default::default(),
             dirty: false,
+            changed_objects: 0,
+            lazy: true,
             tier_base: TIER_BASE,
         };
         table.runs = meta
@@ -538,7 +558,7 @@ impl IndexTable {
         }
     }
 
-    fn write_meta(&self, meta: &Meta, generation: u64) -> io::Result<()> {
+    fn write_meta(&self, meta: &MetaRef<'_>, generation: u64) -> io::Result<()> {
         let mut raw = META_MAGIC.to_vec();
         raw.extend_from_slice(&META_VERSION.to_le_bytes());
         raw.extend_from_slice(&generation.to_le_bytes());
@@ -582,45 +602,48 @@ impl IndexTable {
         }
     }
 
-    /// The next view's `meta`: the planned runs written (dropping dead records), or, with
-    /// `compact`, everything in one run with dead packs dropped and the rest renumbered.
-    fn write_runs(&mut self, compact: bool) -> io::Result<Meta> {
-        if compact {
-            let mut renumber = vec![u32::MAX; self.packs.len()];
-            let mut packs = Vec::new();
-            for (p, pack) in self.packs.iter().enumerate() {
-                if self.refs[p] > 0 {
-                    renumber[p] = packs.len() as u32;
-                    packs.push(PackMeta {
-                        has_records: true,
-                        ..pack.clone()
-                    });
-                }
+    /// Everything in one run with dead packs dropped and the rest renumbered: the next
+    /// view's `meta`.
+    fn write_compacted(&self) -> io::Result<Meta> {
+        let mut renumber = vec![u32::MAX; self.packs.len()];
+        let mut packs = Vec::new();
+        for (p, pack) in self.packs.iter().enumerate() {
+            if self.refs[p] > 0 {
+                renumber[p] = packs.len() as u32;
+                packs.push(PackMeta {
+                    has_records: true,
+                    ..pack.clone()
+                });
             }
-            let records = self.all_records().filter_map(|(id, mut l)| {
-                let to = renumber.get(l.pack as usize).copied().unwrap_or(u32::MAX);
-                (to != u32::MAX).then(|| {
-                    l.pack = to;
-                    encode(&id, &l)
-                })
-            });
-            let runs = self.write_run(records)?.into_iter().collect();
-            let objects = self
-                .objects
-                .iter()
-                .map(|(k, ps)| {
-                    (
-                        k.clone(),
-                        ps.iter().map(|&p| renumber[p as usize]).collect(),
-                    )
-                })
-                .collect();
-            return Ok(Meta {
-                runs,
-                packs,
-                objects,
-            });
         }
+        let records = self.all_records().filter_map(|(id, mut l)| {
+            let to = renumber.get(l.pack as usize).copied().unwrap_or(u32::MAX);
+            (to != u32::MAX).then(|| {
+                l.pack = to;
+                encode(&id, &l)
+            })
+        });
+        let runs = self.write_run(records)?.into_iter().collect();
+        let objects = self
+            .objects
+            .iter()
+            .map(|(k, ps)| {
+                (
+                    k.clone(),
+                    ps.iter().map(|&p| renumber[p as usize]).collect(),
+                )
+            })
+            .collect();
+        Ok(Meta {
+            runs,
+            packs,
+            objects,
+        })
+    }
+
+    /// The planned runs written (dropping dead records): the next view's run names, and
+    /// the packs whose records a merge dropped.
+    fn write_tiers(&self) -> io::Result<(Vec<String>, HashSet<u32>)> {
         let present: Vec<(usize, bool)> = self
             .runs
             .iter()
@@ -648,22 +671,33 @@ impl IndexTable {
             });
             runs.extend(self.write_run(records)?);
         }
-        // A dead pack whose records a merge dropped has none left (they were all in one
-        // run): listed again, its blobs are added again.
-        let mut packs = self.packs.clone();
-        for p in dropped {
-            packs[p as usize].has_records = false;
+        Ok((runs, dropped))
+    }
+
+    /// `meta` as written from a compacted one.
+    fn meta_ref_of<'a>(&self, meta: &'a Meta) -> MetaRef<'a> {
+        MetaRef {
+            runs: &meta.runs,
+            packs: &meta.packs,
+            objects: meta
+                .objects
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect(),
         }
-        let objects = self
-            .objects
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        Ok(Meta {
+    }
+
+    /// `meta` for this view with `runs`.
+    fn meta_ref<'a>(&'a self, runs: &'a [String]) -> MetaRef<'a> {
+        MetaRef {
             runs,
-            packs,
-            objects,
-        })
+            packs: &self.packs,
+            objects: self
+                .objects
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect(),
+        }
     }
 }
 
@@ -829,6 +863,7 @@ impl BlobIndex for IndexTable {
         }
         self.objects.insert(key.to_string(), positions);
         self.dirty = true;
+        self.changed_objects += 1;
     }
 
     fn forget_object(&mut self, key: &str) {
@@ -842,6 +877,7 @@ impl BlobIndex for IndexTable {
             }
         }
         self.dirty = true;
+        self.changed_objects += 1;
     }
 
     fn pending_records(&self) -> usize {
@@ -857,36 +893,58 @@ impl BlobIndex for IndexTable {
             .iter()
             .map(|&p| self.packs[p as usize].id)
             .collect();
-        let tier_base = self.tier_base;
+        let (lazy, tier_base) = (self.lazy, self.tier_base);
         *self = IndexTable::open_or_rebuild(&self.dir.clone())?;
-        self.tier_base = tier_base;
+        (self.lazy, self.tier_base) = (lazy, tier_base);
         self.set_condemned(&condemned);
         Ok(true)
     }
 
     fn commit(&mut self) -> io::Result<()> {
-        if !self.dirty && self.delta.is_empty() {
+        let small = self.delta.len() < LAZY_RECORDS && self.changed_objects < LAZY_OBJECTS;
+        if (!self.dirty && self.delta.is_empty()) || (self.lazy && small) {
             return Ok(());
         }
         let _lock = lock(&self.dir)?;
-        let compact = self.mostly_dead();
-        let meta = self.write_runs(compact)?;
         let generation = new_generation();
-        self.write_meta(&meta, generation)?;
-        // The runs this view replaced go now, and any other no `meta` names (a process
-        // that mapped one keeps its mapping, and writes it again if it still needs it).
-        self.remove_unnamed_runs(&meta.runs);
         let condemned: HashSet<PackId> = self
             .condemned
             .iter()
             .map(|&p| self.packs[p as usize].id)
             .collect();
+        if self.mostly_dead() {
+            let meta = self.write_compacted()?;
+            self.write_meta(&self.meta_ref_of(&meta), generation)?;
+            self.remove_unnamed_runs(&meta.runs);
+            // Positions changed: the view is made again from what it wrote.
+            let (lazy, tier_base) = (self.lazy, self.tier_base);
+            *self = IndexTable::from_meta(&self.dir.clone(), meta, generation)?;
+            (self.lazy, self.tier_base) = (lazy, tier_base);
+            self.set_condemned(&condemned);
+            return Ok(());
+        }
+        let (names, dropped) = self.write_tiers()?;
+        // A dead pack whose records a merge dropped has none left (they were all in one
+        // run): listed again, its blobs are added again.
+        for p in dropped {
+            self.packs[p as usize].has_records = false;
+        }
+        self.write_meta(&self.meta_ref(&names), generation)?;
+        // The runs this view replaced go now, and any other no `meta` names (a process
+        // that mapped one keeps its mapping, and writes it again if it still needs it).
+        self.remove_unnamed_runs(&names);
         // This view goes on from what it wrote, not from `meta` on disk, which another
         // process of the host may replace with a view that lacks this one's objects.
-        let tier_base = self.tier_base;
-        *self = IndexTable::from_meta(&self.dir.clone(), meta, generation)?;
-        self.tier_base = tier_base;
-        self.set_condemned(&condemned);
+        let mut mapped: HashMap<String, Run> =
+            self.runs.drain(..).map(|r| (r.name.clone(), r)).collect();
+        self.runs = names
+            .iter()
+            .map(|n| mapped.remove(n).map_or_else(|| Run::open(&self.dir, n), Ok))
+            .collect::<io::Result<_>>()?;
+        self.delta.clear();
+        self.generation = generation;
+        self.dirty = false;
+        self.changed_objects = 0;
         Ok(())
     }
 }
@@ -1011,6 +1069,7 @@ mod tests {
             let mut table = IndexTable::open(dir.path()).unwrap();
             // Small tiers, so a few commits climb several of them.
             table.tier_base = 8;
+            table.lazy = false;
             let mut memory = MemoryIndex::default();
             // Condemnations are not kept in the table: a refresh sets them on a reopened one.
             let mut condemned = std::collections::HashSet::new();
@@ -1047,6 +1106,7 @@ mod tests {
                         table.commit().unwrap();
                         table = IndexTable::open(dir.path()).unwrap();
                         table.tier_base = 8;
+            table.lazy = false;
                         table.set_condemned(&condemned);
                     }
                 }
@@ -1063,6 +1123,7 @@ mod tests {
     fn a_damaged_table_is_refused_or_rebuilt_not_trusted() {
         let dir = tempfile::tempdir().unwrap();
         let mut table = IndexTable::open(dir.path()).unwrap();
+        table.lazy = false;
         table.add_object("index/a", &file(1, 2, 30));
         table.commit().unwrap();
         assert_eq!(table.pending(), 0);
@@ -1092,6 +1153,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut table = IndexTable::open(dir.path()).unwrap();
         table.tier_base = 16;
+        table.lazy = false;
         table.add_object("index/base", &file(0, 3, 40));
         table.commit().unwrap();
         assert_eq!(table.run_sizes(), [120], "the first commit writes one run");
@@ -1167,10 +1229,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut first = IndexTable::open(dir.path()).unwrap();
         first.tier_base = 4;
+        first.lazy = false;
         first.add_object("index/a", &file(1, 2, 30));
         first.commit().unwrap();
         let mut second = IndexTable::open(dir.path()).unwrap();
         second.tier_base = 4;
+        second.lazy = false;
         second.add_object("index/b", &file(2, 3, 30));
         second.commit().unwrap();
         assert!(first
@@ -1197,6 +1261,7 @@ mod tests {
     fn a_version_2_table_opens_as_runs() {
         let dir = tempfile::tempdir().unwrap();
         let mut table = IndexTable::open(dir.path()).unwrap();
+        table.lazy = false;
         table.add_object("index/a", &file(1, 2, 30));
         table.commit().unwrap();
         #[derive(Serialize)]
