@@ -102,6 +102,8 @@ fn quick_config(dir: &Path) -> Config {
 fn writer() -> WriterOptions {
     WriterOptions {
         pack_size: 256 << 10,
+        // Index objects written during a backup too, beside collections.
+        index_every: 8,
         ..WriterOptions::default()
     }
 }

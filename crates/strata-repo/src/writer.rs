@@ -9,7 +9,12 @@
 //! whatever the amount of data: roughly `(queue + workers) * chunk + (K + 1) * pack_size`.
 //! A blob id is claimed on submit, so the same new chunk coming from two files (or two
 //! nodes) is sealed and stored once. Packs enter the index only after the store confirmed
-//! them, and the index object is written by [`BlobWriter::finish`] once every upload is done.
+//! them: once [`FLUSH_BLOBS`] blobs (by default) of stored packs wait, the packer writes an index
+//! object for them and their ids leave the claimed set (the index answers for them now),
+//! so a backup of millions of new blobs holds a bounded number of them; the last index
+//! object is written by [`BlobWriter::finish`] once every upload is done. (Packs indexed
+//! before the backup's summary exists are what its writer mark protects from garbage
+//! collection, as for the last object: see `crate::condemned`.)
 
 use crate::compress::BlobCompressor;
 use crate::id::pack_key;
@@ -25,6 +30,9 @@ use std::thread::JoinHandle;
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 
+/// Blobs of stored packs the packer gathers before it writes an index object for them.
+pub const FLUSH_BLOBS: usize = 1 << 16;
+
 /// Tuning of the write pipeline.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
@@ -36,6 +44,9 @@ pub struct WriterOptions {
     pub workers: usize,
     /// Pack uploads in flight at once.
     pub uploads: usize,
+    /// An index object is written once this many blobs of stored packs wait for one
+    /// (default [`FLUSH_BLOBS`]).
+    pub index_every: usize,
 }
 
 impl Default for WriterOptions {
@@ -45,6 +56,7 @@ impl Default for WriterOptions {
             pack_size: 16 * 1024 * 1024,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             uploads: 2,
+            index_every: FLUSH_BLOBS,
         }
     }
 }
@@ -90,10 +102,10 @@ impl Failure {
 /// in-process backup for cross-node dedup, and call [`BlobWriter::finish`] at the end.
 pub struct BlobWriter {
     repo: Arc<Repository>,
-    claimed: Mutex<HashSet<BlobId>>,
+    claimed: Arc<Mutex<HashSet<BlobId>>>,
     jobs: Option<SyncSender<Job>>,
     workers: Vec<JoinHandle<()>>,
-    packer: Option<JoinHandle<RepoResult<Vec<IndexedPack>>>>,
+    packer: Option<JoinHandle<RepoResult<Packed>>>,
     failure: Arc<Failure>,
     new_blobs: AtomicU64,
     new_raw_bytes: AtomicU64,
@@ -122,16 +134,20 @@ impl BlobWriter {
             })
             .collect();
         drop(sealed_tx);
+        let claimed = Arc::new(Mutex::new(HashSet::new()));
         let packer = {
             let (repo, failure, handle) = (repo.clone(), failure.clone(), Handle::current());
+            let claimed = claimed.clone();
             std::thread::Builder::new()
                 .name("strata-packer".into())
-                .spawn(move || pack_and_upload(&repo, &options, sealed_rx, &failure, &handle))
+                .spawn(move || {
+                    pack_and_upload(&repo, &options, sealed_rx, &failure, &handle, &claimed)
+                })
                 .expect("spawn packer thread")
         };
         BlobWriter {
             repo,
-            claimed: Mutex::new(HashSet::new()),
+            claimed,
             jobs: Some(job_tx),
             workers,
             packer: Some(packer),
@@ -189,7 +205,7 @@ impl BlobWriter {
         drop(self.jobs.take());
         let workers = std::mem::take(&mut self.workers);
         let packer = self.packer.take().expect("finish called once");
-        let packs = tokio::task::spawn_blocking(move || {
+        let packed = tokio::task::spawn_blocking(move || {
             for worker in workers {
                 let _ = worker.join();
             }
@@ -201,10 +217,14 @@ impl BlobWriter {
         let stats = WriteStats {
             new_blobs: self.new_blobs.load(Ordering::Relaxed),
             new_raw_bytes: self.new_raw_bytes.load(Ordering::Relaxed),
-            new_pack_bytes: packs.iter().map(|p| p.size).sum(),
-            packs: packs.len() as u64,
+            new_pack_bytes: packed.bytes,
+            packs: packed.packs,
         };
-        self.repo.add_index(IndexFile { packs }).await?;
+        self.repo
+            .add_index(IndexFile {
+                packs: packed.unindexed,
+            })
+            .await?;
         Ok(stats)
     }
 }
@@ -234,23 +254,73 @@ fn seal_worker(
     }
 }
 
+/// What the packer stored: every pack counted, those not indexed yet listed.
+struct Packed {
+    packs: u64,
+    bytes: u64,
+    unindexed: Vec<IndexedPack>,
+}
+
+/// Stored packs waiting for an index object, and what was stored in all.
+#[derive(Default)]
+struct Stored {
+    packs: u64,
+    bytes: u64,
+    waiting: Vec<IndexedPack>,
+    waiting_blobs: usize,
+}
+
+impl Stored {
+    fn add(&mut self, pack: IndexedPack) {
+        self.packs += 1;
+        self.bytes += pack.size;
+        self.waiting_blobs += pack.blobs.len();
+        self.waiting.push(pack);
+    }
+
+    /// Writes an index object for the waiting packs and lets their ids go from the
+    /// claimed set (the index answers for them from now on).
+    fn flush(
+        &mut self,
+        repo: &Repository,
+        runtime: &Handle,
+        claimed: &Mutex<HashSet<BlobId>>,
+    ) -> RepoResult<()> {
+        let packs = std::mem::take(&mut self.waiting);
+        self.waiting_blobs = 0;
+        let ids: Vec<BlobId> = packs
+            .iter()
+            .flat_map(|p| p.blobs.iter().map(|b| b.id))
+            .collect();
+        runtime.block_on(repo.add_index(IndexFile { packs }))?;
+        let mut claimed = claimed.lock().expect("claim lock");
+        for id in &ids {
+            claimed.remove(id);
+        }
+        Ok(())
+    }
+}
+
 fn pack_and_upload(
     repo: &Arc<Repository>,
     options: &WriterOptions,
     sealed: Receiver<Sealed>,
     failure: &Arc<Failure>,
     runtime: &Handle,
-) -> RepoResult<Vec<IndexedPack>> {
+    claimed: &Mutex<HashSet<BlobId>>,
+) -> RepoResult<Packed> {
     let slots = Arc::new(Semaphore::new(options.uploads.max(1)));
-    let mut uploads = Vec::new();
+    let mut uploads = std::collections::VecDeque::new();
+    let mut stored = Stored::default();
+    let mut first_error = None;
     let mut builder = PackBuilder::new(options.pack_size);
-    let mut upload = |builder: PackBuilder| {
+    let upload = |builder: PackBuilder| {
         let pack = builder.finish(repo.cipher());
         let permit = runtime
             .block_on(slots.clone().acquire_owned())
             .expect("semaphore is never closed");
         let (repo, failure) = (repo.clone(), failure.clone());
-        uploads.push(runtime.spawn(async move {
+        runtime.spawn(async move {
             let _permit = permit;
             let size = pack.bytes.len() as u64;
             let result = repo
@@ -268,39 +338,124 @@ fn pack_and_upload(
                     Err(RepoError::from(err))
                 }
             }
-        }));
+        })
+    };
+    // Collects finished uploads in order (`all`: waits for every one).
+    let collect = |uploads: &mut std::collections::VecDeque<tokio::task::JoinHandle<_>>,
+                   all: bool,
+                   stored: &mut Stored,
+                   first_error: &mut Option<RepoError>| {
+        while let Some(task) = uploads.front() {
+            if !all && !task.is_finished() {
+                break;
+            }
+            let task = uploads.pop_front().expect("a front task");
+            match runtime.block_on(task) {
+                Ok(Ok(pack)) => stored.add(pack),
+                Ok(Err(err)) => {
+                    first_error.get_or_insert(err);
+                }
+                Err(join) => {
+                    first_error.get_or_insert(RepoError::Pipeline(join.to_string()));
+                }
+            }
+        }
     };
     for blob in sealed {
         builder.add(blob.id, &blob.bytes, blob.raw_length, blob.compressed);
         if builder.len() >= options.pack_size {
-            upload(std::mem::replace(
+            uploads.push_back(upload(std::mem::replace(
                 &mut builder,
                 PackBuilder::new(options.pack_size),
-            ));
+            )));
+            collect(&mut uploads, false, &mut stored, &mut first_error);
+            if stored.waiting_blobs >= options.index_every.max(1) && first_error.is_none() {
+                if let Err(err) = stored.flush(repo, runtime, claimed) {
+                    failure.set(format!("writing an index object: {err}"));
+                    first_error.get_or_insert(err);
+                }
+            }
         }
         if failure.get().is_some() {
             break;
         }
     }
     if !builder.is_empty() && failure.get().is_none() {
-        upload(builder);
+        uploads.push_back(upload(builder));
     }
-    let mut packs = Vec::new();
-    let mut first_error = None;
-    for task in uploads {
-        match runtime.block_on(task) {
-            Ok(Ok(pack)) => packs.push(pack),
-            Ok(Err(err)) => {
-                first_error.get_or_insert(err);
-            }
-            Err(join) => {
-                first_error.get_or_insert(RepoError::Pipeline(join.to_string()));
-            }
-        }
-    }
+    collect(&mut uploads, true, &mut stored, &mut first_error);
     match first_error {
         Some(err) => Err(err),
         None if failure.get().is_some() => Err(RepoError::Pipeline(failure.get().unwrap())),
-        None => Ok(packs),
+        None => Ok(Packed {
+            packs: stored.packs,
+            bytes: stored.bytes,
+            unindexed: stored.waiting,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_store::{DynStore, LocalStore};
+
+    /// A write of many blobs writes index objects as its packs are stored, and lets
+    /// their ids go from the claimed set: what it holds is bounded, and every blob is
+    /// readable once it finished.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_long_write_indexes_as_it_goes_and_lets_claimed_ids_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: DynStore = Arc::new(LocalStore::new(dir.path()));
+        let options = crate::InitOptions {
+            encryption: crate::format::Encryption::None,
+            ..Default::default()
+        };
+        let repo = Repository::init(store, None, options).await.unwrap();
+        let writer = Arc::new(BlobWriter::start(
+            repo.clone(),
+            WriterOptions {
+                pack_size: 4096,
+                index_every: 40,
+                compression_level: 0,
+                ..WriterOptions::default()
+            },
+        ));
+        let blobs: Vec<(BlobId, Bytes)> = (0..400u32)
+            .map(|i| {
+                let data = Bytes::from(format!("blob {i} {}", "x".repeat(200)));
+                (repo.keys().blob_id(&data), data)
+            })
+            .collect();
+        let (w, submitted) = (writer.clone(), blobs.clone());
+        let most_claimed = tokio::task::spawn_blocking(move || {
+            let mut most = 0;
+            for (id, data) in submitted {
+                assert!(w.submit(id, data).unwrap(), "a new blob");
+                most = most.max(w.claimed.lock().unwrap().len());
+            }
+            most
+        })
+        .await
+        .unwrap();
+        let indexed_before_finish = repo.index().len();
+        let writer = Arc::into_inner(writer).unwrap();
+        let stats = writer.finish().await.unwrap();
+        assert_eq!(stats.new_blobs, 400);
+        assert!(
+            indexed_before_finish > 0,
+            "packs stored during the write were indexed before it finished"
+        );
+        assert!(
+            most_claimed < 400,
+            "claimed ids let go: at most {most_claimed}"
+        );
+        let objects = repo.list_index_objects().await.unwrap().len();
+        assert!(objects > 2, "{objects} index objects");
+        repo.reload_index().await.unwrap();
+        for (id, data) in &blobs {
+            assert_eq!(repo.read_blob(id).await.unwrap(), data.to_vec());
+        }
+        assert_eq!(repo.index().len(), 400);
     }
 }
