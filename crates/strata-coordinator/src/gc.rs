@@ -34,13 +34,14 @@
 use crate::lock::{chain, HeldLock, RepoLock};
 use crate::{CoordinatorError, CoordinatorResult};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use strata_repo::condemned::{ArmedBy, Condemnation};
 use strata_repo::id::{pack_key, PackId};
-use strata_repo::index::{IndexFile, IndexedPack};
+use strata_repo::index::{BlobIndex, BlobLocation, IndexedPack, MAX_PACKS_PER_OBJECT};
 use strata_repo::layout;
+use strata_repo::sorted_ids::{Scratch, SortedIds, SortedIdsBuilder};
 use strata_repo::{BlobId, RepoError, Repository};
 
 /// What a collection found and did.
@@ -118,19 +119,70 @@ pub async fn take_gc_lock(
     .keep_renewed())
 }
 
-/// The blob ids backups and archive records reference, and which of them were read, so
-/// it can be brought up to date by reading only what appeared since.
-#[derive(Default)]
+/// The blob ids backups and archive records reference (sorted on scratch disk, see
+/// [`strata_repo::sorted_ids`]: memory does not grow with them), and which backups and
+/// records were read, so it can be brought up to date by reading only what appeared since.
 struct Referenced {
-    blobs: HashSet<BlobId>,
+    scratch: Arc<Scratch>,
+    /// `None` before the first update.
+    blobs: Option<SortedIds>,
     backups: HashSet<String>,
     archived: HashSet<String>,
 }
 
+/// A failure of the collection's scratch files on this host's disk.
+fn scratch_error(scratch: &Scratch, err: std::io::Error) -> CoordinatorError {
+    CoordinatorError::from(strata_store::StoreError::Backend {
+        op: "write",
+        key: scratch.path().display().to_string(),
+        store: "this host's disk (garbage collection's scratch files)".into(),
+        message: err.to_string(),
+    })
+}
+
+/// Runs blocking work (reading or writing scratch files, walking the index) without
+/// stalling the other tasks of a multi-threaded runtime.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 impl Referenced {
+    fn new() -> CoordinatorResult<Referenced> {
+        let scratch = Scratch::for_process("gc").map_err(|e| {
+            CoordinatorError::from(strata_store::StoreError::Backend {
+                op: "create",
+                key: "gc scratch directory".into(),
+                store: "this host's disk".into(),
+                message: e.to_string(),
+            })
+        })?;
+        Ok(Referenced {
+            scratch,
+            blobs: None,
+            backups: HashSet::new(),
+            archived: HashSet::new(),
+        })
+    }
+
+    /// The referenced ids (after the first update).
+    fn blobs(&self) -> &SortedIds {
+        self.blobs.as_ref().expect("read before use")
+    }
+
+    fn count(&self) -> u64 {
+        self.blobs.as_ref().map_or(0, SortedIds::len)
+    }
+
     /// Reads the backups and archive records not read yet. Strict: a summary or
     /// manifest that does not decode stops the collection (it might reference anything).
     async fn update(&mut self, repo: &Repository) -> CoordinatorResult<usize> {
+        let mut ids = match self.blobs.take() {
+            Some(ids) => ids.extend(),
+            None => SortedIdsBuilder::new(self.scratch.clone()),
+        };
         let mut count = 0;
         for object in repo
             .store()
@@ -144,7 +196,8 @@ impl Referenced {
                 continue;
             }
             // A backup deleted while this runs (deletes do not wait for collections)
-            // references nothing any more: skipped, whichever object went first.
+            // references nothing any more: skipped, whichever object went first. (Ids of
+            // its nodes read before it went stay in the set: they only keep data.)
             let summary = match repo.load_summary(name).await {
                 Ok(summary) => summary,
                 Err(RepoError::NoSuchBackup(_)) => continue,
@@ -153,11 +206,8 @@ impl Referenced {
             let mut deleted = false;
             for node in summary.nodes.iter().filter(|n| n.has_manifest) {
                 // Its chunk blobs (format version 4) and its files' data.
-                let blobs = &mut self.blobs;
                 let read = repo
-                    .manifest_references(&summary.name, &node.name, |id| {
-                        blobs.insert(*id);
-                    })
+                    .manifest_references(&summary.name, &node.name, |id| ids.push(*id))
                     .await;
                 match read {
                     Ok(()) => {}
@@ -178,14 +228,23 @@ impl Referenced {
                 count += 1;
             }
         }
-        // Files archived outside backups (WAL) keep their data too.
-        for (space, file) in repo.all_archived().await? {
+        // Files archived outside backups (WAL) keep their data too: one record at a time.
+        for object in repo.store().list(layout::ARCHIVE).await? {
+            let rest = object.key.trim_start_matches(layout::ARCHIVE);
+            let Some((space, name)) = rest.split_once('/') else {
+                continue;
+            };
+            let Some(file) = repo.load_archived(space, name).await? else {
+                continue;
+            };
             // A name stored again with other content is another record.
             let key = format!("{space}/{}/{}", file.name, file.content_id.to_hex());
             if self.archived.insert(key) {
-                self.blobs.extend(file.chunks.iter().copied());
+                file.chunks.iter().for_each(|id| ids.push(*id));
             }
         }
+        let sorted = blocking(|| ids.finish()).map_err(|e| scratch_error(&self.scratch, e))?;
+        self.blobs = Some(sorted);
         Ok(count)
     }
 }
@@ -193,38 +252,154 @@ impl Referenced {
 /// A pack whose live blobs take less than this share of its blob bytes is repacked.
 const REPACK_BELOW: f64 = 0.5;
 
+/// Live bytes one run copies out of mostly-garbage packs at most (the packs beyond wait
+/// for the next run), and live blobs: what bounds the time and memory of a repack.
+const MAX_REPACK_BYTES: u64 = 4 << 30;
+const MAX_REPACK_BLOBS: u64 = 1 << 20;
+
 /// An index object listing at least this many packs, none of which goes, stays as it
 /// is; smaller ones are merged into the objects a rewrite writes.
 const STAYING_OBJECT_PACKS: usize = 256;
 
-/// Copies the referenced blobs of `packs` into new packs (read, checked, sealed again);
-/// returns the new packs as indexed.
-async fn move_live_blobs(
-    repo: &Arc<Repository>,
-    packs: &[IndexedPack],
-    referenced: &HashSet<BlobId>,
-) -> CoordinatorResult<Vec<IndexedPack>> {
-    let before: HashSet<PackId> = repo.index().packs().iter().map(|(id, _)| *id).collect();
+/// Walks every blob copy of the index (in blob id order) beside the sorted referenced
+/// ids, a merge join: calls `each(id, copies, referenced)` once per blob a live pack
+/// holds, and `missing(id)` for each referenced id no live pack holds.
+fn join(
+    index: &dyn BlobIndex,
+    referenced: &SortedIds,
+    mut each: impl FnMut(&BlobId, &[BlobLocation], bool),
+    mut missing: impl FnMut(&BlobId),
+) -> std::io::Result<()> {
+    let mut refs = referenced.iter()?;
+    let mut next_ref = refs.next();
+    let mut copies = index.copies().peekable();
+    let mut group: Vec<BlobLocation> = Vec::new();
+    while let Some((id, first)) = copies.next() {
+        group.clear();
+        group.push(first);
+        while let Some((_, more)) = copies.next_if(|(next, _)| *next == id) {
+            group.push(more);
+        }
+        while let Some(r) = next_ref.filter(|r| *r < id) {
+            missing(&r);
+            next_ref = refs.next();
+        }
+        let is_referenced = next_ref == Some(id);
+        if is_referenced {
+            next_ref = refs.next();
+        }
+        each(&id, &group, is_referenced);
+    }
+    while let Some(r) = next_ref {
+        missing(&r);
+        next_ref = refs.next();
+    }
+    match refs.error() {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// The packs of an index view by position (see [`BlobIndex::pack`]): the objects with
+/// their positions, and each live position's pack id and size.
+struct Positions {
+    objects: Vec<(String, Vec<u32>)>,
+    /// Per position: the pack, when an object of the view lists it.
+    packs: Vec<Option<(PackId, u64)>>,
+    /// (pack id, position), sorted: from a pack id to its position.
+    by_id: Vec<(PackId, u32)>,
+}
+
+impl Positions {
+    fn of(index: &dyn BlobIndex) -> Positions {
+        let mut objects = index.objects();
+        objects.sort();
+        let count = objects
+            .iter()
+            .flat_map(|(_, p)| p.iter())
+            .max()
+            .map_or(0, |&m| m as usize + 1);
+        let mut packs = vec![None; count];
+        for &position in objects.iter().flat_map(|(_, p)| p.iter()) {
+            packs[position as usize] = Some(index.pack(position));
+        }
+        let mut by_id: Vec<(PackId, u32)> = packs
+            .iter()
+            .enumerate()
+            .filter_map(|(p, pack)| pack.map(|(id, _)| (id, p as u32)))
+            .collect();
+        by_id.sort_unstable();
+        Positions {
+            objects,
+            packs,
+            by_id,
+        }
+    }
+
+    fn position(&self, pack: &PackId) -> Option<u32> {
+        self.by_id
+            .binary_search_by(|(id, _)| id.cmp(pack))
+            .ok()
+            .map(|i| self.by_id[i].1)
+    }
+
+    fn live(&self) -> impl Iterator<Item = (u32, PackId, u64)> + '_ {
+        self.packs
+            .iter()
+            .enumerate()
+            .filter_map(|(p, pack)| pack.map(|(id, size)| (p as u32, id, size)))
+    }
+
+    /// Per position: whether the pack is among `sorted` pack ids.
+    fn flags(&self, sorted: &[PackId]) -> Vec<bool> {
+        self.packs
+            .iter()
+            .map(|p| p.is_some_and(|(id, _)| sorted.binary_search(&id).is_ok()))
+            .collect()
+    }
+}
+
+/// The object key of a view's object name (a refresh names objects with their size and
+/// time as listed, `key#size-millis`).
+fn object_key(name: &str) -> &str {
+    name.split_once('#').map_or(name, |(key, _)| key)
+}
+
+/// The pack a `data/` key names, if it is a pack key.
+fn pack_of_key(key: &str) -> Option<PackId> {
+    let id = BlobId::from_hex(key.rsplit('/').next()?)?;
+    (pack_key(&id) == key).then_some(id)
+}
+
+/// Refuses to go on when the view skipped index objects that do not decode: the packs
+/// they list would look unindexed (and their blobs missing).
+fn refuse_damaged_index(repo: &Repository) -> CoordinatorResult<()> {
+    match repo.damaged_index().first() {
+        Some(damaged) => Err(CoordinatorError::Repo(RepoError::Corrupted {
+            what: damaged.key.clone(),
+            why: damaged.reason.clone(),
+        })),
+        None => Ok(()),
+    }
+}
+
+/// Copies the referenced blobs `ids` (of mostly-garbage packs) into new packs (read,
+/// checked, sealed again); returns whether any was copied.
+async fn move_live_blobs(repo: &Arc<Repository>, ids: &[BlobId]) -> CoordinatorResult<bool> {
     let writer = Arc::new(strata_repo::writer::BlobWriter::start(
         repo.clone(),
         strata_repo::writer::WriterOptions::default(),
     ));
-    for pack in packs {
-        for entry in pack.blobs.iter().filter(|b| referenced.contains(&b.id)) {
-            let data = repo.read_blob(&entry.id).await?;
-            let (w, id) = (writer.clone(), entry.id);
-            tokio::task::spawn_blocking(move || w.rewrite(id, bytes::Bytes::from(data)))
-                .await
-                .expect("repack thread panicked")?;
-        }
+    for id in ids {
+        let data = repo.read_blob(id).await?;
+        let (w, id) = (writer.clone(), *id);
+        tokio::task::spawn_blocking(move || w.rewrite(id, bytes::Bytes::from(data)))
+            .await
+            .expect("repack thread panicked")?;
     }
     let writer = Arc::into_inner(writer).expect("repack submissions are done");
     writer.finish().await?;
-    let mut moved = Vec::new();
-    for (_, file) in repo.index_files().await? {
-        moved.extend(file.packs.into_iter().filter(|p| !before.contains(&p.id)));
-    }
-    Ok(moved)
+    Ok(!ids.is_empty())
 }
 
 /// Whether an object listed with `modified` is younger than `grace` (unknown: young).
@@ -246,6 +421,142 @@ async fn live_writers(repo: &Repository) -> CoordinatorResult<HashSet<String>> {
         .collect())
 }
 
+/// What the first phase found in the view: the packs to condemn (with their sizes), the
+/// mostly-garbage ones to repack (as positions), and how many packs the view lists.
+struct Found {
+    condemn: Vec<(PackId, u64)>,
+    repack: Vec<(u32, PackId)>,
+    listed: u64,
+}
+
+/// The first phase's merge join: per pack, its live and total bytes; the packs with no
+/// referenced blob are condemned, those mostly garbage repacked (at most
+/// [`MAX_REPACK_BYTES`] and [`MAX_REPACK_BLOBS`] of live data per run). A referenced id
+/// no pack holds refuses the collection.
+fn find_garbage(
+    index: &dyn BlobIndex,
+    referenced: &SortedIds,
+    already: &[PackId],
+    scratch: &Scratch,
+) -> CoordinatorResult<Found> {
+    let positions = Positions::of(index);
+    let count = positions.packs.len();
+    let (mut total, mut live, mut live_blobs) =
+        (vec![0u64; count], vec![0u64; count], vec![0u64; count]);
+    let mut missing: Option<BlobId> = None;
+    join(
+        index,
+        referenced,
+        |_, copies, is_referenced| {
+            for copy in copies {
+                let p = copy.pack as usize;
+                if p >= count {
+                    continue;
+                }
+                total[p] += copy.length as u64;
+                if is_referenced {
+                    live[p] += copy.length as u64;
+                    live_blobs[p] += 1;
+                }
+            }
+        },
+        |id| {
+            missing.get_or_insert(*id);
+        },
+    )
+    .map_err(|e| scratch_error(scratch, e))?;
+    if let Some(missing) = missing {
+        return Err(CoordinatorError::NothingToDo(format!(
+            "a backup references blob {} that the index lacks: the repository needs repair, so nothing was deleted (run `strata verify`)",
+            missing.short()
+        )));
+    }
+    let mut found = Found {
+        condemn: Vec::new(),
+        repack: Vec::new(),
+        listed: 0,
+    };
+    let (mut repack_bytes, mut repack_blobs) = (0u64, 0u64);
+    for (p, id, size) in positions.live() {
+        found.listed += 1;
+        if already.binary_search(&id).is_ok() {
+            continue;
+        }
+        let p_ = p as usize;
+        if live_blobs[p_] == 0 {
+            found.condemn.push((id, size));
+        } else if (live[p_] as f64) < REPACK_BELOW * total[p_] as f64 {
+            let fits = repack_bytes + live[p_] <= MAX_REPACK_BYTES
+                && repack_blobs + live_blobs[p_] <= MAX_REPACK_BLOBS;
+            if fits || found.repack.is_empty() {
+                repack_bytes += live[p_];
+                repack_blobs += live_blobs[p_];
+                found.repack.push((p, id));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The referenced ids with a copy in one of the packs at `positions` (a second pass of
+/// the join, for a repack).
+fn live_blobs_of(
+    index: &dyn BlobIndex,
+    referenced: &SortedIds,
+    positions: &[u32],
+    scratch: &Scratch,
+) -> CoordinatorResult<Vec<BlobId>> {
+    let mut chosen = Vec::new();
+    join(
+        index,
+        referenced,
+        |id, copies, is_referenced| {
+            if is_referenced && copies.iter().any(|c| positions.contains(&c.pack)) {
+                chosen.push(*id);
+            }
+        },
+        |_| {},
+    )
+    .map_err(|e| scratch_error(scratch, e))?;
+    Ok(chosen)
+}
+
+/// The sweep's merge join: every referenced blob keeps a holder that stays. A blob whose
+/// every copy is in a doomed pack has one of them (the lowest pack id) rescued. Returns
+/// the rescued packs.
+fn rescue(
+    index: &dyn BlobIndex,
+    positions: &Positions,
+    referenced: &SortedIds,
+    doomed: &[PackId],
+    scratch: &Scratch,
+) -> CoordinatorResult<Vec<PackId>> {
+    let mut doomed_at = positions.flags(doomed);
+    let mut rescued = Vec::new();
+    let pack_at = |p: u32| positions.packs.get(p as usize).copied().flatten();
+    join(
+        index,
+        referenced,
+        |_, copies, is_referenced| {
+            let doomed_copy = |c: &BlobLocation| doomed_at.get(c.pack as usize) == Some(&true);
+            if !is_referenced || !copies.iter().all(doomed_copy) {
+                return;
+            }
+            let keep = copies
+                .iter()
+                .filter_map(|c| pack_at(c.pack).map(|(id, _)| (id, c.pack)))
+                .min();
+            if let Some((id, p)) = keep {
+                doomed_at[p as usize] = false;
+                rescued.push(id);
+            }
+        },
+        |_| {},
+    )
+    .map_err(|e| scratch_error(scratch, e))?;
+    Ok(rescued)
+}
+
 async fn collect(
     repo: &Arc<Repository>,
     dry_run: bool,
@@ -255,72 +566,52 @@ async fn collect(
 ) -> CoordinatorResult<GcReport> {
     let store = repo.store();
     repo.reload_index().await?;
-    let mut referenced = Referenced::default();
+    refuse_damaged_index(repo)?;
+    let mut referenced = Referenced::new()?;
     let backups = referenced.update(repo).await?;
-    let missing = {
-        let index = repo.index();
-        referenced
-            .blobs
-            .iter()
-            .find(|id| index.get(id).is_none())
-            .copied()
-    };
-    if let Some(missing) = missing {
-        return Err(CoordinatorError::NothingToDo(format!(
-            "a backup references blob {} that the index lacks: the repository needs repair, so nothing was deleted (run `strata verify`)",
-            missing.short()
-        )));
-    }
-    let index_files = repo.index_files().await?;
-    let mut packs: HashMap<PackId, IndexedPack> = HashMap::new();
-    for (_, file) in &index_files {
-        for pack in &file.packs {
-            packs.entry(pack.id).or_insert_with(|| pack.clone());
-        }
-    }
     let (condemnations, damaged) = repo.condemnations().await?;
-    let already: HashSet<PackId> = condemnations
+    let mut already: Vec<PackId> = condemnations
         .iter()
         .flat_map(|c| c.condemnation.packs.iter().copied())
         .collect();
-    let is_live = |p: &IndexedPack, referenced: &HashSet<BlobId>| {
-        p.blobs.iter().any(|b| referenced.contains(&b.id))
-    };
+    already.sort_unstable();
+    already.dedup();
 
     // Phase 1: condemn what no backup references, and mostly-garbage packs.
-    let mut condemn: Vec<PackId> = Vec::new();
-    let mut repack: Vec<IndexedPack> = Vec::new();
-    for pack in packs.values().filter(|p| !already.contains(&p.id)) {
-        if !is_live(pack, &referenced.blobs) {
-            condemn.push(pack.id);
-            continue;
-        }
-        let total: u64 = pack.blobs.iter().map(|b| b.length as u64).sum();
-        let live: u64 = pack
-            .blobs
-            .iter()
-            .filter(|b| referenced.blobs.contains(&b.id))
-            .map(|b| b.length as u64)
-            .sum();
-        if (live as f64) < REPACK_BELOW * total as f64 {
-            repack.push(pack.clone());
-        }
-    }
+    let found = blocking(|| {
+        find_garbage(
+            &**repo.index(),
+            referenced.blobs(),
+            &already,
+            &referenced.scratch,
+        )
+    })?;
+    let mut condemn: Vec<PackId> = found.condemn.iter().map(|(id, _)| *id).collect();
     let mut report = GcReport {
         dry_run,
         backups,
-        referenced_blobs: referenced.blobs.len() as u64,
-        packs_repacked: repack.len() as u64,
-        packs_condemned: (condemn.len() + repack.len()) as u64,
+        referenced_blobs: referenced.count(),
+        packs_repacked: found.repack.len() as u64,
+        packs_condemned: (found.condemn.len() + found.repack.len()) as u64,
         ..GcReport::default()
     };
-    let mut new_index_packs: Vec<IndexedPack> = Vec::new();
+    let mut repacked = false;
     let mut condemnations = condemnations;
-    if !dry_run && (!condemn.is_empty() || !repack.is_empty()) {
-        if !repack.is_empty() {
+    if !dry_run && (!condemn.is_empty() || !found.repack.is_empty()) {
+        if !found.repack.is_empty() {
+            let mut positions: Vec<u32> = found.repack.iter().map(|(p, _)| *p).collect();
+            positions.sort_unstable();
+            let ids = blocking(|| {
+                live_blobs_of(
+                    &**repo.index(),
+                    referenced.blobs(),
+                    &positions,
+                    &referenced.scratch,
+                )
+            })?;
             lock.check()?;
-            new_index_packs = move_live_blobs(repo, &repack, &referenced.blobs).await?;
-            condemn.extend(repack.iter().map(|p| p.id));
+            repacked = move_live_blobs(repo, &ids).await?;
+            condemn.extend(found.repack.iter().map(|(_, id)| *id));
         }
         condemn.sort();
         let condemnation = Condemnation {
@@ -346,9 +637,9 @@ async fn collect(
         });
     } else if dry_run {
         // A dry run reports what a run with no writer running would delete.
-        for id in &condemn {
+        for (_, size) in &found.condemn {
             report.packs_deleted += 1;
-            report.bytes_freed += packs[id].size;
+            report.bytes_freed += size;
         }
     }
 
@@ -357,9 +648,9 @@ async fn collect(
     // made its backup or archive record visible first.
     let running = live_writers(repo).await?;
     referenced.update(repo).await?;
-    report.referenced_blobs = referenced.blobs.len() as u64;
+    report.referenced_blobs = referenced.count();
     let mut swept_runs: Vec<String> = damaged;
-    let mut doomed: HashSet<PackId> = HashSet::new();
+    let mut doomed: Vec<PackId> = Vec::new();
     for found in &condemnations {
         let c = &found.condemnation;
         match &found.armed_by {
@@ -379,86 +670,118 @@ async fn collect(
         doomed.extend(c.packs.iter().copied());
         swept_runs.push(c.run.clone());
     }
+    doomed.sort_unstable();
+    doomed.dedup();
     // A swept pack goes unless it holds a referenced blob no pack that stays holds (a
-    // backup relied on it after all): such a pack is rescued and stays. A repacked pack's
-    // live blobs are in the new packs, so it goes.
-    let mut elsewhere: HashSet<BlobId> = packs
-        .values()
-        .chain(new_index_packs.iter())
-        .filter(|p| !doomed.contains(&p.id))
-        .flat_map(|p| p.blobs.iter().map(|b| b.id))
-        .filter(|id| referenced.blobs.contains(id))
-        .collect();
-    let mut candidates: Vec<PackId> = doomed.iter().copied().collect();
-    candidates.sort();
-    for id in candidates {
-        let Some(pack) = packs.get(&id) else {
-            continue;
+    // backup relied on it after all): such a pack is rescued and stays. The view is
+    // brought up to date first, so packs written meanwhile (a repack's new packs, a
+    // backup's) count as holders. A repacked pack's live blobs are in the new packs, so
+    // it goes.
+    repo.reload_index().await?;
+    refuse_damaged_index(repo)?;
+    let (positions, rescued) = blocking(|| {
+        let index = repo.index();
+        let positions = Positions::of(&**index);
+        let rescued = if doomed.is_empty() {
+            Vec::new()
+        } else {
+            rescue(
+                &**index,
+                &positions,
+                referenced.blobs(),
+                &doomed,
+                &referenced.scratch,
+            )?
         };
-        let needed = pack
-            .blobs
-            .iter()
-            .any(|b| referenced.blobs.contains(&b.id) && !elsewhere.contains(&b.id));
-        if needed {
-            doomed.remove(&id);
-            report.packs_rescued += 1;
-            elsewhere.extend(pack.blobs.iter().map(|b| b.id));
-        }
-    }
+        CoordinatorResult::Ok((positions, rescued))
+    })?;
+    report.packs_rescued = rescued.len() as u64;
+    doomed.retain(|id| !rescued.contains(id));
     if dry_run {
-        report.packs_kept = packs.len() as u64 - report.packs_deleted;
+        report.packs_kept = found.listed - report.packs_deleted;
         report.manifests_deleted = orphans(repo, &referenced, grace).await?.len() as u64;
         return Ok(report);
     }
 
     // The index objects listing a doomed pack are rewritten without it (small ones
-    // merged), the new objects first.
-    let doomed_listed = |f: &IndexFile| f.packs.iter().any(|p| doomed.contains(&p.id));
-    let replaced: Vec<&(String, IndexFile)> = index_files
+    // merged), the new objects first; one object is read at a time, and the kept packs
+    // are written as objects of at most MAX_PACKS_PER_OBJECT packs as they fill.
+    let doomed_at = positions.flags(&doomed);
+    let lists_doomed = |packs: &[u32]| {
+        packs
+            .iter()
+            .any(|&p| doomed_at.get(p as usize) == Some(&true))
+    };
+    let replaced: Vec<&(String, Vec<u32>)> = positions
+        .objects
         .iter()
-        .filter(|(_, f)| doomed_listed(f) || f.packs.len() < STAYING_OBJECT_PACKS)
+        .filter(|(_, packs)| lists_doomed(packs) || packs.len() < STAYING_OBJECT_PACKS)
         .collect();
-    let rewrite = replaced.iter().any(|(_, f)| doomed_listed(f))
-        || replaced.len() > 1
-        || !new_index_packs.is_empty();
+    let rewrite =
+        replaced.iter().any(|(_, packs)| lists_doomed(packs)) || replaced.len() > 1 || repacked;
     if rewrite {
-        let staying: HashSet<PackId> = index_files
-            .iter()
-            .filter(|(k, _)| !replaced.iter().any(|(r, _)| r == k))
-            .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
-            .collect();
-        let mut kept: Vec<IndexedPack> = replaced
-            .iter()
-            .flat_map(|(_, f)| f.packs.iter())
-            .filter(|p| !doomed.contains(&p.id) && !staying.contains(&p.id))
-            .cloned()
-            .collect();
-        kept.sort_by_key(|p| p.id);
-        kept.dedup_by_key(|p| p.id);
-        lock.check()?;
-        let written = repo.write_index_objects(kept).await?;
-        for (key, _) in &replaced {
-            if !written.contains(key) {
+        let mut staying = vec![false; positions.packs.len()];
+        for (name, packs) in &positions.objects {
+            if !replaced.iter().any(|(r, _)| r == name) {
+                packs.iter().for_each(|&p| staying[p as usize] = true);
+            }
+        }
+        let mut kept_at = vec![false; positions.packs.len()];
+        let mut kept: Vec<IndexedPack> = Vec::new();
+        let mut written: Vec<String> = Vec::new();
+        let mut keys: Vec<&str> = replaced.iter().map(|(name, _)| object_key(name)).collect();
+        keys.dedup();
+        for key in &keys {
+            let file = repo.read_index(key).await?;
+            for pack in file.packs {
+                if doomed.binary_search(&pack.id).is_ok() {
+                    continue;
+                }
+                if let Some(p) = positions.position(&pack.id) {
+                    if staying[p as usize] || kept_at[p as usize] {
+                        continue;
+                    }
+                    kept_at[p as usize] = true;
+                }
+                kept.push(pack);
+                if kept.len() >= MAX_PACKS_PER_OBJECT {
+                    lock.check()?;
+                    written.extend(repo.write_index_objects(std::mem::take(&mut kept)).await?);
+                }
+            }
+        }
+        if !kept.is_empty() {
+            lock.check()?;
+            written.extend(repo.write_index_objects(kept).await?);
+        }
+        for key in &keys {
+            if !written.iter().any(|w| w == key) {
                 lock.check()?;
                 store.delete(key).await?;
             }
         }
-        report.index_objects_replaced = replaced.len() as u64;
+        report.index_objects_replaced = keys.len() as u64;
     }
     // Doomed packs (no index lists them now), and packs no index lists that are older
     // than the grace period (a stalled writer may be about to index younger ones).
-    let indexed: HashSet<String> = packs
-        .keys()
-        .filter(|id| !doomed.contains(id))
-        .map(pack_key)
-        .chain(new_index_packs.iter().map(|p| pack_key(&p.id)))
+    let mut indexed: Vec<PackId> = positions
+        .live()
+        .map(|(_, id, _)| id)
+        .filter(|id| doomed.binary_search(id).is_err())
         .collect();
+    indexed.sort_unstable();
     let mut delete: Vec<(String, u64)> = repo
         .list_packs()
         .await?
         .into_iter()
-        .filter(|o| !indexed.contains(&o.key))
-        .filter(|o| doomed.iter().any(|d| pack_key(d) == o.key) || !is_young(o.modified, grace))
+        .filter(|o| {
+            let pack = pack_of_key(&o.key);
+            match pack {
+                Some(id) if indexed.binary_search(&id).is_ok() => false,
+                Some(id) if doomed.binary_search(&id).is_ok() => true,
+                _ => !is_young(o.modified, grace),
+            }
+        })
         .map(|o| (o.key, o.size))
         .collect();
     delete.sort();
