@@ -238,6 +238,12 @@ impl SortedIdsBuilder {
         if let Some(e) = self.failed.take() {
             return Err(e);
         }
+        if self.runs.is_empty() && self.buffer.is_empty() {
+            if let Some(base) = self.base.take() {
+                // Nothing added: the set extended is the answer, not copied.
+                return Ok(base);
+            }
+        }
         self.buffer.sort_unstable();
         self.buffer.dedup();
         let mut sources: Vec<Box<dyn Iterator<Item = BlobId>>> = Vec::new();
