@@ -9,14 +9,16 @@
 //! 1. **Condemn.** It reads every backup's manifests and every archive record into the
 //!    set of referenced blob ids (one node manifest at a time), and condemns the indexed
 //!    packs none of them references (and mostly-garbage packs, whose live blobs it first
-//!    copies to new packs): it writes the condemnation, lists the live writer marks, and
+//!    copies to new packs, at most 4 GiB of them a run: the rest wait for the next): it writes the condemnation, lists the live writer marks, and
 //!    arms the condemnation with them. From then on every writer stores those packs'
 //!    blobs again instead of relying on them; readers still find them.
 //! 2. **Sweep.** A condemnation whose writers have all ended (their summaries or archive
 //!    records are visible then; a writer whose mark lapsed is fenced) is swept: the set
-//!    of referenced ids is brought up to date (new backups and archive records only),
-//!    condemned packs holding a referenced blob that no staying pack holds are kept (the
-//!    condemnation simply goes), the others leave the index (index objects listing them are rewritten, at most
+//!    of referenced ids is brought up to date (new backups and archive records only)
+//!    and the index view too (packs written meanwhile hold blobs as well); for each
+//!    referenced blob whose every copy is in a condemned pack, one of those packs (the
+//!    lowest id) is kept (its condemnation simply goes); the others leave the index
+//!    (index objects listing them are rewritten, at most
 //!    [`strata_repo::index::MAX_PACKS_PER_OBJECT`] packs each, small ones merged), then
 //!    are deleted. With no writer running, one run condemns and sweeps; otherwise the
 //!    sweep happens in the first run after those writers ended.
@@ -24,6 +26,14 @@
 //! Each step is safe to interrupt: an unarmed condemnation is dropped by the next run,
 //! an index rewrite writes the new objects before deleting the old ones, and packs are
 //! deleted only once no index object lists them.
+//!
+//! **Memory.** Nothing it holds grows with the number of blobs: the referenced ids are
+//! sorted on scratch disk ([`strata_repo::sorted_ids`], in a temporary directory of the
+//! state directory, removed when the run ends) and joined with the index's copies in
+//! blob id order ([`strata_repo::index::BlobIndex::copies`]), once to find each pack's
+//! live and total bytes and once more, in the sweep, to rescue; index objects are read
+//! and rewritten one at a time. What grows is per pack (a few dozen bytes each) and per
+//! backup or archive record.
 //!
 //! **Writers it cannot see.** Packs that no index lists and manifests of backups without
 //! a summary are deleted only once older than the grace period (`[gc] grace`, by the
