@@ -40,19 +40,46 @@ impl Scratch {
         Ok(Arc::new(Scratch { path }))
     }
 
-    /// A scratch directory beside this process's local index tables (the state
-    /// directory, see [`crate::shared_index::use_local_dir`]) when it has one, else in
-    /// the system's temporary directory.
+    /// A scratch directory in `<state dir>/tmp` (the state directory of this process's
+    /// local index tables, see [`crate::shared_index::use_local_dir`]) when it has one,
+    /// else in the system's temporary directory. Directories of the same prefix left
+    /// there by a process killed outright, untouched for [`STALE_SCRATCH`], are removed
+    /// first.
     pub fn for_process(prefix: &str) -> io::Result<Arc<Scratch>> {
         let parent = crate::shared_index::local_dir()
             .and_then(Path::parent)
             .map(|state| state.join("tmp"))
             .unwrap_or_else(std::env::temp_dir);
+        remove_stale(&parent, prefix, STALE_SCRATCH);
         Scratch::new_in(&parent, prefix)
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// How long a scratch directory may go unmodified before another process removes it
+/// (a run writes its files at its start and again at its sweep; one whose files went
+/// meanwhile fails on the next read, it does not read wrong data).
+pub const STALE_SCRATCH: std::time::Duration = std::time::Duration::from_secs(2 * 24 * 3600);
+
+/// Removes the directories `<parent>/<prefix>-*` unmodified for `age`.
+fn remove_stale(parent: &Path, prefix: &str, age: std::time::Duration) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    let start = format!("{prefix}-");
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed >= age);
+        if stale && entry.file_name().to_string_lossy().starts_with(&start) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -227,7 +254,8 @@ impl SortedIdsBuilder {
         for id in &self.buffer {
             out.write_all(&id.0)?;
         }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        // Scratch, not state: flushed, never synced (nothing reads it after a crash).
+        out.flush()?;
         self.buffer.clear();
         Ok(())
     }
@@ -284,9 +312,8 @@ impl SortedIdsBuilder {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
+        out.flush()?;
+        drop(out);
         for run in &self.runs {
             let _ = std::fs::remove_file(run);
         }
@@ -379,6 +406,29 @@ mod tests {
             drop(scratch);
             prop_assert!(!root.exists());
         }
+    }
+
+    #[test]
+    fn stale_scratch_directories_of_the_prefix_go_and_the_others_stay() {
+        let scratch = Scratch::new_in(&std::env::temp_dir(), "sorted-ids-test").unwrap();
+        let root = scratch.path();
+        for name in ["gc-old", "gc-young", "other-old"] {
+            std::fs::create_dir(root.join(name)).unwrap();
+        }
+        let old = std::time::SystemTime::now() - STALE_SCRATCH * 2;
+        for name in ["gc-old", "other-old"] {
+            File::open(root.join(name))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        remove_stale(root, "gc", STALE_SCRATCH);
+        let mut left: Vec<String> = std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["gc-young", "other-old"]);
     }
 
     #[test]
