@@ -9,14 +9,16 @@
 //! 1. **Condemn.** It reads every backup's manifests and every archive record into the
 //!    set of referenced blob ids (one node manifest at a time), and condemns the indexed
 //!    packs none of them references (and mostly-garbage packs, whose live blobs it first
-//!    copies to new packs): it writes the condemnation, lists the live writer marks, and
+//!    copies to new packs, at most 4 GiB of them a run: the rest wait for the next): it writes the condemnation, lists the live writer marks, and
 //!    arms the condemnation with them. From then on every writer stores those packs'
 //!    blobs again instead of relying on them; readers still find them.
 //! 2. **Sweep.** A condemnation whose writers have all ended (their summaries or archive
 //!    records are visible then; a writer whose mark lapsed is fenced) is swept: the set
-//!    of referenced ids is brought up to date (new backups and archive records only),
-//!    condemned packs holding a referenced blob that no staying pack holds are kept (the
-//!    condemnation simply goes), the others leave the index (index objects listing them are rewritten, at most
+//!    of referenced ids is brought up to date (new backups and archive records only)
+//!    and the index view too (packs written meanwhile hold blobs as well); for each
+//!    referenced blob whose every copy is in a condemned pack, one of those packs (the
+//!    lowest id) is kept (its condemnation simply goes); the others leave the index
+//!    (index objects listing them are rewritten, at most
 //!    [`strata_repo::index::MAX_PACKS_PER_OBJECT`] packs each, small ones merged), then
 //!    are deleted. With no writer running, one run condemns and sweeps; otherwise the
 //!    sweep happens in the first run after those writers ended.
@@ -24,6 +26,14 @@
 //! Each step is safe to interrupt: an unarmed condemnation is dropped by the next run,
 //! an index rewrite writes the new objects before deleting the old ones, and packs are
 //! deleted only once no index object lists them.
+//!
+//! **Memory.** Nothing it holds grows with the number of blobs: the referenced ids are
+//! sorted on scratch disk ([`strata_repo::sorted_ids`], in a temporary directory of the
+//! state directory, removed when the run ends) and joined with the index's copies in
+//! blob id order ([`strata_repo::index::BlobIndex::copies`]), once to find each pack's
+//! live and total bytes and once more, in the sweep, to rescue; index objects are read
+//! and rewritten one at a time. What grows is per pack (a few dozen bytes each) and per
+//! backup or archive record.
 //!
 //! **Writers it cannot see.** Packs that no index lists and manifests of backups without
 //! a summary are deleted only once older than the grace period (`[gc] grace`, by the
@@ -34,13 +44,14 @@
 use crate::lock::{chain, HeldLock, RepoLock};
 use crate::{CoordinatorError, CoordinatorResult};
 use serde::Serialize;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use strata_repo::condemned::{ArmedBy, Condemnation};
 use strata_repo::id::{pack_key, PackId};
-use strata_repo::index::{IndexFile, IndexedPack};
+use strata_repo::index::{BlobIndex, BlobLocation, IndexedPack, MAX_PACKS_PER_OBJECT};
 use strata_repo::layout;
+use strata_repo::sorted_ids::{Scratch, SortedIds, SortedIdsBuilder};
 use strata_repo::{BlobId, RepoError, Repository};
 
 /// What a collection found and did.
@@ -118,19 +129,70 @@ pub async fn take_gc_lock(
     .keep_renewed())
 }
 
-/// The blob ids backups and archive records reference, and which of them were read, so
-/// it can be brought up to date by reading only what appeared since.
-#[derive(Default)]
+/// The blob ids backups and archive records reference (sorted on scratch disk, see
+/// [`strata_repo::sorted_ids`]: memory does not grow with them), and which backups and
+/// records were read, so it can be brought up to date by reading only what appeared since.
 struct Referenced {
-    blobs: HashSet<BlobId>,
+    scratch: Arc<Scratch>,
+    /// `None` before the first update.
+    blobs: Option<SortedIds>,
     backups: HashSet<String>,
     archived: HashSet<String>,
 }
 
+/// A failure of the collection's scratch files on this host's disk.
+fn scratch_error(scratch: &Scratch, err: std::io::Error) -> CoordinatorError {
+    CoordinatorError::from(strata_store::StoreError::Backend {
+        op: "write",
+        key: scratch.path().display().to_string(),
+        store: "this host's disk (garbage collection's scratch files)".into(),
+        message: err.to_string(),
+    })
+}
+
+/// Runs blocking work (reading or writing scratch files, walking the index) without
+/// stalling the other tasks of a multi-threaded runtime.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 impl Referenced {
+    fn new() -> CoordinatorResult<Referenced> {
+        let scratch = Scratch::for_process("gc").map_err(|e| {
+            CoordinatorError::from(strata_store::StoreError::Backend {
+                op: "create",
+                key: "gc scratch directory".into(),
+                store: "this host's disk".into(),
+                message: e.to_string(),
+            })
+        })?;
+        Ok(Referenced {
+            scratch,
+            blobs: None,
+            backups: HashSet::new(),
+            archived: HashSet::new(),
+        })
+    }
+
+    /// The referenced ids (after the first update).
+    fn blobs(&self) -> &SortedIds {
+        self.blobs.as_ref().expect("read before use")
+    }
+
+    fn count(&self) -> u64 {
+        self.blobs.as_ref().map_or(0, SortedIds::len)
+    }
+
     /// Reads the backups and archive records not read yet. Strict: a summary or
     /// manifest that does not decode stops the collection (it might reference anything).
     async fn update(&mut self, repo: &Repository) -> CoordinatorResult<usize> {
+        let mut ids = match self.blobs.take() {
+            Some(ids) => ids.extend(),
+            None => SortedIdsBuilder::new(self.scratch.clone()),
+        };
         let mut count = 0;
         for object in repo
             .store()
@@ -144,7 +206,8 @@ impl Referenced {
                 continue;
             }
             // A backup deleted while this runs (deletes do not wait for collections)
-            // references nothing any more: skipped, whichever object went first.
+            // references nothing any more: skipped, whichever object went first. (Ids of
+            // its nodes read before it went stay in the set: they only keep data.)
             let summary = match repo.load_summary(name).await {
                 Ok(summary) => summary,
                 Err(RepoError::NoSuchBackup(_)) => continue,
@@ -153,11 +216,8 @@ impl Referenced {
             let mut deleted = false;
             for node in summary.nodes.iter().filter(|n| n.has_manifest) {
                 // Its chunk blobs (format version 4) and its files' data.
-                let blobs = &mut self.blobs;
                 let read = repo
-                    .manifest_references(&summary.name, &node.name, |id| {
-                        blobs.insert(*id);
-                    })
+                    .manifest_references(&summary.name, &node.name, |id| ids.push(*id))
                     .await;
                 match read {
                     Ok(()) => {}
@@ -178,14 +238,23 @@ impl Referenced {
                 count += 1;
             }
         }
-        // Files archived outside backups (WAL) keep their data too.
-        for (space, file) in repo.all_archived().await? {
+        // Files archived outside backups (WAL) keep their data too: one record at a time.
+        for object in repo.store().list(layout::ARCHIVE).await? {
+            let rest = object.key.trim_start_matches(layout::ARCHIVE);
+            let Some((space, name)) = rest.split_once('/') else {
+                continue;
+            };
+            let Some(file) = repo.load_archived(space, name).await? else {
+                continue;
+            };
             // A name stored again with other content is another record.
             let key = format!("{space}/{}/{}", file.name, file.content_id.to_hex());
             if self.archived.insert(key) {
-                self.blobs.extend(file.chunks.iter().copied());
+                file.chunks.iter().for_each(|id| ids.push(*id));
             }
         }
+        let sorted = blocking(|| ids.finish()).map_err(|e| scratch_error(&self.scratch, e))?;
+        self.blobs = Some(sorted);
         Ok(count)
     }
 }
@@ -193,38 +262,154 @@ impl Referenced {
 /// A pack whose live blobs take less than this share of its blob bytes is repacked.
 const REPACK_BELOW: f64 = 0.5;
 
+/// Live bytes one run copies out of mostly-garbage packs at most (the packs beyond wait
+/// for the next run), and live blobs: what bounds the time and memory of a repack.
+const MAX_REPACK_BYTES: u64 = 4 << 30;
+const MAX_REPACK_BLOBS: u64 = 1 << 20;
+
 /// An index object listing at least this many packs, none of which goes, stays as it
 /// is; smaller ones are merged into the objects a rewrite writes.
 const STAYING_OBJECT_PACKS: usize = 256;
 
-/// Copies the referenced blobs of `packs` into new packs (read, checked, sealed again);
-/// returns the new packs as indexed.
-async fn move_live_blobs(
-    repo: &Arc<Repository>,
-    packs: &[IndexedPack],
-    referenced: &HashSet<BlobId>,
-) -> CoordinatorResult<Vec<IndexedPack>> {
-    let before: HashSet<PackId> = repo.index().packs().iter().map(|(id, _)| *id).collect();
+/// Walks every blob copy of the index (in blob id order) beside the sorted referenced
+/// ids, a merge join: calls `each(id, copies, referenced)` once per blob a live pack
+/// holds, and `missing(id)` for each referenced id no live pack holds.
+fn join(
+    index: &dyn BlobIndex,
+    referenced: &SortedIds,
+    mut each: impl FnMut(&BlobId, &[BlobLocation], bool),
+    mut missing: impl FnMut(&BlobId),
+) -> std::io::Result<()> {
+    let mut refs = referenced.iter()?;
+    let mut next_ref = refs.next();
+    let mut copies = index.copies().peekable();
+    let mut group: Vec<BlobLocation> = Vec::new();
+    while let Some((id, first)) = copies.next() {
+        group.clear();
+        group.push(first);
+        while let Some((_, more)) = copies.next_if(|(next, _)| *next == id) {
+            group.push(more);
+        }
+        while let Some(r) = next_ref.filter(|r| *r < id) {
+            missing(&r);
+            next_ref = refs.next();
+        }
+        let is_referenced = next_ref == Some(id);
+        if is_referenced {
+            next_ref = refs.next();
+        }
+        each(&id, &group, is_referenced);
+    }
+    while let Some(r) = next_ref {
+        missing(&r);
+        next_ref = refs.next();
+    }
+    match refs.error() {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// The packs of an index view by position (see [`BlobIndex::pack`]): the objects with
+/// their positions, and each live position's pack id and size.
+struct Positions {
+    objects: Vec<(String, Vec<u32>)>,
+    /// Per position: the pack, when an object of the view lists it.
+    packs: Vec<Option<(PackId, u64)>>,
+    /// (pack id, position), sorted: from a pack id to its position.
+    by_id: Vec<(PackId, u32)>,
+}
+
+impl Positions {
+    fn of(index: &dyn BlobIndex) -> Positions {
+        let mut objects = index.objects();
+        objects.sort();
+        let count = objects
+            .iter()
+            .flat_map(|(_, p)| p.iter())
+            .max()
+            .map_or(0, |&m| m as usize + 1);
+        let mut packs = vec![None; count];
+        for &position in objects.iter().flat_map(|(_, p)| p.iter()) {
+            packs[position as usize] = Some(index.pack(position));
+        }
+        let mut by_id: Vec<(PackId, u32)> = packs
+            .iter()
+            .enumerate()
+            .filter_map(|(p, pack)| pack.map(|(id, _)| (id, p as u32)))
+            .collect();
+        by_id.sort_unstable();
+        Positions {
+            objects,
+            packs,
+            by_id,
+        }
+    }
+
+    fn position(&self, pack: &PackId) -> Option<u32> {
+        self.by_id
+            .binary_search_by(|(id, _)| id.cmp(pack))
+            .ok()
+            .map(|i| self.by_id[i].1)
+    }
+
+    fn live(&self) -> impl Iterator<Item = (u32, PackId, u64)> + '_ {
+        self.packs
+            .iter()
+            .enumerate()
+            .filter_map(|(p, pack)| pack.map(|(id, size)| (p as u32, id, size)))
+    }
+
+    /// Per position: whether the pack is among `sorted` pack ids.
+    fn flags(&self, sorted: &[PackId]) -> Vec<bool> {
+        self.packs
+            .iter()
+            .map(|p| p.is_some_and(|(id, _)| sorted.binary_search(&id).is_ok()))
+            .collect()
+    }
+}
+
+/// The object key of a view's object name (a refresh names objects with their size and
+/// time as listed, `key#size-millis`).
+fn object_key(name: &str) -> &str {
+    name.split_once('#').map_or(name, |(key, _)| key)
+}
+
+/// The pack a `data/` key names, if it is a pack key.
+fn pack_of_key(key: &str) -> Option<PackId> {
+    let id = BlobId::from_hex(key.rsplit('/').next()?)?;
+    (pack_key(&id) == key).then_some(id)
+}
+
+/// Refuses to go on when the view skipped index objects that do not decode: the packs
+/// they list would look unindexed (and their blobs missing).
+fn refuse_damaged_index(repo: &Repository) -> CoordinatorResult<()> {
+    match repo.damaged_index().first() {
+        Some(damaged) => Err(CoordinatorError::Repo(RepoError::Corrupted {
+            what: damaged.key.clone(),
+            why: damaged.reason.clone(),
+        })),
+        None => Ok(()),
+    }
+}
+
+/// Copies the referenced blobs `ids` (of mostly-garbage packs) into new packs (read,
+/// checked, sealed again); returns whether any was copied.
+async fn move_live_blobs(repo: &Arc<Repository>, ids: &[BlobId]) -> CoordinatorResult<bool> {
     let writer = Arc::new(strata_repo::writer::BlobWriter::start(
         repo.clone(),
         strata_repo::writer::WriterOptions::default(),
     ));
-    for pack in packs {
-        for entry in pack.blobs.iter().filter(|b| referenced.contains(&b.id)) {
-            let data = repo.read_blob(&entry.id).await?;
-            let (w, id) = (writer.clone(), entry.id);
-            tokio::task::spawn_blocking(move || w.rewrite(id, bytes::Bytes::from(data)))
-                .await
-                .expect("repack thread panicked")?;
-        }
+    for id in ids {
+        let data = repo.read_blob(id).await?;
+        let (w, id) = (writer.clone(), *id);
+        tokio::task::spawn_blocking(move || w.rewrite(id, bytes::Bytes::from(data)))
+            .await
+            .expect("repack thread panicked")?;
     }
     let writer = Arc::into_inner(writer).expect("repack submissions are done");
     writer.finish().await?;
-    let mut moved = Vec::new();
-    for (_, file) in repo.index_files().await? {
-        moved.extend(file.packs.into_iter().filter(|p| !before.contains(&p.id)));
-    }
-    Ok(moved)
+    Ok(!ids.is_empty())
 }
 
 /// Whether an object listed with `modified` is younger than `grace` (unknown: young).
@@ -246,6 +431,142 @@ async fn live_writers(repo: &Repository) -> CoordinatorResult<HashSet<String>> {
         .collect())
 }
 
+/// What the first phase found in the view: the packs to condemn (with their sizes), the
+/// mostly-garbage ones to repack (as positions), and how many packs the view lists.
+struct Found {
+    condemn: Vec<(PackId, u64)>,
+    repack: Vec<(u32, PackId)>,
+    listed: u64,
+}
+
+/// The first phase's merge join: per pack, its live and total bytes; the packs with no
+/// referenced blob are condemned, those mostly garbage repacked (at most
+/// [`MAX_REPACK_BYTES`] and [`MAX_REPACK_BLOBS`] of live data per run). A referenced id
+/// no pack holds refuses the collection.
+fn find_garbage(
+    index: &dyn BlobIndex,
+    referenced: &SortedIds,
+    already: &[PackId],
+    scratch: &Scratch,
+) -> CoordinatorResult<Found> {
+    let positions = Positions::of(index);
+    let count = positions.packs.len();
+    let (mut total, mut live, mut live_blobs) =
+        (vec![0u64; count], vec![0u64; count], vec![0u64; count]);
+    let mut missing: Option<BlobId> = None;
+    join(
+        index,
+        referenced,
+        |_, copies, is_referenced| {
+            for copy in copies {
+                let p = copy.pack as usize;
+                if p >= count {
+                    continue;
+                }
+                total[p] += copy.length as u64;
+                if is_referenced {
+                    live[p] += copy.length as u64;
+                    live_blobs[p] += 1;
+                }
+            }
+        },
+        |id| {
+            missing.get_or_insert(*id);
+        },
+    )
+    .map_err(|e| scratch_error(scratch, e))?;
+    if let Some(missing) = missing {
+        return Err(CoordinatorError::NothingToDo(format!(
+            "a backup references blob {} that the index lacks: the repository needs repair, so nothing was deleted (run `strata verify`)",
+            missing.short()
+        )));
+    }
+    let mut found = Found {
+        condemn: Vec::new(),
+        repack: Vec::new(),
+        listed: 0,
+    };
+    let (mut repack_bytes, mut repack_blobs) = (0u64, 0u64);
+    for (p, id, size) in positions.live() {
+        found.listed += 1;
+        if already.binary_search(&id).is_ok() {
+            continue;
+        }
+        let p_ = p as usize;
+        if live_blobs[p_] == 0 {
+            found.condemn.push((id, size));
+        } else if (live[p_] as f64) < REPACK_BELOW * total[p_] as f64 {
+            let fits = repack_bytes + live[p_] <= MAX_REPACK_BYTES
+                && repack_blobs + live_blobs[p_] <= MAX_REPACK_BLOBS;
+            if fits || found.repack.is_empty() {
+                repack_bytes += live[p_];
+                repack_blobs += live_blobs[p_];
+                found.repack.push((p, id));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The referenced ids with a copy in one of the packs at `positions` (a second pass of
+/// the join, for a repack).
+fn live_blobs_of(
+    index: &dyn BlobIndex,
+    referenced: &SortedIds,
+    positions: &[u32],
+    scratch: &Scratch,
+) -> CoordinatorResult<Vec<BlobId>> {
+    let mut chosen = Vec::new();
+    join(
+        index,
+        referenced,
+        |id, copies, is_referenced| {
+            if is_referenced && copies.iter().any(|c| positions.contains(&c.pack)) {
+                chosen.push(*id);
+            }
+        },
+        |_| {},
+    )
+    .map_err(|e| scratch_error(scratch, e))?;
+    Ok(chosen)
+}
+
+/// The sweep's merge join: every referenced blob keeps a holder that stays. A blob whose
+/// every copy is in a doomed pack has one of them (the lowest pack id) rescued. Returns
+/// the rescued packs.
+fn rescue(
+    index: &dyn BlobIndex,
+    positions: &Positions,
+    referenced: &SortedIds,
+    doomed: &[PackId],
+    scratch: &Scratch,
+) -> CoordinatorResult<Vec<PackId>> {
+    let mut doomed_at = positions.flags(doomed);
+    let mut rescued = Vec::new();
+    let pack_at = |p: u32| positions.packs.get(p as usize).copied().flatten();
+    join(
+        index,
+        referenced,
+        |_, copies, is_referenced| {
+            let doomed_copy = |c: &BlobLocation| doomed_at.get(c.pack as usize) == Some(&true);
+            if !is_referenced || !copies.iter().all(doomed_copy) {
+                return;
+            }
+            let keep = copies
+                .iter()
+                .filter_map(|c| pack_at(c.pack).map(|(id, _)| (id, c.pack)))
+                .min();
+            if let Some((id, p)) = keep {
+                doomed_at[p as usize] = false;
+                rescued.push(id);
+            }
+        },
+        |_| {},
+    )
+    .map_err(|e| scratch_error(scratch, e))?;
+    Ok(rescued)
+}
+
 async fn collect(
     repo: &Arc<Repository>,
     dry_run: bool,
@@ -255,72 +576,52 @@ async fn collect(
 ) -> CoordinatorResult<GcReport> {
     let store = repo.store();
     repo.reload_index().await?;
-    let mut referenced = Referenced::default();
+    refuse_damaged_index(repo)?;
+    let mut referenced = Referenced::new()?;
     let backups = referenced.update(repo).await?;
-    let missing = {
-        let index = repo.index();
-        referenced
-            .blobs
-            .iter()
-            .find(|id| index.get(id).is_none())
-            .copied()
-    };
-    if let Some(missing) = missing {
-        return Err(CoordinatorError::NothingToDo(format!(
-            "a backup references blob {} that the index lacks: the repository needs repair, so nothing was deleted (run `strata verify`)",
-            missing.short()
-        )));
-    }
-    let index_files = repo.index_files().await?;
-    let mut packs: HashMap<PackId, IndexedPack> = HashMap::new();
-    for (_, file) in &index_files {
-        for pack in &file.packs {
-            packs.entry(pack.id).or_insert_with(|| pack.clone());
-        }
-    }
     let (condemnations, damaged) = repo.condemnations().await?;
-    let already: HashSet<PackId> = condemnations
+    let mut already: Vec<PackId> = condemnations
         .iter()
         .flat_map(|c| c.condemnation.packs.iter().copied())
         .collect();
-    let is_live = |p: &IndexedPack, referenced: &HashSet<BlobId>| {
-        p.blobs.iter().any(|b| referenced.contains(&b.id))
-    };
+    already.sort_unstable();
+    already.dedup();
 
     // Phase 1: condemn what no backup references, and mostly-garbage packs.
-    let mut condemn: Vec<PackId> = Vec::new();
-    let mut repack: Vec<IndexedPack> = Vec::new();
-    for pack in packs.values().filter(|p| !already.contains(&p.id)) {
-        if !is_live(pack, &referenced.blobs) {
-            condemn.push(pack.id);
-            continue;
-        }
-        let total: u64 = pack.blobs.iter().map(|b| b.length as u64).sum();
-        let live: u64 = pack
-            .blobs
-            .iter()
-            .filter(|b| referenced.blobs.contains(&b.id))
-            .map(|b| b.length as u64)
-            .sum();
-        if (live as f64) < REPACK_BELOW * total as f64 {
-            repack.push(pack.clone());
-        }
-    }
+    let found = blocking(|| {
+        find_garbage(
+            &**repo.index(),
+            referenced.blobs(),
+            &already,
+            &referenced.scratch,
+        )
+    })?;
+    let mut condemn: Vec<PackId> = found.condemn.iter().map(|(id, _)| *id).collect();
     let mut report = GcReport {
         dry_run,
         backups,
-        referenced_blobs: referenced.blobs.len() as u64,
-        packs_repacked: repack.len() as u64,
-        packs_condemned: (condemn.len() + repack.len()) as u64,
+        referenced_blobs: referenced.count(),
+        packs_repacked: found.repack.len() as u64,
+        packs_condemned: (found.condemn.len() + found.repack.len()) as u64,
         ..GcReport::default()
     };
-    let mut new_index_packs: Vec<IndexedPack> = Vec::new();
+    let mut repacked = false;
     let mut condemnations = condemnations;
-    if !dry_run && (!condemn.is_empty() || !repack.is_empty()) {
-        if !repack.is_empty() {
+    if !dry_run && (!condemn.is_empty() || !found.repack.is_empty()) {
+        if !found.repack.is_empty() {
+            let mut positions: Vec<u32> = found.repack.iter().map(|(p, _)| *p).collect();
+            positions.sort_unstable();
+            let ids = blocking(|| {
+                live_blobs_of(
+                    &**repo.index(),
+                    referenced.blobs(),
+                    &positions,
+                    &referenced.scratch,
+                )
+            })?;
             lock.check()?;
-            new_index_packs = move_live_blobs(repo, &repack, &referenced.blobs).await?;
-            condemn.extend(repack.iter().map(|p| p.id));
+            repacked = move_live_blobs(repo, &ids).await?;
+            condemn.extend(found.repack.iter().map(|(_, id)| *id));
         }
         condemn.sort();
         let condemnation = Condemnation {
@@ -346,9 +647,9 @@ async fn collect(
         });
     } else if dry_run {
         // A dry run reports what a run with no writer running would delete.
-        for id in &condemn {
+        for (_, size) in &found.condemn {
             report.packs_deleted += 1;
-            report.bytes_freed += packs[id].size;
+            report.bytes_freed += size;
         }
     }
 
@@ -357,9 +658,9 @@ async fn collect(
     // made its backup or archive record visible first.
     let running = live_writers(repo).await?;
     referenced.update(repo).await?;
-    report.referenced_blobs = referenced.blobs.len() as u64;
+    report.referenced_blobs = referenced.count();
     let mut swept_runs: Vec<String> = damaged;
-    let mut doomed: HashSet<PackId> = HashSet::new();
+    let mut doomed: Vec<PackId> = Vec::new();
     for found in &condemnations {
         let c = &found.condemnation;
         match &found.armed_by {
@@ -379,86 +680,118 @@ async fn collect(
         doomed.extend(c.packs.iter().copied());
         swept_runs.push(c.run.clone());
     }
+    doomed.sort_unstable();
+    doomed.dedup();
     // A swept pack goes unless it holds a referenced blob no pack that stays holds (a
-    // backup relied on it after all): such a pack is rescued and stays. A repacked pack's
-    // live blobs are in the new packs, so it goes.
-    let mut elsewhere: HashSet<BlobId> = packs
-        .values()
-        .chain(new_index_packs.iter())
-        .filter(|p| !doomed.contains(&p.id))
-        .flat_map(|p| p.blobs.iter().map(|b| b.id))
-        .filter(|id| referenced.blobs.contains(id))
-        .collect();
-    let mut candidates: Vec<PackId> = doomed.iter().copied().collect();
-    candidates.sort();
-    for id in candidates {
-        let Some(pack) = packs.get(&id) else {
-            continue;
+    // backup relied on it after all): such a pack is rescued and stays. The view is
+    // brought up to date first, so packs written meanwhile (a repack's new packs, a
+    // backup's) count as holders. A repacked pack's live blobs are in the new packs, so
+    // it goes.
+    repo.reload_index().await?;
+    refuse_damaged_index(repo)?;
+    let (positions, rescued) = blocking(|| {
+        let index = repo.index();
+        let positions = Positions::of(&**index);
+        let rescued = if doomed.is_empty() {
+            Vec::new()
+        } else {
+            rescue(
+                &**index,
+                &positions,
+                referenced.blobs(),
+                &doomed,
+                &referenced.scratch,
+            )?
         };
-        let needed = pack
-            .blobs
-            .iter()
-            .any(|b| referenced.blobs.contains(&b.id) && !elsewhere.contains(&b.id));
-        if needed {
-            doomed.remove(&id);
-            report.packs_rescued += 1;
-            elsewhere.extend(pack.blobs.iter().map(|b| b.id));
-        }
-    }
+        CoordinatorResult::Ok((positions, rescued))
+    })?;
+    report.packs_rescued = rescued.len() as u64;
+    doomed.retain(|id| !rescued.contains(id));
     if dry_run {
-        report.packs_kept = packs.len() as u64 - report.packs_deleted;
+        report.packs_kept = found.listed - report.packs_deleted;
         report.manifests_deleted = orphans(repo, &referenced, grace).await?.len() as u64;
         return Ok(report);
     }
 
     // The index objects listing a doomed pack are rewritten without it (small ones
-    // merged), the new objects first.
-    let doomed_listed = |f: &IndexFile| f.packs.iter().any(|p| doomed.contains(&p.id));
-    let replaced: Vec<&(String, IndexFile)> = index_files
+    // merged), the new objects first; one object is read at a time, and the kept packs
+    // are written as objects of at most MAX_PACKS_PER_OBJECT packs as they fill.
+    let doomed_at = positions.flags(&doomed);
+    let lists_doomed = |packs: &[u32]| {
+        packs
+            .iter()
+            .any(|&p| doomed_at.get(p as usize) == Some(&true))
+    };
+    let replaced: Vec<&(String, Vec<u32>)> = positions
+        .objects
         .iter()
-        .filter(|(_, f)| doomed_listed(f) || f.packs.len() < STAYING_OBJECT_PACKS)
+        .filter(|(_, packs)| lists_doomed(packs) || packs.len() < STAYING_OBJECT_PACKS)
         .collect();
-    let rewrite = replaced.iter().any(|(_, f)| doomed_listed(f))
-        || replaced.len() > 1
-        || !new_index_packs.is_empty();
+    let rewrite =
+        replaced.iter().any(|(_, packs)| lists_doomed(packs)) || replaced.len() > 1 || repacked;
     if rewrite {
-        let staying: HashSet<PackId> = index_files
-            .iter()
-            .filter(|(k, _)| !replaced.iter().any(|(r, _)| r == k))
-            .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
-            .collect();
-        let mut kept: Vec<IndexedPack> = replaced
-            .iter()
-            .flat_map(|(_, f)| f.packs.iter())
-            .filter(|p| !doomed.contains(&p.id) && !staying.contains(&p.id))
-            .cloned()
-            .collect();
-        kept.sort_by_key(|p| p.id);
-        kept.dedup_by_key(|p| p.id);
-        lock.check()?;
-        let written = repo.write_index_objects(kept).await?;
-        for (key, _) in &replaced {
-            if !written.contains(key) {
+        let mut staying = vec![false; positions.packs.len()];
+        for (name, packs) in &positions.objects {
+            if !replaced.iter().any(|(r, _)| r == name) {
+                packs.iter().for_each(|&p| staying[p as usize] = true);
+            }
+        }
+        let mut kept_at = vec![false; positions.packs.len()];
+        let mut kept: Vec<IndexedPack> = Vec::new();
+        let mut written: Vec<String> = Vec::new();
+        let mut keys: Vec<&str> = replaced.iter().map(|(name, _)| object_key(name)).collect();
+        keys.dedup();
+        for key in &keys {
+            let file = repo.read_index(key).await?;
+            for pack in file.packs {
+                if doomed.binary_search(&pack.id).is_ok() {
+                    continue;
+                }
+                if let Some(p) = positions.position(&pack.id) {
+                    if staying[p as usize] || kept_at[p as usize] {
+                        continue;
+                    }
+                    kept_at[p as usize] = true;
+                }
+                kept.push(pack);
+                if kept.len() >= MAX_PACKS_PER_OBJECT {
+                    lock.check()?;
+                    written.extend(repo.write_index_objects(std::mem::take(&mut kept)).await?);
+                }
+            }
+        }
+        if !kept.is_empty() {
+            lock.check()?;
+            written.extend(repo.write_index_objects(kept).await?);
+        }
+        for key in &keys {
+            if !written.iter().any(|w| w == key) {
                 lock.check()?;
                 store.delete(key).await?;
             }
         }
-        report.index_objects_replaced = replaced.len() as u64;
+        report.index_objects_replaced = keys.len() as u64;
     }
     // Doomed packs (no index lists them now), and packs no index lists that are older
     // than the grace period (a stalled writer may be about to index younger ones).
-    let indexed: HashSet<String> = packs
-        .keys()
-        .filter(|id| !doomed.contains(id))
-        .map(pack_key)
-        .chain(new_index_packs.iter().map(|p| pack_key(&p.id)))
+    let mut indexed: Vec<PackId> = positions
+        .live()
+        .map(|(_, id, _)| id)
+        .filter(|id| doomed.binary_search(id).is_err())
         .collect();
+    indexed.sort_unstable();
     let mut delete: Vec<(String, u64)> = repo
         .list_packs()
         .await?
         .into_iter()
-        .filter(|o| !indexed.contains(&o.key))
-        .filter(|o| doomed.iter().any(|d| pack_key(d) == o.key) || !is_young(o.modified, grace))
+        .filter(|o| {
+            let pack = pack_of_key(&o.key);
+            match pack {
+                Some(id) if indexed.binary_search(&id).is_ok() => false,
+                Some(id) if doomed.binary_search(&id).is_ok() => true,
+                _ => !is_young(o.modified, grace),
+            }
+        })
         .map(|o| (o.key, o.size))
         .collect();
     delete.sort();
@@ -505,7 +838,136 @@ async fn orphans(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
+    use strata_repo::index::{IndexFile, MemoryIndex};
+    use strata_repo::pack::PackEntry;
+    use strata_repo::sorted_ids::SortedIdsBuilder;
     use strata_store::{DynStore, LocalStore};
+
+    /// A small deterministic generator (the cases must not depend on a seed source).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    fn blob(n: u64) -> BlobId {
+        BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes())
+    }
+
+    /// The joins against a plain computation over random views (blobs in several packs,
+    /// packs in several objects, referenced ids some of which no pack holds): the
+    /// liveness per pack, the missing ids, and after a rescue, a holder that stays for
+    /// every referenced blob a pack holds, rescuing only doomed packs.
+    #[test]
+    fn the_joins_agree_with_sets_and_leave_every_referenced_blob_a_holder() {
+        let scratch = Scratch::new_in(&std::env::temp_dir(), "gc-join-test").unwrap();
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for case in 0..150 {
+            let (packs, blobs) = (1 + rng.below(12), 1 + rng.below(40));
+            let mut index = MemoryIndex::default();
+            let mut holders: BTreeMap<BlobId, BTreeSet<PackId>> = BTreeMap::new();
+            let mut bytes: BTreeMap<PackId, (u64, u64)> = BTreeMap::new();
+            let referenced: BTreeSet<BlobId> = (0..blobs + 5)
+                .filter(|_| rng.below(3) > 0)
+                .map(blob)
+                .collect();
+            let mut objects = Vec::new();
+            for p in 0..packs {
+                let id = blob(1_000_000 + case * 100 + p);
+                let mut entries: Vec<PackEntry> = (0..rng.below(8))
+                    .map(|_| blob(rng.below(blobs)))
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .map(|b| PackEntry {
+                        id: b,
+                        offset: 0,
+                        length: 1 + rng.below(100) as u32,
+                        raw_length: 1,
+                        compressed: false,
+                    })
+                    .collect();
+                entries.sort_by_key(|e| e.id);
+                let (mut live, mut total) = (0, 0);
+                for e in &entries {
+                    holders.entry(e.id).or_default().insert(id);
+                    total += e.length as u64;
+                    if referenced.contains(&e.id) {
+                        live += e.length as u64;
+                    }
+                }
+                bytes.insert(id, (live, total));
+                objects.push(IndexedPack {
+                    id,
+                    size: 1,
+                    blobs: entries,
+                });
+            }
+            for (n, chunk) in objects.chunks(3).enumerate() {
+                let file = IndexFile {
+                    packs: chunk.to_vec(),
+                };
+                index.add_object(&format!("index/{n}"), &file);
+            }
+            let mut ids = SortedIdsBuilder::with_buffer(scratch.clone(), 7, None);
+            referenced.iter().for_each(|id| ids.push(*id));
+            let ids = ids.finish().unwrap();
+
+            let found = find_garbage(&index, &ids, &[], &scratch);
+            let missing: Vec<&BlobId> = referenced
+                .iter()
+                .filter(|id| !holders.contains_key(id))
+                .collect();
+            match found {
+                Err(_) => assert!(!missing.is_empty(), "case {case}: refused for nothing"),
+                Ok(found) => {
+                    assert!(missing.is_empty(), "case {case}: missing ids not seen");
+                    let condemned: BTreeSet<PackId> =
+                        found.condemn.iter().map(|(id, _)| *id).collect();
+                    for (id, (live, total)) in &bytes {
+                        let has_live = holders
+                            .iter()
+                            .any(|(b, h)| h.contains(id) && referenced.contains(b));
+                        assert_eq!(condemned.contains(id), !has_live, "case {case}");
+                        let repacked = found.repack.iter().any(|(_, p)| p == id);
+                        let mostly_garbage =
+                            has_live && (*live as f64) < REPACK_BELOW * *total as f64;
+                        assert_eq!(repacked, mostly_garbage, "case {case}");
+                    }
+                }
+            }
+
+            // The sweep: a random doomed set, then the rescue.
+            let doomed: Vec<PackId> = {
+                let mut d: Vec<PackId> = bytes
+                    .keys()
+                    .filter(|_| rng.below(2) == 0)
+                    .copied()
+                    .collect();
+                d.sort();
+                d
+            };
+            let positions = Positions::of(&index);
+            let rescued = rescue(&index, &positions, &ids, &doomed, &scratch).unwrap();
+            let staying = |p: &PackId| doomed.binary_search(p).is_err() || rescued.contains(p);
+            for r in &rescued {
+                assert!(doomed.contains(r), "case {case}: rescued a pack not doomed");
+            }
+            for (b, h) in &holders {
+                if referenced.contains(b) {
+                    assert!(
+                        h.iter().any(staying),
+                        "case {case}: a referenced blob lost every holder"
+                    );
+                }
+            }
+        }
+    }
 
     #[tokio::test]
     async fn young_unindexed_packs_and_summaryless_manifests_wait_for_the_grace_period() {

@@ -13,14 +13,25 @@
 //! collection and merges write them; the password comes from `STRATA_PASSWORD`. With
 //! `STRATA_FABRICATE_PACKS=sparse` each pack is also made as a sparse file of its size
 //! (no disk blocks), so `verify` finds every indexed pack with its size.
+//!
+//! With a third argument, `--garbage PERCENT`, it also makes work for garbage collection:
+//! archive records (space `fabricated`, 100,000 chunks each) reference every blob of the
+//! packs but PERCENT of them, spread evenly; each unreferenced pack is stored as a tiny
+//! object (a sparse file with `STRATA_FABRICATE_PACKS=sparse`; a collection condemns,
+//! unindexes and deletes it; the referenced ones need not exist, which a collection never
+//! notices: it reads no pack it keeps).
 
 use std::sync::Arc;
 use std::time::Instant;
+use strata_repo::archive::ArchivedFile;
 use strata_repo::index::{IndexedPack, MAX_PACKS_PER_OBJECT};
 use strata_repo::pack::PackEntry;
 use strata_repo::{BlobId, Repository};
 
 const PER_PACK: u64 = 128;
+
+/// Chunks listed by one fabricated archive record.
+const PER_RECORD: usize = 100_000;
 
 fn id(n: u64) -> BlobId {
     BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes())
@@ -34,9 +45,21 @@ async fn main() {
         .get(2)
         .and_then(|s| s.parse().ok())
         .expect("a number of blobs");
+    let garbage: Option<u64> = match args.get(3).map(String::as_str) {
+        Some("--garbage") => Some(
+            args.get(4)
+                .and_then(|s| s.parse().ok())
+                .filter(|p| *p <= 100)
+                .expect("--garbage PERCENT"),
+        ),
+        Some(other) => panic!("unknown argument {other}"),
+        None => None,
+    };
+    // Pack number n (its first blob / PER_PACK) is garbage when this says so.
+    let is_garbage = |pack: u64| garbage.is_some_and(|percent| (pack * 37) % 100 < percent);
     let password = std::env::var("STRATA_PASSWORD").ok();
     let store: strata_store::DynStore = Arc::new(strata_store::LocalStore::new(dir));
-    let repo = Repository::open_catalog(store, password.as_deref())
+    let repo = Repository::open_catalog(store.clone(), password.as_deref())
         .await
         .expect("the repository opens");
     let sparse = std::env::var("STRATA_FABRICATE_PACKS").as_deref() == Ok("sparse");
@@ -69,12 +92,48 @@ async fn main() {
                     .and_then(|f| f.set_len(pack.size))
                     .expect("sparse pack file");
             }
+        } else if garbage.is_some() {
+            for first in (start..end).step_by(PER_PACK as usize) {
+                if !is_garbage(first / PER_PACK) {
+                    continue;
+                }
+                let key = strata_repo::id::pack_key(&id(u64::MAX - first));
+                store
+                    .put(&key, bytes::Bytes::from_static(b"fabricated"))
+                    .await
+                    .expect("pack stored");
+            }
         }
         repo.write_index_objects(packs)
             .await
             .expect("index written");
         start = end;
         eprint!("\r{start} blobs");
+    }
+    if garbage.is_some() {
+        let mut chunks = Vec::new();
+        let mut records = 0;
+        for n in 0..blobs {
+            if !is_garbage(n / PER_PACK) {
+                chunks.push(id(n));
+            }
+            if chunks.len() == PER_RECORD || (n + 1 == blobs && !chunks.is_empty()) {
+                let name = format!("record-{records:08}");
+                let file = ArchivedFile {
+                    content_id: id(u64::MAX / 2 - records),
+                    name,
+                    size: chunks.len() as u64 * 131_072,
+                    chunks: std::mem::take(&mut chunks),
+                    stored: "2026-01-01T00:00:00Z".into(),
+                    meta: Default::default(),
+                };
+                repo.save_archived("fabricated", &file)
+                    .await
+                    .expect("record written");
+                records += 1;
+            }
+        }
+        eprintln!("{records} archive records reference the blobs of the packs that stay");
     }
     eprintln!(
         "\n{blobs} fabricated blobs in {} index objects, {:.0} s",

@@ -39,6 +39,7 @@ mod manifest_store;
 pub mod pack;
 mod repository;
 pub mod shared_index;
+pub mod sorted_ids;
 pub mod summary;
 pub mod writer;
 

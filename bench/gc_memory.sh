@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# bench/gc_memory.sh - garbage collection's peak memory and time in a repository of N
+# fabricated blobs (index objects of packs that do not exist, written by the example
+# `fabricate_index`), with archive records referencing 90% of them and the other 10% of
+# the packs stored as tiny objects, so that the collection condemns, unindexes and
+# deletes about a tenth of the packs and rewrites every index object.
+#
+#   bench/gc_memory.sh [BLOBS] [WORKDIR]      (default 10000000, /tmp/strata-gc)
+#
+# GC_BINS names the strata binaries to compare, as label=path pairs (default: this
+# tree's release build); each runs `strata gc` on an identical copy of the repository
+# and its state directory (the local index table already built, so the time is the
+# collection's, not a new host's first index load).
+#
+# Needs release builds: cargo build --release -p strata --bin strata &&
+#                       cargo build --release -p strata-repo --examples
+set -euo pipefail
+BLOBS=${1:-10000000}
+W=${2:-/tmp/strata-gc}
+FAB=${FABRICATE_BIN:-$PWD/target/release/examples/fabricate_index}
+GC_BINS=${GC_BINS:-current=$PWD/target/release/strata}
+export STRATA_PASSWORD=gc-bench
+rm -rf "$W"; mkdir -p "$W/tiny"
+echo "a first file" > "$W/tiny/hello.txt"
+
+# Runs a command, sampling its RssAnon and RssFile every 50 ms; prints
+# "<label> <seconds> <peak RssAnon MiB> <peak RssFile MiB>" and keeps its output.
+measure() {
+  local label=$1; shift
+  local start end pid anon=0 file=0 a f
+  start=$(date +%s.%N)
+  "$@" >"$W/last.out" 2>"$W/last.err" &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    if [[ -r /proc/$pid/status ]]; then
+      a=$(awk '/^RssAnon/{print $2}' /proc/$pid/status 2>/dev/null || echo 0)
+      f=$(awk '/^RssFile/{print $2}' /proc/$pid/status 2>/dev/null || echo 0)
+      (( ${a:-0} > anon )) && anon=${a:-0}
+      (( ${f:-0} > file )) && file=${f:-0}
+    fi
+    sleep 0.05
+  done
+  wait "$pid" || { echo "$label failed:"; cat "$W/last.err"; exit 1; }
+  end=$(date +%s.%N)
+  printf '%-32s %8.2f s %8.1f MiB anon %8.1f MiB file\n' "$label" \
+    "$(echo "$end - $start" | bc)" "$(echo "$anon / 1024" | bc -l)" "$(echo "$file / 1024" | bc -l)"
+}
+
+export STRATA_REPO=$W/repo STRATA_STATE_DIR=$W/state
+first_bin=${GC_BINS%% *}; first_bin=${first_bin#*=}
+"$first_bin" init >/dev/null
+measure "fabricate $BLOBS blobs" "$FAB" "$STRATA_REPO" "$BLOBS" --garbage 10
+du -sh "$STRATA_REPO/index" "$STRATA_REPO/archive" | sed 's/^/size: /'
+# Builds this host's local index table, as any earlier command would have.
+"$first_bin" backup --node-name first "$W/tiny" >/dev/null
+cp -a "$STRATA_REPO" "$W/repo.orig"; cp -a "$STRATA_STATE_DIR" "$W/state.orig"
+for pair in $GC_BINS; do
+  label=${pair%%=*}; bin=${pair#*=}
+  rm -rf "$STRATA_REPO" "$STRATA_STATE_DIR"
+  cp -a "$W/repo.orig" "$STRATA_REPO"; cp -a "$W/state.orig" "$STRATA_STATE_DIR"
+  measure "gc ($label)" "$bin" gc --json
+  tr -d '\n ' < "$W/last.out"; echo
+done
+rm -rf "$W"
