@@ -5,7 +5,9 @@
 //! A page served from here costs no request while the kept listing was validated less than
 //! [`ListingCache::interval`] ago, and one GET (the generation object) when it is older:
 //! one validation per interval and storage, shared by every concurrent request (the first
-//! validates, the others wait for it and use its answer). A reconcile (the LISTs and pages
+//! validates, the others wait for it and use its answer; from half the interval on, the
+//! first request validates ahead while the others are served the kept listing, so under
+//! steady load nobody waits). A reconcile (the LISTs and pages
 //! of `Repository::backup_page` for every backup, with the pins and verification records)
 //! happens only when the generation changed, is missing or does not decode (the answer says
 //! so), was written too recently for the writes before it to have surely landed
@@ -174,15 +176,22 @@ impl ListingCache {
             .clone()
     }
 
-    fn fresh(&self, slot: &Slot, local: u64) -> Option<Arc<Snapshot>> {
+    /// The kept listing when it was validated less than `within` ago (and the caller
+    /// made no change since).
+    fn fresh(&self, slot: &Slot, local: u64, within: Duration) -> Option<Arc<Snapshot>> {
         let kept = slot.kept.lock().expect("cache lock");
         kept.as_ref()
-            .filter(|k| k.local == local && k.validated.elapsed() < self.interval)
+            .filter(|k| k.local == local && k.validated.elapsed() < within)
             .map(|k| k.snapshot.clone())
     }
 
     /// The listing of `storage`, validated less than an interval ago. `local` counts
     /// the changes the caller made itself: when it moved, the listing is read again.
+    ///
+    /// Once half the interval has gone, the first request to come validates ahead while
+    /// the others go on with the kept listing (still within its interval), so under load
+    /// nobody waits for the validation's GET; only when a whole interval has gone do
+    /// requests wait for one (shared) validation.
     async fn snapshot(
         &self,
         storage: &str,
@@ -190,13 +199,34 @@ impl ListingCache {
         local: u64,
     ) -> CoordinatorResult<Arc<Snapshot>> {
         let slot = self.slot(storage);
-        if let Some(snapshot) = self.fresh(&slot, local) {
+        if let Some(snapshot) = self.fresh(&slot, local, self.interval / 2) {
             return Ok(snapshot);
+        }
+        if let Some(snapshot) = self.fresh(&slot, local, self.interval) {
+            let Ok(_validating) = slot.refresh.try_lock() else {
+                return Ok(snapshot); // another request validates
+            };
+            if let Some(newer) = self.fresh(&slot, local, self.interval / 2) {
+                return Ok(newer);
+            }
+            // A failed validation ahead leaves the kept listing for its interval: the
+            // next request after it waits for a validation, and sees the failure.
+            return Ok(self.validate(&slot, repo, local).await.unwrap_or(snapshot));
         }
         let _validating = slot.refresh.lock().await;
-        if let Some(snapshot) = self.fresh(&slot, local) {
+        if let Some(snapshot) = self.fresh(&slot, local, self.interval) {
             return Ok(snapshot);
         }
+        self.validate(&slot, repo, local).await
+    }
+
+    /// Validates (or reconciles) the listing of `slot`, its refresh lock held.
+    async fn validate(
+        &self,
+        slot: &Slot,
+        repo: &Repository,
+        local: u64,
+    ) -> CoordinatorResult<Arc<Snapshot>> {
         let previous = slot.kept.lock().expect("cache lock").clone();
         let validated = Instant::now();
         let generation = repo.listing_generation().await?;
