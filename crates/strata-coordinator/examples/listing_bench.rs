@@ -4,7 +4,8 @@
 //!
 //!     listing_bench synth LOCATION COUNT   # COUNT backups: summaries and listing entries,
 //!                                          # 64 writes at a time, then one compaction
-//!     listing_bench cost LOCATION          # requests and ms of: a page of 50, latest
+//!     listing_bench cost LOCATION          # requests and ms of: a page of 50, latest,
+//!                                          # and the same from a kept listing
 //!
 //! LOCATION is a directory or an object storage URL (`s3://bucket/prefix`, configured from
 //! the environment as strata does); the repository must exist (`strata init`), its
@@ -15,6 +16,7 @@ use futures::stream::{self, StreamExt};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strata_coordinator::listing::{self, PageQuery};
+use strata_coordinator::listing_cache::{self, ListingCache};
 use strata_repo::summary::{BackupStatus, BackupSummary, NodeSummary};
 use strata_repo::Repository;
 use strata_store::{CountingStore, DynStore};
@@ -126,6 +128,23 @@ async fn main() {
             let latest = listing::latest(&sources).await.expect("latest");
             assert!(latest.is_some());
             measure("latest", before, clock);
+            // What a server does: the listing kept, validated here at every page (a
+            // server validates at most once a second) by one GET of its generation.
+            let kept = ListingCache::new(Duration::ZERO, Duration::ZERO, listing_cache::MAX_AGE);
+            let first = PageQuery {
+                limit: 50,
+                cursor: None,
+            };
+            let (before, clock) = (counting.counts(), Instant::now());
+            kept.page(&sources, &first, 0).await.expect("a page");
+            measure("kept listing: reconcile", before, clock);
+            let (before, clock) = (counting.counts(), Instant::now());
+            let page = kept.page(&sources, &first, 0).await.expect("a page");
+            assert_eq!(page.backups.len(), 50.min(page.total));
+            measure("kept listing: validated page of 50", before, clock);
+            let (before, clock) = (counting.counts(), Instant::now());
+            kept.latest(&sources, 0).await.expect("latest");
+            measure("kept listing: validated latest", before, clock);
         }
         _ => {
             eprintln!("usage: listing_bench synth LOCATION COUNT | cost LOCATION");

@@ -162,11 +162,23 @@ impl Catalog {
     /// Finds a backup by name, unique prefix, or `latest` (the newest complete backup of
     /// any storage), reading the listing and the one summary, not every summary.
     pub async fn find(&self, wanted: &str) -> CoordinatorResult<(&Place, BackupSummary)> {
+        self.find_with(wanted, None).await
+    }
+
+    /// [`Catalog::find`], `latest` read from the listings `cache` keeps (see
+    /// [`crate::listing_cache::ListingCache::page`] for `local`).
+    pub async fn find_with(
+        &self,
+        wanted: &str,
+        cache: Option<(&crate::listing_cache::ListingCache, u64)>,
+    ) -> CoordinatorResult<(&Place, BackupSummary)> {
         let sources = self.sources();
         let (at, summary) = if wanted == "latest" {
-            crate::listing::latest(&sources).await?.ok_or_else(|| {
-                CoordinatorError::NoBackup("no complete backup in any storage".into())
-            })?
+            crate::listing::latest_from(&sources, cache)
+                .await?
+                .ok_or_else(|| {
+                    CoordinatorError::NoBackup("no complete backup in any storage".into())
+                })?
         } else {
             crate::listing::by_name(&sources, wanted).await?
         };

@@ -26,6 +26,7 @@ pub mod input;
 pub mod jobs;
 pub mod keys;
 pub mod listing;
+pub mod listing_cache;
 pub mod lock;
 pub mod mapping;
 pub mod mask;

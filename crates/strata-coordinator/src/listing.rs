@@ -8,6 +8,7 @@
 //! copy of one backup in two storages included.
 
 use crate::catalog::{Located, LocatedDamage};
+use crate::listing_cache::ListingCache;
 use crate::verified::VerifyRecord;
 use crate::{CoordinatorError, CoordinatorResult};
 use std::collections::{HashMap, HashSet};
@@ -63,7 +64,7 @@ pub struct BackupsPage {
 }
 
 /// A parsed cursor: after the backup at `position` in `storage`.
-struct Cursor {
+pub(crate) struct Cursor {
     position: Position,
     storage: String,
 }
@@ -75,7 +76,7 @@ fn cursor_text(position: &Position, storage: &str) -> String {
     format!("{position}{SEP}{storage}")
 }
 
-fn parse_cursor(text: &str) -> CoordinatorResult<Cursor> {
+pub(crate) fn parse_cursor(text: &str) -> CoordinatorResult<Cursor> {
     let bad = || {
         CoordinatorError::Invalid(format!(
             "cursor {text:?} is not one a page gave (use the `next` of the previous page)"
@@ -120,19 +121,32 @@ pub async fn page(sources: &[Source<'_>], query: &PageQuery) -> CoordinatorResul
 async fn backups_only(sources: &[Source<'_>], query: &PageQuery) -> CoordinatorResult<BackupsPage> {
     let cursor = query.cursor.as_deref().map(parse_cursor).transpose()?;
     let limit = query.limit.max(1);
+    let mut reads = Vec::new();
+    for (storage, repo) in sources {
+        let before = before_in(cursor.as_ref(), storage);
+        reads.push((
+            *storage,
+            repo.backup_page(&PageRequest { limit, before }).await?,
+        ));
+    }
+    Ok(merge(reads, limit))
+}
+
+/// Where the page after `cursor` starts in `storage`: older positions, and the cursor's
+/// own position in storages that sort after the cursor's.
+pub(crate) fn before_in(cursor: Option<&Cursor>, storage: &str) -> Option<Position> {
+    cursor.map(|c| match storage.cmp(c.storage.as_str()) {
+        std::cmp::Ordering::Greater => c.position.successor(),
+        _ => c.position.clone(),
+    })
+}
+
+/// One page of at most `limit` backups from the pages each storage gave.
+pub(crate) fn merge(reads: Vec<(&str, BackupPage)>, limit: usize) -> BackupsPage {
     let mut out = BackupsPage::default();
     let mut merged: Vec<(Position, &str, BackupSummary)> = Vec::new();
     let mut more = false;
-    for (storage, repo) in sources {
-        // After the cursor: older positions, and the cursor's own position in storages
-        // that sort after the cursor's.
-        let before = cursor
-            .as_ref()
-            .map(|c| match storage.cmp(&c.storage.as_str()) {
-                std::cmp::Ordering::Greater => c.position.successor(),
-                _ => c.position.clone(),
-            });
-        let read: BackupPage = repo.backup_page(&PageRequest { limit, before }).await?;
+    for (storage, read) in reads {
         out.total += read.total;
         more |= read.next.is_some();
         if let Some(note) = read.note() {
@@ -160,20 +174,32 @@ async fn backups_only(sources: &[Source<'_>], query: &PageQuery) -> CoordinatorR
             summary,
         });
     }
-    Ok(out)
+    out
 }
 
 /// The newest complete backup of `sources`: the listing's pages, newest first, until
 /// one says complete and its summary reads (a damaged newer one is passed over, with a
 /// warning). `None` when there is none.
 pub async fn latest(sources: &[Source<'_>]) -> CoordinatorResult<Option<(usize, BackupSummary)>> {
+    latest_from(sources, None).await
+}
+
+/// [`latest`], its pages read from `cache` when given (with the caller's count of its
+/// own changes, see [`ListingCache::page`]).
+pub(crate) async fn latest_from(
+    sources: &[Source<'_>],
+    cache: Option<(&ListingCache, u64)>,
+) -> CoordinatorResult<Option<(usize, BackupSummary)>> {
     let mut query = PageQuery {
         limit: 20,
         cursor: None,
     };
     let mut passed: Vec<(String, String)> = Vec::new();
     loop {
-        let page = backups_only(sources, &query).await?;
+        let page = match cache {
+            Some((cache, local)) => cache.page(sources, &query, local).await?,
+            None => backups_only(sources, &query).await?,
+        };
         passed.extend(page.damaged.iter().map(|d| {
             let name = d.object.backup().unwrap_or_default().to_string();
             (name, d.object.reason.clone())

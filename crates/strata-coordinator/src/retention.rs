@@ -506,13 +506,16 @@ pub async fn set_pinned(
     let key = strata_repo::layout::pin_key(name);
     if pin {
         let body = pin_object(repo, name, false)?;
-        Ok(repo.store().put(&key, body.into()).await?)
+        repo.store().put(&key, body.into()).await?;
     } else {
         match repo.store().delete(&key).await {
-            Err(e) if !e.is_not_found() => Err(e.into()),
-            _ => Ok(()),
+            Err(e) if !e.is_not_found() => return Err(e.into()),
+            _ => {}
         }
     }
+    // Listings kept by servers show pins: they read them again.
+    repo.bump_listing_generation_or_warn().await;
+    Ok(())
 }
 
 /// One backup in a cleanup report.

@@ -64,6 +64,8 @@ pub async fn record(
     let body = sealed_body(backup, when_ms, ok, mode);
     let bytes = repo.seal_object(ObjectKind::VerifyRecord, &key, &body)?;
     store.put(&key, bytes.into()).await?;
+    // Listings kept by servers show the last verification: they read it again.
+    repo.bump_listing_generation_or_warn().await;
     // The older records are superseded (readers take the newest); a store that refuses
     // deletes (credentials that may write but not delete) keeps them, harmlessly, until
     // garbage collection runs with stronger ones.

@@ -38,6 +38,10 @@ pub const VERIFIED: &str = "verified/";
 /// The backup listing (format version 4): `listing/entries/<position>` and
 /// `listing/pages/<oldest position>/<newest position>/<id>` (see `crate::listing`).
 pub const LISTING: &str = "listing/";
+/// The listing's generation object, replaced by every listing write (see
+/// `crate::listing::generation`). The one object under `listing/` that changes under its
+/// key: never cached.
+pub const LISTING_GENERATION: &str = "listing/generation";
 
 /// Packs condemned by garbage collection: `gc/condemned/<run>/packs` and
 /// `gc/condemned/<run>/writers` (see `crate::condemned`).
@@ -57,12 +61,14 @@ const VISIBLE: [&str; 6] = [INDEX, MANIFESTS, SUMMARIES, ARCHIVE, LISTING, CONDE
 
 /// Whether a store cache may keep `key` (the rule handed to `strata_store::CachingStore`).
 pub fn cacheable(key: &str) -> bool {
-    key == CONFIG || CACHEABLE.iter().any(|p| key.starts_with(p))
+    key == CONFIG || (key != LISTING_GENERATION && CACHEABLE.iter().any(|p| key.starts_with(p)))
 }
 
 /// Whether writing `key` makes data visible (the rule handed to `strata_store::FencedStore`).
 pub fn makes_visible(key: &str) -> bool {
-    VISIBLE.iter().any(|p| key.starts_with(p))
+    // A bump of the listing generation shows nothing: it only makes readers reconcile
+    // again, so even a writer that lost its lock may (and should) make one.
+    key != LISTING_GENERATION && VISIBLE.iter().any(|p| key.starts_with(p))
 }
 
 /// Whether deleting `key` needs the cluster lock (the rule of
@@ -156,8 +162,10 @@ mod tests {
         ] {
             assert!(cacheable(key), "{key}");
         }
-        // Packs are large and read once; locks, marks and the audit log change or grow.
+        // Packs are large and read once; locks, marks and the audit log change or grow;
+        // the listing generation changes under its key.
         for key in [
+            LISTING_GENERATION,
             "data/ab/abcd",
             "locks/backup.json",
             "writers/w.json",
@@ -174,6 +182,7 @@ mod tests {
             "config",
             "keys/0",
             "pins/b",
+            LISTING_GENERATION,
         ] {
             assert!(!makes_visible(key), "{key}");
         }

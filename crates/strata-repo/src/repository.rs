@@ -567,8 +567,9 @@ impl Repository {
     }
 
     /// Writes the summary of a backup; this is what makes a backup visible. Then its
-    /// entry in the backup listing (see [`crate::listing`]): a failure there is only a
-    /// warning, as readers find a summary without an entry and read it by itself.
+    /// entry in the backup listing (see [`crate::listing`]) and a new listing generation
+    /// (see [`crate::listing::generation`]): a failure there is only a warning, as readers
+    /// find a summary without an entry and read it by itself.
     pub async fn save_summary(&self, summary: &BackupSummary) -> RepoResult<()> {
         let json = serde_json::to_vec(summary).expect("summaries serialize");
         let key = layout::summary_key(&summary.name);
@@ -580,6 +581,7 @@ impl Repository {
                 summary.name
             );
         }
+        self.bump_listing_generation_or_warn().await;
         Ok(())
     }
 
@@ -673,6 +675,8 @@ impl Repository {
         for node in &summary.nodes {
             self.store.delete(&manifest_key(name, &node.name)).await?;
         }
+        // Listings kept by servers are read again (the summary is gone already).
+        self.bump_listing_generation_or_warn().await;
         for leftover in self.store.list(&layout::manifests_of(name)).await? {
             self.store.delete(&leftover.key).await?;
         }

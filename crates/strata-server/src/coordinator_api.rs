@@ -55,6 +55,9 @@ pub struct ApiState {
     pub catalog: tokio::sync::OnceCell<Catalog>,
     /// What `/metrics` says of the backups, kept between scrapes.
     pub figures: crate::figures::FigureCache,
+    /// The backup listings of the storages, kept between API pages while their
+    /// generation stays (see `strata_coordinator::listing_cache`).
+    pub listing: strata_coordinator::listing_cache::ListingCache,
     /// Requests that may have changed the repository (every call but a GET): with the
     /// finished operations, they say when the figures must be read again.
     pub writes: std::sync::atomic::AtomicU64,
@@ -260,7 +263,14 @@ async fn list(
         PageQuery::all()
     };
     // A summary that does not decode hides only its own backup (see `strata repair`).
-    let read = s.catalog().await?.page(&query).await.map_err(failure)?;
+    // From the kept listings: no request while validated within the last second, then
+    // one GET of the listing generation (see `strata_coordinator::listing_cache`).
+    let catalog = s.catalog().await?;
+    let read = s
+        .listing
+        .page(&catalog.sources(), &query, s.generation())
+        .await
+        .map_err(failure)?;
     let mut headers = HeaderMap::new();
     headers.insert("x-total-count", HeaderValue::from(read.total as u64));
     headers.insert(
@@ -299,7 +309,7 @@ async fn show(State(s): Api, PathParam(name): PathParam<String>) -> Reply<Backup
     let (place, summary) = s
         .catalog()
         .await?
-        .find(backup_name(&name)?)
+        .find_with(backup_name(&name)?, Some((&s.listing, s.generation())))
         .await
         .map_err(failure)?;
     let storage = place.storage.name.clone();

@@ -75,6 +75,7 @@ pub fn router(parts: ServerParts) -> axum::Router {
             config_view: parts.config_view,
             catalog: tokio::sync::OnceCell::new(),
             figures: Default::default(),
+            listing: Default::default(),
             writes: Default::default(),
         };
         router = router.merge(coordinator_api::routes(state, parts.tokens));

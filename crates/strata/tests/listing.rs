@@ -322,4 +322,36 @@ fn listings_page_reconcile_with_the_summaries_and_say_when_they_fell_back() {
     assert!(!stderr.contains("storage main:"), "{stderr}");
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(row_names(&rows).contains(damaged));
+
+    // The server keeps its listing between pages: a backup made by another process
+    // shows once its writer replaced the listing generation (the server checks it at most
+    // once a second; the deadline here is below the minute after which it reconciles
+    // anyway), and a delete through the server shows at once.
+    let fresh = backup();
+    let newest_row = || {
+        let page = http(url, "GET", "/api/v1/backups?limit=1", Some(TOKEN), "");
+        assert_eq!(page.status, 200, "{}", page.body);
+        row_names(&page.json())
+    };
+    let shown = (0..300).any(|_| {
+        let seen = newest_row() == [fresh.clone()];
+        if !seen {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        seen
+    });
+    assert!(shown, "a new backup shows in the server's pages");
+    let deleted = http(
+        url,
+        "DELETE",
+        &format!("/api/v1/backups/{fresh}"),
+        Some(TOKEN),
+        "",
+    );
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(
+        newest_row(),
+        [newest.clone()],
+        "a deleted backup is gone at once"
+    );
 }

@@ -162,6 +162,11 @@ impl Repository {
         }
         report.backups = found.len();
         if !dirty && loose == 0 && report.from_summaries == 0 && damaged.is_empty() {
+            // A thorough compaction follows a delete, a cleanup, gc or a repair: whatever
+            // they changed, servers keeping a listing read it again.
+            if thorough {
+                self.bump_listing_generation_or_warn().await;
+            }
             return Ok(report);
         }
 
@@ -197,6 +202,7 @@ impl Repository {
                 report.deleted += 1;
             }
         }
+        self.bump_listing_generation_or_warn().await;
         Ok(report)
     }
 }

@@ -15,6 +15,7 @@
 //! has the bytes; docs/architecture.md says why it is built this way.
 
 pub mod compact;
+pub mod generation;
 pub mod read;
 
 use crate::layout;

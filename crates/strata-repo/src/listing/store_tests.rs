@@ -282,3 +282,45 @@ async fn a_summary_changed_after_its_listing_is_read_again() {
     assert_eq!(page.backups[0].status, BackupStatus::Partial);
     assert!(page.damaged.is_empty() && page.from_summaries.is_empty());
 }
+
+#[tokio::test]
+async fn every_listing_write_replaces_the_generation() {
+    use super::generation::GenerationRead;
+    let (dir, repo, _) = repo().await;
+    assert_eq!(
+        repo.listing_generation().await.unwrap(),
+        GenerationRead::Missing
+    );
+    let token = |read: GenerationRead| match read {
+        GenerationRead::Current(g) => g.token,
+        other => panic!("{other:?}"),
+    };
+    repo.save_summary(&nth(0)).await.unwrap();
+    let after_save = token(repo.listing_generation().await.unwrap());
+    repo.save_summary(&nth(1)).await.unwrap();
+    let after_second = token(repo.listing_generation().await.unwrap());
+    assert_ne!(after_save, after_second);
+    repo.compact_listing(true).await.unwrap();
+    let after_compaction = token(repo.listing_generation().await.unwrap());
+    assert_ne!(after_second, after_compaction);
+    repo.delete_backup(&nth(0).name).await.unwrap();
+    let after_delete = token(repo.listing_generation().await.unwrap());
+    assert_ne!(after_compaction, after_delete);
+    // Readers of the listing ignore it: it is no listing entry or page.
+    let page = repo
+        .backup_page(&PageRequest {
+            limit: 50,
+            before: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(names(&page.backups), vec![nth(1).name]);
+    assert!(page.note().is_none());
+    // Damaged: read as such, not as an error.
+    let path = dir.path().join(crate::layout::LISTING_GENERATION);
+    std::fs::write(&path, b"STRO\x0a\xff\xffgarbage").unwrap();
+    assert!(matches!(
+        repo.listing_generation().await.unwrap(),
+        GenerationRead::Damaged(_)
+    ));
+}
