@@ -351,7 +351,7 @@ fn listings_page_reconcile_with_the_summaries_and_say_when_they_fell_back() {
     assert_eq!(deleted.status, 200, "{}", deleted.body);
     assert_eq!(
         newest_row(),
-        [newest.clone()],
+        std::slice::from_ref(newest),
         "a deleted backup is gone at once"
     );
 }
