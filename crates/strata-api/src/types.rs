@@ -284,6 +284,7 @@ pub struct RepairBody {
 /// `GET /api/v1/backups/{name}/files`: which entries, and which page of them.
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct FilesQuery {
     /// Only this node (default: every node).
     pub node: Option<String>,
@@ -312,6 +313,7 @@ pub struct CopyBody {
 /// `GET /api/v1/audit`.
 #[derive(Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct AuditQuery {
     /// From this moment: RFC 3339 time, a date, or an age such as `2h` or `7d`.
     pub since: Option<String>,

@@ -243,6 +243,48 @@ fn every_request_body_refuses_unknown_fields_wrong_types_and_non_json() {
     assert_eq!(operations, json!([]), "an operation was started");
     assert!(before == snapshot_tree(&data), "the data directory changed");
 
+    // Query strings too: every GET that declares query parameters refuses one it does
+    // not know (a misspelt `limit` once answered every backup).
+    let mut queried = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let Some(operation) = item.get("get") else {
+            continue;
+        };
+        let in_query = operation["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["in"] == "query");
+        if !in_query {
+            continue;
+        }
+        let target = path.replace("{name}", "latest").replace("{id}", "none");
+        let reply = http(
+            url,
+            "GET",
+            &format!("{target}?{UNKNOWN}=1"),
+            Some(TOKEN),
+            "",
+        );
+        refused(
+            &format!("GET {path}?{UNKNOWN}"),
+            reply.status,
+            &reply.body,
+            UNKNOWN,
+        );
+        queried.push(path.clone());
+    }
+    for expected in [
+        "/api/v1/backups",
+        "/api/v1/backups/{name}/files",
+        "/api/v1/audit",
+    ] {
+        assert!(
+            queried.iter().any(|q| q == expected),
+            "{expected} not walked: {queried:?}"
+        );
+    }
+
     // Absent and empty bodies still mean "all defaults" where the API allows them.
     for body in ["", "{}", "null"] {
         let reply = http(url, "POST", "/api/v1/gc", Some(TOKEN), body);
