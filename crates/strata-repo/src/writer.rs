@@ -278,26 +278,30 @@ impl Stored {
         self.waiting.push(pack);
     }
 
-    /// Writes an index object for the waiting packs and lets their ids go from the
-    /// claimed set (the index answers for them from now on).
+    /// Starts writing an index object for the waiting packs, then letting their ids go
+    /// from the claimed set (the index answers for them from then on), beside the
+    /// packing: the packer goes on while it is sealed, stored and committed.
     fn flush(
         &mut self,
-        repo: &Repository,
+        repo: &Arc<Repository>,
         runtime: &Handle,
-        claimed: &Mutex<HashSet<BlobId>>,
-    ) -> RepoResult<()> {
+        claimed: &Arc<Mutex<HashSet<BlobId>>>,
+    ) -> tokio::task::JoinHandle<RepoResult<()>> {
         let packs = std::mem::take(&mut self.waiting);
         self.waiting_blobs = 0;
-        let ids: Vec<BlobId> = packs
-            .iter()
-            .flat_map(|p| p.blobs.iter().map(|b| b.id))
-            .collect();
-        runtime.block_on(repo.add_index(IndexFile { packs }))?;
-        let mut claimed = claimed.lock().expect("claim lock");
-        for id in &ids {
-            claimed.remove(id);
-        }
-        Ok(())
+        let (repo, claimed) = (repo.clone(), claimed.clone());
+        runtime.spawn(async move {
+            let ids: Vec<BlobId> = packs
+                .iter()
+                .flat_map(|p| p.blobs.iter().map(|b| b.id))
+                .collect();
+            repo.add_index(IndexFile { packs }).await?;
+            let mut claimed = claimed.lock().expect("claim lock");
+            for id in &ids {
+                claimed.remove(id);
+            }
+            Ok(())
+        })
     }
 }
 
@@ -307,12 +311,27 @@ fn pack_and_upload(
     sealed: Receiver<Sealed>,
     failure: &Arc<Failure>,
     runtime: &Handle,
-    claimed: &Mutex<HashSet<BlobId>>,
+    claimed: &Arc<Mutex<HashSet<BlobId>>>,
 ) -> RepoResult<Packed> {
     let slots = Arc::new(Semaphore::new(options.uploads.max(1)));
     let mut uploads = std::collections::VecDeque::new();
     let mut stored = Stored::default();
     let mut first_error = None;
+    // The index object being written, at most one at a time.
+    let mut indexing: Option<tokio::task::JoinHandle<RepoResult<()>>> = None;
+    let finish_indexing = |indexing: &mut Option<tokio::task::JoinHandle<RepoResult<()>>>,
+                           first_error: &mut Option<RepoError>| {
+        let Some(task) = indexing.take() else {
+            return;
+        };
+        let error = match runtime.block_on(task) {
+            Ok(Ok(())) => return,
+            Ok(Err(err)) => err,
+            Err(join) => RepoError::Pipeline(join.to_string()),
+        };
+        failure.set(format!("writing an index object: {error}"));
+        first_error.get_or_insert(error);
+    };
     let mut builder = PackBuilder::new(options.pack_size);
     let upload = |builder: PackBuilder| {
         let pack = builder.finish(repo.cipher());
@@ -370,9 +389,9 @@ fn pack_and_upload(
             )));
             collect(&mut uploads, false, &mut stored, &mut first_error);
             if stored.waiting_blobs >= options.index_every.max(1) && first_error.is_none() {
-                if let Err(err) = stored.flush(repo, runtime, claimed) {
-                    failure.set(format!("writing an index object: {err}"));
-                    first_error.get_or_insert(err);
+                finish_indexing(&mut indexing, &mut first_error);
+                if first_error.is_none() {
+                    indexing = Some(stored.flush(repo, runtime, claimed));
                 }
             }
         }
@@ -384,6 +403,7 @@ fn pack_and_upload(
         uploads.push_back(upload(builder));
     }
     collect(&mut uploads, true, &mut stored, &mut first_error);
+    finish_indexing(&mut indexing, &mut first_error);
     match first_error {
         Some(err) => Err(err),
         None if failure.get().is_some() => Err(RepoError::Pipeline(failure.get().unwrap())),
@@ -428,28 +448,30 @@ mod tests {
             })
             .collect();
         let (w, submitted) = (writer.clone(), blobs.clone());
-        let most_claimed = tokio::task::spawn_blocking(move || {
-            let mut most = 0;
+        tokio::task::spawn_blocking(move || {
             for (id, data) in submitted {
                 assert!(w.submit(id, data).unwrap(), "a new blob");
-                most = most.max(w.claimed.lock().unwrap().len());
             }
-            most
         })
         .await
         .unwrap();
-        let indexed_before_finish = repo.index().len();
+        // Before the finish, stored packs are indexed and their ids let go (beside the
+        // packing: waited for, with a deadline far beyond what it takes).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let claimed = writer.claimed.lock().unwrap().len();
+            if !repo.index().is_empty() && claimed < 400 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing indexed before the finish ({claimed} ids claimed)"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         let writer = Arc::into_inner(writer).unwrap();
         let stats = writer.finish().await.unwrap();
         assert_eq!(stats.new_blobs, 400);
-        assert!(
-            indexed_before_finish > 0,
-            "packs stored during the write were indexed before it finished"
-        );
-        assert!(
-            most_claimed < 400,
-            "claimed ids let go: at most {most_claimed}"
-        );
         let objects = repo.list_index_objects().await.unwrap().len();
         assert!(objects > 2, "{objects} index objects");
         repo.reload_index().await.unwrap();
