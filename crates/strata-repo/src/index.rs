@@ -98,16 +98,28 @@ pub trait BlobIndex: Send + Sync + std::fmt::Debug {
         self.len() == 0
     }
 
+    /// The index objects of the view (keys as the refresh names them), each with the
+    /// positions of the packs it lists (positions as [`BlobIndex::pack`] takes them).
+    fn object_map(&self) -> &HashMap<String, Vec<u32>>;
+
     /// Whether the index object `key` is in the view.
-    fn has_object(&self, key: &str) -> bool;
+    fn has_object(&self, key: &str) -> bool {
+        self.object_map().contains_key(key)
+    }
 
     /// The keys of the index objects in the view.
-    fn object_keys(&self) -> Vec<String>;
+    fn object_keys(&self) -> Vec<String> {
+        self.object_map().keys().cloned().collect()
+    }
 
-    /// The index objects of the view, each with the positions of the packs it lists
-    /// (positions as [`BlobIndex::pack`] takes them), so a collection knows which
-    /// objects list a pack without fetching them.
-    fn objects(&self) -> Vec<(String, Vec<u32>)>;
+    /// The index objects of the view with their packs' positions, so a collection knows
+    /// which objects list a pack without fetching them.
+    fn objects(&self) -> Vec<(String, Vec<u32>)> {
+        self.object_map()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
 
     /// Every copy of every blob in a live pack, in blob id order (copies of one blob
     /// next to each other, in no particular order among themselves), streamed: what a
@@ -240,19 +252,8 @@ impl BlobIndex for MemoryIndex {
             .sum()
     }
 
-    fn has_object(&self, key: &str) -> bool {
-        self.objects.contains_key(key)
-    }
-
-    fn object_keys(&self) -> Vec<String> {
-        self.objects.keys().cloned().collect()
-    }
-
-    fn objects(&self) -> Vec<(String, Vec<u32>)> {
-        self.objects
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+    fn object_map(&self) -> &HashMap<String, Vec<u32>> {
+        &self.objects
     }
 
     fn copies(&self) -> Box<dyn Iterator<Item = (BlobId, BlobLocation)> + '_> {

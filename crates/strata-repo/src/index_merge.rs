@@ -84,8 +84,6 @@ mod tests {
     use super::*;
     use crate::pack::PackEntry;
     use crate::BlobId;
-    use std::sync::Arc;
-    use strata_store::{DynStore, LocalStore};
 
     fn id(n: u64) -> BlobId {
         BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes())
@@ -108,12 +106,7 @@ mod tests {
     #[tokio::test]
     async fn small_objects_are_merged_into_bounded_ones_and_nothing_is_lost() {
         let dir = tempfile::tempdir().unwrap();
-        let store: DynStore = Arc::new(LocalStore::new(dir.path()));
-        let options = crate::InitOptions {
-            encryption: crate::format::Encryption::None,
-            ..Default::default()
-        };
-        let repo = Repository::init(store, None, options).await.unwrap();
+        let repo = crate::test_repo::plain(dir.path()).await;
         for n in 0..(MERGE_AT as u64 - 1) {
             repo.write_index(&IndexFile {
                 packs: vec![pack(n), pack(n + 1)],
@@ -144,12 +137,7 @@ mod tests {
     #[tokio::test]
     async fn no_object_lists_more_than_the_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let store: DynStore = Arc::new(LocalStore::new(dir.path()));
-        let options = crate::InitOptions {
-            encryption: crate::format::Encryption::None,
-            ..Default::default()
-        };
-        let repo = Repository::init(store, None, options).await.unwrap();
+        let repo = crate::test_repo::plain(dir.path()).await;
         let packs = (0..(MAX_PACKS_PER_OBJECT as u64 * 2 + 1))
             .map(pack)
             .collect();

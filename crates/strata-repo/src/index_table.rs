@@ -804,19 +804,8 @@ impl BlobIndex for IndexTable {
         self.live_blobs
     }
 
-    fn has_object(&self, key: &str) -> bool {
-        self.objects.contains_key(key)
-    }
-
-    fn object_keys(&self) -> Vec<String> {
-        self.objects.keys().cloned().collect()
-    }
-
-    fn objects(&self) -> Vec<(String, Vec<u32>)> {
-        self.objects
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+    fn object_map(&self) -> &HashMap<String, Vec<u32>> {
+        &self.objects
     }
 
     fn copies(&self) -> Box<dyn Iterator<Item = (BlobId, BlobLocation)> + '_> {

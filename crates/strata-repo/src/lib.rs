@@ -45,6 +45,8 @@ pub mod writer;
 
 #[cfg(test)]
 mod decoder_props;
+#[cfg(test)]
+mod test_repo;
 
 pub use error::{RepoError, RepoResult};
 pub use id::BlobId;

@@ -418,7 +418,6 @@ fn pack_and_upload(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_store::{DynStore, LocalStore};
 
     /// A write of many blobs writes index objects as its packs are stored, and lets
     /// their ids go from the claimed set: what it holds is bounded, and every blob is
@@ -426,12 +425,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_long_write_indexes_as_it_goes_and_lets_claimed_ids_go() {
         let dir = tempfile::tempdir().unwrap();
-        let store: DynStore = Arc::new(LocalStore::new(dir.path()));
-        let options = crate::InitOptions {
-            encryption: crate::format::Encryption::None,
-            ..Default::default()
-        };
-        let repo = Repository::init(store, None, options).await.unwrap();
+        let repo = crate::test_repo::plain(dir.path()).await;
         let writer = Arc::new(BlobWriter::start(
             repo.clone(),
             WriterOptions {
