@@ -435,22 +435,27 @@ impl IndexTable {
         for _ in 0..3 {
             match IndexTable::open(dir) {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                other => return other.or_else(|err| IndexTable::rebuild(dir, err)),
+                Err(_) => break,
+                Ok(table) => return Ok(table),
             }
         }
+        // Under the lock no commit replaces `meta` or removes a run: a table that still
+        // does not open is damaged, not raced, and only then is it cleared (a process
+        // that lost a race with commits must not throw away a good table, which costs
+        // minutes to build again at 100 million blobs).
+        let _lock = lock(dir)?;
         match IndexTable::open(dir) {
             Ok(table) => Ok(table),
-            Err(err) => IndexTable::rebuild(dir, err),
+            Err(err) => IndexTable::clear_locked(dir, err),
         }
     }
 
-    /// Clears `dir` after `err` (under its lock) and opens it empty.
-    fn rebuild(dir: &Path, err: io::Error) -> io::Result<IndexTable> {
+    /// Clears `dir` after `err` and opens it empty. The caller holds the lock.
+    fn clear_locked(dir: &Path, err: io::Error) -> io::Result<IndexTable> {
         eprintln!(
             "strata: warning: the local index in {} does not open ({err}); rebuilding it from the repository",
             dir.display()
         );
-        let _lock = lock(dir)?;
         match fs::remove_file(dir.join(META)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
