@@ -108,8 +108,6 @@ pub trait ChunkSink {
 /// Uploads every chunk the repository lacks as the snapshot goes.
 pub struct UploadSink<'a> {
     pub writer: &'a BlobWriter,
-    /// Blobs this sink was the first to submit.
-    pub new_blobs: Vec<BlobId>,
 }
 
 impl ChunkSink for UploadSink<'_> {
@@ -122,11 +120,7 @@ impl ChunkSink for UploadSink<'_> {
     }
 
     fn submit(&mut self, id: BlobId, chunk: Bytes, _file: u32, _offset: u64) -> AgentResult<bool> {
-        let new = self.writer.submit(id, chunk)?;
-        if new {
-            self.new_blobs.push(id);
-        }
-        Ok(new)
+        Ok(self.writer.submit(id, chunk)?)
     }
 }
 
@@ -298,13 +292,9 @@ pub fn backup_node(
     source: &NodeSource,
     old_cache: &FilesCache,
     progress: &Progress,
-) -> AgentResult<(NodeBackup, Vec<BlobId>)> {
-    let mut sink = UploadSink {
-        writer,
-        new_blobs: Vec::new(),
-    };
-    let backup = snapshot_node(repo, &mut sink, source, old_cache, progress)?;
-    Ok((backup, sink.new_blobs))
+) -> AgentResult<NodeBackup> {
+    let mut sink = UploadSink { writer };
+    snapshot_node(repo, &mut sink, source, old_cache, progress)
 }
 
 /// Reads a file again and uploads its chunks (used when a chunk noted by a scan could not
@@ -317,10 +307,7 @@ pub fn reread_file(
     summary: &mut NodeSummary,
 ) -> AgentResult<Option<(Vec<BlobId>, u64, Metadata)>> {
     let path = file.path.as_path();
-    let mut sink = UploadSink {
-        writer,
-        new_blobs: Vec::new(),
-    };
+    let mut sink = UploadSink { writer };
     let cache = FilesCache::default();
     let progress = Progress::default();
     let mut snap = Snapshot::new(repo, &mut sink, &cache, &progress)?;
@@ -886,10 +873,7 @@ mod tests {
         let writer = BlobWriter::start(repo.clone(), WriterOptions::default());
         let cache = FilesCache::default();
         let progress = Progress::default();
-        let mut sink = UploadSink {
-            writer: &writer,
-            new_blobs: Vec::new(),
-        };
+        let mut sink = UploadSink { writer: &writer };
         let mut snap = Snapshot::new(&repo, &mut sink, &cache, &progress).unwrap();
         test(&mut snap);
         drop(snap);

@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use strata_repo::manifest::{EntryKind, NodeManifest};
 use strata_repo::manifest_chunks::{ChunkBlob, ManifestBuilder, ManifestTop};
-use strata_repo::writer::{BlobWriter, WriterOptions};
+use strata_repo::writer::{BlobWriter, WriteStats, WriterOptions};
 use strata_repo::{BlobId, Repository};
 
 mod etcd;
@@ -91,8 +91,9 @@ struct BackupState {
     repo: Arc<Repository>,
     scan: NodeBackup,
     missing: HashMap<BlobId, ChunkPlace>,
-    /// Blobs this node stored in this backup.
-    stored: HashSet<BlobId>,
+    /// What this node stored in this backup, as its writers counted it (not the ids: a
+    /// million new files would hold a million of them until the finish).
+    new_data: NewData,
     /// Whether the scan uploaded every chunk itself: the in-memory index then has every
     /// blob the manifest references, and the finish need not read the index again.
     uploaded_by_scan: bool,
@@ -134,14 +135,21 @@ fn agent_error(err: AgentError) -> ApiError {
 /// An error and its causes as one line.
 pub use strata_hooks::error_chain;
 
-/// Sum of the stored (sealed) sizes of `ids`, each counted once.
-pub fn stored_size<'a>(repo: &Repository, ids: impl Iterator<Item = &'a BlobId>) -> u64 {
-    let index = repo.index();
-    let mut seen = HashSet::new();
-    ids.filter(|id| seen.insert(**id))
-        .filter_map(|id| index.get(id))
-        .map(|loc| loc.length as u64)
-        .sum()
+/// What a node stored in a backup: the sum of its writers' counts. Each writer stores a
+/// blob once, and every later writer of the backup sees it indexed, so nothing is counted
+/// twice.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct NewData {
+    blobs: u64,
+    /// Sealed bytes, as the index entries of the blobs add up.
+    bytes: u64,
+}
+
+impl NewData {
+    pub(crate) fn add(&mut self, stats: &WriteStats) {
+        self.blobs += stats.new_blobs;
+        self.bytes += stats.new_sealed_bytes;
+    }
 }
 
 /// A manifest whose chunks are stored, ready for its top to be written.
@@ -492,7 +500,7 @@ impl Agent {
         let cache = FilesCache::load(&self.cache_path(&repo));
         let source = self.config.source.clone();
         let progress = op.progress.clone();
-        let (scan, missing, stored) = if request.upload {
+        let (scan, missing, new_data) = if request.upload {
             let writer = {
                 let _runtime = tokio::runtime::Handle::current().enter();
                 Arc::new(BlobWriter::start(repo.clone(), self.config.writer.clone()))
@@ -501,9 +509,11 @@ impl Agent {
             let outcome = blocking(move || backup_node(&r, &w, &source, &cache, &progress)).await;
             let writer = Arc::into_inner(writer).expect("scan thread is done");
             let finished = writer.finish().await;
-            let (scan, new_blobs) = outcome.map_err(agent_error)?;
-            finished.map_err(|e| failed(error_chain(&e)))?;
-            (scan, HashMap::new(), new_blobs.into_iter().collect())
+            let scan = outcome.map_err(agent_error)?;
+            let stats = finished.map_err(|e| failed(error_chain(&e)))?;
+            let mut new_data = NewData::default();
+            new_data.add(&stats);
+            (scan, HashMap::new(), new_data)
         } else {
             let r = repo.clone();
             blocking(move || {
@@ -512,7 +522,7 @@ impl Agent {
                     missing: HashMap::new(),
                 };
                 snapshot_node(&r, &mut sink, &source, &cache, &progress)
-                    .map(|scan| (scan, sink.missing, HashSet::new()))
+                    .map(|scan| (scan, sink.missing, NewData::default()))
             })
             .await
             .map_err(agent_error)?
@@ -528,7 +538,7 @@ impl Agent {
             repo,
             scan,
             missing,
-            stored,
+            new_data,
             plugin,
             uploaded_by_scan: request.upload,
         });
@@ -568,11 +578,11 @@ impl Agent {
         let finished = writer.finish().await;
         let mut state = state;
         let outcome = outcome.map_err(agent_error)?;
-        finished.map_err(|e| failed(error_chain(&e)))?;
-        state.stored.extend(outcome.stored.iter().copied());
+        let stats = finished.map_err(|e| failed(error_chain(&e)))?;
+        state.new_data.add(&stats);
         *guard = Some(state);
         Ok(UploadReply {
-            stored: outcome.stored.len() as u64,
+            stored: outcome.stored,
             failed: outcome
                 .failed
                 .into_iter()
@@ -626,8 +636,8 @@ impl Agent {
         let top = written?;
         let mut summary = state.scan.summary.clone();
         summary.stored_bytes = top.stored_bytes;
-        summary.new_bytes = stored_size(&state.repo, state.stored.iter());
-        summary.new_blobs = state.stored.len() as u64;
+        summary.new_bytes = state.new_data.bytes;
+        summary.new_blobs = state.new_data.blobs;
         // Right before the manifest makes the backup's data visible: a coordinator that
         // stopped renewing (stalled, or lost its cluster lock) must not have it written.
         self.check_lease(&request.operation)?;
@@ -686,7 +696,9 @@ impl Agent {
         .await;
         let finished = writer.finish().await;
         outcome.map_err(agent_error)?;
-        finished.map_err(|e| failed(error_chain(&e)))?;
+        let stats = finished.map_err(|e| failed(error_chain(&e)))?;
+        let mut state = state;
+        state.new_data.add(&stats);
         Ok(state)
     }
 

@@ -69,6 +69,9 @@ pub struct WriteStats {
     pub new_raw_bytes: u64,
     /// Bytes of the new packs (sealed blobs and headers).
     pub new_pack_bytes: u64,
+    /// Sealed bytes of the new blobs (what their index entries add up to), so a caller
+    /// reports what it stored without keeping every id it stored.
+    pub new_sealed_bytes: u64,
     pub packs: u64,
 }
 
@@ -218,6 +221,7 @@ impl BlobWriter {
             new_blobs: self.new_blobs.load(Ordering::Relaxed),
             new_raw_bytes: self.new_raw_bytes.load(Ordering::Relaxed),
             new_pack_bytes: packed.bytes,
+            new_sealed_bytes: packed.sealed_bytes,
             packs: packed.packs,
         };
         self.repo
@@ -258,6 +262,7 @@ fn seal_worker(
 struct Packed {
     packs: u64,
     bytes: u64,
+    sealed_bytes: u64,
     unindexed: Vec<IndexedPack>,
 }
 
@@ -266,6 +271,7 @@ struct Packed {
 struct Stored {
     packs: u64,
     bytes: u64,
+    sealed_bytes: u64,
     waiting: Vec<IndexedPack>,
     waiting_blobs: usize,
 }
@@ -274,6 +280,7 @@ impl Stored {
     fn add(&mut self, pack: IndexedPack) {
         self.packs += 1;
         self.bytes += pack.size;
+        self.sealed_bytes += pack.blobs.iter().map(|b| b.length as u64).sum::<u64>();
         self.waiting_blobs += pack.blobs.len();
         self.waiting.push(pack);
     }
@@ -410,6 +417,7 @@ fn pack_and_upload(
         None => Ok(Packed {
             packs: stored.packs,
             bytes: stored.bytes,
+            sealed_bytes: stored.sealed_bytes,
             unindexed: stored.waiting,
         }),
     }
@@ -473,5 +481,13 @@ mod tests {
             assert_eq!(repo.read_blob(id).await.unwrap(), data.to_vec());
         }
         assert_eq!(repo.index().len(), 400);
+        let sealed: u64 = blobs
+            .iter()
+            .map(|(id, _)| repo.index().get(id).unwrap().length as u64)
+            .sum();
+        assert_eq!(
+            stats.new_sealed_bytes, sealed,
+            "what the index says was stored"
+        );
     }
 }

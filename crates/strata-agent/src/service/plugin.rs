@@ -197,16 +197,13 @@ impl Agent {
         };
         // Submitting blocks while the pipeline is full: off the async threads.
         let repo = state.repo.clone();
-        let (writer, entries, stored) = blocking(move || {
+        let (writer, entries) = blocking(move || {
             let mut entries = Vec::new();
-            let mut stored = Vec::new();
             let mut dirs = std::collections::BTreeSet::new();
             for (name, content) in files {
                 let id = repo.keys().blob_id(&content);
                 let size = content.len() as u64;
-                if writer.submit(id, bytes::Bytes::from(content))? {
-                    stored.push(id);
-                }
+                writer.submit(id, bytes::Bytes::from(content))?;
                 // Parent directories the data directory does not have (external config).
                 let mut parent = Path::new(&name).parent();
                 while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
@@ -235,12 +232,12 @@ impl Agent {
                 mtime_ns: now_ns,
                 xattrs: Vec::new(),
             }));
-            Ok::<_, strata_repo::RepoError>((writer, entries, stored))
+            Ok::<_, strata_repo::RepoError>((writer, entries))
         })
         .await
         .map_err(|e| failed(error_chain(&e)))?;
-        state.stored.extend(stored);
-        writer.finish().await.map_err(|e| failed(error_chain(&e)))?;
+        let stats = writer.finish().await.map_err(|e| failed(error_chain(&e)))?;
+        state.new_data.add(&stats);
         // Merged into the walk's entries as the manifest is written: one at the same
         // path is replaced (a directory keeps the walk's metadata).
         for entry in entries {
