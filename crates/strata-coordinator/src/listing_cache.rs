@@ -21,6 +21,7 @@ use crate::listing::{before_in, merge, parse_cursor, BackupsPage, PageQuery, Sou
 use crate::verified::VerifyRecord;
 use crate::CoordinatorResult;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_repo::listing::generation::{now_ms, GenerationRead};
@@ -70,8 +71,19 @@ struct Kept {
     local: u64,
 }
 
+/// Which reconciles a page was read from: equal stamps, equal pages. A server keeps what
+/// it made of a page (its serialised body) under the stamp, and makes it again only when
+/// the stamp moves.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ListingStamp(Vec<u64>);
+
+/// Numbers every reconcile of the process, so no two snapshots share a stamp.
+static RECONCILES: AtomicU64 = AtomicU64::new(0);
+
 /// One storage's listing, reconciled.
 struct Snapshot {
+    /// This reconcile's number (see [`ListingStamp`]).
+    serial: u64,
     /// Every backup, newest first, and what reading them had to do (see `BackupPage`).
     all: BackupPage,
     /// The positions of `all.backups`, newest first.
@@ -125,6 +137,7 @@ impl Snapshot {
             .map_err(RepoError::from)?;
         let positions = all.backups.iter().map(Position::of).collect();
         Ok(Snapshot {
+            serial: RECONCILES.fetch_add(1, Ordering::Relaxed),
             all,
             positions,
             pinned,
@@ -258,13 +271,39 @@ impl ListingCache {
         query: &PageQuery,
         local: u64,
     ) -> CoordinatorResult<BackupsPage> {
+        Ok(self.stamped_page(sources, query, local).await?.0)
+    }
+
+    /// The stamp of the listings a page of `sources` would be read from now: the same
+    /// validation as [`ListingCache::page`], without making the page.
+    pub async fn stamp(
+        &self,
+        sources: &[Source<'_>],
+        local: u64,
+    ) -> CoordinatorResult<ListingStamp> {
+        let mut serials = Vec::with_capacity(sources.len());
+        for (storage, repo) in sources {
+            serials.push(self.snapshot(storage, repo, local).await?.serial);
+        }
+        Ok(ListingStamp(serials))
+    }
+
+    /// [`ListingCache::page`] with the stamp of the listings it was read from.
+    pub async fn stamped_page(
+        &self,
+        sources: &[Source<'_>],
+        query: &PageQuery,
+        local: u64,
+    ) -> CoordinatorResult<(BackupsPage, ListingStamp)> {
         let cursor = query.cursor.as_deref().map(parse_cursor).transpose()?;
         let limit = query.limit.max(1);
         let mut reads = Vec::new();
         let mut snapshots = HashMap::new();
         let mut notes = Vec::new();
+        let mut serials = Vec::with_capacity(sources.len());
         for (storage, repo) in sources {
             let snapshot = self.snapshot(storage, repo, local).await?;
+            serials.push(snapshot.serial);
             let before = before_in(cursor.as_ref(), storage);
             reads.push((*storage, snapshot.page(&PageRequest { limit, before })));
             if let Some(note) = &snapshot.note {
@@ -284,7 +323,7 @@ impl ListingCache {
                 out.verified.insert(key, record.clone());
             }
         }
-        Ok(out)
+        Ok((out, ListingStamp(serials)))
     }
 
     /// The newest complete backup of `sources`, as [`crate::listing::latest`] finds it,

@@ -8,10 +8,12 @@
 
 use crate::auth::{require_token, Caller, Tokens};
 use crate::extract::{backup_name, bad, Body, Params, PathParam};
+use crate::page_bodies::{PageBody, PageKey};
 use crate::{ApiFailure, Reply};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures_util::stream::Stream;
@@ -58,6 +60,8 @@ pub struct ApiState {
     /// The backup listings of the storages, kept between API pages while their
     /// generation stays (see `strata_coordinator::listing_cache`).
     pub listing: strata_coordinator::listing_cache::ListingCache,
+    /// Serialised pages of backups, kept while the listings they came from stay.
+    pub page_bodies: crate::page_bodies::PageBodies,
     /// Requests that may have changed the repository (every call but a GET): with the
     /// finished operations, they say when the figures must be read again.
     pub writes: std::sync::atomic::AtomicU64,
@@ -243,10 +247,7 @@ async fn row(
             ("x-next-cursor" = String, description = "With `limit` or `cursor`: the `cursor` of the next (older) page; absent on the last page"),
             ("x-listing-note" = String, description = "Present when the answer had to read summaries by themselves (a listing object damaged or missing, backups written before the listing): what and why"))),
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 500, body = ApiError)))]
-async fn list(
-    State(s): Api,
-    Params(page): Params<Page>,
-) -> Result<(HeaderMap, Json<Vec<BackupListing>>), ApiFailure> {
+async fn list(State(s): Api, Params(page): Params<Page>) -> Result<Response, ApiFailure> {
     let paged = page.offset.is_none() && (page.limit.is_some() || page.cursor.is_some());
     let query = if paged {
         let limit = page.limit.map(|l| l as usize).unwrap_or(DEFAULT_PAGE);
@@ -266,9 +267,19 @@ async fn list(
     // From the kept listings: no request while validated within the last second, then
     // one GET of the listing generation (see `strata_coordinator::listing_cache`).
     let catalog = s.catalog().await?;
-    let read = s
+    let (sources, local) = (catalog.sources(), s.generation());
+    let key = PageKey {
+        limit: page.limit,
+        offset: page.offset,
+        cursor: page.cursor.clone(),
+    };
+    let stamp = s.listing.stamp(&sources, local).await.map_err(failure)?;
+    if let Some(body) = s.page_bodies.get(&stamp, &key) {
+        return Ok(body.response());
+    }
+    let (read, stamp) = s
         .listing
-        .page(&catalog.sources(), &query, s.generation())
+        .stamped_page(&sources, &query, local)
         .await
         .map_err(failure)?;
     let mut headers = HeaderMap::new();
@@ -298,7 +309,18 @@ async fn list(
         let limit = page.limit.map(|l| l as usize).unwrap_or(usize::MAX);
         rows = rows.into_iter().skip(offset).take(limit).collect();
     }
-    Ok((headers, Json(rows)))
+    let json = serde_json::to_vec(&rows).map_err(|e| {
+        ApiFailure(ApiError::new(
+            ErrorCode::Failed,
+            format!("cannot write the page: {e}"),
+        ))
+    })?;
+    let body = Arc::new(PageBody {
+        headers,
+        json: json.into(),
+    });
+    s.page_bodies.put(stamp, key, body.clone());
+    Ok(body.response())
 }
 
 #[utoipa::path(get, path = "/api/v1/backups/{name}", tag = "backups",

@@ -18,6 +18,7 @@ mod limits;
 mod metrics;
 mod node_api;
 mod openapi;
+mod page_bodies;
 mod scheduled;
 mod serve;
 mod timeouts;
@@ -76,6 +77,7 @@ pub fn router(parts: ServerParts) -> axum::Router {
             catalog: tokio::sync::OnceCell::new(),
             figures: Default::default(),
             listing: Default::default(),
+            page_bodies: Default::default(),
             writes: Default::default(),
         };
         router = router.merge(coordinator_api::routes(state, parts.tokens));
