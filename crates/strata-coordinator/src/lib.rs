@@ -46,6 +46,7 @@ pub mod storage;
 pub mod verified;
 pub mod verify;
 pub mod wal;
+pub mod wal_archiver;
 pub mod webhooks;
 
 pub use error::{CoordinatorError, CoordinatorResult};

@@ -67,21 +67,41 @@ async fn mark_push(store: DynStore, ttl: Duration) -> Result<ArchiveMark, WalErr
     Ok(mark_archive_writer_with_ttl(store, "wal-push", ttl).await?)
 }
 
-/// `wal-push PATH`: archives `path` and up to `postgres.wal_push_ahead` further ready
-/// segments into the repository in `store`. The archive-writer mark comes first, then
-/// `open` (which opens that repository and reads its index): a garbage collection that
-/// ran before the mark was written cannot have removed data the index read here still
-/// lists. The mark is renewed while the push runs and released at the end, also when
-/// opening fails.
+/// `wal-push PATH`: hands `path` to the local archiver when one listens (see
+/// [`crate::wal_archiver`]), else archives it and up to `postgres.wal_push_ahead` further
+/// ready segments into the repository in `store`, opened by `open` (see [`push_paths`]).
 pub async fn push(
     config: &Config,
     store: &DynStore,
     open: impl Future<Output = CoordinatorResult<Arc<Repository>>>,
     path: &Path,
 ) -> Result<Vec<Pushed>, WalError> {
+    let socket = crate::wal_archiver::socket_path(config);
+    let timeout = crate::wal_archiver::answer_timeout(config);
+    if let Some(outcomes) = crate::wal_archiver::client::push(&socket, path, timeout).await? {
+        return Ok(outcomes);
+    }
+    let mut paths: Vec<PathBuf> = vec![path.to_path_buf()];
+    paths.extend(wal::ready_after(path, config.postgres.wal_push_ahead));
+    push_paths(config, store, open, &paths).await
+}
+
+/// Archives `paths` (failing as a whole only when the first fails) into the repository
+/// in `store`. The archive-writer mark comes first, then `ready`, which opens that
+/// repository and reads its index (a one-shot `wal-push`) or brings an open one's index
+/// up to date (the archiver): a garbage collection that ran before the mark was written
+/// cannot have removed data the index read here still lists, and one that starts after
+/// it waits for the mark or has its condemnations seen. The mark is renewed while the push
+/// runs and released at the end, also when `ready` fails.
+pub async fn push_paths(
+    config: &Config,
+    store: &DynStore,
+    ready: impl Future<Output = CoordinatorResult<Arc<Repository>>>,
+    paths: &[PathBuf],
+) -> Result<Vec<Pushed>, WalError> {
     let ttl = Duration::from_secs(config.server.lease_ttl_secs);
     let mark = mark_push(store.clone(), ttl).await?;
-    let repo = match open.await {
+    let repo = match ready.await {
         Ok(repo) => repo,
         Err(err) => {
             mark.release().await;
@@ -102,9 +122,7 @@ pub async fn push(
             "the WAL push would write outside its archive writer's fence (a repository opened on another storage object); nothing was written".into(),
         )));
     }
-    let mut paths: Vec<PathBuf> = vec![path.to_path_buf()];
-    paths.extend(wal::ready_after(path, config.postgres.wal_push_ahead));
-    let outcome = wal::push(&repo, &paths, config.backup.writer_options()).await;
+    let outcome = wal::push(&repo, paths, config.backup.writer_options()).await;
     mark.release().await;
     Ok(outcome?)
 }

@@ -77,6 +77,8 @@ enum Op {
     Delete(String),
     Cleanup,
     WalPush(u32),
+    /// A push through the long-running archiver (`strata_coordinator::wal_archiver`).
+    ArchiverPush(u32),
     Repair,
     Copy,
 }
@@ -85,7 +87,8 @@ enum Op {
 enum Outcome {
     Backup(Result<BackupSummary, String>),
     Delete(String, Result<(), CoordinatorError>),
-    WalPush(String, Vec<u8>, bool),
+    /// Which push (direct or through the archiver), the segment, its bytes, acknowledged.
+    WalPush(&'static str, String, Vec<u8>, bool),
     Other(&'static str, Result<(), String>),
 }
 
@@ -155,6 +158,36 @@ impl World {
 
     fn src(&self) -> PathBuf {
         self.dir.path().join("src")
+    }
+
+    /// Where the long-running archiver listens (not where `wal::push` looks, so direct
+    /// pushes stay direct).
+    fn archiver_socket(&self) -> PathBuf {
+        self.dir.path().join("archiver.sock")
+    }
+
+    /// Starts the archiver as a process of its own (its own chaotic store and fence), its
+    /// repository opened once and kept for the whole run, as `strata wal archiver` does.
+    async fn start_archiver(&self) -> tokio::sync::oneshot::Sender<()> {
+        let (storage, repo) = loop {
+            if let Ok(opened) = self.open().await {
+                break opened;
+            }
+        };
+        let mut config = self.config.clone();
+        config.postgres.archiver_socket = self.archiver_socket().display().to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            strata_coordinator::wal_archiver::serve(config, storage.store, repo, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("the archiver serves");
+        });
+        while !self.archiver_socket().exists() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop
     }
 
     /// A new simulated process's storage: its own chaos wrapper, so its own fence.
@@ -247,6 +280,20 @@ impl World {
                         .map_err(|e| e.to_string()),
                 )
             }
+            Op::ArchiverPush(n) => {
+                let name = format!("00000001000000000000{n:04X}");
+                let path = self.dir.path().join("pg_wal").join(&name);
+                let content = pseudo_random(64 << 10, n as u64 * 31);
+                std::fs::write(&path, &content).unwrap();
+                let answer = strata_coordinator::wal_archiver::client::push(
+                    &self.archiver_socket(),
+                    &path,
+                    Duration::from_secs(60),
+                )
+                .await;
+                let pushed = matches!(answer, Ok(Some(outcomes)) if outcomes[0].name() == name);
+                Outcome::WalPush("archiver push", name, content, pushed)
+            }
             Op::WalPush(n) => {
                 let name = format!("00000001000000000000{n:04X}");
                 let path = self.dir.path().join("pg_wal").join(&name);
@@ -257,7 +304,7 @@ impl World {
                     strata_coordinator::wal::push(&self.config, &storage.store, open, &path)
                         .await
                         .is_ok();
-                Outcome::WalPush(name, content, pushed)
+                Outcome::WalPush("wal-push", name, content, pushed)
             }
             Op::Repair => Outcome::Other(
                 "repair index",
@@ -402,6 +449,7 @@ async fn torture(base: DynStore, default_secs: u64) {
         .unwrap_or(default_secs);
     eprintln!("torture: STRATA_TORTURE_SEED={seed}");
     let world = Arc::new(World::new(seed, base).await);
+    let stop_archiver = world.start_archiver().await;
     let started = Instant::now();
     let clean = Storage::wrap("check", world.base.clone(), &world.config);
     let mut segments: BTreeMap<String, Vec<u8>> = BTreeMap::new();
@@ -434,7 +482,7 @@ async fn torture(base: DynStore, default_secs: u64) {
         let n = 3 + (world.chaos.unit() * 4.0) as usize;
         let mut tasks = Vec::new();
         for _ in 0..n {
-            let op = match *pick(&world.chaos, &[0, 0, 1, 2, 3, 4, 4, 5, 6]) {
+            let op = match *pick(&world.chaos, &[0, 0, 1, 2, 3, 4, 4, 5, 6, 7, 7]) {
                 0 => Op::Backup,
                 1 => Op::Gc,
                 2 if !listed.is_empty() => Op::Delete(pick(&world.chaos, &listed).clone()),
@@ -444,6 +492,10 @@ async fn torture(base: DynStore, default_secs: u64) {
                     Op::WalPush(next_segment)
                 }
                 5 => Op::Repair,
+                7 => {
+                    next_segment += 1;
+                    Op::ArchiverPush(next_segment)
+                }
                 _ => Op::Copy,
             };
             let pause = Duration::from_millis((world.chaos.unit() * 400.0) as u64);
@@ -463,7 +515,7 @@ async fn torture(base: DynStore, default_secs: u64) {
             let (name, ok) = match &outcome {
                 Outcome::Backup(r) => ("backup", r.as_ref().is_ok_and(|s| s.is_complete())),
                 Outcome::Delete(_, r) => ("delete", r.is_ok()),
-                Outcome::WalPush(_, _, ok) => ("wal-push", *ok),
+                Outcome::WalPush(what, _, _, ok) => (*what, *ok),
                 Outcome::Other(what, r) => (*what, r.is_ok()),
             };
             cleaned |= name == "cleanup";
@@ -476,7 +528,7 @@ async fn torture(base: DynStore, default_secs: u64) {
                 }
                 Outcome::Delete(name, Ok(())) => done_deletes.push(name),
                 Outcome::Delete(name, Err(CoordinatorError::Busy(_))) => refused_deletes.push(name),
-                Outcome::WalPush(name, content, true) => {
+                Outcome::WalPush(_, name, content, true) => {
                     segments.insert(name, content);
                 }
                 _ => {}
@@ -556,6 +608,7 @@ async fn torture(base: DynStore, default_secs: u64) {
         }
         world.chaos.set_enabled(true);
     }
+    let _ = stop_archiver.send(());
     eprintln!(
         "torture: {round} rounds in {:.0} s, {checked} guarded writes and deletes checked; succeeded/started: {counts:?}",
         started.elapsed().as_secs_f64()

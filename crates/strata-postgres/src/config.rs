@@ -21,6 +21,17 @@ pub struct PostgresConfig {
     pub wal_fetch_ahead: usize,
     pub wal_wait_secs: u64,
     pub recovery_timeout_secs: u64,
+    /// The socket of the local WAL archiver (`strata wal-archiver`); empty: the state
+    /// directory's `wal-archiver.sock`.
+    pub archiver_socket: String,
+    /// How long `wal-push` waits for the archiver's answer before it fails (PostgreSQL
+    /// retries; the archiver still finishes what it started).
+    pub archiver_timeout_secs: u64,
+    /// Pushes the archiver holds waiting at most; more are refused as busy.
+    pub archiver_queue: usize,
+    /// Segments the archiver stores in one batch (one pack stream, one index object, one
+    /// archive-writer mark) at most.
+    pub archiver_batch: usize,
 }
 
 impl Default for PostgresConfig {
@@ -32,6 +43,10 @@ impl Default for PostgresConfig {
             wal_fetch_ahead: 8,
             wal_wait_secs: 300,
             recovery_timeout_secs: 3600,
+            archiver_socket: String::new(),
+            archiver_timeout_secs: 600,
+            archiver_queue: 64,
+            archiver_batch: 16,
         }
     }
 }
@@ -44,6 +59,11 @@ impl PostgresConfig {
                 "postgres.backup_from {:?} must be \"primary\" or \"standby\"",
                 self.backup_from
             ));
+        }
+        if self.archiver_queue == 0 || self.archiver_batch == 0 {
+            return Err(
+                "postgres.archiver_queue and postgres.archiver_batch must be at least 1".into(),
+            );
         }
         Ok(())
     }

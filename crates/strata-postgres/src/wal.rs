@@ -24,7 +24,8 @@ const IDENTITY_SPACE: &str = "wal-identity";
 const IDENTITY_NAME: &str = "cluster";
 
 /// What happened to one pushed file.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
 pub enum Pushed {
     Stored {
         name: String,
@@ -40,6 +41,17 @@ pub enum Pushed {
     },
 }
 
+impl Pushed {
+    /// The file's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Pushed::Stored { name, .. }
+            | Pushed::AlreadyArchived { name }
+            | Pushed::StoredAgain { name, .. } => name,
+        }
+    }
+}
+
 /// The system identifier in a segment's long page header (offset 24), if it has one.
 pub fn segment_system_id(data: &[u8]) -> Option<u64> {
     let bytes: [u8; 8] = data.get(24..32)?.try_into().ok()?;
@@ -50,7 +62,8 @@ pub fn segment_system_id(data: &[u8]) -> Option<u64> {
     (magic & 0xF000 == 0xD000 && info & 2 != 0).then(|| u64::from_le_bytes(bytes))
 }
 
-fn file_name(path: &Path) -> PgResult<String> {
+/// The name of a file PostgreSQL archives at `path`, refused when it is not one.
+pub fn file_name(path: &Path) -> PgResult<String> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())

@@ -81,6 +81,13 @@ pub enum WalCommand {
     List,
     /// Read back every archived WAL file and check it.
     Verify,
+    /// Run the local WAL archiver in the foreground: `wal-push` hands it segments over a
+    /// unix socket (`postgres.archiver_socket`), and it stores them in batches with the
+    /// repository kept open. Stops on SIGTERM or SIGINT.
+    Archiver,
+    /// What the local WAL archiver has done: files archived, the last one, failures, its
+    /// queue, and the archive lag (segments PostgreSQL has ready).
+    Status,
 }
 
 /// Point-in-time recovery of a PostgreSQL restore (default: replay every archived WAL

@@ -9,6 +9,7 @@ use crate::failure::{code, Failure};
 use crate::output::size;
 use std::path::Path;
 use strata_coordinator::wal::{self, WalError};
+use strata_coordinator::wal_archiver;
 use strata_postgres::recovery::{RecoveryPlan, Target, TargetAction};
 use strata_postgres::wal::Pushed;
 
@@ -85,6 +86,8 @@ impl Context {
                 listing.lines().iter().for_each(|line| self.say(line));
                 Ok(if listing.broken() { code::DAMAGED } else { 0 })
             }
+            WalCommand::Archiver => self.wal_archiver().await,
+            WalCommand::Status => self.wal_archiver_status().await,
             WalCommand::Verify => {
                 let report = self.cluster().wal_verify().await?;
                 if self.global.json {
@@ -106,5 +109,79 @@ impl Context {
                 })
             }
         }
+    }
+
+    /// `strata wal archiver`: serves until SIGTERM or SIGINT.
+    async fn wal_archiver(&self) -> CommandResult {
+        self.here_only("the WAL archiver runs beside PostgreSQL on this host: drop --server")?;
+        let storage = self.storage()?;
+        let repo = self.local.repo().await?;
+        let socket = wal_archiver::socket_path(&self.config);
+        let stop = async {
+            use tokio::signal::unix::{signal, SignalKind};
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
+                }
+                _ => std::future::pending().await,
+            }
+        };
+        eprintln!(
+            "strata: the WAL archiver listens at {} (archive_command = 'strata wal-push %p' hands it segments)",
+            socket.display()
+        );
+        wal_archiver::serve(self.config.clone(), storage.store, repo, stop).await?;
+        eprintln!("strata: the WAL archiver stopped");
+        Ok(0)
+    }
+
+    /// `strata wal status`.
+    async fn wal_archiver_status(&self) -> CommandResult {
+        let socket = wal_archiver::socket_path(&self.config);
+        let status = wal_archiver::client::status(&socket, std::time::Duration::from_secs(10))
+            .await
+            .map_err(|err| Failure::new(code::FAILED, crate::failure::chain(&err)))?;
+        let Some(status) = status else {
+            return Err(Failure::new(
+                code::FAILED,
+                format!(
+                    "no WAL archiver listens at {}: `wal-push` archives by itself (start one with `strata wal archiver`)",
+                    socket.display()
+                ),
+            ));
+        };
+        if self.global.json {
+            print_json(&status);
+            return Ok(0);
+        }
+        self.say(format!(
+            "WAL archiver at {}, up since {}",
+            socket.display(),
+            status.started
+        ));
+        self.say(format!(
+            "archived {} files ({}) in {} batches, {} failed",
+            status.archived_files,
+            size(status.archived_bytes),
+            status.batches,
+            status.failures
+        ));
+        if let (Some(last), Some(at)) = (&status.last_archived, &status.last_archived_at) {
+            self.say(format!("last archived {last} at {at}"));
+        }
+        self.say(format!(
+            "lag: {} segments ready, the oldest {} s old; {} pushes queued",
+            status.ready_segments, status.oldest_ready_secs, status.queued
+        ));
+        if let Some(failure) = &status.last_failure {
+            self.say(format!("last failure: {failure}"));
+        }
+        Ok(0)
     }
 }

@@ -1,0 +1,476 @@
+//! The local WAL archiver: a long-running process (`strata wal archiver`) that
+//! `wal-push` hands segments to over a unix socket, so a busy primary's archiving does
+//! not open the repository, derive the key and read the index once per segment.
+//!
+//! ```text
+//! archive_command = 'strata wal-push %p'
+//!     wal-push ──(socket, one JSON line)──▶ archiver ──▶ batch: mark, index refresh,
+//!     wal-push ◀──(answer, once stored)──── archiver      store, records, release
+//! ```
+//!
+//! The archiver keeps the repository open. Pushes waiting when a batch starts go into that
+//! batch, with the ready segments after the newest of them (`postgres.wal_push_ahead`)
+//! that it has not archived lately, up to `postgres.archiver_batch` files: one write
+//! pipeline, its packs stored in parallel, one index object. Each batch takes its own
+//! archive-writer mark and only then brings the index up to date
+//! ([`crate::wal::push_paths`]), exactly as a one-shot `wal-push` does: a garbage
+//! collection never deletes what a batch relies on, and a batch whose fence lapsed
+//! (stalled past its lease) writes nothing visible and acknowledges nothing. A push is
+//! answered only once its file's record is written: every acknowledged segment is in
+//! the repository.
+//!
+//! Without an archiver (no socket, or nobody listening) `wal-push` pushes by itself as
+//! before. A full queue (`postgres.archiver_queue`) is answered busy and PostgreSQL
+//! calls again; nothing is dropped and nothing is acknowledged early.
+//!
+//! The socket is created mode 0600 (bound under a temporary name, then renamed into
+//! place) and the archiver answers only processes of its own user or root.
+
+pub mod client;
+pub mod wire;
+
+use crate::config::Config;
+use crate::wal::{push_paths, WalError};
+use crate::{CoordinatorError, CoordinatorResult};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use strata_postgres::wal::{self, Pushed};
+use strata_repo::Repository;
+use strata_store::DynStore;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use wire::{Answer, Request};
+
+/// Names of files archived lately that the look-ahead does not send again.
+const RECENT: usize = 4096;
+
+/// Where the archiver of `config` listens.
+pub fn socket_path(config: &Config) -> PathBuf {
+    match config.postgres.archiver_socket.as_str() {
+        "" => config.state_dir().join("wal-archiver.sock"),
+        path => PathBuf::from(path),
+    }
+}
+
+/// What the archiver has done since it started (`strata wal status`, and the lag the
+/// operator watches).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArchiverStatus {
+    pub started: String,
+    /// Files stored (newly or again) since the start.
+    pub archived_files: u64,
+    pub archived_bytes: u64,
+    pub batches: u64,
+    /// Batches that failed (their pushes were answered with the failure).
+    pub failures: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    /// The newest file stored, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_archived: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_archived_at: Option<String>,
+    /// Pushes waiting for a batch.
+    pub queued: usize,
+    /// Segments PostgreSQL has marked ready and not seen archived yet, in the `pg_wal`
+    /// of the last push, and the age of the oldest in seconds: the archive lag.
+    pub ready_segments: usize,
+    pub oldest_ready_secs: u64,
+}
+
+/// One push waiting for a batch.
+struct Job {
+    path: PathBuf,
+    name: String,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// State shared by the connections and the batch loop.
+struct Shared {
+    status: Mutex<ArchiverStatus>,
+    /// The `pg_wal` of the last push (for the lag).
+    pg_wal: Mutex<Option<PathBuf>>,
+    queue_size: usize,
+}
+
+/// Serves the archiver on its socket (see the module's documentation) until `shutdown`
+/// completes; then it stops taking pushes, finishes the batch under way and removes the
+/// socket.
+pub async fn serve(
+    config: Config,
+    store: DynStore,
+    repo: Arc<Repository>,
+    shutdown: impl Future<Output = ()>,
+) -> CoordinatorResult<()> {
+    let socket = socket_path(&config);
+    let listener = bind(&socket)?;
+    let shared = Arc::new(Shared {
+        status: Mutex::new(ArchiverStatus {
+            started: now_rfc3339(),
+            ..ArchiverStatus::default()
+        }),
+        pg_wal: Mutex::new(None),
+        queue_size: config.postgres.archiver_queue,
+    });
+    let (jobs, queue) = mpsc::channel(config.postgres.archiver_queue);
+    let (stop, stopped) = oneshot::channel();
+    let worker = tokio::spawn(batches(config, store, repo, queue, stopped, shared.clone()));
+    let own_uid = rustix::process::geteuid().as_raw();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let Ok((conn, _)) = accepted else { continue };
+                let allowed = conn
+                    .peer_cred()
+                    .is_ok_and(|cred| cred.uid() == own_uid || cred.uid() == 0);
+                if allowed {
+                    tokio::spawn(answer(conn, jobs.clone(), shared.clone()));
+                }
+            }
+        }
+    }
+    drop(listener);
+    let _ = std::fs::remove_file(&socket);
+    // Connections still reading their request hold senders: the batch loop is told to
+    // stop rather than waiting for them to drop.
+    let _ = stop.send(());
+    let _ = worker.await;
+    Ok(())
+}
+
+/// Binds `socket` mode 0600: under a temporary name, then renamed into place, so it is
+/// never reachable with looser permissions. A socket file nobody listens on (an archiver
+/// that died) is replaced; one an archiver listens on is refused.
+fn bind(socket: &Path) -> CoordinatorResult<UnixListener> {
+    let fail = |what: &str, err: std::io::Error| {
+        CoordinatorError::NothingToDo(format!(
+            "cannot {what} the WAL archiver's socket {}: {err}",
+            socket.display()
+        ))
+    };
+    if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+        return Err(CoordinatorError::NothingToDo(format!(
+            "another WAL archiver listens at {}: stop it first (or set postgres.archiver_socket)",
+            socket.display()
+        )));
+    }
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| fail("create the directory of", e))?;
+    }
+    let temporary = socket.with_extension(format!("{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&temporary);
+    let listener = UnixListener::bind(&temporary).map_err(|e| fail("bind", e))?;
+    std::fs::set_permissions(&temporary, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| fail("set the permissions of", e))?;
+    std::fs::rename(&temporary, socket).map_err(|e| fail("put in place", e))?;
+    Ok(listener)
+}
+
+/// Answers one connection: one request, one answer.
+async fn answer(mut conn: UnixStream, jobs: mpsc::Sender<Job>, shared: Arc<Shared>) {
+    let (reader, writer) = conn.split();
+    let request = match wire::read_line::<Request>(reader, wire::READ_TIMEOUT).await {
+        Ok(request) => request,
+        Err(err) => {
+            let why = format!("the request was refused: {err}");
+            let _ = wire::write_line(writer, &Answer::Failed { why }).await;
+            return;
+        }
+    };
+    let reply = match request {
+        Request::Status => Answer::Status(status(&shared, &jobs)),
+        Request::Push { path } => push(PathBuf::from(path), &jobs, &shared).await,
+    };
+    let _ = wire::write_line(writer, &reply).await;
+}
+
+/// Queues one push and waits for its batch.
+async fn push(path: PathBuf, jobs: &mpsc::Sender<Job>, shared: &Shared) -> Answer {
+    if !path.is_absolute() {
+        return Answer::Failed {
+            why: format!("{} is not an absolute path", path.display()),
+        };
+    }
+    let name = match wal::file_name(&path) {
+        Ok(name) => name,
+        Err(err) => {
+            return Answer::Failed {
+                why: err.to_string(),
+            }
+        }
+    };
+    *shared.pg_wal.lock().expect("archiver lock") = path.parent().map(Path::to_path_buf);
+    let (answer, answered) = oneshot::channel();
+    let job = Job { path, name, answer };
+    match jobs.try_send(job) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            return Answer::Busy {
+                why: format!(
+                    "the WAL archiver has {} pushes waiting (postgres.archiver_queue); PostgreSQL calls again, nothing is lost",
+                    shared.queue_size
+                ),
+            }
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            return Answer::Busy {
+                why: "the WAL archiver is stopping; PostgreSQL calls again".into(),
+            }
+        }
+    }
+    answered.await.unwrap_or_else(|_| Answer::Failed {
+        why: "the WAL archiver dropped the push (it stopped); PostgreSQL calls again".into(),
+    })
+}
+
+/// The status now, with the lag read from the last push's `pg_wal`.
+fn status(shared: &Shared, jobs: &mpsc::Sender<Job>) -> ArchiverStatus {
+    let mut status = shared.status.lock().expect("archiver lock").clone();
+    status.queued = shared.queue_size - jobs.capacity();
+    let pg_wal = shared.pg_wal.lock().expect("archiver lock").clone();
+    if let Some(dir) = pg_wal {
+        let (count, oldest) = ready_lag(&dir);
+        status.ready_segments = count;
+        status.oldest_ready_secs = oldest;
+    }
+    status
+}
+
+/// The `.ready` files in `pg_wal/archive_status` and the age of the oldest, in seconds.
+fn ready_lag(pg_wal: &Path) -> (usize, u64) {
+    let Ok(entries) = std::fs::read_dir(pg_wal.join("archive_status")) else {
+        return (0, 0);
+    };
+    let mut count = 0;
+    let mut oldest: Option<SystemTime> = None;
+    for entry in entries.filter_map(Result::ok) {
+        if !entry.file_name().to_string_lossy().ends_with(".ready") {
+            continue;
+        }
+        count += 1;
+        if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+            oldest = Some(oldest.map_or(modified, |o| o.min(modified)));
+        }
+    }
+    let age = oldest
+        .and_then(|o| o.elapsed().ok())
+        .map_or(0, |d| d.as_secs());
+    (count, age)
+}
+
+/// The batch loop: takes the pushes waiting, stores them together, answers each. Once
+/// `stop` fires it finishes the batch under way and answers the pushes still waiting
+/// busy (PostgreSQL calls again).
+async fn batches(
+    config: Config,
+    store: DynStore,
+    repo: Arc<Repository>,
+    mut queue: mpsc::Receiver<Job>,
+    mut stop: oneshot::Receiver<()>,
+    shared: Arc<Shared>,
+) {
+    let mut recent = Recent::default();
+    let most = config.postgres.archiver_batch.max(1);
+    loop {
+        let first = tokio::select! {
+            biased;
+            _ = &mut stop => break,
+            job = queue.recv() => match job {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < most {
+            match queue.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let batch = Batch {
+            config: &config,
+            store: &store,
+            repo: &repo,
+            shared: &shared,
+        };
+        batch.run(jobs, &mut recent).await;
+    }
+    queue.close();
+    while let Ok(job) = queue.try_recv() {
+        let _ = job.answer.send(Answer::Busy {
+            why: "the WAL archiver is stopping; PostgreSQL calls again".into(),
+        });
+    }
+}
+
+/// What one batch needs.
+struct Batch<'a> {
+    config: &'a Config,
+    store: &'a DynStore,
+    repo: &'a Arc<Repository>,
+    shared: &'a Shared,
+}
+
+impl Batch<'_> {
+    /// Stores the files of `jobs` and the look-ahead in one push; when the first file
+    /// fails (which fails the push), each job once more by itself, so one bad request
+    /// does not fail the others.
+    async fn run(&self, jobs: Vec<Job>, recent: &mut Recent) {
+        let paths = self.paths(&jobs, recent);
+        match self.store_files(&paths).await {
+            Ok(outcomes) => {
+                recent.note(&outcomes);
+                for job in jobs {
+                    let answer = answer_for(&job.name, &outcomes);
+                    let _ = job.answer.send(answer);
+                }
+            }
+            Err(err) if jobs.len() == 1 => {
+                let job = jobs.into_iter().next().expect("one job");
+                let _ = job.answer.send(failure_answer(&err));
+            }
+            Err(_) => {
+                for job in jobs {
+                    let answer = match self.store_files(std::slice::from_ref(&job.path)).await {
+                        Ok(outcomes) => {
+                            recent.note(&outcomes);
+                            answer_for(&job.name, &outcomes)
+                        }
+                        Err(err) => failure_answer(&err),
+                    };
+                    let _ = job.answer.send(answer);
+                }
+            }
+        }
+    }
+
+    /// The requested files (each name once, the first job's first), then, when one of
+    /// them is new to this archiver, the ready segments after the newest that were not
+    /// archived lately, up to the batch size. So a run of segments goes in batches: the
+    /// push of the first stores the next ones with it, and theirs find them archived.
+    fn paths(&self, jobs: &[Job], recent: &Recent) -> Vec<PathBuf> {
+        let mut names = HashSet::new();
+        let mut paths: Vec<PathBuf> = jobs
+            .iter()
+            .filter(|job| names.insert(job.name.clone()))
+            .map(|job| job.path.clone())
+            .collect();
+        if jobs.iter().all(|job| recent.has(&job.name)) {
+            return paths;
+        }
+        let newest = jobs
+            .iter()
+            .max_by(|a, b| a.name.cmp(&b.name))
+            .expect("a batch has a job");
+        let most = self.config.postgres.archiver_batch.max(paths.len());
+        for next in wal::ready_after(&newest.path, self.config.postgres.wal_push_ahead) {
+            if paths.len() >= most {
+                break;
+            }
+            let Ok(name) = wal::file_name(&next) else {
+                continue;
+            };
+            if !recent.has(&name) && names.insert(name) {
+                paths.push(next);
+            }
+        }
+        paths
+    }
+
+    /// One push of `paths` under its own mark, the index brought up to date after it.
+    async fn store_files(&self, paths: &[PathBuf]) -> Result<Vec<Pushed>, WalError> {
+        let repo = self.repo.clone();
+        let ready = async move {
+            repo.reload_index().await?;
+            Ok::<_, CoordinatorError>(repo)
+        };
+        let result = push_paths(self.config, self.store, ready, paths).await;
+        let mut status = self.shared.status.lock().expect("archiver lock");
+        status.batches += 1;
+        match &result {
+            Ok(outcomes) => {
+                for outcome in outcomes {
+                    if let Pushed::Stored { name, bytes } | Pushed::StoredAgain { name, bytes } =
+                        outcome
+                    {
+                        status.archived_files += 1;
+                        status.archived_bytes += bytes;
+                        if status.last_archived.as_deref() < Some(name.as_str()) {
+                            status.last_archived = Some(name.clone());
+                            status.last_archived_at = Some(now_rfc3339());
+                        }
+                    }
+                }
+            }
+            Err(err) => {
+                status.failures += 1;
+                status.last_failure = Some(format!("{}: {err}", now_rfc3339()));
+            }
+        }
+        result
+    }
+}
+
+/// The answer to the push of `name`: its outcome first, then the others of the batch.
+fn answer_for(name: &str, outcomes: &[Pushed]) -> Answer {
+    let Some(own) = outcomes.iter().find(|o| o.name() == name) else {
+        return Answer::Failed {
+            why: format!("{name} could not be archived in this batch; PostgreSQL calls again"),
+        };
+    };
+    let mut ordered = vec![own.clone()];
+    ordered.extend(outcomes.iter().filter(|o| o.name() != name).cloned());
+    Answer::Pushed { outcomes: ordered }
+}
+
+fn failure_answer(err: &WalError) -> Answer {
+    match err {
+        WalError::Busy(why) => Answer::Busy { why: why.clone() },
+        other => Answer::Failed {
+            why: strata_agent::service::error_chain(other),
+        },
+    }
+}
+
+/// Names archived lately (at most [`RECENT`]), oldest forgotten first.
+#[derive(Default)]
+struct Recent {
+    order: VecDeque<String>,
+    names: HashSet<String>,
+}
+
+impl Recent {
+    fn has(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    fn note(&mut self, outcomes: &[Pushed]) {
+        for outcome in outcomes {
+            let name = outcome.name().to_string();
+            if self.names.insert(name.clone()) {
+                self.order.push_back(name);
+            }
+        }
+        while self.order.len() > RECENT {
+            if let Some(old) = self.order.pop_front() {
+                self.names.remove(&old);
+            }
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// How long a client waits for an answer by default (see `postgres.archiver_timeout_secs`).
+pub fn answer_timeout(config: &Config) -> Duration {
+    Duration::from_secs(config.postgres.archiver_timeout_secs.max(1))
+}

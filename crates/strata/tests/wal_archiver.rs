@@ -1,0 +1,295 @@
+//! The local WAL archiver (`strata wal archiver`) against the real binary: `wal-push`
+//! hands it segments over its socket, it stores them in batches and answers once they
+//! are stored; without it (or with a dead one) `wal-push` pushes by itself; a stalled
+//! archiver fails the push in time instead of hanging PostgreSQL's archiver; hostile
+//! clients are cut off without stopping the others.
+
+mod common;
+
+use common::{assert_success, one_node_site, strata_at};
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use strata_testkit::data::pseudo_random;
+
+struct Site {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Site {
+    fn new(extra: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let config = one_node_site(
+            dir.path(),
+            &format!("[server]\nlease_ttl_secs = 10\n[postgres]\nwal_push_ahead = 4\narchiver_batch = 8\n{extra}"),
+        );
+        let site = Site { dir, config };
+        site.ok(&["init"]);
+        site
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = strata_at(self.dir.path(), &self.config);
+        cmd.args(args);
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        assert_success(&format!("strata {args:?}"), &self.run(args))
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.dir.path().join("state/wal-archiver.sock")
+    }
+
+    /// Starts the archiver and waits until it answers.
+    fn archiver(&self) -> Archiver {
+        let child = self
+            .command(&["wal", "archiver"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while UnixStream::connect(self.socket()).is_err() {
+            assert!(Instant::now() < deadline, "the archiver never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Archiver { child }
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["--json", "wal", "status"])).unwrap()
+    }
+
+    fn pg_wal(&self) -> PathBuf {
+        self.dir.path().join("pg/pg_wal")
+    }
+
+    /// Segment `n` (16 KiB of its own bytes), marked ready as PostgreSQL does.
+    fn segment(&self, n: u32) -> PathBuf {
+        let wal = self.pg_wal();
+        fs::create_dir_all(wal.join("archive_status")).unwrap();
+        let name = format!("00000001000000000000{n:04X}");
+        fs::write(wal.join(&name), pseudo_random(16 * 1024, n as u64)).unwrap();
+        fs::write(
+            wal.join("archive_status").join(format!("{name}.ready")),
+            b"",
+        )
+        .unwrap();
+        wal.join(name)
+    }
+
+    /// `wal-push` of `path` as PostgreSQL runs it (relative to the data directory), then
+    /// the `.ready` file renamed `.done` as PostgreSQL does on success.
+    fn push(&self, path: &Path) -> String {
+        let relative = Path::new("pg_wal").join(path.file_name().unwrap());
+        let out = self
+            .command(&["wal-push", relative.to_str().unwrap()])
+            .current_dir(self.dir.path().join("pg"))
+            .output()
+            .unwrap();
+        let said = assert_success(&format!("wal-push {}", relative.display()), &out);
+        let status = self.pg_wal().join("archive_status");
+        let name = path.file_name().unwrap().to_str().unwrap();
+        fs::rename(
+            status.join(format!("{name}.ready")),
+            status.join(format!("{name}.done")),
+        )
+        .unwrap();
+        said
+    }
+
+    fn fetch_back(&self, path: &Path) {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let back = self.dir.path().join("fetched");
+        self.ok(&["wal-fetch", name, back.to_str().unwrap()]);
+        assert_eq!(fs::read(&back).unwrap(), fs::read(path).unwrap(), "{name}");
+        fs::remove_file(back).unwrap();
+    }
+}
+
+struct Archiver {
+    child: Child,
+}
+
+impl Archiver {
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// SIGTERM, then its exit (which must be clean) and its stderr.
+    fn stop(mut self) -> String {
+        self.signal("-TERM");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the archiver did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert!(
+            status.success(),
+            "the archiver stopped with {status}: {stderr}"
+        );
+        stderr
+    }
+}
+
+impl Drop for Archiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn pushes_go_through_the_archiver_in_batches_and_read_back() {
+    let site = Site::new("");
+    let archiver = site.archiver();
+    let segments: Vec<PathBuf> = (1..=20).map(|n| site.segment(n)).collect();
+    let first = site.push(&segments[0]);
+    assert!(
+        first.contains("archived 000000010000000000000001"),
+        "{first}"
+    );
+    assert!(
+        first.contains("archived 000000010000000000000005"),
+        "the ready segments after it went in the same batch: {first}"
+    );
+    for segment in &segments[1..] {
+        site.push(segment);
+    }
+    let status = site.status();
+    assert_eq!(status["archived_files"], 20, "{status}");
+    assert_eq!(status["failures"], 0, "{status}");
+    assert_eq!(status["ready_segments"], 0, "{status}");
+    assert_eq!(
+        status["last_archived"], "000000010000000000000014",
+        "{status}"
+    );
+    let batches = status["batches"].as_u64().unwrap();
+    assert_eq!(batches, 20, "one batch per push: {status}");
+    // Five pushes stored new files (1-5, 6-10, ...); the others found theirs archived.
+    // Each storing batch wrote one index object; the look-ahead stored the rest.
+    let index_objects = fs::read_dir(site.dir.path().join("repo/index"))
+        .unwrap()
+        .count();
+    assert!(
+        index_objects <= 5,
+        "{index_objects} index objects for 20 segments"
+    );
+
+    let stderr = archiver.stop();
+    assert!(stderr.contains("the WAL archiver stopped"), "{stderr}");
+    assert!(!site.socket().exists(), "the socket is removed at the stop");
+    for segment in &segments {
+        site.fetch_back(segment);
+    }
+    site.ok(&["wal", "verify"]);
+}
+
+#[test]
+fn without_a_listening_archiver_wal_push_pushes_by_itself() {
+    let site = Site::new("");
+    let seg = site.segment(1);
+    site.push(&seg);
+    // A socket file an archiver left behind when it died: nobody listens.
+    fs::create_dir_all(site.socket().parent().unwrap()).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(site.socket()).unwrap());
+    let seg2 = site.segment(2);
+    site.push(&seg2);
+    site.fetch_back(&seg);
+    site.fetch_back(&seg2);
+    let out = site.run(&["wal", "status"]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("no WAL archiver listens"), "{said}");
+    // An archiver replaces the dead socket and serves.
+    let archiver = site.archiver();
+    let seg3 = site.segment(3);
+    site.push(&seg3);
+    assert_eq!(site.status()["archived_files"], 1);
+    // A second archiver on the same socket is refused while the first listens.
+    let second = site.run(&["wal", "archiver"]);
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains("another WAL archiver listens"), "{said}");
+    archiver.stop();
+    site.fetch_back(&seg3);
+}
+
+#[test]
+fn a_stalled_archiver_fails_the_push_in_time_and_hostile_clients_are_cut_off() {
+    let site = Site::new("archiver_timeout_secs = 2\n");
+    let archiver = site.archiver();
+
+    // A client that never finishes its line, and one that sends an endless line: neither
+    // stops a push beside them.
+    let mut silent = UnixStream::connect(site.socket()).unwrap();
+    let mut endless = UnixStream::connect(site.socket()).unwrap();
+    endless
+        .write_all(&vec![b'x'; 256 * 1024])
+        .unwrap_or_default();
+    let mut answer = String::new();
+    endless.read_to_string(&mut answer).unwrap();
+    assert!(answer.contains("longer than"), "{answer}");
+    let seg = site.segment(1);
+    site.push(&seg);
+    silent.write_all(b"{\"push\":").unwrap();
+
+    // Stalled (SIGSTOP) for longer than wal-push waits: the push fails, in time, with
+    // an exit PostgreSQL retries on, and the file stays ready.
+    archiver.signal("-STOP");
+    let seg2 = site.segment(2);
+    let started = Instant::now();
+    let out = site
+        .command(&["wal-push", seg2.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let waited = started.elapsed();
+    archiver.signal("-CONT");
+    assert!(
+        !out.status.success(),
+        "a push the archiver never answered succeeded"
+    );
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("no answer from the WAL archiver"), "{said}");
+    assert!(
+        waited < Duration::from_secs(60),
+        "wal-push hung for {waited:?}"
+    );
+    // Resumed, it answers again; PostgreSQL's next call succeeds.
+    site.push(&seg2);
+    // A connection still reading its request does not hold the stop up.
+    let t = Instant::now();
+    archiver.stop();
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "the stop waited {:?}",
+        t.elapsed()
+    );
+    drop(silent);
+    site.fetch_back(&seg);
+    site.fetch_back(&seg2);
+}
