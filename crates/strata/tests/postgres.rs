@@ -679,3 +679,69 @@ fn a_cluster_made_with_waldir_recovers_in_place_and_a_pg_wal_link_outside_the_ro
     assert_eq!(primary.psql("postgres", "SELECT count(*) FROM t"), "1500");
     primary.stop();
 }
+
+#[test]
+fn archiving_through_the_wal_archiver_under_load_restores_everything() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let primary = PgServer::init(&site.path("primary"));
+    let config = site.config("strata.toml", &[("db", &primary, None)], "");
+    primary.set_conf(&site.archive_command(&config));
+    site.ok(&config, &["init"]);
+    // The archiver runs as postgres, the user PostgreSQL runs wal-push as.
+    let mut archiver = {
+        let mut cmd = Command::new(site.exe());
+        cmd.arg("--config")
+            .arg(&config)
+            .args(["wal", "archiver"])
+            .env_remove("STRATA_PASSWORD")
+            .env_remove("STRATA_CONFIG")
+            .stderr(std::process::Stdio::piped());
+        as_postgres(&mut cmd);
+        cmd.spawn().unwrap()
+    };
+    let socket = site.path("state/wal-archiver.sock");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "the archiver never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    primary.start();
+    primary.pgbench_init("bench", 3);
+    let out = site.ok(&config, &["backup"]);
+    assert!(out.contains("complete"), "{out}");
+    let mut load = primary.pgbench_spawn("bench", 6);
+    assert!(load.wait().unwrap().success(), "pgbench failed");
+    wait_archived(&primary);
+
+    let status: serde_json::Value =
+        serde_json::from_str(&site.ok(&config, &["--json", "wal", "status"])).unwrap();
+    assert!(status["archived_files"].as_u64().unwrap() >= 3, "{status}");
+    assert_eq!(status["failures"], 0, "{status}");
+    assert_eq!(
+        primary.psql("postgres", "SELECT failed_count FROM pg_stat_archiver"),
+        "0",
+        "every archive_command call succeeded"
+    );
+    let latest = primary.table_checksums("bench");
+    let verify = site.ok(&config, &["wal", "verify"]);
+    assert!(verify.contains(", 0 damaged"), "{verify}");
+
+    // Stopped, the archiver leaves; a restore replays what it archived.
+    let pid = archiver.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(archiver.wait().unwrap().success(), "the archiver's exit");
+    let copy = fresh_target(&site, "latest");
+    let cfg = site.config("latest.toml", &[("db", &copy, None)], "");
+    let out = site.ok(&cfg, &["restore", "latest"]);
+    assert!(out.contains("promoted"), "{out}");
+    assert_eq!(copy.table_checksums("bench"), latest);
+    copy.stop();
+    primary.stop();
+}
