@@ -368,6 +368,8 @@ pub async fn metrics(
         );
     }
 
+    wal_archiver(&mut m, &state.config).await;
+
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry)
         .expect("writing to a String cannot fail");
@@ -378,4 +380,74 @@ pub async fn metrics(
         )],
         text,
     )
+}
+
+/// The local WAL archiver's counters (`strata wal archiver` on this host, at
+/// `postgres.archiver_socket`), asked over its socket with a one-second limit: its own
+/// counters and a directory read of `pg_wal/archive_status`, never a repository read.
+/// Only `wal_archiver_up` when none listens.
+async fn wal_archiver(m: &mut PerStorage<'_>, config: &strata_coordinator::config::Config) {
+    use strata_coordinator::wal_archiver;
+    let socket = wal_archiver::socket_path(config);
+    let status = if socket.exists() {
+        wal_archiver::client::status(&socket, Duration::from_secs(1))
+            .await
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    m.gauge(
+        "wal_archiver_up",
+        "Whether a local WAL archiver (strata wal archiver) answered this scrape",
+        &[],
+        status.is_some() as u8 as f64,
+    );
+    let Some(status) = status else {
+        return;
+    };
+    m.counter(
+        "wal_archived_files",
+        "WAL files the local archiver stored since it started",
+        status.archived_files,
+    );
+    m.counter(
+        "wal_archived_bytes",
+        "Bytes of the WAL files the local archiver stored since it started",
+        status.archived_bytes,
+    );
+    m.counter(
+        "wal_archive_failures",
+        "Batches of the local archiver that failed (their pushes were refused; PostgreSQL retries)",
+        status.failures,
+    );
+    m.gauge(
+        "wal_archive_ready_segments",
+        "Segments PostgreSQL has marked ready and not archived yet: the archive lag in segments",
+        &[],
+        status.ready_segments as f64,
+    );
+    m.gauge(
+        "wal_archive_oldest_ready_seconds",
+        "Age of the oldest segment waiting to be archived: the archive lag in seconds",
+        &[],
+        status.oldest_ready_secs as f64,
+    );
+    m.gauge(
+        "wal_archiver_queued",
+        "Pushes waiting in the local archiver's queue",
+        &[],
+        status.queued as f64,
+    );
+    if let Some(at) = status.last_archived_at.as_deref() {
+        let at = chrono::DateTime::parse_from_rfc3339(at)
+            .map(|t| t.timestamp() as f64)
+            .unwrap_or(0.0);
+        m.gauge(
+            "wal_last_archived_timestamp_seconds",
+            "When the local archiver last stored a WAL file",
+            &[],
+            at,
+        );
+    }
 }

@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::{assert_success, one_node_site, strata_at};
+use common::server::{http, Server};
+use common::{assert_success, one_node_site, strata_at, strata_with_token};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
