@@ -201,6 +201,27 @@ fn pushes_go_through_the_archiver_in_batches_and_read_back() {
         "{index_objects} index objects for 20 segments"
     );
 
+    // `/metrics` of a server on this host reads the archiver's counters over its socket.
+    let server = Server::start(
+        strata_with_token(site.dir.path(), &site.config, "wal-token"),
+        &site.dir.path().join("server.log"),
+    );
+    let scrape = http(&server.url, "GET", "/metrics", Some("wal-token"), "");
+    assert_eq!(scrape.status, 200, "{}", scrape.body);
+    for line in [
+        "strata_wal_archiver_up{storage=\"main\"} 1",
+        "strata_wal_archived_files_total{storage=\"main\"} 20",
+        "strata_wal_archive_ready_segments{storage=\"main\"} 0",
+        "strata_wal_archive_failures_total{storage=\"main\"} 0",
+    ] {
+        assert!(
+            scrape.body.lines().any(|l| l.starts_with(line)),
+            "no {line} in:\n{}",
+            scrape.body
+        );
+    }
+    drop(server);
+
     let stderr = archiver.stop();
     assert!(stderr.contains("the WAL archiver stopped"), "{stderr}");
     assert!(!site.socket().exists(), "the socket is removed at the stop");
