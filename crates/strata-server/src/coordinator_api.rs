@@ -41,6 +41,7 @@ use strata_coordinator::retention::CleanupReport;
 use strata_coordinator::schedule::{JobStatus, Scheduler};
 use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
 use strata_coordinator::wal::{WalListing, WalVerifyReport};
+use strata_coordinator::wal_archiver::ArchiverStatus;
 use strata_coordinator::CoordinatorError;
 use strata_repo::summary::BackupSummary;
 
@@ -135,6 +136,7 @@ pub fn routes(state: ApiState, tokens: Tokens) -> Router {
         .route("/api/v1/repair/backups", post(repair_backups))
         .route("/api/v1/wal", get(wal_list))
         .route("/api/v1/wal/verify", post(wal_verify))
+        .route("/api/v1/wal/archiver", get(wal_archiver))
         .route("/api/v1/operations", get(operations))
         .route("/api/v1/operations/{id}", get(operation))
         .route("/api/v1/operations/{id}/events", get(events))
@@ -678,6 +680,30 @@ async fn wal_verify(State(s): Api, Body(NoOptions {}): Body<NoOptions>) -> Reply
     ))
 }
 
+#[utoipa::path(get, path = "/api/v1/wal/archiver", tag = "wal",
+    responses((status = 200, description = "What the local WAL archiver on the server's host did since it started, and the archive lag (`strata wal status`)", body = ArchiverStatus),
+        (status = 401, body = ApiError), (status = 404, description = "No WAL archiver listens at `postgres.archiver_socket`", body = ApiError), (status = 500, body = ApiError)))]
+async fn wal_archiver(State(s): Api) -> Reply<ArchiverStatus> {
+    let socket = strata_coordinator::wal_archiver::socket_path(&s.config);
+    let status = strata_coordinator::wal_archiver::client::status(&socket, Duration::from_secs(2))
+        .await
+        .map_err(|e| {
+            ApiFailure(ApiError::new(
+                ErrorCode::Failed,
+                strata_coordinator::error_chain(&e),
+            ))
+        })?;
+    status.map(Json).ok_or_else(|| {
+        ApiFailure(ApiError::new(
+            ErrorCode::NotFound,
+            format!(
+                "no WAL archiver listens at {} on the server's host (`strata wal archiver` starts one)",
+                socket.display()
+            ),
+        ))
+    })
+}
+
 fn find(
     c: &Coordinator,
     id: &str,
@@ -788,7 +814,7 @@ async fn audit(State(s): Api, Params(query): Params<AuditQuery>) -> Reply<Vec<Au
 #[openapi(
     info(title = "strata coordinator API", description = "Backups, restores, verification, retention and the audit log of a strata cluster. Every call needs `Authorization: Bearer <token>`; errors are JSON `{code, message}`."),
     paths(version, status, list, show, delete, pin, unpin, files, copy, drill, start_backup, start_restore,
-        verify, cleanup, gc, repair_index, repair_backups, wal_list, wal_verify, operations, operation, events, schedules, config,
+        verify, cleanup, gc, repair_index, repair_backups, wal_list, wal_verify, wal_archiver, operations, operation, events, schedules, config,
         check, audit),
     components(schemas(ApiError, ErrorCode)),
     modifiers(&BearerAuth),

@@ -220,6 +220,15 @@ fn pushes_go_through_the_archiver_in_batches_and_read_back() {
             scrape.body
         );
     }
+    let reply = http(
+        &server.url,
+        "GET",
+        "/api/v1/wal/archiver",
+        Some("wal-token"),
+        "",
+    );
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()["archived_files"], 20, "{}", reply.body);
     drop(server);
 
     let stderr = archiver.stop();

@@ -59,7 +59,7 @@ pub fn socket_path(config: &Config) -> PathBuf {
 
 /// What the archiver has done since it started (`strata wal status`, and the lag the
 /// operator watches).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ArchiverStatus {
     pub started: String,
     /// Files stored (newly or again) since the start.

@@ -321,12 +321,13 @@ function banner(result) {
 
 async function loadOverview() {
   const api = state.api;
-  const [status, backups, operations, schedules, check] = await Promise.all([
+  const [status, backups, operations, schedules, check, archiver] = await Promise.all([
     settle(api.get("/api/v1/status")),
     settle(fetchBackups(api)),
     settle(api.get("/api/v1/operations")),
     settle(api.get("/api/v1/schedules")),
     settle(api.get("/api/v1/check")),
+    settle(api.get("/api/v1/wal/archiver")),
   ]);
   if (!state.api) return;
   banner(status);
@@ -336,7 +337,7 @@ async function loadOverview() {
   }
   if (backups.ok) adoptBackups(backups.value);
   adoptOperations(operations, status);
-  renderStats(status, backups);
+  renderStats(status, backups, archiver);
   renderNodes(status);
   renderCheck(check);
   renderOperations(operations, status);
@@ -354,7 +355,25 @@ function stat(label, field, value, sub, kind = "") {
     h("div", { class: "stat-sub" }, sub));
 }
 
-function renderStats(status, backups) {
+/** The WAL archiver's card: the archive lag, the last file archived, failures. */
+function archiverStat(archiver) {
+  if (!archiver.ok) {
+    const none = archiver.error.status === 404;
+    return stat("WAL archiving", "wal-lag", "—",
+      none ? "no archiver on this host" : archiver.error.message, none ? "" : "bad");
+  }
+  const a = archiver.value;
+  const behind = a.ready_segments > 8 || a.oldest_ready_secs > 300;
+  const last = a.last_archived
+    ? [h("code", { "data-field": "wal-last" }, a.last_archived), ` · ${fmt.age(new Date(a.last_archived_at))}`]
+    : "nothing archived since it started";
+  const failures = a.failures ? ` · ${a.failures} failed batches` : "";
+  return stat("WAL archive lag", "wal-lag",
+    `${a.ready_segments} segments · ${a.oldest_ready_secs} s`,
+    h("span", {}, last, failures), behind || a.failures ? "bad" : "ok");
+}
+
+function renderStats(status, backups, archiver) {
   const cards = [];
   if (status.ok) {
     const nodes = status.value.nodes;
@@ -397,6 +416,7 @@ function renderStats(status, backups) {
     cards.push(h("div", { class: "card stat bad" }, h("div", { class: "stat-label" }, "Backups"),
       failure(backups.error, "GET /api/v1/backups")));
   }
+  if (archiver) cards.push(archiverStat(archiver));
   $("#stats").replaceChildren(...cards);
 }
 
