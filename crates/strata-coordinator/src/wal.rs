@@ -144,26 +144,70 @@ pub async fn read_ahead(config: &Config, store: &DynStore) -> Option<ReadAhead> 
     })
 }
 
-/// `wal-fetch NAME DEST`: from the read-ahead spool when an earlier fetch put `name`
-/// there (no repository opened, no key derived), else from the repository `open`
-/// opens, reading the following segments into the spool. Spooled segments recovery
-/// has passed are removed first. Returns the bytes written to `dest`.
+/// What a `wal-fetch` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fetched {
+    pub bytes: u64,
+    /// Whether the file came from the spool (read ahead earlier) rather than the archive.
+    pub from_spool: bool,
+}
+
+/// `wal-fetch NAME DEST`: from the read-ahead spool when an earlier fetch or the
+/// prefetcher put `name` there (no repository opened, no key derived), else from the
+/// repository `open` opens, reading the following segments into the spool. Spooled
+/// segments recovery has passed are removed first, and `name` is noted as the one
+/// recovery wants now (the prefetcher follows it).
 pub async fn fetch(
     config: &Config,
     store: &DynStore,
     open: impl Future<Output = CoordinatorResult<Arc<Repository>>>,
     name: &str,
     dest: &Path,
-) -> Result<u64, WalError> {
+) -> Result<Fetched, WalError> {
     let read_ahead = read_ahead(config, store).await;
     if let Some(ra) = &read_ahead {
         ra.spool.prune(name);
+        let _ = ra.spool.note_wanted(name);
         if let Ok(Some(bytes)) = ra.spool.take(name, dest) {
-            return Ok(bytes);
+            return Ok(Fetched {
+                bytes,
+                from_spool: true,
+            });
         }
     }
     let repo = open.await.map_err(WalError::Open)?;
-    Ok(wal::fetch(&repo, name, dest, read_ahead.as_ref()).await?)
+    let bytes = wal::fetch(&repo, name, dest, read_ahead.as_ref()).await?;
+    Ok(Fetched {
+        bytes,
+        from_spool: false,
+    })
+}
+
+/// `wal prefetch --after NAME`: keeps the read-ahead spool of the repository in `store`
+/// filled beside recovery (see [`strata_postgres::wal::prefetch`]) until recovery has
+/// asked for nothing for `postgres.wal_prefetch_idle_secs`. `None` when the read-ahead is off or another
+/// prefetcher already serves this spool (one per spool, by a lock the kernel releases
+/// when its holder dies).
+pub async fn prefetch(
+    config: &Config,
+    store: &DynStore,
+    open: impl Future<Output = CoordinatorResult<Arc<Repository>>>,
+    after: &str,
+) -> Result<Option<wal::Prefetched>, WalError> {
+    let Some(ra) = read_ahead(config, store).await else {
+        return Ok(None);
+    };
+    let lock = ra.spool.lock_prefetcher().map_err(|e| {
+        WalError::Failed(CoordinatorError::NothingToDo(format!(
+            "cannot take the prefetcher's lock in the WAL spool: {e}"
+        )))
+    })?;
+    let Some(_lock) = lock else {
+        return Ok(None);
+    };
+    let repo = open.await.map_err(WalError::Open)?;
+    let idle = Duration::from_secs(config.postgres.wal_prefetch_idle_secs);
+    Ok(Some(wal::prefetch(&repo, &ra, after, idle).await))
 }
 
 /// The segment size the archive was written with, from any PostgreSQL backup's record
@@ -475,7 +519,10 @@ mod tests {
         let never = async { Err(CoordinatorError::Password("must not be opened".into())) };
         assert_eq!(
             fetch(&config, &store, never, SEGMENT, &dest).await.unwrap(),
-            7
+            Fetched {
+                bytes: 7,
+                from_spool: true
+            }
         );
         assert_eq!(std::fs::read(&dest).unwrap(), b"spooled");
 

@@ -19,6 +19,11 @@ pub struct PostgresConfig {
     /// `wal-fetch` reads this many following segments into a spool in the state
     /// directory, so recovery's next calls need not open the repository (0: off).
     pub wal_fetch_ahead: usize,
+    /// A `wal-fetch` that had to read the archive starts a prefetcher that keeps the
+    /// `wal_fetch_ahead` segments after recovery's position spooled, beside replay.
+    pub wal_prefetch: bool,
+    /// The prefetcher stops once recovery has asked for nothing this long.
+    pub wal_prefetch_idle_secs: u64,
     pub wal_wait_secs: u64,
     pub recovery_timeout_secs: u64,
     /// The socket of the local WAL archiver (`strata wal-archiver`); empty: the state
@@ -41,6 +46,8 @@ impl Default for PostgresConfig {
             spread_checkpoint: false,
             wal_push_ahead: 8,
             wal_fetch_ahead: 8,
+            wal_prefetch: true,
+            wal_prefetch_idle_secs: 60,
             wal_wait_secs: 300,
             recovery_timeout_secs: 3600,
             archiver_socket: String::new(),

@@ -22,6 +22,10 @@ pub const STALE: Duration = Duration::from_secs(15 * 60);
 
 /// Suffix of files being written.
 const PARTIAL: &str = ".spooling";
+/// Where `wal-fetch` notes the last file recovery asked for (the prefetcher follows it).
+const WANTED: &str = "wanted";
+/// Held (locked) by the one prefetcher of the spool.
+const PREFETCH_LOCK: &str = "prefetch.lock";
 
 /// A directory of read-ahead WAL files.
 #[derive(Debug, Clone)]
@@ -81,6 +85,41 @@ impl Spool {
         self.file(name).is_some_and(|f| f.is_file())
     }
 
+    /// Notes that recovery asked for `name` now (for the prefetcher).
+    pub fn note_wanted(&self, name: &str) -> io::Result<()> {
+        if WalFileKind::parse(name).is_none() {
+            return Ok(());
+        }
+        fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join(format!("{WANTED}{PARTIAL}"));
+        fs::write(&tmp, name)?;
+        fs::rename(&tmp, self.dir.join(WANTED))
+    }
+
+    /// The last file recovery asked for and when, if it is a WAL file name.
+    pub fn wanted(&self) -> Option<(String, SystemTime)> {
+        let path = self.dir.join(WANTED);
+        let at = fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+        let name = fs::read_to_string(&path).ok()?;
+        WalFileKind::parse(&name).map(|_| (name, at))
+    }
+
+    /// The prefetcher's lock, taken without waiting; `None` while another process
+    /// holds it (it is released when the file is closed, also when its holder dies).
+    pub fn lock_prefetcher(&self) -> io::Result<Option<fs::File>> {
+        fs::create_dir_all(&self.dir)?;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(PREFETCH_LOCK))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(file)),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(err)) => Err(err),
+        }
+    }
+
     /// Removes what recovery will not ask for again: segments of `requested`'s timeline
     /// that sort before it, half-written files, and anything older than [`STALE`].
     pub fn prune(&self, requested: &str) {
@@ -91,6 +130,9 @@ impl Spool {
         let now = SystemTime::now();
         for entry in listing.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
+            if name == PREFETCH_LOCK {
+                continue;
+            }
             let passed = matches!(WalFileKind::parse(&name), Some(k @ WalFileKind::Segment { .. })
                 if Some(k.timeline()) == timeline && name.as_str() < requested);
             let stale = entry
@@ -138,6 +180,31 @@ mod tests {
         );
         assert_eq!(fs::read(&dest).unwrap(), b"wal");
         assert!(!spool.has("000000010000000000000003"));
+    }
+
+    #[test]
+    fn the_wanted_name_and_the_prefetchers_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path().join("spool"));
+        assert!(spool.wanted().is_none());
+        spool.note_wanted("000000010000000000000007").unwrap();
+        spool.note_wanted("../../etc/passwd").unwrap();
+        assert_eq!(spool.wanted().unwrap().0, "000000010000000000000007");
+        let held = spool
+            .lock_prefetcher()
+            .unwrap()
+            .expect("the first takes it");
+        assert!(
+            spool.lock_prefetcher().unwrap().is_none(),
+            "one prefetcher a spool"
+        );
+        spool.prune("000000010000000000000009");
+        assert!(
+            spool.lock_prefetcher().unwrap().is_none(),
+            "pruning keeps the lock"
+        );
+        drop(held);
+        assert!(spool.lock_prefetcher().unwrap().is_some());
     }
 
     #[test]

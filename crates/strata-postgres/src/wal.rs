@@ -299,6 +299,104 @@ fn spool_following(
     tasks
 }
 
+/// What a prefetcher did before it stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Prefetched {
+    pub segments: u64,
+    pub bytes: u64,
+}
+
+/// Keeps the spool of `read_ahead` filled with the `read_ahead.segments` segments after
+/// the one recovery asked for last (the spool's wanted name, `after` until a fetch notes
+/// one), `PREFETCH_PARALLEL` at a time, so the download runs beside replay instead of
+/// between its requests. A segment not archived yet (the end of the archive, or a primary
+/// still writing it) is asked for again every half second. Stops once recovery has asked
+/// for nothing for `idle`. Only ever spools the exact file the archive holds under a
+/// name of the same timeline as the one asked for, in the spool of this repository. A
+/// failing store is asked again, never an error: recovery fetches by itself meanwhile.
+pub async fn prefetch(
+    repo: &Arc<Repository>,
+    read_ahead: &ReadAhead,
+    after: &str,
+    idle: std::time::Duration,
+) -> Prefetched {
+    let started = std::time::SystemTime::now();
+    let mut done = Prefetched::default();
+    let mut segment_size: Option<(String, u64)> = None;
+    loop {
+        let (wanted, at) = read_ahead
+            .spool
+            .wanted()
+            .unwrap_or_else(|| (after.to_string(), started));
+        if at.elapsed().unwrap_or_default() > idle {
+            return done;
+        }
+        // The segment size of the archive, from the record of a segment asked for.
+        let size = match &segment_size {
+            Some((_, size)) => *size,
+            None => match repo.load_archived(WAL_SPACE, &wanted).await.ok().flatten() {
+                Some(record) if record.size.is_power_of_two() => {
+                    segment_size = Some((wanted.clone(), record.size));
+                    record.size
+                }
+                _ => {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue;
+                }
+            },
+        };
+        let missing: Vec<String> =
+            crate::spool::following_segments(&wanted, size, read_ahead.segments)
+                .into_iter()
+                .filter(|next| !read_ahead.spool.has(next))
+                .collect();
+        if missing.is_empty() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        }
+        // Records in order up to the first not archived yet (the end of the archive costs
+        // one small GET a round, not one per segment of the window).
+        let mut records = Vec::new();
+        for next in missing {
+            // A failing store is asked again next round, like a segment not there yet.
+            match repo.load_archived(WAL_SPACE, &next).await {
+                Ok(Some(record)) => records.push((next, record)),
+                _ => break,
+            }
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        let permits = Arc::new(tokio::sync::Semaphore::new(PREFETCH_PARALLEL));
+        for (next, record) in records {
+            let (repo, spool, permits) = (repo.clone(), read_ahead.spool.clone(), permits.clone());
+            tasks.spawn(async move {
+                let _permit = permits.acquire().await.ok()?;
+                let data = repo.read_archived(&record).await.ok()?;
+                let bytes = data.len() as u64;
+                tokio::task::spawn_blocking(move || spool.put(&next, &data))
+                    .await
+                    .ok()?
+                    .ok()?;
+                Some(bytes)
+            });
+        }
+        let mut fetched = 0;
+        while let Some(result) = tasks.join_next().await {
+            if let Ok(Some(bytes)) = result {
+                fetched += 1;
+                done.segments += 1;
+                done.bytes += bytes;
+            }
+        }
+        if fetched == 0 {
+            // The end of the archive for now: a standby's recovery waits for more.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// How many segments a prefetcher reads at once (each is held whole in memory).
+const PREFETCH_PARALLEL: usize = 4;
+
 /// The archived segments of one timeline, as runs without holes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TimelineRanges {

@@ -88,6 +88,14 @@ pub enum WalCommand {
     /// What the local WAL archiver has done: files archived, the last one, failures, its
     /// queue, and the archive lag (segments PostgreSQL has ready).
     Status,
+    /// Keep the WAL read-ahead spool filled beside recovery (started by `wal-fetch` when
+    /// recovery asks for a file the spool lacks; stops a minute after recovery's last
+    /// request).
+    Prefetch {
+        /// The file recovery asked for (the prefetcher reads the ones after it).
+        #[arg(long)]
+        after: String,
+    },
 }
 
 /// Point-in-time recovery of a PostgreSQL restore (default: replay every archived WAL

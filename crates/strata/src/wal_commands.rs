@@ -64,8 +64,11 @@ impl Context {
         let abort = |f: Failure| Failure::new(FETCH_ABORT, f.message);
         let store = self.storage().map_err(abort)?.store;
         match wal::fetch(&self.config, &store, self.local.repo(), name, dest).await {
-            Ok(bytes) => {
-                self.say(format!("restored {name} ({})", size(bytes)));
+            Ok(fetched) => {
+                if !fetched.from_spool && self.config.postgres.wal_prefetch {
+                    self.spawn_prefetcher(name);
+                }
+                self.say(format!("restored {name} ({})", size(fetched.bytes)));
                 Ok(0)
             }
             Err(WalError::NotFound(_)) => Ok(code::FAILED),
@@ -88,6 +91,20 @@ impl Context {
             }
             WalCommand::Archiver => self.wal_archiver().await,
             WalCommand::Status => self.wal_archiver_status().await,
+            WalCommand::Prefetch { after } => {
+                let store = self.storage()?.store;
+                let done = wal::prefetch(&self.config, &store, self.local.repo(), &after)
+                    .await
+                    .map_err(|err| Failure::new(code::FAILED, crate::failure::chain(&err)))?;
+                if let Some(done) = done {
+                    self.say(format!(
+                        "prefetched {} WAL segments ({}) beside recovery",
+                        done.segments,
+                        size(done.bytes)
+                    ));
+                }
+                Ok(0)
+            }
             WalCommand::Verify => {
                 let report = self.cluster().wal_verify().await?;
                 if self.global.json {
@@ -183,5 +200,45 @@ impl Context {
             self.say(format!("last failure: {failure}"));
         }
         Ok(0)
+    }
+
+    /// Starts `strata wal prefetch --after NAME` in the background, with this process's
+    /// settings, its output in `<state_dir>/wal-prefetch.log`. It outlives this call (the
+    /// next ones find their files spooled); a second one exits at once (one per spool).
+    /// Failing to start it only costs speed.
+    fn spawn_prefetcher(&self, after: &str) {
+        use std::os::unix::process::CommandExt;
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let mut cmd = std::process::Command::new(exe);
+        let g = &self.global;
+        if let Some(config) = &g.config {
+            cmd.arg("--config").arg(config);
+        }
+        if let Some(repo) = &g.repo {
+            cmd.arg("--repo").arg(repo);
+        }
+        if let Some(storage) = &g.storage {
+            cmd.arg("--storage").arg(storage);
+        }
+        if let Some(state_dir) = &g.state_dir {
+            cmd.arg("--state-dir").arg(state_dir);
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.config.state_dir().join("wal-prefetch.log"));
+        let (out, err) = match log.and_then(|file| Ok((file.try_clone()?, file))) {
+            Ok((out, err)) => (out.into(), err.into()),
+            Err(_) => (std::process::Stdio::null(), std::process::Stdio::null()),
+        };
+        cmd.args(["wal", "prefetch", "--after", after])
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            // Its own process group: a signal to recovery's restore_command is not its.
+            .process_group(0);
+        let _ = cmd.spawn();
     }
 }

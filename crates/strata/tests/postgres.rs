@@ -324,6 +324,7 @@ fn fetch_reads_ahead(site: &Site, config: &Path, first: &str) {
     let mut spooled: Vec<String> = std::fs::read_dir(&spool)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.len() == 24 && name.bytes().all(|b| b.is_ascii_hexdigit()))
         .collect();
     spooled.sort();
     assert!(!spooled.is_empty(), "nothing read ahead into {spool:?}");

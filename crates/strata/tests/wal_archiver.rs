@@ -2,7 +2,8 @@
 //! hands it segments over its socket, it stores them in batches and answers once they
 //! are stored; without it (or with a dead one) `wal-push` pushes by itself; a stalled
 //! archiver fails the push in time instead of hanging PostgreSQL's archiver; hostile
-//! clients are cut off without stopping the others.
+//! clients are cut off without stopping the others. And recovery's side: the prefetcher a
+//! `wal-fetch` starts keeps the spool ahead of replay.
 
 mod common;
 
@@ -323,4 +324,85 @@ fn a_stalled_archiver_fails_the_push_in_time_and_hostile_clients_are_cut_off() {
     drop(silent);
     site.fetch_back(&seg);
     site.fetch_back(&seg2);
+}
+
+/// Recovery's side: a `wal-fetch` that had to read the archive starts a prefetcher that
+/// keeps the next segments spooled while "replay" (this loop) goes on, so every later
+/// fetch is served from the spool without opening the repository, and the prefetcher
+/// stops by itself once recovery stops asking.
+#[test]
+fn a_fetch_from_the_archive_starts_a_prefetcher_that_keeps_recovery_fed() {
+    let site = Site::new("wal_fetch_ahead = 3\nwal_prefetch_idle_secs = 2\n");
+    let segments: Vec<PathBuf> = (1..=12).map(|n| site.segment(n)).collect();
+    for segment in &segments {
+        site.push(segment);
+    }
+    let repo_id = fs::read_dir(site.dir.path().join("state/wal-spool"))
+        .map(|mut d| d.next().unwrap().unwrap().path())
+        .ok();
+    assert!(repo_id.is_none(), "nothing spooled before recovery");
+    let spooled = |n: u32| {
+        fs::read_dir(site.dir.path().join("state/wal-spool"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some_and(|spool| {
+                spool
+                    .unwrap()
+                    .path()
+                    .join(format!("00000001000000000000{n:04X}"))
+                    .exists()
+            })
+    };
+    let wait_spooled = |n: u32| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !spooled(n) {
+            assert!(
+                Instant::now() < deadline,
+                "segment {n} was never prefetched: {}",
+                fs::read_to_string(site.dir.path().join("state/wal-prefetch.log"))
+                    .unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let back = site.dir.path().join("fetched");
+    let fetch = |n: u32| {
+        let name = format!("00000001000000000000{n:04X}");
+        site.ok(&["wal-fetch", &name, back.to_str().unwrap()]);
+        assert_eq!(
+            fs::read(&back).unwrap(),
+            fs::read(&segments[n as usize - 1]).unwrap()
+        );
+    };
+    // The first fetch reads the archive (and the 3 after it, before it returns), and
+    // starts the prefetcher; the second comes from the spool.
+    fetch(1);
+    fetch(2);
+    // Segment 5 is beyond that read-ahead: only the prefetcher, following recovery, brings
+    // it.
+    wait_spooled(5);
+    // From here on no fetch may open the repository: without its keys it cannot.
+    let keys = site.dir.path().join("repo/keys");
+    let away = site.dir.path().join("keys-away");
+    fs::rename(&keys, &away).unwrap();
+    for n in 3..=12 {
+        wait_spooled(n);
+        fetch(n);
+    }
+    fs::rename(&away, &keys).unwrap();
+    // Idle for its two seconds, it stops and says what it did.
+    let log = site.dir.path().join("state/wal-prefetch.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("prefetched") {
+            assert!(text.contains("prefetched 8 WAL segments"), "{text}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the prefetcher did not stop: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
