@@ -75,14 +75,29 @@ impl Site {
         path
     }
 
-    /// `strata --config CONFIG ARGS` as postgres.
-    fn strata(&self, config: &Path, args: &[&str]) -> Output {
+    /// `strata --config CONFIG ARGS` as postgres, not started.
+    fn command(&self, config: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new(self.exe());
         cmd.arg("--config").arg(config).args(args);
         cmd.env_remove("STRATA_PASSWORD")
             .env_remove("STRATA_CONFIG");
         as_postgres(&mut cmd);
-        cmd.output().unwrap()
+        cmd
+    }
+
+    /// `strata --config CONFIG ARGS` as postgres.
+    fn strata(&self, config: &Path, args: &[&str]) -> Output {
+        self.command(config, args).output().unwrap()
+    }
+
+    /// A primary in `primary` archiving into this site's repository (created), not
+    /// started, and its configuration.
+    fn archiving_primary(&self) -> (PgServer, PathBuf) {
+        let primary = PgServer::init(&self.path("primary"));
+        let config = self.config("strata.toml", &[("db", &primary, None)], "");
+        primary.set_conf(&self.archive_command(&config));
+        self.ok(&config, &["init"]);
+        (primary, config)
     }
 
     fn ok(&self, config: &Path, args: &[&str]) -> String {
@@ -161,10 +176,7 @@ fn base_backup_under_load_restores_to_the_latest_state_and_to_a_point_in_time() 
         return;
     }
     let site = Site::new();
-    let primary = PgServer::init(&site.path("primary"));
-    let config = site.config("strata.toml", &[("db", &primary, None)], "");
-    primary.set_conf(&site.archive_command(&config));
-    site.ok(&config, &["init"]);
+    let (primary, config) = site.archiving_primary();
     primary.start();
     primary.pgbench_init("bench", 3);
 
@@ -687,22 +699,13 @@ fn archiving_through_the_wal_archiver_under_load_restores_everything() {
         return;
     }
     let site = Site::new();
-    let primary = PgServer::init(&site.path("primary"));
-    let config = site.config("strata.toml", &[("db", &primary, None)], "");
-    primary.set_conf(&site.archive_command(&config));
-    site.ok(&config, &["init"]);
+    let (primary, config) = site.archiving_primary();
     // The archiver runs as postgres, the user PostgreSQL runs wal-push as.
-    let mut archiver = {
-        let mut cmd = Command::new(site.exe());
-        cmd.arg("--config")
-            .arg(&config)
-            .args(["wal", "archiver"])
-            .env_remove("STRATA_PASSWORD")
-            .env_remove("STRATA_CONFIG")
-            .stderr(std::process::Stdio::piped());
-        as_postgres(&mut cmd);
-        cmd.spawn().unwrap()
-    };
+    let mut archiver = site
+        .command(&config, &["wal", "archiver"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let socket = site.path("state/wal-archiver.sock");
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::os::unix::net::UnixStream::connect(&socket).is_err() {
