@@ -161,8 +161,21 @@ fn gc_in_a_loop_refuses_nothing_and_loses_nothing() {
     };
 
     // Backups, each of changed data, and deletes of older ones (garbage for the loop).
+    // Halfway, a WAL archiver starts: the pushes from then on go through it, each of its
+    // batches a writer of its own beside the collections.
+    let halfway = Instant::now() + Duration::from_secs(secs / 2);
+    let mut archiver: Option<std::process::Child> = None;
     let mut round = 0u64;
     while Instant::now() < deadline {
+        if archiver.is_none() && Instant::now() >= halfway {
+            archiver = Some(
+                strata_at(site.dir.path(), &site.config)
+                    .args(["wal", "archiver"])
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+        }
         let data = site.path("data");
         fs::write(
             data.join(format!("changing-{}.bin", round % 3)),
@@ -189,6 +202,21 @@ fn gc_in_a_loop_refuses_nothing_and_loses_nothing() {
         thread.join().unwrap();
     }
     assert!(gc_runs.load(Ordering::Relaxed) > 0, "no collection ran");
+    let mut archiver = archiver.expect("the archiver started halfway");
+    let status: serde_json::Value =
+        serde_json::from_str(&site.ok(&["--json", "wal", "status"])).unwrap();
+    assert!(
+        status["archived_files"].as_u64().unwrap() > 0,
+        "no push went through the archiver: {status}"
+    );
+    assert_eq!(status["failures"], 0, "{status}");
+    let pid = archiver.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    assert!(archiver.wait().unwrap().success(), "the archiver's exit");
 
     // Once more with nothing running: sweeps what waited for writers.
     site.ok(&["gc"]);
