@@ -139,17 +139,19 @@ async fn check_identity(repo: &Arc<Repository>, system_id: u64) -> PgResult<()> 
 }
 
 /// Archives `paths` (the one PostgreSQL asked for first). Every file is read whole (a
-/// segment is 16 MiB by default); the chunks of all of them go through one write pipeline,
-/// and each record is written only once its data is stored. Returns one outcome per path,
-/// failing as a whole if the first path fails.
+/// segment is 16 MiB by default), one at a time: once to check it against the archive,
+/// and again as it is stored, so memory holds one file and the write pipeline whatever
+/// the batch. The chunks of all of them go through one write pipeline, and each record
+/// is written only once its data is stored. Returns one outcome per path, failing as a
+/// whole if the first path fails.
 pub async fn push(
     repo: &Arc<Repository>,
     paths: &[PathBuf],
     writer: WriterOptions,
 ) -> PgResult<Vec<Pushed>> {
     let mut outcomes = Vec::new();
-    // (name, content, whether its record exists with data missing)
-    let mut to_store: Vec<(String, Vec<u8>, bool)> = Vec::new();
+    // (name, path, whether its record exists with data missing)
+    let mut to_store: Vec<(String, PathBuf, bool)> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let result = async {
             let name = file_name(path)?;
@@ -162,7 +164,7 @@ pub async fn push(
                     if repo.archived_data_present(&existing).await? {
                         Ok(Some(Pushed::AlreadyArchived { name }))
                     } else {
-                        to_store.push((name, data, true));
+                        to_store.push((name, path.clone(), true));
                         Ok(None)
                     }
                 }
@@ -170,7 +172,7 @@ pub async fn push(
                     "a different {name} is already archived: refusing to replace it (is another cluster archiving into this repository, or was this one restored without a new timeline?)"
                 ))),
                 None => {
-                    to_store.push((name, data, false));
+                    to_store.push((name, path.clone(), false));
                     Ok(None)
                 }
             }
@@ -187,27 +189,44 @@ pub async fn push(
     if to_store.is_empty() {
         return Ok(outcomes);
     }
+    let first_stored = to_store[0].1 == paths[0];
     let writer = BlobWriter::start(repo.clone(), writer);
     let r = repo.clone();
     let (writer, stored) = tokio::task::spawn_blocking(move || {
-        let stored: Result<Vec<(ArchivedFile, bool)>, strata_repo::RepoError> = to_store
-            .iter()
-            .map(|(name, data, again)| {
-                let mut record = if *again {
-                    store_file_again(&r, &writer, name, data)?
-                } else {
-                    store_file(&r, &writer, name, data)?
-                };
-                let sysid = segment_system_id(data);
-                if let Some(id) = sysid {
-                    record
-                        .meta
-                        .insert("system_identifier".into(), id.to_string());
+        let mut stored: Vec<(ArchivedFile, bool)> = Vec::new();
+        let mut first_error = None;
+        for (i, (name, path, again)) in to_store.iter().enumerate() {
+            let result = std::fs::read(path)
+                .map_err(PgError::io("cannot read WAL file", path))
+                .and_then(|data| {
+                    let mut record = if *again {
+                        store_file_again(&r, &writer, name, &data)?
+                    } else {
+                        store_file(&r, &writer, name, &data)?
+                    };
+                    if let Some(id) = segment_system_id(&data) {
+                        record
+                            .meta
+                            .insert("system_identifier".into(), id.to_string());
+                    }
+                    Ok(record)
+                });
+            match result {
+                Ok(record) => stored.push((record, *again)),
+                // The requested file failed: the push fails. A read-ahead file that
+                // vanished (archived and removed meanwhile) is asked for again.
+                Err(err) if i == 0 && first_stored => {
+                    first_error = Some(err);
+                    break;
                 }
-                Ok((record, *again))
-            })
-            .collect();
-        (writer, stored)
+                Err(PgError::Repo(err)) => {
+                    first_error = Some(PgError::Repo(err));
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        (writer, first_error.map_or(Ok(stored), Err))
     })
     .await
     .expect("WAL push thread panicked");
