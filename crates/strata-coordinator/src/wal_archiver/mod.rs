@@ -301,6 +301,7 @@ async fn batches(
             shared: &shared,
         };
         batch.run(jobs, &mut recent).await;
+        release_freed_memory();
     }
     queue.close();
     while let Ok(job) = queue.try_recv() {
@@ -463,6 +464,18 @@ impl Recent {
                 self.names.remove(&old);
             }
         }
+    }
+}
+
+/// Hands memory freed by the batch back to the system. A batch allocates segments and
+/// packs of 16 MiB on several threads, and glibc keeps what they free in per-thread
+/// arenas: without this a process that runs for months sits at the peak of its busiest
+/// batch (measured: about 500 MiB), not at what it holds between batches.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim has no preconditions; it only returns free memory.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
