@@ -10,7 +10,8 @@
 # Each segment is 16 MiB of random bytes (behind a zero page magic) with a `.ready` file; after each successful
 # `wal-push` the `.ready` is renamed `.done`, as PostgreSQL does. Settings are strata's
 # defaults (wal_push_ahead 8, archiver_batch 16). Reports the wall time of the whole run,
-# seconds per segment, and the archiver's peak RSS (anonymous and file-backed).
+# seconds per segment, and the archiver's peak RSS (anonymous and file-backed) and its
+# anonymous RSS a second after the last push (what it holds between batches).
 #
 # Needs release builds: cargo build --release -p strata --bin strata &&
 #                       cargo build --release -p strata-repo --example fabricate_index
@@ -60,7 +61,7 @@ push_all() {
   done
 }
 
-printf '| repository | how | %s segments | per segment | archiver peak RSS |\n|---|---|---|---|---|\n' "$SEGMENTS" > "$W/table.md"
+printf '| repository | how | %s segments | per segment | archiver peak RSS | archiver RSS after |\n|---|---|---|---|---|---|\n' "$SEGMENTS" > "$W/table.md"
 for kind in empty large; do
   export STRATA_REPO=$W/$kind/repo STRATA_STATE_DIR=$W/$kind/state
   "$BIN" init >/dev/null
@@ -84,15 +85,17 @@ for kind in empty large; do
     start=$(date +%s.%N)
     push_all "$W/$kind"
     end=$(date +%s.%N)
-    rss="-"
+    rss="-" rest="-"
     if [[ $how == archiver ]]; then
+      sleep 1
+      rest="$(awk '/^RssAnon/{printf "%.0f MiB anon", $2 / 1024}' "/proc/$archiver/status")"
       kill -TERM "$archiver"; wait "$archiver" || true
       wait "$sampler" 2>/dev/null || true
       rss=$(cat "$W/$kind/archiver.rss")
     fi
     secs=$(echo "$end - $start" | bc -l)
     per=$(echo "$secs / $SEGMENTS" | bc -l)
-    printf '| %s | %s | %.1f s | %.3f s | %s |\n' "$kind ($( [[ $kind == large ]] && echo "$BLOBS blobs" || echo empty))" "$how" "$secs" "$per" "$rss" | tee -a "$W/table.md"
+    printf '| %s | %s | %.1f s | %.3f s | %s | %s |\n' "$( [[ $kind == large ]] && echo "$BLOBS blobs" || echo empty)" "$how" "$secs" "$per" "$rss" "$rest" | tee -a "$W/table.md"
   done
 done
 cat "$W/table.md"
