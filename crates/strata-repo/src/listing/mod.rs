@@ -8,12 +8,16 @@
 //! into **page** objects of at most [`PAGE_MAX`] backups, `listing/pages/<oldest
 //! position>/<newest position>/<id>-<count>` (see [`compact`]). Both are object kind
 //! [`ObjectKind::Listing`](crate::format::ObjectKind::Listing) with the same payload, a
-//! JSON list of trimmed summaries (an entry is a page of one). A reader ([`read`])
-//! fetches only the objects covering the page it was asked for and reconciles them with
-//! a keys-only LIST of `summaries/`: an entry whose summary is gone is dropped, a summary
-//! the listing lacks is read by itself and reported. docs/format.md ("Backup listing")
-//! has the bytes; docs/architecture.md says why it is built this way.
+//! JSON list of trimmed summaries (an entry is a page of one); a page's key also says how
+//! many backups it names. A reader ([`read`]) fetches only the objects covering the page
+//! it was asked for and reconciles them with a keys-only LIST of the summaries that can
+//! matter to it, those named after its oldest backup's start minus 6 hours ([`bounded`];
+//! all of them where that bound cannot be shown to hold): an entry whose summary is gone
+//! is dropped, a summary the listing lacks is read by itself and reported. The total is
+//! added up from the page keys and the reconciled range. docs/format.md ("Backup
+//! listing") has the bytes; docs/architecture.md says why it is built this way.
 
+pub mod bounded;
 pub mod compact;
 pub mod generation;
 pub mod read;
