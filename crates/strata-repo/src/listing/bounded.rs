@@ -485,3 +485,32 @@ fn written(
     out.sort_by(|a, b| b.cmp(a));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bound_is_six_hours_before_a_second_across_days_and_years() {
+        assert_eq!(
+            earlier("20261125T093816", NAME_SLACK_SECS).as_deref(),
+            Some("20261125T033816")
+        );
+        assert_eq!(
+            earlier("20260101T030000", NAME_SLACK_SECS).as_deref(),
+            Some("20251231T210000")
+        );
+        assert_eq!(
+            earlier("20260301T000000", 1).as_deref(),
+            Some("20260228T235959")
+        );
+        // No time, or before the epoch: no bound (the page lists every summary).
+        assert_eq!(earlier("00000000T000000", NAME_SLACK_SECS), None);
+        assert_eq!(earlier("19700101T000000", NAME_SLACK_SECS), None);
+        // A generated name of the bound's second sorts after it; one a second older
+        // does not.
+        let bound = earlier("20261125T093816", NAME_SLACK_SECS).unwrap();
+        assert!("20261125T033816Z-00000000" > bound.as_str());
+        assert!("20261125T033815Z-ffffffff" < bound.as_str());
+    }
+}

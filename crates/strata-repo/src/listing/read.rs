@@ -439,3 +439,49 @@ impl Repository {
         Ok(Some(page))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listing::tests::summary;
+    use crate::summary::BackupStatus;
+
+    fn position(name: &str, started: &str) -> Position {
+        Position::of(&summary(name, started, BackupStatus::Complete))
+    }
+
+    #[test]
+    fn seconds_parse_and_a_page_holds_names_up_to_six_hours_before_its_oldest_start() {
+        assert_eq!(unix_second("19700101T000001"), Some(1));
+        assert_eq!(unix_second("20260101T000000"), Some(1_767_225_600));
+        assert_eq!(unix_second("00000000T000000"), None);
+        assert_eq!(unix_second("2026"), None);
+        let page = ListingKey::new_page(
+            position("20261125T100000Z-aaaaaaaa", "2026-11-25T10:00:05.000Z"),
+            position("20261125T200000Z-bbbbbbbb", "2026-11-25T20:00:05.000Z"),
+            2,
+        );
+        for (name, held) in [
+            ("20261125T100000Z-cccccccc", true),
+            ("20261125T040005Z-cccccccc", true),
+            ("20261125T040004Z-cccccccc", false),
+            ("20261125T200005Z-cccccccc", true),
+            ("20261125T200006Z-cccccccc", false),
+            ("nightly", false),
+        ] {
+            assert_eq!(window_holds(&page, name), held, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_summary_written_after_its_listing_object_is_stale() {
+        let at = |ms: u64| Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
+        let truth: Truth = [("a".to_string(), at(10)), ("b".to_string(), None)].into();
+        assert!(stale(&truth, "a", at(9)));
+        assert!(!stale(&truth, "a", at(10)));
+        // Unknown times, or no summary: not stale (a missing summary drops the entry).
+        assert!(!stale(&truth, "a", None));
+        assert!(!stale(&truth, "b", at(1)));
+        assert!(!stale(&truth, "c", at(1)));
+    }
+}
