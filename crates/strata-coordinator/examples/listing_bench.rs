@@ -129,18 +129,16 @@ async fn main() {
             .expect("a page");
             assert_eq!(page.backups.len(), 50.min(page.total));
             measure("page of 50", before, clock);
-            let (before, clock) = (counts(), Instant::now());
-            let next = listing::page(
-                &sources,
-                &PageQuery {
+            if let Some(cursor) = page.next.clone() {
+                let (before, clock) = (counts(), Instant::now());
+                let query = PageQuery {
                     limit: 50,
-                    cursor: page.next.clone(),
-                },
-            )
-            .await
-            .expect("a page");
-            assert_eq!(next.backups.len(), 50.min(page.total.saturating_sub(50)));
-            measure("next page of 50", before, clock);
+                    cursor: Some(cursor),
+                };
+                let next = listing::page(&sources, &query).await.expect("a page");
+                assert_eq!(next.backups.len(), 50.min(page.total - 50));
+                measure("next page of 50", before, clock);
+            }
             let (before, clock) = (counts(), Instant::now());
             let latest = listing::latest(&sources).await.expect("latest");
             assert!(latest.is_some());
