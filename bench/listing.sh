@@ -73,7 +73,7 @@ roots = ["$work/data"]
 TOML
   "$strata" --config "$config" init -q
   "$synth" synth "s3://strata/n$n" "$n"
-  echo "-- library, through a request-counting store (LIST, GET, ms)"
+  echo "-- library, through a request-counting store (LIST, keys listed, GET, ms)"
   "$synth" cost "s3://strata/n$n"
   echo "-- CLI (seconds, peak RSS MiB)"
   timed "list --limit 50" "$strata" --config "$config" list --limit 50

@@ -4,8 +4,9 @@
 //!
 //!     listing_bench synth LOCATION COUNT   # COUNT backups: summaries and listing entries,
 //!                                          # 64 writes at a time, then one compaction
-//!     listing_bench cost LOCATION          # requests and ms of: a page of 50, latest,
-//!                                          # and the same from a kept listing
+//!     listing_bench cost LOCATION          # LISTs, keys listed, GETs and ms of: a page of
+//!                                          # 50, the next one, latest, and the same from a
+//!                                          # kept listing
 //!
 //! LOCATION is a directory or an object storage URL (`s3://bucket/prefix`, configured from
 //! the environment as strata does); the repository must exist (`strata init`), its
@@ -102,17 +103,21 @@ async fn main() {
         (Some("cost"), Some(location)) => {
             let (repo, counting) = open(location).await;
             let sources = [("main", repo.as_ref())];
-            let measure = |what: &str, before: strata_store::RequestCounts, clock: Instant| {
-                let cost = counting.counts().since(&before);
-                println!(
-                    "{what}\t{}\t{}\t{:.1}",
-                    cost.list,
-                    cost.get,
-                    clock.elapsed().as_secs_f64() * 1000.0
-                );
-            };
-            println!("what\tLIST\tGET\tms");
-            let (before, clock) = (counting.counts(), Instant::now());
+            // LISTs as calls, and the keys they returned (S3 sends a thousand a request).
+            let measure =
+                |what: &str, before: (strata_store::RequestCounts, u64), clock: Instant| {
+                    let cost = counting.counts().since(&before.0);
+                    println!(
+                        "{what}\t{}\t{}\t{}\t{:.1}",
+                        cost.list,
+                        counting.keys_listed() - before.1,
+                        cost.get,
+                        clock.elapsed().as_secs_f64() * 1000.0
+                    );
+                };
+            let counts = || (counting.counts(), counting.keys_listed());
+            println!("what\tLIST\tkeys listed\tGET\tms");
+            let (before, clock) = (counts(), Instant::now());
             let page = listing::page(
                 &sources,
                 &PageQuery {
@@ -124,7 +129,17 @@ async fn main() {
             .expect("a page");
             assert_eq!(page.backups.len(), 50.min(page.total));
             measure("page of 50", before, clock);
-            let (before, clock) = (counting.counts(), Instant::now());
+            if let Some(cursor) = page.next.clone() {
+                let (before, clock) = (counts(), Instant::now());
+                let query = PageQuery {
+                    limit: 50,
+                    cursor: Some(cursor),
+                };
+                let next = listing::page(&sources, &query).await.expect("a page");
+                assert_eq!(next.backups.len(), 50.min(page.total - 50));
+                measure("next page of 50", before, clock);
+            }
+            let (before, clock) = (counts(), Instant::now());
             let latest = listing::latest(&sources).await.expect("latest");
             assert!(latest.is_some());
             measure("latest", before, clock);
@@ -135,14 +150,14 @@ async fn main() {
                 limit: 50,
                 cursor: None,
             };
-            let (before, clock) = (counting.counts(), Instant::now());
+            let (before, clock) = (counts(), Instant::now());
             kept.page(&sources, &first, 0).await.expect("a page");
             measure("kept listing: reconcile", before, clock);
-            let (before, clock) = (counting.counts(), Instant::now());
+            let (before, clock) = (counts(), Instant::now());
             let page = kept.page(&sources, &first, 0).await.expect("a page");
             assert_eq!(page.backups.len(), 50.min(page.total));
             measure("kept listing: validated page of 50", before, clock);
-            let (before, clock) = (counting.counts(), Instant::now());
+            let (before, clock) = (counts(), Instant::now());
             kept.latest(&sources, 0).await.expect("latest");
             measure("kept listing: validated latest", before, clock);
         }

@@ -287,6 +287,15 @@ pub async fn holders(sources: &[Source<'_>], name: &str) -> CoordinatorResult<Ve
     Ok(out)
 }
 
+/// A key every key `<prefix><backup>...` of `backups` sorts after (their smallest name
+/// without its last character), to list the pins or records of a page's backups with
+/// `Store::list_after`; `None` for no backups.
+pub(crate) fn before_all(prefix: &str, backups: &[&str]) -> Option<String> {
+    let smallest = backups.iter().min()?;
+    let last = smallest.char_indices().last().map_or(0, |(at, _)| at);
+    Some(format!("{prefix}{}", &smallest[..last]))
+}
+
 /// Compacts the listing of `repo` (see `Repository::compact_listing`) as a step of an
 /// action that holds the cluster lock. A failure costs only speed (readers reconcile with
 /// the summaries), so it is a warning; a repository still to be migrated is left alone.
@@ -363,24 +372,52 @@ mod tests {
                 repo.compact_listing(false).await.unwrap();
             }
             made = count;
-            let before = counting.counts();
+            let (before, keys) = (counting.counts(), counting.keys_listed());
             let query = PageQuery {
                 limit: 50,
                 cursor: None,
             };
             let page = page(&[("main", &repo)], &query).await.unwrap();
             let cost = counting.counts().since(&before);
+            let keys = counting.keys_listed() - keys;
             assert_eq!(page.backups.len(), 50);
             assert_eq!((page.pinned.len(), page.verified.len()), (50, 50));
             assert_eq!(page.total, count);
             assert!(page.notes.is_empty(), "{:?}", page.notes);
-            // Listing and summaries, pins, records: four LISTs (a page of keys each here).
+            // Listing and summaries, pins, records: four LISTs. The pins and records
+            // listed are the page's (from its smallest name on), not every backup's; the
+            // summaries are those of the 6 hours before the page (all of them here: one
+            // backup a minute).
             assert_eq!(cost.list, 4, "{cost:?}");
+            assert!(
+                keys <= count as u64 + 2 * 50 + 20,
+                "{count} backups: {keys} keys listed"
+            );
             // At most 16 loose entries and two pages, then a pin and a record per backup
             // of the page.
             assert!(cost.get <= 16 + 2 + 2 * 50, "{count} backups: {cost:?}");
             costs.push(cost.get);
         }
         assert!(costs[0].abs_diff(costs[1]) <= 16, "{costs:?}");
+    }
+
+    #[test]
+    fn the_pins_and_records_of_a_page_are_listed_from_its_smallest_name() {
+        let page = [
+            "20261125T100000Z-bb",
+            "20261125T090000Z-aa",
+            "20261126T000000Z-cc",
+        ];
+        let after = before_all("pins/", &page).unwrap();
+        assert_eq!(after, "pins/20261125T090000Z-a");
+        for name in page {
+            assert!(format!("pins/{name}") > after);
+            assert!(
+                format!("verified/{name}/1-ok-structure") > format!("verified/{}", &after[5..])
+            );
+        }
+        assert!("pins/20261125T085959Z-zz" < after.as_str());
+        assert_eq!(before_all("pins/", &["x"]).unwrap(), "pins/");
+        assert_eq!(before_all("pins/", &[]), None);
     }
 }

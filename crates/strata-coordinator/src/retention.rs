@@ -395,28 +395,36 @@ struct PinRecord {
 pub async fn pinned(
     repo: &strata_repo::Repository,
 ) -> Result<std::collections::HashSet<String>, strata_store::StoreError> {
-    pinned_where(repo, |_| true).await
+    pinned_where(repo, None, |_| true).await
 }
 
-/// Which of `backups` are pinned: one LIST (keys only), then a GET per pin of these
-/// backups alone (a page of a listing).
+/// Which of `backups` are pinned: one LIST of the keys from the smallest of their names
+/// on (a page of the newest backups lists only the pins of backups as new), then a GET
+/// per pin of these backups alone (a page of a listing).
 pub async fn pinned_among(
     repo: &strata_repo::Repository,
     backups: &[&str],
 ) -> Result<std::collections::HashSet<String>, strata_store::StoreError> {
-    if backups.is_empty() {
+    let Some(after) = crate::listing::before_all(PINS, backups) else {
         return Ok(Default::default());
-    }
+    };
     let wanted: std::collections::HashSet<&str> = backups.iter().copied().collect();
-    pinned_where(repo, |b| wanted.contains(b)).await
+    pinned_where(repo, Some(&after), |b| wanted.contains(b)).await
 }
 
+/// The pins of the backups `wanted` says, from the pins' keys after `after` (all of
+/// them when `None`), never from a remembered listing.
 async fn pinned_where(
     repo: &strata_repo::Repository,
+    after: Option<&str>,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<std::collections::HashSet<String>, strata_store::StoreError> {
     let mut out = std::collections::HashSet::new();
-    for object in repo.store().list_fresh(PINS).await? {
+    let listed = match after {
+        Some(after) => repo.store().list_after(PINS, after).await?,
+        None => repo.store().list_fresh(PINS).await?,
+    };
+    for object in listed {
         let Some(name) = object.key.strip_prefix(PINS).filter(|n| wanted(n)) else {
             continue;
         };

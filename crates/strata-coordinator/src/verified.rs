@@ -140,20 +140,21 @@ fn authentic(
 /// The newest authentic record of every backup that has one: one LIST, then a GET of
 /// the newest record of each backup (and of older ones only when that one is refused).
 pub async fn latest(repo: &Repository) -> Result<HashMap<String, VerifyRecord>, StoreError> {
-    latest_where(repo, |_| true).await
+    latest_where(repo, None, |_| true).await
 }
 
-/// The newest authentic record of each of `backups` that has one: one LIST (keys only),
-/// then GETs for these backups alone (a page of a listing), not for every backup.
+/// The newest authentic record of each of `backups` that has one: one LIST of the keys
+/// from the smallest of their names on (keys only), then GETs for these backups alone (a
+/// page of a listing), not for every backup.
 pub async fn latest_among(
     repo: &Repository,
     backups: &[&str],
 ) -> Result<HashMap<String, VerifyRecord>, StoreError> {
-    if backups.is_empty() {
+    let Some(after) = crate::listing::before_all(PREFIX, backups) else {
         return Ok(HashMap::new());
-    }
+    };
     let wanted: std::collections::HashSet<&str> = backups.iter().copied().collect();
-    latest_where(repo, |b| wanted.contains(b)).await
+    latest_where(repo, Some(&after), |b| wanted.contains(b)).await
 }
 
 /// Whether the last verification of each backup that has one found it intact, from the
@@ -172,12 +173,19 @@ pub async fn outcomes_by_key(repo: &Repository) -> Result<HashMap<String, bool>,
     Ok(newest.into_iter().map(|(b, r)| (b, r.ok)).collect())
 }
 
+/// The records of the backups `wanted` says, from the record keys after `after` (all of
+/// them when `None`), never from a remembered listing.
 async fn latest_where(
     repo: &Repository,
+    after: Option<&str>,
     wanted: impl Fn(&str) -> bool,
 ) -> Result<HashMap<String, VerifyRecord>, StoreError> {
     let mut candidates: HashMap<String, Vec<(String, VerifyRecord)>> = HashMap::new();
-    for object in repo.store().list_fresh(PREFIX).await? {
+    let listed = match after {
+        Some(after) => repo.store().list_after(PREFIX, after).await?,
+        None => repo.store().list_fresh(PREFIX).await?,
+    };
+    for object in listed {
         if let Some((backup, record)) = parse_key(&object.key).filter(|(b, _)| wanted(b)) {
             candidates
                 .entry(backup.to_string())

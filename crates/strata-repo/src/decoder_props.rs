@@ -206,7 +206,7 @@ proptest! {
                 crate::summary::BackupStatus::Complete,
             ))
             .collect();
-        let key = ListingKey::new_page(Position::of(&entries[0]), Position::of(&entries[count - 1]));
+        let key = ListingKey::new_page(Position::of(&entries[0]), Position::of(&entries[count - 1]), count);
         let entry = ListingKey::Entry(Position::of(&entries[0]));
         let _ = decode_payload(&key, &arbitrary);
         let _ = decode_payload(&entry, &arbitrary);

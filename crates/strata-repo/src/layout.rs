@@ -36,7 +36,8 @@ pub const PINS: &str = "pins/";
 /// Verification records: `verified/<backup>/<milliseconds>-<outcome>-<mode>`.
 pub const VERIFIED: &str = "verified/";
 /// The backup listing (format version 4): `listing/entries/<position>` and
-/// `listing/pages/<oldest position>/<newest position>/<id>` (see `crate::listing`).
+/// `listing/pages/<oldest position>/<newest position>/<id>-<count>` (see
+/// `crate::listing`).
 pub const LISTING: &str = "listing/";
 /// The listing's generation object, replaced by every listing write (see
 /// `crate::listing::generation`). The one object under `listing/` that changes under its

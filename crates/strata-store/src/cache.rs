@@ -5,11 +5,12 @@
 //! the rule calls cacheable are written once and never changed, so a copy on local disk
 //! stays valid for as long as the object exists. Reads of those objects are served from
 //! the cache; writes go through to the store and into the cache; deletes remove both.
-//! Listings always ask the store (they are the truth of which objects exist), except the
-//! listing of the rule's `remembered_listing` prefix (a repository's keys), which is
-//! remembered so that opening a repository with a warm cache costs one request (the
-//! generation key, below): [`Store::list_fresh`] asks the store again when a remembered
-//! listing lacks a key. Large objects read once (packs) are left out by the rule.
+//! Listings (whole or after a key) always ask the store (they are the truth of which
+//! objects exist), except the listing of the rule's `remembered_listing` prefix (a
+//! repository's keys), which is remembered so that opening a repository with a warm cache
+//! costs one request (the generation key, below): [`Store::list_fresh`] asks the store
+//! again when a remembered listing lacks a key. Large objects read once (packs) are left
+//! out by the rule.
 //!
 //! The rule's `generation_key` (a repository's `config`) is the exception among cached
 //! objects: it changes when a repository is migrated to a new format (which rewrites
@@ -221,6 +222,17 @@ impl Store for CachingStore {
             self.remember_listing(&listing);
         }
         Ok(listing)
+    }
+
+    /// The tail of what [`Store::list`] answers here: of the remembered listing for its
+    /// prefix (filtered, as `list` would serve it), else of the store's own listing.
+    async fn list_after(&self, prefix: &str, after: &str) -> StoreResult<Vec<ObjectMeta>> {
+        if prefix == self.rule.remembered_listing {
+            let mut listing = self.list(prefix).await?;
+            listing.retain(|o| o.key.as_str() > after);
+            return Ok(listing);
+        }
+        self.inner.list_after(prefix, after).await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {

@@ -41,6 +41,9 @@ struct Counters {
     delete: AtomicU64,
     bytes_sent: AtomicU64,
     bytes_received: AtomicU64,
+    /// Keys returned by listings (what a listing's cost follows: object stores return
+    /// about a thousand keys per request).
+    keys_listed: AtomicU64,
     /// Failed requests by kind (put, get, list, delete); "not found" and "already exists"
     /// are answers, not failures, and are not counted.
     errors: [AtomicU64; 4],
@@ -89,6 +92,13 @@ impl CountingStore {
         }
     }
 
+    /// Keys returned by listings so far ([`Store::list`], [`Store::list_fresh`] and
+    /// [`Store::list_after`] alike): a listing of many keys is one counted LIST but
+    /// several requests to an object store, about one per thousand keys.
+    pub fn keys_listed(&self) -> u64 {
+        self.counters.keys_listed.load(Ordering::Relaxed)
+    }
+
     /// The failed requests so far.
     pub fn errors(&self) -> RequestErrors {
         let e = &self.counters.errors;
@@ -113,6 +123,13 @@ impl CountingStore {
             }
         }
         result
+    }
+
+    /// Counts a listing and the keys it returned.
+    fn listed(&self, result: StoreResult<Vec<ObjectMeta>>) -> StoreResult<Vec<ObjectMeta>> {
+        let listed = self.checked(LIST, result)?;
+        Self::count(&self.counters.keys_listed, listed.len() as u64);
+        Ok(listed)
     }
 }
 
@@ -146,7 +163,17 @@ impl Store for CountingStore {
 
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
         Self::count(&self.counters.list, 1);
-        self.checked(LIST, self.inner.list(prefix).await)
+        self.listed(self.inner.list(prefix).await)
+    }
+
+    async fn list_fresh(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        Self::count(&self.counters.list, 1);
+        self.listed(self.inner.list_fresh(prefix).await)
+    }
+
+    async fn list_after(&self, prefix: &str, after: &str) -> StoreResult<Vec<ObjectMeta>> {
+        Self::count(&self.counters.list, 1);
+        self.listed(self.inner.list_after(prefix, after).await)
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {

@@ -217,6 +217,11 @@ impl Store for FaultyStore {
         self.inner.list_fresh(prefix).await
     }
 
+    async fn list_after(&self, prefix: &str, after: &str) -> StoreResult<Vec<ObjectMeta>> {
+        self.before("list", prefix).await?;
+        self.inner.list_after(prefix, after).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.before("delete", key).await?;
         if self.config.refuse_deletes {

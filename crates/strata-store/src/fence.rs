@@ -266,6 +266,10 @@ impl Store for FencedStore {
         self.inner.list_fresh(prefix).await
     }
 
+    async fn list_after(&self, prefix: &str, after: &str) -> StoreResult<Vec<ObjectMeta>> {
+        self.inner.list_after(prefix, after).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         if !self.deletes.is_some_and(|fenced| fenced(key)) {
             return self.inner.delete(key).await;

@@ -305,6 +305,31 @@ impl Store for GcsStore {
     }
 
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+        self.list_from(prefix, None).await
+    }
+
+    /// Asks for the names from `after` on only (`startOffset`, which includes `after`
+    /// itself: it is left out here, as any key a server sends at or before it).
+    async fn list_after(&self, prefix: &str, after: &str) -> StoreResult<Vec<ObjectMeta>> {
+        self.list_from(prefix, Some(after)).await
+    }
+
+    async fn delete(&self, key: &str) -> StoreResult<()> {
+        let url = self.object_url(&self.name(key)?);
+        match self.send("delete", key, self.http.delete(url)).await {
+            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.label.clone()
+    }
+}
+
+impl GcsStore {
+    /// The objects under `prefix` (after `after`, when given), in key order.
+    async fn list_from(&self, prefix: &str, after: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
         let full = self.name(prefix.trim_end_matches('/')).map(|n| {
             if prefix.ends_with('/') {
                 format!("{n}/")
@@ -338,6 +363,10 @@ impl Store for GcsStore {
             if let Some(token) = &page {
                 url.query_pairs_mut().append_pair("pageToken", token);
             }
+            if let Some(after) = after {
+                url.query_pairs_mut()
+                    .append_pair("startOffset", &format!("{strip}{after}"));
+            }
             let response = self.send("list", prefix, self.http.get(url)).await?;
             let bad = |message: String| StoreError::Transient {
                 op: "list",
@@ -353,7 +382,10 @@ impl Store for GcsStore {
                 else {
                     continue;
                 };
-                if let (Some(key), Ok(size)) = (name.strip_prefix(strip.as_str()), size.parse()) {
+                let key = name
+                    .strip_prefix(strip.as_str())
+                    .filter(|k| after.is_none_or(|a| *k > a));
+                if let (Some(key), Ok(size)) = (key, size.parse()) {
                     out.push(ObjectMeta {
                         key: key.to_string(),
                         size,
@@ -370,17 +402,5 @@ impl Store for GcsStore {
         }
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
-    }
-
-    async fn delete(&self, key: &str) -> StoreResult<()> {
-        let url = self.object_url(&self.name(key)?);
-        match self.send("delete", key, self.http.delete(url)).await {
-            Ok(_) | Err(StoreError::NotFound { .. }) => Ok(()),
-            Err(err) => Err(err),
-        }
-    }
-
-    fn describe(&self) -> String {
-        self.label.clone()
     }
 }

@@ -1,10 +1,11 @@
 //! Object storage for strata.
 //!
 //! Everything strata writes goes through the [`Store`] trait: a deliberately small
-//! key/value interface (put, get, ranged get, list, delete) that every object storage
-//! offers. Concerns such as retries, caching, request counting or fault injection are
-//! meant to be wrappers that implement the same trait around another store, so the
-//! repository engine never needs to know which backend or which wrappers it talks to.
+//! key/value interface (put, get, ranged get, list, list after a key, delete) that every
+//! object storage offers. Concerns such as retries, caching, request counting or fault
+//! injection are meant to be wrappers that implement the same trait around another store,
+//! so the repository engine never needs to know which backend or which wrappers it talks
+//! to.
 //!
 //! Keys are `/`-separated relative paths such as `data/ab/abcdef...`. They never start
 //! with `/` and never contain `..`; [`validate_key`] enforces that for every backend.
@@ -73,6 +74,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// listings pass this straight to the store.
     async fn list_fresh(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
         self.list(prefix).await
+    }
+
+    /// The objects [`Store::list`] would return for `prefix` whose keys sort strictly
+    /// after `after` (byte order), in key order: the tail of a listing, which object
+    /// stores answer without sending the keys before it (S3's `start-after`, GCS's
+    /// `startOffset`, Azure's `startFrom`), so its cost follows the keys returned, not
+    /// the keys under `prefix`. The default filters [`Store::list`]: right for every
+    /// store, only not cheaper. Wrappers forward it with their own behaviour for a
+    /// listing (a retry, a count, a remembered listing filtered the same way).
+    async fn list_after(&self, prefix: &str, after: &str) -> StoreResult<Vec<ObjectMeta>> {
+        let mut listed = self.list(prefix).await?;
+        listed.retain(|o| o.key.as_str() > after);
+        Ok(listed)
     }
 
     /// Deletes an object. Deleting a missing object is not an error (idempotent cleanup).

@@ -184,7 +184,11 @@ impl LocalStore {
         Ok(Bytes::from(buf))
     }
 
-    fn list_blocking(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
+    /// The objects under `prefix` whose keys sort after `after`, if given: what sorts
+    /// before it is passed over before it is stat'ed (a directory whose every key sorts
+    /// before it, without being read).
+    fn list_blocking(&self, prefix: &str, after: Option<&str>) -> StoreResult<Vec<ObjectMeta>> {
+        let before_start = |key: &str| after.is_some_and(|a| key <= a);
         // Walk only the deepest directory the prefix names completely.
         let dir_part = match prefix.rfind('/') {
             Some(i) => &prefix[..i],
@@ -212,10 +216,14 @@ impl LocalStore {
                 };
                 let file_type = entry.file_type().map_err(io_err("list", &dir))?;
                 if file_type.is_dir() {
-                    if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
+                    // Every key under it starts with `key/`: all of them sort before
+                    // `after` when `key/` does and `after` is not under it.
+                    let dir = format!("{key}/");
+                    let passed = before_start(&dir) && !after.is_some_and(|a| a.starts_with(&dir));
+                    if !passed && (key.starts_with(prefix) || prefix.starts_with(&dir)) {
                         stack.push((entry.path(), key));
                     }
-                } else if key.starts_with(prefix) {
+                } else if key.starts_with(prefix) && !before_start(&key) {
                     let meta = match entry.metadata() {
                         Ok(meta) => meta,
                         // Deleted between the directory read and the stat: a listing
@@ -278,7 +286,12 @@ impl Store for LocalStore {
 
     async fn list(&self, prefix: &str) -> StoreResult<Vec<ObjectMeta>> {
         let (this, prefix) = (self.clone(), prefix.to_string());
-        blocking(move || this.list_blocking(&prefix)).await
+        blocking(move || this.list_blocking(&prefix, None)).await
+    }
+
+    async fn list_after(&self, prefix: &str, after: &str) -> StoreResult<Vec<ObjectMeta>> {
+        let (this, prefix, after) = (self.clone(), prefix.to_string(), after.to_string());
+        blocking(move || this.list_blocking(&prefix, Some(&after))).await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {
@@ -399,6 +412,45 @@ mod tests {
         assert_eq!(keys(store.list("con").await.unwrap()), ["config"]);
         assert_eq!(store.list("").await.unwrap().len(), 5);
         assert!(store.list("nothing/").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn list_after_returns_the_tail_and_passes_over_directories_before_it() {
+        let (_dir, store) = store();
+        for key in [
+            "listing/pages/a/x",
+            "listing/pages/b/x",
+            "listing/entries/e1",
+            "summaries/20261125T000000Z-1",
+            "summaries/20261126T000000Z-2",
+            "summaries/backup",
+            "summit",
+        ] {
+            store.put(key, Bytes::from_static(b"x")).await.unwrap();
+        }
+        fs::write(store.root().join("summaries/.tmp-9"), b"partial").unwrap();
+        let keys = |v: Vec<ObjectMeta>| v.into_iter().map(|m| m.key).collect::<Vec<_>>();
+        let after = |prefix: &'static str, after: &'static str| {
+            let store = store.clone();
+            async move { keys(store.list_after(prefix, after).await.unwrap()) }
+        };
+        assert_eq!(
+            after("summaries/", "summaries/20261125T120000").await,
+            ["summaries/20261126T000000Z-2", "summaries/backup"]
+        );
+        assert_eq!(
+            after("summaries/", "summaries/backup").await,
+            Vec::<String>::new()
+        );
+        assert_eq!(after("summaries/", "").await.len(), 3);
+        assert_eq!(after("sum", "summaries/z").await, ["summit"]);
+        // A directory wholly before `after` is passed over, one `after` is inside of is not.
+        assert_eq!(
+            after("listing/", "listing/pages/a/x").await,
+            ["listing/pages/b/x"]
+        );
+        assert_eq!(after("listing/", "listing/entries/e0").await.len(), 3);
+        assert_eq!(after("listing/", "listing/entries0").await.len(), 2);
     }
 
     #[tokio::test]

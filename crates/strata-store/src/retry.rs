@@ -179,6 +179,11 @@ impl Store for RetryStore {
             .await
     }
 
+    async fn list_after(&self, prefix: &str, after: &str) -> StoreResult<Vec<ObjectMeta>> {
+        self.retry("list", prefix, || self.inner.list_after(prefix, after))
+            .await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.retry("delete", key, || self.inner.delete(key)).await
     }

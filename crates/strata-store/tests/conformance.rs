@@ -82,6 +82,7 @@ async fn conformance(store: DynStore) {
         "{name}: {modified:?}"
     );
     assert!(store.list("nothing/").await.unwrap().is_empty());
+    list_after(&store).await;
     // a large object (uploaded in parts by object stores)
     let big: Bytes = (0..40u32 << 20)
         .map(|i| (i % 251) as u8)
@@ -126,6 +127,70 @@ async fn conformance(store: DynStore) {
         store.put("../x", Bytes::new()).await,
         Err(StoreError::InvalidKey(_))
     ));
+}
+
+/// The tail of a listing after a key, or after any string (a key that does not exist, a
+/// prefix, a string that is no object path): exactly what `list` has after it, across the
+/// storage's pages of a thousand keys.
+async fn list_after(store: &DynStore) {
+    use futures::StreamExt;
+    let name = store.describe();
+    let keys = |v: Vec<strata_store::ObjectMeta>| v.into_iter().map(|m| m.key).collect::<Vec<_>>();
+    let all: Vec<String> = (0..1100).map(|i| format!("tail/k{i:04}")).collect();
+    futures::stream::iter(all.clone())
+        .for_each_concurrent(32, |key| async move {
+            store.put(&key, Bytes::from_static(b"x")).await.unwrap();
+        })
+        .await;
+    store.put("tail0", Bytes::from_static(b"x")).await.unwrap();
+    store
+        .put("tail/sub/k", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let mut every = all.clone();
+    every.push("tail/sub/k".into());
+    for after in [
+        "tail/k0499",
+        "tail/k0499x",
+        "tail/k05",
+        "tail/",
+        "tail",
+        "",
+        "a",
+        "tail/k1099",
+    ] {
+        let tail = store.list_after("tail/", after).await.unwrap();
+        let expected: Vec<&String> = every.iter().filter(|k| k.as_str() > after).collect();
+        assert_eq!(
+            keys(tail.clone()).iter().collect::<Vec<_>>(),
+            expected,
+            "{name}: after {after:?}"
+        );
+        assert!(
+            tail.iter().all(|o| o.modified.is_some() && o.size == 1),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        keys(store.list_after("tail/", "tail/sub/").await.unwrap()),
+        ["tail/sub/k"],
+        "{name}"
+    );
+    assert!(store
+        .list_after("tail/", "tail/z")
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store.list_after("nothing/", "").await.unwrap().is_empty());
+    assert_eq!(
+        keys(store.list_after("summaries/", "summaries/a").await.unwrap()),
+        ["summaries/b"],
+        "{name}"
+    );
+    futures::stream::iter(every)
+        .for_each_concurrent(32, |key| async move { store.delete(&key).await.unwrap() })
+        .await;
+    store.delete("tail0").await.unwrap();
 }
 
 #[tokio::test]

@@ -325,3 +325,79 @@ async fn permission_denied_is_permanent_and_named() {
         "{message}"
     );
 }
+
+/// A listing after a key goes through every wrapper as a listing: retried through faults,
+/// counted as one LIST with the keys it returned, fenced by nothing, and served by the
+/// cache as its `list` would be (the remembered listing, filtered, for the remembered
+/// prefix; the store's otherwise).
+#[tokio::test]
+async fn listings_after_a_key_pass_every_wrapper() {
+    let (dir, base) = local();
+    for key in [
+        "keys/a",
+        "keys/b",
+        "summaries/a",
+        "summaries/b",
+        "summaries/c",
+    ] {
+        base.put(key, Bytes::from_static(b"1")).await.unwrap();
+    }
+    let faulty = Arc::new(FaultyStore::new(
+        base.clone(),
+        FaultConfig {
+            fail_ratio: 0.5,
+            seed: 7,
+            ..FaultConfig::default()
+        },
+    ));
+    let counted = CountingStore::new(faulty.clone());
+    let fenced: DynStore = Arc::new(FencedStore::new(Arc::new(counted.clone()), |_| true));
+    let rule = CacheRule {
+        cacheable: |key| key.starts_with("keys/"),
+        generation_key: "config",
+        remembered_listing: "keys/",
+    };
+    let cache: DynStore = Arc::new(CachingStore::new(
+        fenced,
+        rule,
+        dir.path().join("cache"),
+        1 << 20,
+    ));
+    let store = RetryStore::new(cache, quick_retry(30));
+    let keys = |v: Vec<ObjectMeta>| v.into_iter().map(|m| m.key).collect::<Vec<_>>();
+    let before = (counted.counts(), counted.keys_listed());
+    for _ in 0..10 {
+        assert_eq!(
+            keys(store.list_after("summaries/", "summaries/a").await.unwrap()),
+            ["summaries/b", "summaries/c"]
+        );
+    }
+    assert!(faulty.injected() > 0, "faults were injected and retried");
+    let lists = counted.counts().since(&before.0).list;
+    // Every attempt is counted, and only the successful ones returned keys.
+    assert!(lists >= 10, "{lists}");
+    assert_eq!(counted.keys_listed() - before.1, 20);
+
+    // The remembered prefix: `list` remembers it, `list_after` filters what is remembered
+    // (no request), as `list` would answer it.
+    assert_eq!(store.list("keys/").await.unwrap().len(), 2);
+    base.put("keys/c", Bytes::from_static(b"1")).await.unwrap();
+    let lists = counted.counts().list;
+    assert_eq!(
+        keys(store.list_after("keys/", "keys/a").await.unwrap()),
+        ["keys/b"]
+    );
+    assert_eq!(
+        counted.counts().list,
+        lists,
+        "served from the remembered listing"
+    );
+    assert_eq!(
+        keys(store.list_fresh("keys/").await.unwrap()),
+        ["keys/a", "keys/b", "keys/c"]
+    );
+    assert_eq!(
+        keys(store.list_after("keys/", "keys/a").await.unwrap()),
+        ["keys/b", "keys/c"]
+    );
+}

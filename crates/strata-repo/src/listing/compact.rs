@@ -4,8 +4,9 @@
 //! A compaction reads every listing object (a GET per thousand backups, kept by the local
 //! cache as they never change under their key), reconciles them with the summaries (the
 //! truth: a summary the listing lacks is read), and writes only the pages whose content
-//! changed. New pages are written before the objects they replace are deleted, so a
-//! reader between the two sees some backups twice (it keeps one) and never misses one.
+//! changed (and the pages still named in the older key form, without their count). New
+//! pages are written before the objects they replace are deleted, so a reader between the
+//! two sees some backups twice (it keeps one) and never misses one.
 
 use super::{ListingKey, Position, LOOSE_MAX, PAGE_MAX};
 use crate::format::ObjectKind;
@@ -28,12 +29,13 @@ pub struct CompactReport {
 
 /// Groups `entries` (oldest first) into pages: each existing page keeps the backups from
 /// its oldest position up to the next page's (older ones join the first page, newer ones
-/// the last), a group over [`PAGE_MAX`] is cut from its oldest end, and a group under a
-/// quarter of a page joins its newer neighbour when both fit in one. Pages far from the
-/// changes keep their content, so they are not rewritten.
+/// the last), a group over `max` ([`PAGE_MAX`]) is cut from its oldest end, and a group
+/// under a quarter of a page joins its newer neighbour when both fit in one. Pages far
+/// from the changes keep their content, so they are not rewritten.
 pub(crate) fn group(
     entries: Vec<(Position, BackupSummary)>,
     pages: &[&ListingKey],
+    max: usize,
 ) -> Vec<Vec<BackupSummary>> {
     let starts: Vec<&Position> = pages.iter().map(|k| k.oldest()).collect();
     let mut groups: Vec<Vec<BackupSummary>> = vec![Vec::new(); starts.len().max(1)];
@@ -46,8 +48,8 @@ pub(crate) fn group(
     let mut cut = Vec::new();
     for group in groups.into_iter().filter(|g| !g.is_empty()) {
         let mut rest = group;
-        while rest.len() > PAGE_MAX {
-            let tail = rest.split_off(PAGE_MAX);
+        while rest.len() > max {
+            let tail = rest.split_off(max);
             cut.push(rest);
             rest = tail;
         }
@@ -56,7 +58,7 @@ pub(crate) fn group(
     let mut out: Vec<Vec<BackupSummary>> = Vec::new();
     for group in cut.into_iter().rev() {
         match out.last_mut() {
-            Some(newer) if group.len() < PAGE_MAX / 4 && group.len() + newer.len() <= PAGE_MAX => {
+            Some(newer) if group.len() < max / 4 && group.len() + newer.len() <= max => {
                 let mut merged = group;
                 merged.append(newer);
                 *newer = merged;
@@ -75,6 +77,16 @@ impl Repository {
     /// missing pieces (after a delete, a cleanup, gc or a migration). Call it holding the
     /// cluster lock: it deletes objects.
     pub async fn compact_listing(&self, thorough: bool) -> RepoResult<CompactReport> {
+        self.compact_listing_into(thorough, PAGE_MAX).await
+    }
+
+    /// [`Repository::compact_listing`] into pages of at most `max` backups (tests make
+    /// many small pages).
+    pub(crate) async fn compact_listing_into(
+        &self,
+        thorough: bool,
+        max: usize,
+    ) -> RepoResult<CompactReport> {
         self.check_writable()?;
         let keys = self.listing_keys().await?;
         let loose = keys
@@ -118,8 +130,10 @@ impl Repository {
                     let contents = (*contents).clone();
                     let held_names: Vec<String> =
                         contents.entries.iter().map(|e| e.name.clone()).collect();
-                    // Whether the object says only what is still true.
-                    let mut clean = contents.damaged.is_empty(); // read again below
+                    // Whether the object says only what is still true (and under a key of
+                    // the current form: a page named without its count is written again).
+                    let mut clean = contents.damaged.is_empty() // read again below
+                        && key.count().is_some();
                     for entry in contents.entries {
                         if !keys.truth.contains_key(&entry.name) {
                             clean = false; // a deleted backup's entry
@@ -172,7 +186,7 @@ impl Repository {
 
         // Write the pages whose content changed, then delete what they replace.
         let mut keep: HashSet<String> = HashSet::new();
-        let groups = group(found.into_iter().collect(), &pages);
+        let groups = group(found.into_iter().collect(), &pages, max);
         let newest = groups.len().saturating_sub(1);
         for (i, entries) in groups.into_iter().enumerate() {
             let range = (
@@ -189,7 +203,7 @@ impl Repository {
                 keep.insert(key.clone());
                 continue;
             }
-            let name = ListingKey::new_page(range.0, range.1).key();
+            let name = ListingKey::new_page(range.0, range.1, entries.len() + damaged.len()).key();
             let plain = super::encode_contents(&entries, damaged);
             let bytes = self.seal_object(ObjectKind::Listing, &name, &plain)?;
             self.store().put(&name, bytes.into()).await?;
@@ -238,20 +252,23 @@ mod tests {
     #[test]
     fn pages_are_cut_at_the_maximum_and_small_ones_merged() {
         let all = entries(2 * PAGE_MAX + 10);
-        let sizes: Vec<usize> = group(all.clone(), &[]).iter().map(Vec::len).collect();
+        let sizes: Vec<usize> = group(all.clone(), &[], PAGE_MAX)
+            .iter()
+            .map(Vec::len)
+            .collect();
         // The last ten stay apart: the page before them is full.
         assert_eq!(sizes, vec![PAGE_MAX, PAGE_MAX, 10]);
 
         // An existing page boundary is kept: the backups after it stay in their page.
-        let boundary = ListingKey::new_page(all[0].0.clone(), all[499].0.clone());
-        let second = ListingKey::new_page(all[500].0.clone(), all[999].0.clone());
-        let sizes: Vec<usize> = group(all[..1000].to_vec(), &[&boundary, &second])
+        let boundary = ListingKey::new_page(all[0].0.clone(), all[499].0.clone(), 500);
+        let second = ListingKey::new_page(all[500].0.clone(), all[999].0.clone(), 500);
+        let sizes: Vec<usize> = group(all[..1000].to_vec(), &[&boundary, &second], PAGE_MAX)
             .iter()
             .map(Vec::len)
             .collect();
         assert_eq!(sizes, vec![500, 500]);
         // A small older group joins its newer neighbour when both fit.
-        let sizes: Vec<usize> = group(all[490..1000].to_vec(), &[&boundary, &second])
+        let sizes: Vec<usize> = group(all[490..1000].to_vec(), &[&boundary, &second], PAGE_MAX)
             .iter()
             .map(Vec::len)
             .collect();

@@ -6,14 +6,18 @@
 //! backup. Whoever saves a summary writes one **entry** object,
 //! `listing/entries/<position>`; a writer holding the cluster lock **compacts** entries
 //! into **page** objects of at most [`PAGE_MAX`] backups, `listing/pages/<oldest
-//! position>/<newest position>/<id>` (see [`compact`]). Both are object kind
+//! position>/<newest position>/<id>-<count>` (see [`compact`]). Both are object kind
 //! [`ObjectKind::Listing`](crate::format::ObjectKind::Listing) with the same payload, a
-//! JSON list of trimmed summaries (an entry is a page of one). A reader ([`read`])
-//! fetches only the objects covering the page it was asked for and reconciles them with
-//! a keys-only LIST of `summaries/`: an entry whose summary is gone is dropped, a summary
-//! the listing lacks is read by itself and reported. docs/format.md ("Backup listing")
-//! has the bytes; docs/architecture.md says why it is built this way.
+//! JSON list of trimmed summaries (an entry is a page of one); a page's key also says how
+//! many backups it names. A reader ([`read`]) fetches only the objects covering the page
+//! it was asked for and reconciles them with a keys-only LIST of the summaries that can
+//! matter to it, those named after its oldest backup's start minus 6 hours ([`bounded`];
+//! all of them where that bound cannot be shown to hold): an entry whose summary is gone
+//! is dropped, a summary the listing lacks is read by itself and reported. The total is
+//! added up from the page keys and the reconciled range. docs/format.md ("Backup
+//! listing") has the bytes; docs/architecture.md says why it is built this way.
 
+pub mod bounded;
 pub mod compact;
 pub mod generation;
 pub mod read;
@@ -131,13 +135,17 @@ pub(crate) fn name_second(name: &str) -> Option<&str> {
 pub enum ListingKey {
     /// `listing/entries/<position>`: one backup.
     Entry(Position),
-    /// `listing/pages/<oldest>/<newest>/<id>`: the backups from `oldest` to `newest`,
-    /// both included, as a compaction found them. `id` (8 random hex digits) makes every
-    /// page written a new key, so no cache ever holds an older page under it.
+    /// `listing/pages/<oldest>/<newest>/<id>-<count>`: the backups from `oldest` to
+    /// `newest`, both included, as a compaction found them. `id` (8 random hex digits)
+    /// makes every page written a new key, so no cache ever holds an older page under it.
+    /// `count` is how many backups the page names (its entries and its damaged names), so
+    /// a reader adds up the backups of pages it does not fetch; `None` for the older key
+    /// form `<id>` alone (still read; a compaction rewrites such pages in the new form).
     Page {
         oldest: Position,
         newest: Position,
         id: String,
+        count: Option<usize>,
     },
 }
 
@@ -153,24 +161,31 @@ impl ListingKey {
             return Position::parse(rest).map(ListingKey::Entry);
         }
         let mut parts = key.strip_prefix(PAGES)?.split('/');
-        let (oldest, newest, id) = (parts.next()?, parts.next()?, parts.next()?);
+        let (oldest, newest, last) = (parts.next()?, parts.next()?, parts.next()?);
         let (oldest, newest) = (Position::parse(oldest)?, Position::parse(newest)?);
+        let (id, count) = match last.split_once('-') {
+            Some((id, count)) => (id, Some(parse_count(count)?)),
+            None => (last, None),
+        };
         let id_ok = id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit());
         (parts.next().is_none() && id_ok && oldest <= newest).then(|| ListingKey::Page {
             oldest,
             newest,
             id: id.to_string(),
+            count,
         })
     }
 
-    /// A new page of the backups from `oldest` to `newest`.
-    pub fn new_page(oldest: Position, newest: Position) -> ListingKey {
+    /// A new page of the backups from `oldest` to `newest`, `count` of them (entries and
+    /// damaged names).
+    pub fn new_page(oldest: Position, newest: Position, count: usize) -> ListingKey {
         let mut id = [0u8; 4];
         getrandom::getrandom(&mut id).expect("the OS random source is available");
         ListingKey::Page {
             oldest,
             newest,
             id: hex::encode(id),
+            count: Some(count),
         }
     }
 
@@ -178,7 +193,27 @@ impl ListingKey {
     pub fn key(&self) -> String {
         match self {
             ListingKey::Entry(p) => format!("{ENTRIES}{p}"),
-            ListingKey::Page { oldest, newest, id } => format!("{PAGES}{oldest}/{newest}/{id}"),
+            ListingKey::Page {
+                oldest,
+                newest,
+                id,
+                count: Some(count),
+            } => format!("{PAGES}{oldest}/{newest}/{id}-{count}"),
+            ListingKey::Page {
+                oldest,
+                newest,
+                id,
+                count: None,
+            } => format!("{PAGES}{oldest}/{newest}/{id}"),
+        }
+    }
+
+    /// How many backups the object names, when its key says: 1 for an entry, the count
+    /// of a page key of the current form, `None` for a page key of the older form.
+    pub fn count(&self) -> Option<usize> {
+        match self {
+            ListingKey::Entry(_) => Some(1),
+            ListingKey::Page { count, .. } => *count,
         }
     }
 
@@ -200,6 +235,20 @@ impl ListingKey {
 }
 
 const _: () = assert!(layout::LISTING.len() < ENTRIES.len());
+
+/// Most backups a page names: [`PAGE_MAX`] entries, and as many damaged names.
+const COUNT_MAX: usize = 2 * PAGE_MAX;
+
+/// The count of a page key: 1 to [`COUNT_MAX`] in decimal, without leading zeros (one
+/// spelling per count, so a key parses back to itself).
+fn parse_count(text: &str) -> Option<usize> {
+    let canonical = !text.is_empty()
+        && text.len() <= 4
+        && !text.starts_with('0')
+        && text.bytes().all(|b| b.is_ascii_digit());
+    let count: usize = text.parse().ok().filter(|_| canonical)?;
+    (1..=COUNT_MAX).contains(&count).then_some(count)
+}
 
 /// The payload of a listing object.
 #[derive(Serialize, Deserialize)]
@@ -278,7 +327,16 @@ pub fn decode_contents(key: &ListingKey, plain: &[u8]) -> Result<Contents, Strin
     let (first, last) = (&positions[0], &positions[positions.len() - 1]);
     let agrees = match key {
         ListingKey::Entry(p) => entries.len() == 1 && first == p,
-        ListingKey::Page { oldest, newest, .. } => first == oldest && last == newest,
+        ListingKey::Page {
+            oldest,
+            newest,
+            count,
+            ..
+        } => {
+            first == oldest
+                && last == newest
+                && count.is_none_or(|c| c == entries.len() + payload.damaged.len())
+        }
     };
     if !agrees {
         return Err("its content does not match its name".into());
@@ -362,8 +420,25 @@ pub(crate) mod tests {
             "2026-11-25T10:38:16.100Z",
             BackupStatus::Failed,
         );
-        let page = ListingKey::new_page(Position::of(&a), Position::of(&b));
+        let page = ListingKey::new_page(Position::of(&a), Position::of(&b), 2);
         assert_eq!(ListingKey::parse(&page.key()), Some(page.clone()));
+        assert!(page.key().ends_with("-2"), "{}", page.key());
+        assert_eq!(page.count(), Some(2));
+        // The older form, without a count: read, its count unknown.
+        let ListingKey::Page { id, .. } = &page else {
+            unreachable!()
+        };
+        let old_form = format!("{PAGES}{}/{}/{id}", Position::of(&a), Position::of(&b));
+        let old = ListingKey::parse(&old_form).unwrap();
+        assert_eq!((old.key(), old.count()), (old_form.clone(), None));
+        for bad_count in ["0", "02", "2001", "-1", "", "1-2", "x"] {
+            assert_eq!(
+                ListingKey::parse(&format!("{old_form}-{bad_count}")),
+                None,
+                "{bad_count}"
+            );
+        }
+        assert_eq!(ListingKey::Entry(Position::of(&a)).count(), Some(1));
         let entry = ListingKey::Entry(Position::of(&a));
         assert_eq!(ListingKey::parse(&entry.key()), Some(entry.clone()));
         assert_eq!(ListingKey::parse("listing/other/x"), None);
@@ -380,6 +455,24 @@ pub(crate) mod tests {
         assert!(
             decode_payload(&entry, &plain).is_err(),
             "an entry holds one backup"
+        );
+        assert_eq!(decode_payload(&old, &plain).unwrap(), both.to_vec());
+        // A count that is not what the page holds: damaged.
+        let ListingKey::Page { oldest, newest, .. } = page.clone() else {
+            unreachable!()
+        };
+        let miscounted = ListingKey::new_page(oldest.clone(), newest.clone(), 3);
+        assert!(decode_payload(&miscounted, &plain).is_err());
+        // Damaged names count too.
+        let with_damaged = encode_contents(&both, &["20261125T000000Z-dddddddd".to_string()]);
+        assert!(decode_contents(&page, &with_damaged).is_err());
+        let three = ListingKey::new_page(oldest, newest, 3);
+        assert_eq!(
+            decode_contents(&three, &with_damaged)
+                .unwrap()
+                .damaged
+                .len(),
+            1
         );
         let reversed = encode_payload(&[both[1].clone(), both[0].clone()]);
         assert!(decode_payload(&page, &reversed).is_err());

@@ -1,13 +1,18 @@
 //! Reading one page of the listing, newest first, reconciled with the summaries.
 //!
-//! A page costs a LIST of `listing/`, a keys-only LIST of `summaries/` and the GETs of
-//! the listing objects that can hold the page's backups (the loose entries newer than it
-//! and one or two page objects), whatever the number of backups. Summaries stay the
-//! truth: an entry whose summary is gone is dropped (a deleted backup whose page was not
-//! rewritten yet); a summary the listing lacks (a writer stopped between the summary and
-//! its entry, a repository written before the listing existed, a damaged or missing
-//! listing object) is read by itself, and the page says how many were.
+//! A page costs a LIST of `listing/`, the GETs of the listing objects that can hold the
+//! page's backups (the loose entries newer than it and one or two page objects) and a
+//! keys-only LIST of the summaries whose names sort after a bound the page's oldest
+//! backup gives (its start minus 6 hours: [`super::bounded`]), whatever the number of
+//! backups. Where that bound cannot be shown to hold (see [`super::bounded`]), the page is
+//! read as here, against a LIST of every summary, one request per thousand backups on S3.
+//! Summaries stay the truth either way: an entry whose summary is gone is dropped (a
+//! deleted backup whose page was not rewritten yet); a summary the listing lacks (a writer
+//! stopped between the summary and its entry, a repository written before the listing
+//! existed, a damaged or missing listing object) is read by itself, and the page says how
+//! many were.
 
+use super::bounded::Bounded;
 use super::{name_second, ListingKey, Position};
 use crate::format::{decode_object, ObjectKind};
 use crate::layout;
@@ -19,8 +24,9 @@ use std::time::SystemTime;
 /// How much earlier than its start time a backup's name may say it began (the name is
 /// taken when the operation is created, the start time when the backup begins): a
 /// summary whose name falls inside a page's time range widened by this much is taken to
-/// be in that page.
-const NAME_SLACK_SECS: u64 = 6 * 3600;
+/// be in that page, and a page whose oldest backup started in second `Z` is reconciled
+/// with the summaries named after `Z` minus this much.
+pub(super) const NAME_SLACK_SECS: u64 = 6 * 3600;
 
 /// Which page of backups to read.
 #[derive(Debug, Clone, Default)]
@@ -38,7 +44,11 @@ pub struct BackupPage {
     pub backups: Vec<BackupSummary>,
     /// Where the next (older) page starts, when there may be one.
     pub next: Option<Position>,
-    /// Summaries in the repository (damaged ones included): the backups in all.
+    /// Summaries in the repository (damaged ones included): the backups in all. Exact
+    /// when the page listed every summary; added up from the listing's page keys
+    /// otherwise, and then off, until the compaction that follows, by backups deleted
+    /// from pages the read did not fetch and by summaries without entry older than the
+    /// page (see [`super::bounded`]).
     pub total: usize,
     /// Summaries read by themselves because the listing lacks them, by backup name.
     pub from_summaries: Vec<String>,
@@ -106,26 +116,34 @@ pub(crate) struct Listed {
     pub modified: Option<SystemTime>,
 }
 
+/// Backups with a summary, by name, with when their summary was written.
+pub(crate) type Truth = BTreeMap<String, Option<SystemTime>>;
+
 /// The keys of `listing/` and `summaries/`, listed together.
 pub(crate) struct Keys {
     pub objects: Vec<Listed>,
-    /// Every backup with a summary, by name, with when its summary was written.
-    pub truth: BTreeMap<String, Option<SystemTime>>,
+    /// Every backup with a summary.
+    pub truth: Truth,
 }
 
 impl Keys {
     /// Whether the summary of `name` was written after the listing object written at
     /// `modified` (damaged, replaced, or repaired since): then the summary is read.
     pub fn stale(&self, name: &str, modified: Option<SystemTime>) -> bool {
-        matches!(
-            (self.truth.get(name), modified),
-            (Some(Some(summary)), Some(object)) if *summary > object
-        )
+        stale(&self.truth, name, modified)
     }
 }
 
+/// [`Keys::stale`] against `truth`.
+pub(super) fn stale(truth: &Truth, name: &str, modified: Option<SystemTime>) -> bool {
+    matches!(
+        (truth.get(name), modified),
+        (Some(Some(summary)), Some(object)) if *summary > object
+    )
+}
+
 /// Seconds since the epoch of a `YYYYMMDDTHHMMSS` second.
-fn unix_second(second: &str) -> Option<u64> {
+pub(super) fn unix_second(second: &str) -> Option<u64> {
     let text = format!(
         "{}-{}-{}T{}:{}:{}Z",
         second.get(0..4)?,
@@ -140,7 +158,7 @@ fn unix_second(second: &str) -> Option<u64> {
 }
 
 /// Whether the page `key` is taken to hold the backup `name`, by the time in the name.
-fn window_holds(key: &ListingKey, name: &str) -> bool {
+pub(super) fn window_holds(key: &ListingKey, name: &str) -> bool {
     let (Some(at), Some(from), Some(to)) = (
         name_second(name).and_then(unix_second),
         unix_second(key.oldest().second()),
@@ -154,11 +172,19 @@ fn window_holds(key: &ListingKey, name: &str) -> bool {
 impl Repository {
     /// Lists `listing/` and `summaries/` (keys only).
     pub(crate) async fn listing_keys(&self) -> RepoResult<Keys> {
-        let (listing, summaries) = tokio::join!(
-            self.store().list(layout::LISTING),
-            self.store().list(layout::SUMMARIES)
-        );
-        let objects = listing?
+        let (objects, truth) = tokio::join!(self.listing_objects(), self.summary_times(None));
+        Ok(Keys {
+            objects: objects?,
+            truth: truth?,
+        })
+    }
+
+    /// Lists `listing/`: its entries and pages (other keys are passed over).
+    pub(crate) async fn listing_objects(&self) -> RepoResult<Vec<Listed>> {
+        Ok(self
+            .store()
+            .list(layout::LISTING)
+            .await?
             .iter()
             .filter_map(|o| {
                 Some(Listed {
@@ -166,15 +192,27 @@ impl Repository {
                     modified: o.modified,
                 })
             })
-            .collect();
-        let truth = summaries?
+            .collect())
+    }
+
+    /// The backups with a summary, by name, with when their summary was written, from a
+    /// keys-only LIST of `summaries/`: all of them, or those whose names sort after
+    /// `after`.
+    pub(crate) async fn summary_times(&self, after: Option<&str>) -> RepoResult<Truth> {
+        let listed = match after {
+            Some(after) => {
+                let after = format!("{}{after}", layout::SUMMARIES);
+                self.store().list_after(layout::SUMMARIES, &after).await?
+            }
+            None => self.store().list(layout::SUMMARIES).await?,
+        };
+        Ok(listed
             .into_iter()
             .filter_map(|o| {
                 let name = o.key.strip_prefix(layout::SUMMARIES)?;
                 (!name.contains('/')).then(|| (name.to_string(), o.modified))
             })
-            .collect();
-        Ok(Keys { objects, truth })
+            .collect())
     }
 
     /// The name of every backup with a summary, from one keys-only LIST (damaged ones
@@ -223,7 +261,7 @@ impl Repository {
     }
 
     /// Reads the summaries of `names` the listing lacks, into `found`, `page` saying so.
-    async fn read_fallback(
+    pub(super) async fn read_fallback(
         &self,
         names: impl IntoIterator<Item = String>,
         found: &mut BTreeMap<Position, BackupSummary>,
@@ -248,24 +286,54 @@ impl Repository {
     /// One page of backups, newest first: see the module's documentation for what it
     /// costs and how it is reconciled with the summaries.
     pub async fn backup_page(&self, request: &PageRequest) -> RepoResult<BackupPage> {
-        match self.try_backup_page(request, true).await? {
+        let mut listed = None;
+        // Against the summaries after a bound, once more when a page was compacted away
+        // between the LIST and its GET.
+        for _ in 0..2 {
+            match self.bounded_page(request).await? {
+                Bounded::Page(page) => return Ok(page),
+                Bounded::Gone => continue,
+                Bounded::Fallback(_, objects) => {
+                    listed = objects;
+                    break;
+                }
+            }
+        }
+        self.whole_page(request, listed).await
+    }
+
+    /// [`Repository::backup_page`] against the LIST of every summary; `listed`: the
+    /// listing's objects, when they were just listed.
+    pub(crate) async fn whole_page(
+        &self,
+        request: &PageRequest,
+        listed: Option<Vec<Listed>>,
+    ) -> RepoResult<BackupPage> {
+        match self.try_backup_page(request, true, listed).await? {
             Some(page) => Ok(page),
             // A page was compacted away between the LIST and its GET: once more.
             None => Ok(self
-                .try_backup_page(request, false)
+                .try_backup_page(request, false, None)
                 .await?
                 .expect("a last attempt reads what is gone from the summaries")),
         }
     }
 
-    /// [`Repository::backup_page`]; `None` when a listed object is gone and `may_retry`.
+    /// [`Repository::whole_page`]; `None` when a listed object is gone and `may_retry`.
     async fn try_backup_page(
         &self,
         request: &PageRequest,
         may_retry: bool,
+        listed: Option<Vec<Listed>>,
     ) -> RepoResult<Option<BackupPage>> {
         let limit = request.limit.max(1);
-        let keys = self.listing_keys().await?;
+        let keys = match listed {
+            Some(objects) => Keys {
+                objects,
+                truth: self.summary_times(None).await?,
+            },
+            None => self.listing_keys().await?,
+        };
         let mut page = BackupPage {
             total: keys.truth.len(),
             ..BackupPage::default()
@@ -369,5 +437,51 @@ impl Repository {
         let more = newest_first.next().is_some() || unread > 0;
         page.next = if more { last } else { None };
         Ok(Some(page))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::listing::tests::summary;
+    use crate::summary::BackupStatus;
+
+    fn position(name: &str, started: &str) -> Position {
+        Position::of(&summary(name, started, BackupStatus::Complete))
+    }
+
+    #[test]
+    fn seconds_parse_and_a_page_holds_names_up_to_six_hours_before_its_oldest_start() {
+        assert_eq!(unix_second("19700101T000001"), Some(1));
+        assert_eq!(unix_second("20260101T000000"), Some(1_767_225_600));
+        assert_eq!(unix_second("00000000T000000"), None);
+        assert_eq!(unix_second("2026"), None);
+        let page = ListingKey::new_page(
+            position("20261125T100000Z-aaaaaaaa", "2026-11-25T10:00:05.000Z"),
+            position("20261125T200000Z-bbbbbbbb", "2026-11-25T20:00:05.000Z"),
+            2,
+        );
+        for (name, held) in [
+            ("20261125T100000Z-cccccccc", true),
+            ("20261125T040005Z-cccccccc", true),
+            ("20261125T040004Z-cccccccc", false),
+            ("20261125T200005Z-cccccccc", true),
+            ("20261125T200006Z-cccccccc", false),
+            ("nightly", false),
+        ] {
+            assert_eq!(window_holds(&page, name), held, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_summary_written_after_its_listing_object_is_stale() {
+        let at = |ms: u64| Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms));
+        let truth: Truth = [("a".to_string(), at(10)), ("b".to_string(), None)].into();
+        assert!(stale(&truth, "a", at(9)));
+        assert!(!stale(&truth, "a", at(10)));
+        // Unknown times, or no summary: not stale (a missing summary drops the entry).
+        assert!(!stale(&truth, "a", None));
+        assert!(!stale(&truth, "b", at(1)));
+        assert!(!stale(&truth, "c", at(1)));
     }
 }
