@@ -178,7 +178,7 @@ impl World {
         config.postgres.archiver_socket = self.archiver_socket().display().to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            strata_coordinator::wal_archiver::serve(config, storage.store, repo, async {
+            strata_coordinator::wal_archiver::serve(config, storage.store, repo, |_| {}, async {
                 let _ = stopped.await;
             })
             .await

@@ -100,15 +100,18 @@ struct Shared {
 
 /// Serves the archiver on its socket (see the module's documentation) until `shutdown`
 /// completes; then it stops taking pushes, finishes the batch under way and removes the
-/// socket.
+/// socket. `listening` is called once the socket is in place (a service manager is told
+/// then).
 pub async fn serve(
     config: Config,
     store: DynStore,
     repo: Arc<Repository>,
+    listening: impl FnOnce(&Path),
     shutdown: impl Future<Output = ()>,
 ) -> CoordinatorResult<()> {
     let socket = socket_path(&config);
     let listener = bind(&socket)?;
+    listening(&socket);
     let shared = Arc::new(Shared {
         status: Mutex::new(ArchiverStatus {
             started: now_rfc3339(),
