@@ -24,10 +24,15 @@ struct Site {
 
 impl Site {
     fn new(extra: &str) -> Site {
+        Site::with_ttl(10, extra)
+    }
+
+    /// A site whose leases (and archive-writer marks) live `ttl` seconds unless renewed.
+    fn with_ttl(ttl: u64, extra: &str) -> Site {
         let dir = tempfile::tempdir().unwrap();
         let config = one_node_site(
             dir.path(),
-            &format!("[server]\nlease_ttl_secs = 10\n[postgres]\nwal_push_ahead = 4\narchiver_batch = 8\n{extra}"),
+            &format!("[server]\nlease_ttl_secs = {ttl}\n[postgres]\nwal_push_ahead = 4\narchiver_batch = 8\n{extra}"),
         );
         let site = Site { dir, config };
         site.ok(&["init"]);
@@ -54,8 +59,14 @@ impl Site {
 
     /// Starts the archiver and waits until it answers.
     fn archiver(&self) -> Archiver {
+        self.archiver_with(&[])
+    }
+
+    /// [`Site::archiver`] with more environment (the test-only write hold).
+    fn archiver_with(&self, env: &[(&str, &str)]) -> Archiver {
         let child = self
             .command(&["wal", "archiver"])
+            .envs(env.iter().copied())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -405,4 +416,51 @@ fn a_fetch_from_the_archive_starts_a_prefetcher_that_keeps_recovery_fed() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A batch that stalls past its mark's lease, exactly at the write of its record (held
+/// there with the test-only `STRATA_TEST_HOLD_WRITE`, then the whole archiver frozen with
+/// SIGSTOP), must neither make the segment visible nor acknowledge it once it resumes: its
+/// fence lapsed. PostgreSQL's next call then archives it.
+#[test]
+fn a_batch_stalled_past_its_lease_acknowledges_nothing_and_writes_no_record() {
+    let site = Site::with_ttl(2, "");
+    let hold = site.dir.path().join("hold");
+    fs::create_dir_all(&hold).unwrap();
+    let spec = format!("archive/wal/:{}", hold.display());
+    let archiver = site.archiver_with(&[("STRATA_TEST_HOLD_WRITE", &spec)]);
+    let seg = site.segment(1);
+    let push = site
+        .command(&["wal-push", seg.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !hold.join("held").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the batch never reached its record write"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Three leases and a half frozen: nothing renews the mark meanwhile.
+    archiver.signal("-STOP");
+    std::thread::sleep(Duration::from_millis(7_000));
+    archiver.signal("-CONT");
+    fs::write(hold.join("release"), b"").unwrap();
+    let out = push.wait_with_output().unwrap();
+    assert!(
+        !out.status.success(),
+        "a push whose batch lost its fence was acknowledged"
+    );
+    let record = site
+        .dir
+        .path()
+        .join("repo/archive/wal")
+        .join(seg.file_name().unwrap());
+    assert!(!record.exists(), "a lapsed batch made its record visible");
+    // PostgreSQL calls again: stored, and it reads back.
+    site.push(&seg);
+    archiver.stop();
+    site.fetch_back(&seg);
 }
