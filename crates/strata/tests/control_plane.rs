@@ -323,6 +323,15 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
     );
     assert_eq!(pinned.status, 200, "{}", pinned.body);
     assert_eq!(pinned.json()["pinned"], true);
+    // The same page again: its kept body was made before the pin and must not be served.
+    let again = http(
+        url,
+        "GET",
+        "/api/v1/backups?limit=1&offset=0",
+        Some(USER_TOKEN),
+        "",
+    );
+    assert_eq!(again.json()[0]["pinned"], true, "{}", again.body);
     let verified = http(
         url,
         "POST",
