@@ -176,7 +176,7 @@ impl Repository {
         }
         report.backups = found.len();
         if !dirty && loose == 0 && report.from_summaries == 0 && damaged.is_empty() {
-            // A thorough compaction follows a delete, a cleanup, gc or a repair: whatever
+            // A thorough compaction follows a delete, a cleanup or a repair: whatever
             // they changed, servers keeping a listing read it again.
             if thorough {
                 self.bump_listing_generation_or_warn().await;

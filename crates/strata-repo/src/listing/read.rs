@@ -77,7 +77,7 @@ impl BackupPage {
         }
         (!parts.is_empty()).then(|| {
             format!(
-                "{}; the next backup, delete or gc by a writer rebuilds it",
+                "{}; the next backup, delete, cleanup or repair rebuilds it",
                 parts.join("; ")
             )
         })
