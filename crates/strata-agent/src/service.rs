@@ -78,6 +78,8 @@ pub struct PostgresAgent {
     /// The command line, up to `wal-fetch`, that a restored server's `restore_command`
     /// runs (`/usr/bin/strata --config /etc/strata.toml wal-fetch`).
     pub wal_fetch_command: String,
+    /// Start the WAL prefetcher beside a restore's recovery (`postgres.wal_prefetch`).
+    pub wal_prefetch: bool,
 }
 
 struct Lease {

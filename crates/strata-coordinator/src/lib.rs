@@ -47,6 +47,7 @@ pub mod verified;
 pub mod verify;
 pub mod wal;
 pub mod wal_archiver;
+pub mod wal_queue;
 pub mod webhooks;
 
 pub use error::{CoordinatorError, CoordinatorResult};

@@ -70,7 +70,54 @@ async fn mark_push(store: DynStore, ttl: Duration) -> Result<ArchiveMark, WalErr
 /// `wal-push PATH`: hands `path` to the local archiver when one listens (see
 /// [`crate::wal_archiver`]), else archives it and up to `postgres.wal_push_ahead` further
 /// ready segments into the repository in `store`, opened by `open` (see [`push_paths`]).
+/// A push that fails while more WAL waits than `postgres.wal_queue_max_mib` (when set)
+/// is acknowledged as [`Pushed::Dropped`] (see [`crate::wal_queue`]).
 pub async fn push(
+    config: &Config,
+    store: &DynStore,
+    open: impl Future<Output = CoordinatorResult<Arc<Repository>>>,
+    path: &Path,
+) -> Result<Vec<Pushed>, WalError> {
+    match push_or_fail(config, store, open, path).await {
+        Err(err) => drop_if_over_queue(config, path, err),
+        pushed => pushed,
+    }
+}
+
+/// `err` unless the WAL waiting beside `path` exceeds `postgres.wal_queue_max_mib` and
+/// the drop could be counted: then `path` is acknowledged unarchived.
+fn drop_if_over_queue(
+    config: &Config,
+    path: &Path,
+    err: WalError,
+) -> Result<Vec<Pushed>, WalError> {
+    let max_mib = config.postgres.wal_queue_max_mib;
+    let waiting = crate::wal_queue::waiting(path);
+    if max_mib == 0 || waiting.bytes <= max_mib << 20 {
+        return Err(err);
+    }
+    let Ok(name) = wal::file_name(path) else {
+        return Err(err);
+    };
+    let why = crate::error_chain(&err);
+    let dropped = crate::wal_queue::Dropped {
+        name: name.clone(),
+        at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        why: why.clone(),
+        waiting_bytes: waiting.bytes,
+    };
+    match crate::wal_queue::record(&config.state_dir(), dropped) {
+        Ok(_) => Ok(vec![Pushed::Dropped {
+            name,
+            why,
+            waiting_bytes: waiting.bytes,
+        }]),
+        // Never dropped without its count: PostgreSQL keeps it and calls again.
+        Err(_) => Err(err),
+    }
+}
+
+async fn push_or_fail(
     config: &Config,
     store: &DynStore,
     open: impl Future<Output = CoordinatorResult<Arc<Repository>>>,
@@ -174,6 +221,9 @@ pub async fn fetch(
                 from_spool: true,
             });
         }
+        if let Some(answer) = ask_prefetcher(&ra.spool, name, dest).await {
+            return answer;
+        }
     }
     let repo = open.await.map_err(WalError::Open)?;
     let bytes = wal::fetch(&repo, name, dest, read_ahead.as_ref()).await?;
@@ -181,6 +231,38 @@ pub async fn fetch(
         bytes,
         from_spool: false,
     })
+}
+
+/// How long a `wal-fetch` that missed the spool waits for the running prefetcher's
+/// answer before it opens the repository itself.
+const ASK_WAIT: Duration = Duration::from_secs(3);
+
+/// A spool miss while a prefetcher runs: asks it for `name` and waits for the file (taken
+/// to `dest`) or its absent mark (the end of the archive, a history file not there).
+/// `None` when no prefetcher runs or it did not answer in [`ASK_WAIT`]: the caller
+/// fetches by itself.
+async fn ask_prefetcher(
+    spool: &Spool,
+    name: &str,
+    dest: &Path,
+) -> Option<Result<Fetched, WalError>> {
+    if !spool.prefetcher_running() || spool.ask(name).is_err() {
+        return None;
+    }
+    let deadline = std::time::Instant::now() + ASK_WAIT;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(bytes)) = spool.take(name, dest) {
+            return Some(Ok(Fetched {
+                bytes,
+                from_spool: true,
+            }));
+        }
+        if spool.is_absent(name) {
+            return Some(Err(WalError::NotFound(name.to_string())));
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    None
 }
 
 /// `wal prefetch --after NAME`: keeps the read-ahead spool of the repository in `store`

@@ -26,7 +26,7 @@ pub struct PostgresConfig {
     pub wal_prefetch_idle_secs: u64,
     pub wal_wait_secs: u64,
     pub recovery_timeout_secs: u64,
-    /// The socket of the local WAL archiver (`strata wal-archiver`); empty: the state
+    /// The socket of the local WAL archiver (`strata wal archiver`); empty: the state
     /// directory's `wal-archiver.sock`.
     pub archiver_socket: String,
     /// How long `wal-push` waits for the archiver's answer before it fails (PostgreSQL
@@ -37,6 +37,10 @@ pub struct PostgresConfig {
     /// Segments the archiver stores in one batch (one pack stream, one index object, one
     /// archive-writer mark) at most.
     pub archiver_batch: usize,
+    /// When a push fails while more than this many MiB of WAL wait to be archived, the
+    /// segment is acknowledged unarchived (dropped, loudly) so `pg_wal` cannot fill the
+    /// disk; 0 (the default): never, PostgreSQL keeps it and calls again.
+    pub wal_queue_max_mib: u64,
 }
 
 impl Default for PostgresConfig {
@@ -54,6 +58,7 @@ impl Default for PostgresConfig {
             archiver_timeout_secs: 600,
             archiver_queue: 64,
             archiver_batch: 16,
+            wal_queue_max_mib: 0,
         }
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod config;
 pub mod exclude;
+pub mod prefetcher;
 pub mod recovery;
 pub mod recovery_input;
 pub mod server;

@@ -26,6 +26,10 @@ const PARTIAL: &str = ".spooling";
 const WANTED: &str = "wanted";
 /// Held (locked) by the one prefetcher of the spool.
 const PREFETCH_LOCK: &str = "prefetch.lock";
+/// Where a `wal-fetch` that missed the spool asks the running prefetcher for a file.
+const ASKING: &str = "asking";
+/// Suffix of the mark a prefetcher leaves for a file asked for that the archive lacks.
+const ABSENT: &str = ".absent";
 
 /// A directory of read-ahead WAL files.
 #[derive(Debug, Clone)]
@@ -104,6 +108,73 @@ impl Spool {
         WalFileKind::parse(&name).map(|_| (name, at))
     }
 
+    /// Asks the running prefetcher for `name` (see [`Spool::asked`]): a `wal-fetch` that
+    /// missed the spool then waits for the file or its [`Spool::is_absent`] mark instead
+    /// of opening the repository itself. An earlier absent mark of `name` goes first, so
+    /// only the prefetcher's answer to this ask counts.
+    pub fn ask(&self, name: &str) -> io::Result<()> {
+        if WalFileKind::parse(name).is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a WAL file name",
+            ));
+        }
+        match fs::remove_file(self.dir.join(format!("{name}{ABSENT}"))) {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+        fs::create_dir_all(&self.dir)?;
+        let tmp = self.dir.join(format!("{ASKING}{PARTIAL}"));
+        fs::write(&tmp, name)?;
+        fs::rename(&tmp, self.dir.join(ASKING))
+    }
+
+    /// The file a `wal-fetch` asks for, if asked within `fresh` and still neither spooled
+    /// nor marked absent.
+    pub fn asked(&self, fresh: Duration) -> Option<String> {
+        let path = self.dir.join(ASKING);
+        let at = fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+        if at.elapsed().unwrap_or_default() > fresh {
+            return None;
+        }
+        let name = fs::read_to_string(&path).ok()?;
+        WalFileKind::parse(&name)?;
+        (!self.has(&name) && !self.is_absent(&name)).then_some(name)
+    }
+
+    /// Withdraws the ask for `name` once it is answered (so the file, taken, is not
+    /// fetched again); an ask for another file since stays.
+    pub fn answered(&self, name: &str) {
+        let path = self.dir.join(ASKING);
+        if fs::read_to_string(&path).is_ok_and(|asked| asked == name) {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// Marks `name` as not in the archive (the prefetcher's answer to an ask).
+    pub fn mark_absent(&self, name: &str) -> io::Result<()> {
+        if WalFileKind::parse(name).is_none() {
+            return Ok(());
+        }
+        fs::create_dir_all(&self.dir)?;
+        fs::write(self.dir.join(format!("{name}{ABSENT}")), b"")
+    }
+
+    /// Whether the prefetcher marked `name` absent since it was last asked for.
+    pub fn is_absent(&self, name: &str) -> bool {
+        WalFileKind::parse(name).is_some() && self.dir.join(format!("{name}{ABSENT}")).is_file()
+    }
+
+    /// Whether a prefetcher serves this spool now (holds its lock).
+    pub fn prefetcher_running(&self) -> bool {
+        match self.lock_prefetcher() {
+            Ok(Some(_free)) => false,
+            Ok(None) => true,
+            Err(_) => false,
+        }
+    }
+
     /// The prefetcher's lock, taken without waiting; `None` while another process
     /// holds it (it is released when the file is closed, also when its holder dies).
     pub fn lock_prefetcher(&self) -> io::Result<Option<fs::File>> {
@@ -180,6 +251,42 @@ mod tests {
         );
         assert_eq!(fs::read(&dest).unwrap(), b"wal");
         assert!(!spool.has("000000010000000000000003"));
+    }
+
+    #[test]
+    fn an_ask_is_answered_by_the_file_or_an_absent_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path().join("spool"));
+        let fresh = Duration::from_secs(10);
+        assert_eq!(spool.asked(fresh), None);
+        assert!(spool.ask("../../etc/passwd").is_err());
+        spool.ask("00000002.history").unwrap();
+        assert_eq!(spool.asked(fresh).as_deref(), Some("00000002.history"));
+        spool.mark_absent("00000002.history").unwrap();
+        assert!(spool.is_absent("00000002.history"));
+        assert_eq!(spool.asked(fresh), None, "answered");
+        // Asked again: the old answer no longer counts.
+        spool.ask("00000002.history").unwrap();
+        assert!(!spool.is_absent("00000002.history"));
+        spool.ask("000000010000000000000005").unwrap();
+        spool.put("000000010000000000000005", b"wal").unwrap();
+        assert_eq!(spool.asked(fresh), None, "spooled");
+        spool.answered("000000010000000000000004");
+        assert!(
+            dir.path().join("spool/asking").exists(),
+            "another file's ask stays"
+        );
+        spool.answered("000000010000000000000005");
+        let dest = dir.path().join("RECOVERYXLOG");
+        spool.take("000000010000000000000005", &dest).unwrap();
+        assert_eq!(
+            spool.asked(fresh),
+            None,
+            "answered and taken: not asked again"
+        );
+        assert!(!spool.prefetcher_running());
+        let _held = spool.lock_prefetcher().unwrap().unwrap();
+        assert!(spool.prefetcher_running());
     }
 
     #[test]

@@ -39,6 +39,13 @@ pub enum Pushed {
         name: String,
         bytes: u64,
     },
+    /// Acknowledged WITHOUT being archived: archiving failed (`why`) while more WAL
+    /// waited than the operator allowed (`postgres.wal_queue_max_mib`).
+    Dropped {
+        name: String,
+        why: String,
+        waiting_bytes: u64,
+    },
 }
 
 impl Pushed {
@@ -47,7 +54,8 @@ impl Pushed {
         match self {
             Pushed::Stored { name, .. }
             | Pushed::AlreadyArchived { name }
-            | Pushed::StoredAgain { name, .. } => name,
+            | Pushed::StoredAgain { name, .. }
+            | Pushed::Dropped { name, .. } => name,
         }
     }
 }
@@ -327,12 +335,15 @@ pub struct Prefetched {
 
 /// Keeps the spool of `read_ahead` filled with the `read_ahead.segments` segments after
 /// the one recovery asked for last (the spool's wanted name, `after` until a fetch notes
-/// one), `PREFETCH_PARALLEL` at a time, so the download runs beside replay instead of
-/// between its requests. A segment not archived yet (the end of the archive, or a primary
-/// still writing it) is asked for again every half second. Stops once recovery has asked
-/// for nothing for `idle`. Only ever spools the exact file the archive holds under a
-/// name of the same timeline as the one asked for, in the spool of this repository. A
-/// failing store is asked again, never an error: recovery fetches by itself meanwhile.
+/// one after this prefetcher started), `PREFETCH_PARALLEL` at a time, so the download
+/// runs beside replay instead of between its requests. A segment not archived yet (the
+/// end of the archive, or a primary still writing it) is asked for again every half
+/// second. Between rounds it answers the asks of `wal-fetch`es that missed the spool
+/// ([`Spool::ask`]: the file, or an absent mark), so a history file, the end of the
+/// archive or a segment asked for again cost one lookup, not a repository open. Stops
+/// once recovery has asked for nothing for `idle`. Only ever spools the exact file the
+/// archive holds under a name, in the spool of this repository. A failing store is asked
+/// again, never an error: recovery fetches by itself meanwhile.
 pub async fn prefetch(
     repo: &Arc<Repository>,
     read_ahead: &ReadAhead,
@@ -340,37 +351,51 @@ pub async fn prefetch(
     idle: std::time::Duration,
 ) -> Prefetched {
     let started = std::time::SystemTime::now();
+    let spool = &read_ahead.spool;
     let mut done = Prefetched::default();
-    let mut segment_size: Option<(String, u64)> = None;
+    let mut segment_size: Option<u64> = None;
+    // The furthest recovery has asked for: a file asked for again (the last one, at the
+    // end of recovery) does not pull the window back over segments already replayed.
+    let mut furthest = after.to_string();
     loop {
-        let (wanted, at) = read_ahead
-            .spool
-            .wanted()
-            .unwrap_or_else(|| (after.to_string(), started));
-        if at.elapsed().unwrap_or_default() > idle {
+        answer_asks(repo, spool, &mut done).await;
+        // A wanted name older than `idle` is an earlier recovery's.
+        let (wanted, at) = match spool.wanted() {
+            Some((name, at)) if at.elapsed().unwrap_or_default() <= idle => (name, at),
+            _ => (after.to_string(), started),
+        };
+        if at.max(started).elapsed().unwrap_or_default() > idle {
             return done;
         }
+        if moves_window(&wanted, &furthest, segment_size, read_ahead.segments) {
+            furthest = wanted.clone();
+        }
         // The segment size of the archive, from the record of a segment asked for.
-        let size = match &segment_size {
-            Some((_, size)) => *size,
-            None => match repo.load_archived(WAL_SPACE, &wanted).await.ok().flatten() {
+        let size = match segment_size {
+            Some(size) => size,
+            None => match repo
+                .load_archived(WAL_SPACE, &furthest)
+                .await
+                .ok()
+                .flatten()
+            {
                 Some(record) if record.size.is_power_of_two() => {
-                    segment_size = Some((wanted.clone(), record.size));
+                    segment_size = Some(record.size);
                     record.size
                 }
                 _ => {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    nap(spool, std::time::Duration::from_millis(500)).await;
                     continue;
                 }
             },
         };
         let missing: Vec<String> =
-            crate::spool::following_segments(&wanted, size, read_ahead.segments)
+            crate::spool::following_segments(&furthest, size, read_ahead.segments)
                 .into_iter()
-                .filter(|next| !read_ahead.spool.has(next))
+                .filter(|next| !spool.has(next))
                 .collect();
         if missing.is_empty() {
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            nap(spool, std::time::Duration::from_millis(100)).await;
             continue;
         }
         // Records in order up to the first not archived yet (the end of the archive costs
@@ -386,16 +411,10 @@ pub async fn prefetch(
         let mut tasks = tokio::task::JoinSet::new();
         let permits = Arc::new(tokio::sync::Semaphore::new(PREFETCH_PARALLEL));
         for (next, record) in records {
-            let (repo, spool, permits) = (repo.clone(), read_ahead.spool.clone(), permits.clone());
+            let (repo, spool, permits) = (repo.clone(), spool.clone(), permits.clone());
             tasks.spawn(async move {
                 let _permit = permits.acquire().await.ok()?;
-                let data = repo.read_archived(&record).await.ok()?;
-                let bytes = data.len() as u64;
-                tokio::task::spawn_blocking(move || spool.put(&next, &data))
-                    .await
-                    .ok()?
-                    .ok()?;
-                Some(bytes)
+                spool_record(&repo, &spool, next, &record).await
             });
         }
         let mut fetched = 0;
@@ -408,8 +427,82 @@ pub async fn prefetch(
         }
         if fetched == 0 {
             // The end of the archive for now: a standby's recovery waits for more.
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            nap(spool, std::time::Duration::from_millis(500)).await;
         }
+    }
+}
+
+/// Whether recovery asking for `wanted` moves the read-ahead window off `furthest`: a
+/// segment after it, or one far behind it or on another timeline (a new recovery), but
+/// not one asked for again just behind it (the end of recovery reads its last segment
+/// again; the window stays, so segments already replayed are not fetched again).
+fn moves_window(wanted: &str, furthest: &str, segment_size: Option<u64>, window: usize) -> bool {
+    let Some(kind @ WalFileKind::Segment { .. }) = WalFileKind::parse(wanted) else {
+        return false;
+    };
+    if wanted > furthest {
+        return true;
+    }
+    let behind = (|| {
+        let size = segment_size?;
+        let ahead = WalFileKind::parse(furthest)?;
+        (ahead.timeline() == kind.timeline())
+            .then(|| Some(ahead.segno(size)? - kind.segno(size)?))?
+    })();
+    behind.is_none_or(|behind| behind > window as u64)
+}
+
+/// How long an ask stays worth answering (its `wal-fetch` waits less than this).
+const ASK_FRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Answers the ask waiting in `spool`, if any: the file spooled, or marked absent when
+/// the archive lacks it. A failing store answers nothing (the asker fetches by itself).
+async fn answer_asks(repo: &Arc<Repository>, spool: &Spool, done: &mut Prefetched) {
+    let Some(name) = spool.asked(ASK_FRESH) else {
+        return;
+    };
+    match repo.load_archived(WAL_SPACE, &name).await {
+        Ok(Some(record)) => {
+            if let Some(bytes) = spool_record(repo, spool, name.clone(), &record).await {
+                done.segments += 1;
+                done.bytes += bytes;
+                spool.answered(&name);
+            }
+        }
+        Ok(None) => {
+            if spool.mark_absent(&name).is_ok() {
+                spool.answered(&name);
+            }
+        }
+        Err(_) => {}
+    }
+}
+
+/// Reads archived `record` and spools it as `name`; its size once spooled.
+async fn spool_record(
+    repo: &Arc<Repository>,
+    spool: &Spool,
+    name: String,
+    record: &ArchivedFile,
+) -> Option<u64> {
+    let data = repo.read_archived(record).await.ok()?;
+    let bytes = data.len() as u64;
+    let spool = spool.clone();
+    tokio::task::spawn_blocking(move || spool.put(&name, &data))
+        .await
+        .ok()?
+        .ok()?;
+    Some(bytes)
+}
+
+/// Sleeps up to `most`, waking early when a `wal-fetch` asks for a file.
+async fn nap(spool: &Spool, most: std::time::Duration) {
+    let until = std::time::Instant::now() + most;
+    while std::time::Instant::now() < until {
+        if spool.asked(ASK_FRESH).is_some() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 
@@ -555,6 +648,25 @@ mod tests {
 
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_window_follows_recovery_but_not_a_segment_asked_for_again() {
+        let at = |n: u64| crate::walname::segment_name(1, n, SEG);
+        let moves = |wanted: &str, furthest: &str| moves_window(wanted, furthest, Some(SEG), 8);
+        assert!(moves(&at(11), &at(10)), "forward");
+        assert!(
+            !moves(&at(7), &at(10)),
+            "the last segment again, just behind"
+        );
+        assert!(moves(&at(1), &at(10)), "far behind: a new recovery");
+        assert!(
+            moves(&crate::walname::segment_name(2, 3, SEG), &at(10)),
+            "a new timeline"
+        );
+        assert!(!moves("00000002.history", &at(10)), "not a segment");
+        // Without the segment size yet, any segment asked for moves it.
+        assert!(moves_window(&at(7), &at(10), None, 8));
     }
 
     #[test]

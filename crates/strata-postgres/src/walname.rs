@@ -42,6 +42,16 @@ pub fn segment_name(timeline: u32, segno: u64, segment_size: u64) -> String {
     format!("{timeline:08X}{:08X}{:08X}", segno / per, segno % per)
 }
 
+/// The segment before segment `name` on its timeline (`None` for the first, or for
+/// anything but a segment).
+pub fn segment_before(name: &str, segment_size: u64) -> Option<String> {
+    let kind @ WalFileKind::Segment { .. } = WalFileKind::parse(name)? else {
+        return None;
+    };
+    let segno = kind.segno(segment_size)?.checked_sub(1)?;
+    Some(segment_name(kind.timeline(), segno, segment_size))
+}
+
 /// What kind of file PostgreSQL archives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WalFileKind {

@@ -403,6 +403,11 @@ async fn wal_archiver(m: &mut PerStorage<'_>, config: &strata_coordinator::confi
         &[],
         status.is_some() as u8 as f64,
     );
+    m.counter(
+        "wal_dropped",
+        "WAL segments wal-push acknowledged WITHOUT archiving them (postgres.wal_queue_max_mib): gaps in the archive",
+        strata_coordinator::wal_queue::drops(&config.state_dir()).count,
+    );
     let Some(status) = status else {
         return;
     };

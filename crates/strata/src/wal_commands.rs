@@ -52,6 +52,15 @@ impl Context {
                     "archived {name} again ({}): its record was there but its data was missing",
                     size(*bytes)
                 ),
+                Pushed::Dropped { name, why, waiting_bytes } => {
+                    // Even with -q: this goes to PostgreSQL's log, where operators look.
+                    eprintln!(
+                        "strata: WARNING: DROPPED WAL segment {name} without archiving it: archiving failed ({why}) while {} of WAL waited, over postgres.wal_queue_max_mib = {}. Point-in-time recovery across it is impossible: take a backup once archiving works again",
+                        size(*waiting_bytes),
+                        self.config.postgres.wal_queue_max_mib
+                    );
+                    continue;
+                }
             });
         }
         Ok(0)
@@ -204,6 +213,12 @@ impl Context {
         ));
         if let Some(failure) = &status.last_failure {
             self.say(format!("last failure: {failure}"));
+        }
+        if let Some(last) = &status.dropped.last {
+            eprintln!(
+                "strata: WARNING: {} WAL segments were acknowledged WITHOUT being archived (postgres.wal_queue_max_mib), the last {} at {}: {}",
+                status.dropped.count, last.name, last.at, last.why
+            );
         }
         Ok(0)
     }

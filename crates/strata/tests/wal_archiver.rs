@@ -282,6 +282,70 @@ fn without_a_listening_archiver_wal_push_pushes_by_itself() {
     site.fetch_back(&seg3);
 }
 
+/// `postgres.wal_queue_max_mib`: while the storage is gone, a push fails as long as the
+/// WAL waiting stays under the limit, and is acknowledged unarchived (loudly, counted)
+/// once it is over; the count shows in `wal status` and the gap in `wal list`.
+#[test]
+fn over_the_queue_limit_a_failing_push_is_dropped_loudly_and_counted() {
+    let site = Site::new("wal_queue_max_mib = 1");
+    let first = site.segment(1);
+    site.push(&first);
+    let repo = site.dir.path().join("repo");
+    let away = site.dir.path().join("repo.away");
+    fs::rename(&repo, &away).unwrap();
+    let push = |path: &Path| {
+        site.command(&["wal-push", path.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    // 512 KiB waiting: under the limit, the push fails and PostgreSQL keeps the segment.
+    let second = site.segment(2);
+    fs::write(&second, pseudo_random(512 * 1024, 2)).unwrap();
+    let out = push(&second);
+    assert!(
+        !out.status.success(),
+        "a push without its storage must fail"
+    );
+    assert!(!site.dir.path().join("state/wal-dropped.json").exists());
+    // 1.5 MiB waiting: over it, the same push is acknowledged without being archived.
+    let third = site.segment(3);
+    fs::write(&third, pseudo_random(1024 * 1024, 3)).unwrap();
+    let out = push(&second);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("DROPPED WAL segment 000000010000000000000002")
+            && said.contains("no strata repository"),
+        "{said}"
+    );
+    fs::rename(&away, &repo).unwrap();
+    let archiver = site.archiver();
+    let status = site.status();
+    assert_eq!(status["dropped"]["count"], 1, "{status}");
+    assert_eq!(
+        status["dropped"]["last"]["name"],
+        "000000010000000000000002"
+    );
+    let out = site.run(&["wal", "status"]);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("1 WAL segments were acknowledged WITHOUT"),
+        "{said}"
+    );
+    site.push(&third);
+    archiver.stop();
+    // The archive has the segments before and after the drop, not the dropped one.
+    site.fetch_back(&first);
+    site.fetch_back(&third);
+    let listing = site.ok(&["wal", "list"]);
+    assert!(
+        listing.contains(
+            "2 segments in 2 runs (1 gap): 000000010000000000000001, 000000010000000000000003"
+        ),
+        "{listing}"
+    );
+}
+
 #[test]
 fn a_stalled_archiver_fails_the_push_in_time_and_hostile_clients_are_cut_off() {
     let site = Site::new("archiver_timeout_secs = 2\n");
@@ -400,6 +464,17 @@ fn a_fetch_from_the_archive_starts_a_prefetcher_that_keeps_recovery_fed() {
         wait_spooled(n);
         fetch(n);
     }
+    // What recovery asks at its end, still without keys: the last segment again, and the
+    // next timeline's history file, which is not archived. The running prefetcher answers
+    // both (a fetch that opened the repository would fail with 126).
+    fetch(12);
+    let out = site.run(&["wal-fetch", "00000002.history", back.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     fs::rename(&away, &keys).unwrap();
     // Idle for its two seconds, it stops and says what it did.
     let log = site.dir.path().join("state/wal-prefetch.log");
@@ -407,7 +482,8 @@ fn a_fetch_from_the_archive_starts_a_prefetcher_that_keeps_recovery_fed() {
     loop {
         let text = fs::read_to_string(&log).unwrap_or_default();
         if text.contains("prefetched") {
-            assert!(text.contains("prefetched 8 WAL segments"), "{text}");
+            // 5 to 12, and 12 once more when asked for again.
+            assert!(text.contains("prefetched 9 WAL segments"), "{text}");
             break;
         }
         assert!(

@@ -148,6 +148,10 @@ impl NodePlugin for PostgresAgent {
         Ok(Some(Box::new(Recovery {
             settings: self.clone(),
             plan: plan.clone(),
+            prefetch_after: strata_postgres::walname::segment_before(
+                &info.start_wal,
+                info.segment_size,
+            ),
             tablespaces: info.tablespaces,
         })))
     }
@@ -256,6 +260,8 @@ async fn wait_for_wal(
 struct Recovery {
     settings: PostgresAgent,
     plan: RecoveryPlan,
+    /// The segment before the backup's first: recovery's first ask is the one after it.
+    prefetch_after: Option<String>,
     /// The tablespaces to move out of the data directory again.
     tablespaces: Vec<Tablespace>,
 }
@@ -300,6 +306,21 @@ impl Recovery {
         );
         strata_postgres::recovery::prepare(&pg.node, plan, &pg.wal_fetch_command, &links)
             .map_err(pg_failed)?;
+        // Before the server starts, so its first asks find their segments spooled.
+        if let (true, Some(after)) = (pg.wal_prefetch, &self.prefetch_after) {
+            let log = restored.state_dir.join("wal-prefetch.log");
+            if let Err(err) = strata_postgres::prefetcher::start(
+                &pg.wal_fetch_command,
+                after,
+                &pg.node.data_dir,
+                &log,
+            ) {
+                eprintln!(
+                    "strata: node {}: the WAL prefetcher did not start ({err}); recovery fetches by itself",
+                    restored.node
+                );
+            }
+        }
         if !plan.start {
             return Ok(Some("ready for recovery (not started)".into()));
         }

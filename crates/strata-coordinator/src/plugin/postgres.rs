@@ -104,6 +104,7 @@ impl Plugin for Postgres {
                 wal_wait: Duration::from_secs(self.settings.wal_wait_secs),
                 recovery_timeout: Duration::from_secs(self.settings.recovery_timeout_secs),
                 wal_fetch_command: wal_fetch_command(config),
+                wal_prefetch: self.settings.wal_prefetch && self.settings.wal_fetch_ahead > 0,
             }),
             None => strata_agent::service::plugin::files(),
         }

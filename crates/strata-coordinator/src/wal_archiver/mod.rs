@@ -21,7 +21,8 @@
 //!
 //! Without an archiver (no socket, or nobody listening) `wal-push` pushes by itself as
 //! before. A full queue (`postgres.archiver_queue`) is answered busy and PostgreSQL
-//! calls again; nothing is dropped and nothing is acknowledged early.
+//! calls again; nothing is acknowledged early (the one exception is the operator's:
+//! `postgres.wal_queue_max_mib`, see [`crate::wal_queue`]).
 //!
 //! The socket is created mode 0600 (bound under a temporary name, then renamed into
 //! place) and the archiver answers only processes of its own user or root.
@@ -81,6 +82,9 @@ pub struct ArchiverStatus {
     /// of the last push, and the age of the oldest in seconds: the archive lag.
     pub ready_segments: usize,
     pub oldest_ready_secs: u64,
+    /// Segments `wal-push` acknowledged without archiving them (`postgres.wal_queue_max_mib`).
+    #[serde(default)]
+    pub dropped: crate::wal_queue::Drops,
 }
 
 /// One push waiting for a batch.
@@ -96,6 +100,8 @@ struct Shared {
     /// The `pg_wal` of the last push (for the lag).
     pg_wal: Mutex<Option<PathBuf>>,
     queue_size: usize,
+    /// Where drops are counted (see [`crate::wal_queue`]).
+    state_dir: PathBuf,
 }
 
 /// Serves the archiver on its socket (see the module's documentation) until `shutdown`
@@ -119,6 +125,7 @@ pub async fn serve(
         }),
         pg_wal: Mutex::new(None),
         queue_size: config.postgres.archiver_queue,
+        state_dir: config.state_dir(),
     });
     let (jobs, queue) = mpsc::channel(config.postgres.archiver_queue);
     let (stop, stopped) = oneshot::channel();
@@ -237,6 +244,7 @@ async fn push(path: PathBuf, jobs: &mpsc::Sender<Job>, shared: &Shared) -> Answe
 fn status(shared: &Shared, jobs: &mpsc::Sender<Job>) -> ArchiverStatus {
     let mut status = shared.status.lock().expect("archiver lock").clone();
     status.queued = shared.queue_size - jobs.capacity();
+    status.dropped = crate::wal_queue::drops(&shared.state_dir);
     let pg_wal = shared.pg_wal.lock().expect("archiver lock").clone();
     if let Some(dir) = pg_wal {
         let (count, oldest) = ready_lag(&dir);

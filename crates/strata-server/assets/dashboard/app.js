@@ -368,9 +368,12 @@ function archiverStat(archiver) {
     ? [h("code", { "data-field": "wal-last" }, a.last_archived), ` · ${fmt.age(new Date(a.last_archived_at))}`]
     : "nothing archived since it started";
   const failures = a.failures ? ` · ${a.failures} failed batches` : "";
+  const dropped = a.dropped && a.dropped.count
+    ? h("span", { "data-field": "wal-dropped" }, ` · ${a.dropped.count} segments DROPPED unarchived, the last ${a.dropped.last.name}`)
+    : "";
   return stat("WAL archive lag", "wal-lag",
     `${a.ready_segments} segments · ${a.oldest_ready_secs} s`,
-    h("span", {}, last, failures), behind || a.failures ? "bad" : "ok");
+    h("span", {}, last, failures, dropped), behind || a.failures || dropped ? "bad" : "ok");
 }
 
 function renderStats(status, backups, archiver) {
