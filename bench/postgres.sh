@@ -197,7 +197,7 @@ archive_run() {
 psql_ $PORT "CREATE TABLE wal_load (id bigint, payload text)" >/dev/null
 cat > "$W/wal_load.sql" <<'EOF'
 \set n random(1, 1000000000)
-INSERT INTO wal_load SELECT :n + g, md5((:n + g)::text) || md5(g::text) || md5((:n * g)::text) FROM generate_series(1, 100) g;
+INSERT INTO wal_load SELECT :n + g, md5((:n + g)::text) || md5(g::text) || md5((:n::bigint * g)::text) FROM generate_series(1, 100) g;
 EOF
 chown postgres "$W/wal_load.sql"
 echo "==> archiving alone: $ARCHIVE_TX transactions x 4 clients per tool"

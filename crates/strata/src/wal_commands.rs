@@ -102,6 +102,10 @@ impl Context {
             WalCommand::Status => self.wal_archiver_status().await,
             WalCommand::Prefetch { after } => {
                 let store = self.storage()?.store;
+                eprintln!(
+                    "strata: prefetching the WAL after {after} beside recovery (until it asks for nothing for {} s)",
+                    self.config.postgres.wal_prefetch_idle_secs
+                );
                 let done = wal::prefetch(&self.config, &store, self.local.repo(), &after)
                     .await
                     .map_err(|err| Failure::new(code::FAILED, crate::failure::chain(&err)))?;

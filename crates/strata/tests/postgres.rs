@@ -262,6 +262,16 @@ fn base_backup_under_load_restores_to_the_latest_state_and_to_a_point_in_time() 
     assert!(out.contains("promoted"), "{out}");
     assert_eq!(copy.table_checksums("bench"), latest);
     copy.stop();
+    // The restore started the prefetcher before the server, from the segment before the
+    // second backup's first (a fetch's prefetcher starts after the segment it fetched).
+    let second = &serde_json::from_str::<serde_json::Value>(&site.ok(&config, &["--json", "list"]))
+        .unwrap()[1]["nodes"][0]["plugin"]["postgres.start_wal"];
+    let before = segment_before(second.as_str().unwrap());
+    let log = std::fs::read_to_string(site.path("state/wal-prefetch.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!("prefetching the WAL after {before}")),
+        "{before}: {log}"
+    );
 
     // Point-in-time: rows written before the target are there, those after are not.
     let pitr = fresh_target(&site, "pitr");
@@ -748,4 +758,11 @@ fn archiving_through_the_wal_archiver_under_load_restores_everything() {
     assert_eq!(copy.table_checksums("bench"), latest);
     copy.stop();
     primary.stop();
+}
+
+/// The name of the 16 MiB segment before `name` on its timeline.
+fn segment_before(name: &str) -> String {
+    let hex = |range: std::ops::Range<usize>| u64::from_str_radix(&name[range], 16).unwrap();
+    let segno = hex(8..16) * 256 + hex(16..24) - 1;
+    format!("{}{:08X}{:08X}", &name[..8], segno / 256, segno % 256)
 }
