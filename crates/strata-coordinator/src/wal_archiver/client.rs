@@ -72,7 +72,7 @@ pub async fn status(socket: &Path, timeout: Duration) -> Result<Option<ArchiverS
         return Ok(None);
     };
     match exchange(&mut conn, &Request::Status, timeout).await? {
-        Answer::Status(status) => Ok(Some(status)),
+        Answer::Status(status) => Ok(Some(*status)),
         Answer::Failed { why } | Answer::Busy { why } => {
             Err(failed(format!("the WAL archiver: {why}")))
         }

@@ -195,7 +195,7 @@ async fn answer(mut conn: UnixStream, jobs: mpsc::Sender<Job>, shared: Arc<Share
         }
     };
     let reply = match request {
-        Request::Status => Answer::Status(status(&shared, &jobs)),
+        Request::Status => Answer::Status(Box::new(status(&shared, &jobs))),
         Request::Push { path } => push(PathBuf::from(path), &jobs, &shared).await,
     };
     let _ = wire::write_line(writer, &reply).await;

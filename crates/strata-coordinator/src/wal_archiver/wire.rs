@@ -40,7 +40,7 @@ pub enum Answer {
     Failed {
         why: String,
     },
-    Status(super::ArchiverStatus),
+    Status(Box<super::ArchiverStatus>),
 }
 
 /// Why a line could not be read.
