@@ -34,15 +34,29 @@ fn wal_fetch_answers_end_of_archive_only_for_a_missing_file() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(missing.stdout.is_empty() && missing.stderr.is_empty());
 
+    // The first fetch started a prefetcher, which opened the repository then and keeps
+    // answering misses with authenticated files. The fetches below must open it
+    // themselves: another state directory, another (empty) spool.
+    let fresh_state = env.path("fresh-state");
+    let fails = |code: i32| {
+        let out = env
+            .command()
+            .env("STRATA_STATE_DIR", &fresh_state)
+            .args(["wal-fetch", SEGMENT, dest])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(code), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
     let keys: Vec<_> = fs::read_dir(env.repo.join("keys")).unwrap().collect();
     for key in keys {
         fs::write(key.unwrap().path(), b"{\"truncated").unwrap();
     }
-    let stderr = env.fails(&["wal-fetch", SEGMENT, dest], 126);
+    let stderr = fails(126);
     assert!(stderr.contains("no usable key"), "{stderr}");
 
     fs::write(env.repo.join("config"), b"garbage").unwrap();
-    let stderr = env.fails(&["wal-fetch", SEGMENT, dest], 126);
+    let stderr = fails(126);
     assert!(stderr.contains("corrupted"), "{stderr}");
     assert_eq!(fs::read(dest).unwrap(), data, "nothing written on failure");
 }
