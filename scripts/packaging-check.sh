@@ -140,7 +140,7 @@ dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/strata | cmp -s - "$bin" \
 grep -Eq '^-rw-r----- (root/root|0/0) .* \./etc/strata/strata\.toml$' "$work/contents" \
   || fail "/etc/strata/strata.toml is not root-owned 0640 in the package: $(grep strata.toml "$work/contents")"
 for f in lib/systemd/system/strata.service lib/systemd/system/strata-pgq-ticker.service \
-  'lib/systemd/system/strata-londiste@.service' usr/share/bash-completion/completions/strata \
+  'lib/systemd/system/strata-londiste@.service' lib/systemd/system/strata-wal-archiver.service usr/share/bash-completion/completions/strata \
   usr/share/zsh/vendor-completions/_strata usr/share/fish/vendor_completions.d/strata.fish \
   usr/share/man/man1/strata.1.gz usr/share/doc/strata/install.md; do
   grep -q " \./$f\$" "$work/contents" || fail "the package lacks /$f"
@@ -218,7 +218,7 @@ for unit in packaging/deb/*.service; do
     || fail "$unit is not Type=notify with a WatchdogSec="
 done
 units=(/lib/systemd/system/strata.service /lib/systemd/system/strata-pgq-ticker.service
-  '/lib/systemd/system/strata-londiste@.service')
+  '/lib/systemd/system/strata-londiste@.service' /lib/systemd/system/strata-wal-archiver.service)
 for unit in "${units[@]}"; do
   [ -f "$unit" ] || fail "$unit is not installed"
   out=$(timeout 120 systemd-analyze verify "$unit" 2>&1) || fail "systemd-analyze verify $unit: $out"
@@ -248,6 +248,30 @@ timeout 10 $cmd >"$work/unit.log" 2>&1 || rc=$?
 [ "$rc" = 2 ] && grep -q "nothing to serve" "$work/unit.log" \
   || fail "strata.service: \`$cmd\` on the skeleton exited $rc: $(head -5 "$work/unit.log")"
 
+# The WAL archiver's ExecStart, on a real repository and configuration (the skeleton has no
+# storage), as postgres would run it: it listens, `wal-push` hands it a segment through the
+# socket in its state directory, and SIGTERM ends it (exit 0).
+walcred=$work/wal-credentials
+walstate=$work/wal-state
+mkdir -p "$walcred" "$walstate/pg_wal/archive_status"
+printf 'plugin = "postgres"\n[storages.local]\npath = "%s"\n[[nodes]]\nname = "db"\n[nodes.postgres]\ndata_dir = "%s"\n' \
+  "$work/wal-repo" "$walstate/pg" >"$walcred/strata.toml"
+STRATA_PASSWORD=wal-check /usr/bin/strata --config "$walcred/strata.toml" --state-dir "$walstate" --quiet init
+cmd=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/strata-wal-archiver.service \
+  | sed -e "s|%d|$walcred|g" -e "s|/var/lib/strata-wal|$walstate|g")
+STRATA_PASSWORD=wal-check $cmd >"$work/unit.log" 2>&1 &
+walpid=$!
+for _ in $(seq 1 100); do [ -S "$walstate/wal-archiver.sock" ] && break; sleep 0.1; done
+[ -S "$walstate/wal-archiver.sock" ] || fail "strata-wal-archiver.service: \`$cmd\` did not listen: $(head -5 "$work/unit.log")"
+head -c 16384 /dev/urandom >"$walstate/pg_wal/000000010000000000000001"
+touch "$walstate/pg_wal/archive_status/000000010000000000000001.ready"
+STRATA_PASSWORD=wal-check /usr/bin/strata --config "$walcred/strata.toml" --state-dir "$walstate" --quiet \
+  wal-push "$walstate/pg_wal/000000010000000000000001" || fail "wal-push through the unit's archiver"
+STRATA_PASSWORD=wal-check /usr/bin/strata --config "$walcred/strata.toml" --state-dir "$walstate" --json wal status \
+  | grep -q '"archived_files": *1' || fail "the unit's archiver did not archive the segment"
+kill -TERM "$walpid"
+wait "$walpid" || fail "strata-wal-archiver.service: SIGTERM ended it with $?: $(tail -5 "$work/unit.log")"
+
 exposure() {
   timeout 120 systemd-analyze security --offline=true --no-pager "$1" 2>/dev/null \
     | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p'
@@ -255,9 +279,11 @@ exposure() {
 server_exposure=$(exposure /lib/systemd/system/strata.service)
 ticker_exposure=$(exposure /lib/systemd/system/strata-pgq-ticker.service)
 worker_exposure=$(exposure '/lib/systemd/system/strata-londiste@.service')
+archiver_exposure=$(exposure /lib/systemd/system/strata-wal-archiver.service)
 for pair in "strata.service $server_exposure $SERVER_EXPOSURE_MAX" \
   "strata-pgq-ticker.service $ticker_exposure $WORKER_EXPOSURE_MAX" \
-  "strata-londiste@.service $worker_exposure $WORKER_EXPOSURE_MAX"; do
+  "strata-londiste@.service $worker_exposure $WORKER_EXPOSURE_MAX" \
+  "strata-wal-archiver.service $archiver_exposure $WORKER_EXPOSURE_MAX"; do
   set -- $pair
   [ -n "${2:-}" ] || fail "no exposure level for $1"
   awk -v e="$2" -v m="$3" 'BEGIN { exit !(e <= m) }' || fail "$1: exposure $2 is above $3"
@@ -421,5 +447,5 @@ printf '    stripped binary  %s bytes (%s MiB)\n' "$bin_size" "$(awk -v b="$bin_
 printf '    Debian package   %s bytes (%s MiB)\n' "$deb_size" "$(awk -v b="$deb_size" 'BEGIN { printf "%.1f", b / 1048576 }')"
 printf '    image            %s (OCI archive %s bytes)\n' "$image_size" "$archive_size"
 printf '    image start to a healthy /health  %s ms\n' "$health_ms"
-printf '    exposure         strata.service %s, strata-pgq-ticker.service %s, strata-londiste@.service %s\n' \
-  "$server_exposure" "$ticker_exposure" "$worker_exposure"
+printf '    exposure         strata.service %s, strata-pgq-ticker.service %s, strata-londiste@.service %s, strata-wal-archiver.service %s\n' \
+  "$server_exposure" "$ticker_exposure" "$worker_exposure" "$archiver_exposure"
