@@ -20,9 +20,10 @@
 # 3. Restores, each tool in turn, in phases: the files laid down (`strata restore
 #    --no-start`, `pgbackrest restore`), then recovery until the server is promoted
 #    (pg_ctl start, restore_command fetching from the tool), for the latest state (from
-#    the second backup) and to T1 (from the full backup, replaying the whole load). The
-#    floor: the same files recovered with every segment already local (restore_command
-#    = cp), replay alone; WAL fetch = recovery - floor. Every restored database is checked
+#    the second backup) and to T1 (from the full backup, replaying the whole load). Two
+#    floors: the same files copied by cp -a and synced (laying them down), and the same
+#    files recovered with every segment already local (restore_command = cp), replay
+#    alone; WAL fetch = recovery - that floor. Every restored database is checked
 #    against the source (pgbench_accounts checksum).
 # Needs root (runs PostgreSQL as `postgres`), Debian's postgresql-15 and pgbackrest.
 # Output: a table on stdout and bench/results/postgres.md.
@@ -141,6 +142,10 @@ archived_name() { psql_ $PORT "SELECT coalesce(last_archived_wal, '') FROM pg_st
 # Switches to a new segment and waits until the one before is archived.
 wait_archived() {
   local seg
+  # A commit first: pg_switch_wal skips the switch when only unimportant records (a
+  # restore point, running transactions) were written since the last one, and then names
+  # a segment that is not complete.
+  psql_ $PORT "SELECT txid_current()" >/dev/null
   seg=$(psql_ $PORT "SELECT pg_walfile_name(pg_switch_wal())")
   until [[ $(archived_name) > "$seg" || $(archived_name) == "$seg" ]]; do sleep 0.1; done
 }
@@ -156,6 +161,12 @@ declare -A WALL CPU RSS
 timed() {
   local name=$1; shift
   local t0 t1
+  # Each step starts from the same state: nothing dirty (neither tool pays for the
+  # writeback of what ran before it) and nothing cached (the first restore would pay for
+  # reclaiming the cache the backups filled, and repositories are read cold in a real
+  # restore).
+  sync
+  echo 3 > /proc/sys/vm/drop_caches
   t0=$(date +%s.%N)
   # Through bash, so exported shell functions can be timed too.
   /usr/bin/time -f "%U %S %M" -o "$W/time.out" bash -c '"$@"' _ "$@" >/dev/null
@@ -267,7 +278,9 @@ phases() {
   local dir=$W/r-$tool-$kind
   newdir "$dir" "$port"
   timed "${tool}_${kind}_files" "$@"
-  rm -rf "$dir.floor"; cp -a "$dir" "$dir.floor"
+  # The floor of laying the files down: the same files copied by cp and synced.
+  rm -rf "$dir.floor"
+  timed "${tool}_${kind}_copy" copy_synced "$dir" "$dir.floor"
   echo "restore_command = 'cp $W/walcopy/%f %p'" >> "$dir.floor/postgresql.auto.conf"
   timed "${tool}_${kind}_recovery" recover "$dir" "$port"
   [[ $(checksum "$port") == "$sum" ]] || { echo "$tool $kind restore differs" >&2; exit 1; }
@@ -278,6 +291,8 @@ phases() {
   as_pg "$PGBIN/pg_ctl" stop -m immediate -D "$dir.floor" >/dev/null
   rm -rf "$dir.floor"
 }
+copy_synced() { cp -a "$1" "$2" && sync; }
+export -f copy_synced
 pgbr_files() { local dir=$1; shift; as_pg $PGBR --pg1-path="$dir" "$@" restore; }
 export -f pgbr_files
 
@@ -334,6 +349,7 @@ fetch() { printf '%.2f' "$(echo "$1 - $2" | bc)"; }
     fs=$(fetch "${WALL[strata_${kind}_recovery]}" "${WALL[strata_${kind}_floor]}")
     fb=$(fetch "${WALL[pgbr_${kind}_recovery]}" "${WALL[pgbr_${kind}_floor]}")
     echo "| $kind | files laid down (peak MiB: ${RSS[strata_${kind}_files]}, ${RSS[pgbr_${kind}_files]}) | ${WALL[strata_${kind}_files]} | ${WALL[pgbr_${kind}_files]} | $(ratio "${WALL[strata_${kind}_files]}" "${WALL[pgbr_${kind}_files]}")x |"
+    echo "| $kind | floor: the same files by cp -a and sync | ${WALL[strata_${kind}_copy]} | ${WALL[pgbr_${kind}_copy]} | |"
     echo "| $kind | recovery (start until promoted) | ${WALL[strata_${kind}_recovery]} | ${WALL[pgbr_${kind}_recovery]} | $(ratio "${WALL[strata_${kind}_recovery]}" "${WALL[pgbr_${kind}_recovery]}")x |"
     echo "| $kind | floor: recovery with the WAL local | ${WALL[strata_${kind}_floor]} | ${WALL[pgbr_${kind}_floor]} | |"
     echo "| $kind | WAL fetch (recovery - floor) | $fs | $fb | |"

@@ -763,6 +763,7 @@ impl Agent {
             set_owner: self.config.set_owner,
             include: include.clone(),
             progress: op.progress.clone(),
+            sync: true,
         };
         let report = restore_node(repo.clone(), manifest.clone(), target.clone(), options)
             .await

@@ -490,6 +490,8 @@ async fn drill(
     use std::os::unix::ffi::OsStrExt;
     let options = strata_agent::restore::RestoreOptions {
         set_owner: false,
+        // A drill's copy is read back and removed: nothing to keep through a crash.
+        sync: false,
         ..Default::default()
     };
     let restored =
