@@ -474,7 +474,11 @@ impl Restorer {
         // One call for the whole tree (and the kernel's writeback errors since the
         // restore opened it, on Linux 5.8 and later), not an fsync per file.
         if self.options.sync {
-            if let Err(err) = self.dirs.get(b"").and_then(|root| Ok(rustix::fs::syncfs(root.as_fd())?)) {
+            if let Err(err) = self
+                .dirs
+                .get(b"")
+                .and_then(|root| Ok(rustix::fs::syncfs(root.as_fd())?))
+            {
                 report.errors.push(format!(
                     "the restored files could not all be written to disk (syncfs: {err}): they may be incomplete"
                 ));
