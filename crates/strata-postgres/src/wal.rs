@@ -461,20 +461,24 @@ async fn answer_asks(repo: &Arc<Repository>, spool: &Spool, done: &mut Prefetche
     let Some(name) = spool.asked(ASK_FRESH) else {
         return;
     };
-    match repo.load_archived(WAL_SPACE, &name).await {
-        Ok(Some(record)) => {
-            if let Some(bytes) = spool_record(repo, spool, name.clone(), &record).await {
+    let answered = match repo.load_archived(WAL_SPACE, &name).await {
+        Ok(Some(record)) => match spool_record(repo, spool, name.clone(), &record).await {
+            Some(bytes) => {
                 done.segments += 1;
                 done.bytes += bytes;
-                spool.answered(&name);
+                true
             }
-        }
-        Ok(None) => {
-            if spool.mark_absent(&name).is_ok() {
-                spool.answered(&name);
-            }
-        }
-        Err(_) => {}
+            None => false,
+        },
+        Ok(None) => spool.mark_absent(&name).is_ok(),
+        Err(_) => false,
+    };
+    if answered {
+        spool.answered(&name);
+    } else {
+        // The ask stays (its asker falls back after its wait): try again shortly, not in
+        // a loop that `nap` would wake at once for the same ask.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 
