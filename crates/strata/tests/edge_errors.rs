@@ -9,7 +9,6 @@ mod servers;
 use common::*;
 use std::io::Read;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 /// Runs `strata ARGS` with stdout on a pipe whose reader takes one line and closes it.
 fn with_reader_that_stops_early(env: &Env, args: &[&str]) -> std::process::Output {
@@ -57,7 +56,7 @@ fn a_lost_concurrent_init_removes_its_key_file_and_says_so() {
     let hold = env.path("hold");
     std::fs::create_dir_all(&hold).unwrap();
     // The first init stops just before its conditional create of `config`...
-    let loser = env
+    let mut loser = env
         .command()
         .env(
             "STRATA_TEST_HOLD_WRITE",
@@ -68,14 +67,7 @@ fn a_lost_concurrent_init_removes_its_key_file_and_says_so() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !hold.join("held").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the init never reached its config write"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_held_write(&hold, &mut loser, "the init's config write");
     // ...while a second one creates the repository.
     env.ok(&["init"]);
     std::fs::write(hold.join("release"), "").unwrap();

@@ -10,7 +10,7 @@ use common::{assert_same_tree, assert_success, realistic_tree, strata_at};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use strata_testkit::etcd::{put, range, Cluster, Writer};
 
 const MEMBER: &str = "/service/pg/members/db1";
@@ -114,17 +114,7 @@ impl Site {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !hold.join("held").exists() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("the backup ended ({status}) before its first index write");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the backup never reached its index write"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_for_held_write(hold, &mut child, "the backup's first index write");
         child
     }
 }

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use strata_testkit::process::wait_for_mark;
 
 const TTL_SECS: u64 = 2;
@@ -195,19 +195,11 @@ impl Stalled {
             child: Some(child),
             hold,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !stalled.hold.join("held").exists() {
-            if let Some(status) = stalled.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "strata {args:?} ended ({status}) without reaching its write under {prefix}"
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "strata {args:?} never reached its write under {prefix}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_for_held_write(
+            &stalled.hold,
+            stalled.child.as_mut().unwrap(),
+            &format!("the write of strata {args:?} under {prefix}"),
+        );
         stalled
     }
 

@@ -8,7 +8,6 @@ use common::{assert_same_tree, copy_tree, files_under, pseudo_random, Env};
 use std::fs;
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 /// A backup process stopped before its first index write (packs uploaded, cluster lock
 /// held and renewed), released or killed when dropped.
@@ -36,17 +35,11 @@ impl HeldBackup {
             child: Some(child),
             hold,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !held.hold.join("held").exists() {
-            if let Some(status) = held.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("the backup ended ({status}) before its first index write");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the backup never reached its index write"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        common::wait_for_held_write(
+            &held.hold,
+            held.child.as_mut().unwrap(),
+            "the backup's first index write",
+        );
         held
     }
 

@@ -506,19 +506,12 @@ fn a_batch_stalled_past_its_lease_acknowledges_nothing_and_writes_no_record() {
     let spec = format!("archive/wal/:{}", hold.display());
     let archiver = site.archiver_with(&[("STRATA_TEST_HOLD_WRITE", &spec)]);
     let seg = site.segment(1);
-    let push = site
+    let mut push = site
         .command(&["wal-push", seg.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !hold.join("held").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the batch never reached its record write"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::wait_for_held_write(&hold, &mut push, "the batch's record write");
     // Three leases and a half frozen: nothing renews the mark meanwhile.
     archiver.signal("-STOP");
     std::thread::sleep(Duration::from_millis(7_000));

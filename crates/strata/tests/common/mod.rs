@@ -190,3 +190,20 @@ pub fn probe(args: &[&str]) -> std::process::Output {
         .output()
         .unwrap()
 }
+
+/// Waits (up to a minute) until `child`, run with `STRATA_TEST_HOLD_WRITE` pointing at
+/// `hold`, has reached the held write (the hold's `held` file appears); fails the test
+/// when the child ends first or never gets there. `what` names the write in the message.
+pub fn wait_for_held_write(hold: &Path, child: &mut std::process::Child, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !hold.join("held").exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the process ended ({status}) before {what}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the process never reached {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
