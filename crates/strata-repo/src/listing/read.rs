@@ -10,7 +10,10 @@
 //! deleted backup whose page was not rewritten yet); a summary the listing lacks (a writer
 //! stopped between the summary and its entry, a repository written before the listing
 //! existed, a damaged or missing listing object) is read by itself, and the page says how
-//! many were.
+//! many were. A summary whose name falls in a page's time range is taken to be in that
+//! page until the page is read; if it is not (a backup named in the page's newest second,
+//! or inside the slack before its oldest, that began after the compaction), it is read by
+//! itself too, unless a page left unread may still hold it.
 
 use super::bounded::Bounded;
 use super::{name_second, ListingKey, Position};
@@ -167,6 +170,32 @@ pub(super) fn window_holds(key: &ListingKey, name: &str) -> bool {
         return false;
     };
     from.saturating_sub(NAME_SLACK_SECS) <= at && at <= to
+}
+
+/// The backups with a summary that a read page's time range holds (so they were not read
+/// up front) but that no read object names, no loose entry names and no unread page can
+/// hold: those the listing lacks after all.
+fn orphans(
+    keys: &Keys,
+    read_pages: &[&ListingKey],
+    entry_names: &HashSet<&str>,
+    seen: &HashSet<String>,
+    reread: &HashSet<String>,
+) -> Vec<String> {
+    let unread_pages: Vec<&ListingKey> = keys
+        .objects
+        .iter()
+        .map(|o| &o.key)
+        .filter(|k| matches!(k, ListingKey::Page { .. }) && !read_pages.contains(k))
+        .collect();
+    keys.truth
+        .keys()
+        .filter(|n| !seen.contains(*n) && !reread.contains(*n))
+        .filter(|n| !entry_names.contains(n.as_str()))
+        .filter(|n| read_pages.iter().any(|k| window_holds(k, n)))
+        .filter(|n| !unread_pages.iter().any(|k| window_holds(k, n)))
+        .cloned()
+        .collect()
 }
 
 impl Repository {
@@ -372,10 +401,19 @@ impl Repository {
         candidates.sort_by(|a, b| b.key.newest().cmp(a.key.newest()));
         let mut seen: HashSet<String> = HashSet::new();
         let mut unread = candidates.len();
+        let mut read_pages: Vec<&ListingKey> = Vec::new();
         for object in candidates {
             let key = &object.key;
             let kept: Vec<&Position> = found.keys().rev().filter(|p| older(p)).collect();
             if kept.len() >= limit && kept.get(limit - 1).is_some_and(|p| *p > key.newest()) {
+                // A summary a read page's time range holds but no read object names was
+                // written after that page (a backup named in the page's newest second, or
+                // up to the slack before its oldest, that began after the compaction and
+                // stopped before its entry): read by itself, unless a page left unread
+                // may hold it.
+                let orphans = orphans(&keys, &read_pages, &entry_names, &seen, &reread);
+                reread.extend(orphans.iter().cloned());
+                self.read_fallback(orphans, &mut found, &mut page).await?;
                 break;
             }
             unread -= 1;
@@ -427,6 +465,13 @@ impl Repository {
             }
             again.retain(|n| !seen.contains(n) && reread.insert(n.clone()));
             self.read_fallback(again, &mut found, &mut page).await?;
+            if is_page {
+                read_pages.push(key);
+            }
+        }
+        if unread == 0 {
+            let orphans = orphans(&keys, &read_pages, &entry_names, &seen, &reread);
+            self.read_fallback(orphans, &mut found, &mut page).await?;
         }
         let mut newest_first = found.into_iter().rev().filter(|(p, _)| older(p));
         let mut last = None;

@@ -205,6 +205,49 @@ async fn deleted_missing_and_damaged_pieces_fall_back_to_the_summaries_and_say_s
     assert_eq!(page.from_summaries.len(), expected.len());
 }
 
+/// `nth(i)` renamed into the second of `nth(j)`'s name, with a suffix of `id`: a backup
+/// named in the same second as another.
+fn named_in_second_of(i: usize, j: usize, id: &str) -> BackupSummary {
+    let mut backup = nth(i);
+    backup.name = format!("{}-{id}", &nth(j).name[..16]);
+    backup
+}
+
+#[tokio::test]
+async fn a_summary_without_entry_named_inside_a_pages_time_range_is_found() {
+    for whole in [false, true] {
+        let (dir, repo, _) = repo().await;
+        let count = 100;
+        for i in 0..count {
+            repo.save_summary(&nth(i)).await.unwrap();
+        }
+        repo.compact_listing(true).await.unwrap();
+        // After the compaction: one backup named in the second of the page's newest (the
+        // suffix sorts first), one named an hour before its start; both stop before their
+        // entries.
+        let same_second = named_in_second_of(count, count - 1, "00000000");
+        let early = named_in_second_of(count + 1, count - 61, "00000001");
+        let mut expected: Vec<String> = (0..count).rev().map(|i| nth(i).name).collect();
+        for late in [&same_second, &early] {
+            repo.save_summary(late).await.unwrap();
+            let entry = ListingKey::Entry(Position::of(late)).key();
+            std::fs::remove_file(dir.path().join(&entry)).unwrap();
+            expected.insert(0, late.name.clone());
+        }
+        let request = PageRequest {
+            limit: if whole { usize::MAX } else { 10 },
+            before: None,
+        };
+        let page = repo.backup_page(&request).await.unwrap();
+        let shown = names(&page.backups);
+        assert_eq!(shown, expected[..shown.len()], "whole: {whole}");
+        let mut from: Vec<String> = page.from_summaries.clone();
+        from.sort();
+        assert_eq!(from, vec![early.name.clone(), same_second.name.clone()]);
+        assert_eq!(walk(&repo, 7).await.0, expected, "whole: {whole}");
+    }
+}
+
 #[tokio::test]
 async fn compaction_waits_for_enough_loose_entries_and_keeps_unchanged_pages() {
     let (dir, repo, counting) = repo().await;
