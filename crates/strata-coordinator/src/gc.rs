@@ -442,13 +442,13 @@ struct Found {
 /// The first phase's merge join: per pack, its live and total bytes; the packs with no
 /// referenced blob are condemned, those mostly garbage repacked (at most
 /// [`MAX_REPACK_BYTES`] and [`MAX_REPACK_BLOBS`] of live data per run). A referenced id
-/// no pack holds refuses the collection.
+/// no pack holds is returned instead (`Ok(Err(id))`).
 fn find_garbage(
     index: &dyn BlobIndex,
     referenced: &SortedIds,
     already: &[PackId],
     scratch: &Scratch,
-) -> CoordinatorResult<Found> {
+) -> CoordinatorResult<Result<Found, BlobId>> {
     let positions = Positions::of(index);
     let count = positions.packs.len();
     let (mut total, mut live, mut live_blobs) =
@@ -476,10 +476,7 @@ fn find_garbage(
     )
     .map_err(|e| scratch_error(scratch, e))?;
     if let Some(missing) = missing {
-        return Err(CoordinatorError::NothingToDo(format!(
-            "a backup references blob {} that the index lacks: the repository needs repair, so nothing was deleted (run `strata verify`)",
-            missing.short()
-        )));
+        return Ok(Err(missing));
     }
     let mut found = Found {
         condemn: Vec::new(),
@@ -505,7 +502,7 @@ fn find_garbage(
             }
         }
     }
-    Ok(found)
+    Ok(Ok(found))
 }
 
 /// The referenced ids with a copy in one of the packs at `positions` (a second pass of
@@ -587,15 +584,34 @@ async fn collect(
     already.sort_unstable();
     already.dedup();
 
-    // Phase 1: condemn what no backup references, and mostly-garbage packs.
-    let found = blocking(|| {
-        find_garbage(
-            &**repo.index(),
-            referenced.blobs(),
-            &already,
-            &referenced.scratch,
-        )
-    })?;
+    // Phase 1: condemn what no backup references, and mostly-garbage packs. The index was
+    // read before the summaries and archive records: one that became visible in between
+    // relies on index objects the view lacks. Read again, the index has them (a writer
+    // writes its index objects before its summary or record); a blob it still lacks
+    // refuses the collection.
+    let find = || {
+        blocking(|| {
+            find_garbage(
+                &**repo.index(),
+                referenced.blobs(),
+                &already,
+                &referenced.scratch,
+            )
+        })
+    };
+    let found = match find()? {
+        Ok(found) => found,
+        Err(_) => {
+            repo.reload_index().await?;
+            refuse_damaged_index(repo)?;
+            find()?.map_err(|missing| {
+                CoordinatorError::NothingToDo(format!(
+                    "a backup references blob {} that the index lacks: the repository needs repair, so nothing was deleted (run `strata verify`)",
+                    missing.short()
+                ))
+            })?
+        }
+    };
     let mut condemn: Vec<PackId> = found.condemn.iter().map(|(id, _)| *id).collect();
     let mut report = GcReport {
         dry_run,
@@ -918,13 +934,13 @@ mod tests {
             referenced.iter().for_each(|id| ids.push(*id));
             let ids = ids.finish().unwrap();
 
-            let found = find_garbage(&index, &ids, &[], &scratch);
+            let found = find_garbage(&index, &ids, &[], &scratch).unwrap();
             let missing: Vec<&BlobId> = referenced
                 .iter()
                 .filter(|id| !holders.contains_key(id))
                 .collect();
             match found {
-                Err(_) => assert!(!missing.is_empty(), "case {case}: refused for nothing"),
+                Err(id) => assert!(missing.contains(&&id), "case {case}: refused for {id:?}"),
                 Ok(found) => {
                     assert!(missing.is_empty(), "case {case}: missing ids not seen");
                     let condemned: BTreeSet<PackId> =
@@ -1008,5 +1024,126 @@ mod tests {
                 "{key} kept"
             );
         }
+    }
+
+    /// A store that, the first time the summaries are listed, runs `hook` (another
+    /// writer finishing just then).
+    #[derive(Debug)]
+    struct OnSummaryList {
+        inner: DynStore,
+        hook: std::sync::Mutex<Option<Hook>>,
+    }
+
+    struct Hook(Box<dyn FnOnce() + Send>);
+
+    impl std::fmt::Debug for Hook {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Hook")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl strata_store::Store for OnSummaryList {
+        async fn put(&self, key: &str, data: bytes::Bytes) -> strata_store::StoreResult<()> {
+            self.inner.put(key, data).await
+        }
+        async fn put_if_absent(
+            &self,
+            key: &str,
+            data: bytes::Bytes,
+        ) -> strata_store::StoreResult<()> {
+            self.inner.put_if_absent(key, data).await
+        }
+        async fn get(&self, key: &str) -> strata_store::StoreResult<bytes::Bytes> {
+            self.inner.get(key).await
+        }
+        async fn get_range(
+            &self,
+            key: &str,
+            range: std::ops::Range<u64>,
+        ) -> strata_store::StoreResult<bytes::Bytes> {
+            self.inner.get_range(key, range).await
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+        ) -> strata_store::StoreResult<Vec<strata_store::ObjectMeta>> {
+            self.inner.list(prefix).await
+        }
+        async fn list_fresh(
+            &self,
+            prefix: &str,
+        ) -> strata_store::StoreResult<Vec<strata_store::ObjectMeta>> {
+            if prefix == layout::SUMMARIES {
+                let hook = self.hook.lock().unwrap().take();
+                if let Some(Hook(hook)) = hook {
+                    hook();
+                }
+            }
+            self.inner.list_fresh(prefix).await
+        }
+        async fn delete(&self, key: &str) -> strata_store::StoreResult<()> {
+            self.inner.delete(key).await
+        }
+        /// Another location than the inner store's: the process shares one index view
+        /// per location, and this one must not see what the other writer adds to it
+        /// (another process in real life).
+        fn describe(&self) -> String {
+            format!("{} (as gc sees it)", self.inner.describe())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_record_that_appears_after_the_index_was_read_is_not_a_missing_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let local: DynStore = Arc::new(LocalStore::new(dir.path()));
+        Repository::init(local.clone(), Some("pw"), strata_testkit::repo::fast_init())
+            .await
+            .unwrap();
+        let other = Repository::open(local.clone(), Some("pw")).await.unwrap();
+        // The WAL push finishes between gc's read of the index and its list of the
+        // summaries and records: its index object and record are both new to gc.
+        let handle = tokio::runtime::Handle::current();
+        let hook = Hook(Box::new(move || {
+            std::thread::spawn(move || {
+                handle.block_on(async move {
+                    let writer = strata_repo::writer::BlobWriter::start(
+                        other.clone(),
+                        strata_repo::writer::WriterOptions::default(),
+                    );
+                    let data = vec![7u8; 100_000];
+                    let file = strata_repo::archive::store_file(
+                        &other,
+                        &writer,
+                        "000000010000000000000001",
+                        &data,
+                    )
+                    .unwrap();
+                    writer.finish().await.unwrap();
+                    other.save_archived("wal", &file).await.unwrap();
+                })
+            })
+            .join()
+            .unwrap();
+        }));
+        let store: DynStore = Arc::new(OnSummaryList {
+            inner: local,
+            hook: std::sync::Mutex::new(Some(hook)),
+        });
+        let repo = Repository::open(store, Some("pw")).await.unwrap();
+        let report = collect_garbage_with(&repo, false, Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(report.packs_deleted, 0, "{report:?}");
+        assert!(report.referenced_blobs > 0, "{report:?}");
+        let record = repo
+            .load_archived("wal", "000000010000000000000001")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            repo.read_archived(&record).await.unwrap(),
+            vec![7u8; 100_000]
+        );
     }
 }
