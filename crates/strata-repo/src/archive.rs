@@ -159,6 +159,21 @@ impl Repository {
         Ok(names)
     }
 
+    /// The names in `space` that sort after `after`, in name order: one keys-only LIST
+    /// from there on (S3 `start-after`), not of the whole space.
+    pub async fn list_archived_after(&self, space: &str, after: &str) -> RepoResult<Vec<String>> {
+        let prefix = crate::layout::archive_space(space);
+        let mut names: Vec<String> = self
+            .store()
+            .list_after(&prefix, &format!("{prefix}{after}"))
+            .await?
+            .into_iter()
+            .map(|o| o.key.trim_start_matches(&prefix).to_string())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Every archived file of every space, for garbage collection: `(space, record)`.
     pub async fn all_archived(&self) -> RepoResult<Vec<(String, ArchivedFile)>> {
         let mut out = Vec::new();

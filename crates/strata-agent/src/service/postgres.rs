@@ -19,16 +19,20 @@ fn pg_failed(err: PgError) -> ApiError {
     failed(error_chain(&err))
 }
 
-/// The WAL archive's view of one timeline, from the repository.
+/// The WAL archive from a base backup's first segment on, from the repository.
 async fn archive_report(
     repo: &Repository,
-    segment_size: u64,
+    info: &BaseBackupInfo,
 ) -> ApiResult<strata_postgres::wal::ArchiveReport> {
+    // The names from the backup's first segment on (those sort after the segment before
+    // it, or after its timeline's bare number): years of older WAL are not listed.
+    let after = strata_postgres::walname::segment_before(&info.start_wal, info.segment_size)
+        .unwrap_or_else(|| info.start_wal.chars().take(8).collect());
     let names = repo
-        .list_archived(WAL_SPACE)
+        .list_archived_after(WAL_SPACE, &after)
         .await
         .map_err(|e| failed(error_chain(&e)))?;
-    Ok(strata_postgres::wal::summarize(&names, segment_size))
+    Ok(strata_postgres::wal::summarize(&names, info.segment_size))
 }
 
 /// The directories the data directory's tablespace links point at now.
@@ -125,7 +129,7 @@ impl NodePlugin for PostgresAgent {
                     format!("backup {} is not a PostgreSQL base backup", request.backup),
                 )
             })?;
-        let report = archive_report(repo, info.segment_size).await?;
+        let report = archive_report(repo, &info).await?;
         if let Some(missing) = report.first_missing(
             info.timeline,
             &info.start_wal,
@@ -236,7 +240,7 @@ async fn wait_for_wal(
 ) -> ApiResult<()> {
     let deadline = Instant::now() + wait;
     loop {
-        let report = archive_report(repo, info.segment_size).await?;
+        let report = archive_report(repo, info).await?;
         let missing = report.first_missing(
             info.timeline,
             &info.start_wal,
