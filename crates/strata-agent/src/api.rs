@@ -293,6 +293,11 @@ pub enum ErrorCode {
     Version,
     /// The node could not be reached.
     Unreachable,
+    /// Data the operation needs is damaged: a summary, manifest, index object or blob
+    /// that does not decode or check (the message names it and the repair).
+    Damaged,
+    /// The repository's password is wrong or missing (on the server that answered).
+    Password,
     /// The operation failed.
     Failed,
 }
@@ -319,7 +324,7 @@ impl ApiError {
             ErrorCode::Version => 426,
             ErrorCode::Cancelled => 499,
             ErrorCode::Unreachable => 502,
-            ErrorCode::Failed => 500,
+            ErrorCode::Damaged | ErrorCode::Password | ErrorCode::Failed => 500,
         }
     }
 }

@@ -1,3 +1,4 @@
+use strata_agent::api::ErrorCode;
 use strata_agent::AgentError;
 use strata_repo::RepoError;
 
@@ -43,6 +44,46 @@ pub enum CoordinatorError {
     /// two entries differ).
     #[error("{0}")]
     Password(String),
+}
+
+impl CoordinatorError {
+    /// What kind of failure this is: the one classification the API's error codes and
+    /// the command line's exit codes are both derived from (a failure reached through
+    /// `strata server` exits as it does in process).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CoordinatorError::Repo(e) | CoordinatorError::Agent(AgentError::Repo(e)) => {
+                repo_code(e)
+            }
+            CoordinatorError::Agent(AgentError::UnsafeManifest(_)) => ErrorCode::Damaged,
+            CoordinatorError::Agent(_) => ErrorCode::Failed,
+            CoordinatorError::NoBackup(_) | CoordinatorError::NoNode(_) => ErrorCode::NotFound,
+            CoordinatorError::Config(_)
+            | CoordinatorError::NothingToDo(_)
+            | CoordinatorError::Invalid(_)
+            | CoordinatorError::Pinned(_) => ErrorCode::BadRequest,
+            CoordinatorError::Password(_) => ErrorCode::Password,
+            CoordinatorError::Damaged(_) => ErrorCode::Damaged,
+            CoordinatorError::Busy(_) => ErrorCode::Busy,
+            CoordinatorError::LockLost(_) => ErrorCode::Failed,
+            CoordinatorError::Api(e) => e.code,
+        }
+    }
+}
+
+/// [`CoordinatorError::code`] of a repository error.
+pub fn repo_code(err: &RepoError) -> ErrorCode {
+    match err {
+        RepoError::WrongPassword(_) | RepoError::PasswordRequired(_) => ErrorCode::Password,
+        RepoError::NoSuchBackup(_) => ErrorCode::NotFound,
+        RepoError::NotARepository(_)
+        | RepoError::AlreadyInitialized(_)
+        | RepoError::InitRaced { .. }
+        | RepoError::NeedsMigration(_)
+        | RepoError::KeyRefused(_) => ErrorCode::BadRequest,
+        RepoError::Corrupted { .. } => ErrorCode::Damaged,
+        _ => ErrorCode::Failed,
+    }
 }
 
 /// Result alias of the coordinator layer.

@@ -50,7 +50,7 @@ pub mod wal_archiver;
 pub mod wal_queue;
 pub mod webhooks;
 
-pub use error::{CoordinatorError, CoordinatorResult};
+pub use error::{repo_code, CoordinatorError, CoordinatorResult};
 /// Error chains as one line: "what: why: why".
 pub use strata_agent::service::error_chain;
 

@@ -158,17 +158,10 @@ pub fn routes(state: ApiState, tokens: Tokens) -> Router {
 
 /// A coordinator error with the API code that fits it.
 pub(crate) fn failure(err: CoordinatorError) -> ApiFailure {
-    let code = match &err {
-        CoordinatorError::Busy(_) => ErrorCode::Busy,
-        CoordinatorError::NoBackup(_) | CoordinatorError::NoNode(_) => ErrorCode::NotFound,
-        CoordinatorError::NothingToDo(_)
-        | CoordinatorError::Pinned(_)
-        | CoordinatorError::Invalid(_) => ErrorCode::BadRequest,
-        CoordinatorError::Damaged(_) => ErrorCode::Failed,
-        CoordinatorError::Api(e) => e.code,
-        _ => ErrorCode::Failed,
-    };
-    ApiFailure(ApiError::new(code, strata_coordinator::error_chain(&err)))
+    ApiFailure(ApiError::new(
+        err.code(),
+        strata_coordinator::error_chain(&err),
+    ))
 }
 
 /// The backup `name` (a name, unique prefix or `latest`) names, checked for characters a

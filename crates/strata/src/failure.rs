@@ -59,48 +59,22 @@ fn store_hint(err: &strata_store::StoreError) -> &'static str {
     }
 }
 
-fn repo_code(err: &RepoError) -> u8 {
-    match err {
-        RepoError::WrongPassword(_) | RepoError::PasswordRequired(_) => code::PASSWORD,
-        RepoError::NotARepository(_)
-        | RepoError::AlreadyInitialized(_)
-        | RepoError::InitRaced { .. }
-        | RepoError::NoSuchBackup(_)
-        | RepoError::NeedsMigration(_)
-        | RepoError::KeyRefused(_) => code::USAGE,
-        _ => code::FAILED,
-    }
-}
-
 impl From<CoordinatorError> for Failure {
     fn from(err: CoordinatorError) -> Self {
-        let code = match &err {
-            CoordinatorError::Repo(e) => repo_code(e),
-            CoordinatorError::Agent(AgentError::Repo(e)) => repo_code(e),
-            CoordinatorError::Agent(AgentError::UnsafeManifest(_)) => code::DAMAGED,
-            CoordinatorError::Agent(_) => code::FAILED,
-            CoordinatorError::Config(_)
-            | CoordinatorError::NoBackup(_)
-            | CoordinatorError::NoNode(_) => code::USAGE,
-            CoordinatorError::NothingToDo(_) | CoordinatorError::Invalid(_) => code::USAGE,
-            CoordinatorError::Password(_) => code::PASSWORD,
-            CoordinatorError::Damaged(_) => code::DAMAGED,
-            CoordinatorError::Busy(_) => code::BUSY,
-            CoordinatorError::Pinned(_) => code::USAGE,
-            CoordinatorError::LockLost(_) => code::FAILED,
-            CoordinatorError::Api(e) => api_code(e),
-        };
         let hint = match &err {
             CoordinatorError::Repo(e) | CoordinatorError::Agent(AgentError::Repo(e)) => hint(e),
             _ => "",
         };
-        Failure::new(code, chain(&err) + hint)
+        Failure::new(exit_code(err.code()), chain(&err) + hint)
     }
 }
 
 impl From<RepoError> for Failure {
     fn from(err: RepoError) -> Self {
-        Failure::new(repo_code(&err), chain(&err) + hint(&err))
+        Failure::new(
+            exit_code(strata_coordinator::repo_code(&err)),
+            chain(&err) + hint(&err),
+        )
     }
 }
 
@@ -116,16 +90,24 @@ impl From<strata_store::StoreError> for Failure {
     }
 }
 
-fn api_code(err: &ApiError) -> u8 {
-    match err.code {
-        ErrorCode::Busy => code::BUSY,
-        ErrorCode::Unauthorized | ErrorCode::TooManyRequests => code::UNAUTHORIZED,
+/// The exit code of a failure of kind `code` (see
+/// [`CoordinatorError::code`](strata_coordinator::CoordinatorError::code)): the same
+/// whether it happened in this process or a server answered it.
+pub fn exit_code(code: ErrorCode) -> u8 {
+    match code {
+        ErrorCode::Busy | ErrorCode::TooManyRequests => code::BUSY,
+        ErrorCode::Unauthorized => code::UNAUTHORIZED,
+        ErrorCode::Damaged => code::DAMAGED,
+        ErrorCode::Password => code::PASSWORD,
         ErrorCode::BadRequest
         | ErrorCode::NotFound
         | ErrorCode::MethodNotAllowed
         | ErrorCode::TooLarge
         | ErrorCode::Version => code::USAGE,
-        _ => code::FAILED,
+        ErrorCode::LeaseLost
+        | ErrorCode::Cancelled
+        | ErrorCode::Unreachable
+        | ErrorCode::Failed => code::FAILED,
     }
 }
 
@@ -137,6 +119,60 @@ impl From<ApiError> for Failure {
             }
             _ => "",
         };
-        Failure::new(api_code(&err), format!("{}{hint}", err.message))
+        Failure::new(exit_code(err.code), format!("{}{hint}", err.message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failure exits the same in process and through a server: the server answers
+    /// `err.code()` as JSON, the client reads it back and maps it.
+    #[test]
+    fn every_failure_exits_the_same_in_process_and_through_a_server() {
+        let errors = vec![
+            CoordinatorError::Repo(RepoError::WrongPassword("k".into())),
+            CoordinatorError::Repo(RepoError::PasswordRequired("k".into())),
+            CoordinatorError::Repo(RepoError::NotARepository("r".into())),
+            CoordinatorError::Repo(RepoError::NoSuchBackup("b".into())),
+            CoordinatorError::Repo(RepoError::corrupted("summaries/b", "cut short")),
+            CoordinatorError::Agent(AgentError::Repo(RepoError::corrupted("index/x", "bad"))),
+            CoordinatorError::Damaged("backup b is damaged".into()),
+            CoordinatorError::Password("the two entries differ".into()),
+            CoordinatorError::Busy("held".into()),
+            CoordinatorError::NoBackup("nosuch".into()),
+            CoordinatorError::NoNode("db9".into()),
+            CoordinatorError::Invalid("../db1".into()),
+            CoordinatorError::NothingToDo("nothing".into()),
+            CoordinatorError::Pinned("b".into()),
+            CoordinatorError::LockLost("lost".into()),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for err in errors {
+            let wire = serde_json::to_vec(&ApiError::new(err.code(), err.to_string())).unwrap();
+            let answered: ApiError = serde_json::from_slice(&wire).unwrap();
+            let label = format!("{err:?}");
+            let local = Failure::from(err).code;
+            let remote = Failure::from(CoordinatorError::Api(answered)).code;
+            assert_eq!(local, remote, "{label}");
+            seen.insert(local);
+        }
+        let all = [
+            code::FAILED,
+            code::USAGE,
+            code::DAMAGED,
+            code::PASSWORD,
+            code::BUSY,
+        ];
+        assert_eq!(seen, all.into_iter().collect(), "every code is reached");
+    }
+
+    #[test]
+    fn a_rate_limited_client_is_told_to_wait_not_that_its_token_is_bad() {
+        let limited = ApiError::new(ErrorCode::TooManyRequests, "wait");
+        assert_eq!(Failure::from(limited).code, code::BUSY);
+        let refused = ApiError::new(ErrorCode::Unauthorized, "wrong token");
+        assert_eq!(Failure::from(refused).code, code::UNAUTHORIZED);
     }
 }

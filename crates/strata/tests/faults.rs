@@ -555,7 +555,8 @@ fn an_object_stored_under_another_name_is_refused() {
     )
     .unwrap();
     let out = env.path("out");
-    let stderr = env.fails(&["restore", second, "--to", out.to_str().unwrap()], 1);
+    // Damage (exit 4), as through a server.
+    let stderr = env.fails(&["restore", second, "--to", out.to_str().unwrap()], 4);
     // Bound to its name (format version 2), the object no longer opens elsewhere.
     assert!(stderr.contains("moved from another name"), "{stderr}");
     // The same for a summary.

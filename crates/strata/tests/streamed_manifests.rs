@@ -143,10 +143,10 @@ fn a_damaged_manifest_chunk_fails_only_the_files_it_lists() {
     damage_chunk(&env, &top, victim);
 
     // `ls` of a directory elsewhere does not read the damaged chunk; one inside fails
-    // with an error that names the chunk.
+    // with an error that names the chunk (damage: exit 4).
     assert_eq!(ls(&env, "d000").len(), 401);
     let inside = lost_from.split('/').next().unwrap().to_string();
-    let stderr = env.fails(&["ls", "latest", &inside], 1);
+    let stderr = env.fails(&["ls", "latest", &inside], 4);
     assert!(
         stderr.contains(&format!("chunk {} of {}", victim + 1, top.chunks.len()))
             && stderr.contains("manifests/")

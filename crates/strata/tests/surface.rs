@@ -342,6 +342,7 @@ fn scenario(run: &mut Run) {
     run.step("config-default", &["config", "default"]);
     run.step("list-verified", &["list"]);
     run.api_reads(&second);
+    failures(run, &first);
 
     // The removing commands, last.
     run.step("cleanup", &["cleanup", "--keep-last", "1"]);
@@ -358,6 +359,61 @@ fn scenario(run: &mut Run) {
     run.step("list-end", &["list"]);
     // The second backup is in both storages now (copied to `cold`).
     run.step("delete-copied", &["delete", &second]);
+}
+
+/// The failures scripts meet, each with its documented exit code, the same on both
+/// transports: a damaged backup (4), bad input and an unknown node (2), a busy cluster
+/// (6). Leaves the site as it found it.
+fn failures(run: &mut Run, backup: &str) {
+    let site = run.site;
+    let summary = site.path("repo").join("summaries").join(backup);
+    let intact = fs::read(&summary).unwrap();
+    fs::write(&summary, &intact[..intact.len() / 2]).unwrap();
+    run.step("show-damaged", &["show", backup]);
+    run.step("ls-damaged", &["ls", backup]);
+    run.step("verify-damaged", &["verify", backup]);
+    run.step("restore-damaged", &["restore", backup]);
+    run.step("pin-damaged", &["pin", backup]);
+    run.step("delete-damaged", &["delete", backup]);
+    fs::write(&summary, &intact).unwrap();
+
+    run.step("ls-bad-node", &["ls", "latest", "--node", "../db1"]);
+    run.step("ls-unknown-node", &["ls", "latest", "--node", "db9"]);
+
+    // A backup stopped while it holds the cluster lock (before it writes its summary).
+    let hold = site.path("hold");
+    let _ = fs::remove_dir_all(&hold);
+    fs::create_dir_all(&hold).unwrap();
+    let mut held = site
+        .strata()
+        .arg("backup")
+        .env(
+            "STRATA_TEST_HOLD_WRITE",
+            format!("summaries/:{}", hold.display()),
+        )
+        .stdout(fs::File::create(site.path("held.stdout")).unwrap())
+        .stderr(fs::File::create(site.path("held.stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    strata_testkit::wait_for(
+        "the held backup's summary write",
+        COMMAND_LIMIT,
+        Duration::from_millis(20),
+        || {
+            if let Some(status) = held.try_wait().unwrap() {
+                panic!(
+                    "the held backup ended ({status}): {} {}",
+                    fs::read_to_string(site.path("held.stderr")).unwrap_or_default(),
+                    fs::read_to_string(site.path("held.stdout")).unwrap_or_default()
+                );
+            }
+            hold.join("held").exists()
+        },
+    );
+    run.step("delete-busy", &["delete", backup]);
+    // Killed, not let go: it leaves no backup behind, and a dead holder's lock is void.
+    held.kill().unwrap();
+    held.wait().unwrap();
 }
 
 /// Runs the scenario in-process and through a server, each on a fresh site; returns the
