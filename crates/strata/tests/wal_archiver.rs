@@ -332,6 +332,18 @@ fn over_the_queue_limit_a_failing_push_is_dropped_loudly_and_counted() {
         said.contains("1 WAL segments were acknowledged WITHOUT"),
         "{said}"
     );
+    // The server counts it in /metrics and names it on the dashboard's WAL card.
+    let mut cmd = site.command(&[]);
+    cmd.env("STRATA_TOKEN", "queue-token");
+    let server = common::server::Server::start(cmd, &site.dir.path().join("server.log"));
+    let reply = common::server::http(&server.url, "GET", "/metrics", Some("queue-token"), "");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(
+        reply.body.lines().any(|l| l == "strata_wal_dropped_total{storage=\"main\"} 1"),
+        "{}",
+        reply.body
+    );
+    drop(server);
     site.push(&third);
     archiver.stop();
     // The archive has the segments before and after the drop, not the dropped one.
