@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod cluster;
 pub mod component;
 pub mod config;
+mod config_load;
 pub mod copy;
 mod error;
 pub mod events;

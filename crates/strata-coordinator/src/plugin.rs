@@ -14,6 +14,7 @@
 use crate::config::{ComponentConfig, Config, ConfigError, NodeConfig};
 use crate::node::NodeApi;
 use crate::CoordinatorResult;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use strata_agent::backup::NodeSource;
 use strata_agent::service::NodePlugin;
@@ -23,6 +24,109 @@ use strata_repo::summary::NodeSummary;
 pub mod etcd;
 pub mod external;
 pub mod postgres;
+
+/// Checks `[[components]]` and `[[hooks]]` with the plugins they name: names,
+/// references, every node in exactly one component, each plugin's own node settings.
+pub(crate) fn check_components(config: &Config) -> Result<(), ConfigError> {
+    let invalid = |m: String| Err(ConfigError::Invalid(m));
+    if !config.components.is_empty() && config.plugin != "files" {
+        return invalid(format!(
+            "plugin = {:?} and [[components]] do not go together: give the plugin in its component",
+            config.plugin
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for (component, plugin) in crate::plugin::configured(config)? {
+        let name = &component.name;
+        if !crate::config::valid_name(name) || !names.insert(name.clone()) {
+            return invalid(format!(
+                "component name {name:?} must be unique and 1-64 letters, digits, '-', '_' or '.'"
+            ));
+        }
+        if plugin.is_external() != component.nodes.is_empty() && !config.components.is_empty() {
+            return invalid(match plugin.is_external() {
+                true => format!(
+                    "component {name:?}: a {} component has no nodes",
+                    component.plugin
+                ),
+                false => format!("component {name:?} has no nodes"),
+            });
+        }
+        let sections = [
+            ("http", component.http.is_some()),
+            ("command", component.command.is_some()),
+            ("etcd", component.etcd.is_some()),
+        ];
+        if let Some((section, _)) = sections
+            .iter()
+            .find(|(section, set)| *set && *section != component.plugin)
+        {
+            return invalid(format!(
+                "component {name:?}: [components.{section}] belongs to a {section} component, not a {} one",
+                component.plugin
+            ));
+        }
+        let rules = component.rename.iter().chain(&component.move_prefix);
+        if rules.clone().next().is_some() && !plugin.restore_rules() {
+            return invalid(format!(
+                "component {name:?}: rename and move_prefix rewrite stores that hold names (etcd), not {} components",
+                component.plugin
+            ));
+        }
+        for rule in rules {
+            if let Err(e) = strata_etcd::Restore::parse_rule(rule) {
+                return invalid(format!("component {name:?}: {e}"));
+            }
+        }
+        for node in &component.nodes {
+            let Some(config) = config.nodes.iter().find(|n| &n.name == node) else {
+                return invalid(format!(
+                    "component {name:?}: node {node:?} is not one of the configured [[nodes]]"
+                ));
+            };
+            if let Some(other) = owner.insert(node.clone(), name.clone()) {
+                return invalid(format!(
+                    "node {node:?} is in two components, {other:?} and {name:?}"
+                ));
+            }
+            if config.url.is_none() {
+                plugin.check_node(config).map_err(ConfigError::Invalid)?;
+            }
+        }
+    }
+    if let Some(lost) = config.nodes.iter().find(|n| !owner.contains_key(&n.name)) {
+        return invalid(format!(
+            "node {:?} is in no component: add it to one of the [[components]]",
+            lost.name
+        ));
+    }
+    let names: Vec<String> = config.components().into_iter().map(|c| c.name).collect();
+    let nodes: Vec<String> = config.nodes.iter().map(|n| n.name.clone()).collect();
+    let mut named: BTreeMap<(String, String), ()> = BTreeMap::new();
+    for hook in &config.hooks {
+        hook.validate(&names, &nodes)
+            .map_err(ConfigError::Invalid)?;
+        if let (Some(node), Some(component)) = (&hook.node, &hook.component) {
+            if owner.get(node).is_some_and(|c| c != component) {
+                return invalid(format!(
+                    "hook {:?}: node {node:?} is not in component {component:?}, so the hook would never run",
+                    hook.label()
+                ));
+            }
+        }
+        // An agent finds a node's hooks by name: two alike would be one.
+        if let Some(node) = &hook.node {
+            if named.insert((node.clone(), hook.label()), ()).is_some() {
+                return invalid(format!(
+                    "two hooks of node {node:?} are named {:?}: give them distinct `name`s",
+                    hook.label()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
 
 pub use postgres::Postgres;
 

@@ -33,6 +33,14 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
+/// Checks what `[retention]` holds that only this module reads (`keep_within`).
+pub(crate) fn check(config: &RetentionConfig) -> Result<(), crate::config::ConfigError> {
+    if let Some(within) = &config.keep_within {
+        parse_within(within).map_err(crate::config::ConfigError::Invalid)?;
+    }
+    Ok(())
+}
+
 /// Parses `14d`, `2w3d`, `36h`: weeks, days and hours.
 pub fn parse_within(text: &str) -> Result<Duration, String> {
     let bad = || format!("keep_within {text:?}: write a duration like 14d, 2w3d or 36h");

@@ -22,6 +22,21 @@ pub const KINDS: &[&str] = &["backup", "restore", "cleanup", "verify", "tables",
 pub const PHASES: &[&str] = &["started", "succeeded", "failed", "partial"];
 
 /// Whether `name` (`backup.failed`, `verify.*`, `*`) names events strata sends.
+/// Checks that every `[[webhooks]]` entry asks for events strata sends.
+pub(crate) fn check(hooks: &[WebhookConfig]) -> Result<(), ConfigError> {
+    for hook in hooks {
+        if let Some(bad) = hook.events.iter().find(|e| !valid_event_pattern(e)) {
+            return Err(ConfigError::Invalid(format!(
+                "webhook {}: event {bad:?} is not one strata sends (KIND.PHASE with KIND one of {} and PHASE one of {}, or *)",
+                hook.url,
+                KINDS.join(", "),
+                PHASES.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 pub fn valid_event_pattern(name: &str) -> bool {
     if name == "*" {
         return true;

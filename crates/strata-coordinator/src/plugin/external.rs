@@ -7,85 +7,14 @@
 use super::{ExternalOutcome, Plugin};
 use crate::config::{Config, NodeConfig};
 use crate::hooks::{Action, HookEnv};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use strata_agent::backup::NodeSource;
 use strata_agent::service::NodePlugin;
 
-/// `[components.http]`: an HTTP backup API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpComponent {
-    /// Starts a snapshot: `"POST http://engine:8080/backups"`; the JSON answer carries its
-    /// id at `id_field`.
-    pub backup: String,
-    /// Where the id is in the answer: a field name or a `/`-separated path (`snapshot/id`).
-    #[serde(default = "default_id_field")]
-    pub id_field: String,
-    /// Polled until the snapshot is done or failed: `"GET http://engine:8080/backups/{id}"`.
-    /// Without it, the snapshot is done when `backup` answers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
-    /// Where the state is in the answers.
-    #[serde(default = "default_state_field")]
-    pub state_field: String,
-    /// States that mean done, and failed (any other state: still running).
-    #[serde(default = "default_done")]
-    pub done: Vec<String>,
-    #[serde(default = "default_failed")]
-    pub failed: Vec<String>,
-    /// Restores snapshot `{id}`: `"POST http://engine:8080/backups/{id}/restore"`.
-    pub restore: String,
-    /// Polled until the restore is done or failed (`{id}`: the snapshot).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub restore_state: Option<String>,
-    /// Between two polls (default 1s).
-    #[serde(default = "default_poll")]
-    pub poll: String,
-    /// The most one snapshot or restore may take (default 1h).
-    #[serde(default = "default_limit")]
-    pub timeout: String,
-}
-
-/// `[components.command]`: commands that drive the system's backup.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CommandComponent {
-    /// Takes a snapshot and prints its id: the last line of its output, or a JSON object
-    /// with `id` (and `state`). Exit 0: the snapshot is done.
-    pub backup: Vec<String>,
-    /// Restores a snapshot: `{id}` in an argument is replaced by the snapshot's id, which
-    /// is also in `STRATA_SNAPSHOT_ID`.
-    pub restore: Vec<String>,
-    /// The most one call may take (default 1h).
-    #[serde(default = "default_limit")]
-    pub timeout: String,
-}
-
-fn default_id_field() -> String {
-    "id".into()
-}
-fn default_state_field() -> String {
-    "state".into()
-}
-fn default_done() -> Vec<String> {
-    ["completed", "complete", "done", "succeeded", "success"]
-        .map(String::from)
-        .to_vec()
-}
-fn default_failed() -> Vec<String> {
-    ["failed", "error", "aborted", "cancelled"]
-        .map(String::from)
-        .to_vec()
-}
-fn default_poll() -> String {
-    "1s".into()
-}
-fn default_limit() -> String {
-    "1h".into()
-}
+use crate::config::default_failed;
+pub use crate::config::{CommandComponent, HttpComponent};
 
 fn duration(text: &str, what: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| format!("{what} {text:?}: {e}"))

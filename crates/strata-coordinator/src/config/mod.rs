@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod components;
+pub(crate) use components::default_failed;
+pub use components::{CommandComponent, ComponentConfig, HttpComponent, NodeConfig};
+
 /// The documented default configuration of this crate's sections (with `[postgres]`,
 /// which strata-postgres owns), up to where the sections of crates beside this one are
 /// printed.
@@ -630,65 +634,6 @@ impl StorageConfig {
     }
 }
 
-/// One component of the cluster's backups (`[[components]]`): a plugin with its nodes,
-/// or an external system (`command`, `http`) driven through its own backup API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ComponentConfig {
-    pub name: String,
-    /// `files`, `postgres`, `command` or `http`.
-    pub plugin: String,
-    /// The [[nodes]] it backs up (none for `command` and `http`).
-    #[serde(default)]
-    pub nodes: Vec<String>,
-    /// Not deployed everywhere: when none of its nodes answers (or it fails), the backup
-    /// records it `absent` (or `failed`) and is not failed for it.
-    #[serde(default)]
-    pub optional: bool,
-    /// Restore order, lower first (default: the plugin's, 100 for data, lower for
-    /// topology stores).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub order: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<crate::plugin::external::HttpComponent>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<crate::plugin::external::CommandComponent>,
-    /// `[components.etcd]`: how to reach the etcd cluster and which keys to back up.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub etcd: Option<strata_etcd::Settings>,
-    /// Restore rules of a store that names hosts (etcd): `OLD=NEW` rewrites of node
-    /// names and endpoints in keys and values, applied on every restore.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub rename: Vec<String>,
-    /// `FROM=TO`: keys under prefix FROM are restored under TO.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub move_prefix: Option<String>,
-}
-
-/// One node of the cluster.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NodeConfig {
-    pub name: String,
-    /// Address of a remote agent (`http://host:7370`); nodes without one run in-process.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// What the node backs up. A remote node's own configuration says that; here it may
-    /// stay empty.
-    #[serde(default)]
-    pub roots: Vec<String>,
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// Zone (rack, availability zone): recorded in backups; a restore onto nodes with other
-    /// names puts each backup node on a node of its zone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub zone: Option<String>,
-    /// The node's PostgreSQL (with `plugin = "postgres"`): its data directory is what the
-    /// node backs up.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub postgres: Option<strata_postgres::NodeSettings>,
-}
-
 impl Default for Config {
     fn default() -> Self {
         let mut storages = BTreeMap::new();
@@ -753,38 +698,7 @@ pub(crate) fn valid_name(name: &str) -> bool {
 }
 
 impl Config {
-    /// Parses a configuration text; `base` is the directory relative paths refer to.
-    pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<Config, ConfigError> {
-        let table: toml::Table = toml::from_str(text).map_err(|e| parse_error(origin, e))?;
-        Config::from_table(table, origin, base)
-    }
-
-    /// The configuration from a file already parsed as TOML, with the sections other
-    /// crates own taken out (any left is an unknown field); `origin` names the file in
-    /// errors and `base` is the directory relative paths refer to.
-    pub fn from_table(
-        table: toml::Table,
-        origin: &Path,
-        base: &Path,
-    ) -> Result<Config, ConfigError> {
-        let mut config: Config = table.try_into().map_err(|e| parse_error(origin, e))?;
-        config.resolve_paths(base);
-        config.validate()?;
-        config.source_path = Some(std::path::absolute(origin).unwrap_or(origin.to_path_buf()));
-        Ok(config)
-    }
-
-    /// Reads a configuration file.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, path, base)
-    }
-
-    fn resolve_paths(&mut self, base: &Path) {
+    pub(crate) fn resolve_paths(&mut self, base: &Path) {
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -882,111 +796,9 @@ impl Config {
         }]
     }
 
-    /// Checks `[[components]]` and `[[hooks]]`: names, references, every node in exactly
-    /// one component.
-    fn validate_components(&self) -> Result<(), ConfigError> {
-        let invalid = |m: String| Err(ConfigError::Invalid(m));
-        if !self.components.is_empty() && self.plugin != "files" {
-            return invalid(format!(
-                "plugin = {:?} and [[components]] do not go together: give the plugin in its component",
-                self.plugin
-            ));
-        }
-        let mut names = std::collections::HashSet::new();
-        let mut owner: BTreeMap<String, String> = BTreeMap::new();
-        for (component, plugin) in crate::plugin::configured(self)? {
-            let name = &component.name;
-            if !valid_name(name) || !names.insert(name.clone()) {
-                return invalid(format!(
-                    "component name {name:?} must be unique and 1-64 letters, digits, '-', '_' or '.'"
-                ));
-            }
-            if plugin.is_external() != component.nodes.is_empty() && !self.components.is_empty() {
-                return invalid(match plugin.is_external() {
-                    true => format!(
-                        "component {name:?}: a {} component has no nodes",
-                        component.plugin
-                    ),
-                    false => format!("component {name:?} has no nodes"),
-                });
-            }
-            let sections = [
-                ("http", component.http.is_some()),
-                ("command", component.command.is_some()),
-                ("etcd", component.etcd.is_some()),
-            ];
-            if let Some((section, _)) = sections
-                .iter()
-                .find(|(section, set)| *set && *section != component.plugin)
-            {
-                return invalid(format!(
-                    "component {name:?}: [components.{section}] belongs to a {section} component, not a {} one",
-                    component.plugin
-                ));
-            }
-            let rules = component.rename.iter().chain(&component.move_prefix);
-            if rules.clone().next().is_some() && !plugin.restore_rules() {
-                return invalid(format!(
-                    "component {name:?}: rename and move_prefix rewrite stores that hold names (etcd), not {} components",
-                    component.plugin
-                ));
-            }
-            for rule in rules {
-                if let Err(e) = strata_etcd::Restore::parse_rule(rule) {
-                    return invalid(format!("component {name:?}: {e}"));
-                }
-            }
-            for node in &component.nodes {
-                let Some(config) = self.nodes.iter().find(|n| &n.name == node) else {
-                    return invalid(format!(
-                        "component {name:?}: node {node:?} is not one of the configured [[nodes]]"
-                    ));
-                };
-                if let Some(other) = owner.insert(node.clone(), name.clone()) {
-                    return invalid(format!(
-                        "node {node:?} is in two components, {other:?} and {name:?}"
-                    ));
-                }
-                if config.url.is_none() {
-                    plugin.check_node(config).map_err(ConfigError::Invalid)?;
-                }
-            }
-        }
-        if let Some(lost) = self.nodes.iter().find(|n| !owner.contains_key(&n.name)) {
-            return invalid(format!(
-                "node {:?} is in no component: add it to one of the [[components]]",
-                lost.name
-            ));
-        }
-        let names: Vec<String> = self.components().into_iter().map(|c| c.name).collect();
-        let nodes: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
-        let mut named: BTreeMap<(String, String), ()> = BTreeMap::new();
-        for hook in &self.hooks {
-            hook.validate(&names, &nodes)
-                .map_err(ConfigError::Invalid)?;
-            if let (Some(node), Some(component)) = (&hook.node, &hook.component) {
-                if owner.get(node).is_some_and(|c| c != component) {
-                    return invalid(format!(
-                        "hook {:?}: node {node:?} is not in component {component:?}, so the hook would never run",
-                        hook.label()
-                    ));
-                }
-            }
-            // An agent finds a node's hooks by name: two alike would be one.
-            if let Some(node) = &hook.node {
-                if named.insert((node.clone(), hook.label()), ()).is_some() {
-                    return invalid(format!(
-                        "two hooks of node {node:?} are named {:?}: give them distinct `name`s",
-                        hook.label()
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Checks what TOML types cannot: names, references, ranges.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks what TOML types cannot and this module can alone: names, references,
+    /// ranges. [`Config::validate`] adds the checks of the modules that own the rest.
+    pub(crate) fn check_sections(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         for (name, storage) in &self.storages {
             storage.validate(name).map_err(ConfigError::Invalid)?;
@@ -1031,24 +843,11 @@ impl Config {
                 }
             }
         }
-        self.validate_components()?;
         for hook in &self.webhooks {
             if !(hook.url.starts_with("http://") || hook.url.starts_with("https://")) {
                 return invalid(format!(
                     "webhook url {:?} must start with http:// or https://",
                     hook.url
-                ));
-            }
-            if let Some(bad) = hook
-                .events
-                .iter()
-                .find(|e| !crate::webhooks::valid_event_pattern(e))
-            {
-                return invalid(format!(
-                    "webhook {}: event {bad:?} is not one strata sends (KIND.PHASE with KIND one of {} and PHASE one of {}, or *)",
-                    hook.url,
-                    crate::webhooks::KINDS.join(", "),
-                    crate::webhooks::PHASES.join(", ")
                 ));
             }
         }
@@ -1078,12 +877,8 @@ impl Config {
                 self.retention.timezone
             ));
         }
-        if let Some(within) = &self.retention.keep_within {
-            crate::retention::parse_within(within).map_err(ConfigError::Invalid)?;
-        }
         let mut names = std::collections::HashSet::new();
         for schedule in &self.schedules {
-            crate::schedule::check(schedule).map_err(ConfigError::Invalid)?;
             if !names.insert(schedule.name()) {
                 return invalid(format!(
                     "two schedules are named {:?}: give them distinct `name`s",
