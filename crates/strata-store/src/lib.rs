@@ -5,7 +5,10 @@
 //! object storage offers. Concerns such as retries, caching, request counting or fault
 //! injection are meant to be wrappers that implement the same trait around another store,
 //! so the repository engine never needs to know which backend or which wrappers it talks
-//! to.
+//! to. A wrapper implements every method of the trait, the default ones too, and its impl
+//! denies `clippy::missing_trait_methods`: a default method added later would otherwise
+//! run over the wrapper itself and skip what it adds (a cache's fresh listing served from
+//! what it remembers, a listing neither counted nor retried).
 //!
 //! Keys are `/`-separated relative paths such as `data/ab/abcdef...`. They never start
 //! with `/` and never contain `..`; [`validate_key`] enforces that for every backend.

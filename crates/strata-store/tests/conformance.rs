@@ -1,11 +1,16 @@
 //! One conformance suite for every backend: the local directory and real S3, Azure Blob
-//! and GCS servers. Each backend must behave the same for everything strata relies on.
+//! and GCS servers. Each backend must behave the same for everything strata relies on,
+//! and so must the stack of wrappers the product puts around a backend (see [`Stack`]).
 
 mod servers;
 
 use bytes::Bytes;
 use std::sync::Arc;
-use strata_store::{open_cloud, CloudStore, DynStore, LocalStore, Store, StoreError};
+use std::time::{Duration, Instant};
+use strata_store::{
+    open_cloud, CachingStore, CloudStore, CountingStore, DynStore, Fence, FencedStore, LocalStore,
+    RetryConfig, RetryStore, Store, StoreError,
+};
 
 async fn conformance(store: DynStore) {
     let name = store.describe();
@@ -199,12 +204,223 @@ async fn local_directory() {
     conformance(Arc::new(LocalStore::new(dir.path().join("repo")))).await;
 }
 
+/// A repository's key rules, written out: this crate sits below the one that owns the
+/// layout (`strata_repo::layout`), which hands the same rules to the stack it builds.
+mod layout {
+    const CACHEABLE: [&str; 7] = [
+        "summaries/",
+        "manifests/",
+        "index/",
+        "keys/",
+        "verified/",
+        "pins/",
+        "listing/",
+    ];
+    const VISIBLE: [&str; 6] = [
+        "index/",
+        "manifests/",
+        "summaries/",
+        "archive/",
+        "listing/",
+        "gc/condemned/",
+    ];
+    const LISTING_GENERATION: &str = "listing/generation";
+
+    pub fn cache_rule() -> strata_store::CacheRule {
+        strata_store::CacheRule {
+            cacheable: |key| {
+                key == "config"
+                    || (key != LISTING_GENERATION && CACHEABLE.iter().any(|p| key.starts_with(p)))
+            },
+            generation_key: "config",
+            remembered_listing: "keys/",
+        }
+    }
+
+    pub fn makes_visible(key: &str) -> bool {
+        key != LISTING_GENERATION && VISIBLE.iter().any(|p| key.starts_with(p))
+    }
+
+    pub fn delete_needs_lock(key: &str) -> bool {
+        !key.starts_with("locks/") && !key.starts_with("writers/")
+    }
+}
+
+/// The wrappers around a backend as the product stacks them for an object storage
+/// (`strata_coordinator::Storage`): the fence right over the backend, request counting
+/// over it, the local cache over that, retries outermost.
+struct Stack {
+    store: DynStore,
+    requests: CountingStore,
+    backend: DynStore,
+    _cache: tempfile::TempDir,
+}
+
+impl Stack {
+    fn over(backend: DynStore) -> Stack {
+        let cache = tempfile::tempdir().unwrap();
+        let fenced: DynStore = Arc::new(
+            FencedStore::new(backend.clone(), layout::makes_visible)
+                .fencing_deletes(layout::delete_needs_lock),
+        );
+        let requests = CountingStore::new(fenced);
+        let cached: DynStore = Arc::new(CachingStore::new(
+            Arc::new(requests.clone()),
+            layout::cache_rule(),
+            cache.path().join("location"),
+            64 << 20,
+        ));
+        let store: DynStore = Arc::new(RetryStore::new(cached, RetryConfig::default()));
+        Stack {
+            store,
+            requests,
+            backend,
+            _cache: cache,
+        }
+    }
+
+    /// Every conformance check through the stack, then what only a stack has: the fence
+    /// reached from the outside, listings counted, the remembered listing.
+    async fn conformance(self) {
+        conformance(self.store.clone()).await;
+        self.listings().await;
+        self.fence().await;
+    }
+
+    /// Every listing is one counted LIST (a fresh one and the tail after a key too); the
+    /// cache remembers the listing of `keys/`, `list_fresh` asks the store past it, and
+    /// `list_after` answers what `list` would.
+    async fn listings(&self) {
+        let (store, name) = (&self.store, self.store.describe());
+        let keys =
+            |v: Vec<strata_store::ObjectMeta>| v.into_iter().map(|m| m.key).collect::<Vec<_>>();
+        let lists = || self.requests.counts().list;
+        store.put("keys/a", Bytes::from_static(b"k")).await.unwrap();
+        let before = (lists(), self.requests.keys_listed());
+        assert_eq!(
+            keys(store.list("keys/").await.unwrap()),
+            ["keys/a"],
+            "{name}"
+        );
+        assert_eq!(
+            keys(store.list("keys/").await.unwrap()),
+            ["keys/a"],
+            "{name}"
+        );
+        assert_eq!(
+            lists(),
+            before.0 + 1,
+            "{name}: the second listing is remembered"
+        );
+        assert_eq!(self.requests.keys_listed(), before.1 + 1, "{name}");
+        // Another host adds a key: the remembered listing lacks it until asked afresh.
+        self.backend
+            .put("keys/b", Bytes::from_static(b"k"))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .list_after("keys/", "keys/a")
+                .await
+                .unwrap()
+                .is_empty(),
+            "{name}"
+        );
+        assert_eq!(
+            lists(),
+            before.0 + 1,
+            "{name}: served from the remembered listing"
+        );
+        let fresh = store.list_fresh("keys/").await.unwrap();
+        assert!(fresh.iter().all(|o| o.modified.is_some()), "{name}");
+        assert_eq!(keys(fresh), ["keys/a", "keys/b"], "{name}");
+        assert_eq!(lists(), before.0 + 2, "{name}: a fresh listing is a LIST");
+        assert_eq!(
+            keys(store.list_after("keys/", "keys/a").await.unwrap()),
+            ["keys/b"],
+            "{name}"
+        );
+        assert_eq!(
+            keys(store.list("keys/").await.unwrap()),
+            ["keys/a", "keys/b"]
+        );
+        assert_eq!(lists(), before.0 + 2, "{name}: remembered again");
+        // Elsewhere the tail comes from the store, one LIST with the keys it returned.
+        let listed = self.requests.keys_listed();
+        assert_eq!(
+            keys(store.list_after("summaries/", "").await.unwrap()),
+            ["summaries/b"],
+            "{name}"
+        );
+        assert_eq!(lists(), before.0 + 3, "{name}");
+        assert_eq!(self.requests.keys_listed(), listed + 1, "{name}");
+        for key in ["keys/a", "keys/b"] {
+            store.delete(key).await.unwrap();
+        }
+    }
+
+    /// The fence of the backend's location is reached through every wrapper, and a lock
+    /// past its deadline stops visible writes and fenced deletes, at once (not retried).
+    async fn fence(&self) {
+        let (store, name) = (&self.store, self.store.describe());
+        let fence = store
+            .fence()
+            .expect("the fence is reached through the stack");
+        assert!(
+            fence.same_as(&Fence::of_location(&self.backend.describe())),
+            "{name}"
+        );
+        let puts = self.requests.counts().put;
+        let guard = fence.guard("backup b", Instant::now() - Duration::from_millis(1));
+        let err = store
+            .put("summaries/late", Bytes::from_static(b"s"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Fenced { .. }), "{name}: {err}");
+        let err = store.delete("summaries/b").await.unwrap_err();
+        assert!(matches!(err, StoreError::Fenced { .. }), "{name}: {err}");
+        // Packs and locks are not fenced.
+        store
+            .put("data/ab/late", Bytes::from_static(b"p"))
+            .await
+            .unwrap();
+        store.delete("locks/cluster").await.unwrap();
+        assert_eq!(self.requests.counts().put, puts + 2, "{name}: no retry");
+        drop(guard);
+        assert!(store
+            .get("summaries/late")
+            .await
+            .unwrap_err()
+            .is_not_found());
+        assert_eq!(&store.get("summaries/b").await.unwrap()[..], b"12345");
+        store.delete("summaries/b").await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn local_directory_through_the_wrappers() {
+    let dir = tempfile::tempdir().unwrap();
+    Stack::over(Arc::new(LocalStore::new(dir.path().join("repo"))))
+        .conformance()
+        .await;
+}
+
 #[tokio::test]
 async fn s3_server() {
     let server = servers::s3();
     conformance(Arc::new(
         CloudStore::open(&server.url, &server.options).unwrap(),
     ))
+    .await;
+}
+
+#[tokio::test]
+async fn s3_server_through_the_wrappers() {
+    let server = servers::s3();
+    Stack::over(Arc::new(
+        CloudStore::open(&server.url, &server.options).unwrap(),
+    ))
+    .conformance()
     .await;
 }
 
@@ -218,9 +434,27 @@ async fn azure_blob_emulator() {
 }
 
 #[tokio::test]
+async fn azure_blob_emulator_through_the_wrappers() {
+    let server = servers::azure();
+    Stack::over(Arc::new(
+        CloudStore::open(&server.url, &server.options).unwrap(),
+    ))
+    .conformance()
+    .await;
+}
+
+#[tokio::test]
 async fn gcs_emulator() {
     let server = servers::gcs();
     conformance(open_cloud(&server.url, &server.options).unwrap()).await;
+}
+
+#[tokio::test]
+async fn gcs_emulator_through_the_wrappers() {
+    let server = servers::gcs();
+    Stack::over(open_cloud(&server.url, &server.options).unwrap())
+        .conformance()
+        .await;
 }
 
 #[test]
@@ -241,8 +475,14 @@ fn descriptions_never_hold_credentials() {
 
 /// Every request to a bucket (or container) that does not exist says so, and is neither
 /// "not found" (which reads as "no repository here") nor retried; a missing object of a
-/// bucket that exists stays "not found".
+/// bucket that exists stays "not found". The same through the wrappers' stack.
 async fn missing_bucket(present: DynStore, absent: DynStore, kind: &str, writes: bool) {
+    missing_bucket_in(present.clone(), absent.clone(), kind, writes).await;
+    let (present, absent) = (Stack::over(present), Stack::over(absent));
+    missing_bucket_in(present.store.clone(), absent.store.clone(), kind, writes).await;
+}
+
+async fn missing_bucket_in(present: DynStore, absent: DynStore, kind: &str, writes: bool) {
     assert!(present
         .get("no-such-object")
         .await
