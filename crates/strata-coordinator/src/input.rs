@@ -4,8 +4,8 @@
 //! (see [`strata_postgres::recovery_input`]). [`crate::cluster::Coordinator::restore`]
 //! runs it before anything is locked or written; the API runs it first to answer 400.
 
-use crate::cluster::RestorePlan;
 use crate::error::CoordinatorError;
+use crate::restore_plan::RestorePlan;
 
 /// The longest include path taken (PostgreSQL's and Linux's `PATH_MAX`).
 const MAX_INCLUDE: usize = 4096;

@@ -21,6 +21,7 @@ pub mod events;
 pub mod gc;
 #[cfg(test)]
 mod gc_model;
+mod node_calls;
 /// Hooks live in their own crate, shared with node agents.
 pub use strata_hooks as hooks;
 pub mod input;
@@ -39,6 +40,7 @@ pub mod plugin;
 pub mod remote;
 pub mod repair;
 pub mod restore;
+pub mod restore_plan;
 pub mod retention;
 pub mod schedule;
 pub mod setup;

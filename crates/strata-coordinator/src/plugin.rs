@@ -209,7 +209,7 @@ pub trait Plugin: Send + Sync {
 
     /// The recovery the nodes run after their files are back (PostgreSQL), from the
     /// user's restore plan; `None`: a plain files restore.
-    fn recovery(&self, _plan: &crate::cluster::RestorePlan) -> Option<RecoveryPlan> {
+    fn recovery(&self, _plan: &crate::restore_plan::RestorePlan) -> Option<RecoveryPlan> {
         None
     }
 

@@ -5,9 +5,9 @@
 //! [`strata_agent::service::PostgresAgent`].
 
 use super::{Files, Plugin};
-use crate::cluster::RestorePlan;
 use crate::config::{Config, NodeConfig, PostgresConfig};
 use crate::node::NodeApi;
+use crate::restore_plan::RestorePlan;
 use crate::{CoordinatorError, CoordinatorResult};
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,9 +121,9 @@ impl Plugin for Postgres {
         nodes: &[Arc<dyn NodeApi>],
     ) -> CoordinatorResult<Option<Vec<usize>>> {
         let role = &self.settings.backup_from;
-        let answers = crate::cluster::on_nodes(&(0..nodes.len()).collect::<Vec<_>>(), |i| {
+        let answers = crate::node_calls::on_nodes(&(0..nodes.len()).collect::<Vec<_>>(), |i| {
             let node = nodes[i].clone();
-            async move { crate::cluster::quick_call(node.metadata()).await }
+            async move { crate::node_calls::quick_call(node.metadata()).await }
         })
         .await;
         let mut seen = Vec::new();

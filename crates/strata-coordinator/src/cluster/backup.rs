@@ -1,0 +1,716 @@
+//! A backup over the nodes: scan in parallel, assign and upload the missing chunks, write
+//! the manifests, then the summary.
+
+use super::*;
+
+impl Coordinator {
+    /// Takes the cluster lock and prepares a backup of every node; run it with
+    /// [`Pending::run`] (or let [`Coordinator::start_backup`] run it in the background).
+    /// Refused with [`CoordinatorError::Busy`] while another operation holds the cluster.
+    /// `who` asked for it (see [`crate::events::Action::who`]).
+    pub async fn backup(self: &Arc<Self>, who: &str) -> CoordinatorResult<Pending<BackupSummary>> {
+        let first = self.backup_attempt(who, None).await?;
+        let op = first.run.op.clone();
+        let coordinator = self.clone();
+        let who = who.to_string();
+        let task = async move {
+            let mut attempt = first;
+            let mut number = 1;
+            loop {
+                let BackupAttempt {
+                    run,
+                    lock,
+                    components,
+                    absent,
+                    name,
+                } = attempt;
+                let outcome = backup(&run, lock, &components, absent).await;
+                // A component whose data did not belong with the rest (etcd's checked
+                // keys changed) may ask for the whole backup again: only new snapshots
+                // of every component pair the data with one topology.
+                let again = match (&outcome, run.retry.lock().unwrap().clone()) {
+                    (Ok(_), Some((why, retries))) if number <= retries => Some(why),
+                    _ => None,
+                };
+                finish_operation(
+                    &run,
+                    &name,
+                    &outcome,
+                    backup_state,
+                    backup_detail,
+                    again.is_none(),
+                )
+                .await;
+                let Some(why) = again else {
+                    return outcome;
+                };
+                number += 1;
+                run.op.log(format!(
+                    "backup {name} failed ({why}); backing up again, attempt {number}"
+                ));
+                match coordinator.backup_attempt(&who, Some(run.op.clone())).await {
+                    Ok(next) => attempt = next,
+                    Err(err) => {
+                        // Nothing more can be tried: the failed attempt is the outcome.
+                        run.op.log(format!(
+                            "attempt {number} could not start: {}",
+                            crate::error_chain(&err)
+                        ));
+                        settle(&run.op, &outcome, backup_state);
+                        return outcome;
+                    }
+                }
+            }
+        };
+        Ok(Pending {
+            op,
+            task: Box::pin(task),
+        })
+    }
+
+    /// Prepares one attempt of a backup: components, members, the lock and the leases;
+    /// `op`: the operation a new attempt continues.
+    async fn backup_attempt(
+        self: &Arc<Self>,
+        who: &str,
+        op: Option<Arc<Operation>>,
+    ) -> CoordinatorResult<BackupAttempt> {
+        let components = self.components();
+        if self.nodes.is_empty() && !components.iter().any(|c| c.plugin.is_external()) {
+            return Err(CoordinatorError::NothingToDo(
+                "no nodes to back up: give a path (`strata backup DIR`) or configure [[nodes]]"
+                    .into(),
+            ));
+        }
+        // What a process that died left paused is resumed before anything is paused
+        // again.
+        self.resume_orphans().await;
+        let mut members = Vec::new();
+        let mut optional = HashSet::new();
+        let mut absent = BTreeMap::new();
+        for component in components.iter().filter(|c| !c.plugin.is_external()) {
+            let nodes: Vec<Arc<dyn NodeApi>> = component
+                .nodes
+                .iter()
+                .map(|&i| self.nodes[i].clone())
+                .collect();
+            if component.optional && !self.any_reachable(&component.nodes).await {
+                absent.insert(
+                    component.name.clone(),
+                    "none of its nodes answers".to_string(),
+                );
+                continue;
+            }
+            let mine = match component.plugin.backup_members(&nodes).await {
+                Ok(Some(mine)) => mine.into_iter().map(|k| component.nodes[k]).collect(),
+                Ok(None) => component.nodes.clone(),
+                Err(err) if component.optional => {
+                    absent.insert(component.name.clone(), crate::error_chain(&err));
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            if component.optional {
+                optional.extend(component.nodes.iter().copied());
+            }
+            members.extend(mine);
+        }
+        let name = new_backup_name();
+        let (run, lock) = self
+            .begin(
+                name.clone(),
+                "backup",
+                &name,
+                Parties {
+                    members,
+                    optional,
+                    continues: op,
+                },
+                who,
+            )
+            .await?;
+        Ok(BackupAttempt {
+            run,
+            lock,
+            components,
+            absent,
+            name,
+        })
+    }
+
+    /// Whether any of `nodes` answers a metadata call (a short wait: this decides whether
+    /// an optional component is deployed).
+    async fn any_reachable(&self, nodes: &[usize]) -> bool {
+        let answers = on_nodes(nodes, |i| {
+            let node = self.nodes[i].clone();
+            async move { deadline(Duration::from_secs(3), node.metadata()).await }
+        })
+        .await;
+        answers.iter().any(|(_, a)| a.is_ok())
+    }
+
+    /// [`Coordinator::backup`], running in the background.
+    pub async fn start_backup(self: &Arc<Self>, who: &str) -> CoordinatorResult<Arc<Operation>> {
+        Ok(self.backup(who).await?.spawn())
+    }
+}
+
+/// Who takes part in an operation: the members (indexes of nodes), those of optional
+/// components, and the operation a new attempt continues, if any.
+pub(super) struct Parties {
+    pub(super) members: Vec<usize>,
+    pub(super) optional: HashSet<usize>,
+    pub(super) continues: Option<Arc<Operation>>,
+}
+
+/// One attempt of a backup, ready to run.
+struct BackupAttempt {
+    run: Arc<Run>,
+    lock: RepoLock,
+    components: Arc<Vec<Component>>,
+    absent: BTreeMap<String, String>,
+    name: String,
+}
+
+/// Counts an operation's end, reports it (audit log, webhooks), then publishes it: a
+/// client that sees the operation done finds its audit entry written.
+pub(super) async fn finish_operation<T: Serialize>(
+    run: &Run,
+    target: &str,
+    outcome: &CoordinatorResult<T>,
+    state_of: impl Fn(&T) -> OpState,
+    detail_of: impl Fn(&T) -> String,
+    last: bool,
+) {
+    let (state, detail) = match outcome {
+        Ok(result) => (state_of(result), detail_of(result)),
+        Err(err) => (OpState::Failed, crate::error_chain(err)),
+    };
+    let kind = run.op.status().kind;
+    let action = crate::events::Action {
+        who: &run.who,
+        kind: &kind,
+        target,
+        operation: Some(&run.id),
+    };
+    let outcome_name = match state {
+        OpState::Succeeded | OpState::Running => "succeeded",
+        OpState::Partial => "partial",
+        OpState::Failed => "failed",
+    };
+    run.coordinator
+        .stats
+        .lock()
+        .unwrap()
+        .finished(&kind, outcome_name, run.started.elapsed());
+    run.coordinator.report(&action, outcome_name, &detail).await;
+    if last {
+        settle(&run.op, outcome, state_of);
+    }
+}
+
+/// Sets an operation's end state and result (or error) from its last attempt's outcome.
+fn settle<T: Serialize>(
+    op: &Operation,
+    outcome: &CoordinatorResult<T>,
+    state_of: impl Fn(&T) -> OpState,
+) {
+    op.update(|s| match &outcome {
+        Ok(result) => {
+            s.state = state_of(result);
+            s.result = Some(serde_json::to_value(result).expect("results serialize"));
+        }
+        Err(err) => {
+            s.state = OpState::Failed;
+            s.error = Some(crate::error_chain(err));
+        }
+    });
+}
+
+/// The backup proper; see the module documentation. `absent` names the optional
+/// components that are not deployed, with why.
+/// Merges the small index objects under the garbage collection lock, which every other
+/// rewriter of index objects holds too; skipped when a collection runs (it merges them
+/// itself). A failure costs only a slower refresh for the next view.
+async fn merge_index_objects(repo: &Arc<Repository>, run: &str) {
+    if !repo.list_index_objects().await.is_ok_and(|objects| {
+        objects
+            .iter()
+            .filter(|o| o.size < strata_repo::index_merge::SMALL_OBJECT)
+            .count()
+            >= strata_repo::index_merge::MERGE_AT
+    }) {
+        return;
+    }
+    let Ok(lock) = crate::gc::take_gc_lock(repo, &format!("merge-{run}"), "index-merge").await
+    else {
+        return;
+    };
+    if let Err(err) = repo.merge_small_index_objects().await {
+        eprintln!("strata: warning: could not merge the small index objects: {err}");
+    }
+    lock.release().await;
+}
+
+async fn backup(
+    run: &Arc<Run>,
+    lock: RepoLock,
+    components: &[Component],
+    absent: BTreeMap<String, String>,
+) -> CoordinatorResult<BackupSummary> {
+    let coordinator = &run.coordinator;
+    let started = SystemTime::now();
+    let clock = Instant::now();
+    let requests_before = coordinator.requests.as_ref().map(|c| c.counts());
+    let present: Vec<&Component> = components
+        .iter()
+        .filter(|c| !absent.contains_key(&c.name))
+        .collect();
+    let scope = Scope {
+        components: present
+            .iter()
+            .map(|c| {
+                let nodes = c
+                    .nodes
+                    .iter()
+                    .filter(|i| run.members.contains(i))
+                    .map(|&i| coordinator.nodes[i].name().to_string())
+                    .collect();
+                (c.name.clone(), nodes)
+            })
+            .collect(),
+    };
+    let tasks = run.keep_alive(lock);
+    let mut hooks = run.hooks(HookOperation::Backup, &run.id);
+    // Why the whole backup failed before its steps (a hook), for components with no
+    // node to carry the reason.
+    let mut failed_early: Option<String> = None;
+    // Announced to garbage collection before any node reads the index: the packs this
+    // backup relies on are not deleted before its summary is visible (or its mark lapsed
+    // and its fence refuses the summary). See `strata_repo::condemned`.
+    let mark =
+        match crate::lock::mark_archive_writer(coordinator.repo.store().clone(), "backup").await {
+            Ok(mark) => Some(mark),
+            Err(err) => {
+                failed_early = Some(format!(
+                    "cannot announce the backup to garbage collection: {err}"
+                ));
+                None
+            }
+        };
+    if failed_early.is_none() {
+        if let Err(why) = hooks.check(&scope).await {
+            failed_early = Some(why);
+        } else if let Err(why) = hooks.run_at(HookPoint::Before, &scope, |_| None).await {
+            failed_early = Some(why);
+        } else if let Err(why) = hooks.pause_all(&scope).await {
+            failed_early = Some(why);
+        }
+    }
+    if let Some(why) = &failed_early {
+        run.fail_all(why);
+    }
+    let mut node_summaries: BTreeMap<usize, NodeSummary> = BTreeMap::new();
+    let mut external: BTreeMap<String, crate::plugin::ExternalOutcome> = BTreeMap::new();
+    if failed_early.is_none() && !run.fatal() {
+        let externals =
+            futures::future::join_all(present.iter().filter(|c| c.plugin.is_external()).map(|c| {
+                let env = HookEnv {
+                    operation: "backup".into(),
+                    id: run.id.clone(),
+                    backup: run.id.clone(),
+                    component: Some(c.name.clone()),
+                    phase: "backup".into(),
+                    ..HookEnv::default()
+                };
+                async move {
+                    let outcome = run.unless_stopped(c.plugin.external_backup(&env)).await;
+                    (c.name.clone(), outcome)
+                }
+            }));
+        let (summaries, outcomes) = tokio::join!(backup_steps(run), externals);
+        node_summaries = summaries;
+        external.extend(outcomes);
+        if !run.fatal() {
+            after_stored(run, &present, &mut node_summaries).await;
+        }
+    }
+    // The snapshots are stored (or will never be): resume what was paused, whatever
+    // happened.
+    let mut hook_errors = hooks.resume_all().await;
+    if failed_early.is_none() && !run.fatal() {
+        if let Err(why) = hooks
+            .run_at(HookPoint::AfterSnapshot, &scope, |_| None)
+            .await
+        {
+            hook_errors.push(why);
+        }
+    }
+    let lock = tasks.stop().await;
+
+    let failed_node = run.failures.first_outside(&run.optional);
+    let component_of = |i: usize| components.iter().find(|c| c.nodes.contains(&i));
+    let nodes: Vec<NodeSummary> = run
+        .members
+        .iter()
+        .map(|&i| {
+            let name = coordinator.nodes[i].name().to_string();
+            let zone = coordinator.zones[i].clone();
+            let component = component_of(i).map(|c| c.name.clone());
+            if let Some(why) = run.failures.get(i) {
+                return NodeSummary {
+                    name,
+                    zone,
+                    component,
+                    status: BackupStatus::Failed,
+                    error: Some(why),
+                    ..NodeSummary::default()
+                };
+            }
+            let summary = match (node_summaries.remove(&i), &failed_node) {
+                (Some(summary), None) => summary,
+                (summary, Some(bad)) => NodeSummary {
+                    name,
+                    status: BackupStatus::Failed,
+                    error: Some(format!(
+                        "not finished: node {} failed",
+                        coordinator.nodes[*bad].name()
+                    )),
+                    has_manifest: summary.is_some_and(|s| s.has_manifest),
+                    ..NodeSummary::default()
+                },
+                (None, None) => NodeSummary {
+                    name,
+                    status: BackupStatus::Failed,
+                    error: Some("no result".into()),
+                    ..NodeSummary::default()
+                },
+            };
+            NodeSummary {
+                zone,
+                component,
+                ..summary
+            }
+        })
+        .collect();
+    let component_summaries: Vec<ComponentSummary> = components
+        .iter()
+        .map(|c| component_summary(c, &nodes, &absent, &mut external, failed_early.as_deref()))
+        .collect();
+    let status = backup_status(&component_summaries);
+    let summary = BackupSummary {
+        name: run.id.clone(),
+        started: humantime::format_rfc3339_millis(started).to_string(),
+        duration_ms: clock.elapsed().as_millis() as u64,
+        status,
+        strata_version: env!("CARGO_PKG_VERSION").to_string(),
+        nodes,
+        requests: coordinator
+            .requests
+            .as_ref()
+            .zip(requests_before)
+            .map(|(counter, before)| counter.counts().since(&before)),
+        components: component_summaries,
+    };
+    // A coordinator that lost the cluster lock (another process fenced it, or this one
+    // was stalled past its TTL) records nothing: the repository belongs to whoever holds
+    // the lock now, and a summary could name manifests or data that process removes.
+    let fenced = lock.check();
+    let saved = match &fenced {
+        Ok(()) => coordinator.repo.save_summary(&summary).await,
+        Err(_) => Ok(()),
+    };
+    if fenced.is_ok() && saved.is_ok() {
+        coordinator.stats.lock().unwrap().components(&summary);
+        // Still under the cluster lock: fold the loose listing entries into pages.
+        crate::listing::compact(&coordinator.repo, false).await;
+    }
+    // The summary is visible (or will never be): garbage collection may sweep now.
+    if let Some(mark) = mark {
+        mark.release().await;
+    }
+    // Only a recorded, usable backup may become the base of the next one's files caches.
+    let commit = fenced.is_ok() && saved.is_ok() && status != BackupStatus::Failed;
+    on_nodes(&run.live(), |i| {
+        let (node, id) = (run.node(i), run.id.clone());
+        async move {
+            let result = if commit {
+                node.commit(&id).await
+            } else {
+                node.abort(&id).await
+            };
+            if let Err(e) = result {
+                eprintln!("strata: warning: {e}");
+            }
+        }
+    })
+    .await;
+    run.release_all().await;
+    // Keep the index objects few and bounded (see `strata_repo::index_merge`).
+    if lock.check().is_ok() {
+        merge_index_objects(&coordinator.repo, &run.id).await;
+    }
+    lock.release().await;
+    // The end hooks see how each component ended (the backup's status for hooks of no
+    // component).
+    let status_of = |component: Option<&str>| match component {
+        Some(name) => summary
+            .components
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.status().as_str().to_string()),
+        None => Some(summary.status.as_str().to_string()),
+    };
+    for point in [HookPoint::Success, HookPoint::Failure, HookPoint::Always] {
+        if let Err(why) = hooks.run_at(point, &scope, status_of).await {
+            hook_errors.push(why);
+        }
+    }
+    for why in &hook_errors {
+        eprintln!("strata: warning: backup {}: {why}", run.id);
+    }
+    if let Err(lost) = fenced {
+        return Err(CoordinatorError::LockLost(format!(
+            "backup {} failed and was not recorded: {lost}",
+            run.id
+        )));
+    }
+    saved?;
+    Ok(summary)
+}
+
+/// A component's part of the summary, from its nodes' summaries (or its external
+/// outcome).
+fn component_summary(
+    component: &Component,
+    nodes: &[NodeSummary],
+    absent: &BTreeMap<String, String>,
+    external: &mut BTreeMap<String, crate::plugin::ExternalOutcome>,
+    failed_early: Option<&str>,
+) -> ComponentSummary {
+    let mut out = ComponentSummary {
+        name: component.name.clone(),
+        plugin: component.plugin.name().to_string(),
+        plugin_version: component.plugin.data_version(),
+        optional: component.optional,
+        order: component.order,
+        ..ComponentSummary::default()
+    };
+    let (status, error) = if let Some(why) = absent.get(&component.name) {
+        (ComponentStatus::Absent, Some(why.clone()))
+    } else if component.plugin.is_external() {
+        match external.remove(&component.name) {
+            Some(Ok(record)) => {
+                out.external = record;
+                (ComponentStatus::Complete, None)
+            }
+            Some(Err(why)) => (ComponentStatus::Failed, Some(why)),
+            None => (
+                ComponentStatus::Failed,
+                Some(
+                    failed_early
+                        .unwrap_or("not run: another component failed")
+                        .to_string(),
+                ),
+            ),
+        }
+    } else {
+        let mine: Vec<&NodeSummary> = nodes
+            .iter()
+            .filter(|n| n.component.as_deref() == Some(&component.name))
+            .collect();
+        out.nodes = mine.iter().map(|n| n.name.clone()).collect();
+        let error = mine
+            .iter()
+            .find_map(|n| n.error.as_ref().map(|e| format!("{}: {e}", n.name)));
+        if mine.is_empty() {
+            (
+                ComponentStatus::Failed,
+                Some("no node was backed up".into()),
+            )
+        } else if mine.iter().any(|n| n.status == BackupStatus::Failed) {
+            (ComponentStatus::Failed, error)
+        } else if mine.iter().any(|n| n.status == BackupStatus::Partial) {
+            (ComponentStatus::Partial, error)
+        } else {
+            (ComponentStatus::Complete, None)
+        }
+    };
+    out.status = Some(status);
+    out.error = error;
+    out
+}
+
+/// Scan, upload, finish. Returns the node summaries of the nodes that finished; failures
+/// are in `run.failures`.
+async fn backup_steps(run: &Arc<Run>) -> BTreeMap<usize, NodeSummary> {
+    let coordinator = &run.coordinator;
+    let single = run.members.len() == 1;
+    // 1. Scan everywhere at once.
+    run.phase(&run.live(), "scanning");
+    let scans = on_nodes(&run.live(), |i| {
+        let (node, id, storage) = (run.node(i), run.id.clone(), coordinator.storage.clone());
+        run.guarded(i, true, async move {
+            node.scan(ScanRequest {
+                operation: id,
+                storage,
+                upload: single,
+            })
+            .await
+        })
+    })
+    .await;
+    let mut holdings = Holdings::default();
+    for (i, scan) in scans {
+        match scan {
+            Ok(reply) => {
+                for chunk in &reply.missing {
+                    match chunk.blob_id() {
+                        Ok(id) => holdings.add(i, id, chunk.len),
+                        Err(e) => run.fail(i, &e),
+                    }
+                }
+            }
+            Err(err) => run.fail(i, &err),
+        }
+    }
+    if run.fatal() {
+        return BTreeMap::new();
+    }
+
+    // 2. Upload: every missing chunk from one holder; failed chunks to another holder.
+    let mut pending = holdings.ids();
+    let mut excluded: HashMap<BlobId, HashSet<usize>> = HashMap::new();
+    let mut lost: HashSet<BlobId> = HashSet::new();
+    while !pending.is_empty() && !run.fatal() {
+        // Nodes of an optional component that failed hold nothing any more.
+        let down: HashSet<usize> = run
+            .members
+            .iter()
+            .copied()
+            .filter(|i| run.failures.get(*i).is_some())
+            .collect();
+        let (plan, orphans) = holdings.assign(pending.drain(..), &excluded, &down);
+        lost.extend(orphans);
+        if plan.is_empty() {
+            break;
+        }
+        let uploading: Vec<usize> = plan.keys().copied().collect();
+        run.phase(&uploading, "uploading");
+        let plan = Arc::new(plan);
+        let batch_size = coordinator
+            .upload_batch
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let results = on_nodes(&uploading, |i| {
+            let (node, id, plan) = (run.node(i), run.id.clone(), plan.clone());
+            run.guarded(i, true, async move {
+                // In batches: a request stays small whatever the node's size, and each
+                // batch's data is indexed (durable) before the next is sent.
+                let mut total = UploadReply::default();
+                for batch in plan[&i].chunks(batch_size) {
+                    let reply = node
+                        .upload(UploadRequest {
+                            operation: id.clone(),
+                            chunks: batch.iter().map(|c| c.to_hex()).collect(),
+                        })
+                        .await?;
+                    total.stored += reply.stored;
+                    total.failed.extend(reply.failed);
+                }
+                Ok(total)
+            })
+        })
+        .await;
+        for (i, result) in results {
+            match result {
+                Ok(reply) => {
+                    for failed in reply.failed {
+                        if let Ok(id) = parse_id(&failed.id) {
+                            excluded.entry(id).or_default().insert(i);
+                            pending.push(id);
+                        }
+                    }
+                }
+                Err(err) => run.fail(i, &err),
+            }
+        }
+    }
+    if run.fatal() {
+        return BTreeMap::new();
+    }
+
+    // 3. Every node repairs what nobody could upload and writes its manifest.
+    let live = run.live();
+    run.phase(&live, "finishing");
+    let lost = Arc::new(lost);
+    let holdings = Arc::new(holdings);
+    let finished = on_nodes(&live, |i| {
+        let (node, id, lost, holdings) =
+            (run.node(i), run.id.clone(), lost.clone(), holdings.clone());
+        run.guarded(i, true, async move {
+            let mine = lost
+                .iter()
+                .filter(|c| holdings.holders(c).contains(&i))
+                .map(|c| c.to_hex())
+                .collect();
+            node.finish(FinishRequest {
+                operation: id.clone(),
+                backup: id,
+                lost: mine,
+            })
+            .await
+        })
+    })
+    .await;
+    let mut out = BTreeMap::new();
+    for (i, result) in finished {
+        match result {
+            Ok(summary) => {
+                run.op
+                    .update_node(coordinator.nodes[i].name(), |n| n.phase = "done".into());
+                out.insert(i, summary);
+            }
+            Err(err) => run.fail(i, &err),
+        }
+    }
+    out
+}
+
+/// Each component's steps once every node's data is stored: an error fails the nodes of
+/// that component (the summary records it as failed, with the reason).
+async fn after_stored(
+    run: &Arc<Run>,
+    components: &[&Component],
+    nodes: &mut BTreeMap<usize, NodeSummary>,
+) {
+    for component in components.iter().filter(|c| !c.plugin.is_external()) {
+        let stored: Vec<NodeSummary> = nodes
+            .iter()
+            .filter(|(i, _)| component.nodes.contains(i))
+            .map(|(_, n)| n.clone())
+            .collect();
+        if stored.is_empty() {
+            continue;
+        }
+        if let Err(failed) = component.plugin.after_stored(&run.id, &stored).await {
+            let why = format!(
+                "{} plugin, after the data was stored: {}",
+                component.plugin.name(),
+                failed.why
+            );
+            if failed.retries > 0 {
+                *run.retry.lock().unwrap() = Some((
+                    format!("component {}: {}", component.name, failed.why),
+                    failed.retries,
+                ));
+            }
+            for (_, summary) in nodes
+                .iter_mut()
+                .filter(|(i, _)| component.nodes.contains(i))
+            {
+                summary.status = BackupStatus::Failed;
+                summary.error = Some(why.clone());
+            }
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! What a restore is asked to do ([`RestorePlan`]) and what it did ([`RestoreOutcome`]):
+//! plain values the API, the plugins and the input checks share without the coordinator.
+
+use crate::operation::OpState;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use strata_agent::api::RestoreReply;
+use strata_postgres::recovery::RecoveryPlan;
+
+/// Which backup nodes go where in a restore.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RestorePlan {
+    /// Restore only this node of the backup.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Backup node -> target node; unmapped nodes go to the node of the same name.
+    #[serde(default)]
+    pub map: BTreeMap<String, String>,
+    /// Only entries at or below this path.
+    #[serde(default)]
+    pub include: Option<String>,
+    /// Restore only these components (all when empty). Needed to restore from a backup
+    /// whose components are not all complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<String>,
+    /// `OLD=NEW` rewrites of names and endpoints for stores that hold them (etcd), after
+    /// those of the configuration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rename: Vec<String>,
+    /// Say what would change, write nothing (components whose plugin can: etcd).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// For a PostgreSQL backup: the recovery target and what to do there (default: replay
+    /// all archived WAL, promote, start the server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryPlan>,
+}
+
+/// What a restore did on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NodeRestore {
+    /// The node of the backup.
+    pub source: String,
+    /// The node it was restored to.
+    pub node: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<RestoreReply>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a restore did for an external component (`command`, `http`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ComponentRestore {
+    pub component: String,
+    /// What the system reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RestoreOutcome {
+    pub backup: String,
+    pub nodes: Vec<NodeRestore>,
+    /// External components restored through their system's API.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub components: Vec<ComponentRestore>,
+    /// Hooks that failed after the restore (a resume that failed: something is still
+    /// paused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hook_errors: Vec<String>,
+    pub duration_ms: u64,
+}
+
+impl RestoreOutcome {
+    /// Failed if a node failed, partial if some files could not be restored.
+    pub fn state(&self) -> OpState {
+        if self.nodes.iter().any(|n| n.error.is_some())
+            || self.components.iter().any(|c| c.error.is_some())
+        {
+            OpState::Failed
+        } else if self
+            .nodes
+            .iter()
+            .any(|n| n.report.as_ref().is_some_and(|r| !r.errors.is_empty()))
+        {
+            OpState::Partial
+        } else {
+            OpState::Succeeded
+        }
+    }
+}
