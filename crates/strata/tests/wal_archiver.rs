@@ -339,7 +339,10 @@ fn over_the_queue_limit_a_failing_push_is_dropped_loudly_and_counted() {
     let reply = common::server::http(&server.url, "GET", "/metrics", Some("queue-token"), "");
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(
-        reply.body.lines().any(|l| l == "strata_wal_dropped_total{storage=\"main\"} 1"),
+        reply
+            .body
+            .lines()
+            .any(|l| l == "strata_wal_dropped_total{storage=\"main\"} 1"),
         "{}",
         reply.body
     );
