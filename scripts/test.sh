@@ -56,6 +56,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "==> no circles between the coordinator's modules"
+python3 scripts/module-cycles.py crates/strata-coordinator/src
 echo "==> tests"
 # The PostgreSQL, API fuzz (schemathesis) and browser (Chromium) tests must run here, not
 # skip.

@@ -18,19 +18,7 @@ pub struct Place {
     pub repo: Arc<Repository>,
 }
 
-/// A backup and the storage that holds it.
-#[derive(Debug, Clone)]
-pub struct Located {
-    pub storage: String,
-    pub summary: BackupSummary,
-}
-
-/// A summary that does not decode and the storage that holds it.
-#[derive(Debug, Clone)]
-pub struct LocatedDamage {
-    pub storage: String,
-    pub object: strata_repo::DamagedObject,
-}
+pub use crate::listing::{Located, LocatedDamage};
 
 /// Every storage of the configuration, default first.
 pub struct Catalog {
@@ -166,11 +154,11 @@ impl Catalog {
     }
 
     /// [`Catalog::find`], `latest` read from the listings `cache` keeps (see
-    /// [`crate::listing_cache::ListingCache::page`] for `local`).
+    /// [`crate::listing::cache::ListingCache::page`] for `local`).
     pub async fn find_with(
         &self,
         wanted: &str,
-        cache: Option<(&crate::listing_cache::ListingCache, u64)>,
+        cache: Option<(&crate::listing::cache::ListingCache, u64)>,
     ) -> CoordinatorResult<(&Place, BackupSummary)> {
         let sources = self.sources();
         let (at, summary) = if wanted == "latest" {

@@ -28,7 +28,8 @@ pub mod input;
 pub mod jobs;
 pub mod keys;
 pub mod listing;
-pub mod listing_cache;
+/// The listing cache of a server, at the path it had before it joined [`listing`].
+pub use listing::cache as listing_cache;
 pub mod lock;
 pub mod mapping;
 pub mod mask;
@@ -51,6 +52,7 @@ pub mod verify;
 pub mod wal;
 pub mod wal_archiver;
 pub mod wal_queue;
+mod wal_write;
 pub mod webhooks;
 
 pub use error::{repo_code, CoordinatorError, CoordinatorResult};

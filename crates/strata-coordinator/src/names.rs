@@ -9,3 +9,12 @@ pub fn new_backup_name() -> String {
     getrandom::getrandom(&mut suffix).expect("the OS random source is available");
     format!("{compact}-{}", hex::encode(suffix))
 }
+
+/// A key every key `<prefix><backup>...` of `backups` sorts after (their smallest name
+/// without its last character), to list the pins or records of a page's backups with
+/// `Store::list_after`; `None` for no backups.
+pub(crate) fn before_all(prefix: &str, backups: &[&str]) -> Option<String> {
+    let smallest = backups.iter().min()?;
+    let last = smallest.char_indices().last().map_or(0, |(at, _)| at);
+    Some(format!("{prefix}{}", &smallest[..last]))
+}

@@ -413,7 +413,7 @@ pub async fn pinned_among(
     repo: &strata_repo::Repository,
     backups: &[&str],
 ) -> Result<std::collections::HashSet<String>, strata_store::StoreError> {
-    let Some(after) = crate::listing::before_all(PINS, backups) else {
+    let Some(after) = crate::names::before_all(PINS, backups) else {
         return Ok(Default::default());
     };
     let wanted: std::collections::HashSet<&str> = backups.iter().copied().collect();

@@ -150,7 +150,7 @@ pub async fn latest_among(
     repo: &Repository,
     backups: &[&str],
 ) -> Result<HashMap<String, VerifyRecord>, StoreError> {
-    let Some(after) = crate::listing::before_all(PREFIX, backups) else {
+    let Some(after) = crate::names::before_all(PREFIX, backups) else {
         return Ok(HashMap::new());
     };
     let wanted: std::collections::HashSet<&str> = backups.iter().copied().collect();

@@ -2,7 +2,7 @@
 
 use super::wire::{self, Answer, Request};
 use super::ArchiverStatus;
-use crate::wal::WalError;
+use crate::wal_write::WalError;
 use crate::CoordinatorError;
 use std::io::ErrorKind;
 use std::path::Path;

@@ -31,7 +31,7 @@ pub mod client;
 pub mod wire;
 
 use crate::config::Config;
-use crate::wal::{push_paths, WalError};
+use crate::wal_write::{push_paths, WalError};
 use crate::{CoordinatorError, CoordinatorResult};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};

@@ -17,7 +17,7 @@
 //! [`MAX_AGE`]; the generation object can make a listing stale for that long, never
 //! wrong, as every listing served was reconciled with the summaries.
 
-use crate::listing::{before_in, merge, parse_cursor, BackupsPage, PageQuery, Source};
+use super::{before_in, merge, parse_cursor, BackupsPage, PageQuery, Source};
 use crate::verified::VerifyRecord;
 use crate::CoordinatorResult;
 use std::collections::{HashMap, HashSet};
@@ -333,6 +333,6 @@ impl ListingCache {
         sources: &[Source<'_>],
         local: u64,
     ) -> CoordinatorResult<Option<(usize, BackupSummary)>> {
-        crate::listing::latest_from(sources, Some((self, local))).await
+        super::latest_from(sources, Some((self, local))).await
     }
 }

@@ -7,15 +7,30 @@
 //! once: `(position descending, storage ascending)` orders backups of all storages, a
 //! copy of one backup in two storages included.
 
-use crate::catalog::{Located, LocatedDamage};
-use crate::listing_cache::ListingCache;
 use crate::verified::VerifyRecord;
 use crate::{CoordinatorError, CoordinatorResult};
+use cache::ListingCache;
 use std::collections::{HashMap, HashSet};
 use strata_repo::listing::read::{BackupPage, PageRequest};
 use strata_repo::listing::Position;
 use strata_repo::summary::BackupSummary;
 use strata_repo::{RepoError, Repository};
+
+pub mod cache;
+
+/// A backup and the storage that holds it.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub storage: String,
+    pub summary: BackupSummary,
+}
+
+/// A summary that does not decode and the storage that holds it.
+#[derive(Debug, Clone)]
+pub struct LocatedDamage {
+    pub storage: String,
+    pub object: strata_repo::DamagedObject,
+}
 
 /// A storage's name and its repository.
 pub type Source<'a> = (&'a str, &'a Repository);
@@ -287,15 +302,6 @@ pub async fn holders(sources: &[Source<'_>], name: &str) -> CoordinatorResult<Ve
     Ok(out)
 }
 
-/// A key every key `<prefix><backup>...` of `backups` sorts after (their smallest name
-/// without its last character), to list the pins or records of a page's backups with
-/// `Store::list_after`; `None` for no backups.
-pub(crate) fn before_all(prefix: &str, backups: &[&str]) -> Option<String> {
-    let smallest = backups.iter().min()?;
-    let last = smallest.char_indices().last().map_or(0, |(at, _)| at);
-    Some(format!("{prefix}{}", &smallest[..last]))
-}
-
 /// Compacts the listing of `repo` (see `Repository::compact_listing`) as a step of an
 /// action that holds the cluster lock. A failure costs only speed (readers reconcile with
 /// the summaries), so it is a warning; a repository still to be migrated is left alone.
@@ -408,7 +414,7 @@ mod tests {
             "20261125T090000Z-aa",
             "20261126T000000Z-cc",
         ];
-        let after = before_all("pins/", &page).unwrap();
+        let after = crate::names::before_all("pins/", &page).unwrap();
         assert_eq!(after, "pins/20261125T090000Z-a");
         for name in page {
             assert!(format!("pins/{name}") > after);
@@ -417,7 +423,7 @@ mod tests {
             );
         }
         assert!("pins/20261125T085959Z-zz" < after.as_str());
-        assert_eq!(before_all("pins/", &["x"]).unwrap(), "pins/");
-        assert_eq!(before_all("pins/", &[]), None);
+        assert_eq!(crate::names::before_all("pins/", &["x"]).unwrap(), "pins/");
+        assert_eq!(crate::names::before_all("pins/", &[]), None);
     }
 }
