@@ -135,7 +135,7 @@ fn agent_error(err: AgentError) -> ApiError {
 }
 
 /// An error and its causes as one line.
-pub use strata_hooks::error_chain;
+pub use strata_util::error_chain;
 
 /// What a node stored in a backup: the sum of its writers' counts. Each writer stores a
 /// blob once, and every later writer of the backup sees it indexed, so nothing is counted

@@ -57,7 +57,7 @@ pub mod webhooks;
 
 pub use error::{repo_code, CoordinatorError, CoordinatorResult};
 /// Error chains as one line: "what: why: why".
-pub use strata_agent::service::error_chain;
+pub use strata_util::error_chain;
 
 use strata_repo::summary::BackupSummary;
 use strata_repo::Repository;

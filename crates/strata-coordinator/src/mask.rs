@@ -59,8 +59,8 @@ pub fn masked_config(config: &Config) -> Config {
     shown
 }
 
-/// A URL reduced to `scheme://host[:port]` (see [`strata_hooks::mask_url`]).
-pub use strata_hooks::mask_url;
+/// A URL reduced to `scheme://host[:port]` (see [`strata_util::mask_url`]).
+pub use strata_util::mask_url;
 
 /// A libpq connection string with its password masked, in either form:
 /// `postgresql://user:PASSWORD@host/db?password=PASSWORD` or

@@ -15,6 +15,7 @@ use sha2::Sha256;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use strata_util::error_chain;
 
 /// The kinds of operation that send events.
 pub const KINDS: &[&str] = &["backup", "restore", "cleanup", "verify", "tables", "hook"];
@@ -239,17 +240,6 @@ impl Webhooks {
             hook.attempts
         );
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

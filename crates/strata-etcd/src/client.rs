@@ -51,21 +51,9 @@ impl fmt::Debug for Client {
     }
 }
 
-/// An error with its causes: reqwest's own message alone says "error sending request"
-/// and hides the refused connection or the TLS alert behind it.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+// An error with its causes: reqwest's own message alone says "error sending request"
+// and hides the refused connection or the TLS alert behind it.
+use strata_util::error_chain as chain;
 
 fn read_file(path: &std::path::Path, what: &str) -> Result<Vec<u8>, EtcdError> {
     std::fs::read(path)

@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use strata_util::{error_chain, mask_url, valid_id};
 
 /// Where a `run` hook runs in an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -271,38 +272,6 @@ async fn run_http(
     }
 }
 
-/// A URL reduced to `scheme://host[:port]`, with `/***` when it had a path or query:
-/// enough to tell which service it points at, nothing that lets anyone post to it.
-pub fn mask_url(url: &str) -> String {
-    const MASK: &str = "***";
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return MASK.into();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    if end < rest.len() && rest.len() > end + 1 {
-        format!("{scheme}://{host}/{MASK}")
-    } else {
-        format!("{scheme}://{host}")
-    }
-}
-
-/// An error with its causes, `what: why: why`, each said once.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
-
 /// One `[[hooks]]` entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -442,18 +411,6 @@ pub struct PauseRecord {
     /// The last resume's error, once one failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_error: Option<String>,
-}
-
-/// Whether `id` may name a record (and an operation whose hooks write records): 1 to
-/// 200 of `A-Z a-z 0-9 . _ -`, not starting with a dot, so a record's file stays in its
-/// directory whatever an agent is sent.
-pub fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 200
-        && !id.starts_with('.')
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// A hook's label as status and metadata show it: any URL in it cut to its host

@@ -88,18 +88,7 @@ impl TablesError {
     }
 }
 
-/// `err` and its causes on one line, `what: why: deeper why`, for messages that carry
-/// another layer's error as text.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
+pub(crate) use strata_util::error_chain;
 
 /// Result alias of the engine.
 pub type TablesResult<T> = Result<T, TablesError>;

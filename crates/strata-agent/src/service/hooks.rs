@@ -43,7 +43,7 @@ impl Agent {
         let bad_field = fields
             .into_iter()
             .any(|f| f.len() > ENV_FIELD_LIMIT || f.contains('\0'));
-        if bad_field || env.id != request.operation || !strata_hooks::valid_id(&request.operation) {
+        if bad_field || env.id != request.operation || !strata_util::valid_id(&request.operation) {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,
                 "a hook's environment must name the request's operation (A-Z, a-z, 0-9, '.', '_', '-'), without NUL bytes or fields over 1 KiB",

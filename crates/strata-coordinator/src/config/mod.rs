@@ -694,7 +694,7 @@ impl Default for BackupConfig {
 
 pub(crate) fn valid_name(name: &str) -> bool {
     // The characters of any id that names a file (a pause record's), shorter.
-    name.len() <= 64 && strata_hooks::valid_id(name)
+    name.len() <= 64 && strata_util::valid_id(name)
 }
 
 impl Config {

@@ -1,0 +1,121 @@
+//! Small rules every strata crate shares, kept in one place so no crate keeps a copy:
+//!
+//! ```
+//! use strata_util::{error_chain, mask_url, valid_id};
+//!
+//! let err = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+//! assert_eq!(error_chain(&err), "no such file");
+//! assert_eq!(mask_url("https://user:pw@hooks.example:8443/T0/secret?x=1"), "https://hooks.example:8443/***");
+//! assert!(valid_id("20261125T155539Z-3fa1b2c4") && !valid_id("../x"));
+//! ```
+//!
+//! It depends on nothing, so every crate of the workspace may use it.
+
+/// An error with its causes, `what: why: why`, each said once (a cause whose text the
+/// line already holds is not repeated): the one line strata prints at its edges and
+/// carries across layers as text.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+/// A URL reduced to `scheme://host[:port]`, with `/***` when it had a path or query:
+/// enough to tell which service it points at, nothing that lets anyone post to it (a
+/// webhook's path may be its secret, its user info a password).
+pub fn mask_url(url: &str) -> String {
+    const MASK: &str = "***";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return MASK.into();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if end < rest.len() && rest.len() > end + 1 {
+        format!("{scheme}://{host}/{MASK}")
+    } else {
+        format!("{scheme}://{host}")
+    }
+}
+
+/// Whether `id` may name a record, an operation or a node: 1 to 200 of
+/// `A-Z a-z 0-9 . _ -`, not starting with a dot, so a file named after it stays in its
+/// directory whatever a peer sends.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 200
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn a_chain_says_each_cause_once() {
+        let err = Layer(
+            "cannot read summaries/x",
+            Some(Box::new(Layer(
+                "connection refused",
+                Some(Box::new(Layer("connection refused", None))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&err),
+            "cannot read summaries/x: connection refused"
+        );
+    }
+
+    #[test]
+    fn urls_keep_their_host_and_nothing_secret() {
+        assert_eq!(mask_url("http://h:1"), "http://h:1");
+        assert_eq!(mask_url("http://h:1/"), "http://h:1");
+        assert_eq!(mask_url("https://u:p@h/x"), "https://h/***");
+        assert_eq!(mask_url("https://h?token=1"), "https://h/***");
+        assert_eq!(mask_url("not a url"), "***");
+    }
+
+    #[test]
+    fn ids_stay_in_their_directory() {
+        for good in ["20261125T155539Z-3fa1b2c4-0", "op-db1-2", "a.b_c"] {
+            assert!(valid_id(good), "{good}");
+        }
+        for bad in [
+            "",
+            "../x",
+            "/abs",
+            ".hidden",
+            "a/b",
+            "a\0b",
+            &"x".repeat(201),
+        ] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+    }
+}
