@@ -64,6 +64,9 @@ echo "==> tests"
 export STRATA_REQUIRE_POSTGRES=1 STRATA_REQUIRE_TOOLS=1 STRATA_REQUIRE_BROWSER=1
 if need cargo-nextest; then
   cargo nextest run --workspace --no-fail-fast
+  # nextest does not run documentation examples.
+  echo "==> documentation examples"
+  cargo test --doc --workspace
 else
   cargo test --workspace --no-fail-fast
 fi

@@ -7,7 +7,46 @@
 //!   [`Http`] (a `strata server`).
 //!
 //! The CLI holds a `Box<dyn Cluster>` and never asks which one it has, so each command is
-//! written once: parse, call, print.
+//! written once: parse, call, print. This crate is the engine's front door: what
+//! `strata` does, a program does through it.
+//!
+//! ```
+//! use strata_api::{BackupRequest, Cluster, InProcess};
+//! use strata_coordinator::config::{Config, StorageConfig};
+//! use strata_coordinator::listing::PageQuery;
+//! use strata_coordinator::verify::DataCheck;
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let site = tempfile::tempdir()?;
+//! std::fs::create_dir(site.path().join("data"))?;
+//! std::fs::write(site.path().join("data/table"), b"rows")?;
+//!
+//! // A repository in a local directory; unencrypted here (the default asks a password).
+//! let mut config = Config::default();
+//! config.storages.insert("local".into(), StorageConfig::local(site.path().join("repo")));
+//! config.state_dir = Some(site.path().join("state"));
+//! config.repository.encryption = "none".into();
+//! let cluster = InProcess::new(config, Box::new(|| Ok(None)), Box::new(|w| eprintln!("{w}")));
+//!
+//! cluster.init(|| Ok(None)).await?;
+//! let data = site.path().join("data").display().to_string();
+//! let request = BackupRequest { paths: vec![data], node_name: Some("db1".into()), ..Default::default() };
+//! let backup = cluster.backup(request).await?.outcome.await?;
+//! assert_eq!(backup.nodes[0].files, 1);
+//!
+//! let listed = cluster.list(PageQuery::all()).await?;
+//! assert_eq!(listed.backups.len(), 1);
+//!
+//! let to = site.path().join("restored");
+//! cluster.restore_into("latest", &to, None, Default::default()).await?;
+//! assert_eq!(std::fs::read(to.join("table"))?, b"rows");
+//!
+//! let report = cluster.verify(None, DataCheck::All).await?;
+//! assert!(report.problems.is_empty());
+//! # Ok(())
+//! # }
+//! ```
 
 mod client;
 mod events;

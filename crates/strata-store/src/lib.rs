@@ -12,6 +12,36 @@
 //!
 //! Keys are `/`-separated relative paths such as `data/ab/abcdef...`. They never start
 //! with `/` and never contain `..`; [`validate_key`] enforces that for every backend.
+//!
+//! A backend, wrapped (retries outside, counting inside), used through the trait:
+//!
+//! ```
+//! use bytes::Bytes;
+//! use std::sync::Arc;
+//! use strata_store::{CountingStore, DynStore, LocalStore, RetryConfig, RetryStore, Store};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let counting = CountingStore::new(Arc::new(LocalStore::new(dir.path())));
+//! let store: DynStore = Arc::new(RetryStore::new(
+//!     Arc::new(counting.clone()),
+//!     RetryConfig::default(),
+//! ));
+//!
+//! store.put("summaries/b1", Bytes::from_static(b"sealed bytes")).await?;
+//! assert_eq!(store.get_range("summaries/b1", 0..6).await?, "sealed");
+//! let listed = store.list("summaries/").await?;
+//! assert_eq!(listed[0].key, "summaries/b1");
+//! assert!(store.get("summaries/b2").await.unwrap_err().is_not_found());
+//! assert!(store.put("../escape", Bytes::new()).await.is_err());
+//!
+//! // Every request that reached the counter, the refused one too.
+//! let counts = counting.counts();
+//! assert_eq!((counts.put, counts.get, counts.list), (2, 2, 1));
+//! # Ok(())
+//! # }
+//! ```
 
 mod cache;
 mod cloud;
