@@ -1,179 +1,77 @@
-//! Cluster operations of strata.
+//! Cluster operations of strata: the use cases every edge (the command line, the API
+//! server, the scheduler) calls, over a repository and the nodes.
 //!
 //! The coordinator turns "back up the cluster" into node snapshots that share one write
 //! pipeline (so a chunk held by several nodes is stored once), stores each node manifest,
 //! and writes the backup summary last: a backup is visible only once it is whole, and its
 //! status says honestly whether every node made it. It also resolves backup names
 //! (`latest` means the newest *complete* backup), restores, and verifies.
+//!
+//! This file is the index; docs/architecture.md ("The coordinator's rooms") draws the
+//! modules and their arrows, which point down only (`scripts/module-cycles.py`).
 
+// Composition and edges' entry points.
+pub mod jobs;
+pub mod keys;
+pub mod setup;
+
+// Operations over the nodes, and the use cases on a repository.
 pub mod actions;
+pub mod cluster;
+pub mod wal;
+pub mod wal_archiver;
+mod wal_write;
+
+// What a backup is made of, and the requests' checks.
 pub mod assign;
+pub mod component;
+pub mod input;
+pub mod mapping;
+pub mod plugin;
+/// Hooks live in their own crate, shared with node agents.
+pub use strata_hooks as hooks;
+
+// Reading and reporting.
 pub mod audit;
 pub mod browse;
 pub mod catalog;
-pub mod cluster;
-pub mod component;
-pub mod config;
-mod config_load;
-pub mod copy;
-mod error;
 pub mod events;
-pub mod gc;
-#[cfg(test)]
-mod gc_model;
-mod node_calls;
-/// Hooks live in their own crate, shared with node agents.
-pub use strata_hooks as hooks;
-pub mod input;
-pub mod jobs;
-pub mod keys;
 pub mod listing;
 /// The listing cache of a server, at the path it had before it joined [`listing`].
 pub use listing::cache as listing_cache;
-pub mod lock;
-pub mod mapping;
-pub mod mask;
-pub mod migrate;
-pub mod names;
-pub mod node;
-pub mod operation;
-pub mod plugin;
-pub mod remote;
-pub mod repair;
-pub mod restore;
-pub mod restore_plan;
-pub mod retention;
-pub mod schedule;
-pub mod setup;
-mod stats;
-pub mod storage;
+mod resolve;
 pub mod verified;
-pub mod verify;
-pub mod wal;
-pub mod wal_archiver;
-pub mod wal_queue;
-mod wal_write;
 pub mod webhooks;
 
+// Keeping a repository: retention, garbage collection, repair, copies, verification.
+pub mod copy;
+pub mod gc;
+#[cfg(test)]
+mod gc_model;
+pub mod migrate;
+pub mod repair;
+pub mod restore;
+pub mod retention;
+pub mod schedule;
+pub mod verify;
+
+// Leaves: plain data and primitives every module above may use.
+pub mod config;
+mod config_load;
+mod error;
+pub mod lock;
+pub mod mask;
+pub mod names;
+pub mod node;
+mod node_calls;
+pub mod operation;
+pub mod remote;
+pub mod restore_plan;
+mod stats;
+pub mod storage;
+pub mod wal_queue;
+
 pub use error::{repo_code, CoordinatorError, CoordinatorResult};
+pub use resolve::{damaged_match, names_a_point_in_time, resolve_backup, resolve_backup_for};
 /// Error chains as one line: "what: why: why".
 pub use strata_util::error_chain;
-
-use strata_repo::summary::BackupSummary;
-use strata_repo::Repository;
-
-/// Whether `wanted` with `recovery` names a point in time (`latest` before a recovery
-/// target time) rather than a backup: [`resolve_backup_for`] finds the backup then.
-pub fn names_a_point_in_time(
-    wanted: &str,
-    recovery: Option<&strata_postgres::recovery::RecoveryPlan>,
-) -> bool {
-    wanted == "latest"
-        && matches!(
-            recovery.map(|r| &r.target),
-            Some(strata_postgres::recovery::Target::Time(_))
-        )
-}
-
-/// Like [`resolve_backup`], but for a restore: `latest` with a recovery target time means
-/// the newest complete backup that had ended by then (a base backup cannot be recovered
-/// to a moment before its own end).
-pub async fn resolve_backup_for(
-    repo: &Repository,
-    wanted: &str,
-    recovery: Option<&strata_postgres::recovery::RecoveryPlan>,
-) -> CoordinatorResult<BackupSummary> {
-    let target = match recovery.map(|r| &r.target) {
-        Some(strata_postgres::recovery::Target::Time(t)) if wanted == "latest" => t,
-        _ => return resolve_backup(repo, wanted).await,
-    };
-    let Some(target) = parse_pg_time(target) else {
-        return resolve_backup(repo, wanted).await;
-    };
-    let backups = repo.list_backups().await?;
-    backups
-        .into_iter()
-        .rev()
-        .filter(BackupSummary::is_complete)
-        .find(|b| {
-            chrono::DateTime::parse_from_rfc3339(&b.started).is_ok_and(|started| {
-                started + chrono::Duration::milliseconds(b.duration_ms as i64) <= target
-            })
-        })
-        .ok_or_else(|| {
-            CoordinatorError::NoBackup(format!(
-                "no complete backup had ended by {target}: the target is before the oldest backup"
-            ))
-        })
-}
-
-/// The error for a backup name that designates a damaged summary: exactly, or as a
-/// prefix that no readable backup shares. `None` when the name is not about damage.
-pub fn damaged_match<'a>(
-    damaged: &[strata_repo::DamagedObject],
-    readable: impl Iterator<Item = &'a str>,
-    wanted: &str,
-) -> Option<CoordinatorError> {
-    if wanted == "latest" {
-        return None;
-    }
-    let readable: Vec<&str> = readable.collect();
-    if readable.contains(&wanted) {
-        return None;
-    }
-    let hit = damaged
-        .iter()
-        .find(|d| d.backup() == Some(wanted))
-        .or_else(|| {
-            let mut prefixed = damaged
-                .iter()
-                .filter(|d| d.backup().is_some_and(|b| b.starts_with(wanted)));
-            match (prefixed.next(), prefixed.next()) {
-                (Some(one), None) if !readable.iter().any(|b| b.starts_with(wanted)) => Some(one),
-                _ => None,
-            }
-        })?;
-    Some(CoordinatorError::Damaged(format!(
-        "backup {} is damaged: {}: run `strata repair backups` to salvage or drop it",
-        hit.backup().unwrap_or_default(),
-        hit.reason
-    )))
-}
-
-/// A timestamp as PostgreSQL writes it (`2026-11-23 05:00:00.123+00`) or RFC 3339.
-fn parse_pg_time(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
-    let text = text.trim();
-    chrono::DateTime::parse_from_rfc3339(text).ok().or_else(|| {
-        ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%#z"]
-            .iter()
-            .find_map(|f| chrono::DateTime::parse_from_str(text, f).ok())
-    })
-}
-
-/// Finds a backup by name, unique name prefix, or `latest` (the newest complete backup).
-/// A summary that does not decode is no candidate for `latest` or a prefix, but naming it
-/// exactly (or by a prefix only it matches) is an error that names the damage.
-pub async fn resolve_backup(repo: &Repository, wanted: &str) -> CoordinatorResult<BackupSummary> {
-    let sources = [("", repo)];
-    if wanted == "latest" {
-        return Ok(listing::latest(&sources)
-            .await?
-            .ok_or_else(|| {
-                CoordinatorError::NoBackup("no complete backup in the repository".into())
-            })?
-            .1);
-    }
-    Ok(listing::by_name(&sources, wanted).await?.1)
-}
-
-#[cfg(test)]
-mod time_tests {
-    #[test]
-    fn reads_postgres_timestamps() {
-        let t = super::parse_pg_time("2026-11-23 04:51:20.123456+00").unwrap();
-        assert_eq!(t.to_rfc3339(), "2026-11-23T04:51:20.123456+00:00");
-        assert!(super::parse_pg_time("2026-11-23 05:00:00+01").is_some());
-        assert!(super::parse_pg_time("2026-11-23T05:00:00Z").is_some());
-        assert!(super::parse_pg_time("yesterday").is_none());
-    }
-}
