@@ -323,8 +323,7 @@ pub fn xattr_namespace(name: &[u8]) -> String {
 
 /// Whether the process runs as root (may read and write `trusted.*`).
 pub fn running_as_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// The extended attributes of an open file or directory that [`xattr_kept`] keeps, sorted

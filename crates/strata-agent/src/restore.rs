@@ -53,8 +53,7 @@ impl Default for RestoreOptions {
     fn default() -> Self {
         RestoreOptions {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()) + 1,
-            // SAFETY: geteuid has no preconditions and cannot fail.
-            set_owner: unsafe { libc::geteuid() } == 0,
+            set_owner: rustix::process::geteuid().is_root(),
             include: None,
             progress: Arc::default(),
             sync: true,

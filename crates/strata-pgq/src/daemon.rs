@@ -10,7 +10,6 @@ use crate::PgqError;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -62,6 +61,7 @@ pub fn detach(config: &TickerConfig, overrides: &Overrides) -> Result<u32, PgqEr
 /// names it. A child that exits before is [`PgqError::ChildFailed`], with its exit code
 /// and the last line it wrote to `logfile` (its error). `what` names the command in
 /// errors.
+#[allow(unsafe_code)] // setsid(2) in the child before exec: std has no safe form
 pub fn spawn_detached(pidfile: &Path, logfile: Option<&Path>, what: &str) -> Result<u32, PgqError> {
     refuse_live(pidfile)?;
     let log_start = logfile
@@ -156,21 +156,17 @@ fn read_pid(file: &mut File) -> Option<i32> {
 }
 
 fn alive(pid: i32) -> bool {
-    // SAFETY: kill with signal 0 only checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    // Signal 0 only checks that the process exists (and is ours to signal).
+    rustix::process::Pid::from_raw(pid)
+        .is_some_and(|pid| rustix::process::test_kill_process(pid).is_ok())
 }
 
 /// Tries to take the lock on an open pidfile: `Ok(false)` when another process holds it.
 fn try_lock(file: &File) -> std::io::Result<bool> {
-    // SAFETY: flock on a file descriptor we own; no memory is passed.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-        return Ok(true);
-    }
-    let err = std::io::Error::last_os_error();
-    if err.kind() == std::io::ErrorKind::WouldBlock {
-        Ok(false)
-    } else {
-        Err(err)
+    match rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Ok(false),
+        Err(err) => Err(err.into()),
     }
 }
 

@@ -133,6 +133,7 @@ struct Run {
 }
 
 impl Run {
+    #[allow(unsafe_code)] // a memory map of the index records: the reason is beside the block
     fn open(dir: &Path, name: &str) -> io::Result<Run> {
         let file = File::open(dir.join(RUNS).join(name))?;
         // SAFETY: record files are this host's own cache, written whole under a temporary

@@ -262,6 +262,7 @@ impl SortedIdsBuilder {
 
     /// Merges everything pushed (and the set extended) into one sorted file without
     /// duplicates. Blocking: call it off the async threads when the runs are large.
+    #[allow(unsafe_code)] // a memory map of the sorted ids: the reason is beside the block
     pub fn finish(mut self) -> io::Result<SortedIds> {
         if let Some(e) = self.failed.take() {
             return Err(e);

@@ -10,6 +10,10 @@
 //! binary (`env!("CARGO_BIN_EXE_strata")`) stays in `crates/strata/tests/common`, built on
 //! this kit, because that path exists only inside the binary crate's tests.
 
+// A test harness signals its own children (kill(2)), asks whether it runs as root and
+// swaps names atomically (renameat2) for the attack tests: each block says why it is sound.
+#![allow(unsafe_code)]
+
 pub mod chaos;
 pub mod data;
 pub mod etcd;

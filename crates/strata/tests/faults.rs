@@ -1,5 +1,8 @@
 //! Bad input and faults: every one ends in a clear error and a repository that stays
 //! valid; none loses or corrupts data, none writes outside the restore target.
+// Tests signal their own children and read or set limits through libc: each block
+// says why it is sound.
+#![allow(unsafe_code)]
 
 mod common;
 

@@ -3,6 +3,9 @@
 //! a secret, and the same pair on a server that is only a node's agent. `strata probe`,
 //! their client, against the server and against peers that misbehave; and what a
 //! `Type=notify` systemd unit hears (READY=1 once it serves, watchdog pings, STOPPING=1).
+// Tests signal their own children and read or set limits through libc: each block
+// says why it is sound.
+#![allow(unsafe_code)]
 
 mod common;
 

@@ -5,6 +5,9 @@
 //! an authenticated `GET /api/v1/status` within seconds; the slowloris connections must
 //! be closed by the server within its header (or TLS handshake) timeout. Loopback only,
 //! bounded in count and time.
+// Tests signal their own children and read or set limits through libc: each block
+// says why it is sound.
+#![allow(unsafe_code)]
 
 mod common;
 

@@ -4,6 +4,9 @@
 //! The ACL test needs `setfacl` and `getfacl` (Debian's `acl`; scripts/test.sh installs
 //! it): without them it is skipped, unless `STRATA_REQUIRE_TOOLS` is set, which makes it
 //! fail.
+// Tests signal their own children and read or set limits through libc: each block
+// says why it is sound.
+#![allow(unsafe_code)]
 
 mod common;
 

@@ -482,6 +482,7 @@ impl Recent {
 /// packs of 16 MiB on several threads, and glibc keeps what they free in per-thread
 /// arenas: without this a process that runs for months sits at the peak of its busiest
 /// batch (measured: about 500 MiB), not at what it holds between batches.
+#[allow(unsafe_code)] // malloc_trim(3): no safe form; the reason is beside the block
 fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim has no preconditions; it only returns free memory.

@@ -3,6 +3,9 @@
 //! repository driven through the binary, commands with a token, and one-node sites. The
 //! rest (trees, data, PostgreSQL servers, the HTTP client, the gate) is the test kit,
 //! `strata-testkit`, re-exported here under the names the tests use.
+// Tests signal their own children and read or set limits through libc: each block
+// says why it is sound.
+#![allow(unsafe_code)]
 // Each test binary uses a subset of these helpers and re-exports.
 #![allow(dead_code, unused_imports)]
 
