@@ -74,7 +74,7 @@ impl Context {
                 output::size(summary.total(|n| n.new_bytes)),
             );
             println!("{}", output::nodes_table(&summary.nodes));
-            crate::commands::print_node_problems(summary, 5);
+            crate::browse_commands::print_node_problems(summary, 5);
         }
         if !summary.is_complete() {
             eprintln!(

@@ -1,14 +1,15 @@
-//! `strata key ...` and `strata migrate`: the passwords of a repository and its format
-//! upgrade. The use cases (refusals, audit entries) are in `strata_coordinator::keys`;
+//! `strata init`, `strata key ...` and `strata migrate`: a repository made, its passwords
+//! and its format upgrade. The use cases (refusals, audit entries) are in `strata_coordinator::keys`;
 //! this parses, reads the new password (environment, file or terminal), calls and prints.
 
-use crate::commands::{print_json, CommandResult, Context};
+use crate::commands::{ask_password, print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use clap::Subcommand;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use strata_coordinator::audit::local_actor;
 use strata_coordinator::keys;
+use strata_coordinator::CoordinatorError;
 
 /// Environment variable holding the new password of `key add` / `key passwd`.
 const NEW_PASSWORD_ENV: &str = "STRATA_NEW_PASSWORD";
@@ -78,6 +79,26 @@ impl NewPassword {
             return Err(usage("the new password is empty".into()));
         }
         Ok(password)
+    }
+}
+
+impl Context {
+    pub(crate) async fn init(&self) -> CommandResult {
+        self.here_only(
+            "init creates a repository from this host with its own password: drop --server",
+        )?;
+        let ask =
+            || ask_password(&self.config, true).map_err(|f| CoordinatorError::Password(f.message));
+        let created = self.local.init(ask).await?;
+        if self.global.json {
+            print_json(&created);
+        } else {
+            self.say(format!(
+                "created repository {} at {}",
+                created.id, created.location
+            ));
+        }
+        Ok(0)
     }
 }
 

@@ -21,11 +21,13 @@ macro_rules! print {
 }
 
 mod audit_commands;
+mod browse_commands;
 mod cli;
 mod client;
 mod cluster_commands;
 mod commands;
 mod config;
+mod data_commands;
 mod failure;
 mod key_commands;
 mod lifecycle_commands;

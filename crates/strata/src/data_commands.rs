@@ -1,0 +1,159 @@
+//! What is done with a backup's data: `restore --to` a directory here, `delete`, `copy`,
+//! `verify`.
+
+use crate::commands::{print_json, CommandResult, Context};
+use crate::failure::{code, Failure};
+use crate::output;
+use crate::progress;
+use std::path::Path;
+use strata_agent::restore::RestoreOptions;
+use strata_coordinator::verify::{DataCheck, VerifyReport};
+use strata_repo::summary::BackupSummary;
+
+impl Context {
+    pub(crate) async fn restore(
+        &self,
+        wanted: &str,
+        to: &Path,
+        node: Option<&str>,
+        path: Option<String>,
+    ) -> CommandResult {
+        let mut options = RestoreOptions::default();
+        if let Some(path) = &path {
+            // The same check as a cluster restore's and the API's.
+            strata_coordinator::input::check_include(path)
+                .map_err(|e| Failure::new(code::USAGE, e))?;
+        }
+        options.include = path.map(|p| p.trim_matches('/').as_bytes().to_vec());
+        let clock = std::time::Instant::now();
+        let display =
+            progress::Display::start(options.progress.clone(), "restoring", self.interactive());
+        let restored = self.local.restore_into(wanted, to, node, options).await;
+        drop(display);
+        let (summary, restored) = restored?;
+
+        let errors: Vec<String> = restored
+            .iter()
+            .flat_map(|r| {
+                r.report
+                    .errors
+                    .iter()
+                    .map(move |e| format!("{}: {e}", r.node))
+            })
+            .collect();
+        for r in &restored {
+            for warning in &r.report.warnings {
+                eprintln!("strata: warning: {}: {warning}", r.node);
+            }
+        }
+        if self.global.json {
+            print_json(&serde_json::json!({
+                "backup": summary.name,
+                "nodes": restored.iter().map(|r| serde_json::json!({
+                    "node": r.node, "target": r.target, "files": r.report.files, "dirs": r.report.dirs,
+                    "symlinks": r.report.symlinks, "hard_links": r.report.hard_links,
+                    "bytes": r.report.bytes, "files_kept": r.report.files_kept, "errors": r.report.errors,
+                    "warnings": r.report.warnings,
+                })).collect::<Vec<_>>(),
+            }));
+        } else {
+            for r in &restored {
+                self.say(format!(
+                    "restored node {} of {} into {}: {} files ({} written, {} already correct), {} dirs, {} symlinks, {} hard links",
+                    r.node, summary.name, r.target.display(), r.report.files, output::size(r.report.bytes),
+                    r.report.files_kept, r.report.dirs, r.report.symlinks, r.report.hard_links,
+                ));
+            }
+            self.say(format!(
+                "every byte verified; took {}",
+                output::duration(clock.elapsed().as_millis() as u64)
+            ));
+        }
+        if !errors.is_empty() {
+            for line in errors.iter().take(20) {
+                eprintln!("strata: not restored: {line}");
+            }
+            return Err(Failure::new(
+                code::DAMAGED,
+                format!("{} entries could not be restored (run `strata verify --read-data` for details)", errors.len()),
+            ));
+        }
+        Ok(0)
+    }
+
+    pub(crate) async fn delete(&self, wanted: &[String]) -> CommandResult {
+        let mut say_deleted =
+            |summary: BackupSummary| self.say(format!("deleted backup {}", summary.name));
+        let collected = self.cluster().delete(wanted, &mut say_deleted).await?;
+        if !self.global.json {
+            collected.iter().for_each(|report| self.say_gc(report));
+        }
+        Ok(0)
+    }
+
+    pub(crate) async fn verify(&self, backup: Option<&str>, check: DataCheck) -> CommandResult {
+        let report = self.cluster().verify(backup, check).await?;
+        self.say_verify(&report, check)
+    }
+
+    /// Prints what a verification found (here or on the server); exit 4 on damage.
+    fn say_verify(&self, report: &VerifyReport, check: DataCheck) -> CommandResult {
+        let read_data = check != DataCheck::Structure;
+        if self.global.json {
+            print_json(report);
+        } else {
+            self.say(format!(
+                "checked {} backups, {} manifests, {} files; {} packs and {} blobs read ({})",
+                report.backups,
+                report.manifests,
+                report.files,
+                report.packs_checked,
+                report.blobs_checked,
+                output::size(report.bytes_read)
+            ));
+        }
+        if report.is_ok() {
+            self.say(if check == DataCheck::All {
+                "no problems found: every blob is intact"
+            } else if read_data {
+                "no problems found in the packs read"
+            } else {
+                "no problems found (structure only; --read-data checks every byte)"
+            });
+            return Ok(0);
+        }
+        for problem in &report.problems {
+            eprintln!("strata: problem: {problem}");
+        }
+        for file in &report.damaged_files {
+            eprintln!(
+                "strata: damaged: backup {} node {}: {}",
+                file.backup, file.node, file.path
+            );
+        }
+        Err(Failure::new(
+            code::DAMAGED,
+            format!(
+                "verify found {} problems affecting {} files",
+                report.problems.len(),
+                report.damaged_files.len()
+            ),
+        ))
+    }
+    pub(crate) async fn copy(&self, wanted: &str, to: &str) -> CommandResult {
+        let report = self.cluster().copy(wanted, to).await?;
+        if self.global.json {
+            print_json(&report);
+        } else {
+            self.say(format!(
+                "copied backup {} to storage {to}: {} of {} blobs sent ({}), {} verified",
+                report.backup,
+                report.blobs_sent,
+                report.blobs,
+                output::size(report.bytes_sent),
+                report.blobs_verified
+            ));
+        }
+        Ok(0)
+    }
+}
