@@ -204,8 +204,7 @@ impl InProcess {
             repo: repo.clone(),
         });
         let nodes = setup::build_nodes(&self.config, nodes, repos, &HashMap::new())?;
-        let coordinator = setup::coordinator(&self.config, &storage, repo, nodes);
-        coordinator.set_events(self.events()?);
+        let coordinator = setup::coordinator(&self.config, &storage, repo, nodes, self.events()?);
         self.coordinators
             .lock()
             .unwrap()
@@ -316,6 +315,7 @@ impl InProcess {
 /// A repository `strata init` created.
 #[derive(Debug, serde::Serialize)]
 pub struct Initialized {
+    /// How its data is sealed: the configured `repository.encryption`.
     pub encryption: Encryption,
     /// The repository's id.
     pub id: String,

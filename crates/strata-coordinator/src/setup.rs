@@ -1,6 +1,6 @@
 //! Building nodes and coordinators from a configuration.
 
-use crate::cluster::Coordinator;
+use crate::cluster::{Coordinator, Settings};
 use crate::config::{Config, ConfigError, NodeConfig};
 use crate::node::{LocalNode, NodeApi};
 use crate::remote::{ApiClient, RemoteNode};
@@ -160,12 +160,14 @@ pub fn build_nodes(
     Ok(out)
 }
 
-/// A coordinator of `nodes` writing to `storage`, its repository open.
+/// A coordinator of `nodes` writing to `storage`, its repository open, reporting the
+/// ends of operations to `events`.
 pub fn coordinator(
     config: &Config,
     storage: &Storage,
     repo: Arc<Repository>,
     nodes: Vec<Arc<dyn NodeApi>>,
+    events: Arc<crate::events::Events>,
 ) -> Arc<Coordinator> {
     let zones = config
         .nodes
@@ -176,21 +178,24 @@ pub fn coordinator(
         .iter()
         .map(|n| zones.get(n.name()).cloned().flatten())
         .collect();
-    let coordinator = Coordinator::new(
+    let names: Vec<&str> = nodes.iter().map(|n| n.name()).collect();
+    let settings = Settings {
+        components: Some(crate::component::from_config(config, &names)),
+        hooks: crate::component::HookSet {
+            hooks: config.hooks.clone(),
+            state_dir: Some(config.state_dir()),
+        },
+        events,
+        // Validated with the configuration.
+        gc_grace: config.gc.grace().unwrap_or(crate::gc::DEFAULT_GRACE),
+        ..Settings::new(Duration::from_secs(config.server.lease_ttl_secs))
+    };
+    Coordinator::with(
         nodes,
         zones,
         &storage.name,
         repo,
         Some(storage.requests.clone()),
-        Duration::from_secs(config.server.lease_ttl_secs),
-    );
-    let names: Vec<&str> = coordinator.nodes().iter().map(|n| n.name()).collect();
-    coordinator.set_components(crate::component::from_config(config, &names));
-    coordinator.set_hooks(crate::component::HookSet {
-        hooks: config.hooks.clone(),
-        state_dir: Some(config.state_dir()),
-    });
-    // Validated with the configuration.
-    coordinator.set_gc_grace(config.gc.grace().unwrap_or(crate::gc::DEFAULT_GRACE));
-    coordinator
+        settings,
+    )
 }

@@ -15,7 +15,7 @@ use strata_agent::backup::NodeSource;
 use strata_agent::progress::ProgressSnapshot;
 use strata_agent::restore::RestoreOptions;
 use strata_agent::service::{Agent, AgentConfig};
-use strata_coordinator::cluster::Coordinator;
+use strata_coordinator::cluster::{Coordinator, Settings};
 use strata_coordinator::node::{LocalNode, NodeApi, NodeResult};
 use strata_coordinator::restore::run_restore;
 use strata_coordinator::setup::SharedRepo;
@@ -167,17 +167,11 @@ async fn changing_files_scenario(batch: Option<usize>) -> (Vec<usize>, Vec<usize
         api_version: None,
     });
     let nodes: Vec<Arc<dyn NodeApi>> = vec![a.clone(), b.clone()];
-    let coordinator = Coordinator::new(
-        nodes,
-        Vec::new(),
-        "main",
-        repo.clone(),
-        None,
-        Duration::from_secs(30),
-    );
+    let mut settings = Settings::new(Duration::from_secs(30));
     if let Some(chunks) = batch {
-        coordinator.set_upload_batch(chunks);
+        settings.upload_batch = chunks;
     }
+    let coordinator = Coordinator::with(nodes, Vec::new(), "main", repo.clone(), None, settings);
     let summary = coordinator
         .backup("test")
         .await

@@ -20,10 +20,13 @@ pub enum ComposeError {
     /// The configuration or the command line asks for something that cannot be served.
     #[error("{0}")]
     Usage(String),
+    /// A secret the configuration names could not be read (the password, a token).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The coordinator could not be set up: its storage or its nodes.
     #[error(transparent)]
     Coordinator(#[from] CoordinatorError),
+    /// The repository could not be opened (missing, a wrong password).
     #[error(transparent)]
     Repo(#[from] strata_repo::RepoError),
     /// Listening or serving failed.
@@ -126,13 +129,12 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
             .open_repository(&config, coordinator_password.as_deref(), true)
             .await?;
         let nodes = setup::build_nodes(&config, &config.nodes, repos.clone(), &local_agents)?;
-        let coordinator = setup::coordinator(&config, &storage, repo, nodes);
+        let coordinator = setup::coordinator(&config, &storage, repo, nodes, events.clone());
         stoppable = Some(coordinator.clone());
         parts.readiness = Arc::new(crate::ServerReadiness {
             config: config.clone(),
             nodes: coordinator.nodes().to_vec(),
         });
-        coordinator.set_events(events.clone());
         // Pauses a process that is gone left (killed while a backup was paused): resumed
         // at start, then looked for every few seconds.
         tokio::spawn({

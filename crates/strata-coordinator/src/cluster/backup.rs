@@ -598,9 +598,7 @@ async fn backup_steps(run: &Arc<Run>) -> BTreeMap<usize, NodeSummary> {
         let uploading: Vec<usize> = plan.keys().copied().collect();
         run.phase(&uploading, "uploading");
         let plan = Arc::new(plan);
-        let batch_size = coordinator
-            .upload_batch
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let batch_size = coordinator.upload_batch;
         let results = on_nodes(&uploading, |i| {
             let (node, id, plan) = (run.node(i), run.id.clone(), plan.clone());
             run.guarded(i, true, async move {

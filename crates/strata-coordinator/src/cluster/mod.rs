@@ -41,15 +41,15 @@ pub struct Coordinator {
     requests: Option<CountingStore>,
     lease_ttl: Duration,
     /// Chunks per upload request.
-    upload_batch: std::sync::atomic::AtomicUsize,
+    upload_batch: usize,
     registry: Registry,
     stats: Arc<Mutex<OperationStats>>,
     /// What a backup is made of: each component's plugin (which nodes a backup takes,
     /// its steps once every node's data is stored) and nodes (`files` over every node
     /// unless set).
-    components: Mutex<Arc<Vec<Component>>>,
+    components: Arc<Vec<Component>>,
     /// The `[[hooks]]` and where pauses are recorded.
-    hooks: Mutex<Arc<HookSet>>,
+    hooks: Arc<HookSet>,
     /// Pause records whose failed resume this process has reported: a server retries
     /// them every few seconds, and reports each once (the record and `status` keep it).
     reported_pauses: Mutex<HashSet<String>>,
@@ -57,9 +57,9 @@ pub struct Coordinator {
     /// [`OpHooks`]): their records are theirs to resume, no one else's.
     pausing: Arc<Mutex<HashSet<String>>>,
     /// Where the ends of operations are reported (audit log, webhooks).
-    events: Mutex<Arc<crate::events::Events>>,
+    events: Arc<crate::events::Events>,
     /// Garbage collection's grace period for unindexed packs (`[gc] grace`).
-    gc_grace: Mutex<Duration>,
+    gc_grace: Duration,
     /// Set by [`Coordinator::stop`]: why the process is stopping. Running operations give
     /// up their nodes' calls and record themselves failed with this reason; new ones are
     /// refused.
@@ -106,6 +106,45 @@ pub struct ClusterStatus {
     pub pause_problems: Vec<String>,
 }
 
+/// What a coordinator is told at construction besides its nodes and repository: fixed
+/// for its life (a new configuration makes a new coordinator).
+pub struct Settings {
+    /// How long node leases and the cluster lock live unless renewed.
+    pub lease_ttl: Duration,
+    /// What a backup is made of (see [`crate::component::from_config`]); `None`: one
+    /// `files` component over every node.
+    pub components: Option<Vec<Component>>,
+    /// The `[[hooks]]` and where pauses are recorded.
+    pub hooks: HookSet,
+    /// Where the ends of operations are reported (audit log, webhooks).
+    pub events: Arc<crate::events::Events>,
+    /// Garbage collection's grace period for unindexed packs (`[gc] grace`).
+    pub gc_grace: Duration,
+    /// Chunks per upload request.
+    pub upload_batch: usize,
+}
+
+impl Settings {
+    /// The defaults, with leases of `lease_ttl`: every node one `files` component, no
+    /// hooks, the audit log only, the default grace and upload batch.
+    pub fn new(lease_ttl: Duration) -> Settings {
+        Settings {
+            lease_ttl,
+            components: None,
+            hooks: HookSet::default(),
+            events: crate::events::Events::audit_only(),
+            gc_grace: crate::gc::DEFAULT_GRACE,
+            upload_batch: UPLOAD_BATCH,
+        }
+    }
+
+    /// Every node one component of `plugin`.
+    pub fn plugin(mut self, plugin: Arc<dyn crate::plugin::Plugin>, nodes: usize) -> Settings {
+        self.components = Some(vec![Component::whole(plugin, nodes)]);
+        self
+    }
+}
+
 impl From<LockError> for CoordinatorError {
     fn from(err: LockError) -> Self {
         match err {
@@ -117,7 +156,8 @@ impl From<LockError> for CoordinatorError {
 }
 
 impl Coordinator {
-    /// A coordinator of `nodes` over the repository in storage `storage`.
+    /// A coordinator of `nodes` over the repository in storage `storage`, with the
+    /// default [`Settings`].
     pub fn new(
         nodes: Vec<Arc<dyn NodeApi>>,
         zones: Vec<Option<String>>,
@@ -126,25 +166,50 @@ impl Coordinator {
         requests: Option<CountingStore>,
         lease_ttl: Duration,
     ) -> Arc<Coordinator> {
+        Coordinator::with(
+            nodes,
+            zones,
+            storage,
+            repo,
+            requests,
+            Settings::new(lease_ttl),
+        )
+    }
+
+    /// A coordinator of `nodes` over the repository in storage `storage`, as `settings`
+    /// say.
+    pub fn with(
+        nodes: Vec<Arc<dyn NodeApi>>,
+        zones: Vec<Option<String>>,
+        storage: &str,
+        repo: Arc<Repository>,
+        requests: Option<CountingStore>,
+        settings: Settings,
+    ) -> Arc<Coordinator> {
         let mut zones = zones;
         zones.resize(nodes.len(), None);
-        let whole = Component::whole(Arc::new(crate::plugin::Files), nodes.len());
+        let components = settings.components.unwrap_or_else(|| {
+            vec![Component::whole(
+                Arc::new(crate::plugin::Files),
+                nodes.len(),
+            )]
+        });
         Arc::new(Coordinator {
             nodes,
             zones,
             storage: storage.to_string(),
             repo,
             requests,
-            lease_ttl: lease_ttl.max(Duration::from_millis(300)),
-            upload_batch: UPLOAD_BATCH.into(),
+            lease_ttl: settings.lease_ttl.max(Duration::from_millis(300)),
+            upload_batch: settings.upload_batch.max(1),
             registry: Registry::default(),
             stats: Arc::default(),
-            components: Mutex::new(Arc::new(vec![whole])),
-            hooks: Mutex::new(Arc::default()),
+            components: Arc::new(components),
+            hooks: Arc::new(settings.hooks),
             reported_pauses: Mutex::default(),
             pausing: Arc::default(),
-            events: Mutex::new(crate::events::Events::audit_only()),
-            gc_grace: Mutex::new(crate::gc::DEFAULT_GRACE),
+            events: settings.events,
+            gc_grace: settings.gc_grace,
             stopping: Mutex::new(None),
         })
     }
@@ -166,34 +231,14 @@ impl Coordinator {
         self.stopping.lock().unwrap().clone()
     }
 
-    /// Sets garbage collection's grace period (`[gc] grace`).
-    pub fn set_gc_grace(&self, grace: Duration) {
-        *self.gc_grace.lock().unwrap() = grace;
-    }
-
-    /// Makes every node one component of `plugin`.
-    pub fn set_plugin(&self, plugin: Arc<dyn crate::plugin::Plugin>) {
-        self.set_components(vec![Component::whole(plugin, self.nodes.len())]);
-    }
-
-    /// Sets what a backup is made of (see [`crate::component::from_config`]).
-    pub fn set_components(&self, components: Vec<Component>) {
-        *self.components.lock().unwrap() = Arc::new(components);
-    }
-
     /// The components a backup is made of.
     pub fn components(&self) -> Arc<Vec<Component>> {
-        self.components.lock().unwrap().clone()
-    }
-
-    /// Sets the hooks and where pauses are recorded.
-    pub fn set_hooks(&self, hooks: HookSet) {
-        *self.hooks.lock().unwrap() = Arc::new(hooks);
+        self.components.clone()
     }
 
     /// The hooks.
     pub fn hooks(&self) -> Arc<HookSet> {
-        self.hooks.lock().unwrap().clone()
+        self.hooks.clone()
     }
 
     /// Resumes the pauses a process that is gone left (see
@@ -263,14 +308,9 @@ impl Coordinator {
             .unwrap_or_else(|| crate::plugin::of_backup_node(node))
     }
 
-    /// Reports operations to `events` (webhooks) besides the audit log.
-    pub fn set_events(&self, events: Arc<crate::events::Events>) {
-        *self.events.lock().unwrap() = events;
-    }
-
     /// Where this coordinator reports the ends of operations.
     pub fn events(&self) -> Arc<crate::events::Events> {
-        self.events.lock().unwrap().clone()
+        self.events.clone()
     }
 
     /// Reports an action of this coordinator's repository that ended with `outcome`.
@@ -278,12 +318,6 @@ impl Coordinator {
         self.events()
             .finished(&self.repo, &self.storage, action, outcome, detail)
             .await;
-    }
-
-    /// Sends at most `chunks` chunk ids per upload request (default 10 000).
-    pub fn set_upload_batch(&self, chunks: usize) {
-        self.upload_batch
-            .store(chunks.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The use cases on this coordinator's repository (delete, gc, cleanup, verify, ...),
@@ -294,7 +328,7 @@ impl Coordinator {
             &self.storage,
             self.events(),
             self.lease_ttl,
-            *self.gc_grace.lock().unwrap(),
+            self.gc_grace,
         )
         .with_stats(self.stats.clone())
     }

@@ -3,7 +3,7 @@
 //! a plugin written here and in-process agents.
 
 use super::*;
-use crate::cluster::{Coordinator, RestorePlan};
+use crate::cluster::{Coordinator, RestorePlan, Settings};
 use crate::node::LocalNode;
 use crate::setup::SharedRepo;
 use std::path::{Path, PathBuf};
@@ -77,7 +77,11 @@ impl NodePlugin for StoreDown {
 
 /// Two in-process nodes, `db1` (with [`StoreDown`]) and `db2`, each with a file, and
 /// a coordinator of them with the [`Topology`] plugin.
-async fn two_nodes(dir: &Path, changed_after_stored: bool) -> (Arc<Coordinator>, Vec<PathBuf>) {
+async fn two_nodes(
+    dir: &Path,
+    changed_after_stored: bool,
+    retries: u32,
+) -> (Arc<Coordinator>, Vec<PathBuf>) {
     let options = strata_repo::InitOptions {
         encryption: strata_repo::format::Encryption::None,
         ..Default::default()
@@ -115,18 +119,12 @@ async fn two_nodes(dir: &Path, changed_after_stored: bool) -> (Arc<Coordinator>,
         nodes.push(Arc::new(LocalNode(Agent::start(config, provider.clone()))));
         roots.push(root);
     }
-    let coordinator = Coordinator::new(
-        nodes,
-        Vec::new(),
-        "test",
-        repo,
-        None,
-        Duration::from_secs(30),
-    );
-    coordinator.set_plugin(Arc::new(Topology {
+    let topology = Arc::new(Topology {
         changed_after_stored,
-        retries: 0,
-    }));
+        retries,
+    });
+    let settings = Settings::new(Duration::from_secs(30)).plugin(topology, nodes.len());
+    let coordinator = Coordinator::with(nodes, Vec::new(), "test", repo, None, settings);
     (coordinator, roots)
 }
 
@@ -135,11 +133,7 @@ async fn two_nodes(dir: &Path, changed_after_stored: bool) -> (Arc<Coordinator>,
 #[tokio::test]
 async fn a_change_that_asks_for_retries_backs_up_again_as_many_times() {
     let dir = tempfile::tempdir().unwrap();
-    let (coordinator, _) = two_nodes(dir.path(), true).await;
-    coordinator.set_plugin(Arc::new(Topology {
-        changed_after_stored: true,
-        retries: 2,
-    }));
+    let (coordinator, _) = two_nodes(dir.path(), true, 2).await;
     let pending = coordinator.backup("test").await.unwrap();
     let op = pending.operation().clone();
     let last = pending.run().await.unwrap();
@@ -171,7 +165,7 @@ async fn a_change_that_asks_for_retries_backs_up_again_as_many_times() {
 #[tokio::test]
 async fn a_change_found_after_the_data_is_stored_fails_the_backup() {
     let dir = tempfile::tempdir().unwrap();
-    let (coordinator, _) = two_nodes(dir.path(), true).await;
+    let (coordinator, _) = two_nodes(dir.path(), true, 0).await;
     let summary = coordinator
         .backup("test")
         .await
@@ -198,7 +192,7 @@ async fn a_change_found_after_the_data_is_stored_fails_the_backup() {
 #[tokio::test]
 async fn a_plugin_restored_first_that_fails_stops_the_later_ones_before_they_write() {
     let dir = tempfile::tempdir().unwrap();
-    let (coordinator, roots) = two_nodes(dir.path(), false).await;
+    let (coordinator, roots) = two_nodes(dir.path(), false, 0).await;
     let summary = coordinator
         .backup("test")
         .await
@@ -260,7 +254,7 @@ impl PluginRestore for NotedRestore {
 #[tokio::test]
 async fn a_plugin_of_a_lower_rank_is_back_before_the_next_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let (coordinator, _) = two_nodes(dir.path(), false).await;
+    let (coordinator, _) = two_nodes(dir.path(), false, 0).await;
     let summary = coordinator
         .backup("test")
         .await
@@ -292,18 +286,13 @@ async fn a_plugin_of_a_lower_rank_is_back_before_the_next_starts() {
         };
         nodes.push(Arc::new(LocalNode(Agent::start(config, provider.clone()))));
     }
-    let fresh = Coordinator::new(
-        nodes,
-        Vec::new(),
-        "test",
-        coordinator.repo().clone(),
-        None,
-        Duration::from_secs(30),
-    );
-    fresh.set_plugin(Arc::new(Topology {
+    let topology = Arc::new(Topology {
         changed_after_stored: false,
         retries: 0,
-    }));
+    });
+    let settings = Settings::new(Duration::from_secs(30)).plugin(topology, nodes.len());
+    let repo = coordinator.repo().clone();
+    let fresh = Coordinator::with(nodes, Vec::new(), "test", repo, None, settings);
     let outcome = fresh
         .restore(&summary, RestorePlan::default(), "test")
         .await
