@@ -42,8 +42,9 @@ pub use plugin::NodePlugin;
 /// credentials and the repository password never travel between coordinator and agent.
 #[async_trait::async_trait]
 pub trait RepoProvider: Send + Sync {
-    /// The repository in `storage`, with a fresh index.
-    async fn open(&self, storage: &str) -> Result<Arc<Repository>, String>;
+    /// The repository in `storage`, with a fresh index; a failure keeps its kind (a wrong
+    /// password, damage) so the node's answer classifies it as the coordinator would.
+    async fn open(&self, storage: &str) -> ApiResult<Arc<Repository>>;
 }
 
 /// How an agent works.
@@ -121,7 +122,8 @@ pub struct Agent {
     reported_pauses: Mutex<HashSet<String>>,
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+/// A node call's result: its value, or the error with its code.
+pub type ApiResult<T> = Result<T, ApiError>;
 
 fn failed(err: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::Failed, err.to_string())
@@ -484,8 +486,12 @@ impl Agent {
     async fn open_repo(&self, storage: &str) -> ApiResult<Arc<Repository>> {
         self.repos.open(storage).await.map_err(|why| {
             ApiError::new(
-                ErrorCode::Failed,
-                format!("node {} cannot open storage {storage}: {why}", self.name()),
+                why.code,
+                format!(
+                    "node {} cannot open storage {storage}: {}",
+                    self.name(),
+                    why.message
+                ),
             )
         })
     }

@@ -5,11 +5,13 @@ use crate::config::{Config, ConfigError, NodeConfig};
 use crate::node::{LocalNode, NodeApi};
 use crate::remote::{ApiClient, RemoteNode};
 use crate::storage::Storage;
-use crate::CoordinatorResult;
+use crate::{CoordinatorError, CoordinatorResult};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_agent::api::{ApiError, ErrorCode};
 use strata_agent::backup::NodeSource;
+use strata_agent::service::ApiResult;
 use strata_agent::service::{Agent, AgentConfig, RepoProvider};
 use strata_repo::writer::WriterOptions;
 use strata_repo::Repository;
@@ -76,14 +78,14 @@ pub struct SharedRepo {
 
 #[async_trait::async_trait]
 impl RepoProvider for SharedRepo {
-    async fn open(&self, storage: &str) -> Result<Arc<Repository>, String> {
+    async fn open(&self, storage: &str) -> ApiResult<Arc<Repository>> {
         if storage != self.storage {
-            return Err(format!("this process has storage {} open", self.storage));
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("this process has storage {} open", self.storage),
+            ));
         }
-        self.repo
-            .reload_index()
-            .await
-            .map_err(|e| crate::error_chain(&e))?;
+        self.repo.reload_index().await.map_err(as_api_error)?;
         Ok(self.repo.clone())
     }
 }
@@ -109,22 +111,27 @@ impl ConfigRepos {
 
 #[async_trait::async_trait]
 impl RepoProvider for ConfigRepos {
-    async fn open(&self, storage: &str) -> Result<Arc<Repository>, String> {
+    async fn open(&self, storage: &str) -> ApiResult<Arc<Repository>> {
         let mut open = self.open.lock().await;
         if let Some(repo) = open.get(storage) {
-            repo.reload_index()
-                .await
-                .map_err(|e| crate::error_chain(&e))?;
+            repo.reload_index().await.map_err(as_api_error)?;
             return Ok(repo.clone());
         }
-        let opened = Storage::open(&self.config, storage).map_err(|e| crate::error_chain(&e))?;
+        let opened = Storage::open(&self.config, storage).map_err(as_api_error)?;
         let repo = opened
             .open_repository(&self.config, self.password.as_deref(), true)
             .await
-            .map_err(|e| crate::error_chain(&e))?;
+            .map_err(as_api_error)?;
         open.insert(storage.to_string(), repo.clone());
         Ok(repo)
     }
+}
+
+/// A coordinator-side failure as a node answers it: its kind ([`CoordinatorError::code`])
+/// and its cause chain.
+fn as_api_error(err: impl Into<CoordinatorError>) -> ApiError {
+    let err = err.into();
+    ApiError::new(err.code(), crate::error_chain(&err))
 }
 
 /// The client coordinators use to reach remote agents.
