@@ -48,6 +48,8 @@
 //! # }
 //! ```
 
+#![deny(missing_docs)]
+
 mod client;
 mod events;
 mod http;

@@ -43,20 +43,39 @@ const ADDED_SINCE_NEGOTIATION: &[&str] = &[feature::COMPONENTS, feature::BACKUP_
 
 /// The names of the API's features, one per group of routes.
 pub mod feature {
+    /// `/api/v1/backups` and `/api/v1/backups/{name}`: list, show, start and delete
+    /// backups. Every server has it: a client asks for it to learn that the server speaks
+    /// this API version at all.
     pub const BACKUPS: &str = "backups";
+    /// `POST /api/v1/restores`: restores of the cluster's nodes.
     pub const RESTORES: &str = "restores";
+    /// `GET /api/v1/backups/{name}/files`: a backup's entries, page by page (`strata ls`).
     pub const FILES: &str = "files";
+    /// `POST` and `DELETE /api/v1/backups/{name}/pin`: keep a backup from retention and
+    /// delete, or let it go again.
     pub const PIN: &str = "pin";
+    /// `POST /api/v1/backups/{name}/copy`: a backup copied to another storage.
     pub const COPY: &str = "copy";
+    /// `POST /api/v1/backups/{name}/drill`: a restore drill on the server
+    /// (`strata verify --restore`).
     pub const DRILL: &str = "drill";
+    /// `POST /api/v1/verify`: backups and their data checked.
     pub const VERIFY: &str = "verify";
+    /// `POST /api/v1/cleanup`: the retention policy applied.
     pub const CLEANUP: &str = "cleanup";
+    /// `POST /api/v1/gc`: data no backup references removed.
     pub const GC: &str = "gc";
+    /// `POST /api/v1/repair/index` and `POST /api/v1/repair/backups`.
     pub const REPAIR: &str = "repair";
+    /// `GET /api/v1/wal` and `POST /api/v1/wal/verify`: archived WAL listed and checked.
     pub const WAL: &str = "wal";
+    /// `/api/v1/operations`: running and recent operations, and the events of one.
     pub const OPERATIONS: &str = "operations";
+    /// `GET /api/v1/schedules`: the scheduled jobs, their next and last runs.
     pub const SCHEDULES: &str = "schedules";
+    /// `GET /api/v1/audit`: the audit log.
     pub const AUDIT: &str = "audit";
+    /// `GET /api/v1/status`: nodes, locks and running operations (`strata status`).
     pub const STATUS: &str = "status";
     /// Restores of chosen components (`--component`), with rename rules and dry runs: a
     /// server without it would ignore them and restore everything, for real.
@@ -110,6 +129,8 @@ impl VersionInfo {
 /// The reply to a started operation.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Started {
+    /// The operation as it started: its id is what `/api/v1/operations/{id}` and its
+    /// `events` follow until it ends.
     pub operation: OperationStatus,
 }
 
@@ -117,11 +138,13 @@ pub struct Started {
 /// verification.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BackupListing {
+    /// The backup itself; its fields are the listing's own in JSON (flattened).
     #[serde(flatten)]
     pub summary: BackupSummary,
     /// The storage that holds it (absent from servers that saw only their default one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<String>,
+    /// Pinned: no retention policy removes it and delete refuses it.
     pub pinned: bool,
     /// The last verification, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,3 +1,18 @@
+//! The coordinator's errors, and the one classification of failures.
+//!
+//! The rule for errors in strata:
+//! - Between crates and across traits, errors are typed (`thiserror` enums, or
+//!   `ApiError` with its [`ErrorCode`] where a node or server answers), so a caller can
+//!   tell a wrong password from damage from a busy cluster.
+//! - A `Result<_, String>` is allowed only for a local validator or parser whose caller
+//!   wraps the text at once into a typed error (`ConfigError::Invalid`,
+//!   [`CoordinatorError::Invalid`], an `ApiError` with its code): `Plugin::check_node`,
+//!   `schedule::check`, the recovery-target parsers.
+//! - [`CoordinatorError::code`] classifies every failure once; the API's error codes and
+//!   the command line's exit codes are both derived from it, so a command exits the same
+//!   in process and through `strata server`.
+//! - At the edge, one line: [`crate::error_chain`] (what failed: why: why).
+
 use strata_agent::api::ErrorCode;
 use strata_agent::AgentError;
 use strata_repo::RepoError;

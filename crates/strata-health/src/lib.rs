@@ -14,6 +14,8 @@
 //! result is kept for [`READY_TTL`] and computed by one caller at a time: a flood of
 //! probes costs at most one round of checks per interval, not one per request.
 
+#![deny(missing_docs)]
+
 pub mod notify;
 #[cfg(feature = "probe")]
 pub mod probe;
@@ -31,6 +33,7 @@ pub const READY_TTL: Duration = Duration::from_secs(5);
 pub struct Check {
     /// What was checked: `storage NAME`, `node NAME`, `password`, `database NAME`, ...
     pub name: String,
+    /// Whether it passed; one that did not makes the process not ready.
     pub ok: bool,
     /// What was found, or what is wrong and what to do.
     pub detail: String,
@@ -52,6 +55,7 @@ impl Check {
 pub struct ReadyReport {
     /// True when every check passed.
     pub ready: bool,
+    /// Every check run, passed or not, in the order the process gave them.
     pub checks: Vec<Check>,
 }
 

@@ -36,6 +36,7 @@ impl Endpoint {
 pub struct Probe {
     /// The full URL asked (`http://127.0.0.1:7370/health`); see [`Probe::new`].
     pub url: String,
+    /// Which endpoint `url` is: how its answer is read.
     pub endpoint: Endpoint,
     /// Bound of one attempt: connect, request and the whole reply.
     pub timeout: Duration,
@@ -49,31 +50,65 @@ pub struct Probe {
 /// A good answer.
 #[derive(Debug, Clone)]
 pub enum Answer {
+    /// `/health` answered 200 with status `ok`.
     Healthy(HealthReport),
+    /// `/ready` answered 200 and every check passed.
     Ready(ReadyReport),
 }
 
 /// Why a probe failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
+    /// The probe was asked wrongly (not an http(s) URL, credentials or a query in it, the
+    /// other endpoint than its path names) or no HTTP client could be built; nothing was
+    /// sent. Holds the whole message.
     #[error("{0}")]
     Usage(String),
+    /// The CA file could not be read or holds no PEM certificate; nothing was sent.
     #[error("cannot use CA file {path}: {why}")]
-    Ca { path: PathBuf, why: String },
+    Ca {
+        /// The file, as configured.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// No reply: nothing listening, a refused connection, a TLS failure, nothing within
+    /// the attempt's timeout, a reply cut short.
     #[error("{url}: no answer: {why}")]
-    Unreachable { url: String, why: String },
+    Unreachable {
+        /// The URL asked.
+        url: String,
+        /// The timeout, or the connection's error with its causes.
+        why: String,
+    },
+    /// A reply, but not the status the endpoint answers with (200; for `/ready`, 200 or
+    /// 503): something else listens there, or a proxy stands in between.
     #[error("{url}: answered HTTP {status}: {body}")]
     Status {
+        /// The URL asked.
         url: String,
+        /// The HTTP status code.
         status: u16,
+        /// The body's first line, at most 200 characters, for the message.
         body: String,
     },
+    /// `/ready` answered 503: a strata process that is not ready, with its checks.
     #[error("{url}: not ready: {}", failing(.report))]
-    NotReady { url: String, report: ReadyReport },
+    NotReady {
+        /// The URL asked.
+        url: String,
+        /// What it answered: the failing checks say what is wrong.
+        report: ReadyReport,
+    },
+    /// The expected status, but a body that is not a strata report (or one that
+    /// contradicts its status).
     #[error("{url}: the answer is not a strata {what} report: {why}")]
     Garbled {
+        /// The URL asked.
         url: String,
+        /// Which report was expected: `health` or `readiness`.
         what: &'static str,
+        /// What did not fit.
         why: String,
     },
 }

@@ -13,6 +13,8 @@
 //! the record stays (shown by `status`, counted in metrics, sent as a `hook.failed`
 //! webhook) and is tried again by the next process.
 
+#![deny(missing_docs)]
+
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -51,8 +53,10 @@ impl HookPoint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HookOperation {
+    /// Runs around backups (the default).
     #[default]
     Backup,
+    /// Runs around restores.
     Restore,
 }
 
@@ -62,7 +66,11 @@ pub enum HookOperation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Action {
+    /// A program and its arguments (a TOML array), run without a shell; the hook's
+    /// environment comes as `STRATA_*` variables.
     Command(Vec<String>),
+    /// `"METHOD URL"` (a TOML string): GET, POST, PUT, DELETE or PATCH to an http(s)
+    /// URL, the hook's environment as the JSON body.
     Http(String),
 }
 
@@ -79,8 +87,10 @@ pub struct HookEnv {
     pub id: String,
     /// The backup made or restored.
     pub backup: String,
+    /// The component the hook runs around; `None` around the whole operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
+    /// The node the hook runs around; `None` when it is not tied to one node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// `before`, `after_snapshot`, `success`, `failure`, `always`, `pause`, `resume`.
@@ -285,11 +295,13 @@ pub struct HookConfig {
     /// Where a `run` hook runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<HookPoint>,
+    /// What a `run` hook does at `at`; `None` for a pause/resume pair.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<Action>,
     /// A pause/resume pair: both, and no `run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause: Option<Action>,
+    /// What undoes `pause`: run on every path once the pause was attempted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<Action>,
     /// Only around this component (default: the whole operation).
@@ -392,8 +404,10 @@ pub struct PauseRecord {
     pub hook: String,
     /// The operation that paused.
     pub operation: String,
+    /// The component paused; `None` when the pause was around the whole operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
+    /// The node paused; `None` when the pause was not tied to one node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node: Option<String>,
     /// RFC 3339 UTC: when the pause was issued.
@@ -401,12 +415,18 @@ pub struct PauseRecord {
     /// What resumes it, with the environment it gets.
     #[schema(value_type = Object)]
     pub resume: Action,
+    /// The environment of the pause, which the resume gets too (its phase `resume`).
     #[schema(value_type = Object)]
     pub env: HookEnv,
+    /// How long one resume attempt may take, in milliseconds (the hook's `timeout`).
     pub timeout_ms: u64,
+    /// How often a resume is tried before it is reported as failed (the hook's
+    /// `resume_attempts`).
     pub attempts: u32,
     /// The process holding the pause: its pid and start time (a pid alone can be reused).
     pub holder_pid: u32,
+    /// The holder's start time, in clock ticks since boot (field 22 of
+    /// `/proc/<pid>/stat`); 0 when it could not be read.
     pub holder_start: u64,
     /// The last resume's error, once one failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -604,6 +624,7 @@ pub fn paused(state_dir: &Path) -> Vec<Result<PauseRecord, String>> {
 /// What resuming a pause came to.
 #[derive(Debug, Clone)]
 pub struct Resumed {
+    /// The pause; when the resume failed, with `resume_error` set as it was saved.
     pub record: PauseRecord,
     /// `None`: resumed; else why the last attempt failed (the record stays).
     pub error: Option<String>,

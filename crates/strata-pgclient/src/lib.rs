@@ -2,6 +2,8 @@
 //! retention and replication later. They know how to reach a server and how to write SQL
 //! safely; they know nothing about backups.
 
+#![deny(missing_docs)]
+
 pub mod tls;
 
 use serde::{Deserialize, Serialize};
@@ -12,17 +14,31 @@ pub use tokio_postgres::{Client, Error as PgError, Notification};
 /// Why a server could not be reached.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The connection or the login failed (nothing listening, authentication refused, no
+    /// such database), or so did the `statement_timeout` set right after it.
     #[error("cannot connect to PostgreSQL at {at}")]
     Connect {
+        /// The server, `host:port as user` (or `host:port/db as user`); never the password.
         at: String,
+        /// What the driver said.
         #[source]
         source: tokio_postgres::Error,
     },
+    /// No answer within the connect timeout: a host that is down or a network that drops
+    /// packets, rather than a refusal.
     #[error("cannot connect to PostgreSQL at {at}: no answer within {secs} s")]
-    Timeout { at: String, secs: u64 },
+    Timeout {
+        /// The server, `host:port as user` (or `host:port/db as user`); never the password.
+        at: String,
+        /// The timeout that ran out, in seconds.
+        secs: u64,
+    },
+    /// The TLS settings could not be used, so no connection was tried.
     #[error("cannot connect to PostgreSQL at {at} with TLS")]
     Tls {
+        /// The server, `host:port as user` (or `host:port/db as user`); never the password.
         at: String,
+        /// What is wrong with them.
         #[source]
         source: tls::TlsError,
     },
@@ -36,8 +52,12 @@ pub struct ConnectSettings {
     /// A host name or address, or a directory holding the server's Unix socket (starts
     /// with `/`).
     pub host: String,
+    /// TCP port, or the number in the socket's file name (`.s.PGSQL.<port>`); 5432 by
+    /// default.
     pub port: u16,
+    /// The role to log in as (default `postgres`).
     pub user: String,
+    /// The database to connect to (default `postgres`).
     pub dbname: String,
     /// Environment variable holding the password (when the server asks for one).
     pub password_env: String,
@@ -114,6 +134,8 @@ impl ConnectSettings {
 /// Why a connection string could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DsnError {
+    /// The string does not parse; holds the parser's reason, never the string (it may
+    /// hold a password).
     #[error("invalid database connection string: {0} (use postgresql://user@host:port/db or host=... port=... dbname=...)")]
     Invalid(String),
 }

@@ -20,8 +20,16 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 /// Why the TLS settings could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
+    /// The `sslrootcert` file could not be read, holds no PEM certificate, or holds one
+    /// rustls refuses.
     #[error("cannot read sslrootcert {path}: {why}")]
-    RootCert { path: String, why: String },
+    RootCert {
+        /// The file, as given.
+        path: String,
+        /// What went wrong with it.
+        why: String,
+    },
+    /// Neither the system nor `sslrootcert` gave a root to verify the server against.
     #[error("no trusted root certificates: give sslrootcert=FILE")]
     NoRoots,
 }

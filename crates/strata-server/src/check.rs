@@ -23,7 +23,10 @@ fn check(name: String, ok: bool, detail: impl Into<String>) -> Check {
 /// answering (a coordinator's), the password source present; the first part of
 /// [`run`], not a second implementation of it.
 pub struct ServerReadiness {
+    /// The server's configuration: the storages to reach and the password source.
     pub config: Config,
+    /// The agents of the cluster's nodes, asked when the server coordinates; empty on a
+    /// server that only serves its node's agent.
     pub nodes: Vec<Arc<dyn NodeApi>>,
 }
 

@@ -6,6 +6,8 @@
 //! own bearer token; a request without the right one is answered 401 before anything
 //! runs. TLS is rustls when a certificate and key are configured.
 
+#![deny(missing_docs)]
+
 mod auth;
 mod check;
 pub mod compose;
@@ -48,6 +50,7 @@ pub struct ServerParts {
 
 /// What the coordinator API serves.
 pub struct CoordinatorParts {
+    /// The cluster's coordinator, which every `/api/v1` route drives.
     pub coordinator: Arc<Coordinator>,
     /// User tokens by name (the audit log records the name).
     pub tokens: Tokens,

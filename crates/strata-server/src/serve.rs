@@ -22,7 +22,9 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 /// PEM files of the server's certificate chain and private key.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
+    /// The certificate chain, the server's own certificate first.
     pub cert: PathBuf,
+    /// The private key of that certificate (PKCS#8, PKCS#1 or SEC1).
     pub key: PathBuf,
 }
 

@@ -11,11 +11,17 @@ use std::sync::Arc;
 /// Requests sent to a storage and bytes moved, including failed and retried requests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestCounts {
+    /// Writes: plain and conditional puts.
     pub put: u64,
+    /// Reads: whole objects and byte ranges.
     pub get: u64,
+    /// Listings, each counted once however many keys (and object store pages) it returned.
     pub list: u64,
+    /// Deletes.
     pub delete: u64,
+    /// Bytes of every put's body, failed puts included.
     pub bytes_sent: u64,
+    /// Bytes returned by the reads that succeeded.
     pub bytes_received: u64,
 }
 
@@ -52,9 +58,13 @@ struct Counters {
 /// Failed requests by kind, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RequestErrors {
+    /// Puts (plain and conditional) that failed; "already exists" is an answer, not counted.
     pub put: u64,
+    /// Reads that failed; "not found" is an answer, not counted.
     pub get: u64,
+    /// Listings that failed.
     pub list: u64,
+    /// Deletes that failed.
     pub delete: u64,
 }
 

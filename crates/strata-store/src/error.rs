@@ -5,22 +5,37 @@ use std::path::PathBuf;
 pub enum StoreError {
     /// The object does not exist.
     #[error("object {key} not found in {store}")]
-    NotFound { key: String, store: String },
+    NotFound {
+        /// The key that was asked for.
+        key: String,
+        /// The store, as [`Store::describe`](crate::Store::describe) names it.
+        store: String,
+    },
     /// A conditional put found an existing object.
     #[error("object {key} already exists in {store}")]
-    AlreadyExists { key: String, store: String },
+    AlreadyExists {
+        /// The key that is taken.
+        key: String,
+        /// The store, as [`Store::describe`](crate::Store::describe) names it.
+        store: String,
+    },
     /// A requested byte range lies outside the object (a truncated object, usually).
     #[error("object {key} is {size} bytes, cannot read bytes {start}..{end}")]
     OutOfRange {
+        /// The object read.
         key: String,
+        /// Its actual size in bytes.
         size: u64,
+        /// First byte asked for.
         start: u64,
+        /// End of the range asked for (exclusive).
         end: u64,
     },
-    /// A key that is not a clean relative path.
+    /// A key that is not a clean relative path (see [`validate_key`](crate::validate_key));
+    /// holds the key as given.
     #[error("invalid object key {0:?}")]
     InvalidKey(String),
-    /// A location string whose scheme no backend handles.
+    /// A location string whose scheme no backend handles; holds the location as given.
     #[error(
         "unsupported storage location {0:?} (supported: a path, file://PATH, s3://, az://, gs://)"
     )]
@@ -28,17 +43,27 @@ pub enum StoreError {
     /// A failure worth retrying: a timeout, a dropped connection, a 5xx, a short read.
     #[error("{op} {key} on {store} failed (transient): {message}")]
     Transient {
+        /// The request: `put`, `get`, `list` or `delete`.
         op: &'static str,
+        /// The object (for a listing, its prefix).
         key: String,
+        /// The store, as [`Store::describe`](crate::Store::describe) names it.
         store: String,
+        /// What went wrong: the backend's words, or the timeout or short read seen here.
         message: String,
     },
     /// A failure that retrying will not fix: access denied, bad configuration, quota.
     #[error("{op} {key} on {store} failed: {message}")]
     Backend {
+        /// The request: `put`, `get`, `list`, `delete`, or `open` when the store was
+        /// being set up.
         op: &'static str,
+        /// The object (for a listing, its prefix); empty for `open`.
         key: String,
+        /// The store, as [`Store::describe`](crate::Store::describe) names it (the
+        /// location itself for `open`).
         store: String,
+        /// What the backend said, for the operator.
         message: String,
     },
     /// The credentials may not do this (HTTP 401/403, `AccessDenied`, ...): permanent,
@@ -48,9 +73,13 @@ pub enum StoreError {
         prefix = key_prefix(key)
     )]
     PermissionDenied {
+        /// The request: `put`, `get`, `list` or `delete`.
         op: &'static str,
+        /// The object (for a listing, its prefix).
         key: String,
+        /// The store, as [`Store::describe`](crate::Store::describe) names it.
         store: String,
+        /// What the backend said, for the operator.
         message: String,
     },
     /// The bucket (S3, GCS) or container (Azure) of the location does not exist: no
@@ -59,7 +88,9 @@ pub enum StoreError {
     NoBucket {
         /// "bucket" or "container".
         kind: &'static str,
+        /// The store, as [`Store::describe`](crate::Store::describe) names it.
         store: String,
+        /// What the backend said, for the operator.
         message: String,
     },
     /// An operation gave up after retries; the last error is the source.
@@ -68,24 +99,38 @@ pub enum StoreError {
         elapsed.as_secs_f64()
     )]
     GaveUp {
+        /// The request: `put`, `get`, `list` or `delete`.
         op: &'static str,
+        /// The object (for a listing, its prefix).
         key: String,
+        /// The store, as [`Store::describe`](crate::Store::describe) names it.
         store: String,
+        /// Attempts made, the first included.
         attempts: u32,
         /// From the first attempt until giving up.
         elapsed: std::time::Duration,
+        /// The error of the last attempt (a transient one).
         #[source]
         last: Box<StoreError>,
     },
     /// A write that would make data visible, refused because this process may have lost
     /// the lock it writes under (see [`crate::Fence`]).
     #[error("refused to write {key}: {why}")]
-    Fenced { key: String, why: String },
+    Fenced {
+        /// The object that was not written (or deleted).
+        key: String,
+        /// Why the fence is closed: which lock was lost or not renewed in time.
+        why: String,
+    },
     /// An I/O error of the local filesystem.
     #[error("{op} {path}")]
     Io {
+        /// What was being done (`write`, `publish`, `create directory`, ...), which the
+        /// message prints before the path.
         op: &'static str,
+        /// The file or directory concerned.
         path: PathBuf,
+        /// The error of the filesystem.
         #[source]
         source: std::io::Error,
     },

@@ -42,7 +42,10 @@ pub struct FaultConfig {
 /// exact point of its work (say, packs uploaded but not indexed yet).
 #[derive(Debug, Clone)]
 pub struct WriteHold {
+    /// The first write of a key starting with this is held (only the first).
     pub prefix: String,
+    /// Where the hold says it is waiting (`held`, holding the key) and where the test
+    /// lets it go (by creating `release`).
     pub dir: std::path::PathBuf,
 }
 

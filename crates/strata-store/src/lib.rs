@@ -43,6 +43,8 @@
 //! # }
 //! ```
 
+#![deny(missing_docs)]
+
 mod cache;
 mod cloud;
 mod counting;

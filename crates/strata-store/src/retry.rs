@@ -24,6 +24,7 @@ pub struct RetryConfig {
     /// Backoff before the second attempt; doubles each time up to `max_backoff`. Each
     /// wait is between half its ceiling and the ceiling (jitter).
     pub initial_backoff: Duration,
+    /// The ceiling the doubling backoff stops growing at.
     pub max_backoff: Duration,
     /// The most time one request spends waiting between its attempts, in all: once spent,
     /// the request gives up ([`StoreError::GaveUp`]).

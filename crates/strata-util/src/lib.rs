@@ -11,6 +11,8 @@
 //!
 //! It depends on nothing, so every crate of the workspace may use it.
 
+#![deny(missing_docs)]
+
 /// An error with its causes, `what: why: why`, each said once (a cause whose text the
 /// line already holds is not repeated): the one line strata prints at its edges and
 /// carries across layers as text.
