@@ -213,7 +213,7 @@ impl Probe {
             why: if e.is_timeout() {
                 format!("nothing within {} s", self.timeout.as_secs_f64())
             } else {
-                cause_chain(&e.without_url())
+                strata_util::error_chain(&e.without_url())
             },
         };
         let mut response = client.get(&self.url).send().await.map_err(unreachable)?;
@@ -271,20 +271,6 @@ fn excerpt(body: &[u8]) -> String {
         out = "(empty body)".into();
     } else if line.chars().count() > 200 {
         out.push('…');
-    }
-    out
-}
-
-fn cause_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
     }
     out
 }

@@ -999,21 +999,8 @@ mod tests {
     }
 
     #[test]
-    fn record_ids_stay_in_their_directory() {
-        for good in ["20261125T155539Z-3fa1b2c4-0", "op-db1-2", "a.b_c"] {
-            assert!(valid_id(good), "{good}");
-        }
-        for bad in [
-            "",
-            "../x",
-            "/abs",
-            ".hidden",
-            "a/b",
-            "a\0b",
-            &"x".repeat(201),
-        ] {
-            assert!(!valid_id(bad), "{bad:?}");
-        }
+    fn a_record_of_an_operation_id_that_would_leave_its_directory_is_not_saved() {
+        // (The id rule itself is strata_util::valid_id's, tested there.)
         let dir = tempfile::tempdir().unwrap();
         let hook: HookConfig =
             toml::from_str("pause = [\"/bin/true\"]\nresume = [\"/bin/true\"]").unwrap();
