@@ -13,14 +13,14 @@ use strata_coordinator::actions::{refuse_latest, Actions};
 use strata_coordinator::audit::{self, local_actor, AuditEntry};
 use strata_coordinator::browse::{for_each_file, FileEntry, FileFilter};
 use strata_coordinator::catalog::{Catalog, Located};
-use strata_coordinator::cluster::{ClusterStatus, Coordinator, RestoreOutcome, RestorePlan};
 use strata_coordinator::config::{Config, NodeConfig, RetentionConfig};
+use strata_coordinator::coordinator::{ClusterStatus, Coordinator, RestoreOutcome, RestorePlan};
 use strata_coordinator::copy::CopyReport;
-use strata_coordinator::events::{Action, Events};
+use strata_coordinator::events::{Activity, Events};
 use strata_coordinator::gc::GcReport;
 use strata_coordinator::listing::PageQuery;
 use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
-use strata_coordinator::restore::NodeRestore;
+use strata_coordinator::restore::DirRestore;
 use strata_coordinator::retention::CleanupReport;
 use strata_coordinator::schedule::{JobStatus, Scheduler, SystemClock};
 use strata_coordinator::setup::{self, SharedRepo};
@@ -269,7 +269,7 @@ impl InProcess {
         let location = storage.store.describe();
         let id = repo.config().id.clone();
         let who = local_actor();
-        let action = Action {
+        let action = Activity {
             who: &who,
             kind: "init",
             target: &location,
@@ -299,7 +299,7 @@ impl InProcess {
         to: &Path,
         node: Option<&str>,
         mut options: RestoreOptions,
-    ) -> CoordinatorResult<(BackupSummary, Vec<NodeRestore>)> {
+    ) -> CoordinatorResult<(BackupSummary, Vec<DirRestore>)> {
         let (repo, summary, storage) = self.find(wanted, true).await?;
         if self.config.restore.workers > 0 {
             options.workers = self.config.restore.workers;

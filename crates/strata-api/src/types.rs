@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use strata_coordinator::cluster::RestorePlan;
 use strata_coordinator::config::RetentionConfig;
+use strata_coordinator::coordinator::RestorePlan;
 use strata_coordinator::operation::OperationStatus;
 use strata_coordinator::verified::VerifyRecord;
 use strata_postgres::recovery::RecoveryPlan;

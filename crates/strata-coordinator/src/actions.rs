@@ -6,14 +6,14 @@
 //! what every way in must do: the refusals (`latest`, pins), the cluster lock where the
 //! action changes what a running backup relies on, the webhook that it started, the
 //! work, the counters for `/metrics`, and the audit entry with its one-line detail.
-//! Backups and restores, which need the nodes, are [`crate::cluster::Coordinator::backup`]
-//! and [`crate::cluster::Coordinator::restore`]; a coordinator hands out its
-//! [`Actions`] with [`crate::cluster::Coordinator::actions`], and a command line without
+//! Backups and restores, which need the nodes, are [`crate::coordinator::Coordinator::backup`]
+//! and [`crate::coordinator::Coordinator::restore`]; a coordinator hands out its
+//! [`Actions`] with [`crate::coordinator::Coordinator::actions`], and a command line without
 //! a coordinator builds them with [`Actions::new`] for each repository it acts on.
 
 use crate::config::RetentionConfig;
 use crate::copy::CopyReport;
-use crate::events::{Action, Events};
+use crate::events::{Activity, Events};
 use crate::gc::GcReport;
 use crate::lock::RepoLock;
 use crate::repair::{BackupsRepairReport, IndexRepairReport};
@@ -127,8 +127,8 @@ impl Actions {
         &self.storage
     }
 
-    pub(crate) fn action<'a>(who: &'a str, kind: &'a str, target: &'a str) -> Action<'a> {
-        Action {
+    pub(crate) fn action<'a>(who: &'a str, kind: &'a str, target: &'a str) -> Activity<'a> {
+        Activity {
             who,
             kind,
             target,
@@ -140,7 +140,7 @@ impl Actions {
     /// an error is `failed` with its cause chain.
     pub(crate) async fn finish<T>(
         &self,
-        action: &Action<'_>,
+        action: &Activity<'_>,
         result: &CoordinatorResult<T>,
         describe: impl FnOnce(&T) -> (&'static str, String),
     ) {
@@ -326,7 +326,7 @@ impl Actions {
         to: &Path,
         node: Option<&str>,
         options: strata_agent::restore::RestoreOptions,
-    ) -> CoordinatorResult<Vec<crate::restore::NodeRestore>> {
+    ) -> CoordinatorResult<Vec<crate::restore::DirRestore>> {
         let action = Self::action(who, "restore", &summary.name);
         self.events.started(&action, &self.storage);
         let result =

@@ -487,7 +487,7 @@ impl OpHooks {
                 let line = format!("hook {hook}: {why}");
                 eprintln!("strata: error: {line}");
                 self.stats.lock().unwrap().resume_failures += 1;
-                let action = crate::events::Action {
+                let action = crate::events::Activity {
                     who: &self.who,
                     kind: "hook",
                     target: &hook,

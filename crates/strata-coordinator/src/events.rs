@@ -20,7 +20,7 @@ pub struct Events {
 
 /// One finished (or started) action, as the audit log and webhooks see it.
 #[derive(Debug, Clone)]
-pub struct Action<'a> {
+pub struct Activity<'a> {
     /// Who asked: `token:<name>`, `local:<user>@<host>`, `scheduler:<job>`.
     pub who: &'a str,
     /// `backup`, `restore`, `cleanup`, `verify`, `delete`, `gc`, `pin`, `unpin`, `copy`, ...
@@ -50,7 +50,7 @@ impl Events {
         &self.webhooks
     }
 
-    fn send(&self, action: &Action<'_>, storage: &str, phase: &str, detail: &str) {
+    fn send(&self, action: &Activity<'_>, storage: &str, phase: &str, detail: &str) {
         if !KINDS.contains(&action.kind) {
             return;
         }
@@ -66,12 +66,12 @@ impl Events {
     /// Tells the webhooks how `action` went (`phase`: started, succeeded, failed, partial)
     /// without an audit entry in a repository: for actions recorded elsewhere, such as
     /// table retention runs, which the database's own audit table records.
-    pub fn notify(&self, action: &Action<'_>, storage: &str, phase: &str, detail: &str) {
+    pub fn notify(&self, action: &Activity<'_>, storage: &str, phase: &str, detail: &str) {
         self.send(action, storage, phase, detail);
     }
 
     /// Tells the webhooks that `action` started (the audit log records only ends).
-    pub fn started(&self, action: &Action<'_>, storage: &str) {
+    pub fn started(&self, action: &Activity<'_>, storage: &str) {
         self.send(action, storage, "started", "");
     }
 
@@ -81,7 +81,7 @@ impl Events {
         &self,
         repo: &Repository,
         storage: &str,
-        action: &Action<'_>,
+        action: &Activity<'_>,
         outcome: &str,
         detail: &str,
     ) {

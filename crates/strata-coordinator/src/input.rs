@@ -1,7 +1,7 @@
 //! What a user asks of a restore, checked the same way whichever way it came in (the
 //! CLI, `POST /api/v1/restores`): node names as the configuration allows them, an include
 //! path that is a clean relative path, a recovery target that is what it claims to be
-//! (see [`strata_postgres::recovery_input`]). [`crate::cluster::Coordinator::restore`]
+//! (see [`strata_postgres::recovery_input`]). [`crate::coordinator::Coordinator::restore`]
 //! runs it before anything is locked or written; the API runs it first to answer 400.
 
 use crate::error::CoordinatorError;

@@ -1,7 +1,7 @@
 //! What scheduled jobs do: back up the cluster, apply the retention policy and collect
 //! garbage, verify the repository (recording the outcome per backup). Each job is one
 //! call of the use case the CLI and the API call too ([`crate::actions`],
-//! [`crate::cluster::Coordinator::backup`]); a job only turns its outcome into the line
+//! [`crate::coordinator::Coordinator::backup`]); a job only turns its outcome into the line
 //! the schedule shows.
 
 use crate::config::ScheduleConfig;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 /// The jobs of a coordinator: backups of its cluster, cleanup with its retention policy,
 /// verification of its repository.
 pub struct ClusterJobs {
-    pub coordinator: Arc<crate::cluster::Coordinator>,
+    pub coordinator: Arc<crate::coordinator::Coordinator>,
     pub retention: crate::config::RetentionConfig,
 }
 

@@ -17,7 +17,7 @@ pub mod setup;
 
 // Operations over the nodes, and the use cases on a repository.
 pub mod actions;
-pub mod cluster;
+pub mod coordinator;
 pub mod wal;
 pub mod wal_archiver;
 mod wal_write;

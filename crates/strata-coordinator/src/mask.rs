@@ -41,7 +41,7 @@ pub fn masked_config(config: &Config) -> Config {
             .into_iter()
             .flatten()
             {
-                *call = strata_hooks::Action::Http(call.clone())
+                *call = strata_hooks::HookAction::Http(call.clone())
                     .masked()
                     .into_http();
             }

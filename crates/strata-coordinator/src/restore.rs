@@ -7,9 +7,9 @@ use strata_agent::restore::{restore_stored, ManifestSource, RestoreOptions, Rest
 use strata_repo::summary::BackupSummary;
 use strata_repo::Repository;
 
-/// The outcome for one node.
+/// What a restore into a directory of this machine did for one node.
 #[derive(Debug, Clone)]
-pub struct NodeRestore {
+pub struct DirRestore {
     pub node: String,
     pub target: PathBuf,
     pub report: RestoreReport,
@@ -23,7 +23,7 @@ pub async fn run_restore(
     target: &Path,
     node: Option<&str>,
     options: RestoreOptions,
-) -> CoordinatorResult<Vec<NodeRestore>> {
+) -> CoordinatorResult<Vec<DirRestore>> {
     let available: Vec<&str> = backup
         .nodes
         .iter()
@@ -64,7 +64,7 @@ pub async fn run_restore(
             options.clone(),
         )
         .await?;
-        out.push(NodeRestore {
+        out.push(DirRestore {
             node: name.to_string(),
             target: node_target,
             report,

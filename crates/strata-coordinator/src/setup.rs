@@ -1,7 +1,7 @@
 //! Building nodes and coordinators from a configuration.
 
-use crate::cluster::{Coordinator, Settings};
 use crate::config::{Config, ConfigError, NodeConfig};
+use crate::coordinator::{Coordinator, Settings};
 use crate::node::{LocalNode, NodeApi};
 use crate::remote::{ApiClient, RemoteNode};
 use crate::storage::Storage;

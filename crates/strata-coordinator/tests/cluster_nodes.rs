@@ -15,7 +15,7 @@ use strata_agent::backup::NodeSource;
 use strata_agent::progress::ProgressSnapshot;
 use strata_agent::restore::RestoreOptions;
 use strata_agent::service::{Agent, AgentConfig};
-use strata_coordinator::cluster::{Coordinator, Settings};
+use strata_coordinator::coordinator::{Coordinator, Settings};
 use strata_coordinator::node::{LocalNode, NodeApi, NodeResult};
 use strata_coordinator::restore::run_restore;
 use strata_coordinator::setup::SharedRepo;

@@ -1,8 +1,8 @@
-//! strata-etcd against real etcd clusters started on 127.0.0.1 (see `cluster`).
+//! strata-etcd against real etcd clusters started on 127.0.0.1 (see `strata_testkit::etcd`, imported as `cluster`).
 
 use strata_testkit::etcd as cluster;
 
-use cluster::{put, put_leased, range, raw, Cluster, Writer};
+use cluster::{put, put_leased, range, raw, EtcdCluster, Writer};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use strata_etcd::{Action, Client, EtcdError, LeasedKeys, Restore, Settings, Snapshot};
@@ -15,7 +15,7 @@ fn text(bytes: &[u8]) -> String {
 /// revision over many pages while a writer keeps adding keys that sort last.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_reads_the_prefixes_at_one_revision_in_pages() {
-    let c = Cluster::start(3).await;
+    let c = EtcdCluster::start(3).await;
     let m1 = c.url(0).to_string();
     for i in 1..=6 {
         put(
@@ -105,7 +105,7 @@ async fn snapshot_reads_the_prefixes_at_one_revision_in_pages() {
 /// prefixes and a put of the same value; it changes with a checked value or lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fingerprint_ignores_excluded_keys_and_sees_checked_changes() {
-    let c = Cluster::start(3).await;
+    let c = EtcdCluster::start(3).await;
     let m1 = c.url(0).to_string();
     put(&m1, b"/service/pg/config", b"{\"ttl\":30}").await;
     put(&m1, b"/service/pg/members/db1", b"{\"role\":\"primary\"}").await;
@@ -164,7 +164,7 @@ async fn fingerprint_ignores_excluded_keys_and_sees_checked_changes() {
 /// without overwrite.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_renames_into_an_empty_prefix_through_another_member() {
-    let c = Cluster::start(3).await;
+    let c = EtcdCluster::start(3).await;
     let m1 = c.url(0).to_string();
     let config = br#"{"ttl":30,"postgresql":{"listen":"10.0.0.1:5432"}}"#;
     let db1 = br#"{"conn_url":"postgres://10.0.0.1:5432/postgres","name":"db1"}"#;
@@ -320,7 +320,7 @@ async fn restore_renames_into_an_empty_prefix_through_another_member() {
 /// transaction written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restores_are_transactions_resumable_and_guarded() {
-    let c = Cluster::start(1).await;
+    let c = EtcdCluster::start(1).await;
     let url = c.url(0).to_string();
     for i in 0..300 {
         put(
@@ -407,7 +407,7 @@ async fn restores_are_transactions_resumable_and_guarded() {
 /// with a message saying what to set; works with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn user_and_password() {
-    let c = Cluster::start(1).await;
+    let c = EtcdCluster::start(1).await;
     let url = c.url(0).to_string();
     put(&url, b"/app/k", b"v").await;
     raw(
@@ -473,7 +473,7 @@ async fn user_and_password() {
 /// certificate (reads and writes), fails clearly without it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_client_certificates() {
-    let c = Cluster::start_tls().await;
+    let c = EtcdCluster::start_tls().await;
     let mut settings = c.settings(0);
     settings.prefixes = vec!["/tls/".into()];
     assert!(c.url(0).starts_with("https://"));
@@ -522,7 +522,7 @@ async fn tls_client_certificates() {
 /// The first endpoint refuses connections: requests go to the second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_fall_back_to_the_next() {
-    let c = Cluster::start(1).await;
+    let c = EtcdCluster::start(1).await;
     put(c.url(0), b"/f/k", b"v").await;
     let dead = format!("http://127.0.0.1:{}", strata_testkit::net::free_port());
     let mut settings = Settings::new([dead.clone(), c.url(0).to_string()]);

@@ -1,7 +1,7 @@
 //! Hooks: commands or HTTP calls at the steps of a backup and a restore, and pause/resume
 //! pairs whose resume always runs.
 //!
-//! A `[[hooks]]` entry either runs an [`Action`] at a [`HookPoint`] (`run`), or declares a
+//! A `[[hooks]]` entry either runs an [`HookAction`] at a [`HookPoint`] (`run`), or declares a
 //! pause/resume pair (`pause` and `resume`): the pause is issued before the snapshots of
 //! its scope, the resume once they are stored, and the resume runs on *every* path once
 //! a pause was attempted: success, a failing step, a cancellation (SIGTERM), a timeout.
@@ -65,7 +65,7 @@ pub enum HookOperation {
 /// the hook's environment).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum Action {
+pub enum HookAction {
     /// A program and its arguments (a TOML array), run without a shell; the hook's
     /// environment comes as `STRATA_*` variables.
     Command(Vec<String>),
@@ -103,10 +103,10 @@ pub struct HookEnv {
     pub snapshot_id: Option<String>,
 }
 
-impl Action {
+impl HookAction {
     /// The method and URL of an HTTP action.
     fn http(&self) -> Option<Result<(reqwest::Method, &str), String>> {
-        let Action::Http(line) = self else {
+        let HookAction::Http(line) = self else {
             return None;
         };
         let Some((method, url)) = line.trim().split_once(' ') else {
@@ -136,11 +136,11 @@ impl Action {
     /// Checks the action's form.
     pub fn validate(&self) -> Result<(), String> {
         match self {
-            Action::Command(argv) if argv.is_empty() || argv[0].is_empty() => {
+            HookAction::Command(argv) if argv.is_empty() || argv[0].is_empty() => {
                 Err("a command hook needs a program: [\"/path/to/program\", \"args\"...]".into())
             }
-            Action::Command(_) => Ok(()),
-            Action::Http(_) => self.http().expect("an HTTP action").map(|_| ()),
+            HookAction::Command(_) => Ok(()),
+            HookAction::Http(_) => self.http().expect("an HTTP action").map(|_| ()),
         }
     }
 
@@ -148,8 +148,8 @@ impl Action {
     /// far as its host ([`mask_url`]: a webhook's path may be its secret; never a body).
     pub fn describe(&self) -> String {
         match self {
-            Action::Command(argv) => argv.first().cloned().unwrap_or_default(),
-            Action::Http(line) => match line.trim().split_once(' ') {
+            HookAction::Command(argv) => argv.first().cloned().unwrap_or_default(),
+            HookAction::Http(line) => match line.trim().split_once(' ') {
                 Some((method, url)) => format!("{method} {}", mask_url(url.trim())),
                 None => mask_url(line.trim()),
             },
@@ -159,10 +159,10 @@ impl Action {
     /// The action as the configuration view shows it: a URL as far as its host (see
     /// [`mask_url`]), a command's program and arguments as they are (secrets
     /// belong in the environment or files, not argument lists).
-    pub fn masked(&self) -> Action {
+    pub fn masked(&self) -> HookAction {
         match self {
-            Action::Command(_) => self.clone(),
-            Action::Http(line) => Action::Http(match line.trim().split_once(' ') {
+            HookAction::Command(_) => self.clone(),
+            HookAction::Http(line) => HookAction::Http(match line.trim().split_once(' ') {
                 Some((method, url)) => format!("{method} {}", mask_url(url.trim())),
                 None => mask_url(line.trim()),
             }),
@@ -172,8 +172,8 @@ impl Action {
     /// The text of an HTTP action.
     pub fn into_http(self) -> String {
         match self {
-            Action::Http(line) => line,
-            Action::Command(argv) => argv.join(" "),
+            HookAction::Http(line) => line,
+            HookAction::Command(argv) => argv.join(" "),
         }
     }
 
@@ -182,8 +182,8 @@ impl Action {
     pub async fn run(&self, env: &HookEnv, timeout: Duration) -> Result<String, String> {
         let work = async {
             match self {
-                Action::Command(argv) => run_command(argv, env).await,
-                Action::Http(_) => {
+                HookAction::Command(argv) => run_command(argv, env).await,
+                HookAction::Http(_) => {
                     let (method, url) = self.http().expect("an HTTP action")?;
                     run_http(method, url, env, timeout).await
                 }
@@ -297,13 +297,13 @@ pub struct HookConfig {
     pub at: Option<HookPoint>,
     /// What a `run` hook does at `at`; `None` for a pause/resume pair.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<Action>,
+    pub run: Option<HookAction>,
     /// A pause/resume pair: both, and no `run`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pause: Option<Action>,
+    pub pause: Option<HookAction>,
     /// What undoes `pause`: run on every path once the pause was attempted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resume: Option<Action>,
+    pub resume: Option<HookAction>,
     /// Only around this component (default: the whole operation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub component: Option<String>,
@@ -333,7 +333,7 @@ impl HookConfig {
             self.run
                 .as_ref()
                 .or(self.pause.as_ref())
-                .map(Action::describe)
+                .map(HookAction::describe)
                 .unwrap_or_default()
         })
     }
@@ -414,7 +414,7 @@ pub struct PauseRecord {
     pub since: String,
     /// What resumes it, with the environment it gets.
     #[schema(value_type = Object)]
-    pub resume: Action,
+    pub resume: HookAction,
     /// The environment of the pause, which the resume gets too (its phase `resume`).
     #[schema(value_type = Object)]
     pub env: HookEnv,
@@ -762,7 +762,10 @@ mod tests {
     #[test]
     fn actions_are_commands_or_method_and_url() {
         let hook = parse("run = [\"/bin/true\"]\nat = \"before\"");
-        assert_eq!(hook.run, Some(Action::Command(vec!["/bin/true".into()])));
+        assert_eq!(
+            hook.run,
+            Some(HookAction::Command(vec!["/bin/true".into()]))
+        );
         hook.validate(&[], &[]).unwrap();
         let hook = parse("pause = \"POST http://e/pause\"\nresume = \"POST http://e/resume\"");
         hook.validate(&[], &[]).unwrap();
@@ -789,8 +792,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("ran");
         let hook = HookConfig {
-            pause: Some(Action::Command(vec!["/bin/true".into()])),
-            resume: Some(Action::Command(vec![
+            pause: Some(HookAction::Command(vec!["/bin/true".into()])),
+            resume: Some(HookAction::Command(vec![
                 "/bin/touch".into(),
                 marker.display().to_string(),
             ])),
@@ -840,14 +843,14 @@ mod tests {
     #[test]
     fn urls_in_logs_lose_their_credentials() {
         let action =
-            Action::Http("POST https://ops:s3cret@engine:8443/api/pause?token=t0k3n".into());
+            HookAction::Http("POST https://ops:s3cret@engine:8443/api/pause?token=t0k3n".into());
         assert_eq!(action.describe(), "POST https://engine:8443/***");
         assert_eq!(
             action.masked(),
-            Action::Http("POST https://engine:8443/***".into())
+            HookAction::Http("POST https://engine:8443/***".into())
         );
         // Nor in the error a bad one gets.
-        let bad = Action::Http("POST ftp://ops:s3cret@engine/x?token=t0k3n".into());
+        let bad = HookAction::Http("POST ftp://ops:s3cret@engine/x?token=t0k3n".into());
         let err = bad.validate().unwrap_err();
         assert!(!err.contains("s3cret") && !err.contains("t0k3n"), "{err}");
     }
@@ -859,7 +862,7 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let action = Action::Http(format!(
+        let action = HookAction::Http(format!(
             "POST http://ops:s3cret@127.0.0.1:{port}/pause?token=t0k3n"
         ));
         let err = action
@@ -887,7 +890,7 @@ mod tests {
             phase: "before".into(),
             ..HookEnv::default()
         };
-        let echo = Action::Command(vec![
+        let echo = HookAction::Command(vec![
             "/bin/sh".into(),
             "-c".into(),
             "echo $STRATA_BACKUP $STRATA_COMPONENT $STRATA_PHASE".into(),
@@ -896,14 +899,14 @@ mod tests {
             echo.run(&env, Duration::from_secs(5)).await.unwrap(),
             "b1 db before"
         );
-        let fail = Action::Command(vec![
+        let fail = HookAction::Command(vec![
             "/bin/sh".into(),
             "-c".into(),
             "echo no >&2; exit 3".into(),
         ]);
         let err = fail.run(&env, Duration::from_secs(5)).await.unwrap_err();
         assert!(err.contains("no"), "{err}");
-        let slow = Action::Command(vec!["/bin/sleep".into(), "10".into()]);
+        let slow = HookAction::Command(vec!["/bin/sleep".into(), "10".into()]);
         let err = slow
             .run(&env, Duration::from_millis(200))
             .await
@@ -917,8 +920,8 @@ mod tests {
         let marker = dir.path().join("resumed");
         let hook = HookConfig {
             name: Some("exporter".into()),
-            pause: Some(Action::Command(vec!["/bin/true".into()])),
-            resume: Some(Action::Command(vec![
+            pause: Some(HookAction::Command(vec!["/bin/true".into()])),
+            resume: Some(HookAction::Command(vec![
                 "/bin/sh".into(),
                 "-c".into(),
                 format!("echo $STRATA_PHASE >> {}", marker.display()),
@@ -966,8 +969,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("resumed");
         let hook = HookConfig {
-            pause: Some(Action::Command(vec!["/bin/true".into()])),
-            resume: Some(Action::Command(vec![
+            pause: Some(HookAction::Command(vec!["/bin/true".into()])),
+            resume: Some(HookAction::Command(vec![
                 "/bin/sh".into(),
                 "-c".into(),
                 format!("echo once >> {}; sleep 0.3", marker.display()),

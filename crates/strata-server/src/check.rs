@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use strata_coordinator::cluster::Coordinator;
 use strata_coordinator::config::Config;
+use strata_coordinator::coordinator::Coordinator;
 use strata_coordinator::node::NodeApi;
 
 /// How long one reachability probe may take.

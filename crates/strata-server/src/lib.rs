@@ -36,7 +36,7 @@ pub(crate) use errors::ApiFailure;
 use std::sync::Arc;
 use strata_agent::api::ApiError;
 use strata_agent::service::Agent;
-use strata_coordinator::cluster::Coordinator;
+use strata_coordinator::coordinator::Coordinator;
 
 /// What a server serves. An API whose part is `None` is not served (404).
 pub struct ServerParts {

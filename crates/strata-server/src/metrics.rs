@@ -23,7 +23,7 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_coordinator::cluster::Coordinator;
+use strata_coordinator::coordinator::Coordinator;
 
 /// A metric's labels, in order (`storage`, then `kind`, `status`, ...).
 type Label = Vec<(String, String)>;

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use strata_coordinator::config::{Config, ScheduleConfig};
-use strata_coordinator::events::{Action, Events};
+use strata_coordinator::events::{Activity, Events};
 use strata_coordinator::jobs::ClusterJobs;
 use strata_coordinator::schedule::JobRunner;
 use strata_coordinator::storage::Storage;
@@ -90,7 +90,7 @@ impl JobRunner for ServerJobs {
             .and_then(|text| strata_pgclient::Dsn::parse(text).ok())
             .map(|dsn| dsn.describe())
             .unwrap_or_default();
-        let action = Action {
+        let action = Activity {
             who: &who,
             kind: "tables",
             target: &target,

@@ -19,13 +19,13 @@ pub struct Member {
 }
 
 /// etcd members on 127.0.0.1, killed on drop.
-pub struct Cluster {
+pub struct EtcdCluster {
     pub members: Vec<Member>,
     tls: Option<Tls>,
     pub dir: tempfile::TempDir,
 }
 
-impl Drop for Cluster {
+impl Drop for EtcdCluster {
     fn drop(&mut self) {
         for m in &mut self.members {
             let _ = m.child.kill();
@@ -34,18 +34,18 @@ impl Drop for Cluster {
     }
 }
 
-impl Cluster {
+impl EtcdCluster {
     /// Starts `size` members (plain HTTP) and waits until each serves linearizable reads.
-    pub async fn start(size: usize) -> Cluster {
-        Cluster::launch(size, false).await
+    pub async fn start(size: usize) -> EtcdCluster {
+        EtcdCluster::launch(size, false).await
     }
 
     /// One member serving HTTPS that requires a client certificate from the test CA.
-    pub async fn start_tls() -> Cluster {
-        Cluster::launch(1, true).await
+    pub async fn start_tls() -> EtcdCluster {
+        EtcdCluster::launch(1, true).await
     }
 
-    async fn launch(size: usize, tls: bool) -> Cluster {
+    async fn launch(size: usize, tls: bool) -> EtcdCluster {
         assert!(
             Path::new(ETCD).exists(),
             "{ETCD} is missing: these tests need a real etcd (Debian package etcd-server)"
@@ -111,7 +111,7 @@ impl Cluster {
                 child,
             });
         }
-        let cluster = Cluster { members, tls, dir };
+        let cluster = EtcdCluster { members, tls, dir };
         cluster.wait_healthy().await;
         cluster
     }

@@ -9,7 +9,7 @@ use crate::output;
 use crate::progress::OperationDisplay;
 use std::collections::BTreeMap;
 use strata_api::{BackupRequest, Running};
-use strata_coordinator::cluster::{RestoreOutcome, RestorePlan};
+use strata_coordinator::coordinator::{RestoreOutcome, RestorePlan};
 use strata_coordinator::operation::{OpState, OperationStatus};
 use strata_repo::summary::BackupSummary;
 use strata_server::compose;

@@ -11,7 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::Duration;
-use strata_testkit::etcd::{put, range, Cluster, Writer};
+use strata_testkit::etcd::{put, range, EtcdCluster, Writer};
 
 const MEMBER: &str = "/service/pg/members/db1";
 const MEMBER_VALUE: &str = r#"{"conn_url":"postgres://10.0.0.1:5432/postgres","name":"db1"}"#;
@@ -130,7 +130,7 @@ fn component<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_hosts() {
-    let cluster = Cluster::start(3).await;
+    let cluster = EtcdCluster::start(3).await;
     let tmp = tempfile::tempdir().unwrap();
     let urls: Vec<String> = (0..3).map(|i| cluster.url(i).to_string()).collect();
     put(&urls[0], MEMBER.as_bytes(), MEMBER_VALUE.as_bytes()).await;
@@ -242,7 +242,7 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
 
     // 3. Restore onto new hosts: an empty one-member etcd and a data node of another
     // name, renaming the old host's name and address.
-    let target = Cluster::start(1).await;
+    let target = EtcdCluster::start(1).await;
     let new_site = Site::new(
         tmp.path(),
         "b",

@@ -6,7 +6,7 @@
 
 use super::{ExternalOutcome, Plugin};
 use crate::config::{Config, NodeConfig};
-use crate::hooks::{Action, HookEnv};
+use crate::hooks::{HookAction, HookEnv};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +32,7 @@ impl HttpComponent {
         .into_iter()
         .flatten()
         {
-            Action::Http(call.clone()).validate()?;
+            HookAction::Http(call.clone()).validate()?;
         }
         duration(&self.poll, "poll")?;
         duration(&self.timeout, "timeout")?;
@@ -43,8 +43,8 @@ impl HttpComponent {
 impl CommandComponent {
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), String> {
-        Action::Command(self.backup.clone()).validate()?;
-        Action::Command(self.restore.clone()).validate()?;
+        HookAction::Command(self.backup.clone()).validate()?;
+        HookAction::Command(self.restore.clone()).validate()?;
         duration(&self.timeout, "timeout")?;
         Ok(())
     }
@@ -103,7 +103,7 @@ async fn wait(
 ) -> Result<String, String> {
     let poll = duration(&settings.poll, "poll")?;
     let limit = duration(&settings.timeout, "timeout")?;
-    let call = Action::Http(with_id(state, &url_id(id)));
+    let call = HookAction::Http(with_id(state, &url_id(id)));
     loop {
         let left = limit.saturating_sub(started.elapsed());
         if left.is_zero() {
@@ -135,7 +135,7 @@ async fn wait(
 async fn http_backup(settings: &HttpComponent, env: &HookEnv) -> ExternalOutcome {
     let started = Instant::now();
     let limit = duration(&settings.timeout, "timeout")?;
-    let call = Action::Http(settings.backup.clone());
+    let call = HookAction::Http(settings.backup.clone());
     let answer = call.run(env, limit).await?;
     let json: serde_json::Value = serde_json::from_str(&answer)
         .map_err(|e| format!("{}: the answer is not JSON: {e}", call.describe()))?;
@@ -168,7 +168,7 @@ async fn http_backup(settings: &HttpComponent, env: &HookEnv) -> ExternalOutcome
 async fn http_restore(settings: &HttpComponent, id: &str, env: &HookEnv) -> Result<String, String> {
     let started = Instant::now();
     let limit = duration(&settings.timeout, "timeout")?;
-    Action::Http(with_id(&settings.restore, &url_id(id)))
+    HookAction::Http(with_id(&settings.restore, &url_id(id)))
         .run(env, limit)
         .await?;
     match &settings.restore_state {
@@ -182,7 +182,7 @@ async fn http_restore(settings: &HttpComponent, id: &str, env: &HookEnv) -> Resu
 
 async fn command_backup(settings: &CommandComponent, env: &HookEnv) -> ExternalOutcome {
     let limit = duration(&settings.timeout, "timeout")?;
-    let output = Action::Command(settings.backup.clone())
+    let output = HookAction::Command(settings.backup.clone())
         .run(env, limit)
         .await?;
     let last = output
@@ -219,7 +219,7 @@ async fn command_restore(
 ) -> Result<String, String> {
     let limit = duration(&settings.timeout, "timeout")?;
     let argv: Vec<String> = settings.restore.iter().map(|a| with_id(a, id)).collect();
-    let output = Action::Command(argv).run(env, limit).await?;
+    let output = HookAction::Command(argv).run(env, limit).await?;
     Ok(match output.lines().last() {
         None => format!("snapshot {id} restored"),
         Some(line) => format!("snapshot {id} restored: {line}"),

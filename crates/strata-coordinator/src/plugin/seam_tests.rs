@@ -3,7 +3,7 @@
 //! a plugin written here and in-process agents.
 
 use super::*;
-use crate::cluster::{Coordinator, RestorePlan, Settings};
+use crate::coordinator::{Coordinator, RestorePlan, Settings};
 use crate::node::LocalNode;
 use crate::setup::SharedRepo;
 use std::path::{Path, PathBuf};

@@ -277,7 +277,7 @@ impl Coordinator {
                         "cannot resume {} (paused by operation {} since {}): {why}",
                         record.hook, record.operation, record.since
                     );
-                    let action = crate::events::Action {
+                    let action = crate::events::Activity {
                         who: "strata",
                         kind: "hook",
                         target: &record.hook,
@@ -314,7 +314,7 @@ impl Coordinator {
     }
 
     /// Reports an action of this coordinator's repository that ended with `outcome`.
-    pub async fn report(&self, action: &crate::events::Action<'_>, outcome: &str, detail: &str) {
+    pub async fn report(&self, action: &crate::events::Activity<'_>, outcome: &str, detail: &str) {
         self.events()
             .finished(&self.repo, &self.storage, action, outcome, detail)
             .await;
@@ -391,7 +391,7 @@ impl Coordinator {
             // before the lock is written, so a refused backup leaves nothing in the store.
             self.repo.check_writable()?;
         }
-        let action = crate::events::Action {
+        let action = crate::events::Activity {
             who,
             kind,
             target,

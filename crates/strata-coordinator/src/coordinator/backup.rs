@@ -7,7 +7,7 @@ impl Coordinator {
     /// Takes the cluster lock and prepares a backup of every node; run it with
     /// [`Pending::run`] (or let [`Coordinator::start_backup`] run it in the background).
     /// Refused with [`CoordinatorError::Busy`] while another operation holds the cluster.
-    /// `who` asked for it (see [`crate::events::Action::who`]).
+    /// `who` asked for it (see [`crate::events::Activity::who`]).
     pub async fn backup(self: &Arc<Self>, who: &str) -> CoordinatorResult<Pending<BackupSummary>> {
         let first = self.backup_attempt(who, None).await?;
         let op = first.run.op.clone();
@@ -187,7 +187,7 @@ pub(super) async fn finish_operation<T: Serialize>(
         Err(err) => (OpState::Failed, crate::error_chain(err)),
     };
     let kind = run.op.status().kind;
-    let action = crate::events::Action {
+    let action = crate::events::Activity {
         who: &run.who,
         kind: &kind,
         target,
