@@ -352,13 +352,13 @@ impl OpHooks {
                     .on_node(&node, &hook, HookStep::Run, &env)
                     .await
                     .map_err(|e| e.message),
-                None => {
-                    hook.run
-                        .as_ref()
-                        .expect("a run hook")
-                        .run(&env, hook.timeout())
-                        .await
-                }
+                None => hook
+                    .run
+                    .as_ref()
+                    .expect("a run hook")
+                    .run(&env, hook.timeout())
+                    .await
+                    .map_err(|e| e.to_string()),
             };
             self.log(&hook, &env, &result);
             if let Err(why) = result {
@@ -424,7 +424,8 @@ impl OpHooks {
                 .as_ref()
                 .expect("a pause hook")
                 .run(&env, hook.timeout())
-                .await;
+                .await
+                .map_err(|e| e.to_string());
             self.log(&hook, &env, &result);
             if let Err(why) = result {
                 return Err(format!("hook {} (pause): {why}", hook.label()));

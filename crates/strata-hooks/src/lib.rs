@@ -103,6 +103,63 @@ pub struct HookEnv {
     pub snapshot_id: Option<String>,
 }
 
+/// Why a hook's action failed. Its text is the one line the audit log, the node's answer
+/// and the operator see (URLs cut to their host).
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// The action is not one strata can run (an HTTP line without a method or URL).
+    #[error("{0}")]
+    Invalid(String),
+    /// The program could not be started (not found, not executable).
+    #[error("cannot run {program}: {source}")]
+    Spawn {
+        /// The program, as configured.
+        program: String,
+        /// Why it could not be started.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The program ended with a failure status.
+    #[error("{program} exited with {status}{}", with_output(output))]
+    Exited {
+        /// The program, as configured.
+        program: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+        /// What it printed (stdout then stderr, trimmed and bounded); may be empty.
+        output: String,
+    },
+    /// The HTTP call did not complete (refused, reset, TLS).
+    #[error("{url}: {why}")]
+    Unreachable {
+        /// The URL cut to its host ([`mask_url`]).
+        url: String,
+        /// The cause chain, without the URL.
+        why: String,
+    },
+    /// The system answered, with a status other than 2xx.
+    #[error("{url} answered {status}: {body}")]
+    Status {
+        /// The URL cut to its host ([`mask_url`]).
+        url: String,
+        /// The HTTP status.
+        status: reqwest::StatusCode,
+        /// The answer's body (trimmed and bounded).
+        body: String,
+    },
+    /// No answer within the hook's timeout (the program is killed).
+    #[error("no answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+}
+
+/// `": OUTPUT"`, or nothing for no output.
+fn with_output(output: &str) -> String {
+    match output.is_empty() {
+        true => String::new(),
+        false => format!(": {output}"),
+    }
+}
+
 impl HookAction {
     /// The method and URL of an HTTP action.
     fn http(&self) -> Option<Result<(reqwest::Method, &str), String>> {
@@ -179,22 +236,22 @@ impl HookAction {
 
     /// Runs the action within `timeout`; returns its output (trimmed, bounded) or why it
     /// failed.
-    pub async fn run(&self, env: &HookEnv, timeout: Duration) -> Result<String, String> {
+    pub async fn run(&self, env: &HookEnv, timeout: Duration) -> Result<String, HookError> {
         let work = async {
             match self {
                 HookAction::Command(argv) => run_command(argv, env).await,
                 HookAction::Http(_) => {
-                    let (method, url) = self.http().expect("an HTTP action")?;
+                    let (method, url) = self
+                        .http()
+                        .expect("an HTTP action")
+                        .map_err(HookError::Invalid)?;
                     run_http(method, url, env, timeout).await
                 }
             }
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(result) => result,
-            Err(_) => Err(format!(
-                "no answer within {}",
-                humantime::format_duration(timeout)
-            )),
+            Err(_) => Err(HookError::Timeout(timeout)),
         }
     }
 }
@@ -204,7 +261,7 @@ fn bounded(text: &[u8]) -> String {
     text.trim().to_string()
 }
 
-async fn run_command(argv: &[String], env: &HookEnv) -> Result<String, String> {
+async fn run_command(argv: &[String], env: &HookEnv) -> Result<String, HookError> {
     let mut command = tokio::process::Command::new(&argv[0]);
     command
         .args(&argv[1..])
@@ -222,10 +279,10 @@ async fn run_command(argv: &[String], env: &HookEnv) -> Result<String, String> {
         .stdin(std::process::Stdio::null())
         // A hook that outlives its timeout is killed with the future that runs it.
         .kill_on_drop(true);
-    let out = command
-        .output()
-        .await
-        .map_err(|e| format!("cannot run {}: {e}", argv[0]))?;
+    let out = command.output().await.map_err(|source| HookError::Spawn {
+        program: argv[0].clone(),
+        source,
+    })?;
     let mut text = bounded(&out.stdout);
     let err = bounded(&out.stderr);
     if !err.is_empty() {
@@ -237,9 +294,10 @@ async fn run_command(argv: &[String], env: &HookEnv) -> Result<String, String> {
     if out.status.success() {
         Ok(text)
     } else {
-        Err(match text.is_empty() {
-            true => format!("{} exited with {}", argv[0], out.status),
-            false => format!("{} exited with {}: {text}", argv[0], out.status),
+        Err(HookError::Exited {
+            program: argv[0].clone(),
+            status: out.status,
+            output: text,
         })
     }
 }
@@ -249,14 +307,16 @@ async fn run_http(
     url: &str,
     env: &HookEnv,
     timeout: Duration,
-) -> Result<String, String> {
+) -> Result<String, HookError> {
     // One client for every call (its connection pool too): an external component polls
     // its system every second for as long as a snapshot runs.
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     let client = CLIENT.get_or_init(reqwest::Client::new);
     let body = serde_json::to_vec(env).expect("hook environments serialize");
-    let failed =
-        |e: reqwest::Error| format!("{}: {}", mask_url(url), error_chain(&e.without_url()));
+    let failed = |e: reqwest::Error| HookError::Unreachable {
+        url: mask_url(url),
+        why: error_chain(&e.without_url()),
+    };
     let mut reply = client
         .request(method, url)
         .timeout(timeout)
@@ -278,7 +338,11 @@ async fn run_http(
     if status.is_success() {
         Ok(text)
     } else {
-        Err(format!("{} answered {status}: {text}", mask_url(url)))
+        Err(HookError::Status {
+            url: mask_url(url),
+            status,
+            body: text,
+        })
     }
 }
 
@@ -667,7 +731,7 @@ pub async fn resume(state_dir: &Path, record: PauseRecord) -> Resumed {
                 };
             }
             Err(why) => {
-                last = why;
+                last = why.to_string();
                 if attempt < record.attempts {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
@@ -868,7 +932,8 @@ mod tests {
         let err = action
             .run(&HookEnv::default(), Duration::from_secs(5))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(&format!("http://127.0.0.1:{port}/***")),
             "{err}"
@@ -905,12 +970,16 @@ mod tests {
             "echo no >&2; exit 3".into(),
         ]);
         let err = fail.run(&env, Duration::from_secs(5)).await.unwrap_err();
+        assert!(matches!(err, HookError::Exited { .. }), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("no"), "{err}");
         let slow = HookAction::Command(vec!["/bin/sleep".into(), "10".into()]);
         let err = slow
             .run(&env, Duration::from_millis(200))
             .await
             .unwrap_err();
+        assert!(matches!(err, HookError::Timeout(_)), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains("no answer within"), "{err}");
     }
 

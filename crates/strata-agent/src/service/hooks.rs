@@ -67,7 +67,7 @@ impl Agent {
                 let output = run
                     .run(&env, hook.timeout())
                     .await
-                    .map_err(|why| self.hook_failed(hook, why))?;
+                    .map_err(|why| self.hook_failed(hook, why.to_string()))?;
                 Ok(HookReply { output })
             }
             HookStep::Pause => {
@@ -88,7 +88,7 @@ impl Agent {
                 let output = pause
                     .run(&env, hook.timeout())
                     .await
-                    .map_err(|why| self.hook_failed(hook, why))?;
+                    .map_err(|why| self.hook_failed(hook, why.to_string()))?;
                 Ok(HookReply { output })
             }
             HookStep::Check => Ok(HookReply {

@@ -112,7 +112,10 @@ async fn wait(
                 humantime::format_duration(limit)
             ));
         }
-        let answer = call.run(env, left.min(Duration::from_secs(60))).await?;
+        let answer = call
+            .run(env, left.min(Duration::from_secs(60)))
+            .await
+            .map_err(|e| e.to_string())?;
         let json: serde_json::Value = serde_json::from_str(&answer)
             .map_err(|e| format!("{}: the answer is not JSON: {e}", call.describe()))?;
         let now = field(&json, &settings.state_field).ok_or_else(|| {
@@ -136,7 +139,7 @@ async fn http_backup(settings: &HttpComponent, env: &HookEnv) -> ExternalOutcome
     let started = Instant::now();
     let limit = duration(&settings.timeout, "timeout")?;
     let call = HookAction::Http(settings.backup.clone());
-    let answer = call.run(env, limit).await?;
+    let answer = call.run(env, limit).await.map_err(|e| e.to_string())?;
     let json: serde_json::Value = serde_json::from_str(&answer)
         .map_err(|e| format!("{}: the answer is not JSON: {e}", call.describe()))?;
     let id = checked_id(field(&json, &settings.id_field)).ok_or_else(|| {
@@ -170,7 +173,8 @@ async fn http_restore(settings: &HttpComponent, id: &str, env: &HookEnv) -> Resu
     let limit = duration(&settings.timeout, "timeout")?;
     HookAction::Http(with_id(&settings.restore, &url_id(id)))
         .run(env, limit)
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
     match &settings.restore_state {
         Some(state) => {
             let done = wait(settings, state, id, env, started).await?;
@@ -184,7 +188,8 @@ async fn command_backup(settings: &CommandComponent, env: &HookEnv) -> ExternalO
     let limit = duration(&settings.timeout, "timeout")?;
     let output = HookAction::Command(settings.backup.clone())
         .run(env, limit)
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
     let last = output
         .lines()
         .rev()
@@ -219,7 +224,10 @@ async fn command_restore(
 ) -> Result<String, String> {
     let limit = duration(&settings.timeout, "timeout")?;
     let argv: Vec<String> = settings.restore.iter().map(|a| with_id(a, id)).collect();
-    let output = HookAction::Command(argv).run(env, limit).await?;
+    let output = HookAction::Command(argv)
+        .run(env, limit)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(match output.lines().last() {
         None => format!("snapshot {id} restored"),
         Some(line) => format!("snapshot {id} restored: {line}"),
