@@ -33,10 +33,13 @@ pub const RESTORE_RULES: &str = "restore-rules";
 /// `GET /node/v1/metadata`: who the agent is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeMetadata {
+    /// The node's name in the cluster configuration.
     pub name: String,
     /// strata version of the agent.
     pub version: String,
+    /// The node API version it speaks ([`API_VERSION`]).
     pub api_version: u32,
+    /// What it can do ([`FEATURES`]); a coordinator checks for those it needs.
     pub features: Vec<String>,
     /// The roots the agent backs up and restores into.
     pub roots: Vec<String>,
@@ -58,6 +61,7 @@ pub struct NodeMetadata {
 /// Who holds a node and until when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LeaseInfo {
+    /// The operation id the lease was taken for.
     pub operation: String,
     /// Who asked for it (coordinator host and process).
     pub holder: String,
@@ -69,8 +73,11 @@ pub struct LeaseInfo {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LeaseRequest {
+    /// The operation id; later requests of the operation name it.
     pub operation: String,
+    /// Who asks (coordinator host and process), shown to those refused meanwhile.
     pub holder: String,
+    /// How long the lease lasts unless renewed, in milliseconds (1 ms to 24 hours).
     pub ttl_ms: u64,
 }
 
@@ -80,16 +87,20 @@ pub struct LeaseRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScanRequest {
+    /// The operation id the node's lease was taken for.
     pub operation: String,
     /// The storage of the agent's configuration that holds the repository.
     pub storage: String,
+    /// Upload missing chunks during the scan instead of waiting for an upload request.
     pub upload: bool,
 }
 
 /// A chunk the repository lacks: its id (hex) and plaintext length.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
+    /// The blob id, hex.
     pub id: String,
+    /// Plaintext length in bytes.
     pub len: u32,
 }
 
@@ -128,21 +139,27 @@ pub struct ScanReply {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UploadRequest {
+    /// The operation id the node's lease was taken for.
     pub operation: String,
+    /// Hex ids of chunks this node's scan reported missing.
     pub chunks: Vec<String>,
 }
 
 /// The reply to an upload: what could not be sent (the coordinator tries another holder).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct UploadReply {
+    /// How many chunks this node stored (the others were in the repository already).
     pub stored: u64,
+    /// Chunks it could not read back as scanned; empty when all went up.
     pub failed: Vec<FailedChunk>,
 }
 
 /// A chunk that could not be uploaded, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedChunk {
+    /// The blob id, hex.
     pub id: String,
+    /// Why, for the operation's log.
     pub reason: String,
 }
 
@@ -151,8 +168,11 @@ pub struct FailedChunk {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FinishRequest {
+    /// The operation id the node's lease was taken for.
     pub operation: String,
+    /// The backup's name, under which the node manifest is written.
     pub backup: String,
+    /// Hex ids of chunks no node could upload; files holding them are read again.
     pub lost: Vec<String>,
 }
 
@@ -179,9 +199,11 @@ pub enum HookStep {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HookRequest {
+    /// The operation id; `run` and `pause` need its lease.
     pub operation: String,
     /// The hook's name (its `name`, else its action as logs show it).
     pub hook: String,
+    /// What to do with the hook.
     pub step: HookStep,
     /// What the hook is told (environment of a command, body of an HTTP call).
     pub env: strata_hooks::HookEnv,
@@ -198,6 +220,7 @@ pub struct HookReply {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OperationRef {
+    /// The operation id.
     pub operation: String,
 }
 
@@ -205,8 +228,11 @@ pub struct OperationRef {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreRequest {
+    /// The operation id the node's lease was taken for.
     pub operation: String,
+    /// The storage of the agent's configuration that holds the repository.
     pub storage: String,
+    /// The backup's name.
     pub backup: String,
     /// The node of the backup to restore here (may differ from this node's name).
     pub source: String,
@@ -230,8 +256,11 @@ pub struct RestoreRequest {
 pub struct RestoreReply {
     /// Where the node was restored.
     pub target: String,
+    /// Regular files restored, those kept included.
     pub files: u64,
+    /// Directories created.
     pub dirs: u64,
+    /// Bytes written.
     pub bytes: u64,
     /// Files that were already correct and kept.
     pub files_kept: u64,
@@ -251,6 +280,7 @@ pub struct RestoreReply {
 /// `GET /node/v1/operations/{id}/progress`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgressReply {
+    /// The operation's figures so far.
     pub progress: ProgressSnapshot,
 }
 
@@ -261,7 +291,9 @@ pub struct ProgressReply {
 )]
 #[error("{message}")]
 pub struct ApiError {
+    /// What kind of failure, for programs.
     pub code: ErrorCode,
+    /// What happened, for people.
     pub message: String,
 }
 

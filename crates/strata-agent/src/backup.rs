@@ -51,6 +51,7 @@ pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
 /// What to back up on one node.
 #[derive(Debug, Clone)]
 pub struct NodeSource {
+    /// The node's name, recorded in its manifest and summary.
     pub name: String,
     /// Directories or files; entries with `*`, `?` or `[` are glob patterns.
     pub roots: Vec<String>,
@@ -81,6 +82,7 @@ pub struct NodeBackup {
 /// A file whose content this snapshot read.
 #[derive(Debug, Clone)]
 pub struct ReadFile {
+    /// The path it was read from.
     pub path: PathBuf,
     /// Position of its entry in the manifest (see [`SpooledManifest::replace`]).
     pub entry: usize,
@@ -88,6 +90,7 @@ pub struct ReadFile {
     /// later must find this same file (a symlink or directory swapped in on the way leads
     /// to another one).
     pub dev: u64,
+    /// See `dev`.
     pub ino: u64,
 }
 
@@ -112,6 +115,7 @@ pub trait ChunkSink {
 
 /// Uploads every chunk the repository lacks as the snapshot goes.
 pub struct UploadSink<'a> {
+    /// The repository's write pipeline.
     pub writer: &'a BlobWriter,
 }
 
@@ -132,14 +136,19 @@ impl ChunkSink for UploadSink<'_> {
 /// Where a chunk can be read again: file number, offset, length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkPlace {
+    /// Index into [`NodeBackup::read_files`].
     pub file: u32,
+    /// Byte offset in that file.
     pub offset: u64,
+    /// Length in bytes.
     pub len: u32,
 }
 
 /// Notes where each chunk the repository lacks can be read; uploads nothing.
 pub struct ScanSink<'a> {
+    /// The repository asked which chunks it has.
     pub repo: &'a Repository,
+    /// Each chunk the repository lacks, at the first place the scan found it.
     pub missing: HashMap<BlobId, ChunkPlace>,
 }
 

@@ -30,9 +30,14 @@ use strata_repo::BlobId;
 /// Identity of a file's content as far as the filesystem tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStamp {
+    /// Size in bytes.
     pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
+    /// Status change time, nanoseconds since the Unix epoch: catches a content change
+    /// that had its mtime set back.
     pub ctime_ns: i64,
+    /// Inode number: a file replaced by another of the same size and times differs here.
     pub inode: u64,
 }
 

@@ -6,6 +6,8 @@
 //! nodes take part and writes the backup summary. [`service::Agent`] wraps these steps
 //! behind a lease for a coordinator, in-process or over HTTP ([`api`] has the messages).
 
+#![deny(missing_docs)]
+
 pub mod api;
 pub mod backup;
 mod error;

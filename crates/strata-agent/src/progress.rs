@@ -19,12 +19,15 @@ pub struct Progress {
 /// A copy of the counters at one moment, as sent to the coordinator and the CLI.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProgressSnapshot {
+    /// Files handled so far.
     pub files: u64,
+    /// Bytes of those files.
     pub bytes: u64,
     /// Files that could not be handled.
     pub failed: u64,
     /// Totals when known up front (restores, uploads); 0 while a backup is still walking.
     pub total_files: u64,
+    /// See `total_files`.
     pub total_bytes: u64,
 }
 

@@ -64,9 +64,13 @@ impl Default for RestoreOptions {
 /// What a restore did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RestoreReport {
+    /// Regular files restored, those kept included.
     pub files: u64,
+    /// Directories created.
     pub dirs: u64,
+    /// Symbolic links created.
     pub symlinks: u64,
+    /// Hard links made to a file restored before.
     pub hard_links: u64,
     /// Bytes written.
     pub bytes: u64,

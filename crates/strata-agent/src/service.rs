@@ -54,7 +54,9 @@ pub struct AgentConfig {
     pub source: NodeSource,
     /// Where the files cache lives.
     pub state_dir: PathBuf,
+    /// How backups and uploads write to the repository.
     pub writer: WriterOptions,
+    /// Threads a restore writes files with (at least 1).
     pub restore_workers: usize,
     /// Restore owners (uid/gid).
     pub set_owner: bool,
@@ -69,6 +71,7 @@ pub struct AgentConfig {
 /// The postgres plugin's settings on a node.
 #[derive(Debug, Clone)]
 pub struct PostgresAgent {
+    /// The data directory and how to reach the server.
     pub node: strata_postgres::NodeSettings,
     /// Let `pg_backup_start` spread its checkpoint instead of forcing it.
     pub spread_checkpoint: bool,

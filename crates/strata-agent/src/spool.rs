@@ -19,7 +19,9 @@ const MAX_SPOOLED: u32 = 64 << 20;
 
 /// A node manifest in the making: node, roots, and its entries on disk.
 pub struct SpooledManifest {
+    /// The node's name.
     pub node: String,
+    /// The roots as configured, for the manifest.
     pub roots: Vec<String>,
     file: BufWriter<File>,
     len: usize,
@@ -63,6 +65,7 @@ fn unnamed_file() -> io::Result<File> {
 }
 
 impl SpooledManifest {
+    /// An empty manifest backed by an unnamed temporary file.
     pub fn new(node: String, roots: Vec<String>) -> io::Result<Self> {
         Ok(SpooledManifest {
             node,

@@ -14,7 +14,10 @@ pub const DEFAULT_SECTION: &str = include_str!("default.toml");
 pub struct PostgresConfig {
     /// `primary` or `standby`.
     pub backup_from: String,
+    /// Let `pg_backup_start` spread its checkpoint (gentler, slower start) instead of
+    /// forcing it.
     pub spread_checkpoint: bool,
+    /// `wal-push` also sends up to this many further segments PostgreSQL has ready.
     pub wal_push_ahead: usize,
     /// `wal-fetch` reads this many following segments into a spool in the state
     /// directory, so recovery's next calls need not open the repository (0: off).
@@ -24,7 +27,9 @@ pub struct PostgresConfig {
     pub wal_prefetch: bool,
     /// The prefetcher stops once recovery has asked for nothing this long.
     pub wal_prefetch_idle_secs: u64,
+    /// How long a backup waits for the WAL it needs to reach the archive.
     pub wal_wait_secs: u64,
+    /// How long a restore waits for PostgreSQL to finish recovery.
     pub recovery_timeout_secs: u64,
     /// The socket of the local WAL archiver (`strata wal archiver`); empty: the state
     /// directory's `wal-archiver.sock`.

@@ -29,6 +29,7 @@ pub const EXCLUDED: &[&str] = &[
 
 /// The data directory's own files the backup adds from `pg_backup_stop`'s answer.
 pub const LABEL_FILE: &str = "backup_label";
+/// See [`LABEL_FILE`]: the tablespace links as `pg_backup_stop` listed them.
 pub const TABLESPACE_MAP: &str = "tablespace_map";
 
 /// The links to tablespace directories: the backup follows them and stores each

@@ -10,6 +10,8 @@
 //! fetching from the repository, the target) and [`server`] starts PostgreSQL and waits
 //! until recovery reached the target, or says why it could not.
 
+#![deny(missing_docs)]
+
 pub mod config;
 pub mod exclude;
 pub mod prefetcher;
@@ -33,25 +35,38 @@ pub const WAL_SPACE: &str = "wal";
 /// Errors of the plugin. Messages say what to do where there is something to do.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
+    /// The agent could not open a session to PostgreSQL.
     #[error(transparent)]
     Connect(#[from] strata_pgclient::ConnectError),
+    /// A query or backup function call failed on an open session.
     #[error("PostgreSQL refused {what}")]
     Query {
+        /// What was asked, for the message (`pg_backup_start`, ...).
         what: String,
+        /// PostgreSQL's own error.
         #[source]
         source: strata_pgclient::PgError,
     },
+    /// Reading or writing the repository failed.
     #[error(transparent)]
     Repo(#[from] strata_repo::RepoError),
+    /// A local file operation failed.
     #[error("{what} {path}")]
     Io {
+        /// The operation, for the message (`reading`, `creating`, ...).
         what: String,
+        /// The file or directory it was done on.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The request or the cluster's state rules the operation out; the message says why
+    /// and, where it can, what to change.
     #[error("{0}")]
     Refused(String),
+    /// `wal-fetch` asked for a segment (its file name) the archive does not hold;
+    /// PostgreSQL takes this as the end of the archived WAL.
     #[error("WAL file {0} is not in the archive")]
     WalMissing(String),
 }
@@ -73,6 +88,7 @@ impl PgError {
     }
 }
 
+/// Result of the plugin's operations.
 pub type PgResult<T> = Result<T, PgError>;
 
 /// The postgres side of one node: where its data directory is and how to reach it.
@@ -111,15 +127,24 @@ pub fn default_bin_dir() -> PathBuf {
 /// key/value pairs (the repository format knows nothing about PostgreSQL).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BaseBackupInfo {
+    /// The cluster's identity (`pg_control_system()`); WAL of another cluster cannot
+    /// recover this backup.
     pub system_identifier: String,
+    /// `server_version_num` of the server backed up (150018 for 15.18).
     pub server_version_num: u32,
+    /// The timeline the backup started on.
     pub timeline: u32,
+    /// Where `pg_backup_start` put the backup's start (`0/2000028` form).
     pub start_lsn: String,
+    /// Where `pg_backup_stop` ended it; recovery must replay at least this far.
     pub stop_lsn: String,
     /// First and last WAL segment the backup needs to be consistent.
     pub start_wal: String,
+    /// See `start_wal`.
     pub stop_wal: String,
+    /// `wal_segment_size` in bytes (16 MiB unless `initdb` chose otherwise).
     pub segment_size: u64,
+    /// Whether the backup was taken from a standby.
     pub from_standby: bool,
     /// Tablespaces outside the data directory (stored in `pg_tblspc/<oid>`).
     #[serde(default)]

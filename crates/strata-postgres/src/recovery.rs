@@ -42,12 +42,16 @@ pub enum Target {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetAction {
+    /// End recovery and open the server for writes.
     Promote,
+    /// Stay in recovery, read-only, until someone calls `pg_wal_replay_resume()`.
     Pause,
+    /// Stop the server.
     Shutdown,
 }
 
 impl TargetAction {
+    /// The `recovery_target_action` value.
     pub fn as_str(&self) -> &'static str {
         match self {
             TargetAction::Promote => "promote",
@@ -56,6 +60,7 @@ impl TargetAction {
         }
     }
 
+    /// Reads what [`TargetAction::as_str`] wrote; `None` for anything else.
     pub fn parse(text: &str) -> Option<TargetAction> {
         match text {
             "promote" => Some(TargetAction::Promote),
@@ -71,7 +76,9 @@ impl TargetAction {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecoveryPlan {
+    /// Where recovery stops.
     pub target: Target,
+    /// What the server does once it got there.
     pub action: TargetAction,
     /// Whether to start PostgreSQL and wait for recovery to end.
     pub start: bool,

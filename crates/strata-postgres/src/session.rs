@@ -14,11 +14,14 @@ use strata_pgclient::Client;
 /// What a node is right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// Accepts writes.
     Primary,
+    /// In recovery (`pg_is_in_recovery()`), replaying WAL from a primary or the archive.
     Standby,
 }
 
 impl Role {
+    /// `primary` or `standby`, as in `backup_from`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Role::Primary => "primary",
@@ -55,6 +58,7 @@ pub struct BackupSession {
 
 /// What `pg_backup_stop` hands back.
 pub struct Stopped {
+    /// What goes into the node's summary.
     pub info: BaseBackupInfo,
     /// Content of `backup_label`.
     pub label_file: String,
@@ -155,6 +159,7 @@ impl BackupSession {
         &self.config_files
     }
 
+    /// What the server was when the backup started.
     pub fn role(&self) -> Role {
         self.role
     }

@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 /// One tablespace of a backed-up cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tablespace {
+    /// Its OID, the name of its link in `pg_tblspc`.
     pub oid: String,
+    /// Its SQL name (`CREATE TABLESPACE`).
     pub name: String,
     /// Where it was when backed up (absolute).
     pub location: String,

@@ -27,23 +27,33 @@ const IDENTITY_NAME: &str = "cluster";
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Pushed {
+    /// Newly stored in the archive.
     Stored {
+        /// The file name (`000000010000000000000003`).
         name: String,
+        /// Its size in bytes.
         bytes: u64,
     },
+    /// The archive already held it (with its data): nothing stored.
     AlreadyArchived {
+        /// The file name.
         name: String,
     },
     /// Its record was there but its data was not (a pack missing): stored again.
     StoredAgain {
+        /// The file name.
         name: String,
+        /// Its size in bytes.
         bytes: u64,
     },
     /// Acknowledged WITHOUT being archived: archiving failed (`why`) while more WAL
     /// waited than the operator allowed (`postgres.wal_queue_max_mib`).
     Dropped {
+        /// The file name.
         name: String,
+        /// Why archiving failed.
         why: String,
+        /// Bytes of WAL waiting in `pg_wal` when it was dropped.
         waiting_bytes: u64,
     },
 }
@@ -257,7 +267,9 @@ pub async fn push(
 /// and how many segments after the requested one to read.
 #[derive(Debug, Clone)]
 pub struct ReadAhead {
+    /// Where read-ahead segments wait (in the state directory).
     pub spool: Spool,
+    /// How many segments after the requested one to read (`wal_fetch_ahead`).
     pub segments: usize,
 }
 
@@ -329,7 +341,9 @@ fn spool_following(
 /// What a prefetcher did before it stopped.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prefetched {
+    /// Segments read into the spool.
     pub segments: u64,
+    /// Their total size in bytes.
     pub bytes: u64,
 }
 
@@ -516,7 +530,9 @@ const PREFETCH_PARALLEL: usize = 4;
 /// The archived segments of one timeline, as runs without holes.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TimelineRanges {
+    /// The timeline's number.
     pub timeline: u32,
+    /// How many of its segments are archived.
     pub segments: u64,
     /// `(first, last)` segment names of each run without a gap.
     pub ranges: Vec<(String, String)>,
@@ -525,8 +541,12 @@ pub struct TimelineRanges {
 /// What `strata wal list` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ArchiveReport {
+    /// Each timeline with archived segments, in order.
     pub timelines: Vec<TimelineRanges>,
+    /// Names of the archived timeline history files (`00000002.history`).
     pub history_files: Vec<String>,
+    /// How many other archived files there are (partial segments, backup history
+    /// files).
     pub other_files: u64,
 }
 

@@ -56,13 +56,37 @@ pub fn segment_before(name: &str, segment_size: u64) -> Option<String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WalFileKind {
     /// A WAL segment (`000000010000000000000003`).
-    Segment { timeline: u32, log: u32, seg: u32 },
+    Segment {
+        /// The timeline (the name's first 8 hex digits).
+        timeline: u32,
+        /// The name's second 8 hex digits: the LSN's high 32 bits.
+        log: u32,
+        /// The name's last 8 hex digits: the segment within `log`.
+        seg: u32,
+    },
     /// A partial segment left at a timeline switch (`...03.partial`).
-    Partial { timeline: u32, log: u32, seg: u32 },
+    Partial {
+        /// The timeline (the name's first 8 hex digits).
+        timeline: u32,
+        /// The name's second 8 hex digits: the LSN's high 32 bits.
+        log: u32,
+        /// The name's last 8 hex digits: the segment within `log`.
+        seg: u32,
+    },
     /// A timeline history file (`00000002.history`).
-    History { timeline: u32 },
+    History {
+        /// The timeline the file describes (its name, in hex).
+        timeline: u32,
+    },
     /// A backup history file (`...03.00000028.backup`).
-    BackupHistory { timeline: u32, log: u32, seg: u32 },
+    BackupHistory {
+        /// The timeline (the name's first 8 hex digits).
+        timeline: u32,
+        /// The name's second 8 hex digits: the LSN's high 32 bits.
+        log: u32,
+        /// The name's last 8 hex digits: the segment within `log` the backup started in.
+        seg: u32,
+    },
 }
 
 fn hex8(text: &str) -> Option<u32> {
@@ -113,6 +137,7 @@ impl WalFileKind {
         }
     }
 
+    /// The timeline the file belongs to.
     pub fn timeline(&self) -> u32 {
         match *self {
             WalFileKind::Segment { timeline, .. }

@@ -30,6 +30,7 @@ fn part_name(n: usize) -> String {
 /// The etcd plugin on one node.
 #[derive(Debug, Clone)]
 pub struct EtcdAgent {
+    /// How to reach etcd and which keys to back up.
     pub settings: strata_etcd::Settings,
     /// `OLD=NEW` rewrites applied on every restore (node names, endpoints).
     pub rename: Vec<String>,

@@ -152,7 +152,9 @@ impl BackupStep<'_> {
 pub struct RestoreStart<'a> {
     /// The node's name.
     pub node: &'a str,
+    /// The repository the backup is read from.
     pub repo: &'a Repository,
+    /// The coordinator's request as received.
     pub request: &'a RestoreRequest,
 }
 
