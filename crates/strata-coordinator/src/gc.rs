@@ -1026,110 +1026,46 @@ mod tests {
         }
     }
 
-    /// A store that, the first time the summaries are listed, runs `hook` (another
-    /// writer finishing just then).
-    #[derive(Debug)]
-    struct OnSummaryList {
-        inner: DynStore,
-        hook: std::sync::Mutex<Option<Hook>>,
-    }
-
-    struct Hook(Box<dyn FnOnce() + Send>);
-
-    impl std::fmt::Debug for Hook {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("Hook")
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl strata_store::Store for OnSummaryList {
-        async fn put(&self, key: &str, data: bytes::Bytes) -> strata_store::StoreResult<()> {
-            self.inner.put(key, data).await
-        }
-        async fn put_if_absent(
-            &self,
-            key: &str,
-            data: bytes::Bytes,
-        ) -> strata_store::StoreResult<()> {
-            self.inner.put_if_absent(key, data).await
-        }
-        async fn get(&self, key: &str) -> strata_store::StoreResult<bytes::Bytes> {
-            self.inner.get(key).await
-        }
-        async fn get_range(
-            &self,
-            key: &str,
-            range: std::ops::Range<u64>,
-        ) -> strata_store::StoreResult<bytes::Bytes> {
-            self.inner.get_range(key, range).await
-        }
-        async fn list(
-            &self,
-            prefix: &str,
-        ) -> strata_store::StoreResult<Vec<strata_store::ObjectMeta>> {
-            self.inner.list(prefix).await
-        }
-        async fn list_fresh(
-            &self,
-            prefix: &str,
-        ) -> strata_store::StoreResult<Vec<strata_store::ObjectMeta>> {
-            if prefix == layout::SUMMARIES {
-                let hook = self.hook.lock().unwrap().take();
-                if let Some(Hook(hook)) = hook {
-                    hook();
-                }
-            }
-            self.inner.list_fresh(prefix).await
-        }
-        async fn delete(&self, key: &str) -> strata_store::StoreResult<()> {
-            self.inner.delete(key).await
-        }
-        /// Another location than the inner store's: the process shares one index view
-        /// per location, and this one must not see what the other writer adds to it
-        /// (another process in real life).
-        fn describe(&self) -> String {
-            format!("{} (as gc sees it)", self.inner.describe())
-        }
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_record_that_appears_after_the_index_was_read_is_not_a_missing_blob() {
+        use strata_testkit::intercept::{Intercept, Request};
         let dir = tempfile::tempdir().unwrap();
         let local: DynStore = Arc::new(LocalStore::new(dir.path()));
         Repository::init(local.clone(), Some("pw"), strata_testkit::repo::fast_init())
             .await
             .unwrap();
         let other = Repository::open(local.clone(), Some("pw")).await.unwrap();
-        // The WAL push finishes between gc's read of the index and its list of the
-        // summaries and records: its index object and record are both new to gc.
-        let handle = tokio::runtime::Handle::current();
-        let hook = Hook(Box::new(move || {
-            std::thread::spawn(move || {
-                handle.block_on(async move {
+        // A WAL push finishes between gc's read of the index and its list of the
+        // summaries and records (the moment gc lists the summaries): its index object and
+        // record are both new to gc.
+        let once = std::sync::atomic::AtomicBool::new(false);
+        let intercept = Intercept::new(local, move |request, prefix| {
+            let first = request == Request::ListFresh
+                && prefix == layout::SUMMARIES
+                && !once.swap(true, std::sync::atomic::Ordering::SeqCst);
+            let other = other.clone();
+            Box::pin(async move {
+                if first {
                     let writer = strata_repo::writer::BlobWriter::start(
                         other.clone(),
                         strata_repo::writer::WriterOptions::default(),
                     );
                     let data = vec![7u8; 100_000];
-                    let file = strata_repo::archive::store_file(
-                        &other,
-                        &writer,
-                        "000000010000000000000001",
-                        &data,
-                    )
+                    let (o, file) = (other.clone(), "000000010000000000000001");
+                    let (writer, record) = tokio::task::spawn_blocking(move || {
+                        let record = strata_repo::archive::store_file(&o, &writer, file, &data);
+                        (writer, record.unwrap())
+                    })
+                    .await
                     .unwrap();
                     writer.finish().await.unwrap();
-                    other.save_archived("wal", &file).await.unwrap();
-                })
+                    other.save_archived("wal", &record).await.unwrap();
+                }
             })
-            .join()
-            .unwrap();
-        }));
-        let store: DynStore = Arc::new(OnSummaryList {
-            inner: local,
-            hook: std::sync::Mutex::new(Some(hook)),
         });
+        // Another location than `local`: the process shares one index view per location,
+        // and gc's must not see what the other writer adds to it.
+        let store: DynStore = Arc::new(intercept.as_another_process("as gc sees it"));
         let repo = Repository::open(store, Some("pw")).await.unwrap();
         let report = collect_garbage_with(&repo, false, Duration::ZERO)
             .await

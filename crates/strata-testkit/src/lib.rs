@@ -19,6 +19,7 @@ pub mod data;
 pub mod etcd;
 pub mod gate;
 pub mod http;
+pub mod intercept;
 pub mod net;
 pub mod pg;
 pub mod process;

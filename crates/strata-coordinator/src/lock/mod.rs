@@ -796,69 +796,31 @@ mod tests {
         taker.release().await;
     }
 
-    /// A store whose writes under `locks/` wait for a signal before they land: the
-    /// slow PUT of the issue, with the process that issued it waiting on it.
-    #[derive(Debug)]
-    struct LateLockWrites {
-        inner: DynStore,
-        gate: tokio::sync::Semaphore,
-        delayed: std::sync::atomic::AtomicBool,
-    }
-
-    #[async_trait::async_trait]
-    impl strata_store::Store for LateLockWrites {
-        async fn put(&self, key: &str, data: bytes::Bytes) -> strata_store::StoreResult<()> {
-            self.inner.put(key, data).await
-        }
-        async fn put_if_absent(
-            &self,
-            key: &str,
-            data: bytes::Bytes,
-        ) -> strata_store::StoreResult<()> {
-            if key.starts_with("locks/")
-                && !self.delayed.swap(true, std::sync::atomic::Ordering::SeqCst)
-            {
-                let _permit = self.gate.acquire().await.unwrap();
-            }
-            self.inner.put_if_absent(key, data).await
-        }
-        async fn get(&self, key: &str) -> strata_store::StoreResult<bytes::Bytes> {
-            self.inner.get(key).await
-        }
-        async fn get_range(
-            &self,
-            key: &str,
-            range: std::ops::Range<u64>,
-        ) -> strata_store::StoreResult<bytes::Bytes> {
-            self.inner.get_range(key, range).await
-        }
-        async fn list(
-            &self,
-            prefix: &str,
-        ) -> strata_store::StoreResult<Vec<strata_store::ObjectMeta>> {
-            self.inner.list(prefix).await
-        }
-        async fn delete(&self, key: &str) -> strata_store::StoreResult<()> {
-            self.inner.delete(key).await
-        }
-        fn describe(&self) -> String {
-            self.inner.describe()
-        }
-    }
-
     #[tokio::test]
     async fn a_lock_write_that_lands_late_never_makes_two_holders() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use strata_testkit::intercept::{Intercept, Request};
         let (_dir, inner) = store();
-        let late = Arc::new(LateLockWrites {
-            inner: inner.clone(),
-            gate: tokio::sync::Semaphore::new(0),
-            delayed: Default::default(),
-        });
-        let slow: DynStore = late.clone();
+        // The first lock write waits for a signal before it lands: the slow PUT of the
+        // issue, with the process that issued it waiting on it.
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let delayed = Arc::new(AtomicBool::new(false));
+        let (g, d) = (gate.clone(), delayed.clone());
+        let slow: DynStore = Arc::new(Intercept::new(inner.clone(), move |request, key| {
+            let late = request == Request::PutIfAbsent
+                && key.starts_with("locks/")
+                && !d.swap(true, Ordering::SeqCst);
+            let g = g.clone();
+            Box::pin(async move {
+                if late {
+                    let _permit = g.acquire().await.unwrap();
+                }
+            })
+        }));
         let ttl = Duration::from_secs(30);
         // The first process reads the empty chain and issues its write, which stalls.
         let first = tokio::spawn(async move { RepoLock::acquire(slow, "gc-1", "gc", ttl).await });
-        while !late.delayed.load(std::sync::atomic::Ordering::SeqCst) {
+        while !delayed.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // The second takes the lock meanwhile...
@@ -866,7 +828,7 @@ mod tests {
             .await
             .unwrap();
         // ...and the first one's write lands after: it must not hold.
-        late.gate.add_permits(1);
+        gate.add_permits(1);
         let err = first.await.unwrap().unwrap_err();
         assert!(err.to_string().contains("backup-2"), "{err}");
         assert_eq!(
