@@ -72,7 +72,12 @@ fn a_tree_of_many_directories_is_chunked_listed_restored_and_not_stored_twice() 
     env.ok(&["backup", src.to_str().unwrap()]);
     let first = latest(&env);
     let top = top_of(&env, &first);
-    assert!(top.chunks.len() >= 4, "{} chunks", top.chunks.len());
+    // Where the chunks are cut depends on the repository's own key (a keyed hash of
+    // each path), so their number varies from one repository to the next: several
+    // (3 to 8 seen), never one, and none holds more than a share of the 16,041 entries.
+    assert!(top.chunks.len() >= 2, "{} chunks", top.chunks.len());
+    let largest = top.chunks.iter().map(|c| c.entries).max().unwrap_or(0);
+    assert!(largest < 16_041 * 3 / 4, "a chunk of {largest} entries");
     assert!(top.ordered);
     assert_eq!(top.totals.files, 16_000);
     assert_eq!(top.totals.dirs, 41, "40 directories and the root");
