@@ -60,6 +60,26 @@ fn wrong_or_missing_passwords_are_refused_with_exit_code_5() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("STRATA_PASSWORD"));
+    // A server holds the one password of its storages (clients send none): started with
+    // a wrong one, it refuses to serve with the same code and line as the CLI.
+    let config = env.path("strata.toml");
+    fs::create_dir_all(env.path("data")).unwrap();
+    write_one_node_config(&config, &env.state, &env.repo, &env.path("data"), "");
+    let server = env
+        .command()
+        .env("STRATA_PASSWORD", "guess")
+        .env("STRATA_TOKEN", "surface-token")
+        .arg("--config")
+        .arg(&config)
+        .args(["server", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(server.status.code(), Some(5));
+    let stderr = String::from_utf8_lossy(&server.stderr);
+    assert!(
+        stderr.starts_with("strata: error: wrong password"),
+        "{stderr}"
+    );
     // A location with no repository, and init twice, are usage errors.
     let none = env
         .command()
