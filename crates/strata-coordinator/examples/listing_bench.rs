@@ -54,6 +54,7 @@ fn fabricated(i: u64) -> BackupSummary {
         }],
         requests: None,
         components: Vec::new(),
+        still_paused: Vec::new(),
     }
 }
 

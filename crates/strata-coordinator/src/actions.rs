@@ -418,6 +418,7 @@ mod tests {
                 nodes: Vec::new(),
                 requests: None,
                 components: Vec::new(),
+                still_paused: Vec::new(),
             };
             repo.save_summary(&summary).await.unwrap();
         }

@@ -418,12 +418,8 @@ impl OpHooks {
                     hooks::pauses_dir(state_dir).display()
                 ));
             }
-            self.paused.push(Held::Here(record));
-            let result = hook
-                .pause
-                .as_ref()
-                .expect("a pause hook")
-                .run(&env, hook.timeout())
+            self.paused.push(Held::Here(record.clone()));
+            let result = hooks::issue_pause(state_dir, &record, &hook, &env)
                 .await
                 .map_err(|e| e.to_string());
             self.log(&hook, &env, &result);
@@ -515,5 +511,6 @@ fn hook_stub() -> HookConfig {
         node: None,
         timeout: "60s".into(),
         resume_attempts: 1,
+        late_pause: "30s".into(),
     }
 }

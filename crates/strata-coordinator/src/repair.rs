@@ -656,6 +656,7 @@ async fn rebuild_summary(
         nodes,
         requests: None,
         components: Vec::new(),
+        still_paused: Vec::new(),
     };
     let rewritten = write_repair(repo, &summary, &rewrites, &deleted, dry_run).await?;
     Ok(BackupRepair {

@@ -46,6 +46,7 @@ fn nth(i: usize) -> BackupSummary {
         }],
         requests: None,
         components: Vec::new(),
+        still_paused: Vec::new(),
     }
 }
 

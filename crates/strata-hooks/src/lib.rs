@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use strata_util::{error_chain, mask_url, valid_id};
 
+mod pause;
+pub use pause::issue_pause;
+
 /// Where a `run` hook runs in an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -256,12 +259,43 @@ impl HookAction {
     }
 }
 
-fn bounded(text: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&text[..text.len().min(OUTPUT_LIMIT)]);
+fn bounded(text: &[u8], limit: usize) -> String {
+    let text = String::from_utf8_lossy(&text[..text.len().min(limit)]);
     text.trim().to_string()
 }
 
-async fn run_command(argv: &[String], env: &HookEnv) -> Result<String, HookError> {
+/// What a command printed, each stream trimmed and bounded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// Its standard output: what an external component reads its answer from.
+    pub stdout: String,
+    /// Its standard error: progress and diagnostics, for the log only.
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    /// Both streams, stdout first, as the operation's log keeps them.
+    pub fn joined(&self) -> String {
+        match (self.stdout.is_empty(), self.stderr.is_empty()) {
+            (_, true) => self.stdout.clone(),
+            (true, false) => self.stderr.clone(),
+            (false, false) => format!("{}\n{}", self.stdout, self.stderr),
+        }
+    }
+}
+
+/// Runs `argv` (no shell) with the hook's environment as `STRATA_*` variables, keeping
+/// up to `limit` bytes of each stream; fails when it cannot start or exits non-zero (the
+/// error then carries both streams). No timeout of its own: the caller bounds it (the
+/// child is killed when the future is dropped).
+pub async fn run_program(
+    argv: &[String],
+    env: &HookEnv,
+    limit: usize,
+) -> Result<CommandOutput, HookError> {
+    if argv.is_empty() || argv[0].is_empty() {
+        return Err(HookError::Invalid("a command needs a program".into()));
+    }
     let mut command = tokio::process::Command::new(&argv[0]);
     command
         .args(&argv[1..])
@@ -283,23 +317,23 @@ async fn run_command(argv: &[String], env: &HookEnv) -> Result<String, HookError
         program: argv[0].clone(),
         source,
     })?;
-    let mut text = bounded(&out.stdout);
-    let err = bounded(&out.stderr);
-    if !err.is_empty() {
-        if !text.is_empty() {
-            text.push('\n');
-        }
-        text.push_str(&err);
-    }
+    let output = CommandOutput {
+        stdout: bounded(&out.stdout, limit),
+        stderr: bounded(&out.stderr, limit),
+    };
     if out.status.success() {
-        Ok(text)
+        Ok(output)
     } else {
         Err(HookError::Exited {
             program: argv[0].clone(),
             status: out.status,
-            output: text,
+            output: bounded(output.joined().as_bytes(), OUTPUT_LIMIT),
         })
     }
+}
+
+async fn run_command(argv: &[String], env: &HookEnv) -> Result<String, HookError> {
+    Ok(run_program(argv, env, OUTPUT_LIMIT).await?.joined())
 }
 
 async fn run_http(
@@ -308,41 +342,80 @@ async fn run_http(
     env: &HookEnv,
     timeout: Duration,
 ) -> Result<String, HookError> {
+    let body = serde_json::to_vec(env).expect("hook environments serialize");
+    let answer = http_call(method, url, body, timeout, OUTPUT_LIMIT).await?;
+    answer.into_result(url)
+}
+
+/// An HTTP answer: its status and body (trimmed, bounded).
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    /// The HTTP status.
+    pub status: reqwest::StatusCode,
+    /// The body, up to the call's limit.
+    pub body: String,
+    /// The body was longer than the limit (and is cut).
+    pub truncated: bool,
+}
+
+impl HttpAnswer {
+    /// The body of a 2xx answer, else [`HookError::Status`].
+    pub fn into_result(self, url: &str) -> Result<String, HookError> {
+        if self.status.is_success() {
+            Ok(self.body)
+        } else {
+            Err(HookError::Status {
+                url: mask_url(url),
+                status: self.status,
+                body: bounded(self.body.as_bytes(), OUTPUT_LIMIT),
+            })
+        }
+    }
+}
+
+/// One HTTP call with a JSON body, within `timeout`, reading at most `limit` bytes of the
+/// answer (a system that answers without end costs no more memory). Any status is an
+/// answer; only a call that did not complete is an error ([`HookError::Unreachable`]).
+pub async fn http_call(
+    method: reqwest::Method,
+    url: &str,
+    body: Vec<u8>,
+    timeout: Duration,
+    limit: usize,
+) -> Result<HttpAnswer, HookError> {
     // One client for every call (its connection pool too): an external component polls
     // its system every second for as long as a snapshot runs.
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     let client = CLIENT.get_or_init(reqwest::Client::new);
-    let body = serde_json::to_vec(env).expect("hook environments serialize");
     let failed = |e: reqwest::Error| HookError::Unreachable {
         url: mask_url(url),
         why: error_chain(&e.without_url()),
     };
-    let mut reply = client
-        .request(method, url)
-        .timeout(timeout)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(failed)?;
-    let status = reply.status();
-    // Read up to what is kept: a system that answers without end costs no memory.
-    let mut read = Vec::new();
-    while read.len() < OUTPUT_LIMIT {
-        match reply.chunk().await.map_err(failed)? {
-            Some(chunk) => read.extend_from_slice(&chunk),
-            None => break,
+    let work = async {
+        let mut request = client.request(method, url).timeout(timeout);
+        if !body.is_empty() {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
         }
-    }
-    let text = bounded(&read);
-    if status.is_success() {
-        Ok(text)
-    } else {
-        Err(HookError::Status {
-            url: mask_url(url),
+        let mut reply = request.send().await.map_err(failed)?;
+        let status = reply.status();
+        let mut read = Vec::new();
+        while read.len() <= limit {
+            match reply.chunk().await.map_err(failed)? {
+                Some(chunk) => read.extend_from_slice(&chunk),
+                None => break,
+            }
+        }
+        Ok(HttpAnswer {
             status,
-            body: text,
+            truncated: read.len() > limit,
+            body: bounded(&read, limit),
         })
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(answer) => answer,
+        Err(_) => Err(HookError::Timeout(timeout)),
     }
 }
 
@@ -380,10 +453,19 @@ pub struct HookConfig {
     /// How often a failing resume is tried before it is reported (default 5).
     #[serde(default = "default_attempts")]
     pub resume_attempts: u32,
+    /// A pause that did not answer within `timeout` may still land: how much longer it
+    /// is waited for before its call is abandoned, and how long after an abandoned pause
+    /// the resume is sent once more (default 30s; see [`issue_pause`]).
+    #[serde(default = "default_late_pause")]
+    pub late_pause: String,
 }
 
 fn default_timeout() -> String {
     "60s".into()
+}
+
+fn default_late_pause() -> String {
+    "30s".into()
 }
 
 fn default_attempts() -> u32 {
@@ -405,6 +487,11 @@ impl HookConfig {
     /// Its timeout (validated with the configuration).
     pub fn timeout(&self) -> Duration {
         humantime::parse_duration(self.timeout.trim()).unwrap_or(Duration::from_secs(60))
+    }
+
+    /// How long a late pause may still land (validated with the configuration).
+    pub fn late_pause(&self) -> Duration {
+        humantime::parse_duration(self.late_pause.trim()).unwrap_or(Duration::from_secs(30))
     }
 
     /// Whether this is a pause/resume pair.
@@ -437,6 +524,9 @@ impl HookConfig {
         }
         if let Err(e) = humantime::parse_duration(self.timeout.trim()) {
             return bad(format!("timeout {:?}: {e}", self.timeout));
+        }
+        if let Err(e) = humantime::parse_duration(self.late_pause.trim()) {
+            return bad(format!("late_pause {:?}: {e}", self.late_pause));
         }
         if self.resume_attempts == 0 {
             return bad("resume_attempts must be at least 1".into());
@@ -495,6 +585,22 @@ pub struct PauseRecord {
     /// The last resume's error, once one failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_error: Option<String>,
+    /// The pause call answered (success or an error answer): nothing of it can land
+    /// later. `false` while it runs, and for a call abandoned without an answer or cut
+    /// by a crash: its resume is then sent once more, `late_pause_ms` after the first.
+    #[serde(default)]
+    pub pause_answered: bool,
+    /// The hook's `late_pause`, in milliseconds.
+    #[serde(default = "default_late_pause_ms")]
+    pub late_pause_ms: u64,
+    /// Resumed, but the record could not be removed (a directory that became
+    /// read-only): it is never resumed again, and `status` asks for it to be deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
+}
+
+fn default_late_pause_ms() -> u64 {
+    30_000
 }
 
 /// A hook's label as status and metadata show it: any URL in it cut to its host
@@ -555,8 +661,27 @@ impl PauseRecord {
         self.holder_alive() && (self.holder_pid != std::process::id() || live_here(&self.operation))
     }
 
-    fn path(&self, state_dir: &Path) -> PathBuf {
+    pub(crate) fn path(&self, state_dir: &Path) -> PathBuf {
         pauses_dir(state_dir).join(format!("{}.json", self.id))
+    }
+
+    /// Rewrites the record in place (no new directory entry: for when it cannot be
+    /// removed) as resumed, so that no resumer runs it again.
+    fn mark_resumed(&self, state_dir: &Path) -> std::io::Result<()> {
+        use rustix::fs::{Mode, OFlags};
+        use std::io::Write;
+        let fd = rustix::fs::open(
+            self.path(state_dir),
+            OFlags::WRONLY | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut file = std::fs::File::from(fd);
+        let record = PauseRecord {
+            resumed: true,
+            ..self.clone()
+        };
+        file.write_all(&serde_json::to_vec_pretty(&record).expect("records serialize"))?;
+        file.sync_all()
     }
 
     /// Writes the record durably (temporary file, fsync, rename, fsync of the directory):
@@ -669,10 +794,17 @@ pub fn paused(state_dir: &Path) -> Vec<Result<PauseRecord, String>> {
         .map(|e| {
             let path = e.path();
             trusted(&path, "pause record")?;
-            std::fs::read(&path)
+            let record: PauseRecord = std::fs::read(&path)
                 .map_err(|err| err.to_string())
                 .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|err| err.to_string()))
-                .map_err(|err| format!("pause record {}: {err}", path.display()))
+                .map_err(|err| format!("pause record {}: {err}", path.display()))?;
+            if record.resumed || pause::resumed_here(&path) {
+                return Err(format!(
+                    "pause record {} was resumed but could not be removed: delete it",
+                    path.display()
+                ));
+            }
+            Ok(record)
         })
         .collect();
     // Oldest first, the unreadable ones last (a total order: a sort may panic without).
@@ -698,9 +830,11 @@ pub struct Resumed {
     pub elsewhere: bool,
 }
 
-/// Runs a pause's resume, retried with backoff up to its attempts; removes the record on
-/// success, keeps it with the error otherwise.
+/// Runs a pause's resume once its pause call has ended ([`pause`]), retried with backoff
+/// up to its attempts, and once more `late_pause` later when the pause never answered;
+/// removes the record on success, keeps it with the error otherwise.
 pub async fn resume(state_dir: &Path, record: PauseRecord) -> Resumed {
+    pause::wait_for_pause(&record.path(state_dir)).await;
     let Some((_claim, mut record)) = record.claim(state_dir) else {
         return Resumed {
             record,
@@ -709,6 +843,57 @@ pub async fn resume(state_dir: &Path, record: PauseRecord) -> Resumed {
             elsewhere: true,
         };
     };
+    let mut output = String::new();
+    let mut rounds = vec![Duration::ZERO];
+    if !record.pause_answered {
+        // The pause may still land: resume again after it could have.
+        rounds.push(Duration::from_millis(record.late_pause_ms));
+    }
+    for wait in rounds {
+        tokio::time::sleep(wait).await;
+        match resume_attempts(&record).await {
+            Ok(said) => output = said,
+            Err(last) => {
+                record.resume_error = Some(last.clone());
+                if let Err(e) = record.save(state_dir) {
+                    eprintln!(
+                        "strata: warning: cannot update pause record {}: {e}",
+                        record.id
+                    );
+                }
+                return Resumed {
+                    record,
+                    error: Some(last),
+                    output: String::new(),
+                    elsewhere: false,
+                };
+            }
+        }
+    }
+    if let Err(e) = record.remove(state_dir) {
+        // Never resumed twice for it: the record says it was resumed, or at least this
+        // process remembers it.
+        let marked = record.mark_resumed(state_dir);
+        eprintln!(
+            "strata: warning: resumed {}, but cannot remove its pause record ({e}){}",
+            record.hook,
+            match marked {
+                Ok(()) => ": marked resumed; delete it by hand".to_string(),
+                Err(e2) => format!(" nor mark it resumed ({e2}): delete it by hand before the next strata process resumes it again"),
+            }
+        );
+        pause::remember_resumed(record.path(state_dir));
+    }
+    Resumed {
+        record,
+        error: None,
+        output,
+        elsewhere: false,
+    }
+}
+
+/// One resume of `record`, tried up to its attempts with backoff from 200 ms to 5 s.
+async fn resume_attempts(record: &PauseRecord) -> Result<String, String> {
     let timeout = Duration::from_millis(record.timeout_ms.max(1));
     let mut env = record.env.clone();
     env.phase = "resume".into();
@@ -716,20 +901,7 @@ pub async fn resume(state_dir: &Path, record: PauseRecord) -> Resumed {
     let mut last = String::new();
     for attempt in 1..=record.attempts.max(1) {
         match record.resume.run(&env, timeout).await {
-            Ok(output) => {
-                if let Err(e) = record.remove(state_dir) {
-                    eprintln!(
-                        "strata: warning: resumed {}, but cannot remove its pause record: {e}",
-                        record.hook
-                    );
-                }
-                return Resumed {
-                    record,
-                    error: None,
-                    output,
-                    elsewhere: false,
-                };
-            }
+            Ok(output) => return Ok(output),
             Err(why) => {
                 last = why.to_string();
                 if attempt < record.attempts {
@@ -739,19 +911,7 @@ pub async fn resume(state_dir: &Path, record: PauseRecord) -> Resumed {
             }
         }
     }
-    record.resume_error = Some(last.clone());
-    if let Err(e) = record.save(state_dir) {
-        eprintln!(
-            "strata: warning: cannot update pause record {}: {e}",
-            record.id
-        );
-    }
-    Resumed {
-        record,
-        error: Some(last),
-        output: String::new(),
-        elsewhere: false,
-    }
+    Err(last)
 }
 
 /// Resumes every pause under `state_dir` that no live operation holds ([`PauseRecord::held`]):
@@ -812,6 +972,9 @@ pub fn new_record(index: usize, hook: &HookConfig, env: &HookEnv) -> PauseRecord
         holder_pid: pid,
         holder_start: start,
         resume_error: None,
+        pause_answered: false,
+        late_pause_ms: hook.late_pause().as_millis() as u64,
+        resumed: false,
     }
 }
 

@@ -177,6 +177,12 @@ pub struct BackupSummary {
     /// component, every node).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub components: Vec<ComponentSummary>,
+    /// Pauses the backup issued whose resume still failed when it ended (a hook's
+    /// name, component and why): the data is as its status says, but a system was
+    /// left paused. `strata backup` exits 3 and names each (an optional field of version
+    /// 4: absent in older summaries, read as none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub still_paused: Vec<String>,
 }
 
 impl BackupSummary {

@@ -76,6 +76,12 @@ impl Context {
             println!("{}", output::nodes_table(&summary.nodes));
             crate::browse_commands::print_node_problems(summary, 5);
         }
+        for paused in &summary.still_paused {
+            eprintln!(
+                "strata: error: backup {} left a system paused: {paused}",
+                summary.name
+            );
+        }
         if !summary.is_complete() {
             eprintln!(
                 "strata: backup {} is {}: see `strata show {}`",
@@ -83,6 +89,9 @@ impl Context {
                 summary.status.as_str(),
                 summary.name
             );
+            return Ok(code::PARTIAL);
+        }
+        if !summary.still_paused.is_empty() {
             return Ok(code::PARTIAL);
         }
         Ok(0)

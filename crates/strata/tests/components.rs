@@ -61,6 +61,9 @@ struct Shared {
     calls: Vec<Call>,
     polls: u32,
     behaviour: Behaviour,
+    /// The exporter's own state: a pause takes effect when it has been served (after
+    /// its delay, whether or not the client still waits), a resume at once.
+    exporter_paused: bool,
 }
 
 struct Engine {
@@ -83,6 +86,11 @@ impl Engine {
             }
         });
         Engine { url, shared }
+    }
+
+    /// Whether the exporter is paused now.
+    fn paused(&self) -> bool {
+        self.shared.lock().unwrap().exporter_paused
     }
 
     fn set(&self, change: impl FnOnce(&mut Behaviour)) {
@@ -165,7 +173,10 @@ fn serve(stream: TcpStream, shared: Arc<Mutex<Shared>>) {
                     Duration::ZERO,
                 )
             }
-            ("POST", "/exporter/resume") => (200, r#"{"resumed":true}"#.into(), Duration::ZERO),
+            ("POST", "/exporter/resume") => {
+                s.exporter_paused = false;
+                (200, r#"{"resumed":true}"#.into(), Duration::ZERO)
+            }
             ("POST", "/snapshots") => {
                 s.polls = 0;
                 // A failing snapshot says so at once too (for a component without `state`).
@@ -202,6 +213,10 @@ fn serve(stream: TcpStream, shared: Arc<Mutex<Shared>>) {
     };
     if !delay.is_zero() {
         std::thread::sleep(delay);
+    }
+    if method == "POST" && path == "/exporter/pause" {
+        // Served now, even when the client gave up on it: a late pause lands.
+        shared.lock().unwrap().exporter_paused = true;
     }
     let reason = if status == 200 { "OK" } else { "Error" };
     let reply = format!(
@@ -839,7 +854,41 @@ fn a_pause_past_its_timeout_fails_the_backup_and_is_resumed() {
     );
     let calls = site.engine.calls();
     assert_eq!(calls[1].status, 200, "{calls:#?}");
+    // The pause landed 4 s in, after the backup had given up on it: the resume waited
+    // for it, so the exporter runs.
+    assert!(
+        !site.engine.paused(),
+        "the late pause was resumed after it landed"
+    );
     assert_no_pauses(&site, "after a timed-out pause");
+}
+
+/// A pause that never answers is abandoned after `timeout` plus `late_pause`; it may
+/// still land, so the resume is sent at once and again `late_pause` later.
+#[test]
+fn an_abandoned_pause_that_lands_late_is_resumed_again_after_it() {
+    let site = Site::new(Setup::default());
+    let hook = site
+        .pause_hook("1s", 2)
+        .replace("resume_attempts", "late_pause = \"4s\"\nresume_attempts");
+    site.with_hooks(vec![hook]);
+    // Abandoned at 5 s (1 s + 4 s), first resume then; lands at 6 s; second resume at 9 s.
+    site.engine.set(|b| b.pause_delay = Duration::from_secs(6));
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(3), "{out}");
+    assert_eq!(summary["status"], "failed", "{summary:#}");
+    let resumes = site
+        .engine
+        .calls()
+        .iter()
+        .filter(|c| c.line == "POST /exporter/resume")
+        .count();
+    assert_eq!(resumes, 2, "{:#?}", site.engine.lines());
+    assert!(
+        !site.engine.paused(),
+        "the pause that landed late was resumed"
+    );
+    assert_no_pauses(&site, "after the second resume");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1039,6 +1088,17 @@ fn a_resume_that_keeps_failing_is_reported_kept_and_retried_by_the_next_run() {
     assert!(
         out.stderr.contains("resume failed") && out.stderr.contains("exporter"),
         "the failed resume is reported: {out}"
+    );
+    // The data is complete, but a system was left paused: no clean success.
+    assert_eq!(out.code, Some(3), "{out}");
+    assert!(out.stderr.contains("left a system paused"), "{out}");
+    let still: Vec<&str> = summary["still_paused"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    assert!(
+        still.len() == 1 && still[0].contains("exporter"),
+        "{summary:#}"
     );
     assert_eq!(
         site.engine.lines(),
@@ -1368,7 +1428,8 @@ fn a_failed_resume_is_sent_as_a_webhook_and_the_audit_names_the_components() {
     site.configure(&setup);
     site.engine.set(|b| b.resume_failures = 1);
     let (out, summary) = site.backup();
-    assert_eq!(out.code, Some(0), "{out}");
+    // The data is complete, the exporter left paused: exit 3, and said so everywhere.
+    assert_eq!(out.code, Some(3), "{out}");
     let name = summary["name"].as_str().unwrap();
     let events: Vec<Value> = receiver
         .calls()
@@ -1392,10 +1453,11 @@ fn a_failed_resume_is_sent_as_a_webhook_and_the_audit_names_the_components() {
             .contains("still paused"),
         "{failed:#}"
     );
-    let done = of("backup.succeeded");
+    let done = of("backup.partial");
     let detail = done["detail"].as_str().unwrap_or_default();
     assert!(
-        detail.contains("components: data complete, engine complete"),
+        detail.contains("components: data complete, engine complete")
+            && detail.contains("STILL PAUSED: hook exporter"),
         "{done:#}"
     );
     let audit = site.run(&["audit", "--json"]);

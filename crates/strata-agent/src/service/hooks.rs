@@ -84,9 +84,7 @@ impl Agent {
                         ),
                     )
                 })?;
-                let pause = hook.pause.as_ref().expect("declared checked it");
-                let output = pause
-                    .run(&env, hook.timeout())
+                let output = strata_hooks::issue_pause(&self.config.state_dir, &record, hook, &env)
                     .await
                     .map_err(|why| self.hook_failed(hook, why.to_string()))?;
                 Ok(HookReply { output })

@@ -337,7 +337,8 @@ async fn backup(
     }
     // The snapshots are stored (or will never be): resume what was paused, whatever
     // happened.
-    let mut hook_errors = hooks.resume_all().await;
+    let still_paused = hooks.resume_all().await;
+    let mut hook_errors = still_paused.clone();
     if failed_early.is_none() && !run.fatal() {
         if let Err(why) = hooks
             .run_at(HookPoint::AfterSnapshot, &scope, |_| None)
@@ -411,6 +412,7 @@ async fn backup(
             .zip(requests_before)
             .map(|(counter, before)| counter.counts().since(&before)),
         components: component_summaries,
+        still_paused,
     };
     // A coordinator that lost the cluster lock (another process fenced it, or this one
     // was stalled past its TTL) records nothing: the repository belongs to whoever holds

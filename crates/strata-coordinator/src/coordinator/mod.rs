@@ -550,9 +550,11 @@ impl<T: Send + 'static> Pending<T> {
     }
 }
 
-/// The state a backup's operation ends in.
+/// The state a backup's operation ends in: a complete backup that left a system paused
+/// is no clean success.
 fn backup_state(s: &BackupSummary) -> OpState {
     match s.status {
+        BackupStatus::Complete if !s.still_paused.is_empty() => OpState::Partial,
         BackupStatus::Complete => OpState::Succeeded,
         BackupStatus::Partial => OpState::Partial,
         BackupStatus::Failed => OpState::Failed,
@@ -586,6 +588,9 @@ fn backup_detail(s: &BackupSummary) -> String {
         if let Some(error) = &c.error {
             detail.push_str(&format!("; {}: {error}", c.name));
         }
+    }
+    for paused in &s.still_paused {
+        detail.push_str(&format!("; STILL PAUSED: {paused}"));
     }
     detail
 }

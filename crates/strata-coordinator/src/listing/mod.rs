@@ -366,6 +366,7 @@ mod tests {
                     nodes: vec![NodeSummary::default()],
                     requests: None,
                     components: Vec::new(),
+                    still_paused: Vec::new(),
                 };
                 repo.save_summary(&summary).await.unwrap();
                 // Every backup pinned and verified: the page reads its own only.

@@ -373,6 +373,7 @@ pub(crate) mod tests {
             }],
             requests: None,
             components: Vec::new(),
+            still_paused: Vec::new(),
         }
     }
 
