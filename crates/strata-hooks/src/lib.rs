@@ -1034,6 +1034,7 @@ mod tests {
         };
         let mut record = new_record(0, &hook, &env);
         record.holder_start += 1;
+        record.pause_answered = true;
         record.save(dir.path()).unwrap();
         let file = pauses_dir(dir.path()).join("op-0.json");
         assert_eq!(
@@ -1164,9 +1165,12 @@ mod tests {
             id: "op".into(),
             ..HookEnv::default()
         };
-        let live = new_record(0, &hook, &env);
+        // Pauses that answered: one resume each.
+        let mut live = new_record(0, &hook, &env);
+        live.pause_answered = true;
         live.save(dir.path()).unwrap();
         let mut dead = new_record(1, &hook, &env);
+        dead.pause_answered = true;
         dead.holder_start += 1; // a process that reused nothing of ours: gone
         dead.save(dir.path()).unwrap();
         assert_eq!(paused(dir.path()).len(), 2);
@@ -1215,7 +1219,8 @@ mod tests {
             id: "op".into(),
             ..HookEnv::default()
         };
-        let record = new_record(0, &hook, &env);
+        let mut record = new_record(0, &hook, &env);
+        record.pause_answered = true;
         record.save(dir.path()).unwrap();
         let (a, b) = tokio::join!(
             resume(dir.path(), record.clone()),
@@ -1231,6 +1236,38 @@ mod tests {
         // Resumed already: a later resumer finds nothing to run.
         assert!(resume(dir.path(), record).await.elsewhere);
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "once\n");
+    }
+
+    /// A record whose file could not be removed after its resume is rewritten as
+    /// resumed: listed for a person to delete, never resumed again.
+    #[tokio::test]
+    async fn a_record_marked_resumed_is_never_resumed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("resumed");
+        let hook: HookConfig = toml::from_str(&format!(
+            "pause = [\"/bin/true\"]\nresume = [\"/bin/sh\", \"-c\", \"echo again >> {}\"]",
+            marker.display()
+        ))
+        .unwrap();
+        let env = HookEnv {
+            id: "op".into(),
+            ..HookEnv::default()
+        };
+        let mut record = new_record(0, &hook, &env);
+        record.holder_start += 1;
+        record.save(dir.path()).unwrap();
+        record.mark_resumed(dir.path()).unwrap();
+        let listed = paused(dir.path());
+        assert!(
+            matches!(&listed[..], [Err(why)] if why.contains("resumed but could not be removed")),
+            "{listed:?}"
+        );
+        assert!(
+            resume_orphans(dir.path(), std::slice::from_ref(&hook), |_| false)
+                .await
+                .is_empty()
+        );
+        assert!(!marker.exists(), "not resumed twice");
     }
 
     #[test]
