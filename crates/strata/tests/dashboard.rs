@@ -7,11 +7,15 @@
 //! db1 runs in the server; db2 is an agent of its own behind a [`Gate`] that holds db2's
 //! `finish` while the page's backup runs, so the page is seen showing a running backup's
 //! figures however fast the machine is. The script opens the gate once it has seen them.
+//! Two components: `data` (files on db1 and db2) and `topology` (etcd, member e1, a real
+//! one-member etcd), with a pause hook on `topology` and a hook on node db1; the script
+//! checks the components view, the nodes' plugins, and restores `topology` alone from the
+//! page with a rename rule.
 //!
-//! Needs `node`, Chromium (`/usr/bin/chromium` or `$STRATA_TEST_CHROMIUM`) and
+//! Needs `node`, Chromium (`/usr/bin/chromium` or `$STRATA_TEST_CHROMIUM`),
 //! `$STRATA_TEST_NODE_MODULES` with playwright-core (`scripts/install-test-servers.sh`
-//! prints it). Without them the test says so and passes, unless
-//! `STRATA_REQUIRE_BROWSER=1` (CI), where it fails.
+//! prints it) and etcd (`/usr/bin/etcd`, Debian's etcd-server). Without them the test says
+//! so and passes, unless `STRATA_REQUIRE_BROWSER=1` (CI), where it fails.
 
 mod common;
 
@@ -22,16 +26,21 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use strata_testkit::etcd::{put, range, EtcdCluster};
 
 const USER_TOKEN: &str = "dashboard-user-token-5b1e";
 /// A secret in the configuration (a storage option): the page shows it masked, never as is.
 const SECRET: &str = "dashboard-secret-value-8c41f";
+/// The etcd key of the topology component: a member named after its host, which the
+/// page's restore renames.
+const MEMBER: &str = "/service/pg/members/db1";
 /// How long the browser script may take in all (it takes seconds; its slowest waits are
 /// three minutes).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(900);
 /// What the browser script saves, in order.
-const SCREENSHOTS: [&str; 8] = [
+const SCREENSHOTS: [&str; 9] = [
     "overview.png",
+    "components.png",
     "backups.png",
     "backup-running.png",
     "backup-done.png",
@@ -73,14 +82,18 @@ fn browser() -> Result<Browser, String> {
             node_modules.display()
         ));
     }
+    if !Path::new("/usr/bin/etcd").exists() {
+        return Err("no /usr/bin/etcd (apt-get install etcd-server)".into());
+    }
     Ok(Browser {
         chromium,
         node_modules,
     })
 }
 
-/// A scratch cluster of two nodes in one repository: db1 in-process, db2 an agent of its
-/// own reached through a gate; and a second storage, `cold`, with a secret option.
+/// A scratch cluster in one repository: files on db1 (in-process) and db2 (an agent of its
+/// own reached through a gate), the `topology` component on etcd member e1 (in-process);
+/// and a second storage, `cold`, with a secret option.
 struct Scratch {
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -89,7 +102,7 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new() -> Scratch {
+    fn new(etcd: &str) -> Scratch {
         let dir = tempfile::tempdir().unwrap();
         let path = |rel: &str| dir.path().join(rel);
         let agent_config = path("db2.toml");
@@ -132,6 +145,30 @@ roots = ["{db1}"]
 [[nodes]]
 name = "db2"
 url = "{gate}"
+[[nodes]]
+name = "e1"
+[[components]]
+name = "data"
+plugin = "files"
+nodes = ["db1", "db2"]
+[[components]]
+name = "topology"
+plugin = "etcd"
+nodes = ["e1"]
+[components.etcd]
+endpoints = ["{etcd}"]
+prefixes = ["/service/pg/"]
+[[hooks]]
+name = "freeze-topology"
+component = "topology"
+pause = ["true"]
+resume = ["true"]
+timeout = "10s"
+[[hooks]]
+name = "db1-sync"
+node = "db1"
+at = "before"
+run = ["true"]
 [retention]
 keep_last = 1
 [[schedules]]
@@ -222,7 +259,19 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
         }
         Err(why) => panic!("STRATA_REQUIRE_BROWSER=1 but {why}"),
     };
-    let scratch = Scratch::new();
+    // The topology component's etcd, with one member key that names its host.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let etcd = runtime.block_on(EtcdCluster::start(1));
+    let etcd_url = etcd.url(0).to_string();
+    runtime.block_on(put(
+        &etcd_url,
+        MEMBER.as_bytes(),
+        br#"{"name":"db1","conn_url":"postgres://10.0.0.1:5432/postgres"}"#,
+    ));
+    let scratch = Scratch::new(&etcd_url);
     std::fs::create_dir_all(scratch.data("db1")).unwrap();
     realistic_tree(&scratch.data("db1").join("tree"));
     std::fs::write(
@@ -237,6 +286,7 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
     succeed(scratch.strata().args(["init", "--storage", "cold"]));
 
     // A complete backup, then one that fails because db2's root is gone.
+    // (Both with the topology component: etcd's key, the pause hook and db1's hook run.)
     succeed(scratch.strata().args(["backup", "--json"]));
     std::fs::remove_dir_all(&db2).unwrap();
     let failed = scratch
@@ -257,9 +307,25 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
     )
     .unwrap();
 
-    // A pause left by a process that is gone, whose resume the configuration no longer
-    // declares: the server keeps it (never runs it) and the page must show it.
-    plant_pause_record(&scratch.dir.path().join("state"));
+    // Pauses left by a process that is gone, whose resumes the configuration no longer
+    // declares: the server keeps them (never runs them) and the page must show them: one
+    // of a component that is no longer configured, one of `freeze-topology` whose resume
+    // failed.
+    let state = scratch.dir.path().join("state");
+    plant_pause_record(
+        &state,
+        "20261125T000000Z-deadbeef",
+        serde_json::json!({"hook": "exporter", "component": "engine",
+            "resume": "POST http://127.0.0.1:9/exporter/resume"}),
+    );
+    plant_pause_record(
+        &state,
+        "20261125T010000Z-cafebabe",
+        serde_json::json!({"hook": "freeze-topology", "component": "topology",
+            "since": "2026-11-25T01:00:00.000Z",
+            "resume": ["/usr/local/bin/thaw-topology"],
+            "resume_error": "resume failed after 5 attempts: exited with status 1: etcd unreachable"}),
+    );
 
     let server = scratch.serve();
     let before = backups(&server.url);
@@ -287,6 +353,7 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
         .env("STRATA_DB2", &db2)
         .env("STRATA_GATE", &scratch.gate.url)
         .env("STRATA_SECRET", SECRET)
+        .env("STRATA_ETCD", &etcd_url)
         .env("TZ", "UTC")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -326,16 +393,35 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
     let newest = &after[0];
     assert!(before.iter().all(|b| b["name"] != newest["name"]));
     assert_eq!(newest["status"], "complete", "{newest:#}");
-    assert_eq!(newest["nodes"].as_array().unwrap().len(), 2);
+    assert_eq!(newest["nodes"].as_array().unwrap().len(), 3);
+    // The page's restore of the topology component alone, with `db1=newdb1`: the member
+    // key (emptied by the script first) is back under its new name, renamed inside too.
+    let keys = runtime.block_on(range(&etcd_url, b"/service/pg/", 0));
+    let keys: Vec<(String, String)> = keys
+        .into_iter()
+        .map(|(k, v, _)| {
+            (
+                String::from_utf8_lossy(&k).into_owned(),
+                String::from_utf8_lossy(&v).into_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(),
+        ["/service/pg/members/newdb1"],
+        "{keys:?}"
+    );
+    assert!(keys[0].1.contains(r#""name":"newdb1""#), "{keys:?}");
+    drop(etcd);
     for shot in SCREENSHOTS {
         let size = std::fs::metadata(shots.join(shot)).map(|m| m.len()).ok();
         assert!(size.unwrap_or(0) > 10_000, "screenshot {shot}: {size:?}");
     }
 }
 
-/// Writes a pause record as strata writes them (0600 in a 0700 directory), held by a
-/// process that no longer runs.
-fn plant_pause_record(state: &std::path::Path) {
+/// Writes a pause record of operation `operation` as strata writes them (0600 in a 0700
+/// directory), held by a process that no longer runs; `fields` replace the defaults.
+fn plant_pause_record(state: &std::path::Path, operation: &str, fields: serde_json::Value) {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let dir = state.join("pauses");
     std::fs::DirBuilder::new()
@@ -343,25 +429,25 @@ fn plant_pause_record(state: &std::path::Path) {
         .mode(0o700)
         .create(&dir)
         .unwrap();
-    let record = serde_json::json!({
-        "id": "20261125T000000Z-deadbeef-0",
-        "hook": "exporter",
-        "operation": "20261125T000000Z-deadbeef",
-        "component": "engine",
+    let id = format!("{operation}-0");
+    let mut record = serde_json::json!({
+        "id": id,
+        "operation": operation,
         "since": "2026-11-25T00:00:00.000Z",
-        "resume": "POST http://127.0.0.1:9/exporter/resume",
-        "env": {"operation": "backup", "id": "20261125T000000Z-deadbeef",
-                "backup": "20261125T000000Z-deadbeef", "phase": "pause"},
+        "env": {"operation": "backup", "id": operation, "backup": operation, "phase": "pause"},
         "timeout_ms": 1000,
         "attempts": 1,
         "holder_pid": 1,
         "holder_start": u64::MAX,
     });
+    for (key, value) in fields.as_object().unwrap() {
+        record[key] = value.clone();
+    }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(dir.join("20261125T000000Z-deadbeef-0.json"))
+        .open(dir.join(format!("{id}.json")))
         .unwrap();
     std::io::Write::write_all(&mut file, record.to_string().as_bytes()).unwrap();
 }

@@ -172,8 +172,9 @@ function toast(message, kind = "info") {
 /**
  * A modal confirmation. Resolves to the dialog's form values, or null when cancelled.
  * `typeToConfirm`: the confirm button stays disabled until this exact text is typed.
+ * `validate(formData)`: a message keeps the dialog open and shows it; null lets it close.
  */
-function ask({ title, body, confirm = "Confirm", danger = false, typeToConfirm = null, infoOnly = false }) {
+function ask({ title, body, confirm = "Confirm", danger = false, typeToConfirm = null, infoOnly = false, validate = null }) {
   const dialog = $("#confirm");
   const form = $("#confirm-form");
   const ok = $("#confirm-ok");
@@ -197,6 +198,8 @@ function ask({ title, body, confirm = "Confirm", danger = false, typeToConfirm =
     bodyEl.append(h("label", { class: "type-confirm" },
       "Type ", h("code", {}, typeToConfirm), " to confirm", input));
   }
+  const invalid = h("p", { class: "error", role: "alert", "data-field": "dialog-error", hidden: true });
+  bodyEl.append(invalid);
   return new Promise((resolve) => {
     const done = (value) => {
       form.onsubmit = null;
@@ -207,7 +210,15 @@ function ask({ title, body, confirm = "Confirm", danger = false, typeToConfirm =
     };
     form.onsubmit = (event) => {
       event.preventDefault();
-      if (!ok.disabled) done(new FormData(form));
+      if (ok.disabled) return;
+      const values = new FormData(form);
+      const why = validate ? validate(values) : null;
+      if (why) {
+        invalid.textContent = why;
+        invalid.hidden = false;
+        return;
+      }
+      done(values);
     };
     cancel.onclick = () => done(null);
     dialog.oncancel = (event) => {
@@ -267,9 +278,11 @@ async function signIn(token) {
 // ---------------------------------------------------------------------------------------
 // Views
 
+const VIEWS = ["overview", "backups", "components", "configuration", "activity"];
+
 function route() {
   const wanted = location.hash.replace(/^#/, "") || "overview";
-  state.view = ["overview", "backups", "configuration", "activity"].includes(wanted) ? wanted : "overview";
+  state.view = VIEWS.includes(wanted) ? wanted : "overview";
   for (const view of document.querySelectorAll(".view")) {
     view.hidden = view.id !== `view-${state.view}`;
   }
@@ -294,6 +307,7 @@ async function refresh() {
   try {
     if (state.view === "overview") await loadOverview();
     else if (state.view === "backups") await loadBackups();
+    else if (state.view === "components") await loadComponents();
     else if (state.view === "configuration") await loadConfiguration();
     else await loadActivity();
     $("#refreshed").textContent = `Updated ${fmt.dateTime(new Date()).slice(11)}`;
@@ -550,7 +564,10 @@ function operationCard(op) {
         h("strong", {}, n.name),
         h("span", { class: `phase phase-${n.phase}`, "data-field": "phase" }, n.phase),
         h("span", { class: "spacer" }),
-        report
+        report && report.written
+          ? h("span", { class: "muted small", "data-field": "written" }, report.written,
+            report.errors && report.errors.length ? h("span", { class: "error" }, ` · ${fmt.plural(report.errors.length, "error")}`) : null)
+          : report
           ? h("span", { class: "muted small", "data-field": "progress" },
             `${fmt.plural(report.files, "file")} · ${fmt.bytes(report.bytes)} · ${fmt.count(report.files_kept)} kept · ${fmt.count(report.removed)} removed`,
             report.recovery ? ` · ${report.recovery}` : null,
@@ -960,6 +977,34 @@ function isPostgres(b) {
   return b.nodes.some((n) => n.plugin && n.plugin["postgres.start_lsn"]);
 }
 
+/**
+ * `OLD=NEW` rules, one per line (blank lines ignored): `{rules}` or `{error}` naming the
+ * first line that is not a rule.
+ */
+function renameRules(text) {
+  const rules = [];
+  for (const line of String(text || "").split("\n")) {
+    const rule = line.trim();
+    if (!rule) continue;
+    const at = rule.indexOf("=");
+    if (at <= 0) return { error: `Rename rule “${rule}” is not OLD=NEW (one rule per line).` };
+    rules.push(rule);
+  }
+  return { rules };
+}
+
+/** The restore dialog's choice of components: a box per component the backup holds. */
+function componentPicker(b) {
+  const components = Array.isArray(b.components) ? b.components : [];
+  if (!components.length) return null;
+  return h("fieldset", { class: "pick", "data-field": "restore-components" },
+    h("legend", {}, "Components ", h("span", { class: "muted small" }, "(none ticked: every component)")),
+    components.map((c) => h("label", { class: "check", "data-component": c.name },
+      h("input", { type: "checkbox", name: "components", value: c.name }),
+      h("span", {}, h("strong", {}, c.name), " ",
+        h("span", { class: "muted small" }, c.plugin, c.status !== "complete" ? `, ${c.status} in this backup` : "")))));
+}
+
 async function restoreBackup(b) {
   const select = h("select", { name: "node" },
     h("option", { value: "" }, `every node (${b.nodes.length})`),
@@ -979,11 +1024,20 @@ async function restoreBackup(b) {
         ? h("label", { class: "field" }, "Recover to",
           h("input", { type: "text", name: "target_time", placeholder: "the latest state (or a time: 2026-11-23 05:00:00+00)" }))
         : null,
+      componentPicker(b),
+      h("label", { class: "field" }, "Rename rules ",
+        h("span", { class: "muted small" }, "(OLD=NEW, one per line: names and endpoints rewritten in stores that hold them, such as etcd; after the configuration's own rules)"),
+        h("textarea", { name: "rename", rows: 3, spellcheck: "false", autocomplete: "off", placeholder: "db1=db9\n10.0.0.1:5432=10.1.0.1:5432" })),
     ],
+    validate: (values) => renameRules(values.get("rename")).error || null,
   });
   if (!answer) return;
   const body = { backup: b.name };
   if (answer.get("node")) body.node = answer.get("node");
+  const components = answer.getAll("components").filter(Boolean);
+  if (components.length) body.components = components;
+  const { rules } = renameRules(answer.get("rename"));
+  if (rules.length) body.rename = rules;
   const include = (answer.get("include") || "").trim();
   if (include) body.include = include;
   const time = (answer.get("target_time") || "").trim();
@@ -1053,6 +1107,246 @@ async function cleanup() {
   }
 }
 
+// --- Components --------------------------------------------------------------------------
+
+/**
+ * The components a backup is made of, read from the configuration as the server reads it:
+ * the `[[components]]`, or, without any, one component named after the top-level `plugin`
+ * over every node. Nodes no component names go to the `files` component (a new one if
+ * there is none), as the coordinator puts them.
+ */
+function componentsOf(config) {
+  const nodes = (config.nodes || []).map((n) => n.name);
+  const plugin = config.plugin || "files";
+  if (!Array.isArray(config.components) || !config.components.length) {
+    return [{
+      name: plugin, plugin, nodes, optional: false, implicit: true,
+      note: `Named after the top-level plugin = "${plugin}": no [[components]] configured.`,
+    }];
+  }
+  const list = config.components.map((c) => ({ ...c, nodes: [...(c.nodes || [])] }));
+  const loose = nodes.filter((n) => !list.some((c) => c.nodes.includes(n)));
+  if (loose.length) {
+    const files = list.find((c) => c.plugin === "files");
+    if (files) files.nodes.push(...loose);
+    else {
+      list.push({
+        name: "files", plugin: "files", nodes: loose, optional: false, implicit: true,
+        note: "The nodes no [[components]] entry names, backed up as plain files.",
+      });
+    }
+  }
+  return list;
+}
+
+/** A URL as far as its host, as the server masks it (`strata_util::mask_url`). */
+function maskUrl(url) {
+  const at = url.indexOf("://");
+  if (at < 0) return "***";
+  const scheme = url.slice(0, at);
+  const rest = url.slice(at + 3);
+  const found = rest.search(/[/?#]/);
+  const end = found < 0 ? rest.length : found;
+  const authority = rest.slice(0, end);
+  const host = authority.includes("@") ? authority.slice(authority.lastIndexOf("@") + 1) : authority;
+  return end < rest.length && rest.length > end + 1 ? `${scheme}://${host}/***` : `${scheme}://${host}`;
+}
+
+/** A hook's name as pause records carry it: `name`, else its action (a program, or the
+ * method and URL), any URL cut to its host. */
+function hookLabel(hook) {
+  let label = hook.name;
+  if (!label) {
+    const action = hook.run ?? hook.pause;
+    if (Array.isArray(action)) label = action[0] || "";
+    else {
+      const line = String(action || "").trim();
+      const space = line.indexOf(" ");
+      label = space < 0 ? maskUrl(line) : `${line.slice(0, space)} ${maskUrl(line.slice(space + 1).trim())}`;
+    }
+  }
+  return label.split(" ").map((w) => (w.includes("://") ? maskUrl(w) : w)).join(" ");
+}
+
+/** An action as the configuration view has it (URLs already cut to their hosts). */
+function actionText(action) {
+  if (action === undefined || action === null) return null;
+  return h("code", {}, Array.isArray(action) ? action.join(" ") : String(action));
+}
+
+/** Whether a pause record lies in `component`'s scope (the component, or one of its nodes). */
+function inScope(record, component) {
+  return record.component === component.name || (!!record.node && component.nodes.includes(record.node));
+}
+
+/** The hooks of `component`: those naming it, and those on its nodes (a hook on a node
+ * and another component never runs). `index` is the hook's place in `[[hooks]]`. */
+function hooksOf(component, hooks) {
+  return hooks.filter((h) => (h.node
+    ? component.nodes.includes(h.node) && (!h.component || h.component === component.name)
+    : h.component === component.name));
+}
+
+/** Whether `record` is a pause of `hook`: its name, or (a coordinator's record) its
+ * index in `[[hooks]]`. */
+function pauseOf(record, hook) {
+  return record.hook === hook.label || record.id === `${record.operation}-${hook.index}`;
+}
+
+/** "paused since X by operation Y", and a failed resume, loudly. */
+function pauseLine(p) {
+  const where = p.node ? ` on node ${p.node}` : "";
+  return h("div", { class: p.resume_error ? "pause bad" : "pause warn", "data-pause": p.id },
+    h("span", { "data-field": "paused-since" },
+      `paused${where} since ${fmt.dateTime(new Date(p.since))} by operation `, h("code", {}, p.operation)),
+    p.resume_error
+      ? h("div", { class: "resume-failed", "data-field": "resume-error" },
+        "RESUME FAILED — still paused: ", p.resume_error)
+      : null);
+}
+
+function pauseState(records) {
+  if (!records.length) return h("span", { class: "muted", "data-field": "pause-state" }, "not paused");
+  return h("div", { "data-field": "pause-state" }, records.map(pauseLine));
+}
+
+function hookWhen(hook) {
+  const operation = hook.operation || "backup";
+  if (hook.pause) return `${operation} · pause before the snapshots, resume after`;
+  return `${operation} · at ${hook.at || "—"}`;
+}
+
+function hookRows(hooks, paused, scope) {
+  return hooks.map((hook) => {
+    const records = paused.filter((p) => (!scope || inScope(p, scope)) && pauseOf(p, hook));
+    return h("tr", { "data-hook": hook.label, class: records.some((p) => p.resume_error) ? "row-bad" : "" },
+      h("td", {}, h("strong", {}, hook.label),
+        hook.node ? h("div", { class: "muted small", "data-field": "hook-scope" }, `node ${hook.node}`)
+          : hook.component ? h("div", { class: "muted small", "data-field": "hook-scope" }, `component ${hook.component}`)
+          : null),
+      h("td", {}, hookWhen(hook), h("div", { class: "muted small" }, `timeout ${hook.timeout || "60s"}`)),
+      h("td", {}, hook.pause
+        ? [h("div", {}, "pause ", actionText(hook.pause)), h("div", {}, "resume ", actionText(hook.resume))]
+        : actionText(hook.run)),
+      h("td", {}, hook.pause ? pauseState(records) : h("span", { class: "muted" }, "—")));
+  });
+}
+
+function hooksTable(hooks, paused, scope) {
+  return table(["Hook", "When", "Action", "Pause state"], hookRows(hooks, paused, scope), { "data-field": "hooks" });
+}
+
+/** A value of the configuration view as text: lists joined, objects as JSON. */
+function settingValue(value) {
+  if (Array.isArray(value)) {
+    return value.length ? value.map((v, i) => [i ? ", " : "", h("code", {}, typeof v === "object" ? JSON.stringify(v) : String(v))]) : h("span", { class: "muted" }, "none");
+  }
+  if (value && typeof value === "object") return h("code", {}, JSON.stringify(value));
+  return h("code", {}, String(value));
+}
+
+/** A component's own settings, `section.key` flat, from the configuration view (secrets
+ * masked by the server). */
+function componentSettings(component) {
+  const skip = new Set(["name", "plugin", "nodes", "optional", "order", "implicit", "note"]);
+  const pairs = [];
+  const walk = (key, value) => {
+    if (value && typeof value === "object" && !Array.isArray(value)) {
+      for (const [k, v] of Object.entries(value)) walk(`${key}.${k}`, v);
+    } else if (value !== undefined && value !== null) {
+      pairs.push([key, value]);
+    }
+  };
+  for (const [key, value] of Object.entries(component)) if (!skip.has(key)) walk(key, value);
+  if (!pairs.length) {
+    return h("p", { class: "muted small", "data-field": "settings" }, component.implicit
+      ? "None of its own: its nodes' settings are on the configuration page."
+      : "No settings of its own.");
+  }
+  return h("dl", { class: "kv", "data-field": "settings" },
+    pairs.map(([k, v]) => [h("dt", {}, k), h("dd", { "data-setting": k }, settingValue(v))]));
+}
+
+function componentCard(component, hooks, paused, seen) {
+  const mine = hooksOf(component, hooks);
+  const records = paused.filter((p) => inScope(p, component));
+  const stray = records.filter((p) => !mine.some((hook) => hook.pause && pauseOf(p, hook)));
+  const failed = records.some((p) => p.resume_error);
+  const nodes = component.nodes.map((name) => {
+    const live = seen.get(name);
+    const kind = !live ? "neutral" : live.reachable ? "ok" : "bad";
+    return h("span", { class: `chip ${kind}`, "data-node": name, title: live ? (live.reachable ? `${name}: reachable` : `${name}: unreachable${live.error ? ` — ${live.error}` : ""}`) : name }, name);
+  });
+  return h("article", { class: `card component${failed ? " bad" : ""}`, "data-component": component.name },
+    h("div", { class: "component-head" },
+      h("h2", {}, component.name),
+      badge(component.plugin, "info", "plugin"),
+      component.optional ? badge("optional", "neutral", "optional") : null,
+      component.order !== undefined && component.order !== null ? h("span", { class: "muted small" }, `restore order ${component.order}`) : null,
+      h("span", { class: "spacer" }),
+      failed ? badge("resume failed", "bad", "component-paused")
+        : records.length ? badge("paused", "warn", "component-paused")
+        : badge("not paused", "neutral", "component-paused")),
+    component.note ? h("p", { class: "muted small", "data-field": "note" }, component.note) : null,
+    h("h3", {}, "Nodes"),
+    nodes.length
+      ? h("div", { class: "chips", "data-field": "nodes" }, nodes)
+      : h("p", { class: "muted small", "data-field": "nodes" }, "None: an external system, reached through its own API."),
+    h("h3", {}, "Settings"),
+    componentSettings(component),
+    h("h3", {}, "Hooks"),
+    mine.length ? hooksTable(mine, paused, component) : h("p", { class: "muted small", "data-field": "hooks" }, "No hooks on this component or its nodes."),
+    stray.length
+      ? [h("h3", {}, "Paused by hooks the configuration no longer declares"),
+        h("div", { "data-field": "stray-pauses" }, stray.map((p) =>
+          h("div", { "data-paused": p.hook }, h("strong", {}, p.hook), " ", pauseLine(p))))]
+      : null);
+}
+
+async function loadComponents() {
+  const [config, status] = await Promise.all([
+    settle(state.api.get("/api/v1/config")),
+    settle(state.api.get("/api/v1/status")),
+  ]);
+  if (!state.api) return;
+  if (status.ok) state.status = status.value;
+  const list = $("#components-list");
+  if (!config.ok) {
+    list.replaceChildren(h("article", { class: "card" }, failure(config.error, "GET /api/v1/config")));
+    fill("panel-operation-hooks", failure(config.error, "GET /api/v1/config"));
+    fill("panel-other-pauses", failure(config.error, "GET /api/v1/config"));
+    return;
+  }
+  const c = config.value;
+  const components = componentsOf(c);
+  const hooks = (c.hooks || []).map((hook, index) => ({ ...hook, index, label: hookLabel(hook) }));
+  const paused = status.ok ? status.value.paused || [] : [];
+  const seen = new Map((status.ok ? status.value.nodes : []).map((n) => [n.name, n]));
+  const statusNote = status.ok ? null
+    : h("article", { class: "card" }, h("p", { class: "error", "data-field": "error" },
+      `Pause states unknown: GET /api/v1/status failed (${status.error.message}).`));
+  list.replaceChildren(...[statusNote, ...components.map((component) => componentCard(component, hooks, paused, seen))].filter(Boolean));
+
+  const whole = hooks.filter((hook) => !hook.component && !hook.node);
+  fill("panel-operation-hooks", whole.length
+    ? hooksTable(whole, paused.filter((p) => !p.component && !p.node), null)
+    : empty("No hooks around whole operations."));
+
+  // Pauses of no configured component (a component renamed or removed since): still
+  // paused, so shown.
+  const others = paused.filter((p) => !components.some((component) => inScope(p, component)) &&
+    !(!p.component && !p.node && whole.some((hook) => hook.pause && pauseOf(p, hook))));
+  const problems = status.ok ? status.value.pause_problems || [] : [];
+  fill("panel-other-pauses",
+    others.length || problems.length
+      ? h("ul", { class: "paused", "data-field": "other-pauses" },
+        others.map((p) => h("li", { class: p.resume_error ? "bad" : "warn", "data-paused": p.hook },
+          h("strong", {}, p.hook), p.component ? ` (component ${p.component}, not configured)` : p.node ? ` (node ${p.node})` : "",
+          pauseLine(p))),
+        problems.map((why) => h("li", { class: "bad", "data-paused": "untrusted" }, why)))
+      : h("p", { class: "muted small", "data-field": "other-pauses" }, "None: every pause strata holds belongs to a configured component."));
+}
+
 // --- Configuration -----------------------------------------------------------------------
 
 function kv(pairs) {
@@ -1096,13 +1390,18 @@ async function loadConfiguration() {
 
   const seen = new Map((state.status ? state.status.nodes : []).map((n) => [n.name, n]));
   const nodes = c.nodes || [];
-  fill("panel-config-nodes", nodes.length ? table(["Node", "Plugin", "Agent", "Data", "Zone", "Features"], nodes.map((n) => {
+  // A node's plugin is its component's (an etcd member is not `files` because the
+  // top-level plugin is).
+  const components = componentsOf(c);
+  fill("panel-config-nodes", nodes.length ? table(["Node", "Component", "Plugin", "Agent", "Data", "Zone", "Features"], nodes.map((n) => {
     const live = seen.get(n.name);
     const meta = live && live.metadata;
     const data = n.postgres ? [n.postgres.data_dir] : n.roots || [];
+    const component = components.find((x) => x.nodes.includes(n.name));
     return h("tr", { "data-node": n.name },
       h("td", {}, h("strong", {}, n.name)),
-      h("td", { "data-field": "plugin" }, n.postgres ? "postgres" : c.plugin || "files"),
+      h("td", { "data-field": "component" }, component ? h("a", { href: "#components" }, component.name) : "—"),
+      h("td", { "data-field": "plugin" }, component ? component.plugin : "files"),
       h("td", {}, n.url ? h("code", {}, n.url) : "in this server",
         live ? h("div", {}, live.reachable ? badge("reachable", "ok") : badge("unreachable", "bad")) : null),
       h("td", {}, data.length ? data.map((r) => h("div", {}, h("code", {}, r))) : h("span", { class: "muted" }, n.url ? "in the agent's configuration" : "—"),

@@ -8,7 +8,9 @@
 // STRATA_DB2 (node db2's root: the script damages it and restores it through the page),
 // STRATA_GATE (the gate in front of db2's agent: it holds db2's `finish` until the script
 // has seen the running backup's figures, then the script opens it with POST /gate/open),
-// STRATA_SECRET (a secret in the server's configuration: shown masked, never sent).
+// STRATA_SECRET (a secret in the server's configuration: shown masked, never sent),
+// STRATA_ETCD (the etcd of the `topology` component: the script empties its prefix and
+// restores it from the page, renaming `db1` to `newdb1`).
 // Runs with TZ=UTC, as the browser context does, so times read the same in both.
 // Exit 0 when every check held; otherwise the first failed check is printed.
 
@@ -116,6 +118,26 @@ function dateTime(value) {
 const plural = (n, noun) => `${n.toLocaleString("en-US")} ${n === 1 ? noun : `${noun}s`}`;
 
 const sum = (b, field) => b.nodes.reduce((t, n) => t + n[field], 0);
+
+/** etcd's JSON gateway, asked directly: the keys under `prefix` and their values. */
+const b64 = (text) => Buffer.from(text).toString("base64");
+async function etcd(path, body) {
+  const response = await fetch(env("STRATA_ETCD") + path, { method: "POST", body: JSON.stringify(body) });
+  check(response.ok, `etcd ${path}: HTTP ${response.status}`);
+  return response.json();
+}
+const prefixEnd = (prefix) => prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+async function etcdKeys(prefix) {
+  const reply = await etcd("/v3/kv/range", { key: b64(prefix), range_end: b64(prefixEnd(prefix)) });
+  return (reply.kvs || []).map((kv) => [Buffer.from(kv.key, "base64").toString(), Buffer.from(kv.value || "", "base64").toString()]);
+}
+
+/** The component of the configuration view that backs up `node` (what the page must show
+ * as the node's plugin), or the one component of a configuration without components. */
+function componentOfNode(config, node) {
+  if (!config.components || !config.components.length) return { name: config.plugin, plugin: config.plugin };
+  return config.components.find((c) => (c.nodes || []).includes(node));
+}
 const CHART_POINTS = 40;
 
 /** The charts: one bar group per backup (the newest CHART_POINTS), oldest first, each
@@ -231,6 +253,55 @@ try {
   await page.mouse.move(0, 0);
   await page.screenshot({ path: join(shots, "overview.png"), fullPage: true });
   log("overview matches the API");
+
+  // Components: each configured component with its plugin, nodes, settings, hooks and the
+  // live pause state of each hook, as the configuration and the status say.
+  await page.click("#tabs a[data-tab=components]");
+  const configured = (await api("/api/v1/config")).value;
+  const live = (await api("/api/v1/status")).value;
+  check((configured.components || []).length === 2, `the test configured two components: ${JSON.stringify(configured.components)}`);
+  const cards = page.locator("#components-list > article[data-component]");
+  await cards.first().waitFor();
+  equal(await cards.count(), configured.components.length, "components shown");
+  const cardOf = (name) => page.locator(`#components-list > article[data-component="${name}"]`);
+  for (const c of configured.components) {
+    equal(await cardOf(c.name).locator("[data-field=plugin]").textContent(), c.plugin, `component ${c.name}'s plugin`);
+    equal((await cardOf(c.name).locator("[data-field=nodes] [data-node]").allTextContents()).join(), c.nodes.join(), `component ${c.name}'s nodes`);
+  }
+  equal(await cardOf("topology").locator('[data-setting="etcd.endpoints"]').textContent(),
+    configured.components.find((c) => c.name === "topology").etcd.endpoints.join(", "), "topology's etcd endpoints");
+  check((configured.hooks || []).length === 2, "the test configured two hooks");
+  for (const hook of configured.hooks) {
+    const owner = hook.component || componentOfNode(configured, hook.node).name;
+    const row = cardOf(owner).locator(`tr[data-hook="${hook.name}"]`);
+    equal(await row.count(), 1, `hook ${hook.name} under component ${owner}`);
+    equal(await row.locator("[data-field=hook-scope]").textContent(),
+      hook.node ? `node ${hook.node}` : `component ${hook.component}`, `hook ${hook.name}'s scope`);
+  }
+  // The live pause state: the test left a pause of freeze-topology whose resume failed,
+  // and one of a component the configuration no longer has.
+  const failedResume = (live.paused || []).find((p) => p.component === "topology");
+  check(failedResume && failedResume.resume_error, `a failed resume of topology in the status: ${JSON.stringify(live.paused)}`);
+  for (const p of live.paused) {
+    const expected = `paused since ${dateTime(p.since)} by operation ${p.operation}`;
+    if (configured.components.some((c) => c.name === p.component)) {
+      const state = cardOf(p.component).locator(`tr[data-hook="${p.hook}"] [data-field=pause-state]`);
+      check((await state.textContent()).includes(expected), `pause of ${p.hook}: ${await state.textContent()}`);
+      if (p.resume_error) {
+        check((await state.locator("[data-field=resume-error]").textContent()).includes(p.resume_error), `${p.hook}'s failed resume shown`);
+        equal(await cardOf(p.component).locator("[data-field=component-paused]").textContent(), "resume failed", `${p.component} marked`);
+      }
+    } else {
+      const item = page.locator(`#panel-other-pauses li[data-paused="${p.hook}"]`);
+      check((await item.textContent()).includes(expected), `pause of ${p.hook} outside the components: ${await item.textContent()}`);
+    }
+  }
+  equal(await cardOf("data").locator("[data-field=component-paused]").textContent(), "not paused", "data is not paused");
+  check(await page.locator("#view-components [data-field=unavailable], #view-components [data-field=error]").count() === 0,
+    "no panel of the components view failed");
+  await page.mouse.move(0, 0);
+  await page.screenshot({ path: join(shots, "components.png"), fullPage: true });
+  log("components view matches the configuration and the status");
 
   // Backups: every row's status, per-node status and sizes.
   await page.click("#tabs a[data-tab=backups]");
@@ -441,6 +512,54 @@ try {
   check(existsSync(join(db2, "outside.txt")), "a file outside the restored path was left alone");
   log("restored one path of db2");
 
+  // A restore of the topology component alone onto an emptied etcd, renaming db1 to
+  // newdb1: a rule that is not OLD=NEW keeps the dialog open and sends nothing.
+  const members = await etcdKeys("/service/pg/");
+  check(members.length === 1 && members[0][0] === "/service/pg/members/db1", `etcd before: ${JSON.stringify(members)}`);
+  await etcd("/v3/kv/deleterange", { key: b64("/service/pg/"), range_end: b64(prefixEnd("/service/pg/")) });
+  writeFileSync(join(db2, "table.bin"), Buffer.alloc(4096, 0x77));
+  const restoresBefore = (await api("/api/v1/operations")).value.filter((o) => o.kind === "restore").map((o) => o.id);
+  const madeComponents = (await show(made)).components.map((c) => c.name);
+  await row(made).locator("[data-action=restore]").click();
+  await page.locator("#confirm[open]").waitFor();
+  equal((await page.locator("#confirm [data-field=restore-components] input[name=components]").evaluateAll((boxes) => boxes.map((b) => b.value))).join(),
+    madeComponents.join(), "components offered by the restore dialog");
+  await page.check('#confirm [data-field=restore-components] input[value="topology"]');
+  await page.fill("#confirm textarea[name=rename]", "db1");
+  await page.fill("[data-field=type-to-confirm]", made);
+  await page.click("#confirm-ok");
+  await page.locator("#confirm [data-field=dialog-error]").filter({ hasText: "not OLD=NEW" }).waitFor();
+  check(await page.locator("#confirm[open]").count() === 1, "a bad rename rule keeps the dialog open");
+  await page.fill("#confirm textarea[name=rename]", "db1=newdb1\n\n");
+  await confirm();
+  const componentDeadline = Date.now() + LONG;
+  let chosen;
+  for (;;) {
+    const ops = (await api("/api/v1/operations")).value.filter((o) => o.kind === "restore" && !restoresBefore.includes(o.id));
+    check(ops.length <= 1, `one restore started: ${ops.map((o) => o.id)}`);
+    const refused = page.locator(".toast.bad").filter({ hasText: "Restore failed" });
+    if (await refused.count()) check(false, `the server refused the restore: ${await refused.first().textContent()}`);
+    if (ops.length && ops[0].state !== "running") {
+      chosen = ops[0];
+      break;
+    }
+    check(Date.now() < componentDeadline, "the restore of the topology component never ended");
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  equal(chosen.state, "succeeded", `state of the restore of the topology component (${chosen.error || ""})`);
+  equal(chosen.result.nodes.map((n) => n.source).join(), "e1", "nodes restored with only topology chosen");
+  const written = chosen.result.nodes[0].report.written;
+  check(/1 new/.test(written), `the etcd restore wrote the renamed key: ${written}`);
+  const renamed = await etcdKeys("/service/pg/");
+  equal(renamed.map(([k]) => k).join(), "/service/pg/members/newdb1", "etcd keys after the restore with db1=newdb1");
+  check(renamed[0][1].includes('"name":"newdb1"'), `the rename applied inside the value: ${renamed[0][1]}`);
+  check(!readFileSync(join(db2, "table.bin")).equals(original), "the data component was not restored");
+  const componentCard = page.locator(`#panel-live [data-op-id="${chosen.id}"]`);
+  await componentCard.locator(".operation-head [data-field=state]").filter({ hasText: "succeeded" }).waitFor({ timeout: LONG });
+  equal(await componentCard.locator("[data-node=e1] [data-field=written]").textContent(), written, "what the etcd restore wrote, on the page");
+  writeFileSync(join(db2, "table.bin"), original);
+  log(`restored the topology component alone with db1=newdb1: ${written}`);
+
   // Activity: the operations and the audit log as the API has them.
   await page.click("#tabs a[data-tab=activity]");
   const operations = (await api("/api/v1/operations")).value;
@@ -485,9 +604,17 @@ try {
   for (const name of Object.keys(config.storages)) {
     await page.locator(`#panel-storages tr[data-storage="${name}"]`).waitFor();
   }
+  // Each node's plugin is its component's: the etcd member is `etcd`, not the top-level
+  // plugin (`files`).
+  check(config.plugin === "files" && config.nodes.some((n) => n.name === "e1"), "the test has an etcd node beside a files top-level plugin");
   for (const node of config.nodes) {
-    await page.locator(`#panel-config-nodes tr[data-node="${node.name}"] [data-field=plugin]`).waitFor();
+    const cell = page.locator(`#panel-config-nodes tr[data-node="${node.name}"] [data-field=plugin]`);
+    await cell.waitFor();
+    const component = componentOfNode(config, node.name);
+    equal(await cell.textContent(), component.plugin, `plugin of node ${node.name}`);
+    equal(await page.textContent(`#panel-config-nodes tr[data-node="${node.name}"] [data-field=component]`), component.name, `component of node ${node.name}`);
   }
+  equal(await page.textContent('#panel-config-nodes tr[data-node="e1"] [data-field=plugin]'), "etcd", "the etcd node's plugin");
   check(await page.locator("#view-configuration [data-field=unavailable]").count() === 0, "no panel of the configuration says 'not available'");
   const secret = env("STRATA_SECRET");
   equal(config.storages.cold.options.aws_secret_access_key, "***", "the secret option in the API");
