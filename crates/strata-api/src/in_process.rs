@@ -174,7 +174,16 @@ impl InProcess {
             self.events()?,
             Duration::from_secs(self.config.server.lease_ttl_secs),
             self.config.gc.grace()?,
-        ))
+        )
+        .with_components(&strata_coordinator::component::from_config(
+            &self.config,
+            &self
+                .config
+                .nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>(),
+        )))
     }
 
     /// The use cases on the default storage.

@@ -37,6 +37,8 @@ pub struct Actions {
     lease_ttl: Duration,
     gc_grace: Duration,
     stats: Arc<Mutex<OperationStats>>,
+    /// The external components whose snapshots go with the backups deleted.
+    external: crate::external_delete::ExternalDeletes,
 }
 
 /// The refusal of `latest` where only an explicit name will do (delete): one rule for the
@@ -108,7 +110,15 @@ impl Actions {
             lease_ttl: lease_ttl.max(Duration::from_millis(300)),
             gc_grace,
             stats: Arc::default(),
+            external: Default::default(),
         }
+    }
+
+    /// The same, deleting the snapshots of `components`' external systems with the
+    /// backups that recorded them (see [`crate::external_delete`]).
+    pub fn with_components(mut self, components: &[crate::component::Component]) -> Actions {
+        self.external = crate::external_delete::ExternalDeletes::of(components);
+        self
     }
 
     /// The same, counting into `stats` (a coordinator's, for `/metrics`).
@@ -160,14 +170,15 @@ impl Actions {
     pub async fn delete(&self, who: &str, wanted: &str) -> CoordinatorResult<BackupSummary> {
         refuse_latest(wanted)?;
         let found = crate::resolve_backup(&self.repo, wanted).await?;
-        let result = self.delete_locked(&found.name).await;
+        let result = self.delete_locked(&found).await;
         let action = Self::action(who, "delete", &found.name);
         self.finish(&action, &result, |_| ("succeeded", String::new()))
             .await;
         result.map(|()| found)
     }
 
-    async fn delete_locked(&self, name: &str) -> CoordinatorResult<()> {
+    async fn delete_locked(&self, found: &BackupSummary) -> CoordinatorResult<()> {
+        let name = found.name.as_str();
         let pins = crate::retention::pinned_among(&self.repo, &[name]).await?;
         if pins.contains(name) {
             return Err(CoordinatorError::Pinned(name.to_string()));
@@ -175,6 +186,21 @@ impl Actions {
         let id = format!("delete-{}", crate::names::new_backup_name());
         let lock =
             RepoLock::acquire(self.repo.store().clone(), &id, "delete", self.lease_ttl).await?;
+        // The systems' snapshots first: a backup is never deleted while its system still
+        // holds a snapshot only it names.
+        match self.external.delete(found).await {
+            Ok(lines) => {
+                for line in lines {
+                    eprintln!("strata: backup {name}: {line}");
+                }
+            }
+            Err(why) => {
+                lock.release().await;
+                return Err(CoordinatorError::External(format!(
+                    "backup {name} is kept: {why}; delete the snapshot in its system (or fix it) and try again"
+                )));
+            }
+        }
         let result = self.repo.delete_backup(name).await;
         if result.is_ok() {
             crate::listing::compact(&self.repo, true).await;
@@ -226,16 +252,17 @@ impl Actions {
         policy.check().map_err(CoordinatorError::Invalid)?;
         let action = Self::action(who, "cleanup", "all");
         if dry_run {
-            return crate::retention::apply(&self.repo, policy, true, || {
+            return crate::retention::apply(&self.repo, policy, true, &self.external, || {
                 self.collect_garbage(false)
             })
             .await;
         }
         self.events.started(&action, &self.storage);
         let clock = Instant::now();
-        let result =
-            crate::retention::apply(&self.repo, policy, false, || self.collect_garbage(false))
-                .await;
+        let result = crate::retention::apply(&self.repo, policy, false, &self.external, || {
+            self.collect_garbage(false)
+        })
+        .await;
         let outcome = if result.is_ok() {
             "succeeded"
         } else {

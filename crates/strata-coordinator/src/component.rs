@@ -18,7 +18,7 @@ use crate::hooks::{self, HookConfig, HookEnv, HookOperation, HookPoint, PauseRec
 use crate::node::NodeApi;
 use crate::operation::Operation;
 use crate::plugin::Plugin;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use strata_agent::api::{HookRequest, HookStep};
@@ -96,6 +96,9 @@ pub fn from_config(config: &Config, nodes: &[&str]) -> Vec<Component> {
 #[derive(Debug, Clone, Default)]
 pub struct HookSet {
     pub hooks: Vec<HookConfig>,
+    /// Pause/resume pairs components issue themselves ([`Plugin::implied_hooks`]): never
+    /// run as hooks, but their records are resumed like the configuration's own.
+    pub implied: Vec<HookConfig>,
     /// The state directory pause records go to; without one, pauses are refused (a pause
     /// that cannot be recorded could not be resumed after a crash).
     pub state_dir: Option<PathBuf>,
@@ -118,6 +121,15 @@ impl Scope {
             .find(|(_, nodes)| nodes.iter().any(|n| n == node))
             .map(|(c, _)| c.as_str())
     }
+}
+
+/// An optional component left out of an operation because a pause scoped to it failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Why.
+    pub why: String,
+    /// Its system never answered: the component is `absent`, not failed.
+    pub unreachable: bool,
 }
 
 /// One operation's hooks.
@@ -370,64 +382,94 @@ impl OpHooks {
 
     /// Issues the pauses of `scope`, each recorded durably first. Stops at the first
     /// that fails (the caller fails the operation and calls [`OpHooks::resume_all`],
-    /// which resumes that one too: a pause that timed out may have taken effect).
-    pub async fn pause_all(&mut self, scope: &Scope) -> Result<(), String> {
+    /// which resumes that one too: a pause that timed out may have taken effect), except
+    /// a pause scoped to one of the `optional` components: that component is left out
+    /// (returned, with why) and the others go on.
+    pub async fn pause_all(
+        &mut self,
+        scope: &Scope,
+        optional: &HashSet<String>,
+    ) -> Result<BTreeMap<String, LeftOut>, String> {
+        let mut left_out = BTreeMap::new();
         let calls: Vec<(usize, HookConfig, HookEnv)> = self
             .applicable(scope, HookConfig::is_pause)
             .map(|(i, h, env)| (i, h.clone(), env))
             .collect();
-        for (index, hook, mut env) in calls {
-            env.phase = "pause".into();
-            if let Some(node) = self.agent_of(&hook) {
-                // Held from the attempt on: a pause that timed out may have taken effect.
-                self.paused.push(Held::OnNode {
-                    node: node.clone(),
-                    hook: hook.clone(),
-                    env: env.clone(),
-                });
-                let result = self.on_node(&node, &hook, HookStep::Pause, &env).await;
-                if let Err(e) = &result {
-                    // Refused before anything was recorded or issued (no such hook there,
-                    // a bad request, the lease lost): nothing is paused to resume.
-                    use strata_agent::api::ErrorCode;
-                    if matches!(
-                        e.code,
-                        ErrorCode::NotFound | ErrorCode::BadRequest | ErrorCode::LeaseLost
-                    ) {
-                        self.paused.pop();
-                    }
-                }
-                let result = result.map_err(|e| e.message);
-                self.log(&hook, &env, &result);
-                if let Err(why) = result {
-                    return Err(format!("hook {} (pause): {why}", hook.label()));
-                }
+        for (index, hook, env) in calls {
+            let Err((why, unreachable)) = self.pause_one(index, &hook, env).await else {
                 continue;
-            }
-            let Some(state_dir) = &self.set.state_dir else {
-                return Err(format!(
-                    "hook {}: no state directory to record the pause in, so it is not issued",
-                    hook.label()
-                ));
             };
-            let record = hooks::new_record(index, &hook, &env);
-            if let Err(e) = record.save(state_dir) {
-                return Err(format!(
-                    "hook {}: cannot record the pause in {} ({e}), so it is not issued",
-                    hook.label(),
-                    hooks::pauses_dir(state_dir).display()
-                ));
-            }
-            self.paused.push(Held::Here(record.clone()));
-            let result = hooks::issue_pause(state_dir, &record, &hook, &env)
-                .await
-                .map_err(|e| e.to_string());
-            self.log(&hook, &env, &result);
-            if let Err(why) = result {
-                return Err(format!("hook {} (pause): {why}", hook.label()));
+            match hook.component.as_ref().filter(|c| optional.contains(*c)) {
+                Some(component) => {
+                    left_out.insert(component.clone(), LeftOut { why, unreachable });
+                }
+                None => return Err(why),
             }
         }
-        Ok(())
+        Ok(left_out)
+    }
+
+    /// Issues one pause; on failure, why and whether its system never answered.
+    async fn pause_one(
+        &mut self,
+        index: usize,
+        hook: &HookConfig,
+        mut env: HookEnv,
+    ) -> Result<(), (String, bool)> {
+        env.phase = "pause".into();
+        if let Some(node) = self.agent_of(hook) {
+            // Held from the attempt on: a pause that timed out may have taken effect.
+            self.paused.push(Held::OnNode {
+                node: node.clone(),
+                hook: hook.clone(),
+                env: env.clone(),
+            });
+            let result = self.on_node(&node, hook, HookStep::Pause, &env).await;
+            if let Err(e) = &result {
+                // Refused before anything was recorded or issued (no such hook there,
+                // a bad request, the lease lost): nothing is paused to resume.
+                use strata_agent::api::ErrorCode;
+                if matches!(
+                    e.code,
+                    ErrorCode::NotFound | ErrorCode::BadRequest | ErrorCode::LeaseLost
+                ) {
+                    self.paused.pop();
+                }
+            }
+            let result = result.map_err(|e| e.message);
+            self.log(hook, &env, &result);
+            return result
+                .map(|_| ())
+                .map_err(|why| (format!("hook {} (pause): {why}", hook.label()), false));
+        }
+        let Some(state_dir) = self.set.state_dir.clone() else {
+            return Err((
+                format!(
+                    "hook {}: no state directory to record the pause in, so it is not issued",
+                    hook.label()
+                ),
+                false,
+            ));
+        };
+        let record = hooks::new_record(index, hook, &env);
+        if let Err(e) = record.save(&state_dir) {
+            return Err((
+                format!(
+                    "hook {}: cannot record the pause in {} ({e}), so it is not issued",
+                    hook.label(),
+                    hooks::pauses_dir(&state_dir).display()
+                ),
+                false,
+            ));
+        }
+        self.paused.push(Held::Here(record.clone()));
+        let result = hooks::issue_pause(&state_dir, &record, hook, &env).await;
+        let unreachable = matches!(result, Err(hooks::HookError::Unreachable { .. }));
+        let result = result.map_err(|e| e.to_string());
+        self.log(hook, &env, &result);
+        result
+            .map(|_| ())
+            .map_err(|why| (format!("hook {} (pause): {why}", hook.label()), unreachable))
     }
 
     /// Resumes every pause this operation issued, last paused first; a resume that

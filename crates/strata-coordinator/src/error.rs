@@ -59,6 +59,9 @@ pub enum CoordinatorError {
     /// two entries differ).
     #[error("{0}")]
     Password(String),
+    /// An external system did not do what strata asked (delete a snapshot).
+    #[error("{0}")]
+    External(String),
 }
 
 impl CoordinatorError {
@@ -80,7 +83,7 @@ impl CoordinatorError {
             CoordinatorError::Password(_) => ErrorCode::Password,
             CoordinatorError::Damaged(_) => ErrorCode::Damaged,
             CoordinatorError::Busy(_) => ErrorCode::Busy,
-            CoordinatorError::LockLost(_) => ErrorCode::Failed,
+            CoordinatorError::LockLost(_) | CoordinatorError::External(_) => ErrorCode::Failed,
             CoordinatorError::Api(e) => e.code,
         }
     }

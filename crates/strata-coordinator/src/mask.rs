@@ -35,8 +35,9 @@ pub fn masked_config(config: &Config) -> Config {
             for call in [
                 Some(&mut http.backup),
                 http.state.as_mut(),
-                Some(&mut http.restore),
+                http.restore.as_mut(),
                 http.restore_state.as_mut(),
+                http.delete.as_mut(),
             ]
             .into_iter()
             .flatten()

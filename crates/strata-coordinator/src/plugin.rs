@@ -21,6 +21,8 @@ use strata_agent::service::NodePlugin;
 use strata_postgres::recovery::RecoveryPlan;
 use strata_repo::summary::NodeSummary;
 
+pub mod camunda;
+pub mod engine_api;
 pub mod etcd;
 pub mod external;
 pub mod postgres;
@@ -56,6 +58,7 @@ pub(crate) fn check_components(config: &Config) -> Result<(), ConfigError> {
         let sections = [
             ("http", component.http.is_some()),
             ("command", component.command.is_some()),
+            ("camunda", component.camunda.is_some()),
             ("etcd", component.etcd.is_some()),
         ];
         if let Some((section, _)) = sections
@@ -150,9 +153,36 @@ impl NotTogether {
     }
 }
 
-/// What an external component's snapshot came to: what the summary records
-/// (`snapshot_id`, `state`), or why it failed.
-pub type ExternalOutcome = Result<std::collections::BTreeMap<String, String>, String>;
+/// What an external component's snapshot came to.
+pub type ExternalOutcome = Result<ExternalSnapshot, ExternalError>;
+
+/// A snapshot an external system took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExternalSnapshot {
+    /// What the summary records (`snapshot_id`, `state`, `backup_id`, a preset's parts).
+    pub recorded: BTreeMap<String, String>,
+    /// A pause the component issued itself whose resume still failed: the backup is no
+    /// clean success (see `BackupSummary::still_paused`).
+    pub still_paused: Option<String>,
+}
+
+/// Why an external component has no snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExternalError {
+    /// The system never answered (refused, unreachable, silent within
+    /// `connect_timeout`): an optional component is `absent`, not failed.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The system answered, and the snapshot failed (or strata could not use it).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for ExternalError {
+    fn from(why: String) -> Self {
+        ExternalError::Failed(why)
+    }
+}
 
 /// The cluster side of a plugin. See the module documentation.
 #[async_trait::async_trait]
@@ -240,10 +270,28 @@ pub trait Plugin: Send + Sync {
 
     /// An external component's backup: asks the system for a snapshot and waits for it.
     async fn external_backup(&self, _env: &crate::hooks::HookEnv) -> ExternalOutcome {
-        Err(format!(
+        Err(ExternalError::Failed(format!(
             "the {} plugin has nodes, not an external snapshot",
             self.name()
-        ))
+        )))
+    }
+
+    /// Pause/resume pairs the plugin issues itself (a preset's pause of an engine): a
+    /// pause record they leave is resumed by the next process as one of the
+    /// configuration's own (see `strata_hooks::resume_orphans`).
+    fn implied_hooks(&self) -> Vec<crate::hooks::HookConfig> {
+        Vec::new()
+    }
+
+    /// Deletes what an external component's backup recorded, when strata deletes the
+    /// backup (retention, `strata delete`): the system keeps what strata keeps. Returns a
+    /// line for the log; a snapshot that is gone already is deleted.
+    async fn external_delete(
+        &self,
+        _recorded: &BTreeMap<String, String>,
+        _env: &crate::hooks::HookEnv,
+    ) -> Result<String, String> {
+        Ok("nothing to delete".into())
     }
 
     /// An external component's restore of what its backup recorded; returns a line for
@@ -306,7 +354,7 @@ impl Plugin for Files {
 // The registry: the only place that knows plugins by name.
 
 /// The names of the plugins strata has, as the configuration spells them.
-pub const KNOWN: &[&str] = &["files", "postgres", "etcd", "command", "http"];
+pub const KNOWN: &[&str] = &["files", "postgres", "etcd", "command", "http", "camunda"];
 
 /// The plugin called `name`, with its settings from `config` and from its component's
 /// section (`None`: defaults, for what a restore asks of a plugin).
@@ -341,7 +389,7 @@ fn named(
                 .and_then(|c| c.http.clone())
                 .ok_or_else(|| section("http"))?;
             settings.validate()?;
-            Arc::new(external::External::Http(settings))
+            Arc::new(external::External::Http(Box::new(settings)))
         }
         "command" => {
             let settings = component
@@ -349,6 +397,15 @@ fn named(
                 .ok_or_else(|| section("command"))?;
             settings.validate()?;
             Arc::new(external::External::Command(settings))
+        }
+        "camunda" => {
+            let c = component.ok_or_else(|| section("camunda"))?;
+            let settings = c.camunda.clone().ok_or_else(|| section("camunda"))?;
+            Arc::new(camunda::Camunda::new(
+                &c.name,
+                settings,
+                config.state_dir(),
+            )?)
         }
         _ => {
             return Err(format!(
@@ -445,6 +502,13 @@ mod tests {
             [components.command]
             backup = ["/bin/true"]
             restore = ["/bin/true"]
+            [[components]]
+            name = "z"
+            plugin = "camunda"
+            [components.camunda]
+            zeebe = "http://zeebe:9600"
+            elasticsearch = "http://es:9200"
+            snapshot_repository = "camunda"
             "#,
         )
         .unwrap();
@@ -464,7 +528,7 @@ mod tests {
         let err = configured(&config).err().expect("someday is not a plugin");
         assert_eq!(
             err.to_string(),
-            r#"plugin "someday" is not known: use "files" or "postgres" or "etcd" or "command" or "http""#
+            r#"plugin "someday" is not known: use "files" or "postgres" or "etcd" or "command" or "http" or "camunda""#
         );
     }
 

@@ -552,6 +552,7 @@ pub async fn cleanup(
     repo: &strata_repo::Repository,
     policy: &RetentionConfig,
     dry_run: bool,
+    external: &crate::external_delete::ExternalDeletes,
 ) -> crate::CoordinatorResult<Vec<CleanupRow>> {
     policy
         .check()
@@ -570,7 +571,7 @@ pub async fn cleanup(
         })
         .collect();
     let decisions = decide(policy, &candidates).map_err(crate::CoordinatorError::NothingToDo)?;
-    let rows: Vec<CleanupRow> = summaries
+    let mut rows: Vec<CleanupRow> = summaries
         .iter()
         .zip(decisions)
         .map(|(s, d)| CleanupRow {
@@ -595,7 +596,23 @@ pub async fn cleanup(
     .await?
     .keep_renewed();
     let mut result = Ok(());
-    for row in rows.iter().filter(|r| !r.keep) {
+    for (row, summary) in rows.iter_mut().zip(&summaries).filter(|(r, _)| !r.keep) {
+        // The systems' snapshots first (see `crate::external_delete`): one that cannot
+        // be deleted keeps its backup until the next run.
+        match external.delete(summary).await {
+            Ok(lines) => {
+                for line in lines {
+                    eprintln!("strata: backup {}: {line}", row.name);
+                }
+            }
+            Err(why) => {
+                eprintln!("strata: warning: backup {} is kept: {why}", row.name);
+                row.keep = true;
+                row.reasons
+                    .push(format!("kept: {why} (tried again at the next cleanup)"));
+                continue;
+            }
+        }
         result = repo.delete_backup(&row.name).await;
         if result.is_err() {
             break;
@@ -653,13 +670,14 @@ pub async fn apply<F, Fut>(
     repo: &strata_repo::Repository,
     policy: &RetentionConfig,
     dry_run: bool,
+    external: &crate::external_delete::ExternalDeletes,
     collect: F,
 ) -> crate::CoordinatorResult<CleanupReport>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = crate::CoordinatorResult<crate::gc::GcReport>>,
 {
-    let backups = cleanup(repo, policy, dry_run).await?;
+    let backups = cleanup(repo, policy, dry_run, external).await?;
     let wal = crate::wal::expire(repo, dry_run).await?;
     let mut report = CleanupReport {
         dry_run,

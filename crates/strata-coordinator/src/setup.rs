@@ -186,12 +186,17 @@ pub fn coordinator(
         .map(|n| zones.get(n.name()).cloned().flatten())
         .collect();
     let names: Vec<&str> = nodes.iter().map(|n| n.name()).collect();
+    let components = crate::component::from_config(config, &names);
     let settings = Settings {
-        components: Some(crate::component::from_config(config, &names)),
         hooks: crate::component::HookSet {
             hooks: config.hooks.clone(),
+            implied: components
+                .iter()
+                .flat_map(|c| c.plugin.implied_hooks())
+                .collect(),
             state_dir: Some(config.state_dir()),
         },
+        components: Some(components),
         events,
         // Validated with the configuration.
         gc_grace: config.gc.grace().unwrap_or(crate::gc::DEFAULT_GRACE),

@@ -104,6 +104,11 @@ pub struct HookEnv {
     /// The external snapshot an external component restores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_id: Option<String>,
+    /// The backup's number, for systems that want their backups numbered in increasing
+    /// order (Camunda's `backupId`): milliseconds since 1970 at its start, larger than
+    /// every earlier one this process gave.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<u64>,
 }
 
 /// Why a hook's action failed. Its text is the one line the audit log, the node's answer
@@ -163,33 +168,42 @@ fn with_output(output: &str) -> String {
     }
 }
 
+/// `"METHOD URL"` parsed: GET, POST, PUT, DELETE or PATCH to an http(s) URL.
+pub fn parse_http_line(line: &str) -> Result<(reqwest::Method, &str), String> {
+    HookAction::parse_http(line)
+}
+
 impl HookAction {
     /// The method and URL of an HTTP action.
     fn http(&self) -> Option<Result<(reqwest::Method, &str), String>> {
         let HookAction::Http(line) = self else {
             return None;
         };
+        Some(Self::parse_http(line))
+    }
+
+    fn parse_http(line: &str) -> Result<(reqwest::Method, &str), String> {
         let Some((method, url)) = line.trim().split_once(' ') else {
-            return Some(Err(format!(
+            return Err(format!(
                 "{:?}: an HTTP hook is \"METHOD URL\" (\"POST http://host/path\")",
                 mask_label(line)
-            )));
+            ));
         };
         let url = url.trim();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Some(Err(format!(
+            return Err(format!(
                 "{:?}: the URL must start with http:// or https://",
                 mask_label(line)
-            )));
+            ));
         }
         match reqwest::Method::from_bytes(method.as_bytes()) {
             Ok(m) if ["GET", "POST", "PUT", "DELETE", "PATCH"].contains(&m.as_str()) => {
-                Some(Ok((m, url)))
+                Ok((m, url))
             }
-            _ => Some(Err(format!(
+            _ => Err(format!(
                 "{:?}: {method:?} is not GET, POST, PUT, DELETE or PATCH",
                 mask_label(line)
-            ))),
+            )),
         }
     }
 
@@ -309,6 +323,10 @@ pub async fn run_program(
         .env(
             "STRATA_SNAPSHOT_ID",
             env.snapshot_id.as_deref().unwrap_or(""),
+        )
+        .env(
+            "STRATA_BACKUP_ID",
+            env.backup_id.map(|n| n.to_string()).unwrap_or_default(),
         )
         .stdin(std::process::Stdio::null())
         // A hook that outlives its timeout is killed with the future that runs it.

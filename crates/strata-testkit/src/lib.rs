@@ -3,7 +3,8 @@
 //! ([`pg`]), guards that stop what a test started however it ends ([`process`]),
 //! bounded polling ([`wait`]), deterministic data and tree comparison ([`data`],
 //! [`tree`]), scratch repositories ([`repo`]), loopback ports ([`net`]), a raw HTTP/1.1
-//! client and a server process runner ([`http`]), a request gate ([`gate`]) and
+//! client and a server process runner ([`http`]), fakes of Camunda 8's backup APIs
+//! ([`camunda`]), a request gate ([`gate`]) and
 //! throw-away TLS certificates ([`tls`]).
 //!
 //! A dev-dependency only (`publish = false`): nothing here ships. What needs the `strata`
@@ -14,6 +15,7 @@
 // swaps names atomically (renameat2) for the attack tests: each block says why it is sound.
 #![allow(unsafe_code)]
 
+pub mod camunda;
 pub mod chaos;
 pub mod data;
 pub mod etcd;

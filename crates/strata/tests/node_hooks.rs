@@ -362,9 +362,11 @@ fn a_resume_that_failed_is_retried_by_the_agent_until_it_succeeds() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // The data is complete; the resume's failure is said loudly.
-    assert!(out.status.success(), "{stderr}");
+    // The data is complete; the resume's failure is said loudly, and the backup is no
+    // clean success while the node stays paused (exit 3).
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("resume on node db1 failed"), "{stderr}");
+    assert!(stderr.contains("left a system paused"), "{stderr}");
     assert_eq!(site.calls(), ["before db1 agent", "pause db1 agent"]);
     assert_eq!(site.agent_records(), 1, "the pause stays recorded");
 

@@ -25,6 +25,10 @@ pub struct ComponentConfig {
     pub http: Option<HttpComponent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandComponent>,
+    /// `[components.camunda]`: a Camunda 8 cluster, backed up in Camunda's documented
+    /// order through its own backup APIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub camunda: Option<CamundaComponent>,
     /// `[components.etcd]`: how to reach the etcd cluster and which keys to back up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etcd: Option<strata_etcd::Settings>,
@@ -65,9 +69,19 @@ pub struct NodeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpComponent {
-    /// Starts a snapshot: `"POST http://engine:8080/backups"`; the JSON answer carries its
-    /// id at `id_field`.
+    /// Starts a snapshot: `"POST http://engine:8080/backups"`. Placeholders (here and in
+    /// every call and body below): `{backup_id}` (the backup's number), `{backup}`,
+    /// `{component}`, and `{id}` (the snapshot's id) once known.
     pub backup: String,
+    /// The JSON body of `backup`, a template: `'{"backupId": {backup_id}}'`. Without it,
+    /// the body is strata's own (`operation`, `id`, `backup`, `component`, `phase`,
+    /// `backup_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_body: Option<String>,
+    /// The snapshot's id when the request chooses it: a template such as
+    /// `"{backup_id}"`. Without it, the id is read from the answer at `id_field`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Where the id is in the answer: a field name or a `/`-separated path (`snapshot/id`).
     #[serde(default = "default_id_field")]
     pub id_field: String,
@@ -83,15 +97,30 @@ pub struct HttpComponent {
     pub done: Vec<String>,
     #[serde(default = "default_failed")]
     pub failed: Vec<String>,
-    /// Restores snapshot `{id}`: `"POST http://engine:8080/backups/{id}/restore"`.
-    pub restore: String,
+    /// Restores snapshot `{id}`: `"POST http://engine:8080/backups/{id}/restore"`. Without
+    /// it, the system's restore is done by hand and `strata restore` prints the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<String>,
+    /// The JSON body of `restore`, a template (default: strata's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_body: Option<String>,
     /// Polled until the restore is done or failed (`{id}`: the snapshot).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_state: Option<String>,
-    /// Between two polls (default 1s).
+    /// Deletes snapshot `{id}` when strata deletes the backup (retention, `strata
+    /// delete`) and when the snapshot's backup failed: `"DELETE
+    /// http://engine:8080/backups/{id}"`. A 404 counts as deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<String>,
+    /// Between two polls, and between two tries of a call that failed for a while (a
+    /// refused connection, 429, 5xx) (default 1s).
     #[serde(default = "default_poll")]
     pub poll: String,
-    /// The most one snapshot or restore may take (default 1h).
+    /// How long a system that never answered is tried before it counts as down (an
+    /// optional component is then `absent`) (default 10s).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    /// The most one snapshot, restore or delete may take (default 1h).
     #[serde(default = "default_limit")]
     pub timeout: String,
 }
@@ -100,17 +129,95 @@ pub struct HttpComponent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandComponent {
-    /// Takes a snapshot and prints its id: the last line of its output, or a JSON object
-    /// with `id` (and `state`). Exit 0: the snapshot is done.
+    /// Takes a snapshot and prints its id on stdout: its last line, or a JSON object with
+    /// `id` (and `state`). What it prints on stderr goes to the log only. Exit 0: the
+    /// snapshot is done.
     pub backup: Vec<String>,
     /// Restores a snapshot: `{id}` in an argument is replaced by the snapshot's id, which
-    /// is also in `STRATA_SNAPSHOT_ID`.
+    /// is also in `STRATA_SNAPSHOT_ID`. Empty: restored by hand.
+    #[serde(default)]
     pub restore: Vec<String>,
+    /// Deletes a snapshot (`{id}` as for `restore`) when strata deletes the backup, and
+    /// when the snapshot's backup failed. Empty: snapshots are not deleted.
+    #[serde(default)]
+    pub delete: Vec<String>,
     /// The most one call may take (default 1h).
     #[serde(default = "default_limit")]
     pub timeout: String,
 }
 
+/// `[components.camunda]`: where a Camunda 8 cluster's backup APIs are (see
+/// docs/components.md, "Camunda 8").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CamundaComponent {
+    /// Zeebe's management endpoint (the gateway's, port 9600 by default).
+    pub zeebe: String,
+    /// `"8.8"` and later: the orchestration cluster serves Zeebe's backups under
+    /// `/actuator/backupRuntime`; earlier: `/actuator/backups` (default `"8.7"`).
+    #[serde(default = "default_camunda_version")]
+    pub version: String,
+    /// Operate's management endpoint (8.2-8.7; none from 8.8, where it is part of the
+    /// orchestration cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operate: Option<String>,
+    /// Tasklist's management endpoint (as Operate's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasklist: Option<String>,
+    /// Optimize's management endpoint (port 8092 standalone); optional unless
+    /// `optimize_required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimize: Option<String>,
+    /// Whether a backup without Optimize's part is incomplete (default false).
+    #[serde(default)]
+    pub optimize_required: bool,
+    /// Elasticsearch, where Zeebe exports its records.
+    pub elasticsearch: String,
+    /// The snapshot repository registered in Elasticsearch for the records.
+    pub snapshot_repository: String,
+    /// The exported records' indices (default `zeebe-record*`).
+    #[serde(default = "default_record_indices")]
+    pub record_indices: String,
+    /// Between two polls (default 5s).
+    #[serde(default = "default_camunda_poll")]
+    pub poll: String,
+    /// How long a system that never answered is tried (default 10s).
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: String,
+    /// The most the whole backup may take (default 2h).
+    #[serde(default = "default_camunda_timeout")]
+    pub timeout: String,
+    /// How long the exporting pause may take to answer (default 60s).
+    #[serde(default = "default_pause_timeout")]
+    pub pause_timeout: String,
+    /// How long a pause that did not answer in time may still land (default 30s; see
+    /// the hooks' `late_pause`).
+    #[serde(default = "default_late_pause")]
+    pub late_pause: String,
+}
+
+fn default_camunda_version() -> String {
+    "8.7".into()
+}
+fn default_record_indices() -> String {
+    "zeebe-record*".into()
+}
+fn default_camunda_poll() -> String {
+    "5s".into()
+}
+fn default_camunda_timeout() -> String {
+    "2h".into()
+}
+fn default_pause_timeout() -> String {
+    "60s".into()
+}
+fn default_late_pause() -> String {
+    "30s".into()
+}
+
+fn default_connect_timeout() -> String {
+    "10s".into()
+}
 fn default_id_field() -> String {
     "id".into()
 }

@@ -18,7 +18,9 @@ mod schedule;
 mod server;
 mod storage;
 pub(crate) use components::default_failed;
-pub use components::{CommandComponent, ComponentConfig, HttpComponent, NodeConfig};
+pub use components::{
+    CamundaComponent, CommandComponent, ComponentConfig, HttpComponent, NodeConfig,
+};
 pub use retention::{PolicyOverrides, RetentionConfig};
 pub use schedule::ScheduleConfig;
 pub use server::{NamedToken, SecretSource, ServerConfig, WebhookConfig};
@@ -325,6 +327,7 @@ impl Config {
             order: None,
             http: None,
             command: None,
+            camunda: None,
             etcd: None,
             rename: Vec::new(),
             move_prefix: None,

@@ -2,6 +2,7 @@
 //! the manifests, then the summary.
 
 use super::*;
+use crate::plugin::ExternalError;
 
 impl Coordinator {
     /// Takes the cluster lock and prepares a backup of every node; run it with
@@ -285,6 +286,8 @@ async fn backup(
     // Why the whole backup failed before its steps (a hook), for components with no
     // node to carry the reason.
     let mut failed_early: Option<String> = None;
+    // Optional components whose pause failed: left out, the others go on.
+    let mut left_out: BTreeMap<String, crate::component::LeftOut> = BTreeMap::new();
     // Announced to garbage collection before any node reads the index: the packs this
     // backup relies on are not deleted before its summary is visible (or its mark lapsed
     // and its fence refuses the summary). See `strata_repo::condemned`.
@@ -303,8 +306,16 @@ async fn backup(
             failed_early = Some(why);
         } else if let Err(why) = hooks.run_at(HookPoint::Before, &scope, |_| None).await {
             failed_early = Some(why);
-        } else if let Err(why) = hooks.pause_all(&scope).await {
-            failed_early = Some(why);
+        } else {
+            let optional: HashSet<String> = present
+                .iter()
+                .filter(|c| c.optional)
+                .map(|c| c.name.clone())
+                .collect();
+            match hooks.pause_all(&scope, &optional).await {
+                Ok(out) => left_out = out,
+                Err(why) => failed_early = Some(why),
+            }
         }
     }
     if let Some(why) = &failed_early {
@@ -313,21 +324,30 @@ async fn backup(
     let mut node_summaries: BTreeMap<usize, NodeSummary> = BTreeMap::new();
     let mut external: BTreeMap<String, crate::plugin::ExternalOutcome> = BTreeMap::new();
     if failed_early.is_none() && !run.fatal() {
-        let externals =
-            futures::future::join_all(present.iter().filter(|c| c.plugin.is_external()).map(|c| {
-                let env = HookEnv {
-                    operation: "backup".into(),
-                    id: run.id.clone(),
-                    backup: run.id.clone(),
-                    component: Some(c.name.clone()),
-                    phase: "backup".into(),
-                    ..HookEnv::default()
-                };
-                async move {
-                    let outcome = run.unless_stopped(c.plugin.external_backup(&env)).await;
-                    (c.name.clone(), outcome)
-                }
-            }));
+        let number = backup_number();
+        let externals = futures::future::join_all(
+            present
+                .iter()
+                .filter(|c| c.plugin.is_external() && !left_out.contains_key(&c.name))
+                .map(|c| {
+                    let env = HookEnv {
+                        operation: "backup".into(),
+                        id: run.id.clone(),
+                        backup: run.id.clone(),
+                        component: Some(c.name.clone()),
+                        phase: "backup".into(),
+                        backup_id: Some(number),
+                        ..HookEnv::default()
+                    };
+                    async move {
+                        let outcome = run
+                            .unless_stopped(async { Ok(c.plugin.external_backup(&env).await) })
+                            .await
+                            .unwrap_or_else(|stopped| Err(ExternalError::Failed(stopped)));
+                        (c.name.clone(), outcome)
+                    }
+                }),
+        );
         let (summaries, outcomes) = tokio::join!(backup_steps(run), externals);
         node_summaries = summaries;
         external.extend(outcomes);
@@ -337,8 +357,14 @@ async fn backup(
     }
     // The snapshots are stored (or will never be): resume what was paused, whatever
     // happened.
-    let still_paused = hooks.resume_all().await;
+    let mut still_paused = hooks.resume_all().await;
     let mut hook_errors = still_paused.clone();
+    still_paused.extend(external.iter().filter_map(|(name, outcome)| {
+        Some(format!(
+            "component {name}: {}",
+            outcome.as_ref().ok()?.still_paused.as_ref()?
+        ))
+    }));
     if failed_early.is_none() && !run.fatal() {
         if let Err(why) = hooks
             .run_at(HookPoint::AfterSnapshot, &scope, |_| None)
@@ -396,7 +422,22 @@ async fn backup(
         .collect();
     let component_summaries: Vec<ComponentSummary> = components
         .iter()
-        .map(|c| component_summary(c, &nodes, &absent, &mut external, failed_early.as_deref()))
+        .map(|c| match left_out.get(&c.name) {
+            Some(out) => ComponentSummary {
+                name: c.name.clone(),
+                plugin: c.plugin.name().to_string(),
+                plugin_version: c.plugin.data_version(),
+                optional: c.optional,
+                order: c.order,
+                status: Some(match out.unreachable {
+                    true => ComponentStatus::Absent,
+                    false => ComponentStatus::Failed,
+                }),
+                error: Some(out.why.clone()),
+                ..ComponentSummary::default()
+            },
+            None => component_summary(c, &nodes, &absent, &mut external, failed_early.as_deref()),
+        })
         .collect();
     let status = backup_status(&component_summaries);
     let summary = BackupSummary {
@@ -481,6 +522,27 @@ async fn backup(
     Ok(summary)
 }
 
+/// The backup's number for systems that want theirs numbered in increasing order
+/// (Camunda's `backupId`): milliseconds since 1970 at its start, larger than every
+/// number this process gave before (two attempts within one millisecond, a clock set
+/// back while it runs).
+fn backup_number() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut last = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
 /// A component's part of the summary, from its nodes' summaries (or its external
 /// outcome).
 fn component_summary(
@@ -502,11 +564,15 @@ fn component_summary(
         (ComponentStatus::Absent, Some(why.clone()))
     } else if component.plugin.is_external() {
         match external.remove(&component.name) {
-            Some(Ok(record)) => {
-                out.external = record;
+            Some(Ok(snapshot)) => {
+                out.external = snapshot.recorded;
                 (ComponentStatus::Complete, None)
             }
-            Some(Err(why)) => (ComponentStatus::Failed, Some(why)),
+            // An optional system that does not answer is not deployed here.
+            Some(Err(ExternalError::Unreachable(why))) if component.optional => {
+                (ComponentStatus::Absent, Some(why))
+            }
+            Some(Err(why)) => (ComponentStatus::Failed, Some(why.to_string())),
             None => (
                 ComponentStatus::Failed,
                 Some(

@@ -251,7 +251,8 @@ impl Coordinator {
         let mut lines = Vec::new();
         let pausing = self.pausing.clone();
         let live_here = move |op: &str| pausing.lock().unwrap().contains(op);
-        for resumed in crate::hooks::resume_orphans(&state_dir, &hooks.hooks, live_here).await {
+        let declared: Vec<_> = hooks.hooks.iter().chain(&hooks.implied).cloned().collect();
+        for resumed in crate::hooks::resume_orphans(&state_dir, &declared, live_here).await {
             let record = &resumed.record;
             let line = match &resumed.error {
                 None => {
@@ -331,6 +332,7 @@ impl Coordinator {
             self.gc_grace,
         )
         .with_stats(self.stats.clone())
+        .with_components(&self.components)
     }
 
     /// Counts of finished operations since this coordinator started.

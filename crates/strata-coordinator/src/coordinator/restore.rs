@@ -2,6 +2,7 @@
 //! written, then each component in its order.
 
 use super::*;
+use std::collections::HashSet;
 
 impl Coordinator {
     /// The components of `summary` a restore takes (all, or those `plan` names), refused
@@ -604,7 +605,7 @@ async fn restore(
         .await
     {
         stop = Some(why);
-    } else if let Err(why) = hooks.pause_all(&steps.scope).await {
+    } else if let Err(why) = hooks.pause_all(&steps.scope, &HashSet::new()).await {
         stop = Some(why);
     }
     for (live, externals) in waves.into_values() {

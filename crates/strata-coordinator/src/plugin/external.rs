@@ -2,14 +2,16 @@
 //! API. strata does not read its data; it asks the system for a snapshot, waits until the
 //! system says the snapshot is done, and records the snapshot's id and state in the
 //! component's part of the summary. A restore hands that id back to the system's restore
-//! and waits for it likewise.
+//! and waits for it likewise; a delete step removes the snapshot when strata deletes the
+//! backup (and when the snapshot failed), so the system keeps what strata keeps.
 
-use super::{ExternalOutcome, Plugin};
+use super::engine_api::{checked_id, field, is_one_of, Caller, Vars, ANSWER_LIMIT};
+use super::{ExternalError, ExternalOutcome, ExternalSnapshot, Plugin};
 use crate::config::{Config, NodeConfig};
 use crate::hooks::{HookAction, HookEnv};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use strata_agent::backup::NodeSource;
 use strata_agent::service::NodePlugin;
 
@@ -21,22 +23,52 @@ fn duration(text: &str, what: &str) -> Result<Duration, String> {
 }
 
 impl HttpComponent {
-    /// Checks the settings.
+    /// Checks the settings: every call and body template, filled in with sample values.
     pub fn validate(&self) -> Result<(), String> {
-        for call in [
-            Some(&self.backup),
-            self.state.as_ref(),
-            Some(&self.restore),
-            self.restore_state.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            HookAction::Http(call.clone()).validate()?;
+        use super::engine_api::check_call;
+        check_call("backup", &self.backup, self.backup_body.as_deref())?;
+        if let Some(restore) = &self.restore {
+            check_call("restore", restore, self.restore_body.as_deref())?;
+        } else if self.restore_body.is_some() || self.restore_state.is_some() {
+            return Err("restore_body and restore_state need `restore`".into());
+        }
+        for (what, call) in [
+            ("state", &self.state),
+            ("restore_state", &self.restore_state),
+            ("delete", &self.delete),
+        ] {
+            if let Some(call) = call {
+                check_call(what, call, None)?;
+            }
+        }
+        if let Some(id) = &self.id {
+            if checked_id(Some(Vars::sample().plain(id))).is_none() {
+                return Err(format!("id {id:?} does not make an id"));
+            }
         }
         duration(&self.poll, "poll")?;
+        duration(&self.connect_timeout, "connect_timeout")?;
         duration(&self.timeout, "timeout")?;
         Ok(())
+    }
+
+    fn caller(&self) -> Caller {
+        let get = |text: &str, default: u64| {
+            humantime::parse_duration(text.trim()).unwrap_or(Duration::from_secs(default))
+        };
+        Caller::new(
+            get(&self.timeout, 3600),
+            get(&self.poll, 1),
+            get(&self.connect_timeout, 10),
+        )
+    }
+
+    /// The body of a call: the template filled in, or strata's own environment.
+    fn body(template: Option<&str>, vars: &Vars, env: &HookEnv) -> Vec<u8> {
+        match template {
+            Some(template) => vars.body(template).into_bytes(),
+            None => serde_json::to_vec(env).expect("hook environments serialize"),
+        }
     }
 }
 
@@ -44,153 +76,210 @@ impl CommandComponent {
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), String> {
         HookAction::Command(self.backup.clone()).validate()?;
-        HookAction::Command(self.restore.clone()).validate()?;
+        for (what, argv) in [("restore", &self.restore), ("delete", &self.delete)] {
+            if !argv.is_empty() {
+                HookAction::Command(argv.clone())
+                    .validate()
+                    .map_err(|e| format!("{what}: {e}"))?;
+            }
+        }
         duration(&self.timeout, "timeout")?;
         Ok(())
     }
 }
 
-/// A value at `field` (`a/b`) of a JSON answer, as text.
-fn field(json: &serde_json::Value, field: &str) -> Option<String> {
-    let pointer = format!("/{}", field.trim_start_matches('/'));
-    match json.pointer(&pointer)? {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn with_id(template: &str, id: &str) -> String {
-    template.replace("{id}", id)
-}
-
-/// `id` for a URL path: every byte but unreserved ones percent-encoded, so an id the
-/// system made up (`a/../b`, `x?y`) cannot change which resource is called.
-fn url_id(id: &str) -> String {
-    // `.` and `..` alone would be path steps (`/backups/../restore`): encoded too.
-    if id.bytes().all(|b| b == b'.') {
-        return id.bytes().map(|b| format!("%{b:02X}")).collect();
-    }
-    id.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// An id a system answered: not empty, at most 256 bytes, no control characters.
-fn checked_id(id: Option<String>) -> Option<String> {
-    id.filter(|id| !id.is_empty() && id.len() <= 256 && !id.chars().any(char::is_control))
-}
-
 /// The `command` and `http` plugins: an external system's own backup API.
 #[derive(Debug, Clone)]
 pub enum External {
-    Http(HttpComponent),
+    Http(Box<HttpComponent>),
     Command(CommandComponent),
 }
 
-/// Polls `state` (an HTTP call with `{id}`) until done or failed, within the limit.
+/// Polls `state` until the snapshot is done or failed; returns the state that said done.
 async fn wait(
     settings: &HttpComponent,
+    caller: &mut Caller,
     state: &str,
-    id: &str,
+    vars: &Vars,
     env: &HookEnv,
-    started: Instant,
-) -> Result<String, String> {
-    let poll = duration(&settings.poll, "poll")?;
-    let limit = duration(&settings.timeout, "timeout")?;
-    let call = HookAction::Http(with_id(state, &url_id(id)));
+) -> Result<String, ExternalError> {
+    let call = vars.call(state);
+    let id = vars.id.clone().unwrap_or_default();
     loop {
-        let left = limit.saturating_sub(started.elapsed());
-        if left.is_zero() {
-            return Err(format!(
-                "snapshot {id} not done within {}",
-                humantime::format_duration(limit)
-            ));
-        }
-        let answer = call
-            .run(env, left.min(Duration::from_secs(60)))
-            .await
-            .map_err(|e| e.to_string())?;
-        let json: serde_json::Value = serde_json::from_str(&answer)
-            .map_err(|e| format!("{}: the answer is not JSON: {e}", call.describe()))?;
-        let now = field(&json, &settings.state_field).ok_or_else(|| {
-            format!(
+        let answer = caller
+            .call(&call, HttpComponent::body(None, vars, env), false)
+            .await?
+            .unwrap_or_default();
+        let now = field(&answer, &settings.state_field).ok_or_else(|| {
+            ExternalError::Failed(format!(
                 "{}: the answer has no {:?}",
-                call.describe(),
+                HookAction::Http(call.clone()).describe(),
                 settings.state_field
-            )
+            ))
         })?;
-        if settings.done.iter().any(|d| d.eq_ignore_ascii_case(&now)) {
+        if is_one_of(&now, &settings.done) {
             return Ok(now);
         }
-        if settings.failed.iter().any(|d| d.eq_ignore_ascii_case(&now)) {
-            return Err(format!("the system reports {id} as {now:?}: {answer}"));
+        if is_one_of(&now, &settings.failed) {
+            return Err(ExternalError::Failed(format!(
+                "the system reports {id} as {now:?}: {answer}"
+            )));
         }
-        tokio::time::sleep(poll.min(left)).await;
+        if caller.left() <= Duration::ZERO {
+            return Err(ExternalError::Failed(format!(
+                "snapshot {id} not done within the timeout (last state {now:?})"
+            )));
+        }
+        caller.pause().await;
+        if caller.left().is_zero() {
+            return Err(ExternalError::Failed(format!(
+                "snapshot {id} not done within {} (last state {now:?})",
+                settings.timeout
+            )));
+        }
     }
 }
 
 async fn http_backup(settings: &HttpComponent, env: &HookEnv) -> ExternalOutcome {
-    let started = Instant::now();
-    let limit = duration(&settings.timeout, "timeout")?;
-    let call = HookAction::Http(settings.backup.clone());
-    let answer = call.run(env, limit).await.map_err(|e| e.to_string())?;
-    let json: serde_json::Value = serde_json::from_str(&answer)
-        .map_err(|e| format!("{}: the answer is not JSON: {e}", call.describe()))?;
-    let id = checked_id(field(&json, &settings.id_field)).ok_or_else(|| {
-        format!(
+    let mut caller = settings.caller();
+    let mut vars = Vars::of(env);
+    let body = HttpComponent::body(settings.backup_body.as_deref(), &vars, env);
+    let answer = caller
+        .call(&vars.call(&settings.backup), body, false)
+        .await?
+        .unwrap_or_default();
+    let id = match &settings.id {
+        Some(template) => checked_id(Some(vars.plain(template))),
+        None => checked_id(field(&answer, &settings.id_field)),
+    }
+    .ok_or_else(|| {
+        ExternalError::Failed(format!(
             "{}: the answer has no {:?}: {answer}",
-            call.describe(),
+            HookAction::Http(settings.backup.clone()).describe(),
             settings.id_field
-        )
+        ))
     })?;
+    vars.id = Some(id.clone());
     let state = match &settings.state {
-        Some(state) => wait(settings, state, &id, env, started)
-            .await
-            .map_err(|e| format!("snapshot {id}: {e}"))?,
+        Some(state) => wait(settings, &mut caller, state, &vars, env).await,
         // No state to poll: the answer's own state, if any, still counts.
-        None => match field(&json, &settings.state_field) {
-            Some(now) if settings.failed.iter().any(|f| f.eq_ignore_ascii_case(&now)) => {
-                return Err(format!("the system reports {id} as {now:?}: {answer}"))
-            }
-            Some(now) => now,
-            None => "done".into(),
+        None => match field(&answer, &settings.state_field) {
+            Some(now) if is_one_of(&now, &settings.failed) => Err(ExternalError::Failed(format!(
+                "the system reports {id} as {now:?}: {answer}"
+            ))),
+            Some(now) => Ok(now),
+            None => Ok("done".into()),
         },
     };
-    Ok(BTreeMap::from([
+    let state = match state {
+        Ok(state) => state,
+        Err(err) => {
+            // A snapshot that failed is not kept by the system either.
+            if settings.delete.is_some() {
+                let env = HookEnv {
+                    snapshot_id: Some(id.clone()),
+                    phase: "delete".into(),
+                    ..env.clone()
+                };
+                if let Err(why) = http_delete(settings, &env).await {
+                    eprintln!("strata: warning: component {}: cannot delete the failed snapshot {id}: {why}", vars.component);
+                }
+            }
+            return Err(match err {
+                ExternalError::Failed(why) => {
+                    ExternalError::Failed(format!("snapshot {id}: {why}"))
+                }
+                other => other,
+            });
+        }
+    };
+    let mut recorded = BTreeMap::from([
         ("snapshot_id".to_string(), id),
         ("state".to_string(), state),
-    ]))
+    ]);
+    if let Some(n) = env.backup_id {
+        recorded.insert("backup_id".into(), n.to_string());
+    }
+    Ok(ExternalSnapshot {
+        recorded,
+        still_paused: None,
+    })
 }
 
 async fn http_restore(settings: &HttpComponent, id: &str, env: &HookEnv) -> Result<String, String> {
-    let started = Instant::now();
-    let limit = duration(&settings.timeout, "timeout")?;
-    HookAction::Http(with_id(&settings.restore, &url_id(id)))
-        .run(env, limit)
+    let Some(restore) = &settings.restore else {
+        return Ok(format!(
+            "snapshot {id}: this component has no restore call: restore it in the system by hand"
+        ));
+    };
+    let mut caller = settings.caller();
+    let vars = Vars::of(env);
+    let body = HttpComponent::body(settings.restore_body.as_deref(), &vars, env);
+    caller
+        .call(&vars.call(restore), body, false)
         .await
         .map_err(|e| e.to_string())?;
     match &settings.restore_state {
         Some(state) => {
-            let done = wait(settings, state, id, env, started).await?;
+            let done = wait(settings, &mut caller, state, &vars, env)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(format!("snapshot {id} restored ({done})"))
         }
         None => Ok(format!("snapshot {id} restored")),
     }
 }
 
-async fn command_backup(settings: &CommandComponent, env: &HookEnv) -> ExternalOutcome {
-    let limit = duration(&settings.timeout, "timeout")?;
-    let output = HookAction::Command(settings.backup.clone())
-        .run(env, limit)
+async fn http_delete(settings: &HttpComponent, env: &HookEnv) -> Result<String, String> {
+    let Some(delete) = &settings.delete else {
+        return Ok("no delete call: the system keeps its snapshot".into());
+    };
+    let vars = Vars::of(env);
+    let id = vars.id.clone().unwrap_or_default();
+    let answer = settings
+        .caller()
+        .call(
+            &vars.call(delete),
+            HttpComponent::body(None, &vars, env),
+            true,
+        )
         .await
         .map_err(|e| e.to_string())?;
-    let last = output
+    Ok(match answer {
+        Some(_) => format!("snapshot {id} deleted"),
+        None => format!("snapshot {id} was gone already"),
+    })
+}
+
+/// Runs one of a command component's programs with `{id}` filled in; its stdout, its
+/// stderr logged (a line each, prefixed with the component).
+async fn run_command(
+    settings: &CommandComponent,
+    argv: &[String],
+    env: &HookEnv,
+) -> Result<String, String> {
+    let limit = duration(&settings.timeout, "timeout")?;
+    let vars = Vars::of(env);
+    let argv: Vec<String> = argv.iter().map(|a| vars.plain(a)).collect();
+    let run = strata_hooks::run_program(&argv, env, ANSWER_LIMIT);
+    let output = match tokio::time::timeout(limit, run).await {
+        Ok(result) => result.map_err(|e| e.to_string())?,
+        Err(_) => return Err(strata_hooks::HookError::Timeout(limit).to_string()),
+    };
+    for line in output
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .take(20)
+    {
+        eprintln!("strata: component {}: {}: {line}", vars.component, argv[0]);
+    }
+    Ok(output.stdout)
+}
+
+async fn command_backup(settings: &CommandComponent, env: &HookEnv) -> ExternalOutcome {
+    let stdout = run_command(settings, &settings.backup, env).await?;
+    let last = stdout
         .lines()
         .rev()
         .find(|l| !l.trim().is_empty())
@@ -200,21 +289,42 @@ async fn command_backup(settings: &CommandComponent, env: &HookEnv) -> ExternalO
         Ok(json @ serde_json::Value::Object(_)) => (field(&json, "id"), field(&json, "state")),
         _ => (Some(last.to_string()), None),
     };
-    let id =
-        checked_id(id).ok_or_else(|| format!("{} printed no snapshot id", settings.backup[0]))?;
+    let id = checked_id(id).ok_or_else(|| {
+        ExternalError::Failed(format!(
+            "{} printed no snapshot id on stdout",
+            settings.backup[0]
+        ))
+    })?;
     if let Some(now) = state
         .as_deref()
-        .filter(|now| default_failed().iter().any(|f| f.eq_ignore_ascii_case(now)))
+        .filter(|now| is_one_of(now, &default_failed()))
     {
-        return Err(format!(
+        if !settings.delete.is_empty() {
+            let env = HookEnv {
+                snapshot_id: Some(id.clone()),
+                phase: "delete".into(),
+                ..env.clone()
+            };
+            if let Err(why) = run_command(settings, &settings.delete, &env).await {
+                eprintln!("strata: warning: cannot delete the failed snapshot {id}: {why}");
+            }
+        }
+        return Err(ExternalError::Failed(format!(
             "{} reports snapshot {id} as {now:?}",
             settings.backup[0]
-        ));
+        )));
     }
-    Ok(BTreeMap::from([
+    let mut recorded = BTreeMap::from([
         ("snapshot_id".to_string(), id),
         ("state".to_string(), state.unwrap_or_else(|| "done".into())),
-    ]))
+    ]);
+    if let Some(n) = env.backup_id {
+        recorded.insert("backup_id".into(), n.to_string());
+    }
+    Ok(ExternalSnapshot {
+        recorded,
+        still_paused: None,
+    })
 }
 
 async fn command_restore(
@@ -222,13 +332,13 @@ async fn command_restore(
     id: &str,
     env: &HookEnv,
 ) -> Result<String, String> {
-    let limit = duration(&settings.timeout, "timeout")?;
-    let argv: Vec<String> = settings.restore.iter().map(|a| with_id(a, id)).collect();
-    let output = HookAction::Command(argv)
-        .run(env, limit)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(match output.lines().last() {
+    if settings.restore.is_empty() {
+        return Ok(format!(
+            "snapshot {id}: this component has no restore command: restore it in the system by hand"
+        ));
+    }
+    let stdout = run_command(settings, &settings.restore, env).await?;
+    Ok(match stdout.lines().last() {
         None => format!("snapshot {id} restored"),
         Some(line) => format!("snapshot {id} restored: {line}"),
     })
@@ -274,14 +384,43 @@ impl Plugin for External {
         let id = recorded
             .get("snapshot_id")
             .ok_or("the backup recorded no snapshot id")?;
-        let env = HookEnv {
-            snapshot_id: Some(id.clone()),
-            ..env.clone()
-        };
+        let env = with_recorded(env, recorded);
         match self {
             External::Http(settings) => http_restore(settings, id, &env).await,
             External::Command(settings) => command_restore(settings, id, &env).await,
         }
+    }
+
+    async fn external_delete(
+        &self,
+        recorded: &BTreeMap<String, String>,
+        env: &HookEnv,
+    ) -> Result<String, String> {
+        let Some(id) = recorded.get("snapshot_id") else {
+            return Ok("no snapshot recorded".into());
+        };
+        let env = with_recorded(env, recorded);
+        match self {
+            External::Http(settings) => http_delete(settings, &env).await,
+            External::Command(settings) if settings.delete.is_empty() => {
+                Ok("no delete command: the system keeps its snapshot".into())
+            }
+            External::Command(settings) => run_command(settings, &settings.delete, &env)
+                .await
+                .map(|_| format!("snapshot {id} deleted")),
+        }
+    }
+}
+
+/// `env` with the snapshot id and backup number a backup recorded.
+pub(super) fn with_recorded(env: &HookEnv, recorded: &BTreeMap<String, String>) -> HookEnv {
+    HookEnv {
+        snapshot_id: recorded.get("snapshot_id").cloned(),
+        backup_id: recorded
+            .get("backup_id")
+            .and_then(|n| n.parse().ok())
+            .or(env.backup_id),
+        ..env.clone()
     }
 }
 
@@ -295,110 +434,116 @@ mod tests {
             id: "op".into(),
             backup: "b".into(),
             component: Some("queue".into()),
+            backup_id: Some(7),
             ..HookEnv::default()
         }
     }
 
+    fn command(backup: &[&str], restore: &[&str], delete: &[&str], timeout: &str) -> External {
+        let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect();
+        External::Command(CommandComponent {
+            backup: argv(backup),
+            restore: argv(restore),
+            delete: argv(delete),
+            timeout: timeout.into(),
+        })
+    }
+
     /// The `command` plugin runs real programs: the snapshot id is the last line printed
-    /// (or a JSON object's `id`), a restore gets it as an argument and in the environment.
+    /// on stdout (or a JSON object's `id`), whatever the program logs on stderr; a
+    /// restore and a delete get it as an argument and in the environment.
     #[tokio::test]
-    async fn a_command_component_records_the_id_it_printed_and_restores_it() {
+    async fn a_command_component_records_the_id_it_printed_and_restores_and_deletes_it() {
         let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("restored");
-        let plugin = External::Command(CommandComponent {
-            backup: vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                "echo preparing; echo snap-42".into(),
+        let log = dir.path().join("calls");
+        let record = format!(
+            "echo \"$0 $STRATA_SNAPSHOT_ID $STRATA_COMPONENT $STRATA_BACKUP_ID\" >> {}; echo ok",
+            log.display()
+        );
+        let plugin = command(
+            &[
+                "/bin/sh",
+                "-c",
+                "echo preparing; echo snap-42; echo 'progress: 100%' >&2",
             ],
-            restore: vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                format!(
-                    "echo \"$0 $STRATA_SNAPSHOT_ID $STRATA_COMPONENT\" > {}; echo ok",
-                    log.display()
-                ),
-                "{id}".into(),
-            ],
-            timeout: "10s".into(),
-        });
-        let recorded = plugin.external_backup(&env()).await.unwrap();
-        assert_eq!(recorded["snapshot_id"], "snap-42");
+            &["/bin/sh", "-c", &record, "restore-{id}"],
+            &["/bin/sh", "-c", &record, "delete-{id}"],
+            "10s",
+        );
+        let snapshot = plugin.external_backup(&env()).await.unwrap();
+        let recorded = snapshot.recorded;
+        assert_eq!(recorded["snapshot_id"], "snap-42", "stderr is never the id");
         assert_eq!(recorded["state"], "done");
+        assert_eq!(recorded["backup_id"], "7");
         let said = plugin.external_restore(&recorded, &env()).await.unwrap();
         assert_eq!(said, "snapshot snap-42 restored: ok");
+        let said = plugin.external_delete(&recorded, &env()).await.unwrap();
+        assert_eq!(said, "snapshot snap-42 deleted");
         assert_eq!(
             std::fs::read_to_string(&log).unwrap(),
-            "snap-42 snap-42 queue\n"
+            "restore-snap-42 snap-42 queue 7\ndelete-snap-42 snap-42 queue 7\n"
         );
 
-        let json = External::Command(CommandComponent {
-            backup: vec![
-                "/bin/echo".into(),
-                r#"{"id":"s-7","state":"sealed"}"#.into(),
-            ],
-            restore: vec!["/bin/true".into()],
-            timeout: "10s".into(),
-        });
-        let recorded = json.external_backup(&env()).await.unwrap();
+        let json = command(
+            &["/bin/echo", r#"{"id":"s-7","state":"sealed"}"#],
+            &[],
+            &[],
+            "10s",
+        );
+        let recorded = json.external_backup(&env()).await.unwrap().recorded;
         assert_eq!(
             (recorded["snapshot_id"].as_str(), recorded["state"].as_str()),
             ("s-7", "sealed")
         );
+        let said = json.external_restore(&recorded, &env()).await.unwrap();
+        assert!(said.contains("by hand"), "{said}");
     }
 
     #[tokio::test]
     async fn a_command_that_fails_or_prints_no_id_fails_the_component() {
-        let quiet = External::Command(CommandComponent {
-            backup: vec!["/bin/true".into()],
-            restore: vec!["/bin/true".into()],
-            timeout: "10s".into(),
-        });
-        let err = quiet.external_backup(&env()).await.unwrap_err();
-        assert!(err.contains("printed no snapshot id"), "{err}");
-        let failing = External::Command(CommandComponent {
-            backup: vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                "echo disk full >&2; exit 1".into(),
-            ],
-            restore: vec!["/bin/true".into()],
-            timeout: "10s".into(),
-        });
-        let err = failing.external_backup(&env()).await.unwrap_err();
+        let quiet = command(&["/bin/sh", "-c", "echo snap-1 >&2"], &[], &[], "10s");
+        let err = quiet.external_backup(&env()).await.unwrap_err().to_string();
+        assert!(err.contains("printed no snapshot id on stdout"), "{err}");
+        let failing = command(
+            &["/bin/sh", "-c", "echo disk full >&2; exit 1"],
+            &[],
+            &[],
+            "10s",
+        );
+        let err = failing
+            .external_backup(&env())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("disk full"), "{err}");
-        let slow = External::Command(CommandComponent {
-            backup: vec!["/bin/sleep".into(), "10".into()],
-            restore: vec!["/bin/true".into()],
-            timeout: "300ms".into(),
-        });
-        let err = slow.external_backup(&env()).await.unwrap_err();
+        let slow = command(&["/bin/sleep", "10"], &[], &[], "300ms");
+        let err = slow.external_backup(&env()).await.unwrap_err().to_string();
         assert!(err.contains("no answer within"), "{err}");
-        // An id with a state that says failed is a failed snapshot, not a complete one.
-        let reports_failed = External::Command(CommandComponent {
-            backup: vec![
-                "/bin/echo".into(),
-                r#"{"id":"snap-9","state":"Failed"}"#.into(),
+        // An id with a state that says failed is a failed snapshot, deleted at once.
+        let dir = tempfile::tempdir().unwrap();
+        let deleted = dir.path().join("deleted");
+        let reports_failed = command(
+            &["/bin/echo", r#"{"id":"snap-9","state":"Failed"}"#],
+            &[],
+            &[
+                "/bin/sh",
+                "-c",
+                &format!("echo $0 > {}", deleted.display()),
+                "{id}",
             ],
-            restore: vec!["/bin/true".into()],
-            timeout: "10s".into(),
-        });
-        let err = reports_failed.external_backup(&env()).await.unwrap_err();
+            "10s",
+        );
+        let err = reports_failed
+            .external_backup(&env())
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("snap-9") && err.contains("Failed"), "{err}");
+        assert_eq!(std::fs::read_to_string(&deleted).unwrap(), "snap-9\n");
         let err = quiet
             .external_restore(&BTreeMap::new(), &env())
             .await
             .unwrap_err();
         assert!(err.contains("no snapshot id"), "{err}");
-    }
-
-    #[test]
-    fn ids_cannot_change_the_url_they_go_into() {
-        assert_eq!(url_id("snap-1.a_b~"), "snap-1.a_b~");
-        assert_eq!(url_id("../admin?x=1"), "..%2Fadmin%3Fx%3D1");
-        assert_eq!(url_id(".."), "%2E%2E", "a path step of its own");
-        assert_eq!(url_id("."), "%2E");
-        assert!(checked_id(Some("a\nb".into())).is_none());
-        assert!(checked_id(Some("x".repeat(257))).is_none());
     }
 }

@@ -1,0 +1,575 @@
+//! The `camunda` component and `http` components that speak real backup APIs, against the
+//! real binary and fakes of Zeebe's gateway, Operate, Tasklist, Optimize and
+//! Elasticsearch (`strata_testkit::camunda`, written from the API shapes Camunda and
+//! Elastic publish): Camunda's documented order, one backup id across every part,
+//! answers larger than 4 KiB, a call that fails for a while, parts deleted with strata's
+//! backups and after a failed attempt, an optional part or component that is down, a
+//! pause slower than its timeout, a resume that fails, the 8.8 path, and the restore
+//! checklist.
+//!
+//! Every wait is bounded by the components' own timeouts (a few seconds here).
+
+mod common;
+
+use common::strata_at;
+use serde_json::Value;
+use std::path::PathBuf;
+use strata_testkit::camunda::{Fake, Role};
+
+/// One Camunda cluster's fakes.
+struct Cluster {
+    zeebe: Fake,
+    operate: Fake,
+    tasklist: Fake,
+    optimize: Fake,
+    elastic: Fake,
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        Cluster {
+            // 48 partitions: a state answer of about 18 KB (more than 4 KiB).
+            zeebe: Fake::start(Role::Zeebe { partitions: 48 }),
+            operate: Fake::start(Role::WebApp { optimize: false }),
+            tasklist: Fake::start(Role::WebApp { optimize: false }),
+            optimize: Fake::start(Role::WebApp { optimize: true }),
+            elastic: Fake::start(Role::Elastic),
+        }
+    }
+
+    fn all(&self) -> [&Fake; 5] {
+        [
+            &self.operate,
+            &self.tasklist,
+            &self.optimize,
+            &self.elastic,
+            &self.zeebe,
+        ]
+    }
+
+    /// Every request to every fake, in the order they arrived, as `part: METHOD PATH`.
+    fn timeline(&self) -> Vec<String> {
+        let names = ["operate", "tasklist", "optimize", "elastic", "zeebe"];
+        let mut all: Vec<(std::time::Instant, String)> = Vec::new();
+        for (name, fake) in names.iter().zip(self.all()) {
+            for r in fake.log() {
+                all.push((r.at, format!("{name}: {}", r.line)));
+            }
+        }
+        all.sort();
+        all.into_iter().map(|(_, line)| line).collect()
+    }
+}
+
+struct Site {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+/// A finished command.
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Site {
+    /// A site with one files node and `components` (TOML).
+    fn new(components: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("a.txt"), "alpha\n").unwrap();
+        let config = dir.path().join("strata.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"default_storage = "main"
+state_dir = "{state}"
+[storages.main]
+path = "{repo}"
+[[nodes]]
+name = "n1"
+roots = ["{data}"]
+[[components]]
+name = "data"
+plugin = "files"
+nodes = ["n1"]
+{components}
+"#,
+                state = dir.path().join("state").display(),
+                repo = dir.path().join("repo").display(),
+                data = data.display(),
+            ),
+        )
+        .unwrap();
+        let site = Site { dir, config };
+        let init = site.run(&["init"]);
+        assert_eq!(init.code, Some(0), "{init}");
+        site
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        let out = strata_at(self.dir.path(), &self.config)
+            .args(args)
+            .output()
+            .unwrap();
+        Out {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    fn backup(&self) -> (Out, Value) {
+        let out = self.run(&["backup", "--json"]);
+        let summary = serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("backup printed no summary ({e}): {out}"));
+        (out, summary)
+    }
+
+    fn pause_records(&self) -> Vec<String> {
+        std::fs::read_dir(self.dir.path().join("state/pauses"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".json"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The `camunda` component's TOML over `cluster`, with `extra` settings.
+fn camunda(cluster: &Cluster, extra: &str) -> String {
+    format!(
+        r#"[[components]]
+name = "camunda"
+plugin = "camunda"
+[components.camunda]
+zeebe = "{zeebe}"
+operate = "{operate}"
+tasklist = "{tasklist}"
+optimize = "{optimize}"
+elasticsearch = "{elastic}"
+snapshot_repository = "camunda"
+poll = "50ms"
+timeout = "20s"
+connect_timeout = "1s"
+{extra}
+"#,
+        zeebe = cluster.zeebe.url,
+        operate = cluster.operate.url,
+        tasklist = cluster.tasklist.url,
+        optimize = cluster.optimize.url,
+        elastic = cluster.elastic.url,
+    )
+}
+
+fn component<'a>(summary: &'a Value, name: &str) -> &'a Value {
+    summary["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no component {name}: {summary:#}"))
+}
+
+fn index_of(timeline: &[String], pred: impl Fn(&str) -> bool) -> usize {
+    timeline
+        .iter()
+        .position(|l| pred(l))
+        .unwrap_or_else(|| panic!("not in {timeline:#?}"))
+}
+
+fn last_index_of(timeline: &[String], pred: impl Fn(&str) -> bool) -> usize {
+    timeline
+        .iter()
+        .rposition(|l| pred(l))
+        .unwrap_or_else(|| panic!("not in {timeline:#?}"))
+}
+
+#[test]
+fn a_camunda_backup_follows_the_documented_order_with_one_id_and_records_every_part() {
+    let cluster = Cluster::start();
+    cluster.zeebe.set(|k| k.polls_to_finish = 2);
+    cluster.operate.set(|k| k.polls_to_finish = 1);
+    let site = Site::new(&camunda(&cluster, ""));
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(summary["status"], "complete", "{summary:#}");
+    let part = component(&summary, "camunda");
+    assert_eq!(part["status"], "complete", "{part:#}");
+    let recorded = &part["external"];
+    let id = recorded["backup_id"].as_str().unwrap().to_string();
+    assert!(
+        id.parse::<u64>().unwrap() > 1_700_000_000_000,
+        "{recorded:#}"
+    );
+    assert_eq!(recorded["operate"], "COMPLETED", "{recorded:#}");
+    assert_eq!(recorded["tasklist"], "COMPLETED", "{recorded:#}");
+    assert_eq!(recorded["optimize"], "COMPLETE", "{recorded:#}");
+    assert_eq!(recorded["elasticsearch"], "SUCCESS", "{recorded:#}");
+    assert_eq!(
+        recorded["zeebe"], "COMPLETED (48 partitions)",
+        "{recorded:#}"
+    );
+
+    // Camunda's order: every web application done before the pause; the records'
+    // snapshot, then Zeebe's backup, under the pause; the resume last.
+    let t = cluster.timeline();
+    let pause = index_of(&t, |l| {
+        l == "zeebe: POST /actuator/exporting/pause?soft=true"
+    });
+    for app in ["operate", "tasklist", "optimize"] {
+        let done = last_index_of(&t, |l| {
+            l.starts_with(&format!("{app}: GET /actuator/backups/{id}"))
+        });
+        assert!(done < pause, "{app} finished before the pause: {t:#?}");
+    }
+    let records = index_of(&t, |l| {
+        l == format!("elastic: PUT /_snapshot/camunda/camunda_zeebe_records_backup_{id}")
+    });
+    let zeebe = index_of(&t, |l| l == "zeebe: POST /actuator/backups");
+    let zeebe_done = last_index_of(&t, |l| l == format!("zeebe: GET /actuator/backups/{id}"));
+    let resume = index_of(&t, |l| l == "zeebe: POST /actuator/exporting/resume");
+    assert!(
+        pause < records && records < zeebe && zeebe < zeebe_done && zeebe_done < resume,
+        "{t:#?}"
+    );
+    assert_eq!(resume, t.len() - 1, "the resume is the last call: {t:#?}");
+    // One id across every part, as a number in the body.
+    for fake in [
+        &cluster.operate,
+        &cluster.tasklist,
+        &cluster.optimize,
+        &cluster.zeebe,
+    ] {
+        let posted: Vec<Value> = fake
+            .log()
+            .into_iter()
+            .filter(|r| r.line == "POST /actuator/backups")
+            .map(|r| r.body)
+            .collect();
+        assert_eq!(
+            posted,
+            vec![serde_json::json!({"backupId": id.parse::<u64>().unwrap()})]
+        );
+        assert_eq!(fake.backups(), vec![id.clone()]);
+    }
+    assert_eq!(cluster.zeebe.paused(), None, "exporting resumed");
+    assert!(
+        site.pause_records().is_empty(),
+        "{:?}",
+        site.pause_records()
+    );
+
+    // A restore prints the checklist with this backup's names.
+    let restore = site.run(&["restore", "latest", "--component", "camunda"]);
+    assert_eq!(restore.code, Some(0), "{restore}");
+    let said = format!("{}{}", restore.stdout, restore.stderr);
+    assert!(said.contains(&format!("--backupId={id}")), "{restore}");
+    assert!(
+        said.contains(&format!("camunda_zeebe_records_backup_{id}/_restore")),
+        "{restore}"
+    );
+    assert!(
+        said.contains(&format!("camunda_webapps_{id}_8.7.4_part_1_of_3/_restore")),
+        "{restore}"
+    );
+}
+
+#[test]
+fn deleting_backups_deletes_every_part_in_the_engines_and_a_part_that_cannot_be_deleted_keeps_the_backup(
+) {
+    let cluster = Cluster::start();
+    // A short timeout: the delete below is tried against a Zeebe that answers 503.
+    let site = Site::new(&camunda(&cluster, "").replace("timeout = \"20s\"", "timeout = \"2s\""));
+    let (out, first) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    let (out, second) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    let id = |s: &Value| {
+        component(s, "camunda")["external"]["backup_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (first_id, second_id) = (id(&first), id(&second));
+    assert!(second_id.parse::<u64>().unwrap() > first_id.parse::<u64>().unwrap());
+    for fake in cluster.all() {
+        assert_eq!(fake.backups().len(), 2, "{:?}", fake.lines());
+    }
+
+    // Retention keeps the newest: the engines keep exactly what strata keeps.
+    let cleanup = site.run(&["cleanup", "--keep-last", "1"]);
+    assert_eq!(cleanup.code, Some(0), "{cleanup}");
+    for fake in [
+        &cluster.operate,
+        &cluster.tasklist,
+        &cluster.optimize,
+        &cluster.zeebe,
+    ] {
+        assert_eq!(
+            fake.backups(),
+            vec![second_id.clone()],
+            "{:?}",
+            fake.lines()
+        );
+    }
+    assert_eq!(
+        cluster.elastic.backups(),
+        vec![format!("camunda_zeebe_records_backup_{second_id}")]
+    );
+
+    // Zeebe cannot delete for now: strata keeps its backup, naming why.
+    cluster.zeebe.set(|k| k.unavailable = 1000);
+    let name = second["name"].as_str().unwrap();
+    let refused = site.run(&["delete", name]);
+    assert_eq!(refused.code, Some(1), "{refused}");
+    assert!(
+        refused.stderr.contains("is kept") && refused.stderr.contains("503"),
+        "{refused}"
+    );
+    let list = site.run(&["list", "--json"]);
+    assert!(list.stdout.contains(name), "still listed: {list}");
+    cluster.zeebe.set(|k| k.unavailable = 0);
+    let deleted = site.run(&["delete", name]);
+    assert_eq!(deleted.code, Some(0), "{deleted}");
+    for fake in cluster.all() {
+        assert!(fake.backups().is_empty(), "{:?}", fake.lines());
+    }
+}
+
+#[test]
+fn a_failed_zeebe_backup_fails_the_component_resumes_and_deletes_what_the_attempt_created() {
+    let cluster = Cluster::start();
+    cluster.zeebe.set(|k| k.fail_backups = true);
+    let site = Site::new(&camunda(&cluster, ""));
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(3), "{out}");
+    let part = component(&summary, "camunda");
+    assert_eq!(part["status"], "failed", "{part:#}");
+    let error = part["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("zeebe") && error.contains("disk full on broker"),
+        "{part:#}"
+    );
+    assert_eq!(
+        cluster.zeebe.paused(),
+        None,
+        "exporting resumed: {:?}",
+        cluster.zeebe.lines()
+    );
+    for fake in cluster.all() {
+        assert!(
+            fake.backups().is_empty(),
+            "the failed attempt's parts are deleted: {:?}",
+            fake.lines()
+        );
+    }
+}
+
+#[test]
+fn calls_that_fail_for_a_while_are_tried_again_and_an_optional_part_that_is_down_is_absent() {
+    let cluster = Cluster::start();
+    // Operate answers 503 three times, then works.
+    cluster.operate.set(|k| k.unavailable = 3);
+    let dead = strata_testkit::dead_url();
+    let toml = camunda(&cluster, "").replace(&cluster.optimize.url, &dead);
+    let site = Site::new(&toml);
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    let recorded = &component(&summary, "camunda")["external"];
+    assert_eq!(recorded["operate"], "COMPLETED", "{recorded:#}");
+    assert!(
+        recorded["optimize"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("absent"),
+        "{recorded:#}"
+    );
+    let statuses: Vec<u16> = cluster
+        .operate
+        .log()
+        .iter()
+        .take(4)
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses, [503, 503, 503, 200]);
+}
+
+#[test]
+fn an_optional_camunda_whose_engines_are_down_is_absent_and_the_backup_complete() {
+    let dead = strata_testkit::dead_url();
+    let toml = format!(
+        r#"[[components]]
+name = "camunda"
+plugin = "camunda"
+optional = true
+[components.camunda]
+zeebe = "{dead}"
+operate = "{dead}"
+elasticsearch = "{dead}"
+snapshot_repository = "camunda"
+poll = "50ms"
+connect_timeout = "500ms"
+"#
+    );
+    let site = Site::new(&toml);
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(summary["status"], "complete", "{summary:#}");
+    assert_eq!(
+        component(&summary, "camunda")["status"],
+        "absent",
+        "{summary:#}"
+    );
+}
+
+#[test]
+fn a_pause_slower_than_its_timeout_is_resumed_after_it_lands() {
+    let cluster = Cluster::start();
+    cluster
+        .zeebe
+        .set(|k| k.pause_delay = std::time::Duration::from_secs(3));
+    let site = Site::new(&camunda(
+        &cluster,
+        "pause_timeout = \"1s\"\nlate_pause = \"10s\"",
+    ));
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(3), "{out}");
+    let part = component(&summary, "camunda");
+    assert!(
+        part["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("pausing"),
+        "{part:#}"
+    );
+    assert_eq!(
+        cluster.zeebe.paused(),
+        None,
+        "the late pause was resumed: {:?}",
+        cluster.zeebe.lines()
+    );
+    assert!(site.pause_records().is_empty());
+}
+
+#[test]
+fn a_resume_that_fails_exits_3_and_names_the_engine_still_paused() {
+    let cluster = Cluster::start();
+    cluster.zeebe.set(|k| k.resume_down = true);
+    let site = Site::new(&camunda(&cluster, ""));
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(3), "{out}");
+    assert!(
+        out.stderr.contains("left a system paused") && out.stderr.contains("exporting"),
+        "{out}"
+    );
+    assert_eq!(
+        component(&summary, "camunda")["status"],
+        "complete",
+        "{summary:#}"
+    );
+    assert_eq!(cluster.zeebe.paused(), Some(true));
+    assert_eq!(
+        site.pause_records().len(),
+        1,
+        "the record stays for the retry"
+    );
+    // The next run resumes it first (the configuration declares it through the preset).
+    cluster.zeebe.set(|k| k.resume_down = false);
+    let (out, _) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(cluster.zeebe.paused(), None);
+    assert!(site.pause_records().is_empty());
+}
+
+#[test]
+fn camunda_8_8_backs_up_zeebe_under_backup_runtime() {
+    let cluster = Cluster::start();
+    let toml = format!(
+        r#"[[components]]
+name = "camunda"
+plugin = "camunda"
+[components.camunda]
+version = "8.8"
+zeebe = "{zeebe}"
+elasticsearch = "{elastic}"
+snapshot_repository = "camunda"
+poll = "50ms"
+"#,
+        zeebe = cluster.zeebe.url,
+        elastic = cluster.elastic.url,
+    );
+    let site = Site::new(&toml);
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    let id = component(&summary, "camunda")["external"]["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let lines = cluster.zeebe.lines();
+    assert!(
+        lines.contains(&"POST /actuator/backupRuntime".to_string()),
+        "{lines:#?}"
+    );
+    assert!(
+        lines.contains(&format!("GET /actuator/backupRuntime/{id}")),
+        "{lines:#?}"
+    );
+}
+
+/// The generic `http` component drives Zeebe's API by itself: the id chosen by the
+/// request (a templated body), the state read from an answer larger than 4 KiB, the
+/// snapshot deleted with the backup.
+#[test]
+fn an_http_component_with_templates_drives_zeebes_backup_api() {
+    let zeebe = Fake::start(Role::Zeebe { partitions: 48 });
+    zeebe.set(|k| k.polls_to_finish = 2);
+    let toml = format!(
+        r#"[[components]]
+name = "zeebe"
+plugin = "http"
+[components.http]
+backup = "POST {url}/actuator/backups"
+backup_body = '{{"backupId": {{backup_id}}}}'
+id = "{{backup_id}}"
+state = "GET {url}/actuator/backups/{{id}}"
+done = ["COMPLETED"]
+failed = ["FAILED", "INCOMPLETE"]
+delete = "DELETE {url}/actuator/backups/{{id}}"
+poll = "50ms"
+timeout = "20s"
+"#,
+        url = zeebe.url
+    );
+    let site = Site::new(&toml);
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    let recorded = &component(&summary, "zeebe")["external"];
+    assert_eq!(recorded["state"], "COMPLETED", "{recorded:#}");
+    assert_eq!(
+        recorded["snapshot_id"], recorded["backup_id"],
+        "{recorded:#}"
+    );
+    assert_eq!(
+        zeebe.backups(),
+        vec![recorded["snapshot_id"].as_str().unwrap().to_string()]
+    );
+    let name = summary["name"].as_str().unwrap();
+    let deleted = site.run(&["delete", name]);
+    assert_eq!(deleted.code, Some(0), "{deleted}");
+    assert!(zeebe.backups().is_empty(), "{:?}", zeebe.lines());
+}
