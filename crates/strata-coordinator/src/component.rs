@@ -465,6 +465,22 @@ impl OpHooks {
         self.paused.push(Held::Here(record.clone()));
         let result = hooks::issue_pause(&state_dir, &record, hook, &env).await;
         let unreachable = matches!(result, Err(hooks::HookError::Unreachable { .. }));
+        if matches!(
+            result,
+            Err(hooks::HookError::Unreachable {
+                never_sent: true,
+                ..
+            })
+        ) {
+            // No connection was made: nothing was paused, so there is nothing to resume.
+            self.paused.pop();
+            if let Err(e) = record.remove(&state_dir) {
+                eprintln!(
+                    "strata: warning: cannot remove pause record {}: {e}",
+                    record.id
+                );
+            }
+        }
         let result = result.map_err(|e| e.to_string());
         self.log(hook, &env, &result);
         result

@@ -276,6 +276,12 @@ pub trait Plugin: Send + Sync {
         )))
     }
 
+    /// Whether an external component's system answers now (`/api/v1/check`): `None` for
+    /// plugins with nodes (their agents are checked), else what answered or why not.
+    async fn probe(&self) -> Option<Result<String, String>> {
+        None
+    }
+
     /// Pause/resume pairs the plugin issues itself (a preset's pause of an engine): a
     /// pause record they leave is resumed by the next process as one of the
     /// configuration's own (see `strata_hooks::resume_orphans`).

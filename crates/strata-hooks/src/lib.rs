@@ -144,6 +144,9 @@ pub enum HookError {
         url: String,
         /// The cause chain, without the URL.
         why: String,
+        /// No connection was made: the request was never sent, so nothing of it can
+        /// land later.
+        never_sent: bool,
     },
     /// The system answered, with a status other than 2xx.
     #[error("{url} answered {status}: {body}")]
@@ -407,6 +410,7 @@ pub async fn http_call(
     let client = CLIENT.get_or_init(reqwest::Client::new);
     let failed = |e: reqwest::Error| HookError::Unreachable {
         url: mask_url(url),
+        never_sent: e.is_connect(),
         why: error_chain(&e.without_url()),
     };
     let work = async {

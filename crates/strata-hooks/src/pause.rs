@@ -45,10 +45,14 @@ pub async fn issue_pause(
     tokio::spawn(async move {
         let result = action.run(&env, bound).await;
         // Ended without an answer: abandoned (the connection closed, the program
-        // killed) or unreachable mid-call; either may still land.
+        // killed) or cut mid-call; either may still land. A call never sent cannot.
         let answered = !matches!(
             result,
-            Err(HookError::Timeout(_)) | Err(HookError::Unreachable { .. })
+            Err(HookError::Timeout(_))
+                | Err(HookError::Unreachable {
+                    never_sent: false,
+                    ..
+                })
         );
         if answered {
             mark_answered(&state_dir, &id);

@@ -41,8 +41,42 @@ impl strata_health::Readiness for ServerReadiness {
 /// webhooks' secrets.
 pub async fn run(config: &Config, coordinator: &Coordinator) -> Vec<Check> {
     let mut out = reachability(config, coordinator.nodes()).await;
+    out.extend(components(coordinator).await);
     out.extend(settings(config));
     out
+}
+
+/// Each external component's system answering: a required one that does not fails the
+/// check (its backups would fail); an optional one is reported, not failed (its backups
+/// record it absent).
+async fn components(coordinator: &Coordinator) -> Vec<Check> {
+    let components = coordinator.components();
+    let probes = components.iter().map(|c| async move {
+        let label = format!("component {}", c.name);
+        let probed = tokio::time::timeout(PROBE * 2, c.plugin.probe()).await;
+        let result = match probed {
+            Ok(None) => return None,
+            Ok(Some(result)) => result,
+            Err(_) => Err(format!("no answer within {}s", (PROBE * 2).as_secs())),
+        };
+        Some(match (result, c.optional) {
+            (Ok(said), _) => check(label, true, format!("{}: {said}", c.plugin.name())),
+            (Err(why), true) => check(
+                label,
+                true,
+                format!(
+                    "{} (optional) is down: {why}; backups record it absent",
+                    c.plugin.name()
+                ),
+            ),
+            (Err(why), false) => check(label, false, format!("{}: {why}", c.plugin.name())),
+        })
+    });
+    futures_util::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Storages and nodes reachable, the password source present; probes run at once, each

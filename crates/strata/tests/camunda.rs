@@ -573,3 +573,96 @@ timeout = "20s"
     assert_eq!(deleted.code, Some(0), "{deleted}");
     assert!(zeebe.backups().is_empty(), "{:?}", zeebe.lines());
 }
+
+/// `/api/v1/check` asks each external component's systems: a required one that is down
+/// fails the check, an optional part that is down is reported and does not.
+#[test]
+fn the_check_reports_each_components_systems() {
+    let cluster = Cluster::start();
+    let dead = strata_testkit::dead_url();
+    let toml = camunda(&cluster, "").replace(&cluster.optimize.url, &dead)
+        + &format!(
+            r#"[[components]]
+name = "ledger"
+plugin = "http"
+[components.http]
+backup = "POST {dead}/backups"
+"#
+        );
+    let site = Site::new(&toml);
+    let mut cmd = strata_at(site.dir.path(), &site.config);
+    cmd.env("STRATA_TOKEN", "check-token");
+    let server = strata_testkit::http::Server::start(cmd, &site.dir.path().join("server.log"));
+    let check =
+        strata_testkit::http::http(&server.url, "GET", "/api/v1/check", Some("check-token"), "");
+    assert_eq!(check.status, 200, "{}", check.body);
+    let check = check.json();
+    let find = |name: &str| {
+        check["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no check {name}: {check:#}"))
+            .clone()
+    };
+    let camunda = find("component camunda");
+    assert_eq!(camunda["ok"], true, "{camunda:#}");
+    let detail = camunda["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("zeebe answers") && detail.contains("optimize (optional) is down"),
+        "{camunda:#}"
+    );
+    let ledger = find("component ledger");
+    assert_eq!(
+        ledger["ok"], false,
+        "a required system that is down: {ledger:#}"
+    );
+    assert_eq!(check["ok"], false, "{check:#}");
+}
+
+/// An optional engine that is down is `absent`, and a pause scoped to it leaves only it
+/// out: the required components are backed up and the backup is complete.
+#[test]
+fn a_pause_scoped_to_an_optional_component_that_is_down_affects_only_it() {
+    let dead = strata_testkit::dead_url();
+    let toml = format!(
+        r#"[[components]]
+name = "search"
+plugin = "http"
+optional = true
+[components.http]
+backup = "POST {dead}/backups"
+connect_timeout = "300ms"
+poll = "50ms"
+[[hooks]]
+name = "search-writes"
+component = "search"
+pause = "POST {dead}/pause"
+resume = "POST {dead}/resume"
+timeout = "2s"
+"#
+    );
+    let site = Site::new(&toml);
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(summary["status"], "complete", "{summary:#}");
+    assert_eq!(
+        component(&summary, "data")["status"],
+        "complete",
+        "{summary:#}"
+    );
+    let search = component(&summary, "search");
+    assert_eq!(search["status"], "absent", "{search:#}");
+    assert!(
+        search["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("pause"),
+        "{search:#}"
+    );
+    assert!(
+        site.pause_records().is_empty(),
+        "a pause never sent leaves no record"
+    );
+}

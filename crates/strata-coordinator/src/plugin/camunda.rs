@@ -552,6 +552,37 @@ impl Plugin for Camunda {
         vec![self.exporting_hook()]
     }
 
+    async fn probe(&self) -> Option<Result<String, String>> {
+        let s = &self.settings;
+        let parts = [
+            ("zeebe", Some(&s.zeebe), true),
+            ("elasticsearch", Some(&s.elasticsearch), true),
+            ("operate", s.operate.as_ref(), true),
+            ("tasklist", s.tasklist.as_ref(), true),
+            ("optimize", s.optimize.as_ref(), s.optimize_required),
+        ];
+        let probes = parts.iter().filter_map(|(name, url, required)| {
+            let url = (*url)?.clone();
+            Some(async move {
+                let said = super::engine_api::answers(&url, Duration::from_secs(3)).await;
+                (*name, *required, said)
+            })
+        });
+        let mut said = Vec::new();
+        let mut down = Vec::new();
+        for (name, required, result) in futures::future::join_all(probes).await {
+            match (result, required) {
+                (Ok(_), _) => said.push(format!("{name} answers")),
+                (Err(why), true) => down.push(format!("{name}: {why}")),
+                (Err(why), false) => said.push(format!("{name} (optional) is down: {why}")),
+            }
+        }
+        Some(match down.is_empty() {
+            true => Ok(said.join(", ")),
+            false => Err(down.join("; ")),
+        })
+    }
+
     async fn external_backup(&self, env: &HookEnv) -> ExternalOutcome {
         self.backup(env).await
     }

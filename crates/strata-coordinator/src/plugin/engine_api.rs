@@ -218,6 +218,29 @@ impl Caller {
     }
 }
 
+/// Whether the server of `url` answers HTTP at all (any status counts): a `GET` of its
+/// root within `limit`. Returns the URL's origin as it answered, or why not.
+pub async fn answers(url: &str, limit: Duration) -> Result<String, String> {
+    let origin = origin(url).ok_or_else(|| format!("{url:?} is not an http(s) URL"))?;
+    let shown = strata_util::mask_url(&origin);
+    match strata_hooks::http_call(reqwest::Method::GET, &origin, Vec::new(), limit, 1024).await {
+        Ok(answer) => Ok(format!("{shown} answers ({})", answer.status)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `scheme://authority/` of an http(s) URL.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    // Credentials in the URL are not part of where it points.
+    let host = authority.rsplit('@').next()?;
+    Some(format!("{scheme}://{host}/"))
+}
+
 /// An answer's text cut for an error line.
 fn cut(text: &str) -> String {
     const SHOWN: usize = 512;

@@ -391,6 +391,29 @@ impl Plugin for External {
         }
     }
 
+    async fn probe(&self) -> Option<Result<String, String>> {
+        Some(match self {
+            External::Http(settings) => {
+                let line = Vars::sample().call(&settings.backup);
+                match strata_hooks::parse_http_line(&line) {
+                    Ok((_, url)) => super::engine_api::answers(url, Duration::from_secs(3)).await,
+                    Err(e) => Err(e),
+                }
+            }
+            External::Command(settings) => {
+                use std::os::unix::fs::PermissionsExt;
+                let program = &settings.backup[0];
+                match std::fs::metadata(program) {
+                    Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
+                        Ok(format!("{program} is there"))
+                    }
+                    Ok(_) => Err(format!("{program} is not an executable file")),
+                    Err(e) => Err(format!("{program}: {e}")),
+                }
+            }
+        })
+    }
+
     async fn external_delete(
         &self,
         recorded: &BTreeMap<String, String>,
