@@ -172,6 +172,18 @@ pub(crate) fn print_node_problems(summary: &strata_repo::summary::BackupSummary,
             line.push_str(&format!(": {error}"));
         }
         println!("{line}");
+        // A preset's parts (Camunda's operate, zeebe, ...), each with its state.
+        let plain = ["snapshot_id", "state", "backup_id"];
+        for (part, state) in c
+            .external
+            .iter()
+            .filter(|(k, _)| !plain.contains(&k.as_str()) && !k.ends_with("_snapshots"))
+        {
+            println!("component {} part {part}: {state}", c.name);
+        }
+    }
+    for paused in &summary.still_paused {
+        println!("STILL PAUSED when the backup ended: {paused}");
     }
     for node in &summary.nodes {
         if let Some(error) = &node.error {

@@ -274,6 +274,12 @@ fn a_camunda_backup_follows_the_documented_order_with_one_id_and_records_every_p
         site.pause_records()
     );
 
+    let show = site.run(&["show", "latest"]);
+    assert!(
+        show.stdout
+            .contains("component camunda part zeebe: COMPLETED (48 partitions)"),
+        "{show}"
+    );
     // A restore prints the checklist with this backup's names.
     let restore = site.run(&["restore", "latest", "--component", "camunda"]);
     assert_eq!(restore.code, Some(0), "{restore}");
@@ -487,6 +493,12 @@ fn a_resume_that_fails_exits_3_and_names_the_engine_still_paused() {
         site.pause_records().len(),
         1,
         "the record stays for the retry"
+    );
+    let show = site.run(&["show", summary["name"].as_str().unwrap()]);
+    assert!(
+        show.stdout
+            .contains("STILL PAUSED when the backup ended: component camunda"),
+        "{show}"
     );
     // The next run resumes it first (the configuration declares it through the preset).
     cluster.zeebe.set(|k| k.resume_down = false);

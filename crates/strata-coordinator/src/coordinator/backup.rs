@@ -359,6 +359,12 @@ async fn backup(
     // happened.
     let mut still_paused = hooks.resume_all().await;
     let mut hook_errors = still_paused.clone();
+    let engines_paused = external
+        .values()
+        .filter(|o| o.as_ref().is_ok_and(|s| s.still_paused.is_some()))
+        .count() as u64;
+    // Counted like a hook's failed resume (`strata_hook_resume_failures_total`).
+    coordinator.stats.lock().unwrap().resume_failures += engines_paused;
     still_paused.extend(external.iter().filter_map(|(name, outcome)| {
         Some(format!(
             "component {name}: {}",
