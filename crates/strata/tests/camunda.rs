@@ -678,3 +678,52 @@ timeout = "2s"
         "a pause never sent leaves no record"
     );
 }
+
+/// A SIGTERM while Zeebe backs up ends the backup recorded failed, and the exporting
+/// paused for it is resumed before the process ends.
+#[test]
+fn sigterm_while_zeebe_backs_up_resumes_the_exporting_before_the_process_ends() {
+    use std::time::Duration;
+    use strata_testkit::process::{terminate_within, KillOnDrop};
+    let cluster = Cluster::start();
+    cluster.zeebe.set(|k| k.polls_to_finish = 1_000_000);
+    let site = Site::new(&camunda(&cluster, ""));
+    let mut backup = KillOnDrop(
+        strata_at(site.dir.path(), &site.config)
+            .args(["backup", "--json"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    strata_testkit::wait_for(
+        "Zeebe's backup to start",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || {
+            cluster
+                .zeebe
+                .lines()
+                .contains(&"POST /actuator/backups".to_string())
+        },
+    );
+    assert_eq!(
+        cluster.zeebe.paused(),
+        Some(true),
+        "soft-paused while it runs"
+    );
+    let code = terminate_within(&mut backup, Duration::from_secs(30));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(backup.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(code, Some(3), "{stderr}");
+    assert_eq!(
+        cluster.zeebe.paused(),
+        None,
+        "resumed before the end: {stderr}"
+    );
+    assert!(
+        site.pause_records().is_empty(),
+        "{:?}",
+        site.pause_records()
+    );
+}

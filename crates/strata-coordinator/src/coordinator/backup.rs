@@ -359,6 +359,9 @@ async fn backup(
     // happened.
     let mut still_paused = hooks.resume_all().await;
     let mut hook_errors = still_paused.clone();
+    // Pauses an external component issued itself and left when its step was cut short
+    // (a SIGTERM drops it mid-way): resumed now, as this operation's own.
+    still_paused.extend(resume_component_pauses(run).await);
     let engines_paused = external
         .values()
         .filter(|o| o.as_ref().is_ok_and(|s| s.still_paused.is_some()))
@@ -526,6 +529,29 @@ async fn backup(
     }
     saved?;
     Ok(summary)
+}
+
+/// Resumes the pause records of this operation that components issued themselves
+/// ([`crate::plugin::Plugin::implied_hooks`]) and did not resume (their step was
+/// cancelled); returns the ones whose resume still failed.
+async fn resume_component_pauses(run: &Run) -> Vec<String> {
+    let set = run.coordinator.hooks();
+    let Some(state_dir) = &set.state_dir else {
+        return Vec::new();
+    };
+    let mine = crate::hooks::paused(state_dir)
+        .into_iter()
+        .flatten()
+        .filter(|r| r.operation == run.id && r.holder_pid == std::process::id())
+        .filter(|r| set.implied.iter().any(|h| h.resume.as_ref() == Some(&r.resume)));
+    let mut failed = Vec::new();
+    for record in mine.collect::<Vec<_>>() {
+        let resumed = crate::hooks::resume(state_dir, record).await;
+        if let Some(why) = resumed.error {
+            failed.push(format!("hook {}: resume failed: {why}", resumed.record.hook));
+        }
+    }
+    failed
 }
 
 /// The backup's number for systems that want theirs numbered in increasing order

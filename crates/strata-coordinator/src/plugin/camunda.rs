@@ -417,12 +417,9 @@ impl Camunda {
                 hooks::pauses_dir(&self.state_dir).display()
             )));
         }
-        // Dropped (a SIGTERM ended the backup) before it is disarmed: the resume is sent
-        // by a task of its own (and by the next process if this one ends first).
-        let mut guard = ResumeOnDrop {
-            state_dir: self.state_dir.clone(),
-            record: Some(record.clone()),
-        };
+        // Should this future be dropped from here on (a SIGTERM ends the backup), the
+        // backup resumes the record itself once its steps have ended (it is one of
+        // `implied_hooks`), and a process that dies leaves it to the next one.
         let paused = hooks::issue_pause(&self.state_dir, &record, &hook, env).await;
         let steps = match paused {
             Ok(_) => self.paused_steps(id, &mut recorded, &mut created).await,
@@ -431,7 +428,6 @@ impl Camunda {
             ))),
         };
         // 5. Resume, whatever happened.
-        let record = guard.record.take().expect("armed until here");
         let resumed = hooks::resume(&self.state_dir, record).await;
         let still_paused = resumed.error.map(|why| {
             format!(
@@ -497,25 +493,6 @@ impl Camunda {
             step + 2
         ));
         lines.join("\n")
-    }
-}
-
-/// Resumes a pause whose backup future was dropped before its own resume ran.
-struct ResumeOnDrop {
-    state_dir: PathBuf,
-    record: Option<hooks::PauseRecord>,
-}
-
-impl Drop for ResumeOnDrop {
-    fn drop(&mut self) {
-        if let Some(record) = self.record.take() {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let state_dir = self.state_dir.clone();
-                runtime.spawn(async move {
-                    let _ = hooks::resume(&state_dir, record).await;
-                });
-            }
-        }
     }
 }
 
