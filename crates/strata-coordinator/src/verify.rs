@@ -425,8 +425,13 @@ pub struct DrillReport {
     pub nodes: u64,
     pub files: u64,
     pub bytes: u64,
-    /// Everything that did not come back as the manifest says. Empty when all is well.
+    /// Everything that did not come back as the manifest says, and damage the database
+    /// checks found. Empty when all is well.
     pub problems: Vec<String>,
+    /// What the database checks of PostgreSQL nodes did (the scratch server started and
+    /// consistent, `pg_amcheck`, `pg_checksums`), or why they did not run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub database: Vec<String>,
 }
 
 impl DrillReport {
@@ -489,7 +494,8 @@ async fn drill(
 ) -> CoordinatorResult<DrillReport> {
     use std::os::unix::ffi::OsStrExt;
     let options = strata_agent::restore::RestoreOptions {
-        set_owner: false,
+        // A PostgreSQL copy is started as its owner, who must own its files.
+        set_owner: rustix::process::geteuid().is_root(),
         // A drill's copy is read back and removed: nothing to keep through a crash.
         sync: false,
         ..Default::default()
@@ -502,6 +508,11 @@ async fn drill(
     };
     for node in restored {
         report.nodes += 1;
+        let info = summary
+            .nodes
+            .iter()
+            .find(|n| n.name == node.node)
+            .and_then(|n| strata_postgres::BaseBackupInfo::from_map(&n.plugin));
         report.problems.extend(
             node.report
                 .errors
@@ -534,6 +545,71 @@ async fn drill(
                 )),
             }
         }
+        if let Some(info) = info.filter(|_| node.report.errors.is_empty()) {
+            prove_database(&repo, summary, &node, &info, scratch, &mut report).await;
+        }
     }
     Ok(report)
+}
+
+/// Starts the restored PostgreSQL node in scratch space and checks it page by page (see
+/// [`strata_postgres::proof`]): damage goes to the problems, what ran to `database`.
+async fn prove_database(
+    repo: &std::sync::Arc<Repository>,
+    summary: &strata_repo::summary::BackupSummary,
+    node: &crate::restore::DirRestore,
+    info: &strata_postgres::BaseBackupInfo,
+    scratch: &std::path::Path,
+    report: &mut DrillReport,
+) {
+    let prefix = format!("backup {} node {}", summary.name, node.node);
+    // The data directory is the node's first root: its copy holds PG_VERSION.
+    let Some(data_dir) = find_data_dir(&node.target) else {
+        report
+            .problems
+            .push(format!("{prefix}: no PG_VERSION in the restored copy"));
+        return;
+    };
+    let work = scratch.join(format!(".pg-{}", node.node));
+    let proved = strata_postgres::proof::prove(
+        repo,
+        info,
+        &data_dir,
+        &work,
+        None,
+        std::time::Duration::from_secs(600),
+    )
+    .await;
+    match proved {
+        Ok(proof) => {
+            report
+                .database
+                .extend(proof.checked.iter().map(|c| format!("{prefix}: {c}")));
+            if let Some(why) = proof.skipped {
+                report.database.push(format!("{prefix}: {why}"));
+            }
+            report.problems.extend(
+                proof
+                    .damaged
+                    .iter()
+                    .map(|d| format!("{prefix}: database damaged: {d}")),
+            );
+        }
+        Err(e) => report.problems.push(format!(
+            "{prefix}: the restored database could not be proven: {}",
+            crate::error_chain(&e)
+        )),
+    }
+}
+
+/// The directory under `target` (it, or one level down) that holds `PG_VERSION`.
+fn find_data_dir(target: &std::path::Path) -> Option<std::path::PathBuf> {
+    if target.join("PG_VERSION").is_file() {
+        return Some(target.to_path_buf());
+    }
+    std::fs::read_dir(target)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("PG_VERSION").is_file() && !p.is_symlink())
 }

@@ -15,6 +15,7 @@
 pub mod config;
 pub mod exclude;
 pub mod prefetcher;
+pub mod proof;
 pub mod recovery;
 pub mod recovery_input;
 pub mod server;

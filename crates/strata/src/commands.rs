@@ -331,6 +331,9 @@ impl Context {
                 report.files,
                 output::size(report.bytes)
             ));
+            for line in &report.database {
+                self.say(format!("  {line}"));
+            }
         }
         if report.problems.is_empty() {
             return Ok(0);

@@ -7,10 +7,15 @@
 //! db1 runs in the server; db2 is an agent of its own behind a [`Gate`] that holds db2's
 //! `finish` while the page's backup runs, so the page is seen showing a running backup's
 //! figures however fast the machine is. The script opens the gate once it has seen them.
-//! Two components: `data` (files on db1 and db2) and `topology` (etcd, member e1, a real
-//! one-member etcd), with a pause hook on `topology` and a hook on node db1; the script
-//! checks the components view, the nodes' plugins, and restores `topology` alone from the
-//! page with a rename rule.
+//! Four components: `data` (files on db1 and db2), `topology` (etcd, member e1, a real
+//! one-member etcd), `workflow` (an `http` component driving a fake of Zeebe's backup
+//! API) and `reports` (an optional `http` component whose system is down: a dead loopback
+//! port), with a pause hook on `topology`, one on `workflow` and a hook on node db1. The
+//! first backup leaves `workflow`'s pause paused (its resume fails while a marker file
+//! exists), so its summary names it in `still_paused`. The script checks the components
+//! view (each external component's line of the check), a backup's details (the parts
+//! `workflow` recorded, what stayed paused), the nodes' plugins, and restores `topology`
+//! alone from the page with a rename rule.
 //!
 //! Needs `node`, Chromium (`/usr/bin/chromium` or `$STRATA_TEST_CHROMIUM`),
 //! `$STRATA_TEST_NODE_MODULES` with playwright-core (`scripts/install-test-servers.sh`
@@ -26,6 +31,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use strata_testkit::camunda::{Fake, Role};
 use strata_testkit::etcd::{put, range, EtcdCluster};
 
 const USER_TOKEN: &str = "dashboard-user-token-5b1e";
@@ -38,10 +44,11 @@ const MEMBER: &str = "/service/pg/members/db1";
 /// three minutes).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(900);
 /// What the browser script saves, in order.
-const SCREENSHOTS: [&str; 9] = [
+const SCREENSHOTS: [&str; 10] = [
     "overview.png",
     "components.png",
     "backups.png",
+    "backup-details.png",
     "backup-running.png",
     "backup-done.png",
     "restore-done.png",
@@ -92,8 +99,10 @@ fn browser() -> Result<Browser, String> {
 }
 
 /// A scratch cluster in one repository: files on db1 (in-process) and db2 (an agent of its
-/// own reached through a gate), the `topology` component on etcd member e1 (in-process);
-/// and a second storage, `cold`, with a secret option.
+/// own reached through a gate), the `topology` component on etcd member e1 (in-process),
+/// the `workflow` component on the Zeebe fake at `zeebe`, the optional `reports` component
+/// on `dead` (nothing listens); and a second storage, `cold`, with a secret option.
+/// `workflow`'s pause hook cannot resume while [`Scratch::stuck`] exists.
 struct Scratch {
     dir: tempfile::TempDir,
     config: PathBuf,
@@ -102,7 +111,7 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(etcd: &str) -> Scratch {
+    fn new(etcd: &str, zeebe: &str, dead: &str) -> Scratch {
         let dir = tempfile::tempdir().unwrap();
         let path = |rel: &str| dir.path().join(rel);
         let agent_config = path("db2.toml");
@@ -164,11 +173,37 @@ component = "topology"
 pause = ["true"]
 resume = ["true"]
 timeout = "10s"
+[[components]]
+name = "workflow"
+plugin = "http"
+[components.http]
+backup = "POST {zeebe}/actuator/backups"
+backup_body = '{{"backupId": {{backup_id}}}}'
+id = "{{backup_id}}"
+state = "GET {zeebe}/actuator/backups/{{id}}"
+done = ["COMPLETED"]
+poll = "50ms"
+timeout = "60s"
+[[components]]
+name = "reports"
+plugin = "http"
+optional = true
+[components.http]
+backup = "POST {dead}"
+connect_timeout = "500ms"
+poll = "100ms"
 [[hooks]]
 name = "db1-sync"
 node = "db1"
 at = "before"
 run = ["true"]
+[[hooks]]
+name = "hold-workflow"
+component = "workflow"
+pause = ["true"]
+resume = ["/bin/sh", "-c", "test ! -e '{stuck}'"]
+resume_attempts = 1
+timeout = "10s"
 [retention]
 keep_last = 1
 [[schedules]]
@@ -181,6 +216,7 @@ cron = "30 2 * * *"
                 cold = path("cold").display(),
                 db1 = path("db1").display(),
                 gate = gate.url,
+                stuck = path("stuck").display(),
             ),
         )
         .unwrap();
@@ -190,6 +226,11 @@ cron = "30 2 * * *"
             _agent: agent,
             gate,
         }
+    }
+
+    /// While this file exists, `workflow`'s pause hook cannot resume.
+    fn stuck(&self) -> PathBuf {
+        self.dir.path().join("stuck")
     }
 
     fn data(&self, node: &str) -> PathBuf {
@@ -271,7 +312,9 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
         MEMBER.as_bytes(),
         br#"{"name":"db1","conn_url":"postgres://10.0.0.1:5432/postgres"}"#,
     ));
-    let scratch = Scratch::new(&etcd_url);
+    // The workflow component's system, and where the reports component's would be.
+    let zeebe = Fake::start(Role::Zeebe { partitions: 2 });
+    let scratch = Scratch::new(&etcd_url, &zeebe.url, &strata_testkit::dead_url());
     std::fs::create_dir_all(scratch.data("db1")).unwrap();
     realistic_tree(&scratch.data("db1").join("tree"));
     std::fs::write(
@@ -286,8 +329,23 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
     succeed(scratch.strata().args(["init", "--storage", "cold"]));
 
     // A complete backup, then one that fails because db2's root is gone.
-    // (Both with the topology component: etcd's key, the pause hook and db1's hook run.)
-    succeed(scratch.strata().args(["backup", "--json"]));
+    // (Both with the topology component: etcd's key, the pause hook and db1's hook run;
+    // workflow's snapshot is taken by the fake, reports is absent.) The first one's
+    // resume of hold-workflow fails: the backup exits 3 and its summary says so; the
+    // second resumes it first (the marker is gone), so nothing stays paused.
+    std::fs::write(scratch.stuck(), "").unwrap();
+    let stuck = scratch
+        .strata()
+        .args(["backup", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stuck.status.code(),
+        Some(3),
+        "a backup that left hold-workflow paused: {}",
+        String::from_utf8_lossy(&stuck.stderr)
+    );
+    std::fs::remove_file(scratch.stuck()).unwrap();
     std::fs::remove_dir_all(&db2).unwrap();
     let failed = scratch
         .strata()
@@ -335,6 +393,19 @@ fn the_dashboard_shows_what_the_api_says_and_backs_up_on_request() {
         .collect();
     assert_eq!(statuses.len(), 2, "{before:#?}");
     assert!(statuses.contains(&"complete") && statuses.contains(&"failed"));
+    let first = before.iter().find(|b| b["status"] == "complete").unwrap();
+    assert_eq!(
+        first["still_paused"].as_array().map(Vec::len),
+        Some(1),
+        "{first:#}"
+    );
+    let workflow = first["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "workflow")
+        .unwrap();
+    assert_eq!(workflow["external"]["state"], "COMPLETED", "{workflow:#}");
 
     let shots = output_dir();
     for old in SCREENSHOTS {

@@ -543,12 +543,19 @@ async fn resume_component_pauses(run: &Run) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter(|r| r.operation == run.id && r.holder_pid == std::process::id())
-        .filter(|r| set.implied.iter().any(|h| h.resume.as_ref() == Some(&r.resume)));
+        .filter(|r| {
+            set.implied
+                .iter()
+                .any(|h| h.resume.as_ref() == Some(&r.resume))
+        });
     let mut failed = Vec::new();
     for record in mine.collect::<Vec<_>>() {
         let resumed = crate::hooks::resume(state_dir, record).await;
         if let Some(why) = resumed.error {
-            failed.push(format!("hook {}: resume failed: {why}", resumed.record.hook));
+            failed.push(format!(
+                "hook {}: resume failed: {why}",
+                resumed.record.hook
+            ));
         }
     }
     failed

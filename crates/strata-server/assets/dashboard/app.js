@@ -818,7 +818,9 @@ function renderBackupTable() {
       h("td", {},
         h("button", { type: "button", class: "link mono", "data-field": "name", onclick: () => showBackup(b) }, b.name),
         h("div", { class: "muted small" }, fmt.dateTime(b.started))),
-      h("td", {}, statusBadge(b.status), componentChips(b), nodeChips(b)),
+      h("td", {}, statusBadge(b.status),
+        stillPaused(b).length ? [" ", badge("still paused", "bad", "still-paused-badge")] : null,
+        componentChips(b), nodeChips(b)),
       h("td", { class: "num", "data-field": "size" }, fmt.bytes(total(b, "bytes"))),
       h("td", { class: "num", "data-field": "stored" }, fmt.bytes(total(b, "stored_bytes"))),
       h("td", { class: "num", "data-field": "new" }, fmt.bytes(total(b, "new_bytes"))),
@@ -851,6 +853,44 @@ function renderBackupTable() {
     pager);
 }
 
+/** What a backup left paused: pauses whose resume still failed when it ended. */
+function stillPaused(b) {
+  return Array.isArray(b.still_paused) ? b.still_paused : [];
+}
+
+/** What an external system recorded, `snapshot_id` and `state` after a preset's parts. */
+const RECORD_KEYS = ["state", "snapshot_id", "backup_id"];
+
+/** How a part's state reads: done, left out, failed, or other. */
+function partKind(value) {
+  if (/^(completed?|success|done)\b/i.test(value)) return "ok";
+  if (/^absent\b/i.test(value)) return "warn";
+  if (/^(failed|incomplete|incompatible)\b/i.test(value)) return "bad";
+  return "";
+}
+
+/**
+ * A component's `external` parts: each part with its state (Camunda's `operate`, `zeebe`,
+ * ...), its snapshots under it (`operate_snapshots`, a list), then what every external
+ * component records (`state`, `snapshot_id`, `backup_id`).
+ */
+function externalParts(c) {
+  const ext = c.external || {};
+  const keys = Object.keys(ext);
+  if (!keys.length) return null;
+  const list = (key) => h("div", { class: "part-snapshots", "data-snapshots": key },
+    (Array.isArray(ext[key]) ? ext[key] : String(ext[key]).split(",")).filter(Boolean).map((name, i) => [i ? " " : "", h("code", {}, name)]));
+  const parts = keys.filter((k) => !k.endsWith("_snapshots") && !RECORD_KEYS.includes(k));
+  // Lists of snapshots of no part of their own are shown as parts.
+  const lists = keys.filter((k) => k.endsWith("_snapshots") && !(k.slice(0, -"_snapshots".length) in ext));
+  const row = (key, kind, ...content) => [h("dt", {}, key), h("dd", { "data-part": key, class: kind }, content)];
+  const state = (key) => h(key === "state" || parts.includes(key) ? "span" : "code", { "data-field": "part-state" }, ext[key]);
+  return h("dl", { class: "kv parts", "data-field": "parts" },
+    parts.map((k) => row(k, partKind(ext[k]), state(k), `${k}_snapshots` in ext ? list(`${k}_snapshots`) : null)),
+    lists.map((k) => row(k, "", list(k))),
+    RECORD_KEYS.filter((k) => k in ext).map((k) => row(k, k === "state" ? partKind(ext[k]) : "", state(k))));
+}
+
 /** The per-node figures of a backup. */
 function showBackup(b) {
   const rows = b.nodes.map((n) => h("tr", {},
@@ -866,15 +906,21 @@ function showBackup(b) {
   const components = (b.components || []).map((c) => h("tr", { "data-component": c.name },
     h("td", {}, h("strong", {}, c.name), h("div", { class: "muted small" }, `${c.plugin}${c.optional ? " · optional" : ""} · order ${c.order}`)),
     h("td", {}, statusBadge(c.status, "component-status"), c.error ? h("div", { class: "error small" }, c.error) : null),
-    h("td", {}, c.nodes && c.nodes.length ? c.nodes.join(", ")
-      : c.external && c.external.snapshot_id ? h("span", {}, "snapshot ", h("code", {}, c.external.snapshot_id)) : "—")));
+    h("td", {}, c.nodes && c.nodes.length ? c.nodes.join(", ") : externalParts(c) || "—")));
+  const paused = stillPaused(b);
   ask({
     title: `Backup ${b.name}`,
     confirm: "Close",
     infoOnly: true,
     body: [
       h("p", { class: "muted" }, `Started ${fmt.dateTime(b.started)}, took ${fmt.duration(b.duration_ms)}, written by strata ${b.strata_version}.`),
-      components.length ? table(["Component", "Status", "Nodes or snapshot"], components) : null,
+      paused.length
+        ? h("div", { class: "still-paused", role: "alert", "data-field": "still-paused" },
+          h("strong", {}, "STILL PAUSED when the backup ended"),
+          h("span", {}, " (its resume failed; the components view shows what is paused now):"),
+          h("ul", {}, paused.map((line) => h("li", { "data-field": "still-paused-line" }, line))))
+        : null,
+      components.length ? table(["Component", "Status", "Nodes or parts"], components) : null,
       table(["Node", "Status", ["Files", "num"], ["Read", "num"], ["Size", "num"], ["Stored", "num"], ["New", "num"], ["Warnings", "num"]], rows),
       warnings.length ? [h("h3", {}, "Warnings"), h("ul", { class: "warnings" }, warnings.map((w) => h("li", {}, w)))] : null,
     ],
@@ -1267,6 +1313,45 @@ function componentSettings(component) {
     pairs.map(([k, v]) => [h("dt", {}, k), h("dd", { "data-setting": k }, settingValue(v))]));
 }
 
+/**
+ * The `component NAME` line of `GET /api/v1/check`: whether the component's systems
+ * answer (external components only: the nodes of the others are checked as nodes). An
+ * optional component that is down passes the check (its backups record it absent): its
+ * detail is shown as the server gives it, in amber.
+ */
+function componentCheckLine(component, check) {
+  const detail = h("span", { "data-field": "check-detail" }, check.detail || "");
+  const down = check.ok && String(check.detail || "").startsWith(`${component.plugin} (optional) is down`);
+  const [kind, mark, lead] = !check.ok ? ["bad", "✕", "systems do not answer: "]
+    : down ? ["warn", "!", ""]
+    : ["ok", "✓", "systems answer: "];
+  return h("p", {
+    class: `component-check ${kind}`,
+    "data-field": "component-check",
+    "data-ok": String(check.ok),
+    role: check.ok ? null : "alert",
+  }, h("span", { class: "check-mark", "aria-hidden": "true" }, mark), " ", lead, detail);
+}
+
+/** Fills each card's systems line from the check's answer (see `componentCheckLine`). */
+function renderComponentChecks(components, check) {
+  for (const component of components) {
+    const card = $(`#components-list > article[data-component="${CSS.escape(component.name)}"]`);
+    if (!card) continue;
+    const slot = $("[data-component-check]", card);
+    const line = check.ok ? (check.value.checks || []).find((c) => c.name === `component ${component.name}`) : null;
+    if (line) {
+      slot.replaceChildren();
+      card.classList.toggle("bad", card.classList.contains("bad") || !line.ok);
+    } else if (!check.ok && !component.nodes.length) {
+      slot.replaceChildren(h("p", { class: "component-check pending", "data-field": "component-check" },
+        `Not checked: GET /api/v1/check failed (${check.error.message}).`));
+    } else {
+      slot.replaceChildren();
+    }
+  }
+}
+
 function componentCard(component, hooks, paused, seen) {
   const mine = hooksOf(component, hooks);
   const records = paused.filter((p) => inScope(p, component));
@@ -1292,6 +1377,10 @@ function componentCard(component, hooks, paused, seen) {
     nodes.length
       ? h("div", { class: "chips", "data-field": "nodes" }, nodes)
       : h("p", { class: "muted small", "data-field": "nodes" }, "None: an external system, reached through its own API."),
+    // Filled when the check answers (it asks every external system, a few seconds at most).
+    h("div", { "data-component-check": component.name },
+      nodes.length ? null : h("p", { class: "component-check pending", "data-field": "component-check-pending" },
+        "Asking whether its systems answer…")),
     h("h3", {}, "Settings"),
     componentSettings(component),
     h("h3", {}, "Hooks"),
@@ -1304,6 +1393,8 @@ function componentCard(component, hooks, paused, seen) {
 }
 
 async function loadComponents() {
+  // The check probes every external system: asked at once, shown when it answers.
+  const checking = settle(state.api.get("/api/v1/check"));
   const [config, status] = await Promise.all([
     settle(state.api.get("/api/v1/config")),
     settle(state.api.get("/api/v1/status")),
@@ -1345,6 +1436,10 @@ async function loadComponents() {
           pauseLine(p))),
         problems.map((why) => h("li", { class: "bad", "data-paused": "untrusted" }, why)))
       : h("p", { class: "muted small", "data-field": "other-pauses" }, "None: every pause strata holds belongs to a configured component."));
+
+  const check = await checking;
+  if (!state.api) return;
+  renderComponentChecks(components, check);
 }
 
 // --- Configuration -----------------------------------------------------------------------

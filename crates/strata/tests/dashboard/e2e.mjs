@@ -259,18 +259,49 @@ try {
   await page.click("#tabs a[data-tab=components]");
   const configured = (await api("/api/v1/config")).value;
   const live = (await api("/api/v1/status")).value;
-  check((configured.components || []).length === 2, `the test configured two components: ${JSON.stringify(configured.components)}`);
+  check((configured.components || []).length === 4, `the test configured four components: ${JSON.stringify(configured.components)}`);
   const cards = page.locator("#components-list > article[data-component]");
   await cards.first().waitFor();
   equal(await cards.count(), configured.components.length, "components shown");
   const cardOf = (name) => page.locator(`#components-list > article[data-component="${name}"]`);
   for (const c of configured.components) {
     equal(await cardOf(c.name).locator("[data-field=plugin]").textContent(), c.plugin, `component ${c.name}'s plugin`);
-    equal((await cardOf(c.name).locator("[data-field=nodes] [data-node]").allTextContents()).join(), c.nodes.join(), `component ${c.name}'s nodes`);
+    equal((await cardOf(c.name).locator("[data-field=nodes] [data-node]").allTextContents()).join(), (c.nodes || []).join(), `component ${c.name}'s nodes`);
   }
+  // Each external component's line of the check: whether its systems answer (the Zeebe
+  // fake does; the optional `reports` is down, which passes the check and says so); a
+  // component with nodes has none (its nodes are checked).
+  const systems = (await api("/api/v1/check")).value.checks;
+  const systemsOf = (name) => systems.find((c) => c.name === `component ${name}`);
+  for (const [name, ok, says] of [["workflow", true, "answers"], ["reports", true, "(optional) is down"]]) {
+    const c = systemsOf(name);
+    check(c && c.ok === ok && c.detail.includes(says), `the check of component ${name}: ${JSON.stringify(c)}`);
+  }
+  for (const c of configured.components) {
+    const line = cardOf(c.name).locator("[data-field=component-check]");
+    const expected = systemsOf(c.name);
+    if (!expected) {
+      check((c.nodes || []).length > 0, `a check line for the external component ${c.name}`);
+      await cardOf(c.name).locator("[data-field=component-check-pending]").waitFor({ state: "detached" });
+      equal(await line.count(), 0, `check lines on the card of ${c.name}, a component with nodes`);
+      continue;
+    }
+    await line.waitFor();
+    equal(await line.locator("[data-field=check-detail]").textContent(), expected.detail, `the check of ${c.name} on its card`);
+    equal(await line.getAttribute("data-ok"), String(expected.ok), `the check of ${c.name}: ok`);
+    const down = expected.detail.startsWith(`${c.plugin} (optional) is down`);
+    const kind = !expected.ok ? "bad" : down ? "warn" : "ok";
+    equal(await line.getAttribute("class"), `component-check ${kind}`, `the colour of ${c.name}'s check`);
+    const text = await line.textContent();
+    check(down || text.includes(`systems ${expected.ok ? "answer" : "do not answer"}: ${expected.detail}`), `${c.name}'s check line: ${text}`);
+  }
+  equal(await cardOf("reports").locator("[data-field=component-check]").getAttribute("class"), "component-check warn",
+    "the optional component that is down");
+  check((await cardOf("workflow").locator("[data-field=component-check]").textContent()).startsWith("✓ systems answer: http: "),
+    "the workflow component's systems answer");
   equal(await cardOf("topology").locator('[data-setting="etcd.endpoints"]').textContent(),
     configured.components.find((c) => c.name === "topology").etcd.endpoints.join(", "), "topology's etcd endpoints");
-  check((configured.hooks || []).length === 2, "the test configured two hooks");
+  check((configured.hooks || []).length === 3, "the test configured three hooks");
   for (const hook of configured.hooks) {
     const owner = hook.component || componentOfNode(configured, hook.node).name;
     const row = cardOf(owner).locator(`tr[data-hook="${hook.name}"]`);
@@ -322,7 +353,41 @@ try {
     for (const c of b.components) {
       equal(await row.locator(`.chip[data-component="${c.name}"]`).getAttribute("data-status"), c.status, `${b.name} component ${c.name}`);
     }
+    equal(await row.locator("[data-field=still-paused-badge]").count(), (b.still_paused || []).length ? 1 : 0, `${b.name} marked still paused`);
   }
+  // A backup's details: each component's external parts with their states, and, loudly,
+  // what it left paused (the test's first backup could not resume hold-workflow).
+  for (const b of backups) {
+    await page.locator(`#backups-table tr[data-backup="${b.name}"] [data-field=name]`).click();
+    const dialog = page.locator("#confirm[open]");
+    await dialog.waitFor();
+    const paused = b.still_paused || [];
+    equal((await dialog.locator("[data-field=still-paused-line]").allTextContents()).join("\n"), paused.join("\n"), `what ${b.name} left paused`);
+    if (paused.length) {
+      check(paused.some((line) => line.includes("hold-workflow")), `the first backup names the hook it left paused: ${paused}`);
+      equal(await dialog.locator("[data-field=still-paused]").evaluate((el) => getComputedStyle(el).color), "rgb(180, 35, 24)",
+        `${b.name}'s still paused lines in red`);
+      await page.mouse.move(0, 0);
+      await page.screenshot({ path: join(shots, "backup-details.png") });
+    }
+    for (const c of b.components) {
+      const cell = dialog.locator(`tr[data-component="${c.name}"]`);
+      const parts = Object.entries(c.external || {}).filter(([k]) => !k.endsWith("_snapshots"));
+      for (const [part, value] of parts) {
+        equal(await cell.locator(`[data-part="${part}"] [data-field=part-state]`).textContent(), value, `${b.name} component ${c.name} part ${part}`);
+      }
+      // A part's list of snapshots is shown under it, not as a part of its own.
+      const shown = Object.keys(c.external || {}).filter((k) => !(k.endsWith("_snapshots") && k.slice(0, -"_snapshots".length) in c.external));
+      equal(await cell.locator("[data-part]").count(), shown.length, `${b.name} component ${c.name}: parts shown`);
+    }
+    const workflow = b.components.find((c) => c.name === "workflow");
+    if (b.status === "complete") {
+      check(workflow.external && workflow.external.state === "COMPLETED" && workflow.external.snapshot_id, `workflow's parts in ${b.name}: ${JSON.stringify(workflow)}`);
+    }
+    await page.click("#confirm-ok");
+    await dialog.waitFor({ state: "detached" });
+  }
+  check(backups.some((b) => (b.still_paused || []).length), "a backup the API lists with what it left paused");
   await checkCharts(page, backups);
   log(`${backups.length} backups listed and charted as the API lists them`);
   await page.mouse.move(0, 0);
