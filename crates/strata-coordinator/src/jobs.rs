@@ -61,12 +61,38 @@ impl JobRunner for ClusterJobs {
             }
             "cleanup" => self.cleanup(&who).await,
             "verify" => self.verify(&who, job).await,
+            "drill" => self.drill(&who).await,
             other => Err(format!("unknown job {other:?}")),
         }
     }
 }
 
 impl ClusterJobs {
+    /// A restore drill of the latest complete backup (a PostgreSQL node's copy started and
+    /// checked page by page), recorded like `strata verify --restore latest`.
+    async fn drill(&self, who: &str) -> Result<String, String> {
+        let state_dir = self
+            .coordinator
+            .hooks()
+            .state_dir
+            .clone()
+            .ok_or("no state directory for the drill's scratch copy")?;
+        let summary = crate::resolve_backup(self.coordinator.repo(), "latest")
+            .await
+            .map_err(chain)?;
+        let report = self
+            .coordinator
+            .actions()
+            .drill(who, &summary, &state_dir)
+            .await
+            .map_err(chain)?;
+        let (outcome, detail) = report.outcome();
+        match outcome {
+            "succeeded" => Ok(format!("{} of {}", detail, report.backup)),
+            _ => Err(format!("{} of {}", detail, report.backup)),
+        }
+    }
+
     /// Verifies the repository as the job says, recording the outcome per backup.
     async fn verify(&self, who: &str, job: &ScheduleConfig) -> Result<String, String> {
         use crate::verify::DataCheck;

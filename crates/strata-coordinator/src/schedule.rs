@@ -65,9 +65,9 @@ pub struct JobStatus {
 
 /// Checks a schedule's job, cron expression and time zone.
 pub fn check(schedule: &ScheduleConfig) -> Result<(), String> {
-    if !["backup", "cleanup", "verify", "tables"].contains(&schedule.job.as_str()) {
+    if !["backup", "cleanup", "verify", "drill", "tables"].contains(&schedule.job.as_str()) {
         return Err(format!(
-            "schedule {:?}: job {:?} is not one of backup, cleanup, verify or tables",
+            "schedule {:?}: job {:?} is not one of backup, cleanup, verify, drill or tables",
             schedule.name(),
             schedule.job
         ));

@@ -620,6 +620,9 @@ cron = "*/2 * * * * *"
 job = "verify"
 cron = "0 4 * * 0"
 timezone = "Europe/Berlin"
+[[schedules]]
+job = "drill"
+cron = "*/3 * * * * *"
 "#,
             state = cluster.path("state").display(),
             repo = cluster.path("repo").display(),
@@ -661,6 +664,32 @@ timezone = "Europe/Berlin"
     );
     assert_eq!(jobs[1]["name"], "verify");
     assert!(jobs[1]["last"].is_null());
+    // A scheduled restore drill of the latest backup.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let jobs = json(&succeed(cluster.strata(&config).args([
+            "--server",
+            &server.url,
+            "schedules",
+            "--json",
+        ])));
+        let last = &jobs[2]["last"];
+        if last["outcome"] == "succeeded" {
+            assert!(
+                last["detail"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("restore drill: 1 nodes"),
+                "{jobs:#}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled drill ran: {jobs:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     assert!(
         jobs[1]["next"].as_str().unwrap().contains("T03:00:00"),
         "{jobs:#}"

@@ -9,8 +9,9 @@ pub struct ScheduleConfig {
     /// Unique name (default: the job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// `backup`, `cleanup` (retention, then garbage collection), `verify`, or `tables`
-    /// (table retention: `strata tables run` on `[tables] db`).
+    /// `backup`, `cleanup` (retention, then garbage collection), `verify`, `drill` (a
+    /// restore drill of the latest complete backup: `strata verify --restore latest`), or
+    /// `tables` (table retention: `strata tables run` on `[tables] db`).
     pub job: String,
     /// Cron expression: 5 fields (minute hour day month weekday) or 6 with seconds first.
     pub cron: String,

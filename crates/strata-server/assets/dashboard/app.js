@@ -1341,7 +1341,7 @@ function renderComponentChecks(components, check) {
     const slot = $("[data-component-check]", card);
     const line = check.ok ? (check.value.checks || []).find((c) => c.name === `component ${component.name}`) : null;
     if (line) {
-      slot.replaceChildren();
+      slot.replaceChildren(componentCheckLine(component, line));
       card.classList.toggle("bad", card.classList.contains("bad") || !line.ok);
     } else if (!check.ok && !component.nodes.length) {
       slot.replaceChildren(h("p", { class: "component-check pending", "data-field": "component-check" },
