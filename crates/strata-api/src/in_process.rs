@@ -321,6 +321,38 @@ impl InProcess {
     }
 }
 
+impl InProcess {
+    /// `strata restore BACKUP --table ...`: tables back from a PostgreSQL backup of the
+    /// default storage, without touching the running cluster (see
+    /// [`strata_coordinator::table_restore`]); `say` gets a line per phase. `latest` with
+    /// a target time is the newest complete backup that had ended by then.
+    pub async fn restore_tables(
+        &self,
+        wanted: &str,
+        request: &strata_coordinator::table_restore::TableRestore,
+        say: &(dyn Fn(&str) + Sync),
+    ) -> CoordinatorResult<strata_coordinator::table_restore::TableRestoreReport> {
+        let (_, repo) = self.opened().await?.clone();
+        let plan = strata_postgres::recovery::RecoveryPlan {
+            target: request.target.clone(),
+            action: strata_postgres::recovery::TargetAction::Promote,
+            start: true,
+        };
+        let summary =
+            strata_coordinator::resolve_backup_for(&repo, wanted, Some(&plan)).await?;
+        repo.reload_index().await?;
+        strata_coordinator::table_restore::restore_tables(
+            repo,
+            &self.config,
+            &summary,
+            request,
+            &self.config.state_dir(),
+            say,
+        )
+        .await
+    }
+}
+
 /// A repository `strata init` created.
 #[derive(Debug, serde::Serialize)]
 pub struct Initialized {

@@ -62,6 +62,9 @@ pub enum CoordinatorError {
     /// An external system did not do what strata asked (delete a snapshot).
     #[error("{0}")]
     External(String),
+    /// A PostgreSQL step on this host failed (a scratch server, a dump, a load).
+    #[error(transparent)]
+    Postgres(#[from] strata_postgres::PgError),
 }
 
 impl CoordinatorError {
@@ -83,7 +86,9 @@ impl CoordinatorError {
             CoordinatorError::Password(_) => ErrorCode::Password,
             CoordinatorError::Damaged(_) => ErrorCode::Damaged,
             CoordinatorError::Busy(_) => ErrorCode::Busy,
-            CoordinatorError::LockLost(_) | CoordinatorError::External(_) => ErrorCode::Failed,
+            CoordinatorError::LockLost(_)
+            | CoordinatorError::External(_)
+            | CoordinatorError::Postgres(_) => ErrorCode::Failed,
             CoordinatorError::Api(e) => e.code,
         }
     }

@@ -54,6 +54,7 @@ pub mod repair;
 pub mod restore;
 pub mod retention;
 pub mod schedule;
+pub mod table_restore;
 pub mod verify;
 
 // Leaves: plain data and primitives every module above may use.

@@ -5,19 +5,14 @@
 //! --check` when the cluster has data checksums. File sizes alone pass a backup whose
 //! pages are torn or whose index is corrupt; this does not.
 //!
-//! The scratch server can never touch the live cluster: every setting that says where
-//! it reads and writes is given on its command line, which wins over any configuration
-//! file the backup holds (`data_directory`, `config_file`, `hba_file`, `ident_file`, the
-//! port and socket, no TCP listener, no archiving, no restore command, no replication),
-//! the WAL it needs (the backup's own segments) is copied into its `pg_wal` beforehand,
-//! and a backup with tablespaces (links to directories outside the copy) is not started.
+//! The server is a [`Scratch`] server (it can never touch the live cluster); the WAL it
+//! needs, the backup's own segments, is copied into its `pg_wal` beforehand, and a backup
+//! with tablespaces (links to directories outside the copy) is not started.
 
+use crate::scratch::{Scratch, StopOnDrop};
 use crate::walname::{segment_name, WalFileKind};
 use crate::{BaseBackupInfo, PgError, PgResult};
-use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_repo::Repository;
@@ -25,58 +20,18 @@ use strata_repo::Repository;
 /// What proving a restored data directory found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Proof {
-    /// What was checked, a line each (`pg_amcheck: 3 databases, no corruption`, ...).
+    /// What was checked, a line each (`pg_amcheck: ...`, `pg_checksums: ...`).
     pub checked: Vec<String>,
     /// Damage found: each line names the relation (or file) and what is wrong.
     pub damaged: Vec<String>,
-    /// Why the database was not started (no PostgreSQL binaries of its version here,
-    /// tablespaces): the drill then checked files only.
+    /// Why the database was not started or not checked page by page (no PostgreSQL
+    /// binaries of its version here, tablespaces): the drill then checked files only.
     pub skipped: Option<String>,
 }
 
-/// Where the PostgreSQL binaries of major version `version` are (Debian's layout, or
-/// `bin_dir` when given).
-fn bin_dir(version: &str, configured: Option<&Path>) -> PathBuf {
-    match configured {
-        Some(dir) => dir.to_path_buf(),
-        None => PathBuf::from(format!("/usr/lib/postgresql/{version}/bin")),
-    }
-}
-
-/// The name of user `uid` (`/etc/passwd`): the data directory's owner, who is the
-/// cluster's bootstrap superuser when `initdb` ran as it.
-fn user_name(uid: u32) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let id: u32 = fields.nth(1)?.parse().ok()?;
-        (id == uid).then(|| name.to_string())
-    })
-}
-
-/// Runs as the data directory's owner when this process is root (PostgreSQL refuses
-/// root).
-fn as_owner(cmd: &mut Command, owner: (u32, u32)) -> &mut Command {
-    if rustix::process::geteuid().is_root() {
-        cmd.uid(owner.0).gid(owner.1);
-    }
-    cmd
-}
-
-/// A free loopback TCP port number, for the scratch server's socket name (it listens on
-/// its own Unix socket only).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(54329)
-}
-
 /// Proves the data directory `data_dir` restored from a base backup described by
-/// `info` (its WAL read from `repo`), using `work` (an empty directory beside it) for the
-/// socket, the log and the authentication files. The server is stopped before this
-/// returns, whatever happened.
+/// `info` (its WAL read from `repo`), with `work` (an empty directory beside it) as the
+/// scratch space. The server is stopped before this returns, whatever happened.
 pub async fn prove(
     repo: &Arc<Repository>,
     info: &BaseBackupInfo,
@@ -85,7 +40,6 @@ pub async fn prove(
     bin: Option<&Path>,
     timeout: Duration,
 ) -> PgResult<Proof> {
-    let io = |what: &str, path: &Path| PgError::io(what.to_string(), path.to_path_buf());
     let mut proof = Proof::default();
     if !info.tablespaces.is_empty() {
         proof.skipped = Some(
@@ -94,141 +48,29 @@ pub async fn prove(
         );
         return Ok(proof);
     }
-    let version = std::fs::read_to_string(data_dir.join("PG_VERSION"))
-        .map_err(io("cannot read", &data_dir.join("PG_VERSION")))?
-        .trim()
-        .to_string();
-    let bin = bin_dir(&version, bin);
-    if !bin.join("pg_ctl").exists() {
-        proof.skipped = Some(format!(
-            "no PostgreSQL {version} binaries at {} on this host: the database was not started; files were checked",
-            bin.display()
-        ));
-        return Ok(proof);
-    }
-    let meta = std::fs::metadata(data_dir).map_err(io("cannot read", data_dir))?;
-    let owner = (meta.uid(), meta.gid());
-    let user = user_name(owner.0).unwrap_or_else(|| "postgres".into());
-
-    // The scratch server's own files: socket directory, log, authentication.
-    std::fs::create_dir_all(work).map_err(io("cannot create", work))?;
-    let hba = work.join("pg_hba.conf");
-    std::fs::write(&hba, "local all all trust\n").map_err(io("cannot write", &hba))?;
-    let ident = work.join("pg_ident.conf");
-    std::fs::write(&ident, "").map_err(io("cannot write", &ident))?;
-    let log = work.join("server.log");
-    for path in [work, &hba, &ident] {
-        std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1))
-            .or_else(|e| match rustix::process::geteuid().is_root() {
-                true => Err(e),
-                false => Ok(()),
-            })
-            .map_err(io("cannot set the owner of", path))?;
-    }
-    let conf = data_dir.join("postgresql.conf");
-    if !conf.exists() {
-        // Debian keeps it in /etc: an empty one here, every setting that matters below.
-        std::fs::write(&conf, "").map_err(io("cannot write", &conf))?;
-        let _ = std::os::unix::fs::chown(&conf, Some(owner.0), Some(owner.1));
-    }
-    for stale in [
-        "postmaster.pid",
-        "postmaster.opts",
-        "recovery.signal",
-        "standby.signal",
-    ] {
-        let _ = std::fs::remove_file(data_dir.join(stale));
-    }
-    fetch_backup_wal(repo, info, data_dir, owner).await?;
-
-    let port = free_port();
-    let path = |p: &Path| p.display().to_string();
-    let options = [
-        ("data_directory", path(data_dir)),
-        ("config_file", path(&conf)),
-        ("hba_file", path(&hba)),
-        ("ident_file", path(&ident)),
-        ("port", port.to_string()),
-        ("listen_addresses", String::new()),
-        ("unix_socket_directories", path(work)),
-        ("archive_mode", "off".into()),
-        ("restore_command", String::new()),
-        ("primary_conninfo", String::new()),
-        ("recovery_target", String::new()),
-        ("logging_collector", "off".into()),
-        ("external_pid_file", String::new()),
-    ];
-    // `pg_ctl -o` hands these to a shell: each `key=value` one single-quoted word.
-    let line: Vec<String> = options
-        .iter()
-        .map(|(k, v)| format!("-c '{}'", format!("{k}={v}").replace('\'', "'\\''")))
-        .collect();
-    let started = pg_ctl(
-        &bin,
-        owner,
-        data_dir,
-        &log,
-        &[
-            "start",
-            "-w",
-            "-t",
-            &timeout.as_secs().max(1).to_string(),
-            "-o",
-            &line.join(" "),
-        ],
-    );
-    let result = match started {
-        Ok(()) => check_running(&bin, owner, work, port, &user, &mut proof).await,
-        Err(why) => Err(PgError::Refused(format!(
-            "the restored database did not start: {why}: {}",
-            tail(&log, 10)
-        ))),
+    let scratch = match Scratch::prepare(data_dir, work, bin)? {
+        Ok(scratch) => scratch,
+        Err(why) => {
+            proof.skipped = Some(format!(
+                "{why}: the database was not started; files were checked"
+            ));
+            return Ok(proof);
+        }
     };
-    let stopped = pg_ctl(
-        &bin,
-        owner,
-        data_dir,
-        &log,
-        &["stop", "-m", "fast", "-w", "-t", "60"],
-    );
-    result?;
-    stopped.map_err(|why| PgError::Refused(format!("the scratch server did not stop: {why}")))?;
-    check_checksums(&bin, owner, data_dir, &mut proof)?;
+    fetch_backup_wal(repo, info, data_dir, scratch.owner).await?;
+    // No recovery.signal: the server replays the WAL in pg_wal from the backup label,
+    // reaches consistency and ends recovery as a primary.
+    scratch.start(&[], timeout)?;
+    let guard = StopOnDrop(&scratch);
+    check_running(&scratch, &mut proof)?;
+    drop(guard);
+    scratch.stop()?;
+    check_checksums(&scratch, &mut proof)?;
     Ok(proof)
 }
 
-/// Runs `pg_ctl ARGS -D data_dir -l log` as the owner.
-fn pg_ctl(
-    bin: &Path,
-    owner: (u32, u32),
-    data_dir: &Path,
-    log: &Path,
-    args: &[&str],
-) -> Result<(), String> {
-    let mut cmd = Command::new(bin.join("pg_ctl"));
-    cmd.args(args).arg("-D").arg(data_dir).arg("-l").arg(log);
-    let out = as_owner(&mut cmd, owner)
-        .output()
-        .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
-    match out.status.success() {
-        true => Ok(()),
-        false => Err(format!(
-            "pg_ctl {} exited with {}: {}",
-            args[0],
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-    }
-}
-
-fn tail(log: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join(" | ")
-}
-
 /// The backup's own WAL, `start_wal` to `stop_wal`, into `pg_wal`: what recovery needs to
-/// reach consistency (the server then ends recovery there, as a new primary).
+/// reach consistency.
 async fn fetch_backup_wal(
     repo: &Arc<Repository>,
     info: &BaseBackupInfo,
@@ -259,47 +101,36 @@ async fn fetch_backup_wal(
     if info.timeline > 1 {
         names.push(format!("{:08X}.history", info.timeline));
     }
+    let root = rustix::process::geteuid().is_root();
     for name in names {
         let dest = wal_dir.join(&name);
         match crate::wal::fetch(repo, &name, &dest, None).await {
             Ok(_) => {}
-            // A history file the archive does not have is not needed to reach consistency.
+            // A history file the archive does not have is not needed for consistency.
             Err(PgError::WalMissing(_)) if name.ends_with(".history") => continue,
             Err(e) => return Err(e),
         }
-        let _ = std::os::unix::fs::chown(&dest, Some(owner.0), Some(owner.1));
+        if root {
+            std::os::unix::fs::chown(&dest, Some(owner.0), Some(owner.1))
+                .map_err(PgError::io("cannot set the owner of", dest.clone()))?;
+        }
     }
     Ok(())
 }
 
 /// `pg_amcheck` over every database of the running scratch server.
-async fn check_running(
-    bin: &Path,
-    owner: (u32, u32),
-    socket: &Path,
-    port: u16,
-    user: &str,
-    proof: &mut Proof,
-) -> PgResult<()> {
-    let amcheck = bin.join("pg_amcheck");
+fn check_running(scratch: &Scratch, proof: &mut Proof) -> PgResult<()> {
+    let amcheck = scratch.bin.join("pg_amcheck");
     if !amcheck.exists() {
         proof.skipped = Some(format!(
-            "{} is not there (PostgreSQL 14 or later has it): the database started, consistent, but was not checked page by page",
+            "{} is not there (PostgreSQL 14 or later has it): the database started and reached consistency, but was not checked page by page",
             amcheck.display()
         ));
         return Ok(());
     }
-    let mut cmd = Command::new(&amcheck);
-    cmd.arg("-h").arg(socket).args([
-        "-p",
-        &port.to_string(),
-        "-U",
-        user,
-        "--all",
-        "--install-missing",
-        "--no-password",
-    ]);
-    let out = as_owner(&mut cmd, owner)
+    let out = scratch
+        .client("pg_amcheck")
+        .args(["--all", "--install-missing", "--no-password"])
         .output()
         .map_err(PgError::io("cannot run", amcheck.clone()))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -345,17 +176,16 @@ fn amcheck_findings(report: &str) -> Vec<String> {
 }
 
 /// `pg_checksums --check` on the stopped copy, when the cluster has data checksums.
-fn check_checksums(
-    bin: &Path,
-    owner: (u32, u32),
-    data_dir: &Path,
-    proof: &mut Proof,
-) -> PgResult<()> {
-    let mut control = Command::new(bin.join("pg_controldata"));
-    control.arg("-D").arg(data_dir);
-    let out = as_owner(&mut control, owner)
+fn check_checksums(scratch: &Scratch, proof: &mut Proof) -> PgResult<()> {
+    let out = scratch
+        .tool("pg_controldata")
+        .arg("-D")
+        .arg(&scratch.data_dir)
         .output()
-        .map_err(PgError::io("cannot run", bin.join("pg_controldata")))?;
+        .map_err(PgError::io(
+            "cannot run",
+            scratch.bin.join("pg_controldata"),
+        ))?;
     let text = String::from_utf8_lossy(&out.stdout);
     let enabled = text
         .lines()
@@ -368,11 +198,13 @@ fn check_checksums(
             .push("data checksums are off in this cluster: pg_checksums not run".into());
         return Ok(());
     }
-    let mut cmd = Command::new(bin.join("pg_checksums"));
-    cmd.arg("--check").arg("-D").arg(data_dir);
-    let out = as_owner(&mut cmd, owner)
+    let out = scratch
+        .tool("pg_checksums")
+        .arg("--check")
+        .arg("-D")
+        .arg(&scratch.data_dir)
         .output()
-        .map_err(PgError::io("cannot run", bin.join("pg_checksums")))?;
+        .map_err(PgError::io("cannot run", scratch.bin.join("pg_checksums")))?;
     if out.status.success() {
         proof
             .checked

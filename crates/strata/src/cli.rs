@@ -195,6 +195,20 @@ pub enum Command {
         /// Restore only entries at or below this path.
         #[arg(long)]
         path: Option<String>,
+        /// PostgreSQL: bring this table back (`SCHEMA.TABLE`, repeatable) from the backup
+        /// into the live database (with --database), under `<table>_restored` or --as,
+        /// without touching the running cluster.
+        #[arg(long = "table", value_name = "SCHEMA.TABLE", conflicts_with_all = ["to", "map", "components", "rename", "path"])]
+        tables: Vec<String>,
+        /// With --table: the database the tables are in.
+        #[arg(long, requires = "tables")]
+        database: Option<String>,
+        /// With one --table: the name it comes back under (in its schema).
+        #[arg(long = "as", value_name = "NAME", requires = "tables")]
+        rename_to: Option<String>,
+        /// With --table: write a SQL dump to this new file instead of loading it.
+        #[arg(long, value_name = "FILE", requires = "tables")]
+        dump: Option<PathBuf>,
         #[command(flatten)]
         recovery: RecoveryArgs,
     },

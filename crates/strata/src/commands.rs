@@ -90,6 +90,20 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
         }
         Command::Restore {
             backup,
+            tables,
+            database,
+            rename_to,
+            dump,
+            node,
+            recovery,
+            ..
+        } if !tables.is_empty() => {
+            ctx.here_only("--table restores on this machine: drop --server")?;
+            ctx.restore_tables(&backup, tables, database, rename_to, dump, node, recovery)
+                .await
+        }
+        Command::Restore {
+            backup,
             to: Some(to),
             node,
             path,
@@ -110,6 +124,7 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             dry_run,
             path,
             recovery,
+            ..
         } => {
             let only = crate::cluster_commands::RestoreOnly {
                 components,

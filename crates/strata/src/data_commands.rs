@@ -157,3 +157,56 @@ impl Context {
         Ok(0)
     }
 }
+
+impl Context {
+    /// `strata restore BACKUP --table SCHEMA.TABLE ...`: tables back from a PostgreSQL
+    /// backup, without touching the running cluster.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn restore_tables(
+        &self,
+        wanted: &str,
+        tables: Vec<String>,
+        database: Option<String>,
+        rename: Option<String>,
+        dump: Option<std::path::PathBuf>,
+        node: Option<String>,
+        recovery: crate::cli::RecoveryArgs,
+    ) -> CommandResult {
+        let database = database.ok_or_else(|| {
+            Failure::new(
+                code::USAGE,
+                "--table needs --database NAME: the database the tables are in",
+            )
+        })?;
+        let target = crate::wal_commands::recovery_plan(recovery)?
+            .map(|plan| plan.target)
+            .unwrap_or(strata_postgres::recovery::Target::Latest);
+        let request = strata_coordinator::table_restore::TableRestore {
+            database,
+            tables,
+            rename,
+            dump,
+            target,
+            node,
+        };
+        let quiet = self.global.quiet || self.global.json;
+        let say = move |line: &str| {
+            if !quiet {
+                println!("{line}");
+            }
+        };
+        let report = self.local.restore_tables(wanted, &request, &say).await?;
+        if self.global.json {
+            print_json(&report);
+        } else {
+            for line in &report.lines {
+                self.say(format!("  {line}"));
+            }
+            self.say(format!(
+                "tables back from backup {} (node {}); the scratch copy is removed",
+                report.backup, report.node
+            ));
+        }
+        Ok(0)
+    }
+}

@@ -1,0 +1,267 @@
+//! One table (or a few) back from a physical backup, without touching the running
+//! cluster: `strata restore BACKUP --table SCHEMA.TABLE --database DB [--target-time T]`.
+//!
+//! The backup's PostgreSQL node is restored into scratch space (its free space checked
+//! first), a [`strata_postgres::scratch::Scratch`] server is started there and recovered
+//! to the target through `strata wal-fetch` (to the end of the archive without one), the
+//! tables are brought back ([`strata_postgres::tables`]) into the live database under the
+//! names asked for, or into a dump file, and the scratch server and files are removed
+//! whatever happens: an error, a panic, or the command's future dropped by a SIGTERM.
+
+use crate::config::Config;
+use crate::{CoordinatorError, CoordinatorResult};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use strata_postgres::recovery::Target;
+use strata_postgres::scratch::{Scratch, StopOnDrop};
+use strata_postgres::tables::{Destination, TableName, TableRequest};
+use strata_repo::summary::BackupSummary;
+use strata_repo::Repository;
+
+/// What to bring back, as the command line or the API says it.
+#[derive(Debug, Clone)]
+pub struct TableRestore {
+    /// The database the tables are in.
+    pub database: String,
+    /// `SCHEMA.TABLE` each.
+    pub tables: Vec<String>,
+    /// The name the (one) table comes back under; default `<table>_restored`.
+    pub rename: Option<String>,
+    /// Write a dump file instead of loading into the live database.
+    pub dump: Option<PathBuf>,
+    /// Where recovery stops (default: the end of the archive).
+    pub target: Target,
+    /// The backup node to take them from (default: the backup's PostgreSQL node).
+    pub node: Option<String>,
+}
+
+/// What a table restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableRestoreReport {
+    pub backup: String,
+    pub node: String,
+    /// A line per phase and per table.
+    pub lines: Vec<String>,
+}
+
+/// Removes the scratch space when dropped, the server in it stopped first.
+struct ScratchSpace {
+    dir: PathBuf,
+    server: Option<Scratch>,
+}
+
+impl Drop for ScratchSpace {
+    fn drop(&mut self) {
+        if let Some(server) = &self.server {
+            let _ = server.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Bytes free for this process in the file system of `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail * stat.f_frsize)
+}
+
+/// Brings the tables of `request` back from `summary` (see the module documentation),
+/// using `scratch_root` (the state directory) for the copy. `say` gets a line per phase.
+pub async fn restore_tables(
+    repo: Arc<Repository>,
+    config: &Config,
+    summary: &BackupSummary,
+    request: &TableRestore,
+    scratch_root: &Path,
+    say: &(dyn Fn(&str) + Sync),
+) -> CoordinatorResult<TableRestoreReport> {
+    let invalid = |m: String| CoordinatorError::Invalid(m);
+    let names: Vec<TableName> = request
+        .tables
+        .iter()
+        .map(|t| TableName::parse(t).map_err(invalid))
+        .collect::<Result<_, _>>()?;
+    if names.is_empty() {
+        return Err(invalid("name a table with --table SCHEMA.TABLE".into()));
+    }
+    if request.rename.is_some() && names.len() > 1 {
+        return Err(invalid(
+            "--as names one table: give one --table with it, or none (each comes back as <table>_restored)".into(),
+        ));
+    }
+    let node = summary
+        .nodes
+        .iter()
+        .filter(|n| request.node.as_ref().is_none_or(|want| &n.name == want))
+        .find(|n| strata_postgres::BaseBackupInfo::from_map(&n.plugin).is_some())
+        .ok_or_else(|| {
+            CoordinatorError::NoNode(format!(
+                "backup {} has no PostgreSQL node{}",
+                summary.name,
+                request
+                    .node
+                    .as_ref()
+                    .map(|n| format!(" {n}"))
+                    .unwrap_or_default()
+            ))
+        })?;
+    let info = strata_postgres::BaseBackupInfo::from_map(&node.plugin).expect("found above");
+    if !info.tablespaces.is_empty() {
+        return Err(invalid(format!(
+            "backup {} has tablespaces: tables cannot be brought back from it yet (restore it with --to and use pg_dump)",
+            summary.name
+        )));
+    }
+    let live = config
+        .nodes
+        .iter()
+        .find(|n| n.name == node.name)
+        .and_then(|n| n.postgres.as_ref())
+        .map(|pg| pg.connect.clone());
+    let destination = match (&request.dump, live) {
+        (Some(path), _) => {
+            if path.exists() {
+                return Err(invalid(format!(
+                    "{} exists: name a new file",
+                    path.display()
+                )));
+            }
+            Destination::Dump(path.clone())
+        }
+        (None, Some(connect)) => Destination::Live(connect),
+        (None, None) => {
+            return Err(invalid(format!(
+                "node {} has no [nodes.postgres] connection here to load into: give --dump FILE",
+                node.name
+            )))
+        }
+    };
+    let tables = names
+        .into_iter()
+        .map(|t| {
+            let new = request
+                .rename
+                .clone()
+                .unwrap_or_else(|| format!("{}_restored", t.name));
+            TableName::parse(&new).map_err(invalid).map(|n| (t, n.name))
+        })
+        .collect::<CoordinatorResult<Vec<_>>>()?;
+
+    // The copy goes under the state directory: its file system must hold it.
+    let dir = scratch_root.join(format!("table-restore-{}", crate::names::new_backup_name()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| invalid(format!("cannot create {}: {e}", dir.display())))?;
+    let mut space = ScratchSpace {
+        dir: dir.clone(),
+        server: None,
+    };
+    let needed = node.bytes + node.bytes / 10;
+    if let Some(free) = free_bytes(&dir) {
+        if free < needed {
+            return Err(invalid(format!(
+                "{} has {} MiB free; the copy of node {} needs about {} MiB: point state_dir elsewhere or free space",
+                dir.display(),
+                free >> 20,
+                node.name,
+                needed >> 20
+            )));
+        }
+    }
+    say(&format!(
+        "restoring node {} of {} into {} ({} MiB)",
+        node.name,
+        summary.name,
+        dir.display(),
+        node.bytes >> 20
+    ));
+    let options = strata_agent::restore::RestoreOptions {
+        set_owner: rustix::process::geteuid().is_root(),
+        sync: false,
+        ..Default::default()
+    };
+    let copy = dir.join("copy");
+    let restored =
+        crate::restore::run_restore(repo, summary, &copy, Some(&node.name), options).await?;
+    if let Some(errors) = restored.iter().find(|r| !r.report.errors.is_empty()) {
+        return Err(CoordinatorError::Damaged(format!(
+            "the copy of node {} did not come back whole: {}",
+            node.name, errors.report.errors[0]
+        )));
+    }
+    let data_dir = if copy.join("PG_VERSION").is_file() {
+        copy.clone()
+    } else {
+        return Err(CoordinatorError::Damaged(format!(
+            "no PG_VERSION in the copy of node {}",
+            node.name
+        )));
+    };
+    let scratch = Scratch::prepare(&data_dir, &dir.join("run"), None)?
+        .map_err(|why| invalid(format!("cannot start the copy: {why}")))?;
+    space.server = Some(scratch.clone());
+    // Recovery through the archive, to the target (or its end), then promoted.
+    let signal = data_dir.join("recovery.signal");
+    std::fs::write(&signal, "").map_err(|e| invalid(format!("{}: {e}", signal.display())))?;
+    if rustix::process::geteuid().is_root() {
+        let _ = std::os::unix::fs::chown(&signal, Some(scratch.owner.0), Some(scratch.owner.1));
+    }
+    let mut settings: Vec<(&str, String)> = vec![
+        (
+            "restore_command",
+            format!(
+                "{} %f %p",
+                crate::plugin::postgres::wal_fetch_command(config)
+            ),
+        ),
+        ("recovery_target_timeline", "current".into()),
+    ];
+    let target_line = match &request.target {
+        Target::Latest => {
+            settings[1].1 = "latest".into();
+            "the end of the archive".to_string()
+        }
+        Target::Immediate => {
+            settings.push(("recovery_target", "immediate".into()));
+            "the backup's consistency point".into()
+        }
+        Target::Time(t) => {
+            settings.push(("recovery_target_time", t.clone()));
+            t.to_string()
+        }
+        Target::Lsn(l) => {
+            settings.push(("recovery_target_lsn", l.clone()));
+            format!("LSN {l}")
+        }
+        Target::Xid(x) => {
+            settings.push(("recovery_target_xid", x.clone()));
+            format!("transaction {x}")
+        }
+    };
+    if request.target != Target::Latest {
+        settings.push(("recovery_target_action", "promote".into()));
+    }
+    let timeout = Duration::from_secs(config.postgres.recovery_timeout_secs.max(60));
+    say(&format!(
+        "starting a scratch PostgreSQL on {} and recovering to {target_line}",
+        scratch.work.display()
+    ));
+    scratch.start(&settings, timeout)?;
+    let stop = StopOnDrop(&scratch);
+    scratch.wait_promoted(timeout)?;
+    say("recovered; bringing the tables back");
+    let table_request = TableRequest {
+        database: request.database.clone(),
+        tables,
+        destination,
+    };
+    let lines = strata_postgres::tables::bring_back(&scratch, &table_request)?;
+    drop(stop);
+    drop(space);
+    Ok(TableRestoreReport {
+        backup: summary.name.clone(),
+        node: node.name.clone(),
+        lines,
+    })
+}

@@ -1,0 +1,262 @@
+//! A temporary PostgreSQL server on a restored copy in scratch space, for restore drills
+//! ([`crate::proof`]) and for bringing tables back ([`crate::tables`]).
+//!
+//! It can never touch the live cluster: every setting that says where it reads and
+//! writes is given on its command line, which wins over any configuration file the
+//! backup holds (`data_directory`, `config_file`, `hba_file`, `ident_file`, its own port
+//! and Unix socket in the scratch space, no TCP listener, no archiving, no replication,
+//! no external pid file), authentication is a scratch `pg_hba.conf` that admits local
+//! socket connections only, and it runs as the data directory's owner (PostgreSQL
+//! refuses root).
+
+use crate::{PgError, PgResult};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A scratch server's directories and identity (started by [`Scratch::start`]).
+#[derive(Debug, Clone)]
+pub struct Scratch {
+    /// The PostgreSQL binaries of the copy's major version.
+    pub bin: PathBuf,
+    /// The restored data directory.
+    pub data_dir: PathBuf,
+    /// The scratch space: socket, log, authentication files.
+    pub work: PathBuf,
+    /// The number in the socket's name.
+    pub port: u16,
+    /// The data directory's owner (uid, gid): the server and the tools run as it.
+    pub owner: (u32, u32),
+    /// The owner's name: the bootstrap superuser when `initdb` ran as it.
+    pub user: String,
+    /// The server's log.
+    pub log: PathBuf,
+}
+
+/// The name of user `uid` (`/etc/passwd`).
+fn user_name(uid: u32) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id: u32 = fields.nth(1)?.parse().ok()?;
+        (id == uid).then(|| name.to_string())
+    })
+}
+
+/// A free loopback TCP port number, for the socket's name (the server listens on its
+/// Unix socket only).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(54329)
+}
+
+impl Scratch {
+    /// Prepares `data_dir` (a restored copy, the server not running) to be started with
+    /// `work` as its scratch space. `Ok(Err(why))` when this host cannot start it (no
+    /// binaries of its version).
+    pub fn prepare(
+        data_dir: &Path,
+        work: &Path,
+        bin: Option<&Path>,
+    ) -> PgResult<Result<Scratch, String>> {
+        let io = |what: &str, path: &Path| PgError::io(what.to_string(), path.to_path_buf());
+        let version = std::fs::read_to_string(data_dir.join("PG_VERSION"))
+            .map_err(io("cannot read", &data_dir.join("PG_VERSION")))?
+            .trim()
+            .to_string();
+        let bin = bin
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(format!("/usr/lib/postgresql/{version}/bin")));
+        if !bin.join("pg_ctl").exists() {
+            return Ok(Err(format!(
+                "no PostgreSQL {version} binaries at {} on this host",
+                bin.display()
+            )));
+        }
+        let meta = std::fs::metadata(data_dir).map_err(io("cannot read", data_dir))?;
+        let owner = (meta.uid(), meta.gid());
+        let root = rustix::process::geteuid().is_root();
+        std::fs::create_dir_all(work).map_err(io("cannot create", work))?;
+        let hba = work.join("pg_hba.conf");
+        std::fs::write(&hba, "local all all trust\n").map_err(io("cannot write", &hba))?;
+        let ident = work.join("pg_ident.conf");
+        std::fs::write(&ident, "").map_err(io("cannot write", &ident))?;
+        let conf = data_dir.join("postgresql.conf");
+        if !conf.exists() {
+            // Debian keeps it in /etc: an empty one here; what matters is on the command
+            // line.
+            std::fs::write(&conf, "").map_err(io("cannot write", &conf))?;
+        }
+        for path in [work, &hba, &ident, &conf] {
+            if root {
+                std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1))
+                    .map_err(io("cannot set the owner of", path))?;
+            }
+        }
+        for stale in [
+            "postmaster.pid",
+            "postmaster.opts",
+            "recovery.signal",
+            "standby.signal",
+        ] {
+            let _ = std::fs::remove_file(data_dir.join(stale));
+        }
+        Ok(Ok(Scratch {
+            bin,
+            data_dir: data_dir.to_path_buf(),
+            work: work.to_path_buf(),
+            port: free_port(),
+            user: user_name(owner.0).unwrap_or_else(|| "postgres".into()),
+            owner,
+            log: work.join("server.log"),
+        }))
+    }
+
+    /// `tool` of the binaries, run as the owner.
+    pub fn tool(&self, tool: &str) -> Command {
+        let mut cmd = Command::new(self.bin.join(tool));
+        if rustix::process::geteuid().is_root() {
+            cmd.uid(self.owner.0).gid(self.owner.1);
+        }
+        cmd.env("HOME", &self.work);
+        cmd
+    }
+
+    /// `tool` connected to the running scratch server as the superuser (`-h -p -U`).
+    pub fn client(&self, tool: &str) -> Command {
+        let mut cmd = self.tool(tool);
+        cmd.arg("-h")
+            .arg(&self.work)
+            .args(["-p", &self.port.to_string(), "-U", &self.user]);
+        cmd
+    }
+
+    /// Starts the server with `settings` added to the fixed ones (a restore command and
+    /// recovery target, say), waiting up to `timeout` until it accepts connections.
+    pub fn start(&self, settings: &[(&str, String)], timeout: Duration) -> PgResult<()> {
+        let path = |p: &Path| p.display().to_string();
+        let mut options: Vec<(&str, String)> = vec![
+            ("data_directory", path(&self.data_dir)),
+            ("config_file", path(&self.data_dir.join("postgresql.conf"))),
+            ("hba_file", path(&self.work.join("pg_hba.conf"))),
+            ("ident_file", path(&self.work.join("pg_ident.conf"))),
+            ("port", self.port.to_string()),
+            ("listen_addresses", String::new()),
+            ("unix_socket_directories", path(&self.work)),
+            ("archive_mode", "off".into()),
+            ("restore_command", String::new()),
+            ("primary_conninfo", String::new()),
+            ("recovery_target", String::new()),
+            ("logging_collector", "off".into()),
+            ("external_pid_file", String::new()),
+        ];
+        for (key, value) in settings {
+            options.retain(|(k, _)| k != key);
+            options.push((key, value.clone()));
+        }
+        // `pg_ctl -o` hands these to a shell: each `key=value` one single-quoted word.
+        let line: Vec<String> = options
+            .iter()
+            .map(|(k, v)| format!("-c '{}'", format!("{k}={v}").replace('\'', "'\\''")))
+            .collect();
+        let secs = timeout.as_secs().max(1).to_string();
+        self.pg_ctl(&["start", "-w", "-t", &secs, "-o", &line.join(" ")])
+            .map_err(|why| {
+                PgError::Refused(format!(
+                    "the scratch server did not start: {why}: {}",
+                    self.log_tail(10)
+                ))
+            })
+    }
+
+    /// Waits until the server is out of recovery (promoted), within `timeout`.
+    pub fn wait_promoted(&self, timeout: Duration) -> PgResult<()> {
+        let started = Instant::now();
+        loop {
+            let out = self
+                .client("psql")
+                .args(["-d", "postgres", "-Atc", "SELECT pg_is_in_recovery()"])
+                .output();
+            if let Ok(out) = out {
+                if String::from_utf8_lossy(&out.stdout).trim() == "f" {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > timeout {
+                return Err(PgError::Refused(format!(
+                    "the scratch server did not end recovery within {} s: {}",
+                    timeout.as_secs(),
+                    self.log_tail(10)
+                )));
+            }
+            if !self.running() {
+                return Err(PgError::Refused(format!(
+                    "the scratch server stopped during recovery: {}",
+                    self.log_tail(10)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether the server runs.
+    pub fn running(&self) -> bool {
+        self.tool("pg_ctl")
+            .arg("status")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// Stops the server (fast), if it runs.
+    pub fn stop(&self) -> PgResult<()> {
+        if !self.running() {
+            return Ok(());
+        }
+        self.pg_ctl(&["stop", "-m", "fast", "-w", "-t", "60"])
+            .map_err(|why| PgError::Refused(format!("the scratch server did not stop: {why}")))
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+        let out = self
+            .tool("pg_ctl")
+            .args(args)
+            .arg("-D")
+            .arg(&self.data_dir)
+            .arg("-l")
+            .arg(&self.log)
+            .output()
+            .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(format!(
+                "pg_ctl {} exited with {}: {}",
+                args[0],
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        }
+    }
+
+    /// The last lines of the server's log, for an error line.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join(" | ")
+    }
+}
+
+/// Stops a scratch server when dropped (an error or a panic on the way).
+pub struct StopOnDrop<'a>(pub &'a Scratch);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.stop();
+    }
+}
