@@ -338,8 +338,7 @@ impl InProcess {
             action: strata_postgres::recovery::TargetAction::Promote,
             start: true,
         };
-        let summary =
-            strata_coordinator::resolve_backup_for(&repo, wanted, Some(&plan)).await?;
+        let summary = strata_coordinator::resolve_backup_for(&repo, wanted, Some(&plan)).await?;
         repo.reload_index().await?;
         strata_coordinator::table_restore::restore_tables(
             repo,

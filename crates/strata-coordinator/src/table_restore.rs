@@ -25,9 +25,10 @@ use strata_repo::Repository;
 pub struct TableRestore {
     /// The database the tables are in.
     pub database: String,
-    /// `SCHEMA.TABLE` each.
+    /// `SCHEMA.TABLE` each; none: the whole database comes back.
     pub tables: Vec<String>,
-    /// The name the (one) table comes back under; default `<table>_restored`.
+    /// The name the (one) table or the database comes back under; default
+    /// `<name>_restored`.
     pub rename: Option<String>,
     /// Write a dump file instead of loading into the live database.
     pub dump: Option<PathBuf>,
@@ -83,9 +84,6 @@ pub async fn restore_tables(
         .iter()
         .map(|t| TableName::parse(t).map_err(invalid))
         .collect::<Result<_, _>>()?;
-    if names.is_empty() {
-        return Err(invalid("name a table with --table SCHEMA.TABLE".into()));
-    }
     if request.rename.is_some() && names.len() > 1 {
         return Err(invalid(
             "--as names one table: give one --table with it, or none (each comes back as <table>_restored)".into(),
@@ -138,6 +136,22 @@ pub async fn restore_tables(
             )))
         }
     };
+    let whole_database = names.is_empty();
+    let new_database = request
+        .rename
+        .clone()
+        .unwrap_or_else(|| format!("{}_restored", request.database));
+    if whole_database
+        && (new_database.is_empty()
+            || new_database.len() > 63
+            || !new_database
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    {
+        return Err(invalid(format!(
+            "{new_database:?}: a database name of letters, digits and '_' (at most 63)"
+        )));
+    }
     let tables = names
         .into_iter()
         .map(|t| {
@@ -250,13 +264,23 @@ pub async fn restore_tables(
     scratch.start(&settings, timeout)?;
     let stop = StopOnDrop(&scratch);
     scratch.wait_promoted(timeout)?;
-    say("recovered; bringing the tables back");
-    let table_request = TableRequest {
-        database: request.database.clone(),
-        tables,
-        destination,
+    let lines = if whole_database {
+        say("recovered; bringing the database back");
+        strata_postgres::tables::bring_back_database(
+            &scratch,
+            &request.database,
+            &new_database,
+            &destination,
+        )?
+    } else {
+        say("recovered; bringing the tables back");
+        let table_request = TableRequest {
+            database: request.database.clone(),
+            tables,
+            destination,
+        };
+        strata_postgres::tables::bring_back(&scratch, &table_request)?
     };
-    let lines = strata_postgres::tables::bring_back(&scratch, &table_request)?;
     drop(stop);
     drop(space);
     Ok(TableRestoreReport {

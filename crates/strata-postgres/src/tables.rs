@@ -7,7 +7,6 @@
 
 use crate::scratch::Scratch;
 use crate::{PgError, PgResult};
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 use strata_pgclient::ConnectSettings;
@@ -271,48 +270,54 @@ pub fn bring_back(scratch: &Scratch, request: &TableRequest) -> PgResult<Vec<Str
         dump_args.push(format!("\"{}\".\"{new}\"", table.schema));
         lines.push(format!("{table}: {rows} rows, as {}.{new}", table.schema));
     }
-    let dump = scratch
-        .client("pg_dump")
-        .args(&dump_args)
-        .output()
-        .map_err(PgError::io("cannot run", scratch.bin.join("pg_dump")))?;
-    if !dump.status.success() {
+    // Into a file (a table may be larger than memory), whole before it is used.
+    let file = match &request.destination {
+        Destination::Dump(path) => path.clone(),
+        Destination::Live(_) => scratch.work.join("tables.sql"),
+    };
+    let out = {
+        use std::os::unix::fs::OpenOptionsExt;
+        let target = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+            .map_err(PgError::io("cannot create", file.clone()))?;
+        scratch
+            .client("pg_dump")
+            .args(&dump_args)
+            .stdout(target)
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(PgError::io("cannot run", scratch.bin.join("pg_dump")))?
+    };
+    if !out.status.success() {
+        let _ = std::fs::remove_file(&file);
         return Err(PgError::Refused(format!(
             "pg_dump of the restored tables failed: {}",
-            String::from_utf8_lossy(&dump.stderr).trim()
+            String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
     match &request.destination {
         Destination::Dump(path) => {
-            use std::os::unix::fs::OpenOptionsExt;
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(PgError::io("cannot create", path.clone()))?;
-            file.write_all(&dump.stdout)
-                .and_then(|()| file.sync_all())
+            std::fs::File::open(path)
+                .and_then(|f| f.sync_all())
                 .map_err(PgError::io("cannot write", path.clone()))?;
             lines.push(format!("written to {}", path.display()));
         }
         Destination::Live(live) => {
+            let dump =
+                std::fs::File::open(&file).map_err(PgError::io("cannot read", file.clone()))?;
             let mut cmd = std::process::Command::new(scratch.bin.join("psql"));
             live_env(&mut cmd, live, &request.database);
-            let mut child = cmd
+            let out = cmd
                 .args(["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1"])
-                .stdin(Stdio::piped())
+                .stdin(Stdio::from(dump))
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
-                .spawn()
+                .output()
                 .map_err(PgError::io("cannot run", scratch.bin.join("psql")))?;
-            let mut stdin = child.stdin.take().expect("piped");
-            let written = stdin.write_all(&dump.stdout);
-            drop(stdin);
-            let out = child
-                .wait_with_output()
-                .map_err(PgError::io("cannot run", scratch.bin.join("psql")))?;
-            if !out.status.success() || written.is_err() {
+            if !out.status.success() {
                 return Err(PgError::Refused(format!(
                     "loading into the live database {} failed, nothing was loaded: {}",
                     request.database,
@@ -323,6 +328,181 @@ pub fn bring_back(scratch: &Scratch, request: &TableRequest) -> PgResult<Vec<Str
                 "loaded into the live database {} in one transaction",
                 request.database
             ));
+        }
+    }
+    Ok(lines)
+}
+
+/// Runs `sql` on the live server's `database`; its output.
+fn live_sql(
+    scratch: &Scratch,
+    live: &ConnectSettings,
+    database: &str,
+    sql: &str,
+) -> PgResult<String> {
+    let mut cmd = std::process::Command::new(scratch.bin.join("psql"));
+    live_env(&mut cmd, live, database);
+    let out = cmd
+        .args(["-X", "-Atq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .map_err(PgError::io("cannot run", scratch.bin.join("psql")))?;
+    if !out.status.success() {
+        return Err(PgError::Refused(format!(
+            "on the live server ({database}): {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Brings database `database` back whole from the running, promoted scratch server, as
+/// database `new` on the live server (created; dropped again if the load fails) or as a
+/// dump file that creates it. Returns a line per step.
+pub fn bring_back_database(
+    scratch: &Scratch,
+    database: &str,
+    new: &str,
+    destination: &Destination,
+) -> PgResult<Vec<String>> {
+    let exists = scratch_sql(
+        scratch,
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_database WHERE datname = {}",
+            literal(database)
+        ),
+    )?;
+    if exists != "1" {
+        return Err(PgError::Refused(format!(
+            "database {database} is not in the backup at that point"
+        )));
+    }
+    // DROP DATABASE marks the database invalid and removes its files before its commit,
+    // and a time target stops at a commit: with no other commit between the target and
+    // the drop, recovery stops after those steps.
+    let limit = scratch_sql(
+        scratch,
+        "postgres",
+        &format!(
+            "SELECT datconnlimit FROM pg_database WHERE datname = {}",
+            literal(database)
+        ),
+    )?;
+    if limit == "-2" {
+        return Err(PgError::Refused(format!(
+            "database {database} was being dropped at that point (recovery stops at the first commit after the target, and the drop came before it): give --target-lsn before the DROP DATABASE, or an earlier --target-time"
+        )));
+    }
+    if new != database {
+        scratch_sql(
+            scratch,
+            "postgres",
+            &format!("ALTER DATABASE \"{database}\" RENAME TO \"{new}\""),
+        )?;
+    }
+    let size = scratch_sql(
+        scratch,
+        "postgres",
+        &format!("SELECT pg_size_pretty(pg_database_size({}))", literal(new)),
+    )?;
+    let mut lines = vec![format!("database {database} ({size}), as {new}")];
+    match destination {
+        Destination::Dump(path) => {
+            use std::os::unix::fs::OpenOptionsExt;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(PgError::io("cannot create", path.clone()))?;
+            let out = scratch
+                .client("pg_dump")
+                .args(["-d", new, "--create"])
+                .stdout(file)
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(PgError::io("cannot run", scratch.bin.join("pg_dump")))?;
+            if !out.status.success() {
+                let _ = std::fs::remove_file(path);
+                return Err(PgError::Refused(format!(
+                    "pg_dump of database {new} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            lines.push(format!(
+                "written to {} (it creates the database)",
+                path.display()
+            ));
+        }
+        Destination::Live(live) => {
+            let taken = live_sql(
+                scratch,
+                live,
+                "postgres",
+                &format!(
+                    "SELECT count(*) FROM pg_database WHERE datname = {}",
+                    literal(new)
+                ),
+            )?;
+            if taken != "0" {
+                return Err(PgError::Refused(format!(
+                    "the live server already has a database {new}: choose another name with --as"
+                )));
+            }
+            live_sql(
+                scratch,
+                live,
+                "postgres",
+                &format!("CREATE DATABASE \"{new}\" TEMPLATE template0"),
+            )?;
+            // Whole before anything is loaded: a dump cut short must not be committed.
+            let file = scratch.work.join("database.sql");
+            let out = scratch
+                .client("pg_dump")
+                .args(["-d", new])
+                .stdout(
+                    std::fs::File::create(&file)
+                        .map_err(PgError::io("cannot create", file.clone()))?,
+                )
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(PgError::io("cannot run", scratch.bin.join("pg_dump")))?;
+            if !out.status.success() {
+                let _ = live_sql(
+                    scratch,
+                    live,
+                    "postgres",
+                    &format!("DROP DATABASE IF EXISTS \"{new}\""),
+                );
+                return Err(PgError::Refused(format!(
+                    "pg_dump of database {new} failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+            let dump =
+                std::fs::File::open(&file).map_err(PgError::io("cannot read", file.clone()))?;
+            let mut cmd = std::process::Command::new(scratch.bin.join("psql"));
+            live_env(&mut cmd, live, new);
+            let load = cmd
+                .args(["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1"])
+                .stdin(Stdio::from(dump))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .output()
+                .map_err(PgError::io("cannot run", scratch.bin.join("psql")))?;
+            if !load.status.success() {
+                let _ = live_sql(
+                    scratch,
+                    live,
+                    "postgres",
+                    &format!("DROP DATABASE IF EXISTS \"{new}\""),
+                );
+                return Err(PgError::Refused(format!(
+                    "loading database {new} into the live server failed, and it was dropped again: {}",
+                    String::from_utf8_lossy(&load.stderr).trim()
+                )));
+            }
+            lines.push(format!("created and loaded on the live server as {new}"));
         }
     }
     Ok(lines)

@@ -200,14 +200,15 @@ pub enum Command {
         /// without touching the running cluster.
         #[arg(long = "table", value_name = "SCHEMA.TABLE", conflicts_with_all = ["to", "map", "components", "rename", "path"])]
         tables: Vec<String>,
-        /// With --table: the database the tables are in.
-        #[arg(long, requires = "tables")]
+        /// PostgreSQL: the database the tables are in; without --table, this whole
+        /// database comes back (as `<database>_restored`, or --as).
+        #[arg(long, conflicts_with_all = ["to", "map", "components", "rename", "path"])]
         database: Option<String>,
-        /// With one --table: the name it comes back under (in its schema).
-        #[arg(long = "as", value_name = "NAME", requires = "tables")]
+        /// With one --table (or a whole --database): the name it comes back under.
+        #[arg(long = "as", value_name = "NAME", requires = "database")]
         rename_to: Option<String>,
-        /// With --table: write a SQL dump to this new file instead of loading it.
-        #[arg(long, value_name = "FILE", requires = "tables")]
+        /// With --database: write a SQL dump to this new file instead of loading it.
+        #[arg(long, value_name = "FILE", requires = "database")]
         dump: Option<PathBuf>,
         #[command(flatten)]
         recovery: RecoveryArgs,

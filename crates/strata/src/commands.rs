@@ -97,8 +97,8 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             node,
             recovery,
             ..
-        } if !tables.is_empty() => {
-            ctx.here_only("--table restores on this machine: drop --server")?;
+        } if !tables.is_empty() || database.is_some() => {
+            ctx.here_only("--table and --database restore on this machine: drop --server")?;
             ctx.restore_tables(&backup, tables, database, rename_to, dump, node, recovery)
                 .await
         }

@@ -203,7 +203,7 @@ impl Context {
                 self.say(format!("  {line}"));
             }
             self.say(format!(
-                "tables back from backup {} (node {}); the scratch copy is removed",
+                "back from backup {} (node {}); the scratch copy is removed",
                 report.backup, report.node
             ));
         }

@@ -994,3 +994,91 @@ fn a_dropped_table_comes_back_from_a_point_in_time_under_another_name() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// A database dropped by mistake comes back whole under another name, into the running
+/// cluster, or as a dump file that creates it.
+#[test]
+fn a_dropped_database_comes_back_under_another_name() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (primary, config) = site.archiving_primary();
+    primary.start();
+    primary.psql("postgres", "CREATE DATABASE shop");
+    primary.psql(
+        "shop",
+        "CREATE TABLE items (id int PRIMARY KEY, name text); \
+         CREATE VIEW cheap AS SELECT * FROM items WHERE id < 10; \
+         INSERT INTO items SELECT g, 'n' || g FROM generate_series(1, 300) g",
+    );
+    let before = primary.table_checksums("shop");
+    site.ok(&config, &["backup"]);
+    std::thread::sleep(Duration::from_millis(1200));
+    let target = primary.psql("postgres", "SELECT clock_timestamp()::text");
+    std::thread::sleep(Duration::from_millis(1200));
+    // Some other commit after the target (a time target stops at the first one; DROP
+    // DATABASE removes the files before its own commit).
+    primary.psql("postgres", "CREATE TABLE unrelated (x int)");
+    primary.psql("postgres", "DROP DATABASE shop");
+    wait_archived(&primary);
+
+    // To the end of the archive it is gone, and the restore says so.
+    let gone = site.strata(&config, &["restore", "latest", "--database", "shop"]);
+    assert!(!gone.status.success());
+    assert!(String::from_utf8_lossy(&gone.stderr)
+        .contains("database shop is not in the backup at that point"));
+    let out = site.ok(
+        &config,
+        &[
+            "restore",
+            "latest",
+            "--database",
+            "shop",
+            "--target-time",
+            &target,
+        ],
+    );
+    assert!(out.contains("as shop_restored"), "{out}");
+    assert_eq!(primary.table_checksums("shop_restored"), before);
+    assert_eq!(
+        primary.psql("shop_restored", "SELECT count(*) FROM cheap"),
+        "9"
+    );
+    // The same name again is refused; a dump file creates the database where it is run.
+    let again = site.strata(
+        &config,
+        &[
+            "restore",
+            "latest",
+            "--database",
+            "shop",
+            "--target-time",
+            &target,
+        ],
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already has a database shop_restored"));
+    let dump = site.path("shop.sql");
+    site.ok(
+        &config,
+        &[
+            "restore",
+            "latest",
+            "--database",
+            "shop",
+            "--as",
+            "shop_copy",
+            "--target-time",
+            &target,
+            "--dump",
+            dump.to_str().unwrap(),
+        ],
+    );
+    let text = std::fs::read_to_string(&dump).unwrap();
+    assert!(
+        text.contains("CREATE DATABASE shop_copy"),
+        "{}",
+        &text[..text.len().min(2000)]
+    );
+}
