@@ -35,6 +35,8 @@ need pgqd || missing+=(pgqd)
 [ -f /usr/share/postgresql/15/extension/pg_partman.control ] || missing+=(postgresql-15-partman)
 # etcd 3.4 (Debian's etcd-server) for the etcd plugin's tests: real three-member clusters.
 need etcd || missing+=(etcd-server)
+# Patroni 3 (Debian) for the test of strata as its replica and bootstrap methods.
+need patroni || missing+=(patroni)
 # Headless Chromium for the dashboard's end-to-end test.
 need chromium || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -322,6 +322,39 @@ impl InProcess {
 }
 
 impl InProcess {
+    /// The PostgreSQL node of backup `wanted` of the default storage laid down in `to`
+    /// (files only, no recovery settings: for Patroni's replica and bootstrap methods).
+    /// `latest` with a target time in `plan` is the newest complete backup that had ended
+    /// by then.
+    pub async fn restore_postgres_into(
+        &self,
+        wanted: &str,
+        plan: Option<&strata_postgres::recovery::RecoveryPlan>,
+        to: &Path,
+        mut options: RestoreOptions,
+    ) -> CoordinatorResult<(BackupSummary, Vec<DirRestore>)> {
+        let (storage, repo) = self.opened().await?.clone();
+        let summary = strata_coordinator::resolve_backup_for(&repo, wanted, plan).await?;
+        let node = summary
+            .nodes
+            .iter()
+            .find(|n| strata_postgres::BaseBackupInfo::from_map(&n.plugin).is_some())
+            .ok_or_else(|| {
+                CoordinatorError::NoNode(format!("backup {} has no PostgreSQL node", summary.name))
+            })?
+            .name
+            .clone();
+        repo.reload_index().await?;
+        if self.config.restore.workers > 0 {
+            options.workers = self.config.restore.workers;
+        }
+        let restored = self
+            .actions(&repo, &storage.name)?
+            .restore_into(&local_actor(), &summary, to, Some(&node), options)
+            .await?;
+        Ok((summary, restored))
+    }
+
     /// `strata restore BACKUP --table ...`: tables back from a PostgreSQL backup of the
     /// default storage, without touching the running cluster (see
     /// [`strata_coordinator::table_restore`]); `say` gets a line per phase. `latest` with

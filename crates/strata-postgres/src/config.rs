@@ -69,11 +69,21 @@ impl Default for PostgresConfig {
 }
 
 impl PostgresConfig {
+    /// The role `backup_from` names, as a server reports it: `primary` or `standby`
+    /// (Patroni's `leader` and `replica` are the same roles).
+    pub fn backup_role(&self) -> &str {
+        match self.backup_from.as_str() {
+            "leader" => "primary",
+            "replica" => "standby",
+            other => other,
+        }
+    }
+
     /// Checks what TOML types cannot; the message names the key (`postgres.KEY`).
     pub fn validate(&self) -> Result<(), String> {
-        if !["primary", "standby"].contains(&self.backup_from.as_str()) {
+        if !["primary", "standby", "leader", "replica"].contains(&self.backup_from.as_str()) {
             return Err(format!(
-                "postgres.backup_from {:?} must be \"primary\" or \"standby\"",
+                "postgres.backup_from {:?} must be \"primary\" or \"standby\" (Patroni's \"leader\" or \"replica\")",
                 self.backup_from
             ));
         }
@@ -102,7 +112,7 @@ mod tests {
     #[test]
     fn an_unknown_backup_source_is_refused_with_the_key() {
         let config = PostgresConfig {
-            backup_from: "replica".into(),
+            backup_from: "follower".into(),
             ..PostgresConfig::default()
         };
         assert!(config

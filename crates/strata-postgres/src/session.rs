@@ -219,10 +219,18 @@ impl BackupSession {
             .await
             .map_err(PgError::query("reading primary_conninfo"))?
             .get(0);
-        let config: tokio_postgres_config::Config =
-            connectable(&conninfo).parse().map_err(|e| {
-                PgError::Refused(format!("cannot read the standby's primary_conninfo: {e}"))
-            })?;
+        let mut conninfo = connectable(&conninfo);
+        if !conninfo
+            .split_whitespace()
+            .any(|kv| kv.starts_with("dbname="))
+        {
+            // A replication conninfo names no database (Patroni's does not): the switch
+            // is an ordinary query, on `postgres`.
+            conninfo.push_str(" dbname=postgres");
+        }
+        let config: tokio_postgres_config::Config = conninfo.parse().map_err(|e| {
+            PgError::Refused(format!("cannot read the standby's primary_conninfo: {e}"))
+        })?;
         let (primary, connection) =
             config
                 .connect(tokio_postgres_config::NoTls)

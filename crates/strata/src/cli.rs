@@ -230,6 +230,26 @@ pub enum Command {
         /// Where to write it (`%p`).
         dest: PathBuf,
     },
+    /// Patroni's replica creation method: lays the latest complete PostgreSQL backup down
+    /// in `--datadir` (empty) for Patroni to start as a replica. Patroni calls it with
+    /// `--scope --role --datadir --connstring` and the method's settings as
+    /// `--key=value`; only `--datadir` is used. See docs/postgres.md, "Patroni".
+    #[command(name = "patroni-replica")]
+    PatroniReplica {
+        /// Patroni's arguments, as it passes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Patroni's custom bootstrap method: lays a backup down in `--datadir` for a new
+    /// cluster, the newest complete one before `--target-time` (or `--target_time`, as
+    /// Patroni passes the method's settings) when given, else the latest; Patroni's
+    /// `recovery_conf` then recovers it.
+    #[command(name = "patroni-bootstrap")]
+    PatroniBootstrap {
+        /// Patroni's arguments, as it passes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// The WAL archive: archived ranges and gaps per timeline, and a read-back check.
     Wal {
         #[command(subcommand)]

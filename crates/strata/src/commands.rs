@@ -136,6 +136,14 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
         }
         Command::WalPush { path } => ctx.wal_push(&path).await,
         Command::WalFetch { name, dest } => ctx.wal_fetch(&name, &dest).await,
+        Command::PatroniReplica { args } => {
+            ctx.here_only("Patroni runs this on the new member's host: drop --server")?;
+            ctx.patroni_lay_down(&args, false).await
+        }
+        Command::PatroniBootstrap { args } => {
+            ctx.here_only("Patroni runs this on the new member's host: drop --server")?;
+            ctx.patroni_lay_down(&args, true).await
+        }
         Command::Wal { command } => ctx.wal(command).await,
         Command::Delete { backups } => ctx.delete(&backups).await,
         Command::Verify {

@@ -34,6 +34,7 @@ mod lifecycle_commands;
 mod londiste_commands;
 mod manual;
 mod output;
+mod patroni_commands;
 mod pgq_commands;
 mod probe_command;
 mod progress;

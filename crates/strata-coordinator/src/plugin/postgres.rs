@@ -120,7 +120,7 @@ impl Plugin for Postgres {
         &self,
         nodes: &[Arc<dyn NodeApi>],
     ) -> CoordinatorResult<Option<Vec<usize>>> {
-        let role = &self.settings.backup_from;
+        let role = &self.settings.backup_role().to_string();
         let answers = crate::node_calls::on_nodes(&(0..nodes.len()).collect::<Vec<_>>(), |i| {
             let node = nodes[i].clone();
             async move { crate::node_calls::quick_call(node.metadata()).await }
