@@ -231,17 +231,18 @@ pub enum Command {
         dest: PathBuf,
     },
     /// Patroni's replica creation method: lays the latest complete PostgreSQL backup down
-    /// in `--datadir` (empty) for Patroni to start as a replica. Patroni calls it with
-    /// `--scope --role --datadir --connstring` and the method's settings as
-    /// `--key=value`; only `--datadir` is used. See docs/postgres.md, "Patroni".
+    /// in `--datadir` (empty) for Patroni to start as a replica. Patroni calls `strata
+    /// patroni-replica` with `--scope --role --datadir --connstring` and the method's
+    /// settings as `--key=value`; only `--datadir` is used. See docs/postgres.md,
+    /// "Patroni".
     #[command(name = "patroni-replica")]
     PatroniReplica {
         /// Patroni's arguments, as it passes them.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Patroni's custom bootstrap method: lays a backup down in `--datadir` for a new
-    /// cluster, the newest complete one before `--target-time` (or `--target_time`, as
+    /// Patroni's custom bootstrap method (`strata patroni-bootstrap`): lays a backup down
+    /// in `--datadir` for a new cluster, the newest complete one before `--target-time` (or `--target_time`, as
     /// Patroni passes the method's settings) when given, else the latest; Patroni's
     /// `recovery_conf` then recovers it.
     #[command(name = "patroni-bootstrap")]
