@@ -251,6 +251,59 @@ fn check_live_free(
     Ok(())
 }
 
+/// `pg_dump ARGS` on the scratch server into `file` (created new, 0600): whole before it
+/// is used, so a dump cut short is never loaded; the file is removed when it fails.
+fn dump_into(scratch: &Scratch, args: &[String], file: &std::path::Path) -> PgResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let target = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(PgError::io("cannot create", file.to_path_buf()))?;
+    let out = scratch
+        .client("pg_dump")
+        .args(args)
+        .stdout(target)
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(PgError::io("cannot run", scratch.bin.join("pg_dump")))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(file);
+        return Err(PgError::Refused(format!(
+            "pg_dump on the restored copy failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    std::fs::File::open(file)
+        .and_then(|f| f.sync_all())
+        .map_err(PgError::io("cannot write", file.to_path_buf()))
+}
+
+/// Loads the dump `file` into the live `database` in one transaction, stopping at the
+/// first error (so nothing of it stays); why it failed otherwise.
+fn load_into_live(
+    scratch: &Scratch,
+    live: &ConnectSettings,
+    database: &str,
+    file: &std::path::Path,
+) -> Result<(), String> {
+    let dump = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut cmd = std::process::Command::new(scratch.bin.join("psql"));
+    live_env(&mut cmd, live, database);
+    let out = cmd
+        .args(["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1"])
+        .stdin(Stdio::from(dump))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("cannot run psql: {e}"))?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+    }
+}
+
 /// Brings the tables of `request` back from the running, promoted scratch server;
 /// returns a line per table.
 pub fn bring_back(scratch: &Scratch, request: &TableRequest) -> PgResult<Vec<String>> {
@@ -275,55 +328,16 @@ pub fn bring_back(scratch: &Scratch, request: &TableRequest) -> PgResult<Vec<Str
         Destination::Dump(path) => path.clone(),
         Destination::Live(_) => scratch.work.join("tables.sql"),
     };
-    let out = {
-        use std::os::unix::fs::OpenOptionsExt;
-        let target = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&file)
-            .map_err(PgError::io("cannot create", file.clone()))?;
-        scratch
-            .client("pg_dump")
-            .args(&dump_args)
-            .stdout(target)
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(PgError::io("cannot run", scratch.bin.join("pg_dump")))?
-    };
-    if !out.status.success() {
-        let _ = std::fs::remove_file(&file);
-        return Err(PgError::Refused(format!(
-            "pg_dump of the restored tables failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
+    dump_into(scratch, &dump_args, &file)?;
     match &request.destination {
-        Destination::Dump(path) => {
-            std::fs::File::open(path)
-                .and_then(|f| f.sync_all())
-                .map_err(PgError::io("cannot write", path.clone()))?;
-            lines.push(format!("written to {}", path.display()));
-        }
+        Destination::Dump(path) => lines.push(format!("written to {}", path.display())),
         Destination::Live(live) => {
-            let dump =
-                std::fs::File::open(&file).map_err(PgError::io("cannot read", file.clone()))?;
-            let mut cmd = std::process::Command::new(scratch.bin.join("psql"));
-            live_env(&mut cmd, live, &request.database);
-            let out = cmd
-                .args(["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1"])
-                .stdin(Stdio::from(dump))
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .output()
-                .map_err(PgError::io("cannot run", scratch.bin.join("psql")))?;
-            if !out.status.success() {
-                return Err(PgError::Refused(format!(
-                    "loading into the live database {} failed, nothing was loaded: {}",
-                    request.database,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
+            load_into_live(scratch, live, &request.database, &file).map_err(|why| {
+                PgError::Refused(format!(
+                    "loading into the live database {} failed, nothing was loaded: {why}",
+                    request.database
+                ))
+            })?;
             lines.push(format!(
                 "loaded into the live database {} in one transaction",
                 request.database
@@ -408,27 +422,7 @@ pub fn bring_back_database(
     let mut lines = vec![format!("database {database} ({size}), as {new}")];
     match destination {
         Destination::Dump(path) => {
-            use std::os::unix::fs::OpenOptionsExt;
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(PgError::io("cannot create", path.clone()))?;
-            let out = scratch
-                .client("pg_dump")
-                .args(["-d", new, "--create"])
-                .stdout(file)
-                .stderr(Stdio::piped())
-                .output()
-                .map_err(PgError::io("cannot run", scratch.bin.join("pg_dump")))?;
-            if !out.status.success() {
-                let _ = std::fs::remove_file(path);
-                return Err(PgError::Refused(format!(
-                    "pg_dump of database {new} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
+            dump_into(scratch, &["-d".into(), new.into(), "--create".into()], path)?;
             lines.push(format!(
                 "written to {} (it creates the database)",
                 path.display()
@@ -449,57 +443,19 @@ pub fn bring_back_database(
                     "the live server already has a database {new}: choose another name with --as"
                 )));
             }
+            let file = scratch.work.join("database.sql");
+            dump_into(scratch, &["-d".into(), new.into()], &file)?;
             live_sql(
                 scratch,
                 live,
                 "postgres",
                 &format!("CREATE DATABASE \"{new}\" TEMPLATE template0"),
             )?;
-            // Whole before anything is loaded: a dump cut short must not be committed.
-            let file = scratch.work.join("database.sql");
-            let out = scratch
-                .client("pg_dump")
-                .args(["-d", new])
-                .stdout(
-                    std::fs::File::create(&file)
-                        .map_err(PgError::io("cannot create", file.clone()))?,
-                )
-                .stderr(Stdio::piped())
-                .output()
-                .map_err(PgError::io("cannot run", scratch.bin.join("pg_dump")))?;
-            if !out.status.success() {
-                let _ = live_sql(
-                    scratch,
-                    live,
-                    "postgres",
-                    &format!("DROP DATABASE IF EXISTS \"{new}\""),
-                );
+            if let Err(why) = load_into_live(scratch, live, new, &file) {
+                let drop = format!("DROP DATABASE IF EXISTS \"{new}\"");
+                let _ = live_sql(scratch, live, "postgres", &drop);
                 return Err(PgError::Refused(format!(
-                    "pg_dump of database {new} failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )));
-            }
-            let dump =
-                std::fs::File::open(&file).map_err(PgError::io("cannot read", file.clone()))?;
-            let mut cmd = std::process::Command::new(scratch.bin.join("psql"));
-            live_env(&mut cmd, live, new);
-            let load = cmd
-                .args(["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1"])
-                .stdin(Stdio::from(dump))
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .output()
-                .map_err(PgError::io("cannot run", scratch.bin.join("psql")))?;
-            if !load.status.success() {
-                let _ = live_sql(
-                    scratch,
-                    live,
-                    "postgres",
-                    &format!("DROP DATABASE IF EXISTS \"{new}\""),
-                );
-                return Err(PgError::Refused(format!(
-                    "loading database {new} into the live server failed, and it was dropped again: {}",
-                    String::from_utf8_lossy(&load.stderr).trim()
+                    "loading database {new} into the live server failed, and it was dropped again: {why}"
                 )));
             }
             lines.push(format!("created and loaded on the live server as {new}"));
