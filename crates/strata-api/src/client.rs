@@ -115,6 +115,14 @@ pub trait Cluster: Send + Sync {
     /// `strata verify --restore`: a restore drill.
     async fn drill(&self, backup: &str) -> CoordinatorResult<DrillReport>;
 
+    /// `strata restore BACKUP --table ...` (or `--database` alone): tables of a
+    /// PostgreSQL backup brought back into the live database, on the server's host.
+    async fn restore_tables(
+        &self,
+        backup: &str,
+        request: crate::types::TableRestoreBody,
+    ) -> CoordinatorResult<strata_coordinator::table_restore::TableRestoreReport>;
+
     /// `strata copy`: the backup into the storage named `to`.
     async fn copy(&self, backup: &str, to: &str) -> CoordinatorResult<CopyReport>;
 

@@ -325,6 +325,15 @@ impl Cluster for Http {
         .await
     }
 
+    async fn restore_tables(
+        &self,
+        backup: &str,
+        request: types::TableRestoreBody,
+    ) -> CoordinatorResult<strata_coordinator::table_restore::TableRestoreReport> {
+        self.post(feature::TABLES, &backup_path(backup, "/tables"), &request)
+            .await
+    }
+
     async fn copy(&self, backup: &str, to: &str) -> CoordinatorResult<CopyReport> {
         let body = types::CopyBody { to: to.to_string() };
         self.post(feature::COPY, &backup_path(backup, "/copy"), &body)

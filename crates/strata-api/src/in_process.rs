@@ -365,7 +365,7 @@ impl InProcess {
         request: &strata_coordinator::table_restore::TableRestore,
         say: &(dyn Fn(&str) + Sync),
     ) -> CoordinatorResult<strata_coordinator::table_restore::TableRestoreReport> {
-        let (_, repo) = self.opened().await?.clone();
+        let (storage, repo) = self.opened().await?.clone();
         let plan = strata_postgres::recovery::RecoveryPlan {
             target: request.target.clone(),
             action: strata_postgres::recovery::TargetAction::Promote,
@@ -373,15 +373,9 @@ impl InProcess {
         };
         let summary = strata_coordinator::resolve_backup_for(&repo, wanted, Some(&plan)).await?;
         repo.reload_index().await?;
-        strata_coordinator::table_restore::restore_tables(
-            repo,
-            &self.config,
-            &summary,
-            request,
-            &self.config.state_dir(),
-            say,
-        )
-        .await
+        self.actions(&repo, &storage.name)?
+            .restore_tables(&local_actor(), &self.config, &summary, request, say)
+            .await
     }
 }
 
@@ -538,6 +532,15 @@ impl Cluster for InProcess {
         self.actions(&repo, &storage)?
             .drill(&local_actor(), &summary, &self.config.state_dir())
             .await
+    }
+
+    async fn restore_tables(
+        &self,
+        backup: &str,
+        request: crate::types::TableRestoreBody,
+    ) -> CoordinatorResult<strata_coordinator::table_restore::TableRestoreReport> {
+        let request = request.into_request().map_err(CoordinatorError::Invalid)?;
+        InProcess::restore_tables(self, backup, &request, &|_| {}).await
     }
 
     async fn copy(&self, backup: &str, to: &str) -> CoordinatorResult<CopyReport> {

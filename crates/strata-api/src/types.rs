@@ -35,11 +35,13 @@ pub const FEATURES: &[&str] = &[
     feature::STATUS,
     feature::COMPONENTS,
     feature::BACKUP_PAGES,
+    feature::TABLES,
 ];
 
 /// Features added after the release that introduced version negotiation: a server
 /// without `/api/v1/version` offers every feature but these.
-const ADDED_SINCE_NEGOTIATION: &[&str] = &[feature::COMPONENTS, feature::BACKUP_PAGES];
+const ADDED_SINCE_NEGOTIATION: &[&str] =
+    &[feature::COMPONENTS, feature::BACKUP_PAGES, feature::TABLES];
 
 /// The names of the API's features, one per group of routes.
 pub mod feature {
@@ -83,6 +85,9 @@ pub mod feature {
     /// `GET /api/v1/backups?limit=&cursor=`: pages of backups, newest first, with the
     /// next page's cursor in `x-next-cursor`, of every storage of the server.
     pub const BACKUP_PAGES: &str = "backup-pages";
+    /// `POST /api/v1/backups/{name}/tables`: tables (or a database) of a PostgreSQL backup
+    /// brought back into the live database (`strata restore --table`).
+    pub const TABLES: &str = "tables";
 }
 
 /// `GET /api/v1/version`: what the server speaks.
@@ -331,6 +336,80 @@ pub const FILES_PAGE: usize = 10_000;
 pub struct CopyBody {
     /// The target storage, by its name in the server's configuration.
     pub to: String,
+}
+
+/// `POST /api/v1/backups/{name}/tables`: what to bring back from a PostgreSQL backup into
+/// the live database (a dump file is a command-line option only: the API never writes
+/// files the caller names on the server's host).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TableRestoreBody {
+    /// The database the tables are in.
+    pub database: String,
+    /// `SCHEMA.TABLE` each; empty: the whole database.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    /// The name the one table (or the database) comes back under; default
+    /// `<name>_restored`.
+    #[serde(default, rename = "as", skip_serializing_if = "Option::is_none")]
+    pub rename: Option<String>,
+    /// The backup node to take them from (default: its PostgreSQL node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Recover to this time (`2026-11-23 05:00:00+00`); with none of the targets, to the
+    /// end of the archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_time: Option<String>,
+    /// Recover to this WAL position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_lsn: Option<String>,
+    /// Recover to this transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_xid: Option<String>,
+    /// Recover only to the backup's consistency point.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub target_immediate: bool,
+}
+
+impl TableRestoreBody {
+    /// The request the use case takes; a body naming two targets is refused.
+    pub fn into_request(self) -> Result<strata_coordinator::table_restore::TableRestore, String> {
+        use strata_postgres::recovery::Target;
+        let targets = [
+            self.target_time.is_some(),
+            self.target_lsn.is_some(),
+            self.target_xid.is_some(),
+            self.target_immediate,
+        ];
+        if targets.iter().filter(|t| **t).count() > 1 {
+            return Err(
+                "give at most one of target_time, target_lsn, target_xid and target_immediate"
+                    .into(),
+            );
+        }
+        let target = Target::from_options(
+            self.target_time,
+            self.target_lsn,
+            self.target_xid,
+            self.target_immediate,
+        );
+        // The same checks as the command line's (`strata_postgres::recovery_input`).
+        let target = strata_postgres::recovery::RecoveryPlan::unless_default(
+            target,
+            strata_postgres::recovery::TargetAction::Promote,
+            true,
+        )
+        .map_err(|e| e.to_string())?
+        .map_or(Target::Latest, |plan| plan.target);
+        Ok(strata_coordinator::table_restore::TableRestore {
+            database: self.database,
+            tables: self.tables,
+            rename: self.rename,
+            dump: None,
+            target,
+            node: self.node,
+        })
+    }
 }
 
 /// `GET /api/v1/audit`.

@@ -315,6 +315,33 @@ impl Actions {
         result
     }
 
+    /// `restore --table` / `--database`: tables (or a database) of the PostgreSQL backup
+    /// `summary` brought back into the live database without touching the running
+    /// cluster ([`crate::table_restore`]); announced and audited.
+    pub async fn restore_tables(
+        &self,
+        who: &str,
+        config: &crate::config::Config,
+        summary: &BackupSummary,
+        request: &crate::table_restore::TableRestore,
+        say: &(dyn Fn(&str) + Sync),
+    ) -> CoordinatorResult<crate::table_restore::TableRestoreReport> {
+        let action = Self::action(who, "table-restore", &summary.name);
+        self.events.started(&action, &self.storage);
+        let result = crate::table_restore::restore_tables(
+            self.repo.clone(),
+            config,
+            summary,
+            request,
+            &config.state_dir(),
+            say,
+        )
+        .await;
+        self.finish(&action, &result, |r| ("succeeded", r.lines.join("; ")))
+            .await;
+        result
+    }
+
     /// `copy`: copies `summary` from this repository to the one `open_target` opens
     /// (with its index), audited here, in the repository the backup came from: a target
     /// that cannot be opened is a failed copy too.

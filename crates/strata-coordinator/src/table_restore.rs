@@ -39,7 +39,7 @@ pub struct TableRestore {
 }
 
 /// What a table restore did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct TableRestoreReport {
     pub backup: String,
     pub node: String,

@@ -128,6 +128,7 @@ pub fn routes(state: ApiState, tokens: Tokens) -> Router {
         .route("/api/v1/backups/{name}/files", get(files))
         .route("/api/v1/backups/{name}/copy", post(copy))
         .route("/api/v1/backups/{name}/drill", post(drill))
+        .route("/api/v1/backups/{name}/tables", post(restore_tables))
         .route("/api/v1/restores", post(start_restore))
         .route("/api/v1/verify", post(verify))
         .route("/api/v1/cleanup", post(cleanup))
@@ -651,6 +652,37 @@ async fn drill(
     Ok(Json(report))
 }
 
+#[utoipa::path(post, path = "/api/v1/backups/{name}/tables", tag = "backups", request_body = strata_api::types::TableRestoreBody,
+    params(("name" = String, Path, pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$", description = "Backup name, unique prefix, or `latest` (with a target time: the newest complete backup that had ended by then)")),
+    responses((status = 200, description = "Tables (or a whole database) of a PostgreSQL backup brought back into the live database, under new names, without touching the running cluster (`strata restore --table`): restored into scratch space on the server's host, recovered to the target by a scratch server, loaded in one transaction", body = strata_coordinator::table_restore::TableRestoreReport),
+        (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 404, body = ApiError), (status = 500, body = ApiError)))]
+async fn restore_tables(
+    State(s): Api,
+    Extension(caller): Extension<Caller>,
+    PathParam(name): PathParam<String>,
+    Body(body): Body<strata_api::types::TableRestoreBody>,
+) -> Reply<strata_coordinator::table_restore::TableRestoreReport> {
+    let request = body
+        .into_request()
+        .map_err(|e| failure(CoordinatorError::Invalid(e)))?;
+    let wanted = backup_name(&name)?;
+    let plan = strata_postgres::recovery::RecoveryPlan {
+        target: request.target.clone(),
+        action: strata_postgres::recovery::TargetAction::Promote,
+        start: true,
+    };
+    let c = &s.coordinator;
+    let summary = strata_coordinator::resolve_backup_for(c.repo(), wanted, Some(&plan))
+        .await
+        .map_err(failure)?;
+    let report = c
+        .actions()
+        .restore_tables(&caller.0, &s.config, &summary, &request, &|_| {})
+        .await
+        .map_err(failure)?;
+    Ok(Json(report))
+}
+
 #[utoipa::path(get, path = "/api/v1/wal", tag = "wal",
     responses((status = 200, description = "Archived WAL per timeline as runs without gaps, and how far each PostgreSQL backup can be recovered (`strata wal list`)", body = Object),
         (status = 401, body = ApiError), (status = 500, body = ApiError)))]
@@ -806,7 +838,7 @@ async fn audit(State(s): Api, Params(query): Params<AuditQuery>) -> Reply<Vec<Au
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "strata coordinator API", description = "Backups, restores, verification, retention and the audit log of a strata cluster. Every call needs `Authorization: Bearer <token>`; errors are JSON `{code, message}`."),
-    paths(version, status, list, show, delete, pin, unpin, files, copy, drill, start_backup, start_restore,
+    paths(version, status, list, show, delete, pin, unpin, files, copy, drill, restore_tables, start_backup, start_restore,
         verify, cleanup, gc, repair_index, repair_backups, wal_list, wal_verify, wal_archiver, operations, operation, events, schedules, config,
         check, audit),
     components(schemas(ApiError, ErrorCode)),

@@ -98,7 +98,9 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             recovery,
             ..
         } if !tables.is_empty() || database.is_some() => {
-            ctx.here_only("--table and --database restore on this machine: drop --server")?;
+            if dump.is_some() {
+                ctx.here_only("--dump writes a file on this machine: drop --server")?;
+            }
             ctx.restore_tables(&backup, tables, database, rename_to, dump, node, recovery)
                 .await
         }
@@ -298,6 +300,11 @@ impl Context {
             Some(http) => http,
             None => &self.local,
         }
+    }
+
+    /// Whether commands go to a server (`--server`).
+    pub(crate) fn remote(&self) -> bool {
+        self.http.is_some()
     }
 
     /// Refuses `--server` for a command that only runs here.

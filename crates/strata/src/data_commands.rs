@@ -195,7 +195,34 @@ impl Context {
                 println!("{line}");
             }
         };
-        let report = self.local.restore_tables(wanted, &request, &say).await?;
+        let report = match self.remote() && request.dump.is_none() {
+            // Through the server: on its host, into the live database it reaches.
+            true => {
+                let body = strata_api::types::TableRestoreBody {
+                    database: request.database,
+                    tables: request.tables,
+                    rename: request.rename,
+                    node: request.node,
+                    target_time: match &request.target {
+                        strata_postgres::recovery::Target::Time(t) => Some(t.clone()),
+                        _ => None,
+                    },
+                    target_lsn: match &request.target {
+                        strata_postgres::recovery::Target::Lsn(l) => Some(l.clone()),
+                        _ => None,
+                    },
+                    target_xid: match &request.target {
+                        strata_postgres::recovery::Target::Xid(x) => Some(x.clone()),
+                        _ => None,
+                    },
+                    target_immediate: request.target
+                        == strata_postgres::recovery::Target::Immediate,
+                };
+                say("asking the server to bring them back (on its host; this takes a restore's time)");
+                self.cluster().restore_tables(wanted, body).await?
+            }
+            false => self.local.restore_tables(wanted, &request, &say).await?,
+        };
         if self.global.json {
             print_json(&report);
         } else {

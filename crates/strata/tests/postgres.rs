@@ -985,6 +985,42 @@ fn a_dropped_table_comes_back_from_a_point_in_time_under_another_name() {
     let text = std::fs::read_to_string(&dump).unwrap();
     assert!(text.contains("CREATE TABLE public.orders_copy"), "{text}");
     assert!(text.contains("orders_copy_pkey"), "{text}");
+    // Through the API, as the dashboard and `--server` ask it: on the server's host.
+    let mut serve = site.command(&config, &[]);
+    serve.env("STRATA_TOKEN", "tables-token");
+    let server = strata_testkit::http::Server::start(serve, &site.path("server.log"));
+    let mut remote = site.command(
+        &config,
+        &[
+            "--server",
+            &server.url,
+            "restore",
+            "latest",
+            "--table",
+            "orders",
+            "--as",
+            "orders_api",
+            "--database",
+            "postgres",
+            "--target-time",
+            &target,
+        ],
+    );
+    remote.env("STRATA_TOKEN", "tables-token");
+    let out = remote.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        primary.psql("postgres", &format!("{digest} FROM orders_api")),
+        at_target
+    );
+    let audit = site.ok(&config, &["audit"]);
+    assert!(audit.contains("table-restore"), "{audit}");
+    drop(server);
     // Nothing of the scratch copies is left.
     let left: Vec<_> = std::fs::read_dir(site.path("state"))
         .unwrap()
