@@ -47,6 +47,11 @@ pub struct RestoreOptions {
     /// reports success, so a crash right after it cannot take back what it reported;
     /// off only for scratch copies that are read and removed (drills).
     pub sync: bool,
+    /// Files at or below these paths come back as holes of their recorded size, nothing
+    /// read: for a scratch copy that needs them to exist but not their content (the
+    /// databases of a PostgreSQL node a table restore does not need; recovery writes
+    /// full-page images over every page it touches).
+    pub hollow: Vec<Vec<u8>>,
 }
 
 impl Default for RestoreOptions {
@@ -57,6 +62,7 @@ impl Default for RestoreOptions {
             include: None,
             progress: Arc::default(),
             sync: true,
+            hollow: Vec::new(),
         }
     }
 }
@@ -532,9 +538,14 @@ impl Restorer {
             }
             return;
         }
+        let hollow = self
+            .options
+            .hollow
+            .iter()
+            .any(|prefix| selected(entry, &Some(prefix.clone())));
         let mut pieces = Vec::with_capacity(chunks.len());
-        let mut at = 0u64;
-        {
+        let mut at = if hollow { *size } else { 0u64 };
+        if !hollow {
             let index = self.repo.index();
             for id in chunks {
                 let Some(location) = index.get(id) else {

@@ -773,6 +773,7 @@ impl Agent {
             include: include.clone(),
             progress: op.progress.clone(),
             sync: true,
+            hollow: Vec::new(),
         };
         let report = restore_node(repo.clone(), manifest.clone(), target.clone(), options)
             .await

@@ -190,9 +190,44 @@ pub async fn restore_tables(
         dir.display(),
         node.bytes >> 20
     ));
+    // The other databases come back as holes of their size (the catalog still names
+    // them, and recovery writes a full-page image over every page it touches): only what
+    // the tables need is read. Backups from before the databases were recorded are read
+    // whole.
+    let keep = [
+        request.database.as_str(),
+        "postgres",
+        "template0",
+        "template1",
+    ];
+    let hollow: Vec<Vec<u8>> = info
+        .databases
+        .iter()
+        .filter(|(name, _)| !keep.contains(&name.as_str()))
+        .map(|(_, oid)| format!("base/{oid}").into_bytes())
+        .collect();
+    if !info.databases.is_empty() && !info.databases.contains_key(&request.database) {
+        return Err(invalid(format!(
+            "backup {} has no database {:?} (it has {})",
+            summary.name,
+            request.database,
+            info.databases
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    if !hollow.is_empty() {
+        say(&format!(
+            "{} other databases are left out of the copy (holes of their size)",
+            hollow.len()
+        ));
+    }
     let options = strata_agent::restore::RestoreOptions {
         set_owner: rustix::process::geteuid().is_root(),
         sync: false,
+        hollow,
         ..Default::default()
     };
     let copy = dir.join("copy");

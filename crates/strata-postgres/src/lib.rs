@@ -152,6 +152,10 @@ pub struct BaseBackupInfo {
     /// Tablespaces outside the data directory (stored in `pg_tblspc/<oid>`).
     #[serde(default)]
     pub tablespaces: Vec<tablespace::Tablespace>,
+    /// The databases and their oids (their directories `base/<oid>`) at the backup's
+    /// start; empty in backups made before this was recorded.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub databases: BTreeMap<String, u32>,
 }
 
 const INFO_PREFIX: &str = "postgres.";
@@ -186,7 +190,7 @@ impl BaseBackupInfo {
                     serde_json::Value::Number(text.parse::<u64>().ok()?.into())
                 }
                 "from_standby" => serde_json::Value::Bool(text == "true"),
-                "tablespaces" => serde_json::from_str(text).ok()?,
+                "tablespaces" | "databases" => serde_json::from_str(text).ok()?,
                 _ => serde_json::Value::String(text.clone()),
             };
             object.insert(field.to_string(), value);
@@ -219,6 +223,7 @@ mod tests {
                 name: "cold data".into(),
                 location: "/srv/cold".into(),
             }],
+            databases: BTreeMap::from([("shop".to_string(), 16390), ("postgres".into(), 5)]),
         };
         let map = info.to_map();
         assert_eq!(map["postgres.timeline"], "2");

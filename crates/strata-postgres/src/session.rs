@@ -53,6 +53,7 @@ pub struct BackupSession {
     system_identifier: String,
     start_lsn: Lsn,
     tablespaces: Vec<crate::tablespace::Tablespace>,
+    databases: std::collections::BTreeMap<String, u32>,
     config_files: Vec<String>,
 }
 
@@ -128,6 +129,15 @@ impl BackupSession {
                 location: row.get(2),
             })
             .collect();
+        // Each database's directory under `base/`, so a table restore can leave the
+        // others out of its scratch copy.
+        let databases = client
+            .query("SELECT datname, oid::int8 FROM pg_database", &[])
+            .await
+            .map_err(PgError::query("listing databases"))?
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1) as u32))
+            .collect();
         let config_files = config_files(&client).await?;
         let fast = !spread;
         let sql = if version >= 150000 {
@@ -149,6 +159,7 @@ impl BackupSession {
             system_identifier,
             start_lsn,
             tablespaces,
+            databases,
             config_files,
         })
     }
@@ -201,6 +212,7 @@ impl BackupSession {
             segment_size: seg,
             from_standby: self.role == Role::Standby,
             tablespaces: self.tablespaces.clone(),
+            databases: self.databases.clone(),
         };
         Ok(Stopped {
             info,
