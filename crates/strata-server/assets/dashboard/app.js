@@ -29,6 +29,9 @@ const state = {
   shown: new Set(),
   /** The cluster status of the last refresh (nodes, for the config view and dialogs). */
   status: null,
+  /** The features the server offers (`GET /api/v1/version`): a Set, or null while not
+   * known (asked again with the backups). */
+  features: null,
   page: 0,
   timer: null,
   loading: false,
@@ -114,7 +117,22 @@ function failure(error, endpoint) {
   return h("p", { class: "error", "data-field": "error" }, error.message || String(error));
 }
 
-/** Resolves to `{ok: true, value}` or `{ok: false, error}`, never rejects. */
+/**
+ * The features the server offers (`GET /api/v1/version`), as a Set; an empty one from a
+ * server without the endpoint (it predates every feature asked for), null when the
+ * question failed (asked again later). Never rejects.
+ */
+async function fetchFeatures(api) {
+  const version = await settle(api.get("/api/v1/version"));
+  if (version.ok) return new Set(version.value.features || []);
+  return version.error instanceof ApiError && version.error.unavailable ? new Set() : null;
+}
+
+/** Whether the server offers `feature` (an action it lacks is not shown). */
+function offers(feature) {
+  return !!state.features && state.features.has(feature);
+}
+
 /**
  * The newest backups, one API page (it costs the server a page of its backup listing,
  * whatever the number of backups), with what the page says of the rest.
@@ -146,6 +164,7 @@ async function loadOlderBackups() {
   state.backupsNext = headers.get("x-next-cursor");
 }
 
+/** Resolves to `{ok: true, value}` or `{ok: false, error}`, never rejects. */
 async function settle(promise) {
   try {
     return { ok: true, value: await promise };
@@ -169,16 +188,28 @@ function toast(message, kind = "info") {
   setTimeout(() => el.remove(), kind === "bad" ? 15_000 : 7_000);
 }
 
+/** Counts the dialogs opened: a request still running for a dialog that is gone (closed,
+ * another one opened) reports its answer as a toast instead. */
+let dialogs = 0;
+
 /**
  * A modal confirmation. Resolves to the dialog's form values, or null when cancelled.
  * `typeToConfirm`: the confirm button stays disabled until this exact text is typed.
  * `validate(formData)`: a message keeps the dialog open and shows it; null lets it close.
+ * `run(formData)`: the dialog stays open while this runs (its fields and button disabled,
+ * `working` on the button and a busy line), then shows `{content}` under the fields;
+ * `final` turns the button into "Close", otherwise the fields can be changed and sent
+ * again. Closing the dialog meanwhile does not stop the request: its `notice` ([text,
+ * kind]) comes as a toast when it ends. Resolves to the final answer once closed after it,
+ * or null.
  */
-function ask({ title, body, confirm = "Confirm", danger = false, typeToConfirm = null, infoOnly = false, validate = null }) {
+function ask({ title, body, confirm = "Confirm", danger = false, typeToConfirm = null, infoOnly = false, validate = null, run = null, working = "Working…", busy = "Working…" }) {
   const dialog = $("#confirm");
   const form = $("#confirm-form");
   const ok = $("#confirm-ok");
   const cancel = $("#confirm-cancel");
+  const generation = ++dialogs;
+  dialog.classList.remove("working");
   $("#confirm-title").textContent = title;
   const bodyEl = $("#confirm-body");
   bodyEl.replaceChildren();
@@ -187,6 +218,7 @@ function ask({ title, body, confirm = "Confirm", danger = false, typeToConfirm =
   ok.className = danger ? "danger" : "primary";
   ok.disabled = false;
   cancel.hidden = infoOnly;
+  cancel.textContent = "Cancel";
   if (typeToConfirm) {
     const input = h("input", {
       type: "text", name: "typed", autocomplete: "off", spellcheck: "false", "data-field": "type-to-confirm",
@@ -200,17 +232,25 @@ function ask({ title, body, confirm = "Confirm", danger = false, typeToConfirm =
   }
   const invalid = h("p", { class: "error", role: "alert", "data-field": "dialog-error", hidden: true });
   bodyEl.append(invalid);
+  const output = h("div", { "data-field": "dialog-result" });
+  if (run) bodyEl.append(output);
   return new Promise((resolve) => {
+    let closed = false;
+    let last = null;
+    let ended = false;
     const done = (value) => {
+      closed = true;
       form.onsubmit = null;
       cancel.onclick = null;
       dialog.oncancel = null;
+      dialog.classList.remove("working");
       if (dialog.open) dialog.close();
       resolve(value);
     };
-    form.onsubmit = (event) => {
+    form.onsubmit = async (event) => {
       event.preventDefault();
       if (ok.disabled) return;
+      if (ended) return done(last);
       const values = new FormData(form);
       const why = validate ? validate(values) : null;
       if (why) {
@@ -218,7 +258,43 @@ function ask({ title, body, confirm = "Confirm", danger = false, typeToConfirm =
         invalid.hidden = false;
         return;
       }
-      done(values);
+      invalid.hidden = true;
+      if (!run) return done(values);
+      // Read above, before the fields are disabled (FormData leaves disabled fields out).
+      const fields = [...bodyEl.querySelectorAll("input, select, textarea, button")].filter((f) => !f.disabled);
+      for (const f of fields) f.disabled = true;
+      const label = ok.textContent;
+      ok.disabled = true;
+      ok.textContent = working;
+      cancel.textContent = "Close";
+      dialog.classList.add("working");
+      output.replaceChildren(h("p", { class: "busy-note", role: "status", "data-field": "dialog-busy" },
+        h("span", { class: "spinner", "aria-hidden": "true" }), h("span", {}, busy)));
+      let answer;
+      try {
+        answer = await run(values);
+      } catch (error) {
+        answer = { content: h("p", { class: "error", role: "alert" }, error.message || String(error)) };
+      }
+      last = answer;
+      if (closed || generation !== dialogs) {
+        if (answer.notice) toast(...answer.notice);
+        return;
+      }
+      dialog.classList.remove("working");
+      output.replaceChildren(answer.content);
+      ok.disabled = false;
+      if (answer.final) {
+        ended = true;
+        ok.textContent = "Close";
+        ok.className = "primary";
+        cancel.hidden = true;
+        ok.focus();
+      } else {
+        for (const f of fields) f.disabled = false;
+        ok.textContent = label;
+        cancel.textContent = "Cancel";
+      }
     };
     cancel.onclick = () => done(null);
     dialog.oncancel = (event) => {
@@ -260,7 +336,8 @@ function signOut(message) {
 /** Checks `token` against the server; on success the dashboard opens. */
 async function signIn(token) {
   const probe = new Api(token);
-  const status = await probe.get("/api/v1/status");
+  const [status, features] = await Promise.all([probe.get("/api/v1/status"), fetchFeatures(probe)]);
+  state.features = features;
   sessionStorage.setItem(TOKEN_KEY, token);
   state.api = new Api(token, () =>
     signOut("The server no longer accepts this token. Sign in again."));
@@ -680,12 +757,14 @@ function renderSchedules(schedules) {
 
 async function loadBackups() {
   const api = state.api;
-  const [backups, status, operations] = await Promise.all([
+  const [backups, status, operations, features] = await Promise.all([
     settle(fetchBackups(api)),
     settle(api.get("/api/v1/status")),
     settle(api.get("/api/v1/operations")),
+    state.features ? state.features : fetchFeatures(api),
   ]);
   if (!state.api) return;
+  state.features = features;
   banner(status.ok ? backups : status);
   if (status.ok) {
     state.status = status.value;
@@ -891,8 +970,9 @@ function externalParts(c) {
     RECORD_KEYS.filter((k) => k in ext).map((k) => row(k, k === "state" ? partKind(ext[k]) : "", state(k))));
 }
 
-/** The per-node figures of a backup. */
-function showBackup(b) {
+/** A backup's details: what it left paused, its components and parts, the per-node
+ * figures, and what can be taken from it besides a restore (tables). */
+async function showBackup(b) {
   const rows = b.nodes.map((n) => h("tr", {},
     h("td", {}, h("strong", {}, n.name), n.zone ? h("div", { class: "muted small" }, `zone ${n.zone}`) : null),
     h("td", {}, statusBadge(n.status), n.error ? h("div", { class: "error small" }, n.error) : null),
@@ -908,7 +988,13 @@ function showBackup(b) {
     h("td", {}, statusBadge(c.status, "component-status"), c.error ? h("div", { class: "error small" }, c.error) : null),
     h("td", {}, c.nodes && c.nodes.length ? c.nodes.join(", ") : externalParts(c) || "—")));
   const paused = stillPaused(b);
-  ask({
+  // An action of the details closes them first, then opens its own dialog.
+  let then = null;
+  const action = (name) => () => {
+    then = name;
+    $("#confirm-form").requestSubmit();
+  };
+  const answer = await ask({
     title: `Backup ${b.name}`,
     confirm: "Close",
     infoOnly: true,
@@ -923,8 +1009,18 @@ function showBackup(b) {
       components.length ? table(["Component", "Status", "Nodes or parts"], components) : null,
       table(["Node", "Status", ["Files", "num"], ["Read", "num"], ["Size", "num"], ["Stored", "num"], ["New", "num"], ["Warnings", "num"]], rows),
       warnings.length ? [h("h3", {}, "Warnings"), h("ul", { class: "warnings" }, warnings.map((w) => h("li", {}, w)))] : null,
+      // Offered for every backup when the server can do it: the server says when a
+      // backup has no PostgreSQL node (the note says so beforehand).
+      offers("tables")
+        ? h("div", { class: "details-actions" },
+          h("button", { type: "button", class: "small", "data-action": "tables", onclick: action("tables") }, "Bring tables back (PostgreSQL)…"),
+          h("span", { class: "muted small", "data-field": "tables-hint" }, isPostgres(b)
+            ? "tables or a whole database of this backup into the live database, under new names"
+            : "this backup lists no PostgreSQL node: the server will refuse it"))
+        : null,
     ],
   });
+  if (answer && then === "tables") await tablesBack(b);
 }
 
 /** Runs `action` with the buttons of the page disabled, reporting errors as toasts. */
@@ -1093,6 +1189,115 @@ async function restoreBackup(b) {
     const op = watchStarted(reply);
     toast(`Restore ${op.id} started`, "info");
   }
+}
+
+/** A plain PostgreSQL name as the server parses table names (`TableName::parse`). */
+const PLAIN_NAME = /^[A-Za-z_$][A-Za-z0-9_$]{0,62}$/;
+/** A database name the server creates (`as` of a whole database). */
+const DATABASE_NAME = /^[A-Za-z0-9_]{1,63}$/;
+
+/**
+ * `SCHEMA.TABLE` or `TABLE` lines (blank lines ignored): `{tables}` as typed, or `{error}`
+ * naming the first line the server would refuse.
+ */
+function tableLines(text) {
+  const tables = [];
+  for (const line of String(text || "").split("\n")) {
+    const table = line.trim();
+    if (!table) continue;
+    const dot = table.indexOf(".");
+    const parts = dot < 0 ? [table] : [table.slice(0, dot), table.slice(dot + 1)];
+    if (!parts.every((part) => PLAIN_NAME.test(part))) {
+      return { error: `Table “${table}” is not SCHEMA.TABLE or TABLE with plain names (letters, digits, _ and $, not starting with a digit), one per line.` };
+    }
+    tables.push(table);
+  }
+  return { tables };
+}
+
+const formValue = (values, name) => String(values.get(name) || "").trim();
+
+/** Why the table dialog's values cannot be sent, or null. */
+function tablesProblem(values) {
+  if (!formValue(values, "database")) return "Give the database the tables are in.";
+  const { tables, error } = tableLines(values.get("tables"));
+  if (error) return error;
+  const as = formValue(values, "as");
+  if (!as) return null;
+  if (tables.length > 1) {
+    return `“As” names one table: give it with one table, or with none (the whole database); these ${tables.length} tables each come back as TABLE_restored.`;
+  }
+  if (tables.length === 1 && !PLAIN_NAME.test(as)) {
+    return `“${as}” is not a table name (letters, digits, _ and $, not starting with a digit, at most 63).`;
+  }
+  if (!tables.length && !DATABASE_NAME.test(as)) {
+    return `“${as}” is not a database name (letters, digits and _, at most 63).`;
+  }
+  return null;
+}
+
+/** The body of `POST /api/v1/backups/{name}/tables` from the dialog's values. */
+function tablesBody(values) {
+  const body = { database: formValue(values, "database"), tables: tableLines(values.get("tables")).tables };
+  const as = formValue(values, "as");
+  if (as) body.as = as;
+  const time = formValue(values, "target_time");
+  if (time) body.target_time = time;
+  return body;
+}
+
+/**
+ * Tables (or a whole database) of a PostgreSQL backup back into the live database under
+ * new names (`POST /api/v1/backups/{name}/tables`): the server answers when it is done,
+ * which can take minutes; the dialog waits, then shows the report's lines or the error.
+ */
+async function tablesBack(b) {
+  const path = `/api/v1/backups/${encodeURIComponent(b.name)}/tables`;
+  await ask({
+    title: `Bring tables back from ${b.name}`,
+    confirm: "Bring back",
+    working: "Bringing back…",
+    busy: "The server is restoring a copy of the backup in scratch space, recovering it and loading the tables: this can take minutes. Closing this dialog does not stop it; its outcome then comes as a notice.",
+    body: [
+      h("p", {}, "Brings tables of this backup (or a whole database) back into the live PostgreSQL database, under new names, without touching the running cluster: a copy of the backup's PostgreSQL node is recovered in scratch space on the server's host to the target, and the tables are loaded from it in one transaction."),
+      isPostgres(b) ? null : h("p", { class: "warning", "data-field": "tables-no-postgres" },
+        "This backup lists no PostgreSQL node (a node with a base backup's start position): the server will refuse it."),
+      h("label", { class: "field" }, "Database ", h("span", { class: "muted small" }, "(required)"),
+        h("input", { type: "text", name: "database", autocomplete: "off", spellcheck: "false", placeholder: "shop" })),
+      h("label", { class: "field" }, "Tables ",
+        h("span", { class: "muted small" }, "(SCHEMA.TABLE or TABLE, one per line; none: the whole database)"),
+        h("textarea", { name: "tables", rows: 4, spellcheck: "false", autocomplete: "off", placeholder: "public.orders\npublic.order_lines" })),
+      h("label", { class: "field" }, "As ",
+        h("span", { class: "muted small" }, "(optional, with one table or the whole database only: the new name; by default TABLE_restored or DATABASE_restored)"),
+        h("input", { type: "text", name: "as", autocomplete: "off", spellcheck: "false", placeholder: "orders_back" })),
+      h("label", { class: "field" }, "Recover to ",
+        h("span", { class: "muted small" }, "(optional)"),
+        h("input", { type: "text", name: "target_time", autocomplete: "off", spellcheck: "false", placeholder: "the end of the archive (or a time: 2026-11-26 09:14:00+00)" })),
+    ],
+    validate: tablesProblem,
+    run: async (values) => {
+      try {
+        const report = await state.api.post(path, tablesBody(values));
+        const lines = report.lines || [];
+        return {
+          final: true,
+          content: h("div", { class: "tables-report", "data-field": "tables-report" },
+            h("p", { class: "ok-text" }, "Brought back from ", h("code", {}, report.backup), ", node ", h("code", {}, report.node), ":"),
+            h("ul", {}, lines.map((line) => h("li", { "data-field": "tables-line" }, line)))),
+          notice: [`Tables back from ${b.name}${lines.length ? `: ${lines[lines.length - 1]}` : ""}`, "ok"],
+        };
+      } catch (error) {
+        const message = error instanceof ApiError && error.unavailable
+          ? "This server does not offer it (POST /api/v1/backups/{name}/tables)."
+          : error.message;
+        return {
+          content: h("p", { class: "error", role: "alert", "data-field": "tables-error" },
+            h("strong", {}, "Not brought back: "), h("span", { "data-field": "tables-error-message" }, message)),
+          notice: [`Bringing tables back from ${b.name} failed: ${message}`, "bad"],
+        };
+      }
+    },
+  });
 }
 
 async function deleteBackup(b) {

@@ -1,8 +1,9 @@
 // Drives the dashboard in headless Chromium against a running `strata server` with real
 // backups (started by crates/strata/tests/dashboard.rs, which passes everything in the
 // environment). Checks that what the page shows equals what the API returns, starts a
-// backup with the page's button, follows it while it runs and to its end, and saves
-// screenshots.
+// backup with the page's button, follows it while it runs and to its end, drives the
+// dialog that brings tables back (against the real server, which refuses: no PostgreSQL
+// here), and saves screenshots.
 //
 // STRATA_URL, STRATA_TOKEN, STRATA_CHROMIUM, STRATA_TEST_NODE_MODULES, STRATA_SCREENSHOTS,
 // STRATA_DB2 (node db2's root: the script damages it and restores it through the page),
@@ -388,6 +389,136 @@ try {
     await dialog.waitFor({ state: "detached" });
   }
   check(backups.some((b) => (b.still_paused || []).length), "a backup the API lists with what it left paused");
+
+  // Tables back (POST /api/v1/backups/{name}/tables) from a backup's details, offered when
+  // the server has the `tables` feature. The test has no PostgreSQL, so the dialog is
+  // driven against the real server, which refuses the backup: the dialog's own checks
+  // send nothing, a valid form sends exactly its body, the page waits (held here until
+  // the busy state is seen) and shows the server's error in red.
+  check((await api("/api/v1/version")).value.features.includes("tables"), "the server offers the tables feature");
+  const tablesPath = `/api/v1/backups/${good.name}/tables`;
+  check(good.nodes.every((n) => !(n.plugin || {})["postgres.start_lsn"]), `${good.name} has no PostgreSQL node`);
+  const sent = [];
+  let hold = null;
+  let answerWith = null;
+  const tablesRoute = (url) => url.pathname === tablesPath;
+  const tablesHandler = async (route) => {
+    sent.push({ method: route.request().method(), body: route.request().postData() });
+    if (hold) await hold;
+    // The rendering of a report (no PostgreSQL here to make one): answered by the test,
+    // shaped as the server's TableRestoreReport.
+    if (answerWith) return route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(answerWith) });
+    return route.continue();
+  };
+  await page.route(tablesRoute, tablesHandler);
+  const openTables = async () => {
+    await page.locator(`#backups-table tr[data-backup="${good.name}"] [data-field=name]`).click();
+    await page.locator("#confirm[open]").waitFor();
+    await page.locator("#confirm [data-action=tables]").click();
+    await page.locator("#confirm-title").filter({ hasText: `Bring tables back from ${good.name}` }).waitFor();
+  };
+  await openTables();
+  await page.locator("#confirm [data-field=tables-no-postgres]").waitFor();
+  const tablesForm = async ({ database = "", tables = "", as = "", time = "" }) => {
+    await page.fill("#confirm input[name=database]", database);
+    await page.fill("#confirm textarea[name=tables]", tables);
+    await page.fill("#confirm input[name=as]", as);
+    await page.fill("#confirm input[name=target_time]", time);
+    await page.click("#confirm-ok");
+  };
+  for (const [form, says] of [
+    [{ tables: "public.orders" }, "Give the database"],
+    [{ database: "shop", tables: "public.orders\npublic.order-lines" }, "“public.order-lines” is not SCHEMA.TABLE"],
+    [{ database: "shop", tables: "public.orders.x" }, "“public.orders.x” is not SCHEMA.TABLE"],
+    [{ database: "shop", tables: "1orders" }, "“1orders” is not SCHEMA.TABLE"],
+    [{ database: "shop", tables: "public.orders\ncustomers", as: "back" }, "“As” names one table"],
+    [{ database: "shop", tables: "public.orders", as: "orders back" }, "“orders back” is not a table name"],
+    [{ database: "shop", as: "shop-back" }, "“shop-back” is not a database name"],
+  ]) {
+    await tablesForm(form);
+    await page.locator("#confirm [data-field=dialog-error]").filter({ hasText: says }).waitFor();
+    check(await page.locator("#confirm[open]").count() === 1, `the tables dialog stays open after ${JSON.stringify(form)}`);
+    equal(sent.length, 0, `requests sent for ${JSON.stringify(form)}`);
+  }
+  // A valid form: exactly this body, the page busy while the server works.
+  const canonical = (value) => JSON.stringify(value, (_, v) => (v && typeof v === "object" && !Array.isArray(v)
+    ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v));
+  const sentBody = (i) => canonical(JSON.parse(sent[i].body));
+  let release;
+  hold = new Promise((resolve) => { release = resolve; });
+  await tablesForm({ database: " shop ", tables: "\n public.orders \n\n", as: "orders_back", time: "2026-11-26 09:14:00+00" });
+  await page.locator("#confirm [data-field=dialog-busy]").waitFor();
+  const expectedBody = { database: "shop", tables: ["public.orders"], as: "orders_back", target_time: "2026-11-26 09:14:00+00" };
+  for (const deadline = Date.now() + 10_000; sent.length === 0;) {
+    check(Date.now() < deadline, "the valid form was not sent");
+    await page.waitForTimeout(50);
+  }
+  equal(sent.length, 1, "requests sent for the valid form");
+  equal(sent[0].method, "POST", "the method of the tables request");
+  equal(sentBody(0), canonical(expectedBody), "the body the page sent");
+  check(await page.locator("#confirm-ok").isDisabled(), "the button is disabled while the server works");
+  equal(await page.textContent("#confirm-ok"), "Bringing back…", "the button while the server works");
+  check(await page.locator("#confirm input[name=database]").isDisabled(), "the fields are disabled while the server works");
+  await page.mouse.move(0, 0);
+  await page.screenshot({ path: join(shots, "tables-busy.png") });
+  release();
+  hold = null;
+  // The server's own answer to that body, asked directly: the page shows its message.
+  const direct = await fetch(base + tablesPath, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify(expectedBody),
+  });
+  const refusal = await direct.json();
+  check(direct.status === 404 && refusal.message.includes("has no PostgreSQL node"), `the server's answer: ${direct.status} ${JSON.stringify(refusal)}`);
+  const shownError = page.locator("#confirm [data-field=tables-error-message]");
+  await shownError.waitFor();
+  equal(await shownError.textContent(), refusal.message, "the server's refusal in the tables dialog");
+  equal(await page.locator("#confirm [data-field=tables-error]").evaluate((el) => getComputedStyle(el).color), "rgb(180, 35, 24)",
+    "the refusal in red");
+  check(await page.locator("#confirm [data-field=dialog-busy]").count() === 0, "no busy line once the server answered");
+  check(!(await page.locator("#confirm input[name=database]").isDisabled()), "the fields can be changed after a refusal");
+  equal(await page.textContent("#confirm-ok"), "Bring back", "the button after a refusal");
+  await page.mouse.move(0, 0);
+  await page.screenshot({ path: join(shots, "tables-refused.png") });
+  // Again, the whole database: no `as`, no target.
+  await tablesForm({ database: "shop" });
+  await page.locator("#confirm [data-field=tables-error-message]").filter({ hasText: "has no PostgreSQL node" }).waitFor();
+  equal(sent.length, 2, "requests sent after the whole database");
+  equal(sentBody(1), canonical({ database: "shop", tables: [] }), "the body for a whole database");
+  // A report's lines (answered by the test, see above): shown, and the dialog only closes.
+  answerWith = { backup: good.name, node: "pg1", lines: ["restoring node pg1 of the backup", "public.orders as public.orders_back: 3 rows"] };
+  await tablesForm({ database: "shop", tables: "orders" });
+  await page.locator("#confirm [data-field=tables-report]").waitFor();
+  equal(sentBody(2), canonical({ database: "shop", tables: ["orders"] }), "the body for one table without a schema");
+  equal((await page.locator("#confirm [data-field=tables-line]").allTextContents()).join("\n"), answerWith.lines.join("\n"), "the report's lines");
+  equal(await page.textContent("#confirm-ok"), "Close", "the button after a report");
+  await page.click("#confirm-ok");
+  await page.locator("#confirm[open]").waitFor({ state: "detached" });
+  equal(sent.length, 3, "requests sent by the tables dialog");
+  await page.unroute(tablesRoute, tablesHandler);
+  // A server without the feature: no such action (the version answered without it).
+  const noTables = async (route) => {
+    const response = await route.fetch();
+    const version = await response.json();
+    version.features = version.features.filter((f) => f !== "tables");
+    return route.fulfill({ response, json: version });
+  };
+  const versionRoute = (url) => url.pathname === "/api/v1/version";
+  const tablesAction = async (offered) => {
+    await page.reload();
+    await page.locator(`#backups-table tr[data-backup="${good.name}"] [data-field=name]`).click();
+    await page.locator("#confirm[open]").waitFor();
+    equal(await page.locator("#confirm [data-action=tables]").count(), offered ? 1 : 0, `the tables action when the server ${offered ? "offers" : "lacks"} it`);
+    await page.click("#confirm-ok");
+    await page.locator("#confirm[open]").waitFor({ state: "detached" });
+  };
+  await page.route(versionRoute, noTables);
+  await tablesAction(false);
+  await page.unroute(versionRoute, noTables);
+  await tablesAction(true);
+  log("tables dialog: local checks, the body sent, the busy state, the server's refusal, a report, the feature");
+
   await checkCharts(page, backups);
   log(`${backups.length} backups listed and charted as the API lists them`);
   await page.mouse.move(0, 0);
