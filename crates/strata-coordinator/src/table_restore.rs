@@ -298,7 +298,7 @@ pub async fn restore_tables(
     ));
     scratch.start(&settings, timeout)?;
     let stop = StopOnDrop(&scratch);
-    scratch.wait_promoted(timeout)?;
+    scratch.wait_promoted(timeout).await?;
     let lines = if whole_database {
         say("recovered; bringing the database back");
         strata_postgres::tables::bring_back_database(

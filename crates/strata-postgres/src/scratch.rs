@@ -174,8 +174,9 @@ impl Scratch {
             })
     }
 
-    /// Waits until the server is out of recovery (promoted), within `timeout`.
-    pub fn wait_promoted(&self, timeout: Duration) -> PgResult<()> {
+    /// Waits until the server is out of recovery (promoted), within `timeout`; a future
+    /// that can be dropped between polls (a SIGTERM's cancellation).
+    pub async fn wait_promoted(&self, timeout: Duration) -> PgResult<()> {
         let started = Instant::now();
         loop {
             let out = self
@@ -200,7 +201,7 @@ impl Scratch {
                     self.log_tail(10)
                 )));
             }
-            std::thread::sleep(Duration::from_millis(100));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 

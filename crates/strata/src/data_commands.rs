@@ -221,7 +221,21 @@ impl Context {
                 say("asking the server to bring them back (on its host; this takes a restore's time)");
                 self.cluster().restore_tables(wanted, body).await?
             }
-            false => self.local.restore_tables(wanted, &request, &say).await?,
+            // A SIGTERM drops the work between its steps: the scratch server is stopped
+            // and its files removed as it goes (`table_restore`'s guard), at once rather
+            // than at the end of the stop's wait.
+            false => {
+                let mut stop = self.stop.subscribe();
+                tokio::select! {
+                    report = self.local.restore_tables(wanted, &request, &say) => report?,
+                    _ = stop.wait_for(Option::is_some) => {
+                        return Err(Failure::new(
+                            code::FAILED,
+                            "stopped: the table restore was cancelled; its scratch server is stopped and its copy removed",
+                        ))
+                    }
+                }
+            }
         };
         if self.global.json {
             print_json(&report);

@@ -1130,3 +1130,85 @@ fn a_dropped_database_comes_back_under_another_name() {
         &text[..text.len().min(2000)]
     );
 }
+
+/// A table restore stopped by SIGTERM while its scratch server runs ends at once, with
+/// the scratch server stopped and its copy removed; the live database is not touched.
+#[test]
+fn a_table_restore_stopped_by_sigterm_leaves_nothing_behind() {
+    use std::io::BufRead;
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (primary, config) = site.archiving_primary();
+    primary.start();
+    primary.psql(
+        "postgres",
+        "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g",
+    );
+    site.ok(&config, &["backup"]);
+    wait_archived(&primary);
+    let mut cmd = site.command(
+        &config,
+        &[
+            "restore",
+            "latest",
+            "--table",
+            "t",
+            "--database",
+            "postgres",
+        ],
+    );
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.starts_with("starting a scratch PostgreSQL") {
+            break;
+        }
+    }
+    assert!(
+        seen.last()
+            .is_some_and(|l| l.starts_with("starting a scratch")),
+        "{seen:?}"
+    );
+    let code = strata_testkit::process::terminate_child_within(&mut child, Duration::from_secs(30));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    eprintln!("the stopped table restore exited {code:?}: {stderr}");
+    // Cancelled, or (on a fast machine) done before the signal: either way nothing stays.
+    let scratch: Vec<String> = std::fs::read_dir(site.path("state"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("table-restore-"))
+        .collect();
+    assert!(scratch.is_empty(), "{scratch:?} {stderr}");
+    let running = Command::new("pgrep")
+        .args(["-f", "table-restore-"])
+        .output()
+        .unwrap();
+    assert!(
+        running.stdout.is_empty(),
+        "a scratch server still runs: {}",
+        String::from_utf8_lossy(&running.stdout)
+    );
+    match code {
+        Some(0) => assert_eq!(
+            primary.psql("postgres", "SELECT count(*) FROM t_restored"),
+            "1000"
+        ),
+        _ => {
+            assert!(stderr.contains("stopped"), "{stderr}");
+            assert!(primary
+                .try_psql("postgres", "SELECT count(*) FROM t_restored")
+                .is_err());
+        }
+    }
+}
