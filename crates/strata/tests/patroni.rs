@@ -94,6 +94,41 @@ impl Member {
         }
     }
 
+    /// `pg_dump` of database `postgres`, its version header left out.
+    fn dump(&self) -> String {
+        let mut cmd = Command::new(Path::new(PG_BIN).join("pg_dump"));
+        cmd.arg("-h").arg(&self.socket).args([
+            "-p",
+            &self.pg.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+        ]);
+        let out = as_postgres(&mut cmd).output().unwrap();
+        assert!(
+            out.status.success(),
+            "pg_dump on {}: {}",
+            self.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Without the version header and the random `\restrict` keys of each dump.
+        let text: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| {
+                !l.starts_with("-- Dumped")
+                    && !l.starts_with("\\restrict")
+                    && !l.starts_with("\\unrestrict")
+            })
+            .map(str::to_string)
+            .collect();
+        // A digest: a failing comparison stays readable.
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut hasher);
+        format!("{} lines, hash {:016x}", text.len(), hasher.finish())
+    }
+
     fn psql(&self, sql: &str) -> String {
         let mut cmd = Command::new(Path::new(PG_BIN).join("psql"));
         cmd.arg("-h").arg(&self.socket).args([
@@ -363,6 +398,7 @@ async fn strata_backs_up_rebuilds_and_bootstraps_a_patroni_cluster() {
 
     // A point in time, marked; then more writes.
     let at_target = m2.psql(DIGEST);
+    let dump_at_target = m2.dump();
     std::thread::sleep(Duration::from_millis(1200));
     let target = m2.psql("SELECT clock_timestamp()::text");
     std::thread::sleep(Duration::from_millis(1200));
@@ -392,6 +428,11 @@ async fn strata_backs_up_rebuilds_and_bootstraps_a_patroni_cluster() {
         assert!(Instant::now() < deadline, "m1 did not catch up with m2");
         std::thread::sleep(Duration::from_millis(300));
     }
+    assert_eq!(
+        m1.dump(),
+        m2.dump(),
+        "the rebuilt replica dumps as the leader"
+    );
 
     // A new cluster bootstrapped by Patroni through strata at the point in time (it
     // does not archive: its WAL would mix with demo's).
@@ -410,6 +451,11 @@ async fn strata_backs_up_rebuilds_and_bootstraps_a_patroni_cluster() {
         n1.psql(DIGEST),
         at_target,
         "the bootstrapped cluster holds the point in time"
+    );
+    assert_eq!(
+        n1.dump(),
+        dump_at_target,
+        "and dumps as the source did then"
     );
     n1.stop();
     m1.stop();
