@@ -184,8 +184,10 @@ impl Actions {
             return Err(CoordinatorError::Pinned(name.to_string()));
         }
         let id = format!("delete-{}", crate::names::new_backup_name());
-        let lock =
-            RepoLock::acquire(self.repo.store().clone(), &id, "delete", self.lease_ttl).await?;
+        // Renewed: an external system's delete may take longer than one lease.
+        let lock = RepoLock::acquire(self.repo.store().clone(), &id, "delete", self.lease_ttl)
+            .await?
+            .keep_renewed();
         // The systems' snapshots first: a backup is never deleted while its system still
         // holds a snapshot only it names.
         match self.external.delete(found).await {
@@ -200,6 +202,14 @@ impl Actions {
                     "backup {name} is kept: {why}; delete the snapshot in its system (or fix it) and try again"
                 )));
             }
+        }
+        // Still ours after the systems' deletes (a stall past the lease lets another
+        // process take the repository): nothing is deleted otherwise.
+        if let Err(lost) = lock.check() {
+            lock.release().await;
+            return Err(CoordinatorError::LockLost(format!(
+                "backup {name} was not deleted: {lost}"
+            )));
         }
         let result = self.repo.delete_backup(name).await;
         if result.is_ok() {

@@ -48,6 +48,24 @@ pub fn masked_config(config: &Config) -> Config {
             }
         }
     }
+    for camunda in shown
+        .components
+        .iter_mut()
+        .filter_map(|c| c.camunda.as_mut())
+    {
+        for url in [
+            Some(&mut camunda.zeebe),
+            Some(&mut camunda.elasticsearch),
+            camunda.operate.as_mut(),
+            camunda.tasklist.as_mut(),
+            camunda.optimize.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *url = mask_url(url);
+        }
+    }
     for node in &mut shown.nodes {
         if let Some(conninfo) = node
             .postgres
@@ -183,6 +201,14 @@ mod tests {
             backup = "POST https://ops:pw@engine:8443/backups?token=t"
             state = "GET https://engine:8443/backups/{id}?token=t"
             restore = "POST https://engine:8443/backups/{id}/restore"
+            [[components]]
+            name = "camunda"
+            plugin = "camunda"
+            [components.camunda]
+            zeebe = "http://ops:zpw@zeebe:9600"
+            elasticsearch = "https://elastic:espw@es:9200/proxy/SECRET"
+            operate = "http://operate:9600"
+            snapshot_repository = "camunda"
             [[hooks]]
             pause = "POST https://engine/pause/SECRET"
             resume = "POST https://engine/resume/SECRET"
@@ -193,10 +219,11 @@ mod tests {
         )
         .unwrap();
         let shown = toml::to_string(&masked_config(&config)).unwrap();
-        for secret in ["pw@", "token=", "SECRET", "/backups"] {
+        for secret in ["pw@", "token=", "SECRET", "/backups", "zpw", "espw"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("POST https://engine:8443/***"), "{shown}");
+        assert!(shown.contains("zeebe = \"http://zeebe:9600\""), "{shown}");
         assert!(
             shown.contains("/usr/local/bin/notify"),
             "commands stay: {shown}"

@@ -596,7 +596,16 @@ pub async fn cleanup(
     .await?
     .keep_renewed();
     let mut result = Ok(());
+    let mut lost = None;
     for (row, summary) in rows.iter_mut().zip(&summaries).filter(|(r, _)| !r.keep) {
+        // Each delete under a lock that still holds (a system's delete may be slow).
+        if let Err(why) = lock.check() {
+            lost = Some(format!(
+                "cleanup stopped before deleting {}: {why}",
+                row.name
+            ));
+            break;
+        }
         // The systems' snapshots first (see `crate::external_delete`): one that cannot
         // be deleted keeps its backup until the next run.
         match external.delete(summary).await {
@@ -620,6 +629,9 @@ pub async fn cleanup(
     }
     crate::listing::compact(repo, true).await;
     lock.release().await;
+    if let Some(why) = lost {
+        return Err(crate::CoordinatorError::LockLost(why));
+    }
     result?;
     Ok(rows)
 }

@@ -79,6 +79,7 @@ pub async fn restore_tables(
     say: &(dyn Fn(&str) + Sync),
 ) -> CoordinatorResult<TableRestoreReport> {
     let invalid = |m: String| CoordinatorError::Invalid(m);
+    strata_postgres::tables::check_database_name(&request.database).map_err(invalid)?;
     let names: Vec<TableName> = request
         .tables
         .iter()
@@ -141,16 +142,8 @@ pub async fn restore_tables(
         .rename
         .clone()
         .unwrap_or_else(|| format!("{}_restored", request.database));
-    if whole_database
-        && (new_database.is_empty()
-            || new_database.len() > 63
-            || !new_database
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_'))
-    {
-        return Err(invalid(format!(
-            "{new_database:?}: a database name of letters, digits and '_' (at most 63)"
-        )));
+    if whole_database {
+        strata_postgres::tables::check_database_name(&new_database).map_err(invalid)?;
     }
     let tables = names
         .into_iter()

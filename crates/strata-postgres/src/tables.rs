@@ -60,6 +60,24 @@ impl std::fmt::Display for TableName {
     }
 }
 
+/// Checks a database name given by the user (the command line, an API body): 1 to 63
+/// letters, digits, `_`, `-` or `$`. It is named in SQL on the scratch server (a
+/// superuser) and passed to `psql -d`, which would read a `=` as a connection string:
+/// nothing else gets through.
+pub fn check_database_name(name: &str) -> Result<(), String> {
+    let plain = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-$".contains(&b));
+    match plain {
+        true => Ok(()),
+        false => Err(format!(
+            "database {name:?}: give a name of 1 to 63 letters, digits, '_', '-' or '$'"
+        )),
+    }
+}
+
 /// Where the tables go.
 #[derive(Debug, Clone)]
 pub enum Destination {
@@ -480,6 +498,18 @@ mod tests {
         assert_eq!(TableName::parse("t").unwrap().schema, "public");
         for bad in ["a.b.c", "x;drop", "\"q\"", "", "1t", "s."] {
             assert!(TableName::parse(bad).is_err(), "{bad}");
+        }
+        for good in ["shop", "shop_2026", "app-prod", "x$"] {
+            check_database_name(good).unwrap();
+        }
+        for bad in [
+            "",
+            "a\"; DROP DATABASE x; --",
+            "host=evil dbname=x",
+            "a b",
+            &"d".repeat(64),
+        ] {
+            assert!(check_database_name(bad).is_err(), "{bad}");
         }
         assert_eq!(
             renamed("orders_pkey", "orders", "orders_back"),

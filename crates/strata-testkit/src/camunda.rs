@@ -51,6 +51,8 @@ pub struct Knobs {
     pub pause_delay: Duration,
     /// Resumes answer 503 while set.
     pub resume_down: bool,
+    /// How long a delete takes to be answered.
+    pub delete_delay: Duration,
 }
 
 /// One request a fake received.
@@ -180,7 +182,11 @@ fn serve(stream: TcpStream, role: &Role, state: &Mutex<State>) {
             s.knobs.unavailable -= 1;
             (503, json!({"message": "unavailable"}), Duration::ZERO)
         } else {
-            route(role, &mut s, &method, &target, &body)
+            let (status, answer, delay) = route(role, &mut s, &method, &target, &body);
+            match method.as_str() {
+                "DELETE" => (status, answer, delay + s.knobs.delete_delay),
+                _ => (status, answer, delay),
+            }
         };
         s.log.push(Request {
             line: format!("{method} {target}"),

@@ -727,3 +727,26 @@ fn sigterm_while_zeebe_backs_up_resumes_the_exporting_before_the_process_ends() 
         site.pause_records()
     );
 }
+
+/// A system's delete slower than the cluster lock's lease: the lock is renewed while it
+/// runs, so the backup is deleted after it (and nothing else took the repository).
+#[test]
+fn a_delete_slower_than_the_lease_still_deletes_under_a_renewed_lock() {
+    let cluster = Cluster::start();
+    let site = Site::new(&(camunda(&cluster, "") + "[server]\nlease_ttl_secs = 1\n"));
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    cluster
+        .zeebe
+        .set(|k| k.delete_delay = std::time::Duration::from_secs(3));
+    let name = summary["name"].as_str().unwrap();
+    let deleted = site.run(&["delete", name]);
+    assert_eq!(deleted.code, Some(0), "{deleted}");
+    assert!(
+        cluster.zeebe.backups().is_empty(),
+        "{:?}",
+        cluster.zeebe.lines()
+    );
+    let list = site.run(&["list", "--json"]);
+    assert!(!list.stdout.contains(name), "{list}");
+}

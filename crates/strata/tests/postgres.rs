@@ -958,6 +958,21 @@ fn a_dropped_table_comes_back_from_a_point_in_time_under_another_name() {
         )
         .is_err());
 
+    // A database name that is not a plain name is refused before anything runs (it is
+    // named in SQL on the scratch server).
+    let hostile = site.strata(
+        &config,
+        &[
+            "restore",
+            "latest",
+            "--table",
+            "orders",
+            "--database",
+            "postgres\"; COPY x TO PROGRAM 'id'; --",
+        ],
+    );
+    assert_eq!(hostile.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&hostile.stderr).contains("give a name of 1 to 63 letters"));
     // The same name again is refused before anything is loaded.
     let again = site.strata(
         &config,
