@@ -408,6 +408,7 @@ impl TableRestoreBody {
             dump: None,
             target,
             node: self.node,
+            stop: None,
         })
     }
 }

@@ -36,6 +36,23 @@ pub struct TableRestore {
     pub target: Target,
     /// The backup node to take them from (default: the backup's PostgreSQL node).
     pub node: Option<String>,
+    /// Set to `Some(why)` to stop (a SIGTERM): honoured until the load begins, never
+    /// during it, so a stopped restore has loaded nothing and a finished one is whole.
+    pub stop: Option<tokio::sync::watch::Receiver<Option<String>>>,
+}
+
+impl TableRestore {
+    /// Why it was asked to stop, if it was.
+    fn stopped(&self) -> Option<String> {
+        self.stop.as_ref().and_then(|s| s.borrow().clone())
+    }
+}
+
+/// The error of a table restore stopped before its load.
+fn stopped_error(why: String) -> CoordinatorError {
+    CoordinatorError::Postgres(strata_postgres::PgError::Refused(format!(
+        "{why}: the table restore stopped before loading anything; its scratch server is stopped and its copy removed"
+    )))
 }
 
 /// What a table restore did.
@@ -226,6 +243,9 @@ pub async fn restore_tables(
     let copy = dir.join("copy");
     let restored =
         crate::restore::run_restore(repo, summary, &copy, Some(&node.name), options).await?;
+    if let Some(why) = request.stopped() {
+        return Err(stopped_error(why));
+    }
     if let Some(errors) = restored.iter().find(|r| !r.report.errors.is_empty()) {
         return Err(CoordinatorError::Damaged(format!(
             "the copy of node {} did not come back whole: {}",
@@ -289,9 +309,24 @@ pub async fn restore_tables(
         "starting a scratch PostgreSQL on {} and recovering to {target_line}",
         scratch.work.display()
     ));
+    if let Some(why) = request.stopped() {
+        return Err(stopped_error(why));
+    }
     scratch.start(&settings, timeout)?;
     let stop = StopOnDrop(&scratch);
-    scratch.wait_promoted(timeout).await?;
+    match request.stop.clone() {
+        Some(mut asked) => tokio::select! {
+            promoted = scratch.wait_promoted(timeout) => promoted?,
+            _ = asked.wait_for(Option::is_some) => {
+                return Err(stopped_error(request.stopped().unwrap_or_default()))
+            }
+        },
+        None => scratch.wait_promoted(timeout).await?,
+    }
+    // The last point a stop is honoured: from here the load runs to its end.
+    if let Some(why) = request.stopped() {
+        return Err(stopped_error(why));
+    }
     let lines = if whole_database {
         say("recovered; bringing the database back");
         strata_postgres::tables::bring_back_database(

@@ -188,6 +188,7 @@ impl Context {
             dump,
             target,
             node,
+            stop: None,
         };
         let quiet = self.global.quiet || self.global.json;
         let say = move |line: &str| {
@@ -221,20 +222,14 @@ impl Context {
                 say("asking the server to bring them back (on its host; this takes a restore's time)");
                 self.cluster().restore_tables(wanted, body).await?
             }
-            // A SIGTERM drops the work between its steps: the scratch server is stopped
-            // and its files removed as it goes (`table_restore`'s guard), at once rather
-            // than at the end of the stop's wait.
+            // A SIGTERM stops it at its next step before the load (never during the load):
+            // the scratch server is stopped and its files removed at once.
             false => {
-                let mut stop = self.stop.subscribe();
-                tokio::select! {
-                    report = self.local.restore_tables(wanted, &request, &say) => report?,
-                    _ = stop.wait_for(Option::is_some) => {
-                        return Err(Failure::new(
-                            code::FAILED,
-                            "stopped: the table restore was cancelled; its scratch server is stopped and its copy removed",
-                        ))
-                    }
-                }
+                let request = strata_coordinator::table_restore::TableRestore {
+                    stop: Some(self.stop.subscribe()),
+                    ..request
+                };
+                self.local.restore_tables(wanted, &request, &say).await?
             }
         };
         if self.global.json {
