@@ -84,6 +84,11 @@ pub struct PostgresAgent {
     pub wal_fetch_command: String,
     /// Start the WAL prefetcher beside a restore's recovery (`postgres.wal_prefetch`).
     pub wal_prefetch: bool,
+    /// The REST API of a member of the Patroni cluster the node belongs to
+    /// (`postgres.patroni`): a restore stops the server itself once Patroni reports the
+    /// pause, keeps the member's own configuration files and leaves no recovery
+    /// settings behind.
+    pub patroni: Option<String>,
 }
 
 struct Lease {

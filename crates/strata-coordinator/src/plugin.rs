@@ -25,6 +25,7 @@ pub mod camunda;
 pub mod engine_api;
 pub mod etcd;
 pub mod external;
+pub mod patroni;
 pub mod postgres;
 
 /// Checks `[[components]]` and `[[hooks]]` with the plugins they name: names,
@@ -280,6 +281,25 @@ pub trait Plugin: Send + Sync {
     /// plugins with nodes (their agents are checked), else what answered or why not.
     async fn probe(&self) -> Option<Result<String, String>> {
         None
+    }
+
+    /// Hooks the plugin's component runs as if configured (Patroni's pause around a
+    /// restore in place), for the component named `component`.
+    fn hooks(&self, _component: &str) -> Vec<crate::hooks::HookConfig> {
+        Vec::new()
+    }
+
+    /// Whether a restore in place may go onto these nodes of the component (Patroni's
+    /// cluster is restored onto one member); `Err` says what to do.
+    fn check_restore_targets(&self, _targets: &[&str]) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Waits, after the restore's pauses, until the component's system is ready for
+    /// its nodes to be restored (every Patroni member paused). `Ok` carries a line for
+    /// the log; `Err` stops the restore before anything is written.
+    async fn ready_to_restore(&self) -> Result<Option<String>, String> {
+        Ok(None)
     }
 
     /// Pause/resume pairs the plugin issues itself (a preset's pause of an engine): a

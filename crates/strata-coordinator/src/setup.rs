@@ -189,7 +189,12 @@ pub fn coordinator(
     let components = crate::component::from_config(config, &names);
     let settings = Settings {
         hooks: crate::component::HookSet {
-            hooks: config.hooks.clone(),
+            hooks: config
+                .hooks
+                .iter()
+                .cloned()
+                .chain(components.iter().flat_map(|c| c.plugin.hooks(&c.name)))
+                .collect(),
             implied: components
                 .iter()
                 .flat_map(|c| c.plugin.implied_hooks())

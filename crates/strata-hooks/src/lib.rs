@@ -75,6 +75,20 @@ pub enum HookAction {
     /// `"METHOD URL"` (a TOML string): GET, POST, PUT, DELETE or PATCH to an http(s)
     /// URL, the hook's environment as the JSON body.
     Http(String),
+    /// `{ http = "METHOD URL", body = { ... } }` (a TOML table): the same call with this
+    /// JSON body instead of the environment, for APIs that read their own (Patroni's
+    /// `PATCH /config` with `{ pause = true }`).
+    Request(HttpRequest),
+}
+
+/// An HTTP call with a body of its own ([`HookAction::Request`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRequest {
+    /// `"METHOD URL"`, as in [`HookAction::Http`].
+    pub http: String,
+    /// The JSON body sent as it is.
+    pub body: serde_json::Value,
 }
 
 /// The most of a hook's output kept for the operation's log.
@@ -171,6 +185,14 @@ fn with_output(output: &str) -> String {
     }
 }
 
+/// `"METHOD URL"` with its URL cut to the host.
+fn masked_line(line: &str) -> String {
+    match line.trim().split_once(' ') {
+        Some((method, url)) => format!("{method} {}", mask_url(url.trim())),
+        None => mask_url(line.trim()),
+    }
+}
+
 /// `"METHOD URL"` parsed: GET, POST, PUT, DELETE or PATCH to an http(s) URL.
 pub fn parse_http_line(line: &str) -> Result<(reqwest::Method, &str), String> {
     HookAction::parse_http(line)
@@ -179,10 +201,12 @@ pub fn parse_http_line(line: &str) -> Result<(reqwest::Method, &str), String> {
 impl HookAction {
     /// The method and URL of an HTTP action.
     fn http(&self) -> Option<Result<(reqwest::Method, &str), String>> {
-        let HookAction::Http(line) = self else {
-            return None;
-        };
-        Some(Self::parse_http(line))
+        match self {
+            HookAction::Http(line) | HookAction::Request(HttpRequest { http: line, .. }) => {
+                Some(Self::parse_http(line))
+            }
+            HookAction::Command(_) => None,
+        }
     }
 
     fn parse_http(line: &str) -> Result<(reqwest::Method, &str), String> {
@@ -217,7 +241,9 @@ impl HookAction {
                 Err("a command hook needs a program: [\"/path/to/program\", \"args\"...]".into())
             }
             HookAction::Command(_) => Ok(()),
-            HookAction::Http(_) => self.http().expect("an HTTP action").map(|_| ()),
+            HookAction::Http(_) | HookAction::Request(_) => {
+                self.http().expect("an HTTP action").map(|_| ())
+            }
         }
     }
 
@@ -226,10 +252,9 @@ impl HookAction {
     pub fn describe(&self) -> String {
         match self {
             HookAction::Command(argv) => argv.first().cloned().unwrap_or_default(),
-            HookAction::Http(line) => match line.trim().split_once(' ') {
-                Some((method, url)) => format!("{method} {}", mask_url(url.trim())),
-                None => mask_url(line.trim()),
-            },
+            HookAction::Http(line) | HookAction::Request(HttpRequest { http: line, .. }) => {
+                masked_line(line)
+            }
         }
     }
 
@@ -239,9 +264,11 @@ impl HookAction {
     pub fn masked(&self) -> HookAction {
         match self {
             HookAction::Command(_) => self.clone(),
-            HookAction::Http(line) => HookAction::Http(match line.trim().split_once(' ') {
-                Some((method, url)) => format!("{method} {}", mask_url(url.trim())),
-                None => mask_url(line.trim()),
+            HookAction::Http(line) => HookAction::Http(masked_line(line)),
+            // The body is shown: it is configuration, and secrets belong in files.
+            HookAction::Request(request) => HookAction::Request(HttpRequest {
+                http: masked_line(&request.http),
+                body: request.body.clone(),
             }),
         }
     }
@@ -249,7 +276,7 @@ impl HookAction {
     /// The text of an HTTP action.
     pub fn into_http(self) -> String {
         match self {
-            HookAction::Http(line) => line,
+            HookAction::Http(line) | HookAction::Request(HttpRequest { http: line, .. }) => line,
             HookAction::Command(argv) => argv.join(" "),
         }
     }
@@ -260,12 +287,17 @@ impl HookAction {
         let work = async {
             match self {
                 HookAction::Command(argv) => run_command(argv, env).await,
-                HookAction::Http(_) => {
+                HookAction::Http(_) | HookAction::Request(_) => {
                     let (method, url) = self
                         .http()
                         .expect("an HTTP action")
                         .map_err(HookError::Invalid)?;
-                    run_http(method, url, env, timeout).await
+                    let body = match self {
+                        HookAction::Request(request) => serde_json::to_vec(&request.body),
+                        _ => serde_json::to_vec(env),
+                    }
+                    .expect("JSON values serialize");
+                    run_http(method, url, body, timeout).await
                 }
             }
         };
@@ -360,10 +392,9 @@ async fn run_command(argv: &[String], env: &HookEnv) -> Result<String, HookError
 async fn run_http(
     method: reqwest::Method,
     url: &str,
-    env: &HookEnv,
+    body: Vec<u8>,
     timeout: Duration,
 ) -> Result<String, HookError> {
-    let body = serde_json::to_vec(env).expect("hook environments serialize");
     let answer = http_call(method, url, body, timeout, OUTPUT_LIMIT).await?;
     answer.into_result(url)
 }
@@ -1031,6 +1062,69 @@ mod tests {
         ] {
             assert!(parse(bad).validate(&[], &[]).is_err(), "{bad}");
         }
+    }
+
+    /// `{ http, body }` sends its own body (Patroni reads `{"pause": true}` from `PATCH
+    /// /config`), not the environment; the body is checked like the line.
+    #[tokio::test]
+    async fn a_request_sends_its_own_body() {
+        let hook = parse(
+            "pause = { http = \"PATCH http://e/config\", body = { pause = true } }\nresume = { http = \"PATCH http://e/config\", body = { pause = false } }",
+        );
+        hook.validate(&[], &[]).unwrap();
+        assert_eq!(
+            hook.pause.as_ref().unwrap().describe(),
+            "PATCH http://e/***"
+        );
+        for bad in [
+            "run = { http = \"PATCH ftp://e/x\", body = {} }\nat = \"before\"",
+            "run = { http = \"PATCH http://e/x\", body = {}, extra = 1 }\nat = \"before\"",
+        ] {
+            assert!(
+                toml::from_str::<HookConfig>(bad)
+                    .map_err(|e| e.to_string())
+                    .and_then(|h| h.validate(&[], &[]))
+                    .is_err(),
+                "{bad}"
+            );
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&seen).contains("}") {
+                let n = stream.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the request ended early");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&seen).into_owned()
+        });
+        let action = HookAction::Request(HttpRequest {
+            http: format!("PATCH http://127.0.0.1:{port}/config"),
+            body: serde_json::json!({ "pause": true }),
+        });
+        let env = HookEnv {
+            operation: "restore".into(),
+            ..HookEnv::default()
+        };
+        assert_eq!(
+            action.run(&env, Duration::from_secs(5)).await.unwrap(),
+            "ok"
+        );
+        let request = server.await.unwrap();
+        assert!(request.starts_with("PATCH /config "), "{request}");
+        assert!(request.ends_with("{\"pause\":true}"), "{request}");
+        assert!(
+            !request.contains("restore"),
+            "the environment is not sent: {request}"
+        );
     }
 
     /// A record someone else could have written (group- or world-writable, or a link) is

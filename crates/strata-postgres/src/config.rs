@@ -46,6 +46,11 @@ pub struct PostgresConfig {
     /// segment is acknowledged unarchived (dropped, loudly) so `pg_wal` cannot fill the
     /// disk; 0 (the default): never, PostgreSQL keeps it and calls again.
     pub wal_queue_max_mib: u64,
+    /// The REST API of a Patroni member of this cluster (`http://127.0.0.1:8008`);
+    /// empty: not under Patroni. A restore in place then pauses Patroni around itself.
+    pub patroni: String,
+    /// How long a restore waits for every Patroni member to report the pause.
+    pub patroni_wait_secs: u64,
 }
 
 impl Default for PostgresConfig {
@@ -64,6 +69,8 @@ impl Default for PostgresConfig {
             archiver_queue: 64,
             archiver_batch: 16,
             wal_queue_max_mib: 0,
+            patroni: String::new(),
+            patroni_wait_secs: 60,
         }
     }
 }
@@ -92,7 +99,21 @@ impl PostgresConfig {
                 "postgres.archiver_queue and postgres.archiver_batch must be at least 1".into(),
             );
         }
+        let url = self.patroni.trim();
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            // Not echoed: a URL may carry credentials.
+            return Err(
+                "postgres.patroni must be the http:// or https:// URL of a member's REST API"
+                    .into(),
+            );
+        }
         Ok(())
+    }
+
+    /// The Patroni REST API, when the cluster runs under Patroni.
+    pub fn patroni_url(&self) -> Option<&str> {
+        let url = self.patroni.trim().trim_end_matches('/');
+        (!url.is_empty()).then_some(url)
     }
 }
 
@@ -107,6 +128,21 @@ mod tests {
         assert_eq!(parsed["postgres"], PostgresConfig::default());
         assert_eq!(parsed.len(), 1);
         assert!(PostgresConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn patroni_is_a_url_and_its_value_is_not_echoed() {
+        let with = |url: &str| PostgresConfig {
+            patroni: url.into(),
+            ..PostgresConfig::default()
+        };
+        assert_eq!(with("").patroni_url(), None);
+        assert_eq!(
+            with("http://127.0.0.1:8008/").patroni_url(),
+            Some("http://127.0.0.1:8008")
+        );
+        let err = with("user:s3cret@m1:8008").validate().unwrap_err();
+        assert!(err.contains("postgres.patroni") && !err.contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod exclude;
+pub mod patroni;
 pub mod prefetcher;
 pub mod proof;
 pub mod recovery;

@@ -262,7 +262,12 @@ fn open_wal(data: &OwnedFd, data_dir: &Path, links: &LinkPolicy) -> PgResult<Own
 
 /// Creates `name` in `dir` (nothing may be there: a link is not followed) with `bytes`,
 /// owned by `owner`.
-fn create_new(dir: &OwnedFd, name: &str, bytes: &[u8], owner: (u32, u32)) -> std::io::Result<()> {
+pub(crate) fn create_new(
+    dir: &OwnedFd,
+    name: &str,
+    bytes: &[u8],
+    owner: (u32, u32),
+) -> std::io::Result<()> {
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = rfs::openat(dir, name, flags, Mode::from_raw_mode(0o600))?;
     set_owner(&fd, owner)?;
@@ -338,9 +343,33 @@ pub fn prepare(
     if let Ok(fd) = rfs::openat(&wal, "archive_status", DIR_FLAGS, Mode::empty()) {
         set_owner(&fd, owner).map_err(io("cannot set the owner of", &status))?;
     }
+    write_auto_conf(
+        &data,
+        data_dir,
+        owner,
+        &settings_block(node, plan, wal_fetch),
+    )?;
+    let signal = if node.primary_conninfo.is_some() {
+        "standby.signal"
+    } else {
+        "recovery.signal"
+    };
+    create_new(&data, signal, b"", owner).map_err(io("cannot write", &data_dir.join(signal)))?;
+    Ok(())
+}
+
+/// Rewrites `postgresql.auto.conf` with `block` in place of the one an earlier restore
+/// wrote: created new beside it and renamed into place, never through a link.
+fn write_auto_conf(
+    data: &OwnedFd,
+    data_dir: &Path,
+    owner: (u32, u32),
+    block: &str,
+) -> PgResult<()> {
+    let io = |what: &str, path: &Path| PgError::io(what.to_string(), path.to_path_buf());
     let auto = data_dir.join("postgresql.auto.conf");
     let old = match rfs::openat(
-        &data,
+        data,
         "postgresql.auto.conf",
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
         Mode::empty(),
@@ -359,22 +388,30 @@ pub fn prepare(
         }
         Err(err) => return Err(io("cannot read", &auto)(err.into())),
     };
-    let text = without_block(&old) + &settings_block(node, plan, wal_fetch);
+    let text = without_block(&old) + block;
     let temp = ".postgresql.auto.conf.strata-tmp";
-    match rfs::unlinkat(&data, temp, AtFlags::empty()) {
+    match rfs::unlinkat(data, temp, AtFlags::empty()) {
         Ok(()) | Err(Errno::NOENT) => {}
         Err(err) => return Err(io("cannot remove", &data_dir.join(temp))(err.into())),
     }
-    create_new(&data, temp, text.as_bytes(), owner)
-        .and_then(|()| Ok(rfs::renameat(&data, temp, &data, "postgresql.auto.conf")?))
+    create_new(data, temp, text.as_bytes(), owner)
+        .and_then(|()| Ok(rfs::renameat(data, temp, data, "postgresql.auto.conf")?))
         .map_err(io("cannot write", &auto))?;
-    let signal = if node.primary_conninfo.is_some() {
-        "standby.signal"
-    } else {
-        "recovery.signal"
-    };
-    create_new(&data, signal, b"", owner).map_err(io("cannot write", &data_dir.join(signal)))?;
     Ok(())
+}
+
+/// Removes the recovery settings a restore wrote, once recovery has ended: a server that
+/// is made a standby later (Patroni demotes a member) must not stop at the old target.
+pub fn remove_settings(data_dir: &Path) -> PgResult<()> {
+    let data = rfs::open(
+        data_dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| PgError::io("cannot open".to_string(), data_dir.to_path_buf())(e.into()))?;
+    let stat = rfs::fstat(&data)
+        .map_err(|e| PgError::io("cannot read".to_string(), data_dir.to_path_buf())(e.into()))?;
+    write_auto_conf(&data, data_dir, (stat.st_uid, stat.st_gid), "")
 }
 
 #[cfg(test)]

@@ -23,6 +23,68 @@ pub fn is_running(node: &NodeSettings) -> bool {
         .unwrap_or(false)
 }
 
+/// Stops the server on the node's data directory (`pg_ctl stop -m fast`: sessions are
+/// ended, a checkpoint is written), waiting up to `timeout`.
+pub fn stop(node: &NodeSettings, timeout: Duration) -> PgResult<()> {
+    let out = Command::new(node.bin_dir.join("pg_ctl"))
+        .args(["stop", "-m", "fast", "-w", "-t"])
+        .arg(timeout.as_secs().max(1).to_string())
+        .arg("-D")
+        .arg(&node.data_dir)
+        .output()
+        .map_err(PgError::io("cannot run", node.bin_dir.join("pg_ctl")))?;
+    if out.status.success() || !is_running(node) {
+        return Ok(());
+    }
+    Err(PgError::Refused(format!(
+        "PostgreSQL on {} did not stop: {}",
+        node.data_dir.display(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )))
+}
+
+/// Closes the current WAL segment of a restored server that ended recovery, so the first
+/// segment of its new timeline reaches the archive, and waits (up to `wait`) until it
+/// has. Until then a replica built from the archive (Patroni's replica method, `reinit`)
+/// finds the old timeline's segment there and replays past the fork. Returns a line for
+/// the report; a server that does not archive says so.
+pub async fn switch_and_archive(node: &NodeSettings, wait: Duration) -> PgResult<String> {
+    let client = node.connect.connect().await?;
+    let row = client
+        .query_one(
+            "SELECT current_setting('archive_mode') <> 'off', pg_walfile_name(pg_switch_wal())",
+            &[],
+        )
+        .await
+        .map_err(PgError::query("pg_switch_wal()"))?;
+    let (archiving, segment): (bool, String) = (row.get(0), row.get(1));
+    if !archiving {
+        return Ok(format!("{segment} not archived (archive_mode is off)"));
+    }
+    let deadline = Instant::now() + wait;
+    loop {
+        let row = client
+            .query_one(
+                "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+                &[],
+            )
+            .await
+            .map_err(PgError::query("pg_stat_archiver"))?;
+        let archived: String = row.get(0);
+        // Names sort by timeline, then position: the segment or a later one.
+        if archived.len() == segment.len() && archived >= segment {
+            return Ok(format!("its new timeline is archived up to {segment}"));
+        }
+        if Instant::now() >= deadline {
+            return Err(PgError::Refused(format!(
+                "{segment}, the first segment of the restored server's new timeline, did not reach the archive within {} s: replicas built from the archive would replay the old timeline past the restore point; check archive_command",
+                wait.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The last lines of a log, for an error message.
 fn log_tail(log: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();

@@ -94,6 +94,22 @@ impl Member {
         }
     }
 
+    /// The JSON body of `GET /<what>` of its REST API.
+    fn get(&self, what: &str) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.api)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let request =
+            format!("GET /{what} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("GET /{what}: {e}: {answer}"))
+    }
+
     /// `pg_dump` of database `postgres`, its version header left out.
     fn dump(&self) -> String {
         let mut cmd = Command::new(Path::new(PG_BIN).join("pg_dump"));
@@ -301,9 +317,9 @@ postgresql:
 
 /// Writes strata's configuration: nodes m1 and m2 of cluster `demo`, backups from the
 /// member Patroni runs as a replica.
-fn write_config(site_dir: &Path, members: &[&Member]) -> PathBuf {
+fn write_config(site_dir: &Path, members: &[&Member], patroni: &str) -> PathBuf {
     let mut text = format!(
-        "plugin = \"postgres\"\nstate_dir = \"{state}\"\n[password]\nfile = \"{pw}\"\n[storages.local]\npath = \"{repo}\"\n[postgres]\nbackup_from = \"replica\"\nwal_wait_secs = 60\nrecovery_timeout_secs = 120\n",
+        "plugin = \"postgres\"\nstate_dir = \"{state}\"\n[password]\nfile = \"{pw}\"\n[storages.local]\npath = \"{repo}\"\n[postgres]\nbackup_from = \"replica\"\nwal_wait_secs = 60\nrecovery_timeout_secs = 120\npatroni = \"{patroni}\"\n",
         state = site_dir.join("state").display(),
         pw = site_dir.join("password").display(),
         repo = site_dir.join("repo").display(),
@@ -349,7 +365,7 @@ async fn strata_backs_up_rebuilds_and_bootstraps_a_patroni_cluster() {
     };
     let mut m1 = site.member("demo", "m1", true, "");
     let mut m2 = site.member("demo", "m2", true, "");
-    site.config = write_config(site.dir.path(), &[&m1, &m2]);
+    site.config = write_config(site.dir.path(), &[&m1, &m2], "");
     chown_to_postgres(site.dir.path());
     site.ok(&["init"]);
 
@@ -458,6 +474,82 @@ async fn strata_backs_up_rebuilds_and_bootstraps_a_patroni_cluster() {
         "and dumps as the source did then"
     );
     n1.stop();
+
+    // demo restored in place to the point in time, from the backup m1 took as a
+    // replica, onto the leader m2, with Patroni paused through its REST API. The
+    // backup holds m1's Patroni files (its port); m2 keeps its own.
+    let second_backup = summary["name"].as_str().unwrap().to_string();
+    site.config = write_config(
+        site.dir.path(),
+        &[&m1, &m2],
+        &format!("http://127.0.0.1:{}", m2.api),
+    );
+    let refused = site.strata(&["restore", &second_backup, "--target-time", &target]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && said.contains("--node"),
+        "a Patroni cluster is restored onto one member: {said}"
+    );
+    assert!(m2.get("cluster").get("pause").is_none(), "nothing paused");
+    let out = site.ok(&[
+        "restore",
+        &second_backup,
+        "--target-time",
+        &target,
+        "--node",
+        "m2",
+    ]);
+    assert!(out.contains("m2"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while m2.get("cluster").get("pause").is_some() {
+        assert!(Instant::now() < deadline, "Patroni was not resumed");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    m2.wait_until("leader");
+    assert_eq!(m2.psql(DIGEST), at_target, "m2 holds the point in time");
+    assert_eq!(m2.dump(), dump_at_target);
+    let auto = std::fs::read_to_string(m2.data_dir.join("postgresql.auto.conf")).unwrap();
+    assert!(
+        !auto.contains("recovery_target"),
+        "no recovery settings left for Patroni to trip on: {auto}"
+    );
+    let pauses = site.path("state/pauses");
+    assert_eq!(
+        std::fs::read_dir(&pauses).map(|d| d.count()).unwrap_or(0),
+        0,
+        "the pause record is gone"
+    );
+    // m1, left on the old history, rebuilt by Patroni (strata's replica method).
+    let mut reinit = Command::new("/usr/bin/patronictl");
+    reinit
+        .arg("-c")
+        .arg(&m1.yml)
+        .args(["reinit", "demo", "m1", "--force"]);
+    let out = as_postgres(&mut reinit).output().unwrap();
+    assert!(
+        out.status.success(),
+        "reinit: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    m2.psql("INSERT INTO accounts VALUES (5000, 'after the restore')");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(m1.is("replica") && m1.psql(DIGEST) == m2.psql(DIGEST)) {
+        assert!(
+            Instant::now() < deadline,
+            "m1 did not follow the restored leader (replica: {}); its log:\n{}",
+            m1.is("replica"),
+            std::fs::read_to_string(&m1.log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("FATAL")
+                    || l.contains("LOG:")
+                    || l.contains("strata")
+                    || l.contains("ERROR"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     m1.stop();
     m2.stop();
 }

@@ -104,6 +104,33 @@ impl NodePlugin for PostgresAgent {
             return Ok(None);
         };
         let pg = self;
+        if let (Some(url), true) = (&pg.patroni, strata_postgres::server::is_running(&pg.node)) {
+            // Patroni restarts a server that stops unless it is paused: the coordinator
+            // paused it, and the member says so before the server is stopped.
+            patroni_paused(url).await.map_err(|why| {
+                ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!("node {}: {why}", restore.node),
+                )
+            })?;
+            let node = pg.node.clone();
+            tokio::task::spawn_blocking(move || {
+                strata_postgres::server::stop(&node, Duration::from_secs(300))
+            })
+            .await
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(pg_failed)?;
+            eprintln!(
+                "strata: node {}: Patroni is paused; PostgreSQL on {} stopped for the restore",
+                restore.node,
+                pg.node.data_dir.display()
+            );
+        }
+        let member_files = match pg.patroni {
+            Some(_) => strata_postgres::patroni::read_member_files(&pg.node.data_dir)
+                .map_err(|e| ApiError::new(ErrorCode::BadRequest, error_chain(&e)))?,
+            None => Vec::new(),
+        };
         if strata_postgres::server::is_running(&pg.node) {
             return Err(ApiError::new(
                 ErrorCode::BadRequest,
@@ -157,7 +184,31 @@ impl NodePlugin for PostgresAgent {
                 info.segment_size,
             ),
             tablespaces: info.tablespaces,
+            member_files,
         })))
+    }
+}
+
+/// Whether the Patroni member at `url` (its REST API) runs paused: `GET /patroni` says
+/// `"pause": true`.
+async fn patroni_paused(url: &str) -> Result<(), String> {
+    let url = format!("{}/patroni", url.trim_end_matches('/'));
+    let answer = strata_hooks::http_call(
+        reqwest::Method::GET,
+        &url,
+        Vec::new(),
+        Duration::from_secs(10),
+        1 << 20,
+    )
+    .await
+    .map_err(|e| format!("Patroni does not answer: {e}"))?;
+    let said: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
+    match said.get("pause").and_then(|p| p.as_bool()) {
+        Some(true) => Ok(()),
+        _ => Err(format!(
+            "PostgreSQL is running and Patroni ({}) is not paused: strata stops a member's server only while Patroni is paused (a restore in place pauses it first)",
+            strata_util::mask_url(&url)
+        )),
     }
 }
 
@@ -268,6 +319,8 @@ struct Recovery {
     prefetch_after: Option<String>,
     /// The tablespaces to move out of the data directory again.
     tablespaces: Vec<Tablespace>,
+    /// A Patroni member's own configuration files, put back over the backup's.
+    member_files: Vec<(String, Vec<u8>)>,
 }
 
 #[async_trait::async_trait]
@@ -308,6 +361,8 @@ impl Recovery {
             restored.roots,
             &self.tablespaces,
         );
+        strata_postgres::patroni::put_member_files(&pg.node.data_dir, &self.member_files)
+            .map_err(pg_failed)?;
         strata_postgres::recovery::prepare(&pg.node, plan, &pg.wal_fetch_command, &links)
             .map_err(pg_failed)?;
         // Before the server starts, so its first asks find their segments spooled.
@@ -338,7 +393,29 @@ impl Recovery {
             strata_postgres::server::start_and_recover(&pg.node, plan, &log, pg.recovery_timeout)
                 .await
                 .map_err(|e| failed(format!("node {}: {}", restored.node, error_chain(&e))))?;
-        Ok(Some(outcome))
+        let promoted = matches!(
+            strata_postgres::session::probe_role(&pg.node).await,
+            Ok(strata_postgres::session::Role::Primary)
+        );
+        if pg.patroni.is_some() && promoted {
+            // Patroni writes a member's recovery settings itself when it demotes it.
+            strata_postgres::recovery::remove_settings(&pg.node.data_dir).map_err(pg_failed)?;
+        }
+        if !promoted {
+            return Ok(Some(outcome));
+        }
+        // The restore itself succeeded: an archive that lags is a loud warning, not a
+        // failure of what is already back.
+        let archived =
+            match strata_postgres::server::switch_and_archive(&pg.node, pg.wal_wait).await {
+                Ok(line) => line,
+                Err(err) => {
+                    let line = format!("WARNING: {}", error_chain(&err));
+                    eprintln!("strata: node {}: {line}", restored.node);
+                    line
+                }
+            };
+        Ok(Some(format!("{outcome}; {archived}")))
     }
 }
 

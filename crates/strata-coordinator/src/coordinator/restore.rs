@@ -248,6 +248,10 @@ impl Coordinator {
                     plan.node.clone().unwrap_or_default()
                 ));
             }
+            let names: Vec<&str> = pairs.iter().map(|(_, i)| self.nodes[*i].name()).collect();
+            if !plan.dry_run {
+                self.plugin_of(source).check_restore_targets(&names)?;
+            }
             return Ok(pairs);
         }
         let sources: Vec<SourceNode> = restorable
@@ -566,6 +570,26 @@ struct RestoreSteps {
     dry_run: bool,
 }
 
+/// Waits until the system of every component taking part is ready for its nodes to be
+/// restored (after the pauses: every Patroni member paused).
+async fn ready_to_restore(run: &Arc<Run>, scope: &Scope) -> Result<(), String> {
+    for component in run.coordinator.components().iter() {
+        let taking_part = scope
+            .components
+            .iter()
+            .any(|(name, nodes)| name == &component.name && !nodes.is_empty());
+        if !taking_part {
+            continue;
+        }
+        match component.plugin.ready_to_restore().await {
+            Ok(Some(line)) => eprintln!("strata: component {}: {line}", component.name),
+            Ok(None) => {}
+            Err(why) => return Err(format!("component {}: {why}", component.name)),
+        }
+    }
+    Ok(())
+}
+
 /// The restore proper: the pairs and external components of one order at once, orders
 /// in turn; a failure stops the later ones. Hooks run around it, pauses resumed on every
 /// path.
@@ -606,6 +630,8 @@ async fn restore(
     {
         stop = Some(why);
     } else if let Err(why) = hooks.pause_all(&steps.scope, &HashSet::new()).await {
+        stop = Some(why);
+    } else if let Err(why) = ready_to_restore(run, &steps.scope).await {
         stop = Some(why);
     }
     for (live, externals) in waves.into_values() {

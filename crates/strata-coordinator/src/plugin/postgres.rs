@@ -105,6 +105,7 @@ impl Plugin for Postgres {
                 recovery_timeout: Duration::from_secs(self.settings.recovery_timeout_secs),
                 wal_fetch_command: wal_fetch_command(config),
                 wal_prefetch: self.settings.wal_prefetch && self.settings.wal_fetch_ahead > 0,
+                patroni: self.settings.patroni_url().map(str::to_string),
             }),
             None => strata_agent::service::plugin::files(),
         }
@@ -149,6 +150,39 @@ impl Plugin for Postgres {
     /// for): the node's own settings make it the primary or a standby.
     fn restore_to_every_node(&self) -> bool {
         true
+    }
+
+    /// Under Patroni, its pause around a restore in place.
+    fn hooks(&self, component: &str) -> Vec<crate::hooks::HookConfig> {
+        self.settings
+            .patroni_url()
+            .map(|url| super::patroni::pause_hook(url, component))
+            .into_iter()
+            .collect()
+    }
+
+    /// Under Patroni, one member: the others follow it once it leads.
+    fn check_restore_targets(&self, targets: &[&str]) -> Result<(), String> {
+        if self.settings.patroni_url().is_some() && targets.len() > 1 {
+            return Err(format!(
+                "a Patroni cluster is restored onto one member, its leader to be: pass --node with one of {}; Patroni rebuilds the others afterwards (`patronictl reinit`)",
+                targets.join(", ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Under Patroni, every member has taken the pause.
+    async fn ready_to_restore(&self) -> Result<Option<String>, String> {
+        match self.settings.patroni_url() {
+            Some(url) => super::patroni::wait_paused(
+                url,
+                Duration::from_secs(self.settings.patroni_wait_secs),
+            )
+            .await
+            .map(Some),
+            None => Ok(None),
+        }
     }
 
     /// The user's plan, or: replay all archived WAL, promote, start the server.
