@@ -791,10 +791,17 @@ async fn copy_tasks_killed_in_every_table_state_resume_and_end_equal() {
 }
 
 /// Python Londiste's command (`londiste` from PyPI in a venv, with psycopg2), named by
-/// `STRATA_LONDISTE_PYTHON`; the interop test skips, loudly, without it.
+/// `STRATA_LONDISTE_PYTHON` (scripts/install-test-servers.sh installs it); the interop
+/// tests skip, loudly, without it, and fail instead under `STRATA_REQUIRE_TOOLS`.
 fn python_londiste() -> Option<PathBuf> {
-    let path = PathBuf::from(std::env::var_os("STRATA_LONDISTE_PYTHON")?);
-    path.exists().then_some(path)
+    let path = std::env::var_os("STRATA_LONDISTE_PYTHON")
+        .map(PathBuf::from)
+        .filter(|p| p.exists());
+    assert!(
+        path.is_some() || std::env::var_os("STRATA_REQUIRE_TOOLS").is_none(),
+        "Python Londiste is required (STRATA_REQUIRE_TOOLS): set STRATA_LONDISTE_PYTHON to its londiste command (scripts/install-test-servers.sh installs it)"
+    );
+    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
