@@ -111,3 +111,41 @@ async fn futures_join(tasks: Vec<JoinHandle<()>>) {
         let _ = task.await;
     }
 }
+
+/// A table retention run told to the webhooks (kind `tables`): `started` when it is made,
+/// then how it ended. Runs are audited in the database's own audit table; every front end
+/// that starts one (the CLI's `strata tables run`, the scheduler's `tables` jobs) reports
+/// it through this, so the webhooks hear of every run whoever started it.
+pub struct TablesRunReport {
+    events: Arc<Events>,
+    who: String,
+    target: String,
+}
+
+impl TablesRunReport {
+    /// Tells the webhooks that `who` started a run on database `target`.
+    pub fn start(events: Arc<Events>, who: &str, target: &str) -> TablesRunReport {
+        let report = TablesRunReport {
+            events,
+            who: who.to_string(),
+            target: target.to_string(),
+        };
+        report.tell("started", "");
+        report
+    }
+
+    /// How the run ended: `succeeded`, `partial` (a table skipped) or `failed`.
+    pub fn end(&self, phase: &str, detail: &str) {
+        self.tell(phase, detail);
+    }
+
+    fn tell(&self, phase: &str, detail: &str) {
+        let action = Activity {
+            who: &self.who,
+            kind: "tables",
+            target: &self.target,
+            operation: None,
+        };
+        self.events.notify(&action, "", phase, detail);
+    }
+}

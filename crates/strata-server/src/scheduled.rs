@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use strata_coordinator::config::{Config, ScheduleConfig};
-use strata_coordinator::events::{Activity, Events};
+use strata_coordinator::events::{Events, TablesRunReport};
 use strata_coordinator::jobs::ClusterJobs;
 use strata_coordinator::schedule::JobRunner;
 use strata_coordinator::storage::Storage;
@@ -90,18 +90,12 @@ impl JobRunner for ServerJobs {
             .and_then(|text| strata_pgclient::Dsn::parse(text).ok())
             .map(|dsn| dsn.describe())
             .unwrap_or_default();
-        let action = Activity {
-            who: &who,
-            kind: "tables",
-            target: &target,
-            operation: None,
-        };
         // Table runs are audited in the database's own audit table; webhooks hear of them.
-        self.events.notify(&action, "", "started", "");
+        let report = TablesRunReport::start(self.events.clone(), &who, &target);
         let result = self.tables(job).await;
         match &result {
-            Ok(line) => self.events.notify(&action, "", "succeeded", line),
-            Err(line) => self.events.notify(&action, "", "failed", line),
+            Ok(line) => report.end("succeeded", line),
+            Err(line) => report.end("failed", line),
         }
         result
     }

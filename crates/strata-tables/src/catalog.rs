@@ -168,7 +168,7 @@ impl Catalog {
         &self.schema
     }
 
-    fn table(&self, name: &str) -> String {
+    pub(crate) fn table(&self, name: &str) -> String {
         format!("{}.{}", quote_ident(&self.schema), quote_ident(name))
     }
 
@@ -256,7 +256,7 @@ impl Catalog {
         .await
     }
 
-    fn map_err(&self, what: &str, err: strata_pgclient::PgError) -> TablesError {
+    pub(crate) fn map_err(&self, what: &str, err: strata_pgclient::PgError) -> TablesError {
         if is_missing_relation(&err) {
             TablesError::NotSetUp {
                 schema: self.schema.clone(),

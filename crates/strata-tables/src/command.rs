@@ -92,11 +92,63 @@ pub enum TablesCommand {
         #[cfg_attr(feature = "cli", arg(long))]
         dry_run: bool,
     },
+    /// Runs, their steps and policy changes, newest first (the audit table).
+    History {
+        /// Only rows about this table (`schema.table`; a bare name is in `public`).
+        #[cfg_attr(feature = "cli", arg(long, value_name = "TABLE"))]
+        table: Option<String>,
+        /// Only rows about this policy (its changes and its steps).
+        #[cfg_attr(feature = "cli", arg(long, value_name = "ID"))]
+        policy: Option<i64>,
+        /// Only runs with this tag and rows of policies that have it.
+        #[cfg_attr(feature = "cli", arg(long, value_name = "TAG"))]
+        tag: Option<String>,
+        /// At or after this time: 2026-01-01, 2026-01-01T12:00:00Z.
+        #[cfg_attr(feature = "cli", arg(long, value_name = "TIME"))]
+        since: Option<String>,
+        /// Before this time.
+        #[cfg_attr(feature = "cli", arg(long, value_name = "TIME"))]
+        until: Option<String>,
+        /// The newest rows, at most this many.
+        #[cfg_attr(feature = "cli", arg(long, default_value_t = 100))]
+        limit: i64,
+    },
     /// The archives in a storage (default: the default storage).
     Archives {
         #[cfg_attr(feature = "cli", arg(long, value_name = "STORAGE"))]
         from: Option<String>,
     },
+}
+
+impl TablesCommand {
+    /// The filter of `history`'s options; bad input is a usage error.
+    pub fn history_filter(
+        table: Option<String>,
+        policy: Option<i64>,
+        tag: Option<String>,
+        since: Option<String>,
+        until: Option<String>,
+        limit: i64,
+    ) -> crate::TablesResult<crate::history::HistoryFilter> {
+        let time = |text: Option<String>| -> crate::TablesResult<_> {
+            text.map(|t| crate::parse_cutoff(&t).map_err(crate::TablesError::Cutoff))
+                .transpose()
+        };
+        let table = table.map(|t| crate::TableName::parse(&t)).transpose()?;
+        if limit < 1 {
+            return Err(crate::TablesError::Unsupported(
+                "--limit must be at least 1".into(),
+            ));
+        }
+        Ok(crate::history::HistoryFilter {
+            table,
+            policy,
+            tag,
+            since: time(since)?,
+            until: time(until)?,
+            limit,
+        })
+    }
 }
 
 impl DbArgs {

@@ -20,6 +20,9 @@ pub struct TablesConfig {
     pub schema: String,
     /// How long a step waits for a table lock before giving up, in seconds.
     pub lock_timeout_secs: u64,
+    /// Runs and audit rows older than this many days are deleted at the end of each run
+    /// (0: kept forever).
+    pub history_days: u32,
 }
 
 impl Default for TablesConfig {
@@ -28,6 +31,7 @@ impl Default for TablesConfig {
             db: None,
             schema: "strata".into(),
             lock_timeout_secs: 30,
+            history_days: 365,
         }
     }
 }
@@ -45,6 +49,7 @@ impl TablesConfig {
             db: db.or_else(|| self.db.clone()),
             schema: schema.unwrap_or_else(|| self.schema.clone()),
             lock_timeout_secs: lock_timeout_secs.unwrap_or(self.lock_timeout_secs),
+            history_days: self.history_days,
         }
     }
 }
@@ -67,6 +72,7 @@ mod tests {
             db: Some("dbname=file".into()),
             schema: "file_schema".into(),
             lock_timeout_secs: 7,
+            history_days: 9,
         };
         assert_eq!(file.overridden(None, None, None), file);
         let given = file.overridden(Some("dbname=cli".into()), None, Some(3));

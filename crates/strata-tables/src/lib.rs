@@ -20,6 +20,7 @@ pub mod cratedb;
 pub mod discover;
 pub mod duration;
 mod error;
+pub mod history;
 pub mod name;
 pub mod plan;
 pub mod policy;
@@ -56,6 +57,10 @@ pub struct Engine {
     client: Client,
     catalog: Catalog,
     who: String,
+    /// History older than this many days is pruned after each run (0: never).
+    history_days: u32,
+    /// The database as `user@host:port/db` (never a password), for reports.
+    target: String,
 }
 
 /// The plan of one table, or why it cannot be planned.
@@ -73,7 +78,11 @@ impl Engine {
     pub async fn open(config: &TablesConfig, who: Option<String>) -> TablesResult<Engine> {
         let text = config.db.as_deref().ok_or(TablesError::NoDatabase)?;
         let dsn = Dsn::parse(text)?;
-        Engine::connect(&dsn, &config.schema, who, config.lock_timeout_secs).await
+        let mut engine =
+            Engine::connect(&dsn, &config.schema, who, config.lock_timeout_secs).await?;
+        engine.history_days = config.history_days;
+        engine.target = dsn.describe();
+        Ok(engine)
     }
 
     /// Connects; the session runs in UTC (partition bounds print in it) with a lock
@@ -106,6 +115,8 @@ impl Engine {
             client,
             catalog: Catalog::new(schema),
             who,
+            history_days: 0,
+            target: String::new(),
         })
     }
 
@@ -115,6 +126,19 @@ impl Engine {
 
     pub fn who(&self) -> &str {
         &self.who
+    }
+
+    /// The database as `user@host:port/db`: never a password, even one left in the DSN.
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// `strata tables history`: runs, their steps and policy changes, newest first.
+    pub async fn history(
+        &self,
+        filter: &history::HistoryFilter,
+    ) -> TablesResult<Vec<history::HistoryEntry>> {
+        self.catalog.history(&self.client, filter).await
     }
 
     /// `strata tables setup`.
@@ -384,6 +408,14 @@ impl Engine {
                 },
             )
             .await?;
+        // Bounded history: a failure to prune is no failure of the run.
+        if let Err(err) = self
+            .catalog
+            .prune_history(&self.client, self.history_days)
+            .await
+        {
+            eprintln!("strata: warning: the history was not pruned: {err}");
+        }
         Ok(report)
     }
 }

@@ -5,7 +5,9 @@
 use crate::commands::{print_json, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
+use strata_coordinator::events::{Events, TablesRunReport};
 use strata_coordinator::storage::Storage;
+use strata_coordinator::webhooks::Webhooks;
 use strata_store::DynStore;
 use strata_tables::command::{DbArgs, LoadArgs, TablesCommand};
 use strata_tables::plan::{Step, TablePlan};
@@ -29,6 +31,13 @@ impl Context {
     /// The engine on `[tables]` with the command line's database options applied.
     async fn engine(&self, db: &DbArgs) -> Result<Engine, Failure> {
         Ok(db.open(&self.sections.tables).await?)
+    }
+
+    /// Where `strata tables run` reports: the configuration's webhooks.
+    fn tables_events(&self) -> Result<std::sync::Arc<Events>, Failure> {
+        let webhooks = Webhooks::from_config(&self.config.webhooks)
+            .map_err(|e| Failure::new(code::USAGE, crate::failure::chain(&e)))?;
+        Ok(Events::new(webhooks))
     }
 
     /// The storage `--from` names (default: the default storage), for archives.
@@ -115,9 +124,28 @@ impl Context {
                 dry_run,
             } => {
                 let (at, stores) = (cutoff_or_now(cutoff.as_deref())?, self.storages());
+                let events = self.tables_events()?;
+                let told = TablesRunReport::start(events.clone(), engine.who(), engine.target());
                 let progress = StepProgress::new(self.interactive());
-                let report = engine.run(&tags, at, dry_run, &stores, &progress).await?;
+                let run = engine.run(&tags, at, dry_run, &stores, &progress).await;
                 drop(progress);
+                match &run {
+                    Ok(report) => {
+                        let phase = match report.outcome() {
+                            "failed" => "failed",
+                            "busy" => "partial",
+                            _ => "succeeded",
+                        };
+                        let line = match report.job_result() {
+                            Ok(line) | Err(line) => line,
+                        };
+                        told.end(phase, &line);
+                    }
+                    Err(err) => told.end("failed", &crate::failure::chain(err)),
+                }
+                // Deliveries still in flight would die with the process.
+                events.flush(std::time::Duration::from_secs(10)).await;
+                let report = run?;
                 if self.global.json {
                     print_json(&report);
                 }
@@ -144,6 +172,25 @@ impl Context {
                 } else {
                     0
                 })
+            }
+            TablesCommand::History {
+                table,
+                policy,
+                tag,
+                since,
+                until,
+                limit,
+            } => {
+                let filter =
+                    TablesCommand::history_filter(table, policy, tag, since, until, limit)?;
+                let entries = engine.history(&filter).await?;
+                if self.global.json {
+                    print_json(&entries);
+                } else {
+                    let rows = entries.iter().map(|e| e.row()).collect();
+                    output::print_table(&strata_tables::history::HISTORY_COLUMNS, rows, &[4, 5]);
+                }
+                Ok(0)
             }
             TablesCommand::Archives { .. } => unreachable!("handled above"),
         }

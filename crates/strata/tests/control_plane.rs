@@ -12,15 +12,13 @@ mod common;
 
 use common::gate::Gate;
 use common::server::{event_stream, http, Server};
+use common::webhook::{Delivery, Receiver};
 use common::{
     assert_same_tree, copy_tree, one_node_site, pseudo_random, realistic_tree, strata_with_token,
     succeed,
 };
-use hmac::{Hmac, Mac};
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use strata_testkit::dead_url;
 
@@ -28,88 +26,8 @@ const USER_TOKEN: &str = "user-secret-token";
 const CI_TOKEN: &str = "ci-secret-token";
 const HOOK_SECRET: &str = "webhook-shared-secret";
 
-/// One request a webhook receiver got.
-#[derive(Debug, Clone)]
-struct Delivery {
-    event: String,
-    signature: String,
-    body: String,
-}
-
-/// A webhook receiver on 127.0.0.1 that answers 500 to its first request and 204 after.
-struct Receiver {
-    url: String,
-    got: Arc<Mutex<Vec<Delivery>>>,
-}
-
-impl Receiver {
-    fn start() -> Receiver {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let seen = got.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let delivery = read_request(&stream);
-                let first = {
-                    let mut seen = seen.lock().unwrap();
-                    seen.push(delivery);
-                    seen.len() == 1
-                };
-                let status = if first {
-                    "500 Internal Server Error"
-                } else {
-                    "204 No Content"
-                };
-                let mut stream = stream;
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                );
-            }
-        });
-        Receiver { url, got }
-    }
-
-    fn deliveries(&self) -> Vec<Delivery> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-fn read_request(stream: &std::net::TcpStream) -> Delivery {
-    let mut reader = BufReader::new(stream);
-    let mut length = 0;
-    let mut event = String::new();
-    let mut signature = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            let value = value.trim().to_string();
-            match name.to_ascii_lowercase().as_str() {
-                "content-length" => length = value.parse().unwrap_or(0),
-                "x-strata-event" => event = value,
-                "x-strata-signature" => signature = value,
-                _ => {}
-            }
-        }
-    }
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body).unwrap();
-    Delivery {
-        event,
-        signature,
-        body: String::from_utf8(body).unwrap(),
-    }
-}
-
 fn expected_signature(body: &str) -> String {
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(HOOK_SECRET.as_bytes()).unwrap();
-    mac.update(body.as_bytes());
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    common::webhook::signature(HOOK_SECRET, body)
 }
 
 struct Site {
@@ -277,7 +195,7 @@ fn audit_entries(url: &str) -> Vec<(String, String, String, String)> {
 
 #[test]
 fn api_actions_are_audited_signed_validated_and_restorable() {
-    let receiver = Receiver::start();
+    let receiver = Receiver::start(true);
     let site = Site::new(&receiver.url);
     // Data only the first backup will hold, so the cleanup that removes it frees space.
     std::fs::write(site.data.join("old.bin"), pseudo_random(12 << 20, 11)).unwrap();
@@ -780,7 +698,7 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
 
 #[test]
 fn config_and_check_show_the_server_as_it_is_with_secrets_masked() {
-    let receiver = Receiver::start();
+    let receiver = Receiver::start(true);
     let site = Site::new(&receiver.url);
     // A second storage with a secret-looking option, and nothing initialised there.
     let mut text = std::fs::read_to_string(&site.config).unwrap();
@@ -926,7 +844,7 @@ fn gated_command(dir: &std::path::Path, config: &std::path::Path) -> Command {
 
 #[test]
 fn the_event_stream_follows_a_running_backup_to_its_end_and_a_second_one_is_refused() {
-    let receiver = Receiver::start();
+    let receiver = Receiver::start(true);
     let site = GatedSite::start(&receiver.url);
     let url = site.url();
 
@@ -1036,7 +954,7 @@ fn the_event_stream_follows_a_running_backup_to_its_end_and_a_second_one_is_refu
 
 #[test]
 fn a_lost_lease_fails_the_backup_and_failures_are_counted_reported_and_logged() {
-    let receiver = Receiver::start();
+    let receiver = Receiver::start(true);
     let mut site = GatedSite::start(&receiver.url);
     let url = site.url().to_string();
     let url = url.as_str();
@@ -1163,7 +1081,7 @@ fn remote_json(site: &Site, url: &str, args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn every_backup_command_goes_through_the_server_with_server_and_secrets_stay_masked() {
-    let receiver = Receiver::start();
+    let receiver = Receiver::start(true);
     let site = Site::new(&receiver.url);
     // A second storage to copy to, and connection strings with passwords in them.
     let mut text = std::fs::read_to_string(&site.config).unwrap();

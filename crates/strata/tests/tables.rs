@@ -2405,3 +2405,147 @@ fn a_reset_or_longer_lookback_never_overwrites_a_whole_bucket_with_part_of_it() 
         "24 141"
     );
 }
+
+/// `tables history` shows runs, their steps and policy changes, filtered by table, policy,
+/// tag and time, as a table and as JSON; a run from the CLI is reported to the webhooks
+/// (signed, with the run's outcome); history older than `history_days` is pruned by the
+/// next run.
+#[test]
+fn history_shows_runs_and_changes_webhooks_hear_every_run_and_old_history_goes() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.monthly_table("metrics", "raw");
+    site.monthly_table("metrics", "other");
+    let receiver = common::webhook::Receiver::start(false);
+    std::fs::write(
+        site.path("strata.toml"),
+        format!(
+            "default_storage = \"cold\"\n[storages.cold]\npath = \"{cold}\"\n\
+             [tables]\nhistory_days = 30\n\
+             [[webhooks]]\nurl = \"{url}\"\nevents = [\"tables.*\"]\nsecret = {{ env = \"HOOK_SECRET\" }}\n",
+            cold = site.path("cold").display(),
+            url = receiver.url,
+        ),
+    )
+    .unwrap();
+    let history = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec!["--json", "tables", "history"];
+        all.extend_from_slice(args);
+        let mut cmd = site.command(&all);
+        cmd.env("HOOK_SECRET", "s3cret");
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let run = |args: &[&str]| {
+        let mut cmd = site.command(args);
+        cmd.env("HOOK_SECRET", "s3cret");
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    run(&["tables", "setup"]);
+    run(&[
+        "ttl",
+        "metrics.raw:ts",
+        "delete",
+        "400d",
+        "--tag",
+        "nightly",
+    ]);
+    run(&["ttl", "metrics.other:ts", "delete", "400d"]);
+    let raw_policy = policy_id(&site, "metrics.raw", "delete");
+    run(&["tables", "edit", &raw_policy, "--after", "390d"]);
+    run(&["tables", "run", "--tag", "nightly"]);
+
+    // Newest first: the run, its steps on metrics.raw (one a partition), the edit, the
+    // adds, the setup.
+    let kinds = |entries: &[serde_json::Value]| {
+        let mut what: Vec<String> = entries
+            .iter()
+            .map(|e| e["what"].as_str().unwrap().to_string())
+            .collect();
+        what.dedup();
+        what
+    };
+    let all = history(&[]);
+    assert_eq!(
+        kinds(&all),
+        ["run", "run delete", "policy edit", "policy add", "setup"],
+        "{all:#?}"
+    );
+    let steps: Vec<&serde_json::Value> = all.iter().filter(|e| e["what"] == "run delete").collect();
+    assert!(steps.len() > 1, "{all:#?}");
+    for step in &steps {
+        assert_eq!(step["table"], "metrics.raw");
+        assert_eq!(step["run_id"], all[0]["run_id"]);
+        assert_eq!(step["partitions"].as_array().unwrap().len(), 1);
+    }
+    let on_other = history(&["--table", "metrics.other"]);
+    assert_eq!(kinds(&on_other), ["policy add"], "{on_other:#?}");
+    assert_eq!(on_other.len(), 1);
+    let of_policy = history(&["--policy", &raw_policy]);
+    assert_eq!(
+        kinds(&of_policy),
+        ["run delete", "policy edit", "policy add"]
+    );
+    let tagged = history(&["--tag", "nightly"]);
+    assert_eq!(
+        tagged.len(),
+        of_policy.len() + 1,
+        "the run and the policy's rows: {tagged:#?}"
+    );
+    assert!(history(&["--since", "2099-01-01"]).is_empty());
+    assert_eq!(history(&["--until", "2000-01-01"]).len(), 0);
+    assert_eq!(history(&["--limit", "2"]).len(), 2);
+    let text = site.ok(&["tables", "history", "--table", "metrics.raw"]);
+    assert!(
+        text.contains("run delete") && text.contains("policy edit"),
+        "{text}"
+    );
+    let out = site.strata(&["tables", "history", "--since", "yesterday-ish"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // The CLI's run was reported, signed: started, then succeeded with the run's line.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while receiver.deliveries().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            receiver.deliveries()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = receiver.deliveries();
+    let events: Vec<&str> = got.iter().map(|d| d.event.as_str()).collect();
+    assert_eq!(events, ["tables.started", "tables.succeeded"]);
+    for delivery in &got {
+        assert_eq!(
+            delivery.signature,
+            common::webhook::signature("s3cret", &delivery.body)
+        );
+    }
+    let body: serde_json::Value = serde_json::from_str(&got[1].body).unwrap();
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains(": done (1 tables, "),
+        "{body:#}"
+    );
+    assert!(
+        body["target"].as_str().unwrap().contains("/postgres"),
+        "{body:#}"
+    );
+    assert!(!got[1].body.contains("password"), "{body:#}");
+
+    // History older than 30 days goes with the next run; the rest stays.
+    site.sql("UPDATE strata.audit SET at = now() - interval '31 days' WHERE what = 'setup'");
+    site.sql("UPDATE strata.run SET started_at = now() - interval '31 days'");
+    run(&["tables", "run", "--tag", "nightly"]);
+    let after = history(&[]);
+    assert!(after.iter().all(|e| e["what"] != "setup"), "{after:#?}");
+    assert_eq!(after.len(), all.len(), "one row gone, one run row added");
+    assert_eq!(site.sql("SELECT count(*) FROM strata.run"), "1");
+}

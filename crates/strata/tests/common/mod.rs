@@ -9,6 +9,8 @@
 // Each test binary uses a subset of these helpers and re-exports.
 #![allow(dead_code, unused_imports)]
 
+pub mod webhook;
+
 pub use strata_testkit::gate;
 pub use strata_testkit::http as server;
 pub use strata_testkit::pg as pgserver;
