@@ -43,6 +43,10 @@ if [ ! -x "$root/venv/bin/londiste" ]; then
   echo "==> installing Python Londiste (PyPI; the Londiste interop test swaps workers with it)" >&2
   "$root/venv/bin/pip" install --quiet "londiste==3.12" psycopg2-binary >&2
 fi
+if ! "$root/venv/bin/python" -c "import cratedb_sqlparse" 2>/dev/null; then
+  echo "==> installing cratedb-sqlparse 0.0.17 (PyPI; CrateDB's grammar checks strata's CrateDB SQL)" >&2
+  "$root/venv/bin/pip" install --quiet "cratedb-sqlparse==0.0.17" >&2
+fi
 if ! "$root/venv/bin/python" -c "import pyarrow.parquet" 2>/dev/null; then
   echo "==> installing pyarrow 26.0.1 (PyPI; reads strata's Parquet archives in the tables test)" >&2
   "$root/venv/bin/pip" install --quiet "pyarrow==26.0.1" >&2

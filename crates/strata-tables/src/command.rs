@@ -73,13 +73,17 @@ pub enum TablesCommand {
         #[cfg_attr(feature = "cli", command(flatten))]
         tags: TagFilter,
     },
-    /// What a run would do: the partitions each policy acts on, with their sizes.
+    /// What a run would do: the partitions each policy acts on, with their sizes. With
+    /// `--dialect cratedb`: the plan and the SQL for a CrateDB table laid out by the
+    /// options below (no database is asked).
     Plan {
         #[cfg_attr(feature = "cli", command(flatten))]
         tags: TagFilter,
         /// Plan as if it were this time (default: now): 2026-01-01, 2026-01-01T12:00:00Z.
         #[cfg_attr(feature = "cli", arg(long, value_name = "TIME"))]
         cutoff: Option<String>,
+        #[cfg_attr(feature = "cli", command(flatten))]
+        crate_layout: CrateArgs,
     },
     /// Apply the policies. Exit 0 done (or nothing to do), 1 a step or table failed,
     /// 6 a table was skipped because another run held it.
@@ -118,6 +122,121 @@ pub enum TablesCommand {
         #[cfg_attr(feature = "cli", arg(long, value_name = "STORAGE"))]
         from: Option<String>,
     },
+}
+
+/// `tables plan --dialect cratedb`: a CrateDB table's layout and the policy to plan.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct CrateArgs {
+    /// `cratedb`: plan for a CrateDB table described by --layout, --width, --action,
+    /// --after and --partition, printing every statement a run would send.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "DIALECT"))]
+    pub dialect: Option<String>,
+    /// The table and its partition column: `doc.metrics:ts_month`.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "TABLE:COLUMN", requires = "dialect")
+    )]
+    pub layout: Option<String>,
+    /// How wide one partition is: day, week, month, year or a duration (6h).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "WIDTH", requires = "dialect"))]
+    pub width: Option<String>,
+    /// delete, reallocate:ATTRIBUTE=VALUE, or snapshot:REPOSITORY (then delete).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "ACTION", requires = "dialect")
+    )]
+    pub action: Option<String>,
+    /// Partitions whose every row is older than this expire: 90d, 12w, 1y.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "AGE", requires = "dialect"))]
+    pub after: Option<String>,
+    /// A partition of the table: its value in epoch milliseconds or its start as a time
+    /// (repeatable).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "partition", value_name = "VALUE", requires = "dialect")
+    )]
+    pub partitions: Vec<String>,
+    /// At least this many partitions stay.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 1, value_name = "N", requires = "dialect")
+    )]
+    pub keep: usize,
+}
+
+impl CrateArgs {
+    /// The layout these options describe, or `None` without `--dialect`; bad input is a
+    /// usage error naming the option.
+    pub fn layout(&self) -> crate::TablesResult<Option<crate::cratedb::CrateLayout>> {
+        use crate::cratedb::{CrateAction, CrateLayout, Width};
+        use crate::TablesError::Unsupported as Bad;
+        let Some(dialect) = &self.dialect else {
+            return Ok(None);
+        };
+        if dialect != "cratedb" {
+            return Err(Bad(format!(
+                "--dialect {dialect:?}: the dialect here is cratedb (PostgreSQL plans read the database: leave --dialect out)"
+            )));
+        }
+        let need = |value: &Option<String>, flag: &str| {
+            value
+                .clone()
+                .ok_or_else(|| Bad(format!("--dialect cratedb needs {flag}")))
+        };
+        let layout = need(&self.layout, "--layout TABLE:COLUMN")?;
+        let (table, column) = layout
+            .rsplit_once(':')
+            .filter(|(t, c)| !t.is_empty() && !c.is_empty())
+            .ok_or_else(|| Bad(format!("--layout {layout:?}: give TABLE:COLUMN")))?;
+        let table = crate::TableName::parse_in(table, "doc")?;
+        let width = Width::parse(&need(&self.width, "--width")?).map_err(Bad)?;
+        let action_text = need(&self.action, "--action")?;
+        let action = match action_text.split_once(':') {
+            None if action_text == "delete" => CrateAction::Delete,
+            Some(("reallocate", rule)) => match rule.split_once('=') {
+                Some((attribute, value)) if !attribute.is_empty() && !value.is_empty() => {
+                    CrateAction::Reallocate {
+                        attribute: attribute.into(),
+                        value: value.into(),
+                    }
+                }
+                _ => return Err(Bad(format!("--action {action_text:?}: give reallocate:ATTRIBUTE=VALUE"))),
+            },
+            Some(("snapshot", repository)) if !repository.is_empty() => CrateAction::Snapshot {
+                repository: repository.into(),
+            },
+            _ => {
+                return Err(Bad(format!(
+                    "--action {action_text:?}: delete, reallocate:ATTRIBUTE=VALUE or snapshot:REPOSITORY"
+                )))
+            }
+        };
+        let after = need(&self.after, "--after")?;
+        let after_seconds = match crate::duration::Retention::parse(&after)? {
+            crate::duration::Retention::After(seconds) => seconds,
+            _ => return Err(Bad(format!("--after {after:?}: give an age such as 90d"))),
+        };
+        let partitions = self
+            .partitions
+            .iter()
+            .map(|p| match p.parse::<i64>() {
+                Ok(ms) => Ok(ms),
+                Err(_) => crate::parse_cutoff(p)
+                    .map(|t| t.timestamp_millis())
+                    .map_err(|why| Bad(format!("--partition {p:?}: {why}"))),
+            })
+            .collect::<crate::TablesResult<Vec<i64>>>()?;
+        Ok(Some(CrateLayout {
+            table,
+            column: column.to_string(),
+            width,
+            action,
+            after_seconds,
+            keep: self.keep,
+            partitions,
+        }))
+    }
 }
 
 impl TablesCommand {

@@ -11,8 +11,11 @@
 //!
 //! Identifiers are quoted and string values are literals with quotes doubled; partition
 //! values are integers, formatted as such, so nothing from a policy can change a
-//! statement's shape. Not yet run against a live CrateDB (none runs in this environment):
-//! the golden tests pin the exact text.
+//! statement's shape. [`plan`] lays out what a retention run does to a table whose
+//! partitions are known (`strata tables plan --dialect cratedb`). Checked: every statement
+//! parses under CrateDB's own grammar (cratedb-sqlparse, in `crates/strata/tests/tables.rs`)
+//! and golden tests pin the text. Not checked: what a live CrateDB does with them (none
+//! runs in this environment).
 
 use chrono::{DateTime, Months, Utc};
 use strata_pgclient::{quote_ident, quote_literal};
@@ -140,6 +143,124 @@ pub fn snapshot_sql(table: &TableName, column: &str, value: i64, repository: &st
     )
 }
 
+/// What a retention run does to one CrateDB table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrateAction {
+    /// `DELETE` each expired partition whole.
+    Delete,
+    /// Move each expired partition to the nodes whose `attribute` is `value`.
+    Reallocate { attribute: String, value: String },
+    /// Snapshot each expired partition into `repository`, then delete it.
+    Snapshot { repository: String },
+}
+
+/// A CrateDB table's layout and the policy to plan for it.
+#[derive(Debug, Clone)]
+pub struct CrateLayout {
+    pub table: TableName,
+    /// The partition column (usually generated: `date_trunc('month', ts)`).
+    pub column: String,
+    pub width: Width,
+    pub action: CrateAction,
+    /// Partitions whose every row is older than this many seconds expire.
+    pub after_seconds: i64,
+    /// At least this many partitions stay.
+    pub keep: usize,
+    /// The partition values (epoch milliseconds) the table has.
+    pub partitions: Vec<i64>,
+}
+
+/// One partition of a [`CratePlan`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CratePartition {
+    pub value: i64,
+    /// RFC 3339: the partition's first and first-after-last instant.
+    pub start: String,
+    pub end: String,
+    pub expired: bool,
+    /// The statements run for it, in order (none when it stays).
+    pub statements: Vec<String>,
+}
+
+/// The plan of one CrateDB table at a cutoff.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CratePlan {
+    pub table: String,
+    pub cutoff: String,
+    /// Rows older than this expire: the cutoff minus the policy's age.
+    pub threshold: String,
+    /// The query that lists the partitions a run acts on (bind: schema, table).
+    pub discovery: String,
+    pub partitions: Vec<CratePartition>,
+}
+
+impl CratePlan {
+    /// Every statement of the plan: the discovery query, then each partition's.
+    pub fn statements(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.discovery.as_str()).chain(
+            self.partitions
+                .iter()
+                .flat_map(|p| p.statements.iter().map(String::as_str)),
+        )
+    }
+}
+
+/// What a run at `cutoff` does to `layout`'s table: which partitions expire (on their
+/// end, never the last `keep`) and the statements for each.
+pub fn plan(layout: &CrateLayout, cutoff: DateTime<Utc>) -> CratePlan {
+    let threshold = cutoff - chrono::Duration::seconds(layout.after_seconds);
+    let gone = expired(&layout.partitions, layout.width, threshold, layout.keep);
+    let (table, column) = (&layout.table, layout.column.as_str());
+    let discovery = match &layout.action {
+        CrateAction::Reallocate { attribute, value } => {
+            partitions_to_reallocate_sql(column, attribute, value)
+        }
+        _ => partitions_sql(column),
+    };
+    let mut values = layout.partitions.clone();
+    values.sort_unstable();
+    values.dedup();
+    let time = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+    let partitions = values
+        .into_iter()
+        .map(|value| {
+            let start = DateTime::from_timestamp_millis(value);
+            let expired = gone.contains(&value);
+            let statements = match (&layout.action, expired) {
+                (_, false) => Vec::new(),
+                (CrateAction::Delete, true) => vec![delete_sql(table, column, value)],
+                (
+                    CrateAction::Reallocate {
+                        attribute,
+                        value: to,
+                    },
+                    true,
+                ) => {
+                    vec![reallocate_sql(table, column, value, attribute, to)]
+                }
+                (CrateAction::Snapshot { repository }, true) => vec![
+                    snapshot_sql(table, column, value, repository),
+                    delete_sql(table, column, value),
+                ],
+            };
+            CratePartition {
+                value,
+                start: time(start),
+                end: time(start.and_then(|s| layout.width.end_of(s))),
+                expired,
+                statements,
+            }
+        })
+        .collect();
+    CratePlan {
+        table: table.to_string(),
+        cutoff: cutoff.to_rfc3339(),
+        threshold: threshold.to_rfc3339(),
+        discovery,
+        partitions,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +298,42 @@ mod tests {
              JOIN sys.nodes n ON n.id = s.node['id'] \
              WHERE p.table_schema = ? AND p.table_name = ? AND (n.attributes['storage'] IS NULL OR n.attributes['storage'] <> 'warm') ORDER BY 1"
         );
+    }
+
+    #[test]
+    fn a_plan_lists_every_partition_and_the_statements_of_the_expired() {
+        let layout = CrateLayout {
+            table: TableName::new("doc", "t"),
+            column: "m".into(),
+            width: Width::Month,
+            action: CrateAction::Snapshot {
+                repository: "cold".into(),
+            },
+            after_seconds: 30 * 86_400,
+            keep: 1,
+            partitions: vec![ms(2025, 3), ms(2025, 1), ms(2025, 2), ms(2025, 1)],
+        };
+        let cutoff = Utc.with_ymd_and_hms(2025, 4, 15, 0, 0, 0).unwrap();
+        let plan = plan(&layout, cutoff);
+        assert_eq!(plan.threshold, "2025-03-16T00:00:00+00:00");
+        let expired: Vec<(i64, bool)> = plan
+            .partitions
+            .iter()
+            .map(|p| (p.value, p.expired))
+            .collect();
+        assert_eq!(
+            expired,
+            [
+                (ms(2025, 1), true),
+                (ms(2025, 2), true),
+                (ms(2025, 3), false)
+            ]
+        );
+        assert_eq!(plan.partitions[0].end, "2025-02-01T00:00:00+00:00");
+        assert_eq!(plan.partitions[1].statements.len(), 2);
+        assert!(plan.partitions[1].statements[0].starts_with("CREATE SNAPSHOT \"cold\""));
+        assert!(plan.partitions[2].statements.is_empty());
+        assert_eq!(plan.statements().count(), 5);
     }
 
     #[test]

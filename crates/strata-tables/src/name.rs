@@ -33,6 +33,11 @@ impl TableName {
 
     /// Reads `schema.table` or `table` (schema `public`).
     pub fn parse(text: &str) -> Result<TableName, NameError> {
+        TableName::parse_in(text, "public")
+    }
+
+    /// Reads `schema.table` or `table` (in `schema`: CrateDB's default is `doc`).
+    pub fn parse_in(text: &str, schema: &str) -> Result<TableName, NameError> {
         let parts = split_unquoted(text, '.', 2).map_err(|why| NameError {
             text: text.to_string(),
             why,
@@ -46,7 +51,7 @@ impl TableName {
                 why,
             })?;
         match parts.as_slice() {
-            [name] => Ok(TableName::new("public", name.clone())),
+            [name] => Ok(TableName::new(schema, name.clone())),
             [schema, name] => Ok(TableName::new(schema.clone(), name.clone())),
             _ => Err(NameError {
                 text: text.to_string(),

@@ -33,6 +33,39 @@ impl Context {
         Ok(db.open(&self.sections.tables).await?)
     }
 
+    /// `tables plan --dialect cratedb`: the partitions of the layout, which expire, and
+    /// every statement a run sends, in order.
+    fn crate_plan(
+        &self,
+        layout: &strata_tables::cratedb::CrateLayout,
+        cutoff: Option<&str>,
+    ) -> CommandResult {
+        let plan = strata_tables::cratedb::plan(layout, cutoff_or_now(cutoff)?);
+        if self.global.json {
+            print_json(&plan);
+            return Ok(0);
+        }
+        println!(
+            "{} (CrateDB): rows before {} expire; partitions are listed with:\n  {}",
+            plan.table, plan.threshold, plan.discovery
+        );
+        let rows = plan
+            .partitions
+            .iter()
+            .map(|p| {
+                vec![
+                    p.value.to_string(),
+                    p.start.clone(),
+                    p.end.clone(),
+                    if p.expired { "expires" } else { "stays" }.to_string(),
+                    p.statements.join(";\n"),
+                ]
+            })
+            .collect();
+        output::print_table(&["value", "start", "end", "", "statements"], rows, &[0]);
+        Ok(0)
+    }
+
     /// Where `strata tables run` reports: the configuration's webhooks.
     fn tables_events(&self) -> Result<std::sync::Arc<Events>, Failure> {
         let webhooks = Webhooks::from_config(&self.config.webhooks)
@@ -56,6 +89,16 @@ impl Context {
     pub(crate) async fn tables(&self, db: DbArgs, command: TablesCommand) -> CommandResult {
         if let TablesCommand::Archives { from } = command {
             return self.archives(from).await;
+        }
+        if let TablesCommand::Plan {
+            cutoff,
+            crate_layout,
+            ..
+        } = &command
+        {
+            if let Some(layout) = crate_layout.layout()? {
+                return self.crate_plan(&layout, cutoff.as_deref());
+            }
         }
         let mut engine = self.engine(&db).await?;
         match command {
@@ -99,7 +142,11 @@ impl Context {
                 }
                 Ok(0)
             }
-            TablesCommand::Plan { tags, cutoff } => {
+            TablesCommand::Plan {
+                tags,
+                cutoff,
+                crate_layout: _,
+            } => {
                 let plans = engine
                     .plan(&tags, cutoff_or_now(cutoff.as_deref())?)
                     .await?;

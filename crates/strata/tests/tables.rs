@@ -546,28 +546,34 @@ fn archive_then_load_returns_identical_rows_after_interrupted_and_killed_runs_an
     assert_eq!(site.sql("SELECT count(*) FROM restored.again"), "0");
 }
 
-/// The Python with pyarrow, the independent Parquet reader of the tests
-/// (scripts/install-test-servers.sh installs it). `None`, and that check is skipped, when
-/// it is missing and `STRATA_REQUIRE_TOOLS` is not set; with it set, a missing reader fails.
+/// The Python with pyarrow, the independent Parquet reader of the tests.
 fn pyarrow_python() -> Option<String> {
+    python_with("pyarrow.parquet")
+}
+
+/// The test Python (`STRATA_TEST_PYTHON`) when it can import `module`
+/// (scripts/install-test-servers.sh installs what the tests use). `None`, and that check
+/// is skipped, when it cannot and `STRATA_REQUIRE_TOOLS` is not set; with it set, that
+/// fails.
+fn python_with(module: &str) -> Option<String> {
     let python = std::env::var("STRATA_TEST_PYTHON")
         .ok()
         .filter(|p| Path::new(p).exists());
-    let has_pyarrow = python.as_ref().is_some_and(|p| {
+    let has_module = python.as_ref().is_some_and(|p| {
         Command::new(p)
-            .args(["-c", "import pyarrow.parquet"])
+            .args(["-c", &format!("import {module}")])
             .output()
             .is_ok_and(|o| o.status.success())
     });
-    if has_pyarrow {
+    if has_module {
         return python;
     }
     if std::env::var_os("STRATA_REQUIRE_TOOLS").is_some() {
         panic!(
-            "pyarrow is not installed in $STRATA_TEST_PYTHON: run scripts/install-test-servers.sh"
+            "{module} is not installed in $STRATA_TEST_PYTHON: run scripts/install-test-servers.sh"
         );
     }
-    eprintln!("skipped: reading the Parquet archive with pyarrow (not installed; scripts/install-test-servers.sh)");
+    eprintln!("skipped: a check with {module} (not installed; scripts/install-test-servers.sh)");
     None
 }
 
@@ -2548,4 +2554,84 @@ fn history_shows_runs_and_changes_webhooks_hear_every_run_and_old_history_goes()
     assert!(after.iter().all(|e| e["what"] != "setup"), "{after:#?}");
     assert_eq!(after.len(), all.len(), "one row gone, one run row added");
     assert_eq!(site.sql("SELECT count(*) FROM strata.run"), "1");
+}
+
+/// Every statement `tables plan --dialect cratedb` prints, for each action and for hostile
+/// names and values, parses under CrateDB's own grammar (cratedb-sqlparse, the parser
+/// CrateDB publishes from its ANTLR grammar); a broken statement does not, so the check
+/// can fail.
+#[test]
+fn cratedb_statements_parse_under_cratedbs_own_grammar() {
+    let Some(python) = python_with("cratedb_sqlparse") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut statements = vec!["DELETE FROM \"doc\".\"t\" WHERE".to_string()];
+    let layouts = [
+        ("doc.sensor_readings:time_month", "delete"),
+        ("metrics.raw:ts_day", "reallocate:storage=warm"),
+        ("sensor_readings:month", "snapshot:export_cold"),
+        (
+            "\"we\"\"ird\".\"t'; DROP TABLE x; --\":c\"ol",
+            "reallocate:a\" = 1); DROP=w'); DROP TABLE y; --",
+        ),
+        ("\"ünï cödé\".\"tâble\":mönth", "snapshot:re\"po'; --"),
+    ];
+    for (layout, action) in layouts {
+        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["--json", "tables", "plan", "--dialect", "cratedb"])
+            .args(["--layout", layout, "--width", "month", "--action", action])
+            .args(["--after", "30d", "--cutoff", "2026-01-01"])
+            .args(["--partition", "2025-01-01", "--partition", "2025-02-01"])
+            .args(["--partition", "1764547200000"])
+            .env_remove("STRATA_CONFIG")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{layout} {action}: {}", stderr(&out));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let parts = plan["partitions"].as_array().unwrap();
+        assert_eq!(parts.len(), 3);
+        let expired: Vec<bool> = parts.iter().map(|p| p["expired"] == true).collect();
+        assert_eq!(expired, [true, true, false], "{plan:#}");
+        statements.push(plan["discovery"].as_str().unwrap().to_string());
+        for part in parts {
+            for statement in part["statements"].as_array().unwrap() {
+                statements.push(statement.as_str().unwrap().to_string());
+            }
+        }
+    }
+    let file = dir.path().join("statements.json");
+    std::fs::write(&file, serde_json::to_string(&statements).unwrap()).unwrap();
+    let check = r#"
+import json, sys
+from cratedb_sqlparse import sqlparse
+for text in json.load(open(sys.argv[1])):
+    parsed = sqlparse(text)
+    bad = [str(s.exception) for s in parsed if s.exception]
+    print(json.dumps({"sql": text, "statements": len(parsed), "error": bad[0] if bad else None}))
+"#;
+    let out = Command::new(&python)
+        .args(["-c", check])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let verdicts: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(verdicts.len(), statements.len());
+    // The deliberately cut statement fails: the check can tell.
+    assert!(verdicts[0]["error"].is_string(), "{:#?}", verdicts[0]);
+    for verdict in &verdicts[1..] {
+        assert!(verdict["error"].is_null(), "not CrateDB SQL: {verdict:#}");
+        assert_eq!(
+            verdict["statements"], 1,
+            "one statement, not more: {verdict:#}"
+        );
+    }
+    // Delete (1 each), reallocate (1 each), snapshot (2 each): 2 expired partitions of 5
+    // layouts, plus 5 discoveries.
+    assert_eq!(verdicts.len() - 1, 5 + 2 * (1 + 1 + 2 + 1 + 2));
 }
