@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 /// A running server; killed on drop.
 pub struct Server {
     child: Child,
+    /// How it was started, to start it again on the same port and data.
+    program: PathBuf,
+    args: Vec<std::ffi::OsString>,
+    port: u16,
     _dir: tempfile::TempDir,
     /// The storage URL to use (bucket or container included).
     pub url: String,
@@ -20,6 +24,43 @@ pub struct Server {
     pub options: BTreeMap<String, String>,
     /// Environment variables a strata process needs to reach it.
     pub env: Vec<(String, String)>,
+}
+
+impl Server {
+    /// Stops the server (a storage outage); its data stays. Asked to stop first
+    /// (SIGINT): azurite keeps its index in memory and writes it out when it stops, so a
+    /// SIGKILL would lose objects it had acknowledged, which no real service does.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and data, after [`Server::stop`].
+    pub fn start_again(&mut self) {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args);
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self._dir.path().join("server.log"))
+            .unwrap();
+        let mut child = cmd
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        wait_for(self.port, &mut child, "the restarted server");
+        self.child = child;
+    }
 }
 
 impl Drop for Server {
@@ -87,6 +128,10 @@ pub fn s3() -> Server {
     cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--access-key", S3_KEY, "--secret-key", S3_SECRET])
         .arg(dir.path().join("root"));
+    let (program, args) = (
+        PathBuf::from(cmd.get_program()),
+        cmd.get_args().map(|a| a.to_os_string()).collect(),
+    );
     let (child, dir) = spawn(cmd, port, dir, "s3s-fs");
     let endpoint = format!("http://127.0.0.1:{port}");
     let options = BTreeMap::from([
@@ -105,6 +150,9 @@ pub fn s3() -> Server {
     ];
     Server {
         child,
+        program,
+        args,
+        port,
         _dir: dir,
         url: "s3://strata/repo".into(),
         options,
@@ -133,6 +181,10 @@ pub fn azure() -> Server {
     ])
     .arg("--location")
     .arg(dir.path().join("data"));
+    let (program, args) = (
+        PathBuf::from(cmd.get_program()),
+        cmd.get_args().map(|a| a.to_os_string()).collect(),
+    );
     let (child, dir) = spawn(cmd, port, dir, "azurite");
     let endpoint = format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}");
     let connection = format!(
@@ -174,6 +226,9 @@ pub fn azure() -> Server {
     ];
     Server {
         child,
+        program,
+        args,
+        port,
         _dir: dir,
         url: "az://strata/repo".into(),
         options,
@@ -207,6 +262,10 @@ pub fn gcs() -> Server {
     .arg(dir.path().join("storage"))
     .arg("-data")
     .arg(dir.path().join("data"));
+    let (program, args) = (
+        PathBuf::from(cmd.get_program()),
+        cmd.get_args().map(|a| a.to_os_string()).collect(),
+    );
     let (child, dir) = spawn(cmd, port, dir, "fake-gcs-server");
     let account = dir.path().join("service-account.json");
     std::fs::write(
@@ -230,6 +289,9 @@ pub fn gcs() -> Server {
     ];
     Server {
         child,
+        program,
+        args,
+        port,
         _dir: dir,
         url: "gs://strata/repo".into(),
         options,
