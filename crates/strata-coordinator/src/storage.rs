@@ -95,6 +95,16 @@ impl Storage {
         ))
     }
 
+    /// The store of storage `name` for table archives: its puts go to the storage's
+    /// `archive_class` when it has one.
+    pub fn open_for_archives(config: &Config, name: &str) -> CoordinatorResult<DynStore> {
+        let store = Storage::open(config, name)?.store;
+        Ok(match &config.storages[name].archive_class {
+            Some(class) => Arc::new(strata_store::InClass::new(store, class.clone())),
+            None => store,
+        })
+    }
+
     /// Opens the default storage.
     pub fn open_default(config: &Config) -> CoordinatorResult<Storage> {
         Storage::open(config, &config.default_storage)

@@ -63,8 +63,7 @@ impl ServerJobs {
         tables: &TablesConfig,
         job: &ScheduleConfig,
     ) -> Result<String, String> {
-        let stores =
-            strata_tables::named_storages(|name| Storage::open(config, name).map(|s| s.store));
+        let stores = strata_tables::named_storages(|name| Storage::open_for_archives(config, name));
         let report = strata_tables::run_scheduled(tables, job.name(), &job.tags, &stores)
             .await
             .map_err(|e| strata_coordinator::error_chain(&e))?;

@@ -175,6 +175,14 @@ impl Store for CachingStore {
         Ok(())
     }
 
+    async fn put_in_class(&self, key: &str, data: Bytes, class: &str) -> StoreResult<()> {
+        self.inner.put_in_class(key, data.clone(), class).await?;
+        if (self.rule.cacheable)(key) {
+            self.write(&self.path(key), &data);
+        }
+        Ok(())
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.inner.put_if_absent(key, data.clone()).await?;
         if (self.rule.cacheable)(key) {

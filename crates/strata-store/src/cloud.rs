@@ -13,7 +13,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use object_store::{
+    Attribute, Attributes, ClientConfigKey, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload,
+};
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -113,6 +116,9 @@ pub(crate) enum Kind {
     PermissionDenied,
     /// A plain http endpoint that was not allowed.
     HttpNotAllowed,
+    /// An object in an archive tier, which must be rehydrated before it can be read
+    /// (Azure's `BlobArchived`, S3's `InvalidObjectState` for Glacier classes).
+    Archived,
     /// Permanent for another reason (a 4xx, an unsupported request, a bad setting).
     Permanent,
     Transient,
@@ -131,7 +137,8 @@ fn chain_text(err: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
-    text
+    // The storage's answer may be an XML document over several lines: one line it is.
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The HTTP status an object_store message reports, if any.
@@ -162,6 +169,9 @@ pub(crate) fn classify_text(text: &str) -> Option<Kind> {
     ];
     if NO_BUCKET.iter().any(|code| text.contains(code)) {
         return Some(Kind::NoBucket);
+    }
+    if text.contains("BlobArchived") || text.contains("InvalidObjectState") {
+        return Some(Kind::Archived);
     }
     if DENIED.iter().any(|code| text.contains(code)) {
         return Some(Kind::PermissionDenied);
@@ -296,7 +306,13 @@ impl CloudStore {
         let key = key.to_string();
         let store = self.label.clone();
         let message = chain_text(&err);
-        match classify(&err) {
+        // A read that conflicts is no "already exists": Azure answers 409 BlobArchived
+        // to a read of a blob in the Archive tier (its code is not always in the text).
+        let kind = match (classify(&err), op) {
+            (Kind::AlreadyExists, "get") => Kind::Archived,
+            (kind, _) => kind,
+        };
+        match kind {
             Kind::NotFound => StoreError::NotFound { key, store },
             Kind::AlreadyExists => StoreError::AlreadyExists { key, store },
             Kind::NoBucket => StoreError::NoBucket {
@@ -328,6 +344,16 @@ impl CloudStore {
                     ),
                 }
             }
+            Kind::Archived => StoreError::Backend {
+                op,
+                key: key.clone(),
+                store,
+                message: format!(
+                    "{key} is in an archive tier and cannot be read until it is rehydrated: \
+                     rehydrate it first (Azure: set its access tier to Hot or Cool; S3: \
+                     restore-object from Glacier), then try again ({message})"
+                ),
+            },
             Kind::Permanent => StoreError::Backend {
                 op,
                 key,
@@ -426,10 +452,20 @@ impl CloudStore {
         Ok(out)
     }
 
-    async fn put_multipart(&self, key: &str, path: &ObjectPath, data: Bytes) -> StoreResult<()> {
+    async fn put_multipart(
+        &self,
+        key: &str,
+        path: &ObjectPath,
+        data: Bytes,
+        attributes: Attributes,
+    ) -> StoreResult<()> {
+        let options = object_store::PutMultipartOptions {
+            attributes,
+            ..Default::default()
+        };
         let mut upload = self
             .inner
-            .put_multipart(path)
+            .put_multipart_opts(path, options)
             .await
             .map_err(|e| self.error("put", key, e))?;
         let mut offset = 0;
@@ -459,10 +495,32 @@ impl Store for CloudStore {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         let path = self.path(key)?;
         if data.len() > MULTIPART_THRESHOLD {
-            return self.put_multipart(key, &path, data).await;
+            return self
+                .put_multipart(key, &path, data, Attributes::new())
+                .await;
         }
         self.inner
             .put(&path, PutPayload::from(data))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("put", key, e))
+    }
+
+    /// S3's `x-amz-storage-class`, Azure's `x-ms-access-tier` (object_store's one
+    /// attribute for both).
+    async fn put_in_class(&self, key: &str, data: Bytes, class: &str) -> StoreResult<()> {
+        let path = self.path(key)?;
+        let mut attributes = Attributes::new();
+        attributes.insert(Attribute::StorageClass, class.to_string().into());
+        if data.len() > MULTIPART_THRESHOLD {
+            return self.put_multipart(key, &path, data, attributes).await;
+        }
+        let options = PutOptions {
+            attributes,
+            ..PutOptions::default()
+        };
+        self.inner
+            .put_opts(&path, PutPayload::from(data), options)
             .await
             .map(|_| ())
             .map_err(|e| self.error("put", key, e))
@@ -672,5 +730,18 @@ mod tests {
         assert!(plain_http_refused(None, None, "s3").is_none());
         let why = plain_http_refused(http, None, "az").unwrap();
         assert!(why.contains("azure_allow_http"), "{why}");
+    }
+
+    #[test]
+    fn an_archived_object_is_named_with_what_to_do() {
+        for text in [
+            "Server returned non-2xx status code: 409 Conflict: <Code>BlobArchived</Code>",
+            "Server returned non-2xx status code: 403 Forbidden: <Code>InvalidObjectState</Code>",
+        ] {
+            assert!(
+                matches!(classify_text(text), Some(Kind::Archived)),
+                "{text}"
+            );
+        }
     }
 }

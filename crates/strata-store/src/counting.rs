@@ -154,6 +154,12 @@ impl Store for CountingStore {
         self.checked(PUT, self.inner.put(key, data).await)
     }
 
+    async fn put_in_class(&self, key: &str, data: Bytes, class: &str) -> StoreResult<()> {
+        Self::count(&self.counters.put, 1);
+        Self::count(&self.counters.bytes_sent, data.len() as u64);
+        self.checked(PUT, self.inner.put_in_class(key, data, class).await)
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
         Self::count(&self.counters.put, 1);
         Self::count(&self.counters.bytes_sent, data.len() as u64);

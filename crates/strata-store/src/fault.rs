@@ -191,6 +191,17 @@ impl Store for FaultyStore {
         Ok(())
     }
 
+    async fn put_in_class(&self, key: &str, data: Bytes, class: &str) -> StoreResult<()> {
+        self.before("put", key).await?;
+        self.hold(key).await;
+        self.budget(key, data.len())?;
+        self.inner.put_in_class(key, data, class).await?;
+        if self.chance(self.config.fail_ratio / 2.0) {
+            return Err(self.fault("put", key));
+        }
+        Ok(())
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
         self.before("put", key).await?;
         self.hold(key).await;

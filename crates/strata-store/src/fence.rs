@@ -245,6 +245,15 @@ impl Store for FencedStore {
         self.write(key, self.inner.put(key, data)).await
     }
 
+    async fn put_in_class(&self, key: &str, data: Bytes, class: &str) -> StoreResult<()> {
+        if !(self.visible)(key) {
+            return self.inner.put_in_class(key, data, class).await;
+        }
+        self.check(key)?;
+        self.write(key, self.inner.put_in_class(key, data, class))
+            .await
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
         if !(self.visible)(key) {
             return self.inner.put_if_absent(key, data).await;

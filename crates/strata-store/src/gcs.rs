@@ -230,17 +230,30 @@ impl GcsStore {
 
     /// Uploads an object. Conditional uploads use the multipart form, whose
     /// `ifGenerationMatch=0` precondition every implementation honours.
-    async fn upload(&self, key: &str, data: Bytes, only_if_absent: bool) -> StoreResult<()> {
+    /// One upload: plain (`media`), or with metadata (`multipart`) when it must not
+    /// replace an object or goes to a storage class.
+    async fn upload(
+        &self,
+        key: &str,
+        data: Bytes,
+        only_if_absent: bool,
+        class: Option<&str>,
+    ) -> StoreResult<()> {
         let name = self.name(key)?;
         let mut url = self.objects_url("upload/storage/v1");
-        let request = if only_if_absent {
-            url.query_pairs_mut()
-                .append_pair("uploadType", "multipart")
-                .append_pair("ifGenerationMatch", "0");
+        let request = if only_if_absent || class.is_some() {
+            url.query_pairs_mut().append_pair("uploadType", "multipart");
+            if only_if_absent {
+                url.query_pairs_mut().append_pair("ifGenerationMatch", "0");
+            }
             let mut random = [0u8; 16];
             getrandom::getrandom(&mut random).expect("the OS random source is available");
             let boundary = format!("strata-{}", hex::encode(random));
-            let metadata = serde_json::json!({ "name": name }).to_string();
+            let mut metadata = serde_json::json!({ "name": name });
+            if let Some(class) = class {
+                metadata["storageClass"] = class.into();
+            }
+            let metadata = metadata.to_string();
             let mut body = Vec::with_capacity(data.len() + metadata.len() + 200);
             body.extend_from_slice(
                 format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
@@ -286,11 +299,15 @@ impl GcsStore {
 #[async_trait]
 impl Store for GcsStore {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.upload(key, data, false).await
+        self.upload(key, data, false, None).await
+    }
+
+    async fn put_in_class(&self, key: &str, data: Bytes, class: &str) -> StoreResult<()> {
+        self.upload(key, data, false, Some(class)).await
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        self.upload(key, data, true).await
+        self.upload(key, data, true, None).await
     }
 
     async fn get(&self, key: &str) -> StoreResult<Bytes> {

@@ -46,6 +46,7 @@
 #![deny(missing_docs)]
 
 mod cache;
+mod class;
 mod cloud;
 mod counting;
 mod error;
@@ -56,6 +57,7 @@ mod local;
 mod retry;
 
 pub use cache::{CacheRule, CachingStore};
+pub use class::InClass;
 pub use cloud::{is_cloud_url, open_cloud, CloudStore};
 pub use counting::{CountingStore, RequestCounts};
 pub use error::{StoreError, StoreResult};
@@ -91,6 +93,15 @@ pub struct ObjectMeta {
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Stores `data` under `key`, replacing any previous object.
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()>;
+
+    /// Stores `data` under `key` in storage class `class` (S3's storage class, Azure's
+    /// access tier, GCS's storage class): for objects written once and seldom read, such
+    /// as table archives. A store without classes (a directory) stores it as
+    /// [`Store::put`] does; wrappers forward it with their own behaviour for a put.
+    async fn put_in_class(&self, key: &str, data: Bytes, class: &str) -> StoreResult<()> {
+        let _ = class;
+        self.put(key, data).await
+    }
 
     /// Stores `data` under `key` only if no object exists there yet; the building block of
     /// leases and of write-once objects. Fails with [`StoreError::AlreadyExists`] otherwise.

@@ -124,6 +124,13 @@ impl Store for RetryStore {
             .await
     }
 
+    async fn put_in_class(&self, key: &str, data: Bytes, class: &str) -> StoreResult<()> {
+        self.retry("put", key, || {
+            self.inner.put_in_class(key, data.clone(), class)
+        })
+        .await
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
         // Not retried blindly: after a lost answer a retry would see our own object and
         // report "already exists". Compare the content to tell the two apart.

@@ -96,6 +96,11 @@ impl Store for Intercept {
         self.inner.put(key, data).await
     }
 
+    async fn put_in_class(&self, key: &str, data: Bytes, class: &str) -> StoreResult<()> {
+        (self.hook)(Request::Put, key).await;
+        self.inner.put_in_class(key, data, class).await
+    }
+
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {
         (self.hook)(Request::PutIfAbsent, key).await;
         self.inner.put_if_absent(key, data).await

@@ -82,7 +82,7 @@ impl Context {
 
     /// The storages of the configuration by name, where archives go and come from.
     fn storages(&self) -> impl Fn(&str) -> Result<DynStore, TablesError> + Sync + '_ {
-        strata_tables::named_storages(|name| Storage::open(&self.config, name).map(|s| s.store))
+        strata_tables::named_storages(|name| Storage::open_for_archives(&self.config, name))
     }
 
     /// `strata tables ...`.

@@ -2766,3 +2766,208 @@ fn archives_survive_an_outage_and_load_back_through_azure() {
 fn archives_survive_an_outage_and_load_back_through_gcs() {
     archive_and_load_through(&mut servers::gcs());
 }
+
+/// Archives go to the storage's `archive_class` (policy tables, markers and backups do
+/// not), read back from Azurite (the access tier) and fake-gcs-server (the storage class);
+/// an archived blob that must be rehydrated fails `load` saying so.
+fn archive_class_through(server: &mut servers::Server, class: &str) -> Site {
+    let site = Site::new();
+    site.monthly_table("metrics", "raw");
+    std::fs::write(
+        site.path("strata.toml"),
+        format!(
+            "default_storage = \"cold\"\n[storages.cold]\nurl = \"{}\"\narchive_class = \"{class}\"\n[retry]\nbudget_secs = 2\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    for args in [
+        &["tables", "setup"][..],
+        &["ttl", "metrics.raw:ts", "archive:cold", "330d"],
+        &["tables", "run", "--cutoff", "2026-01-01"],
+    ] {
+        let mut cmd = site.command(args);
+        cmd.envs(server.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "strata {args:?}: {}", stderr(&out));
+    }
+    assert_eq!(site.partitions("metrics.raw")[0], "raw_2025_02");
+    site
+}
+
+#[test]
+fn archives_go_to_the_azure_access_tier_and_an_archived_one_says_rehydrate_first() {
+    if skip_without_postgres() {
+        return;
+    }
+    let Some(python) = python_with("azure.storage.blob") else {
+        return;
+    };
+    let mut server = servers::azure();
+    let site = archive_class_through(&mut server, "Cool");
+    let o = &server.options;
+    let connection = format!(
+        "DefaultEndpointsProtocol=http;AccountName={};AccountKey={};BlobEndpoint={};",
+        o["azure_storage_account_name"],
+        o["azure_storage_account_key"],
+        o["azure_storage_endpoint"]
+    );
+    let tiers = r#"
+import sys
+from azure.storage.blob import BlobServiceClient
+container = BlobServiceClient.from_connection_string(sys.argv[1]).get_container_client("strata")
+for blob in container.list_blobs(name_starts_with="repo/tables/"):
+    print(blob.name, blob.blob_tier)
+if len(sys.argv) > 2:
+    container.get_blob_client(sys.argv[2]).set_standard_blob_tier("Archive")
+"#;
+    let out = Command::new(&python)
+        .args(["-c", tiers, &connection])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(listed.lines().count() >= 2, "{listed}");
+    // The archive is Cool; its `source.json` (written once, if absent, and read by
+    // every later export to tell databases apart) stays in the default tier.
+    for line in listed.lines() {
+        let wanted = if line.contains("/source.json ") {
+            " Hot"
+        } else {
+            " Cool"
+        };
+        assert!(line.ends_with(wanted), "{listed}");
+    }
+    // One part archived (cold storage that needs rehydration): load says what to do.
+    let part = listed
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .find(|name| name.contains("data.csv.zst."))
+        .unwrap()
+        .to_string();
+    let out = Command::new(&python)
+        .args(["-c", tiers, &connection, &part])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    site.sql("CREATE SCHEMA restored; CREATE TABLE restored.jan (LIKE metrics.raw)");
+    let mut load = site.command(&[
+        "load",
+        "tables/metrics/raw/metrics.raw_2025_01",
+        "--into",
+        "restored.jan",
+    ]);
+    load.envs(server.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let out = load.output().unwrap();
+    assert_one_line_error(&out, 1, "rehydrate it first");
+    assert_eq!(site.sql("SELECT count(*) FROM restored.jan"), "0");
+}
+
+#[test]
+fn archives_go_to_the_gcs_storage_class() {
+    if skip_without_postgres() {
+        return;
+    }
+    let mut server = servers::gcs();
+    let _site = archive_class_through(&mut server, "NEARLINE");
+    let account: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&server.options["google_service_account"]).unwrap())
+            .unwrap();
+    let base = account["gcs_base_url"].as_str().unwrap();
+    let listing = common::server::http(
+        base,
+        "GET",
+        "/storage/v1/b/strata/o?prefix=repo/tables/",
+        None,
+        "",
+    )
+    .json();
+    let items = listing["items"].as_array().unwrap();
+    assert!(items.len() >= 2, "{listing:#}");
+    for item in items {
+        let wanted = match item["name"].as_str().unwrap().ends_with("/source.json") {
+            true => "STANDARD",
+            false => "NEARLINE",
+        };
+        assert_eq!(item["storageClass"], wanted, "{item:#}");
+    }
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream` (`host:port`) that keeps every byte
+/// the clients sent: what a request carried, for a server that does not keep it.
+fn recording_proxy(upstream: String) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = sent.clone();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { continue };
+            let Ok(mut server) = std::net::TcpStream::connect(&upstream) else {
+                continue;
+            };
+            let (mut client_back, mut server_in) =
+                (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let record = record.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = client.read(&mut buf) {
+                    if n == 0 || server_in.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+                let _ = server_in.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut server, &mut client_back);
+                let _ = client_back.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    (port, sent)
+}
+
+#[test]
+fn archives_ask_s3_for_the_storage_class() {
+    if skip_without_postgres() {
+        return;
+    }
+    let mut server = servers::s3();
+    let upstream = server.options["aws_endpoint"]
+        .trim_start_matches("http://")
+        .to_string();
+    let (port, sent) = recording_proxy(upstream);
+    for (key, value) in server.env.iter_mut() {
+        if key == "AWS_ENDPOINT" {
+            *value = format!("http://127.0.0.1:{port}");
+        }
+    }
+    // s3s-fs refuses every class but STANDARD (InvalidStorageClass), so STANDARD it
+    // is: what is checked is that the header goes out on the archive's puts.
+    let site = archive_class_through(&mut server, "STANDARD");
+    let sent = String::from_utf8_lossy(&sent.lock().unwrap()).to_ascii_lowercase();
+    // The head of every PUT: from its request line to the blank line.
+    let puts: Vec<&str> = sent
+        .match_indices("put /strata/")
+        .map(|(at, _)| {
+            let head = &sent[at..];
+            &head[..head.find("\r\n\r\n").unwrap_or(head.len())]
+        })
+        .collect();
+    let classed = |head: &str| head.contains("x-amz-storage-class: standard");
+    let archive_puts: Vec<&str> = puts
+        .iter()
+        .copied()
+        .filter(|h| h.contains("/tables/") && !h.contains("source.json"))
+        .collect();
+    assert!(archive_puts.len() >= 2, "{sent}");
+    assert!(archive_puts.iter().all(|h| classed(h)), "{archive_puts:#?}");
+    assert!(
+        puts.iter()
+            .any(|h| h.contains("source.json") && !classed(h)),
+        "the marker stays in the default class: {puts:#?}"
+    );
+    drop(site);
+}

@@ -88,6 +88,11 @@ pub struct StorageConfig {
     /// secrets out of the file (e.g. `aws_secret_access_key = "MY_S3_SECRET"`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub secret_env: BTreeMap<String, String>,
+    /// The storage class table archives are written in (S3: `STANDARD_IA`,
+    /// `GLACIER_IR`, ...; Azure: the access tier `Cool`, `Cold`, `Archive`; GCS:
+    /// `NEARLINE`, `COLDLINE`, `ARCHIVE`); backups always use the default class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub archive_class: Option<String>,
 }
 
 /// Words that make an option's value secret.
@@ -149,6 +154,18 @@ impl StorageConfig {
                 return Err(format!("storage {name:?} has both a `path` and a `url`"))
             }
         };
+        if let Some(class) = &self.archive_class {
+            if kind == "local" {
+                return Err(format!(
+                    "storage {name:?}: archive_class needs object storage (a directory has no storage classes)"
+                ));
+            }
+            if class.is_empty() || !class.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!(
+                    "storage {name:?}: archive_class {class:?} is not a storage class name (letters, digits, _)"
+                ));
+            }
+        }
         match &self.kind {
             Some(declared) if declared != kind => Err(format!(
                 "storage {name:?} says type = {declared:?} but its location is a {kind} storage"
