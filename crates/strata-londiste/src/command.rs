@@ -74,7 +74,8 @@ pub enum LondisteCommand {
     /// back now (both tables ok).
     Fkeys,
     /// Every node of the cascade, asked in parallel: type, provider, lag, tables, errors.
-    /// Exits 1 when a node cannot be asked or reports an error.
+    /// Members tagged dead are shown as dead, not asked. Exits 1 when a node cannot be
+    /// asked or reports an error.
     Status {
         /// Seconds to wait for each node.
         #[cfg_attr(feature = "cli", arg(long, default_value_t = 10))]
@@ -116,8 +117,8 @@ pub enum LondisteCommand {
     /// Take the role of node OLD: of the root (run on one of its branches; the live root
     /// becomes this node's branch) or of a branch (this node reads from the branch's
     /// provider; the live branch becomes this node's subscriber). Every table here must be
-    /// in sync; the workers of the nodes that move must run. Exits 1 when a subscriber
-    /// could not be moved.
+    /// in sync, and a new root must replicate every table of the set; the workers of the
+    /// nodes that move must run. Exits 1 when a subscriber could not be moved.
     Takeover {
         /// The node whose role this node takes.
         old: String,
@@ -133,6 +134,10 @@ pub enum LondisteCommand {
         /// Also move the other subscribers of a live OLD to this node.
         #[cfg_attr(feature = "cli", arg(long))]
         all: bool,
+        /// Take the root's role although this node does not replicate every table of the
+        /// set: the output names the tables the new root will lack.
+        #[cfg_attr(feature = "cli", arg(long))]
+        allow_missing_tables: bool,
         /// Seconds to wait for each step (acknowledged pauses, catching up).
         #[cfg_attr(feature = "cli", arg(long, default_value_t = 60))]
         timeout: u64,

@@ -244,10 +244,12 @@ async fn run_on_node(
             dead_root,
             dead_branch,
             all,
+            allow_missing_tables,
             timeout,
         } => {
             let kind = OldNode::from_flags(dead_root, dead_branch);
-            let report = takeover::takeover(cf, &old, kind, all, secs(timeout)).await?;
+            let allow = allow_missing_tables;
+            let report = takeover::takeover(cf, &old, kind, all, allow, secs(timeout)).await?;
             say_steps(ctx, &report, &report.done, &report.warnings);
             for line in &report.stranded {
                 eprintln!("not moved: {line}");
@@ -333,6 +335,13 @@ fn print_status(nodes: &[status::NodeStatus]) {
     print_rows(&header, nodes, &[3], |n| {
         let info = n.info.as_ref();
         let paused = info.and_then(|i| i.worker_paused).unwrap_or(false);
+        let flag = if n.location_dead && info.is_none() {
+            "dead"
+        } else if paused {
+            "paused"
+        } else {
+            ""
+        };
         vec![
             n.name.clone(),
             info.and_then(|i| i.node_type.clone()).unwrap_or("?".into()),
@@ -342,7 +351,7 @@ fn print_status(nodes: &[status::NodeStatus]) {
             n.tables.as_ref().map_or("-".into(), |t| {
                 format!("{} ok, {} copying, {} waiting", t.ok, t.copying, t.waiting)
             }),
-            if paused { "paused" } else { "" }.into(),
+            flag.into(),
             opt(&n.error),
         ]
     });
