@@ -169,6 +169,14 @@ pub enum LondisteCommand {
     /// answers, its tables stop being replicated (triggers removed) and its node and queue
     /// are dropped; every live member forgets it.
     DropNode { node: String },
+    /// Change the connection string of member NODE on every live member (NODE included).
+    /// LOCATION must reach NODE's database (checked by the node name there) before
+    /// anything is written. Exits 1 when a member could not be told.
+    ChangeLocation { node: String, location: String },
+    /// Rename member OLD to NEW on every member: locations, OLD's own node, its
+    /// subscription on its provider and its subscribers' provider. Worker names stay.
+    /// Every member not tagged dead must answer.
+    RenameNode { old: String, new: String },
     /// Wait until everything committed on the root before this call is applied here.
     WaitRoot {
         /// Give up (exit 1) after this many seconds.

@@ -276,6 +276,15 @@ async fn run_on_node(
             let report = members::drop_node(cf, &node).await?;
             say_steps(ctx, &report, &report.done, &report.warnings);
         }
+        LondisteCommand::ChangeLocation { node, location } => {
+            let report = members::change_location(cf, &node, &location).await?;
+            say_steps(ctx, &report, &report.done, &report.warnings);
+            return Ok(exit_code(!report.warnings.is_empty()));
+        }
+        LondisteCommand::RenameNode { old, new } => {
+            let report = members::rename_node(cf, &old, &new).await?;
+            say_steps(ctx, &report, &report.done, &report.warnings);
+        }
         LondisteCommand::WaitRoot { timeout } => {
             let tick = members::wait(cf, Upstream::Root, secs(timeout)).await?;
             ctx.say(format!("applied up to tick {tick}"));

@@ -2269,3 +2269,137 @@ async fn takeover_refuses_a_new_root_lacking_tables_of_the_set_and_status_skips_
     .await;
     stop_workers(stop_tx, workers).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_location_and_rename_node_reach_every_member_and_replication_goes_on() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (root, branch, leaf) = site.cascade_with_tables(false);
+    let (root_s, leaf_s) = (root.to_str().unwrap(), leaf.to_str().unwrap());
+    let _ticker = Ticker::start_on(&site, &["root", "branch"]).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = start_workers(&[&branch, &leaf], &stop_rx);
+    wait_until(
+        "t1 copied on branch and leaf",
+        Duration::from_secs(90),
+        || site.state("branch", "public.t1") == "ok" && site.state("leaf", "public.t1") == "ok",
+    )
+    .await;
+    let site = &site;
+    let arrives = |id: i32| async move {
+        site.pg.psql(
+            "root",
+            &format!("insert into t1 (id, val) values ({id}, 'x')"),
+        );
+        wait_until(
+            &format!("row {id} on the leaf"),
+            Duration::from_secs(60),
+            || {
+                site.pg
+                    .psql("leaf", &format!("select count(*) from t1 where id = {id}"))
+                    == "1"
+            },
+        )
+        .await;
+    };
+    let status = |ini: &str| -> serde_json::Value {
+        let out = site.expect(0, &[ini, "--json", "status", "--timeout", "10"]);
+        serde_json::from_str(&out).unwrap()
+    };
+    let row = |nodes: &serde_json::Value, name: &str| -> serde_json::Value {
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {nodes}"))
+            .clone()
+    };
+
+    // change-location: refused when the new location is another node or leads nowhere.
+    let out = site.expect_all(2, &[root_s, "change-location", "branch", &site.dsn("leaf")]);
+    assert!(out.contains("is node leaf, not branch"), "{out}");
+    site.expect_all(
+        1,
+        &[
+            root_s,
+            "change-location",
+            "branch",
+            "host=/nonexistent port=1 dbname=branch connect_timeout=1",
+        ],
+    );
+    site.expect_all(
+        2,
+        &[root_s, "change-location", "nosuch", &site.dsn("branch")],
+    );
+    // The branch's new connection string reaches every member, the leaf's worker follows.
+    let moved = format!("{} application_name=moved", site.dsn("branch"));
+    let out = site.expect(0, &[root_s, "change-location", "branch", &moved]);
+    for name in ["root", "branch", "leaf"] {
+        assert!(
+            out.contains(&format!("{name}: branch is at the new location")),
+            "{out}"
+        );
+    }
+    for db in ["root", "branch", "leaf"] {
+        assert_eq!(
+            site.pg.psql(db, &format!("select node_location from pgq_node.node_location where queue_name = '{QUEUE}' and node_name = 'branch'")),
+            moved,
+            "on {db}"
+        );
+    }
+    let nodes = status(leaf_s);
+    assert_eq!(
+        row(&nodes, "leaf")["info"]["provider_location"],
+        moved.as_str()
+    );
+    arrives(10_001).await;
+
+    // rename-node: refused onto an existing name, then the branch and the root.
+    site.expect_all(2, &[leaf_s, "rename-node", "branch", "leaf"]);
+    site.expect_all(2, &[leaf_s, "rename-node", "nosuch", "other"]);
+    let out = site.expect(0, &[leaf_s, "rename-node", "branch", "mid"]);
+    assert!(
+        out.contains("root: the subscription of branch is mid's now"),
+        "{out}"
+    );
+    assert!(out.contains("leaf reads from mid"), "{out}");
+    let out = site.expect(0, &[leaf_s, "rename-node", "root", "top"]);
+    assert!(out.contains("mid reads from top"), "{out}");
+    for db in ["root", "branch", "leaf"] {
+        assert_eq!(
+            site.pg.psql(db, &format!("select string_agg(node_name, ',' order by node_name) from pgq_node.node_location where queue_name = '{QUEUE}'")),
+            "leaf,mid,top",
+            "on {db}"
+        );
+    }
+    assert_eq!(
+        site.pg.psql("root", &format!("select string_agg(consumer_name, ',' order by consumer_name) from pgq.get_consumer_info('{QUEUE}') where consumer_name like '.%.watermark'")),
+        ".mid.watermark"
+    );
+    let nodes = status(leaf_s);
+    assert_eq!(row(&nodes, "top")["info"]["node_type"], "root", "{nodes}");
+    assert_eq!(
+        row(&nodes, "mid")["info"]["provider_node"],
+        "top",
+        "{nodes}"
+    );
+    assert_eq!(
+        row(&nodes, "leaf")["info"]["provider_node"],
+        "mid",
+        "{nodes}"
+    );
+    assert!(
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["error"].is_null()),
+        "{nodes}"
+    );
+    arrives(10_002).await;
+    arrives(10_003).await;
+    stop_workers(stop_tx, workers).await;
+}
