@@ -215,6 +215,13 @@ pub enum LondisteCommand {
         #[cfg_attr(feature = "cli", arg(long, default_value_t = 600))]
         timeout: u64,
     },
+    /// The commands that changed this node or the cascade from here (who, what, how it
+    /// ended), oldest first.
+    Audit {
+        /// The newest this many.
+        #[cfg_attr(feature = "cli", arg(long, default_value_t = 50))]
+        limit: u32,
+    },
     /// Wait until every local table is ok (copies done).
     WaitSync {
         /// Give up (exit 1) after this many seconds.

@@ -12,7 +12,7 @@ use strata_londiste::admin::{self, NodeType};
 use strata_londiste::members::{self, Upstream};
 use strata_londiste::takeover::{self, OldNode};
 use strata_londiste::worker::{self, WorkerExit};
-use strata_londiste::{compare, local, resurrect, status};
+use strata_londiste::{audit, compare, local, resurrect, status};
 use strata_londiste::{LondisteArgs, LondisteCommand, LondisteError, NodeConfig};
 
 fn failure(err: LondisteError) -> Failure {
@@ -29,10 +29,24 @@ fn secs(timeout: u64) -> Duration {
     Duration::from_secs(timeout.max(1))
 }
 
-/// Runs a `londiste` subcommand.
+/// Runs a `londiste` subcommand; one that changes the node or the cascade is recorded in
+/// the node's audit log, whatever its outcome.
 pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
     let cf = NodeConfig::load(&args.ini).map_err(failure)?;
-    run_on_node(ctx, &cf, args.command).await.map_err(failure)
+    let audited = audit::describe(&args.command);
+    let result = run_on_node(ctx, &cf, args.command).await;
+    if let Some((action, target)) = audited {
+        let (outcome, detail) = match &result {
+            Ok(0) => ("succeeded", String::new()),
+            Ok(_) => ("partial", String::new()),
+            Err(e) => ("failed", crate::failure::chain(e)),
+        };
+        let who = strata_coordinator::audit::local_actor();
+        if let Err(e) = audit::record(&cf, &who, action, &target, outcome, &detail).await {
+            eprintln!("warning: not recorded in the audit log: {e}");
+        }
+    }
+    result.map_err(failure)
 }
 
 /// Runs `command` on the node of `cf`; returns the exit code.
@@ -321,6 +335,29 @@ async fn run_on_node(
         LondisteCommand::Resume => {
             admin::set_paused(cf, false).await?;
             ctx.say("worker resumed");
+        }
+        LondisteCommand::Audit { limit } => {
+            let entries = audit::read(cf, limit).await?;
+            show(&ctx.global, &entries, || {
+                print_rows(
+                    &[
+                        "time", "who", "node", "action", "target", "outcome", "detail",
+                    ],
+                    &entries,
+                    &[],
+                    |e| {
+                        vec![
+                            e.time.clone(),
+                            e.who.clone(),
+                            opt(&e.node),
+                            e.action.clone(),
+                            e.target.clone(),
+                            e.outcome.clone(),
+                            e.detail.clone(),
+                        ]
+                    },
+                )
+            });
         }
         LondisteCommand::WaitSync { timeout } => {
             local::wait_sync(cf, Duration::from_secs(timeout)).await?;

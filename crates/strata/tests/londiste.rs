@@ -2401,5 +2401,51 @@ async fn change_location_and_rename_node_reach_every_member_and_replication_goes
     );
     arrives(10_002).await;
     arrives(10_003).await;
+    // Each command is in the audit log of the node it ran on, refusals too.
+    assert_eq!(
+        audit_log(site, root_s),
+        [
+            "change-location branch failed",
+            "change-location branch failed",
+            "change-location nosuch failed",
+            "change-location branch succeeded",
+        ]
+    );
+    assert_eq!(
+        audit_log(site, leaf_s),
+        [
+            "rename-node branch leaf failed",
+            "rename-node nosuch other failed",
+            "rename-node branch mid succeeded",
+            "rename-node root top succeeded",
+        ]
+    );
     stop_workers(stop_tx, workers).await;
+}
+
+/// `audit --json` of a node but the set-up commands: action, the target's first word
+/// (both for renames) and outcome of each entry; checks each names who ran it.
+fn audit_log(site: &Site, ini: &str) -> Vec<String> {
+    let out = site.expect(0, &[ini, "--json", "audit"]);
+    let entries: serde_json::Value = serde_json::from_str(&out).unwrap();
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            !["create-root", "create-branch", "create-leaf", "add-table"]
+                .contains(&e["action"].as_str().unwrap())
+        })
+        .map(|e| {
+            assert!(e["who"].as_str().unwrap().starts_with("local:"), "{e}");
+            let action = e["action"].as_str().unwrap();
+            let words: Vec<&str> = e["target"].as_str().unwrap().split(' ').collect();
+            let target = if action == "rename-node" {
+                words.join(" ")
+            } else {
+                words[0].to_string()
+            };
+            format!("{action} {target} {}", e["outcome"].as_str().unwrap())
+        })
+        .collect()
 }
