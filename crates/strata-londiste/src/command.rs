@@ -74,7 +74,8 @@ pub enum LondisteCommand {
     /// back now (both tables ok).
     Fkeys,
     /// Every node of the cascade, asked in parallel: type, provider, lag, tables, errors.
-    /// Exits 1 when a node cannot be asked or reports an error.
+    /// Members tagged dead are shown as dead, not asked. Exits 1 when a node cannot be
+    /// asked or reports an error.
     Status {
         /// Seconds to wait for each node.
         #[cfg_attr(feature = "cli", arg(long, default_value_t = 10))]
@@ -116,8 +117,8 @@ pub enum LondisteCommand {
     /// Take the role of node OLD: of the root (run on one of its branches; the live root
     /// becomes this node's branch) or of a branch (this node reads from the branch's
     /// provider; the live branch becomes this node's subscriber). Every table here must be
-    /// in sync; the workers of the nodes that move must run. Exits 1 when a subscriber
-    /// could not be moved.
+    /// in sync, and a new root must replicate every table of the set; the workers of the
+    /// nodes that move must run. Exits 1 when a subscriber could not be moved.
     Takeover {
         /// The node whose role this node takes.
         old: String,
@@ -133,6 +134,10 @@ pub enum LondisteCommand {
         /// Also move the other subscribers of a live OLD to this node.
         #[cfg_attr(feature = "cli", arg(long))]
         all: bool,
+        /// Take the root's role although this node does not replicate every table of the
+        /// set: the output names the tables the new root will lack.
+        #[cfg_attr(feature = "cli", arg(long))]
+        allow_missing_tables: bool,
         /// Seconds to wait for each step (acknowledged pauses, catching up).
         #[cfg_attr(feature = "cli", arg(long, default_value_t = 60))]
         timeout: u64,
@@ -164,6 +169,14 @@ pub enum LondisteCommand {
     /// answers, its tables stop being replicated (triggers removed) and its node and queue
     /// are dropped; every live member forgets it.
     DropNode { node: String },
+    /// Change the connection string of member NODE on every live member (NODE included).
+    /// LOCATION must reach NODE's database (checked by the node name there) before
+    /// anything is written. Exits 1 when a member could not be told.
+    ChangeLocation { node: String, location: String },
+    /// Rename member OLD to NEW on every member: locations, OLD's own node, its
+    /// subscription on its provider and its subscribers' provider. Worker names stay.
+    /// Every member not tagged dead must answer.
+    RenameNode { old: String, new: String },
     /// Wait until everything committed on the root before this call is applied here.
     WaitRoot {
         /// Give up (exit 1) after this many seconds.
@@ -201,6 +214,13 @@ pub enum LondisteCommand {
         /// Seconds --wait waits.
         #[cfg_attr(feature = "cli", arg(long, default_value_t = 600))]
         timeout: u64,
+    },
+    /// The commands that changed this node or the cascade from here (who, what, how it
+    /// ended), oldest first.
+    Audit {
+        /// The newest this many.
+        #[cfg_attr(feature = "cli", arg(long, default_value_t = 50))]
+        limit: u32,
     },
     /// Wait until every local table is ok (copies done).
     WaitSync {

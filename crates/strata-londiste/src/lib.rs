@@ -5,6 +5,7 @@
 //! worker with its streaming initial copy and table state machine, and status.
 
 pub mod admin;
+pub mod audit;
 mod branch;
 pub mod cascade;
 pub mod command;

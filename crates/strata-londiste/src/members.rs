@@ -1,6 +1,7 @@
 //! Membership commands: `tag-dead`/`tag-alive` (tell every live member that a node is
 //! gone or back), `drop-node` (remove a node from the cascade, and from its own database
-//! when it answers) and `wait-root`/`wait-provider` (block until everything committed
+//! when it answers), `change-location` and `rename-node` (a member's connection string
+//! or name, changed on every member) and `wait-root`/`wait-provider` (block until everything committed
 //! upstream before the call is applied here: scripts run them after a deploy).
 
 use crate::admin;
@@ -155,4 +156,325 @@ pub async fn wait(cf: &NodeConfig, upstream: Upstream, timeout: Duration) -> Res
         }
     };
     cascade::wait_for_tick(&db, queue, &name, target + 1, timeout).await
+}
+
+/// What `change-location` and `rename-node` did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MemberReport {
+    /// The steps done, one line each.
+    pub done: Vec<String>,
+    /// Members that could not be told, with why, and what to do about it.
+    pub warnings: Vec<String>,
+}
+
+/// Runs `work` in one transaction on `client`, rolled back when it fails.
+async fn in_tx<T>(
+    client: &strata_pgclient::Client,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    client
+        .batch_execute("begin")
+        .await
+        .map_err(|e| LondisteError::sql("begin", e))?;
+    match work.await {
+        Ok(v) => {
+            client
+                .batch_execute("commit")
+                .await
+                .map_err(|e| LondisteError::sql("commit", e))?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = client.batch_execute("rollback").await;
+            Err(e)
+        }
+    }
+}
+
+/// Sets the location (connection string) of member `node_name` to `location` on every
+/// live member, the member itself included, as `pgq_node.register_location` does (on
+/// the root it also sends `pgq.location-info`, so members that were not reached learn
+/// it through the queue). Before anything is written, `location` must reach a database
+/// whose node for this queue is `node_name`. Members tagged dead are not asked.
+pub async fn change_location(
+    cf: &NodeConfig,
+    node_name: &str,
+    location: &str,
+) -> Result<MemberReport> {
+    strata_pgclient::Dsn::parse(location)
+        .map_err(|e| LondisteError::BadInput(format!("the new location: {e}")))?;
+    let cascade = load(cf).await?;
+    let queue = cascade.queue.as_str();
+    let member = cascade.member(node_name)?;
+    if member.location == location {
+        return Err(LondisteError::BadInput(format!(
+            "{node_name} is at {location} already"
+        )));
+    }
+    let there =
+        match tokio::time::timeout(ASK_TIMEOUT, admin::connect(location, "the new location")).await
+        {
+            Ok(client) => client?,
+            Err(_) => {
+                return Err(LondisteError::State(format!(
+                    "the new location of {node_name} did not answer within {} s",
+                    ASK_TIMEOUT.as_secs()
+                )))
+            }
+        };
+    match node::node_info(&there, queue).await?.node_name {
+        Some(name) if name == node_name => {}
+        Some(name) => {
+            return Err(LondisteError::BadInput(format!(
+                "the new location is node {name}, not {node_name}: nothing changed"
+            )))
+        }
+        None => {
+            return Err(LondisteError::BadInput(format!(
+                "the new location has no node for queue {queue}, so it is not {node_name}: nothing changed"
+            )))
+        }
+    }
+    let mut report = MemberReport::default();
+    let dead = member.tagged_dead;
+    let mut root_told = false;
+    for m in cascade.members() {
+        // The node itself is written through its new location: its old one may be gone.
+        let client = if m.name == node_name && m.name != cascade.local {
+            Some(&there)
+        } else {
+            m.client.as_ref()
+        };
+        let Some(client) = client else {
+            report.warnings.push(format!(
+                "{}: not told ({})",
+                m.name,
+                m.error.as_deref().unwrap_or("no answer")
+            ));
+            continue;
+        };
+        match node::register_location(client, queue, node_name, location, dead).await {
+            Ok(()) => {
+                root_told |= m.info.as_ref().is_some_and(|i| i.is_root());
+                report
+                    .done
+                    .push(format!("{}: {node_name} is at the new location", m.name));
+            }
+            Err(e) => report.warnings.push(format!("{}: {e}", m.name)),
+        }
+    }
+    if !report.warnings.is_empty() {
+        report.warnings.push(if root_told {
+            "the members not told learn the new location from the root's pgq.location-info event once their workers run".to_string()
+        } else {
+            format!("the root was not told: run change-location {node_name} again once the members not told answer")
+        });
+    }
+    Ok(report)
+}
+
+/// Renames member `old` to `new` on every member. pgq_node has no function for it, so
+/// this writes its tables the way its own functions do, one transaction a member: `new`
+/// gets `old`'s location everywhere; the node's own `node_info` (and a root's own
+/// `local_state` row) takes the new name; on its provider the subscription is renamed
+/// (the worker's consumer and position kept, the `.old.watermark` consumer replaced by
+/// `.new.watermark` at its tick); its subscribers' `local_state` rows name the new
+/// provider; then `old`'s location goes everywhere. Worker (consumer) names are not
+/// node names and stay. Refused unless every member not tagged dead answers, so no
+/// member is left with the old name.
+pub async fn rename_node(cf: &NodeConfig, old: &str, new: &str) -> Result<MemberReport> {
+    strata_pgq::api::check_name("node", new)?;
+    if old == new {
+        return Err(LondisteError::BadInput(format!(
+            "{old} is named {new} already"
+        )));
+    }
+    let cascade = load(cf).await?;
+    let queue = cascade.queue.as_str();
+    let member = cascade.member(old)?;
+    if cascade.members().iter().any(|m| m.name == new) {
+        return Err(LondisteError::BadInput(format!(
+            "{new} is a member already (see `members`)"
+        )));
+    }
+    if member.tagged_dead {
+        return Err(LondisteError::BadInput(format!(
+            "{old} is tagged dead: a rename needs the node itself (tag-alive it once it answers)"
+        )));
+    }
+    if let Some(m) = cascade
+        .members()
+        .iter()
+        .find(|m| !m.tagged_dead && !m.alive())
+    {
+        return Err(LondisteError::State(format!(
+            "{} cannot be reached ({}): every member not tagged dead must answer a rename, or it keeps the old name; nothing changed",
+            m.name,
+            m.error.as_deref().unwrap_or("no answer")
+        )));
+    }
+    let old_client = cascade.client(old)?;
+    let old_info = node::node_info(old_client, queue).await?;
+    if old_info.node_name.as_deref() != Some(old) {
+        return Err(LondisteError::State(format!(
+            "the database at {old}'s location is node {}, not {old}: fix the location first (change-location)",
+            old_info.node_name.unwrap_or_default()
+        )));
+    }
+    let provider = old_info
+        .provider_node
+        .clone()
+        .filter(|_| !old_info.is_root());
+    if let Some(p) = &provider {
+        let subscribed = node::subscribers(cascade.client(p)?, queue).await?;
+        if !subscribed.iter().any(|s| s == old) {
+            return Err(LondisteError::State(format!(
+                "{old} is not subscribed on its provider {p}: nothing changed"
+            )));
+        }
+    }
+    let location = member.location.clone();
+    let mut report = MemberReport::default();
+    // 1. The new name is known everywhere, at the old location.
+    for m in cascade.members() {
+        if let Some(client) = &m.client {
+            node::register_location(client, queue, new, &location, false).await?;
+        }
+    }
+    report
+        .done
+        .push(format!("every live member knows {new} at {old}'s location"));
+    // 2. The node takes its new name.
+    in_tx(old_client, async {
+        sql(
+            old_client,
+            "renaming the node",
+            "update pgq_node.node_info set node_name = $2 where queue_name = $1",
+            &[&queue, &new],
+        )
+        .await?;
+        sql(
+            old_client,
+            "renaming the root's own provider",
+            "update pgq_node.local_state set provider_node = $2 where queue_name = $1 and provider_node = $3",
+            &[&queue, &new, &old],
+        )
+        .await
+    })
+    .await?;
+    report
+        .done
+        .push(format!("{old} is named {new} in its own database"));
+    // 3. Its subscription on its provider takes the new name, keeping the position.
+    if let Some(p) = &provider {
+        let pc = cascade.client(p)?;
+        let (old_wm, new_wm) = (format!(".{old}.watermark"), format!(".{new}.watermark"));
+        in_tx(pc, async {
+            let tick: Option<i64> = pc
+                .query_opt(
+                    "select coalesce(\
+                       (select last_tick from pgq.get_consumer_info($1, $2)), \
+                       (select c.last_tick from pgq_node.subscriber_info s, pgq.get_consumer_info($1, s.worker_name) c \
+                         where s.queue_name = $1 and s.subscriber_node = $3))",
+                    &[&queue, &old_wm, &old],
+                )
+                .await
+                .map_err(|e| LondisteError::sql("reading the subscriber's watermark", e))?
+                .and_then(|r| r.get(0));
+            let tick = tick.ok_or_else(|| {
+                LondisteError::State(format!("{p} has no position for {old}"))
+            })?;
+            sql(
+                pc,
+                "registering the new watermark consumer",
+                "select pgq.register_consumer_at($1, $2, $3)",
+                &[&queue, &new_wm, &tick],
+            )
+            .await?;
+            sql(
+                pc,
+                "renaming the subscription",
+                "update pgq_node.subscriber_info set subscriber_node = $2, watermark_name = $3 where queue_name = $1 and subscriber_node = $4",
+                &[&queue, &new, &new_wm, &old],
+            )
+            .await?;
+            sql(
+                pc,
+                "dropping the old watermark consumer",
+                "select pgq.unregister_consumer($1, $2) from pgq.get_consumer_info($1) where consumer_name = $2",
+                &[&queue, &old_wm],
+            )
+            .await
+        })
+        .await?;
+        report
+            .done
+            .push(format!("{p}: the subscription of {old} is {new}'s now"));
+    }
+    // 4. Its subscribers read from the new name; 5. the old name goes everywhere.
+    for m in cascade.members().iter().filter(|m| m.name != old) {
+        let Some(client) = &m.client else { continue };
+        let consumers: Vec<String> = client
+            .query(
+                "select consumer_name from pgq_node.local_state where queue_name = $1 and provider_node = $2",
+                &[&queue, &old],
+            )
+            .await
+            .map_err(|e| LondisteError::sql(format!("reading the consumers of {}", m.name), e))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for consumer in &consumers {
+            node::checked(
+                client,
+                &format!("switching {consumer} on {} to {new}", m.name),
+                "select ret_code, ret_note from pgq_node.change_consumer_provider($1, $2, $3)",
+                &[&queue, consumer, &new],
+            )
+            .await?;
+        }
+        if !consumers.is_empty() {
+            report.done.push(format!("{} reads from {new}", m.name));
+        }
+    }
+    for m in cascade.members() {
+        if let Some(client) = &m.client {
+            sql(
+                client,
+                &format!("forgetting {old} on {}", m.name),
+                "delete from pgq_node.node_location where queue_name = $1 and node_name = $2",
+                &[&queue, &old],
+            )
+            .await?;
+        }
+    }
+    report
+        .done
+        .push(format!("{old} is forgotten on every live member"));
+    for m in cascade.members().iter().filter(|m| m.tagged_dead) {
+        report.warnings.push(format!(
+            "{}: tagged dead, not told; it still knows {old} (drop-node {old} with its ini file if it comes back)",
+            m.name
+        ));
+    }
+    if provider.is_some() {
+        report.warnings.push(format!(
+        "restart the worker of {new}: until then it publishes its watermark to its provider under the old name, which is refused, so the provider's queue does not rotate"
+    ));
+    }
+    Ok(report)
+}
+
+/// Runs one statement, its result ignored.
+async fn sql(
+    client: &strata_pgclient::Client,
+    what: &str,
+    statement: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<()> {
+    client
+        .execute(statement, params)
+        .await
+        .map(drop)
+        .map_err(|e| LondisteError::sql(what, e))
 }

@@ -1,6 +1,8 @@
 //! The cascade at a glance: every member the local node knows is asked at the same time
 //! (Python's `status` polls them one by one, so one dead node stalls the whole report);
 //! a node that does not answer within the timeout shows its error instead of hiding it.
+//! A member tagged dead is not asked (nor asked for the lag of its subscribers): it is
+//! shown as dead, which is not an error.
 
 use crate::admin::{self, count_tables, TableCounts};
 use crate::config::NodeConfig;
@@ -13,8 +15,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
     pub name: String,
+    /// Tagged dead in the local node's member list: not asked, not an error.
     pub location_dead: bool,
-    /// `None` when the node could not be asked (see `error`).
+    /// `None` when the node was not asked (tagged dead) or could not be (see `error`).
     pub info: Option<NodeInfo>,
     pub tables: Option<TableCounts>,
     /// The worker's lag behind its provider's newest tick, seconds (from the provider).
@@ -55,13 +58,21 @@ pub async fn cascade_status(cf: &NodeConfig, timeout: Duration) -> Result<Vec<No
     let queue = cf.queue_name.clone();
     let members = node::locations(&db, &queue).await?;
     drop(db);
+    let dead: std::collections::HashSet<String> = members
+        .iter()
+        .filter(|m| m.dead)
+        .map(|m| m.node_name.clone())
+        .collect();
     let asks = members.iter().map(|m| {
         let queue = queue.clone();
         async move {
+            if m.dead {
+                return Err(None);
+            }
             match tokio::time::timeout(timeout, ask(&m.node_location, &queue)).await {
                 Ok(Ok(r)) => Ok(r),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!("no answer within {} s", timeout.as_secs())),
+                Ok(Err(e)) => Err(Some(e.to_string())),
+                Err(_) => Err(Some(format!("no answer within {} s", timeout.as_secs()))),
             }
         }
     });
@@ -69,8 +80,16 @@ pub async fn cascade_status(cf: &NodeConfig, timeout: Duration) -> Result<Vec<No
     // Lags come from each worker's provider, also in parallel.
     let lags = answers.iter().map(|a| {
         let queue = queue.clone();
+        let dead = &dead;
         async move {
             let Ok((info, _, _)) = a else { return None };
+            if info
+                .provider_node
+                .as_deref()
+                .is_some_and(|p| dead.contains(p))
+            {
+                return None;
+            }
             let (Some(location), Some(worker)) = (&info.provider_location, &info.worker_name)
             else {
                 return None;
@@ -99,13 +118,13 @@ pub async fn cascade_status(cf: &NodeConfig, timeout: Duration) -> Result<Vec<No
                 lag_secs: lag,
                 error: cur_error,
             },
-            Err(e) => NodeStatus {
+            Err(error) => NodeStatus {
                 name: m.node_name,
                 location_dead: m.dead,
                 info: None,
                 tables: None,
                 lag_secs: None,
-                error: Some(e),
+                error,
             },
         })
         .collect())

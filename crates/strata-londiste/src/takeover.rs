@@ -8,7 +8,8 @@
 //!
 //! Python Londiste's steps are kept (demote_root 1-2, catch-up, promote_branch,
 //! demote_root 3; a `OLD.gravestone` subscription on the new root after a failover, which
-//! `resurrect` uses), with what it misses: tables must be in sync first; in a failover
+//! `resurrect` uses), with what it misses: tables must be in sync first, and a new root
+//! must replicate every table of the set (or be told to go on without); in a failover
 //! the new root first catches up from the most advanced surviving branch (Python moves
 //! the siblings away before looking for one); a sibling that is ahead of the new root
 //! is not moved onto a tick it never saw but reported.
@@ -169,17 +170,22 @@ pub struct TakeoverReport {
     pub warnings: Vec<String>,
     /// Nodes that could not be moved, with why: they still read from the old node.
     pub stranded: Vec<String>,
+    /// Tables of the set the new root does not replicate (taken over with
+    /// `--allow-missing-tables`): nothing feeds them any more.
+    pub missing_tables: Vec<String>,
 }
 
 /// Makes this node take the place of `old_name`: the root's (it must be a branch of the
 /// root) or a branch's (it must read from that branch, or be a branch to take its
 /// subscribers). With `all` (implied for a dead node) the other subscribers of the old
-/// node move to this node.
+/// node move to this node. Taking the root's role is refused while this node lacks
+/// tables of the set, unless `allow_missing_tables` (then the report names them).
 pub async fn takeover(
     cf: &NodeConfig,
     old_name: &str,
     old: OldNode,
     all: bool,
+    allow_missing_tables: bool,
     timeout: Duration,
 ) -> Result<TakeoverReport> {
     let queue = cf.queue_name.as_str();
@@ -239,6 +245,22 @@ pub async fn takeover(
         }
     }
     let mut report = TakeoverReport::default();
+    if old_type == "root" {
+        let missing = missing_from_new_root(&cascade, old_name, old).await?;
+        if !missing.is_empty() {
+            if !allow_missing_tables {
+                return Err(LondisteError::BadInput(format!(
+                    "refusing to take over: {new_name} does not replicate these tables of the set, the new root would lack them: {} (add-table them here and wait-sync, or give --allow-missing-tables to go on without them)",
+                    missing.join(", ")
+                )));
+            }
+            report.warnings.push(format!(
+                "these tables of the set will be missing from the new root {new_name}: {}; nothing feeds them any more (their subscribers keep their rows but get no changes): add-table them on {new_name} once they are there, or remove-table them on the subscribers",
+                missing.join(", ")
+            ));
+            report.missing_tables = missing;
+        }
+    }
     if old != OldNode::Live {
         cascade.forget(old_name, "declared dead by takeover");
         let untold = cascade.tag(old_name, true).await?;
@@ -275,6 +297,49 @@ async fn require_in_sync(db: &Client, queue: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The tables of the set that this node does not replicate, which a new root made of
+/// it would lack, in name order. The set is the old root's own list when it answers;
+/// for a dead root it is what is known without it: this node's view of the set (every
+/// table its provider announced, replicated here or not) and the views of every other
+/// member that answers (a sibling may have seen a table added after this node's last
+/// batch).
+async fn missing_from_new_root(
+    cascade: &Cascade,
+    old_name: &str,
+    old: OldNode,
+) -> Result<Vec<String>> {
+    let queue = cascade.queue.as_str();
+    let mine = node::tables(cascade.local_client(), queue).await?;
+    let mut set = std::collections::BTreeSet::new();
+    if old == OldNode::Live {
+        for t in node::tables(cascade.client(old_name)?, queue).await? {
+            set.insert(t.table_name);
+        }
+    } else {
+        set.extend(mine.iter().map(|t| t.table_name.clone()));
+        for m in cascade.members() {
+            let Some(client) = m.client.as_ref().filter(|_| m.name != cascade.local) else {
+                continue;
+            };
+            if m.name == old_name {
+                continue;
+            }
+            for t in node::tables(client, queue).await? {
+                set.insert(t.table_name);
+            }
+        }
+    }
+    let here: std::collections::HashSet<&str> = mine
+        .iter()
+        .filter(|t| t.local)
+        .map(|t| t.table_name.as_str())
+        .collect();
+    Ok(set
+        .into_iter()
+        .filter(|t| !here.contains(t.as_str()))
+        .collect())
 }
 
 /// The root's role moves to this branch.

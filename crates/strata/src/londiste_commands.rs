@@ -12,7 +12,7 @@ use strata_londiste::admin::{self, NodeType};
 use strata_londiste::members::{self, Upstream};
 use strata_londiste::takeover::{self, OldNode};
 use strata_londiste::worker::{self, WorkerExit};
-use strata_londiste::{compare, local, resurrect, status};
+use strata_londiste::{audit, compare, local, resurrect, status};
 use strata_londiste::{LondisteArgs, LondisteCommand, LondisteError, NodeConfig};
 
 fn failure(err: LondisteError) -> Failure {
@@ -29,10 +29,24 @@ fn secs(timeout: u64) -> Duration {
     Duration::from_secs(timeout.max(1))
 }
 
-/// Runs a `londiste` subcommand.
+/// Runs a `londiste` subcommand; one that changes the node or the cascade is recorded in
+/// the node's audit log, whatever its outcome.
 pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
     let cf = NodeConfig::load(&args.ini).map_err(failure)?;
-    run_on_node(ctx, &cf, args.command).await.map_err(failure)
+    let audited = audit::describe(&args.command);
+    let result = run_on_node(ctx, &cf, args.command).await;
+    if let Some((action, target)) = audited {
+        let (outcome, detail) = match &result {
+            Ok(0) => ("succeeded", String::new()),
+            Ok(_) => ("partial", String::new()),
+            Err(e) => ("failed", crate::failure::chain(e)),
+        };
+        let who = strata_coordinator::audit::local_actor();
+        if let Err(e) = audit::record(&cf, &who, action, &target, outcome, &detail).await {
+            eprintln!("warning: not recorded in the audit log: {e}");
+        }
+    }
+    result.map_err(failure)
 }
 
 /// Runs `command` on the node of `cf`; returns the exit code.
@@ -244,10 +258,12 @@ async fn run_on_node(
             dead_root,
             dead_branch,
             all,
+            allow_missing_tables,
             timeout,
         } => {
             let kind = OldNode::from_flags(dead_root, dead_branch);
-            let report = takeover::takeover(cf, &old, kind, all, secs(timeout)).await?;
+            let allow = allow_missing_tables;
+            let report = takeover::takeover(cf, &old, kind, all, allow, secs(timeout)).await?;
             say_steps(ctx, &report, &report.done, &report.warnings);
             for line in &report.stranded {
                 eprintln!("not moved: {line}");
@@ -272,6 +288,15 @@ async fn run_on_node(
         LondisteCommand::TagAlive { nodes } => return tag(ctx, cf, &nodes, false).await,
         LondisteCommand::DropNode { node } => {
             let report = members::drop_node(cf, &node).await?;
+            say_steps(ctx, &report, &report.done, &report.warnings);
+        }
+        LondisteCommand::ChangeLocation { node, location } => {
+            let report = members::change_location(cf, &node, &location).await?;
+            say_steps(ctx, &report, &report.done, &report.warnings);
+            return Ok(exit_code(!report.warnings.is_empty()));
+        }
+        LondisteCommand::RenameNode { old, new } => {
+            let report = members::rename_node(cf, &old, &new).await?;
             say_steps(ctx, &report, &report.done, &report.warnings);
         }
         LondisteCommand::WaitRoot { timeout } => {
@@ -311,6 +336,29 @@ async fn run_on_node(
             admin::set_paused(cf, false).await?;
             ctx.say("worker resumed");
         }
+        LondisteCommand::Audit { limit } => {
+            let entries = audit::read(cf, limit).await?;
+            show(&ctx.global, &entries, || {
+                print_rows(
+                    &[
+                        "time", "who", "node", "action", "target", "outcome", "detail",
+                    ],
+                    &entries,
+                    &[],
+                    |e| {
+                        vec![
+                            e.time.clone(),
+                            e.who.clone(),
+                            opt(&e.node),
+                            e.action.clone(),
+                            e.target.clone(),
+                            e.outcome.clone(),
+                            e.detail.clone(),
+                        ]
+                    },
+                )
+            });
+        }
         LondisteCommand::WaitSync { timeout } => {
             local::wait_sync(cf, Duration::from_secs(timeout)).await?;
             ctx.say("all tables ok");
@@ -333,6 +381,13 @@ fn print_status(nodes: &[status::NodeStatus]) {
     print_rows(&header, nodes, &[3], |n| {
         let info = n.info.as_ref();
         let paused = info.and_then(|i| i.worker_paused).unwrap_or(false);
+        let flag = if n.location_dead && info.is_none() {
+            "dead"
+        } else if paused {
+            "paused"
+        } else {
+            ""
+        };
         vec![
             n.name.clone(),
             info.and_then(|i| i.node_type.clone()).unwrap_or("?".into()),
@@ -342,7 +397,7 @@ fn print_status(nodes: &[status::NodeStatus]) {
             n.tables.as_ref().map_or("-".into(), |t| {
                 format!("{} ok, {} copying, {} waiting", t.ok, t.copying, t.waiting)
             }),
-            if paused { "paused" } else { "" }.into(),
+            flag.into(),
             opt(&n.error),
         ]
     });

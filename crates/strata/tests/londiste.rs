@@ -2127,3 +2127,332 @@ async fn the_worker_wakes_on_the_strata_tickers_announcement_not_its_poll() {
         w.await.unwrap().unwrap();
     }
 }
+
+impl Site {
+    /// Runs `strata londiste ARGS`, expects `code`, returns stdout and stderr together.
+    fn expect_all(&self, code: i32, args: &[&str]) -> String {
+        let out = self.strata(args);
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "strata londiste {args:?}\n{text}"
+        );
+        text
+    }
+
+    /// Root, branch and leaf with `t1` replicated everywhere (and `t2` on the root only
+    /// when `t2` is set); the root's queue ticks fast. Returns the ini files.
+    fn cascade_with_tables(&self, t2: bool) -> (PathBuf, PathBuf, PathBuf) {
+        let (root, branch, leaf) = self.cascade();
+        self.fast_ticks("root");
+        for db in ["root", "branch", "leaf"] {
+            self.pg.psql(db, TABLE_SQL);
+            self.pg
+                .psql(db, "create table public.t2 (id int primary key, val text)");
+        }
+        self.pg.psql(
+            "root",
+            "insert into t1 (id, val) select g, 'r' || g from generate_series(1, 200) g; insert into t2 values (1, 'two')",
+        );
+        let tables: &[&str] = if t2 { &["t1", "t2"] } else { &["t1"] };
+        self.expect(
+            0,
+            &[&[root.to_str().unwrap(), "add-table"], tables].concat(),
+        );
+        for ini in [&branch, &leaf] {
+            self.expect(0, &[ini.to_str().unwrap(), "add-table", "t1"]);
+        }
+        (root, branch, leaf)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_refuses_a_new_root_lacking_tables_of_the_set_and_status_skips_dead_members() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (_root, branch, leaf) = site.cascade_with_tables(true);
+    let branch_s = branch.to_str().unwrap();
+    let _ticker = Ticker::start_on(&site, &["root", "branch"]).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = start_workers(&[&branch, &leaf], &stop_rx);
+    wait_until(
+        "t1 copied on branch and leaf",
+        Duration::from_secs(90),
+        || site.state("branch", "public.t1") == "ok" && site.state("leaf", "public.t1") == "ok",
+    )
+    .await;
+
+    // Live root: the branch does not replicate t2, which the new root would lack.
+    let out = site.expect_all(2, &[branch_s, "takeover", "root", "--timeout", "30"]);
+    assert!(
+        out.contains("public.t2") && !out.contains("public.t1"),
+        "{out}"
+    );
+    assert!(site
+        .expect(0, &[branch_s, "--json", "node-info"])
+        .contains("\"node_type\": \"branch\""));
+
+    // The root dies. status names it and fails until it is tagged dead.
+    site.kill("root");
+    let status = site.expect_all(1, &[branch_s, "status", "--timeout", "5"]);
+    assert!(status.contains("root"), "{status}");
+    // A dead root: the set comes from what the branch (and the leaf) know of it.
+    let out = site.expect_all(
+        2,
+        &[
+            branch_s,
+            "takeover",
+            "root",
+            "--dead-root",
+            "--timeout",
+            "30",
+        ],
+    );
+    assert!(
+        out.contains("public.t2") && !out.contains("public.t1"),
+        "{out}"
+    );
+    let members = site.expect(0, &[branch_s, "members"]);
+    assert!(
+        !members.lines().any(|l| l.contains("dead")),
+        "a refused takeover changed nothing: {members}"
+    );
+    let out = site.expect_all(
+        0,
+        &[
+            branch_s,
+            "takeover",
+            "root",
+            "--dead-root",
+            "--allow-missing-tables",
+            "--timeout",
+            "60",
+        ],
+    );
+    assert!(out.contains("branch is the root now"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("missing from the new root") && l.contains("public.t2")),
+        "{out}"
+    );
+    let json = site.expect(0, &[branch_s, "--json", "status", "--timeout", "5"]);
+    let nodes: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let root_row = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "root")
+        .unwrap();
+    assert_eq!(root_row["location_dead"], true, "{json}");
+    assert!(root_row["error"].is_null(), "{json}");
+    let text = site.expect(0, &[branch_s, "status", "--timeout", "5"]);
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("root") && l.contains("dead")),
+        "{text}"
+    );
+
+    // Data flows from the new root to the leaf.
+    site.pg.psql(
+        "branch",
+        "insert into t1 (id, val) values (9001, 'after failover')",
+    );
+    wait_until(
+        "the new root's row on the leaf",
+        Duration::from_secs(60),
+        || {
+            site.pg
+                .psql("leaf", "select count(*) from t1 where id = 9001")
+                == "1"
+        },
+    )
+    .await;
+    stop_workers(stop_tx, workers).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_location_and_rename_node_reach_every_member_and_replication_goes_on() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (root, branch, leaf) = site.cascade_with_tables(false);
+    let (root_s, leaf_s) = (root.to_str().unwrap(), leaf.to_str().unwrap());
+    let _ticker = Ticker::start_on(&site, &["root", "branch"]).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = start_workers(&[&branch, &leaf], &stop_rx);
+    wait_until(
+        "t1 copied on branch and leaf",
+        Duration::from_secs(90),
+        || site.state("branch", "public.t1") == "ok" && site.state("leaf", "public.t1") == "ok",
+    )
+    .await;
+    let site = &site;
+    let arrives = |id: i32| async move {
+        site.pg.psql(
+            "root",
+            &format!("insert into t1 (id, val) values ({id}, 'x')"),
+        );
+        wait_until(
+            &format!("row {id} on the leaf"),
+            Duration::from_secs(60),
+            || {
+                site.pg
+                    .psql("leaf", &format!("select count(*) from t1 where id = {id}"))
+                    == "1"
+            },
+        )
+        .await;
+    };
+    let status = |ini: &str| -> serde_json::Value {
+        let out = site.expect(0, &[ini, "--json", "status", "--timeout", "10"]);
+        serde_json::from_str(&out).unwrap()
+    };
+    let row = |nodes: &serde_json::Value, name: &str| -> serde_json::Value {
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {nodes}"))
+            .clone()
+    };
+
+    // change-location: refused when the new location is another node or leads nowhere.
+    let out = site.expect_all(2, &[root_s, "change-location", "branch", &site.dsn("leaf")]);
+    assert!(out.contains("is node leaf, not branch"), "{out}");
+    site.expect_all(
+        1,
+        &[
+            root_s,
+            "change-location",
+            "branch",
+            "host=/nonexistent port=1 dbname=branch connect_timeout=1",
+        ],
+    );
+    site.expect_all(
+        2,
+        &[root_s, "change-location", "nosuch", &site.dsn("branch")],
+    );
+    // The branch's new connection string reaches every member, the leaf's worker follows.
+    let moved = format!("{} application_name=moved", site.dsn("branch"));
+    let out = site.expect(0, &[root_s, "change-location", "branch", &moved]);
+    for name in ["root", "branch", "leaf"] {
+        assert!(
+            out.contains(&format!("{name}: branch is at the new location")),
+            "{out}"
+        );
+    }
+    for db in ["root", "branch", "leaf"] {
+        assert_eq!(
+            site.pg.psql(db, &format!("select node_location from pgq_node.node_location where queue_name = '{QUEUE}' and node_name = 'branch'")),
+            moved,
+            "on {db}"
+        );
+    }
+    let nodes = status(leaf_s);
+    assert_eq!(
+        row(&nodes, "leaf")["info"]["provider_location"],
+        moved.as_str()
+    );
+    arrives(10_001).await;
+
+    // rename-node: refused onto an existing name, then the branch and the root.
+    site.expect_all(2, &[leaf_s, "rename-node", "branch", "leaf"]);
+    site.expect_all(2, &[leaf_s, "rename-node", "nosuch", "other"]);
+    let out = site.expect(0, &[leaf_s, "rename-node", "branch", "mid"]);
+    assert!(
+        out.contains("root: the subscription of branch is mid's now"),
+        "{out}"
+    );
+    assert!(out.contains("leaf reads from mid"), "{out}");
+    let out = site.expect(0, &[leaf_s, "rename-node", "root", "top"]);
+    assert!(out.contains("mid reads from top"), "{out}");
+    for db in ["root", "branch", "leaf"] {
+        assert_eq!(
+            site.pg.psql(db, &format!("select string_agg(node_name, ',' order by node_name) from pgq_node.node_location where queue_name = '{QUEUE}'")),
+            "leaf,mid,top",
+            "on {db}"
+        );
+    }
+    assert_eq!(
+        site.pg.psql("root", &format!("select string_agg(consumer_name, ',' order by consumer_name) from pgq.get_consumer_info('{QUEUE}') where consumer_name like '.%.watermark'")),
+        ".mid.watermark"
+    );
+    let nodes = status(leaf_s);
+    assert_eq!(row(&nodes, "top")["info"]["node_type"], "root", "{nodes}");
+    assert_eq!(
+        row(&nodes, "mid")["info"]["provider_node"],
+        "top",
+        "{nodes}"
+    );
+    assert_eq!(
+        row(&nodes, "leaf")["info"]["provider_node"],
+        "mid",
+        "{nodes}"
+    );
+    assert!(
+        nodes
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["error"].is_null()),
+        "{nodes}"
+    );
+    arrives(10_002).await;
+    arrives(10_003).await;
+    // Each command is in the audit log of the node it ran on, refusals too.
+    assert_eq!(
+        audit_log(site, root_s),
+        [
+            "change-location branch failed",
+            "change-location branch failed",
+            "change-location nosuch failed",
+            "change-location branch succeeded",
+        ]
+    );
+    assert_eq!(
+        audit_log(site, leaf_s),
+        [
+            "rename-node branch leaf failed",
+            "rename-node nosuch other failed",
+            "rename-node branch mid succeeded",
+            "rename-node root top succeeded",
+        ]
+    );
+    stop_workers(stop_tx, workers).await;
+}
+
+/// `audit --json` of a node but the set-up commands: action, the target's first word
+/// (both for renames) and outcome of each entry; checks each names who ran it.
+fn audit_log(site: &Site, ini: &str) -> Vec<String> {
+    let out = site.expect(0, &[ini, "--json", "audit"]);
+    let entries: serde_json::Value = serde_json::from_str(&out).unwrap();
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            !["create-root", "create-branch", "create-leaf", "add-table"]
+                .contains(&e["action"].as_str().unwrap())
+        })
+        .map(|e| {
+            assert!(e["who"].as_str().unwrap().starts_with("local:"), "{e}");
+            let action = e["action"].as_str().unwrap();
+            let words: Vec<&str> = e["target"].as_str().unwrap().split(' ').collect();
+            let target = if action == "rename-node" {
+                words.join(" ")
+            } else {
+                words[0].to_string()
+            };
+            format!("{action} {target} {}", e["outcome"].as_str().unwrap())
+        })
+        .collect()
+}
