@@ -127,6 +127,18 @@ pub fn describe(command: &LondisteCommand) -> Option<(&'static str, String)> {
             ("change-location", format!("{node} {}", masked(location)))
         }
         C::RenameNode { old, new } => ("rename-node", format!("{old} {new}")),
+        C::ParkEvent {
+            event,
+            batch,
+            reason,
+        } => (
+            "park-event",
+            join(vec![
+                Some(event.to_string()),
+                batch.map(|b| format!("--batch {b}")),
+                Some(format!("--reason {reason:?}")),
+            ]),
+        ),
         C::Resync { tables } => ("resync", tables.join(" ")),
         C::ChangeProvider { provider, .. } => ("change-provider", format!("--provider {provider}")),
         C::Execute { files, .. } => (

@@ -91,6 +91,23 @@ pub enum LondisteCommand {
         /// Detach (needs `logfile` and `pidfile` in the ini file).
         #[cfg_attr(feature = "cli", arg(short, long))]
         daemon: bool,
+        /// Log more than the ini's log_level (info by default): -v logs every batch.
+        #[cfg_attr(feature = "cli", arg(short, long, action = clap::ArgAction::Count))]
+        verbose: u8,
+    },
+    /// Park one event the worker cannot apply (it names it: `event N of batch B`): the
+    /// event is recorded, with the reason and who parked it, in this node's
+    /// strata_londiste.parked_events, and the worker applies the rest of its batch without
+    /// it. Only this node skips it.
+    ParkEvent {
+        /// The event's id.
+        event: i64,
+        /// The batch holding it (default: the worker's open batch on its provider).
+        #[cfg_attr(feature = "cli", arg(long))]
+        batch: Option<i64>,
+        /// Why, for the record.
+        #[cfg_attr(feature = "cli", arg(long, default_value = "parked by an operator"))]
+        reason: String,
     },
     /// Pause this node's worker (it stops before its next batch).
     Pause,

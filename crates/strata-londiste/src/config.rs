@@ -40,6 +40,13 @@ pub struct NodeConfig {
     pub apply_batch_bytes: usize,
     /// Bytes of events held while streaming a batch (`batch_byte_cap`, 8 MiB).
     pub batch_byte_cap: usize,
+    /// How much the worker logs (`log_level`: `error`, `warning`, `info` (default) or
+    /// `debug`); `-v` and `-q` on `worker` move it from there.
+    pub log_level: strata_pgq::log::Level,
+    /// Park events of a type the worker does not know instead of stopping on them
+    /// (`park_unknown_events`, false): each one is recorded in
+    /// `londiste.strata_parked_events`, never skipped silently.
+    pub park_unknown_events: bool,
     /// Everything in the section, for keys this crate does not interpret.
     pub raw: BTreeMap<String, String>,
 }
@@ -194,6 +201,20 @@ impl NodeConfig {
             }
             Ok(n as usize)
         };
+        let flag = |k: &str| -> std::result::Result<bool, String> {
+            match get(k).map(|v| v.to_ascii_lowercase()) {
+                None => Ok(false),
+                Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+                Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+                Some(v) => Err(format!("{k} = {v:?}: expected true or false")),
+            }
+        };
+        let log_level = match get("log_level") {
+            None => strata_pgq::log::Level::Info,
+            Some(v) => strata_pgq::log::Level::parse(&v).ok_or_else(|| {
+                format!("log_level = {v:?}: expected error, warning, info or debug")
+            })?,
+        };
         let job_name = required("job_name")?;
         strata_pgq::api::check_name("job", &job_name).map_err(|e| e.to_string())?;
         let queue_name = required("queue_name")?;
@@ -215,6 +236,8 @@ impl NodeConfig {
             apply_batch_count: count("apply_batch_count", 200.0)?,
             apply_batch_bytes: count("apply_batch_bytes", (1 << 20) as f64)?,
             batch_byte_cap: count("batch_byte_cap", (8 << 20) as f64)?,
+            log_level,
+            park_unknown_events: flag("park_unknown_events")?,
             raw,
         })
     }
@@ -247,6 +270,8 @@ mod tests {
         assert_eq!(c.loop_delay, Duration::from_secs(1));
         assert_eq!((c.parallel_copies, c.apply_batch_count), (1, 200));
         assert_eq!(c.copy_consumer("public.t"), "l3_leaf.copy.public.t");
+        assert_eq!(c.log_level, strata_pgq::log::Level::Info);
+        assert!(!c.park_unknown_events);
     }
 
     #[test]
@@ -257,6 +282,10 @@ mod tests {
         assert_eq!(c.job_name, "node1");
         assert_eq!(c.loop_delay, Duration::from_millis(100));
         assert_eq!(c.parallel_copies, 3);
+        let text = "[londiste3]\ndb = dbname=a\nqueue_name = q\nlog_level = Debug\npark_unknown_events = yes\n";
+        let c = NodeConfig::parse(text, "node1").unwrap();
+        assert_eq!(c.log_level, strata_pgq::log::Level::Debug);
+        assert!(c.park_unknown_events);
     }
 
     #[test]
@@ -279,6 +308,14 @@ mod tests {
                 "unknown key",
             ),
             ("[londiste3\n", "without ]"),
+            (
+                "[londiste3]\ndb = x\nqueue_name = q\nlog_level = loud\n",
+                "log_level",
+            ),
+            (
+                "[londiste3]\ndb = x\nqueue_name = q\npark_unknown_events = maybe\n",
+                "park_unknown_events",
+            ),
             ("[londiste3]\njust words\n", "key = value"),
         ] {
             let e = NodeConfig::parse(text, "j").unwrap_err();

@@ -9,13 +9,14 @@
 //! of their tables are `ok`.
 
 use crate::config::NodeConfig;
-use crate::error::{LondisteError, Result};
+use crate::error::{describe_db, LondisteError, Result};
 use crate::names;
 use crate::node::{self, checked, TableInfo};
 use crate::state::TableState;
 use crate::worker::{self, CopyCrashes, CopyPoint, ReplayStats, Replayer, Role, WorkerOptions};
 use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use strata_pgclient::{quote_ident, Client};
 use tokio::sync::watch;
@@ -29,10 +30,15 @@ pub(crate) fn start(
     cf: Arc<NodeConfig>,
     table: String,
     provider_location: String,
-    crashes: CopyCrashes,
+    options: WorkerOptions,
     stop: watch::Receiver<bool>,
 ) -> futures::future::BoxFuture<'static, Result<()>> {
-    Box::pin(run(cf, table, provider_location, crashes, stop))
+    Box::pin(async move {
+        let at = describe_db(None, &cf.db);
+        run(cf, table, provider_location, options, stop)
+            .await
+            .map_err(|e| e.on(&at))
+    })
 }
 
 /// Runs the copy task of `table` until the table is `ok` (or removed), or `stop`.
@@ -40,17 +46,24 @@ async fn run(
     cf: Arc<NodeConfig>,
     table: String,
     provider_location: String,
-    crashes: CopyCrashes,
+    options: WorkerOptions,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
+    let crashes = options.crash_copies.clone();
+    let provider_at = describe_db(None, &provider_location);
     let queue = cf.queue_name.clone();
     let name = cf.copy_consumer(&table);
     let dst = worker::open_target(&cf).await?;
-    let mut consumer = worker::open_consumer(&cf, &provider_location, &name).await?;
+    let mut consumer = worker::open_consumer(&cf, &provider_location, &name)
+        .await
+        .map_err(|e| e.on(&provider_at))?;
     if node::consumer_state(&dst, &queue, &name).await?.is_none() {
         // Provider first, then the target at the provider's position (Python's
         // CascadedConsumer.register_consumer).
-        consumer.register().await?;
+        consumer
+            .register()
+            .await
+            .map_err(|e| LondisteError::from(e).on(&provider_at))?;
         let last_tick: Option<i64> = consumer
             .client()
             .query_one(
@@ -58,7 +71,9 @@ async fn run(
                 &[&queue, &name],
             )
             .await
-            .map_err(|e| LondisteError::sql("reading the copy consumer's position", e))?
+            .map_err(|e| {
+                LondisteError::sql("reading the copy consumer's position", e).on(&provider_at)
+            })?
             .get(0);
         let provider_node = node::node_info(consumer.client(), &queue)
             .await?
@@ -80,7 +95,12 @@ async fn run(
         return unregister(&dst, &mut consumer, &queue, &name).await;
     };
     if info.state == TableState::InCopy {
-        copy_table(&cf, consumer.client(), &dst, &info, &crashes).await?;
+        let rows = options.metrics.copy_rows(&table);
+        let copied = copy_table(&cf, consumer.client(), &dst, &info, &crashes, &rows).await?;
+        rows.store(copied, Ordering::Relaxed);
+        options.log.info(format!(
+            "copy of {table}: {copied} rows copied, catching up"
+        ));
         crashes.check(&table, CopyPoint::CatchingUp)?;
     }
     let mut r = Replayer {
@@ -92,10 +112,7 @@ async fn run(
         provider_location,
         idle: false,
         stats: ReplayStats::default(),
-        options: WorkerOptions {
-            crash_copies: crashes,
-            ..WorkerOptions::default()
-        },
+        options,
         committed_with_rows: 0,
         copies: HashMap::new(),
         branch: false,
@@ -106,6 +123,10 @@ async fn run(
         tick_waiter: None,
         waiter_tried: false,
         stop: stop.clone(),
+        provider_at,
+        parked_table: false,
+        careful: false,
+        watch: None,
     };
     r.run_loop().await?;
     if *stop.borrow() {
@@ -171,7 +192,11 @@ async fn drop_fkeys(dst: &Client, table: &str) -> Result<()> {
 /// Restores the dropped foreign keys whose two tables are both `ok` now (the main worker
 /// calls it before each batch, as Python does). A key that no longer holds (rows the
 /// provider let through) stays pending, with a message, rather than stopping replay.
-pub(crate) async fn restore_fkeys(dst: &Client, queue: &str) -> Result<()> {
+pub(crate) async fn restore_fkeys(
+    dst: &Client,
+    queue: &str,
+    log: &strata_pgq::log::Log,
+) -> Result<()> {
     let rows = dst
         .query(
             "select from_table, fkey_name from londiste.get_valid_pending_fkeys($1)",
@@ -188,10 +213,10 @@ pub(crate) async fn restore_fkeys(dst: &Client, queue: &str) -> Result<()> {
             )
             .await
         {
-            eprintln!(
-                "londiste: cannot restore foreign key {name} of {from}: {}",
+            log.warn(format!(
+                "cannot restore foreign key {name} of {from}: {}",
                 strata_pgclient::error_message(&e)
-            );
+            ));
         }
     }
     Ok(())
@@ -261,6 +286,7 @@ async fn copy_table(
     dst: &Client,
     info: &TableInfo,
     crashes: &CopyCrashes,
+    rows_copied: &AtomicU64,
 ) -> Result<u64> {
     let dest = info.dest().to_string();
     let src_cols = columns(provider, &info.table_name).await?;
@@ -330,6 +356,8 @@ async fn copy_table(
             while let Some(chunk) = out.next().await {
                 let chunk = chunk
                     .map_err(|e| LondisteError::sql(format!("reading {}", info.table_name), e))?;
+                // One message per row: the progress `/metrics` shows.
+                rows_copied.fetch_add(1, Ordering::Relaxed);
                 buf.extend_from_slice(&chunk);
                 if buf.len() >= COPY_CHUNK {
                     sink.send(buf.split().freeze())

@@ -44,6 +44,56 @@ pub enum LondisteError {
     /// an unknown state): needs an operator.
     #[error("{0}")]
     State(String),
+    /// An error of one database, with the node and database it came from (see
+    /// [`LondisteError::on`]): `applying the batch on node leaf (db host:5432/leaf as
+    /// postgres): ...`. Never a password: the database is described by host, port, name
+    /// and user only.
+    #[error("{}", at_message(at, source))]
+    At {
+        at: String,
+        source: Box<LondisteError>,
+    },
+    /// An event of a batch could not be applied (an unknown type, or SQL the target
+    /// refused): the batch stops there, named, until it applies or the event is parked.
+    #[error("event {event_id} of batch {batch_id} (tick {tick_id}, type {ev_type}{}) cannot be applied: {reason}",
+        .table.as_deref().map(|t| format!(", table {t}")).unwrap_or_default())]
+    Event {
+        event_id: i64,
+        batch_id: i64,
+        /// The batch's end tick: with the event id, what a parked event is keyed by.
+        tick_id: i64,
+        ev_type: String,
+        table: Option<String>,
+        /// Why, naming the database (an [`LondisteError::At`] message).
+        reason: String,
+    },
+}
+
+/// `what on AT: message` for errors with a step, `message (on AT)` for the others.
+fn at_message(at: &str, source: &LondisteError) -> String {
+    match source {
+        LondisteError::Sql { what, message, .. } => format!("{what} on {at}: {message}"),
+        LondisteError::Refused { what, code, note } => {
+            format!("{what} on {at}: {note} (code {code})")
+        }
+        LondisteError::Pgq(PgqError::Sql { what, message, .. }) => {
+            format!("{what} on {at}: {message}")
+        }
+        other => format!("{other} (on {at})"),
+    }
+}
+
+/// How errors name a database: `node NAME (db DESCRIPTION)`, or `db DESCRIPTION` before the
+/// node's name is known. `dsn` is a libpq connection string; only its host, port, database
+/// and user are shown (never its password), and an unparsable one is not shown at all.
+pub fn describe_db(node: Option<&str>, dsn: &str) -> String {
+    let db = strata_pgclient::Dsn::parse(dsn)
+        .map(|d| d.describe())
+        .unwrap_or_else(|_| "with an unreadable connection string".into());
+    match node {
+        Some(node) => format!("node {node} (db {db})"),
+        None => format!("db {db}"),
+    }
 }
 
 impl LondisteError {
@@ -61,10 +111,71 @@ impl LondisteError {
         match self {
             LondisteError::BadInput(_) | LondisteError::Config { .. } => true,
             LondisteError::Pgq(e) => e.is_bad_input(),
+            LondisteError::At { source, .. } => source.is_bad_input(),
             _ => false,
+        }
+    }
+
+    /// Names the database an error of a statement came from (`at`, from
+    /// [`describe_db`]); an error already named, or one that is not a database's
+    /// (bad input, files, a parked event's description), is left as it is.
+    pub fn on(self, at: &str) -> LondisteError {
+        match self {
+            LondisteError::Sql { .. }
+            | LondisteError::Refused { .. }
+            | LondisteError::Pgq(PgqError::Sql { .. } | PgqError::Timeout { .. })
+            | LondisteError::State(_) => LondisteError::At {
+                at: at.to_string(),
+                source: Box::new(self),
+            },
+            other => other,
+        }
+    }
+
+    /// The server's error, when a statement failed (through [`LondisteError::At`] too).
+    pub fn db_error(&self) -> Option<&tokio_postgres::Error> {
+        match self {
+            LondisteError::Sql { cause, .. } => Some(cause),
+            LondisteError::Pgq(PgqError::Sql { cause, .. }) => Some(cause),
+            LondisteError::At { source, .. } => source.db_error(),
+            _ => None,
         }
     }
 }
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = LondisteError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_error_says_the_node_and_database_and_never_the_password() {
+        let at = describe_db(
+            Some("leaf"),
+            "host=db1 port=5433 dbname=leafdb user=repl password=hunter2",
+        );
+        assert_eq!(at, "node leaf (db db1:5433/leafdb as repl)");
+        assert!(!describe_db(None, "password=hunter2 host=x").contains("hunter2"));
+        let refused = LondisteError::Refused {
+            what: "recording tick 7".into(),
+            code: 404,
+            note: "no consumer".into(),
+        }
+        .on(&at);
+        assert_eq!(
+            refused.to_string(),
+            "recording tick 7 on node leaf (db db1:5433/leafdb as repl): no consumer (code 404)"
+        );
+        // Named once: a second `on` (the target's, around the provider's) keeps the first.
+        assert_eq!(
+            refused.on("db other").to_string().matches(" on ").count(),
+            1
+        );
+        let state = LondisteError::State("lost position".into()).on("db x:1/y as z");
+        assert_eq!(state.to_string(), "lost position (on db x:1/y as z)");
+        let bad = LondisteError::BadInput("no such table".into()).on("db x");
+        assert!(bad.is_bad_input() && bad.to_string() == "no such table");
+    }
+}

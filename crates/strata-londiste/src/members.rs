@@ -459,7 +459,7 @@ pub async fn rename_node(cf: &NodeConfig, old: &str, new: &str) -> Result<Member
     }
     if provider.is_some() {
         report.warnings.push(format!(
-        "restart the worker of {new}: until then it publishes its watermark to its provider under the old name, which is refused, so the provider's queue does not rotate"
+        "a Python worker of {new} must be restarted: until then it publishes its watermark to its provider under the old name, which is refused, so the provider's queue does not rotate (a strata worker follows the new name by itself)"
     ));
     }
     Ok(report)

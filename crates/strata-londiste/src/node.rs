@@ -189,7 +189,21 @@ pub async fn set_completed(
     .map(drop)
 }
 
-/// Pauses or resumes `consumer` (its worker checks the flag before every batch).
+/// The channel a strata worker LISTENs on in its node's database; the payload is the
+/// queue. A pause, a resume or a parked event NOTIFYs it, so the worker sees them at once.
+pub const WORKER_CHANNEL: &str = "strata_londiste_worker";
+
+/// Wakes the workers of `queue` on this database (see [`WORKER_CHANNEL`]).
+pub async fn notify_worker(client: &impl GenericClient, queue: &str) -> Result<()> {
+    client
+        .execute("select pg_notify($1, $2)", &[&WORKER_CHANNEL, &queue])
+        .await
+        .map_err(|e| LondisteError::sql("waking the worker", e))
+        .map(drop)
+}
+
+/// Pauses or resumes `consumer` (its worker checks the flag before every batch, and is
+/// woken at once by the NOTIFY of the same statement: see [`WORKER_CHANNEL`]).
 pub async fn set_paused(
     client: &impl GenericClient,
     queue: &str,
@@ -199,7 +213,7 @@ pub async fn set_paused(
     checked(
         client,
         &format!("setting the pause flag of {consumer}"),
-        "select ret_code, ret_note from pgq_node.set_consumer_paused($1, $2, $3)",
+        "select ret_code, ret_note, pg_notify('strata_londiste_worker', $1) from pgq_node.set_consumer_paused($1, $2, $3)",
         &[&queue, &consumer, &paused],
     )
     .await

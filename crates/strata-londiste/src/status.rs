@@ -8,6 +8,7 @@ use crate::admin::{self, count_tables, TableCounts};
 use crate::config::NodeConfig;
 use crate::error::{LondisteError, Result};
 use crate::node::{self, NodeInfo};
+use crate::park::{self, ParkedSummary};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -24,9 +25,17 @@ pub struct NodeStatus {
     pub lag_secs: Option<f64>,
     /// The worker's last error saved in the node, or why the node could not be asked.
     pub error: Option<String>,
+    /// Events parked on the node (`park-event`, `park_unknown_events`): how many, and the
+    /// latest few.
+    pub parked: Option<ParkedSummary>,
 }
 
-async fn ask(location: &str, queue: &str) -> Result<(NodeInfo, TableCounts, Option<String>)> {
+/// How many parked events `status` lists per node.
+const LATEST_PARKED: i64 = 3;
+
+type Answer = (NodeInfo, TableCounts, Option<String>, ParkedSummary);
+
+async fn ask(location: &str, queue: &str) -> Result<Answer> {
     let client = admin::connect(location, "node").await?;
     let info = node::node_info(&client, queue).await?;
     let tables = node::tables(&client, queue).await?;
@@ -36,7 +45,8 @@ async fn ask(location: &str, queue: &str) -> Result<(NodeInfo, TableCounts, Opti
             cur_error = state.cur_error;
         }
     }
-    Ok((info, count_tables(&tables), cur_error))
+    let parked = park::summary(&client, queue, LATEST_PARKED).await?;
+    Ok((info, count_tables(&tables), cur_error, parked))
 }
 
 async fn lag_on(location: &str, queue: &str, worker: &str) -> Result<Option<f64>> {
@@ -82,7 +92,7 @@ pub async fn cascade_status(cf: &NodeConfig, timeout: Duration) -> Result<Vec<No
         let queue = queue.clone();
         let dead = &dead;
         async move {
-            let Ok((info, _, _)) = a else { return None };
+            let Ok((info, _, _, _)) = a else { return None };
             if info
                 .provider_node
                 .as_deref()
@@ -110,13 +120,14 @@ pub async fn cascade_status(cf: &NodeConfig, timeout: Duration) -> Result<Vec<No
         .zip(answers)
         .zip(lags)
         .map(|((m, answer), lag)| match answer {
-            Ok((info, tables, cur_error)) => NodeStatus {
+            Ok((info, tables, cur_error, parked)) => NodeStatus {
                 name: m.node_name,
                 location_dead: m.dead,
                 info: Some(info),
                 tables: Some(tables),
                 lag_secs: lag,
                 error: cur_error,
+                parked: Some(parked),
             },
             Err(error) => NodeStatus {
                 name: m.node_name,
@@ -125,6 +136,7 @@ pub async fn cascade_status(cf: &NodeConfig, timeout: Duration) -> Result<Vec<No
                 tables: None,
                 lag_secs: None,
                 error,
+                parked: None,
             },
         })
         .collect())

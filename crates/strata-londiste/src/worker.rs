@@ -11,8 +11,10 @@
 use crate::admin;
 use crate::config::NodeConfig;
 use crate::copy;
-use crate::error::{LondisteError, Result};
+use crate::error::{describe_db, LondisteError, Result};
+use crate::monitor::WorkerMetrics;
 use crate::node::{self, TableInfo};
+use crate::park;
 use crate::snapshot::Snapshot;
 use crate::sqlgen::{self, SqlBuffer};
 use crate::state::TableState;
@@ -22,8 +24,9 @@ use std::time::{Duration, Instant};
 use strata_pgclient::Client;
 use strata_pgq::api::Batch;
 use strata_pgq::event::{Event, Op};
+use strata_pgq::log::Log;
 use strata_pgq::{Consumer, ConsumerOptions};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// How the worker runs, beyond the ini file.
@@ -39,18 +42,46 @@ pub struct WorkerOptions {
     pub fail_fast: bool,
     /// Where the worker says how it is doing, for `/ready` (see [`WorkerHealth`]).
     pub health: WorkerHealth,
+    /// Where the worker logs (stderr at the ini's `log_level` by default).
+    pub log: Log,
+    /// What `/metrics` shows.
+    pub metrics: WorkerMetrics,
+}
+
+/// The first wait after an error; it doubles on each failure in a row up to
+/// [`RETRY_MAX`], and starts over after a round that went through.
+pub const RETRY_MIN: Duration = Duration::from_secs(1);
+/// The longest wait between retries.
+pub const RETRY_MAX: Duration = Duration::from_secs(60);
+/// How often a waiting worker reads its pause flag, for pauses of tools that do not
+/// NOTIFY (Python Londiste, pgq_node's functions called by hand).
+pub const PAUSE_POLL: Duration = Duration::from_millis(250);
+
+/// The wait before retry number `failures` (1 for the first failure in a row).
+pub fn retry_delay(failures: u32) -> Duration {
+    let doubled = RETRY_MIN.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    doubled.min(RETRY_MAX)
 }
 
 /// How the worker is doing, as `/ready` reports it: ready once it is connected to its
 /// node and has it registered, not ready while it retries after an error (with the
 /// error) or before it first connected.
 #[derive(Debug, Clone, Default)]
-pub struct WorkerHealth(Arc<std::sync::Mutex<Option<std::result::Result<(), String>>>>);
+pub struct WorkerHealth(
+    Arc<std::sync::Mutex<Option<std::result::Result<(), String>>>>,
+    /// Rounds that went through, for the retry backoff (reset after a success).
+    Arc<std::sync::atomic::AtomicU64>,
+);
 
 impl WorkerHealth {
     /// A round of work went through: ready.
     fn connected(&self) {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *self.0.lock().unwrap() = Some(Ok(()));
+    }
+
+    fn rounds(&self) -> u64 {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Connected to the node at a (re)start: ready only the first time. After a failure
@@ -208,6 +239,136 @@ pub(crate) async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) {
     let _ = tokio::time::timeout(d, stop.changed()).await;
 }
 
+/// Wakes a waiting worker when its pause flag may have changed: a NOTIFY on
+/// [`node::WORKER_CHANNEL`] (strata's `pause`, `resume`, `park-event`, and the pauses of
+/// `takeover` and `change-provider`) ends a wait at once; pauses set by tools that do not
+/// NOTIFY are seen by a poll of the flag every [`PAUSE_POLL`].
+pub(crate) struct PauseWatch {
+    dsn: Option<strata_pgclient::Dsn>,
+    queue: String,
+    listener: Option<(
+        Client,
+        mpsc::UnboundedReceiver<tokio_postgres::Notification>,
+    )>,
+    tried: Option<Instant>,
+}
+
+/// What ended a [`PauseWatch::wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// The time was up (or the worker is stopping).
+    Timeout,
+    /// A NOTIFY, or the polled pause flag changed.
+    Flag,
+    /// The provider announced a tick.
+    Tick,
+}
+
+impl PauseWatch {
+    pub(crate) fn new(cf: &NodeConfig) -> PauseWatch {
+        PauseWatch {
+            dsn: cf.dsn().ok(),
+            queue: cf.queue_name.clone(),
+            listener: None,
+            tried: None,
+        }
+    }
+
+    /// A LISTEN session on the node's database, (re)connected at most every 5 s.
+    async fn ensure(&mut self) {
+        if self.listener.as_ref().is_some_and(|(c, _)| c.is_closed()) {
+            self.listener = None;
+        }
+        if self.listener.is_some()
+            || self
+                .tried
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+        {
+            return;
+        }
+        self.tried = Some(Instant::now());
+        let Some(dsn) = &self.dsn else { return };
+        if let Ok((client, rx)) = dsn.connect_listening().await {
+            let listen = format!("LISTEN {}", node::WORKER_CHANNEL);
+            if client.batch_execute(&listen).await.is_ok() {
+                self.listener = Some((client, rx));
+            }
+        }
+    }
+
+    /// A NOTIFY for this queue; pending forever without a LISTEN session.
+    async fn notified(&mut self) {
+        loop {
+            let Some((_, rx)) = self.listener.as_mut() else {
+                return std::future::pending().await;
+            };
+            match rx.recv().await {
+                Some(n) if n.payload() == self.queue => return,
+                Some(_) => continue,
+                None => {
+                    self.listener = None;
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+
+    /// Waits up to `d`. With `flag` (the target, the worker's name and the pause flag as
+    /// last seen) the flag is polled every [`PAUSE_POLL`] and a change ends the wait; with
+    /// `tick`, so does the provider's tick announcement.
+    pub(crate) async fn wait(
+        &mut self,
+        d: Duration,
+        stop: &mut watch::Receiver<bool>,
+        flag: Option<(&Client, &str, bool)>,
+        mut tick: Option<&mut strata_pgq::conn::TickWaiter>,
+    ) -> Woken {
+        self.ensure().await;
+        let deadline = Instant::now() + d;
+        loop {
+            if stopping(stop) {
+                return Woken::Timeout;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Woken::Timeout;
+            }
+            let slice = if flag.is_some() {
+                left.min(PAUSE_POLL)
+            } else {
+                left
+            };
+            let ticked = async {
+                match tick.as_deref_mut() {
+                    Some(waiter) => waiter.wait(slice).await,
+                    None => {
+                        tokio::time::sleep(slice).await;
+                        false
+                    }
+                }
+            };
+            tokio::select! {
+                _ = self.notified() => return Woken::Flag,
+                t = ticked => if t { return Woken::Tick },
+                _ = stop.changed() => return Woken::Timeout,
+            }
+            if let Some((dst, worker, paused)) = flag {
+                let row = dst
+                    .query_opt(
+                        "select paused from pgq_node.local_state where queue_name = $1 and consumer_name = $2",
+                        &[&self.queue, &worker],
+                    )
+                    .await;
+                if let Ok(Some(row)) = row {
+                    if row.get::<_, bool>(0) != paused {
+                        return Woken::Flag;
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// One consumer's batch loop on the target.
 pub(crate) struct Replayer {
     pub(crate) cf: Arc<NodeConfig>,
@@ -236,6 +397,15 @@ pub(crate) struct Replayer {
     pub(crate) tick_waiter: Option<strata_pgq::conn::TickWaiter>,
     pub(crate) waiter_tried: bool,
     pub(crate) stop: watch::Receiver<bool>,
+    /// How errors name the provider (`node X (db ...)`).
+    pub(crate) provider_at: String,
+    /// Whether `strata_londiste.parked_events` was seen (then read before every batch).
+    pub(crate) parked_table: bool,
+    /// Apply event by event (each statement sent alone), so a failing statement names its
+    /// event: after a batch failed in the buffered mode, until the batch goes through.
+    pub(crate) careful: bool,
+    /// Main role: the wake-ups of its waits (pauses, resumes, parked events).
+    pub(crate) watch: Option<PauseWatch>,
 }
 
 /// Opens the target connection the way the replay needs it: triggers and rules of the
@@ -277,24 +447,69 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) -> Result<ReplayStats> {
     let cf = Arc::new(cf);
+    let log = options.log.clone();
     let mut totals = ReplayStats::default();
     let mut stop_wait = stop.clone();
+    let mut watch = PauseWatch::new(&cf);
+    let (mut failures, mut rounds_at_failure) = (0u32, 0u64);
+    log.info(format!(
+        "londiste worker {} started (queue {}, {})",
+        cf.job_name,
+        cf.queue_name,
+        describe_db(None, &cf.db)
+    ));
     loop {
-        match run_once(cf.clone(), options.clone(), stop.clone(), &mut totals).await {
+        let result = run_once(
+            cf.clone(),
+            options.clone(),
+            stop.clone(),
+            &mut watch,
+            &mut totals,
+        )
+        .await;
+        match result {
             // The node changed its type (takeover): start over in the new role.
-            Ok(true) => continue,
-            Ok(false) => return Ok(totals),
-            Err(e) if options.fail_fast || options.crash_after_commit.is_some() => return Err(e),
-            Err(e) if e.is_bad_input() => return Err(e),
+            Ok(true) => {
+                log.info("the node changed its type or provider: starting over");
+                continue;
+            }
+            Ok(false) => {
+                log.info(format!("londiste worker {} stopped", cf.job_name));
+                return Ok(totals);
+            }
+            Err(e) if options.fail_fast || options.crash_after_commit.is_some() => {
+                log.error(format!("{e}"));
+                return Err(e);
+            }
+            Err(e) if e.is_bad_input() => {
+                log.error(format!("{e}"));
+                return Err(e);
+            }
             Err(e) => {
-                eprintln!("londiste worker {}: {e}; retrying", cf.job_name);
-                options.health.failed(&e.to_string());
+                // Failures in a row double the wait; a round that went through since the
+                // last failure starts it over.
+                let rounds = options.health.rounds();
+                failures = if rounds != rounds_at_failure {
+                    1
+                } else {
+                    failures + 1
+                };
+                rounds_at_failure = rounds;
+                let delay = retry_delay(failures);
+                let text = e.to_string();
+                log.error(format!(
+                    "{text}; retrying in {} s (failure {failures} in a row)",
+                    delay.as_secs()
+                ));
+                options.health.failed(&text);
+                options.metrics.failed(&text, delay);
                 if let Ok(db) = admin::connect_local(&cf).await {
-                    let _ =
-                        node::set_error(&db, &cf.queue_name, &cf.job_name, Some(&e.to_string()))
-                            .await;
+                    let _ = node::set_error(&db, &cf.queue_name, &cf.job_name, Some(&text)).await;
                 }
-                pause(&mut stop_wait, Duration::from_secs(5)).await;
+                // A resume or a parked event (their NOTIFY) ends the wait at once.
+                if watch.wait(delay, &mut stop_wait, None, None).await == Woken::Flag {
+                    log.info("woken by a pause, resume or parked event: retrying now");
+                }
                 if stopping(&stop_wait) {
                     return Ok(totals);
                 }
@@ -303,14 +518,37 @@ pub async fn run(
     }
 }
 
+/// One run of the worker in the node's current role; every error of it names the database
+/// it came from (the target's, unless a step on the provider named the provider's).
 async fn run_once(
     cf: Arc<NodeConfig>,
     options: WorkerOptions,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+    watch: &mut PauseWatch,
     totals: &mut ReplayStats,
 ) -> Result<bool> {
-    let dst = open_target(&cf).await?;
-    let info = admin::require_node(&dst, &cf).await?;
+    let db_only = describe_db(None, &cf.db);
+    let dst = open_target(&cf).await.map_err(|e| e.on(&db_only))?;
+    let info = admin::require_node(&dst, &cf)
+        .await
+        .map_err(|e| e.on(&db_only))?;
+    let at = describe_db(info.node_name.as_deref(), &cf.db);
+    run_node(cf, options, stop, watch, totals, dst, info, &at)
+        .await
+        .map_err(|e| e.on(&at))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_node(
+    cf: Arc<NodeConfig>,
+    options: WorkerOptions,
+    mut stop: watch::Receiver<bool>,
+    watch: &mut PauseWatch,
+    totals: &mut ReplayStats,
+    dst: Client,
+    info: node::NodeInfo,
+    at: &str,
+) -> Result<bool> {
     options.health.reached();
     let worker = info
         .worker_name
@@ -338,7 +576,9 @@ async fn run_once(
                 .map_err(|e| LondisteError::sql("publishing the global watermark", e))?;
                 global_published = Some(Instant::now());
             }
-            match check_node(&dst, &cf, &worker, "root", None).await? {
+            let check = check_node(&dst, &cf, &worker, "root", None).await?;
+            options.metrics.set_paused(check == NodeCheck::Paused);
+            match check {
                 NodeCheck::RoleChanged => return Ok(true),
                 // Publishes sequence values ahead of use (`londiste.update-seq` events),
                 // as Python's root worker does on every loop.
@@ -355,7 +595,7 @@ async fn run_once(
             }
             options.health.connected();
             let d = cf.loop_delay;
-            pause(&mut stop, d).await;
+            watch.wait(d, &mut stop, None, None).await;
         }
         return Ok(false);
     }
@@ -372,18 +612,29 @@ async fn run_once(
     // A paused worker acknowledges without its provider (a takeover from a dead root
     // pauses a worker whose provider is gone).
     let node_type = info.node_type.clone().unwrap_or_default();
+    let provider_at = describe_db(info.provider_node.as_deref(), &location);
     loop {
-        match check_node(&dst, &cf, &worker, &node_type, Some(&location)).await? {
+        let check = check_node(&dst, &cf, &worker, &node_type, Some(&location)).await?;
+        options.metrics.set_paused(check == NodeCheck::Paused);
+        match check {
             NodeCheck::RoleChanged => return Ok(true),
             NodeCheck::Paused if !stopping(&stop) => {
                 let d = cf.loop_delay;
-                pause(&mut stop, d).await;
+                watch
+                    .wait(d, &mut stop, Some((&dst, worker.as_str(), true)), None)
+                    .await;
             }
             NodeCheck::Paused => return Ok(false),
             NodeCheck::Run => break,
         }
     }
-    let consumer = open_consumer(&cf, &location, &worker).await?;
+    let consumer = open_consumer(&cf, &location, &worker)
+        .await
+        .map_err(|e| e.on(&provider_at))?;
+    options.log.info(format!(
+        "replaying from {provider_at} into {at} as {}",
+        node_type
+    ));
     let mut r = Replayer {
         cf: cf.clone(),
         role: Role::Main,
@@ -404,8 +655,15 @@ async fn run_once(
         tick_waiter: None,
         waiter_tried: false,
         stop: stop.clone(),
+        provider_at,
+        parked_table: false,
+        careful: false,
+        watch: Some(std::mem::replace(watch, PauseWatch::new(&cf))),
     };
     let result = r.run_loop().await;
+    if let Some(w) = r.watch.take() {
+        *watch = w;
+    }
     for (_, task) in r.copies.drain() {
         // Copy tasks watch the same stop flag; on an error they are stopped here.
         if result.is_err() {
@@ -443,11 +701,26 @@ impl Replayer {
                 {
                     NodeCheck::RoleChanged => return Ok(true),
                     NodeCheck::Paused => {
+                        if !self.paused_seen() {
+                            self.options.log.info("paused");
+                        }
+                        self.options.metrics.set_paused(true);
                         let d = self.cf.loop_delay;
-                        pause(&mut self.stop, d).await;
+                        match self.watch.as_mut() {
+                            Some(w) => {
+                                let flag = Some((&self.dst, self.name.as_str(), true));
+                                w.wait(d, &mut self.stop, flag, None).await;
+                            }
+                            None => pause(&mut self.stop, d).await,
+                        }
                         continue;
                     }
-                    NodeCheck::Run => {}
+                    NodeCheck::Run => {
+                        if self.paused_seen() {
+                            self.options.log.info("resumed");
+                        }
+                        self.options.metrics.set_paused(false);
+                    }
                 }
             }
             let Some(batch) = self.consumer.next_batch().await? else {
@@ -504,6 +777,13 @@ impl Replayer {
                     .ok();
             }
         }
+        if let Some(w) = self.watch.as_mut() {
+            // Main role: a pause (NOTIFY or the polled flag) ends the wait too.
+            let flag = Some((&self.dst, self.name.as_str(), false));
+            w.wait(d, &mut self.stop, flag, self.tick_waiter.as_mut())
+                .await;
+            return;
+        }
         match self.tick_waiter.as_mut() {
             Some(waiter) => {
                 let mut stop = self.stop.clone();
@@ -519,6 +799,11 @@ impl Replayer {
         }
     }
 
+    /// Whether the last pause check found the node paused (for the log's transitions).
+    fn paused_seen(&self) -> bool {
+        self.options.metrics.paused()
+    }
+
     fn reap_copies(&mut self) {
         let done: Vec<String> = self
             .copies
@@ -531,11 +816,16 @@ impl Replayer {
             // The result is ready: polling a finished task does not wait.
             let result = futures::FutureExt::now_or_never(task);
             match result {
-                Some(Ok(Ok(()))) => {}
+                Some(Ok(Ok(()))) => self.options.log.info(format!("copy of {table}: done")),
                 Some(Ok(Err(e))) => {
-                    eprintln!("londiste copy of {table}: {e}; it will be restarted")
+                    let text = format!("copy of {table}: {e}; it will be restarted");
+                    self.options.log.error(&text);
+                    self.options.metrics.failed(&text, Duration::ZERO);
                 }
-                Some(Err(e)) => eprintln!("londiste copy of {table}: task failed: {e}"),
+                Some(Err(e)) => self
+                    .options
+                    .log
+                    .error(format!("copy of {table}: task failed: {e}")),
                 None => {}
             }
         }
@@ -584,6 +874,14 @@ impl Replayer {
         let queue = self.cf.queue_name.clone();
         loop {
             let tables = node::tables(&self.dst, &queue).await?;
+            if self.role == Role::Main {
+                self.options.metrics.set_tables(
+                    tables
+                        .iter()
+                        .filter(|t| t.local)
+                        .map(|t| (t.table_name.as_str(), t.state.to_string())),
+                );
+            }
             let wait = match self.role.clone() {
                 Role::Main => self.sync_main(batch, &tables).await?,
                 Role::Copy(table) => {
@@ -679,7 +977,7 @@ impl Replayer {
     /// The main worker's part: answer hand-over requests, start copies. `true` to wait.
     async fn sync_main(&mut self, batch: &Batch, tables: &[TableInfo]) -> Result<bool> {
         let queue = self.cf.queue_name.clone();
-        copy::restore_fkeys(&self.dst, &queue).await?;
+        copy::restore_fkeys(&self.dst, &queue, &self.options.log).await?;
         let mut wait = false;
         for t in tables.iter().filter(|t| t.local) {
             match t.state {
@@ -739,11 +1037,14 @@ impl Replayer {
             } else if !t.state.in_copy_phase() {
                 continue;
             }
+            self.options
+                .log
+                .info(format!("copy of {}: starting", t.table_name));
             let task = tokio::spawn(copy::start(
                 self.cf.clone(),
                 t.table_name.clone(),
                 self.provider_location.clone(),
-                self.options.crash_copies.clone(),
+                self.options.clone(),
                 self.stop.clone(),
             ));
             self.copies.insert(t.table_name.clone(), task);
@@ -751,13 +1052,63 @@ impl Replayer {
         Ok(())
     }
 
-    /// Applies the batch in one target transaction with its tick, then finishes it.
+    /// Applies the batch in one target transaction with its tick, then finishes it. When
+    /// an event fails in the buffered mode (its statement went with others), the batch
+    /// is applied again at once event by event, so the error names the event that failed.
     async fn apply(
         &mut self,
         batch: &Batch,
         tables: &HashMap<String, (TableInfo, Option<Snapshot>)>,
     ) -> Result<()> {
+        let mut event_failed = false;
+        let first = self.apply_once(batch, tables, &mut event_failed).await;
+        let result = match first {
+            Err(_) if event_failed && !self.careful => {
+                self.options.log.warn(format!(
+                    "batch {} failed; applying it again event by event to name the event",
+                    batch.batch_id
+                ));
+                self.careful = true;
+                self.apply_once(batch, tables, &mut event_failed).await
+            }
+            other => other,
+        };
+        if result.is_ok() {
+            self.careful = false;
+        }
+        result
+    }
+
+    /// The target's description in errors (`node X (db ...)`).
+    fn target_at(&self) -> String {
+        let node = Some(self.node_name.as_str()).filter(|n| !n.is_empty());
+        describe_db(node, &self.cf.db)
+    }
+}
+
+/// The error of event `ev` of `batch`: named (id, type, table), with the database.
+fn event_error(batch: &Batch, ev: &Event, reason: String) -> LondisteError {
+    {
+        LondisteError::Event {
+            event_id: ev.id,
+            batch_id: batch.batch_id,
+            tick_id: batch.cur_tick_id,
+            ev_type: ev.ev_type.clone().unwrap_or_default(),
+            table: ev.extra1.clone().filter(|t| !t.is_empty()),
+            reason,
+        }
+    }
+}
+
+impl Replayer {
+    async fn apply_once(
+        &mut self,
+        batch: &Batch,
+        tables: &HashMap<String, (TableInfo, Option<Snapshot>)>,
+        event_failed: &mut bool,
+    ) -> Result<()> {
         let queue = self.cf.queue_name.clone();
+        let target_at = self.target_at();
         let dst = &self.dst;
         dst.batch_execute("begin")
             .await
@@ -775,13 +1126,72 @@ impl Replayer {
             if row.get::<_, i64>(0) != batch.prev_tick_id {
                 return Ok(None);
             }
-            let mut buffer = SqlBuffer::new(self.cf.apply_batch_count, self.cf.apply_batch_bytes);
+            let parked = park::for_batch(dst, &queue, batch.prev_tick_id, &mut self.parked_table).await?;
+            let batch_ref = || park::BatchRef {
+                consumer: self.name.clone(),
+                batch_id: batch.batch_id,
+                prev_tick_id: batch.prev_tick_id,
+                tick_id: batch.cur_tick_id,
+            };
+            let (count, bytes) = match self.careful {
+                true => (1, 1),
+                false => (self.cf.apply_batch_count, self.cf.apply_batch_bytes),
+            };
+            let mut buffer = SqlBuffer::new(count, bytes);
             let mut events = 0u64;
-            let mut stream = self.consumer.events(batch).await?;
-            while let Some(chunk) = stream.next_chunk().await? {
+            let mut stream = self
+                .consumer
+                .events(batch)
+                .await
+                .map_err(|e| LondisteError::from(e).on(&self.provider_at))?;
+            while let Some(chunk) = stream
+                .next_chunk()
+                .await
+                .map_err(|e| LondisteError::from(e).on(&self.provider_at))?
+            {
                 for ev in &chunk {
                     events += 1;
-                    handle_event(dst, &self.role, &queue, ev, tables, &mut buffer).await?;
+                    if parked.get(&ev.id) == Some(&ev.txid) {
+                        self.options.log.info(format!(
+                            "event {} of batch {} ({}) skipped: parked in {}",
+                            ev.id,
+                            batch.batch_id,
+                            ev.ev_type.as_deref().unwrap_or(""),
+                            park::TABLE
+                        ));
+                        continue;
+                    }
+                    match apply_event(dst, &self.role, &queue, ev, tables, &mut buffer).await {
+                        Ok(Handled::Done) => {}
+                        Ok(Handled::Unknown) if self.cf.park_unknown_events => {
+                            let ev_type = ev.ev_type.as_deref().unwrap_or("");
+                            let reason = format!("unknown event type {ev_type:?} (park_unknown_events)");
+                            let by = format!("worker {}", self.cf.job_name);
+                            park::park(dst, &queue, &batch_ref(), ev, &reason, Some(&by)).await?;
+                            self.parked_table = true;
+                            self.options.metrics.event_parked();
+                            self.options.log.warn(format!(
+                                "event {} of batch {} parked: {reason}",
+                                ev.id, batch.batch_id
+                            ));
+                        }
+                        Ok(Handled::Unknown) => {
+                            *event_failed = true;
+                            let ev_type = ev.ev_type.as_deref().unwrap_or("");
+                            return Err(event_error(batch, ev, format!(
+                                "unknown event type {ev_type:?} on {target_at} (park it: park-event {}, or set park_unknown_events)",
+                                ev.id
+                            )));
+                        }
+                        Err(e) => {
+                            *event_failed = true;
+                            if !self.careful {
+                                return Err(e);
+                            }
+                            let e = e.on(&target_at);
+                            return Err(event_error(batch, ev, e.to_string()));
+                        }
+                    }
                 }
                 if self.branch {
                     crate::branch::copy_events(dst, &queue, &chunk).await?;
@@ -790,13 +1200,18 @@ impl Replayer {
                     }
                 }
             }
-            stream.close().await?;
-            buffer
-                .flush(dst)
+            stream
+                .close()
                 .await
-                .map_err(|e| LondisteError::sql("applying the batch", e))?;
+                .map_err(|e| LondisteError::from(e).on(&self.provider_at))?;
+            if let Err(e) = buffer.flush(dst).await {
+                *event_failed = true;
+                return Err(LondisteError::sql("applying the batch", e));
+            }
             if self.role == Role::Main {
-                forget_old_snapshots(dst, self.consumer.client(), &queue, batch, tables).await?;
+                forget_old_snapshots(dst, self.consumer.client(), &queue, batch, tables)
+                    .await
+                    .map_err(|e| e.on(&self.provider_at))?;
             }
             node::set_completed(dst, &queue, &self.name, batch.cur_tick_id).await?;
             Ok(Some((events, buffer.statements, buffer.flushes)))
@@ -811,6 +1226,17 @@ impl Replayer {
                 self.stats.events += events;
                 self.stats.statements += statements;
                 self.stats.round_trips += flushes;
+                if self.role == Role::Main {
+                    self.options
+                        .metrics
+                        .batch_applied(events, batch.cur_tick_time);
+                }
+                self.options.log.debug_with(|| {
+                    format!(
+                        "batch {} (ticks {}..{}) applied: {events} events, {statements} statements",
+                        batch.batch_id, batch.prev_tick_id, batch.cur_tick_id
+                    )
+                });
                 if statements > 0 && self.role == Role::Main {
                     self.committed_with_rows += 1;
                     if Some(self.committed_with_rows) == self.options.crash_after_commit {
@@ -832,9 +1258,14 @@ impl Replayer {
         if self.branch {
             crate::branch::ensure_tick(&self.dst, &queue, batch, self.event_seq).await?;
         }
-        self.consumer.finish_batch(batch).await?;
+        self.consumer
+            .finish_batch(batch)
+            .await
+            .map_err(|e| LondisteError::from(e).on(&self.provider_at))?;
         if self.role == Role::Main {
-            self.publish_local_watermark(batch).await?;
+            self.publish_local_watermark(batch)
+                .await
+                .map_err(|e| e.on(&self.provider_at))?;
         }
         Ok(())
     }
@@ -857,13 +1288,19 @@ impl Replayer {
             return Ok(());
         };
         let wm = wm.min(batch.cur_tick_id);
+        // Under the node's name as it is now: `rename-node` may have changed it since the
+        // worker started, and the provider would quietly refuse the old one.
+        let name = info
+            .node_name
+            .clone()
+            .unwrap_or_else(|| self.node_name.clone());
         // Refusals (a watermark that would go backwards) are not errors: the next
         // publication catches up, as in Python.
         self.consumer
             .client()
             .query_one(
                 "select ret_code from pgq_node.set_subscriber_watermark($1, $2, $3)",
-                &[&queue, &self.node_name, &wm],
+                &[&queue, &name, &wm],
             )
             .await
             .map_err(|e| LondisteError::sql("publishing the local watermark", e))?;
@@ -981,20 +1418,31 @@ fn wants(role: &Role, info: &TableInfo, snapshot: &Option<Snapshot>, txid: i64) 
     state_ok && !snapshot.as_ref().is_some_and(|s| s.contains(txid))
 }
 
-async fn handle_event(
+/// What [`handle_event`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handled {
+    /// Applied, buffered, or not this node's (a table not replicated here, a cascade
+    /// event of another queue).
+    Done,
+    /// A type the worker does not know: the caller stops or parks it, never skips it.
+    Unknown,
+}
+
+async fn apply_event(
     dst: &Client,
     role: &Role,
     queue: &str,
     ev: &Event,
     tables: &HashMap<String, (TableInfo, Option<Snapshot>)>,
     buffer: &mut SqlBuffer,
-) -> Result<()> {
+) -> Result<Handled> {
+    const DONE: Result<Handled> = Ok(Handled::Done);
     if let Some(change) = ev.row_change()? {
         let Some((info, snapshot)) = tables.get(&change.table) else {
-            return Ok(());
+            return DONE;
         };
         if !wants(role, info, snapshot, ev.txid) {
-            return Ok(());
+            return DONE;
         }
         if change.op == Op::Truncate {
             buffer
@@ -1008,7 +1456,7 @@ async fn handle_event(
                     LondisteError::sql(format!("applying the batch (near event {})", ev.id), e)
                 })?;
             }
-            return Ok(());
+            return DONE;
         }
         if let Some(row) = sqlgen::update_parts(&change, info.dest()) {
             if !buffer.types.contains_key(info.dest()) {
@@ -1021,7 +1469,7 @@ async fn handle_event(
                     LondisteError::sql(format!("applying the batch (near event {})", ev.id), e)
                 })?;
             }
-            return Ok(());
+            return DONE;
         }
         let sql = sqlgen::statement(&change, info.dest())
             .map_err(|e| LondisteError::State(format!("event {}: {e}", ev.id)))?;
@@ -1032,10 +1480,10 @@ async fn handle_event(
                 })?;
             }
         }
-        return Ok(());
+        return DONE;
     }
     if *role != Role::Main {
-        return Ok(());
+        return DONE;
     }
     let ev_type = ev.ev_type.as_deref().unwrap_or("");
     let data = ev.data.as_deref().unwrap_or("");
@@ -1081,12 +1529,14 @@ async fn handle_event(
                 .await
                 .map_err(|e| LondisteError::sql("applying the batch", e))?;
             buffer.types.clear();
-            return execute_event(dst, queue, ev).await;
+            return execute_event(dst, queue, ev).await.map(|()| Handled::Done);
         }
-        _ => None,
+        // Cascade events of another queue (a combined queue's), as Python ignores them.
+        t if t.starts_with("pgq.") => return DONE,
+        _ => return Ok(Handled::Unknown),
     };
     let Some((call, what, args)) = control else {
-        return Ok(());
+        return DONE;
     };
     buffer
         .flush(dst)
@@ -1098,7 +1548,9 @@ async fn handle_event(
     for a in &args {
         params.push(a);
     }
-    node::checked(dst, &what, &sql, &params).await.map(drop)
+    node::checked(dst, &what, &sql, &params)
+        .await
+        .map(|_| Handled::Done)
 }
 
 /// How `londiste worker` ended.
@@ -1116,8 +1568,9 @@ pub enum WorkerExit {
 /// The `worker` command: with `detach` (and not already the detached child) starts this
 /// command again in the background, which needs `logfile` and `pidfile` in the ini file;
 /// otherwise runs the worker here until SIGTERM or SIGINT. The detached child holds the
-/// pidfile while it runs and refuses to start next to a live worker.
-pub async fn run_until_signal(cf: NodeConfig, detach: bool) -> Result<WorkerExit> {
+/// pidfile while it runs and refuses to start next to a live worker. `verbosity` moves the
+/// ini's `log_level` up (`-v`, positive) or down (`-q`, negative).
+pub async fn run_until_signal(cf: NodeConfig, detach: bool, verbosity: i32) -> Result<WorkerExit> {
     let detached_child = strata_pgq::daemon::is_detached_child();
     if detach && !detached_child {
         let (Some(pidfile), Some(logfile)) = (&cf.pidfile, &cf.logfile) else {
@@ -1142,8 +1595,11 @@ pub async fn run_until_signal(cf: NodeConfig, detach: bool) -> Result<WorkerExit
         _ => None,
     };
     let stop = stop_on_signal();
-    let options = WorkerOptions::default();
-    let _health_server = serve_health(&cf, &options.health).await?;
+    let options = WorkerOptions {
+        log: Log::stderr(cf.log_level.shifted(verbosity)),
+        ..WorkerOptions::default()
+    };
+    let _health_server = serve_health(&cf, &options).await?;
     // Type=notify units: started once health_listen is bound; the watchdog hears from
     // this runtime while it runs tasks.
     strata_health::notify::ready(&format!("replaying for {}", cf.job_name));
@@ -1152,11 +1608,11 @@ pub async fn run_until_signal(cf: NodeConfig, detach: bool) -> Result<WorkerExit
     run(cf, options, stop).await.map(WorkerExit::Stopped)
 }
 
-/// `health_listen = host:port` in the ini: serves `/health` and `/ready` there (with the
-/// PgQ ticker's small server and its limits) while the worker runs.
-async fn serve_health(
+/// `health_listen = host:port` in the ini: serves `/health`, `/ready` and `/metrics` there
+/// (with the PgQ ticker's small server and its limits) while the worker runs.
+pub async fn serve_health(
     cf: &NodeConfig,
-    health: &WorkerHealth,
+    options: &WorkerOptions,
 ) -> Result<Option<strata_pgq::ticker::AbortOnDrop>> {
     let Some(address) = cf.raw.get("health_listen").filter(|a| !a.is_empty()) else {
         return Ok(None);
@@ -1164,7 +1620,8 @@ async fn serve_health(
     let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
         LondisteError::BadInput(format!("health_listen {address}: cannot listen: {e}"))
     })?;
-    let (health, job) = (health.clone(), cf.job_name.clone());
+    let (health, job) = (options.health.clone(), cf.job_name.clone());
+    let metrics = options.metrics.clone();
     let answer = move |path: &str| match path {
         "/health" => {
             let (code, body) = strata_health::health_answer("strata londiste worker");
@@ -1174,9 +1631,14 @@ async fn serve_health(
             let (code, body) = strata_health::ready_answer(health.checks(&job));
             Some((code, "application/json", body))
         }
+        "/metrics" => Some((200, "text/plain; version=0.0.4", metrics.render(&job))),
         _ => None,
     };
-    let server = strata_pgq::ticker::health::serve_answers(listener, Arc::new(answer), None);
+    options.log.info(format!(
+        "health and metrics on http://{address}/health, /ready and /metrics"
+    ));
+    let log = Some(options.log.clone());
+    let server = strata_pgq::ticker::health::serve_answers(listener, Arc::new(answer), log);
     Ok(Some(strata_pgq::ticker::AbortOnDrop(tokio::spawn(server))))
 }
 
@@ -1202,4 +1664,17 @@ pub fn stop_on_signal() -> watch::Receiver<bool> {
         let _ = tx.send(true);
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_from_one_second_doubling_to_a_minute() {
+        let waits: Vec<u64> = (1..=9).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(retry_delay(0), RETRY_MIN);
+        assert_eq!(retry_delay(u32::MAX), RETRY_MAX);
+    }
 }

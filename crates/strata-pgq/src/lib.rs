@@ -16,6 +16,7 @@ pub mod coop;
 pub mod daemon;
 pub mod error;
 pub mod event;
+pub mod log;
 pub mod notify;
 pub mod sqlfrag;
 pub mod stream;

@@ -142,7 +142,10 @@ mod tests {
             Some("http://127.0.0.1:8008")
         );
         let err = with("user:s3cret@m1:8008").validate().unwrap_err();
-        assert!(err.contains("postgres.patroni") && !err.contains("s3cret"), "{err}");
+        assert!(
+            err.contains("postgres.patroni") && !err.contains("s3cret"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use strata_londiste::admin::{self, NodeType};
 use strata_londiste::members::{self, Upstream};
 use strata_londiste::takeover::{self, OldNode};
 use strata_londiste::worker::{self, WorkerExit};
-use strata_londiste::{audit, compare, local, resurrect, status};
+use strata_londiste::{audit, compare, local, park, resurrect, status};
 use strata_londiste::{LondisteArgs, LondisteCommand, LondisteError, NodeConfig};
 
 fn failure(err: LondisteError) -> Failure {
@@ -160,8 +160,14 @@ async fn run_on_node(
                 );
             });
         }
-        LondisteCommand::Worker { daemon } => {
-            match worker::run_until_signal(cf.clone(), daemon).await? {
+        LondisteCommand::Worker { daemon, verbose } => {
+            // -q (every command's) logs errors only; each -v one level more.
+            let verbosity = if ctx.global.quiet {
+                -3
+            } else {
+                i32::from(verbose)
+            };
+            match worker::run_until_signal(cf.clone(), daemon, verbosity).await? {
                 WorkerExit::Detached { pid, logfile } => ctx.say(format!(
                     "worker running in the background (pid {pid}, log {})",
                     logfile.display()
@@ -359,6 +365,29 @@ async fn run_on_node(
                 )
             });
         }
+        LondisteCommand::ParkEvent {
+            event,
+            batch,
+            reason,
+        } => {
+            let report = park::park_event(cf, event, batch, &reason).await?;
+            if ctx.global.json {
+                print_json(&report);
+            }
+            ctx.say(format!(
+                "event {} ({}{}) of batch {} parked in {}: worker {} applies the rest of the batch",
+                report.ev_id,
+                report.ev_type.as_deref().unwrap_or("?"),
+                report
+                    .table
+                    .as_deref()
+                    .map(|t| format!(", table {t}"))
+                    .unwrap_or_default(),
+                report.batch_id,
+                park::TABLE,
+                report.consumer
+            ));
+        }
         LondisteCommand::WaitSync { timeout } => {
             local::wait_sync(cf, Duration::from_secs(timeout)).await?;
             ctx.say("all tables ok");
@@ -375,6 +404,7 @@ fn print_status(nodes: &[status::NodeStatus]) {
         "last tick",
         "lag",
         "tables",
+        "parked",
         "",
         "error",
     ];
@@ -397,10 +427,31 @@ fn print_status(nodes: &[status::NodeStatus]) {
             n.tables.as_ref().map_or("-".into(), |t| {
                 format!("{} ok, {} copying, {} waiting", t.ok, t.copying, t.waiting)
             }),
+            n.parked
+                .as_ref()
+                .map_or("-".into(), |p| p.count.to_string()),
             flag.into(),
             opt(&n.error),
         ]
     });
+    for n in nodes {
+        for p in n.parked.iter().flat_map(|p| &p.latest) {
+            println!(
+                "parked on {}: event {} ({}{}) tick {}, {} by {}: {}",
+                n.name,
+                p.ev_id,
+                p.ev_type.as_deref().unwrap_or("?"),
+                p.table
+                    .as_deref()
+                    .map(|t| format!(", {t}"))
+                    .unwrap_or_default(),
+                p.tick_id,
+                p.parked_at,
+                p.parked_by,
+                p.reason
+            );
+        }
+    }
 }
 
 /// Prints a cascade change: the report as JSON with `--json`, each step done on stdout,

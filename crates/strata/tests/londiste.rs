@@ -2456,3 +2456,367 @@ fn audit_log(site: &Site, ini: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// The value of sample `name{labels}` in Prometheus text.
+fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+/// Scrapes `/metrics` of a worker serving on `address`.
+fn scrape(address: &str) -> String {
+    let reply =
+        strata_testkit::http::http(&format!("http://{address}"), "GET", "/metrics", None, "");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.body
+}
+
+/// The worker's saved error on the leaf (what `status` shows).
+fn leaf_error(site: &Site) -> String {
+    site.pg.psql(
+        "leaf",
+        &format!("select coalesce(cur_error, '') from pgq_node.local_state where queue_name = '{QUEUE}' and consumer_name = 'leaf_worker'"),
+    )
+}
+
+/// Waits for the worker's saved error to mention `needle` (it is cleared at each retry's
+/// start), and returns it.
+async fn wait_error(site: &Site, needle: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let error = leaf_error(site);
+        if error.contains(needle) {
+            return error;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no error about {needle}: {error:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The event id an error names (`event N of batch B`).
+fn named_event(error: &str) -> i64 {
+    let rest = error
+        .split("event ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no event named: {error}"));
+    rest.split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("{error}"))
+}
+
+/// A leaf whose worker runs in-process with its metrics served on a free port: the
+/// root's table `t1` is replicated (no copy), the root ticks every 100 ms.
+async fn leaf_with_metrics(
+    site: &Site,
+    extra: &str,
+) -> (
+    PathBuf,
+    String,
+    WorkerOptions,
+    strata_pgq::ticker::AbortOnDrop,
+) {
+    let address = format!("127.0.0.1:{}", strata_testkit::net::free_port());
+    let (root, leaf) = site.setup_nodes(&format!("health_listen = {address}\n{extra}"));
+    for db in ["root", "leaf"] {
+        site.pg.psql(db, TABLE_SQL);
+    }
+    site.expect(0, &[root.to_str().unwrap(), "add-table", "t1"]);
+    site.expect(
+        0,
+        &[leaf.to_str().unwrap(), "add-table", "t1", "--expect-sync"],
+    );
+    let options = WorkerOptions::default();
+    let cf = NodeConfig::load(&leaf).unwrap();
+    let server = worker::serve_health(&cf, &options).await.unwrap().unwrap();
+    (leaf, address, options, server)
+}
+
+/// An unknown event type stops the batch with the event named (id, type, database); an
+/// operator parks it and the rest of the batch applies. Then a row the target refuses (a
+/// check constraint only the leaf has) is named the same way, down to the event, though
+/// it went in a buffer with others; parked, the rows around it apply. `/metrics`, scraped
+/// throughout, follows: batches and events counted, the failure and its text shown, the
+/// lag measured; `/ready` says not ready while the batch fails; `status` lists the parks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_cannot_be_applied_is_named_and_parking_it_lets_the_batch_through() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (leaf, address, options, _server) = leaf_with_metrics(&site, "").await;
+    let leaf_s = leaf.to_str().unwrap();
+    let _ticker = Ticker::start(&site).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker::run(
+        NodeConfig::load(&leaf).unwrap(),
+        options.clone(),
+        stop_rx,
+    ));
+    site.pg
+        .psql("root", "insert into t1 (id, val) values (1, 'before')");
+    wait_until("row 1 on the leaf", Duration::from_secs(60), || {
+        site.count("leaf", "select count(*) from t1") == 1
+    })
+    .await;
+    let metrics = scrape(&address);
+    let job = "{job=\"leaf_worker\"}";
+    let batches_before = sample(&metrics, &format!("strata_londiste_batches_total{job}")).unwrap();
+    let events_before = sample(&metrics, &format!("strata_londiste_events_total{job}")).unwrap();
+    assert!(batches_before >= 1.0 && events_before >= 1.0, "{metrics}");
+    assert!(
+        sample(&metrics, &format!("strata_londiste_lag_seconds{job}")).is_some(),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "strata_londiste_table_state{job=\"leaf_worker\",table=\"public.t1\",state=\"ok\"} 1"
+        ),
+        "{metrics}"
+    );
+
+    // An event of a type no worker knows, between two rows of one transaction.
+    site.pg.psql(
+        "root",
+        &format!("begin; insert into t1 (id, val) values (2, 'x'); select pgq.insert_event('{QUEUE}', 'acme.audit', 'hello', 'public.t1', null, null, null); insert into t1 (id, val) values (3, 'y'); commit"),
+    );
+    let error = wait_error(&site, "acme.audit").await;
+    assert!(
+        error.contains("unknown event type \"acme.audit\""),
+        "{error}"
+    );
+    assert!(error.contains("table public.t1"), "{error}");
+    assert!(
+        error.contains("on node leaf (db "),
+        "the database is named: {error}"
+    );
+    let ev_id = named_event(&error);
+    assert_eq!(
+        site.count("leaf", "select count(*) from t1"),
+        1,
+        "nothing of the batch applied"
+    );
+    let metrics = scrape(&address);
+    assert_eq!(
+        sample(&metrics, &format!("strata_londiste_failing{job}")),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("strata_londiste_last_error_info{job=\"leaf_worker\",error=\"event "),
+        "{metrics}"
+    );
+    assert!(sample(
+        &metrics,
+        &format!("strata_londiste_last_error_timestamp_seconds{job}")
+    )
+    .is_some());
+    let ready = strata_testkit::http::http(&format!("http://{address}"), "GET", "/ready", None, "");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("acme.audit"), "{}", ready.body);
+
+    // Parked: recorded with who and why, and the rest of the batch applies.
+    let out = site.expect(
+        0,
+        &[
+            leaf_s,
+            "park-event",
+            &ev_id.to_string(),
+            "--reason",
+            "audit events are not ours",
+        ],
+    );
+    assert!(
+        out.contains(&format!("event {ev_id} (acme.audit, table public.t1)")),
+        "{out}"
+    );
+    wait_until("rows 2 and 3 on the leaf", Duration::from_secs(60), || {
+        site.count("leaf", "select count(*) from t1") == 3
+    })
+    .await;
+    assert_eq!(
+        site.pg.psql("leaf", &format!("select ev_type || '|' || ev_data || '|' || reason || '|' || parked_by from strata_londiste.parked_events where ev_id = {ev_id}")),
+        "acme.audit|hello|audit events are not ours|postgres"
+    );
+    wait_until(
+        "the failure cleared in /metrics",
+        Duration::from_secs(30),
+        || sample(&scrape(&address), &format!("strata_londiste_failing{job}")) == Some(0.0),
+    )
+    .await;
+    let metrics = scrape(&address);
+    assert!(
+        sample(&metrics, &format!("strata_londiste_batches_total{job}")).unwrap() > batches_before
+    );
+    assert!(
+        sample(&metrics, &format!("strata_londiste_events_total{job}")).unwrap()
+            >= events_before + 3.0,
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, &format!("strata_londiste_errors_total{job}")).unwrap() >= 1.0,
+        "{metrics}"
+    );
+
+    // A row the leaf refuses, buffered with two good ones: the error names its event.
+    site.pg.psql(
+        "leaf",
+        "alter table t1 add constraint small_ids check (id < 100)",
+    );
+    site.pg.psql(
+        "root",
+        "begin; insert into t1 (id, val) values (4, 'a'); insert into t1 (id, val) values (500, 'too big'); insert into t1 (id, val) values (5, 'b'); commit",
+    );
+    let error = wait_error(&site, "small_ids").await;
+    assert!(error.contains("type I:id, table public.t1"), "{error}");
+    assert!(error.contains("on node leaf (db "), "{error}");
+    let bad = named_event(&error);
+    site.expect(0, &[leaf_s, "park-event", &bad.to_string()]);
+    wait_until("rows 4 and 5 on the leaf", Duration::from_secs(60), || {
+        site.count("leaf", "select count(*) from t1") == 5
+    })
+    .await;
+    assert_eq!(
+        site.count("leaf", "select count(*) from t1 where id = 500"),
+        0
+    );
+    let parked = site.pg.psql(
+        "leaf",
+        &format!("select ev_data from strata_londiste.parked_events where ev_id = {bad}"),
+    );
+    assert!(
+        parked.contains("id=500"),
+        "the parked event is the refused row: {parked}"
+    );
+    let status = site.expect(0, &[leaf_s, "status"]);
+    assert!(
+        status.contains(&format!("parked on leaf: event {bad} (I:id, public.t1)")),
+        "{status}"
+    );
+    assert!(
+        status.contains(&format!(
+            "parked on leaf: event {ev_id} (acme.audit, public.t1)"
+        )),
+        "{status}"
+    );
+    assert!(!task.is_finished(), "the worker stopped");
+    stop_tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+/// `park_unknown_events = true`: an unknown event is parked by the worker, which never
+/// stops; the rest of its batch applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn park_unknown_events_parks_them_without_stopping() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (leaf, address, options, _server) =
+        leaf_with_metrics(&site, "park_unknown_events = true\n").await;
+    let _ticker = Ticker::start(&site).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker::run(
+        NodeConfig::load(&leaf).unwrap(),
+        options,
+        stop_rx,
+    ));
+    site.pg.psql(
+        "root",
+        &format!("begin; insert into t1 (id, val) values (1, 'x'); select pgq.insert_event('{QUEUE}', 'acme.audit', 'hello'); insert into t1 (id, val) values (2, 'y'); commit"),
+    );
+    wait_until("both rows on the leaf", Duration::from_secs(60), || {
+        site.count("leaf", "select count(*) from t1") == 2
+    })
+    .await;
+    assert_eq!(
+        site.pg.psql("leaf", "select ev_type || '|' || parked_by || '|' || reason from strata_londiste.parked_events"),
+        "acme.audit|worker leaf_worker|unknown event type \"acme.audit\" (park_unknown_events)"
+    );
+    let metrics = scrape(&address);
+    let job = "{job=\"leaf_worker\"}";
+    assert_eq!(
+        sample(
+            &metrics,
+            &format!("strata_londiste_parked_events_total{job}")
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, &format!("strata_londiste_errors_total{job}")),
+        Some(0.0),
+        "{metrics}"
+    );
+    assert_eq!(leaf_error(&site), "");
+    stop_tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}
+
+/// With a loop_delay of two minutes, pauses are still seen at once: strata's `pause` and
+/// `resume` by their NOTIFY, a pause set by another tool (pgq_node's function called by
+/// hand, as Python Londiste does) by the poll of the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pauses_are_seen_at_once_not_after_loop_delay() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (leaf, address, options, _server) = leaf_with_metrics(&site, "loop_delay = 120\n").await;
+    let leaf_s = leaf.to_str().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(worker::run(
+        NodeConfig::load(&leaf).unwrap(),
+        options,
+        stop_rx,
+    ));
+    let paused = || {
+        sample(
+            &scrape(&address),
+            "strata_londiste_paused{job=\"leaf_worker\"}",
+        )
+    };
+    // The worker has checked its flags once and waits now.
+    wait_until("the worker running", Duration::from_secs(30), || {
+        paused() == Some(0.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let started = std::time::Instant::now();
+    site.expect(0, &[leaf_s, "pause"]);
+    wait_until("the pause seen", Duration::from_secs(10), || {
+        paused() == Some(1.0)
+    })
+    .await;
+    site.expect(0, &[leaf_s, "resume"]);
+    wait_until("the resume seen", Duration::from_secs(10), || {
+        paused() == Some(0.0)
+    })
+    .await;
+    site.pg.psql(
+        "leaf",
+        &format!("select pgq_node.set_consumer_paused('{QUEUE}', 'leaf_worker', true)"),
+    );
+    wait_until(
+        "the other tool's pause seen",
+        Duration::from_secs(10),
+        || paused() == Some(1.0),
+    )
+    .await;
+    // And acknowledged, as `pause` and `takeover` wait for.
+    assert_eq!(
+        site.pg.psql("leaf", &format!("select uptodate from pgq_node.local_state where queue_name = '{QUEUE}' and consumer_name = 'leaf_worker'")),
+        "t"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    stop_tx.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}

@@ -6,7 +6,8 @@ pub mod config;
 pub mod db;
 pub mod health;
 pub mod jobs;
-pub mod log;
+/// The log, shared with the Londiste worker (it lives at the crate's root now).
+pub use crate::log;
 pub mod maint;
 
 use crate::{conn, PgqError};
