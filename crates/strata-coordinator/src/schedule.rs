@@ -65,11 +65,17 @@ pub struct JobStatus {
 
 /// Checks a schedule's job, cron expression and time zone.
 pub fn check(schedule: &ScheduleConfig) -> Result<(), String> {
-    if !["backup", "cleanup", "verify", "drill", "tables"].contains(&schedule.job.as_str()) {
+    if !["backup", "cleanup", "verify", "drill", "tables", "sql"].contains(&schedule.job.as_str()) {
         return Err(format!(
-            "schedule {:?}: job {:?} is not one of backup, cleanup, verify, drill or tables",
+            "schedule {:?}: job {:?} is not one of backup, cleanup, verify, drill, tables or sql",
             schedule.name(),
             schedule.job
+        ));
+    }
+    if (schedule.job == "sql") != schedule.sql.is_some() {
+        return Err(format!(
+            "schedule {:?}: `sql = \"NAME\"` (a [[tables.jobs]] entry) goes with job = \"sql\", and only with it",
+            schedule.name()
         ));
     }
     parse_cron(&schedule.cron).map_err(|e| format!("schedule {:?}: {e}", schedule.name()))?;
@@ -347,6 +353,7 @@ mod tests {
             read_data: false,
             read_data_subset: None,
             tags: Vec::new(),
+            sql: None,
         }
     }
 

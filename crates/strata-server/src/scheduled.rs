@@ -28,13 +28,19 @@ impl ServerJobs {
     pub fn check(&self) -> Result<(), String> {
         for schedule in &self.config.schedules {
             match schedule.job.as_str() {
-                "tables" if self.tables.db.is_none() => {
+                "tables" | "sql" if self.tables.db.is_none() => {
                     return Err(format!(
-                        "schedule {:?} runs table retention but [tables] db is not set",
+                        "schedule {:?} runs on the tables database but [tables] db is not set",
                         schedule.name()
                     ))
                 }
                 "tables" => {}
+                "sql" => {
+                    let name = schedule.sql.as_deref().unwrap_or_default();
+                    self.tables
+                        .job(name)
+                        .map_err(|e| format!("schedule {:?}: {e}", schedule.name()))?;
+                }
                 _ if self.cluster.is_none() => {
                     return Err(format!(
                         "schedule {:?} ({}) needs the coordinator: configure [[nodes]]",
@@ -58,6 +64,19 @@ impl ServerJobs {
         .await?
     }
 
+    /// One run of the `[[tables.jobs]]` entry the schedule names, on a thread of its own.
+    async fn sql(&self, job: &ScheduleConfig) -> Result<String, String> {
+        let (tables, job) = (self.tables.clone(), job.clone());
+        on_own_thread("scheduled SQL", move || async move {
+            let name = job.sql.as_deref().unwrap_or_default();
+            strata_tables::run_scheduled_sql(&tables, job.name(), name)
+                .await
+                .map_err(|e| strata_coordinator::error_chain(&e))?
+                .job_result()
+        })
+        .await?
+    }
+
     async fn run_tables(
         config: &Config,
         tables: &TablesConfig,
@@ -74,7 +93,7 @@ impl ServerJobs {
 #[async_trait::async_trait]
 impl JobRunner for ServerJobs {
     async fn run(&self, job: &ScheduleConfig) -> Result<String, String> {
-        if job.job != "tables" {
+        if job.job != "tables" && job.job != "sql" {
             return match &self.cluster {
                 Some(cluster) => cluster.run(job).await,
                 None => Err(format!("{} needs the coordinator", job.job)),
@@ -91,7 +110,10 @@ impl JobRunner for ServerJobs {
             .unwrap_or_default();
         // Table runs are audited in the database's own audit table; webhooks hear of them.
         let report = TablesRunReport::start(self.events.clone(), &who, &target);
-        let result = self.tables(job).await;
+        let result = match job.job.as_str() {
+            "sql" => self.sql(job).await,
+            _ => self.tables(job).await,
+        };
         match &result {
             Ok(line) => report.end("succeeded", line),
             Err(line) => report.end("failed", line),

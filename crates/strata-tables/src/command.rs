@@ -96,6 +96,16 @@ pub enum TablesCommand {
         #[cfg_attr(feature = "cli", arg(long))]
         dry_run: bool,
     },
+    /// The `[[tables.jobs]]` of the configuration, or with NAME: run that job now
+    /// (refresh its materialized view, or run its statement). Exit 0 done, 1 failed, 6
+    /// another run held the job's lock.
+    Sql {
+        /// The job to run; without it, the jobs are listed.
+        name: Option<String>,
+        /// Record the run and print the statement; run nothing.
+        #[cfg_attr(feature = "cli", arg(long))]
+        dry_run: bool,
+    },
     /// Runs, their steps and policy changes, newest first (the audit table).
     History {
         /// Only rows about this table (`schema.table`; a bare name is in `public`).

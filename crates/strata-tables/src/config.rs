@@ -23,6 +23,10 @@ pub struct TablesConfig {
     /// Runs and audit rows older than this many days are deleted at the end of each run
     /// (0: kept forever).
     pub history_days: u32,
+    /// `[[tables.jobs]]`: materialized views to refresh and statements to run, by name
+    /// (`strata tables sql NAME`, `[[schedules]] job = "sql"`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub jobs: Vec<crate::sql_job::SqlJob>,
 }
 
 impl Default for TablesConfig {
@@ -32,11 +36,32 @@ impl Default for TablesConfig {
             schema: "strata".into(),
             lock_timeout_secs: 30,
             history_days: 365,
+            jobs: Vec::new(),
         }
     }
 }
 
 impl TablesConfig {
+    /// The SQL job called `name`.
+    pub fn job(&self, name: &str) -> crate::TablesResult<&crate::sql_job::SqlJob> {
+        self.jobs.iter().find(|j| j.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.jobs.iter().map(|j| j.name.as_str()).collect();
+            crate::TablesError::Unsupported(format!(
+                "no [[tables.jobs]] entry named {name:?} (there are: {})",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ))
+        })
+    }
+
+    /// Checks what TOML types cannot: the jobs.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::sql_job::validate_jobs(&self.jobs)
+    }
+
     /// This section with what a command line gives instead (`--db`, `--schema`,
     /// `--lock-timeout`): each one given replaces its setting, the others stay.
     pub fn overridden(
@@ -50,6 +75,7 @@ impl TablesConfig {
             schema: schema.unwrap_or_else(|| self.schema.clone()),
             lock_timeout_secs: lock_timeout_secs.unwrap_or(self.lock_timeout_secs),
             history_days: self.history_days,
+            jobs: self.jobs.clone(),
         }
     }
 }
@@ -73,6 +99,7 @@ mod tests {
             schema: "file_schema".into(),
             lock_timeout_secs: 7,
             history_days: 9,
+            jobs: Vec::new(),
         };
         assert_eq!(file.overridden(None, None, None), file);
         let given = file.overridden(Some("dbname=cli".into()), None, Some(3));

@@ -29,6 +29,7 @@ pub mod rollup;
 pub mod rollup_target;
 pub mod run;
 pub mod sql;
+pub mod sql_job;
 pub mod text;
 
 pub use catalog::{Catalog, PolicyEdit, RollupEdit};
@@ -139,6 +140,24 @@ impl Engine {
         filter: &history::HistoryFilter,
     ) -> TablesResult<Vec<history::HistoryEntry>> {
         self.catalog.history(&self.client, filter).await
+    }
+
+    /// Runs SQL job `job` now (`strata tables sql NAME`, a `sql` schedule), then prunes
+    /// the history as a retention run does.
+    pub async fn run_sql_job(
+        &self,
+        job: &sql_job::SqlJob,
+        dry_run: bool,
+    ) -> TablesResult<sql_job::SqlRun> {
+        let run = sql_job::run_job(&self.client, &self.catalog, &self.who, job, dry_run).await?;
+        if let Err(err) = self
+            .catalog
+            .prune_history(&self.client, self.history_days)
+            .await
+        {
+            eprintln!("strata: warning: the history was not pruned: {err}");
+        }
+        Ok(run)
     }
 
     /// `strata tables setup`.
@@ -437,6 +456,17 @@ pub async fn run_scheduled(
     engine
         .run(&filter, Utc::now(), false, stores, &run::Quiet)
         .await
+}
+
+/// One scheduled run of SQL job `name` of `[tables] jobs`, recorded as `scheduler:JOB`.
+pub async fn run_scheduled_sql(
+    config: &TablesConfig,
+    schedule: &str,
+    name: &str,
+) -> TablesResult<sql_job::SqlRun> {
+    let job = config.job(name)?;
+    let engine = Engine::open(config, Some(format!("scheduler:{schedule}"))).await?;
+    engine.run_sql_job(job, false).await
 }
 
 /// The cutoff of a plan or run: `text` read by [`parse_cutoff`], or now when absent.

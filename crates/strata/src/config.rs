@@ -60,6 +60,7 @@ pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<(Config, Sections
     let mut sections = sections;
     sections.pgq.resolve_paths(base);
     sections.pgq.validate().map_err(ConfigError::Invalid)?;
+    sections.tables.validate().map_err(ConfigError::Invalid)?;
     Ok((config, sections))
 }
 

@@ -66,6 +66,23 @@ impl Context {
         Ok(0)
     }
 
+    /// `tables sql`: the configured jobs (no database is asked).
+    fn list_sql_jobs(&self) -> CommandResult {
+        let jobs = &self.sections.tables.jobs;
+        if self.global.json {
+            print_json(jobs);
+        } else if jobs.is_empty() {
+            self.say("no [[tables.jobs]] in the configuration");
+        } else {
+            let rows = jobs
+                .iter()
+                .map(|j| vec![j.name.clone(), j.describe()])
+                .collect();
+            output::print_table(&["job", "what"], rows, &[]);
+        }
+        Ok(0)
+    }
+
     /// Where `strata tables run` reports: the configuration's webhooks.
     fn tables_events(&self) -> Result<std::sync::Arc<Events>, Failure> {
         let webhooks = Webhooks::from_config(&self.config.webhooks)
@@ -89,6 +106,9 @@ impl Context {
     pub(crate) async fn tables(&self, db: DbArgs, command: TablesCommand) -> CommandResult {
         if let TablesCommand::Archives { from } = command {
             return self.archives(from).await;
+        }
+        if let TablesCommand::Sql { name: None, .. } = command {
+            return self.list_sql_jobs();
         }
         if let TablesCommand::Plan {
             cutoff,
@@ -239,6 +259,46 @@ impl Context {
                 }
                 Ok(0)
             }
+            TablesCommand::Sql {
+                name: Some(name),
+                dry_run,
+            } => {
+                let job = self.sections.tables.job(&name)?;
+                let events = self.tables_events()?;
+                let told = TablesRunReport::start(events.clone(), engine.who(), engine.target());
+                let run = engine.run_sql_job(job, dry_run).await;
+                match &run {
+                    Ok(report) => {
+                        let phase = match report.outcome.as_str() {
+                            "failed" => "failed",
+                            "busy" => "partial",
+                            _ => "succeeded",
+                        };
+                        let (Ok(line) | Err(line)) = report.job_result();
+                        told.end(phase, &line);
+                    }
+                    Err(err) => told.end("failed", &crate::failure::chain(err)),
+                }
+                events.flush(std::time::Duration::from_secs(10)).await;
+                let report = run?;
+                if self.global.json {
+                    print_json(&report);
+                } else {
+                    if dry_run {
+                        println!("{}", report.statement);
+                    }
+                    self.say(format!(
+                        "run {}: sql job {}: {} ({})",
+                        report.run_id, report.job, report.outcome, report.detail
+                    ));
+                }
+                Ok(match report.outcome.as_str() {
+                    "failed" => code::FAILED,
+                    "busy" => code::BUSY,
+                    _ => 0,
+                })
+            }
+            TablesCommand::Sql { name: None, .. } => unreachable!("handled above"),
             TablesCommand::Archives { .. } => unreachable!("handled above"),
         }
     }

@@ -2971,3 +2971,129 @@ fn archives_ask_s3_for_the_storage_class() {
     );
     drop(site);
 }
+
+/// `[[tables.jobs]]`: materialized views refreshed (concurrently where a unique index
+/// allows) and a named statement with a bound value, run by `tables sql NAME` and by a
+/// `sql` schedule of the server; each recorded in the run and audit tables (so in
+/// `history`), held off by the relation's lock, and a hostile view name stays a name.
+#[test]
+fn sql_jobs_refresh_views_and_run_named_statements_now_and_on_a_schedule() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.sql(
+        "CREATE TABLE events (ts timestamptz NOT NULL, v int NOT NULL);
+         INSERT INTO events SELECT '2026-01-01'::timestamptz + g * interval '1 hour', g FROM generate_series(1, 48) g;
+         CREATE MATERIALIZED VIEW totals AS SELECT date_trunc('day', ts) AS day, sum(v) AS v FROM events GROUP BY 1;
+         CREATE UNIQUE INDEX ON totals (day);
+         CREATE MATERIALIZED VIEW plain_totals AS SELECT sum(v) AS v FROM events;
+         CREATE MATERIALIZED VIEW \"we\"\"ird; DROP TABLE events; --\" AS SELECT count(*) AS n FROM events;
+         CREATE TABLE log (at timestamptz NOT NULL);
+         INSERT INTO log SELECT now() - g * interval '1 day' FROM generate_series(1, 60) g;",
+    );
+    std::fs::write(
+        site.path("strata.toml"),
+        format!(
+            "default_storage = \"cold\"\nstate_dir = \"{state}\"\n[storages.cold]\npath = \"{cold}\"\n\
+             [tables]\ndb = \"{dsn}\"\n\
+             [[tables.jobs]]\nname = \"totals\"\nrefresh = \"public.totals\"\n\
+             [[tables.jobs]]\nname = \"plain\"\nrefresh = \"plain_totals\"\n\
+             [[tables.jobs]]\nname = \"weird\"\nrefresh = 'public.\"we\"\"ird; DROP TABLE events; --\"'\n\
+             [[tables.jobs]]\nname = \"prune-log\"\nsql = \"DELETE FROM log WHERE at < now() - $1::interval\"\nparams = [\"30 days\"]\n\
+             [[schedules]]\nname = \"prune\"\njob = \"sql\"\nsql = \"prune-log\"\ncron = \"*/2 * * * * *\"\n",
+            state = site.path("state").display(),
+            cold = site.path("cold").display(),
+            dsn = site.dsn("postgres"),
+        ),
+    )
+    .unwrap();
+    site.ok(&["tables", "setup"]);
+    let listed = site.ok(&["tables", "sql"]);
+    for name in ["totals", "plain", "weird", "prune-log"] {
+        assert!(listed.contains(name), "{listed}");
+    }
+
+    // A dry run prints the statement and changes nothing.
+    site.sql("INSERT INTO events VALUES ('2026-01-05', 1000)");
+    let dry = site.ok(&["tables", "sql", "totals", "--dry-run"]);
+    assert!(
+        dry.contains("REFRESH MATERIALIZED VIEW CONCURRENTLY \"public\".\"totals\""),
+        "{dry}"
+    );
+    assert_eq!(site.sql("SELECT count(*) FROM totals"), "3");
+    // Now: each view has the new row; the one without a unique index is refreshed
+    // plainly; the odd name is only a name.
+    site.ok(&["tables", "sql", "totals"]);
+    site.ok(&["tables", "sql", "plain"]);
+    site.ok(&["tables", "sql", "weird"]);
+    assert_eq!(site.sql("SELECT count(*) FROM totals"), "4");
+    assert_eq!(
+        site.sql("SELECT v FROM plain_totals"),
+        (1176 + 1000).to_string()
+    );
+    assert_eq!(
+        site.sql("SELECT n FROM \"we\"\"ird; DROP TABLE events; --\""),
+        "49"
+    );
+    let history = site.ok(&["--json", "tables", "history", "--limit", "10"]);
+    let history: Vec<serde_json::Value> = serde_json::from_str(&history).unwrap();
+    let detail = |what: &str| {
+        history
+            .iter()
+            .find(|e| e["what"] == what)
+            .map(|e| e["detail"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no {what}: {history:#?}"))
+    };
+    assert!(detail("sql refresh totals").starts_with("refreshed concurrently"));
+    assert!(detail("sql refresh plain").starts_with("refreshed in"));
+
+    // A run that holds the view's lock keeps the job off it (exit 6, recorded busy).
+    let mut holder = Command::new(Path::new(PG_BIN).join("psql"));
+    holder
+        .args(["-X", "-q", "-h"])
+        .arg(&site.pg.socket_dir)
+        .args(["-p", &site.pg.port.to_string(), "-U", "postgres", "-d", "postgres", "-c"])
+        .arg("SELECT pg_advisory_lock((x'53545441'::bigint << 32) | 'public.totals'::regclass::oid::bigint); SELECT pg_sleep(4);")
+        .stdout(Stdio::null());
+    let mut holder = as_postgres(&mut holder).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    site.expect(6, &["tables", "sql", "totals"]);
+    holder.wait().unwrap();
+    assert_eq!(
+        site.sql("SELECT outcome FROM strata.run ORDER BY id DESC LIMIT 1"),
+        "busy"
+    );
+
+    // The server's `sql` schedule runs the statement, its value bound.
+    let mut cmd = site.command(&[]);
+    cmd.env_remove("STRATA_TABLES_DB");
+    let server = common::server::Server::start(cmd, &site.path("server.log"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while site
+        .sql("SELECT count(*) FROM strata.audit WHERE who = 'scheduler:prune' AND outcome = 'done'")
+        == "0"
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled sql run: {}",
+            std::fs::read_to_string(site.path("server.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(server);
+    assert_eq!(site.sql("SELECT count(*) FROM log"), "29");
+    assert!(site
+        .sql("SELECT detail FROM strata.audit WHERE who = 'scheduler:prune' ORDER BY id LIMIT 1")
+        .starts_with("31 rows in"));
+    // A schedule naming a job that does not exist stops the server before it starts.
+    let text = std::fs::read_to_string(site.path("strata.toml")).unwrap();
+    std::fs::write(
+        site.path("strata.toml"),
+        text.replace("sql = \"prune-log\"\ncron", "sql = \"nope\"\ncron"),
+    )
+    .unwrap();
+    let out = site.strata(&["server"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("nope"), "{}", stderr(&out));
+}

@@ -11,7 +11,8 @@ pub struct ScheduleConfig {
     pub name: Option<String>,
     /// `backup`, `cleanup` (retention, then garbage collection), `verify`, `drill` (a
     /// restore drill of the latest complete backup: `strata verify --restore latest`), or
-    /// `tables` (table retention: `strata tables run` on `[tables] db`).
+    /// `tables` (table retention: `strata tables run` on `[tables] db`), or `sql` (the
+    /// `[[tables.jobs]]` entry named by `sql`: `strata tables sql NAME`).
     pub job: String,
     /// Cron expression: 5 fields (minute hour day month weekday) or 6 with seconds first.
     pub cron: String,
@@ -30,6 +31,9 @@ pub struct ScheduleConfig {
     /// For `tables`: only the policies with all these tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// For `sql`: the `[[tables.jobs]]` entry to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
 }
 
 fn utc() -> String {
