@@ -139,6 +139,18 @@ impl TablesRunReport {
         self.tell(phase, detail);
     }
 
+    /// How the run ended, from the outcome its run record keeps: `failed` is failed,
+    /// `busy` (something skipped because another run held it) partial, the rest
+    /// succeeded.
+    pub fn end_with_outcome(&self, outcome: &str, detail: &str) {
+        let phase = match outcome {
+            "failed" => "failed",
+            "busy" => "partial",
+            _ => "succeeded",
+        };
+        self.tell(phase, detail);
+    }
+
     fn tell(&self, phase: &str, detail: &str) {
         let action = Activity {
             who: &self.who,

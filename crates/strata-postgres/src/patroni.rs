@@ -23,16 +23,21 @@ pub const MEMBER_FILES: [&str; 5] = [
 /// The largest member file kept (a configuration, not data).
 const FILE_LIMIT: u64 = 1 << 20;
 
-/// The member's own files, as they are before a restore: regular files only (a link is
-/// not followed), each at most 1 MiB; the ones absent are left out.
-pub fn read_member_files(data_dir: &Path) -> PgResult<Vec<(String, Vec<u8>)>> {
-    let io = |what: &str, path: &Path| PgError::io(what.to_string(), path.to_path_buf());
-    let data = rfs::open(
+/// The data directory, opened for the `*at` calls below.
+fn open_dir(data_dir: &Path) -> PgResult<std::os::fd::OwnedFd> {
+    rfs::open(
         data_dir,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| io("cannot open", data_dir)(e.into()))?;
+    .map_err(|e| PgError::io("cannot open".to_string(), data_dir.to_path_buf())(e.into()))
+}
+
+/// The member's own files, as they are before a restore: regular files only (a link is
+/// not followed), each at most 1 MiB; the ones absent are left out.
+pub fn read_member_files(data_dir: &Path) -> PgResult<Vec<(String, Vec<u8>)>> {
+    let io = |what: &str, path: &Path| PgError::io(what.to_string(), path.to_path_buf());
+    let data = open_dir(data_dir)?;
     let mut kept = Vec::new();
     for name in MEMBER_FILES {
         let path = data_dir.join(name);
@@ -76,12 +81,7 @@ pub fn read_member_files(data_dir: &Path) -> PgResult<Vec<(String, Vec<u8>)>> {
 /// owned like the data directory.
 pub fn put_member_files(data_dir: &Path, files: &[(String, Vec<u8>)]) -> PgResult<()> {
     let io = |what: &str, path: &Path| PgError::io(what.to_string(), path.to_path_buf());
-    let data = rfs::open(
-        data_dir,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| io("cannot open", data_dir)(e.into()))?;
+    let data = open_dir(data_dir)?;
     let stat = rfs::fstat(&data).map_err(|e| io("cannot read", data_dir)(e.into()))?;
     for (name, bytes) in files {
         if !MEMBER_FILES.contains(&name.as_str()) {

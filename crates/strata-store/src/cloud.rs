@@ -452,6 +452,23 @@ impl CloudStore {
         Ok(out)
     }
 
+    /// A put with `attributes`: in one request, or in parts when it is large.
+    async fn put_with(&self, key: &str, data: Bytes, attributes: Attributes) -> StoreResult<()> {
+        let path = self.path(key)?;
+        if data.len() > MULTIPART_THRESHOLD {
+            return self.put_multipart(key, &path, data, attributes).await;
+        }
+        let options = PutOptions {
+            attributes,
+            ..PutOptions::default()
+        };
+        self.inner
+            .put_opts(&path, PutPayload::from(data), options)
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error("put", key, e))
+    }
+
     async fn put_multipart(
         &self,
         key: &str,
@@ -493,37 +510,15 @@ impl CloudStore {
 #[async_trait]
 impl Store for CloudStore {
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
-        let path = self.path(key)?;
-        if data.len() > MULTIPART_THRESHOLD {
-            return self
-                .put_multipart(key, &path, data, Attributes::new())
-                .await;
-        }
-        self.inner
-            .put(&path, PutPayload::from(data))
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error("put", key, e))
+        self.put_with(key, data, Attributes::new()).await
     }
 
     /// S3's `x-amz-storage-class`, Azure's `x-ms-access-tier` (object_store's one
     /// attribute for both).
     async fn put_in_class(&self, key: &str, data: Bytes, class: &str) -> StoreResult<()> {
-        let path = self.path(key)?;
         let mut attributes = Attributes::new();
         attributes.insert(Attribute::StorageClass, class.to_string().into());
-        if data.len() > MULTIPART_THRESHOLD {
-            return self.put_multipart(key, &path, data, attributes).await;
-        }
-        let options = PutOptions {
-            attributes,
-            ..PutOptions::default()
-        };
-        self.inner
-            .put_opts(&path, PutPayload::from(data), options)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error("put", key, e))
+        self.put_with(key, data, attributes).await
     }
 
     async fn put_if_absent(&self, key: &str, data: Bytes) -> StoreResult<()> {

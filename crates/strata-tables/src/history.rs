@@ -2,7 +2,7 @@
 //! from the audit table (`strata tables history`), and kept bounded: rows older than
 //! `[tables] history_days` are pruned at the end of each run.
 
-use crate::catalog::Catalog;
+use crate::catalog::{AuditEntry, Catalog};
 use crate::error::TablesResult;
 use crate::name::TableName;
 use chrono::{DateTime, Utc};
@@ -38,22 +38,16 @@ impl Default for HistoryFilter {
     }
 }
 
-/// One row of the history: a run, one of its steps, or a policy change.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+/// One row of the history: a run, one of its steps, or a policy change. `what` is `run`,
+/// `run (dry-run)`, `run delete`, `run archive`, ..., `policy add`, `policy edit`,
+/// `policy remove`, `sql refresh NAME`, `sql statement NAME`, `load` or `setup`.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct HistoryEntry {
     pub id: i64,
     /// RFC 3339, UTC.
     pub at: String,
-    pub who: String,
-    /// `run`, `run (dry-run)`, `run delete`, `run archive`, ..., `policy add`, `policy
-    /// edit`, `policy remove`, `load`, `setup`.
-    pub what: String,
-    pub policy_id: Option<i64>,
-    pub run_id: Option<i64>,
-    pub table: Option<String>,
-    pub outcome: String,
-    pub partitions: Vec<String>,
-    pub detail: String,
+    #[serde(flatten)]
+    pub entry: AuditEntry,
 }
 
 /// The columns of [`HistoryEntry::row`].
@@ -73,20 +67,21 @@ impl HistoryEntry {
     /// The entry as a table row (`-` for what it does not have).
     pub fn row(&self) -> Vec<String> {
         let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+        let e = &self.entry;
         vec![
             self.at.clone(),
-            self.who.clone(),
-            self.what.clone(),
-            or_dash(self.table.clone()),
-            or_dash(self.policy_id.map(|p| p.to_string())),
-            or_dash(self.run_id.map(|r| r.to_string())),
-            self.outcome.clone(),
-            match self.partitions.len() {
+            e.who.clone(),
+            e.what.clone(),
+            or_dash(e.table.clone()),
+            or_dash(e.policy_id.map(|p| p.to_string())),
+            or_dash(e.run_id.map(|r| r.to_string())),
+            e.outcome.clone(),
+            match e.partitions.len() {
                 0 => "-".into(),
-                1 => self.partitions[0].clone(),
-                n => format!("{} (+{} more)", self.partitions[0], n - 1),
+                1 => e.partitions[0].clone(),
+                n => format!("{} (+{} more)", e.partitions[0], n - 1),
             },
-            self.detail.clone(),
+            e.detail.clone(),
         ]
     }
 }
@@ -136,14 +131,16 @@ impl Catalog {
             .map(|row| HistoryEntry {
                 id: row.get(0),
                 at: row.get(1),
-                who: row.get(2),
-                what: row.get(3),
-                policy_id: row.get(4),
-                run_id: row.get(5),
-                table: row.get(6),
-                outcome: row.get(7),
-                partitions: row.get(8),
-                detail: row.get(9),
+                entry: AuditEntry {
+                    who: row.get(2),
+                    what: row.get(3),
+                    policy_id: row.get(4),
+                    run_id: row.get(5),
+                    table: row.get(6),
+                    outcome: row.get(7),
+                    partitions: row.get(8),
+                    detail: row.get(9),
+                },
             })
             .collect())
     }

@@ -134,6 +134,18 @@ impl Engine {
         &self.target
     }
 
+    /// Deletes history older than `[tables] history_days` after a run: a failure to
+    /// prune is no failure of the run, only a warning.
+    async fn prune_history(&self) {
+        if let Err(err) = self
+            .catalog
+            .prune_history(&self.client, self.history_days)
+            .await
+        {
+            eprintln!("strata: warning: the history was not pruned: {err}");
+        }
+    }
+
     /// `strata tables history`: runs, their steps and policy changes, newest first.
     pub async fn history(
         &self,
@@ -150,13 +162,7 @@ impl Engine {
         dry_run: bool,
     ) -> TablesResult<sql_job::SqlRun> {
         let run = sql_job::run_job(&self.client, &self.catalog, &self.who, job, dry_run).await?;
-        if let Err(err) = self
-            .catalog
-            .prune_history(&self.client, self.history_days)
-            .await
-        {
-            eprintln!("strata: warning: the history was not pruned: {err}");
-        }
+        self.prune_history().await;
         Ok(run)
     }
 
@@ -427,14 +433,7 @@ impl Engine {
                 },
             )
             .await?;
-        // Bounded history: a failure to prune is no failure of the run.
-        if let Err(err) = self
-            .catalog
-            .prune_history(&self.client, self.history_days)
-            .await
-        {
-            eprintln!("strata: warning: the history was not pruned: {err}");
-        }
+        self.prune_history().await;
         Ok(report)
     }
 }

@@ -198,15 +198,8 @@ impl Context {
                 drop(progress);
                 match &run {
                     Ok(report) => {
-                        let phase = match report.outcome() {
-                            "failed" => "failed",
-                            "busy" => "partial",
-                            _ => "succeeded",
-                        };
-                        let line = match report.job_result() {
-                            Ok(line) | Err(line) => line,
-                        };
-                        told.end(phase, &line);
+                        let (Ok(line) | Err(line)) = report.job_result();
+                        told.end_with_outcome(report.outcome(), &line);
                     }
                     Err(err) => told.end("failed", &crate::failure::chain(err)),
                 }
@@ -269,13 +262,8 @@ impl Context {
                 let run = engine.run_sql_job(job, dry_run).await;
                 match &run {
                     Ok(report) => {
-                        let phase = match report.outcome.as_str() {
-                            "failed" => "failed",
-                            "busy" => "partial",
-                            _ => "succeeded",
-                        };
                         let (Ok(line) | Err(line)) = report.job_result();
-                        told.end(phase, &line);
+                        told.end_with_outcome(&report.outcome, &line);
                     }
                     Err(err) => told.end("failed", &crate::failure::chain(err)),
                 }

@@ -110,6 +110,26 @@ impl Site {
         self.sql(&sql);
     }
 
+    /// `sql` in a psql session of its own, in the background: a lock holder, a late writer.
+    fn background_sql(&self, sql: &str) -> std::process::Child {
+        let mut cmd = Command::new(Path::new(PG_BIN).join("psql"));
+        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.pg.socket_dir)
+            .args([
+                "-p",
+                &self.pg.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+            ])
+            .arg(sql)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        as_postgres(&mut cmd).spawn().unwrap()
+    }
+
     /// md5 over a table's rows in a fixed order.
     fn checksum(&self, table_sql: &str, filter: &str) -> String {
         self.sql(&format!(
@@ -413,14 +433,9 @@ fn archive_then_load_returns_identical_rows_after_interrupted_and_killed_runs_an
     // Cutoff 2026-01-01, 180 days: partitions ending by 2025-07-05: January to June.
 
     // Interrupted: a reader holds February, so its drop times out after the export.
-    let mut locker = Command::new(Path::new(PG_BIN).join("psql"));
-    locker
-        .args(["-X", "-q", "-h"])
-        .arg(&site.pg.socket_dir)
-        .args(["-p", &site.pg.port.to_string(), "-U", "postgres", "-d", "postgres", "-c"])
-        .arg("BEGIN; LOCK TABLE metrics.raw_2025_02 IN ACCESS SHARE MODE; SELECT pg_sleep(6); COMMIT;")
-        .stdout(Stdio::null());
-    let mut locker = as_postgres(&mut locker).spawn().unwrap();
+    let mut locker = site.background_sql(
+        "BEGIN; LOCK TABLE metrics.raw_2025_02 IN ACCESS SHARE MODE; SELECT pg_sleep(6); COMMIT;",
+    );
     std::thread::sleep(Duration::from_millis(800));
     let out = site.strata(&[
         "tables",
@@ -450,15 +465,9 @@ fn archive_then_load_returns_identical_rows_after_interrupted_and_killed_runs_an
 
     // Killed between export and drop: a reader holds March, so the run waits for its drop
     // lock once March's archive is complete; it is SIGKILLed there. Nothing is dropped.
-    let mut locker = Command::new(Path::new(PG_BIN).join("psql"));
-    locker
-        .args(["-X", "-q", "-h"])
-        .arg(&site.pg.socket_dir)
-        .args(["-p", &site.pg.port.to_string(), "-U", "postgres", "-d", "postgres", "-c"])
-        .arg("BEGIN; LOCK TABLE metrics.raw_2025_03 IN ACCESS SHARE MODE; SELECT pg_sleep(120); COMMIT;")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let mut locker = as_postgres(&mut locker).spawn().unwrap();
+    let mut locker = site.background_sql(
+        "BEGIN; LOCK TABLE metrics.raw_2025_03 IN ACCESS SHARE MODE; SELECT pg_sleep(120); COMMIT;",
+    );
     std::thread::sleep(Duration::from_millis(800));
     let mut run = site
         .command(&["tables", "run", "--cutoff", "2026-01-01"])
@@ -489,14 +498,7 @@ fn archive_then_load_returns_identical_rows_after_interrupted_and_killed_runs_an
     // Run again while a late writer holds March with a row not yet committed: the run
     // waits for it (the export locks the partition before its snapshot), so the row is
     // archived, not dropped unseen.
-    let mut writer = Command::new(Path::new(PG_BIN).join("psql"));
-    writer
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
-        .arg(&site.pg.socket_dir)
-        .args(["-p", &site.pg.port.to_string(), "-U", "postgres", "-d", "postgres", "-c"])
-        .arg("BEGIN; INSERT INTO metrics.raw_2025_03 VALUES ('2025-03-14 12:30+00', -1, 'late writer'); SELECT pg_sleep(3); COMMIT;")
-        .stdout(Stdio::null());
-    let mut writer = as_postgres(&mut writer).spawn().unwrap();
+    let mut writer = site.background_sql("BEGIN; INSERT INTO metrics.raw_2025_03 VALUES ('2025-03-14 12:30+00', -1, 'late writer'); SELECT pg_sleep(3); COMMIT;");
     std::thread::sleep(Duration::from_millis(800));
     // Run again: everything expired is archived and dropped, nothing lost.
     site.ok(&["tables", "run", "--cutoff", "2026-01-01"]);
@@ -931,14 +933,7 @@ fn concurrent_runs_never_both_act_on_a_table() {
     ]);
 
     // Another session holds the table's lock: the run touches nothing and exits 6.
-    let mut holder = Command::new(Path::new(PG_BIN).join("psql"));
-    holder
-        .args(["-X", "-q", "-h"])
-        .arg(&site.pg.socket_dir)
-        .args(["-p", &site.pg.port.to_string(), "-U", "postgres", "-d", "postgres", "-c"])
-        .arg("SELECT pg_advisory_lock((x'53545441'::bigint << 32) | 'metrics.raw'::regclass::oid::bigint), pg_sleep(4)")
-        .stdout(Stdio::null());
-    let mut holder = as_postgres(&mut holder).spawn().unwrap();
+    let mut holder = site.background_sql("SELECT pg_advisory_lock((x'53545441'::bigint << 32) | 'metrics.raw'::regclass::oid::bigint), pg_sleep(4)");
     std::thread::sleep(Duration::from_millis(800));
     let out = site.strata(&["tables", "run", "--cutoff", "2025-10-15"]);
     assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
@@ -1925,22 +1920,9 @@ fn load_into_the_parent_recreates_the_partition_once() {
     // The COPY runs before the attach: a reader holding the default partition (which
     // ATTACH locks) keeps the load waiting at its attach with June's rows already written,
     // so the parent and its default partition were not locked for the COPY.
-    let mut reader = Command::new(Path::new(PG_BIN).join("psql"));
-    reader
-        .args(["-X", "-q", "-h"])
-        .arg(&site.pg.socket_dir)
-        .args([
-            "-p",
-            &site.pg.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-c",
-        ])
-        .arg("BEGIN; SELECT count(*) FROM metrics.raw_default; SELECT pg_sleep(5); COMMIT;")
-        .stdout(Stdio::null());
-    let mut reader = as_postgres(&mut reader).spawn().unwrap();
+    let mut reader = site.background_sql(
+        "BEGIN; SELECT count(*) FROM metrics.raw_default; SELECT pg_sleep(5); COMMIT;",
+    );
     std::thread::sleep(Duration::from_millis(800));
     let load = site
         .command(&[
@@ -2276,14 +2258,7 @@ fn an_edit_during_a_run_is_never_undone_by_it() {
 
     // An edit waits for a run of its table (which holds the table's lock), up to the lock
     // timeout, and changes nothing when the run does not end.
-    let mut holder = Command::new(Path::new(PG_BIN).join("psql"));
-    holder
-        .args(["-X", "-q", "-h"])
-        .arg(&site.pg.socket_dir)
-        .args(["-p", &site.pg.port.to_string(), "-U", "postgres", "-d", "postgres", "-c"])
-        .arg("SELECT pg_advisory_lock((x'53545441'::bigint << 32) | 'm.raw'::regclass::oid::bigint), pg_sleep(4)")
-        .stdout(Stdio::null());
-    let mut holder = as_postgres(&mut holder).spawn().unwrap();
+    let mut holder = site.background_sql("SELECT pg_advisory_lock((x'53545441'::bigint << 32) | 'm.raw'::regclass::oid::bigint), pg_sleep(4)");
     std::thread::sleep(Duration::from_millis(800));
     let out = site.strata(&[
         "tables",
@@ -2302,22 +2277,9 @@ fn an_edit_during_a_run_is_never_undone_by_it() {
     // the policy is pointed at m.hourly2 with its watermark reset meanwhile. The run must
     // neither roll up by the old policy, nor move the watermark back, nor delete rows that
     // the new rollup has not read.
-    let mut reader = Command::new(Path::new(PG_BIN).join("psql"));
-    reader
-        .args(["-X", "-q", "-h"])
-        .arg(&site.pg.socket_dir)
-        .args([
-            "-p",
-            &site.pg.port.to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "-c",
-        ])
-        .arg("BEGIN; LOCK TABLE m.raw IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT;")
-        .stdout(Stdio::null());
-    let mut reader = as_postgres(&mut reader).spawn().unwrap();
+    let mut reader = site.background_sql(
+        "BEGIN; LOCK TABLE m.raw IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(4); COMMIT;",
+    );
     std::thread::sleep(Duration::from_millis(800));
     let run = site
         .command(&["tables", "run", "--cutoff", "2025-01-03T00:00:00Z"])
@@ -3049,14 +3011,7 @@ fn sql_jobs_refresh_views_and_run_named_statements_now_and_on_a_schedule() {
     assert!(detail("sql refresh plain").starts_with("refreshed in"));
 
     // A run that holds the view's lock keeps the job off it (exit 6, recorded busy).
-    let mut holder = Command::new(Path::new(PG_BIN).join("psql"));
-    holder
-        .args(["-X", "-q", "-h"])
-        .arg(&site.pg.socket_dir)
-        .args(["-p", &site.pg.port.to_string(), "-U", "postgres", "-d", "postgres", "-c"])
-        .arg("SELECT pg_advisory_lock((x'53545441'::bigint << 32) | 'public.totals'::regclass::oid::bigint); SELECT pg_sleep(4);")
-        .stdout(Stdio::null());
-    let mut holder = as_postgres(&mut holder).spawn().unwrap();
+    let mut holder = site.background_sql("SELECT pg_advisory_lock((x'53545441'::bigint << 32) | 'public.totals'::regclass::oid::bigint); SELECT pg_sleep(4);");
     std::thread::sleep(Duration::from_millis(1000));
     site.expect(6, &["tables", "sql", "totals"]);
     holder.wait().unwrap();
