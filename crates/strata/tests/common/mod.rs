@@ -9,6 +9,7 @@
 // Each test binary uses a subset of these helpers and re-exports.
 #![allow(dead_code, unused_imports)]
 
+pub mod londiste;
 pub mod webhook;
 
 pub use strata_testkit::gate;

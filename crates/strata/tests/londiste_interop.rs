@@ -1,0 +1,702 @@
+//! strata and Python Londiste 3 (PyPI `londiste` 3.12) on the same cascades, both ways:
+//! nodes created by one tool replayed by the other's worker, a branch run by one tool
+//! under a leaf run by the other, pauses issued by one tool obeyed by the other's worker,
+//! and takeovers and resurrects done by one tool on a cascade the other's workers run.
+//! Every scenario ends with `strata londiste ... compare` clean and the rows equal.
+//!
+//! Workers are processes (`strata londiste NODE.ini worker` and `londiste NODE.ini
+//! worker`) with their output in files of the scratch directory, killed when the test ends
+//! however it ends; every command and every wait is bounded, and a wait that gives up shows
+//! the workers' logs. Python Londiste is `STRATA_LONDISTE_PYTHON`
+//! (`scripts/install-test-servers.sh` installs it): without it the tests skip, loudly,
+//! and fail instead under `STRATA_REQUIRE_TOOLS`.
+
+mod common;
+
+use common::londiste::*;
+use common::pgserver::*;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use strata_testkit::process::{terminate_within, KillOnDrop};
+
+/// The longest any one command may take (a guard against hanging, not a timing check).
+const COMMAND_LIMIT: Duration = Duration::from_secs(90);
+/// The longest a wait for replication may take.
+const WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Tool {
+    Python,
+    Strata,
+}
+
+impl std::fmt::Display for Tool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tool::Python => "python",
+            Tool::Strata => "strata",
+        })
+    }
+}
+
+/// A running worker process.
+struct Worker {
+    node: String,
+    tool: Tool,
+    process: KillOnDrop,
+}
+
+/// A test's site, its ticker, its worker processes (each with its output in a file) and
+/// the bounded commands it runs. Fields drop in order: the workers are killed first,
+/// then the ticker stops, then the server.
+struct Interop {
+    workers: Vec<Worker>,
+    ticker: Option<Ticker>,
+    site: Site,
+    python: PathBuf,
+    logs: Vec<PathBuf>,
+    runs: usize,
+}
+
+impl Interop {
+    /// A site with `root` and `leaf` databases, or `None` (the test skips) without
+    /// PostgreSQL 15 or Python Londiste, unless they are required.
+    fn new() -> Option<Interop> {
+        if skip_without_postgres() {
+            assert!(
+                std::env::var_os("STRATA_REQUIRE_TOOLS").is_none(),
+                "PostgreSQL 15 is required (STRATA_REQUIRE_TOOLS)"
+            );
+            return None;
+        }
+        let Some(python) = python_londiste() else {
+            eprintln!("SKIPPED: set STRATA_LONDISTE_PYTHON to Python Londiste's londiste command (pip install londiste psycopg2-binary)");
+            return None;
+        };
+        Some(Interop {
+            workers: Vec::new(),
+            ticker: None,
+            site: Site::new(),
+            python,
+            logs: Vec::new(),
+            runs: 0,
+        })
+    }
+
+    /// Root -> branch -> leaf created by strata with `t1` (200 rows) replicated on all
+    /// three (and `t2`, one row, in the root's set only, with `t2`); the root ticks fast
+    /// and a ticker runs on every database (it ticks only a root's queue, so a new root is
+    /// ticked after a takeover). Returns the ini files.
+    async fn strata_cascade(&mut self, t2: bool) -> (PathBuf, PathBuf, PathBuf) {
+        let (root, branch, leaf) = self.site.cascade_with_tables(t2);
+        for ini in [&root, &branch, &leaf] {
+            for_python(ini);
+        }
+        self.ticker = Some(Ticker::start_on(&self.site, &["root", "branch", "leaf"]).await);
+        (root, branch, leaf)
+    }
+
+    /// Runs `cmd` with its output in a file, at most [`COMMAND_LIMIT`]; expects exit
+    /// `code`; returns the output (stdout and stderr).
+    fn run(&mut self, what: String, mut cmd: Command, code: i32) -> String {
+        self.runs += 1;
+        let out = self.site.path(&format!("command-{}.out", self.runs));
+        let file = File::create(&out).unwrap();
+        cmd.current_dir(self.site.dir.path())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        let mut child = KillOnDrop(cmd.spawn().unwrap());
+        let deadline = Instant::now() + COMMAND_LIMIT;
+        let status = loop {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                drop(child);
+                panic!(
+                    "{what} did not finish within {COMMAND_LIMIT:?}:\n{}\n{}",
+                    read(&out),
+                    self.logs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let text = read(&out);
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "{what} exited with {status}, not {code}:\n{text}\n{}",
+            self.logs()
+        );
+        text
+    }
+
+    /// `londiste ARGS` (Python), which must succeed.
+    fn py(&mut self, args: &[&str]) -> String {
+        let mut cmd = Command::new(&self.python);
+        cmd.args(args);
+        self.run(format!("londiste {args:?}"), cmd, 0)
+    }
+
+    /// `strata londiste ARGS`, which must exit with `code`.
+    fn strata(&mut self, code: i32, args: &[&str]) -> String {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.arg("londiste").args(args).env_remove("STRATA_CONFIG");
+        self.run(format!("strata londiste {args:?}"), cmd, code)
+    }
+
+    /// `strata londiste NODE.ini compare` exits 0 (every table equal to the provider's).
+    fn compare(&mut self, node: &str) {
+        let ini = self.site.path(&format!("{node}.ini"));
+        self.strata(0, &[ini.to_str().unwrap(), "compare"]);
+    }
+
+    /// Starts `tool`'s worker of `node` (`NODE.ini`), its output in `NODE-TOOL-N.log`.
+    fn start(&mut self, tool: Tool, node: &str) {
+        assert!(
+            !self.workers.iter().any(|w| w.node == node),
+            "{node} has a worker"
+        );
+        let ini = self.site.path(&format!("{node}.ini"));
+        let log = self
+            .site
+            .path(&format!("{node}-{tool}-{}.log", self.logs.len()));
+        let file = File::create(&log).unwrap();
+        let mut cmd = match tool {
+            Tool::Python => Command::new(&self.python),
+            Tool::Strata => {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+                cmd.arg("londiste").env_remove("STRATA_CONFIG");
+                cmd
+            }
+        };
+        cmd.arg(&ini)
+            .arg("worker")
+            .current_dir(self.site.dir.path())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        self.logs.push(log);
+        self.workers.push(Worker {
+            node: node.to_string(),
+            tool,
+            process: KillOnDrop(cmd.spawn().unwrap()),
+        });
+    }
+
+    /// Stops the worker of `node` with SIGTERM (as an operator would).
+    fn stop(&mut self, node: &str) {
+        let at = self
+            .workers
+            .iter()
+            .position(|w| w.node == node)
+            .unwrap_or_else(|| panic!("{node} has no worker"));
+        let mut worker = self.workers.remove(at);
+        terminate_within(&mut worker.process, Duration::from_secs(30));
+    }
+
+    fn stop_all(&mut self) {
+        let nodes: Vec<String> = self.workers.iter().map(|w| w.node.clone()).collect();
+        for node in nodes {
+            self.stop(&node);
+        }
+    }
+
+    /// The last lines of every worker's log (the running and the stopped).
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for log in &self.logs {
+            let all = read(log);
+            let lines: Vec<&str> = all.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(25)..];
+            let _ = write!(
+                text,
+                "--- {} (last {} lines) ---\n{}\n",
+                log.file_name().unwrap().to_string_lossy(),
+                tail.len(),
+                tail.join("\n")
+            );
+        }
+        text
+    }
+
+    /// Polls `check` every 100 ms until it holds; fails with `what` and the workers' logs
+    /// after `limit`, or at once when a worker exits by itself.
+    async fn wait(&mut self, what: &str, limit: Duration, mut check: impl FnMut(&Site) -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if check(&self.site) {
+                return;
+            }
+            for w in &mut self.workers {
+                if let Some(status) = w.process.0.try_wait().unwrap() {
+                    let (node, tool) = (w.node.clone(), w.tool);
+                    panic!(
+                        "waiting for {what}: the {tool} worker of {node} exited ({status})\n{}",
+                        self.logs()
+                    );
+                }
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "gave up waiting for {what} after {limit:?}\n{}",
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until every table of `tables` on every node of `nodes` holds `origin`'s rows.
+    async fn wait_equal(&mut self, what: &str, origin: &str, nodes: &[&str], tables: &[&str]) {
+        let (nodes, tables) = (nodes.to_vec(), tables.to_vec());
+        self.wait(what, WAIT_LIMIT, |site| {
+            tables.iter().all(|t| {
+                let want = site.checksum(origin, t);
+                nodes.iter().all(|n| site.checksum(n, t) == want)
+            })
+        })
+        .await;
+    }
+
+    /// Waits until `table` is `ok` on `node`.
+    async fn wait_ok(&mut self, node: &str, table: &str) {
+        let what = format!("{table} ok on {node}");
+        self.wait(&what, WAIT_LIMIT, |site| site.state(node, table) == "ok")
+            .await;
+    }
+
+    /// The node's type and provider, `type provider` (`root -`).
+    fn node(&self, db: &str) -> String {
+        self.site.pg.psql(
+            db,
+            &format!("select node_type || ' ' || case when node_type = 'root' then '-' else provider_node end from pgq_node.get_node_info('{QUEUE}')"),
+        )
+    }
+
+    /// The worker's `paused` and `uptodate` flags, `true true` when paused and acknowledged.
+    fn flags(&self, node: &str) -> String {
+        self.site.pg.psql(
+            node,
+            &format!("select paused || ' ' || uptodate from pgq_node.local_state where queue_name = '{QUEUE}' and consumer_name = '{node}_worker'"),
+        )
+    }
+
+    fn has_row(&self, node: &str, id: i64) -> bool {
+        self.site
+            .count(node, &format!("select count(*) from t1 where id = {id}"))
+            == 1
+    }
+}
+
+/// PyPI londiste reads a `[londiste]` section (strata reads it too); a Python worker
+/// that lost its database retries after 1 s, not 20.
+fn for_python(ini: &Path) {
+    let text = std::fs::read_to_string(ini)
+        .unwrap()
+        .replace("[londiste3]", "[londiste]")
+        + "exception_sleep = 1\n";
+    std::fs::write(ini, text).unwrap();
+}
+
+/// A resurrect's dump (a JSON list of events, absent when none was lost) holds no row
+/// event: every row reached the new root before the old one died.
+fn assert_no_lost_rows(dump: &Path) {
+    if !dump.exists() {
+        return;
+    }
+    let events: Vec<serde_json::Value> = serde_json::from_str(&read(dump)).unwrap();
+    for event in &events {
+        let kind = event["ev_type"].as_str().unwrap_or_default();
+        assert!(
+            !["I:", "U:", "D:", "R"].iter().any(|k| kind.starts_with(k)),
+            "a row event was lost: {event}"
+        );
+    }
+}
+
+fn read(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_and_strata_workers_take_over_from_each_other() {
+    let Some(mut ix) = Interop::new() else {
+        return;
+    };
+    let (root, leaf) = (ix.site.ini("root", ""), ix.site.ini("leaf", ""));
+    for ini in [&root, &leaf] {
+        for_python(ini);
+    }
+    let (root_s, leaf_s) = (path(&root), path(&leaf));
+    ix.site.pg.psql("root", TABLE_SQL);
+    ix.site.pg.psql("leaf", TABLE_SQL);
+    ix.site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'r' || g from generate_series(1, 1000) g",
+    );
+    // Python sets the nodes up and copies.
+    let (root_dsn, leaf_dsn) = (ix.site.dsn("root"), ix.site.dsn("leaf"));
+    ix.py(&[root_s, "create-root", "root", &root_dsn]);
+    ix.py(&[
+        leaf_s,
+        "create-leaf",
+        "leaf",
+        &leaf_dsn,
+        &format!("--provider={root_dsn}"),
+    ]);
+    ix.site.fast_ticks("root");
+    ix.py(&[root_s, "add-table", "t1"]);
+    ix.py(&[leaf_s, "add-table", "t1"]);
+    ix.ticker = Some(Ticker::start(&ix.site).await);
+    ix.start(Tool::Python, "leaf");
+    ix.wait_ok("leaf", "public.t1").await;
+    ix.site.pg.psql(
+        "root",
+        "update t1 set val = 'py' where id < 100; delete from t1 where id > 990",
+    );
+    ix.wait_equal("Python's replay", "root", &["leaf"], &["t1"])
+        .await;
+    ix.stop("leaf");
+    // strata reads Python's state and carries on, with writes made while no worker ran.
+    ix.site.pg.psql("root", "insert into t1 (id, val) select g, 'gap' from generate_series(2001, 2100) g; delete from t1 where id < 10");
+    let tables = ix.strata(0, &[leaf_s, "tables"]);
+    assert!(tables.contains("ok"), "{tables}");
+    ix.start(Tool::Strata, "leaf");
+    ix.site.pg.psql(
+        "root",
+        "update t1 set val = 'rust' where id between 100 and 200",
+    );
+    ix.wait_equal("strata's replay after Python", "root", &["leaf"], &["t1"])
+        .await;
+    // A table added and copied by strata.
+    ix.site.pg.psql("root", "create table t2 (id int primary key, v text); insert into t2 select g, 'x' from generate_series(1, 3000) g");
+    ix.strata(0, &[root_s, "add-table", "t2"]);
+    ix.strata(0, &[leaf_s, "add-table", "t2", "--create"]);
+    ix.wait_ok("leaf", "public.t2").await;
+    ix.stop("leaf");
+    // Python takes the node back, including the table strata copied.
+    ix.site.pg.psql("root", "truncate t1; insert into t1 (id, val) values (1, 'python again'); update t2 set v = 'py' where id < 50");
+    ix.start(Tool::Python, "leaf");
+    ix.wait_equal(
+        "Python's replay after strata",
+        "root",
+        &["leaf"],
+        &["t1", "t2"],
+    )
+    .await;
+    ix.compare("leaf");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strata_cascade_runs_under_either_tool_on_branch_and_leaf_and_each_obeys_the_others_pause(
+) {
+    let Some(mut ix) = Interop::new() else {
+        return;
+    };
+    let (_root, branch, leaf) = ix.strata_cascade(true).await;
+    let (branch_s, leaf_s) = (path(&branch), path(&leaf));
+    // Python's worker on the branch, strata's on the leaf: both copy t1.
+    ix.start(Tool::Python, "branch");
+    ix.start(Tool::Strata, "leaf");
+    ix.wait_ok("leaf", "public.t1").await;
+    ix.site.pg.psql(
+        "root",
+        "update t1 set val = 'py branch' where id < 50; delete from t1 where id > 190; insert into t1 (id, val) values (1000, E'tab\\there')",
+    );
+    ix.wait_equal(
+        "rows through Python's branch to strata's leaf",
+        "root",
+        &["branch", "leaf"],
+        &["t1"],
+    )
+    .await;
+    ix.compare("branch");
+    ix.compare("leaf");
+
+    // Python pauses strata's leaf worker: Python's `pause` returns once the worker has
+    // acknowledged (uptodate), which strata's worker does within its 250 ms poll.
+    let started = Instant::now();
+    ix.py(&[leaf_s, "pause"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "Python's pause took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(ix.flags("leaf"), "true true");
+    ix.site.pg.psql(
+        "root",
+        "insert into t1 (id, val) values (9001, 'paused leaf')",
+    );
+    ix.wait("row 9001 on the branch", WAIT_LIMIT, |site| {
+        site.count("branch", "select count(*) from t1 where id = 9001") == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !ix.has_row("leaf", 9001),
+        "a paused strata worker applied a batch\n{}",
+        ix.logs()
+    );
+    ix.py(&[leaf_s, "resume"]);
+    ix.wait(
+        "row 9001 on the leaf after Python's resume",
+        WAIT_LIMIT,
+        |site| site.count("leaf", "select count(*) from t1 where id = 9001") == 1,
+    )
+    .await;
+
+    // strata pauses Python's branch worker, which acknowledges.
+    ix.strata(0, &[branch_s, "pause"]);
+    let started = Instant::now();
+    while ix.flags("branch") != "true true" {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "Python's worker did not acknowledge strata's pause: {}\n{}",
+            ix.flags("branch"),
+            ix.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ix.site.pg.psql(
+        "root",
+        "insert into t1 (id, val) values (9002, 'paused branch')",
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !ix.has_row("branch", 9002),
+        "a paused Python worker applied a batch\n{}",
+        ix.logs()
+    );
+    ix.strata(0, &[branch_s, "resume"]);
+    ix.wait(
+        "row 9002 on the leaf after strata's resume",
+        WAIT_LIMIT,
+        |site| site.count("leaf", "select count(*) from t1 where id = 9002") == 1,
+    )
+    .await;
+    assert_eq!(ix.flags("branch"), "false true");
+
+    // The tools swap: strata's worker on the branch, Python's on the leaf, with writes
+    // made while no worker ran; strata adds t2 on both, each worker copies it.
+    ix.stop_all();
+    ix.site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'gap' from generate_series(3001, 3100) g; update t2 set val = 'gap'",
+    );
+    ix.start(Tool::Strata, "branch");
+    ix.start(Tool::Python, "leaf");
+    ix.strata(0, &[branch_s, "add-table", "t2"]);
+    ix.strata(0, &[leaf_s, "add-table", "t2"]);
+    ix.wait_ok("leaf", "public.t2").await;
+    ix.site.pg.psql(
+        "root",
+        "update t1 set val = 'strata branch' where id between 3001 and 3050; delete from t1 where id < 20; insert into t2 values (2, 'two'); truncate t1; insert into t1 (id, val) values (1, 'after truncate')",
+    );
+    ix.wait_equal(
+        "rows through strata's branch to Python's leaf",
+        "root",
+        &["branch", "leaf"],
+        &["t1", "t2"],
+    )
+    .await;
+    ix.compare("branch");
+    ix.compare("leaf");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tool_switches_the_root_over_on_a_cascade_the_other_runs() {
+    let Some(mut ix) = Interop::new() else {
+        return;
+    };
+    let (root, branch, _leaf) = ix.strata_cascade(false).await;
+    let (root_s, branch_s) = (path(&root), path(&branch));
+    for node in ["root", "branch", "leaf"] {
+        ix.start(Tool::Strata, node);
+    }
+    ix.wait_ok("leaf", "public.t1").await;
+    ix.site
+        .pg
+        .psql("root", "update t1 set val = 'before' where id < 100");
+    ix.wait_equal(
+        "rows before the switchover",
+        "root",
+        &["branch", "leaf"],
+        &["t1"],
+    )
+    .await;
+
+    // Python's takeover on strata's workers: the branch becomes root.
+    ix.py(&[branch_s, "takeover", "root"]);
+    ix.site.fast_ticks("branch");
+    assert_eq!(ix.node("branch"), "root -");
+    assert_eq!(ix.node("root"), "branch branch");
+    assert_eq!(ix.node("leaf"), "leaf branch");
+    ix.site.pg.psql(
+        "branch",
+        "insert into t1 (id, val) select g, 'new root' from generate_series(501, 600) g; delete from t1 where id < 10",
+    );
+    ix.wait_equal(
+        "the new root's rows on the old root and the leaf",
+        "branch",
+        &["root", "leaf"],
+        &["t1"],
+    )
+    .await;
+    ix.compare("root");
+    ix.compare("leaf");
+
+    // strata's takeover on Python's workers: the old root takes its role back.
+    ix.stop_all();
+    for node in ["root", "branch", "leaf"] {
+        ix.start(Tool::Python, node);
+    }
+    ix.site
+        .pg
+        .psql("branch", "update t1 set val = 'python' where id < 550");
+    ix.wait_equal(
+        "rows before strata's switchover",
+        "branch",
+        &["root", "leaf"],
+        &["t1"],
+    )
+    .await;
+    ix.strata(0, &[root_s, "takeover", "branch", "--timeout", "60"]);
+    assert_eq!(ix.node("root"), "root -");
+    assert_eq!(ix.node("branch"), "branch root");
+    assert_eq!(ix.node("leaf"), "leaf branch");
+    ix.site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'root again' from generate_series(701, 800) g; update t1 set val = 'x' where id > 590",
+    );
+    ix.wait_equal(
+        "the root's rows through Python's workers",
+        "root",
+        &["branch", "leaf"],
+        &["t1"],
+    )
+    .await;
+    ix.compare("branch");
+    ix.compare("leaf");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tool_resurrects_a_root_the_other_tool_failed_over_from() {
+    let Some(mut ix) = Interop::new() else {
+        return;
+    };
+    let (root, branch, _leaf) = ix.strata_cascade(false).await;
+    let (root_s, branch_s) = (path(&root), path(&branch));
+    for node in ["root", "branch", "leaf"] {
+        ix.start(Tool::Strata, node);
+    }
+    ix.wait_ok("leaf", "public.t1").await;
+    ix.site
+        .pg
+        .psql("root", "update t1 set val = 'before' where id < 100");
+    ix.wait_equal(
+        "rows before the failover",
+        "root",
+        &["branch", "leaf"],
+        &["t1"],
+    )
+    .await;
+
+    // The root dies; Python's takeover --dead-root on strata's workers.
+    ix.stop("root");
+    ix.site.kill("root");
+    ix.py(&[branch_s, "takeover", "root", "--dead-root"]);
+    ix.site.fast_ticks("branch");
+    assert_eq!(ix.node("branch"), "root -");
+    ix.site.pg.psql(
+        "branch",
+        "insert into t1 (id, val) select g, 'after failover' from generate_series(501, 600) g",
+    );
+    ix.wait_equal(
+        "the new root's rows on the leaf",
+        "branch",
+        &["leaf"],
+        &["t1"],
+    )
+    .await;
+    // The old root comes back; strata resurrects it (nothing was lost), it is resumed
+    // and Python's worker replays on it.
+    ix.site.revive("root");
+    let dump = ix.site.path("root-lost.json");
+    ix.strata(0, &[root_s, "resurrect", "--dump", path(&dump)]);
+    assert_no_lost_rows(&dump);
+    assert_eq!(ix.node("root"), "branch branch");
+    ix.start(Tool::Python, "root");
+    ix.strata(0, &[root_s, "resume"]);
+    ix.site
+        .pg
+        .psql("branch", "update t1 set val = 'resurrected' where id > 550");
+    ix.wait_equal(
+        "the new root's rows on the resurrected root",
+        "branch",
+        &["root", "leaf"],
+        &["t1"],
+    )
+    .await;
+    ix.compare("root");
+    ix.compare("leaf");
+
+    // Now the branch (the root) dies under Python's workers... strata's takeover
+    // --dead-root moves the root back, and Python resurrects the branch.
+    ix.stop("leaf");
+    ix.start(Tool::Python, "leaf");
+    ix.stop("branch");
+    ix.site.kill("branch");
+    ix.strata(
+        0,
+        &[
+            root_s,
+            "takeover",
+            "branch",
+            "--dead-root",
+            "--timeout",
+            "60",
+        ],
+    );
+    assert_eq!(ix.node("root"), "root -");
+    assert_eq!(ix.node("leaf"), "leaf root");
+    ix.site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'root again' from generate_series(701, 800) g",
+    );
+    ix.wait_equal(
+        "the root's rows on Python's leaf",
+        "root",
+        &["leaf"],
+        &["t1"],
+    )
+    .await;
+    ix.site.revive("branch");
+    ix.py(&[branch_s, "resurrect"]);
+    assert_no_lost_rows(&ix.site.path("resurrect-lost-events.json"));
+    assert_eq!(ix.node("branch"), "branch root");
+    // Python's `resume` waits for the worker's acknowledgement: strata's worker runs it.
+    ix.start(Tool::Strata, "branch");
+    ix.py(&[branch_s, "resume"]);
+    ix.site.pg.psql(
+        "root",
+        "update t1 set val = 'python resurrected' where id > 750",
+    );
+    ix.wait_equal(
+        "the root's rows on the branch Python resurrected",
+        "root",
+        &["branch", "leaf"],
+        &["t1"],
+    )
+    .await;
+    ix.compare("branch");
+    ix.compare("leaf");
+}
