@@ -662,7 +662,7 @@ mod tests {
             ("[server]\ntls_cert = \"c.pem\"", "go together"),
             ("[retention]\ntimezone = \"Moon/Base\"", "IANA"),
             ("[[schedules]]\njob = \"backup\"\ncron = \"99 * * * *\"", "cron"),
-            ("[[schedules]]\njob = \"dance\"\ncron = \"0 * * * *\"", "backup, cleanup, verify, drill or tables"),
+            ("[[schedules]]\njob = \"dance\"\ncron = \"0 * * * *\"", "backup, cleanup, verify, drill, tables or sql"),
             ("[[schedules]]\njob = \"backup\"\ncron = \"0 * * * *\"\n[[schedules]]\njob = \"backup\"\ncron = \"5 * * * *\"", "distinct"),
             ("[retention]\nkeep_within = \"3 days\"", "keep_within"),
             ("[pgq]\nticker_period = 1", "unknown field `pgq`"),
