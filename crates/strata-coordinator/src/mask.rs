@@ -66,6 +66,10 @@ pub fn masked_config(config: &Config) -> Config {
             *url = mask_url(url);
         }
     }
+    // A Patroni REST API may carry a user and password.
+    if !shown.postgres.patroni.is_empty() {
+        shown.postgres.patroni = mask_url(&shown.postgres.patroni);
+    }
     for node in &mut shown.nodes {
         if let Some(conninfo) = node
             .postgres
@@ -209,6 +213,8 @@ mod tests {
             elasticsearch = "https://elastic:espw@es:9200/proxy/SECRET"
             operate = "http://operate:9600"
             snapshot_repository = "camunda"
+            [postgres]
+            patroni = "http://patroni:ppw@m1:8008/"
             [[hooks]]
             pause = "POST https://engine/pause/SECRET"
             resume = "POST https://engine/resume/SECRET"
@@ -219,11 +225,12 @@ mod tests {
         )
         .unwrap();
         let shown = toml::to_string(&masked_config(&config)).unwrap();
-        for secret in ["pw@", "token=", "SECRET", "/backups", "zpw", "espw"] {
+        for secret in ["pw@", "token=", "SECRET", "/backups", "zpw", "espw", "ppw"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
         assert!(shown.contains("POST https://engine:8443/***"), "{shown}");
         assert!(shown.contains("zeebe = \"http://zeebe:9600\""), "{shown}");
+        assert!(shown.contains("patroni = \"http://m1:8008\""), "{shown}");
         assert!(
             shown.contains("/usr/local/bin/notify"),
             "commands stay: {shown}"

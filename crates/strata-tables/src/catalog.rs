@@ -232,6 +232,10 @@ impl Catalog {
                 "ALTER TABLE {policy} ADD COLUMN IF NOT EXISTS archive_format text NOT NULL \
                  DEFAULT 'csv' CHECK (archive_format IN ('csv', 'parquet'))"
             ),
+            // `tables history` reads the newest rows and each run prunes the oldest: by
+            // time, whatever the size of the history.
+            format!("CREATE INDEX IF NOT EXISTS audit_at ON {audit} (at)"),
+            format!("CREATE INDEX IF NOT EXISTS run_started_at ON {run} (started_at)"),
         ]
     }
 

@@ -252,6 +252,23 @@ impl Interop {
     }
 
     /// Waits until every table of `tables` on every node of `nodes` holds `origin`'s rows.
+    /// A strata cascade (root, branch, leaf, table t1) with a strata worker on each
+    /// node, t1 copied and a change replayed everywhere; returns the root's and the
+    /// branch's ini files.
+    async fn running_strata_cascade(&mut self, what: &str) -> (PathBuf, PathBuf) {
+        let (root, branch, _leaf) = self.strata_cascade(false).await;
+        for node in ["root", "branch", "leaf"] {
+            self.start(Tool::Strata, node);
+        }
+        self.wait_ok("leaf", "public.t1").await;
+        self.site
+            .pg
+            .psql("root", "update t1 set val = 'before' where id < 100");
+        self.wait_equal(what, "root", &["branch", "leaf"], &["t1"])
+            .await;
+        (root, branch)
+    }
+
     async fn wait_equal(&mut self, what: &str, origin: &str, nodes: &[&str], tables: &[&str]) {
         let (nodes, tables) = (nodes.to_vec(), tables.to_vec());
         self.wait(what, WAIT_LIMIT, |site| {
@@ -517,22 +534,10 @@ async fn each_tool_switches_the_root_over_on_a_cascade_the_other_runs() {
     let Some(mut ix) = Interop::new() else {
         return;
     };
-    let (root, branch, _leaf) = ix.strata_cascade(false).await;
+    let (root, branch) = ix
+        .running_strata_cascade("rows before the switchover")
+        .await;
     let (root_s, branch_s) = (path(&root), path(&branch));
-    for node in ["root", "branch", "leaf"] {
-        ix.start(Tool::Strata, node);
-    }
-    ix.wait_ok("leaf", "public.t1").await;
-    ix.site
-        .pg
-        .psql("root", "update t1 set val = 'before' where id < 100");
-    ix.wait_equal(
-        "rows before the switchover",
-        "root",
-        &["branch", "leaf"],
-        &["t1"],
-    )
-    .await;
 
     // Python's takeover on strata's workers: the branch becomes root.
     ix.py(&[branch_s, "takeover", "root"]);
@@ -593,22 +598,8 @@ async fn each_tool_resurrects_a_root_the_other_tool_failed_over_from() {
     let Some(mut ix) = Interop::new() else {
         return;
     };
-    let (root, branch, _leaf) = ix.strata_cascade(false).await;
+    let (root, branch) = ix.running_strata_cascade("rows before the failover").await;
     let (root_s, branch_s) = (path(&root), path(&branch));
-    for node in ["root", "branch", "leaf"] {
-        ix.start(Tool::Strata, node);
-    }
-    ix.wait_ok("leaf", "public.t1").await;
-    ix.site
-        .pg
-        .psql("root", "update t1 set val = 'before' where id < 100");
-    ix.wait_equal(
-        "rows before the failover",
-        "root",
-        &["branch", "leaf"],
-        &["t1"],
-    )
-    .await;
 
     // The root dies; Python's takeover --dead-root on strata's workers.
     ix.stop("root");

@@ -58,20 +58,28 @@ impl Member {
         let _ = as_postgres(&mut pg_ctl).output();
     }
 
-    /// `GET /<what>` of its REST API answers 200 (`leader`, `replica`, `health`).
-    fn is(&self, what: &str) -> bool {
+    /// `GET /<what>` of its REST API: the status and the body, or `None` when it does
+    /// not answer.
+    fn request(&self, what: &str) -> Option<(String, String)> {
         use std::io::{Read, Write};
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.api)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.api)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
         let request =
             format!("GET /{what} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        if stream.write_all(request.as_bytes()).is_err() {
-            return false;
-        }
-        let mut head = [0u8; 12];
-        stream.read_exact(&mut head).is_ok() && &head[9..12] == b"200"
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).ok()?;
+        let (head, body) = answer.split_once("\r\n\r\n")?;
+        let status = head.split_whitespace().nth(1)?.to_string();
+        Some((status, body.to_string()))
+    }
+
+    /// `GET /<what>` of its REST API answers 200 (`leader`, `replica`, `health`).
+    fn is(&self, what: &str) -> bool {
+        self.request(what)
+            .is_some_and(|(status, _)| status == "200")
     }
 
     fn wait_until(&mut self, what: &str) {
@@ -96,18 +104,10 @@ impl Member {
 
     /// The JSON body of `GET /<what>` of its REST API.
     fn get(&self, what: &str) -> serde_json::Value {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.api)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let request =
-            format!("GET /{what} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        let body = answer.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("GET /{what}: {e}: {answer}"))
+        let (status, body) = self
+            .request(what)
+            .unwrap_or_else(|| panic!("GET /{what}: no answer"));
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET /{what}: {status}: {e}: {body}"))
     }
 
     /// `pg_dump` of database `postgres`, its version header left out.

@@ -110,6 +110,24 @@ impl Site {
         self.sql(&sql);
     }
 
+    /// What `sql` returns once a scheduled run of the server (logging to `server.log`)
+    /// made it return anything: waited for up to a minute.
+    fn scheduled(&self, sql: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let rows = self.sql(sql);
+            if !rows.is_empty() {
+                return rows;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no scheduled run gave {sql:?}: {}",
+                std::fs::read_to_string(self.path("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// `sql` in a psql session of its own, in the background: a lock holder, a late writer.
     fn background_sql(&self, sql: &str) -> std::process::Child {
         let mut cmd = Command::new(Path::new(PG_BIN).join("psql"));
@@ -1410,21 +1428,9 @@ fn the_server_schedules_table_retention_runs() {
     let mut cmd = site.command(&[]);
     cmd.env_remove("STRATA_TABLES_DB");
     let server = common::server::Server::start(cmd, &site.path("server.log"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let runs = loop {
-        let runs = site.sql(
-            "SELECT who || ' ' || outcome FROM strata.run WHERE outcome <> 'running' ORDER BY id",
-        );
-        if !runs.is_empty() {
-            break runs;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no scheduled run: {}",
-            std::fs::read_to_string(site.path("server.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let runs = site.scheduled(
+        "SELECT who || ' ' || outcome FROM strata.run WHERE outcome <> 'running' ORDER BY id",
+    );
     drop(server);
     assert!(runs.starts_with("scheduler:retention "), "{runs}");
     // The tagged delete ran; the untagged reallocate did not run at all.
@@ -3024,18 +3030,9 @@ fn sql_jobs_refresh_views_and_run_named_statements_now_and_on_a_schedule() {
     let mut cmd = site.command(&[]);
     cmd.env_remove("STRATA_TABLES_DB");
     let server = common::server::Server::start(cmd, &site.path("server.log"));
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while site
-        .sql("SELECT count(*) FROM strata.audit WHERE who = 'scheduler:prune' AND outcome = 'done'")
-        == "0"
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no scheduled sql run: {}",
-            std::fs::read_to_string(site.path("server.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    site.scheduled(
+        "SELECT id FROM strata.audit WHERE who = 'scheduler:prune' AND outcome = 'done'",
+    );
     drop(server);
     assert_eq!(site.sql("SELECT count(*) FROM log"), "29");
     assert!(site

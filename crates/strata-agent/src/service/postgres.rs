@@ -406,15 +406,16 @@ impl Recovery {
         }
         // The restore itself succeeded: an archive that lags is a loud warning, not a
         // failure of what is already back.
-        let archived =
-            match strata_postgres::server::switch_and_archive(&pg.node, pg.wal_wait).await {
-                Ok(line) => line,
-                Err(err) => {
-                    let line = format!("WARNING: {}", error_chain(&err));
-                    eprintln!("strata: node {}: {line}", restored.node);
-                    line
-                }
-            };
+        // Bounded: a restore onto a host whose archive_command fails must not hang on it.
+        let wait = pg.wal_wait.min(Duration::from_secs(60));
+        let archived = match strata_postgres::server::switch_and_archive(&pg.node, wait).await {
+            Ok(line) => line,
+            Err(err) => {
+                let line = format!("WARNING: {}", error_chain(&err));
+                eprintln!("strata: node {}: {line}", restored.node);
+                line
+            }
+        };
         Ok(Some(format!("{outcome}; {archived}")))
     }
 }
