@@ -89,7 +89,7 @@ timed() { # NAME CMD...: wall and CPU seconds, largest resident set (MiB)
   t0=$(date +%s.%N)
   /usr/bin/time -f "%U %S %M" -o "$W/time.out" "$@" >/dev/null
   t1=$(date +%s.%N)
-  WALL[$name]=$(echo "$t1 - $t0" | bc)
+  WALL[$name]=$(printf "%.2f" "$(echo "$t1 - $t0" | bc)")
   CPU[$name]=$(awk '{print $1 + $2}' "$W/time.out")
   RSS[$name]=$(awk '{printf "%d", $3 / 1024}' "$W/time.out")
 }
