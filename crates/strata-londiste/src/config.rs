@@ -252,6 +252,17 @@ impl NodeConfig {
     pub fn copy_consumer(&self, table: &str) -> String {
         format!("{}.copy.{}", self.job_name, table)
     }
+
+    /// The pidfile of the copy process of `table`, as Python Londiste names it
+    /// (`<pidfile>.copy.<table>`): Python's copy process holds it while it copies (and
+    /// outlives its main worker), strata's copy task holds it too, so neither tool starts
+    /// a second copier under the same copy consumer.
+    pub fn copy_pidfile(&self, table: &str) -> Option<PathBuf> {
+        let pidfile = self.pidfile.as_ref()?;
+        let mut name = pidfile.as_os_str().to_owned();
+        name.push(format!(".copy.{table}"));
+        Some(PathBuf::from(name))
+    }
 }
 
 #[cfg(test)]
@@ -270,6 +281,10 @@ mod tests {
         assert_eq!(c.loop_delay, Duration::from_secs(1));
         assert_eq!((c.parallel_copies, c.apply_batch_count), (1, 200));
         assert_eq!(c.copy_consumer("public.t"), "l3_leaf.copy.public.t");
+        assert_eq!(
+            c.copy_pidfile("public.t"),
+            Some(PathBuf::from("/tmp/pid/l3_leaf.pid.copy.public.t"))
+        );
         assert_eq!(c.log_level, strata_pgq::log::Level::Info);
         assert!(!c.park_unknown_events);
     }

@@ -42,6 +42,12 @@ pub(crate) fn start(
 }
 
 /// Runs the copy task of `table` until the table is `ok` (or removed), or `stop`.
+///
+/// The task holds the copy pidfile Python Londiste uses (`<pidfile>.copy.<table>`), so a
+/// Python copy process started by hand refuses to run beside it, and one that died is
+/// taken over. A copy that starts from `in-copy` registers its copy consumer afresh on
+/// both sides: whatever an earlier copier (of either tool) left there is stale, and a
+/// consumer whose two halves disagree would stop the catch-up with a lost position.
 async fn run(
     cf: Arc<NodeConfig>,
     table: String,
@@ -53,40 +59,17 @@ async fn run(
     let provider_at = describe_db(None, &provider_location);
     let queue = cf.queue_name.clone();
     let name = cf.copy_consumer(&table);
+    let _pidfile = match cf.copy_pidfile(&table) {
+        Some(path) => Some(
+            strata_pgq::daemon::PidFile::create(&path)
+                .map_err(|e| LondisteError::State(format!("copy of {table}: {e}")))?,
+        ),
+        None => None,
+    };
     let dst = worker::open_target(&cf).await?;
     let mut consumer = worker::open_consumer(&cf, &provider_location, &name)
         .await
         .map_err(|e| e.on(&provider_at))?;
-    if node::consumer_state(&dst, &queue, &name).await?.is_none() {
-        // Provider first, then the target at the provider's position (Python's
-        // CascadedConsumer.register_consumer).
-        consumer
-            .register()
-            .await
-            .map_err(|e| LondisteError::from(e).on(&provider_at))?;
-        let last_tick: Option<i64> = consumer
-            .client()
-            .query_one(
-                "select last_tick from pgq.get_consumer_info($1, $2)",
-                &[&queue, &name],
-            )
-            .await
-            .map_err(|e| {
-                LondisteError::sql("reading the copy consumer's position", e).on(&provider_at)
-            })?
-            .get(0);
-        let provider_node = node::node_info(consumer.client(), &queue)
-            .await?
-            .node_name
-            .ok_or_else(|| LondisteError::State("the provider has no node".into()))?;
-        checked(
-            &dst,
-            &format!("registering {name} in the target"),
-            "select ret_code, ret_note from pgq_node.register_consumer($1, $2, $3, $4)",
-            &[&queue, &name, &provider_node, &last_tick],
-        )
-        .await?;
-    }
     let info = node::tables(&dst, &queue)
         .await?
         .into_iter()
@@ -94,9 +77,45 @@ async fn run(
     let Some(info) = info else {
         return unregister(&dst, &mut consumer, &queue, &name).await;
     };
+    let registered = node::consumer_state(&dst, &queue, &name).await?.is_some();
+    if info.state == TableState::InCopy {
+        let left = if registered {
+            unregister(&dst, &mut consumer, &queue, &name).await?;
+            true
+        } else {
+            consumer
+                .unregister()
+                .await
+                .map_err(|e| LondisteError::from(e).on(&provider_at))?
+        };
+        if left {
+            options.log.info(format!(
+                "copy of {table}: registering {name} afresh (an earlier copy left it)"
+            ));
+        }
+    }
+    if info.state == TableState::InCopy || !registered {
+        register(&dst, &mut consumer, &queue, &name, &provider_at).await?;
+    }
     if info.state == TableState::InCopy {
         let rows = options.metrics.copy_rows(&table);
-        let copied = copy_table(&cf, consumer.client(), &dst, &info, &crashes, &rows).await?;
+        let stop = Stop {
+            flag: &stop,
+            provider_location: &provider_location,
+        };
+        let Some(copied) =
+            copy_table(&cf, consumer.client(), &dst, &info, &crashes, &rows, stop).await?
+        else {
+            // Stopped in the middle: nothing of the copy committed. The table goes back
+            // to waiting for a copy, which is where either tool's worker starts one
+            // (Python's only starts copies of tables in that state).
+            node::set_table_state(&dst, &queue, &table, None, &TableState::Missing).await?;
+            unregister(&dst, &mut consumer, &queue, &name).await?;
+            options.log.info(format!(
+                "copy of {table}: stopped before it finished; the table waits for a new copy"
+            ));
+            return Ok(());
+        };
         rows.store(copied, Ordering::Relaxed);
         options.log.info(format!(
             "copy of {table}: {copied} rows copied, catching up"
@@ -127,12 +146,61 @@ async fn run(
         parked_table: false,
         careful: false,
         watch: None,
+        foreign_copies: HashMap::new(),
     };
-    r.run_loop().await?;
+    match r.run_loop().await {
+        Ok(_) => {}
+        Err(e) if e.is_lost_position() => {
+            // The copy consumer was used by two copiers (or moved by hand): which events
+            // the table has seen is unknown, so the table is copied again, from a
+            // consumer registered afresh.
+            node::set_table_state(&r.dst, &queue, &table, None, &TableState::InCopy).await?;
+            return Err(LondisteError::State(format!(
+                "copy of {table}: {e}; the table will be copied again"
+            )));
+        }
+        Err(e) => return Err(e),
+    }
     if *stop.borrow() {
         return Ok(());
     }
     unregister(&r.dst, &mut r.consumer, &queue, &name).await
+}
+
+/// Registers the copy consumer on the provider first, then in the target at the
+/// provider's position (Python's `CascadedConsumer.register_consumer`).
+async fn register(
+    dst: &Client,
+    consumer: &mut strata_pgq::Consumer,
+    queue: &str,
+    name: &str,
+    provider_at: &str,
+) -> Result<()> {
+    consumer
+        .register()
+        .await
+        .map_err(|e| LondisteError::from(e).on(provider_at))?;
+    let last_tick: Option<i64> = consumer
+        .client()
+        .query_one(
+            "select last_tick from pgq.get_consumer_info($1, $2)",
+            &[&queue, &name],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("reading the copy consumer's position", e).on(provider_at))?
+        .get(0);
+    let provider_node = node::node_info(consumer.client(), queue)
+        .await?
+        .node_name
+        .ok_or_else(|| LondisteError::State("the provider has no node".into()))?;
+    checked(
+        dst,
+        &format!("registering {name} in the target"),
+        "select ret_code, ret_note from pgq_node.register_consumer($1, $2, $3, $4)",
+        &[&queue, &name, &provider_node, &last_tick],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn unregister(
@@ -280,6 +348,9 @@ async fn droppable_ddl(dst: &Client, table: &str) -> Result<Vec<(String, String)
 /// The COPY itself: one target transaction (lock, drop indexes, truncate, stream the rows,
 /// rebuild, state `catching-up` with the provider snapshot), so a crash leaves the table
 /// `in-copy` and the next run starts over.
+///
+/// A stop in the middle cancels both sides' statements (a COPY can run for hours, and a
+/// lock wait forever) and rolls back: `Ok(None)`.
 async fn copy_table(
     cf: &NodeConfig,
     provider: &Client,
@@ -287,7 +358,8 @@ async fn copy_table(
     info: &TableInfo,
     crashes: &CopyCrashes,
     rows_copied: &AtomicU64,
-) -> Result<u64> {
+    stop: Stop<'_>,
+) -> Result<Option<u64>> {
     let dest = info.dest().to_string();
     let src_cols = columns(provider, &info.table_name).await?;
     let dst_cols = columns(dst, &dest).await?;
@@ -307,10 +379,11 @@ async fn copy_table(
         .map(|c| quote_ident(c))
         .collect::<Vec<_>>()
         .join(", ");
+    let pids = [backend_pid(dst).await, backend_pid(provider).await];
     dst.batch_execute("begin")
         .await
         .map_err(|e| LondisteError::sql("starting the copy transaction", e))?;
-    let result = async {
+    let copy = async {
         let qdest = names::quote_fq(&dest);
         dst.batch_execute(&format!("LOCK TABLE {qdest}"))
             .await
@@ -394,18 +467,63 @@ async fn copy_table(
         )
         .await?;
         Ok::<_, LondisteError>(rows)
-    }
-    .await;
+    };
+    futures::pin_mut!(copy);
+    let mut flag = stop.flag.clone();
+    let result = tokio::select! {
+        result = &mut copy => result,
+        // A dropped sender is no stop: then only the copy ends the wait.
+        _ = async {
+            if flag.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await
+            }
+        } => {
+            cancel([&cf.db, stop.provider_location], pids).await;
+            // The cancelled statements end the copy with their error, at once.
+            let _ = copy.await;
+            let _ = dst.batch_execute("rollback").await;
+            return Ok(None);
+        }
+    };
     match result {
         Ok(rows) => {
             dst.batch_execute("commit")
                 .await
                 .map_err(|e| LondisteError::sql("committing the copy", e))?;
-            Ok(rows)
+            Ok(Some(rows))
         }
         Err(e) => {
             let _ = dst.batch_execute("rollback").await;
             Err(e)
+        }
+    }
+}
+
+/// What stops a COPY: the worker's stop flag, and where to cancel the provider's side.
+#[derive(Clone, Copy)]
+struct Stop<'a> {
+    flag: &'a watch::Receiver<bool>,
+    provider_location: &'a str,
+}
+
+/// The server process of a connection, to cancel its statement from another one.
+async fn backend_pid(client: &Client) -> Option<i32> {
+    let row = client
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .ok()?;
+    Some(row.get(0))
+}
+
+/// Cancels the copy's statements on the target and on the provider (`pg_cancel_backend`
+/// from new connections: each side may be blocked, in a lock wait or on a full socket).
+async fn cancel(dsns: [&str; 2], pids: [Option<i32>; 2]) {
+    for (dsn, pid) in dsns.into_iter().zip(pids) {
+        let Some(pid) = pid else { continue };
+        if let Ok(client) = crate::admin::connect(dsn, "cancelling a copy").await {
+            let _ = client
+                .query_one("select pg_cancel_backend($1)", &[&pid])
+                .await;
         }
     }
 }

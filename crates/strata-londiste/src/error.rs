@@ -44,6 +44,11 @@ pub enum LondisteError {
     /// an unknown state): needs an operator.
     #[error("{0}")]
     State(String),
+    /// A consumer's position on the provider and in the target disagree (two programs
+    /// consumed under one name, or someone moved one side): a copy task recovers by
+    /// copying its table again; the main worker needs an operator.
+    #[error("{0}")]
+    LostPosition(String),
     /// An error of one database, with the node and database it came from (see
     /// [`LondisteError::on`]): `applying the batch on node leaf (db host:5432/leaf as
     /// postgres): ...`. Never a password: the database is described by host, port, name
@@ -124,11 +129,21 @@ impl LondisteError {
             LondisteError::Sql { .. }
             | LondisteError::Refused { .. }
             | LondisteError::Pgq(PgqError::Sql { .. } | PgqError::Timeout { .. })
-            | LondisteError::State(_) => LondisteError::At {
+            | LondisteError::State(_)
+            | LondisteError::LostPosition(_) => LondisteError::At {
                 at: at.to_string(),
                 source: Box::new(self),
             },
             other => other,
+        }
+    }
+
+    /// Whether a consumer lost its position (through [`LondisteError::At`] too).
+    pub fn is_lost_position(&self) -> bool {
+        match self {
+            LondisteError::LostPosition(_) => true,
+            LondisteError::At { source, .. } => source.is_lost_position(),
+            _ => false,
         }
     }
 

@@ -245,21 +245,32 @@ pub async fn takeover(
         }
     }
     let mut report = TakeoverReport::default();
-    if old_type == "root" {
-        let missing = missing_from_new_root(&cascade, old_name, old).await?;
-        if !missing.is_empty() {
-            if !allow_missing_tables {
-                return Err(LondisteError::BadInput(format!(
-                    "refusing to take over: {new_name} does not replicate these tables of the set, the new root would lack them: {} (add-table them here and wait-sync, or give --allow-missing-tables to go on without them)",
-                    missing.join(", ")
-                )));
-            }
-            report.warnings.push(format!(
-                "these tables of the set will be missing from the new root {new_name}: {}; nothing feeds them any more (their subscribers keep their rows but get no changes): add-table them on {new_name} once they are there, or remove-table them on the subscribers",
+    let (missing, role, lacking) = if old_type == "root" {
+        (
+            missing_from_new_root(&cascade, old_name, old).await?,
+            "the new root would lack them",
+            format!("the new root {new_name}"),
+        )
+    } else {
+        let moving = all || old != OldNode::Live;
+        (
+            missing_from_new_branch(&cascade, old_name, old, moving, kind == "branch").await?,
+            "the nodes that will read from it replicate them",
+            new_name.clone(),
+        )
+    };
+    if !missing.is_empty() {
+        if !allow_missing_tables {
+            return Err(LondisteError::BadInput(format!(
+                "refusing to take over: {new_name} does not replicate these tables, {role}: {} (add-table them here and wait-sync, or give --allow-missing-tables to go on without them)",
                 missing.join(", ")
-            ));
-            report.missing_tables = missing;
+            )));
         }
+        report.warnings.push(format!(
+            "these tables will be missing from {lacking}: {}; nothing feeds them any more (their subscribers keep their rows but get no changes): add-table them on {new_name} once they are there, or remove-table them on the subscribers",
+            missing.join(", ")
+        ));
+        report.missing_tables = missing;
     }
     if old != OldNode::Live {
         cascade.forget(old_name, "declared dead by takeover");
@@ -339,6 +350,55 @@ async fn missing_from_new_root(
     Ok(set
         .into_iter()
         .filter(|t| !here.contains(t.as_str()))
+        .collect())
+}
+
+/// The tables a branch takeover would leave unfed: those replicated by a node that will
+/// read from this node afterwards (the old branch itself when it is live, and its other
+/// subscribers when they move here) but not by this node. Each is named with the nodes
+/// that need it. Subscribers that do not answer are not asked (a dead branch's are
+/// asked directly, never the dead branch).
+async fn missing_from_new_branch(
+    cascade: &Cascade,
+    old_name: &str,
+    old: OldNode,
+    subscribers_move: bool,
+    this_is_a_branch: bool,
+) -> Result<Vec<String>> {
+    let queue = cascade.queue.as_str();
+    let mut readers = Vec::new();
+    if old == OldNode::Live {
+        readers.push(old_name.to_string());
+    }
+    // A leaf taking a dead branch's place sends its siblings to the branch's provider.
+    if subscribers_move && this_is_a_branch {
+        readers.extend(
+            cascade
+                .subscribers_of(old_name)
+                .into_iter()
+                .filter(|s| *s != cascade.local),
+        );
+    }
+    let here: std::collections::HashSet<String> = node::tables(cascade.local_client(), queue)
+        .await?
+        .into_iter()
+        .filter(|t| t.local)
+        .map(|t| t.table_name)
+        .collect();
+    let mut needed: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for reader in readers {
+        let Some(client) = cascade.member(&reader)?.client.as_ref() else {
+            continue;
+        };
+        for t in node::tables(client, queue).await? {
+            if t.local && !here.contains(&t.table_name) {
+                needed.entry(t.table_name).or_default().push(reader.clone());
+            }
+        }
+    }
+    Ok(needed
+        .into_iter()
+        .map(|(table, nodes)| format!("{table} (replicated by {})", nodes.join(", ")))
         .collect())
 }
 

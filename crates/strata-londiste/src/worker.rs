@@ -406,6 +406,9 @@ pub(crate) struct Replayer {
     pub(crate) careful: bool,
     /// Main role: the wake-ups of its waits (pauses, resumes, parked events).
     pub(crate) watch: Option<PauseWatch>,
+    /// Main role: tables another program's live copy process holds (their copy pidfile),
+    /// with its pid, so the wait is logged once, not before every batch.
+    pub(crate) foreign_copies: HashMap<String, i32>,
 }
 
 /// Opens the target connection the way the replay needs it: triggers and rules of the
@@ -659,6 +662,7 @@ async fn run_node(
         parked_table: false,
         careful: false,
         watch: Some(std::mem::replace(watch, PauseWatch::new(&cf))),
+        foreign_copies: HashMap::new(),
     };
     let result = r.run_loop().await;
     if let Some(w) = r.watch.take() {
@@ -855,9 +859,9 @@ impl Replayer {
             return Ok(true);
         }
         if completed != batch.prev_tick_id {
-            return Err(LondisteError::State(format!(
-                "lost position: batch {}..{} but the target has tick {completed}",
-                batch.prev_tick_id, batch.cur_tick_id
+            return Err(LondisteError::LostPosition(format!(
+                "lost position of consumer {}: batch {}..{} but the target has tick {completed}",
+                self.name, batch.prev_tick_id, batch.cur_tick_id
             )));
         }
         let tables = match self.sync_tables(batch).await? {
@@ -1016,6 +1020,9 @@ impl Replayer {
             if self.copies.contains_key(&t.table_name) {
                 continue;
             }
+            if self.copied_elsewhere(&t.table_name) {
+                continue;
+            }
             if t.state == TableState::Missing {
                 if provider_ok.is_none() {
                     let list = node::tables(self.consumer.client(), &queue).await?;
@@ -1050,6 +1057,37 @@ impl Replayer {
             self.copies.insert(t.table_name.clone(), task);
         }
         Ok(())
+    }
+
+    /// Whether another program's copy process of `table` still runs (Python Londiste's
+    /// outlives its main worker, and holds `<pidfile>.copy.<table>`): then it owns the
+    /// copy and its consumer, and this worker only answers its hand-over, as Python's
+    /// main worker does. A pidfile whose process is gone is the copy task's to take over.
+    fn copied_elsewhere(&mut self, table: &str) -> bool {
+        let holder = self
+            .cf
+            .copy_pidfile(table)
+            .and_then(|path| strata_pgq::daemon::live_holder(&path).map(|pid| (path, pid)));
+        match holder {
+            Some((path, pid)) => {
+                if self.foreign_copies.insert(table.to_string(), pid) != Some(pid) {
+                    self.options.log.warn(format!(
+                        "copy of {table}: process {pid} holds {} (another worker's copy \
+                         process): waiting for it to finish or exit",
+                        path.display()
+                    ));
+                }
+                true
+            }
+            None => {
+                if self.foreign_copies.remove(table).is_some() {
+                    self.options
+                        .log
+                        .info(format!("copy of {table}: the other copy process is gone"));
+                }
+                false
+            }
+        }
     }
 
     /// Applies the batch in one target transaction with its tick, then finishes it. When

@@ -178,6 +178,24 @@ fn refused(path: &Path, pid: Option<i32>) -> PgqError {
     ))
 }
 
+/// The live process another program (Python Londiste's copy process, say) holds the
+/// pidfile at `path` for: its pid when the file is locked or names a process that runs and
+/// is not this one; `None` when nothing holds it (a pidfile left by a process that died
+/// holds nothing: [`PidFile::create`] takes it over).
+pub fn live_holder(path: &Path) -> Option<i32> {
+    let mut file = File::open(path).ok()?;
+    let pid = read_pid(&mut file);
+    let ours = pid == Some(std::process::id() as i32);
+    let locked = !try_lock(&file).unwrap_or(true);
+    if ours {
+        return None;
+    }
+    if locked || pid.is_some_and(alive) {
+        return Some(pid.unwrap_or(0));
+    }
+    None
+}
+
 /// Fails when the pidfile at `path` is locked by a live process (or names one: pgqd and
 /// older versions do not lock it).
 fn refuse_live(path: &Path) -> Result<(), PgqError> {

@@ -2375,3 +2375,66 @@ async fn pauses_are_seen_at_once_not_after_loop_delay() {
     stop_tx.send(true).unwrap();
     task.await.unwrap().unwrap();
 }
+
+/// A branch's place goes only to a node that replicates what the nodes reading from it
+/// afterwards replicate: the live old branch, and its subscribers when they move too.
+/// Each refusal names the tables with the nodes that need them, and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_of_a_branch_refuses_a_node_lacking_tables_its_readers_replicate() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    site.database("branch2");
+    let (root, branch, leaf) = site.cascade();
+    let branch2 = site.node("branch2", "branch", "root");
+    for db in ["root", "branch", "leaf", "branch2"] {
+        site.pg.psql(db, TABLE_SQL);
+    }
+    for ini in [&root, &branch, &leaf] {
+        site.expect(0, &[ini.to_str().unwrap(), "add-table", "t1"]);
+    }
+    let b2 = branch2.to_str().unwrap();
+    let node = |db: &str| {
+        site.pg.psql(
+            db,
+            &format!("select node_type || ' ' || coalesce(provider_node, '-') from pgq_node.get_node_info('{QUEUE}')"),
+        )
+    };
+    // Live branch: it would read from branch2, which lacks t1.
+    let out = site.expect_all(2, &[b2, "takeover", "branch", "--timeout", "30"]);
+    assert!(
+        out.contains("public.t1 (replicated by branch)") && out.contains("refusing to take over"),
+        "{out}"
+    );
+    // With its subscribers: the leaf needs t1 too.
+    let out = site.expect_all(2, &[b2, "takeover", "branch", "--all", "--timeout", "30"]);
+    assert!(
+        out.contains("public.t1 (replicated by branch, leaf)"),
+        "{out}"
+    );
+    assert_eq!(
+        (node("branch"), node("leaf"), node("branch2")),
+        (
+            "branch root".into(),
+            "leaf branch".into(),
+            "branch root".into()
+        ),
+        "a refused takeover changed nothing"
+    );
+    // A dead branch: its leaf, which would move to branch2, is asked instead.
+    site.kill("branch");
+    let out = site.expect_all(
+        2,
+        &[b2, "takeover", "branch", "--dead-branch", "--timeout", "30"],
+    );
+    assert!(out.contains("public.t1 (replicated by leaf)"), "{out}");
+    let dead = site.pg.psql(
+        "root",
+        &format!(
+            "select count(*) from pgq_node.node_location where queue_name = '{QUEUE}' and dead"
+        ),
+    );
+    assert_eq!(dead, "0", "nothing was tagged dead: {out}");
+    assert_eq!(node("leaf"), "leaf branch");
+}

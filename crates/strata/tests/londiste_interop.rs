@@ -691,3 +691,225 @@ async fn each_tool_resurrects_a_root_the_other_tool_failed_over_from() {
     ix.compare("branch");
     ix.compare("leaf");
 }
+
+/// The advisory lock the hold switch waits on.
+const HOLD_KEY: i64 = 4242;
+
+impl Interop {
+    /// Root and leaf created by Python, `t1` with 1000 rows on the root and an empty `t1`
+    /// on the leaf that carries the hold switch: an ALWAYS trigger (it fires under
+    /// `session_replication_role = replica` too) that makes the insert of row 500 wait
+    /// for [`HOLD_KEY`]. Whichever tool copies, its COPY stops at row 500, mid-copy,
+    /// while the test holds the lock. Returns the leaf's ini file.
+    fn python_nodes_with_a_hold_switch(&mut self) -> PathBuf {
+        let (root, leaf) = (self.site.ini("root", ""), self.site.ini("leaf", ""));
+        for ini in [&root, &leaf] {
+            for_python(ini);
+        }
+        self.site.pg.psql("root", TABLE_SQL);
+        self.site.pg.psql("leaf", TABLE_SQL);
+        self.site.pg.psql(
+            "root",
+            "insert into t1 (id, val) select g, 'r' || g from generate_series(1, 1000) g",
+        );
+        self.site.pg.psql(
+            "leaf",
+            &format!(
+                "create function hold_switch() returns trigger language plpgsql as $$ \
+                 begin if new.id = 500 then perform pg_advisory_xact_lock({HOLD_KEY}); end if; return new; end $$; \
+                 create trigger hold_switch before insert on t1 for each row execute function hold_switch(); \
+                 alter table t1 enable always trigger hold_switch"
+            ),
+        );
+        let (root_dsn, leaf_dsn) = (self.site.dsn("root"), self.site.dsn("leaf"));
+        let (root_s, leaf_s) = (path(&root).to_string(), path(&leaf).to_string());
+        self.py(&[&root_s, "create-root", "root", &root_dsn]);
+        self.py(&[
+            &leaf_s,
+            "create-leaf",
+            "leaf",
+            &leaf_dsn,
+            &format!("--provider={root_dsn}"),
+        ]);
+        self.site.fast_ticks("root");
+        self.py(&[&root_s, "add-table", "t1"]);
+        // Both tools' copy processes log into the ini's logfile.
+        self.logs.push(self.site.path("leaf_worker.log"));
+        leaf
+    }
+
+    /// Waits until a copy is held at row 500 (a backend waits for the hold switch).
+    async fn wait_held(&mut self, what: &str) {
+        let sql = format!(
+            "select count(*) from pg_locks where locktype = 'advisory' and objid = {HOLD_KEY} and not granted"
+        );
+        self.wait(what, WAIT_LIMIT, |site| site.count("leaf", &sql) == 1)
+            .await;
+    }
+
+    /// The copy consumers registered on the root's queue.
+    fn copy_consumers(&self) -> i64 {
+        self.site.count(
+            "root",
+            &format!("select count(*) from pgq.get_consumer_info('{QUEUE}') where consumer_name like '%.copy.%'"),
+        )
+    }
+
+    /// The pid in the leaf's copy pidfile of `t1`, if the file is there.
+    fn copy_pid(&self) -> Option<i32> {
+        let text =
+            std::fs::read_to_string(self.site.path("leaf_worker.pid.copy.public.t1")).ok()?;
+        text.trim().parse().ok()
+    }
+}
+
+/// Holds the hold switch's lock on a session of the leaf until released or dropped.
+struct Hold(strata_pgclient::Client);
+
+impl Hold {
+    async fn take(site: &Site) -> Hold {
+        let client = site.client("leaf").await;
+        client
+            .execute(&format!("select pg_advisory_lock({HOLD_KEY})"), &[])
+            .await
+            .unwrap();
+        Hold(client)
+    }
+
+    async fn release(self) {
+        self.0
+            .execute(&format!("select pg_advisory_unlock({HOLD_KEY})"), &[])
+            .await
+            .unwrap();
+    }
+}
+
+/// Python's copy process outlives its main worker: strata's worker, started in its
+/// place, leaves the copy to it (it holds `<pidfile>.copy.<table>`), answers its
+/// hand-over, and the table ends `ok` with the copy consumer gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strata_lets_a_running_python_copy_finish_and_hands_it_over() {
+    let Some(mut ix) = Interop::new() else {
+        return;
+    };
+    let leaf = ix.python_nodes_with_a_hold_switch();
+    let leaf_s = path(&leaf).to_string();
+    ix.ticker = Some(Ticker::start(&ix.site).await);
+    let hold = Hold::take(&ix.site).await;
+    ix.py(&[&leaf_s, "add-table", "t1"]);
+    ix.start(Tool::Python, "leaf");
+    ix.wait_held("Python's copy held at row 500").await;
+    let python_copy = ix
+        .copy_pid()
+        .expect("Python's copy process holds its pidfile");
+    let _cleanup = strata_testkit::process::Daemon::killed(python_copy);
+    ix.stop("leaf");
+    // The copy process outlived its main worker.
+    assert_eq!(ix.copy_pid(), Some(python_copy));
+    ix.start(Tool::Strata, "leaf");
+    ix.site.pg.psql(
+        "root",
+        "update t1 set val = 'during the copy' where id < 50; insert into t1 (id, val) values (5000, 'new')",
+    );
+    let log = ix.logs.last().unwrap().clone();
+    ix.wait("strata's worker seeing Python's copy", WAIT_LIMIT, |_| {
+        read(&log).contains("waiting for it to finish or exit")
+    })
+    .await;
+    // Still exactly one copier: Python's, held.
+    ix.wait_held("only Python's copy, still held").await;
+    assert_eq!(ix.site.state("leaf", "public.t1"), "in-copy");
+    hold.release().await;
+    ix.wait_ok("leaf", "public.t1").await;
+    ix.wait_equal("the rows after Python's copy", "root", &["leaf"], &["t1"])
+        .await;
+    ix.wait("Python's copy process to exit", WAIT_LIMIT, |_| {
+        !std::path::Path::new(&format!("/proc/{python_copy}")).exists()
+    })
+    .await;
+    assert_eq!(ix.copy_consumers(), 0, "the copy consumer is unregistered");
+    ix.site
+        .pg
+        .psql("root", "update t1 set val = 'after' where id > 900");
+    ix.wait_equal(
+        "replay by strata after the copy",
+        "root",
+        &["leaf"],
+        &["t1"],
+    )
+    .await;
+    ix.compare("leaf");
+}
+
+/// A copy left half done by either tool is finished by the other. Python's copy process
+/// dies mid-copy: strata takes over its stale pidfile, registers the copy consumer
+/// afresh and copies. strata is stopped mid-copy in turn: it cancels the COPY and puts
+/// the table back to waiting for a copy, where Python's worker starts one and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_left_half_done_by_either_tool_is_finished_by_the_other() {
+    let Some(mut ix) = Interop::new() else {
+        return;
+    };
+    let leaf = ix.python_nodes_with_a_hold_switch();
+    let leaf_s = path(&leaf).to_string();
+    ix.ticker = Some(Ticker::start(&ix.site).await);
+    let hold = Hold::take(&ix.site).await;
+    ix.py(&[&leaf_s, "add-table", "t1"]);
+    ix.start(Tool::Python, "leaf");
+    ix.wait_held("Python's copy held at row 500").await;
+    let python_copy = ix
+        .copy_pid()
+        .expect("Python's copy process holds its pidfile");
+    ix.stop("leaf");
+    // Python's copy process dies; its COPY's session goes with it.
+    drop(strata_testkit::process::Daemon::killed(python_copy));
+    ix.site.pg.psql(
+        "leaf",
+        &format!("select pg_terminate_backend(pid) from pg_locks where locktype = 'advisory' and objid = {HOLD_KEY} and not granted"),
+    );
+    assert_eq!(ix.site.state("leaf", "public.t1"), "in-copy");
+    assert_eq!(
+        ix.copy_consumers(),
+        1,
+        "Python's copy consumer is left behind"
+    );
+
+    // strata copies, under a copy consumer registered afresh, and holds the pidfile.
+    ix.start(Tool::Strata, "leaf");
+    ix.wait_held("strata's copy held at row 500").await;
+    let strata_pid = ix.workers.last().unwrap().process.0.id() as i32;
+    assert_eq!(
+        ix.copy_pid(),
+        Some(strata_pid),
+        "strata took the stale pidfile over"
+    );
+    assert_eq!(ix.copy_consumers(), 1);
+    let log = ix.logs.last().unwrap().clone();
+    assert!(
+        read(&log).contains("registering leaf_worker.copy.public.t1 afresh"),
+        "{}",
+        read(&log)
+    );
+
+    // Stopped mid-copy: the COPY is cancelled, nothing is left of it.
+    ix.stop("leaf");
+    assert_eq!(ix.site.state("leaf", "public.t1"), "NULL");
+    assert_eq!(ix.copy_consumers(), 0);
+    assert_eq!(ix.copy_pid(), None);
+    assert_eq!(ix.site.count("leaf", "select count(*) from t1"), 0);
+
+    // Python's worker starts the copy again and finishes it.
+    ix.site
+        .pg
+        .psql("root", "update t1 set val = 'between' where id < 20");
+    ix.start(Tool::Python, "leaf");
+    ix.wait_held("Python's new copy held at row 500").await;
+    let second = ix.copy_pid().expect("Python's new copy process");
+    let _cleanup = strata_testkit::process::Daemon::killed(second);
+    hold.release().await;
+    ix.wait_ok("leaf", "public.t1").await;
+    ix.site.pg.psql("root", "delete from t1 where id > 990");
+    ix.wait_equal("the rows after Python's copy", "root", &["leaf"], &["t1"])
+        .await;
+    ix.compare("leaf");
+}
