@@ -52,10 +52,8 @@ impl PolicyFilter {
 
     /// Whether `policy` is one of those picked.
     pub fn matches(&self, policy: &Policy) -> bool {
-        self.table
-            .as_ref()
-            .map_or(true, |t| *t == policy.spec.table)
-            && self.policy.map_or(true, |id| id == policy.id)
+        self.table.as_ref().is_none_or(|t| *t == policy.spec.table)
+            && self.policy.is_none_or(|id| id == policy.id)
             && self.tags.matches(&policy.spec.tags)
     }
 }

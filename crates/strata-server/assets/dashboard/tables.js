@@ -188,9 +188,9 @@ function editPolicy(ui, p) {
   const body = h("div", { class: "form", "data-field": "edit-policy-form" },
     h("p", { class: "muted" }, "Policy ", h("strong", {}, String(p.id)), " on ", h("code", {}, tableOf(p)),
       ` (${p.action}). The plan of the edited policy is shown first; nothing is saved until you press Save.`),
-    field("Keep data for (90d, 12w, 1y, INF)", h("input", { name: "after", value: duration(p.after), required: true, spellcheck: "false", "data-field": "edit-after" })),
+    field("Keep data for (90d, 12w, 1y, INF)", h("input", { type: "text", name: "after", value: duration(p.after), required: true, spellcheck: "false", "data-field": "edit-after" })),
     field("Keep at least this many partitions", h("input", { name: "keep", type: "number", min: 1, value: p.keep, "data-field": "edit-keep" })),
-    field("Tags (comma-separated)", h("input", { name: "tags", value: (p.tags || []).join(", "), spellcheck: "false", "data-field": "edit-tags" })),
+    field("Tags (comma-separated)", h("input", { type: "text", name: "tags", value: (p.tags || []).join(", "), spellcheck: "false", "data-field": "edit-tags" })),
     h("label", { class: "check" }, h("input", { type: "checkbox", name: "enabled", checked: p.enabled, "data-field": "edit-enabled" }), " Enabled"));
   ui.ask({
     title: `Edit policy ${p.id}`,

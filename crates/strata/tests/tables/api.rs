@@ -54,6 +54,7 @@ impl ApiSite {
         let recent = id_of(&site, "metrics", "recent");
         let raw = id_of(&site, "metrics", "raw");
         std::fs::create_dir_all(site.path("data")).unwrap();
+        let dsn = format!("{} password={DB_PASSWORD}", site.dsn("postgres"));
         std::fs::write(
             site.path("strata.toml"),
             format!(
@@ -66,7 +67,6 @@ impl ApiSite {
                 state = site.path("state").display(),
                 cold = site.path("cold").display(),
                 data = site.path("data").display(),
-                dsn = format!("{} password={DB_PASSWORD}", site.dsn("postgres")),
             ),
         )
         .unwrap();
