@@ -305,6 +305,8 @@ pub enum ErrorCode {
     BadRequest,
     /// No or a wrong bearer token.
     Unauthorized,
+    /// The token is valid but may not do this (a `read` token asking for a change).
+    Forbidden,
     /// Another operation holds the node or the cluster.
     Busy,
     /// The caller's lease is missing or expired.
@@ -348,6 +350,7 @@ impl ApiError {
         match self.code {
             ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::TooLarge => 413,

@@ -99,7 +99,11 @@ impl Http {
         Ok(self.version().await?.offers(feature))
     }
 
-    async fn get<T: DeserializeOwned>(&self, feature: &str, path: &str) -> CoordinatorResult<T> {
+    pub(crate) async fn get<T: DeserializeOwned>(
+        &self,
+        feature: &str,
+        path: &str,
+    ) -> CoordinatorResult<T> {
         self.need(feature).await?;
         Ok(self.client.get(path).await?)
     }
@@ -112,6 +116,19 @@ impl Http {
     ) -> CoordinatorResult<T> {
         self.need(feature).await?;
         Ok(self.client.post(path, body).await?)
+    }
+
+    pub(crate) async fn patch<T: DeserializeOwned>(
+        &self,
+        feature: &str,
+        path: &str,
+        body: &(impl serde::Serialize + Sync),
+    ) -> CoordinatorResult<T> {
+        self.need(feature).await?;
+        Ok(self
+            .client
+            .call(reqwest::Method::PATCH, path, Some(body))
+            .await?)
     }
 
     /// Follows a started operation to its end and decodes its result.

@@ -54,8 +54,9 @@ mod client;
 mod events;
 mod http;
 mod in_process;
+mod tables_http;
 pub mod types;
 
-pub use client::{BackupList, BackupRequest, Cluster, Outcome, Running};
+pub use client::{BackupList, BackupRequest, Cluster, Outcome, Running, Tables};
 pub use http::Http;
 pub use in_process::{AskPassword, InProcess, Initialized};

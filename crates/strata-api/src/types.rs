@@ -1,6 +1,8 @@
 //! The request and response bodies of `/api/v1`, shared by the server's handlers, the
 //! OpenAPI document and the HTTP client, so the three cannot drift apart.
 
+pub mod tables;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use strata_coordinator::config::RetentionConfig;
@@ -36,12 +38,17 @@ pub const FEATURES: &[&str] = &[
     feature::COMPONENTS,
     feature::BACKUP_PAGES,
     feature::TABLES,
+    feature::TABLE_POLICIES,
 ];
 
 /// Features added after the release that introduced version negotiation: a server
 /// without `/api/v1/version` offers every feature but these.
-const ADDED_SINCE_NEGOTIATION: &[&str] =
-    &[feature::COMPONENTS, feature::BACKUP_PAGES, feature::TABLES];
+const ADDED_SINCE_NEGOTIATION: &[&str] = &[
+    feature::COMPONENTS,
+    feature::BACKUP_PAGES,
+    feature::TABLES,
+    feature::TABLE_POLICIES,
+];
 
 /// The names of the API's features, one per group of routes.
 pub mod feature {
@@ -88,6 +95,9 @@ pub mod feature {
     /// `POST /api/v1/backups/{name}/tables`: tables (or a database) of a PostgreSQL backup
     /// brought back into the live database (`strata restore --table`).
     pub const TABLES: &str = "tables";
+    /// `/api/v1/tables/...`: table retention policies listed, planned and edited, and
+    /// their history (`strata tables list|plan|history|edit --server`).
+    pub const TABLE_POLICIES: &str = "table-policies";
 }
 
 /// `GET /api/v1/version`: what the server speaks.

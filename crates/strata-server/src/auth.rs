@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use strata_agent::api::{ApiError, ErrorCode};
+use strata_coordinator::config::TokenRole;
 
 /// Compares without stopping at the first difference, so the time taken does not tell an
 /// attacker how much of a guess was right.
@@ -18,32 +19,45 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// The tokens an API accepts, each with the name it is known by.
+/// The tokens an API accepts, each with the name it is known by and what it may do.
 #[derive(Debug, Clone, Default)]
-pub struct Tokens(Vec<(String, String)>);
+pub struct Tokens(Vec<(String, String, TokenRole)>);
 
 impl Tokens {
-    /// One token, named `name`.
+    /// One token, named `name`, that may do everything.
     pub fn single(name: &str, token: String) -> Tokens {
-        Tokens(vec![(name.to_string(), token)])
+        Tokens(vec![(name.to_string(), token, TokenRole::Admin)])
     }
 
-    /// Adds a token named `name`.
-    pub fn with(mut self, name: &str, token: String) -> Tokens {
-        self.0.push((name.to_string(), token));
+    /// Adds a token named `name` that may do everything.
+    pub fn with(self, name: &str, token: String) -> Tokens {
+        self.with_role(name, token, TokenRole::Admin)
+    }
+
+    /// Adds a token named `name` with `role`.
+    pub fn with_role(mut self, name: &str, token: String, role: TokenRole) -> Tokens {
+        self.0.push((name.to_string(), token, role));
         self
     }
 
-    /// The name of `presented`, checking every token (no early exit on a match either).
-    fn name_of(&self, presented: &str) -> Option<&str> {
+    /// The name and role of `presented`, checking every token (no early exit on a match
+    /// either).
+    fn name_of(&self, presented: &str) -> Option<(&str, TokenRole)> {
         let mut found = None;
-        for (name, token) in &self.0 {
+        for (name, token, role) in &self.0 {
             if same(presented.as_bytes(), token.as_bytes()) && found.is_none() {
-                found = Some(name.as_str());
+                found = Some((name.as_str(), *role));
             }
         }
         found
     }
+}
+
+/// Whether a token of `role` may make a `method` request: a `read` token only reads.
+/// Decided here, for every route at once, so a route added later cannot forget it.
+fn allowed(role: TokenRole, method: &axum::http::Method) -> bool {
+    use axum::http::Method;
+    role == TokenRole::Admin || [Method::GET, Method::HEAD, Method::OPTIONS].contains(method)
 }
 
 /// Who made a request: `token:<name>`.
@@ -89,9 +103,19 @@ pub async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let why = match presented.map(|p| tokens.name_of(p)) {
-        Some(Some(name)) => {
+        Some(Some((name, role))) => {
             if let Some(conn) = request.extensions().get::<Arc<ConnState>>() {
                 conn.trusted.store(true, Ordering::Relaxed);
+            }
+            if !allowed(role, request.method()) {
+                return ApiFailure(ApiError::new(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "token {name:?} may only read (role \"read\"): {} needs a token with role \"admin\"",
+                        request.method()
+                    ),
+                ))
+                .into_response();
             }
             let caller = Caller(format!("token:{name}"));
             request.extensions_mut().insert(caller);
@@ -132,10 +156,21 @@ mod tests {
     }
 
     #[test]
+    fn a_read_token_only_reads() {
+        use axum::http::Method;
+        assert!(allowed(TokenRole::Read, &Method::GET));
+        assert!(!allowed(TokenRole::Read, &Method::PATCH));
+        assert!(!allowed(TokenRole::Read, &Method::POST));
+        assert!(allowed(TokenRole::Admin, &Method::DELETE));
+    }
+
+    #[test]
     fn each_token_has_its_name() {
         let tokens = Tokens::single("user", "u-secret".into()).with("ci", "c-secret".into());
-        assert_eq!(tokens.name_of("u-secret"), Some("user"));
-        assert_eq!(tokens.name_of("c-secret"), Some("ci"));
+        let tokens = tokens.with_role("wall", "w-secret".into(), TokenRole::Read);
+        assert_eq!(tokens.name_of("u-secret"), Some(("user", TokenRole::Admin)));
+        assert_eq!(tokens.name_of("c-secret"), Some(("ci", TokenRole::Admin)));
+        assert_eq!(tokens.name_of("w-secret"), Some(("wall", TokenRole::Read)));
         assert_eq!(tokens.name_of("c-secre"), None);
         assert_eq!(tokens.name_of(""), None);
     }

@@ -154,7 +154,7 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
                     named.name, named.env
                 ))
             })?;
-            tokens = tokens.with(&named.name, secret);
+            tokens = tokens.with_role(&named.name, secret, named.role);
         }
         let scheduler_part = start_scheduler(
             &config,
@@ -173,6 +173,7 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
             config: config.clone(),
             // Secrets masked; secret sources (`env`, `file`) are names and stay visible.
             config_view,
+            tables: tables.clone(),
         });
         roles.push(format!("coordinator of {} nodes", config.nodes.len()));
     }

@@ -117,7 +117,11 @@ impl ApiState {
 type Api = State<Arc<ApiState>>;
 
 /// The coordinator's routes behind the user tokens.
-pub fn routes(state: ApiState, tokens: Tokens) -> Router {
+pub fn routes(
+    state: ApiState,
+    tables: strata_tables::config::TablesConfig,
+    tokens: Tokens,
+) -> Router {
     let state = Arc::new(state);
     Router::new()
         .route("/api/v1/version", get(version))
@@ -151,6 +155,7 @@ pub fn routes(state: ApiState, tokens: Tokens) -> Router {
             count_writes,
         ))
         .with_state(state)
+        .merge(crate::tables_api::routes(tables))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(tokens),
             require_token,
@@ -837,10 +842,11 @@ async fn audit(State(s): Api, Params(query): Params<AuditQuery>) -> Reply<Vec<Au
 /// The OpenAPI document of this module's routes.
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    info(title = "strata coordinator API", description = "Backups, restores, verification, retention and the audit log of a strata cluster. Every call needs `Authorization: Bearer <token>`; errors are JSON `{code, message}`."),
+    info(title = "strata coordinator API", description = "Backups, restores, verification, retention and the audit log of a strata cluster, and the table retention policies of its database. Every call needs `Authorization: Bearer <token>` (a token of role `read` makes GET requests only: anything else is 403); errors are JSON `{code, message}`."),
     paths(version, status, list, show, delete, pin, unpin, files, copy, drill, restore_tables, start_backup, start_restore,
         verify, cleanup, gc, repair_index, repair_backups, wal_list, wal_verify, wal_archiver, operations, operation, events, schedules, config,
-        check, audit),
+        check, audit, crate::tables_api::policies, crate::tables_api::plan, crate::tables_api::history,
+        crate::tables_api::edit),
     components(schemas(ApiError, ErrorCode)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

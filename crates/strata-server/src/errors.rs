@@ -47,6 +47,7 @@ pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> ApiFailure {
 fn code_for(status: StatusCode) -> ErrorCode {
     match status.as_u16() {
         401 => ErrorCode::Unauthorized,
+        403 => ErrorCode::Forbidden,
         404 => ErrorCode::NotFound,
         405 => ErrorCode::MethodNotAllowed,
         409 => ErrorCode::Busy,

@@ -23,6 +23,7 @@ mod openapi;
 mod page_bodies;
 mod scheduled;
 mod serve;
+mod tables_api;
 mod timeouts;
 
 pub use auth::Tokens;
@@ -62,6 +63,9 @@ pub struct CoordinatorParts {
     /// layer composes it, since sections other crates own (`[tables]`, `[pgq]`) are not
     /// in `config`.
     pub config_view: serde_json::Value,
+    /// `[tables]`: the database `/api/v1/tables` works on (`db`; none: those routes
+    /// answer 404).
+    pub tables: strata_tables::config::TablesConfig,
 }
 
 /// The routes of a server with `parts`.
@@ -83,7 +87,7 @@ pub fn router(parts: ServerParts) -> axum::Router {
             page_bodies: Default::default(),
             writes: Default::default(),
         };
-        router = router.merge(coordinator_api::routes(state, parts.tokens));
+        router = router.merge(coordinator_api::routes(state, parts.tables, parts.tokens));
         router = router.merge(openapi::routes());
         router = router.merge(dashboard::routes());
     }

@@ -140,7 +140,7 @@ impl PolicyEdit {
 }
 
 /// One audit row: who did what, when, how it went, to which partitions.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct AuditEntry {
     pub who: String,
     pub what: String,

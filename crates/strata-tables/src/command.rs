@@ -62,6 +62,9 @@ pub enum TablesCommand {
     /// (all of them, replaced) need --reset-watermark once it has rolled anything up.
     Edit {
         id: i64,
+        /// Show the edited policy and the plan it would make; save nothing.
+        #[cfg_attr(feature = "cli", arg(long))]
+        dry_run: bool,
         // Boxed, as in `add`.
         #[cfg_attr(feature = "cli", command(flatten))]
         edit: Box<PolicyEditArgs>,
@@ -249,6 +252,9 @@ impl CrateArgs {
     }
 }
 
+/// The most history rows one answer holds: a page, not the whole audit table at once.
+pub const MAX_HISTORY: i64 = 10_000;
+
 impl TablesCommand {
     /// The filter of `history`'s options; bad input is a usage error.
     pub fn history_filter(
@@ -264,10 +270,10 @@ impl TablesCommand {
                 .transpose()
         };
         let table = table.map(|t| crate::TableName::parse(&t)).transpose()?;
-        if limit < 1 {
-            return Err(crate::TablesError::Unsupported(
-                "--limit must be at least 1".into(),
-            ));
+        if !(1..=MAX_HISTORY).contains(&limit) {
+            return Err(crate::TablesError::Unsupported(format!(
+                "--limit must be 1 to {MAX_HISTORY}"
+            )));
         }
         Ok(crate::history::HistoryFilter {
             table,

@@ -41,7 +41,7 @@ impl Default for HistoryFilter {
 /// One row of the history: a run, one of its steps, or a policy change. `what` is `run`,
 /// `run (dry-run)`, `run delete`, `run archive`, ..., `policy add`, `policy edit`,
 /// `policy remove`, `sql refresh NAME`, `sql statement NAME`, `load` or `setup`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct HistoryEntry {
     pub id: i64,
     /// RFC 3339, UTC.

@@ -22,6 +22,7 @@ pub mod duration;
 mod error;
 pub mod history;
 pub mod name;
+pub mod outlook;
 pub mod plan;
 pub mod policy;
 pub mod policy_args;
@@ -37,6 +38,7 @@ pub use chrono;
 pub use duration::Retention;
 pub use error::{TablesError, TablesResult};
 pub use name::TableName;
+pub use outlook::{EditOutcome, PolicyFilter, TableOutlook};
 pub use policy::{Action, ArchiveFormat, Policy, PolicySpec, TagFilter};
 pub use policy_args::{ActionArgs, PolicyArgs, PolicyEditArgs, RollupArgs, TtlArgs, TtlOptions};
 pub use run::{named_storages, RunReport, TableOutcome};
@@ -65,7 +67,7 @@ pub struct Engine {
 }
 
 /// The plan of one table, or why it cannot be planned.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PlannedTable {
     pub table: String,
     pub plan: Option<TablePlan>,

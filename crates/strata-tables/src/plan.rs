@@ -28,10 +28,10 @@ use crate::bound::Upper;
 use crate::discover::{is_time_type, Partition, TableShape};
 use crate::policy::{Action, Policy};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a step does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StepKind {
     /// Detach and drop a partition.
@@ -69,7 +69,7 @@ impl Step {
 }
 
 /// One thing a run does.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Step {
     pub policy_id: i64,
     pub action: Action,
@@ -89,7 +89,7 @@ pub struct Step {
 }
 
 /// A partition that expired for a policy but is left alone, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Kept {
     pub policy_id: i64,
     pub partition: String,
@@ -97,7 +97,7 @@ pub struct Kept {
 }
 
 /// The plan of one table.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TablePlan {
     pub table: String,
     pub steps: Vec<Step>,

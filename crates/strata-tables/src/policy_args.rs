@@ -259,9 +259,65 @@ impl RollupArgs {
     }
 }
 
+/// The longest option value an edit takes: a name (PostgreSQL's are at most 63 bytes,
+/// quoted schema-qualified ones a little more), a duration or an aggregate. Bounded so an
+/// edit from the API, where the caller is any program, never stores a megabyte of text.
+pub const MAX_VALUE_BYTES: usize = 256;
+/// The most tags, group-by columns or aggregates an edit takes.
+pub const MAX_LIST: usize = 64;
+
+/// Refuses a value over [`MAX_VALUE_BYTES`] or holding control characters (a newline in
+/// a tag or a tablespace name is never what was meant, and would break every listing).
+fn check_value(what: &str, value: &str) -> TablesResult<()> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(refuse(format!(
+            "{what} is {} bytes long: at most {MAX_VALUE_BYTES}",
+            value.len()
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(refuse(format!("{what} {value:?} holds control characters")));
+    }
+    Ok(())
+}
+
+fn check_list(what: &str, values: &[String]) -> TablesResult<()> {
+    if values.len() > MAX_LIST {
+        return Err(refuse(format!(
+            "{} {what}: at most {MAX_LIST}",
+            values.len()
+        )));
+    }
+    values.iter().try_for_each(|v| check_value(what, v))
+}
+
 impl PolicyEditArgs {
+    /// Every value within bounds (see [`MAX_VALUE_BYTES`], [`MAX_LIST`]).
+    fn check_bounds(&self) -> TablesResult<()> {
+        let single = [
+            ("--column", &self.column),
+            ("--after", &self.after),
+            ("--tablespace", &self.options.tablespace),
+            ("--target", &self.options.target),
+            ("--archive-schema", &self.options.archive_schema),
+            ("--format", &self.options.format),
+            ("--into", &self.rollup.into),
+            ("--bucket", &self.rollup.bucket),
+            ("--lookback", &self.rollup.lookback),
+        ];
+        for (what, value) in single {
+            if let Some(value) = value {
+                check_value(what, value)?;
+            }
+        }
+        check_list("tags", &self.tags)?;
+        check_list("--group-by columns", &self.rollup.group_by)?;
+        check_list("aggregates", &self.rollup.aggregate)
+    }
+
     /// The edit these words describe; [`crate::Engine::edit`] applies and checks it.
     pub fn edit(self) -> TablesResult<PolicyEdit> {
+        self.check_bounds()?;
         let rollup = self.rollup.edit()?;
         let after = self.after.as_deref().map(Retention::parse).transpose()?;
         let tags = if self.clear_tags {
@@ -440,6 +496,28 @@ mod tests {
         // `--group-by ''`: no grouping, not a column named "".
         assert_eq!(edit.rollup.group_by, Some(Vec::new()));
         assert!(edit.rollup.bucket_secs.is_none());
+    }
+
+    #[test]
+    fn an_edit_refuses_values_out_of_bounds() {
+        let long = PolicyEditArgs {
+            options: ActionArgs {
+                tablespace: Some("x".repeat(MAX_VALUE_BYTES + 1)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(long.edit().unwrap_err().to_string().contains("at most 256"));
+        let newline = PolicyEditArgs {
+            tags: vec!["a\nb".into()],
+            ..Default::default()
+        };
+        assert!(newline.edit().unwrap_err().is_bad_input());
+        let many = PolicyEditArgs {
+            tags: (0..=MAX_LIST).map(|i| i.to_string()).collect(),
+            ..Default::default()
+        };
+        assert!(many.edit().unwrap_err().to_string().contains("65 tags"));
     }
 
     #[test]

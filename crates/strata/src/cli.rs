@@ -18,7 +18,7 @@ const EXIT_CODES: &str =
     "Exit codes: 0 success; 1 operation failed; 2 bad usage or configuration; \
 3 backup recorded as partial or failed (some node or file missing); 4 damage found (verify) or \
 files not restored; 5 wrong or missing password; 6 another operation holds the cluster; \
-7 the server refused the token (401).";
+7 the server refused the token (401) or what it may do (403).";
 
 /// Options every command takes.
 #[derive(Debug, Args)]

@@ -302,6 +302,11 @@ impl Context {
         }
     }
 
+    /// The server of `--server` for the table retention calls, when given.
+    pub(crate) fn tables_server(&self) -> Option<&dyn strata_api::Tables> {
+        self.http.as_ref().map(|h| h as &dyn strata_api::Tables)
+    }
+
     /// Whether commands go to a server (`--server`).
     pub(crate) fn remote(&self) -> bool {
         self.http.is_some()

@@ -96,7 +96,7 @@ impl From<strata_store::StoreError> for Failure {
 pub fn exit_code(code: ErrorCode) -> u8 {
     match code {
         ErrorCode::Busy | ErrorCode::TooManyRequests => code::BUSY,
-        ErrorCode::Unauthorized => code::UNAUTHORIZED,
+        ErrorCode::Unauthorized | ErrorCode::Forbidden => code::UNAUTHORIZED,
         ErrorCode::Damaged => code::DAMAGED,
         ErrorCode::Password => code::PASSWORD,
         ErrorCode::BadRequest

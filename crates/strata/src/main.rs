@@ -41,6 +41,7 @@ mod progress;
 mod repair_commands;
 mod runtime;
 mod tables_commands;
+mod tables_remote;
 mod wal_commands;
 
 use clap::Parser;

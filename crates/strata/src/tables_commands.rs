@@ -10,10 +10,12 @@ use strata_coordinator::storage::Storage;
 use strata_coordinator::webhooks::Webhooks;
 use strata_store::DynStore;
 use strata_tables::command::{DbArgs, LoadArgs, TablesCommand};
+use strata_tables::history::HistoryEntry;
 use strata_tables::plan::{Step, TablePlan};
 use strata_tables::run::{RunObserver, StepResult};
 use strata_tables::text::{PLAN_COLUMNS, POLICY_COLUMNS};
 use strata_tables::{cutoff_or_now, Engine, PolicySpec, TableName, TableOutcome};
+use strata_tables::{EditOutcome, Policy, TableOutlook};
 use strata_tables::{TablesError, TtlArgs};
 
 impl From<TablesError> for Failure {
@@ -104,6 +106,9 @@ impl Context {
 
     /// `strata tables ...`.
     pub(crate) async fn tables(&self, db: DbArgs, command: TablesCommand) -> CommandResult {
+        if let Some(server) = self.tables_server() {
+            return self.tables_through(server, command).await;
+        }
         if let TablesCommand::Archives { from } = command {
             return self.archives(from).await;
         }
@@ -130,23 +135,20 @@ impl Context {
             }
             TablesCommand::Add { policy } => self.add_policy(&engine, &policy.spec()?).await,
             TablesCommand::List { tags } => {
-                let policies = engine.list(&tags).await?;
-                if self.global.json {
-                    print_json(&policies);
-                } else {
-                    let rows = policies.iter().map(|p| p.row()).collect();
-                    output::print_table(&POLICY_COLUMNS, rows, &[0, 7]);
-                }
+                self.print_policies(&engine.list(&tags).await?);
                 Ok(0)
             }
-            TablesCommand::Edit { id, edit } => {
+            TablesCommand::Edit {
+                id,
+                dry_run: true,
+                edit,
+            } => {
+                self.print_edit(&engine.preview_edit(id, &edit.edit()?).await?);
+                Ok(0)
+            }
+            TablesCommand::Edit { id, edit, .. } => {
                 let policy = engine.edit(id, &edit.edit()?).await?;
-                if self.global.json {
-                    print_json(&policy);
-                } else {
-                    let spec = strata_tables::catalog::describe_spec(&policy.spec);
-                    self.say(format!("policy {}: {spec}", policy.id));
-                }
+                self.print_edited(&policy);
                 Ok(0)
             }
             TablesCommand::Rm { id, tags } => {
@@ -243,13 +245,7 @@ impl Context {
             } => {
                 let filter =
                     TablesCommand::history_filter(table, policy, tag, since, until, limit)?;
-                let entries = engine.history(&filter).await?;
-                if self.global.json {
-                    print_json(&entries);
-                } else {
-                    let rows = entries.iter().map(|e| e.row()).collect();
-                    output::print_table(&strata_tables::history::HISTORY_COLUMNS, rows, &[4, 5]);
-                }
+                self.print_history(&engine.history(&filter).await?);
                 Ok(0)
             }
             TablesCommand::Sql {
@@ -299,6 +295,86 @@ impl Context {
         let text = strata_tables::catalog::describe_spec(spec);
         self.say(format!("policy {id}: {text}"));
         Ok(0)
+    }
+
+    /// Policies as a table, or JSON.
+    pub(crate) fn print_policies(&self, policies: &[Policy]) {
+        if self.global.json {
+            print_json(&policies);
+        } else {
+            let rows = policies.iter().map(|p| p.row()).collect();
+            output::print_table(&POLICY_COLUMNS, rows, &[0, 7]);
+        }
+    }
+
+    /// History rows as a table, or JSON.
+    pub(crate) fn print_history(&self, entries: &[HistoryEntry]) {
+        if self.global.json {
+            print_json(&entries);
+        } else {
+            let rows = entries.iter().map(|e| e.row()).collect();
+            output::print_table(&strata_tables::history::HISTORY_COLUMNS, rows, &[4, 5]);
+        }
+    }
+
+    /// A saved edit: the policy as it now is.
+    pub(crate) fn print_edited(&self, policy: &Policy) {
+        if self.global.json {
+            print_json(policy);
+        } else {
+            let spec = strata_tables::catalog::describe_spec(&policy.spec);
+            self.say(format!("policy {}: {spec}", policy.id));
+        }
+    }
+
+    /// An edit previewed (or saved, through a server): the edited policy and the plan of
+    /// its table with it.
+    pub(crate) fn print_edit(&self, outcome: &EditOutcome) {
+        if self.global.json {
+            print_json(outcome);
+            return;
+        }
+        let spec = strata_tables::catalog::describe_spec(&outcome.policy.spec);
+        let state = if outcome.saved {
+            ""
+        } else {
+            " (dry run: not saved)"
+        };
+        self.say(format!("policy {}{state}: {spec}", outcome.policy.id));
+        self.print_outlooks(std::slice::from_ref(&outcome.outlook));
+    }
+
+    /// Each table's plan and the partitions that expire next.
+    pub(crate) fn print_outlooks(&self, tables: &[TableOutlook]) {
+        for table in tables {
+            if let Some(error) = &table.error {
+                eprintln!("strata: error: {}: {error}", table.table);
+            }
+            if let Some(plan) = &table.plan {
+                self.print_plan(plan);
+            }
+            if !table.next.is_empty() && !self.global.quiet {
+                let rows = table
+                    .next
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.policy_id.to_string(),
+                            e.action.to_string(),
+                            e.partition.clone(),
+                            e.upper.clone(),
+                            e.at.clone(),
+                        ]
+                    })
+                    .collect();
+                println!("{}: next to expire", table.table);
+                output::print_table(
+                    &["policy", "action", "partition", "upper bound", "expires at"],
+                    rows,
+                    &[0],
+                );
+            }
+        }
     }
 
     /// A plan's problems and notes on stderr, its steps and kept partitions as a table.

@@ -1,10 +1,12 @@
 //! Property-based fuzzing of the coordinator API from its own OpenAPI document
 //! (schemathesis, from PyPI, installed by scripts/install-test-servers.sh): against a real
-//! `strata server` with real backups, generated requests must never get a 5xx, and every
+//! `strata server` with real backups (and, where PostgreSQL 15 is installed, a `[tables]
+//! db` with table retention policies), generated requests must never get a 5xx, and every
 //! response must match the documented status codes, content types and schemas.
 
 mod common;
 
+use common::pgserver::{pg_available, PgSite};
 use common::server::{http, Server};
 use common::{one_node_site, strata_with_token, succeed};
 use std::process::Command;
@@ -26,19 +28,53 @@ fn schemathesis() -> Option<String> {
     }
 }
 
+/// A PostgreSQL server with `metrics.raw`, partitioned by day around today, for the table
+/// retention routes.
+fn tables_database() -> PgSite {
+    let site = PgSite::new("strata-fuzz-tables");
+    site.pg.psql(
+        "postgres",
+        "CREATE SCHEMA metrics;
+         CREATE TABLE metrics.raw (ts timestamptz NOT NULL, v int) PARTITION BY RANGE (ts);
+         DO $$ DECLARE d date; BEGIN
+           FOR d IN SELECT generate_series(current_date - 40, current_date + 3, '1 day')::date LOOP
+             EXECUTE format('CREATE TABLE metrics.%I PARTITION OF metrics.raw FOR VALUES FROM (%L) TO (%L)',
+                            'raw_' || to_char(d, 'YYYYMMDD'), d, d + 1);
+           END LOOP; END $$;",
+    );
+    site
+}
+
 #[test]
 fn generated_requests_never_get_a_server_error_and_replies_match_the_schema() {
     let Some(schemathesis) = schemathesis() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
+    // The tables routes on a real database with policies, where PostgreSQL is installed.
+    let pg = pg_available().then(tables_database);
+    let tables = pg
+        .as_ref()
+        .map(|site| format!("[tables]\ndb = \"{}\"\n", site.dsn("postgres")))
+        .unwrap_or_default();
     let config = one_node_site(
         dir.path(),
-        "[retention]\nkeep_last = 3\n[[schedules]]\njob = \"verify\"\ncron = \"0 4 * * 0\"\n",
+        // The fuzzer tries each operation once without a token too (it must get 401):
+        // with more operations than the server lets one address fail in a minute, the
+        // rest would be 429 for everything, authenticated or not.
+        &format!(
+            "[retention]\nkeep_last = 3\n[[schedules]]\njob = \"verify\"\ncron = \"0 4 * * 0\"\n\
+             [server]\nauth_failures_per_minute = 1000\n{tables}"
+        ),
     );
     let strata = || strata_with_token(dir.path(), &config, TOKEN);
     succeed(strata().arg("init"));
     succeed(strata().arg("backup"));
+    if pg.is_some() {
+        succeed(strata().args(["tables", "setup"]));
+        succeed(strata().args(["ttl", "metrics.raw:ts", "delete", "30d", "--tag", "nightly"]));
+        succeed(strata().args(["ttl", "metrics.raw:ts", "reallocate:pg_default", "7d"]));
+    }
     succeed(strata().arg("backup"));
     let server = Server::start(strata(), &dir.path().join("server.log"));
 

@@ -64,6 +64,15 @@ struct Browser {
 }
 
 fn browser() -> Result<Browser, String> {
+    let browser = chromium()?;
+    if !Path::new("/usr/bin/etcd").exists() {
+        return Err("no /usr/bin/etcd (apt-get install etcd-server)".into());
+    }
+    Ok(browser)
+}
+
+/// node, Chromium and playwright-core (no etcd), or why the test cannot run.
+fn chromium() -> Result<Browser, String> {
     let node = Command::new("node")
         .arg("--version")
         .output()
@@ -88,9 +97,6 @@ fn browser() -> Result<Browser, String> {
             "no playwright-core in {} (run scripts/install-test-servers.sh)",
             node_modules.display()
         ));
-    }
-    if !Path::new("/usr/bin/etcd").exists() {
-        return Err("no /usr/bin/etcd (apt-get install etcd-server)".into());
     }
     Ok(Browser {
         chromium,
@@ -521,4 +527,136 @@ fn plant_pause_record(state: &std::path::Path, operation: &str, fields: serde_js
         .open(dir.join(format!("{id}.json")))
         .unwrap();
     std::io::Write::write_all(&mut file, record.to_string().as_bytes()).unwrap();
+}
+
+/// Runs `tests/dashboard/SCRIPT` with node and `env`, to its end (or [`SCRIPT_TIMEOUT`]);
+/// its stdout, or why it failed with everything it printed.
+fn run_script(browser: &Browser, script: &str, env: &[(&str, &str)]) -> Result<String, String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/dashboard")
+        .join(script);
+    let mut node = Command::new("node");
+    node.arg(&path)
+        .env("STRATA_CHROMIUM", &browser.chromium)
+        .env("STRATA_TEST_NODE_MODULES", &browser.node_modules)
+        .env("STRATA_SCREENSHOTS", output_dir())
+        .env("TZ", "UTC")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        node.env(key, value);
+    }
+    let mut node = node.spawn().unwrap();
+    let stdout = drain(node.stdout.take().unwrap());
+    let stderr = drain(node.stderr.take().unwrap());
+    let deadline = Instant::now() + SCRIPT_TIMEOUT;
+    let status = loop {
+        if let Some(status) = node.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = node.kill();
+            let _ = node.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    match status {
+        Some(status) if status.success() => Ok(stdout),
+        other => Err(format!(
+            "{script} failed ({}):\n{stdout}\n{stderr}",
+            other.map_or(format!("killed after {SCRIPT_TIMEOUT:?}"), |s| s
+                .to_string())
+        )),
+    }
+}
+
+/// The Tables page in a real browser: a real `strata server` whose `[tables] db` is a real
+/// PostgreSQL 15 with a daily-partitioned table and a 3-day delete policy. The script
+/// (`tests/dashboard/tables.mjs`) sees the policy and its plan as the API says, edits the
+/// duration (the dry-run plan first, nothing saved; then saved) and sees the change and
+/// its `policy edit` row, by the token's name, in the history.
+#[test]
+fn the_tables_page_shows_policies_and_plans_and_saves_an_edit_after_its_dry_run() {
+    use common::pgserver::{skip_without_postgres, PgSite};
+    let browser = match chromium() {
+        Ok(b) => b,
+        Err(why) if std::env::var("STRATA_REQUIRE_BROWSER").as_deref() != Ok("1") => {
+            eprintln!("SKIPPED: tables page browser test: {why} (STRATA_REQUIRE_BROWSER=1 makes this an error)");
+            return;
+        }
+        Err(why) => panic!("STRATA_REQUIRE_BROWSER=1 but {why}"),
+    };
+    if skip_without_postgres() {
+        return;
+    }
+    let site = PgSite::new("strata-dashboard-tables");
+    site.pg.psql(
+        "postgres",
+        "CREATE SCHEMA metrics;
+         CREATE TABLE metrics.recent (ts timestamptz NOT NULL, v int) PARTITION BY RANGE (ts);
+         DO $$ DECLARE d date; BEGIN
+           FOR d IN SELECT generate_series(current_date - 5, current_date + 3, '1 day')::date LOOP
+             EXECUTE format('CREATE TABLE metrics.%I PARTITION OF metrics.recent FOR VALUES FROM (%L) TO (%L)',
+                            'recent_' || to_char(d, 'YYYYMMDD'), d, d + 1);
+           END LOOP; END $$;",
+    );
+    let dir = site.path("strata");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let config = dir.join("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "default_storage = \"main\"\nstate_dir = \"{state}\"\n[storages.main]\npath = \"{repo}\"\n\
+             [repository]\nencryption = \"none\"\n[[nodes]]\nname = \"db1\"\nroots = [\"{data}\"]\n\
+             [tables]\ndb = \"{dsn}\"\n",
+            state = dir.join("state").display(),
+            repo = dir.join("repo").display(),
+            data = dir.join("data").display(),
+            dsn = site.dsn("postgres"),
+        ),
+    )
+    .unwrap();
+    let strata = || strata_with_token(&dir, &config, USER_TOKEN);
+    succeed(strata().arg("init"));
+    succeed(strata().args(["tables", "setup"]));
+    succeed(strata().args(["ttl", "metrics.recent:ts", "delete", "3d"]));
+    let policy = site
+        .pg
+        .psql("postgres", "SELECT id FROM strata.policy")
+        .trim()
+        .to_string();
+    let server = Server::start(strata(), &dir.join("server.log"));
+    let log = || std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    let out = run_script(
+        &browser,
+        "tables.mjs",
+        &[
+            ("STRATA_URL", &server.url),
+            ("STRATA_TOKEN", USER_TOKEN),
+            ("STRATA_POLICY", &policy),
+        ],
+    )
+    .unwrap_or_else(|why| panic!("{why}\nserver log:\n{}", log()));
+    println!("{out}");
+    // What the page saved is in the database, and the audit row names the token.
+    let stored = site.pg.psql(
+        "postgres",
+        &format!("SELECT after_text FROM strata.policy WHERE id = {policy}"),
+    );
+    assert_eq!(stored.trim(), "1d");
+    let audit = site.pg.psql(
+        "postgres",
+        &format!(
+            "SELECT who FROM strata.audit WHERE policy_id = {policy} AND what = 'policy edit'"
+        ),
+    );
+    assert_eq!(audit.trim(), "token:user");
+    for shot in ["tables.png", "tables-dry-run.png", "tables-saved.png"] {
+        let size = std::fs::metadata(output_dir().join(shot))
+            .map(|m| m.len())
+            .ok();
+        assert!(size.unwrap_or(0) > 10_000, "screenshot {shot}: {size:?}");
+    }
 }

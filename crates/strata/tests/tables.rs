@@ -5,6 +5,8 @@
 //! and option values, and bad input. Skipped, loudly, where PostgreSQL 15 is not
 //! installed (`scripts/test.sh` installs it).
 
+#[path = "tables/api.rs"]
+mod api;
 mod common;
 #[path = "../../strata-store/tests/servers.rs"]
 mod servers;

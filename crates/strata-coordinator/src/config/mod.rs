@@ -23,7 +23,7 @@ pub use components::{
 };
 pub use retention::{PolicyOverrides, RetentionConfig};
 pub use schedule::ScheduleConfig;
-pub use server::{NamedToken, SecretSource, ServerConfig, WebhookConfig};
+pub use server::{NamedToken, SecretSource, ServerConfig, TokenRole, WebhookConfig};
 pub use storage::{CacheConfig, RetrySettings, StorageConfig};
 
 /// The documented default configuration of this crate's sections (with `[postgres]`,

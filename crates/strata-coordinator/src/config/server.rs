@@ -111,17 +111,36 @@ fn default_webhook_backoff_ms() -> u64 {
     500
 }
 
+/// What a user token may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenRole {
+    /// Everything: read, and change (start backups, edit table policies, ...).
+    #[default]
+    Admin,
+    /// Read only: `GET` requests; anything else is refused with 403 `forbidden`. For
+    /// dashboards on a wall, monitoring scripts and people who look but do not touch.
+    Read,
+}
+
 /// An API token with a name: the name is what the audit log records as "who".
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamedToken {
     pub name: String,
+    /// `admin` (the default: everything) or `read` (`GET` requests only).
+    #[serde(default, skip_serializing_if = "is_admin")]
+    pub role: TokenRole,
     /// The environment variable holding the token.
     #[serde(default)]
     pub env: String,
     /// Or a file whose first line is the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
+}
+
+fn is_admin(role: &TokenRole) -> bool {
+    *role == TokenRole::Admin
 }
 
 impl NamedToken {

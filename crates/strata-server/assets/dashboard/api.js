@@ -73,6 +73,10 @@ export class Api {
     return (await this.request("POST", path, body ?? {})).data;
   }
 
+  async patch(path, body) {
+    return (await this.request("PATCH", path, body ?? {})).data;
+  }
+
   async delete(path) {
     return (await this.request("DELETE", path)).data;
   }

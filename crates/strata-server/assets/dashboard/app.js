@@ -6,6 +6,8 @@
 // always text. Panels whose endpoint the server lacks say "not available".
 
 import { Api, ApiError } from "./api.js";
+import { $, h, append, badge, statusBadge, STATUS_KIND, table, empty } from "./dom.js";
+import { loadTables } from "./tables.js";
 import * as fmt from "./format.js";
 import { barChart, legend } from "./chart.js";
 
@@ -41,65 +43,6 @@ const state = {
 
 // ---------------------------------------------------------------------------------------
 // DOM helpers
-
-const $ = (selector, root = document) => root.querySelector(selector);
-
-/** Creates an element: `h("td", {class: "num", "data-field": "size"}, "1.0 MiB")`. */
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs || {})) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key.startsWith("on") && typeof value === "function") {
-      el.addEventListener(key.slice(2), value);
-    } else if (key === "class") {
-      el.className = value;
-    } else if (value === true) {
-      el.setAttribute(key, "");
-    } else {
-      el.setAttribute(key, String(value));
-    }
-  }
-  append(el, children);
-  return el;
-}
-
-function append(el, children) {
-  for (const child of children.flat(Infinity)) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-}
-
-function badge(text, kind, field) {
-  return h("span", { class: `badge ${kind}`, "data-field": field }, text);
-}
-
-const STATUS_KIND = {
-  complete: "ok",
-  succeeded: "ok",
-  partial: "warn",
-  failed: "bad",
-  running: "info",
-  started: "info",
-};
-
-function statusBadge(status, field = "status") {
-  return badge(status, STATUS_KIND[status] || "neutral", field);
-}
-
-function table(headers, rows, attrs = {}) {
-  return h("div", { class: "table-wrap" },
-    h("table", attrs,
-      h("thead", {}, h("tr", {}, headers.map((c) => {
-        const [text, cls] = Array.isArray(c) ? c : [c, ""];
-        return h("th", { class: cls }, text);
-      }))),
-      h("tbody", {}, rows)));
-}
-
-function empty(text) {
-  return h("p", { class: "empty" }, text);
-}
 
 /** Replaces the body of panel `id` with `children`. */
 function fill(id, ...children) {
@@ -292,7 +235,8 @@ function ask({ title, body, confirm = "Confirm", danger = false, typeToConfirm =
         ok.focus();
       } else {
         for (const f of fields) f.disabled = false;
-        ok.textContent = label;
+        // An answer may rename the button for the next press (a preview, then "Save").
+        ok.textContent = answer.confirm || label;
         cancel.textContent = "Cancel";
       }
     };
@@ -355,7 +299,7 @@ async function signIn(token) {
 // ---------------------------------------------------------------------------------------
 // Views
 
-const VIEWS = ["overview", "backups", "components", "configuration", "activity"];
+const VIEWS = ["overview", "backups", "components", "configuration", "tables", "activity"];
 
 function route() {
   const wanted = location.hash.replace(/^#/, "") || "overview";
@@ -386,6 +330,7 @@ async function refresh() {
     else if (state.view === "backups") await loadBackups();
     else if (state.view === "components") await loadComponents();
     else if (state.view === "configuration") await loadConfiguration();
+    else if (state.view === "tables") await loadTables(tablesUi());
     else await loadActivity();
     $("#refreshed").textContent = `Updated ${fmt.dateTime(new Date()).slice(11)}`;
   } catch (error) {
@@ -1746,6 +1691,14 @@ async function loadConfiguration() {
   fill("panel-config-raw", h("details", {},
     h("summary", {}, "Show as JSON (secrets masked by the server)"),
     h("pre", { class: "json", "data-field": "config-json" }, JSON.stringify(c, null, 2))));
+}
+
+// --- Tables ------------------------------------------------------------------------------
+
+/** What the tables view (tables.js) uses of this page: the session's API and the panels,
+ * dialogs and toasts every view shares. */
+function tablesUi() {
+  return { api: state.api, settle, fill, failure, ask, toast, refresh, dateTime: fmt.dateTime };
 }
 
 // --- Activity ----------------------------------------------------------------------------

@@ -1,0 +1,221 @@
+// The Tables view: table retention policies of the server's `[tables] db`, the partitions
+// each one acts on next (the plan), the last runs and changes, and an edit that shows the
+// plan of the edited policy (a dry run) before it is saved. Everything comes from
+// `/api/v1/tables`; the engine on the server plans and saves, this page only shows.
+
+import { h, badge, statusBadge, table, empty } from "./dom.js";
+
+/** History rows the view shows. */
+const HISTORY_ROWS = 25;
+
+const UNITS = [["y", 365 * 86400], ["w", 7 * 86400], ["d", 86400], ["h", 3600], ["m", 60], ["s", 1]];
+
+/** A policy's duration as `strata tables list` writes it (`90d`, `1d12h`, `INF`) from the
+ * API's `{"After": seconds}` or `"Forever"`. */
+export function duration(after) {
+  if (!after || after === "Forever" || after.After === undefined) return "INF";
+  let left = after.After;
+  if (left === 0) return "0s";
+  let text = "";
+  for (const [unit, size] of UNITS) {
+    // Weeks only when the whole rest is weeks, as the engine writes it: `10d`, not `1w3d`.
+    if (unit === "w" && left % size !== 0) continue;
+    if (left >= size) {
+      text += `${Math.floor(left / size)}${unit}`;
+      left %= size;
+    }
+  }
+  return text;
+}
+
+/** A policy's options, in one line. */
+function options(p) {
+  const parts = [];
+  if (p.tablespace) parts.push(`to ${p.tablespace}`);
+  if (p.target) parts.push(`to ${p.target} as ${p.archive_format || "csv"}`);
+  if (p.archive_schema) parts.push(`to schema ${p.archive_schema}`);
+  if (p.rollup) parts.push(`into ${p.rollup.into}`);
+  return parts.join(", ");
+}
+
+/** The table name as the API writes it (`schema.table`). */
+const tableOf = (p) => `${p.table.schema}.${p.table.name}`;
+
+/** The first coming expiry of each policy, by id. */
+function nextByPolicy(outlooks) {
+  const next = new Map();
+  for (const t of outlooks) {
+    for (const e of t.next || []) {
+      if (!next.has(e.policy_id)) next.set(e.policy_id, e);
+    }
+  }
+  return next;
+}
+
+/** Steps due now of each policy, by id. */
+function dueByPolicy(outlooks) {
+  const due = new Map();
+  for (const t of outlooks) {
+    for (const s of (t.plan && t.plan.steps) || []) {
+      due.set(s.policy_id, (due.get(s.policy_id) || 0) + 1);
+    }
+  }
+  return due;
+}
+
+function policyRows(ui, policies, outlooks) {
+  const next = nextByPolicy(outlooks);
+  const due = dueByPolicy(outlooks);
+  return policies.map((p) => {
+    const coming = next.get(p.id);
+    return h("tr", { "data-policy-id": p.id },
+      h("td", { class: "num" }, String(p.id)),
+      h("td", {}, h("code", { "data-field": "table" }, tableOf(p)), h("span", { class: "muted small" }, ` (${p.column})`)),
+      h("td", {}, h("strong", { "data-field": "action" }, p.action), " ", h("span", { class: "muted small" }, options(p))),
+      h("td", { "data-field": "after" }, duration(p.after)),
+      h("td", { class: "num", "data-field": "keep" }, String(p.keep)),
+      h("td", { "data-field": "tags" }, (p.tags || []).map((t) => badge(t, "neutral", "tag"))),
+      h("td", {}, p.enabled ? badge("enabled", "ok", "enabled") : badge("disabled", "warn", "enabled")),
+      h("td", { "data-field": "due", class: "num" }, String(due.get(p.id) || 0)),
+      h("td", { "data-field": "next" }, coming
+        ? [h("code", {}, coming.partition), h("span", { class: "muted small" }, ` ${ui.dateTime(coming.at)}`)]
+        : "—"),
+      h("td", { class: "actions" },
+        h("button", { type: "button", class: "small", "data-action": "edit-policy", onclick: () => editPolicy(ui, p) }, "Edit…")));
+  });
+}
+
+/** One table's plan: the steps a run now would take, then what expires next. */
+function outlookBlock(ui, t) {
+  const steps = (t.plan && t.plan.steps) || [];
+  const problems = (t.plan && t.plan.problems) || [];
+  return h("div", { class: "table-outlook", "data-table": t.table },
+    h("h3", {}, h("code", {}, t.table)),
+    t.error ? h("p", { class: "error" }, t.error) : null,
+    problems.map((p) => h("p", { class: "error" }, p)),
+    steps.length
+      ? table(["Policy", "Action", "Partition", "Upper bound"], steps.map((s) =>
+        h("tr", { "data-step-policy": s.policy_id, "data-field": "step" },
+          h("td", { class: "num" }, String(s.policy_id)),
+          h("td", {}, s.action),
+          h("td", {}, h("code", {}, s.partition || "rows")),
+          h("td", { class: "muted small" }, s.bound || ""))))
+      : h("p", { class: "muted", "data-field": "nothing-due" }, "Nothing has expired: a run now would do nothing."),
+    (t.next || []).length
+      ? table(["Policy", "Action", "Partition", "Expires at"], t.next.map((e) =>
+        h("tr", { "data-next-policy": e.policy_id, "data-field": "expiry" },
+          h("td", { class: "num" }, String(e.policy_id)),
+          h("td", {}, e.action),
+          h("td", {}, h("code", {}, e.partition)),
+          h("td", { "data-field": "at" }, ui.dateTime(e.at)))))
+      : null);
+}
+
+function historyRows(ui, entries) {
+  return entries.map((e) =>
+    h("tr", { "data-history-what": e.what, "data-history-who": e.who, "data-history-policy": e.policy_id ?? "" },
+      h("td", { class: "nowrap" }, ui.dateTime(e.at)),
+      h("td", {}, e.who),
+      h("td", {}, h("strong", {}, e.what)),
+      h("td", {}, e.table ? h("code", {}, e.table) : "—"),
+      h("td", { class: "num" }, e.policy_id ?? "—"),
+      h("td", {}, statusBadge(e.outcome, "outcome")),
+      h("td", { class: "muted small" }, e.detail || "")));
+}
+
+/** Loads the view. */
+export async function loadTables(ui) {
+  const [policies, plan, history] = await Promise.all([
+    ui.settle(ui.api.get("/api/v1/tables/policies")),
+    ui.settle(ui.api.get("/api/v1/tables/plan")),
+    ui.settle(ui.api.get(`/api/v1/tables/history?limit=${HISTORY_ROWS}`)),
+  ]);
+  const outlooks = plan.ok ? plan.value : [];
+  if (policies.ok) {
+    ui.fill("panel-table-policies", policies.value.length
+      ? table([["ID", "num"], "Table", "Action", "After", ["Keep", "num"], "Tags", "State", ["Due now", "num"], "Next expiry", ""],
+        policyRows(ui, policies.value, outlooks))
+      : empty("No table retention policies (strata tables add, or strata ttl)."));
+  } else {
+    ui.fill("panel-table-policies", ui.failure(policies.error, "GET /api/v1/tables/policies"));
+  }
+  if (plan.ok) {
+    ui.fill("panel-table-plan", outlooks.length ? outlooks.map((t) => outlookBlock(ui, t)) : empty("No policies, no plan."));
+  } else {
+    ui.fill("panel-table-plan", ui.failure(plan.error, "GET /api/v1/tables/plan"));
+  }
+  if (history.ok) {
+    ui.fill("panel-table-history", history.value.length
+      ? table(["Time", "Who", "What", "Table", ["Policy", "num"], "Outcome", "Detail"], historyRows(ui, history.value))
+      : empty("No runs or changes yet."));
+  } else {
+    ui.fill("panel-table-history", ui.failure(history.error, "GET /api/v1/tables/history"));
+  }
+}
+
+/** The edit the form asks for: only what differs from the policy is sent. */
+function editBody(values, p) {
+  const body = {};
+  const after = String(values.get("after") || "").trim();
+  if (after && after !== duration(p.after)) body.after = after;
+  const keep = Number(values.get("keep"));
+  if (Number.isInteger(keep) && keep !== p.keep) body.keep = keep;
+  const tags = String(values.get("tags") || "").split(",").map((t) => t.trim()).filter(Boolean);
+  if (tags.join(",") !== (p.tags || []).join(",")) body.tags = tags;
+  const enabled = values.get("enabled") === "on";
+  if (enabled !== p.enabled) body.enabled = enabled;
+  return body;
+}
+
+function field(label, input) {
+  return h("label", { class: "field" }, label, input);
+}
+
+/** The dialog's answer to a dry run: the edited policy and its table's plan. */
+function preview(ui, outcome) {
+  const p = outcome.policy;
+  return h("div", { "data-field": "dry-run-plan" },
+    h("p", {}, "Dry run, nothing saved: policy ", h("strong", {}, String(p.id)), " would ",
+      h("strong", {}, p.action), " after ", h("strong", { "data-field": "dry-run-after" }, duration(p.after)),
+      `, keeping ${p.keep}. Press Save to apply it.`),
+    outlookBlock(ui, outcome.outlook));
+}
+
+/** Edits policy `p`: the first press shows the dry run, a press with the same values
+ * saves. Changing a value after the preview previews again. */
+function editPolicy(ui, p) {
+  let previewed = null;
+  const body = h("div", { class: "form", "data-field": "edit-policy-form" },
+    h("p", { class: "muted" }, "Policy ", h("strong", {}, String(p.id)), " on ", h("code", {}, tableOf(p)),
+      ` (${p.action}). The plan of the edited policy is shown first; nothing is saved until you press Save.`),
+    field("Keep data for (90d, 12w, 1y, INF)", h("input", { type: "text", name: "after", value: duration(p.after), required: true, spellcheck: "false", "data-field": "edit-after" })),
+    field("Keep at least this many partitions", h("input", { name: "keep", type: "number", min: 1, value: p.keep, "data-field": "edit-keep" })),
+    field("Tags (comma-separated)", h("input", { type: "text", name: "tags", value: (p.tags || []).join(", "), spellcheck: "false", "data-field": "edit-tags" })),
+    h("label", { class: "check" }, h("input", { type: "checkbox", name: "enabled", checked: p.enabled, "data-field": "edit-enabled" }), " Enabled"));
+  ui.ask({
+    title: `Edit policy ${p.id}`,
+    body,
+    confirm: "Preview",
+    working: "Asking…",
+    busy: "Planning the edited policy…",
+    validate: (values) => (String(values.get("after") || "").trim() ? null : "Give a duration."),
+    run: async (values) => {
+      const edit = editBody(values, p);
+      const key = JSON.stringify(edit);
+      const path = `/api/v1/tables/policies/${encodeURIComponent(p.id)}`;
+      if (previewed !== key) {
+        const outcome = await ui.api.patch(`${path}?dry_run=true`, edit);
+        previewed = key;
+        return { content: preview(ui, outcome), confirm: "Save" };
+      }
+      const saved = await ui.api.patch(path, edit);
+      ui.refresh();
+      return {
+        final: true,
+        content: h("p", { "data-field": "edit-saved" }, "Saved: policy ", h("strong", {}, String(saved.policy.id)),
+          ` now keeps data for ${duration(saved.policy.after)}. The change is in the history.`),
+        notice: [`Policy ${saved.policy.id} saved`, "ok"],
+      };
+    },
+  });
+}

@@ -1,0 +1,105 @@
+//! `strata tables list|plan|history|edit --server URL`: the same commands through a
+//! server's tables API (`/api/v1/tables`) instead of a database connection here. The
+//! server opens its own `[tables] db` and records edits as the token's name; the answers
+//! are the engine's own types, printed as the in-process commands print them.
+
+use crate::commands::{CommandResult, Context};
+use crate::failure::{code, Failure};
+use strata_api::types::tables::{TableHistoryQuery, TablePolicyEdit, TablePolicyQuery};
+use strata_api::Tables;
+use strata_tables::command::TablesCommand;
+use strata_tables::TagFilter;
+
+/// The one tag the API filters on; several tags (or `--any-tag`) are for the command run
+/// here.
+fn one_tag(tags: TagFilter) -> Result<Option<String>, Failure> {
+    if tags.any || tags.tags.len() > 1 {
+        return Err(Failure::new(
+            code::USAGE,
+            "with --server, give at most one --tag (and no --any-tag)",
+        ));
+    }
+    Ok(tags.tags.into_iter().next())
+}
+
+impl Context {
+    /// `strata tables ... --server URL`.
+    pub(crate) async fn tables_through(
+        &self,
+        server: &dyn Tables,
+        command: TablesCommand,
+    ) -> CommandResult {
+        match command {
+            TablesCommand::List { tags } => {
+                let query = TablePolicyQuery {
+                    tag: one_tag(tags)?,
+                    ..Default::default()
+                };
+                self.print_policies(&server.table_policies(&query).await?);
+                Ok(0)
+            }
+            TablesCommand::Plan {
+                tags,
+                cutoff,
+                crate_layout,
+            } => {
+                if cutoff.is_some() || crate_layout.dialect.is_some() {
+                    return Err(Failure::new(
+                        code::USAGE,
+                        "with --server, tables plan plans now, on the server's database: leave out --cutoff and --dialect (or --server)",
+                    ));
+                }
+                let query = TablePolicyQuery {
+                    tag: one_tag(tags)?,
+                    ..Default::default()
+                };
+                let tables = server.table_plan(&query).await?;
+                if self.global.json {
+                    crate::commands::print_json(&tables);
+                } else {
+                    self.print_outlooks(&tables);
+                }
+                if tables.is_empty() {
+                    self.say("no policy matched");
+                }
+                let failed = tables.iter().any(|t| {
+                    t.error.is_some() || t.plan.as_ref().is_some_and(|p| !p.problems.is_empty())
+                });
+                Ok(if failed { code::FAILED } else { 0 })
+            }
+            TablesCommand::History {
+                table,
+                policy,
+                tag,
+                since,
+                until,
+                limit,
+            } => {
+                let query = TableHistoryQuery {
+                    table,
+                    policy,
+                    tag,
+                    since,
+                    until,
+                    limit: Some(limit),
+                };
+                self.print_history(&server.table_history(&query).await?);
+                Ok(0)
+            }
+            TablesCommand::Edit { id, dry_run, edit } => {
+                let body = TablePolicyEdit::from_args(*edit);
+                let outcome = server.table_edit(id, &body, dry_run).await?;
+                if dry_run {
+                    self.print_edit(&outcome);
+                } else {
+                    self.print_edited(&outcome.policy);
+                }
+                Ok(0)
+            }
+            _ => Err(Failure::new(
+                code::USAGE,
+                "only tables list, plan, history and edit go through --server: run the others here, without --server",
+            )),
+        }
+    }
+}

@@ -1,0 +1,129 @@
+// Drives the dashboard's Tables page in headless Chromium against a running `strata server`
+// whose `[tables] db` holds one policy (started by crates/strata/tests/dashboard.rs, which
+// passes everything in the environment): the page lists the policy and its plan as the API
+// says, an edit shows the dry-run plan first (nothing saved), then saves, and the page
+// shows the change and its `policy edit` row in the history, by the token's name.
+//
+// STRATA_URL, STRATA_TOKEN, STRATA_CHROMIUM, STRATA_TEST_NODE_MODULES, STRATA_SCREENSHOTS,
+// STRATA_POLICY (the policy's id). Exit 0 when every check held; otherwise the first
+// failed check is printed.
+
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { mkdirSync } from "node:fs";
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set`);
+  return value;
+};
+const base = env("STRATA_URL").replace(/\/$/, "");
+const token = env("STRATA_TOKEN");
+const shots = env("STRATA_SCREENSHOTS");
+const policy = Number(env("STRATA_POLICY"));
+mkdirSync(shots, { recursive: true });
+const require = createRequire(join(env("STRATA_TEST_NODE_MODULES"), "resolve-from-here.js"));
+const { chromium } = require("playwright-core");
+const log = (...args) => console.log("[tables]", ...args);
+
+function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+}
+
+function equal(actual, expected, what) {
+  check(actual === expected, `${what}: page shows ${JSON.stringify(actual)}, API says ${JSON.stringify(expected)}`);
+}
+
+/** The API, asked directly: the truth the page is checked against. */
+async function api(path) {
+  const response = await fetch(base + path, { headers: { Authorization: `Bearer ${token}` } });
+  check(response.ok, `GET ${path}: HTTP ${response.status}`);
+  return response.json();
+}
+
+const browser = await chromium.launch({ executablePath: env("STRATA_CHROMIUM"), args: ["--no-sandbox"] });
+const problems = [];
+let exitCode = 0;
+try {
+  const context = await browser.newContext({ viewport: { width: 1440, height: 1000 }, timezoneId: "UTC" });
+  const page = await context.newPage();
+  page.setDefaultTimeout(30_000);
+  const origin = new URL(base).origin;
+  await context.route("**/*", (route) => {
+    const url = route.request().url();
+    if (new URL(url).origin === origin) return route.continue();
+    problems.push(`request to another site: ${url}`);
+    return route.abort();
+  });
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() === "error") problems.push(`console error: ${message.text()}`);
+  });
+
+  await page.goto(`${base}/ui/#tables`);
+  await page.fill("#token", token);
+  await page.click("#login-form button[type=submit]");
+  await page.locator("#login").waitFor({ state: "hidden" });
+  const row = page.locator(`#panel-table-policies tr[data-policy-id="${policy}"]`);
+  await row.waitFor();
+  log("the Tables page lists the policy");
+
+  // The policy and its plan, as the API says.
+  const [stored] = await api(`/api/v1/tables/policies?policy=${policy}`);
+  const table = `${stored.table.schema}.${stored.table.name}`;
+  equal(await row.locator("[data-field=table]").textContent(), table, "the policy's table");
+  equal(await row.locator("[data-field=action]").textContent(), stored.action, "the policy's action");
+  equal(await row.locator("[data-field=after]").textContent(), "3d", "the policy's duration");
+  const [outlook] = await api(`/api/v1/tables/plan?policy=${policy}`);
+  const steps = outlook.plan.steps.filter((s) => s.policy_id === policy);
+  check(steps.length > 0, "the test's policy has expired partitions");
+  equal(await row.locator("[data-field=due]").textContent(), String(steps.length), "steps due now");
+  const block = page.locator(`#panel-table-plan [data-table="${table}"]`);
+  equal(await block.locator("[data-field=step]").count(), outlook.plan.steps.length, "the plan's steps");
+  equal(await block.locator("[data-field=expiry]").count(), outlook.next.length, "the next expiries");
+  check(outlook.next.length > 0, "partitions expire in the coming days");
+  check((await row.locator("[data-field=next]").textContent()).includes(outlook.next[0].partition),
+    "the policy's next expiry names the partition the API says");
+  await page.screenshot({ path: join(shots, "tables.png"), fullPage: true });
+
+  // Edit: the first press shows the dry run, and nothing is saved.
+  await row.locator("[data-action=edit-policy]").click();
+  await page.locator("#confirm[open]").waitFor();
+  await page.fill("[data-field=edit-after]", "1d");
+  await page.click("#confirm-ok");
+  const preview = page.locator("[data-field=dry-run-plan]");
+  await preview.waitFor();
+  equal(await preview.locator("[data-field=dry-run-after]").textContent(), "1d", "the dry run's duration");
+  const previewSteps = await preview.locator("[data-field=step]").count();
+  check(previewSteps > outlook.plan.steps.length, `a shorter duration expires more: ${previewSteps} steps`);
+  const [unchanged] = await api(`/api/v1/tables/policies?policy=${policy}`);
+  equal(JSON.stringify(unchanged.after), JSON.stringify(stored.after), "the policy after the dry run");
+  equal(await page.textContent("#confirm-ok"), "Save", "the button after the preview");
+  await page.screenshot({ path: join(shots, "tables-dry-run.png"), fullPage: true });
+  log("the dry run shows the edited plan and saves nothing");
+
+  // The second press saves.
+  await page.click("#confirm-ok");
+  await page.locator("[data-field=edit-saved]").waitFor();
+  const [saved] = await api(`/api/v1/tables/policies?policy=${policy}`);
+  equal(JSON.stringify(saved.after), JSON.stringify({ After: 86400 }), "the policy after saving");
+  await page.click("#confirm-ok");
+  await page.locator("#confirm[open]").waitFor({ state: "detached" }).catch(() => {});
+  await page.click("#refresh");
+  await row.locator("[data-field=after]").filter({ hasText: "1d" }).waitFor();
+  const audit = page.locator(`#panel-table-history tr[data-history-what="policy edit"][data-history-policy="${policy}"]`);
+  await audit.first().waitFor();
+  equal(await audit.first().getAttribute("data-history-who"), "token:user", "who edited, in the history");
+  await page.screenshot({ path: join(shots, "tables-saved.png"), fullPage: true });
+  log("the edit is saved, shown, and in the history");
+
+  check(problems.length === 0, `problems in the page:\n${problems.join("\n")}`);
+  log("all checks passed");
+} catch (error) {
+  exitCode = 1;
+  console.error(error.stack || String(error));
+  if (problems.length) console.error(`also:\n${problems.join("\n")}`);
+} finally {
+  await browser.close();
+}
+process.exit(exitCode);

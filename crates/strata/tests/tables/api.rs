@@ -1,0 +1,482 @@
+//! The tables API of `strata server` (`/api/v1/tables`), against a real PostgreSQL 15 and a
+//! real server process on 127.0.0.1: policies listed and filtered, planned with their next
+//! expiries, their history; an edit previewed (nothing changes) and saved (audited as the
+//! caller's token); a read-only token, no token and hostile requests refused with 4xx and
+//! nothing changed. `strata tables ... --server` goes through the same routes.
+
+use super::Site;
+use crate::common::server::{http, Reply, Server};
+use serde_json::{json, Value};
+
+const USER: &str = "tables-api-user-token";
+const ADMIN: &str = "tables-api-admin-token";
+const READER: &str = "tables-api-read-token";
+/// A password in `[tables] db` (the test server trusts local connections and ignores it):
+/// no answer and no log line may ever hold it.
+const DB_PASSWORD: &str = "tables-api-db-secret-71c3";
+
+/// A site with two tables and three policies, and a coordinator server whose `[tables]
+/// db` is the site's database.
+struct ApiSite {
+    site: Site,
+    server: Server,
+    /// The delete policy on `metrics.recent` (tag `nightly`).
+    recent: i64,
+    /// The delete policy on `metrics.raw`.
+    raw: i64,
+}
+
+impl ApiSite {
+    fn new() -> ApiSite {
+        let site = Site::new();
+        site.monthly_table("metrics", "raw");
+        // Daily partitions from five days ago to three days ahead: some have expired for
+        // a 3-day policy, the rest expire on coming days.
+        site.sql(
+            "CREATE TABLE metrics.recent (ts timestamptz NOT NULL, v int) PARTITION BY RANGE (ts);
+             DO $$ DECLARE d date; BEGIN
+               FOR d IN SELECT generate_series(current_date - 5, current_date + 3, '1 day')::date LOOP
+                 EXECUTE format('CREATE TABLE metrics.%I PARTITION OF metrics.recent FOR VALUES FROM (%L) TO (%L)',
+                                'recent_' || to_char(d, 'YYYYMMDD'), d, d + 1);
+               END LOOP; END $$;
+             INSERT INTO metrics.recent SELECT t, 1 FROM generate_series(current_date - 5, current_date + 3, '1 hour') t;",
+        );
+        site.ok(&["tables", "setup"]);
+        site.ok(&[
+            "ttl",
+            "metrics.recent:ts",
+            "delete",
+            "3d",
+            "--tag",
+            "nightly",
+        ]);
+        site.ok(&["ttl", "metrics.raw:ts", "delete", "400d"]);
+        let recent = id_of(&site, "metrics", "recent");
+        let raw = id_of(&site, "metrics", "raw");
+        std::fs::create_dir_all(site.path("data")).unwrap();
+        let dsn = format!("{} password={DB_PASSWORD}", site.dsn("postgres"));
+        std::fs::write(
+            site.path("strata.toml"),
+            format!(
+                "default_storage = \"cold\"\nstate_dir = \"{state}\"\n[storages.cold]\npath = \"{cold}\"\n\
+                 [repository]\nencryption = \"none\"\n\
+                 [[nodes]]\nname = \"db1\"\nroots = [\"{data}\"]\n\
+                 [tables]\ndb = \"{dsn}\"\n\
+                 [[server.tokens]]\nname = \"admin\"\nenv = \"TABLES_API_ADMIN\"\n\
+                 [[server.tokens]]\nname = \"wall\"\nenv = \"TABLES_API_READER\"\nrole = \"read\"\n",
+                state = site.path("state").display(),
+                cold = site.path("cold").display(),
+                data = site.path("data").display(),
+            ),
+        )
+        .unwrap();
+        site.ok(&["init"]);
+        let mut cmd = site.command(&[]);
+        cmd.env_remove("STRATA_TABLES_DB")
+            .env("STRATA_TOKEN", USER)
+            .env("TABLES_API_ADMIN", ADMIN)
+            .env("TABLES_API_READER", READER);
+        let server = Server::start(cmd, &site.path("server.log"));
+        ApiSite {
+            site,
+            server,
+            recent,
+            raw,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> Reply {
+        http(&self.server.url, method, path, token, body)
+    }
+
+    /// A GET with `token` that must answer 200; its JSON.
+    fn get(&self, path: &str, token: &str) -> Value {
+        let reply = self.call("GET", path, Some(token), "");
+        assert_eq!(reply.status, 200, "GET {path}: {}", reply.body);
+        reply.json()
+    }
+
+    /// `strata --server URL ARGS` with the user token, no database of its own; stdout.
+    fn cli(&self, args: &[&str]) -> String {
+        let mut cmd = self.site.command(&["--server", &self.server.url]);
+        cmd.args(args)
+            .env_remove("STRATA_TABLES_DB")
+            .env("STRATA_TOKEN", USER);
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "strata {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Every policy as stored and the number of audit rows: what no refused request may
+    /// change.
+    fn state(&self) -> (String, String) {
+        (
+            self.site
+                .sql("SELECT string_agg(p::text, E'\\n' ORDER BY id) FROM strata.policy p"),
+            self.site.sql("SELECT count(*) FROM strata.audit"),
+        )
+    }
+
+    fn server_log(&self) -> String {
+        std::fs::read_to_string(self.site.path("server.log")).unwrap_or_default()
+    }
+}
+
+fn id_of(site: &Site, schema: &str, table: &str) -> i64 {
+    site.sql(&format!(
+        "SELECT id FROM strata.policy WHERE table_schema = '{schema}' AND table_name = '{table}'"
+    ))
+    .parse()
+    .unwrap()
+}
+
+fn ids(list: &Value) -> Vec<i64> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn api_lists_filters_plans_and_shows_history_as_the_cli_does() {
+    if crate::skip_without_postgres() {
+        return;
+    }
+    let s = ApiSite::new();
+    let all = s.get("/api/v1/tables/policies", READER);
+    assert_eq!(ids(&all), [s.recent, s.raw], "{all:#}");
+    let recent = &all[0];
+    assert_eq!(
+        recent["table"],
+        json!({"schema": "metrics", "name": "recent"})
+    );
+    assert_eq!(recent["action"], "delete");
+    assert_eq!(recent["tags"], json!(["nightly"]));
+    for (query, want) in [
+        ("?table=metrics.recent", vec![s.recent]),
+        ("?tag=nightly", vec![s.recent]),
+        (&format!("?policy={}", s.raw), vec![s.raw]),
+        ("?table=metrics.raw&tag=nightly", vec![]),
+    ] {
+        let got = s.get(&format!("/api/v1/tables/policies{query}"), READER);
+        assert_eq!(ids(&got), want, "{query}: {got:#}");
+    }
+
+    // The plan: what a run now does, and when the rest expires.
+    let plan = s.get("/api/v1/tables/plan?table=metrics.recent", READER);
+    let tables = plan.as_array().unwrap();
+    assert_eq!(tables.len(), 1, "{plan:#}");
+    let recent_plan = &tables[0];
+    assert_eq!(recent_plan["table"], "metrics.recent");
+    let steps = recent_plan["plan"]["steps"].as_array().unwrap();
+    assert!(!steps.is_empty(), "{plan:#}");
+    assert!(steps
+        .iter()
+        .all(|step| step["policy_id"] == s.recent && step["kind"] == "drop_partition"));
+    let next = recent_plan["next"].as_array().unwrap();
+    assert!(!next.is_empty() && next.len() <= 3, "{plan:#}");
+    let now = s
+        .site
+        .sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')");
+    for expiry in next {
+        assert_eq!(expiry["policy_id"], s.recent);
+        assert!(
+            expiry["at"].as_str().unwrap() > now.as_str(),
+            "{expiry} after {now}"
+        );
+        assert!(!steps
+            .iter()
+            .any(|step| step["partition"] == expiry["partition"]));
+    }
+    // Planning acted on nothing.
+    assert_eq!(s.site.partitions("metrics.recent").len(), 9);
+
+    // The history of a policy: its creation, by the database user of the CLI.
+    let history = s.get(
+        &format!("/api/v1/tables/history?policy={}", s.recent),
+        READER,
+    );
+    let rows = history.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{history:#}");
+    assert_eq!(rows[0]["what"], "policy add");
+    assert_eq!(rows[0]["policy_id"], s.recent);
+    let limited = s.get("/api/v1/tables/history?limit=1", READER);
+    assert_eq!(limited.as_array().unwrap().len(), 1);
+
+    // The CLI through the server answers the same.
+    let listed: Value = serde_json::from_str(&s.cli(&["tables", "list", "--json"])).unwrap();
+    assert_eq!(listed, all);
+    let text = s.cli(&["tables", "plan", "--tag", "nightly"]);
+    assert!(text.contains("metrics.recent: next to expire"), "{text}");
+    let cli_history: Value = serde_json::from_str(&s.cli(&[
+        "tables",
+        "history",
+        "--policy",
+        &s.recent.to_string(),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(cli_history, history);
+    assert!(!s.server_log().contains("panicked"), "{}", s.server_log());
+}
+
+#[test]
+fn api_dry_run_edit_changes_nothing_and_a_saved_edit_is_audited_as_the_caller() {
+    if crate::skip_without_postgres() {
+        return;
+    }
+    let s = ApiSite::new();
+    let before = s.state();
+    let path = format!("/api/v1/tables/policies/{}", s.recent);
+    let steps_now = s.get("/api/v1/tables/plan?table=metrics.recent", READER)[0]["plan"]["steps"]
+        .as_array()
+        .unwrap()
+        .len();
+
+    // A dry run: the edited policy and the plan it would make, nothing written.
+    let preview = s.call(
+        "PATCH",
+        &format!("{path}?dry_run=true"),
+        Some(ADMIN),
+        r#"{"after": "1d"}"#,
+    );
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    let preview = preview.json();
+    assert_eq!(preview["saved"], false);
+    assert_eq!(preview["before"]["after"], json!({"After": 3 * 86_400}));
+    assert_eq!(preview["policy"]["after"], json!({"After": 86_400}));
+    let steps = preview["outlook"]["plan"]["steps"].as_array().unwrap();
+    assert!(
+        steps.len() > steps_now,
+        "a shorter duration expires more: {preview:#}"
+    );
+    assert_eq!(s.state(), before, "a dry run changed something");
+
+    // Saved: the policy changes and the audit log says who, the token's name.
+    let saved = s.call(
+        "PATCH",
+        &path,
+        Some(ADMIN),
+        r#"{"after": "5d", "tags": ["nightly", "api"], "keep": 2}"#,
+    );
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    let saved = saved.json();
+    assert_eq!(saved["saved"], true);
+    assert_eq!(saved["policy"]["after"], json!({"After": 5 * 86_400}));
+    assert_eq!(
+        s.site.sql(&format!("SELECT after_text || ' ' || keep || ' ' || array_to_string(tags, ',') FROM strata.policy WHERE id = {}", s.recent)),
+        "5d 2 nightly,api"
+    );
+    assert_eq!(
+        s.site.sql(&format!("SELECT who || ' ' || what FROM strata.audit WHERE policy_id = {} ORDER BY id DESC LIMIT 1", s.recent)),
+        "token:admin policy edit"
+    );
+    let history = s.get(
+        &format!("/api/v1/tables/history?policy={}&limit=1", s.recent),
+        READER,
+    );
+    assert_eq!(history[0]["who"], "token:admin", "{history:#}");
+    // The other policy is as it was.
+    assert_eq!(
+        s.site.sql(&format!(
+            "SELECT after_text FROM strata.policy WHERE id = {}",
+            s.raw
+        )),
+        "1y5w"
+    );
+
+    // The CLI through the server: a dry run prints the plan and saves nothing; an edit is
+    // recorded as the CLI's token.
+    let state = s.state();
+    let id = s.recent.to_string();
+    let text = s.cli(&["tables", "edit", &id, "--after", "2d", "--dry-run"]);
+    assert!(text.contains("dry run: not saved"), "{text}");
+    assert_eq!(s.state(), state);
+    s.cli(&["tables", "edit", &id, "--disable"]);
+    assert_eq!(
+        s.site.sql(&format!(
+            "SELECT enabled::text FROM strata.policy WHERE id = {}",
+            s.recent
+        )),
+        "false"
+    );
+    assert_eq!(
+        s.site.sql(&format!(
+            "SELECT who FROM strata.audit WHERE policy_id = {} ORDER BY id DESC LIMIT 1",
+            s.recent
+        )),
+        "token:user"
+    );
+}
+
+#[test]
+fn api_refuses_read_tokens_no_token_and_hostile_requests_and_changes_nothing() {
+    if crate::skip_without_postgres() {
+        return;
+    }
+    let s = ApiSite::new();
+    let before = s.state();
+    let path = format!("/api/v1/tables/policies/{}", s.recent);
+    let refused = |reply: Reply, status: u16, code: &str, needle: &str| {
+        assert_eq!(reply.status, status, "{}", reply.body);
+        let err = reply.json();
+        assert_eq!(err["code"], code, "{err}");
+        assert!(
+            err["message"].as_str().unwrap().contains(needle),
+            "{needle:?} not in {err}"
+        );
+    };
+
+    // A read-only token reads, never edits, not even a dry run.
+    s.get("/api/v1/tables/policies", READER);
+    refused(
+        s.call("PATCH", &path, Some(READER), r#"{"after": "1d"}"#),
+        403,
+        "forbidden",
+        "may only read",
+    );
+    refused(
+        s.call("PATCH", &format!("{path}?dry_run=true"), Some(READER), "{}"),
+        403,
+        "forbidden",
+        "read",
+    );
+    // No token, a wrong one.
+    refused(
+        s.call("GET", "/api/v1/tables/policies", None, ""),
+        401,
+        "unauthorized",
+        "missing bearer token",
+    );
+    refused(
+        s.call("PATCH", &path, None, r#"{"after": "1d"}"#),
+        401,
+        "unauthorized",
+        "",
+    );
+    refused(
+        s.call("PATCH", &path, Some("guess"), r#"{"after": "1d"}"#),
+        401,
+        "unauthorized",
+        "wrong",
+    );
+
+    // Hostile bodies: unknown fields (SQL has no field to go in), values out of bounds,
+    // names that are not names, a body far over the limit.
+    let hostile: Vec<(String, u16, &str)> = vec![
+        (
+            r#"{"sql": "DROP TABLE metrics.raw"}"#.into(),
+            400,
+            "unknown field `sql`",
+        ),
+        (
+            r#"{"after": "1d", "statement": "SELECT 1"}"#.into(),
+            400,
+            "unknown field `statement`",
+        ),
+        (r#"{"after": "soon"}"#.into(), 400, "unparsable duration"),
+        (r#"{"after": 5}"#.into(), 400, "after"),
+        (r#"{"keep": -1}"#.into(), 400, "keep"),
+        (r#"{"keep": 0}"#.into(), 400, "--keep must be at least 1"),
+        (r#"{"tags": ["a\nb"]}"#.into(), 400, "control characters"),
+        (
+            r#"{"tablespace": "x\u0000y"}"#.into(),
+            400,
+            "control characters",
+        ),
+        (r#"{"into": "a.b.c"}"#.into(), 400, "invalid table name"),
+        (
+            format!(r#"{{"tags": ["{}"]}}"#, "t".repeat(300)),
+            400,
+            "at most 256",
+        ),
+        (
+            format!(r#"{{"tags": [{}]}}"#, vec!["\"t\""; 65].join(",")),
+            400,
+            "at most 64",
+        ),
+        ("[1, 2]".into(), 400, "bad JSON body"),
+        ("not json".into(), 400, "not JSON"),
+        (
+            format!(r#"{{"tags": ["{}"]}}"#, "x".repeat(200 << 10)),
+            413,
+            "too large",
+        ),
+    ];
+    for (body, status, needle) in &hostile {
+        let reply = s.call("PATCH", &path, Some(ADMIN), body);
+        let shown: String = body.chars().take(80).collect();
+        assert_eq!(reply.status, *status, "{shown}: {}", reply.body);
+        assert!(
+            reply.body.contains(needle),
+            "{shown}: {needle:?} not in {}",
+            reply.body
+        );
+    }
+    // Bad paths and queries.
+    refused(
+        s.call("PATCH", "/api/v1/tables/policies/x", Some(ADMIN), "{}"),
+        400,
+        "bad_request",
+        "bad path",
+    );
+    refused(
+        s.call("PATCH", "/api/v1/tables/policies/999999", Some(ADMIN), "{}"),
+        404,
+        "not_found",
+        "no policy with id 999999",
+    );
+    refused(
+        s.call("PATCH", &format!("{path}?dry_run=maybe"), Some(ADMIN), "{}"),
+        400,
+        "bad_request",
+        "query",
+    );
+    refused(
+        s.call("GET", "/api/v1/tables/plan?table=a.b.c", Some(READER), ""),
+        400,
+        "bad_request",
+        "invalid table name",
+    );
+    refused(
+        s.call("GET", "/api/v1/tables/policies?drop=1", Some(READER), ""),
+        400,
+        "bad_request",
+        "unknown field",
+    );
+    refused(
+        s.call("GET", "/api/v1/tables/history?limit=0", Some(READER), ""),
+        400,
+        "bad_request",
+        "--limit must be 1 to 10000",
+    );
+    refused(
+        s.call(
+            "GET",
+            "/api/v1/tables/history?since=yesterday",
+            Some(READER),
+            "",
+        ),
+        400,
+        "bad_request",
+        "unparsable cutoff",
+    );
+    refused(
+        s.call("DELETE", &path, Some(ADMIN), ""),
+        405,
+        "method_not_allowed",
+        "DELETE",
+    );
+
+    assert_eq!(s.state(), before, "a refused request changed something");
+    assert!(!s.server_log().contains("panicked"), "{}", s.server_log());
+    // The database's password is in no answer and no log line.
+    let config = s.get("/api/v1/config", READER).to_string();
+    assert!(!config.contains(DB_PASSWORD), "{config}");
+    assert!(!s.server_log().contains(DB_PASSWORD));
+}
