@@ -98,19 +98,29 @@ timed_replay() { # DB CMD...
   "$@" >/dev/null 2>&1 & local pid=$!
   until [[ $(psql_ "$db" -c "SELECT count(*) || ' ' || coalesce(sum(n), 0) FROM big") == "$TARGET" ]]; do sleep 0.05; done
   local t1; t1=$(date +%s.%N)
+  local peak; peak=$(peak_kib "$db")
   stop_worker "$db"; wait $pid 2>/dev/null || true
-  echo "$t1 - $t0" | bc
+  echo "$(echo "$t1 - $t0" | bc) $peak"
+}
+# The highest peak resident set (VmHWM, KiB) among the node's worker processes.
+peak_kib() {
+  local m=0 p v
+  for p in $(pgrep -f "$W/$1.ini worker"); do
+    v=$(awk '/^VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
+    [[ -n $v && $v -gt $m ]] && m=$v
+  done
+  echo "$m"
 }
 # Nothing may have been replayed yet.
 [[ $(psql_ ls -c "SELECT count(*) FROM big") == 0 && $(psql_ lp -c "SELECT count(*) FROM big") == 0 ]] \
   || { echo "a worker was still running during the load" >&2; exit 1; }
-S=$(timed_replay ls strata_ "$W/ls.ini" worker)
-P=$(timed_replay lp py_ "$W/lp.ini" worker)
+read -r S SR < <(timed_replay ls strata_ "$W/ls.ini" worker)
+read -r P PR < <(timed_replay lp py_ "$W/lp.ini" worker)
 echo
-echo "| replay of $EVENTS events | wall s | events/s |"
-echo "|---|---|---|"
-printf "| strata londiste worker (release) | %.2f | %.0f |\n" "$S" "$(echo "$EVENTS / $S" | bc -l)"
-printf "| Python Londiste 3.12 | %.2f | %.0f |\n" "$P" "$(echo "$EVENTS / $P" | bc -l)"
+echo "| replay of $EVENTS events | wall s | events/s | peak RSS MiB |"
+echo "|---|---|---|---|"
+printf "| strata londiste worker (release) | %.2f | %.0f | %.0f |\n" "$S" "$(echo "$EVENTS / $S" | bc -l)" "$(echo "$SR / 1024" | bc -l)"
+printf "| Python Londiste 3.12 | %.2f | %.0f | %.0f |\n" "$P" "$(echo "$EVENTS / $P" | bc -l)" "$(echo "$PR / 1024" | bc -l)"
 printf "\nstrata replays %.1fx the events per second of Python Londiste (target: 3x).\n" "$(echo "$P / $S" | bc -l)"
 
 echo
