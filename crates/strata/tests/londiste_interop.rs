@@ -738,6 +738,22 @@ impl Interop {
         leaf
     }
 
+    /// [`Interop::python_nodes_with_a_hold_switch`], a ticker, the hold taken, and the
+    /// leaf's table added and copied by Python's worker until its COPY waits at row 500.
+    /// Returns the leaf's ini file, the hold and the pid of Python's copy process.
+    async fn python_copy_held_mid_table(&mut self) -> (PathBuf, Hold, i32) {
+        let leaf = self.python_nodes_with_a_hold_switch();
+        self.ticker = Some(Ticker::start(&self.site).await);
+        let hold = Hold::take(&self.site).await;
+        self.py(&[path(&leaf), "add-table", "t1"]);
+        self.start(Tool::Python, "leaf");
+        self.wait_held("Python's copy held at row 500").await;
+        let pid = self
+            .copy_pid()
+            .expect("Python's copy process holds its pidfile");
+        (leaf, hold, pid)
+    }
+
     /// Waits until a copy is held at row 500 (a backend waits for the hold switch).
     async fn wait_held(&mut self, what: &str) {
         let sql = format!(
@@ -792,16 +808,7 @@ async fn strata_lets_a_running_python_copy_finish_and_hands_it_over() {
     let Some(mut ix) = Interop::new() else {
         return;
     };
-    let leaf = ix.python_nodes_with_a_hold_switch();
-    let leaf_s = path(&leaf).to_string();
-    ix.ticker = Some(Ticker::start(&ix.site).await);
-    let hold = Hold::take(&ix.site).await;
-    ix.py(&[&leaf_s, "add-table", "t1"]);
-    ix.start(Tool::Python, "leaf");
-    ix.wait_held("Python's copy held at row 500").await;
-    let python_copy = ix
-        .copy_pid()
-        .expect("Python's copy process holds its pidfile");
+    let (_leaf, hold, python_copy) = ix.python_copy_held_mid_table().await;
     let _cleanup = strata_testkit::process::Daemon::killed(python_copy);
     ix.stop("leaf");
     // The copy process outlived its main worker.
@@ -850,16 +857,7 @@ async fn a_copy_left_half_done_by_either_tool_is_finished_by_the_other() {
     let Some(mut ix) = Interop::new() else {
         return;
     };
-    let leaf = ix.python_nodes_with_a_hold_switch();
-    let leaf_s = path(&leaf).to_string();
-    ix.ticker = Some(Ticker::start(&ix.site).await);
-    let hold = Hold::take(&ix.site).await;
-    ix.py(&[&leaf_s, "add-table", "t1"]);
-    ix.start(Tool::Python, "leaf");
-    ix.wait_held("Python's copy held at row 500").await;
-    let python_copy = ix
-        .copy_pid()
-        .expect("Python's copy process holds its pidfile");
+    let (_leaf, hold, python_copy) = ix.python_copy_held_mid_table().await;
     ix.stop("leaf");
     // Python's copy process dies; its COPY's session goes with it.
     drop(strata_testkit::process::Daemon::killed(python_copy));
