@@ -16,6 +16,37 @@ use std::io::{BufRead, BufReader, Read};
 
 const READ_BYTES: usize = 1 << 20;
 
+/// A JSON object's members in the file's order (serde_json's own map sorts its keys, and
+/// the columns `--create` makes should come in the order the file has them). A key given
+/// twice keeps its last value, as serde_json's map would.
+struct Object(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Object {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Object, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = Object;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Object, A::Error> {
+                let mut members: Vec<(String, Value)> = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    match members.iter_mut().find(|(k, _)| *k == key) {
+                        Some(member) => member.1 = value,
+                        None => members.push((key, value)),
+                    }
+                }
+                Ok(Object(members))
+            }
+        }
+        deserializer.deserialize_map(Members)
+    }
+}
+
 /// A JSON lines file.
 pub struct JsonRows {
     input: BufReader<Box<dyn Read + Send>>,
@@ -124,7 +155,7 @@ impl RowReader for JsonRows {
                 break;
             }
         }
-        let object: serde_json::Map<String, Value> = serde_json::from_slice(&self.buffer)
+        let Object(object) = serde_json::from_slice(&self.buffer)
             .map_err(|e| self.bad_row(format!("not a JSON object: {e}")))?;
         self.scratch.clear();
         self.slots.clear();
@@ -222,6 +253,8 @@ mod tests {
         let text = "{\"a\": 1, \"b\": \"x\\ty\"}\n\n{\"b\": null, \"c\": [1, {\"d\": true}], \"a\": 2.5}\r\n{\"a\": false}";
         let (columns, rows) = read(text, &[], true).unwrap();
         assert_eq!(columns, ["a", "b", "c"]);
+        let (columns, _) = read("{\"z\": 1, \"a\": 2, \"z\": 3}", &[], true).unwrap();
+        assert_eq!(columns, ["z", "a"], "the file's order");
         let s = |v: &str| Some(v.to_string());
         assert_eq!(rows[0], vec![s("1"), s("x\ty")]);
         assert_eq!(rows[1], vec![s("2.5"), None, s("[1,{\"d\":true}]")]);

@@ -198,10 +198,12 @@ pub async fn load_file(
         }
         Ok(shape) => Some(shape),
         Err(TablesError::UnknownTable(_)) if *create => None,
-        Err(TablesError::UnknownTable(table)) => return Err(LoadFileError::Usage(format!(
+        Err(TablesError::UnknownTable(table)) => {
+            return Err(LoadFileError::Usage(format!(
             "table {table} does not exist: create it, or give --create to create it from the file"
         ))
-        .into()),
+            .into())
+        }
         Err(e) => return Err(e),
     };
     let opener = Opener {
