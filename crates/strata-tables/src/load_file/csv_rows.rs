@@ -218,10 +218,10 @@ impl RowReader for CsvRows {
 mod tests {
     use super::*;
 
-    fn rows(
-        csv: &[u8],
-        header: bool,
-    ) -> LoadFileResult<(Vec<String>, Vec<(Position, Vec<Option<String>>)>)> {
+    /// A row as read: where, and its fields.
+    type Read = (Position, Vec<Option<String>>);
+
+    fn rows(csv: &[u8], header: bool) -> LoadFileResult<(Vec<String>, Vec<Read>)> {
         let mut reader = CsvRows::open(
             Box::new(std::io::Cursor::new(csv.to_vec())),
             "f.csv",

@@ -225,11 +225,13 @@ impl RowReader for JsonRows {
 mod tests {
     use super::*;
 
+    type Fields = Vec<Option<String>>;
+
     fn read(
         text: &str,
         columns: &[&str],
         discover: bool,
-    ) -> LoadFileResult<(Vec<String>, Vec<Vec<Option<String>>>)> {
+    ) -> LoadFileResult<(Vec<String>, Vec<Fields>)> {
         let input = Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
         let columns = columns.iter().map(|c| c.to_string()).collect();
         let mut reader = JsonRows::open(input, "f.jsonl", columns, discover);

@@ -312,11 +312,7 @@ impl RowReader for ParquetRows {
 
     fn next_row(&mut self, row: &mut Row) -> LoadFileResult<bool> {
         row.clear();
-        if self
-            .batch
-            .first()
-            .map_or(true, |c| self.batch_row >= c.rows())
-        {
+        if self.batch_row >= self.batch.first().map_or(0, Column::rows) {
             let more = self.next_batch().map_err(|why| LoadFileError::BadRow {
                 file: self.file.clone(),
                 at: Position::Row(self.rows + 1),
