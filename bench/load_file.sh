@@ -8,7 +8,7 @@
 #
 # The CSV is written by PostgreSQL itself (`COPY (SELECT ... FROM generate_series) TO
 # STDOUT CSV HEADER`: a timestamptz, a short text, a double, a bigint and a 32-character
-# note, about 100 bytes a row) into BENCH_DIR (default /tmp/strata-load-file-bench). Both
+# note, about 83 bytes a row) into BENCH_DIR (default /tmp/strata-load-file-bench). Both
 # tools load into a plain (logged) table of the same five columns on one PostgreSQL 15
 # cluster with fsync off, created fresh before each load. Reports wall seconds, CPU
 # seconds of the client, the client's largest resident set, MiB/s of the file (medians),
@@ -67,7 +67,7 @@ psql_() { as_pg "$PGBIN/psql" -X -A -t -q -v ON_ERROR_STOP=1 -h "$W/sock" -p $PO
 as_pg "$PGBIN/psql" -X -q -h "$W/sock" -p $PORT -U postgres -d postgres -c "CREATE DATABASE bench"
 DB="host=$W/sock port=$PORT user=postgres dbname=bench"
 
-ROWS=$(( MIB * 1024 * 1024 / 100 ))
+ROWS=$(( MIB * 1024 * 1024 / 83 ))
 echo "==> a CSV of about $MIB MiB ($ROWS rows), written by PostgreSQL"
 psql_ -c "COPY (SELECT '2024-01-01'::timestamptz + g * interval '1 second' AS ts, 'host-' || (g % 500) AS host, round((random() * 100)::numeric, 4)::float8 AS cpu, (random() * 1e10)::bigint AS mem, md5(g::text) AS note FROM generate_series(1, $ROWS) g) TO STDOUT (FORMAT csv, HEADER)" > "$W/data.csv"
 chown postgres "$W/data.csv"
@@ -83,13 +83,13 @@ timed() { # NAME CMD...: wall and client CPU seconds, the client's largest resid
   RSS[$name]=$(awk '{printf "%d", $4 / 1024}' "$W/time.out")
 }
 load_copy() {
-  psql_ -c "DROP TABLE IF EXISTS t; CREATE TABLE t $TABLE; CHECKPOINT"
-  timed "copy.$1" as_pg "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$W/sock" -p $PORT -U postgres -d bench -c "\\copy t FROM '$W/data.csv' CSV HEADER"
+  psql_ -c "SET client_min_messages = warning; DROP TABLE IF EXISTS t; CREATE TABLE t $TABLE; CHECKPOINT"
+  timed "copy.$1" runuser -u postgres -- env HOME=/tmp "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$W/sock" -p $PORT -U postgres -d bench -c "\\copy t FROM '$W/data.csv' CSV HEADER"
   [[ $(psql_ -c "SELECT count(*) FROM t") == "$ROWS" ]] || { echo "\\copy loaded a different count" >&2; exit 1; }
 }
 load_strata() {
-  psql_ -c "DROP TABLE IF EXISTS t; CREATE TABLE t $TABLE; CHECKPOINT"
-  timed "strata.$1" as_pg env STRATA_TABLES_DB="$DB" "$W/strata" --config "$W/strata.toml" -q load --file "$W/data.csv" --into public.t
+  psql_ -c "SET client_min_messages = warning; DROP TABLE IF EXISTS t; CREATE TABLE t $TABLE; CHECKPOINT"
+  timed "strata.$1" runuser -u postgres -- env HOME=/tmp STRATA_TABLES_DB="$DB" "$W/strata" --config "$W/strata.toml" -q load --file "$W/data.csv" --into public.t
   [[ $(psql_ -c "SELECT count(*) FROM t") == "$ROWS" ]] || { echo "strata loaded a different count" >&2; exit 1; }
 }
 for run in $(seq "$RUNS"); do
