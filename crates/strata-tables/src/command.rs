@@ -295,23 +295,147 @@ impl DbArgs {
     }
 }
 
-/// `strata load ARCHIVE --into SCHEMA.TABLE`: which archive goes where.
+/// `strata load ARCHIVE --into SCHEMA.TABLE`: which archive goes where; or with `--file`,
+/// an external file (see [`LoadFileArgs`]).
 #[derive(Debug, Clone, Default)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct LoadArgs {
     /// The archive: its key prefix in the storage (`tables/SCHEMA/TABLE/PARTITION`), as
-    /// `tables run` and `tables archives` print it.
-    pub archive: String,
-    /// The table to load into (SCHEMA.TABLE); it must have the archived columns. Into a
-    /// partitioned table, the archived partition is recreated when it is missing.
+    /// `tables run` and `tables archives` print it. Not with --file.
+    #[cfg_attr(
+        feature = "cli",
+        arg(required_unless_present = "file", conflicts_with = "file")
+    )]
+    pub archive: Option<String>,
+    /// The table to load into (SCHEMA.TABLE). For an archive it must have the archived
+    /// columns; into a partitioned table, the archived partition is recreated when it is
+    /// missing.
     #[cfg_attr(feature = "cli", arg(long, value_name = "TABLE"))]
     pub into: String,
     /// The storage of the configuration holding the archive (default: the default
-    /// storage).
+    /// storage), or with --file the storage the file is a key of.
     #[cfg_attr(feature = "cli", arg(long, value_name = "STORAGE"))]
     pub from: Option<String>,
     /// Load even though the target already holds rows of the archived range (they are
     /// added to; loading an archive twice duplicates its rows).
-    #[cfg_attr(feature = "cli", arg(long))]
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with = "file"))]
     pub append: bool,
+    #[cfg_attr(feature = "cli", command(flatten))]
+    pub file: LoadFileArgs,
+}
+
+/// `strata load --file PATH|URL --into SCHEMA.TABLE`: an external file.
+#[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct LoadFileArgs {
+    /// Load this file instead of an archive: a local path, an s3://, az:// or gs:// URL
+    /// (in the configured storage whose URL it starts with, or from the environment), or
+    /// with --from STORAGE a key in that storage.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "PATH|URL"))]
+    pub file: Option<String>,
+    /// csv, ndjson (also jsonl, json-lines) or parquet (default: from the extension).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "FORMAT", requires = "file"))]
+    pub format: Option<String>,
+    /// Create the table, with the file's columns and types inferred from its values
+    /// (bigint, double precision, boolean, timestamptz, text; Parquet's from its schema).
+    #[cfg_attr(feature = "cli", arg(long, requires = "file"))]
+    pub create: bool,
+    /// The CSV has no header: its fields load into the table's first columns, in order.
+    #[cfg_attr(feature = "cli", arg(long, requires = "file"))]
+    pub no_header: bool,
+    /// Skip this many data rows of the file first.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "N", default_value_t = 0, requires = "file")
+    )]
+    pub offset: u64,
+    /// Read at most this many data rows (after --offset).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "N", requires = "file"))]
+    pub limit: Option<u64>,
+    /// Only rows whose --time-column is at or after this time (2025-01-01,
+    /// 2025-01-01T12:00:00Z).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "TIME", requires = "time_column")
+    )]
+    pub start: Option<String>,
+    /// Only rows whose --time-column is before this time.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_name = "TIME", requires = "time_column")
+    )]
+    pub stop: Option<String>,
+    /// The column of the file --start and --stop apply to.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "COLUMN", requires = "file"))]
+    pub time_column: Option<String>,
+    /// Read and check the file, print the table's columns and the rows it would load;
+    /// change nothing.
+    #[cfg_attr(feature = "cli", arg(long, requires = "file"))]
+    pub dry_run: bool,
+    /// Progress on stderr even when it is not a terminal.
+    #[cfg_attr(feature = "cli", arg(short, long, requires = "file"))]
+    pub verbose: bool,
+}
+
+impl LoadFileArgs {
+    /// The load these options ask for, of `source` into `into`; bad options are usage
+    /// errors naming the option.
+    pub fn request(
+        &self,
+        into: &str,
+        source: crate::load_file::FileSource,
+    ) -> TablesResult<crate::load_file::LoadFileRequest> {
+        use crate::load_file::{FileFormat, LoadFileError, TimeWindow, Window};
+        let file = self.file.clone().unwrap_or_default();
+        let format = match &self.format {
+            Some(format) => FileFormat::parse(format)?,
+            None => FileFormat::of_name(&file)?,
+        };
+        if self.no_header && format != FileFormat::Csv {
+            return Err(LoadFileError::Usage("--no-header is for CSV files".into()).into());
+        }
+        let time = |option: &str, text: &Option<String>| -> TablesResult<Option<i64>> {
+            text.as_deref()
+                .map(|t| {
+                    crate::parse_cutoff(t)
+                        .map(|t| t.timestamp_micros())
+                        .map_err(|why| LoadFileError::Usage(format!("{option}: {why}")).into())
+                })
+                .transpose()
+        };
+        let (start, stop) = (time("--start", &self.start)?, time("--stop", &self.stop)?);
+        if let (Some(start), Some(stop)) = (start, stop) {
+            if start >= stop {
+                return Err(LoadFileError::Usage("--start must be before --stop".into()).into());
+            }
+        }
+        let time = match &self.time_column {
+            Some(column) if start.is_some() || stop.is_some() => Some(TimeWindow {
+                column: column.clone(),
+                start,
+                stop,
+            }),
+            Some(_) => {
+                return Err(LoadFileError::Usage(
+                    "--time-column needs --start, --stop or both".into(),
+                )
+                .into())
+            }
+            None => None,
+        };
+        Ok(crate::load_file::LoadFileRequest {
+            source,
+            file,
+            format,
+            into: crate::TableName::parse(into)?,
+            create: self.create,
+            header: !self.no_header,
+            window: Window {
+                offset: self.offset,
+                limit: self.limit,
+                time,
+            },
+            dry_run: self.dry_run,
+        })
+    }
 }

@@ -51,6 +51,9 @@ pub enum TablesError {
     },
     #[error("{0}")]
     Store(#[from] strata_store::StoreError),
+    /// A file that `strata load --file` cannot load.
+    #[error(transparent)]
+    LoadFile(#[from] crate::load_file::LoadFileError),
     /// An archive that does not check out: never drop after this.
     #[error("archive {key}: {why}")]
     Archive { key: String, why: String },
@@ -60,6 +63,9 @@ impl TablesError {
     /// True when the input (a name, an option, the database's state) is wrong rather than
     /// the operation failing: the CLI exits 2 for these.
     pub fn is_bad_input(&self) -> bool {
+        if let TablesError::LoadFile(e) = self {
+            return e.is_bad_input();
+        }
         matches!(
             self,
             TablesError::Dsn(_)

@@ -21,6 +21,7 @@ pub mod discover;
 pub mod duration;
 mod error;
 pub mod history;
+pub mod load_file;
 pub mod name;
 pub mod outlook;
 pub mod plan;
@@ -349,6 +350,42 @@ impl Engine {
                 report.rows,
                 report.recreated(),
                 if append { ", --append" } else { "" }
+            ),
+            ..Default::default()
+        };
+        match self.catalog.audit(&self.client, &audit).await {
+            Err(TablesError::NotSetUp { .. }) | Ok(()) => Ok(report),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `strata load --file`: loads a file into a table (see [`load_file::load_file`]) and
+    /// records the load in the audit log (when the policy tables are set up; a dry run
+    /// records nothing).
+    pub async fn load_file(
+        &mut self,
+        request: &load_file::LoadFileRequest,
+        observer: &dyn load_file::LoadObserver,
+    ) -> TablesResult<load_file::LoadFileReport> {
+        let report = load_file::load_file(&mut self.client, request, observer).await?;
+        if report.dry_run {
+            return Ok(report);
+        }
+        let audit = catalog::AuditEntry {
+            who: self.who.clone(),
+            what: "load".into(),
+            table: Some(report.into.clone()),
+            outcome: "ok".into(),
+            detail: format!(
+                "{} rows from {} ({}){}",
+                report.rows,
+                report.file,
+                report.format.name(),
+                if report.created {
+                    ", table created"
+                } else {
+                    ""
+                }
             ),
             ..Default::default()
         };

@@ -365,7 +365,9 @@ pub enum Command {
         #[command(flatten)]
         db: strata_tables::command::DbArgs,
     },
-    /// Load an archived partition back into a table (COPY FROM), verifying it.
+    /// Load an archived partition back into a table (COPY FROM), verifying it; or with
+    /// --file, a CSV, JSON lines or Parquet file (local or in a storage) in one
+    /// transaction.
     Load {
         #[command(flatten)]
         load: strata_tables::command::LoadArgs,

@@ -412,12 +412,17 @@ impl Context {
 
     /// `strata load ARCHIVE --into S.T`.
     pub(crate) async fn load_archive(&self, db: DbArgs, load: LoadArgs) -> CommandResult {
+        if load.file.file.is_some() {
+            return self.load_file(db, load).await;
+        }
         let LoadArgs {
             archive,
             into,
             from,
             append,
+            file: _,
         } = load;
+        let archive = archive.unwrap_or_default();
         let into = TableName::parse(&into).map_err(TablesError::from)?;
         let (_, store) = self.archive_storage(from)?;
         let mut engine = self.engine(&db).await?;
@@ -427,6 +432,60 @@ impl Context {
         }
         let (rows, table, recreated) = (loaded.rows, &loaded.into, loaded.recreated());
         self.say(format!("loaded {rows} rows into {table}{recreated}"));
+        Ok(0)
+    }
+
+    /// `strata load --file PATH|URL --into S.T`.
+    async fn load_file(&self, db: DbArgs, load: LoadArgs) -> CommandResult {
+        let file = load.file.file.clone().unwrap_or_default();
+        let urls: Vec<(String, String)> = self
+            .config
+            .storages
+            .iter()
+            .filter_map(|(name, s)| s.url.clone().map(|url| (name.clone(), url)))
+            .collect();
+        let source = strata_tables::load_file::resolve(
+            &file,
+            load.from.as_deref(),
+            &self.storages(),
+            &urls,
+        )?;
+        let request = load.file.request(&load.into, source)?;
+        let mut engine = self.engine(&db).await?;
+        let progress =
+            FileProgress::new(self.interactive(), load.file.verbose && !self.global.quiet);
+        let report = engine.load_file(&request, &progress).await;
+        progress.finish();
+        let report = report?;
+        if self.global.json {
+            print_json(&report);
+            return Ok(0);
+        }
+        let (rows, into, file) = (report.rows, &report.into, &report.file);
+        if report.dry_run {
+            if !self.global.quiet {
+                let columns = report
+                    .columns
+                    .iter()
+                    .map(|c| vec![c.name.clone(), c.type_name.clone()])
+                    .collect();
+                output::print_table(&["column", "type"], columns, &[]);
+            }
+            let create = if report.created { ", creating it" } else { "" };
+            self.say(format!(
+                "dry run: would load {rows} rows into {into}{create} from {file}; nothing changed"
+            ));
+        } else {
+            let created = if report.created {
+                " (table created)"
+            } else {
+                ""
+            };
+            self.say(format!(
+                "loaded {rows} rows into {into}{created} from {file} in {:.1} s",
+                report.seconds
+            ));
+        }
         Ok(0)
     }
 
@@ -491,5 +550,71 @@ impl RunObserver for StepProgress {
             let (action, object) = (step.action, step.object());
             println!("{table} {action} {object}: {outcome} ({detail})");
         }
+    }
+}
+
+/// Progress of `strata load --file` on stderr: a bar on a terminal, or with `-v` a line
+/// every few seconds (rows, bytes of the file read, rate).
+struct FileProgress {
+    bar: Option<indicatif::ProgressBar>,
+    lines: bool,
+    started: std::time::Instant,
+    last_line: std::sync::Mutex<std::time::Instant>,
+}
+
+impl FileProgress {
+    fn new(interactive: bool, verbose: bool) -> FileProgress {
+        use std::io::IsTerminal;
+        let bar = (interactive && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            let style = indicatif::ProgressStyle::with_template(
+                "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} ({elapsed})",
+            );
+            bar.set_style(style.expect("valid template"));
+            bar
+        });
+        let now = std::time::Instant::now();
+        FileProgress {
+            lines: bar.is_none() && verbose,
+            bar,
+            started: now,
+            last_line: std::sync::Mutex::new(now),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl strata_tables::load_file::LoadObserver for FileProgress {
+    fn progress(&self, phase: strata_tables::load_file::Phase, rows: u64, bytes: u64, total: u64) {
+        let what = match phase {
+            strata_tables::load_file::Phase::Scanning => "scanning",
+            strata_tables::load_file::Phase::Loading => "loading",
+        };
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+            bar.set_position(bytes);
+            bar.set_message(format!("{what}: {rows} rows"));
+            return;
+        }
+        if !self.lines {
+            return;
+        }
+        let mut last = self.last_line.lock().unwrap();
+        if last.elapsed() < std::time::Duration::from_secs(2) {
+            return;
+        }
+        *last = std::time::Instant::now();
+        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        eprintln!(
+            "strata: {what}: {rows} rows, {} of {}, {}/s",
+            output::size(bytes),
+            output::size(total),
+            output::size((bytes as f64 / seconds) as u64)
+        );
     }
 }

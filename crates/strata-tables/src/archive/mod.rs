@@ -27,11 +27,11 @@ mod csv;
 pub mod load_target;
 mod parquet_export;
 mod parquet_load;
-mod parquet_read;
+pub(crate) mod parquet_read;
 mod parquet_write;
 mod pgbinary;
-mod pgtext;
-mod values;
+pub(crate) mod pgtext;
+pub(crate) mod values;
 
 pub use crate::policy::ArchiveFormat;
 

@@ -56,6 +56,15 @@ impl TextRows {
 }
 
 fn write_value(kind: Kind, values: &Values, at: usize, out: &mut Vec<u8>) {
+    match values {
+        Values::Bytes(v) => escape(v[at].data(), out),
+        _ => write_plain(kind, values, at, out),
+    }
+}
+
+/// A value's text as PostgreSQL's input function reads it, strings as they are (not
+/// escaped for COPY): what `strata load --file` makes of a Parquet file's values.
+pub(crate) fn write_plain(kind: Kind, values: &Values, at: usize, out: &mut Vec<u8>) {
     // Writing into a Vec cannot fail.
     let _ = match (kind, values) {
         (_, Values::Bool(v)) => {
@@ -83,7 +92,7 @@ fn write_value(kind: Kind, values: &Values, at: usize, out: &mut Vec<u8>) {
             write_float(v[at], v[at].is_nan(), out, |o| write!(o, "{:e}", v[at]))
         }
         (_, Values::Bytes(v)) => {
-            escape(v[at].data(), out);
+            out.extend_from_slice(v[at].data());
             Ok(())
         }
     };
@@ -111,7 +120,7 @@ fn write_float(
 }
 
 /// COPY text escapes: backslash, newline, carriage return and tab.
-fn escape(data: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn escape(data: &[u8], out: &mut Vec<u8>) {
     let mut start = 0;
     for (at, byte) in data.iter().enumerate() {
         let escaped: &[u8] = match byte {

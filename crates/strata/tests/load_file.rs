@@ -1,0 +1,533 @@
+//! `strata load --file` against a real PostgreSQL 15, with files written by independent
+//! writers: Python's `csv` and `json` modules and pyarrow (the Python of
+//! scripts/install-test-servers.sh, `STRATA_TEST_PYTHON`). The rows in the table are
+//! compared with what Python wrote; windows, dry runs, bad values and a load from the S3
+//! emulator are checked through the real binary.
+
+mod common;
+#[path = "../../strata-store/tests/servers.rs"]
+mod servers;
+
+use common::pgserver::*;
+use serde_json::Value;
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// Rows Python writes as CSV, JSON lines and Parquet, and as the values they hold.
+const WRITER: &str = r#"
+import csv, datetime, json, random, sys
+import pyarrow as pa, pyarrow.parquet as pq
+
+out, n = sys.argv[1], int(sys.argv[2])
+rnd = random.Random(7)
+notes = ['plain', 'a "quoted" word', 'comma, inside', 'two\nlines', 'tab\there',
+         'back\\slash', '\\N', 'ünïcödé ✓', "it's", ' lead and trail ', 'crlf\r\nend']
+epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+base = datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc)
+rows = []
+for i in range(1, n + 1):
+    rows.append({
+        'id': i,
+        'note': None if i % 7 == 0 else f'{notes[i % len(notes)]} {i}',
+        'x': None if i % 11 == 0 else rnd.uniform(-1e6, 1e6),
+        'ok': None if i % 13 == 0 else i % 2 == 0,
+        'ts': base + datetime.timedelta(minutes=37 * i, microseconds=i),
+    })
+with open(f'{out}/data.csv', 'w', newline='', encoding='utf-8') as f:
+    w = csv.writer(f)
+    w.writerow(['id', 'note', 'x', 'ok', 'ts'])
+    for r in rows:
+        w.writerow([r['id'], r['note'], r['x'], r['ok'], r['ts'].isoformat()])
+with open(f'{out}/data.jsonl', 'w', encoding='utf-8') as f:
+    for r in rows:
+        o = dict(r, ts=r['ts'].isoformat())
+        if r['note'] is None:
+            del o['note']
+        f.write(json.dumps(o) + '\n')
+table = pa.table({
+    'id': pa.array([r['id'] for r in rows], pa.int64()),
+    'note': pa.array([r['note'] for r in rows], pa.string()),
+    'x': pa.array([r['x'] for r in rows], pa.float64()),
+    'ok': pa.array([r['ok'] for r in rows], pa.bool_()),
+    'ts': pa.array([r['ts'] for r in rows], pa.timestamp('us', tz='UTC')),
+})
+pq.write_table(table, f'{out}/data.parquet', row_group_size=max(1, n // 3))
+with open(f'{out}/expected.json', 'w') as f:
+    json.dump([dict(r, ts=(r['ts'] - epoch) // datetime.timedelta(microseconds=1)) for r in rows], f)
+
+# Bad files: a value the column does not take, after a record of two lines.
+with open(f'{out}/bad.csv', 'w', newline='') as f:
+    w = csv.writer(f)
+    w.writerow(['id', 'note'])
+    for r in [[1, 'a'], [2, 'two\nlines'], [3, 'c'], [4, 'd'], ['x5', 'e'], [6, 'f']]:
+        w.writerow(r)
+with open(f'{out}/bad_utf8.csv', 'wb') as f:
+    f.write(b'id,note\n1,fine\n2,"bad \xff byte"\n')
+with open(f'{out}/bad.jsonl', 'w') as f:
+    f.write(json.dumps({'id': 1, 'note': 'a'}) + '\n\n')
+    f.write(json.dumps({'id': 'nope', 'note': 'b'}) + '\n')
+pq.write_table(pa.table({'id': pa.array(['1', '2', 'x3', '4'], pa.string())}), f'{out}/bad.parquet')
+"#;
+
+const ROWS: usize = 2000;
+
+/// The test Python when it has pyarrow; with `STRATA_REQUIRE_TOOLS` a missing one fails.
+fn python() -> Option<String> {
+    let python = std::env::var("STRATA_TEST_PYTHON")
+        .ok()
+        .filter(|p| Path::new(p).exists());
+    let ok = python.as_ref().is_some_and(|p| {
+        Command::new(p)
+            .args(["-c", "import pyarrow.parquet"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if ok {
+        return python;
+    }
+    if std::env::var_os("STRATA_REQUIRE_TOOLS").is_some() {
+        panic!(
+            "pyarrow is not installed in $STRATA_TEST_PYTHON: run scripts/install-test-servers.sh"
+        );
+    }
+    eprintln!("SKIPPED: no Python with pyarrow (scripts/install-test-servers.sh)");
+    None
+}
+
+/// A server, the files Python wrote, and the values they hold.
+struct Site {
+    site: PgSite,
+    expected: Vec<Value>,
+}
+
+impl Site {
+    fn new() -> Option<Site> {
+        if skip_without_postgres() {
+            return None;
+        }
+        let python = python()?;
+        let site = PgSite::new("strata-load-file");
+        let out = Command::new(python)
+            .args(["-c", WRITER])
+            .arg(site.dir.path())
+            .arg(ROWS.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(site.path("strata.toml"), "").unwrap();
+        let expected = std::fs::read(site.path("expected.json")).unwrap();
+        let expected = serde_json::from_slice::<Vec<Value>>(&expected).unwrap();
+        site.pg.psql("postgres", "CREATE SCHEMA s");
+        Some(Site { site, expected })
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.site.path(name).display().to_string()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.arg("--config")
+            .arg(self.site.path("strata.toml"))
+            .args(args)
+            .env("STRATA_TABLES_DB", self.site.dsn("postgres"))
+            .env_remove("STRATA_CONFIG");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "strata {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        self.site.pg.psql("postgres", sql)
+    }
+
+    /// The rows of `table` in the form of expected.json, by id.
+    fn rows(&self, table: &str) -> Vec<Value> {
+        let json = self.sql(&format!(
+            "SELECT coalesce(json_agg(json_build_object('id', id, 'note', note, 'x', x, 'ok', ok, \
+             'ts', (extract(epoch FROM ts) * 1000000)::bigint) ORDER BY id), '[]') FROM {table}"
+        ));
+        serde_json::from_str(&json).unwrap()
+    }
+
+    /// expected.json's rows with ids in `ids`.
+    fn expected(&self, keep: impl Fn(&Value) -> bool) -> Vec<Value> {
+        self.expected.iter().filter(|r| keep(r)).cloned().collect()
+    }
+
+    fn existing_table(&self, table: &str) {
+        self.sql(&format!(
+            "CREATE TABLE {table} (extra text DEFAULT 'kept', ts timestamptz, id bigint, note text, x double precision, ok boolean)"
+        ));
+    }
+
+    fn column_types(&self, schema: &str, table: &str) -> String {
+        self.sql(&format!(
+            "SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY ordinal_position) \
+             FROM information_schema.columns WHERE table_schema = '{schema}' AND table_name = '{table}'"
+        ))
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn load_file_csv_ndjson_and_parquet_into_existing_and_created_tables() {
+    let Some(site) = Site::new() else { return };
+    let all = site.expected(|_| true);
+    for (file, table) in [
+        ("data.csv", "s.csv_existing"),
+        ("data.jsonl", "s.json_existing"),
+        ("data.parquet", "s.pq_existing"),
+    ] {
+        site.existing_table(table);
+        let said = site.ok(&["load", "--file", &site.file(file), "--into", table]);
+        assert!(
+            said.contains(&format!("loaded {ROWS} rows into {table} from "))
+                && said.contains(" s\n"),
+            "{said}"
+        );
+        assert_eq!(site.rows(table), all, "{file} into {table}");
+        // Columns the file does not have keep their defaults.
+        assert_eq!(
+            site.sql(&format!(
+                "SELECT count(*) FROM {table} WHERE extra = 'kept'"
+            )),
+            ROWS.to_string()
+        );
+    }
+    let inferred =
+        "id bigint, note text, x double precision, ok boolean, ts timestamp with time zone";
+    for (file, format, table) in [
+        ("data.csv", "csv", "csv_created"),
+        ("data.jsonl", "jsonl", "json_created"),
+        ("data.parquet", "parquet", "pq_created"),
+    ] {
+        let into = format!("s.{table}");
+        site.ok(&[
+            "load",
+            "--file",
+            &site.file(file),
+            "--format",
+            format,
+            "--into",
+            &into,
+            "--create",
+        ]);
+        assert_eq!(site.rows(&into), all, "{file} created as {into}");
+        assert_eq!(site.column_types("s", table), inferred, "{file}");
+    }
+    // Loading it again with --create: the table exists now.
+    let out = site.run(&[
+        "load",
+        "--file",
+        &site.file("data.csv"),
+        "--into",
+        "s.csv_created",
+        "--create",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("already exists"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Audit rows need `tables setup`; without it the load works and records nothing.
+    site.ok(&["tables", "setup"]);
+    site.ok(&[
+        "load",
+        "--file",
+        &site.file("data.parquet"),
+        "--into",
+        "s.pq_audited",
+        "--create",
+        "-q",
+    ]);
+    let audit = site.sql("SELECT detail FROM strata.audit WHERE what = 'load'");
+    assert!(
+        audit.contains(&format!("{ROWS} rows from ")) && audit.contains("(parquet), table created"),
+        "{audit}"
+    );
+}
+
+#[test]
+fn load_file_offset_limit_and_time_window_select_rows() {
+    let Some(site) = Site::new() else { return };
+    let id = |r: &Value| r["id"].as_u64().unwrap();
+    for (file, table) in [
+        ("data.csv", "s.a"),
+        ("data.jsonl", "s.b"),
+        ("data.parquet", "s.c"),
+    ] {
+        site.ok(&[
+            "load",
+            "--file",
+            &site.file(file),
+            "--into",
+            table,
+            "--create",
+            "--offset",
+            "10",
+            "--limit",
+            "25",
+        ]);
+        assert_eq!(
+            site.rows(table),
+            site.expected(|r| (11..=35).contains(&id(r))),
+            "{file}"
+        );
+    }
+    // 2025-01-10 <= ts < 2025-01-20, in microseconds.
+    let (start, stop) = (1_736_467_200_000_000i64, 1_737_331_200_000_000i64);
+    let in_window = |r: &Value| (start..stop).contains(&r["ts"].as_i64().unwrap());
+    for (file, table) in [
+        ("data.csv", "s.w1"),
+        ("data.jsonl", "s.w2"),
+        ("data.parquet", "s.w3"),
+    ] {
+        site.existing_table(table);
+        site.ok(&[
+            "load",
+            "--file",
+            &site.file(file),
+            "--into",
+            table,
+            "--time-column",
+            "ts",
+            "--start",
+            "2025-01-10",
+            "--stop",
+            "2025-01-20T00:00:00Z",
+        ]);
+        let expected = site.expected(in_window);
+        assert!(
+            expected.len() > 300 && expected.len() < ROWS / 2,
+            "{}",
+            expected.len()
+        );
+        assert_eq!(site.rows(table), expected, "{file}");
+    }
+    // Both at once: the window among the rows after the offset.
+    site.existing_table("s.both");
+    site.ok(&[
+        "load",
+        "--file",
+        &site.file("data.csv"),
+        "--into",
+        "s.both",
+        "--offset",
+        "400",
+        "--limit",
+        "200",
+        "--time-column",
+        "ts",
+        "--start",
+        "2025-01-10",
+        "--stop",
+        "2025-01-20",
+    ]);
+    assert_eq!(
+        site.rows("s.both"),
+        site.expected(|r| (401..=600).contains(&id(r)) && in_window(r))
+    );
+    let out = site.run(&[
+        "load",
+        "--file",
+        &site.file("data.csv"),
+        "--into",
+        "s.both",
+        "--time-column",
+        "nope",
+        "--start",
+        "2025-01-01",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("--time-column \"nope\" is not a column of the file"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn load_file_dry_run_prints_the_schema_and_count_and_changes_nothing() {
+    let Some(site) = Site::new() else { return };
+    let said = site.ok(&[
+        "load",
+        "--file",
+        &site.file("data.csv"),
+        "--into",
+        "s.dry",
+        "--create",
+        "--dry-run",
+    ]);
+    for needle in [
+        "bigint",
+        "double precision",
+        "boolean",
+        "timestamptz",
+        "text",
+        &format!("would load {ROWS} rows into s.dry, creating it"),
+    ] {
+        assert!(said.contains(needle), "{needle}: {said}");
+    }
+    assert_eq!(site.sql("SELECT to_regclass('s.dry') IS NULL"), "t");
+    site.existing_table("s.kept");
+    site.sql("INSERT INTO s.kept (id) VALUES (-1)");
+    let said = site.ok(&[
+        "load",
+        "--file",
+        &site.file("data.parquet"),
+        "--into",
+        "s.kept",
+        "--dry-run",
+        "--limit",
+        "7",
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&said).unwrap();
+    assert_eq!(report["rows"], 7);
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["columns"][3]["type"], "boolean", "{report}");
+    assert_eq!(site.sql("SELECT count(*) FROM s.kept"), "1");
+}
+
+#[test]
+fn load_file_bad_values_fail_naming_file_line_and_column_and_load_nothing() {
+    let Some(site) = Site::new() else { return };
+    site.sql("CREATE TABLE s.t (id bigint, note text)");
+    site.sql("INSERT INTO s.t VALUES (0, 'before')");
+    for (file, needle) in [
+        (
+            "bad.csv",
+            "bad.csv: line 7, column \"id\": invalid input syntax for type bigint: \"x5\"",
+        ),
+        (
+            "bad_utf8.csv",
+            "bad_utf8.csv: line 3, column \"note\": invalid UTF-8",
+        ),
+        (
+            "bad.jsonl",
+            "bad.jsonl: line 3, column \"id\": invalid input syntax for type bigint: \"nope\"",
+        ),
+        (
+            "bad.parquet",
+            "bad.parquet: row 3, column \"id\": invalid input syntax for type bigint: \"x3\"",
+        ),
+    ] {
+        let out = site.run(&["load", "--file", &site.file(file), "--into", "s.t"]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{file}: {stderr}");
+        assert!(
+            stderr.contains(needle) && stderr.contains("nothing loaded"),
+            "{file}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert_eq!(site.sql("SELECT count(*) FROM s.t"), "1", "{file}");
+    }
+    // With --create the failed load leaves no table either.
+    let out = site.run(&[
+        "load",
+        "--file",
+        &site.file("bad_utf8.csv"),
+        "--into",
+        "s.new",
+        "--create",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(site.sql("SELECT to_regclass('s.new') IS NULL"), "t");
+    // A missing file, a format not known from the name.
+    let out = site.run(&["load", "--file", &site.file("absent.csv"), "--into", "s.t"]);
+    assert!(
+        text(&out.stderr).contains("absent.csv"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = site.run(&[
+        "load",
+        "--file",
+        &site.file("expected.json"),
+        "--into",
+        "s.t",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("give --format"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn load_file_from_the_s3_emulator() {
+    let Some(site) = Site::new() else { return };
+    let server = servers::s3();
+    std::fs::write(
+        site.site.path("strata.toml"),
+        format!(
+            "default_storage = \"cold\"\n[storages.cold]\nurl = \"{}\"\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    let store = strata_store::open_location(&server.url, &server.options).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for name in ["data.csv", "data.parquet"] {
+        let data = std::fs::read(site.site.path(name)).unwrap();
+        runtime
+            .block_on(store.put(&format!("imports/{name}"), data.into()))
+            .unwrap();
+    }
+    let run = |args: &[&str]| {
+        let mut cmd = site.command(args);
+        cmd.envs(server.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "strata {args:?}: {}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    let url = format!("{}/imports/data.csv", server.url);
+    let said = run(&["load", "--file", &url, "--into", "s.from_s3", "--create"]);
+    assert!(
+        said.contains(&format!(
+            "loaded {ROWS} rows into s.from_s3 (table created) from {url} in "
+        )),
+        "{said}"
+    );
+    assert_eq!(site.rows("s.from_s3"), site.expected(|_| true));
+    run(&[
+        "load",
+        "--from",
+        "cold",
+        "--file",
+        "imports/data.parquet",
+        "--into",
+        "s.pq_s3",
+        "--create",
+    ]);
+    assert_eq!(site.rows("s.pq_s3"), site.expected(|_| true));
+}
