@@ -111,13 +111,7 @@ impl FileSource {
         runtime: &tokio::runtime::Handle,
     ) -> LoadFileResult<Box<dyn Read + Send>> {
         match self {
-            FileSource::Local(path) => {
-                let file = std::fs::File::open(path).map_err(|e| LoadFileError::Read {
-                    file: label.to_string(),
-                    why: e.to_string(),
-                })?;
-                Ok(Box::new(file))
-            }
+            FileSource::Local(path) => Ok(Box::new(open_regular(path, label)?)),
             FileSource::Object { store, key } => {
                 let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
                 let (store, key) = (store.clone(), key.clone());
@@ -125,10 +119,17 @@ impl FileSource {
                     let mut at = 0;
                     while at < size {
                         let end = (at + RANGE_BYTES).min(size);
-                        let got = store
-                            .get_range(&key, at..end)
-                            .await
-                            .map_err(|e| e.to_string());
+                        // A range shorter (or longer) than asked means the object was
+                        // replaced or cut while it was read: stop, never skip bytes.
+                        let got = match store.get_range(&key, at..end).await {
+                            Ok(data) if data.len() as u64 == end - at => Ok(data),
+                            Ok(data) => Err(format!(
+                                "the object changed while it was read: {} bytes at offset {at} where {} were expected",
+                                data.len(),
+                                end - at
+                            )),
+                            Err(e) => Err(e.to_string()),
+                        };
                         let failed = got.is_err();
                         if tx.send(got).await.is_err() || failed {
                             return;
@@ -158,7 +159,7 @@ impl FileSource {
             why: e.to_string(),
         };
         match self {
-            FileSource::Local(path) => std::fs::File::open(path).map_err(read),
+            FileSource::Local(path) => open_regular(path, label),
             FileSource::Object { .. } => {
                 let mut copy = tempfile::tempfile().map_err(read)?;
                 let mut input = self.open(label, size, runtime)?;
@@ -167,6 +168,28 @@ impl FileSource {
             }
         }
     }
+}
+
+/// Opens a local file and checks, on the open descriptor, that it is a regular file: the
+/// path may have been replaced since [`FileSource::size`] looked (a FIFO would block the
+/// load for ever, a device would never end). It opens without blocking for the same
+/// reason.
+fn open_regular(path: &std::path::Path, label: &str) -> LoadFileResult<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let read = |why: String| LoadFileError::Read {
+        file: label.to_string(),
+        why,
+    };
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| read(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| read(e.to_string()))?;
+    if !meta.is_file() {
+        return Err(read("not a regular file".into()));
+    }
+    Ok(file)
 }
 
 /// An object's ranges, as they arrive, as one stream of bytes.
@@ -193,5 +216,58 @@ impl Read for ObjectRead {
         let n = buf.len().min(self.current.len());
         buf[..n].copy_from_slice(&self.current.split_to(n));
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_fifo_in_place_of_the_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("data.csv");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let source = FileSource::Local(fifo);
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let err = source.open("data.csv", 0, runtime.handle()).err().unwrap();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        let err = source
+            .local_file("data.csv", 0, runtime.handle())
+            .unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn an_object_replaced_by_a_shorter_one_while_read_fails_instead_of_skipping_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let store: DynStore = Arc::new(strata_store::LocalStore::new(dir.path()));
+        let key = "in/data.csv".to_string();
+        let size = RANGE_BYTES + (1 << 20);
+        runtime
+            .block_on(store.put(&key, Bytes::from(vec![b'a'; size as usize])))
+            .unwrap();
+        let source = FileSource::Object {
+            store: store.clone(),
+            key: key.clone(),
+        };
+        assert_eq!(runtime.block_on(source.size("data.csv")).unwrap(), size);
+        // Replaced after its size was taken: the second range comes back short.
+        runtime
+            .block_on(store.put(&key, Bytes::from(vec![b'b'; (size - 4096) as usize])))
+            .unwrap();
+        let mut input = source.open("data.csv", size, runtime.handle()).unwrap();
+        let mut all = Vec::new();
+        // The store refuses the range past the new end, or returns it short, which the
+        // reader refuses: either way an error naming the file, never a shorter stream.
+        let err = input.read_to_end(&mut all).unwrap_err();
+        assert!(err.to_string().contains("reading data.csv"), "{err}");
+        assert!((all.len() as u64) < size);
     }
 }
