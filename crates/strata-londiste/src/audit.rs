@@ -73,24 +73,6 @@ pub fn describe(command: &LondisteCommand) -> Option<(&'static str, String)> {
                 masked(provider)
             ),
         ),
-        C::JoinRestored {
-            name,
-            location,
-            provider,
-            branch,
-            check: false,
-            ..
-        } => (
-            "join-restored",
-            join(vec![
-                Some(format!(
-                    "{name} {} --provider {}",
-                    masked(location),
-                    masked(provider)
-                )),
-                flag(*branch, "--branch"),
-            ]),
-        ),
         C::AddTable { tables, options } => (
             "add-table",
             join(vec![
@@ -181,8 +163,7 @@ pub fn describe(command: &LondisteCommand) -> Option<(&'static str, String)> {
         | C::WaitProvider { .. }
         | C::Check
         | C::WaitSync { .. }
-        | C::Audit { .. }
-        | C::JoinRestored { check: true, .. } => return None,
+        | C::Audit { .. } => return None,
     })
 }
 
