@@ -96,6 +96,20 @@ pub async fn create_node(
     location: &str,
     provider: Option<&str>,
 ) -> Result<String> {
+    create_node_at(cf, kind, name, location, provider, None).await
+}
+
+/// [`create_node`], with a subscriber's worker starting at tick `at` of its provider
+/// instead of the provider's global watermark (a node seeded from a restore, see
+/// [`crate::seed`]).
+pub(crate) async fn create_node_at(
+    cf: &NodeConfig,
+    kind: NodeType,
+    name: &str,
+    location: &str,
+    provider: Option<&str>,
+    at: Option<i64>,
+) -> Result<String> {
     strata_pgq::api::check_name("node", name)?;
     strata_pgclient::Dsn::parse(location)
         .map_err(|e| LondisteError::BadInput(format!("node location: {e}")))?;
@@ -146,8 +160,8 @@ pub async fn create_node(
     node::register_location(&pdb, queue, name, location, false).await?;
     let row = pdb
         .query_one(
-            "select ret_code, ret_note, global_watermark from pgq_node.register_subscriber($1, $2, $3, null)",
-            &[&queue, &name, &cf.job_name],
+            "select ret_code, ret_note, global_watermark from pgq_node.register_subscriber($1, $2, $3, $4)",
+            &[&queue, &name, &cf.job_name, &at],
         )
         .await
         .map_err(|e| LondisteError::sql("registering the subscriber on the provider", e))?;
@@ -159,7 +173,7 @@ pub async fn create_node(
             note: note.unwrap_or_default(),
         });
     }
-    let watermark: i64 = row.get(2);
+    let watermark: i64 = at.unwrap_or(row.get(2));
     let members = node::locations(&pdb, queue).await?;
     let provider_tables = node::tables(&pdb, queue).await?;
     let provider_seqs = seqs(&pdb, queue).await?;

@@ -73,6 +73,24 @@ pub fn describe(command: &LondisteCommand) -> Option<(&'static str, String)> {
                 masked(provider)
             ),
         ),
+        C::JoinRestored {
+            name,
+            location,
+            provider,
+            branch,
+            check: false,
+            ..
+        } => (
+            "join-restored",
+            join(vec![
+                Some(format!(
+                    "{name} {} --provider {}",
+                    masked(location),
+                    masked(provider)
+                )),
+                flag(*branch, "--branch"),
+            ]),
+        ),
         C::AddTable { tables, options } => (
             "add-table",
             join(vec![
@@ -163,7 +181,8 @@ pub fn describe(command: &LondisteCommand) -> Option<(&'static str, String)> {
         | C::WaitProvider { .. }
         | C::Check
         | C::WaitSync { .. }
-        | C::Audit { .. } => return None,
+        | C::Audit { .. }
+        | C::JoinRestored { check: true, .. } => return None,
     })
 }
 

@@ -45,6 +45,27 @@ pub enum LondisteCommand {
         #[cfg_attr(feature = "cli", arg(long))]
         provider: String,
     },
+    /// Make this database, a restore of the provider's database still paused at its
+    /// recovery target (`strata restore ... --target-action pause`), a leaf (or a
+    /// branch) of the provider without copying its tables: the node joins at the last
+    /// tick the restore holds. Checks that the provider is the restored node, on the same
+    /// history, and still holds that tick; then promotes the server and converts it.
+    JoinRestored {
+        name: String,
+        location: String,
+        /// Connection string of the provider whose database was restored here.
+        #[cfg_attr(feature = "cli", arg(long))]
+        provider: String,
+        /// Make a branch (with its own queue) instead of a leaf.
+        #[cfg_attr(feature = "cli", arg(long))]
+        branch: bool,
+        /// Only check and show the position; change nothing (the server stays paused).
+        #[cfg_attr(feature = "cli", arg(long))]
+        check: bool,
+        /// Seconds to wait for the promotion.
+        #[cfg_attr(feature = "cli", arg(long, default_value_t = 60))]
+        timeout: u64,
+    },
     /// Replicate tables: on the root, put them in the set; elsewhere, copy and follow
     /// them. Names may be globs (public.*, log_*).
     AddTable {

@@ -21,6 +21,7 @@ pub mod names;
 pub mod node;
 pub mod park;
 pub mod resurrect;
+pub mod seed;
 pub mod snapshot;
 pub mod sqlgen;
 pub mod state;

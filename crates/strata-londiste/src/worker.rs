@@ -226,9 +226,10 @@ async fn check_node(
     Ok(NodeCheck::Run)
 }
 
-/// Whether `stop` asks to stop.
+/// Whether `stop` asks to stop. A dropped sender does too: nobody is left to ask, and a
+/// wait on a closed channel would return at once and spin.
 fn stopping(stop: &watch::Receiver<bool>) -> bool {
-    *stop.borrow()
+    *stop.borrow() || stop.has_changed().is_err()
 }
 
 /// Sleeps `d`, waking early when asked to stop.
@@ -1707,6 +1708,16 @@ pub fn stop_on_signal() -> watch::Receiver<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_dropped_stop_sender_stops_instead_of_waking_every_wait_at_once() {
+        let (tx, mut rx) = watch::channel(false);
+        assert!(!stopping(&rx));
+        drop(tx);
+        assert!(stopping(&rx));
+        // The wait returns at once rather than hanging or spinning on the closed channel.
+        pause(&mut rx, Duration::from_secs(3600)).await;
+    }
 
     #[test]
     fn retries_back_off_from_one_second_doubling_to_a_minute() {

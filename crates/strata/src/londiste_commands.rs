@@ -75,6 +75,49 @@ async fn run_on_node(
             let kind = NodeType::Leaf;
             ctx.say(admin::create_node(cf, kind, &name, &location, Some(&provider)).await?);
         }
+        LondisteCommand::JoinRestored {
+            name,
+            location,
+            provider,
+            branch,
+            check,
+            timeout,
+        } => {
+            let limit = std::time::Duration::from_secs(timeout);
+            let report = strata_londiste::seed::join_restored(
+                cf, &name, &location, &provider, branch, check, limit,
+            )
+            .await?;
+            if ctx.global.json {
+                print_json(&report);
+            }
+            let p = &report.position;
+            ctx.say(format!(
+                "the restore of {} joins at tick {} with snapshot {}: {} tables without a copy{}{}",
+                p.provider_node,
+                p.tick,
+                p.snapshot,
+                p.tables.len(),
+                if p.copying.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} to copy ({})", p.copying.len(), p.copying.join(", "))
+                },
+                if p.seqs.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} sequences", p.seqs.len())
+                }
+            ));
+            ctx.say(if report.joined {
+                format!(
+                    "{} {} created: start its worker",
+                    report.node_type, report.node
+                )
+            } else {
+                "checked: nothing changed (the server is still paused)".to_string()
+            });
+        }
         LondisteCommand::AddTable { tables, options } => {
             let added = admin::add_tables(cf, &tables, &options).await?;
             if ctx.global.json {

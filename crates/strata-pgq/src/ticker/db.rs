@@ -75,7 +75,7 @@ pub async fn run(
         .min(Duration::from_secs(5));
     let mut was_down = false;
     loop {
-        if *stop.borrow() {
+        if *stop.borrow() || stop.has_changed().is_err() {
             return;
         }
         let outcome = session(&db, &pg_config, &config, &log, &health, &mut stop, was_down).await;
@@ -178,8 +178,9 @@ async fn session(
     loop {
         let next_wakeup = wakeups.next_due();
         tokio::select! {
-            _ = stop.changed() => {
-                if *stop.borrow() {
+            // A dropped sender stops too: a closed channel would wake this at once.
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
                     return Ok(Ended::Stop);
                 }
             }

@@ -56,8 +56,9 @@ pub async fn run(
     let mut notify_timer = timer(NOTIFY_CHECK_PERIOD);
     loop {
         tokio::select! {
-            _ = stop.changed() => {
-                if *stop.borrow() {
+            // A dropped sender stops too: a closed channel would wake this at once.
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
                     return;
                 }
             }
