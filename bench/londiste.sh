@@ -2,7 +2,12 @@
 # bench/londiste.sh - replay of a backlog by the strata Londiste worker against Python
 # Londiste (PyPI 3.12), on the same root queue, in one run.
 #
-#   bench/londiste.sh [--events N]        (default 300000: 2/3 inserts, 1/3 updates)
+#   bench/londiste.sh [--events N] [--copy-rows N]
+#
+# --events: the backlog replayed (default 300000: 2/3 inserts, 1/3 updates).
+# --copy-rows: then a new table of that many rows (default 1000000) is added on each leaf
+# with its worker running alone, timed until the table is `ok` (copy and catch-up), with the
+# peak RSS of the worker and its copy processes.
 #
 # Then the idle-queue lag: the psql ticker is replaced by `strata pgq ticker` (which
 # announces its ticks), both workers run with Python's default `loop_delay = 1`, and one
@@ -19,9 +24,11 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(dirname "$SCRIPT_DIR")
 EVENTS=300000
+COPY_ROWS=1000000
 while [[ $# -gt 0 ]]; do
   case $1 in
     --events) EVENTS=$2; shift 2 ;;
+    --copy-rows) COPY_ROWS=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "londiste.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -74,8 +81,8 @@ psql_ root -c "SELECT pgq.set_queue_config('bench', 'ticker_max_lag', '100 ms')"
 strata_ "$W/root.ini" add-table big >/dev/null
 strata_ "$W/ls.ini" add-table big >/dev/null
 py_ "$W/lp.ini" add-table big >/dev/null 2>&1
-state() { psql_ "$1" -c "SELECT coalesce(max(merge_state), '') FROM londiste.table_info WHERE table_name = 'public.big' AND local"; }
-wait_ok() { local db=$1; for _ in $(seq 1 600); do [[ $(state "$db") == ok ]] && return 0; sleep 0.1; done; echo "$db never reached ok" >&2; exit 1; }
+state() { psql_ "$1" -c "SELECT coalesce(max(merge_state), '') FROM londiste.table_info WHERE table_name = 'public.${2:-big}' AND local"; }
+wait_ok() { local db=$1; for _ in $(seq 1 600); do [[ $(state "$db" "${2:-big}") == ok ]] && return 0; sleep 0.1; done; echo "$db never reached ok" >&2; exit 1; }
 # Empty tables to ok with each worker, then stop them.
 strata_ "$W/ls.ini" worker >/dev/null 2>&1 & SW=$!
 py_ "$W/lp.ini" worker >/dev/null 2>&1 & PW=$!
@@ -102,10 +109,11 @@ timed_replay() { # DB CMD...
   stop_worker "$db"; wait $pid 2>/dev/null || true
   echo "$(echo "$t1 - $t0" | bc) $peak"
 }
-# The highest peak resident set (VmHWM, KiB) among the node's worker processes.
+# The highest peak resident set (VmHWM, KiB) among the node's processes (its worker, and
+# Python's copy process).
 peak_kib() {
   local m=0 p v
-  for p in $(pgrep -f "$W/$1.ini worker"); do
+  for p in $(pgrep -f "$W/$1.ini"); do
     v=$(awk '/^VmHWM/ {print $2}' "/proc/$p/status" 2>/dev/null || true)
     [[ -n $v && $v -gt $m ]] && m=$v
   done
@@ -122,6 +130,38 @@ echo "|---|---|---|---|"
 printf "| strata londiste worker (release) | %.2f | %.0f | %.0f |\n" "$S" "$(echo "$EVENTS / $S" | bc -l)" "$(echo "$SR / 1024" | bc -l)"
 printf "| Python Londiste 3.12 | %.2f | %.0f | %.0f |\n" "$P" "$(echo "$EVENTS / $P" | bc -l)" "$(echo "$PR / 1024" | bc -l)"
 printf "\nstrata replays %.1fx the events per second of Python Londiste (target: 3x).\n" "$(echo "$P / $S" | bc -l)"
+
+echo
+echo "==> initial copy of a $COPY_ROWS-row table, each worker alone"
+for db in root ls lp; do psql_ $db -c "CREATE TABLE cp (id bigint PRIMARY KEY, val text, n int, ts timestamptz)"; done
+psql_ root -c "INSERT INTO cp SELECT g, md5(g::text), g % 1000, now() FROM generate_series(1, $COPY_ROWS) g"
+strata_ "$W/root.ini" add-table cp >/dev/null
+timed_copy() { # DB ADD-TABLE-CMD... -- WORKER-CMD...
+  local db=$1; shift
+  local add=() ; while [[ $1 != -- ]]; do add+=("$1"); shift; done; shift
+  "$@" >/dev/null 2>&1 & local pid=$!
+  sleep 2
+  local t0; t0=$(date +%s.%N)
+  "${add[@]}" >/dev/null 2>&1
+  local n=0
+  until [[ $(state "$db" cp) == ok ]]; do
+    n=$((n + 1)); [[ $n -lt 12000 ]] || { echo "$db: cp not ok in 10 minutes" >&2; exit 1; }
+    sleep 0.05
+  done
+  local t1; t1=$(date +%s.%N)
+  local peak; peak=$(peak_kib "$db")
+  stop_worker "$db"; wait $pid 2>/dev/null || true
+  [[ $(psql_ "$db" -c "SELECT count(*) FROM cp") == "$COPY_ROWS" ]] || { echo "$db: copy incomplete" >&2; exit 1; }
+  echo "$(echo "$t1 - $t0" | bc) $peak"
+}
+read -r SC SCR < <(timed_copy ls strata_ "$W/ls.ini" add-table cp -- strata_ "$W/ls.ini" worker)
+read -r PC PCR < <(timed_copy lp py_ "$W/lp.ini" add-table cp -- py_ "$W/lp.ini" worker)
+echo
+echo "| add-table of $COPY_ROWS rows until ok | wall s | rows/s | peak RSS MiB |"
+echo "|---|---|---|---|"
+printf "| strata londiste worker (release) | %.2f | %.0f | %.0f |\n" "$SC" "$(echo "$COPY_ROWS / $SC" | bc -l)" "$(echo "$SCR / 1024" | bc -l)"
+printf "| Python Londiste 3.12 | %.2f | %.0f | %.0f |\n" "$PC" "$(echo "$COPY_ROWS / $PC" | bc -l)" "$(echo "$PCR / 1024" | bc -l)"
+printf "\nstrata copies %.1fx as fast as Python Londiste.\n" "$(echo "$PC / $SC" | bc -l)"
 
 echo
 echo "==> idle-queue lag with strata's ticker and loop_delay = 1 (Python's default)"
