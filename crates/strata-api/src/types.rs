@@ -39,6 +39,7 @@ pub const FEATURES: &[&str] = &[
     feature::BACKUP_PAGES,
     feature::TABLES,
     feature::TABLE_POLICIES,
+    feature::SESSION,
 ];
 
 /// Features added after the release that introduced version negotiation: a server
@@ -48,6 +49,7 @@ const ADDED_SINCE_NEGOTIATION: &[&str] = &[
     feature::BACKUP_PAGES,
     feature::TABLES,
     feature::TABLE_POLICIES,
+    feature::SESSION,
 ];
 
 /// The names of the API's features, one per group of routes.
@@ -98,6 +100,17 @@ pub mod feature {
     /// `/api/v1/tables/...`: table retention policies listed, planned and edited, and
     /// their history (`strata tables list|plan|history|edit --server`).
     pub const TABLE_POLICIES: &str = "table-policies";
+    /// `GET /api/v1/session`: the name and role of the token that asks.
+    pub const SESSION: &str = "session";
+}
+
+/// `GET /api/v1/session`: who the caller is to the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SessionInfo {
+    /// The name of the token presented (as the audit log records it, without `token:`).
+    pub token: String,
+    /// `admin` (may change things) or `read` (GET requests only).
+    pub role: String,
 }
 
 /// `GET /api/v1/version`: what the server speaks.

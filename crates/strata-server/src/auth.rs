@@ -64,6 +64,11 @@ fn allowed(role: TokenRole, method: &axum::http::Method) -> bool {
 #[derive(Debug, Clone)]
 pub struct Caller(pub String);
 
+/// What the request's token may do (`GET /api/v1/session` tells a client, so a read-only
+/// dashboard does not offer actions the server would refuse).
+#[derive(Debug, Clone, Copy)]
+pub struct CallerRole(pub TokenRole);
+
 /// Middleware: 401 unless `Authorization: Bearer <token>` is one of `tokens`; otherwise the
 /// request carries its [`Caller`].
 ///
@@ -119,6 +124,7 @@ pub async fn require_token(
             }
             let caller = Caller(format!("token:{name}"));
             request.extensions_mut().insert(caller);
+            request.extensions_mut().insert(CallerRole(role));
             return next.run(request).await;
         }
         Some(None) => "wrong bearer token",

@@ -6,7 +6,7 @@
 //! audit log under the caller's token name. The OpenAPI document (`/api/openapi.json`) is
 //! generated from the annotations here, so it cannot drift from the handlers.
 
-use crate::auth::{require_token, Caller, Tokens};
+use crate::auth::{require_token, Caller, CallerRole, Tokens};
 use crate::extract::{backup_name, bad, Body, Params, PathParam};
 use crate::page_bodies::{PageBody, PageKey};
 use crate::{ApiFailure, Reply};
@@ -24,13 +24,13 @@ use std::time::Duration;
 use strata_agent::api::{ApiError, ErrorCode};
 use strata_api::types::{
     AuditQuery, BackupListing, CleanupBody, CopyBody, FilesQuery, GcBody, NoOptions, Page,
-    RepairBody, RestoreBody, Started, VerifyBody, VersionInfo, FILES_PAGE,
+    RepairBody, RestoreBody, SessionInfo, Started, VerifyBody, VersionInfo, FILES_PAGE,
 };
 use strata_coordinator::actions::percent_ok;
 use strata_coordinator::audit::AuditEntry;
 use strata_coordinator::browse::{FileEntry, FileFilter};
 use strata_coordinator::catalog::{Catalog, Located};
-use strata_coordinator::config::Config;
+use strata_coordinator::config::{Config, TokenRole};
 use strata_coordinator::coordinator::{ClusterStatus, Coordinator};
 use strata_coordinator::copy::CopyReport;
 use strata_coordinator::gc::GcReport;
@@ -125,6 +125,7 @@ pub fn routes(
     let state = Arc::new(state);
     Router::new()
         .route("/api/v1/version", get(version))
+        .route("/api/v1/session", get(session))
         .route("/api/v1/status", get(status))
         .route("/api/v1/backups", get(list).post(start_backup))
         .route("/api/v1/backups/{name}", get(show).delete(delete))
@@ -188,6 +189,29 @@ fn repo_failure(err: impl Into<CoordinatorError>) -> ApiFailure {
         (status = 401, body = ApiError)))]
 async fn version() -> Json<VersionInfo> {
     Json(VersionInfo::current())
+}
+
+/// The name and role of the token that asks: a client hides what its token may not do.
+#[utoipa::path(get, path = "/api/v1/session", tag = "cluster",
+    responses((status = 200, description = "The token's name and role (`admin` or `read`)", body = SessionInfo),
+        (status = 401, body = ApiError)))]
+async fn session(
+    Extension(caller): Extension<Caller>,
+    Extension(role): Extension<CallerRole>,
+) -> Json<SessionInfo> {
+    let token = caller
+        .0
+        .strip_prefix("token:")
+        .unwrap_or(&caller.0)
+        .to_string();
+    let role = match role.0 {
+        TokenRole::Admin => "admin",
+        TokenRole::Read => "read",
+    };
+    Json(SessionInfo {
+        token,
+        role: role.into(),
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/status", tag = "cluster",
@@ -843,7 +867,7 @@ async fn audit(State(s): Api, Params(query): Params<AuditQuery>) -> Reply<Vec<Au
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "strata coordinator API", description = "Backups, restores, verification, retention and the audit log of a strata cluster, and the table retention policies of its database. Every call needs `Authorization: Bearer <token>` (a token of role `read` makes GET requests only: anything else is 403); errors are JSON `{code, message}`."),
-    paths(version, status, list, show, delete, pin, unpin, files, copy, drill, restore_tables, start_backup, start_restore,
+    paths(version, session, status, list, show, delete, pin, unpin, files, copy, drill, restore_tables, start_backup, start_restore,
         verify, cleanup, gc, repair_index, repair_backups, wal_list, wal_verify, wal_archiver, operations, operation, events, schedules, config,
         check, audit, crate::tables_api::policies, crate::tables_api::plan, crate::tables_api::history,
         crate::tables_api::edit),

@@ -35,6 +35,8 @@ use strata_testkit::camunda::{Fake, Role};
 use strata_testkit::etcd::{put, range, EtcdCluster};
 
 const USER_TOKEN: &str = "dashboard-user-token-5b1e";
+/// A token of role `read` (the Tables page test signs in with it too).
+const READ_TOKEN: &str = "dashboard-read-token-77c2";
 /// A secret in the configuration (a storage option): the page shows it masked, never as is.
 const SECRET: &str = "dashboard-secret-value-8c41f";
 /// The etcd key of the topology component: a member named after its host, which the
@@ -576,7 +578,8 @@ fn run_script(browser: &Browser, script: &str, env: &[(&str, &str)]) -> Result<S
 /// PostgreSQL 15 with a daily-partitioned table and a 3-day delete policy. The script
 /// (`tests/dashboard/tables.mjs`) sees the policy and its plan as the API says, edits the
 /// duration (the dry-run plan first, nothing saved; then saved) and sees the change and
-/// its `policy edit` row, by the token's name, in the history.
+/// its `policy edit` row, by the token's name, in the history. Signed in with a read
+/// token, the page shows the same policy but offers no action (the server would refuse).
 #[test]
 fn the_tables_page_shows_policies_and_plans_and_saves_an_edit_after_its_dry_run() {
     use common::pgserver::{skip_without_postgres, PgSite};
@@ -610,7 +613,8 @@ fn the_tables_page_shows_policies_and_plans_and_saves_an_edit_after_its_dry_run(
         format!(
             "default_storage = \"main\"\nstate_dir = \"{state}\"\n[storages.main]\npath = \"{repo}\"\n\
              [repository]\nencryption = \"none\"\n[[nodes]]\nname = \"db1\"\nroots = [\"{data}\"]\n\
-             [tables]\ndb = \"{dsn}\"\n",
+             [tables]\ndb = \"{dsn}\"\n\
+             [[server.tokens]]\nname = \"wall\"\nenv = \"DASHBOARD_READER\"\nrole = \"read\"\n",
             state = dir.join("state").display(),
             repo = dir.join("repo").display(),
             data = dir.join("data").display(),
@@ -627,7 +631,9 @@ fn the_tables_page_shows_policies_and_plans_and_saves_an_edit_after_its_dry_run(
         .psql("postgres", "SELECT id FROM strata.policy")
         .trim()
         .to_string();
-    let server = Server::start(strata(), &dir.join("server.log"));
+    let mut serve = strata();
+    serve.env("DASHBOARD_READER", READ_TOKEN);
+    let server = Server::start(serve, &dir.join("server.log"));
     let log = || std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
     let out = run_script(
         &browser,
@@ -635,6 +641,7 @@ fn the_tables_page_shows_policies_and_plans_and_saves_an_edit_after_its_dry_run(
         &[
             ("STRATA_URL", &server.url),
             ("STRATA_TOKEN", USER_TOKEN),
+            ("STRATA_READ_TOKEN", READ_TOKEN),
             ("STRATA_POLICY", &policy),
         ],
     )
@@ -653,7 +660,12 @@ fn the_tables_page_shows_policies_and_plans_and_saves_an_edit_after_its_dry_run(
         ),
     );
     assert_eq!(audit.trim(), "token:user");
-    for shot in ["tables.png", "tables-dry-run.png", "tables-saved.png"] {
+    for shot in [
+        "tables.png",
+        "tables-dry-run.png",
+        "tables-saved.png",
+        "tables-read-only.png",
+    ] {
         let size = std::fs::metadata(output_dir().join(shot))
             .map(|m| m.len())
             .ok();

@@ -135,6 +135,14 @@ fn wait_archived(server: &PgServer) {
     }
 }
 
+async fn connect(dsn: &str) -> strata_pgclient::Client {
+    strata_pgclient::Dsn::parse(dsn)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
 fn checksum(server: &PgServer) -> String {
     server.psql(
         "app",
@@ -165,11 +173,7 @@ fn start_writers(root: &PgServer, stop: &Arc<AtomicBool>) -> Vec<tokio::task::Jo
             let (stop, next) = (stop.clone(), next.clone());
             let dsn = dsn(root, "app");
             tokio::spawn(async move {
-                let client = strata_pgclient::Dsn::parse(&dsn)
-                    .unwrap()
-                    .connect()
-                    .await
-                    .unwrap();
+                let client = connect(&dsn).await;
                 let mut n = w;
                 while !stop.load(Ordering::Relaxed) {
                     let key = next.fetch_add(1, Ordering::Relaxed);
@@ -239,11 +243,7 @@ async fn seeded_node_joins_without_a_copy(branch: bool) {
     let ticker = {
         let (stop, dsn) = (ticker_stop.clone(), root_dsn.clone());
         tokio::spawn(async move {
-            let client = strata_pgclient::Dsn::parse(&dsn)
-                .unwrap()
-                .connect()
-                .await
-                .unwrap();
+            let client = connect(&dsn).await;
             while !stop.load(Ordering::Relaxed) {
                 client.batch_execute("select pgq.ticker()").await.unwrap();
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -265,11 +265,7 @@ async fn seeded_node_joins_without_a_copy(branch: bool) {
     assert!(out.contains("complete"), "{out}");
     // One transaction surely open across the target, with later ones committed before
     // it: the restore's snapshot must show it running (a standby's own snapshot does not).
-    let held = strata_pgclient::Dsn::parse(&root_dsn)
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let held = connect(&root_dsn).await;
     held.batch_execute("begin; insert into t1 values (99999, 'held')")
         .await
         .unwrap();

@@ -280,8 +280,14 @@ function signOut(message) {
 /** Checks `token` against the server; on success the dashboard opens. */
 async function signIn(token) {
   const probe = new Api(token);
-  const [status, features] = await Promise.all([probe.get("/api/v1/status"), fetchFeatures(probe)]);
+  const [status, features, session] = await Promise.all([
+    probe.get("/api/v1/status"), fetchFeatures(probe), settle(probe.get("/api/v1/session"))]);
   state.features = features;
+  // A read token cannot change anything: its page offers no action the server would
+  // refuse. A server without /api/v1/session predates roles: every token may act.
+  const readOnly = session.ok && session.value.role === "read";
+  document.body.classList.toggle("read-only", readOnly);
+  $("#read-only").hidden = !readOnly;
   sessionStorage.setItem(TOKEN_KEY, token);
   state.api = new Api(token, () =>
     signOut("The server no longer accepts this token. Sign in again."));
@@ -834,7 +840,9 @@ function renderBackupTable() {
   const start = state.page * PAGE_SIZE;
   const slice = list.slice(start, start + PAGE_SIZE);
   if (!list.length) {
-    return fill("panel-backups", empty("No backups yet. “Back up now” takes the first one."));
+    return fill("panel-backups", empty(document.body.classList.contains("read-only")
+      ? "No backups yet."
+      : "No backups yet. “Back up now” takes the first one."));
   }
   const rows = slice.map((b) => {
     const pinned = b.pinned === true;

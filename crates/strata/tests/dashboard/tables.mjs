@@ -4,8 +4,12 @@
 // says, an edit shows the dry-run plan first (nothing saved), then saves, and the page
 // shows the change and its `policy edit` row in the history, by the token's name.
 //
-// STRATA_URL, STRATA_TOKEN, STRATA_CHROMIUM, STRATA_TEST_NODE_MODULES, STRATA_SCREENSHOTS,
-// STRATA_POLICY (the policy's id). Exit 0 when every check held; otherwise the first
+// Then, signed in with a token of role `read`, the page lists the same policy with no Edit
+// button, and no page offers an action (the server would answer 403), with a "read only"
+// badge instead.
+//
+// STRATA_URL, STRATA_TOKEN, STRATA_READ_TOKEN, STRATA_CHROMIUM, STRATA_TEST_NODE_MODULES,
+// STRATA_SCREENSHOTS, STRATA_POLICY (the policy's id). Exit 0 when every check held; otherwise the first
 // failed check is printed.
 
 import { createRequire } from "node:module";
@@ -19,6 +23,7 @@ const env = (name) => {
 };
 const base = env("STRATA_URL").replace(/\/$/, "");
 const token = env("STRATA_TOKEN");
+const readToken = env("STRATA_READ_TOKEN");
 const shots = env("STRATA_SCREENSHOTS");
 const policy = Number(env("STRATA_POLICY"));
 mkdirSync(shots, { recursive: true });
@@ -116,6 +121,30 @@ try {
   equal(await audit.first().getAttribute("data-history-who"), "token:user", "who edited, in the history");
   await page.screenshot({ path: join(shots, "tables-saved.png"), fullPage: true });
   log("the edit is saved, shown, and in the history");
+
+  // A read token: the same policy, and no action anywhere.
+  const reader = await browser.newContext({ viewport: { width: 1440, height: 1000 }, timezoneId: "UTC" });
+  const readPage = await reader.newPage();
+  readPage.setDefaultTimeout(30_000);
+  readPage.on("pageerror", (error) => problems.push(`page error (read token): ${error.message}`));
+  await readPage.goto(`${base}/ui/#tables`);
+  await readPage.fill("#token", readToken);
+  await readPage.click("#login-form button[type=submit]");
+  await readPage.locator("#login").waitFor({ state: "hidden" });
+  await readPage.locator(`#panel-table-policies tr[data-policy-id="${policy}"]`).waitFor();
+  await readPage.locator("[data-field=read-only]").waitFor({ state: "visible" });
+  equal(await readPage.locator(`tr[data-policy-id="${policy}"] [data-action=edit-policy]`).isVisible(), false,
+    "the Edit button for a read token");
+  await readPage.goto(`${base}/ui/#backups`);
+  await readPage.locator("#view-backups").waitFor({ state: "visible" });
+  for (const action of ["backup-now", "verify-all", "cleanup"]) {
+    equal(await readPage.locator(`[data-action=${action}]`).isVisible(), false, `the ${action} button for a read token`);
+  }
+  const visibleActions = await readPage.locator("[data-action]").evaluateAll((els) => els.filter((e) => e.offsetParent !== null).length);
+  equal(visibleActions, 0, "actions offered to a read token");
+  await readPage.screenshot({ path: join(shots, "tables-read-only.png"), fullPage: true });
+  await reader.close();
+  log("a read token sees the policies and is offered no action");
 
   check(problems.length === 0, `problems in the page:\n${problems.join("\n")}`);
   log("all checks passed");

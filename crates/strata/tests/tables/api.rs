@@ -332,8 +332,16 @@ fn api_refuses_read_tokens_no_token_and_hostile_requests_and_changes_nothing() {
         );
     };
 
-    // A read-only token reads, never edits, not even a dry run.
+    // A read-only token reads, never edits, not even a dry run; it is told its role.
     s.get("/api/v1/tables/policies", READER);
+    let me = s.get("/api/v1/session", READER);
+    assert_eq!(
+        (me["token"].as_str(), me["role"].as_str()),
+        (Some("wall"), Some("read")),
+        "{me}"
+    );
+    let me = s.get("/api/v1/session", USER);
+    assert_eq!(me["role"], "admin", "{me}");
     refused(
         s.call("PATCH", &path, Some(READER), r#"{"after": "1d"}"#),
         403,
