@@ -370,6 +370,7 @@ impl InProcess {
             target: request.target.clone(),
             action: strata_postgres::recovery::TargetAction::Promote,
             start: true,
+            no_archive: false,
         };
         let summary = strata_coordinator::resolve_backup_for(&repo, wanted, Some(&plan)).await?;
         repo.reload_index().await?;

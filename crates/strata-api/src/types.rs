@@ -421,6 +421,7 @@ impl TableRestoreBody {
             target,
             strata_postgres::recovery::TargetAction::Promote,
             true,
+            false,
         )
         .map_err(|e| e.to_string())?
         .map_or(Target::Latest, |plan| plan.target);

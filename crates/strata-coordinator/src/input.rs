@@ -151,6 +151,7 @@ mod tests {
                     ),
                     action: strata_postgres::recovery::TargetAction::Promote,
                     start: true,
+                    no_archive: false,
                 }),
                 ..plan()
             },

@@ -79,6 +79,7 @@ pub fn describe(command: &LondisteCommand) -> Option<(&'static str, String)> {
             provider,
             branch,
             check: false,
+            keep_archiving,
             ..
         } => (
             "join-restored",
@@ -89,6 +90,7 @@ pub fn describe(command: &LondisteCommand) -> Option<(&'static str, String)> {
                     masked(provider)
                 )),
                 flag(*branch, "--branch"),
+                flag(*keep_archiving, "--keep-archiving"),
             ]),
         ),
         C::AddTable { tables, options } => (

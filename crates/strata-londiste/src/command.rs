@@ -62,6 +62,10 @@ pub enum LondisteCommand {
         /// Only check and show the position; change nothing (the server stays paused).
         #[cfg_attr(feature = "cli", arg(long))]
         check: bool,
+        /// Join although the restored server archives its WAL (its archive command must
+        /// point at this node's own repository, not the provider's).
+        #[cfg_attr(feature = "cli", arg(long))]
+        keep_archiving: bool,
         /// Seconds to wait for the promotion.
         #[cfg_attr(feature = "cli", arg(long, default_value_t = 60))]
         timeout: u64,

@@ -58,23 +58,44 @@ pub struct SeedReport {
     pub node_type: String,
 }
 
+/// What `join-restored` is asked to do.
+#[derive(Debug, Clone)]
+pub struct JoinRequest<'a> {
+    /// The new node's name and connection string (as the cascade will reach it).
+    pub name: &'a str,
+    pub location: &'a str,
+    /// The provider whose database was restored here.
+    pub provider: &'a str,
+    /// A branch (with its own queue) instead of a leaf.
+    pub branch: bool,
+    /// Check and report the position only; change nothing.
+    pub check_only: bool,
+    /// Join although the restored server archives its WAL.
+    pub keep_archiving: bool,
+    /// How long to wait for the promotion.
+    pub promote_timeout: Duration,
+}
+
 /// Makes the local database, a restore of the provider's paused at its recovery target,
-/// the subscriber `name` of the provider at `provider` (a leaf, or a branch with
-/// `branch`), without copying its tables. With `check_only`, checks and reports the
-/// position and changes nothing.
-pub async fn join_restored(
-    cf: &NodeConfig,
-    name: &str,
-    location: &str,
-    provider: &str,
-    branch: bool,
-    check_only: bool,
-    promote_timeout: Duration,
-) -> Result<SeedReport> {
+/// the subscriber `name` of the provider (a leaf, or a branch), without copying its
+/// tables. With `check_only`, checks and reports the position and changes nothing.
+pub async fn join_restored(cf: &NodeConfig, request: &JoinRequest<'_>) -> Result<SeedReport> {
+    let JoinRequest {
+        name,
+        location,
+        provider,
+        branch,
+        check_only,
+        keep_archiving,
+        promote_timeout,
+    } = *request;
     strata_pgq::api::check_name("node", name)?;
     let queue = cf.queue_name.as_str();
     let db = admin::connect_local(cf).await?;
     let position = read_position(&db, queue).await?;
+    if !keep_archiving {
+        refuse_archiving(&db).await?;
+    }
     let pdb = admin::connect(provider, "--provider").await?;
     check_provider(&pdb, queue, &position).await?;
     let node_type = if branch {
@@ -248,6 +269,35 @@ async fn restored_snapshot(db: &Client) -> Result<String> {
         .get(0);
     crate::snapshot::Snapshot::parse(&text)?;
     Ok(text)
+}
+
+/// A restore carries its provider's `archive_mode` and `archive_command`. Promoted, it
+/// would archive its own new timeline wherever that command points: as restored, the
+/// provider's repository, where a later restore of the provider to its latest timeline
+/// would follow the new node's history instead of the provider's. So archiving must be
+/// off (`strata restore --no-archive`), unless the operator says the command already
+/// points at this node's own repository.
+async fn refuse_archiving(db: &Client) -> Result<()> {
+    let row = db
+        .query_one(
+            "select current_setting('archive_mode'), current_setting('archive_command'), \
+             coalesce(current_setting('archive_library', true), '')",
+            &[],
+        )
+        .await
+        .map_err(|e| LondisteError::sql("reading the restored server's archive settings", e))?;
+    let (mode, command, library): (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    if mode == "off" {
+        return Ok(());
+    }
+    let how = match (command.is_empty(), library.is_empty()) {
+        (false, _) => format!("archive_command '{command}'"),
+        (true, false) => format!("archive_library '{library}'"),
+        (true, true) => "no command yet, so its WAL would pile up".to_string(),
+    };
+    Err(LondisteError::BadInput(format!(
+        "the restored server has archive_mode = {mode} ({how}): once promoted it would archive its own timeline into the repository of the cluster it was restored from, and a later restore of that cluster to its latest timeline would follow this node's history. Restore it again with `strata restore ... --target-action pause --no-archive`, or pass --keep-archiving if the command already points at this node's own repository"
+    )))
 }
 
 /// The provider must be the node that was restored, on the same history (its tick holds

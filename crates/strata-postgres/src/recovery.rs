@@ -82,6 +82,11 @@ pub struct RecoveryPlan {
     pub action: TargetAction,
     /// Whether to start PostgreSQL and wait for recovery to end.
     pub start: bool,
+    /// Restore with `archive_mode = off`: a copy of the cluster (a new Londiste node, a
+    /// staging server) must not archive its new timeline into the repository of the
+    /// cluster it came from, where a later restore to the latest timeline would follow it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_archive: bool,
 }
 
 /// The settings block for `node`: `restore_command` runs `wal_fetch` (a command line
@@ -122,6 +127,9 @@ pub fn settings_block(node: &NodeSettings, plan: &RecoveryPlan, wal_fetch: &str)
                 set("recovery_target_action", plan.action.as_str());
             }
         }
+    }
+    if plan.no_archive {
+        set("archive_mode", "off");
     }
     lines.push(END.to_string());
     lines.join("\n") + "\n"
@@ -445,6 +453,7 @@ mod tests {
             target: Target::Time("2026-11-23 05:00:00+00".into()),
             action: TargetAction::Promote,
             start: false,
+            no_archive: false,
         };
         prepare(
             &node(data, false),
@@ -457,6 +466,7 @@ mod tests {
             target: Target::Lsn("0/3000000".into()),
             action: TargetAction::Pause,
             start: false,
+            no_archive: false,
         };
         prepare(
             &node(data, false),
@@ -486,6 +496,7 @@ mod tests {
             target: Target::Latest,
             action: TargetAction::Promote,
             start: false,
+            no_archive: false,
         }
     }
 
@@ -589,6 +600,7 @@ mod tests {
             target: Target::Latest,
             action: TargetAction::Promote,
             start: false,
+            no_archive: false,
         };
         prepare(
             &node(dir.path(), true),
@@ -611,8 +623,24 @@ mod tests {
             target: Target::Time("x'; archive_command = 'rm -rf /".into()),
             action: TargetAction::Promote,
             start: false,
+            no_archive: false,
         };
         let block = settings_block(&node(dir.path(), false), &plan, "strata wal-fetch");
         assert!(block.contains("recovery_target_time = 'x''; archive_command = ''rm -rf /'"));
+    }
+
+    #[test]
+    fn a_copy_restored_without_archiving_says_so_and_others_keep_theirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut plan = latest();
+        let block = settings_block(&node(dir.path(), false), &plan, "strata wal-fetch");
+        assert!(!block.contains("archive_mode"), "{block}");
+        plan.no_archive = true;
+        let block = settings_block(&node(dir.path(), false), &plan, "strata wal-fetch");
+        assert!(block.contains("archive_mode = 'off'"), "{block}");
+        // Sent to a server, the field is left out unless set: an older server that
+        // cannot honour it refuses it instead of restoring an archiving copy.
+        assert!(!serde_json::to_string(&latest()).unwrap().contains("no_archive"));
+        assert!(serde_json::to_string(&plan).unwrap().contains("\"no_archive\":true"));
     }
 }

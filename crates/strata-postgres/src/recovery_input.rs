@@ -96,13 +96,16 @@ impl RecoveryPlan {
         target: Target,
         action: TargetAction,
         start: bool,
+        no_archive: bool,
     ) -> Result<Option<RecoveryPlan>, BadTarget> {
         target.check()?;
-        let default = target == Target::Latest && action == TargetAction::Promote && start;
+        let default =
+            target == Target::Latest && action == TargetAction::Promote && start && !no_archive;
         Ok((!default).then_some(RecoveryPlan {
             target,
             action,
             start,
+            no_archive,
         }))
     }
 }
@@ -153,15 +156,15 @@ mod tests {
         assert_eq!(latest(), Target::Latest);
         let promote = TargetAction::Promote;
         assert_eq!(
-            RecoveryPlan::unless_default(latest(), promote, true),
+            RecoveryPlan::unless_default(latest(), promote, true, false),
             Ok(None)
         );
-        let paused = RecoveryPlan::unless_default(latest(), TargetAction::Pause, true);
+        let paused = RecoveryPlan::unless_default(latest(), TargetAction::Pause, true, false);
         assert_eq!(paused.unwrap().unwrap().action, TargetAction::Pause);
-        let unstarted = RecoveryPlan::unless_default(latest(), promote, false);
+        let unstarted = RecoveryPlan::unless_default(latest(), promote, false, false);
         assert!(!unstarted.unwrap().unwrap().start);
         let bad = Target::Xid("1; drop".into());
-        assert!(RecoveryPlan::unless_default(bad, promote, true).is_err());
+        assert!(RecoveryPlan::unless_default(bad, promote, true, false).is_err());
     }
 
     #[test]

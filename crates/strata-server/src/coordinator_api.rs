@@ -699,6 +699,7 @@ async fn restore_tables(
         target: request.target.clone(),
         action: strata_postgres::recovery::TargetAction::Promote,
         start: true,
+        no_archive: false,
     };
     let c = &s.coordinator;
     let summary = strata_coordinator::resolve_backup_for(c.repo(), wanted, Some(&plan))

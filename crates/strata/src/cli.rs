@@ -120,6 +120,11 @@ pub struct RecoveryArgs {
     /// Lay the files down and write the recovery settings, but do not start PostgreSQL.
     #[arg(long)]
     pub no_start: bool,
+    /// Set `archive_mode = off` in the restored cluster: for a copy (a new Londiste node
+    /// from `join-restored`, a staging server) that must not archive its own timeline
+    /// into the repository of the cluster it came from.
+    #[arg(long)]
+    pub no_archive: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -81,13 +81,20 @@ async fn run_on_node(
             provider,
             branch,
             check,
+            keep_archiving,
             timeout,
         } => {
             let limit = std::time::Duration::from_secs(timeout);
-            let report = strata_londiste::seed::join_restored(
-                cf, &name, &location, &provider, branch, check, limit,
-            )
-            .await?;
+            let request = strata_londiste::seed::JoinRequest {
+                name: &name,
+                location: &location,
+                provider: &provider,
+                branch,
+                check_only: check,
+                keep_archiving,
+                promote_timeout: limit,
+            };
+            let report = strata_londiste::seed::join_restored(cf, &request).await?;
             if ctx.global.json {
                 print_json(&report);
             }

@@ -55,6 +55,7 @@ impl Context {
                 target: strata_postgres::recovery::Target::Time(t),
                 action: strata_postgres::recovery::TargetAction::Promote,
                 start: false,
+                no_archive: false,
             });
         // Owners as recorded when run as root (the default), so postgres owns its files.
         let options = RestoreOptions::default();

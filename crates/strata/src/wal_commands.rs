@@ -27,7 +27,7 @@ pub(crate) fn recovery_plan(args: RecoveryArgs) -> Result<Option<RecoveryPlan>, 
     let (time, lsn, xid) = (args.target_time, args.target_lsn, args.target_xid);
     let target = Target::from_options(time, lsn, xid, args.target_immediate);
     // The same check the API makes (strata_postgres::recovery_input).
-    RecoveryPlan::unless_default(target, action, !args.no_start)
+    RecoveryPlan::unless_default(target, action, !args.no_start, args.no_archive)
         .map_err(|e| Failure::new(code::USAGE, e.to_string()))
 }
 

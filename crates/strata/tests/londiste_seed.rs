@@ -94,7 +94,8 @@ impl Site {
         std::fs::write(
             &path,
             format!(
-                "[londiste3]\njob_name = {node}_worker\ndb = {dsn}\nqueue_name = {QUEUE}\nloop_delay = 0.1\n"
+                "[londiste]\njob_name = {node}_worker\ndb = {dsn}\nqueue_name = {QUEUE}\nloop_delay = 0.1\nlogfile = {dir}/{node}.log\npidfile = {dir}/{node}.pid\n",
+                dir = self.dir.path().display(),
             ),
         )
         .unwrap();
@@ -194,16 +195,76 @@ fn start_writers(root: &PgServer, stop: &Arc<AtomicBool>) -> Vec<tokio::task::Jo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leaf_seeded_from_a_point_in_time_restore_joins_without_a_copy() {
-    seeded_node_joins_without_a_copy(false).await;
+    seeded_node_joins_without_a_copy(false, false).await;
 }
 
 /// A branch, too: it also passes the events on in its own queue.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_branch_seeded_from_a_point_in_time_restore_joins_and_passes_events_on() {
-    seeded_node_joins_without_a_copy(true).await;
+    seeded_node_joins_without_a_copy(true, false).await;
 }
 
-async fn seeded_node_joins_without_a_copy(branch: bool) {
+/// The seeded leaf run by Python Londiste's worker: it honours the restore's snapshot as
+/// it honours a copy's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_seeded_from_a_restore_is_run_by_python_londiste_too() {
+    seeded_node_joins_without_a_copy(false, true).await;
+}
+
+/// The seeded node's worker: strata's, in this process, or Python Londiste's.
+enum SeedWorker {
+    Strata(
+        tokio::task::JoinHandle<
+            Result<strata_londiste::worker::ReplayStats, strata_londiste::LondisteError>,
+        >,
+    ),
+    /// The process and its log file.
+    Python(std::process::Child, PathBuf),
+}
+
+impl SeedWorker {
+    /// Panics with why when the worker has stopped.
+    fn assert_running(&mut self) {
+        match self {
+            SeedWorker::Strata(h) => assert!(!h.is_finished(), "the seeded node's worker stopped"),
+            SeedWorker::Python(c, log) => {
+                let status = c.try_wait().unwrap();
+                assert!(
+                    status.is_none(),
+                    "Python's worker exited: {status:?}\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            SeedWorker::Strata(h) => {
+                h.await.unwrap().unwrap();
+            }
+            SeedWorker::Python(mut c, _) => {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+async fn seeded_node_joins_without_a_copy(branch: bool, python: bool) {
+    let python = if python {
+        match common::londiste::python_londiste() {
+            Some(p) => Some(p),
+            None => {
+                eprintln!(
+                    "SKIPPED: set STRATA_LONDISTE_PYTHON to Python Londiste's londiste command"
+                );
+                return;
+            }
+        }
+    } else {
+        None
+    };
     if skip_without_postgres() {
         assert!(
             std::env::var_os("STRATA_REQUIRE_TOOLS").is_none(),
@@ -281,21 +342,46 @@ async fn seeded_node_joins_without_a_copy(branch: bool) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     wait_archived(&root);
 
-    // The restore, paused at the target, on a server of its own.
+    let restore = |server: &PgServer, name: &str, extra: &[&str]| {
+        let config = site.config(&format!("{name}.toml"), server);
+        let args = [
+            &[
+                "restore",
+                "latest",
+                "--target-time",
+                &target,
+                "--target-action",
+                "pause",
+            ][..],
+            extra,
+        ]
+        .concat();
+        let out = site.strata(&config, &args);
+        assert!(out.contains("paused"), "{out}");
+    };
+    if !branch && python.is_none() {
+        // A restore that still archives would, once promoted, put its own timeline into
+        // the root's repository (its archive_command is the root's): refused.
+        let archiving = PgServer::vacant(&site.path("archiving"));
+        restore(&archiving, "archiving", &[]);
+        let dsn = dsn(&archiving, "app");
+        let ini = site.ini("archiving", &dsn);
+        let refused = site.londiste(
+            &ini,
+            2,
+            &["join-restored", "archiving", &dsn, "--provider", &root_dsn],
+        );
+        assert!(
+            refused.contains("archive_mode = on") && refused.contains("--no-archive"),
+            "{refused}"
+        );
+        assert_eq!(archiving.psql("app", "select pg_is_in_recovery()"), "t");
+        archiving.stop();
+    }
+    // The restore, paused at the target, on a server of its own, not archiving.
     let seed = PgServer::vacant(&site.path("seed"));
-    let seed_config = site.config("seed.toml", &seed);
-    let out = site.strata(
-        &seed_config,
-        &[
-            "restore",
-            "latest",
-            "--target-time",
-            &target,
-            "--target-action",
-            "pause",
-        ],
-    );
-    assert!(out.contains("paused"), "{out}");
+    restore(&seed, "seed", &["--no-archive"]);
+    assert_eq!(seed.psql("app", "show archive_mode"), "off");
     let seed_dsn = dsn(&seed, "app");
     let leaf_ini = site.ini("seed", &seed_dsn);
     // An ordinary server cannot join: the position would not be exact.
@@ -373,11 +459,24 @@ async fn seeded_node_joins_without_a_copy(branch: bool) {
     );
 
     // The leaf's worker replays from the restored tick while the writers go on.
-    let leaf_worker = tokio::spawn(strata_londiste::worker::run(
-        strata_londiste::NodeConfig::load(&leaf_ini).unwrap(),
-        Default::default(),
-        stop_rx.clone(),
-    ));
+    let mut leaf_worker = match &python {
+        None => SeedWorker::Strata(tokio::spawn(strata_londiste::worker::run(
+            strata_londiste::NodeConfig::load(&leaf_ini).unwrap(),
+            Default::default(),
+            stop_rx.clone(),
+        ))),
+        Some(python) => SeedWorker::Python(
+            Command::new(python)
+                .arg(&leaf_ini)
+                .arg("worker")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::fs::File::create(site.path("seed.out")).unwrap())
+                .stderr(std::fs::File::create(site.path("seed.err")).unwrap())
+                .spawn()
+                .unwrap(),
+            site.path("seed.err"),
+        ),
+    };
     tokio::time::sleep(Duration::from_secs(2)).await;
     writing.store(true, Ordering::Relaxed);
     for w in writers {
@@ -385,11 +484,7 @@ async fn seeded_node_joins_without_a_copy(branch: bool) {
     }
     let deadline = Instant::now() + Duration::from_secs(90);
     while checksum(&seed) != checksum(&root) {
-        assert!(
-            !leaf_worker.is_finished(),
-            "the leaf's worker stopped: {:?}",
-            leaf_worker.await
-        );
+        leaf_worker.assert_running();
         if Instant::now() > deadline {
             panic!(
                 "the seeded node did not catch up: root {} seed {}; {}; rows missing (id@txid): {}",
@@ -421,7 +516,7 @@ async fn seeded_node_joins_without_a_copy(branch: bool) {
     let seqs = site.londiste(&leaf_ini, 0, &["seqs"]);
     assert!(seqs.contains("public.s1"), "{seqs}");
     stop_tx.send(true).unwrap();
-    leaf_worker.await.unwrap().unwrap();
+    leaf_worker.stop().await;
     root_worker.await.unwrap().unwrap();
     ticker_stop.store(true, Ordering::Relaxed);
     ticker.await.unwrap();

@@ -36,6 +36,7 @@ fn default_recovery() -> RecoveryPlan {
         target: strata_postgres::recovery::Target::Latest,
         action: strata_postgres::recovery::TargetAction::Promote,
         start: true,
+        no_archive: false,
     }
 }
 
