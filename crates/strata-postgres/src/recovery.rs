@@ -640,7 +640,11 @@ mod tests {
         assert!(block.contains("archive_mode = 'off'"), "{block}");
         // Sent to a server, the field is left out unless set: an older server that
         // cannot honour it refuses it instead of restoring an archiving copy.
-        assert!(!serde_json::to_string(&latest()).unwrap().contains("no_archive"));
-        assert!(serde_json::to_string(&plan).unwrap().contains("\"no_archive\":true"));
+        assert!(!serde_json::to_string(&latest())
+            .unwrap()
+            .contains("no_archive"));
+        assert!(serde_json::to_string(&plan)
+            .unwrap()
+            .contains("\"no_archive\":true"));
     }
 }

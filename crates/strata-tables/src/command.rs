@@ -333,9 +333,16 @@ pub struct LoadFileArgs {
     /// with --from STORAGE a key in that storage.
     #[cfg_attr(feature = "cli", arg(long, value_name = "PATH|URL"))]
     pub file: Option<String>,
-    /// csv, ndjson (also jsonl, json-lines) or parquet (default: from the extension).
+    /// csv, tsv, ndjson (also jsonl, json-lines) or parquet (default: from the
+    /// extension).
     #[cfg_attr(feature = "cli", arg(long, value_name = "FORMAT", requires = "file"))]
     pub format: Option<String>,
+    /// The character between a CSV's fields (default `,`; a tab for tsv; `\t` for a tab).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "CHAR", requires = "file"))]
+    pub delimiter: Option<String>,
+    /// none, gzip or zstd (default: from the extension, `.gz` or `.zst`).
+    #[cfg_attr(feature = "cli", arg(long, value_name = "KIND", requires = "file"))]
+    pub compression: Option<String>,
     /// Create the table, with the file's columns and types inferred from its values
     /// (bigint, double precision, boolean, timestamptz, text; Parquet's from its schema).
     #[cfg_attr(feature = "cli", arg(long, requires = "file"))]
@@ -385,12 +392,15 @@ impl LoadFileArgs {
         into: &str,
         source: crate::load_file::FileSource,
     ) -> TablesResult<crate::load_file::LoadFileRequest> {
-        use crate::load_file::{FileFormat, LoadFileError, TimeWindow, Window};
+        use crate::load_file::{FileFormat, FileShape, LoadFileError, TimeWindow, Window};
         let file = self.file.clone().unwrap_or_default();
-        let format = match &self.format {
-            Some(format) => FileFormat::parse(format)?,
-            None => FileFormat::of_name(&file)?,
-        };
+        let shape = FileShape::of(
+            &file,
+            self.format.as_deref(),
+            self.delimiter.as_deref(),
+            self.compression.as_deref(),
+        )?;
+        let format = shape.format;
         if self.no_header && format != FileFormat::Csv {
             return Err(LoadFileError::Usage("--no-header is for CSV files".into()).into());
         }
@@ -427,6 +437,8 @@ impl LoadFileArgs {
             source,
             file,
             format,
+            delimiter: shape.delimiter,
+            compression: shape.compression,
             into: crate::TableName::parse(into)?,
             create: self.create,
             header: !self.no_header,

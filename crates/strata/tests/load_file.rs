@@ -55,6 +55,26 @@ pq.write_table(table, f'{out}/data.parquet', row_group_size=max(1, n // 3))
 with open(f'{out}/expected.json', 'w') as f:
     json.dump([dict(r, ts=(r['ts'] - epoch) // datetime.timedelta(microseconds=1)) for r in rows], f)
 
+# The same rows compressed (gzip by Python's gzip module, Zstandard by pyarrow's
+# stream), and as TSV (Python's excel-tab dialect) and pipe-separated CSV.
+import gzip
+with open(f'{out}/data.csv', 'rb') as f:
+    raw_csv = f.read()
+with gzip.open(f'{out}/data.csv.gz', 'wb') as f:
+    f.write(raw_csv)
+with open(f'{out}/data.jsonl', 'rb') as f, pa.CompressedOutputStream(f'{out}/data.jsonl.zst', 'zstd') as z:
+    z.write(f.read())
+for name, dialect in [('data.tsv', dict(dialect='excel-tab')), ('data.psv', dict(delimiter='|'))]:
+    with open(f'{out}/{name}', 'w', newline='', encoding='utf-8') as f:
+        w = csv.writer(f, **dialect)
+        w.writerow(['id', 'note', 'x', 'ok', 'ts'])
+        for r in rows:
+            w.writerow([r['id'], r['note'], r['x'], r['ok'], r['ts'].isoformat()])
+with open(f'{out}/data.csv.gz', 'rb') as f:
+    whole = f.read()
+with open(f'{out}/cut.csv.gz', 'wb') as f:
+    f.write(whole[: len(whole) * 2 // 3])
+
 # Bad files: a value the column does not take, after a record of two lines.
 with open(f'{out}/bad.csv', 'w', newline='') as f:
     w = csv.writer(f)
@@ -266,6 +286,82 @@ fn load_file_csv_ndjson_and_parquet_into_existing_and_created_tables() {
         audit.contains(&format!("{ROWS} rows from ")) && audit.contains("(parquet), table created"),
         "{audit}"
     );
+}
+
+/// Compressed files (gzip, Zstandard), TSV and another delimiter load the same rows;
+/// a cut gzip file fails and loads nothing.
+#[test]
+fn load_file_compressed_tsv_and_delimited_files() {
+    let Some(site) = Site::new() else { return };
+    let all = site.expected(|_| true);
+    for (file, extra, table) in [
+        ("data.csv.gz", &[][..], "s.from_gzip"),
+        ("data.jsonl.zst", &[][..], "s.from_zstd"),
+        ("data.tsv", &[][..], "s.from_tsv"),
+        (
+            "data.psv",
+            &["--format", "csv", "--delimiter", "|"][..],
+            "s.from_psv",
+        ),
+    ] {
+        let path = site.file(file);
+        let args = [
+            &["load", "--file", &path, "--into", table, "--create"][..],
+            extra,
+        ]
+        .concat();
+        site.ok(&args);
+        assert_eq!(site.rows(table), all, "{file} into {table}");
+    }
+    let json = site.ok(&[
+        "--json",
+        "load",
+        "--file",
+        &site.file("data.csv.gz"),
+        "--into",
+        "s.from_gzip",
+        "--dry-run",
+    ]);
+    let report: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (report["compression"].as_str(), report["rows"].as_u64()),
+        (Some("gzip"), Some(ROWS as u64)),
+        "{report}"
+    );
+    // A gzip file cut short: an error naming it, and no table.
+    let out = site.run(&[
+        "load",
+        "--file",
+        &site.file("cut.csv.gz"),
+        "--into",
+        "s.from_cut",
+        "--create",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("cut.csv.gz") && err.lines().count() <= 2,
+        "{err}"
+    );
+    assert_eq!(
+        site.sql("SELECT count(*) FROM pg_tables WHERE tablename = 'from_cut'"),
+        "0"
+    );
+    // Parquet compresses itself; a delimiter is for CSV only.
+    for (args, needle) in [
+        (
+            &["--file", "x.parquet", "--compression", "gzip"][..],
+            "Parquet",
+        ),
+        (
+            &["--file", "x.jsonl", "--delimiter", ";"][..],
+            "--delimiter",
+        ),
+    ] {
+        let out = site.run(&[&["load", "--into", "s.nothing"][..], args].concat());
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains(needle), "{}", text(&out.stderr));
+    }
 }
 
 #[test]

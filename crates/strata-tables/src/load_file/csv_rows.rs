@@ -35,10 +35,15 @@ pub struct CsvRows {
 impl CsvRows {
     /// Opens the CSV in `input`: the first record is its header, or with `header` false
     /// its first row (the columns are then `column1`, `column2`, ...).
-    pub fn open(input: Box<dyn Read + Send>, file: &str, header: bool) -> LoadFileResult<CsvRows> {
+    pub fn open(
+        input: Box<dyn Read + Send>,
+        file: &str,
+        header: bool,
+        delimiter: u8,
+    ) -> LoadFileResult<CsvRows> {
         let mut rows = CsvRows {
             input: BufReader::with_capacity(READ_BYTES, input),
-            parser: csv_core::Reader::new(),
+            parser: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
             file: file.to_string(),
             columns: Vec::new(),
             line: 1,
@@ -222,10 +227,19 @@ mod tests {
     type Read = (Position, Vec<Option<String>>);
 
     fn rows(csv: &[u8], header: bool) -> LoadFileResult<(Vec<String>, Vec<Read>)> {
+        rows_by(csv, header, b',')
+    }
+
+    fn rows_by(
+        csv: &[u8],
+        header: bool,
+        delimiter: u8,
+    ) -> LoadFileResult<(Vec<String>, Vec<Read>)> {
         let mut reader = CsvRows::open(
             Box::new(std::io::Cursor::new(csv.to_vec())),
             "f.csv",
             header,
+            delimiter,
         )?;
         let mut out = Vec::new();
         let mut row = Row::default();
@@ -257,6 +271,18 @@ mod tests {
                 (Position::Line(7), vec![s("4"), None]),
             ]
         );
+    }
+
+    #[test]
+    fn tabs_or_another_delimiter_split_fields_and_commas_are_text() {
+        let tsv = b"id\tnote\n1\ta, b\n2\t\"tab\there\"\n";
+        let (columns, rows) = rows_by(tsv, true, b'\t').unwrap();
+        assert_eq!(columns, ["id", "note"]);
+        let s = |v: &str| Some(v.to_string());
+        assert_eq!(rows[0].1, vec![s("1"), s("a, b")]);
+        assert_eq!(rows[1].1, vec![s("2"), s("tab\there")]);
+        let (_, rows) = rows_by(b"a|b\n1|x,y\n", true, b'|').unwrap();
+        assert_eq!(rows[0].1, vec![s("1"), s("x,y")]);
     }
 
     #[test]

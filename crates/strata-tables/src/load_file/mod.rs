@@ -20,6 +20,7 @@
 
 mod copy_text;
 mod csv_rows;
+mod decompressed;
 pub mod error;
 pub mod format;
 mod infer;
@@ -31,7 +32,7 @@ pub mod source;
 mod target;
 
 pub use error::{LoadFileError, Position};
-pub use format::FileFormat;
+pub use format::{Compression, FileFormat, FileShape};
 pub use pipeline::{TimeWindow, Window};
 pub use source::{resolve, FileSource};
 
@@ -55,6 +56,9 @@ pub struct LoadFileRequest {
     /// The file as the user named it, for messages.
     pub file: String,
     pub format: FileFormat,
+    /// The byte between a CSV's fields.
+    pub delimiter: u8,
+    pub compression: Compression,
     pub into: TableName,
     /// Create the table from the file's columns (it must not exist).
     pub create: bool,
@@ -70,6 +74,7 @@ pub struct LoadFileRequest {
 pub struct LoadFileReport {
     pub file: String,
     pub format: FileFormat,
+    pub compression: Compression,
     pub into: String,
     /// Whether the table was (or would be) created.
     pub created: bool,
@@ -102,6 +107,8 @@ struct Opener {
     source: FileSource,
     file: String,
     format: FileFormat,
+    delimiter: u8,
+    compression: Compression,
     header: bool,
     size: u64,
     runtime: tokio::runtime::Handle,
@@ -111,27 +118,33 @@ struct Opener {
 type Opened = (Box<dyn RowReader>, Option<Vec<&'static str>>);
 
 impl Opener {
+    /// The file's bytes, decompressed, and the count of compressed bytes read (for
+    /// progress against the file's size) when it is compressed.
+    fn input(
+        &self,
+    ) -> LoadFileResult<(
+        Box<dyn std::io::Read + Send>,
+        Option<decompressed::Consumed>,
+    )> {
+        let raw = self.source.open(&self.file, self.size, &self.runtime)?;
+        decompressed::open(raw, self.compression, &self.file)
+    }
+
     /// A reader of the file; JSON lines with `json_columns` as their columns (`None`:
     /// discover them).
     fn open(&self, json_columns: Option<Vec<String>>) -> LoadFileResult<Opened> {
         Ok(match self.format {
             FileFormat::Csv => {
-                let input = self.source.open(&self.file, self.size, &self.runtime)?;
-                (
-                    Box::new(csv_rows::CsvRows::open(input, &self.file, self.header)?),
-                    None,
-                )
+                let (input, consumed) = self.input()?;
+                let rows = csv_rows::CsvRows::open(input, &self.file, self.header, self.delimiter)?;
+                (decompressed::counted(Box::new(rows), consumed), None)
             }
             FileFormat::Ndjson => {
-                let input = self.source.open(&self.file, self.size, &self.runtime)?;
+                let (input, consumed) = self.input()?;
                 let discover = json_columns.is_none();
                 let columns = json_columns.unwrap_or_default();
-                (
-                    Box::new(json_rows::JsonRows::open(
-                        input, &self.file, columns, discover,
-                    )),
-                    None,
-                )
+                let rows = json_rows::JsonRows::open(input, &self.file, columns, discover);
+                (decompressed::counted(Box::new(rows), consumed), None)
             }
             FileFormat::Parquet => {
                 let local = self
@@ -210,6 +223,8 @@ pub async fn load_file(
         source: request.source.clone(),
         file: file.clone(),
         format: request.format,
+        delimiter: request.delimiter,
+        compression: request.compression,
         header: request.header,
         size,
         runtime: tokio::runtime::Handle::current(),
@@ -282,6 +297,7 @@ pub async fn load_file(
     let mut report = LoadFileReport {
         file: file.clone(),
         format: request.format,
+        compression: request.compression,
         into: into.to_string(),
         created: *create,
         dry_run: request.dry_run,
@@ -567,6 +583,7 @@ mod decoder_properties {
                     input(bytes),
                     "f",
                     header,
+                    b',',
                 )?))
             });
         }

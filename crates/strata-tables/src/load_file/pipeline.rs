@@ -213,6 +213,7 @@ mod tests {
             Box::new(std::io::Cursor::new(text.as_bytes().to_vec())),
             "f.csv",
             true,
+            b',',
         )
         .unwrap()
     }
