@@ -31,40 +31,23 @@ while [[ $# -gt 0 ]]; do
 done
 W=${BENCH_DIR:-/tmp/strata-load-file-bench}
 RESULTS_MD=${BENCH_RESULTS:-$SCRIPT_DIR/results/load_file.md}
-PGBIN=/usr/lib/postgresql/15/bin
-[[ -x $PGBIN/initdb ]] || { echo "install postgresql-15" >&2; exit 2; }
-if [[ -z ${STRATA_BIN:-} ]]; then
-  (cd "$REPO_ROOT" && cargo build --release --quiet --bin strata)
-  STRATA_BIN=$REPO_ROOT/target/release/strata
-fi
+source "$SCRIPT_DIR/pg_lib.sh"
 
-as_pg() { runuser -u postgres -- env HOME=/tmp "$@"; }
 stop_all() {
-  [[ -f $W/pg/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" stop -m immediate -D "$W/pg" >/dev/null 2>&1 || true
+  pg_stop "$W"
   rm -f "$W"/strata "$W"/data.csv
 }
 trap stop_all EXIT
 stop_all
 rm -rf "$W"
-mkdir -p "$W"/sock
+mkdir -p "$W"
 cp "$STRATA_BIN" "$W"/strata
 touch "$W"/strata.toml
 chown -R postgres:postgres "$W"
 chmod 755 "$W"
 
-as_pg "$PGBIN/initdb" -A trust -U postgres --no-locale -E UTF8 -D "$W/pg" >/dev/null
 PORT=55453
-cat >> "$W/pg/postgresql.conf" <<EOF
-port = $PORT
-unix_socket_directories = '$W/sock'
-listen_addresses = ''
-fsync = off
-shared_buffers = 256MB
-max_wal_size = 8GB
-EOF
-as_pg "$PGBIN/pg_ctl" start -w -D "$W/pg" -l "$W/pg.log" >/dev/null
-psql_() { as_pg "$PGBIN/psql" -X -A -t -q -v ON_ERROR_STOP=1 -h "$W/sock" -p $PORT -U postgres -d bench "$@"; }
-as_pg "$PGBIN/psql" -X -q -h "$W/sock" -p $PORT -U postgres -d postgres -c "CREATE DATABASE bench"
+pg_cluster "$W" $PORT "max_wal_size = 8GB"
 DB="host=$W/sock port=$PORT user=postgres dbname=bench"
 
 ROWS=$(( MIB * 1024 * 1024 / 83 ))
@@ -75,13 +58,6 @@ FILE_BYTES=$(stat -c %s "$W/data.csv")
 TABLE="(ts timestamptz, host text, cpu double precision, mem bigint, note text)"
 
 declare -A WALL CPU RSS
-timed() { # NAME CMD...: wall and client CPU seconds, the client's largest resident set (MiB)
-  local name=$1; shift
-  /usr/bin/time -f "%e %U %S %M" -o "$W/time.out" "$@" >/dev/null
-  WALL[$name]=$(awk '{print $1}' "$W/time.out")
-  CPU[$name]=$(awk '{print $2 + $3}' "$W/time.out")
-  RSS[$name]=$(awk '{printf "%d", $4 / 1024}' "$W/time.out")
-}
 load_copy() {
   psql_ -c "SET client_min_messages = warning; DROP TABLE IF EXISTS t; CREATE TABLE t $TABLE; CHECKPOINT"
   timed "copy.$1" runuser -u postgres -- env HOME=/tmp "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$W/sock" -p $PORT -U postgres -d bench -c "\\copy t FROM '$W/data.csv' CSV HEADER"

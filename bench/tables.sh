@@ -39,21 +39,15 @@ while [[ $# -gt 0 ]]; do
 done
 W=${BENCH_DIR:-/tmp/strata-tables-bench}
 RESULTS_MD=${BENCH_RESULTS:-$SCRIPT_DIR/results/tables.md}
-PGBIN=/usr/lib/postgresql/15/bin
-[[ -x $PGBIN/initdb ]] || { echo "install postgresql-15" >&2; exit 2; }
 command -v zstd >/dev/null || { echo "install zstd" >&2; exit 2; }
 
-if [[ -z ${STRATA_BIN:-} ]]; then
-  (cd "$REPO_ROOT" && cargo build --release --quiet --bin strata)
-  STRATA_BIN=$REPO_ROOT/target/release/strata
-fi
+source "$SCRIPT_DIR/pg_lib.sh"
 
-as_pg() { runuser -u postgres -- env HOME=/tmp "$@"; }
-stop_all() { [[ -f $W/pg/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" stop -m immediate -D "$W/pg" >/dev/null 2>&1 || true; }
+stop_all() { pg_stop "$W"; }
 trap stop_all EXIT
 stop_all
 rm -rf "$W"
-mkdir -p "$W"/sock "$W"/cold
+mkdir -p "$W"/cold
 cp "$STRATA_BIN" "$W"/strata
 PORT=55442
 cat > "$W"/strata.toml <<EOF
@@ -65,35 +59,11 @@ EOF
 chown -R postgres:postgres "$W"
 chmod 755 "$W"
 
-as_pg "$PGBIN/initdb" -A trust -U postgres --no-locale -E UTF8 -D "$W/pg" >/dev/null
-cat >> "$W/pg/postgresql.conf" <<EOF
-port = $PORT
-unix_socket_directories = '$W/sock'
-listen_addresses = ''
-fsync = off
-shared_buffers = 256MB
-max_wal_size = 4GB
-max_locks_per_transaction = 256
-EOF
-as_pg "$PGBIN/pg_ctl" start -w -D "$W/pg" -l "$W/pg.log" >/dev/null
-psql_() { as_pg "$PGBIN/psql" -X -A -t -q -v ON_ERROR_STOP=1 -h "$W/sock" -p $PORT -U postgres -d bench "$@"; }
-as_pg "$PGBIN/psql" -X -q -h "$W/sock" -p $PORT -U postgres -d postgres -c "CREATE DATABASE bench"
+pg_cluster "$W" $PORT "max_wal_size = 4GB" "max_locks_per_transaction = 256"
 export STRATA_TABLES_DB="host=$W/sock port=$PORT user=postgres dbname=bench"
 strata() { as_pg env STRATA_TABLES_DB="$STRATA_TABLES_DB" "$W/strata" --config "$W/strata.toml" "$@"; }
 
-# timed NAME CMD...: wall seconds into WALL[NAME], CPU seconds (user+sys) into CPU[NAME],
-# the largest resident set of its processes (MiB) into RSS[NAME].
 declare -A WALL CPU RSS
-timed() {
-  local name=$1; shift
-  local t0 t1
-  t0=$(date +%s.%N)
-  /usr/bin/time -f "%U %S %M" -o "$W/time.out" "$@" >/dev/null
-  t1=$(date +%s.%N)
-  WALL[$name]=$(echo "$t1 - $t0" | bc)
-  CPU[$name]=$(awk '{print $1 + $2}' "$W/time.out")
-  RSS[$name]=$(awk '{printf "%d", $3 / 1024}' "$W/time.out")
-}
 has_format() { [[ ",$FORMATS," == *",$1,"* ]]; }
 
 echo "==> a partition of about $MIB MiB"

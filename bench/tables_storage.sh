@@ -31,24 +31,18 @@ while [[ $# -gt 0 ]]; do
 done
 W=${BENCH_DIR:-/tmp/strata-tables-storage-bench}
 RESULTS_MD=${BENCH_RESULTS:-$SCRIPT_DIR/results/tables_storage.md}
-PGBIN=/usr/lib/postgresql/15/bin
-[[ -x $PGBIN/initdb ]] || { echo "install postgresql-15" >&2; exit 2; }
 [[ -x ${STRATA_TEST_S3S_FS:-} ]] || { echo 'run: eval "$(scripts/install-test-servers.sh)"' >&2; exit 2; }
-if [[ -z ${STRATA_BIN:-} ]]; then
-  (cd "$REPO_ROOT" && cargo build --release --quiet --bin strata)
-  STRATA_BIN=$REPO_ROOT/target/release/strata
-fi
+source "$SCRIPT_DIR/pg_lib.sh"
 
-as_pg() { runuser -u postgres -- env HOME=/tmp "$@"; }
 S3_PID=
 stop_all() {
-  [[ -f $W/pg/postmaster.pid ]] && as_pg "$PGBIN/pg_ctl" stop -m immediate -D "$W/pg" >/dev/null 2>&1 || true
+  pg_stop "$W"
   [[ -n $S3_PID ]] && kill "$S3_PID" 2>/dev/null || true
 }
 trap stop_all EXIT
 stop_all
 rm -rf "$W"
-mkdir -p "$W"/sock "$W"/local "$W"/s3/strata
+mkdir -p "$W"/local "$W"/s3/strata
 cp "$STRATA_BIN" "$W"/strata
 PORT=55443
 S3_PORT=55444
@@ -67,32 +61,11 @@ EOF
 chown -R postgres:postgres "$W"
 chmod 755 "$W"
 
-as_pg "$PGBIN/initdb" -A trust -U postgres --no-locale -E UTF8 -D "$W/pg" >/dev/null
-cat >> "$W/pg/postgresql.conf" <<EOF
-port = $PORT
-unix_socket_directories = '$W/sock'
-listen_addresses = ''
-fsync = off
-shared_buffers = 256MB
-max_wal_size = 4GB
-EOF
-as_pg "$PGBIN/pg_ctl" start -w -D "$W/pg" -l "$W/pg.log" >/dev/null
-psql_() { as_pg "$PGBIN/psql" -X -A -t -q -v ON_ERROR_STOP=1 -h "$W/sock" -p $PORT -U postgres -d bench "$@"; }
-as_pg "$PGBIN/psql" -X -q -h "$W/sock" -p $PORT -U postgres -d postgres -c "CREATE DATABASE bench"
+pg_cluster "$W" $PORT "max_wal_size = 4GB"
 export STRATA_TABLES_DB="host=$W/sock port=$PORT user=postgres dbname=bench"
 strata() { as_pg env STRATA_TABLES_DB="$STRATA_TABLES_DB" BENCH_S3_SECRET=bench-secret-key "$W/strata" --config "$W/strata.toml" "$@"; }
 
 declare -A WALL CPU RSS
-timed() { # NAME CMD...: wall and CPU seconds, largest resident set (MiB)
-  local name=$1; shift
-  local t0 t1
-  t0=$(date +%s.%N)
-  /usr/bin/time -f "%U %S %M" -o "$W/time.out" "$@" >/dev/null
-  t1=$(date +%s.%N)
-  WALL[$name]=$(printf "%.2f" "$(echo "$t1 - $t0" | bc)")
-  CPU[$name]=$(awk '{print $1 + $2}' "$W/time.out")
-  RSS[$name]=$(awk '{printf "%d", $3 / 1024}' "$W/time.out")
-}
 
 echo "==> rows for a partition of about $MIB MiB"
 ROWS=$(( MIB * 1024 * 1024 / 110 ))
