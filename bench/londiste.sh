@@ -124,11 +124,15 @@ peak_kib() {
   || { echo "a worker was still running during the load" >&2; exit 1; }
 read -r S SR < <(timed_replay ls strata_ "$W/ls.ini" worker)
 read -r P PR < <(timed_replay lp py_ "$W/lp.ini" worker)
-echo
-echo "| replay of $EVENTS events | wall s | events/s | peak RSS MiB |"
-echo "|---|---|---|---|"
-printf "| strata londiste worker (release) | %.2f | %.0f | %.0f |\n" "$S" "$(echo "$EVENTS / $S" | bc -l)" "$(echo "$SR / 1024" | bc -l)"
-printf "| Python Londiste 3.12 | %.2f | %.0f | %.0f |\n" "$P" "$(echo "$EVENTS / $P" | bc -l)" "$(echo "$PR / 1024" | bc -l)"
+# compared TITLE UNIT COUNT STRATA_S STRATA_KIB PYTHON_S PYTHON_KIB: the two workers' table.
+compared() {
+  echo
+  echo "| $1 | wall s | $2/s | peak RSS MiB |"
+  echo "|---|---|---|---|"
+  printf "| strata londiste worker (release) | %.2f | %.0f | %.0f |\n" "$4" "$(echo "$3 / $4" | bc -l)" "$(echo "$5 / 1024" | bc -l)"
+  printf "| Python Londiste 3.12 | %.2f | %.0f | %.0f |\n" "$6" "$(echo "$3 / $6" | bc -l)" "$(echo "$7 / 1024" | bc -l)"
+}
+compared "replay of $EVENTS events" events "$EVENTS" "$S" "$SR" "$P" "$PR"
 printf "\nstrata replays %.1fx the events per second of Python Londiste (target: 3x).\n" "$(echo "$P / $S" | bc -l)"
 
 echo
@@ -156,11 +160,7 @@ timed_copy() { # DB ADD-TABLE-CMD... -- WORKER-CMD...
 }
 read -r SC SCR < <(timed_copy ls strata_ "$W/ls.ini" add-table cp -- strata_ "$W/ls.ini" worker)
 read -r PC PCR < <(timed_copy lp py_ "$W/lp.ini" add-table cp -- py_ "$W/lp.ini" worker)
-echo
-echo "| add-table of $COPY_ROWS rows until ok | wall s | rows/s | peak RSS MiB |"
-echo "|---|---|---|---|"
-printf "| strata londiste worker (release) | %.2f | %.0f | %.0f |\n" "$SC" "$(echo "$COPY_ROWS / $SC" | bc -l)" "$(echo "$SCR / 1024" | bc -l)"
-printf "| Python Londiste 3.12 | %.2f | %.0f | %.0f |\n" "$PC" "$(echo "$COPY_ROWS / $PC" | bc -l)" "$(echo "$PCR / 1024" | bc -l)"
+compared "add-table of $COPY_ROWS rows until ok" rows "$COPY_ROWS" "$SC" "$SCR" "$PC" "$PCR"
 printf "\nstrata copies %.1fx as fast as Python Londiste.\n" "$(echo "$PC / $SC" | bc -l)"
 
 echo
