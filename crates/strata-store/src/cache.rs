@@ -246,6 +246,10 @@ impl Store for CachingStore {
         self.inner.list_after(prefix, after).await
     }
 
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        self.inner.head(key).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.inner.delete(key).await?;
         let _ = std::fs::remove_file(self.path(key));

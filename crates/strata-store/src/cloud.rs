@@ -565,6 +565,18 @@ impl Store for CloudStore {
         self.list_from(prefix, Some(after)).await
     }
 
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        let path = self.path(key)?;
+        match self.inner.head(&path).await {
+            Ok(meta) => Ok(ObjectMeta {
+                key: key.to_string(),
+                size: meta.size,
+                modified: Some(std::time::SystemTime::from(meta.last_modified)),
+            }),
+            Err(e) => Err(self.read_error("get", key, e).await),
+        }
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let path = self.path(key)?;
         match self.inner.delete(&path).await {

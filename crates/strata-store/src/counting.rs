@@ -195,6 +195,12 @@ impl Store for CountingStore {
         self.listed(self.inner.list_after(prefix, after).await)
     }
 
+    /// Counted as a GET: object stores bill and limit a HEAD as one.
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        Self::count(&self.counters.get, 1);
+        self.checked(GET, self.inner.head(key).await)
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         Self::count(&self.counters.delete, 1);
         self.checked(DELETE, self.inner.delete(key).await)

@@ -239,6 +239,11 @@ impl Store for FaultyStore {
         self.inner.list_after(prefix, after).await
     }
 
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        self.before("get", key).await?;
+        self.inner.head(key).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.before("delete", key).await?;
         if self.config.refuse_deletes {

@@ -282,6 +282,10 @@ impl Store for FencedStore {
         self.inner.list_after(prefix, after).await
     }
 
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        self.inner.head(key).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         if !self.deletes.is_some_and(|fenced| fenced(key)) {
             return self.inner.delete(key).await;

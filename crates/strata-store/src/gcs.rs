@@ -331,6 +331,32 @@ impl Store for GcsStore {
         self.list_from(prefix, Some(after)).await
     }
 
+    /// The object's resource (a GET without `alt=media`): its `size` and `updated`.
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        let url = self.object_url(&self.name(key)?);
+        let response = self.send("get", key, self.http.get(url)).await?;
+        let bad = |message: String| StoreError::Transient {
+            op: "get",
+            key: key.to_string(),
+            store: self.label.clone(),
+            message,
+        };
+        let raw = response.bytes().await.map_err(|e| bad(e.to_string()))?;
+        let body: serde_json::Value =
+            serde_json::from_slice(&raw).map_err(|e| bad(e.to_string()))?;
+        let size = body["size"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("the object's resource has no size".into()))?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size,
+            modified: body["updated"]
+                .as_str()
+                .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
+        })
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         let url = self.object_url(&self.name(key)?);
         match self.send("delete", key, self.http.delete(url)).await {

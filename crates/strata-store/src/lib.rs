@@ -135,6 +135,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         Ok(listed)
     }
 
+    /// The size and write time of one object, without reading it or listing its
+    /// neighbours (S3's `HEAD`, a file's metadata); [`StoreError::NotFound`] when there is
+    /// none. The default finds it in [`Store::list`]: right for every store, only not
+    /// cheaper under a prefix of many keys.
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        self.list(key)
+            .await?
+            .into_iter()
+            .find(|o| o.key == key)
+            .ok_or_else(|| StoreError::NotFound {
+                key: key.to_string(),
+                store: self.describe(),
+            })
+    }
+
     /// Deletes an object. Deleting a missing object is not an error (idempotent cleanup).
     async fn delete(&self, key: &str) -> StoreResult<()>;
 

@@ -243,6 +243,22 @@ impl LocalStore {
         Ok(out)
     }
 
+    /// One object's metadata: a regular file (a directory or anything else is no object,
+    /// as a listing would not show it).
+    fn head_blocking(&self, key: &str) -> StoreResult<ObjectMeta> {
+        let path = self.path_of(key)?;
+        let meta = fs::symlink_metadata(&path).map_err(|e| self.io_error("stat", &path, key, e))?;
+        self.saw_root();
+        if !meta.is_file() {
+            return Err(self.not_found(key));
+        }
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size: meta.len(),
+            modified: meta.modified().ok(),
+        })
+    }
+
     fn delete_blocking(&self, key: &str) -> StoreResult<()> {
         let path = self.path_of(key)?;
         match fs::remove_file(&path) {
@@ -292,6 +308,11 @@ impl Store for LocalStore {
     async fn list_after(&self, prefix: &str, after: &str) -> StoreResult<Vec<ObjectMeta>> {
         let (this, prefix, after) = (self.clone(), prefix.to_string(), after.to_string());
         blocking(move || this.list_blocking(&prefix, Some(&after))).await
+    }
+
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        let (this, key) = (self.clone(), key.to_string());
+        blocking(move || this.head_blocking(&key)).await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {

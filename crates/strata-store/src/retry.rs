@@ -195,6 +195,10 @@ impl Store for RetryStore {
             .await
     }
 
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        self.retry("get", key, || self.inner.head(key)).await
+    }
+
     async fn delete(&self, key: &str) -> StoreResult<()> {
         self.retry("delete", key, || self.inner.delete(key)).await
     }

@@ -87,6 +87,29 @@ async fn conformance(store: DynStore) {
         "{name}: {modified:?}"
     );
     assert!(store.list("nothing/").await.unwrap().is_empty());
+    // head: one object's size and time, not a neighbour's whose key it prefixes, and
+    // not a "directory".
+    let head = store.head("data/ab/pack1").await.unwrap();
+    assert_eq!(
+        (head.key.as_str(), head.size),
+        ("data/ab/pack1", body.len() as u64),
+        "{name}"
+    );
+    // The same time as the listing's, to the second (S3's HEAD sends whole seconds).
+    let (a, b) = (head.modified.unwrap(), listed[0].modified.unwrap());
+    let apart = a
+        .duration_since(b)
+        .or_else(|_| b.duration_since(a))
+        .unwrap();
+    assert!(
+        apart < std::time::Duration::from_secs(1),
+        "{name}: {a:?} {b:?}"
+    );
+    assert_eq!(store.head("summaries/a").await.unwrap().size, 5, "{name}");
+    for absent in ["manifests/a/n", "summaries/c", "nothing"] {
+        let err = store.head(absent).await.unwrap_err();
+        assert!(err.is_not_found(), "{name}: head {absent}: {err}");
+    }
     list_after(&store).await;
     // a large object (uploaded in parts by object stores)
     let big: Bytes = (0..40u32 << 20)
@@ -201,7 +224,13 @@ async fn list_after(store: &DynStore) {
 #[tokio::test]
 async fn local_directory() {
     let dir = tempfile::tempdir().unwrap();
-    conformance(Arc::new(LocalStore::new(dir.path().join("repo")))).await;
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("repo")));
+    conformance(store.clone()).await;
+    // A directory is no object, as a listing does not show one.
+    for directory in ["summaries", "data/ab"] {
+        let err = store.head(directory).await.unwrap_err();
+        assert!(err.is_not_found(), "head {directory}: {err}");
+    }
 }
 
 /// A repository's key rules, written out: this crate sits below the one that owns the

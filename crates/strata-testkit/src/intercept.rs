@@ -42,6 +42,7 @@ pub enum Request {
     List,
     ListFresh,
     ListAfter,
+    Head,
     Delete,
 }
 
@@ -129,6 +130,11 @@ impl Store for Intercept {
     async fn list_after(&self, prefix: &str, after: &str) -> StoreResult<Vec<ObjectMeta>> {
         (self.hook)(Request::ListAfter, prefix).await;
         self.inner.list_after(prefix, after).await
+    }
+
+    async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
+        (self.hook)(Request::Head, key).await;
+        self.inner.head(key).await
     }
 
     async fn delete(&self, key: &str) -> StoreResult<()> {

@@ -91,14 +91,13 @@ impl FileSource {
                 }
                 Ok(meta.len())
             }
-            FileSource::Object { store, key } => {
-                let listed = store.list(key).await.map_err(|e| read(e.to_string()))?;
-                listed
-                    .iter()
-                    .find(|o| o.key == *key)
-                    .map(|o| o.size)
-                    .ok_or_else(|| read(format!("no object {key:?} in {}", store.describe())))
-            }
+            FileSource::Object { store, key } => match store.head(key).await {
+                Ok(meta) => Ok(meta.size),
+                Err(e) if e.is_not_found() => {
+                    Err(read(format!("no object {key:?} in {}", store.describe())))
+                }
+                Err(e) => Err(read(e.to_string())),
+            },
         }
     }
 
