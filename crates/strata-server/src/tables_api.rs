@@ -76,7 +76,7 @@ async fn engine(config: &TablesConfig, who: &Caller) -> Result<Engine, ApiFailur
 }
 
 #[utoipa::path(get, path = "/api/v1/tables/policies", tag = "tables", params(TablePolicyQuery),
-    responses((status = 200, description = "The table retention policies the query picks, by id: table, time column, action and its options, duration (`after`), tags, `keep`, `enabled`, who created it and when (`strata tables list`)", body = [Object]),
+    responses((status = 200, description = "The table retention policies the query picks, by id: table, time column, action and its options, duration (`after`), tags, `keep`, `enabled`, who created it and when (`strata tables list`)", body = [Policy]),
         (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 404, description = "The server has no `[tables] db`", body = ApiError), (status = 500, body = ApiError)))]
 pub(crate) async fn policies(
@@ -90,7 +90,7 @@ pub(crate) async fn policies(
 }
 
 #[utoipa::path(get, path = "/api/v1/tables/plan", tag = "tables", params(TablePolicyQuery),
-    responses((status = 200, description = "Per table of the policies the query picks: `plan`, what a run now would do (`steps` with the partition, its bound and size; `kept` partitions and why; `notes`; `problems`), and `next`, the partitions that expire next for each policy with `at`, when (`strata tables plan`); `error` when the table could not be planned", body = [Object]),
+    responses((status = 200, description = "Per table of the policies the query picks: `plan`, what a run now would do (`steps` with the partition, its bound and size; `kept` partitions and why; `notes`; `problems`), and `next`, the partitions that expire next for each policy with `at`, when (`strata tables plan`); `error` when the table could not be planned", body = [TableOutlook]),
         (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 404, description = "The server has no `[tables] db`", body = ApiError), (status = 500, body = ApiError)))]
 pub(crate) async fn plan(
@@ -105,7 +105,7 @@ pub(crate) async fn plan(
 }
 
 #[utoipa::path(get, path = "/api/v1/tables/history", tag = "tables", params(TableHistoryQuery),
-    responses((status = 200, description = "Runs, their steps and policy changes, newest first: `id`, `at`, `who`, `what`, `table`, `policy_id`, `run_id`, `outcome`, `partitions`, `detail` (`strata tables history`)", body = [Object]),
+    responses((status = 200, description = "Runs, their steps and policy changes, newest first: `id`, `at`, `who`, `what`, `table`, `policy_id`, `run_id`, `outcome`, `partitions`, `detail` (`strata tables history`)", body = [HistoryEntry]),
         (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 404, description = "The server has no `[tables] db`", body = ApiError), (status = 500, body = ApiError)))]
 pub(crate) async fn history(
@@ -120,7 +120,7 @@ pub(crate) async fn history(
 
 #[utoipa::path(patch, path = "/api/v1/tables/policies/{id}", tag = "tables", request_body = TablePolicyEdit,
     params(("id" = i64, Path, minimum = 1, description = "The policy's id"), TableEditQuery),
-    responses((status = 200, description = "`saved` (false with `dry_run`: nothing written), the policy `before` and after the edit (`policy`), and its table's `outlook` with the edited policy (as `GET /api/v1/tables/plan`). A saved edit is in the tables' audit log as `policy edit`, `who` the caller's token (`token:NAME`)", body = Object),
+    responses((status = 200, description = "`saved` (false with `dry_run`: nothing written), the policy `before` and after the edit (`policy`), and its table's `outlook` with the edited policy (as `GET /api/v1/tables/plan`). A saved edit is in the tables' audit log as `policy edit`, `who` the caller's token (`token:NAME`)", body = EditOutcome),
         (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 403, description = "The token may only read", body = ApiError),
         (status = 404, description = "No such policy, or the server has no `[tables] db`", body = ApiError),

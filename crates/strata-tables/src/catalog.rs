@@ -141,6 +141,7 @@ impl PolicyEdit {
 
 /// One audit row: who did what, when, how it went, to which partitions.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableAuditEntry))]
 pub struct AuditEntry {
     pub who: String,
     pub what: String,

@@ -9,6 +9,7 @@ use std::fmt;
 
 /// How long data is kept before a policy acts on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableRetention))]
 pub enum Retention {
     /// Act on data older than this many seconds.
     After(i64),

@@ -42,6 +42,7 @@ impl Default for HistoryFilter {
 /// `run (dry-run)`, `run delete`, `run archive`, ..., `policy add`, `policy edit`,
 /// `policy remove`, `sql refresh NAME`, `sql statement NAME`, `load` or `setup`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableHistoryEntry))]
 pub struct HistoryEntry {
     pub id: i64,
     /// RFC 3339, UTC.

@@ -10,6 +10,7 @@ use std::fmt;
 
 /// A schema-qualified table name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TableName {
     pub schema: String,
     pub name: String,

@@ -60,6 +60,7 @@ impl PolicyFilter {
 
 /// A partition that has not expired yet for a policy, and when it will.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableExpiry))]
 pub struct Expiry {
     pub policy_id: i64,
     pub action: Action,
@@ -73,6 +74,7 @@ pub struct Expiry {
 
 /// One table as a front end shows it: the plan of a run now and what expires next.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TableOutlook {
     pub table: String,
     /// What a run now would do (absent when the table could not be planned).
@@ -86,6 +88,7 @@ pub struct TableOutlook {
 
 /// An edit previewed (`saved` false: nothing was written) or saved.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TablePolicyEditOutcome))]
 pub struct EditOutcome {
     pub saved: bool,
     /// The policy as stored before the edit.

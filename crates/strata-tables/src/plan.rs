@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a step does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableStepKind))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StepKind {
     /// Detach and drop a partition.
@@ -70,6 +71,7 @@ impl Step {
 
 /// One thing a run does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableStep))]
 pub struct Step {
     pub policy_id: i64,
     pub action: Action,
@@ -90,6 +92,7 @@ pub struct Step {
 
 /// A partition that expired for a policy but is left alone, and why.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableKept))]
 pub struct Kept {
     pub policy_id: i64,
     pub partition: String,
@@ -98,6 +101,7 @@ pub struct Kept {
 
 /// The plan of one table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TablePlan {
     pub table: String,
     pub steps: Vec<Step>,

@@ -7,6 +7,7 @@ use std::fmt;
 
 /// What a policy does to expired data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableAction))]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Detach and drop expired partitions (batched DELETE for an unpartitioned table).
@@ -60,6 +61,7 @@ impl fmt::Display for Action {
 
 /// How an `archive` policy stores a partition.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableArchiveFormat))]
 #[serde(rename_all = "lowercase")]
 pub enum ArchiveFormat {
     /// `COPY ... (FORMAT csv, HEADER)` compressed with zstd: PostgreSQL's own text of every
@@ -99,6 +101,7 @@ impl fmt::Display for ArchiveFormat {
 
 /// Everything a policy says, before it has an id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TablePolicySpec))]
 pub struct PolicySpec {
     pub table: TableName,
     /// The time column: the partition key of a partitioned table, the column DELETE
@@ -128,6 +131,7 @@ pub struct PolicySpec {
 
 /// A policy as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TablePolicy))]
 pub struct Policy {
     pub id: i64,
     #[serde(flatten)]

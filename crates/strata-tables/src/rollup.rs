@@ -25,6 +25,7 @@ use strata_pgclient::quote_ident;
 /// takes `min` of mins, `max` of maxes, `sum` of sums and `sum` of counts (an average is
 /// `sum / count` at query time, or `avg` on one level only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = RollupFunc))]
 #[serde(rename_all = "lowercase")]
 pub enum Func {
     Avg,
@@ -59,6 +60,7 @@ impl Func {
 
 /// One aggregate: `FUNC(column)` (or `count(*)`) into column `into` of the rollup table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = RollupAggregate))]
 pub struct Aggregate {
     pub func: Func,
     /// `None`: `count(*)`.
@@ -113,6 +115,7 @@ fn name(text: &str) -> Result<String, String> {
 
 /// What a `downsample` policy aggregates into, and how.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rollup {
     /// The coarser table.
     pub into: TableName,
