@@ -173,6 +173,19 @@ impl Site {
         text(&out.stdout)
     }
 
+    /// `strata load --file FILE (in the site) --into INTO EXTRA...`.
+    fn load(&self, file: &str, into: &str, extra: &[&str]) -> Output {
+        let path = self.file(file);
+        self.run(&[&["load", "--file", &path, "--into", into][..], extra].concat())
+    }
+
+    /// [`Site::load`], which must succeed; its stdout.
+    fn load_ok(&self, file: &str, into: &str, extra: &[&str]) -> String {
+        let out = self.load(file, into, extra);
+        assert!(out.status.success(), "load {file}: {}", text(&out.stderr));
+        text(&out.stdout)
+    }
+
     fn sql(&self, sql: &str) -> String {
         self.site.pg.psql("postgres", sql)
     }
@@ -219,7 +232,7 @@ fn load_file_csv_ndjson_and_parquet_into_existing_and_created_tables() {
         ("data.parquet", "s.pq_existing"),
     ] {
         site.existing_table(table);
-        let said = site.ok(&["load", "--file", &site.file(file), "--into", table]);
+        let said = site.load_ok(file, table, &[]);
         assert!(
             said.contains(&format!("loaded {ROWS} rows into {table} from "))
                 && said.contains(" s\n"),
@@ -242,28 +255,12 @@ fn load_file_csv_ndjson_and_parquet_into_existing_and_created_tables() {
         ("data.parquet", "parquet", "pq_created"),
     ] {
         let into = format!("s.{table}");
-        site.ok(&[
-            "load",
-            "--file",
-            &site.file(file),
-            "--format",
-            format,
-            "--into",
-            &into,
-            "--create",
-        ]);
+        site.load_ok(file, &into, &["--format", format, "--create"]);
         assert_eq!(site.rows(&into), all, "{file} created as {into}");
         assert_eq!(site.column_types("s", table), inferred, "{file}");
     }
     // Loading it again with --create: the table exists now.
-    let out = site.run(&[
-        "load",
-        "--file",
-        &site.file("data.csv"),
-        "--into",
-        "s.csv_created",
-        "--create",
-    ]);
+    let out = site.load("data.csv", "s.csv_created", &["--create"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("already exists"),
@@ -272,15 +269,7 @@ fn load_file_csv_ndjson_and_parquet_into_existing_and_created_tables() {
     );
     // Audit rows need `tables setup`; without it the load works and records nothing.
     site.ok(&["tables", "setup"]);
-    site.ok(&[
-        "load",
-        "--file",
-        &site.file("data.parquet"),
-        "--into",
-        "s.pq_audited",
-        "--create",
-        "-q",
-    ]);
+    site.load_ok("data.parquet", "s.pq_audited", &["--create", "-q"]);
     let audit = site.sql("SELECT detail FROM strata.audit WHERE what = 'load'");
     assert!(
         audit.contains(&format!("{ROWS} rows from ")) && audit.contains("(parquet), table created"),
@@ -304,13 +293,7 @@ fn load_file_compressed_tsv_and_delimited_files() {
             "s.from_psv",
         ),
     ] {
-        let path = site.file(file);
-        let args = [
-            &["load", "--file", &path, "--into", table, "--create"][..],
-            extra,
-        ]
-        .concat();
-        site.ok(&args);
+        site.load_ok(file, table, &[&["--create"][..], extra].concat());
         assert_eq!(site.rows(table), all, "{file} into {table}");
     }
     let json = site.ok(&[
@@ -329,14 +312,7 @@ fn load_file_compressed_tsv_and_delimited_files() {
         "{report}"
     );
     // A gzip file cut short: an error naming it, and no table.
-    let out = site.run(&[
-        "load",
-        "--file",
-        &site.file("cut.csv.gz"),
-        "--into",
-        "s.from_cut",
-        "--create",
-    ]);
+    let out = site.load("cut.csv.gz", "s.from_cut", &["--create"]);
     assert_ne!(out.status.code(), Some(0));
     let err = text(&out.stderr);
     assert!(
@@ -373,18 +349,11 @@ fn load_file_offset_limit_and_time_window_select_rows() {
         ("data.jsonl", "s.b"),
         ("data.parquet", "s.c"),
     ] {
-        site.ok(&[
-            "load",
-            "--file",
-            &site.file(file),
-            "--into",
+        site.load_ok(
+            file,
             table,
-            "--create",
-            "--offset",
-            "10",
-            "--limit",
-            "25",
-        ]);
+            &["--create", "--offset", "10", "--limit", "25"],
+        );
         assert_eq!(
             site.rows(table),
             site.expected(|r| (11..=35).contains(&id(r))),
@@ -400,19 +369,18 @@ fn load_file_offset_limit_and_time_window_select_rows() {
         ("data.parquet", "s.w3"),
     ] {
         site.existing_table(table);
-        site.ok(&[
-            "load",
-            "--file",
-            &site.file(file),
-            "--into",
+        site.load_ok(
+            file,
             table,
-            "--time-column",
-            "ts",
-            "--start",
-            "2025-01-10",
-            "--stop",
-            "2025-01-20T00:00:00Z",
-        ]);
+            &[
+                "--time-column",
+                "ts",
+                "--start",
+                "2025-01-10",
+                "--stop",
+                "2025-01-20T00:00:00Z",
+            ],
+        );
         let expected = site.expected(in_window);
         assert!(
             expected.len() > 300 && expected.len() < ROWS / 2,
@@ -423,38 +391,31 @@ fn load_file_offset_limit_and_time_window_select_rows() {
     }
     // Both at once: the window among the rows after the offset.
     site.existing_table("s.both");
-    site.ok(&[
-        "load",
-        "--file",
-        &site.file("data.csv"),
-        "--into",
+    site.load_ok(
+        "data.csv",
         "s.both",
-        "--offset",
-        "400",
-        "--limit",
-        "200",
-        "--time-column",
-        "ts",
-        "--start",
-        "2025-01-10",
-        "--stop",
-        "2025-01-20",
-    ]);
+        &[
+            "--offset",
+            "400",
+            "--limit",
+            "200",
+            "--time-column",
+            "ts",
+            "--start",
+            "2025-01-10",
+            "--stop",
+            "2025-01-20",
+        ],
+    );
     assert_eq!(
         site.rows("s.both"),
         site.expected(|r| (401..=600).contains(&id(r)) && in_window(r))
     );
-    let out = site.run(&[
-        "load",
-        "--file",
-        &site.file("data.csv"),
-        "--into",
+    let out = site.load(
+        "data.csv",
         "s.both",
-        "--time-column",
-        "nope",
-        "--start",
-        "2025-01-01",
-    ]);
+        &["--time-column", "nope", "--start", "2025-01-01"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("--time-column \"nope\" is not a column of the file"),
@@ -466,15 +427,7 @@ fn load_file_offset_limit_and_time_window_select_rows() {
 #[test]
 fn load_file_dry_run_prints_the_schema_and_count_and_changes_nothing() {
     let Some(site) = Site::new() else { return };
-    let said = site.ok(&[
-        "load",
-        "--file",
-        &site.file("data.csv"),
-        "--into",
-        "s.dry",
-        "--create",
-        "--dry-run",
-    ]);
+    let said = site.load_ok("data.csv", "s.dry", &["--create", "--dry-run"]);
     for needle in [
         "bigint",
         "double precision",
@@ -488,17 +441,11 @@ fn load_file_dry_run_prints_the_schema_and_count_and_changes_nothing() {
     assert_eq!(site.sql("SELECT to_regclass('s.dry') IS NULL"), "t");
     site.existing_table("s.kept");
     site.sql("INSERT INTO s.kept (id) VALUES (-1)");
-    let said = site.ok(&[
-        "load",
-        "--file",
-        &site.file("data.parquet"),
-        "--into",
+    let said = site.load_ok(
+        "data.parquet",
         "s.kept",
-        "--dry-run",
-        "--limit",
-        "7",
-        "--json",
-    ]);
+        &["--dry-run", "--limit", "7", "--json"],
+    );
     let report: Value = serde_json::from_str(&said).unwrap();
     assert_eq!(report["rows"], 7);
     assert_eq!(report["dry_run"], true);
@@ -529,7 +476,7 @@ fn load_file_bad_values_fail_naming_file_line_and_column_and_load_nothing() {
             "bad.parquet: row 3, column \"id\": invalid input syntax for type bigint: \"x3\"",
         ),
     ] {
-        let out = site.run(&["load", "--file", &site.file(file), "--into", "s.t"]);
+        let out = site.load(file, "s.t", &[]);
         let stderr = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{file}: {stderr}");
         assert!(
@@ -540,30 +487,17 @@ fn load_file_bad_values_fail_naming_file_line_and_column_and_load_nothing() {
         assert_eq!(site.sql("SELECT count(*) FROM s.t"), "1", "{file}");
     }
     // With --create the failed load leaves no table either.
-    let out = site.run(&[
-        "load",
-        "--file",
-        &site.file("bad_utf8.csv"),
-        "--into",
-        "s.new",
-        "--create",
-    ]);
+    let out = site.load("bad_utf8.csv", "s.new", &["--create"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(site.sql("SELECT to_regclass('s.new') IS NULL"), "t");
     // A missing file, a format not known from the name.
-    let out = site.run(&["load", "--file", &site.file("absent.csv"), "--into", "s.t"]);
+    let out = site.load("absent.csv", "s.t", &[]);
     assert!(
         text(&out.stderr).contains("absent.csv"),
         "{}",
         text(&out.stderr)
     );
-    let out = site.run(&[
-        "load",
-        "--file",
-        &site.file("expected.json"),
-        "--into",
-        "s.t",
-    ]);
+    let out = site.load("expected.json", "s.t", &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("give --format"),
