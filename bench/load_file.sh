@@ -12,30 +12,24 @@
 # tools load into a plain (logged) table of the same five columns on one PostgreSQL 15
 # cluster with fsync off, created fresh before each load. Reports wall seconds, CPU
 # seconds of the client, the client's largest resident set, MiB/s of the file (medians),
-# and strata's throughput as a share of `\copy`'s. Needs root (runs PostgreSQL as
-# `postgres`) and Debian's postgresql-15. Output: a table on stdout and
-# bench/results/load_file.md.
+# and strata's throughput as a share of `\copy`'s. strata also loads the same CSV
+# compressed once by `gzip -6` and by `zstd -3` (throughput counted on the CSV's size).
+# Needs root (runs PostgreSQL as `postgres`), Debian's postgresql-15, gzip and zstd.
+# Output: a table on stdout and bench/results/load_file.md.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(dirname "$SCRIPT_DIR")
-MIB=1024
-RUNS=3
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --mib) MIB=$2; shift 2 ;;
-    --runs) RUNS=$2; shift 2 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "load_file.sh: unknown argument $1" >&2; exit 2 ;;
-  esac
-done
+source "$SCRIPT_DIR/pg_lib.sh"
+mib_runs_args 1024 "$@"
 W=${BENCH_DIR:-/tmp/strata-load-file-bench}
 RESULTS_MD=${BENCH_RESULTS:-$SCRIPT_DIR/results/load_file.md}
-source "$SCRIPT_DIR/pg_lib.sh"
+bench_setup
+command -v zstd >/dev/null || { echo "install zstd" >&2; exit 2; }
 
 stop_all() {
   pg_stop "$W"
-  rm -f "$W"/strata "$W"/data.csv
+  rm -f "$W"/strata "$W"/data.csv "$W"/data.csv.gz "$W"/data.csv.zst
 }
 trap stop_all EXIT
 stop_all
@@ -55,6 +49,9 @@ echo "==> a CSV of about $MIB MiB ($ROWS rows), written by PostgreSQL"
 psql_ -c "COPY (SELECT '2024-01-01'::timestamptz + g * interval '1 second' AS ts, 'host-' || (g % 500) AS host, round((random() * 100)::numeric, 4)::float8 AS cpu, (random() * 1e10)::bigint AS mem, md5(g::text) AS note FROM generate_series(1, $ROWS) g) TO STDOUT (FORMAT csv, HEADER)" > "$W/data.csv"
 chown postgres "$W/data.csv"
 FILE_BYTES=$(stat -c %s "$W/data.csv")
+gzip -6 -k "$W/data.csv"
+zstd -q -3 -k "$W/data.csv" -o "$W/data.csv.zst"
+chown postgres "$W/data.csv.gz" "$W/data.csv.zst"
 TABLE="(ts timestamptz, host text, cpu double precision, mem bigint, note text)"
 
 declare -A WALL CPU RSS
@@ -63,14 +60,17 @@ load_copy() {
   timed "copy.$1" runuser -u postgres -- env HOME=/tmp "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$W/sock" -p $PORT -U postgres -d bench -c "\\copy t FROM '$W/data.csv' CSV HEADER"
   [[ $(psql_ -c "SELECT count(*) FROM t") == "$ROWS" ]] || { echo "\\copy loaded a different count" >&2; exit 1; }
 }
-load_strata() {
+load_strata() { # RUN [SUFFIX]: data.csv, or data.csv.SUFFIX compressed
+  local name=strata${2:+.$2}
   psql_ -c "SET client_min_messages = warning; DROP TABLE IF EXISTS t; CREATE TABLE t $TABLE; CHECKPOINT"
-  timed "strata.$1" runuser -u postgres -- env HOME=/tmp STRATA_TABLES_DB="$DB" "$W/strata" --config "$W/strata.toml" -q load --file "$W/data.csv" --into public.t
-  [[ $(psql_ -c "SELECT count(*) FROM t") == "$ROWS" ]] || { echo "strata loaded a different count" >&2; exit 1; }
+  timed "$name.$1" runuser -u postgres -- env HOME=/tmp STRATA_TABLES_DB="$DB" "$W/strata" --config "$W/strata.toml" -q load --file "$W/data.csv${2:+.$2}" --into public.t
+  [[ $(psql_ -c "SELECT count(*) FROM t") == "$ROWS" ]] || { echo "strata loaded a different count from data.csv${2:+.$2}" >&2; exit 1; }
 }
 for run in $(seq "$RUNS"); do
   echo "==> run $run of $RUNS"
   if (( run % 2 )); then load_copy "$run"; load_strata "$run"; else load_strata "$run"; load_copy "$run"; fi
+  load_strata "$run" gz
+  load_strata "$run" zst
 done
 
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
@@ -88,4 +88,8 @@ row() { # LABEL NAME WALL SHARE
   echo "|---|---|---|---|---|---|"
   row '`psql -c "\copy t FROM FILE CSV HEADER"`' copy "$COPY_WALL" 100
   row '`strata load --file FILE --into t`' strata "$STRATA_WALL" "$(echo "scale=1; 100 * $COPY_WALL / $STRATA_WALL" | bc)"
+  for suffix in gz zst; do
+    wall=$(median $(of_runs WALL "strata.$suffix"))
+    row "\`strata load --file FILE.$suffix --into t\`" "strata.$suffix" "$wall" "$(echo "scale=1; 100 * $COPY_WALL / $wall" | bc)"
+  done
 } | tee "$RESULTS_MD"

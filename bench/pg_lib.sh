@@ -2,8 +2,11 @@
 #
 #   source "$SCRIPT_DIR/pg_lib.sh"
 #
-# Sets PGBIN (Debian's PostgreSQL 15) and STRATA_BIN (a release build of strata unless the
-# caller set it), and defines:
+# Sets PGBIN (Debian's PostgreSQL 15) and defines:
+#   mib_runs_args MIB ARGS... the options `--mib N` (default MIB) and `--runs N` (default
+#                             3) into MIB and RUNS; `-h` prints the script's header
+#   bench_setup               checks PostgreSQL 15 is there and sets STRATA_BIN (a release
+#                             build of strata unless the caller set it)
 #   as_pg CMD...              CMD as the postgres user (the benchmarks run as root)
 #   pg_cluster DIR PORT [LINE...]
 #                             a cluster in DIR/pg, socket in DIR/sock, fsync off, 256 MB
@@ -16,11 +19,28 @@
 #                             CPU[NAME] user + system seconds, RSS[NAME] its largest
 #                             resident set in MiB (the caller declares -A WALL CPU RSS)
 PGBIN=/usr/lib/postgresql/15/bin
-[[ -x $PGBIN/initdb ]] || { echo "install postgresql-15" >&2; exit 2; }
-if [[ -z ${STRATA_BIN:-} ]]; then
-  (cd "$REPO_ROOT" && cargo build --release --quiet --bin strata)
-  STRATA_BIN=$REPO_ROOT/target/release/strata
-fi
+
+mib_runs_args() {
+  MIB=$1
+  RUNS=3
+  shift
+  while [[ $# -gt 0 ]]; do
+    case $1 in
+      --mib) MIB=$2; shift 2 ;;
+      --runs) RUNS=$2; shift 2 ;;
+      -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+      *) echo "$(basename "$0"): unknown argument $1" >&2; exit 2 ;;
+    esac
+  done
+}
+
+bench_setup() {
+  [[ -x $PGBIN/initdb ]] || { echo "install postgresql-15" >&2; exit 2; }
+  if [[ -z ${STRATA_BIN:-} ]]; then
+    (cd "$REPO_ROOT" && cargo build --release --quiet --bin strata)
+    STRATA_BIN=$REPO_ROOT/target/release/strata
+  fi
+}
 
 as_pg() { runuser -u postgres -- env HOME=/tmp "$@"; }
 

@@ -42,6 +42,7 @@ RESULTS_MD=${BENCH_RESULTS:-$SCRIPT_DIR/results/tables.md}
 command -v zstd >/dev/null || { echo "install zstd" >&2; exit 2; }
 
 source "$SCRIPT_DIR/pg_lib.sh"
+bench_setup
 
 stop_all() { pg_stop "$W"; }
 trap stop_all EXIT

@@ -19,20 +19,12 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(dirname "$SCRIPT_DIR")
-MIB=256
-RUNS=3
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --mib) MIB=$2; shift 2 ;;
-    --runs) RUNS=$2; shift 2 ;;
-    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-    *) echo "tables_storage.sh: unknown argument $1" >&2; exit 2 ;;
-  esac
-done
+source "$SCRIPT_DIR/pg_lib.sh"
+mib_runs_args 256 "$@"
 W=${BENCH_DIR:-/tmp/strata-tables-storage-bench}
 RESULTS_MD=${BENCH_RESULTS:-$SCRIPT_DIR/results/tables_storage.md}
 [[ -x ${STRATA_TEST_S3S_FS:-} ]] || { echo 'run: eval "$(scripts/install-test-servers.sh)"' >&2; exit 2; }
-source "$SCRIPT_DIR/pg_lib.sh"
+bench_setup
 
 S3_PID=
 stop_all() {

@@ -290,10 +290,11 @@ async fn refuse_archiving(db: &Client) -> Result<()> {
     if mode == "off" {
         return Ok(());
     }
+    // Named, never quoted: an archive command may carry credentials.
     let how = match (command.is_empty(), library.is_empty()) {
-        (false, _) => format!("archive_command '{command}'"),
-        (true, false) => format!("archive_library '{library}'"),
-        (true, true) => "no command yet, so its WAL would pile up".to_string(),
+        (false, _) => "archive_command set",
+        (true, false) => "archive_library set",
+        (true, true) => "no command yet, so its WAL would pile up",
     };
     Err(LondisteError::BadInput(format!(
         "the restored server has archive_mode = {mode} ({how}): once promoted it would archive its own timeline into the repository of the cluster it was restored from, and a later restore of that cluster to its latest timeline would follow this node's history. Restore it again with `strata restore ... --target-action pause --no-archive`, or pass --keep-archiving if the command already points at this node's own repository"

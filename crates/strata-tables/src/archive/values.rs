@@ -53,6 +53,20 @@ pub enum Values {
     Bytes(Vec<ByteArray>),
 }
 
+impl Values {
+    /// How many values (the column's non-null rows) it holds.
+    pub fn len(&self) -> usize {
+        match self {
+            Values::Bool(v) => v.len(),
+            Values::Int32(v) => v.len(),
+            Values::Int64(v) => v.len(),
+            Values::Float(v) => v.len(),
+            Values::Double(v) => v.len(),
+            Values::Bytes(v) => v.len(),
+        }
+    }
+}
+
 impl Kind {
     /// A byte naming the kind in the content hash.
     fn code(self) -> u8 {
@@ -123,14 +137,7 @@ impl Column {
     }
 
     fn value_count(&self) -> usize {
-        match &self.values {
-            Values::Bool(v) => v.len(),
-            Values::Int32(v) => v.len(),
-            Values::Int64(v) => v.len(),
-            Values::Float(v) => v.len(),
-            Values::Double(v) => v.len(),
-            Values::Bytes(v) => v.len(),
-        }
+        self.values.len()
     }
 }
 

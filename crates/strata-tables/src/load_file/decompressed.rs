@@ -10,6 +10,9 @@ use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+/// The largest zstd window accepted, as a power of two: 128 MiB.
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
+
 /// Compressed bytes read so far.
 pub type Consumed = Arc<AtomicU64>;
 
@@ -30,12 +33,19 @@ pub fn open(
     };
     let reader: Box<dyn Read + Send> = match compression {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(counting)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(counting).map_err(|e| {
-            LoadFileError::Read {
+        Compression::Zstd => {
+            let zstd_error = |e: std::io::Error| LoadFileError::Read {
                 file: file.to_string(),
                 why: format!("zstd: {e}"),
-            }
-        })?),
+            };
+            let mut decoder = zstd::stream::read::Decoder::new(counting).map_err(zstd_error)?;
+            // The window a frame declares is memory the decoder takes: at most 128 MiB
+            // (`zstd --long`'s), whatever a hostile file claims.
+            decoder
+                .window_log_max(ZSTD_WINDOW_LOG_MAX)
+                .map_err(zstd_error)?;
+            Box::new(decoder)
+        }
         Compression::None => unreachable!("returned above"),
     };
     Ok((reader, Some(consumed)))
@@ -129,6 +139,23 @@ mod tests {
         assert!(read_all(flipped, Compression::Gzip).is_err());
         let zst = zstd::encode_all(&data[..], 3).unwrap();
         assert!(read_all(zst[..zst.len() - 3].to_vec(), Compression::Zstd).is_err());
+    }
+
+    #[test]
+    fn a_zstd_frame_asking_for_a_window_past_the_bound_is_refused() {
+        let data = b"y".repeat(1000);
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        encoder.long_distance_matching(true).unwrap();
+        encoder.window_log(ZSTD_WINDOW_LOG_MAX + 1).unwrap();
+        std::io::Write::write_all(&mut encoder, &data).unwrap();
+        let big_window = encoder.finish().unwrap();
+        let err = read_all(big_window, Compression::Zstd).unwrap_err();
+        assert!(err.to_string().contains("too much memory"), "{err}");
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        encoder.window_log(ZSTD_WINDOW_LOG_MAX).unwrap();
+        std::io::Write::write_all(&mut encoder, &data).unwrap();
+        let (out, _) = read_all(encoder.finish().unwrap(), Compression::Zstd).unwrap();
+        assert_eq!(out, data);
     }
 
     proptest::proptest! {

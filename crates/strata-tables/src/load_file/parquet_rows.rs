@@ -245,7 +245,7 @@ impl ParquetRows {
                     ));
                 }
                 let present = column.defs.iter().filter(|d| **d != 0).count();
-                if present != value_count(&column.values) {
+                if present != column.values.len() {
                     return Err(format!("column {:?}: values and nulls disagree", spec.name));
                 }
                 if let Values::Int64(values) = &mut column.values {
@@ -260,17 +260,6 @@ impl ParquetRows {
         self.batch_row = 0;
         self.next_value.iter_mut().for_each(|n| *n = 0);
         Ok(true)
-    }
-}
-
-fn value_count(values: &Values) -> usize {
-    match values {
-        Values::Bool(v) => v.len(),
-        Values::Int32(v) => v.len(),
-        Values::Int64(v) => v.len(),
-        Values::Float(v) => v.len(),
-        Values::Double(v) => v.len(),
-        Values::Bytes(v) => v.len(),
     }
 }
 
