@@ -122,6 +122,29 @@ impl GcsStore {
         url
     }
 
+    /// A JSON answer's body; one that does not arrive whole or is not JSON is transient.
+    async fn json(
+        &self,
+        op: &'static str,
+        key: &str,
+        response: Response,
+    ) -> StoreResult<serde_json::Value> {
+        let raw = response
+            .bytes()
+            .await
+            .map_err(|e| self.bad_answer(op, key, &e.to_string()))?;
+        serde_json::from_slice(&raw).map_err(|e| self.bad_answer(op, key, &e.to_string()))
+    }
+
+    fn bad_answer(&self, op: &'static str, key: &str, message: &str) -> StoreError {
+        StoreError::Transient {
+            op,
+            key: key.to_string(),
+            store: self.label.clone(),
+            message: message.to_string(),
+        }
+    }
+
     /// The URL of one object (its name is one escaped path segment).
     fn object_url(&self, name: &str) -> url::Url {
         let mut url = self.objects_url("storage/v1");
@@ -335,19 +358,11 @@ impl Store for GcsStore {
     async fn head(&self, key: &str) -> StoreResult<ObjectMeta> {
         let url = self.object_url(&self.name(key)?);
         let response = self.send("get", key, self.http.get(url)).await?;
-        let bad = |message: String| StoreError::Transient {
-            op: "get",
-            key: key.to_string(),
-            store: self.label.clone(),
-            message,
-        };
-        let raw = response.bytes().await.map_err(|e| bad(e.to_string()))?;
-        let body: serde_json::Value =
-            serde_json::from_slice(&raw).map_err(|e| bad(e.to_string()))?;
+        let body = self.json("get", key, response).await?;
         let size = body["size"]
             .as_str()
             .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad("the object's resource has no size".into()))?;
+            .ok_or_else(|| self.bad_answer("get", key, "the object's resource has no size"))?;
         Ok(ObjectMeta {
             key: key.to_string(),
             size,
@@ -411,15 +426,7 @@ impl GcsStore {
                     .append_pair("startOffset", &format!("{strip}{after}"));
             }
             let response = self.send("list", prefix, self.http.get(url)).await?;
-            let bad = |message: String| StoreError::Transient {
-                op: "list",
-                key: prefix.to_string(),
-                store: self.label.clone(),
-                message,
-            };
-            let raw = response.bytes().await.map_err(|e| bad(e.to_string()))?;
-            let body: serde_json::Value =
-                serde_json::from_slice(&raw).map_err(|e| bad(e.to_string()))?;
+            let body = self.json("list", prefix, response).await?;
             for item in body["items"].as_array().into_iter().flatten() {
                 let (Some(name), Some(size)) = (item["name"].as_str(), item["size"].as_str())
                 else {
