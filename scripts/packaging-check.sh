@@ -30,13 +30,18 @@ work=$repo/target/packaging-check
 started=$(date +%s)
 
 fail() { echo "packaging-check: FAIL: $*" >&2; exit 1; }
+# A command that fails outside a check of its own (set -e) says where, not a silent exit 1.
+trap 'echo "packaging-check: FAIL: line $LINENO: $BASH_COMMAND exited $?" >&2' ERR
 # On any exit: the working container, and the package if this run installed it and has not
 # purged it yet (a failed run leaves the machine as it found it).
 installed=0
 ctr=
 server_pid=
 descendants() { local c; for c in $(ps -o pid= --ppid "$1"); do echo "$c"; descendants "$c"; done; }
+current_step=
 cleanup() {
+  local status=$?
+  [ "$status" = 0 ] || echo "packaging-check: exit $status during: $current_step" >&2
   # The image's server, if a check failed while it ran (buildah run and strata under it).
   if [ -n "$server_pid" ]; then
     for p in $(descendants "$server_pid") "$server_pid"; do kill -KILL "$p" 2>/dev/null || true; done
@@ -48,6 +53,7 @@ trap cleanup EXIT
 step() {
   local now
   now=$(date +%s)
+  current_step=$*
   echo "==> [packaging +$((now - started))s] $*"
 }
 [ "$(id -u)" = 0 ] || fail "must run as root (dpkg -i, restoring owners)"
@@ -313,8 +319,10 @@ run_image() { # UID ARGS... (the entrypoint is /usr/bin/strata)
   local uid=$1 state=()
   shift
   [ "$uid" = "$IMAGE_UID" ] || state=(-v "$work/img-state:/state" -e STRATA_STATE_DIR=/state)
+  local status=0
   timeout 120 buildah run --isolation chroot --user "$uid:$uid" -e STRATA_PASSWORD=image-check \
-    -v "$work/img:/data" "${state[@]}" "$ctr" -- /usr/bin/strata "$@" 2>"$work/img-stderr"
+    -v "$work/img:/data" "${state[@]}" "$ctr" -- /usr/bin/strata "$@" 2>"$work/img-stderr" || status=$?
+  [ "$status" = 0 ] || fail "the image (uid $uid, $*) exited $status$([ "$status" != 124 ] || echo ' (timed out after 120 s)'): $(cat "$work/img-stderr")"
   [ ! -s "$work/img-stderr" ] || fail "the image (uid $uid, $*) said: $(cat "$work/img-stderr")"
 }
 for uid in $IMAGE_UID $SIDECAR_UID; do
