@@ -319,9 +319,16 @@ run_image() { # UID ARGS... (the entrypoint is /usr/bin/strata)
   local uid=$1 state=()
   shift
   [ "$uid" = "$IMAGE_UID" ] || state=(-v "$work/img-state:/state" -e STRATA_STATE_DIR=/state)
-  local status=0
-  timeout 120 buildah run --isolation chroot --user "$uid:$uid" -e STRATA_PASSWORD=image-check \
-    -v "$work/img:/data" "${state[@]}" "$ctr" -- /usr/bin/strata "$@" 2>"$work/img-stderr" || status=$?
+  local status=0 attempt
+  # buildah's own failures (setting up the chroot, not strata's) exit 125: those are tried
+  # once more, saying so; strata's exit codes (0-7) and a timeout (124) are the result.
+  for attempt in 1 2; do
+    status=0
+    timeout 120 buildah run --isolation chroot --user "$uid:$uid" -e STRATA_PASSWORD=image-check \
+      -v "$work/img:/data" "${state[@]}" "$ctr" -- /usr/bin/strata "$@" 2>"$work/img-stderr" || status=$?
+    [ "$status" = 125 ] && [ "$attempt" = 1 ] || break
+    echo "packaging-check: buildah run failed (125), trying once more: $(cat "$work/img-stderr")" >&2
+  done
   [ "$status" = 0 ] || fail "the image (uid $uid, $*) exited $status$([ "$status" != 124 ] || echo ' (timed out after 120 s)'): $(cat "$work/img-stderr")"
   [ ! -s "$work/img-stderr" ] || fail "the image (uid $uid, $*) said: $(cat "$work/img-stderr")"
 }
