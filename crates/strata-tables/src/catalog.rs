@@ -158,6 +158,15 @@ pub struct AuditEntry {
 /// tables set up before formats existed keep working until `setup` adds it.
 const POLICY_COLUMNS: &str = "id, table_schema, table_name, column_name, action, after_text, tags, tablespace, archive_schema, target, keep, enabled, created_by, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), rollup::text, to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), to_jsonb(p) ->> 'archive_format'";
 
+/// Why `spec` cannot be added: its table has a policy of its action already (one per table
+/// and action; the policy table's unique key says so when two adds race).
+pub fn already_has(spec: &PolicySpec) -> TablesError {
+    TablesError::Unsupported(format!(
+        "table {} already has a {} policy: change it with `strata tables edit ID`",
+        spec.table, spec.action
+    ))
+}
+
 impl Catalog {
     pub fn new(schema: impl Into<String>) -> Catalog {
         Catalog {
@@ -325,10 +334,7 @@ impl Catalog {
             .await
             .map_err(|e| self.map_err("adding the policy", e))?;
         let Some(row) = rows.first() else {
-            return Err(TablesError::Unsupported(format!(
-                "table {} already has a {} policy: change it with `strata tables edit ID`",
-                spec.table, spec.action
-            )));
+            return Err(already_has(spec));
         };
         let id: i64 = row.get(0);
         self.audit(
@@ -492,45 +498,31 @@ impl Catalog {
         self.get(client, id).await
     }
 
-    /// Removes policies: the one with `id`, or every one matching `filter` (which must
-    /// name at least one tag). Returns the removed policies.
-    pub async fn remove(
-        &self,
-        client: &Client,
-        id: Option<i64>,
-        filter: &TagFilter,
-        who: &str,
-    ) -> TablesResult<Vec<Policy>> {
-        let victims = match id {
-            Some(id) => vec![self.get(client, id).await?],
-            None if filter.tags.is_empty() => {
-                return Err(TablesError::Unsupported(
-                    "name a policy id or at least one --tag".into(),
-                ))
-            }
-            None => self.list(client, filter).await?,
-        };
+    /// Deletes `policy` and audits it as `policy remove` by `who`; false when it was
+    /// already gone (removed by another caller since it was read: nothing is audited).
+    pub async fn remove(&self, client: &Client, policy: &Policy, who: &str) -> TablesResult<bool> {
         let sql = format!("DELETE FROM {} WHERE id = $1", self.table("policy"));
-        for policy in &victims {
-            client
-                .execute(&sql, &[&policy.id])
-                .await
-                .map_err(|e| self.map_err("removing the policy", e))?;
-            self.audit(
-                client,
-                &AuditEntry {
-                    who: who.into(),
-                    what: "policy remove".into(),
-                    policy_id: Some(policy.id),
-                    table: Some(policy.spec.table.to_string()),
-                    outcome: "ok".into(),
-                    detail: describe_spec(&policy.spec),
-                    ..AuditEntry::default()
-                },
-            )
-            .await?;
+        let deleted = client
+            .execute(&sql, &[&policy.id])
+            .await
+            .map_err(|e| self.map_err("removing the policy", e))?;
+        if deleted == 0 {
+            return Ok(false);
         }
-        Ok(victims)
+        self.audit(
+            client,
+            &AuditEntry {
+                who: who.into(),
+                what: "policy remove".into(),
+                policy_id: Some(policy.id),
+                table: Some(policy.spec.table.to_string()),
+                outcome: "ok".into(),
+                detail: describe_spec(&policy.spec),
+                ..AuditEntry::default()
+            },
+        )
+        .await?;
+        Ok(true)
     }
 
     /// Writes one audit row.

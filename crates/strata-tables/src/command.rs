@@ -48,6 +48,9 @@ pub enum TablesCommand {
     Setup,
     /// Add a policy.
     Add {
+        /// Show the policy and the plan it would make; save nothing.
+        #[cfg_attr(feature = "cli", arg(long))]
+        dry_run: bool,
         // Boxed: the rollup options would make every command as large as this one.
         #[cfg_attr(feature = "cli", command(flatten))]
         policy: Box<PolicyArgs>,

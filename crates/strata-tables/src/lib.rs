@@ -39,7 +39,7 @@ pub use chrono;
 pub use duration::Retention;
 pub use error::{TablesError, TablesResult};
 pub use name::TableName;
-pub use outlook::{EditOutcome, PolicyFilter, TableOutlook};
+pub use outlook::{AddOutcome, EditOutcome, PolicyFilter, TableOutlook};
 pub use policy::{Action, ArchiveFormat, Policy, PolicySpec, TagFilter};
 pub use policy_args::{ActionArgs, PolicyArgs, PolicyEditArgs, RollupArgs, TtlArgs, TtlOptions};
 pub use run::{named_storages, RunReport, TableOutcome};
@@ -244,6 +244,16 @@ impl Engine {
     /// the table while it changes, so a run never acts on a policy edited under it.
     pub async fn edit(&self, id: i64, edit: &PolicyEdit) -> TablesResult<Policy> {
         let policy = self.catalog.get(&self.client, id).await?;
+        let lock = self.lock_table(&policy, "edit").await?;
+        let edited = self.edit_locked(id, edit).await;
+        self.unlock_table(lock).await;
+        edited
+    }
+
+    /// Takes the advisory lock a run of `policy`'s table holds (see [`run::lock_key`]),
+    /// waiting up to the lock timeout for a run to end; `None` when the table is gone
+    /// (no run can hold it). `what` names the change refused when the wait fails.
+    async fn lock_table(&self, policy: &Policy, what: &str) -> TablesResult<Option<i64>> {
         let table = &policy.spec.table;
         let oid: Option<u32> = self
             .client
@@ -251,26 +261,33 @@ impl Engine {
             .await
             .map_err(|e| TablesError::db(format!("looking up table {table}"), &e))?
             .get(0);
-        if let Some(oid) = oid {
-            self.client
-                .execute("SELECT pg_advisory_lock($1)", &[&run::lock_key(oid)])
-                .await
-                .map_err(|e| {
-                    TablesError::db(
-                        format!("waiting for the run of {table} to end (it holds the table's lock); policy {id} is unchanged, edit it once the run is over"),
-                        &e,
-                    )
-                })?;
-        }
-        let edited = self.edit_locked(id, edit).await;
-        if let Some(oid) = oid {
-            // A session lock: released here, or by the server when the session ends.
+        let Some(key) = oid.map(run::lock_key) else {
+            return Ok(None);
+        };
+        self.client
+            .execute("SELECT pg_advisory_lock($1)", &[&key])
+            .await
+            .map_err(|e| {
+                TablesError::db(
+                    format!(
+                        "waiting for the run of {table} to end (it holds the table's lock); policy {} is unchanged, {what} it once the run is over",
+                        policy.id
+                    ),
+                    &e,
+                )
+            })?;
+        Ok(Some(key))
+    }
+
+    /// Releases what [`Engine::lock_table`] took. A session lock: released here, or by
+    /// the server when the session ends.
+    async fn unlock_table(&self, key: Option<i64>) {
+        if let Some(key) = key {
             let _ = self
                 .client
-                .execute("SELECT pg_advisory_unlock($1)", &[&run::lock_key(oid)])
+                .execute("SELECT pg_advisory_unlock($1)", &[&key])
                 .await;
         }
-        edited
     }
 
     async fn edit_locked(&self, id: i64, edit: &PolicyEdit) -> TablesResult<Policy> {
@@ -282,10 +299,29 @@ impl Engine {
         self.catalog.edit(&self.client, id, edit, &self.who).await
     }
 
+    /// Removes policy `id`, or every policy `filter` picks (at least one tag), each under
+    /// its table's lock as an edit is: a run never loses a policy in the middle of
+    /// acting on it. Returns what was removed.
     pub async fn remove(&self, id: Option<i64>, filter: &TagFilter) -> TablesResult<Vec<Policy>> {
-        self.catalog
-            .remove(&self.client, id, filter, &self.who)
-            .await
+        let victims = match id {
+            Some(id) => vec![self.catalog.get(&self.client, id).await?],
+            None if filter.tags.is_empty() => {
+                return Err(TablesError::Unsupported(
+                    "name a policy id or at least one --tag".into(),
+                ))
+            }
+            None => self.catalog.list(&self.client, filter).await?,
+        };
+        let mut removed = Vec::with_capacity(victims.len());
+        for policy in victims {
+            let lock = self.lock_table(&policy, "remove").await?;
+            let outcome = self.catalog.remove(&self.client, &policy, &self.who).await;
+            self.unlock_table(lock).await;
+            if outcome? {
+                removed.push(policy);
+            }
+        }
+        Ok(removed)
     }
 
     /// What a run at `cutoff` would do, table by table.

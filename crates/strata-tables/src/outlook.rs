@@ -12,7 +12,7 @@ use crate::discover::TableShape;
 use crate::error::TablesResult;
 use crate::name::TableName;
 use crate::plan::TablePlan;
-use crate::policy::{Action, Policy, TagFilter};
+use crate::policy::{Action, Policy, PolicySpec, TagFilter};
 use crate::{run, Engine};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -96,6 +96,18 @@ pub struct EditOutcome {
     /// The policy with the edit applied (as stored now, when saved).
     pub policy: Policy,
     /// The policy's table planned with the edited policy among its others.
+    pub outlook: TableOutlook,
+}
+
+/// A new policy previewed (`saved` false: nothing was written, `policy.id` is 0) or
+/// added.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TablePolicyAddOutcome))]
+pub struct AddOutcome {
+    pub saved: bool,
+    /// The policy as stored (or as it would be).
+    pub policy: Policy,
+    /// The policy's table planned with the new policy among its others.
     pub outlook: TableOutlook,
 }
 
@@ -203,6 +215,49 @@ impl Engine {
             next: Vec::new(),
             error: None,
         }))
+    }
+
+    /// What adding `spec` would make: the policy, checked against its table as
+    /// [`Engine::add`] checks it, and its table's plan with it among the others. Nothing
+    /// is written, not even to the audit log.
+    pub async fn preview_add(&self, spec: &PolicySpec) -> TablesResult<AddOutcome> {
+        spec.validate()?;
+        self.check_fits(spec).await?;
+        let policy = Policy {
+            id: 0,
+            spec: spec.clone(),
+            created_by: self.who().to_string(),
+            created_at: String::new(),
+            watermark: None,
+        };
+        let mut all = self.list(&TagFilter::default()).await?;
+        if all
+            .iter()
+            .any(|p| p.spec.table == spec.table && p.spec.action == spec.action)
+        {
+            return Err(crate::catalog::already_has(spec));
+        }
+        all.push(policy.clone());
+        let outlook = self.outlook_around(&all, &policy).await?;
+        Ok(AddOutcome {
+            saved: false,
+            policy,
+            outlook,
+        })
+    }
+
+    /// Adds `spec` ([`Engine::add`]: checked, audited as this engine's `who`) and
+    /// answers as [`Engine::preview_add`] does, with the policy as stored.
+    pub async fn save_add(&self, spec: &PolicySpec) -> TablesResult<AddOutcome> {
+        let id = self.add(spec).await?;
+        let policy = self.catalog.get(&self.client, id).await?;
+        let all = self.list(&TagFilter::default()).await?;
+        let outlook = self.outlook_around(&all, &policy).await?;
+        Ok(AddOutcome {
+            saved: true,
+            policy,
+            outlook,
+        })
     }
 
     /// What `edit` of policy `id` would make: the edited policy, checked as a saved edit

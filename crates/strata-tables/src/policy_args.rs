@@ -184,6 +184,7 @@ impl PolicyArgs {
     /// The policy these words describe; [`crate::Engine::add`] then checks it against
     /// its table.
     pub fn spec(self) -> TablesResult<PolicySpec> {
+        self.check_bounds()?;
         let action = Action::parse(&self.action).ok_or_else(|| {
             refuse(format!(
                 "unknown action {:?}: use one of {ACTION_NAMES}",
@@ -281,6 +282,12 @@ fn check_value(what: &str, value: &str) -> TablesResult<()> {
     Ok(())
 }
 
+/// Refuses more than [`MAX_LIST`] tags or a tag out of bounds: the tags of a run's filter
+/// from the API are as bounded as a policy's.
+pub fn check_tags(tags: &[String]) -> TablesResult<()> {
+    check_list("tags", tags)
+}
+
 fn check_list(what: &str, values: &[String]) -> TablesResult<()> {
     if values.len() > MAX_LIST {
         return Err(refuse(format!(
@@ -291,28 +298,63 @@ fn check_list(what: &str, values: &[String]) -> TablesResult<()> {
     values.iter().try_for_each(|v| check_value(what, v))
 }
 
+/// Each of `values` (by its option's name) within bounds, when given.
+fn check_values(values: &[(&str, Option<&String>)]) -> TablesResult<()> {
+    values
+        .iter()
+        .filter_map(|(what, value)| value.map(|v| (what, v)))
+        .try_for_each(|(what, value)| check_value(what, value))
+}
+
+impl ActionArgs {
+    fn check_bounds(&self) -> TablesResult<()> {
+        check_values(&[
+            ("--tablespace", self.tablespace.as_ref()),
+            ("--target", self.target.as_ref()),
+            ("--archive-schema", self.archive_schema.as_ref()),
+            ("--format", self.format.as_ref()),
+        ])
+    }
+}
+
+impl RollupArgs {
+    fn check_bounds(&self) -> TablesResult<()> {
+        check_values(&[
+            ("--into", self.into.as_ref()),
+            ("--bucket", self.bucket.as_ref()),
+            ("--lookback", self.lookback.as_ref()),
+        ])?;
+        check_list("--group-by columns", &self.group_by)?;
+        check_list("aggregates", &self.aggregate)
+    }
+}
+
+impl PolicyArgs {
+    /// Every value within bounds (see [`MAX_VALUE_BYTES`], [`MAX_LIST`]): a new policy
+    /// from the API is as bounded as an edit.
+    fn check_bounds(&self) -> TablesResult<()> {
+        check_values(&[
+            ("--table", Some(&self.table)),
+            ("--column", Some(&self.column)),
+            ("--action", Some(&self.action)),
+            ("--after", Some(&self.after)),
+        ])?;
+        check_list("tags", &self.tags)?;
+        self.options.check_bounds()?;
+        self.rollup.check_bounds()
+    }
+}
+
 impl PolicyEditArgs {
     /// Every value within bounds (see [`MAX_VALUE_BYTES`], [`MAX_LIST`]).
     fn check_bounds(&self) -> TablesResult<()> {
-        let single = [
-            ("--column", &self.column),
-            ("--after", &self.after),
-            ("--tablespace", &self.options.tablespace),
-            ("--target", &self.options.target),
-            ("--archive-schema", &self.options.archive_schema),
-            ("--format", &self.options.format),
-            ("--into", &self.rollup.into),
-            ("--bucket", &self.rollup.bucket),
-            ("--lookback", &self.rollup.lookback),
-        ];
-        for (what, value) in single {
-            if let Some(value) = value {
-                check_value(what, value)?;
-            }
-        }
+        check_values(&[
+            ("--column", self.column.as_ref()),
+            ("--after", self.after.as_ref()),
+        ])?;
         check_list("tags", &self.tags)?;
-        check_list("--group-by columns", &self.rollup.group_by)?;
-        check_list("aggregates", &self.rollup.aggregate)
+        self.options.check_bounds()?;
+        self.rollup.check_bounds()
     }
 
     /// The edit these words describe; [`crate::Engine::edit`] applies and checks it.
@@ -518,6 +560,29 @@ mod tests {
             ..Default::default()
         };
         assert!(many.edit().unwrap_err().to_string().contains("65 tags"));
+    }
+
+    #[test]
+    fn a_new_policy_refuses_values_out_of_bounds() {
+        let policy = |edit: &dyn Fn(&mut PolicyArgs)| {
+            let mut args = PolicyArgs {
+                table: "metrics.raw".into(),
+                column: "ts".into(),
+                action: "delete".into(),
+                after: "30d".into(),
+                ..Default::default()
+            };
+            edit(&mut args);
+            args.spec().map(|_| ()).unwrap_err().to_string()
+        };
+        let err = policy(&|a| a.column = "c".repeat(MAX_VALUE_BYTES + 1));
+        assert!(err.contains("--column is 257 bytes long"), "{err}");
+        let err = policy(&|a| a.tags = vec!["a\nb".into()]);
+        assert!(err.contains("control characters"), "{err}");
+        let err = policy(&|a| a.rollup.aggregate = vec!["count".into(); MAX_LIST + 1]);
+        assert!(err.contains("65 aggregates"), "{err}");
+        let err = policy(&|a| a.options.target = Some("t\0".into()));
+        assert!(err.contains("--target"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::plan::{plan_selected, Step, StepKind, TablePlan};
 use crate::policy::Policy;
 use crate::sql;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use strata_pgclient::Client;
 use strata_store::DynStore;
@@ -50,7 +50,8 @@ pub fn named_storages<E: std::error::Error>(
 }
 
 /// How a table's run went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TableOutcome {
     /// Every planned step was done.
@@ -66,7 +67,8 @@ pub enum TableOutcome {
 }
 
 /// One executed step.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableStepResult))]
 pub struct StepResult {
     #[serde(flatten)]
     pub step: Step,
@@ -75,7 +77,8 @@ pub struct StepResult {
 }
 
 /// One table of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TableRun {
     pub table: String,
     pub outcome: TableOutcome,
@@ -85,7 +88,8 @@ pub struct TableRun {
 }
 
 /// A whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableRunReport))]
 pub struct RunReport {
     pub run_id: Option<i64>,
     pub cutoff: String,
