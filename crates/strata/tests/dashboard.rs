@@ -578,10 +578,11 @@ fn run_script(browser: &Browser, script: &str, env: &[(&str, &str)]) -> Result<S
 /// PostgreSQL 15 with a daily-partitioned table and a 3-day delete policy. The script
 /// (`tests/dashboard/tables.mjs`) sees the policy and its plan as the API says, edits the
 /// duration (the dry-run plan first, nothing saved; then saved) and sees the change and
-/// its `policy edit` row, by the token's name, in the history. Signed in with a read
-/// token, the page shows the same policy but offers no action (the server would refuse).
+/// its `policy edit` row, by the token's name, in the history; runs the policies (their
+/// plan first, then the run) and removes the policy. Signed in with a read token, the page
+/// shows the same policy but offers no action (the server would refuse).
 #[test]
-fn the_tables_page_shows_policies_and_plans_and_saves_an_edit_after_its_dry_run() {
+fn the_tables_page_edits_after_a_dry_run_runs_after_the_plan_and_removes() {
     use common::pgserver::{skip_without_postgres, PgSite};
     let browser = match chromium() {
         Ok(b) => b,
@@ -647,23 +648,36 @@ fn the_tables_page_shows_policies_and_plans_and_saves_an_edit_after_its_dry_run(
     )
     .unwrap_or_else(|why| panic!("{why}\nserver log:\n{}", log()));
     println!("{out}");
-    // What the page saved is in the database, and the audit row names the token.
+    // What the page did is in the database: the edit (to 1d), the run and the removal,
+    // each audited as the token.
     let stored = site.pg.psql(
         "postgres",
-        &format!("SELECT after_text FROM strata.policy WHERE id = {policy}"),
+        &format!("SELECT count(*) FROM strata.policy WHERE id = {policy}"),
     );
-    assert_eq!(stored.trim(), "1d");
+    assert_eq!(stored.trim(), "0", "the removed policy");
     let audit = site.pg.psql(
         "postgres",
         &format!(
-            "SELECT who FROM strata.audit WHERE policy_id = {policy} AND what = 'policy edit'"
+            "SELECT string_agg(who || ' ' || what, ', ' ORDER BY id) FROM strata.audit
+             WHERE (policy_id = {policy} AND what IN ('policy edit', 'policy remove')) OR what = 'run'"
         ),
     );
-    assert_eq!(audit.trim(), "token:user");
+    assert_eq!(
+        audit.trim(),
+        "token:user policy edit, token:user run, token:user policy remove"
+    );
+    let edited = site.pg.psql(
+        "postgres",
+        &format!(
+            "SELECT detail FROM strata.audit WHERE policy_id = {policy} AND what = 'policy edit'"
+        ),
+    );
+    assert!(edited.contains("1d"), "{edited}");
     for shot in [
         "tables.png",
         "tables-dry-run.png",
         "tables-saved.png",
+        "tables-run.png",
         "tables-read-only.png",
     ] {
         let size = std::fs::metadata(output_dir().join(shot))

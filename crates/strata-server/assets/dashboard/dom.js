@@ -37,6 +37,9 @@ export const STATUS_KIND = {
   complete: "ok",
   succeeded: "ok",
   partial: "warn",
+  // Table retention runs and their steps.
+  done: "ok",
+  busy: "warn",
   failed: "bad",
   running: "info",
   started: "info",

@@ -1,7 +1,8 @@
 // The Tables view: table retention policies of the server's `[tables] db`, the partitions
-// each one acts on next (the plan), the last runs and changes, and an edit that shows the
-// plan of the edited policy (a dry run) before it is saved. Everything comes from
-// `/api/v1/tables`; the engine on the server plans and saves, this page only shows.
+// each one acts on next (the plan), the last runs and changes; an edit that shows the
+// plan of the edited policy (a dry run) before it is saved, a removal, and a run that
+// shows what it will do (the plan) before it acts. Everything comes from
+// `/api/v1/tables`; the engine on the server plans, saves and runs, this page only shows.
 
 import { h, badge, statusBadge, table, empty } from "./dom.js";
 
@@ -81,7 +82,8 @@ function policyRows(ui, policies, outlooks) {
         ? [h("code", {}, coming.partition), h("span", { class: "muted small" }, ` ${ui.dateTime(coming.at)}`)]
         : "—"),
       h("td", { class: "actions" },
-        h("button", { type: "button", class: "small", "data-action": "edit-policy", onclick: () => editPolicy(ui, p) }, "Edit…")));
+        h("button", { type: "button", class: "small", "data-action": "edit-policy", onclick: () => editPolicy(ui, p) }, "Edit…"),
+        h("button", { type: "button", class: "small danger-text", "data-action": "remove-policy", onclick: () => removePolicy(ui, p) }, "Remove…")));
   });
 }
 
@@ -140,7 +142,11 @@ export async function loadTables(ui) {
     ui.fill("panel-table-policies", ui.failure(policies.error, "GET /api/v1/tables/policies"));
   }
   if (plan.ok) {
-    ui.fill("panel-table-plan", outlooks.length ? outlooks.map((t) => outlookBlock(ui, t)) : empty("No policies, no plan."));
+    ui.fill("panel-table-plan", outlooks.length
+      ? [h("div", { class: "toolbar" },
+        h("button", { type: "button", class: "primary", "data-action": "run-tables", onclick: () => runPolicies(ui) }, "Run now…")),
+      ...outlooks.map((t) => outlookBlock(ui, t))]
+      : empty("No policies, no plan."));
   } else {
     ui.fill("panel-table-plan", ui.failure(plan.error, "GET /api/v1/tables/plan"));
   }
@@ -215,6 +221,84 @@ function editPolicy(ui, p) {
         content: h("p", { "data-field": "edit-saved" }, "Saved: policy ", h("strong", {}, String(saved.policy.id)),
           ` now keeps data for ${duration(saved.policy.after)}. The change is in the history.`),
         notice: [`Policy ${saved.policy.id} saved`, "ok"],
+      };
+    },
+  });
+}
+
+/** Removes policy `p` once confirmed. */
+async function removePolicy(ui, p) {
+  const answer = await ui.ask({
+    title: `Remove policy ${p.id}`,
+    confirm: "Remove policy",
+    danger: true,
+    body: h("p", {}, "Policy ", h("strong", {}, String(p.id)), " (", h("strong", {}, p.action), " after ",
+      duration(p.after), ") stops acting on ", h("code", {}, tableOf(p)),
+      ". The table and its data stay as they are; the removal is in the history."),
+  });
+  if (!answer) return;
+  try {
+    const removed = await ui.api.delete(`/api/v1/tables/policies/${encodeURIComponent(p.id)}`);
+    ui.toast(`Policy ${removed.id} removed`, "ok");
+  } catch (error) {
+    ui.toast(`Removing policy ${p.id} failed: ${error.message}`, "bad");
+  }
+  ui.refresh();
+}
+
+/** One table of a run's report: its outcome, its steps, its error. */
+function runTableBlock(t) {
+  return h("div", { "data-run-table": t.table },
+    h("p", {}, h("code", {}, t.table), " ", statusBadge(t.outcome.replaceAll("_", " "), "run-outcome"),
+      t.error ? h("span", { class: "error" }, ` ${t.error}`) : null),
+    (t.steps || []).length
+      ? table(["Policy", "Action", "Partition", "Outcome"], t.steps.map((s) =>
+        h("tr", { "data-field": "run-step" },
+          h("td", { class: "num" }, String(s.policy_id)),
+          h("td", {}, s.action),
+          h("td", {}, h("code", {}, s.partition || "rows")),
+          h("td", {}, statusBadge(s.outcome, "step-outcome")))))
+      : null);
+}
+
+/** Runs the policies with a tag (or all): the first press shows the plan (what a run
+ * now does, nothing recorded), a press with the same tag runs them on the server. */
+function runPolicies(ui) {
+  let planned = null;
+  const body = h("div", { class: "form", "data-field": "run-form" },
+    h("p", { class: "muted" }, "Applies the policies now, as a scheduled run would. What the run will do is shown first; nothing happens until you press Run."),
+    field("Only policies with this tag (empty: every policy)", h("input", { type: "text", name: "tag", spellcheck: "false", "data-field": "run-tag" })));
+  ui.ask({
+    title: "Run table retention now",
+    body,
+    confirm: "Preview",
+    working: "Asking…",
+    busy: "Running…",
+    run: async (values) => {
+      const tag = String(values.get("tag") || "").trim();
+      if (planned !== tag) {
+        const query = tag ? `?tag=${encodeURIComponent(tag)}` : "";
+        const outlooks = await ui.api.get(`/api/v1/tables/plan${query}`);
+        planned = tag;
+        const due = outlooks.reduce((n, t) => n + ((t.plan && t.plan.steps) || []).length, 0);
+        return {
+          content: h("div", { "data-field": "run-plan" },
+            h("p", {}, `A run now takes ${due} ${due === 1 ? "step" : "steps"}`,
+              tag ? [" on the policies tagged ", h("code", {}, tag)] : "", ". Press Run to apply them."),
+            outlooks.map((t) => outlookBlock(ui, t))),
+          confirm: "Run",
+        };
+      }
+      const report = await ui.api.post("/api/v1/tables/run", tag ? { tags: [tag] } : {});
+      ui.refresh();
+      const outcome = report.tables.some((t) => t.outcome === "failed") ? "bad"
+        : report.tables.some((t) => t.outcome === "busy") ? "warn" : "ok";
+      return {
+        final: true,
+        content: h("div", { "data-field": "run-report" },
+          h("p", {}, "Run ", h("strong", { "data-field": "run-id" }, String(report.run_id)), " is over:"),
+          report.tables.length ? report.tables.map(runTableBlock) : h("p", { class: "muted" }, "No policy matched.")),
+        notice: [`Table retention run ${report.run_id} is over`, outcome],
       };
     },
   });

@@ -2,11 +2,12 @@
 // whose `[tables] db` holds one policy (started by crates/strata/tests/dashboard.rs, which
 // passes everything in the environment): the page lists the policy and its plan as the API
 // says, an edit shows the dry-run plan first (nothing saved), then saves, and the page
-// shows the change and its `policy edit` row in the history, by the token's name.
+// shows the change and its `policy edit` row in the history, by the token's name. A run
+// shows the plan first (nothing acts), then runs, and the plan is empty after it.
 //
-// Then, signed in with a token of role `read`, the page lists the same policy with no Edit
-// button, and no page offers an action (the server would answer 403), with a "read only"
-// badge instead.
+// Then, signed in with a token of role `read`, the page lists the same policy with no Edit,
+// Remove or Run button, and no page offers an action (the server would answer 403), with a
+// "read only" badge instead. Last, the policy is removed from the page.
 //
 // STRATA_URL, STRATA_TOKEN, STRATA_READ_TOKEN, STRATA_CHROMIUM, STRATA_TEST_NODE_MODULES,
 // STRATA_SCREENSHOTS, STRATA_POLICY (the policy's id). Exit 0 when every check held; otherwise the first
@@ -122,6 +123,35 @@ try {
   await page.screenshot({ path: join(shots, "tables-saved.png"), fullPage: true });
   log("the edit is saved, shown, and in the history");
 
+  // Run now: the first press shows what the run will do (the plan: nothing acts), the
+  // second runs it on the server.
+  const [due] = await api(`/api/v1/tables/plan?policy=${policy}`);
+  check(due.plan.steps.length > 0, "the edited policy has steps due");
+  await page.locator("[data-action=run-tables]").click();
+  await page.locator("#confirm[open]").waitFor();
+  await page.click("#confirm-ok");
+  const runPlan = page.locator("[data-field=run-plan]");
+  await runPlan.waitFor();
+  equal(await runPlan.locator(`[data-table="${table}"] [data-field=step]`).count(), due.plan.steps.length, "the run's planned steps");
+  const [stillDue] = await api(`/api/v1/tables/plan?policy=${policy}`);
+  equal(stillDue.plan.steps.length, due.plan.steps.length, "steps due after the preview");
+  equal(await page.textContent("#confirm-ok"), "Run", "the button after the run's preview");
+  await page.click("#confirm-ok");
+  const report = page.locator("[data-field=run-report]");
+  await report.waitFor();
+  equal(await report.locator("[data-field=run-step]").count(), due.plan.steps.length, "the run's steps");
+  equal(await report.locator(`[data-run-table="${table}"] [data-field=run-outcome]`).textContent(), "done", "the run's outcome");
+  const runId = await report.locator("[data-field=run-id]").textContent();
+  const [after] = await api(`/api/v1/tables/plan?policy=${policy}`);
+  equal(after.plan.steps.length, 0, "steps due after the run");
+  const runs = await api(`/api/v1/tables/history?limit=100`);
+  check(runs.some((e) => e.what === "run" && String(e.run_id) === runId && e.who === "token:user"),
+    `run ${runId} by token:user in the history`);
+  await page.screenshot({ path: join(shots, "tables-run.png"), fullPage: true });
+  await page.click("#confirm-ok");
+  await page.locator("#confirm[open]").waitFor({ state: "detached" }).catch(() => {});
+  log("a run shows its plan first, then runs, and the history has it");
+
   // A read token: the same policy, and no action anywhere.
   const reader = await browser.newContext({ viewport: { width: 1440, height: 1000 }, timezoneId: "UTC" });
   const readPage = await reader.newPage();
@@ -133,8 +163,11 @@ try {
   await readPage.locator("#login").waitFor({ state: "hidden" });
   await readPage.locator(`#panel-table-policies tr[data-policy-id="${policy}"]`).waitFor();
   await readPage.locator("[data-field=read-only]").waitFor({ state: "visible" });
-  equal(await readPage.locator(`tr[data-policy-id="${policy}"] [data-action=edit-policy]`).isVisible(), false,
-    "the Edit button for a read token");
+  for (const action of ["edit-policy", "remove-policy"]) {
+    equal(await readPage.locator(`tr[data-policy-id="${policy}"] [data-action=${action}]`).isVisible(), false,
+      `the ${action} button for a read token`);
+  }
+  equal(await readPage.locator("[data-action=run-tables]").isVisible(), false, "the Run button for a read token");
   await readPage.goto(`${base}/ui/#backups`);
   await readPage.locator("#view-backups").waitFor({ state: "visible" });
   for (const action of ["backup-now", "verify-all", "cleanup"]) {
@@ -145,6 +178,18 @@ try {
   await readPage.screenshot({ path: join(shots, "tables-read-only.png"), fullPage: true });
   await reader.close();
   log("a read token sees the policies and is offered no action");
+
+  // Remove: asked first, then gone from the API and the page, and in the history.
+  await page.click("#refresh");
+  await row.locator("[data-action=remove-policy]").click();
+  await page.locator("#confirm[open]").waitFor();
+  await page.click("#confirm-ok");
+  await row.waitFor({ state: "detached" });
+  equal((await api(`/api/v1/tables/policies?policy=${policy}`)).length, 0, "policies with the removed id");
+  const removal = page.locator(`#panel-table-history tr[data-history-what="policy remove"][data-history-policy="${policy}"]`);
+  await removal.first().waitFor();
+  equal(await removal.first().getAttribute("data-history-who"), "token:user", "who removed, in the history");
+  log("the policy is removed, and the history has it");
 
   check(problems.length === 0, `problems in the page:\n${problems.join("\n")}`);
   log("all checks passed");
