@@ -3,7 +3,9 @@
 //! a `strata server`. The CLI parses, calls one method of [`Cluster`] and prints; it never
 //! knows which transport answered.
 
-use crate::types::tables::{TableHistoryQuery, TablePolicyEdit, TablePolicyQuery};
+use crate::types::tables::{
+    TableHistoryQuery, TablePolicyEdit, TablePolicyNew, TablePolicyQuery, TableRunBody,
+};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::future::Future;
@@ -26,7 +28,7 @@ use strata_coordinator::wal::{WalListing, WalVerifyReport};
 use strata_coordinator::CoordinatorResult;
 use strata_repo::summary::BackupSummary;
 use strata_tables::history::HistoryEntry;
-use strata_tables::{EditOutcome, Policy, TableOutlook};
+use strata_tables::{AddOutcome, EditOutcome, Policy, RunReport, TableOutlook};
 use tokio::sync::watch;
 
 /// A page of the backups the cluster holds (all of them for [`PageQuery::all`]), where,
@@ -176,7 +178,7 @@ pub trait Cluster: Send + Sync {
 }
 
 /// The table retention calls of a server (`/api/v1/tables/...`): what `strata tables
-/// list|plan|history|edit --server URL` sends. Without `--server` the CLI asks the engine
+/// list|plan|history|edit|add|rm|run --server URL` sends. Without `--server` the CLI asks the engine
 /// itself; both answer with the engine's own types, so the two print alike.
 #[async_trait]
 pub trait Tables: Send + Sync {
@@ -200,4 +202,19 @@ pub trait Tables: Send + Sync {
         edit: &TablePolicyEdit,
         dry_run: bool,
     ) -> CoordinatorResult<EditOutcome>;
+
+    /// `strata tables add`: adds the policy (recorded as this caller), or with `dry_run`
+    /// only answers what it would make.
+    async fn table_add(
+        &self,
+        policy: &TablePolicyNew,
+        dry_run: bool,
+    ) -> CoordinatorResult<AddOutcome>;
+
+    /// `strata tables rm ID`: removes policy `id` and answers it as it was.
+    async fn table_remove(&self, id: i64) -> CoordinatorResult<Policy>;
+
+    /// `strata tables run`: applies the policies the body picks, on the server, and
+    /// answers once the run is over.
+    async fn table_run(&self, run: &TableRunBody) -> CoordinatorResult<RunReport>;
 }

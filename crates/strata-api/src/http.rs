@@ -108,7 +108,7 @@ impl Http {
         Ok(self.client.get(path).await?)
     }
 
-    async fn post<T: DeserializeOwned>(
+    pub(crate) async fn post<T: DeserializeOwned>(
         &self,
         feature: &str,
         path: &str,
@@ -124,11 +124,20 @@ impl Http {
         path: &str,
         body: &(impl serde::Serialize + Sync),
     ) -> CoordinatorResult<T> {
+        self.send(feature, reqwest::Method::PATCH, path, Some(body))
+            .await
+    }
+
+    /// One `method` request of `feature`, with or without a body.
+    pub(crate) async fn send<T: DeserializeOwned>(
+        &self,
+        feature: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&(impl serde::Serialize + Sync)>,
+    ) -> CoordinatorResult<T> {
         self.need(feature).await?;
-        Ok(self
-            .client
-            .call(reqwest::Method::PATCH, path, Some(body))
-            .await?)
+        Ok(self.client.call(method, path, body).await?)
     }
 
     /// Follows a started operation to its end and decodes its result.

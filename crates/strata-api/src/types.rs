@@ -40,6 +40,7 @@ pub const FEATURES: &[&str] = &[
     feature::TABLES,
     feature::TABLE_POLICIES,
     feature::SESSION,
+    feature::TABLE_CHANGES,
 ];
 
 /// Features added after the release that introduced version negotiation: a server
@@ -50,6 +51,7 @@ const ADDED_SINCE_NEGOTIATION: &[&str] = &[
     feature::TABLES,
     feature::TABLE_POLICIES,
     feature::SESSION,
+    feature::TABLE_CHANGES,
 ];
 
 /// The names of the API's features, one per group of routes.
@@ -102,6 +104,10 @@ pub mod feature {
     pub const TABLE_POLICIES: &str = "table-policies";
     /// `GET /api/v1/session`: the name and role of the token that asks.
     pub const SESSION: &str = "session";
+    /// `POST` and `DELETE /api/v1/tables/policies`, `POST /api/v1/tables/run`: table
+    /// retention policies added and removed, and runs (`strata tables add|rm|run
+    /// --server`).
+    pub const TABLE_CHANGES: &str = "table-changes";
 }
 
 /// `GET /api/v1/session`: who the caller is to the server.

@@ -123,6 +123,11 @@ pub fn routes(
     tokens: Tokens,
 ) -> Router {
     let state = Arc::new(state);
+    let tables = crate::tables_api::TablesApi {
+        tables,
+        config: state.config.clone(),
+        events: state.coordinator.events(),
+    };
     Router::new()
         .route("/api/v1/version", get(version))
         .route("/api/v1/session", get(session))
@@ -871,7 +876,7 @@ async fn audit(State(s): Api, Params(query): Params<AuditQuery>) -> Reply<Vec<Au
     paths(version, session, status, list, show, delete, pin, unpin, files, copy, drill, restore_tables, start_backup, start_restore,
         verify, cleanup, gc, repair_index, repair_backups, wal_list, wal_verify, wal_archiver, operations, operation, events, schedules, config,
         check, audit, crate::tables_api::policies, crate::tables_api::plan, crate::tables_api::history,
-        crate::tables_api::edit),
+        crate::tables_api::edit, crate::tables_api::add, crate::tables_api::remove, crate::tables_api::run),
     components(schemas(ApiError, ErrorCode)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),

@@ -24,6 +24,7 @@ mod page_bodies;
 mod scheduled;
 mod serve;
 mod tables_api;
+pub mod tables_run;
 mod timeouts;
 
 pub use auth::Tokens;

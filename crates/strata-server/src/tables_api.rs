@@ -1,43 +1,60 @@
-//! `/api/v1/tables`: table retention policies listed, planned and edited, and their
-//! history, on the database of the server's `[tables] db`.
+//! `/api/v1/tables`: table retention policies listed, planned, added, edited and
+//! removed, runs, and their history, on the database of the server's `[tables] db`.
 //!
 //! Each handler reads the request (strictly: unknown fields and parameters refused,
 //! bodies bounded), hands it to the engine (`strata_tables::Engine`, the same use cases
 //! `strata tables` runs) and answers what it returns; nothing here plans or writes on its
-//! own. An edit is recorded in the tables' audit log with the caller's token name as
-//! `who`. The database's DSN (and any password in it) never leaves the server: errors name
-//! the server as `host:port as user`. A server without `[tables] db` answers 404.
+//! own. A change or a run is recorded in the tables' audit log with the caller's token
+//! name as `who`. The database's DSN (and any password in it) never leaves the server:
+//! errors name the server as `host:port as user`. A server without `[tables] db` answers
+//! 404.
 
 use crate::auth::Caller;
 use crate::extract::{Body, Params, PathParam};
+use crate::tables_run::{run_told, RunRequest};
 use crate::{ApiFailure, Reply};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::{get, patch};
+use axum::routing::{get, patch, post};
 use axum::{Extension, Json, Router};
 use std::sync::Arc;
 use strata_agent::api::{ApiError, ErrorCode};
 use strata_api::types::tables::{
-    TableEditQuery, TableHistoryQuery, TablePolicyEdit, TablePolicyQuery,
+    TableAddQuery, TableEditQuery, TableHistoryQuery, TablePolicyEdit, TablePolicyNew,
+    TablePolicyQuery, TableRunBody,
 };
+use strata_coordinator::config::Config;
+use strata_coordinator::events::Events;
+use strata_coordinator::storage::Storage;
 use strata_tables::config::TablesConfig;
 use strata_tables::history::HistoryEntry;
-use strata_tables::{EditOutcome, Engine, Policy, TableOutlook, TablesError};
+use strata_tables::{
+    AddOutcome, EditOutcome, Engine, Policy, RunReport, TableOutlook, TablesError,
+};
 
 /// The largest edit body taken: an edit is a few short values (see
 /// `strata_tables::policy_args::MAX_VALUE_BYTES`); anything near this is not one.
 pub const EDIT_BODY_LIMIT: usize = 64 << 10;
 
-type Tables = State<Arc<TablesConfig>>;
+/// What the routes work with: the database of `[tables]`, the storages of the
+/// configuration (archive targets of a run) and the webhooks runs are told to.
+pub struct TablesApi {
+    pub tables: TablesConfig,
+    pub config: Config,
+    pub events: Arc<Events>,
+}
+
+type Tables = State<Arc<TablesApi>>;
 
 /// The routes, behind the coordinator's user tokens (the caller adds the layer).
-pub fn routes(config: TablesConfig) -> Router {
+pub fn routes(api: TablesApi) -> Router {
     Router::new()
-        .route("/api/v1/tables/policies", get(policies))
-        .route("/api/v1/tables/policies/{id}", patch(edit))
+        .route("/api/v1/tables/policies", get(policies).post(add))
+        .route("/api/v1/tables/policies/{id}", patch(edit).delete(remove))
         .route("/api/v1/tables/plan", get(plan))
+        .route("/api/v1/tables/run", post(run))
         .route("/api/v1/tables/history", get(history))
         .layer(DefaultBodyLimit::max(EDIT_BODY_LIMIT))
-        .with_state(Arc::new(config))
+        .with_state(Arc::new(api))
 }
 
 /// An engine error with the API code that fits it: no such policy 404, bad input (a name,
@@ -62,13 +79,18 @@ fn policy_id(text: &str) -> Result<i64, ApiFailure> {
     }
 }
 
+/// What every route answers on a server without `[tables] db`.
+fn no_database() -> ApiFailure {
+    ApiFailure(ApiError::new(
+        ErrorCode::NotFound,
+        "this server has no [tables] db: the tables API needs the database of the policies in the server's configuration",
+    ))
+}
+
 /// The engine on `[tables] db`, recording `who` in the audit log.
 async fn engine(config: &TablesConfig, who: &Caller) -> Result<Engine, ApiFailure> {
     if config.db.is_none() {
-        return Err(ApiFailure(ApiError::new(
-            ErrorCode::NotFound,
-            "this server has no [tables] db: the tables API needs the database of the policies in the server's configuration",
-        )));
+        return Err(no_database());
     }
     Engine::open(config, Some(who.0.clone()))
         .await
@@ -80,12 +102,12 @@ async fn engine(config: &TablesConfig, who: &Caller) -> Result<Engine, ApiFailur
         (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 404, description = "The server has no `[tables] db`", body = ApiError), (status = 500, body = ApiError)))]
 pub(crate) async fn policies(
-    State(config): Tables,
+    State(api): Tables,
     Extension(caller): Extension<Caller>,
     Params(query): Params<TablePolicyQuery>,
 ) -> Reply<Vec<Policy>> {
     let filter = query.filter().map_err(failure)?;
-    let engine = engine(&config, &caller).await?;
+    let engine = engine(&api.tables, &caller).await?;
     Ok(Json(engine.policies(&filter).await.map_err(failure)?))
 }
 
@@ -94,12 +116,12 @@ pub(crate) async fn policies(
         (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 404, description = "The server has no `[tables] db`", body = ApiError), (status = 500, body = ApiError)))]
 pub(crate) async fn plan(
-    State(config): Tables,
+    State(api): Tables,
     Extension(caller): Extension<Caller>,
     Params(query): Params<TablePolicyQuery>,
 ) -> Reply<Vec<TableOutlook>> {
     let filter = query.filter().map_err(failure)?;
-    let engine = engine(&config, &caller).await?;
+    let engine = engine(&api.tables, &caller).await?;
     let now = strata_tables::chrono::Utc::now();
     Ok(Json(engine.outlook(&filter, now).await.map_err(failure)?))
 }
@@ -109,12 +131,12 @@ pub(crate) async fn plan(
         (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 404, description = "The server has no `[tables] db`", body = ApiError), (status = 500, body = ApiError)))]
 pub(crate) async fn history(
-    State(config): Tables,
+    State(api): Tables,
     Extension(caller): Extension<Caller>,
     Params(query): Params<TableHistoryQuery>,
 ) -> Reply<Vec<HistoryEntry>> {
     let filter = query.filter().map_err(failure)?;
-    let engine = engine(&config, &caller).await?;
+    let engine = engine(&api.tables, &caller).await?;
     Ok(Json(engine.history(&filter).await.map_err(failure)?))
 }
 
@@ -126,7 +148,7 @@ pub(crate) async fn history(
         (status = 404, description = "No such policy, or the server has no `[tables] db`", body = ApiError),
         (status = 413, body = ApiError), (status = 500, body = ApiError)))]
 pub(crate) async fn edit(
-    State(config): Tables,
+    State(api): Tables,
     Extension(caller): Extension<Caller>,
     PathParam(id): PathParam<String>,
     Params(query): Params<TableEditQuery>,
@@ -136,11 +158,103 @@ pub(crate) async fn edit(
     // without one. The body first, so a body's mistake is named whatever the path.
     let edit = body.into_args().edit().map_err(failure)?;
     let id = policy_id(&id)?;
-    let engine = engine(&config, &caller).await?;
+    let engine = engine(&api.tables, &caller).await?;
     let outcome = if query.dry_run == Some(true) {
         engine.preview_edit(id, &edit).await
     } else {
         engine.save_edit(id, &edit).await
     };
     Ok(Json(outcome.map_err(failure)?))
+}
+
+#[utoipa::path(post, path = "/api/v1/tables/policies", tag = "tables", request_body = TablePolicyNew,
+    params(TableAddQuery),
+    responses((status = 200, description = "`saved` (false with `dry_run`: nothing written, `policy.id` 0), the policy as stored, and its table's `outlook` with the new policy (as `GET /api/v1/tables/plan`). The policy is checked against its table first, as `strata tables add` checks it. A saved policy is in the tables' audit log as `policy add`, `who` the caller's token (`token:NAME`)", body = AddOutcome),
+        (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 403, description = "The token may only read", body = ApiError),
+        (status = 404, description = "The server has no `[tables] db`", body = ApiError),
+        (status = 413, body = ApiError), (status = 500, body = ApiError)))]
+pub(crate) async fn add(
+    State(api): Tables,
+    Extension(caller): Extension<Caller>,
+    Params(query): Params<TableAddQuery>,
+    Body(body): Body<TablePolicyNew>,
+) -> Reply<AddOutcome> {
+    let spec = body.into_args().spec().map_err(failure)?;
+    // Read before the database is even asked, as an edit is.
+    spec.validate().map_err(|e| failure(e.into()))?;
+    let engine = engine(&api.tables, &caller).await?;
+    let outcome = if query.dry_run == Some(true) {
+        engine.preview_add(&spec).await
+    } else {
+        engine.save_add(&spec).await
+    };
+    Ok(Json(outcome.map_err(failure)?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/tables/policies/{id}", tag = "tables",
+    params(("id" = i64, Path, minimum = 1, description = "The policy's id")),
+    responses((status = 200, description = "The policy as it was. It is removed under its table's lock (a run of the table ends first) and is in the tables' audit log as `policy remove`, `who` the caller's token (`token:NAME`)", body = Policy),
+        (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 403, description = "The token may only read", body = ApiError),
+        (status = 404, description = "No such policy, or the server has no `[tables] db`", body = ApiError),
+        (status = 500, body = ApiError)))]
+pub(crate) async fn remove(
+    State(api): Tables,
+    Extension(caller): Extension<Caller>,
+    PathParam(id): PathParam<String>,
+) -> Reply<Policy> {
+    let id = policy_id(&id)?;
+    let engine = engine(&api.tables, &caller).await?;
+    let removed = engine
+        .remove(Some(id), &Default::default())
+        .await
+        .map_err(failure)?;
+    // Removed by another caller between the read and the delete: gone all the same,
+    // but not by this request.
+    removed
+        .into_iter()
+        .next()
+        .map(Json)
+        .ok_or_else(|| failure(TablesError::NoSuchPolicy(id)))
+}
+
+#[utoipa::path(post, path = "/api/v1/tables/run", tag = "tables", request_body = TableRunBody,
+    responses((status = 200, description = "The run, once over, as `strata tables run --json` prints it: `run_id`, `cutoff`, `dry_run`, and per table its `outcome` (`done`, `nothing_to_do`, `dry_run`, `busy`: another run held the table, `failed`), `plan`, `steps` (each with its `outcome` and `detail`) and `error`. Recorded in the tables' audit log as `run` (`run (dry-run)`), `who` the caller's token; told to the webhooks (kind `tables`). A failed table is in the report, not an error of the request", body = RunReport),
+        (status = 400, body = ApiError), (status = 401, body = ApiError),
+        (status = 403, description = "The token may only read", body = ApiError),
+        (status = 404, description = "The server has no `[tables] db`", body = ApiError),
+        (status = 413, body = ApiError), (status = 500, body = ApiError)))]
+pub(crate) async fn run(
+    State(api): Tables,
+    Extension(caller): Extension<Caller>,
+    Body(body): Body<TableRunBody>,
+) -> Reply<RunReport> {
+    let request = RunRequest {
+        filter: body.filter().map_err(failure)?,
+        cutoff: strata_tables::cutoff_or_now(body.cutoff.as_deref()).map_err(failure)?,
+        dry_run: body.dry_run,
+    };
+    if api.tables.db.is_none() {
+        return Err(no_database());
+    }
+    let who = caller.0.clone();
+    // On a thread of its own, as the scheduler runs it: a run streams COPY data between
+    // two tasks, cheaper on one thread (see `scheduled::on_own_thread`).
+    let report = crate::scheduled::on_own_thread("table retention", move || async move {
+        let mut engine = Engine::open(&api.tables, Some(who)).await?;
+        let stores =
+            strata_tables::named_storages(|name| Storage::open_for_archives(&api.config, name));
+        run_told(
+            &mut engine,
+            api.events.clone(),
+            &request,
+            &stores,
+            &strata_tables::run::Quiet,
+        )
+        .await
+    })
+    .await
+    .map_err(|why| ApiFailure(ApiError::new(ErrorCode::Failed, why)))?;
+    Ok(Json(report.map_err(failure)?))
 }

@@ -485,7 +485,7 @@ mod tests {
         ]) else {
             panic!("not a tables command")
         };
-        let TablesCommand::Add { policy } = command else {
+        let TablesCommand::Add { policy, .. } = command else {
             panic!("not tables add")
         };
         assert_eq!(db.db.as_deref(), Some("host=h"));

@@ -8,6 +8,7 @@ use crate::output;
 use strata_coordinator::events::{Events, TablesRunReport};
 use strata_coordinator::storage::Storage;
 use strata_coordinator::webhooks::Webhooks;
+use strata_server::tables_run::{run_told, RunRequest};
 use strata_store::DynStore;
 use strata_tables::command::{DbArgs, LoadArgs, TablesCommand};
 use strata_tables::history::HistoryEntry;
@@ -15,7 +16,7 @@ use strata_tables::plan::{Step, TablePlan};
 use strata_tables::run::{RunObserver, StepResult};
 use strata_tables::text::{PLAN_COLUMNS, POLICY_COLUMNS};
 use strata_tables::{cutoff_or_now, Engine, PolicySpec, TableName, TableOutcome};
-use strata_tables::{EditOutcome, Policy, TableOutlook};
+use strata_tables::{AddOutcome, EditOutcome, Policy, RunReport, TableOutlook};
 use strata_tables::{TablesError, TtlArgs};
 
 impl From<TablesError> for Failure {
@@ -133,7 +134,14 @@ impl Context {
                 self.say(format!("policy tables ready in schema {schema}"));
                 Ok(0)
             }
-            TablesCommand::Add { policy } => self.add_policy(&engine, &policy.spec()?).await,
+            TablesCommand::Add {
+                policy,
+                dry_run: true,
+            } => {
+                self.print_add(&engine.preview_add(&policy.spec()?).await?);
+                Ok(0)
+            }
+            TablesCommand::Add { policy, .. } => self.add_policy(&engine, &policy.spec()?).await,
             TablesCommand::List { tags } => {
                 self.print_policies(&engine.list(&tags).await?);
                 Ok(0)
@@ -192,48 +200,18 @@ impl Context {
                 cutoff,
                 dry_run,
             } => {
-                let (at, stores) = (cutoff_or_now(cutoff.as_deref())?, self.storages());
-                let events = self.tables_events()?;
-                let told = TablesRunReport::start(events.clone(), engine.who(), engine.target());
+                let request = RunRequest {
+                    filter: tags,
+                    cutoff: cutoff_or_now(cutoff.as_deref())?,
+                    dry_run,
+                };
+                let (stores, events) = (self.storages(), self.tables_events()?);
                 let progress = StepProgress::new(self.interactive());
-                let run = engine.run(&tags, at, dry_run, &stores, &progress).await;
+                let run = run_told(&mut engine, events.clone(), &request, &stores, &progress).await;
                 drop(progress);
-                match &run {
-                    Ok(report) => {
-                        let (Ok(line) | Err(line)) = report.job_result();
-                        told.end_with_outcome(report.outcome(), &line);
-                    }
-                    Err(err) => told.end("failed", &crate::failure::chain(err)),
-                }
                 // Deliveries still in flight would die with the process.
                 events.flush(std::time::Duration::from_secs(10)).await;
-                let report = run?;
-                if self.global.json {
-                    print_json(&report);
-                }
-                for table in report.tables.iter().filter(|_| !self.global.json) {
-                    if let (Some(plan), TableOutcome::DryRun) = (&table.plan, table.outcome) {
-                        self.print_plan(plan);
-                    }
-                    let level = match table.outcome {
-                        TableOutcome::Busy => "warning",
-                        _ => "error",
-                    };
-                    if let Some(error) = &table.error {
-                        eprintln!("strata: {level}: {error}");
-                    } else if table.outcome == TableOutcome::NothingToDo {
-                        self.say(format!("{}: nothing has expired", table.table));
-                    }
-                }
-                let run_id = report.run_id.unwrap_or_default();
-                self.say(format!("run {run_id}: {}", report.outcome()));
-                Ok(if report.any(TableOutcome::Failed) {
-                    code::FAILED
-                } else if report.any(TableOutcome::Busy) {
-                    code::BUSY
-                } else {
-                    0
-                })
+                Ok(self.print_run(&run?))
             }
             TablesCommand::History {
                 table,
@@ -287,14 +265,50 @@ impl Context {
         }
     }
 
+    /// A run's report (its dry-run plans, each table's error, the run's outcome), and the
+    /// exit code it means: 1 a table failed, 6 one was busy.
+    pub(crate) fn print_run(&self, report: &RunReport) -> u8 {
+        if self.global.json {
+            print_json(report);
+        }
+        for table in report.tables.iter().filter(|_| !self.global.json) {
+            if let (Some(plan), TableOutcome::DryRun) = (&table.plan, table.outcome) {
+                self.print_plan(plan);
+            }
+            let level = match table.outcome {
+                TableOutcome::Busy => "warning",
+                _ => "error",
+            };
+            if let Some(error) = &table.error {
+                eprintln!("strata: {level}: {error}");
+            } else if table.outcome == TableOutcome::NothingToDo {
+                self.say(format!("{}: nothing has expired", table.table));
+            }
+        }
+        let run_id = report.run_id.unwrap_or_default();
+        self.say(format!("run {run_id}: {}", report.outcome()));
+        if report.any(TableOutcome::Failed) {
+            code::FAILED
+        } else if report.any(TableOutcome::Busy) {
+            code::BUSY
+        } else {
+            0
+        }
+    }
+
     async fn add_policy(&self, engine: &Engine, spec: &PolicySpec) -> CommandResult {
         let id = engine.add(spec).await?;
+        self.print_added(id, spec);
+        Ok(0)
+    }
+
+    /// A saved new policy: its id.
+    pub(crate) fn print_added(&self, id: i64, spec: &PolicySpec) {
         if self.global.json {
             print_json(&serde_json::json!({ "id": id }));
         }
         let text = strata_tables::catalog::describe_spec(spec);
         self.say(format!("policy {id}: {text}"));
-        Ok(0)
     }
 
     /// Policies as a table, or JSON.
@@ -332,16 +346,31 @@ impl Context {
     pub(crate) fn print_edit(&self, outcome: &EditOutcome) {
         if self.global.json {
             print_json(outcome);
-            return;
-        }
-        let spec = strata_tables::catalog::describe_spec(&outcome.policy.spec);
-        let state = if outcome.saved {
-            ""
         } else {
-            " (dry run: not saved)"
+            self.print_with_outlook(outcome.saved, &outcome.policy, &outcome.outlook);
+        }
+    }
+
+    /// A new policy previewed (`tables add --dry-run`): the policy and the plan of its
+    /// table with it.
+    pub(crate) fn print_add(&self, outcome: &AddOutcome) {
+        if self.global.json {
+            print_json(outcome);
+        } else {
+            self.print_with_outlook(outcome.saved, &outcome.policy, &outcome.outlook);
+        }
+    }
+
+    fn print_with_outlook(&self, saved: bool, policy: &Policy, outlook: &TableOutlook) {
+        let spec = strata_tables::catalog::describe_spec(&policy.spec);
+        let state = if saved { "" } else { " (dry run: not saved)" };
+        // A new policy previewed has no id yet.
+        let id = match policy.id {
+            0 => "new policy".to_string(),
+            id => format!("policy {id}"),
         };
-        self.say(format!("policy {}{state}: {spec}", outcome.policy.id));
-        self.print_outlooks(std::slice::from_ref(&outcome.outlook));
+        self.say(format!("{id}{state}: {spec}"));
+        self.print_outlooks(std::slice::from_ref(outlook));
     }
 
     /// Each table's plan and the partitions that expire next.

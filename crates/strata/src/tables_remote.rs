@@ -1,11 +1,13 @@
-//! `strata tables list|plan|history|edit --server URL`: the same commands through a
+//! `strata tables list|plan|history|add|edit|rm|run --server URL`: the same commands through a
 //! server's tables API (`/api/v1/tables`) instead of a database connection here. The
 //! server opens its own `[tables] db` and records edits as the token's name; the answers
 //! are the engine's own types, printed as the in-process commands print them.
 
 use crate::commands::{CommandResult, Context};
 use crate::failure::{code, Failure};
-use strata_api::types::tables::{TableHistoryQuery, TablePolicyEdit, TablePolicyQuery};
+use strata_api::types::tables::{
+    TableHistoryQuery, TablePolicyEdit, TablePolicyNew, TablePolicyQuery, TableRunBody,
+};
 use strata_api::Tables;
 use strata_tables::command::TablesCommand;
 use strata_tables::TagFilter;
@@ -96,9 +98,46 @@ impl Context {
                 }
                 Ok(0)
             }
+            TablesCommand::Add { policy, dry_run } => {
+                let body = TablePolicyNew::from_args(*policy);
+                let outcome = server.table_add(&body, dry_run).await?;
+                if dry_run {
+                    self.print_add(&outcome);
+                } else {
+                    self.print_added(outcome.policy.id, &outcome.policy.spec);
+                }
+                Ok(0)
+            }
+            TablesCommand::Rm { id, tags } => {
+                let Some(id) = id.filter(|_| tags.tags.is_empty()) else {
+                    return Err(Failure::new(
+                        code::USAGE,
+                        "with --server, tables rm removes one policy by id: leave out --tag (list the ids with tables list --tag)",
+                    ));
+                };
+                let removed = server.table_remove(id).await?;
+                if self.global.json {
+                    crate::commands::print_json(&[&removed]);
+                }
+                self.say(format!("removed policy {}", removed.id));
+                Ok(0)
+            }
+            TablesCommand::Run {
+                tags,
+                cutoff,
+                dry_run,
+            } => {
+                let body = TableRunBody {
+                    tags: tags.tags,
+                    any_tag: tags.any,
+                    cutoff,
+                    dry_run,
+                };
+                Ok(self.print_run(&server.table_run(&body).await?))
+            }
             _ => Err(Failure::new(
                 code::USAGE,
-                "only tables list, plan, history and edit go through --server: run the others here, without --server",
+                "only tables list, plan, history, add, edit, rm and run go through --server: run the others here, without --server",
             )),
         }
     }

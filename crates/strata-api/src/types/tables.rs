@@ -11,8 +11,8 @@
 use serde::{Deserialize, Serialize};
 use strata_tables::command::TablesCommand;
 use strata_tables::history::HistoryFilter;
-use strata_tables::policy_args::{ActionArgs, PolicyEditArgs, RollupArgs};
-use strata_tables::{PolicyFilter, TablesResult};
+use strata_tables::policy_args::{ActionArgs, PolicyArgs, PolicyEditArgs, RollupArgs};
+use strata_tables::{PolicyFilter, TablesError, TablesResult, TagFilter};
 
 /// `GET /api/v1/tables/policies` and `GET /api/v1/tables/plan`: which policies.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::IntoParams)]
@@ -226,6 +226,161 @@ impl TablePolicyEdit {
     }
 }
 
+/// `POST /api/v1/tables/policies`: a new table retention policy, the options of `strata
+/// tables add`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TablePolicyNew {
+    /// The table: `schema.table` (a bare name is in `public`).
+    #[schema(max_length = 300)]
+    pub table: String,
+    /// The time column (the partition key of a partitioned table).
+    #[schema(max_length = 256)]
+    pub column: String,
+    /// `delete`, `detach`, `reallocate`, `archive` or `downsample`.
+    #[schema(max_length = 256)]
+    pub action: String,
+    /// How long data is kept: `90d`, `1w`, `12h`, `1y`, `1d12h`, `INF`.
+    #[schema(max_length = 256)]
+    pub after: String,
+    /// The policy's tags (a run picks policies by them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 64)]
+    pub tags: Vec<String>,
+    /// `reallocate`: the target tablespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
+    pub tablespace: Option<String>,
+    /// `archive`: the storage of the server's configuration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
+    pub target: Option<String>,
+    /// `detach`: the schema detached partitions move to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
+    pub archive_schema: Option<String>,
+    /// `archive`: `csv` (the default) or `parquet`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
+    pub format: Option<String>,
+    /// Never leave fewer partitions than this (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
+    /// `downsample`: the rollup table (`schema.table`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
+    pub into: Option<String>,
+    /// `downsample`: the bucket width (`1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
+    pub bucket: Option<String>,
+    /// `downsample`: how far back each run recomputes (default: one bucket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
+    pub lookback: Option<String>,
+    /// `downsample`: the aggregates (`avg:value`, `count`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 64)]
+    pub aggregates: Vec<String>,
+    /// `downsample`: the columns that identify a series.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 64)]
+    pub group_by: Vec<String>,
+    /// Store the policy disabled (runs skip it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+}
+
+impl TablePolicyNew {
+    /// The policy as `strata tables add` gives it; the engine reads both the same way.
+    pub fn into_args(self) -> PolicyArgs {
+        PolicyArgs {
+            table: self.table,
+            column: self.column,
+            action: self.action,
+            after: self.after,
+            tags: self.tags,
+            options: ActionArgs {
+                tablespace: self.tablespace,
+                target: self.target,
+                archive_schema: self.archive_schema,
+                format: self.format,
+                keep: self.keep,
+            },
+            rollup: RollupArgs {
+                into: self.into,
+                bucket: self.bucket,
+                aggregate: self.aggregates,
+                group_by: self.group_by,
+                lookback: self.lookback,
+            },
+            disabled: self.disabled,
+        }
+    }
+
+    /// The body of `strata tables add`'s options, for `--server`.
+    pub fn from_args(args: PolicyArgs) -> TablePolicyNew {
+        TablePolicyNew {
+            table: args.table,
+            column: args.column,
+            action: args.action,
+            after: args.after,
+            tags: args.tags,
+            tablespace: args.options.tablespace,
+            target: args.options.target,
+            archive_schema: args.options.archive_schema,
+            format: args.options.format,
+            keep: args.options.keep,
+            into: args.rollup.into,
+            bucket: args.rollup.bucket,
+            lookback: args.rollup.lookback,
+            aggregates: args.rollup.aggregate,
+            group_by: args.rollup.group_by,
+            disabled: args.disabled,
+        }
+    }
+}
+
+/// `POST /api/v1/tables/policies`: whether to save.
+pub type TableAddQuery = TableEditQuery;
+
+/// `POST /api/v1/tables/run`: which policies to apply, as `strata tables run` picks them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TableRunBody {
+    /// Policies with every one of these tags (none: every policy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(max_items = 64)]
+    pub tags: Vec<String>,
+    /// Policies with any one of `tags` instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub any_tag: bool,
+    /// Run as if it were this time (default: now): `2026-01-01`, `2026-01-01T12:00:00Z`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
+    pub cutoff: Option<String>,
+    /// Plan and record the run; change nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+impl TableRunBody {
+    /// The policies the run applies, read as `strata tables run` reads `--tag` and
+    /// `--any-tag`.
+    pub fn filter(&self) -> TablesResult<TagFilter> {
+        strata_tables::policy_args::check_tags(&self.tags)?;
+        if self.any_tag && self.tags.is_empty() {
+            return Err(TablesError::Unsupported(
+                "any_tag needs tags to pick from".into(),
+            ));
+        }
+        Ok(TagFilter {
+            tags: self.tags.clone(),
+            any: self.any_tag,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,6 +408,23 @@ mod tests {
         serde_json::from_str::<TablePolicyEdit>(json)
             .unwrap()
             .into_args()
+    }
+
+    #[test]
+    fn a_new_policy_goes_to_the_engine_and_back_unchanged() {
+        let new: TablePolicyNew = serde_json::from_str(
+            r#"{"table": "public.m", "column": "ts", "action": "downsample", "after": "30d",
+                "into": "public.m_1h", "bucket": "1h", "aggregates": ["avg:v"], "group_by": ["host"],
+                "tags": ["metrics"], "disabled": true}"#,
+        )
+        .unwrap();
+        assert_eq!(TablePolicyNew::from_args(new.clone().into_args()), new);
+        let spec = new.into_args().spec().unwrap();
+        assert!(!spec.enabled && spec.rollup.is_some() && spec.tags == ["metrics"]);
+        let err = serde_json::from_str::<TablePolicyNew>(r#"{"table": "t", "column": "ts"}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing field `action`"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,49 @@
+//! One table retention run told to the webhooks: what `strata tables run`, the API's
+//! `POST /api/v1/tables/run` and the scheduler's `tables` jobs share, so the webhooks
+//! hear of every run whoever started it (the run and its steps are audited by the engine
+//! in the database itself).
+
+use std::sync::Arc;
+use strata_coordinator::events::{Events, TablesRunReport};
+use strata_tables::run::{RunObserver, StoreResolver};
+use strata_tables::{Engine, RunReport, TablesResult, TagFilter};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The policies run.
+    pub filter: TagFilter,
+    /// The time the run acts as of (a partition expires by its bound and this).
+    pub cutoff: strata_tables::chrono::DateTime<strata_tables::chrono::Utc>,
+    /// Plan and record the run, change nothing.
+    pub dry_run: bool,
+}
+
+/// Runs `request` on `engine`, telling `events` that it started (as the engine's `who`,
+/// on its database) and how it ended.
+pub async fn run_told(
+    engine: &mut Engine,
+    events: Arc<Events>,
+    request: &RunRequest,
+    stores: StoreResolver<'_>,
+    observer: &dyn RunObserver,
+) -> TablesResult<RunReport> {
+    let told = TablesRunReport::start(events, engine.who(), engine.target());
+    let run = engine
+        .run(
+            &request.filter,
+            request.cutoff,
+            request.dry_run,
+            stores,
+            observer,
+        )
+        .await;
+    match &run {
+        Ok(report) => {
+            let (Ok(line) | Err(line)) = report.job_result();
+            told.end_with_outcome(report.outcome(), &line);
+        }
+        Err(err) => told.end("failed", &strata_coordinator::error_chain(err)),
+    }
+    run
+}
