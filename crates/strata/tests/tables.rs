@@ -2266,7 +2266,7 @@ fn an_edit_during_a_run_is_never_undone_by_it() {
 
     // An edit waits for a run of its table (which holds the table's lock), up to the lock
     // timeout, and changes nothing when the run does not end.
-    let mut holder = site.background_sql("SELECT pg_advisory_lock((x'53545441'::bigint << 32) | 'm.raw'::regclass::oid::bigint), pg_sleep(4)");
+    let mut holder = site.background_sql("SELECT pg_advisory_lock((x'53545441'::bigint << 32) | 'm.raw'::regclass::oid::bigint), pg_sleep(6)");
     std::thread::sleep(Duration::from_millis(800));
     let out = site.strata(&[
         "tables",
@@ -2278,6 +2278,12 @@ fn an_edit_during_a_run_is_never_undone_by_it() {
     ]);
     assert_one_line_error(&out, 1, "waiting for the run of m.raw to end");
     assert_eq!(watermark(), "2025-01-01 23:00");
+    // A removal waits the same way: a run never loses a policy while it acts on it.
+    let delete_id = policy_id(&site, "m.raw", "delete");
+    let out = site.strata(&["tables", "rm", &delete_id, "--lock-timeout", "1"]);
+    assert_one_line_error(&out, 1, "remove it once the run is over");
+    let kept = format!("SELECT count(*) FROM strata.policy WHERE id = {delete_id}");
+    assert_eq!(site.sql(&kept), "1");
     holder.wait().unwrap();
 
     // The policy changed under a run that had read it already (an edit that took no lock:
