@@ -100,14 +100,7 @@ impl JobRunner for ServerJobs {
             };
         }
         let who = format!("scheduler:{}", job.name());
-        // The database as `user@host:port/db`: never a password, even one left in the DSN.
-        let target = self
-            .tables
-            .db
-            .as_deref()
-            .and_then(|text| strata_pgclient::Dsn::parse(text).ok())
-            .map(|dsn| dsn.describe())
-            .unwrap_or_default();
+        let target = crate::tables_run::tables_target(&self.tables);
         // Table runs are audited in the database's own audit table; webhooks hear of them.
         let report = TablesRunReport::start(self.events.clone(), &who, &target);
         let result = match job.job.as_str() {

@@ -11,7 +11,7 @@
 
 use crate::auth::Caller;
 use crate::extract::{Body, Params, PathParam};
-use crate::tables_run::{run_told, RunRequest};
+use crate::tables_run::{tables_target, tell_end, RunRequest};
 use crate::{ApiFailure, Reply};
 use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, patch, post};
@@ -23,7 +23,7 @@ use strata_api::types::tables::{
     TablePolicyQuery, TableRunBody,
 };
 use strata_coordinator::config::Config;
-use strata_coordinator::events::Events;
+use strata_coordinator::events::{Events, TablesRunReport};
 use strata_coordinator::storage::Storage;
 use strata_tables::config::TablesConfig;
 use strata_tables::history::HistoryEntry;
@@ -239,22 +239,30 @@ pub(crate) async fn run(
         return Err(no_database());
     }
     let who = caller.0.clone();
+    // Told from here: the run's own runtime ends with the run, and a delivery still under
+    // way with it.
+    let told = TablesRunReport::start(api.events.clone(), &who, &tables_target(&api.tables));
     // On a thread of its own, as the scheduler runs it: a run streams COPY data between
     // two tasks, cheaper on one thread (see `scheduled::on_own_thread`).
-    let report = crate::scheduled::on_own_thread("table retention", move || async move {
+    let on_thread = api.clone();
+    let ran = crate::scheduled::on_own_thread("table retention", move || async move {
+        let api = on_thread;
         let mut engine = Engine::open(&api.tables, Some(who)).await?;
         let stores =
             strata_tables::named_storages(|name| Storage::open_for_archives(&api.config, name));
-        run_told(
-            &mut engine,
-            api.events.clone(),
-            &request,
-            &stores,
-            &strata_tables::run::Quiet,
-        )
-        .await
+        let (filter, cutoff, dry_run) = (&request.filter, request.cutoff, request.dry_run);
+        engine
+            .run(filter, cutoff, dry_run, &stores, &strata_tables::run::Quiet)
+            .await
     })
-    .await
-    .map_err(|why| ApiFailure(ApiError::new(ErrorCode::Failed, why)))?;
+    .await;
+    let report = match ran {
+        Ok(report) => report,
+        Err(why) => {
+            told.end("failed", &why);
+            return Err(ApiFailure(ApiError::new(ErrorCode::Failed, why)));
+        }
+    };
+    tell_end(&told, &report);
     Ok(Json(report.map_err(failure)?))
 }

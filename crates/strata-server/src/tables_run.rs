@@ -1,10 +1,14 @@
-//! One table retention run told to the webhooks: what `strata tables run`, the API's
+//! Table retention runs told to the webhooks: what `strata tables run`, the API's
 //! `POST /api/v1/tables/run` and the scheduler's `tables` jobs share, so the webhooks
 //! hear of every run whoever started it (the run and its steps are audited by the engine
 //! in the database itself).
+//!
+//! A delivery is a task on the runtime that tells it: a run on a thread of its own (the
+//! API's, the scheduler's) is told from the caller's runtime, which outlives the run's.
 
 use std::sync::Arc;
 use strata_coordinator::events::{Events, TablesRunReport};
+use strata_tables::config::TablesConfig;
 use strata_tables::run::{RunObserver, StoreResolver};
 use strata_tables::{Engine, RunReport, TablesResult, TagFilter};
 
@@ -19,8 +23,30 @@ pub struct RunRequest {
     pub dry_run: bool,
 }
 
-/// Runs `request` on `engine`, telling `events` that it started (as the engine's `who`,
-/// on its database) and how it ended.
+/// The database of `[tables]` as a report names it: `user@host:port/db`, never a
+/// password, even one left in the DSN (empty without one).
+pub fn tables_target(tables: &TablesConfig) -> String {
+    tables
+        .db
+        .as_deref()
+        .and_then(|text| strata_pgclient::Dsn::parse(text).ok())
+        .map(|dsn| dsn.describe())
+        .unwrap_or_default()
+}
+
+/// Tells the webhooks how a run they heard start ended.
+pub fn tell_end(told: &TablesRunReport, run: &TablesResult<RunReport>) {
+    match run {
+        Ok(report) => {
+            let (Ok(line) | Err(line)) = report.job_result();
+            told.end_with_outcome(report.outcome(), &line);
+        }
+        Err(err) => told.end("failed", &strata_coordinator::error_chain(err)),
+    }
+}
+
+/// Runs `request` on `engine` here, telling `events` that it started (as the engine's
+/// `who`, on its database) and how it ended.
 pub async fn run_told(
     engine: &mut Engine,
     events: Arc<Events>,
@@ -38,12 +64,6 @@ pub async fn run_told(
             observer,
         )
         .await;
-    match &run {
-        Ok(report) => {
-            let (Ok(line) | Err(line)) = report.job_result();
-            told.end_with_outcome(report.outcome(), &line);
-        }
-        Err(err) => told.end("failed", &strata_coordinator::error_chain(err)),
-    }
+    tell_end(&told, &run);
     run
 }

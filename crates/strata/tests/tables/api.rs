@@ -26,6 +26,8 @@ struct ApiSite {
     recent: i64,
     /// The delete policy on `metrics.raw`.
     raw: i64,
+    /// Where the server's webhooks (`tables.*`) go.
+    hooks: crate::common::webhook::Receiver,
 }
 
 impl ApiSite {
@@ -57,6 +59,7 @@ impl ApiSite {
         let raw = id_of(&site, "metrics", "raw");
         std::fs::create_dir_all(site.path("data")).unwrap();
         let dsn = format!("{} password={DB_PASSWORD}", site.dsn("postgres"));
+        let hooks = crate::common::webhook::Receiver::start(false);
         std::fs::write(
             site.path("strata.toml"),
             format!(
@@ -65,10 +68,12 @@ impl ApiSite {
                  [[nodes]]\nname = \"db1\"\nroots = [\"{data}\"]\n\
                  [tables]\ndb = \"{dsn}\"\n\
                  [[server.tokens]]\nname = \"admin\"\nenv = \"TABLES_API_ADMIN\"\n\
-                 [[server.tokens]]\nname = \"wall\"\nenv = \"TABLES_API_READER\"\nrole = \"read\"\n",
+                 [[server.tokens]]\nname = \"wall\"\nenv = \"TABLES_API_READER\"\nrole = \"read\"\n\
+                 [[webhooks]]\nurl = \"{hooks}\"\nevents = [\"tables.*\"]\n",
                 state = site.path("state").display(),
                 cold = site.path("cold").display(),
                 data = site.path("data").display(),
+                hooks = hooks.url,
             ),
         )
         .unwrap();
@@ -84,6 +89,7 @@ impl ApiSite {
             server,
             recent,
             raw,
+            hooks,
         }
     }
 
@@ -690,6 +696,40 @@ fn api_adds_removes_and_runs_policies_audited_as_the_caller_as_the_cli_does() {
     );
     // metrics.raw has no nightly tag: untouched.
     assert_eq!(s.site.partitions("metrics.raw").len(), raw_partitions);
+    // The webhooks heard of both runs, started and ended, by the token.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.hooks.deliveries().len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            s.hooks.deliveries()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let got = s.hooks.deliveries();
+    let events: Vec<&str> = got.iter().map(|d| d.event.as_str()).collect();
+    assert_eq!(
+        events,
+        [
+            "tables.started",
+            "tables.succeeded",
+            "tables.started",
+            "tables.succeeded"
+        ]
+    );
+    let last: Value = serde_json::from_str(&got[3].body).unwrap();
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("run {run_id}: done")),
+        "{last:#}"
+    );
+    assert!(
+        got.iter().all(|d| d.body.contains("token:admin")),
+        "{got:?}"
+    );
+    assert!(!got.iter().any(|d| d.body.contains(DB_PASSWORD)));
 
     // The CLI through the server: the same calls, recorded as the CLI's token.
     let text = s.cli(&[
