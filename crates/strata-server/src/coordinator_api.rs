@@ -123,11 +123,8 @@ pub fn routes(
     tokens: Tokens,
 ) -> Router {
     let state = Arc::new(state);
-    let tables = crate::tables_api::TablesApi {
-        tables,
-        config: state.config.clone(),
-        events: state.coordinator.events(),
-    };
+    let tables =
+        crate::tables_api::TablesApi::new(tables, state.config.clone(), state.coordinator.events());
     Router::new()
         .route("/api/v1/version", get(version))
         .route("/api/v1/session", get(session))

@@ -41,6 +41,23 @@ pub struct TablesApi {
     pub tables: TablesConfig,
     pub config: Config,
     pub events: Arc<Events>,
+    /// Runs started through the API at once: one. A run goes on when its client leaves
+    /// (it ends its tables and records itself), so without a bound a client that starts
+    /// runs and hangs up could pile them up; the per-table locks keep runs apart but not
+    /// their threads and connections.
+    pub runs: Arc<tokio::sync::Semaphore>,
+}
+
+impl TablesApi {
+    /// The routes' state over `tables`, with the storages of `config` and its webhooks.
+    pub fn new(tables: TablesConfig, config: Config, events: Arc<Events>) -> TablesApi {
+        TablesApi {
+            tables,
+            config,
+            events,
+            runs: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
+    }
 }
 
 type Tables = State<Arc<TablesApi>>;
@@ -224,6 +241,7 @@ pub(crate) async fn remove(
         (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 403, description = "The token may only read", body = ApiError),
         (status = 404, description = "The server has no `[tables] db`", body = ApiError),
+        (status = 409, description = "A run started through the API is under way (one at a time)", body = ApiError),
         (status = 413, body = ApiError), (status = 500, body = ApiError)))]
 pub(crate) async fn run(
     State(api): Tables,
@@ -238,6 +256,13 @@ pub(crate) async fn run(
     if api.tables.db.is_none() {
         return Err(no_database());
     }
+    // Held by the run's thread until the run ends, whether or not its client waits.
+    let Ok(permit) = api.runs.clone().try_acquire_owned() else {
+        return Err(ApiFailure(ApiError::new(
+            ErrorCode::Busy,
+            "a table retention run started through the API is under way: its tables are in GET /api/v1/tables/history; start this one once it has ended",
+        )));
+    };
     let who = caller.0.clone();
     // Told from here: the run's own runtime ends with the run, and a delivery still under
     // way with it.
@@ -246,7 +271,7 @@ pub(crate) async fn run(
     // two tasks, cheaper on one thread (see `scheduled::on_own_thread`).
     let on_thread = api.clone();
     let ran = crate::scheduled::on_own_thread("table retention", move || async move {
-        let api = on_thread;
+        let (api, _permit) = (on_thread, permit);
         let mut engine = Engine::open(&api.tables, Some(who)).await?;
         let stores =
             strata_tables::named_storages(|name| Storage::open_for_archives(&api.config, name));

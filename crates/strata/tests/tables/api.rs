@@ -796,3 +796,64 @@ fn api_adds_removes_and_runs_policies_audited_as_the_caller_as_the_cli_does() {
     );
     assert!(!s.server_log().contains("panicked"), "{}", s.server_log());
 }
+
+#[test]
+fn api_runs_one_at_a_time_and_a_run_whose_client_left_still_ends() {
+    if crate::skip_without_postgres() {
+        return;
+    }
+    let s = ApiSite::new();
+    // A reader holding metrics.recent keeps a run waiting in its planning (up to the lock
+    // timeout, 30 s), so the run is under way for as long as the reader holds it.
+    let mut reader = s.site.background_sql(
+        "BEGIN; LOCK TABLE metrics.recent IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(3); COMMIT;",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // A client that starts a run and hangs up at once.
+    {
+        use std::io::Write;
+        let addr = s.server.url.trim_start_matches("http://");
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        let body = r#"{"tags": ["nightly"]}"#;
+        write!(
+            client,
+            "POST /api/v1/tables/run HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    // The run goes on without its client: a second one is refused while it does.
+    let busy = s.call("POST", "/api/v1/tables/run", Some(ADMIN), "{}");
+    assert_eq!(busy.status, 409, "{}", busy.body);
+    assert!(busy.body.contains("under way"), "{}", busy.body);
+    reader.wait().unwrap();
+    // Then it ends its table and records itself, and the next run may start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let next = loop {
+        let reply = s.call(
+            "POST",
+            "/api/v1/tables/run",
+            Some(ADMIN),
+            r#"{"tags": ["nightly"]}"#,
+        );
+        if reply.status != 409 {
+            break reply;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never ended"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_eq!(next.json()["tables"][0]["outcome"], "nothing_to_do");
+    assert_eq!(
+        s.site.sql(
+            "SELECT string_agg(outcome, ',' ORDER BY id) FROM strata.audit WHERE what = 'run'"
+        ),
+        "done,nothing to do"
+    );
+    assert!(s.site.partitions("metrics.recent").len() < 9);
+    assert!(!s.server_log().contains("panicked"), "{}", s.server_log());
+}
