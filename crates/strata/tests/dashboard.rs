@@ -579,7 +579,7 @@ fn run_script(browser: &Browser, script: &str, env: &[(&str, &str)]) -> Result<S
 /// (`tests/dashboard/tables.mjs`) sees the policy and its plan as the API says, edits the
 /// duration (the dry-run plan first, nothing saved; then saved) and sees the change and
 /// its `policy edit` row, by the token's name, in the history; runs the policies (their
-/// plan first, then the run) and removes the policy. Signed in with a read token, the page
+/// plan first, then the run), removes the policy and adds one (its dry run first). Signed in with a read token, the page
 /// shows the same policy but offers no action (the server would refuse).
 #[test]
 fn the_tables_page_edits_after_a_dry_run_runs_after_the_plan_and_removes() {
@@ -679,6 +679,7 @@ fn the_tables_page_edits_after_a_dry_run_runs_after_the_plan_and_removes() {
         "tables-saved.png",
         "tables-run.png",
         "tables-read-only.png",
+        "tables-added.png",
     ] {
         let size = std::fs::metadata(output_dir().join(shot))
             .map(|m| m.len())

@@ -134,10 +134,14 @@ export async function loadTables(ui) {
   ]);
   const outlooks = plan.ok ? plan.value : [];
   if (policies.ok) {
-    ui.fill("panel-table-policies", policies.value.length
-      ? table([["ID", "num"], "Table", "Action", "After", ["Keep", "num"], "Tags", "State", ["Due now", "num"], "Next expiry", ""],
-        policyRows(ui, policies.value, outlooks))
-      : empty("No table retention policies (strata tables add, or strata ttl)."));
+    ui.fill("panel-table-policies", [
+      h("div", { class: "toolbar" },
+        h("button", { type: "button", "data-action": "add-policy", onclick: () => addPolicy(ui) }, "Add policy…")),
+      policies.value.length
+        ? table([["ID", "num"], "Table", "Action", "After", ["Keep", "num"], "Tags", "State", ["Due now", "num"], "Next expiry", ""],
+          policyRows(ui, policies.value, outlooks))
+        : empty("No table retention policies (Add policy…, strata tables add, or strata ttl)."),
+    ]);
   } else {
     ui.fill("panel-table-policies", ui.failure(policies.error, "GET /api/v1/tables/policies"));
   }
@@ -299,6 +303,88 @@ function runPolicies(ui) {
           h("p", {}, "Run ", h("strong", { "data-field": "run-id" }, String(report.run_id)), " is over:"),
           report.tables.length ? report.tables.map(runTableBlock) : h("p", { class: "muted" }, "No policy matched.")),
         notice: [`Table retention run ${report.run_id} is over`, outcome],
+      };
+    },
+  });
+}
+
+/** The actions the add form offers, with the field their option goes in; `downsample`
+ * (an aggregation to describe) is added from the CLI. */
+const ADD_ACTIONS = [
+  ["delete", null, ""],
+  ["detach", "archive_schema", "Schema detached partitions move to (optional)"],
+  ["reallocate", "tablespace", "Tablespace"],
+  ["archive", "target", "Storage of the server's configuration"],
+];
+
+/** The new policy the form describes, as `POST /api/v1/tables/policies` takes it. */
+function addBody(values) {
+  const text = (name) => String(values.get(name) || "").trim();
+  const body = { table: text("table"), column: text("column"), action: text("action"), after: text("after") };
+  const keep = Number(values.get("keep"));
+  if (Number.isInteger(keep) && keep > 0 && keep !== 1) body.keep = keep;
+  const tags = text("tags").split(",").map((t) => t.trim()).filter(Boolean);
+  if (tags.length) body.tags = tags;
+  const option = text("option");
+  const [, field] = ADD_ACTIONS.find(([action]) => action === body.action) || [];
+  if (field && option) body[field] = option;
+  return body;
+}
+
+/** Adds a policy: the first press shows the policy and its table's plan with it (a dry
+ * run), a press with the same values saves it. Changing a value previews again. */
+function addPolicy(ui) {
+  let previewed = null;
+  const optionLabel = h("span", { "data-field": "add-option-label" }, "Option");
+  const option = h("input", { type: "text", name: "option", spellcheck: "false", "data-field": "add-option" });
+  const action = h("select", { name: "action", "data-field": "add-action" },
+    ADD_ACTIONS.map(([name]) => h("option", { value: name }, name)));
+  const showOption = () => {
+    const [, field, label] = ADD_ACTIONS.find(([name]) => name === action.value);
+    optionLabel.textContent = label;
+    option.closest("label").hidden = !field;
+  };
+  action.addEventListener("change", showOption);
+  const body = h("div", { class: "form", "data-field": "add-policy-form" },
+    h("p", { class: "muted" }, "The policy is checked against its table and its plan is shown first; nothing is saved until you press Save."),
+    field("Table (schema.table)", h("input", { type: "text", name: "table", required: true, spellcheck: "false", "data-field": "add-table" })),
+    field("Time column (the partition key)", h("input", { type: "text", name: "column", required: true, spellcheck: "false", "data-field": "add-column" })),
+    field("Action", action),
+    h("label", { class: "field" }, optionLabel, option),
+    field("Keep data for (90d, 12w, 1y, INF)", h("input", { type: "text", name: "after", required: true, spellcheck: "false", "data-field": "add-after" })),
+    field("Keep at least this many partitions", h("input", { name: "keep", type: "number", min: 1, value: 1, "data-field": "add-keep" })),
+    field("Tags (comma-separated)", h("input", { type: "text", name: "tags", spellcheck: "false", "data-field": "add-tags" })));
+  showOption();
+  ui.ask({
+    title: "Add a table retention policy",
+    body,
+    confirm: "Preview",
+    working: "Asking…",
+    busy: "Checking the policy against its table…",
+    validate: (values) => (["table", "column", "after"].every((n) => String(values.get(n) || "").trim())
+      ? null : "Give the table, its time column and a duration."),
+    run: async (values) => {
+      const policy = addBody(values);
+      const key = JSON.stringify(policy);
+      if (previewed !== key) {
+        const outcome = await ui.api.post("/api/v1/tables/policies?dry_run=true", policy);
+        previewed = key;
+        return {
+          content: h("div", { "data-field": "add-dry-run" },
+            h("p", {}, "Dry run, nothing saved: the policy would ", h("strong", {}, outcome.policy.action), " ",
+              h("code", {}, tableOf(outcome.policy)), " after ", h("strong", {}, duration(outcome.policy.after)),
+              `, keeping ${outcome.policy.keep}. Press Save to add it.`),
+            outlookBlock(ui, outcome.outlook)),
+          confirm: "Save",
+        };
+      }
+      const saved = await ui.api.post("/api/v1/tables/policies", policy);
+      ui.refresh();
+      return {
+        final: true,
+        content: h("p", { "data-field": "add-saved" }, "Added: policy ", h("strong", { "data-field": "added-id" }, String(saved.policy.id)),
+          " on ", h("code", {}, tableOf(saved.policy)), ". It is in the history."),
+        notice: [`Policy ${saved.policy.id} added`, "ok"],
       };
     },
   });

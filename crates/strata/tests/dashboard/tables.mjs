@@ -7,7 +7,8 @@
 //
 // Then, signed in with a token of role `read`, the page lists the same policy with no Edit,
 // Remove or Run button, and no page offers an action (the server would answer 403), with a
-// "read only" badge instead. Last, the policy is removed from the page.
+// "read only" badge instead. Last, the policy is removed from the page and a new one added
+// (its dry run first).
 //
 // STRATA_URL, STRATA_TOKEN, STRATA_READ_TOKEN, STRATA_CHROMIUM, STRATA_TEST_NODE_MODULES,
 // STRATA_SCREENSHOTS, STRATA_POLICY (the policy's id). Exit 0 when every check held; otherwise the first
@@ -167,7 +168,9 @@ try {
     equal(await readPage.locator(`tr[data-policy-id="${policy}"] [data-action=${action}]`).isVisible(), false,
       `the ${action} button for a read token`);
   }
-  equal(await readPage.locator("[data-action=run-tables]").isVisible(), false, "the Run button for a read token");
+  for (const action of ["run-tables", "add-policy"]) {
+    equal(await readPage.locator(`[data-action=${action}]`).isVisible(), false, `the ${action} button for a read token`);
+  }
   await readPage.goto(`${base}/ui/#backups`);
   await readPage.locator("#view-backups").waitFor({ state: "visible" });
   for (const action of ["backup-now", "verify-all", "cleanup"]) {
@@ -190,6 +193,36 @@ try {
   await removal.first().waitFor();
   equal(await removal.first().getAttribute("data-history-who"), "token:user", "who removed, in the history");
   log("the policy is removed, and the history has it");
+
+  // Add: the first press shows the policy and its table's plan (nothing saved), the
+  // second adds it.
+  await page.locator("[data-action=add-policy]").click();
+  await page.locator("#confirm[open]").waitFor();
+  await page.fill("[data-field=add-table]", table);
+  await page.fill("[data-field=add-column]", stored.column);
+  await page.selectOption("[data-field=add-action]", "detach");
+  equal(await page.locator("[data-field=add-option]").isVisible(), true, "the option field of detach");
+  await page.selectOption("[data-field=add-action]", "delete");
+  equal(await page.locator("[data-field=add-option]").isVisible(), false, "the option field of delete");
+  await page.fill("[data-field=add-after]", "2d");
+  await page.fill("[data-field=add-tags]", "from-page");
+  await page.click("#confirm-ok");
+  const addPreview = page.locator("[data-field=add-dry-run]");
+  await addPreview.waitFor();
+  check((await addPreview.textContent()).includes("2d"), "the dry run names the duration");
+  equal((await api(`/api/v1/tables/policies?table=${table}`)).length, 0, "policies after the add's dry run");
+  equal(await page.textContent("#confirm-ok"), "Save", "the button after the add's preview");
+  await page.click("#confirm-ok");
+  await page.locator("[data-field=add-saved]").waitFor();
+  const addedId = Number(await page.textContent("[data-field=added-id]"));
+  const [added] = await api(`/api/v1/tables/policies?policy=${addedId}`);
+  equal(JSON.stringify(added.after), JSON.stringify({ After: 2 * 86400 }), "the added policy's duration");
+  equal(JSON.stringify(added.tags), JSON.stringify(["from-page"]), "the added policy's tags");
+  equal(added.created_by, "token:user", "who added the policy");
+  await page.screenshot({ path: join(shots, "tables-added.png"), fullPage: true });
+  await page.click("#confirm-ok");
+  await page.locator(`#panel-table-policies tr[data-policy-id="${addedId}"]`).waitFor();
+  log("a policy is added after its dry run, and listed");
 
   check(problems.length === 0, `problems in the page:\n${problems.join("\n")}`);
   log("all checks passed");
