@@ -2492,16 +2492,7 @@ fn history_shows_runs_and_changes_webhooks_hear_every_run_and_old_history_goes()
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     // The CLI's run was reported, signed: started, then succeeded with the run's line.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while receiver.deliveries().len() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}",
-            receiver.deliveries()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let got = receiver.deliveries();
+    let got = receiver.wait_for(2);
     let events: Vec<&str> = got.iter().map(|d| d.event.as_str()).collect();
     assert_eq!(events, ["tables.started", "tables.succeeded"]);
     for delivery in &got {

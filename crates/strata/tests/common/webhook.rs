@@ -54,6 +54,24 @@ impl Receiver {
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.got.lock().unwrap().clone()
     }
+
+    /// The deliveries once there are at least `count` (delivery is asynchronous); fails
+    /// the test, showing what came, after 10 s.
+    #[allow(dead_code)] // not every test binary that has the receiver waits
+    pub fn wait_for(&self, count: usize) -> Vec<Delivery> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let got = self.deliveries();
+            if got.len() >= count {
+                return got;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{count} webhook deliveries expected, got {got:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
 }
 
 fn read_request(stream: &std::net::TcpStream) -> Delivery {

@@ -697,16 +697,7 @@ fn api_adds_removes_and_runs_policies_audited_as_the_caller_as_the_cli_does() {
     // metrics.raw has no nightly tag: untouched.
     assert_eq!(s.site.partitions("metrics.raw").len(), raw_partitions);
     // The webhooks heard of both runs, started and ended, by the token.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while s.hooks.deliveries().len() < 4 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}",
-            s.hooks.deliveries()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let got = s.hooks.deliveries();
+    let got = s.hooks.wait_for(4);
     let events: Vec<&str> = got.iter().map(|d| d.event.as_str()).collect();
     assert_eq!(
         events,
@@ -732,34 +723,24 @@ fn api_adds_removes_and_runs_policies_audited_as_the_caller_as_the_cli_does() {
     assert!(!got.iter().any(|d| d.body.contains(DB_PASSWORD)));
 
     // The CLI through the server: the same calls, recorded as the CLI's token.
-    let text = s.cli(&[
-        "tables",
-        "add",
-        "--table",
-        "metrics.raw",
-        "--column",
-        "ts",
-        "--action",
-        "detach",
-        "--after",
-        "60d",
-        "--dry-run",
-    ]);
+    let add = |extra: &str| {
+        s.cli(&[
+            "tables",
+            "add",
+            "--table",
+            "metrics.raw",
+            "--column",
+            "ts",
+            "--action",
+            "detach",
+            "--after",
+            "60d",
+            extra,
+        ])
+    };
+    let text = add("--dry-run");
     assert!(text.contains("new policy (dry run: not saved)"), "{text}");
-    let added: Value = serde_json::from_str(&s.cli(&[
-        "tables",
-        "add",
-        "--table",
-        "metrics.raw",
-        "--column",
-        "ts",
-        "--action",
-        "detach",
-        "--after",
-        "60d",
-        "--json",
-    ]))
-    .unwrap();
+    let added: Value = serde_json::from_str(&add("--json")).unwrap();
     let cli_id = added["id"].as_i64().unwrap();
     assert_eq!(last_audit(cli_id), "token:user policy add");
     let text = s.cli(&["tables", "run", "--tag", "nightly"]);
