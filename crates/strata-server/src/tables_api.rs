@@ -75,11 +75,12 @@ pub fn routes(api: TablesApi) -> Router {
 }
 
 /// An engine error with the API code that fits it: no such policy 404, bad input (a name,
-/// a duration, policy tables not set up) 400, the rest (the database unreachable or
+/// a duration, policy tables not set up) 400, a table a run held past the lock timeout 409, the rest (the database unreachable or
 /// failing) 500.
 fn failure(err: TablesError) -> ApiFailure {
     let code = match &err {
         TablesError::NoSuchPolicy(_) => ErrorCode::NotFound,
+        TablesError::Busy(_) => ErrorCode::Busy,
         err if err.is_bad_input() => ErrorCode::BadRequest,
         _ => ErrorCode::Failed,
     };
@@ -163,6 +164,7 @@ pub(crate) async fn history(
         (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 403, description = "The token may only read", body = ApiError),
         (status = 404, description = "No such policy, or the server has no `[tables] db`", body = ApiError),
+        (status = 409, description = "A run of the policy's table held it for the whole lock timeout: nothing changed", body = ApiError),
         (status = 413, body = ApiError), (status = 500, body = ApiError)))]
 pub(crate) async fn edit(
     State(api): Tables,
@@ -211,10 +213,11 @@ pub(crate) async fn add(
 
 #[utoipa::path(delete, path = "/api/v1/tables/policies/{id}", tag = "tables",
     params(("id" = i64, Path, minimum = 1, description = "The policy's id")),
-    responses((status = 200, description = "The policy as it was. It is removed under its table's lock (a run of the table ends first) and is in the tables' audit log as `policy remove`, `who` the caller's token (`token:NAME`)", body = Policy),
+    responses((status = 200, description = "The policy as it was. It is removed under its table's lock: it waits for a run of the table to end, up to `[tables] lock_timeout_secs` (30 s; then 409, nothing removed) and is in the tables' audit log as `policy remove`, `who` the caller's token (`token:NAME`)", body = Policy),
         (status = 400, body = ApiError), (status = 401, body = ApiError),
         (status = 403, description = "The token may only read", body = ApiError),
         (status = 404, description = "No such policy, or the server has no `[tables] db`", body = ApiError),
+        (status = 409, description = "A run of the policy's table held it for the whole lock timeout: nothing changed", body = ApiError),
         (status = 500, body = ApiError)))]
 pub(crate) async fn remove(
     State(api): Tables,
@@ -253,6 +256,14 @@ pub(crate) async fn run(
         cutoff: strata_tables::cutoff_or_now(body.cutoff.as_deref()).map_err(failure)?,
         dry_run: body.dry_run,
     };
+    // A later cutoff expires data before its time: only a dry run may look ahead.
+    let now = strata_tables::chrono::Utc::now();
+    if !request.dry_run && request.cutoff > now + strata_tables::chrono::Duration::minutes(1) {
+        return Err(crate::extract::bad(format!(
+            "bad body: cutoff {} is later than now: a run acts as of now or an earlier time (a later one would expire data before its time); give dry_run to see what it would do then",
+            request.cutoff.to_rfc3339()
+        )));
+    }
     if api.tables.db.is_none() {
         return Err(no_database());
     }
@@ -264,30 +275,36 @@ pub(crate) async fn run(
         )));
     };
     let who = caller.0.clone();
-    // Told from here: the run's own runtime ends with the run, and a delivery still under
-    // way with it.
-    let told = TablesRunReport::start(api.events.clone(), &who, &tables_target(&api.tables));
-    // On a thread of its own, as the scheduler runs it: a run streams COPY data between
-    // two tasks, cheaper on one thread (see `scheduled::on_own_thread`).
-    let on_thread = api.clone();
-    let ran = crate::scheduled::on_own_thread("table retention", move || async move {
-        let (api, _permit) = (on_thread, permit);
-        let mut engine = Engine::open(&api.tables, Some(who)).await?;
-        let stores =
-            strata_tables::named_storages(|name| Storage::open_for_archives(&api.config, name));
-        let (filter, cutoff, dry_run) = (&request.filter, request.cutoff, request.dry_run);
-        engine
-            .run(filter, cutoff, dry_run, &stores, &strata_tables::run::Quiet)
-            .await
-    })
-    .await;
-    let report = match ran {
-        Ok(report) => report,
-        Err(why) => {
-            told.end("failed", &why);
-            return Err(ApiFailure(ApiError::new(ErrorCode::Failed, why)));
+    // A task of the server's own: the run and what the webhooks hear of it go on when the
+    // client leaves (the handler is then dropped, and anything it awaited with it).
+    let run = tokio::spawn(async move {
+        // Told from here: the run's own runtime ends with the run, and a delivery still
+        // under way with it.
+        let told = TablesRunReport::start(api.events.clone(), &who, &tables_target(&api.tables));
+        // On a thread of its own, as the scheduler runs it: a run streams COPY data
+        // between two tasks, cheaper on one thread (see `scheduled::on_own_thread`).
+        let on_thread = api.clone();
+        let ran = crate::scheduled::on_own_thread("table retention", move || async move {
+            let (api, _permit) = (on_thread, permit);
+            let mut engine = Engine::open(&api.tables, Some(who)).await?;
+            let stores =
+                strata_tables::named_storages(|name| Storage::open_for_archives(&api.config, name));
+            let (filter, cutoff, dry_run) = (&request.filter, request.cutoff, request.dry_run);
+            engine
+                .run(filter, cutoff, dry_run, &stores, &strata_tables::run::Quiet)
+                .await
+        })
+        .await;
+        match &ran {
+            Ok(report) => tell_end(&told, report),
+            Err(why) => told.end("failed", why),
         }
-    };
-    tell_end(&told, &report);
+        ran
+    });
+    let report = run
+        .await
+        .map_err(|e| format!("the run's task: {e}"))
+        .and_then(|ran| ran)
+        .map_err(|why| ApiFailure(ApiError::new(ErrorCode::Failed, why)))?;
     Ok(Json(report.map_err(failure)?))
 }

@@ -25,6 +25,11 @@ pub struct DurationError {
     pub why: &'static str,
 }
 
+/// The longest duration taken: 10,000 years. Longer is forever in all but name (`INF`
+/// says it), and bounded so every time computed from a duration stays inside chrono's
+/// range (a duration near `i64::MAX` seconds made planning panic).
+pub const MAX_SECONDS: i64 = 10_000 * 365 * 86_400;
+
 const UNITS: [(&str, i64); 6] = [
     ("s", 1),
     ("m", 60),
@@ -81,6 +86,9 @@ impl Retention {
         if total == 0 {
             return Err(err("a zero duration would act on current data"));
         }
+        if total > MAX_SECONDS {
+            return Err(err("it is longer than 10000y (INF keeps data forever)"));
+        }
         Ok(Retention::After(total))
     }
 
@@ -92,9 +100,10 @@ impl Retention {
         }
     }
 
-    /// The duration as a chrono duration, `None` for forever.
+    /// The duration as a chrono duration, `None` for forever (and for one longer than
+    /// chrono can hold, which only an old policy row could have: it acts on nothing).
     pub fn as_chrono(&self) -> Option<chrono::Duration> {
-        self.seconds().map(chrono::Duration::seconds)
+        self.seconds().and_then(chrono::Duration::try_seconds)
     }
 }
 
@@ -160,6 +169,22 @@ mod tests {
             assert!(text.contains("90d, 12h, 1y"), "{bad:?}: {text}");
             assert!(text.contains("INF"), "{bad:?}: {text}");
         }
+    }
+
+    #[test]
+    fn durations_are_bounded_so_time_arithmetic_never_panics() {
+        assert_eq!(
+            Retention::parse("10000y"),
+            Ok(Retention::After(MAX_SECONDS))
+        );
+        for long in ["10001y", "300000000y", "10000y1s"] {
+            let err = Retention::parse(long).unwrap_err().to_string();
+            assert!(err.contains("longer than 10000y"), "{long}: {err}");
+        }
+        let longest = Retention::parse("10000y").unwrap().as_chrono().unwrap();
+        assert!(chrono::Utc::now().checked_sub_signed(longest).is_some());
+        // A row an older strata stored: no panic, and it acts on nothing.
+        assert_eq!(Retention::After(i64::MAX).as_chrono(), None);
     }
 
     #[test]

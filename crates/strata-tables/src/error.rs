@@ -36,6 +36,10 @@ pub enum TablesError {
     Cutoff(String),
     #[error("no policy with id {0}")]
     NoSuchPolicy(i64),
+    /// A run of the table held its lock for the whole lock timeout: the change was not
+    /// made, and can be made once the run is over.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Spec(#[from] crate::policy::SpecError),
     #[error(transparent)]
@@ -106,6 +110,12 @@ pub(crate) fn is_missing_relation(err: &strata_pgclient::PgError) -> bool {
         err.code(),
         Some(c) if *c == SqlState::UNDEFINED_TABLE || *c == SqlState::INVALID_SCHEMA_NAME
     )
+}
+
+/// A lock not taken within `lock_timeout`.
+pub(crate) fn is_lock_timeout(err: &strata_pgclient::PgError) -> bool {
+    use strata_pgclient::tokio_postgres::error::SqlState;
+    err.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
 }
 
 /// An undefined column: policy tables older than this strata.

@@ -268,13 +268,15 @@ impl Engine {
             .execute("SELECT pg_advisory_lock($1)", &[&key])
             .await
             .map_err(|e| {
-                TablesError::db(
-                    format!(
-                        "waiting for the run of {table} to end (it holds the table's lock); policy {} is unchanged, {what} it once the run is over",
-                        policy.id
-                    ),
-                    &e,
-                )
+                let doing = format!(
+                    "waiting for the run of {table} to end (it holds the table's lock); policy {} is unchanged, {what} it once the run is over",
+                    policy.id
+                );
+                if error::is_lock_timeout(&e) {
+                    TablesError::Busy(format!("{doing}: {}", strata_pgclient::error_message(&e)))
+                } else {
+                    TablesError::db(doing, &e)
+                }
             })?;
         Ok(Some(key))
     }

@@ -163,8 +163,11 @@ impl Rollup {
 
     /// The lookback rounded up to whole buckets.
     pub fn lookback_buckets_secs(&self) -> i64 {
-        let b = self.bucket_secs.max(1);
-        (self.lookback_secs + b - 1) / b * b
+        // Both come from parsed durations (at most `MAX_SECONDS`); clamped all the same,
+        // so a policy row from an older strata cannot overflow the arithmetic below.
+        let b = self.bucket_secs.clamp(1, crate::duration::MAX_SECONDS);
+        let lookback = self.lookback_secs.clamp(0, crate::duration::MAX_SECONDS);
+        (lookback + b - 1) / b * b
     }
 
     /// The `INSERT ... SELECT ... ON CONFLICT DO UPDATE` of one window of `source`.

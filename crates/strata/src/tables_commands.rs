@@ -23,6 +23,8 @@ impl From<TablesError> for Failure {
     fn from(err: TablesError) -> Self {
         let code = if err.is_bad_input() {
             code::USAGE
+        } else if matches!(err, TablesError::Busy(_)) {
+            code::BUSY
         } else {
             code::FAILED
         };

@@ -2276,12 +2276,12 @@ fn an_edit_during_a_run_is_never_undone_by_it() {
         "--lock-timeout",
         "1",
     ]);
-    assert_one_line_error(&out, 1, "waiting for the run of m.raw to end");
+    assert_one_line_error(&out, 6, "waiting for the run of m.raw to end");
     assert_eq!(watermark(), "2025-01-01 23:00");
     // A removal waits the same way: a run never loses a policy while it acts on it.
     let delete_id = policy_id(&site, "m.raw", "delete");
     let out = site.strata(&["tables", "rm", &delete_id, "--lock-timeout", "1"]);
-    assert_one_line_error(&out, 1, "remove it once the run is over");
+    assert_one_line_error(&out, 6, "remove it once the run is over");
     let kept = format!("SELECT count(*) FROM strata.policy WHERE id = {delete_id}");
     assert_eq!(site.sql(&kept), "1");
     holder.wait().unwrap();

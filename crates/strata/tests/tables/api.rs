@@ -396,6 +396,11 @@ fn api_refuses_read_tokens_no_token_and_hostile_requests_and_changes_nothing() {
             "unknown field `statement`",
         ),
         (r#"{"after": "soon"}"#.into(), 400, "unparsable duration"),
+        (
+            r#"{"after": "300000000y"}"#.into(),
+            400,
+            "longer than 10000y",
+        ),
         (r#"{"after": 5}"#.into(), 400, "after"),
         (r#"{"keep": -1}"#.into(), 400, "keep"),
         (r#"{"keep": 0}"#.into(), 400, "--keep must be at least 1"),
@@ -532,6 +537,10 @@ fn api_refuses_read_tokens_no_token_and_hostile_requests_and_changes_nothing() {
             "invalid table name",
         ),
         (
+            r#"{"table": "metrics.raw", "column": "ts", "action": "detach", "after": "300000000y"}"#,
+            "longer than 10000y",
+        ),
+        (
             r#"{"table": "metrics.raw", "column": "ts"}"#,
             "missing field",
         ),
@@ -547,6 +556,7 @@ fn api_refuses_read_tokens_no_token_and_hostile_requests_and_changes_nothing() {
     for (body, needle) in [
         (r#"{"any_tag": true}"#, "any_tag needs tags"),
         (r#"{"cutoff": "yesterday"}"#, "unparsable cutoff"),
+        (r#"{"cutoff": "2999-01-01"}"#, "later than now"),
         (
             r#"{"tags": ["nightly"], "drop": true}"#,
             "unknown field `drop`",
@@ -836,5 +846,25 @@ fn api_runs_one_at_a_time_and_a_run_whose_client_left_still_ends() {
         "done,nothing to do"
     );
     assert!(s.site.partitions("metrics.recent").len() < 9);
+    // The webhooks heard the end of the run whose client left, then the next run.
+    let events: Vec<String> = s.hooks.wait_for(4).into_iter().map(|d| d.event).collect();
+    assert_eq!(
+        events,
+        [
+            "tables.started",
+            "tables.succeeded",
+            "tables.started",
+            "tables.succeeded"
+        ]
+    );
+    // Only a dry run may look ahead: what would a run in 2999 do.
+    let ahead = s.call(
+        "POST",
+        "/api/v1/tables/run",
+        Some(ADMIN),
+        r#"{"cutoff": "2999-01-01", "dry_run": true}"#,
+    );
+    assert_eq!(ahead.status, 200, "{}", ahead.body);
+    assert_eq!(ahead.json()["tables"][0]["outcome"], "dry_run");
     assert!(!s.server_log().contains("panicked"), "{}", s.server_log());
 }
