@@ -498,31 +498,34 @@ impl Catalog {
         self.get(client, id).await
     }
 
-    /// Deletes `policy` and audits it as `policy remove` by `who`; false when it was
-    /// already gone (removed by another caller since it was read: nothing is audited).
-    pub async fn remove(&self, client: &Client, policy: &Policy, who: &str) -> TablesResult<bool> {
-        let sql = format!("DELETE FROM {} WHERE id = $1", self.table("policy"));
-        let deleted = client
-            .execute(&sql, &[&policy.id])
+    /// Deletes policy `id` and audits it as `policy remove` by `who`, in one statement (the
+    /// policy never goes without its audit row); answers the policy as it was, read with
+    /// the caller's table lock held, or `None` when another caller removed it first.
+    pub async fn remove(
+        &self,
+        client: &Client,
+        id: i64,
+        who: &str,
+    ) -> TablesResult<Option<Policy>> {
+        let policy = match self.get(client, id).await {
+            Ok(policy) => policy,
+            Err(TablesError::NoSuchPolicy(_)) => return Ok(None),
+            Err(err) => return Err(err),
+        };
+        let sql = format!(
+            "WITH gone AS (DELETE FROM {policy} WHERE id = $1 RETURNING id)
+             INSERT INTO {audit} (who, what, policy_id, table_name, outcome, detail)
+             SELECT $2, 'policy remove', id, $3, 'ok', $4 FROM gone RETURNING id",
+            policy = self.table("policy"),
+            audit = self.table("audit"),
+        );
+        let table = policy.spec.table.to_string();
+        let detail = describe_spec(&policy.spec);
+        let rows = client
+            .query(&sql, &[&id, &who, &table, &detail])
             .await
             .map_err(|e| self.map_err("removing the policy", e))?;
-        if deleted == 0 {
-            return Ok(false);
-        }
-        self.audit(
-            client,
-            &AuditEntry {
-                who: who.into(),
-                what: "policy remove".into(),
-                policy_id: Some(policy.id),
-                table: Some(policy.spec.table.to_string()),
-                outcome: "ok".into(),
-                detail: describe_spec(&policy.spec),
-                ..AuditEntry::default()
-            },
-        )
-        .await?;
-        Ok(true)
+        Ok((!rows.is_empty()).then_some(policy))
     }
 
     /// Writes one audit row.

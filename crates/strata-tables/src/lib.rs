@@ -317,11 +317,12 @@ impl Engine {
         let mut removed = Vec::with_capacity(victims.len());
         for policy in victims {
             let lock = self.lock_table(&policy, "remove").await?;
-            let outcome = self.catalog.remove(&self.client, &policy, &self.who).await;
+            let outcome = self
+                .catalog
+                .remove(&self.client, policy.id, &self.who)
+                .await;
             self.unlock_table(lock).await;
-            if outcome? {
-                removed.push(policy);
-            }
+            removed.extend(outcome?);
         }
         Ok(removed)
     }
