@@ -374,13 +374,13 @@ buildah run --isolation chroot "${server_env[@]}" "$ctr" -- \
 server_pid=$!
 until curl -fsS -o "$work/health.json" "http://127.0.0.1:$port/health" 2>/dev/null; do
   kill -0 "$server_pid" 2>/dev/null || fail "strata server in the image exited: $(cat "$work/srv.log")"
-  [ $(($(date +%s%N) - t0)) -lt 30000000000 ] || { kill "$server_pid"; fail "no /health within 30 s: $(cat "$work/srv.log")"; }
+  [ $(($(date +%s%N) - t0)) -lt 30000000000 ] || { kill "$server_pid" 2>/dev/null || true; fail "no /health within 30 s: $(cat "$work/srv.log")"; }
   sleep 0.02
 done
 health_ms=$((($(date +%s%N) - t0) / 1000000))
-grep -q '"status": *"ok"' "$work/health.json" || { kill "$server_pid"; fail "/health said $(cat "$work/health.json")"; }
+grep -q '"status": *"ok"' "$work/health.json" || { kill "$server_pid" 2>/dev/null || true; fail "/health said $(cat "$work/health.json")"; }
 ready=$(curl -sS -o "$work/ready.json" -w '%{http_code}' "http://127.0.0.1:$port/ready")
-[ "$ready" = 200 ] || { kill "$server_pid"; fail "/ready answered $ready: $(cat "$work/ready.json")"; }
+[ "$ready" = 200 ] || { kill "$server_pid" 2>/dev/null || true; fail "/ready answered $ready: $(cat "$work/ready.json")"; }
 # The compose example's healthcheck (the image has no curl): the binary asks its
 # server's /ready, as compose runs it (the test's port in place of 7370).
 healthcheck=$(sed -n 's/^ *test: \["CMD", "\/usr\/bin\/strata", \(.*probe.*\)\]$/\1/p' examples/compose/compose.yaml \
@@ -388,8 +388,8 @@ healthcheck=$(sed -n 's/^ *test: \["CMD", "\/usr\/bin\/strata", \(.*probe.*\)\]$
 [ -n "$healthcheck" ] || fail "examples/compose/compose.yaml has no strata probe healthcheck"
 timeout 30 buildah run --isolation chroot "${server_env[@]}" "$ctr" -- /usr/bin/strata \
   $healthcheck >"$work/probe.log" 2>&1 \
-  || { kill "$server_pid"; fail "the compose healthcheck (strata $healthcheck) failed: $(cat "$work/probe.log")"; }
-grep -q "ready" "$work/probe.log" || { kill "$server_pid"; fail "strata $healthcheck said: $(cat "$work/probe.log")"; }
+  || { kill "$server_pid" 2>/dev/null || true; fail "the compose healthcheck (strata $healthcheck) failed: $(cat "$work/probe.log")"; }
+grep -q "ready" "$work/probe.log" || { kill "$server_pid" 2>/dev/null || true; fail "strata $healthcheck said: $(cat "$work/probe.log")"; }
 
 # SIGTERM to strata itself (buildah would kill its child, not pass the signal on), as a
 # container runtime's stop does; buildah run then exits with strata's status.
@@ -397,7 +397,7 @@ strata_pid=
 for p in $(descendants "$server_pid"); do
   [ "$(ps -o comm= -p "$p")" = strata ] && strata_pid=$p
 done
-[ -n "$strata_pid" ] || { kill "$server_pid"; fail "no strata process under buildah run"; }
+[ -n "$strata_pid" ] || { kill "$server_pid" 2>/dev/null || true; fail "no strata process under buildah run"; }
 kill -TERM "$strata_pid"
 for _ in $(seq 600); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
 if kill -0 "$server_pid" 2>/dev/null; then kill -KILL "$strata_pid" "$server_pid"; fail "strata server in the image ignored SIGTERM for 60 s"; fi
