@@ -232,7 +232,7 @@ impl TablePolicyEdit {
 #[serde(deny_unknown_fields)]
 pub struct TablePolicyNew {
     /// The table: `schema.table` (a bare name is in `public`).
-    #[schema(max_length = 300)]
+    #[schema(max_length = 256)]
     pub table: String,
     /// The time column (the partition key of a partitioned table).
     #[schema(max_length = 256)]
