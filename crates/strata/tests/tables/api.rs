@@ -515,7 +515,7 @@ fn api_refuses_read_tokens_no_token_and_hostile_requests_and_changes_nothing() {
         "forbidden",
         "may only read",
     );
-    for (body, needle) in [
+    for (path, body, needle) in [
         (
             r#"{"table": "metrics.raw", "column": "ts", "action": "delete", "after": "30d", "sql": "x"}"#,
             "unknown field `sql`",
@@ -544,26 +544,23 @@ fn api_refuses_read_tokens_no_token_and_hostile_requests_and_changes_nothing() {
             r#"{"table": "metrics.raw", "column": "ts"}"#,
             "missing field",
         ),
-    ] {
-        let reply = s.call("POST", "/api/v1/tables/policies", Some(ADMIN), body);
-        assert_eq!(reply.status, 400, "{body}: {}", reply.body);
-        assert!(
-            reply.body.contains(needle),
-            "{body}: {needle:?} not in {}",
-            reply.body
-        );
-    }
-    for (body, needle) in [
-        (r#"{"any_tag": true}"#, "any_tag needs tags"),
-        (r#"{"cutoff": "yesterday"}"#, "unparsable cutoff"),
-        (r#"{"cutoff": "2999-01-01"}"#, "later than now"),
-        (
-            r#"{"tags": ["nightly"], "drop": true}"#,
-            "unknown field `drop`",
-        ),
-    ] {
-        let reply = s.call("POST", "/api/v1/tables/run", Some(ADMIN), body);
-        assert_eq!(reply.status, 400, "{body}: {}", reply.body);
+    ]
+    .map(|(body, needle)| ("/api/v1/tables/policies", body, needle))
+    .into_iter()
+    .chain(
+        [
+            (r#"{"any_tag": true}"#, "any_tag needs tags"),
+            (r#"{"cutoff": "yesterday"}"#, "unparsable cutoff"),
+            (r#"{"cutoff": "2999-01-01"}"#, "later than now"),
+            (
+                r#"{"tags": ["nightly"], "drop": true}"#,
+                "unknown field `drop`",
+            ),
+        ]
+        .map(|(body, needle)| ("/api/v1/tables/run", body, needle)),
+    ) {
+        let reply = s.call("POST", path, Some(ADMIN), body);
+        assert_eq!(reply.status, 400, "{path} {body}: {}", reply.body);
         assert!(
             reply.body.contains(needle),
             "{body}: {needle:?} not in {}",
