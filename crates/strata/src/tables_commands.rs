@@ -162,16 +162,7 @@ impl Context {
                 Ok(0)
             }
             TablesCommand::Rm { id, tags } => {
-                let removed = engine.remove(id, &tags).await?;
-                if self.global.json {
-                    print_json(&removed);
-                }
-                for policy in &removed {
-                    self.say(format!("removed policy {}", policy.id));
-                }
-                if removed.is_empty() {
-                    self.say("no policy matched");
-                }
+                self.print_removed(&engine.remove(id, &tags).await?);
                 Ok(0)
             }
             TablesCommand::Plan {
@@ -302,6 +293,19 @@ impl Context {
         let id = engine.add(spec).await?;
         self.print_added(id, spec);
         Ok(0)
+    }
+
+    /// The policies `tables rm` removed.
+    pub(crate) fn print_removed(&self, removed: &[Policy]) {
+        if self.global.json {
+            print_json(&removed);
+        }
+        for policy in removed {
+            self.say(format!("removed policy {}", policy.id));
+        }
+        if removed.is_empty() {
+            self.say("no policy matched");
+        }
     }
 
     /// A saved new policy: its id.

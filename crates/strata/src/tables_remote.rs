@@ -5,10 +5,12 @@
 
 use crate::commands::{CommandResult, Context};
 use crate::failure::{code, Failure};
+use strata_agent::api::ErrorCode;
 use strata_api::types::tables::{
     TableHistoryQuery, TablePolicyEdit, TablePolicyNew, TablePolicyQuery, TableRunBody,
 };
 use strata_api::Tables;
+use strata_coordinator::CoordinatorError;
 use strata_tables::command::TablesCommand;
 use strata_tables::TagFilter;
 
@@ -109,17 +111,35 @@ impl Context {
                 Ok(0)
             }
             TablesCommand::Rm { id, tags } => {
-                let Some(id) = id.filter(|_| tags.tags.is_empty()) else {
-                    return Err(Failure::new(
-                        code::USAGE,
-                        "with --server, tables rm removes one policy by id: leave out --tag (list the ids with tables list --tag)",
-                    ));
+                // By id, or each policy the tags pick (as `tables rm` here picks them),
+                // one request each: the server removes each under its table's lock.
+                let picked = match id {
+                    Some(id) => vec![id],
+                    None => server
+                        .table_policies(&TablePolicyQuery::default())
+                        .await?
+                        .into_iter()
+                        .filter(|p| tags.matches(&p.spec.tags))
+                        .map(|p| p.id)
+                        .collect(),
                 };
-                let removed = server.table_remove(id).await?;
-                if self.global.json {
-                    crate::commands::print_json(&[&removed]);
+                let mut removed = Vec::with_capacity(picked.len());
+                for policy in picked {
+                    match server.table_remove(policy).await {
+                        Ok(gone) => removed.push(gone),
+                        // Removed by someone else since the listing: gone all the same.
+                        Err(CoordinatorError::Api(e))
+                            if id.is_none() && e.code == ErrorCode::NotFound => {}
+                        Err(err) => {
+                            // What went before the failure is gone: say so first.
+                            if !removed.is_empty() {
+                                self.print_removed(&removed);
+                            }
+                            return Err(err.into());
+                        }
+                    }
                 }
-                self.say(format!("removed policy {}", removed.id));
+                self.print_removed(&removed);
                 Ok(0)
             }
             TablesCommand::Run {

@@ -134,6 +134,14 @@ impl ApiSite {
     }
 }
 
+fn id_of_action(site: &Site, table: &str, action: &str) -> i64 {
+    site.sql(&format!(
+        "SELECT id FROM strata.policy WHERE table_name = '{table}' AND action = '{action}'"
+    ))
+    .parse()
+    .unwrap()
+}
+
 fn id_of(site: &Site, schema: &str, table: &str) -> i64 {
     site.sql(&format!(
         "SELECT id FROM strata.policy WHERE table_schema = '{schema}' AND table_name = '{table}'"
@@ -758,29 +766,41 @@ fn api_adds_removes_and_runs_policies_audited_as_the_caller_as_the_cli_does() {
     let text = s.cli(&["tables", "rm", &cli_id.to_string()]);
     assert!(text.contains(&format!("removed policy {cli_id}")), "{text}");
     assert_eq!(last_audit(cli_id), "token:user policy remove");
-    // Removing by tag lists first; through a server it is refused, naming why.
-    let out = s
-        .site
-        .command(&[
-            "--server",
-            &s.server.url,
-            "tables",
-            "rm",
-            "--tag",
-            "nightly",
-        ])
-        .env_remove("STRATA_TABLES_DB")
-        .env("STRATA_TOKEN", USER)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("by id"));
+    // By tag: each policy the tags pick, as here (several tags all match; --any-tag
+    // any), each one audited; nothing matched says so.
+    s.cli(&[
+        "tables",
+        "add",
+        "--table",
+        "metrics.raw",
+        "--column",
+        "ts",
+        "--action",
+        "detach",
+        "--after",
+        "60d",
+        "--tag",
+        "nightly",
+        "--tag",
+        "raw",
+    ]);
+    let both = id_of_action(&s.site, "raw", "detach");
+    let text = s.cli(&["tables", "rm", "--tag", "nightly", "--tag", "raw"]);
+    assert!(text.contains(&format!("removed policy {both}")), "{text}");
+    assert!(
+        !text.contains(&format!("removed policy {}", s.recent)),
+        "{text}"
+    );
+    assert_eq!(last_audit(both), "token:user policy remove");
+    let text = s.cli(&["tables", "rm", "--tag", "none-has-it"]);
+    assert!(text.contains("no policy matched"), "{text}");
+    let listed: Value =
+        serde_json::from_str(&s.cli(&["tables", "rm", "--tag", "nightly", "--json"])).unwrap();
+    assert_eq!(ids(&listed), [s.recent], "{listed:#}");
     assert_eq!(
-        s.site.sql(&format!(
-            "SELECT count(*) FROM strata.policy WHERE id = {}",
-            s.recent
-        )),
-        "1"
+        s.site.sql("SELECT count(*) FROM strata.policy"),
+        "1",
+        "only the policy without the tag stays"
     );
     assert!(!s.server_log().contains("panicked"), "{}", s.server_log());
 }
