@@ -248,11 +248,35 @@ impl Engine {
 
     /// Adds `spec` ([`Engine::add`]: checked, audited as this engine's `who`) and
     /// answers as [`Engine::preview_add`] does, with the policy as stored.
+    ///
+    /// Once the policy is saved, failing to read it back or to plan its table is no
+    /// failure of the add (a retry would find the policy there): the answer is the policy
+    /// as given with its id, and the outlook says why it is missing.
     pub async fn save_add(&self, spec: &PolicySpec) -> TablesResult<AddOutcome> {
         let id = self.add(spec).await?;
-        let policy = self.catalog.get(&self.client, id).await?;
-        let all = self.list(&TagFilter::default()).await?;
-        let outlook = self.outlook_around(&all, &policy).await?;
+        let policy = self
+            .catalog
+            .get(&self.client, id)
+            .await
+            .unwrap_or_else(|_| Policy {
+                id,
+                spec: spec.clone(),
+                created_by: self.who().to_string(),
+                created_at: String::new(),
+                watermark: None,
+            });
+        let outlook = match self.list(&TagFilter::default()).await {
+            Ok(all) => self.outlook_around(&all, &policy).await,
+            Err(err) => Err(err),
+        };
+        let outlook = outlook.unwrap_or_else(|err| TableOutlook {
+            table: policy.spec.table.to_string(),
+            plan: None,
+            next: Vec::new(),
+            error: Some(format!(
+                "policy {id} is saved, but its table was not planned: {err}"
+            )),
+        });
         Ok(AddOutcome {
             saved: true,
             policy,
