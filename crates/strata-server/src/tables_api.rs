@@ -256,14 +256,8 @@ pub(crate) async fn run(
         cutoff: strata_tables::cutoff_or_now(body.cutoff.as_deref()).map_err(failure)?,
         dry_run: body.dry_run,
     };
-    // A later cutoff expires data before its time: only a dry run may look ahead.
-    let now = strata_tables::chrono::Utc::now();
-    if !request.dry_run && request.cutoff > now + strata_tables::chrono::Duration::minutes(1) {
-        return Err(crate::extract::bad(format!(
-            "bad body: cutoff {} is later than now: a run acts as of now or an earlier time (a later one would expire data before its time); give dry_run to see what it would do then",
-            request.cutoff.to_rfc3339()
-        )));
-    }
+    // The engine refuses it too; here before a run's slot is taken or a thread started.
+    strata_tables::refuse_looking_ahead(request.cutoff, request.dry_run).map_err(failure)?;
     if api.tables.db.is_none() {
         return Err(no_database());
     }

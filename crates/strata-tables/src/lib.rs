@@ -433,7 +433,9 @@ impl Engine {
         Ok(report)
     }
 
-    /// Runs the matching policies at `cutoff`, recording the run and every step.
+    /// Runs the matching policies at `cutoff`, recording the run and every step. A cutoff
+    /// later than now is for a dry run only: a run acting as of a later time would expire
+    /// data before its time.
     pub async fn run(
         &mut self,
         filter: &TagFilter,
@@ -442,6 +444,7 @@ impl Engine {
         stores: run::StoreResolver<'_>,
         observer: &dyn run::RunObserver,
     ) -> TablesResult<RunReport> {
+        refuse_looking_ahead(cutoff, dry_run)?;
         let policies = self.catalog.list(&self.client, filter).await?;
         let cutoff_text = cutoff.to_rfc3339();
         let run_id = self
@@ -545,6 +548,21 @@ pub async fn run_scheduled_sql(
     engine.run_sql_job(job, false).await
 }
 
+/// How far a run's cutoff may pass the clock (clocks of client and database drift).
+const LOOK_AHEAD_SLACK_SECS: i64 = 60;
+
+/// Refuses a real run as of a time later than now (a dry run may look ahead).
+pub fn refuse_looking_ahead(cutoff: DateTime<Utc>, dry_run: bool) -> TablesResult<()> {
+    let latest = Utc::now() + chrono::Duration::seconds(LOOK_AHEAD_SLACK_SECS);
+    if dry_run || cutoff <= latest {
+        return Ok(());
+    }
+    Err(TablesError::Cutoff(format!(
+        "cutoff {} is later than now: a run acts as of now or an earlier time (a later one would expire data before its time); --dry-run (dry_run) shows what it would do then",
+        cutoff.to_rfc3339()
+    )))
+}
+
 /// The cutoff of a plan or run: `text` read by [`parse_cutoff`], or now when absent.
 pub fn cutoff_or_now(text: Option<&str>) -> TablesResult<DateTime<Utc>> {
     match text {
@@ -589,5 +607,11 @@ mod tests {
         assert!(parse_cutoff("yesterday")
             .unwrap_err()
             .contains("2026-01-01"));
+        // Only a dry run looks ahead; a minute of clock drift is no looking ahead.
+        let ahead = Utc::now() + chrono::Duration::days(1);
+        let err = refuse_looking_ahead(ahead, false).unwrap_err();
+        assert!(err.is_bad_input() && err.to_string().contains("later than now"));
+        assert!(refuse_looking_ahead(ahead, true).is_ok());
+        assert!(refuse_looking_ahead(Utc::now() + chrono::Duration::seconds(30), false).is_ok());
     }
 }
