@@ -316,13 +316,29 @@ impl Engine {
         };
         let mut removed = Vec::with_capacity(victims.len());
         for policy in victims {
-            let lock = self.lock_table(&policy, "remove").await?;
-            let outcome = self
-                .catalog
-                .remove(&self.client, policy.id, &self.who)
-                .await;
-            self.unlock_table(lock).await;
-            removed.extend(outcome?);
+            let outcome = match self.lock_table(&policy, "remove").await {
+                Ok(lock) => {
+                    let outcome = self
+                        .catalog
+                        .remove(&self.client, policy.id, &self.who)
+                        .await;
+                    self.unlock_table(lock).await;
+                    outcome
+                }
+                Err(err) => Err(err),
+            };
+            match outcome {
+                Ok(gone) => removed.extend(gone),
+                // Stopped part-way: the error says what is already gone.
+                Err(TablesError::Busy(why)) if !removed.is_empty() => {
+                    let ids: Vec<String> = removed.iter().map(|p| p.id.to_string()).collect();
+                    return Err(TablesError::Busy(format!(
+                        "{why} (removed before it: policy {})",
+                        ids.join(", ")
+                    )));
+                }
+                Err(err) => return Err(err),
+            }
         }
         Ok(removed)
     }

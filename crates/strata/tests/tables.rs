@@ -2264,11 +2264,14 @@ fn an_edit_during_a_run_is_never_undone_by_it() {
          CREATE TABLE m.raw (ts timestamptz NOT NULL, value int);
          INSERT INTO m.raw SELECT t, 1 FROM generate_series('2025-01-01 00:00+00'::timestamptz, '2025-01-02 23:50+00', '10 minutes') t;
          CREATE TABLE m.hourly (ts timestamptz NOT NULL UNIQUE, count bigint);
-         CREATE TABLE m.hourly2 (ts timestamptz NOT NULL UNIQUE, count bigint);",
+         CREATE TABLE m.hourly2 (ts timestamptz NOT NULL UNIQUE, count bigint);
+         CREATE TABLE m.other (ts timestamptz NOT NULL);",
     );
     site.ok(&["tables", "setup"]);
+    // Listed first among the `sweep` policies (ids go in order).
+    site.ok(&["ttl", "m.other:ts", "delete", "1d", "--tag", "sweep"]);
     add_hourly_rollup(&site, &["--aggregate", "count"]);
-    site.ok(&["ttl", "m.raw:ts", "delete", "1d"]);
+    site.ok(&["ttl", "m.raw:ts", "delete", "1d", "--tag", "sweep"]);
     let id = policy_id(&site, "m.raw", "downsample");
     site.ok(&["tables", "run", "--cutoff", "2025-01-02T00:00:00Z"]);
     let watermark = || watermark_of(&site, &id);
@@ -2295,6 +2298,13 @@ fn an_edit_during_a_run_is_never_undone_by_it() {
     assert_one_line_error(&out, 6, "remove it once the run is over");
     let kept = format!("SELECT count(*) FROM strata.policy WHERE id = {delete_id}");
     assert_eq!(site.sql(&kept), "1");
+    // By tag, stopped part-way: the error names what is already gone.
+    let other_id = policy_id(&site, "m.other", "delete");
+    let out = site.strata(&["tables", "rm", "--tag", "sweep", "--lock-timeout", "1"]);
+    assert_one_line_error(&out, 6, &format!("removed before it: policy {other_id}"));
+    assert_eq!(site.sql(&kept), "1");
+    let gone = format!("SELECT count(*) FROM strata.policy WHERE id = {other_id}");
+    assert_eq!(site.sql(&gone), "0");
     holder.wait().unwrap();
 
     // The policy changed under a run that had read it already (an edit that took no lock:
