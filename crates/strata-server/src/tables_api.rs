@@ -49,6 +49,22 @@ pub struct TablesApi {
 }
 
 impl TablesApi {
+    /// Refuses an archive target that is no storage of this server: its runs (scheduled
+    /// or through the API) would fail on it. (`strata tables add` on another host checks
+    /// nothing of the kind: the runs of a policy may happen on a host with other storages.)
+    fn known_target(&self, target: Option<&str>) -> Result<(), ApiFailure> {
+        match target {
+            Some(name) if !name.is_empty() && !self.config.storages.contains_key(name) => {
+                let known: Vec<&str> = self.config.storages.keys().map(String::as_str).collect();
+                Err(crate::extract::bad(format!(
+                    "bad body: target {name:?} is no storage of this server (its storages: {}): archives go to a storage of the configuration that runs them",
+                    known.join(", ")
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The routes' state over `tables`, with the storages of `config` and its webhooks.
     pub fn new(tables: TablesConfig, config: Config, events: Arc<Events>) -> TablesApi {
         TablesApi {
@@ -176,6 +192,7 @@ pub(crate) async fn edit(
     // Read before the database is even asked: bad input is refused the same with or
     // without one. The body first, so a body's mistake is named whatever the path.
     let edit = body.into_args().edit().map_err(failure)?;
+    api.known_target(edit.target.as_deref())?;
     let id = policy_id(&id)?;
     let engine = engine(&api.tables, &caller).await?;
     let outcome = if query.dry_run == Some(true) {
@@ -202,6 +219,7 @@ pub(crate) async fn add(
     let spec = body.into_args().spec().map_err(failure)?;
     // Read before the database is even asked, as an edit is.
     spec.validate().map_err(|e| failure(e.into()))?;
+    api.known_target(spec.target.as_deref())?;
     let engine = engine(&api.tables, &caller).await?;
     let outcome = if query.dry_run == Some(true) {
         engine.preview_add(&spec).await

@@ -405,6 +405,11 @@ fn api_refuses_read_tokens_no_token_and_hostile_requests_and_changes_nothing() {
         ),
         (r#"{"after": "soon"}"#.into(), 400, "unparsable duration"),
         (
+            r#"{"target": "nowhere"}"#.into(),
+            400,
+            "no storage of this server",
+        ),
+        (
             r#"{"after": "300000000y"}"#.into(),
             400,
             "longer than 10000y",
@@ -549,6 +554,10 @@ fn api_refuses_read_tokens_no_token_and_hostile_requests_and_changes_nothing() {
             "longer than 10000y",
         ),
         (
+            r#"{"table": "metrics.raw", "column": "ts", "action": "archive", "after": "30d", "target": "nowhere"}"#,
+            "no storage of this server (its storages: cold)",
+        ),
+        (
             r#"{"table": "metrics.raw", "column": "ts"}"#,
             "missing field",
         ),
@@ -632,6 +641,15 @@ fn api_adds_removes_and_runs_policies_audited_as_the_caller_as_the_cli_does() {
     assert_eq!(preview["outlook"]["table"], "metrics.raw", "{preview:#}");
     assert!(preview["outlook"]["plan"].is_object(), "{preview:#}");
     assert_eq!(s.state(), before, "a dry run changed something");
+    // An archive policy names a storage of the server's configuration.
+    let archive = s.call(
+        "POST",
+        "/api/v1/tables/policies?dry_run=true",
+        Some(ADMIN),
+        r#"{"table": "metrics.raw", "column": "ts", "action": "archive", "after": "30d", "target": "cold"}"#,
+    );
+    assert_eq!(archive.status, 200, "{}", archive.body);
+    assert_eq!(archive.json()["policy"]["target"], "cold");
 
     // Saved: stored as given, audited as the token.
     let added = s.call("POST", "/api/v1/tables/policies", Some(ADMIN), new_policy);
