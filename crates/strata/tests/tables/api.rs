@@ -150,6 +150,16 @@ fn id_of(site: &Site, schema: &str, table: &str) -> i64 {
     .unwrap()
 }
 
+/// Asserts `reply` is `status` with `needle` in its body; `what` names the request.
+fn answers(reply: Reply, status: u16, needle: &str, what: &str) {
+    assert_eq!(reply.status, status, "{what}: {}", reply.body);
+    assert!(
+        reply.body.contains(needle),
+        "{what}: {needle:?} not in {}",
+        reply.body
+    );
+}
+
 fn ids(list: &Value) -> Vec<i64> {
     list.as_array()
         .unwrap()
@@ -443,13 +453,12 @@ fn api_refuses_read_tokens_no_token_and_hostile_requests_and_changes_nothing() {
         ),
     ];
     for (body, status, needle) in &hostile {
-        let reply = s.call("PATCH", &path, Some(ADMIN), body);
         let shown: String = body.chars().take(80).collect();
-        assert_eq!(reply.status, *status, "{shown}: {}", reply.body);
-        assert!(
-            reply.body.contains(needle),
-            "{shown}: {needle:?} not in {}",
-            reply.body
+        answers(
+            s.call("PATCH", &path, Some(ADMIN), body),
+            *status,
+            needle,
+            &shown,
         );
     }
     // Bad paths and queries.
@@ -576,13 +585,8 @@ fn api_refuses_read_tokens_no_token_and_hostile_requests_and_changes_nothing() {
         ]
         .map(|(body, needle)| ("/api/v1/tables/run", body, needle)),
     ) {
-        let reply = s.call("POST", path, Some(ADMIN), body);
-        assert_eq!(reply.status, 400, "{path} {body}: {}", reply.body);
-        assert!(
-            reply.body.contains(needle),
-            "{body}: {needle:?} not in {}",
-            reply.body
-        );
+        let what = format!("POST {path} {body}");
+        answers(s.call("POST", path, Some(ADMIN), body), 400, needle, &what);
     }
     refused(
         s.call("DELETE", "/api/v1/tables/policies/999999", Some(ADMIN), ""),
