@@ -274,7 +274,8 @@ pub(crate) async fn run(
         cutoff: strata_tables::cutoff_or_now(body.cutoff.as_deref()).map_err(failure)?,
         dry_run: body.dry_run,
     };
-    // The engine refuses it too; here before a run's slot is taken or a thread started.
+    // A later cutoff would expire data before its time: through the API only a dry run
+    // may look ahead (the CLI replays any date an operator gives).
     strata_tables::refuse_looking_ahead(request.cutoff, request.dry_run).map_err(failure)?;
     if api.tables.db.is_none() {
         return Err(no_database());

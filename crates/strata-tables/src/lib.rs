@@ -449,9 +449,10 @@ impl Engine {
         Ok(report)
     }
 
-    /// Runs the matching policies at `cutoff`, recording the run and every step. A cutoff
-    /// later than now is for a dry run only: a run acting as of a later time would expire
-    /// data before its time.
+    /// Runs the matching policies at `cutoff`, recording the run and every step. Any
+    /// cutoff is taken here (an operator replays or tries a date with `--cutoff`); a
+    /// front end whose callers are programs refuses a later one first
+    /// ([`refuse_looking_ahead`]).
     pub async fn run(
         &mut self,
         filter: &TagFilter,
@@ -460,7 +461,6 @@ impl Engine {
         stores: run::StoreResolver<'_>,
         observer: &dyn run::RunObserver,
     ) -> TablesResult<RunReport> {
-        refuse_looking_ahead(cutoff, dry_run)?;
         let policies = self.catalog.list(&self.client, filter).await?;
         let cutoff_text = cutoff.to_rfc3339();
         let run_id = self
@@ -567,7 +567,9 @@ pub async fn run_scheduled_sql(
 /// How far a run's cutoff may pass the clock (clocks of client and database drift).
 const LOOK_AHEAD_SLACK_SECS: i64 = 60;
 
-/// Refuses a real run as of a time later than now (a dry run may look ahead).
+/// Refuses a real run as of a time later than now (a dry run may look ahead): what the
+/// API checks before it runs. The CLI's `--cutoff` takes any time, as its tests and
+/// operators replaying a date use it.
 pub fn refuse_looking_ahead(cutoff: DateTime<Utc>, dry_run: bool) -> TablesResult<()> {
     let latest = Utc::now() + chrono::Duration::seconds(LOOK_AHEAD_SLACK_SECS);
     if dry_run || cutoff <= latest {
