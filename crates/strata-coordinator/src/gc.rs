@@ -74,6 +74,11 @@ pub struct GcReport {
     #[serde(default)]
     pub packs_waiting: u64,
     pub packs_deleted: u64,
+    /// Packs no index lists, past the grace period, kept because a writer may still run
+    /// (it may be about to index them, however long it has run): the first run with no
+    /// writer running deletes them.
+    #[serde(default)]
+    pub unindexed_waiting: u64,
     /// Bytes of the deleted packs.
     pub bytes_freed: u64,
     pub index_objects_replaced: u64,
@@ -412,23 +417,35 @@ async fn move_live_blobs(repo: &Arc<Repository>, ids: &[BlobId]) -> CoordinatorR
     Ok(!ids.is_empty())
 }
 
-/// Whether an object listed with `modified` is younger than `grace` (unknown: young).
-fn is_young(modified: Option<SystemTime>, grace: Duration) -> bool {
+/// Whether an object listed with `modified` is younger than `grace` at the storage's time
+/// `now_ms` (unknown: young). Both times are the storage's clock, never this host's.
+fn is_young(modified: Option<SystemTime>, now_ms: u64, grace: Duration) -> bool {
     match modified {
-        Some(t) => SystemTime::now()
-            .duration_since(t)
-            .map_or(true, |age| age < grace),
+        Some(t) => now_ms.saturating_sub(crate::lock::clock::ms(t)) < grace.as_millis() as u64,
         None => true,
     }
 }
 
-/// The operation names of the live writer marks (backups, WAL pushes).
-async fn live_writers(repo: &Repository) -> CoordinatorResult<HashSet<String>> {
-    Ok(crate::lock::live_archive_writers(repo.store())
+/// The operation names of the writers (backups, copies, WAL pushes) that may still run
+/// or still have writes in flight (see [`crate::lock::running_writers`]).
+async fn running_writers(repo: &Repository) -> CoordinatorResult<HashSet<String>> {
+    Ok(crate::lock::running_writers(repo.store())
         .await?
         .into_iter()
         .map(|r| r.operation)
         .collect())
+}
+
+/// Whether objects no index or summary names yet may be deleted now: only when no writer
+/// may still run, since any of them may be about to name them, however long it has run.
+/// Call after listing those objects and before reading the index or summaries that
+/// decide they are unnamed: a writer that ended in between named its objects first.
+async fn no_writer_may_name(repo: &Repository) -> CoordinatorResult<bool> {
+    if crate::lock::test_unsafe("unindexed-by-age") {
+        // Negative control: the rule before this one (age alone).
+        return Ok(true);
+    }
+    Ok(running_writers(repo).await?.is_empty())
 }
 
 /// What the first phase found in the view: the packs to condemn (with their sizes), the
@@ -649,7 +666,7 @@ async fn collect(
         repo.write_condemnation(&condemnation).await?;
         // Listed after the condemnation exists: a writer not among these read the
         // index after it, and does not rely on its packs.
-        let mut writers: Vec<String> = live_writers(repo).await?.into_iter().collect();
+        let mut writers: Vec<String> = running_writers(repo).await?.into_iter().collect();
         writers.sort();
         let armed = ArmedBy {
             run: run.to_string(),
@@ -672,7 +689,7 @@ async fn collect(
     // Phase 2: sweep the condemnations whose writers have all ended. The referenced set
     // is brought up to date after the writers were listed: a writer that ended before
     // made its backup or archive record visible first.
-    let running = live_writers(repo).await?;
+    let running = running_writers(repo).await?;
     referenced.update(repo).await?;
     report.referenced_blobs = referenced.count();
     let mut swept_runs: Vec<String> = damaged;
@@ -725,7 +742,7 @@ async fn collect(
     doomed.retain(|id| !rescued.contains(id));
     if dry_run {
         report.packs_kept = found.listed - report.packs_deleted;
-        report.manifests_deleted = orphans(repo, &referenced, grace).await?.len() as u64;
+        report.manifests_deleted = orphans(repo, &mut referenced, grace).await?.len() as u64;
         return Ok(report);
     }
 
@@ -788,28 +805,42 @@ async fn collect(
         }
         report.index_objects_replaced = keys.len() as u64;
     }
-    // Doomed packs (no index lists them now), and packs no index lists that are older
-    // than the grace period (a stalled writer may be about to index younger ones).
+    // Doomed packs (no index lists them now) go. Packs no index lists go only when they
+    // are older than the grace period by the storage's clock and no writer may still run:
+    // the listing first, then the writers, then the index that says they are unindexed.
     let mut indexed: Vec<PackId> = positions
         .live()
         .map(|(_, id, _)| id)
         .filter(|id| doomed.binary_search(id).is_err())
         .collect();
     indexed.sort_unstable();
-    let mut delete: Vec<(String, u64)> = repo
-        .list_packs()
-        .await?
-        .into_iter()
-        .filter(|o| {
-            let pack = pack_of_key(&o.key);
-            match pack {
-                Some(id) if indexed.binary_search(&id).is_ok() => false,
-                Some(id) if doomed.binary_search(&id).is_ok() => true,
-                _ => !is_young(o.modified, grace),
-            }
-        })
-        .map(|o| (o.key, o.size))
-        .collect();
+    let listed = repo.list_packs().await?;
+    let now = crate::lock::clock::storage_now_ms(store).await?;
+    let mut delete: Vec<(String, u64)> = Vec::new();
+    let mut unindexed: Vec<(PackId, String, u64)> = Vec::new();
+    for o in listed {
+        match pack_of_key(&o.key) {
+            Some(id) if indexed.binary_search(&id).is_ok() => {}
+            Some(id) if doomed.binary_search(&id).is_ok() => delete.push((o.key, o.size)),
+            Some(id) if !is_young(o.modified, now, grace) => unindexed.push((id, o.key, o.size)),
+            _ => {}
+        }
+    }
+    if !unindexed.is_empty() {
+        if no_writer_may_name(repo).await? {
+            repo.reload_index().await?;
+            refuse_damaged_index(repo)?;
+            let now_indexed = Positions::of(&**repo.index());
+            delete.extend(
+                unindexed
+                    .into_iter()
+                    .filter(|(id, _, _)| now_indexed.position(id).is_none())
+                    .map(|(_, key, size)| (key, size)),
+            );
+        } else {
+            report.unindexed_waiting = unindexed.len() as u64;
+        }
+    }
     delete.sort();
     for (key, size) in &delete {
         lock.check()?;
@@ -821,7 +852,7 @@ async fn collect(
         lock.check()?;
         repo.remove_condemnation(swept).await?;
     }
-    let orphans = orphans(repo, &referenced, grace).await?;
+    let orphans = orphans(repo, &mut referenced, grace).await?;
     for key in &orphans {
         lock.check()?;
         store.delete(key).await?;
@@ -831,24 +862,51 @@ async fn collect(
     Ok(report)
 }
 
-/// Manifests, pins and verification records of backups that no longer exist (manifests
-/// only once older than the grace period: a backup may be about to write its summary).
+/// Manifests, pins and verification records of backups that no longer exist. A
+/// manifest of a backup with no summary goes only once older than the grace period by
+/// the storage's clock and when no writer may still run (any may be about to write its
+/// summary, however long it has run): the listing first, then the writers, then the
+/// summaries again.
 async fn orphans(
     repo: &Repository,
-    referenced: &Referenced,
+    referenced: &mut Referenced,
     grace: Duration,
 ) -> CoordinatorResult<Vec<String>> {
-    let mut out = Vec::new();
+    let mut listed = Vec::new();
     for prefix in [layout::MANIFESTS, layout::PINS, layout::VERIFIED] {
         for object in repo.store().list_fresh(prefix).await? {
-            let backup = object.key[prefix.len()..].split('/').next();
-            let young_manifest = prefix == layout::MANIFESTS && is_young(object.modified, grace);
-            if !backup.is_some_and(|b| referenced.backups.contains(b)) && !young_manifest {
-                out.push(object.key);
-            }
+            let backup = object.key[prefix.len()..]
+                .split('/')
+                .next()
+                .map(str::to_string);
+            listed.push((prefix, backup, object));
         }
     }
-    Ok(out)
+    let unnamed = |referenced: &Referenced, backup: &Option<String>| {
+        !backup
+            .as_ref()
+            .is_some_and(|b| referenced.backups.contains(b))
+    };
+    if !listed
+        .iter()
+        .any(|(_, backup, _)| unnamed(referenced, backup))
+    {
+        return Ok(Vec::new());
+    }
+    let now = crate::lock::clock::storage_now_ms(repo.store()).await?;
+    let manifests_may_go = no_writer_may_name(repo).await?;
+    if manifests_may_go {
+        referenced.update(repo).await?;
+    }
+    Ok(listed
+        .into_iter()
+        .filter(|(prefix, backup, object)| {
+            let manifest = *prefix == layout::MANIFESTS;
+            unnamed(referenced, backup)
+                && (!manifest || (manifests_may_go && !is_young(object.modified, now, grace)))
+        })
+        .map(|(_, _, object)| object.key)
+        .collect())
 }
 
 #[cfg(test)]

@@ -35,6 +35,8 @@ impl Storage {
     }
 
     fn wrap_with_cache(name: &str, backend: DynStore, config: &Config, cached: bool) -> Storage {
+        // Test-only: writes that land after the client gave up (see LateLandingStore).
+        let backend = strata_store::LateLandingStore::from_test_env(backend);
         let mut backend: DynStore = Arc::new(
             FencedStore::new(backend, layout::makes_visible)
                 .fencing_deletes(layout::delete_needs_lock),
@@ -168,6 +170,9 @@ impl Storage {
     ) -> RepoResult<Arc<Repository>> {
         // One index view per repository in this process, kept on this host's disk.
         strata_repo::shared_index::use_local_dir(&config.state_dir().join("index"));
+        // Lets other processes prove this one dead once it exits (best effort: without a
+        // writable state directory its locks are simply waited out).
+        let _ = crate::lock::liveness::hold_alive_file(&config.state_dir());
         let choice = self.key_choice(config);
         let repo = Repository::open_catalog_with(self.store.clone(), password, &choice).await?;
         self.remember_key(config, &choice, repo.key_id());

@@ -45,6 +45,9 @@ struct GuardState {
 struct FenceState {
     next: u64,
     guards: BTreeMap<u64, GuardState>,
+    /// Visible writes that failed or were abandoned after they were issued: the storage
+    /// may still apply each of them later.
+    unconfirmed: u64,
 }
 
 /// The guards of the locks this process holds over one store; cheap to clone.
@@ -99,6 +102,19 @@ impl Fence {
             fence: self.clone(),
             id,
         }
+    }
+
+    /// How many visible writes of this process to this location failed or were abandoned
+    /// after they were issued (so far). The storage may apply any of them later, up to
+    /// the longest a write stays in flight: a writer whose count grew must not withdraw
+    /// its mark as if everything it wrote were known, but let it lapse, so garbage
+    /// collection waits out those landings.
+    pub fn unconfirmed_writes(&self) -> u64 {
+        self.state.lock().expect("fence lock").unconfirmed
+    }
+
+    fn count_unconfirmed(&self) {
+        self.state.lock().expect("fence lock").unconfirmed += 1;
     }
 
     /// The earliest deadline of the registered locks, if any.
@@ -208,6 +224,18 @@ impl FencedStore {
     /// that long is not waited for (an object store drops a request whose connection is
     /// closed before it has the whole body).
     async fn write(
+        &self,
+        key: &str,
+        write: impl std::future::Future<Output = StoreResult<()>>,
+    ) -> StoreResult<()> {
+        let done = self.abandon_at_deadline(key, write).await;
+        if matches!(&done, Err(e) if !matches!(e, StoreError::AlreadyExists { .. })) {
+            self.fence.count_unconfirmed();
+        }
+        done
+    }
+
+    async fn abandon_at_deadline(
         &self,
         key: &str,
         write: impl std::future::Future<Output = StoreResult<()>>,

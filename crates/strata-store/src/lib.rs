@@ -53,6 +53,7 @@ mod error;
 mod fault;
 mod fence;
 mod gcs;
+mod late;
 mod local;
 mod retry;
 
@@ -64,6 +65,7 @@ pub use error::{StoreError, StoreResult};
 pub use fault::{FaultConfig, FaultyStore, WriteHold};
 pub use fence::{Fence, FenceGuard, FencedStore, VisibleRule};
 pub use gcs::GcsStore;
+pub use late::{LateLandingStore, TEST_LAND_LATE_ENV};
 pub use local::LocalStore;
 pub use retry::{RetryConfig, RetryStore};
 

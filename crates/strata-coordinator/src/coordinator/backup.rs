@@ -291,16 +291,21 @@ async fn backup(
     // Announced to garbage collection before any node reads the index: the packs this
     // backup relies on are not deleted before its summary is visible (or its mark lapsed
     // and its fence refuses the summary). See `strata_repo::condemned`.
-    let mark =
-        match crate::lock::mark_archive_writer(coordinator.repo.store().clone(), "backup").await {
-            Ok(mark) => Some(mark),
-            Err(err) => {
-                failed_early = Some(format!(
-                    "cannot announce the backup to garbage collection: {err}"
-                ));
-                None
-            }
-        };
+    let mark = match crate::lock::mark_archive_writer_with_ttl(
+        coordinator.repo.store().clone(),
+        "backup",
+        coordinator.lease_ttl,
+    )
+    .await
+    {
+        Ok(mark) => Some(mark),
+        Err(err) => {
+            failed_early = Some(format!(
+                "cannot announce the backup to garbage collection: {err}"
+            ));
+            None
+        }
+    };
     if failed_early.is_none() {
         if let Err(why) = hooks.check(&scope).await {
             failed_early = Some(why);

@@ -34,6 +34,18 @@ pub const GC_CHAIN: &str = "locks/gc/";
 /// timeouts are far shorter): generations created longer ago than this may be deleted.
 pub const MAX_FLIGHT: Duration = Duration::from_secs(15 * 60);
 
+/// [`MAX_FLIGHT`], unless the test-only switch `STRATA_TEST_MAX_FLIGHT_SECS` shortens it
+/// (tests that wait out a landing window cannot wait fifteen minutes).
+pub fn max_flight() -> Duration {
+    static FLIGHT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *FLIGHT.get_or_init(|| {
+        std::env::var("STRATA_TEST_MAX_FLIGHT_SECS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(MAX_FLIGHT, Duration::from_secs)
+    })
+}
+
 /// The key of `generation` of the cluster lock.
 pub fn key(generation: u64) -> String {
     key_in(CHAIN, generation)
@@ -143,6 +155,8 @@ mod tests {
             generation: 3,
             state,
             note: None,
+            ttl_ms: None,
+            process: None,
         }
     }
 

@@ -1,9 +1,21 @@
-//! Writers' marks: a running backup or `strata wal-push` announces itself under
-//! `writers/` before it reads the index, so garbage collection, which condemns packs no
-//! backup or record references yet, deletes them only once every writer that may have
-//! relied on them has ended (see `strata_repo::condemned`). Nobody is refused.
+//! Writers' marks: a running backup, copy or `strata wal-push` announces itself under
+//! `writers/` before it reads the index or writes anything, so garbage collection, which
+//! condemns packs no backup or record references yet, deletes them only once every
+//! writer that may have relied on them has ended (see `strata_repo::condemned`), and
+//! deletes nothing that no index or summary names yet while any writer may still run.
+//! Nobody is refused.
+//!
+//! **When a writer has ended** ([`running_writers`]): its mark is gone (withdrawn after
+//! everything it wrote was acknowledged) or says `released`; or its lease lapsed by the
+//! storage's clock ([`super::clock`]: its TTL after the storage last wrote the mark) and,
+//! after that, the longest time a write can stay in flight
+//! ([`chain::max_flight`]) passed too, so nothing it issued before its fence closed can
+//! still land. How long a writer ran, which host's clock is ahead, and whether `/proc`
+//! shows its process play no part. A writer some of whose visible writes failed or were
+//! abandoned (the storage may apply them later) does not withdraw its mark: it lets it
+//! lapse, so that wait covers those late landings too.
 
-use super::{chain, holder_name, now_ms, LockError, LockRecord, LockState};
+use super::{chain, clock, holder_name, liveness, now_ms, LockError, LockRecord, LockState};
 use std::time::{Duration, Instant};
 use strata_store::DynStore;
 
@@ -12,8 +24,9 @@ use strata_store::DynStore;
 /// which deletes data no record references yet, must not overlap them.
 const WRITERS: &str = strata_repo::layout::WRITERS;
 
-/// How long an archive writer's mark holds unless renewed; it is renewed every third of
-/// that while the writer runs.
+/// How long a writer's mark holds unless renewed, when the caller has no configured lease
+/// (`[server] lease_ttl_secs` otherwise); it is renewed every third of that while the
+/// writer runs. Also the TTL assumed for marks of older versions, which carry none.
 pub const MARK_TTL: Duration = Duration::from_secs(60);
 
 /// A running archive writer (`strata wal-push`), announced in the repository and
@@ -24,6 +37,8 @@ pub struct ArchiveMark {
     key: String,
     stop: tokio::sync::watch::Sender<bool>,
     renewer: tokio::task::JoinHandle<()>,
+    /// The fence's count of unconfirmed visible writes when the mark was made.
+    unconfirmed_before: Option<u64>,
 }
 
 /// Announces a writer (a backup, a WAL push). Each side writes its own object before
@@ -57,8 +72,11 @@ pub async fn mark_archive_writer_with_ttl(
         generation: 0,
         state: LockState::Held,
         note: None,
+        ttl_ms: Some(ttl.as_millis() as u64),
+        process: Some(liveness::this_process()),
     };
     let key = format!("{WRITERS}{}.json", record.operation);
+    let unconfirmed_before = store.fence().map(|f| f.unconfirmed_writes());
     store.put(&key, record.body()).await?;
     let mut deadline = issued + chain::trust_for(ttl);
     let guard = store
@@ -66,6 +84,7 @@ pub async fn mark_archive_writer_with_ttl(
         .map(|fence| fence.guard(&format!("{what} {}", record.operation), deadline));
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let (renew_store, renew_key) = (store.clone(), key.clone());
+    let kind = what.to_string();
     // Renews the mark until released; gives up (and the fence stops visible writes) once
     // the monotonic deadline passed, without re-creating a mark gc may have removed.
     let renewer = tokio::spawn(async move {
@@ -76,7 +95,7 @@ pub async fn mark_archive_writer_with_ttl(
             }
             if Instant::now() >= deadline {
                 if let Some(guard) = &guard {
-                    guard.lose("the archive writer's mark was not renewed in time");
+                    guard.lose(&format!("the {kind} writer's mark was not renewed in time"));
                 }
                 let _ = stopped.changed().await;
                 return;
@@ -88,7 +107,10 @@ pub async fn mark_archive_writer_with_ttl(
                 // before it landed, so it does not extend the writer's deadline.
                 Ok(()) if !chain::renewal_counts(Instant::now(), deadline) => {
                     if let Some(guard) = &guard {
-                        guard.lose("the archive writer's mark was renewed too late");
+                        guard.lose(&format!(
+                            "the {kind} writer's mark was renewed too late (the storage took longer than {} s to answer)",
+                            chain::trust_for(ttl).as_secs()
+                        ));
                     }
                     let _ = stopped.changed().await;
                     return;
@@ -99,7 +121,7 @@ pub async fn mark_archive_writer_with_ttl(
                         guard.renewed(deadline);
                     }
                 }
-                Err(e) => eprintln!("strata: warning: cannot renew the archive writer's mark: {e}"),
+                Err(e) => eprintln!("strata: warning: cannot renew the {kind} writer's mark: {e}"),
             }
         }
     });
@@ -108,11 +130,13 @@ pub async fn mark_archive_writer_with_ttl(
         key,
         stop,
         renewer,
+        unconfirmed_before,
     };
     if Instant::now() >= deadline {
         mark.release().await;
         return Err(LockError::Busy(format!(
-            "the storage took longer than the mark's TTL of {} s to write it",
+            "the storage took {} s or more to write the {what} writer's mark (its TTL is {} s)",
+            chain::trust_for(ttl).as_secs_f32(),
             ttl.as_secs_f32()
         )));
     }
@@ -121,10 +145,20 @@ pub async fn mark_archive_writer_with_ttl(
 
 impl ArchiveMark {
     /// Stops renewing and withdraws the announcement. A store that refuses the delete
-    /// gets the mark rewritten as already expired instead, which nobody counts.
+    /// gets the mark rewritten as released instead, which nobody counts. A writer some of
+    /// whose visible writes failed after they were issued (the storage may still apply
+    /// them) leaves the mark to lapse instead, so garbage collection waits for them.
     pub async fn release(self) {
         let _ = self.stop.send(true);
         let _ = self.renewer.await;
+        let unconfirmed = self.store.fence().map(|f| f.unconfirmed_writes());
+        if unconfirmed > self.unconfirmed_before && !super::test_unsafe("no-landing-wait") {
+            eprintln!(
+                "strata: note: a write of this process may still land in the storage, so its mark {} is left to lapse: garbage collection waits for it",
+                self.key
+            );
+            return;
+        }
         if self.store.delete(&self.key).await.is_ok() {
             return;
         }
@@ -144,15 +178,27 @@ impl ArchiveMark {
     }
 }
 
-/// The live archive writers, oldest first. Marks of ended writers are removed when the
-/// store allows it (garbage collection runs with delete rights).
-pub async fn live_archive_writers(store: &DynStore) -> Result<Vec<LockRecord>, LockError> {
-    let now = now_ms();
+/// The writers that may still run or still have writes in flight, oldest first (see the
+/// module's doc). Marks of ended writers are removed when the store allows it (garbage
+/// collection runs with delete rights). Reads the storage's clock once when there is a
+/// mark.
+pub async fn running_writers(store: &DynStore) -> Result<Vec<LockRecord>, LockError> {
+    let marks = store.list_fresh(WRITERS).await?;
+    if marks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = if super::test_unsafe("wall-clock") {
+        now_ms()
+    } else {
+        clock::storage_now_ms(store).await?
+    };
     let mut out = Vec::new();
-    for meta in store.list_fresh(WRITERS).await? {
+    for meta in marks {
         match store.get(&meta.key).await {
             Ok(bytes) => match serde_json::from_slice::<LockRecord>(&bytes) {
-                Ok(record) if record.is_live(now) => out.push(record),
+                Ok(record) if !has_ended(&record, meta.modified.map(clock::ms), now) => {
+                    out.push(record)
+                }
                 _ => {
                     let _ = store.delete(&meta.key).await;
                 }
@@ -163,4 +209,76 @@ pub async fn live_archive_writers(store: &DynStore) -> Result<Vec<LockRecord>, L
     }
     out.sort_by_key(|r| r.started_ms);
     Ok(out)
+}
+
+/// Whether the writer of the mark `record`, last written by the storage at `written_ms`
+/// (its clock), has ended by storage time `now_ms`: released, or lapsed and past every
+/// landing of a write it issued before its fence closed.
+pub fn has_ended(record: &LockRecord, written_ms: Option<u64>, now_ms: u64) -> bool {
+    if record.state != LockState::Held {
+        return true;
+    }
+    if super::test_unsafe("wall-clock") {
+        // Negative control: the writer's own wall clock, as before.
+        return record.expires_ms <= now_ms;
+    }
+    let ttl = record.ttl_ms.unwrap_or(MARK_TTL.as_millis() as u64);
+    let lapses = match written_ms {
+        Some(written) => written + ttl + 1_000,
+        // A listing that does not say when (a remembered one): the writer's own clock,
+        // plus the landing window, is all there is.
+        None => record.expires_ms,
+    };
+    let flight = if super::test_unsafe("no-landing-wait") {
+        0
+    } else {
+        chain::max_flight().as_millis() as u64
+    };
+    now_ms >= lapses + flight
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mark(ttl_ms: Option<u64>, expires_ms: u64) -> LockRecord {
+        LockRecord {
+            operation: "backup-1".into(),
+            kind: "backup".into(),
+            holder: "h:1".into(),
+            started_ms: 0,
+            expires_ms,
+            generation: 0,
+            state: LockState::Held,
+            note: None,
+            ttl_ms,
+            process: None,
+        }
+    }
+
+    #[test]
+    fn a_writer_ends_only_after_its_lease_by_the_storage_clock_and_every_landing() {
+        let flight = chain::max_flight().as_millis() as u64;
+        let written = 1_000_000;
+        // The writer's own clock said it expired long ago: not consulted.
+        let m = mark(Some(90_000), 0);
+        assert!(!has_ended(&m, Some(written), written + 90_000));
+        assert!(!has_ended(&m, Some(written), written + 91_000 + flight - 1));
+        assert!(has_ended(&m, Some(written), written + 91_000 + flight));
+        // Older versions' marks carry no TTL: the default one.
+        let old = mark(None, 0);
+        let default = MARK_TTL.as_millis() as u64;
+        assert!(!has_ended(&old, Some(written), written + default + flight));
+        assert!(has_ended(
+            &old,
+            Some(written),
+            written + default + 1_000 + flight
+        ));
+        // Released: ended at once.
+        let released = LockRecord {
+            state: LockState::Released,
+            ..mark(Some(90_000), u64::MAX)
+        };
+        assert!(has_ended(&released, Some(written), written));
+    }
 }

@@ -25,17 +25,19 @@
 //! (`model.rs`, run by the tests).
 
 pub mod chain;
+pub mod clock;
+pub mod liveness;
 mod marks;
 #[cfg(test)]
 mod model;
 
 pub use marks::{
-    live_archive_writers, mark_archive_writer, mark_archive_writer_with_ttl, ArchiveMark, MARK_TTL,
+    has_ended, mark_archive_writer, mark_archive_writer_with_ttl, running_writers, ArchiveMark,
+    MARK_TTL,
 };
 
 use chain::Decision;
 use serde::{Deserialize, Serialize};
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use strata_store::{DynStore, FenceGuard, StoreError};
 
@@ -79,22 +81,46 @@ pub struct LockRecord {
     /// For a lock taken over: whose expired lock it ended.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The lease this write grants, counted by the storage's clock from the moment the
+    /// storage wrote it (its modification time); records of older versions have none
+    /// and are judged by `expires_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    /// The holder's process, to prove it dead before the lease expires (see
+    /// [`liveness`]); absent in records of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<liveness::Liveness>,
 }
 
 impl LockRecord {
-    /// Whether the lock still holds at `now_ms`: held, not expired, and its holder is
-    /// not a process of this host that has died (a killed `strata backup` does not block
-    /// the next one for a whole TTL).
+    /// Whether a record of the lock layout before the chain still holds at wall-clock
+    /// `now_ms` (those records carry no TTL for the storage's clock).
     pub fn is_live(&self, now_ms: u64) -> bool {
-        self.state == LockState::Held && self.expires_ms > now_ms && !holder_is_dead(&self.holder)
+        self.state == LockState::Held && self.expires_ms > now_ms
     }
 
-    /// Whether this record's holder no longer uses it: a process of this host that no
-    /// longer runs, or this process after it could not give the lock back.
+    /// When the lease of this record ends, in the storage's clock, given when the storage
+    /// wrote it (`created_ms`): its TTL after that, plus a second for storages whose
+    /// modification times are whole seconds. Records of older versions, or with no
+    /// known write time, end at their writer's wall-clock `expires_ms`.
+    pub fn expires_by_storage(&self, created_ms: Option<u64>) -> u64 {
+        match (self.ttl_ms, created_ms) {
+            (Some(ttl), Some(created)) => created + ttl + 1_000,
+            _ => self.expires_ms,
+        }
+    }
+
+    /// Whether this record's holder provably no longer uses it: a process that ended
+    /// (see [`liveness::provably_dead`]), or this process after it could not give the
+    /// lock back. `/proc` and PIDs are never consulted.
     fn holder_is_dead(&self) -> bool {
-        holder_is_dead(&self.holder)
-            || (self.holder == holder_name()
-                && abandoned().lock().unwrap().contains(&self.operation))
+        match &self.process {
+            Some(process) if liveness::is_this_process(process) => {
+                abandoned().lock().unwrap().contains(&self.operation)
+            }
+            Some(process) => liveness::provably_dead(process),
+            None => false,
+        }
     }
 
     /// "backup X (started 2026-.. by host:pid)".
@@ -117,22 +143,39 @@ impl LockRecord {
 }
 
 /// Wall-clock milliseconds.
+///
+/// The test-only switch `STRATA_TEST_CLOCK_OFFSET_SECS` (signed seconds) shifts it, to
+/// stand for a host whose clock is off: no safety decision may depend on it.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
+    let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    (now + test_clock_offset_ms()).max(0) as u64
 }
 
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "localhost".into())
+fn test_clock_offset_ms() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var("STRATA_TEST_CLOCK_OFFSET_SECS")
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .map_or(0, |s| s * 1000)
+    })
 }
 
-/// `host:pid`, to tell coordinators apart in messages.
+/// `host:pid`, to tell coordinators apart in messages (the host from `uname(2)`). Never
+/// used to judge a holder: two processes of one pod, or of two PID namespaces, can share
+/// it ([`liveness`] does that).
 pub fn holder_name() -> String {
-    format!("{}:{}", host_name(), std::process::id())
+    format!("{}:{}", liveness::host_name(), std::process::id())
+}
+
+/// Whether the test-only switch `STRATA_TEST_UNSAFE` (a comma-separated list) names
+/// `rule`: each names one safety rule to break, so the tests can show that they catch
+/// its absence (negative controls). Never set it on a repository that matters.
+pub fn test_unsafe(rule: &str) -> bool {
+    std::env::var("STRATA_TEST_UNSAFE").is_ok_and(|v| v.split(',').any(|r| r.trim() == rule))
 }
 
 /// The operations of this process whose lock could not be given back: nothing here
@@ -145,17 +188,6 @@ fn abandoned() -> &'static std::sync::Mutex<std::collections::BTreeSet<String>> 
 
 fn abandon(operation: &str) {
     abandoned().lock().unwrap().insert(operation.to_string());
-}
-
-/// Whether `holder` is a process of this host that no longer runs.
-fn holder_is_dead(holder: &str) -> bool {
-    let Some((host, pid)) = holder.rsplit_once(':') else {
-        return false;
-    };
-    let Ok(pid) = pid.parse::<u32>() else {
-        return false;
-    };
-    host == host_name() && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Why the lock could not be taken or kept.
@@ -191,14 +223,38 @@ impl ChainView {
         }
     }
 
-    /// The next generation to write: after the newest, even an unreadable one.
+    /// Whether deciding needs the storage's clock: the newest generation is held.
+    fn needs_clock(&self) -> bool {
+        self.newest_record()
+            .is_some_and(|(_, r)| r.state == LockState::Held)
+    }
+
+    /// The next generation to write: after the newest, even an unreadable one. `now_ms`
+    /// is the storage's clock: a held generation expires its TTL after the storage
+    /// wrote it (see [`LockRecord::expires_by_storage`]).
     fn decide(&self, now_ms: u64) -> Decision {
         match (&self.newest, self.newest_record()) {
             (Some((g, None)), _) => Decision::Take {
                 generation: g + 1,
                 took_over: false,
             },
-            (_, newest) => chain::decide(newest, now_ms, LockRecord::holder_is_dead),
+            (_, None) => chain::decide(None, now_ms, LockRecord::holder_is_dead),
+            (_, Some((generation, record))) => {
+                let created = self
+                    .generations
+                    .iter()
+                    .find(|(g, _)| *g == generation)
+                    .and_then(|(_, t)| t.map(clock::ms));
+                let judged = LockRecord {
+                    expires_ms: record.expires_by_storage(created),
+                    ..record.clone()
+                };
+                chain::decide(
+                    Some((generation, &judged)),
+                    now_ms,
+                    LockRecord::holder_is_dead,
+                )
+            }
         }
     }
 }
@@ -299,13 +355,18 @@ async fn held_in(store: &DynStore, chain: &str) -> Result<Vec<LockRecord>, LockE
 }
 
 /// Deletes the generations no write can still aim at (best effort: a store that
-/// refuses deletes keeps them, and they block nothing).
+/// refuses deletes keeps them, and they block nothing). Ages are judged by the storage's
+/// clock: "now" is the newest write time the listing shows (never later than the
+/// storage's now), so a host whose clock runs ahead deletes nothing early.
 async fn prune(store: &DynStore, chain: &str, generations: &[(u64, Option<SystemTime>)]) {
+    let Some(now) = generations.iter().filter_map(|(_, t)| *t).max() else {
+        return;
+    };
     let old = |created: SystemTime, now: SystemTime| {
         now.duration_since(created)
-            .is_ok_and(|age| age >= chain::MAX_FLIGHT)
+            .is_ok_and(|age| age >= chain::max_flight())
     };
-    for generation in chain::deletable(generations, SystemTime::now(), old) {
+    for generation in chain::deletable(generations, now, old) {
         if store
             .delete(&chain::key_in(chain, generation))
             .await
@@ -360,7 +421,12 @@ impl RepoLock {
             if let Some(old) = view.legacy.first() {
                 return Err(LockError::Busy(old.describe()));
             }
-            let (generation, took_over) = match view.decide(now_ms()) {
+            let now = if view.needs_clock() {
+                clock::storage_now_ms(&store).await?
+            } else {
+                0
+            };
+            let (generation, took_over) = match view.decide(now) {
                 Decision::Busy => {
                     let (_, holder) = view.newest_record().expect("busy means a holder");
                     return Err(LockError::Busy(holder.describe()));
@@ -385,6 +451,8 @@ impl RepoLock {
                 generation,
                 state: LockState::Held,
                 note,
+                ttl_ms: Some(ttl.as_millis() as u64),
+                process: Some(liveness::this_process()),
             };
             match store
                 .put_if_absent(&chain::key_in(chain, generation), record.body())
@@ -652,6 +720,8 @@ mod tests {
             generation,
             state: LockState::Held,
             note: None,
+            ttl_ms: None,
+            process: None,
         }
     }
 
@@ -678,33 +748,82 @@ mod tests {
         assert_eq!(generations(&store).await, vec![1, 2, 3], "one chain");
     }
 
+    /// A record of another process of this boot and namespace whose alive file is
+    /// `path`, held (alive) or not (ended) by `held`.
+    fn other_process(path: &std::path::Path) -> (liveness::Liveness, std::fs::File) {
+        use std::os::unix::fs::MetadataExt;
+        let file = std::fs::File::create(path).unwrap();
+        let meta = file.metadata().unwrap();
+        let process = liveness::Liveness {
+            instance: "another-instance".into(),
+            alive_file: Some(liveness::AliveFile {
+                path: path.to_string_lossy().into_owned(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+            }),
+            ..liveness::this_process()
+        };
+        (process, file)
+    }
+
     #[tokio::test]
-    async fn a_lock_of_a_dead_process_on_this_host_is_taken_over() {
-        let (_dir, store) = store();
+    async fn a_holder_is_taken_over_early_only_when_provably_dead() {
+        let (dir, store) = store();
+        let ttl = Duration::from_secs(60);
+        // A PID that does not exist here proves nothing: it may live in another PID
+        // namespace, or behind a /proc that hides it.
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let pid = child.id();
         child.wait().unwrap();
-        let dead = record(
+        let mut held = record(
             "op-a",
-            format!("{}:{pid}", host_name()),
+            format!("{}:{pid}", liveness::host_name()),
             now_ms() + 60_000,
             1,
         );
-        store.put(&chain::key(1), dead.body()).await.unwrap();
-        let elsewhere = LockRecord {
-            holder: format!("another-host:{pid}"),
-            ..dead.clone()
-        };
-        assert!(!dead.is_live(now_ms()));
-        assert!(
-            elsewhere.is_live(now_ms()),
-            "other hosts' processes are not ours to judge"
-        );
-        let lock = RepoLock::acquire(store, "op-b", "backup", Duration::from_secs(5))
+        held.ttl_ms = Some(ttl.as_millis() as u64);
+        store.put(&chain::key(1), held.body()).await.unwrap();
+        let busy = RepoLock::acquire(store.clone(), "op-b", "backup", ttl).await;
+        assert!(matches!(busy, Err(LockError::Busy(_))), "{busy:?}");
+        // Its alive file still locked: alive, whatever its PID says.
+        let (process, file) = other_process(&dir.path().join("alive.lock"));
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+        held.process = Some(process);
+        store.put(&chain::key(1), held.body()).await.unwrap();
+        let busy = RepoLock::acquire(store.clone(), "op-b", "backup", ttl).await;
+        assert!(matches!(busy, Err(LockError::Busy(_))), "{busy:?}");
+        if liveness::this_process().boot_id.is_none() {
+            return; // a sandbox hiding /proc here: nothing is provable, as intended
+        }
+        // Released: provably ended, taken over at once.
+        drop(file);
+        let lock = RepoLock::acquire(store, "op-b", "backup", ttl)
             .await
             .unwrap();
         assert_eq!(lock.record().generation, 2);
         assert!(lock.record().note.as_deref().unwrap().contains("op-a"));
+    }
+
+    #[tokio::test]
+    async fn expiry_is_judged_by_the_storage_clock_not_the_holders() {
+        let (_dir, store) = store();
+        let ttl = Duration::from_secs(60);
+        // A holder whose clock runs 10 minutes behind wrote an expiry long past by ours;
+        // the storage wrote it just now, so its lease runs for the whole TTL.
+        let mut held = record("op-a", "another-host:1".into(), now_ms() - 600_000, 1);
+        held.ttl_ms = Some(ttl.as_millis() as u64);
+        store.put(&chain::key(1), held.body()).await.unwrap();
+        let busy = RepoLock::acquire(store.clone(), "op-b", "backup", ttl).await;
+        assert!(matches!(busy, Err(LockError::Busy(_))), "{busy:?}");
+        // A lease of 1 ms: over by the storage's clock a moment (and its second) later.
+        held.ttl_ms = Some(1);
+        held.expires_ms = now_ms() + 3_600_000;
+        store.put(&chain::key(1), held.body()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let lock = RepoLock::acquire(store, "op-b", "backup", ttl)
+            .await
+            .unwrap();
+        assert_eq!(lock.record().generation, 2);
     }
 
     #[tokio::test]
@@ -763,11 +882,13 @@ mod tests {
             RepoLock::acquire(store.clone(), "op-a", "backup", Duration::from_secs(30))
                 .await
                 .unwrap();
-        // Another host whose wall clock runs ahead finds the lock expired: the holder's
-        // own (monotonic) deadline has not passed, so only the store can stop it.
+        // Another process finds the lock expired by the storage's clock (a lease of 1 ms
+        // stands for a storage clock that ran faster): the holder's own (monotonic)
+        // deadline has not passed, so only the store can stop it.
         let mut expired = stalled.record().clone();
-        expired.expires_ms = now_ms() - 1;
+        expired.ttl_ms = Some(1);
         store.put(&chain::key(1), expired.body()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
         let taker = RepoLock::acquire(store.clone(), "op-b", "backup", Duration::from_secs(30))
             .await
             .unwrap();
@@ -914,9 +1035,9 @@ mod tests {
         let mark = mark_archive_writer(refusing.clone(), "wal-push")
             .await
             .unwrap();
-        assert_eq!(live_archive_writers(&refusing).await.unwrap().len(), 1);
+        assert_eq!(running_writers(&refusing).await.unwrap().len(), 1);
         mark.release().await;
-        assert!(live_archive_writers(&refusing).await.unwrap().is_empty());
+        assert!(running_writers(&refusing).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -928,11 +1049,11 @@ mod tests {
                 .unwrap();
         tokio::time::sleep(Duration::from_millis(1800)).await;
         assert_eq!(
-            live_archive_writers(&store).await.unwrap().len(),
+            running_writers(&store).await.unwrap().len(),
             1,
             "still announced after three TTLs"
         );
         mark.release().await;
-        assert!(live_archive_writers(&store).await.unwrap().is_empty());
+        assert!(running_writers(&store).await.unwrap().is_empty());
     }
 }

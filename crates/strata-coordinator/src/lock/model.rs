@@ -161,6 +161,8 @@ fn record(slot: &Slot) -> LockRecord {
             LockState::Released
         },
         note: None,
+        ttl_ms: None,
+        process: None,
     }
 }
 

@@ -1,0 +1,261 @@
+//! Who holds a lock or a mark, and when its process is *provably* gone.
+//!
+//! A holder is judged dead before its lease expires only when that is provable from
+//! this process: the same boot of the same kernel (`/proc/sys/kernel/random/boot_id`),
+//! the same PID namespace (`/proc/self/ns/pid`), and the holder's *alive file* (a file
+//! of its state directory on which it holds an exclusive `flock(2)` for as long as it
+//! runs, checked to be the same inode) no longer locked: the kernel releases that lock
+//! only when every descriptor of the holder is closed, that is when it exited or was
+//! killed. Whatever cannot be read (a sandbox hiding `/proc`, another host, another
+//! container, no state directory) proves nothing, and the holder is waited for until its
+//! lease expires by the storage's clock.
+//!
+//! `/proc/PID` is never consulted: in another PID namespace, or under `hidepid`, a live
+//! process has no entry there, and a PID is reused.
+
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// What a lock record says about its holder's process, beside the human `host:pid`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Liveness {
+    /// Random, per process: two holders never share it, whatever their host and PID.
+    pub instance: String,
+    /// The kernel boot the process runs in, when it could read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// Its PID namespace (`pid:[4026531836]`), when it could read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<String>,
+    /// The file it holds locked while it runs, when it has a state directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alive_file: Option<AliveFile>,
+}
+
+/// A file its holder keeps `flock`ed for as long as it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AliveFile {
+    pub path: String,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+/// This process's instance id: 16 random bytes in hex.
+fn instance() -> &'static str {
+    static INSTANCE: OnceLock<String> = OnceLock::new();
+    INSTANCE.get_or_init(|| {
+        let mut r = [0u8; 16];
+        getrandom::getrandom(&mut r).expect("the OS random source is available");
+        r.iter().map(|b| format!("{b:02x}")).collect()
+    })
+}
+
+fn boot_id() -> Option<String> {
+    static BOOT: OnceLock<Option<String>> = OnceLock::new();
+    BOOT.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    })
+    .clone()
+}
+
+fn pid_ns() -> Option<String> {
+    static NS: OnceLock<Option<String>> = OnceLock::new();
+    NS.get_or_init(|| {
+        std::fs::read_link("/proc/self/ns/pid")
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
+    })
+    .clone()
+}
+
+/// The alive file this process holds, once [`hold_alive_file`] took it.
+static ALIVE: OnceLock<(File, AliveFile)> = OnceLock::new();
+
+/// The host name, from `uname(2)` (not `/proc`, which a sandbox may hide).
+pub fn host_name() -> String {
+    let name = rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned();
+    if name.is_empty() {
+        "localhost".into()
+    } else {
+        name
+    }
+}
+
+/// What this process writes into its lock records and marks.
+pub fn this_process() -> Liveness {
+    Liveness {
+        instance: instance().to_string(),
+        boot_id: boot_id(),
+        pid_ns: pid_ns(),
+        alive_file: ALIVE.get().map(|(_, a)| a.clone()),
+    }
+}
+
+/// Whether `liveness` is this process's.
+pub fn is_this_process(liveness: &Liveness) -> bool {
+    liveness.instance == instance()
+}
+
+/// Takes this process's alive file in `<state_dir>/alive/` (once per process; later calls
+/// do nothing) and removes the files of processes that have ended. Without it, other
+/// processes can never prove this one dead and wait for its leases to expire.
+pub fn hold_alive_file(state_dir: &Path) -> std::io::Result<()> {
+    if ALIVE.get().is_some() {
+        return Ok(());
+    }
+    let dir = state_dir.join("alive");
+    std::fs::create_dir_all(&dir)?;
+    sweep_ended(&dir);
+    let path = dir.join(format!("{}.lock", instance()));
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+    let meta = file.metadata()?;
+    let alive = AliveFile {
+        path: absolute(&path).to_string_lossy().into_owned(),
+        dev: meta.dev(),
+        ino: meta.ino(),
+    };
+    let _ = ALIVE.set((file, alive));
+    Ok(())
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Removes the alive files nobody holds (their processes ended).
+fn sweep_ended(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "lock") && unheld(&path, None) == Some(true) {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+/// Whether the file at `path` (the inode `expect`, when given) is locked by nobody:
+/// `Some(true)` proven unheld, `Some(false)` held, `None` when it cannot be told.
+fn unheld(path: &Path, expect: Option<(u64, u64)>) -> Option<bool> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let meta = file.metadata().ok()?;
+    if !meta.is_file() || expect.is_some_and(|(dev, ino)| (meta.dev(), meta.ino()) != (dev, ino)) {
+        return None;
+    }
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        // Taken by us for an instant: its holder is gone. Closing `file` releases it.
+        Ok(()) => Some(true),
+        Err(rustix::io::Errno::WOULDBLOCK) => Some(false),
+        Err(_) => None,
+    }
+}
+
+/// Whether the process that wrote `liveness` has provably ended (see the module's doc).
+/// Never true for this process, nor for records of older versions that carry none.
+pub fn provably_dead(liveness: &Liveness) -> bool {
+    provably_dead_seen_from(liveness, &this_process())
+}
+
+/// [`provably_dead`] as the process `me` judges it.
+fn provably_dead_seen_from(liveness: &Liveness, me: &Liveness) -> bool {
+    if liveness.instance == me.instance {
+        return false;
+    }
+    let same = |a: &Option<String>, b: &Option<String>| a.is_some() && a == b;
+    if !same(&liveness.boot_id, &me.boot_id) || !same(&liveness.pid_ns, &me.pid_ns) {
+        return false;
+    }
+    if test_proc_liveness() {
+        // Test-only negative control: the rule before this one (any holder whose PID has
+        // no `/proc` entry here is dead), which the PID-namespace test must catch.
+        return true;
+    }
+    let Some(alive) = &liveness.alive_file else {
+        return false;
+    };
+    unheld(Path::new(&alive.path), Some((alive.dev, alive.ino))) == Some(true)
+}
+
+/// `STRATA_TEST_UNSAFE=proc-liveness`: see [`provably_dead_seen_from`].
+fn test_proc_liveness() -> bool {
+    crate::lock::test_unsafe("proc-liveness")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn other(me: &Liveness) -> Liveness {
+        Liveness {
+            instance: "someone-else".into(),
+            ..me.clone()
+        }
+    }
+
+    #[test]
+    fn only_a_released_alive_file_of_the_same_boot_and_namespace_proves_death() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = this_process();
+        assert!(!provably_dead_seen_from(&me, &me), "never ourselves");
+        // A holder of the same boot and namespace whose file is still locked: alive.
+        let path = dir.path().join("x.lock");
+        let file = File::create(&path).unwrap();
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+        let meta = file.metadata().unwrap();
+        let mut holder = other(&me);
+        holder.alive_file = Some(AliveFile {
+            path: path.to_string_lossy().into_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        });
+        if me.boot_id.is_none() || me.pid_ns.is_none() {
+            // Where /proc is hidden nothing is provable; the rest needs both.
+            assert!(!provably_dead_seen_from(&holder, &me));
+            return;
+        }
+        assert!(!provably_dead_seen_from(&holder, &me), "its lock is held");
+        drop(file);
+        assert!(
+            provably_dead_seen_from(&holder, &me),
+            "its lock was released"
+        );
+        // Anything that cannot be compared proves nothing.
+        for change in [
+            |h: &mut Liveness| h.boot_id = Some("another boot".into()),
+            |h: &mut Liveness| h.boot_id = None,
+            |h: &mut Liveness| h.pid_ns = Some("pid:[1]".into()),
+            |h: &mut Liveness| h.pid_ns = None,
+            |h: &mut Liveness| h.alive_file = None,
+            |h: &mut Liveness| h.alive_file.as_mut().unwrap().ino += 1,
+            |h: &mut Liveness| h.alive_file.as_mut().unwrap().path = "/nonexistent/x.lock".into(),
+        ] {
+            let mut changed = holder.clone();
+            change(&mut changed);
+            assert!(!provably_dead_seen_from(&changed, &me), "{changed:?}");
+        }
+    }
+
+    #[test]
+    fn the_host_name_comes_from_uname() {
+        assert!(!host_name().is_empty());
+    }
+}
