@@ -373,14 +373,38 @@ pub fn read_xattrs(fd: impl AsFd) -> io::Result<(Vec<strata_repo::manifest::Xatt
     Ok((out, whole))
 }
 
+/// An extended attribute that was not set, at the cost of that attribute only: the file
+/// or directory is restored without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XattrRefused {
+    /// The target's filesystem does not support the attribute's namespace (`EOPNOTSUPP`).
+    Unsupported,
+    /// The process may not set it (`EPERM`, `EACCES`): file capabilities
+    /// (`security.capability`) need `CAP_SETFCAP`, other `security.*` names (SELinux
+    /// labels) `CAP_SYS_ADMIN` or the security module's consent, as a restore run by
+    /// another user than root lacks.
+    NotPermitted(Errno),
+}
+
+/// How a failure to set one extended attribute is handled: `Some` costs only that
+/// attribute (a warning), `None` is an error of the file or directory.
+pub fn xattr_refused(err: Errno) -> Option<XattrRefused> {
+    match err {
+        Errno::OPNOTSUPP => Some(XattrRefused::Unsupported),
+        Errno::PERM | Errno::ACCESS => Some(XattrRefused::NotPermitted(err)),
+        _ => None,
+    }
+}
+
 /// Sets extended attributes on an open file or directory through its descriptor; only
-/// names [`xattr_kept`] allows. A filesystem that does not support an attribute
-/// (`EOPNOTSUPP`) is reported to `unsupported` with the attribute's namespace, and the
-/// rest are still set; any other refusal is an error.
+/// names [`xattr_kept`] allows (so `trusted.*` only as root: anyone else skips them,
+/// silently). An attribute the filesystem does not support or the process may not set
+/// (see [`xattr_refused`]) is reported to `refused` with its full name, and the rest
+/// are still set; any other failure is an error.
 pub fn write_xattrs(
     fd: impl AsFd,
     xattrs: &[strata_repo::manifest::Xattr],
-    unsupported: &dyn Fn(&str),
+    refused: &dyn Fn(&[u8], XattrRefused),
 ) -> io::Result<()> {
     let root = running_as_root();
     for xattr in xattrs {
@@ -394,13 +418,15 @@ pub fn write_xattrs(
             rfs::XattrFlags::empty(),
         ) {
             Ok(()) => {}
-            Err(Errno::OPNOTSUPP) => unsupported(&xattr_namespace(&xattr.name)),
-            Err(err) => {
-                return Err(io::Error::other(format!(
-                    "extended attribute {}: {err}",
-                    String::from_utf8_lossy(&xattr.name)
-                )))
-            }
+            Err(err) => match xattr_refused(err) {
+                Some(why) => refused(&xattr.name, why),
+                None => {
+                    return Err(io::Error::other(format!(
+                        "extended attribute {}: {err}",
+                        String::from_utf8_lossy(&xattr.name)
+                    )))
+                }
+            },
         }
     }
     Ok(())
@@ -417,10 +443,10 @@ pub fn set_attrs_and_xattrs(
     mode: u32,
     mtime_ns: i64,
     xattrs: &[strata_repo::manifest::Xattr],
-    unsupported: &dyn Fn(&str),
+    refused: &dyn Fn(&[u8], XattrRefused),
 ) -> io::Result<()> {
     set_owner_and_mode(&fd, owner, mode)?;
-    write_xattrs(&fd, xattrs, unsupported)?;
+    write_xattrs(&fd, xattrs, refused)?;
     Ok(rfs::futimens(&fd, &timestamps(mtime_ns))?)
 }
 
@@ -560,7 +586,7 @@ mod tests {
         // A mode whose group bits say less than the mask: a chmod after the ACL would
         // rewrite the mask to ---; set after the chmod, the ACL is exactly the backup's.
         let refused = std::cell::Cell::new(false);
-        set_attrs_and_xattrs(&file, None, 0o600, 0, &xattrs, &|_| refused.set(true)).unwrap();
+        set_attrs_and_xattrs(&file, None, 0o600, 0, &xattrs, &|_, _| refused.set(true)).unwrap();
         if refused.get() {
             eprintln!("skipped: the filesystem of the temporary directory has no ACLs");
             return;
@@ -586,12 +612,78 @@ mod tests {
             },
         ];
         let seen = Mutex::new(Vec::new());
-        write_xattrs(&file, &xattrs, &|ns| {
-            seen.lock().unwrap().push(ns.to_string())
+        write_xattrs(&file, &xattrs, &|name, why| {
+            seen.lock().unwrap().push((name.to_vec(), why))
         })
         .unwrap();
-        assert_eq!(*seen.lock().unwrap(), ["user", "user"]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (b"user.a".to_vec(), XattrRefused::Unsupported),
+                (b"user.b".to_vec(), XattrRefused::Unsupported)
+            ]
+        );
         assert!(read_xattrs(&file).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_attribute_itself_costs_only_the_attribute() {
+        assert_eq!(
+            xattr_refused(Errno::OPNOTSUPP),
+            Some(XattrRefused::Unsupported)
+        );
+        for err in [Errno::PERM, Errno::ACCESS] {
+            assert_eq!(xattr_refused(err), Some(XattrRefused::NotPermitted(err)));
+        }
+        // A full disk, an I/O error, a value the filesystem cannot hold: errors of the file.
+        for err in [
+            Errno::NOSPC,
+            Errno::DQUOT,
+            Errno::IO,
+            Errno::RANGE,
+            Errno::TOOBIG,
+            Errno::INVAL,
+            Errno::BADF,
+        ] {
+            assert_eq!(xattr_refused(err), None, "{err:?}");
+        }
+    }
+
+    #[test]
+    fn an_attribute_the_process_may_not_set_is_reported_not_an_error() {
+        // An immutable file refuses every attribute with EPERM, to root too.
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("f")).unwrap();
+        let flags = rfs::ioctl_getflags(&file).unwrap_or(rfs::IFlags::empty());
+        if let Err(err) = rfs::ioctl_setflags(&file, flags | rfs::IFlags::IMMUTABLE) {
+            eprintln!("skipped: the file cannot be made immutable here ({err})");
+            return;
+        }
+        let xattrs = [
+            strata_repo::manifest::Xattr {
+                name: b"security.capability".to_vec(),
+                // VFS_CAP_REVISION_2 with the effective flag; permitted: cap_net_bind_service.
+                value: [[1, 0, 0, 2], [0, 4, 0, 0], [0; 4], [0; 4], [0; 4]].concat(),
+            },
+            strata_repo::manifest::Xattr {
+                name: b"user.a".to_vec(),
+                value: b"1".to_vec(),
+            },
+        ];
+        let seen = Mutex::new(Vec::new());
+        let written = write_xattrs(&file, &xattrs, &|name, why| {
+            seen.lock().unwrap().push((name.to_vec(), why))
+        });
+        rfs::ioctl_setflags(&file, flags).unwrap();
+        written.unwrap();
+        let refused = XattrRefused::NotPermitted(Errno::PERM);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                (b"security.capability".to_vec(), refused),
+                (b"user.a".to_vec(), refused)
+            ]
+        );
     }
 
     #[test]
@@ -638,7 +730,10 @@ mod tests {
             name: b"system.foreign".to_vec(),
             value: b"x".to_vec(),
         });
-        write_xattrs(&file, &with_foreign, &|ns| panic!("{ns} unsupported")).unwrap();
+        write_xattrs(&file, &with_foreign, &|name, why| {
+            panic!("{}: {why:?}", String::from_utf8_lossy(name))
+        })
+        .unwrap();
         let (read, whole) = read_xattrs(&file).unwrap();
         assert!(whole);
         assert_eq!(read, xattrs);

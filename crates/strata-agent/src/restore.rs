@@ -85,7 +85,9 @@ pub struct RestoreReport {
     /// Files that could not be restored, with the reason. Empty on success.
     pub errors: Vec<String>,
     /// What was restored incompletely without failing a file: extended attributes the
-    /// target's filesystem does not support (one line per namespace).
+    /// target's filesystem does not support (one line per namespace), and those the
+    /// restore may not set (one line per file and attribute, up to
+    /// [`NOT_PERMITTED_WARNINGS`] per attribute name, then one line with how many more).
     pub warnings: Vec<String>,
 }
 
@@ -267,12 +269,33 @@ struct Restorer {
     stop: AtomicBool,
     /// Namespaces of extended attributes the target refused as unsupported (warned once).
     unsupported: Mutex<std::collections::HashSet<String>>,
+    /// Extended attributes the restore was not permitted to set: how many times, by name.
+    not_permitted: Mutex<std::collections::BTreeMap<Vec<u8>, u64>>,
     /// Directories this restore created (their inherited ACLs are dropped).
     created_dirs: Mutex<std::collections::HashSet<Vec<u8>>>,
 }
 
 /// Mode of directories the restore creates: owner-only until their content is in place.
 const NEW_DIR_MODE: u32 = 0o700;
+
+/// Warnings naming the file, per extended attribute the restore may not set; beyond, one
+/// line counts the rest (a restore of an SELinux-labelled tree by another user than root
+/// would otherwise warn once per file).
+pub const NOT_PERMITTED_WARNINGS: u64 = 10;
+
+/// Why setting an extended attribute needs a privilege, for the warning when it was not
+/// permitted.
+fn privilege_needed(name: &[u8]) -> &'static str {
+    if name == b"security.capability" {
+        "; setting file capabilities needs CAP_SETFCAP (restore as root to keep them)"
+    } else if name.starts_with(b"security.") {
+        "; setting security labels needs CAP_SYS_ADMIN or the security policy's permission (restore as root to keep them)"
+    } else if name.starts_with(b"trusted.") {
+        "; setting trusted.* attributes needs CAP_SYS_ADMIN"
+    } else {
+        ""
+    }
+}
 
 impl Restorer {
     fn new(repo: Arc<Repository>, root: Dir, options: RestoreOptions, runtime: Handle) -> Self {
@@ -288,6 +311,7 @@ impl Restorer {
             disk_full: Mutex::new(None),
             stop: AtomicBool::new(false),
             unsupported: Mutex::default(),
+            not_permitted: Mutex::default(),
             created_dirs: Mutex::default(),
         }
     }
@@ -335,18 +359,71 @@ impl Restorer {
         }
     }
 
+    /// Notes that the restore was not permitted to set the extended attribute `name` of
+    /// `entry` (it is restored without it): a warning naming both, up to
+    /// [`NOT_PERMITTED_WARNINGS`] per attribute name.
+    fn not_permitted(&self, name: &[u8], err: rustix::io::Errno, entry: &Entry) {
+        let count = {
+            let mut counts = self.not_permitted.lock().unwrap();
+            let count = counts.entry(name.to_vec()).or_default();
+            *count += 1;
+            *count
+        };
+        if count > NOT_PERMITTED_WARNINGS {
+            return;
+        }
+        let shown = if entry.path.is_empty() {
+            ".".to_string()
+        } else {
+            entry.display_path()
+        };
+        self.report.lock().unwrap().warnings.push(format!(
+            "{shown}: extended attribute {} not restored: {err}{}",
+            String::from_utf8_lossy(name),
+            privilege_needed(name)
+        ));
+    }
+
+    /// Notes an extended attribute of `entry` the target refused, at the cost of that
+    /// attribute only.
+    fn xattr_refused(&self, name: &[u8], why: handles::XattrRefused, entry: &Entry) {
+        match why {
+            handles::XattrRefused::Unsupported => {
+                self.unsupported_namespace(&handles::xattr_namespace(name), entry)
+            }
+            handles::XattrRefused::NotPermitted(err) => self.not_permitted(name, err, entry),
+        }
+    }
+
+    /// The lines that count the attributes not permitted beyond the warnings naming files.
+    fn not_permitted_beyond(&self) -> Vec<String> {
+        self.not_permitted
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, &count)| count > NOT_PERMITTED_WARNINGS)
+            .map(|(name, count)| {
+                format!(
+                    "extended attribute {} not restored on {} more files and directories (not permitted)",
+                    String::from_utf8_lossy(name),
+                    count - NOT_PERMITTED_WARNINGS
+                )
+            })
+            .collect()
+    }
+
     /// Sets owner, mode, extended attributes (ACLs after the mode: see
     /// [`handles::set_attrs_and_xattrs`]) and times of a restored file or directory
     /// through its descriptor.
     fn set_metadata(&self, fd: impl std::os::fd::AsFd, entry: &Entry) -> io::Result<()> {
-        let unsupported = |namespace: &str| self.unsupported_namespace(namespace, entry);
+        let refused = |name: &[u8], why| self.xattr_refused(name, why, entry);
         handles::set_attrs_and_xattrs(
             fd,
             self.owner(entry),
             entry.mode,
             entry.mtime_ns,
             &entry.xattrs,
-            &unsupported,
+            &refused,
         )
     }
 
@@ -478,7 +555,9 @@ impl Restorer {
                 self.fail(entry, err);
             }
         }
+        let beyond = self.not_permitted_beyond();
         let mut report = self.report.into_inner().unwrap();
+        report.warnings.extend(beyond);
         report.bytes = self.bytes.load(Ordering::Relaxed);
         // One call for the whole tree (and the kernel's writeback errors since the
         // restore opened it, on Linux 5.8 and later), not an fsync per file.
@@ -634,11 +713,15 @@ impl Restorer {
             }
             let span = &pieces[first..last];
             first = last;
+            // A pack gone since the plan was made: garbage collection moved its live
+            // blobs to new packs (a repack) and deleted it. Each blob is then read where
+            // the index, brought up to date, says it is now.
             let bytes = match self
                 .runtime
                 .block_on(self.repo.store().get_range(&key, start..end))
             {
-                Ok(bytes) => bytes,
+                Ok(bytes) => Some(bytes),
+                Err(err) if err.is_not_found() => None,
                 Err(err) => {
                     let why = err.to_string();
                     span.iter()
@@ -654,11 +737,17 @@ impl Restorer {
                     continue;
                 }
                 if opened.as_ref().is_none_or(|(id, _)| *id != piece.id) {
-                    let at = (piece.location.offset - start) as usize;
-                    let sealed = bytes
-                        .get(at..at + piece.location.length as usize)
-                        .unwrap_or_default();
-                    match self.repo.open_blob(&piece.id, sealed, &piece.location) {
+                    let read = match &bytes {
+                        Some(bytes) => {
+                            let at = (piece.location.offset - start) as usize;
+                            let sealed = bytes
+                                .get(at..at + piece.location.length as usize)
+                                .unwrap_or_default();
+                            self.repo.open_blob(&piece.id, sealed, &piece.location)
+                        }
+                        None => self.runtime.block_on(self.repo.read_blob(&piece.id)),
+                    };
+                    match read {
                         Ok(plain) => opened = Some((piece.id, plain)),
                         Err(err) => {
                             opened = None;
@@ -909,13 +998,69 @@ mod tests {
         // procfs refuses every extended attribute as unsupported.
         for path in [&b"a"[..], b"b", b"c"] {
             let entry = entry(path);
-            let unsupported = |ns: &str| restorer.unsupported_namespace(ns, &entry);
-            handles::write_xattrs(&proc_file, &entry.xattrs, &unsupported).unwrap();
+            let refused = |name: &[u8], why| restorer.xattr_refused(name, why, &entry);
+            handles::write_xattrs(&proc_file, &entry.xattrs, &refused).unwrap();
         }
         let warnings = restorer.report.lock().unwrap().warnings.clone();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].starts_with("extended attributes user.* not restored"));
         assert!(warnings[0].ends_with("(first: a)"));
+    }
+
+    #[test]
+    fn an_attribute_not_permitted_is_a_warning_per_file_then_a_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let (rt, repo) = crate::test_support::scratch_repo(dir.path());
+        let _guard = rt.enter();
+        let target = dir.path().join("t");
+        fs::create_dir(&target).unwrap();
+        let restorer = Restorer::new(
+            repo,
+            Dir::open_path(&target).unwrap(),
+            RestoreOptions::default(),
+            rt.handle().clone(),
+        );
+        let entry = |path: String| Entry {
+            path: path.into_bytes(),
+            kind: EntryKind::File {
+                size: 0,
+                chunks: Vec::new(),
+            },
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            xattrs: Vec::new(),
+        };
+        let refused = handles::XattrRefused::NotPermitted(rustix::io::Errno::PERM);
+        let more = 3;
+        for n in 0..NOT_PERMITTED_WARNINGS + more {
+            restorer.xattr_refused(b"security.capability", refused, &entry(format!("bin/{n}")));
+        }
+        let denied = handles::XattrRefused::NotPermitted(rustix::io::Errno::ACCESS);
+        restorer.xattr_refused(b"security.selinux", denied, &entry("etc/f".into()));
+        let mut warnings = restorer.report.lock().unwrap().warnings.clone();
+        warnings.extend(restorer.not_permitted_beyond());
+        assert_eq!(
+            warnings.len() as u64,
+            NOT_PERMITTED_WARNINGS + 2,
+            "{warnings:#?}"
+        );
+        assert!(
+            warnings[0].starts_with(
+                "bin/0: extended attribute security.capability not restored: Operation not permitted"
+            ),
+            "{}",
+            warnings[0]
+        );
+        assert!(warnings[0].contains("CAP_SETFCAP"), "{}", warnings[0]);
+        assert!(warnings[NOT_PERMITTED_WARNINGS as usize].starts_with(
+            "etc/f: extended attribute security.selinux not restored: Permission denied"
+        ));
+        assert_eq!(
+            warnings.last().unwrap(),
+            &format!("extended attribute security.capability not restored on {more} more files and directories (not permitted)")
+        );
     }
 
     #[test]
