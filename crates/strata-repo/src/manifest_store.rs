@@ -180,9 +180,14 @@ async fn read_chunk(
 }
 
 /// Reads a chunk blob where the top says it was stored.
+/// A pack found gone (garbage collection moved the chunk since) is looked up in the index.
 async fn read_placed(repo: &Repository, id: &BlobId, at: &ChunkPlace) -> RepoResult<Vec<u8>> {
     let range = at.offset..at.offset + at.length as u64;
-    let sealed = repo.store().get_range(&pack_key(&at.pack), range).await?;
+    let sealed = match repo.store().get_range(&pack_key(&at.pack), range).await {
+        Ok(sealed) => sealed,
+        Err(e) if e.is_not_found() => return repo.read_blob(id).await,
+        Err(e) => return Err(e.into()),
+    };
     let location = BlobLocation {
         pack: 0,
         offset: at.offset,

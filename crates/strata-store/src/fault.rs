@@ -31,6 +31,9 @@ pub struct FaultConfig {
     pub refuse_deletes: bool,
     /// Holds the first write of a key with a prefix until the test lets it go.
     pub hold: Option<WriteHold>,
+    /// Hold the first ranged read of a key under a prefix the same way (a restore or a
+    /// verification stopped after it planned its reads).
+    pub hold_read: Option<WriteHold>,
     /// Every request fails transiently until this long after the wrapper was made: a
     /// store that is away for a while (a restart, a failover), measured on tokio's clock
     /// so tests can pause time.
@@ -53,6 +56,9 @@ pub struct WriteHold {
 pub const TEST_REFUSE_DELETES_ENV: &str = "STRATA_TEST_REFUSE_DELETES";
 /// Test-only switch: `PREFIX:DIR` holds the first write under `PREFIX` (see [`WriteHold`]).
 pub const TEST_HOLD_WRITE_ENV: &str = "STRATA_TEST_HOLD_WRITE";
+/// Test-only switch: `PREFIX:DIR` holds the first ranged read under `PREFIX` (see
+/// [`FaultConfig::hold_read`]).
+pub const TEST_HOLD_READ_ENV: &str = "STRATA_TEST_HOLD_READ";
 
 impl FaultConfig {
     /// The faults that the test-only environment variables `STRATA_TEST_REFUSE_DELETES`
@@ -61,16 +67,21 @@ impl FaultConfig {
     /// they are not a feature and are documented as test-only in docs/configuration.md.
     pub fn from_test_env() -> Option<FaultConfig> {
         let refuse_deletes = std::env::var(TEST_REFUSE_DELETES_ENV).is_ok_and(|v| v == "1");
-        let hold = std::env::var(TEST_HOLD_WRITE_ENV).ok().and_then(|v| {
-            let (prefix, dir) = v.split_once(':')?;
-            Some(WriteHold {
-                prefix: prefix.to_string(),
-                dir: dir.into(),
+        let hold_of = |env: &str| {
+            std::env::var(env).ok().and_then(|v| {
+                let (prefix, dir) = v.split_once(':')?;
+                Some(WriteHold {
+                    prefix: prefix.to_string(),
+                    dir: dir.into(),
+                })
             })
-        });
-        (refuse_deletes || hold.is_some()).then(|| FaultConfig {
+        };
+        let hold = hold_of(TEST_HOLD_WRITE_ENV);
+        let hold_read = hold_of(TEST_HOLD_READ_ENV);
+        (refuse_deletes || hold.is_some() || hold_read.is_some()).then(|| FaultConfig {
             refuse_deletes,
             hold,
+            hold_read,
             ..FaultConfig::default()
         })
     }
@@ -86,6 +97,8 @@ pub struct FaultyStore {
     injected: AtomicU64,
     /// Whether the hold was used up.
     held: std::sync::atomic::AtomicBool,
+    /// Whether the read hold was used up.
+    held_read: std::sync::atomic::AtomicBool,
     /// When the wrapper was made, for `unreachable_for`.
     made: tokio::time::Instant,
 }
@@ -101,6 +114,7 @@ impl FaultyStore {
             written: AtomicU64::new(0),
             injected: AtomicU64::new(0),
             held: std::sync::atomic::AtomicBool::new(false),
+            held_read: std::sync::atomic::AtomicBool::new(false),
             made: tokio::time::Instant::now(),
         }
     }
@@ -148,10 +162,14 @@ impl FaultyStore {
 
     /// Waits at the configured hold (once), see [`WriteHold`].
     async fn hold(&self, key: &str) {
-        let Some(hold) = &self.config.hold else {
+        Self::hold_at(self.config.hold.as_ref(), &self.held, key).await
+    }
+
+    async fn hold_at(hold: Option<&WriteHold>, used: &std::sync::atomic::AtomicBool, key: &str) {
+        let Some(hold) = hold else {
             return;
         };
-        if !key.starts_with(&hold.prefix) || self.held.swap(true, Ordering::SeqCst) {
+        if !key.starts_with(&hold.prefix) || used.swap(true, Ordering::SeqCst) {
             return;
         }
         let _ = std::fs::write(hold.dir.join("held"), key);
@@ -216,6 +234,7 @@ impl Store for FaultyStore {
 
     async fn get_range(&self, key: &str, range: Range<u64>) -> StoreResult<Bytes> {
         self.before("get", key).await?;
+        Self::hold_at(self.config.hold_read.as_ref(), &self.held_read, key).await;
         let data = self.inner.get_range(key, range).await?;
         if data.len() > 1 && self.chance(self.config.truncate_ratio) {
             self.injected.fetch_add(1, Ordering::Relaxed);

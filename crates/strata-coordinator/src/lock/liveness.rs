@@ -184,20 +184,10 @@ fn provably_dead_seen_from(liveness: &Liveness, me: &Liveness) -> bool {
     if !same(&liveness.boot_id, &me.boot_id) || !same(&liveness.pid_ns, &me.pid_ns) {
         return false;
     }
-    if test_proc_liveness() {
-        // Test-only negative control: the rule before this one (any holder whose PID has
-        // no `/proc` entry here is dead), which the PID-namespace test must catch.
-        return true;
-    }
     let Some(alive) = &liveness.alive_file else {
         return false;
     };
     unheld(Path::new(&alive.path), Some((alive.dev, alive.ino))) == Some(true)
-}
-
-/// `STRATA_TEST_UNSAFE=proc-liveness`: see [`provably_dead_seen_from`].
-fn test_proc_liveness() -> bool {
-    crate::lock::test_unsafe("proc-liveness")
 }
 
 #[cfg(test)]

@@ -114,6 +114,18 @@ impl LockRecord {
     /// (see [`liveness::provably_dead`]), or this process after it could not give the
     /// lock back. `/proc` and PIDs are never consulted.
     fn holder_is_dead(&self) -> bool {
+        if test_unsafe("proc-liveness") {
+            // Negative control: the rule before this one (a holder of this host name whose
+            // PID has no `/proc` entry here is dead), which the PID-namespace test catches.
+            let by_proc = self.holder.rsplit_once(':').is_some_and(|(host, pid)| {
+                host == liveness::host_name()
+                    && pid != std::process::id().to_string()
+                    && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            });
+            if by_proc {
+                return true;
+            }
+        }
         match &self.process {
             Some(process) if liveness::is_this_process(process) => {
                 abandoned().lock().unwrap().contains(&self.operation)
