@@ -45,7 +45,7 @@ impl From<PgError> for WalError {
 impl From<LockError> for WalError {
     fn from(err: LockError) -> Self {
         match err {
-            LockError::Busy(_) => WalError::Busy(format!(
+            LockError::Busy(_) | LockError::TooSlow { .. } => WalError::Busy(format!(
                 "{err}; PostgreSQL retries the archive command, nothing is lost"
             )),
             other => WalError::Failed(other.into()),

@@ -148,7 +148,9 @@ impl Settings {
 impl From<LockError> for CoordinatorError {
     fn from(err: LockError) -> Self {
         match err {
-            LockError::Busy(_) => CoordinatorError::Busy(err.to_string()),
+            LockError::Busy(_) | LockError::TooSlow { .. } => {
+                CoordinatorError::Busy(err.to_string())
+            }
             LockError::Lost(_) => CoordinatorError::LockLost(err.to_string()),
             LockError::Store(e) => CoordinatorError::Repo(e.into()),
         }

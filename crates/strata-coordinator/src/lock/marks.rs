@@ -134,11 +134,11 @@ pub async fn mark_archive_writer_with_ttl(
     };
     if Instant::now() >= deadline {
         mark.release().await;
-        return Err(LockError::Busy(format!(
-            "the storage took {} s or more to write the {what} writer's mark (its TTL is {} s)",
-            chain::trust_for(ttl).as_secs_f32(),
-            ttl.as_secs_f32()
-        )));
+        return Err(LockError::TooSlow {
+            what: format!("{what} writer's mark"),
+            took_secs: chain::trust_for(ttl).as_secs_f32(),
+            ttl_secs: ttl.as_secs_f32(),
+        });
     }
     Ok(mark)
 }

@@ -207,6 +207,14 @@ fn abandon(operation: &str) {
 pub enum LockError {
     #[error("the cluster is busy: {0} holds it; try again when it has ended")]
     Busy(String),
+    /// The storage answered a lock or mark write so late that nobody may trust it (the
+    /// write was given back): busy in effect, but no other operation holds it.
+    #[error("the storage took {took_secs:.1} s or more to write the {what} (it lives {ttl_secs:.1} s), so it was given back; try again, or raise [server] lease_ttl_secs for a slow storage")]
+    TooSlow {
+        what: String,
+        took_secs: f32,
+        ttl_secs: f32,
+    },
     /// The holder lost its lock: taken over by another process, or not renewed within
     /// its TTL. Nothing more may become visible under it.
     #[error("lost the cluster lock: {0}")]
@@ -490,12 +498,19 @@ impl RepoLock {
             };
             if Instant::now() >= deadline {
                 // Written, but too late to be sure nobody judged it expired meanwhile.
-                let why = format!(
-                    "the storage took longer than the lock's TTL of {} s to write it",
-                    ttl.as_secs_f32()
-                );
                 lock.release().await;
-                return Err(LockError::Busy(why));
+                return Err(LockError::TooSlow {
+                    what: format!(
+                        "{} lock",
+                        if chain == chain::GC_CHAIN {
+                            "garbage collection"
+                        } else {
+                            "cluster"
+                        }
+                    ),
+                    took_secs: chain::trust_for(ttl).as_secs_f32(),
+                    ttl_secs: ttl.as_secs_f32(),
+                });
             }
             prune(&lock.store, chain, &view.generations).await;
             return Ok(lock);
