@@ -87,7 +87,9 @@ fn bytes_rejection(rejection: axum::extract::rejection::BytesRejection) -> ApiFa
     ))
 }
 
-/// Query parameters.
+/// Query parameters. `T` refuses names it does not know (`#[serde(deny_unknown_fields)]`)
+/// and is listed in the route's OpenAPI operation (`params(T)`), which is what
+/// [`crate::queries`] lets through to the route at all.
 pub(crate) struct Params<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for Params<T>

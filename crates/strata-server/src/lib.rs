@@ -21,6 +21,7 @@ mod metrics;
 mod node_api;
 mod openapi;
 mod page_bodies;
+mod queries;
 mod scheduled;
 mod serve;
 mod tables_api;
@@ -92,7 +93,13 @@ pub fn router(parts: ServerParts) -> axum::Router {
         router = router.merge(openapi::routes());
         router = router.merge(dashboard::routes());
     }
+    // On every route of every API, before its token check and handler: a query parameter
+    // the route does not take is a 400 naming it, never a request run without it.
     router
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::new(queries::QueryRules::of_api()),
+            queries::refuse_unknown,
+        ))
         .fallback(|| async {
             ApiFailure(ApiError::new(
                 strata_agent::api::ErrorCode::NotFound,
