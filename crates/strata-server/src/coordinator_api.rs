@@ -9,6 +9,7 @@
 use crate::auth::{require_token, Caller, CallerRole, Tokens};
 use crate::extract::{backup_name, bad, Body, Params, PathParam};
 use crate::page_bodies::{PageBody, PageKey};
+use crate::queries::DocumentRefusals;
 use crate::{ApiFailure, Reply};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -875,7 +876,7 @@ async fn audit(State(s): Api, Params(query): Params<AuditQuery>) -> Reply<Vec<Au
         check, audit, crate::tables_api::policies, crate::tables_api::plan, crate::tables_api::history,
         crate::tables_api::edit, crate::tables_api::add, crate::tables_api::remove, crate::tables_api::run),
     components(schemas(ApiError, ErrorCode)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &DocumentRefusals),
     security(("bearer" = [])),
 )]
 pub struct ApiDoc;
