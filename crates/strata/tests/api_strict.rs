@@ -3,7 +3,8 @@
 //! body, sends a valid-looking body plus a field the API does not know, a body whose
 //! fields have the wrong type, and a body that is not JSON. Each must be a 400
 //! `bad_request` naming the field (or saying the body is not JSON), and nothing may start:
-//! a misspelt `include` or `dry_run` once ran a whole in-place restore.
+//! a misspelt `include` or `dry_run` once ran a whole in-place restore. Query strings
+//! likewise: every route, documented or not, refuses a query parameter it does not take.
 
 mod common;
 
@@ -290,4 +291,185 @@ fn every_request_body_refuses_unknown_fields_wrong_types_and_non_json() {
         let reply = http(url, "POST", "/api/v1/gc", Some(TOKEN), body);
         assert_eq!(reply.status, 200, "gc with {body:?}: {}", reply.body);
     }
+}
+
+/// Query strings are as strict as bodies, on every route of the server: a parameter a route
+/// does not take is a 400 `bad_request` naming it, and nothing runs. `?dry_run=true` on a
+/// restore, a cleanup or a delete once did the whole thing for real.
+#[test]
+fn every_route_refuses_query_parameters_it_does_not_take() {
+    const AGENT_TOKEN: &str = "strict-agent-token";
+    let dir = tempfile::tempdir().unwrap();
+    // The server is db1's agent too, so `/node/v1` is served.
+    let config = one_node_site(dir.path(), "[server]\nnode = \"db1\"\n");
+    let strata = || strata_with_token(dir.path(), &config, TOKEN);
+    succeed(strata().arg("init"));
+    succeed(strata().arg("backup"));
+    succeed(strata().arg("backup"));
+    // A change since the backups, which a restore would undo.
+    let data = dir.path().join("data");
+    std::fs::write(data.join("changed-since.txt"), "not in any backup").unwrap();
+    let before = snapshot_tree(&data);
+    let mut command = strata();
+    command.env("STRATA_AGENT_TOKEN", AGENT_TOKEN);
+    let server = Server::start(command, &dir.path().join("server.log"));
+    let url = server.url.as_str();
+    let names = |reply: &common::server::Reply| -> Vec<String> {
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let rows = reply.json();
+        let rows = rows.as_array().unwrap().iter();
+        rows.map(|b| b["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let backups = names(&http(url, "GET", "/api/v1/backups", Some(TOKEN), ""));
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    let oldest = &backups[0];
+
+    // The three that once ran for real.
+    let delete = format!("/api/v1/backups/{oldest}?dry_run=true");
+    for (method, target, body) in [
+        (
+            "POST",
+            "/api/v1/restores?dry_run=true",
+            r#"{"backup": "latest"}"#,
+        ),
+        (
+            "POST",
+            "/api/v1/cleanup?dry_run=true",
+            r#"{"policy": {"keep_last": 1}}"#,
+        ),
+        ("DELETE", delete.as_str(), ""),
+    ] {
+        let reply = http(url, method, target, Some(TOKEN), body);
+        refused(
+            &format!("{method} {target}"),
+            reply.status,
+            &reply.body,
+            "unknown query parameter \"dry_run\"",
+        );
+    }
+    // Nothing ran: no operation, both backups there, the data as it was, and the audit
+    // log (read with a query parameter its route takes) has nothing from the API.
+    let operations = http(url, "GET", "/api/v1/operations", Some(TOKEN), "").json();
+    assert_eq!(operations, json!([]), "an operation was started");
+    let after = names(&http(url, "GET", "/api/v1/backups", Some(TOKEN), ""));
+    assert_eq!(after, backups, "a backup was deleted");
+    assert!(before == snapshot_tree(&data), "the data directory changed");
+    let audit = http(url, "GET", "/api/v1/audit?limit=1000", Some(TOKEN), "");
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    let audit = audit.json();
+    let by_api: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["who"].as_str().unwrap_or_default().starts_with("token:"))
+        .collect();
+    assert!(by_api.is_empty(), "the API changed something: {by_api:?}");
+
+    // A route's own parameters still work; an unknown one beside them is refused, by name.
+    let page = http(url, "GET", "/api/v1/backups?limit=1", Some(TOKEN), "");
+    assert_eq!(names(&page).len(), 1, "{}", page.body);
+    assert_eq!(page.header("x-total-count"), Some("2"));
+    let files = format!("/api/v1/backups/{oldest}/files?limit=3&offset=1");
+    let listed = http(url, "GET", &files, Some(TOKEN), "");
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(
+        listed.json().as_array().unwrap().len(),
+        3,
+        "{}",
+        listed.body
+    );
+    let reply = http(
+        url,
+        "GET",
+        "/api/v1/backups?limit=1&dry_run=true",
+        Some(TOKEN),
+        "",
+    );
+    refused(
+        "GET /api/v1/backups?limit=1&dry_run=true",
+        reply.status,
+        &reply.body,
+        "unknown query parameter \"dry_run\"",
+    );
+    let message = reply.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        !message.contains("\"limit\""),
+        "limit named unknown: {message}"
+    );
+
+    // Every operation of the OpenAPI document, whatever its method.
+    let doc = http(url, "GET", "/api/openapi.json", None, "").json();
+    let mut walked = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let method = method.to_ascii_uppercase();
+            let target = path.replace("{name}", oldest).replace("{id}", "1");
+            let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+            let body = if schema.is_null() {
+                String::new()
+            } else {
+                example(&doc, schema).to_string()
+            };
+            let reply = http(
+                url,
+                &method,
+                &format!("{target}?{UNKNOWN}=1"),
+                Some(TOKEN),
+                &body,
+            );
+            refused(
+                &format!("{method} {path}?{UNKNOWN}"),
+                reply.status,
+                &reply.body,
+                UNKNOWN,
+            );
+            walked.push(format!("{method} {path}"));
+        }
+    }
+    assert!(
+        walked.len() >= 30,
+        "only {} walked: {walked:?}",
+        walked.len()
+    );
+
+    // And the routes the document does not describe.
+    for (method, target, token) in [
+        ("GET", "/metrics", Some(TOKEN)),
+        ("GET", "/health", None),
+        ("GET", "/ready", None),
+        ("GET", "/", None),
+        ("GET", "/ui/", None),
+        ("GET", "/ui/app.js", None),
+        ("GET", "/api/openapi.json", None),
+        ("GET", "/node/v1/metadata", Some(AGENT_TOKEN)),
+        ("POST", "/node/v1/release", Some(AGENT_TOKEN)),
+    ] {
+        let reply = http(url, method, &format!("{target}?{UNKNOWN}=1"), token, "");
+        refused(
+            &format!("{method} {target}?{UNKNOWN}"),
+            reply.status,
+            &reply.body,
+            UNKNOWN,
+        );
+        // Without it, they answer as ever.
+        if method == "GET" {
+            let reply = http(url, method, target, token, "");
+            assert!(
+                reply.status < 400,
+                "{method} {target}: {} {}",
+                reply.status,
+                reply.body
+            );
+        }
+    }
+
+    assert_eq!(
+        http(url, "GET", "/api/v1/operations", Some(TOKEN), "").json(),
+        json!([]),
+        "the walk started an operation"
+    );
+    assert!(before == snapshot_tree(&data), "the walk changed the data");
+    let after = names(&http(url, "GET", "/api/v1/backups", Some(TOKEN), ""));
+    assert_eq!(after, backups, "the walk deleted a backup");
 }
