@@ -135,14 +135,37 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Removes the alive files nobody holds (their processes ended).
+/// How long the alive file of an ended process is kept after it was first found ended:
+/// while it is there it proves its process gone (a lock that process held is taken over
+/// at once); once removed, its leases are simply waited out.
+const KEEP_ENDED: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Removes the alive files nobody has held for a day. A file first found unheld is
+/// stamped (its modification time set to now) and kept, so that the proof of its
+/// process's end outlives that process's leases.
 fn sweep_ended(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().is_some_and(|e| e == "lock") && unheld(&path, None) == Some(true) {
+        if !path.extension().is_some_and(|e| e == "lock") || unheld(&path, None) != Some(true) {
+            continue;
+        }
+        let Ok(file) = std::fs::OpenOptions::new().append(true).open(&path) else {
+            continue;
+        };
+        let Ok(meta) = file.metadata() else {
+            continue;
+        };
+        // A live process never changes its file: a size of 0 means not stamped yet.
+        if meta.len() == 0 {
+            use std::io::Write;
+            let _ = (&file).write_all(b"ended\n");
+            continue;
+        }
+        let age = meta.modified().ok().and_then(|m| m.elapsed().ok());
+        if age.is_some_and(|a| a >= KEEP_ENDED) {
             let _ = std::fs::remove_file(&path);
         }
     }
@@ -242,6 +265,36 @@ mod tests {
             change(&mut changed);
             assert!(!provably_dead_seen_from(&changed, &me), "{changed:?}");
         }
+    }
+
+    #[test]
+    fn ended_alive_files_stay_a_day_as_proof_then_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = dir.path().join("held.lock");
+        let ended = dir.path().join("ended.lock");
+        let old = dir.path().join("old.lock");
+        let holder = File::create(&held).unwrap();
+        rustix::fs::flock(
+            &holder,
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        )
+        .unwrap();
+        File::create(&ended).unwrap();
+        std::fs::write(&old, b"ended\n").unwrap();
+        let long_ago =
+            std::time::SystemTime::now() - KEEP_ENDED - std::time::Duration::from_secs(60);
+        File::options()
+            .append(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        sweep_ended(dir.path());
+        assert!(held.exists(), "a live holder's file stays");
+        assert!(ended.exists(), "an ended one stays as proof");
+        assert!(std::fs::metadata(&ended).unwrap().len() > 0, "stamped");
+        assert_eq!(unheld(&ended, None), Some(true), "and still proves its end");
+        assert!(!old.exists(), "a day after it was found ended, it goes");
     }
 
     #[test]
