@@ -2,8 +2,18 @@
 # The README's first command: back up a sample three-node cluster with strata's embedded
 # default (in-process nodes, a local directory repository; no server, no cloud account),
 # change some pages, back up again, then restore, verify and compare.
+#
+#   examples/quickstart.sh                              # builds strata (release) first
+#   STRATA_BIN=target/debug/strata examples/quickstart.sh
+#
+# Every pipeline here runs under `set -o pipefail`: its last reader reads all its input
+# (`sed -n 1p`, never `head`), so no writer before it can die of SIGPIPE.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# A relative STRATA_BIN is relative to where the script was started.
+if [ -n "${STRATA_BIN:-}" ]; then
+  strata="$(cd "$(dirname "$STRATA_BIN")" && pwd)/$(basename "$STRATA_BIN")"
+fi
 cd "$here"
 
 export STRATA_CONFIG="$here/strata.toml"
@@ -12,9 +22,11 @@ if [ -z "${STRATA_PASSWORD:-}" ]; then
   echo "(using the demo password; set STRATA_PASSWORD to choose your own)"
 fi
 
-echo "==> building strata (release)"
-cargo build --release --quiet -p strata
-strata="$here/../target/release/strata"
+if [ -z "${STRATA_BIN:-}" ]; then
+  echo "==> building strata (release)"
+  cargo build --release --quiet -p strata
+  strata="$here/../target/release/strata"
+fi
 
 if [ ! -d data ]; then
   echo "==> generating sample data for nodes db1, db2, db3 (PostgreSQL-like pages, small files)"
@@ -45,7 +57,7 @@ for i in 1 2 3; do diff -r "data/db$i" "restored/db$i" >/dev/null; done
 echo "==> restored trees are identical to the sources"
 echo "==> strata status"
 "$strata" status
-lost=$(find data/db2 -type f | sort | head -n 1)
+lost=$(find data/db2 -type f | sort | sed -n 1p)
 echo "==> losing $lost, then: strata restore latest --node db2   (in place)"
 rm "$lost"
 "$strata" restore latest --node db2
