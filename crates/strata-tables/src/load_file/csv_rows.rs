@@ -27,6 +27,8 @@ pub struct CsvRows {
     /// The first record, when it is data (`--no-header`), handed out first.
     pending: Option<Row>,
     header: bool,
+    /// Whether the parser was given the line end of the end of the file.
+    end_probed: bool,
     /// csv-core's output: the fields of the record being read, and where they end.
     out: Vec<u8>,
     ends: Vec<usize>,
@@ -50,6 +52,7 @@ impl CsvRows {
             bytes: 0,
             pending: None,
             header,
+            end_probed: false,
             out: vec![0; 64 << 10],
             ends: vec![0; 64],
         };
@@ -90,12 +93,33 @@ impl CsvRows {
                     start = Some(self.line + blank as u64);
                 }
             }
+            // At the end of the file the parser is first given a line end of its own:
+            // in a quoted field it becomes the field's text, and so tells a quote that is
+            // never closed (csv-core would end the record there, the rest of the file one
+            // value: rows dropped without a word). Anywhere else it ends the record just
+            // as the end of the file does.
+            let end_probe = input.is_empty() && !self.end_probed;
+            let input = if end_probe { &b"\n"[..] } else { input };
             let (result, nin, out, end) =
                 self.parser
                     .read_record(input, &mut self.out[nout..], &mut self.ends[nends..]);
-            self.line += memchr::memchr_iter(b'\n', &input[..nin]).count() as u64;
-            self.bytes += nin as u64;
-            self.input.consume(nin);
+            if end_probe {
+                self.end_probed = nin == 1;
+                if nin == 1 && out == 1 && result == ReadRecordResult::InputEmpty {
+                    // PostgreSQL's COPY refuses it too ("unterminated CSV quoted field").
+                    let opened = self.quote_line(nout, nends);
+                    return Err(self.bad_row(
+                        Position::Line(opened),
+                        "a quoted field opens here and is never closed: the file ends \
+                         inside it (an unterminated quote)"
+                            .into(),
+                    ));
+                }
+            } else {
+                self.line += memchr::memchr_iter(b'\n', &input[..nin]).count() as u64;
+                self.bytes += nin as u64;
+                self.input.consume(nin);
+            }
             nout += out;
             nends += end;
             let at = Position::Line(start.unwrap_or(self.line));
@@ -133,6 +157,17 @@ impl CsvRows {
                 ReadRecordResult::End => return Ok(false),
             }
         }
+    }
+
+    /// The line the open quoted field of the record being read starts on, at the end of
+    /// the file, the parser inside it and the record's output `nout` bytes in `nends`
+    /// ended fields. Such a field opened with a quote at its start and holds every byte
+    /// since (a quote inside it is doubled, a line end is kept as it is), so it starts
+    /// as many lines back as it holds line ends.
+    fn quote_line(&self, nout: usize, nends: usize) -> u64 {
+        let start = if nends == 0 { 0 } else { self.ends[nends - 1] };
+        let inside = memchr::memchr_iter(b'\n', &self.out[start.min(nout)..nout]).count();
+        self.line.saturating_sub(inside as u64).max(1)
     }
 
     fn bad_row(&self, at: Position, why: String) -> LoadFileError {
@@ -305,6 +340,46 @@ mod tests {
         let err = rows(b"a,\n", true).unwrap_err().to_string();
         assert!(err.contains("no name"), "{err}");
         assert!(rows(b"", true).is_err());
+    }
+
+    #[test]
+    fn a_quote_never_closed_is_refused_naming_the_line_it_opened_on() {
+        // The file of the report: it read as 2 rows, the rest of the file one value.
+        let err = rows(b"id,v\n1,a\n2,\"oops\n3,c\n4,d\n", true)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "f.csv: line 3: a quoted field opens here and is never closed: the file ends \
+             inside it (an unterminated quote); nothing loaded"
+        );
+        // Without a line end at the end, with CR LF, in the last field of a record that
+        // started lines before (a closed quoted field of two lines first), a doubled quote
+        // inside, in the header, without a header.
+        for (csv, header, line) in [
+            (&b"id,v\n1,a\n2,\"oops"[..], true, 3),
+            (b"id,v\r\n1,a\r\n2,\"oops\r\n3,c\r\n", true, 3),
+            (b"id,v,w\n1,\"two\nlines\",\"open\n\n5,x,y\n", true, 3),
+            (b"id,v\n1,\"say \"\"hi\"\"\n2,b\n", true, 2),
+            (b"id,\"v\n1,a\n", true, 1),
+            (b"1,a\n2,b\n\n\n3,\"", false, 5),
+            (b"1,a\n\"", false, 2),
+        ] {
+            let err = rows(csv, header).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("f.csv: line {line}: a quoted field opens here")),
+                "{:?}: {err}",
+                String::from_utf8_lossy(csv)
+            );
+        }
+        // Quotes that close, even at the very end, and quotes inside unquoted text.
+        let (_, read) = rows(b"id,v\n1,\"a\"\n2,\"b\nc\"", true).unwrap();
+        assert_eq!(read.len(), 2);
+        let (_, read) = rows(b"id,v\n1,a\"b\n2,\"x\"y\"\n3,\"\"\n", true).unwrap();
+        assert_eq!(read.len(), 3);
+        assert_eq!(read[0].1[1].as_deref(), Some("a\"b"));
+        let (_, read) = rows(b"id,v\n1,\"\"\"\"\n", true).unwrap();
+        assert_eq!(read[0].1[1].as_deref(), Some("\""));
     }
 
     #[test]
