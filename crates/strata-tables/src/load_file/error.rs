@@ -46,6 +46,10 @@ pub enum LoadFileError {
     /// Reading the file failed.
     #[error("{file}: {why}")]
     Read { file: String, why: String },
+    /// A compressed file whose stream does not decompress whole: damaged or cut short
+    /// (what the decoder says, and where).
+    #[error("{file}: {why}")]
+    Damaged { file: String, why: String },
     /// Options that do not fit together or do not fit the file or the table.
     #[error("{0}")]
     Usage(String),

@@ -118,14 +118,12 @@ struct Opener {
 type Opened = (Box<dyn RowReader>, Option<Vec<&'static str>>);
 
 impl Opener {
-    /// The file's bytes, decompressed, and the count of compressed bytes read (for
-    /// progress against the file's size) when it is compressed.
+    /// The file's bytes, decompressed, and when it is compressed its stream (the
+    /// compressed bytes read, for progress against the file's size; the check of the
+    /// stream before a row is blamed).
     fn input(
         &self,
-    ) -> LoadFileResult<(
-        Box<dyn std::io::Read + Send>,
-        Option<decompressed::Consumed>,
-    )> {
+    ) -> LoadFileResult<(Box<dyn std::io::Read + Send>, Option<decompressed::Stream>)> {
         let raw = self.source.open(&self.file, self.size, &self.runtime)?;
         decompressed::open(raw, self.compression, &self.file)
     }
@@ -135,16 +133,29 @@ impl Opener {
     fn open(&self, json_columns: Option<Vec<String>>) -> LoadFileResult<Opened> {
         Ok(match self.format {
             FileFormat::Csv => {
-                let (input, consumed) = self.input()?;
-                let rows = csv_rows::CsvRows::open(input, &self.file, self.header, self.delimiter)?;
-                (decompressed::counted(Box::new(rows), consumed), None)
+                let (input, stream) = self.input()?;
+                let rows =
+                    match csv_rows::CsvRows::open(input, &self.file, self.header, self.delimiter) {
+                        Ok(rows) => rows,
+                        // A bad header of a damaged stream: the damage is the error.
+                        Err(e) => {
+                            return Err(stream.and_then(|s| s.damage(&self.file)).unwrap_or(e))
+                        }
+                    };
+                (
+                    decompressed::counted(Box::new(rows), stream, &self.file),
+                    None,
+                )
             }
             FileFormat::Ndjson => {
-                let (input, consumed) = self.input()?;
+                let (input, stream) = self.input()?;
                 let discover = json_columns.is_none();
                 let columns = json_columns.unwrap_or_default();
                 let rows = json_rows::JsonRows::open(input, &self.file, columns, discover);
-                (decompressed::counted(Box::new(rows), consumed), None)
+                (
+                    decompressed::counted(Box::new(rows), stream, &self.file),
+                    None,
+                )
             }
             FileFormat::Parquet => {
                 let local = self
@@ -458,18 +469,24 @@ async fn refused(
             seen: 0,
             found: None,
         };
-        pipeline::run(
+        let located = pipeline::run(
             &mut *reader,
             &opener.file,
             &window,
             &mut locate,
             &Counters::default(),
-        )?;
+        );
+        // The value refused may be the work of a damaged compressed stream.
+        if let Some(damage) = reader.damage() {
+            return Err(damage);
+        }
+        located?;
         Ok::<_, LoadFileError>(locate.found)
     })
     .await;
     let file = request.file.clone();
     match (found, column) {
+        (Ok(Err(damage @ LoadFileError::Damaged { .. })), _) => damage.into(),
         (Ok(Ok(Some(at))), Some(column)) => LoadFileError::BadValue {
             file,
             at,

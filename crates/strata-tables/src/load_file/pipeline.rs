@@ -47,8 +47,23 @@ pub trait Sink {
     fn row(&mut self, row: &Row, columns: &[String]) -> LoadFileResult<bool>;
 }
 
-/// Reads `reader` through `window` into `sink`; the rows taken.
+/// Reads `reader` through `window` into `sink`; the rows taken. When a row is bad or
+/// reading fails, a compressed stream is first read to its end: if it is damaged, that
+/// is the error (the row was the damage's work).
 pub fn run(
+    reader: &mut dyn RowReader,
+    file: &str,
+    window: &Window,
+    sink: &mut dyn Sink,
+    counters: &Counters,
+) -> LoadFileResult<u64> {
+    match take(reader, file, window, sink, counters) {
+        Err(e) if !matches!(e, LoadFileError::Usage(_)) => Err(reader.damage().unwrap_or(e)),
+        done => done,
+    }
+}
+
+fn take(
     reader: &mut dyn RowReader,
     file: &str,
     window: &Window,

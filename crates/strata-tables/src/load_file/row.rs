@@ -1,7 +1,7 @@
 //! One row of a file as every reader hands it out: the text of its fields, in the file's
 //! column order, in one buffer reused from row to row (no allocation per row).
 
-use super::error::{LoadFileResult, Position};
+use super::error::{LoadFileError, LoadFileResult, Position};
 
 /// The most bytes one row may hold: a row is buffered whole, and this bounds the memory a
 /// hostile file (one endless quoted field, one endless line) can take.
@@ -93,4 +93,11 @@ pub trait RowReader: Send {
     fn next_row(&mut self, row: &mut Row) -> LoadFileResult<bool>;
     /// Bytes of the file read so far.
     fn bytes_read(&self) -> u64;
+    /// For a compressed file, once reading stopped at an error: the rest of the stream
+    /// read, and the error when it turns out damaged or cut short (a damaged stream can
+    /// decompress to bad rows before its checksum tells). `None` when the stream is
+    /// whole, or the file is not compressed.
+    fn damage(&mut self) -> Option<LoadFileError> {
+        None
+    }
 }
