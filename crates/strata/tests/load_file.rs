@@ -126,7 +126,7 @@ impl Site {
             return None;
         }
         let python = python()?;
-        let site = PgSite::new("strata-load-file");
+        let Site { site, .. } = Site::bare()?;
         let out = Command::new(python)
             .args(["-c", WRITER])
             .arg(site.dir.path())
@@ -138,11 +138,23 @@ impl Site {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        std::fs::write(site.path("strata.toml"), "").unwrap();
         let expected = std::fs::read(site.path("expected.json")).unwrap();
         let expected = serde_json::from_slice::<Vec<Value>>(&expected).unwrap();
-        site.pg.psql("postgres", "CREATE SCHEMA s");
         Some(Site { site, expected })
+    }
+
+    /// A server with schema `s` and no files: for tests that write their own (no Python).
+    fn bare() -> Option<Site> {
+        if skip_without_postgres() {
+            return None;
+        }
+        let site = PgSite::new("strata-load-file");
+        std::fs::write(site.path("strata.toml"), "").unwrap();
+        site.pg.psql("postgres", "CREATE SCHEMA s");
+        Some(Site {
+            site,
+            expected: Vec::new(),
+        })
     }
 
     fn file(&self, name: &str) -> String {
@@ -560,4 +572,158 @@ fn load_file_from_the_s3_emulator() {
         "--create",
     ]);
     assert_eq!(site.rows("s.pq_s3"), site.expected(|_| true));
+}
+
+/// A load that fails: exit 1, one line on stderr holding every needle and "nothing
+/// loaded". Its stderr.
+fn refused(out: &Output, needles: &[&str]) -> String {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for needle in needles.iter().chain(&["nothing loaded"]) {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    stderr
+}
+
+/// The file of issue 51: a quote that is never closed made the rest of the file one
+/// value, and the load said "2 rows" with exit 0. It is refused, naming the line the
+/// quote opened on, as PostgreSQL's own COPY refuses it, and nothing is loaded: into an
+/// existing table, with --create, dry, and gzip compressed.
+#[test]
+fn load_file_an_unterminated_quote_is_refused_naming_its_line_and_loads_nothing() {
+    let Some(site) = Site::bare() else { return };
+    let csv = "id,v\n1,a\n2,\"oops\n3,c\n4,d\n";
+    std::fs::write(site.site.path("open.csv"), csv).unwrap();
+    let gz = Command::new("gzip")
+        .args(["-k", "-9"])
+        .arg(site.site.path("open.csv"))
+        .status()
+        .unwrap();
+    assert!(gz.success());
+    // PostgreSQL's COPY (psql's \copy) refuses the file.
+    site.sql("CREATE TABLE s.t (id bigint, v text)");
+    let copy = site.site.pg.try_psql(
+        "postgres",
+        &format!("\\copy s.t FROM '{}' CSV HEADER", site.file("open.csv")),
+    );
+    let why = copy.expect_err("\\copy loads a quote never closed");
+    assert!(why.contains("unterminated CSV quoted field"), "{why}");
+    site.sql("INSERT INTO s.t VALUES (0, 'before')");
+    let line = "open.csv: line 3: a quoted field opens here and is never closed: the file \
+                ends inside it (an unterminated quote)";
+    for extra in [&[][..], &["--dry-run"][..]] {
+        refused(&site.load("open.csv", "s.t", extra), &[line]);
+        assert_eq!(site.sql("SELECT count(*) FROM s.t"), "1", "{extra:?}");
+    }
+    let out = site.load("open.csv.gz", "s.t", &[]);
+    refused(&out, &["open.csv.gz: line 3: a quoted field opens here"]);
+    assert_eq!(site.sql("SELECT count(*) FROM s.t"), "1");
+    for extra in [&["--create"][..], &["--create", "--dry-run"][..]] {
+        refused(&site.load("open.csv", "s.new", extra), &[line]);
+        assert_eq!(site.sql("SELECT to_regclass('s.new') IS NULL"), "t");
+    }
+    // Closed, the same file loads its four rows.
+    std::fs::write(
+        site.site.path("closed.csv"),
+        csv.replace("oops", "oops\"").as_bytes(),
+    )
+    .unwrap();
+    site.load_ok("closed.csv", "s.t", &[]);
+    assert_eq!(site.sql("SELECT count(*) FROM s.t"), "5");
+}
+
+/// What `program` writes decompressing `file`, its own checks off or failing.
+fn decompressed_anyway(program: &str, args: &[&str], file: &Path) -> Vec<u8> {
+    Command::new(program)
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap()
+        .stdout
+}
+
+/// Whether some line of `csv` (no quotes in it) does not have `fields` fields.
+fn ragged(csv: &[u8], fields: usize) -> bool {
+    csv.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .any(|l| l.split(|b| *b == b',').count() != fields)
+}
+
+/// Issue 51 too: a gzip file with one byte flipped was reported as a bad row ("line
+/// 100013: 5 fields where the header has 4"): the damage decompresses to ragged rows
+/// long before the member's checksum is read. The damaged stream is named instead, with
+/// the decoder's word and the byte, and nothing is loaded; the same for zstd.
+#[test]
+fn load_file_a_damaged_gzip_or_zstd_stream_is_named_not_blamed_on_a_row() {
+    let Some(site) = Site::bare() else { return };
+    let mut csv = b"id,name,qty,note\n".to_vec();
+    for i in 0..200_000u64 {
+        csv.extend_from_slice(
+            format!("{i},item {},{},note {}\n", i * 7 % 1000, i % 97, i * 31).as_bytes(),
+        );
+    }
+    std::fs::write(site.site.path("rows.csv"), &csv).unwrap();
+    // Written by the gzip and zstd tools (zstd with its frame checksum, its default).
+    let mut codecs = vec![("gzip", "gz", vec!["-dc"])];
+    let zstd = Command::new("zstd").arg("--version").output();
+    if zstd.is_ok_and(|o| o.status.success()) {
+        codecs.push(("zstd", "zst", vec!["-dcq", "--no-check"]));
+    } else {
+        eprintln!("SKIPPED (zstd part): no zstd tool");
+    }
+    site.sql("CREATE TABLE s.t (id bigint, name text, qty int, note text)");
+    site.sql("INSERT INTO s.t VALUES (-1, 'before', 0, '')");
+    for (program, ext, undo) in codecs {
+        let status = Command::new(program)
+            .args(["-k", "-q"])
+            .arg(site.site.path("rows.csv"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "{program}");
+        let whole_name = format!("rows.csv.{ext}");
+        let whole = std::fs::read(site.site.path(&whole_name)).unwrap();
+        let said = site.load_ok(&whole_name, "s.whole", &["--create"]);
+        assert!(said.contains("loaded 200000 rows"), "{said}");
+        // A byte flipped in the middle, where the tool itself, its check left out (or
+        // failing only at the end), decompresses to ragged rows: what a load took for
+        // a bad row.
+        let damaged = site.site.path(&format!("damaged.csv.{ext}"));
+        let at = (0..200)
+            .map(|k| whole.len() / 2 + k * 13)
+            .find(|at| {
+                let mut bytes = whole.clone();
+                bytes[*at] ^= 0x10;
+                std::fs::write(&damaged, &bytes).unwrap();
+                ragged(&decompressed_anyway(program, &undo, &damaged), 4)
+            })
+            .unwrap_or_else(|| panic!("no flip in {whole_name} makes ragged rows"));
+        let file = format!("damaged.csv.{ext}");
+        let stream = format!("{file}: the {program} stream is damaged (");
+        for extra in [&[][..], &["--dry-run"][..]] {
+            let stderr = refused(
+                &site.load(&file, "s.t", extra),
+                &[&stream, "), found at byte "],
+            );
+            assert!(!stderr.contains("fields where"), "{stderr}");
+            let found: usize = stderr
+                .split("found at byte ")
+                .nth(1)
+                .and_then(|r| r.split(';').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{stderr}"));
+            assert!(
+                found >= at && found <= whole.len(),
+                "flipped at {at}: {stderr}"
+            );
+            assert_eq!(
+                site.sql("SELECT count(*) FROM s.t"),
+                "1",
+                "{file} {extra:?}"
+            );
+        }
+        refused(&site.load(&file, "s.created", &["--create"]), &[&stream]);
+        assert_eq!(site.sql("SELECT to_regclass('s.created') IS NULL"), "t");
+        site.sql("DROP TABLE s.whole");
+    }
 }
