@@ -23,6 +23,9 @@ need npm || missing+=(npm)
 need openssl || missing+=(openssl)
 # setfacl/getfacl for the tests that back up and restore POSIX ACLs.
 need setfacl || missing+=(acl)
+# gzip and zstd write the compressed files the loader's damaged-stream test flips bytes in.
+need gzip || missing+=(gzip)
+need zstd || missing+=(zstd)
 python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 # PostgreSQL 15 (initdb, pg_ctl, pgbench) for the postgres plugin's tests.
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)

@@ -149,7 +149,7 @@ fn sweep_ended(dir: &Path) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if !path.extension().is_some_and(|e| e == "lock") || unheld(&path, None) != Some(true) {
+        if path.extension().is_none_or(|e| e != "lock") || unheld(&path, None) != Some(true) {
             continue;
         }
         let Ok(file) = std::fs::OpenOptions::new().append(true).open(&path) else {
