@@ -817,12 +817,13 @@ async fn collect(
     let listed = repo.list_packs().await?;
     let now = crate::lock::clock::storage_now_ms(store).await?;
     let mut delete: Vec<(String, u64)> = Vec::new();
-    let mut unindexed: Vec<(PackId, String, u64)> = Vec::new();
+    // (A key under data/ that names no pack is a stray: it goes by the same rule.)
+    let mut unindexed: Vec<(Option<PackId>, String, u64)> = Vec::new();
     for o in listed {
         match pack_of_key(&o.key) {
             Some(id) if indexed.binary_search(&id).is_ok() => {}
             Some(id) if doomed.binary_search(&id).is_ok() => delete.push((o.key, o.size)),
-            Some(id) if !is_young(o.modified, now, grace) => unindexed.push((id, o.key, o.size)),
+            pack if !is_young(o.modified, now, grace) => unindexed.push((pack, o.key, o.size)),
             _ => {}
         }
     }
@@ -834,7 +835,7 @@ async fn collect(
             delete.extend(
                 unindexed
                     .into_iter()
-                    .filter(|(id, _, _)| now_indexed.position(id).is_none())
+                    .filter(|(id, _, _)| id.is_none_or(|id| now_indexed.position(&id).is_none()))
                     .map(|(_, key, size)| (key, size)),
             );
         } else {
