@@ -462,3 +462,19 @@ fn negative_control_readers_that_never_look_again_fail_across_a_repack() {
     assert!(repacked > 0);
     assert!(!ok, "with the rule gone, the trial must find the damage");
 }
+
+/// A backup's mark lives as long as the configured lease (`[server] lease_ttl_secs`), not a
+/// fixed minute: a storage outage the lease rides out does not cost the backup its mark.
+#[test]
+fn a_backups_mark_lives_as_long_as_the_configured_lease() {
+    let site = Site::with("[server]\nlease_ttl_secs = 300\n");
+    let held = site.held(&["backup"], "index/", &[]);
+    let marks: Vec<serde_json::Value> = fs::read_dir(site.path("repo/writers"))
+        .unwrap()
+        .map(|e| serde_json::from_slice(&fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(marks.len(), 1, "{marks:?}");
+    assert_eq!(marks[0]["kind"], "backup");
+    assert_eq!(marks[0]["ttl_ms"], 300_000, "{:?}", marks[0]);
+    assert!(held.release().status.success());
+}
