@@ -8,6 +8,17 @@
 //! no external pid file), authentication is a scratch `pg_hba.conf` that admits local
 //! socket connections only, and it runs as the data directory's owner (PostgreSQL
 //! refuses root).
+//!
+//! Nor does it run anything the source's configuration names ([`OVERRIDDEN`]): every
+//! setting that runs a shell command (`archive_command`, `archive_cleanup_command`,
+//! `recovery_end_command`, `restore_command`, `ssl_passphrase_command`) is emptied (the
+//! restore command is strata's own where recovery needs one), and no library is
+//! preloaded (`shared_preload_libraries`, `session_preload_libraries`,
+//! `local_preload_libraries`, `archive_library`): a background worker of the source
+//! (a job scheduler, a replication agent) never starts in a copy. Settings that would
+//! stall or misdirect the copy (a synchronous standby to wait for, a recovery target or
+//! apply delay left in the source's configuration, read-only transactions, SSL files
+//! the copy does not hold) are reset too.
 
 use crate::{PgError, PgResult};
 use std::os::unix::fs::MetadataExt;
@@ -34,6 +45,40 @@ pub struct Scratch {
     /// The server's log.
     pub log: PathBuf,
 }
+
+/// The settings every scratch server starts with whatever the source's configuration
+/// says (its `postgresql.conf`, `postgresql.auto.conf` and their includes): nothing the
+/// source would run or load runs in the copy. [`Scratch::start`]'s own settings (the
+/// restore command and recovery target of a table restore) replace these where they name
+/// the same one.
+pub const OVERRIDDEN: &[(&str, &str)] = &[
+    // Commands the server runs through a shell.
+    ("archive_mode", "off"),
+    ("archive_command", ""),
+    ("archive_cleanup_command", ""),
+    ("recovery_end_command", ""),
+    ("restore_command", ""),
+    ("ssl_passphrase_command", ""),
+    // Code the server loads: no library of the source's (strata's checks need none
+    // preloaded; `amcheck` is loaded on demand).
+    ("shared_preload_libraries", ""),
+    ("session_preload_libraries", ""),
+    ("local_preload_libraries", ""),
+    ("archive_library", ""),
+    // Nothing to follow, wait for or stop at but what strata asks.
+    ("primary_conninfo", ""),
+    ("primary_slot_name", ""),
+    ("recovery_target", ""),
+    ("recovery_target_name", ""),
+    ("recovery_target_time", ""),
+    ("recovery_target_xid", ""),
+    ("recovery_target_lsn", ""),
+    ("recovery_target_action", "pause"),
+    ("recovery_min_apply_delay", "0"),
+    ("synchronous_standby_names", ""),
+    ("default_transaction_read_only", "off"),
+    ("ssl", "off"),
+];
 
 /// The name of user `uid` (`/etc/passwd`).
 fn user_name(uid: u32) -> Option<String> {
@@ -117,6 +162,11 @@ impl Scratch {
         }))
     }
 
+    /// The major version of the copy (`15`; `9` for 9.x).
+    pub fn major(&self) -> u32 {
+        major_version(&self.data_dir).unwrap_or(0)
+    }
+
     /// `tool` of the binaries, run as the owner.
     pub fn tool(&self, tool: &str) -> Command {
         let mut cmd = Command::new(self.bin.join(tool));
@@ -148,13 +198,16 @@ impl Scratch {
             ("port", self.port.to_string()),
             ("listen_addresses", String::new()),
             ("unix_socket_directories", path(&self.work)),
-            ("archive_mode", "off".into()),
-            ("restore_command", String::new()),
-            ("primary_conninfo", String::new()),
-            ("recovery_target", String::new()),
             ("logging_collector", "off".into()),
+            ("log_destination", "stderr".into()),
             ("external_pid_file", String::new()),
         ];
+        options.extend(
+            OVERRIDDEN
+                .iter()
+                .filter(|(key, _)| *key != "archive_library" || self.major() >= 15)
+                .map(|(key, value)| (*key, value.to_string())),
+        );
         for (key, value) in settings {
             options.retain(|(k, _)| k != key);
             options.push((key, value.clone()));
@@ -250,6 +303,50 @@ impl Scratch {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
         all[all.len().saturating_sub(lines)..].join(" | ")
+    }
+}
+
+/// The major version in `data_dir/PG_VERSION`.
+fn major_version(data_dir: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(data_dir.join("PG_VERSION")).ok()?;
+    text.trim().split('.').next()?.parse().ok()
+}
+
+/// Stops at once (`pg_ctl stop -m immediate`, as the data directory's owner) a server
+/// running on `data_dir` that its starter left behind (a strata process that was killed):
+/// `Ok(true)` when one ran and is stopped, `Ok(false)` when none runs there. The copy is
+/// thrown away, so nothing of it needs to be written out.
+pub fn stop_leftover(data_dir: &Path) -> Result<bool, String> {
+    if !data_dir.join("postmaster.pid").exists() {
+        return Ok(false);
+    }
+    let version = std::fs::read_to_string(data_dir.join("PG_VERSION"))
+        .map_err(|e| format!("cannot read {}: {e}", data_dir.join("PG_VERSION").display()))?;
+    let bin = PathBuf::from(format!("/usr/lib/postgresql/{}/bin", version.trim()));
+    let meta = std::fs::metadata(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let pg_ctl = |args: &[&str]| {
+        let mut cmd = Command::new(bin.join("pg_ctl"));
+        if rustix::process::geteuid().is_root() {
+            cmd.uid(meta.uid()).gid(meta.gid());
+        }
+        cmd.env("HOME", data_dir)
+            .args(args)
+            .arg("-D")
+            .arg(data_dir)
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", bin.join("pg_ctl").display()))
+    };
+    if !pg_ctl(&["status"])?.status.success() {
+        return Ok(false);
+    }
+    let out = pg_ctl(&["stop", "-m", "immediate", "-w", "-t", "60"])?;
+    match out.status.success() {
+        true => Ok(true),
+        false => Err(format!(
+            "pg_ctl stop exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
     }
 }
 
