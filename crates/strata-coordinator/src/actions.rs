@@ -309,8 +309,11 @@ impl Actions {
     }
 
     /// `verify --restore`: a restore drill of `summary` in a scratch directory under
-    /// `state_dir` (removed afterwards), recorded as the backup's last verification;
-    /// announced and audited as a verification.
+    /// `state_dir` (removed afterwards, marked while it exists: see
+    /// [`crate::scratch_space`]), recorded as the backup's last verification; announced
+    /// and audited as a verification. What killed drills and table restores left is
+    /// stopped and removed first, each said in a `warning:` line of the report's
+    /// `database` lines.
     pub async fn drill(
         &self,
         who: &str,
@@ -319,8 +322,24 @@ impl Actions {
     ) -> CoordinatorResult<DrillReport> {
         let action = Self::action(who, "verify", &summary.name);
         self.events.started(&action, &self.storage);
+        let warnings = crate::scratch_space::sweep(state_dir);
         let scratch = state_dir.join(format!("restore-drill-{}", summary.name));
-        let result = crate::verify::drill_and_record(&self.repo, summary, &scratch).await;
+        let mut result = match crate::scratch_space::ScratchLease::take(
+            state_dir,
+            &scratch,
+            &format!("restore drill of backup {}", summary.name),
+        ) {
+            Ok(lease) => {
+                let result = crate::verify::drill_and_record(&self.repo, summary, &scratch).await;
+                drop(lease);
+                result
+            }
+            Err(e) => Err(e),
+        };
+        if let Ok(report) = &mut result {
+            let lines = warnings.into_iter().map(|w| format!("warning: {w}"));
+            report.database.splice(0..0, lines);
+        }
         self.finish(&action, &result, DrillReport::outcome).await;
         result
     }

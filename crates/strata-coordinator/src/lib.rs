@@ -54,6 +54,7 @@ pub mod repair;
 pub mod restore;
 pub mod retention;
 pub mod schedule;
+pub mod scratch_space;
 pub mod table_restore;
 pub mod verify;
 

@@ -77,6 +77,9 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
         mut stop,
     } = setup;
     let mut stoppable = None;
+    // Scratch servers of table restores and drills killed on this host are stopped and
+    // their copies removed (each said in a warning line).
+    let _ = strata_coordinator::scratch_space::sweep(&config.state_dir());
 
     let settings = &config.server;
     let node = node.or(settings.node.clone());
