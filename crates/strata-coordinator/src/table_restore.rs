@@ -7,8 +7,15 @@
 //! tables are brought back ([`strata_postgres::tables`]) into the live database under the
 //! names asked for, or into a dump file, and the scratch server and files are removed
 //! whatever happens: an error, a panic, or the command's future dropped by a SIGTERM.
+//!
+//! What can be refused without the copy is refused before any work: a name the live
+//! database already has, a schema it does not have, a database it lacks. The scratch
+//! space carries a mark ([`crate::scratch_space`]): what a killed restore leaves (its
+//! server running on its copy) is stopped and removed by the next table restore, restore
+//! drill or `strata server` start, with a warning.
 
 use crate::config::Config;
+use crate::scratch_space::ScratchLease;
 use crate::{CoordinatorError, CoordinatorResult};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -28,7 +35,7 @@ pub struct TableRestore {
     /// `SCHEMA.TABLE` each; none: the whole database comes back.
     pub tables: Vec<String>,
     /// The name the (one) table or the database comes back under; default
-    /// `<name>_restored`.
+    /// `<name>_restored`. A table's in its own schema, or `SCHEMA.NAME`.
     pub rename: Option<String>,
     /// Write a dump file instead of loading into the live database.
     pub dump: Option<PathBuf>,
@@ -64,21 +71,6 @@ pub struct TableRestoreReport {
     pub lines: Vec<String>,
 }
 
-/// Removes the scratch space when dropped, the server in it stopped first.
-struct ScratchSpace {
-    dir: PathBuf,
-    server: Option<Scratch>,
-}
-
-impl Drop for ScratchSpace {
-    fn drop(&mut self) {
-        if let Some(server) = &self.server {
-            let _ = server.stop();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// Bytes free for this process in the file system of `dir`.
 fn free_bytes(dir: &Path) -> Option<u64> {
     let stat = rustix::fs::statvfs(dir).ok()?;
@@ -107,6 +99,12 @@ pub async fn restore_tables(
             "--as names one table: give one --table with it, or none (each comes back as <table>_restored)".into(),
         ));
     }
+    // What killed restores and drills left (their servers running on their copies) is
+    // stopped and removed first, and said.
+    let warnings: Vec<String> = crate::scratch_space::sweep(scratch_root)
+        .into_iter()
+        .map(|line| format!("warning: {line}"))
+        .collect();
     let node = summary
         .nodes
         .iter()
@@ -164,23 +162,47 @@ pub async fn restore_tables(
     }
     let tables = names
         .into_iter()
-        .map(|t| {
-            let new = request
-                .rename
-                .clone()
-                .unwrap_or_else(|| format!("{}_restored", t.name));
-            TableName::parse(&new).map_err(invalid).map(|n| (t, n.name))
-        })
+        .map(|t| new_table_name(&t, request.rename.as_deref()).map(|n| (t, n)))
         .collect::<CoordinatorResult<Vec<_>>>()?;
+    if !info.databases.is_empty() && !info.databases.contains_key(&request.database) {
+        return Err(invalid(format!(
+            "backup {} has no database {:?} (it has {})",
+            summary.name,
+            request.database,
+            info.databases
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    // What the live database can be asked without the copy is asked before any work.
+    if let Destination::Live(connect) = &destination {
+        match whole_database {
+            true => {
+                strata_postgres::tables::check_live_database_free(connect, &new_database).await?
+            }
+            false => {
+                let new: Vec<TableName> = tables.iter().map(|(_, n)| n.clone()).collect();
+                strata_postgres::tables::check_live_names(connect, &request.database, &new).await?
+            }
+        }
+    }
+    if let Some(why) = request.stopped() {
+        return Err(stopped_error(why));
+    }
 
-    // The copy goes under the state directory: its file system must hold it.
+    // The copy goes under the state directory: its file system must hold it. Marked
+    // first, so that a restore killed at any point leaves nothing the next one does not
+    // find.
     let dir = scratch_root.join(format!("table-restore-{}", crate::names::new_backup_name()));
+    let what = match whole_database {
+        true => format!("database restore of backup {}", summary.name),
+        false => format!("table restore of backup {}", summary.name),
+    };
+    let mut space = ScratchLease::take(scratch_root, &dir, &what)?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| invalid(format!("cannot create {}: {e}", dir.display())))?;
-    let mut space = ScratchSpace {
-        dir: dir.clone(),
-        server: None,
-    };
     let needed = node.bytes + node.bytes / 10;
     if let Some(free) = free_bytes(&dir) {
         if free < needed {
@@ -216,18 +238,6 @@ pub async fn restore_tables(
         .filter(|(name, _)| !keep.contains(&name.as_str()))
         .map(|(_, oid)| format!("base/{oid}").into_bytes())
         .collect();
-    if !info.databases.is_empty() && !info.databases.contains_key(&request.database) {
-        return Err(invalid(format!(
-            "backup {} has no database {:?} (it has {})",
-            summary.name,
-            request.database,
-            info.databases
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
     if !hollow.is_empty() {
         say(&format!(
             "{} other databases are left out of the copy (holes of their size)",
@@ -262,7 +272,7 @@ pub async fn restore_tables(
     };
     let scratch = Scratch::prepare(&data_dir, &dir.join("run"), None)?
         .map_err(|why| invalid(format!("cannot start the copy: {why}")))?;
-    space.server = Some(scratch.clone());
+    space.set_server(scratch.clone());
     // Recovery through the archive, to the target (or its end), then promoted.
     let signal = data_dir.join("recovery.signal");
     std::fs::write(&signal, "").map_err(|e| invalid(format!("{}: {e}", signal.display())))?;
@@ -349,6 +359,42 @@ pub async fn restore_tables(
     Ok(TableRestoreReport {
         backup: summary.name.clone(),
         node: node.name.clone(),
-        lines,
+        lines: warnings.into_iter().chain(lines).collect(),
     })
+}
+
+/// The name `table` comes back under: `--as NAME` in the table's own schema, `--as
+/// SCHEMA.NAME` in that schema, else `<table>_restored` in its own schema.
+fn new_table_name(table: &TableName, rename: Option<&str>) -> CoordinatorResult<TableName> {
+    let invalid = |m: String| CoordinatorError::Invalid(m);
+    match rename {
+        Some(given) if given.contains('.') => TableName::parse(given).map_err(invalid),
+        Some(given) => Ok(TableName {
+            schema: table.schema.clone(),
+            name: TableName::parse(given).map_err(invalid)?.name,
+        }),
+        None => Ok(TableName {
+            schema: table.schema.clone(),
+            name: TableName::parse(&format!("{}_restored", table.name))
+                .map_err(invalid)?
+                .name,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_keeps_the_table_s_schema_unless_it_names_one() {
+        let table = TableName::parse("sales.orders").unwrap();
+        let name = |r: Option<&str>| new_table_name(&table, r).unwrap().to_string();
+        assert_eq!(name(None), "sales.orders_restored");
+        assert_eq!(name(Some("orders_o")), "sales.orders_o");
+        assert_eq!(name(Some("other.orders_o")), "other.orders_o");
+        assert_eq!(name(Some("Other.Orders_O")), "other.orders_o");
+        assert!(new_table_name(&table, Some("a.b.c")).is_err());
+        assert!(new_table_name(&table, Some("x;y")).is_err());
+    }
 }
