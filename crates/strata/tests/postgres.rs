@@ -916,7 +916,7 @@ fn a_dropped_table_comes_back_from_a_point_in_time_under_another_name() {
         ],
     );
     assert!(
-        out.contains("public.orders: 600 rows, as public.orders_restored"),
+        out.contains("public.orders: 600 rows loaded, as public.orders_restored"),
         "{out}"
     );
     assert!(
@@ -989,6 +989,10 @@ fn a_dropped_table_comes_back_from_a_point_in_time_under_another_name() {
     );
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already has public.orders_restored"));
+    assert!(
+        !String::from_utf8_lossy(&again.stdout).contains("restoring node"),
+        "refused before any work"
+    );
 
     // Into a dump file, under a name of its own.
     let dump = site.path("orders.sql");
@@ -1122,6 +1126,10 @@ fn a_dropped_database_comes_back_under_another_name() {
     );
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already has a database shop_restored"));
+    assert!(
+        !String::from_utf8_lossy(&again.stdout).contains("restoring node"),
+        "refused before any work"
+    );
     let dump = site.path("shop.sql");
     site.ok(
         &config,
@@ -1226,4 +1234,529 @@ fn a_table_restore_stopped_by_sigterm_leaves_nothing_behind() {
                 .is_err());
         }
     }
+}
+
+/// The scratch directories of table restores in the site's state directory.
+fn scratch_dirs(site: &Site) -> Vec<PathBuf> {
+    std::fs::read_dir(site.path("state"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("table-restore-"))
+        })
+        .collect()
+}
+
+/// The processes whose command line names `dir` (a server's postmaster: `-D dir`).
+fn processes_of(dir: &Path) -> String {
+    let out = Command::new("pgrep")
+        .arg("-af")
+        .arg(dir.to_str().unwrap())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts that `out` failed with `why` before any work: no copy was restored.
+fn refused_before_any_work(site: &Site, out: &Output, why: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains(why), "{stderr}");
+    assert!(!stdout.contains("restoring node"), "{stdout}");
+    assert!(scratch_dirs(site).is_empty());
+}
+
+/// Issue 51: a partitioned table comes back with its partitions (renamed after it) and
+/// their rows, counted in the live database; one partition alone comes back as a table
+/// of its own; names the live database has are refused, the table's before any work,
+/// its partitions' before anything is loaded.
+#[test]
+fn a_partitioned_table_comes_back_with_its_partitions_and_a_partition_alone_as_a_table() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (primary, config) = site.archiving_primary();
+    primary.start();
+    primary.psql("postgres", "CREATE DATABASE shop");
+    primary.psql(
+        "shop",
+        "CREATE TABLE events (id bigserial, at date NOT NULL, v text NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at); \
+         CREATE TABLE events_p1 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2026-02-01'); \
+         CREATE TABLE events_p2 PARTITION OF events FOR VALUES FROM ('2026-02-01') TO ('2026-03-01'); \
+         CREATE TABLE events_p3 PARTITION OF events FOR VALUES FROM ('2026-03-01') TO ('2026-04-01'); \
+         CREATE INDEX events_v ON events (v); \
+         INSERT INTO events (at, v) SELECT date '2026-01-01' + (g % 90), 'v' || g FROM generate_series(1, 33000) g",
+    );
+    site.ok(&config, &["backup"]);
+    wait_archived(&primary);
+    let digest = "SELECT md5(string_agg(id || ':' || at || ':' || v, ',' ORDER BY id))";
+    let source = primary.psql("shop", &format!("{digest} FROM events"));
+    let per_partition = |table: &str| {
+        primary.psql(
+            "shop",
+            &format!("SELECT string_agg(n::text, ',' ORDER BY p) FROM (SELECT tableoid::regclass::text AS p, count(*) AS n FROM {table} GROUP BY 1) x"),
+        )
+    };
+    let restore = |args: &[&str]| {
+        let mut all = vec!["restore", "latest", "--database", "shop"];
+        all.extend_from_slice(args);
+        site.strata(&config, &all)
+    };
+    let ok = |out: Output| {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}{}",
+            String::from_utf8_lossy(&out.stderr),
+            site.recovery_logs()
+        );
+        stdout
+    };
+
+    let out = ok(restore(&[
+        "--table",
+        "public.events",
+        "--as",
+        "events_back",
+    ]));
+    assert!(
+        out.contains("public.events: 33000 rows loaded, as public.events_back with its 3 partitions (public.events_back_p1, public.events_back_p2, public.events_back_p3)"),
+        "{out}"
+    );
+    assert_eq!(
+        primary.psql("shop", &format!("{digest} FROM events_back")),
+        source
+    );
+    assert_eq!(
+        primary.psql(
+            "shop",
+            "SELECT string_agg(inhrelid::regclass::text, ',' ORDER BY 1) FROM pg_inherits WHERE inhparent = 'events_back'::regclass"
+        ),
+        "events_back_p1,events_back_p2,events_back_p3"
+    );
+    assert_eq!(per_partition("events_back"), per_partition("events"));
+    // Its indexes (two on the parent, two on each partition) and its sequence came too,
+    // renamed after it; a new row goes to its partition.
+    assert_eq!(
+        primary.psql(
+            "shop",
+            "SELECT count(*) FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid WHERE c.relname LIKE 'events\\_back%' AND x.indisvalid"
+        ),
+        "8"
+    );
+    primary.psql(
+        "shop",
+        "INSERT INTO events_back (at, v) VALUES ('2026-02-10', 'new'); SELECT 1 FROM events_back_p2 WHERE v = 'new'; SELECT nextval('events_back_id_seq')",
+    );
+
+    // One partition alone: a table of its own, not attached to the live table.
+    let p2 = primary.psql("shop", "SELECT count(*) FROM events_p2");
+    let out = ok(restore(&["--table", "events_p2"]));
+    assert!(
+        out.contains(&format!(
+            "public.events_p2: {p2} rows loaded, as public.events_p2_restored (a partition of public.events: detached"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        primary.psql(
+            "shop",
+            "SELECT relispartition FROM pg_class WHERE relname = 'events_p2_restored'"
+        ),
+        "f"
+    );
+    assert_eq!(
+        primary.psql("shop", "SELECT count(*) FROM events_p2_restored"),
+        p2
+    );
+    assert_eq!(
+        primary.psql(
+            "shop",
+            "SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass"
+        ),
+        "3"
+    );
+
+    // Into a dump file: the rows counted there.
+    let dump = site.path("events.sql");
+    let out = ok(restore(&[
+        "--table",
+        "events",
+        "--as",
+        "events_d",
+        "--dump",
+        dump.to_str().unwrap(),
+    ]));
+    assert!(
+        out.contains("public.events: 33000 rows written, as public.events_d with its 3 partitions"),
+        "{out}"
+    );
+    let text = std::fs::read_to_string(&dump).unwrap();
+    assert!(
+        text.contains("COPY public.events_d_p3 "),
+        "a partition's rows"
+    );
+
+    // Its name is taken now: refused before any work.
+    refused_before_any_work(
+        &site,
+        &restore(&["--table", "events", "--as", "events_back"]),
+        "already has public.events_back",
+    );
+    // A partition's name is taken: known from the copy, refused before anything loads.
+    primary.psql("shop", "CREATE TABLE events_b2_p3 (x int)");
+    let clash = restore(&["--table", "events", "--as", "events_b2"]);
+    assert!(!clash.status.success());
+    let stderr = String::from_utf8_lossy(&clash.stderr);
+    assert!(
+        stderr.contains("already has public.events_b2_p3"),
+        "{stderr}"
+    );
+    assert!(primary.try_psql("shop", "SELECT 1 FROM events_b2").is_err());
+    assert!(scratch_dirs(&site).is_empty());
+    primary.stop();
+}
+
+/// Issue 51: `--as SCHEMA.NAME` brings the table back in that schema (which the live
+/// database must have: checked first); a name the live database has is refused before
+/// any work.
+#[test]
+fn a_table_comes_back_in_the_schema_as_names_and_taken_names_are_refused_first() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (primary, config) = site.archiving_primary();
+    primary.start();
+    primary.psql(
+        "postgres",
+        "CREATE TABLE orders (id serial PRIMARY KEY, item text); \
+         INSERT INTO orders (item) SELECT 'i' || g FROM generate_series(1, 500) g",
+    );
+    site.ok(&config, &["backup"]);
+    wait_archived(&primary);
+    let restore = |args: &[&str]| {
+        let mut all = vec!["restore", "latest", "--database", "postgres"];
+        all.extend_from_slice(args);
+        site.strata(&config, &all)
+    };
+    refused_before_any_work(
+        &site,
+        &restore(&["--table", "orders", "--as", "other.orders_o"]),
+        "has no schema other",
+    );
+    primary.psql("postgres", "CREATE SCHEMA other");
+    let out = site.ok(
+        &config,
+        &[
+            "restore",
+            "latest",
+            "--database",
+            "postgres",
+            "--table",
+            "orders",
+            "--as",
+            "other.orders_o",
+        ],
+    );
+    assert!(
+        out.contains("public.orders: 500 rows loaded, as other.orders_o"),
+        "{out}"
+    );
+    assert_eq!(
+        primary.psql("postgres", "SELECT count(*) FROM other.orders_o"),
+        "500"
+    );
+    assert!(primary
+        .try_psql("postgres", "SELECT 1 FROM public.orders_o")
+        .is_err());
+    assert_eq!(
+        primary.psql(
+            "postgres",
+            "SELECT string_agg(relname, ',' ORDER BY relname) FROM pg_class WHERE relnamespace = 'other'::regnamespace"
+        ),
+        "orders_o,orders_o_id_seq,orders_o_pkey"
+    );
+    let next: u64 = primary
+        .psql(
+            "postgres",
+            "INSERT INTO other.orders_o (item) VALUES ('new') RETURNING id",
+        )
+        .parse()
+        .unwrap();
+    assert!((501..=533).contains(&next), "{next}");
+
+    for (args, why) in [
+        (
+            &["--table", "orders", "--as", "orders"][..],
+            "already has public.orders",
+        ),
+        (
+            &["--table", "orders", "--as", "other.orders_o"][..],
+            "already has other.orders_o",
+        ),
+        (
+            &["--table", "public.orders", "--as", "other.ORDERS_O"][..],
+            "already has other.orders_o",
+        ),
+    ] {
+        refused_before_any_work(&site, &restore(args), why);
+    }
+    // A whole database under a name the live server has.
+    refused_before_any_work(
+        &site,
+        &site.strata(
+            &config,
+            &[
+                "restore",
+                "latest",
+                "--database",
+                "postgres",
+                "--as",
+                "template1",
+            ],
+        ),
+        "already has a database template1",
+    );
+    primary.stop();
+}
+
+/// Issue 51: the scratch servers of a table restore, a database restore and a restore
+/// drill run none of the commands of the source's configuration and load none of its
+/// libraries: each command set in the source to write a file, no file appears; each
+/// library names one that does not exist, the copies start all the same.
+#[test]
+fn scratch_servers_run_none_of_the_source_s_commands() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (primary, config) = site.archiving_primary();
+    let ran = site.path("ran");
+    std::fs::create_dir(&ran).unwrap();
+    chown_to_postgres(&ran);
+    let touch = |name: &str| format!("touch {}/{name}", ran.display());
+    // The source archives as before; only a server elsewhere (a copy) would touch.
+    let source = std::fs::canonicalize(&primary.data_dir).unwrap();
+    primary.set_conf(&format!(
+        "archive_command = 'case \"$(pwd -P)\" in {}) ;; *) {} ;; esac; \"{}\" --config \"{}\" -q wal-push %p'\n\
+         archive_cleanup_command = '{}'\nrecovery_end_command = '{}'\nrestore_command = '{}; false'\n",
+        source.display(),
+        touch("archive_command"),
+        site.exe().display(),
+        config.display(),
+        touch("archive_cleanup_command"),
+        touch("recovery_end_command"),
+        touch("restore_command"),
+    ));
+    primary.start();
+    // Read by the copies only (the source is not restarted nor reloaded): a library that
+    // is not there, a standby that never answers.
+    primary.psql(
+        "postgres",
+        "ALTER SYSTEM SET shared_preload_libraries = 'strata_no_such_library'",
+    );
+    primary.psql(
+        "postgres",
+        "ALTER SYSTEM SET session_preload_libraries = 'strata_no_such_library'",
+    );
+    primary.psql(
+        "postgres",
+        "ALTER SYSTEM SET synchronous_standby_names = 'nobody'",
+    );
+    primary.psql("postgres", "CREATE DATABASE shop");
+    primary.psql(
+        "shop",
+        "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g",
+    );
+    site.ok(&config, &["backup"]);
+    primary.psql(
+        "shop",
+        "INSERT INTO t SELECT g FROM generate_series(1001, 2000) g",
+    );
+    wait_archived(&primary);
+    let files = || -> Vec<String> {
+        std::fs::read_dir(&ran)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert!(
+        files().is_empty(),
+        "the source ran a command itself: {:?}",
+        files()
+    );
+
+    let out = site.ok(
+        &config,
+        &["restore", "latest", "--table", "t", "--database", "shop"],
+    );
+    assert!(out.contains("public.t: 2000 rows loaded"), "{out}");
+    assert!(files().is_empty(), "a table restore: {:?}", files());
+    site.ok(
+        &config,
+        &[
+            "restore",
+            "latest",
+            "--database",
+            "shop",
+            "--as",
+            "shop_back",
+        ],
+    );
+    assert_eq!(primary.psql("shop_back", "SELECT count(*) FROM t"), "2000");
+    assert!(files().is_empty(), "a database restore: {:?}", files());
+    let drill = site.ok(&config, &["verify", "--restore", "latest"]);
+    assert!(drill.contains("pg_amcheck: every database"), "{drill}");
+    assert!(files().is_empty(), "a restore drill: {:?}", files());
+    primary.stop();
+}
+
+/// Issue 51: a table restore killed (SIGKILL) while its scratch server runs leaves the
+/// server running on its copy; the next table restore, restore drill and `strata
+/// server` start stop it, remove the copy and say so.
+#[test]
+fn a_killed_table_restore_s_scratch_server_is_removed_by_the_next_restore_drill_and_server() {
+    use std::io::BufRead;
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (primary, config) = site.archiving_primary();
+    primary.start();
+    primary.psql(
+        "postgres",
+        "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g",
+    );
+    site.ok(&config, &["backup"]);
+    // WAL to replay after the backup: the scratch server recovers for a while.
+    primary.psql(
+        "postgres",
+        "INSERT INTO t SELECT g FROM generate_series(1001, 300000) g",
+    );
+    wait_archived(&primary);
+    // A table restore killed once its scratch server runs; its scratch directory.
+    let killed = |name: &str| -> PathBuf {
+        let before = scratch_dirs(&site);
+        let mut child = site
+            .command(
+                &config,
+                &[
+                    "restore",
+                    "latest",
+                    "--table",
+                    "t",
+                    "--database",
+                    "postgres",
+                    "--as",
+                    name,
+                ],
+            )
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut seen = Vec::new();
+        for line in lines {
+            let line = line.unwrap();
+            seen.push(line.clone());
+            if line.starts_with("starting a scratch PostgreSQL") {
+                break;
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let dir = loop {
+            let running = scratch_dirs(&site)
+                .into_iter()
+                .find(|d| !before.contains(d) && d.join("copy/postmaster.pid").exists());
+            if let Some(dir) = running {
+                break dir;
+            }
+            assert!(Instant::now() < deadline, "no scratch server: {seen:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Its server runs on, on its copy.
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            !processes_of(&dir).is_empty(),
+            "the killed restore's scratch server is gone: {seen:?}"
+        );
+        dir
+    };
+    let gone = |dir: &Path| {
+        assert!(!dir.exists(), "{} is left", dir.display());
+        let running = processes_of(dir);
+        assert!(running.is_empty(), "still running: {running}");
+    };
+
+    let first = killed("t_one");
+    let out = site.strata(
+        &config,
+        &[
+            "restore",
+            "latest",
+            "--table",
+            "t",
+            "--database",
+            "postgres",
+            "--as",
+            "t_two",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    for said in [&stdout, &stderr] {
+        assert!(
+            said.contains("warning: the table restore of backup")
+                && said.contains("ended without cleaning up: stopped its scratch server")
+                && said.contains(first.to_str().unwrap()),
+            "{said}"
+        );
+    }
+    gone(&first);
+    assert_eq!(
+        primary.psql("postgres", "SELECT count(*) FROM t_two"),
+        "300000"
+    );
+    assert!(primary.try_psql("postgres", "SELECT 1 FROM t_one").is_err());
+
+    let second = killed("t_three");
+    let drill = site.ok(&config, &["verify", "--restore", "latest"]);
+    assert!(
+        drill.contains("warning: the table restore of backup")
+            && drill.contains(second.to_str().unwrap()),
+        "{drill}"
+    );
+    gone(&second);
+
+    let third = killed("t_four");
+    let mut serve = site.command(&config, &[]);
+    serve.env("STRATA_TOKEN", "scratch-token");
+    let log = site.path("server.log");
+    let server = strata_testkit::http::Server::start(serve, &log);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("strata: warning: the table restore of backup")
+            && text.contains(third.to_str().unwrap()),
+        "{text}"
+    );
+    gone(&third);
+    drop(server);
+    let marks: Vec<_> = std::fs::read_dir(site.path("state/scratch-marks"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(marks.is_empty(), "{marks:?}");
+    primary.stop();
 }
