@@ -209,7 +209,8 @@ pub enum Command {
         /// database comes back (as `<database>_restored`, or --as).
         #[arg(long, conflicts_with_all = ["to", "map", "components", "rename", "path"])]
         database: Option<String>,
-        /// With one --table (or a whole --database): the name it comes back under.
+        /// With one --table (or a whole --database): the name it comes back under
+        /// (`NAME` in the table's schema, or `SCHEMA.NAME` in another existing schema).
         #[arg(long = "as", value_name = "NAME", requires = "database")]
         rename_to: Option<String>,
         /// With --database: write a SQL dump to this new file instead of loading it.
