@@ -383,9 +383,11 @@ pub async fn metrics(
 }
 
 /// The local WAL archiver's counters (`strata wal archiver` on this host, at
-/// `postgres.archiver_socket`), asked over its socket with a one-second limit: its own
-/// counters and a directory read of `pg_wal/archive_status`, never a repository read.
-/// Only `wal_archiver_up` when none listens.
+/// `postgres.archiver_socket`), asked over its socket with a one-second limit, never a
+/// repository read; and the archive lag, read from `pg_wal/archive_status` of the data
+/// directories of this host's `[nodes.postgres]` whether an archiver answers or not (it
+/// matters most when none does). Without such a node, the archiver's own reading of the
+/// lag; without either, no lag.
 async fn wal_archiver(m: &mut PerStorage<'_>, config: &strata_coordinator::config::Config) {
     use strata_coordinator::wal_archiver;
     let socket = wal_archiver::socket_path(config);
@@ -408,6 +410,30 @@ async fn wal_archiver(m: &mut PerStorage<'_>, config: &strata_coordinator::confi
         "WAL segments wal-push acknowledged WITHOUT archiving them (postgres.wal_queue_max_mib): gaps in the archive",
         strata_coordinator::wal_queue::drops(&config.state_dir()).count,
     );
+    let lag = match wal_archiver::local_ready_lag(config) {
+        Ok(lag) => lag,
+        Err(why) => {
+            eprintln!("strata: warning: metrics: the WAL archive lag: {why}");
+            None
+        }
+    };
+    let lag = lag.or(status
+        .as_ref()
+        .map(|s| (s.ready_segments, s.oldest_ready_secs)));
+    if let Some((ready, oldest)) = lag {
+        m.gauge(
+            "wal_archive_ready_segments",
+            "Segments PostgreSQL has marked ready and not archived yet: the archive lag in segments",
+            &[],
+            ready as f64,
+        );
+        m.gauge(
+            "wal_archive_oldest_ready_seconds",
+            "Age of the oldest segment waiting to be archived: the archive lag in seconds",
+            &[],
+            oldest as f64,
+        );
+    }
     let Some(status) = status else {
         return;
     };
@@ -425,18 +451,6 @@ async fn wal_archiver(m: &mut PerStorage<'_>, config: &strata_coordinator::confi
         "wal_archive_failures",
         "Batches of the local archiver that failed (their pushes were refused; PostgreSQL retries)",
         status.failures,
-    );
-    m.gauge(
-        "wal_archive_ready_segments",
-        "Segments PostgreSQL has marked ready and not archived yet: the archive lag in segments",
-        &[],
-        status.ready_segments as f64,
-    );
-    m.gauge(
-        "wal_archive_oldest_ready_seconds",
-        "Age of the oldest segment waiting to be archived: the archive lag in seconds",
-        &[],
-        status.oldest_ready_secs as f64,
     );
     m.gauge(
         "wal_archiver_queued",

@@ -361,6 +361,70 @@ fn over_the_queue_limit_a_failing_push_is_dropped_loudly_and_counted() {
     );
 }
 
+/// `/metrics` reads the archive lag from `pg_wal/archive_status` of this host's
+/// `[nodes.postgres]` data directory itself: while the archiver is down (exactly when
+/// the lag grows) the ready segments and the oldest one's age are still there, and with
+/// the archiver up they are the same directory's figures.
+#[test]
+fn the_archive_lag_is_in_metrics_while_the_archiver_is_down() {
+    let site = Site::new("[nodes.postgres]\ndata_dir = \"pg\"\n");
+    let segments: Vec<PathBuf> = (1..=4).map(|n| site.segment(n)).collect();
+    // PostgreSQL archived the first (its `.ready` became `.done`); three wait, the
+    // oldest of them for ten minutes.
+    site.push(&segments[0]);
+    let oldest = site
+        .pg_wal()
+        .join("archive_status/000000010000000000000002.ready");
+    let ten_minutes_ago = std::time::SystemTime::now() - Duration::from_secs(600);
+    filetime::set_file_mtime(
+        &oldest,
+        filetime::FileTime::from_system_time(ten_minutes_ago),
+    )
+    .unwrap();
+    assert!(!site.socket().exists(), "no archiver runs");
+
+    let server = Server::start(
+        strata_with_token(site.dir.path(), &site.config, "lag-token"),
+        &site.dir.path().join("server.log"),
+    );
+    let value = |body: &str, name: &str| -> f64 {
+        let prefix = format!("{name}{{storage=\"main\"}} ");
+        let line = body
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no {name} in:\n{body}"));
+        line[prefix.len()..].parse().unwrap()
+    };
+    let scrape = http(&server.url, "GET", "/metrics", Some("lag-token"), "");
+    assert_eq!(scrape.status, 200, "{}", scrape.body);
+    assert_eq!(value(&scrape.body, "strata_wal_archiver_up"), 0.0);
+    assert_eq!(
+        value(&scrape.body, "strata_wal_archive_ready_segments"),
+        3.0
+    );
+    let age = value(&scrape.body, "strata_wal_archive_oldest_ready_seconds");
+    assert!((600.0..700.0).contains(&age), "oldest ready {age} s");
+    drop(server);
+
+    // With the archiver up, the same directory's figures.
+    let archiver = site.archiver();
+    let server = Server::start(
+        strata_with_token(site.dir.path(), &site.config, "lag-token"),
+        &site.dir.path().join("server.log"),
+    );
+    let scrape = http(&server.url, "GET", "/metrics", Some("lag-token"), "");
+    assert_eq!(scrape.status, 200, "{}", scrape.body);
+    assert_eq!(value(&scrape.body, "strata_wal_archiver_up"), 1.0);
+    assert_eq!(
+        value(&scrape.body, "strata_wal_archive_ready_segments"),
+        3.0
+    );
+    let age = value(&scrape.body, "strata_wal_archive_oldest_ready_seconds");
+    assert!((600.0..700.0).contains(&age), "oldest ready {age} s");
+    drop(server);
+    archiver.stop();
+}
+
 #[test]
 fn a_stalled_archiver_fails_the_push_in_time_and_hostile_clients_are_cut_off() {
     let site = Site::new("archiver_timeout_secs = 2\n");

@@ -247,18 +247,41 @@ fn status(shared: &Shared, jobs: &mpsc::Sender<Job>) -> ArchiverStatus {
     status.dropped = crate::wal_queue::drops(&shared.state_dir);
     let pg_wal = shared.pg_wal.lock().expect("archiver lock").clone();
     if let Some(dir) = pg_wal {
-        let (count, oldest) = ready_lag(&dir);
+        let (count, oldest) = ready_lag(&dir).unwrap_or((0, 0));
         status.ready_segments = count;
         status.oldest_ready_secs = oldest;
     }
     status
 }
 
+/// The archive lag of the PostgreSQL of this host, read without any archiver: the
+/// `.ready` files in `pg_wal/archive_status` of the data directories of the nodes with
+/// `[nodes.postgres]` that run here (no `url`), added up, and the age of the oldest, in
+/// seconds. `Ok(None)` when no such node is configured; an error names the directory
+/// that cannot be read (the data directory is PostgreSQL's, mode 0700).
+pub fn local_ready_lag(config: &Config) -> Result<Option<(usize, u64)>, String> {
+    let mut lag: Option<(usize, u64)> = None;
+    for node in config.nodes.iter().filter(|n| n.url.is_none()) {
+        let Some(pg) = &node.postgres else {
+            continue;
+        };
+        let pg_wal = pg.data_dir.join("pg_wal");
+        let (count, oldest) = ready_lag(&pg_wal).map_err(|e| {
+            format!(
+                "node {}: cannot read {}: {e}",
+                node.name,
+                pg_wal.join("archive_status").display()
+            )
+        })?;
+        let (all, oldest_all) = lag.unwrap_or((0, 0));
+        lag = Some((all + count, oldest_all.max(oldest)));
+    }
+    Ok(lag)
+}
+
 /// The `.ready` files in `pg_wal/archive_status` and the age of the oldest, in seconds.
-fn ready_lag(pg_wal: &Path) -> (usize, u64) {
-    let Ok(entries) = std::fs::read_dir(pg_wal.join("archive_status")) else {
-        return (0, 0);
-    };
+fn ready_lag(pg_wal: &Path) -> std::io::Result<(usize, u64)> {
+    let entries = std::fs::read_dir(pg_wal.join("archive_status"))?;
     let mut count = 0;
     let mut oldest: Option<SystemTime> = None;
     for entry in entries.filter_map(Result::ok) {
@@ -273,7 +296,7 @@ fn ready_lag(pg_wal: &Path) -> (usize, u64) {
     let age = oldest
         .and_then(|o| o.elapsed().ok())
         .map_or(0, |d| d.as_secs());
-    (count, age)
+    Ok((count, age))
 }
 
 /// The batch loop: takes the pushes waiting, stores them together, answers each. Once
