@@ -320,6 +320,13 @@ pub trait Plugin: Send + Sync {
         Ok("nothing to delete".into())
     }
 
+    /// When an external component's restore is a checklist the operator runs (what
+    /// `external_restore` returned, `detail`) rather than a restore strata performed: its
+    /// number of steps. Nothing was written by strata then.
+    fn checklist_steps(&self, _detail: &str) -> Option<usize> {
+        None
+    }
+
     /// An external component's restore of what its backup recorded; returns a line for
     /// the restore's report.
     async fn external_restore(

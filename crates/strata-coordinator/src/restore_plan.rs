@@ -56,6 +56,10 @@ pub struct ComponentRestore {
     /// What the system reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// A restore strata does not perform itself (Camunda's): `detail` is a checklist of
+    /// this many steps the operator runs against the system; strata wrote nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checklist_steps: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

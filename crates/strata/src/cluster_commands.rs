@@ -162,24 +162,40 @@ impl Context {
                 }
             }
             for c in &outcome.components {
-                match (&c.detail, &c.error) {
-                    (_, Some(e)) => {
+                match (&c.detail, &c.error, c.checklist_steps) {
+                    (_, Some(e), _) => {
                         eprintln!("strata: component {} not restored: {e}", c.component)
                     }
-                    (Some(detail), None) => {
+                    // Camunda: the restore is the operator's, strata only says how.
+                    (Some(detail), None, Some(steps)) => self.say(format!(
+                        "component {}: restore checklist ({steps} steps), nothing written by strata: run them against the engines\n{detail}",
+                        c.component
+                    )),
+                    (Some(detail), None, None) => {
                         self.say(format!("restored component {}: {detail}", c.component))
                     }
-                    (None, None) => self.say(format!("restored component {}", c.component)),
+                    (None, None, _) => self.say(format!("restored component {}", c.component)),
                 }
             }
             for e in &outcome.hook_errors {
                 eprintln!("strata: {e}");
             }
+            // Bytes are verified only where strata wrote them: on the nodes.
+            let wrote = outcome.nodes.iter().any(|n| n.report.is_some())
+                || outcome
+                    .components
+                    .iter()
+                    .any(|c| c.detail.is_some() && c.checklist_steps.is_none());
             if dry_run {
                 self.say("dry run: nothing was written");
-            } else if outcome.state() == OpState::Succeeded {
+            } else if outcome.state() == OpState::Succeeded && wrote {
                 self.say(format!(
                     "every byte verified; took {}",
+                    output::duration(outcome.duration_ms)
+                ));
+            } else if outcome.state() == OpState::Succeeded {
+                self.say(format!(
+                    "nothing restored by strata itself; took {}",
                     output::duration(outcome.duration_ms)
                 ));
             }

@@ -8,7 +8,25 @@ use crate::progress;
 use std::path::Path;
 use strata_agent::restore::RestoreOptions;
 use strata_coordinator::verify::{DataCheck, VerifyReport};
-use strata_repo::summary::BackupSummary;
+use strata_repo::summary::{BackupSummary, ComponentStatus};
+
+/// The components of `summary` a restore into a directory leaves out, and why: those
+/// without nodes (Camunda, `command`, `http`) have no files in the repository, their
+/// data is in the external system's own snapshots.
+fn skipped_into_dir(summary: &BackupSummary) -> Vec<(String, String)> {
+    summary
+        .components
+        .iter()
+        .filter(|c| c.nodes.is_empty() && c.status() == ComponentStatus::Complete)
+        .map(|c| {
+            let why = match c.plugin.as_str() {
+                "camunda" => "its restore is a checklist the operator runs against the Camunda engines (`strata restore` without --to prints it); strata keeps no files of it".to_string(),
+                plugin => format!("a {plugin} component is a snapshot in its own system, restored through that system (`strata restore` without --to); strata keeps no files of it"),
+            };
+            (c.name.clone(), why)
+        })
+        .collect()
+}
 
 impl Context {
     pub(crate) async fn restore(
@@ -46,9 +64,17 @@ impl Context {
                 eprintln!("strata: warning: {}: {warning}", r.node);
             }
         }
+        let skipped = if node.is_none() {
+            skipped_into_dir(&summary)
+        } else {
+            Vec::new()
+        };
         if self.global.json {
             print_json(&serde_json::json!({
                 "backup": summary.name,
+                "skipped": skipped.iter().map(|(component, why)| serde_json::json!({
+                    "component": component, "why": why,
+                })).collect::<Vec<_>>(),
                 "nodes": restored.iter().map(|r| serde_json::json!({
                     "node": r.node, "target": r.target, "files": r.report.files, "dirs": r.report.dirs,
                     "symlinks": r.report.symlinks, "hard_links": r.report.hard_links,
@@ -62,6 +88,12 @@ impl Context {
                     "restored node {} of {} into {}: {} files ({} written, {} already correct), {} dirs, {} symlinks, {} hard links",
                     r.node, summary.name, r.target.display(), r.report.files, output::size(r.report.bytes),
                     r.report.files_kept, r.report.dirs, r.report.symlinks, r.report.hard_links,
+                ));
+            }
+            for (component, why) in &skipped {
+                self.say(format!(
+                    "skipped component {component}: not restored into {}: {why}",
+                    to.display()
                 ));
             }
             self.say(format!(

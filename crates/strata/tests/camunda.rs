@@ -295,6 +295,78 @@ fn a_camunda_backup_follows_the_documented_order_with_one_id_and_records_every_p
     );
 }
 
+/// Camunda's restore is the operator's checklist: the restore says so (how many steps,
+/// nothing written by strata) instead of claiming a verified restore, and a restore into
+/// a directory names the component it leaves out and why.
+#[test]
+fn a_camunda_restore_says_it_is_a_checklist_and_a_restore_into_a_directory_says_it_skips_camunda() {
+    let cluster = Cluster::start();
+    let site = Site::new(&camunda(&cluster, ""));
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(summary["status"], "complete", "{summary:#}");
+
+    let restore = site.run(&["restore", "latest", "--component", "camunda"]);
+    assert_eq!(restore.code, Some(0), "{restore}");
+    // Stop, delete the indices, nine web application snapshots (three parts of three
+    // applications), the records, the brokers, start.
+    assert!(
+        restore
+            .stdout
+            .contains("component camunda: restore checklist (14 steps), nothing written by strata"),
+        "{restore}"
+    );
+    assert!(restore.stdout.contains("  14. Start Zeebe"), "{restore}");
+    assert!(!restore.stdout.contains("restored component"), "{restore}");
+    assert!(!restore.stdout.contains("every byte verified"), "{restore}");
+    let json = site.run(&["--json", "restore", "latest", "--component", "camunda"]);
+    assert_eq!(json.code, Some(0), "{json}");
+    let outcome: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        component_restore(&outcome, "camunda")["checklist_steps"],
+        14,
+        "{outcome:#}"
+    );
+
+    let to = site.dir.path().join("restored");
+    let into = site.run(&["restore", "latest", "--to", to.to_str().unwrap()]);
+    assert_eq!(into.code, Some(0), "{into}");
+    assert!(into.stdout.contains("restored node n1"), "{into}");
+    assert!(
+        into.stdout.contains(&format!(
+            "skipped component camunda: not restored into {}: its restore is a checklist",
+            to.display()
+        )),
+        "{into}"
+    );
+    assert!(!into.stdout.contains("skipped component data"), "{into}");
+    let to_json = site.dir.path().join("restored-json");
+    let into = site.run(&[
+        "--json",
+        "restore",
+        "latest",
+        "--to",
+        to_json.to_str().unwrap(),
+    ]);
+    assert_eq!(into.code, Some(0), "{into}");
+    let outcome: Value = serde_json::from_str(&into.stdout).unwrap();
+    assert_eq!(outcome["skipped"][0]["component"], "camunda", "{outcome:#}");
+    assert_eq!(
+        outcome["skipped"].as_array().unwrap().len(),
+        1,
+        "{outcome:#}"
+    );
+}
+
+fn component_restore<'a>(outcome: &'a Value, name: &str) -> &'a Value {
+    outcome["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["component"] == name)
+        .unwrap_or_else(|| panic!("no component {name}: {outcome:#}"))
+}
+
 #[test]
 fn deleting_backups_deletes_every_part_in_the_engines_and_a_part_that_cannot_be_deleted_keeps_the_backup(
 ) {

@@ -644,6 +644,7 @@ async fn restore(
                 components.push(ComponentRestore {
                     component: component.name.clone(),
                     detail: None,
+                    checklist_steps: None,
                     error: Some(why.clone()),
                 });
             }
@@ -664,7 +665,11 @@ async fn restore(
                     let result = run
                         .unless_stopped(component.plugin.external_restore(&recorded.external, &env))
                         .await;
-                    (component.name.clone(), result)
+                    let steps = result
+                        .as_ref()
+                        .ok()
+                        .and_then(|detail| component.plugin.checklist_steps(detail));
+                    (component.name.clone(), result, steps)
                 }
             }));
         let node_work = on_nodes(&live, |i| {
@@ -698,11 +703,12 @@ async fn restore(
                 }
             }
         }
-        for (component, result) in external_results {
+        for (component, result, checklist_steps) in external_results {
             match result {
                 Ok(detail) => components.push(ComponentRestore {
                     component,
                     detail: Some(detail),
+                    checklist_steps,
                     error: None,
                 }),
                 Err(why) => {
@@ -712,6 +718,7 @@ async fn restore(
                     components.push(ComponentRestore {
                         component,
                         detail: None,
+                        checklist_steps: None,
                         error: Some(why),
                     });
                 }

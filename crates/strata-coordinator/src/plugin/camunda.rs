@@ -564,6 +564,20 @@ impl Plugin for Camunda {
         self.backup(env).await
     }
 
+    /// Camunda's restore is the checklist: its numbered steps.
+    fn checklist_steps(&self, detail: &str) -> Option<usize> {
+        Some(
+            detail
+                .lines()
+                .filter(|line| {
+                    let line = line.trim_start();
+                    let digits = line.chars().take_while(char::is_ascii_digit).count();
+                    digits > 0 && line[digits..].starts_with(". ")
+                })
+                .count(),
+        )
+    }
+
     async fn external_restore(
         &self,
         recorded: &BTreeMap<String, String>,
