@@ -490,7 +490,7 @@ fn api_refuses_read_tokens_no_token_and_hostile_requests_and_changes_nothing() {
         s.call("GET", "/api/v1/tables/policies?drop=1", Some(READER), ""),
         400,
         "bad_request",
-        "unknown field",
+        "unknown query parameter \"drop\"",
     );
     refused(
         s.call("GET", "/api/v1/tables/history?limit=0", Some(READER), ""),
