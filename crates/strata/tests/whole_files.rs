@@ -10,50 +10,11 @@
 
 mod common;
 
-use common::Env;
-use std::ffi::CString;
+use common::{get_xattr, set_xattr, Env};
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
-
-fn c_path(path: &Path) -> CString {
-    CString::new(path.as_os_str().as_bytes()).unwrap()
-}
-
-fn set_xattr(path: &Path, name: &str, value: &[u8]) {
-    let (p, n) = (c_path(path), CString::new(name).unwrap());
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let rc = unsafe {
-        libc::setxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "setxattr {name}: {}",
-        std::io::Error::last_os_error()
-    );
-}
-
-/// The raw value of an extended attribute, `None` when it is absent.
-fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    let (p, n) = (c_path(path), CString::new(name).unwrap());
-    let mut buf = vec![0u8; 65536];
-    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
-    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-    if len < 0 {
-        return None;
-    }
-    buf.truncate(len as usize);
-    Some(buf)
-}
 
 /// Whether `tool` runs; when it does not, a skip, or a failure under `STRATA_REQUIRE_TOOLS`.
 fn have_tool(tool: &str) -> bool {

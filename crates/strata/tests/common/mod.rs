@@ -213,3 +213,42 @@ pub fn wait_for_held_write(hold: &Path, child: &mut std::process::Child, what: &
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A path as a C string, for the xattr calls below.
+fn c_path(path: &std::path::Path) -> std::ffi::CString {
+    std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())).unwrap()
+}
+
+/// Sets the extended attribute `name` of `path` (failing the test when it cannot).
+pub fn set_xattr(path: &std::path::Path, name: &str, value: &[u8]) {
+    let (p, n) = (c_path(path), std::ffi::CString::new(name).unwrap());
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let rc = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {name}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The raw value of an extended attribute, `None` when it is absent.
+pub fn get_xattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    let (p, n) = (c_path(path), std::ffi::CString::new(name).unwrap());
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: valid NUL-terminated strings and a buffer of the given length.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if len < 0 {
+        return None;
+    }
+    buf.truncate(len as usize);
+    Some(buf)
+}
