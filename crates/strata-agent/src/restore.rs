@@ -969,19 +969,29 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
-    #[test]
-    fn an_unsupported_namespace_is_one_warning_for_the_whole_restore() {
+    /// A restorer into an empty directory of a scratch repository (the directory, the
+    /// runtime it needs, the restorer).
+    fn restorer_into_scratch() -> (tempfile::TempDir, tokio::runtime::Runtime, Restorer) {
         let dir = tempfile::tempdir().unwrap();
         let (rt, repo) = crate::test_support::scratch_repo(dir.path());
-        let _guard = rt.enter();
         let target = dir.path().join("t");
         fs::create_dir(&target).unwrap();
-        let restorer = Restorer::new(
-            repo,
-            Dir::open_path(&target).unwrap(),
-            RestoreOptions::default(),
-            rt.handle().clone(),
-        );
+        let restorer = {
+            let _guard = rt.enter();
+            Restorer::new(
+                repo,
+                Dir::open_path(&target).unwrap(),
+                RestoreOptions::default(),
+                rt.handle().clone(),
+            )
+        };
+        (dir, rt, restorer)
+    }
+
+    #[test]
+    fn an_unsupported_namespace_is_one_warning_for_the_whole_restore() {
+        let (_dir, rt, restorer) = restorer_into_scratch();
+        let _guard = rt.enter();
         let proc_file = File::open("/proc/self/stat").unwrap();
         let entry = |path: &[u8]| Entry {
             path: path.to_vec(),
@@ -1009,17 +1019,8 @@ mod tests {
 
     #[test]
     fn an_attribute_not_permitted_is_a_warning_per_file_then_a_count() {
-        let dir = tempfile::tempdir().unwrap();
-        let (rt, repo) = crate::test_support::scratch_repo(dir.path());
+        let (_dir, rt, restorer) = restorer_into_scratch();
         let _guard = rt.enter();
-        let target = dir.path().join("t");
-        fs::create_dir(&target).unwrap();
-        let restorer = Restorer::new(
-            repo,
-            Dir::open_path(&target).unwrap(),
-            RestoreOptions::default(),
-            rt.handle().clone(),
-        );
         let entry = |path: String| Entry {
             path: path.into_bytes(),
             kind: EntryKind::File {
