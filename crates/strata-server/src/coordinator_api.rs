@@ -738,10 +738,26 @@ async fn wal_verify(State(s): Api, Body(NoOptions {}): Body<NoOptions>) -> Reply
     ))
 }
 
+/// The WAL archiver on the server's host, as `GET /api/v1/wal/archiver` answers: whether
+/// one listens, and what it did since it started when it does.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WalArchiverReply {
+    /// Whether an archiver listens at `socket`: the archiver's figures follow only then.
+    pub listening: bool,
+    /// Where the server looked (`postgres.archiver_socket`).
+    pub socket: String,
+    /// Why no figures, when none listens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The archiver's figures (`strata wal status`), when one listens.
+    #[serde(flatten)]
+    pub status: Option<ArchiverStatus>,
+}
+
 #[utoipa::path(get, path = "/api/v1/wal/archiver", tag = "wal",
-    responses((status = 200, description = "What the local WAL archiver on the server's host did since it started, and the archive lag (`strata wal status`)", body = ArchiverStatus),
-        (status = 401, body = ApiError), (status = 404, description = "No WAL archiver listens at `postgres.archiver_socket`", body = ApiError), (status = 500, body = ApiError)))]
-async fn wal_archiver(State(s): Api) -> Reply<ArchiverStatus> {
+    responses((status = 200, description = "Whether a WAL archiver listens at `postgres.archiver_socket` on the server's host (`listening`), and, when one does, what it did since it started and the archive lag (`strata wal status`)", body = WalArchiverReply),
+        (status = 401, body = ApiError), (status = 500, body = ApiError)))]
+async fn wal_archiver(State(s): Api) -> Reply<WalArchiverReply> {
     let socket = strata_coordinator::wal_archiver::socket_path(&s.config);
     let status = strata_coordinator::wal_archiver::client::status(&socket, Duration::from_secs(2))
         .await
@@ -751,15 +767,18 @@ async fn wal_archiver(State(s): Api) -> Reply<ArchiverStatus> {
                 strata_coordinator::error_chain(&e),
             ))
         })?;
-    status.map(Json).ok_or_else(|| {
-        ApiFailure(ApiError::new(
-            ErrorCode::NotFound,
+    // No archiver is a state of the host, not a missing resource: answered as one.
+    Ok(Json(WalArchiverReply {
+        listening: status.is_some(),
+        socket: socket.display().to_string(),
+        detail: status.is_none().then(|| {
             format!(
                 "no WAL archiver listens at {} on the server's host (`strata wal archiver` starts one)",
                 socket.display()
-            ),
-        ))
-    })
+            )
+        }),
+        status,
+    }))
 }
 
 fn find(
@@ -826,10 +845,50 @@ async fn schedules(State(s): Api) -> Json<Vec<JobStatus>> {
 }
 
 #[utoipa::path(get, path = "/api/v1/config", tag = "cluster",
-    responses((status = 200, description = "The server's configuration; secrets masked, secret sources named", body = Object),
+    responses((status = 200, description = "The server's configuration; secrets masked, secret sources named. Beside the file's own sections, `plugin_hooks`: the hooks the components' plugins add to `[[hooks]]` (`source` `plugin`, with their `index` among the coordinator's hooks, as pause records of them are named) and the pause/resume pairs they issue themselves (`source` `implied`: Camunda's exporting pause)", body = Object),
         (status = 401, body = ApiError)))]
 async fn config(State(s): Api) -> Json<serde_json::Value> {
-    Json(s.config_view.clone())
+    let mut view = s.config_view.clone();
+    if let Some(object) = view.as_object_mut() {
+        object.insert("plugin_hooks".into(), plugin_hooks(&s));
+    }
+    Json(view)
+}
+
+/// The hooks no `[[hooks]]` entry declares but the components' plugins do, shown as the
+/// configuration's own are (actions as far as their hosts): those a plugin adds (a
+/// Patroni pause), after the configuration's in the coordinator's list, and the pairs a
+/// plugin issues itself (Camunda's exporting pause), whose pause records the coordinator
+/// resumes like the others.
+fn plugin_hooks(s: &ApiState) -> serde_json::Value {
+    let set = s.coordinator.hooks();
+    let shown =
+        |hook: &strata_coordinator::hooks::HookConfig, source: &str, index: Option<usize>| {
+            let mut hook = hook.clone();
+            for action in [&mut hook.run, &mut hook.pause, &mut hook.resume]
+                .into_iter()
+                .flatten()
+            {
+                *action = action.masked();
+            }
+            let mut value = serde_json::to_value(&hook).unwrap_or_default();
+            value["source"] = source.into();
+            if let Some(index) = index {
+                value["index"] = index.into();
+            }
+            value
+        };
+    // The coordinator's hooks are the configuration's, then the plugins' (see
+    // `strata_coordinator::setup`).
+    let declared = s.config.hooks.len();
+    let added = set
+        .hooks
+        .iter()
+        .enumerate()
+        .skip(declared)
+        .map(|(index, hook)| shown(hook, "plugin", Some(index)));
+    let implied = set.implied.iter().map(|hook| shown(hook, "implied", None));
+    serde_json::Value::Array(added.chain(implied).collect())
 }
 
 /// The configuration check.

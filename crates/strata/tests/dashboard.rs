@@ -687,3 +687,114 @@ fn the_tables_page_edits_after_a_dry_run_runs_after_the_plan_and_removes() {
         assert!(size.unwrap_or(0) > 10_000, "screenshot {shot}: {size:?}");
     }
 }
+
+/// The dashboard with a Camunda 8 component (the engines are the test kit's fakes): the
+/// page loads without a refused request although no WAL archiver runs on the host; the
+/// Components view shows the plugin's own exporting pause/resume pair with the pause the
+/// test left on it (not as a pause "the configuration no longer declares"); a backup's
+/// details show every snapshot name whole inside the dialog; a restore of camunda from the
+/// page says it is a checklist, not "succeeded", and draws the checklist
+/// (`tests/dashboard/camunda.mjs`).
+#[test]
+fn the_dashboard_shows_camundas_pause_its_snapshots_and_its_restore_checklist() {
+    let browser = match chromium() {
+        Ok(b) => b,
+        Err(why) if std::env::var("STRATA_REQUIRE_BROWSER").as_deref() != Ok("1") => {
+            eprintln!("SKIPPED: camunda dashboard browser test: {why} (STRATA_REQUIRE_BROWSER=1 makes this an error)");
+            return;
+        }
+        Err(why) => panic!("STRATA_REQUIRE_BROWSER=1 but {why}"),
+    };
+    let zeebe = Fake::start(Role::Zeebe { partitions: 3 });
+    let operate = Fake::start(Role::WebApp { optimize: false });
+    let tasklist = Fake::start(Role::WebApp { optimize: false });
+    let optimize = Fake::start(Role::WebApp { optimize: true });
+    let elastic = Fake::start(Role::Elastic);
+    let dir = tempfile::tempdir().unwrap();
+    let path = |rel: &str| dir.path().join(rel);
+    std::fs::create_dir_all(path("data")).unwrap();
+    std::fs::write(path("data/a.txt"), "alpha\n").unwrap();
+    let config = path("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"default_storage = "main"
+state_dir = "{state}"
+[storages.main]
+path = "{repo}"
+[[nodes]]
+name = "n1"
+roots = ["{data}"]
+[[components]]
+name = "data"
+plugin = "files"
+nodes = ["n1"]
+[[components]]
+name = "camunda"
+plugin = "camunda"
+[components.camunda]
+zeebe = "{zeebe}"
+operate = "{operate}"
+tasklist = "{tasklist}"
+optimize = "{optimize}"
+elasticsearch = "{elastic}"
+snapshot_repository = "camunda"
+poll = "50ms"
+timeout = "20s"
+connect_timeout = "1s"
+"#,
+            state = path("state").display(),
+            repo = path("repo").display(),
+            data = path("data").display(),
+            zeebe = zeebe.url,
+            operate = operate.url,
+            tasklist = tasklist.url,
+            optimize = optimize.url,
+            elastic = elastic.url,
+        ),
+    )
+    .unwrap();
+    let strata = || strata_command(dir.path(), &config);
+    succeed(strata().arg("init"));
+    let made = strata().args(["backup", "--json"]).output().unwrap();
+    assert!(
+        made.status.success(),
+        "the camunda backup: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&made.stdout).unwrap();
+    let name = summary["name"].as_str().unwrap().to_string();
+    // A pause of Camunda's exporting left by a process that is gone, whose resume fails
+    // (the fake's resume is down): the server keeps it, and the page must show it on the
+    // plugin's own pair.
+    zeebe.set(|k| k.resume_down = true);
+    plant_pause_record(
+        &path("state"),
+        "20261125T020000Z-0badf00d",
+        serde_json::json!({"hook": "camunda exporting", "component": "camunda",
+            "resume": format!("POST {}/actuator/exporting/resume", zeebe.url)}),
+    );
+    let server = Server::start(strata(), &path("server.log"));
+    let log = || std::fs::read_to_string(path("server.log")).unwrap_or_default();
+    let out = run_script(
+        &browser,
+        "camunda.mjs",
+        &[
+            ("STRATA_URL", &server.url),
+            ("STRATA_TOKEN", USER_TOKEN),
+            ("STRATA_BACKUP", &name),
+        ],
+    )
+    .unwrap_or_else(|why| panic!("{why}\nserver log:\n{}", log()));
+    println!("{out}");
+    for shot in [
+        "camunda-components.png",
+        "camunda-details.png",
+        "camunda-restore.png",
+    ] {
+        let size = std::fs::metadata(output_dir().join(shot))
+            .map(|m| m.len())
+            .ok();
+        assert!(size.unwrap_or(0) > 10_000, "screenshot {shot}: {size:?}");
+    }
+}

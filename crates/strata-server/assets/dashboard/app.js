@@ -399,12 +399,13 @@ function stat(label, field, value, sub, kind = "") {
 
 /** The WAL archiver's card: the archive lag, the last file archived, failures. */
 function archiverStat(archiver) {
-  if (!archiver.ok) {
-    const none = archiver.error.status === 404;
-    return stat("WAL archiving", "wal-lag", "—",
-      none ? "no archiver on this host" : archiver.error.message, none ? "" : "bad");
-  }
+  if (!archiver.ok) return stat("WAL archiving", "wal-lag", "—", archiver.error.message, "bad");
   const a = archiver.value;
+  // None listening is a state the server answers (200), not an error.
+  if (a.listening === false) {
+    return stat("WAL archiving", "wal-lag", "—",
+      h("span", { "data-field": "wal-none", title: a.detail || "" }, "no archiver on this host"));
+  }
   const behind = a.ready_segments > 8 || a.oldest_ready_secs > 300;
   const last = a.last_archived
     ? [h("code", { "data-field": "wal-last" }, a.last_archived), ` · ${fmt.age(new Date(a.last_archived_at))}`]
@@ -546,6 +547,45 @@ function renderOperations(operations, status) {
   fill("panel-operation", parts);
 }
 
+/** A finished restore's external components, as its result has them (`[]` otherwise). */
+function restoredComponents(op) {
+  const r = op.result;
+  return op.kind === "restore" && op.state !== "running" && r && Array.isArray(r.components) ? r.components : [];
+}
+
+/** The checklists a finished restore handed over (Camunda's: strata wrote nothing there). */
+function checklistsOf(op) {
+  return restoredComponents(op).filter((c) => !c.error && c.checklist_steps);
+}
+
+/**
+ * A finished operation's state as a badge, saying what was done: a restore that handed
+ * over a checklist did not restore that component, so it does not read "succeeded".
+ */
+function stateBadge(op) {
+  const lists = checklistsOf(op);
+  if (op.state !== "succeeded" || !lists.length) return statusBadge(op.state, "state");
+  const wrote = (op.result.nodes || []).some((n) => n.report) ||
+    restoredComponents(op).some((c) => !c.error && !c.checklist_steps);
+  return badge(wrote ? "restored · checklist to run" : "checklist to run", "warn", "state");
+}
+
+/** What a finished restore did for its external components: a checklist drawn in full,
+ * a system's own report, or why not. */
+function componentOutcomes(op) {
+  const list = restoredComponents(op);
+  if (!list.length) return null;
+  return h("div", { class: "component-outcomes", "data-field": "component-outcomes" }, list.map((c) =>
+    h("div", { class: "component-outcome", "data-component": c.component },
+      c.error
+        ? h("p", { class: "error", "data-field": "component-error" }, h("strong", {}, c.component), ` not restored: ${c.error}`)
+        : c.checklist_steps
+        ? [h("p", { class: "checklist-summary", "data-field": "checklist-summary" }, h("strong", {}, c.component),
+          `: restore checklist (${fmt.plural(c.checklist_steps, "step")}); strata wrote nothing here — run the steps against the engines, in order.`),
+          h("pre", { class: "checklist", "data-field": "checklist" }, c.detail || "")]
+        : h("p", { "data-field": "component-restored" }, h("strong", {}, c.component), ` restored${c.detail ? `: ${c.detail}` : ""}`))));
+}
+
 function operationResult(op) {
   const r = op.result;
   if (op.error) return h("span", { class: "error" }, op.error);
@@ -554,7 +594,11 @@ function operationResult(op) {
     // A backup's name is its operation's id: name it only where it differs.
     return [statusBadge(r.status, "result-status"), r.name !== op.id ? [" ", h("code", {}, r.name)] : null];
   }
-  if (r.backup) return ["from ", h("code", {}, r.backup)];
+  if (r.backup) {
+    const steps = checklistsOf(op).reduce((n, c) => n + c.checklist_steps, 0);
+    return ["from ", h("code", {}, r.backup),
+      steps ? h("span", { "data-field": "checklist-steps" }, ` · a checklist of ${fmt.plural(steps, "step")} to run`) : null];
+  }
   return h("span", { class: "muted" }, "done");
 }
 
@@ -562,7 +606,7 @@ function operationsTable(ops) {
   return table(["Operation", "State", "Started", "Result"], ops.map((op) =>
     h("tr", { "data-op": op.id },
       h("td", {}, h("strong", {}, op.kind), " ", h("code", { class: "muted" }, op.id)),
-      h("td", {}, statusBadge(op.state, "state")),
+      h("td", {}, stateBadge(op)),
       h("td", { class: "nowrap" }, fmt.dateTime(op.started)),
       h("td", {}, operationResult(op)))));
 }
@@ -618,13 +662,14 @@ function operationCard(op) {
     h("div", { class: "operation-head" },
       h("strong", {}, op.kind === "backup" ? "Backup" : op.kind === "restore" ? "Restore" : op.kind),
       h("code", { class: "muted" }, op.id),
-      statusBadge(op.state, "state"),
+      stateBadge(op),
       h("span", { class: "muted small" }, `started ${fmt.dateTime(op.started)}`),
       h("span", { class: "spacer" }),
       done ? h("span", { "data-field": "result" }, operationResult(op)) : null,
       dismiss),
     op.error && !done ? h("p", { class: "error" }, op.error) : null,
-    h("div", { class: "nodes" }, nodes));
+    h("div", { class: "nodes" }, nodes),
+    componentOutcomes(op));
 }
 
 /** Redraws the live operation panels of the overview and the backups view. */
@@ -679,7 +724,14 @@ function finished(op) {
   const kind = STATUS_KIND[op.state] || "info";
   const r = op.result || {};
   const name = r.name ? ` ${r.name}` : r.backup ? ` of ${r.backup}` : "";
-  toast(`${what}${name} ${op.state}${op.error ? `: ${op.error}` : ""}`, kind);
+  const lists = op.state === "succeeded" ? checklistsOf(op) : [];
+  if (lists.length) {
+    // Not "succeeded": strata handed over steps for the operator to run.
+    const which = lists.map((c) => c.component).join(", ");
+    toast(`${what}${name}: ${which} is a checklist to run against the engines (nothing written by strata there); see the operation's card`, "warn");
+  } else {
+    toast(`${what}${name} ${op.state}${op.error ? `: ${op.error}` : ""}`, kind);
+  }
   refresh();
 }
 
@@ -1392,9 +1444,10 @@ function hooksOf(component, hooks) {
 }
 
 /** Whether `record` is a pause of `hook`: its name, or (a coordinator's record) its
- * index in `[[hooks]]`. */
+ * index among the coordinator's hooks (a pair a plugin issues itself has none). */
 function pauseOf(record, hook) {
-  return record.hook === hook.label || record.id === `${record.operation}-${hook.index}`;
+  return record.hook === hook.label ||
+    (hook.index !== undefined && hook.index !== null && record.id === `${record.operation}-${hook.index}`);
 }
 
 /** "paused since X by operation Y", and a failed resume, loudly. */
@@ -1427,6 +1480,10 @@ function hookRows(hooks, paused, scope) {
       h("td", {}, h("strong", {}, hook.label),
         hook.node ? h("div", { class: "muted small", "data-field": "hook-scope" }, `node ${hook.node}`)
           : hook.component ? h("div", { class: "muted small", "data-field": "hook-scope" }, `component ${hook.component}`)
+          : null,
+        hook.source
+          ? h("div", { class: "muted small", "data-field": "hook-source" },
+            hook.source === "implied" ? "issued by the plugin itself" : "added by the plugin")
           : null),
       h("td", {}, hookWhen(hook), h("div", { class: "muted small" }, `timeout ${hook.timeout || "60s"}`)),
       h("td", {}, hook.pause
@@ -1568,7 +1625,12 @@ async function loadComponents() {
   }
   const c = config.value;
   const components = componentsOf(c);
-  const hooks = (c.hooks || []).map((hook, index) => ({ ...hook, index, label: hookLabel(hook) }));
+  // The configuration's `[[hooks]]`, then those the components' plugins declare (a
+  // Patroni pause, Camunda's exporting pause): their pauses are declared too.
+  const hooks = [
+    ...(c.hooks || []).map((hook, index) => ({ ...hook, index, label: hookLabel(hook) })),
+    ...(c.plugin_hooks || []).map((hook) => ({ ...hook, label: hookLabel(hook) })),
+  ];
   const paused = status.ok ? status.value.paused || [] : [];
   const seen = new Map((status.ok ? status.value.nodes : []).map((n) => [n.name, n]));
   const statusNote = status.ok ? null
