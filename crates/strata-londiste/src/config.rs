@@ -47,6 +47,9 @@ pub struct NodeConfig {
     /// (`park_unknown_events`, false): each one is recorded in
     /// `londiste.strata_parked_events`, never skipped silently.
     pub park_unknown_events: bool,
+    /// How long the main loop may make no progress before `/ready` and the
+    /// `strata_londiste_failing` metric report it stalled (`stall_timeout`, 120 s; 0: never).
+    pub stall_timeout: Duration,
     /// Everything in the section, for keys this crate does not interpret.
     pub raw: BTreeMap<String, String>,
 }
@@ -238,6 +241,7 @@ impl NodeConfig {
             batch_byte_cap: count("batch_byte_cap", (8 << 20) as f64)?,
             log_level,
             park_unknown_events: flag("park_unknown_events")?,
+            stall_timeout: Duration::from_secs_f64(number("stall_timeout", 120.0)?.min(86400.0)),
             raw,
         })
     }

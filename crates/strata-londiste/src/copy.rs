@@ -74,10 +74,31 @@ async fn run(
         .await?
         .into_iter()
         .find(|t| t.table_name == table && t.local);
-    let Some(info) = info else {
+    let Some(mut info) = info else {
         return unregister(&dst, &mut consumer, &queue, &name).await;
     };
-    let registered = node::consumer_state(&dst, &queue, &name).await?.is_some();
+    let mut registered = node::consumer_state(&dst, &queue, &name).await?.is_some();
+    if registered && left_behind(&dst, &consumer, &queue, &name, &options).await? {
+        // Its position means nothing on this provider: the table is copied again, from
+        // a consumer registered afresh here.
+        checked(
+            &dst,
+            &format!("unregistering {name} in the target"),
+            "select ret_code, ret_note from pgq_node.unregister_consumer($1, $2)",
+            &[&queue, &name],
+        )
+        .await?;
+        registered = false;
+        if info.state != TableState::InCopy {
+            node::set_table_state(&dst, &queue, &table, None, &TableState::InCopy).await?;
+            options.log.warn(format!(
+                "copy of {table}: its copy consumer did not read from this node's provider \
+                 (the provider changed mid-copy): copying the table again"
+            ));
+            info.state = TableState::InCopy;
+            info.custom_snapshot = None;
+        }
+    }
     if info.state == TableState::InCopy {
         let left = if registered {
             unregister(&dst, &mut consumer, &queue, &name).await?;
@@ -147,6 +168,8 @@ async fn run(
         careful: false,
         watch: None,
         foreign_copies: HashMap::new(),
+        copies_stop: stop.clone(),
+        copy_retries: HashMap::new(),
     };
     match r.run_loop().await {
         Ok(_) => {}
@@ -165,6 +188,65 @@ async fn run(
         return Ok(());
     }
     unregister(&r.dst, &mut r.consumer, &queue, &name).await
+}
+
+/// Whether the copy consumer `name` registered in the target was left behind by a change
+/// of provider (either tool's `change-provider` or `takeover` moves only the main
+/// worker): registered in the target under another provider, or not known to the
+/// current one. Its registration on the old provider is removed (it would hold that
+/// queue's events forever); an old provider that cannot be reached is only logged.
+async fn left_behind(
+    dst: &Client,
+    consumer: &strata_pgq::Consumer,
+    queue: &str,
+    name: &str,
+    options: &WorkerOptions,
+) -> Result<bool> {
+    let Some(state) = node::consumer_state(dst, queue, name).await? else {
+        return Ok(false);
+    };
+    let provider = node::node_info(dst, queue).await?.provider_node;
+    let moved = state.provider_node.is_some() && state.provider_node != provider;
+    if moved {
+        let old = state.provider_node.clone().unwrap_or_default();
+        let dropped = match &state.provider_location {
+            Some(location) => unregister_at(location, queue, name).await,
+            None => Err(LondisteError::State(format!("{old} has no location"))),
+        };
+        match dropped {
+            Ok(()) => options.log.info(format!(
+                "copy consumer {name}: unregistered on {old}, this node's provider before"
+            )),
+            Err(e) => options.log.warn(format!(
+                "copy consumer {name}: cannot unregister it on {old}, this node's provider \
+                 before ({e}): unregister it there by hand (pgq.unregister_consumer)"
+            )),
+        }
+        return Ok(true);
+    }
+    let known = consumer
+        .client()
+        .query_opt(
+            "select 1 from pgq.get_consumer_info($1, $2)",
+            &[&queue, &name],
+        )
+        .await
+        .map_err(|e| LondisteError::sql(format!("looking for {name} on the provider"), e))?
+        .is_some();
+    Ok(!known)
+}
+
+/// Unregisters `name` from the queue of the database at `location`.
+async fn unregister_at(location: &str, queue: &str, name: &str) -> Result<()> {
+    let client = crate::admin::connect(location, "the old provider").await?;
+    client
+        .query_opt(
+            "select pgq.unregister_consumer(queue_name, consumer_name) from pgq.get_consumer_info($1, $2)",
+            &[&queue, &name],
+        )
+        .await
+        .map_err(|e| LondisteError::sql(format!("unregistering {name}"), e))?;
+    Ok(())
 }
 
 /// Registers the copy consumer on the provider first, then in the target at the

@@ -71,6 +71,12 @@ impl WorkerMetrics {
         self.detail().last_error = Some((now, error.to_string()));
     }
 
+    /// The worker moves again after a stall: no longer failing.
+    pub fn recovered(&self) {
+        self.0.failing.store(false, Ordering::Relaxed);
+        self.0.retry_delay_ms.store(0, Ordering::Relaxed);
+    }
+
     /// An event was parked by the worker (`park_unknown_events`).
     pub fn event_parked(&self) {
         self.0.parked.fetch_add(1, Ordering::Relaxed);

@@ -63,6 +63,37 @@ pub fn retry_delay(failures: u32) -> Duration {
     doubled.min(RETRY_MAX)
 }
 
+/// Marks the worker not ready and failing while its main loop makes no progress for
+/// `limit` (`stall_timeout`): a worker stuck waiting (on a lock, a table's hand-over, a
+/// copy task) would otherwise answer ready while only its lag rises. The next round of
+/// work makes it ready again.
+async fn watch_for_stalls(health: WorkerHealth, metrics: WorkerMetrics, log: Log, limit: Duration) {
+    let every = (limit / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    let mut stalled = false;
+    loop {
+        tokio::time::sleep(every).await;
+        let (idle, step) = health.since_progress();
+        if idle < limit {
+            if std::mem::take(&mut stalled) {
+                metrics.recovered();
+                log.info(format!("progressing again ({step})"));
+            }
+            continue;
+        }
+        if !stalled && health.is_ready() {
+            let text = format!(
+                "no progress for {} s while {step} (stall_timeout is {} s)",
+                idle.as_secs(),
+                limit.as_secs_f64()
+            );
+            log.warn(&text);
+            health.failed(&text);
+            metrics.failed(&text, Duration::ZERO);
+            stalled = true;
+        }
+    }
+}
+
 /// How the worker is doing, as `/ready` reports it: ready once it is connected to its
 /// node and has it registered, not ready while it retries after an error (with the
 /// error) or before it first connected.
@@ -71,13 +102,60 @@ pub struct WorkerHealth(
     Arc<std::sync::Mutex<Option<std::result::Result<(), String>>>>,
     /// Rounds that went through, for the retry backoff (reset after a success).
     Arc<std::sync::atomic::AtomicU64>,
+    /// When the worker last moved, and what it is doing: the stall watchdog's input.
+    Arc<std::sync::Mutex<Progress>>,
 );
+
+/// The last sign of life of the main loop, for [`watch_for_stalls`].
+#[derive(Debug, Clone)]
+struct Progress {
+    at: Instant,
+    step: String,
+}
+
+impl Default for Progress {
+    fn default() -> Progress {
+        Progress {
+            at: Instant::now(),
+            step: "starting".into(),
+        }
+    }
+}
 
 impl WorkerHealth {
     /// A round of work went through: ready.
     fn connected(&self) {
         self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *self.0.lock().unwrap() = Some(Ok(()));
+        self.alive("replaying");
+    }
+
+    /// The worker moved on to `step` (or is waiting as it should, paused): not stalled.
+    pub(crate) fn alive(&self, step: &str) {
+        let mut p = self.2.lock().unwrap_or_else(|e| e.into_inner());
+        p.at = Instant::now();
+        if p.step != step {
+            p.step = step.to_string();
+        }
+    }
+
+    /// The worker waits at `step`: named in a stall's message, but no progress.
+    pub(crate) fn waiting(&self, step: &str) {
+        let mut p = self.2.lock().unwrap_or_else(|e| e.into_inner());
+        if p.step != step {
+            p.step = step.to_string();
+        }
+    }
+
+    /// How long since the worker last moved, and at what step.
+    fn since_progress(&self) -> (Duration, String) {
+        let p = self.2.lock().unwrap_or_else(|e| e.into_inner());
+        (p.at.elapsed(), p.step.clone())
+    }
+
+    /// Whether `/ready` says ready now.
+    fn is_ready(&self) -> bool {
+        matches!(&*self.0.lock().unwrap(), Some(Ok(())))
     }
 
     fn rounds(&self) -> u64 {
@@ -410,6 +488,11 @@ pub(crate) struct Replayer {
     /// Main role: tables another program's live copy process holds (their copy pidfile),
     /// with its pid, so the wait is logged once, not before every batch.
     pub(crate) foreign_copies: HashMap<String, i32>,
+    /// Main role: the stop flag of its copy tasks (see [`CopiesStop`]).
+    pub(crate) copies_stop: watch::Receiver<bool>,
+    /// Main role: copy tasks that failed in a row by table, and when the next may start
+    /// ([`retry_delay`]), so a copy that keeps failing is not restarted in a tight loop.
+    pub(crate) copy_retries: HashMap<String, (u32, Instant)>,
 }
 
 /// Opens the target connection the way the replay needs it: triggers and rules of the
@@ -456,6 +539,15 @@ pub async fn run(
     let mut stop_wait = stop.clone();
     let mut watch = PauseWatch::new(&cf);
     let (mut failures, mut rounds_at_failure) = (0u32, 0u64);
+    options.health.alive("starting");
+    let _watchdog = (!cf.stall_timeout.is_zero()).then(|| {
+        strata_pgq::ticker::AbortOnDrop(tokio::spawn(watch_for_stalls(
+            options.health.clone(),
+            options.metrics.clone(),
+            log.clone(),
+            cf.stall_timeout,
+        )))
+    });
     log.info(format!(
         "londiste worker {} started (queue {}, {})",
         cf.job_name,
@@ -639,6 +731,7 @@ async fn run_node(
         "replaying from {provider_at} into {at} as {}",
         node_type
     ));
+    let (copies_stop, _forward) = CopiesStop::new(&stop);
     let mut r = Replayer {
         cf: cf.clone(),
         role: Role::Main,
@@ -664,20 +757,64 @@ async fn run_node(
         careful: false,
         watch: Some(std::mem::replace(watch, PauseWatch::new(&cf))),
         foreign_copies: HashMap::new(),
+        copies_stop: copies_stop.receiver(),
+        copy_retries: HashMap::new(),
     };
     let result = r.run_loop().await;
     if let Some(w) = r.watch.take() {
         *watch = w;
     }
-    for (_, task) in r.copies.drain() {
-        // Copy tasks watch the same stop flag; on an error they are stopped here.
-        if result.is_err() {
-            task.abort();
-        }
-        let _ = task.await;
-    }
+    stop_copies(&mut r, &copies_stop).await;
     add(totals, &r.stats);
     result
+}
+
+/// The stop flag of one run's copy tasks: set when the worker stops, and also when the
+/// main loop ends for any other reason (a new role or provider, an error). A copy task
+/// in catch-up waits for the main loop's hand-over, so the main loop must never wait
+/// for a copy task it has not stopped.
+struct CopiesStop(Arc<watch::Sender<bool>>);
+
+impl CopiesStop {
+    /// A flag that follows `stop` (a dropped `stop` sender stops too), and the task that
+    /// forwards it, aborted on drop.
+    fn new(stop: &watch::Receiver<bool>) -> (CopiesStop, strata_pgq::ticker::AbortOnDrop) {
+        let tx = Arc::new(watch::channel(false).0);
+        let (forward_tx, mut outer) = (tx.clone(), stop.clone());
+        let forward = tokio::spawn(async move {
+            let _ = outer.wait_for(|s| *s).await;
+            let _ = forward_tx.send(true);
+        });
+        (CopiesStop(tx), strata_pgq::ticker::AbortOnDrop(forward))
+    }
+
+    fn receiver(&self) -> watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+
+    fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Stops the run's copy tasks and waits for them: a task mid-COPY rolls it back (the
+/// table waits for a new copy), one in catch-up keeps its state for the next run.
+async fn stop_copies(r: &mut Replayer, copies_stop: &CopiesStop) {
+    if r.copies.is_empty() {
+        return;
+    }
+    copies_stop.stop();
+    r.options.health.alive("stopping the copy tasks");
+    for (table, task) in r.copies.drain() {
+        match task.await {
+            Ok(Err(e)) => r.options.log.info(format!("copy of {table} stopped: {e}")),
+            Err(e) => r
+                .options
+                .log
+                .warn(format!("copy of {table}: task failed: {e}")),
+            Ok(Ok(())) => r.options.log.info(format!("copy of {table} stopped")),
+        }
+    }
 }
 
 fn add(to: &mut ReplayStats, from: &ReplayStats) {
@@ -710,6 +847,7 @@ impl Replayer {
                             self.options.log.info("paused");
                         }
                         self.options.metrics.set_paused(true);
+                        self.options.health.alive("paused");
                         let d = self.cf.loop_delay;
                         match self.watch.as_mut() {
                             Some(w) => {
@@ -820,19 +958,26 @@ impl Replayer {
             let task = self.copies.remove(&table).expect("listed");
             // The result is ready: polling a finished task does not wait.
             let result = futures::FutureExt::now_or_never(task);
-            match result {
-                Some(Ok(Ok(()))) => self.options.log.info(format!("copy of {table}: done")),
-                Some(Ok(Err(e))) => {
-                    let text = format!("copy of {table}: {e}; it will be restarted");
-                    self.options.log.error(&text);
-                    self.options.metrics.failed(&text, Duration::ZERO);
+            let why = match result {
+                Some(Ok(Ok(()))) => {
+                    self.copy_retries.remove(&table);
+                    self.options.log.info(format!("copy of {table}: done"));
+                    continue;
                 }
-                Some(Err(e)) => self
-                    .options
-                    .log
-                    .error(format!("copy of {table}: task failed: {e}")),
-                None => {}
-            }
+                Some(Ok(Err(e))) => e.to_string(),
+                Some(Err(e)) => format!("task failed: {e}"),
+                None => continue,
+            };
+            let failures = self.copy_retries.get(&table).map_or(0, |(n, _)| *n) + 1;
+            let delay = retry_delay(failures);
+            self.copy_retries
+                .insert(table.clone(), (failures, Instant::now() + delay));
+            let text = format!(
+                "copy of {table}: {why}; restarting it in {} s (failure {failures} in a row)",
+                delay.as_secs()
+            );
+            self.options.log.error(&text);
+            self.options.metrics.failed(&text, delay);
         }
     }
 
@@ -974,6 +1119,11 @@ impl Replayer {
                     "stopped while waiting for a table hand-over".into(),
                 ));
             }
+            if self.role == Role::Main {
+                self.options
+                    .health
+                    .waiting("waiting for a table's hand-over from its copy task");
+            }
             let d = self.cf.loop_delay.min(Duration::from_millis(200));
             pause(&mut self.stop, d).await;
         }
@@ -1024,6 +1174,13 @@ impl Replayer {
             if self.copied_elsewhere(&t.table_name) {
                 continue;
             }
+            if self
+                .copy_retries
+                .get(&t.table_name)
+                .is_some_and(|(_, next)| Instant::now() < *next)
+            {
+                continue;
+            }
             if t.state == TableState::Missing {
                 if provider_ok.is_none() {
                     let list = node::tables(self.consumer.client(), &queue).await?;
@@ -1053,7 +1210,7 @@ impl Replayer {
                 t.table_name.clone(),
                 self.provider_location.clone(),
                 self.options.clone(),
-                self.stop.clone(),
+                self.copies_stop.clone(),
             ));
             self.copies.insert(t.table_name.clone(), task);
         }
@@ -1188,6 +1345,9 @@ impl Replayer {
                 .await
                 .map_err(|e| LondisteError::from(e).on(&self.provider_at))?
             {
+                if self.role == Role::Main {
+                    self.options.health.alive("applying a batch");
+                }
                 for ev in &chunk {
                     events += 1;
                     if parked.get(&ev.id) == Some(&ev.txid) {

@@ -911,3 +911,170 @@ async fn a_copy_left_half_done_by_either_tool_is_finished_by_the_other() {
         .await;
     ix.compare("leaf");
 }
+
+/// The hold switch of [`HOLD_KEY`] on table `tc` of the leaf: the insert of row 500
+/// waits for the lock, in a COPY and in a replayed batch alike.
+const TC_HOLD_SQL: &str = "create function tc_hold_switch() returns trigger language plpgsql as $$ \
+     begin if new.id = 500 then perform pg_advisory_xact_lock(4242); end if; return new; end $$; \
+     create trigger tc_hold_switch before insert on tc for each row execute function tc_hold_switch(); \
+     alter table tc enable always trigger tc_hold_switch";
+
+impl Interop {
+    /// `t1` (200 rows) and `tc` (1000 rows) on the root, empty on `others`; the leaf's
+    /// `tc` carries the hold switch, so a copy of it waits at row 500 while the test holds
+    /// [`HOLD_KEY`].
+    fn midcopy_tables(&self, others: &[&str]) {
+        let tc = "create table public.tc (id int primary key, val text)";
+        for db in std::iter::once(&"root").chain(others) {
+            self.site.pg.psql(db, TABLE_SQL);
+            self.site.pg.psql(db, tc);
+        }
+        self.site.pg.psql(
+            "root",
+            "insert into t1 (id, val) select g, 'r' || g from generate_series(1, 200) g; \
+             insert into tc (id, val) select g, 'c' || g from generate_series(1, 1000) g",
+        );
+        self.site.pg.psql("leaf", TC_HOLD_SQL);
+    }
+
+    /// The copy consumers of the leaf registered on the queue of `db`.
+    fn copy_consumers_on(&self, db: &str) -> i64 {
+        self.site.count(
+            db,
+            &format!("select count(*) from pgq.get_consumer_info('{QUEUE}') where consumer_name like 'leaf_worker.copy.%'"),
+        )
+    }
+}
+
+/// `/ready` of a worker serving on `address`: its status and body.
+fn ready(address: &str) -> (u16, String) {
+    let reply = strata_testkit::http::http(&format!("http://{address}"), "GET", "/ready", None, "");
+    (reply.status, reply.body)
+}
+
+/// The root's connection string changes (`change-location`) while a strata leaf copies a
+/// table: the leaf starts over with the new location, its copy task stopped and started
+/// again rather than waited for, so every other table keeps replaying and `/ready` stays
+/// true; the copy then finishes and its consumer is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strata_leaf_keeps_replaying_when_its_providers_location_changes_mid_copy() {
+    let Some(mut ix) = Interop::new() else {
+        return;
+    };
+    let health = format!("127.0.0.1:{}", strata_testkit::net::free_port());
+    let (root, leaf) = ix.site.setup_nodes(&format!("health_listen = {health}\n"));
+    let (root_s, leaf_s) = (path(&root).to_string(), path(&leaf).to_string());
+    ix.midcopy_tables(&["leaf"]);
+    ix.strata(0, &[&root_s, "add-table", "t1", "tc"]);
+    ix.strata(0, &[&leaf_s, "add-table", "t1"]);
+    ix.ticker = Some(Ticker::start(&ix.site).await);
+    ix.start(Tool::Strata, "leaf");
+    ix.wait_ok("leaf", "public.t1").await;
+    let hold = Hold::take(&ix.site).await;
+    ix.strata(0, &[&leaf_s, "add-table", "tc"]);
+    ix.wait_held("strata's copy of tc held at row 500").await;
+
+    let location = format!("{} application_name=moved", ix.site.dsn("root"));
+    ix.strata(0, &[&root_s, "change-location", "root", &location]);
+    ix.site
+        .pg
+        .psql("root", "update t1 set val = 'after the move' where id < 50");
+    ix.wait_equal("t1 replayed after the move", "root", &["leaf"], &["t1"])
+        .await;
+    let log = ix.logs.last().unwrap().clone();
+    assert!(
+        read(&log).contains("changed its type or provider"),
+        "{}",
+        read(&log)
+    );
+    let (status, body) = ready(&health);
+    assert_eq!(status, 200, "{body}");
+    // The copy goes on from the new location (held again at row 500), then finishes.
+    ix.wait_held("the copy of tc started again").await;
+    hold.release().await;
+    ix.wait_ok("leaf", "public.tc").await;
+    ix.wait_equal("both tables", "root", &["leaf"], &["t1", "tc"])
+        .await;
+    assert_eq!(ix.copy_consumers_on("root"), 0);
+    ix.compare("leaf");
+}
+
+/// Python's `change-provider` moves a strata leaf to a branch while its copy of `tc`
+/// waits for the hand-over (the leaf paused after the COPY): the command finishes, the
+/// worker stops its copy task instead of waiting for it, replays `t1` from the branch,
+/// finds the copy consumer left on the old provider, unregisters it there and copies
+/// `tc` again from the branch. Nothing stays registered on the root.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_change_provider_on_a_strata_leaf_mid_copy_moves_the_copy_too() {
+    let Some(mut ix) = Interop::new() else {
+        return;
+    };
+    ix.site.database("branch");
+    let root = ix.site.ini("root", "");
+    ix.site.expect(
+        0,
+        &[path(&root), "create-root", "root", &ix.site.dsn("root")],
+    );
+    let branch = ix.site.node("branch", "branch", "root");
+    let leaf = ix.site.node("leaf", "leaf", "root");
+    ix.site.fast_ticks("root");
+    for ini in [&root, &branch, &leaf] {
+        for_python(ini);
+    }
+    let (root_s, branch_s, leaf_s) = (
+        path(&root).to_string(),
+        path(&branch).to_string(),
+        path(&leaf).to_string(),
+    );
+    ix.midcopy_tables(&["branch", "leaf"]);
+    ix.strata(0, &[&root_s, "add-table", "t1", "tc"]);
+    ix.strata(0, &[&branch_s, "add-table", "t1", "tc"]);
+    ix.strata(0, &[&leaf_s, "add-table", "t1"]);
+    ix.ticker = Some(Ticker::start_on(&ix.site, &["root", "branch", "leaf"]).await);
+    ix.start(Tool::Strata, "branch");
+    ix.start(Tool::Strata, "leaf");
+    ix.wait_ok("branch", "public.tc").await;
+    ix.wait_ok("leaf", "public.t1").await;
+
+    // The leaf's copy of tc: held mid-COPY, the leaf paused, then let through, so the
+    // copy task catches up and waits for the paused main loop's hand-over.
+    let hold = Hold::take(&ix.site).await;
+    ix.strata(0, &[&leaf_s, "add-table", "tc"]);
+    ix.wait_held("strata's copy of tc held at row 500").await;
+    ix.strata(0, &[&leaf_s, "pause"]);
+    hold.release().await;
+    ix.wait("tc waiting for its hand-over", WAIT_LIMIT, |site| {
+        site.state("leaf", "public.tc").starts_with("wanna-sync")
+    })
+    .await;
+    assert_eq!(ix.copy_consumers_on("root"), 1);
+
+    ix.py(&[&leaf_s, "change-provider", "--provider=branch"]);
+    assert_eq!(ix.node("leaf"), "leaf branch");
+    if ix.flags("leaf").starts_with("true") {
+        ix.strata(0, &[&leaf_s, "resume"]);
+    }
+    ix.site.pg.psql(
+        "root",
+        "update t1 set val = 'from the branch' where id < 50",
+    );
+    ix.wait_equal(
+        "t1 replayed from the new provider",
+        "root",
+        &["branch", "leaf"],
+        &["t1"],
+    )
+    .await;
+    ix.wait_ok("leaf", "public.tc").await;
+    ix.wait_equal("both tables", "root", &["leaf"], &["t1", "tc"])
+        .await;
+    assert_eq!(ix.copy_consumers_on("root"), 0, "the stale copy consumer");
+    assert_eq!(ix.copy_consumers_on("branch"), 0);
+    let log = ix.logs.last().unwrap().clone();
+    assert!(
+        read(&log).contains("copying the table again"),
+        "{}",
+        read(&log)
+    );
+    ix.compare("leaf");
+}
