@@ -188,35 +188,56 @@ impl Actions {
         let lock = RepoLock::acquire(self.repo.store().clone(), &id, "delete", self.lease_ttl)
             .await?
             .keep_renewed();
-        // The systems' snapshots first: a backup is never deleted while its system still
-        // holds a snapshot only it names.
-        match self.external.delete(found).await {
-            Ok(lines) => {
-                for line in lines {
-                    eprintln!("strata: backup {name}: {line}");
-                }
-            }
+        // Parts of attempts and deletes that did not finish, first.
+        for line in self
+            .external
+            .finish_unfinished(&self.repo, None, || lock.check().map_err(|e| e.to_string()))
+            .await
+        {
+            eprintln!("strata: {line}");
+        }
+        // The systems' snapshots (see `crate::external_delete`): a plugin with a ledger
+        // has its parts recorded now and deleted after the summary; another's snapshot
+        // is deleted now, and one that cannot be keeps the backup.
+        let deleting = match self.external.before_delete(found).await {
+            Ok(deleting) => deleting,
             Err(why) => {
                 lock.release().await;
                 return Err(CoordinatorError::External(format!(
                     "backup {name} is kept: {why}; delete the snapshot in its system (or fix it) and try again"
                 )));
             }
+        };
+        for line in &deleting.said {
+            eprintln!("strata: backup {name}: {line}");
         }
         // Still ours after the systems' deletes (a stall past the lease lets another
-        // process take the repository): nothing is deleted otherwise.
+        // process take the repository): nothing is deleted otherwise. The ledger's
+        // entries of this backup are its own again while its summary stays.
         if let Err(lost) = lock.check() {
+            drop(deleting);
             lock.release().await;
             return Err(CoordinatorError::LockLost(format!(
                 "backup {name} was not deleted: {lost}"
             )));
         }
-        let result = self.repo.delete_backup(name).await;
-        if result.is_ok() {
-            crate::listing::compact(&self.repo, true).await;
+        if let Err(err) = self.repo.delete_backup(name).await {
+            drop(deleting);
+            lock.release().await;
+            return Err(err.into());
+        }
+        crate::listing::compact(&self.repo, true).await;
+        // Gone from strata: now the engines' parts.
+        let (said, engines) = deleting.finish().await;
+        for line in said {
+            eprintln!("strata: backup {name}: {line}");
         }
         lock.release().await;
-        Ok(result?)
+        engines.map_err(|why| {
+            CoordinatorError::External(format!(
+                "backup {name} is deleted (never restorable again), but {why}"
+            ))
+        })
     }
 
     /// Collects garbage as a step of another action (after a delete or a cleanup):

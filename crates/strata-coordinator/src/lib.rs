@@ -45,6 +45,7 @@ pub mod webhooks;
 
 // Keeping a repository: retention, garbage collection, repair, copies, verification.
 pub mod copy;
+pub mod engine_parts;
 pub mod external_delete;
 pub mod gc;
 #[cfg(test)]

@@ -320,6 +320,13 @@ pub trait Plugin: Send + Sync {
         Ok("nothing to delete".into())
     }
 
+    /// Where the plugin keeps its ledger of the parts it asked its systems to create
+    /// (see [`crate::engine_parts`]), if it keeps one: its deletes then go through the
+    /// ledger, so a backup is deleted from strata before any of its parts is.
+    fn parts_ledger(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// When an external component's restore is a checklist the operator runs (what
     /// `external_restore` returned, `detail`) rather than a restore strata performed: its
     /// number of steps. Nothing was written by strata then.

@@ -583,7 +583,7 @@ pub async fn cleanup(
             reasons: d.reasons,
         })
         .collect();
-    if dry_run || rows.iter().all(|r| r.keep) {
+    if dry_run || (rows.iter().all(|r| r.keep) && !external.has_unfinished()) {
         return Ok(rows);
     }
     let id = format!("cleanup-{}", crate::names::new_backup_name());
@@ -595,6 +595,13 @@ pub async fn cleanup(
     )
     .await?
     .keep_renewed();
+    // Parts of attempts and deletes that did not finish (see `crate::engine_parts`).
+    for line in external
+        .finish_unfinished(repo, None, || lock.check().map_err(|e| e.to_string()))
+        .await
+    {
+        eprintln!("strata: {line}");
+    }
     let mut result = Ok(());
     let mut lost = None;
     for (row, summary) in rows.iter_mut().zip(&summaries).filter(|(r, _)| !r.keep) {
@@ -606,14 +613,10 @@ pub async fn cleanup(
             ));
             break;
         }
-        // The systems' snapshots first (see `crate::external_delete`): one that cannot
-        // be deleted keeps its backup until the next run.
-        match external.delete(summary).await {
-            Ok(lines) => {
-                for line in lines {
-                    eprintln!("strata: backup {}: {line}", row.name);
-                }
-            }
+        // The systems' snapshots (see `crate::external_delete`): one of a plugin without
+        // a ledger that cannot be deleted keeps its backup until the next run.
+        let deleting = match external.before_delete(summary).await {
+            Ok(deleting) => deleting,
             Err(why) => {
                 eprintln!("strata: warning: backup {} is kept: {why}", row.name);
                 row.keep = true;
@@ -621,10 +624,22 @@ pub async fn cleanup(
                     .push(format!("kept: {why} (tried again at the next cleanup)"));
                 continue;
             }
+        };
+        for line in &deleting.said {
+            eprintln!("strata: backup {}: {line}", row.name);
         }
         result = repo.delete_backup(&row.name).await;
         if result.is_err() {
+            drop(deleting);
             break;
+        }
+        let (said, engines) = deleting.finish().await;
+        for line in said {
+            eprintln!("strata: backup {}: {line}", row.name);
+        }
+        if let Err(why) = engines {
+            eprintln!("strata: warning: backup {} is deleted, but {why}", row.name);
+            row.reasons.push(format!("deleted, but {why}"));
         }
     }
     crate::listing::compact(repo, true).await;

@@ -53,6 +53,13 @@ pub struct Knobs {
     pub resume_down: bool,
     /// How long a delete takes to be answered.
     pub delete_delay: Duration,
+    /// Zeebe: how many state polls of a new backup answer `INCOMPLETE` with a partition
+    /// that does not know it yet (`DOES_NOT_EXIST`), as a broker does right after the
+    /// request.
+    pub does_not_exist_polls: u32,
+    /// How long a backup's `POST` takes to be answered (the backup is taken at once: a
+    /// client that gives up still leaves it behind).
+    pub post_delay: Duration,
 }
 
 /// One request a fake received.
@@ -82,6 +89,9 @@ struct State {
     paused: Option<bool>,
     /// Backups (or snapshots) by id (or name).
     backups: BTreeMap<String, Backup>,
+    /// Zeebe (8.8's orchestration cluster): the web applications' backups, under
+    /// `/actuator/backupHistory`.
+    history: BTreeMap<String, Backup>,
     /// Zeebe: the largest backup id taken.
     max_id: u64,
 }
@@ -143,6 +153,12 @@ impl Fake {
         self.state.lock().unwrap().backups.keys().cloned().collect()
     }
 
+    /// Zeebe: the ids of the web applications' backups its orchestration cluster holds
+    /// (8.8's `/actuator/backupHistory`).
+    pub fn history_backups(&self) -> Vec<String> {
+        self.state.lock().unwrap().history.keys().cloned().collect()
+    }
+
     /// The role it plays.
     pub fn role(&self) -> &Role {
         &self.role
@@ -185,6 +201,9 @@ fn serve(stream: TcpStream, role: &Role, state: &Mutex<State>) {
             let (status, answer, delay) = route(role, &mut s, &method, &target, &body);
             match method.as_str() {
                 "DELETE" => (status, answer, delay + s.knobs.delete_delay),
+                "POST" if target.contains("/actuator/backup") => {
+                    (status, answer, delay + s.knobs.post_delay)
+                }
                 _ => (status, answer, delay),
             }
         };
@@ -232,6 +251,13 @@ fn route(
                 now(204, Value::Null)
             }
             _ => {
+                if let Some(rest) = path.strip_prefix("/actuator/backupHistory") {
+                    // 8.8: Operate's and Tasklist's backups, on the cluster's port.
+                    std::mem::swap(&mut s.backups, &mut s.history);
+                    let answer = web_app_backups(s, method, rest, body, false);
+                    std::mem::swap(&mut s.backups, &mut s.history);
+                    return answer;
+                }
                 let rest = path
                     .strip_prefix("/actuator/backupRuntime")
                     .or_else(|| path.strip_prefix("/actuator/backups"));
@@ -241,7 +267,10 @@ fn route(
                 }
             }
         },
-        Role::WebApp { optimize } => match path.strip_prefix("/actuator/backups") {
+        Role::WebApp { optimize } => match path
+            .strip_prefix("/actuator/backupHistory")
+            .or_else(|| path.strip_prefix("/actuator/backups"))
+        {
             Some(rest) => web_app_backups(s, method, rest, body, *optimize),
             None => now(404, json!({"message": "no such route"})),
         },
@@ -263,6 +292,14 @@ fn poll(s: &mut State, id: &str) -> Option<(bool, bool)> {
     let b = s.backups.get_mut(id)?;
     b.polls += 1;
     Some((b.polls > needed, b.failed))
+}
+
+/// Whether backup `id` is still unknown to a partition at this poll (see
+/// [`Knobs::does_not_exist_polls`]); call after [`poll`].
+fn not_yet_known(s: &State, id: &str) -> bool {
+    s.backups
+        .get(id)
+        .is_some_and(|b| b.polls <= s.knobs.does_not_exist_polls)
 }
 
 fn zeebe_backups(
@@ -312,13 +349,20 @@ fn zeebe_backups(
                     let Some((done, failed)) = poll(s, &id) else {
                         return now(404, json!({"message": format!("no backup {id}")}));
                     };
+                    let unknown = not_yet_known(s, &id);
                     let state = match (done, failed) {
+                        _ if unknown => "INCOMPLETE",
                         (_, true) => "FAILED",
                         (true, false) => "COMPLETED",
                         (false, false) => "IN_PROGRESS",
                     };
                     let details: Vec<Value> = (1..=partitions)
                         .map(|p| {
+                            let state = match (unknown, p) {
+                                (true, 1) => "DOES_NOT_EXIST",
+                                (true, _) => "IN_PROGRESS",
+                                _ => state,
+                            };
                             json!({
                                 "partitionId": p,
                                 "state": state,

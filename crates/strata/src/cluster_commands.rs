@@ -231,7 +231,17 @@ impl Context {
     pub(crate) async fn status(&self) -> CommandResult {
         let status = self.cluster().status().await?;
         let down = status.nodes.iter().filter(|n| n.metadata.is_none()).count();
-        let code = if down > 0 { code::FAILED } else { 0 };
+        // A system left paused (its resume failed, or its process is gone) is a problem
+        // to act on, as `strata backup` says with 3; a pause of a running operation is not.
+        let left_paused = status
+            .paused
+            .iter()
+            .any(|p| p.resume_error.is_some() || !p.holder_alive());
+        let code = match (down > 0, left_paused) {
+            (true, _) => code::FAILED,
+            (false, true) => code::PARTIAL,
+            (false, false) => 0,
+        };
         if self.global.json {
             print_json(&status);
             return Ok(code);

@@ -138,6 +138,27 @@ nodes = ["n1"]
         (out, summary)
     }
 
+    /// The engine-parts ledger's files.
+    fn ledger(&self) -> Vec<String> {
+        std::fs::read_dir(self.dir.path().join("state/engine-parts"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.ends_with(".json"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Replaces the components' TOML (the rest of the configuration stays).
+    fn reconfigure(&self, components: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let (head, _) = text
+            .split_once("[[components]]\nname = \"camunda\"")
+            .unwrap();
+        std::fs::write(&self.config, format!("{head}{components}")).unwrap();
+    }
+
     fn pause_records(&self) -> Vec<String> {
         std::fs::read_dir(self.dir.path().join("state/pauses"))
             .map(|d| {
@@ -368,7 +389,7 @@ fn component_restore<'a>(outcome: &'a Value, name: &str) -> &'a Value {
 }
 
 #[test]
-fn deleting_backups_deletes_every_part_in_the_engines_and_a_part_that_cannot_be_deleted_keeps_the_backup(
+fn deleting_backups_deletes_every_part_and_a_part_that_cannot_be_deleted_yet_is_finished_by_the_next_cleanup(
 ) {
     let cluster = Cluster::start();
     // A short timeout: the delete below is tried against a Zeebe that answers 503.
@@ -410,23 +431,170 @@ fn deleting_backups_deletes_every_part_in_the_engines_and_a_part_that_cannot_be_
         vec![format!("camunda_zeebe_records_backup_{second_id}")]
     );
 
-    // Zeebe cannot delete for now: strata keeps its backup, naming why.
+    // Zeebe cannot delete for now: the backup is gone from strata first (never
+    // restorable with parts missing), its Zeebe part waits in the ledger.
     cluster.zeebe.set(|k| k.unavailable = 1000);
     let name = second["name"].as_str().unwrap();
-    let refused = site.run(&["delete", name]);
-    assert_eq!(refused.code, Some(1), "{refused}");
+    let half = site.run(&["delete", name]);
+    assert_eq!(half.code, Some(1), "{half}");
     assert!(
-        refused.stderr.contains("is kept") && refused.stderr.contains("503"),
-        "{refused}"
+        half.stderr.contains("is deleted") && half.stderr.contains("503"),
+        "{half}"
     );
     let list = site.run(&["list", "--json"]);
-    assert!(list.stdout.contains(name), "still listed: {list}");
+    assert!(!list.stdout.contains(name), "not listed: {list}");
+    assert_eq!(cluster.zeebe.backups(), vec![second_id.clone()]);
+    assert_eq!(site.ledger().len(), 1, "the Zeebe part is in the ledger");
+    // The next cleanup (nothing to remove by its policy) finishes it.
     cluster.zeebe.set(|k| k.unavailable = 0);
-    let deleted = site.run(&["delete", name]);
-    assert_eq!(deleted.code, Some(0), "{deleted}");
+    let cleanup = site.run(&["cleanup", "--keep-last", "5"]);
+    assert_eq!(cleanup.code, Some(0), "{cleanup}");
     for fake in cluster.all() {
         assert!(fake.backups().is_empty(), "{:?}", fake.lines());
     }
+    assert!(site.ledger().is_empty(), "{:?}", site.ledger());
+}
+
+/// Item: a delete with an engine down. Optimize never answered during the backup, so the
+/// backup records no Optimize part and its delete never asks Optimize; a part that
+/// cannot be deleted leaves no visible backup with parts gone.
+#[test]
+fn a_delete_asks_only_for_the_parts_the_backup_created_and_never_keeps_a_stripped_backup() {
+    let cluster = Cluster::start();
+    let dead = strata_testkit::dead_url();
+    let live = camunda(&cluster, "").replace("timeout = \"20s\"", "timeout = \"2s\"");
+    let site = Site::new(&live.replace(&cluster.optimize.url, &dead));
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    let recorded = &component(&summary, "camunda")["external"];
+    assert_eq!(
+        recorded["parts"], "operate,tasklist,elasticsearch,zeebe",
+        "{recorded:#}"
+    );
+    assert!(site.ledger().is_empty(), "the summary owns the parts");
+    // Optimize is up again when the backup is deleted: it is still not asked, as the
+    // backup never created a part there. Elasticsearch cannot delete for now.
+    site.reconfigure(&live);
+    cluster.elastic.set(|k| k.unavailable = 1000);
+    let name = summary["name"].as_str().unwrap();
+    let half = site.run(&["delete", name]);
+    assert_eq!(half.code, Some(1), "{half}");
+    let show = site.run(&["show", name]);
+    assert_ne!(
+        show.code,
+        Some(0),
+        "gone from strata before any part: {show}"
+    );
+    let latest = site.run(&["show", "latest"]);
+    assert!(!latest.stdout.contains(name), "{latest}");
+    assert!(cluster.operate.backups().is_empty());
+    assert!(
+        !cluster
+            .optimize
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("DELETE")),
+        "{:?}",
+        cluster.optimize.lines()
+    );
+    assert_eq!(cluster.elastic.backups().len(), 1);
+    // The next backup finishes the delete under its lock.
+    cluster.elastic.set(|k| k.unavailable = 0);
+    let (out, next) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    let next_id = component(&next, "camunda")["external"]["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        cluster.elastic.backups(),
+        vec![format!("camunda_zeebe_records_backup_{next_id}")]
+    );
+    assert!(site.ledger().is_empty(), "{:?}", site.ledger());
+}
+
+/// Item: interrupted attempts. A SIGKILL after the pause leaves every part asked for so
+/// far; the next backup deletes them (they are in the ledger) before it asks for its
+/// own, and resumes the exporting.
+#[test]
+fn the_parts_of_a_killed_attempt_are_deleted_by_the_next_backup() {
+    use std::time::Duration;
+    let cluster = Cluster::start();
+    cluster.zeebe.set(|k| k.polls_to_finish = 1_000_000);
+    let site = Site::new(&camunda(&cluster, ""));
+    let mut backup = strata_at(site.dir.path(), &site.config)
+        .args(["backup", "--json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    strata_testkit::wait_for(
+        "Zeebe's backup to start",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || !cluster.zeebe.backups().is_empty(),
+    );
+    backup.kill().unwrap();
+    backup.wait().unwrap();
+    for fake in cluster.all() {
+        assert_eq!(fake.backups().len(), 1, "{:?}", fake.lines());
+    }
+    assert_eq!(site.ledger().len(), 1);
+    cluster.zeebe.set(|k| k.polls_to_finish = 0);
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    let id = component(&summary, "camunda")["external"]["backup_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for fake in [
+        &cluster.operate,
+        &cluster.tasklist,
+        &cluster.optimize,
+        &cluster.zeebe,
+    ] {
+        assert_eq!(fake.backups(), vec![id.clone()], "{:?}", fake.lines());
+    }
+    assert_eq!(cluster.zeebe.paused(), None);
+    assert!(site.ledger().is_empty(), "{:?}", site.ledger());
+}
+
+/// Item: a Zeebe backup request that timed out may still be taken: it is deleted with
+/// the failed attempt.
+#[test]
+fn a_zeebe_backup_request_that_timed_out_is_deleted_with_the_failed_attempt() {
+    let cluster = Cluster::start();
+    cluster
+        .zeebe
+        .set(|k| k.post_delay = std::time::Duration::from_secs(4));
+    let site = Site::new(&camunda(&cluster, "").replace("timeout = \"20s\"", "timeout = \"2s\""));
+    let (out, _) = site.backup();
+    assert_eq!(out.code, Some(3), "{out}");
+    assert!(
+        cluster
+            .zeebe
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("DELETE /actuator/backups/")),
+        "{:?}",
+        cluster.zeebe.lines()
+    );
+    for fake in cluster.all() {
+        assert!(fake.backups().is_empty(), "{:?}", fake.lines());
+    }
+    assert!(site.ledger().is_empty(), "{:?}", site.ledger());
+}
+
+/// Item: right after the request a partition may not know the backup yet
+/// (`DOES_NOT_EXIST`, so `INCOMPLETE`): tolerated, not a failure.
+#[test]
+fn a_partition_that_does_not_know_the_backup_yet_does_not_fail_it() {
+    let cluster = Cluster::start();
+    cluster.zeebe.set(|k| k.does_not_exist_polls = 2);
+    let site = Site::new(&camunda(&cluster, ""));
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    assert_eq!(summary["status"], "complete", "{summary:#}");
 }
 
 #[test]
@@ -566,6 +734,23 @@ fn a_resume_that_fails_exits_3_and_names_the_engine_still_paused() {
         1,
         "the record stays for the retry"
     );
+    // One round of resumes (the hook's 5 attempts), one line for it.
+    let resumes = cluster
+        .zeebe
+        .log()
+        .iter()
+        .filter(|r| r.line == "POST /actuator/exporting/resume")
+        .count();
+    assert_eq!(resumes, 5, "{:?}", cluster.zeebe.lines());
+    assert_eq!(
+        summary["still_paused"].as_array().map(Vec::len),
+        Some(1),
+        "{summary:#}"
+    );
+    // `status` says so with 3.
+    let status = site.run(&["status"]);
+    assert_eq!(status.code, Some(3), "{status}");
+    assert!(status.stderr.contains("FAILED"), "{status}");
     let show = site.run(&["show", summary["name"].as_str().unwrap()]);
     assert!(
         show.stdout
@@ -612,6 +797,69 @@ poll = "50ms"
     assert!(
         lines.contains(&format!("GET /actuator/backupRuntime/{id}")),
         "{lines:#?}"
+    );
+    // Operate's and Tasklist's backup is required: on the cluster's backupHistory.
+    assert!(
+        lines.contains(&"POST /actuator/backupHistory".to_string()),
+        "{lines:#?}"
+    );
+    assert_eq!(cluster.zeebe.history_backups(), vec![id.clone()]);
+    assert_eq!(
+        component(&summary, "camunda")["external"]["parts"],
+        "webapps,elasticsearch,zeebe"
+    );
+    // Deleted with the backup, on the same paths.
+    let deleted = site.run(&["delete", summary["name"].as_str().unwrap()]);
+    assert_eq!(deleted.code, Some(0), "{deleted}");
+    assert!(cluster.zeebe.history_backups().is_empty());
+    assert!(cluster.zeebe.backups().is_empty());
+
+    // With Operate's own URL, its backup is asked there, on backupHistory too.
+    let site = Site::new(&format!("{toml}operate = \"{}\"\n", cluster.operate.url));
+    let (out, _) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(
+        cluster
+            .operate
+            .lines()
+            .contains(&"POST /actuator/backupHistory".to_string()),
+        "{:?}",
+        cluster.operate.lines()
+    );
+}
+
+/// The history part is required in 8.8: a cluster that cannot back it up fails.
+#[test]
+fn camunda_8_8_requires_the_web_applications_backup() {
+    let cluster = Cluster::start();
+    cluster.zeebe.set(|k| k.fail_backups = true);
+    let toml = format!(
+        r#"[[components]]
+name = "camunda"
+plugin = "camunda"
+[components.camunda]
+version = "8.8"
+zeebe = "{zeebe}"
+optimize = "{optimize}"
+elasticsearch = "{elastic}"
+snapshot_repository = "camunda"
+poll = "50ms"
+"#,
+        zeebe = cluster.zeebe.url,
+        optimize = cluster.optimize.url,
+        elastic = cluster.elastic.url,
+    );
+    let site = Site::new(&toml);
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(3), "{out}");
+    let part = component(&summary, "camunda");
+    assert_eq!(part["status"], "failed", "{part:#}");
+    assert!(
+        part["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("webapps"),
+        "{part:#}"
     );
 }
 
@@ -798,6 +1046,11 @@ fn sigterm_while_zeebe_backs_up_resumes_the_exporting_before_the_process_ends() 
         "{:?}",
         site.pause_records()
     );
+    // The attempt's parts are deleted before the process ends.
+    for fake in cluster.all() {
+        assert!(fake.backups().is_empty(), "{:?}", fake.lines());
+    }
+    assert!(site.ledger().is_empty(), "{:?}", site.ledger());
 }
 
 /// A system's delete slower than the cluster lock's lease: the lock is renewed while it

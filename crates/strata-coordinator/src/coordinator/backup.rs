@@ -282,6 +282,14 @@ async fn backup(
             .collect(),
     };
     let tasks = run.keep_alive(lock);
+    // Engine parts of attempts that did not finish (a SIGKILL, a request that timed
+    // out), deleted under this backup's lock before it asks for new ones.
+    for line in crate::external_delete::ExternalDeletes::of(components)
+        .finish_unfinished(&coordinator.repo, Some(&run.id), || Ok(()))
+        .await
+    {
+        eprintln!("strata: {line}");
+    }
     let mut hooks = run.hooks(HookOperation::Backup, &run.id);
     // Why the whole backup failed before its steps (a hook), for components with no
     // node to carry the reason.
@@ -503,8 +511,20 @@ async fn backup(
     })
     .await;
     run.release_all().await;
-    // Keep the index objects few and bounded (see `strata_repo::index_merge`).
     if lock.check().is_ok() {
+        // This backup's engine parts: owned by its summary now, or (an attempt cut
+        // short, a failed summary) deleted before the lock is given back.
+        if saved.is_ok() {
+            for line in crate::external_delete::ExternalDeletes::of(components)
+                .finish_unfinished(&coordinator.repo, None, || {
+                    lock.check().map_err(|e| e.to_string())
+                })
+                .await
+            {
+                eprintln!("strata: {line}");
+            }
+        }
+        // Keep the index objects few and bounded (see `strata_repo::index_merge`).
         merge_index_objects(&coordinator.repo, &run.id).await;
     }
     lock.release().await;
@@ -548,6 +568,9 @@ async fn resume_component_pauses(run: &Run) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter(|r| r.operation == run.id && r.holder_pid == std::process::id())
+        // One round of resumes per pause: a component that resumed its own and failed
+        // reported it already (its record keeps the error for the next process).
+        .filter(|r| r.resume_error.is_none())
         .filter(|r| {
             set.implied
                 .iter()

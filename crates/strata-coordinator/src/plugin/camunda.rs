@@ -22,6 +22,7 @@
 use super::engine_api::{Caller, ANSWER_LIMIT};
 use super::{ExternalError, ExternalOutcome, ExternalSnapshot, Plugin};
 use crate::config::{CamundaComponent, Config, NodeConfig};
+use crate::engine_parts::{self, Attempt};
 use crate::hooks::{self, HookAction, HookConfig, HookEnv, HookOperation};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -43,10 +44,25 @@ pub struct Camunda {
 
 /// One web application's part.
 struct WebApp {
+    /// The part's name (`operate`, `tasklist`, `optimize`; `webapps` for 8.8's
+    /// orchestration cluster when neither Operate nor Tasklist has a URL of its own).
     name: &'static str,
     url: String,
     required: bool,
+    /// `/actuator/backups`, or 8.8's `/actuator/backupHistory` for Operate and Tasklist.
+    path: &'static str,
 }
+
+impl WebApp {
+    /// The endpoint of its backups.
+    fn backups(&self) -> String {
+        format!("{}{}", self.url, self.path)
+    }
+}
+
+/// How long after a Zeebe backup is started a partition may still answer
+/// `DOES_NOT_EXIST` (the backup's request has not reached it yet) without failing it.
+const NOT_YET_KNOWN: Duration = Duration::from_secs(30);
 
 impl Camunda {
     /// The component `name` with `settings`; pause records go under `state_dir`.
@@ -101,31 +117,100 @@ impl Camunda {
         Caller::new(self.timeout, self.poll, self.connect_timeout)
     }
 
+    /// Whether the version is 8.8 or later (the orchestration cluster: Zeebe's backups
+    /// under `/actuator/backupRuntime`, Operate's and Tasklist's under
+    /// `/actuator/backupHistory`).
+    fn orchestration_cluster(&self) -> bool {
+        !matches!(
+            self.settings.version.as_str(),
+            "8.2" | "8.3" | "8.4" | "8.5" | "8.6" | "8.7"
+        )
+    }
+
     /// Zeebe's backups endpoint: `/actuator/backupRuntime` from 8.8 on.
     fn zeebe_backups(&self) -> String {
-        let path = match self.settings.version.as_str() {
-            "8.2" | "8.3" | "8.4" | "8.5" | "8.6" | "8.7" => "/actuator/backups",
-            _ => "/actuator/backupRuntime",
+        let path = match self.orchestration_cluster() {
+            false => "/actuator/backups",
+            true => "/actuator/backupRuntime",
         };
         format!("{}{path}", self.settings.zeebe.trim_end_matches('/'))
     }
 
+    /// The web applications' parts the version requires. Up to 8.7 Operate, Tasklist
+    /// and Optimize each back up on `/actuator/backups`. From 8.8 Operate and Tasklist
+    /// are part of the orchestration cluster and back up on `/actuator/backupHistory`:
+    /// at their own URLs when configured (one part when they share one), else at the
+    /// cluster's management URL (`zeebe`); the part is required either way. Optimize
+    /// keeps its own `/actuator/backups`.
     fn web_apps(&self) -> Vec<WebApp> {
         let s = &self.settings;
-        [
-            ("operate", &s.operate, true),
-            ("tasklist", &s.tasklist, true),
-            ("optimize", &s.optimize, s.optimize_required),
-        ]
-        .into_iter()
-        .filter_map(|(name, url, required)| {
-            Some(WebApp {
-                name,
-                url: url.as_ref()?.trim_end_matches('/').to_string(),
-                required,
-            })
-        })
-        .collect()
+        let base = |url: &String| url.trim_end_matches('/').to_string();
+        let mut apps = Vec::new();
+        if self.orchestration_cluster() {
+            let history = "/actuator/backupHistory";
+            if let Some(url) = &s.operate {
+                apps.push(WebApp {
+                    name: "operate",
+                    url: base(url),
+                    required: true,
+                    path: history,
+                });
+            }
+            if let Some(url) = &s.tasklist {
+                if s.operate.as_ref().map(base) != Some(base(url)) {
+                    apps.push(WebApp {
+                        name: "tasklist",
+                        url: base(url),
+                        required: true,
+                        path: history,
+                    });
+                }
+            }
+            if apps.is_empty() {
+                apps.push(WebApp {
+                    name: "webapps",
+                    url: base(&s.zeebe),
+                    required: true,
+                    path: history,
+                });
+            }
+        } else {
+            for (name, url) in [("operate", &s.operate), ("tasklist", &s.tasklist)] {
+                if let Some(url) = url {
+                    apps.push(WebApp {
+                        name,
+                        url: base(url),
+                        required: true,
+                        path: "/actuator/backups",
+                    });
+                }
+            }
+        }
+        if let Some(url) = &s.optimize {
+            apps.push(WebApp {
+                name: "optimize",
+                url: base(url),
+                required: s.optimize_required,
+                path: "/actuator/backups",
+            });
+        }
+        apps
+    }
+
+    /// The URL of part `part` of backup `id`.
+    fn part_url(&self, part: &str, id: u64) -> Result<String, String> {
+        match part {
+            "elasticsearch" => Ok(self.records_snapshot(id)),
+            "zeebe" => Ok(format!("{}/{id}", self.zeebe_backups())),
+            _ => self
+                .web_apps()
+                .iter()
+                .find(|app| app.name == part)
+                .map(|app| format!("{}/{id}", app.backups()))
+                .ok_or_else(|| {
+                    format!("part {part:?} has no URL in this configuration: delete backup {id} there by hand")
+                }),
+        }
     }
 
     /// The Elasticsearch snapshot of the records of backup `id`.
@@ -175,6 +260,7 @@ impl Camunda {
         failed: &[&str],
     ) -> Result<serde_json::Value, ExternalError> {
         let mut last = "not known yet".to_string();
+        let started = std::time::Instant::now();
         loop {
             // Right after a backup starts its state may not be known (404) yet.
             if let Some(answer) = caller.call(&format!("GET {url}"), Vec::new(), true).await? {
@@ -182,7 +268,12 @@ impl Camunda {
                 if done.iter().any(|d| d.eq_ignore_ascii_case(&state)) {
                     return Ok(answer);
                 }
-                if failed.iter().any(|f| f.eq_ignore_ascii_case(&state)) {
+                // Zeebe answers INCOMPLETE while a partition has not heard of the backup
+                // yet (DOES_NOT_EXIST): not a failure for a while after the request.
+                let not_yet = state.eq_ignore_ascii_case("INCOMPLETE")
+                    && started.elapsed() < NOT_YET_KNOWN
+                    && partition_not_yet_known(&answer);
+                if !not_yet && failed.iter().any(|f| f.eq_ignore_ascii_case(&state)) {
                     let reason = answer
                         .get("failureReason")
                         .and_then(|r| r.as_str())
@@ -211,7 +302,9 @@ impl Camunda {
         )))
     }
 
-    /// Step 1: every web application, at once; returns each one's recorded state.
+    /// Step 1: every web application, at once; records each one's state, and in
+    /// `created` the parts that may exist now (all but an optional one that never
+    /// answered: taken as never created).
     async fn web_app_backups(
         &self,
         id: u64,
@@ -221,7 +314,7 @@ impl Camunda {
         let apps = self.web_apps();
         let results = futures::future::join_all(apps.iter().map(|app| async move {
             let mut caller = self.caller();
-            let url = format!("{}/actuator/backups", app.url);
+            let url = app.backups();
             self.start(&mut caller, &url, id).await?;
             let answer = self
                 .wait(
@@ -247,7 +340,7 @@ impl Camunda {
         for (app, result) in apps.iter().zip(results) {
             match result {
                 Ok((state, snapshots)) => {
-                    created.push(format!("{}/actuator/backups/{id}", app.url));
+                    created.push(app.name.to_string());
                     recorded.insert(app.name.to_string(), state);
                     if !snapshots.is_empty() {
                         recorded.insert(format!("{}_snapshots", app.name), snapshots.join(","));
@@ -257,13 +350,15 @@ impl Camunda {
                     // Optional: recorded as missing, the backup goes on.
                     let word = match err {
                         ExternalError::Unreachable(_) => "absent",
-                        ExternalError::Failed(_) => "failed",
+                        ExternalError::Failed(_) => {
+                            created.push(app.name.to_string());
+                            "failed"
+                        }
                     };
                     recorded.insert(app.name.to_string(), format!("{word}: {err}"));
-                    created.push(format!("{}/actuator/backups/{id}", app.url));
                 }
                 Err(err) => {
-                    created.push(format!("{}/actuator/backups/{id}", app.url));
+                    created.push(app.name.to_string());
                     first_failure.get_or_insert(match err {
                         ExternalError::Failed(why) => {
                             ExternalError::Failed(format!("{}: {why}", app.name))
@@ -278,11 +373,13 @@ impl Camunda {
         first_failure.map_or(Ok(()), Err)
     }
 
-    /// Steps 3 and 4, under the pause.
+    /// Steps 3 and 4, under the pause; each part is in the ledger (`attempt`) before
+    /// its request.
     async fn paused_steps(
         &self,
         id: u64,
         recorded: &mut BTreeMap<String, String>,
+        attempt: &mut Attempt,
         created: &mut Vec<String>,
     ) -> Result<(), ExternalError> {
         let mut caller = self.caller();
@@ -292,8 +389,9 @@ impl Camunda {
             "feature_states": ["none"],
         }))
         .unwrap();
+        self.record(attempt, "elasticsearch")?;
+        created.push("elasticsearch".into());
         caller.call(&format!("PUT {snapshot}"), body, false).await?;
-        created.push(snapshot.clone());
         let answer = self
             .wait_snapshot(&mut caller, &snapshot)
             .await
@@ -301,10 +399,11 @@ impl Camunda {
         recorded.insert("elasticsearch".into(), answer);
 
         let zeebe = self.zeebe_backups();
+        self.record(attempt, "zeebe")?;
+        created.push("zeebe".into());
         self.start(&mut caller, &zeebe, id)
             .await
             .map_err(|e| ExternalError::Failed(format!("zeebe: {e}")))?;
-        created.push(format!("{zeebe}/{id}"));
         let answer = self
             .wait(
                 &mut caller,
@@ -323,6 +422,18 @@ impl Camunda {
             format!("{} ({partitions} partitions)", state_of(&answer)),
         );
         Ok(())
+    }
+
+    /// Writes `part` into the ledger before its request: one that cannot be recorded
+    /// is not asked for.
+    fn record(&self, attempt: &mut Attempt, part: &str) -> Result<(), ExternalError> {
+        let dir = engine_parts::ledger_dir(&self.state_dir);
+        attempt.record(&dir, &[part]).map_err(|e| {
+            ExternalError::Failed(format!(
+                "cannot record part {part} in {} ({e}), so it is not asked for",
+                dir.display()
+            ))
+        })
     }
 
     /// Polls an Elasticsearch snapshot until `SUCCESS`.
@@ -358,20 +469,27 @@ impl Camunda {
         }
     }
 
-    /// Deletes the parts at `urls` (best effort for a failed attempt; for a deleted
-    /// backup, the first failure is returned).
-    async fn delete_parts(&self, urls: &[String]) -> Result<Vec<String>, String> {
+    /// Deletes parts `parts` of backup `id` (a 404 is gone already); returns a line for
+    /// each, or every failure.
+    async fn delete_parts(&self, parts: &[String], id: u64) -> Result<Vec<String>, String> {
         let mut said = Vec::new();
         let mut failed = Vec::new();
-        for url in urls {
+        for part in parts {
+            let url = match self.part_url(part, id) {
+                Ok(url) => url,
+                Err(why) => {
+                    failed.push(why);
+                    continue;
+                }
+            };
             let mut caller = self.caller();
             match caller
                 .call(&format!("DELETE {url}"), Vec::new(), true)
                 .await
             {
-                Ok(Some(_)) => said.push(format!("{} deleted", strata_util::mask_url(url))),
-                Ok(None) => said.push(format!("{} was gone", strata_util::mask_url(url))),
-                Err(e) => failed.push(e.to_string()),
+                Ok(Some(_)) => said.push(format!("{part} {} deleted", strata_util::mask_url(&url))),
+                Ok(None) => said.push(format!("{part} {} was gone", strata_util::mask_url(&url))),
+                Err(e) => failed.push(format!("{part}: {e}")),
             }
         }
         match failed.is_empty() {
@@ -380,16 +498,28 @@ impl Camunda {
         }
     }
 
-    /// Every part a backup of `id` has.
-    fn parts(&self, id: u64) -> Vec<String> {
-        let mut urls: Vec<String> = self
+    /// The parts a summary recorded: its `parts` (what was created), or for a backup
+    /// recorded before them, every part but an optional one recorded `absent`.
+    fn recorded_parts(&self, recorded: &BTreeMap<String, String>) -> Vec<String> {
+        if let Some(parts) = recorded.get("parts") {
+            return parts
+                .split(',')
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+        let mut parts: Vec<String> = self
             .web_apps()
             .iter()
-            .map(|app| format!("{}/actuator/backups/{id}", app.url))
+            .filter(|app| {
+                !recorded
+                    .get(app.name)
+                    .is_some_and(|state| state.starts_with("absent"))
+            })
+            .map(|app| app.name.to_string())
             .collect();
-        urls.push(self.records_snapshot(id));
-        urls.push(format!("{}/{id}", self.zeebe_backups()));
-        urls
+        parts.extend(["elasticsearch".to_string(), "zeebe".to_string()]);
+        parts
     }
 
     async fn backup(&self, env: &HookEnv) -> ExternalOutcome {
@@ -400,10 +530,21 @@ impl Camunda {
             ("snapshot_id".to_string(), id.to_string()),
             ("backup_id".to_string(), id.to_string()),
         ]);
+        // Every part is in the ledger before its request (see `crate::engine_parts`):
+        // whatever ends this attempt, the next backup, cleanup or delete finds it.
+        let mut attempt = Attempt::new(&env.id, &self.component, "camunda", id);
+        let apps: Vec<&str> = self.web_apps().iter().map(|app| app.name).collect();
+        let dir = engine_parts::ledger_dir(&self.state_dir);
+        if let Err(e) = attempt.record(&dir, &apps) {
+            return Err(ExternalError::Failed(format!(
+                "cannot record the backup's parts in {} ({e}), so none is asked for",
+                dir.display()
+            )));
+        }
         let mut created = Vec::new();
         // 1. The web applications first.
         if let Err(err) = self.web_app_backups(id, &mut recorded, &mut created).await {
-            self.forget(&created).await;
+            self.forget(&mut attempt, &created).await;
             return Err(err);
         }
         // 2. The pause, recorded durably before it is issued.
@@ -411,7 +552,7 @@ impl Camunda {
         let mut record = hooks::new_record(0, &hook, env);
         record.id = format!("{}-{}-exporting", env.id, self.component);
         if let Err(e) = record.save(&self.state_dir) {
-            self.forget(&created).await;
+            self.forget(&mut attempt, &created).await;
             return Err(ExternalError::Failed(format!(
                 "cannot record the exporting pause in {} ({e}), so it is not issued",
                 hooks::pauses_dir(&self.state_dir).display()
@@ -422,7 +563,10 @@ impl Camunda {
         // `implied_hooks`), and a process that dies leaves it to the next one.
         let paused = hooks::issue_pause(&self.state_dir, &record, &hook, env).await;
         let steps = match paused {
-            Ok(_) => self.paused_steps(id, &mut recorded, &mut created).await,
+            Ok(_) => {
+                self.paused_steps(id, &mut recorded, &mut attempt, &mut created)
+                    .await
+            }
             Err(e) => Err(ExternalError::Failed(format!(
                 "zeebe: pausing the exporting: {e}"
             ))),
@@ -437,26 +581,44 @@ impl Camunda {
             )
         });
         if let Err(err) = steps {
-            self.forget(&created).await;
+            self.forget(&mut attempt, &created).await;
             return Err(match still_paused {
                 Some(paused) => ExternalError::Failed(format!("{err}; {paused}")),
                 None => err,
             });
         }
         recorded.insert("state".into(), "COMPLETED".into());
+        // What deleting the backup deletes: the parts that may exist, no other.
+        recorded.insert("parts".into(), created.join(","));
         Ok(ExternalSnapshot {
             recorded,
             still_paused,
         })
     }
 
-    /// Deletes what a failed attempt created, so the systems keep only what strata does.
-    async fn forget(&self, created: &[String]) {
-        if let Err(why) = self.delete_parts(created).await {
-            eprintln!(
-                "strata: warning: component {}: cannot delete what the failed backup created: {why}",
-                self.component
-            );
+    /// Deletes what a failed attempt created, so the systems keep only what strata does;
+    /// what cannot be deleted now stays in the ledger for the next backup or cleanup.
+    async fn forget(&self, attempt: &mut Attempt, created: &[String]) {
+        let dir = engine_parts::ledger_dir(&self.state_dir);
+        // An optional part that never answered was not created: out of the ledger.
+        attempt.parts.retain(|p| created.contains(p));
+        match self.delete_parts(&attempt.parts, attempt.backup_id).await {
+            Ok(_) => {
+                if let Err(e) = attempt.remove(&dir) {
+                    eprintln!(
+                        "strata: warning: component {}: cannot remove its ledger entry in {}: {e}",
+                        self.component,
+                        dir.display()
+                    );
+                }
+            }
+            Err(why) => {
+                let _ = attempt.save(&dir);
+                eprintln!(
+                    "strata: warning: component {}: cannot delete yet what the failed backup created ({why}); the next backup, cleanup or delete on this host deletes it",
+                    self.component
+                );
+            }
         }
     }
 
@@ -494,6 +656,17 @@ impl Camunda {
         ));
         lines.join("\n")
     }
+}
+
+/// Whether a Zeebe backup's answer has a partition that does not know the backup yet.
+fn partition_not_yet_known(answer: &serde_json::Value) -> bool {
+    answer
+        .get("details")
+        .and_then(|d| d.as_array())
+        .is_some_and(|d| {
+            d.iter()
+                .any(|p| p.get("state").and_then(|s| s.as_str()) == Some("DOES_NOT_EXIST"))
+        })
 }
 
 /// An answer's `state`, as text.
@@ -598,8 +771,14 @@ impl Plugin for Camunda {
             .get("backup_id")
             .and_then(|n| n.parse().ok())
             .ok_or("the backup recorded no Camunda backup id")?;
-        let said = self.delete_parts(&self.parts(id)).await?;
+        let said = self
+            .delete_parts(&self.recorded_parts(recorded), id)
+            .await?;
         Ok(said.join(", "))
+    }
+
+    fn parts_ledger(&self) -> Option<PathBuf> {
+        Some(engine_parts::ledger_dir(&self.state_dir))
     }
 }
 
