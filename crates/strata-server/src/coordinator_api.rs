@@ -738,20 +738,36 @@ async fn wal_verify(State(s): Api, Body(NoOptions {}): Body<NoOptions>) -> Reply
     ))
 }
 
-/// The WAL archiver on the server's host, as `GET /api/v1/wal/archiver` answers: whether
-/// one listens, and what it did since it started when it does.
+/// The WAL archiver on the server's host, as `GET /api/v1/wal/archiver` answers: what it
+/// did since it started when one listens, else that none does (a state of the host, not a
+/// missing resource).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct WalArchiverReply {
-    /// Whether an archiver listens at `socket`: the archiver's figures follow only then.
+#[serde(untagged)]
+pub enum WalArchiverReply {
+    Listening(Box<ArchiverListening>),
+    None(NoArchiver),
+}
+
+/// An archiver listens: its figures (`strata wal status`), with `listening` true.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ArchiverListening {
+    /// True.
+    pub listening: bool,
+    /// Where it listens (`postgres.archiver_socket`).
+    pub socket: String,
+    #[serde(flatten)]
+    pub status: ArchiverStatus,
+}
+
+/// No archiver listens on the server's host: `listening` false, and why.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct NoArchiver {
+    /// False.
     pub listening: bool,
     /// Where the server looked (`postgres.archiver_socket`).
     pub socket: String,
-    /// Why no figures, when none listens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// The archiver's figures (`strata wal status`), when one listens.
-    #[serde(flatten)]
-    pub status: Option<ArchiverStatus>,
+    /// What to do (`strata wal archiver` starts one).
+    pub detail: String,
 }
 
 #[utoipa::path(get, path = "/api/v1/wal/archiver", tag = "wal",
@@ -768,16 +784,20 @@ async fn wal_archiver(State(s): Api) -> Reply<WalArchiverReply> {
             ))
         })?;
     // No archiver is a state of the host, not a missing resource: answered as one.
-    Ok(Json(WalArchiverReply {
-        listening: status.is_some(),
-        socket: socket.display().to_string(),
-        detail: status.is_none().then(|| {
-            format!(
-                "no WAL archiver listens at {} on the server's host (`strata wal archiver` starts one)",
-                socket.display()
-            )
+    let socket_text = socket.display().to_string();
+    Ok(Json(match status {
+        Some(status) => WalArchiverReply::Listening(Box::new(ArchiverListening {
+            listening: true,
+            socket: socket_text,
+            status,
+        })),
+        None => WalArchiverReply::None(NoArchiver {
+            listening: false,
+            detail: format!(
+                "no WAL archiver listens at {socket_text} on the server's host (`strata wal archiver` starts one)"
+            ),
+            socket: socket_text,
         }),
-        status,
     }))
 }
 
