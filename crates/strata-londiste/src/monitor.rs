@@ -175,7 +175,7 @@ impl WorkerMetrics {
         one(
             "strata_londiste_failing",
             "gauge",
-            "1 while the worker retries after an error (see strata_londiste_last_error_info).",
+            "1 while the worker retries after an error or makes no progress for stall_timeout (see strata_londiste_last_error_info).",
             flag(&m.failing),
         );
         one(

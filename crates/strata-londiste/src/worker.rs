@@ -866,7 +866,10 @@ impl Replayer {
                     }
                 }
             }
-            let Some(batch) = self.consumer.next_batch().await? else {
+            let next = self.consumer.next_batch().await;
+            // The provider's error, named as the provider's (not the target's).
+            let next = next.map_err(|e| LondisteError::from(e).on(&self.provider_at))?;
+            let Some(batch) = next else {
                 match &self.role {
                     Role::Main => {
                         let tables = node::tables(&self.dst, &self.cf.queue_name).await?;
@@ -1000,7 +1003,10 @@ impl Replayer {
             if self.branch {
                 crate::branch::ensure_tick(&self.dst, &queue, batch, self.event_seq).await?;
             }
-            self.consumer.finish_batch(batch).await?;
+            self.consumer
+                .finish_batch(batch)
+                .await
+                .map_err(|e| LondisteError::from(e).on(&self.provider_at))?;
             self.stats.batches_skipped += 1;
             return Ok(true);
         }

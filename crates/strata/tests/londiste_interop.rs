@@ -1078,3 +1078,68 @@ async fn python_change_provider_on_a_strata_leaf_mid_copy_moves_the_copy_too() {
     );
     ix.compare("leaf");
 }
+
+/// The value of `strata_londiste_failing` in a worker's `/metrics`.
+fn failing(address: &str) -> String {
+    let reply =
+        strata_testkit::http::http(&format!("http://{address}"), "GET", "/metrics", None, "");
+    reply
+        .body
+        .lines()
+        .find(|l| l.starts_with("strata_londiste_failing{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or_else(|| panic!("no strata_londiste_failing in {}", reply.body))
+        .to_string()
+}
+
+/// A worker that makes no progress says so: its batch waits on a lock another session
+/// holds on the leaf's table, and after `stall_timeout` `/ready` answers 503 naming the
+/// stall and `strata_londiste_failing` is 1, with no error anywhere; once the lock goes,
+/// the batch applies and both are back to normal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_makes_no_progress_is_reported_not_ready_and_failing() {
+    let Some(mut ix) = Interop::new() else {
+        return;
+    };
+    let health = format!("127.0.0.1:{}", strata_testkit::net::free_port());
+    let (root, leaf) = ix
+        .site
+        .setup_nodes(&format!("health_listen = {health}\nstall_timeout = 1\n"));
+    for db in ["root", "leaf"] {
+        ix.site.pg.psql(db, TABLE_SQL);
+    }
+    ix.site.pg.psql(
+        "root",
+        "insert into t1 (id, val) select g, 'r' || g from generate_series(1, 200) g",
+    );
+    ix.strata(0, &[path(&root), "add-table", "t1"]);
+    ix.strata(0, &[path(&leaf), "add-table", "t1"]);
+    ix.ticker = Some(Ticker::start(&ix.site).await);
+    ix.start(Tool::Strata, "leaf");
+    ix.wait_ok("leaf", "public.t1").await;
+    ix.wait("the leaf ready", WAIT_LIMIT, |_| ready(&health).0 == 200)
+        .await;
+
+    let blocker = ix.site.client("leaf").await;
+    blocker
+        .batch_execute("begin; lock table t1 in access exclusive mode")
+        .await
+        .unwrap();
+    ix.site
+        .pg
+        .psql("root", "update t1 set val = 'blocked' where id < 10");
+    ix.wait("/ready to report the stall", WAIT_LIMIT, |_| {
+        let (status, body) = ready(&health);
+        status == 503 && body.contains("no progress")
+    })
+    .await;
+    assert_eq!(failing(&health), "1");
+
+    blocker.batch_execute("rollback").await.unwrap();
+    ix.wait_equal("the blocked batch", "root", &["leaf"], &["t1"])
+        .await;
+    ix.wait("the leaf ready again", WAIT_LIMIT, |_| {
+        ready(&health).0 == 200 && failing(&health) == "0"
+    })
+    .await;
+}
