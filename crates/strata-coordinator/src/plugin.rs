@@ -320,6 +320,15 @@ pub trait Plugin: Send + Sync {
         Ok("nothing to delete".into())
     }
 
+    /// What the component's system says of the pause strata issues there, now: `None`
+    /// when the plugin pauses nothing of its own (or cannot ask), `Ok(Some(what))` when
+    /// it is paused, `Ok(None)` when it is not, `Err` when the system did not answer.
+    /// `strata status` reports a system paused that no running operation holds, whatever
+    /// the pause records say (a pause can land after every resume).
+    async fn engine_paused(&self) -> Option<Result<Option<String>, String>> {
+        None
+    }
+
     /// Where the plugin keeps its ledger of the parts it asked its systems to create
     /// (see [`crate::engine_parts`]), if it keeps one: its deletes then go through the
     /// ledger, so a backup is deleted from strata before any of its parts is.

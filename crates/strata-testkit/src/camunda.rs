@@ -7,7 +7,9 @@
 //!   must be larger than every earlier id, else 409), `GET /actuator/backups/{id}` with a
 //!   state and one detail per partition (`COMPLETED` when every partition is), `GET
 //!   /actuator/backups`, `DELETE /actuator/backups/{id}`; the same under
-//!   `/actuator/backupRuntime` (8.8's orchestration cluster).
+//!   `/actuator/backupRuntime` (8.8's orchestration cluster), and 8.8's web-application
+//!   backups under `/actuator/backupHistory`; `GET /actuator/partitions` with each
+//!   partition's `exporterPhase` (`EXPORTING`, `PAUSED`, `SOFT_PAUSED`).
 //! - [`Role::WebApp`]: Operate, Tasklist (`COMPLETED`) and Optimize (`COMPLETE`), each on
 //!   its management port: `POST/GET/DELETE /actuator/backups[/{id}]`, 404 for an unknown
 //!   id.
@@ -249,6 +251,24 @@ fn route(
             ("POST", "/actuator/exporting/resume") => {
                 s.paused = None;
                 now(204, Value::Null)
+            }
+            // A broker's (or 8.8's orchestration cluster's) partitions, with the phase
+            // of their exporting.
+            ("GET", "/actuator/partitions") => {
+                let phase = match s.paused {
+                    None => "EXPORTING",
+                    Some(true) => "SOFT_PAUSED",
+                    Some(false) => "PAUSED",
+                };
+                let partitions: serde_json::Map<String, Value> = (1..=*partitions)
+                    .map(|p| {
+                        (
+                            p.to_string(),
+                            json!({"role": "LEADER", "processedPosition": 42, "exportedPosition": 41, "exporterPhase": phase}),
+                        )
+                    })
+                    .collect();
+                now(200, Value::Object(partitions))
             }
             _ => {
                 if let Some(rest) = path.strip_prefix("/actuator/backupHistory") {

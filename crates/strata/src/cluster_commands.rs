@@ -233,10 +233,11 @@ impl Context {
         let down = status.nodes.iter().filter(|n| n.metadata.is_none()).count();
         // A system left paused (its resume failed, or its process is gone) is a problem
         // to act on, as `strata backup` says with 3; a pause of a running operation is not.
-        let left_paused = status
-            .paused
-            .iter()
-            .any(|p| p.resume_error.is_some() || !p.holder_alive());
+        let left_paused = !status.pause_problems.is_empty()
+            || status
+                .paused
+                .iter()
+                .any(|p| p.resume_error.is_some() || !p.holder_alive());
         let code = match (down > 0, left_paused) {
             (true, _) => code::FAILED,
             (false, true) => code::PARTIAL,

@@ -712,6 +712,40 @@ fn a_pause_slower_than_its_timeout_is_resumed_after_it_lands() {
     assert!(site.pause_records().is_empty());
 }
 
+/// A pause that lands after every resume (later than its timeout plus twice
+/// `late_pause`) leaves no record, but `status` asks Zeebe and says so, with 3.
+#[test]
+fn a_pause_that_lands_after_every_resume_is_reported_by_status() {
+    let cluster = Cluster::start();
+    let site = Site::new(&camunda(
+        &cluster,
+        "pause_timeout = \"1s\"\nlate_pause = \"1s\"",
+    ));
+    let status = site.run(&["status"]);
+    assert_eq!(status.code, Some(0), "nothing paused yet: {status}");
+    cluster
+        .zeebe
+        .set(|k| k.pause_delay = std::time::Duration::from_secs(4));
+    let (out, _) = site.backup();
+    assert_eq!(out.code, Some(3), "{out}");
+    strata_testkit::wait_for(
+        "the late pause to land",
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(50),
+        || cluster.zeebe.paused().is_some(),
+    );
+    assert!(site.pause_records().is_empty());
+    let status = site.run(&["status"]);
+    assert_eq!(status.code, Some(3), "{status}");
+    assert!(
+        status
+            .stderr
+            .contains("component camunda: its system is paused")
+            && status.stderr.contains("SOFT_PAUSED"),
+        "{status}"
+    );
+}
+
 #[test]
 fn a_resume_that_fails_exits_3_and_names_the_engine_still_paused() {
     let cluster = Cluster::start();

@@ -518,6 +518,30 @@ impl Coordinator {
                 }
             }
         }
+        // A system paused that no running operation of this process holds: a pause that
+        // landed after its resume, or one made by hand. Said whatever the records say.
+        // Idle: nothing runs here, and no lock says an operation runs elsewhere.
+        let locks: Vec<_> = locks;
+        let idle = self.registry.running().is_empty() && locks.is_empty();
+        let engines = futures::future::join_all(
+            self.components
+                .iter()
+                .map(|c| async move { (c.name.clone(), c.plugin.engine_paused().await) }),
+        )
+        .await;
+        for (name, state) in engines {
+            match state {
+                Some(Ok(Some(what))) if idle => pause_problems.push(format!(
+                    "component {name}: its system is paused ({what}) and no strata operation runs: resume it (for Camunda: POST <zeebe>/actuator/exporting/resume)"
+                )),
+                Some(Err(why)) if paused.iter().any(|p| p.component.as_deref() == Some(&name)) => {
+                    pause_problems.push(format!(
+                        "component {name}: a pause is recorded and the system cannot say whether it is paused: {why}"
+                    ))
+                }
+                _ => {}
+            }
+        }
         Ok(ClusterStatus {
             storage: self.storage.clone(),
             nodes,

@@ -669,6 +669,27 @@ fn partition_not_yet_known(answer: &serde_json::Value) -> bool {
         })
 }
 
+/// The partitions whose exporting is paused in an `/actuator/partitions` answer (an
+/// object by partition id, of one status or, with several physical tenants, a list of
+/// them), as `1 SOFT_PAUSED, 2 SOFT_PAUSED`; `None` when none is.
+fn paused_partitions(json: &serde_json::Value) -> Option<String> {
+    let mut paused = Vec::new();
+    let mut visit = |id: &str, status: &serde_json::Value| {
+        if let Some(phase) = status.get("exporterPhase").and_then(|p| p.as_str()) {
+            if phase == "PAUSED" || phase == "SOFT_PAUSED" {
+                paused.push(format!("{id} {phase}"));
+            }
+        }
+    };
+    for (id, status) in json.as_object().into_iter().flatten() {
+        match status {
+            serde_json::Value::Array(list) => list.iter().for_each(|s| visit(id, s)),
+            status => visit(id, status),
+        }
+    }
+    (!paused.is_empty()).then(|| format!("partitions {}", paused.join(", ")))
+}
+
 /// An answer's `state`, as text.
 fn state_of(answer: &serde_json::Value) -> String {
     answer
@@ -777,6 +798,45 @@ impl Plugin for Camunda {
         Ok(said.join(", "))
     }
 
+    /// Zeebe's partitions as its management port reports them (`GET
+    /// /actuator/partitions`): paused when a partition's `exporterPhase` is `PAUSED` or
+    /// `SOFT_PAUSED`.
+    async fn engine_paused(&self) -> Option<Result<Option<String>, String>> {
+        let url = format!(
+            "{}/actuator/partitions",
+            self.settings.zeebe.trim_end_matches('/')
+        );
+        let answer = match strata_hooks::http_call(
+            reqwest::Method::GET,
+            &url,
+            Vec::new(),
+            Duration::from_secs(3),
+            super::engine_api::ANSWER_LIMIT,
+        )
+        .await
+        {
+            Ok(answer) if answer.status.is_success() => answer,
+            Ok(answer) => {
+                return Some(Err(format!(
+                    "{} answered {}",
+                    strata_util::mask_url(&url),
+                    answer.status
+                )))
+            }
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let json: serde_json::Value = match serde_json::from_str(&answer.body) {
+            Ok(json) => json,
+            Err(e) => {
+                return Some(Err(format!(
+                    "{}: not JSON: {e}",
+                    strata_util::mask_url(&url)
+                )))
+            }
+        };
+        Some(Ok(paused_partitions(&json)))
+    }
+
     fn parts_ledger(&self) -> Option<PathBuf> {
         Some(engine_parts::ledger_dir(&self.state_dir))
     }
@@ -784,3 +844,38 @@ impl Plugin for Camunda {
 
 /// The most of an answer read (shared with the `http` component).
 const _: usize = ANSWER_LIMIT;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn paused_partitions_are_read_from_one_status_or_a_list_per_partition() {
+        let one =
+            json!({"1": {"exporterPhase": "EXPORTING"}, "2": {"exporterPhase": "SOFT_PAUSED"}});
+        assert_eq!(
+            paused_partitions(&one).as_deref(),
+            Some("partitions 2 SOFT_PAUSED")
+        );
+        let tenants =
+            json!({"default": [{"exporterPhase": "PAUSED"}, {"exporterPhase": "EXPORTING"}]});
+        assert_eq!(
+            paused_partitions(&tenants).as_deref(),
+            Some("partitions default PAUSED")
+        );
+        assert_eq!(paused_partitions(&json!({"1": {"role": "LEADER"}})), None);
+        assert_eq!(paused_partitions(&json!([1, 2])), None);
+        assert_eq!(paused_partitions(&json!("x")), None);
+    }
+
+    #[test]
+    fn a_partition_that_does_not_know_the_backup_is_told_from_a_failed_one() {
+        let unknown = json!({"state": "INCOMPLETE", "details": [{"partitionId": 1, "state": "DOES_NOT_EXIST"}, {"partitionId": 2, "state": "IN_PROGRESS"}]});
+        assert!(partition_not_yet_known(&unknown));
+        let failed =
+            json!({"state": "INCOMPLETE", "details": [{"partitionId": 1, "state": "FAILED"}]});
+        assert!(!partition_not_yet_known(&failed));
+        assert!(!partition_not_yet_known(&json!({"details": "x"})));
+    }
+}
