@@ -691,7 +691,7 @@ fn the_tables_page_edits_after_a_dry_run_runs_after_the_plan_and_removes() {
 /// The dashboard with a Camunda 8 component (the engines are the test kit's fakes): the
 /// page loads without a refused request although no WAL archiver runs on the host; the
 /// Components view shows the plugin's own exporting pause/resume pair with the pause the
-/// test left on it (not as a pause "the configuration no longer declares"); a backup's
+/// test left on it (not as a pause of a hook "no longer declared"); a backup's
 /// details show every snapshot name whole inside the dialog; a restore of camunda from the
 /// page says it is a checklist, not "succeeded", and draws the checklist
 /// (`tests/dashboard/camunda.mjs`).

@@ -1601,7 +1601,7 @@ function componentCard(component, hooks, paused, seen) {
     h("h3", {}, "Hooks"),
     mine.length ? hooksTable(mine, paused, component) : h("p", { class: "muted small", "data-field": "hooks" }, "No hooks on this component or its nodes."),
     stray.length
-      ? [h("h3", {}, "Paused by hooks the configuration no longer declares"),
+      ? [h("h3", {}, "Paused by hooks no longer declared (by the configuration or the plugin)"),
         h("div", { "data-field": "stray-pauses" }, stray.map((p) =>
           h("div", { "data-paused": p.hook }, h("strong", {}, p.hook), " ", pauseLine(p))))]
       : null);

@@ -3,7 +3,7 @@
 // engines): the page loads without a request the server refuses (no archiver runs on the
 // host: the WAL card says so, the API answers 200); the Components view shows the
 // plugin's own exporting pause/resume pair, with the pause the test left, and no pause
-// "the configuration no longer declares"; a backup's details show every snapshot name in
+// "no longer declared"; a backup's details show every snapshot name in
 // full, inside the dialog; a restore of camunda from the page says it is a checklist
 // (not "succeeded") and draws the checklist the API returned.
 //
@@ -103,7 +103,7 @@ try {
   const state = await row.locator("[data-field=pause-state]").textContent();
   check(state.includes(`by operation ${pause.operation}`), `the pause shown on its hook: ${state}`);
   equal(await card.locator("[data-field=stray-pauses]").count(), 0, "pauses listed as no longer declared");
-  check(!(await card.textContent()).includes("no longer declares"), "camunda's card names no undeclared hook");
+  check(!(await card.textContent()).includes("no longer declared"), "camunda's card names no undeclared hook");
   equal(await page.locator("#panel-other-pauses [data-paused]").count(), 0, "pauses outside the components");
   await page.mouse.move(0, 0);
   await page.screenshot({ path: join(shots, "camunda-components.png"), fullPage: true });
