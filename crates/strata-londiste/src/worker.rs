@@ -660,6 +660,7 @@ async fn run_node(
         // A root makes events; its ticker (pgqd or strata pgq ticker) is all it needs. The
         // worker acknowledges pause/resume and notices a demotion (takeover).
         let mut global_published: Option<Instant> = None;
+        warn_of_unfinished_copies(&dst, &cf, &options.log).await?;
         while !stopping(&stop) {
             // The global watermark (the lowest tick any node still needs) goes down the
             // cascade as a `pgq.global-watermark` event, so every node's queue rotates.
@@ -815,6 +816,26 @@ async fn stop_copies(r: &mut Replayer, copies_stop: &CopiesStop) {
             Ok(Ok(())) => r.options.log.info(format!("copy of {table} stopped")),
         }
     }
+}
+
+/// A root replays nothing, so a table it was still copying when it became root (Python's
+/// `takeover` cannot be refused mid-copy) stays as the copy left it: said once, loudly,
+/// so the operator compares and repairs it rather than trusting its rows.
+async fn warn_of_unfinished_copies(dst: &Client, cf: &NodeConfig, log: &Log) -> Result<()> {
+    let unfinished: Vec<String> = node::tables(dst, &cf.queue_name)
+        .await?
+        .into_iter()
+        .filter(|t| t.local && t.state != TableState::Ok)
+        .map(|t| format!("{} ({})", t.table_name, t.state))
+        .collect();
+    if !unfinished.is_empty() {
+        log.warn(format!(
+            "this root holds tables whose copy did not finish, their rows may be incomplete: {} \
+             (compare them with another node and repair them)",
+            unfinished.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 fn add(to: &mut ReplayStats, from: &ReplayStats) {
@@ -1171,8 +1192,12 @@ impl Replayer {
         // copying a table would hand on a partial one).
         let mut provider_ok: Option<Vec<String>> = None;
         for t in tables.iter().filter(|t| t.local) {
-            if self.copies.len() >= self.cf.parallel_copies {
-                break;
+            // A table in `do-sync` has the main loop waiting for its copy task: that task
+            // starts even when every slot is taken, as the tasks in the slots may be
+            // waiting for the main loop in turn (their own hand-over).
+            let handing_over = matches!(t.state, TableState::DoSync(_));
+            if self.copies.len() >= self.cf.parallel_copies && !handing_over {
+                continue;
             }
             if self.copies.contains_key(&t.table_name) {
                 continue;
