@@ -16,7 +16,9 @@ use strata_postgres::{BaseBackupInfo, WAL_SPACE};
 use strata_repo::Repository;
 use strata_store::DynStore;
 
-pub use crate::wal_write::{push_paths, WalError};
+pub use crate::wal_write::{push_paths, push_paths_hashed, WalError};
+
+mod receipts;
 
 /// `wal-push PATH`: hands `path` to the local archiver when one listens (see
 /// [`crate::wal_archiver`]), else archives it and up to `postgres.wal_push_ahead` further
@@ -79,9 +81,51 @@ async fn push_or_fail(
     if let Some(outcomes) = crate::wal_archiver::client::push(&socket, path, timeout).await? {
         return Ok(outcomes);
     }
+    // Without the archiver: a segment an earlier push archived ahead is answered from its
+    // receipt, without opening the repository (see `receipts`).
+    let name = wal::file_name(path).ok();
+    let mut receipts = None;
+    if let Some(name) = &name {
+        if receipts::any_for(&config.state_dir(), name) {
+            if let Ok(repo) = Repository::read_config(store).await {
+                let dir = receipts::dir(&config.state_dir(), &repo.id, &store.describe());
+                let (n, p) = (name.clone(), path.to_path_buf());
+                let held = dir.clone();
+                let confirmed =
+                    tokio::task::spawn_blocking(move || receipts::confirms(&held, &n, &p))
+                        .await
+                        .unwrap_or(false);
+                if confirmed {
+                    return Ok(vec![Pushed::AlreadyArchived { name: name.clone() }]);
+                }
+                receipts = Some(dir);
+            }
+        }
+    }
     let mut paths: Vec<PathBuf> = vec![path.to_path_buf()];
     paths.extend(wal::ready_after(path, config.postgres.wal_push_ahead));
-    push_paths(config, store, open, &paths).await
+    let files = push_paths_hashed(config, store, open, &paths).await?;
+    // Receipts for the segments archived ahead: PostgreSQL asks for them next.
+    let ahead: Vec<_> = files
+        .iter()
+        .filter(|f| Some(f.pushed.name()) != name.as_deref())
+        .collect();
+    if !ahead.is_empty() {
+        let dir = match receipts {
+            Some(dir) => Some(dir),
+            None => Repository::read_config(store)
+                .await
+                .ok()
+                .map(|repo| receipts::dir(&config.state_dir(), &repo.id, &store.describe())),
+        };
+        if let Some(dir) = dir {
+            for file in ahead {
+                receipts::write(&dir, file.pushed.name(), &file.hash);
+            }
+            receipts::prune(&dir);
+        }
+    }
+    Ok(files.into_iter().map(|f| f.pushed).collect())
 }
 
 /// The read-ahead of `wal-fetch`: `postgres.wal_fetch_ahead` segments into

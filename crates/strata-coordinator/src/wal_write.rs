@@ -10,7 +10,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_postgres::wal::{self, Pushed};
+use strata_postgres::wal::{self, Pushed, PushedFile};
 use strata_postgres::PgError;
 use strata_repo::Repository;
 use strata_store::DynStore;
@@ -77,6 +77,18 @@ pub async fn push_paths(
     ready: impl Future<Output = CoordinatorResult<Arc<Repository>>>,
     paths: &[PathBuf],
 ) -> Result<Vec<Pushed>, WalError> {
+    let files = push_paths_hashed(config, store, ready, paths).await?;
+    Ok(files.into_iter().map(|f| f.pushed).collect())
+}
+
+/// [`push_paths`], with the hash of the bytes each outcome is about (see
+/// [`wal::push_hashed`]).
+pub async fn push_paths_hashed(
+    config: &Config,
+    store: &DynStore,
+    ready: impl Future<Output = CoordinatorResult<Arc<Repository>>>,
+    paths: &[PathBuf],
+) -> Result<Vec<PushedFile>, WalError> {
     let ttl = Duration::from_secs(config.server.lease_ttl_secs);
     let mark = mark_push(store.clone(), ttl).await?;
     let repo = match ready.await {
@@ -100,7 +112,7 @@ pub async fn push_paths(
             "the WAL push would write outside its archive writer's fence (a repository opened on another storage object); nothing was written".into(),
         )));
     }
-    let outcome = wal::push(&repo, paths, config.backup.writer_options()).await;
+    let outcome = wal::push_hashed(&repo, paths, config.backup.writer_options()).await;
     mark.release().await;
     Ok(outcome?)
 }

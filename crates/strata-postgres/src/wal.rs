@@ -156,6 +156,16 @@ async fn check_identity(repo: &Arc<Repository>, system_id: u64) -> PgResult<()> 
     Ok(())
 }
 
+/// One file of [`push_hashed`]: what happened to it, and the plain (unkeyed) BLAKE3 hash
+/// of the very bytes that outcome is about (those stored, or those found archived).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedFile {
+    /// What happened to it.
+    pub pushed: Pushed,
+    /// The BLAKE3 hash of its bytes.
+    pub hash: [u8; 32],
+}
+
 /// Archives `paths` (the one PostgreSQL asked for first). Every file is read whole (a
 /// segment is 16 MiB by default), one at a time: once to check it against the archive,
 /// and again as it is stored, so memory holds one file and the write pipeline whatever
@@ -167,20 +177,39 @@ pub async fn push(
     paths: &[PathBuf],
     writer: WriterOptions,
 ) -> PgResult<Vec<Pushed>> {
+    let files = push_hashed(repo, paths, writer).await?;
+    Ok(files.into_iter().map(|f| f.pushed).collect())
+}
+
+/// [`push`], with the hash of what each outcome is about (for `wal-push`'s receipts of
+/// the segments it archived ahead).
+pub async fn push_hashed(
+    repo: &Arc<Repository>,
+    paths: &[PathBuf],
+    writer: WriterOptions,
+) -> PgResult<Vec<PushedFile>> {
     let mut outcomes = Vec::new();
     // (name, path, whether its record exists with data missing)
     let mut to_store: Vec<(String, PathBuf, bool)> = Vec::new();
+    // The cluster identities already checked in this push (one read, not one per file).
+    let mut identities: Vec<u64> = Vec::new();
     for (i, path) in paths.iter().enumerate() {
         let result = async {
             let name = file_name(path)?;
             let data = std::fs::read(path).map_err(PgError::io("cannot read WAL file", path))?;
             if let Some(id) = segment_system_id(&data) {
-                check_identity(repo, id).await?;
+                if !identities.contains(&id) {
+                    check_identity(repo, id).await?;
+                    identities.push(id);
+                }
             }
             match repo.load_archived(WAL_SPACE, &name).await? {
                 Some(existing) if existing.content_id == repo.keys().blob_id(&data) => {
                     if repo.archived_data_present(&existing).await? {
-                        Ok(Some(Pushed::AlreadyArchived { name }))
+                        Ok(Some(PushedFile {
+                            pushed: Pushed::AlreadyArchived { name },
+                            hash: *blake3::hash(&data).as_bytes(),
+                        }))
                     } else {
                         to_store.push((name, path.clone(), true));
                         Ok(None)
@@ -211,7 +240,7 @@ pub async fn push(
     let writer = BlobWriter::start(repo.clone(), writer);
     let r = repo.clone();
     let (writer, stored) = tokio::task::spawn_blocking(move || {
-        let mut stored: Vec<(ArchivedFile, bool)> = Vec::new();
+        let mut stored: Vec<(ArchivedFile, bool, [u8; 32])> = Vec::new();
         let mut first_error = None;
         for (i, (name, path, again)) in to_store.iter().enumerate() {
             let result = std::fs::read(path)
@@ -227,10 +256,10 @@ pub async fn push(
                             .meta
                             .insert("system_identifier".into(), id.to_string());
                     }
-                    Ok(record)
+                    Ok((record, *blake3::hash(&data).as_bytes()))
                 });
             match result {
-                Ok(record) => stored.push((record, *again)),
+                Ok((record, hash)) => stored.push((record, *again, hash)),
                 // The requested file failed: the push fails. A read-ahead file that
                 // vanished (archived and removed meanwhile) is asked for again.
                 Err(err) if i == 0 && first_stored => {
@@ -251,14 +280,15 @@ pub async fn push(
     let finished = writer.finish().await;
     let stored = stored?;
     finished?;
-    for (record, again) in stored {
+    for (record, again, hash) in stored {
         repo.save_archived(WAL_SPACE, &record).await?;
         let (name, bytes) = (record.name.clone(), record.size);
-        outcomes.push(if again {
+        let pushed = if again {
             Pushed::StoredAgain { name, bytes }
         } else {
             Pushed::Stored { name, bytes }
-        });
+        };
+        outcomes.push(PushedFile { pushed, hash });
     }
     Ok(outcomes)
 }

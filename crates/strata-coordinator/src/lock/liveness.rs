@@ -114,7 +114,9 @@ pub fn hold_alive_file(state_dir: &Path) -> std::io::Result<()> {
     }
     let dir = state_dir.join("alive");
     std::fs::create_dir_all(&dir)?;
-    sweep_ended(&dir);
+    if sweep_due(&dir) {
+        sweep_ended(&dir);
+    }
     let path = dir.join(format!("{}.lock", instance()));
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -139,6 +141,29 @@ fn absolute(path: &Path) -> PathBuf {
 /// while it is there it proves its process gone (a lock that process held is taken over
 /// at once); once removed, its leases are simply waited out.
 const KEEP_ENDED: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// How often a process sweeps the alive files: a sweep opens every file of the
+/// directory, which holds one per process of the last day (a one-shot `wal-push` per WAL
+/// segment makes that tens of thousands), so it is not done by every process.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Whether this process sweeps: the stamp `alive/swept` is older than [`SWEEP_EVERY`]
+/// (or missing), and is renewed here. Two processes may both sweep: harmless. A later
+/// sweep stamps an ended file later, which only keeps its proof longer.
+fn sweep_due(dir: &Path) -> bool {
+    let stamp = dir.join("swept");
+    let age = std::fs::metadata(&stamp)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|m| m.elapsed().ok());
+    if age.is_some_and(|a| a < SWEEP_EVERY) {
+        return false;
+    }
+    // A stamp that cannot be written: every process sweeps, as before.
+    let _ =
+        std::fs::File::create(&stamp).and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    true
+}
 
 /// Removes the alive files nobody has held for a day. A file first found unheld is
 /// stamped (its modification time set to now) and kept, so that the proof of its
@@ -295,6 +320,21 @@ mod tests {
         assert!(std::fs::metadata(&ended).unwrap().len() > 0, "stamped");
         assert_eq!(unheld(&ended, None), Some(true), "and still proves its end");
         assert!(!old.exists(), "a day after it was found ended, it goes");
+    }
+
+    #[test]
+    fn the_sweep_runs_once_per_interval_not_per_process() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(sweep_due(dir.path()), "never swept: due");
+        assert!(!sweep_due(dir.path()), "just swept: not due");
+        let long_ago = std::time::SystemTime::now() - SWEEP_EVERY;
+        File::options()
+            .write(true)
+            .open(dir.path().join("swept"))
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        assert!(sweep_due(dir.path()), "due again after the interval");
     }
 
     #[test]
