@@ -826,7 +826,10 @@ async fn warn_of_unfinished_copies(dst: &Client, cf: &NodeConfig, log: &Log) -> 
         .await?
         .into_iter()
         .filter(|t| t.local && t.state != TableState::Ok)
-        .map(|t| format!("{} ({})", t.table_name, t.state))
+        .map(|t| match t.state {
+            TableState::Missing => format!("{} (not copied)", t.table_name),
+            state => format!("{} ({state})", t.table_name),
+        })
         .collect();
     if !unfinished.is_empty() {
         log.warn(format!(

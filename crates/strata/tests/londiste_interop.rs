@@ -756,10 +756,15 @@ impl Interop {
 
     /// Waits until a copy is held at row 500 (a backend waits for the hold switch).
     async fn wait_held(&mut self, what: &str) {
+        self.wait_held_on("leaf", what).await;
+    }
+
+    /// Waits until a copy into `db` is held at row 500.
+    async fn wait_held_on(&mut self, db: &str, what: &str) {
         let sql = format!(
             "select count(*) from pg_locks where locktype = 'advisory' and objid = {HOLD_KEY} and not granted"
         );
-        self.wait(what, WAIT_LIMIT, |site| site.count("leaf", &sql) == 1)
+        self.wait(what, WAIT_LIMIT, |site| site.count(db, &sql) == 1)
             .await;
     }
 
@@ -784,7 +789,12 @@ struct Hold(strata_pgclient::Client);
 
 impl Hold {
     async fn take(site: &Site) -> Hold {
-        let client = site.client("leaf").await;
+        Hold::take_on(site, "leaf").await
+    }
+
+    /// Holds the hold switch of the database `db`.
+    async fn take_on(site: &Site, db: &str) -> Hold {
+        let client = site.client(db).await;
         client
             .execute(&format!("select pg_advisory_lock({HOLD_KEY})"), &[])
             .await
@@ -924,6 +934,11 @@ impl Interop {
     /// `tc` carries the hold switch, so a copy of it waits at row 500 while the test holds
     /// [`HOLD_KEY`].
     fn midcopy_tables(&self, others: &[&str]) {
+        self.midcopy_tables_held_on(others, "leaf");
+    }
+
+    /// [`Interop::midcopy_tables`] with the hold switch on `held`'s `tc`.
+    fn midcopy_tables_held_on(&self, others: &[&str], held: &str) {
         let tc = "create table public.tc (id int primary key, val text)";
         for db in std::iter::once(&"root").chain(others) {
             self.site.pg.psql(db, TABLE_SQL);
@@ -934,7 +949,7 @@ impl Interop {
             "insert into t1 (id, val) select g, 'r' || g from generate_series(1, 200) g; \
              insert into tc (id, val) select g, 'c' || g from generate_series(1, 1000) g",
         );
-        self.site.pg.psql("leaf", TC_HOLD_SQL);
+        self.site.pg.psql(held, TC_HOLD_SQL);
     }
 
     /// The copy consumers of the leaf registered on the queue of `db`.
@@ -1142,4 +1157,74 @@ async fn a_worker_that_makes_no_progress_is_reported_not_ready_and_failing() {
         ready(&health).0 == 200 && failing(&health) == "0"
     })
     .await;
+}
+
+/// Python's `takeover root` on a strata branch while the branch copies `tc`: the command
+/// finishes with one root (the branch) and the old root a branch of it, resumed and
+/// taking writes; the branch's worker stops its copy rather than waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_takeover_of_the_root_by_a_strata_branch_mid_copy_leaves_one_root() {
+    let Some(mut ix) = Interop::new() else {
+        return;
+    };
+    ix.site.database("branch");
+    let root = ix.site.ini("root", "");
+    ix.site.expect(
+        0,
+        &[path(&root), "create-root", "root", &ix.site.dsn("root")],
+    );
+    let branch = ix.site.node("branch", "branch", "root");
+    ix.site.fast_ticks("root");
+    for ini in [&root, &branch] {
+        for_python(ini);
+    }
+    let (root_s, branch_s) = (path(&root).to_string(), path(&branch).to_string());
+    ix.midcopy_tables_held_on(&["branch"], "branch");
+    ix.strata(0, &[&root_s, "add-table", "t1", "tc"]);
+    ix.strata(0, &[&branch_s, "add-table", "t1"]);
+    ix.ticker = Some(Ticker::start_on(&ix.site, &["root", "branch"]).await);
+    ix.start(Tool::Strata, "root");
+    ix.start(Tool::Strata, "branch");
+    ix.wait_ok("branch", "public.t1").await;
+    let hold = Hold::take_on(&ix.site, "branch").await;
+    ix.strata(0, &[&branch_s, "add-table", "tc"]);
+    ix.wait_held_on("branch", "strata's copy of tc held at row 500")
+        .await;
+
+    ix.py(&[&branch_s, "takeover", "root"]);
+    assert_eq!(ix.node("branch"), "root -");
+    assert_eq!(ix.node("root"), "branch branch");
+    assert_eq!(ix.flags("root"), "false true", "the old root runs");
+    hold.release().await;
+    ix.site
+        .pg
+        .psql("branch", "update t1 set val = 'new root' where id < 50");
+    ix.wait_equal("t1 from the new root", "branch", &["root"], &["t1"])
+        .await;
+    // The copy stopped and left nothing registered; the new root says what it holds.
+    assert_eq!(ix.site.state("branch", "public.tc"), "NULL");
+    assert_eq!(
+        ix.site.count(
+            "root",
+            &format!("select count(*) from pgq.get_consumer_info('{QUEUE}') where consumer_name like 'branch_worker.copy.%'"),
+        ),
+        0
+    );
+    let log = ix.logs.last().unwrap().clone();
+    assert!(
+        read(&log)
+            .contains("copy did not finish, their rows may be incomplete: public.tc (not copied)"),
+        "{}",
+        read(&log)
+    );
+    // What compare shows too: t1 equal, tc not on the new root.
+    let out = ix.strata(1, &[&root_s, "compare"]);
+    assert!(
+        out.contains("public.t1: 200 rows on the provider, 200 here, equal"),
+        "{out}"
+    );
+    assert!(
+        out.contains("public.tc: 0 rows on the provider, 1000 here, DIFFERENT"),
+        "{out}"
+    );
 }
