@@ -26,7 +26,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use strata_repo::id::pack_key;
+use strata_repo::layout::pack_key;
 use strata_repo::index::BlobLocation;
 use strata_repo::manifest::{validate_relative_path, Entry, EntryKind, NodeManifest};
 use strata_repo::{BlobId, ManifestReader, RepoError, Repository};

@@ -179,7 +179,7 @@ impl Actions {
 
     async fn delete_locked(&self, found: &BackupSummary) -> CoordinatorResult<()> {
         let name = found.name.as_str();
-        let pins = crate::retention::pinned_among(&self.repo, &[name]).await?;
+        let pins = crate::pins::pinned_among(&self.repo, &[name]).await?;
         if pins.contains(name) {
             return Err(CoordinatorError::Pinned(name.to_string()));
         }
@@ -457,7 +457,7 @@ impl Actions {
         pinned: bool,
     ) -> CoordinatorResult<BackupSummary> {
         let found = crate::resolve_backup(&self.repo, wanted).await?;
-        let result = crate::retention::set_pinned(&self.repo, &found.name, pinned)
+        let result = crate::pins::set_pinned(&self.repo, &found.name, pinned)
             .await
             .map_err(CoordinatorError::Repo);
         let action = Self::action(who, if pinned { "pin" } else { "unpin" }, &found.name);

@@ -48,9 +48,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use strata_repo::condemned::{ArmedBy, Condemnation};
-use strata_repo::id::{pack_key, PackId};
+use strata_repo::id::PackId;
 use strata_repo::index::{BlobIndex, BlobLocation, IndexedPack, MAX_PACKS_PER_OBJECT};
 use strata_repo::layout;
+use strata_repo::layout::pack_key;
 use strata_repo::sorted_ids::{Scratch, SortedIds, SortedIdsBuilder};
 use strata_repo::{BlobId, RepoError, Repository};
 

@@ -53,6 +53,7 @@ mod gc_model;
 pub mod migrate;
 pub mod repair;
 pub mod restore;
+pub mod pins;
 pub mod retention;
 pub mod schedule;
 pub mod scratch_space;

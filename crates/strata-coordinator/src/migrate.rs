@@ -39,7 +39,7 @@ pub async fn migrate(
         });
     }
     let mut objects = repo.migrate_objects().await?;
-    objects += crate::retention::migrate_pins(repo).await?;
+    objects += crate::pins::migrate_pins(repo).await?;
     objects += crate::verified::migrate_records(repo).await?;
     let key = repo
         .finish_migration(password, KdfParams::default())

@@ -200,6 +200,191 @@ pub fn local_time(tz: Tz, y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<
         .with_timezone(&Utc)
 }
 
+
+/// One backup in a cleanup report.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CleanupRow {
+    pub name: String,
+    pub started: String,
+    pub status: String,
+    pub pinned: bool,
+    pub keep: bool,
+    pub reasons: Vec<String>,
+}
+
+/// Applies `policy` to the backups of `repo`: returns every backup with its decision, and
+/// unless `dry_run` removes those the policy does not keep (under the cluster lock, so a
+/// running backup or restore is never disturbed).
+pub async fn cleanup(
+    repo: &strata_repo::Repository,
+    policy: &RetentionConfig,
+    dry_run: bool,
+    external: &crate::external_delete::ExternalDeletes,
+) -> crate::CoordinatorResult<Vec<CleanupRow>> {
+    policy
+        .check()
+        .map_err(crate::CoordinatorError::NothingToDo)?;
+    let summaries = repo.list_backups().await?;
+    let pins = crate::pins::pinned(repo).await.map_err(strata_repo::RepoError::from)?;
+    let candidates: Vec<Candidate> = summaries
+        .iter()
+        .map(|s| Candidate {
+            name: s.name.clone(),
+            started: DateTime::parse_from_rfc3339(&s.started)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            complete: s.is_complete(),
+            pinned: pins.contains(&s.name),
+        })
+        .collect();
+    let decisions = decide(policy, &candidates).map_err(crate::CoordinatorError::NothingToDo)?;
+    let mut rows: Vec<CleanupRow> = summaries
+        .iter()
+        .zip(decisions)
+        .map(|(s, d)| CleanupRow {
+            name: s.name.clone(),
+            started: s.started.clone(),
+            status: s.status.as_str().to_string(),
+            pinned: pins.contains(&s.name),
+            keep: d.keep,
+            reasons: d.reasons,
+        })
+        .collect();
+    if dry_run || (rows.iter().all(|r| r.keep) && !external.has_unfinished()) {
+        return Ok(rows);
+    }
+    let id = format!("cleanup-{}", crate::names::new_backup_name());
+    let lock = crate::lock::RepoLock::acquire(
+        repo.store().clone(),
+        &id,
+        "cleanup",
+        std::time::Duration::from_secs(60),
+    )
+    .await?
+    .keep_renewed();
+    // Parts of attempts and deletes that did not finish (see `crate::engine_parts`).
+    for line in external
+        .finish_unfinished(repo, None, || lock.check().map_err(|e| e.to_string()))
+        .await
+    {
+        eprintln!("strata: {line}");
+    }
+    let mut result = Ok(());
+    let mut lost = None;
+    for (row, summary) in rows.iter_mut().zip(&summaries).filter(|(r, _)| !r.keep) {
+        // Each delete under a lock that still holds (a system's delete may be slow).
+        if let Err(why) = lock.check() {
+            lost = Some(format!(
+                "cleanup stopped before deleting {}: {why}",
+                row.name
+            ));
+            break;
+        }
+        // The systems' snapshots (see `crate::external_delete`): one of a plugin without
+        // a ledger that cannot be deleted keeps its backup until the next run.
+        let deleting = match external.before_delete(summary).await {
+            Ok(deleting) => deleting,
+            Err(why) => {
+                eprintln!("strata: warning: backup {} is kept: {why}", row.name);
+                row.keep = true;
+                row.reasons
+                    .push(format!("kept: {why} (tried again at the next cleanup)"));
+                continue;
+            }
+        };
+        for line in &deleting.said {
+            eprintln!("strata: backup {}: {line}", row.name);
+        }
+        result = repo.delete_backup(&row.name).await;
+        if result.is_err() {
+            drop(deleting);
+            break;
+        }
+        let (said, engines) = deleting.finish().await;
+        for line in said {
+            eprintln!("strata: backup {}: {line}", row.name);
+        }
+        if let Err(why) = engines {
+            eprintln!("strata: warning: backup {} is deleted, but {why}", row.name);
+            row.reasons.push(format!("deleted, but {why}"));
+        }
+    }
+    crate::listing::compact(repo, true).await;
+    lock.release().await;
+    if let Some(why) = lost {
+        return Err(crate::CoordinatorError::LockLost(why));
+    }
+    result?;
+    Ok(rows)
+}
+
+/// What a whole cleanup did: the policy's decisions, the WAL it expired and the garbage
+/// collection after both. The CLI, the API and the scheduler all report this one shape.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct CleanupReport {
+    pub dry_run: bool,
+    /// Every backup with its decision and the rules that keep it.
+    pub backups: Vec<CleanupRow>,
+    /// Archived WAL older than the oldest kept PostgreSQL backup (removed, or would be).
+    pub wal: crate::wal::WalExpiry,
+    /// The garbage collection run after backups or WAL were removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gc: Option<crate::gc::GcReport>,
+}
+
+impl CleanupReport {
+    /// Backups the policy removed (or would remove).
+    pub fn removed(&self) -> usize {
+        self.backups.iter().filter(|r| !r.keep).count()
+    }
+
+    /// One line for the audit log, webhooks and the scheduler.
+    pub fn summary(&self) -> String {
+        let removed = self.removed();
+        let mut line = format!("{} kept, {removed} removed", self.backups.len() - removed);
+        if !self.wal.removed.is_empty() {
+            line.push_str(&format!("; {} WAL files removed", self.wal.removed.len()));
+        }
+        if let Some(gc) = &self.gc {
+            line.push_str(&format!(
+                "; {} packs ({} bytes) deleted",
+                gc.packs_deleted, gc.bytes_freed
+            ));
+        }
+        line
+    }
+}
+
+/// A whole cleanup: applies `policy` (see [`cleanup`]), expires the WAL no kept backup
+/// needs, then, if either removed anything, runs `collect` (the caller's garbage
+/// collection, so a coordinator can count it). With `dry_run` nothing changes and no
+/// collection runs. Every way in (CLI, API, schedules) goes through here, so none of
+/// them forgets a step.
+pub async fn apply<F, Fut>(
+    repo: &strata_repo::Repository,
+    policy: &RetentionConfig,
+    dry_run: bool,
+    external: &crate::external_delete::ExternalDeletes,
+    collect: F,
+) -> crate::CoordinatorResult<CleanupReport>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = crate::CoordinatorResult<crate::gc::GcReport>>,
+{
+    let backups = cleanup(repo, policy, dry_run, external).await?;
+    let wal = crate::wal::expire(repo, dry_run).await?;
+    let mut report = CleanupReport {
+        dry_run,
+        backups,
+        wal,
+        gc: None,
+    };
+    if !dry_run && (report.removed() > 0 || !report.wal.removed.is_empty()) {
+        report.gc = Some(collect().await?);
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,337 +568,4 @@ mod tests {
         };
         assert!(decide(&p, &list).unwrap()[4].keep);
     }
-}
-
-/// Pins live as `pins/<backup>` objects beside the (immutable) summaries. In format
-/// version 2 each is a sealed object bound to its key (so a pin copied to another backup's
-/// name does not open) holding `{"backup": <name>, "pinned": <unix ms>}`; version-1
-/// repositories have plain JSON pins, honoured there only.
-const PINS: &str = strata_repo::layout::PINS;
-
-/// The content of a pin.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PinRecord {
-    backup: String,
-    pinned: u64,
-}
-
-/// The names of the pinned backups of `repo`: one LIST and a GET per pin. A pin that does
-/// not open under its own name is ignored with a warning.
-pub async fn pinned(
-    repo: &strata_repo::Repository,
-) -> Result<std::collections::HashSet<String>, strata_store::StoreError> {
-    pinned_where(repo, None, |_| true).await
-}
-
-/// Which of `backups` are pinned: one LIST of the keys from the smallest of their names
-/// on (a page of the newest backups lists only the pins of backups as new), then a GET
-/// per pin of these backups alone (a page of a listing).
-pub async fn pinned_among(
-    repo: &strata_repo::Repository,
-    backups: &[&str],
-) -> Result<std::collections::HashSet<String>, strata_store::StoreError> {
-    let Some(after) = crate::names::before_all(PINS, backups) else {
-        return Ok(Default::default());
-    };
-    let wanted: std::collections::HashSet<&str> = backups.iter().copied().collect();
-    pinned_where(repo, Some(&after), |b| wanted.contains(b)).await
-}
-
-/// The pins of the backups `wanted` says, from the pins' keys after `after` (all of
-/// them when `None`), never from a remembered listing.
-async fn pinned_where(
-    repo: &strata_repo::Repository,
-    after: Option<&str>,
-    wanted: impl Fn(&str) -> bool,
-) -> Result<std::collections::HashSet<String>, strata_store::StoreError> {
-    let mut out = std::collections::HashSet::new();
-    let listed = match after {
-        Some(after) => repo.store().list_after(PINS, after).await?,
-        None => repo.store().list_fresh(PINS).await?,
-    };
-    for object in listed {
-        let Some(name) = object.key.strip_prefix(PINS).filter(|n| wanted(n)) else {
-            continue;
-        };
-        let bytes = match repo.store().get(&object.key).await {
-            Ok(bytes) => bytes,
-            Err(e) if e.is_not_found() => continue,
-            Err(e) => return Err(e),
-        };
-        match open_pin(repo, &object.key, name, &bytes) {
-            Ok(()) => {
-                out.insert(name.to_string());
-            }
-            Err(why) => eprintln!("strata: warning: pin {} ignored: {why}", object.key),
-        }
-    }
-    Ok(out)
-}
-
-/// Checks that `bytes` is a pin of backup `name` stored under `key`.
-fn open_pin(
-    repo: &strata_repo::Repository,
-    key: &str,
-    name: &str,
-    bytes: &[u8],
-) -> Result<(), String> {
-    if repo.cipher().accepts_v1_objects() && !bytes.starts_with(strata_repo::format::OBJECT_MAGIC) {
-        return Ok(()); // a version-1 pin: its key is all it says
-    }
-    let plain = strata_repo::format::decode_object(
-        repo.cipher(),
-        strata_repo::format::ObjectKind::Pin,
-        bytes,
-        key,
-    )
-    .map_err(|e| e.to_string())?;
-    let record: PinRecord = serde_json::from_slice(&plain).map_err(|e| e.to_string())?;
-    if record.backup != name {
-        return Err(format!("it pins {:?}", record.backup));
-    }
-    Ok(())
-}
-
-/// The sealed pin of backup `name` (also used to migrate version-1 pins).
-pub(crate) fn pin_object(
-    repo: &strata_repo::Repository,
-    name: &str,
-    migrating: bool,
-) -> Result<Vec<u8>, strata_repo::RepoError> {
-    let key = strata_repo::layout::pin_key(name);
-    let body = serde_json::to_vec(&PinRecord {
-        backup: name.to_string(),
-        pinned: crate::lock::now_ms(),
-    })
-    .expect("pins serialize");
-    let kind = strata_repo::format::ObjectKind::Pin;
-    if migrating {
-        Ok(repo.seal_for_migration(kind, &key, &body))
-    } else {
-        repo.seal_object(kind, &key, &body)
-    }
-}
-
-/// Rewrites the version-1 pins of `repo` as sealed ones (see `crate::migrate`).
-pub(crate) async fn migrate_pins(
-    repo: &strata_repo::Repository,
-) -> Result<u64, strata_repo::RepoError> {
-    let mut done = 0;
-    for object in repo.store().list_fresh(PINS).await? {
-        let bytes = repo.store().get(&object.key).await?;
-        if bytes.starts_with(strata_repo::format::OBJECT_MAGIC) {
-            continue;
-        }
-        let name = object.key.trim_start_matches(PINS);
-        let sealed = pin_object(repo, name, true)?;
-        repo.store().put(&object.key, sealed.into()).await?;
-        done += 1;
-    }
-    Ok(done)
-}
-
-/// Pins or unpins backup `name`.
-pub async fn set_pinned(
-    repo: &strata_repo::Repository,
-    name: &str,
-    pin: bool,
-) -> Result<(), strata_repo::RepoError> {
-    let key = strata_repo::layout::pin_key(name);
-    if pin {
-        let body = pin_object(repo, name, false)?;
-        repo.store().put(&key, body.into()).await?;
-    } else {
-        match repo.store().delete(&key).await {
-            Err(e) if !e.is_not_found() => return Err(e.into()),
-            _ => {}
-        }
-    }
-    // Listings kept by servers show pins: they read them again.
-    repo.bump_listing_generation_or_warn().await;
-    Ok(())
-}
-
-/// One backup in a cleanup report.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct CleanupRow {
-    pub name: String,
-    pub started: String,
-    pub status: String,
-    pub pinned: bool,
-    pub keep: bool,
-    pub reasons: Vec<String>,
-}
-
-/// Applies `policy` to the backups of `repo`: returns every backup with its decision, and
-/// unless `dry_run` removes those the policy does not keep (under the cluster lock, so a
-/// running backup or restore is never disturbed).
-pub async fn cleanup(
-    repo: &strata_repo::Repository,
-    policy: &RetentionConfig,
-    dry_run: bool,
-    external: &crate::external_delete::ExternalDeletes,
-) -> crate::CoordinatorResult<Vec<CleanupRow>> {
-    policy
-        .check()
-        .map_err(crate::CoordinatorError::NothingToDo)?;
-    let summaries = repo.list_backups().await?;
-    let pins = pinned(repo).await.map_err(strata_repo::RepoError::from)?;
-    let candidates: Vec<Candidate> = summaries
-        .iter()
-        .map(|s| Candidate {
-            name: s.name.clone(),
-            started: DateTime::parse_from_rfc3339(&s.started)
-                .map(|t| t.with_timezone(&Utc))
-                .unwrap_or(DateTime::<Utc>::MIN_UTC),
-            complete: s.is_complete(),
-            pinned: pins.contains(&s.name),
-        })
-        .collect();
-    let decisions = decide(policy, &candidates).map_err(crate::CoordinatorError::NothingToDo)?;
-    let mut rows: Vec<CleanupRow> = summaries
-        .iter()
-        .zip(decisions)
-        .map(|(s, d)| CleanupRow {
-            name: s.name.clone(),
-            started: s.started.clone(),
-            status: s.status.as_str().to_string(),
-            pinned: pins.contains(&s.name),
-            keep: d.keep,
-            reasons: d.reasons,
-        })
-        .collect();
-    if dry_run || (rows.iter().all(|r| r.keep) && !external.has_unfinished()) {
-        return Ok(rows);
-    }
-    let id = format!("cleanup-{}", crate::names::new_backup_name());
-    let lock = crate::lock::RepoLock::acquire(
-        repo.store().clone(),
-        &id,
-        "cleanup",
-        std::time::Duration::from_secs(60),
-    )
-    .await?
-    .keep_renewed();
-    // Parts of attempts and deletes that did not finish (see `crate::engine_parts`).
-    for line in external
-        .finish_unfinished(repo, None, || lock.check().map_err(|e| e.to_string()))
-        .await
-    {
-        eprintln!("strata: {line}");
-    }
-    let mut result = Ok(());
-    let mut lost = None;
-    for (row, summary) in rows.iter_mut().zip(&summaries).filter(|(r, _)| !r.keep) {
-        // Each delete under a lock that still holds (a system's delete may be slow).
-        if let Err(why) = lock.check() {
-            lost = Some(format!(
-                "cleanup stopped before deleting {}: {why}",
-                row.name
-            ));
-            break;
-        }
-        // The systems' snapshots (see `crate::external_delete`): one of a plugin without
-        // a ledger that cannot be deleted keeps its backup until the next run.
-        let deleting = match external.before_delete(summary).await {
-            Ok(deleting) => deleting,
-            Err(why) => {
-                eprintln!("strata: warning: backup {} is kept: {why}", row.name);
-                row.keep = true;
-                row.reasons
-                    .push(format!("kept: {why} (tried again at the next cleanup)"));
-                continue;
-            }
-        };
-        for line in &deleting.said {
-            eprintln!("strata: backup {}: {line}", row.name);
-        }
-        result = repo.delete_backup(&row.name).await;
-        if result.is_err() {
-            drop(deleting);
-            break;
-        }
-        let (said, engines) = deleting.finish().await;
-        for line in said {
-            eprintln!("strata: backup {}: {line}", row.name);
-        }
-        if let Err(why) = engines {
-            eprintln!("strata: warning: backup {} is deleted, but {why}", row.name);
-            row.reasons.push(format!("deleted, but {why}"));
-        }
-    }
-    crate::listing::compact(repo, true).await;
-    lock.release().await;
-    if let Some(why) = lost {
-        return Err(crate::CoordinatorError::LockLost(why));
-    }
-    result?;
-    Ok(rows)
-}
-
-/// What a whole cleanup did: the policy's decisions, the WAL it expired and the garbage
-/// collection after both. The CLI, the API and the scheduler all report this one shape.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct CleanupReport {
-    pub dry_run: bool,
-    /// Every backup with its decision and the rules that keep it.
-    pub backups: Vec<CleanupRow>,
-    /// Archived WAL older than the oldest kept PostgreSQL backup (removed, or would be).
-    pub wal: crate::wal::WalExpiry,
-    /// The garbage collection run after backups or WAL were removed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gc: Option<crate::gc::GcReport>,
-}
-
-impl CleanupReport {
-    /// Backups the policy removed (or would remove).
-    pub fn removed(&self) -> usize {
-        self.backups.iter().filter(|r| !r.keep).count()
-    }
-
-    /// One line for the audit log, webhooks and the scheduler.
-    pub fn summary(&self) -> String {
-        let removed = self.removed();
-        let mut line = format!("{} kept, {removed} removed", self.backups.len() - removed);
-        if !self.wal.removed.is_empty() {
-            line.push_str(&format!("; {} WAL files removed", self.wal.removed.len()));
-        }
-        if let Some(gc) = &self.gc {
-            line.push_str(&format!(
-                "; {} packs ({} bytes) deleted",
-                gc.packs_deleted, gc.bytes_freed
-            ));
-        }
-        line
-    }
-}
-
-/// A whole cleanup: applies `policy` (see [`cleanup`]), expires the WAL no kept backup
-/// needs, then, if either removed anything, runs `collect` (the caller's garbage
-/// collection, so a coordinator can count it). With `dry_run` nothing changes and no
-/// collection runs. Every way in (CLI, API, schedules) goes through here, so none of
-/// them forgets a step.
-pub async fn apply<F, Fut>(
-    repo: &strata_repo::Repository,
-    policy: &RetentionConfig,
-    dry_run: bool,
-    external: &crate::external_delete::ExternalDeletes,
-    collect: F,
-) -> crate::CoordinatorResult<CleanupReport>
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = crate::CoordinatorResult<crate::gc::GcReport>>,
-{
-    let backups = cleanup(repo, policy, dry_run, external).await?;
-    let wal = crate::wal::expire(repo, dry_run).await?;
-    let mut report = CleanupReport {
-        dry_run,
-        backups,
-        wal,
-        gc: None,
-    };
-    if !dry_run && (report.removed() > 0 || !report.wal.removed.is_empty()) {
-        report.gc = Some(collect().await?);
-    }
-    Ok(report)
 }

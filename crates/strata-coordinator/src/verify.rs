@@ -9,7 +9,8 @@
 use crate::{resolve_backup, CoordinatorResult};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use strata_repo::id::{pack_key, PackId};
+use strata_repo::id::PackId;
+use strata_repo::layout::pack_key;
 use strata_repo::manifest::EntryKind;
 use strata_repo::pack::read_header;
 use strata_repo::{BlobId, Repository};

@@ -97,7 +97,7 @@ async fn a_kept_listing_costs_one_get_per_validation_at_any_count() {
         }
     }
     repo.compact_listing(true).await.unwrap();
-    strata_coordinator::retention::set_pinned(&repo, &nth(count - 2).name, true)
+    strata_coordinator::pins::set_pinned(&repo, &nth(count - 2).name, true)
         .await
         .unwrap();
     strata_coordinator::verified::record(&repo, &nth(count - 3).name, true, "structure")
@@ -192,7 +192,7 @@ async fn changes_show_at_the_next_validation_and_deletes_are_never_hidden() {
     assert_eq!(page.total, 29);
 
     // Pins and verification records bump it too.
-    strata_coordinator::retention::set_pinned(&repo, &nth(29).name, true)
+    strata_coordinator::pins::set_pinned(&repo, &nth(29).name, true)
         .await
         .unwrap();
     let (page, _) = cached(&cache, &repo, &counting, &first(10)).await;

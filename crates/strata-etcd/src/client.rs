@@ -623,7 +623,7 @@ async fn read_reply<T: DeserializeOwned>(
     let error: ErrorReply = match serde_json::from_slice(&body) {
         Ok(error) => error,
         Err(e) => {
-            let text = crate::restore::show_bytes(&body, 200);
+            let text = crate::shown::show_bytes(&body, 200);
             return Err(if status.is_success() {
                 EtcdError::BadReply {
                     endpoint: endpoint.to_string(),

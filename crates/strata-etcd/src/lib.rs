@@ -26,6 +26,7 @@ mod error;
 mod fingerprint;
 mod restore;
 mod settings;
+mod shown;
 mod snapshot;
 mod wire;
 

@@ -1,6 +1,7 @@
 //! Restoring a snapshot: rules, a plan that can be shown as a dry run, and its application.
 
 use crate::client::normalize;
+use crate::shown::show_bytes;
 use crate::{Client, EtcdError, LeasedKeys, Snapshot};
 use std::collections::{BTreeMap, HashMap};
 
@@ -193,33 +194,6 @@ fn show_prefixes(prefixes: &[Vec<u8>]) -> String {
         .join(", ")
 }
 
-/// Bytes for a human: quoted text (escaped, truncated to `max` characters) when they are
-/// UTF-8 without control characters, else hex of the first bytes; the size when cut.
-pub(crate) fn show_bytes(bytes: &[u8], max: usize) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(text)
-            if !text
-                .chars()
-                .any(|c| c.is_control() && c != '\n' && c != '\t') =>
-        {
-            if text.chars().count() <= max {
-                format!("{text:?}")
-            } else {
-                let head: String = text.chars().take(max).collect();
-                format!("{head:?}… ({} bytes)", bytes.len())
-            }
-        }
-        _ => {
-            let shown = bytes.len().min(max / 2);
-            let cut = if shown < bytes.len() { "…" } else { "" };
-            format!(
-                "0x{}{cut} ({} bytes, binary)",
-                hex::encode(&bytes[..shown]),
-                bytes.len()
-            )
-        }
-    }
-}
 
 fn replace(haystack: &[u8], old: &[u8], new: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(haystack.len());

@@ -209,7 +209,7 @@ pub(crate) fn decode_body(body: &[u8]) -> Result<Snapshot, EtcdError> {
         if !prefixes.iter().any(|p| kv.key.starts_with(p)) {
             return Err(EtcdError::Format(format!(
                 "key {} is outside the snapshot's prefixes",
-                crate::restore::show_bytes(&kv.key, 64)
+                crate::shown::show_bytes(&kv.key, 64)
             )));
         }
         kvs.push(kv);

@@ -43,14 +43,14 @@ pub async fn create_queue(client: &Client, queue: &str) -> Result<bool> {
 
 /// Drops a queue; without `force` pgq refuses while consumers are registered. With
 /// `force`, pgq unregisters them, cooperative subconsumers included, and strata's rows for
-/// those ([`crate::coop`]) are deleted too: run it in a transaction to make that one step.
+/// those ([`crate::coop_orphans`]) are deleted too: run it in a transaction to make that one step.
 pub async fn drop_queue(client: &Client, queue: &str, force: bool) -> Result<()> {
     check_name("queue", queue)?;
     client
         .query_one("select pgq.drop_queue($1, $2)", &[&queue, &force])
         .await
         .map_err(|e| PgqError::sql(format!("dropping queue {queue}"), e))?;
-    crate::coop::forget_orphans(client).await?;
+    crate::coop_orphans::forget_orphans(client).await?;
     Ok(())
 }
 
@@ -124,7 +124,7 @@ pub async fn unregister_consumer(client: &Client, queue: &str, consumer: &str) -
         .await
         .map_err(|e| PgqError::sql(format!("unregistering {consumer} from {queue}"), e))?;
     // pgq drops the subscriptions of a main consumer's subconsumers with it.
-    crate::coop::forget_orphans(client).await?;
+    crate::coop_orphans::forget_orphans(client).await?;
     Ok(true)
 }
 

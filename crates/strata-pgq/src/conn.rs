@@ -8,6 +8,9 @@ use strata_pgclient::Dsn;
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, Notification};
 
+/// Channel the ticker notifies after a tick (payload: queue name), for consumers.
+pub const TICK_CHANNEL: &str = "strata_pgq_tick";
+
 /// A libpq-style base connection string (pgqd's `base_connstr`, no `dbname`) completed
 /// with `dbname`, with libpq's environment defaults for what it leaves out.
 pub fn config_for(base: &str, dbname: &str) -> Result<Dsn, PgqError> {
@@ -46,7 +49,7 @@ impl TickWaiter {
         client
             .batch_execute(&format!(
                 "listen {}",
-                strata_pgclient::quote_ident(crate::ticker::db::TICK_CHANNEL)
+                strata_pgclient::quote_ident(TICK_CHANNEL)
             ))
             .await
             .map_err(|e| PgqError::sql("LISTEN", e))?;

@@ -4,8 +4,6 @@
 //! once everything that can fail at start has worked, and its stderr goes to its logfile,
 //! so a child that fails at start is reported by the parent: exit status and message.
 
-use crate::ticker::config::TickerConfig;
-use crate::ticker::Overrides;
 use crate::PgqError;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -30,30 +28,6 @@ pub fn child_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
     args.into_iter()
         .filter(|a| a != "--daemon" && a != "-d")
         .collect()
-}
-
-/// Starts the ticker in the background; returns its pid once its pidfile names it.
-/// `config` is the ticker's settings as read from its file (checked here: a daemon needs
-/// a pidfile and a logfile).
-pub fn detach(config: &TickerConfig, overrides: &Overrides) -> Result<u32, PgqError> {
-    let pidfile = overrides
-        .pidfile
-        .clone()
-        .or(config.pidfile.clone())
-        .ok_or_else(|| {
-            PgqError::BadInput("--daemon needs a pidfile (in the config or --pidfile)".into())
-        })?;
-    let logfile = overrides
-        .logfile
-        .clone()
-        .or(config.logfile.clone())
-        .ok_or_else(|| {
-            PgqError::BadInput(
-                "--daemon needs a logfile (in the config or --logfile): a daemon has no terminal"
-                    .into(),
-            )
-        })?;
-    spawn_detached(&pidfile, Some(&logfile), "ticker")
 }
 
 /// Starts this command again in the background, in a new session, with stdout and

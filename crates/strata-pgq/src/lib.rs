@@ -13,6 +13,7 @@ pub mod config;
 pub mod conn;
 pub mod consumer;
 pub mod coop;
+pub mod coop_orphans;
 pub mod daemon;
 pub mod error;
 pub mod event;

@@ -86,7 +86,7 @@ async fn main() {
             .collect();
         if sparse {
             for pack in &packs {
-                let path = std::path::Path::new(dir).join(strata_repo::id::pack_key(&pack.id));
+                let path = std::path::Path::new(dir).join(strata_repo::layout::pack_key(&pack.id));
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
                 std::fs::File::create(&path)
                     .and_then(|f| f.set_len(pack.size))
@@ -97,7 +97,7 @@ async fn main() {
                 if !is_garbage(first / PER_PACK) {
                     continue;
                 }
-                let key = strata_repo::id::pack_key(&id(u64::MAX - first));
+                let key = strata_repo::layout::pack_key(&id(u64::MAX - first));
                 store
                     .put(&key, bytes::Bytes::from_static(b"fabricated"))
                     .await

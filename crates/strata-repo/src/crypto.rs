@@ -5,7 +5,6 @@
 //! without the key), and the chunker seed. The master keys are stored in `keys/<id>`
 //! objects, each wrapping them under a key derived from a password with Argon2id.
 
-use crate::format::Encryption;
 use crate::{BlobId, RepoError, RepoResult};
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -13,6 +12,30 @@ use serde::{Deserialize, Serialize};
 
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
+
+/// Which AEAD seals blobs and objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Encryption {
+    /// AES-256-GCM with a random 96-bit nonce per sealed item (hardware-accelerated).
+    Aes256Gcm,
+    /// No encryption, for storage that encrypts by itself. Integrity is still checked
+    /// through the blob ids.
+    None,
+}
+
+impl std::str::FromStr for Encryption {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "aes-256-gcm" => Ok(Encryption::Aes256Gcm),
+            "none" => Ok(Encryption::None),
+            other => Err(format!(
+                "unknown encryption {other:?} (expected \"aes-256-gcm\" or \"none\")"
+            )),
+        }
+    }
+}
 
 /// The secrets of a repository.
 #[derive(Clone)]

@@ -47,28 +47,12 @@ pub const OBJECT_MAGIC: &[u8; 4] = b"STRO";
 /// Magic bytes at the end of every pack file.
 pub const PACK_MAGIC: &[u8; 8] = b"STRPACK1";
 
-/// Which AEAD seals blobs and objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Encryption {
-    /// AES-256-GCM with a random 96-bit nonce per sealed item (hardware-accelerated).
-    Aes256Gcm,
-    /// No encryption, for storage that encrypts by itself. Integrity is still checked
-    /// through the blob ids.
-    None,
-}
+pub use crate::crypto::Encryption;
 
-impl std::str::FromStr for Encryption {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "aes-256-gcm" => Ok(Encryption::Aes256Gcm),
-            "none" => Ok(Encryption::None),
-            other => Err(format!(
-                "unknown encryption {other:?} (expected \"aes-256-gcm\" or \"none\")"
-            )),
-        }
-    }
+/// The current time as the format writes it (`created` of configs and key files):
+/// RFC 3339, UTC, seconds.
+pub(crate) fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 /// The `config` object: readable without a password so tools can tell what they face.

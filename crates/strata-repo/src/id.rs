@@ -40,5 +40,3 @@ impl fmt::Display for BlobId {
 
 /// Pack files are named by the plain BLAKE3 hash of their bytes.
 pub type PackId = BlobId;
-
-pub use crate::layout::pack_key;

@@ -10,10 +10,10 @@
 //! key, a `"kdf": "none"` key is never used.
 
 use crate::crypto::{KdfParams, KeyFile, KeyRejection, MasterKeys};
+use crate::format::now_rfc3339;
 use crate::format::{
     decode_object, encode_object, Encryption, ObjectKind, RepoConfig, FORMAT_VERSION,
 };
-use crate::repository::now_rfc3339;
 use crate::{RepoError, RepoResult, Repository};
 use bytes::Bytes;
 use std::collections::HashSet;

@@ -7,8 +7,8 @@
 //! holds one part at a time.
 
 use crate::format::{decode_object, ObjectKind};
-use crate::id::pack_key;
 use crate::index::BlobLocation;
+use crate::layout::pack_key;
 use crate::manifest::{Entry, EntryKind, NodeManifest};
 use crate::manifest_chunks::{decode_chunk, ChunkPlace, ChunkRef, ManifestBuilder, ManifestTop};
 use crate::writer::{BlobWriter, WriterOptions};

@@ -4,10 +4,10 @@ use crate::chunker::{Chunker, ChunkerParams};
 use crate::compress::decompress;
 use crate::crypto::{Cipher, KdfParams, KeyFile, MasterKeys};
 use crate::format::{
-    decode_object, encode_object, Encryption, ObjectKind, RepoConfig, FORMAT_VERSION,
+    decode_object, encode_object, now_rfc3339, Encryption, ObjectKind, RepoConfig, FORMAT_VERSION,
     OLDEST_READABLE_VERSION,
 };
-use crate::id::pack_key;
+use crate::layout::pack_key;
 use crate::index::{BlobIndex, BlobLocation, IndexFile};
 use crate::keyring::KeyChoice;
 use crate::layout;
@@ -98,11 +98,6 @@ impl std::fmt::Debug for Repository {
             self.store.describe()
         )
     }
-}
-
-/// The current time as RFC 3339 (UTC, seconds).
-pub(crate) fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 impl Repository {

@@ -17,7 +17,7 @@
 //! collection, as for the last object: see `crate::condemned`.)
 
 use crate::compress::BlobCompressor;
-use crate::id::pack_key;
+use crate::layout::pack_key;
 use crate::index::{IndexFile, IndexedPack};
 use crate::pack::PackBuilder;
 use crate::{BlobId, RepoError, RepoResult, Repository};

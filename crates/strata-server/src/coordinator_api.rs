@@ -254,7 +254,7 @@ async fn row(
     let catalog = s.catalog().await?;
     let repo = &catalog.place(storage).map_err(failure)?.repo;
     let name = [summary.name.as_str()];
-    let pinned = strata_coordinator::retention::pinned_among(repo, &name)
+    let pinned = strata_coordinator::pins::pinned_among(repo, &name)
         .await
         .map_err(|e| repo_failure(strata_repo::RepoError::from(e)))?;
     let mut records = strata_coordinator::verified::latest_among(repo, &name)

@@ -57,7 +57,7 @@ pub enum TablesError {
     Store(#[from] strata_store::StoreError),
     /// A file that `strata load --file` cannot load.
     #[error(transparent)]
-    LoadFile(#[from] crate::load_file::LoadFileError),
+    LoadFile(#[from] crate::load_file_error::LoadFileError),
     /// An archive that does not check out: never drop after this.
     #[error("archive {key}: {why}")]
     Archive { key: String, why: String },

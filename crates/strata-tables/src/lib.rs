@@ -22,6 +22,7 @@ pub mod duration;
 mod error;
 pub mod history;
 pub mod load_file;
+pub mod load_file_error;
 pub mod name;
 pub mod outlook;
 pub mod plan;

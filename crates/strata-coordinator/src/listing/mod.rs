@@ -116,7 +116,7 @@ pub async fn page(sources: &[Source<'_>], query: &PageQuery) -> CoordinatorResul
             .filter(|b| b.storage == *storage)
             .map(|b| b.summary.name.as_str())
             .collect();
-        for name in crate::retention::pinned_among(repo, &names)
+        for name in crate::pins::pinned_among(repo, &names)
             .await
             .map_err(RepoError::from)?
         {
@@ -370,7 +370,7 @@ mod tests {
                 };
                 repo.save_summary(&summary).await.unwrap();
                 // Every backup pinned and verified: the page reads its own only.
-                crate::retention::set_pinned(&repo, &summary.name, true)
+                crate::pins::set_pinned(&repo, &summary.name, true)
                     .await
                     .unwrap();
                 crate::verified::record(&repo, &summary.name, true, "structure")

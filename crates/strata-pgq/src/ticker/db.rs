@@ -27,8 +27,7 @@ pub(super) const ANSWER_GRACE: Duration = Duration::from_secs(5);
 
 /// Channel the event trigger notifies (payload: queue name); see [`crate::notify`].
 pub const EVENT_CHANNEL: &str = "strata_pgq_event";
-/// Channel the ticker notifies after a tick (payload: queue name), for consumers.
-pub const TICK_CHANNEL: &str = "strata_pgq_tick";
+pub use crate::conn::TICK_CHANNEL;
 
 /// How a session ended without an error.
 enum Ended {

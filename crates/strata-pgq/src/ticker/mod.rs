@@ -96,8 +96,32 @@ pub enum Outcome {
     Ran(Exit),
 }
 
+/// Starts the ticker in the background; returns its pid once its pidfile names it.
+/// `config` is the ticker's settings as read from its file (checked here: a daemon needs
+/// a pidfile and a logfile).
+fn detach(config: &config::TickerConfig, overrides: &Overrides) -> Result<u32, PgqError> {
+    let pidfile = overrides
+        .pidfile
+        .clone()
+        .or(config.pidfile.clone())
+        .ok_or_else(|| {
+            PgqError::BadInput("--daemon needs a pidfile (in the config or --pidfile)".into())
+        })?;
+    let logfile = overrides
+        .logfile
+        .clone()
+        .or(config.logfile.clone())
+        .ok_or_else(|| {
+            PgqError::BadInput(
+                "--daemon needs a logfile (in the config or --logfile): a daemon has no terminal"
+                    .into(),
+            )
+        })?;
+    crate::daemon::spawn_detached(&pidfile, Some(&logfile), "ticker")
+}
+
 /// The `ticker` command: with `daemon` (and not already the detached child) checks the
-/// file and starts the ticker in the background ([`crate::daemon::detach`]); otherwise
+/// file and starts the ticker in the background ([`detach`]); otherwise
 /// [`run`]s it here until it stops.
 pub async fn run_or_detach(
     path: &Path,
@@ -108,7 +132,7 @@ pub async fn run_or_detach(
 ) -> Result<Outcome, PgqError> {
     if daemon && !crate::daemon::is_detached_child() {
         let config = read(path)?;
-        return crate::daemon::detach(&config, overrides).map(Outcome::Detached);
+        return detach(&config, overrides).map(Outcome::Detached);
     }
     run(path, read, overrides, quiet).await.map(Outcome::Ran)
 }

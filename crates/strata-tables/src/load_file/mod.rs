@@ -21,7 +21,7 @@
 mod copy_text;
 mod csv_rows;
 mod decompressed;
-pub mod error;
+pub use crate::load_file_error as error;
 pub mod format;
 mod infer;
 mod json_rows;
