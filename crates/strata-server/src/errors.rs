@@ -103,6 +103,14 @@ pub(crate) async fn json_errors(response: Response) -> Response {
     Response::from_parts(parts, Body::from(json))
 }
 
+/// A coordinator error with the API code that fits it.
+pub(crate) fn failure(err: strata_coordinator::CoordinatorError) -> ApiFailure {
+    ApiFailure(ApiError::new(
+        err.code(),
+        strata_coordinator::error_chain(&err),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

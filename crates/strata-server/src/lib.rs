@@ -8,6 +8,7 @@
 
 #![deny(missing_docs)]
 
+mod api_state;
 mod auth;
 mod check;
 pub mod compose;

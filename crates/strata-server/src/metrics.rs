@@ -100,9 +100,7 @@ impl PerStorage<'_> {
 }
 
 /// `GET /metrics`.
-pub async fn metrics(
-    State(state): State<Arc<crate::coordinator_api::ApiState>>,
-) -> impl IntoResponse {
+pub async fn metrics(State(state): State<Arc<crate::api_state::ApiState>>) -> impl IntoResponse {
     let c: &Coordinator = &state.coordinator;
     let mut registry = Registry::with_prefix("strata");
 
