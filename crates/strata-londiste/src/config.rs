@@ -291,6 +291,7 @@ mod tests {
         );
         assert_eq!(c.log_level, strata_pgq::log::Level::Info);
         assert!(!c.park_unknown_events);
+        assert_eq!(c.stall_timeout, Duration::from_secs(120));
     }
 
     #[test]
