@@ -282,6 +282,96 @@ fn without_a_listening_archiver_wal_push_pushes_by_itself() {
     site.fetch_back(&seg3);
 }
 
+/// The one-shot fallback answers the segments it archived ahead from its receipts,
+/// without opening the repository (a wrong password does not matter then), and stays
+/// exactly as safe: every segment reads back, a repeated push is "already archived", and
+/// a segment whose content changed after its receipt is refused by the repository's
+/// record, not acknowledged from the receipt.
+#[test]
+fn the_one_shot_push_answers_segments_archived_ahead_without_opening_the_repository() {
+    let site = Site::new("");
+    let segments: Vec<PathBuf> = (1..=6).map(|n| site.segment(n)).collect();
+    let first = site.push(&segments[0]);
+    assert!(
+        first.contains("archived 000000010000000000000005"),
+        "four ready segments went with it: {first}"
+    );
+    let receipts = |name: &str| -> usize {
+        let dir = site.dir.path().join("state/wal-pushed");
+        fs::read_dir(dir)
+            .map(|d| d.flatten().filter(|e| e.path().join(name).exists()).count())
+            .unwrap_or(0)
+    };
+    assert_eq!(receipts("000000010000000000000002"), 1);
+    assert_eq!(
+        receipts("000000010000000000000001"),
+        0,
+        "none for the asked one"
+    );
+
+    // Answered from the receipt: the repository is not opened, so its password is not
+    // needed (a wrong one would fail any opening).
+    let wrong_password = |path: &Path| {
+        let relative = Path::new("pg_wal").join(path.file_name().unwrap());
+        site.command(&["wal-push", relative.to_str().unwrap()])
+            .env("STRATA_PASSWORD", "not the password")
+            .current_dir(site.dir.path().join("pg"))
+            .output()
+            .unwrap()
+    };
+    let out = wrong_password(&segments[1]);
+    let said = assert_success("wal-push of a segment archived ahead", &out);
+    assert!(
+        said.contains("was already archived (same content)"),
+        "{said}"
+    );
+    assert_eq!(
+        receipts("000000010000000000000002"),
+        0,
+        "a receipt serves once"
+    );
+    // Used once: the same push again opens the repository, and fails without the password.
+    assert!(!wrong_password(&segments[1]).status.success());
+    // And with it, it is "already archived" from the repository itself.
+    let again = site.push(&segments[1]);
+    assert!(
+        again.contains("was already archived (same content)"),
+        "{again}"
+    );
+
+    // A segment changed after its receipt: the receipt does not match, the repository's
+    // record refuses it, and nothing is acknowledged.
+    let original = fs::read(&segments[2]).unwrap();
+    fs::write(&segments[2], pseudo_random(16 * 1024, 99)).unwrap();
+    let relative = Path::new("pg_wal").join(segments[2].file_name().unwrap());
+    let refused = site
+        .command(&["wal-push", relative.to_str().unwrap()])
+        .current_dir(site.dir.path().join("pg"))
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "a changed segment was acknowledged"
+    );
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("already archived: refusing"), "{said}");
+    fs::write(&segments[2], &original).unwrap();
+    let same = site.push(&segments[2]);
+    assert!(
+        same.contains("was already archived (same content)"),
+        "{same}"
+    );
+
+    // The rest as PostgreSQL asks: 4 and 5 from receipts, 6 stored by its own push.
+    for segment in &segments[3..] {
+        site.push(segment);
+    }
+    for segment in &segments {
+        site.fetch_back(segment);
+    }
+    site.ok(&["wal", "verify"]);
+}
+
 /// `postgres.wal_queue_max_mib`: while the storage is gone, a push fails as long as the
 /// WAL waiting stays under the limit, and is acknowledged unarchived (loudly, counted)
 /// once it is over; the count shows in `wal status` and the gap in `wal list`.
