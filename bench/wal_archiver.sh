@@ -5,6 +5,8 @@
 #   one-shot  `strata wal-push` with no archiver listening (the fallback: each call is a
 #             process that archives by itself, with up to wal_push_ahead ready segments
 #             after its own, and answers the segments archived ahead from its receipts);
+#             twice: with a fresh state directory, and with ALIVE (env, default 50000)
+#             alive files of ended processes in it, as a day of one-shot pushes leaves;
 #   pgBackRest `pgbackrest archive-push` without archive-async (a process per segment).
 # Each way gets its own fresh repository and its own links to the same SEGMENTS files.
 # With BLOBS > 0, the two strata ways run again in one repository of BLOBS fabricated
@@ -29,6 +31,9 @@ set -euo pipefail
 BLOBS=${1:-0}
 SEGMENTS=${2:-64}
 W=${3:-/tmp/strata-walarch}
+# Alive files of ended processes in the state directory for the second one-shot run:
+# 50,000 is what half a day of one-shot pushes at 1.2 segments a second leaves.
+ALIVE=${ALIVE:-50000}
 BIN=${STRATA_BIN:-$PWD/target/release/strata}
 FAB=${FABRICATE_BIN:-$PWD/target/release/examples/fabricate_index}
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
@@ -128,10 +133,19 @@ strata_repo() {
 
 printf '| repository | how | %s segments | segments/s | largest push process | archiver peak RSS | archiver RSS after |\n|---|---|---|---|---|---|---|\n' "$SEGMENTS" > "$W/table.md"
 make_segments "$W/segments" 1
-for how in one-shot archiver; do
+for how in one-shot one-shot-aged archiver; do
   strata_repo "$W/$how"
+  if [[ $how == one-shot-aged ]]; then
+    # The state directory of a host whose archiver was down a while: the alive files of
+    # ALIVE ended processes (one per one-shot `wal-push`, kept a day as proof of its end).
+    (cd "$STRATA_STATE_DIR/alive" && for i in $(seq 1 "$ALIVE"); do
+      printf 'ended\n' > "$(printf '%032x' "$i").lock"; done)
+    label="strata, empty, $ALIVE alive files"
+  else
+    label="strata, empty"
+  fi
   ready "$W/$how" "$W/segments"
-  run "strata, empty" "$how" "$W/$how" "$BIN" -q wal-push
+  run "$label" "${how%-aged}" "$W/$how" "$BIN" -q wal-push
 done
 
 # pgBackRest: a stanza over a cluster made by initdb (never started: archive-push reads
