@@ -2,7 +2,8 @@
 //! `--server`. Local actions record themselves (as `local:<user>@<host>`) in the use
 //! cases they call.
 
-use crate::commands::{print_json, CommandResult, Context};
+use crate::context::{CommandResult, Context};
+use crate::output::print_json;
 
 impl Context {
     /// `strata audit`.

@@ -1,7 +1,8 @@
 //! Reading the repository: `list`, `show`, `ls`.
 
-use crate::commands::{print_json, CommandResult, Context};
+use crate::context::{CommandResult, Context};
 use crate::output;
+use crate::output::print_json;
 use strata_coordinator::browse::FileEntry;
 use strata_coordinator::catalog::Located;
 use strata_coordinator::listing::PageQuery;

@@ -403,7 +403,7 @@ pub enum Command {
     /// The keys (passwords) of the repository: list, add, remove, passwd (see docs/cli.md).
     Key {
         #[command(subcommand)]
-        command: crate::key_commands::KeyCommand,
+        command: KeyCommand,
     },
     /// Upgrade a repository of format version 1 (read-only for this strata) to the
     /// current version (see docs/format.md).
@@ -522,4 +522,38 @@ mod tests {
         };
         assert!(options.create && !options.all && !options.expect_sync);
     }
+}
+
+/// The key subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum KeyCommand {
+    /// List the keys (passwords) of the repository and which one is in use.
+    List,
+    /// Add a key: a second password that opens the repository.
+    Add {
+        #[command(flatten)]
+        new: NewPassword,
+    },
+    /// Remove key ID (never the last one; the one in use only with --force).
+    Remove {
+        /// The key id, as `strata key list` shows it.
+        id: String,
+        /// Remove the key in use (its password then no longer opens the repository).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Change the password: add a key for the new one, remove the one in use.
+    Passwd {
+        #[command(flatten)]
+        new: NewPassword,
+    },
+}
+
+/// Where the new password comes from: $STRATA_NEW_PASSWORD, a file, or the terminal.
+#[derive(Debug, clap::Args)]
+pub struct NewPassword {
+    /// Read the new password (its first line) from FILE, e.g. a key file made with
+    /// `head -c 32 /dev/urandom | base64 > FILE`.
+    #[arg(long, visible_alias = "key-file", value_name = "FILE")]
+    pub(crate) new_password_file: Option<std::path::PathBuf>,
 }

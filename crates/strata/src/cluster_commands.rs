@@ -3,9 +3,10 @@
 //! coordinator of `strata server` when `--server` is given; both show the same progress
 //! and print the same results.
 
-use crate::commands::{print_json, CommandResult, Context};
+use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
+use crate::output::print_json;
 use crate::progress::OperationDisplay;
 use std::collections::BTreeMap;
 use strata_api::{BackupRequest, Running};

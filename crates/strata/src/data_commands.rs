@@ -1,9 +1,10 @@
 //! What is done with a backup's data: `restore --to` a directory here, `delete`, `copy`,
 //! `verify`.
 
-use crate::commands::{print_json, CommandResult, Context};
+use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
+use crate::output::print_json;
 use crate::progress;
 use std::path::Path;
 use strata_agent::restore::RestoreOptions;
@@ -276,5 +277,50 @@ impl Context {
             ));
         }
         Ok(0)
+    }
+}
+
+/// `5%` or `5` as a percentage between 0 (exclusive) and 100.
+pub(crate) fn parse_percent(text: &str) -> Result<f64, Failure> {
+    strata_coordinator::actions::parse_percent(text).ok_or_else(|| {
+        Failure::new(
+            code::USAGE,
+            format!("--read-data-subset {text:?}: give a percentage such as 5%"),
+        )
+    })
+}
+
+impl Context {
+    /// `strata verify --restore BACKUP`: here, or with --server on the server's host.
+    pub(crate) async fn restore_drill(&self, wanted: &str) -> CommandResult {
+        let report = self.cluster().drill(wanted).await?;
+        if self.global.json {
+            print_json(&report);
+        } else {
+            self.say(format!(
+                "restore drill of {}: {} nodes, {} files ({}) restored, verified and checked against the manifests; scratch copy removed",
+                report.backup,
+                report.nodes,
+                report.files,
+                crate::output::size(report.bytes)
+            ));
+            for line in &report.database {
+                self.say(format!("  {line}"));
+            }
+        }
+        if report.problems.is_empty() {
+            return Ok(0);
+        }
+        for problem in &report.problems {
+            eprintln!("strata: problem: {problem}");
+        }
+        Err(Failure::new(
+            code::DAMAGED,
+            format!(
+                "the restore drill of {} found {} problems",
+                report.backup,
+                report.problems.len()
+            ),
+        ))
     }
 }

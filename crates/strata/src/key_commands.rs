@@ -2,51 +2,17 @@
 //! and its format upgrade. The use cases (refusals, audit entries) are in `strata_coordinator::keys`;
 //! this parses, reads the new password (environment, file or terminal), calls and prints.
 
-use crate::commands::{ask_password, print_json, CommandResult, Context};
+use crate::cli::{KeyCommand, NewPassword};
+use crate::context::{ask_password, CommandResult, Context};
 use crate::failure::{code, Failure};
-use clap::Subcommand;
+use crate::output::print_json;
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use strata_coordinator::audit::local_actor;
 use strata_coordinator::keys;
 use strata_coordinator::CoordinatorError;
 
 /// Environment variable holding the new password of `key add` / `key passwd`.
 const NEW_PASSWORD_ENV: &str = "STRATA_NEW_PASSWORD";
-
-/// The key subcommands.
-#[derive(Debug, Subcommand)]
-pub enum KeyCommand {
-    /// List the keys (passwords) of the repository and which one is in use.
-    List,
-    /// Add a key: a second password that opens the repository.
-    Add {
-        #[command(flatten)]
-        new: NewPassword,
-    },
-    /// Remove key ID (never the last one; the one in use only with --force).
-    Remove {
-        /// The key id, as `strata key list` shows it.
-        id: String,
-        /// Remove the key in use (its password then no longer opens the repository).
-        #[arg(long)]
-        force: bool,
-    },
-    /// Change the password: add a key for the new one, remove the one in use.
-    Passwd {
-        #[command(flatten)]
-        new: NewPassword,
-    },
-}
-
-/// Where the new password comes from: $STRATA_NEW_PASSWORD, a file, or the terminal.
-#[derive(Debug, clap::Args)]
-pub struct NewPassword {
-    /// Read the new password (its first line) from FILE, e.g. a key file made with
-    /// `head -c 32 /dev/urandom | base64 > FILE`.
-    #[arg(long, visible_alias = "key-file", value_name = "FILE")]
-    new_password_file: Option<PathBuf>,
-}
 
 impl NewPassword {
     fn read(&self) -> Result<String, Failure> {

@@ -1,7 +1,8 @@
 //! Retention and garbage collection: `cleanup`, `gc`, `pin`, `unpin`.
 
-use crate::commands::{print_json, CommandResult, Context};
+use crate::context::{CommandResult, Context};
 use crate::output;
+use crate::output::print_json;
 use strata_coordinator::config::PolicyOverrides;
 use strata_coordinator::gc::GcReport;
 use strata_coordinator::retention::CleanupReport;

@@ -2,8 +2,9 @@
 //! on the same ini files and SQL state as Python Londiste. Thin: parse the options, call
 //! one function of strata-londiste, print its result.
 
-use crate::commands::{print_json, CommandResult, Context};
+use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
+use crate::output::print_json;
 use crate::output::{opt, print_pairs, print_rows, show, yes};
 use crate::pgq_commands::exit_code;
 use serde::Serialize;

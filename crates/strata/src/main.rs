@@ -27,6 +27,7 @@ mod client;
 mod cluster_commands;
 mod commands;
 mod config;
+mod context;
 mod data_commands;
 mod failure;
 mod key_commands;

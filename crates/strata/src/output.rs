@@ -186,7 +186,7 @@ pub fn finish() -> Option<std::io::Error> {
 /// `value` as JSON with `--json`, else `human` unless `--quiet`.
 pub fn show(global: &crate::cli::Global, value: &impl serde::Serialize, human: impl FnOnce()) {
     if global.json {
-        crate::commands::print_json(value);
+        print_json(value);
     } else if !global.quiet {
         human();
     }
@@ -221,6 +221,14 @@ pub fn yes(b: bool) -> String {
 /// A value or `-`.
 pub fn opt<T: ToString>(value: &Option<T>) -> String {
     value.as_ref().map_or("-".into(), |v| v.to_string())
+}
+
+/// `value` as pretty JSON on stdout (`--json`).
+pub(crate) fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("output serializes")
+    );
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! `postgresql.conf` and signal files and starts the server, recovering WAL through the
 //! `restore_command` its configuration gives (`strata wal-fetch %f %p`).
 
-use crate::commands::{CommandResult, Context};
+use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
 use std::path::PathBuf;
 use strata_agent::restore::RestoreOptions;

@@ -2,8 +2,9 @@
 //! options, call one function of strata-pgq (`admin` for the queue commands, `ticker`
 //! for the daemon), print its result.
 
-use crate::commands::{print_json, CommandResult, Context};
+use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
+use crate::output::print_json;
 use crate::output::{opt, print_pairs, print_rows, show};
 use std::path::{Path, PathBuf};
 use strata_coordinator::config::ConfigError;

@@ -1,8 +1,9 @@
 //! `strata probe`: asks a strata process's `/health` or `/ready`, for healthchecks where
 //! no curl is (the container image) and for scripts that wait for a server to serve.
 
-use crate::commands::{print_json, CommandResult, Context};
+use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
+use crate::output::print_json;
 use std::time::Duration;
 use strata_health::probe::{Answer, Endpoint, Probe, ProbeError};
 

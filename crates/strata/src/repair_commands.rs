@@ -3,7 +3,8 @@
 //! lost.
 
 use crate::cli::RepairCommand;
-use crate::commands::{print_json, CommandResult, Context};
+use crate::context::{CommandResult, Context};
+use crate::output::print_json;
 use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
 
 impl Context {

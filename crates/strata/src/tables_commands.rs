@@ -2,9 +2,10 @@
 //! call strata-tables (which opens the engine, reads policy options and runs the use
 //! cases), print.
 
-use crate::commands::{print_json, CommandResult, Context};
+use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
+use crate::output::print_json;
 use strata_coordinator::events::{Events, TablesRunReport};
 use strata_coordinator::storage::Storage;
 use strata_coordinator::webhooks::Webhooks;

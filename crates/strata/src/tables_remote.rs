@@ -3,7 +3,7 @@
 //! server opens its own `[tables] db` and records edits as the token's name; the answers
 //! are the engine's own types, printed as the in-process commands print them.
 
-use crate::commands::{CommandResult, Context};
+use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
 use strata_agent::api::ErrorCode;
 use strata_api::types::tables::{
@@ -59,7 +59,7 @@ impl Context {
                 };
                 let tables = server.table_plan(&query).await?;
                 if self.global.json {
-                    crate::commands::print_json(&tables);
+                    crate::output::print_json(&tables);
                 } else {
                     self.print_outlooks(&tables);
                 }

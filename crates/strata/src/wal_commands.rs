@@ -4,8 +4,9 @@
 //! exit code PostgreSQL acts on.
 
 use crate::cli::{RecoveryArgs, WalCommand};
-use crate::commands::{print_json, CommandResult, Context};
+use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
+use crate::output::print_json;
 use crate::output::size;
 use std::path::Path;
 use strata_coordinator::wal::{self, WalError};
