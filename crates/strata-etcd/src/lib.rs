@@ -21,6 +21,7 @@
 //! bad base64, keys out of order or outside the range asked for, absurd counts and
 //! oversized bodies are errors, never panics or unbounded allocations.
 
+#![deny(missing_docs)]
 mod client;
 mod error;
 mod fingerprint;
