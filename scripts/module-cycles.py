@@ -4,7 +4,8 @@
     scripts/module-cycles.py crates/strata-coordinator/src [--edges]
 
 A module is a top-level file or directory under SRC; it depends on another when its code
-(comments and test modules left out) names `crate::OTHER`. Prints each circle (a strongly
+(comments and `#[cfg(test)]` modules left out, wherever they sit in the file) names
+`crate::OTHER` or `crate::{OTHER, ...}`. Files named `*tests.rs` are tests. Prints each circle (a strongly
 connected set of modules) and exits 1 if there is one; `--edges` prints every module's
 dependencies too.
 """
@@ -13,12 +14,70 @@ import re
 import sys
 
 
+def strip_test_modules(text):
+    """The text without its `#[cfg(test)]` modules (each to its closing brace), wherever
+    they are: production code after a test module still counts."""
+    out, at = [], 0
+    for m in re.finditer(r"^[ \t]*#\[cfg\(test\)\]\s*\n(\s*#\[[^\n]*\]\s*\n)*\s*(pub(\([^)]*\))? )?mod \w+\s*\{", text, re.M):
+        if m.start() < at:
+            continue
+        out.append(text[at : m.start()])
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            c = text[i]
+            if c == "{":
+                depth += 1
+            elif c == "}":
+                depth -= 1
+            elif c == '"':
+                # Skip a string literal (a brace inside it is not code).
+                i += 1
+                while i < len(text) and text[i] != '"':
+                    i += 2 if text[i] == "\\" else 1
+            elif text.startswith("//", i):
+                i = text.find("\n", i)
+                if i < 0:
+                    i = len(text)
+                continue
+            i += 1
+        at = i
+    out.append(text[at:])
+    return "".join(out)
+
+
 def code_of(text):
-    """The text without comments and without `#[cfg(test)]` modules at the end."""
-    cut = re.search(r"^#\[cfg\(test\)\]\s*\n\s*mod \w+ \{", text, re.M)
-    if cut:
-        text = text[: cut.start()]
+    """The text without comments and without `#[cfg(test)]` modules."""
+    text = strip_test_modules(text)
     return "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("//"))
+
+
+def named_modules(code):
+    """The top-level modules a file's code names: `crate::x`, and each `x` of
+    `crate::{x, y::z}`."""
+    names = set(re.findall(r"crate::([a-z_0-9]+)", code))
+    for group in re.finditer(r"crate::\{", code):
+        depth, i, start = 1, group.end(), group.end()
+        while i < len(code) and depth:
+            depth += {"{": 1, "}": -1}.get(code[i], 0)
+            i += 1
+        inner, level, top = code[start : i - 1], 0, []
+        item = ""
+        for c in inner:
+            if c == "{":
+                level += 1
+            elif c == "}":
+                level -= 1
+            if c == "," and level == 0:
+                top.append(item)
+                item = ""
+            else:
+                item += c
+        top.append(item)
+        for item in top:
+            m = re.match(r"\s*([a-z_0-9]+)", item)
+            if m and m.group(1) != "self":
+                names.add(m.group(1))
+    return names
 
 
 def modules(src):
@@ -34,9 +93,9 @@ def modules(src):
                 continue
             found = deps.setdefault(top, set())
             with open(path) as f:
-                for m in re.finditer(r"crate::([a-z_0-9]+)", code_of(f.read())):
-                    if m.group(1) != top:
-                        found.add(m.group(1))
+                for other in named_modules(code_of(f.read())):
+                    if other != top:
+                        found.add(other)
     return {k: {d for d in v if d in deps} for k, v in deps.items()}
 
 

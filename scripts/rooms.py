@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""Prints the numbers of the code's rooms, measured the same way every time:
+
+    scripts/rooms.py [--limit-strings N]
+
+- each crate's `src/` lines (`wc -l`) and its code lines (no blank lines, no comments,
+  no `#[cfg(test)]` modules);
+- `Result<_, String>` written outside tests, per crate (each one a failure whose kind a
+  caller cannot match on);
+- the binary's code lines and how many of the coordinator's modules it names;
+- the longest functions outside tests;
+- circles between the top-level modules of each crate (see `module-cycles.py`).
+
+With `--limit-strings N` it exits 1 when more than N `Result<_, String>` are written
+outside tests, so the count cannot grow unseen.
+"""
+import importlib.util
+import os
+import re
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+spec = importlib.util.spec_from_file_location("cycles", os.path.join(HERE, "module-cycles.py"))
+cycles = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(cycles)
+
+
+def rust_files(src):
+    for dirpath, _, files in os.walk(src):
+        for name in sorted(files):
+            if name.endswith(".rs") and not name.endswith("tests.rs"):
+                yield os.path.join(dirpath, name)
+
+
+def code_lines(code):
+    return [l for l in code.splitlines() if l.strip() and not l.lstrip().startswith("//")]
+
+
+STRING_RESULT = re.compile(r"Result<[^;{}=]*?,\s*String\s*>")
+
+
+def functions(code):
+    """(name, lines) of each `fn` with a body, by brace matching (good enough to rank)."""
+    out = []
+    for m in re.finditer(r"\bfn\s+(\w+)[^;{]*\{", code):
+        depth, i = 1, m.end()
+        while i < len(code) and depth:
+            depth += {"{": 1, "}": -1}.get(code[i], 0)
+            i += 1
+        out.append((m.group(1), code[m.start() : i].count("\n") + 1))
+    return out
+
+
+def main():
+    limit = None
+    if "--limit-strings" in sys.argv:
+        limit = int(sys.argv[sys.argv.index("--limit-strings") + 1])
+    crates = sorted(os.listdir(os.path.join(ROOT, "crates")))
+    total_strings, total_lines, longest, found_circles = 0, 0, [], []
+    print(f"{'crate':<22} {'lines':>7} {'code':>7} {'Result<_, String>':>18}")
+    for crate in crates:
+        src = os.path.join(ROOT, "crates", crate, "src")
+        if not os.path.isdir(src):
+            continue
+        lines = code = strings = 0
+        for path in rust_files(src):
+            with open(path) as f:
+                text = f.read()
+            lines += text.count("\n")
+            stripped = cycles.code_of(text)
+            code += len(code_lines(stripped))
+            strings += len(STRING_RESULT.findall(stripped))
+            rel = os.path.relpath(path, ROOT)
+            longest.extend((n, name, rel) for name, n in functions(stripped))
+        total_strings += strings
+        total_lines += lines
+        print(f"{crate:<22} {lines:>7} {code:>7} {strings:>18}")
+        for comp in cycles.circles(cycles.modules(src)):
+            found_circles.append(f"{crate}: {', '.join(comp)}")
+    print(f"{'all':<22} {total_lines:>7} {'':>7} {total_strings:>18}")
+
+    binary = os.path.join(ROOT, "crates", "strata", "src")
+    named = set()
+    for path in rust_files(binary):
+        with open(path) as f:
+            named |= set(re.findall(r"strata_coordinator::(\w+)", cycles.code_of(f.read())))
+    print(f"\nthe binary names {len(named)} of the coordinator's modules: {' '.join(sorted(named))}")
+
+    print("\nlongest functions outside tests:")
+    for n, name, rel in sorted(longest, reverse=True)[:8]:
+        print(f"  {n:>5} lines  {name}  ({rel})")
+
+    print("\ncircles between modules:", "none" if not found_circles else "")
+    for line in found_circles:
+        print(f"  {line}")
+    if limit is not None and total_strings > limit:
+        print(f"\n{total_strings} Result<_, String> outside tests, more than {limit}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
