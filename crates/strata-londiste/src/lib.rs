@@ -11,7 +11,6 @@ pub mod cascade;
 pub mod command;
 pub mod compare;
 pub mod config;
-pub mod copy;
 pub mod error;
 pub mod exec_attrs;
 pub mod local;

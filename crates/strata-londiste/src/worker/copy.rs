@@ -13,7 +13,9 @@ use crate::error::{describe_db, LondisteError, Result};
 use crate::names;
 use crate::node::{self, checked, TableInfo};
 use crate::state::TableState;
-use crate::worker::{self, CopyCrashes, CopyPoint, ReplayStats, Replayer, Role, WorkerOptions};
+use crate::worker::{
+    self as worker, CopyCrashes, CopyPoint, ReplayStats, Replayer, Role, WorkerOptions,
+};
 use futures::{SinkExt, StreamExt};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

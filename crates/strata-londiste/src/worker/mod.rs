@@ -6,11 +6,12 @@
 //! bookkeeping, the one Python Londiste uses, so either worker can take over the node.
 //!
 //! The same loop, in copy role, drives each table's copy task after its initial COPY
-//! (see [`crate::copy`]): it applies only that table's events until the hand-over.
+//! (see [`copy`]): it applies only that table's events until the hand-over.
+
+pub mod copy;
 
 use crate::admin;
 use crate::config::NodeConfig;
-use crate::copy;
 use crate::error::{describe_db, LondisteError, Result};
 use crate::monitor::WorkerMetrics;
 use crate::node::{self, TableInfo};
