@@ -19,10 +19,13 @@ use std::collections::BTreeMap;
 pub struct ArchivedFile {
     /// The file's name inside its space (a WAL segment name, say).
     pub name: String,
+    /// The file's length in bytes.
     pub size: u64,
     /// Keyed hash of the whole content: tells "the same file again" from "another file
     /// under the same name" without revealing the content.
     pub content_id: BlobId,
+    /// The blob ids of its content, in order (cut by the repository's chunker); empty for an
+    /// empty file.
     pub chunks: Vec<BlobId>,
     /// When it was stored, RFC 3339 (UTC).
     pub stored: String,

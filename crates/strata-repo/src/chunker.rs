@@ -17,9 +17,14 @@ use serde::{Deserialize, Serialize};
 /// Chunk size limits. All sizes are in bytes; `align` 0 means no alignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkerParams {
+    /// No cut before this many bytes (the last chunk of a file may be shorter).
     pub min: u32,
+    /// The target chunk size, a power of two: the harder mask applies up to it.
     pub avg: u32,
+    /// A chunk is cut here at the latest.
     pub max: u32,
+    /// Cuts are rounded up to a multiple of this (the page size of page-structured files);
+    /// 0 for none.
     pub align: u32,
 }
 

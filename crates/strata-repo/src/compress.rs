@@ -8,6 +8,7 @@ const MIN_SAVING_PERCENT: usize = 3;
 
 /// A compressed (or deliberately raw) blob body.
 pub struct Compressed {
+    /// The bytes to seal: a zstd frame, or the input itself when `compressed` is false.
     pub data: Vec<u8>,
     /// False when the data is stored raw.
     pub compressed: bool,

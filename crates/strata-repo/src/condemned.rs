@@ -33,12 +33,15 @@ pub struct Condemnation {
     /// When it was written (milliseconds since the epoch, the collection's clock; shown,
     /// never relied on).
     pub created_ms: u64,
+    /// The packs condemned: no backup or archive record referenced them when the collection
+    /// looked.
     pub packs: Vec<PackId>,
 }
 
 /// The writers a condemnation waits for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArmedBy {
+    /// The run id of the collection that wrote the condemnation.
     pub run: String,
     /// The operation names of the writer marks live after the condemnation was written.
     pub writers: Vec<String>,
@@ -47,6 +50,7 @@ pub struct ArmedBy {
 /// A condemnation as found in the repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
+    /// The condemnation itself.
     pub condemnation: Condemnation,
     /// `None` until armed.
     pub armed_by: Option<ArmedBy>,

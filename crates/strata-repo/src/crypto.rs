@@ -40,8 +40,11 @@ impl std::str::FromStr for Encryption {
 /// The secrets of a repository.
 #[derive(Clone)]
 pub struct MasterKeys {
+    /// The AES-256-GCM key of every sealed object and blob.
     pub encryption_key: [u8; 32],
+    /// The BLAKE3 key that names blobs (blob id = keyed hash of the plaintext).
     pub id_key: [u8; 32],
+    /// Seeds the chunker's gear table, so chunk boundaries do not reveal content.
     pub chunker_seed: u64,
 }
 
@@ -202,7 +205,9 @@ impl Cipher {
 pub struct KdfParams {
     /// Memory in KiB.
     pub memory_kib: u32,
+    /// Passes over the memory.
     pub iterations: u32,
+    /// Lanes (threads) Argon2id runs.
     pub parallelism: u32,
 }
 
@@ -276,6 +281,7 @@ impl KdfParams {
 pub struct KeyFile {
     /// "argon2id" for password-wrapped keys, "none" for unencrypted repositories.
     pub kdf: String,
+    /// Argon2id cost of the wrapping key; `None` when `kdf` is "none".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub params: Option<KdfParams>,
     /// Hex salt of the KDF.

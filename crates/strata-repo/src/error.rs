@@ -3,6 +3,7 @@ use strata_store::StoreError;
 /// Errors of the repository layer. Each says what failed; the edge adds what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
+    /// The storage below failed (I/O, network, permissions, a missing object).
     #[error(transparent)]
     Store(#[from] StoreError),
     /// No `config` object: the location holds no strata repository (yet).
@@ -18,8 +19,11 @@ pub enum RepoError {
         left_behind(key_file, *removed)
     )]
     InitRaced {
+        /// The repository's location, for the message.
         location: String,
+        /// The key file (`keys/<id>`) this init wrote before it lost the race.
         key_file: String,
+        /// Whether that key file was removed again.
         removed: bool,
     },
     /// The password does not unwrap any key of the repository.
@@ -30,10 +34,20 @@ pub enum RepoError {
     PasswordRequired(String),
     /// The repository was written by a newer, incompatible strata.
     #[error("repository format version {found} is not supported by this strata (it reads version {supported}); upgrade strata")]
-    UnsupportedVersion { found: u32, supported: u32 },
+    UnsupportedVersion {
+        /// The format version found, in the `config` or in an object's header.
+        found: u32,
+        /// The newest format version this build reads ([`crate::format::FORMAT_VERSION`]).
+        supported: u32,
+    },
     /// An object failed authentication, decoding or its hash check.
     #[error("{what} is corrupted: {why}")]
-    Corrupted { what: String, why: String },
+    Corrupted {
+        /// The object or part that failed, for the message (a key, a blob id).
+        what: String,
+        /// What was wrong with it.
+        why: String,
+    },
     /// A blob referenced by a manifest is not in the index.
     #[error("blob {0} is not in the repository index")]
     MissingBlob(String),

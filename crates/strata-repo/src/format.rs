@@ -22,9 +22,13 @@ pub const MAX_OBJECT_PLAIN: u64 = 1 << 30;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ObjectKind {
+    /// An `index/<id>` object: which blob lives in which pack.
     Index = 1,
+    /// A `manifests/<backup>/<node>` object: the files of one node in one backup.
     Manifest = 2,
+    /// A `summaries/<backup>` object: one backup's figures and outcome.
     Summary = 3,
+    /// The header at the end of a pack file: its entries.
     PackHeader = 4,
     /// A file kept outside backups (PostgreSQL WAL): see [`crate::archive`].
     Archived = 5,
@@ -64,6 +68,7 @@ pub struct RepoConfig {
     pub version: u32,
     /// Random id of the repository, 16 hex digits; also keys local caches.
     pub id: String,
+    /// Whether objects and blobs are sealed (AES-256-GCM) or stored plain.
     pub encryption: Encryption,
     /// Chunking of ordinary large files.
     pub chunker: ChunkerParams,

@@ -26,15 +26,18 @@ use std::io;
 /// One pack as listed in an index object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexedPack {
+    /// The pack's id (the BLAKE3 hash of the pack file).
     pub id: PackId,
     /// Size of the pack object in bytes.
     pub size: u64,
+    /// Every blob of the pack, as its header lists them.
     pub blobs: Vec<PackEntry>,
 }
 
 /// The payload of an `index/<id>` object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexFile {
+    /// The packs the object indexes (at most [`MAX_PACKS_PER_OBJECT`]).
     pub packs: Vec<IndexedPack>,
 }
 
@@ -48,9 +51,13 @@ pub const MAX_PACKS_PER_OBJECT: usize = 4096;
 pub struct BlobLocation {
     /// Position of its pack in the view (see [`BlobIndex::pack`]).
     pub pack: u32,
+    /// Where the sealed blob starts, in bytes from the start of the pack file.
     pub offset: u64,
+    /// Sealed length in bytes.
     pub length: u32,
+    /// Plaintext length in bytes.
     pub raw_length: u32,
+    /// Whether the sealed bytes hold zstd data (or the raw plaintext).
     pub compressed: bool,
 }
 

@@ -253,8 +253,12 @@ pub(crate) async fn unlock(
 /// One key file, as `strata key list` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct KeyInfo {
+    /// The key file's id (its key is `keys/<id>`).
     pub id: String,
+    /// When the key was added, RFC 3339; empty when the file could not be read.
     pub created: String,
+    /// "argon2id" for a password-wrapped key, "none" in an unencrypted repository; empty when
+    /// the file could not be read.
     pub kdf: String,
     /// The key the current password opened.
     pub in_use: bool,

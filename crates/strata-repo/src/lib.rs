@@ -19,6 +19,8 @@
 //! [`index`] finds blobs again, and [`manifest`] / [`summary`] describe backups.
 //! `docs/format.md` in the source tree is the byte-level description.
 
+#![deny(missing_docs)]
+
 pub mod archive;
 pub mod chunker;
 pub mod compress;

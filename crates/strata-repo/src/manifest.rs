@@ -11,16 +11,23 @@ use serde::{Deserialize, Serialize};
 /// What a manifest entry is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntryKind {
+    /// A directory.
     Dir,
+    /// A regular file.
     File {
+        /// The file's length in bytes: the sum of its chunks' plaintext lengths.
         size: u64,
+        /// The blob ids of its content, in order; empty for an empty file.
         chunks: Vec<BlobId>,
     },
+    /// A symbolic link.
     Symlink {
+        /// The link's target exactly as `readlink` returned it.
         target: Vec<u8>,
     },
     /// Another name of the file at `target` (a path in the same manifest).
     HardLink {
+        /// The `path` of the first name of the same file: an earlier `File` entry.
         target: Vec<u8>,
     },
 }
@@ -30,18 +37,24 @@ pub enum EntryKind {
 /// POSIX ACLs are the `system.posix_acl_*` attributes, kept as the kernel's bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Xattr {
+    /// The full name with its namespace, e.g. `user.mime_type`.
     pub name: Vec<u8>,
+    /// The raw value (0 to 64 KiB).
     pub value: Vec<u8>,
 }
 
 /// One path of a node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// The path relative to its root, `/`-separated; bytes, not necessarily UTF-8.
     pub path: Vec<u8>,
+    /// What the entry is, with a file's content or a link's target.
     pub kind: EntryKind,
     /// Permission bits and set-id/sticky bits (`st_mode & 0o7777`).
     pub mode: u32,
+    /// Numeric owner id.
     pub uid: u32,
+    /// Numeric group id.
     pub gid: u32,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
@@ -87,9 +100,11 @@ impl Entry {
 /// The manifest of one node in one backup.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeManifest {
+    /// The node's name; equals `<node>` in the manifest's key.
     pub node: String,
     /// The source paths on the node, as configured (after glob expansion).
     pub roots: Vec<String>,
+    /// The node's entries, in path order.
     pub entries: Vec<Entry>,
 }
 

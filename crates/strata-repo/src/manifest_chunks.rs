@@ -57,17 +57,24 @@ pub struct ChunkRef {
 /// Where a chunk blob sits: its pack, and the range and encoding of its sealed bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkPlace {
+    /// The pack that held the blob when the manifest was written.
     pub pack: crate::id::PackId,
+    /// Where the sealed blob starts, in bytes from the start of the pack file.
     pub offset: u64,
+    /// Sealed length in bytes.
     pub length: u32,
+    /// Plaintext length in bytes.
     pub raw_length: u32,
+    /// Whether the sealed bytes hold zstd data (or the raw plaintext).
     pub compressed: bool,
 }
 
 /// Figures of a whole manifest, known without reading its chunks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestTotals {
+    /// All entries of the manifest.
     pub entries: u64,
+    /// `Dir` entries.
     pub dirs: u64,
     /// Regular files (hard links not counted).
     pub files: u64,
@@ -78,14 +85,17 @@ pub struct ManifestTotals {
 /// The payload of a version-4 manifest object: what a reader needs before any chunk.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ManifestTop {
+    /// The node's name; equals `<node>` in the manifest's key.
     pub node: String,
     /// The source paths on the node, as configured (after glob expansion).
     pub roots: Vec<String>,
+    /// Counts and size of the whole manifest.
     pub totals: ManifestTotals,
     /// Whether every entry's path comes after the one before in [`path_order`]. The
     /// writer does not refuse other orders; a reader only uses the directory index to
     /// skip chunks when this is true.
     pub ordered: bool,
+    /// The manifest's chunks in order; their entries, concatenated, are the manifest's entries.
     pub chunks: Vec<ChunkRef>,
 }
 
@@ -147,7 +157,9 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<Vec<Entry>, postcard::Error> {
 /// A finished chunk, to be stored as a blob.
 #[derive(Debug, Clone)]
 pub struct ChunkBlob {
+    /// The chunk's blob id (keyed hash of `bytes`).
     pub id: BlobId,
+    /// The chunk's plaintext: a postcard sequence of entries.
     pub bytes: Bytes,
 }
 
@@ -165,6 +177,8 @@ pub struct ManifestBuilder {
 }
 
 impl ManifestBuilder {
+    /// A builder for the manifest of `node` over `roots`; `keys` name the chunk blobs and
+    /// key the cut hash.
     pub fn new(keys: &MasterKeys, node: String, roots: Vec<String>) -> Self {
         ManifestBuilder {
             keys: keys.clone(),

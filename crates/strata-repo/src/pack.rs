@@ -15,7 +15,9 @@ use serde::{Deserialize, Serialize};
 /// Where one blob sits inside its pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackEntry {
+    /// The blob's id.
     pub id: BlobId,
+    /// Where the sealed blob starts, in bytes from the start of the pack file.
     pub offset: u64,
     /// Sealed length in the pack.
     pub length: u32,
@@ -33,8 +35,11 @@ pub struct PackBuilder {
 
 /// A finished pack, ready to upload.
 pub struct FinishedPack {
+    /// The pack's id: the BLAKE3 hash of `bytes`.
     pub id: PackId,
+    /// The whole pack file: the sealed blobs, then the header and the trailer.
     pub bytes: Vec<u8>,
+    /// One entry per blob, in pack order.
     pub entries: Vec<PackEntry>,
 }
 

@@ -21,7 +21,9 @@ use strata_store::{DynStore, ObjectMeta};
 /// Choices made once, when a repository is created.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
+    /// Whether the repository seals its objects and blobs.
     pub encryption: Encryption,
+    /// Argon2id cost of the first key's password.
     pub kdf: KdfParams,
 }
 

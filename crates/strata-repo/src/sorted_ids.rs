@@ -54,6 +54,7 @@ impl Scratch {
         Scratch::new_in(&parent, prefix)
     }
 
+    /// The directory's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -105,6 +106,7 @@ impl SortedIds {
         self.len
     }
 
+    /// True when there are no ids.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

@@ -38,18 +38,24 @@ impl BackupStatus {
 /// Figures and outcome of one node.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeSummary {
+    /// The node's name; its manifest is `manifests/<backup>/<name>`.
     pub name: String,
     /// The node's zone (rack, availability zone) when configured: a restore onto nodes
     /// with other names places each node in its zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// The node's outcome.
     pub status: BackupStatus,
     /// Why the node failed, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The node's source paths, as in its manifest.
     pub roots: Vec<String>,
+    /// Regular files, hard links included.
     pub files: u64,
+    /// Directories, the root entry not included.
     pub dirs: u64,
+    /// Symbolic links.
     pub symlinks: u64,
     /// Logical size of the files.
     pub bytes: u64,
@@ -57,6 +63,7 @@ pub struct NodeSummary {
     pub stored_bytes: u64,
     /// Bytes this backup added to the repository for this node.
     pub new_bytes: u64,
+    /// Blobs this backup added to the repository for this node.
     pub new_blobs: u64,
     /// Files whose content was read (the others came from the files cache).
     pub files_read: u64,
@@ -105,6 +112,7 @@ impl ComponentStatus {
 /// through its own backup API.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ComponentSummary {
+    /// The component's name, unique in the backup.
     pub name: String,
     /// The plugin (`files`, `postgres`, `etcd`, `command`, `http`).
     pub plugin: String,
@@ -112,6 +120,8 @@ pub struct ComponentSummary {
     /// a version its strata does not know.
     #[serde(default)]
     pub plugin_version: u32,
+    /// The component's outcome; read it with [`ComponentSummary::status`], which takes a
+    /// missing one as `failed`.
     pub status: Option<ComponentStatus>,
     /// An optional component: absent or failed, it does not fail the backup.
     #[serde(default)]
@@ -164,10 +174,13 @@ pub struct BackupSummary {
     pub name: String,
     /// Start time, RFC 3339 (UTC) with milliseconds; orders backups.
     pub started: String,
+    /// How long the backup took, in milliseconds.
     pub duration_ms: u64,
+    /// The backup's outcome; only `complete` backups are `latest`.
     pub status: BackupStatus,
     /// Version of the strata that wrote it.
     pub strata_version: String,
+    /// One entry per node.
     pub nodes: Vec<NodeSummary>,
     /// Storage requests the backup made and bytes it moved (its cost).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -64,6 +64,7 @@ impl Default for WriterOptions {
 /// What a writer added to the repository.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteStats {
+    /// Blobs the writer stored (ones the repository lacked).
     pub new_blobs: u64,
     /// Plaintext bytes of the new blobs.
     pub new_raw_bytes: u64,
@@ -72,6 +73,7 @@ pub struct WriteStats {
     /// Sealed bytes of the new blobs (what their index entries add up to), so a caller
     /// reports what it stored without keeping every id it stored.
     pub new_sealed_bytes: u64,
+    /// Packs the writer stored.
     pub packs: u64,
 }
 

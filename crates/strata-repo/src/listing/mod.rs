@@ -78,6 +78,7 @@ impl Position {
         &self.0[..15]
     }
 
+    /// The position as text, `<time>-<name>`: the form of keys and cursors.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -142,9 +143,13 @@ pub enum ListingKey {
     /// a reader adds up the backups of pages it does not fetch; `None` for the older key
     /// form `<id>` alone (still read; a compaction rewrites such pages in the new form).
     Page {
+        /// The first backup of the page.
         oldest: Position,
+        /// The last backup of the page.
         newest: Position,
+        /// 8 random hex digits, new for every page written.
         id: String,
+        /// How many backups the page names; `None` in the older key form.
         count: Option<usize>,
     },
 }
