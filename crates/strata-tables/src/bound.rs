@@ -32,7 +32,12 @@ pub enum Lower {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bound {
     /// A range partition `FROM (..) TO (..)`.
-    Range { lower: Lower, upper: Upper },
+    Range {
+        /// Where its data begins (`FROM`).
+        lower: Lower,
+        /// Where its data ends (`TO`).
+        upper: Upper,
+    },
     /// The default partition: rows of any time may be in it, so it never expires.
     Default,
 }
@@ -41,7 +46,9 @@ pub enum Bound {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unparsable partition bound {text:?}: {why}")]
 pub struct BoundError {
+    /// The bound as PostgreSQL printed it.
     pub text: String,
+    /// What could not be read in it.
     pub why: String,
 }
 

@@ -17,14 +17,23 @@ pub struct Catalog {
 /// A change to a policy; `None` keeps the current value.
 #[derive(Debug, Clone, Default)]
 pub struct PolicyEdit {
+    /// The new time column.
     pub column: Option<String>,
+    /// The new retention duration.
     pub after: Option<Retention>,
+    /// Replaces the tags (empty: no tags).
     pub tags: Option<Vec<String>>,
+    /// `reallocate`: the target tablespace; empty clears it.
     pub tablespace: Option<String>,
+    /// `detach`: the schema detached partitions move to; empty clears it.
     pub archive_schema: Option<String>,
+    /// `archive`: the storage the partitions go to; empty clears it.
     pub target: Option<String>,
+    /// `archive`: how the partitions are stored.
     pub archive_format: Option<ArchiveFormat>,
+    /// The new floor of partitions never removed (at least 1).
     pub keep: Option<u32>,
+    /// Enables or disables the policy.
     pub enabled: Option<bool>,
     /// `downsample`: changes to the rollup.
     pub rollup: RollupEdit,
@@ -36,8 +45,11 @@ pub struct PolicyEdit {
 /// A change to a downsample policy's rollup; `None` keeps the current value.
 #[derive(Debug, Clone, Default)]
 pub struct RollupEdit {
+    /// The rollup table.
     pub into: Option<TableName>,
+    /// Bucket width in seconds.
     pub bucket_secs: Option<i64>,
+    /// How far before the watermark each run recomputes, in seconds.
     pub lookback_secs: Option<i64>,
     /// Replaces the group-by columns (empty: no grouping).
     pub group_by: Option<Vec<String>>,
@@ -143,13 +155,22 @@ impl PolicyEdit {
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableAuditEntry))]
 pub struct AuditEntry {
+    /// `--who NAME`, else the database user.
     pub who: String,
+    /// What was done: `setup`, `policy add`, `policy edit`, `policy remove`, `run`,
+    /// `run <action>`, `sql ...` or `load`.
     pub what: String,
+    /// The policy concerned, if one is.
     pub policy_id: Option<i64>,
+    /// The run the row belongs to, if it belongs to one.
     pub run_id: Option<i64>,
+    /// The table concerned (`schema.table`), if one is.
     pub table: Option<String>,
+    /// How it went (`done`, `failed`, `busy`, `nothing to do`, `dry-run`).
     pub outcome: String,
+    /// The partitions acted on.
     pub partitions: Vec<String>,
+    /// Free text: what was done in detail, or the error.
     pub detail: String,
 }
 
@@ -168,12 +189,14 @@ pub fn already_has(spec: &PolicySpec) -> TablesError {
 }
 
 impl Catalog {
+    /// The policy tables in `schema` (not created by this: see `setup`).
     pub fn new(schema: impl Into<String>) -> Catalog {
         Catalog {
             schema: schema.into(),
         }
     }
 
+    /// The schema that holds the policy, run and audit tables.
     pub fn schema(&self) -> &str {
         &self.schema
     }

@@ -52,11 +52,13 @@ pub enum TablesCommand {
         #[cfg_attr(feature = "cli", arg(long))]
         dry_run: bool,
         // Boxed: the rollup options would make every command as large as this one.
+        /// The policy to add.
         #[cfg_attr(feature = "cli", command(flatten))]
         policy: Box<PolicyArgs>,
     },
     /// List the policies.
     List {
+        /// Which policies to list.
         #[cfg_attr(feature = "cli", command(flatten))]
         tags: TagFilter,
     },
@@ -64,18 +66,22 @@ pub enum TablesCommand {
     /// A downsample policy's --into, --bucket, --group-by (`''`: none) and --aggregate
     /// (all of them, replaced) need --reset-watermark once it has rolled anything up.
     Edit {
+        /// The id of the policy to change.
         id: i64,
         /// Show the edited policy and the plan it would make; save nothing.
         #[cfg_attr(feature = "cli", arg(long))]
         dry_run: bool,
         // Boxed, as in `add`.
+        /// What to change.
         #[cfg_attr(feature = "cli", command(flatten))]
         edit: Box<PolicyEditArgs>,
     },
     /// Remove a policy, or every policy with the given tags.
     Rm {
+        /// The id of the policy to remove.
         #[cfg_attr(feature = "cli", arg(required_unless_present = "tags"))]
         id: Option<i64>,
+        /// Remove every policy these tags select, instead of one by id.
         #[cfg_attr(feature = "cli", command(flatten))]
         tags: TagFilter,
     },
@@ -83,19 +89,23 @@ pub enum TablesCommand {
     /// `--dialect cratedb`: the plan and the SQL for a CrateDB table laid out by the
     /// options below (no database is asked).
     Plan {
+        /// Which policies to plan.
         #[cfg_attr(feature = "cli", command(flatten))]
         tags: TagFilter,
         /// Plan as if it were this time (default: now): 2026-01-01, 2026-01-01T12:00:00Z.
         #[cfg_attr(feature = "cli", arg(long, value_name = "TIME"))]
         cutoff: Option<String>,
+        /// With `--dialect cratedb`: the table's layout and policy.
         #[cfg_attr(feature = "cli", command(flatten))]
         crate_layout: CrateArgs,
     },
     /// Apply the policies. Exit 0 done (or nothing to do), 1 a step or table failed,
     /// 6 a table was skipped because another run held it.
     Run {
+        /// Which policies to apply.
         #[cfg_attr(feature = "cli", command(flatten))]
         tags: TagFilter,
+        /// Act as if it were this time (default: now): 2026-01-01, 2026-01-01T12:00:00Z.
         #[cfg_attr(feature = "cli", arg(long, value_name = "TIME"))]
         cutoff: Option<String>,
         /// Plan and record the run, change nothing.
@@ -135,6 +145,7 @@ pub enum TablesCommand {
     },
     /// The archives in a storage (default: the default storage).
     Archives {
+        /// The storage to list (default: the default storage).
         #[cfg_attr(feature = "cli", arg(long, value_name = "STORAGE"))]
         from: Option<String>,
     },
@@ -323,6 +334,7 @@ pub struct LoadArgs {
     /// added to; loading an archive twice duplicates its rows).
     #[cfg_attr(feature = "cli", arg(long, conflicts_with = "file"))]
     pub append: bool,
+    /// With --file: the external file and how to read it.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub file: LoadFileArgs,
 }

@@ -26,10 +26,15 @@ use crate::name::TableName;
 /// a fixed number of seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Width {
+    /// `date_trunc('day', ...)`: one partition a day.
     Day,
+    /// `date_trunc('week', ...)`: one partition a week.
     Week,
+    /// `date_trunc('month', ...)`: one partition a month.
     Month,
+    /// `date_trunc('year', ...)`: one partition a year.
     Year,
+    /// A fixed width, in seconds.
     Seconds(i64),
 }
 
@@ -149,18 +154,29 @@ pub enum CrateAction {
     /// `DELETE` each expired partition whole.
     Delete,
     /// Move each expired partition to the nodes whose `attribute` is `value`.
-    Reallocate { attribute: String, value: String },
+    Reallocate {
+        /// The node attribute (`routing.allocation.require.<attribute>`).
+        attribute: String,
+        /// The attribute's value on the nodes the partitions move to.
+        value: String,
+    },
     /// Snapshot each expired partition into `repository`, then delete it.
-    Snapshot { repository: String },
+    Snapshot {
+        /// The CrateDB snapshot repository.
+        repository: String,
+    },
 }
 
 /// A CrateDB table's layout and the policy to plan for it.
 #[derive(Debug, Clone)]
 pub struct CrateLayout {
+    /// The CrateDB table.
     pub table: TableName,
     /// The partition column (usually generated: `date_trunc('month', ts)`).
     pub column: String,
+    /// How wide one partition is.
     pub width: Width,
+    /// What a run does to an expired partition.
     pub action: CrateAction,
     /// Partitions whose every row is older than this many seconds expire.
     pub after_seconds: i64,
@@ -173,10 +189,13 @@ pub struct CrateLayout {
 /// One partition of a [`CratePlan`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CratePartition {
+    /// The partition's value: its start, epoch milliseconds.
     pub value: i64,
     /// RFC 3339: the partition's first and first-after-last instant.
     pub start: String,
+    /// RFC 3339: the first instant after the partition.
     pub end: String,
+    /// Whether the run acts on it.
     pub expired: bool,
     /// The statements run for it, in order (none when it stays).
     pub statements: Vec<String>,
@@ -185,12 +204,15 @@ pub struct CratePartition {
 /// The plan of one CrateDB table at a cutoff.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CratePlan {
+    /// The table, `schema.table`.
     pub table: String,
+    /// The time planned for, RFC 3339.
     pub cutoff: String,
     /// Rows older than this expire: the cutoff minus the policy's age.
     pub threshold: String,
     /// The query that lists the partitions a run acts on (bind: schema, table).
     pub discovery: String,
+    /// Every partition of the table, oldest first, with what the run does to it.
     pub partitions: Vec<CratePartition>,
 }
 

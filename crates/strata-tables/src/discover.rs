@@ -12,6 +12,7 @@ use strata_pgclient::Client;
 /// One column of a table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Column {
+    /// The column's name.
     pub name: String,
     /// The type as `format_type` prints it (`timestamp with time zone`).
     #[serde(rename = "type")]
@@ -21,9 +22,11 @@ pub struct Column {
 /// One partition of a partitioned table.
 #[derive(Debug, Clone, Serialize)]
 pub struct Partition {
+    /// The partition's name.
     pub name: TableName,
     /// The bound as PostgreSQL prints it.
     pub bound_text: String,
+    /// The bound, parsed.
     #[serde(skip)]
     pub bound: Bound,
     /// `pg_total_relation_size`: table, indexes and TOAST.
@@ -64,8 +67,11 @@ impl Partition {
 /// A table as retention sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableShape {
+    /// The table's name.
     pub table: TableName,
+    /// The table's `pg_class` oid.
     pub oid: u32,
+    /// The table's columns, in order.
     pub columns: Vec<Column>,
     /// The range partitions, oldest upper bound first (`None` for an unpartitioned table).
     pub partitions: Option<Vec<Partition>>,
@@ -80,6 +86,7 @@ pub struct TableShape {
 }
 
 impl TableShape {
+    /// The column named `name`, if the table has it.
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }

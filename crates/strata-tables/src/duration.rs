@@ -21,7 +21,9 @@ pub enum Retention {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unparsable duration {text:?}: {why}; use a whole number with a unit s, m, h, d, w or y (90d, 12h, 1y, 1d12h) or INF")]
 pub struct DurationError {
+    /// The text as given.
     pub text: String,
+    /// What is wrong with it.
     pub why: &'static str,
 }
 

@@ -5,8 +5,10 @@ use crate::name::TableName;
 /// What went wrong, classified so the CLI can pick an exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum TablesError {
+    /// Connecting to the database failed.
     #[error(transparent)]
     Connect(#[from] strata_pgclient::ConnectError),
+    /// The connection string (`--db`, `[tables] db`) does not parse.
     #[error(transparent)]
     Dsn(#[from] strata_pgclient::DsnError),
     /// Neither the command line nor `[tables] db` names the database.
@@ -15,44 +17,81 @@ pub enum TablesError {
     /// A storage of strata's configuration that an archive goes to or comes from could not
     /// be opened (unknown name, bad location).
     #[error("storage {name:?}: {why}")]
-    Storage { name: String, why: String },
+    Storage {
+        /// The storage's name in strata's configuration.
+        name: String,
+        /// Why it could not be opened.
+        why: String,
+    },
     /// A statement failed; `what` says which step.
     #[error("{what}: {message}")]
-    Db { what: String, message: String },
+    Db {
+        /// The step that ran the statement.
+        what: String,
+        /// What the server said.
+        message: String,
+    },
+    /// The policy tables do not exist: `setup` has not run in this schema.
     #[error("the policy tables are missing in schema {schema:?} of this database: run `strata tables setup` first")]
-    NotSetUp { schema: String },
+    NotSetUp {
+        /// The schema looked in.
+        schema: String,
+    },
     /// The policy tables lack a column this strata needs (they were set up by an older
     /// one): `setup` adds it.
     #[error("the policy tables in schema {schema:?} are older than this strata ({message}): run `strata tables setup` again to upgrade them")]
-    NeedsUpgrade { schema: String, message: String },
+    NeedsUpgrade {
+        /// The schema of the policy tables.
+        schema: String,
+        /// What is missing.
+        message: String,
+    },
+    /// A policy's table is not in the database.
     #[error("table {0} does not exist")]
     UnknownTable(TableName),
+    /// A policy's time column is not in its table.
     #[error("table {table} has no column {column:?}")]
-    MissingColumn { table: TableName, column: String },
+    MissingColumn {
+        /// The table.
+        table: TableName,
+        /// The column it lacks.
+        column: String,
+    },
+    /// A request the engine cannot carry out as given (a second policy of an action, a
+    /// table of a kind it cannot act on); the message says why.
     #[error("{0}")]
     Unsupported(String),
     /// A `--cutoff` that is not a time.
     #[error("{0}")]
     Cutoff(String),
+    /// An id that names no policy.
     #[error("no policy with id {0}")]
     NoSuchPolicy(i64),
     /// A run of the table held its lock for the whole lock timeout: the change was not
     /// made, and can be made once the run is over.
     #[error("{0}")]
     Busy(String),
+    /// A policy that makes no sense.
     #[error(transparent)]
     Spec(#[from] crate::policy::SpecError),
+    /// A table name that cannot be read.
     #[error(transparent)]
     Name(#[from] crate::name::NameError),
+    /// A duration that cannot be read.
     #[error(transparent)]
     Duration(#[from] crate::duration::DurationError),
+    /// A partition bound that cannot be read with certainty: nothing is done to the table.
     #[error("table {table}, partition {partition}: {source}")]
     Bound {
+        /// The partitioned table.
         table: TableName,
+        /// The partition whose bound it is.
         partition: String,
+        /// What is wrong with the bound.
         #[source]
         source: crate::bound::BoundError,
     },
+    /// A request to the storage of an archive failed.
     #[error("{0}")]
     Store(#[from] strata_store::StoreError),
     /// A file that `strata load --file` cannot load.
@@ -60,7 +99,12 @@ pub enum TablesError {
     LoadFile(#[from] crate::load_file_error::LoadFileError),
     /// An archive that does not check out: never drop after this.
     #[error("archive {key}: {why}")]
-    Archive { key: String, why: String },
+    Archive {
+        /// The archive's key prefix.
+        key: String,
+        /// What does not check out.
+        why: String,
+    },
 }
 
 impl TablesError {

@@ -44,9 +44,11 @@ impl Default for HistoryFilter {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableHistoryEntry))]
 pub struct HistoryEntry {
+    /// The audit row's id.
     pub id: i64,
     /// RFC 3339, UTC.
     pub at: String,
+    /// Who did what, to what, and how it went.
     #[serde(flatten)]
     pub entry: AuditEntry,
 }

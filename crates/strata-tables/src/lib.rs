@@ -11,6 +11,8 @@
 //! This crate sits beside the coordinator: it uses the shared PostgreSQL helpers
 //! (`strata-pgclient`) and the storage trait (`strata-store`), never the backup layers.
 
+#![deny(missing_docs)]
+
 pub mod archive;
 pub mod bound;
 pub mod catalog;
@@ -71,8 +73,11 @@ pub struct Engine {
 /// The plan of one table, or why it cannot be planned.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PlannedTable {
+    /// The table, `schema.table`.
     pub table: String,
+    /// What a run now would do; `None` when the table could not be planned.
     pub plan: Option<TablePlan>,
+    /// Why the table could not be planned.
     pub error: Option<String>,
 }
 
@@ -125,10 +130,12 @@ impl Engine {
         })
     }
 
+    /// The policy tables this engine uses.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
 
+    /// Who the audit log records as acting.
     pub fn who(&self) -> &str {
         &self.who
     }
@@ -235,6 +242,7 @@ impl Engine {
         }
     }
 
+    /// The policies the tags select.
     pub async fn list(&self, filter: &TagFilter) -> TablesResult<Vec<Policy>> {
         self.catalog.list(&self.client, filter).await
     }

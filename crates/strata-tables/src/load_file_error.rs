@@ -28,28 +28,50 @@ pub enum LoadFileError {
     /// A value the target column does not take, or that is not valid text.
     #[error("{file}: {at}, column {column:?}: {why}; nothing loaded")]
     BadValue {
+        /// The file, as the user named it.
         file: String,
+        /// Where the row is in the file.
         at: Position,
+        /// The target column.
         column: String,
+        /// What is wrong with the value.
         why: String,
     },
     /// A row that is not one (ragged, not a JSON object, too large).
     #[error("{file}: {at}: {why}; nothing loaded")]
     BadRow {
+        /// The file, as the user named it.
         file: String,
+        /// Where the row is in the file.
         at: Position,
+        /// What is wrong with the row.
         why: String,
     },
     /// The file as a whole (its header, its schema, not the format it claims).
     #[error("{file}: {why}")]
-    BadFile { file: String, why: String },
+    BadFile {
+        /// The file, as the user named it.
+        file: String,
+        /// What is wrong with it.
+        why: String,
+    },
     /// Reading the file failed.
     #[error("{file}: {why}")]
-    Read { file: String, why: String },
+    Read {
+        /// The file, as the user named it.
+        file: String,
+        /// What the reader says.
+        why: String,
+    },
     /// A compressed file whose stream does not decompress whole: damaged or cut short
     /// (what the decoder says, and where).
     #[error("{file}: {why}")]
-    Damaged { file: String, why: String },
+    Damaged {
+        /// The file, as the user named it.
+        file: String,
+        /// What the decoder says, and where.
+        why: String,
+    },
     /// Options that do not fit together or do not fit the file or the table.
     #[error("{0}")]
     Usage(String),

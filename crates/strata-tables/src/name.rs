@@ -12,7 +12,9 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TableName {
+    /// The schema (`public` when a name omits it).
     pub schema: String,
+    /// The table's name within its schema.
     pub name: String,
 }
 
@@ -20,11 +22,14 @@ pub struct TableName {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid table name {text:?}: {why} (write SCHEMA.TABLE, quoting a part that holds a dot: \"my.schema\".\"t\")")]
 pub struct NameError {
+    /// The text as given.
     pub text: String,
+    /// What is wrong with it.
     pub why: &'static str,
 }
 
 impl TableName {
+    /// `schema.name`, taken as they are (no quoting or case folding).
     pub fn new(schema: impl Into<String>, name: impl Into<String>) -> TableName {
         TableName {
             schema: schema.into(),

@@ -62,8 +62,11 @@ impl PolicyFilter {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableExpiry))]
 pub struct Expiry {
+    /// The policy it expires for.
     pub policy_id: i64,
+    /// What the policy does to it then.
     pub action: Action,
+    /// The partition, `schema.name`.
     pub partition: String,
     /// The partition's upper bound (RFC 3339, UTC): every row in it is older.
     pub upper: String,
@@ -76,6 +79,7 @@ pub struct Expiry {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TableOutlook {
+    /// The table, `schema.table`.
     pub table: String,
     /// What a run now would do (absent when the table could not be planned).
     pub plan: Option<TablePlan>,
@@ -90,6 +94,7 @@ pub struct TableOutlook {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TablePolicyEditOutcome))]
 pub struct EditOutcome {
+    /// Whether the edit was written (false: previewed only).
     pub saved: bool,
     /// The policy as stored before the edit.
     pub before: Policy,
@@ -104,6 +109,7 @@ pub struct EditOutcome {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TablePolicyAddOutcome))]
 pub struct AddOutcome {
+    /// Whether the policy was written (false: previewed only).
     pub saved: bool,
     /// The policy as stored (or as it would be).
     pub policy: Policy,

@@ -38,22 +38,37 @@ pub enum StepKind {
     /// Detach and drop a partition.
     DropPartition,
     /// Detach a partition, and move it to `schema` when given.
-    DetachPartition { schema: Option<String> },
+    DetachPartition {
+        /// The schema the detached partition moves to; `None`: it stays in its own.
+        schema: Option<String>,
+    },
     /// Move a partition (and its indexes) to a tablespace.
-    MoveTablespace { tablespace: String },
+    MoveTablespace {
+        /// The tablespace it moves to.
+        tablespace: String,
+    },
     /// Export a partition to a storage, verify, drop.
     ArchivePartition {
+        /// The storage of strata's configuration the partition goes to.
         target: String,
         /// How it is stored.
         format: crate::policy::ArchiveFormat,
     },
     /// Delete rows older than `before` from an unpartitioned table, in batches.
-    DeleteRows { column: String, before: String },
+    DeleteRows {
+        /// The time column compared.
+        column: String,
+        /// Rows whose time is before this go (RFC 3339).
+        before: String,
+    },
     /// Aggregate the rows in [`from`, `to`) into the rollup table and move the watermark to
     /// `to` (`from` absent: from the first row).
     Rollup {
+        /// The rollup table.
         into: String,
+        /// The first bucket rolled up (RFC 3339); `None`: from the first row.
         from: Option<String>,
+        /// The end (exclusive, RFC 3339): the new watermark.
         to: String,
     },
 }
@@ -73,8 +88,11 @@ impl Step {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableStep))]
 pub struct Step {
+    /// The policy the step carries out.
     pub policy_id: i64,
+    /// The policy's action.
     pub action: Action,
+    /// What the step does.
     #[serde(flatten)]
     pub kind: StepKind,
     /// The partition acted on (absent for row deletes).
@@ -94,8 +112,11 @@ pub struct Step {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableKept))]
 pub struct Kept {
+    /// The policy it expired for.
     pub policy_id: i64,
+    /// The partition left alone.
     pub partition: String,
+    /// Why it is left alone (the policy's `keep` floor, a rollup that has not read it yet).
     pub reason: String,
 }
 
@@ -103,8 +124,11 @@ pub struct Kept {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TablePlan {
+    /// The table, `schema.table`.
     pub table: String,
+    /// What a run does, in order.
     pub steps: Vec<Step>,
+    /// Expired partitions left alone.
     pub kept: Vec<Kept>,
     /// Warnings an operator should read (partman's own retention, ...).
     pub notes: Vec<String>,

@@ -26,6 +26,8 @@ pub enum Action {
 pub const ACTION_NAMES: &str = "delete, detach, reallocate, archive, downsample";
 
 impl Action {
+    /// An action's name, or one of its other names (`drop`, `tablespace`, `snapshot`,
+    /// `export`, `rollup`); `None` for another word.
     pub fn parse(text: &str) -> Option<Action> {
         Some(match text.trim().to_ascii_lowercase().as_str() {
             "delete" | "drop" => Action::Delete,
@@ -37,6 +39,7 @@ impl Action {
         })
     }
 
+    /// The action's name as stored and printed.
     pub fn as_str(&self) -> &'static str {
         match self {
             Action::Delete => "delete",
@@ -77,6 +80,7 @@ pub enum ArchiveFormat {
 pub const FORMAT_NAMES: &str = "csv, parquet";
 
 impl ArchiveFormat {
+    /// `csv` or `parquet`; `None` for another word.
     pub fn parse(text: &str) -> Option<ArchiveFormat> {
         match text.trim().to_ascii_lowercase().as_str() {
             "csv" => Some(ArchiveFormat::Csv),
@@ -85,6 +89,7 @@ impl ArchiveFormat {
         }
     }
 
+    /// The format's name as stored and printed.
     pub fn as_str(&self) -> &'static str {
         match self {
             ArchiveFormat::Csv => "csv",
@@ -103,12 +108,16 @@ impl fmt::Display for ArchiveFormat {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TablePolicySpec))]
 pub struct PolicySpec {
+    /// The table the policy is about.
     pub table: TableName,
     /// The time column: the partition key of a partitioned table, the column DELETE
     /// compares for an unpartitioned one.
     pub column: String,
+    /// What the policy does to expired data.
     pub action: Action,
+    /// How long data is kept: partitions (rows) older than this expire; `INF` never.
     pub after: Retention,
+    /// Free labels that select policies (`--tag`).
     pub tags: Vec<String>,
     /// `reallocate`: the target tablespace.
     pub tablespace: Option<String>,
@@ -126,6 +135,7 @@ pub struct PolicySpec {
     /// Never leave fewer than this many partitions (at least 1: the last partition of a
     /// table is never removed).
     pub keep: u32,
+    /// A disabled policy is kept but not run.
     pub enabled: bool,
 }
 
@@ -133,10 +143,14 @@ pub struct PolicySpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TablePolicy))]
 pub struct Policy {
+    /// The policy's id in the policy table.
     pub id: i64,
+    /// What the policy says.
     #[serde(flatten)]
     pub spec: PolicySpec,
+    /// Who added the policy (the audit log's `who`).
     pub created_by: String,
+    /// When the policy was added, RFC 3339 (UTC).
     pub created_at: String,
     /// `downsample`: the end (exclusive, RFC 3339) of what has been rolled up so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -309,6 +323,8 @@ pub struct TagFilter {
 }
 
 impl TagFilter {
+    /// Whether a policy with `tags` is selected: every tag of the filter is among them
+    /// (with `any`, one is); an empty filter selects every policy.
     pub fn matches(&self, tags: &[String]) -> bool {
         if self.tags.is_empty() {
             return true;

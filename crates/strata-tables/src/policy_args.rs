@@ -79,8 +79,10 @@ pub struct PolicyArgs {
     /// Tag (repeatable).
     #[cfg_attr(feature = "cli", arg(long = "tag", value_name = "TAG"))]
     pub tags: Vec<String>,
+    /// The options of an action (tablespace, target, archive schema, format, keep).
     #[cfg_attr(feature = "cli", command(flatten))]
     pub options: ActionArgs,
+    /// The options of `downsample`.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub rollup: RollupArgs,
     /// Store the policy disabled.
@@ -93,8 +95,10 @@ pub struct PolicyArgs {
 #[derive(Debug, Clone, Default)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct PolicyEditArgs {
+    /// The new time column.
     #[cfg_attr(feature = "cli", arg(long))]
     pub column: Option<String>,
+    /// How long data is kept: 90d, 1w, 12h, 1y, 1d12h, INF.
     #[cfg_attr(feature = "cli", arg(long, value_name = "DURATION"))]
     pub after: Option<String>,
     /// Replace the tags (repeatable).
@@ -103,16 +107,20 @@ pub struct PolicyEditArgs {
     /// Remove every tag.
     #[cfg_attr(feature = "cli", arg(long, conflicts_with = "tags"))]
     pub clear_tags: bool,
+    /// The options of an action to change (an empty value clears one).
     #[cfg_attr(feature = "cli", command(flatten))]
     pub options: ActionArgs,
+    /// The options of `downsample` to change.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub rollup: RollupArgs,
     /// downsample: forget how far the rollup got; the next run rolls up again from the
     /// first row still in the source table.
     #[cfg_attr(feature = "cli", arg(long))]
     pub reset_watermark: bool,
+    /// Enable the policy: runs act on it again.
     #[cfg_attr(feature = "cli", arg(long, conflicts_with = "disable"))]
     pub enable: bool,
+    /// Disable the policy: it is kept, but runs leave it out.
     #[cfg_attr(feature = "cli", arg(long))]
     pub disable: bool,
 }
@@ -130,6 +138,7 @@ pub struct TtlArgs {
     /// Tag of the policy (repeatable).
     #[cfg_attr(feature = "cli", arg(long = "tag", value_name = "TAG"))]
     pub tags: Vec<String>,
+    /// The options of the action.
     #[cfg_attr(feature = "cli", command(flatten))]
     pub options: TtlOptions,
 }

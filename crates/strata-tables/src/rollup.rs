@@ -28,10 +28,15 @@ use strata_pgclient::quote_ident;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = RollupFunc))]
 #[serde(rename_all = "lowercase")]
 pub enum Func {
+    /// The mean; does not cascade (use `sum` and `count` for a coarser level).
     Avg,
+    /// The smallest value.
     Min,
+    /// The largest value.
     Max,
+    /// The total.
     Sum,
+    /// The number of rows (`count(*)` without a column).
     Count,
 }
 
@@ -62,9 +67,11 @@ impl Func {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = RollupAggregate))]
 pub struct Aggregate {
+    /// The aggregate function.
     pub func: Func,
     /// `None`: `count(*)`.
     pub column: Option<String>,
+    /// The column of the rollup table that takes the value.
     pub into: String,
 }
 
@@ -126,6 +133,7 @@ pub struct Rollup {
     pub lookback_secs: i64,
     /// Columns kept as they are (the series' identity: host, sensor, ...).
     pub group_by: Vec<String>,
+    /// What each bucket holds, beside its time and the group-by columns.
     pub aggregates: Vec<Aggregate>,
 }
 

@@ -70,9 +70,12 @@ pub enum TableOutcome {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableStepResult))]
 pub struct StepResult {
+    /// The step as planned.
     #[serde(flatten)]
     pub step: Step,
+    /// `done` or `failed`.
     pub outcome: String,
+    /// What was done (`done`) or the error (`failed`).
     pub detail: String,
 }
 
@@ -80,10 +83,15 @@ pub struct StepResult {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TableRun {
+    /// The table, `schema.table`.
     pub table: String,
+    /// How the table's run went.
     pub outcome: TableOutcome,
+    /// The plan acted on; `None` when the table could not be planned.
     pub plan: Option<TablePlan>,
+    /// The steps carried out, in order, up to the first that failed.
     pub steps: Vec<StepResult>,
+    /// Why the table failed, when it did.
     pub error: Option<String>,
 }
 
@@ -91,13 +99,18 @@ pub struct TableRun {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableRunReport))]
 pub struct RunReport {
+    /// The run's id in the run table, when it was recorded.
     pub run_id: Option<i64>,
+    /// The time the run acted as of, RFC 3339.
     pub cutoff: String,
+    /// Whether the run only planned (`--dry-run`).
     pub dry_run: bool,
+    /// One entry per table of the selected policies.
     pub tables: Vec<TableRun>,
 }
 
 impl RunReport {
+    /// Whether a table of the run ended with `outcome`.
     pub fn any(&self, outcome: TableOutcome) -> bool {
         self.tables.iter().any(|t| t.outcome == outcome)
     }
@@ -309,12 +322,19 @@ impl RunObserver for Quiet {}
 /// whether anything may change, where archives go, and who watches.
 #[derive(Clone, Copy)]
 pub struct RunContext<'a> {
+    /// Where the run and its steps are recorded.
     pub catalog: &'a Catalog,
+    /// Who the audit log records as acting.
     pub who: &'a str,
+    /// The run's id, when it is recorded.
     pub run_id: Option<i64>,
+    /// The time the run acts as of.
     pub cutoff: DateTime<Utc>,
+    /// Plan and record, change nothing.
     pub dry_run: bool,
+    /// Opens the storages archives go to, by name.
     pub stores: StoreResolver<'a>,
+    /// Hears which step starts and how each ended.
     pub observer: &'a dyn RunObserver,
 }
 

@@ -92,7 +92,9 @@ pub fn validate_jobs(jobs: &[SqlJob]) -> Result<(), String> {
 /// How one run of a job ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SqlRun {
+    /// The run's id in the run table.
     pub run_id: i64,
+    /// The job's name.
     pub job: String,
     /// `done`, `failed`, `busy` (another run held the job's lock) or `dry-run`.
     pub outcome: String,

@@ -38,7 +38,9 @@ pub struct LoadOptions {
 /// The table the rows go into, and whether this load created it as a partition.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Target {
+    /// The table the COPY writes into: the one asked for, or its recreated partition.
     pub table: TableName,
+    /// Whether this load created `table` as the archived partition of the table asked for.
     pub created_partition: bool,
     /// A recreated partition still to attach, after the COPY ([`attach`]).
     #[serde(skip)]
@@ -48,6 +50,7 @@ pub struct Target {
 /// How a recreated partition is attached once it holds the rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingAttach {
+    /// The partitioned table the partition is attached to.
     pub parent: TableName,
     /// `FOR VALUES FROM (..) TO (..)` or `DEFAULT`.
     pub for_values: String,

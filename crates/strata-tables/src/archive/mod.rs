@@ -104,17 +104,22 @@ pub async fn source_of(client: &Client, table: &TableName) -> TablesResult<Archi
 /// What an archive holds, stored beside its data.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveManifest {
+    /// Always `strata-table-archive`.
     pub format: String,
     /// 1 for CSV archives (which strata before Parquet reads too), 2 for Parquet.
     pub version: u32,
     /// How the rows are stored (absent in manifests of strata before formats: CSV).
     #[serde(default)]
     pub data_format: ArchiveFormat,
+    /// The partitioned table the partition belonged to.
     pub table: TableName,
+    /// The partition archived.
     pub partition: TableName,
     /// The partition's bound when it was archived.
     pub bound: String,
+    /// Name and type of each column, in order.
     pub columns: Vec<Column>,
+    /// The rows exported.
     pub rows: u64,
     /// Size of the CSV (uncompressed); 0 for Parquet.
     #[serde(default)]
@@ -128,8 +133,11 @@ pub struct ArchiveManifest {
     /// strata before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stored_blake3: Option<String>,
+    /// How the parts are compressed: `zstd`.
     pub compression: String,
+    /// The part names, in order.
     pub parts: Vec<String>,
+    /// When the archive was written, RFC 3339 (UTC, seconds).
     pub created_at: String,
     /// Where the rows came from (absent in archives of strata before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -269,13 +277,17 @@ pub async fn archive_partition(
 /// What to archive: a partition of a table, as discovered.
 #[derive(Debug, Clone, Copy)]
 pub struct ArchiveRequest<'a> {
+    /// The partitioned table.
     pub table: &'a TableName,
+    /// The partition to archive.
     pub partition: &'a TableName,
     /// The partition's bound as PostgreSQL prints it.
     pub bound: &'a str,
+    /// The table's columns, in order: what is exported and recorded.
     pub columns: &'a [Column],
     /// The table's partition key.
     pub column: Option<&'a str>,
+    /// How the rows are stored (CSV or Parquet).
     pub format: ArchiveFormat,
 }
 
@@ -802,6 +814,7 @@ pub async fn list_archives(store: &DynStore) -> TablesResult<Vec<String>> {
 /// What a load did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Loaded {
+    /// Rows loaded.
     pub rows: u64,
     /// Where the rows went: `into`, or its partition of the archived range.
     #[serde(flatten)]
@@ -813,10 +826,13 @@ pub struct Loaded {
 /// output of `strata load` (fields in this order).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LoadReport {
+    /// The archive: its key prefix in the storage, as given.
     pub archive: String,
+    /// Whether the archived partition was recreated under the table asked for.
     pub created_partition: bool,
     /// The table the rows went into: the one asked for, or its recreated partition.
     pub into: String,
+    /// Rows loaded.
     pub rows: u64,
     /// The table asked for (`--into`).
     #[serde(skip)]

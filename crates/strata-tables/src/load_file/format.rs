@@ -31,6 +31,7 @@ impl FileFormat {
         })
     }
 
+    /// The format's name, as `--format` takes it.
     pub fn name(self) -> &'static str {
         match self {
             FileFormat::Csv => "csv",
@@ -44,6 +45,7 @@ impl FileFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
+    /// Not compressed.
     None,
     /// gzip (one member or several, as `cat a.gz b.gz` makes).
     Gzip,
@@ -86,9 +88,11 @@ impl Compression {
 /// How a file is written: its format, a CSV's delimiter, its compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileShape {
+    /// The file's format.
     pub format: FileFormat,
     /// The byte between a CSV's fields (`,`; a tab for `tsv`).
     pub delimiter: u8,
+    /// How the file is compressed as a whole.
     pub compression: Compression,
 }
 

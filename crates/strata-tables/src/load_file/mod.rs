@@ -52,18 +52,23 @@ use strata_pgclient::Client;
 /// What to load, from where, into what.
 #[derive(Debug, Clone)]
 pub struct LoadFileRequest {
+    /// Where the file is: a local path or an object in a storage.
     pub source: FileSource,
     /// The file as the user named it, for messages.
     pub file: String,
+    /// The file's format.
     pub format: FileFormat,
     /// The byte between a CSV's fields.
     pub delimiter: u8,
+    /// How the file is compressed as a whole.
     pub compression: Compression,
+    /// The table to load into.
     pub into: TableName,
     /// Create the table from the file's columns (it must not exist).
     pub create: bool,
     /// A CSV's first record is its header (else its columns load by position).
     pub header: bool,
+    /// Which rows of the file load.
     pub window: Window,
     /// Read and check everything, change nothing.
     pub dry_run: bool,
@@ -72,18 +77,25 @@ pub struct LoadFileRequest {
 /// What a load did (or, dry, would do). Its JSON is `strata load --file --json`'s output.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LoadFileReport {
+    /// The file as the user named it.
     pub file: String,
+    /// The file's format.
     pub format: FileFormat,
+    /// How the file was compressed.
     pub compression: Compression,
+    /// The table loaded into, `schema.table`.
     pub into: String,
     /// Whether the table was (or would be) created.
     pub created: bool,
+    /// Whether nothing was changed (`--dry-run`).
     pub dry_run: bool,
     /// The table's columns the file loads into, with their types.
     pub columns: Vec<Column>,
+    /// Rows loaded (or, dry, that would load).
     pub rows: u64,
     /// The size of the file.
     pub bytes: u64,
+    /// How long the load took, in seconds.
     pub seconds: f64,
 }
 
@@ -92,6 +104,7 @@ pub struct LoadFileReport {
 pub enum Phase {
     /// Reading the file for its columns and types.
     Scanning,
+    /// Sending the rows to the server (COPY).
     Loading,
 }
 

@@ -29,15 +29,20 @@ pub struct Window {
 /// outside.
 #[derive(Debug, Clone)]
 pub struct TimeWindow {
+    /// The time column (`--time-column`).
     pub column: String,
+    /// `--start`: the first time taken; `None` for no lower limit.
     pub start: Option<i64>,
+    /// `--stop`: the first time no longer taken; `None` for no upper limit.
     pub stop: Option<i64>,
 }
 
 /// Rows and bytes so far, read by whoever shows progress.
 #[derive(Debug, Default)]
 pub struct Counters {
+    /// Rows taken so far.
     pub rows: AtomicU64,
+    /// Bytes of the file read so far.
     pub bytes: AtomicU64,
 }
 
@@ -139,6 +144,7 @@ impl Sink for Count {
 /// Infers the type of every column (see [`Inferred`]).
 #[derive(Debug, Default)]
 pub struct Inference {
+    /// The type inferred so far for each column, by position.
     pub types: Vec<Inferred>,
 }
 
@@ -162,12 +168,16 @@ impl Sink for Inference {
 /// COPY text of the columns `pick`, in chunks of about [`CHUNK_BYTES`] handed to `send`
 /// (which says `false` once the receiving side is gone).
 pub struct CopyText<F: FnMut(Bytes) -> bool> {
+    /// The positions of the row's fields to write, in the order of the COPY's columns.
     pub pick: Vec<usize>,
+    /// Takes each full chunk; says `false` once the receiving side is gone.
     pub send: F,
+    /// COPY text not yet sent.
     pub buffer: Vec<u8>,
 }
 
 impl<F: FnMut(Bytes) -> bool> CopyText<F> {
+    /// COPY text of the fields `pick`, handed to `send`.
     pub fn new(pick: Vec<usize>, send: F) -> Self {
         CopyText {
             pick,
@@ -202,8 +212,11 @@ impl<F: FnMut(Bytes) -> bool> Sink for CopyText<F> {
 /// Finds the `target`-th row taken (from 1): the row the server names by its line in
 /// the COPY.
 pub struct Locate {
+    /// The row to find: its number among the rows taken, from 1.
     pub target: u64,
+    /// Rows taken so far.
     pub seen: u64,
+    /// Where the row is in the file, once found.
     pub found: Option<Position>,
 }
 

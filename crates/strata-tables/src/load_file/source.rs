@@ -18,8 +18,15 @@ const AHEAD: usize = 2;
 /// A file to load.
 #[derive(Debug, Clone)]
 pub enum FileSource {
+    /// A file on this machine.
     Local(PathBuf),
-    Object { store: DynStore, key: String },
+    /// An object in a storage.
+    Object {
+        /// The storage.
+        store: DynStore,
+        /// The object's key in it.
+        key: String,
+    },
 }
 
 /// Where `file` is: `--storage NAME` with a key; a `s3://`, `az://` or `gs://` URL in a
