@@ -51,9 +51,9 @@ pub mod gc;
 #[cfg(test)]
 mod gc_model;
 pub mod migrate;
+pub mod pins;
 pub mod repair;
 pub mod restore;
-pub mod pins;
 pub mod retention;
 pub mod schedule;
 pub mod scratch_space;

@@ -200,7 +200,6 @@ pub fn local_time(tz: Tz, y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<
         .with_timezone(&Utc)
 }
 
-
 /// One backup in a cleanup report.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CleanupRow {
@@ -225,7 +224,9 @@ pub async fn cleanup(
         .check()
         .map_err(crate::CoordinatorError::NothingToDo)?;
     let summaries = repo.list_backups().await?;
-    let pins = crate::pins::pinned(repo).await.map_err(strata_repo::RepoError::from)?;
+    let pins = crate::pins::pinned(repo)
+        .await
+        .map_err(strata_repo::RepoError::from)?;
     let candidates: Vec<Candidate> = summaries
         .iter()
         .map(|s| Candidate {

@@ -194,7 +194,6 @@ fn show_prefixes(prefixes: &[Vec<u8>]) -> String {
         .join(", ")
 }
 
-
 fn replace(haystack: &[u8], old: &[u8], new: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(haystack.len());
     let mut i = 0;

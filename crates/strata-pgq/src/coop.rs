@@ -22,7 +22,6 @@ pub async fn setup(client: &Client) -> Result<()> {
 
 pub use crate::coop_orphans::forget_orphans;
 
-
 /// Registers subconsumer `sub` of `consumer` (which must be registered); `false` when it
 /// was registered already.
 pub async fn register(client: &Client, queue: &str, consumer: &str, sub: &str) -> Result<bool> {

@@ -7,10 +7,10 @@ use crate::format::{
     decode_object, encode_object, now_rfc3339, Encryption, ObjectKind, RepoConfig, FORMAT_VERSION,
     OLDEST_READABLE_VERSION,
 };
-use crate::layout::pack_key;
 use crate::index::{BlobIndex, BlobLocation, IndexFile};
 use crate::keyring::KeyChoice;
 use crate::layout;
+use crate::layout::pack_key;
 use crate::shared_index::SharedIndex;
 use crate::summary::BackupSummary;
 use crate::{BlobId, RepoError, RepoResult};

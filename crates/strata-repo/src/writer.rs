@@ -17,8 +17,8 @@
 //! collection, as for the last object: see `crate::condemned`.)
 
 use crate::compress::BlobCompressor;
-use crate::layout::pack_key;
 use crate::index::{IndexFile, IndexedPack};
+use crate::layout::pack_key;
 use crate::pack::PackBuilder;
 use crate::{BlobId, RepoError, RepoResult, Repository};
 use bytes::Bytes;

@@ -129,9 +129,7 @@ impl Snapshot {
                 before: None,
             })
             .await?;
-        let pinned = crate::pins::pinned(repo)
-            .await
-            .map_err(RepoError::from)?;
+        let pinned = crate::pins::pinned(repo).await.map_err(RepoError::from)?;
         let verified = crate::verified::latest(repo)
             .await
             .map_err(RepoError::from)?;
