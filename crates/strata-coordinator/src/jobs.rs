@@ -5,7 +5,7 @@
 //! the schedule shows.
 
 use crate::config::ScheduleConfig;
-use crate::schedule::JobRunner;
+use crate::schedule::{JobError, JobRunner};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -16,26 +16,22 @@ pub struct ClusterJobs {
     pub retention: crate::config::RetentionConfig,
 }
 
-fn chain(e: crate::CoordinatorError) -> String {
-    crate::error_chain(&e)
-}
-
 impl ClusterJobs {
     /// Applies the retention policy and expires old WAL, then collects garbage if
     /// anything was removed.
-    async fn cleanup(&self, who: &str) -> Result<String, String> {
+    async fn cleanup(&self, who: &str) -> Result<String, JobError> {
         self.coordinator
             .actions()
             .cleanup(who, &self.retention, false)
             .await
             .map(|report| report.summary())
-            .map_err(chain)
+            .map_err(JobError::from)
     }
 }
 
 #[async_trait::async_trait]
 impl JobRunner for ClusterJobs {
-    async fn run(&self, job: &ScheduleConfig) -> Result<String, String> {
+    async fn run(&self, job: &ScheduleConfig) -> Result<String, JobError> {
         let who = format!("scheduler:{}", job.name());
         match job.job.as_str() {
             "backup" => {
@@ -43,13 +39,13 @@ impl JobRunner for ClusterJobs {
                     .coordinator
                     .backup(&who)
                     .await
-                    .map_err(chain)?
+                    .map_err(JobError::from)?
                     .run()
                     .await
-                    .map_err(chain)?;
+                    .map_err(JobError::from)?;
                 let line = format!("backup {} {}", summary.name, summary.status.as_str());
                 if !summary.is_complete() {
-                    return Err(line);
+                    return Err(JobError::Outcome(line));
                 }
                 // With a retention policy configured, every scheduled backup is followed
                 // by a cleanup, so the repository never holds more than the policy says.
@@ -62,7 +58,7 @@ impl JobRunner for ClusterJobs {
             "cleanup" => self.cleanup(&who).await,
             "verify" => self.verify(&who, job).await,
             "drill" => self.drill(&who).await,
-            other => Err(format!("unknown job {other:?}")),
+            other => Err(JobError::NotRunnable(format!("unknown job {other:?}"))),
         }
     }
 }
@@ -70,37 +66,38 @@ impl JobRunner for ClusterJobs {
 impl ClusterJobs {
     /// A restore drill of the latest complete backup (a PostgreSQL node's copy started and
     /// checked page by page), recorded like `strata verify --restore latest`.
-    async fn drill(&self, who: &str) -> Result<String, String> {
-        let state_dir = self
-            .coordinator
-            .hooks()
-            .state_dir
-            .clone()
-            .ok_or("no state directory for the drill's scratch copy")?;
+    async fn drill(&self, who: &str) -> Result<String, JobError> {
+        let state_dir = self.coordinator.hooks().state_dir.clone().ok_or_else(|| {
+            JobError::NotRunnable("no state directory for the drill's scratch copy".into())
+        })?;
         let summary = crate::resolve_backup(self.coordinator.repo(), "latest")
             .await
-            .map_err(chain)?;
+            .map_err(JobError::from)?;
         let report = self
             .coordinator
             .actions()
             .drill(who, &summary, &state_dir)
             .await
-            .map_err(chain)?;
+            .map_err(JobError::from)?;
         let (outcome, detail) = report.outcome();
         match outcome {
             "succeeded" => Ok(format!("{} of {}", detail, report.backup)),
-            _ => Err(format!("{} of {}", detail, report.backup)),
+            _ => Err(JobError::Outcome(format!(
+                "{} of {}",
+                detail, report.backup
+            ))),
         }
     }
 
     /// Verifies the repository as the job says, recording the outcome per backup.
-    async fn verify(&self, who: &str, job: &ScheduleConfig) -> Result<String, String> {
+    async fn verify(&self, who: &str, job: &ScheduleConfig) -> Result<String, JobError> {
         use crate::verify::DataCheck;
         let check = match (&job.read_data_subset, job.read_data) {
-            (Some(p), _) => DataCheck::Subset(
-                crate::actions::parse_percent(p)
-                    .ok_or_else(|| format!("read_data_subset {p:?} is not a percentage"))?,
-            ),
+            (Some(p), _) => {
+                DataCheck::Subset(crate::actions::parse_percent(p).ok_or_else(|| {
+                    JobError::NotRunnable(format!("read_data_subset {p:?} is not a percentage"))
+                })?)
+            }
             (None, true) => DataCheck::All,
             (None, false) => DataCheck::Structure,
         };
@@ -109,7 +106,7 @@ impl ClusterJobs {
             .actions()
             .verify(who, None, check)
             .await
-            .map_err(chain)?;
+            .map_err(JobError::from)?;
         if report.is_ok() {
             Ok(format!(
                 "{} backups verified ({})",
@@ -117,11 +114,11 @@ impl ClusterJobs {
                 check.mode()
             ))
         } else {
-            Err(format!(
+            Err(JobError::Outcome(format!(
                 "{} problems; first: {}",
                 report.problems.len(),
                 report.problems[0]
-            ))
+            )))
         }
     }
 }
@@ -131,8 +128,10 @@ pub struct NoRuns;
 
 #[async_trait::async_trait]
 impl JobRunner for NoRuns {
-    async fn run(&self, _job: &ScheduleConfig) -> Result<String, String> {
-        Err("this process only shows schedules; `strata server` runs them".into())
+    async fn run(&self, _job: &ScheduleConfig) -> Result<String, JobError> {
+        Err(JobError::NotRunnable(
+            "this process only shows schedules; `strata server` runs them".into(),
+        ))
     }
 }
 

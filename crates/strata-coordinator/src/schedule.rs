@@ -34,7 +34,36 @@ impl Clock for SystemClock {
 /// Runs one job; `Ok` carries a one-line outcome, `Err` why it failed.
 #[async_trait::async_trait]
 pub trait JobRunner: Send + Sync {
-    async fn run(&self, job: &ScheduleConfig) -> Result<String, String>;
+    /// Runs `job` once, to its end.
+    async fn run(&self, job: &ScheduleConfig) -> Result<String, JobError>;
+}
+
+/// Why a scheduled run failed. The schedule shows it as one line; a caller that acts on
+/// the kind (a busy cluster is tried at the next run, not alerted on) matches the variant.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The use case failed, with its error's kind (busy, lock lost, storage, ...).
+    #[error("{}", strata_util::error_chain(.0))]
+    Operation(#[from] crate::CoordinatorError),
+    /// The run ended but not well: a backup not complete, a verification or a drill that
+    /// found problems, a table run with a failed table. The line says which.
+    #[error("{0}")]
+    Outcome(String),
+    /// The job cannot run in this process: not a job it knows, a setting it cannot use,
+    /// or a process that only shows schedules.
+    #[error("{0}")]
+    NotRunnable(String),
+    /// Another crate's use case failed (table lifecycle), its error kept as the source.
+    #[error("{}", strata_util::error_chain(.0.as_ref()))]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl JobError {
+    /// Whether it failed because another operation holds the cluster (tried again at the
+    /// job's next run).
+    pub fn is_busy(&self) -> bool {
+        matches!(self, JobError::Operation(e) if e.code() == strata_agent::api::ErrorCode::Busy)
+    }
 }
 
 /// One run of a job.
@@ -212,7 +241,7 @@ impl Scheduler {
                 state.running = false;
                 let (outcome, detail) = match result {
                     Ok(detail) => ("succeeded", detail),
-                    Err(why) => ("failed", why),
+                    Err(why) => ("failed", why.to_string()),
                 };
                 eprintln!(
                     "strata scheduler: {} {outcome}: {detail}",
@@ -336,7 +365,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl JobRunner for Gate {
-        async fn run(&self, _job: &ScheduleConfig) -> Result<String, String> {
+        async fn run(&self, _job: &ScheduleConfig) -> Result<String, JobError> {
             self.runs.fetch_add(1, Ordering::SeqCst);
             self.release.acquire().await.unwrap().forget();
             Ok("done".into())

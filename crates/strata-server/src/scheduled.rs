@@ -8,7 +8,7 @@ use std::sync::Arc;
 use strata_coordinator::config::{Config, ScheduleConfig};
 use strata_coordinator::events::{Events, TablesRunReport};
 use strata_coordinator::jobs::ClusterJobs;
-use strata_coordinator::schedule::JobRunner;
+use strata_coordinator::schedule::{JobError, JobRunner};
 use strata_coordinator::storage::Storage;
 use strata_tables::config::TablesConfig;
 use tokio::runtime::Builder;
@@ -56,47 +56,53 @@ impl ServerJobs {
 
     /// One `tables run` at the current time over the policies with the job's tags, on a
     /// thread of its own (see [`on_own_thread`]).
-    async fn tables(&self, job: &ScheduleConfig) -> Result<String, String> {
+    async fn tables(&self, job: &ScheduleConfig) -> Result<String, JobError> {
         let (config, tables, job) = (self.config.clone(), self.tables.clone(), job.clone());
         on_own_thread("table retention", move || async move {
             Self::run_tables(&config, &tables, &job).await
         })
-        .await?
+        .await
+        .map_err(JobError::NotRunnable)?
     }
 
     /// One run of the `[[tables.jobs]]` entry the schedule names, on a thread of its own.
-    async fn sql(&self, job: &ScheduleConfig) -> Result<String, String> {
+    async fn sql(&self, job: &ScheduleConfig) -> Result<String, JobError> {
         let (tables, job) = (self.tables.clone(), job.clone());
         on_own_thread("scheduled SQL", move || async move {
             let name = job.sql.as_deref().unwrap_or_default();
             strata_tables::run_scheduled_sql(&tables, job.name(), name)
                 .await
-                .map_err(|e| strata_coordinator::error_chain(&e))?
+                .map_err(|e| JobError::Other(Box::new(e)))?
                 .job_result()
+                .map_err(JobError::Outcome)
         })
-        .await?
+        .await
+        .map_err(JobError::NotRunnable)?
     }
 
     async fn run_tables(
         config: &Config,
         tables: &TablesConfig,
         job: &ScheduleConfig,
-    ) -> Result<String, String> {
+    ) -> Result<String, JobError> {
         let stores = strata_tables::named_storages(|name| Storage::open_for_archives(config, name));
         let report = strata_tables::run_scheduled(tables, job.name(), &job.tags, &stores)
             .await
-            .map_err(|e| strata_coordinator::error_chain(&e))?;
-        report.job_result()
+            .map_err(|e| JobError::Other(Box::new(e)))?;
+        report.job_result().map_err(JobError::Outcome)
     }
 }
 
 #[async_trait::async_trait]
 impl JobRunner for ServerJobs {
-    async fn run(&self, job: &ScheduleConfig) -> Result<String, String> {
+    async fn run(&self, job: &ScheduleConfig) -> Result<String, JobError> {
         if job.job != "tables" && job.job != "sql" {
             return match &self.cluster {
                 Some(cluster) => cluster.run(job).await,
-                None => Err(format!("{} needs the coordinator", job.job)),
+                None => Err(JobError::NotRunnable(format!(
+                    "{} needs the coordinator",
+                    job.job
+                ))),
             };
         }
         let who = format!("scheduler:{}", job.name());
@@ -109,7 +115,7 @@ impl JobRunner for ServerJobs {
         };
         match &result {
             Ok(line) => report.end("succeeded", line),
-            Err(line) => report.end("failed", line),
+            Err(why) => report.end("failed", &why.to_string()),
         }
         result
     }
