@@ -95,7 +95,9 @@ pub(crate) fn check_components(config: &Config) -> Result<(), ConfigError> {
                 ));
             }
             if config.url.is_none() {
-                plugin.check_node(config).map_err(ConfigError::Invalid)?;
+                plugin
+                    .check_node(config)
+                    .map_err(|e| ConfigError::Invalid(e.to_string()))?;
             }
         }
     }
@@ -154,6 +156,25 @@ impl NotTogether {
     }
 }
 
+/// Why a plugin refused or failed a step: what callers act on is the kind.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// A node's or component's settings do not fit the plugin; found before anything runs.
+    #[error("{0}")]
+    Settings(String),
+    /// The plugin will not do this as asked (a Patroni cluster restored onto several
+    /// members); the line says what to do instead.
+    #[error("{0}")]
+    Refused(String),
+    /// The backup's summary lacks what the plugin needs to act on it.
+    #[error("the backup recorded no {0}")]
+    NotRecorded(&'static str),
+    /// The system the plugin drives failed or did not answer (a delete, a restore, a
+    /// Patroni cluster that did not pause).
+    #[error("{0}")]
+    System(String),
+}
+
 /// What an external component's snapshot came to.
 pub type ExternalOutcome = Result<ExternalSnapshot, ExternalError>;
 
@@ -201,7 +222,7 @@ pub trait Plugin: Send + Sync {
 
     /// Checks a node whose agent runs in this process (a remote agent's own
     /// configuration is checked where it runs). Returns why it cannot work.
-    fn check_node(&self, node: &NodeConfig) -> Result<(), String>;
+    fn check_node(&self, node: &NodeConfig) -> Result<(), PluginError>;
 
     /// What the agent of `node` backs up.
     fn node_source(&self, node: &NodeConfig) -> NodeSource;
@@ -291,14 +312,14 @@ pub trait Plugin: Send + Sync {
 
     /// Whether a restore in place may go onto these nodes of the component (Patroni's
     /// cluster is restored onto one member); `Err` says what to do.
-    fn check_restore_targets(&self, _targets: &[&str]) -> Result<(), String> {
+    fn check_restore_targets(&self, _targets: &[&str]) -> Result<(), PluginError> {
         Ok(())
     }
 
     /// Waits, after the restore's pauses, until the component's system is ready for
     /// its nodes to be restored (every Patroni member paused). `Ok` carries a line for
     /// the log; `Err` stops the restore before anything is written.
-    async fn ready_to_restore(&self) -> Result<Option<String>, String> {
+    async fn ready_to_restore(&self) -> Result<Option<String>, PluginError> {
         Ok(None)
     }
 
@@ -316,7 +337,7 @@ pub trait Plugin: Send + Sync {
         &self,
         _recorded: &BTreeMap<String, String>,
         _env: &crate::hooks::HookEnv,
-    ) -> Result<String, String> {
+    ) -> Result<String, PluginError> {
         Ok("nothing to delete".into())
     }
 
@@ -349,11 +370,11 @@ pub trait Plugin: Send + Sync {
         &self,
         _recorded: &std::collections::BTreeMap<String, String>,
         _env: &crate::hooks::HookEnv,
-    ) -> Result<String, String> {
-        Err(format!(
+    ) -> Result<String, PluginError> {
+        Err(PluginError::Settings(format!(
             "the {} plugin has nodes, not an external snapshot",
             self.name()
-        ))
+        )))
     }
 }
 
@@ -379,9 +400,12 @@ impl Plugin for Files {
         "files"
     }
 
-    fn check_node(&self, node: &NodeConfig) -> Result<(), String> {
+    fn check_node(&self, node: &NodeConfig) -> Result<(), PluginError> {
         if node.roots.is_empty() {
-            return Err(format!("node {:?} has no roots", node.name));
+            return Err(PluginError::Settings(format!(
+                "node {:?} has no roots",
+                node.name
+            )));
         }
         Ok(())
     }

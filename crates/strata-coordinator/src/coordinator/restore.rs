@@ -250,7 +250,9 @@ impl Coordinator {
             }
             let names: Vec<&str> = pairs.iter().map(|(_, i)| self.nodes[*i].name()).collect();
             if !plan.dry_run {
-                self.plugin_of(source).check_restore_targets(&names)?;
+                self.plugin_of(source)
+                    .check_restore_targets(&names)
+                    .map_err(|e| e.to_string())?;
             }
             return Ok(pairs);
         }
@@ -663,7 +665,13 @@ async fn restore(
                 };
                 async move {
                     let result = run
-                        .unless_stopped(component.plugin.external_restore(&recorded.external, &env))
+                        .unless_stopped(async {
+                            component
+                                .plugin
+                                .external_restore(&recorded.external, &env)
+                                .await
+                                .map_err(|e| e.to_string())
+                        })
                         .await;
                     let steps = result
                         .as_ref()

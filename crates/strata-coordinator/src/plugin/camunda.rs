@@ -20,7 +20,7 @@
 //! restore` prints the checklist with this backup's names filled in.
 
 use super::engine_api::{Caller, ANSWER_LIMIT};
-use super::{ExternalError, ExternalOutcome, ExternalSnapshot, Plugin};
+use super::{ExternalError, ExternalOutcome, ExternalSnapshot, Plugin, PluginError};
 use crate::config::{CamundaComponent, Config, NodeConfig};
 use crate::engine_parts::{self, Attempt};
 use crate::hooks::{self, HookAction, HookConfig, HookEnv, HookOperation};
@@ -704,11 +704,11 @@ impl Plugin for Camunda {
     fn name(&self) -> &'static str {
         "camunda"
     }
-    fn check_node(&self, node: &NodeConfig) -> Result<(), String> {
-        Err(format!(
+    fn check_node(&self, node: &NodeConfig) -> Result<(), PluginError> {
+        Err(PluginError::Settings(format!(
             "a camunda component has no nodes ({:?})",
             node.name
-        ))
+        )))
     }
     fn node_source(&self, node: &NodeConfig) -> NodeSource {
         super::Files::plain_source(node)
@@ -776,10 +776,10 @@ impl Plugin for Camunda {
         &self,
         recorded: &BTreeMap<String, String>,
         _env: &HookEnv,
-    ) -> Result<String, String> {
+    ) -> Result<String, PluginError> {
         let id = recorded
             .get("backup_id")
-            .ok_or("the backup recorded no Camunda backup id")?;
+            .ok_or(PluginError::NotRecorded("Camunda backup id"))?;
         Ok(self.checklist(id, recorded))
     }
 
@@ -787,14 +787,15 @@ impl Plugin for Camunda {
         &self,
         recorded: &BTreeMap<String, String>,
         _env: &HookEnv,
-    ) -> Result<String, String> {
+    ) -> Result<String, PluginError> {
         let id: u64 = recorded
             .get("backup_id")
             .and_then(|n| n.parse().ok())
-            .ok_or("the backup recorded no Camunda backup id")?;
+            .ok_or(PluginError::NotRecorded("Camunda backup id"))?;
         let said = self
             .delete_parts(&self.recorded_parts(recorded), id)
-            .await?;
+            .await
+            .map_err(PluginError::System)?;
         Ok(said.join(", "))
     }
 

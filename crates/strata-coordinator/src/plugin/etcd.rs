@@ -6,7 +6,7 @@
 //! whole backup then runs again, up to `change_retries` times. It restores before the data
 //! components (rank 10), through one member, with rename rules.
 
-use super::{NotTogether, Plugin};
+use super::{NotTogether, Plugin, PluginError};
 use crate::config::{Config, NodeConfig};
 use crate::node::NodeApi;
 use crate::CoordinatorResult;
@@ -37,12 +37,12 @@ impl Plugin for Etcd {
         10
     }
 
-    fn check_node(&self, node: &NodeConfig) -> Result<(), String> {
+    fn check_node(&self, node: &NodeConfig) -> Result<(), PluginError> {
         if !node.roots.is_empty() {
-            return Err(format!(
+            return Err(PluginError::Settings(format!(
                 "node {:?} is an etcd member: its keys are read through etcd's API, give it no roots",
                 node.name
-            ));
+            )));
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 //! backup (and when the snapshot failed), so the system keeps what strata keeps.
 
 use super::engine_api::{checked_id, field, is_one_of, Caller, Vars, ANSWER_LIMIT};
-use super::{ExternalError, ExternalOutcome, ExternalSnapshot, Plugin};
+use super::{ExternalError, ExternalOutcome, ExternalSnapshot, Plugin, PluginError};
 use crate::config::{Config, NodeConfig};
 use crate::hooks::{HookAction, HookEnv};
 use std::collections::BTreeMap;
@@ -352,12 +352,12 @@ impl Plugin for External {
             External::Command(_) => "command",
         }
     }
-    fn check_node(&self, node: &NodeConfig) -> Result<(), String> {
-        Err(format!(
+    fn check_node(&self, node: &NodeConfig) -> Result<(), PluginError> {
+        Err(PluginError::Settings(format!(
             "a {} component has no nodes ({:?})",
             self.name(),
             node.name
-        ))
+        )))
     }
     fn node_source(&self, node: &NodeConfig) -> NodeSource {
         super::Files::plain_source(node)
@@ -380,15 +380,16 @@ impl Plugin for External {
         &self,
         recorded: &BTreeMap<String, String>,
         env: &HookEnv,
-    ) -> Result<String, String> {
+    ) -> Result<String, PluginError> {
         let id = recorded
             .get("snapshot_id")
-            .ok_or("the backup recorded no snapshot id")?;
+            .ok_or(PluginError::NotRecorded("snapshot id"))?;
         let env = with_recorded(env, recorded);
         match self {
             External::Http(settings) => http_restore(settings, id, &env).await,
             External::Command(settings) => command_restore(settings, id, &env).await,
         }
+        .map_err(PluginError::System)
     }
 
     async fn probe(&self) -> Option<Result<String, String>> {
@@ -418,7 +419,7 @@ impl Plugin for External {
         &self,
         recorded: &BTreeMap<String, String>,
         env: &HookEnv,
-    ) -> Result<String, String> {
+    ) -> Result<String, PluginError> {
         let Some(id) = recorded.get("snapshot_id") else {
             return Ok("no snapshot recorded".into());
         };
@@ -432,6 +433,7 @@ impl Plugin for External {
                 .await
                 .map(|_| format!("snapshot {id} deleted")),
         }
+        .map_err(PluginError::System)
     }
 }
 
@@ -567,6 +569,7 @@ mod tests {
             .external_restore(&BTreeMap::new(), &env())
             .await
             .unwrap_err();
-        assert!(err.contains("no snapshot id"), "{err}");
+        assert_eq!(err, PluginError::NotRecorded("snapshot id"));
+        assert!(err.to_string().contains("no snapshot id"), "{err}");
     }
 }

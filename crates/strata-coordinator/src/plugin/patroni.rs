@@ -139,7 +139,10 @@ mod tests {
         });
         assert!(under.check_restore_targets(&["m1"]).is_ok());
         let err = under.check_restore_targets(&["m1", "m2"]).unwrap_err();
-        assert!(err.contains("--node"), "{err}");
+        assert!(
+            matches!(&err, crate::plugin::PluginError::Refused(why) if why.contains("--node")),
+            "{err}"
+        );
         assert_eq!(under.hooks("database").len(), 1);
         let plain = crate::plugin::postgres::Postgres::new(&Default::default());
         assert!(plain.check_restore_targets(&["m1", "m2"]).is_ok());

@@ -4,7 +4,7 @@
 //! recovers it from the WAL archive. The node side is
 //! [`strata_agent::service::PostgresAgent`].
 
-use super::{Files, Plugin};
+use super::{Files, Plugin, PluginError};
 use crate::config::{Config, NodeConfig, PostgresConfig};
 use crate::node::NodeApi;
 use crate::restore_plan::RestorePlan;
@@ -64,18 +64,18 @@ impl Plugin for Postgres {
         "postgres"
     }
 
-    fn check_node(&self, node: &NodeConfig) -> Result<(), String> {
+    fn check_node(&self, node: &NodeConfig) -> Result<(), PluginError> {
         if node.postgres.is_none() {
-            return Err(format!(
+            return Err(PluginError::Settings(format!(
                 "node {:?} has no [nodes.postgres] section: with plugin = \"postgres\" each node names its data_dir and connection",
                 node.name
-            ));
+            )));
         }
         if !node.roots.is_empty() {
-            return Err(format!(
+            return Err(PluginError::Settings(format!(
                 "node {:?}: with plugin = \"postgres\" the data directory is the root; remove `roots`",
                 node.name
-            ));
+            )));
         }
         Ok(())
     }
@@ -163,25 +163,26 @@ impl Plugin for Postgres {
     }
 
     /// Under Patroni, one member: the others follow it once it leads.
-    fn check_restore_targets(&self, targets: &[&str]) -> Result<(), String> {
+    fn check_restore_targets(&self, targets: &[&str]) -> Result<(), PluginError> {
         if self.settings.patroni_url().is_some() && targets.len() > 1 {
-            return Err(format!(
+            return Err(PluginError::Refused(format!(
                 "a Patroni cluster is restored onto one member, its leader to be: pass --node with one of {}; Patroni rebuilds the others afterwards (`patronictl reinit`)",
                 targets.join(", ")
-            ));
+            )));
         }
         Ok(())
     }
 
     /// Under Patroni, every member has taken the pause.
-    async fn ready_to_restore(&self) -> Result<Option<String>, String> {
+    async fn ready_to_restore(&self) -> Result<Option<String>, PluginError> {
         match self.settings.patroni_url() {
             Some(url) => super::patroni::wait_paused(
                 url,
                 Duration::from_secs(self.settings.patroni_wait_secs),
             )
             .await
-            .map(Some),
+            .map(Some)
+            .map_err(PluginError::System),
             None => Ok(None),
         }
     }

@@ -30,7 +30,7 @@ impl Plugin for Topology {
     fn restore_rank(&self) -> u32 {
         10
     }
-    fn check_node(&self, _node: &NodeConfig) -> Result<(), String> {
+    fn check_node(&self, _node: &NodeConfig) -> Result<(), super::PluginError> {
         Ok(())
     }
     fn node_source(&self, node: &NodeConfig) -> NodeSource {
