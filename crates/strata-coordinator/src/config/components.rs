@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentConfig {
+    /// The component's name, recorded in backups.
     pub name: String,
     /// `files`, `postgres`, `command` or `http`.
     pub plugin: String,
@@ -21,8 +22,11 @@ pub struct ComponentConfig {
     /// topology stores).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<u32>,
+    /// `[components.http]`: the external system's HTTP backup API (with `plugin = "http"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpComponent>,
+    /// `[components.command]`: the commands that drive the external system (with
+    /// `plugin = "command"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<CommandComponent>,
     /// `[components.camunda]`: a Camunda 8 cluster, backed up in Camunda's documented
@@ -45,6 +49,7 @@ pub struct ComponentConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
+    /// The node's name: backups record each node snapshot under it.
     pub name: String,
     /// Address of a remote agent (`http://host:7370`); nodes without one run in-process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -53,6 +58,8 @@ pub struct NodeConfig {
     /// stay empty.
     #[serde(default)]
     pub roots: Vec<String>,
+    /// Globs of paths under the roots not to back up, matched against the path relative to
+    /// the root (a pattern without `/` also matches bare file names).
     #[serde(default)]
     pub exclude: Vec<String>,
     /// Zone (rack, availability zone): recorded in backups; a restore onto nodes with other
@@ -95,6 +102,7 @@ pub struct HttpComponent {
     /// States that mean done, and failed (any other state: still running).
     #[serde(default = "default_done")]
     pub done: Vec<String>,
+    /// States that mean failed.
     #[serde(default = "default_failed")]
     pub failed: Vec<String>,
     /// Restores snapshot `{id}`: `"POST http://engine:8080/backups/{id}/restore"`. Without

@@ -44,20 +44,34 @@ pub const DEFAULT_CONFIG_END: &str = include_str!("default_end.toml");
 /// Problems with the configuration or with what it points at.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The configuration file could not be read.
     #[error("cannot read config file {path}")]
     Read {
+        /// The file that could not be read.
         path: PathBuf,
+        /// Why reading it failed.
         #[source]
         source: std::io::Error,
     },
+    /// The configuration file is not valid TOML or does not fit the settings.
     #[error("invalid config file {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    Parse {
+        /// The configuration file.
+        path: PathBuf,
+        /// What the TOML parser found wrong.
+        message: String,
+    },
+    /// A setting has a value that is refused; the message names the setting.
     #[error("{0}")]
     Invalid(String),
+    /// A secret file (the password, a token) named by the configuration could not be read.
     #[error("cannot read {what} file {path}")]
     SecretFile {
+        /// Which secret the file holds (`password`, a token's name).
         what: &'static str,
+        /// The secret file.
         path: PathBuf,
+        /// Why reading it failed.
         #[source]
         source: std::io::Error,
     },
@@ -67,24 +81,40 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The name of the storage (one of `[storages.*]`) that new backups go to.
     pub default_storage: String,
     /// `files` or `postgres`: what a backup of the nodes is (see [`crate::plugin`]).
     pub plugin: String,
+    /// Where in-process nodes keep their local state (files caches, the scheduler's last
+    /// starts, scratch copies of drills); unset: `$STRATA_STATE_DIR`, then
+    /// `$XDG_STATE_HOME/strata`, then `~/.local/state/strata`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state_dir: Option<PathBuf>,
+    /// Where the repository password comes from (`[password]`).
     pub password: PasswordConfig,
+    /// Settings used when creating a repository (`[repository]`).
     pub repository: RepositoryConfig,
+    /// Tuning of backups (`[backup]`).
     pub backup: BackupConfig,
+    /// Tuning of restores (`[restore]`).
     pub restore: RestoreConfig,
+    /// Retries of storage requests (`[retry]`).
     pub retry: RetrySettings,
+    /// The local cache of immutable objects of object storages (`[cache]`).
     pub cache: CacheConfig,
+    /// The storages backups can go to, by name (`[storages.<name>]`).
     pub storages: BTreeMap<String, StorageConfig>,
+    /// The nodes of the cluster (`[[nodes]]`).
     pub nodes: Vec<NodeConfig>,
+    /// The API server and the agents' addresses and tokens (`[server]`).
     pub server: ServerConfig,
+    /// Which backups `strata cleanup` keeps (`[retention]`).
     pub retention: RetentionConfig,
     /// Garbage collection (`[gc]`).
     pub gc: GcConfig,
+    /// The jobs `strata server` runs on a schedule (`[[schedules]]`).
     pub schedules: Vec<ScheduleConfig>,
+    /// PostgreSQL settings of the `postgres` plugin (`[postgres]`).
     pub postgres: PostgresConfig,
     /// Where to tell other systems about operations (`[[webhooks]]`).
     pub webhooks: Vec<WebhookConfig>,
@@ -109,7 +139,9 @@ pub use strata_postgres::config::PostgresConfig;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PasswordConfig {
+    /// The environment variable holding the password.
     pub env: String,
+    /// Or, when the variable is not set, a file whose first line is the password.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
     /// The ids of the key files (`keys/<id>`, `strata key list`) the password may open;
@@ -151,6 +183,8 @@ impl GcConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RepositoryConfig {
+    /// `aes-256-gcm` (the default) or `none` for storage that encrypts by itself; used by
+    /// `strata init` only.
     pub encryption: String,
 }
 
@@ -158,9 +192,14 @@ pub struct RepositoryConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BackupConfig {
+    /// zstd level for new data; 0 disables compression (incompressible data is always stored
+    /// raw).
     pub compression_level: i32,
+    /// Target size of pack files, in MiB: bigger means fewer requests and more memory.
     pub pack_size_mib: u32,
+    /// Threads that compress and encrypt; 0 means one per CPU core.
     pub threads: usize,
+    /// Pack uploads in flight at once.
     pub uploads: usize,
 }
 
@@ -168,6 +207,7 @@ pub struct BackupConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestoreConfig {
+    /// Files restored in parallel; 0 means one per CPU core plus one.
     pub workers: usize,
 }
 

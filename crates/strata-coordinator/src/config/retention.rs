@@ -68,16 +68,22 @@ impl PolicyOverrides {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
+    /// Keep the newest N complete backups.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_last: Option<u32>,
+    /// Keep the newest backup of each of the last N hours that have one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the last N days that have one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months that have one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last N years that have one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_yearly: Option<u32>,
     /// A duration such as `14d` or `2w3d`, from the newest complete backup.

@@ -26,6 +26,7 @@ pub struct ServerConfig {
     /// PEM certificate chain and key: both set switches TLS on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `tls_cert`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
     /// PEM CA certificate trusted for `https://` agents and servers besides the system's.
@@ -127,6 +128,7 @@ pub enum TokenRole {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamedToken {
+    /// The token's name: who the audit log records for its requests.
     pub name: String,
     /// `admin` (the default: everything) or `read` (`GET` requests only).
     #[serde(default, skip_serializing_if = "is_admin")]
@@ -157,7 +159,9 @@ impl NamedToken {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecretSource {
+    /// The environment variable holding the secret.
     pub env: String,
+    /// Or, when the variable is not set, a file whose first line is the secret.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<PathBuf>,
 }

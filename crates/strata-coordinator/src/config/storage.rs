@@ -29,7 +29,10 @@ impl Default for CacheConfig {
 pub struct RetrySettings {
     /// Attempts in all, including the first; 0 for as many as `budget_secs` allows.
     pub attempts: u32,
+    /// Wait before the first retry, in milliseconds; each wait doubles up to
+    /// `max_backoff_ms` and is between half its ceiling and the ceiling.
     pub initial_backoff_ms: u64,
+    /// The ceiling of one wait between attempts, in milliseconds.
     pub max_backoff_ms: u64,
     /// The most time one request waits between its attempts, in all: a storage away for
     /// less is ridden out.
