@@ -58,9 +58,13 @@ use strata_repo::{BlobId, RepoError, Repository};
 /// What a collection found and did.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct GcReport {
+    /// Nothing was deleted or rewritten: the report says what a collection would do.
     pub dry_run: bool,
+    /// Backups read for the blobs they reference.
     pub backups: usize,
+    /// Blobs the backups and the archive records (WAL) reference: their packs stay.
     pub referenced_blobs: u64,
+    /// Packs kept: those the index still lists.
     pub packs_kept: u64,
     /// Mostly-garbage packs whose live blobs were moved to new packs (then condemned).
     pub packs_repacked: u64,
@@ -74,6 +78,7 @@ pub struct GcReport {
     /// condemned (the next run deletes them).
     #[serde(default)]
     pub packs_waiting: u64,
+    /// Packs deleted by this run (condemned earlier, or unindexed past the grace period).
     pub packs_deleted: u64,
     /// Packs no index lists, past the grace period, kept because a writer may still run
     /// (it may be about to index them, however long it has run): the first run with no
@@ -82,6 +87,7 @@ pub struct GcReport {
     pub unindexed_waiting: u64,
     /// Bytes of the deleted packs.
     pub bytes_freed: u64,
+    /// Index objects rewritten into new ones (then deleted) to drop what the deleted packs held.
     pub index_objects_replaced: u64,
     /// Manifests, pins and verification records of backups that no longer exist.
     pub manifests_deleted: u64,

@@ -14,11 +14,13 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OpState {
+    /// Started and not ended yet.
     Running,
     /// Done, everything as asked.
     Succeeded,
     /// Done, but some files or nodes were not handled (see the result).
     Partial,
+    /// Ended without doing what was asked (see the error).
     Failed,
 }
 
@@ -32,10 +34,13 @@ impl OpState {
 /// One node's part of an operation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeStatus {
+    /// The node's configured name.
     pub name: String,
     /// `waiting`, `scanning`, `uploading`, `finishing`, `restoring`, `done`, `failed`.
     pub phase: String,
+    /// Live counters of the node's current step.
     pub progress: ProgressSnapshot,
+    /// Why the node's part failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -43,12 +48,15 @@ pub struct NodeStatus {
 /// An operation as clients see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OperationStatus {
+    /// The operation's id.
     pub id: String,
     /// `backup` or `restore`.
     pub kind: String,
+    /// Where the operation stands.
     pub state: OpState,
     /// RFC 3339.
     pub started: String,
+    /// Every node taking part, with its phase and progress.
     pub nodes: Vec<NodeStatus>,
     /// The backup summary or restore report once done.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -45,7 +45,9 @@ pub const INDEX_BATCH_BLOBS: usize = 65_536;
 /// A pack whose header does not decode.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct DamagedPack {
+    /// The pack's storage key.
     pub key: String,
+    /// Why its header does not decode.
     pub reason: String,
     /// Blobs of the pack still indexed, from a readable old index object (0: all lost
     /// unless another pack holds them).
@@ -55,9 +57,11 @@ pub struct DamagedPack {
 /// What `repair index` found and did.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct IndexRepairReport {
+    /// Nothing was written or deleted: the report says what a repair would do.
     pub dry_run: bool,
     /// Packs whose header was read and indexed.
     pub packs_indexed: u64,
+    /// Blobs entered in the new index.
     pub blobs_indexed: u64,
     /// Old index objects that did not decode.
     pub damaged_index: Vec<DamagedObject>,
@@ -79,6 +83,7 @@ pub struct IndexRepairReport {
 /// What `repair backups` did (or would do) to one backup.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct BackupRepair {
+    /// The backup's name.
     pub backup: String,
     /// `rebuilt` (summary rebuilt from its manifests), `dropped` (nothing salvageable),
     /// or `marked` (summary kept, nodes or files marked as lost).
@@ -97,6 +102,7 @@ pub struct BackupRepair {
 /// What `repair backups` found and did.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct BackupsRepairReport {
+    /// Nothing was written or deleted: the report says what a repair would do.
     pub dry_run: bool,
     /// Backups checked.
     pub backups: u64,

@@ -17,17 +17,22 @@ use serde::Serialize;
 /// A backup as retention sees it.
 #[derive(Debug, Clone)]
 pub struct Candidate {
+    /// The backup's name.
     pub name: String,
+    /// When the backup started; the hourly, daily and other rules bucket it by this time.
     pub started: DateTime<Utc>,
     /// Complete, as opposed to failed or partial.
     pub complete: bool,
+    /// Pinned (`strata pin`): kept whatever the rules say.
     pub pinned: bool,
 }
 
 /// What the policy decided for one backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Decision {
+    /// The backup's name.
     pub name: String,
+    /// Whether the policy keeps the backup.
     pub keep: bool,
     /// The rules that keep it (empty when it is removed).
     pub reasons: Vec<String>,
@@ -203,11 +208,17 @@ pub fn local_time(tz: Tz, y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<
 /// One backup in a cleanup report.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CleanupRow {
+    /// The backup's name.
     pub name: String,
+    /// When the backup started (RFC 3339).
     pub started: String,
+    /// The backup's status (`complete`, `partial`, `failed`).
     pub status: String,
+    /// Pinned (`strata pin`): kept whatever the rules say.
     pub pinned: bool,
+    /// Whether the policy keeps the backup (a removed one is gone unless `dry_run`).
     pub keep: bool,
+    /// The rules that keep it (empty when it is removed).
     pub reasons: Vec<String>,
 }
 
@@ -323,6 +334,7 @@ pub async fn cleanup(
 /// collection after both. The CLI, the API and the scheduler all report this one shape.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CleanupReport {
+    /// Nothing was removed: the report says what a cleanup would do.
     pub dry_run: bool,
     /// Every backup with its decision and the rules that keep it.
     pub backups: Vec<CleanupRow>,

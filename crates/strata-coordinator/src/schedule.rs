@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 /// Where the scheduler gets the time.
 pub trait Clock: Send + Sync {
+    /// The current time.
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -71,22 +72,29 @@ impl JobError {
 pub struct RunRecord {
     /// RFC 3339.
     pub started: String,
+    /// When the run ended (RFC 3339); none while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<String>,
     /// `running`, `succeeded`, `failed` or `skipped`.
     pub outcome: String,
+    /// What the job said when it ended: its result, or why it failed or was skipped.
     pub detail: String,
 }
 
 /// A job as `strata schedules` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JobStatus {
+    /// The job's name (`name` of its `[[schedules]]` entry, by default the job).
     pub name: String,
+    /// What runs: `backup`, `cleanup`, `verify`, `drill`, `tables` or `sql`.
     pub job: String,
+    /// When it runs: a cron expression of 5 fields, or 6 with seconds first.
     pub cron: String,
+    /// The IANA time zone the cron expression is read in.
     pub timezone: String,
     /// RFC 3339.
     pub next: Option<String>,
+    /// The last run, if any.
     pub last: Option<RunRecord>,
     /// Runs skipped because the previous one was still running, since the server started.
     pub skipped: u64,

@@ -20,19 +20,30 @@ use strata_repo::{BlobId, Repository};
     Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq, PartialOrd, Ord, utoipa::ToSchema,
 )]
 pub struct DamagedFile {
+    /// The backup that holds the file.
     pub backup: String,
+    /// The node of the backup the file belongs to.
     pub node: String,
+    /// The file's path in the node's manifest, or a note in parentheses when the damage hides
+    /// which files (an unreadable manifest or part of one).
     pub path: String,
 }
 
 /// What a verification found.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct VerifyReport {
+    /// Backups checked.
     pub backups: u64,
+    /// Node manifests read.
     pub manifests: u64,
+    /// Files whose chunks were looked up in the index.
     pub files: u64,
+    /// Blobs read from their packs, decrypted and checked against their ids (when pack
+    /// data is read).
     pub blobs_checked: u64,
+    /// Packs read whole and checked against their hashes (when pack data is read).
     pub packs_checked: u64,
+    /// Size of the packs read, in bytes.
     pub bytes_read: u64,
     /// Every problem, one line each. Empty when all is well.
     pub problems: Vec<String>,
@@ -422,9 +433,13 @@ pub async fn run_verify_with(
 /// What a restore drill did.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct DrillReport {
+    /// The backup the drill restored.
     pub backup: String,
+    /// Nodes restored.
     pub nodes: u64,
+    /// Files that came back with the size their manifest records.
     pub files: u64,
+    /// The bytes of those files.
     pub bytes: u64,
     /// Everything that did not come back as the manifest says, and damage the database
     /// checks found. Empty when all is well.

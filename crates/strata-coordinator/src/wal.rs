@@ -148,6 +148,7 @@ pub async fn read_ahead(config: &Config, store: &DynStore) -> Option<ReadAhead> 
 /// What a `wal-fetch` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fetched {
+    /// Size of the file written to the destination, in bytes.
     pub bytes: u64,
     /// Whether the file came from the spool (read ahead earlier) rather than the archive.
     pub from_spool: bool,
@@ -262,16 +263,22 @@ async fn segment_size(repo: &Repository) -> CoordinatorResult<u64> {
 /// backup whether all WAL from its start to the newest archived segment is there.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct WalListing {
+    /// The archive's runs of segments and their gaps, per timeline, and its history files.
     pub archive: ArchiveReport,
+    /// Every PostgreSQL backup, with whether its WAL is archived.
     pub backups: Vec<BackupWal>,
 }
 
 /// One PostgreSQL backup's view of the archive.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct BackupWal {
+    /// The backup's name.
     pub backup: String,
+    /// The PostgreSQL timeline the backup was taken on.
     pub timeline: u32,
+    /// The WAL segment the backup starts in.
     pub start_wal: String,
+    /// The WAL segment the backup stops in: recovery must reach it to be consistent.
     pub stop_wal: String,
     /// Whether the WAL that makes it consistent is archived.
     pub consistent: bool,
@@ -383,6 +390,7 @@ pub struct WalVerifyReport {
 /// An archived WAL file that did not read back intact.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct DamagedWal {
+    /// The file's name in the archive.
     pub name: String,
     /// What is wrong with it.
     pub why: String,
@@ -406,6 +414,7 @@ pub struct WalExpiry {
     /// The first segment the oldest kept PostgreSQL backup needs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest_needed: Option<String>,
+    /// The archived WAL files removed (or, on a dry run, those that would be).
     pub removed: Vec<String>,
 }
 

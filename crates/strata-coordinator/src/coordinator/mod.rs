@@ -80,11 +80,16 @@ use run::*;
 /// A node as `status` sees it.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeState {
+    /// The node's configured name.
     pub name: String,
+    /// Where the node is, for messages: `in-process` or its agent's URL.
     pub location: String,
+    /// Whether the node answered.
     pub reachable: bool,
+    /// What the node said about itself, when it answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<NodeMetadata>,
+    /// Why the node could not be asked, when it did not answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -92,9 +97,13 @@ pub struct NodeState {
 /// `strata status`: nodes, locks, running operations.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ClusterStatus {
+    /// The storage the repository is on (its name in `[storages.*]`).
     pub storage: String,
+    /// Every configured node and whether it answers.
     pub nodes: Vec<NodeState>,
+    /// The locks held on the repository.
     pub locks: Vec<LockRecord>,
+    /// The operations this coordinator runs or ran.
     pub operations: Vec<OperationStatus>,
     /// What hooks hold paused now: since when, by which operation (see
     /// [`crate::hooks`]).

@@ -21,14 +21,18 @@ pub mod cache;
 /// A backup and the storage that holds it.
 #[derive(Debug, Clone)]
 pub struct Located {
+    /// The name of the storage (in `[storages.*]`) that holds the backup.
     pub storage: String,
+    /// The backup's summary.
     pub summary: BackupSummary,
 }
 
 /// A summary that does not decode and the storage that holds it.
 #[derive(Debug, Clone)]
 pub struct LocatedDamage {
+    /// The name of the storage (in `[storages.*]`) that holds the summary.
     pub storage: String,
+    /// The object that does not decode, and why.
     pub object: strata_repo::DamagedObject,
 }
 
@@ -44,7 +48,9 @@ pub const MAX_PAGE: usize = 1000;
 /// of the previous page).
 #[derive(Debug, Clone)]
 pub struct PageQuery {
+    /// Most backups on the page (`usize::MAX`: all).
     pub limit: usize,
+    /// The `next` of the previous page; none for the first page.
     pub cursor: Option<String>,
 }
 

@@ -94,7 +94,12 @@ pub enum Decision {
     /// A live holder has it.
     Busy,
     /// Write `generation`; `took_over` when that ends an expired (or dead) holder's lock.
-    Take { generation: u64, took_over: bool },
+    Take {
+        /// The generation to write: one past the newest read.
+        generation: u64,
+        /// Whether writing it ends an expired (or dead) holder's lock.
+        took_over: bool,
+    },
 }
 
 /// The decision at wall-clock `now_ms` on the newest generation read (`None`: the chain

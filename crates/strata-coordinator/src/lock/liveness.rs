@@ -38,8 +38,11 @@ pub struct Liveness {
 /// A file its holder keeps `flock`ed for as long as it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AliveFile {
+    /// The file's path on the holder's host.
     pub path: String,
+    /// The device number of the file, so a file replaced at the same path is told apart.
     pub dev: u64,
+    /// The inode number of the file, so a file replaced at the same path is told apart.
     pub ino: u64,
 }
 

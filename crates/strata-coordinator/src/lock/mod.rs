@@ -64,6 +64,7 @@ impl LockState {
 /// What a lock object says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LockRecord {
+    /// The id of the operation that holds (or held) the lock.
     pub operation: String,
     /// `backup`, `restore` or `delete`.
     pub kind: String,
@@ -76,6 +77,7 @@ pub struct LockRecord {
     /// The generation of the chain this record is (1 for the first).
     #[serde(default)]
     pub generation: u64,
+    /// Where this generation of the chain stands (omitted when held).
     #[serde(default, skip_serializing_if = "LockState::is_held")]
     pub state: LockState,
     /// For a lock taken over: whose expired lock it ended.
@@ -205,20 +207,25 @@ fn abandon(operation: &str) {
 /// Why the lock could not be taken or kept.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
+    /// Another live operation holds the lock (its description).
     #[error("the cluster is busy: {0} holds it; try again when it has ended")]
     Busy(String),
     /// The storage answered a lock or mark write so late that nobody may trust it (the
     /// write was given back): busy in effect, but no other operation holds it.
     #[error("the storage took {took_secs:.1} s or more to write the {what} (it lives {ttl_secs:.1} s), so it was given back; try again, or raise [server] lease_ttl_secs for a slow storage")]
     TooSlow {
+        /// What was written (`cluster lock`, a writer's mark).
         what: String,
+        /// How long the write took at least, in seconds.
         took_secs: f32,
+        /// How long the lock or mark lives unless renewed, in seconds.
         ttl_secs: f32,
     },
     /// The holder lost its lock: taken over by another process, or not renewed within
     /// its TTL. Nothing more may become visible under it.
     #[error("lost the cluster lock: {0}")]
     Lost(String),
+    /// The lock could not be read or written on the storage.
     #[error("cannot read or write the cluster lock in the repository")]
     Store(#[from] strata_store::StoreError),
 }

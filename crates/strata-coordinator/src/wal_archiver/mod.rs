@@ -62,18 +62,24 @@ pub fn socket_path(config: &Config) -> PathBuf {
 /// operator watches).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ArchiverStatus {
+    /// When the archiver started (RFC 3339).
     pub started: String,
     /// Files stored (newly or again) since the start.
     pub archived_files: u64,
+    /// The bytes of those files.
     pub archived_bytes: u64,
+    /// Batches run since the start, failed ones included: the files of a batch are stored
+    /// under one writer's mark.
     pub batches: u64,
     /// Batches that failed (their pushes were answered with the failure).
     pub failures: u64,
+    /// The newest failure: when (RFC 3339) and what went wrong.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<String>,
     /// The newest file stored, and when.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_archived: Option<String>,
+    /// When the newest file was stored (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_archived_at: Option<String>,
     /// Pushes waiting for a batch.
@@ -81,6 +87,7 @@ pub struct ArchiverStatus {
     /// Segments PostgreSQL has marked ready and not seen archived yet, in the `pg_wal`
     /// of the last push, and the age of the oldest in seconds: the archive lag.
     pub ready_segments: usize,
+    /// The age of the oldest of those ready segments, in seconds.
     pub oldest_ready_secs: u64,
     /// Segments `wal-push` acknowledged without archiving them (`postgres.wal_queue_max_mib`).
     #[serde(default)]

@@ -18,7 +18,10 @@ pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum Request {
     /// Archive the file at this absolute path (and the ready segments after it); answered
     /// once the repository holds it.
-    Push { path: String },
+    Push {
+        /// The absolute path of the WAL file PostgreSQL asks to archive.
+        path: String,
+    },
     /// What the archiver has done so far.
     Status,
 }
@@ -29,31 +32,40 @@ pub enum Request {
 pub enum Answer {
     /// The files of the push that the repository now holds, the requested one first.
     Pushed {
+        /// One outcome per file archived, the requested one first.
         outcomes: Vec<Pushed>,
     },
     /// Not archived now; PostgreSQL should call again shortly (the queue is full, garbage
     /// collection holds the repository).
     Busy {
+        /// What keeps the archiver from taking the file now.
         why: String,
     },
     /// Not archived: why.
     Failed {
+        /// What went wrong.
         why: String,
     },
+    /// The answer to [`Request::Status`]: what the archiver has done so far.
     Status(Box<super::ArchiverStatus>),
 }
 
 /// Why a line could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
+    /// The connection closed before a whole line came.
     #[error("the other side closed the connection without a line")]
     Closed,
+    /// The line grew past [`MAX_LINE`] bytes without a newline.
     #[error("a line longer than {MAX_LINE} bytes")]
     TooLong,
+    /// No whole line came within the time allowed (the duration).
     #[error("no complete line within {0:?}")]
     Timeout(Duration),
+    /// The line is not the JSON of a request or answer.
     #[error("the line does not decode: {0}")]
     Decode(#[from] serde_json::Error),
+    /// Reading from the socket failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
