@@ -14,6 +14,7 @@ use strata_repo::Repository;
 /// One entry of a backup as a listing shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FileEntry {
+    /// The backup node the entry belongs to.
     pub node: String,
     /// Path inside the node's root (lossy UTF-8 for other names).
     pub path: String,
@@ -24,7 +25,9 @@ pub struct FileEntry {
     pub size: u64,
     /// Permission bits in octal, as `ls -l` users read them (`644`).
     pub mode: String,
+    /// Owner user id.
     pub uid: u32,
+    /// Owner group id.
     pub gid: u32,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,

@@ -14,7 +14,9 @@ use strata_repo::{RepoError, Repository};
 /// A storage of the configuration and its repository, opened for reading summaries.
 #[derive(Debug, Clone)]
 pub struct Place {
+    /// The storage, opened.
     pub storage: Storage,
+    /// The repository on it.
     pub repo: Arc<Repository>,
 }
 
@@ -22,6 +24,7 @@ pub use crate::listing::{Located, LocatedDamage};
 
 /// Every storage of the configuration, default first.
 pub struct Catalog {
+    /// The storages that could be opened, the default first.
     pub places: Vec<Place>,
     /// Storages that could not be opened, with the reason (one line each).
     pub unavailable: Vec<(String, String)>,

@@ -26,10 +26,14 @@ use strata_agent::api::{HookRequest, HookStep};
 /// One component, as a coordinator drives it.
 #[derive(Clone)]
 pub struct Component {
+    /// The component's name (`name` of its `[[components]]` entry).
     pub name: String,
+    /// The plugin that backs it up and restores it.
     pub plugin: Arc<dyn Plugin>,
     /// Indexes of its nodes in the coordinator's node list.
     pub nodes: Vec<usize>,
+    /// Not deployed everywhere: when none of its nodes answers (or it fails), the backup
+    /// records it `absent` (or `failed`) and is not failed for it.
     pub optional: bool,
     /// Restore order, lower first.
     pub order: u32,
@@ -95,6 +99,7 @@ pub fn from_config(config: &Config, nodes: &[&str]) -> Vec<Component> {
 /// The hooks of a coordinator and where it records pauses.
 #[derive(Debug, Clone, Default)]
 pub struct HookSet {
+    /// The hooks of the configuration (`[[hooks]]`).
     pub hooks: Vec<HookConfig>,
     /// Pause/resume pairs components issue themselves ([`Plugin::implied_hooks`]): never
     /// run as hooks, but their records are resumed like the configuration's own.

@@ -19,6 +19,7 @@ use strata_repo::{BlobId, Repository};
 /// What a copy did.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CopyReport {
+    /// The backup copied.
     pub backup: String,
     /// Distinct blobs the backup references.
     pub blobs: u64,

@@ -20,10 +20,13 @@ use strata_repo::RepoError;
 /// Errors of cluster operations.
 #[derive(Debug, thiserror::Error)]
 pub enum CoordinatorError {
+    /// The repository refused or failed (a damaged object, the storage, the key).
     #[error(transparent)]
     Repo(#[from] RepoError),
+    /// A node's agent failed.
     #[error(transparent)]
     Agent(#[from] AgentError),
+    /// The configuration is wrong or points at something missing.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     /// The requested backup does not exist or is ambiguous.

@@ -12,7 +12,9 @@ use std::sync::Arc;
 /// The jobs of a coordinator: backups of its cluster, cleanup with its retention policy,
 /// verification of its repository.
 pub struct ClusterJobs {
+    /// The coordinator that runs the backups, cleanups and verifications.
     pub coordinator: Arc<crate::coordinator::Coordinator>,
+    /// The policy a cleanup applies.
     pub retention: crate::config::RetentionConfig,
 }
 

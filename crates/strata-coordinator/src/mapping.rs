@@ -11,14 +11,18 @@ use std::collections::BTreeMap;
 /// A backup node to restore: its name and the zone it was in.
 #[derive(Debug, Clone)]
 pub struct SourceNode<'a> {
+    /// The node's name in the backup.
     pub name: &'a str,
+    /// The zone the node was in when backed up, if one was configured.
     pub zone: Option<&'a str>,
 }
 
 /// A configured node that can receive one: its name and zone.
 #[derive(Debug, Clone)]
 pub struct TargetNode<'a> {
+    /// The node's name in `[[nodes]]`.
     pub name: &'a str,
+    /// The node's configured zone, if any.
     pub zone: Option<&'a str>,
 }
 

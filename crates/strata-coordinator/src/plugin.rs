@@ -139,6 +139,7 @@ pub use postgres::Postgres;
 /// Why a component's data does not belong with the rest of a backup once stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NotTogether {
+    /// What does not fit, for the backup's record and the log.
     pub why: String,
     /// How many more times the whole backup may run for this: what was read changed
     /// while the backup ran, so a new attempt may find it still (etcd's `on_change =

@@ -10,8 +10,12 @@ use strata_repo::Repository;
 /// What a restore into a directory of this machine did for one node.
 #[derive(Debug, Clone)]
 pub struct DirRestore {
+    /// The backup node restored.
     pub node: String,
+    /// The directory it was restored into: the target itself for one node, else a
+    /// subdirectory named after the node.
     pub target: PathBuf,
+    /// What the restore did: files written, kept, and what failed.
     pub report: RestoreReport,
 }
 

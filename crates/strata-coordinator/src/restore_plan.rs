@@ -43,8 +43,10 @@ pub struct NodeRestore {
     pub source: String,
     /// The node it was restored to.
     pub node: String,
+    /// What the node's agent reported, when the restore of the node ran to its end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<RestoreReply>,
+    /// Why the node's restore failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -52,6 +54,7 @@ pub struct NodeRestore {
 /// What a restore did for an external component (`command`, `http`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ComponentRestore {
+    /// The component's name.
     pub component: String,
     /// What the system reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -60,6 +63,7 @@ pub struct ComponentRestore {
     /// this many steps the operator runs against the system; strata wrote nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checklist_steps: Option<usize>,
+    /// Why the component's restore failed, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -67,7 +71,9 @@ pub struct ComponentRestore {
 /// What a restore did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RestoreOutcome {
+    /// The backup restored.
     pub backup: String,
+    /// Every backup node restored, with where it went and how it went.
     pub nodes: Vec<NodeRestore>,
     /// External components restored through their system's API.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -76,6 +82,7 @@ pub struct RestoreOutcome {
     /// paused).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hook_errors: Vec<String>,
+    /// How long the restore took, in milliseconds.
     pub duration_ms: u64,
 }
 

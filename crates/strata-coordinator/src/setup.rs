@@ -72,7 +72,9 @@ pub use crate::plugin::postgres::wal_fetch_command;
 /// The repository the coordinator already has open, for in-process agents: one index in
 /// memory, whatever the number of nodes.
 pub struct SharedRepo {
+    /// The name of the storage (in `[storages.*]`) the repository is on.
     pub storage: String,
+    /// The open repository.
     pub repo: Arc<Repository>,
 }
 

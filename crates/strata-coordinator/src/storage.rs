@@ -18,8 +18,12 @@ use strata_store::{
 /// A storage ready for use, with its request counter.
 #[derive(Debug, Clone)]
 pub struct Storage {
+    /// The storage's name in `[storages.*]`.
     pub name: String,
+    /// The store to use: retried, cached (for object storages) and fenced.
     pub store: DynStore,
+    /// Counts the requests that reach the storage: each attempt of a retried request
+    /// counts, a cache hit does not.
     pub requests: CountingStore,
 }
 

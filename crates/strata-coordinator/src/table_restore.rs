@@ -65,7 +65,9 @@ fn stopped_error(why: String) -> CoordinatorError {
 /// What a table restore did.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct TableRestoreReport {
+    /// The backup the tables came from.
     pub backup: String,
+    /// The backup node whose database they came from.
     pub node: String,
     /// A line per phase and per table.
     pub lines: Vec<String>,

@@ -21,6 +21,7 @@ const PREFIX: &str = strata_repo::layout::VERIFIED;
 pub struct VerifyRecord {
     /// Unix milliseconds.
     pub when_ms: u64,
+    /// Whether the verification found the backup whole.
     pub ok: bool,
     /// `structure`, `data`, `data-subset-<percent>` or `restore`.
     pub mode: String,

@@ -25,7 +25,9 @@ use std::path::{Path, PathBuf};
 /// WAL that PostgreSQL has marked ready and not yet seen archived.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Waiting {
+    /// Segments marked ready.
     pub segments: usize,
+    /// Their size, in bytes.
     pub bytes: u64,
 }
 
@@ -59,6 +61,7 @@ pub fn waiting(segment: &Path) -> Waiting {
 pub struct Drops {
     /// Segments acknowledged without being archived, ever (until the file is removed).
     pub count: u64,
+    /// The newest drop, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last: Option<Dropped>,
 }
@@ -66,6 +69,7 @@ pub struct Drops {
 /// One dropped segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Dropped {
+    /// The dropped segment's name.
     pub name: String,
     /// When it was dropped (RFC 3339).
     pub at: String,

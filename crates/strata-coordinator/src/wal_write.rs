@@ -27,6 +27,7 @@ pub enum WalError {
     /// The repository could not be opened (configuration, password, storage).
     #[error(transparent)]
     Open(CoordinatorError),
+    /// Storing the files failed (the storage, the lock, the repository).
     #[error(transparent)]
     Failed(#[from] CoordinatorError),
 }

@@ -38,6 +38,8 @@ pub(crate) fn check(hooks: &[WebhookConfig]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Whether `name` is an event pattern a `[[webhooks]]` entry may list: `*`, or
+/// `KIND.PHASE` with a kind and phase strata sends, or `KIND.*`.
 pub fn valid_event_pattern(name: &str) -> bool {
     if name == "*" {
         return true;

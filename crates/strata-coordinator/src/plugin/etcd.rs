@@ -19,6 +19,7 @@ use strata_repo::summary::NodeSummary;
 /// The etcd plugin of one component.
 #[derive(Debug, Clone)]
 pub struct Etcd {
+    /// How to reach the etcd cluster and which keys to back up (`[components.etcd]`).
     pub settings: strata_etcd::Settings,
     /// `OLD=NEW` rewrites every restore applies.
     pub rename: Vec<String>,

@@ -91,7 +91,9 @@ impl CommandComponent {
 /// The `command` and `http` plugins: an external system's own backup API.
 #[derive(Debug, Clone)]
 pub enum External {
+    /// `plugin = "http"`: the system's HTTP backup API (`[components.http]`).
     Http(Box<HttpComponent>),
+    /// `plugin = "command"`: commands that drive the system (`[components.command]`).
     Command(CommandComponent),
 }
 

@@ -23,6 +23,7 @@ pub struct Postgres {
 }
 
 impl Postgres {
+    /// The plugin for a cluster with these `[postgres]` settings.
     pub fn new(settings: &PostgresConfig) -> Self {
         Postgres {
             settings: settings.clone(),
