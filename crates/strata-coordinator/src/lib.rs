@@ -10,6 +10,8 @@
 //! This file is the index; docs/architecture.md ("The coordinator's rooms") draws the
 //! modules and their arrows, which point down only (`scripts/module-cycles.py`).
 
+#![deny(missing_docs)]
+
 // Composition and edges' entry points.
 pub mod jobs;
 pub mod keys;
