@@ -95,18 +95,3 @@ pub(crate) async fn wait_for_pause(path: &Path) {
         let _ = done.wait_for(|ended| *ended).await;
     }
 }
-
-/// Records resumed in this process whose files could be neither removed nor rewritten:
-/// never resumed again here.
-static RESUMED_HERE: LazyLock<Mutex<std::collections::HashSet<PathBuf>>> =
-    LazyLock::new(Default::default);
-
-/// Remembers that the record at `path` was resumed (its file could not be changed).
-pub(crate) fn remember_resumed(path: PathBuf) {
-    RESUMED_HERE.lock().unwrap().insert(path);
-}
-
-/// Whether the record at `path` was resumed by this process already.
-pub(crate) fn resumed_here(path: &Path) -> bool {
-    RESUMED_HERE.lock().unwrap().contains(path)
-}

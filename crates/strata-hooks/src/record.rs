@@ -1,0 +1,293 @@
+//! Pause records: a pause written durably before it is issued, so whoever comes next
+//! can resume it; who holds one, and where they live.
+
+use crate::action::*;
+use crate::config::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use strata_util::valid_id;
+
+/// A pause that was issued (or attempted) and not yet resumed, as written to
+/// `<state_dir>/pauses/<id>.json` before the pause is issued.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PauseRecord {
+    /// The file's stem: `<operation id>-<hook index>`.
+    pub id: String,
+    /// The hook's name.
+    pub hook: String,
+    /// The operation that paused.
+    pub operation: String,
+    /// The component paused; `None` when the pause was around the whole operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub component: Option<String>,
+    /// The node paused; `None` when the pause was not tied to one node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// RFC 3339 UTC: when the pause was issued.
+    pub since: String,
+    /// What resumes it, with the environment it gets.
+    #[schema(value_type = Object)]
+    pub resume: HookAction,
+    /// The environment of the pause, which the resume gets too (its phase `resume`).
+    #[schema(value_type = Object)]
+    pub env: HookEnv,
+    /// How long one resume attempt may take, in milliseconds (the hook's `timeout`).
+    pub timeout_ms: u64,
+    /// How often a resume is tried before it is reported as failed (the hook's
+    /// `resume_attempts`).
+    pub attempts: u32,
+    /// The process holding the pause: its pid and start time (a pid alone can be reused).
+    pub holder_pid: u32,
+    /// The holder's start time, in clock ticks since boot (field 22 of
+    /// `/proc/<pid>/stat`); 0 when it could not be read.
+    pub holder_start: u64,
+    /// The last resume's error, once one failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_error: Option<String>,
+    /// The pause call answered (success or an error answer): nothing of it can land
+    /// later. `false` while it runs, and for a call abandoned without an answer or cut
+    /// by a crash: its resume is then sent once more, `late_pause_ms` after the first.
+    #[serde(default)]
+    pub pause_answered: bool,
+    /// The hook's `late_pause`, in milliseconds.
+    #[serde(default = "default_late_pause_ms")]
+    pub late_pause_ms: u64,
+    /// Resumed, but the record could not be removed (a directory that became
+    /// read-only): it is never resumed again, and `status` asks for it to be deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
+}
+pub(crate) fn default_late_pause_ms() -> u64 {
+    30_000
+}
+/// A record as status and metadata show it: the resume's URL and the hook's label cut to
+/// their hosts.
+pub fn shown_record(record: &PauseRecord) -> PauseRecord {
+    PauseRecord {
+        hook: mask_label(&record.hook),
+        resume: record.resume.masked(),
+        resume_error: record.resume_error.as_deref().map(mask_label),
+        ..record.clone()
+    }
+}
+/// The directory of pause records under a state directory.
+pub fn pauses_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("pauses")
+}
+/// This process's start time in clock ticks since boot (field 22 of `/proc/self/stat`),
+/// which tells a live holder from a new process that reused its pid.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: count after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+/// The pid and start time of this process.
+pub(crate) fn this_process() -> (u32, u64) {
+    let pid = std::process::id();
+    (pid, start_time(pid).unwrap_or(0))
+}
+impl PauseRecord {
+    /// Whether the process that holds the pause still runs.
+    pub fn holder_alive(&self) -> bool {
+        start_time(self.holder_pid).is_some_and(|t| t == self.holder_start)
+    }
+
+    /// Whether a live operation still holds the pause, so no one else may resume it:
+    /// its process runs, and when that process is this one, `live_here` says its
+    /// operation still runs here. A record this process keeps after a failed resume is
+    /// not held (its operation ended), so this process's own retries take it up.
+    pub fn held(&self, live_here: impl Fn(&str) -> bool) -> bool {
+        self.holder_alive() && (self.holder_pid != std::process::id() || live_here(&self.operation))
+    }
+
+    pub(crate) fn path(&self, state_dir: &Path) -> PathBuf {
+        pauses_dir(state_dir).join(format!("{}.json", self.id))
+    }
+
+    /// Rewrites the record in place (no new directory entry: for when it cannot be
+    /// removed) as resumed, so that no resumer runs it again.
+    pub(crate) fn mark_resumed(&self, state_dir: &Path) -> std::io::Result<()> {
+        use rustix::fs::{Mode, OFlags};
+        use std::io::Write;
+        let fd = rustix::fs::open(
+            self.path(state_dir),
+            OFlags::WRONLY | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let mut file = std::fs::File::from(fd);
+        let record = PauseRecord {
+            resumed: true,
+            ..self.clone()
+        };
+        file.write_all(&serde_json::to_vec_pretty(&record).expect("records serialize"))?;
+        file.sync_all()
+    }
+
+    /// Writes the record durably (temporary file, fsync, rename, fsync of the directory):
+    /// when this returns, a crash can no longer lose the pause.
+    pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if !valid_id(&self.id) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{:?} is not a pause record id", self.id),
+            ));
+        }
+        let dir = pauses_dir(state_dir);
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)?;
+        let tmp = dir.join(format!(".{}.tmp", self.id));
+        // Never through a link someone planted: a fresh file (O_EXCL), 0600.
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(&serde_json::to_vec_pretty(self).expect("records serialize"))?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, self.path(state_dir))?;
+        std::fs::File::open(&dir)?.sync_all()
+    }
+
+    /// Claims the record for resuming: an exclusive lock on its file, so that two
+    /// resumers (two processes sharing a state directory, or a coordinator's request and
+    /// an agent's own lease-end resume) never run one resume at once. `None` when another
+    /// holds it, or the record is gone (resumed meanwhile). Held until the file is
+    /// dropped; with it, the record as the file holds it now (what was read before the
+    /// claim may be stale), still checked as trusted.
+    pub(crate) fn claim(&self, state_dir: &Path) -> Option<(std::fs::File, PauseRecord)> {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let path = self.path(state_dir);
+        let mut file = std::fs::File::open(&path).ok()?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).ok()?;
+        // Still the file at that path: not one a resumer before us removed or replaced.
+        let (held, now) = (
+            file.metadata().ok()?,
+            std::fs::symlink_metadata(&path).ok()?,
+        );
+        if held.ino() != now.ino() || held.dev() != now.dev() {
+            return None;
+        }
+        trusted(&path, "pause record").ok()?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).ok()?;
+        let current: PauseRecord = serde_json::from_slice(&bytes).ok()?;
+        (current.id == self.id).then_some((file, current))
+    }
+
+    /// Removes the record once resumed.
+    pub fn remove(&self, state_dir: &Path) -> std::io::Result<()> {
+        match std::fs::remove_file(self.path(state_dir)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => std::fs::File::open(pauses_dir(state_dir))?.sync_all(),
+        }
+    }
+}
+/// Whether a pause record (or its directory) may be trusted to say what to run: a file or
+/// directory of this process's user that no one else can write, not a link. A resume is
+/// a command or call run as that user (root, often): a record planted by someone else
+/// must never be run.
+pub(crate) fn trusted(path: &Path, what: &str) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    if meta.file_type().is_symlink() {
+        return Err(format!("{} is a link: not run", path.display()));
+    }
+    if meta.uid() != me || meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "{what} {} belongs to uid {} (mode {:o}), not to this user {me} alone: not run; check who wrote it",
+            path.display(),
+            meta.uid(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+/// The pause records under `state_dir`: what is paused now. Unreadable records, and
+/// records someone else could have written, are reported, never run.
+pub fn paused(state_dir: &Path) -> Vec<Result<PauseRecord, String>> {
+    let dir = pauses_dir(state_dir);
+    if dir.exists() {
+        if let Err(why) = trusted(&dir, "the pause directory") {
+            return vec![Err(why)];
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(pauses_dir(state_dir)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Result<PauseRecord, String>> = entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".json") && !name.starts_with('.')
+        })
+        .map(|e| {
+            let path = e.path();
+            trusted(&path, "pause record")?;
+            let record: PauseRecord = std::fs::read(&path)
+                .map_err(|err| err.to_string())
+                .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|err| err.to_string()))
+                .map_err(|err| format!("pause record {}: {err}", path.display()))?;
+            if record.resumed || resumed_here(&path) {
+                return Err(format!(
+                    "pause record {} was resumed but could not be removed: delete it",
+                    path.display()
+                ));
+            }
+            Ok(record)
+        })
+        .collect();
+    // Oldest first, the unreadable ones last (a total order: a sort may panic without).
+    out.sort_by(|a, b| match (a, b) {
+        (Ok(a), Ok(b)) => a.since.cmp(&b.since),
+        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+        (Err(a), Err(b)) => a.cmp(b),
+    });
+    out
+}
+/// A new pause record for hook number `index` of operation `env.id`, held by this process.
+pub fn new_record(index: usize, hook: &HookConfig, env: &HookEnv) -> PauseRecord {
+    let (pid, start) = this_process();
+    PauseRecord {
+        id: format!("{}-{index}", env.id),
+        hook: hook.label(),
+        operation: env.id.clone(),
+        component: env.component.clone(),
+        node: env.node.clone(),
+        since: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        resume: hook.resume.clone().expect("a pause hook has a resume"),
+        env: env.clone(),
+        timeout_ms: hook.timeout().as_millis() as u64,
+        attempts: hook.resume_attempts,
+        holder_pid: pid,
+        holder_start: start,
+        resume_error: None,
+        pause_answered: false,
+        late_pause_ms: hook.late_pause().as_millis() as u64,
+        resumed: false,
+    }
+}
+
+/// Records resumed in this process whose files could be neither removed nor rewritten:
+/// never resumed again here.
+static RESUMED_HERE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<PathBuf>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Remembers that the record at `path` was resumed (its file could not be changed).
+pub(crate) fn remember_resumed(path: PathBuf) {
+    RESUMED_HERE.lock().unwrap().insert(path);
+}
+
+/// Whether the record at `path` was resumed by this process already.
+pub(crate) fn resumed_here(path: &Path) -> bool {
+    RESUMED_HERE.lock().unwrap().contains(path)
+}
