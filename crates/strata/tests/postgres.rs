@@ -1215,10 +1215,7 @@ fn a_table_restore_stopped_by_sigterm_leaves_nothing_behind() {
     assert!(scratch.is_empty(), "{scratch:?} {stderr}");
     // This site's scratch servers only: other tests restore tables at the same time.
     let ours = format!("{}/table-restore-", site.path("state").display());
-    let running = Command::new("pgrep")
-        .args(["-f", &ours])
-        .output()
-        .unwrap();
+    let running = Command::new("pgrep").args(["-f", &ours]).output().unwrap();
     assert!(
         running.stdout.is_empty(),
         "a scratch server still runs: {}",
