@@ -26,8 +26,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 /// The directory of the ledger under a state directory.
@@ -83,7 +81,7 @@ impl Attempt {
         self.save(dir)
     }
 
-    /// Writes the attempt to `dir` (a new 0600 file, fsynced, renamed into place).
+    /// Writes the attempt to `dir` (see [`strata_util::write_private_file`]).
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         let name = self.file_name().ok_or_else(|| {
             std::io::Error::new(
@@ -94,22 +92,8 @@ impl Attempt {
                 ),
             )
         })?;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)?;
-        let tmp = dir.join(format!(".{name}.tmp"));
-        // Never through a link someone planted: a fresh file.
-        let _ = std::fs::remove_file(&tmp);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(self).expect("attempts serialize"))?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, dir.join(name))?;
-        std::fs::File::open(dir)?.sync_all()
+        let json = serde_json::to_vec_pretty(self).expect("attempts serialize");
+        strata_util::write_private_file(dir, &name, &json)
     }
 
     /// Removes the attempt's file (gone already is fine).

@@ -127,31 +127,15 @@ impl PauseRecord {
     /// Writes the record durably (temporary file, fsync, rename, fsync of the directory):
     /// when this returns, a crash can no longer lose the pause.
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         if !valid_id(&self.id) {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
                 format!("{:?} is not a pause record id", self.id),
             ));
         }
-        let dir = pauses_dir(state_dir);
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
-        let tmp = dir.join(format!(".{}.tmp", self.id));
-        // Never through a link someone planted: a fresh file (O_EXCL), 0600.
-        let _ = std::fs::remove_file(&tmp);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(self).expect("records serialize"))?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, self.path(state_dir))?;
-        std::fs::File::open(&dir)?.sync_all()
+        let json = serde_json::to_vec_pretty(self).expect("records serialize");
+        let name = format!("{}.json", self.id);
+        strata_util::write_private_file(&pauses_dir(state_dir), &name, &json)
     }
 
     /// Claims the record for resuming: an exclusive lock on its file, so that two

@@ -13,6 +13,30 @@
 
 #![deny(missing_docs)]
 
+/// Writes `bytes` as `dir/name`, durably and privately, the way state files must be
+/// written: `dir` made 0700 if missing, a fresh 0600 temporary file (never through a
+/// link someone planted there), fsynced, renamed over `name`, and the directory fsynced.
+/// A reader sees the old file or the new one, never a part; a crash keeps one of them.
+pub fn write_private_file(dir: &std::path::Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, dir.join(name))?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// An error with its causes, `what: why: why`, each said once (a cause whose text the
 /// line already holds is not repeated): the one line strata prints at its edges and
 /// carries across layers as text.

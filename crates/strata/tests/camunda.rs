@@ -138,9 +138,9 @@ nodes = ["n1"]
         (out, summary)
     }
 
-    /// The engine-parts ledger's files.
-    fn ledger(&self) -> Vec<String> {
-        std::fs::read_dir(self.dir.path().join("state/engine-parts"))
+    /// The JSON files under `state/<sub>` (none when it does not exist).
+    fn state_files(&self, sub: &str) -> Vec<String> {
+        std::fs::read_dir(self.dir.path().join("state").join(sub))
             .map(|d| {
                 d.flatten()
                     .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -148,6 +148,11 @@ nodes = ["n1"]
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// The engine-parts ledger's files.
+    fn ledger(&self) -> Vec<String> {
+        self.state_files("engine-parts")
     }
 
     /// Replaces the components' TOML (the rest of the configuration stays).
@@ -160,14 +165,7 @@ nodes = ["n1"]
     }
 
     fn pause_records(&self) -> Vec<String> {
-        std::fs::read_dir(self.dir.path().join("state/pauses"))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.ends_with(".json"))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.state_files("pauses")
     }
 }
 
