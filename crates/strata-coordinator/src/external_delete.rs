@@ -197,7 +197,17 @@ impl ExternalDeletes {
                         }
                         continue;
                     }
-                    Ok(_) | Err(strata_repo::RepoError::NoSuchBackup(_)) => {}
+                    Ok(_) => {}
+                    Err(strata_repo::RepoError::NoSuchBackup(_)) => {
+                        // No summary yet is not "never": a backup that gave up on its
+                        // summary write (or was killed) may still see it land, and a
+                        // listed backup must keep every part. Its writer's mark ends
+                        // only once nothing it issued can land (see `crate::lock::has_ended`).
+                        if let Some(wait) = Self::summary_may_land(repo, &attempt).await {
+                            said.push(wait);
+                            continue;
+                        }
+                    }
                     Err(e) => {
                         said.push(format!(
                             "warning: component {}: the parts of backup {} are kept in the ledger: its summary cannot be read: {e}",
@@ -236,6 +246,31 @@ impl ExternalDeletes {
             }
         }
         said
+    }
+}
+
+impl ExternalDeletes {
+    /// A line saying why the parts of `attempt`, whose backup has no summary, are kept for
+    /// now, or `None` once its summary can no longer land.
+    async fn summary_may_land(
+        repo: &strata_repo::Repository,
+        attempt: &engine_parts::Attempt,
+    ) -> Option<String> {
+        if crate::lock::test_unsafe("parts-ignore-landings") {
+            // Negative control: "no summary" taken as "never".
+            return None;
+        }
+        match crate::lock::backup_may_still_write(repo.store(), &attempt.backup).await {
+            Ok(false) => None,
+            Ok(true) => Some(format!(
+                "component {}: the parts of backup {} (id {}) wait: the backup may still run or its summary may still land in the storage; the first backup, cleanup or delete after its writer's mark has ended (its lease and 15 minutes) deletes them unless the summary records them",
+                attempt.component, attempt.backup, attempt.backup_id
+            )),
+            Err(e) => Some(format!(
+                "warning: component {}: the parts of backup {} (id {}) are kept in the ledger: cannot tell whether its summary may still land: {e}",
+                attempt.component, attempt.backup, attempt.backup_id
+            )),
+        }
     }
 }
 

@@ -843,6 +843,7 @@ fn the_models_rule_for_an_ended_writer_is_the_codes() {
         note: None,
         ttl_ms: Some(ttl),
         process: None,
+        backup: None,
     };
     let boundary = written + ttl + 1_000 + flight;
     for now in [written, written + ttl, boundary - 1, boundary, boundary + 1] {

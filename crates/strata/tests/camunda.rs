@@ -120,8 +120,14 @@ nodes = ["n1"]
     }
 
     fn run(&self, args: &[&str]) -> Out {
+        self.run_env(args, &[])
+    }
+
+    /// [`Site::run`] with environment variables `env` set for the process.
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
         let out = strata_at(self.dir.path(), &self.config)
             .args(args)
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         Out {
@@ -519,7 +525,7 @@ fn the_parts_of_a_killed_attempt_are_deleted_by_the_next_backup() {
     use std::time::Duration;
     let cluster = Cluster::start();
     cluster.zeebe.set(|k| k.polls_to_finish = 1_000_000);
-    let site = Site::new(&camunda(&cluster, ""));
+    let site = Site::new(&(camunda(&cluster, "") + "[server]\nlease_ttl_secs = 1\n"));
     let mut backup = strata_at(site.dir.path(), &site.config)
         .args(["backup", "--json"])
         .stdout(std::process::Stdio::null())
@@ -539,8 +545,15 @@ fn the_parts_of_a_killed_attempt_are_deleted_by_the_next_backup() {
     }
     assert_eq!(site.ledger().len(), 1);
     cluster.zeebe.set(|k| k.polls_to_finish = 0);
-    let (out, summary) = site.backup();
+    // The killed backup's summary write could still land until its writer's mark has
+    // ended: its lease (1 s here), a second, and the longest flight (shortened to 1 s).
+    std::thread::sleep(Duration::from_secs(4));
+    let out = site.run_env(
+        &["backup", "--json"],
+        &[("STRATA_TEST_MAX_FLIGHT_SECS", "1")],
+    );
     assert_eq!(out.code, Some(0), "{out}");
+    let summary: Value = serde_json::from_str(&out.stdout).unwrap();
     let id = component(&summary, "camunda")["external"]["backup_id"]
         .as_str()
         .unwrap()
@@ -1106,4 +1119,79 @@ fn a_delete_slower_than_the_lease_still_deletes_under_a_renewed_lock() {
     );
     let list = site.run(&["list", "--json"]);
     assert!(!list.stdout.contains(name), "{list}");
+}
+
+/// The engines' parts of a backup whose summary write timed out: a cleanup between the
+/// give-up and the landing keeps them (the summary may still land), and once it has
+/// landed the backup is listed complete with every part still in its system.
+fn parts_of_a_summary_that_lands_late(unsafe_rule: Option<&str>) -> (bool, usize) {
+    let cluster = Cluster::start();
+    // A short retry budget: the summary's write is given up on in a second.
+    let site = Site::new(&(camunda(&cluster, "") + "[retry]\nbudget_secs = 1\n"));
+    let late = site.dir.path().join("late");
+    let spec = format!("summaries/:{}", late.display());
+    let failed = site.run_env(&["backup", "--json"], &[("STRATA_TEST_LAND_LATE", &spec)]);
+    assert_ne!(
+        failed.code,
+        Some(0),
+        "its summary never came back: {failed}"
+    );
+    assert_eq!(site.ledger().len(), 1, "{failed}");
+    let mut env = vec![];
+    if let Some(rule) = unsafe_rule {
+        env.push(("STRATA_TEST_UNSAFE", rule));
+    }
+    let cleanup = site.run_env(&["cleanup", "--keep-last", "5"], &env);
+    assert_eq!(cleanup.code, Some(0), "{cleanup}");
+    // The storage applies the summary now.
+    let mut kept: Vec<std::path::PathBuf> = std::fs::read_dir(&late)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "key"))
+        .collect();
+    kept.sort();
+    let key = std::fs::read_to_string(&kept[0]).unwrap();
+    let target = site.dir.path().join("repo").join(&key);
+    std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+    let landing = target.with_extension("landing");
+    std::fs::write(
+        &landing,
+        std::fs::read(kept[0].with_extension("data")).unwrap(),
+    )
+    .unwrap();
+    std::fs::rename(&landing, &target).unwrap();
+    let list = site.run(&["list", "--json"]);
+    let listed: Value = serde_json::from_str(&list.stdout).unwrap();
+    let complete = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["status"] == "complete");
+    // The next cleanup finds the summary owns the parts.
+    let again = site.run(&["cleanup", "--keep-last", "5"]);
+    assert_eq!(again.code, Some(0), "{again}");
+    assert!(site.ledger().is_empty(), "{:?} {again}", site.ledger());
+    let held = cluster
+        .all()
+        .iter()
+        .filter(|fake| fake.backups().len() == 1)
+        .count();
+    (complete, held)
+}
+
+#[test]
+fn engine_parts_outlive_a_cleanup_while_the_summary_may_still_land() {
+    let (complete, held) = parts_of_a_summary_that_lands_late(None);
+    assert!(complete, "the landed summary is a backup like any other");
+    assert_eq!(held, 5, "every system keeps the listed backup's part");
+}
+
+#[test]
+fn negative_control_no_summary_taken_as_never_strips_a_listed_backup() {
+    let (complete, held) = parts_of_a_summary_that_lands_late(Some("parts-ignore-landings"));
+    assert!(complete);
+    assert!(
+        held < 5,
+        "with the rule gone, the trial must find the damage"
+    );
 }

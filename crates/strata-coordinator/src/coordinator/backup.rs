@@ -299,9 +299,9 @@ async fn backup(
     // Announced to garbage collection before any node reads the index: the packs this
     // backup relies on are not deleted before its summary is visible (or its mark lapsed
     // and its fence refuses the summary). See `strata_repo::condemned`.
-    let mark = match crate::lock::mark_archive_writer_with_ttl(
+    let mark = match crate::lock::mark_backup_writer(
         coordinator.repo.store().clone(),
-        "backup",
+        &run.id,
         coordinator.lease_ttl,
     )
     .await

@@ -162,6 +162,7 @@ mod tests {
             note: None,
             ttl_ms: None,
             process: None,
+            backup: None,
         }
     }
 

@@ -56,6 +56,35 @@ pub async fn mark_archive_writer_with_ttl(
     what: &str,
     ttl: Duration,
 ) -> Result<ArchiveMark, LockError> {
+    mark_writer(store, what, None, ttl).await
+}
+
+/// The writer's mark of backup `backup` (kind `backup`), naming it: its engines' parts
+/// that no summary records yet wait while the mark has not ended
+/// ([`backup_may_still_write`]).
+pub async fn mark_backup_writer(
+    store: DynStore,
+    backup: &str,
+    ttl: Duration,
+) -> Result<ArchiveMark, LockError> {
+    mark_writer(store, "backup", Some(backup), ttl).await
+}
+
+/// Whether backup `backup` may still be running or still have a write in flight (its
+/// summary may still land): a mark naming it, or a backup's mark of an older version
+/// that names none, has not ended (see [`has_ended`]).
+pub async fn backup_may_still_write(store: &DynStore, backup: &str) -> Result<bool, LockError> {
+    Ok(running_writers(store).await?.iter().any(|mark| {
+        mark.kind == "backup" && mark.backup.as_deref().is_none_or(|named| named == backup)
+    }))
+}
+
+async fn mark_writer(
+    store: DynStore,
+    what: &str,
+    backup: Option<&str>,
+    ttl: Duration,
+) -> Result<ArchiveMark, LockError> {
     let issued = Instant::now();
     let now = now_ms();
     let mut record = LockRecord {
@@ -74,6 +103,7 @@ pub async fn mark_archive_writer_with_ttl(
         note: None,
         ttl_ms: Some(ttl.as_millis() as u64),
         process: Some(liveness::this_process()),
+        backup: backup.map(str::to_string),
     };
     let key = format!("{WRITERS}{}.json", record.operation);
     let unconfirmed_before = store.fence().map(|f| f.unconfirmed_writes());
@@ -253,6 +283,7 @@ mod tests {
             note: None,
             ttl_ms,
             process: None,
+            backup: None,
         }
     }
 

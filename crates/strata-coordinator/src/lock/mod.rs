@@ -32,8 +32,8 @@ mod marks;
 mod model;
 
 pub use marks::{
-    has_ended, mark_archive_writer, mark_archive_writer_with_ttl, running_writers, ArchiveMark,
-    MARK_TTL,
+    backup_may_still_write, has_ended, mark_archive_writer, mark_archive_writer_with_ttl,
+    mark_backup_writer, running_writers, ArchiveMark, MARK_TTL,
 };
 
 use chain::Decision;
@@ -92,6 +92,11 @@ pub struct LockRecord {
     /// [`liveness`]); absent in records of older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<liveness::Liveness>,
+    /// On a backup's writer mark: the backup it announces. Its engines' parts that no
+    /// summary records yet are left alone while the mark has not ended (the summary may
+    /// still land); absent in records of older versions and on every other record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
 }
 
 impl LockRecord {
@@ -496,6 +501,7 @@ impl RepoLock {
                 note,
                 ttl_ms: Some(ttl.as_millis() as u64),
                 process: Some(liveness::this_process()),
+                backup: None,
             };
             match store
                 .put_if_absent(&chain::key_in(chain, generation), record.body())
@@ -788,6 +794,7 @@ mod tests {
             note: None,
             ttl_ms: None,
             process: None,
+            backup: None,
         }
     }
 

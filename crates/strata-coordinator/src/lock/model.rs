@@ -296,6 +296,7 @@ impl LockModel {
             note: None,
             ttl_ms: Some(ttl as u64 * 1000),
             process: None,
+            backup: None,
         };
         let now = if self.mutant == Mutant::WallClock {
             // As a record of an older version: no TTL for the storage's clock.
