@@ -467,7 +467,9 @@ async fn merge_diff(
 }
 
 fn push(diff: &mut TableDiff, change: &RowChange, dest: &str) -> Result<()> {
-    if let Some(sql) = sqlgen::statement(change, dest).map_err(LondisteError::State)? {
+    if let Some(sql) =
+        sqlgen::statement(change, dest).map_err(|e| LondisteError::State(e.to_string()))?
+    {
         diff.fix_sql.push(sql);
     }
     Ok(())

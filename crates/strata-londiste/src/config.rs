@@ -3,7 +3,7 @@
 //! interpolation from the same section, `#`/`;` comments. One file per node lets an
 //! operator swap the Python worker for the strata worker without rewriting anything.
 
-use crate::error::{LondisteError, Result};
+use crate::error::{ConfigError, LondisteError, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -54,11 +54,12 @@ pub struct NodeConfig {
     pub raw: BTreeMap<String, String>,
 }
 
+/// An ini file as sections of key/value pairs, keys lowercased, in name order.
+pub type Sections = BTreeMap<String, BTreeMap<String, String>>;
+
 /// Parses ini text into sections of key/value pairs (keys lowercased).
-pub fn parse_ini(
-    text: &str,
-) -> std::result::Result<BTreeMap<String, BTreeMap<String, String>>, String> {
-    let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+pub fn parse_ini(text: &str) -> std::result::Result<Sections, ConfigError> {
+    let mut sections = Sections::new();
     let mut current: Option<String> = None;
     let mut last_key: Option<String> = None;
     for (n, raw_line) in text.lines().enumerate() {
@@ -82,21 +83,21 @@ pub fn parse_ini(
         if let Some(name) = trimmed.strip_prefix('[') {
             let name = name
                 .strip_suffix(']')
-                .ok_or_else(|| format!("line {}: section header without ]", n + 1))?;
+                .ok_or(ConfigError::UnclosedSection { line: n + 1 })?;
             current = Some(name.trim().to_string());
             sections.entry(name.trim().to_string()).or_default();
             last_key = None;
             continue;
         }
         let Some(section) = &current else {
-            return Err(format!("line {}: setting before any [section]", n + 1));
+            return Err(ConfigError::OutsideSection { line: n + 1 });
         };
         let split = trimmed
             .find(['=', ':'])
-            .ok_or_else(|| format!("line {}: expected key = value", n + 1))?;
+            .ok_or(ConfigError::NotASetting { line: n + 1 })?;
         let key = trimmed[..split].trim().to_lowercase();
         if key.is_empty() {
-            return Err(format!("line {}: empty key", n + 1));
+            return Err(ConfigError::EmptyKey { line: n + 1 });
         }
         let value = trimmed[split + 1..].trim().to_string();
         sections
@@ -113,9 +114,11 @@ fn interpolate(
     value: &str,
     vars: &BTreeMap<String, String>,
     depth: u32,
-) -> std::result::Result<String, String> {
+) -> std::result::Result<String, ConfigError> {
     if depth > 10 {
-        return Err(format!("interpolation too deep in {value:?}"));
+        return Err(ConfigError::InterpolationTooDeep {
+            value: value.to_string(),
+        });
     }
     let mut out = String::new();
     let mut rest = value;
@@ -126,13 +129,16 @@ fn interpolate(
             out.push('%');
             rest = t;
         } else if let Some(t) = tail.strip_prefix('(') {
-            let end = t
-                .find(")s")
-                .ok_or_else(|| format!("bad interpolation in {value:?}"))?;
+            let end = t.find(")s").ok_or_else(|| ConfigError::BadInterpolation {
+                value: value.to_string(),
+            })?;
             let key = t[..end].to_lowercase();
-            let inner = vars
-                .get(&key)
-                .ok_or_else(|| format!("{value:?} refers to unknown key {key:?}"))?;
+            let Some(inner) = vars.get(&key) else {
+                return Err(ConfigError::UnknownKey {
+                    value: value.to_string(),
+                    key,
+                });
+            };
             out.push_str(&interpolate(inner, vars, depth + 1)?);
             rest = &t[end + 2..];
         } else {
@@ -157,11 +163,11 @@ fn expand_home(value: &str) -> PathBuf {
 impl NodeConfig {
     /// Reads and checks the ini file.
     pub fn load(path: &Path) -> Result<NodeConfig> {
-        let err = |reason: String| LondisteError::Config {
+        let err = |reason: ConfigError| LondisteError::Config {
             path: path.display().to_string(),
             reason,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| err(ConfigError::Read(e)))?;
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -170,12 +176,12 @@ impl NodeConfig {
     }
 
     /// Parses ini text; `default_job` is the job name when the file names none.
-    pub fn parse(text: &str, default_job: &str) -> std::result::Result<NodeConfig, String> {
+    pub fn parse(text: &str, default_job: &str) -> std::result::Result<NodeConfig, ConfigError> {
         let sections = parse_ini(text)?;
         let (name, section) = SECTIONS
             .iter()
             .find_map(|s| sections.get(*s).map(|v| (*s, v)))
-            .ok_or_else(|| format!("no [{}] section", SECTIONS[0]))?;
+            .ok_or(ConfigError::NoSection)?;
         let mut vars = section.clone();
         vars.entry("job_name".into())
             .or_insert_with(|| default_job.to_string());
@@ -186,42 +192,47 @@ impl NodeConfig {
             raw.insert(k.clone(), interpolate(v, &vars, 0)?);
         }
         let get = |k: &str| raw.get(k).filter(|v| !v.is_empty()).cloned();
-        let required = |k: &str| get(k).ok_or_else(|| format!("[{name}] needs {k} ="));
-        let number = |k: &str, default: f64| -> std::result::Result<f64, String> {
-            match get(k) {
+        let required = |key: &'static str| {
+            get(key).ok_or_else(|| ConfigError::Missing {
+                section: name.to_string(),
+                key,
+            })
+        };
+        let number = |key: &'static str, default: f64| -> std::result::Result<f64, ConfigError> {
+            match get(key) {
                 None => Ok(default),
-                Some(v) => v
+                Some(value) => value
                     .parse::<f64>()
                     .ok()
                     .filter(|n| n.is_finite() && *n >= 0.0)
-                    .ok_or_else(|| format!("{k} = {v:?}: expected a non-negative number")),
+                    .ok_or(ConfigError::NotANumber { key, value }),
             }
         };
-        let count = |k: &str, default: f64| -> std::result::Result<usize, String> {
-            let n = number(k, default)?;
+        let count = |key: &'static str, default: f64| -> std::result::Result<usize, ConfigError> {
+            let n = number(key, default)?;
             if !(1.0..=1e12).contains(&n) || n.fract() != 0.0 {
-                return Err(format!("{k}: expected a whole number of at least 1"));
+                return Err(ConfigError::NotACount { key });
             }
             Ok(n as usize)
         };
-        let flag = |k: &str| -> std::result::Result<bool, String> {
-            match get(k).map(|v| v.to_ascii_lowercase()) {
+        let flag = |key: &'static str| -> std::result::Result<bool, ConfigError> {
+            match get(key).map(|v| v.to_ascii_lowercase()) {
                 None => Ok(false),
                 Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
                 Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
-                Some(v) => Err(format!("{k} = {v:?}: expected true or false")),
+                Some(value) => Err(ConfigError::NotAFlag { key, value }),
             }
         };
         let log_level = match get("log_level") {
             None => strata_pgq::log::Level::Info,
-            Some(v) => strata_pgq::log::Level::parse(&v).ok_or_else(|| {
-                format!("log_level = {v:?}: expected error, warning, info or debug")
-            })?,
+            Some(value) => {
+                strata_pgq::log::Level::parse(&value).ok_or(ConfigError::LogLevel { value })?
+            }
         };
         let job_name = required("job_name")?;
-        strata_pgq::api::check_name("job", &job_name).map_err(|e| e.to_string())?;
+        strata_pgq::api::check_name("job", &job_name).map_err(ConfigError::BadName)?;
         let queue_name = required("queue_name")?;
-        strata_pgq::api::check_name("queue", &queue_name).map_err(|e| e.to_string())?;
+        strata_pgq::api::check_name("queue", &queue_name).map_err(ConfigError::BadName)?;
         Ok(NodeConfig {
             job_name,
             db: required("db")?,
@@ -338,7 +349,7 @@ mod tests {
             ),
             ("[londiste3]\njust words\n", "key = value"),
         ] {
-            let e = NodeConfig::parse(text, "j").unwrap_err();
+            let e = NodeConfig::parse(text, "j").unwrap_err().to_string();
             assert!(e.contains(want), "{text:?}: {e}");
         }
     }

@@ -33,7 +33,13 @@ pub enum LondisteError {
     BadInput(String),
     /// The ini file could not be read or parsed.
     #[error("{path}: {reason}")]
-    Config { path: String, reason: String },
+    Config {
+        /// The ini file, as given.
+        path: String,
+        /// What is wrong with it.
+        #[source]
+        reason: ConfigError,
+    },
     /// A local file could not be written (`repair`'s fix files).
     #[error("{path}: {source}")]
     Io {
@@ -72,6 +78,102 @@ pub enum LondisteError {
         /// Why, naming the database (an [`LondisteError::At`] message).
         reason: String,
     },
+}
+
+/// Why an ini file was refused: each variant names the line, key or value at fault, so
+/// an operator can fix the file from the message alone (it is printed after the file's
+/// path, see [`LondisteError::Config`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("{0}")]
+    Read(#[source] std::io::Error),
+    /// A `[` that does not close: ConfigParser refuses it too.
+    #[error("line {line}: section header without ]")]
+    UnclosedSection {
+        /// The 1-based line number.
+        line: usize,
+    },
+    /// A setting outside any section, which no reader could place.
+    #[error("line {line}: setting before any [section]")]
+    OutsideSection {
+        /// The 1-based line number.
+        line: usize,
+    },
+    /// A line that is neither a comment, a section, a continuation nor `key = value`.
+    #[error("line {line}: expected key = value")]
+    NotASetting {
+        /// The 1-based line number.
+        line: usize,
+    },
+    /// `= value` with nothing before it.
+    #[error("line {line}: empty key")]
+    EmptyKey {
+        /// The 1-based line number.
+        line: usize,
+    },
+    /// `%(key)s` references nested more than ten deep, most likely a loop.
+    #[error("interpolation too deep in {value:?}")]
+    InterpolationTooDeep {
+        /// The value being expanded when the limit was hit.
+        value: String,
+    },
+    /// A `%(` without its closing `)s`.
+    #[error("bad interpolation in {value:?}")]
+    BadInterpolation {
+        /// The value as written.
+        value: String,
+    },
+    /// `%(key)s` naming a key the section does not have.
+    #[error("{value:?} refers to unknown key {key:?}")]
+    UnknownKey {
+        /// The value as written.
+        value: String,
+        /// The key it refers to, lowercased as keys are.
+        key: String,
+    },
+    /// Neither `[londiste3]` nor `[londiste]` is in the file.
+    #[error("no [londiste3] section")]
+    NoSection,
+    /// A key the node cannot run without (`db`, `queue_name`, `job_name`) is missing or empty.
+    #[error("[{section}] needs {key} =")]
+    Missing {
+        /// The section read.
+        section: String,
+        /// The missing key.
+        key: &'static str,
+    },
+    /// A duration or size that is not a non-negative number.
+    #[error("{key} = {value:?}: expected a non-negative number")]
+    NotANumber {
+        /// The key.
+        key: &'static str,
+        /// Its value as written.
+        value: String,
+    },
+    /// A count (copies, statements, bytes) that is zero, fractional or absurdly large.
+    #[error("{key}: expected a whole number of at least 1")]
+    NotACount {
+        /// The key.
+        key: &'static str,
+    },
+    /// A switch that is not one of ConfigParser's boolean words.
+    #[error("{key} = {value:?}: expected true or false")]
+    NotAFlag {
+        /// The key.
+        key: &'static str,
+        /// Its value, lowercased.
+        value: String,
+    },
+    /// A `log_level` the worker's log does not know.
+    #[error("log_level = {value:?}: expected error, warning, info or debug")]
+    LogLevel {
+        /// The value as written.
+        value: String,
+    },
+    /// A job or queue name pgq cannot hold.
+    #[error("{0}")]
+    BadName(#[source] strata_pgq::PgqError),
 }
 
 /// `what on AT: message` for errors with a step, `message (on AT)` for the others.

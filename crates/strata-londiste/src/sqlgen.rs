@@ -26,11 +26,22 @@ fn condition(key: &[Pair]) -> String {
         .join(" AND ")
 }
 
+/// An UPDATE or DELETE whose event carries no key columns (its table has no primary key
+/// on the provider): there is no row to aim at, and guessing one would corrupt the copy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{op} on {table} carries no key columns")]
+pub struct NoKeyColumns {
+    /// `update` or `delete`.
+    pub op: &'static str,
+    /// The destination table, fully qualified and unquoted.
+    pub table: String,
+}
+
 /// The statement applying `change` to table `dest` (fully qualified, unquoted), or `None`
 /// when it changes nothing (an UPDATE touching only key columns). A change without key
 /// columns (a table without primary key) cannot be applied by key: the caller gets
-/// `Err` with the reason.
-pub fn statement(change: &RowChange, dest: &str) -> Result<Option<String>, String> {
+/// [`NoKeyColumns`].
+pub fn statement(change: &RowChange, dest: &str) -> Result<Option<String>, NoKeyColumns> {
     let table = quote_fq(dest);
     match change.op {
         Op::Insert => {
@@ -47,7 +58,10 @@ pub fn statement(change: &RowChange, dest: &str) -> Result<Option<String>, Strin
         }
         Op::Update => {
             if change.key.is_empty() {
-                return Err(format!("update on {dest} carries no key columns"));
+                return Err(NoKeyColumns {
+                    op: "update",
+                    table: dest.to_string(),
+                });
             }
             let set: Vec<String> = change
                 .row
@@ -66,7 +80,10 @@ pub fn statement(change: &RowChange, dest: &str) -> Result<Option<String>, Strin
         }
         Op::Delete => {
             if change.key.is_empty() {
-                return Err(format!("delete on {dest} carries no key columns"));
+                return Err(NoKeyColumns {
+                    op: "delete",
+                    table: dest.to_string(),
+                });
             }
             Ok(Some(format!(
                 "DELETE FROM ONLY {table} WHERE {}",

@@ -22,15 +22,34 @@ pub enum TableState {
     Ok,
 }
 
+/// A `merge_state` this crate cannot read: someone wrote `londiste.table_info` by hand, or
+/// a newer Londiste added a state. The table needs an operator, so the caller stops.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeStateError {
+    /// `wanna-sync:` or `do-sync:` followed by something that is not a tick number.
+    #[error("bad tick in merge_state {text:?}")]
+    BadTick {
+        /// The whole `merge_state`.
+        text: String,
+    },
+    /// A state Python Londiste 3 does not write.
+    #[error("unknown merge_state {text:?}")]
+    Unknown {
+        /// The whole `merge_state`.
+        text: String,
+    },
+}
+
 impl TableState {
     /// Parses `merge_state` (NULL is `None`).
-    pub fn parse(text: Option<&str>) -> Result<TableState, String> {
+    pub fn parse(text: Option<&str>) -> Result<TableState, MergeStateError> {
         let Some(text) = text else {
             return Ok(TableState::Missing);
         };
         let tick = |t: &str| {
-            t.parse::<i64>()
-                .map_err(|_| format!("bad tick in merge_state {text:?}"))
+            t.parse::<i64>().map_err(|_| MergeStateError::BadTick {
+                text: text.to_string(),
+            })
         };
         match text {
             "in-copy" => Ok(TableState::InCopy),
@@ -42,7 +61,9 @@ impl TableState {
                 } else if let Some(t) = text.strip_prefix("do-sync:") {
                     Ok(TableState::DoSync(tick(t)?))
                 } else {
-                    Err(format!("unknown merge_state {text:?}"))
+                    Err(MergeStateError::Unknown {
+                        text: text.to_string(),
+                    })
                 }
             }
         }

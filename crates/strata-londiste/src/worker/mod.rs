@@ -100,12 +100,25 @@ async fn watch_for_stalls(health: WorkerHealth, metrics: WorkerMetrics, log: Log
 /// error) or before it first connected.
 #[derive(Debug, Clone, Default)]
 pub struct WorkerHealth(
-    Arc<std::sync::Mutex<Option<std::result::Result<(), String>>>>,
+    Arc<std::sync::Mutex<Readiness>>,
     /// Rounds that went through, for the retry backoff (reset after a success).
     Arc<std::sync::atomic::AtomicU64>,
     /// When the worker last moved, and what it is doing: the stall watchdog's input.
     Arc<std::sync::Mutex<Progress>>,
 );
+
+/// What `/ready` says of the worker's node.
+#[derive(Debug, Clone, Default)]
+enum Readiness {
+    /// Not connected yet.
+    #[default]
+    Connecting,
+    /// Connected with the node registered, last round went through.
+    Replaying,
+    /// Retrying after this error (or stalled, saying where).
+    // String: the error as shown by `/ready`; the errors themselves are not `Clone`.
+    Retrying(String),
+}
 
 /// The last sign of life of the main loop, for [`watch_for_stalls`].
 #[derive(Debug, Clone)]
@@ -127,7 +140,7 @@ impl WorkerHealth {
     /// A round of work went through: ready.
     fn connected(&self) {
         self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        *self.0.lock().unwrap() = Some(Ok(()));
+        *self.0.lock().unwrap() = Readiness::Replaying;
         self.alive("replaying");
     }
 
@@ -156,7 +169,7 @@ impl WorkerHealth {
 
     /// Whether `/ready` says ready now.
     fn is_ready(&self) -> bool {
-        matches!(&*self.0.lock().unwrap(), Some(Ok(())))
+        matches!(&*self.0.lock().unwrap(), Readiness::Replaying)
     }
 
     fn rounds(&self) -> u64 {
@@ -167,20 +180,25 @@ impl WorkerHealth {
     /// the worker stays not ready until a round goes through, so a batch that keeps
     /// failing never shows ready between its retries.
     fn reached(&self) {
-        self.0.lock().unwrap().get_or_insert(Ok(()));
+        let mut readiness = self.0.lock().unwrap();
+        if let Readiness::Connecting = *readiness {
+            *readiness = Readiness::Replaying;
+        }
     }
 
     fn failed(&self, why: &str) {
-        *self.0.lock().unwrap() = Some(Err(why.to_string()));
+        *self.0.lock().unwrap() = Readiness::Retrying(why.to_string());
     }
 
     /// The `/ready` checks: one, the worker's node.
     pub fn checks(&self, job: &str) -> Vec<strata_health::Check> {
         let name = format!("worker {job}");
         vec![match &*self.0.lock().unwrap() {
-            Some(Ok(())) => strata_health::Check::new(name, true, "connected, replaying"),
-            Some(Err(why)) => strata_health::Check::new(name, false, format!("retrying: {why}")),
-            None => strata_health::Check::new(name, false, "connecting"),
+            Readiness::Replaying => strata_health::Check::new(name, true, "connected, replaying"),
+            Readiness::Retrying(why) => {
+                strata_health::Check::new(name, false, format!("retrying: {why}"))
+            }
+            Readiness::Connecting => strata_health::Check::new(name, false, "connecting"),
         }]
     }
 }
