@@ -28,7 +28,7 @@ use strata_coordinator::storage::Storage;
 use strata_tables::config::TablesConfig;
 use strata_tables::history::HistoryEntry;
 use strata_tables::{
-    AddOutcome, EditOutcome, Engine, Policy, RunReport, TableOutlook, TablesError,
+    AddOutcome, EditOutcome, Engine, ErrorKind, Policy, RunReport, TableOutlook, TablesError,
 };
 
 /// The largest edit body taken: an edit is a few short values (see
@@ -90,17 +90,24 @@ pub fn routes(api: TablesApi) -> Router {
         .with_state(Arc::new(api))
 }
 
-/// An engine error with the API code that fits it: no such policy 404, bad input (a name,
-/// a duration, policy tables not set up) 400, a table a run held past the lock timeout 409, the rest (the database unreachable or
-/// failing) 500.
+/// An engine error with the API code of its kind ([`TablesError::kind`]).
 fn failure(err: TablesError) -> ApiFailure {
-    let code = match &err {
-        TablesError::NoSuchPolicy(_) => ErrorCode::NotFound,
-        TablesError::Busy(_) => ErrorCode::Busy,
-        err if err.is_bad_input() => ErrorCode::BadRequest,
-        _ => ErrorCode::Failed,
-    };
-    ApiFailure(ApiError::new(code, strata_coordinator::error_chain(&err)))
+    ApiFailure(ApiError::new(
+        api_code(err.kind()),
+        strata_coordinator::error_chain(&err),
+    ))
+}
+
+/// The API code of a kind of engine failure: bad input (a name, a duration, policy tables
+/// not set up) 400, no such policy 404, a table a run held past the lock timeout 409, a
+/// failure (the database unreachable or refusing) 500.
+fn api_code(kind: ErrorKind) -> ErrorCode {
+    match kind {
+        ErrorKind::BadInput => ErrorCode::BadRequest,
+        ErrorKind::NotFound => ErrorCode::NotFound,
+        ErrorKind::Busy => ErrorCode::Busy,
+        ErrorKind::Failed => ErrorCode::Failed,
+    }
 }
 
 /// A policy id from a path: a positive number.

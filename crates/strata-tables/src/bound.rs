@@ -54,16 +54,12 @@ pub struct BoundError {
 
 /// Reads a bound expression.
 pub fn parse_bound(text: &str) -> Result<Bound, BoundError> {
-    let err = |why: &str| BoundError {
-        text: text.to_string(),
-        why: why.to_string(),
-    };
     if text.trim() == "DEFAULT" {
         return Ok(Bound::Default);
     }
     let (lower, upper) = range_values(text)?;
-    let upper = parse_upper(&upper).map_err(|why| err(&why))?;
-    let lower = parse_lower(&lower).map_err(|why| err(&why))?;
+    let upper = parse_upper(text, &upper)?;
+    let lower = parse_lower(text, &lower)?;
     Ok(Bound::Range { lower, upper })
 }
 
@@ -82,7 +78,7 @@ pub fn range_sql(text: &str) -> Result<(String, String), BoundError> {
         match value.as_str() {
             "MINVALUE" | "MAXVALUE" => out.push(value),
             _ => {
-                let literal = literal_of(&value).map_err(err)?;
+                let literal = literal_of(text, &value)?;
                 let known = matches!(literal.as_str(), "infinity" | "-infinity")
                     || parse_time(&literal).is_some()
                     || is_bc_time(&literal);
@@ -161,52 +157,60 @@ fn split_values(list: &str) -> Vec<String> {
     values.into_iter().map(|v| v.trim().to_string()).collect()
 }
 
-/// The text inside a single-quoted value (quotes doubled inside undone).
-fn literal_of(value: &str) -> Result<String, String> {
+/// The error of bound `text`: `why` it cannot be used.
+fn unusable(text: &str, why: impl Into<String>) -> BoundError {
+    BoundError {
+        text: text.to_string(),
+        why: why.into(),
+    }
+}
+
+/// The text inside a single-quoted value (quotes doubled inside undone) of bound `text`.
+fn literal_of(text: &str, value: &str) -> Result<String, BoundError> {
     value
         .strip_prefix('\'')
         .and_then(|v| v.strip_suffix('\''))
         .map(|literal| literal.replace("''", "'"))
         .ok_or_else(|| {
-            format!(
+            unusable(text, format!(
                 "{value} is not a time (retention by duration needs a timestamp, timestamptz or date partition key)"
-            )
+            ))
         })
 }
 
-/// The upper value of a bound.
-fn parse_upper(value: &str) -> Result<Upper, String> {
+/// The upper value of bound `text`.
+fn parse_upper(text: &str, value: &str) -> Result<Upper, BoundError> {
     if value == "MAXVALUE" {
         return Ok(Upper::Unbounded);
     }
     if value == "MINVALUE" {
-        return Err("an upper bound of MINVALUE holds no rows".into());
+        return Err(unusable(text, "an upper bound of MINVALUE holds no rows"));
     }
-    let literal = literal_of(value)?;
+    let literal = literal_of(text, value)?;
     if literal == "infinity" {
         return Ok(Upper::Unbounded);
     }
     parse_time(&literal)
         .map(Upper::Before)
-        .ok_or_else(|| format!("{literal:?} is not a time this engine reads"))
+        .ok_or_else(|| unusable(text, format!("{literal:?} is not a time this engine reads")))
 }
 
-/// The lower value of a bound. A date before the common era reads as "long ago": it only
-/// ever says that the partition's period has begun.
-fn parse_lower(value: &str) -> Result<Lower, String> {
+/// The lower value of bound `text`. A date before the common era reads as "long ago": it
+/// only ever says that the partition's period has begun.
+fn parse_lower(text: &str, value: &str) -> Result<Lower, BoundError> {
     if value == "MINVALUE" {
         return Ok(Lower::Unbounded);
     }
     if value == "MAXVALUE" {
-        return Err("a lower bound of MAXVALUE holds no rows".into());
+        return Err(unusable(text, "a lower bound of MAXVALUE holds no rows"));
     }
-    let literal = literal_of(value)?;
+    let literal = literal_of(text, value)?;
     if literal == "-infinity" || is_bc_time(&literal) {
         return Ok(Lower::Unbounded);
     }
     parse_time(&literal)
         .map(Lower::From)
-        .ok_or_else(|| format!("{literal:?} is not a time this engine reads"))
+        .ok_or_else(|| unusable(text, format!("{literal:?} is not a time this engine reads")))
 }
 
 /// A time before the common era, as PostgreSQL prints it (`0044-03-15 BC`).

@@ -217,7 +217,7 @@ impl CrateArgs {
             .filter(|(t, c)| !t.is_empty() && !c.is_empty())
             .ok_or_else(|| Bad(format!("--layout {layout:?}: give TABLE:COLUMN")))?;
         let table = crate::TableName::parse_in(table, "doc")?;
-        let width = Width::parse(&need(&self.width, "--width")?).map_err(Bad)?;
+        let width = Width::parse(&need(&self.width, "--width")?).map_err(|e| Bad(e.to_string()))?;
         let action_text = need(&self.action, "--action")?;
         let action = match action_text.split_once(':') {
             None if action_text == "delete" => CrateAction::Delete,
@@ -280,7 +280,7 @@ impl TablesCommand {
         limit: i64,
     ) -> crate::TablesResult<crate::history::HistoryFilter> {
         let time = |text: Option<String>| -> crate::TablesResult<_> {
-            text.map(|t| crate::parse_cutoff(&t).map_err(crate::TablesError::Cutoff))
+            text.map(|t| crate::parse_cutoff(&t).map_err(crate::TablesError::from))
                 .transpose()
         };
         let table = table.map(|t| crate::TableName::parse(&t)).transpose()?;

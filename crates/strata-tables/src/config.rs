@@ -58,8 +58,9 @@ impl TablesConfig {
     }
 
     /// Checks what TOML types cannot: the jobs.
+    // String: the configuration loader takes every section's complaint as text (`ConfigError::Invalid`).
     pub fn validate(&self) -> Result<(), String> {
-        crate::sql_job::validate_jobs(&self.jobs)
+        crate::sql_job::validate_jobs(&self.jobs).map_err(|e| e.to_string())
     }
 
     /// This section with what a command line gives instead (`--db`, `--schema`,

@@ -38,9 +38,14 @@ pub enum Width {
     Seconds(i64),
 }
 
+/// A partition width that is none of `day`, `week`, `month`, `year` or a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("partition width {0:?}: use day, week, month, year or a duration such as 6h")]
+pub struct WidthError(pub String);
+
 impl Width {
     /// `day`, `week`, `month`, `year`, or a duration such as `6h`.
-    pub fn parse(text: &str) -> Result<Width, String> {
+    pub fn parse(text: &str) -> Result<Width, WidthError> {
         Ok(match text.trim().to_ascii_lowercase().as_str() {
             "day" => Width::Day,
             "week" => Width::Week,
@@ -48,11 +53,7 @@ impl Width {
             "year" => Width::Year,
             other => match crate::duration::Retention::parse(other) {
                 Ok(crate::duration::Retention::After(s)) => Width::Seconds(s),
-                _ => {
-                    return Err(format!(
-                    "partition width {text:?}: use day, week, month, year or a duration such as 6h"
-                ))
-                }
+                _ => return Err(WidthError(text.to_string())),
             },
         })
     }

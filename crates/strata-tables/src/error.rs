@@ -30,6 +30,9 @@ pub enum TablesError {
         what: String,
         /// What the server said.
         message: String,
+        /// The server's SQLSTATE (`40P01`, `42501`, ...); `None` when the statement never
+        /// got an answer (the connection broke).
+        sqlstate: Option<String>,
     },
     /// The policy tables do not exist: `setup` has not run in this schema.
     #[error("the policy tables are missing in schema {schema:?} of this database: run `strata tables setup` first")]
@@ -105,39 +108,91 @@ pub enum TablesError {
         /// What does not check out.
         why: String,
     },
+    /// An archive's data that cannot be written or read back (compression, the Parquet
+    /// writer or reader, the exported COPY stream): never drop after this.
+    #[error("archive {key}: {fault}")]
+    ArchiveData {
+        /// The archive's key prefix.
+        key: String,
+        /// What went wrong with the data.
+        #[source]
+        fault: crate::archive::CodecError,
+    },
+    /// A `[[tables.jobs]]` entry that cannot run as written.
+    #[error(transparent)]
+    SqlJob(#[from] crate::sql_job::SqlJobError),
+}
+
+/// How a failure of the engine is classified: the one answer every front end turns into
+/// its own terms (the CLI an exit code, the API an error code and HTTP status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input is wrong (a name, an option, a policy, a configuration entry, the
+    /// database's state such as policy tables not set up): exit 2, HTTP 400.
+    BadInput,
+    /// An id that names nothing: exit 2, HTTP 404.
+    NotFound,
+    /// Another run held what the request needs for the whole lock timeout: nothing was
+    /// changed, and it can be tried again once that run is over. Exit 6, HTTP 409.
+    Busy,
+    /// The operation failed (the database unreachable or refusing, a storage, an
+    /// archive): exit 1, HTTP 500.
+    Failed,
 }
 
 impl TablesError {
-    /// True when the input (a name, an option, the database's state) is wrong rather than
-    /// the operation failing: the CLI exits 2 for these.
-    pub fn is_bad_input(&self) -> bool {
-        if let TablesError::LoadFile(e) = self {
-            return e.is_bad_input();
-        }
-        matches!(
-            self,
+    /// What kind of failure this is: the classification the CLI's exit codes and the
+    /// API's error codes both follow. Every variant is named, so a new one is classified
+    /// where it is added.
+    pub fn kind(&self) -> ErrorKind {
+        use ErrorKind::{BadInput, Busy, Failed, NotFound};
+        match self {
+            TablesError::NoSuchPolicy(_) => NotFound,
+            TablesError::Busy(_) => Busy,
+            TablesError::LoadFile(e) if e.is_bad_input() => BadInput,
+            TablesError::LoadFile(_) => Failed,
             TablesError::Dsn(_)
-                | TablesError::NoDatabase
-                | TablesError::Storage { .. }
-                | TablesError::NotSetUp { .. }
-                | TablesError::NeedsUpgrade { .. }
-                | TablesError::UnknownTable(_)
-                | TablesError::MissingColumn { .. }
-                | TablesError::Unsupported(_)
-                | TablesError::NoSuchPolicy(_)
-                | TablesError::Cutoff(_)
-                | TablesError::Spec(_)
-                | TablesError::Name(_)
-                | TablesError::Duration(_)
-                | TablesError::Bound { .. }
-        )
+            | TablesError::NoDatabase
+            | TablesError::Storage { .. }
+            | TablesError::NotSetUp { .. }
+            | TablesError::NeedsUpgrade { .. }
+            | TablesError::UnknownTable(_)
+            | TablesError::MissingColumn { .. }
+            | TablesError::Unsupported(_)
+            | TablesError::Cutoff(_)
+            | TablesError::Spec(_)
+            | TablesError::Name(_)
+            | TablesError::Duration(_)
+            | TablesError::Bound { .. }
+            | TablesError::SqlJob(_) => BadInput,
+            TablesError::Connect(_)
+            | TablesError::Db { .. }
+            | TablesError::Store(_)
+            | TablesError::Archive { .. }
+            | TablesError::ArchiveData { .. } => Failed,
+        }
     }
 
-    /// A failed statement, with the server's message.
+    /// True when the input (a name, an option, the database's state) is wrong rather than
+    /// the operation failing, an id that names nothing included: the CLI exits 2 for these.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(self.kind(), ErrorKind::BadInput | ErrorKind::NotFound)
+    }
+
+    /// A failed statement, with the server's message and SQLSTATE.
     pub fn db(what: impl Into<String>, err: &strata_pgclient::PgError) -> TablesError {
         TablesError::Db {
             what: what.into(),
             message: strata_pgclient::error_message(err),
+            sqlstate: err.code().map(|c| c.code().to_string()),
+        }
+    }
+
+    /// The SQLSTATE of a statement the server refused.
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            TablesError::Db { sqlstate, .. } => sqlstate.as_deref(),
+            _ => None,
         }
     }
 }
@@ -166,4 +221,177 @@ pub(crate) fn is_lock_timeout(err: &strata_pgclient::PgError) -> bool {
 pub(crate) fn is_missing_column(err: &strata_pgclient::PgError) -> bool {
     use strata_pgclient::tokio_postgres::error::SqlState;
     err.code() == Some(&SqlState::UNDEFINED_COLUMN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load_file_error::LoadFileError;
+
+    /// Every variant once, with the kind the CLI and the API both follow. A variant added
+    /// to [`TablesError`] fails to compile in [`TablesError::kind`] until it is classified;
+    /// adding it here as well keeps this list whole.
+    #[test]
+    fn every_variant_is_classified_once() {
+        use ErrorKind::{BadInput, Busy, Failed, NotFound};
+        let table = || TableName::new("m", "raw");
+        let cases: Vec<(TablesError, ErrorKind)> = vec![
+            (
+                strata_pgclient::ConnectError::Timeout {
+                    at: "db:5432 as strata".into(),
+                    secs: 5,
+                }
+                .into(),
+                Failed,
+            ),
+            (
+                strata_pgclient::DsnError::Invalid("no host".into()).into(),
+                BadInput,
+            ),
+            (TablesError::NoDatabase, BadInput),
+            (
+                TablesError::Storage {
+                    name: "s3".into(),
+                    why: "unknown".into(),
+                },
+                BadInput,
+            ),
+            (
+                TablesError::Db {
+                    what: "listing partitions".into(),
+                    message: "permission denied".into(),
+                    sqlstate: Some("42501".into()),
+                },
+                Failed,
+            ),
+            (
+                TablesError::NotSetUp {
+                    schema: "strata".into(),
+                },
+                BadInput,
+            ),
+            (
+                TablesError::NeedsUpgrade {
+                    schema: "strata".into(),
+                    message: "no column tags".into(),
+                },
+                BadInput,
+            ),
+            (TablesError::UnknownTable(table()), BadInput),
+            (
+                TablesError::MissingColumn {
+                    table: table(),
+                    column: "ts".into(),
+                },
+                BadInput,
+            ),
+            (TablesError::Unsupported("a view".into()), BadInput),
+            (TablesError::Cutoff("tomorrow".into()), BadInput),
+            (TablesError::NoSuchPolicy(7), NotFound),
+            (TablesError::Busy("held".into()), Busy),
+            (crate::policy::SpecError("keep 0".into()).into(), BadInput),
+            (TableName::parse("a.b.c").unwrap_err().into(), BadInput),
+            (
+                crate::duration::Retention::parse("soon")
+                    .unwrap_err()
+                    .into(),
+                BadInput,
+            ),
+            (
+                TablesError::Bound {
+                    table: table(),
+                    partition: "raw_1".into(),
+                    source: crate::bound::parse_bound("FOR VALUES IN (1)").unwrap_err(),
+                },
+                BadInput,
+            ),
+            (
+                strata_store::StoreError::NotFound {
+                    key: "k".into(),
+                    store: "s".into(),
+                }
+                .into(),
+                Failed,
+            ),
+            (
+                LoadFileError::Usage("--no-header is for CSV".into()).into(),
+                BadInput,
+            ),
+            (
+                LoadFileError::Read {
+                    file: "f.csv".into(),
+                    why: "gone".into(),
+                }
+                .into(),
+                Failed,
+            ),
+            (
+                TablesError::Archive {
+                    key: "a/b".into(),
+                    why: "rows differ".into(),
+                },
+                Failed,
+            ),
+            (
+                TablesError::ArchiveData {
+                    key: "a/b".into(),
+                    fault: crate::archive::CodecError::CutShort,
+                },
+                Failed,
+            ),
+            (crate::sql_job::SqlJobError::NoName.into(), BadInput),
+        ];
+        for (err, kind) in &cases {
+            assert_eq!(err.kind(), *kind, "{err}");
+            let usage = matches!(kind, BadInput | NotFound);
+            assert_eq!(err.is_bad_input(), usage, "{err}");
+        }
+        // Every variant has a case (LoadFile two: its kind follows the file error's).
+        let mut listed: Vec<usize> = cases.iter().map(|(e, _)| variant(e)).collect();
+        listed.dedup();
+        assert_eq!(listed, (0..VARIANTS).collect::<Vec<_>>());
+    }
+
+    const VARIANTS: usize = 22;
+
+    /// The position of `err`'s variant in the list above: with no wildcard, a new variant
+    /// does not compile until it is placed, and the test fails until it has a case.
+    fn variant(err: &TablesError) -> usize {
+        match err {
+            TablesError::Connect(_) => 0,
+            TablesError::Dsn(_) => 1,
+            TablesError::NoDatabase => 2,
+            TablesError::Storage { .. } => 3,
+            TablesError::Db { .. } => 4,
+            TablesError::NotSetUp { .. } => 5,
+            TablesError::NeedsUpgrade { .. } => 6,
+            TablesError::UnknownTable(_) => 7,
+            TablesError::MissingColumn { .. } => 8,
+            TablesError::Unsupported(_) => 9,
+            TablesError::Cutoff(_) => 10,
+            TablesError::NoSuchPolicy(_) => 11,
+            TablesError::Busy(_) => 12,
+            TablesError::Spec(_) => 13,
+            TablesError::Name(_) => 14,
+            TablesError::Duration(_) => 15,
+            TablesError::Bound { .. } => 16,
+            TablesError::Store(_) => 17,
+            TablesError::LoadFile(_) => 18,
+            TablesError::Archive { .. } => 19,
+            TablesError::ArchiveData { .. } => 20,
+            TablesError::SqlJob(_) => 21,
+        }
+    }
+
+    #[test]
+    fn a_refused_statement_keeps_its_sqlstate() {
+        let err = TablesError::Db {
+            what: "detaching".into(),
+            message: "lock timeout".into(),
+            sqlstate: Some("55P03".into()),
+        };
+        assert_eq!(err.sqlstate(), Some("55P03"));
+        assert_eq!(err.to_string(), "detaching: lock timeout");
+        assert_eq!(TablesError::NoDatabase.sqlstate(), None);
+    }
 }

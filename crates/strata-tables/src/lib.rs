@@ -40,12 +40,12 @@ pub mod text;
 pub use catalog::{Catalog, PolicyEdit, RollupEdit};
 pub use chrono;
 pub use duration::Retention;
-pub use error::{TablesError, TablesResult};
+pub use error::{ErrorKind, TablesError, TablesResult};
 pub use name::TableName;
 pub use outlook::{AddOutcome, EditOutcome, PolicyFilter, TableOutlook};
 pub use policy::{Action, ArchiveFormat, Policy, PolicySpec, TagFilter};
 pub use policy_args::{ActionArgs, PolicyArgs, PolicyEditArgs, RollupArgs, TtlArgs, TtlOptions};
-pub use run::{named_storages, RunReport, TableOutcome};
+pub use run::{named_storages, RunOutcome, RunReport, TableOutcome};
 
 use archive::load_target::LoadOptions;
 use archive::LoadReport;
@@ -593,20 +593,32 @@ pub fn refuse_looking_ahead(cutoff: DateTime<Utc>, dry_run: bool) -> TablesResul
 /// The cutoff of a plan or run: `text` read by [`parse_cutoff`], or now when absent.
 pub fn cutoff_or_now(text: Option<&str>) -> TablesResult<DateTime<Utc>> {
     match text {
-        Some(text) => parse_cutoff(text).map_err(TablesError::Cutoff),
+        Some(text) => parse_cutoff(text).map_err(TablesError::from),
         None => Ok(Utc::now()),
     }
 }
 
 /// A `--cutoff`: RFC 3339 (`2026-01-01T00:00:00Z`), `2026-01-01 00:00:00[+00]` or a date
 /// (midnight UTC).
-pub fn parse_cutoff(text: &str) -> Result<DateTime<Utc>, String> {
+pub fn parse_cutoff(text: &str) -> Result<DateTime<Utc>, CutoffError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
         return Ok(t.with_timezone(&Utc));
     }
-    bound::parse_time(text).ok_or_else(|| {
-        format!("unparsable cutoff {text:?}: use 2026-01-01, 2026-01-01 12:00:00 (UTC) or 2026-01-01T12:00:00Z")
-    })
+    bound::parse_time(text).ok_or_else(|| CutoffError(text.to_string()))
+}
+
+/// A cutoff (`--cutoff`, `--since`, `--start`, ...) that is not a time [`parse_cutoff`]
+/// reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unparsable cutoff {0:?}: use 2026-01-01, 2026-01-01 12:00:00 (UTC) or 2026-01-01T12:00:00Z"
+)]
+pub struct CutoffError(pub String);
+
+impl From<CutoffError> for TablesError {
+    fn from(err: CutoffError) -> Self {
+        TablesError::Cutoff(err.to_string())
+    }
 }
 
 #[cfg(test)]
@@ -633,6 +645,7 @@ mod tests {
         assert!(cutoff_or_now(None).unwrap() >= before);
         assert!(parse_cutoff("yesterday")
             .unwrap_err()
+            .to_string()
             .contains("2026-01-01"));
         // Only a dry run looks ahead; a minute of clock drift is no looking ahead.
         let ahead = Utc::now() + chrono::Duration::days(1);

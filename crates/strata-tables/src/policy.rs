@@ -208,7 +208,9 @@ impl PolicySpec {
                         .into(),
                 )),
                 Some(rollup) => {
-                    rollup.validate(&self.column).map_err(SpecError)?;
+                    rollup
+                        .validate(&self.column)
+                        .map_err(|e| SpecError(e.to_string()))?;
                     if rollup.into == self.table {
                         return Err(SpecError(
                             "downsample cannot write into its own table".into(),

@@ -185,7 +185,7 @@ fn rollup_seconds(what: &str, text: &Option<String>) -> TablesResult<Option<i64>
 fn aggregates(texts: &[String]) -> TablesResult<Vec<Aggregate>> {
     texts
         .iter()
-        .map(|a| Aggregate::parse(a).map_err(refuse))
+        .map(|a| Aggregate::parse(a).map_err(|e| refuse(e.to_string())))
         .collect()
 }
 

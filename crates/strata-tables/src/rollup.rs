@@ -78,7 +78,7 @@ pub struct Aggregate {
 impl Aggregate {
     /// `FUNC:COLUMN[=INTO]` or `count[=INTO]`: `avg:value` goes into `value_avg`, `count`
     /// into `count`, `sum:count=count` (the next level's count) into `count`.
-    pub fn parse(text: &str) -> Result<Aggregate, String> {
+    pub fn parse(text: &str) -> Result<Aggregate, RollupError> {
         let (spec, into) = match text.split_once('=') {
             Some((spec, into)) => (spec, Some(name(into)?)),
             None => (text, None),
@@ -88,16 +88,13 @@ impl Aggregate {
             Some((func, column)) => (func, Some(name(column)?)),
             None => (spec, None),
         };
-        let func = Func::parse(func).ok_or_else(|| {
-            format!("unknown aggregate {func:?} in {text:?}: use avg, min, max, sum or count")
+        let func = Func::parse(func).ok_or_else(|| RollupError::UnknownAggregate {
+            func: func.to_string(),
+            text: text.to_string(),
         })?;
         let column = column.filter(|c| !(func == Func::Count && c == "*"));
         if column.is_none() && func != Func::Count {
-            return Err(format!(
-                "{} needs a column: {}:COLUMN",
-                func.as_str(),
-                func.as_str()
-            ));
+            return Err(RollupError::NeedsColumn(func.as_str()));
         }
         let into = into.unwrap_or_else(|| match &column {
             Some(c) => format!("{c}_{}", func.as_str()),
@@ -116,8 +113,56 @@ impl Aggregate {
 }
 
 /// A column name from an aggregate spec (quotes allowed for odd names).
-fn name(text: &str) -> Result<String, String> {
-    unquote(text.trim()).map_err(|why| format!("{why} in aggregate {text:?}"))
+fn name(text: &str) -> Result<String, RollupError> {
+    unquote(text.trim()).map_err(|why| RollupError::BadName {
+        why,
+        text: text.to_string(),
+    })
+}
+
+/// A rollup (`--aggregate`, `--bucket`, `--lookback` of a `downsample` policy) that makes
+/// no sense.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RollupError {
+    /// A column name of an aggregate that cannot be read.
+    #[error("{why} in aggregate {text:?}")]
+    BadName {
+        /// What is wrong with the name.
+        why: &'static str,
+        /// The name as given.
+        text: String,
+    },
+    /// An aggregate function this engine does not roll up.
+    #[error("unknown aggregate {func:?} in {text:?}: use avg, min, max, sum or count")]
+    UnknownAggregate {
+        /// The function as given.
+        func: String,
+        /// The aggregate as given.
+        text: String,
+    },
+    /// An aggregate other than `count` without a column.
+    #[error("{0} needs a column: {0}:COLUMN")]
+    NeedsColumn(&'static str),
+    /// A bucket that is not a positive duration.
+    #[error("the bucket (--bucket) must be a positive duration such as 1h")]
+    BadBucket,
+    /// A negative lookback.
+    #[error("--lookback cannot be negative")]
+    NegativeLookback,
+    /// A rollup without an aggregate.
+    #[error("downsample needs at least one --aggregate (avg:COLUMN, min:, max:, sum:, count)")]
+    NoAggregate,
+    /// An empty column name among the rollup table's columns.
+    #[error("a column name is empty")]
+    EmptyColumn,
+    /// Two values for one column of the rollup table.
+    #[error("column {column:?} of {into} would be written twice")]
+    WrittenTwice {
+        /// The column.
+        column: String,
+        /// The rollup table.
+        into: TableName,
+    },
 }
 
 /// What a `downsample` policy aggregates into, and how.
@@ -139,31 +184,28 @@ pub struct Rollup {
 
 impl Rollup {
     /// Checks what a rollup needs.
-    pub fn validate(&self, column: &str) -> Result<(), String> {
+    pub fn validate(&self, column: &str) -> Result<(), RollupError> {
         if self.bucket_secs <= 0 {
-            return Err("the bucket (--bucket) must be a positive duration such as 1h".into());
+            return Err(RollupError::BadBucket);
         }
         if self.lookback_secs < 0 {
-            return Err("--lookback cannot be negative".into());
+            return Err(RollupError::NegativeLookback);
         }
         if self.aggregates.is_empty() {
-            return Err(
-                "downsample needs at least one --aggregate (avg:COLUMN, min:, max:, sum:, count)"
-                    .into(),
-            );
+            return Err(RollupError::NoAggregate);
         }
         let mut outputs: Vec<&str> = vec![column];
         outputs.extend(self.group_by.iter().map(String::as_str));
         outputs.extend(self.aggregates.iter().map(|a| a.into.as_str()));
         for (i, name) in outputs.iter().enumerate() {
             if name.is_empty() {
-                return Err("a column name is empty".into());
+                return Err(RollupError::EmptyColumn);
             }
             if outputs[..i].contains(name) {
-                return Err(format!(
-                    "column {name:?} of {} would be written twice",
-                    self.into
-                ));
+                return Err(RollupError::WrittenTwice {
+                    column: name.to_string(),
+                    into: self.into.clone(),
+                });
             }
         }
         Ok(())
@@ -352,7 +394,11 @@ mod tests {
         assert_eq!(r.lookback_buckets_secs(), 7200);
         let mut twice = r.clone();
         twice.group_by.push("count".into());
-        assert!(twice.validate("ts").unwrap_err().contains("twice"));
+        assert!(twice
+            .validate("ts")
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
         let mut none = r.clone();
         none.aggregates.clear();
         assert!(none.validate("ts").is_err());

@@ -66,6 +66,46 @@ pub enum TableOutcome {
     Failed,
 }
 
+/// How a run (of policies, or of a `[[tables.jobs]]` entry) ended, as its run record,
+/// its audit row and its report say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunOutcome {
+    /// Something was acted on, and nothing failed or was busy.
+    #[serde(rename = "done")]
+    Done,
+    /// Nothing had expired.
+    #[serde(rename = "nothing to do")]
+    NothingToDo,
+    /// Only planned (`--dry-run`).
+    #[serde(rename = "dry-run")]
+    DryRun,
+    /// Another run held a table's (or the job's) lock: that one was not touched.
+    #[serde(rename = "busy")]
+    Busy,
+    /// A table or the job failed.
+    #[serde(rename = "failed")]
+    Failed,
+}
+
+impl RunOutcome {
+    /// `done`, `nothing to do`, `dry-run`, `busy` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Done => "done",
+            RunOutcome::NothingToDo => "nothing to do",
+            RunOutcome::DryRun => "dry-run",
+            RunOutcome::Busy => "busy",
+            RunOutcome::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One executed step.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = TableStepResult))]
@@ -115,25 +155,32 @@ impl RunReport {
         self.tables.iter().any(|t| t.outcome == outcome)
     }
 
+    /// How the run ended: dry-run, else failed when a table failed, else busy when a
+    /// table was busy, else done when a table was acted on, else nothing to do.
+    pub fn run_outcome(&self) -> RunOutcome {
+        if self.dry_run {
+            RunOutcome::DryRun
+        } else if self.any(TableOutcome::Failed) {
+            RunOutcome::Failed
+        } else if self.any(TableOutcome::Busy) {
+            RunOutcome::Busy
+        } else if self.any(TableOutcome::Done) {
+            RunOutcome::Done
+        } else {
+            RunOutcome::NothingToDo
+        }
+    }
+
     /// `done`, `failed`, `busy`, `nothing to do` or `dry-run`, for the run record.
     pub fn outcome(&self) -> &'static str {
-        if self.dry_run {
-            "dry-run"
-        } else if self.any(TableOutcome::Failed) {
-            "failed"
-        } else if self.any(TableOutcome::Busy) {
-            "busy"
-        } else if self.any(TableOutcome::Done) {
-            "done"
-        } else {
-            "nothing to do"
-        }
+        self.run_outcome().as_str()
     }
 }
 
 impl RunReport {
     /// What a scheduled job records: `run ID: OUTCOME (N tables, M steps)`; an error when
     /// the run failed, with the first table error after the line.
+    // String: the line is the scheduler's record of the run (`JobError::Outcome`), read by people.
     pub fn job_result(&self) -> Result<String, String> {
         let steps: usize = self.tables.iter().map(|t| t.steps.len()).sum();
         let line = format!(
@@ -142,7 +189,7 @@ impl RunReport {
             self.outcome(),
             self.tables.len()
         );
-        if self.outcome() != "failed" {
+        if self.run_outcome() != RunOutcome::Failed {
             return Ok(line);
         }
         let first = self.tables.iter().find_map(|t| t.error.as_deref());

@@ -10,7 +10,7 @@
 use crate::catalog::{AuditEntry, Catalog};
 use crate::error::{TablesError, TablesResult};
 use crate::name::TableName;
-use crate::run::lock_key;
+use crate::run::{lock_key, RunOutcome};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use strata_pgclient::Client;
@@ -42,19 +42,21 @@ fn yes() -> bool {
 
 impl SqlJob {
     /// Checks the entry: a name, and exactly one of `refresh` and `sql`.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SqlJobError> {
         if self.name.trim().is_empty() {
-            return Err("a [[tables.jobs]] entry needs a name".into());
+            return Err(SqlJobError::NoName);
         }
         match (&self.refresh, &self.sql) {
-            (Some(view), None) => TableName::parse(view)
-                .map(|_| ())
-                .map_err(|e| format!("tables job {:?}: refresh: {e}", self.name)),
+            (Some(view), None) => {
+                TableName::parse(view)
+                    .map(|_| ())
+                    .map_err(|source| SqlJobError::BadView {
+                        job: self.name.clone(),
+                        source,
+                    })
+            }
             (None, Some(sql)) if !sql.trim().is_empty() => Ok(()),
-            _ => Err(format!(
-                "tables job {:?}: give either refresh = \"schema.view\" or sql = \"...\"",
-                self.name
-            )),
+            _ => Err(SqlJobError::NoStatement(self.name.clone())),
         }
     }
 
@@ -77,13 +79,35 @@ impl SqlJob {
     }
 }
 
+/// A `[[tables.jobs]]` entry that cannot run as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SqlJobError {
+    /// An entry without a name.
+    #[error("a [[tables.jobs]] entry needs a name")]
+    NoName,
+    /// A `refresh` that names no view (`schema.view`).
+    #[error("tables job {job:?}: refresh: {source}")]
+    BadView {
+        /// The job's name.
+        job: String,
+        /// What is wrong with the view's name.
+        source: crate::name::NameError,
+    },
+    /// Neither or both of `refresh` and `sql` (the job's name).
+    #[error("tables job {0:?}: give either refresh = \"schema.view\" or sql = \"...\"")]
+    NoStatement(String),
+    /// Two entries of one name (the name).
+    #[error("tables job {0:?} is defined twice")]
+    DefinedTwice(String),
+}
+
 /// Checks every job and that names are unique.
-pub fn validate_jobs(jobs: &[SqlJob]) -> Result<(), String> {
+pub fn validate_jobs(jobs: &[SqlJob]) -> Result<(), SqlJobError> {
     let mut seen = std::collections::HashSet::new();
     for job in jobs {
         job.validate()?;
         if !seen.insert(job.name.as_str()) {
-            return Err(format!("tables job {:?} is defined twice", job.name));
+            return Err(SqlJobError::DefinedTwice(job.name.clone()));
         }
     }
     Ok(())
@@ -97,7 +121,7 @@ pub struct SqlRun {
     /// The job's name.
     pub job: String,
     /// `done`, `failed`, `busy` (another run held the job's lock) or `dry-run`.
-    pub outcome: String,
+    pub outcome: RunOutcome,
     /// The statement run (or that would run).
     pub statement: String,
     /// `refreshed concurrently in 0.4 s`, `12 rows in 0.1 s`, or the error.
@@ -106,13 +130,14 @@ pub struct SqlRun {
 
 impl SqlRun {
     /// The line a schedule keeps; an error when the job failed.
+    // String: the line is the scheduler's record of the run (`JobError::Outcome`), read by people.
     pub fn job_result(&self) -> Result<String, String> {
         let line = format!(
             "run {}: sql job {}: {} ({})",
             self.run_id, self.job, self.outcome, self.detail
         );
-        match self.outcome.as_str() {
-            "failed" => Err(line),
+        match self.outcome {
+            RunOutcome::Failed => Err(line),
             _ => Ok(line),
         }
     }
@@ -176,7 +201,7 @@ pub async fn run_job(
     job: &SqlJob,
     dry_run: bool,
 ) -> TablesResult<SqlRun> {
-    job.validate().map_err(TablesError::Unsupported)?;
+    job.validate()?;
     let (statement, key, table) = match (&job.refresh, &job.sql) {
         (Some(view), _) => {
             let view = TableName::parse(view)?;
@@ -192,11 +217,11 @@ pub async fn run_job(
     let run_id = catalog.start_run(client, who, &now, dry_run, &tags).await?;
     let started = Instant::now();
     let (outcome, detail) = if dry_run {
-        ("dry-run", "nothing run".to_string())
+        (RunOutcome::DryRun, "nothing run".to_string())
     } else {
         match execute_locked(client, key, &statement, job).await {
             Ok(None) => (
-                "busy",
+                RunOutcome::Busy,
                 "another run holds the job's lock; not run".to_string(),
             ),
             Ok(Some(rows)) => {
@@ -206,9 +231,9 @@ pub async fn run_job(
                     (Some(_), false) => format!("refreshed in {took}"),
                     (None, _) => format!("{rows} rows in {took}"),
                 };
-                ("done", detail)
+                (RunOutcome::Done, detail)
             }
-            Err(err) => ("failed", err.to_string()),
+            Err(err) => (RunOutcome::Failed, err.to_string()),
         }
     };
     let what = match job.refresh {
@@ -230,12 +255,17 @@ pub async fn run_job(
         )
         .await?;
     catalog
-        .finish_run(client, run_id, outcome, &format!("{}: {detail}", job.name))
+        .finish_run(
+            client,
+            run_id,
+            outcome.as_str(),
+            &format!("{}: {detail}", job.name),
+        )
         .await?;
     Ok(SqlRun {
         run_id,
         job: job.name.clone(),
-        outcome: outcome.to_string(),
+        outcome,
         statement,
         detail,
     })
@@ -304,7 +334,10 @@ mod tests {
         assert!(job(None, Some("  ")).validate().is_err());
         assert!(job(Some("a.b.c"), None).validate().is_err());
         let twice = [job(None, Some("x")), job(None, Some("y"))];
-        assert!(validate_jobs(&twice).unwrap_err().contains("twice"));
+        assert_eq!(
+            validate_jobs(&twice).unwrap_err(),
+            SqlJobError::DefinedTwice("j".into())
+        );
         let parsed: SqlJob = toml::from_str(
             "name = \"prune\"\nsql = \"DELETE FROM log WHERE at < now() - $1::interval\"\nparams = [\"90 days\"]",
         )

@@ -18,18 +18,31 @@ use strata_tables::run::{RunObserver, StepResult};
 use strata_tables::text::{PLAN_COLUMNS, POLICY_COLUMNS};
 use strata_tables::{cutoff_or_now, Engine, PolicySpec, TableName, TableOutcome};
 use strata_tables::{AddOutcome, EditOutcome, Policy, RunReport, TableOutlook};
-use strata_tables::{TablesError, TtlArgs};
+use strata_tables::{ErrorKind, RunOutcome, TablesError, TtlArgs};
 
 impl From<TablesError> for Failure {
     fn from(err: TablesError) -> Self {
-        let code = if err.is_bad_input() {
-            code::USAGE
-        } else if matches!(err, TablesError::Busy(_)) {
-            code::BUSY
-        } else {
-            code::FAILED
-        };
-        Failure::new(code, crate::failure::chain(&err))
+        Failure::new(kind_code(err.kind()), crate::failure::chain(&err))
+    }
+}
+
+/// The exit code of a kind of engine failure (the API answers the same kinds as 400, 404,
+/// 409 and 500): 2 bad input or an id that names nothing, 6 busy, 1 failed.
+fn kind_code(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::BadInput | ErrorKind::NotFound => code::USAGE,
+        ErrorKind::Busy => code::BUSY,
+        ErrorKind::Failed => code::FAILED,
+    }
+}
+
+/// The exit code of how a run ended: 1 failed, 6 busy (something was left for another
+/// run), 0 otherwise.
+fn outcome_code(outcome: RunOutcome) -> u8 {
+    match outcome {
+        RunOutcome::Failed => code::FAILED,
+        RunOutcome::Busy => code::BUSY,
+        RunOutcome::Done | RunOutcome::NothingToDo | RunOutcome::DryRun => 0,
     }
 }
 
@@ -231,7 +244,7 @@ impl Context {
                 match &run {
                     Ok(report) => {
                         let (Ok(line) | Err(line)) = report.job_result();
-                        told.end_with_outcome(&report.outcome, &line);
+                        told.end_with_outcome(report.outcome.as_str(), &line);
                     }
                     Err(err) => told.end("failed", &crate::failure::chain(err)),
                 }
@@ -248,11 +261,7 @@ impl Context {
                         report.run_id, report.job, report.outcome, report.detail
                     ));
                 }
-                Ok(match report.outcome.as_str() {
-                    "failed" => code::FAILED,
-                    "busy" => code::BUSY,
-                    _ => 0,
-                })
+                Ok(outcome_code(report.outcome))
             }
             TablesCommand::Sql { name: None, .. } => unreachable!("handled above"),
             TablesCommand::Archives { .. } => unreachable!("handled above"),

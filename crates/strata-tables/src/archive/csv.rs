@@ -1,7 +1,7 @@
 //! CSV archives: `COPY ... (FORMAT csv, HEADER)` hashed, counted and compressed into one
 //! zstd stream cut into parts, and that stream read back into CSV for loading.
 
-use super::Encoded;
+use super::{CodecError, CodecResult, Encoded};
 use bytes::Bytes;
 use std::io::Write;
 
@@ -45,8 +45,8 @@ pub fn encode(
     mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
     parts: tokio::sync::mpsc::Sender<Vec<u8>>,
     part_bytes: usize,
-) -> Result<Encoded, String> {
-    let zstd_err = |e: std::io::Error| format!("zstd: {e}");
+) -> CodecResult<Encoded> {
+    let zstd_err = CodecError::Zstd;
     // Room for a whole part and the block that overflows it, so the buffer never grows
     // by copying.
     let fresh = || Vec::with_capacity(part_bytes + (part_bytes >> 2));
@@ -60,7 +60,6 @@ pub fn encode(
     let mut hasher = blake3::Hasher::new();
     let mut records = CsvRecords::default();
     let mut csv_bytes = 0u64;
-    let stopped = || "storing the archive stopped".to_string();
     while let Some(chunk) = chunks.blocking_recv() {
         hasher.update(&chunk);
         records.feed(&chunk);
@@ -68,13 +67,13 @@ pub fn encode(
         encoder.write_all(&chunk).map_err(zstd_err)?;
         if encoder.get_ref().len() >= part_bytes {
             let data = std::mem::replace(encoder.get_mut(), fresh());
-            parts.blocking_send(data).map_err(|_| stopped())?;
+            parts.blocking_send(data).map_err(|_| CodecError::Stopped)?;
         }
     }
     let rest = encoder.finish().map_err(zstd_err)?;
-    parts.blocking_send(rest).map_err(|_| stopped())?;
+    parts.blocking_send(rest).map_err(|_| CodecError::Stopped)?;
     if records.in_quotes() {
-        return Err("the export ends inside a quoted field: it is cut short".into());
+        return Err(CodecError::CutShort);
     }
     Ok(Encoded {
         rows: records.rows(),
@@ -95,11 +94,10 @@ pub struct CsvReader {
 }
 
 impl CsvReader {
-    pub fn new() -> Result<CsvReader, String> {
+    pub fn new() -> CodecResult<CsvReader> {
         Ok(CsvReader {
             current: Bytes::new(),
-            decoder: zstd::stream::write::Decoder::new(Vec::new())
-                .map_err(|e| format!("zstd: {e}"))?,
+            decoder: zstd::stream::write::Decoder::new(Vec::new()).map_err(CodecError::Zstd)?,
             hasher: blake3::Hasher::new(),
             records: CsvRecords::default(),
             csv_bytes: 0,
@@ -113,12 +111,12 @@ impl CsvReader {
     }
 
     /// The next piece of CSV; `None` when the current part is used up.
-    pub fn next_chunk(&mut self) -> Result<Option<Bytes>, String> {
+    pub fn next_chunk(&mut self) -> CodecResult<Option<Bytes>> {
         while !self.current.is_empty() {
             let slice = self.current.split_to(self.current.len().min(READ_SLICE));
             self.decoder
                 .write_all(&slice)
-                .map_err(|e| format!("a part does not decompress: {e}"))?;
+                .map_err(CodecError::Decompress)?;
             if let Some(out) = self.take() {
                 return Ok(Some(out));
             }
@@ -127,12 +125,12 @@ impl CsvReader {
     }
 
     /// The last piece of CSV, after the last part.
-    pub fn end(&mut self) -> Result<Option<Bytes>, String> {
+    pub fn end(&mut self) -> CodecResult<Option<Bytes>> {
         if self.flushed {
             return Ok(None);
         }
         self.flushed = true;
-        self.decoder.flush().map_err(|e| format!("zstd: {e}"))?;
+        self.decoder.flush().map_err(CodecError::Zstd)?;
         Ok(self.take())
     }
 
@@ -200,7 +198,7 @@ mod tests {
         assert_eq!(out.content_hash, blake3::hash(&csv).to_hex().to_string());
 
         // Reading the parts back gives the same CSV; a damaged part does not.
-        let read = |parts: Vec<Vec<u8>>| -> Result<(Vec<u8>, Encoded), String> {
+        let read = |parts: Vec<Vec<u8>>| -> CodecResult<(Vec<u8>, Encoded)> {
             let mut reader = CsvReader::new()?;
             let mut plain = Vec::new();
             for part in parts {
@@ -234,7 +232,7 @@ mod tests {
             .unwrap();
         drop(chunks_tx);
         let err = encode(chunks_rx, parts_tx, 1 << 20).unwrap_err();
-        assert!(err.contains("cut short"), "{err}");
+        assert!(matches!(err, CodecError::CutShort), "{err}");
         assert!(parts_rx.blocking_recv().is_some());
     }
 

@@ -23,6 +23,7 @@
 //! held the partition against writes since before its snapshot (see
 //! [`archive_partition`]).
 
+mod codec;
 mod csv;
 pub mod load_target;
 mod parquet_export;
@@ -34,6 +35,7 @@ pub(crate) mod pgtext;
 pub(crate) mod values;
 
 pub use crate::policy::ArchiveFormat;
+pub use codec::{CodecError, CodecResult};
 
 use crate::discover::Column;
 use crate::error::{TablesError, TablesResult};
@@ -203,6 +205,14 @@ fn archive_err(key: &str, why: impl Into<String>) -> TablesError {
     TablesError::Archive {
         key: key.to_string(),
         why: why.into(),
+    }
+}
+
+/// The archive at `key` whose data could not be written or read back.
+fn codec_err(key: &str, fault: CodecError) -> TablesError {
+    TablesError::ArchiveData {
+        key: key.to_string(),
+        fault,
     }
 }
 
@@ -453,8 +463,8 @@ async fn export_in(
     // echoes it.
     received?;
     let (parts, stored_bytes) = stored?;
-    let encoded = encoded.map_err(|e| archive_err(&prefix, e))?;
-    let checked = checked.map_err(|e| archive_err(&prefix, e))?;
+    let encoded = encoded.map_err(|e| codec_err(&prefix, e))?;
+    let checked = checked.map_err(|e| codec_err(&prefix, e))?;
     if checked.parts != parts.len() || checked.bytes != stored_bytes {
         return Err(archive_err(
             &prefix,
@@ -582,7 +592,7 @@ struct Checked {
 fn check_parts(
     mut parts: tokio::sync::mpsc::Receiver<ReadBack>,
     decode: Option<Vec<String>>,
-) -> Result<Checked, String> {
+) -> CodecResult<Checked> {
     let mut stored_hash = blake3::Hasher::new();
     let mut checked = Checked {
         parts: 0,
@@ -593,12 +603,11 @@ fn check_parts(
     let mut reader = decode.map(parquet_load::ParquetReader::new);
     while let Some(ReadBack { written, stored }) = parts.blocking_recv() {
         if stored != written {
-            return Err(format!(
-                "part {} reads back as {} bytes that differ from the {} written",
-                checked.parts,
-                stored.len(),
-                written.len()
-            ));
+            return Err(CodecError::ReadBackDiffers {
+                part: checked.parts,
+                stored: stored.len(),
+                written: written.len(),
+            });
         }
         drop(written);
         stored_hash.update(&stored);
@@ -640,7 +649,7 @@ impl<'a> ArchiveReader<'a> {
     ) -> TablesResult<Self> {
         let body = match manifest.data_format {
             ArchiveFormat::Csv => Body::Csv(Box::new(
-                csv::CsvReader::new().map_err(|e| archive_err(prefix, e))?,
+                csv::CsvReader::new().map_err(|e| codec_err(prefix, e))?,
             )),
             ArchiveFormat::Parquet => Body::Parquet(Box::new(parquet_load::ParquetReader::new(
                 manifest.columns.iter().map(|c| c.name.clone()).collect(),
@@ -671,7 +680,7 @@ impl<'a> ArchiveReader<'a> {
 
     /// The next piece of content, `None` at the end.
     async fn next_chunk(&mut self) -> TablesResult<Option<Bytes>> {
-        let err = |e: String| archive_err(self.prefix, e);
+        let err = |e: CodecError| codec_err(self.prefix, e);
         loop {
             let chunk = match &mut self.body {
                 Body::Csv(r) => r.next_chunk(),
@@ -704,7 +713,7 @@ impl<'a> ArchiveReader<'a> {
                 if let Body::Parquet(r) = &mut self.body {
                     r.push_part(data)
                         .and_then(|()| r.skim_part())
-                        .map_err(|e| archive_err(self.prefix, e))?;
+                        .map_err(|e| codec_err(self.prefix, e))?;
                 }
             }
             return Ok(());
@@ -944,10 +953,7 @@ mod tests {
     }
 
     /// Parts through the checker as a storage would return them.
-    fn check(
-        parts: Vec<(Vec<u8>, Vec<u8>)>,
-        decode: Option<Vec<String>>,
-    ) -> Result<Checked, String> {
+    fn check(parts: Vec<(Vec<u8>, Vec<u8>)>, decode: Option<Vec<String>>) -> CodecResult<Checked> {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let checker = std::thread::spawn(move || check_parts(rx, decode));
         for (written, stored) in parts {
@@ -980,7 +986,10 @@ mod tests {
         assert!(checked.values.is_none());
         for stored in [&b"abx"[..], b"ab", b"abcd", b""] {
             let err = check(vec![(b"abc".to_vec(), stored.to_vec())], None).unwrap_err();
-            assert!(err.contains("differ"), "{err}");
+            assert!(
+                matches!(err, CodecError::ReadBackDiffers { part: 0, .. }),
+                "{err}"
+            );
         }
     }
 

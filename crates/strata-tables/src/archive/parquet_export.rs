@@ -4,7 +4,7 @@
 
 use super::pgbinary::{BinaryDecoder, PgType, RowBuffer};
 use super::values::ContentHash;
-use super::{parquet_write::PartWriter, Encoded};
+use super::{parquet_write::PartWriter, CodecError, CodecResult, Encoded};
 use crate::discover::Column as PgColumn;
 use crate::error::{TablesError, TablesResult};
 use crate::name::TableName;
@@ -105,7 +105,7 @@ pub fn encode(
     pg_columns: &[PgColumn],
     part_bytes: usize,
     row_group_bytes: usize,
-) -> Result<Encoded, String> {
+) -> CodecResult<Encoded> {
     let kinds: Vec<_> = columns.iter().map(|c| c.pg.kind()).collect();
     let named: Vec<_> = columns
         .iter()
@@ -115,11 +115,10 @@ pub fn encode(
     let mut buffer = RowBuffer::new(kinds.iter().copied());
     let mut writer = PartWriter::new(&named, pg_columns, part_bytes)?;
     let mut hash = ContentHash::new(&kinds);
-    let stopped = || "storing the archive stopped".to_string();
-    let mut flush = |buffer: &mut RowBuffer, writer: &mut PartWriter| -> Result<(), String> {
+    let mut flush = |buffer: &mut RowBuffer, writer: &mut PartWriter| -> CodecResult<()> {
         hash.add(&buffer.columns)?;
         if let Some(part) = writer.write_row_group(&buffer.columns)? {
-            parts.blocking_send(part).map_err(|_| stopped())?;
+            parts.blocking_send(part).map_err(|_| CodecError::Stopped)?;
         }
         buffer.clear();
         Ok(())
@@ -135,7 +134,7 @@ pub fn encode(
         flush(&mut buffer, &mut writer)?;
     }
     if let Some(part) = writer.finish()? {
-        parts.blocking_send(part).map_err(|_| stopped())?;
+        parts.blocking_send(part).map_err(|_| CodecError::Stopped)?;
     }
     Ok(Encoded {
         rows: hash.rows(),

@@ -4,7 +4,7 @@
 use super::parquet_read::PartReader;
 use super::pgtext::TextRows;
 use super::values::{Column, ContentHash};
-use super::Encoded;
+use super::{CodecError, CodecResult, Encoded};
 use bytes::Bytes;
 
 /// How much COPY text is handed out at once.
@@ -30,12 +30,14 @@ impl ParquetReader {
     }
 
     /// The next part of the archive; every part must have the first one's columns.
-    pub fn push_part(&mut self, data: Bytes) -> Result<(), String> {
+    pub fn push_part(&mut self, data: Bytes) -> CodecResult<()> {
         let part = PartReader::open(data, &self.names)?;
         match &self.hash {
             None => self.hash = Some(ContentHash::new(part.kinds())),
             Some(hash) if hash.kinds() != part.kinds() => {
-                return Err("the parts of the archive have different column types".into())
+                return Err(CodecError::Mismatch(
+                    "the parts of the archive have different column types".into(),
+                ))
             }
             Some(_) => {}
         }
@@ -45,7 +47,7 @@ impl ParquetReader {
     }
 
     /// The next row group of the current part, hashed; `None` when it is used up.
-    fn next_group(&mut self) -> Result<Option<Vec<Column>>, String> {
+    fn next_group(&mut self) -> CodecResult<Option<Vec<Column>>> {
         let Some(part) = &mut self.part else {
             return Ok(None);
         };
@@ -64,7 +66,7 @@ impl ParquetReader {
     }
 
     /// The next piece of COPY text; `None` when the current part is used up.
-    pub fn next_chunk(&mut self) -> Result<Option<Bytes>, String> {
+    pub fn next_chunk(&mut self) -> CodecResult<Option<Bytes>> {
         loop {
             if let Some((columns, rows)) = &mut self.group {
                 let mut out = Vec::with_capacity(TEXT_BYTES + (TEXT_BYTES >> 2));
@@ -88,7 +90,7 @@ impl ParquetReader {
     }
 
     /// Reads the rest of the current part without making text (a check).
-    pub fn skim_part(&mut self) -> Result<(), String> {
+    pub fn skim_part(&mut self) -> CodecResult<()> {
         self.group = None;
         while self.next_group()?.is_some() {}
         Ok(())

@@ -7,6 +7,7 @@
 //! damage.
 
 use super::values::{Column, Kind, Values};
+use super::{CodecError, CodecResult};
 use bytes::Bytes;
 use parquet::basic::{LogicalType, TimeUnit, Type as Physical};
 use parquet::column::reader::{ColumnReader, ColumnReaderImpl};
@@ -49,43 +50,44 @@ pub struct PartReader {
     next_group: usize,
 }
 
-pub(crate) fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+/// Runs `f`, a step of the Parquet reader (`what` it does), with a panic inside it caught
+/// and reported as damage.
+pub(crate) fn guarded<T>(what: &'static str, f: impl FnOnce() -> CodecResult<T>) -> CodecResult<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(result) => result,
-        Err(_) => Err(format!("{what}: the Parquet reader failed on damaged data")),
+        Err(_) => Err(CodecError::ReaderPanicked(what)),
     }
 }
 
 impl PartReader {
     /// Opens a part and checks it has the archive's columns, `names` in order.
-    pub fn open(data: Bytes, names: &[String]) -> Result<PartReader, String> {
+    pub fn open(data: Bytes, names: &[String]) -> CodecResult<PartReader> {
         guarded("opening a part", || {
-            let reader =
-                SerializedFileReader::new(data).map_err(|e| format!("not a Parquet file: {e}"))?;
+            let reader = SerializedFileReader::new(data).map_err(CodecError::NotParquet)?;
             let schema = reader.metadata().file_metadata().schema_descr();
             if schema.num_columns() != names.len() {
-                return Err(format!(
+                return Err(CodecError::Mismatch(format!(
                     "{} columns in the Parquet file, {} in the archive",
                     schema.num_columns(),
                     names.len()
-                ));
+                )));
             }
             let mut kinds = Vec::with_capacity(names.len());
             for (i, name) in names.iter().enumerate() {
                 let column = schema.column(i);
                 if column.path().parts() != [name.clone()] {
-                    return Err(format!(
+                    return Err(CodecError::Mismatch(format!(
                         "column {} of the Parquet file is {:?}, the archive's is {name:?}",
                         i + 1,
                         column.path().string()
-                    ));
+                    )));
                 }
                 kinds.push(kind_of(&column).ok_or_else(|| {
-                    format!(
+                    CodecError::Mismatch(format!(
                         "column {name:?} has a Parquet type strata does not write ({}, {:?})",
                         column.physical_type(),
                         column.logical_type_ref()
-                    )
+                    ))
                 })?);
             }
             Ok(PartReader {
@@ -102,7 +104,7 @@ impl PartReader {
     }
 
     /// The next row group's columns, `None` after the last.
-    pub fn next_row_group(&mut self) -> Result<Option<Vec<Column>>, String> {
+    pub fn next_row_group(&mut self) -> CodecResult<Option<Vec<Column>>> {
         if self.next_group >= self.reader.num_row_groups() {
             return Ok(None);
         }
@@ -110,10 +112,11 @@ impl PartReader {
         self.next_group += 1;
         let (reader, kinds) = (&self.reader, &self.kinds);
         guarded("reading a row group", || {
-            let err = |e: parquet::errors::ParquetError| format!("row group {index}: {e}");
+            let err = |error| CodecError::RowGroup { index, error };
             let group = reader.get_row_group(index).map_err(err)?;
-            let rows = usize::try_from(group.metadata().num_rows())
-                .map_err(|_| format!("row group {index}: a negative row count"))?;
+            let rows = usize::try_from(group.metadata().num_rows()).map_err(|_| {
+                CodecError::Mismatch(format!("row group {index}: a negative row count"))
+            })?;
             let mut columns = Vec::with_capacity(kinds.len());
             for (i, kind) in kinds.iter().enumerate() {
                 let mut column = Column::new(*kind);
@@ -138,15 +141,20 @@ impl PartReader {
                     (ColumnReader::ByteArrayColumnReader(mut r), Values::Bytes(v)) => {
                         read_all(&mut r, rows, defs, v)
                     }
-                    _ => return Err(format!("column {}: an unexpected column reader", i + 1)),
+                    _ => {
+                        return Err(CodecError::Mismatch(format!(
+                            "column {}: an unexpected column reader",
+                            i + 1
+                        )))
+                    }
                 }
                 .map_err(err)?;
                 if column.defs.len() != rows {
-                    return Err(format!(
+                    return Err(CodecError::Mismatch(format!(
                         "row group {index}, column {}: {} rows where the row group has {rows}",
                         i + 1,
                         column.defs.len()
-                    ));
+                    )));
                 }
                 columns.push(column);
             }
@@ -295,7 +303,10 @@ mod tests {
         let err = PartReader::open(Bytes::from(part.clone()), &renamed)
             .err()
             .unwrap();
-        assert!(err.contains("other"), "{err}");
+        assert!(
+            matches!(&err, CodecError::Mismatch(why) if why.contains("other")),
+            "{err}"
+        );
         assert!(PartReader::open(Bytes::from(part.clone()), &names[1..]).is_err());
 
         // Flipping a byte anywhere gives an error, other values (a different hash) or,

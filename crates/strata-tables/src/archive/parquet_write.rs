@@ -7,6 +7,7 @@
 //! file carries the PostgreSQL columns and types as key-value metadata (`strata.columns`).
 
 use super::values::{Column, Kind, Values};
+use super::{CodecError, CodecResult};
 use crate::discover::Column as PgColumn;
 use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -49,17 +50,17 @@ fn field(name: &str, kind: Kind) -> parquet::errors::Result<TypePtr> {
 }
 
 /// The schema of an archive of these columns.
-pub fn schema(columns: &[(String, Kind)]) -> Result<TypePtr, String> {
+pub fn schema(columns: &[(String, Kind)]) -> CodecResult<TypePtr> {
     let fields = columns
         .iter()
         .map(|(name, kind)| field(name, *kind))
         .collect::<parquet::errors::Result<Vec<_>>>()
-        .map_err(|e| format!("parquet schema: {e}"))?;
+        .map_err(CodecError::Schema)?;
     Type::group_type_builder("schema")
         .with_fields(fields)
         .build()
         .map(Arc::new)
-        .map_err(|e| format!("parquet schema: {e}"))
+        .map_err(CodecError::Schema)
 }
 
 /// Writes row groups into Parquet files of about `part_bytes` each.
@@ -78,9 +79,10 @@ impl PartWriter {
         columns: &[(String, Kind)],
         pg_columns: &[PgColumn],
         part_bytes: usize,
-    ) -> Result<PartWriter, String> {
-        let described = serde_json::to_string(pg_columns).map_err(|e| e.to_string())?;
-        let level = ZstdLevel::try_new(ZSTD_LEVEL).map_err(|e| e.to_string())?;
+    ) -> CodecResult<PartWriter> {
+        let setup = |e: &dyn std::fmt::Display| CodecError::WriterSetup(e.to_string());
+        let described = serde_json::to_string(pg_columns).map_err(|e| setup(&e))?;
+        let level = ZstdLevel::try_new(ZSTD_LEVEL).map_err(|e| setup(&e))?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
             // No dictionaries: zstd finds the repeats of a low-cardinality column in PLAIN
@@ -108,8 +110,8 @@ impl PartWriter {
 
     /// Writes `columns` as one row group; returns a finished file when the current one
     /// reached the part size.
-    pub fn write_row_group(&mut self, columns: &[Column]) -> Result<Option<Vec<u8>>, String> {
-        let err = |e: parquet::errors::ParquetError| format!("parquet: {e}");
+    pub fn write_row_group(&mut self, columns: &[Column]) -> CodecResult<Option<Vec<u8>>> {
+        let err = CodecError::Write;
         let file = match &mut self.file {
             Some(file) => file,
             None => self.file.insert(
@@ -124,7 +126,9 @@ impl PartWriter {
         let mut group = file.next_row_group().map_err(err)?;
         for column in columns {
             let Some(mut writer) = group.next_column().map_err(err)? else {
-                return Err("more columns than the schema has".into());
+                return Err(CodecError::Mismatch(
+                    "more columns than the schema has".into(),
+                ));
             };
             use parquet::column::writer::ColumnWriter as W;
             let defs = Some(&column.defs[..]);
@@ -136,10 +140,10 @@ impl PartWriter {
                 (W::DoubleColumnWriter(w), Values::Double(v)) => w.write_batch(v, defs, None),
                 (W::ByteArrayColumnWriter(w), Values::Bytes(v)) => w.write_batch(v, defs, None),
                 _ => {
-                    return Err(format!(
+                    return Err(CodecError::Mismatch(format!(
                         "a {:?} column does not fit its schema",
                         column.kind
-                    ))
+                    )))
                 }
             }
             .map_err(err)?;
@@ -152,8 +156,8 @@ impl PartWriter {
         Ok(None)
     }
 
-    fn close_file(&mut self) -> Result<Vec<u8>, String> {
-        let err = |e: parquet::errors::ParquetError| format!("parquet: {e}");
+    fn close_file(&mut self) -> CodecResult<Vec<u8>> {
+        let err = CodecError::Write;
         let file = match self.file.take() {
             Some(file) => file,
             None => SerializedFileWriter::new(Vec::new(), self.schema.clone(), self.props.clone())
@@ -166,7 +170,7 @@ impl PartWriter {
 
     /// Closes the last file; an archive of no rows still gets one (with no row group), so
     /// readers see its schema.
-    pub fn finish(mut self) -> Result<Option<Vec<u8>>, String> {
+    pub fn finish(mut self) -> CodecResult<Option<Vec<u8>>> {
         if self.file.is_some() || self.parts == 0 {
             self.close_file().map(Some)
         } else {

@@ -16,6 +16,7 @@ use super::values::{
     Column, Kind, Values, DATE_INFINITY, DATE_MINUS_INFINITY, PG_EPOCH_DAYS, PG_EPOCH_MICROS,
     TS_INFINITY, TS_MINUS_INFINITY,
 };
+use super::{CodecError, CodecResult};
 use bytes::Bytes;
 use parquet::data_type::ByteArray;
 
@@ -132,7 +133,7 @@ impl BinaryDecoder {
     }
 
     /// Decodes the next piece of the stream into `rows`.
-    pub fn feed(&mut self, mut chunk: Bytes, rows: &mut RowBuffer) -> Result<(), String> {
+    pub fn feed(&mut self, mut chunk: Bytes, rows: &mut RowBuffer) -> CodecResult<()> {
         while !chunk.is_empty() {
             if !self.pending.is_empty() {
                 match self.frame(&self.pending)? {
@@ -162,31 +163,39 @@ impl BinaryDecoder {
     }
 
     /// Checks the stream ended with its trailer.
-    pub fn finish(&mut self, rows: &mut RowBuffer) -> Result<(), String> {
+    pub fn finish(&mut self, rows: &mut RowBuffer) -> CodecResult<()> {
         if !self.pending.is_empty() {
             match self.frame(&self.pending)? {
                 Frame::Whole(_) => {
                     let frame = Bytes::from(std::mem::take(&mut self.pending));
                     self.take_frame(frame, rows)?;
                 }
-                Frame::Short(_) => return Err("the binary COPY stream is cut short".into()),
+                Frame::Short(_) => {
+                    return Err(CodecError::CopyStream(
+                        "the binary COPY stream is cut short".into(),
+                    ))
+                }
             }
         }
         if self.state != State::Done {
-            return Err("the binary COPY stream ended without its trailer".into());
+            return Err(CodecError::CopyStream(
+                "the binary COPY stream ended without its trailer".into(),
+            ));
         }
         Ok(())
     }
 
     /// How long the frame at the start of `buf` is.
-    fn frame(&self, buf: &[u8]) -> Result<Frame, String> {
+    fn frame(&self, buf: &[u8]) -> CodecResult<Frame> {
         match self.state {
             State::Header => {
                 if buf.len() < 19 {
                     return Ok(Frame::Short(19 - buf.len()));
                 }
                 if &buf[..11] != SIGNATURE {
-                    return Err("not a binary COPY stream (bad signature)".into());
+                    return Err(CodecError::CopyStream(
+                        "not a binary COPY stream (bad signature)".into(),
+                    ));
                 }
                 let extension = be_u32(&buf[15..19]) as usize;
                 let len = 19 + extension;
@@ -205,10 +214,10 @@ impl BinaryDecoder {
                     return Ok(Frame::Whole(2));
                 }
                 if fields as usize != self.types.len() || fields < 0 {
-                    return Err(format!(
+                    return Err(CodecError::CopyStream(format!(
                         "a tuple of {fields} fields where {} columns were selected",
                         self.types.len()
-                    ));
+                    )));
                 }
                 let mut at = 2;
                 for _ in 0..fields {
@@ -218,7 +227,7 @@ impl BinaryDecoder {
                     let len = i32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
                     at += 4;
                     if len < -1 {
-                        return Err(format!("a field of length {len}"));
+                        return Err(CodecError::CopyStream(format!("a field of length {len}")));
                     }
                     if len > 0 {
                         at += len as usize;
@@ -230,16 +239,20 @@ impl BinaryDecoder {
                     Frame::Short(at - buf.len())
                 })
             }
-            State::Done => Err("data after the binary COPY trailer".into()),
+            State::Done => Err(CodecError::CopyStream(
+                "data after the binary COPY trailer".into(),
+            )),
         }
     }
 
-    fn take_frame(&mut self, frame: Bytes, rows: &mut RowBuffer) -> Result<(), String> {
+    fn take_frame(&mut self, frame: Bytes, rows: &mut RowBuffer) -> CodecResult<()> {
         match self.state {
             State::Header => {
                 let flags = be_u32(&frame[11..15]);
                 if flags & (1 << 16) != 0 {
-                    return Err("the binary COPY stream has OIDs".into());
+                    return Err(CodecError::CopyStream(
+                        "the binary COPY stream has OIDs".into(),
+                    ));
                 }
                 self.state = State::Tuples;
                 Ok(())
@@ -249,12 +262,14 @@ impl BinaryDecoder {
                 Ok(())
             }
             State::Tuples => self.take_tuple(&frame, rows),
-            State::Done => Err("data after the binary COPY trailer".into()),
+            State::Done => Err(CodecError::CopyStream(
+                "data after the binary COPY trailer".into(),
+            )),
         }
     }
 
     /// Appends one complete tuple (its length already checked by [`Self::frame`]).
-    fn take_tuple(&self, frame: &Bytes, rows: &mut RowBuffer) -> Result<(), String> {
+    fn take_tuple(&self, frame: &Bytes, rows: &mut RowBuffer) -> CodecResult<()> {
         let mut at = 2;
         for (ty, column) in self.types.iter().zip(&mut rows.columns) {
             let len = i32::from_be_bytes([frame[at], frame[at + 1], frame[at + 2], frame[at + 3]]);
@@ -278,9 +293,10 @@ fn be_u32(b: &[u8]) -> u32 {
 }
 
 /// Exactly `N` bytes of a fixed-width value.
-fn fixed<const N: usize>(ty: PgType, data: &[u8]) -> Result<[u8; N], String> {
-    data.try_into()
-        .map_err(|_| format!("a {ty:?} value of {} bytes, not {N}", data.len()))
+fn fixed<const N: usize>(ty: PgType, data: &[u8]) -> CodecResult<[u8; N]> {
+    data.try_into().map_err(|_| {
+        CodecError::CopyStream(format!("a {ty:?} value of {} bytes, not {N}", data.len()))
+    })
 }
 
 fn push_value(
@@ -289,7 +305,7 @@ fn push_value(
     frame: &Bytes,
     at: usize,
     len: usize,
-) -> Result<(), String> {
+) -> CodecResult<()> {
     let data = &frame[at..at + len];
     match (ty, &mut column.values) {
         (PgType::Bool, Values::Bool(v)) => v.push(fixed::<1>(ty, data)?[0] != 0),
@@ -309,34 +325,41 @@ fn push_value(
             v.push(timestamp_to_parquet(i64::from_be_bytes(fixed(ty, data)?))?)
         }
         (PgType::Text, Values::Bytes(v)) => v.push(ByteArray::from(frame.slice(at..at + len))),
-        (ty, _) => return Err(format!("a {ty:?} value for a {:?} column", column.kind)),
+        (ty, _) => {
+            return Err(CodecError::CopyStream(format!(
+                "a {ty:?} value for a {:?} column",
+                column.kind
+            )))
+        }
     }
     column.defs.push(1);
     Ok(())
 }
 
 /// PostgreSQL's days since 2000-01-01 as Parquet's days since 1970-01-01.
-pub fn date_to_parquet(days: i32) -> Result<i32, String> {
+pub fn date_to_parquet(days: i32) -> CodecResult<i32> {
     match days {
         DATE_INFINITY | DATE_MINUS_INFINITY => Ok(days),
         _ => days
             .checked_add(PG_EPOCH_DAYS)
             .filter(|d| *d != DATE_INFINITY)
             .ok_or_else(|| {
-                format!("date {days} days after 2000-01-01 does not fit a Parquet DATE")
+                CodecError::Unrepresentable(format!(
+                    "date {days} days after 2000-01-01 does not fit a Parquet DATE"
+                ))
             }),
     }
 }
 
 /// PostgreSQL's microseconds since 2000-01-01 as Parquet's since 1970-01-01.
-pub fn timestamp_to_parquet(micros: i64) -> Result<i64, String> {
+pub fn timestamp_to_parquet(micros: i64) -> CodecResult<i64> {
     match micros {
         TS_INFINITY | TS_MINUS_INFINITY => Ok(micros),
         _ => micros
             .checked_add(PG_EPOCH_MICROS)
             .filter(|t| *t != TS_INFINITY)
             .ok_or_else(|| {
-                "a timestamp after 294247-01-10 04:00:54.775806 does not fit Parquet's TIMESTAMP(MICROS), microseconds since 1970 in 64 bits: archive this table as csv".to_string()
+                CodecError::Unrepresentable("a timestamp after 294247-01-10 04:00:54.775806 does not fit Parquet's TIMESTAMP(MICROS), microseconds since 1970 in 64 bits: archive this table as csv".to_string())
             }),
     }
 }
@@ -367,7 +390,7 @@ mod tests {
         out
     }
 
-    fn decode(types: &[PgType], data: &[u8], piece: usize) -> Result<RowBuffer, String> {
+    fn decode(types: &[PgType], data: &[u8], piece: usize) -> CodecResult<RowBuffer> {
         let mut decoder = BinaryDecoder::new(types.to_vec());
         let mut rows = RowBuffer::new(types.iter().map(|t| t.kind()));
         for part in data.chunks(piece) {
@@ -447,7 +470,10 @@ mod tests {
         }
         // A wrong width, a wrong field count, a bad length, data after the trailer.
         let wide = stream(&[vec![Some(7i64.to_be_bytes().to_vec()), None]]);
-        assert!(decode(&types, &wide, 64).unwrap_err().contains("8 bytes"));
+        assert!(decode(&types, &wide, 64)
+            .unwrap_err()
+            .to_string()
+            .contains("8 bytes"));
         let narrow = stream(&[vec![None]]);
         assert!(decode(&types, &narrow, 64).is_err());
         let mut negative = stream(&[vec![None, None]]);
@@ -462,20 +488,21 @@ mod tests {
         let late = stream(&[vec![Some((i64::MAX - 5).to_be_bytes().to_vec())]]);
         assert!(decode(&[PgType::TimestampTz], &late, 64)
             .unwrap_err()
+            .to_string()
             .contains("294247-01-10"));
     }
 
     #[test]
     fn infinities_keep_their_encodings() {
-        assert_eq!(date_to_parquet(i32::MAX), Ok(i32::MAX));
-        assert_eq!(date_to_parquet(i32::MIN), Ok(i32::MIN));
-        assert_eq!(date_to_parquet(0), Ok(PG_EPOCH_DAYS));
-        assert_eq!(timestamp_to_parquet(i64::MIN), Ok(i64::MIN));
-        assert_eq!(timestamp_to_parquet(i64::MAX), Ok(i64::MAX));
+        assert_eq!(date_to_parquet(i32::MAX).unwrap(), i32::MAX);
+        assert_eq!(date_to_parquet(i32::MIN).unwrap(), i32::MIN);
+        assert_eq!(date_to_parquet(0).unwrap(), PG_EPOCH_DAYS);
+        assert_eq!(timestamp_to_parquet(i64::MIN).unwrap(), i64::MIN);
+        assert_eq!(timestamp_to_parquet(i64::MAX).unwrap(), i64::MAX);
         assert!(timestamp_to_parquet(i64::MAX - PG_EPOCH_MICROS).is_err());
         assert_eq!(
-            timestamp_to_parquet(i64::MAX - PG_EPOCH_MICROS - 1),
-            Ok(i64::MAX - 1)
+            timestamp_to_parquet(i64::MAX - PG_EPOCH_MICROS - 1).unwrap(),
+            i64::MAX - 1
         );
     }
 }

@@ -169,34 +169,35 @@ impl ContentHash {
     }
 
     /// Adds the next rows (the same number in every column).
-    pub fn add(&mut self, columns: &[Column]) -> Result<(), String> {
+    pub fn add(&mut self, columns: &[Column]) -> super::CodecResult<()> {
+        use super::CodecError::Mismatch;
         if columns.len() != self.columns.len() {
-            return Err(format!(
+            return Err(Mismatch(format!(
                 "{} columns where the archive has {}",
                 columns.len(),
                 self.columns.len()
-            ));
+            )));
         }
         let rows = columns.first().map_or(0, Column::rows);
         for ((column, hasher), kind) in columns.iter().zip(&mut self.columns).zip(&self.kinds) {
             if column.kind != *kind {
-                return Err(format!(
+                return Err(Mismatch(format!(
                     "a {:?} column where the archive has {kind:?}",
                     column.kind
-                ));
+                )));
             }
             if column.rows() != rows {
-                return Err(format!(
+                return Err(Mismatch(format!(
                     "columns of {} and {rows} rows in one row group",
                     column.rows()
-                ));
+                )));
             }
             let present = column.defs.iter().filter(|d| **d != 0).count();
             if present != column.value_count() {
-                return Err(format!(
+                return Err(Mismatch(format!(
                     "{present} non-null rows but {} values in a column",
                     column.value_count()
-                ));
+                )));
             }
             hash_column(column, hasher, &mut self.scratch);
         }

@@ -450,6 +450,7 @@ async fn copy_in(
         return Err(TablesError::Db {
             what,
             message: format!("the server took {copied} rows of the {rows} sent"),
+            sqlstate: None,
         });
     }
     tx.commit().await.map_err(|e| db(&e))?;
@@ -516,6 +517,7 @@ async fn refused(
         _ => TablesError::Db {
             what: what.to_string(),
             message: format!("{message} (row {line} loaded)"),
+            sqlstate: err.code().map(|c| c.code().to_string()),
         },
     }
 }

@@ -13,6 +13,7 @@ use super::row::{Row, RowReader, Tag};
 use crate::archive::parquet_read::guarded;
 use crate::archive::pgtext::write_plain;
 use crate::archive::values::{Column, Kind, Values};
+use crate::archive::{CodecError, CodecResult};
 use parquet::basic::{ConvertedType, LogicalType, TimeUnit, Type as Physical};
 use parquet::column::reader::{get_column_reader, ColumnReader, ColumnReaderImpl};
 use parquet::data_type::DataType;
@@ -42,12 +43,12 @@ pub struct ParquetColumn {
 }
 
 /// The column of a Parquet leaf, or why it is not one strata loads.
-fn column_of(descr: &ColumnDescriptor) -> Result<ParquetColumn, String> {
+fn column_of(descr: &ColumnDescriptor) -> CodecResult<ParquetColumn> {
     let name = descr.path().string();
     if descr.max_rep_level() != 0 || descr.path().parts().len() != 1 || descr.max_def_level() > 1 {
-        return Err(format!(
+        return Err(CodecError::Mismatch(format!(
             "column {name:?} is nested or repeated: only flat columns load"
-        ));
+        )));
     }
     let (physical, logical, converted) = (
         descr.physical_type(),
@@ -101,9 +102,9 @@ fn column_of(descr: &ColumnDescriptor) -> Result<ParquetColumn, String> {
         (Physical::BYTE_ARRAY, Some(LogicalType::String | LogicalType::Enum), _)
         | (Physical::BYTE_ARRAY, None, C::UTF8 | C::ENUM) => (Kind::Text, "text", Scale::Same),
         _ => {
-            return Err(format!(
+            return Err(CodecError::Mismatch(format!(
                 "column {name:?} has a Parquet type strata does not load ({physical}, {logical:?}, {converted}): booleans, integers, floats, dates, timestamps and strings do"
-            ))
+            )))
         }
     };
     Ok(ParquetColumn {
@@ -139,15 +140,14 @@ impl ParquetRows {
             why,
         };
         let (reader, columns) = guarded("opening the file", || {
-            let reader =
-                SerializedFileReader::new(file).map_err(|e| format!("not a Parquet file: {e}"))?;
+            let reader = SerializedFileReader::new(file).map_err(CodecError::NotParquet)?;
             let schema = reader.metadata().file_metadata().schema_descr();
             let columns = (0..schema.num_columns())
                 .map(|i| column_of(&schema.column(i)))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok((reader, columns))
         })
-        .map_err(bad)?;
+        .map_err(|e| bad(e.to_string()))?;
         if columns.is_empty() {
             return Err(bad("no columns".into()));
         }
@@ -173,7 +173,7 @@ impl ParquetRows {
     }
 
     /// Decodes the next batch; `false` after the last row group.
-    fn next_batch(&mut self) -> Result<bool, String> {
+    fn next_batch(&mut self) -> CodecResult<bool> {
         while self.group_left == 0 {
             if self.next_group >= self.reader.num_row_groups() {
                 return Ok(false);
@@ -182,18 +182,19 @@ impl ParquetRows {
             self.next_group += 1;
             let (reader, columns) = (&self.reader, &self.columns);
             let (readers, rows, bytes) = guarded("opening a row group", || {
-                let err = |e: parquet::errors::ParquetError| format!("row group {index}: {e}");
+                let err = |error| CodecError::RowGroup { index, error };
                 let group = reader.get_row_group(index).map_err(err)?;
                 let meta = group.metadata();
-                let rows = usize::try_from(meta.num_rows())
-                    .map_err(|_| format!("row group {index}: a negative row count"))?;
+                let rows = usize::try_from(meta.num_rows()).map_err(|_| {
+                    CodecError::Mismatch(format!("row group {index}: a negative row count"))
+                })?;
                 let schema = reader.metadata().file_metadata().schema_descr();
                 let readers = (0..columns.len())
                     .map(|i| {
                         let pages = group.get_column_page_reader(i).map_err(err)?;
                         Ok(get_column_reader(schema.column(i), pages))
                     })
-                    .collect::<Result<Vec<_>, String>>()?;
+                    .collect::<CodecResult<Vec<_>>>()?;
                 Ok((readers, rows, meta.compressed_size().max(0) as u64))
             })?;
             self.readers = readers;
@@ -227,26 +228,29 @@ impl ParquetRows {
                         read_some(r, want, defs, v)
                     }
                     _ => {
-                        return Err(format!(
+                        return Err(CodecError::Mismatch(format!(
                             "column {:?}: an unexpected column reader",
                             spec.name
-                        ))
+                        )))
                     }
                 }
-                .map_err(|e| format!("column {:?}: {e}", spec.name))?;
+                .map_err(|e| CodecError::Mismatch(format!("column {:?}: {e}", spec.name)))?;
                 if spec.required {
                     column.defs.resize(read, 1);
                 }
                 if column.defs.len() != want {
-                    return Err(format!(
+                    return Err(CodecError::Mismatch(format!(
                         "column {:?}: {} rows where the row group has {want} more",
                         spec.name,
                         column.defs.len()
-                    ));
+                    )));
                 }
                 let present = column.defs.iter().filter(|d| **d != 0).count();
                 if present != column.values.len() {
-                    return Err(format!("column {:?}: values and nulls disagree", spec.name));
+                    return Err(CodecError::Mismatch(format!(
+                        "column {:?}: values and nulls disagree",
+                        spec.name
+                    )));
                 }
                 if let Values::Int64(values) = &mut column.values {
                     rescale(values, spec.scale);
@@ -305,7 +309,7 @@ impl RowReader for ParquetRows {
             let more = self.next_batch().map_err(|why| LoadFileError::BadRow {
                 file: self.file.clone(),
                 at: Position::Row(self.rows + 1),
-                why,
+                why: why.to_string(),
             })?;
             if !more {
                 return Ok(false);

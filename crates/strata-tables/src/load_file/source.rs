@@ -129,12 +129,12 @@ impl FileSource {
                         // replaced or cut while it was read: stop, never skip bytes.
                         let got = match store.get_range(&key, at..end).await {
                             Ok(data) if data.len() as u64 == end - at => Ok(data),
-                            Ok(data) => Err(format!(
-                                "the object changed while it was read: {} bytes at offset {at} where {} were expected",
-                                data.len(),
-                                end - at
-                            )),
-                            Err(e) => Err(e.to_string()),
+                            Ok(data) => Err(RangeError::Changed {
+                                got: data.len(),
+                                at,
+                                expected: end - at,
+                            }),
+                            Err(e) => Err(RangeError::Store(e)),
                         };
                         let failed = got.is_err();
                         if tx.send(got).await.is_err() || failed {
@@ -198,9 +198,20 @@ fn open_regular(path: &std::path::Path, label: &str) -> LoadFileResult<std::fs::
     Ok(file)
 }
 
+/// Why a range of an object could not be read.
+#[derive(Debug, thiserror::Error)]
+enum RangeError {
+    /// The range came back shorter or longer than asked: the object was replaced or cut.
+    #[error("the object changed while it was read: {got} bytes at offset {at} where {expected} were expected")]
+    Changed { got: usize, at: u64, expected: u64 },
+    /// The storage refused the request.
+    #[error("{0}")]
+    Store(strata_store::StoreError),
+}
+
 /// An object's ranges, as they arrive, as one stream of bytes.
 struct ObjectRead {
-    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, RangeError>>,
     current: Bytes,
     label: String,
 }
