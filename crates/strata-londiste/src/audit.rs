@@ -188,15 +188,48 @@ pub fn describe(command: &LondisteCommand) -> Option<(&'static str, String)> {
     })
 }
 
+/// How an audited command ended, as its entry's `outcome` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It did everything it was asked (exit code 0).
+    Succeeded,
+    /// It ran but left something for the operator (exit code 1: a member not told, a row
+    /// still different, a table not moved).
+    Partial,
+    /// It stopped with an error.
+    Failed,
+}
+
+impl Outcome {
+    /// The outcome of a command that returned `result` (its exit code, or its error).
+    pub fn of<E>(result: &std::result::Result<u8, E>) -> Outcome {
+        match result {
+            Ok(0) => Outcome::Succeeded,
+            Ok(_) => Outcome::Partial,
+            Err(_) => Outcome::Failed,
+        }
+    }
+
+    /// The word stored in the audit table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Partial => "partial",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 /// Appends one entry to the node's audit table (made when missing).
 pub async fn record(
     cf: &NodeConfig,
     who: &str,
     action: &str,
     target: &str,
-    outcome: &str,
+    outcome: Outcome,
     detail: &str,
 ) -> Result<()> {
+    let outcome = outcome.as_str();
     let db = admin::connect_local(cf).await?;
     let node = node::node_info(&db, &cf.queue_name).await?.node_name;
     db.batch_execute(&format!(

@@ -30,6 +30,22 @@ pub struct NodeStatus {
     pub parked: Option<ParkedSummary>,
 }
 
+impl NodeStatus {
+    /// Whether the node is shown dead: tagged dead and therefore not asked. A member
+    /// tagged dead that answered anyway (tagged by mistake, or back) is shown as it is.
+    pub fn is_dead(&self) -> bool {
+        self.location_dead && self.info.is_none()
+    }
+
+    /// Whether the node's worker is paused (`pause`), so its lag grows on purpose.
+    pub fn is_paused(&self) -> bool {
+        self.info
+            .as_ref()
+            .and_then(|i| i.worker_paused)
+            .unwrap_or(false)
+    }
+}
+
 /// How many parked events `status` lists per node.
 const LATEST_PARKED: i64 = 3;
 
