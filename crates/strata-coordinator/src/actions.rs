@@ -249,7 +249,7 @@ impl Actions {
             let freed = result.as_ref().ok().map(|r| r.bytes_freed);
             self.stats.lock().unwrap().collected(freed, clock.elapsed());
         }
-        result
+        Ok(result?)
     }
 
     /// `gc`: deletes the packs no backup uses; audited unless a dry run.

@@ -120,3 +120,14 @@ impl From<strata_store::StoreError> for CoordinatorError {
         CoordinatorError::Repo(err.into())
     }
 }
+
+impl From<strata_gc::GcError> for CoordinatorError {
+    fn from(err: strata_gc::GcError) -> Self {
+        match err {
+            strata_gc::GcError::Repo(e) => CoordinatorError::Repo(e),
+            strata_gc::GcError::Lock(e) => e.into(),
+            // Refused before anything was deleted: the request cannot be done as things are.
+            strata_gc::GcError::NeedsRepair(why) => CoordinatorError::NothingToDo(why),
+        }
+    }
+}

@@ -49,9 +49,8 @@ pub mod webhooks;
 pub mod copy;
 pub mod engine_parts;
 pub mod external_delete;
-pub mod gc;
-#[cfg(test)]
-mod gc_model;
+/// Garbage collection lives in `strata-gc`, with the protocol it trusts.
+pub use strata_gc as gc;
 pub mod migrate;
 pub mod pins;
 pub mod repair;
@@ -66,7 +65,9 @@ pub mod verify;
 pub mod config;
 mod config_load;
 mod error;
-pub mod lock;
+/// The cluster and gc locks and writers' marks live in `strata-gc` (what may delete
+/// data, and when).
+pub use strata_gc::lock;
 pub mod mask;
 pub mod names;
 pub mod node;

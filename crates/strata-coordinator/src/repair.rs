@@ -159,7 +159,7 @@ async fn lock(repo: &Repository, what: &str) -> CoordinatorResult<RepairLocks> {
         Ok(gc) => Ok(RepairLocks(cluster, gc)),
         Err(err) => {
             cluster.release().await;
-            Err(err)
+            Err(err.into())
         }
     }
 }

@@ -42,7 +42,7 @@
 //! the run checks that it still holds its lock; its deletes are fenced by it too.
 
 use crate::lock::{chain, HeldLock, RepoLock};
-use crate::{CoordinatorError, CoordinatorResult};
+use crate::{GcError, GcResult};
 use serde::Serialize;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -93,14 +93,14 @@ pub struct GcReport {
     pub manifests_deleted: u64,
 }
 
-/// The grace period when the configuration names none (see [`crate::config::GcConfig`]).
+/// The grace period when the configuration names none (`[gc] grace`).
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
 
 /// How long the garbage collection lock holds unless renewed.
 const LOCK_TTL: Duration = Duration::from_secs(60);
 
 /// Collects garbage in `repo` (only reports with `dry_run`), with the default grace.
-pub async fn collect_garbage(repo: &Arc<Repository>, dry_run: bool) -> CoordinatorResult<GcReport> {
+pub async fn collect_garbage(repo: &Arc<Repository>, dry_run: bool) -> GcResult<GcReport> {
     collect_garbage_with(repo, dry_run, DEFAULT_GRACE).await
 }
 
@@ -110,8 +110,8 @@ pub async fn collect_garbage_with(
     repo: &Arc<Repository>,
     dry_run: bool,
     grace: Duration,
-) -> CoordinatorResult<GcReport> {
-    let run = format!("gc-{}", crate::names::new_backup_name());
+) -> GcResult<GcReport> {
+    let run = crate::run_name();
     let lock = take_gc_lock(repo, &run, "gc").await?;
     let result = collect(repo, dry_run, &lock, grace, &run).await;
     lock.release().await;
@@ -125,11 +125,7 @@ pub async fn collect_garbage_with(
 /// Takes the garbage collection lock (`locks/gc/`) for `operation`, renewed until
 /// released: held by collections, index merges and repairs, which rewrite index objects
 /// or delete data, never by backups or WAL pushes.
-pub async fn take_gc_lock(
-    repo: &Repository,
-    operation: &str,
-    kind: &str,
-) -> CoordinatorResult<HeldLock> {
+pub async fn take_gc_lock(repo: &Repository, operation: &str, kind: &str) -> GcResult<HeldLock> {
     Ok(RepoLock::acquire_in(
         repo.store().clone(),
         chain::GC_CHAIN,
@@ -153,8 +149,8 @@ struct Referenced {
 }
 
 /// A failure of the collection's scratch files on this host's disk.
-fn scratch_error(scratch: &Scratch, err: std::io::Error) -> CoordinatorError {
-    CoordinatorError::from(strata_store::StoreError::Backend {
+fn scratch_error(scratch: &Scratch, err: std::io::Error) -> GcError {
+    GcError::from(strata_store::StoreError::Backend {
         op: "write",
         key: scratch.path().display().to_string(),
         store: "this host's disk (garbage collection's scratch files)".into(),
@@ -172,9 +168,9 @@ fn blocking<T>(work: impl FnOnce() -> T) -> T {
 }
 
 impl Referenced {
-    fn new() -> CoordinatorResult<Referenced> {
+    fn new() -> GcResult<Referenced> {
         let scratch = Scratch::for_process("gc").map_err(|e| {
-            CoordinatorError::from(strata_store::StoreError::Backend {
+            GcError::from(strata_store::StoreError::Backend {
                 op: "create",
                 key: "gc scratch directory".into(),
                 store: "this host's disk".into(),
@@ -200,7 +196,7 @@ impl Referenced {
 
     /// Reads the backups and archive records not read yet. Strict: a summary or
     /// manifest that does not decode stops the collection (it might reference anything).
-    async fn update(&mut self, repo: &Repository) -> CoordinatorResult<usize> {
+    async fn update(&mut self, repo: &Repository) -> GcResult<usize> {
         let mut ids = match self.blobs.take() {
             Some(ids) => ids.extend(),
             None => SortedIdsBuilder::new(self.scratch.clone()),
@@ -395,9 +391,9 @@ fn pack_of_key(key: &str) -> Option<PackId> {
 
 /// Refuses to go on when the view skipped index objects that do not decode: the packs
 /// they list would look unindexed (and their blobs missing).
-fn refuse_damaged_index(repo: &Repository) -> CoordinatorResult<()> {
+fn refuse_damaged_index(repo: &Repository) -> GcResult<()> {
     match repo.damaged_index().first() {
-        Some(damaged) => Err(CoordinatorError::Repo(RepoError::Corrupted {
+        Some(damaged) => Err(GcError::Repo(RepoError::Corrupted {
             what: damaged.key.clone(),
             why: damaged.reason.clone(),
         })),
@@ -407,7 +403,7 @@ fn refuse_damaged_index(repo: &Repository) -> CoordinatorResult<()> {
 
 /// Copies the referenced blobs `ids` (of mostly-garbage packs) into new packs (read,
 /// checked, sealed again); returns whether any was copied.
-async fn move_live_blobs(repo: &Arc<Repository>, ids: &[BlobId]) -> CoordinatorResult<bool> {
+async fn move_live_blobs(repo: &Arc<Repository>, ids: &[BlobId]) -> GcResult<bool> {
     let writer = Arc::new(strata_repo::writer::BlobWriter::start(
         repo.clone(),
         strata_repo::writer::WriterOptions::default(),
@@ -435,7 +431,7 @@ fn is_young(modified: Option<SystemTime>, now_ms: u64, grace: Duration) -> bool 
 
 /// The operation names of the writers (backups, copies, WAL pushes) that may still run
 /// or still have writes in flight (see [`crate::lock::running_writers`]).
-async fn running_writers(repo: &Repository) -> CoordinatorResult<HashSet<String>> {
+async fn running_writers(repo: &Repository) -> GcResult<HashSet<String>> {
     Ok(crate::lock::running_writers(repo.store())
         .await?
         .into_iter()
@@ -447,7 +443,7 @@ async fn running_writers(repo: &Repository) -> CoordinatorResult<HashSet<String>
 /// may still run, since any of them may be about to name them, however long it has run.
 /// Call after listing those objects and before reading the index or summaries that
 /// decide they are unnamed: a writer that ended in between named its objects first.
-async fn no_writer_may_name(repo: &Repository) -> CoordinatorResult<bool> {
+async fn no_writer_may_name(repo: &Repository) -> GcResult<bool> {
     if crate::lock::test_unsafe("unindexed-by-age") {
         // Negative control: the rule before this one (age alone).
         return Ok(true);
@@ -472,7 +468,7 @@ fn find_garbage(
     referenced: &SortedIds,
     already: &[PackId],
     scratch: &Scratch,
-) -> CoordinatorResult<Result<Found, BlobId>> {
+) -> GcResult<Result<Found, BlobId>> {
     let positions = Positions::of(index);
     let count = positions.packs.len();
     let (mut total, mut live, mut live_blobs) =
@@ -536,7 +532,7 @@ fn live_blobs_of(
     referenced: &SortedIds,
     positions: &[u32],
     scratch: &Scratch,
-) -> CoordinatorResult<Vec<BlobId>> {
+) -> GcResult<Vec<BlobId>> {
     let mut chosen = Vec::new();
     join(
         index,
@@ -561,7 +557,7 @@ fn rescue(
     referenced: &SortedIds,
     doomed: &[PackId],
     scratch: &Scratch,
-) -> CoordinatorResult<Vec<PackId>> {
+) -> GcResult<Vec<PackId>> {
     let mut doomed_at = positions.flags(doomed);
     let mut rescued = Vec::new();
     let pack_at = |p: u32| positions.packs.get(p as usize).copied().flatten();
@@ -594,7 +590,7 @@ async fn collect(
     lock: &HeldLock,
     grace: Duration,
     run: &str,
-) -> CoordinatorResult<GcReport> {
+) -> GcResult<GcReport> {
     let store = repo.store();
     repo.reload_index().await?;
     refuse_damaged_index(repo)?;
@@ -629,7 +625,7 @@ async fn collect(
             repo.reload_index().await?;
             refuse_damaged_index(repo)?;
             find()?.map_err(|missing| {
-                CoordinatorError::NothingToDo(format!(
+                GcError::NeedsRepair(format!(
                     "a backup references blob {} that the index lacks: the repository needs repair, so nothing was deleted (run `strata verify`)",
                     missing.short()
                 ))
@@ -743,7 +739,7 @@ async fn collect(
                 &referenced.scratch,
             )?
         };
-        CoordinatorResult::Ok((positions, rescued))
+        GcResult::Ok((positions, rescued))
     })?;
     report.packs_rescued = rescued.len() as u64;
     doomed.retain(|id| !rescued.contains(id));
@@ -879,7 +875,7 @@ async fn orphans(
     repo: &Repository,
     referenced: &mut Referenced,
     grace: Duration,
-) -> CoordinatorResult<Vec<String>> {
+) -> GcResult<Vec<String>> {
     let mut listed = Vec::new();
     for prefix in [layout::MANIFESTS, layout::PINS, layout::VERIFIED] {
         for object in repo.store().list_fresh(prefix).await? {
