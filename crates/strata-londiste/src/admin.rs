@@ -13,8 +13,11 @@ use strata_pgclient::Client;
 /// The kinds of node `create-*` makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeType {
+    /// The queue's origin: events are made here, it has no provider.
     Root,
+    /// Keeps a full copy of the queue, so others can read from it (and it can take the root's role).
     Branch,
+    /// Replays tables only, with no queue of its own: nothing can read from it.
     Leaf,
 }
 
@@ -482,8 +485,11 @@ pub async fn set_paused(cf: &NodeConfig, paused: bool) -> Result<()> {
 /// Counts of the node's local tables by state, for `status`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct TableCounts {
+    /// Replayed by the main worker (`ok`).
     pub ok: usize,
+    /// Owned by a copy task (`in-copy` to `do-sync`): not yet equal to the provider.
     pub copying: usize,
+    /// Registered but not yet copied: the worker starts them as copy slots free up.
     pub waiting: usize,
 }
 
@@ -645,8 +651,11 @@ pub async fn local_objects(
 /// One sequence of the set as `londiste.get_seq_list` returns it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SeqInfo {
+    /// Fully qualified, as the set names it.
     pub seq_name: String,
+    /// The value the root last published: subscribers keep theirs at least this high.
     pub last_value: i64,
+    /// Replicated on this node, not just known in the set.
     pub local: bool,
 }
 
@@ -765,6 +774,7 @@ pub async fn remove_seqs(cf: &NodeConfig, args: &[String]) -> Result<Vec<String>
 /// A column difference `check` found on one table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StructureDiff {
+    /// The replicated table, fully qualified.
     pub table: String,
     /// What differs, e.g. `column extra: int4 here, missing on the provider`.
     pub problem: String,

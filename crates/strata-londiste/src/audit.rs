@@ -22,6 +22,7 @@ pub struct AuditEntry {
     pub time: String,
     /// `local:<user>@<host>`.
     pub who: String,
+    /// The cascaded queue, so one database hosting several queues keeps their logs apart.
     pub queue: String,
     /// The node the command ran on (none before `create-*`).
     pub node: Option<String>,

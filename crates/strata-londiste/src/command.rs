@@ -14,6 +14,7 @@ pub struct LondisteArgs {
     /// The node's ini file, as Python Londiste reads it: a [londiste3] section with
     /// job_name, db, queue_name (and logfile, pidfile, loop_delay, parallel_copies).
     pub ini: PathBuf,
+    /// The subcommand, with its own arguments.
     #[cfg_attr(feature = "cli", command(subcommand))]
     pub command: LondisteCommand,
 }
@@ -31,7 +32,9 @@ pub enum LondisteCommand {
     },
     /// Make this database a branch (a full copy of the queue that can feed others).
     CreateBranch {
+        /// The node's name in the cascade.
         name: String,
+        /// How other nodes reach this one (connection string).
         location: String,
         /// Connection string of the node to read from.
         #[cfg_attr(feature = "cli", arg(long))]
@@ -39,7 +42,9 @@ pub enum LondisteCommand {
     },
     /// Make this database a leaf (replicated tables, no queue).
     CreateLeaf {
+        /// The node's name in the cascade.
         name: String,
+        /// How other nodes reach this one (connection string).
         location: String,
         /// Connection string of the node to read from.
         #[cfg_attr(feature = "cli", arg(long))]
@@ -51,7 +56,9 @@ pub enum LondisteCommand {
     /// tick the restore holds. Checks that the provider is the restored node, on the same
     /// history, and still holds that tick; then promotes the server and converts it.
     JoinRestored {
+        /// The node's name in the cascade.
         name: String,
+        /// How other nodes reach this one (connection string).
         location: String,
         /// Connection string of the provider whose database was restored here.
         #[cfg_attr(feature = "cli", arg(long))]
@@ -73,23 +80,33 @@ pub enum LondisteCommand {
     /// Replicate tables: on the root, put them in the set; elsewhere, copy and follow
     /// them. Names may be globs (public.*, log_*).
     AddTable {
+        /// Tables to replicate (globs allowed; none with --all).
         tables: Vec<String>,
+        /// How to add them (--all, --create, ...).
         #[cfg_attr(feature = "cli", command(flatten))]
         options: AddTableOptions,
     },
     /// Stop replicating tables (on the root: remove them from the set).
-    RemoveTable { tables: Vec<String> },
+    RemoveTable {
+        /// Tables to stop replicating (globs allowed).
+        tables: Vec<String>,
+    },
     /// Tables of the set with their state on this node.
     Tables,
     /// Replicate sequences (globs; --all): the root publishes their values ahead of use,
     /// subscribers keep theirs at least there. Needs the root's worker running.
     AddSeq {
+        /// Sequences to replicate (globs allowed; none with --all).
         seqs: Vec<String>,
+        /// Every sequence (the provider's set, or on the root every sequence of the database).
         #[cfg_attr(feature = "cli", arg(long))]
         all: bool,
     },
     /// Stop replicating sequences.
-    RemoveSeq { seqs: Vec<String> },
+    RemoveSeq {
+        /// Sequences to stop replicating (globs allowed).
+        seqs: Vec<String>,
+    },
     /// Sequences of the set with their published value.
     Seqs,
     /// Tables and sequences of the set that this node does not replicate (exit 0 either
@@ -141,6 +158,7 @@ pub enum LondisteCommand {
     /// Compare tables with the provider at a sync point (count and hash sum); exits 1
     /// when one differs. Needs the node's worker running and the root as provider.
     Compare {
+        /// Tables to compare (globs allowed; none: every replicated table).
         tables: Vec<String>,
         /// Seconds to wait for the sync point (tick and worker).
         #[cfg_attr(feature = "cli", arg(long, default_value_t = 60))]
@@ -149,10 +167,12 @@ pub enum LondisteCommand {
     /// Diff tables row by row against the provider at a sync point and write the fix as
     /// fix.<table>.sql; with --apply, run it here. Exits 1 when differences remain.
     Repair {
+        /// Tables to repair (globs allowed; none: every replicated table).
         tables: Vec<String>,
         /// Apply the fix on this node.
         #[cfg_attr(feature = "cli", arg(long))]
         apply: bool,
+        /// Seconds to wait for the sync point (tick and worker).
         #[cfg_attr(feature = "cli", arg(long, default_value_t = 60))]
         timeout: u64,
     },
@@ -199,26 +219,41 @@ pub enum LondisteCommand {
     /// Tag members dead on every live member: status, execute --wait and takeover stop
     /// asking them.
     TagDead {
+        /// Members to tag dead.
         #[cfg_attr(feature = "cli", arg(required = true))]
         nodes: Vec<String>,
     },
     /// Clear the dead tag of members on every live member.
     TagAlive {
+        /// Members to tag alive again.
         #[cfg_attr(feature = "cli", arg(required = true))]
         nodes: Vec<String>,
     },
     /// Remove a node from the cascade (refused while others read from it): when it
     /// answers, its tables stop being replicated (triggers removed) and its node and queue
     /// are dropped; every live member forgets it.
-    DropNode { node: String },
+    DropNode {
+        /// The member to remove.
+        node: String,
+    },
     /// Change the connection string of member NODE on every live member (NODE included).
     /// LOCATION must reach NODE's database (checked by the node name there) before
     /// anything is written. Exits 1 when a member could not be told.
-    ChangeLocation { node: String, location: String },
+    ChangeLocation {
+        /// The member whose connection string changes.
+        node: String,
+        /// Its new connection string.
+        location: String,
+    },
     /// Rename member OLD to NEW on every member: locations, OLD's own node, its
     /// subscription on its provider and its subscribers' provider. Worker names stay.
     /// Every member not tagged dead must answer.
-    RenameNode { old: String, new: String },
+    RenameNode {
+        /// The member's current name.
+        old: String,
+        /// Its new name.
+        new: String,
+    },
     /// Wait until everything committed on the root before this call is applied here.
     WaitRoot {
         /// Give up (exit 1) after this many seconds.
@@ -235,10 +270,14 @@ pub enum LondisteCommand {
     /// exits 1 and names each difference when there is one.
     Check,
     /// Copy tables again from the provider (the worker truncates and copies them).
-    Resync { tables: Vec<String> },
+    Resync {
+        /// Tables to copy again (schema `public` when none is given).
+        tables: Vec<String>,
+    },
     /// Move this node to another provider of the cascade (a member's node name), with no
     /// event lost or repeated. Needs this node's worker running (it acknowledges the pause).
     ChangeProvider {
+        /// The member to read from (its node name).
         #[cfg_attr(feature = "cli", arg(long, value_name = "NODE"))]
         provider: String,
         /// Seconds to wait for the worker's acknowledgements.
@@ -248,6 +287,7 @@ pub enum LondisteCommand {
     /// Run SQL files (DDL) on the root and send them to every node as EXECUTE events,
     /// in one transaction; a file name already applied is skipped.
     Execute {
+        /// SQL files, run in this order; each is known by its file name.
         files: Vec<PathBuf>,
         /// Return only once every live node of the cascade has applied the files (exit 1
         /// after --timeout, naming the nodes behind).

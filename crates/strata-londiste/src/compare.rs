@@ -25,8 +25,11 @@ use strata_pgq::event::{Format, Op, RowChange};
 /// What the comparison of one table found.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TableDiff {
+    /// The table, fully qualified.
     pub table: String,
+    /// Rows the provider has at the sync point.
     pub provider_rows: i64,
+    /// Rows this node has at the same point.
     pub local_rows: i64,
     /// Whether count and checksum (compare) or every row (repair) agree.
     pub equal: bool,

@@ -21,7 +21,10 @@ pub struct NodeConfig {
     pub db: String,
     /// The cascaded queue.
     pub queue_name: String,
+    /// Where a detached worker logs (`logfile`, `~/` expanded); required by `worker -d`.
     pub logfile: Option<PathBuf>,
+    /// The worker's pidfile (`pidfile`): one worker per job, and `<pidfile>.copy.<table>`
+    /// for its copy tasks, as Python Londiste names them.
     pub pidfile: Option<PathBuf>,
     /// Sleep between polls when the provider has no new batch (`loop_delay`, 1 s).
     pub loop_delay: Duration,

@@ -13,7 +13,10 @@ pub enum LondisteError {
     /// A statement failed on the server (the message is PostgreSQL's, on one line).
     #[error("{what}: {message}")]
     Sql {
+        /// What was being done, e.g. `reading the table list`: the server's message alone
+        /// rarely says which step of a command failed.
         what: String,
+        /// PostgreSQL's message, on one line.
         message: String,
         /// The driver's error, for callers that inspect SQLSTATE.
         cause: tokio_postgres::Error,
@@ -24,8 +27,11 @@ pub enum LondisteError {
     /// A pgq_node or londiste function refused (its `ret_code` was 300 or more).
     #[error("{what}: {note} (code {code})")]
     Refused {
+        /// What was being done, as for [`LondisteError::Sql`].
         what: String,
+        /// The function's `ret_code`, kept for callers that tell refusals apart by it.
         code: i32,
+        /// The function's `ret_note`: why it refused.
         note: String,
     },
     /// Names, options or files given by the user are not acceptable.
@@ -43,7 +49,9 @@ pub enum LondisteError {
     /// A local file could not be written (`repair`'s fix files).
     #[error("{path}: {source}")]
     Io {
+        /// The file, so the operator can look at its directory.
         path: String,
+        /// Why the write failed (space, permissions).
         source: std::io::Error,
     },
     /// The node's replication state does not allow the step (lost position, a table in
@@ -61,7 +69,9 @@ pub enum LondisteError {
     /// and user only.
     #[error("{}", at_message(at, source))]
     At {
+        /// The node and database, from [`describe_db`].
         at: String,
+        /// The error itself, kept whole so callers can still match on its kind.
         source: Box<LondisteError>,
     },
     /// An event of a batch could not be applied (an unknown type, or SQL the target
@@ -69,11 +79,15 @@ pub enum LondisteError {
     #[error("event {event_id} of batch {batch_id} (tick {tick_id}, type {ev_type}{}) cannot be applied: {reason}",
         .table.as_deref().map(|t| format!(", table {t}")).unwrap_or_default())]
     Event {
+        /// The event's `ev_id`: with the tick, what `park-event` needs.
         event_id: i64,
+        /// The batch the event came in, retried as a whole until the event applies.
         batch_id: i64,
         /// The batch's end tick: with the event id, what a parked event is keyed by.
         tick_id: i64,
+        /// The event's `ev_type`, which says how it was meant to be applied.
         ev_type: String,
+        /// The table it changes, for row events: often the first thing to check.
         table: Option<String>,
         /// Why, naming the database (an [`LondisteError::At`] message).
         reason: String,

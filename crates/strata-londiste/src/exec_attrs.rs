@@ -27,13 +27,21 @@ const META_PREFIX: &str = "--*--";
 /// One header key, in the order Python probes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Key {
+    /// Runs where these tables are replicated.
     LocalTable,
+    /// Runs where these sequences are replicated.
     LocalSequence,
+    /// Runs where these tables are replicated, naming the node's own destination table.
     LocalDestination,
+    /// Runs where these tables exist, replicated or not.
     NeedTable,
+    /// Runs where these sequences exist.
     NeedSequence,
+    /// Runs where these functions exist (`name(nargs)`).
     NeedFunction,
+    /// Runs where these schemas exist.
     NeedSchema,
+    /// Runs where these views exist.
     NeedView,
 }
 

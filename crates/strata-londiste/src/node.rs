@@ -37,16 +37,27 @@ pub async fn checked(
 /// A node as `pgq_node.get_node_info` describes it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeInfo {
+    /// `root`, `branch` or `leaf`; `None` before `create-*`.
     pub node_type: Option<String>,
+    /// The node's name in the cascade.
     pub node_name: Option<String>,
+    /// The tick every node of the cascade has applied: events up to it can go.
     pub global_watermark: Option<i64>,
+    /// The tick this node's subtree has applied, which it reports to its provider.
     pub local_watermark: Option<i64>,
+    /// The node this one reads from (none on the root).
     pub provider_node: Option<String>,
+    /// How to reach the provider (connection string).
     pub provider_location: Option<String>,
+    /// For a merge leaf, the queue its events are combined into (`None` otherwise).
     pub combined_queue: Option<String>,
+    /// The replay worker's consumer name on the provider.
     pub worker_name: Option<String>,
+    /// Whether the worker is paused (`pause`): it stops before its next batch.
     pub worker_paused: Option<bool>,
+    /// Whether the worker had caught up with its provider at its last batch.
     pub worker_uptodate: Option<bool>,
+    /// The last tick the worker applied here.
     pub worker_last_tick: Option<i64>,
 }
 
@@ -91,8 +102,11 @@ pub async fn node_info(client: &impl GenericClient, queue: &str) -> Result<NodeI
 /// One member of the cascade as the node knows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Location {
+    /// The member's name.
     pub node_name: String,
+    /// How to reach it (connection string).
     pub node_location: String,
+    /// Tagged dead (`tag-dead`): not asked by `status`, `execute --wait` or `takeover`.
     pub dead: bool,
 }
 
@@ -136,11 +150,17 @@ pub async fn register_location(
 /// A consumer's position and flags in the target (`pgq_node.get_consumer_state`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConsumerState {
+    /// The last tick the consumer finished here; its position in the queue.
     pub completed_tick: Option<i64>,
+    /// The node it reads from.
     pub provider_node: Option<String>,
+    /// How to reach that node.
     pub provider_location: Option<String>,
+    /// Paused: it stops before its next batch.
     pub paused: bool,
+    /// Caught up with its provider at its last batch.
     pub uptodate: bool,
+    /// The error its last round stopped on, saved for `status`.
     pub cur_error: Option<String>,
 }
 
@@ -240,13 +260,18 @@ pub async fn set_error(
 /// One table of the set as `londiste.get_table_list` returns it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TableInfo {
+    /// The table, fully qualified, as the set names it.
     pub table_name: String,
     /// Registered on this node (replicated here), not just known in the set.
     pub local: bool,
     #[serde(serialize_with = "crate::state::serialize_state")]
+    /// Where its initial copy stands.
     pub state: TableState,
+    /// The snapshot its copy ran under, so catching up skips what the copy already holds.
     pub custom_snapshot: Option<String>,
+    /// The attributes given at `add-table` (handler and its options, urlencoded).
     pub table_attrs: Option<String>,
+    /// Where it is replayed when not under its own name (`--dest-table`).
     pub dest_table: Option<String>,
 }
 
@@ -331,6 +356,7 @@ pub async fn unregister_subscriber(
 pub struct Missing {
     /// `r` for a table, `S` for a sequence (as pg_class.relkind).
     pub kind: String,
+    /// The table or sequence, fully qualified.
     pub name: String,
 }
 
@@ -356,9 +382,13 @@ pub async fn missing(client: &impl GenericClient, queue: &str) -> Result<Vec<Mis
 /// A foreign key dropped around a copy and not yet restored (`londiste fkeys`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PendingFkey {
+    /// The table holding the key.
     pub from_table: String,
+    /// The table it references.
     pub to_table: String,
+    /// The constraint's name.
     pub name: String,
+    /// Its definition as londiste saved it when dropping it, to create it again.
     pub definition: String,
     /// Both tables are in sync now: the worker restores it next.
     pub ready: bool,

@@ -56,9 +56,13 @@ pub async fn ensure_table(client: &impl GenericClient) -> Result<()> {
 /// Where a parked event was met: the consumer and its batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BatchRef {
+    /// The consumer whose batch held the event.
     pub consumer: String,
+    /// The batch.
     pub batch_id: i64,
+    /// The tick the batch starts after.
     pub prev_tick_id: i64,
+    /// The tick the batch ends at: with the event id, what a parked event is keyed by.
     pub tick_id: i64,
 }
 
@@ -146,11 +150,17 @@ pub async fn for_batch(
 /// One parked event as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Parked {
+    /// The event's id.
     pub ev_id: i64,
+    /// The event's type.
     pub ev_type: Option<String>,
+    /// The table it would have changed.
     pub table: Option<String>,
+    /// The end tick of its batch.
     pub tick_id: i64,
+    /// Why it was parked (the operator's words, or the worker's).
     pub reason: String,
+    /// Who parked it: an operator (`local:<user>@<host>`) or the worker.
     pub parked_by: String,
     /// RFC 3339.
     pub parked_at: String,
@@ -159,7 +169,9 @@ pub struct Parked {
 /// How many events are parked on a node, and the latest few.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct ParkedSummary {
+    /// Every event parked on the node.
     pub count: i64,
+    /// The newest few, newest first.
     pub latest: Vec<Parked>,
 }
 
@@ -210,11 +222,17 @@ pub async fn summary(
 /// What `park-event` parked.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ParkReport {
+    /// The event's id.
     pub ev_id: i64,
+    /// The event's type.
     pub ev_type: Option<String>,
+    /// The table it would have changed.
     pub table: Option<String>,
+    /// The batch it was in.
     pub batch_id: i64,
+    /// The end tick of that batch.
     pub tick_id: i64,
+    /// The worker that now applies the rest of the batch without it.
     pub consumer: String,
 }
 

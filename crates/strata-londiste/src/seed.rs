@@ -51,18 +51,22 @@ pub struct SeedPosition {
 /// What `join-restored` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct SeedReport {
+    /// Where the restore joins the provider's queue.
     pub position: SeedPosition,
     /// Whether the node was made (false with `--check`).
     pub joined: bool,
+    /// The new node's name.
     pub node: String,
+    /// `leaf` or `branch`.
     pub node_type: String,
 }
 
 /// What `join-restored` is asked to do.
 #[derive(Debug, Clone)]
 pub struct JoinRequest<'a> {
-    /// The new node's name and connection string (as the cascade will reach it).
+    /// The new node's name in the cascade.
     pub name: &'a str,
+    /// The new node's connection string, as the other members will reach it.
     pub location: &'a str,
     /// The provider whose database was restored here.
     pub provider: &'a str,

@@ -7,7 +7,9 @@ use crate::error::{LondisteError, Result};
 /// A parsed snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
+    /// Every transaction below it had ended: visible if committed.
     pub xmin: i64,
+    /// The first transaction not yet started: it and later ones are invisible.
     pub xmax: i64,
     /// Transactions in progress when the snapshot was taken (sorted).
     pub xip: Vec<i64>,

@@ -117,10 +117,15 @@ pub fn insert_parts(change: &RowChange, dest: &str) -> Option<(String, String)> 
 /// can go as one `UPDATE ... FROM (VALUES ...)`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpdateRow {
+    /// The table, fully qualified and unquoted.
     pub dest: String,
+    /// The key columns, as the event names them (unquoted).
     pub key_cols: Vec<String>,
+    /// The key's values, in `key_cols` order.
     pub key_vals: Vec<Option<String>>,
+    /// The columns set (unquoted): updates share a statement only when these are the same.
     pub set_cols: Vec<String>,
+    /// Their new values, in `set_cols` order.
     pub set_vals: Vec<Option<String>>,
     /// The same update as a plain statement (used when it stays alone).
     pub plain: String,

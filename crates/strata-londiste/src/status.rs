@@ -15,11 +15,13 @@ use std::time::Duration;
 /// One member's report.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
+    /// The member's name.
     pub name: String,
     /// Tagged dead in the local node's member list: not asked, not an error.
     pub location_dead: bool,
     /// `None` when the node was not asked (tagged dead) or could not be (see `error`).
     pub info: Option<NodeInfo>,
+    /// Its local tables by state; `None` when it was not asked or did not answer.
     pub tables: Option<TableCounts>,
     /// The worker's lag behind its provider's newest tick, seconds (from the provider).
     pub lag_secs: Option<f64>,

@@ -247,11 +247,15 @@ impl CopyCrashes {
 /// What a worker did, for logs and tests.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ReplayStats {
+    /// Batches applied: the worker's pace, next to its lag.
     pub batches: u64,
     /// Batches found already applied in the target (a crash came before finish_batch).
     pub batches_skipped: u64,
+    /// Events read from those batches, each counted whatever became of it.
     pub events: u64,
+    /// Statements sent to the target (runs of inserts or updates share one).
     pub statements: u64,
+    /// Round trips to the target: statements travel many to one.
     pub round_trips: u64,
 }
 
@@ -1810,7 +1814,9 @@ async fn apply_event(
 pub enum WorkerExit {
     /// Started in the background: the child's pid and where it logs.
     Detached {
+        /// The child's pid (also in the ini's pidfile), to stop it with a signal.
         pid: u32,
+        /// The ini's logfile: the detached worker has no terminal to print to.
         logfile: std::path::PathBuf,
     },
     /// Ran here until SIGTERM or SIGINT, with what it did.
