@@ -807,6 +807,24 @@ async fn indexes(client: &Client, table: &TableName) -> TablesResult<Vec<TableNa
 mod tests {
     use super::*;
 
+    /// The words of run records, audit rows, webhooks and `--json` output stay what they
+    /// were when outcomes were strings.
+    #[test]
+    fn outcomes_read_and_serialize_as_their_words() {
+        for (outcome, word) in [
+            (RunOutcome::Done, "done"),
+            (RunOutcome::NothingToDo, "nothing to do"),
+            (RunOutcome::DryRun, "dry-run"),
+            (RunOutcome::Busy, "busy"),
+            (RunOutcome::Failed, "failed"),
+        ] {
+            assert_eq!((outcome.as_str(), outcome.to_string()), (word, word.into()));
+            assert_eq!(serde_json::to_value(outcome).unwrap(), word);
+            let back: RunOutcome = serde_json::from_value(word.into()).unwrap();
+            assert_eq!(back, outcome);
+        }
+    }
+
     #[test]
     fn lock_keys_are_per_table_and_recognisable() {
         assert_eq!(lock_key(16384) >> 32, LOCK_CLASS);

@@ -663,3 +663,40 @@ impl strata_tables::load_file::LoadObserver for FileProgress {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_agent::api::ErrorCode;
+
+    /// A failure exits the same whether it happened here or a server answered it
+    /// (`--server`): each kind's exit code is that of the API code the server gives it.
+    #[test]
+    fn each_kind_exits_as_the_api_answer_would() {
+        for (kind, answered) in [
+            (ErrorKind::BadInput, ErrorCode::BadRequest),
+            (ErrorKind::NotFound, ErrorCode::NotFound),
+            (ErrorKind::Busy, ErrorCode::Busy),
+            (ErrorKind::Failed, ErrorCode::Failed),
+        ] {
+            assert_eq!(
+                kind_code(kind),
+                crate::failure::exit_code(answered),
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_run_exits_by_its_outcome() {
+        assert_eq!(outcome_code(RunOutcome::Failed), code::FAILED);
+        assert_eq!(outcome_code(RunOutcome::Busy), code::BUSY);
+        for fine in [
+            RunOutcome::Done,
+            RunOutcome::NothingToDo,
+            RunOutcome::DryRun,
+        ] {
+            assert_eq!(outcome_code(fine), 0);
+        }
+    }
+}
