@@ -10,8 +10,12 @@
 //!   holder or writer has ended (its lease, then the longest time a write stays in
 //!   flight: no rule here needs an operation to be short, clocks to agree or `/proc` to
 //!   tell the truth).
-//! - [`collect_garbage_with`]: condemn, sweep and orphans (module `collect`), under the
-//!   garbage collection lock, never the cluster lock.
+//! - [`collect_garbage_with`]: garbage collection under the garbage collection lock,
+//!   never the cluster lock, in typed phases (module `collect`): `view` (what it reads),
+//!   `condemn` (phase 1, returns `Condemned`), `sweep` (`choose` takes it and returns
+//!   `Doomed`, `unlist` takes that out of the index, `delete` deletes) and `orphans`.
+//!   Each phase takes the value the one before returns, so the order is the compiler's
+//!   to keep.
 //! - Models: exhaustive checks of the lock protocol (`lock/model.rs`) and of garbage
 //!   collection against writers whose writes land late (`model.rs`); each safety rule
 //!   has a switch (`STRATA_TEST_UNSAFE`) that removes it, and a test that finds the
