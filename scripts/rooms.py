@@ -37,7 +37,33 @@ def code_lines(code):
     return [l for l in code.splitlines() if l.strip() and not l.lstrip().startswith("//")]
 
 
-STRING_RESULT = re.compile(r"Result<[^;{}=]*?,\s*String\s*>")
+def string_results(code):
+    """How many `Result<T, String>` types `code` writes: the error parameter (the last
+    one at the top level of the brackets) is `String`; `Result<Map<String, String>>`
+    is not one."""
+    count = 0
+    for m in re.finditer(r"\bResult<", code):
+        depth, i, args, start = 1, m.end(), [], m.end()
+        while i < len(code) and depth:
+            if code.startswith("->", i):
+                i += 2
+                continue
+            c = code[i]
+            if c in "<([":
+                depth += 1
+            elif c in ">)]":
+                depth -= 1
+            elif c == "," and depth == 1:
+                args.append(code[start:i])
+                start = i + 1
+            elif c in ";{}":
+                break
+            i += 1
+        if depth == 0:
+            args.append(code[start : i - 1])
+            if len(args) == 2 and args[1].strip() == "String":
+                count += 1
+    return count
 
 
 def functions(code):
@@ -70,7 +96,7 @@ def main():
             lines += text.count("\n")
             stripped = cycles.code_of(text)
             code += len(code_lines(stripped))
-            strings += len(STRING_RESULT.findall(stripped))
+            strings += string_results(stripped)
             rel = os.path.relpath(path, ROOT)
             longest.extend((n, name, rel) for name, n in functions(stripped))
         total_strings += strings

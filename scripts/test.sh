@@ -64,7 +64,7 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "==> no circles between the modules of any crate"
 for src in crates/*/src; do python3 scripts/module-cycles.py "$src"; done
 echo "==> the rooms' numbers (Result<_, String> outside tests may not grow)"
-python3 scripts/rooms.py --limit-strings 150
+python3 scripts/rooms.py --limit-strings 92
 echo "==> tests"
 # The PostgreSQL, API fuzz (schemathesis) and browser (Chromium) tests must run here, not
 # skip.
