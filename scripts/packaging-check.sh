@@ -17,7 +17,18 @@
 # dockerfile (PyPI) and @kubernetes-models/prometheus-operator (npm) into
 # ~/.cache/strata-packaging/tools ($STRATA_PACKAGING_CACHE overrides the cache).
 # Prints the sizes and times that docs/install.md reports.
+#
+# `--prepare` only installs the tools and builds the stripped binary, then exits: what
+# needs the network and the CPU, and nothing installed on the machine. scripts/test.sh
+# runs it beside the tests, at low priority, and this script afterwards (which then finds
+# the tools and the binary in place).
 set -euo pipefail
+prepare_only=0
+case "${1:-}" in
+  --prepare) prepare_only=1 ;;
+  "") ;;
+  *) echo "usage: $0 [--prepare]" >&2; exit 2 ;;
+esac
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
 # Kept across runs and clones on one machine (CI runs each submission in a fresh clone):
@@ -103,6 +114,10 @@ fi
 
 step "cargo build --profile dist -p strata (the stripped binary; built once, reused below)"
 cargo build --quiet --locked --profile dist -p strata
+if [ "$prepare_only" = 1 ]; then
+  echo "==> packaging: tools and the stripped build ready in $(($(date +%s) - started))s"
+  exit 0
+fi
 bin=$CARGO_TARGET_DIR/dist/strata
 version=$("$bin" --version | awk '{print $2}')
 [ -n "$version" ] || fail "$bin --version printed no version"

@@ -12,9 +12,72 @@
 # certificate with `openssl`. The postgres plugin's tests create PostgreSQL 15 clusters
 # with initdb (Debian's postgresql-15; run as the `postgres` user when the suite runs as
 # root).
+#
+# It prints each phase's wall time as it ends (`==> phase NAME: N s`) and, at the end, the
+# phases and the 15 slowest tests (scripts/test-times.py, from nextest's JUnit report).
+# Work that does not need the CPU at the same moment overlaps: the installs (downloads,
+# apt) run while the tests compile, and the packaging checks' tools and stripped build
+# run at low priority while the tests run (most of the tests' time is spent waiting on
+# servers, child processes and timers, not on the CPU).
+
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# Each phase's wall time goes to the log and to target/test-times/phases.tsv.
+times_dir=target/test-times
+mkdir -p "$times_dir"
+phases=$times_dir/phases.tsv
+: >"$phases"
+suite_started=$(date +%s)
+phase_name=
+phase_started=
+# phase NAME: ends the phase that runs (printing its wall time) and starts NAME; `phase`
+# alone ends the last one.
+phase() {
+  local now
+  now=$(date +%s)
+  if [ -n "$phase_name" ]; then
+    echo "==> phase $phase_name: $((now - phase_started)) s"
+    printf '%s\t%s\n' "$phase_name" "$((now - phase_started))" >>"$phases"
+  fi
+  phase_name=${1:-}
+  phase_started=$now
+  [ -z "$phase_name" ] || echo "==> $phase_name"
+}
+# beside NAME LOG COMMAND...: runs COMMAND in the background, beside the phases that
+# follow, its output in LOG and its wall time recorded as "NAME (beside)"; `await` waits for
+# it. Each runs in a process group of its own, stopped if this script ends first.
+beside_pids=()
+beside() {
+  local name=$1 log=$2
+  shift 2
+  set -m
+  (
+    started=$(date +%s)
+    trap 'printf "%s (beside)\t%s\n" "$name" "$(($(date +%s) - started))" >>"$phases"' EXIT
+    "$@" >"$log" 2>&1
+  ) &
+  beside_pid=$!
+  set +m
+  beside_pids+=("$beside_pid")
+}
+# await PID NAME LOG: waits for a background job; its failure is this script's, with its log.
+await() {
+  local status=0
+  wait "$1" || status=$?
+  if [ "$status" != 0 ]; then
+    echo "==> FAILED ($status): $2; its log ($3):" >&2
+    cat "$3" >&2
+    exit "$status"
+  fi
+}
+stop_beside() {
+  local pid
+  for pid in "${beside_pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+}
+trap stop_beside EXIT
+
+phase "what the tests need: checking"
 need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
 need unshare || missing+=(util-linux)
@@ -42,41 +105,79 @@ need etcd || missing+=(etcd-server)
 need patroni || missing+=(patroni)
 # Headless Chromium for the dashboard's end-to-end test.
 need chromium || missing+=(chromium)
-if [ ${#missing[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
-  else
-    echo "install these packages first: ${missing[*]}" >&2
-    exit 1
-  fi
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" != 0 ]; then
+  echo "install these packages first: ${missing[*]}" >&2
+  exit 1
 fi
 
-echo "==> storage servers for the tests (S3, Azure, GCS emulators)"
-eval "$(./scripts/install-test-servers.sh)"
+# The Debian packages and the storage servers (S3, Azure, GCS emulators, PyPI and npm
+# tools) install while the code is checked and the tests compile: they wait on the
+# network and on dpkg more than on the CPU. Nothing before the test run needs them.
+installs() {
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq
+    apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}"
+  fi
+  ./scripts/install-test-servers.sh >"$times_dir/servers.env"
+}
+beside "installs: Debian packages and storage servers" "$times_dir/installs.log" installs
+installs_pid=$beside_pid
 
 # A one-shot build gains nothing from incremental caches, which would double the disk used.
 export CARGO_INCREMENTAL=0
 
-echo "==> cargo fmt --check"
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "==> cargo clippy -D warnings"
+phase "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
-echo "==> no circles between the modules of any crate"
+phase "no circles between the modules of any crate"
 for src in crates/*/src; do python3 scripts/module-cycles.py "$src"; done
-echo "==> the rooms' numbers (Result<_, String> outside tests may not grow)"
+phase "the rooms' numbers (Result<_, String> outside tests may not grow)"
 python3 scripts/rooms.py --limit-strings 92
-echo "==> tests"
+
 # The PostgreSQL, API fuzz (schemathesis) and browser (Chromium) tests must run here, not
 # skip.
 export STRATA_REQUIRE_POSTGRES=1 STRATA_REQUIRE_TOOLS=1 STRATA_REQUIRE_BROWSER=1
-if need cargo-nextest; then
+nextest=0
+need cargo-nextest && nextest=1
+phase "test build"
+if [ "$nextest" = 1 ]; then
+  cargo nextest run --workspace --no-run
+else
+  cargo test --workspace --no-run
+fi
+
+phase "waiting for the installs"
+await "$installs_pid" "the installs" "$times_dir/installs.log"
+grep '^==>' "$times_dir/installs.log" || true
+set -a
+# shellcheck disable=SC1091
+. "$times_dir/servers.env"
+set +a
+
+# The packaging checks' tools (cargo-deb, PyPI, npm) and their stripped `dist` build, at
+# the lowest CPU priority while the tests run: the tests wait on servers and timers much
+# of the time, and lose nothing to a build that only takes what they leave.
+beside "packaging: tools and the stripped build" "$times_dir/packaging-prepare.log" \
+  nice -n 19 ./scripts/packaging-check.sh --prepare
+packaging_pid=$beside_pid
+
+phase "tests"
+if [ "$nextest" = 1 ]; then
+  # Every test's time: target/nextest/default/junit.xml (.config/nextest.toml).
   cargo nextest run --workspace --no-fail-fast
   # nextest does not run documentation examples.
-  echo "==> documentation examples"
+  phase "documentation examples"
   cargo test --doc --workspace
 else
   cargo test --workspace --no-fail-fast
 fi
 
-echo "==> packaging (Debian package, image, manifests, compose; scripts/packaging-check.sh)"
+phase "waiting for the packaging build"
+await "$packaging_pid" "the packaging tools and build" "$times_dir/packaging-prepare.log"
+grep '^==>' "$times_dir/packaging-prepare.log" || true
+phase "packaging (Debian package, image, manifests, compose; scripts/packaging-check.sh)"
 ./scripts/packaging-check.sh
+phase
+printf 'whole command\t%s\n' "$(($(date +%s) - suite_started))" >>"$phases"
+python3 scripts/test-times.py
