@@ -376,7 +376,7 @@ impl Client {
                     return Err(bad("more keys announced but none sent".to_string()));
                 }
                 for raw in reply.kvs {
-                    let kv = to_kv(raw).map_err(&bad)?;
+                    let kv = to_kv(raw).map_err(|e| bad(e.to_string()))?;
                     let inside = kv.key >= cursor && (end == [0] || kv.key < end);
                     if !inside {
                         return Err(bad("a key outside the range asked for".to_string()));
@@ -574,8 +574,8 @@ fn tls_hint(endpoint: &str, message: String) -> String {
     }
 }
 
-fn to_kv(raw: RawKv) -> Result<Kv, String> {
-    let key = raw.key.ok_or("a key without `key`")?;
+fn to_kv(raw: RawKv) -> Result<Kv, wire::BadKv> {
+    let key = raw.key.ok_or(wire::BadKv::NoKey)?;
     Ok(Kv {
         key: wire::unb64(&key)?,
         value: wire::unb64(raw.value.as_deref().unwrap_or(""))?,

@@ -149,10 +149,19 @@ pub(crate) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-pub(crate) fn unb64(text: &str) -> Result<Vec<u8>, String> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .map_err(|e| format!("bad base64: {e}"))
+pub(crate) fn unb64(text: &str) -> Result<Vec<u8>, BadKv> {
+    Ok(base64::engine::general_purpose::STANDARD.decode(text)?)
+}
+
+/// What is wrong with a key-value pair the gateway sent.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BadKv {
+    /// The pair has no key.
+    #[error("a key without `key`")]
+    NoKey,
+    /// A key or value is not base64.
+    #[error("bad base64: {0}")]
+    Base64(#[from] base64::DecodeError),
 }
 
 #[cfg(test)]

@@ -60,14 +60,12 @@ pub(crate) fn configure<B, K>(
     mut builder: B,
     options: &BTreeMap<String, String>,
     set: impl Fn(B, K, &str) -> B,
-) -> Result<B, String>
+) -> Result<B, object_store::Error>
 where
     K: std::str::FromStr<Err = object_store::Error>,
 {
     for (key, value) in options {
-        let key = key
-            .parse()
-            .map_err(|e: object_store::Error| e.to_string())?;
+        let key = key.parse()?;
         builder = set(builder, key, value);
     }
     Ok(builder)
@@ -254,8 +252,8 @@ impl CloudStore {
                 let builder = object_store::aws::AmazonS3Builder::from_env()
                     .with_bucket_name(&bucket)
                     .with_retry(single_attempt());
-                let builder =
-                    configure(builder, options, |b, k, v| b.with_config(k, v)).map_err(invalid)?;
+                let builder = configure(builder, options, |b, k, v| b.with_config(k, v))
+                    .map_err(|e| invalid(e.to_string()))?;
                 let endpoint = builder.get_config_value(&K::Endpoint);
                 let allowed = builder.get_config_value(&K::Client(ClientConfigKey::AllowHttp));
                 if let Some(why) = plain_http_refused(endpoint, allowed, "s3") {
@@ -268,8 +266,8 @@ impl CloudStore {
                 let builder = object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_container_name(&bucket)
                     .with_retry(single_attempt());
-                let builder =
-                    configure(builder, options, |b, k, v| b.with_config(k, v)).map_err(invalid)?;
+                let builder = configure(builder, options, |b, k, v| b.with_config(k, v))
+                    .map_err(|e| invalid(e.to_string()))?;
                 let emulator = builder
                     .get_config_value(&K::UseEmulator)
                     .is_some_and(|v| is_true(&v));

@@ -124,22 +124,43 @@ impl Fence {
     }
 
     /// `Err(why)` when any registered lock is lost or past its deadline.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), FenceBroken> {
         let state = self.state.lock().expect("fence lock");
         let now = Instant::now();
         for guard in state.guards.values() {
             if let Some(why) = &guard.lost {
-                return Err(format!("the lock of {} was lost: {why}", guard.what));
+                return Err(FenceBroken::Lost {
+                    what: guard.what.clone(),
+                    why: why.clone(),
+                });
             }
             if now >= guard.deadline {
-                return Err(format!(
-                    "the lock of {} was not renewed in time (the process was stalled or could not reach the storage)",
-                    guard.what
-                ));
+                return Err(FenceBroken::Expired {
+                    what: guard.what.clone(),
+                });
             }
         }
         Ok(())
     }
+}
+
+/// Why a [`Fence`] stops writes: one of its locks is no longer held.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FenceBroken {
+    /// The lock was lost (taken over, or its renewal refused).
+    #[error("the lock of {what} was lost: {why}")]
+    Lost {
+        /// What the lock guards (`backup X`).
+        what: String,
+        /// How it was lost.
+        why: String,
+    },
+    /// The lock was not renewed before its deadline.
+    #[error("the lock of {what} was not renewed in time (the process was stalled or could not reach the storage)")]
+    Expired {
+        /// What the lock guards (`backup X`).
+        what: String,
+    },
 }
 
 /// One held lock's entry in a [`Fence`].
@@ -215,7 +236,7 @@ impl FencedStore {
         }
         self.fence.check().map_err(|why| StoreError::Fenced {
             key: key.to_string(),
-            why,
+            why: why.to_string(),
         })
     }
 
@@ -320,7 +341,7 @@ impl Store for FencedStore {
         }
         self.fence.check().map_err(|why| StoreError::Fenced {
             key: key.to_string(),
-            why,
+            why: why.to_string(),
         })?;
         self.write(key, self.inner.delete(key)).await
     }

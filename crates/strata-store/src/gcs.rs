@@ -80,7 +80,7 @@ impl GcsStore {
             .with_bucket_name(bucket)
             .with_retry(crate::cloud::single_attempt());
         let builder = crate::cloud::configure(builder, &options, |b, k, v| b.with_config(k, v))
-            .map_err(invalid)?;
+            .map_err(|e| invalid(e.to_string()))?;
         let client = builder.build().map_err(|e| invalid(e.to_string()))?;
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))

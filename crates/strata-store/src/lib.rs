@@ -63,7 +63,7 @@ pub use cloud::{is_cloud_url, open_cloud, CloudStore};
 pub use counting::{CountingStore, RequestCounts};
 pub use error::{StoreError, StoreResult};
 pub use fault::{FaultConfig, FaultyStore, WriteHold};
-pub use fence::{Fence, FenceGuard, FencedStore, VisibleRule};
+pub use fence::{Fence, FenceBroken, FenceGuard, FencedStore, VisibleRule};
 pub use gcs::GcsStore;
 pub use late::{LateLandingStore, TEST_LAND_LATE_ENV};
 pub use local::LocalStore;
