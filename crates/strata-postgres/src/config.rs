@@ -87,6 +87,7 @@ impl PostgresConfig {
     }
 
     /// Checks what TOML types cannot; the message names the key (`postgres.KEY`).
+    // String: a validator; the configuration wraps the line at once (ConfigError::Invalid).
     pub fn validate(&self) -> Result<(), String> {
         if !["primary", "standby", "leader", "replica"].contains(&self.backup_from.as_str()) {
             return Err(format!(

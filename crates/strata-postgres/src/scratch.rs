@@ -21,6 +21,53 @@
 //! the copy does not hold) are reset too.
 
 use crate::{PgError, PgResult};
+
+/// Why a scratch server cannot be had, or its `pg_ctl` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScratchError {
+    /// This host has no binaries of the data directory's major version.
+    #[error("no PostgreSQL {version} binaries at {} on this host", bin.display())]
+    NoBinaries {
+        /// The major version of the data directory.
+        version: String,
+        /// Where the binaries were looked for.
+        bin: PathBuf,
+    },
+    /// A file of the data directory cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// The data directory cannot be looked at.
+    #[error("{}: {source}", path.display())]
+    NoDataDir {
+        /// The data directory.
+        path: PathBuf,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// `pg_ctl` could not be started.
+    #[error("cannot run {tool}: {source}")]
+    Spawn {
+        /// The program, as named.
+        tool: String,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// `pg_ctl` ended with a failure status.
+    #[error("{command} exited with {status}: {stderr}")]
+    Exited {
+        /// `pg_ctl` and its action (`pg_ctl stop`).
+        command: String,
+        /// How it ended.
+        status: std::process::ExitStatus,
+        /// What it printed on stderr, trimmed.
+        stderr: String,
+    },
+}
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -108,7 +155,7 @@ impl Scratch {
         data_dir: &Path,
         work: &Path,
         bin: Option<&Path>,
-    ) -> PgResult<Result<Scratch, String>> {
+    ) -> PgResult<Result<Scratch, ScratchError>> {
         let io = |what: &str, path: &Path| PgError::io(what.to_string(), path.to_path_buf());
         let version = std::fs::read_to_string(data_dir.join("PG_VERSION"))
             .map_err(io("cannot read", &data_dir.join("PG_VERSION")))?
@@ -118,10 +165,7 @@ impl Scratch {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(format!("/usr/lib/postgresql/{version}/bin")));
         if !bin.join("pg_ctl").exists() {
-            return Ok(Err(format!(
-                "no PostgreSQL {version} binaries at {} on this host",
-                bin.display()
-            )));
+            return Ok(Err(ScratchError::NoBinaries { version, bin }));
         }
         let meta = std::fs::metadata(data_dir).map_err(io("cannot read", data_dir))?;
         let owner = (meta.uid(), meta.gid());
@@ -277,7 +321,7 @@ impl Scratch {
             .map_err(|why| PgError::Refused(format!("the scratch server did not stop: {why}")))
     }
 
-    fn pg_ctl(&self, args: &[&str]) -> Result<(), String> {
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), ScratchError> {
         let out = self
             .tool("pg_ctl")
             .args(args)
@@ -286,15 +330,17 @@ impl Scratch {
             .arg("-l")
             .arg(&self.log)
             .output()
-            .map_err(|e| format!("cannot run pg_ctl: {e}"))?;
+            .map_err(|source| ScratchError::Spawn {
+                tool: "pg_ctl".into(),
+                source,
+            })?;
         match out.status.success() {
             true => Ok(()),
-            false => Err(format!(
-                "pg_ctl {} exited with {}: {}",
-                args[0],
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )),
+            false => Err(ScratchError::Exited {
+                command: format!("pg_ctl {}", args[0]),
+                status: out.status,
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            }),
         }
     }
 
@@ -316,14 +362,21 @@ fn major_version(data_dir: &Path) -> Option<u32> {
 /// running on `data_dir` that its starter left behind (a strata process that was killed):
 /// `Ok(true)` when one ran and is stopped, `Ok(false)` when none runs there. The copy is
 /// thrown away, so nothing of it needs to be written out.
-pub fn stop_leftover(data_dir: &Path) -> Result<bool, String> {
+pub fn stop_leftover(data_dir: &Path) -> Result<bool, ScratchError> {
     if !data_dir.join("postmaster.pid").exists() {
         return Ok(false);
     }
-    let version = std::fs::read_to_string(data_dir.join("PG_VERSION"))
-        .map_err(|e| format!("cannot read {}: {e}", data_dir.join("PG_VERSION").display()))?;
+    let version = std::fs::read_to_string(data_dir.join("PG_VERSION")).map_err(|source| {
+        ScratchError::Unreadable {
+            path: data_dir.join("PG_VERSION"),
+            source,
+        }
+    })?;
     let bin = PathBuf::from(format!("/usr/lib/postgresql/{}/bin", version.trim()));
-    let meta = std::fs::metadata(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let meta = std::fs::metadata(data_dir).map_err(|source| ScratchError::NoDataDir {
+        path: data_dir.to_path_buf(),
+        source,
+    })?;
     let pg_ctl = |args: &[&str]| {
         let mut cmd = Command::new(bin.join("pg_ctl"));
         if rustix::process::geteuid().is_root() {
@@ -334,7 +387,10 @@ pub fn stop_leftover(data_dir: &Path) -> Result<bool, String> {
             .arg("-D")
             .arg(data_dir)
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", bin.join("pg_ctl").display()))
+            .map_err(|source| ScratchError::Spawn {
+                tool: bin.join("pg_ctl").display().to_string(),
+                source,
+            })
     };
     if !pg_ctl(&["status"])?.status.success() {
         return Ok(false);
@@ -342,11 +398,11 @@ pub fn stop_leftover(data_dir: &Path) -> Result<bool, String> {
     let out = pg_ctl(&["stop", "-m", "immediate", "-w", "-t", "60"])?;
     match out.status.success() {
         true => Ok(true),
-        false => Err(format!(
-            "pg_ctl stop exited with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
+        false => Err(ScratchError::Exited {
+            command: "pg_ctl stop".into(),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        }),
     }
 }
 

@@ -24,6 +24,7 @@ impl TableName {
     /// `SCHEMA.TABLE` or `TABLE` (schema `public`). Names are plain identifiers
     /// (letters, digits, `_`, `$`), compared as PostgreSQL folds unquoted ones (lower
     /// case).
+    // String: a parser of user input; callers wrap the line at once (CoordinatorError::Invalid).
     pub fn parse(text: &str) -> Result<TableName, String> {
         let (schema, name) = match text.split_once('.') {
             Some((schema, name)) => (schema, name),
@@ -64,6 +65,7 @@ impl std::fmt::Display for TableName {
 /// letters, digits, `_`, `-` or `$`. It is named in SQL on the scratch server (a
 /// superuser) and passed to `psql -d`, which would read a `=` as a connection string:
 /// nothing else gets through.
+// String: a validator of user input; callers wrap the line at once (CoordinatorError::Invalid).
 pub fn check_database_name(name: &str) -> Result<(), String> {
     let plain = !name.is_empty()
         && name.len() <= 63
@@ -703,6 +705,28 @@ fn copy_rows(file: &std::path::Path) -> PgResult<std::collections::HashMap<(Stri
     Ok(rows)
 }
 
+/// Why a load into the live database failed (and left nothing of it there).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// `psql` could not be started.
+    #[error("cannot run psql: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// `psql` stopped at an error: what it printed on stderr.
+    #[error("{stderr}")]
+    Failed {
+        /// `psql`'s stderr, trimmed.
+        stderr: String,
+    },
+    /// The load ran, and its count of a table's rows is missing.
+    #[error("psql did not report the rows loaded into {schema}.{name}")]
+    Uncounted {
+        /// The table's schema.
+        schema: String,
+        /// The table's name.
+        name: String,
+    },
+}
+
 /// Loads the dump `file` into the live `database` in one transaction, stopping at the
 /// first error (so nothing of it stays), and counts the rows of `tables` in that same
 /// transaction: what was loaded. Why it failed otherwise.
@@ -712,7 +736,7 @@ fn load_into_live(
     database: &str,
     file: &std::path::Path,
     tables: &[(String, String)],
-) -> Result<Vec<u64>, String> {
+) -> Result<Vec<u64>, LoadError> {
     let mut cmd = std::process::Command::new(scratch.bin.join("psql"));
     live_env(&mut cmd, live, database);
     cmd.args([
@@ -737,9 +761,11 @@ fn load_into_live(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
-        .map_err(|e| format!("cannot run psql: {e}"))?;
+        .map_err(LoadError::Spawn)?;
     if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        return Err(LoadError::Failed {
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let mut counts = vec![None; tables.len()];
@@ -759,11 +785,9 @@ fn load_into_live(
         .into_iter()
         .enumerate()
         .map(|(i, n)| {
-            n.ok_or_else(|| {
-                format!(
-                    "psql did not report the rows loaded into {}.{}",
-                    tables[i].0, tables[i].1
-                )
+            n.ok_or_else(|| LoadError::Uncounted {
+                schema: tables[i].0.clone(),
+                name: tables[i].1.clone(),
             })
         })
         .collect()
