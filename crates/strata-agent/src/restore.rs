@@ -151,7 +151,11 @@ impl Parts {
     }
 
     /// The next part, or what made it unreadable (with its place in the manifest).
-    fn next(&mut self, repo: &Repository, runtime: &Handle) -> Option<Result<Vec<Entry>, String>> {
+    fn next(
+        &mut self,
+        repo: &Repository,
+        runtime: &Handle,
+    ) -> Option<Result<Vec<Entry>, RepoError>> {
         match &mut self.source {
             ManifestSource::Memory(manifest) => {
                 let start = self.next * MEMORY_PART;
@@ -162,10 +166,7 @@ impl Parts {
                 let end = (start + MEMORY_PART).min(manifest.entries.len());
                 Some(Ok(manifest.entries[start..end].to_vec()))
             }
-            ManifestSource::Stored(reader) => {
-                let part = runtime.block_on(reader.next_part(repo))?;
-                Some(part.map_err(|e| e.to_string()))
-            }
+            ManifestSource::Stored(reader) => runtime.block_on(reader.next_part(repo)),
         }
     }
 }

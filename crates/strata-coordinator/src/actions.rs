@@ -191,7 +191,7 @@ impl Actions {
         // Parts of attempts and deletes that did not finish, first.
         for line in self
             .external
-            .finish_unfinished(&self.repo, None, || lock.check().map_err(|e| e.to_string()))
+            .finish_unfinished(&self.repo, None, || lock.check())
             .await
         {
             eprintln!("strata: {line}");

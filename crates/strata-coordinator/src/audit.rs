@@ -123,6 +123,7 @@ pub async fn read(
 
 /// Parses `--since`: an RFC 3339 time, a date (`2026-11-23`, midnight UTC), or an age
 /// (`2h`, `7d`: that long ago). Returns Unix milliseconds.
+// String: a parser of `--since`; callers wrap the line at once (CoordinatorError::Invalid, a 400).
 pub fn parse_since(text: &str, now_ms: u64) -> Result<u64, String> {
     let text = text.trim();
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {

@@ -261,7 +261,7 @@ impl OpHooks {
             })
     }
 
-    fn log(&self, hook: &HookConfig, env: &HookEnv, result: &Result<String, String>) {
+    fn log(&self, hook: &HookConfig, env: &HookEnv, result: &Result<String, StepFailed>) {
         let mut at = env.phase.clone();
         if let Some(c) = &env.component {
             at.push_str(&format!(", component {c}"));
@@ -284,7 +284,7 @@ impl OpHooks {
     /// Asks every node whose agent runs hooks of this operation whether it declares
     /// them (and whether its strata runs node hooks at all), before anything runs or is
     /// paused: a missing hook then fails the operation at its start, every one named.
-    pub async fn check(&self, scope: &Scope) -> Result<(), String> {
+    pub async fn check(&self, scope: &Scope) -> Result<(), HookFailure> {
         let calls: Vec<(HookConfig, HookEnv)> = self
             .applicable(scope, |h| h.node.is_some())
             .map(|(_, h, env)| (h.clone(), env))
@@ -329,7 +329,7 @@ impl OpHooks {
         }
         match problems.is_empty() {
             true => Ok(()),
-            false => Err(problems.join("; ")),
+            false => Err(HookFailure::NotReady(problems)),
         }
     }
 
@@ -342,7 +342,7 @@ impl OpHooks {
         point: HookPoint,
         scope: &Scope,
         status_of: impl Fn(Option<&str>) -> Option<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), HookFailure> {
         let mut first = None;
         let calls: Vec<(usize, HookConfig, HookEnv)> = self
             .applicable(scope, |h| h.at == Some(point) && h.run.is_some())
@@ -368,18 +368,22 @@ impl OpHooks {
                 Some(node) => self
                     .on_node(&node, &hook, HookStep::Run, &env)
                     .await
-                    .map_err(|e| e.message),
+                    .map_err(StepFailed::OnNode),
                 None => hook
                     .run
                     .as_ref()
                     .expect("a run hook")
                     .run(&env, hook.timeout())
                     .await
-                    .map_err(|e| e.to_string()),
+                    .map_err(StepFailed::Here),
             };
             self.log(&hook, &env, &result);
             if let Err(why) = result {
-                first.get_or_insert(format!("hook {} ({}): {why}", hook.label(), point.as_str()));
+                first.get_or_insert(HookFailure::Run {
+                    hook: hook.label(),
+                    point: point.as_str(),
+                    why: why.to_string(),
+                });
             }
         }
         first.map_or(Ok(()), Err)
@@ -394,21 +398,25 @@ impl OpHooks {
         &mut self,
         scope: &Scope,
         optional: &HashSet<String>,
-    ) -> Result<BTreeMap<String, LeftOut>, String> {
+    ) -> Result<BTreeMap<String, LeftOut>, HookFailure> {
         let mut left_out = BTreeMap::new();
         let calls: Vec<(usize, HookConfig, HookEnv)> = self
             .applicable(scope, HookConfig::is_pause)
             .map(|(i, h, env)| (i, h.clone(), env))
             .collect();
         for (index, hook, env) in calls {
-            let Err((why, unreachable)) = self.pause_one(index, &hook, env).await else {
+            let Err(failure) = self.pause_one(index, &hook, env).await else {
                 continue;
             };
             match hook.component.as_ref().filter(|c| optional.contains(*c)) {
                 Some(component) => {
-                    left_out.insert(component.clone(), LeftOut { why, unreachable });
+                    let left = LeftOut {
+                        why: failure.to_string(),
+                        unreachable: failure.unreachable(),
+                    };
+                    left_out.insert(component.clone(), left);
                 }
-                None => return Err(why),
+                None => return Err(failure),
             }
         }
         Ok(left_out)
@@ -420,7 +428,7 @@ impl OpHooks {
         index: usize,
         hook: &HookConfig,
         mut env: HookEnv,
-    ) -> Result<(), (String, bool)> {
+    ) -> Result<(), HookFailure> {
         env.phase = "pause".into();
         if let Some(node) = self.agent_of(hook) {
             // Held from the attempt on: a pause that timed out may have taken effect.
@@ -441,31 +449,24 @@ impl OpHooks {
                     self.paused.pop();
                 }
             }
-            let result = result.map_err(|e| e.message);
+            let result = result.map_err(StepFailed::OnNode);
             self.log(hook, &env, &result);
-            return result
-                .map(|_| ())
-                .map_err(|why| (format!("hook {} (pause): {why}", hook.label()), false));
+            return result.map(|_| ()).map_err(|why| HookFailure::Pause {
+                hook: hook.label(),
+                why: why.to_string(),
+                unreachable: false,
+            });
         }
         let Some(state_dir) = self.set.state_dir.clone() else {
-            return Err((
-                format!(
-                    "hook {}: no state directory to record the pause in, so it is not issued",
-                    hook.label()
-                ),
-                false,
-            ));
+            return Err(HookFailure::NoStateDir { hook: hook.label() });
         };
         let record = hooks::new_record(index, hook, &env);
         if let Err(e) = record.save(&state_dir) {
-            return Err((
-                format!(
-                    "hook {}: cannot record the pause in {} ({e}), so it is not issued",
-                    hook.label(),
-                    hooks::pauses_dir(&state_dir).display()
-                ),
-                false,
-            ));
+            return Err(HookFailure::NotRecorded {
+                hook: hook.label(),
+                dir: hooks::pauses_dir(&state_dir),
+                why: e.to_string(),
+            });
         }
         self.paused.push(Held::Here(record.clone()));
         let result = hooks::issue_pause(&state_dir, &record, hook, &env).await;
@@ -486,11 +487,13 @@ impl OpHooks {
                 );
             }
         }
-        let result = result.map_err(|e| e.to_string());
+        let result = result.map_err(StepFailed::Here);
         self.log(hook, &env, &result);
-        result
-            .map(|_| ())
-            .map_err(|why| (format!("hook {} (pause): {why}", hook.label()), unreachable))
+        result.map(|_| ()).map_err(|why| HookFailure::Pause {
+            hook: hook.label(),
+            why: why.to_string(),
+            unreachable,
+        })
     }
 
     /// Resumes every pause this operation issued, last paused first; a resume that
@@ -513,10 +516,10 @@ impl OpHooks {
                     };
                     let result = match resumed.error {
                         None => Ok(resumed.output),
-                        Some(why) => Err(format!(
-                            "resume failed after {} attempts, still paused: {why}",
-                            resumed.record.attempts
-                        )),
+                        Some(why) => Err(StepFailed::StillPaused {
+                            attempts: resumed.record.attempts,
+                            why,
+                        }),
                     };
                     (hook, env, result)
                 }
@@ -528,12 +531,9 @@ impl OpHooks {
                     let result = self
                         .on_node(&node, &hook, HookStep::Resume, &env)
                         .await
-                        .map_err(|e| e.message)
-                        .map_err(|why| {
-                            format!(
-                                "resume on node {} failed: {why} (its agent resumes it itself when this operation's lease ends)",
-                                node.name()
-                            )
+                        .map_err(|error| StepFailed::ResumeOnNode {
+                            node: node.name().to_string(),
+                            error,
                         });
                     (hook.label(), env, result)
                 }
@@ -559,6 +559,92 @@ impl OpHooks {
         }
         failures
     }
+}
+
+/// Why the hooks of an operation stopped it (before anything ran or was paused, a
+/// `run` hook, a pause): the operation's error line says it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookFailure {
+    /// Nodes that cannot run the operation's node hooks, each with why (found before
+    /// anything runs).
+    #[error("{}", .0.join("; "))]
+    NotReady(Vec<String>),
+    /// A `run` hook failed.
+    #[error("hook {hook} ({point}): {why}")]
+    Run {
+        /// The hook's label.
+        hook: String,
+        /// Where it ran (`before`, `success`, ...).
+        point: &'static str,
+        /// Why it failed.
+        why: String,
+    },
+    /// A pause was issued and failed (it may still have taken effect: it is resumed).
+    #[error("hook {hook} (pause): {why}")]
+    Pause {
+        /// The hook's label.
+        hook: String,
+        /// Why it failed.
+        why: String,
+        /// Its system never answered: an optional component is `absent`, not failed.
+        unreachable: bool,
+    },
+    /// No state directory to record a pause in: it was not issued.
+    #[error("hook {hook}: no state directory to record the pause in, so it is not issued")]
+    NoStateDir {
+        /// The hook's label.
+        hook: String,
+    },
+    /// The pause could not be recorded: it was not issued.
+    #[error("hook {hook}: cannot record the pause in {} ({why}), so it is not issued", dir.display())]
+    NotRecorded {
+        /// The hook's label.
+        hook: String,
+        /// The directory of pause records.
+        dir: PathBuf,
+        /// Why the record could not be written.
+        why: String,
+    },
+}
+
+impl HookFailure {
+    /// Whether the hook's system never answered.
+    pub fn unreachable(&self) -> bool {
+        matches!(
+            self,
+            HookFailure::Pause {
+                unreachable: true,
+                ..
+            }
+        )
+    }
+}
+
+/// Why one step of a hook failed, for the operation's log.
+#[derive(Debug, thiserror::Error)]
+enum StepFailed {
+    /// The node's agent refused or failed the step.
+    #[error("{}", .0.message)]
+    OnNode(strata_agent::api::ApiError),
+    /// The hook, run in this process, failed.
+    #[error(transparent)]
+    Here(hooks::HookError),
+    /// A resume here failed every attempt.
+    #[error("resume failed after {attempts} attempts, still paused: {why}")]
+    StillPaused {
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's failure.
+        why: String,
+    },
+    /// A resume on a node failed.
+    #[error("resume on node {node} failed: {} (its agent resumes it itself when this operation's lease ends)", .error.message)]
+    ResumeOnNode {
+        /// The node.
+        node: String,
+        /// What its agent said.
+        error: strata_agent::api::ApiError,
+    },
 }
 
 /// An empty hook entry, to name a resumed hook in the log.

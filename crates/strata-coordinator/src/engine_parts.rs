@@ -141,7 +141,7 @@ impl Attempt {
 
 /// Every attempt in `dir`, oldest file name first; a file that does not parse is
 /// returned as its path and why (kept, for a person to look at).
-pub fn attempts(dir: &Path) -> Vec<Result<Attempt, String>> {
+pub fn attempts(dir: &Path) -> Vec<Result<Attempt, BadLedgerFile>> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -160,19 +160,42 @@ pub fn attempts(dir: &Path) -> Vec<Result<Attempt, String>> {
         .into_iter()
         .map(|path| {
             // A ledger file is small; a large one is not ours.
-            let text =
-                std::fs::read(&path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|bytes| match bytes.len() > 1 << 20 {
-                        true => Err("larger than 1 MiB".to_string()),
-                        false => Ok(bytes),
-                    });
-            text.and_then(|bytes| {
-                serde_json::from_slice::<Attempt>(&bytes).map_err(|e| e.to_string())
-            })
-            .map_err(|why| format!("{}: {why}", path.display()))
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) if bytes.len() > 1 << 20 => return Err(BadLedgerFile::TooLarge { path }),
+                Ok(bytes) => bytes,
+                Err(source) => return Err(BadLedgerFile::Unreadable { path, source }),
+            };
+            serde_json::from_slice::<Attempt>(&bytes)
+                .map_err(|source| BadLedgerFile::NotAnAttempt { path, source })
         })
         .collect()
+}
+
+/// A ledger file that is not read as an attempt (kept, for a person to look at).
+#[derive(Debug, thiserror::Error)]
+pub enum BadLedgerFile {
+    /// It cannot be read.
+    #[error("{}: {source}", path.display())]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// It is larger than a ledger file ever is.
+    #[error("{}: larger than 1 MiB", path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// It is not an attempt's JSON.
+    #[error("{}: {source}", path.display())]
+    NotAnAttempt {
+        /// The file.
+        path: PathBuf,
+        /// What parsing said.
+        source: serde_json::Error,
+    },
 }
 
 #[cfg(test)]
@@ -206,6 +229,9 @@ mod tests {
         std::fs::write(dir.join("b.c.json"), b"{not json").unwrap();
         let read = attempts(&dir);
         assert_eq!(read.len(), 1);
-        assert!(read[0].as_ref().unwrap_err().contains("b.c.json"));
+        assert!(
+            matches!(&read[0], Err(e @ BadLedgerFile::NotAnAttempt { .. }) if e.to_string().contains("b.c.json")),
+            "{read:?}"
+        );
     }
 }

@@ -21,6 +21,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use strata_repo::summary::BackupSummary;
 
+/// What of a backup's external components could not be deleted (or recorded before its
+/// delete), a line each naming the component and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct PartsKept(pub Vec<String>);
+
 /// The external components a process knows, by name, to delete their snapshots.
 #[derive(Clone, Default)]
 pub struct ExternalDeletes {
@@ -65,7 +71,7 @@ impl ExternalDeletes {
     /// without a ledger that could not be deleted, a ledger that cannot be written)
     /// keeps the backup. A component the configuration no longer has (or whose plugin
     /// changed) cannot be asked: its snapshot is named in a line, for a person to delete.
-    pub async fn before_delete(&self, summary: &BackupSummary) -> Result<Deleting, String> {
+    pub async fn before_delete(&self, summary: &BackupSummary) -> Result<Deleting, PartsKept> {
         let mut deleting = Deleting {
             said: Vec::new(),
             ledgered: Vec::new(),
@@ -128,7 +134,7 @@ impl ExternalDeletes {
         for (_, dir, attempt) in &deleting.ledgered {
             let _ = attempt.remove(dir);
         }
-        Err(failed.join("; "))
+        Err(PartsKept(failed))
     }
 
     /// Whether a ledger of these components holds an attempt (a cleanup with no backup
@@ -161,7 +167,7 @@ impl ExternalDeletes {
         &self,
         repo: &strata_repo::Repository,
         current: Option<&str>,
-        still_held: impl Fn() -> Result<(), String>,
+        still_held: impl Fn() -> Result<(), crate::lock::LockError>,
     ) -> Vec<String> {
         let mut said = Vec::new();
         for component in self.components.iter() {
@@ -278,7 +284,7 @@ impl Deleting {
     /// After the summary is deleted: asks the systems to delete the parts written into
     /// ledgers. Returns every line, and `Err` naming what stays in a ledger for the next
     /// sweep (the backup is deleted from strata either way).
-    pub async fn finish(self) -> (Vec<String>, Result<(), String>) {
+    pub async fn finish(self) -> (Vec<String>, Result<(), PartsKept>) {
         let mut said = self.said;
         let mut failed = Vec::new();
         for (component, dir, attempt) in self.ledgered {
@@ -305,7 +311,7 @@ impl Deleting {
         }
         let result = match failed.is_empty() {
             true => Ok(()),
-            false => Err(failed.join("; ")),
+            false => Err(PartsKept(failed)),
         };
         (said, result)
     }

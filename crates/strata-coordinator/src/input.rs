@@ -33,6 +33,7 @@ pub fn check_restore_plan(plan: &RestorePlan) -> Result<(), CoordinatorError> {
 
 /// A node name as `[[nodes]]` allows it: 1-64 letters, digits, `-`, `_`, `.`, not
 /// starting with `.`.
+// String: a validator; callers wrap the line at once (CoordinatorError::Invalid, a 400).
 pub fn check_node_name(name: &str) -> Result<(), String> {
     if crate::config::valid_name(name) {
         Ok(())
@@ -47,6 +48,7 @@ pub fn check_node_name(name: &str) -> Result<(), String> {
 /// An include path (a restore of only what is at or below it): relative to the node's
 /// roots after leading and trailing `/` are dropped, without empty, `.` or `..`
 /// components, NUL or control characters. `/` or empty means everything.
+// String: a validator; callers wrap the line at once (CoordinatorError::Invalid, a 400).
 pub fn check_include(path: &str) -> Result<(), String> {
     if path.len() > MAX_INCLUDE {
         return Err(format!(

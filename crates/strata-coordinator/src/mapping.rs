@@ -26,23 +26,80 @@ pub struct TargetNode<'a> {
     pub zone: Option<&'a str>,
 }
 
+/// Why backup nodes cannot be paired with configured nodes; the line says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PairError {
+    /// `--map SOURCE=TARGET` names no configured node.
+    #[error("--map {from}={target}: no configured node {target:?}")]
+    NoSuchTarget {
+        /// The backup node.
+        from: String,
+        /// The node `--map` names.
+        target: String,
+    },
+    /// `--map SOURCE=TARGET` names no node of the component.
+    #[error("--map {from}={target}: no node {target:?} in the component")]
+    NotInComponent {
+        /// The backup node.
+        from: String,
+        /// The node `--map` names.
+        target: String,
+    },
+    /// No node of that name, none free in its zone, no `--map`.
+    #[error(
+        "backup node {from} has no target: no configured node of that name{} (map it with --map {from}=NODE)",
+        zone.as_ref().map(|z| format!(" and no free node in its zone {z:?}")).unwrap_or_default()
+    )]
+    NoTarget {
+        /// The backup node.
+        from: String,
+        /// The zone it was in, if one was recorded.
+        zone: Option<String>,
+    },
+    /// The component has no configured node to restore a replicated store through.
+    #[error("no configured node to restore {from} onto")]
+    NoNodeFor {
+        /// The backup node.
+        from: String,
+    },
+    /// Two backup nodes would go onto one node.
+    #[error(
+        "backup nodes {first} and {second} would both be restored to node {target}: fix --map"
+    )]
+    Twice {
+        /// The first backup node.
+        first: String,
+        /// The second one.
+        second: String,
+        /// The node both would go onto.
+        target: String,
+    },
+    /// `--node` names no configured node.
+    #[error("--node {node:?} is not a configured node")]
+    UnknownNode {
+        /// The name given.
+        node: String,
+    },
+    /// The component's plugin will not restore onto these nodes.
+    #[error(transparent)]
+    Refused(#[from] crate::plugin::PluginError),
+}
+
 /// Pairs every source with a target index, or says why it cannot.
 pub fn pair_nodes(
     sources: &[SourceNode],
     targets: &[TargetNode],
     map: &BTreeMap<String, String>,
-) -> Result<Vec<(String, usize)>, String> {
+) -> Result<Vec<(String, usize)>, PairError> {
     let position = |name: &str| targets.iter().position(|t| t.name == name);
     let mut chosen: Vec<Option<usize>> = vec![None; sources.len()];
     // Explicit maps and same names first, so zone matching never takes a node that is
     // wanted by name.
     for (k, source) in sources.iter().enumerate() {
         if let Some(target) = map.get(source.name) {
-            chosen[k] = Some(position(target).ok_or_else(|| {
-                format!(
-                    "--map {}={target}: no configured node {target:?}",
-                    source.name
-                )
+            chosen[k] = Some(position(target).ok_or_else(|| PairError::NoSuchTarget {
+                from: source.name.to_string(),
+                target: target.clone(),
             })?);
         } else if let Some(i) = position(source.name) {
             chosen[k] = Some(i);
@@ -61,23 +118,20 @@ pub fn pair_nodes(
         candidates.sort_by_key(|&i| targets[i].name);
         chosen[k] = candidates.first().copied();
     }
-    let mut pairs = Vec::new();
+    let mut pairs: Vec<(String, usize)> = Vec::new();
     for (k, source) in sources.iter().enumerate() {
         let Some(index) = chosen[k] else {
-            let zone = source
-                .zone
-                .map(|z| format!(" and no free node in its zone {z:?}"))
-                .unwrap_or_default();
-            return Err(format!(
-                "backup node {} has no target: no configured node of that name{zone} (map it with --map {}=NODE)",
-                source.name, source.name
-            ));
+            return Err(PairError::NoTarget {
+                from: source.name.to_string(),
+                zone: source.zone.map(str::to_string),
+            });
         };
         if let Some((other, _)) = pairs.iter().find(|(_, i)| *i == index) {
-            return Err(format!(
-                "backup nodes {other} and {} would both be restored to node {}: fix --map",
-                source.name, targets[index].name
-            ));
+            return Err(PairError::Twice {
+                first: other.clone(),
+                second: source.name.to_string(),
+                target: targets[index].name.to_string(),
+            });
         }
         pairs.push((source.name.to_string(), index));
     }
@@ -122,16 +176,21 @@ mod tests {
     #[test]
     fn missing_or_doubled_targets_are_errors_that_say_what_to_do() {
         let sources = [src("db1", None), src("db2", Some("z"))];
-        let err = pair_nodes(&sources, &[dst("db1", None)], &BTreeMap::new()).unwrap_err();
+        let err = pair_nodes(&sources, &[dst("db1", None)], &BTreeMap::new())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("--map db2=NODE") && err.contains("zone \"z\""),
             "{err}"
         );
         let map = BTreeMap::from([("db2".to_string(), "db1".to_string())]);
         let err = pair_nodes(&sources, &[dst("db1", None)], &map).unwrap_err();
-        assert!(err.contains("both"), "{err}");
+        assert!(matches!(err, PairError::Twice { .. }), "{err}");
         let map = BTreeMap::from([("db2".to_string(), "nope".to_string())]);
         let err = pair_nodes(&sources, &[dst("db1", None)], &map).unwrap_err();
-        assert!(err.contains("no configured node \"nope\""), "{err}");
+        assert!(
+            err.to_string().contains("no configured node \"nope\""),
+            "{err}"
+        );
     }
 }

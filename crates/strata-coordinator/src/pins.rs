@@ -74,7 +74,7 @@ fn open_pin(
     key: &str,
     name: &str,
     bytes: &[u8],
-) -> Result<(), String> {
+) -> Result<(), BadPin> {
     if repo.cipher().accepts_v1_objects() && !bytes.starts_with(strata_repo::format::OBJECT_MAGIC) {
         return Ok(()); // a version-1 pin: its key is all it says
     }
@@ -84,12 +84,26 @@ fn open_pin(
         bytes,
         key,
     )
-    .map_err(|e| e.to_string())?;
-    let record: PinRecord = serde_json::from_slice(&plain).map_err(|e| e.to_string())?;
+    .map_err(BadPin::Sealed)?;
+    let record: PinRecord = serde_json::from_slice(&plain).map_err(BadPin::NotAPin)?;
     if record.backup != name {
-        return Err(format!("it pins {:?}", record.backup));
+        return Err(BadPin::Elsewhere(record.backup));
     }
     Ok(())
+}
+
+/// Why a pin object is ignored.
+#[derive(Debug, thiserror::Error)]
+enum BadPin {
+    /// It does not open with the repository's key (damaged, or not of this repository).
+    #[error("{0}")]
+    Sealed(strata_repo::RepoError),
+    /// It opens, and is not a pin record.
+    #[error("{0}")]
+    NotAPin(serde_json::Error),
+    /// It pins another backup than its key names.
+    #[error("it pins {0:?}")]
+    Elsewhere(String),
 }
 
 /// The sealed pin of backup `name` (also used to migrate version-1 pins).

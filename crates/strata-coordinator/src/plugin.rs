@@ -112,7 +112,7 @@ pub(crate) fn check_components(config: &Config) -> Result<(), ConfigError> {
     let mut named: BTreeMap<(String, String), ()> = BTreeMap::new();
     for hook in &config.hooks {
         hook.validate(&names, &nodes)
-            .map_err(ConfigError::Invalid)?;
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if let (Some(node), Some(component)) = (&hook.node, &hook.component) {
             if owner.get(node).is_some_and(|c| c != component) {
                 return invalid(format!(
@@ -174,6 +174,32 @@ pub enum PluginError {
     /// Patroni cluster that did not pause).
     #[error("{0}")]
     System(String),
+    /// The configuration names a plugin this strata does not have.
+    #[error("plugin {name:?} is not known: use {known}")]
+    Unknown {
+        /// The name as configured.
+        name: String,
+        /// The known names, quoted, as the line offers them.
+        known: String,
+    },
+    /// A component lacks the settings section its plugin needs.
+    #[error("a {plugin} component needs its [components.{section}] settings")]
+    NoSection {
+        /// The component's plugin.
+        plugin: String,
+        /// The section it needs (`http`, `command`, ...).
+        section: &'static str,
+    },
+    /// Parts an external system holds could not be deleted: one line each (the part and
+    /// why); what was deleted stays deleted.
+    #[error("{}", .0.join("; "))]
+    PartsLeft(Vec<String>),
+}
+
+impl From<ExternalError> for PluginError {
+    fn from(err: ExternalError) -> Self {
+        PluginError::System(err.to_string())
+    }
 }
 
 /// What an external component's snapshot came to.
@@ -199,12 +225,6 @@ pub enum ExternalError {
     /// The system answered, and the snapshot failed (or strata could not use it).
     #[error("{0}")]
     Failed(String),
-}
-
-impl From<String> for ExternalError {
-    fn from(why: String) -> Self {
-        ExternalError::Failed(why)
-    }
 }
 
 /// The cluster side of a plugin. See the module documentation.
@@ -347,7 +367,7 @@ pub trait Plugin: Send + Sync {
     /// it is paused, `Ok(None)` when it is not, `Err` when the system did not answer.
     /// `strata status` reports a system paused that no running operation holds, whatever
     /// the pause records say (a pause can land after every resume).
-    async fn engine_paused(&self) -> Option<Result<Option<String>, String>> {
+    async fn engine_paused(&self) -> Option<Result<Option<String>, PluginError>> {
         None
     }
 
@@ -436,8 +456,11 @@ fn named(
     name: &str,
     config: &Config,
     component: Option<&ComponentConfig>,
-) -> Result<Arc<dyn Plugin>, String> {
-    let section = |what: &str| format!("a {name} component needs its [components.{what}] settings");
+) -> Result<Arc<dyn Plugin>, PluginError> {
+    let section = |section: &'static str| PluginError::NoSection {
+        plugin: name.to_string(),
+        section,
+    };
     Ok(match name {
         "files" => Arc::new(Files),
         "postgres" => Arc::new(Postgres::new(&config.postgres)),
@@ -482,14 +505,14 @@ fn named(
             )?)
         }
         _ => {
-            return Err(format!(
-                "plugin {name:?} is not known: use {}",
-                KNOWN
+            return Err(PluginError::Unknown {
+                name: name.to_string(),
+                known: KNOWN
                     .iter()
                     .map(|k| format!("{k:?}"))
                     .collect::<Vec<_>>()
-                    .join(" or ")
-            ))
+                    .join(" or "),
+            })
         }
     })
 }
@@ -502,7 +525,7 @@ pub fn of_component(
 ) -> Result<Arc<dyn Plugin>, ConfigError> {
     named(&component.plugin, config, Some(component)).map_err(|e| {
         ConfigError::Invalid(match config.components.is_empty() {
-            true => e,
+            true => e.to_string(),
             false => format!("component {:?}: {e}", component.name),
         })
     })

@@ -41,14 +41,14 @@ pub struct Decision {
 /// Checks what `[retention]` holds that only this module reads (`keep_within`).
 pub(crate) fn check(config: &RetentionConfig) -> Result<(), crate::config::ConfigError> {
     if let Some(within) = &config.keep_within {
-        parse_within(within).map_err(crate::config::ConfigError::Invalid)?;
+        parse_within(within).map_err(|e| crate::config::ConfigError::Invalid(e.to_string()))?;
     }
     Ok(())
 }
 
 /// Parses `14d`, `2w3d`, `36h`: weeks, days and hours.
-pub fn parse_within(text: &str) -> Result<Duration, String> {
-    let bad = || format!("keep_within {text:?}: write a duration like 14d, 2w3d or 36h");
+pub fn parse_within(text: &str) -> Result<Duration, PolicyError> {
+    let bad = || PolicyError::Within(text.to_string());
     let mut total = Duration::zero();
     let mut digits = String::new();
     for c in text.trim().chars() {
@@ -73,7 +73,17 @@ pub fn parse_within(text: &str) -> Result<Duration, String> {
 
 impl RetentionConfig {
     /// Refuses a policy that keeps nothing by rule, a bad time zone or duration.
+    // String: a validator; callers wrap the line at once (CoordinatorError::Invalid).
     pub fn check(&self) -> Result<(), String> {
+        self.policy_error().map_or(Ok(()), |e| Err(e.to_string()))
+    }
+
+    /// What is wrong with the policy, if anything (see [`RetentionConfig::check`]).
+    pub fn policy_error(&self) -> Option<PolicyError> {
+        self.checked().err()
+    }
+
+    fn checked(&self) -> Result<(), PolicyError> {
         let rules = [
             self.keep_last,
             self.keep_hourly,
@@ -83,16 +93,30 @@ impl RetentionConfig {
             self.keep_yearly,
         ];
         if rules.iter().all(Option::is_none) && self.keep_within.is_none() {
-            return Err("the retention policy is empty: set at least one of keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within ([retention] in the config, or --keep-* options)".into());
+            return Err(PolicyError::Empty);
         }
         self.timezone
             .parse::<Tz>()
-            .map_err(|_| format!("retention.timezone {:?} is not an IANA time zone (e.g. \"Europe/Berlin\", \"UTC\")", self.timezone))?;
+            .map_err(|_| PolicyError::TimeZone(self.timezone.clone()))?;
         if let Some(within) = &self.keep_within {
             parse_within(within)?;
         }
         Ok(())
     }
+}
+
+/// Why a retention policy cannot be applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// No rule keeps anything.
+    #[error("the retention policy is empty: set at least one of keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within ([retention] in the config, or --keep-* options)")]
+    Empty,
+    /// `retention.timezone` is not a time zone.
+    #[error("retention.timezone {0:?} is not an IANA time zone (e.g. \"Europe/Berlin\", \"UTC\")")]
+    TimeZone(String),
+    /// `keep_within` is not a duration.
+    #[error("keep_within {0:?}: write a duration like 14d, 2w3d or 36h")]
+    Within(String),
 }
 
 /// The calendar buckets of the time-based rules, as (rule name, how many, bucket of a time).
@@ -116,8 +140,11 @@ fn buckets(policy: &RetentionConfig) -> [(&'static str, Option<u32>, Bucket); 5]
 }
 
 /// Applies `policy` to `backups`; decisions come in the order of `backups`.
-pub fn decide(policy: &RetentionConfig, backups: &[Candidate]) -> Result<Vec<Decision>, String> {
-    policy.check()?;
+pub fn decide(
+    policy: &RetentionConfig,
+    backups: &[Candidate],
+) -> Result<Vec<Decision>, PolicyError> {
+    policy.checked()?;
     let tz: Tz = policy.timezone.parse().expect("checked above");
     let mut reasons: Vec<Vec<String>> = vec![Vec::new(); backups.len()];
     let newest_first = |complete: bool| {
@@ -231,9 +258,9 @@ pub async fn cleanup(
     dry_run: bool,
     external: &crate::external_delete::ExternalDeletes,
 ) -> crate::CoordinatorResult<Vec<CleanupRow>> {
-    policy
-        .check()
-        .map_err(crate::CoordinatorError::NothingToDo)?;
+    if let Some(e) = policy.policy_error() {
+        return Err(crate::CoordinatorError::NothingToDo(e.to_string()));
+    }
     let summaries = repo.list_backups().await?;
     let pins = crate::pins::pinned(repo)
         .await
@@ -249,7 +276,8 @@ pub async fn cleanup(
             pinned: pins.contains(&s.name),
         })
         .collect();
-    let decisions = decide(policy, &candidates).map_err(crate::CoordinatorError::NothingToDo)?;
+    let decisions = decide(policy, &candidates)
+        .map_err(|e| crate::CoordinatorError::NothingToDo(e.to_string()))?;
     let mut rows: Vec<CleanupRow> = summaries
         .iter()
         .zip(decisions)
@@ -276,7 +304,7 @@ pub async fn cleanup(
     .keep_renewed();
     // Parts of attempts and deletes that did not finish (see `crate::engine_parts`).
     for line in external
-        .finish_unfinished(repo, None, || lock.check().map_err(|e| e.to_string()))
+        .finish_unfinished(repo, None, || lock.check())
         .await
     {
         eprintln!("strata: {line}");
@@ -439,13 +467,17 @@ mod tests {
     #[test]
     fn an_empty_policy_and_bad_settings_are_refused() {
         let err = decide(&policy(), &[]).unwrap_err();
-        assert!(err.contains("empty"), "{err}");
+        assert_eq!(err, PolicyError::Empty);
+        assert!(err.to_string().contains("empty"), "{err}");
         let bad_zone = RetentionConfig {
             keep_last: Some(1),
             timezone: "Mars/Olympus".into(),
             ..policy()
         };
-        assert!(decide(&bad_zone, &[]).unwrap_err().contains("IANA"));
+        assert!(decide(&bad_zone, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("IANA"));
         for bad in ["14", "d", "3x", "0d", ""] {
             assert!(parse_within(bad).is_err(), "{bad:?}");
         }

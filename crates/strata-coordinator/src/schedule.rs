@@ -101,6 +101,7 @@ pub struct JobStatus {
 }
 
 /// Checks a schedule's job, cron expression and time zone.
+// String: a validator; the configuration wraps the line at once (ConfigError::Invalid).
 pub fn check(schedule: &ScheduleConfig) -> Result<(), String> {
     if !["backup", "cleanup", "verify", "drill", "tables", "sql"].contains(&schedule.job.as_str()) {
         return Err(format!(
@@ -126,11 +127,24 @@ pub fn check(schedule: &ScheduleConfig) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_cron(expression: &str) -> Result<Cron, String> {
+fn parse_cron(expression: &str) -> Result<Cron, BadCron> {
     Cron::new(expression)
         .with_seconds_optional()
         .parse()
-        .map_err(|e| format!("cron {expression:?}: {e}"))
+        .map_err(|source| BadCron {
+            expression: expression.to_string(),
+            source,
+        })
+}
+
+/// A cron expression that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("cron {expression:?}: {source}")]
+struct BadCron {
+    /// The expression as configured.
+    expression: String,
+    /// What the parser said.
+    source: croner::errors::CronError,
 }
 
 struct Job {
@@ -181,6 +195,7 @@ impl Scheduler {
         runner: Arc<dyn JobRunner>,
         clock: Arc<dyn Clock>,
         state_file: Option<PathBuf>,
+        // String: refuses only what `check` does; callers wrap the line at once (CoordinatorError::Invalid).
     ) -> Result<Arc<Scheduler>, String> {
         let starts: BTreeMap<String, String> = state_file
             .as_ref()
@@ -193,7 +208,7 @@ impl Scheduler {
             check(config)?;
             let job = Job {
                 config: config.clone(),
-                cron: parse_cron(&config.cron)?,
+                cron: parse_cron(&config.cron).map_err(|e| e.to_string())?,
                 tz: config.timezone.parse().expect("checked"),
                 state: Mutex::new(JobState::default()),
             };

@@ -119,13 +119,13 @@ fn authentic(
     backup: &str,
     record: &VerifyRecord,
     bytes: &[u8],
-) -> Result<(), String> {
+) -> Result<(), NotAuthentic> {
     if bytes.is_empty() && repo.cipher().accepts_v1_objects() {
         return Ok(()); // a version-1 record: its key is all it says
     }
     let plain = decode_object(repo.cipher(), ObjectKind::VerifyRecord, bytes, key)
-        .map_err(|e| e.to_string())?;
-    let sealed: Sealed = serde_json::from_slice(&plain).map_err(|e| e.to_string())?;
+        .map_err(NotAuthentic::Sealed)?;
+    let sealed: Sealed = serde_json::from_slice(&plain).map_err(NotAuthentic::NotARecord)?;
     let expected = Sealed {
         backup: backup.to_string(),
         when_ms: record.when_ms,
@@ -133,9 +133,23 @@ fn authentic(
         mode: record.mode.clone(),
     };
     if sealed != expected {
-        return Err("its content does not match its name".into());
+        return Err(NotAuthentic::Mismatch);
     }
     Ok(())
+}
+
+/// Why a verification record is refused.
+#[derive(Debug, thiserror::Error)]
+enum NotAuthentic {
+    /// It does not open with the repository's key.
+    #[error("{0}")]
+    Sealed(strata_repo::RepoError),
+    /// It opens, and is not a record.
+    #[error("{0}")]
+    NotARecord(serde_json::Error),
+    /// What it says is not what its key names.
+    #[error("its content does not match its name")]
+    Mismatch,
 }
 
 /// The newest authentic record of every backup that has one: one LIST, then a GET of

@@ -72,7 +72,7 @@ pub(crate) fn masked_line(line: &str) -> String {
     }
 }
 /// `"METHOD URL"` parsed: GET, POST, PUT, DELETE or PATCH to an http(s) URL.
-pub fn parse_http_line(line: &str) -> Result<(reqwest::Method, &str), String> {
+pub fn parse_http_line(line: &str) -> Result<(reqwest::Method, &str), HookError> {
     HookAction::parse_http(line)
 }
 /// A hook's label as status and metadata show it: any URL in it cut to its host
@@ -89,7 +89,7 @@ pub fn mask_label(label: &str) -> String {
 }
 impl HookAction {
     /// The method and URL of an HTTP action.
-    fn http(&self) -> Option<Result<(reqwest::Method, &str), String>> {
+    fn http(&self) -> Option<Result<(reqwest::Method, &str), HookError>> {
         match self {
             HookAction::Http(line) | HookAction::Request(HttpRequest { http: line, .. }) => {
                 Some(Self::parse_http(line))
@@ -98,36 +98,38 @@ impl HookAction {
         }
     }
 
-    fn parse_http(line: &str) -> Result<(reqwest::Method, &str), String> {
+    fn parse_http(line: &str) -> Result<(reqwest::Method, &str), HookError> {
         let Some((method, url)) = line.trim().split_once(' ') else {
-            return Err(format!(
+            return Err(HookError::Invalid(format!(
                 "{:?}: an HTTP hook is \"METHOD URL\" (\"POST http://host/path\")",
                 mask_label(line)
-            ));
+            )));
         };
         let url = url.trim();
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!(
+            return Err(HookError::Invalid(format!(
                 "{:?}: the URL must start with http:// or https://",
                 mask_label(line)
-            ));
+            )));
         }
         match reqwest::Method::from_bytes(method.as_bytes()) {
             Ok(m) if ["GET", "POST", "PUT", "DELETE", "PATCH"].contains(&m.as_str()) => {
                 Ok((m, url))
             }
-            _ => Err(format!(
+            _ => Err(HookError::Invalid(format!(
                 "{:?}: {method:?} is not GET, POST, PUT, DELETE or PATCH",
                 mask_label(line)
-            )),
+            ))),
         }
     }
 
     /// Checks the action's form.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), HookError> {
         match self {
             HookAction::Command(argv) if argv.is_empty() || argv[0].is_empty() => {
-                Err("a command hook needs a program: [\"/path/to/program\", \"args\"...]".into())
+                Err(HookError::Invalid(
+                    "a command hook needs a program: [\"/path/to/program\", \"args\"...]".into(),
+                ))
             }
             HookAction::Command(_) => Ok(()),
             HookAction::Http(_) | HookAction::Request(_) => {
@@ -177,10 +179,7 @@ impl HookAction {
             match self {
                 HookAction::Command(argv) => run_command(argv, env).await,
                 HookAction::Http(_) | HookAction::Request(_) => {
-                    let (method, url) = self
-                        .http()
-                        .expect("an HTTP action")
-                        .map_err(HookError::Invalid)?;
+                    let (method, url) = self.http().expect("an HTTP action")?;
                     let body = match self {
                         HookAction::Request(request) => serde_json::to_vec(&request.body),
                         _ => serde_json::to_vec(env),

@@ -1,6 +1,7 @@
 //! A `[[hooks]]` entry: where it runs, what it runs or pauses, and its checks.
 
 use crate::action::*;
+use crate::error::HookError;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -118,22 +119,22 @@ impl HookConfig {
     }
 
     /// Checks the entry's form; `components` and `nodes` are the configured names.
-    pub fn validate(&self, components: &[String], nodes: &[String]) -> Result<(), String> {
+    pub fn validate(&self, components: &[String], nodes: &[String]) -> Result<(), HookError> {
         let label = self.label();
-        let bad = |m: String| Err(format!("hook {label:?}: {m}"));
+        let bad = |m: String| Err(HookError::Invalid(format!("hook {label:?}: {m}")));
         match (&self.run, &self.pause, &self.resume) {
             (Some(run), None, None) => {
                 if self.at.is_none() {
                     return bad("a `run` hook needs `at` (before, after_snapshot, success, failure or always)".into());
                 }
-                run.validate().or_else(&bad)?;
+                run.validate().or_else(|e| bad(e.to_string()))?;
             }
             (None, Some(pause), Some(resume)) => {
                 if self.at.is_some() {
                     return bad("a pause/resume pair runs around the snapshots: leave out `at`".into());
                 }
-                pause.validate().or_else(&bad)?;
-                resume.validate().or_else(&bad)?;
+                pause.validate().or_else(|e| bad(e.to_string()))?;
+                resume.validate().or_else(|e| bad(e.to_string()))?;
             }
             (None, Some(_), None) | (None, None, Some(_)) => {
                 return bad("`pause` and `resume` go together: a pause that is never resumed is what hooks exist to prevent".into())

@@ -29,7 +29,7 @@ pub use action::{
 pub use config::{HookConfig, HookOperation, HookPoint};
 pub use error::HookError;
 pub use pause::issue_pause;
-pub use record::{new_record, paused, pauses_dir, shown_record, PauseRecord};
+pub use record::{new_record, paused, pauses_dir, shown_record, PauseRecord, RecordError};
 pub use resume::{resume, resume_orphans, Resumed};
 
 #[cfg(test)]
@@ -85,7 +85,7 @@ mod tests {
             assert!(
                 toml::from_str::<HookConfig>(bad)
                     .map_err(|e| e.to_string())
-                    .and_then(|h| h.validate(&[], &[]))
+                    .and_then(|h| h.validate(&[], &[]).map_err(|e| e.to_string()))
                     .is_err(),
                 "{bad}"
             );
@@ -162,7 +162,7 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
         let listed = paused(dir.path());
         assert!(
-            matches!(&listed[..], [Err(why)] if why.contains("not run")),
+            matches!(&listed[..], [Err(why @ RecordError::Foreign { .. })] if why.to_string().contains("not run")),
             "{listed:?}"
         );
         assert!(
@@ -197,7 +197,7 @@ mod tests {
         );
         // Nor in the error a bad one gets.
         let bad = HookAction::Http("POST ftp://ops:s3cret@engine/x?token=t0k3n".into());
-        let err = bad.validate().unwrap_err();
+        let err = bad.validate().unwrap_err().to_string();
         assert!(!err.contains("s3cret") && !err.contains("t0k3n"), "{err}");
     }
 
@@ -377,7 +377,7 @@ mod tests {
         record.mark_resumed(dir.path()).unwrap();
         let listed = paused(dir.path());
         assert!(
-            matches!(&listed[..], [Err(why)] if why.contains("resumed but could not be removed")),
+            matches!(&listed[..], [Err(why @ RecordError::Resumed { .. })] if why.to_string().contains("resumed but could not be removed")),
             "{listed:?}"
         );
         assert!(

@@ -177,26 +177,82 @@ impl PauseRecord {
 /// directory of this process's user that no one else can write, not a link. A resume is
 /// a command or call run as that user (root, often): a record planted by someone else
 /// must never be run.
-pub(crate) fn trusted(path: &Path, what: &str) -> Result<(), String> {
+pub(crate) fn trusted(path: &Path, what: &'static str) -> Result<(), RecordError> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = std::fs::symlink_metadata(path).map_err(|source| RecordError::Inaccessible {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let me = rustix::process::geteuid().as_raw();
     if meta.file_type().is_symlink() {
-        return Err(format!("{} is a link: not run", path.display()));
+        return Err(RecordError::Link {
+            path: path.to_path_buf(),
+        });
     }
     if meta.uid() != me || meta.mode() & 0o022 != 0 {
-        return Err(format!(
-            "{what} {} belongs to uid {} (mode {:o}), not to this user {me} alone: not run; check who wrote it",
-            path.display(),
-            meta.uid(),
-            meta.mode() & 0o7777
-        ));
+        return Err(RecordError::Foreign {
+            what,
+            path: path.to_path_buf(),
+            uid: meta.uid(),
+            mode: meta.mode() & 0o7777,
+            me,
+        });
     }
     Ok(())
 }
+
+/// Why a pause record (or the directory of them) is reported and never run.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// Its metadata cannot be read.
+    #[error("{}: {source}", path.display())]
+    Inaccessible {
+        /// The record or directory.
+        path: PathBuf,
+        /// Why not.
+        source: std::io::Error,
+    },
+    /// A link stands where a record or the directory goes.
+    #[error("{} is a link: not run", path.display())]
+    Link {
+        /// The link.
+        path: PathBuf,
+    },
+    /// Someone other than this user could have written it.
+    #[error(
+        "{what} {} belongs to uid {uid} (mode {mode:o}), not to this user {me} alone: not run; check who wrote it",
+        path.display()
+    )]
+    Foreign {
+        /// `pause record` or `the pause directory`.
+        what: &'static str,
+        /// The record or directory.
+        path: PathBuf,
+        /// Its owner.
+        uid: u32,
+        /// Its permission bits.
+        mode: u32,
+        /// This process's effective uid.
+        me: u32,
+    },
+    /// The record cannot be read or is not a record.
+    #[error("pause record {}: {why}", path.display())]
+    Unreadable {
+        /// The record.
+        path: PathBuf,
+        /// What reading or parsing it said.
+        why: String,
+    },
+    /// The record was resumed, and its file stayed.
+    #[error("pause record {} was resumed but could not be removed: delete it", path.display())]
+    Resumed {
+        /// The record.
+        path: PathBuf,
+    },
+}
 /// The pause records under `state_dir`: what is paused now. Unreadable records, and
 /// records someone else could have written, are reported, never run.
-pub fn paused(state_dir: &Path) -> Vec<Result<PauseRecord, String>> {
+pub fn paused(state_dir: &Path) -> Vec<Result<PauseRecord, RecordError>> {
     let dir = pauses_dir(state_dir);
     if dir.exists() {
         if let Err(why) = trusted(&dir, "the pause directory") {
@@ -206,7 +262,7 @@ pub fn paused(state_dir: &Path) -> Vec<Result<PauseRecord, String>> {
     let Ok(entries) = std::fs::read_dir(pauses_dir(state_dir)) else {
         return Vec::new();
     };
-    let mut out: Vec<Result<PauseRecord, String>> = entries
+    let mut out: Vec<Result<PauseRecord, RecordError>> = entries
         .flatten()
         .filter(|e| {
             let name = e.file_name();
@@ -219,12 +275,12 @@ pub fn paused(state_dir: &Path) -> Vec<Result<PauseRecord, String>> {
             let record: PauseRecord = std::fs::read(&path)
                 .map_err(|err| err.to_string())
                 .and_then(|bytes| serde_json::from_slice(&bytes).map_err(|err| err.to_string()))
-                .map_err(|err| format!("pause record {}: {err}", path.display()))?;
+                .map_err(|why| RecordError::Unreadable {
+                    path: path.clone(),
+                    why,
+                })?;
             if record.resumed || resumed_here(&path) {
-                return Err(format!(
-                    "pause record {} was resumed but could not be removed: delete it",
-                    path.display()
-                ));
+                return Err(RecordError::Resumed { path });
             }
             Ok(record)
         })
@@ -234,7 +290,7 @@ pub fn paused(state_dir: &Path) -> Vec<Result<PauseRecord, String>> {
         (Ok(a), Ok(b)) => a.since.cmp(&b.since),
         (Ok(_), Err(_)) => std::cmp::Ordering::Less,
         (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
-        (Err(a), Err(b)) => a.cmp(b),
+        (Err(a), Err(b)) => a.to_string().cmp(&b.to_string()),
     });
     out
 }

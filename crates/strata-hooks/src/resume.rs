@@ -2,6 +2,7 @@
 //! answered; and the orphans a dead process left.
 
 use crate::config::*;
+use crate::error::HookError;
 use crate::record::*;
 use std::path::Path;
 use std::time::Duration;
@@ -42,6 +43,7 @@ pub async fn resume(state_dir: &Path, record: PauseRecord) -> Resumed {
         match resume_attempts(&record).await {
             Ok(said) => output = said,
             Err(last) => {
+                let last = last.to_string();
                 record.resume_error = Some(last.clone());
                 if let Err(e) = record.save(state_dir) {
                     eprintln!(
@@ -80,25 +82,24 @@ pub async fn resume(state_dir: &Path, record: PauseRecord) -> Resumed {
     }
 }
 /// One resume of `record`, tried up to its attempts with backoff from 200 ms to 5 s.
-pub(crate) async fn resume_attempts(record: &PauseRecord) -> Result<String, String> {
+pub(crate) async fn resume_attempts(record: &PauseRecord) -> Result<String, HookError> {
     let timeout = Duration::from_millis(record.timeout_ms.max(1));
     let mut env = record.env.clone();
     env.phase = "resume".into();
     let mut delay = Duration::from_millis(200);
-    let mut last = String::new();
-    for attempt in 1..=record.attempts.max(1) {
+    let attempts = record.attempts.max(1);
+    let mut attempt = 1;
+    loop {
         match record.resume.run(&env, timeout).await {
             Ok(output) => return Ok(output),
-            Err(why) => {
-                last = why.to_string();
-                if attempt < record.attempts {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
+            Err(why) if attempt >= attempts => return Err(why),
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                attempt += 1;
             }
         }
     }
-    Err(last)
 }
 /// Resumes every pause under `state_dir` that no live operation holds ([`PauseRecord::held`]):
 /// what a SIGKILL left paused (its process is gone), and what a resume that failed left

@@ -25,6 +25,7 @@ pub struct ServerJobs {
 
 impl ServerJobs {
     /// Checks that every schedule has what its job needs, before the server starts.
+    // String: a validator; the server's start wraps the line at once (ComposeError::Usage).
     pub fn check(&self) -> Result<(), String> {
         for schedule in &self.config.schedules {
             match schedule.job.as_str() {

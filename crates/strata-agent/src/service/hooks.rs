@@ -206,7 +206,7 @@ impl Agent {
             match record {
                 Ok(r) if r.node.as_deref() == Some(self.name()) => records.push(r),
                 Ok(_) => {}
-                Err(why) => problems.push(why),
+                Err(why) => problems.push(why.to_string()),
             }
         }
         (records, problems)

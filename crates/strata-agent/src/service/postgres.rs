@@ -191,7 +191,7 @@ impl NodePlugin for PostgresAgent {
 
 /// Whether the Patroni member at `url` (its REST API) runs paused: `GET /patroni` says
 /// `"pause": true`.
-async fn patroni_paused(url: &str) -> Result<(), String> {
+async fn patroni_paused(url: &str) -> Result<(), NotPaused> {
     let url = format!("{}/patroni", url.trim_end_matches('/'));
     let answer = strata_hooks::http_call(
         reqwest::Method::GET,
@@ -201,15 +201,28 @@ async fn patroni_paused(url: &str) -> Result<(), String> {
         1 << 20,
     )
     .await
-    .map_err(|e| format!("Patroni does not answer: {e}"))?;
+    .map_err(NotPaused::Silent)?;
     let said: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
     match said.get("pause").and_then(|p| p.as_bool()) {
         Some(true) => Ok(()),
-        _ => Err(format!(
-            "PostgreSQL is running and Patroni ({}) is not paused: strata stops a member's server only while Patroni is paused (a restore in place pauses it first)",
-            strata_util::mask_url(&url)
-        )),
+        _ => Err(NotPaused::Running {
+            url: strata_util::mask_url(&url),
+        }),
     }
+}
+
+/// Why a Patroni member's server may not be stopped for a restore.
+#[derive(Debug, thiserror::Error)]
+enum NotPaused {
+    /// The member's REST API did not answer.
+    #[error("Patroni does not answer: {0}")]
+    Silent(strata_hooks::HookError),
+    /// The member answered, and it is not paused.
+    #[error("PostgreSQL is running and Patroni ({url}) is not paused: strata stops a member's server only while Patroni is paused (a restore in place pauses it first)")]
+    Running {
+        /// The member's URL cut to its host.
+        url: String,
+    },
 }
 
 /// A running base backup; dropping it ends the session, which makes PostgreSQL abort

@@ -136,6 +136,7 @@ impl StorageConfig {
         out
     }
 
+    // String: a validator; the configuration wraps the line at once (ConfigError::Invalid).
     pub(super) fn validate(&self, name: &str) -> Result<(), String> {
         let scheme = self
             .url

@@ -316,9 +316,9 @@ async fn backup(
     };
     if failed_early.is_none() {
         if let Err(why) = hooks.check(&scope).await {
-            failed_early = Some(why);
+            failed_early = Some(why.to_string());
         } else if let Err(why) = hooks.run_at(HookPoint::Before, &scope, |_| None).await {
-            failed_early = Some(why);
+            failed_early = Some(why.to_string());
         } else {
             let optional: HashSet<String> = present
                 .iter()
@@ -327,7 +327,7 @@ async fn backup(
                 .collect();
             match hooks.pause_all(&scope, &optional).await {
                 Ok(out) => left_out = out,
-                Err(why) => failed_early = Some(why),
+                Err(why) => failed_early = Some(why.to_string()),
             }
         }
     }
@@ -354,9 +354,9 @@ async fn backup(
                     };
                     async move {
                         let outcome = run
-                            .unless_stopped(async { Ok(c.plugin.external_backup(&env).await) })
+                            .unless_stopped(c.plugin.external_backup(&env))
                             .await
-                            .unwrap_or_else(|stopped| Err(ExternalError::Failed(stopped)));
+                            .unwrap_or_else(|stopped| Err(ExternalError::Failed(stopped.0)));
                         (c.name.clone(), outcome)
                     }
                 }),
@@ -392,7 +392,7 @@ async fn backup(
             .run_at(HookPoint::AfterSnapshot, &scope, |_| None)
             .await
         {
-            hook_errors.push(why);
+            hook_errors.push(why.to_string());
         }
     }
     let lock = tasks.stop().await;
@@ -516,9 +516,7 @@ async fn backup(
         // short, a failed summary) deleted before the lock is given back.
         if saved.is_ok() {
             for line in crate::external_delete::ExternalDeletes::of(components)
-                .finish_unfinished(&coordinator.repo, None, || {
-                    lock.check().map_err(|e| e.to_string())
-                })
+                .finish_unfinished(&coordinator.repo, None, || lock.check())
                 .await
             {
                 eprintln!("strata: {line}");
@@ -540,7 +538,7 @@ async fn backup(
     };
     for point in [HookPoint::Success, HookPoint::Failure, HookPoint::Always] {
         if let Err(why) = hooks.run_at(point, &scope, status_of).await {
-            hook_errors.push(why);
+            hook_errors.push(why.to_string());
         }
     }
     for why in &hook_errors {

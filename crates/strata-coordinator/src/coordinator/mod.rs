@@ -505,7 +505,7 @@ impl Coordinator {
             for record in crate::hooks::paused(dir) {
                 match record {
                     Ok(record) => paused.push(crate::hooks::shown_record(&record)),
-                    Err(why) => pause_problems.push(why),
+                    Err(why) => pause_problems.push(why.to_string()),
                 }
             }
         }

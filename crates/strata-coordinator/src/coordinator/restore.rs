@@ -2,6 +2,7 @@
 //! written, then each component in its order.
 
 use super::*;
+use crate::mapping::PairError;
 use std::collections::HashSet;
 
 impl Coordinator {
@@ -166,7 +167,7 @@ impl Coordinator {
         for (sources, targets) in groups {
             match self.pair_group(&sources, &targets, plan) {
                 Ok(mine) => pairs.extend(mine),
-                Err(why) => problems.push(why),
+                Err(why) => problems.push(why.to_string()),
             }
         }
         // One source per target: two restores into one node's roots at once would mix.
@@ -187,7 +188,7 @@ impl Coordinator {
         restorable: &[&NodeSummary],
         targets: &[usize],
         plan: &RestorePlan,
-    ) -> Result<Vec<(String, usize)>, String> {
+    ) -> Result<Vec<(String, usize)>, PairError> {
         let one_node = |n: &&&NodeSummary| self.plugin_of(n).restore_to_one_node();
         if let Some(source) = restorable.iter().find(one_node) {
             // A replicated store (etcd): its copy is written through one target, the one
@@ -213,14 +214,13 @@ impl Coordinator {
                     let _ = name;
                     Ok(Vec::new())
                 }
-                (None, Some(name)) => Err(format!(
-                    "--map {}={name}: no node {name:?} in the component",
-                    source.name
-                )),
-                (None, None) => Err(format!(
-                    "no configured node to restore {} onto",
-                    source.name
-                )),
+                (None, Some(name)) => Err(PairError::NotInComponent {
+                    from: source.name.clone(),
+                    target: name.to_string(),
+                }),
+                (None, None) => Err(PairError::NoNodeFor {
+                    from: source.name.clone(),
+                }),
             };
         }
         let every_node = |n: &&&NodeSummary| self.plugin_of(n).restore_to_every_node();
@@ -243,16 +243,13 @@ impl Coordinator {
                     .iter()
                     .any(|n| Some(n.name()) == plan.node.as_deref())
             {
-                return Err(format!(
-                    "--node {:?} is not a configured node",
-                    plan.node.clone().unwrap_or_default()
-                ));
+                return Err(PairError::UnknownNode {
+                    node: plan.node.clone().unwrap_or_default(),
+                });
             }
             let names: Vec<&str> = pairs.iter().map(|(_, i)| self.nodes[*i].name()).collect();
             if !plan.dry_run {
-                self.plugin_of(source)
-                    .check_restore_targets(&names)
-                    .map_err(|e| e.to_string())?;
+                self.plugin_of(source).check_restore_targets(&names)?;
             }
             return Ok(pairs);
         }
@@ -574,7 +571,7 @@ struct RestoreSteps {
 
 /// Waits until the system of every component taking part is ready for its nodes to be
 /// restored (after the pauses: every Patroni member paused).
-async fn ready_to_restore(run: &Arc<Run>, scope: &Scope) -> Result<(), String> {
+async fn ready_to_restore(run: &Arc<Run>, scope: &Scope) -> Result<(), NotReady> {
     for component in run.coordinator.components().iter() {
         let taking_part = scope
             .components
@@ -586,10 +583,25 @@ async fn ready_to_restore(run: &Arc<Run>, scope: &Scope) -> Result<(), String> {
         match component.plugin.ready_to_restore().await {
             Ok(Some(line)) => eprintln!("strata: component {}: {line}", component.name),
             Ok(None) => {}
-            Err(why) => return Err(format!("component {}: {why}", component.name)),
+            Err(error) => {
+                return Err(NotReady {
+                    component: component.name.clone(),
+                    error,
+                })
+            }
         }
     }
     Ok(())
+}
+
+/// A component whose system is not ready for its nodes to be restored.
+#[derive(Debug, thiserror::Error)]
+#[error("component {component}: {error}")]
+struct NotReady {
+    /// The component.
+    component: String,
+    /// What its plugin said.
+    error: crate::plugin::PluginError,
 }
 
 /// The restore proper: the pairs and external components of one order at once, orders
@@ -625,16 +637,16 @@ async fn restore(
     // A dry run changes nothing: no hook, no pause.
     if steps.dry_run {
     } else if let Err(why) = hooks.check(&steps.scope).await {
-        stop = Some(why);
+        stop = Some(why.to_string());
     } else if let Err(why) = hooks
         .run_at(HookPoint::Before, &steps.scope, |_| None)
         .await
     {
-        stop = Some(why);
+        stop = Some(why.to_string());
     } else if let Err(why) = hooks.pause_all(&steps.scope, &HashSet::new()).await {
-        stop = Some(why);
+        stop = Some(why.to_string());
     } else if let Err(why) = ready_to_restore(run, &steps.scope).await {
-        stop = Some(why);
+        stop = Some(why.to_string());
     }
     for (live, externals) in waves.into_values() {
         if let Some(why) = &stop {
@@ -670,9 +682,10 @@ async fn restore(
                                 .plugin
                                 .external_restore(&recorded.external, &env)
                                 .await
-                                .map_err(|e| e.to_string())
                         })
-                        .await;
+                        .await
+                        .map_err(|stopped| stopped.to_string())
+                        .and_then(|restored| restored.map_err(|e| e.to_string()));
                     let steps = result
                         .as_ref()
                         .ok()
@@ -741,7 +754,7 @@ async fn restore(
             .run_at(HookPoint::AfterSnapshot, &steps.scope, |_| None)
             .await
         {
-            hook_errors.push(why);
+            hook_errors.push(why.to_string());
         }
     }
     let lock = tasks.stop().await;
@@ -776,7 +789,7 @@ async fn restore(
             .run_at(point, &steps.scope, |_| Some(status.to_string()))
             .await
         {
-            hook_errors.push(why);
+            hook_errors.push(why.to_string());
         }
     }
     Ok(RestoreOutcome {

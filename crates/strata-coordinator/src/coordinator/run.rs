@@ -108,15 +108,15 @@ impl Run {
     /// `work`, or why it was given up: this process is stopping.
     pub(super) async fn unless_stopped<T>(
         &self,
-        work: impl Future<Output = Result<T, String>>,
-    ) -> Result<T, String> {
+        work: impl Future<Output = T>,
+    ) -> Result<T, Stopped> {
         tokio::pin!(work);
         loop {
             tokio::select! {
-                result = &mut work => return result,
+                result = &mut work => return Ok(result),
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {
                     if let Some(why) = self.coordinator.stopping() {
-                        return Err(why);
+                        return Err(Stopped(why));
                     }
                 }
             }
@@ -351,3 +351,8 @@ impl KeepAlive {
         self.renewer.await.expect("lease renewer panicked")
     }
 }
+
+/// Work given up because this process is stopping (SIGTERM): why it stops.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct Stopped(pub String);

@@ -70,10 +70,11 @@ impl Camunda {
         name: &str,
         settings: CamundaComponent,
         state_dir: PathBuf,
-    ) -> Result<Camunda, String> {
+    ) -> Result<Camunda, PluginError> {
         let time = |text: &str, what: &str| {
-            humantime::parse_duration(text.trim())
-                .map_err(|e| format!("component {name:?}: {what} {text:?}: {e}"))
+            humantime::parse_duration(text.trim()).map_err(|e| {
+                PluginError::Settings(format!("component {name:?}: {what} {text:?}: {e}"))
+            })
         };
         for (what, url) in [
             ("zeebe", Some(&settings.zeebe)),
@@ -83,23 +84,24 @@ impl Camunda {
             ("elasticsearch", Some(&settings.elasticsearch)),
         ] {
             if let Some(url) = url {
-                hooks::parse_http_line(&format!("GET {url}"))
-                    .map_err(|e| format!("component {name:?}: {what}: {e}"))?;
+                hooks::parse_http_line(&format!("GET {url}")).map_err(|e| {
+                    PluginError::Settings(format!("component {name:?}: {what}: {e}"))
+                })?;
             }
         }
         if !["8.2", "8.3", "8.4", "8.5", "8.6", "8.7", "8.8"].contains(&settings.version.as_str())
             && !settings.version.starts_with("8.")
         {
-            return Err(format!(
+            return Err(PluginError::Settings(format!(
                 "component {name:?}: version {:?} is not a Camunda 8 version (8.2 ... 8.8)",
                 settings.version
-            ));
+            )));
         }
         if !strata_util::valid_id(&settings.snapshot_repository) {
-            return Err(format!(
+            return Err(PluginError::Settings(format!(
                 "component {name:?}: snapshot_repository {:?} must be letters, digits, '.', '_' or '-'",
                 settings.snapshot_repository
-            ));
+            )));
         }
         time(&settings.pause_timeout, "pause_timeout")?;
         time(&settings.late_pause, "late_pause")?;
@@ -198,7 +200,7 @@ impl Camunda {
     }
 
     /// The URL of part `part` of backup `id`.
-    fn part_url(&self, part: &str, id: u64) -> Result<String, String> {
+    fn part_url(&self, part: &str, id: u64) -> Result<String, PluginError> {
         match part {
             "elasticsearch" => Ok(self.records_snapshot(id)),
             "zeebe" => Ok(format!("{}/{id}", self.zeebe_backups())),
@@ -208,7 +210,7 @@ impl Camunda {
                 .find(|app| app.name == part)
                 .map(|app| format!("{}/{id}", app.backups()))
                 .ok_or_else(|| {
-                    format!("part {part:?} has no URL in this configuration: delete backup {id} there by hand")
+                    PluginError::Settings(format!("part {part:?} has no URL in this configuration: delete backup {id} there by hand"))
                 }),
         }
     }
@@ -437,12 +439,9 @@ impl Camunda {
     }
 
     /// Polls an Elasticsearch snapshot until `SUCCESS`.
-    async fn wait_snapshot(&self, caller: &mut Caller, url: &str) -> Result<String, String> {
+    async fn wait_snapshot(&self, caller: &mut Caller, url: &str) -> Result<String, ExternalError> {
         loop {
-            let answer = caller
-                .call(&format!("GET {url}"), Vec::new(), true)
-                .await
-                .map_err(|e| e.to_string())?;
+            let answer = caller.call(&format!("GET {url}"), Vec::new(), true).await?;
             let state = answer
                 .as_ref()
                 .and_then(|a| a.pointer("/snapshots/0/state"))
@@ -452,33 +451,33 @@ impl Camunda {
             match state.as_str() {
                 "SUCCESS" => return Ok(state),
                 "FAILED" | "PARTIAL" | "INCOMPATIBLE" => {
-                    return Err(format!(
+                    return Err(ExternalError::Failed(format!(
                         "snapshot {} is {state}",
                         strata_util::mask_url(url)
-                    ))
+                    )))
                 }
                 _ => {}
             }
             caller.pause().await;
             if caller.left().is_zero() {
-                return Err(format!(
+                return Err(ExternalError::Failed(format!(
                     "snapshot not done within {} (last state {state})",
                     self.settings.timeout
-                ));
+                )));
             }
         }
     }
 
     /// Deletes parts `parts` of backup `id` (a 404 is gone already); returns a line for
     /// each, or every failure.
-    async fn delete_parts(&self, parts: &[String], id: u64) -> Result<Vec<String>, String> {
+    async fn delete_parts(&self, parts: &[String], id: u64) -> Result<Vec<String>, PluginError> {
         let mut said = Vec::new();
         let mut failed = Vec::new();
         for part in parts {
             let url = match self.part_url(part, id) {
                 Ok(url) => url,
                 Err(why) => {
-                    failed.push(why);
+                    failed.push(why.to_string());
                     continue;
                 }
             };
@@ -494,7 +493,7 @@ impl Camunda {
         }
         match failed.is_empty() {
             true => Ok(said),
-            false => Err(failed.join("; ")),
+            false => Err(PluginError::PartsLeft(failed)),
         }
     }
 
@@ -794,15 +793,14 @@ impl Plugin for Camunda {
             .ok_or(PluginError::NotRecorded("Camunda backup id"))?;
         let said = self
             .delete_parts(&self.recorded_parts(recorded), id)
-            .await
-            .map_err(PluginError::System)?;
+            .await?;
         Ok(said.join(", "))
     }
 
     /// Zeebe's partitions as its management port reports them (`GET
     /// /actuator/partitions`): paused when a partition's `exporterPhase` is `PAUSED` or
     /// `SOFT_PAUSED`.
-    async fn engine_paused(&self) -> Option<Result<Option<String>, String>> {
+    async fn engine_paused(&self) -> Option<Result<Option<String>, PluginError>> {
         let url = format!(
             "{}/actuator/partitions",
             self.settings.zeebe.trim_end_matches('/')
@@ -818,21 +816,21 @@ impl Plugin for Camunda {
         {
             Ok(answer) if answer.status.is_success() => answer,
             Ok(answer) => {
-                return Some(Err(format!(
+                return Some(Err(PluginError::System(format!(
                     "{} answered {}",
                     strata_util::mask_url(&url),
                     answer.status
-                )))
+                ))))
             }
-            Err(e) => return Some(Err(e.to_string())),
+            Err(e) => return Some(Err(PluginError::System(e.to_string()))),
         };
         let json: serde_json::Value = match serde_json::from_str(&answer.body) {
             Ok(json) => json,
             Err(e) => {
-                return Some(Err(format!(
+                return Some(Err(PluginError::System(format!(
                     "{}: not JSON: {e}",
                     strata_util::mask_url(&url)
-                )))
+                ))))
             }
         };
         Some(Ok(paused_partitions(&json)))

@@ -4,7 +4,7 @@
 //! time is up ([`Caller`]). A system that never answered within `connect_timeout` is
 //! [`ExternalError::Unreachable`]: an optional component is then `absent`, not failed.
 
-use super::ExternalError;
+use super::{ExternalError, PluginError};
 use crate::hooks::HookEnv;
 use std::time::{Duration, Instant};
 
@@ -97,12 +97,16 @@ pub fn url_part(value: &str) -> String {
 }
 
 /// Checks a call template (`"METHOD URL"`) and, with it, an optional body template.
-pub fn check_call(what: &str, call: &str, body: Option<&str>) -> Result<(), String> {
+pub fn check_call(what: &str, call: &str, body: Option<&str>) -> Result<(), PluginError> {
     let sample = Vars::sample();
-    strata_hooks::parse_http_line(&sample.call(call)).map_err(|e| format!("{what}: {e}"))?;
+    strata_hooks::parse_http_line(&sample.call(call))
+        .map_err(|e| PluginError::Settings(format!("{what}: {e}")))?;
     if let Some(body) = body {
-        serde_json::from_str::<serde_json::Value>(&sample.body(body))
-            .map_err(|e| format!("{what} body {body:?} is not JSON once filled in: {e}"))?;
+        serde_json::from_str::<serde_json::Value>(&sample.body(body)).map_err(|e| {
+            PluginError::Settings(format!(
+                "{what} body {body:?} is not JSON once filled in: {e}"
+            ))
+        })?;
     }
     Ok(())
 }
@@ -150,7 +154,8 @@ impl Caller {
         body: Vec<u8>,
         gone_ok: bool,
     ) -> Result<Option<serde_json::Value>, ExternalError> {
-        let (method, url) = strata_hooks::parse_http_line(line).map_err(ExternalError::Failed)?;
+        let (method, url) = strata_hooks::parse_http_line(line)
+            .map_err(|e| ExternalError::Failed(e.to_string()))?;
         let shown = format!("{method} {}", strata_util::mask_url(url));
         loop {
             let left = self.left();
@@ -220,12 +225,13 @@ impl Caller {
 
 /// Whether the server of `url` answers HTTP at all (any status counts): a `GET` of its
 /// root within `limit`. Returns the URL's origin as it answered, or why not.
-pub async fn answers(url: &str, limit: Duration) -> Result<String, String> {
-    let origin = origin(url).ok_or_else(|| format!("{url:?} is not an http(s) URL"))?;
+pub async fn answers(url: &str, limit: Duration) -> Result<String, PluginError> {
+    let origin = origin(url)
+        .ok_or_else(|| PluginError::Settings(format!("{url:?} is not an http(s) URL")))?;
     let shown = strata_util::mask_url(&origin);
     match strata_hooks::http_call(reqwest::Method::GET, &origin, Vec::new(), limit, 1024).await {
         Ok(answer) => Ok(format!("{shown} answers ({})", answer.status)),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(PluginError::System(e.to_string())),
     }
 }
 

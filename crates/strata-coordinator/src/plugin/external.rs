@@ -18,19 +18,22 @@ use strata_agent::service::NodePlugin;
 use crate::config::default_failed;
 pub use crate::config::{CommandComponent, HttpComponent};
 
-fn duration(text: &str, what: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| format!("{what} {text:?}: {e}"))
+fn duration(text: &str, what: &str) -> Result<Duration, PluginError> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| PluginError::Settings(format!("{what} {text:?}: {e}")))
 }
 
 impl HttpComponent {
     /// Checks the settings: every call and body template, filled in with sample values.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), PluginError> {
         use super::engine_api::check_call;
         check_call("backup", &self.backup, self.backup_body.as_deref())?;
         if let Some(restore) = &self.restore {
             check_call("restore", restore, self.restore_body.as_deref())?;
         } else if self.restore_body.is_some() || self.restore_state.is_some() {
-            return Err("restore_body and restore_state need `restore`".into());
+            return Err(PluginError::Settings(
+                "restore_body and restore_state need `restore`".into(),
+            ));
         }
         for (what, call) in [
             ("state", &self.state),
@@ -43,7 +46,9 @@ impl HttpComponent {
         }
         if let Some(id) = &self.id {
             if checked_id(Some(Vars::sample().plain(id))).is_none() {
-                return Err(format!("id {id:?} does not make an id"));
+                return Err(PluginError::Settings(format!(
+                    "id {id:?} does not make an id"
+                )));
             }
         }
         duration(&self.poll, "poll")?;
@@ -74,13 +79,15 @@ impl HttpComponent {
 
 impl CommandComponent {
     /// Checks the settings.
-    pub fn validate(&self) -> Result<(), String> {
-        HookAction::Command(self.backup.clone()).validate()?;
+    pub fn validate(&self) -> Result<(), PluginError> {
+        HookAction::Command(self.backup.clone())
+            .validate()
+            .map_err(|e| PluginError::Settings(e.to_string()))?;
         for (what, argv) in [("restore", &self.restore), ("delete", &self.delete)] {
             if !argv.is_empty() {
                 HookAction::Command(argv.clone())
                     .validate()
-                    .map_err(|e| format!("{what}: {e}"))?;
+                    .map_err(|e| PluginError::Settings(format!("{what}: {e}")))?;
             }
         }
         duration(&self.timeout, "timeout")?;
@@ -208,7 +215,11 @@ async fn http_backup(settings: &HttpComponent, env: &HookEnv) -> ExternalOutcome
     })
 }
 
-async fn http_restore(settings: &HttpComponent, id: &str, env: &HookEnv) -> Result<String, String> {
+async fn http_restore(
+    settings: &HttpComponent,
+    id: &str,
+    env: &HookEnv,
+) -> Result<String, ExternalError> {
     let Some(restore) = &settings.restore else {
         return Ok(format!(
             "snapshot {id}: this component has no restore call: restore it in the system by hand"
@@ -217,22 +228,17 @@ async fn http_restore(settings: &HttpComponent, id: &str, env: &HookEnv) -> Resu
     let mut caller = settings.caller();
     let vars = Vars::of(env);
     let body = HttpComponent::body(settings.restore_body.as_deref(), &vars, env);
-    caller
-        .call(&vars.call(restore), body, false)
-        .await
-        .map_err(|e| e.to_string())?;
+    caller.call(&vars.call(restore), body, false).await?;
     match &settings.restore_state {
         Some(state) => {
-            let done = wait(settings, &mut caller, state, &vars, env)
-                .await
-                .map_err(|e| e.to_string())?;
+            let done = wait(settings, &mut caller, state, &vars, env).await?;
             Ok(format!("snapshot {id} restored ({done})"))
         }
         None => Ok(format!("snapshot {id} restored")),
     }
 }
 
-async fn http_delete(settings: &HttpComponent, env: &HookEnv) -> Result<String, String> {
+async fn http_delete(settings: &HttpComponent, env: &HookEnv) -> Result<String, ExternalError> {
     let Some(delete) = &settings.delete else {
         return Ok("no delete call: the system keeps its snapshot".into());
     };
@@ -245,8 +251,7 @@ async fn http_delete(settings: &HttpComponent, env: &HookEnv) -> Result<String, 
             HttpComponent::body(None, &vars, env),
             true,
         )
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     Ok(match answer {
         Some(_) => format!("snapshot {id} deleted"),
         None => format!("snapshot {id} was gone already"),
@@ -259,14 +264,19 @@ async fn run_command(
     settings: &CommandComponent,
     argv: &[String],
     env: &HookEnv,
-) -> Result<String, String> {
-    let limit = duration(&settings.timeout, "timeout")?;
+) -> Result<String, ExternalError> {
+    let limit =
+        duration(&settings.timeout, "timeout").map_err(|e| ExternalError::Failed(e.to_string()))?;
     let vars = Vars::of(env);
     let argv: Vec<String> = argv.iter().map(|a| vars.plain(a)).collect();
     let run = strata_hooks::run_program(&argv, env, ANSWER_LIMIT);
     let output = match tokio::time::timeout(limit, run).await {
-        Ok(result) => result.map_err(|e| e.to_string())?,
-        Err(_) => return Err(strata_hooks::HookError::Timeout(limit).to_string()),
+        Ok(result) => result.map_err(|e| ExternalError::Failed(e.to_string()))?,
+        Err(_) => {
+            return Err(ExternalError::Failed(
+                strata_hooks::HookError::Timeout(limit).to_string(),
+            ))
+        }
     };
     for line in output
         .stderr
@@ -333,7 +343,7 @@ async fn command_restore(
     settings: &CommandComponent,
     id: &str,
     env: &HookEnv,
-) -> Result<String, String> {
+) -> Result<String, ExternalError> {
     if settings.restore.is_empty() {
         return Ok(format!(
             "snapshot {id}: this component has no restore command: restore it in the system by hand"
@@ -391,7 +401,7 @@ impl Plugin for External {
             External::Http(settings) => http_restore(settings, id, &env).await,
             External::Command(settings) => command_restore(settings, id, &env).await,
         }
-        .map_err(PluginError::System)
+        .map_err(PluginError::from)
     }
 
     async fn probe(&self) -> Option<Result<String, String>> {
@@ -399,8 +409,10 @@ impl Plugin for External {
             External::Http(settings) => {
                 let line = Vars::sample().call(&settings.backup);
                 match strata_hooks::parse_http_line(&line) {
-                    Ok((_, url)) => super::engine_api::answers(url, Duration::from_secs(3)).await,
-                    Err(e) => Err(e),
+                    Ok((_, url)) => super::engine_api::answers(url, Duration::from_secs(3))
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
                 }
             }
             External::Command(settings) => {
@@ -435,7 +447,7 @@ impl Plugin for External {
                 .await
                 .map(|_| format!("snapshot {id} deleted")),
         }
-        .map_err(PluginError::System)
+        .map_err(PluginError::from)
     }
 }
 

@@ -10,6 +10,7 @@
 //! restored (`--node`), the leader to be; the others are rebuilt by Patroni afterwards
 //! (`patronictl reinit`), through strata's replica method or `basebackup`.
 
+use super::PluginError;
 use crate::hooks::{HookAction, HookConfig, HookOperation};
 use std::time::{Duration, Instant};
 use strata_hooks::HttpRequest;
@@ -39,7 +40,7 @@ pub fn pause_hook(url: &str, component: &str) -> HookConfig {
 }
 
 /// One GET of the REST API, as JSON.
-async fn get(url: &str) -> Result<serde_json::Value, String> {
+async fn get(url: &str) -> Result<serde_json::Value, PluginError> {
     let answer = strata_hooks::http_call(
         reqwest::Method::GET,
         url,
@@ -48,18 +49,22 @@ async fn get(url: &str) -> Result<serde_json::Value, String> {
         4 << 20,
     )
     .await
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| PluginError::System(e.to_string()))?;
     if !answer.status.is_success() {
-        return Err(format!("{} answered {}", mask_url(url), answer.status));
+        return Err(PluginError::System(format!(
+            "{} answered {}",
+            mask_url(url),
+            answer.status
+        )));
     }
     serde_json::from_str(&answer.body)
-        .map_err(|e| format!("{} answered no JSON: {e}", mask_url(url)))
+        .map_err(|e| PluginError::System(format!("{} answered no JSON: {e}", mask_url(url))))
 }
 
 /// Waits (up to `wait`) until every member of the cluster behind `url` reports the
 /// pause (`GET /patroni` of each member `GET /cluster` lists). Returns a line for the
 /// log, or which members had not taken it.
-pub async fn wait_paused(url: &str, wait: Duration) -> Result<String, String> {
+pub async fn wait_paused(url: &str, wait: Duration) -> Result<String, PluginError> {
     let deadline = Instant::now() + wait;
     loop {
         let pending = match get(&format!("{url}/cluster")).await {
@@ -70,11 +75,11 @@ pub async fn wait_paused(url: &str, wait: Duration) -> Result<String, String> {
             return Ok("Patroni paused on every member".into());
         }
         if Instant::now() >= deadline {
-            return Err(format!(
+            return Err(PluginError::System(format!(
                 "Patroni did not report the pause within {} s on: {} (see postgres.patroni_wait_secs)",
                 wait.as_secs(),
                 pending.join(", ")
-            ));
+            )));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -159,6 +164,9 @@ mod tests {
         let err = wait_paused(&format!("http://127.0.0.1:{port}"), Duration::from_secs(1))
             .await
             .unwrap_err();
-        assert!(err.contains("did not report the pause"), "{err}");
+        assert!(
+            matches!(&err, PluginError::System(why) if why.contains("did not report the pause")),
+            "{err}"
+        );
     }
 }

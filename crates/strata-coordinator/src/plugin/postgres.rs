@@ -182,8 +182,7 @@ impl Plugin for Postgres {
                 Duration::from_secs(self.settings.patroni_wait_secs),
             )
             .await
-            .map(Some)
-            .map_err(PluginError::System),
+            .map(Some),
             None => Ok(None),
         }
     }

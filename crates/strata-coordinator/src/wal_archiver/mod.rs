@@ -266,24 +266,34 @@ fn status(shared: &Shared, jobs: &mpsc::Sender<Job>) -> ArchiverStatus {
 /// `[nodes.postgres]` that run here (no `url`), added up, and the age of the oldest, in
 /// seconds. `Ok(None)` when no such node is configured; an error names the directory
 /// that cannot be read (the data directory is PostgreSQL's, mode 0700).
-pub fn local_ready_lag(config: &Config) -> Result<Option<(usize, u64)>, String> {
+pub fn local_ready_lag(config: &Config) -> Result<Option<(usize, u64)>, UnreadableStatus> {
     let mut lag: Option<(usize, u64)> = None;
     for node in config.nodes.iter().filter(|n| n.url.is_none()) {
         let Some(pg) = &node.postgres else {
             continue;
         };
         let pg_wal = pg.data_dir.join("pg_wal");
-        let (count, oldest) = ready_lag(&pg_wal).map_err(|e| {
-            format!(
-                "node {}: cannot read {}: {e}",
-                node.name,
-                pg_wal.join("archive_status").display()
-            )
+        let (count, oldest) = ready_lag(&pg_wal).map_err(|source| UnreadableStatus {
+            node: node.name.clone(),
+            dir: pg_wal.join("archive_status"),
+            source,
         })?;
         let (all, oldest_all) = lag.unwrap_or((0, 0));
         lag = Some((all + count, oldest_all.max(oldest)));
     }
     Ok(lag)
+}
+
+/// A node's `pg_wal/archive_status` that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("node {node}: cannot read {}: {source}", dir.display())]
+pub struct UnreadableStatus {
+    /// The node.
+    pub node: String,
+    /// Its `pg_wal/archive_status`.
+    pub dir: std::path::PathBuf,
+    /// Why not.
+    pub source: std::io::Error,
 }
 
 /// The `.ready` files in `pg_wal/archive_status` and the age of the oldest, in seconds.
