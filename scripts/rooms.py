@@ -110,8 +110,12 @@ def main():
     named = set()
     for path in rust_files(binary):
         with open(path) as f:
-            named |= set(re.findall(r"strata_coordinator::(\w+)", cycles.code_of(f.read())))
-    print(f"\nthe binary names {len(named)} of the coordinator's modules: {' '.join(sorted(named))}")
+            named |= set(
+                re.findall(r"\b(strata_(?:coordinator|repo|store|agent|gc)::\w+)", cycles.code_of(f.read()))
+            )
+    print(
+        f"\nthe binary names {len(named)} items of engine crates past the facade (strata-api): {' '.join(sorted(named))}"
+    )
 
     print("\nlongest functions outside tests:")
     for n, name, rel in sorted(longest, reverse=True)[:8]:

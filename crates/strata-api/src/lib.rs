@@ -51,6 +51,7 @@
 #![deny(missing_docs)]
 
 mod client;
+mod engine;
 mod events;
 mod http;
 mod in_process;
@@ -58,5 +59,6 @@ mod tables_http;
 pub mod types;
 
 pub use client::{BackupList, BackupRequest, Cluster, Outcome, Running, Tables};
+pub use engine::{config, failure, keys, mask, reports, requests, runs, wal, wal_archiver};
 pub use http::Http;
 pub use in_process::{AskPassword, InProcess, Initialized};

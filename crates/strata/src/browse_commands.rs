@@ -3,9 +3,9 @@
 use crate::context::{CommandResult, Context};
 use crate::output;
 use crate::output::print_json;
-use strata_coordinator::browse::FileEntry;
-use strata_coordinator::catalog::Located;
-use strata_coordinator::listing::PageQuery;
+use strata_api::reports::FileEntry;
+use strata_api::reports::Located;
+use strata_api::requests::PageQuery;
 
 impl Context {
     pub(crate) async fn list(&self, limit: Option<u32>, cursor: Option<String>) -> CommandResult {
@@ -155,7 +155,7 @@ fn print_file(entry: &FileEntry) {
     );
 }
 
-pub(crate) fn print_node_problems(summary: &strata_repo::summary::BackupSummary, per_node: usize) {
+pub(crate) fn print_node_problems(summary: &strata_api::reports::BackupSummary, per_node: usize) {
     // Components, when the backup has them: each with its status and, when not complete,
     // why (an external system's snapshot too).
     for c in &summary.components {

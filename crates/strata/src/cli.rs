@@ -276,7 +276,7 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
         #[command(flatten)]
-        policy: strata_coordinator::config::PolicyOverrides,
+        policy: strata_api::config::PolicyOverrides,
     },
     /// Delete the data no backup references any more (under the cluster lock: backups
     /// wait). `cleanup` runs it after removing backups.

@@ -3,9 +3,9 @@
 
 use crate::cli::Global;
 use crate::failure::Failure;
+use strata_api::config::{Config, SecretSource};
+use strata_api::runs::ApiClient;
 use strata_api::Http;
-use strata_coordinator::config::{Config, SecretSource};
-use strata_coordinator::remote::ApiClient;
 
 /// The server of `--server`, if given.
 pub(crate) fn server(global: &Global, config: &Config) -> Result<Option<Http>, Failure> {

@@ -9,10 +9,10 @@ use crate::output;
 use crate::output::print_json;
 use crate::progress::OperationDisplay;
 use std::collections::BTreeMap;
+use strata_api::reports::BackupSummary;
+use strata_api::reports::{OpState, OperationStatus};
+use strata_api::reports::{RestoreOutcome, RestorePlan};
 use strata_api::{BackupRequest, Running};
-use strata_coordinator::coordinator::{RestoreOutcome, RestorePlan};
-use strata_coordinator::operation::{OpState, OperationStatus};
-use strata_repo::summary::BackupSummary;
 use strata_server::compose;
 
 impl Context {

@@ -4,8 +4,8 @@
 use crate::cli::{Cli, Command, ConfigCommand};
 use crate::context::{stoppable, CommandResult, Context};
 use crate::failure::{code, Failure};
+use strata_api::reports::DataCheck;
 use strata_api::Cluster;
-use strata_coordinator::verify::DataCheck;
 
 /// Runs a parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> CommandResult {

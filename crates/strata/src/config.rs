@@ -1,6 +1,6 @@
 //! The application's configuration file, composed from the sections their crates own.
 //!
-//! The coordinator owns most of the file ([`strata_coordinator::config::Config`]: storages,
+//! The coordinator owns most of the file ([`strata_api::config::Config`]: storages,
 //! nodes, server, retention, postgres, ...); strata-tables owns `[tables]` and strata-pgq
 //! owns `[pgq]`. Those two sit beside the coordinator, which does not know them, so the
 //! file is split here, at the top: each section goes to its owner's type, defaults and
@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 use std::path::Path;
-use strata_coordinator::config::{parse_error, Config, ConfigError};
+use strata_api::config::{parse_error, Config, ConfigError};
 use strata_pgq::config::PgqConfig;
 use strata_tables::config::TablesConfig;
 
@@ -26,7 +26,7 @@ pub struct Sections {
 /// The documented default configuration, every section, as `strata config default`
 /// prints it.
 pub fn default_text() -> String {
-    use strata_coordinator::config::{default_config, DEFAULT_CONFIG_END};
+    use strata_api::config::{default_config, DEFAULT_CONFIG_END};
     [
         default_config().as_str(),
         strata_tables::config::DEFAULT_SECTION,
@@ -76,7 +76,7 @@ fn section<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// The whole configuration as shown (`config show`, the server's `/config`): every secret
-/// value masked (see [`strata_coordinator::mask`]).
+/// value masked (see [`strata_api::mask`]).
 #[derive(Serialize)]
 pub struct Shown {
     #[serde(flatten)]
@@ -88,7 +88,7 @@ pub struct Shown {
 impl Shown {
     /// `config` and `sections` with secrets masked.
     pub fn new(config: &Config, sections: &Sections) -> Shown {
-        use strata_coordinator::mask::{mask_conninfo, masked_config};
+        use strata_api::mask::{mask_conninfo, masked_config};
         let mut sections = sections.clone();
         if let Some(db) = &mut sections.tables.db {
             *db = mask_conninfo(db);

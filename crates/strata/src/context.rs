@@ -6,10 +6,10 @@ use crate::cli::Global;
 use crate::failure::{code, Failure};
 use std::io::IsTerminal;
 use std::path::Path;
+use strata_api::config::Config;
+use strata_api::failure::CoordinatorError;
+use strata_api::runs::Storage;
 use strata_api::{Cluster, Http, InProcess};
-use strata_coordinator::config::Config;
-use strata_coordinator::storage::Storage;
-use strata_coordinator::CoordinatorError;
 
 /// What a command returns: its exit code, or why it failed.
 pub(crate) type CommandResult = Result<u8, Failure>;

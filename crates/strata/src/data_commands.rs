@@ -7,9 +7,9 @@ use crate::output;
 use crate::output::print_json;
 use crate::progress;
 use std::path::Path;
-use strata_agent::restore::RestoreOptions;
-use strata_coordinator::verify::{DataCheck, VerifyReport};
-use strata_repo::summary::{BackupSummary, ComponentStatus};
+use strata_api::reports::{BackupSummary, ComponentStatus};
+use strata_api::reports::{DataCheck, VerifyReport};
+use strata_api::requests::RestoreOptions;
 
 /// The components of `summary` a restore into a directory leaves out, and why: those
 /// without nodes (Camunda, `command`, `http`) have no files in the repository, their
@@ -40,8 +40,7 @@ impl Context {
         let mut options = RestoreOptions::default();
         if let Some(path) = &path {
             // The same check as a cluster restore's and the API's.
-            strata_coordinator::input::check_include(path)
-                .map_err(|e| Failure::new(code::USAGE, e))?;
+            strata_api::requests::check_include(path).map_err(|e| Failure::new(code::USAGE, e))?;
         }
         options.include = path.map(|p| p.trim_matches('/').as_bytes().to_vec());
         let clock = std::time::Instant::now();
@@ -214,7 +213,7 @@ impl Context {
         let target = crate::wal_commands::recovery_plan(recovery)?
             .map(|plan| plan.target)
             .unwrap_or(strata_postgres::recovery::Target::Latest);
-        let request = strata_coordinator::table_restore::TableRestore {
+        let request = strata_api::requests::TableRestore {
             database,
             tables,
             rename,
@@ -258,7 +257,7 @@ impl Context {
             // A SIGTERM stops it at its next step before the load (never during the load):
             // the scratch server is stopped and its files removed at once.
             false => {
-                let request = strata_coordinator::table_restore::TableRestore {
+                let request = strata_api::requests::TableRestore {
                     stop: Some(self.stop.subscribe()),
                     ..request
                 };
@@ -282,7 +281,7 @@ impl Context {
 
 /// `5%` or `5` as a percentage between 0 (exclusive) and 100.
 pub(crate) fn parse_percent(text: &str) -> Result<f64, Failure> {
-    strata_coordinator::actions::parse_percent(text).ok_or_else(|| {
+    strata_api::requests::parse_percent(text).ok_or_else(|| {
         Failure::new(
             code::USAGE,
             format!("--read-data-subset {text:?}: give a percentage such as 5%"),

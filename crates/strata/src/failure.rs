@@ -1,10 +1,10 @@
 //! Errors at the edge: one line with the cause chain, and a documented exit code.
 
-use strata_agent::api::{ApiError, ErrorCode};
-use strata_agent::AgentError;
-use strata_coordinator::config::ConfigError;
-use strata_coordinator::CoordinatorError;
-use strata_repo::RepoError;
+use strata_api::config::ConfigError;
+use strata_api::failure::AgentError;
+use strata_api::failure::CoordinatorError;
+use strata_api::failure::RepoError;
+use strata_api::failure::{ApiError, ErrorCode};
 
 /// Exit codes, documented in `docs/cli.md` and in `strata --help`.
 pub mod code {
@@ -35,7 +35,7 @@ impl Failure {
 }
 
 pub(crate) fn chain(err: &dyn std::error::Error) -> String {
-    strata_coordinator::error_chain(err)
+    strata_api::failure::error_chain(err)
 }
 
 /// What to do, for errors where strata knows it.
@@ -46,8 +46,8 @@ fn hint(err: &RepoError) -> &'static str {
     }
 }
 
-fn store_hint(err: &strata_store::StoreError) -> &'static str {
-    use strata_store::StoreError;
+fn store_hint(err: &strata_api::failure::StoreError) -> &'static str {
+    use strata_api::failure::StoreError;
     match err {
         StoreError::GaveUp { .. } | StoreError::Transient { .. } => {
             " (check the storage's url or endpoint and the network)"
@@ -72,7 +72,7 @@ impl From<CoordinatorError> for Failure {
 impl From<RepoError> for Failure {
     fn from(err: RepoError) -> Self {
         Failure::new(
-            exit_code(strata_coordinator::repo_code(&err)),
+            exit_code(strata_api::failure::repo_code(&err)),
             chain(&err) + hint(&err),
         )
     }
@@ -84,14 +84,14 @@ impl From<ConfigError> for Failure {
     }
 }
 
-impl From<strata_store::StoreError> for Failure {
-    fn from(err: strata_store::StoreError) -> Self {
+impl From<strata_api::failure::StoreError> for Failure {
+    fn from(err: strata_api::failure::StoreError) -> Self {
         Failure::new(code::FAILED, chain(&err) + store_hint(&err))
     }
 }
 
 /// The exit code of a failure of kind `code` (see
-/// [`CoordinatorError::code`](strata_coordinator::CoordinatorError::code)): the same
+/// [`CoordinatorError::code`](strata_api::failure::CoordinatorError::code)): the same
 /// whether it happened in this process or a server answered it.
 pub fn exit_code(code: ErrorCode) -> u8 {
     match code {

@@ -1,5 +1,5 @@
 //! `strata init`, `strata key ...` and `strata migrate`: a repository made, its passwords
-//! and its format upgrade. The use cases (refusals, audit entries) are in `strata_coordinator::keys`;
+//! and its format upgrade. The use cases (refusals, audit entries) are in `strata_api::keys`;
 //! this parses, reads the new password (environment, file or terminal), calls and prints.
 
 use crate::cli::{KeyCommand, NewPassword};
@@ -7,9 +7,9 @@ use crate::context::{ask_password, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output::print_json;
 use std::io::IsTerminal;
-use strata_coordinator::audit::local_actor;
-use strata_coordinator::keys;
-use strata_coordinator::CoordinatorError;
+use strata_api::failure::CoordinatorError;
+use strata_api::keys;
+use strata_api::runs::local_actor;
 
 /// Environment variable holding the new password of `key add` / `key passwd`.
 const NEW_PASSWORD_ENV: &str = "STRATA_NEW_PASSWORD";
@@ -122,7 +122,7 @@ impl Context {
         let password = self.password_for(&storage).await?;
         let (events, who) = (self.local.events()?, local_actor());
         let report = keys::migrate(&storage, password.as_deref(), &who, &events).await?;
-        let version = strata_repo::format::FORMAT_VERSION;
+        let version = strata_api::reports::FORMAT_VERSION;
         if self.global.json {
             print_json(&report);
         } else if report.migrated {

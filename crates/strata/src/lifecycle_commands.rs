@@ -3,9 +3,9 @@
 use crate::context::{CommandResult, Context};
 use crate::output;
 use crate::output::print_json;
-use strata_coordinator::config::PolicyOverrides;
-use strata_coordinator::gc::GcReport;
-use strata_coordinator::retention::CleanupReport;
+use strata_api::config::PolicyOverrides;
+use strata_api::reports::CleanupReport;
+use strata_api::reports::GcReport;
 
 impl Context {
     /// `strata cleanup`.

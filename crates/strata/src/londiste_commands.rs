@@ -46,7 +46,7 @@ pub(crate) async fn run(ctx: &Context, args: LondisteArgs) -> CommandResult {
             Err(e) => crate::failure::chain(e),
             Ok(_) => String::new(),
         };
-        let who = strata_coordinator::audit::local_actor();
+        let who = strata_api::runs::local_actor();
         let outcome = Outcome::of(&result);
         if let Err(e) = audit::record(&cf, &who, action, &target, outcome, &detail).await {
             eprintln!("warning: not recorded in the audit log: {e}");

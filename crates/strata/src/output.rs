@@ -2,9 +2,9 @@
 
 use comfy_table::presets::NOTHING;
 use comfy_table::{CellAlignment, Table};
-use strata_coordinator::catalog::Located;
-use strata_coordinator::verified::VerifyRecord;
-use strata_repo::summary::NodeSummary;
+use strata_api::reports::Located;
+use strata_api::reports::NodeSummary;
+use strata_api::reports::VerifyRecord;
 
 /// Binary-unit sizes: `1.5 GiB`.
 pub fn size(bytes: u64) -> String {

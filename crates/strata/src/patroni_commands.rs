@@ -7,7 +7,7 @@
 use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
 use std::path::PathBuf;
-use strata_agent::restore::RestoreOptions;
+use strata_api::requests::RestoreOptions;
 
 /// The value of `--name VALUE` or `--name=VALUE` among Patroni's arguments (names with
 /// `-` and `_` alike: Patroni passes settings as they are spelled in its YAML).

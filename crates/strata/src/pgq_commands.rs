@@ -7,7 +7,7 @@ use crate::failure::{code, Failure};
 use crate::output::print_json;
 use crate::output::{opt, print_pairs, print_rows, show};
 use std::path::{Path, PathBuf};
-use strata_coordinator::config::ConfigError;
+use strata_api::config::ConfigError;
 use strata_pgq::admin::{self, consumer_label, format_secs as secs, QueueSettings, Status};
 use strata_pgq::command::is_toml;
 use strata_pgq::ticker::config::TickerConfig;

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use strata_agent::progress::Progress;
+use strata_api::reports::Progress;
 
 /// Draws progress until dropped. Shows nothing unless stderr is a terminal.
 pub struct Display {
@@ -69,7 +69,7 @@ pub struct OperationDisplay {
 impl OperationDisplay {
     /// Starts drawing the statuses `status` receives, when `enabled`.
     pub fn start(
-        status: tokio::sync::watch::Receiver<strata_coordinator::operation::OperationStatus>,
+        status: tokio::sync::watch::Receiver<strata_api::reports::OperationStatus>,
         enabled: bool,
     ) -> OperationDisplay {
         let done = Arc::new(AtomicBool::new(false));

@@ -5,7 +5,7 @@
 use crate::cli::RepairCommand;
 use crate::context::{CommandResult, Context};
 use crate::output::print_json;
-use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
+use strata_api::reports::{BackupsRepairReport, IndexRepairReport};
 
 impl Context {
     /// `strata repair`.

@@ -6,11 +6,11 @@ use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
 use crate::output::print_json;
-use strata_coordinator::events::{Events, TablesRunReport};
-use strata_coordinator::storage::Storage;
-use strata_coordinator::webhooks::Webhooks;
+use strata_api::runs::DynStore;
+use strata_api::runs::Storage;
+use strata_api::runs::Webhooks;
+use strata_api::runs::{Events, TablesRunReport};
 use strata_server::tables_run::{run_told, RunRequest};
-use strata_store::DynStore;
 use strata_tables::command::{DbArgs, LoadArgs, TablesCommand};
 use strata_tables::history::HistoryEntry;
 use strata_tables::plan::{Step, TablePlan};
@@ -667,7 +667,7 @@ impl strata_tables::load_file::LoadObserver for FileProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_agent::api::ErrorCode;
+    use strata_api::failure::ErrorCode;
 
     /// A failure exits the same whether it happened here or a server answered it
     /// (`--server`): each kind's exit code is that of the API code the server gives it.

@@ -5,12 +5,12 @@
 
 use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
-use strata_agent::api::ErrorCode;
+use strata_api::failure::CoordinatorError;
+use strata_api::failure::ErrorCode;
 use strata_api::types::tables::{
     TableHistoryQuery, TablePolicyEdit, TablePolicyNew, TablePolicyQuery, TableRunBody,
 };
 use strata_api::Tables;
-use strata_coordinator::CoordinatorError;
 use strata_tables::command::TablesCommand;
 use strata_tables::TagFilter;
 

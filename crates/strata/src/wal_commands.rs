@@ -1,6 +1,6 @@
 //! `strata wal-push`, `wal-fetch`, `wal list|verify`, and the recovery options of
 //! `strata restore`: the commands PostgreSQL and operators run around the WAL archive.
-//! The work is in `strata_coordinator::wal`; this parses, calls, prints and picks the
+//! The work is in `strata_api::wal`; this parses, calls, prints and picks the
 //! exit code PostgreSQL acts on.
 
 use crate::cli::{RecoveryArgs, WalCommand};
@@ -9,8 +9,8 @@ use crate::failure::{code, Failure};
 use crate::output::print_json;
 use crate::output::size;
 use std::path::Path;
-use strata_coordinator::wal::{self, WalError};
-use strata_coordinator::wal_archiver;
+use strata_api::wal::{self, WalError};
+use strata_api::wal_archiver;
 use strata_postgres::recovery::{RecoveryPlan, Target, TargetAction};
 use strata_postgres::wal::Pushed;
 

@@ -1,0 +1,65 @@
+//! The engine's vocabulary beside [`crate::Cluster`]: the option, result and error types
+//! of its methods, and the few use cases a command runs on this host without a cluster
+//! (WAL push and fetch, the archiver, key changes). Re-exported here so a program, the
+//! `strata` binary first, depends on the engine through this crate only: the binary's
+//! Cargo.toml names no engine crate, so the compiler keeps it that way.
+
+/// The configuration (`strata.toml`): its types, defaults and parse errors.
+pub mod config {
+    pub use strata_coordinator::config::{
+        default_config, parse_error, Config, ConfigError, PolicyOverrides, SecretSource,
+        StorageConfig, DEFAULT_CONFIG_END,
+    };
+}
+
+/// Failures and their one classification (exit codes and HTTP statuses).
+pub mod failure {
+    pub use strata_agent::api::{ApiError, ErrorCode};
+    pub use strata_agent::AgentError;
+    pub use strata_coordinator::{error_chain, repo_code, CoordinatorError};
+    pub use strata_repo::RepoError;
+    pub use strata_store::StoreError;
+}
+
+/// What backups, restores and checks report.
+pub mod reports {
+    pub use strata_agent::progress::Progress;
+    pub use strata_coordinator::browse::FileEntry;
+    pub use strata_coordinator::catalog::Located;
+    pub use strata_coordinator::coordinator::{RestoreOutcome, RestorePlan};
+    pub use strata_coordinator::gc::GcReport;
+    pub use strata_coordinator::operation::{OpState, OperationStatus};
+    pub use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
+    pub use strata_coordinator::retention::CleanupReport;
+    pub use strata_coordinator::verified::VerifyRecord;
+    pub use strata_coordinator::verify::{DataCheck, VerifyReport};
+    pub use strata_repo::format::FORMAT_VERSION;
+    pub use strata_repo::summary::{BackupSummary, ComponentStatus, NodeSummary};
+}
+
+/// What a request may ask, checked where the engine checks it.
+pub mod requests {
+    pub use strata_agent::restore::RestoreOptions;
+    pub use strata_coordinator::actions::parse_percent;
+    pub use strata_coordinator::input::check_include;
+    pub use strata_coordinator::listing::PageQuery;
+    pub use strata_coordinator::table_restore::TableRestore;
+}
+
+/// Table lifecycle runs: the storages and the reports their end sends (audit, webhooks).
+pub mod runs {
+    pub use strata_coordinator::audit::local_actor;
+    pub use strata_coordinator::events::{Events, TablesRunReport};
+    pub use strata_coordinator::remote::ApiClient;
+    pub use strata_coordinator::storage::Storage;
+    pub use strata_coordinator::webhooks::Webhooks;
+    pub use strata_store::DynStore;
+}
+
+/// Secrets masked for showing (connection strings, a configuration).
+pub use strata_coordinator::mask;
+
+/// Use cases that run on this host without a cluster: PostgreSQL's `archive_command`
+/// and `restore_command` (`wal`), the archiver that batches them (`wal_archiver`), and
+/// the repository's keys (`keys`).
+pub use strata_coordinator::{keys, wal, wal_archiver};
