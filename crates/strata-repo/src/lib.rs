@@ -18,6 +18,43 @@
 //! blobs into pack files, [`writer`] runs that pipeline on a bounded thread pool,
 //! [`index`] finds blobs again, and [`manifest`] / [`summary`] describe backups.
 //! `docs/format.md` in the source tree is the byte-level description.
+//!
+//! Storing a file outside any backup (how WAL segments are archived) and reading it back:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use strata_repo::writer::{BlobWriter, WriterOptions};
+//! use strata_repo::{archive, InitOptions, Repository};
+//!
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store: strata_store::DynStore = Arc::new(strata_store::LocalStore::new(dir.path()));
+//! # let options = InitOptions {
+//! #     kdf: strata_repo::crypto::KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 },
+//! #     ..InitOptions::default()
+//! # };
+//! let repo = Repository::init(store, Some("a long passphrase"), options).await?;
+//!
+//! // Chunks are cut, named, compressed, sealed and packed on the writer's bounded pool;
+//! // the record may be saved only once the writer has finished (its packs are indexed).
+//! let data = vec![7u8; 100_000];
+//! let writer = BlobWriter::start(repo.clone(), WriterOptions::default());
+//! let (r, d) = (repo.clone(), data.clone());
+//! let (writer, file) = tokio::task::spawn_blocking(move || {
+//!     let file = archive::store_file(&r, &writer, "000000010000000000000001", &d);
+//!     (writer, file)
+//! })
+//! .await?;
+//! let file = file?;
+//! writer.finish().await?;
+//! repo.save_archived("wal", &file).await?;
+//!
+//! let found = repo.load_archived("wal", "000000010000000000000001").await?.expect("saved");
+//! assert_eq!(repo.read_archived(&found).await?, data);
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 

@@ -10,6 +10,35 @@
 //!
 //! This crate sits beside the coordinator: it uses the shared PostgreSQL helpers
 //! (`strata-pgclient`) and the storage trait (`strata-store`), never the backup layers.
+//!
+//! ```no_run
+//! use strata_tables::config::TablesConfig;
+//! use strata_tables::{Action, Engine, PolicySpec, Retention, TableName, TagFilter};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = TablesConfig {
+//!     db: Some("postgresql://strata@127.0.0.1:5432/shop".into()),
+//!     ..TablesConfig::default()
+//! };
+//! let engine = Engine::open(&config, Some("example".into())).await?;
+//! engine.setup().await?; // the policy, run and audit tables
+//!
+//! // Drop the partitions of public.events once their upper bound is 90 days old.
+//! let spec = PolicySpec::new(
+//!     TableName::parse("public.events")?,
+//!     "created_at",
+//!     Action::Delete,
+//!     Retention::parse("90d")?,
+//! );
+//! engine.add(&spec).await?;
+//!
+//! // What a run now would do, table by table (nothing is changed).
+//! for table in engine.plan(&TagFilter::default(), chrono::Utc::now()).await? {
+//!     println!("{}: {:?}", table.table, table.plan);
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 
