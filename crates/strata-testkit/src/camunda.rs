@@ -32,10 +32,16 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     /// Zeebe's gateway (management port), with this many partitions.
-    Zeebe { partitions: u32 },
+    Zeebe {
+        /// How many partitions report each backup.
+        partitions: u32,
+    },
     /// A web application's management port: `optimize` answers `COMPLETE`, not
     /// `COMPLETED`.
-    WebApp { optimize: bool },
+    WebApp {
+        /// Optimize's dialect (`COMPLETE`).
+        optimize: bool,
+    },
     /// Elasticsearch.
     Elastic,
 }

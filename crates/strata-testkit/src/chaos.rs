@@ -30,6 +30,7 @@ use strata_store::{DynStore, Fence, ObjectMeta, Store, StoreError, StoreResult};
 /// What the chaos does.
 #[derive(Debug, Clone)]
 pub struct ChaosConfig {
+    /// The seed of the run: the same seed draws the same fates (a failure is replayed with it).
     pub seed: u64,
     /// Every request waits up to this long before it reaches the store.
     pub max_delay: Duration,
@@ -40,6 +41,7 @@ pub struct ChaosConfig {
     /// lands between that long and [`ChaosConfig::land_within`] after it was issued (the
     /// process waits for it, unless its fence or request timeout gives up first).
     pub stall_ratio: f64,
+    /// How long a stalled read waits, and the least a stalled write stays in flight.
     pub stall: Duration,
     /// Share of writes and deletes whose answer is an error while the storage applies them
     /// later, up to [`ChaosConfig::land_within`] after they were issued; until then the
@@ -56,6 +58,7 @@ pub struct ChaosConfig {
     /// slow: each of their requests waits up to [`ChaosConfig::slow_delay`] instead of
     /// [`ChaosConfig::max_delay`].
     pub slow_ratio: f64,
+    /// The longest a request of a slow process waits before it reaches the store.
     pub slow_delay: Duration,
     /// Share of writes and deletes that freeze their process (a VM paused, a process
     /// stopped) as they are issued: for
@@ -66,17 +69,22 @@ pub struct ChaosConfig {
     /// Share of simulated processes whose wall clock is off ([`Chaos::draw_skew`]), and by
     /// how much at most, either way.
     pub skewed_ratio: f64,
+    /// How far a skewed process's wall clock is off at most, either way.
     pub max_skew: Duration,
 }
 
 /// One request that was issued to the storage, or one that reached it and changed it.
 #[derive(Debug, Clone)]
 pub struct Landed {
+    /// When it was issued or landed.
     pub at: Instant,
+    /// The simulated process that sent it.
     pub process: u32,
+    /// The object's key.
     pub key: String,
     /// The body of a write under `locks/` (kept to follow the lock); `None` otherwise.
     pub body: Option<Bytes>,
+    /// A delete (a write otherwise).
     pub delete: bool,
     /// An entry made when the request was issued (it passed the process's fence), before
     /// anything landed: it lands later, or never. Landings have `issued == false`.
@@ -133,6 +141,7 @@ impl Journal {
 pub struct Chaos {
     config: ChaosConfig,
     rng: Mutex<u64>,
+    /// Every request issued and every landing, in order: what the checks replay.
     pub journal: Journal,
     /// Off between rounds, while the test checks the repository.
     enabled: AtomicBool,
@@ -150,6 +159,7 @@ enum Fate {
 }
 
 impl Chaos {
+    /// A run with `config`, its random sequence seeded by `config.seed`.
     pub fn new(config: ChaosConfig) -> Arc<Chaos> {
         Arc::new(Chaos {
             rng: Mutex::new(config.seed ^ 0x9E37_79B9_7F4A_7C15),
@@ -159,6 +169,7 @@ impl Chaos {
         })
     }
 
+    /// The run's configuration.
     pub fn config(&self) -> &ChaosConfig {
         &self.config
     }
@@ -498,6 +509,7 @@ pub struct SkewedClockStore {
 }
 
 impl SkewedClockStore {
+    /// `inner` whose modification times read `offset_ms` off (a storage whose clock is not the hosts').
     pub fn new(inner: DynStore, offset_ms: i64) -> SkewedClockStore {
         SkewedClockStore { inner, offset_ms }
     }

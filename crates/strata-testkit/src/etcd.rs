@@ -11,8 +11,11 @@ use strata_etcd::{Client, Settings};
 
 const ETCD: &str = "/usr/bin/etcd";
 
+/// One etcd member: its name, client URL and process (killed on drop).
 pub struct Member {
+    /// The member's name (`--name`).
     pub name: String,
+    /// Its client URL on 127.0.0.1.
     pub url: String,
     log: PathBuf,
     child: Child,
@@ -20,8 +23,10 @@ pub struct Member {
 
 /// etcd members on 127.0.0.1, killed on drop.
 pub struct EtcdCluster {
+    /// The members, in start order.
     pub members: Vec<Member>,
     tls: Option<Tls>,
+    /// Their data directories and logs (removed on drop).
     pub dir: tempfile::TempDir,
 }
 
@@ -128,6 +133,7 @@ impl EtcdCluster {
         s
     }
 
+    /// The client URL of member `i`.
     pub fn url(&self, i: usize) -> &str {
         &self.members[i].url
     }
@@ -170,16 +176,19 @@ impl EtcdCluster {
 
 // Raw gateway requests (plain HTTP clusters), independent of strata_etcd.
 
+/// Base64 as the gateway writes keys and values.
 pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// The bytes of a gateway's base64 (panics on bad input: a test helper).
 pub fn unb64(text: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .unwrap()
 }
 
+/// POSTs `body` to the gateway path `path` and answers its JSON; panics on an error status or an `error` field.
 pub async fn raw(url: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let response = http
@@ -196,6 +205,7 @@ pub async fn raw(url: &str, path: &str, body: serde_json::Value) -> serde_json::
     value
 }
 
+/// Puts `key` = `value` through the gateway; answers the revision it made.
 pub async fn put(url: &str, key: &[u8], value: &[u8]) -> i64 {
     let reply = raw(
         url,
@@ -258,6 +268,7 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Starts writing `write(n)` to `url` every `every` on a thread of its own, until stopped.
     pub fn start(
         url: &str,
         every: std::time::Duration,

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 /// A `strata server` process, killed when dropped.
 pub struct Server {
     child: Child,
+    /// Its base URL (`http://127.0.0.1:PORT`).
     pub url: String,
     _stdout: BufReader<std::process::ChildStdout>,
 }
@@ -66,12 +67,16 @@ impl Server {
 
 /// A reply: status, headers (names lower-cased), body.
 pub struct Reply {
+    /// The HTTP status.
     pub status: u16,
+    /// Headers, names lower-cased, in order.
     pub headers: Vec<(String, String)>,
+    /// The body as text.
     pub body: String,
 }
 
 impl Reply {
+    /// The first header named `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -79,6 +84,7 @@ impl Reply {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The body as JSON (panics if it is not: a test helper).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.status, self.body))

@@ -35,14 +35,23 @@ use strata_store::{DynStore, Fence, ObjectMeta, Store, StoreResult};
 /// Which request the hook is asked about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
+    /// `Store::put`.
     Put,
+    /// `Store::put_if_absent`.
     PutIfAbsent,
+    /// `Store::get`.
     Get,
+    /// `Store::get_range`.
     GetRange,
+    /// `Store::list`.
     List,
+    /// `Store::list_fresh`.
     ListFresh,
+    /// `Store::list_after`.
     ListAfter,
+    /// `Store::head`.
     Head,
+    /// `Store::delete`.
     Delete,
 }
 

@@ -17,6 +17,7 @@ impl Drop for KillOnDrop {
 /// A daemon that is not our child (it detached), sent `signal` when dropped unless it
 /// already exited.
 pub struct Daemon {
+    /// Its process id.
     pub pid: i32,
     signal: i32,
 }

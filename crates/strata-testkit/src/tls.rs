@@ -36,10 +36,15 @@ pub fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
 /// A CA with a server and a client certificate, made with openssl: for servers that
 /// check client certificates (etcd with `--client-cert-auth`).
 pub struct Tls {
+    /// The CA certificate (PEM) both sides trust.
     pub ca: PathBuf,
+    /// The server's certificate, for 127.0.0.1.
     pub server_cert: PathBuf,
+    /// The server's private key.
     pub server_key: PathBuf,
+    /// The client's certificate.
     pub client_cert: PathBuf,
+    /// The client's private key.
     pub client_key: PathBuf,
 }
 
