@@ -19,6 +19,18 @@ pub mod failure {
     pub use strata_coordinator::{error_chain, repo_code, CoordinatorError};
     pub use strata_repo::RepoError;
     pub use strata_store::StoreError;
+
+    /// The API code of a kind of table lifecycle failure: the one translation, used by
+    /// the server's answers and (through its exit code) by the command line, so a
+    /// failure exits the same whether it happened here or a server answered it.
+    pub fn tables_code(kind: strata_tables::ErrorKind) -> ErrorCode {
+        match kind {
+            strata_tables::ErrorKind::BadInput => ErrorCode::BadRequest,
+            strata_tables::ErrorKind::NotFound => ErrorCode::NotFound,
+            strata_tables::ErrorKind::Busy => ErrorCode::Busy,
+            strata_tables::ErrorKind::Failed => ErrorCode::Failed,
+        }
+    }
 }
 
 /// What backups, restores and checks report.
@@ -63,3 +75,23 @@ pub use strata_coordinator::mask;
 /// and `restore_command` (`wal`), the archiver that batches them (`wal_archiver`), and
 /// the repository's keys (`keys`).
 pub use strata_coordinator::{keys, wal, wal_archiver};
+
+#[cfg(test)]
+mod tests {
+    use super::failure::{tables_code, ErrorCode};
+    use strata_tables::ErrorKind;
+
+    /// Each kind once: the server answers it with this code, and the command line exits
+    /// with that code's exit code.
+    #[test]
+    fn each_kind_of_tables_failure_has_one_api_code() {
+        for (kind, code) in [
+            (ErrorKind::BadInput, ErrorCode::BadRequest),
+            (ErrorKind::NotFound, ErrorCode::NotFound),
+            (ErrorKind::Busy, ErrorCode::Busy),
+            (ErrorKind::Failed, ErrorCode::Failed),
+        ] {
+            assert_eq!(tables_code(kind), code, "{kind:?}");
+        }
+    }
+}

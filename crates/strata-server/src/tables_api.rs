@@ -28,7 +28,7 @@ use strata_coordinator::storage::Storage;
 use strata_tables::config::TablesConfig;
 use strata_tables::history::HistoryEntry;
 use strata_tables::{
-    AddOutcome, EditOutcome, Engine, ErrorKind, Policy, RunReport, TableOutlook, TablesError,
+    AddOutcome, EditOutcome, Engine, Policy, RunReport, TableOutlook, TablesError,
 };
 
 /// The largest edit body taken: an edit is a few short values (see
@@ -93,21 +93,9 @@ pub fn routes(api: TablesApi) -> Router {
 /// An engine error with the API code of its kind ([`TablesError::kind`]).
 fn failure(err: TablesError) -> ApiFailure {
     ApiFailure(ApiError::new(
-        api_code(err.kind()),
+        strata_api::failure::tables_code(err.kind()),
         strata_coordinator::error_chain(&err),
     ))
-}
-
-/// The API code of a kind of engine failure: bad input (a name, a duration, policy tables
-/// not set up) 400, no such policy 404, a table a run held past the lock timeout 409, a
-/// failure (the database unreachable or refusing) 500.
-fn api_code(kind: ErrorKind) -> ErrorCode {
-    match kind {
-        ErrorKind::BadInput => ErrorCode::BadRequest,
-        ErrorKind::NotFound => ErrorCode::NotFound,
-        ErrorKind::Busy => ErrorCode::Busy,
-        ErrorKind::Failed => ErrorCode::Failed,
-    }
 }
 
 /// A policy id from a path: a positive number.

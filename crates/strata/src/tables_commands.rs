@@ -18,21 +18,15 @@ use strata_tables::run::{RunObserver, StepResult};
 use strata_tables::text::{PLAN_COLUMNS, POLICY_COLUMNS};
 use strata_tables::{cutoff_or_now, Engine, PolicySpec, TableName, TableOutcome};
 use strata_tables::{AddOutcome, EditOutcome, Policy, RunReport, TableOutlook};
-use strata_tables::{ErrorKind, RunOutcome, TablesError, TtlArgs};
+use strata_tables::{RunOutcome, TablesError, TtlArgs};
 
 impl From<TablesError> for Failure {
     fn from(err: TablesError) -> Self {
-        Failure::new(kind_code(err.kind()), crate::failure::chain(&err))
-    }
-}
-
-/// The exit code of a kind of engine failure (the API answers the same kinds as 400, 404,
-/// 409 and 500): 2 bad input or an id that names nothing, 6 busy, 1 failed.
-fn kind_code(kind: ErrorKind) -> u8 {
-    match kind {
-        ErrorKind::BadInput | ErrorKind::NotFound => code::USAGE,
-        ErrorKind::Busy => code::BUSY,
-        ErrorKind::Failed => code::FAILED,
+        let answered = strata_api::failure::tables_code(err.kind());
+        Failure::new(
+            crate::failure::exit_code(answered),
+            crate::failure::chain(&err),
+        )
     }
 }
 
@@ -667,25 +661,6 @@ impl strata_tables::load_file::LoadObserver for FileProgress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use strata_api::failure::ErrorCode;
-
-    /// A failure exits the same whether it happened here or a server answered it
-    /// (`--server`): each kind's exit code is that of the API code the server gives it.
-    #[test]
-    fn each_kind_exits_as_the_api_answer_would() {
-        for (kind, answered) in [
-            (ErrorKind::BadInput, ErrorCode::BadRequest),
-            (ErrorKind::NotFound, ErrorCode::NotFound),
-            (ErrorKind::Busy, ErrorCode::Busy),
-            (ErrorKind::Failed, ErrorCode::Failed),
-        ] {
-            assert_eq!(
-                kind_code(kind),
-                crate::failure::exit_code(answered),
-                "{kind:?}"
-            );
-        }
-    }
 
     #[test]
     fn a_run_exits_by_its_outcome() {
