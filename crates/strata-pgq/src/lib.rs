@@ -2,8 +2,32 @@
 //! share one state and can take over from each other); this crate is the client side: the
 //! SQL API, decoders for what the real triggers write, a consumer framework that streams a
 //! batch under a byte cap, and a ticker daemon that accepts pgqd's configuration.
+//!
+//! A consumer's loop: take the next batch, stream its events in chunks (memory stays
+//! under the byte cap however large the batch), then finish it so the position moves on.
+//!
+//! ```no_run
+//! use strata_pgq::{Consumer, ConsumerOptions};
+//!
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! let dsn = strata_pgclient::Dsn::parse("postgresql://app@127.0.0.1:5432/shop")?;
+//! let mut consumer = Consumer::new(dsn.connect().await?, "orders", "mailer", ConsumerOptions::default())?;
+//! consumer.register().await?;
+//! while let Some(batch) = consumer.next_batch().await? {
+//!     let mut stream = consumer.events(&batch).await?;
+//!     while let Some(chunk) = stream.next_chunk().await? {
+//!         for event in chunk {
+//!             println!("{} {:?} {:?}", event.id, event.ev_type, event.data);
+//!         }
+//!     }
+//!     stream.close().await?;
+//!     consumer.finish_batch(&batch).await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod admin;
 pub mod api;
