@@ -46,7 +46,8 @@ phase() {
 }
 # beside NAME LOG COMMAND...: runs COMMAND in the background, beside the phases that
 # follow, its output in LOG and its wall time recorded as "NAME (beside)"; `await` waits for
-# it. Each runs in a process group of its own, stopped if this script ends first.
+# it. Each runs in a process group of its own (no input: nothing may stop it by asking),
+# stopped if this script ends first.
 beside_pids=()
 beside() {
   local name=$1 log=$2
@@ -55,7 +56,7 @@ beside() {
   (
     started=$(date +%s)
     trap 'printf "%s (beside)\t%s\n" "$name" "$(($(date +%s) - started))" >>"$phases"' EXIT
-    "$@" >"$log" 2>&1
+    "$@" </dev/null >"$log" 2>&1
   ) &
   beside_pid=$!
   set +m
@@ -116,7 +117,7 @@ fi
 installs() {
   if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
-    apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}"
   fi
   ./scripts/install-test-servers.sh >"$times_dir/servers.env"
 }
