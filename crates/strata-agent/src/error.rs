@@ -27,7 +27,7 @@ pub enum AgentError {
     },
     /// A manifest that would write outside the restore target.
     #[error("refusing to restore: {0}")]
-    UnsafeManifest(String),
+    UnsafeManifest(strata_repo::manifest::UnsafePath),
     /// The restore target cannot be prepared.
     #[error("cannot prepare restore target {path}")]
     Target {

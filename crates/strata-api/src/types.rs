@@ -402,6 +402,7 @@ pub struct TableRestoreBody {
 
 impl TableRestoreBody {
     /// The request the use case takes; a body naming two targets is refused.
+    // String: a validator of the body; callers wrap the line at once (CoordinatorError::Invalid).
     pub fn into_request(self) -> Result<strata_coordinator::table_restore::TableRestore, String> {
         use strata_postgres::recovery::Target;
         let targets = [

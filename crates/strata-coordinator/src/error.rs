@@ -6,8 +6,9 @@
 //!   tell a wrong password from damage from a busy cluster.
 //! - A `Result<_, String>` is allowed only for a local validator or parser whose caller
 //!   wraps the text at once into a typed error (`ConfigError::Invalid`,
-//!   [`CoordinatorError::Invalid`], an `ApiError` with its code): `Plugin::check_node`,
-//!   `schedule::check`, the recovery-target parsers.
+//!   [`CoordinatorError::Invalid`], an `ApiError` with its code): `input::check_include`,
+//!   `schedule::check`, the recovery-target parsers. Each says so in a `// String:`
+//!   comment on the line before.
 //! - [`CoordinatorError::code`] classifies every failure once; the API's error codes and
 //!   the command line's exit codes are both derived from it, so a command exits the same
 //!   in process and through `strata server`.

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use strata_postgres::recovery::Target;
 use strata_postgres::scratch::{Scratch, StopOnDrop};
-use strata_postgres::tables::{Destination, TableName, TableRequest};
+use strata_postgres::tables::{BadName, Destination, TableName, TableRequest};
 use strata_repo::summary::BackupSummary;
 use strata_repo::Repository;
 
@@ -90,11 +90,12 @@ pub async fn restore_tables(
     say: &(dyn Fn(&str) + Sync),
 ) -> CoordinatorResult<TableRestoreReport> {
     let invalid = |m: String| CoordinatorError::Invalid(m);
-    strata_postgres::tables::check_database_name(&request.database).map_err(invalid)?;
+    let bad_name = |e: BadName| CoordinatorError::Invalid(e.to_string());
+    strata_postgres::tables::check_database_name(&request.database).map_err(bad_name)?;
     let names: Vec<TableName> = request
         .tables
         .iter()
-        .map(|t| TableName::parse(t).map_err(invalid))
+        .map(|t| TableName::parse(t).map_err(bad_name))
         .collect::<Result<_, _>>()?;
     if request.rename.is_some() && names.len() > 1 {
         return Err(invalid(
@@ -160,7 +161,7 @@ pub async fn restore_tables(
         .clone()
         .unwrap_or_else(|| format!("{}_restored", request.database));
     if whole_database {
-        strata_postgres::tables::check_database_name(&new_database).map_err(invalid)?;
+        strata_postgres::tables::check_database_name(&new_database).map_err(bad_name)?;
     }
     let tables = names
         .into_iter()
@@ -368,7 +369,7 @@ pub async fn restore_tables(
 /// The name `table` comes back under: `--as NAME` in the table's own schema, `--as
 /// SCHEMA.NAME` in that schema, else `<table>_restored` in its own schema.
 fn new_table_name(table: &TableName, rename: Option<&str>) -> CoordinatorResult<TableName> {
-    let invalid = |m: String| CoordinatorError::Invalid(m);
+    let invalid = |e: BadName| CoordinatorError::Invalid(e.to_string());
     match rename {
         Some(given) if given.contains('.') => TableName::parse(given).map_err(invalid),
         Some(given) => Ok(TableName {

@@ -89,6 +89,7 @@ impl Default for PgqConfig {
 impl PgqConfig {
     /// Checks what TOML types cannot: every period positive and finite, the others 0 or
     /// more, a database to list the others from. The message names the key (`pgq.KEY`).
+    // String: a validator; the configuration wraps the line at once (ConfigError::Invalid).
     pub fn validate(&self) -> Result<(), String> {
         let periods = [
             ("check_period", self.check_period),

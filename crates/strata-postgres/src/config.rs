@@ -87,26 +87,17 @@ impl PostgresConfig {
     }
 
     /// Checks what TOML types cannot; the message names the key (`postgres.KEY`).
-    // String: a validator; the configuration wraps the line at once (ConfigError::Invalid).
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BadSetting> {
         if !["primary", "standby", "leader", "replica"].contains(&self.backup_from.as_str()) {
-            return Err(format!(
-                "postgres.backup_from {:?} must be \"primary\" or \"standby\" (Patroni's \"leader\" or \"replica\")",
-                self.backup_from
-            ));
+            return Err(BadSetting::BackupFrom(self.backup_from.clone()));
         }
         if self.archiver_queue == 0 || self.archiver_batch == 0 {
-            return Err(
-                "postgres.archiver_queue and postgres.archiver_batch must be at least 1".into(),
-            );
+            return Err(BadSetting::ArchiverQueue);
         }
         let url = self.patroni.trim();
         if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             // Not echoed: a URL may carry credentials.
-            return Err(
-                "postgres.patroni must be the http:// or https:// URL of a member's REST API"
-                    .into(),
-            );
+            return Err(BadSetting::Patroni);
         }
         Ok(())
     }
@@ -116,6 +107,20 @@ impl PostgresConfig {
         let url = self.patroni.trim().trim_end_matches('/');
         (!url.is_empty()).then_some(url)
     }
+}
+
+/// A `[postgres]` setting that is refused; the line names the key (`postgres.KEY`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSetting {
+    /// `backup_from` names no role.
+    #[error("postgres.backup_from {0:?} must be \"primary\" or \"standby\" (Patroni's \"leader\" or \"replica\")")]
+    BackupFrom(String),
+    /// `archiver_queue` or `archiver_batch` is 0.
+    #[error("postgres.archiver_queue and postgres.archiver_batch must be at least 1")]
+    ArchiverQueue,
+    /// `patroni` is not an http(s) URL (not echoed: it may carry credentials).
+    #[error("postgres.patroni must be the http:// or https:// URL of a member's REST API")]
+    Patroni,
 }
 
 #[cfg(test)]
@@ -143,6 +148,8 @@ mod tests {
             Some("http://127.0.0.1:8008")
         );
         let err = with("user:s3cret@m1:8008").validate().unwrap_err();
+        assert_eq!(err, BadSetting::Patroni);
+        let err = err.to_string();
         assert!(
             err.contains("postgres.patroni") && !err.contains("s3cret"),
             "{err}"
@@ -158,6 +165,7 @@ mod tests {
         assert!(config
             .validate()
             .unwrap_err()
+            .to_string()
             .contains("postgres.backup_from"));
     }
 }

@@ -24,8 +24,7 @@ impl TableName {
     /// `SCHEMA.TABLE` or `TABLE` (schema `public`). Names are plain identifiers
     /// (letters, digits, `_`, `$`), compared as PostgreSQL folds unquoted ones (lower
     /// case).
-    // String: a parser of user input; callers wrap the line at once (CoordinatorError::Invalid).
-    pub fn parse(text: &str) -> Result<TableName, String> {
+    pub fn parse(text: &str) -> Result<TableName, BadName> {
         let (schema, name) = match text.split_once('.') {
             Some((schema, name)) => (schema, name),
             None => ("public", text),
@@ -38,9 +37,7 @@ impl TableName {
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
                 && !part.starts_with(|c: char| c.is_ascii_digit());
             if !plain {
-                return Err(format!(
-                    "{text:?}: give SCHEMA.TABLE with plain names (letters, digits, '_')"
-                ));
+                return Err(BadName::Table(text.to_string()));
             }
         }
         Ok(TableName {
@@ -65,8 +62,7 @@ impl std::fmt::Display for TableName {
 /// letters, digits, `_`, `-` or `$`. It is named in SQL on the scratch server (a
 /// superuser) and passed to `psql -d`, which would read a `=` as a connection string:
 /// nothing else gets through.
-// String: a validator of user input; callers wrap the line at once (CoordinatorError::Invalid).
-pub fn check_database_name(name: &str) -> Result<(), String> {
+pub fn check_database_name(name: &str) -> Result<(), BadName> {
     let plain = !name.is_empty()
         && name.len() <= 63
         && name
@@ -74,10 +70,19 @@ pub fn check_database_name(name: &str) -> Result<(), String> {
             .all(|b| b.is_ascii_alphanumeric() || b"_-$".contains(&b));
     match plain {
         true => Ok(()),
-        false => Err(format!(
-            "database {name:?}: give a name of 1 to 63 letters, digits, '_', '-' or '$'"
-        )),
+        false => Err(BadName::Database(name.to_string())),
     }
+}
+
+/// A table or database name given by the user that is not a plain name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadName {
+    /// Not `SCHEMA.TABLE` or `TABLE` of plain names.
+    #[error("{0:?}: give SCHEMA.TABLE with plain names (letters, digits, '_')")]
+    Table(String),
+    /// Not 1 to 63 letters, digits, `_`, `-` or `$`.
+    #[error("database {0:?}: give a name of 1 to 63 letters, digits, '_', '-' or '$'")]
+    Database(String),
 }
 
 /// Where the tables go.

@@ -48,7 +48,7 @@ impl ChunkerParams {
 
     /// Checks the invariants the chunker relies on; a repository `config` that breaks them
     /// is refused instead of producing odd chunks.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), BadChunker> {
         let ok_order = 64 <= self.min && self.min <= self.avg && self.avg <= self.max;
         let ok_avg = self.avg.is_power_of_two();
         let ok_align = self.align == 0
@@ -58,10 +58,15 @@ impl ChunkerParams {
         if ok_order && ok_avg && ok_align && self.max <= 64 * 1024 * 1024 {
             Ok(())
         } else {
-            Err(format!("invalid chunker parameters {self:?}"))
+            Err(BadChunker(*self))
         }
     }
 }
+
+/// Chunker parameters that break the chunker's invariants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid chunker parameters {0:?}")]
+pub struct BadChunker(pub ChunkerParams);
 
 /// A content-defined chunker for one parameter set and gear table.
 #[derive(Clone)]

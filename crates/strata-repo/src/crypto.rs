@@ -26,6 +26,7 @@ pub enum Encryption {
 
 impl std::str::FromStr for Encryption {
     type Err = String;
+    // String: a parser of a setting; callers wrap the line at once (CoordinatorError::Invalid).
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "aes-256-gcm" => Ok(Encryption::Aes256Gcm),
@@ -247,33 +248,96 @@ impl KdfParams {
 
     /// Checks the parameters against the bounds above: a key file is read from storage
     /// that others may write, and unbounded parameters would let them exhaust memory or CPU.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), KdfOutOfBounds> {
         let p = self.parallelism;
         if !(1..=MAX_KDF_PARALLELISM).contains(&p) {
-            return Err(format!(
-                "Argon2 parallelism {p} is outside 1..={MAX_KDF_PARALLELISM}"
-            ));
+            return Err(KdfOutOfBounds::Parallelism(p));
         }
         let i = self.iterations;
         if !(1..=MAX_KDF_ITERATIONS).contains(&i) {
-            return Err(format!(
-                "Argon2 iterations {i} is outside 1..={MAX_KDF_ITERATIONS}"
-            ));
+            return Err(KdfOutOfBounds::Iterations(i));
         }
         let m = self.memory_kib;
         if m < 8 * p || m > MAX_KDF_MEMORY_KIB {
-            return Err(format!(
-                "Argon2 memory {m} KiB is outside {}..={MAX_KDF_MEMORY_KIB} KiB",
-                8 * p
-            ));
+            return Err(KdfOutOfBounds::Memory {
+                memory_kib: m,
+                parallelism: p,
+            });
         }
         if m as u64 * i as u64 > MAX_KDF_WORK_KIB {
-            return Err(format!(
-                "Argon2 memory times iterations ({m} KiB x {i}) is above {MAX_KDF_WORK_KIB} KiB"
-            ));
+            return Err(KdfOutOfBounds::Work {
+                memory_kib: m,
+                iterations: i,
+            });
         }
         Ok(())
     }
+}
+
+/// Argon2 parameters outside what a key file may ask for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KdfOutOfBounds {
+    /// Lanes outside 1..=[`MAX_KDF_PARALLELISM`].
+    #[error("Argon2 parallelism {0} is outside 1..={max}", max = MAX_KDF_PARALLELISM)]
+    Parallelism(u32),
+    /// Passes outside 1..=[`MAX_KDF_ITERATIONS`].
+    #[error("Argon2 iterations {0} is outside 1..={max}", max = MAX_KDF_ITERATIONS)]
+    Iterations(u32),
+    /// Memory below 8 KiB a lane or above [`MAX_KDF_MEMORY_KIB`].
+    #[error(
+        "Argon2 memory {memory_kib} KiB is outside {min}..={max} KiB",
+        min = 8 * .parallelism,
+        max = MAX_KDF_MEMORY_KIB
+    )]
+    Memory {
+        /// The memory asked for, in KiB.
+        memory_kib: u32,
+        /// The lanes asked for.
+        parallelism: u32,
+    },
+    /// Memory times passes above [`MAX_KDF_WORK_KIB`].
+    #[error(
+        "Argon2 memory times iterations ({memory_kib} KiB x {iterations}) is above {max} KiB",
+        max = MAX_KDF_WORK_KIB
+    )]
+    Work {
+        /// The memory asked for, in KiB.
+        memory_kib: u32,
+        /// The passes asked for.
+        iterations: u32,
+    },
+}
+
+/// Why a `keys/<id>` object is not a usable key file.
+#[derive(Debug, thiserror::Error)]
+pub enum BadKeyFile {
+    /// Larger than any key file.
+    #[error("key file larger than 64 KiB")]
+    TooLarge,
+    /// Not a key file's JSON.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// Plain keys of the wrong length.
+    #[error("plain keys have the wrong length")]
+    PlainLength,
+    /// Wrapped keys without their KDF parameters.
+    #[error("no KDF parameters")]
+    NoParams,
+    /// KDF parameters out of bounds.
+    #[error(transparent)]
+    Kdf(#[from] KdfOutOfBounds),
+    /// A salt of the wrong length.
+    #[error("salt must be {}..={} bytes", SALT_LEN.start(), SALT_LEN.end())]
+    Salt,
+    /// Wrapped keys of the wrong length.
+    #[error("wrapped keys have the wrong length")]
+    WrappedLength,
+    /// A KDF this strata does not know.
+    #[error("unknown KDF {0:?}")]
+    UnknownKdf(String),
+    /// A repository id longer than any.
+    #[error("repository id too long")]
+    RepoIdTooLong,
 }
 
 /// The `keys/<id>` object.
@@ -385,37 +449,33 @@ impl KeyFile {
 
     /// Parses a key file, checking its shape before any work is done on it: known KDF,
     /// bounded parameters, salt and key lengths. Never allocates by a length it reads.
-    pub fn parse(bytes: &[u8]) -> Result<KeyFile, String> {
+    pub fn parse(bytes: &[u8]) -> Result<KeyFile, BadKeyFile> {
         if bytes.len() > 64 * 1024 {
-            return Err("key file larger than 64 KiB".into());
+            return Err(BadKeyFile::TooLarge);
         }
-        let file: KeyFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let file: KeyFile = serde_json::from_slice(bytes)?;
         match file.kdf.as_str() {
             "none" => {
                 if file.keys.len() != 2 * MASTER_LEN {
-                    return Err("plain keys have the wrong length".into());
+                    return Err(BadKeyFile::PlainLength);
                 }
             }
             "argon2id" => {
-                let params = file.params.ok_or("no KDF parameters")?;
+                let params = file.params.ok_or(BadKeyFile::NoParams)?;
                 params.check()?;
                 if !file.salt.len().is_multiple_of(2) || !SALT_LEN.contains(&(file.salt.len() / 2))
                 {
-                    return Err(format!(
-                        "salt must be {}..={} bytes",
-                        SALT_LEN.start(),
-                        SALT_LEN.end()
-                    ));
+                    return Err(BadKeyFile::Salt);
                 }
                 if file.keys.len() != 2 * (MASTER_LEN + NONCE_LEN + TAG_LEN) {
-                    return Err("wrapped keys have the wrong length".into());
+                    return Err(BadKeyFile::WrappedLength);
                 }
             }
-            other => return Err(format!("unknown KDF {other:?}")),
+            other => return Err(BadKeyFile::UnknownKdf(other.to_string())),
         }
         if let Some(repo) = &file.repo {
             if repo.len() > 64 {
-                return Err("repository id too long".into());
+                return Err(BadKeyFile::RepoIdTooLong);
             }
         }
         Ok(file)

@@ -9,7 +9,7 @@
 //! unparsable one cannot block the repository. In a repository with any password-wrapped
 //! key, a `"kdf": "none"` key is never used.
 
-use crate::crypto::{KdfParams, KeyFile, KeyRejection, MasterKeys};
+use crate::crypto::{BadKeyFile, KdfParams, KeyFile, KeyRejection, MasterKeys};
 use crate::format::now_rfc3339;
 use crate::format::{
     decode_object, encode_object, Encryption, ObjectKind, RepoConfig, FORMAT_VERSION,
@@ -39,7 +39,7 @@ async fn read_batch(
     store: &DynStore,
     fresh: bool,
     tried: &mut HashSet<String>,
-) -> RepoResult<Vec<(String, Result<KeyFile, String>)>> {
+) -> RepoResult<Vec<(String, Result<KeyFile, BadKeyFile>)>> {
     let listing = if fresh {
         store.list_fresh(KEYS).await?
     } else {
@@ -290,7 +290,7 @@ impl Repository {
                     created: String::new(),
                     kdf: String::new(),
                     in_use,
-                    problem: Some(why),
+                    problem: Some(why.to_string()),
                 },
             });
         }

@@ -149,26 +149,48 @@ impl NodeManifest {
 /// Checks that a manifest path is a clean relative path: no empty, `.` or `..` component,
 /// not absolute, no NUL. Restores refuse anything else, so a crafted manifest cannot write
 /// outside the restore target.
-pub fn validate_relative_path(path: &[u8]) -> Result<(), String> {
-    let shown = String::from_utf8_lossy(path);
+pub fn validate_relative_path(path: &[u8]) -> Result<(), UnsafePath> {
+    let shown = || String::from_utf8_lossy(path).into_owned();
     if path.is_empty() {
-        return Err("empty path".into());
+        return Err(UnsafePath::Empty);
     }
     if path[0] == b'/' {
-        return Err(format!("absolute path {shown:?}"));
+        return Err(UnsafePath::Absolute(shown()));
     }
     if path.contains(&0) {
-        return Err(format!("path with a NUL byte {shown:?}"));
+        return Err(UnsafePath::Nul(shown()));
     }
     for part in path.split(|&b| b == b'/') {
         if part.is_empty() || part == b"." || part == b".." {
-            return Err(format!(
-                "path {shown:?} has a {:?} component",
-                String::from_utf8_lossy(part)
-            ));
+            return Err(UnsafePath::Component {
+                path: shown(),
+                component: String::from_utf8_lossy(part).into_owned(),
+            });
         }
     }
     Ok(())
+}
+
+/// A manifest path that could write outside a restore target.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnsafePath {
+    /// No path at all.
+    #[error("empty path")]
+    Empty,
+    /// An absolute path.
+    #[error("absolute path {0:?}")]
+    Absolute(String),
+    /// A path with a NUL byte.
+    #[error("path with a NUL byte {0:?}")]
+    Nul(String),
+    /// An empty, `.` or `..` component.
+    #[error("path {path:?} has a {component:?} component")]
+    Component {
+        /// The path.
+        path: String,
+        /// The component.
+        component: String,
+    },
 }
 
 #[cfg(test)]

@@ -80,19 +80,63 @@ pub fn chown_to_postgres(path: &Path) {
     }
 }
 
-fn run(cmd: &mut Command) -> Result<String, String> {
-    let out = as_postgres(cmd).output().map_err(|e| e.to_string())?;
+fn run(cmd: &mut Command) -> Result<String, ToolFailed> {
+    let out = as_postgres(cmd).output().map_err(ToolFailed::Spawn)?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     } else {
-        Err(format!(
-            "{:?} failed: {}{}",
-            cmd.get_program(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
+        Err(ToolFailed::Exited {
+            program: cmd.get_program().to_os_string(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        })
     }
 }
+
+/// A PostgreSQL program that could not be started or ended with a failure.
+#[derive(Debug)]
+pub enum ToolFailed {
+    /// It could not be started.
+    Spawn(std::io::Error),
+    /// It ended with a failure status; what it printed (stdout, then stderr).
+    Exited {
+        /// The program.
+        program: std::ffi::OsString,
+        /// Its output.
+        output: String,
+    },
+}
+
+impl std::fmt::Display for ToolFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ToolFailed::Spawn(e) => write!(f, "{e}"),
+            ToolFailed::Exited { program, output } => write!(f, "{program:?} failed: {output}"),
+        }
+    }
+}
+
+impl std::error::Error for ToolFailed {}
+
+/// A server that did not come up: why, and the end of its log.
+#[derive(Debug)]
+pub struct NotStarted {
+    /// What `pg_ctl start` said.
+    pub why: ToolFailed,
+    /// The last lines of the server's log.
+    pub log_tail: String,
+}
+
+impl std::fmt::Display for NotStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}\n{}", self.why, self.log_tail)
+    }
+}
+
+impl std::error::Error for NotStarted {}
 
 fn pg(tool: &str) -> Command {
     Command::new(Path::new(PG_BIN).join(tool))
@@ -172,7 +216,7 @@ impl PgServer {
     }
 
     /// Starts the server; `Err` with the log's end when it does not come up.
-    pub fn try_start(&self) -> Result<(), String> {
+    pub fn try_start(&self) -> Result<(), NotStarted> {
         run(pg("pg_ctl")
             .args(["start", "-w", "-t", "120", "-D"])
             .arg(&self.data_dir)
@@ -180,7 +224,10 @@ impl PgServer {
             .arg(&self.log)
             .stdout(Stdio::null()))
         .map(|_| ())
-        .map_err(|e| format!("{e}\n{}", self.log_tail()))
+        .map_err(|why| NotStarted {
+            why,
+            log_tail: self.log_tail(),
+        })
     }
 
     pub fn start(&self) {
@@ -215,8 +262,9 @@ impl PgServer {
         cmd
     }
 
+    // String: psql's own words, which tests read as text (`unterminated CSV quoted field`).
     pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
-        run(&mut self.psql_command(db, sql))
+        run(&mut self.psql_command(db, sql)).map_err(|e| e.to_string())
     }
 
     /// Runs SQL, returns its output (unaligned, tuples only); panics on error.

@@ -379,7 +379,7 @@ impl Config {
     pub(crate) fn check_sections(&self) -> Result<(), ConfigError> {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         for (name, storage) in &self.storages {
-            storage.validate(name).map_err(ConfigError::Invalid)?;
+            storage.validate(name)?;
         }
         if !self.storages.contains_key(&self.default_storage) {
             return invalid(format!(
@@ -438,7 +438,9 @@ impl Config {
                 ));
             }
         }
-        self.postgres.validate().map_err(ConfigError::Invalid)?;
+        self.postgres
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if let Some(node) = &self.server.node {
             if !self.nodes.iter().any(|n| &n.name == node) {
                 return invalid(format!(

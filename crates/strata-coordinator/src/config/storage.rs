@@ -136,8 +136,7 @@ impl StorageConfig {
         out
     }
 
-    // String: a validator; the configuration wraps the line at once (ConfigError::Invalid).
-    pub(super) fn validate(&self, name: &str) -> Result<(), String> {
+    pub(super) fn validate(&self, name: &str) -> Result<(), ConfigError> {
         let scheme = self
             .url
             .as_deref()
@@ -149,31 +148,37 @@ impl StorageConfig {
             (None, Some("az" | "azure")) => "azure",
             (None, Some("gs")) => "gcs",
             (None, Some(other)) => {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "storage {name:?}: unsupported url scheme {other:?} (s3://, az://, gs://)"
-                ))
+                )))
             }
-            (None, None) => return Err(format!("storage {name:?} needs a `path` or a `url`")),
+            (None, None) => {
+                return Err(ConfigError::Invalid(format!(
+                    "storage {name:?} needs a `path` or a `url`"
+                )))
+            }
             (Some(_), Some(_)) => {
-                return Err(format!("storage {name:?} has both a `path` and a `url`"))
+                return Err(ConfigError::Invalid(format!(
+                    "storage {name:?} has both a `path` and a `url`"
+                )))
             }
         };
         if let Some(class) = &self.archive_class {
             if kind == "local" {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "storage {name:?}: archive_class needs object storage (a directory has no storage classes)"
-                ));
+                )));
             }
             if class.is_empty() || !class.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "storage {name:?}: archive_class {class:?} is not a storage class name (letters, digits, _)"
-                ));
+                )));
             }
         }
         match &self.kind {
-            Some(declared) if declared != kind => Err(format!(
+            Some(declared) if declared != kind => Err(ConfigError::Invalid(format!(
                 "storage {name:?} says type = {declared:?} but its location is a {kind} storage"
-            )),
+            ))),
             _ => Ok(()),
         }
     }

@@ -111,9 +111,9 @@ impl TickerConfig {
             path: path.display().to_string(),
             reason: format!("cannot read: {e}"),
         })?;
-        let mut config = Self::parse_ini(&text).map_err(|reason| PgqError::Config {
+        let mut config = Self::parse_ini(&text).map_err(|e| PgqError::Config {
             path: path.display().to_string(),
-            reason,
+            reason: e.to_string(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [&mut config.logfile, &mut config.pidfile]
@@ -128,7 +128,7 @@ impl TickerConfig {
     }
 
     /// pgqd's ini: `[pgqd]` section, `key = value`, `#`/`;` comments.
-    pub fn parse_ini(text: &str) -> Result<TickerConfig, String> {
+    pub fn parse_ini(text: &str) -> Result<TickerConfig, IniError> {
         let mut config = TickerConfig::default();
         let mut section = String::new();
         for (n, raw) in text.lines().enumerate() {
@@ -142,25 +142,28 @@ impl TickerConfig {
             }
             let (key, value) = line
                 .split_once('=')
-                .ok_or_else(|| format!("line {}: expected key = value", n + 1))?;
+                .ok_or(IniError::NotKeyValue { line: n + 1 })?;
             if section != "pgqd" {
-                return Err(format!("line {}: keys belong in a [pgqd] section", n + 1));
+                return Err(IniError::OutsideSection { line: n + 1 });
             }
             config
                 .set(key.trim(), value.trim())
-                .map_err(|e| format!("line {}: {e}", n + 1))?;
+                .map_err(|why| IniError::Key { line: n + 1, why })?;
         }
         Ok(config)
     }
 
     /// Sets one key from its text form.
-    fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let period = |v: &str| -> Result<Duration, String> {
-            let secs: f64 = v
-                .parse()
-                .map_err(|_| format!("{key}: {v:?} is not a number of seconds"))?;
+    fn set(&mut self, key: &str, value: &str) -> Result<(), KeyError> {
+        let period = |v: &str| -> Result<Duration, KeyError> {
+            let secs: f64 = v.parse().map_err(|_| KeyError::NotSeconds {
+                key: key.to_string(),
+                value: v.to_string(),
+            })?;
             if !(secs > 0.0 && secs < 1e9) {
-                return Err(format!("{key}: must be a positive number of seconds"));
+                return Err(KeyError::NotPositive {
+                    key: key.to_string(),
+                });
             }
             Ok(Duration::from_secs_f64(secs))
         };
@@ -169,7 +172,7 @@ impl TickerConfig {
             "base_connstr" => self.base_connstr = value.to_string(),
             "initial_database" => {
                 if value.is_empty() {
-                    return Err("initial_database: must not be empty".into());
+                    return Err(KeyError::EmptyDatabase);
                 }
                 self.initial_database = value.to_string()
             }
@@ -212,19 +215,80 @@ impl TickerConfig {
                 }
             }
             k if IGNORED.contains(&k) => {}
-            k => return Err(format!("unknown key {k:?}")),
+            k => return Err(KeyError::Unknown(k.to_string())),
         }
         Ok(())
     }
 }
 
 /// pgqd's booleans: `1`/`0` and the usual words.
-fn boolean(key: &str, value: &str) -> Result<bool, String> {
+fn boolean(key: &str, value: &str) -> Result<bool, KeyError> {
     match value {
         "1" | "true" | "on" | "yes" => Ok(true),
         "0" | "false" | "off" | "no" => Ok(false),
-        v => Err(format!("{key}: {v:?} is not a boolean")),
+        v => Err(KeyError::NotBoolean {
+            key: key.to_string(),
+            value: v.to_string(),
+        }),
     }
+}
+
+/// Why pgqd's ini file is refused, with its line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IniError {
+    /// A line that is neither a section, a comment nor `key = value`.
+    #[error("line {line}: expected key = value")]
+    NotKeyValue {
+        /// The line's number, from 1.
+        line: usize,
+    },
+    /// A key outside the `[pgqd]` section.
+    #[error("line {line}: keys belong in a [pgqd] section")]
+    OutsideSection {
+        /// The line's number, from 1.
+        line: usize,
+    },
+    /// A key or its value that is refused.
+    #[error("line {line}: {why}")]
+    Key {
+        /// The line's number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        why: KeyError,
+    },
+}
+
+/// Why a key of pgqd's ini file is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// A period that is not a number.
+    #[error("{key}: {value:?} is not a number of seconds")]
+    NotSeconds {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// A period that is not positive (or too large).
+    #[error("{key}: must be a positive number of seconds")]
+    NotPositive {
+        /// The key.
+        key: String,
+    },
+    /// `initial_database` empty.
+    #[error("initial_database: must not be empty")]
+    EmptyDatabase,
+    /// A boolean that is not one.
+    #[error("{key}: {value:?} is not a boolean")]
+    NotBoolean {
+        /// The key.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// A key pgqd does not have.
+    #[error("unknown key {0:?}")]
+    Unknown(String),
 }
 
 #[cfg(test)]
@@ -296,9 +360,16 @@ mod tests {
     #[test]
     fn mistakes_are_reported_with_their_line() {
         let e = TickerConfig::parse_ini("[pgqd]\nticker_perod = 1\n").unwrap_err();
-        assert!(e.contains("line 2") && e.contains("ticker_perod"), "{e}");
+        assert_eq!(
+            e,
+            IniError::Key {
+                line: 2,
+                why: KeyError::Unknown("ticker_perod".into())
+            }
+        );
+        assert!(e.to_string().contains("line 2"), "{e}");
         let e = TickerConfig::parse_ini("[pgqd]\nticker_period = soon\n").unwrap_err();
-        assert!(e.contains("not a number"), "{e}");
+        assert!(e.to_string().contains("not a number"), "{e}");
         assert!(TickerConfig::parse_ini("[pgqd]\nmaint_period = -1\n").is_err());
         assert!(TickerConfig::parse_ini("[pgqd]\nmaint_period = NaN\n").is_err());
         assert!(TickerConfig::parse_ini("logfile = x\n").is_err());

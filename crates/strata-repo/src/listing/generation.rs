@@ -50,15 +50,26 @@ impl Generation {
     }
 
     /// Decodes and checks a payload: a token of 16 hex digits.
-    pub fn decode(plain: &[u8]) -> Result<Generation, String> {
-        let generation: Generation = serde_json::from_slice(plain).map_err(|e| e.to_string())?;
+    pub fn decode(plain: &[u8]) -> Result<Generation, BadGeneration> {
+        let generation: Generation = serde_json::from_slice(plain)?;
         let ok =
             generation.token.len() == 16 && generation.token.bytes().all(|b| b.is_ascii_hexdigit());
         if !ok {
-            return Err("its token is not 16 hex digits".into());
+            return Err(BadGeneration::Token);
         }
         Ok(generation)
     }
+}
+
+/// Why a generation object's payload is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BadGeneration {
+    /// Not a generation's JSON.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// Its token is not one a writer makes.
+    #[error("its token is not 16 hex digits")]
+    Token,
 }
 
 impl Default for Generation {

@@ -305,29 +305,29 @@ pub fn encode_contents(entries: &[BackupSummary], damaged: &[String]) -> Vec<u8>
 /// an entry holds exactly the backup of its position; a page holds 1 to [`PAGE_MAX`]
 /// backups in strictly increasing positions, the first at `oldest` and the last at
 /// `newest`. Anything else is a damaged object.
-pub fn decode_payload(key: &ListingKey, plain: &[u8]) -> Result<Vec<BackupSummary>, String> {
+pub fn decode_payload(key: &ListingKey, plain: &[u8]) -> Result<Vec<BackupSummary>, BadListing> {
     Ok(decode_contents(key, plain)?.entries)
 }
 
 /// [`decode_payload`], with the damaged summaries a page names (an entry names none).
-pub fn decode_contents(key: &ListingKey, plain: &[u8]) -> Result<Contents, String> {
-    let payload: Payload = serde_json::from_slice(plain).map_err(|e| e.to_string())?;
+pub fn decode_contents(key: &ListingKey, plain: &[u8]) -> Result<Contents, BadListing> {
+    let payload: Payload = serde_json::from_slice(plain)?;
     let entries = payload.entries;
     if payload.damaged.len() > PAGE_MAX
         || payload.damaged.iter().any(|n| !valid_name(n))
         || (matches!(key, ListingKey::Entry(_)) && !payload.damaged.is_empty())
     {
-        return Err("names damaged backups it cannot".into());
+        return Err(BadListing::Damaged);
     }
     if entries.is_empty() || entries.len() > PAGE_MAX {
-        return Err(format!("holds {} backups", entries.len()));
+        return Err(BadListing::Count(entries.len()));
     }
     let positions: Vec<Position> = entries.iter().map(Position::of).collect();
     if positions.windows(2).any(|w| w[0] >= w[1]) {
-        return Err("its backups are not in order".into());
+        return Err(BadListing::Order);
     }
     if positions.iter().any(|p| !valid_name(p.name())) {
-        return Err("names a backup with an invalid name".into());
+        return Err(BadListing::Name);
     }
     let (first, last) = (&positions[0], &positions[positions.len() - 1]);
     let agrees = match key {
@@ -344,12 +344,35 @@ pub fn decode_contents(key: &ListingKey, plain: &[u8]) -> Result<Contents, Strin
         }
     };
     if !agrees {
-        return Err("its content does not match its name".into());
+        return Err(BadListing::Mismatch);
     }
     Ok(Contents {
         entries,
         damaged: payload.damaged,
     })
+}
+
+/// Why a listing object's payload is damaged.
+#[derive(Debug, thiserror::Error)]
+pub enum BadListing {
+    /// Not a listing's JSON.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// Its list of damaged backups is one no writer makes.
+    #[error("names damaged backups it cannot")]
+    Damaged,
+    /// Too few or too many backups.
+    #[error("holds {0} backups")]
+    Count(usize),
+    /// Backups out of order.
+    #[error("its backups are not in order")]
+    Order,
+    /// A backup with an invalid name.
+    #[error("names a backup with an invalid name")]
+    Name,
+    /// What it holds is not what its key names.
+    #[error("its content does not match its name")]
+    Mismatch,
 }
 
 #[cfg(test)]
