@@ -132,3 +132,66 @@ impl From<strata_gc::GcError> for CoordinatorError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigError;
+    use strata_agent::api::ApiError;
+
+    /// Every variant once, with the code the API answers and the command line exits by.
+    #[test]
+    fn every_variant_has_its_code() {
+        let text = || "x".to_string();
+        let cases: Vec<(CoordinatorError, ErrorCode)> = vec![
+            (RepoError::NoSuchBackup(text()).into(), ErrorCode::NotFound),
+            (RepoError::WrongPassword(text()).into(), ErrorCode::Password),
+            (
+                RepoError::NotARepository(text()).into(),
+                ErrorCode::BadRequest,
+            ),
+            (RepoError::corrupted("x", "y").into(), ErrorCode::Damaged),
+            (
+                AgentError::Repo(RepoError::corrupted("x", "y")).into(),
+                ErrorCode::Damaged,
+            ),
+            (
+                AgentError::UnsafeManifest(strata_repo::manifest::UnsafePath::Empty).into(),
+                ErrorCode::Damaged,
+            ),
+            (AgentError::Cancelled.into(), ErrorCode::Failed),
+            (ConfigError::Invalid(text()).into(), ErrorCode::BadRequest),
+            (CoordinatorError::NoBackup(text()), ErrorCode::NotFound),
+            (CoordinatorError::NoNode(text()), ErrorCode::NotFound),
+            (CoordinatorError::Busy(text()), ErrorCode::Busy),
+            (
+                ApiError::new(ErrorCode::LeaseLost, "x").into(),
+                ErrorCode::LeaseLost,
+            ),
+            (CoordinatorError::Pinned(text()), ErrorCode::BadRequest),
+            (CoordinatorError::NothingToDo(text()), ErrorCode::BadRequest),
+            (CoordinatorError::LockLost(text()), ErrorCode::Failed),
+            (CoordinatorError::Damaged(text()), ErrorCode::Damaged),
+            (CoordinatorError::Invalid(text()), ErrorCode::BadRequest),
+            (CoordinatorError::Password(text()), ErrorCode::Password),
+            (CoordinatorError::External(text()), ErrorCode::Failed),
+            (
+                strata_postgres::PgError::Refused(text()).into(),
+                ErrorCode::Failed,
+            ),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.code(), code, "{err:?}");
+        }
+    }
+
+    /// A refusal of garbage collection keeps its kind: nothing was deleted, the request
+    /// cannot be done as things are.
+    #[test]
+    fn a_refused_collection_is_a_bad_request() {
+        let err: CoordinatorError =
+            strata_gc::GcError::NeedsRepair("damaged summaries".into()).into();
+        assert_eq!(err.code(), ErrorCode::BadRequest);
+        assert_eq!(err.to_string(), "damaged summaries");
+    }
+}
