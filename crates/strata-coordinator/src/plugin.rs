@@ -321,6 +321,7 @@ pub trait Plugin: Send + Sync {
 
     /// Whether an external component's system answers now (`/api/v1/check`): `None` for
     /// plugins with nodes (their agents are checked), else what answered or why not.
+    // String: the line `strata check` shows; strata-server's check.rs builds the same type for its timeout.
     async fn probe(&self) -> Option<Result<String, String>> {
         None
     }

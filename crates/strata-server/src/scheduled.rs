@@ -127,6 +127,7 @@ impl JobRunner for ServerJobs {
 /// scheduler runs table retention: it streams COPY data between two tasks, which on one
 /// thread costs less CPU than across the threads of the multi-threaded runtime (see the
 /// binary's `runtime` module and docs/benchmarks.md).
+// String: a line for the run's report; tables_api.rs hands it on as text (`told.end`).
 pub async fn on_own_thread<F, Fut, T>(what: &str, make: F) -> Result<T, String>
 where
     F: FnOnce() -> Fut + Send + 'static,

@@ -722,6 +722,7 @@ impl Plugin for Camunda {
         vec![self.exporting_hook()]
     }
 
+    // String: the line `strata check` shows; strata-server's check.rs builds the same type for its timeout.
     async fn probe(&self) -> Option<Result<String, String>> {
         let s = &self.settings;
         let parts = [

@@ -404,6 +404,7 @@ impl Plugin for External {
         .map_err(PluginError::from)
     }
 
+    // String: the line `strata check` shows; strata-server's check.rs builds the same type for its timeout.
     async fn probe(&self) -> Option<Result<String, String>> {
         Some(match self {
             External::Http(settings) => {
