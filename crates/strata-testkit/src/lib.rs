@@ -14,6 +14,7 @@
 // A test harness signals its own children (kill(2)), asks whether it runs as root and
 // swaps names atomically (renameat2) for the attack tests: each block says why it is sound.
 #![allow(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod camunda;
 pub mod chaos;

@@ -144,9 +144,13 @@ fn pg(tool: &str) -> Command {
 
 /// One PostgreSQL server (running or not) on a data directory.
 pub struct PgServer {
+    /// Its data directory (`PGDATA`).
     pub data_dir: PathBuf,
+    /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Where its Unix socket is (a short private directory).
     pub socket_dir: PathBuf,
+    /// Its server log.
     pub log: PathBuf,
     _socket: tempfile::TempDir,
 }
@@ -230,6 +234,7 @@ impl PgServer {
         })
     }
 
+    /// Starts it and waits until it accepts connections; panics if it cannot.
     pub fn start(&self) {
         self.try_start().unwrap();
     }
@@ -241,6 +246,7 @@ impl PgServer {
             .arg(&self.data_dir));
     }
 
+    /// Whether `pg_ctl status` says it runs.
     pub fn is_running(&self) -> bool {
         run(pg("pg_ctl").arg("status").arg("-D").arg(&self.data_dir)).is_ok()
     }
@@ -262,6 +268,7 @@ impl PgServer {
         cmd
     }
 
+    /// Runs SQL as `postgres` in database `db`; `Err` holds psql's error output.
     // String: psql's own words, which tests read as text (`unterminated CSV quoted field`).
     pub fn try_psql(&self, db: &str, sql: &str) -> Result<String, String> {
         run(&mut self.psql_command(db, sql)).map_err(|e| e.to_string())
@@ -364,7 +371,9 @@ impl Drop for PgServer {
 pub struct PgSite {
     // Fields drop in order: the server stops before its data directory is removed (the
     // other way round `pg_ctl stop` finds no directory and the server outlives the test).
+    /// The server.
     pub pg: PgServer,
+    /// The scratch directory holding its data and log.
     pub dir: tempfile::TempDir,
 }
 
