@@ -116,11 +116,11 @@ pub enum TablesError {
         key: String,
         /// What went wrong with the data.
         #[source]
-        fault: crate::archive::CodecError,
+        fault: crate::codec::CodecError,
     },
     /// A `[[tables.jobs]]` entry that cannot run as written.
     #[error(transparent)]
-    SqlJob(#[from] crate::sql_job::SqlJobError),
+    SqlJob(#[from] crate::sql_job_error::SqlJobError),
 }
 
 /// How a failure of the engine is classified: the one answer every front end turns into
@@ -335,11 +335,11 @@ mod tests {
             (
                 TablesError::ArchiveData {
                     key: "a/b".into(),
-                    fault: crate::archive::CodecError::CutShort,
+                    fault: crate::codec::CodecError::CutShort,
                 },
                 Failed,
             ),
-            (crate::sql_job::SqlJobError::NoName.into(), BadInput),
+            (crate::sql_job_error::SqlJobError::NoName.into(), BadInput),
         ];
         for (err, kind) in &cases {
             assert_eq!(err.kind(), *kind, "{err}");

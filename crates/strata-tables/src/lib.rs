@@ -45,6 +45,7 @@
 pub mod archive;
 pub mod bound;
 pub mod catalog;
+pub mod codec;
 pub mod command;
 pub mod config;
 pub mod cratedb;
@@ -64,6 +65,7 @@ pub mod rollup_target;
 pub mod run;
 pub mod sql;
 pub mod sql_job;
+pub mod sql_job_error;
 pub mod text;
 
 pub use catalog::{Catalog, PolicyEdit, RollupEdit};

@@ -11,6 +11,7 @@ use crate::catalog::{AuditEntry, Catalog};
 use crate::error::{TablesError, TablesResult};
 use crate::name::TableName;
 use crate::run::{lock_key, RunOutcome};
+pub use crate::sql_job_error::SqlJobError;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use strata_pgclient::Client;
@@ -77,28 +78,6 @@ impl SqlJob {
             _ => "nothing".into(),
         }
     }
-}
-
-/// A `[[tables.jobs]]` entry that cannot run as written.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SqlJobError {
-    /// An entry without a name.
-    #[error("a [[tables.jobs]] entry needs a name")]
-    NoName,
-    /// A `refresh` that names no view (`schema.view`).
-    #[error("tables job {job:?}: refresh: {source}")]
-    BadView {
-        /// The job's name.
-        job: String,
-        /// What is wrong with the view's name.
-        source: crate::name::NameError,
-    },
-    /// Neither or both of `refresh` and `sql` (the job's name).
-    #[error("tables job {0:?}: give either refresh = \"schema.view\" or sql = \"...\"")]
-    NoStatement(String),
-    /// Two entries of one name (the name).
-    #[error("tables job {0:?} is defined twice")]
-    DefinedTwice(String),
 }
 
 /// Checks every job and that names are unique.

@@ -23,7 +23,6 @@
 //! held the partition against writes since before its snapshot (see
 //! [`archive_partition`]).
 
-mod codec;
 mod csv;
 pub mod load_target;
 mod parquet_export;
@@ -34,8 +33,8 @@ mod pgbinary;
 pub(crate) mod pgtext;
 pub(crate) mod values;
 
+pub use crate::codec::{CodecError, CodecResult};
 pub use crate::policy::ArchiveFormat;
-pub use codec::{CodecError, CodecResult};
 
 use crate::discover::Column;
 use crate::error::{TablesError, TablesResult};
