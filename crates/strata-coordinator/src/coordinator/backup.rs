@@ -253,12 +253,95 @@ async fn merge_index_objects(repo: &Arc<Repository>, run: &str) {
     lock.release().await;
 }
 
+/// One attempt of a backup, in phases. Each phase takes the value the one before
+/// returns, so the order the backup's safety rests on cannot be broken without a compile
+/// error:
+/// 1. [`announce`]: the writer's mark (before any node reads the index, so garbage
+///    collection waits for this backup), the hooks' checks, `before` hooks and pauses;
+/// 2. [`Announced::snapshot`]: the nodes' data and the external components' snapshots,
+///    then each plugin's `after_stored`;
+/// 3. [`Stored::resume`]: every pause resumed, whatever happened before (the only way to
+///    a [`Resumed`]), and the cluster lock back from its keep-alive;
+/// 4. [`Resumed::record`]: the summary built and written last, under the lock; the mark
+///    goes only after it, then the nodes commit or abort and the lock is given back;
+/// 5. [`Recorded::finish`]: the end hooks, and the outcome.
 async fn backup(
     run: &Arc<Run>,
     lock: RepoLock,
     components: &[Component],
     absent: BTreeMap<String, String>,
 ) -> CoordinatorResult<BackupSummary> {
+    let announced = announce(run, lock, components, absent).await;
+    let stored = announced.snapshot().await;
+    let resumed = stored.resume().await;
+    let recorded = resumed.record().await;
+    recorded.finish().await
+}
+
+/// What every phase of one attempt shares: set up by [`announce`], read by the rest.
+struct Attempt<'a> {
+    run: &'a Arc<Run>,
+    components: &'a [Component],
+    absent: BTreeMap<String, String>,
+    /// The components not `absent`.
+    present: Vec<&'a Component>,
+    scope: Scope,
+    started: SystemTime,
+    clock: Instant,
+    requests_before: Option<strata_store::RequestCounts>,
+    hooks: OpHooks,
+    /// Why the whole backup failed before its steps (a hook), for components with no
+    /// node to carry the reason.
+    failed_early: Option<String>,
+    /// Optional components whose pause failed: left out, the others go on.
+    left_out: BTreeMap<String, crate::component::LeftOut>,
+}
+
+/// Phase 1 done: announced to garbage collection, hooks run, components paused.
+struct Announced<'a> {
+    attempt: Attempt<'a>,
+    tasks: KeepAlive,
+    mark: Option<crate::lock::ArchiveMark>,
+}
+
+/// Phase 2 done: the data is stored (or will never be).
+struct Stored<'a> {
+    attempt: Attempt<'a>,
+    tasks: KeepAlive,
+    mark: Option<crate::lock::ArchiveMark>,
+    node_summaries: BTreeMap<usize, NodeSummary>,
+    external: BTreeMap<String, crate::plugin::ExternalOutcome>,
+}
+
+/// Phase 3 done: nothing this backup paused is left paused by it, and the lock is held
+/// here again.
+struct Resumed<'a> {
+    attempt: Attempt<'a>,
+    lock: RepoLock,
+    mark: Option<crate::lock::ArchiveMark>,
+    node_summaries: BTreeMap<usize, NodeSummary>,
+    external: BTreeMap<String, crate::plugin::ExternalOutcome>,
+    still_paused: Vec<String>,
+    hook_errors: Vec<String>,
+}
+
+/// Phase 4 done: the summary is written (or, the lock lost, deliberately not), the
+/// nodes committed or aborted, the lock given back.
+struct Recorded<'a> {
+    attempt: Attempt<'a>,
+    summary: BackupSummary,
+    hook_errors: Vec<String>,
+    fenced: Result<(), crate::lock::LockError>,
+    saved: Result<(), strata_repo::RepoError>,
+}
+
+/// Phase 1 (see [`backup`]).
+async fn announce<'a>(
+    run: &'a Arc<Run>,
+    lock: RepoLock,
+    components: &'a [Component],
+    absent: BTreeMap<String, String>,
+) -> Announced<'a> {
     let coordinator = &run.coordinator;
     let started = SystemTime::now();
     let clock = Instant::now();
@@ -291,10 +374,7 @@ async fn backup(
         eprintln!("strata: {line}");
     }
     let mut hooks = run.hooks(HookOperation::Backup, &run.id);
-    // Why the whole backup failed before its steps (a hook), for components with no
-    // node to carry the reason.
     let mut failed_early: Option<String> = None;
-    // Optional components whose pause failed: left out, the others go on.
     let mut left_out: BTreeMap<String, crate::component::LeftOut> = BTreeMap::new();
     // Announced to garbage collection before any node reads the index: the packs this
     // backup relies on are not deleted before its summary is visible (or its mark lapsed
@@ -334,224 +414,344 @@ async fn backup(
     if let Some(why) = &failed_early {
         run.fail_all(why);
     }
-    let mut node_summaries: BTreeMap<usize, NodeSummary> = BTreeMap::new();
-    let mut external: BTreeMap<String, crate::plugin::ExternalOutcome> = BTreeMap::new();
-    if failed_early.is_none() && !run.fatal() {
-        let number = backup_number();
-        let externals = futures::future::join_all(
-            present
-                .iter()
-                .filter(|c| c.plugin.is_external() && !left_out.contains_key(&c.name))
-                .map(|c| {
-                    let env = HookEnv {
-                        operation: "backup".into(),
-                        id: run.id.clone(),
-                        backup: run.id.clone(),
-                        component: Some(c.name.clone()),
-                        phase: "backup".into(),
-                        backup_id: Some(number),
-                        ..HookEnv::default()
-                    };
-                    async move {
-                        let outcome = run
-                            .unless_stopped(c.plugin.external_backup(&env))
-                            .await
-                            .unwrap_or_else(|stopped| Err(ExternalError::Failed(stopped.0)));
-                        (c.name.clone(), outcome)
-                    }
-                }),
-        );
-        let (summaries, outcomes) = tokio::join!(backup_steps(run), externals);
-        node_summaries = summaries;
-        external.extend(outcomes);
-        if !run.fatal() {
-            after_stored(run, &present, &mut node_summaries).await;
-        }
+    Announced {
+        attempt: Attempt {
+            run,
+            components,
+            absent,
+            present,
+            scope,
+            started,
+            clock,
+            requests_before,
+            hooks,
+            failed_early,
+            left_out,
+        },
+        tasks,
+        mark,
     }
-    // The snapshots are stored (or will never be): resume what was paused, whatever
-    // happened.
-    let mut still_paused = hooks.resume_all().await;
-    let mut hook_errors = still_paused.clone();
-    // Pauses an external component issued itself and left when its step was cut short
-    // (a SIGTERM drops it mid-way): resumed now, as this operation's own.
-    still_paused.extend(resume_component_pauses(run).await);
-    let engines_paused = external
-        .values()
-        .filter(|o| o.as_ref().is_ok_and(|s| s.still_paused.is_some()))
-        .count() as u64;
-    // Counted like a hook's failed resume (`strata_hook_resume_failures_total`).
-    coordinator.stats.lock().unwrap().resume_failures += engines_paused;
-    still_paused.extend(external.iter().filter_map(|(name, outcome)| {
-        Some(format!(
-            "component {name}: {}",
-            outcome.as_ref().ok()?.still_paused.as_ref()?
-        ))
-    }));
-    if failed_early.is_none() && !run.fatal() {
-        if let Err(why) = hooks
-            .run_at(HookPoint::AfterSnapshot, &scope, |_| None)
-            .await
-        {
-            hook_errors.push(why.to_string());
-        }
-    }
-    let lock = tasks.stop().await;
+}
 
-    let failed_node = run.failures.first_outside(&run.optional);
-    let component_of = |i: usize| components.iter().find(|c| c.nodes.contains(&i));
-    let nodes: Vec<NodeSummary> = run
-        .members
-        .iter()
-        .map(|&i| {
-            let name = coordinator.nodes[i].name().to_string();
-            let zone = coordinator.zones[i].clone();
-            let component = component_of(i).map(|c| c.name.clone());
-            if let Some(why) = run.failures.get(i) {
-                return NodeSummary {
-                    name,
-                    zone,
-                    component,
-                    status: BackupStatus::Failed,
-                    error: Some(why),
-                    ..NodeSummary::default()
-                };
-            }
-            let summary = match (node_summaries.remove(&i), &failed_node) {
-                (Some(summary), None) => summary,
-                (summary, Some(bad)) => NodeSummary {
-                    name,
-                    status: BackupStatus::Failed,
-                    error: Some(format!(
-                        "not finished: node {} failed",
-                        coordinator.nodes[*bad].name()
-                    )),
-                    has_manifest: summary.is_some_and(|s| s.has_manifest),
-                    ..NodeSummary::default()
-                },
-                (None, None) => NodeSummary {
-                    name,
-                    status: BackupStatus::Failed,
-                    error: Some("no result".into()),
-                    ..NodeSummary::default()
-                },
-            };
-            NodeSummary {
-                zone,
-                component,
-                ..summary
-            }
-        })
-        .collect();
-    let component_summaries: Vec<ComponentSummary> = components
-        .iter()
-        .map(|c| match left_out.get(&c.name) {
-            Some(out) => ComponentSummary {
-                name: c.name.clone(),
-                plugin: c.plugin.name().to_string(),
-                plugin_version: c.plugin.data_version(),
-                optional: c.optional,
-                order: c.order,
-                status: Some(match out.unreachable {
-                    true => ComponentStatus::Absent,
-                    false => ComponentStatus::Failed,
-                }),
-                error: Some(out.why.clone()),
-                ..ComponentSummary::default()
-            },
-            None => component_summary(c, &nodes, &absent, &mut external, failed_early.as_deref()),
-        })
-        .collect();
-    let status = backup_status(&component_summaries);
-    let summary = BackupSummary {
-        name: run.id.clone(),
-        started: humantime::format_rfc3339_millis(started).to_string(),
-        duration_ms: clock.elapsed().as_millis() as u64,
-        status,
-        strata_version: env!("CARGO_PKG_VERSION").to_string(),
-        nodes,
-        requests: coordinator
-            .requests
-            .as_ref()
-            .zip(requests_before)
-            .map(|(counter, before)| counter.counts().since(&before)),
-        components: component_summaries,
-        still_paused,
-    };
-    // A coordinator that lost the cluster lock (another process fenced it, or this one
-    // was stalled past its TTL) records nothing: the repository belongs to whoever holds
-    // the lock now, and a summary could name manifests or data that process removes.
-    let fenced = lock.check();
-    let saved = match &fenced {
-        Ok(()) => coordinator.repo.save_summary(&summary).await,
-        Err(_) => Ok(()),
-    };
-    if fenced.is_ok() && saved.is_ok() {
-        coordinator.stats.lock().unwrap().components(&summary);
-        // Still under the cluster lock: fold the loose listing entries into pages.
-        crate::listing::compact(&coordinator.repo, false).await;
-    }
-    // The summary is visible (or will never be): garbage collection may sweep now.
-    if let Some(mark) = mark {
-        mark.release().await;
-    }
-    // Only a recorded, usable backup may become the base of the next one's files caches.
-    let commit = fenced.is_ok() && saved.is_ok() && status != BackupStatus::Failed;
-    on_nodes(&run.live(), |i| {
-        let (node, id) = (run.node(i), run.id.clone());
-        async move {
-            let result = if commit {
-                node.commit(&id).await
-            } else {
-                node.abort(&id).await
-            };
-            if let Err(e) = result {
-                eprintln!("strata: warning: {e}");
+impl<'a> Announced<'a> {
+    /// Phase 2 (see [`backup`]).
+    async fn snapshot(self) -> Stored<'a> {
+        let Announced {
+            attempt,
+            tasks,
+            mark,
+        } = self;
+        let Attempt {
+            run,
+            present,
+            failed_early,
+            left_out,
+            ..
+        } = &attempt;
+        let run: &Arc<Run> = run;
+        let mut node_summaries: BTreeMap<usize, NodeSummary> = BTreeMap::new();
+        let mut external: BTreeMap<String, crate::plugin::ExternalOutcome> = BTreeMap::new();
+        if failed_early.is_none() && !run.fatal() {
+            let number = backup_number();
+            let externals = futures::future::join_all(
+                present
+                    .iter()
+                    .filter(|c| c.plugin.is_external() && !left_out.contains_key(&c.name))
+                    .map(|c| {
+                        let env = HookEnv {
+                            operation: "backup".into(),
+                            id: run.id.clone(),
+                            backup: run.id.clone(),
+                            component: Some(c.name.clone()),
+                            phase: "backup".into(),
+                            backup_id: Some(number),
+                            ..HookEnv::default()
+                        };
+                        async move {
+                            let outcome = run
+                                .unless_stopped(c.plugin.external_backup(&env))
+                                .await
+                                .unwrap_or_else(|stopped| Err(ExternalError::Failed(stopped.0)));
+                            (c.name.clone(), outcome)
+                        }
+                    }),
+            );
+            let (summaries, outcomes) = tokio::join!(backup_steps(run), externals);
+            node_summaries = summaries;
+            external.extend(outcomes);
+            if !run.fatal() {
+                after_stored(run, present, &mut node_summaries).await;
             }
         }
-    })
-    .await;
-    run.release_all().await;
-    if lock.check().is_ok() {
-        // This backup's engine parts: owned by its summary now, or (an attempt cut
-        // short, a failed summary) deleted before the lock is given back.
-        if saved.is_ok() {
-            for line in crate::external_delete::ExternalDeletes::of(components)
-                .finish_unfinished(&coordinator.repo, None, || lock.check())
+        Stored {
+            attempt,
+            tasks,
+            mark,
+            node_summaries,
+            external,
+        }
+    }
+}
+
+impl<'a> Stored<'a> {
+    /// Phase 3 (see [`backup`]): runs on every path, whatever the steps did.
+    async fn resume(self) -> Resumed<'a> {
+        let Stored {
+            mut attempt,
+            tasks,
+            mark,
+            node_summaries,
+            external,
+        } = self;
+        let run: &Arc<Run> = attempt.run;
+        let coordinator = &run.coordinator;
+        let (hooks, scope, failed_early) =
+            (&mut attempt.hooks, &attempt.scope, &attempt.failed_early);
+        // The snapshots are stored (or will never be): resume what was paused, whatever
+        // happened.
+        let mut still_paused = hooks.resume_all().await;
+        let mut hook_errors = still_paused.clone();
+        // Pauses an external component issued itself and left when its step was cut short
+        // (a SIGTERM drops it mid-way): resumed now, as this operation's own.
+        still_paused.extend(resume_component_pauses(run).await);
+        let engines_paused = external
+            .values()
+            .filter(|o| o.as_ref().is_ok_and(|s| s.still_paused.is_some()))
+            .count() as u64;
+        // Counted like a hook's failed resume (`strata_hook_resume_failures_total`).
+        coordinator.stats.lock().unwrap().resume_failures += engines_paused;
+        still_paused.extend(external.iter().filter_map(|(name, outcome)| {
+            Some(format!(
+                "component {name}: {}",
+                outcome.as_ref().ok()?.still_paused.as_ref()?
+            ))
+        }));
+        if failed_early.is_none() && !run.fatal() {
+            if let Err(why) = hooks
+                .run_at(HookPoint::AfterSnapshot, scope, |_| None)
                 .await
             {
-                eprintln!("strata: {line}");
+                hook_errors.push(why.to_string());
             }
         }
-        // Keep the index objects few and bounded (see `strata_repo::index_merge`).
-        merge_index_objects(&coordinator.repo, &run.id).await;
-    }
-    lock.release().await;
-    // The end hooks see how each component ended (the backup's status for hooks of no
-    // component).
-    let status_of = |component: Option<&str>| match component {
-        Some(name) => summary
-            .components
-            .iter()
-            .find(|c| c.name == name)
-            .map(|c| c.status().as_str().to_string()),
-        None => Some(summary.status.as_str().to_string()),
-    };
-    for point in [HookPoint::Success, HookPoint::Failure, HookPoint::Always] {
-        if let Err(why) = hooks.run_at(point, &scope, status_of).await {
-            hook_errors.push(why.to_string());
+        let lock = tasks.stop().await;
+        Resumed {
+            attempt,
+            lock,
+            mark,
+            node_summaries,
+            external,
+            still_paused,
+            hook_errors,
         }
     }
-    for why in &hook_errors {
-        eprintln!("strata: warning: backup {}: {why}", run.id);
+}
+
+impl<'a> Resumed<'a> {
+    /// Phase 4 (see [`backup`]).
+    async fn record(self) -> Recorded<'a> {
+        let Resumed {
+            attempt,
+            lock,
+            mark,
+            mut node_summaries,
+            mut external,
+            still_paused,
+            hook_errors,
+        } = self;
+        let Attempt {
+            run,
+            components,
+            absent,
+            left_out,
+            failed_early,
+            started,
+            clock,
+            requests_before,
+            ..
+        } = &attempt;
+        let (run, components, started, clock): (&Arc<Run>, &[Component], SystemTime, Instant) =
+            (run, components, *started, *clock);
+        let coordinator = &run.coordinator;
+        let failed_node = run.failures.first_outside(&run.optional);
+        let component_of = |i: usize| components.iter().find(|c| c.nodes.contains(&i));
+        let nodes: Vec<NodeSummary> = run
+            .members
+            .iter()
+            .map(|&i| {
+                let name = coordinator.nodes[i].name().to_string();
+                let zone = coordinator.zones[i].clone();
+                let component = component_of(i).map(|c| c.name.clone());
+                if let Some(why) = run.failures.get(i) {
+                    return NodeSummary {
+                        name,
+                        zone,
+                        component,
+                        status: BackupStatus::Failed,
+                        error: Some(why),
+                        ..NodeSummary::default()
+                    };
+                }
+                let summary = match (node_summaries.remove(&i), &failed_node) {
+                    (Some(summary), None) => summary,
+                    (summary, Some(bad)) => NodeSummary {
+                        name,
+                        status: BackupStatus::Failed,
+                        error: Some(format!(
+                            "not finished: node {} failed",
+                            coordinator.nodes[*bad].name()
+                        )),
+                        has_manifest: summary.is_some_and(|s| s.has_manifest),
+                        ..NodeSummary::default()
+                    },
+                    (None, None) => NodeSummary {
+                        name,
+                        status: BackupStatus::Failed,
+                        error: Some("no result".into()),
+                        ..NodeSummary::default()
+                    },
+                };
+                NodeSummary {
+                    zone,
+                    component,
+                    ..summary
+                }
+            })
+            .collect();
+        let component_summaries: Vec<ComponentSummary> = components
+            .iter()
+            .map(|c| match left_out.get(&c.name) {
+                Some(out) => ComponentSummary {
+                    name: c.name.clone(),
+                    plugin: c.plugin.name().to_string(),
+                    plugin_version: c.plugin.data_version(),
+                    optional: c.optional,
+                    order: c.order,
+                    status: Some(match out.unreachable {
+                        true => ComponentStatus::Absent,
+                        false => ComponentStatus::Failed,
+                    }),
+                    error: Some(out.why.clone()),
+                    ..ComponentSummary::default()
+                },
+                None => {
+                    component_summary(c, &nodes, absent, &mut external, failed_early.as_deref())
+                }
+            })
+            .collect();
+        let status = backup_status(&component_summaries);
+        let summary = BackupSummary {
+            name: run.id.clone(),
+            started: humantime::format_rfc3339_millis(started).to_string(),
+            duration_ms: clock.elapsed().as_millis() as u64,
+            status,
+            strata_version: env!("CARGO_PKG_VERSION").to_string(),
+            nodes,
+            requests: coordinator
+                .requests
+                .as_ref()
+                .zip(requests_before.as_ref())
+                .map(|(counter, before)| counter.counts().since(before)),
+            components: component_summaries,
+            still_paused,
+        };
+        // A coordinator that lost the cluster lock (another process fenced it, or this one
+        // was stalled past its TTL) records nothing: the repository belongs to whoever holds
+        // the lock now, and a summary could name manifests or data that process removes.
+        let fenced = lock.check();
+        let saved = match &fenced {
+            Ok(()) => coordinator.repo.save_summary(&summary).await,
+            Err(_) => Ok(()),
+        };
+        if fenced.is_ok() && saved.is_ok() {
+            coordinator.stats.lock().unwrap().components(&summary);
+            // Still under the cluster lock: fold the loose listing entries into pages.
+            crate::listing::compact(&coordinator.repo, false).await;
+        }
+        // The summary is visible (or will never be): garbage collection may sweep now.
+        if let Some(mark) = mark {
+            mark.release().await;
+        }
+        // Only a recorded, usable backup may become the base of the next one's files caches.
+        let commit = fenced.is_ok() && saved.is_ok() && status != BackupStatus::Failed;
+        on_nodes(&run.live(), |i| {
+            let (node, id) = (run.node(i), run.id.clone());
+            async move {
+                let result = if commit {
+                    node.commit(&id).await
+                } else {
+                    node.abort(&id).await
+                };
+                if let Err(e) = result {
+                    eprintln!("strata: warning: {e}");
+                }
+            }
+        })
+        .await;
+        run.release_all().await;
+        if lock.check().is_ok() {
+            // This backup's engine parts: owned by its summary now, or (an attempt cut
+            // short, a failed summary) deleted before the lock is given back.
+            if saved.is_ok() {
+                for line in crate::external_delete::ExternalDeletes::of(components)
+                    .finish_unfinished(&coordinator.repo, None, || lock.check())
+                    .await
+                {
+                    eprintln!("strata: {line}");
+                }
+            }
+            // Keep the index objects few and bounded (see `strata_repo::index_merge`).
+            merge_index_objects(&coordinator.repo, &run.id).await;
+        }
+        lock.release().await;
+        Recorded {
+            attempt,
+            summary,
+            hook_errors,
+            fenced,
+            saved,
+        }
     }
-    if let Err(lost) = fenced {
-        return Err(CoordinatorError::LockLost(format!(
-            "backup {} failed and was not recorded: {lost}",
-            run.id
-        )));
+}
+
+impl Recorded<'_> {
+    /// Phase 5 (see [`backup`]).
+    async fn finish(self) -> CoordinatorResult<BackupSummary> {
+        let Recorded {
+            mut attempt,
+            summary,
+            mut hook_errors,
+            fenced,
+            saved,
+        } = self;
+        let (run, hooks, scope) = (attempt.run, &mut attempt.hooks, &attempt.scope);
+        // The end hooks see how each component ended (the backup's status for hooks of no
+        // component).
+        let status_of = |component: Option<&str>| match component {
+            Some(name) => summary
+                .components
+                .iter()
+                .find(|c| c.name == name)
+                .map(|c| c.status().as_str().to_string()),
+            None => Some(summary.status.as_str().to_string()),
+        };
+        for point in [HookPoint::Success, HookPoint::Failure, HookPoint::Always] {
+            if let Err(why) = hooks.run_at(point, scope, status_of).await {
+                hook_errors.push(why.to_string());
+            }
+        }
+        for why in &hook_errors {
+            eprintln!("strata: warning: backup {}: {why}", run.id);
+        }
+        if let Err(lost) = fenced {
+            return Err(CoordinatorError::LockLost(format!(
+                "backup {} failed and was not recorded: {lost}",
+                run.id
+            )));
+        }
+        saved?;
+        Ok(summary)
     }
-    saved?;
-    Ok(summary)
 }
 
 /// Resumes the pause records of this operation that components issued themselves
