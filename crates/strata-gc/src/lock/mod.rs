@@ -917,11 +917,13 @@ mod tests {
     #[tokio::test]
     async fn a_renewed_lock_outlives_its_ttl_until_released() {
         let (_dir, store) = store();
-        let held = RepoLock::acquire(store.clone(), "op-a", "gc", Duration::from_millis(600))
+        // A TTL long enough that a loaded machine does not stall the renewal past it (a
+        // renewal later than its trust window loses the lock, which is the rule).
+        let held = RepoLock::acquire(store.clone(), "op-a", "gc", Duration::from_secs(2))
             .await
             .unwrap()
             .keep_renewed();
-        tokio::time::sleep(Duration::from_millis(1800)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
         let err = RepoLock::acquire(store.clone(), "op-b", "backup", Duration::from_secs(5))
             .await
             .unwrap_err();
