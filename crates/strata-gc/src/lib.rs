@@ -64,10 +64,5 @@ pub type GcResult<T> = Result<T, GcError>;
 
 /// A unique, time-sortable id for a collection run (`gc-20261122T055350Z-3fa1b2c4`).
 fn run_name() -> String {
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let compact: String = now.chars().filter(|c| *c != '-' && *c != ':').collect();
-    let mut suffix = [0u8; 4];
-    getrandom::getrandom(&mut suffix).expect("the OS random source is available");
-    let hex: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
-    format!("gc-{compact}-{hex}")
+    format!("gc-{}", strata_repo::summary::new_backup_name())
 }
