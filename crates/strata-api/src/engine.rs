@@ -4,12 +4,14 @@
 //! `strata` binary first, depends on the engine through this crate only: the binary's
 //! Cargo.toml names no engine crate, so the compiler keeps it that way.
 
-/// The configuration (`strata.toml`): its types, defaults and parse errors.
+/// The configuration (`strata.toml`): its types, defaults and parse errors, and reading it
+/// checked whole.
 pub mod config {
     pub use strata_coordinator::config::{
         default_config, parse_error, Config, ConfigError, PolicyOverrides, SecretSource,
         StorageConfig, DEFAULT_CONFIG_END,
     };
+    pub use strata_coordinator::config_file::{from_table, load, parse};
 }
 
 /// Failures and their one classification (exit codes and HTTP statuses).

@@ -234,7 +234,7 @@ impl InProcess {
                 zone: None,
                 postgres: None,
             }];
-            probe.validate()?;
+            strata_coordinator::config_file::validate(&probe)?;
             return Ok(probe.nodes);
         }
         Ok(self

@@ -69,6 +69,9 @@ pub enum CoordinatorError {
     /// A PostgreSQL step on this host failed (a scratch server, a dump, a load).
     #[error(transparent)]
     Postgres(#[from] strata_postgres::PgError),
+    /// A plugin refused or failed a step (see [`crate::plugin::PluginError`]).
+    #[error(transparent)]
+    Plugin(#[from] crate::plugin::PluginError),
 }
 
 impl CoordinatorError {
@@ -94,6 +97,7 @@ impl CoordinatorError {
             | CoordinatorError::External(_)
             | CoordinatorError::Postgres(_) => ErrorCode::Failed,
             CoordinatorError::Api(e) => e.code,
+            CoordinatorError::Plugin(e) => e.code(),
         }
     }
 }
@@ -137,6 +141,7 @@ impl From<strata_gc::GcError> for CoordinatorError {
 mod tests {
     use super::*;
     use crate::config::ConfigError;
+    use crate::plugin::PluginError;
     use strata_agent::api::ApiError;
 
     /// Every variant once, with the code the API answers and the command line exits by.
@@ -177,6 +182,15 @@ mod tests {
             (CoordinatorError::External(text()), ErrorCode::Failed),
             (
                 strata_postgres::PgError::Refused(text()).into(),
+                ErrorCode::Failed,
+            ),
+            (PluginError::Settings(text()).into(), ErrorCode::BadRequest),
+            (PluginError::Refused(text()).into(), ErrorCode::BadRequest),
+            (PluginError::NotRecorded("x").into(), ErrorCode::BadRequest),
+            (PluginError::NoMember(text()).into(), ErrorCode::NotFound),
+            (PluginError::System(text()).into(), ErrorCode::Failed),
+            (
+                PluginError::PartsLeft(vec![text()]).into(),
                 ErrorCode::Failed,
             ),
         ];

@@ -29,9 +29,10 @@ pub mod assign;
 pub mod component;
 pub mod input;
 pub mod mapping;
-pub mod plugin;
 /// Hooks live in their own crate, shared with node agents.
 pub use strata_hooks as hooks;
+/// The plugins live in `strata-plugins`, one module per engine.
+pub use strata_plugins as plugin;
 
 // Reading and reporting.
 pub mod audit;
@@ -47,7 +48,8 @@ pub mod webhooks;
 
 // Keeping a repository: retention, garbage collection, repair, copies, verification.
 pub mod copy;
-pub mod engine_parts;
+/// The ledger of an engine's parts lives with the plugins that keep one.
+pub use strata_plugins::engine_parts;
 pub mod external_delete;
 /// Garbage collection lives in `strata-gc`, with the protocol it trusts.
 pub use strata_gc as gc;
@@ -62,19 +64,20 @@ pub mod table_restore;
 pub mod verify;
 
 // Leaves: plain data and primitives every module above may use.
-pub mod config;
-mod config_load;
+/// The configuration's sections, plain data in `strata-cluster`; [`config_file`] reads
+/// and checks a file whole.
+pub use strata_cluster::config;
+pub mod config_file;
 mod error;
 /// The cluster and gc locks and writers' marks live in `strata-gc` (what may delete
 /// data, and when).
 pub use strata_gc::lock;
 pub mod mask;
 pub mod names;
-pub mod node;
-mod node_calls;
-pub mod operation;
+/// A node, a running operation and a restore's plan are the cluster's vocabulary, in
+/// `strata-cluster`.
+pub use strata_cluster::{node, node_calls, operation, restore_plan};
 pub mod remote;
-pub mod restore_plan;
 mod stats;
 pub mod storage;
 pub mod wal_queue;

@@ -10,7 +10,7 @@
 //! `keep_failed`. Every kept backup carries the rules that keep it, for `--dry-run`.
 
 use crate::config::RetentionConfig;
-use chrono::{DateTime, Datelike, Duration, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
@@ -38,86 +38,7 @@ pub struct Decision {
     pub reasons: Vec<String>,
 }
 
-/// Checks what `[retention]` holds that only this module reads (`keep_within`).
-pub(crate) fn check(config: &RetentionConfig) -> Result<(), crate::config::ConfigError> {
-    if let Some(within) = &config.keep_within {
-        parse_within(within).map_err(|e| crate::config::ConfigError::Invalid(e.to_string()))?;
-    }
-    Ok(())
-}
-
-/// Parses `14d`, `2w3d`, `36h`: weeks, days and hours.
-pub fn parse_within(text: &str) -> Result<Duration, PolicyError> {
-    let bad = || PolicyError::Within(text.to_string());
-    let mut total = Duration::zero();
-    let mut digits = String::new();
-    for c in text.trim().chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let n: i64 = digits.parse().map_err(|_| bad())?;
-        digits.clear();
-        total += match c {
-            'w' => Duration::weeks(n),
-            'd' => Duration::days(n),
-            'h' => Duration::hours(n),
-            _ => return Err(bad()),
-        };
-    }
-    if !digits.is_empty() || total <= Duration::zero() {
-        return Err(bad());
-    }
-    Ok(total)
-}
-
-impl RetentionConfig {
-    /// Refuses a policy that keeps nothing by rule, a bad time zone or duration.
-    // String: a validator; callers wrap the line at once (CoordinatorError::Invalid).
-    pub fn check(&self) -> Result<(), String> {
-        self.policy_error().map_or(Ok(()), |e| Err(e.to_string()))
-    }
-
-    /// What is wrong with the policy, if anything (see [`RetentionConfig::check`]).
-    pub fn policy_error(&self) -> Option<PolicyError> {
-        self.checked().err()
-    }
-
-    fn checked(&self) -> Result<(), PolicyError> {
-        let rules = [
-            self.keep_last,
-            self.keep_hourly,
-            self.keep_daily,
-            self.keep_weekly,
-            self.keep_monthly,
-            self.keep_yearly,
-        ];
-        if rules.iter().all(Option::is_none) && self.keep_within.is_none() {
-            return Err(PolicyError::Empty);
-        }
-        self.timezone
-            .parse::<Tz>()
-            .map_err(|_| PolicyError::TimeZone(self.timezone.clone()))?;
-        if let Some(within) = &self.keep_within {
-            parse_within(within)?;
-        }
-        Ok(())
-    }
-}
-
-/// Why a retention policy cannot be applied.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PolicyError {
-    /// No rule keeps anything.
-    #[error("the retention policy is empty: set at least one of keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly, keep_within ([retention] in the config, or --keep-* options)")]
-    Empty,
-    /// `retention.timezone` is not a time zone.
-    #[error("retention.timezone {0:?} is not an IANA time zone (e.g. \"Europe/Berlin\", \"UTC\")")]
-    TimeZone(String),
-    /// `keep_within` is not a duration.
-    #[error("keep_within {0:?}: write a duration like 14d, 2w3d or 36h")]
-    Within(String),
-}
+pub use crate::config::{parse_within, PolicyError};
 
 /// The calendar buckets of the time-based rules, as (rule name, how many, bucket of a time).
 type Bucket = fn(&DateTime<Tz>) -> String;
@@ -429,6 +350,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Duration;
 
     fn policy() -> RetentionConfig {
         RetentionConfig {

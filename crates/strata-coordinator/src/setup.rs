@@ -13,24 +13,7 @@ use strata_agent::api::{ApiError, ErrorCode};
 use strata_agent::backup::NodeSource;
 use strata_agent::service::ApiResult;
 use strata_agent::service::{Agent, AgentConfig, RepoProvider};
-use strata_repo::writer::WriterOptions;
 use strata_repo::Repository;
-
-impl crate::config::BackupConfig {
-    /// The write pipeline these settings describe.
-    pub fn writer_options(&self) -> WriterOptions {
-        let mut writer = WriterOptions {
-            compression_level: self.compression_level,
-            pack_size: self.pack_size_mib as usize * 1024 * 1024,
-            uploads: self.uploads.max(1),
-            ..WriterOptions::default()
-        };
-        if self.threads > 0 {
-            writer.workers = self.threads;
-        }
-        writer
-    }
-}
 
 /// How an agent for `source` works under `config`.
 pub fn agent_config(config: &Config, source: NodeSource) -> AgentConfig {

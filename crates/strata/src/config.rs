@@ -56,7 +56,7 @@ pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<(Config, Sections
         tables: section(tables, origin)?,
         pgq: section(pgq, origin)?,
     };
-    let config = Config::from_table(table, origin, base)?;
+    let config = strata_api::config::from_table(table, origin, base)?;
     let mut sections = sections;
     sections.pgq.resolve_paths(base);
     sections.pgq.validate().map_err(ConfigError::Invalid)?;

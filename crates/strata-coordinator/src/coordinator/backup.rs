@@ -109,7 +109,7 @@ impl Coordinator {
                     absent.insert(component.name.clone(), crate::error_chain(&err));
                     continue;
                 }
-                Err(err) => return Err(err),
+                Err(err) => return Err(err.into()),
             };
             if component.optional {
                 optional.extend(component.nodes.iter().copied());

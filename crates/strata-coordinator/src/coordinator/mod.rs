@@ -69,6 +69,8 @@ pub struct Coordinator {
 pub use crate::stats::OperationStats;
 
 mod backup;
+#[cfg(test)]
+mod plugin_seam_tests;
 mod restore;
 mod run;
 

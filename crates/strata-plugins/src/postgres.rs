@@ -5,14 +5,13 @@
 //! [`strata_agent::service::PostgresAgent`].
 
 use super::{Files, Plugin, PluginError};
-use crate::config::{Config, NodeConfig, PostgresConfig};
-use crate::node::NodeApi;
-use crate::restore_plan::RestorePlan;
-use crate::{CoordinatorError, CoordinatorResult};
 use std::sync::Arc;
 use std::time::Duration;
 use strata_agent::backup::NodeSource;
 use strata_agent::service::{NodePlugin, PostgresAgent};
+use strata_cluster::config::{Config, NodeConfig, PostgresConfig};
+use strata_cluster::node::NodeApi;
+use strata_cluster::restore_plan::RestorePlan;
 use strata_postgres::recovery::RecoveryPlan;
 use strata_repo::summary::NodeSummary;
 
@@ -122,13 +121,14 @@ impl Plugin for Postgres {
     async fn backup_members(
         &self,
         nodes: &[Arc<dyn NodeApi>],
-    ) -> CoordinatorResult<Option<Vec<usize>>> {
+    ) -> Result<Option<Vec<usize>>, PluginError> {
         let role = &self.settings.backup_role().to_string();
-        let answers = crate::node_calls::on_nodes(&(0..nodes.len()).collect::<Vec<_>>(), |i| {
-            let node = nodes[i].clone();
-            async move { crate::node_calls::quick_call(node.metadata()).await }
-        })
-        .await;
+        let answers =
+            strata_cluster::node_calls::on_nodes(&(0..nodes.len()).collect::<Vec<_>>(), |i| {
+                let node = nodes[i].clone();
+                async move { strata_cluster::node_calls::quick_call(node.metadata()).await }
+            })
+            .await;
         let mut seen = Vec::new();
         for (i, answer) in answers {
             let state = match answer {
@@ -142,7 +142,7 @@ impl Plugin for Postgres {
             }
             seen.push(format!("{}: {state}", nodes[i].name()));
         }
-        Err(CoordinatorError::NoNode(format!(
+        Err(PluginError::NoMember(format!(
             "no node is a reachable PostgreSQL {role} to back up from ({}); with postgres.backup_from = \"{role}\" one must be",
             seen.join("; ")
         )))
@@ -155,7 +155,7 @@ impl Plugin for Postgres {
     }
 
     /// Under Patroni, its pause around a restore in place.
-    fn hooks(&self, component: &str) -> Vec<crate::hooks::HookConfig> {
+    fn hooks(&self, component: &str) -> Vec<strata_hooks::HookConfig> {
         self.settings
             .patroni_url()
             .map(|url| super::patroni::pause_hook(url, component))

@@ -13,7 +13,7 @@
 //!   summary owns the parts from then on, and deleting the backup deletes them;
 //! - every part of it was deleted in its system (a DELETE answered, or 404).
 //!
-//! [`crate::external_delete::ExternalDeletes::finish_unfinished`] applies that rule
+//! `strata_coordinator::external_delete::ExternalDeletes::finish_unfinished` applies that rule
 //! under the cluster lock: at the start of every backup, in every cleanup and every
 //! delete. Deleting a backup uses the same ledger: the backup's parts are written as an
 //! attempt *before* its summary is deleted, and only then are the engines asked; a part

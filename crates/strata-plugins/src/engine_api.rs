@@ -5,8 +5,8 @@
 //! [`ExternalError::Unreachable`]: an optional component is then `absent`, not failed.
 
 use super::{ExternalError, PluginError};
-use crate::hooks::HookEnv;
 use std::time::{Duration, Instant};
+use strata_hooks::HookEnv;
 
 /// The most of one answer that is read (a state answer of Zeebe with hundreds of
 /// partitions is a few hundred KiB at most): a larger one fails the call.

@@ -7,92 +7,90 @@
 
 use super::engine_api::{checked_id, field, is_one_of, Caller, Vars, ANSWER_LIMIT};
 use super::{ExternalError, ExternalOutcome, ExternalSnapshot, Plugin, PluginError};
-use crate::config::{Config, NodeConfig};
-use crate::hooks::{HookAction, HookEnv};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_agent::backup::NodeSource;
 use strata_agent::service::NodePlugin;
+use strata_cluster::config::{Config, NodeConfig};
+use strata_hooks::{HookAction, HookEnv};
 
-use crate::config::default_failed;
-pub use crate::config::{CommandComponent, HttpComponent};
+use strata_cluster::config::default_failed;
+pub use strata_cluster::config::{CommandComponent, HttpComponent};
 
 fn duration(text: &str, what: &str) -> Result<Duration, PluginError> {
     humantime::parse_duration(text.trim())
         .map_err(|e| PluginError::Settings(format!("{what} {text:?}: {e}")))
 }
 
-impl HttpComponent {
-    /// Checks the settings: every call and body template, filled in with sample values.
-    pub fn validate(&self) -> Result<(), PluginError> {
-        use super::engine_api::check_call;
-        check_call("backup", &self.backup, self.backup_body.as_deref())?;
-        if let Some(restore) = &self.restore {
-            check_call("restore", restore, self.restore_body.as_deref())?;
-        } else if self.restore_body.is_some() || self.restore_state.is_some() {
-            return Err(PluginError::Settings(
-                "restore_body and restore_state need `restore`".into(),
-            ));
-        }
-        for (what, call) in [
-            ("state", &self.state),
-            ("restore_state", &self.restore_state),
-            ("delete", &self.delete),
-        ] {
-            if let Some(call) = call {
-                check_call(what, call, None)?;
-            }
-        }
-        if let Some(id) = &self.id {
-            if checked_id(Some(Vars::sample().plain(id))).is_none() {
-                return Err(PluginError::Settings(format!(
-                    "id {id:?} does not make an id"
-                )));
-            }
-        }
-        duration(&self.poll, "poll")?;
-        duration(&self.connect_timeout, "connect_timeout")?;
-        duration(&self.timeout, "timeout")?;
-        Ok(())
+/// Checks an `http` component's settings: every call and body template, filled in with
+/// sample values.
+pub fn check_http(settings: &HttpComponent) -> Result<(), PluginError> {
+    use super::engine_api::check_call;
+    check_call("backup", &settings.backup, settings.backup_body.as_deref())?;
+    if let Some(restore) = &settings.restore {
+        check_call("restore", restore, settings.restore_body.as_deref())?;
+    } else if settings.restore_body.is_some() || settings.restore_state.is_some() {
+        return Err(PluginError::Settings(
+            "restore_body and restore_state need `restore`".into(),
+        ));
     }
-
-    fn caller(&self) -> Caller {
-        let get = |text: &str, default: u64| {
-            humantime::parse_duration(text.trim()).unwrap_or(Duration::from_secs(default))
-        };
-        Caller::new(
-            get(&self.timeout, 3600),
-            get(&self.poll, 1),
-            get(&self.connect_timeout, 10),
-        )
-    }
-
-    /// The body of a call: the template filled in, or strata's own environment.
-    fn body(template: Option<&str>, vars: &Vars, env: &HookEnv) -> Vec<u8> {
-        match template {
-            Some(template) => vars.body(template).into_bytes(),
-            None => serde_json::to_vec(env).expect("hook environments serialize"),
+    for (what, call) in [
+        ("state", &settings.state),
+        ("restore_state", &settings.restore_state),
+        ("delete", &settings.delete),
+    ] {
+        if let Some(call) = call {
+            check_call(what, call, None)?;
         }
+    }
+    if let Some(id) = &settings.id {
+        if checked_id(Some(Vars::sample().plain(id))).is_none() {
+            return Err(PluginError::Settings(format!(
+                "id {id:?} does not make an id"
+            )));
+        }
+    }
+    duration(&settings.poll, "poll")?;
+    duration(&settings.connect_timeout, "connect_timeout")?;
+    duration(&settings.timeout, "timeout")?;
+    Ok(())
+}
+
+/// The caller of an `http` component's API, with its timeouts (checked already).
+pub(crate) fn http_caller(settings: &HttpComponent) -> Caller {
+    let get = |text: &str, default: u64| {
+        humantime::parse_duration(text.trim()).unwrap_or(Duration::from_secs(default))
+    };
+    Caller::new(
+        get(&settings.timeout, 3600),
+        get(&settings.poll, 1),
+        get(&settings.connect_timeout, 10),
+    )
+}
+
+/// The body of a call: the template filled in, or strata's own environment.
+fn call_body(template: Option<&str>, vars: &Vars, env: &HookEnv) -> Vec<u8> {
+    match template {
+        Some(template) => vars.body(template).into_bytes(),
+        None => serde_json::to_vec(env).expect("hook environments serialize"),
     }
 }
 
-impl CommandComponent {
-    /// Checks the settings.
-    pub fn validate(&self) -> Result<(), PluginError> {
-        HookAction::Command(self.backup.clone())
-            .validate()
-            .map_err(|e| PluginError::Settings(e.to_string()))?;
-        for (what, argv) in [("restore", &self.restore), ("delete", &self.delete)] {
-            if !argv.is_empty() {
-                HookAction::Command(argv.clone())
-                    .validate()
-                    .map_err(|e| PluginError::Settings(format!("{what}: {e}")))?;
-            }
+/// Checks a `command` component's settings.
+pub fn check_command(settings: &CommandComponent) -> Result<(), PluginError> {
+    HookAction::Command(settings.backup.clone())
+        .validate()
+        .map_err(|e| PluginError::Settings(e.to_string()))?;
+    for (what, argv) in [("restore", &settings.restore), ("delete", &settings.delete)] {
+        if !argv.is_empty() {
+            HookAction::Command(argv.clone())
+                .validate()
+                .map_err(|e| PluginError::Settings(format!("{what}: {e}")))?;
         }
-        duration(&self.timeout, "timeout")?;
-        Ok(())
     }
+    duration(&settings.timeout, "timeout")?;
+    Ok(())
 }
 
 /// The `command` and `http` plugins: an external system's own backup API.
@@ -116,7 +114,7 @@ async fn wait(
     let id = vars.id.clone().unwrap_or_default();
     loop {
         let answer = caller
-            .call(&call, HttpComponent::body(None, vars, env), false)
+            .call(&call, call_body(None, vars, env), false)
             .await?
             .unwrap_or_default();
         let now = field(&answer, &settings.state_field).ok_or_else(|| {
@@ -150,9 +148,9 @@ async fn wait(
 }
 
 async fn http_backup(settings: &HttpComponent, env: &HookEnv) -> ExternalOutcome {
-    let mut caller = settings.caller();
+    let mut caller = http_caller(settings);
     let mut vars = Vars::of(env);
-    let body = HttpComponent::body(settings.backup_body.as_deref(), &vars, env);
+    let body = call_body(settings.backup_body.as_deref(), &vars, env);
     let answer = caller
         .call(&vars.call(&settings.backup), body, false)
         .await?
@@ -225,9 +223,9 @@ async fn http_restore(
             "snapshot {id}: this component has no restore call: restore it in the system by hand"
         ));
     };
-    let mut caller = settings.caller();
+    let mut caller = http_caller(settings);
     let vars = Vars::of(env);
-    let body = HttpComponent::body(settings.restore_body.as_deref(), &vars, env);
+    let body = call_body(settings.restore_body.as_deref(), &vars, env);
     caller.call(&vars.call(restore), body, false).await?;
     match &settings.restore_state {
         Some(state) => {
@@ -244,13 +242,8 @@ async fn http_delete(settings: &HttpComponent, env: &HookEnv) -> Result<String, 
     };
     let vars = Vars::of(env);
     let id = vars.id.clone().unwrap_or_default();
-    let answer = settings
-        .caller()
-        .call(
-            &vars.call(delete),
-            HttpComponent::body(None, &vars, env),
-            true,
-        )
+    let answer = http_caller(settings)
+        .call(&vars.call(delete), call_body(None, &vars, env), true)
         .await?;
     Ok(match answer {
         Some(_) => format!("snapshot {id} deleted"),

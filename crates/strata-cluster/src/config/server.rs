@@ -83,7 +83,7 @@ impl Default for ServerConfig {
     }
 }
 
-/// A receiver of strata's events (see `crate::webhooks`).
+/// A receiver of strata's events (see `strata_coordinator::webhooks`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {

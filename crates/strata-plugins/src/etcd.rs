@@ -7,13 +7,12 @@
 //! components (rank 10), through one member, with rename rules.
 
 use super::{NotTogether, Plugin, PluginError};
-use crate::config::{Config, NodeConfig};
-use crate::node::NodeApi;
-use crate::CoordinatorResult;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_agent::backup::NodeSource;
 use strata_agent::service::{EtcdAgent, NodePlugin};
+use strata_cluster::config::{Config, NodeConfig};
+use strata_cluster::node::NodeApi;
 use strata_repo::summary::NodeSummary;
 
 /// The etcd plugin of one component.
@@ -70,7 +69,7 @@ impl Plugin for Etcd {
     async fn backup_members(
         &self,
         nodes: &[Arc<dyn NodeApi>],
-    ) -> CoordinatorResult<Option<Vec<usize>>> {
+    ) -> Result<Option<Vec<usize>>, PluginError> {
         for (k, node) in nodes.iter().enumerate() {
             let answer = tokio::time::timeout(Duration::from_secs(5), node.metadata()).await;
             if matches!(answer, Ok(Ok(_))) {
@@ -105,7 +104,7 @@ impl Plugin for Etcd {
         let unread = |e: strata_etcd::EtcdError| {
             NotTogether::fails(format!(
                 "cannot read the keys again: {}",
-                crate::error_chain(&e)
+                strata_util::error_chain(&e)
             ))
         };
         let client = strata_etcd::Client::connect(&self.settings)

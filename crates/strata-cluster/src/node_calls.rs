@@ -6,7 +6,7 @@ use strata_agent::api::{ApiError, ErrorCode};
 use tokio::task::JoinHandle;
 
 /// Runs `call` on every node index in `which` at once; results in the same order.
-pub(crate) async fn on_nodes<T, F, Fut>(which: &[usize], call: F) -> Vec<(usize, T)>
+pub async fn on_nodes<T, F, Fut>(which: &[usize], call: F) -> Vec<(usize, T)>
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = T> + Send + 'static,
@@ -23,18 +23,16 @@ where
 
 /// How long a node may take to answer a call that does no work (metadata, lease,
 /// progress) before it counts as unreachable.
-pub(crate) const QUICK_CALL: Duration = Duration::from_secs(10);
+pub const QUICK_CALL: Duration = Duration::from_secs(10);
 
 /// `call` that does no work (metadata, lease, progress), or an
 /// [`ErrorCode::Unreachable`] error when it takes longer than [`QUICK_CALL`].
-pub(crate) async fn quick_call<T>(
-    call: impl Future<Output = Result<T, ApiError>>,
-) -> Result<T, ApiError> {
+pub async fn quick_call<T>(call: impl Future<Output = Result<T, ApiError>>) -> Result<T, ApiError> {
     deadline(QUICK_CALL, call).await
 }
 
 /// `call`, or an [`ErrorCode::Unreachable`] error when it takes longer than `limit`.
-pub(crate) async fn deadline<T>(
+pub async fn deadline<T>(
     limit: Duration,
     call: impl Future<Output = Result<T, ApiError>>,
 ) -> Result<T, ApiError> {

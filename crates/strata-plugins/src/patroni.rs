@@ -11,9 +11,9 @@
 //! (`patronictl reinit`), through strata's replica method or `basebackup`.
 
 use super::PluginError;
-use crate::hooks::{HookAction, HookConfig, HookOperation};
 use std::time::{Duration, Instant};
 use strata_hooks::HttpRequest;
+use strata_hooks::{HookAction, HookConfig, HookOperation};
 use strata_util::mask_url;
 
 /// The pause/resume pair of the cluster behind `url`, around restores of `component`.
@@ -118,7 +118,7 @@ async fn unpaused_members(cluster: &serde_json::Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::Plugin;
+    use crate::Plugin;
 
     #[test]
     fn the_pause_is_a_restore_hook_of_the_component_with_patronis_body() {
@@ -138,18 +138,18 @@ mod tests {
 
     #[test]
     fn a_patroni_cluster_is_restored_onto_one_member() {
-        let under = crate::plugin::postgres::Postgres::new(&crate::config::PostgresConfig {
+        let under = crate::postgres::Postgres::new(&strata_cluster::config::PostgresConfig {
             patroni: "http://m1:8008".into(),
             ..Default::default()
         });
         assert!(under.check_restore_targets(&["m1"]).is_ok());
         let err = under.check_restore_targets(&["m1", "m2"]).unwrap_err();
         assert!(
-            matches!(&err, crate::plugin::PluginError::Refused(why) if why.contains("--node")),
+            matches!(&err, crate::PluginError::Refused(why) if why.contains("--node")),
             "{err}"
         );
         assert_eq!(under.hooks("database").len(), 1);
-        let plain = crate::plugin::postgres::Postgres::new(&Default::default());
+        let plain = crate::postgres::Postgres::new(&Default::default());
         assert!(plain.check_restore_targets(&["m1", "m2"]).is_ok());
         assert!(plain.hooks("database").is_empty());
     }

@@ -11,18 +11,19 @@
 //! they carry (keys prefixed with the plugin's name). docs/architecture.md shows how a
 //! third plugin is added.
 
-use crate::config::{ComponentConfig, Config, ConfigError, NodeConfig};
-use crate::node::NodeApi;
-use crate::CoordinatorResult;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use strata_agent::api::ErrorCode;
 use strata_agent::backup::NodeSource;
 use strata_agent::service::NodePlugin;
+use strata_cluster::config::{ComponentConfig, Config, ConfigError, NodeConfig};
+use strata_cluster::node::NodeApi;
 use strata_postgres::recovery::RecoveryPlan;
 use strata_repo::summary::NodeSummary;
 
 pub mod camunda;
 pub mod engine_api;
+pub mod engine_parts;
 pub mod etcd;
 pub mod external;
 pub mod patroni;
@@ -30,7 +31,7 @@ pub mod postgres;
 
 /// Checks `[[components]]` and `[[hooks]]` with the plugins they name: names,
 /// references, every node in exactly one component, each plugin's own node settings.
-pub(crate) fn check_components(config: &Config) -> Result<(), ConfigError> {
+pub fn check_components(config: &Config) -> Result<(), ConfigError> {
     let invalid = |m: String| Err(ConfigError::Invalid(m));
     if !config.components.is_empty() && config.plugin != "files" {
         return invalid(format!(
@@ -40,9 +41,9 @@ pub(crate) fn check_components(config: &Config) -> Result<(), ConfigError> {
     }
     let mut names = std::collections::HashSet::new();
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
-    for (component, plugin) in crate::plugin::configured(config)? {
+    for (component, plugin) in crate::configured(config)? {
         let name = &component.name;
-        if !crate::config::valid_name(name) || !names.insert(name.clone()) {
+        if !strata_cluster::config::valid_name(name) || !names.insert(name.clone()) {
             return invalid(format!(
                 "component name {name:?} must be unique and 1-64 letters, digits, '-', '_' or '.'"
             ));
@@ -194,6 +195,24 @@ pub enum PluginError {
     /// why); what was deleted stays deleted.
     #[error("{}", .0.join("; "))]
     PartsLeft(Vec<String>),
+    /// No node can serve as the one the plugin backs up from (no reachable primary).
+    #[error("{0}")]
+    NoMember(String),
+}
+
+impl PluginError {
+    /// What kind of failure this is, for exit codes and HTTP statuses.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            PluginError::Settings(_)
+            | PluginError::Refused(_)
+            | PluginError::NotRecorded(_)
+            | PluginError::Unknown { .. }
+            | PluginError::NoSection { .. } => ErrorCode::BadRequest,
+            PluginError::NoMember(_) => ErrorCode::NotFound,
+            PluginError::System(_) | PluginError::PartsLeft(_) => ErrorCode::Failed,
+        }
+    }
 }
 
 impl From<ExternalError> for PluginError {
@@ -261,7 +280,7 @@ pub trait Plugin: Send + Sync {
     async fn backup_members(
         &self,
         _nodes: &[Arc<dyn NodeApi>],
-    ) -> CoordinatorResult<Option<Vec<usize>>> {
+    ) -> Result<Option<Vec<usize>>, PluginError> {
         Ok(None)
     }
 
@@ -282,7 +301,7 @@ pub trait Plugin: Send + Sync {
 
     /// The recovery the nodes run after their files are back (PostgreSQL), from the
     /// user's restore plan; `None`: a plain files restore.
-    fn recovery(&self, _plan: &crate::restore_plan::RestorePlan) -> Option<RecoveryPlan> {
+    fn recovery(&self, _plan: &strata_cluster::restore_plan::RestorePlan) -> Option<RecoveryPlan> {
         None
     }
 
@@ -312,7 +331,7 @@ pub trait Plugin: Send + Sync {
     }
 
     /// An external component's backup: asks the system for a snapshot and waits for it.
-    async fn external_backup(&self, _env: &crate::hooks::HookEnv) -> ExternalOutcome {
+    async fn external_backup(&self, _env: &strata_hooks::HookEnv) -> ExternalOutcome {
         Err(ExternalError::Failed(format!(
             "the {} plugin has nodes, not an external snapshot",
             self.name()
@@ -328,7 +347,7 @@ pub trait Plugin: Send + Sync {
 
     /// Hooks the plugin's component runs as if configured (Patroni's pause around a
     /// restore in place), for the component named `component`.
-    fn hooks(&self, _component: &str) -> Vec<crate::hooks::HookConfig> {
+    fn hooks(&self, _component: &str) -> Vec<strata_hooks::HookConfig> {
         Vec::new()
     }
 
@@ -348,7 +367,7 @@ pub trait Plugin: Send + Sync {
     /// Pause/resume pairs the plugin issues itself (a preset's pause of an engine): a
     /// pause record they leave is resumed by the next process as one of the
     /// configuration's own (see `strata_hooks::resume_orphans`).
-    fn implied_hooks(&self) -> Vec<crate::hooks::HookConfig> {
+    fn implied_hooks(&self) -> Vec<strata_hooks::HookConfig> {
         Vec::new()
     }
 
@@ -358,7 +377,7 @@ pub trait Plugin: Send + Sync {
     async fn external_delete(
         &self,
         _recorded: &BTreeMap<String, String>,
-        _env: &crate::hooks::HookEnv,
+        _env: &strata_hooks::HookEnv,
     ) -> Result<String, PluginError> {
         Ok("nothing to delete".into())
     }
@@ -391,7 +410,7 @@ pub trait Plugin: Send + Sync {
     async fn external_restore(
         &self,
         _recorded: &std::collections::BTreeMap<String, String>,
-        _env: &crate::hooks::HookEnv,
+        _env: &strata_hooks::HookEnv,
     ) -> Result<String, PluginError> {
         Err(PluginError::Settings(format!(
             "the {} plugin has nodes, not an external snapshot",
@@ -486,14 +505,14 @@ fn named(
             let settings = component
                 .and_then(|c| c.http.clone())
                 .ok_or_else(|| section("http"))?;
-            settings.validate()?;
+            external::check_http(&settings)?;
             Arc::new(external::External::Http(Box::new(settings)))
         }
         "command" => {
             let settings = component
                 .and_then(|c| c.command.clone())
                 .ok_or_else(|| section("command"))?;
-            settings.validate()?;
+            external::check_command(&settings)?;
             Arc::new(external::External::Command(settings))
         }
         "camunda" => {
@@ -640,6 +659,3 @@ mod tests {
         assert_eq!(of_backup_node(&node).name(), "files");
     }
 }
-
-#[cfg(test)]
-mod seam_tests;

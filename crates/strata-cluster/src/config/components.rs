@@ -237,7 +237,8 @@ fn default_done() -> Vec<String> {
         .map(String::from)
         .to_vec()
 }
-pub(crate) fn default_failed() -> Vec<String> {
+/// The outcomes an external component's answer can name as failed, when it names none.
+pub fn default_failed() -> Vec<String> {
     ["failed", "error", "aborted", "cancelled"]
         .map(String::from)
         .to_vec()

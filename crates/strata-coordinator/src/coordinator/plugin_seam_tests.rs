@@ -2,16 +2,21 @@
 //! that reads it, its revision checked again once the other data is stored), proven with
 //! a plugin written here and in-process agents.
 
-use super::*;
+use crate::config::{Config, NodeConfig};
 use crate::coordinator::{Coordinator, RestorePlan, Settings};
 use crate::node::LocalNode;
+use crate::plugin::*;
 use crate::setup::SharedRepo;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use strata_agent::api::{ApiError, ErrorCode};
+use strata_agent::backup::NodeSource;
 use strata_agent::service::plugin::{PluginRestore, RestoreStart};
+use strata_agent::service::NodePlugin;
 use strata_agent::service::{Agent, AgentConfig};
 use strata_repo::summary::BackupStatus;
+use strata_repo::summary::NodeSummary;
 use strata_repo::Repository;
 
 /// A plugin that takes node `db1`, restores before plain files, and (when told) finds
@@ -30,7 +35,7 @@ impl Plugin for Topology {
     fn restore_rank(&self) -> u32 {
         10
     }
-    fn check_node(&self, _node: &NodeConfig) -> Result<(), super::PluginError> {
+    fn check_node(&self, _node: &NodeConfig) -> Result<(), PluginError> {
         Ok(())
     }
     fn node_source(&self, node: &NodeConfig) -> NodeSource {
@@ -42,14 +47,10 @@ impl Plugin for Topology {
     fn took(&self, node: &NodeSummary) -> bool {
         node.name == "db1"
     }
-    async fn after_stored(
-        &self,
-        _backup: &str,
-        nodes: &[NodeSummary],
-    ) -> Result<(), super::NotTogether> {
+    async fn after_stored(&self, _backup: &str, nodes: &[NodeSummary]) -> Result<(), NotTogether> {
         assert!(nodes.iter().all(|n| n.has_manifest), "runs after the data");
         match self.changed_after_stored {
-            true => Err(super::NotTogether {
+            true => Err(NotTogether {
                 why: "revision 7 at the start, 8 now".into(),
                 retries: self.retries,
             }),

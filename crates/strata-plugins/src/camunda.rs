@@ -21,15 +21,15 @@
 
 use super::engine_api::{Caller, ANSWER_LIMIT};
 use super::{ExternalError, ExternalOutcome, ExternalSnapshot, Plugin, PluginError};
-use crate::config::{CamundaComponent, Config, NodeConfig};
 use crate::engine_parts::{self, Attempt};
-use crate::hooks::{self, HookAction, HookConfig, HookEnv, HookOperation};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use strata_agent::backup::NodeSource;
 use strata_agent::service::NodePlugin;
+use strata_cluster::config::{CamundaComponent, Config, NodeConfig};
+use strata_hooks::{self as hooks, HookAction, HookConfig, HookEnv, HookOperation};
 
 /// A Camunda 8 cluster (see the module documentation).
 #[derive(Debug, Clone)]
