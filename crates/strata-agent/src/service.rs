@@ -64,8 +64,11 @@ pub struct AgentConfig {
     /// for plain files, a [`PostgresAgent`] for a PostgreSQL server).
     pub plugin: Arc<dyn NodePlugin>,
     /// The `[[hooks]]` with `node` = this node: the only ones it runs (see
-    /// [`Agent::hook`]); pause records go under `state_dir`.
+    /// [`Agent::hook`]).
     pub hooks: Vec<strata_hooks::HookConfig>,
+    /// Where its pause records go: the ledger of its state directory, shared with every
+    /// other agent and coordinator of this process over that directory.
+    pub pauses: strata_hooks::PauseLedger,
 }
 
 /// The postgres plugin's settings on a node.

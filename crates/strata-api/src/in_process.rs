@@ -55,6 +55,9 @@ pub struct InProcess {
     default_repo: OnceCell<(Storage, Arc<Repository>)>,
     /// The coordinators made here, so [`InProcess::stop`] reaches their operations.
     coordinators: std::sync::Mutex<Vec<std::sync::Weak<Coordinator>>>,
+    /// The pause records of the state directory, one ledger for every coordinator and
+    /// agent made here (a resume waits for a pause call still running in any of them).
+    pauses: strata_coordinator::hooks::PauseLedger,
 }
 
 impl InProcess {
@@ -66,6 +69,7 @@ impl InProcess {
         warn: Box<dyn Fn(&str) + Send + Sync>,
     ) -> InProcess {
         InProcess {
+            pauses: strata_coordinator::hooks::PauseLedger::new(config.state_dir()),
             config,
             ask_password,
             password: OnceCell::new(),
@@ -212,8 +216,15 @@ impl InProcess {
             storage: storage.name.clone(),
             repo: repo.clone(),
         });
-        let nodes = setup::build_nodes(&self.config, nodes, repos, &HashMap::new())?;
-        let coordinator = setup::coordinator(&self.config, &storage, repo, nodes, self.events()?);
+        let nodes = setup::build_nodes(&self.config, nodes, repos, &HashMap::new(), &self.pauses)?;
+        let coordinator = setup::coordinator(
+            &self.config,
+            &storage,
+            repo,
+            nodes,
+            self.events()?,
+            &self.pauses,
+        );
         self.coordinators
             .lock()
             .unwrap()

@@ -104,9 +104,9 @@ pub struct HookSet {
     /// Pause/resume pairs components issue themselves ([`Plugin::implied_hooks`]): never
     /// run as hooks, but their records are resumed like the configuration's own.
     pub implied: Vec<HookConfig>,
-    /// The state directory pause records go to; without one, pauses are refused (a pause
-    /// that cannot be recorded could not be resumed after a crash).
-    pub state_dir: Option<PathBuf>,
+    /// The ledger of the state directory pause records go to; without one, pauses are
+    /// refused (a pause that cannot be recorded could not be resumed after a crash).
+    pub pauses: Option<hooks::PauseLedger>,
 }
 
 /// Where one operation's hooks may run: the components and nodes taking part.
@@ -457,19 +457,19 @@ impl OpHooks {
                 unreachable: false,
             });
         }
-        let Some(state_dir) = self.set.state_dir.clone() else {
+        let Some(ledger) = self.set.pauses.clone() else {
             return Err(HookFailure::NoStateDir { hook: hook.label() });
         };
         let record = hooks::new_record(index, hook, &env);
-        if let Err(e) = record.save(&state_dir) {
+        if let Err(e) = ledger.save(&record) {
             return Err(HookFailure::NotRecorded {
                 hook: hook.label(),
-                dir: hooks::pauses_dir(&state_dir),
+                dir: ledger.dir(),
                 why: e.to_string(),
             });
         }
         self.paused.push(Held::Here(record.clone()));
-        let result = hooks::issue_pause(&state_dir, &record, hook, &env).await;
+        let result = ledger.issue_pause(&record, hook, &env).await;
         let unreachable = matches!(result, Err(hooks::HookError::Unreachable { .. }));
         if matches!(
             result,
@@ -480,7 +480,7 @@ impl OpHooks {
         ) {
             // No connection was made: nothing was paused, so there is nothing to resume.
             self.paused.pop();
-            if let Err(e) = record.remove(&state_dir) {
+            if let Err(e) = ledger.remove(&record) {
                 eprintln!(
                     "strata: warning: cannot remove pause record {}: {e}",
                     record.id
@@ -505,11 +505,11 @@ impl OpHooks {
         while let Some(held) = self.paused.pop() {
             let (hook, env, result) = match held {
                 Held::Here(record) => {
-                    let Some(state_dir) = self.set.state_dir.clone() else {
+                    let Some(ledger) = self.set.pauses.clone() else {
                         continue;
                     };
                     let hook = record.hook.clone();
-                    let resumed = hooks::resume(&state_dir, record).await;
+                    let resumed = ledger.resume(record).await;
                     let env = HookEnv {
                         phase: "resume".into(),
                         ..resumed.record.env.clone()

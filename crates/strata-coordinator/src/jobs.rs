@@ -69,9 +69,15 @@ impl ClusterJobs {
     /// A restore drill of the latest complete backup (a PostgreSQL node's copy started and
     /// checked page by page), recorded like `strata verify --restore latest`.
     async fn drill(&self, who: &str) -> Result<String, JobError> {
-        let state_dir = self.coordinator.hooks().state_dir.clone().ok_or_else(|| {
-            JobError::NotRunnable("no state directory for the drill's scratch copy".into())
-        })?;
+        let state_dir = self
+            .coordinator
+            .hooks()
+            .pauses
+            .as_ref()
+            .map(|p| p.state_dir().to_path_buf())
+            .ok_or_else(|| {
+                JobError::NotRunnable("no state directory for the drill's scratch copy".into())
+            })?;
         let summary = crate::resolve_backup(self.coordinator.repo(), "latest")
             .await
             .map_err(JobError::from)?;

@@ -13,10 +13,12 @@ use strata_agent::api::{ApiError, ErrorCode};
 use strata_agent::backup::NodeSource;
 use strata_agent::service::ApiResult;
 use strata_agent::service::{Agent, AgentConfig, RepoProvider};
+use strata_hooks::PauseLedger;
 use strata_repo::Repository;
 
-/// How an agent for `source` works under `config`.
-pub fn agent_config(config: &Config, source: NodeSource) -> AgentConfig {
+/// How an agent for `source` works under `config`, recording its pauses in `pauses` (the
+/// ledger of `config`'s state directory this process shares).
+pub fn agent_config(config: &Config, source: NodeSource, pauses: &PauseLedger) -> AgentConfig {
     let defaults = strata_agent::restore::RestoreOptions::default();
     AgentConfig {
         source,
@@ -30,14 +32,15 @@ pub fn agent_config(config: &Config, source: NodeSource) -> AgentConfig {
         set_owner: defaults.set_owner,
         plugin: strata_agent::service::plugin::files(),
         hooks: Vec::new(),
+        pauses: pauses.clone(),
     }
 }
 
 /// The agent settings of a configured node: what its component's plugin backs up there,
 /// and the plugin's node-side steps.
-pub fn node_agent_config(config: &Config, node: &NodeConfig) -> AgentConfig {
+pub fn node_agent_config(config: &Config, node: &NodeConfig, pauses: &PauseLedger) -> AgentConfig {
     let plugin = crate::plugin::of_node(config, &node.name);
-    let mut agent = agent_config(config, plugin.node_source(node));
+    let mut agent = agent_config(config, plugin.node_source(node), pauses);
     agent.plugin = plugin.node_plugin(config, node);
     agent.hooks = config
         .hooks
@@ -134,6 +137,7 @@ pub fn build_nodes(
     nodes: &[NodeConfig],
     repos: Arc<dyn RepoProvider>,
     local_agents: &HashMap<String, Arc<Agent>>,
+    pauses: &PauseLedger,
 ) -> CoordinatorResult<Vec<Arc<dyn NodeApi>>> {
     let mut out: Vec<Arc<dyn NodeApi>> = Vec::new();
     for node in nodes {
@@ -144,7 +148,7 @@ pub fn build_nodes(
                 agent_client(config, url)?,
             ))),
             (None, None) => {
-                let agent = Agent::start(node_agent_config(config, node), repos.clone());
+                let agent = Agent::start(node_agent_config(config, node, pauses), repos.clone());
                 out.push(Arc::new(LocalNode(agent)));
             }
         }
@@ -153,13 +157,15 @@ pub fn build_nodes(
 }
 
 /// A coordinator of `nodes` writing to `storage`, its repository open, reporting the
-/// ends of operations to `events`.
+/// ends of operations to `events` and recording pauses in `pauses` (the ledger its
+/// in-process agents share).
 pub fn coordinator(
     config: &Config,
     storage: &Storage,
     repo: Arc<Repository>,
     nodes: Vec<Arc<dyn NodeApi>>,
     events: Arc<crate::events::Events>,
+    pauses: &PauseLedger,
 ) -> Arc<Coordinator> {
     let zones = config
         .nodes
@@ -184,7 +190,7 @@ pub fn coordinator(
                 .iter()
                 .flat_map(|c| c.plugin.implied_hooks())
                 .collect(),
-            state_dir: Some(config.state_dir()),
+            pauses: Some(pauses.clone()),
         },
         components: Some(components),
         events,

@@ -98,6 +98,7 @@ fn agent(repo: &Arc<Repository>, name: &str, root: &Path, state: &Path) -> Arc<A
             follow: vec![],
         },
         state_dir: state.to_path_buf(),
+        pauses: strata_coordinator::hooks::PauseLedger::new(state.to_path_buf()),
         writer: WriterOptions {
             pack_size: 1 << 20,
             ..WriterOptions::default()

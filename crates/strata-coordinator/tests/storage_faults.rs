@@ -302,12 +302,14 @@ async fn run_backup(
         repo: repo.clone(),
     });
     let defaults = strata_agent::restore::RestoreOptions::default();
+    let pauses = strata_coordinator::hooks::PauseLedger::new(options.state_dir.clone());
     let nodes: Vec<Arc<dyn NodeApi>> = nodes
         .iter()
         .map(|source| {
             let config = AgentConfig {
                 source: source.clone(),
                 state_dir: options.state_dir.clone(),
+                pauses: pauses.clone(),
                 writer: options.writer.clone(),
                 restore_workers: defaults.workers,
                 set_owner: defaults.set_owner,

@@ -481,6 +481,7 @@ async fn backup(
             follow: vec![],
         },
         state_dir: state.to_path_buf(),
+        pauses: strata_coordinator::hooks::PauseLedger::new(state.to_path_buf()),
         writer: writer(),
         restore_workers: defaults.workers,
         set_owner: defaults.set_owner,

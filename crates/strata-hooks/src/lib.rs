@@ -8,7 +8,7 @@
 //! For the paths no code of this process can see (SIGKILL, a crash, a power cut) the
 //! pause is first written durably ([`PauseRecord`] under the state directory) and only
 //! then issued; any later strata process with that state directory resumes records whose
-//! holder is gone ([`resume_orphans`]): the next backup before it starts, a server at
+//! holder is gone ([`PauseLedger::resume_orphans`]): the next backup before it starts, a server at
 //! start and every few seconds (`strata status` lists them). A resume that fails is retried, and when it still fails
 //! the record stays (shown by `status`, counted in metrics, sent as a `hook.failed`
 //! webhook) and is tried again by the next process.
@@ -18,6 +18,7 @@
 mod action;
 mod config;
 mod error;
+mod ledger;
 mod pause;
 mod record;
 mod resume;
@@ -28,9 +29,9 @@ pub use action::{
 };
 pub use config::{HookConfig, HookOperation, HookPoint};
 pub use error::HookError;
-pub use pause::issue_pause;
-pub use record::{new_record, paused, pauses_dir, shown_record, PauseRecord, RecordError};
-pub use resume::{resume, resume_orphans, Resumed};
+pub use ledger::PauseLedger;
+pub use record::{new_record, pauses_dir, shown_record, PauseRecord, RecordError};
+pub use resume::Resumed;
 
 #[cfg(test)]
 mod tests {
@@ -135,6 +136,7 @@ mod tests {
     async fn a_record_others_could_write_is_not_run() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
+        let ledger = PauseLedger::new(dir.path());
         let marker = dir.path().join("ran");
         let hook = HookConfig {
             pause: Some(HookAction::Command(vec!["/bin/true".into()])),
@@ -160,16 +162,15 @@ mod tests {
             0o600
         );
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
-        let listed = paused(dir.path());
+        let listed = ledger.paused();
         assert!(
             matches!(&listed[..], [Err(why @ RecordError::Foreign { .. })] if why.to_string().contains("not run")),
             "{listed:?}"
         );
-        assert!(
-            resume_orphans(dir.path(), std::slice::from_ref(&hook), |_| false)
-                .await
-                .is_empty()
-        );
+        assert!(ledger
+            .resume_orphans(std::slice::from_ref(&hook), |_| false)
+            .await
+            .is_empty());
         assert!(!marker.exists(), "a writable record never runs");
         // A link planted where the record goes is replaced, never followed.
         std::fs::remove_file(&file).unwrap();
@@ -178,11 +179,11 @@ mod tests {
         std::os::unix::fs::symlink(&victim, pauses_dir(dir.path()).join(".op-0.tmp")).unwrap();
         record.save(dir.path()).unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
-        assert!(
-            resume_orphans(dir.path(), std::slice::from_ref(&hook), |_| false).await[0]
-                .error
-                .is_none()
-        );
+        assert!(ledger
+            .resume_orphans(std::slice::from_ref(&hook), |_| false)
+            .await[0]
+            .error
+            .is_none());
         assert!(marker.exists(), "the record it wrote itself runs");
     }
 
@@ -268,6 +269,7 @@ mod tests {
     #[tokio::test]
     async fn an_orphaned_pause_is_resumed_and_a_live_one_is_not() {
         let dir = tempfile::tempdir().unwrap();
+        let ledger = PauseLedger::new(dir.path());
         let marker = dir.path().join("resumed");
         let hook = HookConfig {
             name: Some("exporter".into()),
@@ -291,11 +293,11 @@ mod tests {
         dead.pause_answered = true;
         dead.holder_start += 1; // a process that reused nothing of ours: gone
         dead.save(dir.path()).unwrap();
-        assert_eq!(paused(dir.path()).len(), 2);
+        assert_eq!(ledger.paused().len(), 2);
         // A resume the configuration does not declare is not run.
         // `live` is this process's and its operation runs here: held, never touched.
         let runs_here = |op: &str| op == "op";
-        let refused = resume_orphans(dir.path(), &[], runs_here).await;
+        let refused = ledger.resume_orphans(&[], runs_here).await;
         assert_eq!(refused.len(), 1);
         assert!(refused[0]
             .error
@@ -303,17 +305,21 @@ mod tests {
             .unwrap_or_default()
             .contains("not one the configuration declares"));
         assert!(!marker.exists(), "nothing ran");
-        let resumed = resume_orphans(dir.path(), std::slice::from_ref(&hook), runs_here).await;
+        let resumed = ledger
+            .resume_orphans(std::slice::from_ref(&hook), runs_here)
+            .await;
         assert_eq!(resumed.len(), 1);
         assert!(resumed[0].error.is_none());
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "resume\n");
-        let left: Vec<_> = paused(dir.path()).into_iter().flatten().collect();
+        let left: Vec<_> = ledger.paused().into_iter().flatten().collect();
         assert_eq!(left, vec![live.clone()]);
         // Once its operation has ended here (a resume of it failed, say), it is not held:
         // this process's own retry takes it up.
-        let resumed = resume_orphans(dir.path(), std::slice::from_ref(&hook), |_| false).await;
+        let resumed = ledger
+            .resume_orphans(std::slice::from_ref(&hook), |_| false)
+            .await;
         assert_eq!(resumed.len(), 1);
-        assert!(paused(dir.path()).is_empty());
+        assert!(ledger.paused().is_empty());
     }
 
     /// Two resumers of one record (two processes on one state directory, or a
@@ -321,6 +327,7 @@ mod tests {
     #[tokio::test]
     async fn two_resumers_of_one_record_run_its_resume_once() {
         let dir = tempfile::tempdir().unwrap();
+        let ledger = PauseLedger::new(dir.path());
         let marker = dir.path().join("resumed");
         let hook = HookConfig {
             pause: Some(HookAction::Command(vec!["/bin/true".into()])),
@@ -340,19 +347,16 @@ mod tests {
         let mut record = new_record(0, &hook, &env);
         record.pause_answered = true;
         record.save(dir.path()).unwrap();
-        let (a, b) = tokio::join!(
-            resume(dir.path(), record.clone()),
-            resume(dir.path(), record.clone())
-        );
+        let (a, b) = tokio::join!(ledger.resume(record.clone()), ledger.resume(record.clone()));
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "once\n");
         assert!(a.error.is_none() && b.error.is_none());
         assert!(
             a.elsewhere != b.elsewhere,
             "one ran it, the other stood aside"
         );
-        assert!(paused(dir.path()).is_empty());
+        assert!(ledger.paused().is_empty());
         // Resumed already: a later resumer finds nothing to run.
-        assert!(resume(dir.path(), record).await.elsewhere);
+        assert!(ledger.resume(record).await.elsewhere);
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "once\n");
     }
 
@@ -361,6 +365,7 @@ mod tests {
     #[tokio::test]
     async fn a_record_marked_resumed_is_never_resumed_again() {
         let dir = tempfile::tempdir().unwrap();
+        let ledger = PauseLedger::new(dir.path());
         let marker = dir.path().join("resumed");
         let hook: HookConfig = toml::from_str(&format!(
             "pause = [\"/bin/true\"]\nresume = [\"/bin/sh\", \"-c\", \"echo again >> {}\"]",
@@ -375,16 +380,15 @@ mod tests {
         record.holder_start += 1;
         record.save(dir.path()).unwrap();
         record.mark_resumed(dir.path()).unwrap();
-        let listed = paused(dir.path());
+        let listed = ledger.paused();
         assert!(
             matches!(&listed[..], [Err(why @ RecordError::Resumed { .. })] if why.to_string().contains("resumed but could not be removed")),
             "{listed:?}"
         );
-        assert!(
-            resume_orphans(dir.path(), std::slice::from_ref(&hook), |_| false)
-                .await
-                .is_empty()
-        );
+        assert!(ledger
+            .resume_orphans(std::slice::from_ref(&hook), |_| false)
+            .await
+            .is_empty());
         assert!(!marker.exists(), "not resumed twice");
     }
 

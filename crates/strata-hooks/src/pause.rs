@@ -6,8 +6,8 @@
 //! apply the pause *after* the resume and stay paused with no record left. So:
 //!
 //! - the call goes on in a task of its own after the timeout, for at most `late_pause`
-//!   more, and every resumer in this process waits for it to end first
-//!   ([`wait_for_pause`]);
+//!   more, and every resumer of the same [`PauseLedger`] waits for it to end first
+//!   ([`PauseLedger::wait_for_pause`]);
 //! - a call that ended with an answer (any status) is marked in its record
 //!   ([`PauseRecord::pause_answered`]): one resume after it is enough;
 //! - a call abandoned without an answer (or cut by a crash) may still land: its resume
@@ -15,32 +15,25 @@
 //!   second resume succeeded. Resumes must therefore be idempotent, which the pause
 //!   APIs strata drives are (resuming a running exporter is a no-op).
 
-use crate::{HookAction, HookConfig, HookEnv, HookError, PauseRecord};
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex};
+use crate::{HookAction, HookConfig, HookEnv, HookError, PauseLedger, PauseRecord};
 use tokio::sync::watch;
-
-/// The pause calls of this process still running, by record path: `true` once ended.
-static IN_FLIGHT: LazyLock<Mutex<HashMap<PathBuf, watch::Receiver<bool>>>> =
-    LazyLock::new(Default::default);
 
 /// Issues `hook`'s pause for `record` (saved already: the pause is durable before it is
 /// issued). Returns its answer within the hook's `timeout`, else
 /// [`HookError::Timeout`] while the call goes on (see the module docs).
-pub async fn issue_pause(
-    state_dir: &Path,
+pub(crate) async fn issue_pause(
+    ledger: &PauseLedger,
     record: &PauseRecord,
     hook: &HookConfig,
     env: &HookEnv,
 ) -> Result<String, HookError> {
     let action: HookAction = hook.pause.clone().expect("a pause hook has a pause");
     let timeout = hook.timeout();
-    let path = record.path(state_dir);
+    let path = record.path(ledger.state_dir());
     let (done_tx, done_rx) = watch::channel(false);
-    IN_FLIGHT.lock().unwrap().insert(path.clone(), done_rx);
+    ledger.call_started(path.clone(), done_rx);
     let (answer_tx, answer_rx) = tokio::sync::oneshot::channel();
-    let (state_dir, env, id) = (state_dir.to_path_buf(), env.clone(), record.id.clone());
+    let (ledger, env, id) = (ledger.clone(), env.clone(), record.id.clone());
     let bound = timeout + hook.late_pause();
     tokio::spawn(async move {
         let result = action.run(&env, bound).await;
@@ -55,10 +48,10 @@ pub async fn issue_pause(
                 })
         );
         if answered {
-            mark_answered(&state_dir, &id);
+            mark_answered(&ledger, &id);
         }
         let _ = answer_tx.send(result);
-        IN_FLIGHT.lock().unwrap().remove(&path);
+        ledger.call_ended(&path);
         let _ = done_tx.send(true);
     });
     match tokio::time::timeout(timeout, answer_rx).await {
@@ -70,28 +63,16 @@ pub async fn issue_pause(
     }
 }
 
-/// Records in the pause record at `state_dir` named `id` (if it is still there) that its
-/// pause call answered.
-fn mark_answered(state_dir: &Path, id: &str) {
-    let found = crate::paused(state_dir)
-        .into_iter()
-        .flatten()
-        .find(|r| r.id == id);
+/// Records in the pause record named `id` (if it is still there) that its pause call
+/// answered.
+fn mark_answered(ledger: &PauseLedger, id: &str) {
+    let found = ledger.paused().into_iter().flatten().find(|r| r.id == id);
     if let Some(mut record) = found {
         record.pause_answered = true;
-        if let Err(e) = record.save(state_dir) {
+        if let Err(e) = ledger.save(&record) {
             eprintln!(
                 "strata: warning: pause record {id}: cannot note that the pause answered ({e}): its resume will be sent twice"
             );
         }
-    }
-}
-
-/// Waits until this process's pause call for the record at `path`, if one runs, has
-/// ended (each is bounded by its hook's `timeout` plus `late_pause`).
-pub(crate) async fn wait_for_pause(path: &Path) {
-    let running = IN_FLIGHT.lock().unwrap().get(path).cloned();
-    if let Some(mut done) = running {
-        let _ = done.wait_for(|ended| *ended).await;
     }
 }

@@ -251,8 +251,12 @@ pub enum RecordError {
     },
 }
 /// The pause records under `state_dir`: what is paused now. Unreadable records, and
-/// records someone else could have written, are reported, never run.
-pub fn paused(state_dir: &Path) -> Vec<Result<PauseRecord, RecordError>> {
+/// records someone else could have written, are reported, never run; so are those marked
+/// resumed, in their file or by `resumed_here` (see [`crate::PauseLedger::paused`]).
+pub(crate) fn paused_in(
+    state_dir: &Path,
+    resumed_here: impl Fn(&Path) -> bool,
+) -> Vec<Result<PauseRecord, RecordError>> {
     let dir = pauses_dir(state_dir);
     if dir.exists() {
         if let Err(why) = trusted(&dir, "the pause directory") {
@@ -315,19 +319,4 @@ pub fn new_record(index: usize, hook: &HookConfig, env: &HookEnv) -> PauseRecord
         late_pause_ms: hook.late_pause().as_millis() as u64,
         resumed: false,
     }
-}
-
-/// Records resumed in this process whose files could be neither removed nor rewritten:
-/// never resumed again here.
-static RESUMED_HERE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<PathBuf>>> =
-    std::sync::LazyLock::new(Default::default);
-
-/// Remembers that the record at `path` was resumed (its file could not be changed).
-pub(crate) fn remember_resumed(path: PathBuf) {
-    RESUMED_HERE.lock().unwrap().insert(path);
-}
-
-/// Whether the record at `path` was resumed by this process already.
-pub(crate) fn resumed_here(path: &Path) -> bool {
-    RESUMED_HERE.lock().unwrap().contains(path)
 }

@@ -4,7 +4,7 @@
 use crate::config::*;
 use crate::error::HookError;
 use crate::record::*;
-use std::path::Path;
+use crate::PauseLedger;
 use std::time::Duration;
 
 /// What resuming a pause came to.
@@ -22,8 +22,9 @@ pub struct Resumed {
 /// Runs a pause's resume once its pause call has ended ([`pause`]), retried with backoff
 /// up to its attempts, and once more `late_pause` later when the pause never answered;
 /// removes the record on success, keeps it with the error otherwise.
-pub async fn resume(state_dir: &Path, record: PauseRecord) -> Resumed {
-    crate::pause::wait_for_pause(&record.path(state_dir)).await;
+pub(crate) async fn resume(ledger: &PauseLedger, record: PauseRecord) -> Resumed {
+    let state_dir = ledger.state_dir();
+    ledger.wait_for_pause(&record.path(state_dir)).await;
     let Some((_claim, mut record)) = record.claim(state_dir) else {
         return Resumed {
             record,
@@ -72,7 +73,7 @@ pub async fn resume(state_dir: &Path, record: PauseRecord) -> Resumed {
                 Err(e2) => format!(" nor mark it resumed ({e2}): delete it by hand before the next strata process resumes it again"),
             }
         );
-        crate::record::remember_resumed(record.path(state_dir));
+        ledger.remember_resumed(record.path(state_dir));
     }
     Resumed {
         record,
@@ -107,13 +108,14 @@ pub(crate) async fn resume_attempts(record: &PauseRecord) -> Result<String, Hook
 /// still declares (`configured`) is run; a record whose resume it does not (the hook was
 /// changed since, or the record is not strata's) is reported and kept, for a person to
 /// resume by hand.
-pub async fn resume_orphans(
-    state_dir: &Path,
+pub(crate) async fn resume_orphans(
+    ledger: &PauseLedger,
     configured: &[HookConfig],
     live_here: impl Fn(&str) -> bool,
 ) -> Vec<Resumed> {
+    let state_dir = ledger.state_dir();
     let mut out = Vec::new();
-    for record in paused(state_dir).into_iter().flatten() {
+    for record in ledger.paused().into_iter().flatten() {
         if record.held(&live_here) {
             continue;
         }
@@ -134,7 +136,7 @@ pub async fn resume_orphans(
             });
             continue;
         }
-        let resumed = resume(state_dir, record).await;
+        let resumed = resume(ledger, record).await;
         if !resumed.elsewhere {
             out.push(resumed);
         }

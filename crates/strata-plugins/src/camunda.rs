@@ -29,7 +29,7 @@ use std::time::Duration;
 use strata_agent::backup::NodeSource;
 use strata_agent::service::NodePlugin;
 use strata_cluster::config::{CamundaComponent, Config, NodeConfig};
-use strata_hooks::{self as hooks, HookAction, HookConfig, HookEnv, HookOperation};
+use strata_hooks::{self as hooks, HookAction, HookConfig, HookEnv, HookOperation, PauseLedger};
 
 /// A Camunda 8 cluster (see the module documentation).
 #[derive(Debug, Clone)]
@@ -521,7 +521,7 @@ impl Camunda {
         parts
     }
 
-    async fn backup(&self, env: &HookEnv) -> ExternalOutcome {
+    async fn backup(&self, env: &HookEnv, pauses: &PauseLedger) -> ExternalOutcome {
         let id = env.backup_id.ok_or_else(|| {
             ExternalError::Failed("no backup number to give Camunda as its backupId".into())
         })?;
@@ -550,17 +550,17 @@ impl Camunda {
         let hook = self.exporting_hook();
         let mut record = hooks::new_record(0, &hook, env);
         record.id = format!("{}-{}-exporting", env.id, self.component);
-        if let Err(e) = record.save(&self.state_dir) {
+        if let Err(e) = pauses.save(&record) {
             self.forget(&mut attempt, &created).await;
             return Err(ExternalError::Failed(format!(
                 "cannot record the exporting pause in {} ({e}), so it is not issued",
-                hooks::pauses_dir(&self.state_dir).display()
+                pauses.dir().display()
             )));
         }
         // Should this future be dropped from here on (a SIGTERM ends the backup), the
         // backup resumes the record itself once its steps have ended (it is one of
         // `implied_hooks`), and a process that dies leaves it to the next one.
-        let paused = hooks::issue_pause(&self.state_dir, &record, &hook, env).await;
+        let paused = pauses.issue_pause(&record, &hook, env).await;
         let steps = match paused {
             Ok(_) => {
                 self.paused_steps(id, &mut recorded, &mut attempt, &mut created)
@@ -571,7 +571,7 @@ impl Camunda {
             ))),
         };
         // 5. Resume, whatever happened.
-        let resumed = hooks::resume(&self.state_dir, record).await;
+        let resumed = pauses.resume(record).await;
         let still_paused = resumed.error.map(|why| {
             format!(
                 "Zeebe's exporting ({}) is still paused: {why}; strata retries the resume, or run: curl -X POST {}/actuator/exporting/resume",
@@ -754,8 +754,17 @@ impl Plugin for Camunda {
         })
     }
 
-    async fn external_backup(&self, env: &HookEnv) -> ExternalOutcome {
-        self.backup(env).await
+    async fn external_backup(
+        &self,
+        env: &HookEnv,
+        pauses: Option<&PauseLedger>,
+    ) -> ExternalOutcome {
+        let Some(pauses) = pauses else {
+            return Err(ExternalError::Failed(
+                "no state directory to record the exporting pause in, so none is issued".into(),
+            ));
+        };
+        self.backup(env, pauses).await
     }
 
     /// Camunda's restore is the checklist: its numbered steps.

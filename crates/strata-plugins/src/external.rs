@@ -13,7 +13,7 @@ use std::time::Duration;
 use strata_agent::backup::NodeSource;
 use strata_agent::service::NodePlugin;
 use strata_cluster::config::{Config, NodeConfig};
-use strata_hooks::{HookAction, HookEnv};
+use strata_hooks::{HookAction, HookEnv, PauseLedger};
 
 use strata_cluster::config::default_failed;
 pub use strata_cluster::config::{CommandComponent, HttpComponent};
@@ -374,7 +374,11 @@ impl Plugin for External {
         true
     }
 
-    async fn external_backup(&self, env: &HookEnv) -> ExternalOutcome {
+    async fn external_backup(
+        &self,
+        env: &HookEnv,
+        _pauses: Option<&PauseLedger>,
+    ) -> ExternalOutcome {
         match self {
             External::Http(settings) => http_backup(settings, env).await,
             External::Command(settings) => command_backup(settings, env).await,
@@ -503,7 +507,7 @@ mod tests {
             &["/bin/sh", "-c", &record, "delete-{id}"],
             "10s",
         );
-        let snapshot = plugin.external_backup(&env()).await.unwrap();
+        let snapshot = plugin.external_backup(&env(), None).await.unwrap();
         let recorded = snapshot.recorded;
         assert_eq!(recorded["snapshot_id"], "snap-42", "stderr is never the id");
         assert_eq!(recorded["state"], "done");
@@ -523,7 +527,7 @@ mod tests {
             &[],
             "10s",
         );
-        let recorded = json.external_backup(&env()).await.unwrap().recorded;
+        let recorded = json.external_backup(&env(), None).await.unwrap().recorded;
         assert_eq!(
             (recorded["snapshot_id"].as_str(), recorded["state"].as_str()),
             ("s-7", "sealed")
@@ -535,7 +539,11 @@ mod tests {
     #[tokio::test]
     async fn a_command_that_fails_or_prints_no_id_fails_the_component() {
         let quiet = command(&["/bin/sh", "-c", "echo snap-1 >&2"], &[], &[], "10s");
-        let err = quiet.external_backup(&env()).await.unwrap_err().to_string();
+        let err = quiet
+            .external_backup(&env(), None)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("printed no snapshot id on stdout"), "{err}");
         let failing = command(
             &["/bin/sh", "-c", "echo disk full >&2; exit 1"],
@@ -544,13 +552,17 @@ mod tests {
             "10s",
         );
         let err = failing
-            .external_backup(&env())
+            .external_backup(&env(), None)
             .await
             .unwrap_err()
             .to_string();
         assert!(err.contains("disk full"), "{err}");
         let slow = command(&["/bin/sleep", "10"], &[], &[], "300ms");
-        let err = slow.external_backup(&env()).await.unwrap_err().to_string();
+        let err = slow
+            .external_backup(&env(), None)
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no answer within"), "{err}");
         // An id with a state that says failed is a failed snapshot, deleted at once.
         let dir = tempfile::tempdir().unwrap();
@@ -567,7 +579,7 @@ mod tests {
             "10s",
         );
         let err = reports_failed
-            .external_backup(&env())
+            .external_backup(&env(), None)
             .await
             .unwrap_err()
             .to_string();

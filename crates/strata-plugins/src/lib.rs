@@ -331,7 +331,14 @@ pub trait Plugin: Send + Sync {
     }
 
     /// An external component's backup: asks the system for a snapshot and waits for it.
-    async fn external_backup(&self, _env: &strata_hooks::HookEnv) -> ExternalOutcome {
+    /// A pause it issues itself is recorded in `pauses`, the ledger the coordinator's
+    /// resumers share (none: the coordinator has no state directory, and such a pause is
+    /// refused).
+    async fn external_backup(
+        &self,
+        _env: &strata_hooks::HookEnv,
+        _pauses: Option<&strata_hooks::PauseLedger>,
+    ) -> ExternalOutcome {
         Err(ExternalError::Failed(format!(
             "the {} plugin has nodes, not an external snapshot",
             self.name()

@@ -95,6 +95,9 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
     };
     let mut local_agents = HashMap::new();
     let mut roles = Vec::new();
+    // One ledger of the state directory's pause records for the agent and the coordinator
+    // served here: a resume waits for a pause call still running in either.
+    let pauses = strata_coordinator::hooks::PauseLedger::new(config.state_dir());
     if let Some(name) = &node {
         let Some(node_config) = config.nodes.iter().find(|n| &n.name == name) else {
             return Err(ComposeError::Usage(format!(
@@ -113,7 +116,7 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
             ))
         })?;
         let agent = strata_agent::service::Agent::start(
-            setup::node_agent_config(&config, node_config),
+            setup::node_agent_config(&config, node_config, &pauses),
             repos.clone(),
         );
         local_agents.insert(name.clone(), agent.clone());
@@ -131,8 +134,15 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
         let repo = storage
             .open_repository(&config, coordinator_password.as_deref(), true)
             .await?;
-        let nodes = setup::build_nodes(&config, &config.nodes, repos.clone(), &local_agents)?;
-        let coordinator = setup::coordinator(&config, &storage, repo, nodes, events.clone());
+        let nodes = setup::build_nodes(
+            &config,
+            &config.nodes,
+            repos.clone(),
+            &local_agents,
+            &pauses,
+        )?;
+        let coordinator =
+            setup::coordinator(&config, &storage, repo, nodes, events.clone(), &pauses);
         stoppable = Some(coordinator.clone());
         parts.readiness = Arc::new(crate::ServerReadiness {
             config: config.clone(),

@@ -75,16 +75,19 @@ impl Agent {
                 env.phase = "pause".into();
                 let mut record = strata_hooks::new_record(index, hook, &env);
                 record.id = self.record_id(&request.operation, index);
-                record.save(&self.config.state_dir).map_err(|e| {
+                self.config.pauses.save(&record).map_err(|e| {
                     self.hook_failed(
                         hook,
                         format!(
                             "cannot record the pause in {} ({e}), so it is not issued",
-                            strata_hooks::pauses_dir(&self.config.state_dir).display()
+                            self.config.pauses.dir().display()
                         ),
                     )
                 })?;
-                let output = strata_hooks::issue_pause(&self.config.state_dir, &record, hook, &env)
+                let output = self
+                    .config
+                    .pauses
+                    .issue_pause(&record, hook, &env)
                     .await
                     .map_err(|why| self.hook_failed(hook, why.to_string()))?;
                 Ok(HookReply { output })
@@ -99,7 +102,7 @@ impl Agent {
                         output: "nothing paused (resumed already)".into(),
                     });
                 };
-                let resumed = strata_hooks::resume(&self.config.state_dir, record).await;
+                let resumed = self.config.pauses.resume(record).await;
                 match (resumed.error, resumed.elsewhere) {
                     (None, false) => Ok(HookReply {
                         output: resumed.output,
@@ -202,7 +205,7 @@ impl Agent {
     /// This node's pause records under its state directory, and the ones it cannot trust.
     fn records(&self) -> (Vec<PauseRecord>, Vec<String>) {
         let (mut records, mut problems) = (Vec::new(), Vec::new());
-        for record in strata_hooks::paused(&self.config.state_dir) {
+        for record in self.config.pauses.paused() {
             match record {
                 Ok(r) if r.node.as_deref() == Some(self.name()) => records.push(r),
                 Ok(_) => {}
@@ -244,7 +247,7 @@ impl Agent {
         };
         let lock = self.hook_lock(index);
         let _serial = lock.lock().await;
-        strata_hooks::resume(&self.config.state_dir, record).await
+        self.config.pauses.resume(record).await
     }
 
     /// Resumes, in the background, what `operation` left paused on this node: its lease

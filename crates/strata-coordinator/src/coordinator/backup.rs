@@ -467,9 +467,10 @@ impl<'a> Announced<'a> {
                             backup_id: Some(number),
                             ..HookEnv::default()
                         };
+                        let pauses = run.coordinator.hooks().pauses.clone();
                         async move {
                             let outcome = run
-                                .unless_stopped(c.plugin.external_backup(&env))
+                                .unless_stopped(c.plugin.external_backup(&env, pauses.as_ref()))
                                 .await
                                 .unwrap_or_else(|stopped| Err(ExternalError::Failed(stopped.0)));
                             (c.name.clone(), outcome)
@@ -759,10 +760,11 @@ impl Recorded<'_> {
 /// cancelled); returns the ones whose resume still failed.
 async fn resume_component_pauses(run: &Run) -> Vec<String> {
     let set = run.coordinator.hooks();
-    let Some(state_dir) = &set.state_dir else {
+    let Some(ledger) = &set.pauses else {
         return Vec::new();
     };
-    let mine = crate::hooks::paused(state_dir)
+    let mine = ledger
+        .paused()
         .into_iter()
         .flatten()
         .filter(|r| r.operation == run.id && r.holder_pid == std::process::id())
@@ -776,7 +778,7 @@ async fn resume_component_pauses(run: &Run) -> Vec<String> {
         });
     let mut failed = Vec::new();
     for record in mine.collect::<Vec<_>>() {
-        let resumed = crate::hooks::resume(state_dir, record).await;
+        let resumed = ledger.resume(record).await;
         if let Some(why) = resumed.error {
             failed.push(format!(
                 "hook {}: resume failed: {why}",

@@ -258,14 +258,14 @@ impl Coordinator {
     /// [`crate::hooks::resume_orphans`]); returns what each came to, a line each.
     pub async fn resume_orphans(&self) -> Vec<String> {
         let hooks = self.hooks();
-        let Some(state_dir) = hooks.state_dir.clone() else {
+        let Some(ledger) = hooks.pauses.clone() else {
             return Vec::new();
         };
         let mut lines = Vec::new();
         let pausing = self.pausing.clone();
         let live_here = move |op: &str| pausing.lock().unwrap().contains(op);
         let declared: Vec<_> = hooks.hooks.iter().chain(&hooks.implied).cloned().collect();
-        for resumed in crate::hooks::resume_orphans(&state_dir, &declared, live_here).await {
+        for resumed in ledger.resume_orphans(&declared, live_here).await {
             let record = &resumed.record;
             let line = match &resumed.error {
                 None => {
@@ -503,8 +503,8 @@ impl Coordinator {
             .filter(|l| l.is_live(now))
             .collect();
         let (mut paused, mut pause_problems) = (Vec::new(), Vec::new());
-        if let Some(dir) = &self.hooks().state_dir {
-            for record in crate::hooks::paused(dir) {
+        if let Some(ledger) = &self.hooks().pauses {
+            for record in ledger.paused() {
                 match record {
                     Ok(record) => paused.push(crate::hooks::shown_record(&record)),
                     Err(why) => pause_problems.push(why.to_string()),
