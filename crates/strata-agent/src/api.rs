@@ -297,44 +297,8 @@ pub struct ApiError {
     pub message: String,
 }
 
-/// Stable error codes of the node and coordinator APIs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The request is malformed.
-    BadRequest,
-    /// No or a wrong bearer token.
-    Unauthorized,
-    /// The token is valid but may not do this (a `read` token asking for a change).
-    Forbidden,
-    /// Another operation holds the node or the cluster.
-    Busy,
-    /// The caller's lease is missing or expired.
-    LeaseLost,
-    /// No such operation, backup or node.
-    NotFound,
-    /// The path exists but not with this HTTP method (the `Allow` header lists those it
-    /// has).
-    MethodNotAllowed,
-    /// The request body is larger than the server accepts.
-    TooLarge,
-    /// Too many requests without a valid token from this client address: wait
-    /// (`Retry-After`) and try again with the right token.
-    TooManyRequests,
-    /// The operation was cancelled.
-    Cancelled,
-    /// The peer speaks another API version.
-    Version,
-    /// The node could not be reached.
-    Unreachable,
-    /// Data the operation needs is damaged: a summary, manifest, index object or blob
-    /// that does not decode or check (the message names it and the repair).
-    Damaged,
-    /// The repository's password is wrong or missing (on the server that answered).
-    Password,
-    /// The operation failed.
-    Failed,
-}
+/// The kinds of failure and their codes live in `strata-failure`, the one classification.
+pub use strata_failure::ErrorCode;
 
 impl ApiError {
     /// An error with `code` and a human message.
@@ -347,19 +311,6 @@ impl ApiError {
 
     /// The HTTP status that carries this error.
     pub fn http_status(&self) -> u16 {
-        match self.code {
-            ErrorCode::BadRequest => 400,
-            ErrorCode::Unauthorized => 401,
-            ErrorCode::Forbidden => 403,
-            ErrorCode::NotFound => 404,
-            ErrorCode::MethodNotAllowed => 405,
-            ErrorCode::TooLarge => 413,
-            ErrorCode::TooManyRequests => 429,
-            ErrorCode::Busy | ErrorCode::LeaseLost => 409,
-            ErrorCode::Version => 426,
-            ErrorCode::Cancelled => 499,
-            ErrorCode::Unreachable => 502,
-            ErrorCode::Damaged | ErrorCode::Password | ErrorCode::Failed => 500,
-        }
+        self.code.http_status()
     }
 }

@@ -18,20 +18,18 @@ pub mod config {
 pub mod failure {
     pub use strata_agent::api::{ApiError, ErrorCode};
     pub use strata_agent::AgentError;
-    pub use strata_coordinator::{error_chain, repo_code, CoordinatorError};
+    pub use strata_coordinator::{error_chain, CoordinatorError};
     pub use strata_repo::RepoError;
     pub use strata_store::StoreError;
 
-    /// The API code of a kind of table lifecycle failure: the one translation, used by
-    /// the server's answers and (through its exit code) by the command line, so a
-    /// failure exits the same whether it happened here or a server answered it.
+    /// [`RepoError::code`], by its old name.
+    pub fn repo_code(err: &RepoError) -> ErrorCode {
+        err.code()
+    }
+
+    /// [`strata_tables::ErrorKind::code`], by its old name.
     pub fn tables_code(kind: strata_tables::ErrorKind) -> ErrorCode {
-        match kind {
-            strata_tables::ErrorKind::BadInput => ErrorCode::BadRequest,
-            strata_tables::ErrorKind::NotFound => ErrorCode::NotFound,
-            strata_tables::ErrorKind::Busy => ErrorCode::Busy,
-            strata_tables::ErrorKind::Failed => ErrorCode::Failed,
-        }
+        kind.code()
     }
 }
 

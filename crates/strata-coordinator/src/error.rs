@@ -80,9 +80,7 @@ impl CoordinatorError {
     /// `strata server` exits as it does in process).
     pub fn code(&self) -> ErrorCode {
         match self {
-            CoordinatorError::Repo(e) | CoordinatorError::Agent(AgentError::Repo(e)) => {
-                repo_code(e)
-            }
+            CoordinatorError::Repo(e) | CoordinatorError::Agent(AgentError::Repo(e)) => e.code(),
             CoordinatorError::Agent(AgentError::UnsafeManifest(_)) => ErrorCode::Damaged,
             CoordinatorError::Agent(_) => ErrorCode::Failed,
             CoordinatorError::NoBackup(_) | CoordinatorError::NoNode(_) => ErrorCode::NotFound,
@@ -99,21 +97,6 @@ impl CoordinatorError {
             CoordinatorError::Api(e) => e.code,
             CoordinatorError::Plugin(e) => e.code(),
         }
-    }
-}
-
-/// [`CoordinatorError::code`] of a repository error.
-pub fn repo_code(err: &RepoError) -> ErrorCode {
-    match err {
-        RepoError::WrongPassword(_) | RepoError::PasswordRequired(_) => ErrorCode::Password,
-        RepoError::NoSuchBackup(_) => ErrorCode::NotFound,
-        RepoError::NotARepository(_)
-        | RepoError::AlreadyInitialized(_)
-        | RepoError::InitRaced { .. }
-        | RepoError::NeedsMigration(_)
-        | RepoError::KeyRefused(_) => ErrorCode::BadRequest,
-        RepoError::Corrupted { .. } => ErrorCode::Damaged,
-        _ => ErrorCode::Failed,
     }
 }
 

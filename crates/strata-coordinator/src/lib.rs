@@ -82,7 +82,7 @@ mod stats;
 pub mod storage;
 pub mod wal_queue;
 
-pub use error::{repo_code, CoordinatorError, CoordinatorResult};
+pub use error::{CoordinatorError, CoordinatorResult};
 pub use resolve::{damaged_match, names_a_point_in_time, resolve_backup, resolve_backup_for};
 /// Error chains as one line: "what: why: why".
 pub use strata_util::error_chain;

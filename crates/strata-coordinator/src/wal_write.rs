@@ -10,6 +10,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use strata_agent::api::ErrorCode;
 use strata_postgres::wal::{self, Pushed, PushedFile};
 use strata_postgres::PgError;
 use strata_repo::Repository;
@@ -30,6 +31,19 @@ pub enum WalError {
     /// Storing the files failed (the storage, the lock, the repository).
     #[error(transparent)]
     Failed(#[from] CoordinatorError),
+}
+
+impl WalError {
+    /// What kind of failure this is (exit code and HTTP status: see `strata-failure`).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            WalError::NotFound(_) => ErrorCode::NotFound,
+            WalError::Busy(_) => ErrorCode::Busy,
+            // Opening the repository failed as that failure did (a password, damage).
+            WalError::Open(err) => err.code(),
+            WalError::Failed(_) => ErrorCode::Failed,
+        }
+    }
 }
 
 impl From<PgError> for WalError {
@@ -116,4 +130,31 @@ pub async fn push_paths_hashed(
     let outcome = wal::push_hashed(&repo, paths, config.backup.writer_options()).await;
     mark.release().await;
     Ok(outcome?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_repo::RepoError;
+
+    /// Each kind once: what `strata wal-push` exits with comes from here.
+    #[test]
+    fn every_wal_failure_has_its_code() {
+        let cases = [
+            (WalError::NotFound("x".into()), ErrorCode::NotFound),
+            (WalError::Busy("x".into()), ErrorCode::Busy),
+            (
+                WalError::Open(RepoError::WrongPassword("x".into()).into()),
+                ErrorCode::Password,
+            ),
+            (
+                WalError::Failed(CoordinatorError::NothingToDo("x".into())),
+                ErrorCode::Failed,
+            ),
+            (PgError::WalMissing("x".into()).into(), ErrorCode::NotFound),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.code(), code, "{err:?}");
+        }
+    }
 }

@@ -1,3 +1,4 @@
+use strata_failure::ErrorCode;
 use strata_store::StoreError;
 
 /// Errors of the repository layer. Each says what failed; the edge adds what to do.
@@ -78,6 +79,26 @@ fn left_behind(key_file: &str, removed: bool) -> String {
 }
 
 impl RepoError {
+    /// What kind of failure this is (exit code and HTTP status: see `strata-failure`).
+    /// Every variant is named, so a new one is classified where it is added.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            RepoError::WrongPassword(_) | RepoError::PasswordRequired(_) => ErrorCode::Password,
+            RepoError::NoSuchBackup(_) => ErrorCode::NotFound,
+            RepoError::NotARepository(_)
+            | RepoError::AlreadyInitialized(_)
+            | RepoError::InitRaced { .. }
+            | RepoError::NeedsMigration(_)
+            | RepoError::KeyRefused(_) => ErrorCode::BadRequest,
+            RepoError::Corrupted { .. } => ErrorCode::Damaged,
+            RepoError::Store(_)
+            | RepoError::UnsupportedVersion { .. }
+            | RepoError::MissingBlob(_)
+            | RepoError::Pipeline(_)
+            | RepoError::ConfigNotAuthentic(_) => ErrorCode::Failed,
+        }
+    }
+
     /// Shorthand for a corruption error.
     pub fn corrupted(what: impl Into<String>, why: impl std::fmt::Display) -> Self {
         RepoError::Corrupted {
@@ -89,3 +110,37 @@ impl RepoError {
 
 /// Result alias of the repository layer.
 pub type RepoResult<T> = Result<T, RepoError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every variant once, as the API and the command line classify it.
+    #[test]
+    fn every_repository_failure_has_its_code() {
+        let s = || "x".to_string();
+        let cases = [
+            (
+                RepoError::Store(StoreError::NotFound {
+                    key: "k".into(),
+                    store: "s".into(),
+                }),
+                ErrorCode::Failed,
+            ),
+            (RepoError::NotARepository(s()), ErrorCode::BadRequest),
+            (RepoError::AlreadyInitialized(s()), ErrorCode::BadRequest),
+            (RepoError::WrongPassword(s()), ErrorCode::Password),
+            (RepoError::PasswordRequired(s()), ErrorCode::Password),
+            (RepoError::corrupted("a", "b"), ErrorCode::Damaged),
+            (RepoError::MissingBlob(s()), ErrorCode::Failed),
+            (RepoError::Pipeline(s()), ErrorCode::Failed),
+            (RepoError::ConfigNotAuthentic(s()), ErrorCode::Failed),
+            (RepoError::NeedsMigration(s()), ErrorCode::BadRequest),
+            (RepoError::KeyRefused(s()), ErrorCode::BadRequest),
+            (RepoError::NoSuchBackup(s()), ErrorCode::NotFound),
+        ];
+        for (err, code) in cases {
+            assert_eq!(err.code(), code, "{err:?}");
+        }
+    }
+}

@@ -140,7 +140,27 @@ pub enum ErrorKind {
     Failed,
 }
 
+impl ErrorKind {
+    /// The kind's code in the one classification (`strata-failure`): its exit code and
+    /// HTTP status, so a failure exits the same whether it happened here or a server
+    /// answered it.
+    pub fn code(self) -> strata_failure::ErrorCode {
+        use strata_failure::ErrorCode;
+        match self {
+            ErrorKind::BadInput => ErrorCode::BadRequest,
+            ErrorKind::NotFound => ErrorCode::NotFound,
+            ErrorKind::Busy => ErrorCode::Busy,
+            ErrorKind::Failed => ErrorCode::Failed,
+        }
+    }
+}
+
 impl TablesError {
+    /// What kind of failure this is, in the one classification (see [`ErrorKind::code`]).
+    pub fn code(&self) -> strata_failure::ErrorCode {
+        self.kind().code()
+    }
+
     /// What kind of failure this is: the classification the CLI's exit codes and the
     /// API's error codes both follow. Every variant is named, so a new one is classified
     /// where it is added.
