@@ -297,6 +297,132 @@ struct Attempt<'a> {
     left_out: BTreeMap<String, crate::component::LeftOut>,
 }
 
+impl Attempt<'_> {
+    /// The backup's summary, as the nodes' and components' results make it: what
+    /// `record` writes last.
+    fn summary(
+        &self,
+        node_summaries: BTreeMap<usize, NodeSummary>,
+        mut external: BTreeMap<String, crate::plugin::ExternalOutcome>,
+        still_paused: Vec<String>,
+    ) -> BackupSummary {
+        let run = self.run;
+        let coordinator = &run.coordinator;
+        let nodes = self.node_results(node_summaries);
+        let components: Vec<ComponentSummary> = self
+            .components
+            .iter()
+            .map(|c| match self.left_out.get(&c.name) {
+                Some(out) => ComponentSummary {
+                    name: c.name.clone(),
+                    plugin: c.plugin.name().to_string(),
+                    plugin_version: c.plugin.data_version(),
+                    optional: c.optional,
+                    order: c.order,
+                    status: Some(match out.unreachable {
+                        true => ComponentStatus::Absent,
+                        false => ComponentStatus::Failed,
+                    }),
+                    error: Some(out.why.clone()),
+                    ..ComponentSummary::default()
+                },
+                None => component_summary(
+                    c,
+                    &nodes,
+                    &self.absent,
+                    &mut external,
+                    self.failed_early.as_deref(),
+                ),
+            })
+            .collect();
+        BackupSummary {
+            name: run.id.clone(),
+            started: humantime::format_rfc3339_millis(self.started).to_string(),
+            duration_ms: self.clock.elapsed().as_millis() as u64,
+            status: backup_status(&components),
+            strata_version: env!("CARGO_PKG_VERSION").to_string(),
+            nodes,
+            requests: coordinator
+                .requests
+                .as_ref()
+                .zip(self.requests_before.as_ref())
+                .map(|(counter, before)| counter.counts().since(before)),
+            components,
+            still_paused,
+        }
+    }
+
+    /// Each member node's result: its summary, or failed with why (its own failure, or
+    /// another node's that stopped the backup before it finished).
+    fn node_results(&self, mut node_summaries: BTreeMap<usize, NodeSummary>) -> Vec<NodeSummary> {
+        let run = self.run;
+        let coordinator = &run.coordinator;
+        let failed_node = run.failures.first_outside(&run.optional);
+        let component_of = |i: usize| self.components.iter().find(|c| c.nodes.contains(&i));
+        run.members
+            .iter()
+            .map(|&i| {
+                let name = coordinator.nodes[i].name().to_string();
+                let zone = coordinator.zones[i].clone();
+                let component = component_of(i).map(|c| c.name.clone());
+                if let Some(why) = run.failures.get(i) {
+                    return NodeSummary {
+                        name,
+                        zone,
+                        component,
+                        status: BackupStatus::Failed,
+                        error: Some(why),
+                        ..NodeSummary::default()
+                    };
+                }
+                let summary = match (node_summaries.remove(&i), &failed_node) {
+                    (Some(summary), None) => summary,
+                    (summary, Some(bad)) => NodeSummary {
+                        name,
+                        status: BackupStatus::Failed,
+                        error: Some(format!(
+                            "not finished: node {} failed",
+                            coordinator.nodes[*bad].name()
+                        )),
+                        has_manifest: summary.is_some_and(|s| s.has_manifest),
+                        ..NodeSummary::default()
+                    },
+                    (None, None) => NodeSummary {
+                        name,
+                        status: BackupStatus::Failed,
+                        error: Some("no result".into()),
+                        ..NodeSummary::default()
+                    },
+                };
+                NodeSummary {
+                    zone,
+                    component,
+                    ..summary
+                }
+            })
+            .collect()
+    }
+}
+
+/// Tells every live node to keep this backup as the base of its next files cache
+/// (`commit`) or to drop what it prepared.
+async fn settle_nodes(run: &Run, commit: bool) {
+    on_nodes(&run.live(), |i| {
+        let (node, id) = (run.node(i), run.id.clone());
+        async move {
+            let result = if commit {
+                node.commit(&id).await
+            } else {
+                node.abort(&id).await
+            };
+            if let Err(e) = result {
+                eprintln!("strata: warning: {e}");
+            }
+        }
+    })
+    .await;
+}
+
 /// Phase 1 done: announced to garbage collection, hooks run, components paused.
 struct Announced<'a> {
     attempt: Attempt<'a>,
@@ -555,107 +681,14 @@ impl<'a> Resumed<'a> {
             attempt,
             lock,
             mark,
-            mut node_summaries,
-            mut external,
+            node_summaries,
+            external,
             still_paused,
             hook_errors,
         } = self;
-        let Attempt {
-            run,
-            components,
-            absent,
-            left_out,
-            failed_early,
-            started,
-            clock,
-            requests_before,
-            ..
-        } = &attempt;
-        let (run, components, started, clock): (&Arc<Run>, &[Component], SystemTime, Instant) =
-            (run, components, *started, *clock);
+        let summary = attempt.summary(node_summaries, external, still_paused);
+        let (run, components) = (attempt.run, attempt.components);
         let coordinator = &run.coordinator;
-        let failed_node = run.failures.first_outside(&run.optional);
-        let component_of = |i: usize| components.iter().find(|c| c.nodes.contains(&i));
-        let nodes: Vec<NodeSummary> = run
-            .members
-            .iter()
-            .map(|&i| {
-                let name = coordinator.nodes[i].name().to_string();
-                let zone = coordinator.zones[i].clone();
-                let component = component_of(i).map(|c| c.name.clone());
-                if let Some(why) = run.failures.get(i) {
-                    return NodeSummary {
-                        name,
-                        zone,
-                        component,
-                        status: BackupStatus::Failed,
-                        error: Some(why),
-                        ..NodeSummary::default()
-                    };
-                }
-                let summary = match (node_summaries.remove(&i), &failed_node) {
-                    (Some(summary), None) => summary,
-                    (summary, Some(bad)) => NodeSummary {
-                        name,
-                        status: BackupStatus::Failed,
-                        error: Some(format!(
-                            "not finished: node {} failed",
-                            coordinator.nodes[*bad].name()
-                        )),
-                        has_manifest: summary.is_some_and(|s| s.has_manifest),
-                        ..NodeSummary::default()
-                    },
-                    (None, None) => NodeSummary {
-                        name,
-                        status: BackupStatus::Failed,
-                        error: Some("no result".into()),
-                        ..NodeSummary::default()
-                    },
-                };
-                NodeSummary {
-                    zone,
-                    component,
-                    ..summary
-                }
-            })
-            .collect();
-        let component_summaries: Vec<ComponentSummary> = components
-            .iter()
-            .map(|c| match left_out.get(&c.name) {
-                Some(out) => ComponentSummary {
-                    name: c.name.clone(),
-                    plugin: c.plugin.name().to_string(),
-                    plugin_version: c.plugin.data_version(),
-                    optional: c.optional,
-                    order: c.order,
-                    status: Some(match out.unreachable {
-                        true => ComponentStatus::Absent,
-                        false => ComponentStatus::Failed,
-                    }),
-                    error: Some(out.why.clone()),
-                    ..ComponentSummary::default()
-                },
-                None => {
-                    component_summary(c, &nodes, absent, &mut external, failed_early.as_deref())
-                }
-            })
-            .collect();
-        let status = backup_status(&component_summaries);
-        let summary = BackupSummary {
-            name: run.id.clone(),
-            started: humantime::format_rfc3339_millis(started).to_string(),
-            duration_ms: clock.elapsed().as_millis() as u64,
-            status,
-            strata_version: env!("CARGO_PKG_VERSION").to_string(),
-            nodes,
-            requests: coordinator
-                .requests
-                .as_ref()
-                .zip(requests_before.as_ref())
-                .map(|(counter, before)| counter.counts().since(before)),
-            components: component_summaries,
-            still_paused,
-        };
         // A coordinator that lost the cluster lock (another process fenced it, or this one
         // was stalled past its TTL) records nothing: the repository belongs to whoever holds
         // the lock now, and a summary could name manifests or data that process removes.
@@ -674,21 +707,8 @@ impl<'a> Resumed<'a> {
             mark.release().await;
         }
         // Only a recorded, usable backup may become the base of the next one's files caches.
-        let commit = fenced.is_ok() && saved.is_ok() && status != BackupStatus::Failed;
-        on_nodes(&run.live(), |i| {
-            let (node, id) = (run.node(i), run.id.clone());
-            async move {
-                let result = if commit {
-                    node.commit(&id).await
-                } else {
-                    node.abort(&id).await
-                };
-                if let Err(e) = result {
-                    eprintln!("strata: warning: {e}");
-                }
-            }
-        })
-        .await;
+        let commit = fenced.is_ok() && saved.is_ok() && summary.status != BackupStatus::Failed;
+        settle_nodes(run, commit).await;
         run.release_all().await;
         if lock.check().is_ok() {
             // This backup's engine parts: owned by its summary now, or (an attempt cut
