@@ -4,8 +4,10 @@
 //! `strata` binary first, depends on the engine through this crate only: the binary's
 //! Cargo.toml names no engine crate, so the compiler keeps it that way.
 
-/// The configuration (`strata.toml`): its types, defaults and parse errors.
+/// The configuration (`strata.toml`): its types, defaults and parse errors, and the file
+/// as a whole (the coordinator's part and the sections beside it).
 pub mod config {
+    pub use crate::config_file::{default_text, load, parse, Sections, Shown};
     pub use strata_coordinator::config::{
         default_config, parse_error, Config, ConfigError, PolicyOverrides, SecretSource,
         StorageConfig, DEFAULT_CONFIG_END,
@@ -51,6 +53,7 @@ pub mod reports {
 
 /// What a request may ask, checked where the engine checks it.
 pub mod requests {
+    pub use crate::restore_args::{node_map, RecoveryArgs};
     pub use strata_agent::restore::RestoreOptions;
     pub use strata_coordinator::actions::parse_percent;
     pub use strata_coordinator::input::check_include;

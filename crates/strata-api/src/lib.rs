@@ -51,14 +51,23 @@
 #![deny(missing_docs)]
 
 mod client;
+mod config_file;
 mod engine;
 mod events;
+mod here;
 mod http;
 mod in_process;
+mod restore_args;
+mod tables;
+mod tables_here;
 mod tables_http;
 pub mod types;
+pub mod verdicts;
 
-pub use client::{BackupList, BackupRequest, Cluster, Outcome, Running, Tables};
+pub use client::{BackupList, BackupRequest, Cluster, Outcome, Running};
 pub use engine::{config, failure, keys, mask, reports, requests, runs, wal, wal_archiver};
+pub use here::{skipped_into_dir, DirRestored, LaidDown, LayDownError};
 pub use http::Http;
 pub use in_process::{AskPassword, InProcess, Initialized};
+pub use tables::{TablePlans, Tables, TablesFailure, TablesOutcome};
+pub use tables_here::TablesHere;

@@ -401,6 +401,31 @@ pub struct TableRestoreBody {
 }
 
 impl TableRestoreBody {
+    /// The body that asks a server for `request` (its dump and stop stay here).
+    pub fn from_request(request: strata_coordinator::table_restore::TableRestore) -> Self {
+        use strata_postgres::recovery::Target;
+        let target = request.target;
+        TableRestoreBody {
+            database: request.database,
+            tables: request.tables,
+            rename: request.rename,
+            node: request.node,
+            target_immediate: target == Target::Immediate,
+            target_time: match &target {
+                Target::Time(t) => Some(t.clone()),
+                _ => None,
+            },
+            target_lsn: match &target {
+                Target::Lsn(l) => Some(l.clone()),
+                _ => None,
+            },
+            target_xid: match target {
+                Target::Xid(x) => Some(x),
+                _ => None,
+            },
+        }
+    }
+
     /// The request the use case takes; a body naming two targets is refused.
     // String: a validator of the body; callers wrap the line at once (CoordinatorError::Invalid).
     pub fn into_request(self) -> Result<strata_coordinator::table_restore::TableRestore, String> {

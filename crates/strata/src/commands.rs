@@ -13,7 +13,7 @@ pub async fn run(cli: Cli) -> CommandResult {
         command: ConfigCommand::Default,
     } = &cli.command
     {
-        print!("{}", crate::config::default_text());
+        print!("{}", strata_api::config::default_text());
         return Ok(0);
     }
     match &cli.command {
@@ -170,7 +170,7 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             command: ConfigCommand::Show,
         } => {
             // Secrets masked, as the server's /config shows them.
-            let shown = crate::config::Shown::new(&ctx.config, &ctx.sections);
+            let shown = strata_api::config::Shown::new(&ctx.config, &ctx.sections);
             let text = toml::to_string_pretty(&shown)
                 .map_err(|e| Failure::new(code::FAILED, e.to_string()))?;
             print!("{text}");

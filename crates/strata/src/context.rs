@@ -17,7 +17,7 @@ pub(crate) type CommandResult = Result<u8, Failure>;
 pub(crate) struct Context {
     pub(crate) config: Config,
     /// The sections of the file other crates own (`[tables]`, `[pgq]`).
-    pub(crate) sections: crate::config::Sections,
+    pub(crate) sections: strata_api::config::Sections,
     pub(crate) global: Global,
     /// The use cases run in this process (also what `--server` does not cover: init,
     /// keys, WAL archiving, restores into a directory here).
@@ -73,12 +73,12 @@ impl Context {
     /// The configuration of `--config`, `./strata.toml` or the defaults; with
     /// `own_config` false `--config` belongs to the command and strata's own is not read.
     pub(crate) fn load(global: Global, own_config: bool) -> Result<Context, Failure> {
-        let defaults = || crate::config::parse("", Path::new("(defaults)"), Path::new("."));
+        let defaults = || strata_api::config::parse("", Path::new("(defaults)"), Path::new("."));
         let (mut config, sections) = match &global.config {
             Some(_) if !own_config => defaults()?,
-            Some(path) => crate::config::load(path)?,
+            Some(path) => strata_api::config::load(path)?,
             None if Path::new("strata.toml").exists() => {
-                crate::config::load(Path::new("strata.toml"))?
+                strata_api::config::load(Path::new("strata.toml"))?
             }
             None => defaults()?,
         };

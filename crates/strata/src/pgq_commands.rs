@@ -18,7 +18,7 @@ use strata_pgq::{PgqCommand, PgqError};
 /// whole file is read and checked, as every command does; relative paths are relative to
 /// it). Read again on SIGHUP.
 fn read_strata_config(path: &Path) -> Result<TickerConfig, PgqError> {
-    let (_, sections) = crate::config::load(path).map_err(|e| PgqError::Config {
+    let (_, sections) = strata_api::config::load(path).map_err(|e| PgqError::Config {
         path: path.display().to_string(),
         reason: match e {
             ConfigError::Parse { message, .. } => message,

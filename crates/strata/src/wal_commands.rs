@@ -1,9 +1,9 @@
-//! `strata wal-push`, `wal-fetch`, `wal list|verify`, and the recovery options of
-//! `strata restore`: the commands PostgreSQL and operators run around the WAL archive.
+//! `strata wal-push`, `wal-fetch`, `wal list|verify|archiver|status|prefetch`: the
+//! commands PostgreSQL and operators run around the WAL archive.
 //! The work is in `strata_api::wal`; this parses, calls, prints and picks the
 //! exit code PostgreSQL acts on.
 
-use crate::cli::{RecoveryArgs, WalCommand};
+use crate::cli::WalCommand;
 use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output::print_json;
@@ -11,26 +11,11 @@ use crate::output::size;
 use std::path::Path;
 use strata_api::wal::{self, WalError};
 use strata_api::wal_archiver;
-use strata_postgres::recovery::{RecoveryPlan, Target, TargetAction};
 use strata_postgres::wal::Pushed;
 
 /// Exit code of `wal-fetch` for anything but "not in the archive": above 125, which makes
 /// PostgreSQL stop recovery instead of taking the failure for the end of the archive.
 const FETCH_ABORT: u8 = 126;
-
-/// The recovery plan the options ask for (`None`: the defaults of the restore).
-pub(crate) fn recovery_plan(args: RecoveryArgs) -> Result<Option<RecoveryPlan>, Failure> {
-    let action = TargetAction::parse(&args.target_action).ok_or_else(|| {
-        let wrong = &args.target_action;
-        let why = format!("--target-action {wrong:?}: use promote, pause or shutdown");
-        Failure::new(code::USAGE, why)
-    })?;
-    let (time, lsn, xid) = (args.target_time, args.target_lsn, args.target_xid);
-    let target = Target::from_options(time, lsn, xid, args.target_immediate);
-    // The same check the API makes (strata_postgres::recovery_input).
-    RecoveryPlan::unless_default(target, action, !args.no_start, args.no_archive)
-        .map_err(|e| Failure::new(code::USAGE, e.to_string()))
-}
 
 impl Context {
     /// `strata wal-push PATH`.

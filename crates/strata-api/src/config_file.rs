@@ -1,6 +1,7 @@
-//! The application's configuration file, composed from the sections their crates own.
+//! The application's configuration file (`strata.toml`), composed from the sections their
+//! crates own: what the command line, the server and any other front end read.
 //!
-//! The coordinator owns most of the file ([`strata_api::config::Config`]: storages,
+//! The coordinator owns most of the file ([`crate::config::Config`]: storages,
 //! nodes, server, retention, postgres, ...); strata-tables owns `[tables]` and strata-pgq
 //! owns `[pgq]`. Those two sit beside the coordinator, which does not know them, so the
 //! file is split here, at the top: each section goes to its owner's type, defaults and
@@ -8,9 +9,9 @@
 //! documented defaults in the file's order; `config show` and the server's `/config`
 //! show every section.
 
+use crate::config::{parse_error, Config, ConfigError};
 use serde::Serialize;
 use std::path::Path;
-use strata_api::config::{parse_error, Config, ConfigError};
 use strata_pgq::config::PgqConfig;
 use strata_tables::config::TablesConfig;
 
@@ -26,7 +27,7 @@ pub struct Sections {
 /// The documented default configuration, every section, as `strata config default`
 /// prints it.
 pub fn default_text() -> String {
-    use strata_api::config::{default_config, DEFAULT_CONFIG_END};
+    use crate::config::{default_config, DEFAULT_CONFIG_END};
     [
         default_config().as_str(),
         strata_tables::config::DEFAULT_SECTION,
@@ -76,7 +77,7 @@ fn section<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// The whole configuration as shown (`config show`, the server's `/config`): every secret
-/// value masked (see [`strata_api::mask`]).
+/// value masked (see [`crate::mask`]).
 #[derive(Serialize)]
 pub struct Shown {
     #[serde(flatten)]
@@ -88,7 +89,7 @@ pub struct Shown {
 impl Shown {
     /// `config` and `sections` with secrets masked.
     pub fn new(config: &Config, sections: &Sections) -> Shown {
-        use strata_api::mask::{mask_conninfo, masked_config};
+        use crate::mask::{mask_conninfo, masked_config};
         let mut sections = sections.clone();
         if let Some(db) = &mut sections.tables.db {
             *db = mask_conninfo(db);
