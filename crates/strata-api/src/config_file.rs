@@ -11,8 +11,10 @@
 
 use crate::config::{parse_error, Config, ConfigError};
 use serde::Serialize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use strata_pgq::config::PgqConfig;
+use strata_pgq::ticker::config::TickerConfig;
+use strata_pgq::PgqError;
 use strata_tables::config::TablesConfig;
 
 /// The sections of the file owned by crates beside the coordinator.
@@ -44,6 +46,67 @@ pub fn load(path: &Path) -> Result<(Config, Sections), ConfigError> {
         source,
     })?;
     parse(&text, path, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// The configuration in effect: the file `given` (`--config`), else `./strata.toml` when
+/// it exists, else the defaults.
+pub fn find(given: Option<&Path>) -> Result<(Config, Sections), ConfigError> {
+    match given {
+        Some(path) => load(path),
+        None if Path::new("strata.toml").exists() => load(Path::new("strata.toml")),
+        None => defaults(),
+    }
+}
+
+/// The built-in defaults, every section.
+pub fn defaults() -> Result<(Config, Sections), ConfigError> {
+    parse("", Path::new("(defaults)"), Path::new("."))
+}
+
+/// The PgQ ticker's settings from the `[pgq]` section of the configuration file at `path`
+/// (the whole file is read and checked, as every command does; relative paths are
+/// relative to it).
+pub fn pgq_ticker(path: &Path) -> Result<TickerConfig, PgqError> {
+    let (_, sections) = load(path).map_err(|e| PgqError::Config {
+        path: path.display().to_string(),
+        reason: match e {
+            ConfigError::Parse { message, .. } => message,
+            e => strata_coordinator::error_chain(&e),
+        },
+    })?;
+    Ok(sections.pgq.ticker())
+}
+
+/// The PgQ ticker's configuration file and how to read it: `given` (the ticker's file,
+/// else `--config`), else `./strata.toml` when it exists. A `.toml` file is strata's
+/// configuration (its `[pgq]` section, [`pgq_ticker`]); anything else is pgqd's ini.
+pub fn pgq_ticker_file(given: Option<PathBuf>) -> Option<(PathBuf, strata_pgq::ticker::Reader)> {
+    let file = given.or_else(|| Some(PathBuf::from("strata.toml")).filter(|own| own.exists()))?;
+    let read: strata_pgq::ticker::Reader = if strata_pgq::command::is_toml(&file) {
+        pgq_ticker
+    } else {
+        TickerConfig::load
+    };
+    Some((file, read))
+}
+
+/// This host's server as the configuration has it (`server.listen`, `https` with
+/// `server.tls_cert`); a wildcard address is asked on loopback.
+pub fn local_server_url(config: &Config) -> String {
+    let server = &config.server;
+    let scheme = if server.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let listen = &server.listen;
+    let (host, port) = listen.rsplit_once(':').unwrap_or((listen.as_str(), "7370"));
+    let host = match host {
+        "" | "0.0.0.0" => "127.0.0.1",
+        "[::]" => "[::1]",
+        other => other,
+    };
+    format!("{scheme}://{host}:{port}")
 }
 
 /// Parses a configuration text; `origin` names it in errors and `base` is the directory

@@ -7,7 +7,10 @@
 /// The configuration (`strata.toml`): its types, defaults and parse errors, and the file
 /// as a whole (the coordinator's part and the sections beside it).
 pub mod config {
-    pub use crate::config_file::{default_text, load, parse, Sections, Shown};
+    pub use crate::config_file::{
+        default_text, defaults, find, load, local_server_url, parse, pgq_ticker, pgq_ticker_file,
+        Sections, Shown,
+    };
     pub use strata_coordinator::config::{
         default_config, parse_error, Config, ConfigError, PolicyOverrides, SecretSource,
         StorageConfig, DEFAULT_CONFIG_END,
@@ -53,7 +56,7 @@ pub mod reports {
 
 /// What a request may ask, checked where the engine checks it.
 pub mod requests {
-    pub use crate::restore_args::{node_map, RecoveryArgs};
+    pub use crate::request_args::{data_check, node_map, RecoveryArgs};
     pub use strata_agent::restore::RestoreOptions;
     pub use strata_coordinator::actions::parse_percent;
     pub use strata_coordinator::input::check_include;

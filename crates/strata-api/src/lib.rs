@@ -57,7 +57,8 @@ mod events;
 mod here;
 mod http;
 mod in_process;
-mod restore_args;
+mod prefetcher;
+mod request_args;
 mod tables;
 mod tables_here;
 mod tables_http;
@@ -69,5 +70,6 @@ pub use engine::{config, failure, keys, mask, reports, requests, runs, wal, wal_
 pub use here::{skipped_into_dir, DirRestored, LaidDown, LayDownError};
 pub use http::Http;
 pub use in_process::{AskPassword, InProcess, Initialized};
+pub use prefetcher::spawn_prefetcher;
 pub use tables::{TablePlans, Tables, TablesFailure, TablesOutcome};
 pub use tables_here::TablesHere;

@@ -23,7 +23,7 @@ use strata_tables::policy_args::{PolicyArgs, PolicyEditArgs};
 use strata_tables::run::RunObserver;
 use strata_tables::sql_job::SqlRun;
 use strata_tables::{cutoff_or_now, AddOutcome, EditOutcome, Engine, Policy, PolicySpec};
-use strata_tables::{RunReport, TableName, TablesResult, TagFilter};
+use strata_tables::{RunReport, TableName, TablesResult, TagFilter, TtlArgs};
 
 /// How long a command waits, at its end, for the webhooks to hear of its run: deliveries
 /// still in flight would die with the process.
@@ -78,9 +78,10 @@ impl TablesHere {
         Ok(engine.catalog().schema().to_string())
     }
 
-    /// `strata ttl`: adds the policy `spec`; answers it with its id.
-    pub async fn add_spec(&self, spec: &PolicySpec) -> TablesResult<Policy> {
-        add_with(&self.engine().await?, spec).await
+    /// `strata ttl`: adds the policy the shortcut describes; answers it with its id.
+    pub async fn ttl(&self, ttl: TtlArgs) -> TablesResult<Policy> {
+        let engine = self.engine().await?;
+        add_with(&engine, &ttl.spec()?).await
     }
 
     /// `strata tables sql NAME`: runs the configured SQL job now (with `dry_run` records

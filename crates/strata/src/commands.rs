@@ -4,7 +4,6 @@
 use crate::cli::{Cli, Command, ConfigCommand};
 use crate::context::{stoppable, CommandResult, Context};
 use crate::failure::{code, Failure};
-use strata_api::reports::DataCheck;
 use strata_api::Cluster;
 
 /// Runs a parsed command line; returns the exit code.
@@ -148,11 +147,8 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             read_data_subset,
             restore,
         } => {
-            let check = match (read_data, read_data_subset) {
-                (_, Some(text)) => DataCheck::Subset(crate::data_commands::parse_percent(&text)?),
-                (true, None) => DataCheck::All,
-                (false, None) => DataCheck::Structure,
-            };
+            let subset = read_data_subset.as_deref();
+            let check = strata_api::requests::data_check(read_data, subset)?;
             match (restore, backup) {
                 (true, Some(backup)) => ctx.restore_drill(&backup).await,
                 (_, backup) => ctx.verify(backup.as_deref(), check).await,

@@ -5,7 +5,6 @@
 use crate::cli::Global;
 use crate::failure::{code, Failure};
 use std::io::IsTerminal;
-use std::path::Path;
 use strata_api::config::Config;
 use strata_api::failure::CoordinatorError;
 use strata_api::runs::Storage;
@@ -73,14 +72,9 @@ impl Context {
     /// The configuration of `--config`, `./strata.toml` or the defaults; with
     /// `own_config` false `--config` belongs to the command and strata's own is not read.
     pub(crate) fn load(global: Global, own_config: bool) -> Result<Context, Failure> {
-        let defaults = || strata_api::config::parse("", Path::new("(defaults)"), Path::new("."));
         let (mut config, sections) = match &global.config {
-            Some(_) if !own_config => defaults()?,
-            Some(path) => strata_api::config::load(path)?,
-            None if Path::new("strata.toml").exists() => {
-                strata_api::config::load(Path::new("strata.toml"))?
-            }
-            None => defaults()?,
+            Some(_) if !own_config => strata_api::config::defaults()?,
+            given => strata_api::config::find(given.as_deref())?,
         };
         config.apply_command_line(
             global.repo.as_deref(),

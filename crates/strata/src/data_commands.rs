@@ -226,16 +226,6 @@ impl Context {
     }
 }
 
-/// `5%` or `5` as a percentage between 0 (exclusive) and 100.
-pub(crate) fn parse_percent(text: &str) -> Result<f64, Failure> {
-    strata_api::requests::parse_percent(text).ok_or_else(|| {
-        Failure::new(
-            code::USAGE,
-            format!("--read-data-subset {text:?}: give a percentage such as 5%"),
-        )
-    })
-}
-
 impl Context {
     /// `strata verify --restore BACKUP`: here, or with --server on the server's host.
     pub(crate) async fn restore_drill(&self, wanted: &str) -> CommandResult {

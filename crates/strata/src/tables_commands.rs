@@ -398,8 +398,7 @@ impl Context {
 
     /// `strata ttl S.T:C ACTION[:ARG] DURATION`: a policy added here.
     pub(crate) async fn ttl(&self, db: DbArgs, spec: TtlArgs) -> CommandResult {
-        let here = self.tables_here(&db);
-        let added = here.add_spec(&spec.spec()?).await?;
+        let added = self.tables_here(&db).ttl(spec).await?;
         self.print_added(added.id, &added.spec);
         Ok(0)
     }

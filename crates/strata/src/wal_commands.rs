@@ -213,43 +213,29 @@ impl Context {
         Ok(0)
     }
 
-    /// Starts `strata wal prefetch --after NAME` in the background, with this process's
-    /// settings, its output in `<state_dir>/wal-prefetch.log`. It outlives this call (the
-    /// next ones find their files spooled); a second one exits at once (one per spool).
-    /// Failing to start it only costs speed.
+    /// Starts `strata wal prefetch --after NAME` in the background with this process's
+    /// settings, its output in `<state_dir>/wal-prefetch.log`.
     fn spawn_prefetcher(&self, after: &str) {
-        use std::os::unix::process::CommandExt;
-        let Ok(exe) = std::env::current_exe() else {
-            return;
-        };
-        let mut cmd = std::process::Command::new(exe);
         let g = &self.global;
-        if let Some(config) = &g.config {
-            cmd.arg("--config").arg(config);
+        let mut settings: Vec<std::ffi::OsString> = Vec::new();
+        let given = [
+            (
+                "--config",
+                g.config.as_ref().map(|p| p.as_os_str().to_owned()),
+            ),
+            ("--repo", g.repo.as_ref().map(Into::into)),
+            ("--storage", g.storage.as_ref().map(Into::into)),
+            (
+                "--state-dir",
+                g.state_dir.as_ref().map(|p| p.as_os_str().to_owned()),
+            ),
+        ];
+        for (option, value) in given {
+            if let Some(value) = value {
+                settings.extend([option.into(), value]);
+            }
         }
-        if let Some(repo) = &g.repo {
-            cmd.arg("--repo").arg(repo);
-        }
-        if let Some(storage) = &g.storage {
-            cmd.arg("--storage").arg(storage);
-        }
-        if let Some(state_dir) = &g.state_dir {
-            cmd.arg("--state-dir").arg(state_dir);
-        }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.config.state_dir().join("wal-prefetch.log"));
-        let (out, err) = match log.and_then(|file| Ok((file.try_clone()?, file))) {
-            Ok((out, err)) => (out.into(), err.into()),
-            Err(_) => (std::process::Stdio::null(), std::process::Stdio::null()),
-        };
-        cmd.args(["wal", "prefetch", "--after", after])
-            .stdin(std::process::Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            // Its own process group: a signal to recovery's restore_command is not its.
-            .process_group(0);
-        let _ = cmd.spawn();
+        let log = self.config.state_dir().join("wal-prefetch.log");
+        strata_api::spawn_prefetcher(settings, &log, after);
     }
 }

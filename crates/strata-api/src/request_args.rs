@@ -1,11 +1,13 @@
-//! The options of a restore as the command line takes them, and their one reading: the
+//! The options of requests as the command line takes them, and their one reading: the
 //! point-in-time recovery of a PostgreSQL restore (`strata restore --target-time ...`,
 //! with the `cli` feature a `clap::Args`) into a [`RecoveryPlan`], with the checks the
 //! API makes of its own body ([`crate::types::TableRestoreBody::into_request`]), and the
-//! node map of an in-place restore (`--map OLD=NEW`).
+//! node map of an in-place restore (`--map OLD=NEW`), and what `verify` reads
+//! (`--read-data`, `--read-data-subset`).
 
 use crate::failure::CoordinatorError;
 use std::collections::BTreeMap;
+use strata_coordinator::verify::DataCheck;
 use strata_postgres::recovery::{RecoveryPlan, Target, TargetAction};
 
 /// Point-in-time recovery of a PostgreSQL restore (default: replay every archived WAL
@@ -75,4 +77,19 @@ pub fn node_map(pairs: &[String]) -> Result<BTreeMap<String, String>, Coordinato
         map.insert(old.to_string(), new.to_string());
     }
     Ok(map)
+}
+
+/// What `verify` reads: with `subset` (`5%` or `5`) that share of the packs, with
+/// `read_data` every blob, else the structure only.
+pub fn data_check(read_data: bool, subset: Option<&str>) -> Result<DataCheck, CoordinatorError> {
+    match (read_data, subset) {
+        (_, Some(text)) => match strata_coordinator::actions::parse_percent(text) {
+            Some(percent) => Ok(DataCheck::Subset(percent)),
+            None => Err(CoordinatorError::Invalid(format!(
+                "--read-data-subset {text:?}: give a percentage such as 5%"
+            ))),
+        },
+        (true, None) => Ok(DataCheck::All),
+        (false, None) => Ok(DataCheck::Structure),
+    }
 }
