@@ -50,6 +50,7 @@
 
 #![deny(missing_docs)]
 
+mod archiver_service;
 mod client;
 mod config_file;
 mod engine;
@@ -65,6 +66,7 @@ mod tables_http;
 pub mod types;
 pub mod verdicts;
 
+pub use archiver_service::serve_wal_archiver;
 pub use client::{BackupList, BackupRequest, Cluster, Outcome, Running};
 pub use engine::{config, failure, keys, mask, reports, requests, runs, wal, wal_archiver};
 pub use here::{skipped_into_dir, DirRestored, LaidDown, LayDownError};

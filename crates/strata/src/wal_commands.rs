@@ -132,33 +132,14 @@ impl Context {
         self.here_only("the WAL archiver runs beside PostgreSQL on this host: drop --server")?;
         let storage = self.storage()?;
         let repo = self.local.repo().await?;
-        let stop = async {
-            use tokio::signal::unix::{signal, SignalKind};
-            match (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
-                (Ok(mut term), Ok(mut int)) => {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = int.recv() => {}
-                    }
-                }
-                _ => std::future::pending().await,
-            }
-            strata_health::notify::stopping("stopping after the batch under way");
-        };
         let listening = |socket: &Path| {
             eprintln!(
                 "strata: the WAL archiver listens at {} (archive_command = 'strata wal-push %p' hands it segments)",
                 socket.display()
             );
-            // A systemd unit of Type=notify counts it started now; with WatchdogSec= the
-            // runtime pings, so a stalled archiver is restarted.
-            strata_health::notify::ready(&format!("archiving WAL at {}", socket.display()));
-            tokio::spawn(strata_health::notify::watchdog());
         };
-        wal_archiver::serve(self.config.clone(), storage.store, repo, listening, stop).await?;
+        let config = self.config.clone();
+        strata_api::serve_wal_archiver(config, storage.store, repo, listening).await?;
         eprintln!("strata: the WAL archiver stopped");
         Ok(0)
     }
