@@ -4,10 +4,15 @@
 //!   the server's handlers, its OpenAPI document and the HTTP client all use;
 //! - [`Cluster`]: one interface for every cluster command, with two transports:
 //!   [`InProcess`] (the use cases run here, over the configured storages and nodes) and
-//!   [`Http`] (a `strata server`).
+//!   [`Http`] (a `strata server`);
+//! - [`Tables`]: the same for table lifecycle, with [`TablesHere`] (the engine on this
+//!   host's `[tables]` database) and [`Http`];
+//! - the use cases a command runs on this host only (restores into a directory, Patroni's
+//!   method, the WAL archiver and prefetcher, keys), the configuration file as a whole
+//!   ([`config`]), and how options and reports are read ([`requests`], [`verdicts`]).
 //!
-//! The CLI holds a `Box<dyn Cluster>` and never asks which one it has, so each command is
-//! written once: parse, call, print. This crate is the engine's front door: what
+//! The CLI holds a `&dyn Cluster` (and a `&dyn Tables`) and never asks which one it has,
+//! so each command is written once: parse, call, print. This crate is the engine's front door: what
 //! `strata` does, a program does through it.
 //!
 //! ```

@@ -93,3 +93,41 @@ pub fn data_check(read_data: bool, subset: Option<&str>) -> Result<DataCheck, Co
         (false, None) => Ok(DataCheck::Structure),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_are_read_once_and_bad_ones_name_the_option() {
+        let map = node_map(&["db1=db9".into(), "db2=db8".into()]).unwrap();
+        assert_eq!(map["db1"], "db9");
+        let bad = node_map(&["db1".into()]).unwrap_err();
+        assert_eq!(bad.to_string(), "--map \"db1\": write OLD=NEW");
+
+        assert_eq!(data_check(false, None).unwrap(), DataCheck::Structure);
+        assert_eq!(data_check(true, None).unwrap(), DataCheck::All);
+        assert_eq!(
+            data_check(false, Some("5%")).unwrap(),
+            DataCheck::Subset(5.0)
+        );
+        let bad = data_check(false, Some("lots")).unwrap_err();
+        assert!(bad.to_string().starts_with("--read-data-subset"), "{bad}");
+
+        let args = |action: &str| RecoveryArgs {
+            target_action: action.into(),
+            ..Default::default()
+        };
+        assert!(args("promote").plan().unwrap().is_none());
+        let bad = args("explode").plan().unwrap_err();
+        assert!(bad.to_string().starts_with("--target-action"), "{bad}");
+        let time = RecoveryArgs {
+            target_time: Some("2026-11-23 05:00:00+00".into()),
+            ..args("pause")
+        };
+        assert_eq!(
+            time.target().unwrap(),
+            Target::Time("2026-11-23 05:00:00+00".into())
+        );
+    }
+}

@@ -154,3 +154,36 @@ pub trait Tables: Send + Sync {
         observer: &dyn RunObserver,
     ) -> TablesOutcome<RunReport>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_fails_on_a_table_error_or_a_policy_problem_whichever_transport_planned_it() {
+        let planned = |error: Option<&str>| PlannedTable {
+            table: "public.events".into(),
+            plan: None,
+            error: error.map(String::from),
+        };
+        let fine = TablePlans::Planned(vec![planned(None)]);
+        assert!(!fine.failed() && !fine.is_empty());
+        assert!(fine.outlooks()[0].next.is_empty());
+        let broken = TablePlans::Planned(vec![planned(Some("table is gone"))]);
+        assert!(broken.failed());
+        let outlook = TablePlans::Outlook(broken.outlooks());
+        assert!(outlook.failed());
+        assert!(TablePlans::Outlook(Vec::new()).is_empty());
+        // The JSON is the list itself, as before there were two transports.
+        let json = serde_json::to_value(&fine).unwrap();
+        assert_eq!(json[0]["table"], "public.events");
+    }
+
+    #[test]
+    fn a_failure_has_the_code_of_its_kind() {
+        let engine = TablesFailure::from(TablesError::NoSuchPolicy(7));
+        assert_eq!(engine.code(), ErrorCode::NotFound);
+        let server = TablesFailure::from(CoordinatorError::Busy("held".into()));
+        assert_eq!(server.code(), ErrorCode::Busy);
+    }
+}

@@ -487,6 +487,41 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn a_table_restore_asked_of_a_server_reaches_it_with_its_target() {
+        use strata_postgres::recovery::Target;
+        let targets = [
+            Target::Latest,
+            Target::Immediate,
+            Target::Time("2026-11-23 05:00:00+00".into()),
+            Target::Lsn("0/3000060".into()),
+            Target::Xid("742".into()),
+        ];
+        for target in targets {
+            let request = strata_coordinator::table_restore::TableRestore {
+                database: "shop".into(),
+                tables: vec!["public.orders".into()],
+                rename: Some("orders_back".into()),
+                dump: None,
+                target: target.clone(),
+                node: Some("db1".into()),
+                stop: None,
+            };
+            let back = TableRestoreBody::from_request(request)
+                .into_request()
+                .unwrap();
+            assert_eq!(back.target, target);
+            assert_eq!(
+                (back.database, back.tables),
+                ("shop".into(), vec!["public.orders".into()])
+            );
+            assert_eq!(
+                (back.rename, back.node),
+                (Some("orders_back".into()), Some("db1".into()))
+            );
+        }
+    }
+
+    #[test]
     fn a_restore_body_is_the_backup_beside_the_plan() {
         let body = RestoreBody::new(
             "latest".into(),
