@@ -188,16 +188,10 @@ impl Context {
         }
         match outcome.state() {
             OpState::Succeeded => Ok(0),
-            OpState::Partial => {
-                let errors = restore_errors(outcome);
-                for line in errors.iter().take(20) {
-                    eprintln!("strata: not restored: {line}");
-                }
-                Err(Failure::new(
-                    code::DAMAGED,
-                    format!("{} entries could not be restored", errors.len()),
-                ))
-            }
+            OpState::Partial => Err(crate::data_commands::not_restored(
+                &restore_errors(outcome),
+                "",
+            )),
             _ => Err(Failure::new(
                 code::FAILED,
                 "the restore failed on some nodes or components (see above)",

@@ -161,13 +161,22 @@ pub(crate) fn ask_password(config: &Config, confirm: bool) -> Result<Option<Stri
     if !std::io::stdin().is_terminal() {
         return Ok(None);
     }
+    let repeat = confirm.then_some("repeat the password: ");
+    Ok(Some(prompt_password("repository password: ", repeat)?))
+}
+
+/// Asks for a password on the terminal; with `repeat`, asks again and refuses a
+/// mismatch.
+pub(crate) fn prompt_password(prompt: &str, repeat: Option<&str>) -> Result<String, Failure> {
     let ask = |prompt: &str| {
         rpassword::prompt_password(prompt)
             .map_err(|e| Failure::new(code::PASSWORD, format!("cannot read the password: {e}")))
     };
-    let first = ask("repository password: ")?;
-    if confirm && ask("repeat the password: ")? != first {
-        return Err(Failure::new(code::PASSWORD, "the passwords do not match"));
+    let first = ask(prompt)?;
+    if let Some(repeat) = repeat {
+        if ask(repeat)? != first {
+            return Err(Failure::new(code::PASSWORD, "the passwords do not match"));
+        }
     }
-    Ok(Some(first))
+    Ok(first)
 }

@@ -11,6 +11,17 @@ use strata_api::reports::BackupSummary;
 use strata_api::reports::{DataCheck, VerifyReport};
 use strata_api::requests::RestoreOptions;
 
+/// The entries a restore could not bring back (the first 20 on stderr), as the failure
+/// they make: exit 4.
+pub(crate) fn not_restored(errors: &[String], advice: &str) -> Failure {
+    for line in errors.iter().take(20) {
+        eprintln!("strata: not restored: {line}");
+    }
+    let count = errors.len();
+    let message = format!("{count} entries could not be restored{advice}");
+    Failure::new(code::DAMAGED, message)
+}
+
 impl Context {
     pub(crate) async fn restore(
         &self,
@@ -70,13 +81,8 @@ impl Context {
             ));
         }
         if !errors.is_empty() {
-            for line in errors.iter().take(20) {
-                eprintln!("strata: not restored: {line}");
-            }
-            return Err(Failure::new(
-                code::DAMAGED,
-                format!("{} entries could not be restored (run `strata verify --read-data` for details)", errors.len()),
-            ));
+            let advice = " (run `strata verify --read-data` for details)";
+            return Err(not_restored(&errors, advice));
         }
         Ok(0)
     }
