@@ -25,6 +25,39 @@ pub mod failure {
     pub use strata_repo::RepoError;
     pub use strata_store::StoreError;
 
+    /// What to do about a repository failure, for those where strata knows it: a
+    /// suffix to its message (empty when there is no advice).
+    pub fn repo_advice(err: &RepoError) -> &'static str {
+        match err {
+            RepoError::Store(e) => store_advice(e),
+            _ => "",
+        }
+    }
+
+    /// What to do about a storage failure: check the way to the storage, or grant the
+    /// credentials what the operation needs.
+    pub fn store_advice(err: &StoreError) -> &'static str {
+        match err {
+            StoreError::GaveUp { .. } | StoreError::Transient { .. } => {
+                " (check the storage's url or endpoint and the network)"
+            }
+            StoreError::PermissionDenied { .. } => {
+                " (grant the credentials this operation on this prefix: the bucket policy, IAM role, SAS or service account)"
+            }
+            _ => "",
+        }
+    }
+
+    /// What to do about a cluster operation's failure (see [`repo_advice`]).
+    pub fn advice(err: &CoordinatorError) -> &'static str {
+        match err {
+            CoordinatorError::Repo(e) | CoordinatorError::Agent(AgentError::Repo(e)) => {
+                repo_advice(e)
+            }
+            _ => "",
+        }
+    }
+
     /// The API code of a kind of table lifecycle failure: the one translation, used by
     /// the server's answers and (through its exit code) by the command line, so a
     /// failure exits the same whether it happened here or a server answered it.
