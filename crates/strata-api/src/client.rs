@@ -3,9 +3,6 @@
 //! a `strata server`. The CLI parses, calls one method of [`Cluster`] and prints; it never
 //! knows which transport answered.
 
-use crate::types::tables::{
-    TableHistoryQuery, TablePolicyEdit, TablePolicyNew, TablePolicyQuery, TableRunBody,
-};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,8 +24,6 @@ use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
 use strata_coordinator::wal::{WalListing, WalVerifyReport};
 use strata_coordinator::CoordinatorResult;
 use strata_repo::summary::BackupSummary;
-use strata_tables::history::HistoryEntry;
-use strata_tables::{AddOutcome, EditOutcome, Policy, RunReport, TableOutlook};
 use tokio::sync::watch;
 
 /// A page of the backups the cluster holds (all of them for [`PageQuery::all`]), where,
@@ -175,46 +170,4 @@ pub trait Cluster: Send + Sync {
     /// Waits (a bounded while) for what the calls set off in the background here, such as
     /// webhook deliveries; a no-op for a server, which keeps running.
     async fn finish(&self) {}
-}
-
-/// The table retention calls of a server (`/api/v1/tables/...`): what `strata tables
-/// list|plan|history|edit|add|rm|run --server URL` sends. Without `--server` the CLI asks the engine
-/// itself; both answer with the engine's own types, so the two print alike.
-#[async_trait]
-pub trait Tables: Send + Sync {
-    /// `strata tables list`: the policies the query picks.
-    async fn table_policies(&self, query: &TablePolicyQuery) -> CoordinatorResult<Vec<Policy>>;
-
-    /// `strata tables plan`: each table's plan now and its coming expiries.
-    async fn table_plan(&self, query: &TablePolicyQuery) -> CoordinatorResult<Vec<TableOutlook>>;
-
-    /// `strata tables history`: runs, steps and policy changes, newest first.
-    async fn table_history(
-        &self,
-        query: &TableHistoryQuery,
-    ) -> CoordinatorResult<Vec<HistoryEntry>>;
-
-    /// `strata tables edit`: saves the edit of policy `id` (recorded as this caller), or
-    /// with `dry_run` only answers what it would make.
-    async fn table_edit(
-        &self,
-        id: i64,
-        edit: &TablePolicyEdit,
-        dry_run: bool,
-    ) -> CoordinatorResult<EditOutcome>;
-
-    /// `strata tables add`: adds the policy (recorded as this caller), or with `dry_run`
-    /// only answers what it would make.
-    async fn table_add(
-        &self,
-        policy: &TablePolicyNew,
-        dry_run: bool,
-    ) -> CoordinatorResult<AddOutcome>;
-
-    /// `strata tables rm ID`: removes policy `id` and answers it as it was.
-    async fn table_remove(&self, id: i64) -> CoordinatorResult<Policy>;
-
-    /// `strata tables run`: applies the policies the body picks, on the server, and
-    /// answers once the run is over.
-    async fn table_run(&self, run: &TableRunBody) -> CoordinatorResult<RunReport>;
 }

@@ -4,14 +4,17 @@
 //! `strata` binary first, depends on the engine through this crate only: the binary's
 //! Cargo.toml names no engine crate, so the compiler keeps it that way.
 
-/// The configuration (`strata.toml`): its types, defaults and parse errors, and reading it
-/// checked whole.
+/// The configuration (`strata.toml`): its types, defaults and parse errors, and the file
+/// as a whole (the coordinator's part and the sections beside it).
 pub mod config {
+    pub use crate::config_file::{
+        default_text, defaults, find, load, local_server_url, parse, pgq_ticker, pgq_ticker_file,
+        Sections, Shown,
+    };
     pub use strata_coordinator::config::{
         default_config, parse_error, Config, ConfigError, PolicyOverrides, SecretSource,
         StorageConfig, DEFAULT_CONFIG_END,
     };
-    pub use strata_coordinator::config_file::{from_table, load, parse};
 }
 
 /// Failures and their one classification (exit codes and HTTP statuses).
@@ -25,6 +28,39 @@ pub mod failure {
     /// [`RepoError::code`], by its old name.
     pub fn repo_code(err: &RepoError) -> ErrorCode {
         err.code()
+    }
+
+    /// What to do about a repository failure, for those where strata knows it: a
+    /// suffix to its message (empty when there is no advice).
+    pub fn repo_advice(err: &RepoError) -> &'static str {
+        match err {
+            RepoError::Store(e) => store_advice(e),
+            _ => "",
+        }
+    }
+
+    /// What to do about a storage failure: check the way to the storage, or grant the
+    /// credentials what the operation needs.
+    pub fn store_advice(err: &StoreError) -> &'static str {
+        match err {
+            StoreError::GaveUp { .. } | StoreError::Transient { .. } => {
+                " (check the storage's url or endpoint and the network)"
+            }
+            StoreError::PermissionDenied { .. } => {
+                " (grant the credentials this operation on this prefix: the bucket policy, IAM role, SAS or service account)"
+            }
+            _ => "",
+        }
+    }
+
+    /// What to do about a cluster operation's failure (see [`repo_advice`]).
+    pub fn advice(err: &CoordinatorError) -> &'static str {
+        match err {
+            CoordinatorError::Repo(e) | CoordinatorError::Agent(AgentError::Repo(e)) => {
+                repo_advice(e)
+            }
+            _ => "",
+        }
     }
 
     /// [`strata_tables::ErrorKind::code`], by its old name.
@@ -51,6 +87,7 @@ pub mod reports {
 
 /// What a request may ask, checked where the engine checks it.
 pub mod requests {
+    pub use crate::request_args::{data_check, node_map, RecoveryArgs};
     pub use strata_agent::restore::RestoreOptions;
     pub use strata_coordinator::actions::parse_percent;
     pub use strata_coordinator::input::check_include;

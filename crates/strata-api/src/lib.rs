@@ -4,10 +4,15 @@
 //!   the server's handlers, its OpenAPI document and the HTTP client all use;
 //! - [`Cluster`]: one interface for every cluster command, with two transports:
 //!   [`InProcess`] (the use cases run here, over the configured storages and nodes) and
-//!   [`Http`] (a `strata server`).
+//!   [`Http`] (a `strata server`);
+//! - [`Tables`]: the same for table lifecycle, with [`TablesHere`] (the engine on this
+//!   host's `[tables]` database) and [`Http`];
+//! - the use cases a command runs on this host only (restores into a directory, Patroni's
+//!   method, the WAL archiver and prefetcher, keys), the configuration file as a whole
+//!   ([`config`]), and how options and reports are read ([`requests`], [`verdicts`]).
 //!
-//! The CLI holds a `Box<dyn Cluster>` and never asks which one it has, so each command is
-//! written once: parse, call, print. This crate is the engine's front door: what
+//! The CLI holds a `&dyn Cluster` (and a `&dyn Tables`) and never asks which one it has,
+//! so each command is written once: parse, call, print. This crate is the engine's front door: what
 //! `strata` does, a program does through it.
 //!
 //! ```
@@ -50,15 +55,28 @@
 
 #![deny(missing_docs)]
 
+mod archiver_service;
 mod client;
+mod config_file;
 mod engine;
 mod events;
+mod here;
 mod http;
 mod in_process;
+mod prefetcher;
+mod request_args;
+mod tables;
+mod tables_here;
 mod tables_http;
 pub mod types;
+pub mod verdicts;
 
-pub use client::{BackupList, BackupRequest, Cluster, Outcome, Running, Tables};
+pub use archiver_service::serve_wal_archiver;
+pub use client::{BackupList, BackupRequest, Cluster, Outcome, Running};
 pub use engine::{config, failure, keys, mask, reports, requests, runs, wal, wal_archiver};
+pub use here::{skipped_into_dir, DirRestored, LaidDown, LayDownError};
 pub use http::Http;
 pub use in_process::{AskPassword, InProcess, Initialized};
+pub use prefetcher::spawn_prefetcher;
+pub use tables::{TablePlans, Tables, TablesFailure, TablesOutcome};
+pub use tables_here::TablesHere;

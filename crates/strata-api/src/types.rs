@@ -401,6 +401,31 @@ pub struct TableRestoreBody {
 }
 
 impl TableRestoreBody {
+    /// The body that asks a server for `request` (its dump and stop stay here).
+    pub fn from_request(request: strata_coordinator::table_restore::TableRestore) -> Self {
+        use strata_postgres::recovery::Target;
+        let target = request.target;
+        TableRestoreBody {
+            database: request.database,
+            tables: request.tables,
+            rename: request.rename,
+            node: request.node,
+            target_immediate: target == Target::Immediate,
+            target_time: match &target {
+                Target::Time(t) => Some(t.clone()),
+                _ => None,
+            },
+            target_lsn: match &target {
+                Target::Lsn(l) => Some(l.clone()),
+                _ => None,
+            },
+            target_xid: match target {
+                Target::Xid(x) => Some(x),
+                _ => None,
+            },
+        }
+    }
+
     /// The request the use case takes; a body naming two targets is refused.
     // String: a validator of the body; callers wrap the line at once (CoordinatorError::Invalid).
     pub fn into_request(self) -> Result<strata_coordinator::table_restore::TableRestore, String> {
@@ -460,6 +485,41 @@ pub struct AuditQuery {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_table_restore_asked_of_a_server_reaches_it_with_its_target() {
+        use strata_postgres::recovery::Target;
+        let targets = [
+            Target::Latest,
+            Target::Immediate,
+            Target::Time("2026-11-23 05:00:00+00".into()),
+            Target::Lsn("0/3000060".into()),
+            Target::Xid("742".into()),
+        ];
+        for target in targets {
+            let request = strata_coordinator::table_restore::TableRestore {
+                database: "shop".into(),
+                tables: vec!["public.orders".into()],
+                rename: Some("orders_back".into()),
+                dump: None,
+                target: target.clone(),
+                node: Some("db1".into()),
+                stop: None,
+            };
+            let back = TableRestoreBody::from_request(request)
+                .into_request()
+                .unwrap();
+            assert_eq!(back.target, target);
+            assert_eq!(
+                (back.database, back.tables),
+                ("shop".into(), vec!["public.orders".into()])
+            );
+            assert_eq!(
+                (back.rename, back.node),
+                (Some("orders_back".into()), Some("db1".into()))
+            );
+        }
+    }
 
     #[test]
     fn a_restore_body_is_the_backup_beside_the_plan() {

@@ -98,35 +98,6 @@ pub enum WalCommand {
     },
 }
 
-/// Point-in-time recovery of a PostgreSQL restore (default: replay every archived WAL
-/// file, then promote).
-#[derive(Debug, Args)]
-pub struct RecoveryArgs {
-    /// Recover up to this time (`2026-11-23 05:00:00+00`).
-    #[arg(long, value_name = "TIME", group = "target")]
-    pub target_time: Option<String>,
-    /// Recover up to this WAL position (`0/3000060`).
-    #[arg(long, value_name = "LSN", group = "target")]
-    pub target_lsn: Option<String>,
-    /// Recover up to this transaction id.
-    #[arg(long, value_name = "XID", group = "target")]
-    pub target_xid: Option<String>,
-    /// Stop as soon as the backup is consistent.
-    #[arg(long, group = "target")]
-    pub target_immediate: bool,
-    /// At the target: promote (default), pause, or shutdown.
-    #[arg(long, value_name = "ACTION", default_value = "promote")]
-    pub target_action: String,
-    /// Lay the files down and write the recovery settings, but do not start PostgreSQL.
-    #[arg(long)]
-    pub no_start: bool,
-    /// Set `archive_mode = off` in the restored cluster: for a copy (a new Londiste node
-    /// from `join-restored`, a staging server) that must not archive its own timeline
-    /// into the repository of the cluster it came from.
-    #[arg(long)]
-    pub no_archive: bool,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new repository in the default storage (or --storage, or --repo).
@@ -217,7 +188,7 @@ pub enum Command {
         #[arg(long, value_name = "FILE", requires = "database")]
         dump: Option<PathBuf>,
         #[command(flatten)]
-        recovery: RecoveryArgs,
+        recovery: strata_api::requests::RecoveryArgs,
     },
     /// Archive a WAL file: PostgreSQL's `archive_command = 'strata wal-push %p'`. Exit 0
     /// only once the file is stored; pushing the same file again is fine.

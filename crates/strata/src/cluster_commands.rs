@@ -8,10 +8,10 @@ use crate::failure::{code, Failure};
 use crate::output;
 use crate::output::print_json;
 use crate::progress::OperationDisplay;
-use std::collections::BTreeMap;
 use strata_api::reports::BackupSummary;
 use strata_api::reports::{OpState, OperationStatus};
 use strata_api::reports::{RestoreOutcome, RestorePlan};
+use strata_api::verdicts::{restore_errors, restore_wrote, status_verdict, StatusVerdict};
 use strata_api::{BackupRequest, Running};
 use strata_server::compose;
 
@@ -106,23 +106,13 @@ impl Context {
         map: &[String],
         only: RestoreOnly,
         path: Option<String>,
-        recovery: crate::cli::RecoveryArgs,
+        recovery: strata_api::requests::RecoveryArgs,
     ) -> CommandResult {
-        let recovery = crate::wal_commands::recovery_plan(recovery)?;
-        let mut pairs = BTreeMap::new();
-        for m in map {
-            let Some((old, new)) = m.split_once('=') else {
-                return Err(Failure::new(
-                    code::USAGE,
-                    format!("--map {m:?}: write OLD=NEW"),
-                ));
-            };
-            pairs.insert(old.to_string(), new.to_string());
-        }
+        let recovery = recovery.plan()?;
         let dry_run = only.dry_run;
         let plan = RestorePlan {
             node,
-            map: pairs,
+            map: strata_api::requests::node_map(map)?,
             include: path,
             components: only.components,
             rename: only.rename,
@@ -181,12 +171,7 @@ impl Context {
             for e in &outcome.hook_errors {
                 eprintln!("strata: {e}");
             }
-            // Bytes are verified only where strata wrote them: on the nodes.
-            let wrote = outcome.nodes.iter().any(|n| n.report.is_some())
-                || outcome
-                    .components
-                    .iter()
-                    .any(|c| c.detail.is_some() && c.checklist_steps.is_none());
+            let wrote = restore_wrote(outcome);
             if dry_run {
                 self.say("dry run: nothing was written");
             } else if outcome.state() == OpState::Succeeded && wrote {
@@ -203,24 +188,10 @@ impl Context {
         }
         match outcome.state() {
             OpState::Succeeded => Ok(0),
-            OpState::Partial => {
-                let errors: Vec<String> = outcome
-                    .nodes
-                    .iter()
-                    .flat_map(|n| {
-                        n.report.iter().flat_map(move |r| {
-                            r.errors.iter().map(move |e| format!("{}: {e}", n.node))
-                        })
-                    })
-                    .collect();
-                for line in errors.iter().take(20) {
-                    eprintln!("strata: not restored: {line}");
-                }
-                Err(Failure::new(
-                    code::DAMAGED,
-                    format!("{} entries could not be restored", errors.len()),
-                ))
-            }
+            OpState::Partial => Err(crate::data_commands::not_restored(
+                &restore_errors(outcome),
+                "",
+            )),
             _ => Err(Failure::new(
                 code::FAILED,
                 "the restore failed on some nodes or components (see above)",
@@ -231,18 +202,10 @@ impl Context {
     /// `strata status`.
     pub(crate) async fn status(&self) -> CommandResult {
         let status = self.cluster().status().await?;
-        let down = status.nodes.iter().filter(|n| n.metadata.is_none()).count();
-        // A system left paused (its resume failed, or its process is gone) is a problem
-        // to act on, as `strata backup` says with 3; a pause of a running operation is not.
-        let left_paused = !status.pause_problems.is_empty()
-            || status
-                .paused
-                .iter()
-                .any(|p| p.resume_error.is_some() || !p.holder_alive());
-        let code = match (down > 0, left_paused) {
-            (true, _) => code::FAILED,
-            (false, true) => code::PARTIAL,
-            (false, false) => 0,
+        let code = match status_verdict(&status) {
+            StatusVerdict::NodeDown => code::FAILED,
+            StatusVerdict::LeftPaused => code::PARTIAL,
+            StatusVerdict::Healthy => 0,
         };
         if self.global.json {
             print_json(&status);
@@ -372,7 +335,7 @@ impl Context {
             config: self.config.clone(),
             tables: self.sections.tables.clone(),
             // Secrets masked; secret sources (`env`, `file`) are names and stay visible.
-            config_view: serde_json::to_value(crate::config::Shown::new(
+            config_view: serde_json::to_value(strata_api::config::Shown::new(
                 &self.config,
                 &self.sections,
             ))

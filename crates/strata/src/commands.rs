@@ -4,7 +4,6 @@
 use crate::cli::{Cli, Command, ConfigCommand};
 use crate::context::{stoppable, CommandResult, Context};
 use crate::failure::{code, Failure};
-use strata_api::reports::DataCheck;
 use strata_api::Cluster;
 
 /// Runs a parsed command line; returns the exit code.
@@ -13,7 +12,7 @@ pub async fn run(cli: Cli) -> CommandResult {
         command: ConfigCommand::Default,
     } = &cli.command
     {
-        print!("{}", crate::config::default_text());
+        print!("{}", strata_api::config::default_text());
         return Ok(0);
     }
     match &cli.command {
@@ -148,11 +147,8 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             read_data_subset,
             restore,
         } => {
-            let check = match (read_data, read_data_subset) {
-                (_, Some(text)) => DataCheck::Subset(crate::data_commands::parse_percent(&text)?),
-                (true, None) => DataCheck::All,
-                (false, None) => DataCheck::Structure,
-            };
+            let subset = read_data_subset.as_deref();
+            let check = strata_api::requests::data_check(read_data, subset)?;
             match (restore, backup) {
                 (true, Some(backup)) => ctx.restore_drill(&backup).await,
                 (_, backup) => ctx.verify(backup.as_deref(), check).await,
@@ -170,7 +166,7 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             command: ConfigCommand::Show,
         } => {
             // Secrets masked, as the server's /config shows them.
-            let shown = crate::config::Shown::new(&ctx.config, &ctx.sections);
+            let shown = strata_api::config::Shown::new(&ctx.config, &ctx.sections);
             let text = toml::to_string_pretty(&shown)
                 .map_err(|e| Failure::new(code::FAILED, e.to_string()))?;
             print!("{text}");

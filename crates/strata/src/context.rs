@@ -5,7 +5,6 @@
 use crate::cli::Global;
 use crate::failure::{code, Failure};
 use std::io::IsTerminal;
-use std::path::Path;
 use strata_api::config::Config;
 use strata_api::failure::CoordinatorError;
 use strata_api::runs::Storage;
@@ -17,7 +16,7 @@ pub(crate) type CommandResult = Result<u8, Failure>;
 pub(crate) struct Context {
     pub(crate) config: Config,
     /// The sections of the file other crates own (`[tables]`, `[pgq]`).
-    pub(crate) sections: crate::config::Sections,
+    pub(crate) sections: strata_api::config::Sections,
     pub(crate) global: Global,
     /// The use cases run in this process (also what `--server` does not cover: init,
     /// keys, WAL archiving, restores into a directory here).
@@ -73,14 +72,9 @@ impl Context {
     /// The configuration of `--config`, `./strata.toml` or the defaults; with
     /// `own_config` false `--config` belongs to the command and strata's own is not read.
     pub(crate) fn load(global: Global, own_config: bool) -> Result<Context, Failure> {
-        let defaults = || crate::config::parse("", Path::new("(defaults)"), Path::new("."));
         let (mut config, sections) = match &global.config {
-            Some(_) if !own_config => defaults()?,
-            Some(path) => crate::config::load(path)?,
-            None if Path::new("strata.toml").exists() => {
-                crate::config::load(Path::new("strata.toml"))?
-            }
-            None => defaults()?,
+            Some(_) if !own_config => strata_api::config::defaults()?,
+            given => strata_api::config::find(given.as_deref())?,
         };
         config.apply_command_line(
             global.repo.as_deref(),
@@ -167,13 +161,22 @@ pub(crate) fn ask_password(config: &Config, confirm: bool) -> Result<Option<Stri
     if !std::io::stdin().is_terminal() {
         return Ok(None);
     }
+    let repeat = confirm.then_some("repeat the password: ");
+    Ok(Some(prompt_password("repository password: ", repeat)?))
+}
+
+/// Asks for a password on the terminal; with `repeat`, asks again and refuses a
+/// mismatch.
+pub(crate) fn prompt_password(prompt: &str, repeat: Option<&str>) -> Result<String, Failure> {
     let ask = |prompt: &str| {
         rpassword::prompt_password(prompt)
             .map_err(|e| Failure::new(code::PASSWORD, format!("cannot read the password: {e}")))
     };
-    let first = ask("repository password: ")?;
-    if confirm && ask("repeat the password: ")? != first {
-        return Err(Failure::new(code::PASSWORD, "the passwords do not match"));
+    let first = ask(prompt)?;
+    if let Some(repeat) = repeat {
+        if ask(repeat)? != first {
+            return Err(Failure::new(code::PASSWORD, "the passwords do not match"));
+        }
     }
-    Ok(Some(first))
+    Ok(first)
 }

@@ -7,26 +7,19 @@ use crate::output;
 use crate::output::print_json;
 use crate::progress;
 use std::path::Path;
-use strata_api::reports::{BackupSummary, ComponentStatus};
+use strata_api::reports::BackupSummary;
 use strata_api::reports::{DataCheck, VerifyReport};
 use strata_api::requests::RestoreOptions;
 
-/// The components of `summary` a restore into a directory leaves out, and why: those
-/// without nodes (Camunda, `command`, `http`) have no files in the repository, their
-/// data is in the external system's own snapshots.
-fn skipped_into_dir(summary: &BackupSummary) -> Vec<(String, String)> {
-    summary
-        .components
-        .iter()
-        .filter(|c| c.nodes.is_empty() && c.status() == ComponentStatus::Complete)
-        .map(|c| {
-            let why = match c.plugin.as_str() {
-                "camunda" => "its restore is a checklist the operator runs against the Camunda engines (`strata restore` without --to prints it); strata keeps no files of it".to_string(),
-                plugin => format!("a {plugin} component is a snapshot in its own system, restored through that system (`strata restore` without --to); strata keeps no files of it"),
-            };
-            (c.name.clone(), why)
-        })
-        .collect()
+/// The entries a restore could not bring back (the first 20 on stderr), as the failure
+/// they make: exit 4.
+pub(crate) fn not_restored(errors: &[String], advice: &str) -> Failure {
+    for line in errors.iter().take(20) {
+        eprintln!("strata: not restored: {line}");
+    }
+    let count = errors.len();
+    let message = format!("{count} entries could not be restored{advice}");
+    Failure::new(code::DAMAGED, message)
 }
 
 impl Context {
@@ -37,38 +30,24 @@ impl Context {
         node: Option<&str>,
         path: Option<String>,
     ) -> CommandResult {
-        let mut options = RestoreOptions::default();
-        if let Some(path) = &path {
-            // The same check as a cluster restore's and the API's.
-            strata_api::requests::check_include(path).map_err(|e| Failure::new(code::USAGE, e))?;
-        }
-        options.include = path.map(|p| p.trim_matches('/').as_bytes().to_vec());
+        let options = RestoreOptions::default();
         let clock = std::time::Instant::now();
         let display =
             progress::Display::start(options.progress.clone(), "restoring", self.interactive());
-        let restored = self.local.restore_into(wanted, to, node, options).await;
+        let restored = (self
+            .local
+            .restore_to_dir(wanted, to, node, path.as_deref(), options))
+        .await;
         drop(display);
-        let (summary, restored) = restored?;
-
-        let errors: Vec<String> = restored
-            .iter()
-            .flat_map(|r| {
-                r.report
-                    .errors
-                    .iter()
-                    .map(move |e| format!("{}: {e}", r.node))
-            })
-            .collect();
-        for r in &restored {
+        let restored = restored?;
+        let (summary, skipped) = (&restored.summary, &restored.skipped);
+        for r in &restored.restored {
             for warning in &r.report.warnings {
                 eprintln!("strata: warning: {}: {warning}", r.node);
             }
         }
-        let skipped = if node.is_none() {
-            skipped_into_dir(&summary)
-        } else {
-            Vec::new()
-        };
+        let errors = restored.errors();
+        let restored = &restored.restored;
         if self.global.json {
             print_json(&serde_json::json!({
                 "backup": summary.name,
@@ -83,14 +62,14 @@ impl Context {
                 })).collect::<Vec<_>>(),
             }));
         } else {
-            for r in &restored {
+            for r in restored {
                 self.say(format!(
                     "restored node {} of {} into {}: {} files ({} written, {} already correct), {} dirs, {} symlinks, {} hard links",
                     r.node, summary.name, r.target.display(), r.report.files, output::size(r.report.bytes),
                     r.report.files_kept, r.report.dirs, r.report.symlinks, r.report.hard_links,
                 ));
             }
-            for (component, why) in &skipped {
+            for (component, why) in skipped {
                 self.say(format!(
                     "skipped component {component}: not restored into {}: {why}",
                     to.display()
@@ -102,13 +81,8 @@ impl Context {
             ));
         }
         if !errors.is_empty() {
-            for line in errors.iter().take(20) {
-                eprintln!("strata: not restored: {line}");
-            }
-            return Err(Failure::new(
-                code::DAMAGED,
-                format!("{} entries could not be restored (run `strata verify --read-data` for details)", errors.len()),
-            ));
+            let advice = " (run `strata verify --read-data` for details)";
+            return Err(not_restored(&errors, advice));
         }
         Ok(0)
     }
@@ -202,7 +176,7 @@ impl Context {
         rename: Option<String>,
         dump: Option<std::path::PathBuf>,
         node: Option<String>,
-        recovery: crate::cli::RecoveryArgs,
+        recovery: strata_api::requests::RecoveryArgs,
     ) -> CommandResult {
         let database = database.ok_or_else(|| {
             Failure::new(
@@ -210,9 +184,7 @@ impl Context {
                 "--table needs --database NAME: the database the tables are in",
             )
         })?;
-        let target = crate::wal_commands::recovery_plan(recovery)?
-            .map(|plan| plan.target)
-            .unwrap_or(strata_postgres::recovery::Target::Latest);
+        let target = recovery.target()?;
         let request = strata_api::requests::TableRestore {
             database,
             tables,
@@ -231,26 +203,7 @@ impl Context {
         let report = match self.remote() && request.dump.is_none() {
             // Through the server: on its host, into the live database it reaches.
             true => {
-                let body = strata_api::types::TableRestoreBody {
-                    database: request.database,
-                    tables: request.tables,
-                    rename: request.rename,
-                    node: request.node,
-                    target_time: match &request.target {
-                        strata_postgres::recovery::Target::Time(t) => Some(t.clone()),
-                        _ => None,
-                    },
-                    target_lsn: match &request.target {
-                        strata_postgres::recovery::Target::Lsn(l) => Some(l.clone()),
-                        _ => None,
-                    },
-                    target_xid: match &request.target {
-                        strata_postgres::recovery::Target::Xid(x) => Some(x.clone()),
-                        _ => None,
-                    },
-                    target_immediate: request.target
-                        == strata_postgres::recovery::Target::Immediate,
-                };
+                let body = strata_api::types::TableRestoreBody::from_request(request);
                 say("asking the server to bring them back (on its host; this takes a restore's time)");
                 self.cluster().restore_tables(wanted, body).await?
             }
@@ -277,16 +230,6 @@ impl Context {
         }
         Ok(0)
     }
-}
-
-/// `5%` or `5` as a percentage between 0 (exclusive) and 100.
-pub(crate) fn parse_percent(text: &str) -> Result<f64, Failure> {
-    strata_api::requests::parse_percent(text).ok_or_else(|| {
-        Failure::new(
-            code::USAGE,
-            format!("--read-data-subset {text:?}: give a percentage such as 5%"),
-        )
-    })
 }
 
 impl Context {

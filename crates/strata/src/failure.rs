@@ -1,9 +1,9 @@
 //! Errors at the edge: one line with the cause chain, and a documented exit code.
 
 use strata_api::config::ConfigError;
-use strata_api::failure::AgentError;
 use strata_api::failure::CoordinatorError;
 use strata_api::failure::RepoError;
+use strata_api::failure::{advice, repo_advice, store_advice};
 use strata_api::failure::{ApiError, ErrorCode};
 
 /// Exit codes, documented in `docs/cli.md` and in `strata --help`.
@@ -38,43 +38,16 @@ pub(crate) fn chain(err: &dyn std::error::Error) -> String {
     strata_api::failure::error_chain(err)
 }
 
-/// What to do, for errors where strata knows it.
-fn hint(err: &RepoError) -> &'static str {
-    match err {
-        RepoError::Store(e) => store_hint(e),
-        _ => "",
-    }
-}
-
-fn store_hint(err: &strata_api::failure::StoreError) -> &'static str {
-    use strata_api::failure::StoreError;
-    match err {
-        StoreError::GaveUp { .. } | StoreError::Transient { .. } => {
-            " (check the storage's url or endpoint and the network)"
-        }
-        StoreError::PermissionDenied { .. } => {
-            " (grant the credentials this operation on this prefix: the bucket policy, IAM role, SAS or service account)"
-        }
-        _ => "",
-    }
-}
-
 impl From<CoordinatorError> for Failure {
     fn from(err: CoordinatorError) -> Self {
-        let hint = match &err {
-            CoordinatorError::Repo(e) | CoordinatorError::Agent(AgentError::Repo(e)) => hint(e),
-            _ => "",
-        };
-        Failure::new(exit_code(err.code()), chain(&err) + hint)
+        Failure::new(exit_code(err.code()), chain(&err) + advice(&err))
     }
 }
 
 impl From<RepoError> for Failure {
     fn from(err: RepoError) -> Self {
-        Failure::new(
-            exit_code(strata_api::failure::repo_code(&err)),
-            chain(&err) + hint(&err),
-        )
+        let code = exit_code(strata_api::failure::repo_code(&err));
+        Failure::new(code, chain(&err) + repo_advice(&err))
     }
 }
 
@@ -86,7 +59,7 @@ impl From<ConfigError> for Failure {
 
 impl From<strata_api::failure::StoreError> for Failure {
     fn from(err: strata_api::failure::StoreError) -> Self {
-        Failure::new(code::FAILED, chain(&err) + store_hint(&err))
+        Failure::new(code::FAILED, chain(&err) + store_advice(&err))
     }
 }
 
@@ -126,6 +99,7 @@ impl From<ApiError> for Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strata_api::failure::AgentError;
 
     /// A failure exits the same in process and through a server: the server answers
     /// `err.code()` as JSON, the client reads it back and maps it.

@@ -3,7 +3,7 @@
 //! this parses, reads the new password (environment, file or terminal), calls and prints.
 
 use crate::cli::{KeyCommand, NewPassword};
-use crate::context::{ask_password, CommandResult, Context};
+use crate::context::{ask_password, prompt_password, CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output::print_json;
 use std::io::IsTerminal;
@@ -28,16 +28,7 @@ impl NewPassword {
         } else if let Ok(value) = std::env::var(NEW_PASSWORD_ENV) {
             value
         } else if std::io::stdin().is_terminal() {
-            let ask = |prompt: &str| {
-                rpassword::prompt_password(prompt).map_err(|e| {
-                    Failure::new(code::PASSWORD, format!("cannot read the password: {e}"))
-                })
-            };
-            let first = ask("new password: ")?;
-            if ask("repeat the new password: ")? != first {
-                return Err(Failure::new(code::PASSWORD, "the passwords do not match"));
-            }
-            first
+            prompt_password("new password: ", Some("repeat the new password: "))?
         } else {
             return Err(usage(format!("no new password: set {NEW_PASSWORD_ENV}, pass --new-password-file FILE, or run in a terminal to be asked")));
         };

@@ -26,7 +26,6 @@ mod cli;
 mod client;
 mod cluster_commands;
 mod commands;
-mod config;
 mod context;
 mod data_commands;
 mod failure;
@@ -42,7 +41,6 @@ mod progress;
 mod repair_commands;
 mod runtime;
 mod tables_commands;
-mod tables_remote;
 mod wal_commands;
 
 use clap::Parser;

@@ -6,27 +6,9 @@ use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output::print_json;
 use crate::output::{opt, print_pairs, print_rows, show};
-use std::path::{Path, PathBuf};
-use strata_api::config::ConfigError;
 use strata_pgq::admin::{self, consumer_label, format_secs as secs, QueueSettings, Status};
-use strata_pgq::command::is_toml;
-use strata_pgq::ticker::config::TickerConfig;
 use strata_pgq::ticker::{self, Exit, Outcome};
 use strata_pgq::{PgqCommand, PgqError};
-
-/// The ticker's settings from the `[pgq]` section of strata's configuration file (the
-/// whole file is read and checked, as every command does; relative paths are relative to
-/// it). Read again on SIGHUP.
-fn read_strata_config(path: &Path) -> Result<TickerConfig, PgqError> {
-    let (_, sections) = crate::config::load(path).map_err(|e| PgqError::Config {
-        path: path.display().to_string(),
-        reason: match e {
-            ConfigError::Parse { message, .. } => message,
-            e => crate::failure::chain(&e),
-        },
-    })?;
-    Ok(sections.pgq.ticker())
-}
 
 /// The exit code of a PgQ error: bad input (and a value the server could not take,
 /// SQLSTATE class 22, such as `ticker_max_lag=soon`) is a usage error; a background
@@ -60,18 +42,10 @@ pub(crate) async fn run(ctx: &Context, command: PgqCommand) -> CommandResult {
     let PgqCommand::Ticker { args } = command else {
         return queue_command(ctx, command).await.map_err(failure);
     };
-    // A .toml file is strata's configuration (its [pgq] section); anything else is
-    // pgqd's ini. Without a file: --config, then ./strata.toml.
-    let file = (args.file.clone().or_else(|| ctx.global.config.clone()))
-        .or_else(|| Some(PathBuf::from("strata.toml")).filter(|own| own.exists()))
-        .ok_or_else(|| {
-            Failure::new(code::USAGE, "no ticker configuration: strata pgq ticker pgqd.ini, or a strata.toml with a [pgq] section (--config)")
-        })?;
-    let read: ticker::Reader = if is_toml(&file) {
-        read_strata_config
-    } else {
-        TickerConfig::load
-    };
+    let given = (args.file.clone()).or_else(|| ctx.global.config.clone());
+    let (file, read) = strata_api::config::pgq_ticker_file(given).ok_or_else(|| {
+        Failure::new(code::USAGE, "no ticker configuration: strata pgq ticker pgqd.ini, or a strata.toml with a [pgq] section (--config)")
+    })?;
     let overrides = args.overrides().map_err(failure)?;
     let quiet = ctx.global.quiet;
     match ticker::run_or_detach(&file, read, &overrides, args.daemon, quiet).await {

@@ -18,7 +18,7 @@ impl Context {
     ) -> CommandResult {
         let base = url
             .or_else(|| self.global.server.clone())
-            .unwrap_or_else(|| self.configured_server_url());
+            .unwrap_or_else(|| strata_api::config::local_server_url(&self.config));
         let endpoint = ready.then_some(Endpoint::Ready);
         let mut probe =
             Probe::new(&base, endpoint).map_err(|e| Failure::new(code::USAGE, e.to_string()))?;
@@ -53,24 +53,5 @@ impl Context {
             }
             Err(e) => Err(Failure::new(code::FAILED, e.to_string())),
         }
-    }
-
-    /// This host's server as the configuration has it (`server.listen`, `https` with
-    /// `server.tls_cert`); a wildcard address is asked on loopback.
-    fn configured_server_url(&self) -> String {
-        let server = &self.config.server;
-        let scheme = if server.tls_cert.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        let listen = &server.listen;
-        let (host, port) = listen.rsplit_once(':').unwrap_or((listen.as_str(), "7370"));
-        let host = match host {
-            "" | "0.0.0.0" => "127.0.0.1",
-            "[::]" => "[::1]",
-            other => other,
-        };
-        format!("{scheme}://{host}:{port}")
     }
 }

@@ -1,24 +1,20 @@
 //! `strata tables ...`, `strata ttl` and `strata load`: table retention. Parse the options,
-//! call strata-tables (which opens the engine, reads policy options and runs the use
-//! cases), print.
+//! call the table lifecycle use cases (`strata_api::Tables`: here, or through the server
+//! of `--server`), print.
 
 use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output;
 use crate::output::print_json;
-use strata_api::runs::DynStore;
-use strata_api::runs::Storage;
-use strata_api::runs::Webhooks;
-use strata_api::runs::{Events, TablesRunReport};
-use strata_server::tables_run::{run_told, RunRequest};
+use strata_api::types::tables::TableHistoryQuery;
+use strata_api::{TablePlans, Tables, TablesFailure, TablesHere};
 use strata_tables::command::{DbArgs, LoadArgs, TablesCommand};
 use strata_tables::history::HistoryEntry;
 use strata_tables::plan::{Step, TablePlan};
 use strata_tables::run::{RunObserver, StepResult};
 use strata_tables::text::{PLAN_COLUMNS, POLICY_COLUMNS};
-use strata_tables::{cutoff_or_now, Engine, PolicySpec, TableName, TableOutcome};
 use strata_tables::{AddOutcome, EditOutcome, Policy, RunReport, TableOutlook};
-use strata_tables::{RunOutcome, TablesError, TtlArgs};
+use strata_tables::{PolicySpec, RunOutcome, TableOutcome, TablesError, TtlArgs};
 
 impl From<TablesError> for Failure {
     fn from(err: TablesError) -> Self {
@@ -27,6 +23,16 @@ impl From<TablesError> for Failure {
             crate::failure::exit_code(answered),
             crate::failure::chain(&err),
         )
+    }
+}
+
+impl From<TablesFailure> for Failure {
+    fn from(err: TablesFailure) -> Self {
+        match err {
+            TablesFailure::Engine(err) => err.into(),
+            TablesFailure::Server(err) => err.into(),
+            TablesFailure::Config(err) => err.into(),
+        }
     }
 }
 
@@ -41,23 +47,14 @@ fn outcome_code(outcome: RunOutcome) -> u8 {
 }
 
 impl Context {
-    /// The engine on `[tables]` with the command line's database options applied.
-    async fn engine(&self, db: &DbArgs) -> Result<Engine, Failure> {
-        Ok(db.open(&self.sections.tables).await?)
+    /// The table lifecycle use cases here, with the command line's database options.
+    fn tables_here(&self, db: &DbArgs) -> TablesHere {
+        TablesHere::new(self.config.clone(), &self.sections.tables, db)
     }
 
     /// `tables plan --dialect cratedb`: the partitions of the layout, which expire, and
     /// every statement a run sends, in order.
-    fn crate_plan(
-        &self,
-        layout: &strata_tables::cratedb::CrateLayout,
-        cutoff: Option<&str>,
-    ) -> CommandResult {
-        let plan = strata_tables::cratedb::plan(layout, cutoff_or_now(cutoff)?);
-        if self.global.json {
-            print_json(&plan);
-            return Ok(0);
-        }
+    fn print_crate_plan(&self, plan: &strata_tables::cratedb::CratePlan) {
         println!(
             "{} (CrateDB): rows before {} expire; partitions are listed with:\n  {}",
             plan.table, plan.threshold, plan.discovery
@@ -76,7 +73,6 @@ impl Context {
             })
             .collect();
         output::print_table(&["value", "start", "end", "", "statements"], rows, &[0]);
-        Ok(0)
     }
 
     /// `tables sql`: the configured jobs (no database is asked).
@@ -96,51 +92,26 @@ impl Context {
         Ok(0)
     }
 
-    /// Where `strata tables run` reports: the configuration's webhooks.
-    fn tables_events(&self) -> Result<std::sync::Arc<Events>, Failure> {
-        let webhooks = Webhooks::from_config(&self.config.webhooks)
-            .map_err(|e| Failure::new(code::USAGE, crate::failure::chain(&e)))?;
-        Ok(Events::new(webhooks))
-    }
-
-    /// The storage `--from` names (default: the default storage), for archives.
-    fn archive_storage(&self, from: Option<String>) -> Result<(String, DynStore), Failure> {
-        let name = from.unwrap_or_else(|| self.config.default_storage.clone());
-        let store = self.storages()(&name)?;
-        Ok((name, store))
-    }
-
-    /// The storages of the configuration by name, where archives go and come from.
-    fn storages(&self) -> impl Fn(&str) -> Result<DynStore, TablesError> + Sync + '_ {
-        strata_tables::named_storages(|name| Storage::open_for_archives(&self.config, name))
-    }
-
-    /// `strata tables ...`.
+    /// `strata tables ...`: here, or through the server of `--server`.
     pub(crate) async fn tables(&self, db: DbArgs, command: TablesCommand) -> CommandResult {
-        if let Some(server) = self.tables_server() {
-            return self.tables_through(server, command).await;
-        }
-        if let TablesCommand::Archives { from } = command {
-            return self.archives(from).await;
-        }
-        if let TablesCommand::Sql { name: None, .. } = command {
-            return self.list_sql_jobs();
-        }
-        if let TablesCommand::Plan {
-            cutoff,
-            crate_layout,
-            ..
-        } = &command
-        {
-            if let Some(layout) = crate_layout.layout()? {
-                return self.crate_plan(&layout, cutoff.as_deref());
-            }
-        }
-        let mut engine = self.engine(&db).await?;
+        let here = self.tables_here(&db);
+        let tables: &dyn Tables = match self.tables_server() {
+            Some(server) => server,
+            None => &here,
+        };
         match command {
+            TablesCommand::Setup | TablesCommand::Sql { .. } | TablesCommand::Archives { .. }
+                if self.remote() =>
+            {
+                Err(Failure::new(
+                    code::USAGE,
+                    "only tables list, plan, history, add, edit, rm and run go through --server: run the others here, without --server",
+                ))
+            }
+            TablesCommand::Archives { from } => self.archives(&here, from).await,
+            TablesCommand::Sql { name: None, .. } => self.list_sql_jobs(),
             TablesCommand::Setup => {
-                engine.setup().await?;
-                let schema = engine.catalog().schema();
+                let schema = here.setup().await?;
                 self.say(format!("policy tables ready in schema {schema}"));
                 Ok(0)
             }
@@ -148,12 +119,16 @@ impl Context {
                 policy,
                 dry_run: true,
             } => {
-                self.print_add(&engine.preview_add(&policy.spec()?).await?);
+                self.print_add(&tables.preview_add(*policy).await?);
                 Ok(0)
             }
-            TablesCommand::Add { policy, .. } => self.add_policy(&engine, &policy.spec()?).await,
+            TablesCommand::Add { policy, .. } => {
+                let added = tables.add(*policy).await?;
+                self.print_added(added.id, &added.spec);
+                Ok(0)
+            }
             TablesCommand::List { tags } => {
-                self.print_policies(&engine.list(&tags).await?);
+                self.print_policies(&tables.policies(tags).await?);
                 Ok(0)
             }
             TablesCommand::Edit {
@@ -161,57 +136,49 @@ impl Context {
                 dry_run: true,
                 edit,
             } => {
-                self.print_edit(&engine.preview_edit(id, &edit.edit()?).await?);
+                self.print_edit(&tables.preview_edit(id, *edit).await?);
                 Ok(0)
             }
             TablesCommand::Edit { id, edit, .. } => {
-                let policy = engine.edit(id, &edit.edit()?).await?;
-                self.print_edited(&policy);
+                self.print_edited(&tables.edit(id, *edit).await?);
                 Ok(0)
             }
             TablesCommand::Rm { id, tags } => {
-                self.print_removed(&engine.remove(id, &tags).await?);
+                let mut removed = Vec::new();
+                let result = tables.remove(id, tags, &mut |p| removed.push(p)).await;
+                // What went before a failure is gone: say so first.
+                if result.is_ok() || !removed.is_empty() {
+                    self.print_removed(&removed);
+                }
+                result?;
                 Ok(0)
             }
             TablesCommand::Plan {
                 tags,
                 cutoff,
-                crate_layout: _,
+                crate_layout,
             } => {
-                let plans = engine
-                    .plan(&tags, cutoff_or_now(cutoff.as_deref())?)
-                    .await?;
+                let plans = tables.plan(tags, cutoff, crate_layout).await?;
                 if self.global.json {
                     print_json(&plans);
-                }
-                for planned in plans.iter().filter(|_| !self.global.json) {
-                    if let Some(error) = &planned.error {
-                        eprintln!("strata: error: {}: {error}", planned.table);
-                    }
-                    planned.plan.iter().for_each(|plan| self.print_plan(plan));
+                } else if let TablePlans::Crate(plan) = &plans {
+                    self.print_crate_plan(plan);
+                } else {
+                    self.print_outlooks(&plans.outlooks());
                 }
                 if plans.is_empty() {
                     self.say("no policy matched");
                 }
-                let failed = plans.iter().any(|p| p.failed());
-                Ok(if failed { code::FAILED } else { 0 })
+                Ok(if plans.failed() { code::FAILED } else { 0 })
             }
             TablesCommand::Run {
                 tags,
                 cutoff,
                 dry_run,
             } => {
-                let request = RunRequest {
-                    filter: tags,
-                    cutoff: cutoff_or_now(cutoff.as_deref())?,
-                    dry_run,
-                };
-                let (stores, events) = (self.storages(), self.tables_events()?);
                 let progress = StepProgress::new(self.interactive());
-                let run = run_told(&mut engine, events.clone(), &request, &stores, &progress).await;
+                let run = tables.run(tags, cutoff, dry_run, &progress).await;
                 drop(progress);
-                // Deliveries still in flight would die with the process.
-                events.flush(std::time::Duration::from_secs(10)).await;
                 Ok(self.print_run(&run?))
             }
             TablesCommand::History {
@@ -222,28 +189,22 @@ impl Context {
                 until,
                 limit,
             } => {
-                let filter =
-                    TablesCommand::history_filter(table, policy, tag, since, until, limit)?;
-                self.print_history(&engine.history(&filter).await?);
+                let query = TableHistoryQuery {
+                    table,
+                    policy,
+                    tag,
+                    since,
+                    until,
+                    limit: Some(limit),
+                };
+                self.print_history(&tables.history(query).await?);
                 Ok(0)
             }
             TablesCommand::Sql {
                 name: Some(name),
                 dry_run,
             } => {
-                let job = self.sections.tables.job(&name)?;
-                let events = self.tables_events()?;
-                let told = TablesRunReport::start(events.clone(), engine.who(), engine.target());
-                let run = engine.run_sql_job(job, dry_run).await;
-                match &run {
-                    Ok(report) => {
-                        let (Ok(line) | Err(line)) = report.job_result();
-                        told.end_with_outcome(report.outcome.as_str(), &line);
-                    }
-                    Err(err) => told.end("failed", &crate::failure::chain(err)),
-                }
-                events.flush(std::time::Duration::from_secs(10)).await;
-                let report = run?;
+                let report = here.sql_job(&name, dry_run).await?;
                 if self.global.json {
                     print_json(&report);
                 } else {
@@ -257,8 +218,6 @@ impl Context {
                 }
                 Ok(outcome_code(report.outcome))
             }
-            TablesCommand::Sql { name: None, .. } => unreachable!("handled above"),
-            TablesCommand::Archives { .. } => unreachable!("handled above"),
         }
     }
 
@@ -291,12 +250,6 @@ impl Context {
         } else {
             0
         }
-    }
-
-    async fn add_policy(&self, engine: &Engine, spec: &PolicySpec) -> CommandResult {
-        let id = engine.add(spec).await?;
-        self.print_added(id, spec);
-        Ok(0)
     }
 
     /// The policies `tables rm` removed.
@@ -443,10 +396,11 @@ impl Context {
         );
     }
 
-    /// `strata ttl S.T:C ACTION[:ARG] DURATION`.
+    /// `strata ttl S.T:C ACTION[:ARG] DURATION`: a policy added here.
     pub(crate) async fn ttl(&self, db: DbArgs, spec: TtlArgs) -> CommandResult {
-        self.add_policy(&self.engine(&db).await?, &spec.spec()?)
-            .await
+        let added = self.tables_here(&db).ttl(spec).await?;
+        self.print_added(added.id, &added.spec);
+        Ok(0)
     }
 
     /// `strata load ARCHIVE --into S.T`.
@@ -454,18 +408,7 @@ impl Context {
         if load.file.file.is_some() {
             return self.load_file(db, load).await;
         }
-        let LoadArgs {
-            archive,
-            into,
-            from,
-            append,
-            file: _,
-        } = load;
-        let archive = archive.unwrap_or_default();
-        let into = TableName::parse(&into).map_err(TablesError::from)?;
-        let (_, store) = self.archive_storage(from)?;
-        let mut engine = self.engine(&db).await?;
-        let loaded = engine.load_archive(&store, &archive, &into, append).await?;
+        let loaded = self.tables_here(&db).load_archive(load).await?;
         if self.global.json {
             print_json(&loaded);
         }
@@ -476,24 +419,9 @@ impl Context {
 
     /// `strata load --file PATH|URL --into S.T`.
     async fn load_file(&self, db: DbArgs, load: LoadArgs) -> CommandResult {
-        let file = load.file.file.clone().unwrap_or_default();
-        let urls: Vec<(String, String)> = self
-            .config
-            .storages
-            .iter()
-            .filter_map(|(name, s)| s.url.clone().map(|url| (name.clone(), url)))
-            .collect();
-        let source = strata_tables::load_file::resolve(
-            &file,
-            load.from.as_deref(),
-            &self.storages(),
-            &urls,
-        )?;
-        let request = load.file.request(&load.into, source)?;
-        let mut engine = self.engine(&db).await?;
         let progress =
             FileProgress::new(self.interactive(), load.file.verbose && !self.global.quiet);
-        let report = engine.load_file(&request, &progress).await;
+        let report = self.tables_here(&db).load_file(&load, &progress).await;
         progress.finish();
         let report = report?;
         if self.global.json {
@@ -529,9 +457,8 @@ impl Context {
     }
 
     /// `strata tables archives [--from STORAGE]`.
-    async fn archives(&self, from: Option<String>) -> CommandResult {
-        let (name, store) = self.archive_storage(from)?;
-        let archives = strata_tables::archive::list_archives(&store).await?;
+    async fn archives(&self, here: &TablesHere, from: Option<String>) -> CommandResult {
+        let (name, archives) = here.archives(from).await?;
         if self.global.json {
             print_json(&archives);
         } else {

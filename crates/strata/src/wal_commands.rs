@@ -1,9 +1,9 @@
-//! `strata wal-push`, `wal-fetch`, `wal list|verify`, and the recovery options of
-//! `strata restore`: the commands PostgreSQL and operators run around the WAL archive.
+//! `strata wal-push`, `wal-fetch`, `wal list|verify|archiver|status|prefetch`: the
+//! commands PostgreSQL and operators run around the WAL archive.
 //! The work is in `strata_api::wal`; this parses, calls, prints and picks the
 //! exit code PostgreSQL acts on.
 
-use crate::cli::{RecoveryArgs, WalCommand};
+use crate::cli::WalCommand;
 use crate::context::{CommandResult, Context};
 use crate::failure::{code, Failure};
 use crate::output::print_json;
@@ -11,26 +11,11 @@ use crate::output::size;
 use std::path::Path;
 use strata_api::wal::{self, WalError};
 use strata_api::wal_archiver;
-use strata_postgres::recovery::{RecoveryPlan, Target, TargetAction};
 use strata_postgres::wal::Pushed;
 
 /// Exit code of `wal-fetch` for anything but "not in the archive": above 125, which makes
 /// PostgreSQL stop recovery instead of taking the failure for the end of the archive.
 const FETCH_ABORT: u8 = 126;
-
-/// The recovery plan the options ask for (`None`: the defaults of the restore).
-pub(crate) fn recovery_plan(args: RecoveryArgs) -> Result<Option<RecoveryPlan>, Failure> {
-    let action = TargetAction::parse(&args.target_action).ok_or_else(|| {
-        let wrong = &args.target_action;
-        let why = format!("--target-action {wrong:?}: use promote, pause or shutdown");
-        Failure::new(code::USAGE, why)
-    })?;
-    let (time, lsn, xid) = (args.target_time, args.target_lsn, args.target_xid);
-    let target = Target::from_options(time, lsn, xid, args.target_immediate);
-    // The same check the API makes (strata_postgres::recovery_input).
-    RecoveryPlan::unless_default(target, action, !args.no_start, args.no_archive)
-        .map_err(|e| Failure::new(code::USAGE, e.to_string()))
-}
 
 impl Context {
     /// `strata wal-push PATH`.
@@ -147,33 +132,14 @@ impl Context {
         self.here_only("the WAL archiver runs beside PostgreSQL on this host: drop --server")?;
         let storage = self.storage()?;
         let repo = self.local.repo().await?;
-        let stop = async {
-            use tokio::signal::unix::{signal, SignalKind};
-            match (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
-                (Ok(mut term), Ok(mut int)) => {
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = int.recv() => {}
-                    }
-                }
-                _ => std::future::pending().await,
-            }
-            strata_health::notify::stopping("stopping after the batch under way");
-        };
         let listening = |socket: &Path| {
             eprintln!(
                 "strata: the WAL archiver listens at {} (archive_command = 'strata wal-push %p' hands it segments)",
                 socket.display()
             );
-            // A systemd unit of Type=notify counts it started now; with WatchdogSec= the
-            // runtime pings, so a stalled archiver is restarted.
-            strata_health::notify::ready(&format!("archiving WAL at {}", socket.display()));
-            tokio::spawn(strata_health::notify::watchdog());
         };
-        wal_archiver::serve(self.config.clone(), storage.store, repo, listening, stop).await?;
+        let config = self.config.clone();
+        strata_api::serve_wal_archiver(config, storage.store, repo, listening).await?;
         eprintln!("strata: the WAL archiver stopped");
         Ok(0)
     }
@@ -228,43 +194,29 @@ impl Context {
         Ok(0)
     }
 
-    /// Starts `strata wal prefetch --after NAME` in the background, with this process's
-    /// settings, its output in `<state_dir>/wal-prefetch.log`. It outlives this call (the
-    /// next ones find their files spooled); a second one exits at once (one per spool).
-    /// Failing to start it only costs speed.
+    /// Starts `strata wal prefetch --after NAME` in the background with this process's
+    /// settings, its output in `<state_dir>/wal-prefetch.log`.
     fn spawn_prefetcher(&self, after: &str) {
-        use std::os::unix::process::CommandExt;
-        let Ok(exe) = std::env::current_exe() else {
-            return;
-        };
-        let mut cmd = std::process::Command::new(exe);
         let g = &self.global;
-        if let Some(config) = &g.config {
-            cmd.arg("--config").arg(config);
+        let mut settings: Vec<std::ffi::OsString> = Vec::new();
+        let given = [
+            (
+                "--config",
+                g.config.as_ref().map(|p| p.as_os_str().to_owned()),
+            ),
+            ("--repo", g.repo.as_ref().map(Into::into)),
+            ("--storage", g.storage.as_ref().map(Into::into)),
+            (
+                "--state-dir",
+                g.state_dir.as_ref().map(|p| p.as_os_str().to_owned()),
+            ),
+        ];
+        for (option, value) in given {
+            if let Some(value) = value {
+                settings.extend([option.into(), value]);
+            }
         }
-        if let Some(repo) = &g.repo {
-            cmd.arg("--repo").arg(repo);
-        }
-        if let Some(storage) = &g.storage {
-            cmd.arg("--storage").arg(storage);
-        }
-        if let Some(state_dir) = &g.state_dir {
-            cmd.arg("--state-dir").arg(state_dir);
-        }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.config.state_dir().join("wal-prefetch.log"));
-        let (out, err) = match log.and_then(|file| Ok((file.try_clone()?, file))) {
-            Ok((out, err)) => (out.into(), err.into()),
-            Err(_) => (std::process::Stdio::null(), std::process::Stdio::null()),
-        };
-        cmd.args(["wal", "prefetch", "--after", after])
-            .stdin(std::process::Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            // Its own process group: a signal to recovery's restore_command is not its.
-            .process_group(0);
-        let _ = cmd.spawn();
+        let log = self.config.state_dir().join("wal-prefetch.log");
+        strata_api::spawn_prefetcher(settings, &log, after);
     }
 }

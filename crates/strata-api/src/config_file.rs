@@ -1,6 +1,7 @@
-//! The application's configuration file, composed from the sections their crates own.
+//! The application's configuration file (`strata.toml`), composed from the sections their
+//! crates own: what the command line, the server and any other front end read.
 //!
-//! The coordinator owns most of the file ([`strata_api::config::Config`]: storages,
+//! The coordinator owns most of the file ([`crate::config::Config`]: storages,
 //! nodes, server, retention, postgres, ...); strata-tables owns `[tables]` and strata-pgq
 //! owns `[pgq]`. Those two sit beside the coordinator, which does not know them, so the
 //! file is split here, at the top: each section goes to its owner's type, defaults and
@@ -8,10 +9,12 @@
 //! documented defaults in the file's order; `config show` and the server's `/config`
 //! show every section.
 
+use crate::config::{parse_error, Config, ConfigError};
 use serde::Serialize;
-use std::path::Path;
-use strata_api::config::{parse_error, Config, ConfigError};
+use std::path::{Path, PathBuf};
 use strata_pgq::config::PgqConfig;
+use strata_pgq::ticker::config::TickerConfig;
+use strata_pgq::PgqError;
 use strata_tables::config::TablesConfig;
 
 /// The sections of the file owned by crates beside the coordinator.
@@ -26,7 +29,7 @@ pub struct Sections {
 /// The documented default configuration, every section, as `strata config default`
 /// prints it.
 pub fn default_text() -> String {
-    use strata_api::config::{default_config, DEFAULT_CONFIG_END};
+    use crate::config::{default_config, DEFAULT_CONFIG_END};
     [
         default_config().as_str(),
         strata_tables::config::DEFAULT_SECTION,
@@ -45,6 +48,67 @@ pub fn load(path: &Path) -> Result<(Config, Sections), ConfigError> {
     parse(&text, path, path.parent().unwrap_or(Path::new(".")))
 }
 
+/// The configuration in effect: the file `given` (`--config`), else `./strata.toml` when
+/// it exists, else the defaults.
+pub fn find(given: Option<&Path>) -> Result<(Config, Sections), ConfigError> {
+    match given {
+        Some(path) => load(path),
+        None if Path::new("strata.toml").exists() => load(Path::new("strata.toml")),
+        None => defaults(),
+    }
+}
+
+/// The built-in defaults, every section.
+pub fn defaults() -> Result<(Config, Sections), ConfigError> {
+    parse("", Path::new("(defaults)"), Path::new("."))
+}
+
+/// The PgQ ticker's settings from the `[pgq]` section of the configuration file at `path`
+/// (the whole file is read and checked, as every command does; relative paths are
+/// relative to it).
+pub fn pgq_ticker(path: &Path) -> Result<TickerConfig, PgqError> {
+    let (_, sections) = load(path).map_err(|e| PgqError::Config {
+        path: path.display().to_string(),
+        reason: match e {
+            ConfigError::Parse { message, .. } => message,
+            e => strata_coordinator::error_chain(&e),
+        },
+    })?;
+    Ok(sections.pgq.ticker())
+}
+
+/// The PgQ ticker's configuration file and how to read it: `given` (the ticker's file,
+/// else `--config`), else `./strata.toml` when it exists. A `.toml` file is strata's
+/// configuration (its `[pgq]` section, [`pgq_ticker`]); anything else is pgqd's ini.
+pub fn pgq_ticker_file(given: Option<PathBuf>) -> Option<(PathBuf, strata_pgq::ticker::Reader)> {
+    let file = given.or_else(|| Some(PathBuf::from("strata.toml")).filter(|own| own.exists()))?;
+    let read: strata_pgq::ticker::Reader = if strata_pgq::command::is_toml(&file) {
+        pgq_ticker
+    } else {
+        TickerConfig::load
+    };
+    Some((file, read))
+}
+
+/// This host's server as the configuration has it (`server.listen`, `https` with
+/// `server.tls_cert`); a wildcard address is asked on loopback.
+pub fn local_server_url(config: &Config) -> String {
+    let server = &config.server;
+    let scheme = if server.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let listen = &server.listen;
+    let (host, port) = listen.rsplit_once(':').unwrap_or((listen.as_str(), "7370"));
+    let host = match host {
+        "" | "0.0.0.0" => "127.0.0.1",
+        "[::]" => "[::1]",
+        other => other,
+    };
+    format!("{scheme}://{host}:{port}")
+}
+
 /// Parses a configuration text; `origin` names it in errors and `base` is the directory
 /// relative paths refer to.
 pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<(Config, Sections), ConfigError> {
@@ -56,7 +120,7 @@ pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<(Config, Sections
         tables: section(tables, origin)?,
         pgq: section(pgq, origin)?,
     };
-    let config = strata_api::config::from_table(table, origin, base)?;
+    let config = strata_coordinator::config_file::from_table(table, origin, base)?;
     let mut sections = sections;
     sections.pgq.resolve_paths(base);
     sections.pgq.validate().map_err(ConfigError::Invalid)?;
@@ -76,7 +140,7 @@ fn section<T: serde::de::DeserializeOwned + Default>(
 }
 
 /// The whole configuration as shown (`config show`, the server's `/config`): every secret
-/// value masked (see [`strata_api::mask`]).
+/// value masked (see [`crate::mask`]).
 #[derive(Serialize)]
 pub struct Shown {
     #[serde(flatten)]
@@ -88,7 +152,7 @@ pub struct Shown {
 impl Shown {
     /// `config` and `sections` with secrets masked.
     pub fn new(config: &Config, sections: &Sections) -> Shown {
-        use strata_api::mask::{mask_conninfo, masked_config};
+        use crate::mask::{mask_conninfo, masked_config};
         let mut sections = sections.clone();
         if let Some(db) = &mut sections.tables.db {
             *db = mask_conninfo(db);
