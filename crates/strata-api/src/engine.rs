@@ -98,7 +98,7 @@ pub mod requests {
 /// Table lifecycle runs: the storages and the reports their end sends (audit, webhooks).
 pub mod runs {
     pub use strata_coordinator::audit::local_actor;
-    pub use strata_coordinator::events::{Events, TablesRunReport};
+    pub use strata_coordinator::events::{Ending, Events, TablesRunReport};
     pub use strata_coordinator::remote::ApiClient;
     pub use strata_coordinator::storage::Storage;
     pub use strata_coordinator::webhooks::Webhooks;

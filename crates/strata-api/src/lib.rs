@@ -79,4 +79,4 @@ pub use http::Http;
 pub use in_process::{AskPassword, InProcess, Initialized};
 pub use prefetcher::spawn_prefetcher;
 pub use tables::{TablePlans, Tables, TablesFailure, TablesOutcome};
-pub use tables_here::TablesHere;
+pub use tables_here::{tell_end, TablesHere};

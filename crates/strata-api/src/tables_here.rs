@@ -7,7 +7,7 @@
 //! Each call opens its own connection first (a command makes one call), so a command
 //! without a database fails on that before its options are read, as it always has.
 
-use crate::runs::{DynStore, Events, Storage, TablesRunReport, Webhooks};
+use crate::runs::{DynStore, Ending, Events, Storage, TablesRunReport, Webhooks};
 use crate::tables::{TablePlans, Tables, TablesOutcome};
 use crate::types::tables::TableHistoryQuery;
 use async_trait::async_trait;
@@ -20,7 +20,7 @@ use strata_tables::config::TablesConfig;
 use strata_tables::history::HistoryEntry;
 use strata_tables::load_file::{LoadFileReport, LoadObserver};
 use strata_tables::policy_args::{PolicyArgs, PolicyEditArgs};
-use strata_tables::run::RunObserver;
+use strata_tables::run::{RunObserver, RunOutcome};
 use strata_tables::sql_job::SqlRun;
 use strata_tables::{cutoff_or_now, AddOutcome, EditOutcome, Engine, Policy, PolicySpec};
 use strata_tables::{RunReport, TableName, TablesResult, TagFilter, TtlArgs};
@@ -95,9 +95,9 @@ impl TablesHere {
         match &run {
             Ok(report) => {
                 let (Ok(line) | Err(line)) = report.job_result();
-                told.end_with_outcome(report.outcome.as_str(), &line);
+                tell_end(&told, report.outcome, &line);
             }
-            Err(err) => told.end("failed", &strata_coordinator::error_chain(err)),
+            Err(err) => told.end(Ending::Failed, &strata_coordinator::error_chain(err)),
         }
         events.flush(FLUSH).await;
         Ok(run?)
@@ -232,11 +232,24 @@ impl Tables for TablesHere {
         match &run {
             Ok(report) => {
                 let (Ok(line) | Err(line)) = report.job_result();
-                told.end_with_outcome(report.outcome(), &line);
+                tell_end(&told, report.run_outcome(), &line);
             }
-            Err(err) => told.end("failed", &strata_coordinator::error_chain(err)),
+            Err(err) => told.end(Ending::Failed, &strata_coordinator::error_chain(err)),
         }
         events.flush(FLUSH).await;
         Ok(run?)
     }
+}
+
+/// Tells the webhooks how a table run or SQL job they heard start ended: `outcome` as the
+/// run record keeps it (`busy`, a table skipped because another run held it, is partial)
+/// with the run's line. The one place the command line, the API and the scheduler tell
+/// it from.
+pub fn tell_end(told: &TablesRunReport, outcome: RunOutcome, line: &str) {
+    let ending = match outcome {
+        RunOutcome::Failed => Ending::Failed,
+        RunOutcome::Busy => Ending::Partial,
+        RunOutcome::Done | RunOutcome::NothingToDo | RunOutcome::DryRun => Ending::Succeeded,
+    };
+    told.end(ending, line);
 }

@@ -112,6 +112,28 @@ async fn futures_join(tasks: Vec<JoinHandle<()>>) {
     }
 }
 
+/// How a run ended, as the webhooks' phase says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// It did what it was asked.
+    Succeeded,
+    /// Something was skipped (another run held it): the rest was done.
+    Partial,
+    /// It failed.
+    Failed,
+}
+
+impl Ending {
+    /// `succeeded`, `partial` or `failed`.
+    pub fn phase(self) -> &'static str {
+        match self {
+            Ending::Succeeded => "succeeded",
+            Ending::Partial => "partial",
+            Ending::Failed => "failed",
+        }
+    }
+}
+
 /// A table retention run told to the webhooks (kind `tables`): `started` when it is made,
 /// then how it ended. Runs are audited in the database's own audit table; every front end
 /// that starts one (the CLI's `strata tables run`, the scheduler's `tables` jobs) reports
@@ -134,21 +156,9 @@ impl TablesRunReport {
         report
     }
 
-    /// How the run ended: `succeeded`, `partial` (a table skipped) or `failed`.
-    pub fn end(&self, phase: &str, detail: &str) {
-        self.tell(phase, detail);
-    }
-
-    /// How the run ended, from the outcome its run record keeps: `failed` is failed,
-    /// `busy` (something skipped because another run held it) partial, the rest
-    /// succeeded.
-    pub fn end_with_outcome(&self, outcome: &str, detail: &str) {
-        let phase = match outcome {
-            "failed" => "failed",
-            "busy" => "partial",
-            _ => "succeeded",
-        };
-        self.tell(phase, detail);
+    /// How the run ended, with its line (or why it failed).
+    pub fn end(&self, ending: Ending, detail: &str) {
+        self.tell(ending.phase(), detail);
     }
 
     fn tell(&self, phase: &str, detail: &str) {

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use strata_coordinator::config::{Config, ScheduleConfig};
-use strata_coordinator::events::{Events, TablesRunReport};
+use strata_coordinator::events::{Ending, Events, TablesRunReport};
 use strata_coordinator::jobs::ClusterJobs;
 use strata_coordinator::schedule::{JobError, JobRunner};
 use strata_coordinator::storage::Storage;
@@ -115,8 +115,8 @@ impl JobRunner for ServerJobs {
             _ => self.tables(job).await,
         };
         match &result {
-            Ok(line) => report.end("succeeded", line),
-            Err(why) => report.end("failed", &why.to_string()),
+            Ok(line) => report.end(Ending::Succeeded, line),
+            Err(why) => report.end(Ending::Failed, &why.to_string()),
         }
         result
     }

@@ -23,7 +23,7 @@ use strata_api::types::tables::{
     TablePolicyQuery, TableRunBody,
 };
 use strata_coordinator::config::Config;
-use strata_coordinator::events::{Events, TablesRunReport};
+use strata_coordinator::events::{Ending, Events, TablesRunReport};
 use strata_coordinator::storage::Storage;
 use strata_tables::config::TablesConfig;
 use strata_tables::history::HistoryEntry;
@@ -305,7 +305,7 @@ pub(crate) async fn run(
         .await;
         match &ran {
             Ok(report) => tell_end(&told, report),
-            Err(why) => told.end("failed", why),
+            Err(why) => told.end(Ending::Failed, why),
         }
         ran
     });

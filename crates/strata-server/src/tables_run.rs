@@ -7,7 +7,7 @@
 //! API's, the scheduler's) is told from the caller's runtime, which outlives the run's.
 
 use std::sync::Arc;
-use strata_coordinator::events::{Events, TablesRunReport};
+use strata_coordinator::events::{Ending, Events, TablesRunReport};
 use strata_tables::config::TablesConfig;
 use strata_tables::run::{RunObserver, StoreResolver};
 use strata_tables::{Engine, RunReport, TablesResult, TagFilter};
@@ -34,14 +34,14 @@ pub fn tables_target(tables: &TablesConfig) -> String {
         .unwrap_or_default()
 }
 
-/// Tells the webhooks how a run they heard start ended.
+/// Tells the webhooks how a run they heard start ended (see [`strata_api::tell_end`]).
 pub fn tell_end(told: &TablesRunReport, run: &TablesResult<RunReport>) {
     match run {
         Ok(report) => {
             let (Ok(line) | Err(line)) = report.job_result();
-            told.end_with_outcome(report.outcome(), &line);
+            strata_api::tell_end(told, report.run_outcome(), &line);
         }
-        Err(err) => told.end("failed", &strata_coordinator::error_chain(err)),
+        Err(err) => told.end(Ending::Failed, &strata_coordinator::error_chain(err)),
     }
 }
 
