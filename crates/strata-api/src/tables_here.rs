@@ -246,10 +246,34 @@ impl Tables for TablesHere {
 /// with the run's line. The one place the command line, the API and the scheduler tell
 /// it from.
 pub fn tell_end(told: &TablesRunReport, outcome: RunOutcome, line: &str) {
-    let ending = match outcome {
+    told.end(ending(outcome), line);
+}
+
+/// The webhooks' ending of a run that ended with `outcome`.
+fn ending(outcome: RunOutcome) -> Ending {
+    match outcome {
         RunOutcome::Failed => Ending::Failed,
         RunOutcome::Busy => Ending::Partial,
         RunOutcome::Done | RunOutcome::NothingToDo | RunOutcome::DryRun => Ending::Succeeded,
-    };
-    told.end(ending, line);
+    }
+}
+
+#[cfg(test)]
+mod ending_tests {
+    use super::*;
+
+    /// A run that skipped a table another run held is partial, not a success.
+    #[test]
+    fn every_outcome_ends_as_the_webhooks_say() {
+        let cases = [
+            (RunOutcome::Done, "succeeded"),
+            (RunOutcome::NothingToDo, "succeeded"),
+            (RunOutcome::DryRun, "succeeded"),
+            (RunOutcome::Busy, "partial"),
+            (RunOutcome::Failed, "failed"),
+        ];
+        for (outcome, phase) in cases {
+            assert_eq!(ending(outcome).phase(), phase, "{outcome:?}");
+        }
+    }
 }
