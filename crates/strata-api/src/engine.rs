@@ -19,16 +19,12 @@ pub mod config {
 
 /// Failures and their one classification (exit codes and HTTP statuses).
 pub mod failure {
-    pub use strata_agent::api::{ApiError, ErrorCode};
+    pub use strata_agent::api::ApiError;
     pub use strata_agent::AgentError;
     pub use strata_coordinator::{error_chain, CoordinatorError};
+    pub use strata_failure::{exit, ErrorCode};
     pub use strata_repo::RepoError;
     pub use strata_store::StoreError;
-
-    /// [`RepoError::code`], by its old name.
-    pub fn repo_code(err: &RepoError) -> ErrorCode {
-        err.code()
-    }
 
     /// What to do about a repository failure, for those where strata knows it: a
     /// suffix to its message (empty when there is no advice).
@@ -61,11 +57,6 @@ pub mod failure {
             }
             _ => "",
         }
-    }
-
-    /// [`strata_tables::ErrorKind::code`], by its old name.
-    pub fn tables_code(kind: strata_tables::ErrorKind) -> ErrorCode {
-        kind.code()
     }
 }
 
@@ -115,7 +106,7 @@ pub use strata_coordinator::{keys, wal, wal_archiver};
 
 #[cfg(test)]
 mod tests {
-    use super::failure::{tables_code, ErrorCode};
+    use super::failure::ErrorCode;
     use strata_tables::ErrorKind;
 
     /// Each kind once: the server answers it with this code, and the command line exits
@@ -128,7 +119,7 @@ mod tests {
             (ErrorKind::Busy, ErrorCode::Busy),
             (ErrorKind::Failed, ErrorCode::Failed),
         ] {
-            assert_eq!(tables_code(kind), code, "{kind:?}");
+            assert_eq!(kind.code(), code, "{kind:?}");
         }
     }
 }

@@ -4,7 +4,7 @@
 //! holds a `&dyn Tables`, so `strata tables list|plan|history|add|edit|rm|run` is written
 //! once whether `--server` is given or not; both answer with the engine's own types.
 
-use crate::failure::{tables_code, CoordinatorError, ErrorCode};
+use crate::failure::{CoordinatorError, ErrorCode};
 use crate::types::tables::TableHistoryQuery;
 use async_trait::async_trait;
 use serde::Serialize;
@@ -37,7 +37,7 @@ impl TablesFailure {
     /// server answered it, so a caller (the CLI's exit code) treats both alike.
     pub fn code(&self) -> ErrorCode {
         match self {
-            TablesFailure::Engine(err) => tables_code(err.kind()),
+            TablesFailure::Engine(err) => err.code(),
             TablesFailure::Server(err) => err.code(),
             TablesFailure::Config(_) => ErrorCode::BadRequest,
         }

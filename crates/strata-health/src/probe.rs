@@ -113,6 +113,17 @@ pub enum ProbeError {
     },
 }
 
+impl ProbeError {
+    /// What kind of failure this is (exit code: see `strata-failure`): a bad address or
+    /// CA file is the caller's; no answer, a bad answer or not ready is a failure.
+    pub fn code(&self) -> strata_failure::ErrorCode {
+        match self {
+            ProbeError::Usage(_) | ProbeError::Ca { .. } => strata_failure::ErrorCode::BadRequest,
+            _ => strata_failure::ErrorCode::Failed,
+        }
+    }
+}
+
 fn failing(report: &ReadyReport) -> String {
     let bad: Vec<String> = report
         .checks

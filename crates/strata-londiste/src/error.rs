@@ -237,6 +237,14 @@ impl LondisteError {
         }
     }
 
+    /// What kind of failure this is (exit code and HTTP status: see `strata-failure`).
+    pub fn code(&self) -> strata_failure::ErrorCode {
+        match self.is_bad_input() {
+            true => strata_failure::ErrorCode::BadRequest,
+            false => strata_failure::ErrorCode::Failed,
+        }
+    }
+
     /// Names the database an error of a statement came from (`at`, from
     /// [`describe_db`]); an error already named, or one that is not a database's
     /// (bad input, files, a parked event's description), is left as it is.

@@ -100,6 +100,18 @@ impl PgqError {
         matches!(self, PgqError::BadInput(_) | PgqError::Config { .. })
     }
 
+    /// What kind of failure this is (exit code and HTTP status: see `strata-failure`):
+    /// bad input, and a value the server could not take (SQLSTATE class 22, such as
+    /// `ticker_max_lag=soon`), is a bad request; the rest failed.
+    pub fn code(&self) -> strata_failure::ErrorCode {
+        let bad_value = matches!(self, PgqError::Sql { cause, .. }
+            if cause.code().is_some_and(|c| c.code().starts_with("22")));
+        match self.is_bad_input() || bad_value {
+            true => strata_failure::ErrorCode::BadRequest,
+            false => strata_failure::ErrorCode::Failed,
+        }
+    }
+
     /// The message with its causes, `: `-separated, each once: what a log line or a
     /// health report shows (`to_string` alone drops the causes of wrapped errors).
     pub fn full_message(&self) -> String {

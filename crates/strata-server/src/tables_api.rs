@@ -93,7 +93,7 @@ pub fn routes(api: TablesApi) -> Router {
 /// An engine error with the API code of its kind ([`TablesError::kind`]).
 fn failure(err: TablesError) -> ApiFailure {
     ApiFailure(ApiError::new(
-        strata_api::failure::tables_code(err.kind()),
+        err.code(),
         strata_coordinator::error_chain(&err),
     ))
 }

@@ -88,6 +88,16 @@ pub enum RunOutcome {
 }
 
 impl RunOutcome {
+    /// The kind of failure a run that ended this way is, if it is one: failed, or busy
+    /// (something was left for another run).
+    pub fn failure(self) -> Option<strata_failure::ErrorCode> {
+        match self {
+            RunOutcome::Failed => Some(strata_failure::ErrorCode::Failed),
+            RunOutcome::Busy => Some(strata_failure::ErrorCode::Busy),
+            RunOutcome::Done | RunOutcome::NothingToDo | RunOutcome::DryRun => None,
+        }
+    }
+
     /// `done`, `nothing to do`, `dry-run`, `busy` or `failed`.
     pub fn as_str(self) -> &'static str {
         match self {

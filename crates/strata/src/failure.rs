@@ -6,16 +6,9 @@ use strata_api::failure::RepoError;
 use strata_api::failure::{advice, repo_advice, store_advice};
 use strata_api::failure::{ApiError, ErrorCode};
 
-/// Exit codes, documented in `docs/cli.md` and in `strata --help`.
-pub mod code {
-    pub const FAILED: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const PARTIAL: u8 = 3;
-    pub const DAMAGED: u8 = 4;
-    pub const PASSWORD: u8 = 5;
-    pub const BUSY: u8 = 6;
-    pub const UNAUTHORIZED: u8 = 7;
-}
+/// Exit codes, documented in `docs/cli.md` and in `strata --help`: the one registry in
+/// `strata-failure`.
+pub use strata_api::failure::exit as code;
 
 /// A failed command: what to print and how to exit.
 #[derive(Debug)]
@@ -46,7 +39,7 @@ impl From<CoordinatorError> for Failure {
 
 impl From<RepoError> for Failure {
     fn from(err: RepoError) -> Self {
-        let code = exit_code(strata_api::failure::repo_code(&err));
+        let code = exit_code(err.code());
         Failure::new(code, chain(&err) + repo_advice(&err))
     }
 }
@@ -63,25 +56,10 @@ impl From<strata_api::failure::StoreError> for Failure {
     }
 }
 
-/// The exit code of a failure of kind `code` (see
-/// [`CoordinatorError::code`](strata_api::failure::CoordinatorError::code)): the same
+/// The exit code of a failure of kind `code` (see [`ErrorCode::exit_code`]): the same
 /// whether it happened in this process or a server answered it.
 pub fn exit_code(code: ErrorCode) -> u8 {
-    match code {
-        ErrorCode::Busy | ErrorCode::TooManyRequests => code::BUSY,
-        ErrorCode::Unauthorized | ErrorCode::Forbidden => code::UNAUTHORIZED,
-        ErrorCode::Damaged => code::DAMAGED,
-        ErrorCode::Password => code::PASSWORD,
-        ErrorCode::BadRequest
-        | ErrorCode::NotFound
-        | ErrorCode::MethodNotAllowed
-        | ErrorCode::TooLarge
-        | ErrorCode::Version => code::USAGE,
-        ErrorCode::LeaseLost
-        | ErrorCode::Cancelled
-        | ErrorCode::Unreachable
-        | ErrorCode::Failed => code::FAILED,
-    }
+    code.exit_code()
 }
 
 impl From<ApiError> for Failure {

@@ -11,7 +11,7 @@ mod setup;
 mod show;
 
 use crate::context::{CommandResult, Context};
-use crate::failure::{code, Failure};
+use crate::failure::Failure;
 use std::time::Duration;
 use strata_londiste::admin::NodeType;
 use strata_londiste::audit::{self, Outcome};
@@ -22,12 +22,7 @@ use strata_londiste::{LondisteArgs, LondisteCommand, LondisteError, NodeConfig};
 type Exit = Result<u8, LondisteError>;
 
 fn failure(err: LondisteError) -> Failure {
-    let code = if err.is_bad_input() {
-        code::USAGE
-    } else {
-        code::FAILED
-    };
-    Failure::new(code, crate::failure::chain(&err))
+    Failure::new(err.code().exit_code(), crate::failure::chain(&err))
 }
 
 /// A `--timeout` in seconds, at least one.

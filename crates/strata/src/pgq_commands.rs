@@ -15,15 +15,12 @@ use strata_pgq::{PgqCommand, PgqError};
 /// child that failed at start exits with its own code (2 for a bad config or a live
 /// pidfile, 1 for the rest).
 pub(crate) fn failure(err: PgqError) -> Failure {
-    let bad_value = matches!(&err, PgqError::Sql { cause, .. }
-        if cause.code().is_some_and(|c| c.code().starts_with("22")));
     let code = match &err {
         PgqError::ChildFailed { code: Some(c), .. } => u8::try_from(*c)
             .ok()
             .filter(|c| *c != 0)
             .unwrap_or(code::FAILED),
-        _ if err.is_bad_input() || bad_value => code::USAGE,
-        _ => code::FAILED,
+        _ => err.code().exit_code(),
     };
     Failure::new(code, crate::failure::chain(&err))
 }

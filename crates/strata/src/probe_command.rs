@@ -48,10 +48,7 @@ impl Context {
                 print_json(&report);
                 Ok(code::FAILED)
             }
-            Err(e @ (ProbeError::Usage(_) | ProbeError::Ca { .. })) => {
-                Err(Failure::new(code::USAGE, e.to_string()))
-            }
-            Err(e) => Err(Failure::new(code::FAILED, e.to_string())),
+            Err(e) => Err(Failure::new(e.code().exit_code(), e.to_string())),
         }
     }
 }

@@ -18,11 +18,7 @@ use strata_tables::{PolicySpec, RunOutcome, TableOutcome, TablesError, TtlArgs};
 
 impl From<TablesError> for Failure {
     fn from(err: TablesError) -> Self {
-        let answered = strata_api::failure::tables_code(err.kind());
-        Failure::new(
-            crate::failure::exit_code(answered),
-            crate::failure::chain(&err),
-        )
+        Failure::new(err.code().exit_code(), crate::failure::chain(&err))
     }
 }
 
@@ -39,11 +35,7 @@ impl From<TablesFailure> for Failure {
 /// The exit code of how a run ended: 1 failed, 6 busy (something was left for another
 /// run), 0 otherwise.
 fn outcome_code(outcome: RunOutcome) -> u8 {
-    match outcome {
-        RunOutcome::Failed => code::FAILED,
-        RunOutcome::Busy => code::BUSY,
-        RunOutcome::Done | RunOutcome::NothingToDo | RunOutcome::DryRun => 0,
-    }
+    outcome.failure().map_or(0, |kind| kind.exit_code())
 }
 
 impl Context {

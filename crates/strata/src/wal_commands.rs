@@ -24,9 +24,8 @@ impl Context {
         let outcomes = wal::push(&self.config, &storage.store, self.local.repo(), path)
             .await
             .map_err(|err| match err {
-                WalError::Busy(why) => Failure::new(code::BUSY, why),
                 WalError::Open(err) => Failure::from(err),
-                other => Failure::new(code::FAILED, crate::failure::chain(&other)),
+                other => Failure::new(other.code().exit_code(), crate::failure::chain(&other)),
             })?;
         for outcome in &outcomes {
             self.say(match outcome {
