@@ -2,6 +2,7 @@
 # bench/million.sh - a node of a million small files: strata vs restic.
 #
 #   bench/million.sh [--dirs N] [--files N] [--runs N] [--tools strata,restic]
+#                    [--steps backup1,backup2,ls,restore,verify] [--cold]
 #
 # What it measures, and why:
 #   The metadata engine at the size of real clusters (issue 33, "A million files"):
@@ -13,8 +14,11 @@
 #   Each step runs under /usr/bin/time -v: wall time and peak RSS ("Maximum resident
 #   set size"). Every run starts from a fresh repository, cache and state directory;
 #   the table reports the median of the runs with every run's value beside it.
-#   The page cache is not dropped (needs root, unsafe on a shared machine): both tools
-#   read the same warm tree. Settings: encryption on, same password, restic's default
+#   By default the page cache is not dropped (needs root, unsafe on a shared machine):
+#   both tools read the same warm tree. With --cold (root) it is dropped (`sync`, then
+#   `echo 3 > /proc/sys/vm/drop_caches`) before every timed step of every tool: a first
+#   backup then reads a cold tree, as it does on a database host. --steps times only
+#   the steps named (a later step needs the earlier ones' repository). Settings: encryption on, same password, restic's default
 #   compression (auto), strata's defaults.
 #
 # Output: a table on stdout and bench/results/million.md; logs and raw rows in
@@ -35,6 +39,8 @@ DIRS=1000
 FILES=1000
 RUNS=3
 TOOLS_ARG=strata,restic
+STEPS_ARG=backup1,backup2,ls,restore,verify
+COLD=0
 W=${BENCH_DIR:-/tmp/strata-million}
 RESULTS_MD=${BENCH_RESULTS:-$SCRIPT_DIR/results/million.md}
 STRATA_BIN=${STRATA_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/strata}
@@ -47,11 +53,15 @@ while [[ $# -gt 0 ]]; do
     --files) FILES=$2; shift 2 ;;
     --runs)  RUNS=$2; shift 2 ;;
     --tools) TOOLS_ARG=$2; shift 2 ;;
+    --steps) STEPS_ARG=$2; shift 2 ;;
+    --cold)  COLD=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
 IFS=, read -r -a TOOLS <<<"$TOOLS_ARG"
+IFS=, read -r -a STEPS <<<"$STEPS_ARG"
+if [[ $COLD == 1 && $(id -u) != 0 ]]; then die "--cold drops the page cache, which needs root"; fi
 for t in "${TOOLS[@]}"; do
   case $t in
     strata) [[ -x $STRATA_BIN ]] || die "no strata binary at $STRATA_BIN (cargo build --release -p strata)" ;;
@@ -114,6 +124,7 @@ step_cmd() {
 measure() {
   local tool=$1 run=$2 step=$3 log=$W/logs/$1-$2-$3.log
   step_cmd "$tool" "$step"
+  if [[ $COLD == 1 ]]; then sync; echo 3 >/proc/sys/vm/drop_caches; fi
   if ! /usr/bin/time -v -o "$log.time" "${CMD[@]}" >"$log" 2>&1 </dev/null; then
     tail -n 5 "$log" >&2
     die "$tool $step (run $run) failed: $log"
@@ -131,18 +142,16 @@ for run in $(seq 1 "$RUNS"); do
     rm -rf "$W/repo-$tool" "$W/state-$tool" "$RESTORE"
     step_cmd "$tool" init
     "${CMD[@]}" >"$W/logs/$tool-$run-init.log" 2>&1
-    measure "$tool" "$run" backup1
-    measure "$tool" "$run" backup2
-    measure "$tool" "$run" ls
-    measure "$tool" "$run" restore
-    rm -rf "$RESTORE"
-    measure "$tool" "$run" verify
+    for step in "${STEPS[@]}"; do
+      measure "$tool" "$run" "$step"
+      rm -rf "$RESTORE"
+    done
   done
 done
 
 # The report: median of the runs, each run beside it.
 mkdir -p "$(dirname "$RESULTS_MD")"
-python3 - "$ROWS" "$RESULTS_MD" "$DIRS" "$FILES" "$RUNS" <<'EOF'
+BENCH_COLD=$COLD python3 - "$ROWS" "$RESULTS_MD" "$DIRS" "$FILES" "$RUNS" <<'EOF'
 import collections, statistics, sys, datetime, os
 rows, out, dirs, files, runs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 data = collections.defaultdict(list)
@@ -153,13 +162,16 @@ tools = sorted({t for t, _ in data}, key=lambda t: t != "strata")
 steps = ["backup1", "backup2", "ls", "restore", "verify"]
 names = {"backup1": "first backup", "backup2": "unchanged second backup", "ls": "`ls` of one directory",
          "restore": "restore", "verify": "verify (`restic check`)"}
-lines = [f"{dirs} directories x {files} files of 60-800 bytes, median of {runs} runs "
+cold = os.environ.get("BENCH_COLD") == "1"
+lines = [f"{dirs} directories x {files} files of 60-800 bytes, page cache {'dropped before every step' if cold else 'warm'}, median of {runs} runs "
          f"(every run in brackets), {os.cpu_count()} cores, "
          f"{datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC", "",
          "| step | " + " | ".join(f"{t} time | {t} peak RSS" for t in tools) + " | time strata/restic |",
          "|---|" + "---|---|" * len(tools) + "---|"]
 for step in steps:
     cells, med = [], {}
+    if not any((t, step) in data for t in tools):
+        continue
     for t in tools:
         runs_ = data.get((t, step), [])
         if not runs_:

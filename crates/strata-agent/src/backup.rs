@@ -7,6 +7,7 @@
 
 use crate::files_cache::{FileStamp, FilesCache, NewFilesCache};
 use crate::handles::{self, Dir};
+use crate::prefetch::{Depth, Prefetcher};
 use crate::progress::Progress;
 use crate::spool::SpooledManifest;
 use crate::{AgentError, AgentResult};
@@ -260,6 +261,9 @@ struct Snapshot<'a> {
     summary: NodeSummary,
     read_files: Vec<ReadFile>,
     read_buf: Vec<u8>,
+    /// Threads asking the disk for the next entries ahead of the walk (see
+    /// [`crate::prefetch`]); a walk of a whole node has them, a reread of one file not.
+    ahead: Option<Prefetcher>,
     /// Files whose mtime or ctime is at or after this (the scan's start less
     /// [`RACY_WINDOW_NS`]) are never cached as clean.
     racy_since_ns: i64,
@@ -287,6 +291,7 @@ impl<'a> Snapshot<'a> {
             summary: NodeSummary::default(),
             read_files: Vec::new(),
             read_buf: vec![0u8; READ_SIZE],
+            ahead: None,
             racy_since_ns: now_ns().saturating_sub(RACY_WINDOW_NS),
         })
     }
@@ -370,6 +375,10 @@ pub fn snapshot_node(
     let roots = expand_roots(&source.roots)?;
     let single = source.roots.len() == 1 && !is_glob(&source.roots[0]);
     let mut snap = Snapshot::new(repo, sink, old_cache, progress)?;
+    snap.ahead = Some(Prefetcher::start(match old_cache.is_empty() {
+        true => Depth::Data,
+        false => Depth::Inodes,
+    }));
     snap.exclude = exclude;
     snap.follow = follow;
     snap.summary.name = source.name.clone();
@@ -528,18 +537,28 @@ impl Snapshot<'_> {
         };
         let mut names: Vec<OsString> = listing.into_iter().map(|(name, _)| name).collect();
         names.sort();
-        for name in names {
+        let visited: Vec<(OsString, Vec<u8>)> = names
+            .into_iter()
+            .map(|name| {
+                let child_rel = join_rel(rel, name.as_bytes());
+                (name, child_rel)
+            })
+            .filter(|(name, child_rel)| !self.excluded(child_rel, name.as_bytes()))
+            .collect();
+        let order: Vec<&OsStr> = visited.iter().map(|(name, _)| name.as_os_str()).collect();
+        let window = self.ahead.as_ref().and_then(|ahead| ahead.directory(dir));
+        for (index, (name, child_rel)) in visited.iter().enumerate() {
             if self.progress.is_cancelled() {
                 return Err(AgentError::Cancelled);
             }
-            let child_rel = join_rel(rel, name.as_bytes());
-            if self.excluded(&child_rel, name.as_bytes()) {
-                continue;
+            if let Some(window) = &window {
+                window.reached(&order, index);
             }
-            let child = path.join(&name);
-            match dir.stat(&name) {
+            let (name, child_rel) = (name.as_os_str(), child_rel.clone());
+            let child = path.join(name);
+            match dir.stat(name) {
                 Ok(Some(stat)) => {
-                    self.visit(Some((dir, &name)), &child, child_rel, FileMeta::from(&stat))?
+                    self.visit(Some((dir, name)), &child, child_rel, FileMeta::from(&stat))?
                 }
                 Ok(None) => self.warn(format!(
                     "vanished: {} (deleted during the backup)",

@@ -157,6 +157,12 @@ impl FilesCache {
         }
     }
 
+    /// Whether the cache held no file when it was opened (or has passed them all): a
+    /// first backup, which reads every file.
+    pub fn is_empty(&self) -> bool {
+        self.cursor.lock().expect("cache lock").current.is_none()
+    }
+
     /// The cached chunk ids of `path` when its stamp is unchanged. Paths must come in
     /// walk order: records before `path` are passed over for good.
     pub fn lookup(&self, path: &[u8], stamp: &FileStamp) -> Option<Vec<BlobId>> {

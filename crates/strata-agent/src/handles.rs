@@ -69,6 +69,12 @@ fn not_a_dir(name: &OsStr) -> io::Error {
 }
 
 impl Dir {
+    /// Another handle of the same open directory (`dup`), for a thread that outlives
+    /// this borrow.
+    pub fn try_clone(&self) -> io::Result<Dir> {
+        Ok(Dir(self.0.try_clone()?))
+    }
+
     /// Opens a directory by the path the operator gave.
     pub fn open_path(path: &Path) -> io::Result<Dir> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;

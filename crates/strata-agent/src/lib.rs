@@ -13,6 +13,7 @@ pub mod backup;
 mod error;
 pub mod files_cache;
 pub(crate) mod handles;
+mod prefetch;
 pub mod progress;
 mod prune;
 pub mod restore;
