@@ -24,7 +24,7 @@ use std::time::Duration;
 use strata_postgres::recovery::Target;
 use strata_postgres::scratch::{Scratch, StopOnDrop};
 use strata_postgres::tables::{BadName, Destination, TableName, TableRequest};
-use strata_repo::summary::BackupSummary;
+use strata_repo::summary::{BackupSummary, NodeSummary};
 use strata_repo::Repository;
 
 /// What to bring back, as the command line or the API says it.
@@ -60,6 +60,110 @@ fn stopped_error(why: String) -> CoordinatorError {
     CoordinatorError::Postgres(strata_postgres::PgError::Refused(format!(
         "{why}: the table restore stopped before loading anything; its scratch server is stopped and its copy removed"
     )))
+}
+
+/// The recovery settings of the scratch copy: through the archive to `target` (promoted
+/// there unless it is the archive's end), and the target as a line says it.
+fn recovery_settings(config: &Config, target: &Target) -> (Vec<(&'static str, String)>, String) {
+    let mut settings: Vec<(&'static str, String)> = vec![
+        (
+            "restore_command",
+            format!(
+                "{} %f %p",
+                crate::plugin::postgres::wal_fetch_command(config)
+            ),
+        ),
+        ("recovery_target_timeline", "current".into()),
+    ];
+    let target_line = match target {
+        Target::Latest => {
+            settings[1].1 = "latest".into();
+            "the end of the archive".to_string()
+        }
+        Target::Immediate => {
+            settings.push(("recovery_target", "immediate".into()));
+            "the backup's consistency point".into()
+        }
+        Target::Time(t) => {
+            settings.push(("recovery_target_time", t.clone()));
+            t.to_string()
+        }
+        Target::Lsn(l) => {
+            settings.push(("recovery_target_lsn", l.clone()));
+            format!("LSN {l}")
+        }
+        Target::Xid(x) => {
+            settings.push(("recovery_target_xid", x.clone()));
+            format!("transaction {x}")
+        }
+    };
+    if *target != Target::Latest {
+        settings.push(("recovery_target_action", "promote".into()));
+    }
+    (settings, target_line)
+}
+
+/// The backup node the tables come from (the requested one, or the first PostgreSQL
+/// node), what its base backup recorded, and where the tables go: a dump file, or the
+/// node's live database.
+fn source_and_destination<'s>(
+    summary: &'s BackupSummary,
+    config: &Config,
+    request: &TableRestore,
+) -> CoordinatorResult<(
+    &'s NodeSummary,
+    strata_postgres::BaseBackupInfo,
+    Destination,
+)> {
+    let invalid = |m: String| CoordinatorError::Invalid(m);
+    let node = summary
+        .nodes
+        .iter()
+        .filter(|n| request.node.as_ref().is_none_or(|want| &n.name == want))
+        .find(|n| strata_postgres::BaseBackupInfo::from_map(&n.plugin).is_some())
+        .ok_or_else(|| {
+            CoordinatorError::NoNode(format!(
+                "backup {} has no PostgreSQL node{}",
+                summary.name,
+                request
+                    .node
+                    .as_ref()
+                    .map(|n| format!(" {n}"))
+                    .unwrap_or_default()
+            ))
+        })?;
+    let info = strata_postgres::BaseBackupInfo::from_map(&node.plugin).expect("found above");
+    if !info.tablespaces.is_empty() {
+        return Err(invalid(format!(
+            "backup {} has tablespaces: tables cannot be brought back from it yet (restore it with --to and use pg_dump)",
+            summary.name
+        )));
+    }
+    let live = config
+        .nodes
+        .iter()
+        .find(|n| n.name == node.name)
+        .and_then(|n| n.postgres.as_ref())
+        .map(|pg| pg.connect.clone());
+    let destination = match (&request.dump, live) {
+        (Some(path), _) => {
+            if path.exists() {
+                return Err(invalid(format!(
+                    "{} exists: name a new file",
+                    path.display()
+                )));
+            }
+            Destination::Dump(path.clone())
+        }
+        (None, Some(connect)) => Destination::Live(connect),
+        (None, None) => {
+            return Err(invalid(format!(
+                "node {} has no [nodes.postgres] connection here to load into: give --dump FILE",
+                node.name
+            )))
+        }
+    };
+    Ok((node, info, destination))
 }
 
 /// What a table restore did.
@@ -108,53 +212,7 @@ pub async fn restore_tables(
         .into_iter()
         .map(|line| format!("warning: {line}"))
         .collect();
-    let node = summary
-        .nodes
-        .iter()
-        .filter(|n| request.node.as_ref().is_none_or(|want| &n.name == want))
-        .find(|n| strata_postgres::BaseBackupInfo::from_map(&n.plugin).is_some())
-        .ok_or_else(|| {
-            CoordinatorError::NoNode(format!(
-                "backup {} has no PostgreSQL node{}",
-                summary.name,
-                request
-                    .node
-                    .as_ref()
-                    .map(|n| format!(" {n}"))
-                    .unwrap_or_default()
-            ))
-        })?;
-    let info = strata_postgres::BaseBackupInfo::from_map(&node.plugin).expect("found above");
-    if !info.tablespaces.is_empty() {
-        return Err(invalid(format!(
-            "backup {} has tablespaces: tables cannot be brought back from it yet (restore it with --to and use pg_dump)",
-            summary.name
-        )));
-    }
-    let live = config
-        .nodes
-        .iter()
-        .find(|n| n.name == node.name)
-        .and_then(|n| n.postgres.as_ref())
-        .map(|pg| pg.connect.clone());
-    let destination = match (&request.dump, live) {
-        (Some(path), _) => {
-            if path.exists() {
-                return Err(invalid(format!(
-                    "{} exists: name a new file",
-                    path.display()
-                )));
-            }
-            Destination::Dump(path.clone())
-        }
-        (None, Some(connect)) => Destination::Live(connect),
-        (None, None) => {
-            return Err(invalid(format!(
-                "node {} has no [nodes.postgres] connection here to load into: give --dump FILE",
-                node.name
-            )))
-        }
-    };
+    let (node, info, destination) = source_and_destination(summary, config, request)?;
     let whole_database = names.is_empty();
     let new_database = request
         .rename
@@ -282,41 +340,7 @@ pub async fn restore_tables(
     if rustix::process::geteuid().is_root() {
         let _ = std::os::unix::fs::chown(&signal, Some(scratch.owner.0), Some(scratch.owner.1));
     }
-    let mut settings: Vec<(&str, String)> = vec![
-        (
-            "restore_command",
-            format!(
-                "{} %f %p",
-                crate::plugin::postgres::wal_fetch_command(config)
-            ),
-        ),
-        ("recovery_target_timeline", "current".into()),
-    ];
-    let target_line = match &request.target {
-        Target::Latest => {
-            settings[1].1 = "latest".into();
-            "the end of the archive".to_string()
-        }
-        Target::Immediate => {
-            settings.push(("recovery_target", "immediate".into()));
-            "the backup's consistency point".into()
-        }
-        Target::Time(t) => {
-            settings.push(("recovery_target_time", t.clone()));
-            t.to_string()
-        }
-        Target::Lsn(l) => {
-            settings.push(("recovery_target_lsn", l.clone()));
-            format!("LSN {l}")
-        }
-        Target::Xid(x) => {
-            settings.push(("recovery_target_xid", x.clone()));
-            format!("transaction {x}")
-        }
-    };
-    if request.target != Target::Latest {
-        settings.push(("recovery_target_action", "promote".into()));
-    }
+    let (settings, target_line) = recovery_settings(config, &request.target);
     let timeout = Duration::from_secs(config.postgres.recovery_timeout_secs.max(60));
     say(&format!(
         "starting a scratch PostgreSQL on {} and recovering to {target_line}",

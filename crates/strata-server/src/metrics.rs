@@ -13,6 +13,7 @@
 //! need no join with `strata_info`; figures about the cluster (nodes, leases, webhooks)
 //! do not.
 
+use crate::figures::Figures;
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
@@ -23,7 +24,8 @@ use prometheus_client::registry::Registry;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_coordinator::coordinator::Coordinator;
+use strata_coordinator::coordinator::{Coordinator, OperationStats};
+use strata_store::CountingStore;
 
 /// A metric's labels, in order (`storage`, then `kind`, `status`, ...).
 type Label = Vec<(String, String)>;
@@ -104,66 +106,8 @@ pub async fn metrics(State(state): State<Arc<crate::api_state::ApiState>>) -> im
     let c: &Coordinator = &state.coordinator;
     let mut registry = Registry::with_prefix("strata");
 
-    // Which storage and repository these figures are about, and strata's version.
-    let info: Family<Label, Gauge> = family(
-        &mut registry,
-        "info",
-        "Always 1: the storage this coordinator writes to, its repository and strata's version",
-    );
-    info.get_or_create(&labels(&[
-        ("storage", c.storage()),
-        ("repository", &c.repo().config().id),
-        ("version", env!("CARGO_PKG_VERSION")),
-    ]))
-    .set(1);
-
-    // Of the cluster and this server, whatever the storage.
-    let hooks = c.events().webhooks().stats();
-    let deliveries: Family<Label, Counter> = family(
-        &mut registry,
-        "webhook_deliveries",
-        "Webhook events by outcome: delivered, failed (after every retry), retried (attempts)",
-    );
-    for (outcome, n) in [
-        ("delivered", hooks.delivered),
-        ("failed", hooks.failed),
-        ("retried", hooks.retried),
-    ] {
-        deliveries
-            .get_or_create(&labels(&[("outcome", outcome)]))
-            .inc_by(n);
-    }
     let stats = c.stats();
-    let losses: Counter = Counter::default();
-    losses.inc_by(stats.lease_losses);
-    registry.register(
-        "lease_losses",
-        "Node leases a running operation could not renew",
-        losses,
-    );
-    let resumes: Counter = Counter::default();
-    resumes.inc_by(stats.resume_failures);
-    registry.register(
-        "hook_resume_failures",
-        "Resumes of pause hooks that still failed after their retries (something is left paused: see `strata status`)",
-        resumes,
-    );
-    let up: Family<Label, Gauge> = family(
-        &mut registry,
-        "node_up",
-        "Whether the node's agent answered within two seconds",
-    );
-    // Every node at once, so a scrape takes at most one timeout however many are down.
-    let answers = futures_util::future::join_all(c.nodes().iter().map(|node| async move {
-        tokio::time::timeout(Duration::from_secs(2), node.metadata())
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }))
-    .await;
-    for (node, reachable) in c.nodes().iter().zip(answers) {
-        up.get_or_create(&labels(&[("node", node.name())]))
-            .set(reachable as i64);
-    }
+    cluster_figures(&mut registry, c, &stats).await;
 
     // Of the storage: its operations, backups, repository and requests. A storage that
     // does not answer drops only the figures read from it (and says so in `storage_up`):
@@ -189,6 +133,102 @@ pub async fn metrics(State(state): State<Arc<crate::api_state::ApiState>>) -> im
         );
     }
 
+    operation_figures(&mut m, &stats);
+
+    m.gauge(
+        "repository_blobs",
+        "Blobs in the repository's index as this server last loaded it",
+        &[],
+        c.repo().index().len() as f64,
+    );
+    if let Ok(figures) = &read {
+        backup_figures(&mut m, figures);
+    }
+    if let Some(counter) = c.requests() {
+        store_figures(&mut m, counter);
+    }
+
+    wal_archiver(&mut m, &state.config).await;
+
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry)
+        .expect("writing to a String cannot fail");
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+/// The figures of the cluster and this server, whatever the storage: what strata is,
+/// webhook deliveries, lease losses, failed resumes, and which nodes answer.
+async fn cluster_figures(registry: &mut Registry, c: &Coordinator, stats: &OperationStats) {
+    // Which storage and repository these figures are about, and strata's version.
+    let info: Family<Label, Gauge> = family(
+        registry,
+        "info",
+        "Always 1: the storage this coordinator writes to, its repository and strata's version",
+    );
+    info.get_or_create(&labels(&[
+        ("storage", c.storage()),
+        ("repository", &c.repo().config().id),
+        ("version", env!("CARGO_PKG_VERSION")),
+    ]))
+    .set(1);
+
+    // Of the cluster and this server, whatever the storage.
+    let hooks = c.events().webhooks().stats();
+    let deliveries: Family<Label, Counter> = family(
+        registry,
+        "webhook_deliveries",
+        "Webhook events by outcome: delivered, failed (after every retry), retried (attempts)",
+    );
+    for (outcome, n) in [
+        ("delivered", hooks.delivered),
+        ("failed", hooks.failed),
+        ("retried", hooks.retried),
+    ] {
+        deliveries
+            .get_or_create(&labels(&[("outcome", outcome)]))
+            .inc_by(n);
+    }
+    let losses: Counter = Counter::default();
+    losses.inc_by(stats.lease_losses);
+    registry.register(
+        "lease_losses",
+        "Node leases a running operation could not renew",
+        losses,
+    );
+    let resumes: Counter = Counter::default();
+    resumes.inc_by(stats.resume_failures);
+    registry.register(
+        "hook_resume_failures",
+        "Resumes of pause hooks that still failed after their retries (something is left paused: see `strata status`)",
+        resumes,
+    );
+    let up: Family<Label, Gauge> = family(
+        registry,
+        "node_up",
+        "Whether the node's agent answered within two seconds",
+    );
+    // Every node at once, so a scrape takes at most one timeout however many are down.
+    let answers = futures_util::future::join_all(c.nodes().iter().map(|node| async move {
+        tokio::time::timeout(Duration::from_secs(2), node.metadata())
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }))
+    .await;
+    for (node, reachable) in c.nodes().iter().zip(answers) {
+        up.get_or_create(&labels(&[("node", node.name())]))
+            .set(reachable as i64);
+    }
+}
+
+/// The operations this server finished: counts, durations, what gc freed, failed
+/// verifications.
+fn operation_figures(m: &mut PerStorage<'_>, stats: &OperationStats) {
     let operations: Family<Label, Counter> = family(
         m.registry,
         "operations",
@@ -240,144 +280,128 @@ pub async fn metrics(State(state): State<Arc<crate::api_state::ApiState>>) -> im
         "Verifications run by this server that found problems or could not finish",
         stats.verify_failures,
     );
+}
 
-    m.gauge(
-        "repository_blobs",
-        "Blobs in the repository's index as this server last loaded it",
-        &[],
-        c.repo().index().len() as f64,
+/// The backups in the repository, from the listing: by status, the newest complete
+/// one, and by the outcome of their last verification.
+fn backup_figures(m: &mut PerStorage<'_>, figures: &Figures) {
+    let mut by_status: Vec<(&str, f64)> = ["complete", "partial", "failed"]
+        .into_iter()
+        .map(|status| {
+            let n = figures.by_status.get(status).copied().unwrap_or(0);
+            (status, n as f64)
+        })
+        .collect();
+    by_status.push(("damaged", figures.damaged as f64));
+    m.gauges(
+        "backups",
+        "Backups in the repository by status",
+        "status",
+        &by_status,
     );
-    if let Ok(figures) = &read {
-        let mut by_status: Vec<(&str, f64)> = ["complete", "partial", "failed"]
-            .into_iter()
-            .map(|status| {
-                let n = figures.by_status.get(status).copied().unwrap_or(0);
-                (status, n as f64)
-            })
-            .collect();
-        by_status.push(("damaged", figures.damaged as f64));
-        m.gauges(
-            "backups",
-            "Backups in the repository by status",
-            "status",
-            &by_status,
+    if let Some(last) = &figures.last_complete {
+        let started = chrono::DateTime::parse_from_rfc3339(&last.started)
+            .map(|t| t.timestamp_millis() as f64 / 1000.0)
+            .unwrap_or(0.0);
+        m.gauge(
+            "last_complete_backup_timestamp_seconds",
+            "Start of the newest complete backup (alert when it is too old)",
+            &[],
+            started,
         );
-        if let Some(last) = &figures.last_complete {
-            let started = chrono::DateTime::parse_from_rfc3339(&last.started)
-                .map(|t| t.timestamp_millis() as f64 / 1000.0)
-                .unwrap_or(0.0);
-            m.gauge(
-                "last_complete_backup_timestamp_seconds",
-                "Start of the newest complete backup (alert when it is too old)",
-                &[],
-                started,
-            );
-            let logical = last.total(|n| n.bytes);
-            let stored = last.total(|n| n.stored_bytes);
-            let new = last.total(|n| n.new_bytes);
-            m.gauges(
-                "last_complete_backup_bytes",
-                "Bytes of the newest complete backup: logical, stored, new",
-                "kind",
-                &[
-                    ("logical", logical as f64),
-                    ("stored", stored as f64),
-                    ("new", new as f64),
-                ],
-            );
-            m.gauge(
-                "last_complete_backup_files",
-                "Files in the newest complete backup",
-                &[],
-                last.total(|n| n.files) as f64,
-            );
-            m.gauge(
-                "last_complete_backup_files_read",
-                "Files of the newest complete backup whose content was read (the others were unchanged, known from the files cache)",
-                &[],
-                last.total(|n| n.files_read) as f64,
-            );
-            m.gauge(
-                "last_complete_backup_duration_seconds",
-                "How long the newest complete backup took",
-                &[],
-                last.duration_ms as f64 / 1000.0,
-            );
-            let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-            m.gauge(
-                "last_complete_backup_dedup_ratio",
-                "Logical bytes of the newest complete backup per byte it added to the repository",
-                &[],
-                ratio(logical, new),
-            );
-            m.gauge(
-                "last_complete_backup_compression_ratio",
-                "Logical bytes of the newest complete backup per byte its unique data takes stored",
-                &[],
-                ratio(logical, stored),
-            );
-        }
-        let (ok, damaged) = (figures.verified_ok, figures.verified_damaged);
+        let logical = last.total(|n| n.bytes);
+        let stored = last.total(|n| n.stored_bytes);
+        let new = last.total(|n| n.new_bytes);
         m.gauges(
-            "backups_verified",
-            "Backups by the outcome of their last verification: ok, damaged, never",
-            "outcome",
-            &[
-                ("ok", ok as f64),
-                ("damaged", damaged as f64),
-                ("never", (figures.listed - ok - damaged) as f64),
-            ],
-        );
-    }
-
-    if let Some(counter) = c.requests() {
-        let counts = counter.counts();
-        m.counters(
-            "store_requests",
-            "Requests this server made to the repository's storage",
+            "last_complete_backup_bytes",
+            "Bytes of the newest complete backup: logical, stored, new",
             "kind",
             &[
-                ("put", counts.put),
-                ("get", counts.get),
-                ("list", counts.list),
-                ("delete", counts.delete),
+                ("logical", logical as f64),
+                ("stored", stored as f64),
+                ("new", new as f64),
             ],
         );
-        m.counters(
-            "store_bytes",
-            "Bytes this server sent to and received from the storage",
-            "direction",
-            &[
-                ("sent", counts.bytes_sent),
-                ("received", counts.bytes_received),
-            ],
+        m.gauge(
+            "last_complete_backup_files",
+            "Files in the newest complete backup",
+            &[],
+            last.total(|n| n.files) as f64,
         );
-        let errors = counter.errors();
-        m.counters(
-            "store_errors",
-            "Requests to the repository's storage that failed (not found is not a failure)",
-            "kind",
-            &[
-                ("put", errors.put),
-                ("get", errors.get),
-                ("list", errors.list),
-                ("delete", errors.delete),
-            ],
+        m.gauge(
+            "last_complete_backup_files_read",
+            "Files of the newest complete backup whose content was read (the others were unchanged, known from the files cache)",
+            &[],
+            last.total(|n| n.files_read) as f64,
+        );
+        m.gauge(
+            "last_complete_backup_duration_seconds",
+            "How long the newest complete backup took",
+            &[],
+            last.duration_ms as f64 / 1000.0,
+        );
+        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        m.gauge(
+            "last_complete_backup_dedup_ratio",
+            "Logical bytes of the newest complete backup per byte it added to the repository",
+            &[],
+            ratio(logical, new),
+        );
+        m.gauge(
+            "last_complete_backup_compression_ratio",
+            "Logical bytes of the newest complete backup per byte its unique data takes stored",
+            &[],
+            ratio(logical, stored),
         );
     }
+    let (ok, damaged) = (figures.verified_ok, figures.verified_damaged);
+    m.gauges(
+        "backups_verified",
+        "Backups by the outcome of their last verification: ok, damaged, never",
+        "outcome",
+        &[
+            ("ok", ok as f64),
+            ("damaged", damaged as f64),
+            ("never", (figures.listed - ok - damaged) as f64),
+        ],
+    );
+}
 
-    wal_archiver(&mut m, &state.config).await;
-
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry)
-        .expect("writing to a String cannot fail");
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
+/// The requests this server made to the repository's storage, its bytes and errors.
+fn store_figures(m: &mut PerStorage<'_>, counter: &CountingStore) {
+    let counts = counter.counts();
+    m.counters(
+        "store_requests",
+        "Requests this server made to the repository's storage",
+        "kind",
+        &[
+            ("put", counts.put),
+            ("get", counts.get),
+            ("list", counts.list),
+            ("delete", counts.delete),
+        ],
+    );
+    m.counters(
+        "store_bytes",
+        "Bytes this server sent to and received from the storage",
+        "direction",
+        &[
+            ("sent", counts.bytes_sent),
+            ("received", counts.bytes_received),
+        ],
+    );
+    let errors = counter.errors();
+    m.counters(
+        "store_errors",
+        "Requests to the repository's storage that failed (not found is not a failure)",
+        "kind",
+        &[
+            ("put", errors.put),
+            ("get", errors.get),
+            ("list", errors.list),
+            ("delete", errors.delete),
+        ],
+    );
 }
 
 /// The local WAL archiver's counters (`strata wal archiver` on this host, at
