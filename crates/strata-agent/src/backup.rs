@@ -7,7 +7,7 @@
 
 use crate::files_cache::{FileStamp, FilesCache, NewFilesCache};
 use crate::handles::{self, Dir};
-use crate::prefetch::{Depth, Prefetcher};
+use crate::prefetch::{cached, is_sample, Depth, Prefetcher};
 use crate::progress::Progress;
 use crate::spool::SpooledManifest;
 use crate::{AgentError, AgentResult};
@@ -264,6 +264,14 @@ struct Snapshot<'a> {
     /// Threads asking the disk for the next entries ahead of the walk (see
     /// [`crate::prefetch`]); a walk of a whole node has them, a reread of one file not.
     ahead: Option<Prefetcher>,
+    /// What they ask for: the inodes and data of files while the samples read cold (a
+    /// first backup), nothing otherwise.
+    ahead_depth: Depth,
+    /// The file being visited is a sample: its first read is looked up in the page cache
+    /// first, and what that finds sets `ahead_depth`.
+    sample: bool,
+    /// Whether samples are taken at all (a first backup).
+    sampling: bool,
     /// Files whose mtime or ctime is at or after this (the scan's start less
     /// [`RACY_WINDOW_NS`]) are never cached as clean.
     racy_since_ns: i64,
@@ -292,6 +300,9 @@ impl<'a> Snapshot<'a> {
             read_files: Vec::new(),
             read_buf: vec![0u8; READ_SIZE],
             ahead: None,
+            ahead_depth: Depth::Inodes,
+            sample: false,
+            sampling: false,
             racy_since_ns: now_ns().saturating_sub(RACY_WINDOW_NS),
         })
     }
@@ -375,10 +386,13 @@ pub fn snapshot_node(
     let roots = expand_roots(&source.roots)?;
     let single = source.roots.len() == 1 && !is_glob(&source.roots[0]);
     let mut snap = Snapshot::new(repo, sink, old_cache, progress)?;
-    snap.ahead = Some(Prefetcher::start(match old_cache.is_empty() {
-        true => Depth::Data,
-        false => Depth::Inodes,
-    }));
+    snap.ahead = Some(Prefetcher::start());
+    // A first backup reads every file: its data is asked for while the tree reads cold.
+    // An incremental one reads only what changed and asks for nothing: asking for the
+    // inodes saved 13% of a cold unchanged backup and cost 21% of a warm one.
+    let first = old_cache.is_empty();
+    snap.ahead_depth = if first { Depth::Data } else { Depth::Nothing };
+    snap.sampling = first;
     snap.exclude = exclude;
     snap.follow = follow;
     snap.summary.name = source.name.clone();
@@ -552,7 +566,8 @@ impl Snapshot<'_> {
                 return Err(AgentError::Cancelled);
             }
             if let Some(window) = &window {
-                window.reached(&order, index);
+                window.reached(&order, index, self.ahead_depth);
+                self.sample = self.sampling && is_sample(index);
             }
             let (name, child_rel) = (name.as_os_str(), child_rel.clone());
             let child = path.join(name);
@@ -851,6 +866,14 @@ impl Snapshot<'_> {
         let mut total = 0u64;
         let mut eof = false;
         let file_number = self.read_files.len() as u32;
+        if std::mem::take(&mut self.sample) && size > 0 {
+            // A sample never asked for ahead: in the cache, the tree reads warm.
+            match cached(file) {
+                Some(true) => self.ahead_depth = Depth::Nothing,
+                Some(false) => self.ahead_depth = Depth::Data,
+                None => {}
+            }
+        }
         let mut read_ahead = ReadAhead::new(file, size);
         loop {
             if !eof && pending.len() - start < chunker.lookahead() {

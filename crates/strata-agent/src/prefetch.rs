@@ -7,7 +7,8 @@
 //! data, one request at a time, while the disk could serve many at once. Here
 //! [`THREADS`] threads take the names of the next [`WINDOW`] entries of the directory
 //! being walked; each `lstat`s its name (the inode comes into memory) and, for a regular
-//! file, opens it the way the walker does (never through a symlink, checked to be a
+//! file while the tree reads cold (see [`SAMPLE_EVERY`]), opens it the way the walker
+//! does (never through a symlink, checked to be a
 //! regular file) and asks the kernel to read its first [`AHEAD`] bytes
 //! (`POSIX_FADV_WILLNEED`), which starts the reads and returns. The walker then finds
 //! both in memory.
@@ -15,13 +16,13 @@
 //! It is advice only: nothing the walker decides depends on it. A hint that cannot be
 //! queued (the queue is full) is dropped; a name that vanished or changed is skipped; the
 //! walker still opens and checks every file itself. Memory is the queue: at most
-//! [`WINDOW`] names. When the previous backup's files cache is not empty (an incremental
-//! backup, which reads only what changed), only the inodes are asked for: the data of an
-//! unchanged file would be read for nothing.
+//! [`WINDOW`] names. Only a first backup asks (an incremental one reads only what
+//! changed), and only while its samples read cold ([`SAMPLE_EVERY`]).
 
 use crate::handles::{file_type, Dir};
 use rustix::fs::FileType;
 use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::num::NonZeroU64;
 use std::ops::Range;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -35,10 +36,18 @@ pub const WINDOW: usize = 64;
 /// The bytes of a file asked for ahead (larger files are read ahead by the walker's own
 /// `ReadAhead` once it reaches them).
 pub const AHEAD: u64 = 1 << 20;
+/// One entry in this many is a sample: never asked for ahead beyond its inode, its first
+/// page is looked up in the page cache by the walker ([`cached`]), and what it finds
+/// switches the hints on (a cold tree) or off (a warm one, where every hint only costs
+/// the walker CPU: a warm first backup of 100,000 small files took 3.8 s with hints,
+/// 2.7 s without).
+pub const SAMPLE_EVERY: usize = 16;
 
 /// What to ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
+    /// Nothing: the tree reads warm, and a hint would only cost the walker CPU.
+    Nothing,
     /// The inodes only (an incremental backup: unchanged files are not read).
     Inodes,
     /// The inodes and the first [`AHEAD`] bytes of regular files (a first backup).
@@ -49,6 +58,7 @@ pub enum Depth {
 struct Hint {
     dir: Arc<Dir>,
     name: OsString,
+    depth: Depth,
 }
 
 /// The threads asking ahead; dropping it stops them.
@@ -58,8 +68,8 @@ pub struct Prefetcher {
 }
 
 impl Prefetcher {
-    /// Starts [`THREADS`] threads asking for `depth`.
-    pub fn start(depth: Depth) -> Prefetcher {
+    /// Starts [`THREADS`] threads.
+    pub fn start() -> Prefetcher {
         let (hints, queue) = sync_channel::<Hint>(WINDOW);
         let queue = Arc::new(Mutex::new(queue));
         let threads = (0..THREADS)
@@ -67,7 +77,7 @@ impl Prefetcher {
                 let queue = queue.clone();
                 std::thread::Builder::new()
                     .name(format!("strata-ahead-{i}"))
-                    .spawn(move || ask_ahead(&queue, depth))
+                    .spawn(move || ask_ahead(&queue))
                     .ok()
             })
             .collect();
@@ -102,17 +112,42 @@ pub struct Window {
 
 impl Window {
     /// Called as the walker reaches entry `index` of `names` (the entries it will visit,
-    /// in order): asks for the first [`WINDOW`] entries at the first, then one more each.
-    pub fn reached(&self, names: &[&OsStr], index: usize) {
-        for name in &names[asked_at(names.len(), index)] {
+    /// in order): asks for the first [`WINDOW`] entries at the first, then one more each,
+    /// to `depth` (samples to their inodes only).
+    pub fn reached(&self, names: &[&OsStr], index: usize, depth: Depth) {
+        if depth == Depth::Nothing {
+            return;
+        }
+        for asked in asked_at(names.len(), index) {
             let hint = Hint {
                 dir: self.dir.clone(),
-                name: name.to_os_string(),
+                name: names[asked].to_os_string(),
+                depth: match is_sample(asked) {
+                    true => Depth::Inodes,
+                    false => depth,
+                },
             };
             // Full: the threads are behind the walker already; the hint would come too
             // late, and the walker never waits for one.
             let _ = self.hints.try_send(hint);
         }
+    }
+}
+
+/// Whether entry `index` of a directory is a sample (see [`SAMPLE_EVERY`]).
+pub fn is_sample(index: usize) -> bool {
+    index % SAMPLE_EVERY == SAMPLE_EVERY - 1
+}
+
+/// Whether the first page of `file` is in the page cache: `preadv2` with `RWF_NOWAIT`
+/// reads it only from there. `None` where the kernel or the file system cannot say.
+pub fn cached(file: &File) -> Option<bool> {
+    let mut byte = [0u8; 1];
+    let mut bufs = [std::io::IoSliceMut::new(&mut byte)];
+    match rustix::io::preadv2(file, &mut bufs, 0, rustix::io::ReadWriteFlags::NOWAIT) {
+        Ok(_) => Some(true),
+        Err(rustix::io::Errno::AGAIN) => Some(false),
+        Err(_) => None,
     }
 }
 
@@ -128,24 +163,24 @@ fn asked_at(len: usize, index: usize) -> Range<usize> {
 }
 
 /// One thread's loop: takes hints until the prefetcher is dropped.
-fn ask_ahead(queue: &Mutex<Receiver<Hint>>, depth: Depth) {
+fn ask_ahead(queue: &Mutex<Receiver<Hint>>) {
     loop {
         let hint = match queue.lock() {
             Ok(queue) => queue.recv(),
             Err(_) => return,
         };
         let Ok(hint) = hint else { return };
-        ask(&hint, depth);
+        ask(&hint);
     }
 }
 
 /// Brings `hint`'s inode into memory and, at [`Depth::Data`], starts reading a regular
 /// file's first bytes.
-fn ask(hint: &Hint, depth: Depth) {
+fn ask(hint: &Hint) {
     let Ok(Some(stat)) = hint.dir.stat(&hint.name) else {
         return;
     };
-    if depth == Depth::Inodes || file_type(&stat) != FileType::RegularFile || stat.st_size <= 0 {
+    if hint.depth != Depth::Data || file_type(&stat) != FileType::RegularFile || stat.st_size <= 0 {
         return;
     }
     // The walker's own open: no symlink followed, no FIFO waited on, a regular file.
@@ -179,15 +214,33 @@ mod tests {
         )
         .unwrap();
         let dir = Dir::open_path(tmp.path()).unwrap();
-        for depth in [Depth::Inodes, Depth::Data] {
-            let prefetcher = Prefetcher::start(depth);
+        for depth in [Depth::Nothing, Depth::Inodes, Depth::Data] {
+            let prefetcher = Prefetcher::start();
             let window = prefetcher.directory(&dir).unwrap();
             let names: Vec<&OsStr> = ["a", "d", "gone", "l", "p"].map(OsStr::new).to_vec();
             for index in 0..names.len() {
-                window.reached(&names, index);
+                window.reached(&names, index, depth);
             }
             drop(window);
             drop(prefetcher);
+        }
+    }
+
+    /// A file read just now is found in the page cache; one whose pages were dropped
+    /// is not (where the kernel can say).
+    #[test]
+    fn a_file_just_read_is_cached() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        std::fs::write(&path, vec![7u8; 8192]).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut all = Vec::new();
+        std::io::Read::read_to_end(&mut &file, &mut all).unwrap();
+        assert_ne!(cached(&file), Some(false));
+        if cached(&file).is_some() {
+            file.sync_all().unwrap();
+            let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed);
+            // Dropped pages may still be found (a busy writeback): only a hit is asserted.
         }
     }
 
