@@ -300,7 +300,7 @@ impl<'a> Snapshot<'a> {
             read_files: Vec::new(),
             read_buf: vec![0u8; READ_SIZE],
             ahead: None,
-            ahead_depth: Depth::Inodes,
+            ahead_depth: Depth::Nothing,
             sample: false,
             sampling: false,
             racy_since_ns: now_ns().saturating_sub(RACY_WINDOW_NS),
