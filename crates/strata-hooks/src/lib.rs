@@ -324,6 +324,56 @@ mod tests {
 
     /// Two resumers of one record (two processes on one state directory, or a
     /// coordinator's request and an agent's lease-end resume) run its resume once.
+    /// A pause slower than its timeout: a resume through any clone of the ledger that
+    /// issued it waits for the call to end, so the pause never lands after the resume; a
+    /// ledger of its own (another process's) knows of no call and resumes at once, then
+    /// again `late_pause` later.
+    #[tokio::test]
+    async fn a_resume_through_the_same_ledger_waits_for_the_pause_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let step = |what: &str, sleep: &str| {
+            HookAction::Command(vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                format!("sleep {sleep}; echo {what} >> {}", log.display()),
+            ])
+        };
+        let hook = HookConfig {
+            pause: Some(step("pause", "1.2")),
+            resume: Some(step("resume", "0")),
+            run: None,
+            at: None,
+            timeout: "100ms".into(),
+            late_pause: "2500ms".into(),
+            ..toml::from_str("run = [\"/bin/true\"]\nat = \"before\"").unwrap()
+        };
+        for shared in [true, false] {
+            let _ = std::fs::remove_file(&log);
+            let ledger = PauseLedger::new(dir.path());
+            let env = HookEnv {
+                id: format!("op{shared}"),
+                ..HookEnv::default()
+            };
+            let record = new_record(0, &hook, &env);
+            ledger.save(&record).unwrap();
+            let paused = ledger.issue_pause(&record, &hook, &env).await;
+            assert!(matches!(paused, Err(HookError::Timeout(_))), "{paused:?}");
+            let resumer = match shared {
+                true => ledger.clone(),
+                false => PauseLedger::new(dir.path()),
+            };
+            let resumed = resumer.resume(record).await;
+            assert!(resumed.error.is_none(), "{:?}", resumed.error);
+            let lines = std::fs::read_to_string(&log).unwrap();
+            let expected = match shared {
+                true => "pause\nresume\n",
+                false => "resume\npause\nresume\n",
+            };
+            assert_eq!(lines, expected, "shared ledger: {shared}");
+        }
+    }
+
     #[tokio::test]
     async fn two_resumers_of_one_record_run_its_resume_once() {
         let dir = tempfile::tempdir().unwrap();
