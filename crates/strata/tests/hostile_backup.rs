@@ -10,6 +10,7 @@ use common::*;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, PermissionsExt};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -206,4 +207,64 @@ fn a_file_rewritten_during_its_read_is_read_again_by_the_next_backup() {
     );
     let second = env.json(&["backup", src.to_str().unwrap()]);
     assert_eq!(second["nodes"][0]["files_read"], 1);
+}
+
+/// A first backup reads ahead of its walk (threads open the next files of a directory).
+/// FIFOs among many files are never opened to wait on (the backup ends, and says it
+/// skipped them), a symlink to a root-only file is never read through, and every file
+/// comes back whole.
+#[test]
+fn a_tree_read_ahead_with_fifos_and_links_among_its_files_is_backed_up_whole() {
+    assert_root();
+    let env = Env::new();
+    let src = env.path("src");
+    for d in 0..3 {
+        fs::create_dir_all(src.join(format!("d{d}"))).unwrap();
+        for f in 0..150 {
+            let path = src.join(format!("d{d}/f{f:03}"));
+            fs::write(&path, pseudo_random(100 + f * 7, (d * 1000 + f) as u64)).unwrap();
+        }
+        // Inside the read-ahead window, at a sample's index and past it.
+        for at in [5, 15, 47, 120] {
+            let fifo = src.join(format!("d{d}/f{at:03}p"));
+            let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+            assert!(made.success(), "mkfifo {}", fifo.display());
+        }
+        symlink("/etc/shadow", src.join(format!("d{d}/f010l"))).unwrap();
+    }
+    let mut backup = env
+        .command()
+        .args(["backup", src.to_str().unwrap(), "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while backup.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = backup.kill();
+            panic!("the backup did not end: a FIFO was waited on");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = backup.wait_with_output().unwrap();
+    assert_success("strata backup", &out);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let node = &summary["nodes"][0];
+    assert_eq!(node["files"], 450, "{summary:#}");
+    assert_eq!(node["symlinks"], 3, "{summary:#}");
+    let warnings = node["warnings"].to_string();
+    assert!(warnings.contains("special file"), "{warnings}");
+    let out = env.path("out");
+    env.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    for d in 0..3 {
+        for f in 0..150 {
+            let back = fs::read(out.join(format!("d{d}/f{f:03}"))).unwrap();
+            assert_eq!(back, pseudo_random(100 + f * 7, (d * 1000 + f) as u64));
+        }
+        assert_eq!(
+            fs::read_link(out.join(format!("d{d}/f010l"))).unwrap(),
+            std::path::Path::new("/etc/shadow")
+        );
+    }
 }
