@@ -1,11 +1,18 @@
-//! Content-defined chunking (FastCDC, 2020 variant) with optional page alignment.
+//! Content-defined chunking (FastCDC, 2020 variant) with optional page alignment, and
+//! fixed-size chunks as its limit case (`min == max`).
 //!
 //! Why our own implementation rather than the `fastcdc` crate: database files change a page
-//! at a time, so strata rounds every cut of a page-structured file up to a page boundary.
-//! A changed 8 KiB page then dirties exactly the chunk that holds it, and chunks of
-//! unchanged pages keep their ids. The crate cannot align its cuts, and its gear table is
-//! fixed; ours is derived from a per-repository secret so chunk sizes do not reveal
-//! content (the same reason restic uses a per-repository polynomial).
+//! at a time, so strata rounds every cut of a page-structured file up to a page boundary,
+//! and the crate cannot align its cuts; its gear table is also fixed, while ours is derived
+//! from a per-repository secret so chunk sizes do not reveal content (the same reason
+//! restic uses a per-repository polynomial).
+//!
+//! Why page-structured files are cut at fixed 32 KiB by default: a database rewrites pages
+//! in place and never shifts a file's content, so content-defined cuts buy nothing there
+//! and cost twice. A changed page that holds a cut moves it, so its neighbour is stored
+//! again too; and the chunk size sets what one changed page costs. Fixed chunks on page
+//! boundaries make a changed page cost exactly one 32 KiB chunk (docs/benchmarks.md,
+//! "Increments the size of what changed").
 //!
 //! The algorithm is FastCDC's normalized chunking: skip `min` bytes, then look for a cut
 //! with a harder mask until `avg`, then with an easier mask until `max`. The rolling hash is
@@ -37,14 +44,29 @@ impl ChunkerParams {
         align: 0,
     };
 
-    /// Page-structured files (a size that is a multiple of 8 KiB): smaller chunks cut on
-    /// page boundaries, so scattered page changes re-store little.
+    /// Page-structured files (a size that is a multiple of 8 KiB): fixed 32 KiB chunks,
+    /// four pages each, so a changed page re-stores one chunk and nothing beside it.
+    /// Repositories keep the parameters they were created with (their `config`).
     pub const PAGES: ChunkerParams = ChunkerParams {
+        min: 32 * 1024,
+        avg: 32 * 1024,
+        max: 32 * 1024,
+        align: 8 * 1024,
+    };
+
+    /// The page parameters of repositories created before fixed page chunks (format
+    /// history in docs/format.md): content-defined, ~128 KiB, cut on page boundaries.
+    pub const PAGES_CDC_128K: ChunkerParams = ChunkerParams {
         min: 32 * 1024,
         avg: 128 * 1024,
         max: 512 * 1024,
         align: 8 * 1024,
     };
+
+    /// True when every chunk but a file's last is `max` bytes: no content decides a cut.
+    pub fn is_fixed(&self) -> bool {
+        self.min == self.max
+    }
 
     /// Checks the invariants the chunker relies on; a repository `config` that breaks them
     /// is refused instead of producing odd chunks.
@@ -128,6 +150,10 @@ impl Chunker {
         if n <= p.min as usize {
             return n;
         }
+        if p.is_fixed() {
+            // What the loops below return when min == avg == max, without hashing.
+            return p.max as usize;
+        }
         let end = n.min(p.max as usize);
         let center = end.min(p.avg as usize);
         let mut hash = 0u64;
@@ -197,6 +223,7 @@ mod tests {
     fn default_parameters_are_valid() {
         ChunkerParams::GENERIC.validate().unwrap();
         ChunkerParams::PAGES.validate().unwrap();
+        ChunkerParams::PAGES_CDC_128K.validate().unwrap();
         assert!(ChunkerParams {
             min: 10,
             avg: 100,
@@ -223,7 +250,7 @@ mod tests {
 
     #[test]
     fn page_aligned_cuts_fall_on_page_boundaries() {
-        let chunker = Chunker::new(ChunkerParams::PAGES, 7);
+        let chunker = Chunker::new(ChunkerParams::PAGES_CDC_128K, 7);
         let data = pseudo_random(16 << 20, 2);
         let mut offset = 0;
         for chunk in chunker.chunks(&data) {
@@ -234,7 +261,7 @@ mod tests {
 
     #[test]
     fn a_changed_page_changes_few_chunks() {
-        let chunker = Chunker::new(ChunkerParams::PAGES, 9);
+        let chunker = Chunker::new(ChunkerParams::PAGES_CDC_128K, 9);
         let mut data = pseudo_random(32 << 20, 3);
         let before: std::collections::HashSet<Vec<u8>> =
             chunker.chunks(&data).map(|c| c.to_vec()).collect();
@@ -251,6 +278,43 @@ mod tests {
             .sum();
         // Each changed page should cost about one chunk (~128 KiB), not a whole region.
         assert!(new_bytes < 20 * 400 * 1024, "new bytes {new_bytes}");
+    }
+
+    #[test]
+    fn fixed_page_chunks_re_store_exactly_the_chunks_of_changed_pages() {
+        let chunker = Chunker::new(ChunkerParams::PAGES, 9);
+        let mut data = pseudo_random(8 << 20, 3);
+        let before: Vec<Vec<u8>> = chunker.chunks(&data).map(|c| c.to_vec()).collect();
+        assert!(before.iter().all(|c| c.len() == 32 * 1024));
+        // Scattered pages, and a run of three pages across a chunk boundary.
+        let pages = [5usize, 77, 78, 79, 400, 1023];
+        for (k, page) in pages.iter().enumerate() {
+            let fresh = pseudo_random(8192, 100 + k as u64);
+            data[page * 8192..(page + 1) * 8192].copy_from_slice(&fresh);
+        }
+        let after: Vec<Vec<u8>> = chunker.chunks(&data).map(|c| c.to_vec()).collect();
+        let changed: Vec<usize> = (0..after.len())
+            .filter(|&i| after[i] != before[i])
+            .collect();
+        let expected: std::collections::BTreeSet<usize> = pages.iter().map(|p| p / 4).collect();
+        assert_eq!(changed, expected.into_iter().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn fixed_parameters_cut_where_content_defined_ones_would_with_equal_limits() {
+        // The fast path must agree with the general algorithm it short-cuts.
+        let params = ChunkerParams {
+            min: 4096,
+            avg: 4096,
+            max: 4096,
+            align: 512,
+        };
+        let chunker = Chunker::new(params, 5);
+        let data = pseudo_random(100_000, 6);
+        let lens: Vec<usize> = chunker.chunks(&data).map(|c| c.len()).collect();
+        assert_eq!(lens.len(), 100_000usize.div_ceil(4096));
+        assert!(lens[..lens.len() - 1].iter().all(|&l| l == 4096));
+        assert_eq!(*lens.last().unwrap(), 100_000 % 4096);
     }
 
     #[test]

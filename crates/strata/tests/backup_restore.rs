@@ -83,6 +83,39 @@ fn the_files_cache_skips_unchanged_files_and_dedup_stores_changes_only() {
 }
 
 #[test]
+fn a_changed_page_of_a_new_repository_stores_one_32_kib_chunk_and_nothing_beside_it() {
+    // Incompressible pages, so what is stored is what was cut: with content-defined page
+    // chunks (~128 KiB, and a moved cut re-storing a neighbour) this stored 128 KiB or more.
+    let env = Env::new();
+    let src = env.path("pages");
+    fs::create_dir_all(&src).unwrap();
+    let table = src.join("16385");
+    let mut pages = pseudo_random(512 * 8192, 41);
+    fs::write(&table, &pages).unwrap();
+    env.json(&["backup", src.to_str().unwrap()]);
+
+    for (round, page) in [3usize, 200, 201, 509].into_iter().enumerate() {
+        pages[page * 8192..(page + 1) * 8192]
+            .copy_from_slice(&pseudo_random(8192, 50 + round as u64));
+        fs::write(&table, &pages).unwrap();
+        let next = env.json(&["backup", src.to_str().unwrap()]);
+        let node = &next["nodes"][0];
+        let (new_bytes, new_blobs) = (
+            node["new_bytes"].as_u64().unwrap(),
+            node["new_blobs"].as_u64().unwrap(),
+        );
+        // One 32 KiB data chunk, plus the manifest's chunk that lists the file (a few KiB).
+        assert!(
+            (32 * 1024..48 * 1024).contains(&new_bytes) && new_blobs <= 2,
+            "page {page}: {new_bytes} bytes in {new_blobs} blobs"
+        );
+    }
+    let out = env.path("out");
+    env.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert_eq!(fs::read(out.join("16385")).unwrap(), pages);
+}
+
+#[test]
 fn a_cluster_config_backs_up_every_in_process_node_with_cross_node_dedup() {
     let env = Env::empty();
     for node in ["db1", "db2", "db3"] {
