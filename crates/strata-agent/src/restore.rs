@@ -694,7 +694,10 @@ impl Restorer {
     fn restore_pack(&self, jobs: &[FileJob<'_>], pack: u32, pieces: &[Piece]) {
         /// Bytes of unneeded data worth reading through rather than making a new request.
         const GAP: u64 = 1 << 20;
-        const MAX_SPAN: u64 = 16 << 20;
+        /// One ranged read's size at most (one blob larger than this is read whole): what
+        /// each worker holds. A quarter of a pack keeps requests few and a restore's
+        /// memory below restic's.
+        const MAX_SPAN: u64 = 4 << 20;
         let key = pack_key(&self.repo.index().pack(pack).0);
         // The file last written, kept open for its next pieces: a pack holds a file's
         // chunks side by side, so this saves an open, two stats and a close per chunk.
