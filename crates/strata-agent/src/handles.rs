@@ -126,6 +126,11 @@ impl Dir {
     /// Opens the existing regular file `name` with `flags` (plus `O_NOFOLLOW`), checking
     /// that what was opened is a regular file.
     fn open_regular(&self, name: &OsStr, flags: OFlags) -> io::Result<File> {
+        self.open_regular_stat(name, flags).map(|(file, _)| file)
+    }
+
+    /// [`Dir::open_regular`], with the `fstat` it checked the file with.
+    fn open_regular_stat(&self, name: &OsStr, flags: OFlags) -> io::Result<(File, rfs::Stat)> {
         check_name(name)?;
         let flags = flags | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         let fd = match rfs::openat(&self.0, name, flags, Mode::empty()) {
@@ -138,13 +143,14 @@ impl Dir {
             }
             Err(err) => return Err(err.into()),
         };
-        if file_type(&rfs::fstat(&fd)?) != FileType::RegularFile {
+        let stat = rfs::fstat(&fd)?;
+        if file_type(&stat) != FileType::RegularFile {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{} is not a regular file", shown(name)),
             ));
         }
-        Ok(File::from(fd))
+        Ok((File::from(fd), stat))
     }
 
     /// Opens the regular file `name` for reading, never through a symlink and without
@@ -153,9 +159,11 @@ impl Dir {
         self.open_regular(name, OFlags::RDONLY)
     }
 
-    /// Opens the regular file `name` for writing, never through a symlink.
-    pub fn open_write(&self, name: &OsStr) -> io::Result<File> {
-        self.open_regular(name, OFlags::WRONLY)
+    /// Opens the regular file `name` for writing, never through a symlink, and returns
+    /// the inode it opened (checked against what the caller created).
+    pub fn open_write_inode(&self, name: &OsStr) -> io::Result<(File, u64)> {
+        let (file, stat) = self.open_regular_stat(name, OFlags::WRONLY)?;
+        Ok((file, stat.st_ino))
     }
 
     /// Removes the non-directory `name` (a symlink itself, never its target).
@@ -329,7 +337,9 @@ pub fn xattr_namespace(name: &[u8]) -> String {
 
 /// Whether the process runs as root (may read and write `trusted.*`).
 pub fn running_as_root() -> bool {
-    rustix::process::geteuid().is_root()
+    // Asked once: a restore asks for every file, and strata never changes its user.
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| rustix::process::geteuid().is_root())
 }
 
 /// The extended attributes of an open file or directory that [`xattr_kept`] keeps, sorted
@@ -461,9 +471,16 @@ pub fn set_attrs_and_xattrs(
 /// none: what the restore creates must not grant more than what was backed up.
 pub fn drop_inherited_acl(
     fd: impl AsFd,
+    is_dir: bool,
     xattrs: &[strata_repo::manifest::Xattr],
 ) -> io::Result<()> {
-    for name in [&b"system.posix_acl_access"[..], b"system.posix_acl_default"] {
+    // Only a directory can have a default ACL: a file is spared asking.
+    let names: &[&[u8]] = if is_dir {
+        &[b"system.posix_acl_access", b"system.posix_acl_default"]
+    } else {
+        &[b"system.posix_acl_access"]
+    };
+    for &name in names {
         if xattrs.iter().any(|x| x.name == name) {
             continue;
         }
@@ -549,7 +566,7 @@ mod tests {
         let err = handle.open_dir(OsStr::new("link")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotADirectory, "{err}");
         assert!(handle.open_read(OsStr::new("file-link")).is_err());
-        assert!(handle.open_write(OsStr::new("file-link")).is_err());
+        assert!(handle.open_write_inode(OsStr::new("file-link")).is_err());
         assert!(handle.create_new(OsStr::new("file-link"), 0o600).is_err());
         assert!(handle.create_dir(OsStr::new("link"), 0o700).is_err());
         handle.remove_tree(OsStr::new("link")).unwrap();

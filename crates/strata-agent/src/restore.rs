@@ -548,7 +548,7 @@ impl Restorer {
             let created = self.created_dirs.lock().unwrap().contains(&entry.path);
             let result = self.dirs.get(&entry.path).and_then(|dir| {
                 if created {
-                    handles::drop_inherited_acl(dir.as_fd(), &entry.xattrs)?;
+                    handles::drop_inherited_acl(dir.as_fd(), true, &entry.xattrs)?;
                 }
                 self.set_metadata(dir.as_fd(), entry)
             });
@@ -661,7 +661,7 @@ impl Restorer {
             failure: Mutex::new(None),
         };
         if pieces.is_empty() {
-            self.finish_file(&job);
+            self.finish_file(&job, None);
         }
         jobs.push(job);
         for piece in pieces {
@@ -672,8 +672,8 @@ impl Restorer {
     /// Opens the temporary file of `job` for writing: through its parent's handle, never
     /// through a symlink, and only if it is still the file this restore created.
     fn open_temp(&self, job: &FileJob<'_>) -> io::Result<File> {
-        let file = self.dirs.get(job.parent)?.open_write(&job.temp)?;
-        if file.metadata()?.ino() != job.inode {
+        let (file, inode) = self.dirs.get(job.parent)?.open_write_inode(&job.temp)?;
+        if inode != job.inode {
             return Err(io::Error::other(
                 "its temporary file was replaced during the restore",
             ));
@@ -777,7 +777,7 @@ impl Restorer {
                 let file = &target.as_ref().expect("opened above").1;
                 let written = write_sparse_at(file, data, piece.at);
                 match written {
-                    Ok(()) => self.piece_done(job, None),
+                    Ok(()) => self.piece_written(job, file),
                     Err(err) if is_disk_full(&err) => {
                         self.disk_full
                             .lock()
@@ -799,38 +799,34 @@ impl Restorer {
             job.failure.lock().unwrap().get_or_insert(why);
         }
         if job.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.finish_file(job);
+            self.finish_file(job, None);
+        }
+    }
+
+    /// Counts a piece written through `file` (the job's temporary file, opened by
+    /// [`Restorer::open_temp`]); the last one publishes the file through that handle.
+    fn piece_written(&self, job: &FileJob<'_>, file: &File) {
+        if job.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.finish_file(job, Some(file));
         }
     }
 
     /// Publishes a complete file under its name (owner, mode and times set through its
     /// descriptor first), or removes a failed one.
-    fn finish_file(&self, job: &FileJob<'_>) {
+    /// `open` is the temporary file's handle when the caller holds one (opened by
+    /// [`Restorer::open_temp`], so its inode was checked); else it is opened again.
+    fn finish_file(&self, job: &FileJob<'_>, open: Option<&File>) {
         if let Some(why) = job.failure.lock().unwrap().take() {
             self.remove_temp(job);
             return self.fail(job.entry, why);
         }
         let entry = job.entry;
-        let published = self
-            .open_temp(job)
-            .and_then(|file| {
-                // A file this restore created: an ACL it inherited from its directory's
-                // default ACL (a directory restored earlier, or already there) goes first.
-                handles::drop_inherited_acl(&file, &entry.xattrs)?;
-                self.set_metadata(&file, entry)
-            })
-            .and_then(|()| {
-                let dir = self.dirs.get(job.parent)?;
-                if let Some(stat) = dir.stat(job.name)? {
-                    if handles::file_type(&stat) == rustix::fs::FileType::Directory {
-                        return Err(io::Error::new(
-                            io::ErrorKind::AlreadyExists,
-                            "a directory is in the way",
-                        ));
-                    }
-                }
-                dir.rename(&job.temp, job.name)
-            });
+        let published = match open {
+            Some(file) => self.publish(job, file),
+            None => self
+                .open_temp(job)
+                .and_then(|file| self.publish(job, &file)),
+        };
         match published {
             Ok(()) => {
                 self.report.lock().unwrap().files += 1;
@@ -841,6 +837,22 @@ impl Restorer {
                 self.remove_temp(job);
                 self.fail(entry, err);
             }
+        }
+    }
+
+    /// Sets the metadata of a job's complete temporary file through `file` and renames it
+    /// to its name.
+    fn publish(&self, job: &FileJob<'_>, file: &File) -> io::Result<()> {
+        // A file this restore created: an ACL it inherited from its directory's default
+        // ACL (a directory restored earlier, or already there) goes first.
+        handles::drop_inherited_acl(file, false, &job.entry.xattrs)?;
+        self.set_metadata(file, job.entry)?;
+        // A file cannot replace a directory: rename says so (EISDIR).
+        match self.dirs.get(job.parent)?.rename(&job.temp, job.name) {
+            Err(err) if err.raw_os_error() == Some(rustix::io::Errno::ISDIR.raw_os_error()) => Err(
+                io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way"),
+            ),
+            other => other,
         }
     }
 

@@ -307,3 +307,37 @@ fn the_root_of_a_restore_keeps_its_mode_owner_and_times() {
         .collect();
     assert_eq!(paths, ["key"]);
 }
+
+#[test]
+fn a_directory_where_a_file_belongs_is_kept_and_the_file_fails_with_that_reason() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), b"the file").unwrap();
+    fs::write(src.join("b.txt"), b"the other file").unwrap();
+    env.ok(&["backup", src.to_str().unwrap()]);
+
+    // A directory, with something in it, stands where a.txt goes.
+    let out = env.path("out");
+    fs::create_dir_all(out.join("a.txt")).unwrap();
+    fs::write(out.join("a.txt/keep"), b"not the restore's").unwrap();
+    let run = env.run(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert!(!run.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(said.contains("a directory is in the way"), "{said}");
+    assert_eq!(
+        fs::read(out.join("a.txt/keep")).unwrap(),
+        b"not the restore's"
+    );
+    assert_eq!(fs::read(out.join("b.txt")).unwrap(), b"the other file");
+    let leftovers: Vec<_> = fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains("strata-partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
