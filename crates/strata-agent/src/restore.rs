@@ -847,8 +847,17 @@ impl Restorer {
         // ACL (a directory restored earlier, or already there) goes first.
         handles::drop_inherited_acl(file, false, &job.entry.xattrs)?;
         self.set_metadata(file, job.entry)?;
+        // The name still holds the file written through `file`, which may have been
+        // opened many pieces ago: a file swapped in under the temporary name since is not
+        // published as the restored one.
+        let dir = self.dirs.get(job.parent)?;
+        if !matches!(dir.stat(&job.temp)?, Some(stat) if stat.st_ino == job.inode) {
+            return Err(io::Error::other(
+                "its temporary file was replaced during the restore",
+            ));
+        }
         // A file cannot replace a directory: rename says so (EISDIR).
-        match self.dirs.get(job.parent)?.rename(&job.temp, job.name) {
+        match dir.rename(&job.temp, job.name) {
             Err(err) if err.raw_os_error() == Some(rustix::io::Errno::ISDIR.raw_os_error()) => Err(
                 io::Error::new(io::ErrorKind::AlreadyExists, "a directory is in the way"),
             ),
@@ -1014,6 +1023,47 @@ mod tests {
             )
         };
         (dir, rt, restorer)
+    }
+
+    #[test]
+    fn a_temporary_file_swapped_after_its_pieces_were_written_is_never_published() {
+        let (dir, rt, restorer) = restorer_into_scratch();
+        let _guard = rt.enter();
+        let target = dir.path().join("t");
+        let entry = Entry {
+            path: b"f".to_vec(),
+            kind: EntryKind::File {
+                size: 5,
+                chunks: Vec::new(),
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            xattrs: Vec::new(),
+        };
+        let temp = temp_name(OsStr::new("f"));
+        let root = restorer.dirs.get(b"").unwrap();
+        let inode = create_temp(&root, &temp, 5).unwrap();
+        let job = FileJob {
+            entry: &entry,
+            parent: b"",
+            name: OsStr::new("f"),
+            temp: temp.clone(),
+            inode,
+            remaining: AtomicUsize::new(1),
+            failure: Mutex::new(None),
+        };
+        let written = restorer.open_temp(&job).unwrap();
+        write_sparse_at(&written, b"ours!", 0).unwrap();
+        // Another file takes the temporary name while the restore holds its handle.
+        fs::remove_file(target.join(&temp)).unwrap();
+        fs::write(target.join(&temp), b"planted").unwrap();
+
+        let err = restorer.publish(&job, &written).unwrap_err();
+        assert!(err.to_string().contains("replaced"), "{err}");
+        assert!(!target.join("f").exists(), "the planted file was published");
+        assert_eq!(fs::read(target.join(&temp)).unwrap(), b"planted");
     }
 
     #[test]
