@@ -102,6 +102,13 @@ need pgqd || missing+=(pgqd)
 [ -f /usr/share/postgresql/15/extension/pg_partman.control ] || missing+=(postgresql-15-partman)
 # etcd 3.4 (Debian's etcd-server) for the etcd plugin's tests: real three-member clusters.
 need etcd || missing+=(etcd-server)
+# ClickHouse 18.16 and ZooKeeper 3.8 (Debian; java runs ZooKeeper, slf4j-simple logs it) for
+# the ClickHouse plugin's tests: real two-shard, two-replica clusters.
+[ -x /usr/sbin/clickhouse-server ] || missing+=(clickhouse-server)
+need curl || missing+=(curl)
+[ -f /usr/share/java/zookeeper.jar ] || missing+=(zookeeperd)
+[ -f /usr/share/java/slf4j-simple.jar ] || missing+=(libslf4j-java)
+need java || missing+=(default-jre-headless)
 # Patroni 3 (Debian) for the test of strata as its replica and bootstrap methods.
 need patroni || missing+=(patroni)
 # Headless Chromium for the dashboard's end-to-end test.

@@ -249,6 +249,11 @@ pub struct RestoreRequest {
     /// For such a plugin: say what would change, write nothing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// Every node of the backup this restore lays down, this one's `source` among them: a
+    /// plugin whose nodes share data (ClickHouse replicas) picks which of them writes it.
+    /// Empty: every node of the backup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
 }
 
 /// What a restore did on one node.

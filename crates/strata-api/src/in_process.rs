@@ -244,6 +244,7 @@ impl InProcess {
                 exclude: request.exclude,
                 zone: None,
                 postgres: None,
+                clickhouse: None,
             }];
             strata_coordinator::config_file::validate(&probe)?;
             return Ok(probe.nodes);

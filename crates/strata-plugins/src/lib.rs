@@ -22,6 +22,7 @@ use strata_postgres::recovery::RecoveryPlan;
 use strata_repo::summary::NodeSummary;
 
 pub mod camunda;
+pub mod clickhouse;
 pub mod engine_api;
 pub mod engine_parts;
 pub mod etcd;
@@ -311,6 +312,13 @@ pub trait Plugin: Send + Sync {
         false
     }
 
+    /// Whether a restore with no target for backup node `node` may leave it out, because
+    /// `others` (the backup nodes it restores) bring its data back: a ClickHouse replica
+    /// whose shard another restored replica holds. Default: no, every node is restored.
+    fn may_leave_out(&self, _node: &NodeSummary, _others: &[&NodeSummary]) -> bool {
+        false
+    }
+
     /// Whether a restore of this plugin applies rename rules (`strata restore --rename`)
     /// and can say what it would change without writing (`--dry-run`): a store that holds
     /// host names (etcd).
@@ -475,7 +483,15 @@ impl Plugin for Files {
 // The registry: the only place that knows plugins by name.
 
 /// The names of the plugins strata has, as the configuration spells them.
-pub const KNOWN: &[&str] = &["files", "postgres", "etcd", "command", "http", "camunda"];
+pub const KNOWN: &[&str] = &[
+    "files",
+    "postgres",
+    "etcd",
+    "command",
+    "http",
+    "camunda",
+    "clickhouse",
+];
 
 /// The plugin called `name`, with its settings from `config` and from its component's
 /// section (`None`: defaults, for what a restore asks of a plugin).
@@ -490,6 +506,7 @@ fn named(
     };
     Ok(match name {
         "files" => Arc::new(Files),
+        "clickhouse" => Arc::new(clickhouse::ClickHouse),
         "postgres" => Arc::new(Postgres::new(&config.postgres)),
         "etcd" => {
             let c = component.and_then(|c| c.etcd.clone().map(|e| (c, e)));
@@ -585,7 +602,7 @@ pub fn of_node(config: &Config, node: &str) -> Arc<dyn Plugin> {
 /// plugin does not depend on settings), or `None` for a name this strata does not know.
 pub fn by_name(name: &str) -> Option<Arc<dyn Plugin>> {
     match name {
-        "files" | "postgres" | "etcd" => named(name, &Config::default(), None).ok(),
+        "files" | "postgres" | "etcd" | "clickhouse" => named(name, &Config::default(), None).ok(),
         _ => None,
     }
 }
@@ -652,7 +669,7 @@ mod tests {
         let err = configured(&config).err().expect("someday is not a plugin");
         assert_eq!(
             err.to_string(),
-            r#"plugin "someday" is not known: use "files" or "postgres" or "etcd" or "command" or "http" or "camunda""#
+            r#"plugin "someday" is not known: use "files" or "postgres" or "etcd" or "command" or "http" or "camunda" or "clickhouse""#
         );
     }
 

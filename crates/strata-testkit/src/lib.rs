@@ -18,6 +18,7 @@
 
 pub mod camunda;
 pub mod chaos;
+pub mod clickhouse;
 pub mod data;
 pub mod etcd;
 pub mod gate;

@@ -70,6 +70,10 @@ pub struct NodeConfig {
     /// node backs up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postgres: Option<strata_postgres::NodeSettings>,
+    /// The node's ClickHouse server (with `plugin = "clickhouse"`): its frozen tables are
+    /// what the node backs up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clickhouse: Option<super::ClickHouseNode>,
 }
 
 /// `[components.http]`: an HTTP backup API.

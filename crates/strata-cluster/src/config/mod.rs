@@ -12,11 +12,13 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod clickhouse;
 mod components;
 mod retention;
 mod schedule;
 mod server;
 mod storage;
+pub use clickhouse::ClickHouseNode;
 pub use components::default_failed;
 pub use components::{
     CamundaComponent, CommandComponent, ComponentConfig, HttpComponent, NodeConfig,
@@ -314,6 +316,12 @@ impl Config {
             if let Some(pg) = node.postgres.as_mut() {
                 resolve(&mut pg.data_dir);
                 if let Some(file) = pg.connect.password_file.as_mut() {
+                    resolve(file);
+                }
+            }
+            if let Some(ch) = node.clickhouse.as_mut() {
+                resolve(&mut ch.path);
+                if let Some(file) = ch.password_file.as_mut() {
                     resolve(file);
                 }
             }

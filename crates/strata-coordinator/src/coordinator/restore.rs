@@ -268,8 +268,27 @@ impl Coordinator {
                 zone: self.zones[i].as_deref(),
             })
             .collect();
-        let pairs = pair_nodes(&sources, &target_nodes, &plan.map)?;
-        Ok(pairs.into_iter().map(|(s, k)| (s, targets[k])).collect())
+        let mut sources = sources;
+        loop {
+            match pair_nodes(&sources, &target_nodes, &plan.map) {
+                Ok(pairs) => return Ok(pairs.into_iter().map(|(s, k)| (s, targets[k])).collect()),
+                // A replica whose shard another restored node brings back (ClickHouse
+                // onto fewer replicas) may stay out; anything else is refused.
+                Err(PairError::NoTarget { from, zone }) => {
+                    let node = restorable.iter().find(|n| n.name == from);
+                    let others: Vec<&NodeSummary> = restorable
+                        .iter()
+                        .filter(|n| n.name != from && sources.iter().any(|s| s.name == n.name))
+                        .copied()
+                        .collect();
+                    match node.filter(|n| self.plugin_of(n).may_leave_out(n, &others)) {
+                        Some(_) => sources.retain(|s| s.name != from),
+                        None => return Err(PairError::NoTarget { from, zone }),
+                    }
+                }
+                Err(other) => return Err(other),
+            }
+        }
     }
 
     /// What stops a restore before it writes anything, every problem at once: the
@@ -617,6 +636,9 @@ async fn restore(
     let clock = Instant::now();
     let tasks = run.keep_alive(lock);
     let sources: HashMap<usize, String> = pairs.iter().map(|(s, i)| (*i, s.clone())).collect();
+    let mut peers: Vec<String> = pairs.iter().map(|(s, _)| s.clone()).collect();
+    peers.sort();
+    peers.dedup();
     type Wave<'a> = (Vec<usize>, Vec<&'a (Component, ComponentSummary)>);
     let mut waves: BTreeMap<u32, Wave> = BTreeMap::new();
     for i in run.live() {
@@ -704,6 +726,7 @@ async fn restore(
                 recovery: steps.recovery.clone(),
                 rename: steps.rename.clone(),
                 dry_run: steps.dry_run,
+                peers: peers.clone(),
             };
             run.guarded(i, false, async move { node.restore(request).await })
         });

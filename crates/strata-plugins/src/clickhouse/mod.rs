@@ -1,0 +1,89 @@
+//! The ClickHouse plugin (`plugin = "clickhouse"`, each node's server in
+//! `[nodes.clickhouse]`): every node freezes its MergeTree tables and backs up the frozen
+//! parts with the schema; a restore creates the tables again and attaches the parts, on
+//! one replica of each shard for replicated tables. docs/clickhouse.md has the procedure
+//! and which ClickHouse versions each path was run against.
+//!
+//! Replicas hold byte-identical parts, so strata's deduplication stores each replicated
+//! part once however many replicas froze it; the node summaries say how many parts and
+//! rows each node froze.
+
+pub mod client;
+pub mod node;
+pub mod record;
+pub mod schema;
+pub mod staging;
+
+use super::{Plugin, PluginError};
+use std::sync::Arc;
+use strata_agent::backup::NodeSource;
+use strata_agent::service::NodePlugin;
+use strata_cluster::config::{Config, NodeConfig};
+use strata_repo::summary::NodeSummary;
+
+/// The ClickHouse plugin's cluster side.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClickHouse;
+
+#[async_trait::async_trait]
+impl Plugin for ClickHouse {
+    fn name(&self) -> &'static str {
+        "clickhouse"
+    }
+
+    fn check_node(&self, node: &NodeConfig) -> Result<(), PluginError> {
+        let Some(settings) = &node.clickhouse else {
+            return Err(PluginError::Settings(format!(
+                "node {:?} has no [nodes.clickhouse] section: with plugin = \"clickhouse\" each node names its server's url and data path",
+                node.name
+            )));
+        };
+        if !node.roots.is_empty() {
+            return Err(PluginError::Settings(format!(
+                "node {:?}: with plugin = \"clickhouse\" the frozen tables are what is backed up; remove `roots`",
+                node.name
+            )));
+        }
+        if !settings.path.is_absolute() {
+            return Err(PluginError::Settings(format!(
+                "node {:?}: [nodes.clickhouse] path must be absolute",
+                node.name
+            )));
+        }
+        client::Client::new(settings)
+            .map(|_| ())
+            .map_err(|e| PluginError::Settings(format!("node {:?}: {e}", node.name)))
+    }
+
+    fn node_source(&self, node: &NodeConfig) -> NodeSource {
+        let roots = node
+            .clickhouse
+            .as_ref()
+            .map(|c| vec![staging::root(&c.path).to_string_lossy().into_owned()])
+            .unwrap_or_default();
+        NodeSource {
+            name: node.name.clone(),
+            roots,
+            exclude: Vec::new(),
+            follow: Vec::new(),
+        }
+    }
+
+    /// A replica may stay out of a restore onto fewer replicas when another replica of
+    /// its shard is restored: replicated tables come back whole from that one. Its own
+    /// non-replicated tables stay out with it (docs/clickhouse.md says so).
+    fn may_leave_out(&self, node: &NodeSummary, others: &[&NodeSummary]) -> bool {
+        let shard = |n: &NodeSummary| n.plugin.get("clickhouse.shard").cloned();
+        shard(node).is_some_and(|mine| others.iter().any(|o| shard(o) == Some(mine.clone())))
+    }
+
+    fn node_plugin(&self, _config: &Config, node: &NodeConfig) -> Arc<dyn NodePlugin> {
+        match &node.clickhouse {
+            Some(settings) => Arc::new(node::ClickHouseAgent {
+                settings: settings.clone(),
+            }),
+            // check_node refused such a node before any agent is built.
+            None => strata_agent::service::plugin::files(),
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! The node side of the ClickHouse plugin: what one server's backup and restore are.
+//!
+//! **Backup.** The server's schema is read, every MergeTree table is frozen with
+//! `ALTER TABLE ... FREEZE WITH NAME 'strata'` (hard links of its active parts under
+//! `<path>/shadow/strata`, the node's root), and the agent backs that tree up like any
+//! other. The [`Record`] (schema, macros, parts and rows) is added to the manifest. The
+//! staging directory is removed when the node's backup ends, however it ends.
+//!
+//! **Restore.** The parts are laid down in the staging directory; then databases and
+//! tables are created from the record (tables that hold data, then materialized views,
+//! then views and Distributed tables), and each part is moved into its table's
+//! `detached/` and attached. A replicated table's parts are attached on one node of each
+//! shard only, the first of the restore's nodes from that shard: attaching is not
+//! deduplicated by ClickHouse, and the other replicas fetch the parts through
+//! replication. A table that exists and holds rows is refused before anything is
+//! created: parts attached beside rows would double them.
+
+use super::client::{ident, literal, ClickHouseError, Client};
+use super::record::{Record, Table, RECORD_FILE, RECORD_LIMIT, RECORD_VERSION};
+use super::schema::{self, Server};
+use super::staging::{self, Staging, FREEZE_NAME};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::Duration;
+use strata_agent::api::{ApiError, ErrorCode};
+use strata_agent::service::plugin::{
+    no_recovery, BackupStep, PluginBackup, PluginRestore, RestoreStart, Restored,
+};
+use strata_agent::service::{ApiResult, NodePlugin};
+use strata_cluster::config::ClickHouseNode;
+
+/// The ClickHouse plugin on one node.
+#[derive(Debug, Clone)]
+pub struct ClickHouseAgent {
+    /// How to reach the server and where its data is.
+    pub settings: ClickHouseNode,
+}
+
+fn failed(what: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::new(ErrorCode::Failed, format!("ClickHouse: {what}: {why}"))
+}
+
+fn query_failed(what: &str) -> impl Fn(ClickHouseError) -> ApiError + '_ {
+    move |e| failed(what, strata_util::error_chain(&e))
+}
+
+impl ClickHouseAgent {
+    fn client(&self) -> ApiResult<Client> {
+        Client::new(&self.settings).map_err(|e| ApiError::new(ErrorCode::BadRequest, e.to_string()))
+    }
+
+    async fn take_staging(&self) -> ApiResult<Staging> {
+        let path = self.settings.path.clone();
+        tokio::task::spawn_blocking(move || Staging::take(&path))
+            .await
+            .map_err(|e| failed("staging directory", e))?
+            .map_err(|why| ApiError::new(ErrorCode::Busy, format!("ClickHouse: {why}")))
+    }
+}
+
+#[async_trait::async_trait]
+impl NodePlugin for ClickHouseAgent {
+    fn name(&self) -> &'static str {
+        "clickhouse"
+    }
+
+    async fn state(&self) -> Option<String> {
+        let client = match self.client() {
+            Ok(client) => client,
+            Err(e) => return Some(e.message),
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(5), Server::read(&client)).await;
+        Some(match answer {
+            Ok(Ok(server)) => server.line(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("ClickHouse at {} did not answer within 5s", client.url()),
+        })
+    }
+
+    async fn start_backup(
+        &self,
+        _node: &str,
+        _operation: &str,
+    ) -> ApiResult<Option<Box<dyn PluginBackup>>> {
+        let client = self.client()?;
+        let staging = self.take_staging().await?;
+        let server = Server::read(&client)
+            .await
+            .map_err(query_failed("read the server"))?;
+        let (databases, mut tables) =
+            schema::read(&client, &self.settings.databases, &self.settings.path)
+                .await
+                .map_err(query_failed("read the schema"))?;
+        let mut warnings = Vec::new();
+        for table in &mut tables {
+            let Some(data) = table.data.clone() else {
+                if schema::data_not_frozen(&table.engine) {
+                    warnings.push(format!(
+                        "ClickHouse table {} ({}) cannot be frozen: only its definition is backed up",
+                        table.shown(),
+                        table.engine
+                    ));
+                }
+                continue;
+            };
+            client
+                .execute(&format!(
+                    "ALTER TABLE {} FREEZE WITH NAME {}",
+                    table.sql_name(),
+                    literal(FREEZE_NAME)
+                ))
+                .await
+                .map_err(query_failed(&format!("freeze {}", table.shown())))?;
+            let dir = staging.root().join(&data);
+            table.parts = tokio::task::spawn_blocking(move || staging::parts(&dir))
+                .await
+                .map_err(|e| failed("list the frozen parts", e))?
+                .map_err(|why| {
+                    failed(&format!("list the frozen parts of {}", table.shown()), why)
+                })?;
+        }
+        let record = Record {
+            version: RECORD_VERSION,
+            server_version: server.version,
+            macros: server.macros,
+            databases,
+            tables,
+        };
+        Ok(Some(Box::new(FrozenBackup {
+            staging,
+            record,
+            warnings,
+            server_path: self.settings.path.clone(),
+        })))
+    }
+
+    async fn start_restore(
+        &self,
+        restore: &RestoreStart<'_>,
+    ) -> ApiResult<Option<Box<dyn PluginRestore>>> {
+        no_recovery(restore, "is a ClickHouse server")?;
+        let client = self.client()?;
+        let server = Server::read(&client)
+            .await
+            .map_err(query_failed("read the server"))?;
+        let staging = self.take_staging().await?;
+        Ok(Some(Box::new(RestoreRun {
+            settings: self.settings.clone(),
+            client,
+            server,
+            staging,
+        })))
+    }
+}
+
+/// A node's backup between the freeze and the manifest: holds the staging directory.
+struct FrozenBackup {
+    staging: Staging,
+    record: Record,
+    warnings: Vec<String>,
+    server_path: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl PluginBackup for FrozenBackup {
+    async fn finish(
+        self: Box<Self>,
+        step: &mut BackupStep<'_>,
+    ) -> ApiResult<BTreeMap<String, String>> {
+        let record = &self.record;
+        for warning in &self.warnings {
+            step.warn_partial(warning.clone());
+        }
+        let json = serde_json::to_vec_pretty(record).map_err(|e| failed("the record", e))?;
+        step.add_files(&self.server_path, vec![(RECORD_FILE.to_string(), json)])
+            .await?;
+        let frozen: Vec<&Table> = record.tables.iter().filter(|t| t.data.is_some()).collect();
+        let mut summary = BTreeMap::from([
+            (
+                "clickhouse.version".to_string(),
+                record.server_version.clone(),
+            ),
+            (
+                "clickhouse.tables".to_string(),
+                record.tables.len().to_string(),
+            ),
+            (
+                "clickhouse.parts".to_string(),
+                frozen
+                    .iter()
+                    .map(|t| t.parts.len())
+                    .sum::<usize>()
+                    .to_string(),
+            ),
+            (
+                "clickhouse.rows".to_string(),
+                frozen.iter().map(|t| t.rows()).sum::<u64>().to_string(),
+            ),
+            (
+                "clickhouse.part_bytes".to_string(),
+                frozen
+                    .iter()
+                    .flat_map(|t| &t.parts)
+                    .map(|p| p.bytes)
+                    .sum::<u64>()
+                    .to_string(),
+            ),
+        ]);
+        for (name, value) in &record.macros {
+            if name == "shard" || name == "replica" {
+                summary.insert(format!("clickhouse.{name}"), value.clone());
+            }
+        }
+        drop(self.staging);
+        Ok(summary)
+    }
+}
+
+/// A node's restore: holds the staging directory the parts are laid down in.
+struct RestoreRun {
+    settings: ClickHouseNode,
+    client: Client,
+    server: Server,
+    staging: Staging,
+}
+
+impl RestoreRun {
+    /// Whether this node attaches the parts of replicated tables: the first node of its
+    /// backup shard among the nodes this restore lays down.
+    async fn writes_replicated(&self, restored: &Restored<'_>) -> ApiResult<bool> {
+        let summary = restored
+            .repo
+            .load_summary(&restored.request.backup)
+            .await
+            .map_err(|e| failed("read the backup's summary", strata_util::error_chain(&e)))?;
+        let shard_of = |name: &str| {
+            summary
+                .nodes
+                .iter()
+                .find(|n| n.name == name)
+                .and_then(|n| n.plugin.get("clickhouse.shard").cloned())
+                // A node without a shard macro is a shard of its own.
+                .unwrap_or_else(|| format!("node:{name}"))
+        };
+        let mine = shard_of(&restored.request.source);
+        let peers: Vec<String> = match restored.request.peers.is_empty() {
+            true => summary.nodes.iter().map(|n| n.name.clone()).collect(),
+            false => restored.request.peers.clone(),
+        };
+        let first = peers.iter().filter(|p| shard_of(p) == mine).min();
+        Ok(first.is_none_or(|f| *f == restored.request.source))
+    }
+
+    async fn exists(&self, table: &Table) -> ApiResult<bool> {
+        #[derive(Deserialize)]
+        struct N {
+            n: u64,
+        }
+        let n = self
+            .client
+            .rows::<N>(&format!(
+                "SELECT count() AS n FROM system.tables WHERE database = {} AND name = {}",
+                literal(&table.database),
+                literal(&table.name)
+            ))
+            .await
+            .map_err(query_failed("read the tables"))?;
+        Ok(n.first().is_some_and(|n| n.n > 0))
+    }
+
+    async fn count(&self, table: &Table) -> ApiResult<u64> {
+        #[derive(Deserialize)]
+        struct N {
+            n: u64,
+        }
+        let n = self
+            .client
+            .rows::<N>(&format!("SELECT count() AS n FROM {}", table.sql_name()))
+            .await
+            .map_err(query_failed(&format!(
+                "count the rows of {}",
+                table.shown()
+            )))?;
+        Ok(n.first().map_or(0, |n| n.n))
+    }
+
+    /// The table's data directory on this server, relative to its path.
+    async fn data_dir(&self, table: &Table) -> ApiResult<std::path::PathBuf> {
+        let (_, tables) = schema::read(
+            &self.client,
+            std::slice::from_ref(&table.database),
+            &self.settings.path,
+        )
+        .await
+        .map_err(query_failed("read the schema"))?;
+        tables
+            .into_iter()
+            .find(|t| t.name == table.name)
+            .and_then(|t| t.data)
+            .map(|d| self.settings.path.join(d))
+            .ok_or_else(|| {
+                failed(
+                    &format!("attach to {}", table.shown()),
+                    "the table has no data directory on this server",
+                )
+            })
+    }
+
+    /// Creates what the record names and the server lacks.
+    async fn create(&self, record: &Record) -> ApiResult<usize> {
+        let mut created = 0;
+        for db in &record.databases {
+            let engine = match db.engine.as_str() {
+                // The server's default: the statement then fits every version.
+                "Ordinary" | "Atomic" | "" => String::new(),
+                other => format!(" ENGINE = {other}"),
+            };
+            self.client
+                .execute(&format!(
+                    "CREATE DATABASE IF NOT EXISTS {}{engine}",
+                    ident(&db.name)
+                ))
+                .await
+                .map_err(query_failed(&format!("create database {}", db.name)))?;
+        }
+        let mut order: Vec<&Table> = record.tables.iter().filter(|t| !t.inner()).collect();
+        order.sort_by_key(|t| t.create_order());
+        for table in order {
+            if self.exists(table).await? {
+                continue;
+            }
+            self.client.execute(&table.create).await.map_err(|e| {
+                let hint = match e.code() {
+                    Some(253) => ": ZooKeeper still holds this replica of the table; delete its path there (zkCli.sh deleteall), or restore onto a cluster whose ZooKeeper does not know it",
+                    _ => "",
+                };
+                failed(
+                    &format!("create {}", table.shown()),
+                    format!("{}{hint}", strata_util::error_chain(&e)),
+                )
+            })?;
+            created += 1;
+        }
+        Ok(created)
+    }
+}
+
+#[async_trait::async_trait]
+impl PluginRestore for RestoreRun {
+    async fn finish(self: Box<Self>, restored: &Restored<'_>) -> ApiResult<Option<String>> {
+        let path = restored.target.join(RECORD_FILE);
+        let shown = path.display().to_string();
+        let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let mut bytes = Vec::new();
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+                .open(&path)
+                .and_then(|f| f.take(RECORD_LIMIT).read_to_end(&mut bytes))?;
+            Ok(bytes)
+        })
+        .await
+        .map_err(|e| failed("read the record", e))?
+        .map_err(|why| {
+            ApiError::new(
+                ErrorCode::Damaged,
+                format!("ClickHouse: the backup's record {shown} cannot be read ({why}): is this node's backup a ClickHouse one?"),
+            )
+        })?;
+        let record = Record::parse(&bytes)
+            .map_err(|why| ApiError::new(ErrorCode::Damaged, why.to_string()))?;
+        let writes_replicated = self.writes_replicated(restored).await?;
+        let attach: Vec<&Table> = record
+            .tables
+            .iter()
+            .filter(|t| !t.parts.is_empty() && (writes_replicated || !t.replicated()))
+            .collect();
+        // Refused before anything is created: parts beside rows would double them.
+        for table in &attach {
+            if self.exists(table).await? {
+                let rows = self.count(table).await?;
+                if rows > 0 {
+                    return Err(ApiError::new(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "ClickHouse: table {} exists on this server with {rows} rows: a restore attaches parts into empty tables only (drop the table, or restore onto an empty cluster)",
+                            table.shown()
+                        ),
+                    ));
+                }
+            }
+        }
+        let created = self.create(&record).await?;
+        let mut parts = 0;
+        let mut lines = Vec::new();
+        for table in &attach {
+            let data = table.data.as_deref().unwrap_or_default();
+            let table_dir = self.data_dir(table).await?;
+            for part in &table.parts {
+                let from = self.staging.root().join(data).join(&part.name);
+                let to = table_dir.clone();
+                tokio::task::spawn_blocking(move || staging::move_to_detached(&from, &to))
+                    .await
+                    .map_err(|e| failed("move a part", e))?
+                    .map_err(|why| failed(&format!("attach to {}", table.shown()), why))?;
+                self.client
+                    .execute(&format!(
+                        "ALTER TABLE {} ATTACH PART {}",
+                        table.sql_name(),
+                        literal(&part.name)
+                    ))
+                    .await
+                    .map_err(query_failed(&format!(
+                        "attach part {} to {}",
+                        part.name,
+                        table.shown()
+                    )))?;
+                parts += 1;
+            }
+            let rows = self.count(table).await?;
+            if rows != table.rows() {
+                return Err(failed(
+                    &format!("restore {}", table.shown()),
+                    format!(
+                        "it holds {rows} rows after the attach, the backup recorded {}",
+                        table.rows()
+                    ),
+                ));
+            }
+            lines.push(format!("{} {rows} rows", table.shown()));
+        }
+        let fetched: Vec<&Table> = record
+            .tables
+            .iter()
+            .filter(|t| t.replicated() && !writes_replicated && !t.parts.is_empty())
+            .collect();
+        let line = format!(
+            "ClickHouse {} ({}): {created} tables created, {parts} parts attached{}{}",
+            self.server.version,
+            shard_line(&self.server),
+            match lines.is_empty() {
+                true => String::new(),
+                false => format!(" ({})", lines.join(", ")),
+            },
+            match fetched.len() {
+                0 => String::new(),
+                n => format!(
+                    "; {n} replicated tables are fetched from the node of this shard that attaches them"
+                ),
+            }
+        );
+        self.staging
+            .clear()
+            .map_err(|why| failed("remove the staging directory", why))?;
+        Ok(Some(line))
+    }
+}
+
+fn shard_line(server: &Server) -> String {
+    match (server.macros.get("shard"), server.macros.get("replica")) {
+        (Some(s), Some(r)) => format!("shard {s}, replica {r}"),
+        (Some(s), None) => format!("shard {s}"),
+        _ => "no shard macro".into(),
+    }
+}

@@ -1,0 +1,157 @@
+//! Real ClickHouse clusters on loopback for the tests: ZooKeeper and SHARDS x REPLICAS
+//! servers started by `scripts/clickhouse-cluster.sh` (Debian's clickhouse-server and
+//! zookeeperd), stopped on drop, and queries over HTTP that do not go through the code
+//! under test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const SERVER: &str = "/usr/sbin/clickhouse-server";
+
+/// One server of a cluster.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Its HTTP endpoint.
+    pub url: String,
+    /// Its data path (`<path>`).
+    pub data: PathBuf,
+}
+
+/// A ClickHouse cluster and its ZooKeeper, stopped on drop.
+pub struct ClickHouseCluster {
+    /// The servers: replicas of shard 1 first, then shard 2's, ...
+    pub servers: Vec<Server>,
+    /// ZooKeeper's `host:port`.
+    pub zookeeper: String,
+    script: PathBuf,
+    /// Configs, data and logs (removed on drop).
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for ClickHouseCluster {
+    fn drop(&mut self) {
+        let _ = Command::new("timeout")
+            .arg("60")
+            .arg(&self.script)
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+impl ClickHouseCluster {
+    /// Starts a cluster of `shards` x `replicas` servers (cluster `strata`, macros
+    /// `{shard}` and `{replica}` = `ch1`...). Ports are tried from a few random bases:
+    /// the script refuses ports in use.
+    pub fn start(shards: usize, replicas: usize) -> ClickHouseCluster {
+        assert!(
+            Path::new(SERVER).exists(),
+            "{SERVER} is missing: these tests need a real ClickHouse (Debian packages clickhouse-server and zookeeperd)"
+        );
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../scripts/clickhouse-cluster.sh")
+            .canonicalize()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut last = String::new();
+        for attempt in 0..8u32 {
+            // Below the kernel's ephemeral range, so free_port() never hands these out.
+            let base =
+                20_000 + (std::process::id() * 7 + attempt * 131) % 120 * 100 + (attempt % 2) * 50;
+            let out = Command::new("timeout")
+                .arg("120")
+                .arg(&script)
+                .arg("start")
+                .arg(dir.path())
+                .arg(base.to_string())
+                .args(["--shards", &shards.to_string()])
+                .args(["--replicas", &replicas.to_string()])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let var = |name: &str| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                        .unwrap_or_else(|| panic!("{name} is not in the script's output: {text}"))
+                        .to_string()
+                };
+                let urls = var("STRATA_TEST_CLICKHOUSE_NODES");
+                let data = var("STRATA_TEST_CLICKHOUSE_DATA");
+                let servers = urls
+                    .split(',')
+                    .zip(data.split(','))
+                    .map(|(url, data)| Server {
+                        url: url.to_string(),
+                        data: PathBuf::from(data),
+                    })
+                    .collect();
+                return ClickHouseCluster {
+                    servers,
+                    zookeeper: var("STRATA_TEST_CLICKHOUSE_ZK"),
+                    script,
+                    dir,
+                };
+            }
+            last = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if !last.contains("in use") {
+                break;
+            }
+        }
+        panic!("the ClickHouse cluster did not start: {last}");
+    }
+}
+
+/// Runs `sql` on the server at `url` (POST body); panics with ClickHouse's message on an
+/// error. Returns the answer's text.
+pub fn query(url: &str, sql: &str) -> String {
+    match try_query(url, sql) {
+        Ok(text) => text,
+        Err(why) => panic!("{sql}: {why}"),
+    }
+}
+
+/// Runs `sql` on the server at `url`; `Err` holds ClickHouse's message.
+pub fn try_query(url: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "120",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg("--data-binary")
+        .arg(sql)
+        .arg(format!("{url}/?wait_end_of_query=1"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or((&text, ""));
+    match status == "200" {
+        true => Ok(body.trim_end().to_string()),
+        false => Err(format!(
+            "HTTP {status}: {body}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )),
+    }
+}
+
+/// Polls `sql` on `url` until it answers `want` (bounded: 60 s); returns the last answer.
+pub fn wait_for_answer(url: &str, sql: &str, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = query(url, sql);
+        if got == want || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,396 @@
+//! The ClickHouse plugin through the real binary, against real ClickHouse clusters
+//! (Debian's clickhouse-server 18.16 and ZooKeeper, two shards of two replicas on
+//! loopback ports): a backup under concurrent inserts, restored onto a fresh cluster of
+//! the same shape and onto one replica per shard of another; a backup killed with
+//! SIGKILL while its tables are frozen leaves no frozen copy after the next one; a
+//! restore never attaches parts beside rows a table still holds.
+
+mod common;
+
+use common::{assert_success, strata_at};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use strata_testkit::clickhouse::{query, wait_for_answer, ClickHouseCluster};
+
+/// Rows inserted before the backup, per shard, into the replicated table.
+const ROWS: u64 = 30_000;
+
+/// The schema, created on every server of a cluster (`ON CLUSTER`).
+const SCHEMA: &[&str] = &[
+    "CREATE DATABASE IF NOT EXISTS shop ON CLUSTER strata",
+    "CREATE TABLE shop.events ON CLUSTER strata (d Date, id UInt64, s String, batch UInt32) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/shop/events', '{replica}') PARTITION BY toYYYYMM(d) ORDER BY (d, id)",
+    "CREATE TABLE shop.totals ON CLUSTER strata (d Date, k String, n UInt64) ENGINE = ReplicatedSummingMergeTree('/clickhouse/tables/{shard}/shop/totals', '{replica}') PARTITION BY toYYYYMM(d) ORDER BY (d, k)",
+    "CREATE TABLE shop.local ON CLUSTER strata (id UInt64, note String) ENGINE = MergeTree() ORDER BY id",
+    "CREATE MATERIALIZED VIEW shop.daily ON CLUSTER strata ENGINE = SummingMergeTree() PARTITION BY toYYYYMM(d) ORDER BY d AS SELECT d, count() AS c FROM shop.events GROUP BY d",
+    "CREATE TABLE shop.events_all ON CLUSTER strata AS shop.events ENGINE = Distributed(strata, shop, events, rand())",
+    "CREATE VIEW shop.recent ON CLUSTER strata AS SELECT id, s FROM shop.events WHERE batch > 0",
+];
+
+/// A site: a config whose nodes are a cluster's servers, in one component.
+struct Site {
+    dir: PathBuf,
+    config: PathBuf,
+}
+
+impl Site {
+    fn new(dir: &Path, name: &str, nodes: &[(&str, &strata_testkit::clickhouse::Server)]) -> Site {
+        let config = dir.join(format!("{name}.toml"));
+        let mut text = format!(
+            "default_storage = \"main\"\nstate_dir = {state:?}\n[storages.main]\npath = {repo:?}\n",
+            state = dir.join(format!("{name}-state")),
+            repo = dir.join("repo"),
+        );
+        for (node, server) in nodes {
+            text.push_str(&format!(
+                "[[nodes]]\nname = \"{node}\"\n[nodes.clickhouse]\nurl = \"{}\"\npath = {:?}\n",
+                server.url, server.data
+            ));
+        }
+        let names: Vec<String> = nodes.iter().map(|(n, _)| format!("{n:?}")).collect();
+        text.push_str(&format!(
+            "[[components]]\nname = \"warehouse\"\nplugin = \"clickhouse\"\nnodes = [{}]\n",
+            names.join(", ")
+        ));
+        fs::write(&config, text).unwrap();
+        Site {
+            dir: dir.to_path_buf(),
+            config,
+        }
+    }
+
+    fn strata(&self, args: &[&str]) -> std::process::Output {
+        strata_at(&self.dir, &self.config)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        assert_success(&format!("strata {args:?}"), &self.strata(args))
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).unwrap()
+    }
+}
+
+fn ch_names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("ch{i}")).collect()
+}
+
+/// Creates the schema and loads each shard through its first replica; `local` gets
+/// rows of its own on every server.
+fn load(cluster: &ClickHouseCluster) {
+    let first = &cluster.servers[0].url;
+    for sql in SCHEMA {
+        query(first, sql);
+    }
+    for (shard, server) in cluster.servers.iter().step_by(2).enumerate() {
+        let offset = shard as u64 * 10_000_000;
+        for month in 0..3 {
+            query(
+                &server.url,
+                &format!(
+                    "INSERT INTO shop.events SELECT toDate('2024-01-01') + {month} * 31 + number % 28, {offset} + {month} * 100000 + number, toString(cityHash64({offset} + number)), 0 FROM numbers({})",
+                    ROWS / 3
+                ),
+            );
+        }
+        query(
+            &server.url,
+            "INSERT INTO shop.totals SELECT toDate('2024-01-01') + number % 50, toString(number % 7), number FROM numbers(5000)",
+        );
+    }
+    for (i, server) in cluster.servers.iter().enumerate() {
+        query(
+            &server.url,
+            &format!(
+                "INSERT INTO shop.local SELECT number, 'server {i}' FROM numbers({})",
+                100 + i
+            ),
+        );
+    }
+}
+
+/// `count, checksum` of a table on one server.
+fn fingerprint(url: &str, table: &str, columns: &str) -> String {
+    query(
+        url,
+        &format!("SELECT count(), sum(cityHash64({columns})) FROM {table}"),
+    )
+}
+
+/// Inserts numbered batches of 1,000 rows into shard 1 until told to stop; counts
+/// the batches that were acknowledged.
+fn insert_batches(url: String, stop: Arc<AtomicBool>, done: Arc<AtomicU64>) {
+    let mut batch = 1u64;
+    while !stop.load(Ordering::SeqCst) {
+        query(
+            &url,
+            &format!(
+                "INSERT INTO shop.events SELECT toDate('2024-04-01'), 50000000 + {batch} * 1000 + number, 'live', {batch} FROM numbers(1000)"
+            ),
+        );
+        done.store(batch, Ordering::SeqCst);
+        batch += 1;
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// What a restored cluster must hold, per shard: the rows loaded before the backup, and
+/// whole batches of those inserted while it ran, every one acknowledged before it
+/// started among them.
+fn assert_restored(url: &str, before: u64, shard: usize) {
+    let loaded = query(url, "SELECT count() FROM shop.events WHERE batch = 0");
+    assert_eq!(
+        loaded,
+        ROWS.to_string(),
+        "shard {shard}: the rows loaded before the backup"
+    );
+    let batches = query(
+        url,
+        "SELECT count(), min(c), max(c), max(batch) FROM (SELECT batch, count() AS c FROM shop.events WHERE batch > 0 GROUP BY batch)",
+    );
+    let fields: Vec<u64> = batches.split('\t').map(|f| f.parse().unwrap()).collect();
+    if shard == 1 {
+        assert!(
+            fields[0] >= before,
+            "every batch acknowledged before the backup: {batches}"
+        );
+        assert_eq!(
+            fields[0], fields[3],
+            "batches 1..=n, none missing: {batches}"
+        );
+        assert_eq!(
+            (fields[1], fields[2]),
+            (1000, 1000),
+            "whole batches: {batches}"
+        );
+    } else {
+        assert_eq!(fields[0], 0, "shard 2 took no live inserts: {batches}");
+    }
+}
+
+#[test]
+fn a_cluster_backed_up_under_inserts_comes_back_on_a_fresh_cluster_and_on_another_topology() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = ClickHouseCluster::start(2, 2);
+    load(&source);
+    // The view's rows were written where each insert landed: on shard leaders.
+    let names = ch_names(4);
+    let nodes: Vec<(&str, &_)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(&source.servers)
+        .collect();
+    let site = Site::new(dir.path(), "source", &nodes);
+    site.ok(&["init"]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let inserter = {
+        let (url, stop, done) = (source.servers[0].url.clone(), stop.clone(), done.clone());
+        std::thread::spawn(move || insert_batches(url, stop, done))
+    };
+    strata_testkit::wait_for(
+        "a few live batches",
+        std::time::Duration::from_secs(60),
+        std::time::Duration::from_millis(20),
+        || done.load(Ordering::SeqCst) >= 3,
+    );
+    let before = done.load(Ordering::SeqCst);
+    let summary = site.json(&["backup", "--json"]);
+    stop.store(true, Ordering::SeqCst);
+    inserter.join().unwrap();
+    assert_eq!(summary["status"], "complete", "{summary:#}");
+    let backup = summary["name"].as_str().unwrap().to_string();
+    let shown = site.json(&["show", &backup, "--json"]);
+    for node in shown["nodes"].as_array().unwrap() {
+        let plugin = &node["plugin"];
+        assert_eq!(plugin["clickhouse.version"], "18.16.1", "{node:#}");
+        assert!(
+            plugin["clickhouse.parts"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                > 0
+        );
+    }
+    // Replicas hold the same parts: a shard's parts are stored once, whichever of its
+    // replicas stored them first.
+    let figure = |name: &str, key: &str| {
+        let node = shown["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap();
+        match key {
+            "new_bytes" => node[key].as_u64().unwrap(),
+            _ => node["plugin"][key]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        }
+    };
+    let shard_parts = figure("ch3", "clickhouse.part_bytes");
+    let stored = figure("ch3", "new_bytes") + figure("ch4", "new_bytes");
+    assert!(
+        shard_parts > 500_000 && stored * 10 < shard_parts * 14,
+        "shard 2's {shard_parts} bytes of parts are stored once: {stored} new bytes from its two replicas"
+    );
+
+    // A fresh cluster of the same shape, the same node names.
+    let fresh = ClickHouseCluster::start(2, 2);
+    let nodes: Vec<(&str, &_)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(&fresh.servers)
+        .collect();
+    let same = Site::new(dir.path(), "same", &nodes);
+    let restored = same.ok(&["restore", &backup]);
+    assert!(restored.contains("parts attached"), "{restored}");
+    for (shard, pair) in fresh.servers.chunks(2).enumerate() {
+        let (first, second) = (&pair[0].url, &pair[1].url);
+        assert_restored(first, before, shard + 1);
+        let want = fingerprint(first, "shop.events", "d, id, s, batch");
+        // The second replica fetched what the first attached.
+        assert_eq!(
+            wait_for_answer(
+                second,
+                "SELECT count(), sum(cityHash64(d, id, s, batch)) FROM shop.events",
+                &want
+            ),
+            want,
+            "shard {} replicas agree",
+            shard + 1
+        );
+        assert_eq!(
+            fingerprint(first, "shop.totals", "d, k, n"),
+            fingerprint(&source.servers[shard * 2].url, "shop.totals", "d, k, n"),
+        );
+    }
+    for (i, server) in fresh.servers.iter().enumerate() {
+        assert_eq!(
+            fingerprint(&server.url, "shop.local", "id, note"),
+            fingerprint(&source.servers[i].url, "shop.local", "id, note"),
+            "each server's own table comes back to it"
+        );
+        // The view and the Distributed table are there and read.
+        query(&server.url, "SELECT count() FROM shop.recent");
+        query(&server.url, "SELECT count() FROM shop.daily");
+    }
+    let all = query(
+        &fresh.servers[0].url,
+        "SELECT count() FROM shop.events_all WHERE batch = 0",
+    );
+    assert_eq!(
+        all,
+        (2 * ROWS).to_string(),
+        "both shards through the Distributed table"
+    );
+
+    // Another topology: one replica per shard, other node names.
+    let small = ClickHouseCluster::start(2, 1);
+    let nodes = [("n1", &small.servers[0]), ("n2", &small.servers[1])];
+    let other = Site::new(dir.path(), "other", &nodes);
+    let out = other.strata(&["restore", &backup, "--map", "ch2=n1", "--map", "ch4=n2"]);
+    assert_success("a restore onto another topology", &out);
+    for (shard, server) in small.servers.iter().enumerate() {
+        assert_restored(&server.url, before, shard + 1);
+        assert_eq!(
+            fingerprint(&server.url, "shop.local", "id, note"),
+            fingerprint(&source.servers[shard * 2 + 1].url, "shop.local", "id, note"),
+            "the mapped node's own table"
+        );
+    }
+    for server in source
+        .servers
+        .iter()
+        .chain(&fresh.servers)
+        .chain(&small.servers)
+    {
+        assert_no_frozen_copy(&server.data);
+    }
+}
+
+/// Nothing of strata's is left in the server's shadow directory but its lock file.
+fn assert_no_frozen_copy(data: &Path) {
+    let shadow = data.join("shadow");
+    let left: Vec<String> = fs::read_dir(&shadow)
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "strata.lock" && n != "increment.txt")
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{} holds {left:?}", shadow.display());
+}
+
+#[test]
+fn a_backup_killed_while_its_tables_are_frozen_leaves_no_copy_after_the_next_and_rows_are_never_doubled(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = ClickHouseCluster::start(2, 2);
+    load(&cluster);
+    let names = ch_names(4);
+    let nodes: Vec<(&str, &_)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(&cluster.servers)
+        .collect();
+    let site = Site::new(dir.path(), "site", &nodes);
+    site.ok(&["init"]);
+
+    // Held at its first index write: every table is frozen, nothing is indexed yet.
+    let hold = dir.path().join("hold");
+    fs::create_dir_all(&hold).unwrap();
+    let mut child = strata_at(&site.dir, &site.config)
+        .args(["backup", "--json"])
+        .env(
+            "STRATA_TEST_HOLD_WRITE",
+            format!("index/:{}", hold.display()),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for_held_write(&hold, &mut child, "the backup's first index write");
+    let frozen = cluster.servers[0]
+        .data
+        .join("shadow/strata/data/shop/events");
+    assert!(
+        frozen.is_dir(),
+        "the tables are frozen while the backup runs"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(frozen.is_dir(), "a killed backup cleans nothing up");
+
+    let summary = site.json(&["backup", "--json"]);
+    assert_eq!(summary["status"], "complete", "{summary:#}");
+    for server in &cluster.servers {
+        assert_no_frozen_copy(&server.data);
+    }
+
+    // A restore onto the live cluster: its tables hold rows, nothing is attached.
+    let before = fingerprint(&cluster.servers[0].url, "shop.events", "d, id, s, batch");
+    let out = site.strata(&["restore", summary["name"].as_str().unwrap()]);
+    assert!(!out.status.success(), "a restore over rows must fail");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("exists on this server with"), "{stderr}");
+    assert_eq!(
+        fingerprint(&cluster.servers[0].url, "shop.events", "d, id, s, batch"),
+        before,
+        "the rows are what they were"
+    );
+    for server in &cluster.servers {
+        assert_no_frozen_copy(&server.data);
+    }
+}
