@@ -254,6 +254,13 @@ pub struct RestoreRequest {
     /// Empty: every node of the backup.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<String>,
+    /// For a plugin whose data is tables (ClickHouse): only this table (`DB.TABLE`),
+    /// created as `table_as` beside the live ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// With `table`: the name it comes back under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_as: Option<String>,
 }
 
 /// What a restore did on one node.

@@ -770,9 +770,10 @@ impl Agent {
                 .await;
         }
         let target = restore_target(&manifest, &self.config.source.roots)?;
-        let include = request
-            .include
+        let include = plugin
             .as_ref()
+            .and_then(|p| p.include())
+            .or_else(|| request.include.clone())
             .map(|p| p.trim_matches('/').as_bytes().to_vec());
         let manifest = Arc::new(manifest);
         let options = RestoreOptions {

@@ -235,6 +235,12 @@ pub struct RestoreBody {
     /// For a PostgreSQL backup: the recovery target and what to do there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryPlan>,
+    /// For a ClickHouse backup: only this table (`DB.TABLE`) back into the live cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// With `table`: the name it comes back under (default `<table>_restored`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_as: Option<String>,
 }
 
 impl RestoreBody {
@@ -248,6 +254,8 @@ impl RestoreBody {
             rename,
             dry_run,
             recovery,
+            table,
+            table_as,
         } = plan;
         RestoreBody {
             backup,
@@ -258,6 +266,8 @@ impl RestoreBody {
             rename,
             dry_run,
             recovery,
+            table,
+            table_as,
         }
     }
 
@@ -272,6 +282,8 @@ impl RestoreBody {
             rename,
             dry_run,
             recovery,
+            table,
+            table_as,
         } = self;
         let plan = RestorePlan {
             node,
@@ -281,6 +293,8 @@ impl RestoreBody {
             rename,
             dry_run,
             recovery,
+            table,
+            table_as,
         };
         (backup, plan)
     }
@@ -533,6 +547,8 @@ mod tests {
                 rename: Vec::new(),
                 dry_run: false,
                 recovery: None,
+                table: None,
+                table_as: None,
             },
         );
         let wire = serde_json::to_value(&body).unwrap();

@@ -34,6 +34,14 @@ pub struct RestorePlan {
     /// all archived WAL, promote, start the server).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RecoveryPlan>,
+    /// A ClickHouse backup: only this table (`DB.TABLE`) back into the live cluster,
+    /// under [`RestorePlan::table_as`]; only the ClickHouse components are restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    /// With `table`: the name it comes back under in its database (default
+    /// `<table>_restored`, so the live table is never touched).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_as: Option<String>,
 }
 
 /// What a restore did on one node.

@@ -23,6 +23,30 @@ pub fn check_restore_plan(plan: &RestorePlan) -> Result<(), CoordinatorError> {
     if let Some(include) = &plan.include {
         check_include(include).map_err(invalid)?;
     }
+    if let Some(table) = &plan.table {
+        let parts: Vec<&str> = table.split('.').collect();
+        if parts.len() != 2 || parts.iter().any(|p| p.is_empty() || p.len() > 200) {
+            return Err(invalid(format!(
+                "--table {}: give the table as DATABASE.TABLE",
+                shown(table)
+            )));
+        }
+        if plan.include.is_some() {
+            return Err(invalid("--table and --path do not go together".into()));
+        }
+    }
+    if let Some(name) = &plan.table_as {
+        if plan.table.is_none()
+            || name.is_empty()
+            || name.len() > 200
+            || name.contains(['.', '/', '\0'])
+        {
+            return Err(invalid(format!(
+                "--as {}: a table name (no '.'), with --table",
+                shown(name)
+            )));
+        }
+    }
     if let Some(recovery) = &plan.recovery {
         recovery
             .check()
@@ -94,6 +118,8 @@ mod tests {
             rename: Vec::new(),
             dry_run: false,
             recovery: None,
+            table: None,
+            table_as: None,
         }
     }
 

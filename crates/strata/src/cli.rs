@@ -171,10 +171,11 @@ pub enum Command {
         /// Restore only entries at or below this path.
         #[arg(long)]
         path: Option<String>,
-        /// PostgreSQL: bring this table back (`SCHEMA.TABLE`, repeatable) from the backup
-        /// into the live database (with --database), under `<table>_restored` or --as,
-        /// without touching the running cluster.
-        #[arg(long = "table", value_name = "SCHEMA.TABLE", conflicts_with_all = ["to", "map", "components", "rename", "path"])]
+        /// Bring this table back from the backup into the live system, under
+        /// `<table>_restored` or --as, without touching the running tables: PostgreSQL
+        /// (`SCHEMA.TABLE`, repeatable, with --database) or ClickHouse (`DATABASE.TABLE`,
+        /// one, onto the component's nodes).
+        #[arg(long = "table", value_name = "SCHEMA.TABLE", conflicts_with_all = ["to", "map", "rename", "path"])]
         tables: Vec<String>,
         /// PostgreSQL: the database the tables are in; without --table, this whole
         /// database comes back (as `<database>_restored`, or --as).
@@ -182,7 +183,7 @@ pub enum Command {
         database: Option<String>,
         /// With one --table (or a whole --database): the name it comes back under
         /// (`NAME` in the table's schema, or `SCHEMA.NAME` in another existing schema).
-        #[arg(long = "as", value_name = "NAME", requires = "database")]
+        #[arg(long = "as", value_name = "NAME", conflicts_with = "to")]
         rename_to: Option<String>,
         /// With --database: write a SQL dump to this new file instead of loading it.
         #[arg(long, value_name = "FILE", requires = "database")]

@@ -118,6 +118,8 @@ impl Context {
             rename: only.rename,
             dry_run,
             recovery,
+            table: only.table,
+            table_as: only.table_as,
         };
         let running = self.cluster().restore(wanted, plan).await?;
         let outcome = self.watch(running).await?;
@@ -370,4 +372,7 @@ pub(crate) struct RestoreOnly {
     pub components: Vec<String>,
     pub rename: Vec<String>,
     pub dry_run: bool,
+    /// A ClickHouse table (`DB.TABLE`) and the name it comes back under.
+    pub table: Option<String>,
+    pub table_as: Option<String>,
 }

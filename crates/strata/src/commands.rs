@@ -90,7 +90,7 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             node,
             recovery,
             ..
-        } if !tables.is_empty() || database.is_some() => {
+        } if database.is_some() => {
             if dump.is_some() {
                 ctx.here_only("--dump writes a file on this machine: drop --server")?;
             }
@@ -119,12 +119,29 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             dry_run,
             path,
             recovery,
+            tables,
+            rename_to,
             ..
         } => {
+            // Without --database, --table is a ClickHouse table, brought back in place.
+            if tables.len() > 1 {
+                return Err(Failure::new(
+                    code::USAGE,
+                    "a ClickHouse restore takes one --table at a time (PostgreSQL tables need --database)",
+                ));
+            }
+            if rename_to.is_some() && tables.is_empty() {
+                return Err(Failure::new(
+                    code::USAGE,
+                    "--as goes with --table or --database",
+                ));
+            }
             let only = crate::cluster_commands::RestoreOnly {
                 components,
                 rename,
                 dry_run,
+                table: tables.into_iter().next(),
+                table_as: rename_to,
             };
             ctx.cluster_restore(&backup, node, &map, only, path, recovery)
                 .await

@@ -393,4 +393,59 @@ fn a_backup_killed_while_its_tables_are_frozen_leaves_no_copy_after_the_next_and
     for server in &cluster.servers {
         assert_no_frozen_copy(&server.data);
     }
+
+    // One table back into the live cluster, beside the live one, which nothing touches.
+    let name = summary["name"].as_str().unwrap();
+    let out = site.ok(&["restore", name, "--table", "shop.events"]);
+    assert!(out.contains("parts attached"), "{out}");
+    let local_before: Vec<String> = cluster
+        .servers
+        .iter()
+        .map(|s| fingerprint(&s.url, "shop.local", "id, note"))
+        .collect();
+    site.ok(&[
+        "restore",
+        name,
+        "--table",
+        "shop.local",
+        "--as",
+        "local_back",
+    ]);
+    for (i, server) in cluster.servers.iter().enumerate() {
+        let live = fingerprint(&server.url, "shop.events", "d, id, s, batch");
+        let sql = "SELECT count(), sum(cityHash64(d, id, s, batch)) FROM shop.events_restored";
+        assert_eq!(
+            wait_for_answer(&server.url, sql, &live),
+            live,
+            "server {i}: the table is back whole"
+        );
+        assert_eq!(
+            fingerprint(&server.url, "shop.local_back", "id, note"),
+            local_before[i]
+        );
+        assert_eq!(
+            fingerprint(&server.url, "shop.local", "id, note"),
+            local_before[i]
+        );
+        // Its own coordination path: the copy is not a replica of the live table.
+        let path = query(
+            &server.url,
+            "SELECT zookeeper_path FROM system.replicas WHERE database = 'shop' AND table = 'events_restored'",
+        );
+        assert!(path.ends_with("/shop/events_restored"), "{path}");
+    }
+    assert_eq!(
+        fingerprint(&cluster.servers[0].url, "shop.events", "d, id, s, batch"),
+        before,
+        "the live table is what it was"
+    );
+    // Again: the copy holds rows now, and is never attached to twice.
+    let out = site.strata(&["restore", name, "--table", "shop.events"]);
+    assert!(
+        !out.status.success(),
+        "a second copy over the first must fail"
+    );
+    for server in &cluster.servers {
+        assert_no_frozen_copy(&server.data);
+    }
 }

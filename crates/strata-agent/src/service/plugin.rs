@@ -89,6 +89,12 @@ pub trait PluginBackup: Send {
 /// A plugin's part of one restore on this node, after the files are back.
 #[async_trait::async_trait]
 pub trait PluginRestore: Send {
+    /// Only entries at or below this path of the node's backup are laid down, instead of
+    /// the request's `include` (ClickHouse: one table's parts). `None`: as asked.
+    fn include(&self) -> Option<String> {
+        None
+    }
+
     /// Runs once the files are back without errors; returns a line for the restore's
     /// report.
     async fn finish(self: Box<Self>, restored: &Restored<'_>) -> ApiResult<Option<String>>;

@@ -14,6 +14,21 @@ impl Coordinator {
         summary: &'a BackupSummary,
         plan: &RestorePlan,
     ) -> CoordinatorResult<Vec<&'a ComponentSummary>> {
+        if plan.table.is_some() {
+            let tables: Vec<&ComponentSummary> = summary
+                .components
+                .iter()
+                .filter(|c| c.plugin == "clickhouse")
+                .filter(|c| plan.components.is_empty() || plan.components.contains(&c.name))
+                .collect();
+            if tables.is_empty() {
+                return Err(CoordinatorError::Invalid(format!(
+                    "backup {} has no ClickHouse component: --table without --database brings back a ClickHouse table (a PostgreSQL table needs --database)",
+                    summary.name
+                )));
+            }
+            return Ok(tables);
+        }
         if summary.components.is_empty() {
             if !plan.components.is_empty() {
                 return Err(CoordinatorError::Invalid(format!(
@@ -497,6 +512,8 @@ impl Coordinator {
             let steps = RestoreSteps {
                 storage,
                 include: plan.include,
+                table: plan.table,
+                table_as: plan.table_as,
                 recovery,
                 ranks,
                 externals,
@@ -575,6 +592,9 @@ struct RestoreSteps {
     storage: String,
     /// Only entries at or below this path.
     include: Option<String>,
+    /// Only this table, under this name (ClickHouse).
+    table: Option<String>,
+    table_as: Option<String>,
     /// The recovery the nodes run once their files are back (PostgreSQL).
     recovery: Option<RecoveryPlan>,
     /// The restore order of each source node's component: lower first.
@@ -727,6 +747,8 @@ async fn restore(
                 rename: steps.rename.clone(),
                 dry_run: steps.dry_run,
                 peers: peers.clone(),
+                table: steps.table.clone(),
+                table_as: steps.table_as.clone(),
             };
             run.guarded(i, false, async move { node.restore(request).await })
         });

@@ -11,6 +11,7 @@
 pub mod client;
 pub mod node;
 pub mod record;
+pub mod rename;
 pub mod schema;
 pub mod staging;
 

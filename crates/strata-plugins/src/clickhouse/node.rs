@@ -17,12 +17,11 @@
 
 use super::client::{ident, literal, ClickHouseError, Client};
 use super::record::{Record, Table, RECORD_FILE, RECORD_LIMIT, RECORD_VERSION};
+use super::rename;
 use super::schema::{self, Server};
 use super::staging::{self, Staging, FREEZE_NAME};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 use strata_agent::api::{ApiError, ErrorCode};
 use strata_agent::service::plugin::{
@@ -145,14 +144,138 @@ impl NodePlugin for ClickHouseAgent {
         let server = Server::read(&client)
             .await
             .map_err(query_failed("read the server"))?;
+        let only = match &restore.request.table {
+            None => None,
+            Some(wanted) => {
+                let manifest = restore
+                    .repo
+                    .load_manifest(&restore.request.backup, &restore.request.source)
+                    .await
+                    .map_err(|e| {
+                        failed("read the backup's manifest", strata_util::error_chain(&e))
+                    })?;
+                let record = load_record(restore.repo, &manifest).await?;
+                Some(TableChoice::of(
+                    &record,
+                    wanted,
+                    restore.request.table_as.as_deref(),
+                )?)
+            }
+        };
         let staging = self.take_staging().await?;
         Ok(Some(Box::new(RestoreRun {
             settings: self.settings.clone(),
             client,
             server,
             staging,
+            only,
         })))
     }
+}
+
+/// One table of a backup brought back beside the live ones.
+struct TableChoice {
+    /// `db.table` as asked.
+    wanted: String,
+    /// The table in this node's record (none: this node's backup does not hold it).
+    table: Option<Table>,
+    /// The name it comes back under.
+    new_name: String,
+}
+
+impl TableChoice {
+    fn of(record: &Record, wanted: &str, table_as: Option<&str>) -> ApiResult<TableChoice> {
+        let bad = |why: String| ApiError::new(ErrorCode::BadRequest, format!("ClickHouse: {why}"));
+        let (database, name) = wanted
+            .split_once('.')
+            .ok_or_else(|| bad(format!("--table {wanted}: give it as DATABASE.TABLE")))?;
+        let new_name = table_as.map_or_else(|| format!("{name}_restored"), str::to_string);
+        let table = record
+            .tables
+            .iter()
+            .find(|t| t.database == database && t.name == name)
+            .cloned();
+        if let Some(t) = &table {
+            if t.data.is_none() || t.inner() {
+                return Err(bad(format!(
+                    "{wanted} is a {} table without parts of its own: --table brings back MergeTree tables (a materialized view's data: restore the table it writes to)",
+                    t.engine
+                )));
+            }
+        }
+        Ok(TableChoice {
+            wanted: wanted.to_string(),
+            table,
+            new_name,
+        })
+    }
+
+    /// The record narrowed to the table, renamed.
+    fn narrow(&self, record: Record) -> ApiResult<Record> {
+        let Some(table) = &self.table else {
+            return Ok(Record {
+                databases: Vec::new(),
+                tables: Vec::new(),
+                ..record
+            });
+        };
+        let create = rename::renamed(&table.create, &table.database, &table.name, &self.new_name)
+            .map_err(|e| failed(&format!("restore {}", self.wanted), e))?;
+        let databases = record
+            .databases
+            .into_iter()
+            .filter(|d| d.name == table.database)
+            .collect();
+        let renamed = Table {
+            name: self.new_name.clone(),
+            create,
+            zookeeper_path: None,
+            ..table.clone()
+        };
+        Ok(Record {
+            databases,
+            tables: vec![renamed],
+            ..record
+        })
+    }
+}
+
+/// Reads the node's record from its backup (not from the restored files, which the
+/// server's user could change under the restore).
+async fn load_record(
+    repo: &strata_repo::Repository,
+    manifest: &strata_repo::manifest::NodeManifest,
+) -> ApiResult<Record> {
+    use strata_repo::manifest::EntryKind;
+    let damaged = |why: String| ApiError::new(ErrorCode::Damaged, format!("ClickHouse: {why}"));
+    let chunks = manifest
+        .entries
+        .iter()
+        .find(|e| e.path == RECORD_FILE.as_bytes())
+        .and_then(|e| match &e.kind {
+            EntryKind::File { chunks, .. } => Some(chunks.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            damaged(format!(
+                "node {} of the backup holds no {RECORD_FILE}: is it a ClickHouse node's backup?",
+                manifest.node
+            ))
+        })?;
+    let mut bytes = Vec::new();
+    for chunk in &chunks {
+        let blob = repo
+            .read_blob(chunk)
+            .await
+            .map_err(|e| damaged(strata_util::error_chain(&e)))?;
+        bytes.extend_from_slice(&blob);
+        if bytes.len() as u64 > RECORD_LIMIT {
+            return Err(damaged(format!(
+                "{RECORD_FILE} is larger than {RECORD_LIMIT} bytes"
+            )));
+        }
+    }
+    Record::parse(&bytes).map_err(|why| damaged(why.to_string()))
 }
 
 /// A node's backup between the freeze and the manifest: holds the staging directory.
@@ -224,6 +347,8 @@ struct RestoreRun {
     client: Client,
     server: Server,
     staging: Staging,
+    /// `--table`: only this table, under its new name.
+    only: Option<TableChoice>,
 }
 
 impl RestoreRun {
@@ -349,28 +474,34 @@ impl RestoreRun {
 
 #[async_trait::async_trait]
 impl PluginRestore for RestoreRun {
+    /// A table restore lays down that table's parts only (a node whose backup lacks the
+    /// table, its record only).
+    fn include(&self) -> Option<String> {
+        let choice = self.only.as_ref()?;
+        Some(
+            choice
+                .table
+                .as_ref()
+                .and_then(|t| t.data.clone())
+                .unwrap_or_else(|| RECORD_FILE.to_string()),
+        )
+    }
+
     async fn finish(self: Box<Self>, restored: &Restored<'_>) -> ApiResult<Option<String>> {
-        let path = restored.target.join(RECORD_FILE);
-        let shown = path.display().to_string();
-        let bytes = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            let mut bytes = Vec::new();
-            std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-                .open(&path)
-                .and_then(|f| f.take(RECORD_LIMIT).read_to_end(&mut bytes))?;
-            Ok(bytes)
-        })
-        .await
-        .map_err(|e| failed("read the record", e))?
-        .map_err(|why| {
-            ApiError::new(
-                ErrorCode::Damaged,
-                format!("ClickHouse: the backup's record {shown} cannot be read ({why}): is this node's backup a ClickHouse one?"),
-            )
-        })?;
-        let record = Record::parse(&bytes)
-            .map_err(|why| ApiError::new(ErrorCode::Damaged, why.to_string()))?;
+        let record = load_record(restored.repo, restored.manifest).await?;
+        let record = match &self.only {
+            Some(choice) if choice.table.is_none() => {
+                self.staging
+                    .clear()
+                    .map_err(|why| failed("remove the staging directory", why))?;
+                return Ok(Some(format!(
+                    "ClickHouse: node {}'s backup holds no table {}",
+                    restored.request.source, choice.wanted
+                )));
+            }
+            Some(choice) => choice.narrow(record)?,
+            None => record,
+        };
         let writes_replicated = self.writes_replicated(restored).await?;
         let attach: Vec<&Table> = record
             .tables

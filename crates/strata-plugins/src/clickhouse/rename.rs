@@ -1,0 +1,127 @@
+//! A table's `CREATE` statement under another name, for a table restored beside the
+//! live one (`strata restore --table DB.T --as NAME`): the name after `CREATE TABLE` is
+//! replaced, and a replicated table gets its own coordination path, so the copy never
+//! joins the live table's replicas (it would share their parts and their log).
+
+use super::client::{ident, literal};
+
+/// Why a statement cannot be renamed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RenameError {
+    /// It is not a `CREATE TABLE db.name ...` as ClickHouse writes them.
+    #[error("the recorded statement does not start with CREATE TABLE and a name: {0}")]
+    NotCreateTable(String),
+    /// A replicated engine whose first argument is not a quoted path.
+    #[error("the replicated engine's coordination path cannot be read in: {0}")]
+    NoPath(String),
+}
+
+/// `create` (of table `old` in `database`) creating `new` in `database` instead; for a
+/// replicated engine its ZooKeeper path's last component `old` becomes `new` (or `_new`
+/// is added when the path does not end with the table's name).
+pub fn renamed(create: &str, database: &str, old: &str, new: &str) -> Result<String, RenameError> {
+    let short = || create.chars().take(120).collect::<String>();
+    let rest = create
+        .strip_prefix("CREATE TABLE ")
+        .ok_or_else(|| RenameError::NotCreateTable(short()))?;
+    let name_len = qualified_name_len(rest);
+    if name_len == 0 {
+        return Err(RenameError::NotCreateTable(short()));
+    }
+    let tail = &rest[name_len..];
+    let mut out = format!("CREATE TABLE {}.{}", ident(database), ident(new));
+    let Some(at) = tail
+        .find("MergeTree(")
+        .filter(|_| tail.contains("Replicated"))
+    else {
+        out.push_str(tail);
+        return Ok(out);
+    };
+    let args = at + "MergeTree(".len();
+    let (path, used) = string_literal(&tail[args..]).ok_or_else(|| RenameError::NoPath(short()))?;
+    let new_path = match path.rsplit_once('/') {
+        Some((parent, last)) if last == old => format!("{parent}/{new}"),
+        _ => format!("{path}_{new}"),
+    };
+    out.push_str(&tail[..args]);
+    out.push_str(&literal(&new_path));
+    out.push_str(&tail[args + used..]);
+    Ok(out)
+}
+
+/// The length of `db.name` at the start of `text` (back-quoted parts may hold anything).
+fn qualified_name_len(text: &str) -> usize {
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match (quoted, escaped, c) {
+            (true, true, _) => escaped = false,
+            (true, false, '\\') => escaped = true,
+            (_, false, '`') => quoted = !quoted,
+            (false, _, ' ' | '(' | '\n' | '\t') => return i,
+            _ => {}
+        }
+    }
+    text.len()
+}
+
+/// A single-quoted string literal at the start of `text` (after spaces): its value and
+/// how many bytes of `text` it took.
+fn string_literal(text: &str) -> Option<(String, usize)> {
+    let start = text.len() - text.trim_start().len();
+    let body = text[start..].strip_prefix('\'')?;
+    let mut value = String::new();
+    let mut escaped = false;
+    for (i, c) in body.char_indices() {
+        match (escaped, c) {
+            (true, c) => {
+                value.push(c);
+                escaped = false;
+            }
+            (false, '\\') => escaped = true,
+            (false, '\'') => return Some((value, start + 1 + i + 1)),
+            (false, c) => value.push(c),
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replicated_table_gets_its_own_coordination_path() {
+        let create = "CREATE TABLE shop.events ( d Date,  id UInt64) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/shop/events', '{replica}') PARTITION BY toYYYYMM(d) ORDER BY (d, id) SETTINGS index_granularity = 8192";
+        assert_eq!(
+            renamed(create, "shop", "events", "events_restored").unwrap(),
+            "CREATE TABLE `shop`.`events_restored` ( d Date,  id UInt64) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/shop/events_restored', '{replica}') PARTITION BY toYYYYMM(d) ORDER BY (d, id) SETTINGS index_granularity = 8192"
+        );
+        let other = "CREATE TABLE shop.t (x UInt8) ENGINE = ReplicatedSummingMergeTree('/ch/{shard}/t_v2', '{replica}') ORDER BY x";
+        assert_eq!(
+            renamed(other, "shop", "t", "t_back").unwrap(),
+            "CREATE TABLE `shop`.`t_back` (x UInt8) ENGINE = ReplicatedSummingMergeTree('/ch/{shard}/t_v2_t_back', '{replica}') ORDER BY x"
+        );
+    }
+
+    #[test]
+    fn a_plain_table_and_a_quoted_name_keep_the_rest_as_it_was() {
+        let create = "CREATE TABLE `my db`.`a b` (x UInt8) ENGINE = MergeTree() ORDER BY x";
+        assert_eq!(
+            renamed(create, "my db", "a b", "c").unwrap(),
+            "CREATE TABLE `my db`.`c` (x UInt8) ENGINE = MergeTree() ORDER BY x"
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_create_table_is_refused() {
+        assert!(renamed("CREATE VIEW v AS SELECT 1", "d", "v", "w").is_err());
+        assert!(renamed(
+            "CREATE TABLE d.t (x UInt8) ENGINE = ReplicatedMergeTree(path, r) ORDER BY x",
+            "d",
+            "t",
+            "u"
+        )
+        .is_err());
+    }
+}
