@@ -312,6 +312,13 @@ pub trait Plugin: Send + Sync {
         false
     }
 
+    /// Whether a restore in place can bring back one table of this plugin's backups
+    /// beside the live ones (`strata restore --table DB.T` without `--database`:
+    /// ClickHouse); only such components take part in that restore.
+    fn restores_one_table(&self) -> bool {
+        false
+    }
+
     /// Whether a restore with no target for backup node `node` may leave it out, because
     /// `others` (the backup nodes it restores) bring its data back: a ClickHouse replica
     /// whose shard another restored replica holds. Default: no, every node is restored.

@@ -34,10 +34,6 @@ pub struct ClickHouseNode {
     /// table with many parts, an attach of a large part).
     #[serde(default = "default_query_timeout")]
     pub query_timeout: String,
-    /// How long a restore waits for the other replicas to fetch the attached parts
-    /// before it reports what they hold (default `10m`).
-    #[serde(default = "default_sync_timeout")]
-    pub sync_timeout: String,
 }
 
 fn default_user() -> String {
@@ -46,8 +42,4 @@ fn default_user() -> String {
 
 fn default_query_timeout() -> String {
     "5m".into()
-}
-
-fn default_sync_timeout() -> String {
-    "10m".into()
 }

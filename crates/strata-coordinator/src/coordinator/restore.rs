@@ -18,7 +18,9 @@ impl Coordinator {
             let tables: Vec<&ComponentSummary> = summary
                 .components
                 .iter()
-                .filter(|c| c.plugin == "clickhouse")
+                .filter(|c| {
+                    crate::plugin::by_name(&c.plugin).is_some_and(|p| p.restores_one_table())
+                })
                 .filter(|c| plan.components.is_empty() || plan.components.contains(&c.name))
                 .collect();
             if tables.is_empty() {

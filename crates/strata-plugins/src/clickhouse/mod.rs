@@ -70,6 +70,10 @@ impl Plugin for ClickHouse {
         }
     }
 
+    fn restores_one_table(&self) -> bool {
+        true
+    }
+
     /// A replica may stay out of a restore onto fewer replicas when another replica of
     /// its shard is restored: replicated tables come back whole from that one. Its own
     /// non-replicated tables stay out with it (docs/clickhouse.md says so).
