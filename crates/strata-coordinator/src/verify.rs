@@ -564,6 +564,26 @@ async fn drill(
         if let Some(info) = info.filter(|_| node.report.errors.is_empty()) {
             prove_database(&repo, summary, &node, &info, scratch, &mut report).await;
         }
+        let backed_up = summary.nodes.iter().find(|n| n.name == node.node);
+        if let Some(backed_up) = backed_up.filter(|_| node.report.errors.is_empty()) {
+            let plugin = crate::plugin::of_backup_node(backed_up);
+            let work = scratch.join(format!(".{}-{}", plugin.name(), node.node));
+            if let Some(proof) = plugin.prove_restored(backed_up, &node.target, &work).await {
+                let prefix = format!("backup {} node {}", summary.name, node.node);
+                report
+                    .database
+                    .extend(proof.checked.iter().map(|c| format!("{prefix}: {c}")));
+                if let Some(why) = proof.skipped {
+                    report.database.push(format!("{prefix}: {why}"));
+                }
+                report.problems.extend(
+                    proof
+                        .damaged
+                        .iter()
+                        .map(|d| format!("{prefix}: database damaged: {d}")),
+                );
+            }
+        }
     }
     Ok(report)
 }

@@ -159,6 +159,17 @@ impl NotTogether {
     }
 }
 
+/// What a plugin's check of a restored copy found (see [`Plugin::prove_restored`]).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Proof {
+    /// What was checked and held, one line each.
+    pub checked: Vec<String>,
+    /// Why nothing was checked (a tool this host lacks).
+    pub skipped: Option<String>,
+    /// What did not hold.
+    pub damaged: Vec<String>,
+}
+
 /// Why a plugin refused or failed a step: what callers act on is the kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PluginError {
@@ -310,6 +321,18 @@ pub trait Plugin: Send + Sync {
     /// (a replicated store: etcd), paired with the first target of its component.
     fn restore_to_one_node(&self) -> bool {
         false
+    }
+
+    /// A restore drill's check of node `node`'s copy, restored at `copy`, beyond its
+    /// files (ClickHouse: a scratch server attaches and reads every table), working under
+    /// `work` (removed afterwards). `None`: the plugin has no such check.
+    async fn prove_restored(
+        &self,
+        _node: &NodeSummary,
+        _copy: &std::path::Path,
+        _work: &std::path::Path,
+    ) -> Option<Proof> {
+        None
     }
 
     /// Whether a restore in place can bring back one table of this plugin's backups

@@ -110,14 +110,6 @@ impl ClickHouseCluster {
 /// Runs `sql` on the server at `url` (POST body); panics with ClickHouse's message on an
 /// error. Returns the answer's text.
 pub fn query(url: &str, sql: &str) -> String {
-    match try_query(url, sql) {
-        Ok(text) => text,
-        Err(why) => panic!("{sql}: {why}"),
-    }
-}
-
-/// Runs `sql` on the server at `url`; `Err` holds ClickHouse's message.
-pub fn try_query(url: &str, sql: &str) -> Result<String, String> {
     let out = Command::new("curl")
         .args([
             "-sS",
@@ -135,13 +127,13 @@ pub fn try_query(url: &str, sql: &str) -> Result<String, String> {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, status) = text.rsplit_once('\n').unwrap_or((&text, ""));
-    match status == "200" {
-        true => Ok(body.trim_end().to_string()),
-        false => Err(format!(
-            "HTTP {status}: {body}{}",
-            String::from_utf8_lossy(&out.stderr)
-        )),
-    }
+    assert_eq!(
+        status,
+        "200",
+        "{sql}: {body}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    body.trim_end().to_string()
 }
 
 /// Polls `sql` on `url` until it answers `want` (bounded: 60 s); returns the last answer.

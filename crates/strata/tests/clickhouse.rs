@@ -379,6 +379,38 @@ fn a_backup_killed_while_its_tables_are_frozen_leaves_no_copy_after_the_next_and
         assert_no_frozen_copy(&server.data);
     }
 
+    // A drill: each node's copy attached to a scratch server and read whole.
+    let drill = site.json(&[
+        "verify",
+        "--restore",
+        summary["name"].as_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(drill["problems"], serde_json::json!([]), "{drill:#}");
+    let lines: Vec<&str> = drill["database"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    for node in ["ch1", "ch2", "ch3", "ch4"] {
+        for table in [
+            "shop.events",
+            "shop.totals",
+            "shop.local",
+            "shop..inner.daily",
+        ] {
+            let line = lines
+                .iter()
+                .find(|l| l.contains(&format!("node {node}: table {table}:")))
+                .unwrap_or_else(|| panic!("no line for {node} {table}: {lines:#?}"));
+            assert!(
+                line.contains("rows as recorded, every block read"),
+                "{line}"
+            );
+        }
+    }
+
     // A restore onto the live cluster: its tables hold rows, nothing is attached.
     let before = fingerprint(&cluster.servers[0].url, "shop.events", "d, id, s, batch");
     let out = site.strata(&["restore", summary["name"].as_str().unwrap()]);

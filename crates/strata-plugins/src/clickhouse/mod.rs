@@ -9,6 +9,7 @@
 //! rows each node froze.
 
 pub mod client;
+pub mod drill;
 pub mod node;
 pub mod record;
 pub mod rename;
@@ -68,6 +69,15 @@ impl Plugin for ClickHouse {
             exclude: Vec::new(),
             follow: Vec::new(),
         }
+    }
+
+    async fn prove_restored(
+        &self,
+        _node: &NodeSummary,
+        copy: &std::path::Path,
+        work: &std::path::Path,
+    ) -> Option<crate::Proof> {
+        Some(drill::prove(copy, work).await)
     }
 
     fn restores_one_table(&self) -> bool {

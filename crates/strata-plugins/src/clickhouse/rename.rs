@@ -49,6 +49,31 @@ pub fn renamed(create: &str, database: &str, old: &str, new: &str) -> Result<Str
     Ok(out)
 }
 
+/// `create` with its replicated engine made plain (`ReplicatedSummingMergeTree('/p',
+/// '{replica}', v)` -> `SummingMergeTree(v)`), for a scratch server without ZooKeeper
+/// that must never join a live table's replicas. Other statements come back unchanged.
+pub fn unreplicated(create: &str) -> Result<String, RenameError> {
+    let short = || create.chars().take(120).collect::<String>();
+    let Some(start) = create.find(" ENGINE = Replicated") else {
+        return Ok(create.to_string());
+    };
+    let engine = start + " ENGINE = ".len();
+    let Some(open) = create[engine..]
+        .find("MergeTree(")
+        .map(|i| engine + i + "MergeTree(".len())
+    else {
+        return Ok(create.to_string());
+    };
+    let family = &create[engine + "Replicated".len()..open];
+    let mut rest = &create[open..];
+    for _ in 0..2 {
+        let (_, used) = string_literal(rest).ok_or_else(|| RenameError::NoPath(short()))?;
+        rest = rest[used..].trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+    }
+    Ok(format!("{}{family}{rest}", &create[..engine]))
+}
+
 /// The length of `db.name` at the start of `text` (back-quoted parts may hold anything).
 fn qualified_name_len(text: &str) -> usize {
     let mut quoted = false;
@@ -111,6 +136,22 @@ mod tests {
             renamed(create, "my db", "a b", "c").unwrap(),
             "CREATE TABLE `my db`.`c` (x UInt8) ENGINE = MergeTree() ORDER BY x"
         );
+    }
+
+    #[test]
+    fn a_scratch_copy_of_a_replicated_table_is_plain() {
+        let create = "CREATE TABLE d.t (x UInt8, v UInt32) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/d/t', '{replica}', v) ORDER BY x";
+        assert_eq!(
+            unreplicated(create).unwrap(),
+            "CREATE TABLE d.t (x UInt8, v UInt32) ENGINE = ReplacingMergeTree(v) ORDER BY x"
+        );
+        let plain = "CREATE TABLE d.t (x UInt8) ENGINE = ReplicatedMergeTree('/p', 'r') ORDER BY x";
+        assert_eq!(
+            unreplicated(plain).unwrap(),
+            "CREATE TABLE d.t (x UInt8) ENGINE = MergeTree() ORDER BY x"
+        );
+        let local = "CREATE TABLE d.t (x UInt8) ENGINE = MergeTree() ORDER BY x";
+        assert_eq!(unreplicated(local).unwrap(), local);
     }
 
     #[test]
