@@ -64,6 +64,10 @@ pub struct NodeSource {
     /// (`pg_tblspc/<oid>`) are links to directories outside the data directory that
     /// belong to the cluster as much as the data directory itself.
     pub follow: Vec<String>,
+    /// Files under the roots are never changed in place once written (ClickHouse's
+    /// parts: a change is a new part): the files cache knows them by size, mtime and
+    /// inode, not ctime, which every freeze changes (it links and chmods each file).
+    pub immutable: bool,
 }
 
 /// The result of a node snapshot, before the coordinator stores it.
@@ -251,6 +255,8 @@ struct Snapshot<'a> {
     progress: &'a Progress,
     exclude: Vec<glob::Pattern>,
     follow: Vec<glob::Pattern>,
+    /// See [`NodeSource::immutable`].
+    immutable: bool,
     chunkers: (Chunker, Chunker),
     /// The entries so far, on disk.
     entries: SpooledManifest,
@@ -291,6 +297,7 @@ impl<'a> Snapshot<'a> {
             progress,
             exclude: Vec::new(),
             follow: Vec::new(),
+            immutable: false,
             chunkers: repo.chunkers(),
             entries: SpooledManifest::new(String::new(), Vec::new()).map_err(AgentError::Spool)?,
             spool_error: None,
@@ -395,6 +402,7 @@ pub fn snapshot_node(
     snap.sampling = first;
     snap.exclude = exclude;
     snap.follow = follow;
+    snap.immutable = source.immutable;
     snap.summary.name = source.name.clone();
     snap.summary.roots = roots.iter().map(|r| r.display().to_string()).collect();
     for root in &roots {
@@ -735,7 +743,10 @@ impl Snapshot<'_> {
             self.push(rel, &meta, EntryKind::HardLink { target }, Vec::new());
             return Ok(());
         }
-        let stamp = meta.stamp();
+        let mut stamp = meta.stamp();
+        if self.immutable {
+            stamp.ctime_ns = 0;
+        }
         let abs = path.as_os_str().as_bytes();
         let cached = self
             .old_cache

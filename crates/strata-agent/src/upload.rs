@@ -123,6 +123,7 @@ mod tests {
             roots: vec![data.display().to_string()],
             exclude: vec![],
             follow: vec![],
+            immutable: false,
         };
         let mut sink = ScanSink {
             repo: &repo,

@@ -96,6 +96,7 @@ fn agent(repo: &Arc<Repository>, name: &str, root: &Path, state: &Path) -> Arc<A
             roots: vec![root.display().to_string()],
             exclude: vec![],
             follow: vec![],
+            immutable: false,
         },
         state_dir: state.to_path_buf(),
         pauses: strata_coordinator::hooks::PauseLedger::new(state.to_path_buf()),

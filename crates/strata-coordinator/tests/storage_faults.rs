@@ -106,6 +106,7 @@ async fn ten_percent_failed_requests_still_give_a_byte_exact_backup() {
         roots: vec![src.display().to_string()],
         exclude: vec![],
         follow: vec![],
+        immutable: false,
     };
     let summary = run_backup(repo.clone(), &[node], &options(dir.path(), &storage))
         .await
@@ -157,6 +158,7 @@ async fn a_permanent_failure_stops_the_backup_and_the_repository_stays_valid() {
         roots: vec![src.display().to_string()],
         exclude: vec![],
         follow: vec![],
+        immutable: false,
     };
 
     // The storage accepts 4 MiB, then refuses every write.
@@ -224,6 +226,7 @@ async fn listing_backups_on_a_warm_cache_makes_two_requests() {
         roots: vec![src.display().to_string()],
         exclude: vec![],
         follow: vec![],
+        immutable: false,
     };
     for _ in 0..3 {
         run_backup(

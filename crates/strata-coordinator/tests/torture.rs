@@ -479,6 +479,7 @@ async fn backup(
             roots: vec![src.display().to_string()],
             exclude: vec![],
             follow: vec![],
+            immutable: false,
         },
         state_dir: state.to_path_buf(),
         pauses: strata_coordinator::hooks::PauseLedger::new(state.to_path_buf()),

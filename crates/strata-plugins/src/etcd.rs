@@ -53,6 +53,7 @@ impl Plugin for Etcd {
             roots: Vec::new(),
             exclude: Vec::new(),
             follow: Vec::new(),
+            immutable: false,
         }
     }
 

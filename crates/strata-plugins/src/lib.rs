@@ -476,6 +476,7 @@ impl Files {
             roots: node.roots.clone(),
             exclude: node.exclude.clone(),
             follow: Vec::new(),
+            immutable: false,
         }
     }
 }

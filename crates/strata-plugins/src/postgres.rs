@@ -92,6 +92,7 @@ impl Plugin for Postgres {
                     .chain(node.exclude.iter().cloned())
                     .collect(),
                 follow: vec![strata_postgres::exclude::TABLESPACE_LINKS.to_string()],
+                immutable: false,
             },
             None => Files::plain_source(node),
         }

@@ -347,6 +347,12 @@ fn a_backup_killed_while_its_tables_are_frozen_leaves_no_copy_after_the_next_and
         .collect();
     let site = Site::new(dir.path(), "site", &nodes);
     site.ok(&["init"]);
+    // No part changes from here on, and every part is older than the window in which a
+    // backup does not trust a file's stamp (two seconds), so the files cache can be seen.
+    for server in &cluster.servers {
+        query(&server.url, "SYSTEM STOP MERGES");
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
 
     // Held at its first index write: every table is frozen, nothing is indexed yet.
     let hold = dir.path().join("hold");
@@ -378,6 +384,24 @@ fn a_backup_killed_while_its_tables_are_frozen_leaves_no_copy_after_the_next_and
     for server in &cluster.servers {
         assert_no_frozen_copy(&server.data);
     }
+
+    // Unchanged parts are not read again: each freeze links and chmods every part file
+    // (a new ctime), but parts never change in place.
+    let again = site.json(&["backup", "--json"]);
+    let sum = |key: &str| {
+        again["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n[key].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert!(
+        sum("files_read") * 3 < sum("files"),
+        "{} of {} files read again",
+        sum("files_read"),
+        sum("files")
+    );
 
     // A drill: each node's copy attached to a scratch server and read whole.
     let drill = site.json(&[
@@ -480,4 +504,36 @@ fn a_backup_killed_while_its_tables_are_frozen_leaves_no_copy_after_the_next_and
     for server in &cluster.servers {
         assert_no_frozen_copy(&server.data);
     }
+
+    // A server that does not answer fails the backup, with its reason; the others'
+    // frozen copies are removed all the same.
+    let dead_dir = dir.path().join("dead");
+    fs::create_dir_all(&dead_dir).unwrap();
+    let dead = strata_testkit::clickhouse::Server {
+        url: strata_testkit::dead_url()
+            .trim_end_matches("/hook")
+            .to_string(),
+        data: dead_dir,
+    };
+    let broken = Site::new(
+        dir.path(),
+        "broken",
+        &[("ch1", &cluster.servers[0]), ("ch9", &dead)],
+    );
+    let out = broken.strata(&["backup", "--json"]);
+    assert!(
+        !out.status.success(),
+        "a backup without one of its servers fails"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["status"], "failed", "{summary:#}");
+    let node = summary["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "ch9")
+        .unwrap();
+    let error = node["error"].as_str().unwrap();
+    assert!(error.contains("did not answer"), "{error}");
+    assert_no_frozen_copy(&cluster.servers[0].data);
 }

@@ -68,6 +68,7 @@ impl Plugin for ClickHouse {
             roots,
             exclude: Vec::new(),
             follow: Vec::new(),
+            immutable: true,
         }
     }
 
