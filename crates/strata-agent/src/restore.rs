@@ -52,6 +52,9 @@ pub struct RestoreOptions {
     /// databases of a PostgreSQL node a table restore does not need; recovery writes
     /// full-page images over every page it touches).
     pub hollow: Vec<Vec<u8>>,
+    /// Entries at or below these relative paths are left out (a ClickHouse replica that
+    /// does not attach its replicated tables' parts: another replica of its shard does).
+    pub exclude: Vec<Vec<u8>>,
 }
 
 impl Default for RestoreOptions {
@@ -63,6 +66,7 @@ impl Default for RestoreOptions {
             progress: Arc::default(),
             sync: true,
             hollow: Vec::new(),
+            exclude: Vec::new(),
         }
     }
 }
@@ -95,11 +99,13 @@ fn selected(entry: &Entry, include: &Option<Vec<u8>>) -> bool {
     match include {
         None => true,
         Some(prefix) if prefix.is_empty() => true,
-        Some(prefix) => {
-            entry.path == *prefix
-                || (entry.path.starts_with(prefix) && entry.path.get(prefix.len()) == Some(&b'/'))
-        }
+        Some(prefix) => at_or_below(&entry.path, prefix),
     }
+}
+
+/// Whether `path` is `prefix` or below it.
+fn at_or_below(path: &[u8], prefix: &[u8]) -> bool {
+    path == prefix || (path.starts_with(prefix) && path.get(prefix.len()) == Some(&b'/'))
 }
 
 /// Refuses manifests with paths that could leave the target, before anything is written.
@@ -503,6 +509,7 @@ impl Restorer {
                 Ok(entries) => entries
                     .into_iter()
                     .filter(|e| selected(e, &self.options.include))
+                    .filter(|e| !self.options.exclude.iter().any(|x| at_or_below(&e.path, x)))
                     .collect(),
                 // Reported by the first pass already.
                 Err(_) => continue,

@@ -783,6 +783,13 @@ impl Agent {
             progress: op.progress.clone(),
             sync: true,
             hollow: Vec::new(),
+            exclude: plugin
+                .as_ref()
+                .map(|p| p.exclude())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.trim_matches('/').as_bytes().to_vec())
+                .collect(),
         };
         let report = restore_node(repo.clone(), manifest.clone(), target.clone(), options)
             .await

@@ -253,8 +253,30 @@ fn a_cluster_backed_up_under_inserts_comes_back_on_a_fresh_cluster_and_on_anothe
         .zip(&fresh.servers)
         .collect();
     let same = Site::new(dir.path(), "same", &nodes);
-    let restored = same.ok(&["restore", &backup]);
-    assert!(restored.contains("parts attached"), "{restored}");
+    let restored = same.json(&["restore", &backup, "--json"]);
+    assert!(
+        restored.to_string().contains("parts attached"),
+        "{restored:#}"
+    );
+    // The second replica of a shard lays none of its replicated parts down: the first
+    // attaches them and it fetches them.
+    let laid_down = |node: &str| {
+        restored["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["node"] == node)
+            .map(|n| n["report"]["bytes"].as_u64().unwrap())
+            .unwrap()
+    };
+    assert!(
+        laid_down("ch2") * 10 < laid_down("ch1") && laid_down("ch4") * 10 < laid_down("ch3"),
+        "bytes laid down: ch1 {}, ch2 {}, ch3 {}, ch4 {}",
+        laid_down("ch1"),
+        laid_down("ch2"),
+        laid_down("ch3"),
+        laid_down("ch4")
+    );
     for (shard, pair) in fresh.servers.chunks(2).enumerate() {
         let (first, second) = (&pair[0].url, &pair[1].url);
         assert_restored(first, before, shard + 1);

@@ -95,6 +95,12 @@ pub trait PluginRestore: Send {
         None
     }
 
+    /// Paths of the node's backup not to lay down (a ClickHouse replica's replicated
+    /// tables, attached by another replica of its shard).
+    fn exclude(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Runs once the files are back without errors; returns a line for the restore's
     /// report.
     async fn finish(self: Box<Self>, restored: &Restored<'_>) -> ApiResult<Option<String>>;

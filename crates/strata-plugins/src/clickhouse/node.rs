@@ -144,24 +144,20 @@ impl NodePlugin for ClickHouseAgent {
         let server = Server::read(&client)
             .await
             .map_err(query_failed("read the server"))?;
-        let only = match &restore.request.table {
-            None => None,
-            Some(wanted) => {
-                let manifest = restore
-                    .repo
-                    .load_manifest(&restore.request.backup, &restore.request.source)
-                    .await
-                    .map_err(|e| {
-                        failed("read the backup's manifest", strata_util::error_chain(&e))
-                    })?;
-                let record = load_record(restore.repo, &manifest).await?;
-                Some(TableChoice::of(
-                    &record,
-                    wanted,
-                    restore.request.table_as.as_deref(),
-                )?)
-            }
-        };
+        let manifest = restore
+            .repo
+            .load_manifest(&restore.request.backup, &restore.request.source)
+            .await
+            .map_err(|e| failed("read the backup's manifest", strata_util::error_chain(&e)))?;
+        let record = load_record(restore.repo, &manifest).await?;
+        drop(manifest);
+        let only = restore
+            .request
+            .table
+            .as_deref()
+            .map(|wanted| TableChoice::of(&record, wanted, restore.request.table_as.as_deref()))
+            .transpose()?;
+        let writes_replicated = writes_replicated(restore.repo, restore.request).await?;
         let staging = self.take_staging().await?;
         Ok(Some(Box::new(RestoreRun {
             settings: self.settings.clone(),
@@ -169,6 +165,8 @@ impl NodePlugin for ClickHouseAgent {
             server,
             staging,
             only,
+            record,
+            writes_replicated,
         })))
     }
 }
@@ -238,6 +236,34 @@ impl TableChoice {
             ..record
         })
     }
+}
+
+/// Whether the node restoring `request.source` attaches the parts of replicated tables:
+/// the first node of its backup shard among the nodes this restore lays down.
+async fn writes_replicated(
+    repo: &strata_repo::Repository,
+    request: &strata_agent::api::RestoreRequest,
+) -> ApiResult<bool> {
+    let summary = repo
+        .load_summary(&request.backup)
+        .await
+        .map_err(|e| failed("read the backup's summary", strata_util::error_chain(&e)))?;
+    let shard_of = |name: &str| {
+        summary
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .and_then(|n| n.plugin.get("clickhouse.shard").cloned())
+            // A node without a shard macro is a shard of its own.
+            .unwrap_or_else(|| format!("node:{name}"))
+    };
+    let mine = shard_of(&request.source);
+    let peers: Vec<String> = match request.peers.is_empty() {
+        true => summary.nodes.iter().map(|n| n.name.clone()).collect(),
+        false => request.peers.clone(),
+    };
+    let first = peers.iter().filter(|p| shard_of(p) == mine).min();
+    Ok(first.is_none_or(|f| *f == request.source))
 }
 
 /// Reads the node's record from its backup (not from the restored files, which the
@@ -349,35 +375,15 @@ struct RestoreRun {
     staging: Staging,
     /// `--table`: only this table, under its new name.
     only: Option<TableChoice>,
+    /// The node's record, read from its backup (not from the restored files, which the
+    /// server's user could change under the restore).
+    record: Record,
+    /// Whether this node attaches the replicated tables' parts (see
+    /// [`writes_replicated`]); the other replicas lay none of them down.
+    writes_replicated: bool,
 }
 
 impl RestoreRun {
-    /// Whether this node attaches the parts of replicated tables: the first node of its
-    /// backup shard among the nodes this restore lays down.
-    async fn writes_replicated(&self, restored: &Restored<'_>) -> ApiResult<bool> {
-        let summary = restored
-            .repo
-            .load_summary(&restored.request.backup)
-            .await
-            .map_err(|e| failed("read the backup's summary", strata_util::error_chain(&e)))?;
-        let shard_of = |name: &str| {
-            summary
-                .nodes
-                .iter()
-                .find(|n| n.name == name)
-                .and_then(|n| n.plugin.get("clickhouse.shard").cloned())
-                // A node without a shard macro is a shard of its own.
-                .unwrap_or_else(|| format!("node:{name}"))
-        };
-        let mine = shard_of(&restored.request.source);
-        let peers: Vec<String> = match restored.request.peers.is_empty() {
-            true => summary.nodes.iter().map(|n| n.name.clone()).collect(),
-            false => restored.request.peers.clone(),
-        };
-        let first = peers.iter().filter(|p| shard_of(p) == mine).min();
-        Ok(first.is_none_or(|f| *f == restored.request.source))
-    }
-
     async fn exists(&self, table: &Table) -> ApiResult<bool> {
         #[derive(Deserialize)]
         struct N {
@@ -487,8 +493,21 @@ impl PluginRestore for RestoreRun {
         )
     }
 
+    fn exclude(&self) -> Vec<String> {
+        match self.writes_replicated {
+            true => Vec::new(),
+            false => self
+                .record
+                .tables
+                .iter()
+                .filter(|t| t.replicated())
+                .filter_map(|t| t.data.clone())
+                .collect(),
+        }
+    }
+
     async fn finish(self: Box<Self>, restored: &Restored<'_>) -> ApiResult<Option<String>> {
-        let record = load_record(restored.repo, restored.manifest).await?;
+        let record = self.record.clone();
         let record = match &self.only {
             Some(choice) if choice.table.is_none() => {
                 self.staging
@@ -502,7 +521,7 @@ impl PluginRestore for RestoreRun {
             Some(choice) => choice.narrow(record)?,
             None => record,
         };
-        let writes_replicated = self.writes_replicated(restored).await?;
+        let writes_replicated = self.writes_replicated;
         let attach: Vec<&Table> = record
             .tables
             .iter()
