@@ -613,7 +613,13 @@ impl Restorer {
             Ok(dir) => dir,
             Err(err) => return self.fail(entry, err),
         };
-        if let Some(file) = self.already_correct(&dir, name, *size, chunks) {
+        // A directory this restore created held nothing before it: no file there can be
+        // correct already, and looking costs an open per file.
+        let fresh = self.created_dirs.lock().unwrap().contains(parent);
+        if let Some(file) = (!fresh)
+            .then(|| self.already_correct(&dir, name, *size, chunks))
+            .flatten()
+        {
             let outcome = self.set_metadata(&file, entry);
             let mut report = self.report.lock().unwrap();
             report.files_kept += 1;
