@@ -298,8 +298,17 @@ impl Coordinator {
                         .filter(|n| n.name != from && sources.iter().any(|s| s.name == n.name))
                         .copied()
                         .collect();
-                    match node.filter(|n| self.plugin_of(n).may_leave_out(n, &others)) {
-                        Some(_) => sources.retain(|s| s.name != from),
+                    // Only when the user maps nodes: an unmapped name is a typo otherwise.
+                    let left_out = node
+                        .filter(|_| !plan.map.is_empty())
+                        .filter(|n| self.plugin_of(n).may_leave_out(n, &others));
+                    match left_out {
+                        Some(_) => {
+                            eprintln!(
+                                "strata: backup node {from} is left out: every replicated table it holds comes back through another node; its own tables do not"
+                            );
+                            sources.retain(|s| s.name != from)
+                        }
                         None => return Err(PairError::NoTarget { from, zone }),
                     }
                 }

@@ -85,12 +85,20 @@ impl Plugin for ClickHouse {
         true
     }
 
-    /// A replica may stay out of a restore onto fewer replicas when another replica of
-    /// its shard is restored: replicated tables come back whole from that one. Its own
-    /// non-replicated tables stay out with it (docs/clickhouse.md says so).
+    /// A replica may stay out of a restore onto fewer replicas when every replicated
+    /// table it holds is held by another restored node: they come back whole from that
+    /// one. Its own non-replicated tables stay out with it (the restore says so, and
+    /// docs/clickhouse.md).
     fn may_leave_out(&self, node: &NodeSummary, others: &[&NodeSummary]) -> bool {
-        let shard = |n: &NodeSummary| n.plugin.get("clickhouse.shard").cloned();
-        shard(node).is_some_and(|mine| others.iter().any(|o| shard(o) == Some(mine.clone())))
+        let held = |n: &NodeSummary| -> Option<std::collections::BTreeMap<String, u64>> {
+            serde_json::from_str(n.plugin.get("clickhouse.replicated")?).ok()
+        };
+        let Some(mine) = held(node).filter(|m| !m.is_empty()) else {
+            return false;
+        };
+        let theirs: Vec<_> = others.iter().filter_map(|o| held(o)).collect();
+        mine.keys()
+            .all(|path| theirs.iter().any(|t| t.contains_key(path)))
     }
 
     fn node_plugin(&self, _config: &Config, node: &NodeConfig) -> Arc<dyn NodePlugin> {

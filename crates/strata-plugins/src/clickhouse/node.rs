@@ -55,7 +55,13 @@ impl ClickHouseAgent {
         tokio::task::spawn_blocking(move || Staging::take(&path))
             .await
             .map_err(|e| failed("staging directory", e))?
-            .map_err(|why| ApiError::new(ErrorCode::Busy, format!("ClickHouse: {why}")))
+            .map_err(|why| {
+                let code = match why {
+                    staging::StagingError::Locked(_) => ErrorCode::Busy,
+                    _ => ErrorCode::Failed,
+                };
+                ApiError::new(code, format!("ClickHouse: {why}"))
+            })
     }
 }
 
@@ -104,21 +110,38 @@ impl NodePlugin for ClickHouseAgent {
                 }
                 continue;
             };
-            client
+            let frozen = client
                 .execute(&format!(
                     "ALTER TABLE {} FREEZE WITH NAME {}",
                     table.sql_name(),
                     literal(FREEZE_NAME)
                 ))
-                .await
-                .map_err(query_failed(&format!("freeze {}", table.shown())))?;
-            let dir = staging.root().join(&data);
-            table.parts = tokio::task::spawn_blocking(move || staging::parts(&dir))
-                .await
-                .map_err(|e| failed("list the frozen parts", e))?
-                .map_err(|why| {
-                    failed(&format!("list the frozen parts of {}", table.shown()), why)
-                })?;
+                .await;
+            match frozen {
+                Ok(_) => {}
+                // Dropped (60) since the schema was read: nothing to back up.
+                Err(e) if e.code() == Some(60) => {
+                    warnings.push(format!(
+                        "ClickHouse table {} was dropped while the backup ran: not backed up",
+                        table.shown()
+                    ));
+                    table.data = None;
+                    continue;
+                }
+                Err(e) => return Err(query_failed(&format!("freeze {}", table.shown()))(e)),
+            }
+            let root = staging.root().to_path_buf();
+            let listed = tokio::task::spawn_blocking(move || {
+                staging::within(&root, &data).and_then(|dir| staging::parts(&dir))
+            })
+            .await
+            .map_err(|e| failed("list the frozen parts", e))?
+            .map_err(|why| failed(&format!("list the frozen parts of {}", table.shown()), why))?;
+            let (parts, uncounted) = listed;
+            table.parts = parts;
+            if !uncounted.is_empty() {
+                count_rows(&client, table, &uncounted).await?;
+            }
         }
         let record = Record {
             version: RECORD_VERSION,
@@ -157,17 +180,19 @@ impl NodePlugin for ClickHouseAgent {
             .as_deref()
             .map(|wanted| TableChoice::of(&record, wanted, restore.request.table_as.as_deref()))
             .transpose()?;
-        let writes_replicated = writes_replicated(restore.repo, restore.request).await?;
+        let writes = replicated_writes(restore.repo, restore.request).await?;
         let staging = self.take_staging().await?;
-        Ok(Some(Box::new(RestoreRun {
+        let run = RestoreRun {
             settings: self.settings.clone(),
             client,
             server,
             staging,
             only,
             record,
-            writes_replicated,
-        })))
+            writes,
+        };
+        run.refuse_rows().await?;
+        Ok(Some(Box::new(run)))
     }
 }
 
@@ -224,10 +249,10 @@ impl TableChoice {
             .into_iter()
             .filter(|d| d.name == table.database)
             .collect();
+        // The coordination path stays the backup's: it chooses the writer.
         let renamed = Table {
             name: self.new_name.clone(),
             create,
-            zookeeper_path: None,
             ..table.clone()
         };
         Ok(Record {
@@ -238,32 +263,48 @@ impl TableChoice {
     }
 }
 
-/// Whether the node restoring `request.source` attaches the parts of replicated tables:
-/// the first node of its backup shard among the nodes this restore lays down.
-async fn writes_replicated(
+/// The coordination paths of the replicated tables the node restoring `request.source`
+/// attaches: for each path, the restore's node whose backup holds the most rows of it
+/// (the first by name among equals). The others' replicas fetch the parts. Keyed by path,
+/// not by shard: a cluster without a `shard` macro, or one whose shards share numbers
+/// with another's, still has one writer per table.
+async fn replicated_writes(
     repo: &strata_repo::Repository,
     request: &strata_agent::api::RestoreRequest,
-) -> ApiResult<bool> {
+) -> ApiResult<std::collections::BTreeSet<String>> {
     let summary = repo
         .load_summary(&request.backup)
         .await
         .map_err(|e| failed("read the backup's summary", strata_util::error_chain(&e)))?;
-    let shard_of = |name: &str| {
+    let held = |name: &str| -> BTreeMap<String, u64> {
         summary
             .nodes
             .iter()
             .find(|n| n.name == name)
-            .and_then(|n| n.plugin.get("clickhouse.shard").cloned())
-            // A node without a shard macro is a shard of its own.
-            .unwrap_or_else(|| format!("node:{name}"))
+            .and_then(|n| n.plugin.get("clickhouse.replicated"))
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or_default()
     };
-    let mine = shard_of(&request.source);
     let peers: Vec<String> = match request.peers.is_empty() {
         true => summary.nodes.iter().map(|n| n.name.clone()).collect(),
         false => request.peers.clone(),
     };
-    let first = peers.iter().filter(|p| shard_of(p) == mine).min();
-    Ok(first.is_none_or(|f| *f == request.source))
+    let holdings: Vec<(String, BTreeMap<String, u64>)> =
+        peers.iter().map(|p| (p.clone(), held(p))).collect();
+    let mine = held(&request.source);
+    Ok(mine
+        .iter()
+        .filter(|(path, rows)| {
+            // The best holder: most rows, then the first name.
+            !holdings.iter().any(|(peer, theirs)| {
+                peer != &request.source
+                    && theirs.get(*path).is_some_and(|r| {
+                        r > rows || (r == *rows && peer.as_str() < request.source.as_str())
+                    })
+            })
+        })
+        .map(|(path, _)| path.clone())
+        .collect())
 }
 
 /// Reads the node's record from its backup (not from the restored files, which the
@@ -302,6 +343,41 @@ async fn load_record(
         }
     }
     Record::parse(&bytes).map_err(|why| damaged(why.to_string()))
+}
+
+/// The rows of parts without a `count.txt` (old-syntax tables), from `system.parts`: a
+/// part's rows never change under its name, active or not.
+async fn count_rows(client: &Client, table: &mut Table, names: &[String]) -> ApiResult<()> {
+    #[derive(Deserialize)]
+    struct Row {
+        name: String,
+        rows: u64,
+    }
+    let list = names
+        .iter()
+        .map(|n| literal(n))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = client
+        .rows::<Row>(&format!(
+            "SELECT name, any(rows) AS rows FROM system.parts WHERE database = {} AND table = {} AND name IN ({list}) GROUP BY name",
+            literal(&table.database),
+            literal(&table.name)
+        ))
+        .await
+        .map_err(query_failed(&format!("count the rows of {}", table.shown())))?;
+    for name in names {
+        let found = rows.iter().find(|r| &r.name == name).ok_or_else(|| {
+            failed(
+                &format!("count the rows of {}", table.shown()),
+                format!("part {name} has no count.txt and the server no longer lists it"),
+            )
+        })?;
+        if let Some(part) = table.parts.iter_mut().find(|p| &p.name == name) {
+            part.rows = found.rows;
+        }
+    }
+    Ok(())
 }
 
 /// A node's backup between the freeze and the manifest: holds the staging directory.
@@ -357,6 +433,16 @@ impl PluginBackup for FrozenBackup {
                     .to_string(),
             ),
         ]);
+        // Which replicated tables the node holds, by coordination path, with their rows:
+        // a restore attaches each on the restored node that holds the most of it.
+        let replicated: BTreeMap<&str, u64> = frozen
+            .iter()
+            .filter_map(|t| t.zookeeper_path.as_deref().map(|p| (p, t.rows())))
+            .collect();
+        summary.insert(
+            "clickhouse.replicated".to_string(),
+            serde_json::to_string(&replicated).map_err(|e| failed("the record", e))?,
+        );
         for (name, value) in &record.macros {
             if name == "shard" || name == "replica" {
                 summary.insert(format!("clickhouse.{name}"), value.clone());
@@ -378,9 +464,20 @@ struct RestoreRun {
     /// The node's record, read from its backup (not from the restored files, which the
     /// server's user could change under the restore).
     record: Record,
-    /// Whether this node attaches the replicated tables' parts (see
-    /// [`writes_replicated`]); the other replicas lay none of them down.
-    writes_replicated: bool,
+    /// The coordination paths of the replicated tables this node attaches (see
+    /// [`replicated_writes`]); of the others it lays no part down.
+    writes: std::collections::BTreeSet<String>,
+}
+
+impl RestoreRun {
+    /// Whether this node attaches `table`'s parts: a table of its own, or a replicated
+    /// one it is the writer of.
+    fn attaches(&self, table: &Table) -> bool {
+        match (&table.zookeeper_path, table.replicated()) {
+            (Some(path), _) => self.writes.contains(path),
+            (None, _) => true,
+        }
+    }
 }
 
 impl RestoreRun {
@@ -439,6 +536,136 @@ impl RestoreRun {
             })
     }
 
+    /// Moves a table's parts into its `detached/`, attaches them and counts its rows
+    /// against the record. Returns the parts attached and the rows.
+    async fn attach_table(&self, table: &Table) -> ApiResult<(usize, u64)> {
+        let data = table.data.as_deref().unwrap_or_default();
+        let table_dir = self.data_dir(table).await?;
+        let root = self.staging.root().to_path_buf();
+        let data_owned = data.to_string();
+        let frozen = tokio::task::spawn_blocking(move || staging::within(&root, &data_owned))
+            .await
+            .map_err(|e| failed("move a part", e))?
+            .map_err(|why| failed(&format!("attach to {}", table.shown()), why))?;
+        for part in &table.parts {
+            let from = frozen.join(&part.name);
+            let to = table_dir.clone();
+            tokio::task::spawn_blocking(move || staging::move_to_detached(&from, &to))
+                .await
+                .map_err(|e| failed("move a part", e))?
+                .map_err(|why| failed(&format!("attach to {}", table.shown()), why))?;
+            self.client
+                .execute(&format!(
+                    "ALTER TABLE {} ATTACH PART {}",
+                    table.sql_name(),
+                    literal(&part.name)
+                ))
+                .await
+                .map_err(query_failed(&format!(
+                    "attach part {} to {}",
+                    part.name,
+                    table.shown()
+                )))?;
+        }
+        let rows = self.count(table).await?;
+        if rows != table.rows() {
+            return Err(failed(
+                &format!("restore {}", table.shown()),
+                format!(
+                    "it holds {rows} rows after the attach, the backup recorded {}: drop {} on every replica before restoring it again",
+                    table.rows(),
+                    table.shown()
+                ),
+            ));
+        }
+        Ok((table.parts.len(), rows))
+    }
+
+    /// For a replicated table on this server: another replica (per ZooKeeper, through
+    /// the server's `system.zookeeper`) that holds parts of it already.
+    async fn other_replica_with_parts(&self, table: &Table) -> ApiResult<Option<String>> {
+        #[derive(Deserialize)]
+        struct Replica {
+            zookeeper_path: String,
+            replica_name: String,
+        }
+        #[derive(Deserialize)]
+        struct Node {
+            name: String,
+        }
+        #[derive(Deserialize)]
+        struct Children {
+            #[serde(rename = "numChildren")]
+            num_children: u64,
+        }
+        let what = format!("read {}'s replicas", table.shown());
+        let mine = self
+            .client
+            .rows::<Replica>(&format!(
+                "SELECT zookeeper_path, replica_name FROM system.replicas WHERE database = {} AND table = {}",
+                literal(&table.database),
+                literal(&table.name)
+            ))
+            .await
+            .map_err(query_failed(&what))?;
+        let Some(mine) = mine.into_iter().next() else {
+            return Ok(None);
+        };
+        let replicas = format!("{}/replicas", mine.zookeeper_path.trim_end_matches('/'));
+        let names = self
+            .client
+            .rows::<Node>(&format!(
+                "SELECT name FROM system.zookeeper WHERE path = {}",
+                literal(&replicas)
+            ))
+            .await
+            .map_err(query_failed(&what))?;
+        for other in names.iter().filter(|n| n.name != mine.replica_name) {
+            let parts = self
+                .client
+                .rows::<Children>(&format!(
+                    "SELECT numChildren FROM system.zookeeper WHERE path = {} AND name = 'parts'",
+                    literal(&format!("{replicas}/{}", other.name))
+                ))
+                .await
+                .map_err(query_failed(&what))?;
+            if parts.iter().any(|p| p.num_children > 0) {
+                return Ok(Some(other.name.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Refuses, before anything is laid down or created, a table this node would attach
+    /// parts to that exists here with rows: parts beside rows would double them.
+    async fn refuse_rows(&self) -> ApiResult<()> {
+        let tables: Vec<Table> = match &self.only {
+            Some(choice) => match &choice.table {
+                Some(_) => choice.narrow(self.record.clone())?.tables,
+                None => Vec::new(),
+            },
+            None => self.record.tables.clone(),
+        };
+        for table in tables
+            .iter()
+            .filter(|t| !t.parts.is_empty() && self.attaches(t))
+        {
+            if self.exists(table).await? {
+                let rows = self.count(table).await?;
+                if rows > 0 {
+                    return Err(ApiError::new(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "ClickHouse: table {} exists on this server with {rows} rows: a restore attaches parts into empty tables only (drop the table, or restore onto an empty cluster)",
+                            table.shown()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Creates what the record names and the server lacks.
     async fn create(&self, record: &Record) -> ApiResult<usize> {
         let mut created = 0;
@@ -494,16 +721,12 @@ impl PluginRestore for RestoreRun {
     }
 
     fn exclude(&self) -> Vec<String> {
-        match self.writes_replicated {
-            true => Vec::new(),
-            false => self
-                .record
-                .tables
-                .iter()
-                .filter(|t| t.replicated())
-                .filter_map(|t| t.data.clone())
-                .collect(),
-        }
+        self.record
+            .tables
+            .iter()
+            .filter(|t| !self.attaches(t))
+            .filter_map(|t| t.data.clone())
+            .collect()
     }
 
     async fn finish(self: Box<Self>, restored: &Restored<'_>) -> ApiResult<Option<String>> {
@@ -521,11 +744,11 @@ impl PluginRestore for RestoreRun {
             Some(choice) => choice.narrow(record)?,
             None => record,
         };
-        let writes_replicated = self.writes_replicated;
+
         let attach: Vec<&Table> = record
             .tables
             .iter()
-            .filter(|t| !t.parts.is_empty() && (writes_replicated || !t.replicated()))
+            .filter(|t| !t.parts.is_empty() && self.attaches(t))
             .collect();
         // Refused before anything is created: parts beside rows would double them.
         for table in &attach {
@@ -546,45 +769,38 @@ impl PluginRestore for RestoreRun {
         let mut parts = 0;
         let mut lines = Vec::new();
         for table in &attach {
-            let data = table.data.as_deref().unwrap_or_default();
-            let table_dir = self.data_dir(table).await?;
-            for part in &table.parts {
-                let from = self.staging.root().join(data).join(&part.name);
-                let to = table_dir.clone();
-                tokio::task::spawn_blocking(move || staging::move_to_detached(&from, &to))
-                    .await
-                    .map_err(|e| failed("move a part", e))?
-                    .map_err(|why| failed(&format!("attach to {}", table.shown()), why))?;
-                self.client
-                    .execute(&format!(
-                        "ALTER TABLE {} ATTACH PART {}",
-                        table.sql_name(),
-                        literal(&part.name)
-                    ))
-                    .await
-                    .map_err(query_failed(&format!(
-                        "attach part {} to {}",
-                        part.name,
-                        table.shown()
-                    )))?;
-                parts += 1;
-            }
-            let rows = self.count(table).await?;
-            if rows != table.rows() {
-                return Err(failed(
-                    &format!("restore {}", table.shown()),
-                    format!(
-                        "it holds {rows} rows after the attach, the backup recorded {}",
-                        table.rows()
-                    ),
+            if let Some(replica) = self.other_replica_with_parts(table).await? {
+                // A replica of a live table (this node rebuilt after a lost disk): it
+                // fetches the parts from the others, attached parts would double them.
+                lines.push(format!(
+                    "{} fetched from replica {replica}, which holds its parts",
+                    table.shown()
                 ));
+                continue;
             }
+            // Merges would change the rows of Summing, Replacing, Collapsing tables
+            // between the attach and the count: none until the count, always resumed.
+            self.client
+                .execute(&format!("SYSTEM STOP MERGES {}", table.sql_name()))
+                .await
+                .map_err(query_failed(&format!("stop merges of {}", table.shown())))?;
+            let attached = self.attach_table(table).await;
+            let resumed = self
+                .client
+                .execute(&format!("SYSTEM START MERGES {}", table.sql_name()))
+                .await;
+            let (n, rows) = attached?;
+            resumed.map_err(query_failed(&format!(
+                "resume the merges of {} (run SYSTEM START MERGES on it)",
+                table.shown()
+            )))?;
+            parts += n;
             lines.push(format!("{} {rows} rows", table.shown()));
         }
         let fetched: Vec<&Table> = record
             .tables
             .iter()
-            .filter(|t| t.replicated() && !writes_replicated && !t.parts.is_empty())
+            .filter(|t| !t.parts.is_empty() && !self.attaches(t))
             .collect();
         let line = format!(
             "ClickHouse {} ({}): {created} tables created, {parts} parts attached{}{}",

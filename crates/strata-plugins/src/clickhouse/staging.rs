@@ -43,13 +43,8 @@ pub enum StagingError {
     #[error("{0} is not a plain file: a part holds nothing else")]
     NotPlain(String),
     /// A part's row count cannot be read.
-    #[error("{path} holds {text:?}, not a number of rows")]
-    BadCount {
-        /// The part's `count.txt`.
-        path: String,
-        /// What it holds.
-        text: String,
-    },
+    #[error("{0} does not hold a number of rows")]
+    BadCount(String),
     /// The part is in the table's `detached/` already.
     #[error("{0} exists already: remove it, or restore into an empty table")]
     Exists(String),
@@ -72,36 +67,67 @@ pub fn root(server_path: &Path) -> PathBuf {
 #[derive(Debug)]
 pub struct Staging {
     root: PathBuf,
+    /// `<path>/shadow`, opened without following a link: the staging directory is
+    /// removed through it, never by a path a link could redirect.
+    shadow: rustix::fd::OwnedFd,
     _lock: File,
 }
 
 impl Staging {
     /// Takes the staging directory of the server at `server_path`, or says who holds it;
-    /// removes what a killed holder left.
+    /// removes what a killed holder left and creates it again, empty, owned like the
+    /// server's data path (a server that runs as its own user writes its freezes there).
+    ///
+    /// The lock is `<path>/strata.lock`, beside `shadow/` rather than in it: tools that
+    /// empty `shadow/` would take it with them. `shadow` and `shadow/strata` must be
+    /// directories: a link in their place is refused, never followed.
     pub fn take(server_path: &Path) -> Result<Staging, StagingError> {
-        let shadow = server_path.join("shadow");
-        if !server_path.is_dir() {
-            return Err(StagingError::NoServerPath(
-                server_path.display().to_string(),
-            ));
+        use rustix::fs::{Mode, OFlags};
+        let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        // The configured path itself is the operator's: it may be a link.
+        let data = rustix::fs::open(
+            server_path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|_| StagingError::NoServerPath(server_path.display().to_string()))?;
+        let owner =
+            rustix::fs::fstat(&data).map_err(|e| io("cannot read", server_path)(e.into()))?;
+        let shadow_path = server_path.join("shadow");
+        match rustix::fs::mkdirat(&data, "shadow", Mode::from_raw_mode(0o750)) {
+            Ok(()) => {
+                let made = rustix::fs::openat(&data, "shadow", dir_flags, Mode::empty())
+                    .map_err(|e| io("cannot open", &shadow_path)(e.into()))?;
+                give(&made, &owner)
+                    .map_err(|e| io("cannot give to the server", &shadow_path)(e))?;
+            }
+            Err(rustix::io::Errno::EXIST) => {}
+            Err(e) => return Err(io("cannot create", &shadow_path)(e.into())),
         }
-        std::fs::create_dir_all(&shadow).map_err(io("cannot create", &shadow))?;
-        let lock_path = shadow.join(format!("{FREEZE_NAME}.lock"));
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .custom_flags(libc_nofollow())
-            .open(&lock_path)
-            .map_err(io("cannot open", &lock_path))?;
+        let shadow = rustix::fs::openat(&data, "shadow", dir_flags, Mode::empty())
+            .map_err(|e| io("cannot open (a directory, not a link)", &shadow_path)(e.into()))?;
+        let lock_path = server_path.join(format!("{FREEZE_NAME}.lock"));
+        let lock = rustix::fs::openat(
+            &data,
+            format!("{FREEZE_NAME}.lock").as_str(),
+            OFlags::CREATE | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| io("cannot open", &lock_path)(e.into()))?;
         if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
             return Err(StagingError::Locked(lock_path.display().to_string()));
         }
         let staging = Staging {
             root: root(server_path),
-            _lock: lock,
+            shadow,
+            _lock: File::from(lock),
         };
         staging.clear()?;
+        rustix::fs::mkdirat(&staging.shadow, FREEZE_NAME, Mode::from_raw_mode(0o750))
+            .map_err(|e| io("cannot create", &staging.root)(e.into()))?;
+        let made = rustix::fs::openat(&staging.shadow, FREEZE_NAME, dir_flags, Mode::empty())
+            .map_err(|e| io("cannot open", &staging.root)(e.into()))?;
+        give(&made, &owner).map_err(|e| io("cannot give to the server", &staging.root)(e))?;
         Ok(staging)
     }
 
@@ -111,14 +137,56 @@ impl Staging {
     }
 
     /// Removes the staging directory and everything in it (hard links of frozen parts:
-    /// the tables keep theirs). `remove_dir_all` never follows a symbolic link.
+    /// the tables keep theirs), through the handle of `shadow`, following no link.
     pub fn clear(&self) -> Result<(), StagingError> {
-        match std::fs::remove_dir_all(&self.root) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io("cannot remove", &self.root)(e)),
+        remove_tree_at(&self.shadow, FREEZE_NAME).map_err(io("cannot remove", &self.root))
+    }
+}
+
+/// Gives a directory the owner of the server's data path.
+fn give(dir: &rustix::fd::OwnedFd, owner: &rustix::fs::Stat) -> std::io::Result<()> {
+    rustix::fs::fchown(
+        dir,
+        Some(rustix::fs::Uid::from_raw(owner.st_uid)),
+        Some(rustix::fs::Gid::from_raw(owner.st_gid)),
+    )?;
+    Ok(())
+}
+
+/// Removes `name` in `parent` and, if it is a directory, everything below it, by
+/// handles: a link is removed as a link, never followed. A missing `name` is fine.
+fn remove_tree_at<P: rustix::path::Arg + Copy>(
+    parent: &rustix::fd::OwnedFd,
+    name: P,
+) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    let dir = match rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(dir) => dir,
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        // A file or a link: removed as it is.
+        Err(rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+            return Ok(rustix::fs::unlinkat(parent, name, AtFlags::empty())?)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&dir)? {
+        let entry = entry?;
+        let child = entry.file_name();
+        if child.to_bytes() != b"." && child.to_bytes() != b".." {
+            names.push(child.to_owned());
         }
     }
+    for child in &names {
+        remove_tree_at(&dir, child.as_c_str())?;
+    }
+    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR)?;
+    Ok(())
 }
 
 impl Drop for Staging {
@@ -129,21 +197,35 @@ impl Drop for Staging {
     }
 }
 
-fn libc_nofollow() -> i32 {
-    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+/// `root/rel`, checked to be reached through directories only: a link on the way (planted
+/// in the frozen tree while a backup read it, so restored as a link) is refused.
+pub fn within(root: &Path, rel: &str) -> Result<PathBuf, StagingError> {
+    let mut at = root.to_path_buf();
+    for part in rel.split('/') {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => return Err(StagingError::NotAPart(at.display().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(root.join(rel)),
+            Err(e) => return Err(io("cannot read", &at)(e)),
+        }
+    }
+    Ok(at)
 }
 
 /// The parts under a table's frozen directory `dir`, by name, with their rows (their
-/// `count.txt`) and bytes. Entries that are not part directories are refused: the
-/// freeze writes nothing else there.
-pub fn parts(dir: &Path) -> Result<Vec<Part>, StagingError> {
+/// `count.txt`) and bytes, and the names of those without a `count.txt` (their rows are
+/// 0 here). Entries that are not part directories are refused: the freeze writes
+/// nothing else there.
+pub fn parts(dir: &Path) -> Result<(Vec<Part>, Vec<String>), StagingError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         // A table without parts froze nothing.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(io("cannot list", dir)(e)),
     };
     let mut parts = Vec::new();
+    let mut uncounted = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io("cannot list", dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -153,30 +235,46 @@ pub fn parts(dir: &Path) -> Result<Vec<Part>, StagingError> {
             return Err(StagingError::NotAPart(path.display().to_string()));
         }
         let (rows, bytes) = part_figures(&entry.path())?;
-        parts.push(Part { name, rows, bytes });
+        if rows.is_none() {
+            uncounted.push(name.clone());
+        }
+        parts.push(Part {
+            name,
+            rows: rows.unwrap_or(0),
+            bytes,
+        });
     }
     parts.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(parts)
+    Ok((parts, uncounted))
 }
 
 /// A part's rows (its `count.txt`) and the bytes of its files.
-fn part_figures(part: &Path) -> Result<(u64, u64), StagingError> {
+fn part_figures(part: &Path) -> Result<(Option<u64>, u64), StagingError> {
     let mut bytes = 0;
     for entry in std::fs::read_dir(part).map_err(io("cannot list", part))? {
         let entry = entry.map_err(io("cannot list", part))?;
         let meta = entry.metadata().map_err(io("cannot read", part))?;
         bytes += meta.len();
     }
+    // Parts of old-syntax tables (`MergeTree(date, key, granularity)`) have none: their
+    // rows are asked of the server.
     let count = part.join("count.txt");
     let mut text = String::new();
-    File::open(&count)
-        .and_then(|f| f.take(64).read_to_string(&mut text))
-        .map_err(io("cannot read", &count))?;
-    let rows = text.trim().parse().map_err(|_| StagingError::BadCount {
-        path: count.display().to_string(),
-        text: text.trim().to_string(),
-    })?;
-    Ok((rows, bytes))
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(&count);
+    match opened {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, bytes)),
+        other => other
+            .and_then(|f| f.take(64).read_to_string(&mut text))
+            .map_err(io("cannot read", &count))?,
+    };
+    let rows = text
+        .trim()
+        .parse()
+        .map_err(|_| StagingError::BadCount(count.display().to_string()))?;
+    Ok((Some(rows), bytes))
 }
 
 /// Moves a restored part from the staging directory into a table's `detached/`,
@@ -190,6 +288,12 @@ pub fn move_to_detached(part: &Path, table_dir: &Path) -> Result<(), StagingErro
     let meta = std::fs::symlink_metadata(part).map_err(io("cannot read", part))?;
     if !meta.is_dir() {
         return Err(StagingError::NotAPart(part.display().to_string()));
+    }
+    let detached_meta = std::fs::symlink_metadata(table_dir.join("detached"));
+    if detached_meta.as_ref().is_ok_and(|m| !m.is_dir()) {
+        return Err(StagingError::NotAPart(
+            table_dir.join("detached").display().to_string(),
+        ));
     }
     let give = "cannot give to the server";
     for entry in std::fs::read_dir(part).map_err(io("cannot list", part))? {
@@ -235,12 +339,42 @@ mod tests {
         std::fs::create_dir_all(&stale).unwrap();
         std::fs::write(stale.join("count.txt"), "3").unwrap();
         let staging = Staging::take(dir.path()).unwrap();
-        assert!(!staging.root().exists(), "the leftovers are gone");
+        assert_eq!(
+            std::fs::read_dir(staging.root()).unwrap().count(),
+            0,
+            "the leftovers are gone, the directory is there and empty"
+        );
         std::fs::create_dir_all(staging.root().join("data")).unwrap();
         drop(staging);
         assert!(!root(dir.path()).exists(), "nothing outlives its holder");
         // Released: the next one takes it.
         Staging::take(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn links_in_place_of_the_staging_directories_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::create_dir(elsewhere.path().join("strata")).unwrap();
+        std::fs::write(elsewhere.path().join("strata/keep"), "root's").unwrap();
+        // `shadow` a link: refused, nothing removed where it points.
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("shadow")).unwrap();
+        let err = Staging::take(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("a directory, not a link"), "{err}");
+        assert!(elsewhere.path().join("strata/keep").exists());
+        // `shadow/strata` a link: the link is removed, not what it points to.
+        std::fs::remove_file(dir.path().join("shadow")).unwrap();
+        std::fs::create_dir(dir.path().join("shadow")).unwrap();
+        std::os::unix::fs::symlink(
+            elsewhere.path().join("strata"),
+            dir.path().join("shadow/strata"),
+        )
+        .unwrap();
+        let staging = Staging::take(dir.path()).unwrap();
+        assert!(elsewhere.path().join("strata/keep").exists());
+        assert!(std::fs::symlink_metadata(staging.root()).unwrap().is_dir());
+        drop(staging);
+        assert!(elsewhere.path().join("strata/keep").exists());
     }
 
     #[test]
@@ -250,7 +384,8 @@ mod tests {
         std::fs::create_dir(&part).unwrap();
         std::fs::write(part.join("count.txt"), "12").unwrap();
         std::fs::write(part.join("x.bin"), vec![0u8; 100]).unwrap();
-        let parts = parts(dir.path()).unwrap();
+        let (parts, uncounted) = parts(dir.path()).unwrap();
+        assert!(uncounted.is_empty());
         assert_eq!(parts.len(), 1);
         assert_eq!((parts[0].rows, parts[0].bytes), (12, 102));
         std::os::unix::fs::symlink("/etc", dir.path().join("all_2_2_0")).unwrap();
