@@ -132,8 +132,48 @@ impl Client {
         &self.url
     }
 
-    /// Runs `sql`; returns the answer's text.
+    /// Runs `sql`; returns the answer's text. A query that outlives the timeout is
+    /// cancelled on the server too (`KILL QUERY` by its id, and `max_execution_time`):
+    /// a freeze or an attach must not go on after strata stopped waiting for it.
     pub async fn execute(&self, sql: &str) -> Result<String, ClickHouseError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = format!(
+            "strata-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        match tokio::time::timeout(self.timeout, self.call(sql, &id, self.timeout)).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                let kill = format!("KILL QUERY WHERE query_id = {} SYNC", literal(&id));
+                let killed = tokio::time::timeout(
+                    std::time::Duration::from_secs(30),
+                    self.call(
+                        &kill,
+                        &format!("{id}-kill"),
+                        std::time::Duration::from_secs(30),
+                    ),
+                )
+                .await;
+                let said = match killed {
+                    Ok(Ok(_)) => "cancelled on the server",
+                    _ => "and could not be cancelled on the server",
+                };
+                Err(ClickHouseError::Unreachable {
+                    url: self.url.clone(),
+                    why: format!("no answer within {:?} ({said})", self.timeout),
+                })
+            }
+        }
+    }
+
+    /// One HTTP call of `sql` under query id `id`.
+    async fn call(
+        &self,
+        sql: &str,
+        id: &str,
+        limit: std::time::Duration,
+    ) -> Result<String, ClickHouseError> {
         let shown = short(sql);
         let unreachable = |why: String| ClickHouseError::Unreachable {
             url: self.url.clone(),
@@ -143,8 +183,9 @@ impl Client {
             let mut response = self
                 .http
                 .post(format!(
-                    "{}/?output_format_json_quote_64bit_integers=0&wait_end_of_query=1",
-                    self.url
+                    "{}/?output_format_json_quote_64bit_integers=0&wait_end_of_query=1&query_id={id}&max_execution_time={}",
+                    self.url,
+                    limit.as_secs().max(1)
                 ))
                 .basic_auth(&self.user, self.password.as_deref())
                 .body(sql.to_string())
@@ -177,9 +218,7 @@ impl Client {
             }
             Ok(text)
         };
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| unreachable(format!("no answer within {:?}", self.timeout)))?
+        call.await
     }
 
     /// Runs a `SELECT` and reads its rows (`FORMAT JSONEachRow` is appended).

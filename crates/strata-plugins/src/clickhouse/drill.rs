@@ -143,6 +143,27 @@ async fn run(copy: &Path, work: &Path, binary: &Path, args: &[&str]) -> Result<P
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The server that answered is the one started here, not another on a reused port.
+    #[derive(Deserialize)]
+    struct SystemPath {
+        data_path: String,
+    }
+    let ours = client
+        .rows::<SystemPath>("SELECT data_path FROM system.databases WHERE name = 'system'")
+        .await
+        .map_err(|e| e.to_string())?;
+    if !ours
+        .iter()
+        .any(|p| Path::new(&p.data_path).starts_with(&data))
+    {
+        return Err("another server answered on the scratch server's port".into());
+    }
+    // Merges would change the rows of Summing and Replacing tables before they are
+    // counted: none in a drill.
+    client
+        .execute("SYSTEM STOP MERGES")
+        .await
+        .map_err(|e| e.to_string())?;
     let mut proof = Proof::default();
     for db in &record.databases {
         client
@@ -174,21 +195,14 @@ async fn check_table(
 ) -> Result<String, Unproven> {
     let create = rename::unreplicated(&table.create).map_err(|e| e.to_string())?;
     client.execute(&create).await.map_err(|e| e.to_string())?;
-    #[derive(Deserialize)]
-    struct Dir {
-        data_path: String,
-    }
-    let dir = client
-        .rows::<Dir>(&format!(
-            "SELECT data_path FROM system.tables WHERE database = {} AND name = {}",
-            literal(&table.database),
-            literal(&table.name)
-        ))
+    let (_, tables) = super::schema::read(client, std::slice::from_ref(&table.database), data)
         .await
-        .map_err(|e| e.to_string())?
-        .pop()
-        .map(|d| PathBuf::from(d.data_path))
-        .filter(|p| p.starts_with(data))
+        .map_err(|e| e.to_string())?;
+    let dir = tables
+        .into_iter()
+        .find(|t| t.name == table.name)
+        .and_then(|t| t.data)
+        .map(|rel| data.join(rel))
         .ok_or("the scratch server gave no data directory for it")?;
     let frozen = copy.join(table.data.as_deref().unwrap_or_default());
     for part in &table.parts {

@@ -213,6 +213,17 @@ impl TableChoice {
             .split_once('.')
             .ok_or_else(|| bad(format!("--table {wanted}: give it as DATABASE.TABLE")))?;
         let new_name = table_as.map_or_else(|| format!("{name}_restored"), str::to_string);
+        // It goes into a coordination path too: a `{replica}` in it would differ per node.
+        if new_name.is_empty()
+            || new_name.len() > 200
+            || !new_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(bad(format!(
+                "--as {new_name:?}: a ClickHouse table restored beside the live one takes a name of letters, digits and '_'"
+            )));
+        }
         let table = record
             .tables
             .iter()

@@ -100,9 +100,10 @@ impl Table {
         self.engine.starts_with("Replicated")
     }
 
-    /// Whether it is a materialized view's own storage, created by its view.
+    /// Whether it is a materialized view's own storage, created by its view
+    /// (`.inner.NAME`, or `.inner_id.UUID` in Atomic databases).
     pub fn inner(&self) -> bool {
-        self.name.starts_with(".inner.")
+        self.name.starts_with(".inner.") || self.name.starts_with(".inner_id.")
     }
 
     /// The rows of its parts.
@@ -162,6 +163,22 @@ pub enum RecordError {
         /// The directory named.
         dir: String,
     },
+    /// A statement that does not create what the record says it does.
+    #[error("{RECORD_FILE}: the statement recorded for {table} does not create it")]
+    Statement {
+        /// `db.table`.
+        table: String,
+    },
+    /// A database engine that is not a bare name.
+    #[error(
+        "{RECORD_FILE}: database {database} names engine {engine:?}, which is not an engine name"
+    )]
+    Engine {
+        /// The database.
+        database: String,
+        /// The engine given.
+        engine: String,
+    },
     /// A part's name is not one.
     #[error("{RECORD_FILE}: table {table} names part {part:?}, which is not a part name")]
     PartName {
@@ -179,7 +196,25 @@ impl Record {
         if record.version > RECORD_VERSION {
             return Err(RecordError::Newer(record.version));
         }
+        for db in &record.databases {
+            let bare = db
+                .engine
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !bare {
+                return Err(RecordError::Engine {
+                    database: db.name.clone(),
+                    engine: db.engine.clone(),
+                });
+            }
+        }
         for table in &record.tables {
+            let creates = super::rename::created_name(&table.create);
+            if creates != Some((table.database.clone(), table.name.clone())) {
+                return Err(RecordError::Statement {
+                    table: table.shown(),
+                });
+            }
             if let Some(dir) = table.data.as_ref().filter(|d| !relative_dir_ok(d)) {
                 return Err(RecordError::Directory {
                     table: table.shown(),
@@ -245,6 +280,13 @@ mod tests {
             .to_string();
         assert!(err.contains("not a part name"), "{err}");
         record.tables[0].parts[0].name = "all_1_1_0".into();
+        // A statement that does something else than create the recorded table.
+        let mut hostile = record.clone();
+        hostile.tables[0].create = "DROP DATABASE db".into();
+        let err = Record::parse(&serde_json::to_vec(&hostile).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("does not create it"), "{err}");
+        hostile.tables[0].create = "CREATE TABLE db.other (x UInt8) ENGINE = Memory".into();
+        assert!(Record::parse(&serde_json::to_vec(&hostile).unwrap()).is_err());
         assert_eq!(
             Record::parse(&serde_json::to_vec(&record).unwrap()).unwrap(),
             record

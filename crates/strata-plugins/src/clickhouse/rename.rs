@@ -30,10 +30,11 @@ pub fn renamed(create: &str, database: &str, old: &str, new: &str) -> Result<Str
     }
     let tail = &rest[name_len..];
     let mut out = format!("CREATE TABLE {}.{}", ident(database), ident(new));
-    let Some(at) = tail
-        .find("MergeTree(")
-        .filter(|_| tail.contains("Replicated"))
-    else {
+    // The engine clause, not a column or a comment that says "Replicated".
+    let engine = tail
+        .find(" ENGINE = Replicated")
+        .map(|at| at + " ENGINE = ".len());
+    let Some(at) = engine.and_then(|e| tail[e..].find("MergeTree(").map(|m| e + m)) else {
         out.push_str(tail);
         return Ok(out);
     };
@@ -72,6 +73,36 @@ pub fn unreplicated(create: &str) -> Result<String, RenameError> {
         rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
     }
     Ok(format!("{}{family}{rest}", &create[..engine]))
+}
+
+/// The database and name a `CREATE TABLE|VIEW|MATERIALIZED VIEW db.name ...` statement
+/// creates, unquoted; `None` for any other statement. A restore runs a recorded
+/// statement only when it creates the table the record says it does.
+pub fn created_name(create: &str) -> Option<(String, String)> {
+    let rest = ["CREATE TABLE ", "CREATE MATERIALIZED VIEW ", "CREATE VIEW "]
+        .iter()
+        .find_map(|kind| create.strip_prefix(kind))?;
+    let token = &rest[..qualified_name_len(rest)];
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let (mut quoted, mut escaped) = (false, false);
+    for c in token.chars() {
+        match (quoted, escaped, c) {
+            (true, true, c) => {
+                current.push(c);
+                escaped = false;
+            }
+            (true, false, '\\') => escaped = true,
+            (_, false, '`') => quoted = !quoted,
+            (false, _, '.') => parts.push(std::mem::take(&mut current)),
+            (_, _, c) => current.push(c),
+        }
+    }
+    parts.push(current);
+    match <[String; 2]>::try_from(parts) {
+        Ok([db, name]) if !quoted && !db.is_empty() && !name.is_empty() => Some((db, name)),
+        _ => None,
+    }
 }
 
 /// The length of `db.name` at the start of `text` (back-quoted parts may hold anything).
@@ -152,6 +183,27 @@ mod tests {
         );
         let local = "CREATE TABLE d.t (x UInt8) ENGINE = MergeTree() ORDER BY x";
         assert_eq!(unreplicated(local).unwrap(), local);
+    }
+
+    #[test]
+    fn a_statement_says_what_it_creates() {
+        let named = |s: &str| created_name(s).map(|(d, n)| format!("{d}|{n}"));
+        assert_eq!(
+            named("CREATE TABLE shop.events (x UInt8) ENGINE = MergeTree() ORDER BY x").as_deref(),
+            Some("shop|events")
+        );
+        assert_eq!(
+            named("CREATE TABLE db.`.inner.mv` (d Date) ENGINE = SummingMergeTree() ORDER BY d")
+                .as_deref(),
+            Some("db|.inner.mv")
+        );
+        assert_eq!(
+            named("CREATE MATERIALIZED VIEW db.mv TO db.daily (d Date) AS SELECT d FROM db.e")
+                .as_deref(),
+            Some("db|mv")
+        );
+        assert_eq!(named("DROP DATABASE shop"), None);
+        assert_eq!(named("CREATE TABLE a.b.c (x UInt8)"), None);
     }
 
     #[test]

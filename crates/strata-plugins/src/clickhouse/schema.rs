@@ -96,6 +96,7 @@ pub async fn read(
         engine: String,
         create_table_query: String,
         data_path: String,
+        disks: u64,
     }
     #[derive(Deserialize)]
     struct Replica {
@@ -137,8 +138,10 @@ pub async fn read(
         )
         .await?;
     let data_path = match columns.iter().any(|c| c.name == "data_path") {
-        true => "data_path",
-        false => "arrayStringConcat(arraySlice(data_paths, 1, 1)) AS data_path",
+        true => "data_path, toUInt64(1) AS disks",
+        false => {
+            "arrayStringConcat(arraySlice(data_paths, 1, 1)) AS data_path, toUInt64(length(data_paths)) AS disks"
+        }
     };
     let names = databases
         .iter()
@@ -167,6 +170,13 @@ pub async fn read(
     for row in rows {
         let data = match freezable(&row.engine) {
             false => None,
+            // Parts on other disks would be missing from the frozen copy without a word.
+            true if row.disks > 1 => {
+                return Err(ClickHouseError::Settings(format!(
+                    "table {}.{} keeps its parts on {} disks; strata backs up tables on one disk (the server's path) only",
+                    row.database, row.name, row.disks
+                )))
+            }
             true => {
                 let relative = row
                     .data_path
