@@ -147,7 +147,8 @@ impl Context {
                             r.files_kept, r.dirs, r.removed,
                         ));
                         if let Some(recovery) = &r.recovery {
-                            self.say(format!("node {}: PostgreSQL {recovery}", n.node));
+                            // The plugin's own line names its system.
+                            self.say(format!("node {}: {recovery}", n.node));
                         }
                     }
                     (None, Some(e)) => eprintln!("strata: node {} not restored: {e}", n.node),

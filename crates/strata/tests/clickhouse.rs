@@ -527,6 +527,29 @@ fn a_backup_killed_while_its_tables_are_frozen_leaves_no_copy_after_the_next_and
         assert_no_frozen_copy(&server.data);
     }
 
+    // A replica that lost a table comes back as a replica: restored alone, it finds the
+    // other replica holding parts and fetches them instead of attaching its own copy.
+    let live = fingerprint(&cluster.servers[0].url, "shop.events", "d, id, s, batch");
+    query(&cluster.servers[1].url, "DROP TABLE shop.events");
+    let out = site.ok(&[
+        "restore",
+        name,
+        "--node",
+        "ch2",
+        "--table",
+        "shop.events",
+        "--as",
+        "events",
+    ]);
+    assert!(out.contains("fetched from replica ch1"), "{out}");
+    let sql = "SELECT count(), sum(cityHash64(d, id, s, batch)) FROM shop.events";
+    assert_eq!(wait_for_answer(&cluster.servers[1].url, sql, &live), live);
+    assert_eq!(
+        query(&cluster.servers[0].url, sql),
+        live,
+        "no row doubled on ch1"
+    );
+
     // A server that does not answer fails the backup, with its reason; the others'
     // frozen copies are removed all the same.
     let dead_dir = dir.path().join("dead");

@@ -394,7 +394,7 @@ impl Recovery {
             }
         }
         if !plan.start {
-            return Ok(Some("ready for recovery (not started)".into()));
+            return Ok(Some("PostgreSQL ready for recovery (not started)".into()));
         }
         let log = restored
             .state_dir
@@ -415,7 +415,7 @@ impl Recovery {
             strata_postgres::recovery::remove_settings(&pg.node.data_dir).map_err(pg_failed)?;
         }
         if !promoted {
-            return Ok(Some(outcome));
+            return Ok(Some(format!("PostgreSQL {outcome}")));
         }
         // The restore itself succeeded: an archive that lags is a loud warning, not a
         // failure of what is already back.
@@ -429,7 +429,7 @@ impl Recovery {
                 line
             }
         };
-        Ok(Some(format!("{outcome}; {archived}")))
+        Ok(Some(format!("PostgreSQL {outcome}; {archived}")))
     }
 }
 
