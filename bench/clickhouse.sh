@@ -20,7 +20,9 @@
 # floor (each shard's file unpacked on its first replica, parts moved to detached/ and
 # attached), both until the second replicas hold every row. Rows and checksums of the
 # restored table are checked against the source. Peak RSS beside each time.
-# Needs root (drops caches) and the Debian packages clickhouse-server and zookeeperd.
+# Needs root (drops caches) and the Debian packages clickhouse-server and zookeeperd, and
+# about 12 x N MiB of disk while it runs; the clusters, the repository and the floor's
+# files are removed when it ends well.
 # Output: a table on stdout and bench/results/clickhouse.md.
 set -euo pipefail
 
@@ -216,3 +218,7 @@ mib() { printf '%.0f' "$(echo "$1 / 1048576" | bc -l)"; }
   echo "| floor, all four servers | $(mib "$FLOOR_BYTES") | $(ratio "$FLOOR_BYTES" "$((PART_BYTES * 2))") |"
   echo "| floor, one replica per shard | $(mib "$FLOOR_ONE_PER_SHARD") | $(ratio "$FLOOR_ONE_PER_SHARD" "$((PART_BYTES * 2))") |"
 } | tee "$RESULTS_MD"
+# Four servers' data, two restored clusters, the repository and the floor's files: several
+# GiB. Kept only when a step failed (above), for a look.
+stop_all
+rm -rf "$W"/source "$W"/fresh "$W"/floor "$W"/floor-files "$W"/repo
