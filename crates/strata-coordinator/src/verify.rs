@@ -451,6 +451,26 @@ pub struct DrillReport {
 }
 
 impl DrillReport {
+    /// What a database check of one node found (`prefix` names the backup and node):
+    /// what held and why nothing ran go to `database`, damage to the problems.
+    fn add_proof(
+        &mut self,
+        prefix: &str,
+        checked: Vec<String>,
+        skipped: Option<String>,
+        damaged: Vec<String>,
+    ) {
+        self.database
+            .extend(checked.iter().map(|c| format!("{prefix}: {c}")));
+        self.database
+            .extend(skipped.map(|why| format!("{prefix}: {why}")));
+        self.problems.extend(
+            damaged
+                .iter()
+                .map(|d| format!("{prefix}: database damaged: {d}")),
+        );
+    }
+
     /// The audit outcome and detail line of a finished drill.
     pub fn outcome(&self) -> (&'static str, String) {
         if self.problems.is_empty() {
@@ -570,18 +590,7 @@ async fn drill(
             let work = scratch.join(format!(".{}-{}", plugin.name(), node.node));
             if let Some(proof) = plugin.prove_restored(backed_up, &node.target, &work).await {
                 let prefix = format!("backup {} node {}", summary.name, node.node);
-                report
-                    .database
-                    .extend(proof.checked.iter().map(|c| format!("{prefix}: {c}")));
-                if let Some(why) = proof.skipped {
-                    report.database.push(format!("{prefix}: {why}"));
-                }
-                report.problems.extend(
-                    proof
-                        .damaged
-                        .iter()
-                        .map(|d| format!("{prefix}: database damaged: {d}")),
-                );
+                report.add_proof(&prefix, proof.checked, proof.skipped, proof.damaged);
             }
         }
     }
@@ -617,20 +626,7 @@ async fn prove_database(
     )
     .await;
     match proved {
-        Ok(proof) => {
-            report
-                .database
-                .extend(proof.checked.iter().map(|c| format!("{prefix}: {c}")));
-            if let Some(why) = proof.skipped {
-                report.database.push(format!("{prefix}: {why}"));
-            }
-            report.problems.extend(
-                proof
-                    .damaged
-                    .iter()
-                    .map(|d| format!("{prefix}: database damaged: {d}")),
-            );
-        }
+        Ok(proof) => report.add_proof(&prefix, proof.checked, proof.skipped, proof.damaged),
         Err(e) => report.problems.push(format!(
             "{prefix}: the restored database could not be proven: {}",
             crate::error_chain(&e)

@@ -221,6 +221,18 @@ impl Client {
         call.await
     }
 
+    /// `SELECT count() FROM <from>` (`from`: a table and its conditions, quoted).
+    pub async fn count(&self, from: &str) -> Result<u64, ClickHouseError> {
+        #[derive(serde::Deserialize)]
+        struct N {
+            n: u64,
+        }
+        let rows = self
+            .rows::<N>(&format!("SELECT count() AS n FROM {from}"))
+            .await?;
+        Ok(rows.first().map_or(0, |n| n.n))
+    }
+
     /// Runs a `SELECT` and reads its rows (`FORMAT JSONEachRow` is appended).
     pub async fn rows<T: DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, ClickHouseError> {
         let text = self.execute(&format!("{sql} FORMAT JSONEachRow")).await?;

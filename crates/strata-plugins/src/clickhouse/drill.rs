@@ -216,16 +216,10 @@ async fn check_table(
             .await
             .map_err(|e| format!("part {}: {e}", part.name))?;
     }
-    #[derive(Deserialize)]
-    struct N {
-        n: u64,
-    }
     let rows = client
-        .rows::<N>(&format!("SELECT count() AS n FROM {}", table.sql_name()))
+        .count(&table.sql_name())
         .await
-        .map_err(|e| e.to_string())?
-        .pop()
-        .map_or(0, |n| n.n);
+        .map_err(|e| e.to_string())?;
     if rows != table.rows() {
         return Err(format!(
             "{rows} rows came back, the backup recorded {}",

@@ -493,36 +493,21 @@ impl RestoreRun {
 
 impl RestoreRun {
     async fn exists(&self, table: &Table) -> ApiResult<bool> {
-        #[derive(Deserialize)]
-        struct N {
-            n: u64,
-        }
-        let n = self
-            .client
-            .rows::<N>(&format!(
-                "SELECT count() AS n FROM system.tables WHERE database = {} AND name = {}",
-                literal(&table.database),
-                literal(&table.name)
-            ))
-            .await
-            .map_err(query_failed("read the tables"))?;
-        Ok(n.first().is_some_and(|n| n.n > 0))
+        let from = format!(
+            "system.tables WHERE database = {} AND name = {}",
+            literal(&table.database),
+            literal(&table.name)
+        );
+        let n = self.client.count(&from).await;
+        Ok(n.map_err(query_failed("read the tables"))? > 0)
     }
 
     async fn count(&self, table: &Table) -> ApiResult<u64> {
-        #[derive(Deserialize)]
-        struct N {
-            n: u64,
-        }
-        let n = self
-            .client
-            .rows::<N>(&format!("SELECT count() AS n FROM {}", table.sql_name()))
+        let what = format!("count the rows of {}", table.shown());
+        self.client
+            .count(&table.sql_name())
             .await
-            .map_err(query_failed(&format!(
-                "count the rows of {}",
-                table.shown()
-            )))?;
-        Ok(n.first().map_or(0, |n| n.n))
+            .map_err(query_failed(&what))
     }
 
     /// The table's data directory on this server, relative to its path.
