@@ -1,9 +1,10 @@
-//! `strata migrate`: upgrades a repository of format version 1, 2 or 3 to the current one.
+//! `strata migrate`: upgrades a repository of format version 1 to 4 to the current one.
 //!
-//! Versions 2 and 3 to 4: their objects stay as they are (each object's header says how
+//! Versions 2 to 4 to 5: their objects stay as they are (each object's header says how
 //! to read it; version 3 added extended attributes to manifests, version 4 new object
-//! kinds and layouts that older objects need not have), so only the config is rewritten,
-//! with the current version and its MAC. Version 1 is what follows.
+//! kinds and layouts, version 5 compression dictionaries, which older objects need not
+//! have), so only the config is rewritten, with the current version and its MAC.
+//! Version 1 is what follows.
 //!
 //! Version 1 sealed objects without associated data and kept the config and key files
 //! unauthenticated; this strata reads such a repository but does not write to it. The

@@ -221,6 +221,10 @@ pub async fn run_verify_with(
             object.reason
         ));
     }
+    // 0b. Compression dictionaries that do not decode: the blobs compressed with them
+    // fail below (with --read-data) as damaged.
+    let (_, dictionary_problems) = repo.check_dictionaries().await?;
+    report.problems.extend(dictionary_problems);
     // 1. Packs named by the index must exist with their recorded size.
     let stored: HashMap<String, u64> = repo
         .store()

@@ -49,6 +49,14 @@ pub enum RepoError {
         /// What was wrong with it.
         why: String,
     },
+    /// A blob's zstd frame names a compression dictionary the repository does not have.
+    #[error("blob {blob} is compressed with dictionary {} ({}), which the repository does not have", crate::dictionary::dictionary_key(*id), "restore it from a copy of the repository, or `strata verify` to see what it affects")]
+    MissingDictionary {
+        /// The blob, for the message.
+        blob: String,
+        /// The dictionary's id.
+        id: u32,
+    },
     /// A blob referenced by a manifest is not in the index.
     #[error("blob {0} is not in the repository index")]
     MissingBlob(String),
@@ -90,7 +98,7 @@ impl RepoError {
             | RepoError::InitRaced { .. }
             | RepoError::NeedsMigration(_)
             | RepoError::KeyRefused(_) => ErrorCode::BadRequest,
-            RepoError::Corrupted { .. } => ErrorCode::Damaged,
+            RepoError::Corrupted { .. } | RepoError::MissingDictionary { .. } => ErrorCode::Damaged,
             RepoError::Store(_)
             | RepoError::UnsupportedVersion { .. }
             | RepoError::MissingBlob(_)
@@ -132,6 +140,10 @@ mod tests {
             (RepoError::WrongPassword(s()), ErrorCode::Password),
             (RepoError::PasswordRequired(s()), ErrorCode::Password),
             (RepoError::corrupted("a", "b"), ErrorCode::Damaged),
+            (
+                RepoError::MissingDictionary { blob: s(), id: 1 },
+                ErrorCode::Damaged,
+            ),
             (RepoError::MissingBlob(s()), ErrorCode::Failed),
             (RepoError::Pipeline(s()), ErrorCode::Failed),
             (RepoError::ConfigNotAuthentic(s()), ErrorCode::Failed),

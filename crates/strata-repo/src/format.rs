@@ -3,13 +3,15 @@
 use crate::chunker::ChunkerParams;
 use serde::{Deserialize, Serialize};
 
-/// The major format version this build writes. It reads this one and versions 1 to 3
+/// The major format version this build writes. It reads this one and versions 1 to 4
 /// (see `docs/format.md`, "History"); it refuses newer ones. Minor additions stay
 /// readable because unknown JSON fields are ignored. Version 3 added extended attributes
 /// (POSIX ACLs included) to manifest entries; version 4 is the metadata at the size of
-/// real clusters (leveled index objects, the backup listing, streamed manifests). An
-/// object keeps its version in its header and is read as that version.
-pub const FORMAT_VERSION: u32 = 4;
+/// real clusters (leveled index objects, the backup listing, streamed manifests);
+/// version 5 adds compression dictionaries (`dicts/`, blobs whose zstd frames name one:
+/// see [`crate::dictionary`]). An object keeps its version in its header and is read as
+/// that version.
+pub const FORMAT_VERSION: u32 = 5;
 
 /// The oldest format version this build reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
@@ -44,6 +46,9 @@ pub enum ObjectKind {
     /// Packs condemned by garbage collection, or the writers it waits for
     /// (`gc/condemned/<run>/...`, format version 4): see [`crate::condemned`].
     Condemned = 11,
+    /// A compression dictionary (`dicts/<id>`, format version 5): see
+    /// [`crate::dictionary`].
+    Dictionary = 12,
 }
 
 /// Magic bytes at the start of every encoded (non-pack) object.

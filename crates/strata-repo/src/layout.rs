@@ -44,6 +44,10 @@ pub const LISTING: &str = "listing/";
 /// key: never cached.
 pub const LISTING_GENERATION: &str = "listing/generation";
 
+/// Compression dictionaries (format version 5): `dicts/<id, 8 hex digits>` (see
+/// `crate::dictionary`). Written once, never changed, never deleted.
+pub const DICTS: &str = "dicts/";
+
 /// Packs condemned by garbage collection: `gc/condemned/<run>/packs` and
 /// `gc/condemned/<run>/writers` (see `crate::condemned`).
 pub const CONDEMNED: &str = "gc/condemned/";
@@ -52,7 +56,9 @@ pub const CONDEMNED: &str = "gc/condemned/";
 /// `pin` says the same thing, so its old copy stays right): a local copy stays valid for
 /// as long as the object exists. The config changes on migration; a cache reads it from
 /// the store every time and drops everything when it differs (see `strata_store::cache`).
-const CACHEABLE: [&str; 7] = [SUMMARIES, MANIFESTS, INDEX, KEYS, VERIFIED, PINS, LISTING];
+const CACHEABLE: [&str; 8] = [
+    SUMMARIES, MANIFESTS, INDEX, KEYS, VERIFIED, PINS, LISTING, DICTS,
+];
 
 /// Objects that make data visible to readers: written by a process that has lost its
 /// lock, they must be refused (the store's fence). Packs are not among them: nothing

@@ -63,6 +63,8 @@ pub mod chunker;
 pub mod compress;
 pub mod condemned;
 pub mod crypto;
+pub mod dictionary;
+mod dictionary_store;
 mod error;
 pub mod format;
 pub mod id;

@@ -195,7 +195,14 @@ async fn read_placed(repo: &Repository, id: &BlobId, at: &ChunkPlace) -> RepoRes
         raw_length: at.raw_length,
         compressed: at.compressed,
     };
-    repo.open_blob(id, &sealed, &location)
+    match repo.open_blob(id, &sealed, &location) {
+        // A catalog opening loads no dictionary until a blob needs one.
+        Err(RepoError::MissingDictionary { .. }) => {
+            repo.reload_dictionaries().await?;
+            repo.open_blob(id, &sealed, &location)
+        }
+        other => other,
+    }
 }
 
 impl Repository {

@@ -1,7 +1,7 @@
 //! Opening, creating and reading a repository.
 
 use crate::chunker::{Chunker, ChunkerParams};
-use crate::compress::decompress;
+use crate::compress::{decompress, DecompressError};
 use crate::crypto::{Cipher, KdfParams, KeyFile, MasterKeys};
 use crate::format::{
     decode_object, encode_object, now_rfc3339, Encryption, ObjectKind, RepoConfig, FORMAT_VERSION,
@@ -53,6 +53,9 @@ pub struct Repository {
     /// Listing pages read and checked, by key (they never change under their key): a
     /// process that lists often (a server) decodes each page once.
     pub(crate) listing_objects: crate::listing::read::DecodedCache,
+    /// The compression dictionaries loaded, shared like the index view (see
+    /// `crate::dictionary_store`).
+    pub(crate) dictionaries: Arc<RwLock<Arc<crate::dictionary::Dictionaries>>>,
 }
 
 /// A repository object that exists but does not decode (failed authentication, bad
@@ -86,7 +89,9 @@ impl RepoError {
     pub fn is_damage(&self) -> bool {
         matches!(
             self,
-            RepoError::Corrupted { .. } | RepoError::UnsupportedVersion { .. }
+            RepoError::Corrupted { .. }
+                | RepoError::UnsupportedVersion { .. }
+                | RepoError::MissingDictionary { .. }
         )
     }
 }
@@ -227,10 +232,11 @@ impl Repository {
             keys,
             cipher,
             key_id,
-            index,
             damaged_index: RwLock::new(Vec::new()),
             warned: Mutex::new(Default::default()),
             listing_objects: Default::default(),
+            dictionaries: index.dictionaries.clone(),
+            index,
         }
     }
 
@@ -389,7 +395,9 @@ impl Repository {
             self.index.commit().await;
         }
         *self.damaged_index.write().expect("index lock poisoned") = damaged;
-        Ok(())
+        // Listed after the index objects: a dictionary is stored before any blob
+        // compressed with it, so every blob of an object read above finds its own.
+        self.reload_dictionaries().await
     }
 
     /// The index objects the last index load skipped because they do not decode.
@@ -401,7 +409,7 @@ impl Repository {
     }
 
     /// Prints a warning about a damaged object once per process and object.
-    fn warn_damaged(&self, key: &str, text: &str) {
+    pub(crate) fn warn_damaged(&self, key: &str, text: &str) {
         if self
             .warned
             .lock()
@@ -487,6 +495,12 @@ impl Repository {
         match read().await {
             Err(RepoError::Store(e)) if e.is_not_found() && !test_no_relookup() => {
                 self.reload_index().await?;
+                read().await
+            }
+            // A dictionary stored after this view was read (a catalog opening reads none
+            // until a blob needs one).
+            Err(RepoError::MissingDictionary { .. }) => {
+                self.reload_dictionaries().await?;
                 read().await
             }
             other => other,
@@ -578,8 +592,14 @@ impl Repository {
             return Err(RepoError::corrupted(what(), "raw length out of range"));
         }
         let plain = if location.compressed {
-            decompress(&body, location.raw_length as usize)
-                .map_err(|e| RepoError::corrupted(what(), e))?
+            let dictionaries = self.dictionaries();
+            decompress(&body, location.raw_length as usize, &dictionaries).map_err(|e| match e {
+                DecompressError::MissingDictionary(dictionary) => RepoError::MissingDictionary {
+                    blob: id.short(),
+                    id: dictionary,
+                },
+                DecompressError::Invalid(e) => RepoError::corrupted(what(), e),
+            })?
         } else {
             body
         };

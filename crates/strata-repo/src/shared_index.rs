@@ -37,6 +37,9 @@ pub struct SharedIndex {
     pub(crate) view: RwLock<Box<dyn BlobIndex>>,
     /// Held while refreshing, so two openings of one repository read each object once.
     pub(crate) refreshing: tokio::sync::Mutex<Attached>,
+    /// The compression dictionaries loaded, shared the same way: a dictionary one
+    /// opening stores is known at once to another whose view lists its blobs.
+    pub(crate) dictionaries: Arc<RwLock<Arc<crate::dictionary::Dictionaries>>>,
     repo_id: String,
 }
 
@@ -61,6 +64,7 @@ impl SharedIndex {
         let view = Arc::new(SharedIndex {
             view: RwLock::new(Box::new(MemoryIndex::default())),
             refreshing: tokio::sync::Mutex::new(Attached::default()),
+            dictionaries: Default::default(),
             repo_id: repo_id.to_string(),
         });
         views.insert(repo_id.to_string(), Arc::downgrade(&view));

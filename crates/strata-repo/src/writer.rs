@@ -20,6 +20,7 @@
 //! collection, as for the last object: see `crate::condemned`.)
 
 use crate::compress::BlobCompressor;
+use crate::dictionary::{Dictionary, Sampler, Training};
 use crate::index::{IndexFile, IndexedPack};
 use crate::layout::pack_key;
 use crate::pack::PackBuilder;
@@ -28,7 +29,7 @@ use bytes::Bytes;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
@@ -56,6 +57,11 @@ pub struct WriterOptions {
     /// An index object is written once this many blobs of stored packs wait for one
     /// (default [`FLUSH_BLOBS`]).
     pub index_every: usize,
+    /// Train and store a compression dictionary when the repository has none yet, as
+    /// this says (backups' writers: `strata_cluster`'s `writer_options`). `None` (the
+    /// default: manifests, archives, garbage collection) trains none; every writer
+    /// compresses small blobs with the repository's dictionary once it has one.
+    pub train_dictionary: Option<Training>,
 }
 
 impl Default for WriterOptions {
@@ -66,6 +72,7 @@ impl Default for WriterOptions {
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
             uploads: 2,
             index_every: FLUSH_BLOBS,
+            train_dictionary: None,
         }
     }
 }
@@ -111,6 +118,60 @@ struct Sealed {
     compressed: bool,
 }
 
+/// The dictionary a writer's sealing workers compress small blobs with: the
+/// repository's when it has one, else the one this writer trains (see
+/// [`crate::dictionary`]).
+struct DictionaryState {
+    current: OnceLock<Arc<Dictionary>>,
+    /// Samples while training; `None` once trained, or when not training.
+    sampler: Mutex<Option<Sampler>>,
+}
+
+impl DictionaryState {
+    fn new(repo: &Repository, level: i32, training: Option<Training>) -> DictionaryState {
+        let current = OnceLock::new();
+        let mut sampler = None;
+        match repo.dictionaries().preferred() {
+            Some(dictionary) => {
+                let _ = current.set(dictionary.clone());
+            }
+            None if level != 0 => sampler = training.map(Sampler::new),
+            None => {}
+        }
+        DictionaryState {
+            current,
+            sampler: Mutex::new(sampler),
+        }
+    }
+
+    /// Offers `data` as a sample; when the samples are complete, trains the dictionary
+    /// and stores it. Only once the store acknowledged it may a blob use it, so the
+    /// calling worker waits for that (one store round trip, once per repository). A
+    /// failure leaves the writer without a dictionary: the blobs are stored as before.
+    fn offer(&self, repo: &Repository, runtime: &Handle, data: &[u8]) {
+        let samples = {
+            let mut slot = self.sampler.lock().expect("sampler lock");
+            let Some(sampler) = slot.as_mut() else { return };
+            let samples = sampler.offer(data);
+            if samples.is_some() {
+                *slot = None;
+            }
+            samples
+        };
+        let Some(raw) = samples.as_deref().and_then(crate::dictionary::train) else {
+            return;
+        };
+        match runtime.block_on(repo.store_dictionary(raw)) {
+            Ok(dictionary) => {
+                let _ = self.current.set(dictionary);
+            }
+            Err(e) => eprintln!(
+                "strata: warning: storing a compression dictionary: {e}; going on without one"
+            ),
+        }
+    }
+}
+
 /// The first error of a background stage, seen by every later call.
 #[derive(Default)]
 struct Failure(Mutex<Option<String>>);
@@ -152,13 +213,19 @@ impl BlobWriter {
         if let Err(e) = repo.check_writable() {
             failure.set(e.to_string());
         }
+        let dictionary = Arc::new(DictionaryState::new(
+            &repo,
+            options.compression_level,
+            options.train_dictionary,
+        ));
         let workers = (0..workers_n)
             .map(|i| {
                 let (rx, tx, repo) = (job_rx.clone(), sealed_tx.clone(), repo.clone());
+                let (dictionary, runtime) = (dictionary.clone(), Handle::current());
                 let level = options.compression_level;
                 std::thread::Builder::new()
                     .name(format!("strata-seal-{i}"))
-                    .spawn(move || seal_worker(&repo, level, &rx, &tx))
+                    .spawn(move || seal_worker(&repo, level, &dictionary, &runtime, &rx, &tx))
                     .expect("spawn sealing thread")
             })
             .collect();
@@ -281,6 +348,8 @@ impl BlobWriter {
 fn seal_worker(
     repo: &Repository,
     level: i32,
+    dictionary: &DictionaryState,
+    runtime: &Handle,
     jobs: &Mutex<Receiver<Vec<Job>>>,
     out: &SyncSender<Vec<Sealed>>,
 ) {
@@ -293,6 +362,10 @@ fn seal_worker(
         let sealed = batch
             .into_iter()
             .map(|job| {
+                match dictionary.current.get() {
+                    Some(d) => compressor.use_dictionary(d),
+                    None => dictionary.offer(repo, runtime, &job.data),
+                }
                 let body = compressor.compress(&job.data);
                 Sealed {
                     id: job.id,

@@ -239,29 +239,49 @@ fn a_version_2_repository_is_read_refuses_writes_and_migrates_to_version_3() {
     assert_eq!(listed.as_array().unwrap().len(), 2);
 }
 
-/// The checked-in version-3 repository (made by the last strata writing version 3).
-fn v3_fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../strata-repo/tests/fixtures/format-v3")
+/// A checked-in repository of an older version (made by the last strata writing it).
+fn fixture(version: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../strata-repo/tests/fixtures/format-v{version}"))
 }
-const V3_PASSWORD: &str = "format-v3-fixture-password";
-const V3_BACKUP: &str = "20261125T213419Z-637aac8e";
 
 #[test]
 fn a_version_3_repository_is_read_refuses_writes_and_migrates_to_the_current_version() {
+    an_older_repository_is_read_refuses_writes_and_migrates(
+        &fixture(3),
+        "format-v3-fixture-password",
+        "20261125T213419Z-637aac8e",
+    );
+}
+
+#[test]
+fn a_version_4_repository_is_read_refuses_writes_and_migrates_to_the_current_version() {
+    an_older_repository_is_read_refuses_writes_and_migrates(
+        &fixture(4),
+        "format-v4-fixture-password",
+        "20261128T041711Z-82eaa082",
+    );
+}
+
+fn an_older_repository_is_read_refuses_writes_and_migrates(
+    fixture: &Path,
+    password: &str,
+    old_backup: &str,
+) {
     let env = Env::empty();
-    copy_tree(&v3_fixture().join("repo"), &env.repo);
-    let src = v3_fixture().join("src");
-    let ok3 = |args: &[&str]| ok_with(&env, V3_PASSWORD, args);
+    copy_tree(&fixture.join("repo"), &env.repo);
+    let src = fixture.join("src");
+    let ok3 = |args: &[&str]| ok_with(&env, password, args);
     let listed: serde_json::Value = serde_json::from_str(&ok3(&["list", "--json"])).unwrap();
-    assert_eq!(listed[0]["name"], V3_BACKUP);
+    assert_eq!(listed[0]["name"], old_backup);
     assert_eq!(listed[0]["verified"]["ok"], true, "its verification record");
     let target = env.path("restored-old");
-    ok3(&["restore", V3_BACKUP, "--to", target.to_str().unwrap()]);
+    ok3(&["restore", old_backup, "--to", target.to_str().unwrap()]);
     assert_eq!(contents(&target), contents(&src));
     ok3(&["verify", "--read-data"]);
 
     let before = contents(&env.repo);
-    assert_backup_refused_writing_nothing(&env, V3_PASSWORD, &src);
+    assert_backup_refused_writing_nothing(&env, password, &src);
 
     // The migration rewrites the config only.
     ok3(&["migrate"]);
@@ -284,7 +304,7 @@ fn a_version_3_repository_is_read_refuses_writes_and_migrates_to_the_current_ver
     // The current version: the old backup restores beside a new one.
     ok3(&["backup", "--node-name", "n1", src.to_str().unwrap()]);
     for (backup, into) in [
-        (V3_BACKUP, "restored-old-again"),
+        (old_backup, "restored-old-again"),
         ("latest", "restored-new"),
     ] {
         let target = env.path(into);

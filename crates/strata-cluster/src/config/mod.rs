@@ -568,6 +568,7 @@ impl BackupConfig {
             compression_level: self.compression_level,
             pack_size: self.pack_size_mib as usize * 1024 * 1024,
             uploads: self.uploads.max(1),
+            train_dictionary: Some(strata_repo::dictionary::Training::default()),
             ..strata_repo::writer::WriterOptions::default()
         };
         if self.threads > 0 {
