@@ -204,7 +204,7 @@ impl Sampler {
         }
         self.seen_blobs += 1;
         self.seen_bytes += data.len() as u64;
-        if self.seen_blobs % self.stride == 0 {
+        if self.seen_blobs.is_multiple_of(self.stride) {
             self.held += data.len();
             self.samples.push(data.to_vec());
             while self.held > self.training.sample_bytes && self.samples.len() > 1 {
