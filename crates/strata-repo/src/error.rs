@@ -50,7 +50,10 @@ pub enum RepoError {
         why: String,
     },
     /// A blob's zstd frame names a compression dictionary the repository does not have.
-    #[error("blob {blob} is compressed with dictionary {} ({}), which the repository does not have", crate::dictionary::dictionary_key(*id), "restore it from a copy of the repository, or `strata verify` to see what it affects")]
+    #[error(
+        "blob {blob} is compressed with dictionary {}, which the repository does not have",
+        crate::dictionary::dictionary_key(*id)
+    )]
     MissingDictionary {
         /// The blob, for the message.
         blob: String,

@@ -362,11 +362,15 @@ fn seal_worker(
         let sealed = batch
             .into_iter()
             .map(|job| {
-                match dictionary.current.get() {
-                    Some(d) => compressor.use_dictionary(d),
-                    None => dictionary.offer(repo, runtime, &job.data),
+                let trained = dictionary.current.get();
+                if let Some(d) = trained {
+                    compressor.use_dictionary(d);
                 }
                 let body = compressor.compress(&job.data);
+                // Only what compresses teaches a dictionary anything.
+                if trained.is_none() && body.compressed {
+                    dictionary.offer(repo, runtime, &job.data);
+                }
                 Sealed {
                     id: job.id,
                     bytes: repo.cipher().seal(&body.data),

@@ -374,3 +374,110 @@ fn excluded_paths_are_left_out() {
         "{paths:?}"
     );
 }
+
+/// A table file of `pages` 8 KiB pages of rows, each row one of 2,000 (of about 100
+/// bytes) picked at random: a page repeats little within itself and much of what the
+/// table's other pages hold, as real tables do.
+fn rows_table(pages: usize, seed: u64) -> Vec<u8> {
+    let rows: Vec<Vec<u8>> = (0..2000u64)
+        .map(|r| {
+            let h = r.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            format!(
+                "({r:05}, 'customer-{:06}', '{:08x}', 'street {:05}', 'Tallinn', {:07}.{:02});",
+                h % 999_983,
+                (h >> 17) as u32,
+                (h >> 7) % 99_991,
+                (h >> 3) % 9_999_991,
+                r % 100
+            )
+            .into_bytes()
+        })
+        .collect();
+    let mut state = seed.wrapping_add(1).wrapping_mul(0x2545_F491_4F6C_DD1D);
+    let mut out = Vec::with_capacity(pages * 8192);
+    for _ in 0..pages {
+        let end = out.len() + 8192;
+        while out.len() < end {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let row = &rows[(state % rows.len() as u64) as usize];
+            out.extend_from_slice(&row[..row.len().min(end - out.len())]);
+        }
+    }
+    out
+}
+
+/// The `dicts/` objects of the repository.
+fn dictionaries(env: &Env) -> Vec<std::path::PathBuf> {
+    match fs::read_dir(env.repo.join("dicts")) {
+        Ok(dir) => dir.map(|e| e.unwrap().path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// What a backup's node stored for `raw` bytes of new data, per byte.
+fn stored_per_byte(summary: &serde_json::Value, raw: u64) -> f64 {
+    summary["nodes"][0]["new_bytes"].as_f64().unwrap() / raw as f64
+}
+
+#[test]
+fn page_files_train_a_dictionary_that_later_backups_use_and_restores_verify_and_gc_keep() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    // 72 MiB of pages: the first 64 MiB of small blobs are the samples.
+    for t in 0..3u64 {
+        fs::write(src.join(format!("1638{t}")), rows_table(3072, t)).unwrap();
+    }
+    let first = env.json(&["backup", src.to_str().unwrap()]);
+    let dicts = dictionaries(&env);
+    assert_eq!(dicts.len(), 1, "one dictionary: {dicts:?}");
+
+    // A backup of new tables compresses every page with it from the first.
+    for t in 3..5u64 {
+        fs::write(src.join(format!("1638{t}")), rows_table(1024, t)).unwrap();
+    }
+    let second = env.json(&["backup", src.to_str().unwrap()]);
+    assert_eq!(dictionaries(&env), dicts, "no second dictionary");
+    // The first backup compressed most of its pages without it.
+    let bytes = |summary: &serde_json::Value| summary["nodes"][0]["bytes"].as_u64().unwrap();
+    let (with, without) = (
+        stored_per_byte(&second, bytes(&second) - bytes(&first)),
+        stored_per_byte(&first, bytes(&first)),
+    );
+    assert!(
+        with < 0.8 * without,
+        "with the dictionary {with:.3} stored per byte, mostly without it {without:.3}"
+    );
+    let out = env.path("out");
+    env.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert_same_tree(&src, &out);
+
+    // Garbage collection keeps it; the other backup still restores and verifies.
+    let names = env.backup_names();
+    env.ok(&["delete", &names[0]]);
+    env.ok(&["gc"]);
+    assert_eq!(dictionaries(&env), dicts);
+    fs::remove_dir_all(&out).unwrap();
+    env.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert_same_tree(&src, &out);
+    env.ok(&["verify", "--read-data"]);
+
+    // Without it, its blobs are damage, named, and nothing is restored from them.
+    let name = dicts[0].file_name().unwrap().to_str().unwrap().to_string();
+    fs::remove_file(&dicts[0]).unwrap();
+    let verify = env.run(&["verify", "--read-data"]);
+    assert!(!verify.status.success());
+    assert!(
+        String::from_utf8_lossy(&verify.stderr).contains(&format!("dicts/{name}")),
+        "{verify:?}"
+    );
+    let broken = env.path("broken");
+    let restore = env.run(&["restore", "latest", "--to", broken.to_str().unwrap()]);
+    assert!(!restore.status.success());
+    assert!(
+        String::from_utf8_lossy(&restore.stderr).contains(&format!("dicts/{name}")),
+        "{restore:?}"
+    );
+}

@@ -497,14 +497,19 @@ fn a_full_disk_stops_the_restore_with_a_clear_error_and_no_partial_file() {
 fn repositories_of_an_unknown_format_version_are_refused() {
     let env = Env::new();
     let config = fs::read_to_string(env.repo.join("config")).unwrap();
+    let current = strata_repo::format::FORMAT_VERSION;
     fs::write(
         env.repo.join("config"),
-        config.replace("\"version\": 4", "\"version\": 5"),
+        config.replace(
+            &format!("\"version\": {current}"),
+            &format!("\"version\": {}", current + 1),
+        ),
     )
     .unwrap();
     let stderr = env.fails(&["list"], 1);
     assert!(
-        stderr.contains("format version 5 is not supported") && stderr.contains("upgrade strata"),
+        stderr.contains(&format!("format version {} is not supported", current + 1))
+            && stderr.contains("upgrade strata"),
         "{stderr}"
     );
     // Not a strata repository at all.
