@@ -8,7 +8,9 @@
 //! any hex is decoded; blob raw lengths are capped by `MAX_BLOB_RAW` before decompression.
 
 use crate::archive::ArchivedFile;
+use crate::compress::{decompress, BlobCompressor};
 use crate::crypto::{Cipher, KdfParams, KeyFile, MasterKeys};
+use crate::dictionary::{Dictionaries, Dictionary};
 use crate::format::{decode_object, decompress_capped, encode_object, Encryption, ObjectKind};
 use crate::index::IndexFile;
 use crate::manifest::NodeManifest;
@@ -20,7 +22,7 @@ use crate::BlobId;
 use proptest::collection::vec;
 use proptest::prelude::*;
 
-const KINDS: [ObjectKind; 10] = [
+const KINDS: [ObjectKind; 11] = [
     ObjectKind::Index,
     ObjectKind::Manifest,
     ObjectKind::Summary,
@@ -31,7 +33,25 @@ const KINDS: [ObjectKind; 10] = [
     ObjectKind::VerifyRecord,
     ObjectKind::Listing,
     ObjectKind::Condemned,
+    ObjectKind::Dictionary,
 ];
+
+/// A real trained dictionary and a page compressed with it, made once.
+fn dictionary_and_frame() -> &'static (Vec<u8>, Vec<u8>) {
+    static MADE: std::sync::OnceLock<(Vec<u8>, Vec<u8>)> = std::sync::OnceLock::new();
+    MADE.get_or_init(|| {
+        let samples: Vec<Vec<u8>> = (0..64)
+            .map(|i| crate::dictionary::tests::rows_page(i, 8192))
+            .collect();
+        let raw = crate::dictionary::train(&samples).expect("trains");
+        let dictionary = Dictionary::parse(raw.clone()).unwrap();
+        let mut compressor = BlobCompressor::new(3);
+        compressor.use_dictionary(&dictionary);
+        let frame = compressor.compress(&crate::dictionary::tests::rows_page(999, 32 * 1024));
+        assert!(frame.compressed);
+        (raw, frame.data)
+    })
+}
 
 fn cipher(encrypted: bool, accept_v1: bool) -> Cipher {
     let encryption = if encrypted {
@@ -177,6 +197,36 @@ proptest! {
             }
         }
         let _ = changed;
+    }
+
+    #[test]
+    fn dictionaries_and_their_frames_from_arbitrary_or_mutated_bytes_never_panic(
+        arbitrary in vec(any::<u8>(), 0..2000),
+        magic in any::<bool>(),
+        edits in vec((any::<usize>(), any::<u8>()), 0..6),
+        cut in proptest::option::of(any::<usize>()),
+        frame_edits in vec((any::<usize>(), any::<u8>()), 0..4),
+    ) {
+        let (raw, frame) = dictionary_and_frame();
+        let mut bytes = arbitrary.clone();
+        if magic {
+            bytes = [0x37, 0xA4, 0x30, 0xEC].into_iter().chain(arbitrary.iter().copied()).collect();
+        }
+        let _ = Dictionary::parse(bytes);
+        let mut damaged = raw.clone();
+        mutate(&mut damaged, &edits, cut);
+        let Ok(dictionary) = Dictionary::parse(damaged) else { return Ok(()) };
+        let mut loaded = Dictionaries::default();
+        loaded.insert(std::sync::Arc::new(dictionary));
+        // Frames against a (maybe damaged) dictionary: an error or some bytes of exactly
+        // the expected length, never a panic.
+        let mut frame = frame.clone();
+        mutate(&mut frame, &frame_edits, None);
+        for input in [&frame[..], &arbitrary[..]] {
+            if let Ok(out) = decompress(input, 32 * 1024, &loaded) {
+                prop_assert_eq!(out.len(), 32 * 1024);
+            }
+        }
     }
 
     #[test]
