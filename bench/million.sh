@@ -2,7 +2,7 @@
 # bench/million.sh - a node of a million small files: strata vs restic.
 #
 #   bench/million.sh [--dirs N] [--files N] [--runs N] [--tools strata,restic]
-#                    [--steps backup1,backup2,ls,restore,verify] [--cold]
+#                    [--steps backup1,backup2,ls,restore,restore_durable,verify] [--cold]
 #
 # What it measures, and why:
 #   The metadata engine at the size of real clusters (issue 33, "A million files"):
@@ -11,6 +11,9 @@
 #   the index, not in the data. For each tool and run: init (untimed), first backup,
 #   unchanged second backup, `ls` of one directory of the latest backup, full restore
 #   into an empty directory, and a structural check (`strata verify`, `restic check`).
+#   `restore_durable` (not a default step) times a restore until its files are on disk:
+#   strata's restore as it is (it returns after a syncfs), restic's followed by
+#   `sync -f` of the target.
 #   Each step runs under /usr/bin/time -v: wall time and peak RSS ("Maximum resident
 #   set size"). Every run starts from a fresh repository, cache and state directory;
 #   the table reports the median of the runs with every run's value beside it.
@@ -116,6 +119,12 @@ step_cmd() {
     restic/backup*) CMD=(restic -r "$repo" --cache-dir "$W/state-restic" backup "$DATA") ;;
     restic/ls)      CMD=(restic -r "$repo" --cache-dir "$W/state-restic" ls latest "$DATA/$LS_DIR") ;;
     restic/restore) CMD=(restic -r "$repo" --cache-dir "$W/state-restic" restore latest --target "$RESTORE") ;;
+    # The restore and then the files on disk (`sync -f`: one syncfs of the target's file
+    # system), as strata's restore is when it reports: the durable restores compared.
+    restic/restore_durable)
+      CMD=(sh -c 'restic -r "$1" --cache-dir "$2" restore latest --target "$3" && sync -f "$3"'
+           sh "$repo" "$W/state-restic" "$RESTORE") ;;
+    strata/restore_durable) step_cmd strata restore ;;
     restic/verify)  CMD=(restic -r "$repo" --cache-dir "$W/state-restic" check) ;;
   esac
 }
@@ -163,9 +172,10 @@ for line in open(rows):
     tool, step, run, wall, rss = line.split("\t")
     data[(tool, step)].append((float(wall), int(rss) / 1024))
 tools = sorted({t for t, _ in data}, key=lambda t: t != "strata")
-steps = ["backup1", "backup2", "ls", "restore", "verify"]
+steps = ["backup1", "backup2", "ls", "restore", "restore_durable", "verify"]
 names = {"backup1": "first backup", "backup2": "unchanged second backup", "ls": "`ls` of one directory",
-         "restore": "restore", "verify": "verify (`restic check`)"}
+         "restore": "restore", "restore_durable": "restore, files on disk (restic: + `sync -f`)",
+         "verify": "verify (`restic check`)"}
 cold = os.environ.get("BENCH_COLD") == "1"
 lines = [f"{dirs} directories x {files} files of 60-800 bytes, page cache {'dropped before every step' if cold else 'warm'}, median of {runs} runs "
          f"(every run in brackets), {os.cpu_count()} cores, "

@@ -10,7 +10,9 @@
 #   once like a database would between two backups (~1% of pages rewritten in
 #   place, appends, small files added/deleted) - a second backup, and finally
 #   a full restore of the latest snapshot into an empty directory, which is
-#   verified by hashing every file (verification is not timed).
+#   verified by hashing every file (verification is not timed). A restore is timed
+#   until its files are on disk: strata's returns after a syncfs, restic's and borg's
+#   are followed by `sync -f` of the target.
 #   For each step: wall time, CPU time (user+sys) and peak RSS from
 #   /usr/bin/time, and the repository size (du -sb) after each backup, so the
 #   second backup's repository growth shows how well each tool deduplicates
@@ -198,10 +200,13 @@ tool_cmd() {
   case $tool/$kind in
     restic/init)    CMD=(restic -r "$repo" --cache-dir "$(cache_of restic)" init --repository-version 2) ;;
     restic/backup*) CMD=(restic -r "$repo" --cache-dir "$(cache_of restic)" backup --compression auto "$arg") ;;
-    restic/restore) CMD=(restic -r "$repo" --cache-dir "$(cache_of restic)" restore latest --target "$arg") ;;
+    # Restores end with their files on disk, as strata's does (it returns after a
+    # syncfs): the others' are followed by `sync -f` of the target's file system.
+    restic/restore) CMD=(sh -c 'restic -r "$1" --cache-dir "$2" restore latest --target "$3" && sync -f "$3"'
+                         sh "$repo" "$(cache_of restic)" "$arg") ;;
     borg/init)      CMD=(borg init --encryption="$BORG_ENC" "$repo") ;;
     borg/backup*)   CMD=(borg create --compression "zstd,3" "$repo::b${kind#backup}" .); CWD=$arg ;;
-    borg/restore)   CMD=(borg extract "$repo::b2"); CWD=$arg ;;
+    borg/restore)   CMD=(sh -c 'borg extract "$1::b2" && sync -f .' sh "$repo"); CWD=$arg ;;
     strata/init)    CMD=("$STRATA_BIN" --repo "$repo" "${STRATA_GLOBAL[@]}" init) ;;
     strata/backup*) CMD=("$STRATA_BIN" --repo "$repo" "${STRATA_GLOBAL[@]}" backup "$arg") ;;
     strata/restore) CMD=("$STRATA_BIN" --repo "$repo" "${STRATA_GLOBAL[@]}" restore latest --to "$arg") ;;
