@@ -50,23 +50,19 @@ impl std::fmt::Debug for Dictionary {
 impl Dictionary {
     /// Checks `raw` as a dictionary: a zstd dictionary (magic, a non-zero id, entropy
     /// tables zstd loads) of at most [`MAX_DICTIONARY`] bytes.
-    pub fn parse(raw: Vec<u8>) -> Result<Dictionary, String> {
+    pub fn parse(raw: Vec<u8>) -> Result<Dictionary, NotADictionary> {
         if raw.len() > MAX_DICTIONARY {
-            return Err(format!(
-                "{} bytes, more than the {MAX_DICTIONARY} a dictionary may have",
-                raw.len()
-            ));
+            return Err(NotADictionary::TooLarge(raw.len()));
         }
         if raw.len() < 8
             || u32::from_le_bytes(raw[..4].try_into().expect("4 bytes")) != DICTIONARY_MAGIC
         {
-            return Err("not a zstd dictionary".into());
+            return Err(NotADictionary::NoMagic);
         }
         let id = zstd::zstd_safe::get_dict_id_from_dict(&raw)
-            .ok_or("a zstd dictionary without an id")?
+            .ok_or(NotADictionary::NoId)?
             .get();
-        let decoder = zstd::zstd_safe::DDict::try_create(&raw)
-            .ok_or("zstd does not load it as a dictionary")?;
+        let decoder = zstd::zstd_safe::DDict::try_create(&raw).ok_or(NotADictionary::Unloadable)?;
         Ok(Dictionary { id, raw, decoder })
     }
 
@@ -83,6 +79,23 @@ impl Dictionary {
     pub(crate) fn decoder(&self) -> &zstd::zstd_safe::DDict<'static> {
         &self.decoder
     }
+}
+
+/// Why bytes are not a dictionary.
+#[derive(Debug, thiserror::Error)]
+pub enum NotADictionary {
+    /// Larger than a dictionary may be.
+    #[error("{0} bytes, more than the {MAX_DICTIONARY} a dictionary may have")]
+    TooLarge(usize),
+    /// No zstd dictionary magic number.
+    #[error("not a zstd dictionary")]
+    NoMagic,
+    /// The magic, but a zero id.
+    #[error("a zstd dictionary without an id")]
+    NoId,
+    /// zstd does not load its tables.
+    #[error("zstd does not load it as a dictionary")]
+    Unloadable,
 }
 
 /// The dictionaries a repository has, by id.
