@@ -252,6 +252,8 @@ struct FileJob<'e> {
     /// The inode of the temporary file this restore created: a file put in its place is
     /// not written to.
     inode: u64,
+    /// Whether its directory was created by this restore (so it inherited no ACL).
+    in_created_dir: bool,
     /// Pieces not yet handled; the one that brings it to zero finishes the file.
     remaining: AtomicUsize,
     failure: Mutex<Option<String>>,
@@ -552,13 +554,11 @@ impl Restorer {
             std::cmp::Reverse(if e.path.is_empty() { 0 } else { depth + 1 })
         });
         for entry in dirs {
-            let created = self.created_dirs.lock().unwrap().contains(&entry.path);
-            let result = self.dirs.get(&entry.path).and_then(|dir| {
-                if created {
-                    handles::drop_inherited_acl(dir.as_fd(), true, &entry.xattrs)?;
-                }
-                self.set_metadata(dir.as_fd(), entry)
-            });
+            // A directory this restore created lost its inherited ACLs when it was made.
+            let result = self
+                .dirs
+                .get(&entry.path)
+                .and_then(|dir| self.set_metadata(dir.as_fd(), entry));
             if let Err(err) = result {
                 self.fail(entry, err);
             }
@@ -589,10 +589,15 @@ impl Restorer {
         let (parent, name) = handles::split(rel);
         let (_, created) = self.dirs.get(parent)?.create_dir(name, NEW_DIR_MODE)?;
         if created {
-            self.created_dirs.lock().unwrap().insert(rel.to_vec());
             // The umask may have taken the owner's bits; the final mode comes last.
             let dir = self.dirs.get(rel)?;
             rustix::fs::fchmod(dir.as_fd(), rustix::fs::Mode::from_raw_mode(NEW_DIR_MODE))?;
+            // ACLs inherited from the parent's default ACL go now, before anything is
+            // created inside (the backup's own come with the metadata, last): a file
+            // created here then inherits nothing, and is spared asking (see `publish`).
+            // Only this restore's user can give the directory a default ACL meanwhile.
+            handles::drop_inherited_acl(dir.as_fd(), true, &[])?;
+            self.created_dirs.lock().unwrap().insert(rel.to_vec());
         }
         Ok(())
     }
@@ -660,7 +665,8 @@ impl Restorer {
             );
         }
         let temp = temp_name(name);
-        let inode = match create_temp(&dir, &temp, *size) {
+        let length = pieces.is_empty().then_some(*size);
+        let inode = match create_temp(&dir, &temp, length) {
             Ok(inode) => inode,
             Err(err) => return self.write_failed(entry, err),
         };
@@ -670,6 +676,7 @@ impl Restorer {
             name,
             temp,
             inode,
+            in_created_dir: fresh,
             remaining: AtomicUsize::new(pieces.len()),
             failure: Mutex::new(None),
         };
@@ -788,7 +795,8 @@ impl Restorer {
                     }
                 }
                 let file = &target.as_ref().expect("opened above").1;
-                let written = write_sparse_at(file, data, piece.at);
+                let ends_file = piece.at + data.len() as u64 == job.entry.size();
+                let written = write_sparse_at(file, data, piece.at, ends_file);
                 match written {
                     Ok(()) => self.piece_written(job, file),
                     Err(err) if is_disk_full(&err) => {
@@ -857,8 +865,11 @@ impl Restorer {
     /// to its name.
     fn publish(&self, job: &FileJob<'_>, file: &File) -> io::Result<()> {
         // A file this restore created: an ACL it inherited from its directory's default
-        // ACL (a directory restored earlier, or already there) goes first.
-        handles::drop_inherited_acl(file, false, &job.entry.xattrs)?;
+        // ACL (a directory that was already there) goes first. One in a directory this
+        // restore created inherited nothing (see `create_dir`).
+        if !job.in_created_dir {
+            handles::drop_inherited_acl(file, false, &job.entry.xattrs)?;
+        }
         self.set_metadata(file, job.entry)?;
         // The name still holds the file written through `file`, which may have been
         // opened many pieces ago: a file swapped in under the temporary name since is not
@@ -933,10 +944,12 @@ impl Restorer {
     }
 }
 
-/// Creates the temporary file `temp` in `dir` with `size` bytes and returns its inode. A
-/// leftover of an interrupted restore (or anything else planted there, a symlink
-/// included) is removed first, never followed.
-fn create_temp(dir: &Dir, temp: &OsStr, size: u64) -> io::Result<u64> {
+/// Creates the temporary file `temp` in `dir` and returns its inode; `length`, when
+/// given, is set (a file no piece will write: a hollow one). A file with pieces gets its
+/// length from its last piece's write (see [`write_sparse_at`]). A leftover of an
+/// interrupted restore (or anything else planted there, a symlink included) is removed
+/// first, never followed.
+fn create_temp(dir: &Dir, temp: &OsStr, length: Option<u64>) -> io::Result<u64> {
     let file = match dir.create_new(temp, 0o600) {
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
             dir.remove_file(temp)?;
@@ -944,7 +957,11 @@ fn create_temp(dir: &Dir, temp: &OsStr, size: u64) -> io::Result<u64> {
         }
         other => other?,
     };
-    let created = file.set_len(size).and_then(|()| file.metadata());
+    let created = match length {
+        Some(size) if size > 0 => file.set_len(size),
+        _ => Ok(()),
+    }
+    .and_then(|()| file.metadata());
     match created {
         Ok(meta) => Ok(meta.ino()),
         Err(err) => {
@@ -962,7 +979,11 @@ const HOLE_PAGE: u64 = 4096;
 /// zeros (pages counted from the file's start): the file keeps the holes of the file
 /// that was backed up (and gets some where that one had written zeros). Its content is the
 /// same byte for byte.
-fn write_sparse_at(file: &File, data: &[u8], at: u64) -> io::Result<()> {
+///
+/// `ends_file`: `data` is the file's last piece. Its last page is then written even when
+/// it is zeros, so the writes alone give the file its length (no `ftruncate` per file;
+/// see [`create_temp`]).
+fn write_sparse_at(file: &File, data: &[u8], at: u64, ends_file: bool) -> io::Result<()> {
     let end = at + data.len() as u64;
     // Runs of non-zero pages, written one run at a time.
     let mut run: Option<u64> = None;
@@ -971,7 +992,7 @@ fn write_sparse_at(file: &File, data: &[u8], at: u64) -> io::Result<()> {
         let page_end = ((page_start / HOLE_PAGE) + 1) * HOLE_PAGE;
         let page_end = page_end.min(end);
         let bytes = &data[(page_start - at) as usize..(page_end - at) as usize];
-        let zero = bytes.iter().all(|&b| b == 0);
+        let zero = !(ends_file && page_end == end) && bytes.iter().all(|&b| b == 0);
         match (zero, run) {
             (false, None) => run = Some(page_start),
             (true, Some(from)) => {
@@ -1057,18 +1078,19 @@ mod tests {
         };
         let temp = temp_name(OsStr::new("f"));
         let root = restorer.dirs.get(b"").unwrap();
-        let inode = create_temp(&root, &temp, 5).unwrap();
+        let inode = create_temp(&root, &temp, Some(5)).unwrap();
         let job = FileJob {
             entry: &entry,
             parent: b"",
             name: OsStr::new("f"),
             temp: temp.clone(),
             inode,
+            in_created_dir: false,
             remaining: AtomicUsize::new(1),
             failure: Mutex::new(None),
         };
         let written = restorer.open_temp(&job).unwrap();
-        write_sparse_at(&written, b"ours!", 0).unwrap();
+        write_sparse_at(&written, b"ours!", 0, true).unwrap();
         // Another file takes the temporary name while the restore holds its handle.
         fs::remove_file(target.join(&temp)).unwrap();
         fs::write(target.join(&temp), b"planted").unwrap();
@@ -1169,13 +1191,35 @@ mod tests {
         data[(2 << 20) + 5000] = 2;
         let last = data.len() - 1;
         data[last] = 3;
-        write_sparse_at(&file, &data, 1000).unwrap();
-        write_sparse_at(&file, &[], 0).unwrap();
-        write_sparse_at(&file, &[7; 10], size - 10).unwrap();
+        write_sparse_at(&file, &data, 1000, false).unwrap();
+        write_sparse_at(&file, &[], 0, false).unwrap();
+        write_sparse_at(&file, &[7; 10], size - 10, true).unwrap();
         let mut expected = vec![0u8; size as usize];
         expected[1000..1000 + data.len()].copy_from_slice(&data);
         expected[size as usize - 10..].fill(7);
         assert!(fs::read(&path).unwrap() == expected);
         assert!(fs::metadata(&path).unwrap().blocks() * 512 <= 64 * 1024);
+    }
+
+    /// A file's length comes from its last piece's write: its last page is written even
+    /// when it is zeros, so a file that ends in zeros (or is all zeros) is whole without
+    /// an `ftruncate`.
+    #[test]
+    fn the_last_piece_gives_the_file_its_length_even_when_it_ends_in_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Dir::open_path(dir.path()).unwrap();
+        for (name, content) in [
+            ("tail", [vec![5u8; 4096], vec![0u8; 8192]].concat()),
+            ("zeros", vec![0u8; 100]),
+            ("page", vec![0u8; 4096]),
+        ] {
+            let temp = OsStr::new(name);
+            create_temp(&root, temp, None).unwrap();
+            let (file, _) = root.open_write_inode(temp).unwrap();
+            let (first, last) = content.split_at(content.len() / 2);
+            write_sparse_at(&file, first, 0, false).unwrap();
+            write_sparse_at(&file, last, first.len() as u64, true).unwrap();
+            assert_eq!(fs::read(dir.path().join(name)).unwrap(), content, "{name}");
+        }
     }
 }

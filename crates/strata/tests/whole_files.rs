@@ -141,7 +141,9 @@ fn acls_come_back_exactly_with_their_mask() {
     let inherited = getfacl(&target.join("shared/probe"));
     let src3 = env.path("src3");
     fs::create_dir_all(src3.join("inner")).unwrap();
+    fs::write(src3.join("inner/file.txt"), b"no acl either").unwrap();
     let inner_plain = getfacl(&src3.join("inner"));
+    let file_plain = getfacl(&src3.join("inner/file.txt"));
     assert_ne!(
         inherited, inner_plain,
         "the setup: a default ACL is inherited"
@@ -150,6 +152,9 @@ fn acls_come_back_exactly_with_their_mask() {
     let into = target.join("shared/probe");
     env.ok(&["restore", "latest", "--to", into.to_str().unwrap()]);
     assert_eq!(getfacl(&into.join("inner")), inner_plain);
+    // Nor does a file in a directory the restore created there (that directory dropped
+    // what it inherited before the file was made).
+    assert_eq!(getfacl(&into.join("inner/file.txt")), file_plain);
 }
 
 #[test]
