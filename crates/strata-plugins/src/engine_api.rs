@@ -157,6 +157,9 @@ impl Caller {
         let (method, url) = strata_hooks::parse_http_line(line)
             .map_err(|e| ExternalError::Failed(e.to_string()))?;
         let shown = format!("{method} {}", strata_util::mask_url(url));
+        // The last answer that said why (a 503 and its body): a later attempt cut short
+        // by the deadline must not hide it.
+        let mut last_answer: Option<String> = None;
         loop {
             let left = self.left();
             let why = if left.is_zero() {
@@ -200,6 +203,7 @@ impl Caller {
                         {
                             return Err(ExternalError::Failed(said));
                         }
+                        last_answer = Some(said.clone());
                         said
                     }
                     Err(e) => format!("{shown}: {e}"),
@@ -213,9 +217,12 @@ impl Caller {
                 )));
             }
             if self.left() <= self.poll {
-                return Err(match self.reached {
-                    true => ExternalError::Failed(format!("{why} (tried until the timeout)")),
-                    false => ExternalError::Unreachable(why),
+                return Err(match (self.reached, last_answer) {
+                    (true, Some(said)) if said != why => ExternalError::Failed(format!(
+                        "{why}; the last answer: {said} (tried until the timeout)"
+                    )),
+                    (true, _) => ExternalError::Failed(format!("{why} (tried until the timeout)")),
+                    (false, _) => ExternalError::Unreachable(why),
                 });
             }
             self.pause().await;
@@ -280,6 +287,42 @@ pub fn is_one_of(state: &str, states: &[String]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A system that answered 503 and then stops answering: the error that ends the
+    /// step says what it answered, not only that the last try ran out of time.
+    #[tokio::test]
+    async fn the_last_answer_is_kept_when_the_deadline_cuts_the_last_try_short() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            for n in 0..50 {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
+                if n == 0 {
+                    let mut request = [0u8; 1024];
+                    let _ = socket.read(&mut request).await;
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbusy")
+                        .await;
+                } else {
+                    held.push(socket); // accepted, never answered
+                }
+            }
+        });
+        let mut caller = Caller::new(
+            Duration::from_millis(800),
+            Duration::from_millis(50),
+            Duration::from_secs(5),
+        );
+        let line = format!("DELETE http://127.0.0.1:{port}/backups/1");
+        let err = caller.call(&line, Vec::new(), false).await.unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("503") && text.contains("busy"), "{text}");
+        server.abort();
+    }
 
     #[test]
     fn templates_escape_values_for_where_they_go() {
