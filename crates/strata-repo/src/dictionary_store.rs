@@ -20,25 +20,50 @@ impl Repository {
     /// skipped with a warning: the blobs compressed with it fail as damaged
     /// ([`RepoError::MissingDictionary`]) and everything else keeps working.
     pub async fn reload_dictionaries(&self) -> RepoResult<()> {
+        for (key, problem) in self.scan_dictionaries(false).await?.1 {
+            self.warn_damaged(
+                &key,
+                &format!("{problem}; skipped: the blobs compressed with it do not restore"),
+            );
+        }
+        Ok(())
+    }
+
+    /// Every `dicts/` object checked (for `strata verify`): the number that decode, and
+    /// one line per object that does not.
+    pub async fn check_dictionaries(&self) -> RepoResult<(usize, Vec<String>)> {
+        let (good, problems) = self.scan_dictionaries(true).await?;
+        Ok((good, problems.into_iter().map(|(_, line)| line).collect()))
+    }
+
+    /// Lists `dicts/` and loads each dictionary that decodes (with `all`, also those
+    /// loaded already, read and checked again): how many decoded, and (key, why) for
+    /// each object that does not. One gone between the listing and the read is skipped.
+    async fn scan_dictionaries(&self, all: bool) -> RepoResult<(usize, Vec<(String, String)>)> {
         let loaded = self.dictionaries();
+        let (mut good, mut problems) = (0, Vec::new());
         for object in self.store().list_fresh(layout::DICTS).await? {
             let Some(id) = key_dictionary(&object.key) else {
+                problems.push((
+                    object.key.clone(),
+                    format!("{} is not a dictionary's name", object.key),
+                ));
                 continue;
             };
-            if loaded.contains(id) {
+            if !all && loaded.contains(id) {
                 continue;
             }
             match self.read_dictionary(&object.key, id).await {
-                Ok(dictionary) => self.add_dictionary(Arc::new(dictionary)),
+                Ok(dictionary) => {
+                    self.add_dictionary(Arc::new(dictionary));
+                    good += 1;
+                }
                 Err(RepoError::Store(e)) if e.is_not_found() => {}
-                Err(err) if err.is_damage() => self.warn_damaged(
-                    &object.key,
-                    &format!("{err}; skipped: the blobs compressed with it do not restore"),
-                ),
+                Err(err) if err.is_damage() => problems.push((object.key, err.to_string())),
                 Err(err) => return Err(err),
             }
         }
-        Ok(())
+        Ok((good, problems))
     }
 
     /// Reads, authenticates and checks one dictionary: its payload must be a zstd
@@ -93,29 +118,6 @@ impl Repository {
             }
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Every `dicts/` object checked (for `strata verify`): the number that decode, and
-    /// one line per object that does not.
-    pub async fn check_dictionaries(&self) -> RepoResult<(usize, Vec<String>)> {
-        let mut good = 0;
-        let mut problems = Vec::new();
-        for object in self.store().list_fresh(layout::DICTS).await? {
-            let Some(id) = key_dictionary(&object.key) else {
-                problems.push(format!("{} is not a dictionary's name", object.key));
-                continue;
-            };
-            match self.read_dictionary(&object.key, id).await {
-                Ok(dictionary) => {
-                    self.add_dictionary(Arc::new(dictionary));
-                    good += 1;
-                }
-                Err(RepoError::Store(e)) if e.is_not_found() => {}
-                Err(err) if err.is_damage() => problems.push(err.to_string()),
-                Err(err) => return Err(err),
-            }
-        }
-        Ok((good, problems))
     }
 }
 

@@ -125,6 +125,8 @@ struct DictionaryState {
     current: OnceLock<Arc<Dictionary>>,
     /// Samples while training; `None` once trained, or when not training.
     sampler: Mutex<Option<Sampler>>,
+    /// Whether `sampler` is `Some`: a writer that does not sample takes no lock per blob.
+    sampling: std::sync::atomic::AtomicBool,
 }
 
 impl DictionaryState {
@@ -140,6 +142,7 @@ impl DictionaryState {
         }
         DictionaryState {
             current,
+            sampling: std::sync::atomic::AtomicBool::new(sampler.is_some()),
             sampler: Mutex::new(sampler),
         }
     }
@@ -149,12 +152,16 @@ impl DictionaryState {
     /// calling worker waits for that (one store round trip, once per repository). A
     /// failure leaves the writer without a dictionary: the blobs are stored as before.
     fn offer(&self, repo: &Repository, runtime: &Handle, data: &[u8]) {
+        if !self.sampling.load(Ordering::Relaxed) {
+            return;
+        }
         let samples = {
             let mut slot = self.sampler.lock().expect("sampler lock");
             let Some(sampler) = slot.as_mut() else { return };
             let samples = sampler.offer(data);
             if samples.is_some() {
                 *slot = None;
+                self.sampling.store(false, Ordering::Relaxed);
             }
             samples
         };
