@@ -377,20 +377,24 @@ fn a_resume_that_failed_is_retried_by_the_agent_until_it_succeeds() {
 }
 
 /// Waits until db1's agent has resumed the pause (the third call, its record gone) and
-/// its log says so, with `why`.
+/// its log says so, with `why`. The log is read until its line is whole: the agent's
+/// stderr is unbuffered, so a line can be seen half written.
 fn assert_resumed_by_the_agent(site: &Site, log: &str, why: &str) {
     let said = || std::fs::read_to_string(site.path(log)).unwrap_or_default();
+    let resumed_line = || {
+        said()
+            .lines()
+            .find(|l| l.contains("resumed exporter"))
+            .filter(|l| l.ends_with(')'))
+            .map(str::to_owned)
+    };
     wait_for(
         "the agent's resume",
         LIMIT,
         Duration::from_millis(50),
-        || {
-            site.calls().len() == 3
-                && site.agent_records() == 0
-                && said().contains("resumed exporter")
-        },
+        || site.calls().len() == 3 && site.agent_records() == 0 && resumed_line().is_some(),
     );
     assert_eq!(site.calls()[2], "resume db1 agent");
-    let log = said();
-    assert!(log.contains(why), "{log}");
+    let line = resumed_line().unwrap();
+    assert!(line.contains(why), "{}", said());
 }
