@@ -38,6 +38,23 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// The holder of a process that provably ended: another instance whose alive file,
+    /// under `dir`, nobody holds.
+    fn ended_holder(dir: &std::path::Path) -> Option<strata_liveness::Liveness> {
+        use std::os::unix::fs::MetadataExt;
+        let path = dir.join("ended.lock");
+        let meta = std::fs::File::create(&path).unwrap().metadata().unwrap();
+        Some(strata_liveness::Liveness {
+            instance: "ended".into(),
+            alive_file: Some(strata_liveness::AliveFile {
+                path: path.display().to_string(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+            }),
+            ..strata_liveness::this_process()
+        })
+    }
+
     fn parse(toml_text: &str) -> HookConfig {
         toml::from_str(toml_text).unwrap()
     }
@@ -153,7 +170,7 @@ mod tests {
             ..HookEnv::default()
         };
         let mut record = new_record(0, &hook, &env);
-        record.holder_start += 1;
+        record.holder = ended_holder(dir.path());
         record.pause_answered = true;
         record.save(dir.path()).unwrap();
         let file = pauses_dir(dir.path()).join("op-0.json");
@@ -291,7 +308,7 @@ mod tests {
         live.save(dir.path()).unwrap();
         let mut dead = new_record(1, &hook, &env);
         dead.pause_answered = true;
-        dead.holder_start += 1; // a process that reused nothing of ours: gone
+        dead.holder = ended_holder(dir.path()); // its alive file released: gone
         dead.save(dir.path()).unwrap();
         assert_eq!(ledger.paused().len(), 2);
         // A resume the configuration does not declare is not run.
@@ -311,8 +328,13 @@ mod tests {
         assert_eq!(resumed.len(), 1);
         assert!(resumed[0].error.is_none());
         assert_eq!(std::fs::read_to_string(&marker).unwrap(), "resume\n");
-        let left: Vec<_> = ledger.paused().into_iter().flatten().collect();
-        assert_eq!(left, vec![live.clone()]);
+        let left: Vec<_> = ledger
+            .paused()
+            .into_iter()
+            .flatten()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(left, vec![live.id.clone()]);
         // Once its operation has ended here (a resume of it failed, say), it is not held:
         // this process's own retry takes it up.
         let resumed = ledger
@@ -320,6 +342,52 @@ mod tests {
             .await;
         assert_eq!(resumed.len(), 1);
         assert!(ledger.paused().is_empty());
+    }
+
+    /// A holder is gone only when its alive file is provably released: a pid that `/proc`
+    /// does not show (another PID namespace, `hidepid`) says nothing, and a released file
+    /// another kernel's process held proves nothing either.
+    #[test]
+    fn a_holder_that_cannot_be_proven_gone_keeps_its_pause() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let hook: HookConfig =
+            toml::from_str("pause = [\"/bin/true\"]\nresume = [\"/bin/true\"]").unwrap();
+        let env = HookEnv {
+            id: "op".into(),
+            ..HookEnv::default()
+        };
+        let mut record = new_record(0, &hook, &env);
+        assert!(record.held_by_this_process() && record.held(|op| op == "op"));
+        // Another process, which `/proc` here does not show.
+        record.holder_pid = u32::MAX;
+        record.holder_start = 1;
+        let path = dir.path().join("other.lock");
+        let file = std::fs::File::create(&path).unwrap();
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+        let meta = file.metadata().unwrap();
+        record.holder = Some(strata_liveness::Liveness {
+            instance: "other".into(),
+            alive_file: Some(strata_liveness::AliveFile {
+                path: path.display().to_string(),
+                dev: meta.dev(),
+                ino: meta.ino(),
+            }),
+            ..strata_liveness::this_process()
+        });
+        assert!(!record.held_by_this_process());
+        assert!(record.holder_alive() && record.held(|_| false), "it runs");
+        drop(file);
+        let mut elsewhere = record.clone();
+        elsewhere.holder.as_mut().unwrap().boot_id = Some("another boot".into());
+        assert!(
+            elsewhere.held(|_| false),
+            "another kernel's file proves nothing"
+        );
+        // Released under this kernel (the test's directory is local): gone, in whatever
+        // PID namespace it ran.
+        record.holder.as_mut().unwrap().pid_ns = Some("pid:[1]".into());
+        assert!(!record.held(|_| false), "its file released here: gone");
     }
 
     /// Two resumers of one record (two processes on one state directory, or a
@@ -431,7 +499,9 @@ mod tests {
             id: "op".into(),
             ..HookEnv::default()
         };
+        // A record of an older version (no holder), whose pid runs no longer.
         let mut record = new_record(0, &hook, &env);
+        record.holder = None;
         record.holder_start += 1;
         record.save(dir.path()).unwrap();
         record.mark_resumed(dir.path()).unwrap();

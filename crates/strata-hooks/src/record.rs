@@ -36,11 +36,21 @@ pub struct PauseRecord {
     /// How often a resume is tried before it is reported as failed (the hook's
     /// `resume_attempts`).
     pub attempts: u32,
-    /// The process holding the pause: its pid and start time (a pid alone can be reused).
+    /// The pid of the process holding the pause, for people. Whether that process still
+    /// runs is judged by [`PauseRecord::holder`], never by this pid (unless the record
+    /// was written by a version that wrote no `holder`).
     pub holder_pid: u32,
     /// The holder's start time, in clock ticks since boot (field 22 of
-    /// `/proc/<pid>/stat`); 0 when it could not be read.
+    /// `/proc/<pid>/stat`); 0 when it could not be read. Read only for records without
+    /// a `holder`.
     pub holder_start: u64,
+    /// The process holding the pause, as [`strata_liveness`] judges it: it is taken for
+    /// ended only when its alive file is provably released, never because `/proc` does
+    /// not show it (another PID namespace, a sandbox). Absent in records of versions
+    /// before it, which are judged by `holder_pid` and `holder_start` as they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub holder: Option<strata_liveness::Liveness>,
     /// The last resume's error, once one failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume_error: Option<String>,
@@ -88,17 +98,39 @@ pub(crate) fn this_process() -> (u32, u64) {
     (pid, start_time(pid).unwrap_or(0))
 }
 impl PauseRecord {
-    /// Whether the process that holds the pause still runs.
+    /// Whether the process that holds the pause may still run: true unless it has
+    /// provably ended ([`strata_liveness::provably_dead`]). A holder this process cannot
+    /// see (in another PID namespace, behind a `/proc` that hides it) still holds its
+    /// pause: resuming it early would end a live backup's consistency while it still
+    /// copies. Records of older versions (no `holder`) are judged by pid and start time.
     pub fn holder_alive(&self) -> bool {
+        match &self.holder {
+            // Negative control: the `/proc` rule for every record.
+            Some(_) if strata_util::test_unsafe("proc-pause-liveness") => self.proc_says_alive(),
+            Some(holder) => !strata_liveness::provably_dead(holder),
+            None => self.proc_says_alive(),
+        }
+    }
+
+    /// The rule of records without a `holder`: the pid runs with the start time recorded.
+    fn proc_says_alive(&self) -> bool {
         start_time(self.holder_pid).is_some_and(|t| t == self.holder_start)
     }
 
+    /// Whether this process holds the pause.
+    pub fn held_by_this_process(&self) -> bool {
+        match &self.holder {
+            Some(holder) => strata_liveness::is_this_process(holder),
+            None => self.holder_pid == std::process::id(),
+        }
+    }
+
     /// Whether a live operation still holds the pause, so no one else may resume it:
-    /// its process runs, and when that process is this one, `live_here` says its
+    /// its process may run, and when that process is this one, `live_here` says its
     /// operation still runs here. A record this process keeps after a failed resume is
     /// not held (its operation ended), so this process's own retries take it up.
     pub fn held(&self, live_here: impl Fn(&str) -> bool) -> bool {
-        self.holder_alive() && (self.holder_pid != std::process::id() || live_here(&self.operation))
+        self.holder_alive() && (!self.held_by_this_process() || live_here(&self.operation))
     }
 
     pub(crate) fn path(&self, state_dir: &Path) -> PathBuf {
@@ -133,7 +165,23 @@ impl PauseRecord {
                 format!("{:?} is not a pause record id", self.id),
             ));
         }
-        let json = serde_json::to_vec_pretty(self).expect("records serialize");
+        // The holder's alive file, taken before the pause is durable (and so before it is
+        // issued): without it no one could ever prove this process gone and resume
+        // what it leaves paused. Taken in the first state directory this process
+        // writes to; one that cannot be taken leaves the record to be resumed by hand.
+        let mut record = std::borrow::Cow::Borrowed(self);
+        if let Some(holder) = &self.holder {
+            if strata_liveness::is_this_process(holder) && holder.alive_file.is_none() {
+                if let Err(e) = strata_liveness::hold_alive_file(state_dir) {
+                    eprintln!(
+                        "strata: warning: {}: cannot take this process's alive file ({e}): if it dies while paused, no one can prove it and resume for it",
+                        state_dir.display()
+                    );
+                }
+                record.to_mut().holder = Some(strata_liveness::this_process());
+            }
+        }
+        let json = serde_json::to_vec_pretty(&*record).expect("records serialize");
         let name = format!("{}.json", self.id);
         strata_util::write_private_file(&pauses_dir(state_dir), &name, &json)
     }
@@ -314,6 +362,7 @@ pub fn new_record(index: usize, hook: &HookConfig, env: &HookEnv) -> PauseRecord
         attempts: hook.resume_attempts,
         holder_pid: pid,
         holder_start: start,
+        holder: Some(strata_liveness::this_process()),
         resume_error: None,
         pause_answered: false,
         late_pause_ms: hook.late_pause().as_millis() as u64,

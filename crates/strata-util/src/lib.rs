@@ -13,6 +13,13 @@
 
 #![deny(missing_docs)]
 
+/// Whether the test-only switch `STRATA_TEST_UNSAFE` (a comma-separated list) names
+/// `rule`: each names one safety rule to break, so the tests can show that they catch
+/// its absence (negative controls). Never set it on a repository or a host that matters.
+pub fn test_unsafe(rule: &str) -> bool {
+    std::env::var("STRATA_TEST_UNSAFE").is_ok_and(|v| v.split(',').any(|r| r.trim() == rule))
+}
+
 /// Writes `bytes` as `dir/name`, durably and privately, the way state files must be
 /// written: `dir` made 0700 if missing, a fresh 0600 temporary file (never through a
 /// link someone planted there), fsynced, renamed over `name`, and the directory fsynced.

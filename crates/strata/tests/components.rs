@@ -970,6 +970,109 @@ fn a_pause_left_by_sigkill_stays_recorded_and_the_next_backup_resumes_it_first()
     assert_no_pauses(&site, "after the next backup");
 }
 
+/// `strata backup --json` in namespaces of its own (`unshare FLAGS`), after `setup` (shell
+/// commands run there first), with `STRATA_TEST_UNSAFE=unsafe_rule` when given.
+fn strata_unshared(site: &Site, flags: &[&str], setup: &str, unsafe_rule: Option<&str>) -> Out {
+    common::assert_root("namespaces of its own (unshare)");
+    let mut cmd = Command::new("unshare");
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("STRATA_PASSWORD", common::PASSWORD)
+        .env("STRATA_BIN", env!("CARGO_BIN_EXE_strata"))
+        .env("STRATA_CONFIG_PATH", &site.config)
+        .current_dir(site.dir.path())
+        .args(flags)
+        .args(["sh", "-c"])
+        .arg(format!(
+            "{setup} exec \"$STRATA_BIN\" --config \"$STRATA_CONFIG_PATH\" backup --json"
+        ));
+    if let Some(rule) = unsafe_rule {
+        cmd.env("STRATA_TEST_UNSAFE", rule);
+    }
+    out_of(cmd.output().unwrap())
+}
+
+/// A backup paused and in flight; a second `strata backup` starts in another PID
+/// namespace (a container, `unshare`), where the first's process has no `/proc` entry.
+/// Returns the second's outcome, the engine's calls by then, and the first's outcome.
+fn second_backup_in_another_pid_namespace(unsafe_rule: Option<&str>) -> (Out, Vec<String>, Out) {
+    let site = Site::new(Setup::default());
+    site.with_hooks(vec![site.pause_hook("5s", 2)]);
+    site.engine.set(|b| b.hold = true);
+    let mut first = site.spawn_backup();
+    site.engine
+        .wait_for(&mut first.0, "the first poll of the snapshot", |c| {
+            c.line == SNAPSHOT
+        });
+    let second = strata_unshared(&site, &["-pfm", "--mount-proc"], "", unsafe_rule);
+    let seen = site.engine.lines();
+    site.engine.set(|b| b.hold = false);
+    (second, seen, read_outputs(&mut first))
+}
+
+#[test]
+fn a_live_pause_held_from_another_pid_namespace_is_not_resumed_by_a_second_backup() {
+    let (second, seen, first) = second_backup_in_another_pid_namespace(None);
+    assert_eq!(second.code, Some(6), "the cluster is busy: {second}");
+    assert!(
+        !seen.contains(&"POST /exporter/resume".to_string()),
+        "the live backup's pause was resumed under it: {seen:#?}"
+    );
+    assert_eq!(first.code, Some(0), "{first}");
+}
+
+#[test]
+fn negative_control_proc_pause_liveness_resumes_a_live_backups_pause() {
+    let (_, seen, _) = second_backup_in_another_pid_namespace(Some("proc-pause-liveness"));
+    assert!(
+        seen.contains(&"POST /exporter/resume".to_string()),
+        "with the rule gone, the second backup must resume the live pause: {seen:#?}"
+    );
+}
+
+/// The packaged units hide `/proc/sys` (`ProcSubset=pid`), so the kernel's boot id
+/// cannot be read: a SIGKILLed holder is still proven gone by its released alive file on
+/// the local state directory, and the next backup resumes its pause.
+#[test]
+fn a_pause_left_by_sigkill_is_resumed_by_a_backup_behind_the_packaged_units_proc() {
+    let site = Site::new(Setup::default());
+    site.configure(&Setup {
+        lease_ttl: Some(2),
+        hooks: vec![site.pause_hook("5s", 2)],
+        ..Setup::default()
+    });
+    site.engine.set(|b| b.hold = true);
+    let mut backup = site.spawn_backup();
+    site.engine
+        .wait_for(&mut backup.0, "the first poll of the snapshot", |c| {
+            c.line == SNAPSHOT
+        });
+    backup.0.kill().unwrap();
+    backup.0.wait().unwrap();
+    site.engine.set(|b| {
+        b.hold = false;
+        b.running_polls = 0;
+    });
+    let packaged_proc = "mount -t proc -o subset=pid,hidepid=invisible proc /proc &&";
+    let deadline = Instant::now() + LIMIT;
+    let out = loop {
+        let out = strata_unshared(&site, &["-m"], packaged_proc, None);
+        if out.code == Some(6) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(300));
+            continue;
+        }
+        break out;
+    };
+    assert_eq!(out.code, Some(0), "{out}");
+    assert!(out.stderr.contains("resumed exporter"), "{out}");
+    assert_eq!(
+        site.engine.lines()[3..4],
+        strs(&["POST /exporter/resume"]),
+        "the killed backup's pause is resumed first"
+    );
+    assert_no_pauses(&site, "after the next backup");
+}
+
 #[test]
 fn a_pause_left_by_sigkill_is_resumed_by_a_strata_server_on_the_same_state_dir() {
     let site = Site::new(Setup::default());

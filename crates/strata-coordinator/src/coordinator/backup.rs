@@ -787,7 +787,7 @@ async fn resume_component_pauses(run: &Run) -> Vec<String> {
         .paused()
         .into_iter()
         .flatten()
-        .filter(|r| r.operation == run.id && r.holder_pid == std::process::id())
+        .filter(|r| r.operation == run.id && r.held_by_this_process())
         // One round of resumes per pause: a component that resumed its own and failed
         // reported it already (its record keeps the error for the next process).
         .filter(|r| r.resume_error.is_none())

@@ -1,14 +1,35 @@
-//! Who holds a lock or a mark, and when its process is *provably* gone.
+//! Whether the process behind a lock record, a writer's mark or a pause record has
+//! *provably* ended, judged without `/proc` PIDs and without clocks.
 //!
-//! A holder is judged dead before its lease expires only when that is provable from
-//! this process: the same boot of the same kernel (`/proc/sys/kernel/random/boot_id`),
-//! the same PID namespace (`/proc/self/ns/pid`), and the holder's *alive file* (a file
-//! of its state directory on which it holds an exclusive `flock(2)` for as long as it
-//! runs, checked to be the same inode) no longer locked: the kernel releases that lock
-//! only when every descriptor of the holder is closed, that is when it exited or was
-//! killed. Whatever cannot be read (a sandbox hiding `/proc`, another host, another
-//! container, no state directory) proves nothing, and the holder is waited for until its
-//! lease expires by the storage's clock.
+//! ```
+//! # let state_dir = tempfile::tempdir().unwrap();
+//! use strata_liveness::{hold_alive_file, provably_dead, this_process};
+//!
+//! // A process takes its alive file once, then writes `this_process()` into whatever
+//! // it holds (a lock record, a mark, a pause record).
+//! hold_alive_file(state_dir.path()).unwrap();
+//! let me = this_process();
+//! // Anyone reading the record asks whether that process has provably ended: never
+//! // for a process that runs, never for this one, never when it cannot be told.
+//! assert!(!provably_dead(&me));
+//! ```
+//!
+//! A holder is judged dead only when that is provable from this process: its *alive
+//! file* (a file of its state directory on which it holds an exclusive `flock(2)` for as
+//! long as it runs) is still the same inode and no longer locked. The kernel releases
+//! that lock only when every descriptor of the holder is closed, that is when it exited
+//! or was killed, whatever PID namespace either process lives in. That proof holds only
+//! where this process shares the holder's kernel's locks:
+//!
+//! - both read the same boot of the same kernel (`/proc/sys/kernel/random/boot_id`); a
+//!   different one proves nothing (another host, or a copy of this disk); or
+//! - where either could not read it (the packaged units' sandbox hides `/proc/sys`),
+//!   the alive file lies on a local file system (ext4, xfs, btrfs, tmpfs, ...), whose
+//!   locks no other kernel shares; a network file system proves nothing.
+//!
+//! Whatever cannot be read (another host, another container's files, no state
+//! directory) proves nothing: a lock's holder is then waited for until its lease expires
+//! by the storage's clock, and a pause's holder until a process that can tell resumes it.
 //!
 //! `/proc/PID` is never consulted: in another PID namespace, or under `hidepid`, a live
 //! process has no entry there, and a PID is reused.
@@ -27,7 +48,8 @@ pub struct Liveness {
     /// The kernel boot the process runs in, when it could read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_id: Option<String>,
-    /// Its PID namespace (`pid:[4026531836]`), when it could read it.
+    /// Its PID namespace (`pid:[4026531836]`), when it could read it: for people; the
+    /// alive file's lock is the same in every namespace of a kernel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_ns: Option<String>,
     /// The file it holds locked while it runs, when it has a state directory.
@@ -177,7 +199,8 @@ fn sweep_ended(dir: &Path) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.extension().is_none_or(|e| e != "lock") || unheld(&path, None) != Some(true) {
+        if path.extension().is_none_or(|e| e != "lock") || unheld(&path, None, false) != Some(true)
+        {
             continue;
         }
         let Ok(file) = std::fs::OpenOptions::new().append(true).open(&path) else {
@@ -200,8 +223,9 @@ fn sweep_ended(dir: &Path) {
 }
 
 /// Whether the file at `path` (the inode `expect`, when given) is locked by nobody:
-/// `Some(true)` proven unheld, `Some(false)` held, `None` when it cannot be told.
-fn unheld(path: &Path, expect: Option<(u64, u64)>) -> Option<bool> {
+/// `Some(true)` proven unheld, `Some(false)` held, `None` when it cannot be told (and,
+/// with `local_only`, when it is not on a local file system).
+fn unheld(path: &Path, expect: Option<(u64, u64)>, local_only: bool) -> Option<bool> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -210,6 +234,9 @@ fn unheld(path: &Path, expect: Option<(u64, u64)>) -> Option<bool> {
         .ok()?;
     let meta = file.metadata().ok()?;
     if !meta.is_file() || expect.is_some_and(|(dev, ino)| (meta.dev(), meta.ino()) != (dev, ino)) {
+        return None;
+    }
+    if local_only && !on_a_local_file_system(&file) {
         return None;
     }
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
@@ -231,14 +258,41 @@ fn provably_dead_seen_from(liveness: &Liveness, me: &Liveness) -> bool {
     if liveness.instance == me.instance {
         return false;
     }
-    let same = |a: &Option<String>, b: &Option<String>| a.is_some() && a == b;
-    if !same(&liveness.boot_id, &me.boot_id) || !same(&liveness.pid_ns, &me.pid_ns) {
-        return false;
-    }
+    let same_boot = match (&liveness.boot_id, &me.boot_id) {
+        (Some(theirs), Some(mine)) if theirs != mine => return false,
+        (Some(_), Some(_)) => true,
+        _ => false,
+    };
     let Some(alive) = &liveness.alive_file else {
         return false;
     };
-    unheld(Path::new(&alive.path), Some((alive.dev, alive.ino))) == Some(true)
+    unheld(
+        Path::new(&alive.path),
+        Some((alive.dev, alive.ino)),
+        !same_boot,
+    ) == Some(true)
+}
+
+/// Whether `file` lies on a file system only this kernel mounts, so that its `flock`
+/// locks are this kernel's alone: the common local ones, by their `statfs(2)` magic.
+/// Network and shared ones (NFS, CIFS, FUSE, 9p, virtiofs, cluster file systems) are
+/// not listed: a lock there may be another kernel's, or not be seen at all.
+fn on_a_local_file_system(file: &File) -> bool {
+    const LOCAL: [(u32, &str); 9] = [
+        (0xEF53, "ext2/3/4"),
+        (0x5846_5342, "xfs"),
+        (0x9123_683E, "btrfs"),
+        (0x0102_1994, "tmpfs"),
+        (0xF2F5_2010, "f2fs"),
+        (0x2FC1_2FC1, "zfs"),
+        (0x794C_7630, "overlayfs"),
+        (0x5265_4973, "reiserfs"),
+        (0x3434, "nilfs"),
+    ];
+    rustix::fs::fstatfs(file).is_ok_and(|s| {
+        let magic = s.f_type as u32;
+        LOCAL.iter().any(|(m, _)| *m == magic)
+    })
 }
 
 #[cfg(test)]
@@ -253,7 +307,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_released_alive_file_of_the_same_boot_and_namespace_proves_death() {
+    fn only_a_released_alive_file_under_this_kernel_proves_death() {
         let dir = tempfile::tempdir().unwrap();
         let me = this_process();
         assert!(!provably_dead_seen_from(&me, &me), "never ourselves");
@@ -268,23 +322,33 @@ mod tests {
             dev: meta.dev(),
             ino: meta.ino(),
         });
-        if me.boot_id.is_none() || me.pid_ns.is_none() {
-            // Where /proc is hidden nothing is provable; the rest needs both.
-            assert!(!provably_dead_seen_from(&holder, &me));
-            return;
-        }
+        let local = on_a_local_file_system(&file);
         assert!(!provably_dead_seen_from(&holder, &me), "its lock is held");
         drop(file);
-        assert!(
+        assert_eq!(
             provably_dead_seen_from(&holder, &me),
+            me.boot_id.is_some() || local,
             "its lock was released"
         );
-        // Anything that cannot be compared proves nothing.
+        // A boot that could not be read on either side: the file's lock is this
+        // kernel's when the file is local. Another namespace changes nothing.
         for change in [
-            |h: &mut Liveness| h.boot_id = Some("another boot".into()),
             |h: &mut Liveness| h.boot_id = None,
             |h: &mut Liveness| h.pid_ns = Some("pid:[1]".into()),
             |h: &mut Liveness| h.pid_ns = None,
+        ] {
+            let mut changed = holder.clone();
+            change(&mut changed);
+            let proven = provably_dead_seen_from(&changed, &me);
+            assert_eq!(
+                proven,
+                local || (me.boot_id.is_some() && changed.boot_id.is_some()),
+                "{changed:?}"
+            );
+        }
+        // Anything that cannot be compared proves nothing.
+        for change in [
+            |h: &mut Liveness| h.boot_id = Some("another boot".into()),
             |h: &mut Liveness| h.alive_file = None,
             |h: &mut Liveness| h.alive_file.as_mut().unwrap().ino += 1,
             |h: &mut Liveness| h.alive_file.as_mut().unwrap().path = "/nonexistent/x.lock".into(),
@@ -292,6 +356,19 @@ mod tests {
             let mut changed = holder.clone();
             change(&mut changed);
             assert!(!provably_dead_seen_from(&changed, &me), "{changed:?}");
+        }
+    }
+
+    #[test]
+    fn a_file_here_is_on_a_local_file_system_and_proc_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("x")).unwrap();
+        assert!(
+            on_a_local_file_system(&file),
+            "the test's temporary directory"
+        );
+        if let Ok(proc) = File::open("/proc/self/stat") {
+            assert!(!on_a_local_file_system(&proc));
         }
     }
 
@@ -321,7 +398,11 @@ mod tests {
         assert!(held.exists(), "a live holder's file stays");
         assert!(ended.exists(), "an ended one stays as proof");
         assert!(std::fs::metadata(&ended).unwrap().len() > 0, "stamped");
-        assert_eq!(unheld(&ended, None), Some(true), "and still proves its end");
+        assert_eq!(
+            unheld(&ended, None, false),
+            Some(true),
+            "and still proves its end"
+        );
         assert!(!old.exists(), "a day after it was found ended, it goes");
     }
 
