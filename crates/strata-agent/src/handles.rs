@@ -123,6 +123,25 @@ impl Dir {
         Ok(File::from(fd))
     }
 
+    /// Creates an unnamed regular file in this directory (`O_TMPFILE`) for writing. It
+    /// gets a name only through [`Dir::link_unnamed`], once complete: no name of it can be
+    /// swapped for another file meanwhile, and a crash leaves nothing behind. Fails where
+    /// the file system does not support it (`EOPNOTSUPP`, or `EISDIR` on old kernels).
+    pub fn create_unnamed(&self, mode: u32) -> io::Result<File> {
+        let flags = OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC;
+        let fd = rfs::openat(&self.0, ".", flags, Mode::from_raw_mode(mode))?;
+        Ok(File::from(fd))
+    }
+
+    /// Gives `file`, made by [`Dir::create_unnamed`] in this directory, the name `name`
+    /// (`linkat` with `AT_EMPTY_PATH`, which needs `CAP_DAC_READ_SEARCH` on older
+    /// kernels). Fails with [`io::ErrorKind::AlreadyExists`] when the name is taken,
+    /// whatever holds it: nothing is replaced, nothing followed.
+    pub fn link_unnamed(&self, file: &File, name: &OsStr) -> io::Result<()> {
+        check_name(name)?;
+        Ok(rfs::linkat(file, "", &self.0, name, AtFlags::EMPTY_PATH)?)
+    }
+
     /// Opens the existing regular file `name` with `flags` (plus `O_NOFOLLOW`), checking
     /// that what was opened is a regular file.
     fn open_regular(&self, name: &OsStr, flags: OFlags) -> io::Result<File> {

@@ -1,8 +1,9 @@
 //! Restore of a node manifest into a directory, verified and resumable.
 //!
 //! Every blob is authenticated and hash-checked against its id before a byte is written.
-//! Files are written to a temporary name and renamed only when complete, so a file that
-//! exists under its real name is whole. A file already present with the right content is
+//! Files are written to a temporary name and renamed only when complete (or, one-piece
+//! files in directories the restore created, written without a name and linked when
+//! complete), so a file that exists under its real name is whole. A file already present with the right content is
 //! kept (resume after an interruption).
 //!
 //! The target may be owned, in part, by someone who changes it while the restore runs.
@@ -249,15 +250,25 @@ struct FileJob<'e> {
     parent: &'e [u8],
     name: &'e OsStr,
     temp: OsString,
-    /// The inode of the temporary file this restore created: a file put in its place is
-    /// not written to.
-    inode: u64,
+    /// The inode of the temporary file this restore created (a file put in its place is
+    /// not written to); [`NOT_CREATED`] for a deferred file not created yet, [`UNNAMED`]
+    /// for one created without a name.
+    inode: AtomicU64,
+    /// Created only when its one piece is written, by a worker (see
+    /// [`Restorer::open_for_writing`]), not while the restore plans: a single-piece file
+    /// in a directory this restore created, so nothing is there to keep or replace.
+    deferred: bool,
     /// Whether its directory was created by this restore (so it inherited no ACL).
     in_created_dir: bool,
     /// Pieces not yet handled; the one that brings it to zero finishes the file.
     remaining: AtomicUsize,
     failure: Mutex<Option<String>>,
 }
+
+/// [`FileJob::inode`] of a deferred file not created yet.
+const NOT_CREATED: u64 = 0;
+/// [`FileJob::inode`] of a file created without a name (`O_TMPFILE`), named by `linkat`.
+const UNNAMED: u64 = u64::MAX;
 
 /// One blob of one file: where it goes and where it comes from.
 struct Piece {
@@ -282,6 +293,10 @@ struct Restorer {
     not_permitted: Mutex<std::collections::BTreeMap<Vec<u8>, u64>>,
     /// Directories this restore created (their inherited ACLs are dropped).
     created_dirs: Mutex<std::collections::HashSet<Vec<u8>>>,
+    /// Whether deferred files are created without a name and linked when complete
+    /// ([`Dir::create_unnamed`]): the target's file system and this process's privileges
+    /// allow it (tried once on the target, see [`unnamed_files_work`]).
+    unnamed_files: AtomicBool,
 }
 
 /// Mode of directories the restore creates: owner-only until their content is in place.
@@ -308,6 +323,7 @@ fn privilege_needed(name: &[u8]) -> &'static str {
 
 impl Restorer {
     fn new(repo: Arc<Repository>, root: Dir, options: RestoreOptions, runtime: Handle) -> Self {
+        let unnamed_files = AtomicBool::new(unnamed_files_work(&root));
         Restorer {
             repo,
             // Parents the manifest does not list (a `--path` restore) are created as
@@ -322,6 +338,7 @@ impl Restorer {
             unsupported: Mutex::default(),
             not_permitted: Mutex::default(),
             created_dirs: Mutex::default(),
+            unnamed_files,
         }
     }
 
@@ -665,17 +682,26 @@ impl Restorer {
             );
         }
         let temp = temp_name(name);
-        let length = pieces.is_empty().then_some(*size);
-        let inode = match create_temp(&dir, &temp, length) {
-            Ok(inode) => inode,
-            Err(err) => return self.write_failed(entry, err),
+        // The common small file: created by the worker that writes its piece, which
+        // saves this thread an open, a stat and a close per file, and the worker the
+        // second open.
+        let deferred = fresh && pieces.len() == 1;
+        let inode = if deferred {
+            NOT_CREATED
+        } else {
+            let length = pieces.is_empty().then_some(*size);
+            match create_temp(&dir, &temp, length) {
+                Ok((_, inode)) => inode,
+                Err(err) => return self.write_failed(entry, err),
+            }
         };
         let job = FileJob {
             entry,
             parent,
             name,
             temp,
-            inode,
+            inode: AtomicU64::new(inode),
+            deferred,
             in_created_dir: fresh,
             remaining: AtomicUsize::new(pieces.len()),
             failure: Mutex::new(None),
@@ -692,8 +718,12 @@ impl Restorer {
     /// Opens the temporary file of `job` for writing: through its parent's handle, never
     /// through a symlink, and only if it is still the file this restore created.
     fn open_temp(&self, job: &FileJob<'_>) -> io::Result<File> {
+        let expected = job.inode.load(Ordering::Acquire);
+        if expected == NOT_CREATED || expected == UNNAMED {
+            return Err(io::Error::other("its file was never created"));
+        }
         let (file, inode) = self.dirs.get(job.parent)?.open_write_inode(&job.temp)?;
-        if inode != job.inode {
+        if inode != expected {
             return Err(io::Error::other(
                 "its temporary file was replaced during the restore",
             ));
@@ -701,9 +731,45 @@ impl Restorer {
         Ok(file)
     }
 
+    /// Opens a job's file for writing its pieces: a deferred file is created now, without
+    /// a name where the target allows it, else under its temporary name.
+    fn open_for_writing(&self, job: &FileJob<'_>) -> io::Result<File> {
+        if !job.deferred || job.inode.load(Ordering::Acquire) != NOT_CREATED {
+            return self.open_temp(job);
+        }
+        let dir = self.dirs.get(job.parent)?;
+        if self.unnamed_files.load(Ordering::Relaxed) {
+            match dir.create_unnamed(0o600) {
+                Ok(file) => {
+                    job.inode.store(UNNAMED, Ordering::Release);
+                    return Ok(file);
+                }
+                // A directory on a file system without O_TMPFILE (a mount below the
+                // target): named files from now on. Any other error is met again below.
+                Err(err)
+                    if matches!(
+                        err.raw_os_error(),
+                        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL)
+                    ) =>
+                {
+                    self.unnamed_files.store(false, Ordering::Relaxed)
+                }
+                Err(_) => {}
+            }
+        }
+        let (file, inode) = create_temp(&dir, &job.temp, None)?;
+        job.inode.store(inode, Ordering::Release);
+        Ok(file)
+    }
+
     fn remove_temp(&self, job: &FileJob<'_>) {
+        let inode = job.inode.load(Ordering::Acquire);
+        if inode == NOT_CREATED || inode == UNNAMED {
+            // Nothing to remove: never created, or gone with its last descriptor.
+            return;
+        }
         if let Ok(dir) = self.dirs.get(job.parent) {
-            if matches!(dir.stat(&job.temp), Ok(Some(stat)) if stat.st_ino == job.inode) {
+            if matches!(dir.stat(&job.temp), Ok(Some(stat)) if stat.st_ino == inode) {
                 let _ = dir.remove_file(&job.temp);
             }
         }
@@ -786,7 +852,7 @@ impl Restorer {
                 let data = &opened.as_ref().expect("opened above").1;
                 if target.as_ref().is_none_or(|(file, _)| *file != piece.file) {
                     target = None;
-                    match self.open_temp(job) {
+                    match self.open_for_writing(job) {
                         Ok(file) => target = Some((piece.file, file)),
                         Err(err) => {
                             self.piece_done(job, Some(err.to_string()));
@@ -871,11 +937,24 @@ impl Restorer {
             handles::drop_inherited_acl(file, false, &job.entry.xattrs)?;
         }
         self.set_metadata(file, job.entry)?;
+        let dir = self.dirs.get(job.parent)?;
+        let inode = job.inode.load(Ordering::Acquire);
+        if inode == UNNAMED {
+            // Named now that it is whole. In a directory this restore created the name
+            // is free unless someone put something there meanwhile: a file or link
+            // there goes (as a rename would replace it), a directory stays.
+            return match dir.link_unnamed(file, job.name) {
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+                    make_room(&dir, job.name)?;
+                    dir.link_unnamed(file, job.name)
+                }
+                other => other,
+            };
+        }
         // The name still holds the file written through `file`, which may have been
         // opened many pieces ago: a file swapped in under the temporary name since is not
         // published as the restored one.
-        let dir = self.dirs.get(job.parent)?;
-        if !matches!(dir.stat(&job.temp)?, Some(stat) if stat.st_ino == job.inode) {
+        if !matches!(dir.stat(&job.temp)?, Some(stat) if stat.st_ino == inode) {
             return Err(io::Error::other(
                 "its temporary file was replaced during the restore",
             ));
@@ -944,12 +1023,26 @@ impl Restorer {
     }
 }
 
-/// Creates the temporary file `temp` in `dir` and returns its inode; `length`, when
-/// given, is set (a file no piece will write: a hollow one). A file with pieces gets its
-/// length from its last piece's write (see [`write_sparse_at`]). A leftover of an
-/// interrupted restore (or anything else planted there, a symlink included) is removed
-/// first, never followed.
-fn create_temp(dir: &Dir, temp: &OsStr, length: Option<u64>) -> io::Result<u64> {
+/// Whether files can be created without a name in `root` and linked to a name later
+/// ([`Dir::create_unnamed`], [`Dir::link_unnamed`]): tried once per restore with a
+/// probe name that is removed at once. Anything that fails means named temporary files.
+fn unnamed_files_work(root: &Dir) -> bool {
+    let Ok(file) = root.create_unnamed(0o600) else {
+        return false;
+    };
+    let probe = OsString::from(format!(".strata-probe-{}", std::process::id()));
+    match root.link_unnamed(&file, &probe) {
+        Ok(()) => root.remove_file(&probe).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Creates the temporary file `temp` in `dir` and returns it, open for writing, with its
+/// inode; `length`, when given, is set (a file no piece will write: a hollow one). A file
+/// with pieces gets its length from its last piece's write (see [`write_sparse_at`]). A
+/// leftover of an interrupted restore (or anything else planted there, a symlink
+/// included) is removed first, never followed.
+fn create_temp(dir: &Dir, temp: &OsStr, length: Option<u64>) -> io::Result<(File, u64)> {
     let file = match dir.create_new(temp, 0o600) {
         Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
             dir.remove_file(temp)?;
@@ -963,7 +1056,7 @@ fn create_temp(dir: &Dir, temp: &OsStr, length: Option<u64>) -> io::Result<u64> 
     }
     .and_then(|()| file.metadata());
     match created {
-        Ok(meta) => Ok(meta.ino()),
+        Ok(meta) => Ok((file, meta.ino())),
         Err(err) => {
             let _ = dir.remove_file(temp);
             Err(err)
@@ -1059,6 +1152,95 @@ mod tests {
         (dir, rt, restorer)
     }
 
+    /// A deferred job for `name` in the target's root, as `prepare_file` plans a
+    /// single-piece file in a directory the restore created.
+    fn deferred_job<'e>(entry: &'e Entry, name: &'e OsStr) -> FileJob<'e> {
+        FileJob {
+            entry,
+            parent: b"",
+            name,
+            temp: temp_name(name),
+            inode: AtomicU64::new(NOT_CREATED),
+            deferred: true,
+            in_created_dir: true,
+            remaining: AtomicUsize::new(1),
+            failure: Mutex::new(None),
+        }
+    }
+
+    fn file_entry(path: &str, size: u64) -> Entry {
+        Entry {
+            path: path.as_bytes().to_vec(),
+            kind: EntryKind::File {
+                size,
+                chunks: Vec::new(),
+            },
+            mode: 0o640,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 1_000_000_000,
+            xattrs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_deferred_file_has_no_name_until_whole_and_then_takes_its_own() {
+        let (dir, rt, restorer) = restorer_into_scratch();
+        let _guard = rt.enter();
+        let target = dir.path().join("t");
+        assert!(
+            restorer.unnamed_files.load(Ordering::Relaxed),
+            "the test's directory is local and the tests run as root"
+        );
+        let names = || -> Vec<_> {
+            fs::read_dir(&target)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect()
+        };
+        // Written: nothing in the directory yet, not even a temporary name.
+        let entry = file_entry("f", 5);
+        let job = deferred_job(&entry, OsStr::new("f"));
+        let file = restorer.open_for_writing(&job).unwrap();
+        assert_eq!(job.inode.load(Ordering::Relaxed), UNNAMED);
+        write_sparse_at(&file, b"ours!", 0, true).unwrap();
+        assert!(names().is_empty(), "{:?}", names());
+        // A file put at its name meanwhile is replaced, as a rename would; its mode and
+        // times are set before it has a name.
+        fs::write(target.join("f"), b"planted").unwrap();
+        restorer.publish(&job, &file).unwrap();
+        assert_eq!(fs::read(target.join("f")).unwrap(), b"ours!");
+        let meta = fs::metadata(target.join("f")).unwrap();
+        assert_eq!((meta.mode() & 0o7777, meta.mtime()), (0o640, 1));
+        assert_eq!(names(), vec![OsString::from("f")]);
+        // A directory at its name stays, and the file fails.
+        let entry = file_entry("d", 2);
+        let job = deferred_job(&entry, OsStr::new("d"));
+        let file = restorer.open_for_writing(&job).unwrap();
+        write_sparse_at(&file, b"hi", 0, true).unwrap();
+        fs::create_dir(target.join("d")).unwrap();
+        let err = restorer.publish(&job, &file).unwrap_err();
+        assert!(err.to_string().contains("directory is in the way"), "{err}");
+        assert!(target.join("d").is_dir());
+        // Where unnamed files do not work: a temporary name, renamed when whole.
+        restorer.unnamed_files.store(false, Ordering::Relaxed);
+        let entry = file_entry("g", 3);
+        let job = deferred_job(&entry, OsStr::new("g"));
+        let file = restorer.open_for_writing(&job).unwrap();
+        assert_ne!(job.inode.load(Ordering::Relaxed), UNNAMED);
+        assert!(target.join(temp_name(OsStr::new("g"))).exists());
+        write_sparse_at(&file, b"abc", 0, true).unwrap();
+        restorer.publish(&job, &file).unwrap();
+        assert_eq!(fs::read(target.join("g")).unwrap(), b"abc");
+        assert!(!target.join(temp_name(OsStr::new("g"))).exists());
+        // A job never created has nothing to remove or reopen.
+        let entry = file_entry("h", 1);
+        let job = deferred_job(&entry, OsStr::new("h"));
+        restorer.remove_temp(&job);
+        assert!(restorer.open_temp(&job).is_err());
+    }
+
     #[test]
     fn a_temporary_file_swapped_after_its_pieces_were_written_is_never_published() {
         let (dir, rt, restorer) = restorer_into_scratch();
@@ -1078,13 +1260,14 @@ mod tests {
         };
         let temp = temp_name(OsStr::new("f"));
         let root = restorer.dirs.get(b"").unwrap();
-        let inode = create_temp(&root, &temp, Some(5)).unwrap();
+        let (_, inode) = create_temp(&root, &temp, Some(5)).unwrap();
         let job = FileJob {
             entry: &entry,
             parent: b"",
             name: OsStr::new("f"),
             temp: temp.clone(),
-            inode,
+            inode: AtomicU64::new(inode),
+            deferred: false,
             in_created_dir: false,
             remaining: AtomicUsize::new(1),
             failure: Mutex::new(None),
@@ -1214,8 +1397,7 @@ mod tests {
             ("page", vec![0u8; 4096]),
         ] {
             let temp = OsStr::new(name);
-            create_temp(&root, temp, None).unwrap();
-            let (file, _) = root.open_write_inode(temp).unwrap();
+            let (file, _) = create_temp(&root, temp, None).unwrap();
             let (first, last) = content.split_at(content.len() / 2);
             write_sparse_at(&file, first, 0, false).unwrap();
             write_sparse_at(&file, last, first.len() as u64, true).unwrap();
