@@ -894,15 +894,9 @@ fn an_abandoned_pause_that_lands_late_is_resumed_again_after_it() {
 // ---------------------------------------------------------------------------------------
 // 5. SIGKILL while paused.
 
-#[test]
-fn a_pause_left_by_sigkill_stays_recorded_and_the_next_backup_resumes_it_first() {
-    let site = Site::new(Setup::default());
-    let setup = Setup {
-        lease_ttl: Some(2),
-        hooks: vec![site.pause_hook("5s", 2)],
-        ..Setup::default()
-    };
-    site.configure(&setup);
+/// Runs a backup and SIGKILLs it while its pause holds the engine's exporter (the
+/// snapshot polled once); returns its pid.
+fn backup_killed_while_paused(site: &Site) -> u32 {
     site.engine.set(|b| b.hold = true);
     let mut backup = site.spawn_backup();
     let pid = backup.0.id();
@@ -912,6 +906,19 @@ fn a_pause_left_by_sigkill_stays_recorded_and_the_next_backup_resumes_it_first()
         });
     backup.0.kill().unwrap();
     backup.0.wait().unwrap();
+    pid
+}
+
+#[test]
+fn a_pause_left_by_sigkill_stays_recorded_and_the_next_backup_resumes_it_first() {
+    let site = Site::new(Setup::default());
+    let setup = Setup {
+        lease_ttl: Some(2),
+        hooks: vec![site.pause_hook("5s", 2)],
+        ..Setup::default()
+    };
+    site.configure(&setup);
+    let pid = backup_killed_while_paused(&site);
 
     // The record stays, held by the dead process; nothing resumed it.
     let records = site.pause_records();
@@ -1041,14 +1048,7 @@ fn a_pause_left_by_sigkill_is_resumed_by_a_backup_behind_the_packaged_units_proc
         hooks: vec![site.pause_hook("5s", 2)],
         ..Setup::default()
     });
-    site.engine.set(|b| b.hold = true);
-    let mut backup = site.spawn_backup();
-    site.engine
-        .wait_for(&mut backup.0, "the first poll of the snapshot", |c| {
-            c.line == SNAPSHOT
-        });
-    backup.0.kill().unwrap();
-    backup.0.wait().unwrap();
+    backup_killed_while_paused(&site);
     site.engine.set(|b| {
         b.hold = false;
         b.running_polls = 0;
@@ -1081,14 +1081,7 @@ fn a_pause_left_by_sigkill_is_resumed_by_a_strata_server_on_the_same_state_dir()
         ..Setup::default()
     };
     site.configure(&setup);
-    site.engine.set(|b| b.hold = true);
-    let mut backup = site.spawn_backup();
-    site.engine
-        .wait_for(&mut backup.0, "the first poll of the snapshot", |c| {
-            c.line == SNAPSHOT
-        });
-    backup.0.kill().unwrap();
-    backup.0.wait().unwrap();
+    backup_killed_while_paused(&site);
     let records = site.pause_records();
     assert_eq!(records.len(), 1, "{records:#?}");
     let killed_op = records[0]["operation"].as_str().unwrap().to_string();
