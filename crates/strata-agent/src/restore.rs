@@ -3,8 +3,8 @@
 //! Every blob is authenticated and hash-checked against its id before a byte is written.
 //! Files are written to a temporary name and renamed only when complete (or, one-piece
 //! files in directories the restore created, written without a name and linked when
-//! complete), so a file that exists under its real name is whole. A file already present with the right content is
-//! kept (resume after an interruption).
+//! complete), so a file that exists under its real name is whole. A file already present
+//! with the right content is kept (resume after an interruption).
 //!
 //! The target may be owned, in part, by someone who changes it while the restore runs.
 //! Paths are validated before anything is written, and all work is relative to directory
@@ -854,6 +854,9 @@ impl Restorer {
                     target = None;
                     match self.open_for_writing(job) {
                         Ok(file) => target = Some((piece.file, file)),
+                        // Out of space or of inodes creating a deferred file: the whole
+                        // restore stops, as when a write finds the target full.
+                        Err(err) if is_disk_full(&err) => return self.target_full(job.entry),
                         Err(err) => {
                             self.piece_done(job, Some(err.to_string()));
                             continue;
@@ -865,14 +868,7 @@ impl Restorer {
                 let written = write_sparse_at(file, data, piece.at, ends_file);
                 match written {
                     Ok(()) => self.piece_written(job, file),
-                    Err(err) if is_disk_full(&err) => {
-                        self.disk_full
-                            .lock()
-                            .unwrap()
-                            .get_or_insert(job.entry.display_path().into());
-                        self.stop.store(true, Ordering::Relaxed);
-                        return;
-                    }
+                    Err(err) if is_disk_full(&err) => return self.target_full(job.entry),
                     Err(err) => self.piece_done(job, Some(err.to_string())),
                 }
             }
@@ -970,14 +966,20 @@ impl Restorer {
 
     fn write_failed(&self, entry: &Entry, err: io::Error) {
         if is_disk_full(&err) {
-            self.disk_full
-                .lock()
-                .unwrap()
-                .get_or_insert(entry.display_path().into());
-            self.stop.store(true, Ordering::Relaxed);
+            self.target_full(entry);
         } else {
             self.fail(entry, err);
         }
+    }
+
+    /// The target is full (space or inodes) while `entry` is written: the restore stops
+    /// and reports it, naming the first such file.
+    fn target_full(&self, entry: &Entry) {
+        self.disk_full
+            .lock()
+            .unwrap()
+            .get_or_insert(entry.display_path().into());
+        self.stop.store(true, Ordering::Relaxed);
     }
 
     /// The file `name` in `dir`, opened, when it already holds exactly the content of

@@ -493,6 +493,52 @@ fn a_full_disk_stops_the_restore_with_a_clear_error_and_no_partial_file() {
     assert!(!stdout.contains("strata-partial"), "{stdout}");
 }
 
+/// A target with room for bytes but not for inodes: small files, created by the restore's
+/// workers in a directory it made, find it full. The restore stops with the same one
+/// error as a full disk, not a failure per file, and leaves no file half made.
+#[test]
+fn a_target_out_of_inodes_stops_the_restore_like_a_full_disk() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("many")).unwrap();
+    for i in 0..200 {
+        fs::write(src.join(format!("many/f{i:03}")), format!("small file {i}")).unwrap();
+    }
+    env.ok(&["backup", src.to_str().unwrap()]);
+    let mnt = env.path("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=8m,nr_inodes=64 tmpfs {m} || exit 99; {bin} restore latest --to {m}/out; echo \"rc=$?\"; find {m}/out -type f | wc -l; find {m}/out -name '*strata-partial*' | wc -l",
+        m = mnt.display(),
+        bin = env!("CARGO_BIN_EXE_strata"),
+    );
+    let out = Command::new("unshare")
+        .args(["-Urm", "sh", "-c", &script])
+        .env("STRATA_PASSWORD", PASSWORD)
+        .env("STRATA_REPO", &env.repo)
+        .env("STRATA_STATE_DIR", &env.state)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stdout.contains("rc=99") && out.status.success(),
+        "cannot mount a tmpfs here: {stderr}"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"rc=1"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("restore target is full while writing"),
+        "{stderr}"
+    );
+    let restored: usize = lines[1].trim().parse().unwrap();
+    assert!(
+        restored < 200,
+        "the tmpfs had room for every file: {stdout}"
+    );
+    assert_eq!(lines[2].trim(), "0", "a temporary file was left: {stdout}");
+}
+
 #[test]
 fn repositories_of_an_unknown_format_version_are_refused() {
     let env = Env::new();
