@@ -41,16 +41,11 @@ mod tests {
     /// The holder of a process that provably ended: another instance whose alive file,
     /// under `dir`, nobody holds.
     fn ended_holder(dir: &std::path::Path) -> Option<strata_liveness::Liveness> {
-        use std::os::unix::fs::MetadataExt;
         let path = dir.join("ended.lock");
-        let meta = std::fs::File::create(&path).unwrap().metadata().unwrap();
+        let file = std::fs::File::create(&path).unwrap();
         Some(strata_liveness::Liveness {
             instance: "ended".into(),
-            alive_file: Some(strata_liveness::AliveFile {
-                path: path.display().to_string(),
-                dev: meta.dev(),
-                ino: meta.ino(),
-            }),
+            alive_file: Some(strata_liveness::AliveFile::of(&path, &file).unwrap()),
             ..strata_liveness::this_process()
         })
     }
@@ -349,7 +344,6 @@ mod tests {
     /// another kernel's process held proves nothing either.
     #[test]
     fn a_holder_that_cannot_be_proven_gone_keeps_its_pause() {
-        use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let hook: HookConfig =
             toml::from_str("pause = [\"/bin/true\"]\nresume = [\"/bin/true\"]").unwrap();
@@ -365,14 +359,9 @@ mod tests {
         let path = dir.path().join("other.lock");
         let file = std::fs::File::create(&path).unwrap();
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
-        let meta = file.metadata().unwrap();
         record.holder = Some(strata_liveness::Liveness {
             instance: "other".into(),
-            alive_file: Some(strata_liveness::AliveFile {
-                path: path.display().to_string(),
-                dev: meta.dev(),
-                ino: meta.ino(),
-            }),
+            alive_file: Some(strata_liveness::AliveFile::of(&path, &file).unwrap()),
             ..strata_liveness::this_process()
         });
         assert!(!record.held_by_this_process());

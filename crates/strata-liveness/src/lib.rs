@@ -68,6 +68,18 @@ pub struct AliveFile {
     pub ino: u64,
 }
 
+impl AliveFile {
+    /// The alive file at `path`, open as `file`: its absolute path and its inode.
+    pub fn of(path: &Path, file: &File) -> std::io::Result<AliveFile> {
+        let meta = file.metadata()?;
+        Ok(AliveFile {
+            path: absolute(path).to_string_lossy().into_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+}
+
 /// This process's instance id: 16 random bytes in hex.
 fn instance() -> &'static str {
     static INSTANCE: OnceLock<String> = OnceLock::new();
@@ -148,12 +160,7 @@ pub fn hold_alive_file(state_dir: &Path) -> std::io::Result<()> {
         .create_new(true)
         .open(&path)?;
     rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
-    let meta = file.metadata()?;
-    let alive = AliveFile {
-        path: absolute(&path).to_string_lossy().into_owned(),
-        dev: meta.dev(),
-        ino: meta.ino(),
-    };
+    let alive = AliveFile::of(&path, &file)?;
     let _ = ALIVE.set((file, alive));
     Ok(())
 }
@@ -315,13 +322,8 @@ mod tests {
         let path = dir.path().join("x.lock");
         let file = File::create(&path).unwrap();
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
-        let meta = file.metadata().unwrap();
         let mut holder = other(&me);
-        holder.alive_file = Some(AliveFile {
-            path: path.to_string_lossy().into_owned(),
-            dev: meta.dev(),
-            ino: meta.ino(),
-        });
+        holder.alive_file = Some(AliveFile::of(&path, &file).unwrap());
         let local = on_a_local_file_system(&file);
         assert!(!provably_dead_seen_from(&holder, &me), "its lock is held");
         drop(file);

@@ -819,16 +819,10 @@ mod tests {
     /// A record of another process of this boot whose alive file is
     /// `path`, held (alive) or not (ended) by `held`.
     fn other_process(path: &std::path::Path) -> (liveness::Liveness, std::fs::File) {
-        use std::os::unix::fs::MetadataExt;
         let file = std::fs::File::create(path).unwrap();
-        let meta = file.metadata().unwrap();
         let process = liveness::Liveness {
             instance: "another-instance".into(),
-            alive_file: Some(liveness::AliveFile {
-                path: path.to_string_lossy().into_owned(),
-                dev: meta.dev(),
-                ino: meta.ino(),
-            }),
+            alive_file: Some(liveness::AliveFile::of(path, &file).unwrap()),
             ..liveness::this_process()
         };
         (process, file)
