@@ -1028,11 +1028,19 @@ impl Restorer {
 /// Whether files can be created without a name in `root` and linked to a name later
 /// ([`Dir::create_unnamed`], [`Dir::link_unnamed`]): tried once per restore with a
 /// probe name that is removed at once. Anything that fails means named temporary files.
+/// (A file given to another user is linked under `fs.protected_hardlinks` only with
+/// `CAP_FOWNER`, which its `fchmod` needed before already.)
 fn unnamed_files_work(root: &Dir) -> bool {
+    /// Tells apart the probes of restores this process runs at once.
+    static PROBES: AtomicU64 = AtomicU64::new(0);
     let Ok(file) = root.create_unnamed(0o600) else {
         return false;
     };
-    let probe = OsString::from(format!(".strata-probe-{}", std::process::id()));
+    let probe = OsString::from(format!(
+        ".strata-probe-{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    ));
     match root.link_unnamed(&file, &probe) {
         Ok(()) => root.remove_file(&probe).is_ok(),
         Err(_) => false,
