@@ -251,13 +251,11 @@ struct FileJob<'e> {
     name: &'e OsStr,
     temp: OsString,
     /// The inode of the temporary file this restore created (a file put in its place is
-    /// not written to); [`NOT_CREATED`] for a deferred file not created yet, [`UNNAMED`]
-    /// for one created without a name.
-    inode: AtomicU64,
-    /// Created only when its one piece is written, by a worker (see
+    /// not written to); [`UNNAMED`] for one created without a name; [`NOT_CREATED`] for
+    /// a deferred file, created only when its one piece is written, by a worker (see
     /// [`Restorer::open_for_writing`]), not while the restore plans: a single-piece file
     /// in a directory this restore created, so nothing is there to keep or replace.
-    deferred: bool,
+    inode: AtomicU64,
     /// Whether its directory was created by this restore (so it inherited no ACL).
     in_created_dir: bool,
     /// Pieces not yet handled; the one that brings it to zero finishes the file.
@@ -701,7 +699,6 @@ impl Restorer {
             name,
             temp,
             inode: AtomicU64::new(inode),
-            deferred,
             in_created_dir: fresh,
             remaining: AtomicUsize::new(pieces.len()),
             failure: Mutex::new(None),
@@ -734,7 +731,7 @@ impl Restorer {
     /// Opens a job's file for writing its pieces: a deferred file is created now, without
     /// a name where the target allows it, else under its temporary name.
     fn open_for_writing(&self, job: &FileJob<'_>) -> io::Result<File> {
-        if !job.deferred || job.inode.load(Ordering::Acquire) != NOT_CREATED {
+        if job.inode.load(Ordering::Acquire) != NOT_CREATED {
             return self.open_temp(job);
         }
         let dir = self.dirs.get(job.parent)?;
@@ -1171,7 +1168,6 @@ mod tests {
             name,
             temp: temp_name(name),
             inode: AtomicU64::new(NOT_CREATED),
-            deferred: true,
             in_created_dir: true,
             remaining: AtomicUsize::new(1),
             failure: Mutex::new(None),
@@ -1277,7 +1273,6 @@ mod tests {
             name: OsStr::new("f"),
             temp: temp.clone(),
             inode: AtomicU64::new(inode),
-            deferred: false,
             in_created_dir: false,
             remaining: AtomicUsize::new(1),
             failure: Mutex::new(None),
