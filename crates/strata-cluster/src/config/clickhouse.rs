@@ -34,6 +34,15 @@ pub struct ClickHouseNode {
     /// table with many parts, an attach of a large part).
     #[serde(default = "default_query_timeout")]
     pub query_timeout: String,
+    /// How long a restore waits, after its parts are attached, for every replica of each
+    /// restored replicated table to hold the backup's rows (default `10m`); a replica
+    /// that has not by then fails the node's restore, named with why.
+    #[serde(default = "default_restore_wait")]
+    pub restore_wait: String,
+}
+
+fn default_restore_wait() -> String {
+    "10m".into()
 }
 
 fn default_user() -> String {

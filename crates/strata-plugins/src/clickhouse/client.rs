@@ -213,7 +213,7 @@ impl Client {
                 return Err(ClickHouseError::Query {
                     url: self.url.clone(),
                     query: shown.clone(),
-                    message: text.trim().to_string(),
+                    message: one_line(status, &text),
                 });
             }
             Ok(text)
@@ -258,6 +258,51 @@ fn short(text: &str) -> String {
     }
 }
 
+/// A failed answer's body as one line: ClickHouse's own message is one line; what
+/// something else in front of the server answers (an HTML error page of a proxy) is cut
+/// to its title or first line of text, so an error stays one line.
+fn one_line(status: reqwest::StatusCode, body: &str) -> String {
+    let body = body.trim();
+    let title = body
+        .find("<title>")
+        .and_then(|at| {
+            let rest = &body[at + "<title>".len()..];
+            rest.find("</title>").map(|end| rest[..end].trim())
+        })
+        .filter(|t| !t.is_empty());
+    let text = match title {
+        Some(title) => title.to_string(),
+        None => {
+            // Outside of tags, the first line that says something.
+            let mut plain = String::with_capacity(body.len().min(4096));
+            let mut in_tag = false;
+            for c in body.chars().take(64 * 1024) {
+                match c {
+                    '<' => in_tag = true,
+                    '>' if in_tag => {
+                        in_tag = false;
+                        plain.push('\n');
+                    }
+                    _ if !in_tag => plain.push(c),
+                    _ => {}
+                }
+            }
+            plain
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or_default()
+                .to_string()
+        }
+    };
+    match text.is_empty() {
+        true => format!("HTTP {status} with an empty body"),
+        // ClickHouse's own message, whole: it names the table, the path, the setting.
+        false if text.starts_with("Code: ") => text.chars().take(2000).collect(),
+        false => format!("HTTP {status}: {}", short(&text)),
+    }
+}
+
 /// `name` as a ClickHouse identifier: back-quoted, with `\` and `` ` `` escaped.
 pub fn ident(name: &str) -> String {
     format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
@@ -276,6 +321,21 @@ mod tests {
     fn names_and_strings_are_quoted_so_no_value_ends_them() {
         assert_eq!(ident("a`b\\"), "`a\\`b\\\\`");
         assert_eq!(literal("it's\\"), "'it\\'s\\\\'");
+    }
+
+    #[test]
+    fn a_foreign_error_page_is_cut_to_one_line() {
+        let page = "<!DOCTYPE html>\n<html><head><title>501 Not Implemented</title></head>\n<body><h1>Not Implemented</h1><p>a long\nstory</p></body></html>";
+        let line = one_line(reqwest::StatusCode::NOT_IMPLEMENTED, page);
+        assert_eq!(line, "HTTP 501 Not Implemented: 501 Not Implemented");
+        let line = one_line(
+            reqwest::StatusCode::BAD_GATEWAY,
+            "<html><body>\n\n<h1>bad gateway</h1>\n<p>more</p></body></html>",
+        );
+        assert_eq!(line, "HTTP 502 Bad Gateway: bad gateway");
+        let own = "Code: 60, e.displayText() = DB::Exception: Table a.b doesn't exist.\n";
+        assert_eq!(one_line(reqwest::StatusCode::NOT_FOUND, own), own.trim());
+        assert!(!one_line(reqwest::StatusCode::BAD_GATEWAY, &"x".repeat(10_000)).contains('\n'));
     }
 
     #[test]

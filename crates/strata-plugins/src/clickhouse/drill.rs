@@ -124,6 +124,7 @@ async fn run(copy: &Path, work: &Path, binary: &Path, args: &[&str]) -> Result<P
         password_file: None,
         databases: Vec::new(),
         query_timeout: "10m".into(),
+        restore_wait: "10m".into(),
     })
     .map_err(|e| e.to_string())?;
     let started = Instant::now();

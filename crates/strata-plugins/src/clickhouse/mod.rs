@@ -9,10 +9,13 @@
 //! rows each node froze.
 
 pub mod client;
+pub mod converge;
+pub mod covering;
 pub mod drill;
 pub mod node;
 pub mod record;
 pub mod rename;
+pub mod replicas;
 pub mod schema;
 pub mod staging;
 

@@ -16,13 +16,15 @@
 //! created: parts attached beside rows would double them.
 
 use super::client::{ident, literal, ClickHouseError, Client};
+use super::converge;
 use super::record::{Record, Table, RECORD_FILE, RECORD_LIMIT, RECORD_VERSION};
 use super::rename;
+use super::replicas::{self, TablePlan};
 use super::schema::{self, Server};
 use super::staging::{self, Staging, FREEZE_NAME};
 use serde::Deserialize;
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 use strata_agent::api::{ApiError, ErrorCode};
 use strata_agent::service::plugin::{
     no_recovery, BackupStep, PluginBackup, PluginRestore, RestoreStart, Restored,
@@ -180,7 +182,63 @@ impl NodePlugin for ClickHouseAgent {
             .as_deref()
             .map(|wanted| TableChoice::of(&record, wanted, restore.request.table_as.as_deref()))
             .transpose()?;
-        let writes = replicated_writes(restore.repo, restore.request).await?;
+        let summary = restore
+            .repo
+            .load_summary(&restore.request.backup)
+            .await
+            .map_err(|e| failed("read the backup's summary", strata_util::error_chain(&e)))?;
+        let holdings = replicas::holdings(&summary);
+        if let Some(choice) = only.as_ref().filter(|c| c.table.is_none()) {
+            refuse_unknown_table(restore, &record, &holdings, &choice.wanted).await?;
+        }
+        // The replicated tables this restore brings back, and the records of the other
+        // backup nodes that hold them: a shard comes back from all its replicas' parts.
+        let planned = match &only {
+            Some(choice) => Record {
+                tables: choice.table.iter().cloned().collect(),
+                ..record.clone()
+            },
+            None => record.clone(),
+        };
+        let paths: BTreeSet<String> = planned
+            .tables
+            .iter()
+            .filter_map(|t| t.zookeeper_path.clone())
+            .collect();
+        let mut others = Vec::new();
+        for node in replicas::nodes_holding(&holdings, &restore.request.source, &paths) {
+            let manifest = restore
+                .repo
+                .load_manifest(&restore.request.backup, &node)
+                .await
+                .map_err(|e| {
+                    failed(
+                        &format!("read node {node}'s manifest"),
+                        strata_util::error_chain(&e),
+                    )
+                })?;
+            let record = load_record(restore.repo, &manifest).await?;
+            others.push((node, record, manifest));
+        }
+        let plans = replicas::plan(
+            &replicas::Restoring {
+                source: &restore.request.source,
+                peers: &restore.request.peers,
+            },
+            &planned,
+            &holdings,
+            &others,
+        )?;
+        drop(others);
+        let wait = humantime::parse_duration(&self.settings.restore_wait).map_err(|e| {
+            ApiError::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "ClickHouse: [nodes.clickhouse] restore_wait {:?}: {e}",
+                    self.settings.restore_wait
+                ),
+            )
+        })?;
         let staging = self.take_staging().await?;
         let run = RestoreRun {
             settings: self.settings.clone(),
@@ -189,11 +247,69 @@ impl NodePlugin for ClickHouseAgent {
             staging,
             only,
             record,
-            writes,
+            plans,
+            wait,
         };
         run.refuse_rows().await?;
         Ok(Some(Box::new(run)))
     }
+}
+
+/// `--table` names a table no node of the backup holds: exit 2 with the names it holds
+/// that are close, before anything is laid down on any node.
+async fn refuse_unknown_table(
+    restore: &RestoreStart<'_>,
+    record: &Record,
+    holdings: &BTreeMap<String, BTreeMap<String, u64>>,
+    wanted: &str,
+) -> ApiResult<()> {
+    let mut names: BTreeSet<String> = record.tables.iter().map(Table::shown).collect();
+    for node in holdings.keys().filter(|n| **n != restore.request.source) {
+        let Ok(manifest) = restore
+            .repo
+            .load_manifest(&restore.request.backup, node)
+            .await
+        else {
+            continue;
+        };
+        // A node of another plugin holds no record: it holds no table either.
+        let Ok(theirs) = load_record(restore.repo, &manifest).await else {
+            continue;
+        };
+        if theirs.tables.iter().any(|t| t.shown() == wanted) {
+            return Ok(());
+        }
+        names.extend(theirs.tables.iter().map(Table::shown));
+    }
+    let close = close_names(wanted, &names);
+    Err(ApiError::new(
+        ErrorCode::BadRequest,
+        format!(
+            "ClickHouse: --table {wanted}: no node of backup {} holds such a table{}",
+            restore.request.backup,
+            match close.is_empty() {
+                true => String::new(),
+                false => format!(" (it holds {})", close.join(", ")),
+            }
+        ),
+    ))
+}
+
+/// The names of `names` close to `wanted` (case aside, or a few letters apart), closest
+/// first, at most five.
+fn close_names(wanted: &str, names: &BTreeSet<String>) -> Vec<String> {
+    let wanted_lower = wanted.to_lowercase();
+    let mut scored: Vec<(usize, &String)> = names
+        .iter()
+        .filter(|n| !n.starts_with('.') && !n.contains(".inner"))
+        .map(|n| (strsim::levenshtein(&wanted_lower, &n.to_lowercase()), n))
+        .filter(|(d, n)| {
+            *d <= 3.max(wanted.len() / 4)
+                || n.ends_with(&format!(".{}", wanted.rsplit('.').next().unwrap_or(wanted)))
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().take(5).map(|(_, n)| n.clone()).collect()
 }
 
 /// One table of a backup brought back beside the live ones.
@@ -272,50 +388,6 @@ impl TableChoice {
             ..record
         })
     }
-}
-
-/// The coordination paths of the replicated tables the node restoring `request.source`
-/// attaches: for each path, the restore's node whose backup holds the most rows of it
-/// (the first by name among equals). The others' replicas fetch the parts. Keyed by path,
-/// not by shard: a cluster without a `shard` macro, or one whose shards share numbers
-/// with another's, still has one writer per table.
-async fn replicated_writes(
-    repo: &strata_repo::Repository,
-    request: &strata_agent::api::RestoreRequest,
-) -> ApiResult<std::collections::BTreeSet<String>> {
-    let summary = repo
-        .load_summary(&request.backup)
-        .await
-        .map_err(|e| failed("read the backup's summary", strata_util::error_chain(&e)))?;
-    let held = |name: &str| -> BTreeMap<String, u64> {
-        summary
-            .nodes
-            .iter()
-            .find(|n| n.name == name)
-            .and_then(|n| n.plugin.get("clickhouse.replicated"))
-            .and_then(|json| serde_json::from_str(json).ok())
-            .unwrap_or_default()
-    };
-    let peers: Vec<String> = match request.peers.is_empty() {
-        true => summary.nodes.iter().map(|n| n.name.clone()).collect(),
-        false => request.peers.clone(),
-    };
-    let holdings: Vec<(String, BTreeMap<String, u64>)> =
-        peers.iter().map(|p| (p.clone(), held(p))).collect();
-    let mine = held(&request.source);
-    Ok(mine
-        .iter()
-        .filter(|(path, rows)| {
-            // The best holder: most rows, then the first name.
-            !holdings.iter().any(|(peer, theirs)| {
-                peer != &request.source
-                    && theirs.get(*path).is_some_and(|r| {
-                        r > rows || (r == *rows && peer.as_str() < request.source.as_str())
-                    })
-            })
-        })
-        .map(|(path, _)| path.clone())
-        .collect())
 }
 
 /// Reads the node's record from its backup (not from the restored files, which the
@@ -475,19 +547,26 @@ struct RestoreRun {
     /// The node's record, read from its backup (not from the restored files, which the
     /// server's user could change under the restore).
     record: Record,
-    /// The coordination paths of the replicated tables this node attaches (see
-    /// [`replicated_writes`]); of the others it lays no part down.
-    writes: std::collections::BTreeSet<String>,
+    /// The restore of each replicated table this node brings back, by the backup's
+    /// coordination path ([`replicas::plan`]).
+    plans: BTreeMap<String, TablePlan>,
+    /// How long the replicas are waited for (`restore_wait`).
+    wait: Duration,
 }
 
 impl RestoreRun {
     /// Whether this node attaches `table`'s parts: a table of its own, or a replicated
     /// one it is the writer of.
     fn attaches(&self, table: &Table) -> bool {
-        match (&table.zookeeper_path, table.replicated()) {
-            (Some(path), _) => self.writes.contains(path),
-            (None, _) => true,
+        match &table.zookeeper_path {
+            Some(path) => self.plans.get(path).is_some_and(|p| p.writer),
+            None => true,
         }
+    }
+
+    /// The plan of a replicated table.
+    fn plan_of(&self, table: &Table) -> Option<&TablePlan> {
+        self.plans.get(table.zookeeper_path.as_deref()?)
     }
 }
 
@@ -741,11 +820,18 @@ impl PluginRestore for RestoreRun {
             None => record,
         };
 
-        let attach: Vec<&Table> = record
+        // Each table with the parts it comes back with: a replicated one's covering set.
+        let tables: Vec<Table> = record
             .tables
             .iter()
-            .filter(|t| !t.parts.is_empty() && self.attaches(t))
+            .map(|t| match self.plan_of(t) {
+                Some(plan) => plan.table(t),
+                None => t.clone(),
+            })
+            .filter(|t| !t.parts.is_empty())
             .collect();
+        let (attach, fetch): (Vec<&Table>, Vec<&Table>) =
+            tables.iter().partition(|t| self.attaches(t));
         // Refused before anything is created: parts beside rows would double them.
         for table in &attach {
             if self.exists(table).await? {
@@ -762,61 +848,153 @@ impl PluginRestore for RestoreRun {
             }
         }
         let created = self.create(&record).await?;
+        let deadline = Instant::now() + self.wait;
         let mut parts = 0;
         let mut lines = Vec::new();
+        let mut from_live = Vec::new();
         for table in &attach {
-            if let Some(replica) = self.other_replica_with_parts(table).await? {
-                // A replica of a live table (this node rebuilt after a lost disk): it
-                // fetches the parts from the others, attached parts would double them.
-                lines.push(format!(
-                    "{} fetched from replica {replica}, which holds its parts",
-                    table.shown()
-                ));
-                continue;
+            let plan = self.plan_of(table);
+            if plan.is_some() {
+                if let Some(replica) = self.other_replica_with_parts(table).await? {
+                    // A replica of a live table (this node rebuilt after a lost disk): it
+                    // fetches the parts from the others, attached parts would double them.
+                    from_live.push((*table, replica));
+                    continue;
+                }
+            }
+            if let Some(plan) = plan {
+                self.lay_down_others_parts(restored.repo, table, plan)
+                    .await?;
             }
             // Merges would change the rows of Summing, Replacing, Collapsing tables
-            // between the attach and the count: none until the count, always resumed.
-            self.client
-                .execute(&format!("SYSTEM STOP MERGES {}", table.sql_name()))
-                .await
-                .map_err(query_failed(&format!("stop merges of {}", table.shown())))?;
-            let attached = self.attach_table(table).await;
-            let resumed = self
-                .client
-                .execute(&format!("SYSTEM START MERGES {}", table.sql_name()))
-                .await;
-            let (n, rows) = attached?;
-            resumed.map_err(query_failed(&format!(
-                "resume the merges of {} (run SYSTEM START MERGES on it)",
-                table.shown()
-            )))?;
+            // between the attach and the count, and hand a replica that has not fetched
+            // yet a merged part: none until every replica holds the parts, always resumed.
+            let (n, rows) = self
+                .without_merges(table, async {
+                    let attached = self.attach_table(table).await?;
+                    if let Some(plan) = plan {
+                        converge::replicas_hold_parts(
+                            &self.client,
+                            table,
+                            plan.replicas,
+                            deadline,
+                            self.wait,
+                        )
+                        .await?;
+                    }
+                    Ok(attached)
+                })
+                .await?;
             parts += n;
-            lines.push(format!("{} {rows} rows", table.shown()));
+            lines.push(format!("{} {rows} rows attached", table.shown()));
         }
-        let fetched: Vec<&Table> = record
-            .tables
-            .iter()
-            .filter(|t| !t.parts.is_empty() && !self.attaches(t))
-            .collect();
+        // The replicas that fetch: done when they hold the shard's rows.
+        for table in &fetch {
+            let Some(plan) = self.plan_of(table) else {
+                continue;
+            };
+            let expected = plan.rows_by_partition();
+            let rows = self
+                .without_merges(
+                    table,
+                    converge::replica_holds(
+                        &self.client,
+                        table,
+                        Some(&expected),
+                        deadline,
+                        self.wait,
+                    ),
+                )
+                .await?;
+            lines.push(format!("{} {rows} rows fetched", table.shown()));
+        }
+        for (table, replica) in from_live {
+            let rows =
+                converge::replica_holds(&self.client, table, None, deadline, self.wait).await?;
+            lines.push(format!(
+                "{} fetched from replica {replica}, which holds its parts: {rows} rows",
+                table.shown()
+            ));
+        }
         let line = format!(
-            "ClickHouse {} ({}): {created} tables created, {parts} parts attached{}{}",
+            "ClickHouse {} ({}): {created} tables created, {parts} parts attached{}",
             self.server.version,
             shard_line(&self.server),
             match lines.is_empty() {
                 true => String::new(),
                 false => format!(" ({})", lines.join(", ")),
             },
-            match fetched.len() {
-                0 => String::new(),
-                n => format!(
-                    "; {n} replicated tables are fetched from the node of this shard that attaches them"
-                ),
-            }
         );
         self.staging
             .clear()
             .map_err(|why| failed("remove the staging directory", why))?;
         Ok(Some(line))
+    }
+}
+
+impl RestoreRun {
+    /// Runs `work` with the table's merges stopped, and resumes them however it ends.
+    async fn without_merges<T>(
+        &self,
+        table: &Table,
+        work: impl std::future::Future<Output = ApiResult<T>>,
+    ) -> ApiResult<T> {
+        self.client
+            .execute(&format!("SYSTEM STOP MERGES {}", table.sql_name()))
+            .await
+            .map_err(query_failed(&format!("stop merges of {}", table.shown())))?;
+        let done = work.await;
+        let resumed = self
+            .client
+            .execute(&format!("SYSTEM START MERGES {}", table.sql_name()))
+            .await;
+        let done = done?;
+        resumed.map_err(query_failed(&format!(
+            "resume the merges of {} (run SYSTEM START MERGES on it)",
+            table.shown()
+        )))?;
+        Ok(done)
+    }
+
+    /// Writes the parts of `table`'s covering set that this node's backup lacks, read
+    /// from the backup nodes that hold them, into the staging directory beside its own.
+    async fn lay_down_others_parts(
+        &self,
+        repo: &strata_repo::Repository,
+        table: &Table,
+        plan: &TablePlan,
+    ) -> ApiResult<()> {
+        let data = table.data.clone().unwrap_or_default();
+        let root = self.staging.root().to_path_buf();
+        let mut dir = None;
+        for part in &plan.parts {
+            let Some(files) = &part.files else {
+                continue;
+            };
+            let dir = match &dir {
+                Some(dir) => dir,
+                None => {
+                    let (root, data) = (root.clone(), data.clone());
+                    let made = tokio::task::spawn_blocking(move || {
+                        std::fs::create_dir_all(root.join(&data))
+                            .map_err(|e| staging::StagingError::Io {
+                                what: "cannot create",
+                                path: root.join(&data).display().to_string(),
+                                source: e,
+                            })
+                            .and_then(|()| staging::within(&root, &data))
+                    })
+                    .await
+                    .map_err(|e| failed("lay down a part", e))?
+                    .map_err(|why| {
+                        failed(&format!("lay down the parts of {}", table.shown()), why)
+                    })?;
+                    dir.insert(made)
+                }
+            };
+            replicas::fetch_part(repo, files, &dir.join(&part.part.name)).await?;
+        }
+        Ok(())
     }
 }
 
