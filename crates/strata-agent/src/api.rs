@@ -261,6 +261,11 @@ pub struct RestoreRequest {
     /// With `table`: the name it comes back under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_as: Option<String>,
+    /// For a plugin whose replicas register in a coordination service (ClickHouse):
+    /// remove the replicas there that the tables it creates would meet and no running
+    /// server holds, instead of refusing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drop_stale_replicas: bool,
 }
 
 /// What a restore did on one node.

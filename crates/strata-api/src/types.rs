@@ -241,6 +241,10 @@ pub struct RestoreBody {
     /// With `table`: the name it comes back under (default `<table>_restored`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_as: Option<String>,
+    /// For a ClickHouse backup: remove the replicas ZooKeeper still holds that the
+    /// restored tables would meet and no running server holds, instead of refusing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drop_stale_replicas: bool,
 }
 
 impl RestoreBody {
@@ -256,6 +260,7 @@ impl RestoreBody {
             recovery,
             table,
             table_as,
+            drop_stale_replicas,
         } = plan;
         RestoreBody {
             backup,
@@ -268,6 +273,7 @@ impl RestoreBody {
             recovery,
             table,
             table_as,
+            drop_stale_replicas,
         }
     }
 
@@ -284,6 +290,7 @@ impl RestoreBody {
             recovery,
             table,
             table_as,
+            drop_stale_replicas,
         } = self;
         let plan = RestorePlan {
             node,
@@ -295,6 +302,7 @@ impl RestoreBody {
             recovery,
             table,
             table_as,
+            drop_stale_replicas,
         };
         (backup, plan)
     }
@@ -549,6 +557,7 @@ mod tests {
                 recovery: None,
                 table: None,
                 table_as: None,
+                drop_stale_replicas: false,
             },
         );
         let wire = serde_json::to_value(&body).unwrap();

@@ -42,6 +42,11 @@ pub struct RestorePlan {
     /// `<table>_restored`, so the live table is never touched).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_as: Option<String>,
+    /// A ClickHouse backup: remove the replicas ZooKeeper still holds that the restored
+    /// tables would meet and no running server holds (after lost disks), instead of
+    /// refusing; docs/clickhouse.md.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drop_stale_replicas: bool,
 }
 
 /// What a restore did on one node.

@@ -120,6 +120,7 @@ mod tests {
             recovery: None,
             table: None,
             table_as: None,
+            drop_stale_replicas: false,
         }
     }
 

@@ -342,6 +342,19 @@ pub trait Plugin: Send + Sync {
         false
     }
 
+    /// Before a restore of one table (`--table`): whether the backup nodes `nodes` of
+    /// this plugin's component hold it. An error names the close names the backup holds
+    /// (exit 2), before anything is written on any node.
+    async fn check_table(
+        &self,
+        _repo: &strata_repo::Repository,
+        _backup: &str,
+        _nodes: &[String],
+        _table: &str,
+    ) -> Result<(), PluginError> {
+        Ok(())
+    }
+
     /// Whether a restore with no target for backup node `node` may leave it out, because
     /// `others` (the backup nodes it restores) bring its data back: a ClickHouse replica
     /// whose shard another restored replica holds. Default: no, every node is restored.

@@ -110,6 +110,20 @@ impl ClickHouseCluster {
 /// Runs `sql` on the server at `url` (POST body); panics with ClickHouse's message on an
 /// error. Returns the answer's text.
 pub fn query(url: &str, sql: &str) -> String {
+    query_with(url, sql, "")
+}
+
+/// [`query`] with settings for this query (`name=value&...`).
+pub fn query_with(url: &str, sql: &str, settings: &str) -> String {
+    try_query_with(url, sql, settings).unwrap_or_else(|why| panic!("{sql}: {why}"))
+}
+
+/// Runs `sql`; ClickHouse's message when it fails.
+pub fn try_query(url: &str, sql: &str) -> Result<String, String> {
+    try_query_with(url, sql, "")
+}
+
+fn try_query_with(url: &str, sql: &str, settings: &str) -> Result<String, String> {
     let out = Command::new("curl")
         .args([
             "-sS",
@@ -122,18 +136,15 @@ pub fn query(url: &str, sql: &str) -> String {
         ])
         .arg("--data-binary")
         .arg(sql)
-        .arg(format!("{url}/?wait_end_of_query=1"))
+        .arg(format!("{url}/?wait_end_of_query=1&{settings}"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, status) = text.rsplit_once('\n').unwrap_or((&text, ""));
-    assert_eq!(
-        status,
-        "200",
-        "{sql}: {body}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    body.trim_end().to_string()
+    match status {
+        "200" => Ok(body.trim_end().to_string()),
+        _ => Err(format!("{body}{}", String::from_utf8_lossy(&out.stderr))),
+    }
 }
 
 /// Polls `sql` on `url` until it answers `want` (bounded: 60 s); returns the last answer.

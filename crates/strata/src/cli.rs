@@ -185,6 +185,11 @@ pub enum Command {
         /// (`NAME` in the table's schema, or `SCHEMA.NAME` in another existing schema).
         #[arg(long = "as", value_name = "NAME", conflicts_with = "to")]
         rename_to: Option<String>,
+        /// In place, ClickHouse: remove the replicas ZooKeeper still holds that the
+        /// restored tables would meet and no running server holds (servers that lost
+        /// their disks), instead of refusing and naming them.
+        #[arg(long, conflicts_with = "to")]
+        drop_stale_replicas: bool,
         /// With --database: write a SQL dump to this new file instead of loading it.
         #[arg(long, value_name = "FILE", requires = "database")]
         dump: Option<PathBuf>,

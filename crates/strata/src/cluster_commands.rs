@@ -120,6 +120,7 @@ impl Context {
             recovery,
             table: only.table,
             table_as: only.table_as,
+            drop_stale_replicas: only.drop_stale_replicas,
         };
         let running = self.cluster().restore(wanted, plan).await?;
         let outcome = self.watch(running).await?;
@@ -376,4 +377,6 @@ pub(crate) struct RestoreOnly {
     /// A ClickHouse table (`DB.TABLE`) and the name it comes back under.
     pub table: Option<String>,
     pub table_as: Option<String>,
+    /// ClickHouse: remove stale replicas in ZooKeeper instead of refusing.
+    pub drop_stale_replicas: bool,
 }

@@ -121,6 +121,7 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             recovery,
             tables,
             rename_to,
+            drop_stale_replicas,
             ..
         } => {
             // Without --database, --table is a ClickHouse table, brought back in place.
@@ -142,6 +143,7 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
                 dry_run,
                 table: tables.into_iter().next(),
                 table_as: rename_to,
+                drop_stale_replicas,
             };
             ctx.cluster_restore(&backup, node, &map, only, path, recovery)
                 .await

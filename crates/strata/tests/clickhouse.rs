@@ -582,3 +582,261 @@ fn a_backup_killed_while_its_tables_are_frozen_leaves_no_copy_after_the_next_and
     assert!(error.contains("did not answer"), "{error}");
     assert_no_frozen_copy(&cluster.servers[0].data);
 }
+
+/// `count, checksum` of `shop.events` on every server of a cluster.
+fn every_replica(cluster: &ClickHouseCluster) -> Vec<String> {
+    cluster
+        .servers
+        .iter()
+        .map(|s| fingerprint(&s.url, "shop.events", "d, id, s, batch"))
+        .collect()
+}
+
+/// A shard whose replicas each hold acknowledged rows the other has not fetched
+/// (`SYSTEM STOP FETCHES`, inserts on both) comes back whole: from the union of both
+/// replicas' parts, on every replica by the time the restore exits, and through
+/// `--map` leaving either replica out.
+#[test]
+fn replicas_that_lag_both_ways_come_back_whole_on_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = ClickHouseCluster::start(1, 2);
+    let (r1, r2) = (&source.servers[0].url, &source.servers[1].url);
+    query(r1, "CREATE DATABASE shop ON CLUSTER strata");
+    query(
+        r1,
+        "CREATE TABLE shop.events ON CLUSTER strata (d Date, id UInt64, s String, batch UInt32) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/shop/events', '{replica}') PARTITION BY toYYYYMM(d) ORDER BY (d, id)",
+    );
+    for month in 0..4 {
+        query(
+            r1,
+            &format!(
+                "INSERT INTO shop.events SELECT toDate('2024-01-01') + {month} * 31, {month} * 1000000 + number, 'base', 0 FROM numbers(25000)"
+            ),
+        );
+    }
+    let base = fingerprint(r1, "shop.events", "d, id, s, batch");
+    wait_for_answer(
+        r2,
+        "SELECT count(), sum(cityHash64(d, id, s, batch)) FROM shop.events",
+        &base,
+    );
+    // From here each replica keeps what it is given: r1 3,000 rows in three batches, r2
+    // 2,000 in two, none fetched by the other.
+    for url in [r1, r2] {
+        query(url, "SYSTEM STOP FETCHES shop.events");
+        query(url, "SYSTEM STOP MERGES shop.events");
+    }
+    for (url, batches) in [(r1, 1..=3), (r2, 4..=5)] {
+        for batch in batches {
+            query(
+                url,
+                &format!(
+                    "INSERT INTO shop.events SELECT toDate('2024-05-01') + {batch}, 9000000 + {batch} * 1000 + number, 'live', {batch} FROM numbers(1000)"
+                ),
+            );
+        }
+    }
+    assert_eq!(query(r1, "SELECT count() FROM shop.events"), "103000");
+    assert_eq!(query(r2, "SELECT count() FROM shop.events"), "102000");
+    let names = ch_names(2);
+    let nodes: Vec<(&str, &_)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(&source.servers)
+        .collect();
+    let site = Site::new(dir.path(), "source", &nodes);
+    site.ok(&["init"]);
+    let summary = site.json(&["backup", "--json"]);
+    assert_eq!(summary["status"], "complete", "{summary:#}");
+    let backup = summary["name"].as_str().unwrap().to_string();
+    // What the shard acknowledged: both replicas' rows, once each.
+    for url in [r1, r2] {
+        query(url, "SYSTEM START FETCHES shop.events");
+    }
+    query(r1, "SYSTEM SYNC REPLICA shop.events");
+    let acknowledged = fingerprint(r1, "shop.events", "d, id, s, batch");
+    assert!(acknowledged.starts_with("105000\t"), "{acknowledged}");
+
+    // A fresh cluster of the same shape: both replicas hold every row when the restore
+    // exits (no waiting here: the restore waited), and say so.
+    let fresh = ClickHouseCluster::start(1, 2);
+    let nodes: Vec<(&str, &_)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(&fresh.servers)
+        .collect();
+    let same = Site::new(dir.path(), "same", &nodes);
+    let out = same.ok(&["restore", &backup]);
+    assert!(out.contains("shop.events 105000 rows attached"), "{out}");
+    assert!(out.contains("shop.events 105000 rows fetched"), "{out}");
+    assert_eq!(every_replica(&fresh), vec![acknowledged.clone(); 2]);
+
+    // Onto one replica, each of the two left out in turn.
+    for (kept, left_out) in [("ch1", "ch2"), ("ch2", "ch1")] {
+        let single = ClickHouseCluster::start(1, 1);
+        let site = Site::new(
+            dir.path(),
+            &format!("single-{kept}"),
+            &[("n1", &single.servers[0])],
+        );
+        let out = site.ok(&["restore", &backup, "--map", &format!("{kept}=n1")]);
+        assert!(
+            out.contains("105000 rows attached"),
+            "{left_out} left out: {out}"
+        );
+        assert_eq!(
+            every_replica(&single),
+            vec![acknowledged.clone()],
+            "{left_out} left out"
+        );
+        assert_no_frozen_copy(&single.servers[0].data);
+    }
+
+    // --table naming no table of the backup: exit 2, naming the close ones.
+    for typo in ["shop.evnets", "nodb.events", "shop.Events"] {
+        let out = site.strata(&["restore", &backup, "--table", typo]);
+        assert_eq!(out.status.code(), Some(2), "{typo}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("holds such a table (it holds shop.events"),
+            "{typo}: {stderr}"
+        );
+    }
+}
+
+/// The common disaster: the servers lost their tables, ZooKeeper kept every replica's
+/// node. A restore names every stale replica it would meet in one error and creates
+/// nothing; with `--drop-stale-replicas` it removes them (through ZooKeeper: 18.16 has no
+/// SYSTEM DROP REPLICA) and brings every row back onto both replicas. A table with a
+/// `LowCardinality` column (which 18.16 creates only with an experimental setting on)
+/// comes back and passes the drill.
+#[test]
+fn a_cluster_that_lost_its_disks_with_zookeeper_kept_comes_back_and_names_every_stale_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = ClickHouseCluster::start(1, 2);
+    let (r1, r2) = (&cluster.servers[0].url, &cluster.servers[1].url);
+    query(r1, "CREATE DATABASE shop ON CLUSTER strata");
+    for t in ["events", "orders", "visits"] {
+        query(
+            r1,
+            &format!("CREATE TABLE shop.{t} ON CLUSTER strata (d Date, id UInt64, s String) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{{shard}}/shop/{t}', '{{replica}}') PARTITION BY toYYYYMM(d) ORDER BY id"),
+        );
+        query(
+            r1,
+            &format!("INSERT INTO shop.{t} SELECT toDate('2024-01-01') + number % 60, number, toString(number) FROM numbers(20000)"),
+        );
+    }
+    // 18.16 creates a LowCardinality column only with the experimental setting on.
+    let low = "CREATE TABLE shop.tags (id UInt64, tag LowCardinality(String)) ENGINE = MergeTree ORDER BY id";
+    let refused = strata_testkit::clickhouse::try_query(r1, low).unwrap_err();
+    assert!(
+        refused.contains("allow_experimental_low_cardinality_type"),
+        "{refused}"
+    );
+    for url in [r1, r2] {
+        strata_testkit::clickhouse::query_with(
+            url,
+            low,
+            "allow_experimental_low_cardinality_type=1",
+        );
+        query(
+            url,
+            "INSERT INTO shop.tags SELECT number, toString(number % 5) FROM numbers(1000)",
+        );
+    }
+    let want: Vec<String> = ["events", "orders", "visits"]
+        .iter()
+        .map(|t| {
+            let sql = format!("SELECT count(), sum(cityHash64(d, id, s)) FROM shop.{t}");
+            wait_for_answer(r2, &sql, &query(r1, &sql))
+        })
+        .collect();
+    let tags = fingerprint(r1, "shop.tags", "id, tag");
+    let names = ch_names(2);
+    let nodes: Vec<(&str, &_)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(&cluster.servers)
+        .collect();
+    let site = Site::new(dir.path(), "site", &nodes);
+    let config = fs::read_to_string(&site.config).unwrap();
+    fs::write(
+        &site.config,
+        config.replace(
+            "[nodes.clickhouse]\n",
+            &format!(
+                "[nodes.clickhouse]\nzookeeper = [{:?}]\nrestore_wait = \"2m\"\n",
+                cluster.zookeeper
+            ),
+        ),
+    )
+    .unwrap();
+    site.ok(&["init"]);
+    let summary = site.json(&["backup", "--json"]);
+    assert_eq!(summary["status"], "complete", "{summary:#}");
+    let backup = summary["name"].as_str().unwrap().to_string();
+    // The drill creates the LowCardinality table on its scratch server too.
+    let drill = site.json(&["verify", "--restore", &backup, "--json"]);
+    assert_eq!(drill["problems"], serde_json::json!([]), "{drill:#}");
+
+    // The disks are lost: the servers hold no table; ZooKeeper keeps both replicas of
+    // each (with no live session: no server has the table).
+    for url in [r1, r2] {
+        for t in ["events", "orders", "visits", "tags"] {
+            query(url, &format!("DETACH TABLE shop.{t}"));
+            let metadata = cluster.servers[if url == r1 { 0 } else { 1 }]
+                .data
+                .join(format!("metadata/shop/{t}.sql"));
+            let _ = fs::remove_file(metadata);
+            let _ = fs::remove_dir_all(
+                cluster.servers[if url == r1 { 0 } else { 1 }]
+                    .data
+                    .join(format!("data/shop/{t}")),
+            );
+        }
+    }
+    let out = site.strata(&["restore", &backup]);
+    assert!(
+        !out.status.success(),
+        "a restore onto stale replicas must fail"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Every one of the six, in one run, on each node.
+    for t in ["events", "orders", "visits"] {
+        for r in ["ch1", "ch2"] {
+            assert!(
+                stderr.contains(&format!("/clickhouse/tables/1/shop/{t}/replicas/{r}")),
+                "{t} {r}: {stderr}"
+            );
+        }
+    }
+    assert!(stderr.contains("--drop-stale-replicas"), "{stderr}");
+    for url in [r1, r2] {
+        assert_eq!(
+            query(
+                url,
+                "SELECT count() FROM system.tables WHERE database = 'shop' AND name != 'tags'"
+            ),
+            "0",
+            "nothing was created"
+        );
+    }
+
+    let out = site.ok(&["restore", &backup, "--drop-stale-replicas"]);
+    assert!(
+        out.contains("stale replicas removed from ZooKeeper"),
+        "{out}"
+    );
+    for (t, want) in ["events", "orders", "visits"].iter().zip(&want) {
+        for url in [r1, r2] {
+            assert_eq!(
+                fingerprint(url, &format!("shop.{t}"), "d, id, s"),
+                *want,
+                "{t} on {url} when the restore exits"
+            );
+        }
+    }
+    for url in [r1, r2] {
+        assert_eq!(fingerprint(url, "shop.tags", "id, tag"), tags);
+    }
+}

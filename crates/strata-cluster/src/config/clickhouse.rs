@@ -39,6 +39,12 @@ pub struct ClickHouseNode {
     /// that has not by then fails the node's restore, named with why.
     #[serde(default = "default_restore_wait")]
     pub restore_wait: String,
+    /// ZooKeeper's `host:port`s, as the server's `<zookeeper>` names them: only for
+    /// `restore --drop-stale-replicas` on a server without `SYSTEM DROP REPLICA` (18.16),
+    /// which removes stale replicas through ZooKeeper itself. Everything else reads
+    /// ZooKeeper through the server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub zookeeper: Vec<String>,
 }
 
 fn default_restore_wait() -> String {

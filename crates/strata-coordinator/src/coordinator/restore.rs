@@ -454,6 +454,17 @@ impl Coordinator {
         let storage = storage.to_string();
         crate::input::check_restore_plan(&plan)?;
         let selected = self.restore_selection(summary, &plan)?;
+        if let Some(table) = &plan.table {
+            for c in &selected {
+                let Some(plugin) = crate::plugin::by_name(&c.plugin) else {
+                    continue;
+                };
+                plugin
+                    .check_table(self.repo(), &summary.name, &c.nodes, table)
+                    .await
+                    .map_err(|e| CoordinatorError::Invalid(e.to_string()))?;
+            }
+        }
         let problems = self.restore_problems(summary, &plan, &selected).await;
         if !problems.is_empty() {
             return Err(CoordinatorError::NoNode(format!(
@@ -525,6 +536,7 @@ impl Coordinator {
                 include: plan.include,
                 table: plan.table,
                 table_as: plan.table_as,
+                drop_stale_replicas: plan.drop_stale_replicas,
                 recovery,
                 ranks,
                 externals,
@@ -606,6 +618,8 @@ struct RestoreSteps {
     /// Only this table, under this name (ClickHouse).
     table: Option<String>,
     table_as: Option<String>,
+    /// Remove stale replicas in ZooKeeper instead of refusing (ClickHouse).
+    drop_stale_replicas: bool,
     /// The recovery the nodes run once their files are back (PostgreSQL).
     recovery: Option<RecoveryPlan>,
     /// The restore order of each source node's component: lower first.
@@ -760,6 +774,7 @@ async fn restore(
                 peers: peers.clone(),
                 table: steps.table.clone(),
                 table_as: steps.table_as.clone(),
+                drop_stale_replicas: steps.drop_stale_replicas,
             };
             run.guarded(i, false, async move { node.restore(request).await })
         });

@@ -136,13 +136,27 @@ impl Client {
     /// cancelled on the server too (`KILL QUERY` by its id, and `max_execution_time`):
     /// a freeze or an attach must not go on after strata stopped waiting for it.
     pub async fn execute(&self, sql: &str) -> Result<String, ClickHouseError> {
+        self.execute_with(sql, &[]).await
+    }
+
+    /// [`Client::execute`] with settings for this query only (`name`, `value`: names and
+    /// values the server listed itself, so nothing in them needs quoting beyond the URL's).
+    pub async fn execute_with(
+        &self,
+        sql: &str,
+        settings: &[(String, String)],
+    ) -> Result<String, ClickHouseError> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = format!(
             "strata-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
-        match tokio::time::timeout(self.timeout, self.call(sql, &id, self.timeout)).await {
+        let extra: String = settings
+            .iter()
+            .map(|(name, value)| format!("&{}={}", url_encode(name), url_encode(value)))
+            .collect();
+        match tokio::time::timeout(self.timeout, self.call(sql, &id, &extra, self.timeout)).await {
             Ok(answer) => answer,
             Err(_) => {
                 let kill = format!("KILL QUERY WHERE query_id = {} SYNC", literal(&id));
@@ -151,6 +165,7 @@ impl Client {
                     self.call(
                         &kill,
                         &format!("{id}-kill"),
+                        "",
                         std::time::Duration::from_secs(30),
                     ),
                 )
@@ -167,11 +182,12 @@ impl Client {
         }
     }
 
-    /// One HTTP call of `sql` under query id `id`.
+    /// One HTTP call of `sql` under query id `id`, with `settings` (`&name=value...`).
     async fn call(
         &self,
         sql: &str,
         id: &str,
+        settings: &str,
         limit: std::time::Duration,
     ) -> Result<String, ClickHouseError> {
         let shown = short(sql);
@@ -183,7 +199,7 @@ impl Client {
             let mut response = self
                 .http
                 .post(format!(
-                    "{}/?output_format_json_quote_64bit_integers=0&wait_end_of_query=1&query_id={id}&max_execution_time={}",
+                    "{}/?output_format_json_quote_64bit_integers=0&wait_end_of_query=1&query_id={id}&max_execution_time={}{settings}",
                     self.url,
                     limit.as_secs().max(1)
                 ))
@@ -256,6 +272,18 @@ fn short(text: &str) -> String {
         Some((at, _)) => format!("{}...", &text[..at]),
         None => text.to_string(),
     }
+}
+
+/// `text` for a URL's query string: unreserved characters as they are, others `%XX`.
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A failed answer's body as one line: ClickHouse's own message is one line; what

@@ -125,6 +125,7 @@ async fn run(copy: &Path, work: &Path, binary: &Path, args: &[&str]) -> Result<P
         databases: Vec::new(),
         query_timeout: "10m".into(),
         restore_wait: "10m".into(),
+        zookeeper: Vec::new(),
     })
     .map_err(|e| e.to_string())?;
     let started = Instant::now();
@@ -175,8 +176,11 @@ async fn run(copy: &Path, work: &Path, binary: &Path, args: &[&str]) -> Result<P
             .await
             .map_err(|e| e.to_string())?;
     }
+    let settings = super::schema::creation_settings(&client)
+        .await
+        .map_err(|e| e.to_string())?;
     for table in record.tables.iter().filter(|t| t.data.is_some()) {
-        match check_table(&client, copy, &data, table).await {
+        match check_table(&client, &settings, copy, &data, table).await {
             Ok(line) => proof.checked.push(line),
             Err(why) => proof
                 .damaged
@@ -190,12 +194,16 @@ async fn run(copy: &Path, work: &Path, binary: &Path, args: &[&str]) -> Result<P
 /// Creates one table unreplicated, attaches its parts and reads it whole.
 async fn check_table(
     client: &Client,
+    settings: &[(String, String)],
     copy: &Path,
     data: &Path,
     table: &Table,
 ) -> Result<String, Unproven> {
     let create = rename::unreplicated(&table.create).map_err(|e| e.to_string())?;
-    client.execute(&create).await.map_err(|e| e.to_string())?;
+    client
+        .execute_with(&create, settings)
+        .await
+        .map_err(|e| e.to_string())?;
     let (_, tables) = super::schema::read(client, std::slice::from_ref(&table.database), data)
         .await
         .map_err(|e| e.to_string())?;

@@ -18,6 +18,7 @@ pub mod rename;
 pub mod replicas;
 pub mod schema;
 pub mod staging;
+pub mod stale;
 
 use super::{Plugin, PluginError};
 use std::sync::Arc;
@@ -86,6 +87,21 @@ impl Plugin for ClickHouse {
 
     fn restores_one_table(&self) -> bool {
         true
+    }
+
+    async fn check_table(
+        &self,
+        repo: &strata_repo::Repository,
+        backup: &str,
+        nodes: &[String],
+        table: &str,
+    ) -> Result<(), PluginError> {
+        node::find_table(repo, backup, nodes, table)
+            .await
+            .map_err(|e| match e.code {
+                strata_agent::api::ErrorCode::BadRequest => PluginError::Refused(e.message),
+                _ => PluginError::System(e.message),
+            })
     }
 
     /// A replica may stay out of a restore onto fewer replicas when every replicated

@@ -22,6 +22,7 @@ use super::rename;
 use super::replicas::{self, TablePlan};
 use super::schema::{self, Server};
 use super::staging::{self, Staging, FREEZE_NAME};
+use super::stale;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -189,7 +190,7 @@ impl NodePlugin for ClickHouseAgent {
             .map_err(|e| failed("read the backup's summary", strata_util::error_chain(&e)))?;
         let holdings = replicas::holdings(&summary);
         if let Some(choice) = only.as_ref().filter(|c| c.table.is_none()) {
-            refuse_unknown_table(restore, &record, &holdings, &choice.wanted).await?;
+            refuse_unknown_table(restore, &holdings, &choice.wanted).await?;
         }
         // The replicated tables this restore brings back, and the records of the other
         // backup nodes that hold them: a shard comes back from all its replicas' parts.
@@ -239,6 +240,15 @@ impl NodePlugin for ClickHouseAgent {
                 ),
             )
         })?;
+        let dropped = self
+            .refuse_stale_replicas(
+                &client,
+                &server,
+                &record,
+                only.as_ref(),
+                restore.request.drop_stale_replicas,
+            )
+            .await?;
         let staging = self.take_staging().await?;
         let run = RestoreRun {
             settings: self.settings.clone(),
@@ -249,9 +259,52 @@ impl NodePlugin for ClickHouseAgent {
             record,
             plans,
             wait,
+            dropped,
         };
         run.refuse_rows().await?;
         Ok(Some(Box::new(run)))
+    }
+}
+
+impl ClickHouseAgent {
+    /// Names, before anything is created, every replica in ZooKeeper that the replicated
+    /// tables this node creates would meet and no running server holds ([`stale`]).
+    /// With `drop`, removes them instead ([`stale::drop`]) and returns what it removed.
+    async fn refuse_stale_replicas(
+        &self,
+        client: &Client,
+        server: &Server,
+        record: &Record,
+        only: Option<&TableChoice>,
+        drop: bool,
+    ) -> ApiResult<Vec<String>> {
+        let tables = match only {
+            Some(choice) if choice.table.is_some() => choice.narrow(record.clone())?.tables,
+            Some(_) => Vec::new(),
+            None => record.tables.clone(),
+        };
+        let mut new = Vec::new();
+        for table in tables.iter().filter(|t| t.replicated()) {
+            let from = format!(
+                "system.tables WHERE database = {} AND name = {}",
+                literal(&table.database),
+                literal(&table.name)
+            );
+            let exists = client
+                .count(&from)
+                .await
+                .map_err(query_failed("read the tables"))?
+                > 0;
+            if !exists {
+                new.push(table);
+            }
+        }
+        let found = stale::find(client, &server.macros, &new).await?;
+        match (found.is_empty(), drop) {
+            (true, _) => Ok(Vec::new()),
+            (false, true) => stale::drop(client, &self.settings.zookeeper, &found).await,
+            (false, false) => Err(stale::refusal(&found)),
+        }
     }
 }
 
@@ -259,21 +312,32 @@ impl NodePlugin for ClickHouseAgent {
 /// that are close, before anything is laid down on any node.
 async fn refuse_unknown_table(
     restore: &RestoreStart<'_>,
-    record: &Record,
     holdings: &BTreeMap<String, BTreeMap<String, u64>>,
     wanted: &str,
 ) -> ApiResult<()> {
-    let mut names: BTreeSet<String> = record.tables.iter().map(Table::shown).collect();
-    for node in holdings.keys().filter(|n| **n != restore.request.source) {
-        let Ok(manifest) = restore
-            .repo
-            .load_manifest(&restore.request.backup, node)
-            .await
-        else {
+    let others: Vec<String> = holdings
+        .keys()
+        .filter(|n| **n != restore.request.source)
+        .cloned()
+        .collect();
+    find_table(restore.repo, &restore.request.backup, &others, wanted).await
+}
+
+/// Whether one of backup nodes `nodes` holds table `wanted` (`DB.TABLE`); a
+/// `BadRequest` naming the close names they hold when none does.
+pub async fn find_table(
+    repo: &strata_repo::Repository,
+    backup: &str,
+    nodes: &[String],
+    wanted: &str,
+) -> ApiResult<()> {
+    let mut names = BTreeSet::new();
+    for node in nodes {
+        let Ok(manifest) = repo.load_manifest(backup, node).await else {
             continue;
         };
         // A node of another plugin holds no record: it holds no table either.
-        let Ok(theirs) = load_record(restore.repo, &manifest).await else {
+        let Ok(theirs) = load_record(repo, &manifest).await else {
             continue;
         };
         if theirs.tables.iter().any(|t| t.shown() == wanted) {
@@ -285,8 +349,7 @@ async fn refuse_unknown_table(
     Err(ApiError::new(
         ErrorCode::BadRequest,
         format!(
-            "ClickHouse: --table {wanted}: no node of backup {} holds such a table{}",
-            restore.request.backup,
+            "ClickHouse: --table {wanted}: no node of backup {backup} holds such a table{}",
             match close.is_empty() {
                 true => String::new(),
                 false => format!(" (it holds {})", close.join(", ")),
@@ -552,6 +615,8 @@ struct RestoreRun {
     plans: BTreeMap<String, TablePlan>,
     /// How long the replicas are waited for (`restore_wait`).
     wait: Duration,
+    /// The stale replicas removed from ZooKeeper before anything was created.
+    dropped: Vec<String>,
 }
 
 impl RestoreRun {
@@ -760,11 +825,14 @@ impl RestoreRun {
         }
         let mut order: Vec<&Table> = record.tables.iter().filter(|t| !t.inner()).collect();
         order.sort_by_key(|t| t.create_order());
+        let settings = schema::creation_settings(&self.client)
+            .await
+            .map_err(query_failed("read the server's settings"))?;
         for table in order {
             if self.exists(table).await? {
                 continue;
             }
-            self.client.execute(&table.create).await.map_err(|e| {
+            self.client.execute_with(&table.create, &settings).await.map_err(|e| {
                 let hint = match e.code() {
                     Some(253) => ": ZooKeeper still holds this replica of the table; delete its path there (zkCli.sh deleteall), or restore onto a cluster whose ZooKeeper does not know it",
                     _ => "",
@@ -917,9 +985,16 @@ impl PluginRestore for RestoreRun {
             ));
         }
         let line = format!(
-            "ClickHouse {} ({}): {created} tables created, {parts} parts attached{}",
+            "ClickHouse {} ({}): {}{created} tables created, {parts} parts attached{}",
             self.server.version,
             shard_line(&self.server),
+            match self.dropped.is_empty() {
+                true => String::new(),
+                false => format!(
+                    "stale replicas removed from ZooKeeper: {}; ",
+                    self.dropped.join(", ")
+                ),
+            },
             match lines.is_empty() {
                 true => String::new(),
                 false => format!(" ({})", lines.join(", ")),

@@ -75,6 +75,17 @@ pub fn unreplicated(create: &str) -> Result<String, RenameError> {
     Ok(format!("{}{family}{rest}", &create[..engine]))
 }
 
+/// The coordination path and replica name of a replicated engine's `CREATE`, macros
+/// unexpanded (`('/clickhouse/tables/{shard}/t', '{replica}')`); `None` for any other.
+pub fn replication_args(create: &str) -> Option<(String, String)> {
+    let start = create.find(" ENGINE = Replicated")? + " ENGINE = ".len();
+    let open = start + create[start..].find("MergeTree(")? + "MergeTree(".len();
+    let (path, used) = string_literal(&create[open..])?;
+    let rest = create[open + used..].trim_start().strip_prefix(',')?;
+    let (replica, _) = string_literal(rest)?;
+    Some((path, replica))
+}
+
 /// The database and name a `CREATE TABLE|VIEW|MATERIALIZED VIEW db.name ...` statement
 /// creates, unquoted; `None` for any other statement. A restore runs a recorded
 /// statement only when it creates the table the record says it does.
@@ -145,6 +156,22 @@ fn string_literal(text: &str) -> Option<(String, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_replicated_engine_s_path_and_replica_are_read() {
+        let create = "CREATE TABLE shop.events (d Date) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/shop/ev\\'ents', '{replica}', v) ORDER BY d";
+        assert_eq!(
+            replication_args(create),
+            Some((
+                "/clickhouse/tables/{shard}/shop/ev'ents".into(),
+                "{replica}".into()
+            ))
+        );
+        assert_eq!(
+            replication_args("CREATE TABLE a.b (x UInt8) ENGINE = MergeTree ORDER BY x"),
+            None
+        );
+    }
 
     #[test]
     fn a_replicated_table_gets_its_own_coordination_path() {

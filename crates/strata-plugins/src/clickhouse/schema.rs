@@ -208,3 +208,25 @@ pub async fn read(
     }
     Ok((databases, tables))
 }
+
+/// The settings a recorded `CREATE` is run with in a restore or a drill: every
+/// `allow_experimental_*` and `allow_suspicious_*` setting this server has, on. The
+/// statement was accepted by the server it was recorded from, whose profile allowed what
+/// it needs (on 18.16 a `LowCardinality` column needs
+/// `allow_experimental_low_cardinality_type`); replaying it must not fail for want of a
+/// permission the source had. They allow a statement; they change no data.
+pub async fn creation_settings(client: &Client) -> Result<Vec<(String, String)>, ClickHouseError> {
+    #[derive(Deserialize)]
+    struct Setting {
+        name: String,
+    }
+    let rows = client
+        .rows::<Setting>(
+            "SELECT name FROM system.settings WHERE name LIKE 'allow_experimental%' OR name LIKE 'allow_suspicious%'",
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|s| (s.name, "1".to_string()))
+        .collect())
+}
