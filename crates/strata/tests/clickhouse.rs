@@ -840,3 +840,83 @@ fn a_cluster_that_lost_its_disks_with_zookeeper_kept_comes_back_and_names_every_
         assert_eq!(fingerprint(url, "shop.tags", "id, tag"), tags);
     }
 }
+
+/// Rows a Distributed table acknowledged but could not send yet (its shard refuses
+/// them) are not in a freeze: the backup is `partial` and names the table; once they are
+/// sent, the next backup is complete. A node that does not answer fails the backup with
+/// its own cause on the command line, not another node's "not finished".
+#[test]
+fn unsent_distributed_rows_make_a_backup_partial_and_a_failed_node_s_cause_is_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = ClickHouseCluster::start(2, 1);
+    let (ch1, ch2) = (&cluster.servers[0].url, &cluster.servers[1].url);
+    query(ch1, "CREATE DATABASE shop ON CLUSTER strata");
+    query(
+        ch1,
+        "CREATE TABLE shop.target (x UInt64) ENGINE = MergeTree ORDER BY x",
+    );
+    // Shard 2's table does not take the rows: they stay queued on ch1.
+    query(
+        ch2,
+        "CREATE TABLE shop.target (y Date) ENGINE = MergeTree ORDER BY y",
+    );
+    query(
+        ch1,
+        "CREATE TABLE shop.dist (x UInt64) ENGINE = Distributed(strata, shop, target, 1)",
+    );
+    query(ch1, "INSERT INTO shop.dist SELECT number FROM numbers(100)");
+    let names = ch_names(2);
+    let nodes: Vec<(&str, &_)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(&cluster.servers)
+        .collect();
+    let site = Site::new(dir.path(), "site", &nodes);
+    site.ok(&["init"]);
+    let out = site.strata(&["backup"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("shop.dist holds 1 batch(es) of acknowledged rows not yet sent"),
+        "{stdout}"
+    );
+    // Shard 2 takes them now: the queue drains and the next backup is whole.
+    query(ch2, "DROP TABLE shop.target");
+    query(
+        ch2,
+        "CREATE TABLE shop.target (x UInt64) ENGINE = MergeTree ORDER BY x",
+    );
+    assert_eq!(
+        wait_for_answer(ch2, "SELECT count() FROM shop.target", "100"),
+        "100"
+    );
+    let summary = site.json(&["backup", "--json"]);
+    assert_eq!(summary["status"], "complete", "{summary:#}");
+
+    // A server that does not answer: its cause on stdout, in the component's line too,
+    // without the request's URL.
+    let dead = strata_testkit::clickhouse::Server {
+        url: strata_testkit::dead_url()
+            .trim_end_matches("/hook")
+            .to_string(),
+        data: dir.path().to_path_buf(),
+    };
+    let broken = Site::new(
+        dir.path(),
+        "broken",
+        &[("ch1", &cluster.servers[0]), ("ch9", &dead)],
+    );
+    let out = broken.strata(&["backup"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let component = stdout
+        .lines()
+        .find(|l| l.starts_with("component warehouse"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        component.contains("ch9: ClickHouse: read the server")
+            && component.contains("did not answer"),
+        "{component}"
+    );
+    assert!(!stdout.contains("query_id"), "{stdout}");
+}

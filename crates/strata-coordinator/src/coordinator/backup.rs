@@ -4,6 +4,9 @@
 use super::*;
 use crate::plugin::ExternalError;
 
+/// How the error of a node stopped because another failed begins.
+const NOT_FINISHED: &str = "not finished: node ";
+
 impl Coordinator {
     /// Takes the cluster lock and prepares a backup of every node; run it with
     /// [`Pending::run`] (or let [`Coordinator::start_backup`] run it in the background).
@@ -381,7 +384,7 @@ impl Attempt<'_> {
                         name,
                         status: BackupStatus::Failed,
                         error: Some(format!(
-                            "not finished: node {} failed",
+                            "{NOT_FINISHED}{} failed",
                             coordinator.nodes[*bad].name()
                         )),
                         has_manifest: summary.is_some_and(|s| s.has_manifest),
@@ -875,9 +878,12 @@ fn component_summary(
             .filter(|n| n.component.as_deref() == Some(&component.name))
             .collect();
         out.nodes = mine.iter().map(|n| n.name.clone()).collect();
+        // The cause first: a node stopped because another failed says less than that one.
         let error = mine
             .iter()
-            .find_map(|n| n.error.as_ref().map(|e| format!("{}: {e}", n.name)));
+            .filter_map(|n| n.error.as_ref().map(|e| (n, e)))
+            .min_by_key(|(_, e)| e.starts_with(NOT_FINISHED))
+            .map(|(n, e)| format!("{}: {e}", n.name));
         if mine.is_empty() {
             (
                 ComponentStatus::Failed,

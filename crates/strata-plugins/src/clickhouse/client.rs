@@ -207,13 +207,13 @@ impl Client {
                 .body(sql.to_string())
                 .send()
                 .await
-                .map_err(|e| unreachable(strata_util::error_chain(&e)))?;
+                .map_err(|e| unreachable(strata_util::error_chain(&e.without_url())))?;
             let status = response.status();
             let mut body = Vec::new();
             while let Some(chunk) = response
                 .chunk()
                 .await
-                .map_err(|e| unreachable(strata_util::error_chain(&e)))?
+                .map_err(|e| unreachable(strata_util::error_chain(&e.without_url())))?
             {
                 if body.len() + chunk.len() > ANSWER_LIMIT {
                     return Err(ClickHouseError::Answer {

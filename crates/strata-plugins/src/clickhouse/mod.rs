@@ -11,6 +11,7 @@
 pub mod client;
 pub mod converge;
 pub mod covering;
+pub mod distributed;
 pub mod drill;
 pub mod node;
 pub mod record;

@@ -102,6 +102,15 @@ impl NodePlugin for ClickHouseAgent {
                 .await
                 .map_err(query_failed("read the schema"))?;
         let mut warnings = Vec::new();
+        // Rows a Distributed table acknowledged and queued: sent (where the server can)
+        // before the freezes, else named.
+        for table in tables.iter().filter(|t| t.engine == "Distributed") {
+            if let Some(warning) =
+                super::distributed::unsent(&client, &self.settings.path, table).await
+            {
+                warnings.push(warning);
+            }
+        }
         for table in &mut tables {
             let Some(data) = table.data.clone() else {
                 if schema::data_not_frozen(&table.engine) {
