@@ -920,3 +920,76 @@ fn unsent_distributed_rows_make_a_backup_partial_and_a_failed_node_s_cause_is_pr
     );
     assert!(!stdout.contains("query_id"), "{stdout}");
 }
+
+/// A restore cut short can be run again and finishes: tables an earlier run created
+/// empty are filled, a replica a failed CREATE registered in ZooKeeper without a table or
+/// a part is removed unasked, and a table whose parts an earlier run attached is not
+/// attached to again: its replicas are waited for.
+#[test]
+fn a_restore_cut_short_runs_again_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = ClickHouseCluster::start(1, 2);
+    let url = &source.servers[0].url;
+    query(url, "CREATE DATABASE shop ON CLUSTER strata");
+    let create = "CREATE TABLE shop.events ON CLUSTER strata (d Date, id UInt64) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/shop/events', '{replica}') PARTITION BY toYYYYMM(d) ORDER BY id";
+    query(url, create);
+    query(url, "INSERT INTO shop.events SELECT toDate('2024-01-01') + number % 90, number FROM numbers(30000)");
+    let want = fingerprint(url, "shop.events", "d, id");
+    let names = ch_names(2);
+    let nodes: Vec<(&str, &_)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(&source.servers)
+        .collect();
+    let site = Site::new(dir.path(), "source", &nodes);
+    site.ok(&["init"]);
+    let backup = site.json(&["backup", "--json"])["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let target = ClickHouseCluster::start(1, 2);
+    let (t1, t2) = (&target.servers[0].url, &target.servers[1].url);
+    let nodes: Vec<(&str, &_)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(&target.servers)
+        .collect();
+    let site = Site::new(dir.path(), "target", &nodes);
+    let config = fs::read_to_string(&site.config).unwrap();
+    fs::write(
+        &site.config,
+        config.replace(
+            "[nodes.clickhouse]\n",
+            &format!("[nodes.clickhouse]\nzookeeper = [{:?}]\n", target.zookeeper),
+        ),
+    )
+    .unwrap();
+    // What a run cut short leaves: the database, ch2's table created empty, and ch1's
+    // replica registered in ZooKeeper by a CREATE whose table the server never kept.
+    query(t1, "CREATE DATABASE shop ON CLUSTER strata");
+    query(t1, &create.replace(" ON CLUSTER strata", ""));
+    query(t1, "DETACH TABLE shop.events");
+    let _ = fs::remove_file(target.servers[0].data.join("metadata/shop/events.sql"));
+    query(t2, &create.replace(" ON CLUSTER strata", ""));
+    let out = site.ok(&["restore", &backup]);
+    assert!(
+        out.contains(
+            "stale replicas removed from ZooKeeper: /clickhouse/tables/1/shop/events/replicas/ch1"
+        ),
+        "{out}"
+    );
+    for u in [t1, t2] {
+        assert_eq!(fingerprint(u, "shop.events", "d, id"), want);
+    }
+    // The attach done, the restore runs again (a run cut short while it waited for the
+    // replicas): nothing is attached twice.
+    let out = site.ok(&["restore", &backup]);
+    assert!(
+        out.contains("shop.events 30000 rows attached by an earlier run"),
+        "{out}"
+    );
+    for u in [t1, t2] {
+        assert_eq!(fingerprint(u, "shop.events", "d, id"), want);
+    }
+}

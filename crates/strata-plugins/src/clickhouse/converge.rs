@@ -47,8 +47,8 @@ async fn replica(client: &Client, table: &Table) -> ApiResult<Replica> {
     })
 }
 
-/// The rows of the table's active parts per partition id.
-async fn rows_by_partition(client: &Client, table: &Table) -> ApiResult<BTreeMap<String, u64>> {
+/// The rows of the table's active parts per partition id (`system.parts`).
+pub async fn rows_by_partition(client: &Client, table: &Table) -> ApiResult<BTreeMap<String, u64>> {
     #[derive(Deserialize)]
     struct Row {
         partition_id: String,

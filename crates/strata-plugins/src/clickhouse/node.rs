@@ -309,10 +309,17 @@ impl ClickHouseAgent {
             }
         }
         let found = stale::find(client, &server.macros, &new).await?;
-        match (found.is_empty(), drop) {
-            (true, _) => Ok(Vec::new()),
-            (false, true) => stale::drop(client, &self.settings.zookeeper, &found).await,
-            (false, false) => Err(stale::refusal(&found)),
+        let (left, stale): (Vec<_>, Vec<_>) = found.into_iter().partition(|s| s.holds_nothing());
+        if !stale.is_empty() && !drop {
+            return Err(stale::refusal(&stale));
+        }
+        // What an earlier restore cut short registered and never filled goes without
+        // asking; the rest only when asked.
+        let mut remove = left;
+        remove.extend(stale);
+        match remove.is_empty() {
+            true => Ok(Vec::new()),
+            false => stale::drop(client, &self.settings.zookeeper, &remove).await,
         }
     }
 }
@@ -785,31 +792,51 @@ impl RestoreRun {
         Ok(None)
     }
 
+    /// The tables this node brings back, each with the parts it comes back with (a
+    /// replicated one's covering set), narrowed and renamed for `--table`.
+    fn restored_tables(&self) -> ApiResult<Vec<Table>> {
+        let record = match &self.only {
+            Some(choice) if choice.table.is_none() => return Ok(Vec::new()),
+            Some(choice) => choice.narrow(self.record.clone())?,
+            None => self.record.clone(),
+        };
+        Ok(record
+            .tables
+            .iter()
+            .map(|t| match self.plan_of(t) {
+                Some(plan) => plan.table(t),
+                None => t.clone(),
+            })
+            .filter(|t| !t.parts.is_empty())
+            .collect())
+    }
+
+    /// What a table this node attaches to holds already.
+    async fn held(&self, table: &Table) -> ApiResult<Held> {
+        if !self.exists(table).await? {
+            return Ok(Held::Nothing);
+        }
+        let rows = self.count(table).await?;
+        if rows == 0 {
+            return Ok(Held::Nothing);
+        }
+        // A restore cut short after its attach (ZooKeeper lost while the replicas were
+        // waited for): the table holds the shard's rows, partition by partition.
+        if let Some(plan) = self.plan_of(table) {
+            let held = converge::rows_by_partition(&self.client, table).await?;
+            if held == plan.rows_by_partition() {
+                return Ok(Held::Backup);
+            }
+        }
+        Ok(Held::Rows(rows))
+    }
+
     /// Refuses, before anything is laid down or created, a table this node would attach
     /// parts to that exists here with rows: parts beside rows would double them.
     async fn refuse_rows(&self) -> ApiResult<()> {
-        let tables: Vec<Table> = match &self.only {
-            Some(choice) => match &choice.table {
-                Some(_) => choice.narrow(self.record.clone())?.tables,
-                None => Vec::new(),
-            },
-            None => self.record.tables.clone(),
-        };
-        for table in tables
-            .iter()
-            .filter(|t| !t.parts.is_empty() && self.attaches(t))
-        {
-            if self.exists(table).await? {
-                let rows = self.count(table).await?;
-                if rows > 0 {
-                    return Err(ApiError::new(
-                        ErrorCode::BadRequest,
-                        format!(
-                            "ClickHouse: table {} exists on this server with {rows} rows: a restore attaches parts into empty tables only (drop the table, or restore onto an empty cluster)",
-                            table.shown()
-                        ),
-                    ));
-                }
+        for table in self.restored_tables()?.iter().filter(|t| self.attaches(t)) {
+            if let Held::Rows(rows) = self.held(table).await? {
+                return Err(beside_rows(table, rows));
             }
         }
         Ok(())
@@ -897,31 +924,16 @@ impl PluginRestore for RestoreRun {
             None => record,
         };
 
-        // Each table with the parts it comes back with: a replicated one's covering set.
-        let tables: Vec<Table> = record
-            .tables
-            .iter()
-            .map(|t| match self.plan_of(t) {
-                Some(plan) => plan.table(t),
-                None => t.clone(),
-            })
-            .filter(|t| !t.parts.is_empty())
-            .collect();
+        let tables = self.restored_tables()?;
         let (attach, fetch): (Vec<&Table>, Vec<&Table>) =
             tables.iter().partition(|t| self.attaches(t));
         // Refused before anything is created: parts beside rows would double them.
+        let mut attached_before = Vec::new();
         for table in &attach {
-            if self.exists(table).await? {
-                let rows = self.count(table).await?;
-                if rows > 0 {
-                    return Err(ApiError::new(
-                        ErrorCode::BadRequest,
-                        format!(
-                            "ClickHouse: table {} exists on this server with {rows} rows: a restore attaches parts into empty tables only (drop the table, or restore onto an empty cluster)",
-                            table.shown()
-                        ),
-                    ));
-                }
+            match self.held(table).await? {
+                Held::Nothing => {}
+                Held::Backup => attached_before.push(table.shown()),
+                Held::Rows(rows) => return Err(beside_rows(table, rows)),
             }
         }
         let created = self.create(&record).await?;
@@ -931,6 +943,28 @@ impl PluginRestore for RestoreRun {
         let mut from_live = Vec::new();
         for table in &attach {
             let plan = self.plan_of(table);
+            if attached_before.contains(&table.shown()) {
+                // Attached by an earlier run of this restore: its replicas are waited for.
+                if let Some(plan) = plan {
+                    self.without_merges(
+                        table,
+                        converge::replicas_hold_parts(
+                            &self.client,
+                            table,
+                            plan.replicas,
+                            deadline,
+                            self.wait,
+                        ),
+                    )
+                    .await?;
+                }
+                lines.push(format!(
+                    "{} {} rows attached by an earlier run",
+                    table.shown(),
+                    table.rows()
+                ));
+                continue;
+            }
             if plan.is_some() {
                 if let Some(replica) = self.other_replica_with_parts(table).await? {
                     // A replica of a live table (this node rebuilt after a lost disk): it
@@ -1080,6 +1114,27 @@ impl RestoreRun {
         }
         Ok(())
     }
+}
+
+/// What a table a restore attaches to holds already.
+enum Held {
+    /// Nothing: it is missing or empty.
+    Nothing,
+    /// The shard's rows of this backup, partition by partition: an earlier restore of it
+    /// attached them and was cut short.
+    Backup,
+    /// Other rows.
+    Rows(u64),
+}
+
+fn beside_rows(table: &Table, rows: u64) -> ApiError {
+    ApiError::new(
+        ErrorCode::BadRequest,
+        format!(
+            "ClickHouse: table {} exists on this server with {rows} rows: a restore attaches parts into empty tables only (drop the table, or restore onto an empty cluster)",
+            table.shown()
+        ),
+    )
 }
 
 fn shard_line(server: &Server) -> String {

@@ -29,6 +29,17 @@ pub struct StaleReplica {
     pub replica: String,
     /// Whether it is the replica this server's `CREATE` registers.
     pub own: bool,
+    /// How many parts ZooKeeper lists for it.
+    pub parts: usize,
+}
+
+impl StaleReplica {
+    /// Whether it holds nothing: no part. A `CREATE` that failed midway (ZooKeeper lost
+    /// during a restore cut short) leaves such a replica; with no live session and no
+    /// part, removing it loses nothing, so a restore run again removes it unasked.
+    pub fn holds_nothing(&self) -> bool {
+        self.parts == 0
+    }
 }
 
 impl StaleReplica {
@@ -140,11 +151,15 @@ pub async fn find(
                 }
                 continue;
             }
+            let parts = children(client, &format!("{node}/parts"))
+                .await?
+                .map_or(0, |p| p.len());
             stale.push(StaleReplica {
                 table: table.shown(),
                 table_path: path.clone(),
                 replica: name,
                 own,
+                parts,
             });
         }
     }
