@@ -175,7 +175,7 @@ pub enum Command {
         /// `<table>_restored` or --as, without touching the running tables: PostgreSQL
         /// (`SCHEMA.TABLE`, repeatable, with --database) or ClickHouse (`DATABASE.TABLE`,
         /// one, onto the component's nodes).
-        #[arg(long = "table", value_name = "SCHEMA.TABLE", conflicts_with_all = ["to", "map", "rename", "path"])]
+        #[arg(long = "table", value_name = "SCHEMA.TABLE", conflicts_with_all = ["to", "rename", "path"])]
         tables: Vec<String>,
         /// PostgreSQL: the database the tables are in; without --table, this whole
         /// database comes back (as `<database>_restored`, or --as).
