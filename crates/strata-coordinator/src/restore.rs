@@ -51,6 +51,7 @@ pub async fn run_restore(
             backup.name
         )));
     }
+    refuse_live_postgres(target, &chosen)?;
     check_index_damage(&repo, backup, &chosen, &options).await?;
     let mut out = Vec::new();
     for name in &chosen {
@@ -75,6 +76,26 @@ pub async fn run_restore(
         });
     }
     Ok(out)
+}
+
+/// Refuses, before anything is written, a restore into a directory that holds a
+/// PostgreSQL cluster a postmaster may still hold (running, or crashed with its lock and
+/// shared memory in place): `target` itself, or one of the nodes' directories under it.
+/// The lock check is the in-place restore's ([`strata_postgres::server::held`]).
+fn refuse_live_postgres(target: &Path, chosen: &[&str]) -> CoordinatorResult<()> {
+    let mut dirs = vec![target.to_path_buf()];
+    if chosen.len() > 1 {
+        dirs.extend(chosen.iter().map(|name| target.join(name)));
+    }
+    for dir in dirs {
+        if let Some(why) = strata_postgres::server::held(&dir) {
+            return Err(CoordinatorError::Invalid(format!(
+                "{} holds a PostgreSQL cluster that may be running: {why}; nothing was written (stop the server, or restore into another directory)",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// When index objects were skipped as damaged, refuses before writing anything a restore

@@ -23,6 +23,127 @@ pub fn is_running(node: &NodeSettings) -> bool {
         .unwrap_or(false)
 }
 
+/// Why a postmaster may hold `data_dir`, or `None` when none can: the directory has no
+/// `postmaster.pid`, or the one it has is provably stale. This is PostgreSQL's own
+/// interlock (`CreateLockFile`), made stricter: a PID this host does not show is no proof
+/// that the postmaster is gone (it may run in another PID namespace, a container), so the
+/// lock counts as released only when
+///
+/// - the shared memory segment `postmaster.pid` names exists (same key) with no process
+///   attached (the postmaster and every backend stay attached while they live), or
+/// - the postmaster started before this host booted.
+///
+/// Anything else holds the directory: a live process with that PID (whoever owns it), a
+/// segment still attached (a crashed postmaster's backends, or a postmaster this PID
+/// namespace cannot see), a server answering on the socket it names, or a
+/// `postmaster.pid` that cannot be read or proven stale.
+pub fn held(data_dir: &Path) -> Option<String> {
+    let pid_file = data_dir.join("postmaster.pid");
+    let text = match std::fs::read(&pid_file) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(err) => {
+            return Some(format!(
+                "{} cannot be read ({err}): a server may run there",
+                pid_file.display()
+            ))
+        }
+    };
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let line = |i: usize| lines.get(i).copied().unwrap_or("");
+    // PostgreSQL writes a negative PID for a single-user server.
+    let Some(pid) = line(0).parse::<i64>().ok().map(|p| p.unsigned_abs()) else {
+        return Some(format!(
+            "{} names no process (a server may be starting there)",
+            pid_file.display()
+        ));
+    };
+    let named = format!("{} names process {pid}", pid_file.display());
+    match shared_memory(line(6)) {
+        Some(Segment::Attached(n)) => {
+            return Some(format!(
+                "{named}, and its shared memory is attached by {n} processes: a server (or a crashed postmaster's backends) still runs there, perhaps in another PID namespace"
+            ))
+        }
+        Some(Segment::Detached) => return None,
+        None => {}
+    }
+    if let (Ok(started), Some(boot)) = (line(2).parse::<u64>(), boot_time()) {
+        if started < boot {
+            return None;
+        }
+    }
+    let process = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(process) = process {
+        match rustix::process::test_kill_process(process) {
+            Ok(()) | Err(rustix::io::Errno::PERM) => {
+                return Some(format!("{named}, which is running: a server runs there"))
+            }
+            Err(_) => {}
+        }
+    }
+    if let (Ok(port), dir) = (line(3).parse::<u16>(), line(4)) {
+        let socket = Path::new(dir).join(format!(".s.PGSQL.{port}"));
+        if !dir.is_empty() && std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+            return Some(format!(
+                "{named}, and a server answers on {}",
+                socket.display()
+            ));
+        }
+    }
+    Some(format!(
+        "{named}, which this host does not show, and its shared memory is not found: that does not prove the server gone (it may run in another PID or IPC namespace); if no server uses {}, remove {} and try again",
+        data_dir.display(),
+        pid_file.display()
+    ))
+}
+
+/// What became of the System V shared memory segment a postmaster made.
+enum Segment {
+    /// Processes are attached to it: the postmaster or its children live.
+    Attached(u64),
+    /// It exists, with nothing attached: every process of that server has ended.
+    Detached,
+}
+
+/// The segment of `postmaster.pid`'s line 7 (`KEY ID`); `None` when the line names none
+/// or it is gone (removed, or made in another IPC namespace: nothing is proven).
+fn shared_memory(line: &str) -> Option<Segment> {
+    let mut parts = line.split_whitespace();
+    let key: i64 = parts.next()?.parse().ok()?;
+    let id: i32 = parts.next()?.parse().ok()?;
+    let mut ds = std::mem::MaybeUninit::<libc::shmid_ds>::zeroed();
+    // SAFETY: shmctl(IPC_STAT) writes at most one shmid_ds into the buffer given, which
+    // is a properly sized and aligned shmid_ds; it is read only when the call succeeded.
+    #[allow(unsafe_code)] // System V shared memory has no safe binding: the reason above
+    let ds = unsafe {
+        if libc::shmctl(id, libc::IPC_STAT, ds.as_mut_ptr()) != 0 {
+            return None;
+        }
+        ds.assume_init()
+    };
+    // Another segment under a recycled id proves nothing about this server's.
+    if i64::from(ds.shm_perm.__key) != key && (ds.shm_perm.__key as u32 as i64) != key {
+        return None;
+    }
+    Some(match ds.shm_nattch {
+        0 => Segment::Detached,
+        n => Segment::Attached(n),
+    })
+}
+
+/// When this host booted (seconds since the epoch, `btime` of `/proc/stat`).
+fn boot_time() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Stops the server on the node's data directory (`pg_ctl stop -m fast`: sessions are
 /// ended, a checkpoint is written), waiting up to `timeout`.
 pub fn stop(node: &NodeSettings, timeout: Duration) -> PgResult<()> {

@@ -1759,3 +1759,157 @@ fn a_killed_table_restore_s_scratch_server_is_removed_by_the_next_restore_drill_
     assert!(marks.is_empty(), "{marks:?}");
     primary.stop();
 }
+
+/// A primary archiving into a site's repository, running, with a table `t (batch int)`
+/// holding batch 0 (1000 rows), and one backup of it (its name). `before` runs after
+/// batch 0, before the backup.
+fn batches_site(before: impl FnOnce(&PgServer)) -> (Site, PgServer, PathBuf, String) {
+    let site = Site::new();
+    let (primary, config) = site.archiving_primary();
+    primary.start();
+    primary.psql("postgres", "CREATE TABLE t (batch int, n int)");
+    primary.psql(
+        "postgres",
+        "INSERT INTO t SELECT 0, g FROM generate_series(1, 1000) g",
+    );
+    before(&primary);
+    let out = site.ok(&config, &["backup"]);
+    assert!(out.contains("complete"), "{out}");
+    let list: serde_json::Value =
+        serde_json::from_str(&site.ok(&config, &["--json", "list"])).unwrap();
+    let name = list[0]["name"].as_str().unwrap().to_string();
+    (site, primary, config, name)
+}
+
+/// The names, sizes and modification times of everything under `dir`.
+fn names_sizes_times(dir: &Path) -> Vec<(PathBuf, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let meta = entry.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+            out.push((entry.path(), meta.size(), meta.mtime(), meta.mtime_nsec()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Issue 67: `restore --to` a running server's data directory is refused (exit 2)
+/// before anything is written, its files untouched (names, sizes, times); so is a
+/// directory whose `postmaster.pid` names a process this host does not show while the
+/// shared memory it names is attached (a postmaster in another PID namespace), or one
+/// nothing proves stale; a lock whose shared memory nothing holds any more is stale.
+#[test]
+#[allow(unsafe_code)] // a System V segment for a stale lock: the reason is beside the block
+fn restore_to_a_running_server_s_data_directory_is_refused_and_writes_nothing() {
+    if skip_without_postgres() {
+        return;
+    }
+    let (site, primary, config, backup) = batches_site(|_| {});
+    wait_archived(&primary);
+    std::thread::sleep(Duration::from_millis(300));
+    let live = &primary.data_dir;
+    let before = names_sizes_times(live);
+    let out = site.strata(
+        &config,
+        &["restore", &backup, "--to", live.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("may be running") && stderr.contains("nothing was written"),
+        "{stderr}"
+    );
+    assert_eq!(
+        names_sizes_times(live),
+        before,
+        "the live directory changed"
+    );
+    assert!(!live.join("backup_label").exists());
+    assert_eq!(primary.psql("postgres", "SELECT count(*) FROM t"), "1000");
+
+    // The live server's lock file with a PID this host does not show (a postmaster in
+    // another PID namespace): its shared memory, still attached, holds the directory.
+    let pid_text = std::fs::read_to_string(live.join("postmaster.pid")).unwrap();
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    let with = |edit: &dyn Fn(usize, &str) -> String| {
+        pid_text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| edit(i, l) + "\n")
+            .collect::<String>()
+    };
+    let hidden = site.path("hidden");
+    std::fs::create_dir_all(&hidden).unwrap();
+    std::fs::write(
+        hidden.join("postmaster.pid"),
+        with(&|i, l| if i == 0 { dead.to_string() } else { l.into() }),
+    )
+    .unwrap();
+    chown_to_postgres(&hidden);
+    let out = site.strata(
+        &config,
+        &["restore", &backup, "--to", hidden.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("shared memory is attached"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&hidden).unwrap().count(), 1);
+
+    // No process, no segment, no socket: nothing proves the server gone.
+    std::fs::write(
+        hidden.join("postmaster.pid"),
+        with(&|i, l| match i {
+            0 => dead.to_string(),
+            4 => "/nonexistent".into(),
+            6 => "  1 2147483646".into(),
+            _ => l.into(),
+        }),
+    )
+    .unwrap();
+    let out = site.strata(
+        &config,
+        &["restore", &backup, "--to", hidden.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("does not prove the server gone"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(&hidden).unwrap().count(), 1);
+
+    // A segment with nothing attached: every process of that server has ended.
+    // SAFETY: shmget and shmctl take plain integers and a null buffer for IPC_RMID.
+    let id = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o644) };
+    assert!(id >= 0);
+    std::fs::write(
+        hidden.join("postmaster.pid"),
+        with(&|i, l| match i {
+            0 => dead.to_string(),
+            4 => "/nonexistent".into(),
+            6 => format!("{:9} {:9}", 0, id),
+            _ => l.into(),
+        }),
+    )
+    .unwrap();
+    let out = site.strata(
+        &config,
+        &["restore", &backup, "--to", hidden.to_str().unwrap()],
+    );
+    // SAFETY: as above.
+    unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(hidden.join("PG_VERSION").exists());
+}

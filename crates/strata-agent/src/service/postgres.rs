@@ -131,11 +131,14 @@ impl NodePlugin for PostgresAgent {
                 .map_err(|e| ApiError::new(ErrorCode::BadRequest, error_chain(&e)))?,
             None => Vec::new(),
         };
-        if strata_postgres::server::is_running(&pg.node) {
+        // The same check as `restore --to`'s (the data directory's lock), and pg_ctl's.
+        let held = strata_postgres::server::held(&pg.node.data_dir);
+        if held.is_some() || strata_postgres::server::is_running(&pg.node) {
+            let why = held.map(|why| format!(" ({why})")).unwrap_or_default();
             return Err(ApiError::new(
                 ErrorCode::BadRequest,
                 format!(
-                    "PostgreSQL is running on {} (node {}): stop it before restoring over it",
+                    "PostgreSQL is running on {} (node {}){why}: stop it before restoring over it",
                     pg.node.data_dir.display(),
                     restore.node
                 ),
