@@ -83,6 +83,8 @@ pub mod storage;
 pub mod wal_queue;
 
 pub use error::{CoordinatorError, CoordinatorResult};
-pub use resolve::{damaged_match, names_a_point_in_time, resolve_backup, resolve_backup_for};
+pub use resolve::{
+    damaged_match, names_a_point_in_time, resolve_backup, resolve_backup_for, target_before_backup,
+};
 /// Error chains as one line: "what: why: why".
 pub use strata_util::error_chain;

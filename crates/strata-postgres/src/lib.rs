@@ -153,6 +153,11 @@ pub struct BaseBackupInfo {
     /// Tablespaces outside the data directory (stored in `pg_tblspc/<oid>`).
     #[serde(default)]
     pub tablespaces: Vec<tablespace::Tablespace>,
+    /// Every transaction with a smaller id (`xid8`, in decimal) had ended before the
+    /// backup's end (the xmin of a snapshot taken just before `pg_backup_stop`): none of
+    /// them can be a recovery target. `None` in backups made before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_xmin: Option<String>,
     /// The databases and their oids (their directories `base/<oid>`) at the backup's
     /// start; empty in backups made before this was recorded.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -225,6 +230,7 @@ mod tests {
                 location: "/srv/cold".into(),
             }],
             databases: BTreeMap::from([("shop".to_string(), 16390), ("postgres".into(), 5)]),
+            stop_xmin: Some("4294967999".into()),
         };
         let map = info.to_map();
         assert_eq!(map["postgres.timeline"], "2");

@@ -184,6 +184,17 @@ impl BackupSession {
         } else {
             "SELECT lsn::text, labelfile, coalesce(spcmapfile, '') FROM pg_stop_backup(false, true)"
         };
+        // Before the stop: every transaction below this xmin ended before the backup's
+        // end, so none of them can be a recovery target (`txid_*`: PostgreSQL 10 to 15).
+        let stop_xmin: String = self
+            .client
+            .query_one(
+                "SELECT txid_snapshot_xmin(txid_current_snapshot())::text",
+                &[],
+            )
+            .await
+            .map_err(PgError::query("txid_current_snapshot()"))?
+            .get(0);
         let row = self
             .client
             .query_one(sql, &[])
@@ -213,6 +224,7 @@ impl BackupSession {
             from_standby: self.role == Role::Standby,
             tablespaces: self.tablespaces.clone(),
             databases: self.databases.clone(),
+            stop_xmin: Some(stop_xmin),
         };
         Ok(Stopped {
             info,

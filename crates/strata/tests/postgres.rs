@@ -1781,6 +1781,17 @@ fn batches_site(before: impl FnOnce(&PgServer)) -> (Site, PgServer, PathBuf, Str
     (site, primary, config, name)
 }
 
+/// Adds batch `i` (1000 rows) in a WAL segment of its own; returns that segment.
+fn add_batch(primary: &PgServer, i: u32) -> String {
+    primary.psql(
+        "postgres",
+        &format!("INSERT INTO t SELECT {i}, g FROM generate_series(1, 1000) g"),
+    );
+    let segment = primary.psql("postgres", "SELECT pg_walfile_name(pg_current_wal_lsn())");
+    primary.psql("postgres", "SELECT pg_switch_wal()");
+    segment
+}
+
 /// The names, sizes and modification times of everything under `dir`.
 fn names_sizes_times(dir: &Path) -> Vec<(PathBuf, u64, i64, i64)> {
     use std::os::unix::fs::MetadataExt;
@@ -1797,6 +1808,77 @@ fn names_sizes_times(dir: &Path) -> Vec<(PathBuf, u64, i64, i64)> {
     }
     out.sort();
     out
+}
+
+/// Issue 67: a recovery target before the end of the backup it recovers from (a time
+/// before it ended, an LSN before its consistent point, a transaction that had ended
+/// before it) is refused with exit 2 before any file is written, for each kind; `latest`
+/// with such a target finds no backup old enough; a transaction after the backup is
+/// reached.
+#[test]
+fn a_target_before_the_chosen_backup_is_refused_before_any_file_is_written() {
+    if skip_without_postgres() {
+        return;
+    }
+    let mut early = (String::new(), String::new(), String::new());
+    let (site, primary, _config, backup) = batches_site(|primary| {
+        let xid = primary.psql("postgres", "SELECT txid_current()::text");
+        let lsn = primary.psql("postgres", "SELECT pg_current_wal_lsn()::text");
+        let time = primary.psql("postgres", "SELECT clock_timestamp()::text");
+        std::thread::sleep(Duration::from_millis(1200));
+        early = (time, lsn, xid);
+    });
+    let late_xid = primary.psql(
+        "postgres",
+        "BEGIN; INSERT INTO t SELECT 1, g FROM generate_series(1, 1000) g; SELECT txid_current()::text; COMMIT",
+    );
+    add_batch(&primary, 2);
+    wait_archived(&primary);
+    let (time, lsn, xid) = early;
+    let cases: [(&str, &str, &str); 4] = [
+        ("--target-time", &time, "is before backup"),
+        (
+            "--target-lsn",
+            &lsn,
+            "is before the consistent point of backup",
+        ),
+        ("--target-xid", &xid, "had ended before backup"),
+        ("--target-xid", "3", "had ended before backup"),
+    ];
+    for (i, (option, value, why)) in cases.iter().enumerate() {
+        let copy = fresh_target(&site, &format!("early{i}"));
+        let cfg = site.config(&format!("early{i}.toml"), &[("db", &copy, None)], "");
+        let out = site.strata(&cfg, &["restore", &backup, option, value]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{option} {value}: {stderr}");
+        assert!(stderr.contains(why) && stderr.contains(&backup), "{stderr}");
+        assert!(
+            std::fs::read_dir(&copy.data_dir).unwrap().next().is_none(),
+            "{option} {value}: files were written"
+        );
+        assert!(!copy.is_running());
+    }
+    // `latest` with a target before every backup finds none.
+    let copy = fresh_target(&site, "early-latest");
+    let cfg = site.config("early-latest.toml", &[("db", &copy, None)], "");
+    for (option, value) in [("--target-lsn", &lsn), ("--target-xid", &xid)] {
+        let out = site.strata(&cfg, &["restore", "latest", option, value]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("before the oldest backup"), "{stderr}");
+    }
+    assert!(std::fs::read_dir(&copy.data_dir).unwrap().next().is_none());
+    // A transaction after the backup is a target it reaches.
+    let out = site.ok(&cfg, &["restore", &backup, "--target-xid", &late_xid]);
+    assert!(out.contains("promoted"), "{out}");
+    assert_eq!(
+        copy.psql(
+            "postgres",
+            "SELECT string_agg(DISTINCT batch::text, ',') FROM t"
+        ),
+        "0,1"
+    );
+    copy.stop();
 }
 
 /// Issue 67: `restore --to` a running server's data directory is refused (exit 2)

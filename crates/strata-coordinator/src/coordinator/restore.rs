@@ -453,6 +453,12 @@ impl Coordinator {
     ) -> CoordinatorResult<Pending<RestoreOutcome>> {
         let storage = storage.to_string();
         crate::input::check_restore_plan(&plan)?;
+        // A recovery target before the backup's end: refused before anything is written.
+        if let Some(target) = plan.recovery.as_ref().map(|r| &r.target) {
+            if let Some(why) = crate::resolve::target_before_backup(summary, target) {
+                return Err(CoordinatorError::Invalid(why));
+            }
+        }
         let selected = self.restore_selection(summary, &plan)?;
         if let Some(table) = &plan.table {
             for c in &selected {
