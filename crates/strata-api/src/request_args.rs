@@ -27,6 +27,10 @@ pub struct RecoveryArgs {
     /// Stop as soon as the backup is consistent.
     #[cfg_attr(feature = "cli", arg(long, group = "target"))]
     pub target_immediate: bool,
+    /// Recover up to the first gap in the archived WAL (a missing segment) and promote
+    /// there, leaving what lies past it; without this, a restore to the end refuses a gap.
+    #[cfg_attr(feature = "cli", arg(long, group = "target"))]
+    pub target_gap: bool,
     /// At the target: promote (default), pause, or shutdown.
     #[cfg_attr(
         feature = "cli",
@@ -54,7 +58,10 @@ impl RecoveryArgs {
             ))
         })?;
         let (time, lsn, xid) = (self.target_time, self.target_lsn, self.target_xid);
-        let target = Target::from_options(time, lsn, xid, self.target_immediate);
+        let target = match self.target_gap {
+            true => Target::Gap,
+            false => Target::from_options(time, lsn, xid, self.target_immediate),
+        };
         RecoveryPlan::unless_default(target, action, !self.no_start, self.no_archive)
             .map_err(|e| CoordinatorError::Invalid(e.to_string()))
     }

@@ -62,6 +62,7 @@ fn target_words(target: &strata_postgres::recovery::Target) -> String {
         Target::Lsn(l) => format!("LSN {l}"),
         Target::Xid(x) => format!("transaction {x}"),
         Target::Latest => "the end of the archive".into(),
+        Target::Gap => "the first gap in the archive".into(),
         Target::Immediate => "the backup's consistent point".into(),
     }
 }
@@ -95,7 +96,7 @@ pub fn target_before_backup(
     let name = &summary.name;
     let pick = "restore an older backup (`strata list`), or `latest` with the same target, which picks the newest backup that ended before it";
     match target {
-        Target::Latest | Target::Immediate => None,
+        Target::Latest | Target::Gap | Target::Immediate => None,
         Target::Time(text) => {
             let wanted = parse_pg_time(text)?;
             let started = chrono::DateTime::parse_from_rfc3339(&summary.started).ok()?;

@@ -76,7 +76,7 @@ fn recovery_settings(config: &Config, target: &Target) -> (Vec<(&'static str, St
         ("recovery_target_timeline", "current".into()),
     ];
     let target_line = match target {
-        Target::Latest => {
+        Target::Latest | Target::Gap => {
             settings[1].1 = "latest".into();
             "the end of the archive".to_string()
         }
@@ -97,7 +97,7 @@ fn recovery_settings(config: &Config, target: &Target) -> (Vec<(&'static str, St
             format!("transaction {x}")
         }
     };
-    if *target != Target::Latest {
+    if !target.is_end() {
         settings.push(("recovery_target_action", "promote".into()));
     }
     (settings, target_line)

@@ -26,8 +26,12 @@ const END: &str = "# --- strata restore: end ---";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
-    /// Replay every archived WAL file (the latest state).
+    /// Replay every archived WAL file (the latest state); a gap in the archive on the
+    /// way is refused before anything is written.
     Latest,
+    /// Replay the archived WAL up to its first gap (a missing segment) and promote there,
+    /// leaving what lies past the gap unreplayed; without a gap, the same as `Latest`.
+    Gap,
     /// Stop as soon as the backup is consistent.
     Immediate,
     /// A timestamp (`2026-11-23 05:00:00+00`).
@@ -36,6 +40,14 @@ pub enum Target {
     Lsn(String),
     /// A transaction id.
     Xid(String),
+}
+
+impl Target {
+    /// Whether recovery runs to the end of the archived WAL (or its first gap): no
+    /// target setting, the newest timeline, promoted at the end.
+    pub fn is_end(&self) -> bool {
+        matches!(self, Target::Latest | Target::Gap)
+    }
 }
 
 /// What to do at the target.
@@ -110,20 +122,20 @@ pub fn settings_block(node: &NodeSettings, plan: &RecoveryPlan, wal_fetch: &str)
             // To a point in time: along the backup's own timeline (a later branch, such as
             // an earlier point-in-time restore's, may have forked before this backup). To
             // the end: follow the newest timeline, as after a failover.
-            let timeline = if plan.target == Target::Latest {
+            let timeline = if plan.target.is_end() {
                 "latest"
             } else {
                 "current"
             };
             set("recovery_target_timeline", timeline);
             match &plan.target {
-                Target::Latest => {}
+                Target::Latest | Target::Gap => {}
                 Target::Immediate => set("recovery_target", "immediate"),
                 Target::Time(t) => set("recovery_target_time", t),
                 Target::Lsn(l) => set("recovery_target_lsn", l),
                 Target::Xid(x) => set("recovery_target_xid", x),
             }
-            if plan.target != Target::Latest {
+            if !plan.target.is_end() {
                 set("recovery_target_action", plan.action.as_str());
             }
         }
@@ -406,6 +418,23 @@ fn write_auto_conf(
         .and_then(|()| Ok(rfs::renameat(data, temp, data, "postgresql.auto.conf")?))
         .map_err(io("cannot write", &auto))?;
     Ok(())
+}
+
+/// Where recovery ended on a server that was promoted: the timeline it recovered along
+/// and the position where the new timeline begins, from the last entry of the newest
+/// history file in `pg_wal` (the one promotion wrote). `None` when there is none.
+pub fn recovery_end(data_dir: &Path) -> Option<(u32, crate::walname::Lsn)> {
+    let newest = std::fs::read_dir(data_dir.join("pg_wal"))
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let tli = u32::from_str_radix(name.strip_suffix(".history")?, 16).ok()?;
+            Some((tli, e.path()))
+        })
+        .max_by_key(|(tli, _)| *tli)?;
+    let text = std::fs::read_to_string(newest.1).ok()?;
+    crate::wal::parse_history(&text).last().copied()
 }
 
 /// Removes the recovery settings a restore wrote, once recovery has ended: a server that

@@ -29,7 +29,7 @@ impl Target {
     /// (PostgreSQL parses it when recovery starts); an LSN is `HEX/HEX`; an xid is digits.
     pub fn check(&self) -> Result<(), BadTarget> {
         match self {
-            Target::Latest | Target::Immediate => Ok(()),
+            Target::Latest | Target::Gap | Target::Immediate => Ok(()),
             Target::Time(t) => {
                 let ok = !t.is_empty()
                     && t.len() <= MAX_TIME

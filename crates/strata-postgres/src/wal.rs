@@ -618,6 +618,169 @@ impl ArchiveReport {
     }
 }
 
+/// Where a restore to the end of the archive stops, known before it starts: the timeline
+/// recovery follows (`recovery_target_timeline = 'latest'`), its newest archived
+/// segment, and the first gap on the way there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveEnd {
+    /// The timeline recovery ends on: the newest one with a history file after the
+    /// backup's, as PostgreSQL picks it.
+    pub timeline: u32,
+    /// The newest archived segment recovery would replay without a gap.
+    pub last: String,
+    /// The first segment missing between the backup's start and `last`.
+    pub gap: Option<WalGap>,
+}
+
+/// A segment missing from the archive in the middle of what recovery replays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalGap {
+    /// The first missing segment: recovery stops before it.
+    pub missing: String,
+    /// The last segment before it (recovery's end at the gap).
+    pub before: String,
+    /// The first archived segment past it.
+    pub resumes: String,
+    /// How many archived segments lie past the gap, up to [`ArchiveEnd::last`].
+    pub past: u64,
+}
+
+impl std::fmt::Display for WalGap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "WAL segment {} is missing from the archive: recovery stops after {}, and the {} archived segments from {} on lie past the gap",
+            self.missing, self.before, self.past, self.resumes
+        )
+    }
+}
+
+/// The entries of a timeline history file: each ancestor timeline and the position where
+/// it ended (the next began).
+pub fn parse_history(text: &str) -> Vec<(u32, crate::walname::Lsn)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let timeline = fields.next()?.parse().ok()?;
+            let end = crate::walname::Lsn::parse(fields.next()?)?;
+            Some((timeline, end))
+        })
+        .collect()
+}
+
+impl ArchiveReport {
+    /// The timeline a recovery from `timeline` to the latest ends on: PostgreSQL probes
+    /// for the history files of the following timelines, one after another, and takes
+    /// the last it finds.
+    pub fn newest_timeline(&self, timeline: u32) -> u32 {
+        let mut newest = timeline;
+        while self
+            .history_files
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(&format!("{:08X}.history", newest + 1)))
+        {
+            newest += 1;
+        }
+        newest
+    }
+
+    /// Where a recovery to the end of the archive of a backup that starts in `start_wal`
+    /// stops, along the history of `target` (`history`: its history file's entries,
+    /// empty when it is the backup's own timeline): each segment is read from the newest
+    /// timeline of the history that holds that position, as PostgreSQL reads them.
+    /// `None` when the backup is not on that history (PostgreSQL refuses it itself) or
+    /// nothing is known to be archived.
+    pub fn end_of_recovery(
+        &self,
+        start_wal: &str,
+        target: u32,
+        history: &[(u32, crate::walname::Lsn)],
+        segment_size: u64,
+    ) -> Option<ArchiveEnd> {
+        let start = WalFileKind::parse(start_wal)?;
+        let (from_tli, from) = (start.timeline(), start.segno(segment_size)?);
+        // Each timeline of the history with the segments it can serve: from the
+        // segment its parent ended in to the one it ended in itself.
+        let mut spans: Vec<(u32, u64, u64)> = Vec::new();
+        let mut begin = 0;
+        for (tli, end) in history {
+            let last = crate::walname::Lsn(end.0.saturating_sub(1)).segment(segment_size);
+            spans.push((*tli, begin, last));
+            begin = end.segment(segment_size);
+        }
+        spans.push((target, begin, u64::MAX));
+        let own = spans.iter().find(|(tli, ..)| *tli == from_tli)?;
+        if from > own.2 {
+            return None;
+        }
+        let archived = |tli: u32, segno: u64| {
+            self.timelines
+                .iter()
+                .filter(|t| t.timeline == tli)
+                .flat_map(|t| &t.ranges)
+                .filter_map(|(a, b)| {
+                    Some((
+                        WalFileKind::parse(a)?.segno(segment_size)?,
+                        WalFileKind::parse(b)?.segno(segment_size)?,
+                    ))
+                })
+                .any(|(a, b)| a <= segno && segno <= b)
+        };
+        // The timeline a segment is read from: the newest that has it in its span.
+        let serving = |segno: u64| {
+            spans
+                .iter()
+                .rev()
+                .filter(|(tli, b, e)| *tli >= from_tli && *b <= segno && segno <= *e)
+                .map(|(tli, ..)| *tli)
+                .find(|tli| archived(*tli, segno))
+        };
+        // The newest segment archived on any timeline of the path, in its span.
+        let newest = spans
+            .iter()
+            .filter(|(tli, ..)| *tli >= from_tli)
+            .flat_map(|(tli, b, e)| {
+                self.timelines
+                    .iter()
+                    .filter(move |t| t.timeline == *tli)
+                    .flat_map(|t| &t.ranges)
+                    .filter_map(|(_, last)| WalFileKind::parse(last)?.segno(segment_size))
+                    .map(move |last| last.min(*e))
+                    .filter(move |last| last >= b)
+            })
+            .max()?;
+        if newest < from {
+            return None;
+        }
+        let name = |segno: u64| {
+            let tli = serving(segno).unwrap_or(target);
+            crate::walname::segment_name(tli, segno, segment_size)
+        };
+        let missing = (from..=newest).find(|s| serving(*s).is_none());
+        let gap = missing.map(|missing| {
+            let past: Vec<u64> = (missing..=newest)
+                .filter(|s| serving(*s).is_some())
+                .collect();
+            WalGap {
+                missing: spans
+                    .iter()
+                    .rev()
+                    .find(|(_, b, e)| *b <= missing && missing <= *e)
+                    .map(|(tli, ..)| crate::walname::segment_name(*tli, missing, segment_size))
+                    .unwrap_or_else(|| name(missing)),
+                before: name(missing.saturating_sub(1).max(from)),
+                resumes: past.first().map(|s| name(*s)).unwrap_or_default(),
+                past: past.len() as u64,
+            }
+        });
+        Some(ArchiveEnd {
+            timeline: target,
+            last: name(newest),
+            gap,
+        })
+    }
+}
+
 /// Lists the archive: per timeline, the runs of consecutive segments (a gap between runs
 /// is WAL that recovery cannot cross).
 pub fn summarize(names: &[String], segment_size: u64) -> ArchiveReport {
@@ -840,5 +1003,41 @@ mod tests {
         assert_eq!(segment_system_id(&page), Some(7311));
         assert_eq!(segment_system_id(b"short"), None);
         assert_eq!(segment_system_id(&[0u8; 64]), None);
+    }
+
+    #[test]
+    fn the_end_of_recovery_is_the_newest_segment_and_a_gap_on_the_way_is_named() {
+        let at = |tli: u32, n: u64| crate::walname::segment_name(tli, n, SEG);
+        let all: Vec<String> = [2, 3, 4, 6, 7, 8].iter().map(|n| at(1, *n)).collect();
+        let report = summarize(&all, SEG);
+        let end = report.end_of_recovery(&at(1, 2), 1, &[], SEG).unwrap();
+        assert_eq!(end.last, at(1, 8));
+        let gap = end.gap.unwrap();
+        assert_eq!(
+            (
+                gap.missing.as_str(),
+                gap.before.as_str(),
+                gap.resumes.as_str(),
+                gap.past
+            ),
+            (at(1, 5).as_str(), at(1, 4).as_str(), at(1, 6).as_str(), 3)
+        );
+        // No gap from a backup past it.
+        let end = report.end_of_recovery(&at(1, 6), 1, &[], SEG).unwrap();
+        assert_eq!((end.last, end.gap), (at(1, 8), None));
+
+        // Timeline 2 forked in segment 4: timeline 1's segments past it are not read, and
+        // the missing 1/5 is no gap; a gap on timeline 2 is.
+        let mut names: Vec<String> = [2, 3, 4, 5].iter().map(|n| at(1, *n)).collect();
+        names.extend([4, 5, 7].iter().map(|n| at(2, *n)));
+        names.push("00000002.history".into());
+        let report = summarize(&names, SEG);
+        assert_eq!(report.newest_timeline(1), 2);
+        let history = parse_history("1\t0/4000100\tno recovery target specified\n");
+        let end = report.end_of_recovery(&at(1, 2), 2, &history, SEG).unwrap();
+        assert_eq!(end.last, at(2, 7));
+        assert_eq!(end.gap.unwrap().missing, at(2, 6));
+        // A backup on timeline 1 after the fork is not on timeline 2's history.
+        assert_eq!(report.end_of_recovery(&at(1, 5), 2, &history, SEG), None);
     }
 }

@@ -1995,3 +1995,52 @@ fn restore_to_a_running_server_s_data_directory_is_refused_and_writes_nothing() 
     );
     assert!(hidden.join("PG_VERSION").exists());
 }
+
+/// Issue 67: a segment missing in the middle of the archive fails a restore to the end
+/// before any file is written (naming the gap and what lies past it); with
+/// `--target-gap` the restore recovers up to the gap, promotes there and says so.
+#[test]
+fn a_gap_in_the_archive_fails_a_restore_to_the_end_unless_asked_to_stop_there() {
+    if skip_without_postgres() {
+        return;
+    }
+    let (site, primary, config, _backup) = batches_site(|_| {});
+    let segments: Vec<String> = (1..=8).map(|i| add_batch(&primary, i)).collect();
+    wait_archived(&primary);
+    assert_eq!(primary.psql("postgres", "SELECT count(*) FROM t"), "9000");
+    let missing = &segments[3];
+    std::fs::remove_file(site.path("repo/archive/wal").join(missing)).unwrap();
+    let listed = site.strata(&config, &["wal", "list"]);
+    let text = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        text.contains(&segments[2]) && text.contains(&segments[4]),
+        "{text}"
+    );
+
+    let copy = fresh_target(&site, "gap");
+    let cfg = site.config("gap.toml", &[("db", &copy, None)], "");
+    let out = site.strata(&cfg, &["restore", "latest"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("promoted"), "{stdout}");
+    assert!(
+        stderr.contains(&format!("WAL segment {missing} is missing"))
+            && stderr.contains(&format!("from {} on lie past the gap", segments[4]))
+            && stderr.contains("--target-gap"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read_dir(&copy.data_dir).unwrap().next().is_none(),
+        "files were written"
+    );
+    assert!(!copy.is_running());
+
+    let out = site.ok(&cfg, &["restore", "latest", "--target-gap"]);
+    assert!(
+        out.contains("promoted") && out.contains("at the gap, as asked") && out.contains(missing),
+        "{out}"
+    );
+    assert_eq!(copy.psql("postgres", "SELECT count(*) FROM t"), "4000");
+    copy.stop();
+}

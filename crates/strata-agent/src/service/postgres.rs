@@ -10,7 +10,7 @@
 
 use super::plugin::{BackupStep, PluginBackup, PluginRestore, RestoreStart, Restored};
 use super::*;
-use strata_postgres::recovery::RecoveryPlan;
+use strata_postgres::recovery::{RecoveryPlan, Target};
 use strata_postgres::session::{BackupSession, Role};
 use strata_postgres::tablespace::{self, Tablespace};
 use strata_postgres::{exclude, BaseBackupInfo, PgError, WAL_SPACE};
@@ -171,6 +171,19 @@ impl NodePlugin for PostgresAgent {
                 request.backup
             )));
         }
+        let end = match plan.target.is_end() && pg.node.primary_conninfo.is_none() {
+            true => archive_end(repo, &report, &info).await?,
+            false => None,
+        };
+        if let (Some(gap), Target::Latest) =
+            (end.as_ref().and_then(|e| e.gap.as_ref()), &plan.target)
+        {
+            let end = end.as_ref().expect("a gap has an end");
+            return Err(failed(format!(
+                "node {}: a restore of backup {} to the end of the archive would stop at a gap: {gap}, up to {} on timeline {}. Nothing was written. Restore with --target-gap to recover up to the gap and promote there (the WAL past it stays unused), or bring the missing segment back into the archive (`strata wal list` shows the gaps)",
+                restore.node, request.backup, end.last, end.timeline
+            )));
+        }
         let node = &pg.node;
         let check = |ours| {
             tablespace::check_locations(node, &info.tablespaces, &ours)
@@ -188,8 +201,36 @@ impl NodePlugin for PostgresAgent {
             ),
             tablespaces: info.tablespaces,
             member_files,
+            end,
+            segment_size: info.segment_size,
         })))
     }
+}
+
+/// Where a restore to the end of the archive stops (see
+/// [`strata_postgres::wal::ArchiveReport::end_of_recovery`]): along the history of the
+/// newest timeline, read from its history file in the archive.
+async fn archive_end(
+    repo: &Repository,
+    report: &strata_postgres::wal::ArchiveReport,
+    info: &BaseBackupInfo,
+) -> ApiResult<Option<strata_postgres::wal::ArchiveEnd>> {
+    let target = report.newest_timeline(info.timeline);
+    let mut history = Vec::new();
+    if target != info.timeline {
+        let name = format!("{target:08X}.history");
+        let read = async {
+            match repo.load_archived(WAL_SPACE, &name).await? {
+                Some(record) => repo.read_archived(&record).await.map(Some),
+                None => Ok(None),
+            }
+        };
+        let Some(bytes) = read.await.map_err(|e| failed(error_chain(&e)))? else {
+            return Ok(None);
+        };
+        history = strata_postgres::wal::parse_history(&String::from_utf8_lossy(&bytes));
+    }
+    Ok(report.end_of_recovery(&info.start_wal, target, &history, info.segment_size))
 }
 
 /// Whether the Patroni member at `url` (its REST API) runs paused: `GET /patroni` says
@@ -337,6 +378,10 @@ struct Recovery {
     tablespaces: Vec<Tablespace>,
     /// A Patroni member's own configuration files, put back over the backup's.
     member_files: Vec<(String, Vec<u8>)>,
+    /// For a restore to the end of the archive: where it must stop.
+    end: Option<strata_postgres::wal::ArchiveEnd>,
+    /// The backup's `wal_segment_size`.
+    segment_size: u64,
 }
 
 #[async_trait::async_trait]
@@ -420,6 +465,11 @@ impl Recovery {
         if !promoted {
             return Ok(Some(format!("PostgreSQL {outcome}")));
         }
+        let reached = self.check_end(restored.node)?;
+        let outcome = match reached {
+            Some(line) => format!("{outcome} {line}"),
+            None => outcome,
+        };
         // The restore itself succeeded: an archive that lags is a loud warning, not a
         // failure of what is already back.
         // Bounded: a restore onto a host whose archive_command fails must not hang on it.
@@ -433,6 +483,54 @@ impl Recovery {
             }
         };
         Ok(Some(format!("PostgreSQL {outcome}; {archived}")))
+    }
+}
+
+impl Recovery {
+    /// After a restore to the end of the archive was promoted: where recovery stopped
+    /// (the switch point the new timeline's history file records) against the newest
+    /// archived segment of the timeline it followed, or the gap the user asked to stop
+    /// at. Short of it, the restore failed (the server is stopped: it would serve, and
+    /// archive, a history that leaves archived WAL out). `Ok` carries what the report
+    /// says about where it stopped.
+    fn check_end(&self, node: &str) -> ApiResult<Option<String>> {
+        let Some(end) = &self.end else {
+            return Ok(None);
+        };
+        let pg = &self.settings;
+        let Some((timeline, at)) = strata_postgres::recovery::recovery_end(&pg.node.data_dir)
+        else {
+            return Ok(None);
+        };
+        let seg = self.segment_size;
+        let stopped = strata_postgres::walname::Lsn(at.0.saturating_sub(1)).segment(seg);
+        let (wanted, words) = match (&end.gap, &self.plan.target) {
+            (Some(gap), Target::Gap) => (&gap.before, format!("at the gap, as asked: {gap}")),
+            _ => (
+                &end.last,
+                format!(
+                    "at the end of the archive ({} on timeline {})",
+                    end.last, end.timeline
+                ),
+            ),
+        };
+        let Some(kind) = strata_postgres::walname::WalFileKind::parse(wanted) else {
+            return Ok(None);
+        };
+        let reached =
+            kind.segno(seg).is_some_and(|wanted| stopped >= wanted) && timeline >= kind.timeline();
+        if reached {
+            return Ok(Some(format!("at {at} on timeline {timeline}, {words}")));
+        }
+        let node_dir = pg.node.data_dir.clone();
+        let _ = strata_postgres::server::stop(&pg.node, Duration::from_secs(120));
+        Err(failed(format!(
+            "node {node}: recovery stopped at {at} on timeline {timeline}, short of the archive's end ({}, timeline {}){}: the server on {} was promoted there and is stopped again; do not start it as the restored cluster (`strata wal list` shows the archive)",
+            end.last,
+            end.timeline,
+            end.gap.as_ref().map(|g| format!("; {g}")).unwrap_or_default(),
+            node_dir.display()
+        )))
     }
 }
 
