@@ -49,6 +49,10 @@ pub struct VerifyReport {
     pub problems: Vec<String>,
     /// Files affected by the problems.
     pub damaged_files: Vec<DamagedFile>,
+    /// Backups deleted while the verification ran: what could not be read of them is
+    /// gone because they were deleted, not damage.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted_meanwhile: Vec<String>,
 }
 
 /// The blobs of `blobs` (in `pack`) whose location the index answers in `pack`: what a
@@ -362,9 +366,14 @@ pub async fn run_verify_with(
         }
     }
     // 3. Every backup's manifests, and the files the damage touches.
-    let mut damaged = BTreeSet::new();
+    let mut all_damaged = BTreeSet::new();
     for summary in &summaries {
         report.backups += 1;
+        // What this backup's reading found, kept only if the backup still exists at its
+        // end: one deleted meanwhile (a delete's repack) was deleted, not damaged.
+        let problems_before = report.problems.len();
+        let mut damaged_here = BTreeSet::new();
+        let damaged = &mut damaged_here;
         for node in summary.nodes.iter().filter(|n| n.has_manifest) {
             // One part (a manifest chunk) at a time: a node of millions of files costs
             // one chunk of memory, and a damaged chunk costs only the files it lists.
@@ -429,9 +438,30 @@ pub async fn run_verify_with(
                 }
             }
         }
+        let found_any = report.problems.len() > problems_before || !damaged_here.is_empty();
+        if found_any && deleted_since(repo, &summary.name).await {
+            report.problems.truncate(problems_before);
+            report.deleted_meanwhile.push(summary.name.clone());
+            continue;
+        }
+        all_damaged.extend(damaged_here);
     }
-    report.damaged_files = damaged.into_iter().collect();
+    report.damaged_files = all_damaged.into_iter().collect();
     Ok(report)
+}
+
+/// Whether backup `name`'s summary is gone now: the backup was deleted after the
+/// verification listed it. A summary that cannot be read for another reason is not
+/// taken for a deletion.
+async fn deleted_since(repo: &Repository, name: &str) -> bool {
+    match repo
+        .store()
+        .head(&strata_repo::layout::summary_key(name))
+        .await
+    {
+        Ok(_) => false,
+        Err(err) => err.is_not_found(),
+    }
 }
 
 /// What a restore drill did.

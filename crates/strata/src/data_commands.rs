@@ -117,6 +117,11 @@ impl Context {
                 report.blobs_checked,
                 output::size(report.bytes_read)
             ));
+            for name in &report.deleted_meanwhile {
+                self.say(format!(
+                    "backup {name} was deleted while verify ran: what was gone of it is not damage"
+                ));
+            }
         }
         if report.is_ok() {
             self.say(if check == DataCheck::All {

@@ -399,11 +399,9 @@ fn negative_control_proc_liveness_takes_a_live_lock_over() {
     );
 }
 
-/// Trial 5: a restore of the second backup, held at its first read of a pack after it
-/// planned every read; meanwhile the first backup is deleted and a collection repacks
-/// the mostly-garbage packs and deletes them; then the restore goes on.
-fn restore_across_a_repack(unsafe_rule: Option<&str>) -> (bool, usize) {
-    let site = Site::new();
+/// Two backups whose blobs share packs that are two thirds garbage once the first is
+/// deleted; their names, oldest first.
+fn two_backups_in_packs_a_delete_repacks(site: &Site) -> (String, String) {
     // 30 files of 1 MiB; the second backup keeps every third: its blobs sit in packs
     // that are two thirds garbage once the first backup is gone.
     fs::remove_dir_all(site.path("data")).unwrap();
@@ -421,10 +419,18 @@ fn restore_across_a_repack(unsafe_rule: Option<&str>) -> (bool, usize) {
     }
     site.ok(&["backup"], &[]);
     let list = site.list();
-    let (first, second) = (
+    (
         list[0]["name"].as_str().unwrap().to_string(),
         list[1]["name"].as_str().unwrap().to_string(),
-    );
+    )
+}
+
+/// Trial 5: a restore of the second backup, held at its first read of a pack after it
+/// planned every read; meanwhile the first backup is deleted and a collection repacks
+/// the mostly-garbage packs and deletes them; then the restore goes on.
+fn restore_across_a_repack(unsafe_rule: Option<&str>) -> (bool, usize) {
+    let site = Site::new();
+    let (first, second) = two_backups_in_packs_a_delete_repacks(&site);
     let to = site.path("restored");
     let mut env = vec![];
     if let Some(rule) = unsafe_rule {
@@ -444,6 +450,46 @@ fn restore_across_a_repack(unsafe_rule: Option<&str>) -> (bool, usize) {
     let out = held.release();
     let restored = out.status.success() && site.same_as_data(&to);
     (restored && site.intact(), gone)
+}
+
+/// A verification that listed a backup deleted (and repacked away) before it read that
+/// backup's manifest says the backup was deleted, not damaged, and finds the rest intact.
+#[test]
+fn a_verify_across_a_delete_calls_the_backup_deleted_not_damaged() {
+    let site = Site::new();
+    let (first, _second) = two_backups_in_packs_a_delete_repacks(&site);
+    // From a host with no cache of the repository (another host, a new pod).
+    let fresh = site.path("fresh-state");
+    let held = site.held_with(
+        "STRATA_TEST_HOLD_READ",
+        &["verify", "--read-data", "--json"],
+        "data/",
+        &[("STRATA_STATE_DIR", fresh.to_str().unwrap())],
+    );
+    let before = site.packs();
+    site.ok(&["delete", &first], &[]);
+    site.gc(&[]);
+    assert!(
+        before.difference(&site.packs()).count() > 0,
+        "packs the verify listed were repacked and deleted"
+    );
+    let out = held.release();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["problems"], serde_json::json!([]), "{report:#}");
+    // Whatever of the deleted backup could still be read was read; what could not is
+    // named as deleted, never as damage.
+    let deleted = report["deleted_meanwhile"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(deleted.iter().all(|b| b == &first), "{report:#}");
+    assert!(site.intact());
 }
 
 #[test]
