@@ -224,6 +224,9 @@ fn every_request_body_refuses_unknown_fields_wrong_types_and_non_json() {
             "includ",
         ),
         (json!({"backup": "latest", "dry-run": true}), "dry-run"),
+        // A field this backup cannot take (no component that previews): bad input
+        // naming it, not "not found".
+        (json!({"backup": "latest", "dry_run": true}), "dry_run"),
     ] {
         let reply = http(
             url,

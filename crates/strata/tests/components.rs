@@ -1394,8 +1394,8 @@ fn restore_of_an_incomplete_backup_is_refused_and_component_restores_only_that_o
     // the restore they are refused before anything is written, never ignored.
     std::fs::write(site.data(1).join("a.txt"), "changed\n").unwrap();
     for (extra, why) in [
-        (&["--rename", "alpha=beta"][..], "--rename rewrites names"),
-        (&["--dry-run"][..], "--dry-run previews"),
+        (&["--rename", "alpha=beta"][..], "(--rename) rewrites names"),
+        (&["--dry-run"][..], "(--dry-run) previews"),
         (
             &["--rename", "no-equals-sign", "--dry-run"][..],
             "not a rule",

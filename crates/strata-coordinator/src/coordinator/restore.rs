@@ -319,13 +319,14 @@ impl Coordinator {
 
     /// What stops a restore before it writes anything, every problem at once: the
     /// components' plugins (known here, a data version this strata reads), their nodes
-    /// (paired with targets), and the targets (they answer).
+    /// (paired with targets), and the targets (they answer). Request fields this backup
+    /// cannot take (`dry_run`, `rename`) are an `Invalid` error instead, naming them.
     async fn restore_problems(
         &self,
         summary: &BackupSummary,
         plan: &RestorePlan,
         selected: &[&ComponentSummary],
-    ) -> Vec<String> {
+    ) -> CoordinatorResult<Vec<String>> {
         let mut problems = Vec::new();
         for c in selected {
             if c.nodes.is_empty() && c.status() != ComponentStatus::Absent {
@@ -360,13 +361,16 @@ impl Coordinator {
         }
         let (pairs, pairing) = self.pair_components(summary, plan, selected);
         problems.extend(pairing);
+        // Fields of the request this backup cannot take: bad input (400), not a missing
+        // node (404).
+        let mut usage = Vec::new();
         if plan.dry_run {
             let externals = selected
                 .iter()
                 .filter(|c| c.nodes.is_empty() && c.status() == ComponentStatus::Complete);
             for c in externals {
-                problems.push(format!(
-                    "--dry-run cannot preview the {} component {}: leave it out with --component",
+                usage.push(format!(
+                    "dry_run (--dry-run) cannot preview the {} component {}: leave it out with --component",
                     c.plugin, c.name
                 ));
             }
@@ -375,8 +379,8 @@ impl Coordinator {
             for source in sources {
                 let node = summary.nodes.iter().find(|n| &n.name == source);
                 if let Some(node) = node.filter(|n| !self.plugin_of(n).restore_rules()) {
-                    problems.push(format!(
-                        "--dry-run previews components that write into a live system (etcd); node {} is {}: name the components with --component",
+                    usage.push(format!(
+                        "dry_run (--dry-run) previews components that write into a live system (etcd); node {} is {}: name the components with --component",
                         node.name,
                         node.component.as_deref().unwrap_or("plain files")
                     ));
@@ -386,7 +390,7 @@ impl Coordinator {
         if !plan.rename.is_empty() {
             for rule in &plan.rename {
                 if let Err(e) = strata_etcd::Restore::parse_rule(rule) {
-                    problems.push(format!("--rename {rule:?}: {e}"));
+                    usage.push(format!("rename (--rename) {rule:?}: {e}"));
                 }
             }
             let takes_rules = pairs.iter().any(|(source, _)| {
@@ -396,8 +400,8 @@ impl Coordinator {
                     .any(|n| &n.name == source && self.plugin_of(n).restore_rules())
             });
             if !takes_rules {
-                problems.push(
-                    "--rename rewrites names in components that hold them (etcd); this restore has none"
+                usage.push(
+                    "rename (--rename) rewrites names in components that hold them (etcd); this restore has none"
                         .to_string(),
                 );
             }
@@ -428,7 +432,14 @@ impl Coordinator {
                 Ok(_) => {}
             }
         }
-        problems
+        if !usage.is_empty() {
+            return Err(CoordinatorError::Invalid(format!(
+                "restore of {} refused before anything was written: {}",
+                summary.name,
+                usage.join("; ")
+            )));
+        }
+        Ok(problems)
     }
 
     /// Takes the cluster lock and prepares a restore of a backup into the nodes' roots.
@@ -471,7 +482,7 @@ impl Coordinator {
                     .map_err(|e| CoordinatorError::Invalid(e.to_string()))?;
             }
         }
-        let problems = self.restore_problems(summary, &plan, &selected).await;
+        let problems = self.restore_problems(summary, &plan, &selected).await?;
         if !problems.is_empty() {
             return Err(CoordinatorError::NoNode(format!(
                 "restore of {} refused before anything was written: {}",
