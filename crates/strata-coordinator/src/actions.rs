@@ -164,8 +164,10 @@ impl Actions {
     }
 
     /// Deletes backup `wanted` (a name or unique prefix; never `latest`) under the cluster
-    /// lock, so a running backup, restore, copy or gc is not disturbed: while one runs the
-    /// delete is refused as busy and removes nothing. A pinned backup is refused. Its data
+    /// lock, so an operation that holds it (a backup, an in-place restore, a copy into
+    /// this repository) is not disturbed: while one runs the delete is refused as busy and
+    /// removes nothing. Readers without the lock (`restore --to`, verify, a copy from
+    /// here) run beside it and find moved blobs again. A pinned backup is refused. Its data
     /// stays until [`Actions::collect_garbage`]. Audited once the backup is known.
     pub async fn delete(&self, who: &str, wanted: &str) -> CoordinatorResult<BackupSummary> {
         refuse_latest(wanted)?;
