@@ -1,24 +1,19 @@
 //! A temporary PostgreSQL server on a restored copy in scratch space, for restore drills
 //! ([`crate::proof`]) and for bringing tables back ([`crate::tables`]).
 //!
-//! It can never touch the live cluster: every setting that says where it reads and
-//! writes is given on its command line, which wins over any configuration file the
-//! backup holds (`data_directory`, `config_file`, `hba_file`, `ident_file`, its own port
-//! and Unix socket in the scratch space, no TCP listener, no archiving, no replication,
-//! no external pid file), authentication is a scratch `pg_hba.conf` that admits local
-//! socket connections only, and it runs as the data directory's owner (PostgreSQL
-//! refuses root).
-//!
-//! Nor does it run anything the source's configuration names ([`OVERRIDDEN`]): every
-//! setting that runs a shell command (`archive_command`, `archive_cleanup_command`,
-//! `recovery_end_command`, `restore_command`, `ssl_passphrase_command`) is emptied (the
-//! restore command is strata's own where recovery needs one), and no library is
-//! preloaded (`shared_preload_libraries`, `session_preload_libraries`,
-//! `local_preload_libraries`, `archive_library`): a background worker of the source
-//! (a job scheduler, a replication agent) never starts in a copy. Settings that would
-//! stall or misdirect the copy (a synchronous standby to wait for, a recovery target or
-//! apply delay left in the source's configuration, read-only transactions, SSL files
-//! the copy does not hold) are reset too.
+//! It runs nothing of the source and can never touch the live cluster: it starts from
+//! a configuration file strata writes into the scratch space (`config_file` on its
+//! command line), holding only the settings of [`SETTINGS`], the values recovery needs
+//! from the copy's control file ([`CONTROL_SETTINGS`]) and the caller's (a restore
+//! command, a recovery target); every other setting is PostgreSQL's default. The copy's
+//! `postgresql.conf` is never read, and its `postgresql.auto.conf` (which PostgreSQL
+//! reads from the data directory whatever `config_file` says) is removed from the copy
+//! before the start. An allow-list, not a deny-list: a setting of the source's that
+//! loads code (`shared_preload_libraries`, `jit_provider`, ...), runs a command
+//! (`archive_command`, ...), points elsewhere (`primary_conninfo`, ...) or was sized for
+//! the source's host (`huge_pages`, `shared_buffers`, ...) is not there to be missed.
+//! Authentication is a scratch `pg_hba.conf` that admits local socket connections only,
+//! and it runs as the data directory's owner (PostgreSQL refuses root).
 
 use crate::{PgError, PgResult};
 
@@ -93,39 +88,56 @@ pub struct Scratch {
     pub log: PathBuf,
 }
 
-/// The settings every scratch server starts with whatever the source's configuration
-/// says (its `postgresql.conf`, `postgresql.auto.conf` and their includes): nothing the
-/// source would run or load runs in the copy. [`Scratch::start`]'s own settings (the
-/// restore command and recovery target of a table restore) replace these where they name
-/// the same one.
-pub const OVERRIDDEN: &[(&str, &str)] = &[
-    // Commands the server runs through a shell.
+/// The settings every scratch server starts with besides where it reads and writes
+/// (its socket, port, log and authentication files in the scratch space): nothing is
+/// archived, no command is run, no library is preloaded, nothing is followed or waited
+/// for, messages are in English (strata reads `pg_amcheck`'s) and times without a zone
+/// are UTC. [`Scratch::start`]'s own settings (the restore command and recovery target
+/// of a table restore) replace these where they name the same one.
+pub const SETTINGS: &[(&str, &str)] = &[
+    ("listen_addresses", ""),
+    ("external_pid_file", ""),
+    ("logging_collector", "off"),
+    ("log_destination", "stderr"),
     ("archive_mode", "off"),
-    ("archive_command", ""),
-    ("archive_cleanup_command", ""),
-    ("recovery_end_command", ""),
-    ("restore_command", ""),
-    ("ssl_passphrase_command", ""),
-    // Code the server loads: no library of the source's (strata's checks need none
-    // preloaded; `amcheck` is loaded on demand).
-    ("shared_preload_libraries", ""),
-    ("session_preload_libraries", ""),
-    ("local_preload_libraries", ""),
-    ("archive_library", ""),
-    // Nothing to follow, wait for or stop at but what strata asks.
-    ("primary_conninfo", ""),
-    ("primary_slot_name", ""),
-    ("recovery_target", ""),
-    ("recovery_target_name", ""),
-    ("recovery_target_time", ""),
-    ("recovery_target_xid", ""),
-    ("recovery_target_lsn", ""),
-    ("recovery_target_action", "pause"),
-    ("recovery_min_apply_delay", "0"),
-    ("synchronous_standby_names", ""),
-    ("default_transaction_read_only", "off"),
-    ("ssl", "off"),
+    ("hot_standby", "on"),
+    ("lc_messages", "C"),
+    ("timezone", "UTC"),
 ];
+
+/// The settings recovery of a copy needs at least the source's values of (PostgreSQL
+/// refuses or pauses a hot standby with fewer, and will not start on slots with a
+/// lower `wal_level`): taken from the copy's control file (`pg_controldata`), never from
+/// its configuration. Each is `(setting, pg_controldata's label)`.
+pub const CONTROL_SETTINGS: &[(&str, &str)] = &[
+    ("wal_level", "wal_level setting:"),
+    ("max_connections", "max_connections setting:"),
+    ("max_worker_processes", "max_worker_processes setting:"),
+    ("max_wal_senders", "max_wal_senders setting:"),
+    ("max_prepared_transactions", "max_prepared_xacts setting:"),
+    ("max_locks_per_transaction", "max_locks_per_xact setting:"),
+    ("track_commit_timestamp", "track_commit_timestamp setting:"),
+];
+
+/// The values of [`CONTROL_SETTINGS`] in `pg_controldata`'s output (run with `LC_ALL=C`):
+/// only numbers and plain words (`replica`, `on`) are taken.
+fn control_settings(text: &str) -> Vec<(&'static str, String)> {
+    CONTROL_SETTINGS
+        .iter()
+        .filter_map(|(setting, label)| {
+            let value = text
+                .lines()
+                .find_map(|line| line.trim().strip_prefix(label))?
+                .trim();
+            let plain = !value.is_empty()
+                && value.len() <= 32
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            plain.then(|| (*setting, value.to_string()))
+        })
+        .collect()
+}
 
 /// The name of user `uid` (`/etc/passwd`).
 fn user_name(uid: u32) -> Option<String> {
@@ -175,13 +187,18 @@ impl Scratch {
         std::fs::write(&hba, "local all all trust\n").map_err(io("cannot write", &hba))?;
         let ident = work.join("pg_ident.conf");
         std::fs::write(&ident, "").map_err(io("cannot write", &ident))?;
-        let conf = data_dir.join("postgresql.conf");
-        if !conf.exists() {
-            // Debian keeps it in /etc: an empty one here; what matters is on the command
-            // line.
-            std::fs::write(&conf, "").map_err(io("cannot write", &conf))?;
+        // PostgreSQL reads the data directory's postgresql.auto.conf (the source's ALTER
+        // SYSTEM settings) after any config_file: the copy's is removed.
+        let auto = data_dir.join("postgresql.auto.conf");
+        match std::fs::symlink_metadata(&auto) {
+            Ok(meta) if meta.is_dir() => {
+                std::fs::remove_dir_all(&auto).map_err(io("cannot remove", &auto))?
+            }
+            Ok(_) => std::fs::remove_file(&auto).map_err(io("cannot remove", &auto))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(PgError::io("cannot read", auto.clone())(e)),
         }
-        for path in [work, &hba, &ident, &conf] {
+        for path in [work, &hba, &ident] {
             if root {
                 std::os::unix::fs::chown(path, Some(owner.0), Some(owner.1))
                     .map_err(io("cannot set the owner of", path))?;
@@ -230,37 +247,76 @@ impl Scratch {
         cmd
     }
 
-    /// Starts the server with `settings` added to the fixed ones (a restore command and
-    /// recovery target, say), waiting up to `timeout` until it accepts connections.
-    pub fn start(&self, settings: &[(&str, String)], timeout: Duration) -> PgResult<()> {
+    /// The configuration file the server starts from: [`SETTINGS`], its paths in the
+    /// scratch space, [`CONTROL_SETTINGS`] from the copy's control file, then `settings`
+    /// (replacing any of those of the same name).
+    pub fn config(&self, settings: &[(&str, String)]) -> Vec<(String, String)> {
         let path = |p: &Path| p.display().to_string();
-        let mut options: Vec<(&str, String)> = vec![
-            ("data_directory", path(&self.data_dir)),
-            ("config_file", path(&self.data_dir.join("postgresql.conf"))),
-            ("hba_file", path(&self.work.join("pg_hba.conf"))),
-            ("ident_file", path(&self.work.join("pg_ident.conf"))),
-            ("port", self.port.to_string()),
-            ("listen_addresses", String::new()),
-            ("unix_socket_directories", path(&self.work)),
-            ("logging_collector", "off".into()),
-            ("log_destination", "stderr".into()),
-            ("external_pid_file", String::new()),
+        let mut options: Vec<(String, String)> = vec![
+            ("hba_file".into(), path(&self.work.join("pg_hba.conf"))),
+            ("ident_file".into(), path(&self.work.join("pg_ident.conf"))),
+            ("port".into(), self.port.to_string()),
+            ("unix_socket_directories".into(), path(&self.work)),
         ];
-        options.extend(
-            OVERRIDDEN
-                .iter()
-                .filter(|(key, _)| *key != "archive_library" || self.major() >= 15)
-                .map(|(key, value)| (*key, value.to_string())),
-        );
+        options.extend(SETTINGS.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let control = self
+            .tool("pg_controldata")
+            .env("LC_ALL", "C")
+            .arg("-D")
+            .arg(&self.data_dir)
+            .output();
+        if let Some(out) = control.ok().filter(|o| o.status.success()) {
+            options.extend(
+                control_settings(&String::from_utf8_lossy(&out.stdout))
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v)),
+            );
+        }
         for (key, value) in settings {
             options.retain(|(k, _)| k != key);
-            options.push((key, value.clone()));
+            options.push((key.to_string(), value.clone()));
+        }
+        options
+    }
+
+    /// Starts the server from a configuration file of [`Scratch::config`]`(settings)`
+    /// (nothing of the copy's own), waiting up to `timeout` until it accepts
+    /// connections.
+    pub fn start(&self, settings: &[(&str, String)], timeout: Duration) -> PgResult<()> {
+        let file = self.work.join("postgresql.conf");
+        let mut text = String::from(
+            "# Written by strata for a scratch server: nothing of the source's configuration is read.\n",
+        );
+        for (key, value) in self.config(settings) {
+            text.push_str(&format!(
+                "{key} = {}\n",
+                strata_pgclient::quote_config_value(&value)
+            ));
+        }
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let _ = std::fs::remove_file(&file);
+            let mut out = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&file)
+                .map_err(PgError::io("cannot create", file.clone()))?;
+            std::io::Write::write_all(&mut out, text.as_bytes())
+                .map_err(PgError::io("cannot write", file.clone()))?;
+        }
+        if rustix::process::geteuid().is_root() {
+            std::os::unix::fs::chown(&file, Some(self.owner.0), Some(self.owner.1))
+                .map_err(PgError::io("cannot set the owner of", file.clone()))?;
         }
         // `pg_ctl -o` hands these to a shell: each `key=value` one single-quoted word.
-        let line: Vec<String> = options
-            .iter()
-            .map(|(k, v)| format!("-c '{}'", format!("{k}={v}").replace('\'', "'\\''")))
-            .collect();
+        let line: Vec<String> = [
+            ("config_file", file.display().to_string()),
+            ("data_directory", self.data_dir.display().to_string()),
+        ]
+        .iter()
+        .map(|(k, v)| format!("-c '{}'", format!("{k}={v}").replace('\'', "'\\''")))
+        .collect();
         let secs = timeout.as_secs().max(1).to_string();
         self.pg_ctl(&["start", "-w", "-t", &secs, "-o", &line.join(" ")])
             .map_err(|why| {
@@ -412,5 +468,29 @@ pub struct StopOnDrop<'a>(pub &'a Scratch);
 impl Drop for StopOnDrop<'_> {
     fn drop(&mut self) {
         let _ = self.0.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_settings_take_plain_values_only() {
+        let text = "pg_control version number:            1300\n\
+                    wal_level setting:                    logical\n\
+                    max_connections setting:              500\n\
+                    max_worker_processes setting:         8\n\
+                    max_wal_senders setting:              '; rm -rf /\n\
+                    max_locks_per_xact setting:           64\n";
+        assert_eq!(
+            control_settings(text),
+            vec![
+                ("wal_level", "logical".to_string()),
+                ("max_connections", "500".to_string()),
+                ("max_worker_processes", "8".to_string()),
+                ("max_locks_per_transaction", "64".to_string()),
+            ]
+        );
     }
 }

@@ -1617,6 +1617,70 @@ fn scratch_servers_run_none_of_the_source_s_commands() {
     primary.stop();
 }
 
+/// Issue 64: a scratch server starts from the settings strata writes, nothing of the
+/// source's configuration files. The source's `postgresql.auto.conf` (ALTER SYSTEM, not
+/// in effect on the source, never reloaded) names a JIT provider that is a library but
+/// no provider (`auto_explain`: a query that would compile fails loading it) with JIT
+/// for every query, and huge pages (which this host lacks: a server asking for them
+/// does not start): a table restore and a restore drill work all the same, which they
+/// cannot with either setting in effect.
+#[test]
+fn scratch_servers_read_nothing_of_the_source_s_configuration_files() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (primary, config) = site.archiving_primary();
+    primary.start();
+    for setting in [
+        "jit = on",
+        "jit_provider = 'auto_explain'",
+        "jit_above_cost = 0",
+        "jit_inline_above_cost = 0",
+        "jit_optimize_above_cost = 0",
+        "huge_pages = on",
+    ] {
+        primary.psql("postgres", &format!("ALTER SYSTEM SET {setting}"));
+    }
+    let auto = std::fs::read_to_string(primary.data_dir.join("postgresql.auto.conf")).unwrap();
+    assert!(auto.contains("jit_provider = 'auto_explain'"), "{auto}");
+    primary.psql(
+        "postgres",
+        "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g",
+    );
+    site.ok(&config, &["backup"]);
+    primary.psql(
+        "postgres",
+        "INSERT INTO t SELECT g FROM generate_series(1001, 2000) g",
+    );
+    wait_archived(&primary);
+
+    let out = site.ok(
+        &config,
+        &[
+            "restore",
+            "latest",
+            "--table",
+            "t",
+            "--database",
+            "postgres",
+        ],
+    );
+    assert!(out.contains("public.t: 2000 rows loaded"), "{out}");
+    assert_eq!(
+        primary.psql("postgres", "SELECT count(*) FROM t_restored"),
+        "2000"
+    );
+    let drill = site.ok(&config, &["verify", "--restore", "latest"]);
+    assert!(drill.contains("pg_amcheck: every database"), "{drill}");
+    assert!(!drill.contains("not started"), "{drill}");
+    // The source itself still has them, untouched.
+    assert_eq!(primary.psql("postgres", "SHOW jit_above_cost"), "100000");
+    let auto = std::fs::read_to_string(primary.data_dir.join("postgresql.auto.conf")).unwrap();
+    assert!(auto.contains("huge_pages = 'on'"), "{auto}");
+    primary.stop();
+}
+
 /// Issue 51: a table restore killed (SIGKILL) while its scratch server runs leaves the
 /// server running on its copy; the next table restore, restore drill and `strata
 /// server` start stop it, remove the copy and say so.
