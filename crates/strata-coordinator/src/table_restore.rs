@@ -391,22 +391,15 @@ pub async fn restore_tables(
 }
 
 /// The name `table` comes back under: `--as NAME` in the table's own schema, `--as
-/// SCHEMA.NAME` in that schema, else `<table>_restored` in its own schema.
+/// SCHEMA.NAME` in that schema (either in SQL's identifier syntax), else
+/// `<table>_restored` in its own schema.
 fn new_table_name(table: &TableName, rename: Option<&str>) -> CoordinatorResult<TableName> {
     let invalid = |e: BadName| CoordinatorError::Invalid(e.to_string());
-    match rename {
-        Some(given) if given.contains('.') => TableName::parse(given).map_err(invalid),
-        Some(given) => Ok(TableName {
-            schema: table.schema.clone(),
-            name: TableName::parse(given).map_err(invalid)?.name,
-        }),
-        None => Ok(TableName {
-            schema: table.schema.clone(),
-            name: TableName::parse(&format!("{}_restored", table.name))
-                .map_err(invalid)?
-                .name,
-        }),
-    }
+    let given = match rename {
+        Some(given) => given.to_string(),
+        None => format!("\"{}_restored\"", table.name.replace('"', "\"\"")),
+    };
+    TableName::parse_in(&given, &table.schema).map_err(invalid)
 }
 
 #[cfg(test)]
@@ -423,5 +416,13 @@ mod tests {
         assert_eq!(name(Some("Other.Orders_O")), "other.orders_o");
         assert!(new_table_name(&table, Some("a.b.c")).is_err());
         assert!(new_table_name(&table, Some("x;y")).is_err());
+        let odd = TableName::parse("\"Mixed Case\".\"quo\"\"te\"").unwrap();
+        let name = |r: Option<&str>| new_table_name(&odd, r).unwrap();
+        assert_eq!(name(None).name, "quo\"te_restored");
+        assert_eq!(name(None).schema, "Mixed Case");
+        assert_eq!(name(Some("\"dot.name\"")).name, "dot.name");
+        assert_eq!(name(Some("\"dot.name\"")).schema, "Mixed Case");
+        assert_eq!(name(Some("public.\"A.b\"")).to_string(), "public.\"A.b\"");
+        assert!(new_table_name(&TableName::parse(&"t".repeat(60)).unwrap(), None).is_err());
     }
 }

@@ -21,40 +21,97 @@ pub struct TableName {
 }
 
 impl TableName {
-    /// `SCHEMA.TABLE` or `TABLE` (schema `public`). Names are plain identifiers
-    /// (letters, digits, `_`, `$`), compared as PostgreSQL folds unquoted ones (lower
-    /// case).
+    /// `SCHEMA.TABLE` or `TABLE` (schema `public`) in SQL's identifier syntax: a plain
+    /// part (letters, digits, `_`, `$`, not starting with a digit) is folded to lower
+    /// case as PostgreSQL folds it; a double-quoted part is taken exactly, `""` a quote
+    /// (`"Mixed Case".tbl`, `public."dot.name"`, `"quo""te"`).
     pub fn parse(text: &str) -> Result<TableName, BadName> {
-        let (schema, name) = match text.split_once('.') {
-            Some((schema, name)) => (schema, name),
-            None => ("public", text),
-        };
-        for part in [schema, name] {
-            let plain = !part.is_empty()
-                && part.len() <= 63
-                && part
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
-                && !part.starts_with(|c: char| c.is_ascii_digit());
-            if !plain {
-                return Err(BadName::Table(text.to_string()));
-            }
+        TableName::parse_in(text, "public")
+    }
+
+    /// [`TableName::parse`], with `schema` for a name that gives none.
+    pub fn parse_in(text: &str, schema: &str) -> Result<TableName, BadName> {
+        let bad = || BadName::Table(text.to_string());
+        match split_identifiers(text).ok_or_else(bad)?.as_slice() {
+            [name] => Ok(TableName {
+                schema: schema.to_string(),
+                name: name.clone(),
+            }),
+            [schema, name] => Ok(TableName {
+                schema: schema.clone(),
+                name: name.clone(),
+            }),
+            _ => Err(bad()),
         }
-        Ok(TableName {
-            schema: schema.to_ascii_lowercase(),
-            name: name.to_ascii_lowercase(),
-        })
     }
 
     /// `schema.name`, quoted for SQL.
     pub fn sql(&self) -> String {
-        format!("\"{}\".\"{}\"", self.schema, self.name)
+        strata_pgclient::quote_qualified(&self.schema, &self.name)
+    }
+}
+
+/// The parts of a dotted SQL name as PostgreSQL reads them, each 1 to 63 bytes without a
+/// control character; `None` when it is not one.
+fn split_identifiers(text: &str) -> Option<Vec<String>> {
+    let mut parts = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        let mut part = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            loop {
+                match chars.next()? {
+                    '"' if chars.next_if_eq(&'"').is_some() => part.push('"'),
+                    '"' => break,
+                    c => part.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| *c != '.') {
+                if !(c.is_ascii_alphanumeric() || c == '_' || c == '$') {
+                    return None;
+                }
+                part.push(c.to_ascii_lowercase());
+            }
+            if part.starts_with(|c: char| c.is_ascii_digit() || c == '$') {
+                return None;
+            }
+        }
+        if part.is_empty() || part.len() > 63 || part.chars().any(char::is_control) {
+            return None;
+        }
+        parts.push(part);
+        match chars.next() {
+            None => return Some(parts),
+            Some('.') => {}
+            Some(_) => return None,
+        }
+    }
+}
+
+/// A name part as SQL reads it back: plain when it is a lower-case plain identifier,
+/// else double-quoted.
+fn display_ident(part: &str) -> String {
+    let plain = !part.is_empty()
+        && part
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '$')
+        && !part.starts_with(|c: char| c.is_ascii_digit() || c == '$');
+    match plain {
+        true => part.to_string(),
+        false => strata_pgclient::quote_ident(part),
     }
 }
 
 impl std::fmt::Display for TableName {
+    /// `schema.name` as [`TableName::parse`] reads it back (parts quoted where needed).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.schema, self.name)
+        write!(
+            f,
+            "{}.{}",
+            display_ident(&self.schema),
+            display_ident(&self.name)
+        )
     }
 }
 
@@ -77,8 +134,8 @@ pub fn check_database_name(name: &str) -> Result<(), BadName> {
 /// A table or database name given by the user that is not a plain name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadName {
-    /// Not `SCHEMA.TABLE` or `TABLE` of plain names.
-    #[error("{0:?}: give SCHEMA.TABLE with plain names (letters, digits, '_')")]
+    /// Not `SCHEMA.TABLE` or `TABLE` in SQL's identifier syntax.
+    #[error("{0:?}: give SCHEMA.TABLE or TABLE: plain names (letters, digits, '_', read in lower case) or double-quoted ones (\"Mixed Case\", \"dot.name\", \"quo\"\"te\"), 63 bytes at most each")]
     Table(String),
     /// Not 1 to 63 letters, digits, `_`, `-` or `$`.
     #[error("database {0:?}: give a name of 1 to 63 letters, digits, '_', '-' or '$'")]
@@ -229,7 +286,7 @@ impl Prepared {
         let mut line = format!("{}: {rows} rows {done}, as {}", self.table, self.new);
         let partitions: Vec<String> = self.tables[1..]
             .iter()
-            .map(|(s, n)| format!("{s}.{n}"))
+            .map(|(s, n)| format!("{}.{}", display_ident(s), display_ident(n)))
             .collect();
         if !partitions.is_empty() {
             line.push_str(&format!(
@@ -452,17 +509,30 @@ fn missing_schemas_sql(schemas: &[&str]) -> String {
     )
 }
 
-/// SQL listing the relations of `names` (schema, name) that the database already has,
-/// as `schema.name`.
-fn taken_names_sql(names: &[(String, String)]) -> String {
-    let list: Vec<String> = names
-        .iter()
-        .map(|(s, n)| format!("({}, {})", literal(s), literal(n)))
-        .collect();
+/// SQL listing the names of `names` (schema, name) that the database already has for a
+/// relation, and those of `typed` (the tables among them: each makes a row type of its
+/// name) that it has for a type or a domain, as `schema.name`.
+fn taken_names_sql(names: &[(String, String)], typed: &[(String, String)]) -> String {
+    let values = |names: &[(String, String)]| {
+        let list: Vec<String> = names
+            .iter()
+            .map(|(s, n)| format!("({}, {})", literal(s), literal(n)))
+            .collect();
+        match list.is_empty() {
+            true => "SELECT NULL::text, NULL::text WHERE false".to_string(),
+            false => format!("VALUES {}", list.join(", ")),
+        }
+    };
+    // A type's array type (`_name`) is not a clash: PostgreSQL renames it out of the way.
     format!(
         "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE (n.nspname::text, c.relname::text) IN (VALUES {}) ORDER BY 1",
-        list.join(", ")
+         WHERE (n.nspname::text, c.relname::text) IN ({}) \
+         UNION \
+         SELECT format('%I.%I (a type)', n.nspname, t.typname) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace \
+         WHERE t.typrelid = 0 AND NOT (t.typelem <> 0 AND t.typlen = -1) \
+         AND (n.nspname::text, t.typname::text) IN ({}) ORDER BY 1",
+        values(names),
+        values(typed)
     )
 }
 
@@ -522,7 +592,7 @@ pub async fn check_live_names(
         .iter()
         .map(|n| (n.schema.clone(), n.name.clone()))
         .collect();
-    let taken = ask(taken_names_sql(&pairs)).await?;
+    let taken = ask(taken_names_sql(&pairs, &pairs)).await?;
     match names_refused(database, &missing, &taken) {
         Some(why) => Err(PgError::Refused(why)),
         None => Ok(()),
@@ -590,6 +660,10 @@ fn check_live_free(
         .iter()
         .flat_map(|p| p.created.iter().cloned())
         .collect();
+    let typed: Vec<(String, String)> = prepared
+        .iter()
+        .flat_map(|p| p.tables.iter().cloned())
+        .collect();
     let lines = |text: String| -> Vec<String> {
         text.lines()
             .filter(|l| !l.is_empty())
@@ -606,7 +680,7 @@ fn check_live_free(
         scratch,
         live,
         database,
-        &taken_names_sql(&created),
+        &taken_names_sql(&created, &typed),
     )?);
     match names_refused(database, &missing, &taken) {
         Some(why) => Err(PgError::Refused(why)),
@@ -1023,9 +1097,32 @@ mod tests {
             }
         );
         assert_eq!(TableName::parse("t").unwrap().schema, "public");
-        for bad in ["a.b.c", "x;drop", "\"q\"", "", "1t", "s."] {
+        for bad in [
+            "a.b.c", "x;drop", "", "1t", "s.", ".t", "\"q", "a\"b", "\"\"", "\"a\"b", "\"a\".",
+            "\"a\nb\"", "$x",
+        ] {
             assert!(TableName::parse(bad).is_err(), "{bad}");
         }
+        for (text, schema, name) in [
+            ("\"Mixed Case\".tbl", "Mixed Case", "tbl"),
+            ("public.\"dot.name\"", "public", "dot.name"),
+            ("\"quo\"\"te\"", "public", "quo\"te"),
+            ("\"a;b\".\"C\"", "a;b", "C"),
+        ] {
+            let parsed = TableName::parse(text).unwrap();
+            assert_eq!(
+                (parsed.schema.as_str(), parsed.name.as_str()),
+                (schema, name)
+            );
+            assert_eq!(TableName::parse(&parsed.to_string()).unwrap(), parsed);
+        }
+        assert_eq!(
+            TableName::parse("\"quo\"\"te\"").unwrap().to_string(),
+            "public.\"quo\"\"te\""
+        );
+        assert_eq!(TableName::parse("\"x\".T").unwrap().to_string(), "x.t");
+        assert_eq!(TableName::parse(&"a".repeat(63)).unwrap().name.len(), 63);
+        assert!(TableName::parse(&"a".repeat(64)).is_err());
         for good in ["shop", "shop_2026", "app-prod", "x$"] {
             check_database_name(good).unwrap();
         }
@@ -1089,7 +1186,8 @@ mod tests {
         assert!(missing.contains("has no schema other"), "{missing}");
         let taken = names_refused("shop", &[], &["public.t_restored".into()]).unwrap();
         assert!(taken.contains("already has public.t_restored"), "{taken}");
-        let sql = taken_names_sql(&[("public".into(), "it's".into())]);
+        let sql = taken_names_sql(&[("public".into(), "it's".into())], &[]);
         assert!(sql.contains("('public', 'it''s')"), "{sql}");
+        assert!(sql.contains("WHERE false"), "{sql}");
     }
 }

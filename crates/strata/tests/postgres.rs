@@ -1681,6 +1681,128 @@ fn scratch_servers_read_nothing_of_the_source_s_configuration_files() {
     primary.stop();
 }
 
+/// Issue 64: tables whose names need quoting (`"Mixed Case".tbl`, `public."dot.name"`,
+/// `"quo""te"`) come back, under a quoted `--as` too; `--as` a name the live database
+/// has for a type or a domain is refused before any work, as a table's name is.
+#[test]
+fn tables_whose_names_need_quoting_come_back_and_a_type_s_name_is_refused_first() {
+    if skip_without_postgres() {
+        return;
+    }
+    let site = Site::new();
+    let (primary, config) = site.archiving_primary();
+    primary.start();
+    primary.psql(
+        "postgres",
+        r#"CREATE SCHEMA "Mixed Case";
+           CREATE TABLE "Mixed Case".tbl AS SELECT g AS id FROM generate_series(1, 10) g;
+           CREATE TABLE "dot.name" (id serial PRIMARY KEY, v text);
+           INSERT INTO "dot.name" (v) SELECT 'v' || g FROM generate_series(1, 20) g;
+           CREATE TABLE "quo""te" AS SELECT g AS id FROM generate_series(1, 30) g;
+           CREATE TABLE "Mixed Case" AS SELECT g AS id FROM generate_series(1, 40) g;
+           CREATE TABLE orders AS SELECT g AS id FROM generate_series(1, 5) g"#,
+    );
+    site.ok(&config, &["backup"]);
+    wait_archived(&primary);
+    let restore = |args: &[&str]| {
+        let mut all = vec!["restore", "latest", "--database", "postgres"];
+        all.extend_from_slice(args);
+        site.strata(&config, &all)
+    };
+    let ok = |out: Output| {
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+
+    let out = ok(restore(&[
+        "--table",
+        r#""Mixed Case".tbl"#,
+        "--table",
+        r#"public."dot.name""#,
+        "--table",
+        r#""quo""te""#,
+    ]));
+    for line in [
+        r#""Mixed Case".tbl: 10 rows loaded, as "Mixed Case".tbl_restored"#,
+        r#"public."dot.name": 20 rows loaded, as public."dot.name_restored""#,
+        r#"public."quo""te": 30 rows loaded, as public."quo""te_restored""#,
+    ] {
+        assert!(out.contains(line), "{line}\n{out}");
+    }
+    for (table, rows) in [
+        (r#""Mixed Case".tbl_restored"#, "10"),
+        (r#""dot.name_restored""#, "20"),
+        (r#""quo""te_restored""#, "30"),
+    ] {
+        assert_eq!(
+            primary.psql("postgres", &format!("SELECT count(*) FROM {table}")),
+            rows
+        );
+    }
+    // The serial's sequence and the key came along, renamed after the table.
+    assert_eq!(
+        primary.psql(
+            "postgres",
+            r#"SELECT count(*) FROM pg_class WHERE relname IN ('dot.name_restored_pkey', 'dot.name_restored_id_seq')"#
+        ),
+        "2"
+    );
+    let out = ok(restore(&[
+        "--table",
+        r#""Mixed Case""#,
+        "--as",
+        r#""Mixed Case"."""Back"" Again""#,
+    ]));
+    assert!(
+        out.contains(r#"public."Mixed Case": 40 rows loaded, as "Mixed Case"."""Back"" Again""#),
+        "{out}"
+    );
+    assert_eq!(
+        primary.psql(
+            "postgres",
+            r#"SELECT count(*) FROM "Mixed Case"."""Back"" Again""#
+        ),
+        "40"
+    );
+
+    // Names that are not SQL identifiers are refused before any work.
+    for bad in [r#""unclosed"#, r#"a"b"#, "a.b.c", r#""""#, "x;y"] {
+        let out = restore(&["--table", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        refused_before_any_work(&site, &out, "give SCHEMA.TABLE");
+    }
+
+    // A type's or a domain's name is taken: refused before anything is restored.
+    primary.psql(
+        "postgres",
+        r#"CREATE DOMAIN orders_d AS int;
+           CREATE TYPE "Orders E" AS ENUM ('a');
+           CREATE TYPE orders_restored AS RANGE (subtype = int4)"#,
+    );
+    for (args, why) in [
+        (
+            &["--table", "orders", "--as", "orders_d"][..],
+            "already has public.orders_d",
+        ),
+        (
+            &["--table", "orders", "--as", r#""Orders E""#][..],
+            r#"already has public."Orders E""#,
+        ),
+        (
+            &["--table", "orders"][..],
+            "already has public.orders_restored",
+        ),
+    ] {
+        refused_before_any_work(&site, &restore(args), why);
+    }
+    primary.stop();
+}
+
 /// Issue 51: a table restore killed (SIGKILL) while its scratch server runs leaves the
 /// server running on its copy; the next table restore, restore drill and `strata
 /// server` start stop it, remove the copy and say so.
