@@ -266,6 +266,9 @@ pub struct RestoreRequest {
     /// server holds, instead of refusing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drop_stale_replicas: bool,
+    /// With `table`: only these partitions (ClickHouse partition ids).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<String>,
 }
 
 /// What a restore did on one node.

@@ -245,6 +245,9 @@ pub struct RestoreBody {
     /// restored tables would meet and no running server holds, instead of refusing.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drop_stale_replicas: bool,
+    /// With `table` (ClickHouse): only these partitions, by partition id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<String>,
 }
 
 impl RestoreBody {
@@ -261,6 +264,7 @@ impl RestoreBody {
             table,
             table_as,
             drop_stale_replicas,
+            partitions,
         } = plan;
         RestoreBody {
             backup,
@@ -274,6 +278,7 @@ impl RestoreBody {
             table,
             table_as,
             drop_stale_replicas,
+            partitions,
         }
     }
 
@@ -291,6 +296,7 @@ impl RestoreBody {
             table,
             table_as,
             drop_stale_replicas,
+            partitions,
         } = self;
         let plan = RestorePlan {
             node,
@@ -303,6 +309,7 @@ impl RestoreBody {
             table,
             table_as,
             drop_stale_replicas,
+            partitions,
         };
         (backup, plan)
     }
@@ -558,6 +565,7 @@ mod tests {
                 table: None,
                 table_as: None,
                 drop_stale_replicas: false,
+                partitions: Vec::new(),
             },
         );
         let wire = serde_json::to_value(&body).unwrap();

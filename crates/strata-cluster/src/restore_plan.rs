@@ -47,6 +47,11 @@ pub struct RestorePlan {
     /// refusing; docs/clickhouse.md.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub drop_stale_replicas: bool,
+    /// With `table` (ClickHouse): only these partitions, by partition id (the first field
+    /// of a part's name, `system.parts.partition_id`), into the table named by
+    /// `table_as` (which may be the live table: partitions it holds rows in are refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<String>,
 }
 
 /// What a restore did on one node.

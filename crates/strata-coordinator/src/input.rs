@@ -35,6 +35,19 @@ pub fn check_restore_plan(plan: &RestorePlan) -> Result<(), CoordinatorError> {
             return Err(invalid("--table and --path do not go together".into()));
         }
     }
+    for partition in &plan.partitions {
+        let plain = !partition.is_empty()
+            && partition.len() <= 200
+            && partition
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if plan.table.is_none() || !plain {
+            return Err(invalid(format!(
+                "--partition {}: a partition id (letters, digits, '-': the first field of a part's name), with --table",
+                shown(partition)
+            )));
+        }
+    }
     if let Some(name) = &plan.table_as {
         if plan.table.is_none()
             || name.is_empty()
@@ -121,6 +134,7 @@ mod tests {
             table: None,
             table_as: None,
             drop_stale_replicas: false,
+            partitions: Vec::new(),
         }
     }
 

@@ -343,7 +343,7 @@ pub trait Plugin: Send + Sync {
     }
 
     /// Before a restore of one table (`--table`): whether the backup nodes `nodes` of
-    /// this plugin's component hold it. An error names the close names the backup holds
+    /// this plugin's component hold it (and parts of `partitions`, when given). An error names the close names the backup holds
     /// (exit 2), before anything is written on any node.
     async fn check_table(
         &self,
@@ -351,6 +351,7 @@ pub trait Plugin: Send + Sync {
         _backup: &str,
         _nodes: &[String],
         _table: &str,
+        _partitions: &[String],
     ) -> Result<(), PluginError> {
         Ok(())
     }

@@ -185,6 +185,11 @@ pub enum Command {
         /// (`NAME` in the table's schema, or `SCHEMA.NAME` in another existing schema).
         #[arg(long = "as", value_name = "NAME", conflicts_with = "to")]
         rename_to: Option<String>,
+        /// With --table, ClickHouse: only this partition (its id, the first field of a
+        /// part's name: `202401`, `all`; repeatable), into the table --as names, which may
+        /// be the live table: a partition it holds rows in is refused.
+        #[arg(long = "partition", value_name = "ID", requires = "tables")]
+        partitions: Vec<String>,
         /// In place, ClickHouse: remove the replicas ZooKeeper still holds that the
         /// restored tables would meet and no running server holds (servers that lost
         /// their disks), instead of refusing and naming them.

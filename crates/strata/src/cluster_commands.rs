@@ -121,6 +121,7 @@ impl Context {
             table: only.table,
             table_as: only.table_as,
             drop_stale_replicas: only.drop_stale_replicas,
+            partitions: only.partitions,
         };
         let running = self.cluster().restore(wanted, plan).await?;
         let outcome = self.watch(running).await?;
@@ -379,4 +380,6 @@ pub(crate) struct RestoreOnly {
     pub table_as: Option<String>,
     /// ClickHouse: remove stale replicas in ZooKeeper instead of refusing.
     pub drop_stale_replicas: bool,
+    /// ClickHouse, with `table`: only these partitions.
+    pub partitions: Vec<String>,
 }

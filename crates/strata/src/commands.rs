@@ -122,6 +122,7 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
             tables,
             rename_to,
             drop_stale_replicas,
+            partitions,
             ..
         } => {
             // Without --database, --table is a ClickHouse table, brought back in place.
@@ -144,6 +145,7 @@ async fn dispatch(ctx: &Context, command: Command) -> CommandResult {
                 table: tables.into_iter().next(),
                 table_as: rename_to,
                 drop_stale_replicas,
+                partitions,
             };
             ctx.cluster_restore(&backup, node, &map, only, path, recovery)
                 .await

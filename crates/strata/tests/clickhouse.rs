@@ -1026,4 +1026,68 @@ fn a_restore_cut_short_runs_again_to_its_end() {
     for u in [t1, t2] {
         assert_eq!(fingerprint(u, "shop.events", "d, id"), want);
     }
+
+    // A partition dropped by mistake comes back into the live table, on both replicas,
+    // beside the partitions the table still holds.
+    query(t1, "ALTER TABLE shop.events DROP PARTITION 202402");
+    let out = site.ok(&[
+        "restore",
+        &backup,
+        "--table",
+        "shop.events",
+        "--as",
+        "events",
+        "--partition",
+        "202402",
+    ]);
+    let february = query(
+        url,
+        "SELECT count() FROM shop.events WHERE toYYYYMM(d) = 202402",
+    );
+    assert!(
+        out.contains(&format!("shop.events {february} rows attached")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("shop.events {february} rows fetched")),
+        "{out}"
+    );
+    for u in [t1, t2] {
+        assert_eq!(fingerprint(u, "shop.events", "d, id"), want);
+    }
+    // A partition the backup does not hold is named with those it does, before anything.
+    let out = site.strata(&[
+        "restore",
+        &backup,
+        "--table",
+        "shop.events",
+        "--as",
+        "events",
+        "--partition",
+        "209901",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("its partitions: 202401, 202402, 202403"),
+        "{stderr}"
+    );
+    // A partition that holds other rows in the live table is refused, nothing attached.
+    query(
+        t1,
+        "INSERT INTO shop.events VALUES ('2024-01-05', 99999999)",
+    );
+    let before = fingerprint(t1, "shop.events", "d, id");
+    let out = site.strata(&[
+        "restore",
+        &backup,
+        "--table",
+        "shop.events",
+        "--as",
+        "events",
+        "--partition",
+        "202401",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(fingerprint(t1, "shop.events", "d, id"), before);
 }

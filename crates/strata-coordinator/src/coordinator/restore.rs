@@ -477,7 +477,13 @@ impl Coordinator {
                     continue;
                 };
                 plugin
-                    .check_table(self.repo(), &summary.name, &c.nodes, table)
+                    .check_table(
+                        self.repo(),
+                        &summary.name,
+                        &c.nodes,
+                        table,
+                        &plan.partitions,
+                    )
                     .await
                     .map_err(|e| CoordinatorError::Invalid(e.to_string()))?;
             }
@@ -554,6 +560,7 @@ impl Coordinator {
                 table: plan.table,
                 table_as: plan.table_as,
                 drop_stale_replicas: plan.drop_stale_replicas,
+                partitions: plan.partitions,
                 recovery,
                 ranks,
                 externals,
@@ -637,6 +644,8 @@ struct RestoreSteps {
     table_as: Option<String>,
     /// Remove stale replicas in ZooKeeper instead of refusing (ClickHouse).
     drop_stale_replicas: bool,
+    /// With `table`: only these partitions (ClickHouse).
+    partitions: Vec<String>,
     /// The recovery the nodes run once their files are back (PostgreSQL).
     recovery: Option<RecoveryPlan>,
     /// The restore order of each source node's component: lower first.
@@ -792,6 +801,7 @@ async fn restore(
                 table: steps.table.clone(),
                 table_as: steps.table_as.clone(),
                 drop_stale_replicas: steps.drop_stale_replicas,
+                partitions: steps.partitions.clone(),
             };
             run.guarded(i, false, async move { node.restore(request).await })
         });

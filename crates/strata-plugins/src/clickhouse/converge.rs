@@ -93,6 +93,35 @@ async fn queue_error(client: &Client, table: &Table) -> Option<String> {
     ))
 }
 
+/// What a table holds against what it should, per partition: the partitions short of
+/// rows (`partition p: h of w rows`), or the first partition with more rows than it
+/// should (doubled). With `whole`, partitions `want` does not name must be empty;
+/// without, only `want`'s partitions are compared (a partition restore beside others).
+pub fn compare(
+    want: &BTreeMap<String, u64>,
+    held: &BTreeMap<String, u64>,
+    whole: bool,
+) -> Result<Vec<String>, (String, u64, u64)> {
+    let partitions: BTreeSet<&String> = match whole {
+        true => want.keys().chain(held.keys()).collect(),
+        false => want.keys().collect(),
+    };
+    let mut missing = Vec::new();
+    for p in partitions {
+        let (w, h) = (
+            want.get(p).copied().unwrap_or(0),
+            held.get(p).copied().unwrap_or(0),
+        );
+        if h > w {
+            return Err((p.clone(), h, w));
+        }
+        if h < w {
+            missing.push(format!("partition {p}: {h} of {w} rows"));
+        }
+    }
+    Ok(missing)
+}
+
 /// Waits until this server's replica of `table` holds `expected` rows per partition
 /// (none: whatever its replication brings, when it fetches from live replicas) with no
 /// fetch left in its queue. Returns its rows. Rows beyond the expected ones fail at once:
@@ -101,36 +130,26 @@ pub async fn replica_holds(
     client: &Client,
     table: &Table,
     expected: Option<&BTreeMap<String, u64>>,
+    whole: bool,
     deadline: Instant,
     waited: Duration,
 ) -> ApiResult<u64> {
     loop {
         let replica = replica(client, table).await?;
         let held = rows_by_partition(client, table).await?;
-        let total: u64 = held.values().sum();
+        let total: u64 = match (expected, whole) {
+            (Some(want), false) => want.keys().filter_map(|p| held.get(p)).sum(),
+            _ => held.values().sum(),
+        };
         let missing: Vec<String> = match expected {
             None => Vec::new(),
-            Some(want) => {
-                let partitions: BTreeSet<&String> = want.keys().chain(held.keys()).collect();
-                let mut missing = Vec::new();
-                for p in partitions {
-                    let (w, h) = (
-                        want.get(p).copied().unwrap_or(0),
-                        held.get(p).copied().unwrap_or(0),
-                    );
-                    if h > w {
-                        return Err(failed(format!(
-                            "replica {} of {} holds {h} rows in partition {p}, the backup {w}: rows were doubled; drop the table on every replica before restoring it again",
-                            replica.replica_name,
-                            table.shown()
-                        )));
-                    }
-                    if h < w {
-                        missing.push(format!("partition {p}: {h} of {w} rows"));
-                    }
-                }
-                missing
-            }
+            Some(want) => compare(want, &held, whole).map_err(|(p, h, w)| {
+                failed(format!(
+                    "replica {} of {} holds {h} rows in partition {p}, the backup {w}: rows were doubled; drop the table (or the partition) on every replica before restoring it again",
+                    replica.replica_name,
+                    table.shown()
+                ))
+            })?,
         };
         if missing.is_empty() && replica.inserts_in_queue == 0 {
             return Ok(total);

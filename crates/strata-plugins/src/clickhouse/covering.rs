@@ -120,6 +120,11 @@ impl PartInfo {
     }
 }
 
+/// The partition id of part `name` of a table created by `create` (none: not a part name).
+pub fn partition_of(name: &str, create: &str) -> Option<String> {
+    PartInfo::parse(name, Syntax::of_create(create)).map(|i| i.partition)
+}
+
 /// A part and the backup node whose frozen copy holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Candidate<'a> {

@@ -96,8 +96,9 @@ impl Plugin for ClickHouse {
         backup: &str,
         nodes: &[String],
         table: &str,
+        partitions: &[String],
     ) -> Result<(), PluginError> {
-        node::find_table(repo, backup, nodes, table)
+        node::find_table(repo, backup, nodes, table, partitions)
             .await
             .map_err(|e| match e.code {
                 strata_agent::api::ErrorCode::BadRequest => PluginError::Refused(e.message),

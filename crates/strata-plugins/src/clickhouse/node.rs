@@ -17,6 +17,7 @@
 
 use super::client::{ident, literal, ClickHouseError, Client};
 use super::converge;
+use super::covering;
 use super::record::{Record, Table, RECORD_FILE, RECORD_LIMIT, RECORD_VERSION};
 use super::rename;
 use super::replicas::{self, TablePlan};
@@ -191,7 +192,11 @@ impl NodePlugin for ClickHouseAgent {
             .table
             .as_deref()
             .map(|wanted| TableChoice::of(&record, wanted, restore.request.table_as.as_deref()))
-            .transpose()?;
+            .transpose()?
+            .map(|choice| TableChoice {
+                partitions: restore.request.partitions.iter().cloned().collect(),
+                ..choice
+            });
         let summary = restore
             .repo
             .load_summary(&restore.request.backup)
@@ -230,6 +235,10 @@ impl NodePlugin for ClickHouseAgent {
             let record = load_record(restore.repo, &manifest).await?;
             others.push((node, record, manifest));
         }
+        let partitions = only
+            .as_ref()
+            .map(|c| c.partitions.clone())
+            .unwrap_or_default();
         let plans = replicas::plan(
             &replicas::Restoring {
                 source: &restore.request.source,
@@ -238,7 +247,10 @@ impl NodePlugin for ClickHouseAgent {
             &planned,
             &holdings,
             &others,
-        )?;
+        )?
+        .into_iter()
+        .map(|(path, plan)| (path, plan.only(&partitions)))
+        .collect();
         drop(others);
         let wait = humantime::parse_duration(&self.settings.restore_wait).map_err(|e| {
             ApiError::new(
@@ -336,7 +348,7 @@ async fn refuse_unknown_table(
         .filter(|n| **n != restore.request.source)
         .cloned()
         .collect();
-    find_table(restore.repo, &restore.request.backup, &others, wanted).await
+    find_table(restore.repo, &restore.request.backup, &others, wanted, &[]).await
 }
 
 /// Whether one of backup nodes `nodes` holds table `wanted` (`DB.TABLE`); a
@@ -346,8 +358,11 @@ pub async fn find_table(
     backup: &str,
     nodes: &[String],
     wanted: &str,
+    partitions: &[String],
 ) -> ApiResult<()> {
     let mut names = BTreeSet::new();
+    // The table's partitions over every node, when it is found and partitions are asked.
+    let mut found: Option<BTreeSet<String>> = None;
     for node in nodes {
         let Ok(manifest) = repo.load_manifest(backup, node).await else {
             continue;
@@ -356,10 +371,39 @@ pub async fn find_table(
         let Ok(theirs) = load_record(repo, &manifest).await else {
             continue;
         };
-        if theirs.tables.iter().any(|t| t.shown() == wanted) {
-            return Ok(());
+        if let Some(table) = theirs.tables.iter().find(|t| t.shown() == wanted) {
+            if partitions.is_empty() {
+                return Ok(());
+            }
+            let held = found.get_or_insert_with(BTreeSet::new);
+            held.extend(
+                table
+                    .parts
+                    .iter()
+                    .filter_map(|p| covering::partition_of(&p.name, &table.create)),
+            );
+            if partitions.iter().all(|p| held.contains(p)) {
+                return Ok(());
+            }
+            continue;
         }
         names.extend(theirs.tables.iter().map(Table::shown));
+    }
+    if let Some(held) = found {
+        let missing: Vec<&str> = partitions
+            .iter()
+            .filter(|p| !held.contains(*p))
+            .map(String::as_str)
+            .collect();
+        let held: Vec<&str> = held.iter().map(String::as_str).collect();
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!(
+                "ClickHouse: --partition {}: backup {backup} holds no part of it in {wanted} (its partitions: {})",
+                missing.join(", "),
+                held.join(", ")
+            ),
+        ));
     }
     let close = close_names(wanted, &names);
     Err(ApiError::new(
@@ -399,6 +443,8 @@ struct TableChoice {
     table: Option<Table>,
     /// The name it comes back under.
     new_name: String,
+    /// Only these partitions (`--partition`; all when empty).
+    partitions: BTreeSet<String>,
 }
 
 impl TableChoice {
@@ -436,6 +482,7 @@ impl TableChoice {
             wanted: wanted.to_string(),
             table,
             new_name,
+            partitions: BTreeSet::new(),
         })
     }
 
@@ -662,14 +709,6 @@ impl RestoreRun {
         Ok(n.map_err(query_failed("read the tables"))? > 0)
     }
 
-    async fn count(&self, table: &Table) -> ApiResult<u64> {
-        let what = format!("count the rows of {}", table.shown());
-        self.client
-            .count(&table.sql_name())
-            .await
-            .map_err(query_failed(&what))
-    }
-
     /// The table's data directory on this server, relative to its path.
     async fn data_dir(&self, table: &Table) -> ApiResult<std::path::PathBuf> {
         let (_, tables) = schema::read(
@@ -723,8 +762,15 @@ impl RestoreRun {
                     table.shown()
                 )))?;
         }
-        let rows = self.count(table).await?;
-        if rows != table.rows() {
+        let want = Self::rows_by_partition(table);
+        let held = converge::rows_by_partition(&self.client, table).await?;
+        let whole = self.partitions().is_empty();
+        let differs = match converge::compare(&want, &held, whole) {
+            Ok(missing) => !missing.is_empty(),
+            Err(_) => true,
+        };
+        let rows: u64 = want.keys().filter_map(|p| held.get(p)).sum();
+        if differs {
             return Err(failed(
                 &format!("restore {}", table.shown()),
                 format!(
@@ -800,15 +846,46 @@ impl RestoreRun {
             Some(choice) => choice.narrow(self.record.clone())?,
             None => self.record.clone(),
         };
+        let partitions = self.partitions();
         Ok(record
             .tables
             .iter()
             .map(|t| match self.plan_of(t) {
                 Some(plan) => plan.table(t),
-                None => t.clone(),
+                None if partitions.is_empty() => t.clone(),
+                None => Table {
+                    parts: t
+                        .parts
+                        .iter()
+                        .filter(|p| {
+                            covering::partition_of(&p.name, &t.create)
+                                .is_some_and(|id| partitions.contains(&id))
+                        })
+                        .cloned()
+                        .collect(),
+                    ..t.clone()
+                },
             })
             .filter(|t| !t.parts.is_empty())
             .collect())
+    }
+
+    /// `--partition`: the partitions restored (all when empty).
+    fn partitions(&self) -> BTreeSet<String> {
+        self.only
+            .as_ref()
+            .map(|c| c.partitions.clone())
+            .unwrap_or_default()
+    }
+
+    /// A table's parts' rows per partition id.
+    fn rows_by_partition(table: &Table) -> BTreeMap<String, u64> {
+        let mut rows = BTreeMap::new();
+        for part in &table.parts {
+            let id = covering::partition_of(&part.name, &table.create).unwrap_or_default();
+            *rows.entry(id).or_insert(0) += part.rows;
+        }
+        rows
     }
 
     /// What a table this node attaches to holds already.
@@ -816,14 +893,20 @@ impl RestoreRun {
         if !self.exists(table).await? {
             return Ok(Held::Nothing);
         }
-        let rows = self.count(table).await?;
+        // With --partition only the partitions restored count: the others are the live
+        // table's own.
+        let partitions = self.partitions();
+        let mut held = converge::rows_by_partition(&self.client, table).await?;
+        if !partitions.is_empty() {
+            held.retain(|p, _| partitions.contains(p));
+        }
+        let rows: u64 = held.values().sum();
         if rows == 0 {
             return Ok(Held::Nothing);
         }
         // A restore cut short after its attach (ZooKeeper lost while the replicas were
         // waited for): the table holds the shard's rows, partition by partition.
         if let Some(plan) = self.plan_of(table) {
-            let held = converge::rows_by_partition(&self.client, table).await?;
             if held == plan.rows_by_partition() {
                 return Ok(Held::Backup);
             }
@@ -965,7 +1048,9 @@ impl PluginRestore for RestoreRun {
                 ));
                 continue;
             }
-            if plan.is_some() {
+            // Into a live table (`--partition`) the other replicas hold its other
+            // partitions; the partitions restored were found empty here.
+            if plan.is_some() && self.partitions().is_empty() {
                 if let Some(replica) = self.other_replica_with_parts(table).await? {
                     // A replica of a live table (this node rebuilt after a lost disk): it
                     // fetches the parts from the others, attached parts would double them.
@@ -1012,6 +1097,7 @@ impl PluginRestore for RestoreRun {
                         &self.client,
                         table,
                         Some(&expected),
+                        self.partitions().is_empty(),
                         deadline,
                         self.wait,
                     ),
@@ -1021,7 +1107,8 @@ impl PluginRestore for RestoreRun {
         }
         for (table, replica) in from_live {
             let rows =
-                converge::replica_holds(&self.client, table, None, deadline, self.wait).await?;
+                converge::replica_holds(&self.client, table, None, true, deadline, self.wait)
+                    .await?;
             lines.push(format!(
                 "{} fetched from replica {replica}, which holds its parts: {rows} rows",
                 table.shown()

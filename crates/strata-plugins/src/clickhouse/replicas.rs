@@ -80,6 +80,19 @@ impl TablePlan {
         rows
     }
 
+    /// The plan narrowed to the parts of `partitions` (all when empty).
+    pub fn only(mut self, partitions: &BTreeSet<String>) -> TablePlan {
+        if partitions.is_empty() {
+            return self;
+        }
+        let syntax = self.syntax.unwrap_or(Syntax::Current);
+        self.parts.retain(|p| {
+            super::covering::PartInfo::parse(&p.part.name, syntax)
+                .is_some_and(|i| partitions.contains(&i.partition))
+        });
+        self
+    }
+
     /// `table` with the covering set as its parts.
     pub fn table(&self, table: &Table) -> Table {
         Table {
