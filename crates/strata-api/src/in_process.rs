@@ -82,8 +82,10 @@ impl InProcess {
     }
 
     /// Stops the backups and restores running here (see [`Coordinator::stop`]): each
-    /// records itself failed with `why` and releases its nodes and the cluster lock.
+    /// records itself failed with `why` and releases its nodes and the cluster lock. A
+    /// garbage collection here stops at its next safe point and gives its lock back.
     pub fn stop(&self, why: &str) {
+        strata_coordinator::lock::stop_collections(why);
         for coordinator in self.coordinators.lock().unwrap().iter() {
             if let Some(coordinator) = coordinator.upgrade() {
                 coordinator.stop(why);

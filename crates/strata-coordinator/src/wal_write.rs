@@ -60,9 +60,11 @@ impl From<PgError> for WalError {
 impl From<LockError> for WalError {
     fn from(err: LockError) -> Self {
         match err {
-            LockError::Busy(_) | LockError::TooSlow { .. } => WalError::Busy(format!(
-                "{err}; PostgreSQL retries the archive command, nothing is lost"
-            )),
+            LockError::Busy(_) | LockError::Lapsing(_) | LockError::TooSlow { .. } => {
+                WalError::Busy(format!(
+                    "{err}; PostgreSQL retries the archive command, nothing is lost"
+                ))
+            }
             other => WalError::Failed(other.into()),
         }
     }

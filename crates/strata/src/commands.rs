@@ -35,13 +35,16 @@ pub async fn run(cli: Cli) -> CommandResult {
         _ => true,
     };
     let ctx = Context::load(cli.global, own_config)?;
-    // What holds the cluster here ends cleanly on SIGTERM (a unit's stop, a package
-    // upgrade). With --server the server holds it: this process only follows, and leaves
+    // What holds the cluster (or the garbage collection lock) here ends cleanly on
+    // SIGTERM (a unit's stop, a package upgrade, Ctrl-C). With --server the server holds it: this process only follows, and leaves
     // on a signal at once while the server's operation goes on.
     let holds_the_cluster = ctx.global.server.is_none()
         && matches!(
             cli.command,
-            Command::Backup { .. } | Command::Restore { to: None, .. } | Command::Server { .. }
+            Command::Backup { .. }
+                | Command::Restore { to: None, .. }
+                | Command::Server { .. }
+                | Command::Gc { .. }
         );
     let result = if holds_the_cluster {
         stoppable(&ctx, dispatch(&ctx, cli.command)).await

@@ -530,3 +530,17 @@ fn wal_push_takes_its_mark_before_reading_the_index() {
     );
     assert_eq!(fs::read(&back).unwrap(), fs::read(&seg).unwrap());
 }
+
+#[test]
+fn a_gc_stopped_by_sigterm_gives_its_lock_back() {
+    // SIGTERM while gc's lock write is in flight: gc waits for its answer, stops at the
+    // next safe point and releases, so the next gc runs at once.
+    let site = Site::with_ttl(60);
+    site.ok(&["backup"], &[]);
+    let gc = Stalled::at(&site, &["gc"], "locks/", "hold-gc");
+    gc.signal(libc::SIGTERM);
+    let (status, stderr) = gc.release();
+    assert_eq!(status.code(), Some(1), "a stopped gc fails:\n{stderr}");
+    assert!(stderr.contains("stopped at a safe point"), "{stderr}");
+    site.ok(&["gc"], &[]);
+}

@@ -159,10 +159,12 @@ impl Settings {
 impl From<LockError> for CoordinatorError {
     fn from(err: LockError) -> Self {
         match err {
-            LockError::Busy(_) | LockError::TooSlow { .. } => {
+            LockError::Busy(_) | LockError::Lapsing(_) | LockError::TooSlow { .. } => {
                 CoordinatorError::Busy(err.to_string())
             }
-            LockError::Lost(_) => CoordinatorError::LockLost(err.to_string()),
+            LockError::Lost(_) | LockError::Stopped(_) => {
+                CoordinatorError::LockLost(err.to_string())
+            }
             LockError::Store(e) => CoordinatorError::Repo(e.into()),
         }
     }

@@ -225,6 +225,14 @@ pub enum LockError {
     /// its TTL. Nothing more may become visible under it.
     #[error("lost the cluster lock: {0}")]
     Lost(String),
+    /// The garbage collection lock is held by a holder that ended without giving it back
+    /// (provably dead, or its lease expired): it lapses once no write of it can still land.
+    #[error("the garbage collection lock is not free yet: {0}")]
+    Lapsing(String),
+    /// The process was asked to stop (SIGTERM, SIGINT): the holder stopped at a safe point,
+    /// between two steps, and gives its lock back.
+    #[error("{0}; stopped at a safe point, the garbage collection lock given back")]
+    Stopped(String),
     /// The lock could not be read or written on the storage.
     #[error("cannot read or write the cluster lock in the repository")]
     Store(#[from] strata_store::StoreError),
@@ -298,6 +306,53 @@ impl ChainView {
             }
         }
     }
+}
+
+impl ChainView {
+    /// For a garbage collection lock that is busy only because its holder's last writes
+    /// may still land (the holder provably ended, or its lease expired by the storage's
+    /// clock `now_ms`): says so, and when it can be taken, by the storage's clock.
+    fn lapsing(&self, generation: u64, holder: &LockRecord, now_ms: u64) -> Option<String> {
+        let created = self
+            .generations
+            .iter()
+            .find(|(g, _)| *g == generation)
+            .and_then(|(_, t)| t.map(clock::ms));
+        let expires = holder.expires_by_storage(created);
+        let how = if holder.holder_is_dead() {
+            "its process ended without giving it back"
+        } else if expires <= now_ms {
+            "it stopped renewing it (its lease expired)"
+        } else {
+            return None;
+        };
+        let free = expires + chain::max_flight().as_millis() as u64;
+        let at = UNIX_EPOCH + Duration::from_millis(free);
+        let wait = Duration::from_secs(free.saturating_sub(now_ms).div_ceil(1_000));
+        Some(format!(
+            "{} holds it, but {how}; a write it issued may still land until {} by the storage's clock, so garbage collection can run then (in {})",
+            holder.describe(),
+            humantime::format_rfc3339_seconds(at),
+            humantime::format_duration(wait)
+        ))
+    }
+}
+
+/// Asks every garbage collection lock held in this process to stop: each holder's next
+/// [`HeldLock::check`] (its next safe point) fails with [`LockError::Stopped`], and the
+/// holder then gives its lock back as usual (see [`RepoLock::release`]: left to lapse
+/// only when a write of it is still unanswered). For a process asked to end (SIGTERM).
+pub fn stop_collections(why: &str) {
+    stopping()
+        .lock()
+        .unwrap()
+        .get_or_insert_with(|| why.to_string());
+}
+
+fn stopping() -> &'static std::sync::Mutex<Option<String>> {
+    static STOPPING: std::sync::OnceLock<std::sync::Mutex<Option<String>>> =
+        std::sync::OnceLock::new();
+    STOPPING.get_or_init(Default::default)
 }
 
 /// Reads the chain `chain`: one listing, then the newest generation. The cluster lock's
@@ -471,7 +526,12 @@ impl RepoLock {
             };
             let (generation, took_over) = match view.decide(now, chain == chain::GC_CHAIN) {
                 Decision::Busy => {
-                    let (_, holder) = view.newest_record().expect("busy means a holder");
+                    let (generation, holder) = view.newest_record().expect("busy means a holder");
+                    if chain == chain::GC_CHAIN {
+                        if let Some(lapsing) = view.lapsing(generation, holder, now) {
+                            return Err(LockError::Lapsing(lapsing));
+                        }
+                    }
                     return Err(LockError::Busy(holder.describe()));
                 }
                 Decision::Take {
@@ -733,6 +793,9 @@ impl HeldLock {
     /// Like [`RepoLock::check`]: call right before anything that depends on the lock
     /// (garbage collection, before each delete).
     pub fn check(&self) -> Result<(), LockError> {
+        if let Some(why) = stopping().lock().unwrap().clone() {
+            return Err(LockError::Stopped(why));
+        }
         let state = self.state.borrow().clone();
         match state {
             Some((_, Some(why))) => Err(LockError::Lost(why)),
