@@ -118,12 +118,22 @@ pub fn query_with(url: &str, sql: &str, settings: &str) -> String {
     try_query_with(url, sql, settings).unwrap_or_else(|why| panic!("{sql}: {why}"))
 }
 
+/// ClickHouse's answer to a query it refused (its message, or curl's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Runs `sql`; ClickHouse's message when it fails.
-pub fn try_query(url: &str, sql: &str) -> Result<String, String> {
+pub fn try_query(url: &str, sql: &str) -> Result<String, Refused> {
     try_query_with(url, sql, "")
 }
 
-fn try_query_with(url: &str, sql: &str, settings: &str) -> Result<String, String> {
+fn try_query_with(url: &str, sql: &str, settings: &str) -> Result<String, Refused> {
     let out = Command::new("curl")
         .args([
             "-sS",
@@ -143,7 +153,10 @@ fn try_query_with(url: &str, sql: &str, settings: &str) -> Result<String, String
     let (body, status) = text.rsplit_once('\n').unwrap_or((&text, ""));
     match status {
         "200" => Ok(body.trim_end().to_string()),
-        _ => Err(format!("{body}{}", String::from_utf8_lossy(&out.stderr))),
+        _ => Err(Refused(format!(
+            "{body}{}",
+            String::from_utf8_lossy(&out.stderr)
+        ))),
     }
 }
 

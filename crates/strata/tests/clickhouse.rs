@@ -762,7 +762,9 @@ fn a_cluster_that_lost_its_disks_with_zookeeper_kept_comes_back_and_names_every_
     }
     // 18.16 creates a LowCardinality column only with the experimental setting on.
     let low = "CREATE TABLE shop.tags (id UInt64, tag LowCardinality(String)) ENGINE = MergeTree ORDER BY id";
-    let refused = strata_testkit::clickhouse::try_query(r1, low).unwrap_err();
+    let refused = strata_testkit::clickhouse::try_query(r1, low)
+        .unwrap_err()
+        .0;
     assert!(
         refused.contains("allow_experimental_low_cardinality_type"),
         "{refused}"
