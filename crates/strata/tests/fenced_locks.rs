@@ -543,4 +543,35 @@ fn a_gc_stopped_by_sigterm_gives_its_lock_back() {
     assert_eq!(status.code(), Some(1), "a stopped gc fails:\n{stderr}");
     assert!(stderr.contains("stopped at a safe point"), "{stderr}");
     site.ok(&["gc"], &[]);
+    // The same with the lock held and its probe of the storage's clock in flight (Ctrl-C):
+    // it ends on its own (stopped, or done when no safe point came before its end), with
+    // its lock given back.
+    let gc = Stalled::at(&site, &["gc"], "locks/clock/", "hold-gc-2");
+    gc.signal(libc::SIGINT);
+    let (status, stderr) = gc.release();
+    assert!(
+        matches!(status.code(), Some(0 | 1)),
+        "gc did not end by itself ({status:?}):\n{stderr}"
+    );
+    site.ok(&["gc"], &[]);
+}
+
+#[test]
+fn a_killed_gc_leaves_its_lock_lapsing_and_the_next_gc_says_when_it_can_run() {
+    // SIGKILL after gc took its lock (held at its probe of the storage's clock): the lock
+    // stays, since a write of it may still land; the next gc is refused (exit 6) saying
+    // the holder ended and when gc can run, by the storage's clock.
+    let site = Site::with_ttl(60);
+    site.ok(&["backup"], &[]);
+    let gc = Stalled::at(&site, &["gc"], "locks/clock/", "hold-gc");
+    gc.signal(libc::SIGKILL);
+    let _ = gc.release();
+    let out = site.run(&["gc"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("its process ended without giving it back")
+            && stderr.contains("by the storage's clock, so garbage collection can run then"),
+        "{stderr}"
+    );
 }
