@@ -61,6 +61,25 @@ impl Site {
         }
     }
 
+    /// A site whose nodes `ch1`... are `cluster`'s servers, with `extra` lines in each
+    /// `[nodes.clickhouse]` (`restore_wait = "2m"`, `zookeeper = [...]`).
+    fn of_cluster(dir: &Path, name: &str, cluster: &ClickHouseCluster, extra: &str) -> Site {
+        let names = ch_names(cluster.servers.len());
+        let nodes: Vec<(&str, &_)> = names
+            .iter()
+            .map(String::as_str)
+            .zip(&cluster.servers)
+            .collect();
+        let site = Site::new(dir, name, &nodes);
+        let config = fs::read_to_string(&site.config).unwrap();
+        let config = config.replace(
+            "[nodes.clickhouse]\n",
+            &format!("[nodes.clickhouse]\n{extra}"),
+        );
+        fs::write(&site.config, config).unwrap();
+        site
+    }
+
     fn strata(&self, args: &[&str]) -> std::process::Output {
         strata_at(&self.dir, &self.config)
             .args(args)
@@ -788,25 +807,15 @@ fn a_cluster_that_lost_its_disks_with_zookeeper_kept_comes_back_and_names_every_
         })
         .collect();
     let tags = fingerprint(r1, "shop.tags", "id, tag");
-    let names = ch_names(2);
-    let nodes: Vec<(&str, &_)> = names
-        .iter()
-        .map(String::as_str)
-        .zip(&cluster.servers)
-        .collect();
-    let site = Site::new(dir.path(), "site", &nodes);
-    let config = fs::read_to_string(&site.config).unwrap();
-    fs::write(
-        &site.config,
-        config.replace(
-            "[nodes.clickhouse]\n",
-            &format!(
-                "[nodes.clickhouse]\nzookeeper = [{:?}]\nrestore_wait = \"2m\"\n",
-                cluster.zookeeper
-            ),
+    let site = Site::of_cluster(
+        dir.path(),
+        "site",
+        &cluster,
+        &format!(
+            "zookeeper = [{:?}]\nrestore_wait = \"2m\"\n",
+            cluster.zookeeper
         ),
-    )
-    .unwrap();
+    );
     site.ok(&["init"]);
     let summary = site.json(&["backup", "--json"]);
     assert_eq!(summary["status"], "complete", "{summary:#}");
@@ -986,21 +995,12 @@ fn a_restore_cut_short_runs_again_to_its_end() {
 
     let target = ClickHouseCluster::start(1, 2);
     let (t1, t2) = (&target.servers[0].url, &target.servers[1].url);
-    let nodes: Vec<(&str, &_)> = names
-        .iter()
-        .map(String::as_str)
-        .zip(&target.servers)
-        .collect();
-    let site = Site::new(dir.path(), "target", &nodes);
-    let config = fs::read_to_string(&site.config).unwrap();
-    fs::write(
-        &site.config,
-        config.replace(
-            "[nodes.clickhouse]\n",
-            &format!("[nodes.clickhouse]\nzookeeper = [{:?}]\n", target.zookeeper),
-        ),
-    )
-    .unwrap();
+    let site = Site::of_cluster(
+        dir.path(),
+        "target",
+        &target,
+        &format!("zookeeper = [{:?}]\n", target.zookeeper),
+    );
     // What a run cut short leaves: the database, ch2's table created empty, and ch1's
     // replica registered in ZooKeeper by a CREATE whose table the server never kept.
     query(t1, "CREATE DATABASE shop ON CLUSTER strata");

@@ -1028,19 +1028,8 @@ impl PluginRestore for RestoreRun {
             let plan = self.plan_of(table);
             if attached_before.contains(&table.shown()) {
                 // Attached by an earlier run of this restore: its replicas are waited for.
-                if let Some(plan) = plan {
-                    self.without_merges(
-                        table,
-                        converge::replicas_hold_parts(
-                            &self.client,
-                            table,
-                            plan.replicas,
-                            deadline,
-                            self.wait,
-                        ),
-                    )
+                self.without_merges(table, self.replicas_hold(table, plan, deadline))
                     .await?;
-                }
                 lines.push(format!(
                     "{} {} rows attached by an earlier run",
                     table.shown(),
@@ -1068,16 +1057,7 @@ impl PluginRestore for RestoreRun {
             let (n, rows) = self
                 .without_merges(table, async {
                     let attached = self.attach_table(table).await?;
-                    if let Some(plan) = plan {
-                        converge::replicas_hold_parts(
-                            &self.client,
-                            table,
-                            plan.replicas,
-                            deadline,
-                            self.wait,
-                        )
-                        .await?;
-                    }
+                    self.replicas_hold(table, plan, deadline).await?;
                     Ok(attached)
                 })
                 .await?;
@@ -1138,6 +1118,29 @@ impl PluginRestore for RestoreRun {
 }
 
 impl RestoreRun {
+    /// For the writer of a replicated table: waits until the restore's replicas of it
+    /// hold every part attached here ([`converge::replicas_hold_parts`]).
+    async fn replicas_hold(
+        &self,
+        table: &Table,
+        plan: Option<&TablePlan>,
+        deadline: Instant,
+    ) -> ApiResult<()> {
+        match plan {
+            Some(plan) => {
+                converge::replicas_hold_parts(
+                    &self.client,
+                    table,
+                    plan.replicas,
+                    deadline,
+                    self.wait,
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    }
+
     /// Runs `work` with the table's merges stopped, and resumes them however it ends.
     async fn without_merges<T>(
         &self,
