@@ -57,6 +57,21 @@ impl Plugin for ClickHouse {
                 node.name
             )));
         }
+        if let Err(e) = humantime::parse_duration(&settings.restore_wait) {
+            return Err(PluginError::Settings(format!(
+                "node {:?}: [nodes.clickhouse] restore_wait {:?}: {e} (a duration: 10m, 1h)",
+                node.name, settings.restore_wait
+            )));
+        }
+        if let Some(bad) = settings.zookeeper.iter().find(|h| {
+            h.rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+        }) {
+            return Err(PluginError::Settings(format!(
+                "node {:?}: [nodes.clickhouse] zookeeper {bad:?}: give HOST:PORT",
+                node.name
+            )));
+        }
         client::Client::new(settings)
             .map(|_| ())
             .map_err(|e| PluginError::Settings(format!("node {:?}: {e}", node.name)))
@@ -129,6 +144,40 @@ impl Plugin for ClickHouse {
             }),
             // check_node refused such a node before any agent is built.
             None => strata_agent::service::plugin::files(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(extra: &str) -> NodeConfig {
+        toml::from_str(&format!(
+            "name = \"ch1\"\n[clickhouse]\nurl = \"http://127.0.0.1:8123\"\npath = \"/var/lib/clickhouse\"\n{extra}"
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_restore_wait_or_a_zookeeper_address_that_does_not_parse_is_refused_with_the_config() {
+        assert!(ClickHouse.check_node(&node("")).is_ok());
+        assert!(ClickHouse
+            .check_node(&node(
+                "restore_wait = \"90s\"\nzookeeper = [\"zk1:2181\", \"10.0.0.2:2181\"]"
+            ))
+            .is_ok());
+        let err = ClickHouse
+            .check_node(&node("restore_wait = \"soon\""))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("restore_wait"), "{err}");
+        for bad in ["zk1", ":2181", "zk1:port"] {
+            let err = ClickHouse
+                .check_node(&node(&format!("zookeeper = [{bad:?}]")))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("HOST:PORT"), "{bad}: {err}");
         }
     }
 }
