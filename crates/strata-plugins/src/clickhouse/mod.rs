@@ -7,6 +7,20 @@
 //! Replicas hold byte-identical parts, so strata's deduplication stores each replicated
 //! part once however many replicas froze it; the node summaries say how many parts and
 //! rows each node froze.
+//!
+//! Layout, one job each:
+//! - [`client`]: the server's HTTP interface, every query bounded and killed on timeout;
+//! - [`schema`]: the server, its databases and tables, the settings a `CREATE` replays with;
+//! - [`staging`]: the frozen copy under `<path>/shadow/strata`, held by a lock;
+//! - [`record`]: what a node's backup records beside its parts (`strata-clickhouse.json`);
+//! - [`node`]: one node's backup (freeze) and restore (create, attach, wait);
+//! - [`covering`]: which parts make a shard's data (the covering set of the union);
+//! - [`replicas`]: which node attaches a replicated table, from which backups' parts;
+//! - [`converge`]: a restore ends when every replica holds the backup's rows;
+//! - [`stale`]: replicas ZooKeeper kept after the servers lost their disks;
+//! - [`distributed`]: rows a Distributed table acknowledged and has not sent;
+//! - [`rename`]: statements rewritten for one table back or a drill;
+//! - [`drill`]: the restore drill's scratch server.
 
 pub mod client;
 pub mod converge;
