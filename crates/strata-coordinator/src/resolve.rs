@@ -35,6 +35,11 @@ pub async fn resolve_backup_for(
     };
     if !names_a_point_in_time(wanted, recovery) {
         let summary = resolve_backup(repo, wanted).await?;
+        // A named backup without a PostgreSQL node has no recovery to target: the
+        // restore itself says what it lacks ("has no PostgreSQL node").
+        if !has_postgres(&summary) {
+            return Ok(summary);
+        }
         return match target_before_backup(&summary, target) {
             Some(why) => Err(CoordinatorError::Invalid(why)),
             None => Ok(summary),
@@ -52,6 +57,14 @@ pub async fn resolve_backup_for(
                 target_words(target)
             ))
         })
+}
+
+/// Whether a backup holds a PostgreSQL base backup (a node that recorded one).
+pub fn has_postgres(summary: &BackupSummary) -> bool {
+    summary
+        .nodes
+        .iter()
+        .any(|n| strata_postgres::BaseBackupInfo::from_map(&n.plugin).is_some())
 }
 
 /// The target as a sentence names it.

@@ -465,7 +465,8 @@ impl Coordinator {
         let storage = storage.to_string();
         crate::input::check_restore_plan(&plan)?;
         // A recovery target before the backup's end: refused before anything is written.
-        if let Some(target) = plan.recovery.as_ref().map(|r| &r.target) {
+        let target = plan.recovery.as_ref().map(|r| &r.target);
+        if let Some(target) = target.filter(|_| crate::resolve::has_postgres(summary)) {
             if let Some(why) = crate::resolve::target_before_backup(summary, target) {
                 return Err(CoordinatorError::Invalid(why));
             }
