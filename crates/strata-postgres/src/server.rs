@@ -31,7 +31,9 @@ pub fn is_running(node: &NodeSettings) -> bool {
 ///
 /// - the shared memory segment `postmaster.pid` names exists (same key) with no process
 ///   attached (the postmaster and every backend stay attached while they live), or
-/// - the postmaster started before this host booted.
+/// - nothing shows it alive (no process with its PID, no server on its socket) and it
+///   started before this host booted (asked last: a clock stepped forward after the
+///   server started moves the computed boot time past its start).
 ///
 /// Anything else holds the directory: a live process with that PID (whoever owns it), a
 /// segment still attached (a crashed postmaster's backends, or a postmaster this PID
@@ -68,11 +70,6 @@ pub fn held(data_dir: &Path) -> Option<String> {
         Some(Segment::Detached) => return None,
         None => {}
     }
-    if let (Ok(started), Some(boot)) = (line(2).parse::<u64>(), boot_time()) {
-        if started < boot {
-            return None;
-        }
-    }
     let process = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw);
@@ -91,6 +88,14 @@ pub fn held(data_dir: &Path) -> Option<String> {
                 "{named}, and a server answers on {}",
                 socket.display()
             ));
+        }
+    }
+    // Last, and only once nothing shows the server alive: a postmaster that started
+    // before this host booted is gone. (Asked after the process and the socket: a clock
+    // stepped forward since the server started can move the boot time past its start.)
+    if let (Ok(started), Some(boot)) = (line(2).parse::<u64>(), boot_time()) {
+        if started < boot {
+            return None;
         }
     }
     Some(format!(
