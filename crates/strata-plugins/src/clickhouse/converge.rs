@@ -18,6 +18,32 @@ use strata_agent::service::ApiResult;
 /// How often a replica is asked again.
 const POLL: Duration = Duration::from_millis(250);
 
+/// How often a wait says where it stands (on the agent's stderr: the command line's for
+/// in-process nodes, the server's log for the others).
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
+
+/// Says where a wait stands, at most every [`PROGRESS_EVERY`].
+struct Progress {
+    next: Instant,
+}
+
+impl Progress {
+    fn new() -> Progress {
+        Progress {
+            next: Instant::now() + PROGRESS_EVERY,
+        }
+    }
+
+    fn say(&mut self, deadline: Instant, line: impl FnOnce() -> String) {
+        let now = Instant::now();
+        if now >= self.next {
+            self.next = now + PROGRESS_EVERY;
+            let left = deadline.saturating_duration_since(now).as_secs();
+            eprintln!("strata: ClickHouse: {} ({left} s left)", line());
+        }
+    }
+}
+
 fn failed(why: String) -> ApiError {
     ApiError::new(ErrorCode::Failed, format!("ClickHouse: {why}"))
 }
@@ -134,6 +160,7 @@ pub async fn replica_holds(
     deadline: Instant,
     waited: Duration,
 ) -> ApiResult<u64> {
+    let mut progress = Progress::new();
     loop {
         let replica = replica(client, table).await?;
         let held = rows_by_partition(client, table).await?;
@@ -176,6 +203,14 @@ pub async fn replica_holds(
                 why.join("; ")
             )));
         }
+        progress.say(deadline, || {
+            format!(
+                "waiting for replica {} of {}: {total} rows, {} fetches queued",
+                replica.replica_name,
+                table.shown(),
+                replica.inserts_in_queue
+            )
+        });
         tokio::time::sleep(POLL).await;
     }
 }
@@ -212,6 +247,7 @@ pub async fn replicas_hold_parts(
         .map(|n| n.name)
         .collect();
     let root = format!("{}/replicas", me.zookeeper_path.trim_end_matches('/'));
+    let mut progress = Progress::new();
     loop {
         let names = client
             .rows::<Name>(&format!(
@@ -253,6 +289,13 @@ pub async fn replicas_hold_parts(
                 }
             )));
         }
+        progress.say(deadline, || {
+            format!(
+                "waiting for the replicas of {} to hold its parts: {} of {replicas}",
+                table.shown(),
+                holding.len()
+            )
+        });
         tokio::time::sleep(POLL).await;
     }
 }
