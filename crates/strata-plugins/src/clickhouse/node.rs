@@ -180,13 +180,12 @@ impl NodePlugin for ClickHouseAgent {
         let server = Server::read(&client)
             .await
             .map_err(query_failed("read the server"))?;
-        let manifest = restore
-            .repo
-            .load_manifest(&restore.request.backup, &restore.request.source)
-            .await
-            .map_err(|e| failed("read the backup's manifest", strata_util::error_chain(&e)))?;
-        let record = load_record(restore.repo, &manifest).await?;
-        drop(manifest);
+        let record = read_record(
+            restore.repo,
+            &restore.request.backup,
+            &restore.request.source,
+        )
+        .await?;
         let only = restore
             .request
             .table
@@ -220,37 +219,51 @@ impl NodePlugin for ClickHouseAgent {
             .iter()
             .filter_map(|t| t.zookeeper_path.clone())
             .collect();
+        let restoring = replicas::Restoring {
+            source: &restore.request.source,
+            peers: &restore.request.peers,
+        };
+        // The paths this node attaches: of the other nodes' manifests it reads the files
+        // of those tables only (to lay down the parts its own backup lacks); a replica
+        // that fetches reads their records only.
+        let written: BTreeSet<&String> = planned
+            .tables
+            .iter()
+            .filter(|t| replicas::writes(&restoring, t, &holdings))
+            .filter_map(|t| t.zookeeper_path.as_ref())
+            .collect();
         let mut others = Vec::new();
         for node in replicas::nodes_holding(&holdings, &restore.request.source, &paths) {
-            let manifest = restore
-                .repo
-                .load_manifest(&restore.request.backup, &node)
-                .await
-                .map_err(|e| {
-                    failed(
-                        &format!("read node {node}'s manifest"),
-                        strata_util::error_chain(&e),
-                    )
-                })?;
-            let record = load_record(restore.repo, &manifest).await?;
-            others.push((node, record, manifest));
+            let record = read_record(restore.repo, &restore.request.backup, &node).await?;
+            let mut files = strata_repo::manifest::NodeManifest {
+                node: node.clone(),
+                ..Default::default()
+            };
+            for table in record.tables.iter().filter(|t| {
+                t.zookeeper_path
+                    .as_ref()
+                    .is_some_and(|p| written.contains(p))
+            }) {
+                let Some(data) = &table.data else { continue };
+                let under = manifest_under(
+                    restore.repo,
+                    &restore.request.backup,
+                    &node,
+                    &format!("{data}/"),
+                )
+                .await?;
+                files.entries.extend(under.entries);
+            }
+            others.push((node, record, files));
         }
         let partitions = only
             .as_ref()
             .map(|c| c.partitions.clone())
             .unwrap_or_default();
-        let plans = replicas::plan(
-            &replicas::Restoring {
-                source: &restore.request.source,
-                peers: &restore.request.peers,
-            },
-            &planned,
-            &holdings,
-            &others,
-        )?
-        .into_iter()
-        .map(|(path, plan)| (path, plan.only(&partitions)))
-        .collect();
+        let plans = replicas::plan(&restoring, &planned, &holdings, &others)?
+            .into_iter()
+            .map(|(path, plan)| (path, plan.only(&partitions)))
+            .collect();
         drop(others);
         let wait = humantime::parse_duration(&self.settings.restore_wait).map_err(|e| {
             ApiError::new(
@@ -364,11 +377,8 @@ pub async fn find_table(
     // The table's partitions over every node, when it is found and partitions are asked.
     let mut found: Option<BTreeSet<String>> = None;
     for node in nodes {
-        let Ok(manifest) = repo.load_manifest(backup, node).await else {
-            continue;
-        };
         // A node of another plugin holds no record: it holds no table either.
-        let Ok(theirs) = load_record(repo, &manifest).await else {
+        let Ok(theirs) = read_record(repo, backup, node).await else {
             continue;
         };
         if let Some(table) = theirs.tables.iter().find(|t| t.shown() == wanted) {
@@ -516,14 +526,52 @@ impl TableChoice {
     }
 }
 
-/// Reads the node's record from its backup (not from the restored files, which the
-/// server's user could change under the restore).
-async fn load_record(
+/// The entries of node `node`'s manifest at `prefix` or below it, read one part (a
+/// manifest chunk) at a time: a ClickHouse node's manifest lists every file of every
+/// part, and a restore needs its record, or a few tables' files, of it.
+async fn manifest_under(
     repo: &strata_repo::Repository,
-    manifest: &strata_repo::manifest::NodeManifest,
+    backup: &str,
+    node: &str,
+    prefix: &str,
+) -> ApiResult<strata_repo::manifest::NodeManifest> {
+    let damaged = |e: strata_repo::RepoError| {
+        ApiError::new(
+            ErrorCode::Damaged,
+            format!(
+                "ClickHouse: read node {node}'s manifest: {}",
+                strata_util::error_chain(&e)
+            ),
+        )
+    };
+    let mut reader = repo.open_manifest(backup, node).await.map_err(damaged)?;
+    reader.restrict_to(prefix.as_bytes());
+    let mut entries = Vec::new();
+    while let Some(part) = reader.next_part(repo).await {
+        entries.extend(
+            part.map_err(damaged)?
+                .into_iter()
+                .filter(|e| e.path.starts_with(prefix.as_bytes())),
+        );
+    }
+    Ok(strata_repo::manifest::NodeManifest {
+        node: node.to_string(),
+        roots: Vec::new(),
+        entries,
+    })
+}
+
+/// Reads node `node`'s record from its backup (not from the restored files, which the
+/// server's user could change under the restore), reading only the manifest part that
+/// lists it.
+async fn read_record(
+    repo: &strata_repo::Repository,
+    backup: &str,
+    node: &str,
 ) -> ApiResult<Record> {
     use strata_repo::manifest::EntryKind;
     let damaged = |why: String| ApiError::new(ErrorCode::Damaged, format!("ClickHouse: {why}"));
+    let manifest = manifest_under(repo, backup, node, RECORD_FILE).await?;
     let chunks = manifest
         .entries
         .iter()
@@ -534,8 +582,7 @@ async fn load_record(
         })
         .ok_or_else(|| {
             damaged(format!(
-                "node {} of the backup holds no {RECORD_FILE}: is it a ClickHouse node's backup?",
-                manifest.node
+                "node {node} of the backup holds no {RECORD_FILE}: is it a ClickHouse node's backup?"
             ))
         })?;
     let mut bytes = Vec::new();

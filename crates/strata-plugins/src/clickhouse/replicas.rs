@@ -138,33 +138,55 @@ pub struct Restoring<'a> {
     pub peers: &'a [String],
 }
 
+/// The restored nodes of `restoring` (backup node names, every node of the backup when
+/// none are named).
+fn peers<'a>(
+    restoring: &'a Restoring<'_>,
+    holdings: &'a BTreeMap<String, BTreeMap<String, u64>>,
+) -> Vec<&'a str> {
+    match restoring.peers.is_empty() {
+        true => holdings.keys().map(String::as_str).collect(),
+        false => restoring.peers.iter().map(String::as_str).collect(),
+    }
+}
+
+/// Whether this node (`restoring.source`) attaches replicated `table`: of the restored
+/// nodes whose backups hold its coordination path, it holds the most rows of it (the
+/// first by name among equals).
+pub fn writes(
+    restoring: &Restoring<'_>,
+    table: &Table,
+    holdings: &BTreeMap<String, BTreeMap<String, u64>>,
+) -> bool {
+    let Some(path) = &table.zookeeper_path else {
+        return false;
+    };
+    let rows_of = |node: &str| holdings.get(node).and_then(|h| h.get(path)).copied();
+    peers(restoring, holdings)
+        .into_iter()
+        .filter_map(|p| rows_of(p).map(|r| (p, r)))
+        .chain(std::iter::once((restoring.source, table.rows())))
+        .max_by(|(a, ar), (b, br)| ar.cmp(br).then(b.cmp(a)))
+        .is_none_or(|(n, _)| n == restoring.source)
+}
+
 /// The plans of the replicated tables `record` (this node's backup, `request.source`)
 /// holds parts of, keyed by coordination path. `others` are the records of the backup's
-/// other nodes that hold any of those paths, with their manifests.
+/// other nodes that hold any of those paths, with the entries of their manifests under
+/// the tables this node attaches ([`writes`]): the files of the parts it lays down.
 pub fn plan(
     request: &Restoring<'_>,
     record: &Record,
     holdings: &BTreeMap<String, BTreeMap<String, u64>>,
     others: &[(String, Record, NodeManifest)],
 ) -> ApiResult<BTreeMap<String, TablePlan>> {
-    let peers: Vec<&str> = match request.peers.is_empty() {
-        true => holdings.keys().map(String::as_str).collect(),
-        false => request.peers.iter().map(String::as_str).collect(),
-    };
+    let peers = peers(request, holdings);
     let rows_of = |node: &str, path: &str| holdings.get(node).and_then(|h| h.get(path)).copied();
     let mut plans = BTreeMap::new();
     for table in record.tables.iter().filter(|t| t.data.is_some()) {
         let Some(path) = &table.zookeeper_path else {
             continue;
         };
-        // The writer: of the restored nodes holding the path, most rows, then first name.
-        let writer = peers
-            .iter()
-            .filter_map(|p| rows_of(p, path).map(|r| (*p, r)))
-            .chain(std::iter::once((request.source, table.rows())))
-            .max_by(|(a, ar), (b, br)| ar.cmp(br).then(b.cmp(a)))
-            .map(|(n, _)| n.to_string())
-            .unwrap_or_else(|| request.source.to_string());
         let replicas = peers
             .iter()
             .filter(|p| **p == request.source || rows_of(p, path).is_some())
@@ -195,7 +217,7 @@ pub fn plan(
                 table.shown()
             ))
         })?;
-        let writes = writer == request.source;
+        let writes = writes(request, table, holdings);
         let mut parts = Vec::with_capacity(chosen.len());
         for c in chosen {
             let files = match (writes, c.node == request.source) {
