@@ -809,7 +809,7 @@ impl RestoreRun {
                     table.shown()
                 )))?;
         }
-        let want = Self::rows_by_partition(table);
+        let want = table.rows_by_partition();
         let held = converge::rows_by_partition(&self.client, table).await?;
         let whole = self.partitions().is_empty();
         let differs = match converge::compare(&want, &held, whole) {
@@ -925,16 +925,6 @@ impl RestoreRun {
             .unwrap_or_default()
     }
 
-    /// A table's parts' rows per partition id.
-    fn rows_by_partition(table: &Table) -> BTreeMap<String, u64> {
-        let mut rows = BTreeMap::new();
-        for part in &table.parts {
-            let id = covering::partition_of(&part.name, &table.create).unwrap_or_default();
-            *rows.entry(id).or_insert(0) += part.rows;
-        }
-        rows
-    }
-
     /// What a table this node attaches to holds already.
     async fn held(&self, table: &Table) -> ApiResult<Held> {
         if !self.exists(table).await? {
@@ -954,7 +944,7 @@ impl RestoreRun {
         // A restore cut short after its attach (ZooKeeper lost while the replicas were
         // waited for): the table holds the shard's rows, partition by partition.
         if let Some(plan) = self.plan_of(table) {
-            if held == plan.rows_by_partition() {
+            if held == plan.table(table).rows_by_partition() {
                 return Ok(Held::Backup);
             }
         }
@@ -1078,7 +1068,7 @@ impl PluginRestore for RestoreRun {
                 self.without_merges(table, self.replicas_hold(table, plan, deadline))
                     .await?;
                 lines.push(format!(
-                    "{} {} rows attached by an earlier run",
+                    "{} holds the backup's {} rows already (a run cut short, or the same data): nothing attached",
                     table.shown(),
                     table.rows()
                 ));
@@ -1112,11 +1102,8 @@ impl PluginRestore for RestoreRun {
             lines.push(format!("{} {rows} rows attached", table.shown()));
         }
         // The replicas that fetch: done when they hold the shard's rows.
-        for table in &fetch {
-            let Some(plan) = self.plan_of(table) else {
-                continue;
-            };
-            let expected = plan.rows_by_partition();
+        for table in fetch.iter().filter(|t| self.plan_of(t).is_some()) {
+            let expected = table.rows_by_partition();
             let rows = self
                 .without_merges(
                     table,
@@ -1230,20 +1217,13 @@ impl RestoreRun {
                 Some(dir) => dir,
                 None => {
                     let (root, data) = (root.clone(), data.clone());
-                    let made = tokio::task::spawn_blocking(move || {
-                        std::fs::create_dir_all(root.join(&data))
-                            .map_err(|e| staging::StagingError::Io {
-                                what: "cannot create",
-                                path: root.join(&data).display().to_string(),
-                                source: e,
-                            })
-                            .and_then(|()| staging::within(&root, &data))
-                    })
-                    .await
-                    .map_err(|e| failed("lay down a part", e))?
-                    .map_err(|why| {
-                        failed(&format!("lay down the parts of {}", table.shown()), why)
-                    })?;
+                    let made =
+                        tokio::task::spawn_blocking(move || staging::make_within(&root, &data))
+                            .await
+                            .map_err(|e| failed("lay down a part", e))?
+                            .map_err(|why| {
+                                failed(&format!("lay down the parts of {}", table.shown()), why)
+                            })?;
                     dir.insert(made)
                 }
             };

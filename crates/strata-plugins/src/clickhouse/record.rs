@@ -111,6 +111,17 @@ impl Table {
         self.parts.iter().map(|p| p.rows).sum()
     }
 
+    /// The rows of its parts per partition id (as `system.parts` names it; a part whose
+    /// name does not parse counts under `""`).
+    pub fn rows_by_partition(&self) -> BTreeMap<String, u64> {
+        let mut rows = BTreeMap::new();
+        for part in &self.parts {
+            let id = super::covering::partition_of(&part.name, &self.create).unwrap_or_default();
+            *rows.entry(id).or_insert(0) += part.rows;
+        }
+        rows
+    }
+
     /// When it is created again: tables that hold data first, then materialized views
     /// (they read from and write into those), then what only reads others (views,
     /// Distributed, Merge).

@@ -67,19 +67,6 @@ impl TablePlan {
         self.parts.iter().map(|p| p.part.rows).sum()
     }
 
-    /// The rows per partition id (as `system.parts` names it).
-    pub fn rows_by_partition(&self) -> BTreeMap<String, u64> {
-        let mut rows = BTreeMap::new();
-        let syntax = self.syntax.unwrap_or(Syntax::Current);
-        for p in &self.parts {
-            let partition = super::covering::PartInfo::parse(&p.part.name, syntax)
-                .map(|i| i.partition)
-                .unwrap_or_default();
-            *rows.entry(partition).or_insert(0) += p.part.rows;
-        }
-        rows
-    }
-
     /// The plan narrowed to the parts of `partitions` (all when empty).
     pub fn only(mut self, partitions: &BTreeSet<String>) -> TablePlan {
         if partitions.is_empty() {
@@ -492,7 +479,7 @@ mod tests {
         assert!(!plans["/t"].writer);
         assert_eq!(plans["/t"].rows(), 15);
         assert_eq!(
-            plans["/t"].rows_by_partition(),
+            plans["/t"].table(&r2).rows_by_partition(),
             [("all".to_string(), 15)].into()
         );
         // Restored alone (r1 left out by --map), r2 writes and reads r1's part.

@@ -213,6 +213,26 @@ pub fn within(root: &Path, rel: &str) -> Result<PathBuf, StagingError> {
     Ok(at)
 }
 
+/// [`within`], creating the directories of `rel` that are missing: each one created
+/// alone (never through a link: `mkdir` does not follow the name it creates) and checked
+/// to be a directory before the next is made in it.
+pub fn make_within(root: &Path, rel: &str) -> Result<PathBuf, StagingError> {
+    let mut at = root.to_path_buf();
+    for part in rel.split('/') {
+        at.push(part);
+        match std::fs::create_dir(&at) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("cannot create", &at)(e)),
+        }
+        let meta = std::fs::symlink_metadata(&at).map_err(io("cannot read", &at))?;
+        if !meta.is_dir() {
+            return Err(StagingError::NotAPart(at.display().to_string()));
+        }
+    }
+    Ok(at)
+}
+
 /// The parts under a table's frozen directory `dir`, by name, with their rows (their
 /// `count.txt`) and bytes, and the names of those without a `count.txt` (their rows are
 /// 0 here). Entries that are not part directories are refused: the freeze writes
@@ -321,6 +341,24 @@ pub fn move_to_detached(part: &Path, table_dir: &Path) -> Result<(), StagingErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn directories_are_made_in_place_never_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let made = make_within(dir.path(), "data/shop/events").unwrap();
+        assert!(made.is_dir() && made.starts_with(dir.path()));
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("data/evil")).unwrap();
+        let err = make_within(dir.path(), "data/evil/t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("data/evil"), "{err}");
+        assert_eq!(
+            std::fs::read_dir(outside.path()).unwrap().count(),
+            0,
+            "nothing made outside"
+        );
+    }
 
     #[test]
     fn one_holder_at_a_time() {
