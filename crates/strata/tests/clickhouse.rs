@@ -670,13 +670,7 @@ fn replicas_that_lag_both_ways_come_back_whole_on_every_replica() {
     }
     assert_eq!(query(r1, "SELECT count() FROM shop.events"), "103000");
     assert_eq!(query(r2, "SELECT count() FROM shop.events"), "102000");
-    let names = ch_names(2);
-    let nodes: Vec<(&str, &_)> = names
-        .iter()
-        .map(String::as_str)
-        .zip(&source.servers)
-        .collect();
-    let site = Site::new(dir.path(), "source", &nodes);
+    let site = Site::of_cluster(dir.path(), "source", &source, "");
     site.ok(&["init"]);
     let summary = site.json(&["backup", "--json"]);
     assert_eq!(summary["status"], "complete", "{summary:#}");
@@ -692,12 +686,7 @@ fn replicas_that_lag_both_ways_come_back_whole_on_every_replica() {
     // A fresh cluster of the same shape: both replicas hold every row when the restore
     // exits (no waiting here: the restore waited), and say so.
     let fresh = ClickHouseCluster::start(1, 2);
-    let nodes: Vec<(&str, &_)> = names
-        .iter()
-        .map(String::as_str)
-        .zip(&fresh.servers)
-        .collect();
-    let same = Site::new(dir.path(), "same", &nodes);
+    let same = Site::of_cluster(dir.path(), "same", &fresh, "");
     let out = same.ok(&["restore", &backup]);
     assert!(out.contains("shop.events 105000 rows attached"), "{out}");
     assert!(out.contains("shop.events 105000 rows fetched"), "{out}");
@@ -913,13 +902,7 @@ fn unsent_distributed_rows_make_a_backup_partial_and_a_failed_node_s_cause_is_pr
         "CREATE TABLE shop.dist (x UInt64) ENGINE = Distributed(strata, shop, target, 1)",
     );
     query(ch1, "INSERT INTO shop.dist SELECT number FROM numbers(100)");
-    let names = ch_names(2);
-    let nodes: Vec<(&str, &_)> = names
-        .iter()
-        .map(String::as_str)
-        .zip(&cluster.servers)
-        .collect();
-    let site = Site::new(dir.path(), "site", &nodes);
+    let site = Site::of_cluster(dir.path(), "site", &cluster, "");
     site.ok(&["init"]);
     let out = site.strata(&["backup"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
@@ -983,13 +966,7 @@ fn a_restore_cut_short_runs_again_to_its_end() {
     query(url, create);
     query(url, "INSERT INTO shop.events SELECT toDate('2024-01-01') + number % 90, number FROM numbers(30000)");
     let want = fingerprint(url, "shop.events", "d, id");
-    let names = ch_names(2);
-    let nodes: Vec<(&str, &_)> = names
-        .iter()
-        .map(String::as_str)
-        .zip(&source.servers)
-        .collect();
-    let site = Site::new(dir.path(), "source", &nodes);
+    let site = Site::of_cluster(dir.path(), "source", &source, "");
     site.ok(&["init"]);
     let backup = site.json(&["backup", "--json"])["name"]
         .as_str()
