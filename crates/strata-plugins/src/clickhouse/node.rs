@@ -831,7 +831,8 @@ impl RestoreRun {
     }
 
     /// For a replicated table on this server: another replica (per ZooKeeper, through
-    /// the server's `system.zookeeper`) that holds parts of it already.
+    /// the server's `system.zookeeper`) that holds parts of it already and has a live
+    /// session.
     async fn other_replica_with_parts(&self, table: &Table) -> ApiResult<Option<String>> {
         #[derive(Deserialize)]
         struct Replica {
@@ -878,7 +879,11 @@ impl RestoreRun {
                 ))
                 .await
                 .map_err(query_failed(&what))?;
-            if parts.iter().any(|p| p.num_children > 0) {
+            // Only a replica a running server holds (a live session) can be fetched
+            // from: one ZooKeeper kept after its server was lost would be waited for in
+            // vain.
+            let live = stale::active(&self.client, &format!("{replicas}/{}", other.name)).await?;
+            if live && parts.iter().any(|p| p.num_children > 0) {
                 return Ok(Some(other.name.clone()));
             }
         }
