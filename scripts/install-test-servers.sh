@@ -5,7 +5,8 @@
 # Azure SDK for Python to create the test container, playwright-core (npm; drives Debian's
 # chromium in the dashboard test) and schemathesis (PyPI; fuzzes the API from its OpenAPI
 # document), Python Londiste (PyPI; the Londiste interop test) and pyarrow (PyPI; reads the
-# Parquet archives of the table retention test as an independent reader). Idempotent:
+# Parquet archives of the table retention test as an independent reader) and chdb-core
+# (PyPI; a current ClickHouse engine, served by scripts/chdb-server.py). Idempotent:
 # present tools are kept.
 # Prints the `export` lines the tests read (STRATA_TEST_*).
 set -euo pipefail
@@ -54,6 +55,10 @@ fi
 if ! "$root/venv/bin/python" -c "import cratedb_sqlparse" 2>/dev/null; then
   echo "==> installing cratedb-sqlparse 0.0.17 (PyPI; CrateDB's grammar checks strata's CrateDB SQL)" >&2
   "$root/venv/bin/pip" install --quiet "cratedb-sqlparse==0.0.17" >&2
+fi
+if ! "$root/venv/bin/python" -c "import chdb" 2>/dev/null; then
+  echo "==> installing chdb-core 26.9.0 (PyPI; a current ClickHouse engine for the ClickHouse tests)" >&2
+  "$root/venv/bin/pip" install --quiet "chdb-core==26.9.0" >&2
 fi
 if ! "$root/venv/bin/python" -c "import pyarrow.parquet" 2>/dev/null; then
   echo "==> installing pyarrow 26.0.1 (PyPI; reads strata's Parquet archives in the tables test)" >&2

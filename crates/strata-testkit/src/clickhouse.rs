@@ -171,3 +171,120 @@ pub fn wait_for_answer(url: &str, sql: &str, want: &str) -> String {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A current ClickHouse engine on loopback, single node: chdb (PyPI `chdb-core`,
+/// ClickHouse's engine as a library) behind ClickHouse's HTTP interface
+/// (`scripts/chdb-server.py`), its data in a directory of its own. Stopped on drop.
+pub struct ModernServer {
+    /// Its endpoint and data path.
+    pub server: Server,
+    /// A directory holding `clickhouse-server`, which starts this engine from a server
+    /// config: first in `PATH`, the restore drill's scratch server is this engine.
+    pub bin: PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for ModernServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ModernServer {
+    /// The test Python when it has chdb (`STRATA_TEST_PYTHON`, from
+    /// scripts/install-test-servers.sh). Without it: a panic under
+    /// `STRATA_REQUIRE_TOOLS`, else `None` and a SKIPPED line.
+    pub fn python() -> Option<PathBuf> {
+        let python = std::env::var_os("STRATA_TEST_PYTHON")
+            .map(PathBuf::from)
+            .filter(|p| p.exists());
+        let ok = python.as_ref().is_some_and(|p| {
+            Command::new(p)
+                .args(["-c", "import chdb"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        if ok {
+            return python;
+        }
+        if std::env::var_os("STRATA_REQUIRE_TOOLS").is_some() {
+            panic!(
+                "chdb is not installed in $STRATA_TEST_PYTHON: run scripts/install-test-servers.sh"
+            );
+        }
+        eprintln!("SKIPPED: no Python with chdb (scripts/install-test-servers.sh)");
+        None
+    }
+
+    /// Starts the engine with `python` on a free loopback port; waits (60 s at most)
+    /// until it answers.
+    pub fn start(python: &Path) -> ModernServer {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../scripts/chdb-server.py")
+            .canonicalize()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let wrapper = bin.join("clickhouse-server");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\nexec '{}' '{}' \"$@\"\n",
+                python.display(),
+                script.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let port = crate::net::free_port();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = Command::new(python)
+            .arg(&script)
+            .arg("--path")
+            .arg(&data)
+            .arg("--port")
+            .arg(port.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut modern = ModernServer {
+            server: Server {
+                url: format!("http://127.0.0.1:{port}"),
+                data,
+            },
+            bin,
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while try_query(&modern.server.url, "SELECT 1").is_err() {
+            if let Ok(Some(status)) = modern.child.try_wait() {
+                panic!(
+                    "the chdb server exited ({status}): {}",
+                    std::fs::read_to_string(modern._dir.path().join("server.log"))
+                        .unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the chdb server did not answer within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        modern
+    }
+
+    /// `PATH` with [`ModernServer::bin`] first.
+    pub fn path_with_bin(&self) -> std::ffi::OsString {
+        let old = std::env::var_os("PATH").unwrap_or_default();
+        let dirs = std::iter::once(self.bin.clone()).chain(std::env::split_paths(&old));
+        std::env::join_paths(dirs).unwrap()
+    }
+}

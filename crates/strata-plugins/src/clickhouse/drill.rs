@@ -244,8 +244,10 @@ async fn check_table(
         .execute(&format!("CHECK TABLE {}", table.sql_name()))
         .await
     {
-        Ok(answer) if answer.trim() == "1" => ", CHECK TABLE passed",
-        Ok(answer) => return Err(format!("CHECK TABLE answered {}", answer.trim()).into()),
+        Ok(answer) => match check_failures(&answer) {
+            None => ", CHECK TABLE passed",
+            Some(failed) => return Err(format!("CHECK TABLE answered {failed}").into()),
+        },
         // 48: not supported for this engine in this version (18.16's MergeTree).
         Err(e) if e.code() == Some(48) => "",
         Err(e) => return Err(format!("CHECK TABLE: {e}").into()),
@@ -255,6 +257,26 @@ async fn check_table(
         table.shown(),
         table.parts.len()
     ))
+}
+
+/// What `CHECK TABLE` found wrong, if anything: its answer is one `1` or `0` (up to
+/// 22.x), or one line per part, `part  is_passed  message` (later versions).
+fn check_failures(answer: &str) -> Option<String> {
+    let lines: Vec<&str> = answer.lines().filter(|l| !l.trim().is_empty()).collect();
+    let failed: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let passed = fields.get(1).or(fields.first()).map(|f| f.trim());
+            passed != Some("1")
+        })
+        .collect();
+    match (lines.is_empty(), failed.is_empty()) {
+        (true, _) => Some("nothing".into()),
+        (false, true) => None,
+        (false, false) => Some(failed.join("; ").replace('\t', " ")),
+    }
 }
 
 fn free_port() -> Result<u16, Unproven> {
@@ -306,3 +328,23 @@ const USERS_XML: &str = r#"<?xml version="1.0"?>
   <quotas><default></default></quotas>
 </yandex>
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::check_failures;
+
+    #[test]
+    fn check_table_answers_of_every_version_are_read() {
+        assert_eq!(check_failures("1\n"), None);
+        assert_eq!(check_failures("0\n").as_deref(), Some("0"));
+        assert_eq!(
+            check_failures("202601_1_1_1\t1\t\n202602_2_2_1\t1\t\n"),
+            None
+        );
+        assert_eq!(
+            check_failures("202601_1_1_1\t1\t\n202602_2_2_1\t0\tchecksum mismatch\n").as_deref(),
+            Some("202602_2_2_1 0 checksum mismatch")
+        );
+        assert_eq!(check_failures("").as_deref(), Some("nothing"));
+    }
+}

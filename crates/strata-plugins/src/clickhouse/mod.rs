@@ -20,6 +20,7 @@
 //! - [`stale`]: replicas ZooKeeper kept after the servers lost their disks;
 //! - [`distributed`]: rows a Distributed table acknowledged and has not sent;
 //! - [`rename`]: statements rewritten for one table back or a drill;
+//! - [`views`]: a materialized view's storage under the name the restoring server gives it;
 //! - [`drill`]: the restore drill's scratch server.
 
 pub mod client;
@@ -34,6 +35,7 @@ pub mod replicas;
 pub mod schema;
 pub mod staging;
 pub mod stale;
+pub mod views;
 
 use super::{Plugin, PluginError};
 use std::sync::Arc;

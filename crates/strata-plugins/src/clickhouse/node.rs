@@ -24,6 +24,7 @@ use super::replicas::{self, TablePlan};
 use super::schema::{self, Server};
 use super::staging::{self, Staging, FREEZE_NAME};
 use super::stale;
+use super::views;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -922,6 +923,14 @@ impl RestoreRun {
             .collect())
     }
 
+    /// `tables` with each Atomic view's storage under the name this server gave it
+    /// ([`views::localize`]).
+    async fn localized(&self, tables: Vec<Table>) -> ApiResult<Vec<Table>> {
+        views::localize(&self.client, &self.record, tables)
+            .await
+            .map_err(query_failed("read the materialized views"))
+    }
+
     /// `--partition`: the partitions restored (all when empty).
     fn partitions(&self) -> BTreeSet<String> {
         self.only
@@ -959,7 +968,8 @@ impl RestoreRun {
     /// Refuses, before anything is laid down or created, a table this node would attach
     /// parts to that exists here with rows: parts beside rows would double them.
     async fn refuse_rows(&self) -> ApiResult<()> {
-        for table in self.restored_tables()?.iter().filter(|t| self.attaches(t)) {
+        let tables = self.localized(self.restored_tables()?).await?;
+        for table in tables.iter().filter(|t| self.attaches(t)) {
             if let Held::Rows(rows) = self.held(table).await? {
                 return Err(beside_rows(table, rows));
             }
@@ -1049,12 +1059,10 @@ impl PluginRestore for RestoreRun {
             None => record,
         };
 
-        let tables = self.restored_tables()?;
-        let (attach, fetch): (Vec<&Table>, Vec<&Table>) =
-            tables.iter().partition(|t| self.attaches(t));
+        let tables = self.localized(self.restored_tables()?).await?;
         // Refused before anything is created: parts beside rows would double them.
         let mut attached_before = Vec::new();
-        for table in &attach {
+        for table in tables.iter().filter(|t| self.attaches(t)) {
             match self.held(table).await? {
                 Held::Nothing => {}
                 Held::Backup => attached_before.push(table.shown()),
@@ -1062,6 +1070,10 @@ impl PluginRestore for RestoreRun {
             }
         }
         let created = self.create(&record).await?;
+        // The views created now name their storage.
+        let tables = self.localized(tables).await?;
+        let (attach, fetch): (Vec<&Table>, Vec<&Table>) =
+            tables.iter().partition(|t| self.attaches(t));
         let deadline = Instant::now() + self.wait;
         let mut parts = 0;
         let mut lines = Vec::new();

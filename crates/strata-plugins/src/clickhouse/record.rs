@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 /// Where the record is in the node's manifest (relative to the frozen root).
 pub const RECORD_FILE: &str = "strata-clickhouse.json";
 
-/// The record layout this strata writes; a newer one is refused on restore.
-pub const RECORD_VERSION: u32 = 1;
+/// The record layout this strata writes; a newer one is refused on restore. 2: tables
+/// carry their `uuid` (servers with Atomic databases); 1 is read as 2 without it.
+pub const RECORD_VERSION: u32 = 2;
 
 /// The most a record may weigh when read back.
 pub const RECORD_LIMIT: u64 = 256 << 20;
@@ -62,6 +63,11 @@ pub struct Table {
     /// Its coordination path in ZooKeeper, macros expanded, for a replicated table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zookeeper_path: Option<String>,
+    /// Its UUID where the server gives tables one (`system.tables.uuid`, Atomic
+    /// databases): a materialized view's storage is named after its view's
+    /// (`.inner_id.UUID`), and a view created again gets a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
     /// The parts frozen, by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<Part>,
@@ -275,6 +281,7 @@ mod tests {
             create: "CREATE TABLE db.t (x UInt8) ENGINE = MergeTree() ORDER BY x".into(),
             data: Some("data/../../etc".into()),
             zookeeper_path: None,
+            uuid: None,
             parts: Vec::new(),
         });
         let bytes = serde_json::to_vec(&record).unwrap();
@@ -314,5 +321,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("newer strata"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod version_one {
+    use super::*;
+
+    /// Records of version 1 (strata before tables carried their UUID) read as they were.
+    #[test]
+    fn a_record_of_version_one_reads() {
+        let text = r#"{"version":1,"server_version":"18.16.1","macros":{"shard":"1"},
+            "databases":[{"name":"shop","engine":"Ordinary"}],
+            "tables":[{"database":"shop","name":"events","engine":"MergeTree",
+              "create":"CREATE TABLE shop.events (x UInt8) ENGINE = MergeTree() ORDER BY x",
+              "data":"data/shop/events","parts":[{"name":"all_1_1_0","rows":3,"bytes":10}]}]}"#;
+        let record = Record::parse(text.as_bytes()).unwrap();
+        assert_eq!(record.version, 1);
+        assert_eq!(record.tables[0].uuid, None);
+        assert_eq!(record.tables[0].rows(), 3);
     }
 }

@@ -380,6 +380,7 @@ mod tests {
             create: "CREATE TABLE shop.events (x UInt8) ENGINE = ReplicatedMergeTree('/t', '{replica}') ORDER BY x".into(),
             data: Some("data/shop/events".into()),
             zookeeper_path: Some("/t".into()),
+            uuid: None,
             parts: parts
                 .iter()
                 .map(|(n, r)| Part {

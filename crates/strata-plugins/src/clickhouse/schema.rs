@@ -14,6 +14,9 @@ use std::path::Path;
 /// The databases a backup never takes: the server's own.
 const SYSTEM_DATABASES: &[&str] = &["system", "INFORMATION_SCHEMA", "information_schema"];
 
+/// The UUID of a table outside Atomic databases.
+const NIL_UUID: &str = "00000000-0000-0000-0000-000000000000";
+
 /// What a server is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
@@ -97,6 +100,7 @@ pub async fn read(
         create_table_query: String,
         data_path: String,
         disks: u64,
+        uuid: String,
     }
     #[derive(Deserialize)]
     struct Replica {
@@ -143,6 +147,11 @@ pub async fn read(
             "arrayStringConcat(arraySlice(data_paths, 1, 1)) AS data_path, toUInt64(length(data_paths)) AS disks"
         }
     };
+    // 20.x and later: each table's UUID (nil outside Atomic databases).
+    let uuid = match columns.iter().any(|c| c.name == "uuid") {
+        true => "toString(uuid) AS uuid",
+        false => "'' AS uuid",
+    };
     let names = databases
         .iter()
         .map(|d| literal(&d.name))
@@ -153,7 +162,7 @@ pub async fn read(
     }
     let rows = client
         .rows::<Tbl>(&format!(
-            "SELECT database, name, engine, create_table_query, {data_path} FROM system.tables WHERE database IN ({names}) AND NOT is_temporary ORDER BY database, name"
+            "SELECT database, name, engine, create_table_query, {data_path}, {uuid} FROM system.tables WHERE database IN ({names}) AND NOT is_temporary ORDER BY database, name"
         ))
         .await?;
     let replicas: BTreeMap<(String, String), String> = client
@@ -203,6 +212,7 @@ pub async fn read(
             create: row.create_table_query,
             data,
             zookeeper_path,
+            uuid: Some(row.uuid).filter(|u| !u.is_empty() && u != NIL_UUID),
             parts: Vec::new(),
         });
     }
