@@ -423,6 +423,14 @@ pub trait Plugin: Send + Sync {
         Ok(None)
     }
 
+    /// After a restore whose nodes all succeeded, once its pauses are resumed: waits
+    /// until the component's system serves what was restored (Patroni: a leader on the
+    /// restored timeline, every other member following it). `Ok` carries a line for the
+    /// report; `Err` fails the restore, saying what the system serves instead.
+    async fn settle_restore(&self) -> Result<Option<String>, PluginError> {
+        Ok(None)
+    }
+
     /// Pause/resume pairs the plugin issues itself (a preset's pause of an engine): a
     /// pause record they leave is resumed by the next process as one of the
     /// configuration's own (see `strata_hooks::resume_orphans`).

@@ -85,6 +85,266 @@ pub async fn wait_paused(url: &str, wait: Duration) -> Result<String, PluginErro
     }
 }
 
+/// The newest timeline any member of the cluster behind `url` serves (`GET /cluster`):
+/// taken while paused, before the restore, so the restored timeline is told from the
+/// cluster's own (a restore promotes onto a timeline newer than every one archived).
+pub async fn newest_timeline(url: &str) -> Result<u64, PluginError> {
+    let cluster = get(&format!("{url}/cluster")).await?;
+    Ok(members(&cluster)
+        .iter()
+        .filter_map(|m| m.get("timeline").and_then(|t| t.as_u64()))
+        .max()
+        .unwrap_or(0))
+}
+
+fn members(cluster: &serde_json::Value) -> Vec<serde_json::Value> {
+    cluster
+        .get("members")
+        .and_then(|m| m.as_array())
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn field<'a>(member: &'a serde_json::Value, name: &str) -> &'a str {
+    member.get(name).and_then(|v| v.as_str()).unwrap_or("?")
+}
+
+/// After a restore in place, once Patroni is resumed: waits (up to `wait`) until the
+/// cluster behind `url` is led by a member serving a timeline newer than `before` (the
+/// restored one: a leader on the cluster's old timeline means Patroni demoted the
+/// restored member) and every other member follows it (`running` or `streaming` on the
+/// leader's timeline). A member whose history went past the point where the restored
+/// timeline branched off cannot follow: it is reinitialized through its REST API (`POST
+/// /reinitialize`, what `patronictl reinit` sends), unless Patroni rewinds it itself
+/// (`use_pg_rewind`). Returns a line per member, or what did not settle.
+///
+/// The leader's timeline is what Patroni last wrote to its store (each member every
+/// `loop_wait`): a leader on the old timeline is believed after `cycle` only.
+pub async fn settle(
+    url: &str,
+    before: u64,
+    cycle: Duration,
+    wait: Duration,
+) -> Result<String, PluginError> {
+    let started = Instant::now();
+    let deadline = started + wait;
+    let mut reinitialized: Vec<String> = Vec::new();
+    loop {
+        let state = match get(&format!("{url}/cluster")).await {
+            Ok(cluster) => Settling::read(&cluster, before),
+            Err(why) => Settling::Pending(format!("the cluster ({why})")),
+        };
+        let pending = match state {
+            Settling::Settled(lines) => {
+                let mut line = format!("Patroni: {}", lines.join("; "));
+                if !reinitialized.is_empty() {
+                    line.push_str(&format!(
+                        " (reinitialized from the leader: {})",
+                        reinitialized.join(", ")
+                    ));
+                }
+                return Ok(line);
+            }
+            Settling::OldLeader(why) if started.elapsed() >= cycle => {
+                return Err(PluginError::System(why))
+            }
+            Settling::OldLeader(why) => why,
+            Settling::Behind {
+                leader,
+                leader_api,
+                members,
+            } => {
+                let members = diverged(&leader_api, members).await;
+                if members.is_empty() {
+                    if Instant::now() >= deadline {
+                        return Err(PluginError::System(format!(
+                            "the restored cluster did not settle within {} s: members on an older timeline did not follow {leader}; see patronictl list",
+                            wait.as_secs()
+                        )));
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                let rewinds = get(&format!("{url}/config")).await.ok().and_then(|c| {
+                    c.pointer("/postgresql/use_pg_rewind")
+                        .and_then(|r| r.as_bool())
+                }) == Some(true);
+                for (name, api) in &members {
+                    if rewinds || reinitialized.contains(name) {
+                        continue;
+                    }
+                    reinitialize(api).await.map_err(|why| {
+                        PluginError::System(format!(
+                            "member {name} is on the abandoned history and cannot follow {leader}; reinitializing it failed ({why}): run patronictl reinit CLUSTER {name}"
+                        ))
+                    })?;
+                    reinitialized.push(name.clone());
+                }
+                format!(
+                    "{} (on the abandoned history; {})",
+                    members
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    match rewinds {
+                        true => "Patroni rewinds them",
+                        false => "being reinitialized",
+                    }
+                )
+            }
+            Settling::Pending(why) => why,
+        };
+        if Instant::now() >= deadline {
+            return Err(PluginError::System(format!(
+                "the restored cluster did not settle within {} s: {pending}; see patronictl list (postgres.recovery_timeout_secs bounds the wait)",
+                wait.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Of `members` (name, REST API, timeline), those whose history cannot lead to the
+/// leader's timeline: their timeline is not in the leader's history (`GET /history`), or
+/// they replayed past the point where it ended. The others are still catching up.
+async fn diverged(leader_api: &str, members: Vec<(String, String, u64)>) -> Vec<(String, String)> {
+    let history = get(&format!("{}/history", base(leader_api)))
+        .await
+        .ok()
+        .and_then(|h| h.as_array().cloned())
+        .unwrap_or_default();
+    let ended_at = |timeline: u64| {
+        history.iter().find_map(|entry| {
+            let entry = entry.as_array()?;
+            (entry.first()?.as_u64()? == timeline).then(|| entry.get(1)?.as_u64())?
+        })
+    };
+    let mut diverged = Vec::new();
+    for (name, api, timeline) in members {
+        let position = get(&format!("{}/patroni", base(&api)))
+            .await
+            .ok()
+            .and_then(|p| {
+                let xlog = p.get("xlog")?;
+                xlog.get("replayed_location")
+                    .or(xlog.get("location"))
+                    .and_then(|l| l.as_u64())
+            });
+        let past = match (ended_at(timeline), position) {
+            (Some(end), Some(at)) => at > end,
+            // Not in the leader's history: another branch altogether.
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        if past {
+            diverged.push((name, api));
+        }
+    }
+    diverged
+}
+
+/// A member's REST API root, from the `api_url` `GET /cluster` lists (which names its
+/// `/patroni` endpoint).
+fn base(api_url: &str) -> &str {
+    let url = api_url.trim_end_matches('/');
+    url.strip_suffix("/patroni").unwrap_or(url)
+}
+
+/// `POST /reinitialize` of a member's REST API, forced (the member runs).
+async fn reinitialize(api: &str) -> Result<(), PluginError> {
+    let url = format!("{}/reinitialize", base(api));
+    let answer = strata_hooks::http_call(
+        reqwest::Method::POST,
+        &url,
+        serde_json::to_vec(&serde_json::json!({ "force": true })).unwrap_or_default(),
+        Duration::from_secs(30),
+        1 << 20,
+    )
+    .await
+    .map_err(|e| PluginError::System(e.to_string()))?;
+    match answer.status.is_success() {
+        true => Ok(()),
+        false => Err(PluginError::System(format!(
+            "{} answered {}: {}",
+            mask_url(&url),
+            answer.status,
+            answer.body.lines().next().unwrap_or_default()
+        ))),
+    }
+}
+
+/// Where a restored Patroni cluster stands.
+#[derive(Debug, PartialEq)]
+enum Settling {
+    /// Led on the restored timeline, every member following: a line per member.
+    Settled(Vec<String>),
+    /// Led on the cluster's old timeline: the restored member was demoted.
+    OldLeader(String),
+    /// Members on a timeline older than the leader's (`name`, REST API, timeline): still
+    /// catching up, or on the abandoned history.
+    Behind {
+        leader: String,
+        leader_api: String,
+        members: Vec<(String, String, u64)>,
+    },
+    /// Not yet: why.
+    Pending(String),
+}
+
+impl Settling {
+    fn read(cluster: &serde_json::Value, before: u64) -> Settling {
+        if cluster.get("pause").and_then(|p| p.as_bool()) == Some(true) {
+            return Settling::Pending("Patroni is still paused".into());
+        }
+        let members = members(cluster);
+        let timeline = |m: &serde_json::Value| m.get("timeline").and_then(|t| t.as_u64());
+        let Some(leader) = members.iter().find(|m| field(m, "role") == "leader") else {
+            return Settling::Pending("no member leads yet".into());
+        };
+        let leader_name = field(leader, "name").to_string();
+        let Some(leads_on) = timeline(leader) else {
+            return Settling::Pending(format!("the leader {leader_name} reports no timeline yet"));
+        };
+        if leads_on <= before {
+            return Settling::OldLeader(format!(
+                "Patroni's leader is {leader_name} on timeline {leads_on}, the cluster's timeline before the restore: the restored member does not lead (Patroni demoted it), and the cluster serves what it served before; restore onto the leader (see patronictl list)"
+            ));
+        }
+        let mut lines = vec![format!("{leader_name} leads on timeline {leads_on}")];
+        let mut waiting = Vec::new();
+        let mut behind = Vec::new();
+        for member in members.iter().filter(|m| field(m, "name") != leader_name) {
+            let name = field(member, "name").to_string();
+            let state = field(member, "state");
+            match timeline(member) {
+                Some(t) if t == leads_on && (state == "running" || state == "streaming") => {
+                    lines.push(format!(
+                        "{name} follows ({state}, {})",
+                        field(member, "role")
+                    ));
+                }
+                Some(t) if t < leads_on && state == "running" => {
+                    behind.push((name, field(member, "api_url").to_string(), t));
+                }
+                t => waiting.push(format!(
+                    "{name} ({state}, timeline {})",
+                    t.map_or("unknown".to_string(), |t| t.to_string())
+                )),
+            }
+        }
+        match (waiting.is_empty(), behind.is_empty()) {
+            (true, true) => Settling::Settled(lines),
+            (_, false) => Settling::Behind {
+                leader: leader_name,
+                leader_api: field(leader, "api_url").to_string(),
+                members: behind,
+            },
+            (false, true) => Settling::Pending(format!("waiting for {}", waiting.join(", "))),
+        }
+    }
+}
+
 /// The members of `cluster` (an answer of `GET /cluster`) that do not report the pause.
 async fn unpaused_members(cluster: &serde_json::Value) -> Vec<String> {
     let members = cluster
@@ -152,6 +412,48 @@ mod tests {
         let plain = crate::postgres::Postgres::new(&Default::default());
         assert!(plain.check_restore_targets(&["m1", "m2"]).is_ok());
         assert!(plain.hooks("database").is_empty());
+    }
+
+    #[test]
+    fn a_restored_cluster_settles_when_its_leader_is_on_a_new_timeline_and_all_follow() {
+        let cluster = |leader_tl: u64, replica_tl: u64, state: &str| {
+            serde_json::json!({ "members": [
+                { "name": "m2", "role": "leader", "state": "running", "timeline": leader_tl,
+                  "api_url": "http://m2:8008/patroni" },
+                { "name": "m1", "role": "replica", "state": state, "timeline": replica_tl,
+                  "api_url": "http://m1:8008/patroni" },
+            ]})
+        };
+        assert_eq!(
+            Settling::read(&cluster(3, 3, "streaming"), 2),
+            Settling::Settled(vec![
+                "m2 leads on timeline 3".into(),
+                "m1 follows (streaming, replica)".into()
+            ])
+        );
+        // The leader on the cluster's old timeline: the restored member was demoted.
+        assert!(matches!(
+            Settling::read(&cluster(2, 2, "running"), 2),
+            Settling::OldLeader(why) if why.contains("m2 on timeline 2")
+        ));
+        // A replica on the old timeline: caught up or diverged, asked of its history.
+        assert_eq!(
+            Settling::read(&cluster(3, 2, "running"), 2),
+            Settling::Behind {
+                leader: "m2".into(),
+                leader_api: "http://m2:8008/patroni".into(),
+                members: vec![("m1".into(), "http://m1:8008/patroni".into(), 2)],
+            }
+        );
+        // A replica being rebuilt is waited for.
+        assert!(matches!(
+            Settling::read(&cluster(3, 2, "creating replica"), 2),
+            Settling::Pending(why) if why.contains("m1 (creating replica")
+        ));
+        let mut paused = cluster(3, 3, "streaming");
+        paused["pause"] = serde_json::json!(true);
+        assert!(matches!(Settling::read(&paused, 2), Settling::Pending(_)));
+        assert_eq!(base("http://m1:8008/patroni"), "http://m1:8008");
     }
 
     #[tokio::test]

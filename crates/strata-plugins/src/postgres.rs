@@ -19,6 +19,9 @@ use strata_repo::summary::NodeSummary;
 #[derive(Debug, Clone)]
 pub struct Postgres {
     settings: PostgresConfig,
+    /// Under Patroni, the newest timeline the cluster served when the restore began
+    /// (read while paused): the restored one is newer.
+    timeline_before: Arc<std::sync::Mutex<Option<u64>>>,
 }
 
 impl Postgres {
@@ -26,6 +29,7 @@ impl Postgres {
     pub fn new(settings: &PostgresConfig) -> Self {
         Postgres {
             settings: settings.clone(),
+            timeline_before: Arc::default(),
         }
     }
 }
@@ -175,17 +179,36 @@ impl Plugin for Postgres {
         Ok(())
     }
 
-    /// Under Patroni, every member has taken the pause.
+    /// Under Patroni, every member has taken the pause; the cluster's timeline is noted.
     async fn ready_to_restore(&self) -> Result<Option<String>, PluginError> {
-        match self.settings.patroni_url() {
-            Some(url) => super::patroni::wait_paused(
-                url,
-                Duration::from_secs(self.settings.patroni_wait_secs),
-            )
-            .await
-            .map(Some),
-            None => Ok(None),
-        }
+        let Some(url) = self.settings.patroni_url() else {
+            return Ok(None);
+        };
+        let line =
+            super::patroni::wait_paused(url, Duration::from_secs(self.settings.patroni_wait_secs))
+                .await?;
+        let timeline = super::patroni::newest_timeline(url).await?;
+        *self.timeline_before.lock().unwrap() = Some(timeline);
+        Ok(Some(format!("{line} (timeline {timeline})")))
+    }
+
+    /// Under Patroni, the restored member leads on its new timeline and the others
+    /// follow it (those on the abandoned history reinitialized).
+    async fn settle_restore(&self) -> Result<Option<String>, PluginError> {
+        let Some(url) = self.settings.patroni_url() else {
+            return Ok(None);
+        };
+        let Some(before) = self.timeline_before.lock().unwrap().take() else {
+            return Ok(None);
+        };
+        super::patroni::settle(
+            url,
+            before,
+            Duration::from_secs(self.settings.patroni_wait_secs),
+            Duration::from_secs(self.settings.recovery_timeout_secs),
+        )
+        .await
+        .map(Some)
     }
 
     /// The user's plan, or: replay all archived WAL, promote, start the server.

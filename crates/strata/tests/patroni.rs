@@ -491,6 +491,34 @@ async fn strata_backs_up_rebuilds_and_bootstraps_a_patroni_cluster() {
         "a Patroni cluster is restored onto one member: {said}"
     );
     assert!(m2.get("cluster").get("pause").is_none(), "nothing paused");
+    // Onto the replica m1: refused before anything is written (Patroni would demote it
+    // once resumed, and m2 would go on serving what it holds), naming the leader.
+    let m1_before = m1.psql(DIGEST);
+    let refused = site.strata(&[
+        "restore",
+        &second_backup,
+        "--target-time",
+        &target,
+        "--node",
+        "m1",
+    ]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && said.contains("replica of the Patroni cluster")
+            && said.contains("leader is member m2"),
+        "a restore onto a replica is refused: {said}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while m2.get("cluster").get("pause").is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "Patroni was not resumed after the refusal"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    m1.wait_until("replica");
+    assert_eq!(m1.psql(DIGEST), m1_before, "m1 untouched");
     let out = site.ok(&[
         "restore",
         &second_backup,
@@ -499,13 +527,16 @@ async fn strata_backs_up_rebuilds_and_bootstraps_a_patroni_cluster() {
         "--node",
         "m2",
     ]);
-    assert!(out.contains("m2"), "{out}");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while m2.get("cluster").get("pause").is_some() {
-        assert!(Instant::now() < deadline, "Patroni was not resumed");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    m2.wait_until("leader");
+    // The restore ends once the cluster serves it: m2 leads on the new timeline, and m1,
+    // left on the abandoned history, was reinitialized (strata's replica method lays down
+    // the latest backup and recovers along the new timeline) and follows.
+    assert!(
+        out.contains("Patroni: m2 leads on timeline") && out.contains("m1 follows"),
+        "{out}"
+    );
+    assert!(out.contains("reinitialized from the leader: m1"), "{out}");
+    assert!(m2.get("cluster").get("pause").is_none(), "Patroni resumed");
+    assert!(m2.is("leader"));
     assert_eq!(m2.psql(DIGEST), at_target, "m2 holds the point in time");
     assert_eq!(m2.dump(), dump_at_target);
     let auto = std::fs::read_to_string(m2.data_dir.join("postgresql.auto.conf")).unwrap();
@@ -518,18 +549,6 @@ async fn strata_backs_up_rebuilds_and_bootstraps_a_patroni_cluster() {
         std::fs::read_dir(&pauses).map(|d| d.count()).unwrap_or(0),
         0,
         "the pause record is gone"
-    );
-    // m1, left on the old history, rebuilt by Patroni (strata's replica method).
-    let mut reinit = Command::new("/usr/bin/patronictl");
-    reinit
-        .arg("-c")
-        .arg(&m1.yml)
-        .args(["reinit", "demo", "m1", "--force"]);
-    let out = as_postgres(&mut reinit).output().unwrap();
-    assert!(
-        out.status.success(),
-        "reinit: {}",
-        String::from_utf8_lossy(&out.stderr)
     );
     m2.psql("INSERT INTO accounts VALUES (5000, 'after the restore')");
     let deadline = Instant::now() + Duration::from_secs(120);

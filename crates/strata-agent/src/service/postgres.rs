@@ -105,6 +105,23 @@ impl NodePlugin for PostgresAgent {
         };
         let pg = self;
         if let (Some(url), true) = (&pg.patroni, strata_postgres::server::is_running(&pg.node)) {
+            // A replica restored and promoted is demoted again by Patroni once resumed,
+            // while the leader goes on serving what it held: only the leader is restored.
+            if let Ok(strata_postgres::session::Role::Standby) =
+                strata_postgres::session::probe_role(&pg.node).await
+            {
+                let leader = match patroni_leader(url).await {
+                    Some(name) => format!("Patroni's leader is member {name}"),
+                    None => "see patronictl list for the leader".to_string(),
+                };
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "node {}: its PostgreSQL is a replica of the Patroni cluster (in recovery), and a Patroni cluster is restored in place onto its leader ({leader}): pass --node with the leader's node, or make this member the leader first (patronictl switchover --candidate MEMBER); nothing was written",
+                        restore.node
+                    ),
+                ));
+            }
             // Patroni restarts a server that stops unless it is paused: the coordinator
             // paused it, and the member says so before the server is stopped.
             patroni_paused(url).await.map_err(|why| {
@@ -253,6 +270,29 @@ async fn patroni_paused(url: &str) -> Result<(), NotPaused> {
             url: strata_util::mask_url(&url),
         }),
     }
+}
+
+/// The name of the Patroni cluster's leader, as `GET /cluster` of `url` lists it.
+async fn patroni_leader(url: &str) -> Option<String> {
+    let url = format!("{}/cluster", url.trim_end_matches('/'));
+    let answer = strata_hooks::http_call(
+        reqwest::Method::GET,
+        &url,
+        Vec::new(),
+        Duration::from_secs(10),
+        4 << 20,
+    )
+    .await
+    .ok()?;
+    let cluster: serde_json::Value = serde_json::from_str(&answer.body).ok()?;
+    cluster
+        .get("members")?
+        .as_array()?
+        .iter()
+        .find(|m| m.get("role").and_then(|r| r.as_str()) == Some("leader"))?
+        .get("name")?
+        .as_str()
+        .map(str::to_string)
 }
 
 /// Why a Patroni member's server may not be stopped for a restore.

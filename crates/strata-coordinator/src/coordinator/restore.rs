@@ -685,6 +685,34 @@ async fn ready_to_restore(run: &Arc<Run>, scope: &Scope) -> Result<(), NotReady>
     Ok(())
 }
 
+/// Once the restore's pauses are resumed: waits until the system of every component
+/// whose nodes were restored serves what was restored (a Patroni cluster led on the
+/// restored timeline, every member following). What each said, as component results.
+async fn settle(run: &Arc<Run>, scope: &Scope) -> Vec<ComponentRestore> {
+    let mut settled = Vec::new();
+    for component in run.coordinator.components().iter() {
+        let taking_part = scope
+            .components
+            .iter()
+            .any(|(name, nodes)| name == &component.name && !nodes.is_empty());
+        if !taking_part {
+            continue;
+        }
+        let (detail, error) = match component.plugin.settle_restore().await {
+            Ok(None) => continue,
+            Ok(Some(line)) => (Some(line), None),
+            Err(error) => (None, Some(error.to_string())),
+        };
+        settled.push(ComponentRestore {
+            component: component.name.clone(),
+            detail,
+            checklist_steps: None,
+            error,
+        });
+    }
+    settled
+}
+
 /// A component whose system is not ready for its nodes to be restored.
 #[derive(Debug, thiserror::Error)]
 #[error("component {component}: {error}")]
@@ -846,6 +874,13 @@ async fn restore(
         }
     }
     hook_errors.extend(hooks.resume_all().await);
+    if !steps.dry_run
+        && !run.failures.any()
+        && stop.is_none()
+        && components.iter().all(|c| c.error.is_none())
+    {
+        components.extend(settle(run, &steps.scope).await);
+    }
     let failed =
         run.failures.any() || components.iter().any(|c| c.error.is_some()) || stop.is_some();
     if !failed && !steps.dry_run {
