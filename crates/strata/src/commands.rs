@@ -45,6 +45,8 @@ pub async fn run(cli: Cli) -> CommandResult {
                 | Command::Restore { to: None, .. }
                 | Command::Server { .. }
                 | Command::Gc { .. }
+                | Command::Delete { .. }
+                | Command::Cleanup { .. }
         );
     let result = if holds_the_cluster {
         stoppable(&ctx, dispatch(&ctx, cli.command)).await

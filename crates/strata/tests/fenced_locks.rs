@@ -557,6 +557,38 @@ fn a_gc_stopped_by_sigterm_gives_its_lock_back() {
 }
 
 #[test]
+fn a_delete_or_cleanup_stopped_by_sigterm_gives_the_gc_lock_back() {
+    // Deletes and cleanups collect too, under the same lock: stopped by SIGTERM while
+    // their lock write is in flight, they give it back and the next gc runs at once.
+    let site = Site::with_ttl(60);
+    site.ok(&["backup"], &[]);
+    site.change_data(1);
+    site.ok(&["backup"], &[]);
+    let first = site.backups().into_iter().next().unwrap();
+    let delete = Stalled::at(&site, &["delete", &first], "locks/", "hold-delete");
+    delete.signal(libc::SIGTERM);
+    let (status, stderr) = delete.release();
+    assert!(
+        status.code() == Some(1) && stderr.contains("stopped"),
+        "a stopped delete fails, saying so ({status:?}):\n{stderr}"
+    );
+    site.ok(&["gc"], &[]);
+    let cleanup = Stalled::at(
+        &site,
+        &["cleanup", "--keep-last", "1"],
+        "locks/",
+        "hold-cleanup",
+    );
+    cleanup.signal(libc::SIGTERM);
+    let (status, stderr) = cleanup.release();
+    assert!(
+        status.code() == Some(1) && stderr.contains("stopped"),
+        "a stopped cleanup fails, saying so ({status:?}):\n{stderr}"
+    );
+    site.ok(&["gc"], &[]);
+}
+
+#[test]
 fn a_killed_gc_leaves_its_lock_lapsing_and_the_next_gc_says_when_it_can_run() {
     // SIGKILL after gc took its lock (held at its probe of the storage's clock): the lock
     // stays, since a write of it may still land; the next gc is refused (exit 6) saying
