@@ -425,4 +425,76 @@ mod tests {
             assert_eq!(&repo.read_blob(id).await.unwrap()[..], &data[..]);
         }
     }
+
+    /// Records the prefixes listed, in order.
+    #[derive(Debug)]
+    struct Listings {
+        inner: DynStore,
+        listed: std::sync::Mutex<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl strata_store::Store for Listings {
+        async fn put(&self, key: &str, data: Bytes) -> strata_store::StoreResult<()> {
+            self.inner.put(key, data).await
+        }
+        async fn put_if_absent(&self, key: &str, data: Bytes) -> strata_store::StoreResult<()> {
+            self.inner.put_if_absent(key, data).await
+        }
+        async fn get(&self, key: &str) -> strata_store::StoreResult<Bytes> {
+            self.inner.get(key).await
+        }
+        async fn get_range(
+            &self,
+            key: &str,
+            range: std::ops::Range<u64>,
+        ) -> strata_store::StoreResult<Bytes> {
+            self.inner.get_range(key, range).await
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+        ) -> strata_store::StoreResult<Vec<strata_store::ObjectMeta>> {
+            self.listed.lock().unwrap().push(prefix.to_string());
+            self.inner.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> strata_store::StoreResult<()> {
+            self.inner.delete(key).await
+        }
+        fn describe(&self) -> String {
+            "listings recorded".into()
+        }
+    }
+
+    /// A reader lists `dicts/` after `index/`: every blob is stored after the dictionary
+    /// it names (the write order), so the dictionaries listed after the index objects
+    /// include every one an indexed blob names; listed before, a dictionary and the index
+    /// of blobs naming it could both land between the two listings.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_lists_the_dictionaries_after_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::test_repo::plain(dir.path()).await;
+        let store = Arc::new(Listings {
+            inner: Arc::new(LocalStore::new(dir.path())),
+            listed: Default::default(),
+        });
+        let repo = Repository::open(store.clone(), None).await.unwrap();
+        let order = |listed: &[String]| {
+            let first = |prefix: &str| listed.iter().position(|l| l == prefix);
+            (first(layout::INDEX), first(layout::DICTS))
+        };
+        let listed = std::mem::take(&mut *store.listed.lock().unwrap());
+        let (index, dicts) = order(&listed);
+        assert!(
+            index.is_some() && dicts.is_some() && index < dicts,
+            "opening: {listed:?}"
+        );
+        repo.reload_index().await.unwrap();
+        let listed = std::mem::take(&mut *store.listed.lock().unwrap());
+        let (index, dicts) = order(&listed);
+        assert!(
+            index.is_some() && dicts.is_some() && index < dicts,
+            "reloading: {listed:?}"
+        );
+    }
 }

@@ -771,3 +771,162 @@ fn the_documented_version_3_manifest_entry_reads() {
     assert!(manifest(&v2, 3).is_err());
     assert!(manifest(&v3, 2).is_err());
 }
+
+// ---------------------------------------------------------------------------------------
+// Version 5: compression dictionaries, as "Compression dictionaries (version 5)" says.
+
+/// The version-5 fixture (`tests/fixtures/format-v5`, see its README): one backup of a
+/// generated tree, large enough (over 64 MiB of small blobs) that the writer trained a
+/// dictionary and compressed the blobs after it with it.
+fn fixture_v5() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v5/repo")
+}
+
+/// Object keys under `prefix` of the version-5 fixture, sorted.
+fn list_v5(prefix: &str) -> Vec<String> {
+    let root = fixture_v5();
+    let dir = root.join(prefix.trim_end_matches('/'));
+    let mut out: Vec<String> = match fs::read_dir(&dir) {
+        Ok(listing) => listing
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| {
+                format!(
+                    "{}/{}",
+                    prefix.trim_end_matches('/'),
+                    e.file_name().to_str().unwrap()
+                )
+            })
+            .filter(|k| !k.rsplit('/').next().unwrap().starts_with(".tmp-"))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    // data/ is two levels deep.
+    if prefix == "data/" {
+        out = fs::read_dir(&dir)
+            .unwrap()
+            .flat_map(|d| {
+                let d = d.unwrap();
+                let sub = d.file_name().to_str().unwrap().to_string();
+                fs::read_dir(d.path()).unwrap().map(move |e| {
+                    format!("data/{sub}/{}", e.unwrap().file_name().to_str().unwrap())
+                })
+            })
+            .collect();
+    }
+    out.sort();
+    out
+}
+
+/// An encoded object of any header version: its version and payload.
+fn open_object_any(keys: &MasterKeys, kind: u8, name: &str) -> (u16, Vec<u8>) {
+    let bytes = fs::read(fixture_v5().join(name)).unwrap();
+    assert!(
+        bytes.len() >= 7 && &bytes[..4] == b"STRO" && bytes[4] == kind,
+        "{name}"
+    );
+    let version = u16::from_le_bytes([bytes[5], bytes[6]]);
+    let mut ad = bytes[..7].to_vec();
+    ad.extend_from_slice(name.as_bytes());
+    let compressed = open(&keys.encryption, &bytes[7..], &ad)
+        .unwrap_or_else(|| panic!("{name} does not open as kind {kind} under its name"));
+    (version, zstd::stream::decode_all(&compressed[..]).unwrap())
+}
+
+/// The `Dictionary_ID` a zstd frame's header names (RFC 8878 3.1.1.1): after the magic
+/// (28 B5 2F FD), the descriptor's low two bits give the field's size (0, 1, 2 or 4
+/// bytes, little-endian), which follows the window descriptor (absent in a single-segment
+/// frame, bit 5). 0: no dictionary.
+fn frame_dictionary(frame: &[u8]) -> u32 {
+    assert_eq!(frame[..4], [0x28, 0xB5, 0x2F, 0xFD], "a zstd frame");
+    let descriptor = frame[4];
+    let size = [0, 1, 2, 4][(descriptor & 3) as usize];
+    let single_segment = descriptor & 0x20 != 0;
+    let at = 5 + usize::from(!single_segment);
+    let mut id = [0u8; 4];
+    id[..size].copy_from_slice(&frame[at..at + size]);
+    u32::from_le_bytes(id)
+}
+
+#[test]
+fn a_reader_written_from_the_format_document_decompresses_version_5_dictionaries() {
+    let root = fixture_v5();
+    let config: Value = serde_json::from_slice(&fs::read(root.join("config")).unwrap()).unwrap();
+    assert_eq!(config["version"], 5);
+    let key_names = list_v5("keys/");
+    let key_file: Value =
+        serde_json::from_slice(&fs::read(root.join(&key_names[0])).unwrap()).unwrap();
+    let keys = unwrap_key_file(&key_file, "format-v5-fixture-password");
+    let mac = hex::decode(config["mac"].as_str().unwrap()).unwrap();
+    assert_eq!(mac, config_mac(&config, &keys), "the config MAC");
+
+    // Step 4: every index, then (listed after them) every dictionary. A blob indexed by
+    // the indexes just read was stored after the dictionary it names, so listing
+    // `dicts/` second finds that dictionary.
+    let mut blobs: HashMap<[u8; 32], (String, BlobEntry)> = HashMap::new();
+    for name in list_v5("index/") {
+        let (_, payload) = open_object_any(&keys, 1, &name);
+        for pack in index_file(&payload).unwrap() {
+            let hex_id = hex::encode(pack.id);
+            for entry in pack.blobs {
+                blobs.insert(entry.id, (format!("data/{}/{hex_id}", &hex_id[..2]), entry));
+            }
+        }
+    }
+    let mut dictionaries: HashMap<u32, Vec<u8>> = HashMap::new();
+    for name in list_v5("dicts/") {
+        let (_, payload) = open_object_any(&keys, 12, &name);
+        assert!(payload.len() <= 1 << 20);
+        assert_eq!(
+            u32::from_le_bytes(payload[..4].try_into().unwrap()),
+            0xEC30_A437,
+            "{name}: a zstd dictionary's magic"
+        );
+        let id = u32::from_le_bytes(payload[4..8].try_into().unwrap());
+        assert_ne!(id, 0);
+        assert_eq!(
+            name,
+            format!("dicts/{id:08x}"),
+            "the key names the dictionary's id"
+        );
+        dictionaries.insert(id, payload);
+    }
+    assert!(!dictionaries.is_empty(), "the fixture holds a dictionary");
+    assert!(!list_v5("data/").is_empty());
+
+    // Every blob: opened, decompressed (with the dictionary its frame names), checked
+    // against its keyed id.
+    let mut named_a_dictionary = 0;
+    let mut packs: HashMap<String, Vec<u8>> = HashMap::new();
+    for (id, (pack, entry)) in &blobs {
+        let bytes = packs
+            .entry(pack.clone())
+            .or_insert_with(|| fs::read(root.join(pack)).unwrap());
+        let sealed = &bytes[entry.offset as usize..][..entry.length as usize];
+        let body = open(&keys.encryption, sealed, &[]).expect("the blob opens");
+        let plain = match (
+            entry.compressed,
+            entry.compressed.then(|| frame_dictionary(&body)),
+        ) {
+            (true, Some(dictionary)) if dictionary != 0 => {
+                named_a_dictionary += 1;
+                let raw = dictionaries
+                    .get(&dictionary)
+                    .unwrap_or_else(|| panic!("dictionary {dictionary:08x} is in dicts/"));
+                zstd::bulk::Decompressor::with_dictionary(raw)
+                    .unwrap()
+                    .decompress(&body, entry.raw_length as usize)
+                    .unwrap()
+            }
+            (true, _) => zstd::stream::decode_all(&body[..]).unwrap(),
+            (false, _) => body,
+        };
+        assert_eq!(plain.len(), entry.raw_length as usize);
+        assert_eq!(blake3::keyed_hash(&keys.id, &plain).as_bytes(), id);
+    }
+    assert!(
+        named_a_dictionary > 0,
+        "blobs compressed with the dictionary ({} blobs)",
+        blobs.len()
+    );
+}
