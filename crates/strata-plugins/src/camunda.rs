@@ -317,29 +317,33 @@ impl Camunda {
         let results = futures::future::join_all(apps.iter().map(|app| async move {
             let mut caller = self.caller();
             let url = app.backups();
-            self.start(&mut caller, &url, id).await?;
-            let answer = self
-                .wait(
-                    &mut caller,
-                    &format!("{url}/{id}"),
-                    &["COMPLETED", "COMPLETE"],
-                    &["FAILED", "INCOMPLETE", "INCOMPATIBLE"],
-                )
-                .await?;
-            let snapshots: Vec<String> = answer
-                .get("details")
-                .and_then(|d| d.as_array())
-                .map(|d| {
-                    d.iter()
-                        .filter_map(|s| s.get("snapshotName")?.as_str().map(str::to_string))
-                        .collect()
-                })
-                .unwrap_or_default();
-            Ok::<_, ExternalError>((state_of(&answer), snapshots))
+            let result = async {
+                self.start(&mut caller, &url, id).await?;
+                let answer = self
+                    .wait(
+                        &mut caller,
+                        &format!("{url}/{id}"),
+                        &["COMPLETED", "COMPLETE"],
+                        &["FAILED", "INCOMPLETE", "INCOMPATIBLE"],
+                    )
+                    .await?;
+                let snapshots: Vec<String> = answer
+                    .get("details")
+                    .and_then(|d| d.as_array())
+                    .map(|d| {
+                        d.iter()
+                            .filter_map(|s| s.get("snapshotName")?.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok::<_, ExternalError>((state_of(&answer), snapshots))
+            }
+            .await;
+            (result, caller.may_have_been_sent())
         }))
         .await;
         let mut first_failure = None;
-        for (app, result) in apps.iter().zip(results) {
+        for (app, (result, sent)) in apps.iter().zip(results) {
             match result {
                 Ok((state, snapshots)) => {
                     created.push(app.name.to_string());
@@ -351,6 +355,13 @@ impl Camunda {
                 Err(err) if !app.required => {
                     // Optional: recorded as missing, the backup goes on.
                     let word = match err {
+                        // Its request was sent and never answered (a part frozen for a
+                        // GC pause): it may take it when it wakes, so the part stays with
+                        // the backup, deleted with it.
+                        ExternalError::Unreachable(_) if sent => {
+                            created.push(app.name.to_string());
+                            "absent (its request may still be taken: deleted with the backup)"
+                        }
                         ExternalError::Unreachable(_) => "absent",
                         ExternalError::Failed(_) => {
                             created.push(app.name.to_string());
@@ -632,11 +643,18 @@ impl Camunda {
             "  2. Delete the Camunda indices in Elasticsearch (the web applications' and zeebe-record*), or restore into an empty cluster.".to_string(),
         ];
         let mut step = 3;
-        for app in ["operate", "tasklist", "optimize"] {
+        // 8.8's orchestration cluster backs Operate and Tasklist up as one part
+        // (`webapps`) when they share its URL.
+        for (app, shown) in [
+            ("operate", "operate"),
+            ("tasklist", "tasklist"),
+            ("webapps", "operate and tasklist"),
+            ("optimize", "optimize"),
+        ] {
             if let Some(snapshots) = recorded.get(&format!("{app}_snapshots")) {
                 for snapshot in snapshots.split(',') {
                     lines.push(format!(
-                        "  {step}. curl -X POST {es}/_snapshot/{repo}/{snapshot}/_restore?wait_for_completion=true   ({app})"
+                        "  {step}. curl -X POST {es}/_snapshot/{repo}/{snapshot}/_restore?wait_for_completion=true   ({shown})"
                     ));
                     step += 1;
                 }

@@ -120,6 +120,10 @@ pub struct Caller {
     /// The system answered once (any status): from then on it is up, and failures are
     /// tried again until the deadline.
     reached: bool,
+    /// A request may have reached the system: it was answered, or it failed after its
+    /// connection was made (a timeout, a reset). A system that froze may take such a
+    /// request when it wakes.
+    sent: bool,
 }
 
 impl Caller {
@@ -132,7 +136,15 @@ impl Caller {
             connect_timeout,
             first: now,
             reached: false,
+            sent: false,
         }
+    }
+
+    /// Whether a request of this caller may have reached its system (answered, or
+    /// failed after its connection was made): one that creates something (a backup) may
+    /// have created it even though no answer came.
+    pub fn may_have_been_sent(&self) -> bool {
+        self.sent
     }
 
     /// Time left before the deadline.
@@ -176,6 +188,7 @@ impl Caller {
                 {
                     Ok(answer) => {
                         self.reached = true;
+                        self.sent = true;
                         let status = answer.status;
                         if status == reqwest::StatusCode::NOT_FOUND && gone_ok {
                             return Ok(None);
@@ -206,7 +219,17 @@ impl Caller {
                         last_answer = Some(said.clone());
                         said
                     }
-                    Err(e) => format!("{shown}: {e}"),
+                    Err(e) => {
+                        let never_sent = matches!(
+                            e,
+                            strata_hooks::HookError::Unreachable {
+                                never_sent: true,
+                                ..
+                            }
+                        );
+                        self.sent |= !never_sent;
+                        format!("{shown}: {e}")
+                    }
                 }
             };
             // A failure that may pass: tried again while time is left.

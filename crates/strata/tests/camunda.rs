@@ -596,6 +596,51 @@ fn a_zeebe_backup_request_that_timed_out_is_deleted_with_the_failed_attempt() {
     assert!(site.ledger().is_empty(), "{:?}", site.ledger());
 }
 
+/// An optional part frozen during a backup (Optimize in a long GC pause: its backup
+/// request sent, never answered) is recorded absent, yet stays with the backup: when it
+/// wakes it takes the request, and deleting the backup deletes that part's backup too.
+#[test]
+fn an_optional_part_that_took_a_request_without_answering_is_deleted_with_the_backup() {
+    let cluster = Cluster::start();
+    cluster
+        .optimize
+        .set(|k| k.post_delay = std::time::Duration::from_secs(5));
+    let site = Site::new(&camunda(&cluster, "").replace("timeout = \"20s\"", "timeout = \"3s\""));
+    let (out, summary) = site.backup();
+    assert_eq!(out.code, Some(0), "{out}");
+    let recorded = &component(&summary, "camunda")["external"];
+    assert!(
+        recorded["optimize"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("absent (its request may still be taken"),
+        "{recorded:#}"
+    );
+    assert!(
+        recorded["parts"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("optimize"),
+        "{recorded:#}"
+    );
+    // It woke and took the request.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while cluster.optimize.backups().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            cluster.optimize.lines()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let deleted = site.run(&["delete", summary["name"].as_str().unwrap()]);
+    assert_eq!(deleted.code, Some(0), "{deleted}");
+    for fake in cluster.all() {
+        assert!(fake.backups().is_empty(), "{:?}", fake.lines());
+    }
+    assert!(site.ledger().is_empty(), "{:?}", site.ledger());
+}
+
 /// Item: right after the request a partition may not know the backup yet
 /// (`DOES_NOT_EXIST`, so `INCOMPLETE`): tolerated, not a failure.
 #[test]
@@ -852,6 +897,16 @@ poll = "50ms"
     assert_eq!(
         component(&summary, "camunda")["external"]["parts"],
         "webapps,elasticsearch,zeebe"
+    );
+    // The restore checklist names the web applications' snapshots too: an operator
+    // would otherwise restore Zeebe without Operate's and Tasklist's data.
+    let restore = site.run(&["restore", "latest", "--component", "camunda"]);
+    assert_eq!(restore.code, Some(0), "{restore}");
+    assert!(
+        restore.stdout.contains(&format!(
+            "camunda_webapps_{id}_8.7.4_part_3_of_3/_restore?wait_for_completion=true   (operate and tasklist)"
+        )),
+        "{restore}"
     );
     // Deleted with the backup, on the same paths.
     let deleted = site.run(&["delete", summary["name"].as_str().unwrap()]);
