@@ -843,6 +843,9 @@ impl Plugin for Camunda {
         .await
         {
             Ok(answer) if answer.status.is_success() => answer,
+            // No such endpoint (a standalone gateway): it cannot tell, which is no
+            // problem of the pause.
+            Ok(answer) if answer.status == reqwest::StatusCode::NOT_FOUND => return None,
             Ok(answer) => {
                 return Some(Err(PluginError::System(format!(
                     "{} answered {}",

@@ -68,6 +68,8 @@ pub struct Knobs {
     /// How long a backup's `POST` takes to be answered (the backup is taken at once: a
     /// client that gives up still leaves it behind).
     pub post_delay: Duration,
+    /// Zeebe: `GET /actuator/partitions` answers 404, as a standalone gateway does.
+    pub no_partitions: bool,
 }
 
 /// One request a fake received.
@@ -260,6 +262,9 @@ fn route(
             }
             // A broker's (or 8.8's orchestration cluster's) partitions, with the phase
             // of their exporting.
+            ("GET", "/actuator/partitions") if s.knobs.no_partitions => {
+                now(404, json!({"error": "Not Found"}))
+            }
             ("GET", "/actuator/partitions") => {
                 let phase = match s.paused {
                     None => "EXPORTING",

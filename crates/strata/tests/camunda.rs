@@ -802,6 +802,39 @@ fn a_pause_that_lands_after_every_resume_is_reported_by_status() {
     );
 }
 
+/// A healthy backup through a Zeebe that has no `/actuator/partitions` (a standalone
+/// gateway, the docs' own example): `status` during it shows the pause, not a problem.
+#[test]
+fn a_gateway_without_partitions_is_no_problem_while_a_backup_holds_the_pause() {
+    let cluster = Cluster::start();
+    cluster.zeebe.set(|k| {
+        k.no_partitions = true;
+        k.polls_to_finish = 60;
+    });
+    let site = Site::new(&camunda(&cluster, ""));
+    let mut backup = strata_at(site.dir.path(), &site.config)
+        .args(["backup"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    strata_testkit::wait_for(
+        "the backup to pause the exporting",
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(20),
+        || cluster.zeebe.paused().is_some(),
+    );
+    let status = site.run(&["status"]);
+    let still_paused = cluster.zeebe.paused().is_some();
+    assert!(backup.wait().unwrap().success());
+    assert!(still_paused, "status ran while the backup held the pause");
+    assert!(
+        !status.stderr.contains("cannot say whether it is paused"),
+        "{status}"
+    );
+    assert_eq!(status.code, Some(0), "{status}");
+}
+
 #[test]
 fn a_resume_that_fails_exits_3_and_names_the_engine_still_paused() {
     let cluster = Cluster::start();
