@@ -37,6 +37,10 @@ pub struct Check {
     pub ok: bool,
     /// What was found, or what is wrong and what to do.
     pub detail: String,
+    /// Passed, but something is down that operations work around (an optional
+    /// component whose backups record it absent): worth a look, not a failure.
+    #[serde(default)]
+    pub warning: bool,
 }
 
 impl Check {
@@ -46,6 +50,15 @@ impl Check {
             name: name.into(),
             ok,
             detail: detail.into(),
+            warning: false,
+        }
+    }
+
+    /// A check named `name` that passed with a warning ([`Check::warning`]).
+    pub fn warn(name: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check {
+            warning: true,
+            ..Check::new(name, true, detail)
         }
     }
 }

@@ -61,9 +61,8 @@ async fn components(coordinator: &Coordinator) -> Vec<Check> {
         };
         Some(match (result, c.optional) {
             (Ok(said), _) => check(label, true, format!("{}: {said}", c.plugin.name())),
-            (Err(why), true) => check(
+            (Err(why), true) => Check::warn(
                 label,
-                true,
                 format!(
                     "{} (optional) is down: {why}; backups record it absent",
                     c.plugin.name()

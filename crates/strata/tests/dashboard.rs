@@ -742,7 +742,23 @@ snapshot_repository = "camunda"
 poll = "50ms"
 timeout = "20s"
 connect_timeout = "1s"
+[[components]]
+name = "ledger"
+plugin = "http"
+optional = true
+[components.http]
+backup = "POST {dead}/backups"
+backup_body = '{{"id": {{backup_id}}}}'
+id = "{{backup_id}}"
+state = "GET {dead}/backups/{{id}}"
+done = ["DONE"]
+failed = ["FAILED"]
+delete = "DELETE {dead}/backups/{{id}}"
+poll = "50ms"
+timeout = "5s"
+connect_timeout = "300ms"
 "#,
+            dead = format!("http://127.0.0.1:{}", strata_testkit::free_port()),
             state = path("state").display(),
             repo = path("repo").display(),
             data = path("data").display(),

@@ -509,12 +509,18 @@ function renderCheck(check) {
   if (!check.ok) return fill("panel-check", failure(check.error, "GET /api/v1/check"));
   const checks = check.value.checks || [];
   const failed = checks.filter((c) => !c.ok).length;
+  // Passed, with something down that backups work around (an optional component).
+  const warned = checks.filter((c) => c.ok && c.warning).length;
+  const summary = failed
+    ? `${failed} of ${checks.length} checks failed`
+    : warned
+      ? `All ${checks.length} checks passed, ${warned} with a warning`
+      : `All ${checks.length} checks passed`;
   fill("panel-check",
-    h("p", { class: failed ? "error" : "ok-text", "data-field": "check-summary" },
-      failed ? `${failed} of ${checks.length} checks failed` : `All ${checks.length} checks passed`),
+    h("p", { class: failed ? "error" : warned ? "warn-text" : "ok-text", "data-field": "check-summary" }, summary),
     h("ul", { class: "checks" }, checks.map((c) =>
-      h("li", { class: c.ok ? "ok" : "bad", "data-check": c.name },
-        h("span", { class: "check-mark", "aria-hidden": "true" }, c.ok ? "✓" : "✕"),
+      h("li", { class: !c.ok ? "bad" : c.warning ? "warn" : "ok", "data-check": c.name },
+        h("span", { class: "check-mark", "aria-hidden": "true" }, !c.ok ? "✕" : c.warning ? "!" : "✓"),
         h("span", {}, h("strong", {}, c.name), c.detail ? h("span", { class: "muted" }, ` — ${c.detail}`) : null)))));
 }
 
@@ -1142,7 +1148,9 @@ function renameRules(text) {
 
 /** The restore dialog's choice of components: a box per component the backup holds. */
 function componentPicker(b) {
-  const components = Array.isArray(b.components) ? b.components : [];
+  // A component absent from the backup (an optional one that was down) has nothing to
+  // restore: not offered.
+  const components = (Array.isArray(b.components) ? b.components : []).filter((c) => c.status !== "absent");
   if (!components.length) return null;
   return h("fieldset", { class: "pick", "data-field": "restore-components" },
     h("legend", {}, "Components ", h("span", { class: "muted small" }, "(none ticked: every component)")),

@@ -82,6 +82,16 @@ try {
   check(problems.length === 0, `errors while the overview loaded:\n${problems.join("\n")}`);
   log("overview loads with no refused request; the WAL card says no archiver runs");
 
+  // An optional component that is down: its check passes with a warning, and the summary
+  // says so instead of "All checks passed" beside it.
+  const checked = await api("/api/v1/check");
+  const down = checked.checks.find((c) => c.name === "component ledger");
+  check(down && down.ok && down.warning, `the API's check of the optional component that is down: ${JSON.stringify(down)}`);
+  equal(await page.getAttribute('#panel-check li[data-check="component ledger"]', "class"), "warn", "the down component's check");
+  const said = await page.textContent("#panel-check [data-field=check-summary]");
+  equal(said, `All ${checked.checks.length} checks passed, 1 with a warning`, "the check's summary");
+  log("an optional component that is down is a warning, said in the summary");
+
   // Components: the plugin's exporting pause/resume pair under camunda, with the pause the
   // test left (its resume fails: the fake's resume is down), and nothing "no longer
   // declared".
@@ -151,6 +161,10 @@ try {
   });
   await page.locator(`#backups-table tr[data-backup="${backup}"] [data-action=restore]`).click();
   await page.locator("#confirm[open]").waitFor();
+  // The optional component absent from the backup has nothing to restore: not offered.
+  const offered = await page.locator("#confirm [data-field=restore-components] input[name=components]")
+    .evaluateAll((boxes) => boxes.map((b) => b.value));
+  check(offered.includes("camunda") && !offered.includes("ledger"), `components offered: ${offered.join()}`);
   await page.check('#confirm [data-field=restore-components] input[value="camunda"]');
   await page.fill("[data-field=type-to-confirm]", backup);
   await page.click("#confirm-ok");
