@@ -1020,14 +1020,12 @@ async function showBackup(b) {
       components.length ? table(["Component", "Status", "Nodes or parts"], components) : null,
       table(["Node", "Status", ["Files", "num"], ["Read", "num"], ["Size", "num"], ["Stored", "num"], ["New", "num"], ["Warnings", "num"]], rows),
       warnings.length ? [h("h3", {}, "Warnings"), h("ul", { class: "warnings" }, warnings.map((w) => h("li", {}, w)))] : null,
-      // Offered for every backup when the server can do it: the server says when a
-      // backup has no PostgreSQL node (the note says so beforehand).
-      offers("tables")
+      // Offered for a backup with a PostgreSQL node, when the server can do it.
+      offers("tables") && isPostgres(b)
         ? h("div", { class: "details-actions" },
           h("button", { type: "button", class: "small", "data-action": "tables", onclick: action("tables") }, "Bring tables back (PostgreSQL)…"),
-          h("span", { class: "muted small", "data-field": "tables-hint" }, isPostgres(b)
-            ? "tables or a whole database of this backup into the live database, under new names"
-            : "this backup lists no PostgreSQL node: the server will refuse it"))
+          h("span", { class: "muted small", "data-field": "tables-hint" },
+            "tables or a whole database of this backup into the live database, under new names"))
         : null,
     ],
   });
@@ -1273,8 +1271,6 @@ async function tablesBack(b) {
     busy: "The server is restoring a copy of the backup in scratch space, recovering it and loading the tables: this can take minutes. Closing this dialog does not stop it; its outcome then comes as a notice.",
     body: [
       h("p", {}, "Brings tables of this backup (or a whole database) back into the live PostgreSQL database, under new names, without touching the running cluster: a copy of the backup's PostgreSQL node is recovered in scratch space on the server's host to the target, and the tables are loaded from it in one transaction."),
-      isPostgres(b) ? null : h("p", { class: "warning", "data-field": "tables-no-postgres" },
-        "This backup lists no PostgreSQL node (a node with a base backup's start position): the server will refuse it."),
       h("label", { class: "field" }, "Database ", h("span", { class: "muted small" }, "(required)"),
         h("input", { type: "text", name: "database", autocomplete: "off", spellcheck: "false", placeholder: "shop" })),
       h("label", { class: "field" }, "Tables ",

@@ -420,8 +420,27 @@ try {
     await page.locator("#confirm [data-action=tables]").click();
     await page.locator("#confirm-title").filter({ hasText: `Bring tables back from ${good.name}` }).waitFor();
   };
+  // A backup without a PostgreSQL node offers no such action.
+  await page.locator(`#backups-table tr[data-backup="${good.name}"] [data-field=name]`).click();
+  await page.locator("#confirm[open]").waitFor();
+  equal(await page.locator("#confirm [data-action=tables]").count(), 0, "the tables action on a backup without PostgreSQL");
+  await page.click("#confirm-ok");
+  await page.locator("#confirm[open]").waitFor({ state: "detached" });
+  // The same backup listed with a PostgreSQL node (the listing rewritten on its way to
+  // the page): offered, and the dialog is driven against the real server, which refuses.
+  await page.route((url) => url.pathname === "/api/v1/backups", async (route) => {
+    if (route.request().method() !== "GET") return route.continue();
+    const response = await route.fetch();
+    const listed = await response.json();
+    check(Array.isArray(listed), `the backup listing: ${response.status()} ${JSON.stringify(listed)}`);
+    for (const b of listed) {
+      if (b.name === good.name) b.nodes[0].plugin = { ...(b.nodes[0].plugin || {}), "postgres.start_lsn": "0/2000028" };
+    }
+    return route.fulfill({ response, json: listed });
+  });
+  await page.reload();
+  await page.locator(`#backups-table tr[data-backup="${good.name}"]`).waitFor();
   await openTables();
-  await page.locator("#confirm [data-field=tables-no-postgres]").waitFor();
   const tablesForm = async ({ database = "", tables = "", as = "", time = "" }) => {
     await page.fill("#confirm input[name=database]", database);
     await page.fill("#confirm textarea[name=tables]", tables);
