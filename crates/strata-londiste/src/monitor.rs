@@ -108,6 +108,17 @@ impl WorkerMetrics {
         detail.tables = next;
     }
 
+    /// The node became (or runs as) the root, after a takeover perhaps: it replays from
+    /// no provider, so it has no replay lag (the gauge goes, rather than climbing from the
+    /// last batch it applied as a branch for ever), and no copy runs at a root (the row
+    /// counts of the copies it was running are zeroed).
+    pub fn became_root(&self) {
+        self.0.last_tick_ms.store(0, Ordering::Relaxed);
+        for (_, rows) in self.detail().tables.values() {
+            rows.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// The row counter of `table`'s copy, reset to zero: the copy adds to it as rows
     /// stream.
     pub fn copy_rows(&self, table: &str) -> Arc<AtomicU64> {
@@ -316,5 +327,32 @@ mod tests {
         // A table that left the set is forgotten.
         m.set_tables([("public.t1", "ok".to_string())]);
         assert!(!m.render("leaf").contains("t\\\"2"));
+    }
+
+    #[test]
+    fn a_node_that_became_the_root_has_no_lag_and_no_copy_running() {
+        let m = WorkerMetrics::default();
+        m.batch_applied(3, SystemTime::now() - Duration::from_secs(30));
+        m.set_tables([("public.t", "in-copy".to_string())]);
+        m.copy_rows("public.t").fetch_add(500, Ordering::Relaxed);
+        m.became_root();
+        // The root's loop reads the states the takeover left.
+        m.set_tables([("public.t", "ok".to_string())]);
+        let text = m.render("node");
+        assert!(!text.contains("strata_londiste_lag_seconds{"), "{text}");
+        assert!(text.contains(
+            "strata_londiste_table_state{job=\"node\",table=\"public.t\",state=\"ok\"} 1\n"
+        ));
+        assert_eq!(
+            sample(
+                &text,
+                "strata_londiste_copy_rows{job=\"node\",table=\"public.t\"}"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(&text, "strata_londiste_batches_total{job=\"node\"}"),
+            Some(1.0)
+        );
     }
 }

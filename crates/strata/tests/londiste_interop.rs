@@ -1178,6 +1178,10 @@ async fn python_takeover_of_the_root_by_a_strata_branch_mid_copy_leaves_one_root
     for ini in [&root, &branch] {
         for_python(ini);
     }
+    // The branch's worker serves /metrics: after the takeover they say what the root is.
+    let health = format!("127.0.0.1:{}", strata_testkit::net::free_port());
+    let text = std::fs::read_to_string(&branch).unwrap() + &format!("health_listen = {health}\n");
+    std::fs::write(&branch, text).unwrap();
     let (root_s, branch_s) = (path(&root).to_string(), path(&branch).to_string());
     ix.midcopy_tables_held_on(&["branch"], "branch");
     ix.strata(0, &[&root_s, "add-table", "t1", "tc"]);
@@ -1217,6 +1221,20 @@ async fn python_takeover_of_the_root_by_a_strata_branch_mid_copy_leaves_one_root
         "{}",
         read(&log)
     );
+    // Its metrics say what the root is: no table in copy, no copy's rows, no replay lag
+    // climbing from the last batch it applied as a branch.
+    let metrics = |address: &str| {
+        strata_testkit::http::http(&format!("http://{address}"), "GET", "/metrics", None, "").body
+    };
+    ix.wait("the new root's metrics", WAIT_LIMIT, |_| {
+        let text = metrics(&health);
+        !text.contains("state=\"in-copy\"")
+            && !text.contains("strata_londiste_lag_seconds{")
+            && text.contains(
+                "strata_londiste_copy_rows{job=\"branch_worker\",table=\"public.tc\"} 0\n",
+            )
+    })
+    .await;
     // What compare shows too: t1 equal, tc not on the new root.
     let out = ix.strata(1, &[&root_s, "compare"]);
     assert!(

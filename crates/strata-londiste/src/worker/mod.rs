@@ -70,27 +70,34 @@ pub fn retry_delay(failures: u32) -> Duration {
 /// work makes it ready again.
 async fn watch_for_stalls(health: WorkerHealth, metrics: WorkerMetrics, log: Log, limit: Duration) {
     let every = (limit / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
-    let mut stalled = false;
+    // The line `/ready` shows while stalled.
+    let mut stalled: Option<String> = None;
     loop {
         tokio::time::sleep(every).await;
         let (idle, step) = health.since_progress();
         if idle < limit {
-            if std::mem::take(&mut stalled) {
+            if stalled.take().is_some() {
                 metrics.recovered();
                 log.info(format!("progressing again ({step})"));
             }
             continue;
         }
-        if !stalled && health.is_ready() {
-            let text = format!(
-                "no progress for {} s while {step} (stall_timeout is {} s)",
-                idle.as_secs(),
-                limit.as_secs_f64()
-            );
-            log.warn(&text);
-            health.failed(&text);
-            metrics.failed(&text, Duration::ZERO);
-            stalled = true;
+        let text = format!(
+            "no progress for {} s while {step} (stall_timeout is {} s)",
+            idle.as_secs(),
+            limit.as_secs_f64()
+        );
+        match &stalled {
+            None if health.is_ready() => {
+                log.warn(&text);
+                health.failed(&text);
+                metrics.failed(&text, Duration::ZERO);
+                stalled = Some(text);
+            }
+            // Still stalled: `/ready` says for how long now (unless an error replaced
+            // the stall's line meanwhile).
+            Some(said) if health.replace_failure(said, &text) => stalled = Some(text),
+            _ => {}
         }
     }
 }
@@ -188,6 +195,18 @@ impl WorkerHealth {
 
     fn failed(&self, why: &str) {
         *self.0.lock().unwrap() = Readiness::Retrying(why.to_string());
+    }
+
+    /// Replaces the failure `old` with `new` if `/ready` still shows `old`; whether it did.
+    fn replace_failure(&self, old: &str, new: &str) -> bool {
+        let mut readiness = self.0.lock().unwrap();
+        match &*readiness {
+            Readiness::Retrying(why) if why == old => {
+                *readiness = Readiness::Retrying(new.to_string());
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The `/ready` checks: one, the worker's node.
@@ -684,7 +703,17 @@ async fn run_node(
         // worker acknowledges pause/resume and notices a demotion (takeover).
         let mut global_published: Option<Instant> = None;
         warn_of_unfinished_copies(&dst, &cf, &options.log).await?;
+        options.metrics.became_root();
         while !stopping(&stop) {
+            // The tables' states as the node has them now (a takeover may have changed
+            // them under a copy this worker ran as a branch).
+            let tables = node::tables(&dst, &cf.queue_name).await?;
+            options.metrics.set_tables(
+                tables
+                    .iter()
+                    .filter(|t| t.local)
+                    .map(|t| (t.table_name.as_str(), t.state.to_string())),
+            );
             // The global watermark (the lowest tick any node still needs) goes down the
             // cascade as a `pgq.global-watermark` event, so every node's queue rotates.
             if global_published.is_none_or(|t| t.elapsed() >= cf.global_wm_publish_period) {
@@ -1936,6 +1965,40 @@ mod tests {
         assert!(stopping(&rx));
         // The wait returns at once rather than hanging or spinning on the closed channel.
         pause(&mut rx, Duration::from_secs(3600)).await;
+    }
+
+    /// A stall's line in `/ready` says how long the worker has made no progress, now,
+    /// not when the stall was first seen; an error that replaced it stays.
+    #[tokio::test]
+    async fn a_stalled_workers_ready_line_keeps_counting() {
+        let health = WorkerHealth::default();
+        health.reached();
+        let log = Log::open(None, true).unwrap();
+        let detail = |h: &WorkerHealth| h.checks("job")[0].detail.clone();
+        let _watch = strata_pgq::ticker::AbortOnDrop(tokio::spawn(watch_for_stalls(
+            health.clone(),
+            WorkerMetrics::default(),
+            log,
+            Duration::from_millis(400),
+        )));
+        let seconds = |text: &str| -> u64 {
+            let rest = text
+                .split("no progress for ")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{text}"));
+            rest.split(' ').next().unwrap().parse().unwrap()
+        };
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let first = seconds(&detail(&health));
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        let later = seconds(&detail(&health));
+        assert!(later >= first + 2, "{first} s, then {later} s");
+        health.failed("connecting to the provider: refused");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(
+            detail(&health),
+            "retrying: connecting to the provider: refused"
+        );
     }
 
     #[test]
