@@ -280,6 +280,13 @@ fn provably_dead_seen_from(liveness: &Liveness, me: &Liveness) -> bool {
     ) == Some(true)
 }
 
+/// Whether the directory or file at `path` lies on a file system only this kernel
+/// mounts (see [`on_a_local_file_system`]): a process of this host writes there with
+/// system calls that end with it, so nothing it wrote can land after it ended.
+pub fn on_a_local_disk(path: &std::path::Path) -> bool {
+    File::open(path).is_ok_and(|file| on_a_local_file_system(&file))
+}
+
 /// Whether `file` lies on a file system only this kernel mounts, so that its `flock`
 /// locks are this kernel's alone: the common local ones, by their `statfs(2)` magic.
 /// Network and shared ones (NFS, CIFS, FUSE, 9p, virtiofs, cluster file systems) are

@@ -260,6 +260,10 @@ impl Store for CachingStore {
         self.inner.fence()
     }
 
+    fn writes_end_with_their_writer(&self) -> bool {
+        self.inner.writes_end_with_their_writer()
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

@@ -210,6 +210,10 @@ impl Store for CountingStore {
         self.inner.fence()
     }
 
+    fn writes_end_with_their_writer(&self) -> bool {
+        self.inner.writes_end_with_their_writer()
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

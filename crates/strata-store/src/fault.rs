@@ -280,6 +280,11 @@ impl Store for FaultyStore {
         self.inner.fence()
     }
 
+    /// Its injected failures may come after the write was applied: never claimed.
+    fn writes_end_with_their_writer(&self) -> bool {
+        false
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

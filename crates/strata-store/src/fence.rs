@@ -350,6 +350,10 @@ impl Store for FencedStore {
         Some(self.fence.clone())
     }
 
+    fn writes_end_with_their_writer(&self) -> bool {
+        self.inner.writes_end_with_their_writer()
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

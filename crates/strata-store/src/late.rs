@@ -119,6 +119,11 @@ impl Store for LateLandingStore {
         self.inner.fence()
     }
 
+    /// Its writes land late by design: never claimed.
+    fn writes_end_with_their_writer(&self) -> bool {
+        false
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

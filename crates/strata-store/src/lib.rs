@@ -162,6 +162,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         None
     }
 
+    /// Whether a write of a process ends with it: once the process provably ended,
+    /// nothing it wrote can still land (a directory on a disk of this host, written with
+    /// system calls). False for object storage, whose requests may be applied seconds
+    /// later in any order, and for anything unknown. Wrappers that neither delay nor
+    /// replay writes pass this through.
+    fn writes_end_with_their_writer(&self) -> bool {
+        false
+    }
+
     /// A short human-readable description for messages, e.g. `local:/srv/backups`.
     fn describe(&self) -> String;
 }

@@ -280,6 +280,13 @@ async fn blocking<T: Send + 'static>(
 
 #[async_trait]
 impl Store for LocalStore {
+    /// On a disk of this host: every write is a system call of the writing process
+    /// (written, synced and renamed into place), so none lands after it ended. On a
+    /// network file system another host's kernel may hold a write back: not claimed.
+    fn writes_end_with_their_writer(&self) -> bool {
+        strata_liveness::on_a_local_disk(&self.root)
+    }
+
     async fn put(&self, key: &str, data: Bytes) -> StoreResult<()> {
         let (this, key) = (self.clone(), key.to_string());
         blocking(move || this.put_blocking(&key, &data, false)).await

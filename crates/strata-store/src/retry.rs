@@ -207,6 +207,10 @@ impl Store for RetryStore {
         self.inner.fence()
     }
 
+    fn writes_end_with_their_writer(&self) -> bool {
+        self.inner.writes_end_with_their_writer()
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

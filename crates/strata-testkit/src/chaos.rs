@@ -582,6 +582,11 @@ impl Store for SkewedClockStore {
         self.inner.fence()
     }
 
+    /// Only its clock is skewed: its writes are its store's.
+    fn writes_end_with_their_writer(&self) -> bool {
+        self.inner.writes_end_with_their_writer()
+    }
+
     fn describe(&self) -> String {
         self.inner.describe()
     }

@@ -155,6 +155,12 @@ impl Store for Intercept {
         self.inner.fence()
     }
 
+    /// Its hook may hold a write: a test's stand-in for storage that delays, never
+    /// claimed.
+    fn writes_end_with_their_writer(&self) -> bool {
+        false
+    }
+
     fn describe(&self) -> String {
         self.describe
             .clone()

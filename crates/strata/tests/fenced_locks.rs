@@ -589,10 +589,11 @@ fn a_delete_or_cleanup_stopped_by_sigterm_gives_the_gc_lock_back() {
 }
 
 #[test]
-fn a_killed_gc_leaves_its_lock_lapsing_and_the_next_gc_says_when_it_can_run() {
-    // SIGKILL after gc took its lock (held at its probe of the storage's clock): the lock
-    // stays, since a write of it may still land; the next gc is refused (exit 6) saying
-    // the holder ended and when gc can run, by the storage's clock.
+fn a_killed_gc_on_a_local_directory_is_taken_over_at_once() {
+    // SIGKILL after gc took its lock (held at its probe of the storage's clock): on a
+    // directory of this host's disk nothing the dead process wrote can land later, so
+    // the next gc takes its lock over at once (object storage waits out the landing
+    // window, saying so: the lock's unit tests).
     let site = Site::with_ttl(60);
     site.ok(&["backup"], &[]);
     let gc = Stalled::at(&site, &["gc"], "locks/clock/", "hold-gc");
@@ -600,10 +601,5 @@ fn a_killed_gc_leaves_its_lock_lapsing_and_the_next_gc_says_when_it_can_run() {
     let _ = gc.release();
     let out = site.run(&["gc"], &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(6), "{stderr}");
-    assert!(
-        stderr.contains("its process ended without giving it back")
-            && stderr.contains("by the storage's clock, so garbage collection can run then"),
-        "{stderr}"
-    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
 }

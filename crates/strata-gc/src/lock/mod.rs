@@ -272,7 +272,7 @@ impl ChainView {
     /// which would name packs the next holder deletes: its lock ends only once the
     /// longest flight has passed after its expiry, and a dead holder is not taken over
     /// early (its last writes may still land).
-    fn decide(&self, now_ms: u64, waits_landings: bool) -> Decision {
+    fn decide(&self, now_ms: u64, waits_landings: bool, writes_end_with_writer: bool) -> Decision {
         match (&self.newest, self.newest_record()) {
             (Some((g, None)), _) => Decision::Take {
                 generation: g + 1,
@@ -294,7 +294,10 @@ impl ChainView {
                     expires_ms: record.expires_by_storage(created) + landings,
                     ..record.clone()
                 };
-                if waits_landings {
+                // A holder that provably ended is taken over at once where its writes
+                // ended with it (a directory on this host's disk); elsewhere a write it
+                // issued may still land, and its lock lapses after the landing window.
+                if waits_landings && !writes_end_with_writer {
                     let never = |_: &LockRecord| false;
                     return chain::decide(Some((generation, &judged)), now_ms, never);
                 }
@@ -514,6 +517,7 @@ impl RepoLock {
         kind: &str,
         ttl: Duration,
     ) -> Result<RepoLock, LockError> {
+        let writes_end_with_writer = store.writes_end_with_their_writer();
         for _ in 0..ACQUIRE_ROUNDS {
             let view = read_chain(&store, chain).await?;
             if let Some(old) = view.legacy.first() {
@@ -524,21 +528,23 @@ impl RepoLock {
             } else {
                 0
             };
-            let (generation, took_over) = match view.decide(now, chain == chain::GC_CHAIN) {
-                Decision::Busy => {
-                    let (generation, holder) = view.newest_record().expect("busy means a holder");
-                    if chain == chain::GC_CHAIN {
-                        if let Some(lapsing) = view.lapsing(generation, holder, now) {
-                            return Err(LockError::Lapsing(lapsing));
+            let (generation, took_over) =
+                match view.decide(now, chain == chain::GC_CHAIN, writes_end_with_writer) {
+                    Decision::Busy => {
+                        let (generation, holder) =
+                            view.newest_record().expect("busy means a holder");
+                        if chain == chain::GC_CHAIN {
+                            if let Some(lapsing) = view.lapsing(generation, holder, now) {
+                                return Err(LockError::Lapsing(lapsing));
+                            }
                         }
+                        return Err(LockError::Busy(holder.describe()));
                     }
-                    return Err(LockError::Busy(holder.describe()));
-                }
-                Decision::Take {
-                    generation,
-                    took_over,
-                } => (generation, took_over),
-            };
+                    Decision::Take {
+                        generation,
+                        took_over,
+                    } => (generation, took_over),
+                };
             let note = took_over
                 .then(|| view.newest_record())
                 .flatten()
@@ -1226,6 +1232,78 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1_100)).await;
         let taken = RepoLock::acquire(store.clone(), "op-b", "backup", ttl).await;
         assert!(taken.is_ok(), "{taken:?}");
+    }
+
+    /// A store over `0` that does not say its writes end with their writer, as object
+    /// storage does not.
+    #[derive(Debug)]
+    struct WritesMayLand(DynStore);
+
+    #[async_trait::async_trait]
+    impl strata_store::Store for WritesMayLand {
+        async fn put(&self, key: &str, data: bytes::Bytes) -> strata_store::StoreResult<()> {
+            self.0.put(key, data).await
+        }
+        async fn put_if_absent(
+            &self,
+            key: &str,
+            data: bytes::Bytes,
+        ) -> strata_store::StoreResult<()> {
+            self.0.put_if_absent(key, data).await
+        }
+        async fn get(&self, key: &str) -> strata_store::StoreResult<bytes::Bytes> {
+            self.0.get(key).await
+        }
+        async fn get_range(
+            &self,
+            key: &str,
+            range: std::ops::Range<u64>,
+        ) -> strata_store::StoreResult<bytes::Bytes> {
+            self.0.get_range(key, range).await
+        }
+        async fn list(
+            &self,
+            prefix: &str,
+        ) -> strata_store::StoreResult<Vec<strata_store::ObjectMeta>> {
+            self.0.list(prefix).await
+        }
+        async fn delete(&self, key: &str) -> strata_store::StoreResult<()> {
+            self.0.delete(key).await
+        }
+        fn describe(&self) -> String {
+            format!("may-land:{}", self.0.describe())
+        }
+    }
+
+    /// A garbage collection lock whose holder provably ended: taken over at once on a
+    /// directory of this host's disk (nothing it wrote can land after it), left to lapse
+    /// through the landing window elsewhere, saying so.
+    #[tokio::test]
+    async fn a_dead_gc_holder_is_taken_over_at_once_only_where_its_writes_ended_with_it() {
+        let (dir, store) = store();
+        assert!(
+            store.writes_end_with_their_writer(),
+            "a test directory on this disk"
+        );
+        let ttl = Duration::from_secs(60);
+        let (process, file) = other_process(&dir.path().join("alive.lock"));
+        drop(file);
+        let mut held = record("gc-a", liveness::host_name(), now_ms() + 60_000, 1);
+        held.kind = "gc".into();
+        held.ttl_ms = Some(ttl.as_millis() as u64);
+        held.process = Some(process);
+        let key = chain::key_in(chain::GC_CHAIN, 1);
+        store.put(&key, held.body()).await.unwrap();
+        let remote: DynStore = Arc::new(WritesMayLand(store.clone()));
+        let next = RepoLock::acquire_in(remote, chain::GC_CHAIN, "gc-b", "gc", ttl).await;
+        assert!(
+            matches!(&next, Err(LockError::Lapsing(why)) if why.contains("its process ended without giving it back")),
+            "{next:?}"
+        );
+        let lock = RepoLock::acquire_in(store, chain::GC_CHAIN, "gc-b", "gc", ttl)
+            .await
+            .unwrap();
+        assert_eq!(lock.record().generation, 2);
     }
 
     #[tokio::test]
