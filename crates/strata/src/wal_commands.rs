@@ -9,9 +9,8 @@ use crate::failure::{code, Failure};
 use crate::output::print_json;
 use crate::output::size;
 use std::path::Path;
-use strata_api::wal::{self, WalError};
+use strata_api::wal::{self, Pushed, WalError};
 use strata_api::wal_archiver;
-use strata_postgres::wal::Pushed;
 
 /// Exit code of `wal-fetch` for anything but "not in the archive": above 125, which makes
 /// PostgreSQL stop recovery instead of taking the failure for the end of the archive.
