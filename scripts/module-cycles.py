@@ -5,7 +5,8 @@
 
 A module is a top-level file or directory under SRC; it depends on another when its code
 (comments and `#[cfg(test)]` modules left out, wherever they sit in the file) names
-`crate::OTHER` or `crate::{OTHER, ...}`. Files named `*tests.rs` are tests. Prints each circle (a strongly
+`crate::OTHER` or `crate::{OTHER, ...}`. Files named `*tests.rs`, and files of modules
+declared under a test-only `cfg` (`#[cfg(test)] mod model;`), are tests. Prints each circle (a strongly
 connected set of modules) and exits 1 if there is one; `--edges` prints every module's
 dependencies too.
 """
@@ -14,11 +15,46 @@ import re
 import sys
 
 
+# An attribute that compiles what follows for tests only: `#[cfg(test)]`, or
+# `#[cfg(all(test, ...))]` (test among what must all hold).
+TEST_CFG = r"^[ \t]*#\[cfg\((?:test|all\((?:[^()]*,\s*)?test\b[^\n]*\))\)\]"
+
+
+def test_only_files(src):
+    """The files under SRC compiled for tests only: a module declared out of line under
+    a test-only `cfg` (`#[cfg(test)] mod model;`: `model.rs` or `model/`, with every
+    file under it), and files named `*tests.rs`."""
+    out = set()
+    for dirpath, _, files in os.walk(src):
+        for name in files:
+            if not name.endswith(".rs"):
+                continue
+            path = os.path.join(dirpath, name)
+            if name.endswith("tests.rs"):
+                out.add(path)
+            with open(path) as f:
+                text = f.read()
+            # A file's child modules live beside it (lib.rs, main.rs, mod.rs) or in the
+            # directory named after it.
+            stem = name[:-3]
+            base = dirpath if stem in ("lib", "main", "mod") else os.path.join(dirpath, stem)
+            pattern = TEST_CFG + r"\s*\n(?:\s*#\[[^\n]*\]\s*\n)*\s*(?:pub(?:\([^)]*\))? )?mod (\w+)\s*;"
+            for m in re.finditer(pattern, text, re.M):
+                child = m.group(1)
+                file = os.path.join(base, child + ".rs")
+                if os.path.exists(file):
+                    out.add(file)
+                folder = os.path.join(base, child)
+                for d, _, names in os.walk(folder):
+                    out.update(os.path.join(d, n) for n in names if n.endswith(".rs"))
+    return out
+
+
 def strip_test_modules(text):
     """The text without its `#[cfg(test)]` modules (each to its closing brace), wherever
     they are: production code after a test module still counts."""
     out, at = [], 0
-    for m in re.finditer(r"^[ \t]*#\[cfg\(test\)\]\s*\n(\s*#\[[^\n]*\]\s*\n)*\s*(pub(\([^)]*\))? )?mod \w+\s*\{", text, re.M):
+    for m in re.finditer(TEST_CFG + r"\s*\n(\s*#\[[^\n]*\]\s*\n)*\s*(pub(\([^)]*\))? )?mod \w+\s*\{", text, re.M):
         if m.start() < at:
             continue
         out.append(text[at : m.start()])
@@ -82,11 +118,12 @@ def named_modules(code):
 
 def modules(src):
     deps = {}
+    tests = test_only_files(src)
     for dirpath, _, files in os.walk(src):
         for name in files:
-            if not name.endswith(".rs") or name.endswith("tests.rs"):
-                continue
             path = os.path.join(dirpath, name)
+            if not name.endswith(".rs") or path in tests:
+                continue
             parts = os.path.relpath(path, src)[:-3].split(os.sep)
             top = parts[0]
             if top in ("lib", "main"):

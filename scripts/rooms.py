@@ -4,7 +4,9 @@
     scripts/rooms.py [--limit-strings N]
 
 - each crate's `src/` lines (`wc -l`) and its code lines (no blank lines, no comments,
-  no `#[cfg(test)]` modules);
+  no test modules: inline ones under `#[cfg(test)]` or `#[cfg(all(test, ...))]`, and
+  files declared under them, such as `#[cfg(test)] mod model;`), test files left out of
+  both;
 - `Result<_, String>` written outside tests, per crate (each one a failure whose kind a
   caller cannot match on);
 - the binary's code lines and how many of the coordinator's modules it names;
@@ -27,10 +29,14 @@ spec.loader.exec_module(cycles)
 
 
 def rust_files(src):
+    """The crate's source files compiled outside tests (see `module-cycles.py`'s
+    `test_only_files`)."""
+    tests = cycles.test_only_files(src)
     for dirpath, _, files in os.walk(src):
         for name in sorted(files):
-            if name.endswith(".rs") and not name.endswith("tests.rs"):
-                yield os.path.join(dirpath, name)
+            path = os.path.join(dirpath, name)
+            if name.endswith(".rs") and path not in tests:
+                yield path
 
 
 def code_lines(code):
