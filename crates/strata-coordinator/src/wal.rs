@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use strata_postgres::spool::Spool;
-use strata_postgres::wal::{self, ArchiveReport, ReadAhead};
 /// What happened to each segment a push was given (printed by `strata wal-push`).
 pub use strata_postgres::wal::Pushed;
+use strata_postgres::wal::{self, ArchiveReport, ReadAhead};
 use strata_postgres::{BaseBackupInfo, WAL_SPACE};
 use strata_repo::Repository;
 use strata_store::DynStore;
