@@ -37,7 +37,8 @@ pub struct IndexedPack {
 /// The payload of an `index/<id>` object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexFile {
-    /// The packs the object indexes (at most [`MAX_PACKS_PER_OBJECT`]).
+    /// The packs the object indexes (at most [`MAX_PACKS_PER_OBJECT`], and at most
+    /// [`MAX_BLOBS_PER_OBJECT`] blobs beside its last pack's).
     pub packs: Vec<IndexedPack>,
 }
 
@@ -45,6 +46,19 @@ pub struct IndexFile {
 /// decoded): merges and garbage collection cut larger ones, so no object grows with the
 /// repository.
 pub const MAX_PACKS_PER_OBJECT: usize = 4096;
+
+/// Index objects hold at most this many blob entries, beside the blobs of their last pack
+/// (a pack is never split): packs of small files hold tens of thousands of blobs each, so
+/// a bound by packs alone would let one object list millions (about 36 bytes each
+/// decoded). Writers flush at this count ([`crate::writer::FLUSH_BLOBS`]); merges and
+/// garbage collection cut at it.
+pub const MAX_BLOBS_PER_OBJECT: usize = 1 << 16;
+
+/// Whether an object of `packs` packs and `blobs` blob entries is full: no further pack
+/// goes into it.
+pub fn object_full(packs: usize, blobs: usize) -> bool {
+    packs >= MAX_PACKS_PER_OBJECT || blobs >= MAX_BLOBS_PER_OBJECT
+}
 
 /// Where a blob lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

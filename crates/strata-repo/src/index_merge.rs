@@ -4,8 +4,11 @@
 //! garbage collections their number grows with the writes; and one object listing the
 //! whole repository would be fetched and decoded whole by every new view. So:
 //!
-//! - no index object lists more than [`MAX_PACKS_PER_OBJECT`] packs (garbage collection
-//!   and merges cut their output, [`Repository::write_index_objects`]);
+//! - no index object lists more than [`crate::index::MAX_PACKS_PER_OBJECT`] packs, nor
+//!   more than [`crate::index::MAX_BLOBS_PER_OBJECT`] blobs beside its last pack's
+//!   (writers flush at that count; garbage collection and merges cut their output,
+//!   [`Repository::write_index_objects`]), so a fresh host's first reading of the index
+//!   decodes one bounded object at a time;
 //! - once [`MERGE_AT`] small objects (under [`SMALL_OBJECT`] bytes) exist, a writer that
 //!   holds the cluster lock merges them into few bounded ones
 //!   ([`Repository::merge_small_index_objects`]): like a log-structured store's first
@@ -16,7 +19,7 @@
 //! cluster lock, which garbage collection (the other rewriter of index objects) holds
 //! too, so the two never interleave; deletes are fenced like every write.
 
-use crate::index::{IndexFile, IndexedPack, MAX_PACKS_PER_OBJECT};
+use crate::index::{object_full, IndexFile, IndexedPack};
 use crate::layout;
 use crate::{RepoResult, Repository};
 
@@ -26,13 +29,28 @@ pub const SMALL_OBJECT: u64 = 256 * 1024;
 pub const MERGE_AT: usize = 16;
 
 impl Repository {
-    /// Writes `packs` as index objects of at most [`MAX_PACKS_PER_OBJECT`] packs each;
-    /// returns their keys.
+    /// Writes `packs` as index objects within the bound (at most
+    /// [`crate::index::MAX_PACKS_PER_OBJECT`] packs and
+    /// [`crate::index::MAX_BLOBS_PER_OBJECT`] blobs beside the last
+    /// pack's, see [`object_full`]); returns their keys.
     pub async fn write_index_objects(&self, packs: Vec<IndexedPack>) -> RepoResult<Vec<String>> {
         let mut keys = Vec::new();
-        let mut packs = packs.into_iter().peekable();
-        while packs.peek().is_some() {
-            let chunk: Vec<IndexedPack> = packs.by_ref().take(MAX_PACKS_PER_OBJECT).collect();
+        let mut chunk: Vec<IndexedPack> = Vec::new();
+        let mut blobs = 0;
+        for pack in packs {
+            blobs += pack.blobs.len();
+            chunk.push(pack);
+            if object_full(chunk.len(), blobs) {
+                keys.push(
+                    self.write_index(&IndexFile {
+                        packs: std::mem::take(&mut chunk),
+                    })
+                    .await?,
+                );
+                blobs = 0;
+            }
+        }
+        if !chunk.is_empty() {
             keys.push(self.write_index(&IndexFile { packs: chunk }).await?);
         }
         Ok(keys)
@@ -82,6 +100,7 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::{MAX_BLOBS_PER_OBJECT, MAX_PACKS_PER_OBJECT};
     use crate::pack::PackEntry;
     use crate::BlobId;
 
@@ -132,6 +151,43 @@ mod tests {
         for n in (0..MERGE_AT as u64).chain([99]) {
             assert!(index.contains(&id(n)), "blob {n}");
         }
+    }
+
+    /// Packs of many small blobs: objects are cut by blobs too, never inside a pack.
+    #[tokio::test]
+    async fn no_object_lists_more_blobs_than_the_bound_beside_its_last_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::test_repo::plain(dir.path()).await;
+        let per_pack = 20_000u64;
+        let packs: Vec<IndexedPack> = (0..10u64)
+            .map(|n| {
+                let mut p = pack(n);
+                let template = p.blobs[0];
+                p.blobs = (0..per_pack)
+                    .map(|b| {
+                        let mut blob = template;
+                        blob.id = id(1_000_000 * (n + 1) + b);
+                        blob
+                    })
+                    .collect();
+                p
+            })
+            .collect();
+        let keys = repo.write_index_objects(packs).await.unwrap();
+        let mut total = 0;
+        for key in &keys {
+            let file = repo.read_index(key).await.unwrap();
+            let blobs: usize = file.packs.iter().map(|p| p.blobs.len()).sum();
+            let last = file.packs.last().unwrap().blobs.len();
+            assert!(blobs - last < MAX_BLOBS_PER_OBJECT, "{key}: {blobs} blobs");
+            total += blobs;
+        }
+        assert_eq!(total, 200_000);
+        assert_eq!(
+            keys.len(),
+            3,
+            "four packs (80,000 blobs) per object at most"
+        );
     }
 
     #[tokio::test]

@@ -35,7 +35,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Semaphore;
 
 /// Blobs of stored packs the packer gathers before it writes an index object for them.
-pub const FLUSH_BLOBS: usize = 1 << 16;
+pub const FLUSH_BLOBS: usize = crate::index::MAX_BLOBS_PER_OBJECT;
 
 /// At most this many blobs travel between the pipeline's threads in one hand-off.
 pub const BATCH_BLOBS: usize = 32;

@@ -10,7 +10,7 @@ use crate::lock::HeldLock;
 use crate::GcResult;
 use std::time::Duration;
 use strata_repo::id::PackId;
-use strata_repo::index::{BlobIndex, BlobLocation, IndexedPack, MAX_PACKS_PER_OBJECT};
+use strata_repo::index::{object_full, BlobIndex, BlobLocation, IndexedPack};
 use strata_repo::sorted_ids::{Scratch, SortedIds};
 use strata_repo::Repository;
 
@@ -181,7 +181,7 @@ pub(super) async fn unlist(
     } = doomed;
     // The index objects listing a doomed pack are rewritten without it (small ones
     // merged), the new objects first; one object is read at a time, and the kept packs
-    // are written as objects of at most MAX_PACKS_PER_OBJECT packs as they fill.
+    // are written as objects within the bound (`object_full`) as they fill.
     let doomed_at = positions.flags(&doomed);
     let lists_doomed = |packs: &[u32]| {
         packs
@@ -204,6 +204,7 @@ pub(super) async fn unlist(
         }
         let mut kept_at = vec![false; positions.packs.len()];
         let mut kept: Vec<IndexedPack> = Vec::new();
+        let mut kept_blobs = 0;
         let mut written: Vec<String> = Vec::new();
         let mut keys: Vec<&str> = replaced.iter().map(|(name, _)| object_key(name)).collect();
         keys.dedup();
@@ -219,10 +220,12 @@ pub(super) async fn unlist(
                     }
                     kept_at[p as usize] = true;
                 }
+                kept_blobs += pack.blobs.len();
                 kept.push(pack);
-                if kept.len() >= MAX_PACKS_PER_OBJECT {
+                if object_full(kept.len(), kept_blobs) {
                     lock.check()?;
                     written.extend(repo.write_index_objects(std::mem::take(&mut kept)).await?);
+                    kept_blobs = 0;
                 }
             }
         }
