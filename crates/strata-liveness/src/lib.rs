@@ -433,5 +433,101 @@ mod tests {
     #[test]
     fn the_host_name_comes_from_uname() {
         assert!(!host_name().is_empty());
+        // The same UTS name, as /proc shows it where it can be read.
+        if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            assert_eq!(host_name(), name.trim());
+        }
+    }
+
+    #[test]
+    fn this_process_is_told_by_its_random_instance_and_reads_its_kernel() {
+        let me = this_process();
+        assert_eq!(me.instance.len(), 32);
+        assert!(me.instance.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(
+            this_process().instance,
+            me.instance,
+            "one instance per process"
+        );
+        assert!(is_this_process(&me));
+        assert!(!is_this_process(&other(&me)));
+        if let Ok(boot) = std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+            assert_eq!(me.boot_id.as_deref(), Some(boot.trim()));
+        }
+        if let Ok(ns) = std::fs::read_link("/proc/self/ns/pid") {
+            assert_eq!(me.pid_ns.as_deref(), Some(ns.to_string_lossy().as_ref()));
+        }
+    }
+
+    /// Each test runs in a process of its own (nextest): the alive file is this one's.
+    #[test]
+    fn the_alive_file_is_held_while_the_process_runs_and_proves_it_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        hold_alive_file(dir.path()).unwrap();
+        let me = this_process();
+        let alive = me.alive_file.clone().expect("an alive file once held");
+        assert!(alive.path.starts_with(&*dir.path().to_string_lossy()));
+        assert_eq!(
+            unheld(Path::new(&alive.path), None, false),
+            Some(false),
+            "held"
+        );
+        // Another process's view of us: alive.
+        let mut seen_by = other(&me);
+        seen_by.alive_file = None;
+        assert!(!provably_dead_seen_from(&me, &seen_by));
+    }
+
+    #[test]
+    fn provably_dead_judges_from_this_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("y.lock");
+        let file = File::create(&path).unwrap();
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+        let mut holder = other(&this_process());
+        holder.alive_file = Some(AliveFile::of(&path, &file).unwrap());
+        assert!(!provably_dead(&holder), "held");
+        drop(file);
+        assert!(provably_dead(&holder), "released, on this disk");
+        assert!(!provably_dead(&this_process()), "never this process");
+    }
+
+    #[test]
+    fn a_directory_on_this_disk_is_one_and_proc_or_nothing_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(on_a_local_disk(dir.path()));
+        assert!(!on_a_local_disk(&dir.path().join("missing")));
+        if Path::new("/proc/self").exists() {
+            assert!(!on_a_local_disk(Path::new("/proc/self")));
+        }
+    }
+
+    #[test]
+    fn an_ended_file_stays_for_a_whole_day_and_the_stamp_is_never_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let hours_ago =
+            |h: u64| std::time::SystemTime::now() - std::time::Duration::from_secs(h * 3600);
+        // Found ended two hours ago: still proof of its process's end.
+        let recent = dir.path().join("recent.lock");
+        std::fs::write(&recent, b"ended\n").unwrap();
+        File::options()
+            .append(true)
+            .open(&recent)
+            .unwrap()
+            .set_modified(hours_ago(2))
+            .unwrap();
+        // Not an alive file (the sweep's own stamp), however old: left alone.
+        let stamp = dir.path().join("swept");
+        std::fs::write(&stamp, b"x").unwrap();
+        File::options()
+            .append(true)
+            .open(&stamp)
+            .unwrap()
+            .set_modified(hours_ago(48))
+            .unwrap();
+        sweep_ended(dir.path());
+        assert!(recent.exists(), "kept for a day");
+        assert!(stamp.exists(), "only alive files are swept");
+        assert_eq!(KEEP_ENDED, std::time::Duration::from_secs(86_400));
     }
 }
