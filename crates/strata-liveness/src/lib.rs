@@ -492,6 +492,36 @@ mod tests {
         assert!(!provably_dead(&this_process()), "never this process");
     }
 
+    /// A released lock is believed off this host's disks only when both boots are known
+    /// and the same (the lock is then this kernel's); with a boot unknown, only on a
+    /// local disk. `/proc` stands for a file system that is not a local disk here.
+    #[test]
+    fn a_lock_off_a_local_disk_proves_an_end_only_under_the_same_known_boot() {
+        let me = this_process();
+        let Ok(file) = File::open("/proc/self/stat") else {
+            return;
+        };
+        if me.boot_id.is_none()
+            || rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_err()
+        {
+            return;
+        }
+        let _ = rustix::fs::flock(&file, rustix::fs::FlockOperation::Unlock);
+        let mut holder = other(&me);
+        holder.alive_file = Some(AliveFile::of(Path::new("/proc/self/stat"), &file).unwrap());
+        drop(file);
+        assert!(
+            provably_dead_seen_from(&holder, &me),
+            "same boot: the lock is this kernel's"
+        );
+        let mut unknown = holder.clone();
+        unknown.boot_id = None;
+        assert!(
+            !provably_dead_seen_from(&unknown, &me),
+            "boot unknown: a local disk only"
+        );
+    }
+
     #[test]
     fn a_directory_on_this_disk_is_one_and_proc_or_nothing_is_not() {
         let dir = tempfile::tempdir().unwrap();
