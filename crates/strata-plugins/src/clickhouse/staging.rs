@@ -333,9 +333,68 @@ pub fn move_to_detached(part: &Path, table_dir: &Path) -> Result<(), StagingErro
     }
     let target = detached.join(part.file_name().unwrap_or_default());
     if std::fs::symlink_metadata(&target).is_ok() {
-        return Err(StagingError::Exists(target.display().to_string()));
+        // A run of this restore cut short (the coordination service lost before the
+        // attach) left the same part there: byte for byte the one laid down now, it is
+        // replaced. Anything else is someone's: refused.
+        if !same_part(part, &target)? {
+            return Err(StagingError::Exists(target.display().to_string()));
+        }
+        std::fs::remove_dir_all(&target).map_err(io("cannot remove", &target))?;
     }
     std::fs::rename(part, &target).map_err(io("cannot move", part))
+}
+
+/// Whether the directory `other` holds exactly the plain files of the part `part`, byte
+/// for byte (a link or a directory in it: not the same).
+fn same_part(part: &Path, other: &Path) -> Result<bool, StagingError> {
+    use std::io::Read;
+    let other_meta = std::fs::symlink_metadata(other).map_err(io("cannot read", other))?;
+    if !other_meta.is_dir() {
+        return Ok(false);
+    }
+    let names =
+        |dir: &Path| -> Result<std::collections::BTreeSet<std::ffi::OsString>, StagingError> {
+            std::fs::read_dir(dir)
+                .map_err(io("cannot list", dir))?
+                .map(|e| e.map(|e| e.file_name()).map_err(io("cannot list", dir)))
+                .collect()
+        };
+    let ours = names(part)?;
+    if ours != names(other)? {
+        return Ok(false);
+    }
+    let open = |path: &Path| {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(path)
+    };
+    for name in &ours {
+        let (a, b) = (part.join(name), other.join(name));
+        let (Ok(mut fa), Ok(mut fb)) = (open(&a), open(&b)) else {
+            return Ok(false);
+        };
+        let (ma, mb) = (
+            fa.metadata().map_err(io("cannot read", &a))?,
+            fb.metadata().map_err(io("cannot read", &b))?,
+        );
+        if !ma.is_file() || !mb.is_file() || ma.len() != mb.len() {
+            return Ok(false);
+        }
+        let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+        loop {
+            let n = fa.read(&mut ba).map_err(io("cannot read", &a))?;
+            if n == 0 {
+                break;
+            }
+            fb.read_exact(&mut bb[..n]).map_err(io("cannot read", &b))?;
+            if ba[..n] != bb[..n] {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -357,6 +416,39 @@ mod tests {
             std::fs::read_dir(outside.path()).unwrap().count(),
             0,
             "nothing made outside"
+        );
+    }
+
+    #[test]
+    fn a_part_an_earlier_run_left_in_detached_is_replaced_only_when_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("table");
+        std::fs::create_dir_all(table.join("detached/all_1_1_0")).unwrap();
+        std::fs::write(table.join("detached/all_1_1_0/data.bin"), b"rows").unwrap();
+        let lay = |content: &[u8]| {
+            let part = dir.path().join("staging/all_1_1_0");
+            std::fs::create_dir_all(&part).unwrap();
+            std::fs::write(part.join("data.bin"), content).unwrap();
+            part
+        };
+        // Someone else's part of that name: refused, left alone.
+        let part = lay(b"ROWS");
+        assert!(matches!(
+            move_to_detached(&part, &table),
+            Err(StagingError::Exists(_))
+        ));
+        assert_eq!(
+            std::fs::read(table.join("detached/all_1_1_0/data.bin")).unwrap(),
+            b"rows"
+        );
+        // The same part (a run cut short): replaced by the one laid down now.
+        std::fs::remove_dir_all(dir.path().join("staging")).unwrap();
+        let part = lay(b"rows");
+        move_to_detached(&part, &table).unwrap();
+        assert!(!part.exists());
+        assert_eq!(
+            std::fs::read(table.join("detached/all_1_1_0/data.bin")).unwrap(),
+            b"rows"
         );
     }
 
