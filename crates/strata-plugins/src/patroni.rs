@@ -209,16 +209,15 @@ pub async fn settle(
 /// leader's timeline: their timeline is not in the leader's history (`GET /history`), or
 /// they replayed past the point where it ended. The others are still catching up.
 async fn diverged(leader_api: &str, members: Vec<(String, String, u64)>) -> Vec<(String, String)> {
-    let history = get(&format!("{}/history", base(leader_api)))
+    // A history that cannot be read (or is empty) proves nothing: a member is
+    // reinitialized only on evidence, never on a failed request.
+    let Some(history) = get(&format!("{}/history", base(leader_api)))
         .await
         .ok()
         .and_then(|h| h.as_array().cloned())
-        .unwrap_or_default();
-    let ended_at = |timeline: u64| {
-        history.iter().find_map(|entry| {
-            let entry = entry.as_array()?;
-            (entry.first()?.as_u64()? == timeline).then(|| entry.get(1)?.as_u64())?
-        })
+        .filter(|h| !h.is_empty())
+    else {
+        return Vec::new();
     };
     let mut diverged = Vec::new();
     for (name, api, timeline) in members {
@@ -231,17 +230,27 @@ async fn diverged(leader_api: &str, members: Vec<(String, String, u64)>) -> Vec<
                     .or(xlog.get("location"))
                     .and_then(|l| l.as_u64())
             });
-        let past = match (ended_at(timeline), position) {
-            (Some(end), Some(at)) => at > end,
-            // Not in the leader's history: another branch altogether.
-            (None, _) => true,
-            (Some(_), None) => false,
-        };
-        if past {
+        if past_its_branch(&history, timeline, position) {
             diverged.push((name, api));
         }
     }
     diverged
+}
+
+/// Whether a member on `timeline` at `position` (its replayed LSN, unknown: `None`)
+/// went past where that timeline ended in the leader's `history` (`[[timeline, LSN it
+/// ended at, ...], ...]`, read and not empty): it then cannot follow. A timeline the
+/// history lacks is another branch altogether; a position unknown proves nothing.
+fn past_its_branch(history: &[serde_json::Value], timeline: u64, position: Option<u64>) -> bool {
+    let ended_at = history.iter().find_map(|entry| {
+        let entry = entry.as_array()?;
+        (entry.first()?.as_u64()? == timeline).then(|| entry.get(1)?.as_u64())?
+    });
+    match (ended_at, position) {
+        (Some(end), Some(at)) => at > end,
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
 }
 
 /// A member's REST API root, from the `api_url` `GET /cluster` lists (which names its
@@ -454,6 +463,30 @@ mod tests {
         paused["pause"] = serde_json::json!(true);
         assert!(matches!(Settling::read(&paused, 2), Settling::Pending(_)));
         assert_eq!(base("http://m1:8008/patroni"), "http://m1:8008");
+    }
+
+    #[test]
+    fn a_member_is_past_its_branch_only_on_the_leaders_history() {
+        let history = vec![
+            serde_json::json!([1, 1000, "no recovery target"]),
+            serde_json::json!([2, 5000, "restore"]),
+        ];
+        assert!(
+            !past_its_branch(&history, 2, Some(4000)),
+            "behind the branch point: catches up"
+        );
+        assert!(
+            past_its_branch(&history, 2, Some(6000)),
+            "past it: cannot follow"
+        );
+        assert!(
+            !past_its_branch(&history, 2, None),
+            "position unknown: proves nothing"
+        );
+        assert!(
+            past_its_branch(&history, 7, Some(1)),
+            "another branch altogether"
+        );
     }
 
     #[tokio::test]

@@ -660,17 +660,25 @@ struct RestoreSteps {
     dry_run: bool,
 }
 
+/// The components some of whose nodes the restore's scope restores.
+fn taking_part(run: &Arc<Run>, scope: &Scope) -> Vec<Component> {
+    run.coordinator
+        .components()
+        .iter()
+        .filter(|component| {
+            scope
+                .components
+                .iter()
+                .any(|(name, nodes)| name == &component.name && !nodes.is_empty())
+        })
+        .cloned()
+        .collect()
+}
+
 /// Waits until the system of every component taking part is ready for its nodes to be
 /// restored (after the pauses: every Patroni member paused).
 async fn ready_to_restore(run: &Arc<Run>, scope: &Scope) -> Result<(), NotReady> {
-    for component in run.coordinator.components().iter() {
-        let taking_part = scope
-            .components
-            .iter()
-            .any(|(name, nodes)| name == &component.name && !nodes.is_empty());
-        if !taking_part {
-            continue;
-        }
+    for component in taking_part(run, scope) {
         match component.plugin.ready_to_restore().await {
             Ok(Some(line)) => eprintln!("strata: component {}: {line}", component.name),
             Ok(None) => {}
@@ -690,14 +698,7 @@ async fn ready_to_restore(run: &Arc<Run>, scope: &Scope) -> Result<(), NotReady>
 /// restored timeline, every member following). What each said, as component results.
 async fn settle(run: &Arc<Run>, scope: &Scope) -> Vec<ComponentRestore> {
     let mut settled = Vec::new();
-    for component in run.coordinator.components().iter() {
-        let taking_part = scope
-            .components
-            .iter()
-            .any(|(name, nodes)| name == &component.name && !nodes.is_empty());
-        if !taking_part {
-            continue;
-        }
+    for component in taking_part(run, scope) {
         let (detail, error) = match component.plugin.settle_restore().await {
             Ok(None) => continue,
             Ok(Some(line)) => (Some(line), None),
