@@ -197,25 +197,7 @@ impl ModernServer {
     /// scripts/install-test-servers.sh). Without it: a panic under
     /// `STRATA_REQUIRE_TOOLS`, else `None` and a SKIPPED line.
     pub fn python() -> Option<PathBuf> {
-        let python = std::env::var_os("STRATA_TEST_PYTHON")
-            .map(PathBuf::from)
-            .filter(|p| p.exists());
-        let ok = python.as_ref().is_some_and(|p| {
-            Command::new(p)
-                .args(["-c", "import chdb"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-        if ok {
-            return python;
-        }
-        if std::env::var_os("STRATA_REQUIRE_TOOLS").is_some() {
-            panic!(
-                "chdb is not installed in $STRATA_TEST_PYTHON: run scripts/install-test-servers.sh"
-            );
-        }
-        eprintln!("SKIPPED: no Python with chdb (scripts/install-test-servers.sh)");
-        None
+        crate::python_with("chdb").map(PathBuf::from)
     }
 
     /// Starts the engine with `python` on a free loopback port; waits (60 s at most)

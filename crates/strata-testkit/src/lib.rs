@@ -36,3 +36,29 @@ pub use data::{pseudo_random, table_pages};
 pub use net::{dead_url, free_port};
 pub use process::{assert_success, KillOnDrop};
 pub use wait::{wait_for, wait_for_async};
+
+/// The test Python (`STRATA_TEST_PYTHON`) when it can import `module`
+/// (scripts/install-test-servers.sh installs what the tests use). Without it: a panic
+/// under `STRATA_REQUIRE_TOOLS` (the test command sets it), else `None` and a SKIPPED
+/// line.
+pub fn python_with(module: &str) -> Option<String> {
+    let python = std::env::var("STRATA_TEST_PYTHON")
+        .ok()
+        .filter(|p| std::path::Path::new(p).exists());
+    let has_module = python.as_ref().is_some_and(|p| {
+        std::process::Command::new(p)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if has_module {
+        return python;
+    }
+    if std::env::var_os("STRATA_REQUIRE_TOOLS").is_some() {
+        panic!(
+            "{module} is not installed in $STRATA_TEST_PYTHON: run scripts/install-test-servers.sh"
+        );
+    }
+    eprintln!("SKIPPED: a check with {module} (not installed; scripts/install-test-servers.sh)");
+    None
+}

@@ -93,25 +93,7 @@ const ROWS: usize = 2000;
 
 /// The test Python when it has pyarrow; with `STRATA_REQUIRE_TOOLS` a missing one fails.
 fn python() -> Option<String> {
-    let python = std::env::var("STRATA_TEST_PYTHON")
-        .ok()
-        .filter(|p| Path::new(p).exists());
-    let ok = python.as_ref().is_some_and(|p| {
-        Command::new(p)
-            .args(["-c", "import pyarrow.parquet"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if ok {
-        return python;
-    }
-    if std::env::var_os("STRATA_REQUIRE_TOOLS").is_some() {
-        panic!(
-            "pyarrow is not installed in $STRATA_TEST_PYTHON: run scripts/install-test-servers.sh"
-        );
-    }
-    eprintln!("SKIPPED: no Python with pyarrow (scripts/install-test-servers.sh)");
-    None
+    strata_testkit::python_with("pyarrow.parquet")
 }
 
 /// A server, the files Python wrote, and the values they hold.

@@ -572,33 +572,7 @@ fn archive_then_load_returns_identical_rows_after_interrupted_and_killed_runs_an
 
 /// The Python with pyarrow, the independent Parquet reader of the tests.
 fn pyarrow_python() -> Option<String> {
-    python_with("pyarrow.parquet")
-}
-
-/// The test Python (`STRATA_TEST_PYTHON`) when it can import `module`
-/// (scripts/install-test-servers.sh installs what the tests use). `None`, and that check
-/// is skipped, when it cannot and `STRATA_REQUIRE_TOOLS` is not set; with it set, that
-/// fails.
-fn python_with(module: &str) -> Option<String> {
-    let python = std::env::var("STRATA_TEST_PYTHON")
-        .ok()
-        .filter(|p| Path::new(p).exists());
-    let has_module = python.as_ref().is_some_and(|p| {
-        Command::new(p)
-            .args(["-c", &format!("import {module}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if has_module {
-        return python;
-    }
-    if std::env::var_os("STRATA_REQUIRE_TOOLS").is_some() {
-        panic!(
-            "{module} is not installed in $STRATA_TEST_PYTHON: run scripts/install-test-servers.sh"
-        );
-    }
-    eprintln!("skipped: a check with {module} (not installed; scripts/install-test-servers.sh)");
-    None
+    strata_testkit::python_with("pyarrow.parquet")
 }
 
 /// Reads every `*.parquet` of an archive directory with pyarrow and prints, as JSON, the
@@ -2541,7 +2515,7 @@ fn history_shows_runs_and_changes_webhooks_hear_every_run_and_old_history_goes()
 /// can fail.
 #[test]
 fn cratedb_statements_parse_under_cratedbs_own_grammar() {
-    let Some(python) = python_with("cratedb_sqlparse") else {
+    let Some(python) = strata_testkit::python_with("cratedb_sqlparse") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -2777,7 +2751,7 @@ fn archives_go_to_the_azure_access_tier_and_an_archived_one_says_rehydrate_first
     if skip_without_postgres() {
         return;
     }
-    let Some(python) = python_with("azure.storage.blob") else {
+    let Some(python) = strata_testkit::python_with("azure.storage.blob") else {
         return;
     };
     let mut server = servers::azure();
