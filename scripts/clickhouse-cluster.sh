@@ -6,6 +6,8 @@
 #
 #   scripts/clickhouse-cluster.sh start DIR BASE_PORT [--shards N] [--replicas N]  (2 x 2)
 #   scripts/clickhouse-cluster.sh stop DIR
+#   scripts/clickhouse-cluster.sh zk-kill DIR    (SIGKILL to ZooKeeper: a coordination service lost)
+#   scripts/clickhouse-cluster.sh zk-start DIR   (ZooKeeper again, on its data and port)
 #
 # start refuses a DIR whose cluster still runs and ports already in use, waits (60 s at most
 # in all) until ZooKeeper and every server answer, and prints the `export` lines the tests read:
@@ -21,7 +23,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start DIR BASE_PORT [--shards N] [--replicas N] | stop DIR" >&2
+  echo "usage: $0 start DIR BASE_PORT [--shards N] [--replicas N] | stop DIR | zk-kill DIR | zk-start DIR" >&2
   exit 2
 }
 
@@ -156,6 +158,16 @@ EOF
 EOF
 }
 
+# start_zookeeper: ZooKeeper on $dir/zk/zoo.cfg, awaited (its port is $base).
+start_zookeeper() {
+  # setsid: the servers outlive this script and its session.
+  setsid java -Xmx256m -XX:-UsePerfData -cp "$ZK_CLASSPATH" -Dzookeeper.log.dir="$dir/zk" \
+    org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zk/zoo.cfg" \
+    >>"$dir/zk/zk.log" 2>&1 </dev/null &
+  echo $! >"$dir/pids/zk.pid"
+  wait_until "$dir/pids/zk.pid" "$dir/zk/zk.log" zk_ok "$base"
+}
+
 start() {
   [ $# -ge 2 ] || usage
   local arg_dir=$1
@@ -204,12 +216,7 @@ maxClientCnxns=0
 admin.enableServer=false
 4lw.commands.whitelist=conf,ruok,srvr,stat,mntr
 EOF
-  # setsid: the servers outlive this script and its session.
-  setsid java -Xmx256m -XX:-UsePerfData -cp "$ZK_CLASSPATH" -Dzookeeper.log.dir="$dir/zk" \
-    org.apache.zookeeper.server.ZooKeeperServerMain "$dir/zk/zoo.cfg" \
-    >"$dir/zk/zk.log" 2>&1 </dev/null &
-  echo $! >"$dir/pids/zk.pid"
-  wait_until "$dir/pids/zk.pid" "$dir/zk/zk.log" zk_ok "$base"
+  start_zookeeper
 
   # The ClickHouse servers start together, then each is awaited.
   for ((n = 1; n <= nodes; n++)); do
@@ -262,8 +269,32 @@ stop() {
   terminate "$dir/pids/zk.pid"
 }
 
+# zk_kill DIR: SIGKILL to the cluster's ZooKeeper (its data stays, as after a crash).
+zk_kill() {
+  [ $# -eq 1 ] || usage
+  dir=$(cd "$1" && pwd)
+  local f=$dir/pids/zk.pid pid
+  alive "$f" || { echo "error: ZooKeeper of $dir does not run" >&2; exit 1; }
+  pid=$(cat "$f")
+  kill -KILL "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+  rm -f "$f"
+}
+
+# zk_start DIR: ZooKeeper again after zk-kill, on the same port and data.
+zk_start() {
+  [ $# -eq 1 ] || usage
+  dir=$(cd "$1" && pwd)
+  ! alive "$dir/pids/zk.pid" || { echo "error: ZooKeeper of $dir runs already" >&2; exit 1; }
+  base=$(sed -n 's/^clientPort=//p' "$dir/zk/zoo.cfg")
+  deadline=$((SECONDS + START_TIMEOUT))
+  start_zookeeper
+}
+
 case ${1:-} in
   start) shift; start "$@" ;;
   stop) shift; stop "$@" ;;
+  zk-kill) shift; zk_kill "$@" ;;
+  zk-start) shift; zk_start "$@" ;;
   *) usage ;;
 esac

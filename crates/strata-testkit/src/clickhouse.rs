@@ -107,6 +107,35 @@ impl ClickHouseCluster {
     }
 }
 
+impl ClickHouseCluster {
+    /// Kills the cluster's ZooKeeper (SIGKILL: a coordination service lost, its data kept).
+    pub fn kill_zookeeper(&self) {
+        self.zookeeper_script("zk-kill");
+    }
+
+    /// Starts ZooKeeper again after [`kill_zookeeper`](Self::kill_zookeeper), on its port and
+    /// data; returns once it answers (60 s at most).
+    pub fn start_zookeeper(&self) {
+        self.zookeeper_script("zk-start");
+    }
+
+    fn zookeeper_script(&self, what: &str) {
+        let out = Command::new("timeout")
+            .arg("90")
+            .arg(&self.script)
+            .arg(what)
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// Runs `sql` on the server at `url` (POST body); panics with ClickHouse's message on an
 /// error. Returns the answer's text.
 pub fn query(url: &str, sql: &str) -> String {
@@ -134,11 +163,20 @@ pub fn try_query(url: &str, sql: &str) -> Result<String, Refused> {
 }
 
 fn try_query_with(url: &str, sql: &str, settings: &str) -> Result<String, Refused> {
+    try_query_for(url, sql, settings, Duration::from_secs(120))
+}
+
+/// [`try_query`] that gives up after `limit` (a poll that must not outlive its deadline).
+pub fn try_query_within(url: &str, sql: &str, limit: Duration) -> Result<String, Refused> {
+    try_query_for(url, sql, "", limit)
+}
+
+fn try_query_for(url: &str, sql: &str, settings: &str, limit: Duration) -> Result<String, Refused> {
     let out = Command::new("curl")
         .args([
             "-sS",
             "--max-time",
-            "120",
+            &format!("{:.1}", limit.as_secs_f64()),
             "-o",
             "-",
             "-w",

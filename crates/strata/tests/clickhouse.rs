@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use strata_testkit::clickhouse::{query, wait_for_answer, ClickHouseCluster};
+use std::time::{Duration, Instant};
+use strata_testkit::clickhouse::{query, try_query_within, wait_for_answer, ClickHouseCluster};
+use strata_testkit::process::output_within;
 
 /// Rows inserted before the backup, per shard, into the replicated table.
 const ROWS: u64 = 30_000;
@@ -1074,4 +1076,92 @@ fn a_restore_cut_short_runs_again_to_its_end() {
     ]);
     assert!(!out.status.success(), "{out:?}");
     assert_eq!(fingerprint(t1, "shop.events", "d, id"), before);
+}
+
+/// ZooKeeper killed (SIGKILL) while a restore runs, once it has created the tables: the
+/// restore fails naming the lost coordination service; with ZooKeeper started again, the
+/// same restore run again ends with every row on both replicas, exactly once, whatever
+/// the killed run had created, registered or attached.
+#[test]
+fn a_restore_whose_zookeeper_dies_runs_again_to_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = ClickHouseCluster::start(1, 2);
+    let url = &source.servers[0].url;
+    query(url, "CREATE DATABASE shop ON CLUSTER strata");
+    for table in ["events", "audit"] {
+        query(url, &format!("CREATE TABLE shop.{table} ON CLUSTER strata (d Date, id UInt64, s String) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{{shard}}/shop/{table}', '{{replica}}') PARTITION BY toYYYYMM(d) ORDER BY id"));
+        for month in 0..4 {
+            query(url, &format!("INSERT INTO shop.{table} SELECT toDate('2024-01-01') + {month} * 31 + number % 28, {month} * 1000000 + number, toString(cityHash64(number)) FROM numbers(150000)"));
+        }
+    }
+    let want: Vec<String> = ["events", "audit"]
+        .iter()
+        .map(|t| fingerprint(url, &format!("shop.{t}"), "d, id, s"))
+        .collect();
+    let site = Site::of_cluster(dir.path(), "source", &source, "");
+    site.ok(&["init"]);
+    let backup = site.json(&["backup", "--json"])["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(source);
+
+    let target = ClickHouseCluster::start(1, 2);
+    let (t1, t2) = (target.servers[0].url.clone(), target.servers[1].url.clone());
+    let settings = |wait: &str| {
+        format!(
+            "zookeeper = [{:?}]\nrestore_wait = {wait:?}\n",
+            target.zookeeper
+        )
+    };
+    // The first run gives up soon: its ZooKeeper stays away.
+    let site = Site::of_cluster(dir.path(), "target", &target, &settings("15s"));
+    let restore = strata_at(&site.dir, &site.config)
+        .args(["restore", &backup])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let created = |u: &str| {
+        try_query_within(u, "EXISTS TABLE shop.events", Duration::from_secs(2)).as_deref()
+            == Ok("1")
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !(created(&t1) || created(&t2)) {
+        assert!(
+            Instant::now() < deadline,
+            "the restore created no table within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    target.kill_zookeeper();
+    let out = output_within(
+        restore,
+        Duration::from_secs(300),
+        "the restore whose ZooKeeper died",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    eprintln!("the restore whose ZooKeeper died:\n{stderr}");
+
+    target.start_zookeeper();
+    let site = Site::of_cluster(dir.path(), "target", &target, &settings("3m"));
+    let rerun = strata_at(&site.dir, &site.config)
+        .args(["restore", &backup])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = output_within(rerun, Duration::from_secs(400), "the restore run again");
+    let stdout = assert_success("the restore run again", &out);
+    eprintln!("the restore run again:\n{stdout}");
+    for u in [&t1, &t2] {
+        for (table, want) in ["events", "audit"].iter().zip(&want) {
+            assert_eq!(
+                &fingerprint(u, &format!("shop.{table}"), "d, id, s"),
+                want,
+                "{u} {table}"
+            );
+        }
+    }
 }

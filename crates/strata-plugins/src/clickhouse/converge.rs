@@ -55,12 +55,13 @@ struct Replica {
     replica_name: String,
     inserts_in_queue: u64,
     is_readonly: u8,
+    is_session_expired: u8,
 }
 
 async fn replica(client: &Client, table: &Table) -> ApiResult<Replica> {
     let rows = client
         .rows::<Replica>(&format!(
-            "SELECT zookeeper_path, replica_name, inserts_in_queue, is_readonly FROM system.replicas WHERE {}",
+            "SELECT zookeeper_path, replica_name, inserts_in_queue, is_readonly, is_session_expired FROM system.replicas WHERE {}",
             table_condition(table)
         ))
         .await
@@ -146,6 +147,144 @@ pub fn compare(
         }
     }
     Ok(missing)
+}
+
+/// What a table a restore attaches to holds already, against the rows it would attach.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Held {
+    /// Nothing: it is missing or empty.
+    Nothing,
+    /// The backup's rows, partition by partition: an earlier run of this restore attached
+    /// them and was cut short (its coordination service lost while it waited).
+    Backup,
+    /// An earlier run was cut short between two attaches: `done` partitions hold exactly
+    /// the backup's rows, `redo` ones hold parts this replica could not register in
+    /// ZooKeeper (an attach whose commit was lost with the connection keeps its part
+    /// locally) and no more rows than the backup's; the others are empty.
+    Partly {
+        /// Attached whole: left as they are.
+        done: BTreeSet<String>,
+        /// Detached, then attached again.
+        redo: BTreeSet<String>,
+    },
+    /// Other rows: parts attached beside them would double them.
+    Rows(u64),
+}
+
+/// Reads what a table holds ([`Held`]) from its rows per partition and the partitions
+/// holding parts its replica has not registered in ZooKeeper: a partition holding
+/// exactly the backup's rows for it, all registered, is taken as attached by an earlier
+/// run of the restore (ClickHouse renames an attached part, so names cannot tell); any
+/// other partition with rows makes the whole table [`Held::Rows`].
+pub fn held_against(
+    want: &BTreeMap<String, u64>,
+    held: &BTreeMap<String, u64>,
+    unregistered: &BTreeSet<String>,
+) -> Held {
+    let rows: u64 = held.values().sum();
+    if rows == 0 {
+        return Held::Nothing;
+    }
+    let (mut done, mut redo) = (BTreeSet::new(), BTreeSet::new());
+    for (partition, &h) in held.iter().filter(|(_, &h)| h > 0) {
+        let w = want.get(partition).copied().unwrap_or(0);
+        if unregistered.contains(partition) && h <= w {
+            redo.insert(partition.clone());
+        } else if h == w {
+            done.insert(partition.clone());
+        } else {
+            return Held::Rows(rows);
+        }
+    }
+    match redo.is_empty() && done.len() == want.values().filter(|&&w| w > 0).count() {
+        true => Held::Backup,
+        false => Held::Partly { done, redo },
+    }
+}
+
+/// The partitions of `table` holding an active part that this server's replica has not
+/// registered in ZooKeeper, with those parts' names.
+pub async fn unregistered(
+    client: &Client,
+    table: &Table,
+) -> ApiResult<BTreeMap<String, Vec<String>>> {
+    #[derive(Deserialize)]
+    struct Part {
+        name: String,
+        partition_id: String,
+    }
+    #[derive(Deserialize)]
+    struct Name {
+        name: String,
+    }
+    let me = replica(client, table).await?;
+    let what = |e: super::client::ClickHouseError| {
+        failed(format!(
+            "read {}'s parts in ZooKeeper: {}",
+            table.shown(),
+            strata_util::error_chain(&e)
+        ))
+    };
+    let local = client
+        .rows::<Part>(&format!(
+            "SELECT name, partition_id FROM system.parts WHERE {} AND active",
+            table_condition(table)
+        ))
+        .await
+        .map_err(what)?;
+    let path = format!(
+        "{}/replicas/{}/parts",
+        me.zookeeper_path.trim_end_matches('/'),
+        me.replica_name
+    );
+    let registered: BTreeSet<String> = client
+        .rows::<Name>(&format!(
+            "SELECT name FROM system.zookeeper WHERE path = {}",
+            literal(&path)
+        ))
+        .await
+        .map_err(what)?
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for part in local.into_iter().filter(|p| !registered.contains(&p.name)) {
+        found.entry(part.partition_id).or_default().push(part.name);
+    }
+    Ok(found)
+}
+
+/// Waits until this server's replica of `table` has a live ZooKeeper session: a server
+/// whose coordination service came back opens a new session for its tables only after a
+/// while (up to a minute on 18.16, whose tables are not even read-only until then), and
+/// an attach before it fails (`session has been expired`, `readonly mode`).
+pub async fn writable(
+    client: &Client,
+    table: &Table,
+    deadline: Instant,
+    waited: Duration,
+) -> ApiResult<()> {
+    let mut progress = Progress::new();
+    loop {
+        let me = replica(client, table).await?;
+        if me.is_readonly == 0 && me.is_session_expired == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(failed(format!(
+                "this replica of {} stayed read-only (no ZooKeeper session) for {} ([nodes.clickhouse] restore_wait): is ZooKeeper up and named in the server's <zookeeper>?",
+                table.shown(),
+                humantime::format_duration(waited)
+            )));
+        }
+        progress.say(deadline, || {
+            format!(
+                "waiting for this replica of {} to reach ZooKeeper (read-only until then)",
+                table.shown()
+            )
+        });
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Waits until this server's replica of `table` holds `expected` rows per partition
@@ -297,5 +436,61 @@ pub async fn replicas_hold_parts(
             )
         });
         tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(p, r)| (p.to_string(), *r)).collect()
+    }
+
+    #[test]
+    fn a_table_is_read_partition_by_partition_against_the_backup() {
+        let want = rows(&[("202401", 10), ("202402", 20), ("202403", 30)]);
+        let none = BTreeSet::new();
+        let held = |pairs: &[(&str, u64)]| held_against(&want, &rows(pairs), &none);
+        assert_eq!(held(&[]), Held::Nothing);
+        assert_eq!(held(&[("202401", 0)]), Held::Nothing);
+        assert_eq!(held_against(&want, &want, &none), Held::Backup);
+        // Cut short between two attaches: the partitions attached are whole.
+        assert_eq!(
+            held(&[("202401", 10), ("202402", 20)]),
+            Held::Partly {
+                done: ["202401".to_string(), "202402".to_string()].into(),
+                redo: BTreeSet::new()
+            }
+        );
+        // A partition short of rows, one with more, or one the backup lacks: other rows.
+        assert_eq!(held(&[("202401", 10), ("202402", 19)]), Held::Rows(29));
+        assert_eq!(held(&[("202401", 11)]), Held::Rows(11));
+        assert_eq!(held(&[("202401", 10), ("202412", 5)]), Held::Rows(15));
+    }
+
+    #[test]
+    fn a_partition_whose_part_zookeeper_never_registered_is_attached_again() {
+        let want = rows(&[("202401", 10), ("202402", 20)]);
+        let lost: BTreeSet<String> = ["202402".to_string()].into();
+        // Its rows counted locally, unknown to the other replicas: not done, even whole.
+        for rows_held in [20, 7] {
+            assert_eq!(
+                held_against(
+                    &want,
+                    &rows(&[("202401", 10), ("202402", rows_held)]),
+                    &lost
+                ),
+                Held::Partly {
+                    done: ["202401".to_string()].into(),
+                    redo: lost.clone()
+                }
+            );
+        }
+        // More rows than the backup's there: rows of another origin, refused.
+        assert_eq!(
+            held_against(&want, &rows(&[("202402", 21)]), &lost),
+            Held::Rows(21)
+        );
     }
 }

@@ -16,7 +16,7 @@
 //! created: parts attached beside rows would double them.
 
 use super::client::{ident, literal, ClickHouseError, Client};
-use super::converge;
+use super::converge::{self, Held};
 use super::covering;
 use super::record::{Record, Table, RECORD_FILE, RECORD_LIMIT, RECORD_VERSION};
 use super::rename;
@@ -335,14 +335,21 @@ impl ClickHouseAgent {
             }
         }
         let found = stale::find(client, &server.macros, &new).await?;
-        let (left, stale): (Vec<_>, Vec<_>) = found.into_iter().partition(|s| s.holds_nothing());
+        // What this server's CREATE cut short registered and never filled goes without
+        // asking. Another server's empty replica is no obstacle to this server's CREATE,
+        // and it may be a running server's that has not reopened its session yet (its
+        // coordination service just came back): it stays unless asked.
+        let (left, found): (Vec<_>, Vec<_>) =
+            found.into_iter().partition(|s| s.own && s.holds_nothing());
+        let (empty, stale): (Vec<_>, Vec<_>) = found.into_iter().partition(|s| s.holds_nothing());
         if !stale.is_empty() && !drop {
             return Err(stale::refusal(&stale));
         }
-        // What an earlier restore cut short registered and never filled goes without
-        // asking; the rest only when asked.
         let mut remove = left;
-        remove.extend(stale);
+        if drop {
+            remove.extend(stale);
+            remove.extend(empty);
+        }
         match remove.is_empty() {
             true => Ok(Vec::new()),
             false => stale::drop(client, &self.settings.zookeeper, &remove).await,
@@ -779,9 +786,68 @@ impl RestoreRun {
             })
     }
 
+    /// Detaches the partitions of `table` in `redo` (their parts were attached here by
+    /// a run cut short, and ZooKeeper never registered some of them) and removes the
+    /// parts this detaches from `detached/`: they are this restore's own, laid down again
+    /// and attached anew, and a copy left there could be attached a second time.
+    async fn detach_unregistered(&self, table: &Table, redo: &BTreeSet<String>) -> ApiResult<()> {
+        if redo.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.wait;
+        converge::writable(&self.client, table, deadline, self.wait).await?;
+        let parts = converge::unregistered(&self.client, table).await?;
+        let detached = self.data_dir(table).await?.join("detached");
+        for partition in redo {
+            // Carried out by the leader replica, which may not have reopened its own
+            // session yet: tried again until the restore's wait is over.
+            let sql = format!(
+                "ALTER TABLE {} DETACH PARTITION ID {}",
+                table.sql_name(),
+                literal(partition)
+            );
+            loop {
+                match self.client.execute(&sql).await {
+                    Ok(_) => break,
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_secs(1)).await
+                    }
+                    Err(e) => {
+                        return Err(query_failed(&format!(
+                            "detach partition {partition} of {} (its parts an earlier run attached, unknown to ZooKeeper)",
+                            table.shown()
+                        ))(e))
+                    }
+                }
+            }
+            for name in parts.get(partition).into_iter().flatten() {
+                // A name from the server, never a path: one plain component.
+                if name.contains('/') || name.starts_with('.') || name.is_empty() {
+                    continue;
+                }
+                match std::fs::remove_dir_all(detached.join(name)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(failed(
+                            &format!("remove detached part {name} of {}", table.shown()),
+                            e,
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Moves a table's parts into its `detached/`, attaches them and counts its rows
-    /// against the record. Returns the parts attached and the rows.
-    async fn attach_table(&self, table: &Table) -> ApiResult<(usize, u64)> {
+    /// against the record. Returns the parts attached and the rows. The parts of the
+    /// partitions in `done` (attached by an earlier run) are left out.
+    async fn attach_table(
+        &self,
+        table: &Table,
+        done: &BTreeSet<String>,
+    ) -> ApiResult<(usize, u64)> {
         let data = table.data.as_deref().unwrap_or_default();
         let table_dir = self.data_dir(table).await?;
         let root = self.staging.root().to_path_buf();
@@ -790,7 +856,14 @@ impl RestoreRun {
             .await
             .map_err(|e| failed("move a part", e))?
             .map_err(|why| failed(&format!("attach to {}", table.shown()), why))?;
-        for part in &table.parts {
+        let parts: Vec<_> = table
+            .parts
+            .iter()
+            .filter(|p| {
+                covering::partition_of(&p.name, &table.create).is_none_or(|id| !done.contains(&id))
+            })
+            .collect();
+        for part in &parts {
             let from = frozen.join(&part.name);
             let to = table_dir.clone();
             tokio::task::spawn_blocking(move || staging::move_to_detached(&from, &to))
@@ -828,7 +901,7 @@ impl RestoreRun {
                 ),
             ));
         }
-        Ok((table.parts.len(), rows))
+        Ok((parts.len(), rows))
     }
 
     /// For a replicated table on this server: another replica (per ZooKeeper, through
@@ -939,7 +1012,7 @@ impl RestoreRun {
             .unwrap_or_default()
     }
 
-    /// What a table this node attaches to holds already.
+    /// What a table this node attaches to holds already ([`converge::held_against`]).
     async fn held(&self, table: &Table) -> ApiResult<Held> {
         if !self.exists(table).await? {
             return Ok(Held::Nothing);
@@ -951,18 +1024,24 @@ impl RestoreRun {
         if !partitions.is_empty() {
             held.retain(|p, _| partitions.contains(p));
         }
-        let rows: u64 = held.values().sum();
-        if rows == 0 {
-            return Ok(Held::Nothing);
+        // A table that does not replicate was never cut short by its coordination
+        // service: rows there are another's.
+        if self.plan_of(table).is_none() {
+            let rows: u64 = held.values().sum();
+            return Ok(match rows {
+                0 => Held::Nothing,
+                rows => Held::Rows(rows),
+            });
         }
-        // A restore cut short after its attach (ZooKeeper lost while the replicas were
-        // waited for): the table holds the shard's rows, partition by partition.
-        if let Some(plan) = self.plan_of(table) {
-            if held == plan.table(table).rows_by_partition() {
-                return Ok(Held::Backup);
-            }
-        }
-        Ok(Held::Rows(rows))
+        let unregistered = converge::unregistered(&self.client, table)
+            .await?
+            .into_keys()
+            .collect();
+        Ok(converge::held_against(
+            &table.rows_by_partition(),
+            &held,
+            &unregistered,
+        ))
     }
 
     /// Refuses, before anything is laid down or created, a table this node would attach
@@ -1062,10 +1141,15 @@ impl PluginRestore for RestoreRun {
         let tables = self.localized(self.restored_tables()?).await?;
         // Refused before anything is created: parts beside rows would double them.
         let mut attached_before = Vec::new();
+        let mut partly = BTreeMap::new();
         for table in tables.iter().filter(|t| self.attaches(t)) {
             match self.held(table).await? {
                 Held::Nothing => {}
                 Held::Backup => attached_before.push(table.shown()),
+                Held::Partly { done, redo } => {
+                    self.detach_unregistered(table, &redo).await?;
+                    partly.insert(table.shown(), done);
+                }
                 Held::Rows(rows) => return Err(beside_rows(table, rows)),
             }
         }
@@ -1091,9 +1175,11 @@ impl PluginRestore for RestoreRun {
                 ));
                 continue;
             }
+            let done = partly.remove(&table.shown()).unwrap_or_default();
             // Into a live table (`--partition`) the other replicas hold its other
-            // partitions; the partitions restored were found empty here.
-            if plan.is_some() && self.partitions().is_empty() {
+            // partitions; the partitions restored were found empty here. A table an
+            // earlier run attached partitions to is this restore's own: it goes on.
+            if plan.is_some() && self.partitions().is_empty() && done.is_empty() {
                 if let Some(replica) = self.other_replica_with_parts(table).await? {
                     // A replica of a live table (this node rebuilt after a lost disk): it
                     // fetches the parts from the others, attached parts would double them.
@@ -1108,15 +1194,24 @@ impl PluginRestore for RestoreRun {
             // Merges would change the rows of Summing, Replacing, Collapsing tables
             // between the attach and the count, and hand a replica that has not fetched
             // yet a merged part: none until every replica holds the parts, always resumed.
+            if table.zookeeper_path.is_some() {
+                converge::writable(&self.client, table, deadline, self.wait).await?;
+            }
             let (n, rows) = self
                 .without_merges(table, async {
-                    let attached = self.attach_table(table).await?;
+                    let attached = self.attach_table(table, &done).await?;
                     self.replicas_hold(table, plan, deadline).await?;
                     Ok(attached)
                 })
                 .await?;
             parts += n;
-            lines.push(format!("{} {rows} rows attached", table.shown()));
+            lines.push(match done.len() {
+                0 => format!("{} {rows} rows attached", table.shown()),
+                n => format!(
+                    "{} {rows} rows attached ({n} of its partitions by an earlier run cut short)",
+                    table.shown()
+                ),
+            });
         }
         // The replicas that fetch: done when they hold the shard's rows.
         for table in fetch.iter().filter(|t| self.plan_of(t).is_some()) {
@@ -1248,17 +1343,6 @@ impl RestoreRun {
         }
         Ok(())
     }
-}
-
-/// What a table a restore attaches to holds already.
-enum Held {
-    /// Nothing: it is missing or empty.
-    Nothing,
-    /// The shard's rows of this backup, partition by partition: an earlier restore of it
-    /// attached them and was cut short.
-    Backup,
-    /// Other rows.
-    Rows(u64),
 }
 
 fn beside_rows(table: &Table, rows: u64) -> ApiError {
