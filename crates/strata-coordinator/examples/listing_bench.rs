@@ -35,6 +35,7 @@ fn fabricated(i: u64) -> BackupSummary {
     BackupSummary {
         name: format!("{compact}-{i:08x}"),
         started: humantime::format_rfc3339_millis(start).to_string(),
+        host_started: None,
         duration_ms: 60_000 + i % 1000,
         status,
         strata_version: env!("CARGO_PKG_VERSION").into(),

@@ -518,6 +518,7 @@ mod tests {
             let summary = BackupSummary {
                 name: name.to_string(),
                 started: format!("2026-11-2{i}T00:00:00.000Z"),
+                host_started: None,
                 duration_ms: 1,
                 status: BackupStatus::Complete,
                 strata_version: "test".into(),

@@ -1,7 +1,7 @@
 //! Names of backups (and the ids of operations built from them).
 
 /// Backup names are made where summaries are keyed (garbage collection's run ids too).
-pub use strata_repo::summary::new_backup_name;
+pub use strata_repo::summary::{new_backup_name, new_backup_name_at};
 
 /// A key every key `<prefix><backup>...` of `backups` sorts after (their smallest name
 /// without its last character), to list the pins or records of a page's backups with

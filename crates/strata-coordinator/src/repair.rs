@@ -654,6 +654,7 @@ async fn rebuild_summary(
         started: started_from_name(name).unwrap_or_else(|| {
             humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
         }),
+        host_started: None,
         duration_ms: 0,
         status: BackupStatus::Partial,
         strata_version: format!(

@@ -36,6 +36,7 @@ fn nth(i: usize) -> BackupSummary {
     BackupSummary {
         name: format!("202611{day:02}T{h:02}{m:02}00Z-{i:08x}"),
         started: format!("2026-11-{day:02}T{h:02}:{m:02}:00.250Z"),
+        host_started: None,
         duration_ms: 5,
         status,
         strata_version: "0.1.0".into(),

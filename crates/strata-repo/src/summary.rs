@@ -172,8 +172,14 @@ pub fn backup_status(components: &[ComponentSummary]) -> BackupStatus {
 pub struct BackupSummary {
     /// Unique, time-sortable name, e.g. `20261122T055350Z-3fa1b2c4`.
     pub name: String,
-    /// Start time, RFC 3339 (UTC) with milliseconds; orders backups.
+    /// Start time, RFC 3339 (UTC) with milliseconds, by the storage's clock (the clock
+    /// every safety rule uses; backups before version 5's additions: by their host's);
+    /// orders backups.
     pub started: String,
+    /// Start time by the clock of the host that ran the backup, when it was taken from
+    /// the storage's: shown beside `started` (omitted in older summaries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_started: Option<String>,
     /// How long the backup took, in milliseconds.
     pub duration_ms: u64,
     /// The backup's outcome; only `complete` backups are `latest`.
@@ -233,7 +239,12 @@ impl BackupSummary {
 /// A unique, time-sortable backup name such as `20261122T055350Z-3fa1b2c4`: 32 random
 /// bits make two backups started in the same second collide with negligible odds.
 pub fn new_backup_name() -> String {
-    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    new_backup_name_at(std::time::SystemTime::now())
+}
+
+/// A new backup name for a backup starting at `at`: its second, then random hex.
+pub fn new_backup_name_at(at: std::time::SystemTime) -> String {
+    let now = humantime::format_rfc3339_seconds(at).to_string();
     let compact: String = now.chars().filter(|c| *c != '-' && *c != ':').collect();
     let mut suffix = [0u8; 4];
     getrandom::getrandom(&mut suffix).expect("the OS random source is available");

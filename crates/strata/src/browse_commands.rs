@@ -77,6 +77,9 @@ impl Context {
             summary.started,
             output::duration(summary.duration_ms)
         ));
+        if let Some(line) = output::host_clock(&summary.started, summary.host_started.as_deref()) {
+            self.say(format!("          {line}"));
+        }
         self.say(format!(
             "files     {} ({}), stored {}, new data {}",
             summary.total(|n| n.files),

@@ -51,6 +51,27 @@ fn start_time(rfc3339: &str) -> String {
     rfc3339.replace('T', " ").chars().take(19).collect()
 }
 
+/// Where the clock of the host that ran a backup stood against the storage's, which
+/// names and orders backups: a line when they differ by a second or more.
+pub fn host_clock(started: &str, host_started: Option<&str>) -> Option<String> {
+    let storage = humantime::parse_rfc3339(started).ok()?;
+    let host = humantime::parse_rfc3339(host_started?).ok()?;
+    let (off, how) = match host.duration_since(storage) {
+        Ok(ahead) => (ahead, "ahead"),
+        Err(behind) => (behind.duration(), "behind"),
+    };
+    // To the nearest second: the two readings are milliseconds apart.
+    let secs = ((off.as_millis() + 500) / 1000) as u64;
+    if secs == 0 || off < std::time::Duration::from_secs(1) {
+        return None;
+    }
+    let off = humantime::format_duration(std::time::Duration::from_secs(secs));
+    Some(format!(
+        "the host's clock said {} ({off} {how} the storage's, which orders backups)",
+        host_started?
+    ))
+}
+
 /// The `strata list` table.
 pub fn backups_table(
     backups: &[Located],
@@ -244,5 +265,24 @@ mod tests {
         assert_eq!(duration(12_345), "12.3s");
         assert_eq!(duration(245_000), "4m05s");
         assert_eq!(mode_string('d', 0o755), "drwxr-xr-x");
+    }
+}
+
+#[cfg(test)]
+mod host_clock_tests {
+    use super::host_clock;
+
+    #[test]
+    fn a_host_clock_off_by_a_second_or_more_is_said() {
+        let storage = "2026-11-28T20:00:00.500Z";
+        assert_eq!(host_clock(storage, None), None);
+        assert_eq!(host_clock(storage, Some("2026-11-28T20:00:00.900Z")), None);
+        assert_eq!(
+            host_clock(storage, Some("2026-11-28T19:50:00.100Z")).unwrap(),
+            "the host's clock said 2026-11-28T19:50:00.100Z (10m behind the storage's, which orders backups)"
+        );
+        assert!(host_clock(storage, Some("2026-11-28T20:00:02.000Z"))
+            .unwrap()
+            .contains("2s ahead"));
     }
 }

@@ -524,3 +524,61 @@ fn a_backups_mark_lives_as_long_as_the_configured_lease() {
     assert_eq!(marks[0]["ttl_ms"], 300_000, "{:?}", marks[0]);
     assert!(held.release().status.success());
 }
+
+/// Backups are named and ordered by the storage's clock: a backup taken later by a host
+/// whose clock is ten minutes behind is the newest, `latest`, and the one
+/// `cleanup --keep-last 1` keeps; `show` says where that host's clock stood. (Ordered by
+/// hosts' clocks, it counted as the older one: `latest` returned the first backup and the
+/// cleanup deleted the newest.)
+#[test]
+fn a_backup_by_a_host_whose_clock_is_behind_is_still_the_latest() {
+    let site = Site::new();
+    let first = backup_name(&site.ok(&["backup", "--json"], &[]));
+    site.add_data(1);
+    let behind = [("STRATA_TEST_CLOCK_OFFSET_SECS", "-600")];
+    let second = backup_name(&site.ok(&["backup", "--json"], &behind));
+    // Named in the storage's second, not ten minutes before the first.
+    assert!(
+        second[..16] >= first[..16],
+        "named by the storage's clock: {first} {second}"
+    );
+
+    let names: Vec<String> = site
+        .list()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, [first.clone(), second.clone()], "oldest first");
+    let latest: serde_json::Value =
+        serde_json::from_str(&site.ok(&["show", "latest", "--json"], &[])).unwrap();
+    assert_eq!(latest["name"], second.as_str());
+    let (started, host) = (
+        latest["started"].as_str().unwrap(),
+        latest["host_started"].as_str().unwrap(),
+    );
+    let off = humantime::parse_rfc3339(started)
+        .unwrap()
+        .duration_since(humantime::parse_rfc3339(host).unwrap())
+        .unwrap();
+    assert!(
+        (595..=605).contains(&off.as_secs()),
+        "the host's time beside the storage's: {started} {host}"
+    );
+    let shown = site.ok(&["show", "latest"], &[]);
+    assert!(shown.contains("10m behind the storage's"), "{shown}");
+
+    site.ok(&["cleanup", "--keep-last", "1"], &behind);
+    let left: Vec<String> = site
+        .list()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, [second], "the newest backup is kept");
+}
+
+fn backup_name(json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json).unwrap()["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}

@@ -27,8 +27,9 @@ impl Coordinator {
                     components,
                     absent,
                     name,
+                    storage_clock,
                 } = attempt;
-                let outcome = backup(&run, lock, &components, absent).await;
+                let outcome = backup(&run, lock, &components, absent, storage_clock).await;
                 // A component whose data did not belong with the rest (etcd's checked
                 // keys changed) may ask for the whole backup again: only new snapshots
                 // of every component pair the data with one topology.
@@ -119,7 +120,11 @@ impl Coordinator {
             }
             members.extend(mine);
         }
-        let name = new_backup_name();
+        // Named and ordered by the storage's clock, the one every safety rule uses: a
+        // host whose clock is behind or ahead still lists its backups in the order they
+        // ran, and `latest` is the one that ran last.
+        let storage_clock = StorageClock::read(self.repo.store()).await?;
+        let name = new_backup_name_at(storage_clock.now());
         let (run, lock) = self
             .begin(
                 name.clone(),
@@ -139,6 +144,7 @@ impl Coordinator {
             components,
             absent,
             name,
+            storage_clock,
         })
     }
 
@@ -174,6 +180,31 @@ struct BackupAttempt {
     components: Arc<Vec<Component>>,
     absent: BTreeMap<String, String>,
     name: String,
+    storage_clock: StorageClock,
+}
+
+/// The storage's clock as read once before a backup is named (a probe object written
+/// and its modification time read back), carried on by this host's monotonic clock: the
+/// backup's name and start come from it, not from the host's wall clock.
+#[derive(Debug, Clone, Copy)]
+struct StorageClock {
+    at: SystemTime,
+    read: Instant,
+}
+
+impl StorageClock {
+    async fn read(store: &strata_store::DynStore) -> CoordinatorResult<StorageClock> {
+        let at = crate::lock::clock::storage_now(store).await?;
+        Ok(StorageClock {
+            at,
+            read: Instant::now(),
+        })
+    }
+
+    /// The storage's time now.
+    fn now(&self) -> SystemTime {
+        self.at + self.read.elapsed()
+    }
 }
 
 /// Counts an operation's end, reports it (audit log, webhooks), then publishes it: a
@@ -273,8 +304,9 @@ async fn backup(
     lock: RepoLock,
     components: &[Component],
     absent: BTreeMap<String, String>,
+    storage_clock: StorageClock,
 ) -> CoordinatorResult<BackupSummary> {
-    let announced = announce(run, lock, components, absent).await;
+    let announced = announce(run, lock, components, absent, storage_clock).await;
     let stored = announced.snapshot().await;
     let resumed = stored.resume().await;
     let recorded = resumed.record().await;
@@ -289,7 +321,10 @@ struct Attempt<'a> {
     /// The components not `absent`.
     present: Vec<&'a Component>,
     scope: Scope,
+    /// By the storage's clock.
     started: SystemTime,
+    /// By this host's wall clock, shown beside it.
+    host_started: SystemTime,
     clock: Instant,
     requests_before: Option<strata_store::RequestCounts>,
     hooks: OpHooks,
@@ -341,6 +376,7 @@ impl Attempt<'_> {
         BackupSummary {
             name: run.id.clone(),
             started: humantime::format_rfc3339_millis(self.started).to_string(),
+            host_started: Some(humantime::format_rfc3339_millis(self.host_started).to_string()),
             duration_ms: self.clock.elapsed().as_millis() as u64,
             status: backup_status(&components),
             strata_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -470,9 +506,11 @@ async fn announce<'a>(
     lock: RepoLock,
     components: &'a [Component],
     absent: BTreeMap<String, String>,
+    storage_clock: StorageClock,
 ) -> Announced<'a> {
     let coordinator = &run.coordinator;
-    let started = SystemTime::now();
+    let started = storage_clock.now();
+    let host_started = crate::lock::host_now();
     let clock = Instant::now();
     let requests_before = coordinator.requests.as_ref().map(|c| c.counts());
     let present: Vec<&Component> = components
@@ -551,6 +589,7 @@ async fn announce<'a>(
             present,
             scope,
             started,
+            host_started,
             clock,
             requests_before,
             hooks,

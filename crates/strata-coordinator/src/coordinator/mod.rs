@@ -12,7 +12,7 @@ use crate::component::{Component, HookSet, OpContext, OpHooks, Scope};
 use crate::hooks::{HookEnv, HookOperation, HookPoint};
 use crate::lock::{list_locks, LockError, LockRecord, RepoLock};
 use crate::mapping::{pair_nodes, SourceNode, TargetNode};
-use crate::names::new_backup_name;
+use crate::names::{new_backup_name, new_backup_name_at};
 use crate::node::NodeApi;
 use crate::operation::{OpState, Operation, OperationStatus, Registry};
 use crate::{CoordinatorError, CoordinatorResult};

@@ -366,6 +366,7 @@ mod tests {
                 let summary = BackupSummary {
                     name: format!("20261125T{h:02}{m:02}00Z-{i:08x}"),
                     started: format!("2026-11-25T{h:02}:{m:02}:00.000Z"),
+                    host_started: None,
                     duration_ms: 1,
                     status: BackupStatus::Complete,
                     strata_version: "0.1.0".into(),

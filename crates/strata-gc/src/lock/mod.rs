@@ -166,11 +166,18 @@ impl LockRecord {
 /// The test-only switch `STRATA_TEST_CLOCK_OFFSET_SECS` (signed seconds) shifts it, to
 /// stand for a host whose clock is off: no safety decision may depend on it.
 pub fn now_ms() -> u64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    (now + test_clock_offset_ms()).max(0) as u64
+    clock::ms(host_now())
+}
+
+/// This host's wall clock ([`now_ms`]'s, shifted the same way in tests): what a backup
+/// shows beside its start by the storage's clock.
+pub fn host_now() -> SystemTime {
+    let offset = test_clock_offset_ms();
+    let shift = Duration::from_millis(offset.unsigned_abs());
+    match offset < 0 {
+        true => SystemTime::now().checked_sub(shift).unwrap_or(UNIX_EPOCH),
+        false => SystemTime::now() + shift,
+    }
 }
 
 fn test_clock_offset_ms() -> i64 {

@@ -387,6 +387,7 @@ pub(crate) mod tests {
         BackupSummary {
             name: name.into(),
             started: started.into(),
+            host_started: None,
             duration_ms: 5,
             status,
             strata_version: "0.1.0".into(),

@@ -983,6 +983,16 @@ function externalParts(c) {
 
 /** A backup's details: what it left paused, its components and parts, the per-node
  * figures, and what can be taken from it besides a restore (tables). */
+
+// The host's clock beside the storage's (which names and orders backups), when they differ
+// by a second or more.
+function hostClock(b) {
+  if (!b.host_started) return "";
+  const off = Math.round((Date.parse(b.host_started) - Date.parse(b.started)) / 1000);
+  if (!Number.isFinite(off) || Math.abs(off) < 1) return "";
+  return ` by the storage's clock (the host's said ${fmt.dateTime(b.host_started)}, ${fmt.duration(Math.abs(off) * 1000)} ${off < 0 ? "behind" : "ahead"})`;
+}
+
 async function showBackup(b) {
   const rows = b.nodes.map((n) => h("tr", {},
     h("td", {}, h("strong", {}, n.name), n.zone ? h("div", { class: "muted small" }, `zone ${n.zone}`) : null),
@@ -1010,7 +1020,7 @@ async function showBackup(b) {
     confirm: "Close",
     infoOnly: true,
     body: [
-      h("p", { class: "muted" }, `Started ${fmt.dateTime(b.started)}, took ${fmt.duration(b.duration_ms)}, written by strata ${b.strata_version}.`),
+      h("p", { class: "muted" }, `Started ${fmt.dateTime(b.started)}${hostClock(b)}, took ${fmt.duration(b.duration_ms)}, written by strata ${b.strata_version}.`),
       paused.length
         ? h("div", { class: "still-paused", role: "alert", "data-field": "still-paused" },
           h("strong", {}, "STILL PAUSED when the backup ended"),
