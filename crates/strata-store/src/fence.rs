@@ -50,6 +50,10 @@ struct FenceState {
     unconfirmed: u64,
 }
 
+/// The fences of this process by location, for [`Fence::of_location`]: entries whose
+/// fence every holder dropped are swept when a new one is added.
+static FENCES: OnceLock<Mutex<HashMap<String, Weak<Mutex<FenceState>>>>> = OnceLock::new();
+
 /// The guards of the locks this process holds over one store; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Fence {
@@ -65,7 +69,6 @@ impl Fence {
     /// The fence of `location` in this process: the same one for every caller while any
     /// holds it.
     pub fn of_location(location: &str) -> Fence {
-        static FENCES: OnceLock<Mutex<HashMap<String, Weak<Mutex<FenceState>>>>> = OnceLock::new();
         let mut fences = FENCES
             .get_or_init(Default::default)
             .lock()
@@ -403,6 +406,134 @@ mod tests {
             .await
             .unwrap();
         assert!(store.get("manifests/b/n").await.unwrap_err().is_not_found());
+        // Writes with a storage class are fenced alike.
+        let guard = fence.guard("backup d", Instant::now() + Duration::from_secs(60));
+        guard.lose("taken over");
+        let err = store
+            .put_in_class("summaries/d", Bytes::from_static(b"1"), "STANDARD_IA")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+        store
+            .put_in_class("data/cd/y", Bytes::from_static(b"1"), "STANDARD_IA")
+            .await
+            .unwrap();
+    }
+
+    /// Locations registered in this process whose names start with `prefix`.
+    fn registered(prefix: &str) -> Vec<String> {
+        let fences = FENCES.get_or_init(Default::default).lock().unwrap();
+        let mut names: Vec<String> = fences
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_location_keeps_its_fence_while_held_and_leaves_the_registry_when_dropped() {
+        let live = Fence::of_location("registry-test:live");
+        drop(Fence::of_location("registry-test:dropped"));
+        // Adding a location sweeps the dropped one, never a live one.
+        let other = Fence::of_location("registry-test:other");
+        assert!(Fence::of_location("registry-test:live").same_as(&live));
+        assert!(!other.same_as(&live));
+        assert_eq!(
+            registered("registry-test:"),
+            ["registry-test:live", "registry-test:other"]
+        );
+    }
+
+    #[test]
+    fn each_guard_is_an_entry_of_its_own() {
+        let fence = Fence::new();
+        let live = fence.guard("backup a", Instant::now() + Duration::from_secs(60));
+        let late = fence.guard("backup b", Instant::now());
+        assert!(fence.check().is_err());
+        // Dropping one guard removes its entry only.
+        drop(live);
+        assert_eq!(
+            fence.check(),
+            Err(FenceBroken::Expired {
+                what: "backup b".into()
+            })
+        );
+        drop(late);
+        assert_eq!(fence.check(), Ok(()));
+    }
+
+    /// A visible write that failed may still be applied by the storage: counted, one by
+    /// one; a write the storage refused as already there is known, not counted.
+    #[tokio::test]
+    async fn visible_writes_that_failed_are_counted_as_unconfirmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let visible: VisibleRule = |key| key.starts_with("index/");
+        let failing = crate::fault::FaultyStore::new(
+            Arc::new(crate::LocalStore::new(dir.path())),
+            crate::fault::FaultConfig {
+                fail_ratio: 1.0,
+                ..Default::default()
+            },
+        );
+        let store = FencedStore::new(Arc::new(failing), visible);
+        let fence = store.fence().unwrap();
+        assert_eq!(fence.unconfirmed_writes(), 0);
+        for (key, counted) in [("index/a", 1), ("data/a", 1), ("index/b", 2)] {
+            assert!(store.put(key, Bytes::from_static(b"1")).await.is_err());
+            assert_eq!(fence.unconfirmed_writes(), counted, "after {key}");
+        }
+
+        let other = tempfile::tempdir().unwrap();
+        let store = FencedStore::new(Arc::new(crate::LocalStore::new(other.path())), visible);
+        for _ in 0..2 {
+            let _ = store
+                .put_if_absent("index/a", Bytes::from_static(b"1"))
+                .await;
+        }
+        assert_eq!(store.fence().unwrap().unconfirmed_writes(), 0);
+    }
+
+    /// A visible write still in flight when a lock's deadline passes is abandoned (and
+    /// counted as unconfirmed), not waited for.
+    #[tokio::test]
+    async fn a_visible_write_in_flight_at_the_deadline_is_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let slow = crate::fault::FaultyStore::new(
+            Arc::new(crate::LocalStore::new(dir.path())),
+            crate::fault::FaultConfig {
+                delay: Duration::from_secs(60),
+                ..Default::default()
+            },
+        );
+        let store = FencedStore::new(Arc::new(slow), |key| key.starts_with("index/"));
+        let fence = store.fence().unwrap();
+        let _guard = fence.guard("backup b", Instant::now() + Duration::from_millis(200));
+        let err = tokio::time::timeout(
+            Duration::from_secs(30),
+            store.put("index/a", Bytes::from_static(b"1")),
+        )
+        .await
+        .expect("abandoned at the deadline, not waited for")
+        .unwrap_err();
+        assert!(err.to_string().contains("still in flight"), "{err}");
+        assert_eq!(fence.unconfirmed_writes(), 1);
+    }
+
+    /// Whether a writer's writes end with it is the backend's to say (a local disk: yes;
+    /// `/proc`, which is no local disk: no).
+    #[test]
+    fn it_says_of_its_writes_what_its_backend_says() {
+        let disk = tempfile::tempdir().unwrap();
+        for root in [disk.path(), std::path::Path::new("/proc/self")] {
+            let backend = crate::LocalStore::new(root);
+            let says = backend.writes_end_with_their_writer();
+            let fenced = FencedStore::new(Arc::new(backend), |_| true);
+            assert_eq!(fenced.writes_end_with_their_writer(), says, "{root:?}");
+        }
+        assert!(crate::LocalStore::new(disk.path()).writes_end_with_their_writer());
+        assert!(!crate::LocalStore::new("/proc/self").writes_end_with_their_writer());
     }
 
     #[tokio::test]
