@@ -2,7 +2,7 @@
 # bench/clickhouse.sh - strata's ClickHouse backup and restore against the floor: the same
 # frozen parts copied with tar | zstd.
 #
-#   bench/clickhouse.sh [--mib-per-shard N]   (default 1024)
+#   bench/clickhouse.sh [--mib-per-shard N] [--runs R]   (defaults 1024, 3)
 #
 # A 2 shards x 2 replicas cluster (Debian's clickhouse-server 18.16 and ZooKeeper, from
 # scripts/clickhouse-cluster.sh, under BENCH_DIR, default /tmp/strata-ch-bench) gets a
@@ -18,8 +18,9 @@
 # files of one replica per shard (what a tool that knows the replicas would keep).
 # Restore, each onto a fresh 2 x 2 cluster, caches dropped: `strata restore` against the
 # floor (each shard's file unpacked on its first replica, parts moved to detached/ and
-# attached), both until the second replicas hold every row. Rows and checksums of the
-# restored table are checked against the source. Peak RSS beside each time.
+# attached), both until the second replicas hold every row; R runs of each, strata's and
+# the floor's in turn, medians reported beside every run's time. Rows and checksums of the
+# restored table are checked against the source after every run. Peak RSS beside each time.
 # Needs root (drops caches) and the Debian packages clickhouse-server and zookeeperd, and
 # about 12 x N MiB of disk while it runs; the clusters, the repository and the floor's
 # files are removed when it ends well.
@@ -29,9 +30,11 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(dirname "$SCRIPT_DIR")
 MIB=1024
+RUNS=3
 while [[ $# -gt 0 ]]; do
   case $1 in
     --mib-per-shard) MIB=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "clickhouse.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -164,20 +167,9 @@ FLOOR_ONE_PER_SHARD=$(du -cb "$W"/floor-files/ch1.tar.zst "$W"/floor-files/ch3.t
 timeout 120 "$CLUSTER" stop "$W/source" >/dev/null
 
 # --- restores ----------------------------------------------------------------------
-start fresh 22000
-config fresh
-BACKUP=$("$W"/strata --config "$W/fresh.toml" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["name"])')
 strata_restore() {
   "$W"/strata --config "$W/fresh.toml" restore "$BACKUP" && replicated
 }
-export W BACKUP
-timed restore_strata bash -c "$(declare -p URLS); $(declare -f q fingerprint replicated strata_restore); strata_restore"
-STRATA_FP=("$(fingerprint "${URLS[0]}")" "$(fingerprint "${URLS[2]}")")
-timeout 120 "$CLUSTER" stop "$W/fresh" >/dev/null
-rm -rf "$W/fresh"
-
-start floor 23000
-create_schema "${URLS[0]}"
 floor_restore() {
   local shard dir part
   for shard in 0 2; do
@@ -192,25 +184,61 @@ floor_restore() {
   done
   replicated
 }
-timed restore_floor bash -c "$(declare -p URLS DATA W); $(declare -f q fingerprint replicated floor_restore); floor_restore"
-FLOOR_FP=("$(fingerprint "${URLS[0]}")" "$(fingerprint "${URLS[2]}")")
+# same_as_source WHO: both shards of the cluster at URLS[] hold the source's rows.
+same_as_source() {
+  local k fp
+  for k in 0 1; do
+    fp=$(fingerprint "${URLS[$((k * 2))]}")
+    [[ $fp == "${SOURCE_FP[$k]}" ]] || { echo "$1's restore of shard $((k + 1)) differs: $fp against ${SOURCE_FP[$k]}" >&2; exit 1; }
+  done
+}
+for run in $(seq 1 "$RUNS"); do
+  start fresh 22000
+  config fresh
+  BACKUP=$("$W"/strata --config "$W/fresh.toml" list --json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["name"])')
+  export W BACKUP
+  timed "restore_strata_$run" bash -c "$(declare -p URLS); $(declare -f q fingerprint replicated strata_restore); strata_restore"
+  same_as_source strata
+  timeout 120 "$CLUSTER" stop "$W/fresh" >/dev/null
+  rm -rf "$W/fresh" "$W/state-fresh"
 
-for k in 0 1; do
-  [[ ${STRATA_FP[$k]} == "${SOURCE_FP[$k]}" ]] || { echo "strata's restore of shard $((k + 1)) differs: ${STRATA_FP[$k]} against ${SOURCE_FP[$k]}" >&2; exit 1; }
-  [[ ${FLOOR_FP[$k]} == "${SOURCE_FP[$k]}" ]] || { echo "the floor's restore of shard $((k + 1)) differs" >&2; exit 1; }
+  start floor 23000
+  create_schema "${URLS[0]}"
+  timed "restore_floor_$run" bash -c "$(declare -p URLS DATA W); $(declare -f q fingerprint replicated floor_restore); floor_restore"
+  same_as_source "the floor"
+  VERSION=$(q "${URLS[0]}" 'SELECT version()')
+  timeout 120 "$CLUSTER" stop "$W/floor" >/dev/null
+  rm -rf "$W/floor"
+  echo "run $run: strata ${WALL[restore_strata_$run]} s, floor ${WALL[restore_floor_$run]} s"
 done
+
+# median KIND FIELD: the median over the runs of FIELD (WALL, CPU or RSS) of restore_KIND_N.
+median() {
+  local -n field=$2
+  local n values=()
+  for n in $(seq 1 "$RUNS"); do values+=("${field[restore_$1_$n]}"); done
+  printf '%s\n' "${values[@]}" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+# each KIND: every run's wall time, in order.
+each() {
+  local n out=()
+  for n in $(seq 1 "$RUNS"); do out+=("${WALL[restore_$1_$n]}"); done
+  (IFS=/; echo "${out[*]}")
+}
+WALL[restore_strata]=$(median strata WALL); CPU[restore_strata]=$(median strata CPU); RSS[restore_strata]=$(median strata RSS)
+WALL[restore_floor]=$(median floor WALL); CPU[restore_floor]=$(median floor CPU)
 
 ratio() { printf '%.2f' "$(echo "$1 / $2" | bc -l)"; }
 mib() { printf '%.0f' "$(echo "$1 / 1048576" | bc -l)"; }
 {
   echo "# ClickHouse: strata against tar | zstd of the frozen parts"
   echo
-  echo "Measured $(date -u +%Y-%m-%d) by \`bench/clickhouse.sh --mib-per-shard $MIB\`: ClickHouse $(q "${URLS[0]}" 'SELECT version()'), 2 shards x 2 replicas on one host, $(nproc) cores; $(mib "$PART_BYTES") MiB of parts per replica, caches dropped before every step."
+  echo "Measured $(date -u +%Y-%m-%d) by \`bench/clickhouse.sh --mib-per-shard $MIB --runs $RUNS\`: ClickHouse $VERSION, 2 shards x 2 replicas on one host, $(nproc) cores; $(mib "$PART_BYTES") MiB of parts per replica, caches dropped before every step. Backups: one run each; restores: the median of $RUNS runs each (every run's wall time after it, in order)."
   echo
   echo "| step | strata | floor | strata / floor | strata peak RSS |"
   echo "|---|---|---|---|---|"
   echo "| backup (4 servers frozen and read) | ${WALL[backup_strata]} s (${CPU[backup_strata]} s CPU) | ${WALL[backup_floor]} s (${CPU[backup_floor]} s CPU) | $(ratio "${WALL[backup_strata]}" "${WALL[backup_floor]}") | ${RSS[backup_strata]} MiB |"
-  echo "| restore until every replica holds every row | ${WALL[restore_strata]} s (${CPU[restore_strata]} s CPU) | ${WALL[restore_floor]} s (${CPU[restore_floor]} s CPU) | $(ratio "${WALL[restore_strata]}" "${WALL[restore_floor]}") | ${RSS[restore_strata]} MiB |"
+  echo "| restore until every replica holds every row | ${WALL[restore_strata]} s (${CPU[restore_strata]} s CPU; $(each strata)) | ${WALL[restore_floor]} s (${CPU[restore_floor]} s CPU; $(each floor)) | $(ratio "${WALL[restore_strata]}" "${WALL[restore_floor]}") | ${RSS[restore_strata]} MiB |"
   echo
   echo "| bytes stored | MiB | per MiB of one replica set's parts |"
   echo "|---|---|---|"
