@@ -3,12 +3,15 @@
 
     scripts/module-cycles.py crates/strata-coordinator/src [--edges]
 
-A module is a top-level file or directory under SRC; it depends on another when its code
-(comments and `#[cfg(test)]` modules left out, wherever they sit in the file) names
-`crate::OTHER` or `crate::{OTHER, ...}`. Files named `*tests.rs`, and files of modules
-declared under a test-only `cfg` (`#[cfg(test)] mod model;`), are tests. Prints each circle (a strongly
-connected set of modules) and exits 1 if there is one; `--edges` prints every module's
-dependencies too.
+At the top, a module is a top-level file or directory under SRC; it depends on another
+when its code (comments and `#[cfg(test)]` modules left out, wherever they sit in the
+file) names `crate::OTHER` or `crate::{OTHER, ...}`. Below, the same between the children
+of every module directory (`listing/read.rs` and `listing/bounded.rs`, say): a child
+depends on a sibling its code names through `super::` (`super::super::` from a file one
+level further down, and so on) or through the sibling's whole `crate::` path. Files named
+`*tests.rs`, and files of modules declared under a test-only `cfg` (`#[cfg(test)] mod
+model;`), are tests. Prints each circle (a strongly connected set of modules) and exits 1
+if there is one; `--edges` prints every module's dependencies too.
 """
 import os
 import re
@@ -87,11 +90,11 @@ def code_of(text):
     return "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("//"))
 
 
-def named_modules(code):
-    """The top-level modules a file's code names: `crate::x`, and each `x` of
-    `crate::{x, y::z}`."""
-    names = set(re.findall(r"crate::([a-z_0-9]+)", code))
-    for group in re.finditer(r"crate::\{", code):
+def named_modules(code, prefix=r"crate::"):
+    """The modules a file's code names after `prefix` (a regular expression): `crate::x`,
+    and each `x` of `crate::{x, y::z}`."""
+    names = set(re.findall(prefix + r"([a-z_0-9]+)", code))
+    for group in re.finditer(prefix + r"\{", code):
         depth, i, start = 1, group.end(), group.end()
         while i < len(code) and depth:
             depth += {"{": 1, "}": -1}.get(code[i], 0)
@@ -136,6 +139,40 @@ def modules(src):
     return {k: {d for d in v if d in deps} for k, v in deps.items()}
 
 
+def sibling_graphs(src):
+    """For every module directory below the top (its path relative to SRC): its children
+    (files and directories) and the siblings each one's code names."""
+    tests = test_only_files(src)
+    graphs = {}
+    for dirpath, dirs, files in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        if rel == ".":
+            continue
+        children = {f[:-3] for f in files if f.endswith(".rs") and f != "mod.rs"}
+        children |= {d for d in dirs if any(n.endswith(".rs") for _, _, ns in os.walk(os.path.join(dirpath, d)) for n in ns)}
+        crate_path = "crate::" + "::".join(rel.split(os.sep)) + "::"
+        deps = {c: set() for c in children}
+        for child in children:
+            paths = []
+            if os.path.isfile(os.path.join(dirpath, child + ".rs")):
+                paths.append((os.path.join(dirpath, child + ".rs"), 1))
+            for d, _, names in os.walk(os.path.join(dirpath, child)):
+                below = os.path.relpath(d, dirpath).count(os.sep) + 1
+                for n in names:
+                    if n.endswith(".rs"):
+                        paths.append((os.path.join(d, n), below + (0 if n == "mod.rs" else 1)))
+            for path, depth in paths:
+                if path in tests:
+                    continue
+                with open(path) as f:
+                    code = code_of(f.read())
+                named = named_modules(code, r"(?<![\w:])" + "super::" * depth)
+                named |= named_modules(code, re.escape(crate_path))
+                deps[child] |= {n for n in named if n in children and n != child}
+        graphs[rel] = deps
+    return graphs
+
+
 def circles(deps):
     """Tarjan's strongly connected components with more than one module."""
     index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
@@ -175,10 +212,19 @@ def main():
     if "--edges" in sys.argv:
         for k in sorted(deps):
             print(f"{k} -> {' '.join(sorted(deps[k]))}")
-    found = circles(deps)
-    for comp in found:
-        inner = [f"{a} -> {b}" for a in comp for b in sorted(deps[a]) if b in comp]
-        print(f"circle of {len(comp)} modules in {src}: {', '.join(inner)}")
+    found = 0
+    graphs = [(src, deps)] + [
+        (os.path.join(src, rel), g) for rel, g in sorted(sibling_graphs(src).items())
+    ]
+    for where, graph in graphs:
+        if "--edges" in sys.argv and where != src:
+            for k in sorted(graph):
+                if graph[k]:
+                    print(f"{where}: {k} -> {' '.join(sorted(graph[k]))}")
+        for comp in circles(graph):
+            found += 1
+            inner = [f"{a} -> {b}" for a in comp for b in sorted(graph[a]) if b in comp]
+            print(f"circle of {len(comp)} modules in {where}: {', '.join(inner)}")
     sys.exit(1 if found else 0)
 
 

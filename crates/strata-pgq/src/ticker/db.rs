@@ -5,6 +5,7 @@
 //! Both sessions carry TCP keepalives and a statement timeout, and the ticker gives up
 //! on a round the server does not answer, so a hung server is noticed.
 
+use super::answer::{answered, ANSWER_GRACE};
 use super::config::TickerConfig;
 use super::health::Health;
 use super::jobs::Jobs;
@@ -12,7 +13,6 @@ use super::log::Log;
 use crate::conn;
 use crate::PgqError;
 use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio_postgres::Client;
@@ -20,10 +20,6 @@ use tokio_postgres::Client;
 /// TCP keepalives of the ticker's sessions start after this much silence: a server
 /// that vanished from the network is noticed in about 20 s instead of two hours.
 pub const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
-
-/// How much longer than `statement_timeout` the ticker waits for an answer before it
-/// gives the session up (the server's own cancel comes first when the server works).
-pub(super) const ANSWER_GRACE: Duration = Duration::from_secs(5);
 
 /// Channel the event trigger notifies (payload: queue name); see [`crate::notify`].
 pub const EVENT_CHANNEL: &str = "strata_pgq_event";
@@ -105,24 +101,6 @@ pub async fn run(
             _ = tokio::time::sleep(backoff) => {}
             _ = stop.changed() => {}
         }
-    }
-}
-
-/// Waits for `job` at most `limit` (no limit when `None`): a server that stopped
-/// answering fails the job instead of hanging the session.
-pub(super) async fn answered<T>(
-    limit: Option<Duration>,
-    what: &str,
-    job: impl Future<Output = Result<T, PgqError>>,
-) -> Result<T, PgqError> {
-    match limit {
-        None => job.await,
-        Some(limit) => tokio::time::timeout(limit, job).await.unwrap_or_else(|_| {
-            Err(PgqError::Timeout {
-                what: what.to_string(),
-                secs: limit.as_secs(),
-            })
-        }),
     }
 }
 

@@ -8,8 +8,8 @@
 //! server that stops answering fails the job (a timeout, counted and paused like any
 //! failure) and the upkeep connection is dropped and opened again for the next job.
 
+use super::answer::{answered, ANSWER_GRACE};
 use super::config::TickerConfig;
-use super::db::{answered, ANSWER_GRACE};
 use super::health::Health;
 use super::jobs::Jobs;
 use super::log::Log;

@@ -2,6 +2,7 @@
 //! with pgq) plus what pgqd lacks: wake-ups on event notifications, a health endpoint and
 //! metrics that show an unreachable database, and an exit policy for it.
 
+mod answer;
 pub mod config;
 pub mod db;
 pub mod health;

@@ -14,6 +14,7 @@
 //! - [`staging`]: the frozen copy under `<path>/shadow/strata`, held by a lock;
 //! - [`record`]: what a node's backup records beside its parts (`strata-clickhouse.json`);
 //! - [`node`]: one node's backup (freeze) and restore (create, attach, wait);
+//! - [`part_name`]: what a part's name says (partition, blocks, level, mutation);
 //! - [`covering`]: which parts make a shard's data (the covering set of the union);
 //! - [`replicas`]: which node attaches a replicated table, from which backups' parts;
 //! - [`converge`]: a restore ends when every replica holds the backup's rows;
@@ -29,6 +30,7 @@ pub mod covering;
 pub mod distributed;
 pub mod drill;
 pub mod node;
+pub mod part_name;
 pub mod record;
 pub mod rename;
 pub mod replicas;

@@ -122,7 +122,7 @@ impl Table {
     pub fn rows_by_partition(&self) -> BTreeMap<String, u64> {
         let mut rows = BTreeMap::new();
         for part in &self.parts {
-            let id = super::covering::partition_of(&part.name, &self.create).unwrap_or_default();
+            let id = super::part_name::partition_of(&part.name, &self.create).unwrap_or_default();
             *rows.entry(id).or_insert(0) += part.rows;
         }
         rows

@@ -49,7 +49,9 @@
 //! compaction runs (between its writing the new pages and deleting the old), and objects
 //! added or removed by hand.
 
-use super::read::{stale, BackupPage, Listed, PageRequest, Truth, NAME_SLACK_SECS};
+use super::page::{
+    stale, unix_second, window_holds, BackupPage, Listed, PageRequest, Truth, NAME_SLACK_SECS,
+};
 use super::{name_second, Contents, ListingKey, Position};
 use crate::summary::BackupSummary;
 use crate::{RepoError, RepoResult, Repository};
@@ -106,7 +108,7 @@ impl From<Fallback> for Stop {
 
 /// `YYYYMMDDTHHMMSS` of `second` moved back by `secs`, if it is a time.
 fn earlier(second: &str, secs: u64) -> Option<String> {
-    let unix = super::read::unix_second(second)?.checked_sub(secs)?;
+    let unix = unix_second(second)?.checked_sub(secs)?;
     let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
     let text: String = humantime::format_rfc3339_seconds(time)
         .to_string()
@@ -318,9 +320,7 @@ impl Repository {
         let covered = |name: &str| {
             objects.loose.contains(name)
                 || held.contains(name)
-                || unfetched_pages
-                    .iter()
-                    .any(|k| super::read::window_holds(k, name))
+                || unfetched_pages.iter().any(|k| window_holds(k, name))
         };
         let mut page = BackupPage::default();
         let mut found: BTreeMap<Position, BackupSummary> = BTreeMap::new();

@@ -20,6 +20,7 @@
 pub mod bounded;
 pub mod compact;
 pub mod generation;
+mod page;
 pub mod read;
 
 use crate::layout;
