@@ -165,6 +165,21 @@ impl Coordinator {
     }
 }
 
+/// The storage's time from the stamp of its probe. A storage that stamps whole seconds
+/// (S3's and Azure's `Last-Modified` are HTTP dates) says only which second it is: when
+/// this host's clock reads that second (or the next, the probe's round trip), its
+/// milliseconds place the start within it, so two backups started within one second keep
+/// their order; a host whose clock is further off is not trusted with them.
+fn within_its_second(stamped: SystemTime, host: SystemTime) -> SystemTime {
+    let whole = stamped
+        .duration_since(std::time::UNIX_EPOCH)
+        .is_ok_and(|d| d.subsec_nanos() == 0);
+    match whole && host >= stamped && host < stamped + Duration::from_secs(2) {
+        true => host,
+        false => stamped,
+    }
+}
+
 /// Who takes part in an operation: the members (indexes of nodes), those of optional
 /// components, and the operation a new attempt continues, if any.
 pub(super) struct Parties {
@@ -194,9 +209,9 @@ struct StorageClock {
 
 impl StorageClock {
     async fn read(store: &strata_store::DynStore) -> CoordinatorResult<StorageClock> {
-        let at = crate::lock::clock::storage_now(store).await?;
+        let stamped = crate::lock::clock::storage_now(store).await?;
         Ok(StorageClock {
-            at,
+            at: within_its_second(stamped, crate::lock::host_now()),
             read: Instant::now(),
         })
     }
@@ -1110,5 +1125,28 @@ async fn after_stored(
                 summary.error = Some(why.clone());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod storage_clock_tests {
+    use super::within_its_second;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn a_whole_second_stamp_takes_the_host_s_milliseconds_only_from_a_host_that_agrees() {
+        let second = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ms = |n: u64| second + Duration::from_millis(n);
+        // The host reads the storage's second (or the next): its milliseconds order.
+        assert_eq!(within_its_second(second, ms(250)), ms(250));
+        assert_eq!(within_its_second(second, ms(1_900)), ms(1_900));
+        // A host behind or ahead by more: the storage's second as it is.
+        assert_eq!(within_its_second(second, ms(2_000)), second);
+        assert_eq!(
+            within_its_second(second, second - Duration::from_secs(600)),
+            second
+        );
+        // A stamp with milliseconds is the storage's own precision: kept.
+        assert_eq!(within_its_second(ms(7), ms(250)), ms(7));
     }
 }
