@@ -166,6 +166,15 @@ mod tests {
         }
     }
 
+    /// The landing window is part of the format (docs/format.md, "Locks": a writer has
+    /// ended 15 minutes after its mark lapsed): every strata that shares a repository
+    /// waits out the same window, so it is not a tuning knob.
+    #[test]
+    fn the_landing_window_is_the_format_s_fifteen_minutes() {
+        assert_eq!(MAX_FLIGHT, Duration::from_secs(15 * 60));
+        assert_eq!(MAX_FLIGHT.as_secs(), 900);
+    }
+
     #[test]
     fn keys_round_trip_and_strays_are_ignored() {
         assert_eq!(key(7), "locks/cluster/0000000007.json");
