@@ -89,6 +89,16 @@ impl Site {
             .unwrap()
     }
 
+    /// `strata ARGS` started in the background, its output piped.
+    fn spawn(&self, args: &[&str]) -> std::process::Child {
+        strata_at(&self.dir, &self.config)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     fn ok(&self, args: &[&str]) -> String {
         assert_success(&format!("strata {args:?}"), &self.strata(args))
     }
@@ -1116,12 +1126,7 @@ fn a_restore_whose_zookeeper_dies_runs_again_to_its_end() {
     };
     // The first run gives up soon: its ZooKeeper stays away.
     let site = Site::of_cluster(dir.path(), "target", &target, &settings("15s"));
-    let restore = strata_at(&site.dir, &site.config)
-        .args(["restore", &backup])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let restore = site.spawn(&["restore", &backup]);
     let created = |u: &str| {
         try_query_within(u, "EXISTS TABLE shop.events", Duration::from_secs(2)).as_deref()
             == Ok("1")
@@ -1146,12 +1151,7 @@ fn a_restore_whose_zookeeper_dies_runs_again_to_its_end() {
 
     target.start_zookeeper();
     let site = Site::of_cluster(dir.path(), "target", &target, &settings("3m"));
-    let rerun = strata_at(&site.dir, &site.config)
-        .args(["restore", &backup])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let rerun = site.spawn(&["restore", &backup]);
     let out = output_within(rerun, Duration::from_secs(400), "the restore run again");
     let stdout = assert_success("the restore run again", &out);
     eprintln!("the restore run again:\n{stdout}");

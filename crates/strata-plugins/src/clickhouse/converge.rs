@@ -202,6 +202,29 @@ pub fn held_against(
     }
 }
 
+/// The children of a ZooKeeper node, through the server's `system.zookeeper`; `what`
+/// maps a refusal (`read db.table's ... in ZooKeeper`).
+async fn zookeeper_children(
+    client: &Client,
+    path: &str,
+    what: impl Fn(super::client::ClickHouseError) -> ApiError,
+) -> ApiResult<BTreeSet<String>> {
+    #[derive(Deserialize)]
+    struct Name {
+        name: String,
+    }
+    Ok(client
+        .rows::<Name>(&format!(
+            "SELECT name FROM system.zookeeper WHERE path = {}",
+            literal(path)
+        ))
+        .await
+        .map_err(what)?
+        .into_iter()
+        .map(|n| n.name)
+        .collect())
+}
+
 /// The partitions of `table` holding an active part that this server's replica has not
 /// registered in ZooKeeper, with those parts' names.
 pub async fn unregistered(
@@ -212,10 +235,6 @@ pub async fn unregistered(
     struct Part {
         name: String,
         partition_id: String,
-    }
-    #[derive(Deserialize)]
-    struct Name {
-        name: String,
     }
     let me = replica(client, table).await?;
     let what = |e: super::client::ClickHouseError| {
@@ -237,16 +256,7 @@ pub async fn unregistered(
         me.zookeeper_path.trim_end_matches('/'),
         me.replica_name
     );
-    let registered: BTreeSet<String> = client
-        .rows::<Name>(&format!(
-            "SELECT name FROM system.zookeeper WHERE path = {}",
-            literal(&path)
-        ))
-        .await
-        .map_err(what)?
-        .into_iter()
-        .map(|n| n.name)
-        .collect();
+    let registered = zookeeper_children(client, &path, what).await?;
     let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for part in local.into_iter().filter(|p| !registered.contains(&p.name)) {
         found.entry(part.partition_id).or_default().push(part.name);
@@ -388,29 +398,15 @@ pub async fn replicas_hold_parts(
     let root = format!("{}/replicas", me.zookeeper_path.trim_end_matches('/'));
     let mut progress = Progress::new();
     loop {
-        let names = client
-            .rows::<Name>(&format!(
-                "SELECT name FROM system.zookeeper WHERE path = {}",
-                literal(&root)
-            ))
-            .await
-            .map_err(what)?;
+        let names = zookeeper_children(client, &root, what).await?;
         let mut holding = Vec::new();
         let mut lacking = Vec::new();
         for replica in &names {
-            let parts: BTreeSet<String> = client
-                .rows::<Name>(&format!(
-                    "SELECT name FROM system.zookeeper WHERE path = {}",
-                    literal(&format!("{root}/{}/parts", replica.name))
-                ))
-                .await
-                .map_err(what)?
-                .into_iter()
-                .map(|n| n.name)
-                .collect();
+            let parts =
+                zookeeper_children(client, &format!("{root}/{replica}/parts"), what).await?;
             match mine.difference(&parts).count() {
-                0 => holding.push(replica.name.clone()),
-                n => lacking.push(format!("{} lacks {n} of {}", replica.name, mine.len())),
+                0 => holding.push(replica.clone()),
+                n => lacking.push(format!("{replica} lacks {n} of {}", mine.len())),
             }
         }
         if holding.len() >= replicas {

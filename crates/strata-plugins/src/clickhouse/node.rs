@@ -797,7 +797,7 @@ impl RestoreRun {
         let deadline = Instant::now() + self.wait;
         converge::writable(&self.client, table, deadline, self.wait).await?;
         let parts = converge::unregistered(&self.client, table).await?;
-        let detached = self.data_dir(table).await?.join("detached");
+        let table_dir = self.data_dir(table).await?;
         for partition in redo {
             // Carried out by the leader replica, which may not have reopened its own
             // session yet: tried again until the restore's wait is over.
@@ -821,20 +821,13 @@ impl RestoreRun {
                 }
             }
             for name in parts.get(partition).into_iter().flatten() {
-                // A name from the server, never a path: one plain component.
-                if name.contains('/') || name.starts_with('.') || name.is_empty() {
-                    continue;
-                }
-                match std::fs::remove_dir_all(detached.join(name)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        return Err(failed(
-                            &format!("remove detached part {name} of {}", table.shown()),
-                            e,
-                        ))
-                    }
-                }
+                let (dir, name) = (table_dir.clone(), name.clone());
+                tokio::task::spawn_blocking(move || staging::remove_detached(&dir, &name))
+                    .await
+                    .map_err(|e| failed("remove a detached part", e))?
+                    .map_err(|why| {
+                        failed(&format!("remove a detached part of {}", table.shown()), why)
+                    })?;
             }
         }
         Ok(())

@@ -297,6 +297,33 @@ fn part_figures(part: &Path) -> Result<(Option<u64>, u64), StagingError> {
     Ok((Some(rows), bytes))
 }
 
+/// Removes part `name` from `table_dir/detached/`: a part of this restore's own that a
+/// run cut short attached and ClickHouse detached again. Only a plain name, only through
+/// a `detached` that is a directory (never a link planted in its place); a link named
+/// like the part is removed as a link. Gone already: fine.
+pub fn remove_detached(table_dir: &Path, name: &str) -> Result<(), StagingError> {
+    if name.is_empty() || name.starts_with('.') || name.contains('/') {
+        return Err(StagingError::NotAPart(name.to_string()));
+    }
+    let detached = table_dir.join("detached");
+    match std::fs::symlink_metadata(&detached) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(StagingError::NotAPart(detached.display().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io("cannot read", &detached)(e)),
+    }
+    let part = detached.join(name);
+    match std::fs::remove_dir_all(&part) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        // remove_dir_all does not follow a link: one in the part's place is unlinked.
+        Err(_) if std::fs::symlink_metadata(&part).is_ok_and(|m| m.is_symlink()) => {
+            std::fs::remove_file(&part).map_err(io("cannot remove", &part))
+        }
+        Err(e) => Err(io("cannot remove", &part)(e)),
+    }
+}
+
 /// Moves a restored part from the staging directory into a table's `detached/`,
 /// owned like the table's directory (the server may run as its own user and cannot
 /// attach what it cannot read). Only plain files and directories are taken: a link in a
@@ -400,6 +427,27 @@ fn same_part(part: &Path, other: &Path) -> Result<bool, StagingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_detached_part_is_removed_only_through_a_real_detached_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("table");
+        let outside = dir.path().join("outside");
+        std::fs::create_dir_all(outside.join("202402_3_3_0")).unwrap();
+        std::fs::create_dir_all(&table).unwrap();
+        // `detached` planted as a link to elsewhere: refused, nothing removed there.
+        std::os::unix::fs::symlink(&outside, table.join("detached")).unwrap();
+        assert!(remove_detached(&table, "202402_3_3_0").is_err());
+        assert!(outside.join("202402_3_3_0").is_dir());
+        std::fs::remove_file(table.join("detached")).unwrap();
+        // A real one: the part goes; a name that is a path is refused.
+        std::fs::create_dir_all(table.join("detached/202402_3_3_0/sub")).unwrap();
+        remove_detached(&table, "202402_3_3_0").unwrap();
+        assert!(!table.join("detached/202402_3_3_0").exists());
+        remove_detached(&table, "202402_3_3_0").unwrap();
+        assert!(remove_detached(&table, "../outside").is_err());
+        assert!(outside.join("202402_3_3_0").is_dir());
+    }
 
     #[test]
     fn directories_are_made_in_place_never_through_a_link() {
