@@ -172,22 +172,34 @@ pub fn now_ms() -> u64 {
 /// This host's wall clock ([`now_ms`]'s, shifted the same way in tests): what a backup
 /// shows beside its start by the storage's clock.
 pub fn host_now() -> SystemTime {
-    let offset = test_clock_offset_ms();
-    let shift = Duration::from_millis(offset.unsigned_abs());
-    match offset < 0 {
-        true => SystemTime::now().checked_sub(shift).unwrap_or(UNIX_EPOCH),
-        false => SystemTime::now() + shift,
+    shifted(SystemTime::now(), test_clock_offset_ms())
+}
+
+/// `now` moved by `offset_ms` (signed).
+fn shifted(now: SystemTime, offset_ms: i64) -> SystemTime {
+    let shift = Duration::from_millis(offset_ms.unsigned_abs());
+    match offset_ms < 0 {
+        true => now.checked_sub(shift).unwrap_or(UNIX_EPOCH),
+        false => now + shift,
     }
 }
 
 fn test_clock_offset_ms() -> i64 {
     static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
     *OFFSET.get_or_init(|| {
-        std::env::var("STRATA_TEST_CLOCK_OFFSET_SECS")
-            .ok()
-            .and_then(|v| v.trim().parse::<i64>().ok())
-            .map_or(0, |s| s * 1000)
+        offset_ms_of(
+            std::env::var("STRATA_TEST_CLOCK_OFFSET_SECS")
+                .ok()
+                .as_deref(),
+        )
     })
+}
+
+/// The offset in milliseconds that `STRATA_TEST_CLOCK_OFFSET_SECS`'s value (signed seconds)
+/// names; none when unset or not a number.
+fn offset_ms_of(secs: Option<&str>) -> i64 {
+    secs.and_then(|v| v.trim().parse::<i64>().ok())
+        .map_or(0, |s| s * 1000)
 }
 
 /// `host:pid`, to tell coordinators apart in messages (the host from `uname(2)`). Never
@@ -1242,9 +1254,9 @@ mod tests {
     }
 
     /// A store over `0` that does not say its writes end with their writer, as object
-    /// storage does not.
+    /// storage does not; reading the key `1` (when set) fails with the error `2` makes.
     #[derive(Debug)]
-    struct WritesMayLand(DynStore);
+    struct WritesMayLand(DynStore, Option<(String, fn(String) -> StoreError)>);
 
     #[async_trait::async_trait]
     impl strata_store::Store for WritesMayLand {
@@ -1259,7 +1271,10 @@ mod tests {
             self.0.put_if_absent(key, data).await
         }
         async fn get(&self, key: &str) -> strata_store::StoreResult<bytes::Bytes> {
-            self.0.get(key).await
+            match &self.1 {
+                Some((unreadable, error)) if unreadable == key => Err(error(key.to_string())),
+                _ => self.0.get(key).await,
+            }
         }
         async fn get_range(
             &self,
@@ -1301,7 +1316,7 @@ mod tests {
         held.process = Some(process);
         let key = chain::key_in(chain::GC_CHAIN, 1);
         store.put(&key, held.body()).await.unwrap();
-        let remote: DynStore = Arc::new(WritesMayLand(store.clone()));
+        let remote: DynStore = Arc::new(WritesMayLand(store.clone(), None));
         let next = RepoLock::acquire_in(remote, chain::GC_CHAIN, "gc-b", "gc", ttl).await;
         assert!(
             matches!(&next, Err(LockError::Lapsing(why)) if why.contains("its process ended without giving it back")),
@@ -1358,5 +1373,249 @@ mod tests {
         );
         mark.release().await;
         assert!(running_writers(&store).await.unwrap().is_empty());
+    }
+
+    /// Runs the ignored test `name` of this test binary alone in a child process with the
+    /// environment `env`: for rules that read a process-wide switch once (the test clock,
+    /// a stop asked by a signal), which must not leak into the tests beside it.
+    fn in_a_process_of_its_own(name: &str, env: &[(&str, &str)]) {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                name,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{name}: {log}");
+        assert!(log.contains("1 passed"), "{name} ran: {log}");
+    }
+
+    #[test]
+    fn a_legacy_record_is_live_while_held_and_before_its_expiry() {
+        let held = record("op-a", "h:1".into(), 1_000, 1);
+        assert!(held.is_live(999));
+        assert!(!held.is_live(1_000), "expired at its expiry");
+        let released = LockRecord {
+            state: LockState::Released,
+            ..held
+        };
+        assert!(!released.is_live(0));
+    }
+
+    #[test]
+    fn a_lease_ends_its_ttl_and_a_second_after_the_storage_wrote_it() {
+        let mut held = record("op-a", "h:1".into(), 5, 1);
+        assert_eq!(
+            held.expires_by_storage(Some(10_000)),
+            5,
+            "no TTL: the writer's"
+        );
+        held.ttl_ms = Some(30_000);
+        assert_eq!(held.expires_by_storage(Some(10_000)), 41_000);
+        assert_eq!(
+            held.expires_by_storage(None),
+            5,
+            "no write time: the writer's"
+        );
+    }
+
+    /// The format (docs/format.md): `state` is omitted while held.
+    #[test]
+    fn a_held_record_is_written_without_its_state() {
+        let held = record("op-a", "h:1".into(), 5, 1);
+        let json = String::from_utf8(held.body().to_vec()).unwrap();
+        assert!(!json.contains("\"state\""), "{json}");
+        let released = LockRecord {
+            state: LockState::Released,
+            ..held
+        };
+        let json = String::from_utf8(released.body().to_vec()).unwrap();
+        assert!(json.contains("\"state\": \"released\""), "{json}");
+    }
+
+    #[test]
+    fn this_process_s_own_lock_is_over_only_once_abandoned() {
+        let mut own = record("op-own-abandoned", holder_name(), u64::MAX, 1);
+        own.process = Some(liveness::this_process());
+        assert!(!own.holder_is_dead(), "held by this process, in use");
+        abandon("op-own-abandoned");
+        assert!(own.holder_is_dead(), "given up by this process");
+        let other = LockRecord {
+            operation: "op-other".into(),
+            ..own
+        };
+        assert!(!other.holder_is_dead(), "only the abandoned operation");
+    }
+
+    #[test]
+    fn the_holder_is_named_by_host_and_pid() {
+        assert_eq!(
+            holder_name(),
+            format!("{}:{}", liveness::host_name(), std::process::id())
+        );
+    }
+
+    #[test]
+    fn the_test_clock_shifts_both_ways() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000_000);
+        assert_eq!(shifted(now, 0), now);
+        assert_eq!(shifted(now, -600_000), now - Duration::from_secs(600));
+        assert_eq!(shifted(now, 600_000), now + Duration::from_secs(600));
+        assert_eq!(offset_ms_of(Some(" -600 ")), -600_000);
+        assert_eq!(offset_ms_of(Some("5")), 5_000);
+        assert_eq!(offset_ms_of(Some("ten")), 0);
+        assert_eq!(offset_ms_of(None), 0);
+    }
+
+    #[test]
+    fn the_test_clock_follows_its_switch() {
+        in_a_process_of_its_own(
+            "lock::tests::with_the_clock_600_s_behind",
+            &[("STRATA_TEST_CLOCK_OFFSET_SECS", "-600")],
+        );
+    }
+
+    #[test]
+    #[ignore = "run by the_test_clock_follows_its_switch, in a process of its own"]
+    fn with_the_clock_600_s_behind() {
+        assert_eq!(test_clock_offset_ms(), -600_000);
+        let behind = SystemTime::now()
+            .duration_since(host_now())
+            .unwrap()
+            .as_secs();
+        assert!((599..=601).contains(&behind), "{behind}");
+    }
+
+    #[test]
+    fn a_stop_asked_ends_a_held_gc_lock_at_its_next_check() {
+        in_a_process_of_its_own("lock::tests::a_stop_asked_meanwhile", &[]);
+    }
+
+    #[tokio::test]
+    #[ignore = "run by a_stop_asked_ends_a_held_gc_lock_at_its_next_check, in a process of its own"]
+    async fn a_stop_asked_meanwhile() {
+        let (_dir, store) = store();
+        let ttl = Duration::from_secs(30);
+        let lock = RepoLock::acquire_in(store, chain::GC_CHAIN, "gc-a", "gc", ttl)
+            .await
+            .unwrap()
+            .keep_renewed();
+        lock.check().unwrap();
+        stop_collections("asked to stop (SIGTERM)");
+        let stopped = lock.check();
+        assert!(
+            matches!(&stopped, Err(LockError::Stopped(why)) if why.contains("SIGTERM")),
+            "{stopped:?}"
+        );
+        lock.release().await;
+    }
+
+    /// A view of a chain whose only generation, `1`, the storage wrote at `created_ms`.
+    fn view_of(record: Option<LockRecord>, created_ms: u64) -> ChainView {
+        ChainView {
+            newest: Some((1, record)),
+            generations: vec![(1, Some(UNIX_EPOCH + Duration::from_millis(created_ms)))],
+            legacy: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_storage_s_clock_is_read_only_for_a_held_newest_generation() {
+        let mut held = record("op-a", "h:1".into(), 5, 1);
+        assert!(view_of(Some(held.clone()), 0).needs_clock());
+        held.state = LockState::Released;
+        assert!(!view_of(Some(held), 0).needs_clock());
+        assert!(!view_of(None, 0).needs_clock(), "unreadable");
+        assert!(!ChainView::default().needs_clock(), "empty");
+    }
+
+    /// A holder that stopped renewing: its lease ends its TTL (and a second) after the
+    /// storage wrote it, its gc lock the longest flight of a write after that.
+    #[test]
+    fn a_gc_lock_ends_the_landing_window_after_its_lease() {
+        let mut held = record("gc-a", "another-host:1".into(), 0, 1);
+        held.kind = "gc".into();
+        held.ttl_ms = Some(30_000);
+        let created = 1_000_000;
+        let lease_end = created + 31_000;
+        let free = lease_end + chain::max_flight().as_millis() as u64;
+        let view = view_of(Some(held.clone()), created);
+        let take = Decision::Take {
+            generation: 2,
+            took_over: true,
+        };
+        assert_eq!(view.decide(lease_end - 1, false, true), Decision::Busy);
+        assert_eq!(view.decide(lease_end, false, true), take, "no landings");
+        assert_eq!(view.decide(lease_end, true, true), Decision::Busy);
+        assert_eq!(view.decide(free - 1, true, true), Decision::Busy);
+        assert_eq!(view.decide(free, true, true), take);
+        // And it says when, by the storage's clock.
+        let said = view.lapsing(1, &held, lease_end).unwrap();
+        let at = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(free));
+        assert!(said.contains(&format!("until {at}")), "{said}");
+        assert!(said.contains("(in 15m)"), "{said}");
+        assert_eq!(view.lapsing(1, &held, lease_end - 1), None, "still held");
+    }
+
+    /// A lock of the layout before the chain: its newest generation speaks for it.
+    #[tokio::test]
+    async fn a_legacy_lock_released_by_its_newest_generation_blocks_nothing() {
+        let (_dir, store) = store();
+        let held = record("op-a", "another-host:1".into(), now_ms() + 60_000, 1);
+        let released = LockRecord {
+            state: LockState::Released,
+            generation: 2,
+            ..held.clone()
+        };
+        store
+            .put("locks/op-a/0000000001.json", held.body())
+            .await
+            .unwrap();
+        store
+            .put("locks/op-a/0000000002.json", released.body())
+            .await
+            .unwrap();
+        RepoLock::acquire(store, "op-b", "backup", Duration::from_secs(5))
+            .await
+            .expect("released by its newest generation")
+            .release()
+            .await;
+    }
+
+    /// The newest generation gone between the listing and the read blocks nothing; one
+    /// that cannot be read for another reason is an error, never a free lock.
+    #[tokio::test]
+    async fn an_unreadable_newest_generation_is_an_error_unless_it_is_gone() {
+        let (_dir, store) = store();
+        let held = record("op-a", "another-host:1".into(), now_ms() + 60_000, 1);
+        store.put(&chain::key(1), held.body()).await.unwrap();
+        let denied: DynStore = Arc::new(WritesMayLand(
+            store.clone(),
+            Some((chain::key(1), |key| StoreError::PermissionDenied {
+                op: "get",
+                key,
+                store: "test".into(),
+                message: "denied".into(),
+            })),
+        ));
+        let err = RepoLock::acquire(denied, "op-b", "backup", Duration::from_secs(5)).await;
+        assert!(matches!(err, Err(LockError::Store(_))), "{err:?}");
+        let gone: DynStore = Arc::new(WritesMayLand(
+            store.clone(),
+            Some((chain::key(1), |key| StoreError::NotFound {
+                key,
+                store: "test".into(),
+            })),
+        ));
+        let lock = RepoLock::acquire(gone, "op-b", "backup", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(lock.record().generation, 2);
     }
 }
