@@ -66,3 +66,15 @@ pub type GcResult<T> = Result<T, GcError>;
 fn run_name() -> String {
     format!("gc-{}", strata_repo::summary::new_backup_name())
 }
+
+#[cfg(test)]
+mod tests {
+    /// A run's name is the id its lock and its report carry: the kind, then a backup-like
+    /// time-sortable name, different for each run.
+    #[test]
+    fn each_run_is_named_by_time_and_apart() {
+        let (a, b) = (super::run_name(), super::run_name());
+        assert!(a.starts_with("gc-20") && a.len() > 20, "{a}");
+        assert_ne!(a, b);
+    }
+}
