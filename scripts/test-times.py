@@ -7,7 +7,7 @@
   (`target/test-times/phases.tsv`: one `NAME<TAB>SECONDS` line a phase; phases marked
   "(beside)" ran in the background, beside the ones after them, and are not part of the
   sum of the others);
-- the N (15) slowest tests, from nextest's JUnit report (`target/nextest/default/junit.xml`,
+- the N (15) slowest tests, from nextest's JUnit report (`target/nextest/ci/junit.xml`,
   see `.config/nextest.toml`), or from a log of `cargo nextest run` (`--log`: its
   `PASS [  12.345s] crate::binary test` lines), with their sum and count.
 
@@ -80,7 +80,7 @@ def shown(path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--phases", default=os.path.join(ROOT, "target/test-times/phases.tsv"))
-    ap.add_argument("--junit", default=os.path.join(ROOT, "target/nextest/default/junit.xml"))
+    ap.add_argument("--junit", default=os.path.join(ROOT, "target/nextest/ci/junit.xml"))
     ap.add_argument("--log", help="a log of `cargo nextest run` instead of the JUnit report")
     ap.add_argument("--top", type=int, default=15)
     args = ap.parse_args()
