@@ -4,7 +4,7 @@
 //! db` with table retention policies), generated requests must never get a 5xx, and every
 //! response must match the documented status codes, content types and schemas.
 
-mod common;
+use crate::common;
 
 use common::pgserver::{pg_available, PgSite};
 use common::server::{http, Server};

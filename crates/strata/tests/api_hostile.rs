@@ -5,7 +5,7 @@
 //! answered 429; a webhook that redirects is not followed and its secret URL path never
 //! reaches the log.
 
-mod common;
+use crate::common;
 
 use common::server::{http, Server};
 use common::{one_node_site, snapshot_tree, strata_with_token, succeed};

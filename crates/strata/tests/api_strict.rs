@@ -6,7 +6,7 @@
 //! a misspelt `include` or `dry_run` once ran a whole in-place restore. Query strings
 //! likewise: every route, documented or not, refuses a query parameter it does not take.
 
-mod common;
+use crate::common;
 
 use common::server::{http, Server};
 use common::{one_node_site, snapshot_tree, strata_with_token, succeed};

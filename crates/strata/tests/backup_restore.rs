@@ -1,6 +1,6 @@
 //! End-to-end backups and restores through the real `strata` binary.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::fs;

@@ -9,7 +9,7 @@
 //!
 //! Every wait is bounded by the components' own timeouts (a few seconds here).
 
-mod common;
+use crate::common;
 
 use common::strata_at;
 use serde_json::Value;

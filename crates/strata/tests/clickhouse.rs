@@ -5,7 +5,7 @@
 //! SIGKILL while its tables are frozen leaves no frozen copy after the next one; a
 //! restore never attaches parts beside rows a table still holds.
 
-mod common;
+use crate::common;
 
 use common::{assert_success, strata_at};
 use std::fs;

@@ -6,7 +6,7 @@
 //! back, a partition back into the live table and the restore drill (whose scratch
 //! server is the same engine).
 
-mod common;
+use crate::common;
 
 use common::{assert_success, strata_at};
 use std::fs;

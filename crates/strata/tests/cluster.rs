@@ -1,7 +1,7 @@
 //! Cluster backups over HTTP: real `strata server` processes on 127.0.0.1, one per node,
 //! each with its own data directory and configuration, plus a coordinator.
 
-mod common;
+use crate::common;
 
 use common::server::{http, Server};
 use common::{assert_same_tree, pseudo_random, realistic_tree, strata_with_token, succeed};

@@ -9,7 +9,7 @@
 //! Every wait is bounded; the engine holds its snapshot "running" for as long as a test
 //! needs the backup to be in flight, so no test depends on the machine's speed.
 
-mod common;
+use crate::common;
 
 use common::{pseudo_random, strata_at};
 use serde_json::Value;

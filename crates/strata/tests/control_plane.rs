@@ -8,7 +8,7 @@
 //! a node agent of its own process: it holds the node's `finish` request until the test
 //! has seen what it wants, so nothing depends on how fast the machine is.
 
-mod common;
+use crate::common;
 
 use common::gate::Gate;
 use common::server::{event_stream, http, Server};

@@ -5,7 +5,7 @@
 //! byte for byte, `verify` must exit 4 naming the object, and `strata repair` must rebuild
 //! or drop exactly what it says, never the undamaged backup.
 
-mod common;
+use crate::common;
 
 use common::server::{http, Server};
 use common::{

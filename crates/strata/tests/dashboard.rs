@@ -22,7 +22,7 @@
 //! prints it) and etcd (`/usr/bin/etcd`, Debian's etcd-server). Without them the test says
 //! so and passes, unless `STRATA_REQUIRE_BROWSER=1` (CI), where it fails.
 
-mod common;
+use crate::common;
 
 use common::gate::Gate;
 use common::server::{http, Server};

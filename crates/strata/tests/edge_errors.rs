@@ -2,9 +2,8 @@
 //! missing bucket, a plain http endpoint, credentials that may not delete, an
 //! unreachable storage. Each says what happened and exits with its documented code.
 
-mod common;
-#[path = "../../strata-store/tests/servers.rs"]
-mod servers;
+use crate::common;
+use crate::servers;
 
 use common::*;
 use std::io::Read;

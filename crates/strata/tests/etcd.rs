@@ -4,7 +4,7 @@
 //! key that changes fails the component), and a restore onto new hosts with rename rules
 //! and a dry run.
 
-mod common;
+use crate::common;
 
 use common::{assert_same_tree, assert_success, realistic_tree, strata_at};
 use std::fs;

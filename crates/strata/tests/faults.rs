@@ -4,7 +4,7 @@
 // says why it is sound.
 #![allow(unsafe_code)]
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::fs;

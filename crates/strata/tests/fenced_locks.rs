@@ -13,7 +13,7 @@
 // says why it is sound.
 #![allow(unsafe_code)]
 
-mod common;
+use crate::common;
 
 use common::{assert_success, one_node_site, pseudo_random, strata_at, PASSWORD};
 use std::collections::BTreeSet;

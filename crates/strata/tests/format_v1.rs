@@ -5,7 +5,7 @@
 //! The same for the format-version-2 fixture of the independent reader
 //! (`crates/strata-repo/tests/fixtures/format-v2`), migrated to version 3.
 
-mod common;
+use crate::common;
 
 use common::{copy_tree, Env};
 use std::collections::BTreeMap;

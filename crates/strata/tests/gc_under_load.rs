@@ -5,7 +5,7 @@
 //!
 //! Runs for `STRATA_GC_LOAD_SECS` seconds (default 40; longer by hand).
 
-mod common;
+use crate::common;
 
 use common::{assert_success, one_node_site, pseudo_random, strata_at};
 use std::collections::BTreeMap;

@@ -7,7 +7,7 @@
 // says why it is sound.
 #![allow(unsafe_code)]
 
-mod common;
+use crate::common;
 
 use common::server::{http, Server};
 use common::{one_node_site, probe, strata_at, strata_with_token};

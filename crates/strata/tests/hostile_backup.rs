@@ -4,7 +4,7 @@
 //! (its content ends up in a backup that the tree's owner can restore), and a file whose
 //! content may have changed unseen is trusted by the next backup's files cache.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::fs;

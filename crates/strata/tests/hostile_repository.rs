@@ -3,7 +3,7 @@
 //! verification records copied to other backups. Each test says what must not happen and
 //! checks it with the real binary on a real repository.
 
-mod common;
+use crate::common;
 
 use common::{Env, PASSWORD};
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 //! must not happen: anything outside the target is written, created, chmod'ed, chowned or
 //! deleted. Also: the root of a restore keeps its own mode, owner and times.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
 //! `strata key ...`: rotating a leaked password with the real binary, every step audited.
 
-mod common;
+use crate::common;
 
 use common::{Env, PASSWORD};
 

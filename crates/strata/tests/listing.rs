@@ -4,7 +4,7 @@
 //! backup held in the storage that is not the default, each giving the right answer and
 //! saying when it read summaries by themselves.
 
-mod common;
+use crate::common;
 
 use common::server::{http, Server};
 use common::{strata_with_token, succeed};

@@ -4,9 +4,8 @@
 //! compared with what Python wrote; windows, dry runs, bad values and a load from the S3
 //! emulator are checked through the real binary.
 
-mod common;
-#[path = "../../strata-store/tests/servers.rs"]
-mod servers;
+use crate::common;
+use crate::servers;
 
 use common::pgserver::*;
 use serde_json::Value;

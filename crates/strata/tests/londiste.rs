@@ -6,7 +6,7 @@
 //! the target commit and finish_batch neither loses nor repeats a batch. Skipped, loudly,
 //! where PostgreSQL 15 is not installed (`scripts/test.sh` installs it).
 
-mod common;
+use crate::common;
 
 use common::londiste::*;
 use common::pgserver::*;

@@ -11,7 +11,7 @@
 //! (`scripts/install-test-servers.sh` installs it): without it the tests skip, loudly,
 //! and fail instead under `STRATA_REQUIRE_TOOLS`.
 
-mod common;
+use crate::common;
 
 use common::londiste::*;
 use common::pgserver::*;

@@ -2,7 +2,7 @@
 //! database cannot be reached: the process serves, and says it is not ready and why. (A
 //! worker that replays is ready: `londiste.rs`, the root-to-leaf test.)
 
-mod common;
+use crate::common;
 
 use common::probe;
 use std::time::{Duration, Instant};

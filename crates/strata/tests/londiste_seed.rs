@@ -11,7 +11,7 @@
 //! user when the tests run as root. Skipped, loudly, without PostgreSQL 15 (with its
 //! Londiste packages), and failing instead under `STRATA_REQUIRE_TOOLS`.
 
-mod common;
+use crate::common;
 
 use common::londiste::QUEUE;
 use common::pgserver::*;

@@ -10,7 +10,7 @@
 //! breaks that rule alone, and the same trial must then find the damage (so a trial that
 //! would pass with the rule gone proves nothing and fails here).
 
-mod common;
+use crate::common;
 
 use common::{assert_root, one_node_site, strata_at, PASSWORD};
 use std::fs;

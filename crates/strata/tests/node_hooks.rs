@@ -5,7 +5,7 @@
 //! coordinator was killed (SIGKILL), and its own restart after it was killed while paused.
 //! `status` shows what an agent holds paused. Every wait is bounded.
 
-mod common;
+use crate::common;
 
 use common::server::{http, Server};
 use common::strata_with_token;

@@ -2,9 +2,8 @@
 //! S3 (s3s-fs), Azure Blob (azurite) and GCS (fake-gcs-server), driven by the `strata` binary with the providers'
 //! standard environment variables.
 
-mod common;
-#[path = "../../strata-store/tests/servers.rs"]
-mod servers;
+use crate::common;
+use crate::servers;
 
 use common::*;
 

@@ -2,7 +2,7 @@
 //! scheduler (`strata_coordinator::actions`), so a rule such as "delete takes the cluster
 //! lock" holds for every caller. Against the real binary.
 
-mod common;
+use crate::common;
 
 use common::{assert_same_tree, copy_tree, files_under, pseudo_random, Env};
 use std::fs;

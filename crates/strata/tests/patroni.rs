@@ -9,7 +9,7 @@
 //! is stopped with SIGTERM (a SIGKILL leaves PostgreSQL running), and every server is
 //! stopped whatever the test does.
 
-mod common;
+use crate::common;
 
 use common::pgserver::{as_postgres, chown_to_postgres, skip_without_postgres, PG_BIN};
 use std::path::{Path, PathBuf};

@@ -9,7 +9,7 @@
 // says why it is sound.
 #![allow(unsafe_code)]
 
-mod common;
+use crate::common;
 
 use common::pgserver::*;
 use std::collections::BTreeSet;

@@ -9,7 +9,7 @@
 //! itself), runs as the `postgres` user when the tests run as root. Skipped, loudly, where
 //! PostgreSQL 15 is not installed (`scripts/test.sh` installs it).
 
-mod common;
+use crate::common;
 
 use common::pgserver::*;
 use std::path::{Path, PathBuf};

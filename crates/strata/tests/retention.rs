@@ -2,7 +2,7 @@
 //! the policy removes what no rule keeps, pinned backups stay, and every remaining backup
 //! restores byte for byte.
 
-mod common;
+use crate::common;
 
 use common::{assert_same_tree, Env};
 use std::fs;

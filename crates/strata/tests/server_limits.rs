@@ -9,7 +9,7 @@
 // says why it is sound.
 #![allow(unsafe_code)]
 
-mod common;
+use crate::common;
 
 use common::server::Server;
 use common::{one_node_site, strata_with_token, succeed};

@@ -2,7 +2,7 @@
 //! unit whose capability set lacks it, a container) the kernel silently drops the bit of
 //! a directory whose group the process is not in; the restore used to report success.
 
-mod common;
+use crate::common;
 
 use common::Env;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

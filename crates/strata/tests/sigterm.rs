@@ -6,7 +6,7 @@
 //! The backup is held at its first pack upload (the test-only `STRATA_TEST_HOLD_WRITE`
 //! switch) so the signal always arrives while it runs, however fast the machine.
 
-mod common;
+use crate::common;
 
 use common::server::Server;
 use common::{one_node_site, strata_at, strata_with_token};

@@ -4,7 +4,7 @@
 //! costs only its own files, and garbage collection that keeps the chunks of live backups
 //! and drops those of deleted ones.
 
-mod common;
+use crate::common;
 
 use common::{assert_same_tree, pseudo_random, Env, PASSWORD};
 use std::fs;

@@ -11,13 +11,13 @@
 //! documentation records):
 //!
 //! ```text
-//! STRATA_SURFACE_CAPTURE=1 cargo nextest run -p strata --test surface
+//! STRATA_SURFACE_CAPTURE=1 cargo nextest run -p strata --test repository surface::
 //! ```
 //!
 //! `STRATA_SURFACE_BIN=/path/to/strata` runs the scenario with another binary (an older
 //! release, to capture its goldens or to see what it lacks).
 
-mod common;
+use crate::common;
 #[path = "common/shape.rs"]
 mod shape;
 

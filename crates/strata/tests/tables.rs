@@ -7,9 +7,8 @@
 
 #[path = "tables/api.rs"]
 mod api;
-mod common;
-#[path = "../../strata-store/tests/servers.rs"]
-mod servers;
+use crate::common;
+use crate::servers;
 
 use common::pgserver::*;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Verification results are recorded per backup and shown by `list`; a subset read and a
 //! restore drill; a flipped byte is found, named, and recorded against the backup.
 
-mod common;
+use crate::common;
 
 use common::{realistic_tree, Env};
 use std::fs;

@@ -5,7 +5,7 @@
 //! clients are cut off without stopping the others. And recovery's side: the prefetcher a
 //! `wal-fetch` starts keeps the spool ahead of replay.
 
-mod common;
+use crate::common;
 
 use common::server::{http, Server};
 use common::{assert_success, one_node_site, strata_at, strata_with_token};

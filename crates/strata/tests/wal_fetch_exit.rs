@@ -2,7 +2,7 @@
 //! archive ends here (recovery then finishes and the server is promoted), so only a file
 //! the archive truly lacks may answer 1; every other failure must stop recovery.
 
-mod common;
+use crate::common;
 
 use common::{pseudo_random, Env};
 use std::fs;

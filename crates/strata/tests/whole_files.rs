@@ -8,7 +8,7 @@
 // says why it is sound.
 #![allow(unsafe_code)]
 
-mod common;
+use crate::common;
 
 use common::{get_xattr, set_xattr, Env};
 use std::fs;

@@ -170,7 +170,7 @@ fn ids(list: &Value) -> Vec<i64> {
 
 #[test]
 fn api_lists_filters_plans_and_shows_history_as_the_cli_does() {
-    if crate::skip_without_postgres() {
+    if super::skip_without_postgres() {
         return;
     }
     let s = ApiSite::new();
@@ -253,7 +253,7 @@ fn api_lists_filters_plans_and_shows_history_as_the_cli_does() {
 
 #[test]
 fn api_dry_run_edit_changes_nothing_and_a_saved_edit_is_audited_as_the_caller() {
-    if crate::skip_without_postgres() {
+    if super::skip_without_postgres() {
         return;
     }
     let s = ApiSite::new();
@@ -342,7 +342,7 @@ fn api_dry_run_edit_changes_nothing_and_a_saved_edit_is_audited_as_the_caller() 
 
 #[test]
 fn api_refuses_read_tokens_no_token_and_hostile_requests_and_changes_nothing() {
-    if crate::skip_without_postgres() {
+    if super::skip_without_postgres() {
         return;
     }
     let s = ApiSite::new();
@@ -610,7 +610,7 @@ fn api_refuses_read_tokens_no_token_and_hostile_requests_and_changes_nothing() {
 
 #[test]
 fn api_adds_removes_and_runs_policies_audited_as_the_caller_as_the_cli_does() {
-    if crate::skip_without_postgres() {
+    if super::skip_without_postgres() {
         return;
     }
     let s = ApiSite::new();
@@ -815,7 +815,7 @@ fn api_adds_removes_and_runs_policies_audited_as_the_caller_as_the_cli_does() {
 
 #[test]
 fn api_runs_one_at_a_time_and_a_run_whose_client_left_still_ends() {
-    if crate::skip_without_postgres() {
+    if super::skip_without_postgres() {
         return;
     }
     let s = ApiSite::new();
