@@ -230,6 +230,13 @@ listing "$tree/src" >"$work/src.list"
 listing "$tree/out" >"$work/out.list"
 diff "$work/src.list" "$work/out.list" || fail "owners or modes differ after the restore (above)"
 grep -q "^\. $owner:$owner 700 d$" "$work/out.list" || fail "the restored root is not 0700 and the other user's"
+# The test-only STRATA_TEST_* switches do nothing in the package's build (cargo feature
+# test-hooks, test builds only): a host clock an hour behind, as one asks, is not taken up.
+as_unit env STRATA_TEST_CLOCK_OFFSET_SECS=-3600 /usr/bin/strata --repo "$repo_dir" --state-dir "$tree/state" \
+  --quiet backup --node-name pkg "$tree/src"
+if as_unit /usr/bin/strata --repo "$repo_dir" --state-dir "$tree/state" show latest | grep -q "host's clock said"; then
+  fail "the package's binary honours a test-only switch (STRATA_TEST_CLOCK_OFFSET_SECS)"
+fi
 unset STRATA_PASSWORD
 
 step "systemd units: systemd-analyze verify and security --offline=true"

@@ -140,6 +140,11 @@ phase "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 phase "no circles between the modules of any crate"
 for src in crates/*/src; do python3 scripts/module-cycles.py "$src"; done
+phase "test-only switches read only through strata_util::test_switch (test builds)"
+if grep -rn 'env::var[^;]*"STRATA_TEST_' crates/*/src --include=*.rs | grep -v '^crates/strata-testkit/'; then
+  echo "read STRATA_TEST_* through strata_util::test_switch, so product builds ignore it" >&2
+  exit 1
+fi
 phase "the rooms' numbers (Result<_, String> outside tests may not grow)"
 python3 scripts/rooms.py --limit-strings 18
 

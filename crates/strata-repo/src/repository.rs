@@ -788,6 +788,5 @@ pub(crate) fn parse_config(raw: &[u8], location: &str) -> RepoResult<RepoConfig>
 /// garbage collection moved, as before, so the test of a restore across a repack can show
 /// that it catches it.
 fn test_no_relookup() -> bool {
-    std::env::var("STRATA_TEST_UNSAFE")
-        .is_ok_and(|v| v.split(',').any(|r| r.trim() == "no-relookup"))
+    strata_util::test_unsafe("no-relookup")
 }

@@ -66,9 +66,10 @@ impl FaultConfig {
     /// give the real binary a store without delete rights, or stop it at an exact point;
     /// they are not a feature and are documented as test-only in docs/configuration.md.
     pub fn from_test_env() -> Option<FaultConfig> {
-        let refuse_deletes = std::env::var(TEST_REFUSE_DELETES_ENV).is_ok_and(|v| v == "1");
+        let refuse_deletes =
+            strata_util::test_switch(TEST_REFUSE_DELETES_ENV).is_some_and(|v| v == "1");
         let hold_of = |env: &str| {
-            std::env::var(env).ok().and_then(|v| {
+            strata_util::test_switch(env).and_then(|v| {
                 let (prefix, dir) = v.split_once(':')?;
                 Some(WriteHold {
                     prefix: prefix.to_string(),

@@ -29,7 +29,7 @@ pub struct LateLandingStore {
 impl LateLandingStore {
     /// `inner` wrapped as `STRATA_TEST_LAND_LATE` asks, or as it is when that is unset.
     pub fn from_test_env(inner: DynStore) -> DynStore {
-        match std::env::var(TEST_LAND_LATE_ENV).ok().and_then(|v| {
+        match strata_util::test_switch(TEST_LAND_LATE_ENV).and_then(|v| {
             v.split_once(':')
                 .map(|(p, d)| (p.to_string(), PathBuf::from(d)))
         }) {

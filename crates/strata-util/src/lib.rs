@@ -9,15 +9,28 @@
 //! assert!(valid_id("20261125T155539Z-3fa1b2c4") && !valid_id("../x"));
 //! ```
 //!
-//! It depends on nothing, so every crate of the workspace may use it.
+//! It depends on nothing, so every crate of the workspace may use it. Its feature
+//! `test-hooks` (on only in test builds, through the test kit) lets the `STRATA_TEST_*`
+//! switches through [`test_switch`].
 
 #![deny(missing_docs)]
 
+/// The value of the test-only switch `name` (a `STRATA_TEST_*` environment variable) in a
+/// build with the `test-hooks` feature, which only the test kit turns on; `None` in every
+/// other build, whatever the environment says. Every such switch is read through here.
+pub fn test_switch(name: &str) -> Option<String> {
+    if cfg!(feature = "test-hooks") {
+        std::env::var(name).ok()
+    } else {
+        None
+    }
+}
+
 /// Whether the test-only switch `STRATA_TEST_UNSAFE` (a comma-separated list) names
 /// `rule`: each names one safety rule to break, so the tests can show that they catch
-/// its absence (negative controls). Never set it on a repository or a host that matters.
+/// its absence (negative controls). Read only in test builds ([`test_switch`]).
 pub fn test_unsafe(rule: &str) -> bool {
-    std::env::var("STRATA_TEST_UNSAFE").is_ok_and(|v| v.split(',').any(|r| r.trim() == rule))
+    test_switch("STRATA_TEST_UNSAFE").is_some_and(|v| v.split(',').any(|r| r.trim() == rule))
 }
 
 /// Writes `bytes` as `dir/name`, durably and privately, the way state files must be

@@ -39,8 +39,7 @@ pub const MAX_FLIGHT: Duration = Duration::from_secs(15 * 60);
 pub fn max_flight() -> Duration {
     static FLIGHT: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
     *FLIGHT.get_or_init(|| {
-        std::env::var("STRATA_TEST_MAX_FLIGHT_SECS")
-            .ok()
+        strata_util::test_switch("STRATA_TEST_MAX_FLIGHT_SECS")
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map_or(MAX_FLIGHT, Duration::from_secs)
     })

@@ -187,11 +187,7 @@ fn shifted(now: SystemTime, offset_ms: i64) -> SystemTime {
 fn test_clock_offset_ms() -> i64 {
     static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
     *OFFSET.get_or_init(|| {
-        offset_ms_of(
-            std::env::var("STRATA_TEST_CLOCK_OFFSET_SECS")
-                .ok()
-                .as_deref(),
-        )
+        offset_ms_of(strata_util::test_switch("STRATA_TEST_CLOCK_OFFSET_SECS").as_deref())
     })
 }
 
@@ -1256,7 +1252,10 @@ mod tests {
     /// A store over `0` that does not say its writes end with their writer, as object
     /// storage does not; reading the key `1` (when set) fails with the error `2` makes.
     #[derive(Debug)]
-    struct WritesMayLand(DynStore, Option<(String, fn(String) -> StoreError)>);
+    struct WritesMayLand(DynStore, Option<Unreadable>);
+
+    /// A key, and the error a read of it fails with.
+    type Unreadable = (String, fn(String) -> StoreError);
 
     #[async_trait::async_trait]
     impl strata_store::Store for WritesMayLand {
