@@ -14,7 +14,9 @@
 - circles between the top-level modules of each crate (see `module-cycles.py`).
 
 With `--limit-strings N` it exits 1 when more than N `Result<_, String>` are written
-outside tests, so the count cannot grow unseen.
+outside tests, and with `--limit-long-functions N` when more than N functions outside tests
+are over LONG_FUNCTION lines (150), so neither count can grow unseen; each limit is lowered
+as the rooms are split.
 """
 import importlib.util
 import os
@@ -37,6 +39,10 @@ def rust_files(src):
             path = os.path.join(dirpath, name)
             if name.endswith(".rs") and path not in tests:
                 yield path
+
+
+# A function outside tests over this many lines (comments included) is split by step.
+LONG_FUNCTION = 150
 
 
 def code_lines(code):
@@ -85,9 +91,11 @@ def functions(code):
 
 
 def main():
-    limit = None
+    limit = long_limit = None
     if "--limit-strings" in sys.argv:
         limit = int(sys.argv[sys.argv.index("--limit-strings") + 1])
+    if "--limit-long-functions" in sys.argv:
+        long_limit = int(sys.argv[sys.argv.index("--limit-long-functions") + 1])
     crates = sorted(os.listdir(os.path.join(ROOT, "crates")))
     total_strings, total_lines, longest, found_circles = 0, 0, [], []
     print(f"{'crate':<22} {'lines':>7} {'code':>7} {'Result<_, String>':>18}")
@@ -123,15 +131,25 @@ def main():
         f"\nthe binary names {len(named)} items of engine crates past the facade (strata-api): {' '.join(sorted(named))}"
     )
 
-    print("\nlongest functions outside tests:")
-    for n, name, rel in sorted(longest, reverse=True)[:8]:
+    long = [f for f in sorted(longest, reverse=True) if f[0] > LONG_FUNCTION]
+    print(f"\nfunctions outside tests over {LONG_FUNCTION} lines: {len(long)}")
+    for n, name, rel in long or sorted(longest, reverse=True)[:3]:
         print(f"  {n:>5} lines  {name}  ({rel})")
 
     print("\ncircles between modules:", "none" if not found_circles else "")
     for line in found_circles:
         print(f"  {line}")
+    failed = False
     if limit is not None and total_strings > limit:
         print(f"\n{total_strings} Result<_, String> outside tests, more than {limit}", file=sys.stderr)
+        failed = True
+    if long_limit is not None and len(long) > long_limit:
+        print(
+            f"\n{len(long)} functions outside tests over {LONG_FUNCTION} lines, more than {long_limit}: split the new one by step",
+            file=sys.stderr,
+        )
+        failed = True
+    if failed:
         sys.exit(1)
 
 

@@ -13,6 +13,7 @@ use strata_repo::id::PackId;
 use strata_repo::layout::pack_key;
 use strata_repo::manifest::EntryKind;
 use strata_repo::pack::read_header;
+use strata_repo::summary::BackupSummary;
 use strata_repo::{BlobId, Repository};
 
 /// A file that cannot be fully restored.
@@ -196,15 +197,79 @@ impl StillIndexed {
     }
 }
 
-/// Verifies one backup (`Some(name)`) or all of them, reading as much data as `check` says.
+/// Verifies one backup (`Some(name)`) or all of them, reading as much data as `check` says:
+/// the index and dictionaries decode, every pack the index names is stored at its size,
+/// (with data) every byte of the packs reads back, and every backup's manifests name only
+/// data that is there.
 pub async fn run_verify_with(
     repo: &Repository,
     backup: Option<&str>,
     check: DataCheck,
 ) -> CoordinatorResult<VerifyReport> {
-    let read_data = check != DataCheck::Structure;
     let mut report = VerifyReport::default();
-    let summaries = match backup {
+    let summaries = backups_to_verify(repo, backup, &mut report).await?;
+    // 0. Index objects that do not decode: their packs' blobs are unknown.
+    for object in repo.damaged_index() {
+        report.problems.push(format!(
+            "{} (skipped; run `strata repair index`)",
+            object.reason
+        ));
+    }
+    // 0b. Compression dictionaries that do not decode: the blobs compressed with them
+    // fail below (with --read-data) as damaged.
+    let (_, dictionary_problems) = repo.check_dictionaries().await?;
+    report.problems.extend(dictionary_problems);
+    let packs: Vec<(PackId, u64)> = repo.index().packs();
+    // A pack garbage collection swept while this runs (it leaves the index before it is
+    // deleted) is not missing: the view is refreshed once and such packs skipped.
+    let mut still_indexed = StillIndexed::default();
+    let bad_packs = check_packs_stored(repo, &packs, &mut still_indexed, &mut report).await?;
+    let bad_blobs = if check != DataCheck::Structure {
+        read_every_pack(
+            repo,
+            &packs,
+            check,
+            &bad_packs,
+            &mut still_indexed,
+            &mut report,
+        )
+        .await?
+    } else {
+        let index = repo.index();
+        index
+            .blobs()
+            .filter(|(_, loc)| bad_packs.contains(&index.pack(loc.pack).0))
+            .map(|(id, _)| id)
+            .collect()
+    };
+    // 3. Every backup's manifests, and the files the damage touches.
+    let mut all_damaged = BTreeSet::new();
+    for summary in &summaries {
+        report.backups += 1;
+        // What this backup's reading found, kept only if the backup still exists at its
+        // end: one deleted meanwhile (a delete's repack) was deleted, not damaged.
+        let problems_before = report.problems.len();
+        let damaged_here = check_manifests(repo, summary, &bad_blobs, &mut report).await;
+        let found_any = report.problems.len() > problems_before || !damaged_here.is_empty();
+        if found_any && deleted_since(repo, &summary.name).await {
+            report.problems.truncate(problems_before);
+            report.deleted_meanwhile.push(summary.name.clone());
+            continue;
+        }
+        all_damaged.extend(damaged_here);
+    }
+    report.damaged_files = all_damaged.into_iter().collect();
+    Ok(report)
+}
+
+/// The backups to verify: `backup` alone, or every one listed (a summary that does not
+/// decode is a problem of the report).
+async fn backups_to_verify(
+    repo: &Repository,
+    backup: Option<&str>,
+    report: &mut VerifyReport,
+) -> CoordinatorResult<Vec<BackupSummary>> {
+    Ok(match backup {
         Some(name) => vec![resolve_backup(repo, name).await?],
         None => {
             let (summaries, damaged) = repo.scan_backups().await?;
@@ -217,19 +282,17 @@ pub async fn run_verify_with(
             }
             summaries
         }
-    };
-    // 0. Index objects that do not decode: their packs' blobs are unknown.
-    for object in repo.damaged_index() {
-        report.problems.push(format!(
-            "{} (skipped; run `strata repair index`)",
-            object.reason
-        ));
-    }
-    // 0b. Compression dictionaries that do not decode: the blobs compressed with them
-    // fail below (with --read-data) as damaged.
-    let (_, dictionary_problems) = repo.check_dictionaries().await?;
-    report.problems.extend(dictionary_problems);
-    // 1. Packs named by the index must exist with their recorded size.
+    })
+}
+
+/// Step 1: the packs named by the index must be stored at their recorded size. Returns
+/// the ones that are not.
+async fn check_packs_stored(
+    repo: &Repository,
+    packs: &[(PackId, u64)],
+    still_indexed: &mut StillIndexed,
+    report: &mut VerifyReport,
+) -> CoordinatorResult<HashSet<PackId>> {
     let stored: HashMap<String, u64> = repo
         .store()
         .list(strata_repo::layout::DATA)
@@ -238,13 +301,8 @@ pub async fn run_verify_with(
         .into_iter()
         .map(|m| (m.key, m.size))
         .collect();
-    let mut bad_blobs: HashSet<BlobId> = HashSet::new();
     let mut bad_packs: HashSet<PackId> = HashSet::new();
-    let packs: Vec<(PackId, u64)> = repo.index().packs();
-    // A pack garbage collection swept while this runs (it leaves the index before it is
-    // deleted) is not missing: the view is refreshed once and such packs skipped.
-    let mut still_indexed = StillIndexed::default();
-    for (pack, size) in &packs {
+    for (pack, size) in packs {
         match stored.get(&pack_key(pack)) {
             None if !still_indexed.check(repo, pack).await? => {}
             None => {
@@ -266,119 +324,146 @@ pub async fn run_verify_with(
             Some(_) => {}
         }
     }
-    // 2. With --read-data, every byte of every pack.
-    if read_data {
-        // Pack by pack as the index objects list them, one object at a time: memory
-        // holds one object (at most 4,096 packs), not every blob of the repository.
-        let subset = match check {
-            DataCheck::Subset(percent) => Some(pick_subset(&packs, percent)),
-            _ => None,
+    Ok(bad_packs)
+}
+
+/// Step 2, with --read-data: every byte of every pack (of the subset `check` names).
+/// Returns the blobs that do not read back, and those of `bad_packs`.
+async fn read_every_pack(
+    repo: &Repository,
+    packs: &[(PackId, u64)],
+    check: DataCheck,
+    bad_packs: &HashSet<PackId>,
+    still_indexed: &mut StillIndexed,
+    report: &mut VerifyReport,
+) -> CoordinatorResult<HashSet<BlobId>> {
+    let mut bad_blobs: HashSet<BlobId> = HashSet::new();
+    // Pack by pack as the index objects list them, one object at a time: memory
+    // holds one object (at most 4,096 packs), not every blob of the repository.
+    let subset = match check {
+        DataCheck::Subset(percent) => Some(pick_subset(packs, percent)),
+        _ => None,
+    };
+    let live: HashSet<PackId> = packs.iter().map(|(id, _)| *id).collect();
+    let mut checked: HashSet<PackId> = HashSet::new();
+    let objects = repo
+        .store()
+        .list(strata_repo::layout::INDEX)
+        .await
+        .map_err(strata_repo::RepoError::from)?;
+    for object in objects {
+        let file = match repo.read_index_object(&object.key).await {
+            Ok(file) => file,
+            // Replaced by a merge or a collection meanwhile: its packs are listed by
+            // the objects that replaced it, read below or already.
+            Err(strata_repo::RepoError::Store(e)) if e.is_not_found() => continue,
+            Err(err) => {
+                report.problems.push(format!("{}: {err}", object.key));
+                continue;
+            }
         };
-        let live: HashSet<PackId> = packs.iter().map(|(id, _)| *id).collect();
-        let mut checked: HashSet<PackId> = HashSet::new();
-        let objects = repo
-            .store()
-            .list(strata_repo::layout::INDEX)
-            .await
-            .map_err(strata_repo::RepoError::from)?;
-        for object in objects {
-            let file = match repo.read_index_object(&object.key).await {
-                Ok(file) => file,
-                // Replaced by a merge or a collection meanwhile: its packs are listed by
-                // the objects that replaced it, read below or already.
-                Err(strata_repo::RepoError::Store(e)) if e.is_not_found() => continue,
+        for indexed in file.packs {
+            let pack = indexed.id;
+            if !live.contains(&pack)
+                || subset
+                    .as_ref()
+                    .is_some_and(|chosen| !chosen.contains(&pack))
+                || !checked.insert(pack)
+            {
+                continue;
+            }
+            let blobs: Vec<(BlobId, strata_repo::index::BlobLocation)> = indexed
+                .blobs
+                .iter()
+                .map(|entry| (entry.id, strata_repo::index::BlobLocation::of(0, entry)))
+                .collect();
+            if bad_packs.contains(&pack) {
+                bad_blobs.extend(blobs_read_from(repo, &pack, &blobs));
+                continue;
+            }
+            let bytes = match repo.store().get(&pack_key(&pack)).await {
+                Ok(bytes) => bytes,
+                Err(err) if err.is_not_found() && !still_indexed.check(repo, &pack).await? => {
+                    continue;
+                }
                 Err(err) => {
-                    report.problems.push(format!("{}: {err}", object.key));
-                    continue;
-                }
-            };
-            for indexed in file.packs {
-                let pack = indexed.id;
-                if !live.contains(&pack)
-                    || subset
-                        .as_ref()
-                        .is_some_and(|chosen| !chosen.contains(&pack))
-                    || !checked.insert(pack)
-                {
-                    continue;
-                }
-                let blobs: Vec<(BlobId, strata_repo::index::BlobLocation)> = indexed
-                    .blobs
-                    .iter()
-                    .map(|entry| (entry.id, strata_repo::index::BlobLocation::of(0, entry)))
-                    .collect();
-                if bad_packs.contains(&pack) {
+                    report
+                        .problems
+                        .push(format!("pack {} cannot be read: {err}", pack.short()));
                     bad_blobs.extend(blobs_read_from(repo, &pack, &blobs));
                     continue;
                 }
-                let bytes = match repo.store().get(&pack_key(&pack)).await {
-                    Ok(bytes) => bytes,
-                    Err(err) if err.is_not_found() && !still_indexed.check(repo, &pack).await? => {
-                        continue;
-                    }
-                    Err(err) => {
-                        report
-                            .problems
-                            .push(format!("pack {} cannot be read: {err}", pack.short()));
-                        bad_blobs.extend(blobs_read_from(repo, &pack, &blobs));
-                        continue;
-                    }
-                };
-                report.packs_checked += 1;
-                report.bytes_read += bytes.len() as u64;
-                if PackId::from(*blake3::hash(&bytes).as_bytes()) != pack {
-                    report.problems.push(format!(
-                        "pack {} does not match its hash ({})",
-                        pack.short(),
-                        pack_key(&pack)
-                    ));
-                }
-                if let Err(err) =
-                    read_header(repo.cipher(), &bytes, &format!("pack {}", pack_key(&pack)))
-                {
-                    report.problems.push(err.to_string());
-                }
-                for (id, loc) in blobs {
-                    report.blobs_checked += 1;
-                    let end = loc.offset as usize + loc.length as usize;
-                    let result = match bytes.get(loc.offset as usize..end) {
-                        Some(sealed) => repo.open_blob(&id, sealed, &loc).map(|_| ()),
-                        None => Err(strata_repo::RepoError::corrupted(
-                            format!("blob {}", id.short()),
-                            "beyond the end of its pack",
-                        )),
-                    };
-                    if let Err(err) = result {
-                        report
-                            .problems
-                            .push(format!("{err} (in pack {})", pack.short()));
-                        bad_blobs.extend(blobs_read_from(repo, &pack, &[(id, loc)]));
-                    }
-                }
+            };
+            report.packs_checked += 1;
+            report.bytes_read += bytes.len() as u64;
+            if PackId::from(*blake3::hash(&bytes).as_bytes()) != pack {
+                report.problems.push(format!(
+                    "pack {} does not match its hash ({})",
+                    pack.short(),
+                    pack_key(&pack)
+                ));
             }
-        }
-    } else {
-        let index = repo.index();
-        for (id, loc) in index.blobs() {
-            if bad_packs.contains(&index.pack(loc.pack).0) {
-                bad_blobs.insert(id);
+            if let Err(err) =
+                read_header(repo.cipher(), &bytes, &format!("pack {}", pack_key(&pack)))
+            {
+                report.problems.push(err.to_string());
+            }
+            for (id, loc) in blobs {
+                report.blobs_checked += 1;
+                let end = loc.offset as usize + loc.length as usize;
+                let result = match bytes.get(loc.offset as usize..end) {
+                    Some(sealed) => repo.open_blob(&id, sealed, &loc).map(|_| ()),
+                    None => Err(strata_repo::RepoError::corrupted(
+                        format!("blob {}", id.short()),
+                        "beyond the end of its pack",
+                    )),
+                };
+                if let Err(err) = result {
+                    report
+                        .problems
+                        .push(format!("{err} (in pack {})", pack.short()));
+                    bad_blobs.extend(blobs_read_from(repo, &pack, &[(id, loc)]));
+                }
             }
         }
     }
-    // 3. Every backup's manifests, and the files the damage touches.
-    let mut all_damaged = BTreeSet::new();
-    for summary in &summaries {
-        report.backups += 1;
-        // What this backup's reading found, kept only if the backup still exists at its
-        // end: one deleted meanwhile (a delete's repack) was deleted, not damaged.
-        let problems_before = report.problems.len();
-        let mut damaged_here = BTreeSet::new();
-        let damaged = &mut damaged_here;
-        for node in summary.nodes.iter().filter(|n| n.has_manifest) {
-            // One part (a manifest chunk) at a time: a node of millions of files costs
-            // one chunk of memory, and a damaged chunk costs only the files it lists.
-            let mut manifest = match repo.open_manifest(&summary.name, &node.name).await {
-                Ok(manifest) => manifest,
+    Ok(bad_blobs)
+}
+
+/// Step 3: one backup's manifests, part by part. Returns the files whose data is missing
+/// from the index or among `bad_blobs`, or that an unreadable manifest hides.
+async fn check_manifests(
+    repo: &Repository,
+    summary: &BackupSummary,
+    bad_blobs: &HashSet<BlobId>,
+    report: &mut VerifyReport,
+) -> BTreeSet<DamagedFile> {
+    let mut damaged_here = BTreeSet::new();
+    let damaged = &mut damaged_here;
+    for node in summary.nodes.iter().filter(|n| n.has_manifest) {
+        // One part (a manifest chunk) at a time: a node of millions of files costs
+        // one chunk of memory, and a damaged chunk costs only the files it lists.
+        let mut manifest = match repo.open_manifest(&summary.name, &node.name).await {
+            Ok(manifest) => manifest,
+            Err(err) => {
+                report
+                    .problems
+                    .push(format!("backup {} node {}: {err}", summary.name, node.name));
+                damaged.insert(DamagedFile {
+                    backup: summary.name.clone(),
+                    node: node.name.clone(),
+                    path: "(all files: the manifest is unreadable)".into(),
+                });
+                continue;
+            }
+        };
+        report.manifests += 1;
+        let mut position = 0;
+        while let Some(part) = manifest.next_part(repo).await {
+            let part_at = position;
+            position += 1;
+            let entries = match part {
+                Ok(entries) => entries,
                 Err(err) => {
                     report
                         .problems
@@ -386,68 +471,40 @@ pub async fn run_verify_with(
                     damaged.insert(DamagedFile {
                         backup: summary.name.clone(),
                         node: node.name.clone(),
-                        path: "(all files: the manifest is unreadable)".into(),
+                        path: format!(
+                            "(the files of {}: unreadable)",
+                            manifest.describe_part(part_at)
+                        ),
                     });
                     continue;
                 }
             };
-            report.manifests += 1;
-            let mut position = 0;
-            while let Some(part) = manifest.next_part(repo).await {
-                let part_at = position;
-                position += 1;
-                let entries = match part {
-                    Ok(entries) => entries,
-                    Err(err) => {
-                        report
-                            .problems
-                            .push(format!("backup {} node {}: {err}", summary.name, node.name));
-                        damaged.insert(DamagedFile {
-                            backup: summary.name.clone(),
-                            node: node.name.clone(),
-                            path: format!(
-                                "(the files of {}: unreadable)",
-                                manifest.describe_part(part_at)
-                            ),
-                        });
-                        continue;
-                    }
+            let index = repo.index();
+            for entry in &entries {
+                let EntryKind::File { chunks, .. } = &entry.kind else {
+                    continue;
                 };
-                let index = repo.index();
-                for entry in &entries {
-                    let EntryKind::File { chunks, .. } = &entry.kind else {
-                        continue;
-                    };
-                    report.files += 1;
-                    let missing = chunks.iter().any(|id| index.get(id).is_none());
-                    if missing {
-                        report.problems.push(format!(
-                            "backup {} node {}: {} references data missing from the index",
-                            summary.name,
-                            node.name,
-                            entry.display_path()
-                        ));
-                    }
-                    if missing || chunks.iter().any(|id| bad_blobs.contains(id)) {
-                        damaged.insert(DamagedFile {
-                            backup: summary.name.clone(),
-                            node: node.name.clone(),
-                            path: entry.display_path(),
-                        });
-                    }
+                report.files += 1;
+                let missing = chunks.iter().any(|id| index.get(id).is_none());
+                if missing {
+                    report.problems.push(format!(
+                        "backup {} node {}: {} references data missing from the index",
+                        summary.name,
+                        node.name,
+                        entry.display_path()
+                    ));
+                }
+                if missing || chunks.iter().any(|id| bad_blobs.contains(id)) {
+                    damaged.insert(DamagedFile {
+                        backup: summary.name.clone(),
+                        node: node.name.clone(),
+                        path: entry.display_path(),
+                    });
                 }
             }
         }
-        let found_any = report.problems.len() > problems_before || !damaged_here.is_empty();
-        if found_any && deleted_since(repo, &summary.name).await {
-            report.problems.truncate(problems_before);
-            report.deleted_meanwhile.push(summary.name.clone());
-            continue;
-        }
-        all_damaged.extend(damaged_here);
     }
-    report.damaged_files = all_damaged.into_iter().collect();
-    Ok(report)
+    damaged_here
 }
 
 /// Whether backup `name`'s summary is gone now: the backup was deleted after the
