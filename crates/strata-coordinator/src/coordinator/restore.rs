@@ -740,37 +740,14 @@ async fn restore(
     let mut peers: Vec<String> = pairs.iter().map(|(s, _)| s.clone()).collect();
     peers.sort();
     peers.dedup();
-    type Wave<'a> = (Vec<usize>, Vec<&'a (Component, ComponentSummary)>);
-    let mut waves: BTreeMap<u32, Wave> = BTreeMap::new();
-    for i in run.live() {
-        let rank = steps.ranks.get(&sources[&i]).copied().unwrap_or(100);
-        waves.entry(rank).or_default().0.push(i);
-    }
-    for external in &steps.externals {
-        waves.entry(external.1.order).or_default().1.push(external);
-    }
-    let storage = steps.storage.clone();
+    let waves = waves(run, &sources, &steps);
     let mut reports: HashMap<usize, RestoreReply> = HashMap::new();
     let mut components = Vec::new();
     let mut hooks = run.hooks(HookOperation::Restore, &backup);
     let mut hook_errors = Vec::new();
     // Why nothing more may be restored: a hook before, or a step of an earlier order
     // that failed (later orders would restore onto a system whose base is missing).
-    let mut stop: Option<String> = None;
-    // A dry run changes nothing: no hook, no pause.
-    if steps.dry_run {
-    } else if let Err(why) = hooks.check(&steps.scope).await {
-        stop = Some(why.to_string());
-    } else if let Err(why) = hooks
-        .run_at(HookPoint::Before, &steps.scope, |_| None)
-        .await
-    {
-        stop = Some(why.to_string());
-    } else if let Err(why) = hooks.pause_all(&steps.scope, &HashSet::new()).await {
-        stop = Some(why.to_string());
-    } else if let Err(why) = ready_to_restore(run, &steps.scope).await {
-        stop = Some(why.to_string());
-    }
+    let mut stop = before_restoring(run, &mut hooks, &steps).await;
     for (live, externals) in waves.into_values() {
         if let Some(why) = &stop {
             let why = format!("not restored: {why}");
@@ -788,51 +765,14 @@ async fn restore(
             continue;
         }
         run.phase(&live, "restoring");
-        let external_work =
-            futures::future::join_all(externals.into_iter().map(|(component, recorded)| {
-                let env = HookEnv {
-                    operation: "restore".into(),
-                    id: run.id.clone(),
-                    backup: backup.clone(),
-                    component: Some(component.name.clone()),
-                    phase: "restore".into(),
-                    ..HookEnv::default()
-                };
-                async move {
-                    let result = run
-                        .unless_stopped(async {
-                            component
-                                .plugin
-                                .external_restore(&recorded.external, &env)
-                                .await
-                        })
-                        .await
-                        .map_err(|stopped| stopped.to_string())
-                        .and_then(|restored| restored.map_err(|e| e.to_string()));
-                    let steps = result
-                        .as_ref()
-                        .ok()
-                        .and_then(|detail| component.plugin.checklist_steps(detail));
-                    (component.name.clone(), result, steps)
-                }
-            }));
+        let external_work = futures::future::join_all(
+            externals
+                .into_iter()
+                .map(|(component, recorded)| restore_external(run, &backup, component, recorded)),
+        );
         let node_work = on_nodes(&live, |i| {
             let node = run.node(i);
-            let request = RestoreRequest {
-                operation: run.id.clone(),
-                storage: storage.clone(),
-                backup: backup.clone(),
-                source: sources[&i].clone(),
-                include: steps.include.clone(),
-                recovery: steps.recovery.clone(),
-                rename: steps.rename.clone(),
-                dry_run: steps.dry_run,
-                peers: peers.clone(),
-                table: steps.table.clone(),
-                table_as: steps.table_as.clone(),
-                drop_stale_replicas: steps.drop_stale_replicas,
-                partitions: steps.partitions.clone(),
-            };
+            let request = node_request(run, &backup, &sources[&i], &peers, &steps);
             run.guarded(i, false, async move { node.restore(request).await })
         });
         let (results, external_results) = tokio::join!(node_work, external_work);
@@ -852,26 +792,14 @@ async fn restore(
                 }
             }
         }
-        for (component, result, checklist_steps) in external_results {
-            match result {
-                Ok(detail) => components.push(ComponentRestore {
-                    component,
-                    detail: Some(detail),
-                    checklist_steps,
-                    error: None,
-                }),
-                Err(why) => {
-                    stop.get_or_insert(format!(
-                        "component {component} of an earlier restore step failed"
-                    ));
-                    components.push(ComponentRestore {
-                        component,
-                        detail: None,
-                        checklist_steps: None,
-                        error: Some(why),
-                    });
-                }
+        for restored in external_results {
+            if restored.error.is_some() {
+                stop.get_or_insert(format!(
+                    "component {} of an earlier restore step failed",
+                    restored.component
+                ));
             }
+            components.push(restored);
         }
     }
     hook_errors.extend(hooks.resume_all().await);
@@ -931,4 +859,117 @@ async fn restore(
         hook_errors,
         ..outcome
     })
+}
+
+/// The nodes (live ones, by index) and external components of each restore order, lowest
+/// first.
+type Wave<'a> = (Vec<usize>, Vec<&'a (Component, ComponentSummary)>);
+
+fn waves<'a>(
+    run: &Run,
+    sources: &HashMap<usize, String>,
+    steps: &'a RestoreSteps,
+) -> BTreeMap<u32, Wave<'a>> {
+    let mut waves: BTreeMap<u32, Wave> = BTreeMap::new();
+    for i in run.live() {
+        let rank = steps.ranks.get(&sources[&i]).copied().unwrap_or(100);
+        waves.entry(rank).or_default().0.push(i);
+    }
+    for external in &steps.externals {
+        waves.entry(external.1.order).or_default().1.push(external);
+    }
+    waves
+}
+
+/// Why nothing may be restored, found before the first step: a hook's own check, a
+/// `before` hook, a pause, or a node that is not ready. A dry run changes nothing: no
+/// hook, no pause.
+async fn before_restoring(
+    run: &Arc<Run>,
+    hooks: &mut OpHooks,
+    steps: &RestoreSteps,
+) -> Option<String> {
+    if steps.dry_run {
+        return None;
+    }
+    let hooks_first = async {
+        hooks.check(&steps.scope).await?;
+        hooks
+            .run_at(HookPoint::Before, &steps.scope, |_| None)
+            .await?;
+        hooks.pause_all(&steps.scope, &HashSet::new()).await
+    };
+    if let Err(why) = hooks_first.await {
+        return Some(why.to_string());
+    }
+    ready_to_restore(run, &steps.scope)
+        .await
+        .err()
+        .map(|why| why.to_string())
+}
+
+/// What node `source`'s restore asks of the node it is restored onto.
+fn node_request(
+    run: &Run,
+    backup: &str,
+    source: &str,
+    peers: &[String],
+    steps: &RestoreSteps,
+) -> RestoreRequest {
+    RestoreRequest {
+        operation: run.id.clone(),
+        storage: steps.storage.clone(),
+        backup: backup.to_string(),
+        source: source.to_string(),
+        include: steps.include.clone(),
+        recovery: steps.recovery.clone(),
+        rename: steps.rename.clone(),
+        dry_run: steps.dry_run,
+        peers: peers.to_vec(),
+        table: steps.table.clone(),
+        table_as: steps.table_as.clone(),
+        drop_stale_replicas: steps.drop_stale_replicas,
+        partitions: steps.partitions.clone(),
+    }
+}
+
+/// An external component's restore through its system's API, unless the operation is
+/// stopped: the line for the report (or why it failed) and, for a checklist the operator
+/// follows, its number of steps.
+async fn restore_external(
+    run: &Run,
+    backup: &str,
+    component: &Component,
+    recorded: &ComponentSummary,
+) -> ComponentRestore {
+    let env = HookEnv {
+        operation: "restore".into(),
+        id: run.id.clone(),
+        backup: backup.to_string(),
+        component: Some(component.name.clone()),
+        phase: "restore".into(),
+        ..HookEnv::default()
+    };
+    let result = run
+        .unless_stopped(async {
+            component
+                .plugin
+                .external_restore(&recorded.external, &env)
+                .await
+        })
+        .await
+        .map_err(|stopped| stopped.to_string())
+        .and_then(|restored| restored.map_err(|e| e.to_string()));
+    let (detail, error) = match result {
+        Ok(detail) => (Some(detail), None),
+        Err(why) => (None, Some(why)),
+    };
+    ComponentRestore {
+        component: component.name.clone(),
+        checklist_steps: detail
+            .as_deref()
+            .and_then(|detail| component.plugin.checklist_steps(detail)),
+        detail,
+        error,
+    }
 }
