@@ -550,6 +550,127 @@ fn partition_name(step: &Step) -> TablesResult<TableName> {
     Ok(TableName::parse(text)?)
 }
 
+/// A rollup step: the whole buckets of `table` from `from` (or its first row) to `to`
+/// written into `into` by `policy`, and the policy's watermark moved to `to`, in
+/// one transaction that fails if the policy changed since the run read it.
+async fn roll_up(
+    client: &mut Client,
+    catalog: &Catalog,
+    table: &TableName,
+    policy: &Policy,
+    into: &str,
+    from: &Option<String>,
+    to: &String,
+) -> TablesResult<String> {
+    let rollup =
+        policy.spec.rollup.as_ref().ok_or_else(|| {
+            TablesError::Unsupported(format!("policy {} has no rollup", policy.id))
+        })?;
+    let what = format!("rolling {table} up into {into}");
+    let upsert = rollup.upsert_sql(table, &policy.spec.column);
+    let insert_missing = rollup.insert_missing_sql(table, &policy.spec.column);
+    let bucket = format!("{} seconds", rollup.bucket_secs);
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    // The policy as it is now, its row locked to the commit: an edit since the run
+    // read it (a reset watermark, another rollup table, bucket or aggregates) makes
+    // this step fail, and with it every removal after it, rather than roll up and
+    // move the watermark by the old policy.
+    let now = catalog.get_for_update(&tx, policy.id).await?;
+    let unchanged = now.as_ref().is_some_and(|now| {
+        now.watermark == policy.watermark
+            && now.spec.rollup == policy.spec.rollup
+            && now.spec.column == policy.spec.column
+            && now.spec.table == policy.spec.table
+    });
+    if !unchanged {
+        return Err(changed_meanwhile(policy, now.as_ref()));
+    }
+    tx.batch_execute("SET LOCAL TIME ZONE 'UTC'")
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    // Only whole buckets are replaced: unless the oldest source row is on a bucket's
+    // start, its bucket may have lost rows to removal, and is only added where the
+    // rollup has no row for it (a reset or a longer lookback reaching it must not
+    // overwrite a complete bucket with a partial one).
+    let first = tx
+        .query_one(
+            &rollup.first_buckets_sql(table, &policy.spec.column),
+            &[&bucket],
+        )
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    // NULL (an empty source) is None; a time that does not read (an infinite one)
+    // fails the step rather than be skipped.
+    let time = |text: Option<String>| -> TablesResult<Option<DateTime<Utc>>> {
+        text.map(|t| {
+            DateTime::parse_from_rfc3339(&t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    TablesError::Unsupported(format!(
+                        "{what}: cannot bucket the time {t:?} of {table}"
+                    ))
+                })
+        })
+        .transpose()
+    };
+    let (oldest, whole) = (time(first.get(0))?, time(first.get(1))?);
+    let start = time(from.clone())?;
+    let end = time(Some(to.clone()))?.unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let mut windows: Vec<(bool, Option<String>)> = Vec::new();
+    // An empty source (no oldest row) has nothing to write; the watermark moves on.
+    if let (Some(oldest), Some(whole)) = (oldest, whole) {
+        let partial_from = start.map_or(oldest, |s| s.max(oldest));
+        if partial_from < whole.min(end) {
+            windows.push((false, Some(partial_from.to_rfc3339())));
+        }
+        let main_from = start.map_or(whole, |s| s.max(whole));
+        if main_from < end {
+            windows.push((true, Some(main_from.to_rfc3339())));
+        }
+    }
+    let mut rows = 0;
+    for (replace, window_from) in &windows {
+        let (statement, window_to) = if *replace {
+            (&upsert, to.clone())
+        } else {
+            (
+                &insert_missing,
+                whole.map_or(end, |w| w.min(end)).to_rfc3339(),
+            )
+        };
+        rows += tx
+            .execute(statement, &[&bucket, window_from, &window_to])
+            .await
+            .map_err(|e| {
+                TablesError::db(
+                    format!(
+                        "{what} (it needs the columns written and a unique index on the time and group-by columns)"
+                    ),
+                    &e,
+                )
+            })?;
+    }
+    let moved = tx
+        .execute(
+            &catalog.watermark_sql(),
+            &[to, &policy.id, &policy.watermark],
+        )
+        .await
+        .map_err(|e| TablesError::db(&what, &e))?;
+    if moved != 1 {
+        // Rolled back: nothing of this rollup stays.
+        return Err(changed_meanwhile(policy, None));
+    }
+    tx.commit().await.map_err(|e| TablesError::db(&what, &e))?;
+    Ok(format!(
+        "{rows} buckets of {into} written from {} to {to}",
+        from.as_deref().unwrap_or("the first row")
+    ))
+}
+
 /// Executes one step; returns a line for the audit log.
 async fn execute(
     client: &mut Client,
@@ -631,112 +752,7 @@ async fn execute(
                 .ok_or_else(|| {
                     TablesError::Unsupported("a rollup step without its policy".into())
                 })?;
-            let rollup = policy.spec.rollup.as_ref().ok_or_else(|| {
-                TablesError::Unsupported(format!("policy {} has no rollup", policy.id))
-            })?;
-            let what = format!("rolling {table} up into {into}");
-            let upsert = rollup.upsert_sql(table, &policy.spec.column);
-            let insert_missing = rollup.insert_missing_sql(table, &policy.spec.column);
-            let bucket = format!("{} seconds", rollup.bucket_secs);
-            let tx = client
-                .transaction()
-                .await
-                .map_err(|e| TablesError::db(&what, &e))?;
-            // The policy as it is now, its row locked to the commit: an edit since the run
-            // read it (a reset watermark, another rollup table, bucket or aggregates) makes
-            // this step fail, and with it every removal after it, rather than roll up and
-            // move the watermark by the old policy.
-            let now = catalog.get_for_update(&tx, policy.id).await?;
-            let unchanged = now.as_ref().is_some_and(|now| {
-                now.watermark == policy.watermark
-                    && now.spec.rollup == policy.spec.rollup
-                    && now.spec.column == policy.spec.column
-                    && now.spec.table == policy.spec.table
-            });
-            if !unchanged {
-                return Err(changed_meanwhile(policy, now.as_ref()));
-            }
-            tx.batch_execute("SET LOCAL TIME ZONE 'UTC'")
-                .await
-                .map_err(|e| TablesError::db(&what, &e))?;
-            // Only whole buckets are replaced: unless the oldest source row is on a bucket's
-            // start, its bucket may have lost rows to removal, and is only added where the
-            // rollup has no row for it (a reset or a longer lookback reaching it must not
-            // overwrite a complete bucket with a partial one).
-            let first = tx
-                .query_one(
-                    &rollup.first_buckets_sql(table, &policy.spec.column),
-                    &[&bucket],
-                )
-                .await
-                .map_err(|e| TablesError::db(&what, &e))?;
-            // NULL (an empty source) is None; a time that does not read (an infinite one)
-            // fails the step rather than be skipped.
-            let time = |text: Option<String>| -> TablesResult<Option<DateTime<Utc>>> {
-                text.map(|t| {
-                    DateTime::parse_from_rfc3339(&t)
-                        .map(|t| t.with_timezone(&Utc))
-                        .map_err(|_| {
-                            TablesError::Unsupported(format!(
-                                "{what}: cannot bucket the time {t:?} of {table}"
-                            ))
-                        })
-                })
-                .transpose()
-            };
-            let (oldest, whole) = (time(first.get(0))?, time(first.get(1))?);
-            let start = time(from.clone())?;
-            let end = time(Some(to.clone()))?.unwrap_or(DateTime::<Utc>::MIN_UTC);
-            let mut windows: Vec<(bool, Option<String>)> = Vec::new();
-            // An empty source (no oldest row) has nothing to write; the watermark moves on.
-            if let (Some(oldest), Some(whole)) = (oldest, whole) {
-                let partial_from = start.map_or(oldest, |s| s.max(oldest));
-                if partial_from < whole.min(end) {
-                    windows.push((false, Some(partial_from.to_rfc3339())));
-                }
-                let main_from = start.map_or(whole, |s| s.max(whole));
-                if main_from < end {
-                    windows.push((true, Some(main_from.to_rfc3339())));
-                }
-            }
-            let mut rows = 0;
-            for (replace, window_from) in &windows {
-                let (statement, window_to) = if *replace {
-                    (&upsert, to.clone())
-                } else {
-                    (
-                        &insert_missing,
-                        whole.map_or(end, |w| w.min(end)).to_rfc3339(),
-                    )
-                };
-                rows += tx
-                    .execute(statement, &[&bucket, window_from, &window_to])
-                    .await
-                    .map_err(|e| {
-                        TablesError::db(
-                            format!(
-                                "{what} (it needs the columns written and a unique index on the time and group-by columns)"
-                            ),
-                            &e,
-                        )
-                    })?;
-            }
-            let moved = tx
-                .execute(
-                    &catalog.watermark_sql(),
-                    &[to, &policy.id, &policy.watermark],
-                )
-                .await
-                .map_err(|e| TablesError::db(&what, &e))?;
-            if moved != 1 {
-                // Rolled back: nothing of this rollup stays.
-                return Err(changed_meanwhile(policy, None));
-            }
-            tx.commit().await.map_err(|e| TablesError::db(&what, &e))?;
-            Ok(format!(
-                "{rows} buckets of {into} written from {} to {to}",
-                from.as_deref().unwrap_or("the first row")
-            ))
+            roll_up(client, catalog, table, policy, into, from, to).await
         }
         StepKind::DeleteRows { column, before } => {
             let statement = sql::delete_batch(table, column, DELETE_BATCH);
