@@ -183,6 +183,86 @@ fn free_bytes(dir: &Path) -> Option<u64> {
     Some(stat.f_bavail * stat.f_frsize)
 }
 
+/// Restores node `node` of `summary` into `dir/copy` (its file system must hold it), the
+/// databases other than the request's as holes of their size; returns the copy's data
+/// directory.
+async fn restore_copy(
+    repo: Arc<Repository>,
+    summary: &BackupSummary,
+    request: &TableRestore,
+    node: &NodeSummary,
+    databases: &std::collections::BTreeMap<String, u32>,
+    dir: &Path,
+    say: &(dyn Fn(&str) + Sync),
+) -> CoordinatorResult<PathBuf> {
+    let invalid = |m: String| CoordinatorError::Invalid(m);
+    let needed = node.bytes + node.bytes / 10;
+    if let Some(free) = free_bytes(dir) {
+        if free < needed {
+            return Err(invalid(format!(
+                "{} has {} MiB free; the copy of node {} needs about {} MiB: point state_dir elsewhere or free space",
+                dir.display(),
+                free >> 20,
+                node.name,
+                needed >> 20
+            )));
+        }
+    }
+    say(&format!(
+        "restoring node {} of {} into {} ({} MiB)",
+        node.name,
+        summary.name,
+        dir.display(),
+        node.bytes >> 20
+    ));
+    // The other databases come back as holes of their size (the catalog still names
+    // them, and recovery writes a full-page image over every page it touches): only what
+    // the tables need is read. Backups from before the databases were recorded are read
+    // whole.
+    let keep = [
+        request.database.as_str(),
+        "postgres",
+        "template0",
+        "template1",
+    ];
+    let hollow: Vec<Vec<u8>> = databases
+        .iter()
+        .filter(|(name, _)| !keep.contains(&name.as_str()))
+        .map(|(_, oid)| format!("base/{oid}").into_bytes())
+        .collect();
+    if !hollow.is_empty() {
+        say(&format!(
+            "{} other databases are left out of the copy (holes of their size)",
+            hollow.len()
+        ));
+    }
+    let options = strata_agent::restore::RestoreOptions {
+        set_owner: rustix::process::geteuid().is_root(),
+        sync: false,
+        hollow,
+        ..Default::default()
+    };
+    let copy = dir.join("copy");
+    let restored =
+        crate::restore::run_restore(repo, summary, &copy, Some(&node.name), options).await?;
+    if let Some(why) = request.stopped() {
+        return Err(stopped_error(why));
+    }
+    if let Some(errors) = restored.iter().find(|r| !r.report.errors.is_empty()) {
+        return Err(CoordinatorError::Damaged(format!(
+            "the copy of node {} did not come back whole: {}",
+            node.name, errors.report.errors[0]
+        )));
+    }
+    if !copy.join("PG_VERSION").is_file() {
+        return Err(CoordinatorError::Damaged(format!(
+            "no PG_VERSION in the copy of node {}",
+            node.name
+        )));
+    }
+    Ok(copy)
+}
+
 /// Brings the tables of `request` back from `summary` (see the module documentation),
 /// using `scratch_root` (the state directory) for the copy. `say` gets a line per phase.
 pub async fn restore_tables(
@@ -264,73 +344,7 @@ pub async fn restore_tables(
     let mut space = ScratchLease::take(scratch_root, &dir, &what)?;
     std::fs::create_dir_all(&dir)
         .map_err(|e| invalid(format!("cannot create {}: {e}", dir.display())))?;
-    let needed = node.bytes + node.bytes / 10;
-    if let Some(free) = free_bytes(&dir) {
-        if free < needed {
-            return Err(invalid(format!(
-                "{} has {} MiB free; the copy of node {} needs about {} MiB: point state_dir elsewhere or free space",
-                dir.display(),
-                free >> 20,
-                node.name,
-                needed >> 20
-            )));
-        }
-    }
-    say(&format!(
-        "restoring node {} of {} into {} ({} MiB)",
-        node.name,
-        summary.name,
-        dir.display(),
-        node.bytes >> 20
-    ));
-    // The other databases come back as holes of their size (the catalog still names
-    // them, and recovery writes a full-page image over every page it touches): only what
-    // the tables need is read. Backups from before the databases were recorded are read
-    // whole.
-    let keep = [
-        request.database.as_str(),
-        "postgres",
-        "template0",
-        "template1",
-    ];
-    let hollow: Vec<Vec<u8>> = info
-        .databases
-        .iter()
-        .filter(|(name, _)| !keep.contains(&name.as_str()))
-        .map(|(_, oid)| format!("base/{oid}").into_bytes())
-        .collect();
-    if !hollow.is_empty() {
-        say(&format!(
-            "{} other databases are left out of the copy (holes of their size)",
-            hollow.len()
-        ));
-    }
-    let options = strata_agent::restore::RestoreOptions {
-        set_owner: rustix::process::geteuid().is_root(),
-        sync: false,
-        hollow,
-        ..Default::default()
-    };
-    let copy = dir.join("copy");
-    let restored =
-        crate::restore::run_restore(repo, summary, &copy, Some(&node.name), options).await?;
-    if let Some(why) = request.stopped() {
-        return Err(stopped_error(why));
-    }
-    if let Some(errors) = restored.iter().find(|r| !r.report.errors.is_empty()) {
-        return Err(CoordinatorError::Damaged(format!(
-            "the copy of node {} did not come back whole: {}",
-            node.name, errors.report.errors[0]
-        )));
-    }
-    let data_dir = if copy.join("PG_VERSION").is_file() {
-        copy.clone()
-    } else {
-        return Err(CoordinatorError::Damaged(format!(
-            "no PG_VERSION in the copy of node {}",
-            node.name
-        )));
-    };
+    let data_dir = restore_copy(repo, summary, request, node, &info.databases, &dir, say).await?;
     let scratch = Scratch::prepare(&data_dir, &dir.join("run"), None)?
         .map_err(|why| invalid(format!("cannot start the copy: {why}")))?;
     space.set_server(scratch.clone());
