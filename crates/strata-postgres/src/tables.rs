@@ -304,18 +304,9 @@ impl Prepared {
     }
 }
 
-/// Makes `table` ready on the scratch server to come back as `new`: a partition is
-/// detached from its partitioned table (it comes back as a table of its own); a
-/// partitioned table brings its partitions, renamed after it (`events_p1` of `events`
-/// as `events_back_p1`, another name `p1` as `events_back_p1`), all in `new`'s schema;
-/// indexes and owned sequences are renamed the same way. Other relation kinds (views,
-/// foreign tables) and foreign partitions are refused.
-fn prepare_on_scratch(
-    scratch: &Scratch,
-    database: &str,
-    table: &TableName,
-    new: &TableName,
-) -> PgResult<Prepared> {
+/// `table` on the scratch server: its oid, its kind (a table or a partitioned table, else
+/// refused) and, for a partition, its parent.
+fn find_table(scratch: &Scratch, database: &str, table: &TableName) -> PgResult<Found> {
     let refused = |m: String| PgError::Refused(m);
     let found: Vec<Found> = scratch_rows(
         scratch,
@@ -340,30 +331,18 @@ fn prepare_on_scratch(
             found.kind
         )));
     }
-    let mut sql: Vec<String> = Vec::new();
-    if let Some(parent) = &found.parent {
-        // Foreign keys that point at the partitioned table would stop the detach; they
-        // are not part of what comes back, and the copy is thrown away.
-        let keys: Vec<serde_json::Value> = scratch_rows(
-            scratch,
-            database,
-            &format!(
-                "SELECT format('ALTER TABLE %I.%I DROP CONSTRAINT %I', n.nspname, c.relname, k.conname) AS sql \
-                 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE k.contype = 'f' AND k.conparentid = 0 AND k.confrelid IN \
-                 (SELECT relid FROM pg_partition_ancestors({}::oid::regclass) WHERE relid <> {}::oid)",
-                found.oid, found.oid
-            ),
-        )?;
-        sql.extend(
-            keys.iter()
-                .filter_map(|k| k.get("sql").and_then(|s| s.as_str()).map(str::to_string)),
-        );
-        sql.push(format!(
-            "ALTER TABLE {parent} DETACH PARTITION {}",
-            quoted(&table.schema, &table.name)
-        ));
-    }
+    Ok(found)
+}
+
+/// The relations that come back with `table` (`found`): itself and, for a partitioned
+/// table, its partitions at every level; a foreign partition is refused.
+fn relations_of(
+    scratch: &Scratch,
+    database: &str,
+    table: &TableName,
+    found: &Found,
+) -> PgResult<Vec<Relation>> {
+    let refused = |m: String| PgError::Refused(m);
     let mut rels: Vec<Relation> = vec![Relation {
         oid: found.oid,
         schema: table.schema.clone(),
@@ -389,9 +368,14 @@ fn prepare_on_scratch(
             foreign.schema, foreign.name, foreign.kind
         )));
     }
+    Ok(rels)
+}
+
+/// The indexes and owned sequences of `rels`, each with its table's oid as `owner`.
+fn owned_parts(scratch: &Scratch, database: &str, rels: &[Relation]) -> PgResult<Vec<Relation>> {
     let oids: Vec<String> = rels.iter().map(|r| r.oid.to_string()).collect();
     let oids = oids.join(", ");
-    let parts: Vec<Relation> = scratch_rows(
+    scratch_rows(
         scratch,
         database,
         &format!(
@@ -404,7 +388,49 @@ fn prepare_on_scratch(
              WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass \
              AND d.refobjid IN ({oids}) AND d.deptype IN ('a', 'i')"
         ),
-    )?;
+    )
+}
+
+/// Makes `table` ready on the scratch server to come back as `new`: a partition is
+/// detached from its partitioned table (it comes back as a table of its own); a
+/// partitioned table brings its partitions, renamed after it (`events_p1` of `events`
+/// as `events_back_p1`, another name `p1` as `events_back_p1`), all in `new`'s schema;
+/// indexes and owned sequences are renamed the same way. Other relation kinds (views,
+/// foreign tables) and foreign partitions are refused.
+fn prepare_on_scratch(
+    scratch: &Scratch,
+    database: &str,
+    table: &TableName,
+    new: &TableName,
+) -> PgResult<Prepared> {
+    let refused = |m: String| PgError::Refused(m);
+    let found = find_table(scratch, database, table)?;
+    let mut sql: Vec<String> = Vec::new();
+    if let Some(parent) = &found.parent {
+        // Foreign keys that point at the partitioned table would stop the detach; they
+        // are not part of what comes back, and the copy is thrown away.
+        let keys: Vec<serde_json::Value> = scratch_rows(
+            scratch,
+            database,
+            &format!(
+                "SELECT format('ALTER TABLE %I.%I DROP CONSTRAINT %I', n.nspname, c.relname, k.conname) AS sql \
+                 FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE k.contype = 'f' AND k.conparentid = 0 AND k.confrelid IN \
+                 (SELECT relid FROM pg_partition_ancestors({}::oid::regclass) WHERE relid <> {}::oid)",
+                found.oid, found.oid
+            ),
+        )?;
+        sql.extend(
+            keys.iter()
+                .filter_map(|k| k.get("sql").and_then(|s| s.as_str()).map(str::to_string)),
+        );
+        sql.push(format!(
+            "ALTER TABLE {parent} DETACH PARTITION {}",
+            quoted(&table.schema, &table.name)
+        ));
+    }
+    let rels = relations_of(scratch, database, table, &found)?;
+    let parts = owned_parts(scratch, database, &rels)?;
     // Each table's new name: the table's own, its partitions' after it.
     let new_name = |rel: &Relation| match rel.oid == found.oid {
         true => new.name.clone(),
