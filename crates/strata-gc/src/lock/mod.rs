@@ -1491,6 +1491,37 @@ mod tests {
         assert!((599..=601).contains(&behind), "{behind}");
     }
 
+    /// The negative control `proc-liveness` is the rule it stands for (a holder of this
+    /// host name whose PID has no `/proc` entry here is dead), or its test would prove
+    /// nothing.
+    #[test]
+    fn the_proc_liveness_control_judges_by_host_name_and_proc() {
+        in_a_process_of_its_own(
+            "lock::tests::with_the_proc_liveness_control",
+            &[("STRATA_TEST_UNSAFE", "proc-liveness")],
+        );
+    }
+
+    #[test]
+    #[ignore = "run by the_proc_liveness_control_judges_by_host_name_and_proc, in a process of its own"]
+    fn with_the_proc_liveness_control() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        let holder = |host: &str, pid: u32| record("op-a", format!("{host}:{pid}"), 0, 1);
+        let here = liveness::host_name();
+        assert!(holder(&here, gone).holder_is_dead(), "no /proc entry here");
+        assert!(!holder(&here, 1).holder_is_dead(), "PID 1 lives");
+        assert!(
+            !holder(&here, std::process::id()).holder_is_dead(),
+            "this process"
+        );
+        assert!(
+            !holder("another-host", gone).holder_is_dead(),
+            "another host"
+        );
+    }
+
     #[test]
     fn a_stop_asked_ends_a_held_gc_lock_at_its_next_check() {
         in_a_process_of_its_own("lock::tests::a_stop_asked_meanwhile", &[]);
