@@ -273,6 +273,57 @@ pub async fn change_location(
     Ok(report)
 }
 
+/// On provider `p` (`pc`), the subscription of `old` becomes `new`'s, in one transaction:
+/// a `.new.watermark` consumer registered at the old one's tick (or its worker's), the
+/// subscription renamed, the `.old.watermark` consumer dropped.
+async fn rename_subscription(
+    pc: &strata_pgclient::Client,
+    queue: &str,
+    p: &str,
+    old: &str,
+    new: &str,
+) -> Result<()> {
+    let (old_wm, new_wm) = (format!(".{old}.watermark"), format!(".{new}.watermark"));
+    in_tx(pc, async {
+        let tick: Option<i64> = pc
+            .query_opt(
+                "select coalesce(\
+                   (select last_tick from pgq.get_consumer_info($1, $2)), \
+                   (select c.last_tick from pgq_node.subscriber_info s, pgq.get_consumer_info($1, s.worker_name) c \
+                     where s.queue_name = $1 and s.subscriber_node = $3))",
+                &[&queue, &old_wm, &old],
+            )
+            .await
+            .map_err(|e| LondisteError::sql("reading the subscriber's watermark", e))?
+            .and_then(|r| r.get(0));
+        let tick = tick.ok_or_else(|| {
+            LondisteError::State(format!("{p} has no position for {old}"))
+        })?;
+        sql(
+            pc,
+            "registering the new watermark consumer",
+            "select pgq.register_consumer_at($1, $2, $3)",
+            &[&queue, &new_wm, &tick],
+        )
+        .await?;
+        sql(
+            pc,
+            "renaming the subscription",
+            "update pgq_node.subscriber_info set subscriber_node = $2, watermark_name = $3 where queue_name = $1 and subscriber_node = $4",
+            &[&queue, &new, &new_wm, &old],
+        )
+        .await?;
+        sql(
+            pc,
+            "dropping the old watermark consumer",
+            "select pgq.unregister_consumer($1, $2) from pgq.get_consumer_info($1) where consumer_name = $2",
+            &[&queue, &old_wm],
+        )
+        .await
+    })
+    .await
+}
+
 /// Renames member `old` to `new` on every member. pgq_node has no function for it, so
 /// this writes its tables the way its own functions do, one transaction a member: `new`
 /// gets `old`'s location everywhere; the node's own `node_info` (and a root's own
@@ -367,46 +418,7 @@ pub async fn rename_node(cf: &NodeConfig, old: &str, new: &str) -> Result<Member
         .push(format!("{old} is named {new} in its own database"));
     // 3. Its subscription on its provider takes the new name, keeping the position.
     if let Some(p) = &provider {
-        let pc = cascade.client(p)?;
-        let (old_wm, new_wm) = (format!(".{old}.watermark"), format!(".{new}.watermark"));
-        in_tx(pc, async {
-            let tick: Option<i64> = pc
-                .query_opt(
-                    "select coalesce(\
-                       (select last_tick from pgq.get_consumer_info($1, $2)), \
-                       (select c.last_tick from pgq_node.subscriber_info s, pgq.get_consumer_info($1, s.worker_name) c \
-                         where s.queue_name = $1 and s.subscriber_node = $3))",
-                    &[&queue, &old_wm, &old],
-                )
-                .await
-                .map_err(|e| LondisteError::sql("reading the subscriber's watermark", e))?
-                .and_then(|r| r.get(0));
-            let tick = tick.ok_or_else(|| {
-                LondisteError::State(format!("{p} has no position for {old}"))
-            })?;
-            sql(
-                pc,
-                "registering the new watermark consumer",
-                "select pgq.register_consumer_at($1, $2, $3)",
-                &[&queue, &new_wm, &tick],
-            )
-            .await?;
-            sql(
-                pc,
-                "renaming the subscription",
-                "update pgq_node.subscriber_info set subscriber_node = $2, watermark_name = $3 where queue_name = $1 and subscriber_node = $4",
-                &[&queue, &new, &new_wm, &old],
-            )
-            .await?;
-            sql(
-                pc,
-                "dropping the old watermark consumer",
-                "select pgq.unregister_consumer($1, $2) from pgq.get_consumer_info($1) where consumer_name = $2",
-                &[&queue, &old_wm],
-            )
-            .await
-        })
-        .await?;
+        rename_subscription(cascade.client(p)?, queue, p, old, new).await?;
         report
             .done
             .push(format!("{p}: the subscription of {old} is {new}'s now"));
