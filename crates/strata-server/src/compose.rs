@@ -62,6 +62,53 @@ pub fn coordinates(config: &Config) -> bool {
     config.server.coordinator && !config.nodes.is_empty()
 }
 
+/// The agent of this host's node `name`, started, and the token its API asks for.
+fn start_agent(
+    config: &Config,
+    name: &str,
+    repos: &Arc<ConfigRepos>,
+    pauses: &strata_coordinator::hooks::PauseLedger,
+) -> Result<(Arc<strata_agent::service::Agent>, String), ComposeError> {
+    let settings = &config.server;
+    let Some(node_config) = config.nodes.iter().find(|n| n.name == name) else {
+        return Err(ComposeError::Usage(format!(
+            "--node {name}: no such [[nodes]] entry in the configuration"
+        )));
+    };
+    if node_config.roots.is_empty() {
+        return Err(ComposeError::Usage(format!(
+            "node {name} has no roots to serve"
+        )));
+    }
+    let token = settings.agent_token.read("agent token")?.ok_or_else(|| {
+        ComposeError::Usage(format!(
+            "the agent API needs a token: set ${} or server.agent_token.file",
+            settings.agent_token.env
+        ))
+    })?;
+    let agent = strata_agent::service::Agent::start(
+        setup::node_agent_config(config, node_config, pauses),
+        repos.clone(),
+    );
+    Ok((agent, token))
+}
+
+/// The coordinator API's tokens: the user token `token`, and each named one of
+/// `[[server.tokens]]` with its role.
+fn user_tokens(config: &Config, token: String) -> Result<crate::Tokens, ComposeError> {
+    let mut tokens = crate::Tokens::single("user", token);
+    for named in &config.server.tokens {
+        let secret = named.source().read("named user token")?.ok_or_else(|| {
+            ComposeError::Usage(format!(
+                "server.tokens {:?}: neither ${} nor its file is set",
+                named.name, named.env
+            ))
+        })?;
+        tokens = tokens.with_role(&named.name, secret, named.role);
+    }
+    Ok(tokens)
+}
+
 /// Builds every part of the server, binds its listener, tells `listening` the line
 /// scripts wait for (`strata server listening on URL (roles)`), and serves until the
 /// process ends.
@@ -99,26 +146,7 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
     // served here: a resume waits for a pause call still running in either.
     let pauses = strata_coordinator::hooks::PauseLedger::new(config.state_dir());
     if let Some(name) = &node {
-        let Some(node_config) = config.nodes.iter().find(|n| &n.name == name) else {
-            return Err(ComposeError::Usage(format!(
-                "--node {name}: no such [[nodes]] entry in the configuration"
-            )));
-        };
-        if node_config.roots.is_empty() {
-            return Err(ComposeError::Usage(format!(
-                "node {name} has no roots to serve"
-            )));
-        }
-        let token = settings.agent_token.read("agent token")?.ok_or_else(|| {
-            ComposeError::Usage(format!(
-                "the agent API needs a token: set ${} or server.agent_token.file",
-                settings.agent_token.env
-            ))
-        })?;
-        let agent = strata_agent::service::Agent::start(
-            setup::node_agent_config(&config, node_config, &pauses),
-            repos.clone(),
-        );
+        let (agent, token) = start_agent(&config, name, &repos, &pauses)?;
         local_agents.insert(name.clone(), agent.clone());
         parts.agent = Some((agent, token));
         roles.push(format!("agent of node {name}"));
@@ -159,16 +187,7 @@ pub async fn run(setup: ServerSetup, listening: impl FnOnce(&str)) -> Result<(),
                 }
             }
         });
-        let mut tokens = crate::Tokens::single("user", token);
-        for named in &config.server.tokens {
-            let secret = named.source().read("named user token")?.ok_or_else(|| {
-                ComposeError::Usage(format!(
-                    "server.tokens {:?}: neither ${} nor its file is set",
-                    named.name, named.env
-                ))
-            })?;
-            tokens = tokens.with_role(&named.name, secret, named.role);
-        }
+        let tokens = user_tokens(&config, token)?;
         let scheduler_part = start_scheduler(
             &config,
             &tables,
