@@ -1395,6 +1395,20 @@ mod tests {
         assert!(log.contains("1 passed"), "{name} ran: {log}");
     }
 
+    /// Readers that cannot learn when the storage wrote a record (and strata before the
+    /// storage's clock) judge it by `expires_ms`: the writer's start plus the TTL.
+    #[tokio::test]
+    async fn a_lock_carries_its_expiry_by_the_writer_s_clock_for_older_readers() {
+        let (_dir, store) = store();
+        let lock = RepoLock::acquire(store, "op-a", "backup", Duration::from_secs(30))
+            .await
+            .unwrap();
+        let record = lock.record();
+        assert_eq!(record.expires_ms, record.started_ms + 30_000);
+        assert_eq!(record.ttl_ms, Some(30_000));
+        lock.release().await;
+    }
+
     #[test]
     fn a_legacy_record_is_live_while_held_and_before_its_expiry() {
         let held = record("op-a", "h:1".into(), 1_000, 1);
