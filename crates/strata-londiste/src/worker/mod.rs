@@ -1383,6 +1383,45 @@ fn event_error(batch: &Batch, ev: &Event, reason: String) -> LondisteError {
 }
 
 impl Replayer {
+    /// Commits the target's transaction of `batch` (its events applied in it) and counts
+    /// it; a crash after it can be injected for the tests.
+    async fn commit_batch(
+        &mut self,
+        batch: &Batch,
+        events: u64,
+        statements: u64,
+        flushes: u64,
+    ) -> Result<()> {
+        self.dst
+            .batch_execute("commit")
+            .await
+            .map_err(|e| LondisteError::sql("committing the batch", e))?;
+        self.stats.batches += 1;
+        self.stats.events += events;
+        self.stats.statements += statements;
+        self.stats.round_trips += flushes;
+        if self.role == Role::Main {
+            self.options
+                .metrics
+                .batch_applied(events, batch.cur_tick_time);
+        }
+        self.options.log.debug_with(|| {
+            format!(
+                "batch {} (ticks {}..{}) applied: {events} events, {statements} statements",
+                batch.batch_id, batch.prev_tick_id, batch.cur_tick_id
+            )
+        });
+        if statements > 0 && self.role == Role::Main {
+            self.committed_with_rows += 1;
+            if Some(self.committed_with_rows) == self.options.crash_after_commit {
+                return Err(LondisteError::State(
+                    "crash injected after the target commit".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     async fn apply_once(
         &mut self,
         batch: &Batch,
@@ -1504,32 +1543,8 @@ impl Replayer {
         .await;
         match result {
             Ok(Some((events, statements, flushes))) => {
-                dst.batch_execute("commit")
-                    .await
-                    .map_err(|e| LondisteError::sql("committing the batch", e))?;
-                self.stats.batches += 1;
-                self.stats.events += events;
-                self.stats.statements += statements;
-                self.stats.round_trips += flushes;
-                if self.role == Role::Main {
-                    self.options
-                        .metrics
-                        .batch_applied(events, batch.cur_tick_time);
-                }
-                self.options.log.debug_with(|| {
-                    format!(
-                        "batch {} (ticks {}..{}) applied: {events} events, {statements} statements",
-                        batch.batch_id, batch.prev_tick_id, batch.cur_tick_id
-                    )
-                });
-                if statements > 0 && self.role == Role::Main {
-                    self.committed_with_rows += 1;
-                    if Some(self.committed_with_rows) == self.options.crash_after_commit {
-                        return Err(LondisteError::State(
-                            "crash injected after the target commit".into(),
-                        ));
-                    }
-                }
+                self.commit_batch(batch, events, statements, flushes)
+                    .await?
             }
             Ok(None) => {
                 let _ = dst.batch_execute("rollback").await;
