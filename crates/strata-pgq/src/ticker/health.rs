@@ -263,158 +263,185 @@ impl Health {
     pub fn metrics_body(&self) -> String {
         let snapshot = self.snapshot();
         let mut out = String::new();
-        let mut family =
-            |name: &str, kind: &str, help: &str, value: &dyn Fn(&DbState) -> Option<f64>| {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                for (db, s) in &snapshot {
-                    if let Some(v) = value(s) {
-                        let _ = writeln!(out, "{name}{{database=\"{}\"}} {v}", label(db));
-                    }
-                }
-            };
-        family(
-            "strata_pgq_database_up",
-            "gauge",
-            "1 when the database is reachable and ticked.",
-            &|s| Some(if s.up { 1.0 } else { 0.0 }),
-        );
-        family(
-            "strata_pgq_ticks_total",
-            "counter",
-            "Ticks written.",
-            &|s| Some(s.ticks as f64),
-        );
-        family(
-            "strata_pgq_wakeup_ticks_total",
-            "counter",
-            "Ticks made because an event notification arrived (included in ticks_total).",
-            &|s| Some(s.wakeup_ticks as f64),
-        );
-        family(
-            "strata_pgq_rotations_total",
-            "counter",
-            "Event tables rotated.",
-            &|s| Some(s.rotations as f64),
-        );
-        family(
-            "strata_pgq_maint_calls_total",
-            "counter",
-            "Maintenance function calls.",
-            &|s| Some(s.maint_calls as f64),
-        );
-        family(
-            "strata_pgq_retried_events_total",
-            "counter",
-            "Events moved back from the retry queue.",
-            &|s| Some(s.retried_events as f64),
-        );
-        family(
-            "strata_pgq_errors_total",
-            "counter",
-            "Connection and statement errors.",
-            &|s| Some(s.errors as f64),
-        );
-        family(
-            "strata_pgq_last_round_timestamp_seconds",
-            "gauge",
-            "Unix time of the last successful ticker round.",
-            &|s| s.last_round_unix,
-        );
-        family(
-            "strata_pgq_last_round_age_seconds",
-            "gauge",
-            "Seconds since the last successful ticker round.",
-            &|s| s.last_round_age_secs,
-        );
-        family(
-            "strata_pgq_database_stalled",
-            "gauge",
-            "1 when the database is connected but its ticker rounds stopped succeeding.",
-            &|s| Some(if s.stalled { 1.0 } else { 0.0 }),
-        );
-        let name = "strata_pgq_job_errors_total";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Failures of jobs that do not stop ticking (maintenance functions, retry events, queue figures, trigger installation).\n# TYPE {name} counter"
-        );
-        for (db, s) in &snapshot {
-            for (job, n) in &s.job_errors {
-                let _ = writeln!(
-                    out,
-                    "{name}{{database=\"{}\",job=\"{}\"}} {n}",
-                    label(db),
-                    label(job)
-                );
-            }
-        }
-        type QueueValue = fn(&crate::api::QueueInfo) -> Option<f64>;
-        let queue_families: [(&str, &str, QueueValue); 3] = [
-            (
-                "strata_pgq_queue_ticker_lag_seconds",
-                "Seconds since the queue's newest tick.",
-                |q| q.ticker_lag_secs,
-            ),
-            (
-                "strata_pgq_queue_new_events",
-                "Events no tick covers yet.",
-                |q| q.ev_new.map(|v| v as f64),
-            ),
-            (
-                "strata_pgq_queue_events_per_second",
-                "Event rate pgq reports.",
-                |q| q.ev_per_sec,
-            ),
-        ];
-        for (name, help, value) in queue_families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            for (db, s) in &snapshot {
-                for q in &s.queues {
-                    if let Some(v) = value(q) {
-                        let _ = writeln!(
-                            out,
-                            "{name}{{database=\"{}\",queue=\"{}\"}} {v}",
-                            label(db),
-                            label(&q.queue_name)
-                        );
-                    }
-                }
-            }
-        }
-        type ConsumerValue = fn(&crate::api::ConsumerInfo) -> Option<f64>;
-        let consumer_families: [(&str, &str, ConsumerValue); 3] = [
-            (
-                "strata_pgq_consumer_lag_seconds",
-                "Seconds since the consumer's last finished tick was made.",
-                |c| c.lag_secs,
-            ),
-            (
-                "strata_pgq_consumer_last_seen_seconds",
-                "Seconds since the consumer last asked for or finished a batch.",
-                |c| c.last_seen_secs,
-            ),
-            (
-                "strata_pgq_consumer_pending_events",
-                "Events the consumer has not finished (pgq's estimate).",
-                |c| c.pending_events.map(|v| v as f64),
-            ),
-        ];
-        for (name, help, value) in consumer_families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-            for (db, s) in &snapshot {
-                for c in &s.consumers {
-                    if let Some(v) = value(c) {
-                        let _ = writeln!(
-                            out,
-                            "{name}{{database=\"{}\",queue=\"{}\",consumer=\"{}\"}} {v}",
-                            label(db),
-                            label(&c.queue_name),
-                            label(&c.consumer_name)
-                        );
-                    }
-                }
-            }
-        }
+        database_metrics(&mut out, &snapshot);
+        job_error_metrics(&mut out, &snapshot);
+        queue_metrics(&mut out, &snapshot);
+        consumer_metrics(&mut out, &snapshot);
         out
+    }
+}
+
+/// A metric of each database: name, kind, help and its value.
+type DatabaseFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&DbState) -> Option<f64>,
+);
+
+/// The metrics of each database: up, counters, the last round, stalled.
+const DATABASE_FAMILIES: [DatabaseFamily; 10] = [
+    (
+        "strata_pgq_database_up",
+        "gauge",
+        "1 when the database is reachable and ticked.",
+        |s| Some(if s.up { 1.0 } else { 0.0 }),
+    ),
+    ("strata_pgq_ticks_total", "counter", "Ticks written.", |s| {
+        Some(s.ticks as f64)
+    }),
+    (
+        "strata_pgq_wakeup_ticks_total",
+        "counter",
+        "Ticks made because an event notification arrived (included in ticks_total).",
+        |s| Some(s.wakeup_ticks as f64),
+    ),
+    (
+        "strata_pgq_rotations_total",
+        "counter",
+        "Event tables rotated.",
+        |s| Some(s.rotations as f64),
+    ),
+    (
+        "strata_pgq_maint_calls_total",
+        "counter",
+        "Maintenance function calls.",
+        |s| Some(s.maint_calls as f64),
+    ),
+    (
+        "strata_pgq_retried_events_total",
+        "counter",
+        "Events moved back from the retry queue.",
+        |s| Some(s.retried_events as f64),
+    ),
+    (
+        "strata_pgq_errors_total",
+        "counter",
+        "Connection and statement errors.",
+        |s| Some(s.errors as f64),
+    ),
+    (
+        "strata_pgq_last_round_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful ticker round.",
+        |s| s.last_round_unix,
+    ),
+    (
+        "strata_pgq_last_round_age_seconds",
+        "gauge",
+        "Seconds since the last successful ticker round.",
+        |s| s.last_round_age_secs,
+    ),
+    (
+        "strata_pgq_database_stalled",
+        "gauge",
+        "1 when the database is connected but its ticker rounds stopped succeeding.",
+        |s| Some(if s.stalled { 1.0 } else { 0.0 }),
+    ),
+];
+
+fn database_metrics(out: &mut String, snapshot: &BTreeMap<String, DbState>) {
+    for (name, kind, help, value) in DATABASE_FAMILIES {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (db, s) in snapshot {
+            if let Some(v) = value(s) {
+                let _ = writeln!(out, "{name}{{database=\"{}\"}} {v}", label(db));
+            }
+        }
+    }
+}
+
+/// Failures of jobs that do not stop ticking, per database and job.
+fn job_error_metrics(out: &mut String, snapshot: &BTreeMap<String, DbState>) {
+    let name = "strata_pgq_job_errors_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Failures of jobs that do not stop ticking (maintenance functions, retry events, queue figures, trigger installation).\n# TYPE {name} counter"
+    );
+    for (db, s) in snapshot {
+        for (job, n) in &s.job_errors {
+            let _ = writeln!(
+                out,
+                "{name}{{database=\"{}\",job=\"{}\"}} {n}",
+                label(db),
+                label(job)
+            );
+        }
+    }
+}
+
+/// The figures of each queue of each database.
+fn queue_metrics(out: &mut String, snapshot: &BTreeMap<String, DbState>) {
+    type QueueValue = fn(&crate::api::QueueInfo) -> Option<f64>;
+    let queue_families: [(&str, &str, QueueValue); 3] = [
+        (
+            "strata_pgq_queue_ticker_lag_seconds",
+            "Seconds since the queue's newest tick.",
+            |q| q.ticker_lag_secs,
+        ),
+        (
+            "strata_pgq_queue_new_events",
+            "Events no tick covers yet.",
+            |q| q.ev_new.map(|v| v as f64),
+        ),
+        (
+            "strata_pgq_queue_events_per_second",
+            "Event rate pgq reports.",
+            |q| q.ev_per_sec,
+        ),
+    ];
+    for (name, help, value) in queue_families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (db, s) in snapshot {
+            for q in &s.queues {
+                if let Some(v) = value(q) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{database=\"{}\",queue=\"{}\"}} {v}",
+                        label(db),
+                        label(&q.queue_name)
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The figures of each consumer of each queue.
+fn consumer_metrics(out: &mut String, snapshot: &BTreeMap<String, DbState>) {
+    type ConsumerValue = fn(&crate::api::ConsumerInfo) -> Option<f64>;
+    let consumer_families: [(&str, &str, ConsumerValue); 3] = [
+        (
+            "strata_pgq_consumer_lag_seconds",
+            "Seconds since the consumer's last finished tick was made.",
+            |c| c.lag_secs,
+        ),
+        (
+            "strata_pgq_consumer_last_seen_seconds",
+            "Seconds since the consumer last asked for or finished a batch.",
+            |c| c.last_seen_secs,
+        ),
+        (
+            "strata_pgq_consumer_pending_events",
+            "Events the consumer has not finished (pgq's estimate).",
+            |c| c.pending_events.map(|v| v as f64),
+        ),
+    ];
+    for (name, help, value) in consumer_families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for (db, s) in snapshot {
+            for c in &s.consumers {
+                if let Some(v) = value(c) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{database=\"{}\",queue=\"{}\",consumer=\"{}\"}} {v}",
+                        label(db),
+                        label(&c.queue_name),
+                        label(&c.consumer_name)
+                    );
+                }
+            }
+        }
     }
 }
 
