@@ -355,6 +355,34 @@ async fn claim(store: &DynStore, prefix: &str, source: &ArchiveSource) -> Tables
     }
 }
 
+/// COPY sends a message per row: they are gathered into batches of [`BATCH_BYTES`] and
+/// handed to the encoder (`chunks`), so the hand-over, the hash and the encoder work on
+/// large pieces. Ends at the stream's end, its error, or an encoder that stopped (its own
+/// error says why).
+async fn hand_over_in_batches(
+    stream: impl futures::Stream<Item = Result<Bytes, strata_pgclient::tokio_postgres::Error>>,
+    chunks: tokio::sync::mpsc::Sender<Bytes>,
+    what: &str,
+) -> TablesResult<()> {
+    futures::pin_mut!(stream);
+    let mut batch = bytes::BytesMut::with_capacity(BATCH_BYTES);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| TablesError::db(what, &e))?;
+        batch.extend_from_slice(&chunk);
+        if batch.len() >= BATCH_BYTES {
+            let full = batch.split().freeze();
+            batch.reserve(BATCH_BYTES);
+            if chunks.send(full).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = chunks.send(batch.freeze()).await;
+    }
+    Ok(())
+}
+
 /// Exports a partition within `tx` (which holds the partition still), reads the archive
 /// back and checks it, then writes its manifest.
 async fn export_in(
@@ -391,7 +419,6 @@ async fn export_in(
         .copy_out(&copy)
         .await
         .map_err(|e| TablesError::db(&what, &e))?;
-    futures::pin_mut!(stream);
     // COPY's data arrives here; hashing, counting and encoding run on a blocking thread,
     // the finished parts are stored by a third task and checked on a fourth, so they all
     // overlap (as `psql | zstd > file` does) and each hand-over is bounded.
@@ -423,32 +450,7 @@ async fn export_in(
         parts_rx,
         check_tx,
     ));
-    // COPY sends a message per row: they are gathered into batches, so the hand-over,
-    // the hash and the encoder work on large pieces.
-    let mut received = Ok(());
-    let mut batch = bytes::BytesMut::with_capacity(BATCH_BYTES);
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(chunk) => {
-                batch.extend_from_slice(&chunk);
-                if batch.len() >= BATCH_BYTES {
-                    let full = batch.split().freeze();
-                    batch.reserve(BATCH_BYTES);
-                    if chunks_tx.send(full).await.is_err() {
-                        break; // the encoder stopped: its error says why
-                    }
-                }
-            }
-            Err(e) => {
-                received = Err(TablesError::db(&what, &e));
-                break;
-            }
-        }
-    }
-    if received.is_ok() && !batch.is_empty() {
-        let _ = chunks_tx.send(batch.freeze()).await;
-    }
-    drop(chunks_tx);
+    let received = hand_over_in_batches(stream, chunks_tx, &what).await;
     let encoded = encoding
         .await
         .map_err(|e| archive_err(&prefix, format!("encoding task: {e}")))?;
