@@ -215,6 +215,28 @@ struct Scanned {
     rows: Option<u64>,
 }
 
+/// The table `into` as it is, or `None` when it does not exist and `create` asks for it:
+/// a table that exists with `create`, or is missing without it, is refused.
+async fn target_shape(
+    client: &mut Client,
+    into: &TableName,
+    create: bool,
+) -> TablesResult<Option<crate::discover::TableShape>> {
+    match crate::discover::discover(client, into).await {
+        Ok(_) if create => Err(LoadFileError::Usage(format!(
+            "table {into} already exists: leave out --create to load into it"
+        ))
+        .into()),
+        Ok(shape) => Ok(Some(shape)),
+        Err(TablesError::UnknownTable(_)) if create => Ok(None),
+        Err(TablesError::UnknownTable(table)) => Err(LoadFileError::Usage(format!(
+            "table {table} does not exist: create it, or give --create to create it from the file"
+        ))
+        .into()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Loads a file into a table (see the module's documentation).
 pub async fn load_file(
     client: &mut Client,
@@ -226,23 +248,7 @@ pub async fn load_file(
         file, into, create, ..
     } = request;
     let size = request.source.size(file).await?;
-    let shape = match crate::discover::discover(client, into).await {
-        Ok(_) if *create => {
-            return Err(LoadFileError::Usage(format!(
-                "table {into} already exists: leave out --create to load into it"
-            ))
-            .into())
-        }
-        Ok(shape) => Some(shape),
-        Err(TablesError::UnknownTable(_)) if *create => None,
-        Err(TablesError::UnknownTable(table)) => {
-            return Err(LoadFileError::Usage(format!(
-            "table {table} does not exist: create it, or give --create to create it from the file"
-        ))
-            .into())
-        }
-        Err(e) => return Err(e),
-    };
+    let shape = target_shape(client, into, *create).await?;
     let opener = Opener {
         source: request.source.clone(),
         file: file.clone(),
