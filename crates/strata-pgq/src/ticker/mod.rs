@@ -284,6 +284,27 @@ async fn bind_health(addr: &str) -> Result<tokio::net::TcpListener, PgqError> {
         .map_err(|e| PgqError::io(format!("listening on {addr} for /health"), e))
 }
 
+/// Logs each database's counters and state (every `stats_period`).
+fn log_stats(log: &Log, health: &Health) {
+    for (db, s) in health.snapshot() {
+        let job_errors: u64 = s.job_errors.values().sum();
+        let state = if !s.up {
+            format!("DOWN: {}", s.error.unwrap_or_default())
+        } else if s.stalled {
+            format!(
+                "STALLED: no ticker round for {:.0} s",
+                s.last_round_age_secs.unwrap_or_default()
+            )
+        } else {
+            "up".to_string()
+        };
+        log.info(format!(
+            "{db}: {} ticks ({} on wake-up), {} rotations, {} maintenance calls, {} retried events, {job_errors} job errors, {state}",
+            s.ticks, s.wakeup_ticks, s.rotations, s.maint_calls, s.retried_events
+        ));
+    }
+}
+
 /// Runs the ticker from the config file at `path` (read with `read`) until
 /// SIGTERM/SIGINT (or the exit policy); SIGHUP re-reads the file and restarts the
 /// database workers with it. `quiet` keeps log lines off stderr when there is no logfile.
@@ -387,22 +408,7 @@ pub async fn run(
                     log.info(format!("{db}: no longer ticked"));
                 }
             }
-            _ = stats.tick() => {
-                for (db, s) in health.snapshot() {
-                    let job_errors: u64 = s.job_errors.values().sum();
-                    log.info(format!(
-                        "{db}: {} ticks ({} on wake-up), {} rotations, {} maintenance calls, {} retried events, {} job errors, {}",
-                        s.ticks, s.wakeup_ticks, s.rotations, s.maint_calls, s.retried_events, job_errors,
-                        if !s.up {
-                            format!("DOWN: {}", s.error.unwrap_or_default())
-                        } else if s.stalled {
-                            format!("STALLED: no ticker round for {:.0} s", s.last_round_age_secs.unwrap_or_default())
-                        } else {
-                            "up".to_string()
-                        }
-                    ));
-                }
-            }
+            _ = stats.tick() => log_stats(&log, &health),
             _ = policy.tick(), if config.exit_on_unreachable.is_some() => {
                 let limit = config.exit_on_unreachable.unwrap_or_default();
                 if let Some((db, unticked, stalled)) = health.longest_unticked() {
