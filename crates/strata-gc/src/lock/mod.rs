@@ -1250,9 +1250,14 @@ mod tests {
     }
 
     /// A store over `0` that does not say its writes end with their writer, as object
-    /// storage does not; reading the key `1` (when set) fails with the error `2` makes.
+    /// storage does not; reading the key `1` (when set) fails with the error `2` makes,
+    /// and every write fails once `2` is set.
     #[derive(Debug)]
-    struct WritesMayLand(DynStore, Option<Unreadable>);
+    struct WritesMayLand(
+        DynStore,
+        Option<Unreadable>,
+        Arc<std::sync::atomic::AtomicBool>,
+    );
 
     /// A key, and the error a read of it fails with.
     type Unreadable = (String, fn(String) -> StoreError);
@@ -1267,6 +1272,14 @@ mod tests {
             key: &str,
             data: bytes::Bytes,
         ) -> strata_store::StoreResult<()> {
+            if self.2.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Backend {
+                    op: "put",
+                    key: key.into(),
+                    store: "test".into(),
+                    message: "writes refused".into(),
+                });
+            }
             self.0.put_if_absent(key, data).await
         }
         async fn get(&self, key: &str) -> strata_store::StoreResult<bytes::Bytes> {
@@ -1315,7 +1328,7 @@ mod tests {
         held.process = Some(process);
         let key = chain::key_in(chain::GC_CHAIN, 1);
         store.put(&key, held.body()).await.unwrap();
-        let remote: DynStore = Arc::new(WritesMayLand(store.clone(), None));
+        let remote: DynStore = Arc::new(WritesMayLand(store.clone(), None, Default::default()));
         let next = RepoLock::acquire_in(remote, chain::GC_CHAIN, "gc-b", "gc", ttl).await;
         assert!(
             matches!(&next, Err(LockError::Lapsing(why)) if why.contains("its process ended without giving it back")),
@@ -1632,6 +1645,120 @@ mod tests {
             .await;
     }
 
+    fn denied(key: String) -> StoreError {
+        StoreError::PermissionDenied {
+            op: "get",
+            key,
+            store: "test".into(),
+            message: "denied".into(),
+        }
+    }
+
+    fn gone(key: String) -> StoreError {
+        StoreError::NotFound {
+            key,
+            store: "test".into(),
+        }
+    }
+
+    /// A lock of the layout before the chain that cannot be read is an error, never a
+    /// free lock; one gone meanwhile blocks nothing.
+    #[tokio::test]
+    async fn an_unreadable_legacy_lock_is_an_error_unless_it_is_gone() {
+        let (_dir, store) = store();
+        let key = "locks/op-a/0000000001.json";
+        let old = record("op-a", "another-host:1".into(), now_ms() + 60_000, 1);
+        store.put(key, old.body()).await.unwrap();
+        let ttl = Duration::from_secs(5);
+        let unreadable = |error: fn(String) -> StoreError| -> DynStore {
+            Arc::new(WritesMayLand(
+                store.clone(),
+                Some((key.to_string(), error)),
+                Default::default(),
+            ))
+        };
+        let err = RepoLock::acquire(unreadable(denied), "op-b", "backup", ttl).await;
+        assert!(matches!(err, Err(LockError::Store(_))), "{err:?}");
+        RepoLock::acquire(unreadable(gone), "op-b", "backup", ttl)
+            .await
+            .expect("a legacy lock gone meanwhile blocks nothing")
+            .release()
+            .await;
+    }
+
+    /// A lock kept renewed is over for its holder when another process took it over, and
+    /// when its renewals fail until its deadline passed.
+    #[tokio::test]
+    async fn a_held_lock_is_lost_to_a_takeover_and_to_failed_renewals() {
+        let (_dir, store) = store();
+        let ttl = Duration::from_secs(3);
+        let held = RepoLock::acquire(store.clone(), "op-a", "gc", ttl)
+            .await
+            .unwrap()
+            .keep_renewed();
+        held.check().unwrap();
+        // Another process writes the next generations first: the next renewal loses.
+        for generation in 2..10 {
+            let other = record(
+                "op-b",
+                "another-host:1".into(),
+                now_ms() + 60_000,
+                generation,
+            );
+            let _ = store
+                .put_if_absent(&chain::key(generation), other.body())
+                .await;
+        }
+        let lost = wait_for_loss(&held).await;
+        assert!(lost.contains("op-b") || lost.contains("taken"), "{lost}");
+        held.release().await;
+
+        let (_dir, store) = self::store();
+        let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flaky: DynStore = Arc::new(WritesMayLand(store, None, refusing.clone()));
+        let held = RepoLock::acquire(flaky, "op-a", "gc", ttl)
+            .await
+            .unwrap()
+            .keep_renewed();
+        held.check().unwrap();
+        refusing.store(true, std::sync::atomic::Ordering::SeqCst);
+        let lost = wait_for_loss(&held).await;
+        assert!(lost.contains("not renewed within its TTL"), "{lost}");
+    }
+
+    /// Why `held` was lost, polled for up to 20 s.
+    async fn wait_for_loss(held: &HeldLock) -> String {
+        for _ in 0..200 {
+            if let Err(LockError::Lost(why)) = held.check() {
+                return why;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the lock was never lost");
+    }
+
+    /// A renewal and a release each say, for older readers, when they end by the
+    /// writer's clock: a renewal its TTL from now, a release now.
+    #[tokio::test]
+    async fn renewals_and_releases_carry_their_expiry_by_the_writer_s_clock() {
+        let (_dir, store) = store();
+        let mut lock = RepoLock::acquire(store.clone(), "op-a", "backup", Duration::from_secs(30))
+            .await
+            .unwrap();
+        let before = now_ms();
+        lock.renew().await.unwrap();
+        let renewed = lock.record().expires_ms;
+        assert!(
+            (before + 30_000..=now_ms() + 30_000).contains(&renewed),
+            "{renewed}"
+        );
+        lock.release().await;
+        let released: LockRecord =
+            serde_json::from_slice(&store.get(&chain::key(3)).await.unwrap()).unwrap();
+        assert_eq!(released.state, LockState::Released);
+        assert!(released.expires_ms <= now_ms() && released.expires_ms >= before);
+    }
+
     /// The newest generation gone between the listing and the read blocks nothing; one
     /// that cannot be read for another reason is an error, never a free lock.
     #[tokio::test]
@@ -1641,21 +1768,15 @@ mod tests {
         store.put(&chain::key(1), held.body()).await.unwrap();
         let denied: DynStore = Arc::new(WritesMayLand(
             store.clone(),
-            Some((chain::key(1), |key| StoreError::PermissionDenied {
-                op: "get",
-                key,
-                store: "test".into(),
-                message: "denied".into(),
-            })),
+            Some((chain::key(1), denied)),
+            Default::default(),
         ));
         let err = RepoLock::acquire(denied, "op-b", "backup", Duration::from_secs(5)).await;
         assert!(matches!(err, Err(LockError::Store(_))), "{err:?}");
         let gone: DynStore = Arc::new(WritesMayLand(
             store.clone(),
-            Some((chain::key(1), |key| StoreError::NotFound {
-                key,
-                store: "test".into(),
-            })),
+            Some((chain::key(1), gone)),
+            Default::default(),
         ));
         let lock = RepoLock::acquire(gone, "op-b", "backup", Duration::from_secs(5))
             .await
