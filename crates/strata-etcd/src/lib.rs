@@ -20,6 +20,33 @@
 //! Every reply from etcd is treated as hostile input like a snapshot file: missing fields,
 //! bad base64, keys out of order or outside the range asked for, absurd counts and
 //! oversized bodies are errors, never panics or unbounded allocations.
+//!
+//! ```
+//! use strata_etcd::{Kv, Snapshot};
+//!
+//! // A snapshot survives its encoding byte for byte; a damaged one is an error.
+//! let snapshot = Snapshot {
+//!     revision: 42,
+//!     cluster_id: "cdf818194e3a8c32".into(),
+//!     prefixes: vec![b"/registry/".to_vec()],
+//!     kvs: vec![Kv {
+//!         key: b"/registry/pods/a".to_vec(),
+//!         value: b"{}".to_vec(),
+//!         lease: 0,
+//!         create_revision: 7,
+//!         mod_revision: 41,
+//!         version: 3,
+//!     }],
+//! };
+//! let bytes = snapshot.encode();
+//! assert_eq!(Snapshot::decode(&bytes).unwrap(), snapshot);
+//! assert!(Snapshot::decode(&bytes[..bytes.len() - 1]).is_err());
+//! ```
+//!
+//! Layout: `client` (the gateway's requests, paged and bounded), `wire` (its JSON),
+//! `snapshot` (the encoding), `fingerprint` (whether anything changed), `restore` (plans
+//! and their application), `settings` (what the plugin's configuration says), `shown`
+//! (values masked for output), `error`.
 
 #![deny(missing_docs)]
 mod client;

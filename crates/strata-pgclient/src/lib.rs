@@ -1,6 +1,21 @@
 //! PostgreSQL helpers shared by strata's PostgreSQL features: the backup plugin now, table
 //! retention and replication later. They know how to reach a server and how to write SQL
 //! safely; they know nothing about backups.
+//!
+//! ```
+//! use strata_pgclient::{quote_ident, quote_literal, Dsn};
+//!
+//! // Names and values in SQL text are quoted, never pasted.
+//! assert_eq!(quote_ident(r#"Mixed "Case""#), r#""Mixed ""Case""""#);
+//! assert_eq!(quote_literal("it's"), "'it''s'");
+//! // A connection as operators write it; its description never shows the password.
+//! let dsn = Dsn::parse("postgresql://app:secret@db.example:6432/metrics").unwrap();
+//! assert!(!format!("{dsn:?}").contains("secret"));
+//! ```
+//!
+//! Layout: this file holds [`Dsn`] (a libpq connection string, its defaults and session
+//! guards), connecting with a bounded wait, and the quoting of identifiers and literals;
+//! [`tls`] verifies servers for `sslmode=require` and above.
 
 #![deny(missing_docs)]
 

@@ -9,6 +9,28 @@
 //! the files down, then [`recovery`] writes the recovery settings (`restore_command`
 //! fetching from the repository, the target) and [`server`] starts PostgreSQL and waits
 //! until recovery reached the target, or says why it could not.
+//!
+//! ```
+//! use strata_postgres::walname::{segment_before, segment_name, Lsn, WalFileKind};
+//!
+//! // The WAL arithmetic of xlog_internal.h, for 16 MiB segments.
+//! let size = 16 << 20;
+//! let lsn = Lsn::parse("16/B374D848").unwrap();
+//! let name = segment_name(1, lsn.segment(size), size);
+//! assert_eq!(name, "0000000100000016000000B3");
+//! assert_eq!(segment_before(&name, size).as_deref(), Some("0000000100000016000000B2"));
+//! assert!(matches!(WalFileKind::parse(&name), Some(WalFileKind::Segment { .. })));
+//! ```
+//!
+//! Layout, by job: [`session`] (the backup API on one session), [`exclude`] (what a data
+//! directory's backup leaves out), [`tablespace`] (tablespaces and where they come back),
+//! [`wal`] (pushing and fetching segments; [`spool`] and [`prefetcher`] read ahead),
+//! [`walname`] (positions and file names), [`recovery`] and [`recovery_input`] (the
+//! settings of a restore and their checks), [`server`] (starting PostgreSQL and watching
+//! recovery), [`scratch`] (scratch servers from settings strata chooses), [`tables`]
+//! (tables and databases brought back from a scratch server), [`proof`] (what a restore
+//! proves on the server), [`patroni`] (Patroni's replica and bootstrap methods),
+//! [`config`] (the `[postgres]` section).
 
 #![deny(missing_docs)]
 
