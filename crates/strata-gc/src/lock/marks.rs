@@ -312,4 +312,67 @@ mod tests {
         };
         assert!(has_ended(&released, Some(written), written));
     }
+
+    fn store() -> (tempfile::TempDir, DynStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: DynStore = std::sync::Arc::new(strata_store::LocalStore::new(dir.path()));
+        (dir, store)
+    }
+
+    /// The records of the marks in `store`.
+    async fn marks_in(store: &DynStore) -> Vec<LockRecord> {
+        let mut out = Vec::new();
+        for meta in store.list(WRITERS).await.unwrap() {
+            let bytes = store.get(&meta.key).await.unwrap();
+            out.push(serde_json::from_slice(&bytes).unwrap());
+        }
+        out
+    }
+
+    /// A backup's mark keeps its engines' parts of that backup (and only that one) while
+    /// it runs; a WAL push's mark keeps none; a backup's mark of an older version, which
+    /// names no backup, keeps every backup's.
+    #[tokio::test]
+    async fn a_backup_may_still_write_while_its_own_mark_runs() {
+        let (_dir, store) = store();
+        let ttl = Duration::from_secs(30);
+        assert!(!backup_may_still_write(&store, "b1").await.unwrap());
+        let push = mark_archive_writer_with_ttl(store.clone(), "wal-push", ttl)
+            .await
+            .unwrap();
+        assert!(!backup_may_still_write(&store, "b1").await.unwrap());
+        let backup = mark_backup_writer(store.clone(), "b1", ttl).await.unwrap();
+        assert!(backup_may_still_write(&store, "b1").await.unwrap());
+        assert!(!backup_may_still_write(&store, "b2").await.unwrap());
+        backup.release().await;
+        assert!(!backup_may_still_write(&store, "b1").await.unwrap());
+        let older = mark_writer(store.clone(), "backup", None, ttl)
+            .await
+            .unwrap();
+        assert!(backup_may_still_write(&store, "b2").await.unwrap());
+        older.release().await;
+        push.release().await;
+    }
+
+    /// A mark says when it ends by its writer's clock (for older readers) and is
+    /// rewritten with a later expiry while its writer runs.
+    #[tokio::test]
+    async fn a_mark_carries_its_writer_s_expiry_and_is_rewritten_while_it_runs() {
+        let (_dir, store) = store();
+        let before = now_ms();
+        let mark = mark_archive_writer_with_ttl(store.clone(), "wal-push", Duration::from_secs(3))
+            .await
+            .unwrap();
+        let first = marks_in(&store).await.remove(0);
+        assert!((before + 3_000..=now_ms() + 3_000).contains(&first.expires_ms));
+        tokio::time::sleep(Duration::from_millis(2_500)).await;
+        let later = marks_in(&store).await.remove(0);
+        assert!(
+            later.expires_ms > first.expires_ms,
+            "renewed: {} after {}",
+            later.expires_ms,
+            first.expires_ms
+        );
+        mark.release().await;
+    }
 }
