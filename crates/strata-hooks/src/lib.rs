@@ -12,6 +12,32 @@
 //! start and every few seconds (`strata status` lists them). A resume that fails is retried, and when it still fails
 //! the record stays (shown by `status`, counted in metrics, sent as a `hook.failed`
 //! webhook) and is tried again by the next process.
+//!
+//! ```
+//! use strata_hooks::{HookConfig, HookPoint};
+//!
+//! // A pause/resume pair around one component, as `[[hooks]]` writes it.
+//! let hook: HookConfig = toml::from_str(
+//!     r#"
+//!     name = "exporter"
+//!     pause = ["systemctl", "stop", "exporter"]
+//!     resume = ["systemctl", "start", "exporter"]
+//!     component = "database"
+//!     "#,
+//! )
+//! .unwrap();
+//! hook.validate(&["database".into()], &[]).unwrap();
+//! assert!(hook.run.is_none() && hook.at.is_none());
+//! // A `run` hook needs its point; a pause without its resume is refused.
+//! let half: HookConfig = toml::from_str(r#"pause = ["true"]"#).unwrap();
+//! assert!(half.validate(&[], &[]).is_err());
+//! assert_eq!(HookPoint::AfterSnapshot.as_str(), "after_snapshot");
+//! ```
+//!
+//! Layout: `config` (a `[[hooks]]` entry and its checks), `action` (a command or an HTTP
+//! call, bounded), `pause` (issuing a pause that may land late), `resume` (resumes
+//! retried), `record` (the durable pause records), `ledger` (the records of one state
+//! directory, and resuming orphans), `error`.
 
 #![deny(missing_docs)]
 
