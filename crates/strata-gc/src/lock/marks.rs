@@ -355,24 +355,23 @@ mod tests {
     }
 
     /// A mark says when it ends by its writer's clock (for older readers) and is
-    /// rewritten with a later expiry while its writer runs.
+    /// rewritten with a later expiry at every renewal while its writer runs.
     #[tokio::test]
     async fn a_mark_carries_its_writer_s_expiry_and_is_rewritten_while_it_runs() {
         let (_dir, store) = store();
         let before = now_ms();
-        let mark = mark_archive_writer_with_ttl(store.clone(), "wal-push", Duration::from_secs(3))
+        let ttl = Duration::from_millis(4_500);
+        let mark = mark_archive_writer_with_ttl(store.clone(), "wal-push", ttl)
             .await
             .unwrap();
-        let first = marks_in(&store).await.remove(0);
-        assert!((before + 3_000..=now_ms() + 3_000).contains(&first.expires_ms));
-        tokio::time::sleep(Duration::from_millis(2_500)).await;
-        let later = marks_in(&store).await.remove(0);
-        assert!(
-            later.expires_ms > first.expires_ms,
-            "renewed: {} after {}",
-            later.expires_ms,
-            first.expires_ms
-        );
+        let first = marks_in(&store).await.remove(0).expires_ms;
+        assert!((before + 4_500..=now_ms() + 4_500).contains(&first));
+        // Renewed every 1.5 s: once by 2.25 s, again by 3.75 s.
+        tokio::time::sleep(Duration::from_millis(2_250)).await;
+        let second = marks_in(&store).await.remove(0).expires_ms;
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let third = marks_in(&store).await.remove(0).expires_ms;
+        assert!(first < second && second < third, "{first} {second} {third}");
         mark.release().await;
     }
 }

@@ -1249,6 +1249,36 @@ mod tests {
         assert!(taken.is_ok(), "{taken:?}");
     }
 
+    /// A writer one of whose visible writes went unanswered (the storage may still apply
+    /// it) leaves its mark to lapse; one whose writes were all answered withdraws it.
+    #[tokio::test]
+    async fn a_writer_with_a_write_unanswered_leaves_its_mark_to_lapse() {
+        let (_dir, store) = store();
+        let fenced: DynStore = Arc::new(strata_store::FencedStore::new(
+            Arc::new(IndexWritesTimeOut(store.clone())),
+            strata_repo::layout::makes_visible,
+        ));
+        let ttl = Duration::from_secs(30);
+        let answered = mark_archive_writer_with_ttl(fenced.clone(), "wal-push", ttl)
+            .await
+            .unwrap();
+        answered.release().await;
+        assert!(
+            running_writers(&store).await.unwrap().is_empty(),
+            "withdrawn"
+        );
+        let unanswered = mark_archive_writer_with_ttl(fenced.clone(), "wal-push", ttl)
+            .await
+            .unwrap();
+        assert!(fenced.put("index/x", bytes::Bytes::new()).await.is_err());
+        unanswered.release().await;
+        assert_eq!(
+            running_writers(&store).await.unwrap().len(),
+            1,
+            "left to lapse"
+        );
+    }
+
     /// A store over `0` that does not say its writes end with their writer, as object
     /// storage does not; reading the key `1` (when set) fails with the error `2` makes,
     /// and every write fails once `2` is set.
