@@ -10,6 +10,22 @@
 //! list of known ones, and a backup's nodes are matched to their plugin by the record
 //! they carry (keys prefixed with the plugin's name). docs/architecture.md shows how a
 //! third plugin is added.
+//!
+//! ```
+//! // The registry knows plugins by name; a restore brings etcd back before the
+//! // databases that read their topology from it.
+//! let etcd = strata_plugins::by_name("etcd").unwrap();
+//! let postgres = strata_plugins::by_name("postgres").unwrap();
+//! assert_eq!(postgres.name(), "postgres");
+//! assert!(etcd.restore_rank() < postgres.restore_rank());
+//! assert!(!postgres.is_external());
+//! assert!(strata_plugins::by_name("oracle").is_none());
+//! ```
+//!
+//! Layout: this file holds the [`Plugin`] trait, the node source and the registry; one
+//! module per plugin ([`postgres`], [`patroni`], [`etcd`], [`clickhouse`], [`camunda`]),
+//! [`external`] for components restored through their own API, [`engine_api`] and
+//! [`engine_parts`] for what engines' parts share.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
