@@ -1716,6 +1716,31 @@ mod tests {
             .await;
     }
 
+    /// A writer's mark that cannot be read is an error, never a writer that ended; one
+    /// gone meanwhile (withdrawn) is not listed.
+    #[tokio::test]
+    async fn an_unreadable_writer_s_mark_is_an_error_unless_it_is_gone() {
+        let (_dir, store) = store();
+        let mark = mark_archive_writer_with_ttl(store.clone(), "wal-push", Duration::from_secs(30))
+            .await
+            .unwrap();
+        let key = store.list(strata_repo::layout::WRITERS).await.unwrap()[0]
+            .key
+            .clone();
+        let unreadable = |error: fn(String) -> StoreError| -> DynStore {
+            Arc::new(WritesMayLand(
+                store.clone(),
+                Some((key.clone(), error)),
+                Default::default(),
+            ))
+        };
+        let err = running_writers(&unreadable(denied)).await;
+        assert!(matches!(err, Err(LockError::Store(_))), "{err:?}");
+        assert!(running_writers(&unreadable(gone)).await.unwrap().is_empty());
+        assert_eq!(running_writers(&store).await.unwrap().len(), 1);
+        mark.release().await;
+    }
+
     /// A lock kept renewed is over for its holder when another process took it over, and
     /// when its renewals fail until its deadline passed.
     #[tokio::test]
