@@ -372,6 +372,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1_500)).await;
         let third = marks_in(&store).await.remove(0).expires_ms;
         assert!(first < second && second < third, "{first} {second} {third}");
+        assert!(
+            third <= now_ms() + 4_500,
+            "its TTL from the renewal: {third}"
+        );
         mark.release().await;
     }
 }

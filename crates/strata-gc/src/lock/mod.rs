@@ -1280,14 +1280,18 @@ mod tests {
     }
 
     /// A store over `0` that does not say its writes end with their writer, as object
-    /// storage does not; reading the key `1` (when set) fails with the error `2` makes,
-    /// and every write fails once `2` is set.
+    /// storage does not; reading the key `1` (when set) fails with the error `2` makes;
+    /// once `2` is [`REFUSING`] every conditional write fails, once it is [`SLOW`] every
+    /// write takes 2 s.
     #[derive(Debug)]
     struct WritesMayLand(
         DynStore,
         Option<Unreadable>,
-        Arc<std::sync::atomic::AtomicBool>,
+        Arc<std::sync::atomic::AtomicU8>,
     );
+
+    const REFUSING: u8 = 1;
+    const SLOW: u8 = 2;
 
     /// A key, and the error a read of it fails with.
     type Unreadable = (String, fn(String) -> StoreError);
@@ -1295,6 +1299,9 @@ mod tests {
     #[async_trait::async_trait]
     impl strata_store::Store for WritesMayLand {
         async fn put(&self, key: &str, data: bytes::Bytes) -> strata_store::StoreResult<()> {
+            if self.2.load(std::sync::atomic::Ordering::SeqCst) == SLOW {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
             self.0.put(key, data).await
         }
         async fn put_if_absent(
@@ -1302,7 +1309,7 @@ mod tests {
             key: &str,
             data: bytes::Bytes,
         ) -> strata_store::StoreResult<()> {
-            if self.2.load(std::sync::atomic::Ordering::SeqCst) {
+            if self.2.load(std::sync::atomic::Ordering::SeqCst) == REFUSING {
                 return Err(StoreError::Backend {
                     op: "put",
                     key: key.into(),
@@ -1579,6 +1586,25 @@ mod tests {
         );
     }
 
+    /// The negative control `wall-clock` is the rule it stands for (a mark ends at its
+    /// writer's own expiry, by this host's clock), or its test would prove nothing.
+    #[test]
+    fn the_wall_clock_control_judges_marks_by_their_writer_s_expiry() {
+        in_a_process_of_its_own(
+            "lock::tests::with_the_wall_clock_control",
+            &[("STRATA_TEST_UNSAFE", "wall-clock")],
+        );
+    }
+
+    #[test]
+    #[ignore = "run by the_wall_clock_control_judges_marks_by_their_writer_s_expiry, in a process of its own"]
+    fn with_the_wall_clock_control() {
+        let mut mark = record("wal-push-1", "h:1".into(), 1_000_000, 0);
+        mark.ttl_ms = Some(60_000);
+        assert!(!has_ended(&mark, Some(0), 999_999));
+        assert!(has_ended(&mark, Some(0), 1_000_000), "at its own expiry");
+    }
+
     #[test]
     fn a_stop_asked_ends_a_held_gc_lock_at_its_next_check() {
         in_a_process_of_its_own("lock::tests::a_stop_asked_meanwhile", &[]);
@@ -1716,6 +1742,33 @@ mod tests {
             .await;
     }
 
+    /// A renewal of a writer's mark that the storage answered after the writer's deadline
+    /// does not count (the mark may have been judged lapsed before it landed): the
+    /// writer's visible writes are fenced, saying so.
+    #[tokio::test]
+    async fn a_mark_renewed_too_late_fences_its_writer() {
+        let (_dir, store) = store();
+        let mode = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let slow: DynStore = Arc::new(WritesMayLand(store, None, mode.clone()));
+        let fenced: DynStore = Arc::new(strata_store::FencedStore::new(
+            slow,
+            strata_repo::layout::makes_visible,
+        ));
+        // Trusted 2.4 s after each write; the renewal at 1 s comes back at 3 s.
+        let mark = mark_archive_writer_with_ttl(fenced.clone(), "wal-push", Duration::from_secs(3))
+            .await
+            .unwrap();
+        mode.store(SLOW, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(4_500)).await;
+        let refused = fenced.put("index/x", bytes::Bytes::new()).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Fenced { why, .. }) if why.contains("too late")),
+            "{refused:?}"
+        );
+        mode.store(0, std::sync::atomic::Ordering::SeqCst);
+        mark.release().await;
+    }
+
     /// A writer's mark that cannot be read is an error, never a writer that ended; one
     /// gone meanwhile (withdrawn) is not listed.
     #[tokio::test]
@@ -1769,14 +1822,14 @@ mod tests {
         held.release().await;
 
         let (_dir, store) = self::store();
-        let refusing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refusing = Arc::new(std::sync::atomic::AtomicU8::new(0));
         let flaky: DynStore = Arc::new(WritesMayLand(store, None, refusing.clone()));
         let held = RepoLock::acquire(flaky, "op-a", "gc", ttl)
             .await
             .unwrap()
             .keep_renewed();
         held.check().unwrap();
-        refusing.store(true, std::sync::atomic::Ordering::SeqCst);
+        refusing.store(REFUSING, std::sync::atomic::Ordering::SeqCst);
         let lost = wait_for_loss(&held).await;
         assert!(lost.contains("not renewed within its TTL"), "{lost}");
     }
