@@ -1,0 +1,320 @@
+//! Garbage collection against a real repository on a local directory: what a run deletes,
+//! keeps, repacks, waits for and rescues, and what its report says. The models of
+//! `src/model.rs` check the protocol's interleavings; these check the code's choices and
+//! counts, one situation each.
+
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+use strata_gc::lock::mark_backup_writer;
+use strata_gc::{collect_garbage_with, GcReport};
+use strata_repo::id::PackId;
+use strata_repo::layout;
+use strata_repo::manifest::{Entry, EntryKind, NodeManifest};
+use strata_repo::summary::{new_backup_name, BackupStatus, BackupSummary, NodeSummary};
+use strata_repo::writer::{BlobWriter, WriterOptions};
+use strata_repo::{BlobId, Repository};
+
+/// No grace: summary-less manifests and unindexed packs of any age may go.
+const NOW: Duration = Duration::ZERO;
+
+async fn repository() -> (tempfile::TempDir, Arc<Repository>) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = strata_testkit::repo::scratch_repo(dir.path()).await;
+    (dir, repo)
+}
+
+/// Content `n` of a test: 4 KiB that compress poorly, different for each `n`.
+fn content(n: u64) -> Vec<u8> {
+    strata_testkit::data::pseudo_random(4096, n)
+}
+
+/// Writes `blobs` through one writer (so into one pack), indexed.
+async fn store_blobs(repo: &Arc<Repository>, blobs: &[Vec<u8>]) -> Vec<BlobId> {
+    let writer = BlobWriter::start(repo.clone(), WriterOptions::default());
+    let ids: Vec<BlobId> = blobs.iter().map(|b| repo.keys().blob_id(b)).collect();
+    for (id, data) in ids.iter().zip(blobs) {
+        writer.submit(*id, Bytes::from(data.clone())).unwrap();
+    }
+    writer.finish().await.unwrap();
+    repo.reload_index().await.unwrap();
+    ids
+}
+
+/// A complete backup of one node whose one file is made of `chunks` (already stored).
+async fn backup_of(repo: &Arc<Repository>, chunks: &[BlobId]) -> String {
+    let name = new_backup_name();
+    let manifest = NodeManifest {
+        node: "n1".into(),
+        roots: vec!["/data".into()],
+        entries: vec![Entry {
+            path: b"file".to_vec(),
+            kind: EntryKind::File {
+                size: 4096 * chunks.len() as u64,
+                chunks: chunks.to_vec(),
+            },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            xattrs: Vec::new(),
+        }],
+    };
+    repo.save_manifest(&name, &manifest).await.unwrap();
+    let summary = BackupSummary {
+        name: name.clone(),
+        started: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        host_started: None,
+        duration_ms: 1,
+        status: BackupStatus::Complete,
+        strata_version: "test".into(),
+        nodes: vec![NodeSummary {
+            name: "n1".into(),
+            status: BackupStatus::Complete,
+            roots: vec!["/data".into()],
+            files: 1,
+            has_manifest: true,
+            ..NodeSummary::default()
+        }],
+        requests: None,
+        components: Vec::new(),
+        still_paused: Vec::new(),
+    };
+    repo.save_summary(&summary).await.unwrap();
+    name
+}
+
+/// Deletes backup `name` as `strata delete` leaves it for garbage collection: its
+/// summary goes, its manifests stay.
+async fn forget(repo: &Repository, name: &str) {
+    repo.store()
+        .delete(&layout::summary_key(name))
+        .await
+        .unwrap();
+}
+
+/// The packs stored under `data/`.
+async fn stored_packs(repo: &Repository) -> usize {
+    repo.store().list(layout::DATA).await.unwrap().len()
+}
+
+/// Whether blob `id` reads back as `data` (through a fresh view of the index).
+async fn reads_back(repo: &Repository, id: &BlobId, data: &[u8]) -> bool {
+    repo.reload_index().await.unwrap();
+    repo.read_blob(id).await.is_ok_and(|got| got == data)
+}
+
+/// Every object's key but the locks' (which a dry run takes too).
+async fn data_objects(repo: &Repository) -> Vec<String> {
+    let mut keys: Vec<String> = repo
+        .store()
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .filter(|k| !k.starts_with(layout::LOCKS))
+        .collect();
+    keys.sort();
+    keys
+}
+
+async fn collect(repo: &Arc<Repository>, dry_run: bool) -> GcReport {
+    collect_garbage_with(repo, dry_run, NOW).await.unwrap()
+}
+
+/// A deleted backup's data pack and its manifest's pack go, with its manifest; the other
+/// backup's stay and read back; a second run finds nothing more.
+#[tokio::test]
+async fn the_packs_of_a_deleted_backup_go_and_the_others_stay() {
+    let (_dir, repo) = repository().await;
+    let kept_data = [content(1)];
+    let kept = store_blobs(&repo, &kept_data).await;
+    backup_of(&repo, &kept).await;
+    let gone = store_blobs(&repo, &[content(2), content(3)]).await;
+    let deleted = backup_of(&repo, &gone).await;
+    let packs_before = stored_packs(&repo).await;
+    forget(&repo, &deleted).await;
+
+    let report = collect(&repo, false).await;
+    assert!(!report.dry_run);
+    assert_eq!(report.backups, 1, "{report:?}");
+    assert_eq!(report.manifests_deleted, 1, "{report:?}");
+    // Its data pack and the pack of its manifest's chunks.
+    assert_eq!(report.packs_condemned, 2, "{report:?}");
+    assert_eq!(report.packs_deleted, 2, "{report:?}");
+    assert_eq!(report.packs_kept, 2, "{report:?}");
+    assert_eq!(
+        (report.packs_waiting, report.packs_rescued),
+        (0, 0),
+        "{report:?}"
+    );
+    assert!(report.bytes_freed > 2 * 4096, "{report:?}");
+    assert!(report.index_objects_replaced >= 1, "{report:?}");
+    assert!(report.referenced_blobs >= 2, "{report:?}");
+    assert_eq!(stored_packs(&repo).await, packs_before - 2);
+    assert!(reads_back(&repo, &kept[0], &kept_data[0]).await);
+    assert!(!reads_back(&repo, &gone[0], &content(2)).await);
+    assert!(repo
+        .store()
+        .list(&layout::manifest_key(&deleted, ""))
+        .await
+        .unwrap()
+        .is_empty());
+
+    let again = collect(&repo, false).await;
+    assert_eq!(
+        (
+            again.packs_deleted,
+            again.manifests_deleted,
+            again.bytes_freed
+        ),
+        (0, 0, 0),
+        "{again:?}"
+    );
+}
+
+/// A dry run deletes and rewrites nothing, and says what a run would do.
+#[tokio::test]
+async fn a_dry_run_deletes_nothing_and_says_what_a_run_would() {
+    let (_dir, repo) = repository().await;
+    let kept = store_blobs(&repo, &[content(1)]).await;
+    backup_of(&repo, &kept).await;
+    let gone = store_blobs(&repo, &[content(2)]).await;
+    let deleted = backup_of(&repo, &gone).await;
+    forget(&repo, &deleted).await;
+    let objects_before = data_objects(&repo).await;
+
+    let dry = collect(&repo, true).await;
+    assert!(dry.dry_run);
+    assert_eq!(data_objects(&repo).await, objects_before);
+    assert!(
+        reads_back(&repo, &gone[0], &content(2)).await,
+        "nothing deleted"
+    );
+    let run = collect(&repo, false).await;
+    assert_eq!(dry.packs_condemned, run.packs_condemned, "{dry:?} {run:?}");
+    assert_eq!(
+        dry.manifests_deleted, run.manifests_deleted,
+        "{dry:?} {run:?}"
+    );
+    assert_eq!(dry.backups, run.backups);
+}
+
+/// A pack whose blobs are mostly garbage has its live blobs copied to a new pack, then
+/// goes; they read back from the copy.
+#[tokio::test]
+async fn a_mostly_garbage_pack_is_repacked() {
+    let (_dir, repo) = repository().await;
+    let data: Vec<Vec<u8>> = (10..30).map(content).collect();
+    let ids = store_blobs(&repo, &data).await;
+    let whole = backup_of(&repo, &ids).await;
+    // A later backup needs one of the twenty blobs (found in the index, not stored again).
+    backup_of(&repo, &ids[..1]).await;
+    forget(&repo, &whole).await;
+
+    let report = collect(&repo, false).await;
+    assert_eq!(report.packs_repacked, 1, "{report:?}");
+    assert!(report.packs_deleted >= 1, "{report:?}");
+    assert!(reads_back(&repo, &ids[0], &data[0]).await);
+    assert!(!reads_back(&repo, &ids[1], &data[1]).await);
+}
+
+/// While a writer runs, a condemned pack waits (the writer may rely on it); once the
+/// writer has ended, the next run deletes it.
+#[tokio::test]
+async fn a_condemned_pack_waits_for_the_writers_running_when_it_was_condemned() {
+    let (_dir, repo) = repository().await;
+    let kept = store_blobs(&repo, &[content(1)]).await;
+    backup_of(&repo, &kept).await;
+    let gone = store_blobs(&repo, &[content(2)]).await;
+    let deleted = backup_of(&repo, &gone).await;
+    forget(&repo, &deleted).await;
+    let writer = mark_backup_writer(repo.store().clone(), "running", Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    let first = collect(&repo, false).await;
+    assert_eq!(first.packs_condemned, 2, "{first:?}");
+    assert_eq!(first.packs_waiting, 2, "{first:?}");
+    assert_eq!(first.packs_deleted, 0, "{first:?}");
+    assert!(
+        reads_back(&repo, &gone[0], &content(2)).await,
+        "still there"
+    );
+
+    writer.release().await;
+    let second = collect(&repo, false).await;
+    assert_eq!(second.packs_deleted, 2, "{second:?}");
+    assert_eq!(second.packs_waiting, 0, "{second:?}");
+    assert!(!reads_back(&repo, &gone[0], &content(2)).await);
+}
+
+/// A condemned pack that a backup finished meanwhile references again is kept: its
+/// condemnation goes, the blob reads back.
+#[tokio::test]
+async fn a_condemned_pack_a_new_backup_references_is_rescued() {
+    let (_dir, repo) = repository().await;
+    let gone = store_blobs(&repo, &[content(2)]).await;
+    let deleted = backup_of(&repo, &gone).await;
+    forget(&repo, &deleted).await;
+    let writer = mark_backup_writer(repo.store().clone(), "running", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let first = collect(&repo, false).await;
+    assert!(first.packs_waiting >= 1, "{first:?}");
+    // The running backup (which found the blob indexed before the condemnation) ends
+    // and references it.
+    backup_of(&repo, &gone).await;
+    writer.release().await;
+
+    let second = collect(&repo, false).await;
+    assert_eq!(second.packs_rescued, 1, "{second:?}");
+    assert!(reads_back(&repo, &gone[0], &content(2)).await);
+}
+
+/// A pack no index lists goes once it is older than the grace period, not before.
+#[tokio::test]
+async fn an_unindexed_pack_goes_only_after_the_grace_period() {
+    let (_dir, repo) = repository().await;
+    let kept = store_blobs(&repo, &[content(1)]).await;
+    backup_of(&repo, &kept).await;
+    let stray = layout::pack_key(&PackId::from([7u8; 32]));
+    repo.store()
+        .put(&stray, Bytes::from_static(b"not indexed"))
+        .await
+        .unwrap();
+
+    let within = collect_garbage_with(&repo, false, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(within.packs_deleted, 0, "{within:?}");
+    assert!(repo.store().head(&stray).await.is_ok());
+
+    let past = collect(&repo, false).await;
+    assert_eq!(past.packs_deleted, 1, "{past:?}");
+    assert_eq!(past.bytes_freed, b"not indexed".len() as u64, "{past:?}");
+    assert!(repo.store().head(&stray).await.is_err());
+    assert!(reads_back(&repo, &kept[0], &content(1)).await);
+}
+
+/// Past the grace period but with a writer running, an unindexed pack waits (the writer
+/// may be about to index it), and says so.
+#[tokio::test]
+async fn an_unindexed_pack_waits_for_a_running_writer() {
+    let (_dir, repo) = repository().await;
+    let stray = layout::pack_key(&PackId::from([9u8; 32]));
+    repo.store()
+        .put(&stray, Bytes::from_static(b"not indexed"))
+        .await
+        .unwrap();
+    let writer = mark_backup_writer(repo.store().clone(), "running", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let report = collect(&repo, false).await;
+    assert_eq!(report.unindexed_waiting, 1, "{report:?}");
+    assert_eq!(report.packs_deleted, 0, "{report:?}");
+    writer.release().await;
+    let report = collect(&repo, false).await;
+    assert_eq!(report.packs_deleted, 1, "{report:?}");
+}
