@@ -138,6 +138,9 @@ async fn the_packs_of_a_deleted_backup_go_and_the_others_stay() {
 
     let report = collect(&repo, false).await;
     assert!(!report.dry_run);
+    // The caller's view of the index is the one after the collection.
+    assert!(repo.index().get(&gone[0]).is_none());
+    assert!(repo.index().get(&kept[0]).is_some());
     assert_eq!(report.backups, 1, "{report:?}");
     assert_eq!(report.manifests_deleted, 1, "{report:?}");
     // Its data pack and the pack of its manifest's chunks.
