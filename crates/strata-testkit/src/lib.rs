@@ -10,6 +10,20 @@
 //! A dev-dependency only (`publish = false`): nothing here ships. What needs the `strata`
 //! binary (`env!("CARGO_BIN_EXE_strata")`) stays in `crates/strata/tests/common`, built on
 //! this kit, because that path exists only inside the binary crate's tests.
+//!
+//! ```
+//! use strata_testkit::tree::{assert_same_tree, copy_tree, realistic_tree};
+//!
+//! // A source tree of every kind of entry, copied, then compared attribute by attribute
+//! // (what a restore test asserts of its target).
+//! let dir = tempfile::tempdir().unwrap();
+//! let (src, dst) = (dir.path().join("src"), dir.path().join("dst"));
+//! realistic_tree(&src);
+//! copy_tree(&src, &dst);
+//! assert_same_tree(&src, &dst);
+//! // Deterministic data: the same bytes on every run and machine.
+//! assert_eq!(strata_testkit::pseudo_random(64, 7), strata_testkit::pseudo_random(64, 7));
+//! ```
 
 // A test harness signals its own children (kill(2)), asks whether it runs as root and
 // swaps names atomically (renameat2) for the attack tests: each block says why it is sound.
