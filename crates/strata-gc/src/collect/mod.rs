@@ -225,6 +225,37 @@ mod tests {
     use strata_repo::BlobId;
     use strata_store::{DynStore, LocalStore};
 
+    /// On a multi-threaded runtime, blocking work lets the runtime's other tasks run
+    /// meanwhile (the lock's renewal among them): here a task that the work waits for.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn blocking_work_leaves_the_other_tasks_running() {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let setter = flag.clone();
+        let started = Arc::new(tokio::sync::Notify::new());
+        let ready = started.clone();
+        tokio::spawn(async move {
+            ready.notified().await;
+            setter.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        // On the runtime's one worker, as a collection runs.
+        let seen = tokio::spawn(async move {
+            blocking(|| {
+                started.notify_one();
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while std::time::Instant::now() < deadline {
+                    if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                        return true;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                false
+            })
+        })
+        .await
+        .unwrap();
+        assert!(seen, "the other task never ran");
+    }
+
     /// A small deterministic generator (the cases must not depend on a seed source).
     struct Rng(u64);
 
