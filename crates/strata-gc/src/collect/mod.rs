@@ -225,6 +225,23 @@ mod tests {
     use strata_repo::BlobId;
     use strata_store::{DynStore, LocalStore};
 
+    /// An object is old enough once its age by the storage's clock reaches the grace;
+    /// one whose time is unknown is young.
+    #[test]
+    fn an_object_is_young_until_its_age_reaches_the_grace() {
+        let written = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = crate::lock::clock::ms(written);
+        let grace = Duration::from_secs(60);
+        assert!(is_young(Some(written), at + 59_999, grace));
+        assert!(!is_young(Some(written), at + 60_000, grace));
+        assert!(!is_young(Some(written), at, Duration::ZERO), "no grace");
+        assert!(is_young(None, u64::MAX, grace));
+        assert!(
+            is_young(Some(written), at - 5_000, grace),
+            "written after now: young"
+        );
+    }
+
     /// On a multi-threaded runtime, blocking work lets the runtime's other tasks run
     /// meanwhile (the lock's renewal among them): here a task that the work waits for.
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
