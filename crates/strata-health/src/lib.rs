@@ -13,6 +13,24 @@
 //! since probes carry none. Because `/ready` makes requests to storages and nodes, its
 //! result is kept for [`READY_TTL`] and computed by one caller at a time: a flood of
 //! probes costs at most one round of checks per interval, not one per request.
+//!
+//! ```
+//! use strata_health::{health_answer, ready_answer, Check};
+//!
+//! // `/health` answers 200 while the process serves; `/ready` 503 with what is wrong.
+//! assert_eq!(health_answer("strata-pgq-ticker").0, 200);
+//! let (status, body) = ready_answer(vec![
+//!     Check::new("database app", true, "ticked 2 s ago"),
+//!     Check::new("database audit", false, "connection refused: is PostgreSQL running?"),
+//! ]);
+//! assert_eq!(status, 503);
+//! assert!(body.contains("connection refused"));
+//! ```
+//!
+//! Layout: this file holds the reports and answers; `routes` (feature `axum`) the router
+//! every server mounts, with the cached `/ready`; [`notify`] what a `Type=notify` unit
+//! hears (READY=1, STOPPING=1, watchdog pings); `probe` (feature `probe`) `strata probe`,
+//! the client of both endpoints.
 
 #![deny(missing_docs)]
 
