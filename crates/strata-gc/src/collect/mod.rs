@@ -225,6 +225,15 @@ mod tests {
     use strata_repo::BlobId;
     use strata_store::{DynStore, LocalStore};
 
+    /// What one run repacks at most, as docs/architecture.md says: 4 GiB of live data or a
+    /// million live blobs (a run always moves one pack, whatever its size). A test of the
+    /// cut itself would need that much live data.
+    #[test]
+    fn a_run_repacks_at_most_4_gib_or_a_million_blobs() {
+        assert_eq!(super::condemn::MAX_REPACK_BYTES, 4 * 1024 * 1024 * 1024);
+        assert_eq!(super::condemn::MAX_REPACK_BLOBS, 1_048_576);
+    }
+
     /// An object is old enough once its age by the storage's clock reaches the grace;
     /// one whose time is unknown is young.
     #[test]
