@@ -21,6 +21,21 @@ pub(super) const REPACK_BELOW: f64 = 0.5;
 pub(super) const MAX_REPACK_BYTES: u64 = 4 << 30;
 pub(super) const MAX_REPACK_BLOBS: u64 = 1 << 20;
 
+/// What one run may copy out of mostly-garbage packs: live bytes and live blobs.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RepackBudget {
+    pub(super) bytes: u64,
+    pub(super) blobs: u64,
+}
+
+impl RepackBudget {
+    /// A run's: [`MAX_REPACK_BYTES`] and [`MAX_REPACK_BLOBS`].
+    pub(super) const PER_RUN: RepackBudget = RepackBudget {
+        bytes: MAX_REPACK_BYTES,
+        blobs: MAX_REPACK_BLOBS,
+    };
+}
+
 /// Copies the referenced blobs `ids` (of mostly-garbage packs) into new packs (read,
 /// checked, sealed again); returns whether any was copied.
 pub(super) async fn move_live_blobs(repo: &Arc<Repository>, ids: &[BlobId]) -> GcResult<bool> {
@@ -49,14 +64,15 @@ pub(super) struct Found {
 }
 
 /// The first phase's merge join: per pack, its live and total bytes; the packs with no
-/// referenced blob are condemned, those mostly garbage repacked (at most
-/// [`MAX_REPACK_BYTES`] and [`MAX_REPACK_BLOBS`] of live data per run). A referenced id
-/// no pack holds is returned instead (`Ok(Err(id))`).
+/// referenced blob are condemned, those mostly garbage repacked as long as their live
+/// data fits `budget`, in the view's order (the first always: a run moves at least one).
+/// A referenced id no pack holds is returned instead (`Ok(Err(id))`).
 pub(super) fn find_garbage(
     index: &dyn BlobIndex,
     referenced: &SortedIds,
     already: &[PackId],
     scratch: &Scratch,
+    budget: RepackBudget,
 ) -> GcResult<Result<Found, BlobId>> {
     let positions = Positions::of(index);
     let count = positions.packs.len();
@@ -102,8 +118,8 @@ pub(super) fn find_garbage(
         if live_blobs[p_] == 0 {
             found.condemn.push((id, size));
         } else if (live[p_] as f64) < REPACK_BELOW * total[p_] as f64 {
-            let fits = repack_bytes + live[p_] <= MAX_REPACK_BYTES
-                && repack_blobs + live_blobs[p_] <= MAX_REPACK_BLOBS;
+            let fits = repack_bytes + live[p_] <= budget.bytes
+                && repack_blobs + live_blobs[p_] <= budget.blobs;
             if fits || found.repack.is_empty() {
                 repack_bytes += live[p_];
                 repack_blobs += live_blobs[p_];
@@ -181,6 +197,7 @@ pub(super) async fn condemn(
                 referenced.blobs(),
                 &already,
                 &referenced.scratch,
+                RepackBudget::PER_RUN,
             )
         })
     };

@@ -209,7 +209,7 @@ async fn no_writer_may_name(repo: &Repository) -> GcResult<bool> {
 
 #[cfg(test)]
 mod tests {
-    use super::condemn::{find_garbage, REPACK_BELOW};
+    use super::condemn::{find_garbage, RepackBudget, REPACK_BELOW};
     use super::sweep::rescue;
     use super::view::Positions;
     use super::*;
@@ -224,6 +224,91 @@ mod tests {
     use strata_repo::sorted_ids::SortedIdsBuilder;
     use strata_repo::BlobId;
     use strata_store::{DynStore, LocalStore};
+
+    /// Mostly-garbage packs (live data under half) are repacked in the view's order while
+    /// their live bytes and blobs fit the budget, the first whatever its size; a pack
+    /// exactly half live stays.
+    #[test]
+    fn mostly_garbage_packs_are_repacked_within_the_budget() {
+        let scratch = Scratch::new_in(&std::env::temp_dir(), "gc-budget-test").unwrap();
+        // Each pack: (live blobs, each 10 bytes), (dead blobs, each 10 bytes).
+        let shapes = [(1, 9), (5, 5), (2, 8), (3, 7), (0, 4)];
+        let mut referenced = BTreeSet::new();
+        let mut packs = Vec::new();
+        let mut next = 0;
+        for (p, (live, dead)) in shapes.iter().enumerate() {
+            let mut entries = Vec::new();
+            for n in 0..live + dead {
+                next += 1;
+                let id = blob(next);
+                if n < *live {
+                    referenced.insert(id);
+                }
+                entries.push(PackEntry {
+                    id,
+                    offset: 0,
+                    length: 10,
+                    raw_length: 10,
+                    compressed: false,
+                });
+            }
+            entries.sort_by_key(|e| e.id);
+            packs.push(IndexedPack {
+                id: blob(2_000_000 + p as u64),
+                size: 1,
+                blobs: entries,
+            });
+        }
+        let mut index = MemoryIndex::default();
+        index.add_object(
+            "index/0",
+            &IndexFile {
+                packs: packs.clone(),
+            },
+        );
+        let mut ids = SortedIdsBuilder::with_buffer(scratch.clone(), 7, None);
+        referenced.iter().for_each(|id| ids.push(*id));
+        let ids = ids.finish().unwrap();
+        let chosen = |budget: RepackBudget| -> (BTreeSet<PackId>, BTreeSet<PackId>) {
+            let found = find_garbage(&index, &ids, &[], &scratch, budget)
+                .unwrap()
+                .unwrap();
+            (
+                found.repack.iter().map(|(_, id)| *id).collect(),
+                found.condemn.iter().map(|(id, _)| *id).collect(),
+            )
+        };
+        let [p0, p1, p2, p3, p4] = [0, 1, 2, 3, 4].map(|i| packs[i].id);
+        // Positions follow the packs' order here; p1 is half live (it stays), p4 dead.
+        let order: Vec<PackId> = Positions::of(&index).live().map(|(_, id, _)| id).collect();
+        assert_eq!(order, vec![p0, p1, p2, p3, p4]);
+        let all = RepackBudget {
+            bytes: 1_000,
+            blobs: 1_000,
+        };
+        assert_eq!(chosen(all), ([p0, p2, p3].into(), [p4].into()));
+        // 35 live bytes: p0 (10) and p2 (20) fit, p3 (30 more) does not.
+        let bytes = RepackBudget {
+            bytes: 35,
+            blobs: 1_000,
+        };
+        assert_eq!(chosen(bytes).0, [p0, p2].into());
+        // 2 live blobs: p0 (1); p2 (3 in all) and p3 (4) do not fit.
+        let blobs = RepackBudget {
+            bytes: 1_000,
+            blobs: 2,
+        };
+        assert_eq!(chosen(blobs).0, [p0].into());
+        // 3: p0 and p2 (3 in all); p3 (6) does not.
+        let blobs = RepackBudget {
+            bytes: 1_000,
+            blobs: 3,
+        };
+        assert_eq!(chosen(blobs).0, [p0, p2].into());
+        // A budget nothing fits: the first mostly-garbage pack still goes.
+        let none = RepackBudget { bytes: 0, blobs: 0 };
+        assert_eq!(chosen(none).0, [p0].into());
+    }
 
     /// What one run repacks at most, as docs/architecture.md says: 4 GiB of live data or a
     /// million live blobs (a run always moves one pack, whatever its size). A test of the
@@ -356,7 +441,7 @@ mod tests {
             referenced.iter().for_each(|id| ids.push(*id));
             let ids = ids.finish().unwrap();
 
-            let found = find_garbage(&index, &ids, &[], &scratch).unwrap();
+            let found = find_garbage(&index, &ids, &[], &scratch, RepackBudget::PER_RUN).unwrap();
             let missing: Vec<&BlobId> = referenced
                 .iter()
                 .filter(|id| !holders.contains_key(id))
