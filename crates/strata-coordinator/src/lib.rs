@@ -9,6 +9,33 @@
 //!
 //! This file is the index; docs/architecture.md ("The coordinator's rooms") draws the
 //! modules and their arrows, which point down only (`scripts/module-cycles.py`).
+//!
+//! The whole path (init, backup, list, restore, verify) runs through the facade in
+//! strata-api's example; one rule of this crate on its own, `cleanup --keep-daily 2`:
+//!
+//! ```
+//! use strata_coordinator::config::RetentionConfig;
+//! use strata_coordinator::retention::{decide, Candidate};
+//!
+//! let at = |day, hour| {
+//!     chrono::NaiveDate::from_ymd_opt(2026, 11, day)
+//!         .and_then(|d| d.and_hms_opt(hour, 0, 0))
+//!         .unwrap()
+//!         .and_utc()
+//! };
+//! let backup = |name: &str, day, hour| Candidate {
+//!     name: name.into(),
+//!     started: at(day, hour),
+//!     complete: true,
+//!     pinned: false,
+//! };
+//! let policy = RetentionConfig { keep_daily: Some(2), ..RetentionConfig::default() };
+//! let backups = [backup("a", 26, 1), backup("b", 27, 1), backup("c", 27, 9)];
+//! let decisions = decide(&policy, &backups).unwrap();
+//! // The newest of each of the last two days.
+//! let kept: Vec<&str> = decisions.iter().filter(|d| d.keep).map(|d| d.name.as_str()).collect();
+//! assert_eq!(kept, ["a", "c"]);
+//! ```
 
 #![deny(missing_docs)]
 
