@@ -5,6 +5,25 @@
 //! every byte ([`restore`]). It knows nothing of clusters: the coordinator decides which
 //! nodes take part and writes the backup summary. [`service::Agent`] wraps these steps
 //! behind a lease for a coordinator, in-process or over HTTP ([`api`] has the messages).
+//!
+//! ```
+//! use strata_agent::api::{ChunkRef, ErrorCode};
+//! use strata_repo::BlobId;
+//!
+//! // What crosses the wire between a coordinator and an agent is checked on arrival: a
+//! // chunk reference names its blob in hex, and anything else is a bad request.
+//! let chunk = ChunkRef::new(&BlobId([7; 32]), 4096);
+//! assert_eq!(chunk.blob_id().unwrap(), BlobId([7; 32]));
+//! let forged = ChunkRef { id: "../../etc/passwd".into(), len: 1 };
+//! assert_eq!(forged.blob_id().unwrap_err().code, ErrorCode::BadRequest);
+//! ```
+//!
+//! Layout: [`backup`] (a node's snapshot: the walk, the files cache, chunks uploaded as
+//! they are cut; `prefetch` reads ahead), [`upload`] (the sink chunks go to),
+//! [`files_cache`] (what an unchanged file is known by), [`restore`] (laying a manifest
+//! down, part by part, every path checked first; `prune` removes what the backup lacks),
+//! [`spool`] (a manifest on scratch disk while it grows), [`progress`], [`service`] (the
+//! agent behind its lease, and the plugins' node sides), [`api`] (the messages), `error`.
 
 #![deny(missing_docs)]
 
