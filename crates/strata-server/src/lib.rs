@@ -5,6 +5,15 @@
 //! restores of the whole cluster, follow them, list and delete backups). Each API has its
 //! own bearer token; a request without the right one is answered 401 before anything
 //! runs. TLS is rustls when a certificate and key are configured.
+//!
+//! Layout: [`compose`] builds the server from its configuration (this host's agent, the
+//! coordinator, the scheduler) and serves; `serve` and `limits` (plain or TLS, bounded
+//! connections, requests and bodies) and `timeouts`; `auth` (the tokens and their roles);
+//! `node_api` (`/node/v1`), `coordinator_api`, `tables_api` and `scheduled` (`/api/v1`),
+//! with `extract`, `queries`, `page_bodies` and `errors` for what a request says and what
+//! an answer looks like; `openapi` (the document), `dashboard`, `metrics` and `figures`
+//! (Prometheus), `check` (`/ready`), [`tables_run`]. The whole server runs in strata's
+//! own tests against the real binary (`crates/strata/tests/server.rs`).
 
 #![deny(missing_docs)]
 
