@@ -154,7 +154,8 @@ async fn the_packs_of_a_deleted_backup_go_and_the_others_stay() {
     );
     assert!(report.bytes_freed > 2 * 4096, "{report:?}");
     assert!(report.index_objects_replaced >= 1, "{report:?}");
-    assert!(report.referenced_blobs >= 2, "{report:?}");
+    // The kept backup's file and its manifest's one chunk.
+    assert_eq!(report.referenced_blobs, 2, "{report:?}");
     assert_eq!(stored_packs(&repo).await, packs_before - 2);
     assert!(reads_back(&repo, &kept[0], &kept_data[0]).await);
     assert!(!reads_back(&repo, &gone[0], &content(2)).await);
@@ -218,6 +219,8 @@ async fn a_mostly_garbage_pack_is_repacked() {
 
     let report = collect(&repo, false).await;
     assert_eq!(report.packs_repacked, 1, "{report:?}");
+    // The repacked pack, and the pack of the deleted backup's manifest.
+    assert_eq!(report.packs_condemned, 2, "{report:?}");
     assert!(report.packs_deleted >= 1, "{report:?}");
     assert!(reads_back(&repo, &ids[0], &data[0]).await);
     assert!(!reads_back(&repo, &ids[1], &data[1]).await);
