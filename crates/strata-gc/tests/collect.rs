@@ -324,3 +324,66 @@ async fn an_unindexed_pack_waits_for_a_running_writer() {
     let report = collect(&repo, false).await;
     assert_eq!(report.packs_deleted, 1, "{report:?}");
 }
+
+/// Doomed packs (condemned, no writer left that may rely on them) go whatever their age,
+/// and whatever writer started after their condemnation: the grace and the running
+/// writers hold back only packs no index lists.
+#[tokio::test]
+async fn doomed_packs_go_whatever_their_age_and_later_writers() {
+    let (_dir, repo) = repository().await;
+    let kept = store_blobs(&repo, &[content(1)]).await;
+    backup_of(&repo, &kept).await;
+    let gone = store_blobs(&repo, &[content(2)]).await;
+    let deleted = backup_of(&repo, &gone).await;
+    forget(&repo, &deleted).await;
+    let hour = Duration::from_secs(3600);
+    let first = mark_backup_writer(repo.store().clone(), "first", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let condemned = collect_garbage_with(&repo, false, hour).await.unwrap();
+    assert_eq!(condemned.packs_waiting, 2, "{condemned:?}");
+    first.release().await;
+    let later = mark_backup_writer(repo.store().clone(), "later", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let swept = collect_garbage_with(&repo, false, hour).await.unwrap();
+    assert_eq!(
+        swept.packs_deleted, 2,
+        "young and a writer running: {swept:?}"
+    );
+    assert!(!reads_back(&repo, &gone[0], &content(2)).await);
+    assert!(reads_back(&repo, &kept[0], &content(1)).await);
+    later.release().await;
+}
+
+/// A condemnation a collection wrote but never armed (it stopped in between) is dropped
+/// by the next run; the run after condemns its packs again if they still are garbage.
+#[tokio::test]
+async fn a_condemnation_never_armed_is_dropped_by_the_next_run() {
+    let (_dir, repo) = repository().await;
+    let kept = store_blobs(&repo, &[content(1)]).await;
+    backup_of(&repo, &kept).await;
+    let gone = store_blobs(&repo, &[content(2)]).await;
+    let deleted = backup_of(&repo, &gone).await;
+    forget(&repo, &deleted).await;
+    let stale = strata_repo::condemned::Condemnation {
+        run: "gc-20261128T000000Z-00000000".into(),
+        created_ms: 0,
+        packs: repo.index().packs().into_iter().map(|(id, _)| id).collect(),
+    };
+    repo.write_condemnation(&stale).await.unwrap();
+    // The run takes the packs it names for condemned already, and drops it unarmed.
+    let first = collect(&repo, false).await;
+    assert_eq!(first.packs_deleted, 0, "{first:?}");
+    let (left, damaged) = repo.condemnations().await.unwrap();
+    assert!(
+        left.is_empty() && damaged.is_empty(),
+        "{left:?} {damaged:?}"
+    );
+    let second = collect(&repo, false).await;
+    assert_eq!(second.packs_deleted, 2, "{second:?}");
+    assert!(
+        reads_back(&repo, &kept[0], &content(1)).await,
+        "only garbage goes"
+    );
+}
