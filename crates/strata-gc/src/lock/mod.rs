@@ -1292,6 +1292,8 @@ mod tests {
 
     const REFUSING: u8 = 1;
     const SLOW: u8 = 2;
+    /// Every write hangs for a minute.
+    const HANGING: u8 = 3;
 
     /// A key, and the error a read of it fails with.
     type Unreadable = (String, fn(String) -> StoreError);
@@ -1299,8 +1301,10 @@ mod tests {
     #[async_trait::async_trait]
     impl strata_store::Store for WritesMayLand {
         async fn put(&self, key: &str, data: bytes::Bytes) -> strata_store::StoreResult<()> {
-            if self.2.load(std::sync::atomic::Ordering::SeqCst) == SLOW {
-                tokio::time::sleep(Duration::from_secs(2)).await;
+            match self.2.load(std::sync::atomic::Ordering::SeqCst) {
+                SLOW => tokio::time::sleep(Duration::from_secs(2)).await,
+                HANGING => tokio::time::sleep(Duration::from_secs(60)).await,
+                _ => {}
             }
             self.0.put(key, data).await
         }
@@ -1309,7 +1313,11 @@ mod tests {
             key: &str,
             data: bytes::Bytes,
         ) -> strata_store::StoreResult<()> {
-            if self.2.load(std::sync::atomic::Ordering::SeqCst) == REFUSING {
+            let mode = self.2.load(std::sync::atomic::Ordering::SeqCst);
+            if mode == HANGING {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            if mode == REFUSING {
                 return Err(StoreError::Backend {
                     op: "put",
                     key: key.into(),
@@ -1832,6 +1840,29 @@ mod tests {
         refusing.store(REFUSING, std::sync::atomic::Ordering::SeqCst);
         let lost = wait_for_loss(&held).await;
         assert!(lost.contains("not renewed within its TTL"), "{lost}");
+    }
+
+    /// A renewal that never comes back (the storage hangs) loses the lock by its holder's
+    /// monotonic deadline alone: nothing else tells it.
+    #[tokio::test]
+    async fn a_renewal_that_hangs_loses_the_lock_by_the_deadline_alone() {
+        let (_dir, store) = store();
+        let mode = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let hanging: DynStore = Arc::new(WritesMayLand(store, None, mode.clone()));
+        let held = RepoLock::acquire(hanging, "op-a", "gc", Duration::from_secs(3))
+            .await
+            .unwrap()
+            .keep_renewed();
+        held.check().unwrap();
+        mode.store(HANGING, std::sync::atomic::Ordering::SeqCst);
+        // Trusted for 2.4 s after the acquisition; the renewal at 1 s hangs.
+        tokio::time::sleep(Duration::from_millis(3_500)).await;
+        let lost = held.check();
+        assert!(
+            matches!(&lost, Err(LockError::Lost(why)) if why.contains("not renewed within its TTL")),
+            "{lost:?}"
+        );
+        // Not released: its renewal still hangs; the runtime's end drops it.
     }
 
     /// Why `held` was lost, polled for up to 20 s.
