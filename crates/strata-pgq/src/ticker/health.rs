@@ -271,16 +271,17 @@ impl Health {
     }
 }
 
-/// A metric of each database: name, kind, help and its value.
-type DatabaseFamily = (
+/// A metric family of items of type `T`: name, kind, help and an item's value (none: no
+/// sample).
+type Family<T> = (
     &'static str,
     &'static str,
     &'static str,
-    fn(&DbState) -> Option<f64>,
+    fn(&T) -> Option<f64>,
 );
 
 /// The metrics of each database: up, counters, the last round, stalled.
-const DATABASE_FAMILIES: [DatabaseFamily; 10] = [
+const DATABASE_FAMILIES: [Family<DbState>; 10] = [
     (
         "strata_pgq_database_up",
         "gauge",
@@ -341,11 +342,32 @@ const DATABASE_FAMILIES: [DatabaseFamily; 10] = [
 ];
 
 fn database_metrics(out: &mut String, snapshot: &BTreeMap<String, DbState>) {
-    for (name, kind, help, value) in DATABASE_FAMILIES {
+    write_families(
+        out,
+        snapshot,
+        &DATABASE_FAMILIES,
+        std::slice::from_ref,
+        |_| String::new(),
+    );
+}
+
+/// Writes `families` over the items each database has (`items`), each sample labelled
+/// with its database and the item's own labels (`labels`: `,name="value"` pairs).
+fn write_families<T>(
+    out: &mut String,
+    snapshot: &BTreeMap<String, DbState>,
+    families: &[Family<T>],
+    items: impl Fn(&DbState) -> &[T],
+    labels: impl Fn(&T) -> String,
+) {
+    for (name, kind, help, value) in families {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for (db, s) in snapshot {
-            if let Some(v) = value(s) {
-                let _ = writeln!(out, "{name}{{database=\"{}\"}} {v}", label(db));
+            for item in items(s) {
+                if let Some(v) = value(item) {
+                    let db = label(db);
+                    let _ = writeln!(out, "{name}{{database=\"{db}\"{}}} {v}", labels(item));
+                }
             }
         }
     }
@@ -372,77 +394,70 @@ fn job_error_metrics(out: &mut String, snapshot: &BTreeMap<String, DbState>) {
 
 /// The figures of each queue of each database.
 fn queue_metrics(out: &mut String, snapshot: &BTreeMap<String, DbState>) {
-    type QueueValue = fn(&crate::api::QueueInfo) -> Option<f64>;
-    let queue_families: [(&str, &str, QueueValue); 3] = [
+    let families: [Family<crate::api::QueueInfo>; 3] = [
         (
             "strata_pgq_queue_ticker_lag_seconds",
+            "gauge",
             "Seconds since the queue's newest tick.",
             |q| q.ticker_lag_secs,
         ),
         (
             "strata_pgq_queue_new_events",
+            "gauge",
             "Events no tick covers yet.",
             |q| q.ev_new.map(|v| v as f64),
         ),
         (
             "strata_pgq_queue_events_per_second",
+            "gauge",
             "Event rate pgq reports.",
             |q| q.ev_per_sec,
         ),
     ];
-    for (name, help, value) in queue_families {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (db, s) in snapshot {
-            for q in &s.queues {
-                if let Some(v) = value(q) {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{database=\"{}\",queue=\"{}\"}} {v}",
-                        label(db),
-                        label(&q.queue_name)
-                    );
-                }
-            }
-        }
-    }
+    write_families(
+        out,
+        snapshot,
+        &families,
+        |s| &s.queues,
+        |q| format!(",queue=\"{}\"", label(&q.queue_name)),
+    );
 }
 
 /// The figures of each consumer of each queue.
 fn consumer_metrics(out: &mut String, snapshot: &BTreeMap<String, DbState>) {
-    type ConsumerValue = fn(&crate::api::ConsumerInfo) -> Option<f64>;
-    let consumer_families: [(&str, &str, ConsumerValue); 3] = [
+    let families: [Family<crate::api::ConsumerInfo>; 3] = [
         (
             "strata_pgq_consumer_lag_seconds",
+            "gauge",
             "Seconds since the consumer's last finished tick was made.",
             |c| c.lag_secs,
         ),
         (
             "strata_pgq_consumer_last_seen_seconds",
+            "gauge",
             "Seconds since the consumer last asked for or finished a batch.",
             |c| c.last_seen_secs,
         ),
         (
             "strata_pgq_consumer_pending_events",
+            "gauge",
             "Events the consumer has not finished (pgq's estimate).",
             |c| c.pending_events.map(|v| v as f64),
         ),
     ];
-    for (name, help, value) in consumer_families {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for (db, s) in snapshot {
-            for c in &s.consumers {
-                if let Some(v) = value(c) {
-                    let _ = writeln!(
-                        out,
-                        "{name}{{database=\"{}\",queue=\"{}\",consumer=\"{}\"}} {v}",
-                        label(db),
-                        label(&c.queue_name),
-                        label(&c.consumer_name)
-                    );
-                }
-            }
-        }
-    }
+    write_families(
+        out,
+        snapshot,
+        &families,
+        |s| &s.consumers,
+        |c| {
+            format!(
+                ",queue=\"{}\",consumer=\"{}\"",
+                label(&c.queue_name),
+                label(&c.consumer_name)
+            )
+        },
+    );
 }
 
 /// A label value with `\`, `"` and newlines escaped, as Prometheus text requires.
@@ -637,9 +652,39 @@ mod tests {
                 current_batch: None,
                 next_tick: None,
                 pending_events: Some(7),
-            }]
+            }];
+            s.queues = vec![crate::api::QueueInfo {
+                queue_name: "q\"1".into(),
+                ntables: 3,
+                cur_table: 0,
+                rotation_period_secs: None,
+                switch_age_secs: None,
+                rotation_pending_step2: false,
+                external_ticker: false,
+                ticker_paused: false,
+                ticker_max_count: 500,
+                ticker_max_lag_secs: 3.0,
+                ticker_idle_period_secs: 60.0,
+                ticker_lag_secs: Some(1.5),
+                ev_per_sec: None,
+                ev_new: Some(4),
+                last_tick_id: Some(9),
+            }];
         });
         let metrics = health.metrics_body();
+        assert!(
+            metrics.contains(
+                "strata_pgq_queue_ticker_lag_seconds{database=\"good\",queue=\"q\\\"1\"} 1.5\n"
+            ),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("strata_pgq_queue_new_events{database=\"good\",queue=\"q\\\"1\"} 4\n")
+        );
+        assert!(
+            !metrics.contains("strata_pgq_queue_events_per_second{"),
+            "none: no sample"
+        );
         assert!(
             metrics.contains("strata_pgq_consumer_lag_seconds{database=\"good\",queue=\"q\",consumer=\"c\\\\x\"} 2.5\n"),
             "{metrics}"

@@ -209,15 +209,25 @@ async fn zookeeper_children(
     path: &str,
     what: impl Fn(super::client::ClickHouseError) -> ApiError,
 ) -> ApiResult<BTreeSet<String>> {
+    let sql = format!(
+        "SELECT name FROM system.zookeeper WHERE path = {}",
+        literal(path)
+    );
+    names(client, &sql, what).await
+}
+
+/// The `name` column of `sql`'s rows; `what` maps a refusal.
+async fn names(
+    client: &Client,
+    sql: &str,
+    what: impl Fn(super::client::ClickHouseError) -> ApiError,
+) -> ApiResult<BTreeSet<String>> {
     #[derive(Deserialize)]
     struct Name {
         name: String,
     }
     Ok(client
-        .rows::<Name>(&format!(
-            "SELECT name FROM system.zookeeper WHERE path = {}",
-            literal(path)
-        ))
+        .rows::<Name>(sql)
         .await
         .map_err(what)?
         .into_iter()
@@ -373,10 +383,6 @@ pub async fn replicas_hold_parts(
     deadline: Instant,
     waited: Duration,
 ) -> ApiResult<()> {
-    #[derive(Deserialize)]
-    struct Name {
-        name: String,
-    }
     let me = replica(client, table).await?;
     let what = |e: super::client::ClickHouseError| {
         failed(format!(
@@ -385,16 +391,11 @@ pub async fn replicas_hold_parts(
             strata_util::error_chain(&e)
         ))
     };
-    let mine: BTreeSet<String> = client
-        .rows::<Name>(&format!(
-            "SELECT name FROM system.parts WHERE {} AND active",
-            table_condition(table)
-        ))
-        .await
-        .map_err(what)?
-        .into_iter()
-        .map(|n| n.name)
-        .collect();
+    let active = format!(
+        "SELECT name FROM system.parts WHERE {} AND active",
+        table_condition(table)
+    );
+    let mine = names(client, &active, what).await?;
     let root = format!("{}/replicas", me.zookeeper_path.trim_end_matches('/'));
     let mut progress = Progress::new();
     loop {

@@ -46,6 +46,23 @@ fn failed(what: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::new(ErrorCode::Failed, format!("ClickHouse: {what}: {why}"))
 }
 
+/// Runs file-system work on a blocking thread: `step` names it when the thread fails,
+/// `what` when the work does.
+async fn on_disk<T, E>(
+    step: &str,
+    what: &str,
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> ApiResult<T>
+where
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| failed(step, e))?
+        .map_err(|why| failed(what, why))
+}
+
 fn query_failed(what: &str) -> impl Fn(ClickHouseError) -> ApiError + '_ {
     move |e| failed(what, strata_util::error_chain(&e))
 }
@@ -822,12 +839,11 @@ impl RestoreRun {
             }
             for name in parts.get(partition).into_iter().flatten() {
                 let (dir, name) = (table_dir.clone(), name.clone());
-                tokio::task::spawn_blocking(move || staging::remove_detached(&dir, &name))
-                    .await
-                    .map_err(|e| failed("remove a detached part", e))?
-                    .map_err(|why| {
-                        failed(&format!("remove a detached part of {}", table.shown()), why)
-                    })?;
+                let of = format!("remove a detached part of {}", table.shown());
+                on_disk("remove a detached part", &of, move || {
+                    staging::remove_detached(&dir, &name)
+                })
+                .await?;
             }
         }
         Ok(())
@@ -845,10 +861,11 @@ impl RestoreRun {
         let table_dir = self.data_dir(table).await?;
         let root = self.staging.root().to_path_buf();
         let data_owned = data.to_string();
-        let frozen = tokio::task::spawn_blocking(move || staging::within(&root, &data_owned))
-            .await
-            .map_err(|e| failed("move a part", e))?
-            .map_err(|why| failed(&format!("attach to {}", table.shown()), why))?;
+        let attach_to = format!("attach to {}", table.shown());
+        let frozen = on_disk("move a part", &attach_to, move || {
+            staging::within(&root, &data_owned)
+        })
+        .await?;
         let parts: Vec<_> = table
             .parts
             .iter()
@@ -859,10 +876,10 @@ impl RestoreRun {
         for part in &parts {
             let from = frozen.join(&part.name);
             let to = table_dir.clone();
-            tokio::task::spawn_blocking(move || staging::move_to_detached(&from, &to))
-                .await
-                .map_err(|e| failed("move a part", e))?
-                .map_err(|why| failed(&format!("attach to {}", table.shown()), why))?;
+            on_disk("move a part", &attach_to, move || {
+                staging::move_to_detached(&from, &to)
+            })
+            .await?;
             self.client
                 .execute(&format!(
                     "ALTER TABLE {} ATTACH PART {}",
@@ -1322,13 +1339,11 @@ impl RestoreRun {
                 Some(dir) => dir,
                 None => {
                     let (root, data) = (root.clone(), data.clone());
-                    let made =
-                        tokio::task::spawn_blocking(move || staging::make_within(&root, &data))
-                            .await
-                            .map_err(|e| failed("lay down a part", e))?
-                            .map_err(|why| {
-                                failed(&format!("lay down the parts of {}", table.shown()), why)
-                            })?;
+                    let of = format!("lay down the parts of {}", table.shown());
+                    let made = on_disk("lay down a part", &of, move || {
+                        staging::make_within(&root, &data)
+                    })
+                    .await?;
                     dir.insert(made)
                 }
             };
