@@ -989,12 +989,13 @@ mod tests {
     async fn a_renewed_lock_outlives_its_ttl_until_released() {
         let (_dir, store) = store();
         // A TTL long enough that a loaded machine does not stall the renewal past it (a
-        // renewal later than its trust window loses the lock, which is the rule).
-        let held = RepoLock::acquire(store.clone(), "op-a", "gc", Duration::from_secs(2))
+        // renewal later than its trust window loses the lock, which is the rule): renewed
+        // every second, trusted 2.4 s, so a stall of 1.4 s is borne. Then over two TTLs.
+        let held = RepoLock::acquire(store.clone(), "op-a", "gc", Duration::from_secs(3))
             .await
             .unwrap()
             .keep_renewed();
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(7)).await;
         let err = RepoLock::acquire(store.clone(), "op-b", "backup", Duration::from_secs(5))
             .await
             .unwrap_err();
@@ -1158,59 +1159,17 @@ mod tests {
         lock.release().await;
     }
 
-    /// A store whose writes under `index/` fail after reaching it, as a timeout does.
-    #[derive(Debug)]
-    struct IndexWritesTimeOut(DynStore);
-
-    #[async_trait::async_trait]
-    impl strata_store::Store for IndexWritesTimeOut {
-        async fn put(&self, key: &str, data: bytes::Bytes) -> strata_store::StoreResult<()> {
-            if key.starts_with("index/") {
-                return Err(StoreError::Transient {
-                    op: "put",
-                    key: key.into(),
-                    store: self.describe(),
-                    message: "timed out".into(),
-                });
-            }
-            self.0.put(key, data).await
-        }
-        async fn put_if_absent(
-            &self,
-            key: &str,
-            data: bytes::Bytes,
-        ) -> strata_store::StoreResult<()> {
-            self.0.put_if_absent(key, data).await
-        }
-        async fn get(&self, key: &str) -> strata_store::StoreResult<bytes::Bytes> {
-            self.0.get(key).await
-        }
-        async fn get_range(
-            &self,
-            key: &str,
-            range: std::ops::Range<u64>,
-        ) -> strata_store::StoreResult<bytes::Bytes> {
-            self.0.get_range(key, range).await
-        }
-        async fn list(
-            &self,
-            prefix: &str,
-        ) -> strata_store::StoreResult<Vec<strata_store::ObjectMeta>> {
-            self.0.list(prefix).await
-        }
-        async fn delete(&self, key: &str) -> strata_store::StoreResult<()> {
-            self.0.delete(key).await
-        }
-        fn describe(&self) -> String {
-            format!("timeouts:{}", self.0.describe())
-        }
+    /// A store over `store` whose writes under `index/` fail as a timeout does.
+    fn index_writes_time_out(store: DynStore) -> DynStore {
+        let mode = std::sync::atomic::AtomicU8::new(INDEX_TIMEOUTS);
+        Arc::new(WritesMayLand(store, None, Arc::new(mode)))
     }
 
     #[tokio::test]
     async fn a_gc_lock_whose_holder_may_still_have_a_write_in_flight_waits_it_out() {
         let (_dir, store) = store();
         let fenced: DynStore = Arc::new(strata_store::FencedStore::new(
-            Arc::new(IndexWritesTimeOut(store.clone())),
+            index_writes_time_out(store.clone()),
             strata_repo::layout::makes_visible,
         ));
         let ttl = Duration::from_secs(30);
@@ -1255,7 +1214,7 @@ mod tests {
     async fn a_writer_with_a_write_unanswered_leaves_its_mark_to_lapse() {
         let (_dir, store) = store();
         let fenced: DynStore = Arc::new(strata_store::FencedStore::new(
-            Arc::new(IndexWritesTimeOut(store.clone())),
+            index_writes_time_out(store.clone()),
             strata_repo::layout::makes_visible,
         ));
         let ttl = Duration::from_secs(30);
@@ -1281,8 +1240,7 @@ mod tests {
 
     /// A store over `0` that does not say its writes end with their writer, as object
     /// storage does not; reading the key `1` (when set) fails with the error `2` makes;
-    /// once `2` is [`REFUSING`] every conditional write fails, once it is [`SLOW`] every
-    /// write takes 2 s.
+    /// `2` is its mode: [`REFUSING`], [`SLOW`], [`HANGING`] or [`INDEX_TIMEOUTS`].
     #[derive(Debug)]
     struct WritesMayLand(
         DynStore,
@@ -1294,6 +1252,8 @@ mod tests {
     const SLOW: u8 = 2;
     /// Every write hangs for a minute.
     const HANGING: u8 = 3;
+    /// Every write under `index/` fails as a timeout does (the storage may apply it later).
+    const INDEX_TIMEOUTS: u8 = 4;
 
     /// A key, and the error a read of it fails with.
     type Unreadable = (String, fn(String) -> StoreError);
@@ -1304,6 +1264,14 @@ mod tests {
             match self.2.load(std::sync::atomic::Ordering::SeqCst) {
                 SLOW => tokio::time::sleep(Duration::from_secs(2)).await,
                 HANGING => tokio::time::sleep(Duration::from_secs(60)).await,
+                INDEX_TIMEOUTS if key.starts_with("index/") => {
+                    return Err(StoreError::Transient {
+                        op: "put",
+                        key: key.into(),
+                        store: self.describe(),
+                        message: "timed out".into(),
+                    });
+                }
                 _ => {}
             }
             self.0.put(key, data).await
