@@ -119,6 +119,19 @@ async fn data_objects(repo: &Repository) -> Vec<String> {
     keys
 }
 
+/// A repository of two backups of one blob each (`content(1)` kept, `content(2)` gone),
+/// the second deleted: the set-up most tests start from.
+async fn a_kept_and_a_deleted_backup(
+) -> (tempfile::TempDir, Arc<Repository>, Vec<BlobId>, Vec<BlobId>) {
+    let (dir, repo) = repository().await;
+    let kept = store_blobs(&repo, &[content(1)]).await;
+    backup_of(&repo, &kept).await;
+    let gone = store_blobs(&repo, &[content(2)]).await;
+    let deleted = backup_of(&repo, &gone).await;
+    forget(&repo, &deleted).await;
+    (dir, repo, kept, gone)
+}
+
 async fn collect(repo: &Arc<Repository>, dry_run: bool) -> GcReport {
     collect_garbage_with(repo, dry_run, NOW).await.unwrap()
 }
@@ -185,16 +198,12 @@ async fn the_packs_of_a_deleted_backup_go_and_the_others_stay() {
 /// A dry run deletes and rewrites nothing, and says what a run would do.
 #[tokio::test]
 async fn a_dry_run_deletes_nothing_and_says_what_a_run_would() {
-    let (_dir, repo) = repository().await;
-    let kept = store_blobs(&repo, &[content(1)]).await;
-    backup_of(&repo, &kept).await;
-    let gone = store_blobs(&repo, &[content(2)]).await;
-    let deleted = backup_of(&repo, &gone).await;
-    forget(&repo, &deleted).await;
+    let (_dir, repo, kept, gone) = a_kept_and_a_deleted_backup().await;
     let objects_before = data_objects(&repo).await;
 
     let dry = collect(&repo, true).await;
     assert!(dry.dry_run);
+    assert!(reads_back(&repo, &kept[0], &content(1)).await);
     assert_eq!(data_objects(&repo).await, objects_before);
     assert!(
         reads_back(&repo, &gone[0], &content(2)).await,
@@ -240,12 +249,7 @@ async fn a_mostly_garbage_pack_is_repacked() {
 /// writer has ended, the next run deletes it.
 #[tokio::test]
 async fn a_condemned_pack_waits_for_the_writers_running_when_it_was_condemned() {
-    let (_dir, repo) = repository().await;
-    let kept = store_blobs(&repo, &[content(1)]).await;
-    backup_of(&repo, &kept).await;
-    let gone = store_blobs(&repo, &[content(2)]).await;
-    let deleted = backup_of(&repo, &gone).await;
-    forget(&repo, &deleted).await;
+    let (_dir, repo, kept, gone) = a_kept_and_a_deleted_backup().await;
     let writer = mark_backup_writer(repo.store().clone(), "running", Duration::from_secs(30))
         .await
         .unwrap();
@@ -264,6 +268,7 @@ async fn a_condemned_pack_waits_for_the_writers_running_when_it_was_condemned() 
     assert_eq!(second.packs_deleted, 2, "{second:?}");
     assert_eq!(second.packs_waiting, 0, "{second:?}");
     assert!(!reads_back(&repo, &gone[0], &content(2)).await);
+    assert!(reads_back(&repo, &kept[0], &content(1)).await);
 }
 
 /// A condemned pack that a backup finished meanwhile references again is kept: its
@@ -340,12 +345,7 @@ async fn an_unindexed_pack_waits_for_a_running_writer() {
 /// writers hold back only packs no index lists.
 #[tokio::test]
 async fn doomed_packs_go_whatever_their_age_and_later_writers() {
-    let (_dir, repo) = repository().await;
-    let kept = store_blobs(&repo, &[content(1)]).await;
-    backup_of(&repo, &kept).await;
-    let gone = store_blobs(&repo, &[content(2)]).await;
-    let deleted = backup_of(&repo, &gone).await;
-    forget(&repo, &deleted).await;
+    let (_dir, repo, kept, gone) = a_kept_and_a_deleted_backup().await;
     let hour = Duration::from_secs(3600);
     let first = mark_backup_writer(repo.store().clone(), "first", Duration::from_secs(30))
         .await
@@ -370,12 +370,7 @@ async fn doomed_packs_go_whatever_their_age_and_later_writers() {
 /// by the next run; the run after condemns its packs again if they still are garbage.
 #[tokio::test]
 async fn a_condemnation_never_armed_is_dropped_by_the_next_run() {
-    let (_dir, repo) = repository().await;
-    let kept = store_blobs(&repo, &[content(1)]).await;
-    backup_of(&repo, &kept).await;
-    let gone = store_blobs(&repo, &[content(2)]).await;
-    let deleted = backup_of(&repo, &gone).await;
-    forget(&repo, &deleted).await;
+    let (_dir, repo, kept, gone) = a_kept_and_a_deleted_backup().await;
     let stale = strata_repo::condemned::Condemnation {
         run: "gc-20261128T000000Z-00000000".into(),
         created_ms: 0,
@@ -392,6 +387,7 @@ async fn a_condemnation_never_armed_is_dropped_by_the_next_run() {
     );
     let second = collect(&repo, false).await;
     assert_eq!(second.packs_deleted, 2, "{second:?}");
+    assert!(!reads_back(&repo, &gone[0], &content(2)).await);
     assert!(
         reads_back(&repo, &kept[0], &content(1)).await,
         "only garbage goes"
