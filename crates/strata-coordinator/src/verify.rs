@@ -440,20 +440,26 @@ async fn check_manifests(
 ) -> BTreeSet<DamagedFile> {
     let mut damaged_here = BTreeSet::new();
     let damaged = &mut damaged_here;
+    // A manifest, or a part of it, that cannot be read: a problem, and the files it hides.
+    let unreadable =
+        |report: &mut VerifyReport, node: &str, err: &dyn std::fmt::Display, path: String| {
+            report
+                .problems
+                .push(format!("backup {} node {node}: {err}", summary.name));
+            DamagedFile {
+                backup: summary.name.clone(),
+                node: node.to_string(),
+                path,
+            }
+        };
     for node in summary.nodes.iter().filter(|n| n.has_manifest) {
         // One part (a manifest chunk) at a time: a node of millions of files costs
         // one chunk of memory, and a damaged chunk costs only the files it lists.
         let mut manifest = match repo.open_manifest(&summary.name, &node.name).await {
             Ok(manifest) => manifest,
             Err(err) => {
-                report
-                    .problems
-                    .push(format!("backup {} node {}: {err}", summary.name, node.name));
-                damaged.insert(DamagedFile {
-                    backup: summary.name.clone(),
-                    node: node.name.clone(),
-                    path: "(all files: the manifest is unreadable)".into(),
-                });
+                let path = "(all files: the manifest is unreadable)".to_string();
+                damaged.insert(unreadable(report, &node.name, &err, path));
                 continue;
             }
         };
@@ -465,17 +471,11 @@ async fn check_manifests(
             let entries = match part {
                 Ok(entries) => entries,
                 Err(err) => {
-                    report
-                        .problems
-                        .push(format!("backup {} node {}: {err}", summary.name, node.name));
-                    damaged.insert(DamagedFile {
-                        backup: summary.name.clone(),
-                        node: node.name.clone(),
-                        path: format!(
-                            "(the files of {}: unreadable)",
-                            manifest.describe_part(part_at)
-                        ),
-                    });
+                    let path = format!(
+                        "(the files of {}: unreadable)",
+                        manifest.describe_part(part_at)
+                    );
+                    damaged.insert(unreadable(report, &node.name, &err, path));
                     continue;
                 }
             };
