@@ -393,3 +393,124 @@ async fn a_condemnation_never_armed_is_dropped_by_the_next_run() {
         "only garbage goes"
     );
 }
+
+/// A run whose only garbage is in packs still mostly in use (none wholly garbage)
+/// repacks them: the blobs no backup names go, the one named reads back from its copy.
+#[tokio::test]
+async fn a_run_with_only_mostly_garbage_packs_repacks_them() {
+    let (_dir, repo) = repository().await;
+    // Twenty blobs no backup ever named but the first (a backup that failed before its
+    // summary leaves such blobs); no manifest is deleted, so no pack is wholly garbage.
+    let data: Vec<Vec<u8>> = (40..60).map(content).collect();
+    let ids = store_blobs(&repo, &data).await;
+    backup_of(&repo, &ids[..1]).await;
+
+    let report = collect(&repo, false).await;
+    assert_eq!(report.packs_repacked, 1, "{report:?}");
+    assert_eq!(report.packs_condemned, 1, "{report:?}");
+    assert_eq!(report.packs_deleted, 1, "{report:?}");
+    assert!(reads_back(&repo, &ids[0], &data[0]).await);
+    assert!(!reads_back(&repo, &ids[1], &data[1]).await);
+}
+
+/// The index objects' keys, sorted.
+async fn index_keys(repo: &Repository) -> Vec<String> {
+    let mut keys: Vec<String> = repo
+        .store()
+        .list(layout::INDEX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// How many packs each index object lists (in the order of [`index_keys`]).
+async fn packs_per_object(repo: &Repository) -> Vec<usize> {
+    let mut counts = Vec::new();
+    for key in index_keys(repo).await {
+        counts.push(repo.read_index(&key).await.unwrap().packs.len());
+    }
+    counts
+}
+
+/// Whether every pack the index lists is stored (a doomed pack deleted while an index
+/// object still lists it would damage the index).
+async fn every_indexed_pack_is_stored(repo: &Repository) -> bool {
+    repo.reload_index().await.unwrap();
+    let stored: Vec<String> = repo
+        .store()
+        .list(layout::DATA)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    repo.index()
+        .packs()
+        .into_iter()
+        .all(|(id, _)| stored.contains(&layout::pack_key(&id)))
+}
+
+/// How a run lays out the index objects that stay: small ones merged (each pack listed
+/// once), one of `STAYING_OBJECT_PACKS` (256) packs or more left alone unless it lists a
+/// doomed pack, one that does rewritten without it even when it is the only object to
+/// rewrite, and a lone small object with nothing doomed left as it is.
+#[tokio::test]
+async fn the_index_objects_that_stay_are_merged_kept_or_rewritten_by_what_they_list() {
+    let (_dir, repo) = repository().await;
+    // 253 packs of one blob each (253 index objects), one of them listed twice.
+    let data: Vec<Vec<u8>> = (1000..1253).map(content).collect();
+    let mut ids = Vec::new();
+    for blob in &data {
+        ids.extend(store_blobs(&repo, std::slice::from_ref(blob)).await);
+    }
+    let first = index_keys(&repo).await[0].clone();
+    let twice = repo.read_index(&first).await.unwrap().packs;
+    repo.write_index_objects(twice).await.unwrap();
+    backup_of(&repo, &ids).await;
+    // A backup to delete later, its pack merged with the others (256 packs in all).
+    let later = store_blobs(&repo, &[content(2000)]).await;
+    let later_backup = backup_of(&repo, &later).await;
+    assert_eq!(index_keys(&repo).await.len(), 257);
+
+    // No garbage: the 257 small objects are merged into one, each pack listed once.
+    let merged = collect(&repo, false).await;
+    assert_eq!(merged.packs_deleted, 0, "{merged:?}");
+    assert_eq!(merged.index_objects_replaced, 257, "{merged:?}");
+    assert_eq!(packs_per_object(&repo).await, vec![256]);
+    let large = index_keys(&repo).await;
+
+    // A backup deleted whose packs are listed by small objects only: those two are
+    // rewritten (to nothing); the object of 256 packs stays as it is.
+    let gone = store_blobs(&repo, &[content(3000)]).await;
+    let gone_backup = backup_of(&repo, &gone).await;
+    forget(&repo, &gone_backup).await;
+    let small_only = collect(&repo, false).await;
+    assert_eq!(small_only.packs_deleted, 2, "{small_only:?}");
+    assert_eq!(small_only.index_objects_replaced, 2, "{small_only:?}");
+    assert_eq!(index_keys(&repo).await, large);
+
+    // A backup deleted whose packs the large object lists: the one object is rewritten
+    // without them before they go. A dry run first says what stays.
+    forget(&repo, &later_backup).await;
+    let dry = collect(&repo, true).await;
+    assert_eq!((dry.packs_deleted, dry.packs_kept), (2, 254), "{dry:?}");
+    let in_large = collect(&repo, false).await;
+    assert_eq!(in_large.packs_deleted, 2, "{in_large:?}");
+    assert_eq!(in_large.packs_kept, 254, "{in_large:?}");
+    assert_eq!(in_large.index_objects_replaced, 1, "{in_large:?}");
+    assert_eq!(packs_per_object(&repo).await, vec![254]);
+    assert!(every_indexed_pack_is_stored(&repo).await);
+    assert!(!reads_back(&repo, &later[0], &content(2000)).await);
+
+    // One small object and nothing doomed: nothing to rewrite.
+    let rewritten = index_keys(&repo).await;
+    let idle = collect(&repo, false).await;
+    assert_eq!(idle.index_objects_replaced, 0, "{idle:?}");
+    assert_eq!(index_keys(&repo).await, rewritten);
+    assert!(reads_back(&repo, &ids[0], &data[0]).await);
+    assert!(reads_back(&repo, &ids[252], &data[252]).await);
+}
