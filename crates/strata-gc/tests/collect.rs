@@ -479,6 +479,7 @@ async fn the_index_objects_that_stay_are_merged_kept_or_rewritten_by_what_they_l
     // No garbage: the 257 small objects are merged into one, each pack listed once.
     let merged = collect(&repo, false).await;
     assert_eq!(merged.packs_deleted, 0, "{merged:?}");
+    assert_eq!(merged.backups, 2, "{merged:?}");
     assert_eq!(merged.index_objects_replaced, 257, "{merged:?}");
     assert_eq!(packs_per_object(&repo).await, vec![256]);
     let large = index_keys(&repo).await;
@@ -513,4 +514,198 @@ async fn the_index_objects_that_stay_are_merged_kept_or_rewritten_by_what_they_l
     assert_eq!(index_keys(&repo).await, rewritten);
     assert!(reads_back(&repo, &ids[0], &data[0]).await);
     assert!(reads_back(&repo, &ids[252], &data[252]).await);
+}
+
+/// What another process does to the repository at one exact point of a collection.
+#[derive(Debug)]
+enum Meddle {
+    /// Before the first read of a key starting with `on`, these keys are deleted (a
+    /// `strata delete` that ran meanwhile).
+    DeleteBeforeRead { on: String, delete: Vec<String> },
+    /// After the first fresh listing of `on`, these objects are written (a backup that
+    /// ended meanwhile).
+    PutAfterList {
+        on: String,
+        put: Vec<(String, Bytes)>,
+    },
+}
+
+/// A local directory whose [`Meddle`]s happen once each, at their point.
+#[derive(Debug)]
+struct Meddling {
+    inner: strata_store::DynStore,
+    meddles: std::sync::Mutex<Vec<Meddle>>,
+}
+
+impl Meddling {
+    async fn before_read(&self, key: &str) {
+        let due: Vec<String> = {
+            let mut meddles = self.meddles.lock().unwrap();
+            let at = meddles.iter().position(
+                |m| matches!(m, Meddle::DeleteBeforeRead { on, .. } if key.starts_with(on.as_str())),
+            );
+            match at.map(|i| meddles.remove(i)) {
+                Some(Meddle::DeleteBeforeRead { delete, .. }) => delete,
+                _ => Vec::new(),
+            }
+        };
+        for key in due {
+            self.inner.delete(&key).await.unwrap();
+        }
+    }
+
+    async fn after_list(&self, prefix: &str) {
+        let due: Vec<(String, Bytes)> = {
+            let mut meddles = self.meddles.lock().unwrap();
+            let at = meddles
+                .iter()
+                .position(|m| matches!(m, Meddle::PutAfterList { on, .. } if on == prefix));
+            match at.map(|i| meddles.remove(i)) {
+                Some(Meddle::PutAfterList { put, .. }) => put,
+                _ => Vec::new(),
+            }
+        };
+        for (key, data) in due {
+            self.inner.put(&key, data).await.unwrap();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl strata_store::Store for Meddling {
+    async fn put(&self, key: &str, data: Bytes) -> strata_store::StoreResult<()> {
+        self.inner.put(key, data).await
+    }
+    async fn put_if_absent(&self, key: &str, data: Bytes) -> strata_store::StoreResult<()> {
+        self.inner.put_if_absent(key, data).await
+    }
+    async fn get(&self, key: &str) -> strata_store::StoreResult<Bytes> {
+        self.before_read(key).await;
+        self.inner.get(key).await
+    }
+    async fn get_range(
+        &self,
+        key: &str,
+        range: std::ops::Range<u64>,
+    ) -> strata_store::StoreResult<Bytes> {
+        self.before_read(key).await;
+        self.inner.get_range(key, range).await
+    }
+    async fn list(&self, prefix: &str) -> strata_store::StoreResult<Vec<strata_store::ObjectMeta>> {
+        self.inner.list(prefix).await
+    }
+    async fn list_fresh(
+        &self,
+        prefix: &str,
+    ) -> strata_store::StoreResult<Vec<strata_store::ObjectMeta>> {
+        let listed = self.inner.list_fresh(prefix).await;
+        self.after_list(prefix).await;
+        listed
+    }
+    async fn head(&self, key: &str) -> strata_store::StoreResult<strata_store::ObjectMeta> {
+        self.inner.head(key).await
+    }
+    async fn delete(&self, key: &str) -> strata_store::StoreResult<()> {
+        self.inner.delete(key).await
+    }
+    fn writes_end_with_their_writer(&self) -> bool {
+        self.inner.writes_end_with_their_writer()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+/// The repository of `dir` (made by [`repository`]) opened again through `meddles`.
+async fn meddled(dir: &tempfile::TempDir, meddles: Vec<Meddle>) -> Arc<Repository> {
+    let inner: strata_store::DynStore =
+        Arc::new(strata_store::LocalStore::new(dir.path().join("repo")));
+    let store = Arc::new(Meddling {
+        inner,
+        meddles: std::sync::Mutex::new(meddles),
+    });
+    Repository::open(store, Some("pw")).await.unwrap()
+}
+
+/// A backup deleted while the collection reads it (its summary gone before the
+/// collection reads it, or its manifest and summary gone after it read the summary)
+/// references nothing: the run goes on, and its data goes with the deleted backup's.
+#[tokio::test]
+async fn a_backup_deleted_while_the_collection_reads_it_counts_for_nothing() {
+    let (dir, repo) = repository().await;
+    let kept = store_blobs(&repo, &[content(1)]).await;
+    backup_of(&repo, &kept).await;
+    let early_blobs = store_blobs(&repo, &[content(2)]).await;
+    let early = backup_of(&repo, &early_blobs).await;
+    let late = store_blobs(&repo, &[content(3)]).await;
+    let late = backup_of(&repo, &late).await;
+    let late_manifests: Vec<String> = repo
+        .store()
+        .list(&layout::manifest_key(&late, ""))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert!(!late_manifests.is_empty());
+    let mut late_gone = late_manifests.clone();
+    late_gone.push(layout::summary_key(&late));
+    let repo = meddled(
+        &dir,
+        vec![
+            Meddle::DeleteBeforeRead {
+                on: layout::summary_key(&early),
+                delete: vec![layout::summary_key(&early)],
+            },
+            Meddle::DeleteBeforeRead {
+                on: late_manifests[0].clone(),
+                delete: late_gone,
+            },
+        ],
+    )
+    .await;
+
+    let report = collect(&repo, false).await;
+    assert_eq!(report.backups, 1, "{report:?}");
+    // Each deleted backup's data pack and manifest pack.
+    assert_eq!(report.packs_deleted, 4, "{report:?}");
+    assert!(reads_back(&repo, &kept[0], &content(1)).await);
+    assert!(!reads_back(&repo, &early_blobs[0], &content(2)).await);
+}
+
+/// A backup that ended between the collection's listing of the packs and its check for
+/// running writers: its packs, unlisted by the index the run started from, are listed
+/// by the index read again before any unindexed pack goes, and are kept.
+#[tokio::test]
+async fn packs_indexed_after_the_listing_are_kept() {
+    let (dir, repo) = repository().await;
+    let before = data_objects(&repo).await;
+    let ids = store_blobs(&repo, &[content(5)]).await;
+    backup_of(&repo, &ids).await;
+    // Everything the backup wrote but its packs comes back only after the listing.
+    let mut late = Vec::new();
+    for key in data_objects(&repo).await {
+        if !before.contains(&key) && !key.starts_with(layout::DATA) {
+            late.push((key.clone(), repo.store().get(&key).await.unwrap()));
+            repo.store().delete(&key).await.unwrap();
+        }
+    }
+    assert!(late.iter().any(|(k, _)| k.starts_with(layout::INDEX)));
+    let packs = stored_packs(&repo).await;
+    let repo = meddled(
+        &dir,
+        vec![Meddle::PutAfterList {
+            on: layout::DATA.into(),
+            put: late,
+        }],
+    )
+    .await;
+
+    let report = collect(&repo, false).await;
+    assert_eq!(report.packs_deleted, 0, "{report:?}");
+    assert_eq!(stored_packs(&repo).await, packs);
+    assert!(reads_back(&repo, &ids[0], &content(5)).await);
+    let again = collect(&repo, false).await;
+    assert_eq!(again.packs_deleted, 0, "{again:?}");
+    assert!(reads_back(&repo, &ids[0], &content(5)).await);
 }

@@ -60,14 +60,15 @@ impl Referenced {
         self.blobs.as_ref().map_or(0, SortedIds::len)
     }
 
-    /// Reads the backups and archive records not read yet. Strict: a summary or
-    /// manifest that does not decode stops the collection (it might reference anything).
+    /// Reads the backups and archive records not read yet; returns how many backups
+    /// have been read in all (those deleted while they were read not counted). Strict: a
+    /// summary or manifest that does not decode stops the collection (it might reference
+    /// anything).
     pub(super) async fn update(&mut self, repo: &Repository) -> GcResult<usize> {
         let mut ids = match self.blobs.take() {
             Some(ids) => ids.extend(),
             None => SortedIdsBuilder::new(self.scratch.clone()),
         };
-        let mut count = 0;
         for object in repo
             .store()
             .list_fresh(layout::SUMMARIES)
@@ -76,7 +77,6 @@ impl Referenced {
         {
             let name = &object.key[layout::SUMMARIES.len()..];
             if self.backups.contains(name) {
-                count += 1;
                 continue;
             }
             // A backup deleted while this runs (deletes do not wait for collections)
@@ -109,7 +109,6 @@ impl Referenced {
             }
             if !deleted {
                 self.backups.insert(summary.name.clone());
-                count += 1;
             }
         }
         // Files archived outside backups (WAL) keep their data too: one record at a time.
@@ -129,7 +128,7 @@ impl Referenced {
         }
         let sorted = blocking(|| ids.finish()).map_err(|e| scratch_error(&self.scratch, e))?;
         self.blobs = Some(sorted);
-        Ok(count)
+        Ok(self.backups.len())
     }
 }
 
