@@ -21,9 +21,9 @@ use strata_coordinator::retention::CleanupReport;
 use strata_coordinator::schedule::JobStatus;
 use strata_coordinator::verified::VerifyRecord;
 use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
-use strata_coordinator::wal::{WalListing, WalVerifyReport};
 use strata_coordinator::CoordinatorResult;
 use strata_repo::summary::BackupSummary;
+use strata_wal::{WalListing, WalVerifyReport};
 use tokio::sync::watch;
 
 /// A page of the backups the cluster holds (all of them for [`PageQuery::all`]), where,

@@ -23,9 +23,9 @@ use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
 use strata_coordinator::retention::CleanupReport;
 use strata_coordinator::schedule::JobStatus;
 use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
-use strata_coordinator::wal::{WalListing, WalVerifyReport};
 use strata_coordinator::{CoordinatorError, CoordinatorResult};
 use strata_repo::summary::BackupSummary;
+use strata_wal::{WalListing, WalVerifyReport};
 use tokio::sync::OnceCell;
 
 /// The storage name a server's backups are listed under.

@@ -26,12 +26,12 @@ use strata_coordinator::schedule::{JobStatus, Scheduler, SystemClock};
 use strata_coordinator::setup::{self, SharedRepo};
 use strata_coordinator::storage::Storage;
 use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
-use strata_coordinator::wal::{self, WalListing, WalVerifyReport};
 use strata_coordinator::webhooks::Webhooks;
 use strata_coordinator::{jobs, CoordinatorError, CoordinatorResult};
 use strata_repo::format::Encryption;
 use strata_repo::summary::BackupSummary;
 use strata_repo::{InitOptions, Repository};
+use strata_wal::{WalListing, WalVerifyReport};
 use tokio::sync::OnceCell;
 
 /// How long [`Cluster::finish`] waits for webhook deliveries.
@@ -621,11 +621,11 @@ impl Cluster for InProcess {
     }
 
     async fn wal_list(&self) -> CoordinatorResult<WalListing> {
-        wal::list(&self.opened_catalog().await?.1).await
+        Ok(strata_wal::list(&self.opened_catalog().await?.1).await?)
     }
 
     async fn wal_verify(&self) -> CoordinatorResult<WalVerifyReport> {
-        wal::verify(&self.repo().await?).await
+        Ok(strata_wal::verify(&self.repo().await?).await?)
     }
 
     async fn status(&self) -> CoordinatorResult<ClusterStatus> {

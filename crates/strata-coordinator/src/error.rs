@@ -120,6 +120,16 @@ impl From<strata_gc::GcError> for CoordinatorError {
     }
 }
 
+impl From<strata_wal::WalFailure> for CoordinatorError {
+    fn from(err: strata_wal::WalFailure) -> Self {
+        match err {
+            strata_wal::WalFailure::Repo(e) => CoordinatorError::Repo(e),
+            // Refused as things are: the request cannot be done (a bad request).
+            strata_wal::WalFailure::Refused(why) => CoordinatorError::NothingToDo(why),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +200,22 @@ mod tests {
             strata_gc::GcError::NeedsRepair("damaged summaries".into()).into();
         assert_eq!(err.code(), ErrorCode::BadRequest);
         assert_eq!(err.to_string(), "damaged summaries");
+    }
+
+    /// A failure of a WAL step keeps its kind and its words in the coordinator's error.
+    #[test]
+    fn a_wal_failure_keeps_its_kind() {
+        use strata_wal::WalFailure;
+        let cases = [
+            WalFailure::Repo(RepoError::WrongPassword("k".into())),
+            WalFailure::Repo(RepoError::corrupted("archive/wal/x", "bad")),
+            WalFailure::Refused("cannot read the archive".into()),
+        ];
+        for err in cases {
+            let (code, text) = (err.code(), err.to_string());
+            let converted = CoordinatorError::from(err);
+            assert_eq!(converted.code(), code, "{converted:?}");
+            assert_eq!(converted.to_string(), text);
+        }
     }
 }

@@ -107,7 +107,6 @@ pub use strata_cluster::{node, node_calls, operation, restore_plan};
 pub mod remote;
 mod stats;
 pub mod storage;
-pub mod wal_queue;
 
 pub use error::{CoordinatorError, CoordinatorResult};
 pub use resolve::{

@@ -288,7 +288,7 @@ pub struct CleanupReport {
     /// Every backup with its decision and the rules that keep it.
     pub backups: Vec<CleanupRow>,
     /// Archived WAL older than the oldest kept PostgreSQL backup (removed, or would be).
-    pub wal: crate::wal::WalExpiry,
+    pub wal: strata_wal::WalExpiry,
     /// The garbage collection run after backups or WAL were removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gc: Option<crate::gc::GcReport>,
@@ -334,7 +334,7 @@ where
     Fut: std::future::Future<Output = crate::CoordinatorResult<crate::gc::GcReport>>,
 {
     let backups = cleanup(repo, policy, dry_run, external).await?;
-    let wal = crate::wal::expire(repo, dry_run).await?;
+    let wal = strata_wal::expire(repo, dry_run).await?;
     let mut report = CleanupReport {
         dry_run,
         backups,

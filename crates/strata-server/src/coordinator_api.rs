@@ -41,10 +41,10 @@ use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
 use strata_coordinator::retention::CleanupReport;
 use strata_coordinator::schedule::JobStatus;
 use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
-use strata_coordinator::wal::{WalListing, WalVerifyReport};
 use strata_coordinator::wal_archiver::ArchiverStatus;
 use strata_coordinator::CoordinatorError;
 use strata_repo::summary::BackupSummary;
+use strata_wal::{WalListing, WalVerifyReport};
 
 pub use crate::api_state::ApiState;
 
@@ -663,9 +663,9 @@ async fn restore_tables(
         (status = 401, body = ApiError), (status = 500, body = ApiError)))]
 async fn wal_list(State(s): Api) -> Reply<WalListing> {
     Ok(Json(
-        strata_coordinator::wal::list(s.coordinator.repo())
+        strata_wal::list(s.coordinator.repo())
             .await
-            .map_err(failure)?,
+            .map_err(|e| failure(e.into()))?,
     ))
 }
 
@@ -674,9 +674,9 @@ async fn wal_list(State(s): Api) -> Reply<WalListing> {
         (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 500, body = ApiError)))]
 async fn wal_verify(State(s): Api, Body(NoOptions {}): Body<NoOptions>) -> Reply<WalVerifyReport> {
     Ok(Json(
-        strata_coordinator::wal::verify(s.coordinator.repo())
+        strata_wal::verify(s.coordinator.repo())
             .await
-            .map_err(failure)?,
+            .map_err(|e| failure(e.into()))?,
     ))
 }
 

@@ -430,7 +430,7 @@ async fn wal_archiver(m: &mut PerStorage<'_>, config: &strata_coordinator::confi
     m.counter(
         "wal_dropped",
         "WAL segments wal-push acknowledged WITHOUT archiving them (postgres.wal_queue_max_mib): gaps in the archive",
-        strata_coordinator::wal_queue::drops(&config.state_dir()).count,
+        strata_wal::queue::drops(&config.state_dir()).count,
     );
     let lag = match wal_archiver::local_ready_lag(config) {
         Ok(lag) => lag,

@@ -22,7 +22,7 @@
 //! Without an archiver (no socket, or nobody listening) `wal-push` pushes by itself as
 //! before. A full queue (`postgres.archiver_queue`) is answered busy and PostgreSQL
 //! calls again; nothing is acknowledged early (the one exception is the operator's:
-//! `postgres.wal_queue_max_mib`, see [`crate::wal_queue`]).
+//! `postgres.wal_queue_max_mib`, see [`strata_wal::queue`]).
 //!
 //! The socket is created mode 0600 (bound under a temporary name, then renamed into
 //! place) and the archiver answers only processes of its own user or root.
@@ -91,7 +91,7 @@ pub struct ArchiverStatus {
     pub oldest_ready_secs: u64,
     /// Segments `wal-push` acknowledged without archiving them (`postgres.wal_queue_max_mib`).
     #[serde(default)]
-    pub dropped: crate::wal_queue::Drops,
+    pub dropped: strata_wal::queue::Drops,
 }
 
 /// One push waiting for a batch.
@@ -107,7 +107,7 @@ struct Shared {
     /// The `pg_wal` of the last push (for the lag).
     pg_wal: Mutex<Option<PathBuf>>,
     queue_size: usize,
-    /// Where drops are counted (see [`crate::wal_queue`]).
+    /// Where drops are counted (see [`strata_wal::queue`]).
     state_dir: PathBuf,
 }
 
@@ -251,7 +251,7 @@ async fn push(path: PathBuf, jobs: &mpsc::Sender<Job>, shared: &Shared) -> Answe
 fn status(shared: &Shared, jobs: &mpsc::Sender<Job>) -> ArchiverStatus {
     let mut status = shared.status.lock().expect("archiver lock").clone();
     status.queued = shared.queue_size - jobs.capacity();
-    status.dropped = crate::wal_queue::drops(&shared.state_dir);
+    status.dropped = strata_wal::queue::drops(&shared.state_dir);
     let pg_wal = shared.pg_wal.lock().expect("archiver lock").clone();
     if let Some(dir) = pg_wal {
         let (count, oldest) = ready_lag(&dir).unwrap_or((0, 0));
