@@ -14,6 +14,48 @@
 //! an answer looks like; `openapi` (the document), `dashboard`, `metrics` and `figures`
 //! (Prometheus), `check` (`/ready`), [`tables_run`]. The whole server runs in strata's
 //! own tests against the real binary (`crates/strata/tests/server.rs`).
+//!
+//! # Example
+//!
+//! A server with neither API switched on still answers its probes; each API is added by
+//! giving [`ServerParts`] this host's agent or the coordinator ([`compose`] does, from
+//! the configuration):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use strata_server::{router, serve, Limits, ServerParts};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let parts = ServerParts {
+//!     agent: None,
+//!     coordinator: None,
+//!     readiness: Arc::new(strata_health::AlwaysReady),
+//! };
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let address = listener.local_addr()?;
+//! tokio::spawn(serve(listener, router(parts), None, Limits::default()));
+//!
+//! let mut client = tokio::net::TcpStream::connect(address).await?;
+//! client
+//!     .write_all(b"GET /health HTTP/1.1\r\nHost: strata\r\nConnection: close\r\n\r\n")
+//!     .await?;
+//! let mut answer = String::new();
+//! client.read_to_string(&mut answer).await?;
+//! assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+//! assert!(answer.contains(r#""status":"ok""#), "{answer}");
+//! // The coordinator's API is not switched on: its routes answer 404, in JSON.
+//! let mut client = tokio::net::TcpStream::connect(address).await?;
+//! client
+//!     .write_all(b"GET /api/v1/backups HTTP/1.1\r\nHost: strata\r\nConnection: close\r\n\r\n")
+//!     .await?;
+//! let mut answer = String::new();
+//! client.read_to_string(&mut answer).await?;
+//! assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+//! # Ok(())
+//! # }
+//! ```
 
 #![deny(missing_docs)]
 
