@@ -125,8 +125,16 @@ impl From<strata_wal::WalFailure> for CoordinatorError {
         match err {
             strata_wal::WalFailure::Repo(e) => CoordinatorError::Repo(e),
             // Refused as things are: the request cannot be done (a bad request).
+            strata_wal::WalFailure::LockLost(why) => CoordinatorError::LockLost(why),
             strata_wal::WalFailure::Refused(why) => CoordinatorError::NothingToDo(why),
         }
+    }
+}
+
+/// What opening a repository for a WAL command failed with: the kind [`CoordinatorError::code`] says.
+impl strata_wal::Coded for CoordinatorError {
+    fn code(&self) -> ErrorCode {
+        CoordinatorError::code(self)
     }
 }
 
@@ -209,6 +217,7 @@ mod tests {
         let cases = [
             WalFailure::Repo(RepoError::WrongPassword("k".into())),
             WalFailure::Repo(RepoError::corrupted("archive/wal/x", "bad")),
+            WalFailure::LockLost("the archive writer's mark was taken over".into()),
             WalFailure::Refused("cannot read the archive".into()),
         ];
         for err in cases {

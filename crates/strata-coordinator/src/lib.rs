@@ -49,7 +49,6 @@ pub mod actions;
 pub mod coordinator;
 pub mod wal;
 pub mod wal_archiver;
-mod wal_write;
 
 // What a backup is made of, and the requests' checks.
 pub mod assign;

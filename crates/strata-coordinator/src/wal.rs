@@ -1,6 +1,6 @@
 //! The WAL archive of a PostgreSQL cluster, as the commands see it: pushing (through the
 //! local archiver when one listens, else under an archive-writer mark: see
-//! [`crate::wal_write`]) and fetching. Listing, verifying and retention are
+//! [`strata_wal::push_paths`]) and fetching. Listing, verifying and retention are
 //! `strata_wal`'s.
 
 use crate::config::Config;
@@ -16,7 +16,11 @@ use strata_postgres::wal::{self, ReadAhead};
 use strata_repo::Repository;
 use strata_store::DynStore;
 
-pub use crate::wal_write::{push_paths, push_paths_hashed, WalError};
+use strata_wal::WalFailure;
+pub use strata_wal::{push_paths, push_paths_hashed};
+
+/// Errors of WAL commands, whose repository is opened as the coordinator opens it.
+pub type WalError = strata_wal::WalError<CoordinatorError>;
 
 mod receipts;
 
@@ -235,7 +239,7 @@ pub async fn prefetch(
         return Ok(None);
     };
     let lock = ra.spool.lock_prefetcher().map_err(|e| {
-        WalError::Failed(CoordinatorError::NothingToDo(format!(
+        WalError::Failed(WalFailure::Refused(format!(
             "cannot take the prefetcher's lock in the WAL spool: {e}"
         )))
     })?;

@@ -2,9 +2,11 @@
 //!
 //! Layout (each module and what it owns):
 //!
-//! - `error`: [`WalFailure`], what failed in a WAL step and what kind of failure it is.
+//! - `error`: [`WalError`] and [`WalFailure`], what failed in a WAL command and what kind
+//!   of failure it is.
 //! - [`queue`]: the WAL waiting in `pg_wal`, and the count of segments `wal-push` dropped.
 //! - `archive`: the archive as stored: [`list`], [`verify`] and [`expire`] (retention).
+//! - `write`: [`push_paths`], WAL written under an archive writer's mark.
 //!
 //! An archive with no WAL yet, listed and expired:
 //!
@@ -36,8 +38,10 @@
 mod archive;
 mod error;
 pub mod queue;
+mod write;
 
 pub use archive::{
     expire, list, verify, BackupWal, DamagedWal, WalExpiry, WalListing, WalVerifyReport,
 };
-pub use error::{WalFailure, WalResult};
+pub use error::{Coded, WalError, WalFailure, WalResult};
+pub use write::{push_paths, push_paths_hashed};

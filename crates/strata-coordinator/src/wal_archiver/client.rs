@@ -2,13 +2,15 @@
 
 use super::wire::{self, Answer, Request};
 use super::ArchiverStatus;
-use crate::wal_write::WalError;
 use crate::CoordinatorError;
 use std::io::ErrorKind;
 use std::path::Path;
 use std::time::Duration;
 use strata_postgres::wal::Pushed;
+use strata_wal::WalFailure;
 use tokio::net::UnixStream;
+
+type WalError = strata_wal::WalError<CoordinatorError>;
 
 /// Connects to the archiver at `socket`; `None` when nobody listens there (no socket
 /// file, or one an archiver left behind). Any other failure to connect (permissions) is
@@ -99,5 +101,5 @@ async fn exchange(
 }
 
 fn failed(why: String) -> WalError {
-    WalError::Failed(CoordinatorError::NothingToDo(why))
+    WalError::Failed(WalFailure::Refused(why))
 }

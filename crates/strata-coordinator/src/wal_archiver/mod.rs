@@ -13,7 +13,7 @@
 //! that it has not archived lately, up to `postgres.archiver_batch` files: one write
 //! pipeline, its packs stored in parallel, one index object. Each batch takes its own
 //! archive-writer mark and only then brings the index up to date
-//! ([`crate::wal::push_paths`]), exactly as a one-shot `wal-push` does: a garbage
+//! ([`strata_wal::push_paths`]), exactly as a one-shot `wal-push` does: a garbage
 //! collection never deletes what a batch relies on, and a batch whose fence lapsed
 //! (stalled past its lease) writes nothing visible and acknowledges nothing. A push is
 //! answered only once its file's record is written: every acknowledged segment is in
@@ -31,7 +31,6 @@ pub mod client;
 pub mod wire;
 
 use crate::config::Config;
-use crate::wal_write::{push_paths, WalError};
 use crate::{CoordinatorError, CoordinatorResult};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
@@ -43,9 +42,12 @@ use std::time::{Duration, SystemTime};
 use strata_postgres::wal::{self, Pushed};
 use strata_repo::Repository;
 use strata_store::DynStore;
+use strata_wal::push_paths;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use wire::{Answer, Request};
+
+type WalError = strata_wal::WalError<CoordinatorError>;
 
 /// Names of files archived lately that the look-ahead does not send again.
 const RECENT: usize = 4096;
