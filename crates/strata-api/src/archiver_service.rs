@@ -40,5 +40,5 @@ pub async fn serve_wal_archiver(
         notify::ready(&format!("archiving WAL at {}", socket.display()));
         tokio::spawn(notify::watchdog());
     };
-    strata_coordinator::wal_archiver::serve(config, store, repo, listening, stop).await
+    Ok(strata_wal::archiver::serve(config, store, repo, listening, stop).await?)
 }

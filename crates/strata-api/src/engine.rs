@@ -102,7 +102,9 @@ pub use strata_coordinator::mask;
 /// Use cases that run on this host without a cluster: PostgreSQL's `archive_command`
 /// and `restore_command` (`wal`), the archiver that batches them (`wal_archiver`), and
 /// the repository's keys (`keys`).
-pub use strata_coordinator::{keys, wal, wal_archiver};
+pub use strata_coordinator::{keys, wal};
+/// The local WAL archiver, in `strata-wal`.
+pub use strata_wal::archiver as wal_archiver;
 
 #[cfg(test)]
 mod tests {

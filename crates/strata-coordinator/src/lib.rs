@@ -48,7 +48,6 @@ pub mod setup;
 pub mod actions;
 pub mod coordinator;
 pub mod wal;
-pub mod wal_archiver;
 
 // What a backup is made of, and the requests' checks.
 pub mod assign;

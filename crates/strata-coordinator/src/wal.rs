@@ -16,7 +16,7 @@ use strata_postgres::wal::{self, ReadAhead};
 use strata_repo::Repository;
 use strata_store::DynStore;
 
-use strata_wal::WalFailure;
+use strata_wal::{archiver, WalFailure};
 pub use strata_wal::{push_paths, push_paths_hashed};
 
 /// Errors of WAL commands, whose repository is opened as the coordinator opens it.
@@ -25,7 +25,7 @@ pub type WalError = strata_wal::WalError<CoordinatorError>;
 mod receipts;
 
 /// `wal-push PATH`: hands `path` to the local archiver when one listens (see
-/// [`crate::wal_archiver`]), else archives it and up to `postgres.wal_push_ahead` further
+/// [`strata_wal::archiver`]), else archives it and up to `postgres.wal_push_ahead` further
 /// ready segments into the repository in `store`, opened by `open` (see [`push_paths`]).
 /// A push that fails while more WAL waits than `postgres.wal_queue_max_mib` (when set)
 /// is acknowledged as [`Pushed::Dropped`] (see [`strata_wal::queue`]).
@@ -80,9 +80,10 @@ async fn push_or_fail(
     open: impl Future<Output = CoordinatorResult<Arc<Repository>>>,
     path: &Path,
 ) -> Result<Vec<Pushed>, WalError> {
-    let socket = crate::wal_archiver::socket_path(config);
-    let timeout = crate::wal_archiver::answer_timeout(config);
-    if let Some(outcomes) = crate::wal_archiver::client::push(&socket, path, timeout).await? {
+    let socket = archiver::socket_path(config);
+    let timeout = archiver::answer_timeout(config);
+    let handed = archiver::client::push(&socket, path, timeout).await;
+    if let Some(outcomes) = handed.map_err(strata_wal::WalError::with_open_error)? {
         return Ok(outcomes);
     }
     // Without the archiver: a segment an earlier push archived ahead is answered from its

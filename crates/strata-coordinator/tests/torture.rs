@@ -161,7 +161,7 @@ enum Op {
     /// and collects garbage after it.
     Cleanup(bool),
     WalPush(u32),
-    /// A push through the long-running archiver (`strata_coordinator::wal_archiver`).
+    /// A push through the long-running archiver (`strata_wal::archiver`).
     ArchiverPush(u32),
     Repair,
     Copy,
@@ -272,7 +272,7 @@ impl World {
         config.postgres.archiver_socket = self.archiver_socket().display().to_string();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            strata_coordinator::wal_archiver::serve(config, storage.store, repo, |_| {}, async {
+            strata_wal::archiver::serve(config, storage.store, repo, |_| {}, async {
                 let _ = stopped.await;
             })
             .await
@@ -395,7 +395,7 @@ impl World {
                 let path = self.dir.path().join("pg_wal").join(&name);
                 let content = pseudo_random(64 << 10, n as u64 * 31);
                 std::fs::write(&path, &content).unwrap();
-                let answer = strata_coordinator::wal_archiver::client::push(
+                let answer = strata_wal::archiver::client::push(
                     &self.archiver_socket(),
                     &path,
                     Duration::from_secs(60),

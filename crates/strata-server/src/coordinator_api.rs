@@ -41,9 +41,9 @@ use strata_coordinator::repair::{BackupsRepairReport, IndexRepairReport};
 use strata_coordinator::retention::CleanupReport;
 use strata_coordinator::schedule::JobStatus;
 use strata_coordinator::verify::{DataCheck, DrillReport, VerifyReport};
-use strata_coordinator::wal_archiver::ArchiverStatus;
 use strata_coordinator::CoordinatorError;
 use strata_repo::summary::BackupSummary;
+use strata_wal::archiver::ArchiverStatus;
 use strata_wal::{WalListing, WalVerifyReport};
 
 pub use crate::api_state::ApiState;
@@ -716,8 +716,8 @@ pub struct NoArchiver {
     responses((status = 200, description = "Whether a WAL archiver listens at `postgres.archiver_socket` on the server's host (`listening`), and, when one does, what it did since it started and the archive lag (`strata wal status`)", body = WalArchiverReply),
         (status = 401, body = ApiError), (status = 500, body = ApiError)))]
 async fn wal_archiver(State(s): Api) -> Reply<WalArchiverReply> {
-    let socket = strata_coordinator::wal_archiver::socket_path(&s.config);
-    let status = strata_coordinator::wal_archiver::client::status(&socket, Duration::from_secs(2))
+    let socket = strata_wal::archiver::socket_path(&s.config);
+    let status = strata_wal::archiver::client::status(&socket, Duration::from_secs(2))
         .await
         .map_err(|e| {
             ApiFailure(ApiError::new(

@@ -411,10 +411,10 @@ fn store_figures(m: &mut PerStorage<'_>, counter: &CountingStore) {
 /// matters most when none does). Without such a node, the archiver's own reading of the
 /// lag; without either, no lag.
 async fn wal_archiver(m: &mut PerStorage<'_>, config: &strata_coordinator::config::Config) {
-    use strata_coordinator::wal_archiver;
-    let socket = wal_archiver::socket_path(config);
+    use strata_wal::archiver;
+    let socket = archiver::socket_path(config);
     let status = if socket.exists() {
-        wal_archiver::client::status(&socket, Duration::from_secs(1))
+        archiver::client::status(&socket, Duration::from_secs(1))
             .await
             .ok()
             .flatten()
@@ -432,7 +432,7 @@ async fn wal_archiver(m: &mut PerStorage<'_>, config: &strata_coordinator::confi
         "WAL segments wal-push acknowledged WITHOUT archiving them (postgres.wal_queue_max_mib): gaps in the archive",
         strata_wal::queue::drops(&config.state_dir()).count,
     );
-    let lag = match wal_archiver::local_ready_lag(config) {
+    let lag = match archiver::local_ready_lag(config) {
         Ok(lag) => lag,
         Err(why) => {
             eprintln!("strata: warning: metrics: the WAL archive lag: {why}");

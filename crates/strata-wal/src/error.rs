@@ -89,6 +89,19 @@ impl<O: Coded> WalError<O> {
     }
 }
 
+impl WalError {
+    /// This failure of a step that opens no repository (the archiver's client), as one of
+    /// a command whose repository opens with an `O`.
+    pub fn with_open_error<O>(self) -> WalError<O> {
+        match self {
+            WalError::NotFound(name) => WalError::NotFound(name),
+            WalError::Busy(why) => WalError::Busy(why),
+            WalError::Open(never) => match never {},
+            WalError::Failed(failure) => WalError::Failed(failure),
+        }
+    }
+}
+
 impl<O> From<PgError> for WalError<O> {
     fn from(err: PgError) -> Self {
         match err {

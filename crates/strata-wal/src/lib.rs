@@ -7,6 +7,8 @@
 //! - [`queue`]: the WAL waiting in `pg_wal`, and the count of segments `wal-push` dropped.
 //! - `archive`: the archive as stored: [`list`], [`verify`] and [`expire`] (retention).
 //! - `write`: [`push_paths`], WAL written under an archive writer's mark.
+//! - [`archiver`]: the local WAL archiver (`strata wal archiver`): its [`archiver::wire`]
+//!   exchange, its server side ([`archiver::serve`]) and its [`archiver::client`].
 //!
 //! An archive with no WAL yet, listed and expired:
 //!
@@ -36,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod archive;
+pub mod archiver;
 mod error;
 pub mod queue;
 mod write;

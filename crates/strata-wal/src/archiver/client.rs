@@ -1,16 +1,12 @@
 //! The `wal-push` side: hand a file to the local archiver, or say there is none.
 
-use super::wire::{self, Answer, Request};
-use super::ArchiverStatus;
-use crate::CoordinatorError;
+use super::wire::{self, Answer, ArchiverStatus, Request};
+use crate::error::{WalError, WalFailure};
 use std::io::ErrorKind;
 use std::path::Path;
 use std::time::Duration;
 use strata_postgres::wal::Pushed;
-use strata_wal::WalFailure;
 use tokio::net::UnixStream;
-
-type WalError = strata_wal::WalError<CoordinatorError>;
 
 /// Connects to the archiver at `socket`; `None` when nobody listens there (no socket
 /// file, or one an archiver left behind). Any other failure to connect (permissions) is

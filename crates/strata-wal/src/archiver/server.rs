@@ -1,100 +1,24 @@
-//! The local WAL archiver: a long-running process (`strata wal archiver`) that
-//! `wal-push` hands segments to over a unix socket, so a busy primary's archiving does
-//! not open the repository, derive the key and read the index once per segment.
-//!
-//! ```text
-//! archive_command = 'strata wal-push %p'
-//!     wal-push ──(socket, one JSON line)──▶ archiver ──▶ batch: mark, index refresh,
-//!     wal-push ◀──(answer, once stored)──── archiver      store, records, release
-//! ```
-//!
-//! The archiver keeps the repository open. Pushes waiting when a batch starts go into that
-//! batch, with the ready segments after the newest of them (`postgres.wal_push_ahead`)
-//! that it has not archived lately, up to `postgres.archiver_batch` files: one write
-//! pipeline, its packs stored in parallel, one index object. Each batch takes its own
-//! archive-writer mark and only then brings the index up to date
-//! ([`strata_wal::push_paths`]), exactly as a one-shot `wal-push` does: a garbage
-//! collection never deletes what a batch relies on, and a batch whose fence lapsed
-//! (stalled past its lease) writes nothing visible and acknowledges nothing. A push is
-//! answered only once its file's record is written: every acknowledged segment is in
-//! the repository.
-//!
-//! Without an archiver (no socket, or nobody listening) `wal-push` pushes by itself as
-//! before. A full queue (`postgres.archiver_queue`) is answered busy and PostgreSQL
-//! calls again; nothing is acknowledged early (the one exception is the operator's:
-//! `postgres.wal_queue_max_mib`, see [`strata_wal::queue`]).
-//!
-//! The socket is created mode 0600 (bound under a temporary name, then renamed into
-//! place) and the archiver answers only processes of its own user or root.
+//! The archiver's side: the socket, one connection one request, and the batch loop that
+//! stores the pushes waiting together (see the module above for the whole story).
 
-pub mod client;
-pub mod wire;
-
-use crate::config::Config;
-use crate::{CoordinatorError, CoordinatorResult};
-use serde::{Deserialize, Serialize};
+use super::wire::{self, socket_path, Answer, ArchiverStatus, Request};
+use crate::error::{WalError, WalFailure, WalResult};
+use crate::write::push_paths;
 use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
+use strata_cluster::config::Config;
 use strata_postgres::wal::{self, Pushed};
-use strata_repo::Repository;
+use strata_repo::{RepoError, Repository};
 use strata_store::DynStore;
-use strata_wal::push_paths;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
-use wire::{Answer, Request};
-
-type WalError = strata_wal::WalError<CoordinatorError>;
 
 /// Names of files archived lately that the look-ahead does not send again.
 const RECENT: usize = 4096;
-
-/// Where the archiver of `config` listens.
-pub fn socket_path(config: &Config) -> PathBuf {
-    match config.postgres.archiver_socket.as_str() {
-        "" => config.state_dir().join("wal-archiver.sock"),
-        path => PathBuf::from(path),
-    }
-}
-
-/// What the archiver has done since it started (`strata wal status`, and the lag the
-/// operator watches).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ArchiverStatus {
-    /// When the archiver started (RFC 3339).
-    pub started: String,
-    /// Files stored (newly or again) since the start.
-    pub archived_files: u64,
-    /// The bytes of those files.
-    pub archived_bytes: u64,
-    /// Batches run since the start, failed ones included: the files of a batch are stored
-    /// under one writer's mark.
-    pub batches: u64,
-    /// Batches that failed (their pushes were answered with the failure).
-    pub failures: u64,
-    /// The newest failure: when (RFC 3339) and what went wrong.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_failure: Option<String>,
-    /// The newest file stored, and when.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_archived: Option<String>,
-    /// When the newest file was stored (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_archived_at: Option<String>,
-    /// Pushes waiting for a batch.
-    pub queued: usize,
-    /// Segments PostgreSQL has marked ready and not seen archived yet, in the `pg_wal`
-    /// of the last push, and the age of the oldest in seconds: the archive lag.
-    pub ready_segments: usize,
-    /// The age of the oldest of those ready segments, in seconds.
-    pub oldest_ready_secs: u64,
-    /// Segments `wal-push` acknowledged without archiving them (`postgres.wal_queue_max_mib`).
-    #[serde(default)]
-    pub dropped: strata_wal::queue::Drops,
-}
 
 /// One push waiting for a batch.
 struct Job {
@@ -109,11 +33,11 @@ struct Shared {
     /// The `pg_wal` of the last push (for the lag).
     pg_wal: Mutex<Option<PathBuf>>,
     queue_size: usize,
-    /// Where drops are counted (see [`strata_wal::queue`]).
+    /// Where drops are counted (see [`crate::queue`]).
     state_dir: PathBuf,
 }
 
-/// Serves the archiver on its socket (see the module's documentation) until `shutdown`
+/// Serves the archiver on its socket (see [`super`]) until `shutdown`
 /// completes; then it stops taking pushes, finishes the batch under way and removes the
 /// socket. `listening` is called once the socket is in place (a service manager is told
 /// then).
@@ -123,7 +47,7 @@ pub async fn serve(
     repo: Arc<Repository>,
     listening: impl FnOnce(&Path),
     shutdown: impl Future<Output = ()>,
-) -> CoordinatorResult<()> {
+) -> WalResult<()> {
     let socket = socket_path(&config);
     let listener = bind(&socket)?;
     listening(&socket);
@@ -167,15 +91,15 @@ pub async fn serve(
 /// Binds `socket` mode 0600: under a temporary name, then renamed into place, so it is
 /// never reachable with looser permissions. A socket file nobody listens on (an archiver
 /// that died) is replaced; one an archiver listens on is refused.
-fn bind(socket: &Path) -> CoordinatorResult<UnixListener> {
+fn bind(socket: &Path) -> WalResult<UnixListener> {
     let fail = |what: &str, err: std::io::Error| {
-        CoordinatorError::NothingToDo(format!(
+        WalFailure::Refused(format!(
             "cannot {what} the WAL archiver's socket {}: {err}",
             socket.display()
         ))
     };
     if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-        return Err(CoordinatorError::NothingToDo(format!(
+        return Err(WalFailure::Refused(format!(
             "another WAL archiver listens at {}: stop it first (or set postgres.archiver_socket)",
             socket.display()
         )));
@@ -253,7 +177,7 @@ async fn push(path: PathBuf, jobs: &mpsc::Sender<Job>, shared: &Shared) -> Answe
 fn status(shared: &Shared, jobs: &mpsc::Sender<Job>) -> ArchiverStatus {
     let mut status = shared.status.lock().expect("archiver lock").clone();
     status.queued = shared.queue_size - jobs.capacity();
-    status.dropped = strata_wal::queue::drops(&shared.state_dir);
+    status.dropped = crate::queue::drops(&shared.state_dir);
     let pg_wal = shared.pg_wal.lock().expect("archiver lock").clone();
     if let Some(dir) = pg_wal {
         let (count, oldest) = ready_lag(&dir).unwrap_or((0, 0));
@@ -439,11 +363,11 @@ impl Batch<'_> {
     }
 
     /// One push of `paths` under its own mark, the index brought up to date after it.
-    async fn store_files(&self, paths: &[PathBuf]) -> Result<Vec<Pushed>, WalError> {
+    async fn store_files(&self, paths: &[PathBuf]) -> Result<Vec<Pushed>, WalError<RepoError>> {
         let repo = self.repo.clone();
         let ready = async move {
             repo.reload_index().await?;
-            Ok::<_, CoordinatorError>(repo)
+            Ok::<_, RepoError>(repo)
         };
         let result = push_paths(self.config, self.store, ready, paths).await;
         let mut status = self.shared.status.lock().expect("archiver lock");
@@ -484,11 +408,11 @@ fn answer_for(name: &str, outcomes: &[Pushed]) -> Answer {
     Answer::Pushed { outcomes: ordered }
 }
 
-fn failure_answer(err: &WalError) -> Answer {
+fn failure_answer(err: &WalError<RepoError>) -> Answer {
     match err {
         WalError::Busy(why) => Answer::Busy { why: why.clone() },
         other => Answer::Failed {
-            why: strata_agent::service::error_chain(other),
+            why: strata_util::error_chain(other),
         },
     }
 }
@@ -535,9 +459,4 @@ fn release_freed_memory() {
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
-}
-
-/// How long a client waits for an answer by default (see `postgres.archiver_timeout_secs`).
-pub fn answer_timeout(config: &Config) -> Duration {
-    Duration::from_secs(config.postgres.archiver_timeout_secs.max(1))
 }

@@ -1,9 +1,13 @@
 //! What `wal-push` and the archiver say to each other: one JSON line each way per
 //! connection. A line is at most [`MAX_LINE`] bytes and must arrive within
 //! [`READ_TIMEOUT`], so a client that never finishes its request holds nothing for long.
+//! Also where the archiver listens, how long a client waits, and what the archiver
+//! reports of itself ([`ArchiverStatus`]): what both sides agree on.
 
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 use std::time::Duration;
+use strata_cluster::config::Config;
 use strata_postgres::wal::Pushed;
 use tokio::io::{AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -47,7 +51,56 @@ pub enum Answer {
         why: String,
     },
     /// The answer to [`Request::Status`]: what the archiver has done so far.
-    Status(Box<super::ArchiverStatus>),
+    Status(Box<ArchiverStatus>),
+}
+
+/// Where the archiver of `config` listens.
+pub fn socket_path(config: &Config) -> PathBuf {
+    match config.postgres.archiver_socket.as_str() {
+        "" => config.state_dir().join("wal-archiver.sock"),
+        path => PathBuf::from(path),
+    }
+}
+
+/// How long a client waits for an answer by default (see `postgres.archiver_timeout_secs`).
+pub fn answer_timeout(config: &Config) -> Duration {
+    Duration::from_secs(config.postgres.archiver_timeout_secs.max(1))
+}
+
+/// What the archiver has done since it started (`strata wal status`, and the lag the
+/// operator watches).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ArchiverStatus {
+    /// When the archiver started (RFC 3339).
+    pub started: String,
+    /// Files stored (newly or again) since the start.
+    pub archived_files: u64,
+    /// The bytes of those files.
+    pub archived_bytes: u64,
+    /// Batches run since the start, failed ones included: the files of a batch are stored
+    /// under one writer's mark.
+    pub batches: u64,
+    /// Batches that failed (their pushes were answered with the failure).
+    pub failures: u64,
+    /// The newest failure: when (RFC 3339) and what went wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    /// The newest file stored, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_archived: Option<String>,
+    /// When the newest file was stored (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_archived_at: Option<String>,
+    /// Pushes waiting for a batch.
+    pub queued: usize,
+    /// Segments PostgreSQL has marked ready and not seen archived yet, in the `pg_wal`
+    /// of the last push, and the age of the oldest in seconds: the archive lag.
+    pub ready_segments: usize,
+    /// The age of the oldest of those ready segments, in seconds.
+    pub oldest_ready_secs: u64,
+    /// Segments `wal-push` acknowledged without archiving them (`postgres.wal_queue_max_mib`).
+    #[serde(default)]
+    pub dropped: crate::queue::Drops,
 }
 
 /// Why a line could not be read.
