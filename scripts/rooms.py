@@ -125,7 +125,7 @@ def main():
     for path in rust_files(binary):
         with open(path) as f:
             named |= set(
-                re.findall(r"\b(strata_(?:coordinator|repo|store|agent|gc)::\w+)", cycles.code_of(f.read()))
+                re.findall(r"\b(strata_(?:coordinator|repo|store|agent|gc|wal)::\w+)", cycles.code_of(f.read()))
             )
     print(
         f"\nthe binary names {len(named)} items of engine crates past the facade (strata-api): {' '.join(sorted(named))}"

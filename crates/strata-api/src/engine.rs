@@ -99,12 +99,11 @@ pub mod runs {
 /// Secrets masked for showing (connection strings, a configuration).
 pub use strata_coordinator::mask;
 
-/// Use cases that run on this host without a cluster: PostgreSQL's `archive_command`
-/// and `restore_command` (`wal`), the archiver that batches them (`wal_archiver`), and
-/// the repository's keys (`keys`).
-pub use strata_coordinator::{keys, wal};
-/// The local WAL archiver, in `strata-wal`.
-pub use strata_wal::archiver as wal_archiver;
+/// Use cases that run on this host without a cluster: the repository's keys (`keys`).
+pub use strata_coordinator::keys;
+/// PostgreSQL's `archive_command` and `restore_command`, the archiver that batches them
+/// (`wal::archiver`), and the archive's listing, verification and retention: `strata-wal`.
+pub use strata_wal as wal;
 
 #[cfg(test)]
 mod tests {

@@ -73,7 +73,7 @@ pub mod verdicts;
 
 pub use archiver_service::serve_wal_archiver;
 pub use client::{BackupList, BackupRequest, Cluster, Outcome, Running};
-pub use engine::{config, failure, keys, mask, reports, requests, runs, wal, wal_archiver};
+pub use engine::{config, failure, keys, mask, reports, requests, runs, wal};
 pub use here::{skipped_into_dir, DirRestored, LaidDown, LayDownError};
 pub use http::Http;
 pub use in_process::{AskPassword, InProcess, Initialized};

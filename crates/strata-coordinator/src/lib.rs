@@ -47,7 +47,6 @@ pub mod setup;
 // Operations over the nodes, and the use cases on a repository.
 pub mod actions;
 pub mod coordinator;
-pub mod wal;
 
 // What a backup is made of, and the requests' checks.
 pub mod assign;

@@ -409,11 +409,10 @@ impl World {
                 let path = self.dir.path().join("pg_wal").join(&name);
                 let content = pseudo_random(64 << 10, n as u64 * 31);
                 std::fs::write(&path, &content).unwrap();
-                let open = async { Ok(repo.clone()) };
-                let pushed =
-                    strata_coordinator::wal::push(&self.config, &storage.store, open, &path)
-                        .await
-                        .is_ok();
+                let open = async { Ok::<_, strata_coordinator::CoordinatorError>(repo.clone()) };
+                let pushed = strata_wal::push(&self.config, &storage.store, open, &path)
+                    .await
+                    .is_ok();
                 Outcome::WalPush("wal-push", name, content, pushed)
             }
             Op::Repair => Outcome::Other(

@@ -9,8 +9,7 @@ use crate::failure::{code, Failure};
 use crate::output::print_json;
 use crate::output::size;
 use std::path::Path;
-use strata_api::wal::{self, Pushed, WalError};
-use strata_api::wal_archiver;
+use strata_api::wal::{self, archiver, Pushed, WalError};
 
 /// Exit code of `wal-fetch` for anything but "not in the archive": above 125, which makes
 /// PostgreSQL stop recovery instead of taking the failure for the end of the archive.
@@ -144,8 +143,8 @@ impl Context {
 
     /// `strata wal status`.
     async fn wal_archiver_status(&self) -> CommandResult {
-        let socket = wal_archiver::socket_path(&self.config);
-        let status = wal_archiver::client::status(&socket, std::time::Duration::from_secs(10))
+        let socket = archiver::socket_path(&self.config);
+        let status = archiver::client::status(&socket, std::time::Duration::from_secs(10))
             .await
             .map_err(|err| Failure::new(code::FAILED, crate::failure::chain(&err)))?;
         let Some(status) = status else {
