@@ -18,17 +18,30 @@
 # ~/.cache/strata-packaging/tools ($STRATA_PACKAGING_CACHE overrides the cache).
 # Prints the sizes and times that docs/install.md reports.
 #
-# `--prepare` only installs the tools and builds the stripped binary, then exits: what
-# needs the network and the CPU, and nothing installed on the machine. scripts/test.sh
-# runs it beside the tests, at low priority, and this script afterwards (which then finds
-# the tools and the binary in place).
+# `--prepare` only installs the tools and builds the binary, then exits: what needs the
+# network and the CPU, and nothing installed on the machine. `--tools` and `--build` do
+# one of the two each, `--checks` only the checks (with the tools and binary in place).
+#
+# `--dev-build` packages the binary of the `dev` profile (built without the test hooks,
+# in the work tree's target directory, stripped by `strip`) instead of the `dist` build:
+# the same code and features, unoptimized. scripts/test.sh uses it, so that a fresh
+# machine compiles every crate for the tests and once more without test hooks, not a
+# third time with optimizations; run without it, this script checks what ships.
 set -euo pipefail
-prepare_only=0
-case "${1:-}" in
-  --prepare) prepare_only=1 ;;
-  "") ;;
-  *) echo "usage: $0 [--prepare]" >&2; exit 2 ;;
-esac
+do_tools=1
+do_build=1
+do_checks=1
+dev_build=0
+for arg in "$@"; do
+  case "$arg" in
+    --prepare) do_checks=0 ;;
+    --tools) do_build=0 do_checks=0 ;;
+    --build) do_tools=0 do_checks=0 ;;
+    --checks) do_tools=0 do_build=0 ;;
+    --dev-build) dev_build=1 ;;
+    *) echo "usage: $0 [--prepare | --tools | --build | --checks] [--dev-build]" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
 # Kept across runs and clones on one machine (CI runs each submission in a fresh clone):
@@ -36,7 +49,16 @@ repo=$PWD
 # workspace's crates, not its dependencies. Both are caches: delete them any time.
 cache=${STRATA_PACKAGING_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/strata-packaging}
 tools=$cache/tools
-export CARGO_TARGET_DIR=$cache/target
+if [ "$dev_build" = 1 ]; then
+  # cargo-deb finds the binary under this target directory's `debug/` (profile dev).
+  export CARGO_TARGET_DIR=$repo/target/packaging-dev
+  profile=dev
+  bin=$CARGO_TARGET_DIR/debug/strata
+else
+  export CARGO_TARGET_DIR=$cache/target
+  profile=dist
+  bin=$CARGO_TARGET_DIR/dist/strata
+fi
 work=$repo/target/packaging-check
 started=$(date +%s)
 
@@ -81,47 +103,61 @@ IMAGE_UID=10001
 SIDECAR_UID=999
 export STORAGE_DRIVER=vfs # buildah: overlay mounts need more than CI sandboxes allow
 
-step "tools"
-missing=()
-command -v buildah >/dev/null || missing+=(buildah)
-command -v systemd-analyze >/dev/null || missing+=(systemd)
-command -v dpkg-deb >/dev/null || missing+=(dpkg)
-command -v setpriv >/dev/null || missing+=(util-linux)
-command -v node >/dev/null || missing+=(nodejs)
-command -v curl >/dev/null || missing+=(curl)
-command -v npm >/dev/null || missing+=(npm)
-python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
-[ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-mkdir -p "$tools"
-if ! "$tools/bin/cargo-deb" --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
-  echo "installing cargo-deb $CARGO_DEB_VERSION into $tools" >&2
-  cargo install --quiet --locked --root "$tools" cargo-deb --version "$CARGO_DEB_VERSION" >&2
-fi
-[ -x "$tools/venv/bin/python" ] || python3 -m venv "$tools/venv"
-if ! "$tools/venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
-  "$tools/venv/bin/pip" install --quiet "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" jsonschema pyyaml >&2
-fi
-if ! "$tools/venv/bin/python" -c "import dockerfile" 2>/dev/null; then
-  "$tools/venv/bin/pip" install --quiet "dockerfile==$DOCKERFILE_PARSER_VERSION" >&2
-fi
-if [ ! -f "$tools/node_modules/@kubernetes-models/prometheus-operator/package.json" ]; then
-  npm install --silent --no-audit --no-fund --prefix "$tools" \
-    "@kubernetes-models/prometheus-operator@$PROMETHEUS_MODELS_VERSION" >&2
+if [ "$do_tools" = 1 ]; then
+  step "tools"
+  missing=()
+  command -v buildah >/dev/null || missing+=(buildah)
+  command -v systemd-analyze >/dev/null || missing+=(systemd)
+  command -v dpkg-deb >/dev/null || missing+=(dpkg)
+  command -v strip >/dev/null || missing+=(binutils)
+  command -v setpriv >/dev/null || missing+=(util-linux)
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v npm >/dev/null || missing+=(npm)
+  python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
+  [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+  if [ ${#missing[@]} -gt 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  mkdir -p "$tools"
+  if ! "$tools/bin/cargo-deb" --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+    echo "installing cargo-deb $CARGO_DEB_VERSION into $tools" >&2
+    env -u CARGO_TARGET_DIR cargo install --quiet --locked --root "$tools" cargo-deb --version "$CARGO_DEB_VERSION" >&2
+  fi
+  [ -x "$tools/venv/bin/python" ] || python3 -m venv "$tools/venv"
+  if ! "$tools/venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
+    "$tools/venv/bin/pip" install --quiet "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" jsonschema pyyaml >&2
+  fi
+  if ! "$tools/venv/bin/python" -c "import dockerfile" 2>/dev/null; then
+    "$tools/venv/bin/pip" install --quiet "dockerfile==$DOCKERFILE_PARSER_VERSION" >&2
+  fi
+  if [ ! -f "$tools/node_modules/@kubernetes-models/prometheus-operator/package.json" ]; then
+    npm install --silent --no-audit --no-fund --prefix "$tools" \
+      "@kubernetes-models/prometheus-operator@$PROMETHEUS_MODELS_VERSION" >&2
+  fi
 fi
 
-step "cargo build --profile dist -p strata (the stripped binary; built once, reused below)"
-cargo build --quiet --locked --profile dist -p strata
-if [ "$prepare_only" = 1 ]; then
-  echo "==> packaging: tools and the stripped build ready in $(($(date +%s) - started))s"
+if [ "$do_build" = 1 ] && [ "$dev_build" = 1 ]; then
+  step "cargo build -p strata (profile dev, no test hooks), stripped into $bin"
+  # In the work tree's own target directory, whose dependencies the tests' build shares.
+  # (A build of the tests links target/debug/strata with the test hooks: this one goes
+  # first, its binary copied out before that one replaces it.)
+  CARGO_TARGET_DIR=$repo/target cargo build --quiet --locked -p strata
+  mkdir -p "$(dirname "$bin")"
+  strip -o "$bin" "$repo/target/debug/strata"
+elif [ "$do_build" = 1 ]; then
+  step "cargo build --profile dist -p strata (the stripped binary; built once, reused below)"
+  cargo build --quiet --locked --profile dist -p strata
+fi
+if [ "$do_checks" = 0 ]; then
+  echo "==> packaging: tools and build ready in $(($(date +%s) - started))s"
   exit 0
 fi
-bin=$CARGO_TARGET_DIR/dist/strata
+[ -x "$bin" ] || fail "$bin is not built (run with --build first, or without options)"
 version=$("$bin" --version | awk '{print $2}')
 [ -n "$version" ] || fail "$bin --version printed no version"
-# Stripped: no symbol table, no debug sections (what profile dist's strip/debug promise).
+# Stripped: no symbol table, no debug sections (what profile dist's strip/debug promise,
+# or `strip` did for --dev-build).
 python3 - "$bin" <<'PY' || fail "$bin is not stripped"
 import struct, sys
 data = open(sys.argv[1], "rb").read()
@@ -150,7 +186,7 @@ bash -n "$repo/target/dist-assets/completions/strata.bash" || fail "bash rejects
 
 step "the Debian package (cargo-deb)"
 rm -rf "$work" && mkdir -p "$work"
-"$tools/bin/cargo-deb" --quiet -p strata --profile dist --no-build --no-strip \
+"$tools/bin/cargo-deb" --quiet -p strata --profile "$profile" --no-build --no-strip \
   --output "$work/strata.deb" >/dev/null
 deb=$work/strata.deb
 deb_size=$(stat -c %s "$deb")

@@ -16,9 +16,11 @@
 # It prints each phase's wall time as it ends (`==> phase NAME: N s`) and, at the end, the
 # phases and the 15 slowest tests (scripts/test-times.py, from nextest's JUnit report).
 # Work that does not need the CPU at the same moment overlaps: the installs (downloads,
-# apt) run while the tests compile, and the packaging checks' tools and stripped build
-# run at low priority while the tests run (most of the tests' time is spent waiting on
-# servers, child processes and timers, not on the CPU).
+# apt) and the packaging checks' tools run while the tests compile, and clippy runs at low
+# priority while the tests run (most of the tests' time is spent waiting on servers, child
+# processes and timers, not on the CPU). Every crate compiles twice, no more: for the
+# tests, and once without the test hooks for the packaging checks (profile dev, whose
+# dependencies the tests' build shares; `scripts/packaging-check.sh --dev-build`).
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -127,6 +129,9 @@ installs() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${missing[@]}"
   fi
   ./scripts/install-test-servers.sh >"$times_dir/servers.env"
+  # After the apt installs (the packaging tools' own apt-get would wait on their lock).
+  echo "==> the packaging checks' tools"
+  ./scripts/packaging-check.sh --tools --dev-build
 }
 beside "installs: Debian packages and storage servers" "$times_dir/installs.log" installs
 installs_pid=$beside_pid
@@ -136,8 +141,6 @@ export CARGO_INCREMENTAL=0
 
 phase "cargo fmt --check"
 cargo fmt --all -- --check
-phase "cargo clippy -D warnings"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
 phase "no circles between the modules of any crate"
 for src in crates/*/src; do python3 scripts/module-cycles.py "$src"; done
 phase "test-only switches read only through strata_util::test_switch (test builds)"
@@ -154,6 +157,9 @@ python3 scripts/rooms.py --limit-strings 18 --limit-long-functions 0
 export STRATA_REQUIRE_POSTGRES=1 STRATA_REQUIRE_TOOLS=1 STRATA_REQUIRE_BROWSER=1
 nextest=0
 need cargo-nextest && nextest=1
+# Before the tests' build, which links target/debug/strata again with the test hooks.
+phase "the binary without test hooks, for the packaging checks"
+./scripts/packaging-check.sh --build --dev-build
 phase "test build"
 if [ "$nextest" = 1 ]; then
   cargo nextest run --workspace --no-run
@@ -169,35 +175,33 @@ set -a
 . "$times_dir/servers.env"
 set +a
 
-# The packaging checks' tools (cargo-deb, PyPI, npm) and their stripped `dist` build, at
-# the lowest CPU priority while the tests run: the tests wait on servers and timers much
-# of the time, and lose nothing to a build that only takes what they leave.
-beside "packaging: tools and the stripped build" "$times_dir/packaging-prepare.log" \
-  nice -n 19 ./scripts/packaging-check.sh --prepare
-packaging_pid=$beside_pid
+# clippy at the lowest CPU priority while the tests run: the tests wait on servers and
+# timers much of the time, and lose nothing to a build that only takes what they leave.
+# In a target directory of its own: cargo locks the one it builds in for the whole build,
+# and `cargo nextest run` and the documentation examples take the main one's lock.
+beside "cargo clippy -D warnings" "$times_dir/clippy.log" \
+  nice -n 19 cargo clippy --workspace --all-targets --quiet --target-dir target/clippy -- -D warnings
+clippy_pid=$beside_pid
 
 phase "tests"
 if [ "$nextest" = 1 ]; then
-  # Counted in half cores (.config/nextest.toml): one test at a time per core, but the
-  # torture and Patroni, which mostly wait, take half a core each, and the few that keep
-  # the CPU busy take two cores. Two tests per core in general was tried: a lease renewed
-  # every 200 ms missed its deadline under that load (docs/benchmarks.md).
+  # Counted in half cores (.config/nextest.toml): two tests per core, the few that keep a
+  # core busy (gc under load, the API fuzz, strata-gc's model checks) one core each.
   # NEXTEST_TEST_THREADS set by hand wins.
   export NEXTEST_TEST_THREADS=${NEXTEST_TEST_THREADS:-$((2 * $(nproc)))}
   # Every test's time: target/nextest/ci/junit.xml (.config/nextest.toml).
   cargo nextest run --profile ci --workspace --no-fail-fast
-  # nextest does not run documentation examples.
-  phase "documentation examples"
-  cargo test --doc --workspace
 else
-  cargo test --workspace --no-fail-fast
+  cargo test --workspace --no-fail-fast --lib --bins --tests
 fi
 
-phase "waiting for the packaging build"
-await "$packaging_pid" "the packaging tools and build" "$times_dir/packaging-prepare.log"
-grep '^==>' "$times_dir/packaging-prepare.log" || true
-phase "packaging (Debian package, image, manifests, compose; scripts/packaging-check.sh)"
-./scripts/packaging-check.sh
+# nextest does not run documentation examples.
+phase "documentation examples"
+cargo test --doc --workspace
+phase "waiting for clippy"
+await "$clippy_pid" "cargo clippy -D warnings" "$times_dir/clippy.log"
+phase "packaging (Debian package, image, manifests, compose; scripts/packaging-check.sh --dev-build)"
+./scripts/packaging-check.sh --checks --dev-build
 phase
 printf 'whole command\t%s\n' "$(($(date +%s) - suite_started))" >>"$phases"
 python3 scripts/test-times.py
