@@ -15,159 +15,134 @@
 
 use crate::common;
 
-use common::{assert_success, one_node_site, pseudo_random, strata_at, PASSWORD};
+use common::{assert_success, pseudo_random, realistic_tree, Site, PASSWORD};
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use strata_testkit::process::wait_for_mark;
 
 const TTL_SECS: u64 = 2;
 
-/// A one-node site whose cluster lock lives two seconds unless renewed (short, so tests
-/// are quick; not shorter, so a loaded machine still renews in time).
-struct Site {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+/// A one-node site whose cluster lock lives `secs` unless renewed ([`TTL_SECS`] by
+/// default: short, so tests are quick; not shorter, so a loaded machine still renews in
+/// time).
+fn leased(secs: u64) -> Site {
+    let site = Site::new()
+        .node("db1", "data")
+        .config_extra(&format!("[server]\nlease_ttl_secs = {secs}\n"))
+        .build();
+    realistic_tree(&site.path("data"));
+    site.ok(&["init"]);
+    site
 }
 
-impl Site {
-    fn new() -> Site {
-        Site::with_ttl(TTL_SECS)
+/// Runs strata as a process of another host (a UTS namespace of its own with another
+/// host name), as the coordinator of another machine would: its lock cannot be judged
+/// by whether its process still runs here.
+fn ok_on_other_host(site: &Site, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut cmd = Command::new("unshare");
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("STRATA_PASSWORD", PASSWORD)
+        .args([
+            "-u",
+            "sh",
+            "-c",
+            "hostname strata-test-other-host && exec \"$@\"",
+            "sh",
+            env!("CARGO_BIN_EXE_strata"),
+            "--config",
+        ])
+        .arg(site.config())
+        .args(args)
+        .current_dir(site.dir());
+    for (k, v) in env {
+        cmd.env(k, v);
     }
+    assert_success(
+        &format!("strata {args:?} on another host (needs root for `unshare -u`)"),
+        &cmd.output().unwrap(),
+    )
+}
 
-    /// A site whose cluster lock lives `secs` unless renewed.
-    fn with_ttl(secs: u64) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let config = one_node_site(dir.path(), &format!("[server]\nlease_ttl_secs = {secs}\n"));
-        let site = Site { dir, config };
-        site.ok(&["init"], &[]);
-        site
-    }
+fn repo(site: &Site) -> PathBuf {
+    site.dir().join("repo")
+}
 
-    /// Runs strata as a process of another host (a UTS namespace of its own with another
-    /// host name), as the coordinator of another machine would: its lock cannot be judged
-    /// by whether its process still runs here.
-    fn ok_on_other_host(&self, args: &[&str], env: &[(&str, &str)]) -> String {
-        let mut cmd = Command::new("unshare");
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("STRATA_PASSWORD", PASSWORD)
-            .args([
-                "-u",
-                "sh",
-                "-c",
-                "hostname strata-test-other-host && exec \"$@\"",
-                "sh",
-                env!("CARGO_BIN_EXE_strata"),
-                "--config",
-            ])
-            .arg(&self.config)
-            .args(args)
-            .current_dir(self.dir.path());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        assert_success(
-            &format!("strata {args:?} on another host (needs root for `unshare -u`)"),
-            &cmd.output().unwrap(),
-        )
-    }
+/// Spawns strata (stderr piped) held at its first write under the repository prefix
+/// `prefix` (the `STRATA_TEST_HOLD_WRITE` hook), and waits until it is held there;
+/// returns the process and the hold directory (write `release` into it to let the
+/// write go on).
+fn spawn_held(site: &Site, args: &[&str], env: &[(&str, &str)], prefix: &str) -> (Child, PathBuf) {
+    let hold = site.dir().join("hold");
+    fs::create_dir_all(&hold).unwrap();
+    let spec = format!("{prefix}:{}", hold.display());
+    let mut env = env.to_vec();
+    env.push(("STRATA_TEST_HOLD_WRITE", &spec));
+    let mut child = site
+        .command()
+        .args(args)
+        .envs(env.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_mark(
+        &mut child,
+        &hold.join("held"),
+        Duration::from_secs(60),
+        &format!("strata {args:?}"),
+    );
+    (child, hold)
+}
 
-    fn repo(&self) -> PathBuf {
-        self.dir.path().join("repo")
-    }
-
-    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut cmd = strata_at(self.dir.path(), &self.config);
-        cmd.args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    /// Spawns strata (stderr piped) held at its first write under the repository prefix
-    /// `prefix` (the `STRATA_TEST_HOLD_WRITE` hook), and waits until it is held there;
-    /// returns the process and the hold directory (write `release` into it to let the
-    /// write go on).
-    fn spawn_held(&self, args: &[&str], env: &[(&str, &str)], prefix: &str) -> (Child, PathBuf) {
-        let hold = self.dir.path().join("hold");
-        fs::create_dir_all(&hold).unwrap();
-        let spec = format!("{prefix}:{}", hold.display());
-        let mut env = env.to_vec();
-        env.push(("STRATA_TEST_HOLD_WRITE", &spec));
-        let mut child = self
-            .command(args, &env)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_for_mark(
-            &mut child,
-            &hold.join("held"),
-            Duration::from_secs(60),
-            &format!("strata {args:?}"),
-        );
-        (child, hold)
-    }
-
-    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        self.command(args, env).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str], env: &[(&str, &str)]) -> String {
-        assert_success(&format!("strata {args:?}"), &self.run(args, env))
-    }
-
-    /// Every object key under `prefix` (a directory of the repository).
-    fn objects(&self, prefix: &str) -> BTreeSet<String> {
-        let mut out = BTreeSet::new();
-        let mut stack = vec![self.repo().join(prefix)];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    stack.push(path);
-                } else if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
-                    let key = path.strip_prefix(self.repo()).unwrap();
-                    out.insert(key.display().to_string());
-                }
+/// Every object key under `prefix` (a directory of the repository).
+fn objects(site: &Site, prefix: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack = vec![repo(site).join(prefix)];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if !path.file_name().unwrap().to_string_lossy().starts_with('.') {
+                let key = path.strip_prefix(repo(site)).unwrap();
+                out.insert(key.display().to_string());
             }
         }
-        out
     }
+    out
+}
 
-    /// The names of the recorded backups.
-    fn backups(&self) -> BTreeSet<String> {
-        let list: serde_json::Value =
-            serde_json::from_str(&self.ok(&["list", "--json"], &[])).unwrap();
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["name"].as_str().unwrap().to_string())
-            .collect()
-    }
+/// The names of the recorded backups.
+fn backups(site: &Site) -> BTreeSet<String> {
+    let list: serde_json::Value = serde_json::from_str(&site.ok(&["list", "--json"])).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap().to_string())
+        .collect()
+}
 
-    /// Adds data the next backup must upload.
-    fn change_data(&self, seed: u64) {
-        fs::write(
-            self.dir.path().join(format!("data/new-{seed}.bin")),
-            pseudo_random(2 << 20, seed),
-        )
-        .unwrap();
-    }
+/// Adds data the next backup must upload.
+fn change_data(site: &Site, seed: u64) {
+    fs::write(
+        site.dir().join(format!("data/new-{seed}.bin")),
+        pseudo_random(2 << 20, seed),
+    )
+    .unwrap();
+}
 
-    /// The backups that have manifests (one directory each under `manifests/`).
-    fn manifest_backups(&self) -> BTreeSet<String> {
-        self.objects("manifests")
-            .iter()
-            .map(|k| k.split('/').nth(1).unwrap().to_string())
-            .collect()
-    }
+/// The backups that have manifests (one directory each under `manifests/`).
+fn manifest_backups(site: &Site) -> BTreeSet<String> {
+    objects(site, "manifests")
+        .iter()
+        .map(|k| k.split('/').nth(1).unwrap().to_string())
+        .collect()
 }
 
 /// A `strata backup` stopped right before its first index object: packs uploaded, nothing
@@ -185,11 +160,13 @@ impl Stalled {
     /// `strata ARGS` held at its first write under `prefix`, with the hold directory
     /// `hold` of the site (one per process held at once).
     fn at(site: &Site, args: &[&str], prefix: &str, hold: &str) -> Stalled {
-        let hold = site.dir.path().join(hold);
+        let hold = site.dir().join(hold);
         fs::create_dir_all(&hold).unwrap();
         let spec = format!("{prefix}:{}", hold.display());
         let child = site
-            .command(args, &[("STRATA_TEST_HOLD_WRITE", &spec)])
+            .command()
+            .args(args)
+            .env("STRATA_TEST_HOLD_WRITE", &spec)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -249,24 +226,24 @@ impl Drop for Stalled {
 }
 
 fn packs(site: &Site) -> BTreeSet<String> {
-    site.objects("data")
+    objects(site, "data")
 }
 
 #[test]
 fn gc_spares_the_packs_of_a_stalled_backup_which_then_makes_nothing_visible() {
-    let site = Site::new();
-    site.ok(&["backup"], &[]);
-    let first = site.backups();
-    site.change_data(7);
+    let site = leased(TTL_SECS);
+    site.ok(&["backup"]);
+    let first = backups(&site);
+    change_data(&site, 7);
     let before = packs(&site);
     let stalled = Stalled::start(&site);
     let uploaded: BTreeSet<String> = packs(&site).difference(&before).cloned().collect();
     assert!(!uploaded.is_empty(), "the stalled backup uploaded packs");
-    let index_before = site.objects("index");
+    let index_before = objects(&site, "index");
     stalled.freeze_past_ttl();
 
     // Garbage collection takes the expired lock over while the backup is frozen.
-    site.ok(&["gc"], &[]);
+    site.ok(&["gc"]);
     let after_gc = packs(&site);
     for pack in &uploaded {
         assert!(
@@ -281,25 +258,24 @@ fn gc_spares_the_packs_of_a_stalled_backup_which_then_makes_nothing_visible() {
         stderr.contains("lost the cluster lock") && stderr.contains("not recorded"),
         "says it lost its lock: {stderr}"
     );
-    assert_eq!(site.backups(), first, "no summary of the stalled backup");
-    assert_eq!(site.manifest_backups(), first, "no manifest of it");
-    let new_index: Vec<String> = site
-        .objects("index")
+    assert_eq!(backups(&site), first, "no summary of the stalled backup");
+    assert_eq!(manifest_backups(&site), first, "no manifest of it");
+    let new_index: Vec<String> = objects(&site, "index")
         .difference(&index_before)
         .cloned()
         .collect();
     // gc rewrote the index once; the stalled backup added nothing to it.
     assert!(new_index.len() <= 1, "index objects written: {new_index:?}");
-    site.ok(&["verify", "--read-data"], &[]);
+    site.ok(&["verify", "--read-data"]);
 
     // Its leftovers go once past the grace period, and nothing else does.
-    let config = fs::read_to_string(&site.config).unwrap() + "[gc]\ngrace = \"0s\"\n";
-    fs::write(&site.config, config).unwrap();
-    site.ok(&["gc"], &[]);
+    let config = fs::read_to_string(site.config()).unwrap() + "[gc]\ngrace = \"0s\"\n";
+    fs::write(site.config(), config).unwrap();
+    site.ok(&["gc"]);
     for pack in &uploaded {
         assert!(!packs(&site).contains(pack), "leftover {pack} collected");
     }
-    site.ok(&["verify", "--read-data"], &[]);
+    site.ok(&["verify", "--read-data"]);
 }
 
 #[test]
@@ -307,9 +283,9 @@ fn a_lock_write_that_lands_late_lets_only_one_operation_run() {
     // The race, for garbage collection: gc's lock write lands late while a backup
     // uploads its packs. gc takes its own lock and runs beside the backup, refusing
     // nothing, and must delete none of the backup's packs.
-    let site = Site::with_ttl(60);
-    site.ok(&["backup"], &[]);
-    site.change_data(11);
+    let site = leased(60);
+    site.ok(&["backup"]);
+    change_data(&site, 11);
     let gc = Stalled::at(&site, &["gc"], "locks/", "hold-gc");
     let before = packs(&site);
     let backup = Stalled::at(&site, &["backup"], "index/", "hold-backup");
@@ -325,28 +301,28 @@ fn a_lock_write_that_lands_late_lets_only_one_operation_run() {
 
     let (status, stderr) = backup.release();
     assert!(status.success(), "the backup failed:\n{stderr}");
-    assert_eq!(site.backups().len(), 2);
-    site.ok(&["verify", "--read-data"], &[]);
+    assert_eq!(backups(&site).len(), 2);
+    site.ok(&["verify", "--read-data"]);
     // And a refused delete removes nothing: held the same way behind a running backup.
-    site.change_data(12);
-    let name = site.backups().into_iter().next().unwrap();
+    change_data(&site, 12);
+    let name = backups(&site).into_iter().next().unwrap();
     let delete = Stalled::at(&site, &["delete", &name], "locks/", "hold-delete");
     let backup = Stalled::at(&site, &["backup"], "index/", "hold-backup-2");
     let (status, stderr) = delete.release();
     assert_eq!(status.code(), Some(6), "delete must be refused:\n{stderr}");
     assert!(
-        site.backups().contains(&name),
+        backups(&site).contains(&name),
         "a refused delete removed {name}"
     );
     let (status, stderr) = backup.release();
     assert!(status.success(), "{stderr}");
-    site.ok(&["verify", "--read-data"], &[]);
+    site.ok(&["verify", "--read-data"]);
 }
 
 #[test]
 fn a_wal_push_stalled_past_its_mark_is_not_acknowledged_and_its_retry_stores_it() {
-    let site = Site::new();
-    let seg = segment(site.dir.path(), 9);
+    let site = leased(TTL_SECS);
+    let seg = segment(site.dir(), 9);
     let name = seg.file_name().unwrap().to_str().unwrap().to_string();
     // Held right before its archive record, its data uploaded and indexed; then frozen
     // (a VM pause) until its mark has expired.
@@ -358,38 +334,38 @@ fn a_wal_push_stalled_past_its_mark_is_not_acknowledged_and_its_retry_stores_it(
     );
     push.freeze_past_ttl();
     // gc finds no live writer and removes the pack no record names yet.
-    let config = fs::read_to_string(&site.config).unwrap() + "[gc]\ngrace = \"0s\"\n";
-    fs::write(&site.config, config).unwrap();
-    site.ok(&["gc"], &[]);
+    let config = fs::read_to_string(site.config()).unwrap() + "[gc]\ngrace = \"0s\"\n";
+    fs::write(site.config(), config).unwrap();
+    site.ok(&["gc"]);
     let (status, stderr) = push.resume();
     assert!(
         !status.success(),
         "a push whose mark expired was acknowledged:\n{stderr}"
     );
-    assert!(site.run(&["wal", "verify"], &[]).status.success());
+    assert!(site.strata(&["wal", "verify"]).code == Some(0));
     // PostgreSQL runs archive_command again: the segment is stored, not "already there".
-    let again = site.ok(&["wal-push", seg.to_str().unwrap()], &[]);
+    let again = site.ok(&["wal-push", seg.to_str().unwrap()]);
     assert!(again.contains(&format!("archived {name}")), "{again}");
-    site.ok(&["wal", "verify"], &[]);
-    let fetched = site.dir.path().join("fetched");
-    site.ok(&["wal-fetch", &name, fetched.to_str().unwrap()], &[]);
+    site.ok(&["wal", "verify"]);
+    let fetched = site.dir().join("fetched");
+    site.ok(&["wal-fetch", &name, fetched.to_str().unwrap()]);
     assert_eq!(fs::read(&fetched).unwrap(), fs::read(&seg).unwrap());
 }
 
 #[test]
 fn a_backup_resumed_after_another_took_over_writes_nothing_and_fails() {
-    let site = Site::new();
-    site.change_data(1);
+    let site = leased(TTL_SECS);
+    change_data(&site, 1);
     let stalled = Stalled::start(&site);
     stalled.freeze_past_ttl();
 
     // A second backup finds the lock expired, fences it and completes.
-    site.change_data(2);
-    site.ok(&["backup"], &[]);
-    let second = site.backups();
+    change_data(&site, 2);
+    site.ok(&["backup"]);
+    let second = backups(&site);
     assert_eq!(second.len(), 1);
-    let index = site.objects("index");
-    let summaries = site.objects("summaries");
+    let index = objects(&site, "index");
+    let summaries = objects(&site, "summaries");
 
     let (status, stderr) = stalled.resume();
     assert!(!status.success(), "the stalled backup succeeded:\n{stderr}");
@@ -398,16 +374,16 @@ fn a_backup_resumed_after_another_took_over_writes_nothing_and_fails() {
         "says it lost its lock: {stderr}"
     );
     assert_eq!(
-        site.objects("index"),
+        objects(&site, "index"),
         index,
         "no index object of the stalled backup"
     );
-    assert_eq!(site.objects("summaries"), summaries, "no summary of it");
-    assert_eq!(site.backups(), second);
-    assert_eq!(site.manifest_backups(), second, "no manifest of it");
-    site.ok(&["verify", "--read-data"], &[]);
+    assert_eq!(objects(&site, "summaries"), summaries, "no summary of it");
+    assert_eq!(backups(&site), second);
+    assert_eq!(manifest_backups(&site), second, "no manifest of it");
+    site.ok(&["verify", "--read-data"]);
     // Its lock is no obstacle: the next backup runs at once.
-    site.ok(&["backup"], &[]);
+    site.ok(&["backup"]);
 }
 
 const NO_DELETE: [(&str, &str); 1] = [("STRATA_TEST_REFUSE_DELETES", "1")];
@@ -415,26 +391,22 @@ const NO_DELETE: [(&str, &str); 1] = [("STRATA_TEST_REFUSE_DELETES", "1")];
 #[test]
 fn backups_and_verification_work_with_credentials_that_cannot_delete() {
     // A TTL far longer than the test: a lock left behind would block it.
-    let site = Site::with_ttl(120);
-    site.ok_on_other_host(&["backup"], &NO_DELETE);
-    let locks = site.objects("locks");
+    let site = leased(120);
+    ok_on_other_host(&site, &["backup"], &NO_DELETE);
+    let locks = objects(&site, "locks");
     assert!(!locks.is_empty(), "the refused deletes left lock objects");
     // Left behind by another host's process, they block nothing: the next backup, from
     // this host, starts at once.
-    site.change_data(3);
-    site.ok(&["backup"], &NO_DELETE);
-    site.ok(&["verify", "--read-data"], &NO_DELETE);
+    change_data(&site, 3);
+    site.ok_env(&["backup"], &NO_DELETE);
+    site.ok_env(&["verify", "--read-data"], &NO_DELETE);
     // Verifying again supersedes the older records, which the store refuses to delete.
-    let out = site.run(&["verify", "--read-data"], &NO_DELETE);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(site.backups().len(), 2);
+    let out = site.strata_env(&["verify", "--read-data"], &NO_DELETE);
+    assert!(out.code == Some(0), "{}", out.stderr);
+    assert_eq!(backups(&site).len(), 2);
     // Garbage collection, with delete rights, then removes what was left behind.
-    site.ok(&["gc"], &[]);
-    site.ok(&["backup"], &[]);
+    site.ok(&["gc"]);
+    site.ok(&["backup"]);
 }
 
 /// A WAL segment name and some content (16 KiB: one blob whatever the chunker).
@@ -448,19 +420,20 @@ fn segment(dir: &Path, n: u32) -> PathBuf {
 
 #[test]
 fn wal_push_keeps_its_mark_alive_and_works_without_delete_rights() {
-    let site = Site::new();
-    let first = segment(site.dir.path(), 1);
-    let (push, hold) = site.spawn_held(
+    let site = leased(TTL_SECS);
+    let first = segment(site.dir(), 1);
+    let (push, hold) = spawn_held(
+        &site,
         &["wal-push", first.to_str().unwrap()],
         &[NO_DELETE[0]],
         "archive/",
     );
     // Three mark TTLs later the mark is still live: it is renewed while the push runs.
     std::thread::sleep(Duration::from_millis(3 * 1000 * TTL_SECS + 200));
-    let marks = site.objects("writers");
+    let marks = objects(&site, "writers");
     assert_eq!(marks.len(), 1, "{marks:?}");
     let mark: serde_json::Value =
-        serde_json::from_slice(&fs::read(site.repo().join(marks.first().unwrap())).unwrap())
+        serde_json::from_slice(&fs::read(repo(&site).join(marks.first().unwrap())).unwrap())
             .unwrap();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -478,13 +451,13 @@ fn wal_push_keeps_its_mark_alive_and_works_without_delete_rights() {
         String::from_utf8_lossy(&out.stderr)
     );
     // A second push with the mark of the first left behind (its delete was refused).
-    site.ok(
-        &["wal-push", segment(site.dir.path(), 2).to_str().unwrap()],
+    site.ok_env(
+        &["wal-push", segment(site.dir(), 2).to_str().unwrap()],
         &NO_DELETE,
     );
     // The marks left behind do not hold garbage collection up.
-    site.ok(&["gc"], &[]);
-    let archived = site.objects("archive");
+    site.ok(&["gc"]);
+    let archived = objects(&site, "archive");
     for n in ["000000010000000000000001", "000000010000000000000002"] {
         assert!(
             archived.iter().any(|k| k.ends_with(n)),
@@ -496,19 +469,19 @@ fn wal_push_keeps_its_mark_alive_and_works_without_delete_rights() {
 #[test]
 fn wal_push_takes_its_mark_before_reading_the_index() {
     // A mark that outlives the hold below: its expiry is reckoned from before its write.
-    let site = Site::with_ttl(60);
-    let seg = segment(site.dir.path(), 3);
+    let site = leased(60);
+    let seg = segment(site.dir(), 3);
     // A backup holding the same bytes: wal-push finds the blob in the index and would
     // not upload it again.
-    fs::copy(&seg, site.dir.path().join("data/copy-of-a-segment")).unwrap();
-    site.ok(&["backup"], &[]);
-    let backup = site.backups().pop_first().unwrap();
+    fs::copy(&seg, site.dir().join("data/copy-of-a-segment")).unwrap();
+    site.ok(&["backup"]);
+    let backup = backups(&site).pop_first().unwrap();
 
     // wal-push, stopped at the write of its writer mark.
-    let (push, hold) = site.spawn_held(&["wal-push", seg.to_str().unwrap()], &[], "writers/");
+    let (push, hold) = spawn_held(&site, &["wal-push", seg.to_str().unwrap()], &[], "writers/");
     // Meanwhile the backup is deleted and garbage collection, seeing no mark, removes
     // its pack, the blob's only copy.
-    site.ok(&["delete", &backup], &[]);
+    site.ok(&["delete", &backup]);
     fs::write(hold.join("release"), b"").unwrap();
     let out = push.wait_with_output().unwrap();
     assert!(
@@ -518,16 +491,13 @@ fn wal_push_takes_its_mark_before_reading_the_index() {
     );
     // The archived segment must read back: wal-push read the index after its mark, so
     // it stored the blob again instead of pointing at the deleted pack.
-    site.ok(&["wal", "verify"], &[]);
-    let back = site.dir.path().join("fetched");
-    site.ok(
-        &[
-            "wal-fetch",
-            seg.file_name().unwrap().to_str().unwrap(),
-            back.to_str().unwrap(),
-        ],
-        &[],
-    );
+    site.ok(&["wal", "verify"]);
+    let back = site.dir().join("fetched");
+    site.ok(&[
+        "wal-fetch",
+        seg.file_name().unwrap().to_str().unwrap(),
+        back.to_str().unwrap(),
+    ]);
     assert_eq!(fs::read(&back).unwrap(), fs::read(&seg).unwrap());
 }
 
@@ -535,14 +505,14 @@ fn wal_push_takes_its_mark_before_reading_the_index() {
 fn a_gc_stopped_by_sigterm_gives_its_lock_back() {
     // SIGTERM while gc's lock write is in flight: gc waits for its answer, stops at the
     // next safe point and releases, so the next gc runs at once.
-    let site = Site::with_ttl(60);
-    site.ok(&["backup"], &[]);
+    let site = leased(60);
+    site.ok(&["backup"]);
     let gc = Stalled::at(&site, &["gc"], "locks/", "hold-gc");
     gc.signal(libc::SIGTERM);
     let (status, stderr) = gc.release();
     assert_eq!(status.code(), Some(1), "a stopped gc fails:\n{stderr}");
     assert!(stderr.contains("stopped at a safe point"), "{stderr}");
-    site.ok(&["gc"], &[]);
+    site.ok(&["gc"]);
     // The same with the lock held and its probe of the storage's clock in flight (Ctrl-C):
     // it ends on its own (stopped, or done when no safe point came before its end), with
     // its lock given back.
@@ -553,18 +523,18 @@ fn a_gc_stopped_by_sigterm_gives_its_lock_back() {
         matches!(status.code(), Some(0 | 1)),
         "gc did not end by itself ({status:?}):\n{stderr}"
     );
-    site.ok(&["gc"], &[]);
+    site.ok(&["gc"]);
 }
 
 #[test]
 fn a_delete_or_cleanup_stopped_by_sigterm_gives_the_gc_lock_back() {
     // Deletes and cleanups collect too, under the same lock: stopped by SIGTERM while
     // their lock write is in flight, they give it back and the next gc runs at once.
-    let site = Site::with_ttl(60);
-    site.ok(&["backup"], &[]);
-    site.change_data(1);
-    site.ok(&["backup"], &[]);
-    let first = site.backups().into_iter().next().unwrap();
+    let site = leased(60);
+    site.ok(&["backup"]);
+    change_data(&site, 1);
+    site.ok(&["backup"]);
+    let first = backups(&site).into_iter().next().unwrap();
     let delete = Stalled::at(&site, &["delete", &first], "locks/", "hold-delete");
     delete.signal(libc::SIGTERM);
     let (status, stderr) = delete.release();
@@ -572,7 +542,7 @@ fn a_delete_or_cleanup_stopped_by_sigterm_gives_the_gc_lock_back() {
         status.code() == Some(1) && stderr.contains("stopped"),
         "a stopped delete fails, saying so ({status:?}):\n{stderr}"
     );
-    site.ok(&["gc"], &[]);
+    site.ok(&["gc"]);
     let cleanup = Stalled::at(
         &site,
         &["cleanup", "--keep-last", "1"],
@@ -585,7 +555,7 @@ fn a_delete_or_cleanup_stopped_by_sigterm_gives_the_gc_lock_back() {
         status.code() == Some(1) && stderr.contains("stopped"),
         "a stopped cleanup fails, saying so ({status:?}):\n{stderr}"
     );
-    site.ok(&["gc"], &[]);
+    site.ok(&["gc"]);
 }
 
 #[test]
@@ -594,12 +564,12 @@ fn a_killed_gc_on_a_local_directory_is_taken_over_at_once() {
     // directory of this host's disk nothing the dead process wrote can land later, so
     // the next gc takes its lock over at once (object storage waits out the landing
     // window, saying so: the lock's unit tests).
-    let site = Site::with_ttl(60);
-    site.ok(&["backup"], &[]);
+    let site = leased(60);
+    site.ok(&["backup"]);
     let gc = Stalled::at(&site, &["gc"], "locks/clock/", "hold-gc");
     gc.signal(libc::SIGKILL);
     let _ = gc.release();
-    let out = site.run(&["gc"], &[]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let out = site.strata(&["gc"]);
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(0), "{stderr}");
 }

@@ -7,7 +7,7 @@
 
 use crate::common;
 
-use common::{assert_success, one_node_site, pseudo_random, strata_at};
+use common::{pseudo_random, realistic_tree, Site};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -39,37 +39,14 @@ fn file_contents(root: &Path) -> Tree {
     out
 }
 
-struct Site {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-}
-
-impl Site {
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        strata_at(self.dir.path(), &self.config)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        assert_success(&format!("strata {args:?}"), &self.run(args))
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn backups(&self) -> Vec<String> {
-        let listed: serde_json::Value =
-            serde_json::from_str(&self.ok(&["list", "--json"])).unwrap();
-        listed
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["name"].as_str().unwrap().to_string())
-            .collect()
-    }
+/// The names `list --json` shows, oldest first.
+fn backups(site: &Site) -> Vec<String> {
+    site.json(&["list", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn segment_name(n: u32) -> String {
@@ -89,9 +66,9 @@ fn segment(dir: &Path, n: u32) -> (PathBuf, Vec<u8>) {
 
 #[test]
 fn gc_in_a_loop_refuses_nothing_and_loses_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = one_node_site(dir.path(), "");
-    let site = Arc::new(Site { dir, config });
+    let site = Site::new().node("db1", "data").build();
+    realistic_tree(&site.path("data"));
+    let site = Arc::new(site);
     site.ok(&["init"]);
     let secs: u64 = std::env::var("STRATA_GC_LOAD_SECS")
         .ok()
@@ -108,14 +85,14 @@ fn gc_in_a_loop_refuses_nothing_and_loses_nothing() {
         let (site, stop, gc_runs) = (site.clone(), stop.clone(), gc_runs.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let out = site.run(&["gc", "--json"]);
+                let out = site.strata(&["gc", "--json"]);
                 // A collection may find the gc lock held by an index merge: busy (6).
                 assert!(
-                    out.status.success() || out.status.code() == Some(6),
+                    out.code == Some(0) || out.code == Some(6),
                     "gc: {}",
-                    String::from_utf8_lossy(&out.stderr)
+                    out.stderr
                 );
-                if out.status.success() {
+                if out.code == Some(0) {
                     gc_runs.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -126,7 +103,7 @@ fn gc_in_a_loop_refuses_nothing_and_loses_nothing() {
         std::thread::spawn(move || {
             let mut n = 1;
             while !stop.load(Ordering::Relaxed) {
-                let (path, content) = segment(site.dir.path(), n);
+                let (path, content) = segment(site.dir(), n);
                 site.ok(&["wal-push", path.to_str().unwrap()]);
                 pushed.lock().unwrap().insert(segment_name(n), content);
                 n += 1;
@@ -169,7 +146,7 @@ fn gc_in_a_loop_refuses_nothing_and_loses_nothing() {
     while Instant::now() < deadline {
         if archiver.is_none() && Instant::now() >= halfway {
             archiver = Some(
-                strata_at(site.dir.path(), &site.config)
+                site.command()
                     .args(["wal", "archiver"])
                     .stderr(std::process::Stdio::null())
                     .spawn()
@@ -189,7 +166,7 @@ fn gc_in_a_loop_refuses_nothing_and_loses_nothing() {
         assert_eq!(summary["status"], "complete", "{summary:#}");
         let name = summary["name"].as_str().unwrap().to_string();
         trees.lock().unwrap().insert(name, tree);
-        let backups = site.backups();
+        let backups = backups(&site);
         if backups.len() > 3 {
             let oldest = backups[0].clone();
             site.ok(&["delete", &oldest]);

@@ -12,7 +12,7 @@
 
 use crate::common;
 
-use common::{assert_root, one_node_site, strata_at, PASSWORD};
+use common::{assert_root, realistic_tree, Site, PASSWORD};
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -23,148 +23,112 @@ use strata_testkit::tree::{assert_same_tree, files_under};
 
 /// A one-node site with a grace period of two seconds: any rule that rests on a backup
 /// being shorter than the grace shows at once.
-struct Site {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+fn graced(extra: &str) -> Site {
+    let site = Site::new()
+        .node("db1", "data")
+        .config_extra(&format!(
+            "[gc]\ngrace = \"2s\"\n[retry]\nbudget_secs = 1\n{extra}"
+        ))
+        .build();
+    realistic_tree(&site.path("data"));
+    site.ok(&["init"]);
+    site
 }
 
-impl Site {
-    fn new() -> Site {
-        Site::with("")
-    }
+/// New data the next backup must upload: packs of its own.
+fn add_data(site: &Site, seed: u64) {
+    fs::write(
+        site.path(&format!("data/new-{seed}.bin")),
+        pseudo_random(6 << 20, seed),
+    )
+    .unwrap();
+}
 
-    fn with(extra: &str) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let config = one_node_site(
-            dir.path(),
-            &format!("[gc]\ngrace = \"2s\"\n[retry]\nbudget_secs = 1\n{extra}"),
-        );
-        let site = Site { dir, config };
-        site.ok(&["init"], &[]);
-        site
-    }
+/// `strata ARGS` held at its first write under `prefix` (`STRATA_TEST_HOLD_WRITE`).
+fn held(site: &Site, args: &[&str], prefix: &str, env: &[(&str, &str)]) -> Held {
+    held_with(site, "STRATA_TEST_HOLD_WRITE", args, prefix, env)
+}
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
-        let mut cmd = strata_at(self.dir.path(), &self.config);
-        cmd.args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        cmd
-    }
-
-    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
-        self.command(args, env).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str], env: &[(&str, &str)]) -> String {
-        let out = self.run(args, env);
-        assert!(
-            out.status.success(),
-            "strata {args:?} failed ({:?}): {}",
-            out.status.code(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// New data the next backup must upload: packs of its own.
-    fn add_data(&self, seed: u64) {
-        fs::write(
-            self.path(&format!("data/new-{seed}.bin")),
-            pseudo_random(6 << 20, seed),
-        )
+fn held_with(site: &Site, switch: &str, args: &[&str], prefix: &str, env: &[(&str, &str)]) -> Held {
+    let hold = site.path(&format!("hold-{}", prefix.trim_end_matches('/')));
+    fs::create_dir_all(&hold).unwrap();
+    let spec = format!("{prefix}:{}", hold.display());
+    let mut env = env.to_vec();
+    env.push((switch, &spec));
+    let mut child = site
+        .command()
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    wait_for_mark(
+        &mut child,
+        &hold.join("held"),
+        Duration::from_secs(60),
+        &format!("strata {args:?} held at {prefix}"),
+    );
+    Held {
+        child: Some(child),
+        hold,
     }
+}
 
-    /// `strata ARGS` held at its first write under `prefix` (`STRATA_TEST_HOLD_WRITE`).
-    fn held(&self, args: &[&str], prefix: &str, env: &[(&str, &str)]) -> Held {
-        self.held_with("STRATA_TEST_HOLD_WRITE", args, prefix, env)
-    }
+/// What `gc --json` reported.
+fn gc(site: &Site, env: &[(&str, &str)]) -> serde_json::Value {
+    serde_json::from_str(&site.ok_env(&["gc", "--json"], env)).unwrap()
+}
 
-    fn held_with(&self, switch: &str, args: &[&str], prefix: &str, env: &[(&str, &str)]) -> Held {
-        let hold = self.path(&format!("hold-{}", prefix.trim_end_matches('/')));
-        fs::create_dir_all(&hold).unwrap();
-        let spec = format!("{prefix}:{}", hold.display());
-        let mut env = env.to_vec();
-        env.push((switch, &spec));
-        let mut child = self
-            .command(args, &env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        wait_for_mark(
-            &mut child,
-            &hold.join("held"),
-            Duration::from_secs(60),
-            &format!("strata {args:?} held at {prefix}"),
-        );
-        Held {
-            child: Some(child),
-            hold,
-        }
-    }
+/// The recorded backups as `list --json` shows them.
+fn list(site: &Site) -> Vec<serde_json::Value> {
+    serde_json::from_str(&site.ok(&["list", "--json"])).unwrap()
+}
 
-    /// What `gc --json` reported.
-    fn gc(&self, env: &[(&str, &str)]) -> serde_json::Value {
-        serde_json::from_str(&self.ok(&["gc", "--json"], env)).unwrap()
-    }
+/// Whether `verify --read-data` passes.
+fn verifies(site: &Site) -> bool {
+    site.strata(&["verify", "--read-data"]).code == Some(0)
+}
 
-    /// The recorded backups as `list --json` shows them.
-    fn list(&self) -> Vec<serde_json::Value> {
-        serde_json::from_str(&self.ok(&["list", "--json"], &[])).unwrap()
+/// Whether backup `name` restores (every byte hash-checked against its manifest),
+/// and with `compare` gives the data directory as it is now, byte for byte.
+fn restores(site: &Site, name: &str, compare: bool) -> bool {
+    let to = site.path(&format!("restored-{name}"));
+    let out = site.strata(&["restore", name, "--to", to.to_str().unwrap()]);
+    if out.code != Some(0) {
+        return false;
     }
+    !compare || same_as_data(site, &to)
+}
 
-    /// Whether `verify --read-data` passes.
-    fn verifies(&self) -> bool {
-        self.run(&["verify", "--read-data"], &[]).status.success()
-    }
+/// Whether the restored tree at `to` (or its `db1`) is the data directory as it is
+/// now, byte for byte.
+fn same_as_data(site: &Site, to: &std::path::Path) -> bool {
+    let root = if to.join("db1").is_dir() {
+        to.join("db1")
+    } else {
+        to.to_path_buf()
+    };
+    let data = site.path("data");
+    std::panic::catch_unwind(|| assert_same_tree(&data, &root)).is_ok()
+}
 
-    /// Whether backup `name` restores (every byte hash-checked against its manifest),
-    /// and with `same_as_data` gives the data directory as it is now, byte for byte.
-    fn restores(&self, name: &str, same_as_data: bool) -> bool {
-        let to = self.path(&format!("restored-{name}"));
-        let out = self.run(&["restore", name, "--to", to.to_str().unwrap()], &[]);
-        if !out.status.success() {
-            return false;
-        }
-        !same_as_data || self.same_as_data(&to)
-    }
+/// The pack files in the repository.
+fn packs(site: &Site) -> std::collections::BTreeSet<PathBuf> {
+    files_under(&site.path("repo/data"))
+}
 
-    /// Whether the restored tree at `to` (or its `db1`) is the data directory as it is
-    /// now, byte for byte.
-    fn same_as_data(&self, to: &std::path::Path) -> bool {
-        let root = if to.join("db1").is_dir() {
-            to.join("db1")
-        } else {
-            to.to_path_buf()
-        };
-        let data = self.path("data");
-        std::panic::catch_unwind(|| assert_same_tree(&data, &root)).is_ok()
-    }
-
-    /// The pack files in the repository.
-    fn packs(&self) -> std::collections::BTreeSet<PathBuf> {
-        files_under(&self.path("repo/data"))
-    }
-
-    /// The safety check every trial ends with: the repository verifies, every backup
-    /// listed complete restores, the newest byte for byte as the data is now.
-    fn intact(&self) -> bool {
-        let list = self.list();
-        let complete: Vec<&serde_json::Value> =
-            list.iter().filter(|b| b["status"] == "complete").collect();
-        self.verifies()
-            && complete
-                .iter()
-                .enumerate()
-                .all(|(i, b)| self.restores(b["name"].as_str().unwrap(), i + 1 == complete.len()))
-    }
+/// The safety check every trial ends with: the repository verifies, every backup
+/// listed complete restores, the newest byte for byte as the data is now.
+fn intact(site: &Site) -> bool {
+    let list = list(site);
+    let complete: Vec<&serde_json::Value> =
+        list.iter().filter(|b| b["status"] == "complete").collect();
+    verifies(site)
+        && complete
+            .iter()
+            .enumerate()
+            .all(|(i, b)| restores(site, b["name"].as_str().unwrap(), i + 1 == complete.len()))
 }
 
 /// A process held at a write, let go by [`Held::release`].
@@ -202,14 +166,14 @@ impl Drop for Held {
 /// indexed) while a collection runs past the grace period. Returns whether the backup
 /// exited 0 and the repository stayed intact.
 fn backup_held_before_its_index(gc_env: &[(&str, &str)]) -> (bool, bool, serde_json::Value) {
-    let site = Site::new();
-    site.ok(&["backup"], &[]);
-    site.add_data(11);
-    let held = site.held(&["backup"], "index/", &[]);
+    let site = graced("");
+    site.ok(&["backup"]);
+    add_data(&site, 11);
+    let held = held(&site, &["backup"], "index/", &[]);
     std::thread::sleep(Duration::from_secs(3)); // past the grace
-    let report = site.gc(gc_env);
+    let report = gc(&site, gc_env);
     let out = held.release();
-    (out.status.success(), site.intact(), report)
+    (out.status.success(), intact(&site), report)
 }
 
 #[test]
@@ -238,14 +202,14 @@ fn negative_control_unindexed_packs_judged_by_age_alone_lose_a_live_backup() {
 /// Trial 1b and 3: a backup held right before its summary (packs indexed, manifest
 /// written) while a collection runs, from a host whose clock is `offset` seconds ahead.
 fn backup_held_before_its_summary(gc_env: &[(&str, &str)]) -> (bool, bool) {
-    let site = Site::new();
-    site.ok(&["backup"], &[]);
-    site.add_data(12);
-    let held = site.held(&["backup"], "summaries/", &[]);
+    let site = graced("");
+    site.ok(&["backup"]);
+    add_data(&site, 12);
+    let held = held(&site, &["backup"], "summaries/", &[]);
     std::thread::sleep(Duration::from_secs(3));
-    site.gc(gc_env);
+    gc(&site, gc_env);
     let out = held.release();
-    (out.status.success(), site.intact())
+    (out.status.success(), intact(&site))
 }
 
 #[test]
@@ -275,20 +239,20 @@ fn negative_control_marks_judged_by_wall_clocks_lose_a_live_backup() {
 /// Trial 4: the storage applies a backup's summary after the backup gave up on it (it
 /// exits non-zero); a collection runs in between; then the summary lands.
 fn summary_landed_after_the_backup_gave_up(unsafe_rule: Option<&str>) -> (bool, bool) {
-    let site = Site::new();
-    site.ok(&["backup"], &[]);
-    site.add_data(13);
+    let site = graced("");
+    site.ok(&["backup"]);
+    add_data(&site, 13);
     let late = site.path("late");
     let spec = format!("summaries/:{}", late.display());
     let mut env = vec![("STRATA_TEST_LAND_LATE", spec.as_str())];
     if let Some(rule) = unsafe_rule {
         env.push(("STRATA_TEST_UNSAFE", rule));
     }
-    let out = site.run(&["backup"], &env);
-    assert!(!out.status.success(), "its summary never came back");
-    assert_eq!(site.list().len(), 1, "only the first backup is listed");
+    let out = site.strata_env(&["backup"], &env);
+    assert!(out.code != Some(0), "its summary never came back");
+    assert_eq!(list(&site).len(), 1, "only the first backup is listed");
     std::thread::sleep(Duration::from_secs(3));
-    site.gc(&env[1..]);
+    gc(&site, &env[1..]);
     // The storage applies the first write it was given, the complete summary.
     let mut kept: Vec<PathBuf> = fs::read_dir(&late)
         .unwrap()
@@ -307,12 +271,11 @@ fn summary_landed_after_the_backup_gave_up(unsafe_rule: Option<&str>) -> (bool, 
     let temp = target.with_extension("landing");
     fs::write(&temp, body).unwrap();
     fs::rename(&temp, &target).unwrap();
-    let listed_complete = site
-        .list()
+    let listed_complete = list(&site)
         .iter()
         .filter(|b| b["status"] == "complete")
         .count();
-    (listed_complete == 2, site.intact())
+    (listed_complete == 2, intact(&site))
 }
 
 #[test]
@@ -337,17 +300,17 @@ fn negative_control_no_landing_wait_publishes_a_backup_whose_data_is_gone() {
 /// it). It must find the cluster busy (exit 6).
 fn second_backup_beside_a_live_holder(wrap: &str, unsafe_rule: Option<&str>) -> (Output, Output) {
     assert_root("PID and mount namespaces (unshare)");
-    let site = Site::with("[server]\nlease_ttl_secs = 600\n");
-    site.ok(&["backup"], &[]);
-    site.add_data(14);
-    let held = site.held(&["backup"], "index/", &[]);
+    let site = graced("[server]\nlease_ttl_secs = 600\n");
+    site.ok(&["backup"]);
+    add_data(&site, 14);
+    let held = held(&site, &["backup"], "index/", &[]);
     let mut cmd = Command::new("unshare");
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("STRATA_PASSWORD", PASSWORD)
         .env("STRATA_STRATA", env!("CARGO_BIN_EXE_strata"))
-        .env("STRATA_CONFIG_PATH", &site.config)
-        .current_dir(site.dir.path());
+        .env("STRATA_CONFIG_PATH", site.config())
+        .current_dir(site.dir());
     if let Some(rule) = unsafe_rule {
         cmd.env("STRATA_TEST_UNSAFE", rule);
     }
@@ -413,12 +376,12 @@ fn two_backups_in_packs_a_delete_repacks(site: &Site) -> (String, String) {
         )
         .unwrap();
     }
-    site.ok(&["backup"], &[]);
+    site.ok(&["backup"]);
     for i in (0..30u64).filter(|i| i % 3 != 0) {
         fs::remove_file(site.path(&format!("data/f{i:02}.bin"))).unwrap();
     }
-    site.ok(&["backup"], &[]);
-    let list = site.list();
+    site.ok(&["backup"]);
+    let list = list(site);
     (
         list[0]["name"].as_str().unwrap().to_string(),
         list[1]["name"].as_str().unwrap().to_string(),
@@ -429,48 +392,50 @@ fn two_backups_in_packs_a_delete_repacks(site: &Site) -> (String, String) {
 /// planned every read; meanwhile the first backup is deleted and a collection repacks
 /// the mostly-garbage packs and deletes them; then the restore goes on.
 fn restore_across_a_repack(unsafe_rule: Option<&str>) -> (bool, usize) {
-    let site = Site::new();
+    let site = graced("");
     let (first, second) = two_backups_in_packs_a_delete_repacks(&site);
     let to = site.path("restored");
     let mut env = vec![];
     if let Some(rule) = unsafe_rule {
         env.push(("STRATA_TEST_UNSAFE", rule));
     }
-    let held = site.held_with(
+    let held = held_with(
+        &site,
         "STRATA_TEST_HOLD_READ",
         &["restore", &second, "--to", to.to_str().unwrap()],
         "data/",
         &env,
     );
-    let before = site.packs();
+    let before = packs(&site);
     // The delete collects garbage itself; the collection after it finds nothing more.
-    site.ok(&["delete", &first], &[]);
-    site.gc(&[]);
-    let gone = before.difference(&site.packs()).count();
+    site.ok(&["delete", &first]);
+    gc(&site, &[]);
+    let gone = before.difference(&packs(&site)).count();
     let out = held.release();
-    let restored = out.status.success() && site.same_as_data(&to);
-    (restored && site.intact(), gone)
+    let restored = out.status.success() && same_as_data(&site, &to);
+    (restored && intact(&site), gone)
 }
 
 /// A verification that listed a backup deleted (and repacked away) before it read that
 /// backup's manifest says the backup was deleted, not damaged, and finds the rest intact.
 #[test]
 fn a_verify_across_a_delete_calls_the_backup_deleted_not_damaged() {
-    let site = Site::new();
+    let site = graced("");
     let (first, _second) = two_backups_in_packs_a_delete_repacks(&site);
     // From a host with no cache of the repository (another host, a new pod).
     let fresh = site.path("fresh-state");
-    let held = site.held_with(
+    let held = held_with(
+        &site,
         "STRATA_TEST_HOLD_READ",
         &["verify", "--read-data", "--json"],
         "data/",
         &[("STRATA_STATE_DIR", fresh.to_str().unwrap())],
     );
-    let before = site.packs();
-    site.ok(&["delete", &first], &[]);
-    site.gc(&[]);
+    let before = packs(&site);
+    site.ok(&["delete", &first]);
+    gc(&site, &[]);
     assert!(
-        before.difference(&site.packs()).count() > 0,
+        before.difference(&packs(&site)).count() > 0,
         "packs the verify listed were repacked and deleted"
     );
     let out = held.release();
@@ -489,7 +454,7 @@ fn a_verify_across_a_delete_calls_the_backup_deleted_not_damaged() {
         .cloned()
         .unwrap_or_default();
     assert!(deleted.iter().all(|b| b == &first), "{report:#}");
-    assert!(site.intact());
+    assert!(intact(&site));
 }
 
 #[test]
@@ -513,8 +478,8 @@ fn negative_control_readers_that_never_look_again_fail_across_a_repack() {
 /// fixed minute: a storage outage the lease rides out does not cost the backup its mark.
 #[test]
 fn a_backups_mark_lives_as_long_as_the_configured_lease() {
-    let site = Site::with("[server]\nlease_ttl_secs = 300\n");
-    let held = site.held(&["backup"], "index/", &[]);
+    let site = graced("[server]\nlease_ttl_secs = 300\n");
+    let held = held(&site, &["backup"], "index/", &[]);
     let marks: Vec<serde_json::Value> = fs::read_dir(site.path("repo/writers"))
         .unwrap()
         .map(|e| serde_json::from_slice(&fs::read(e.unwrap().path()).unwrap()).unwrap())
@@ -532,25 +497,24 @@ fn a_backups_mark_lives_as_long_as_the_configured_lease() {
 /// cleanup deleted the newest.)
 #[test]
 fn a_backup_by_a_host_whose_clock_is_behind_is_still_the_latest() {
-    let site = Site::new();
-    let first = backup_name(&site.ok(&["backup", "--json"], &[]));
-    site.add_data(1);
+    let site = graced("");
+    let first = backup_name(&site.ok(&["backup", "--json"]));
+    add_data(&site, 1);
     let behind = [("STRATA_TEST_CLOCK_OFFSET_SECS", "-600")];
-    let second = backup_name(&site.ok(&["backup", "--json"], &behind));
+    let second = backup_name(&site.ok_env(&["backup", "--json"], &behind));
     // Named in the storage's second, not ten minutes before the first.
     assert!(
         second[..16] >= first[..16],
         "named by the storage's clock: {first} {second}"
     );
 
-    let names: Vec<String> = site
-        .list()
+    let names: Vec<String> = list(&site)
         .iter()
         .map(|b| b["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, [first.clone(), second.clone()], "oldest first");
     let latest: serde_json::Value =
-        serde_json::from_str(&site.ok(&["show", "latest", "--json"], &[])).unwrap();
+        serde_json::from_str(&site.ok(&["show", "latest", "--json"])).unwrap();
     assert_eq!(latest["name"], second.as_str());
     let (started, host) = (
         latest["started"].as_str().unwrap(),
@@ -564,12 +528,11 @@ fn a_backup_by_a_host_whose_clock_is_behind_is_still_the_latest() {
         (595..=605).contains(&off.as_secs()),
         "the host's time beside the storage's: {started} {host}"
     );
-    let shown = site.ok(&["show", "latest"], &[]);
+    let shown = site.ok(&["show", "latest"]);
     assert!(shown.contains("10m behind the storage's"), "{shown}");
 
-    site.ok(&["cleanup", "--keep-last", "1"], &behind);
-    let left: Vec<String> = site
-        .list()
+    site.ok_env(&["cleanup", "--keep-last", "1"], &behind);
+    let left: Vec<String> = list(&site)
         .iter()
         .map(|b| b["name"].as_str().unwrap().to_string())
         .collect();

@@ -10,7 +10,10 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod londiste;
+pub mod site;
 pub mod webhook;
+
+pub use site::{Out, Site, SiteBuilder};
 
 pub use strata_testkit::gate;
 pub use strata_testkit::http as server;
