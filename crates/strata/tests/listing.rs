@@ -7,60 +7,31 @@
 use crate::common;
 
 use common::server::{http, Server};
-use common::{strata_with_token, succeed};
+use common::Site;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "listing-test-token";
 
-struct Site {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+/// The site: node `db1` backing up `data` into the storages `main` and `old`, `old` the
+/// default one until [`default_main`] moves it.
+fn site() -> Site {
+    Site::new()
+        .default_storage("old")
+        .storage("main", "main")
+        .storage("old", "old")
+        .node("db1", "data")
+        .token(TOKEN)
+        .build()
 }
 
-impl Site {
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn strata(&self) -> Command {
-        strata_with_token(self.dir.path(), &self.config, TOKEN)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        succeed(self.strata().args(args))
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.strata().arg("--json").args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    /// Writes the config of node `db1` with storages `main` and `old`, `default` the
-    /// default one.
-    fn configure(&self, default: &str) {
-        fs::write(
-            &self.config,
-            format!(
-                "default_storage = \"{default}\"\nstate_dir = \"{state}\"\n\
-                 [storages.main]\npath = \"{main}\"\n[storages.old]\npath = \"{old}\"\n\
-                 [[nodes]]\nname = \"db1\"\nroots = [\"{data}\"]\n",
-                state = self.path("state").display(),
-                main = self.path("main").display(),
-                old = self.path("old").display(),
-                data = self.path("data").display(),
-            ),
-        )
-        .unwrap();
-    }
+/// Makes `main` the default storage.
+fn default_main(site: &Site) {
+    let text = fs::read_to_string(site.config()).unwrap();
+    let text = text.replace("default_storage = \"old\"", "default_storage = \"main\"");
+    fs::write(site.config(), text).unwrap();
 }
 
 /// Every file under `dir`, sorted.
@@ -115,41 +86,31 @@ fn wait_done(url: &str, id: &str) -> serde_json::Value {
 
 #[test]
 fn listings_page_reconcile_with_the_summaries_and_say_when_they_fell_back() {
-    let site = Site {
-        dir: tempfile::tempdir().unwrap(),
-        config: PathBuf::new(),
-    };
-    let site = Site {
-        config: site.path("strata.toml"),
-        ..site
-    };
+    let site = site();
     common::realistic_tree(&site.path("data"));
 
     // Two backups in storage `old`, then the default moves to `main`: four there.
     // Names in the order the backups were made (names alone sort by the second only).
-    let backup = || site.json(&["backup"])["name"].as_str().unwrap().to_string();
-    site.configure("old");
+    let backup = || {
+        site.json(&["--json", "backup"])["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     site.ok(&["init"]);
     let old_names: Vec<String> = (0..2).map(|_| backup()).collect();
-    site.configure("main");
+    default_main(&site);
     site.ok(&["init"]);
     let main_names: Vec<String> = (0..4).map(|_| backup()).collect();
     let (main, old) = (site.path("main"), site.path("old"));
     assert_eq!((names_in(&main).len(), names_in(&old).len()), (4, 2));
 
     // A clean listing: every backup, oldest first, and no note.
-    let out = site.strata().args(["--json", "list"]).output().unwrap();
-    assert!(out.status.success());
-    assert!(
-        !String::from_utf8_lossy(&out.stderr).contains("note"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = site.strata(&["--json", "list"]);
+    assert!(out.code == Some(0));
+    assert!(!out.stderr.contains("note"), "{}", out.stderr);
     let all: Vec<String> = old_names.iter().chain(&main_names).cloned().collect();
-    assert_eq!(
-        row_names(&serde_json::from_slice(&out.stdout).unwrap()),
-        all
-    );
+    assert_eq!(row_names(&serde_json::from_str(&out.stdout).unwrap()), all);
 
     // Delete one; its page is not rewritten until a compaction, but it is gone at once.
     site.ok(&["delete", &main_names[0]]);
@@ -158,7 +119,7 @@ fn listings_page_reconcile_with_the_summaries_and_say_when_they_fell_back() {
         .filter(|n| **n != main_names[0])
         .cloned()
         .collect();
-    assert_eq!(row_names(&site.json(&["list"])), expected);
+    assert_eq!(row_names(&site.json(&["--json", "list"])), expected);
 
     // A writer that stopped between a summary and its entry: the entry of a new backup
     // goes. A listing page of `old` goes too. A summary of `main` is damaged.
@@ -182,10 +143,10 @@ fn listings_page_reconcile_with_the_summaries_and_say_when_they_fell_back() {
     fs::write(&summary, &bytes[..bytes.len() / 2]).unwrap();
     expected.retain(|n| n != damaged);
 
-    let out = site.strata().args(["--json", "list"]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "{stderr}");
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = site.strata(&["--json", "list"]);
+    let stderr = out.stderr;
+    assert!(out.code == Some(0), "{stderr}");
+    let rows: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(row_names(&rows), expected);
     let bad: Vec<&serde_json::Value> = rows
         .as_array()
@@ -201,8 +162,8 @@ fn listings_page_reconcile_with_the_summaries_and_say_when_they_fell_back() {
         "{stderr}"
     );
     assert!(stderr.contains("strata: note: storage main:"), "{stderr}");
-    let table = site.strata().arg("list").output().unwrap();
-    let stdout = String::from_utf8_lossy(&table.stdout);
+    let table = site.strata(&["list"]);
+    let stdout = table.stdout;
     assert!(
         expected.iter().all(|n| stdout.contains(n.as_str())),
         "{stdout}"
@@ -212,7 +173,7 @@ fn listings_page_reconcile_with_the_summaries_and_say_when_they_fell_back() {
     let mut paged = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut args = vec!["list", "--limit", "2"];
+        let mut args = vec!["--json", "list", "--limit", "2"];
         if let Some(c) = &cursor {
             args.extend(["--cursor", c.as_str()]);
         }
@@ -230,11 +191,11 @@ fn listings_page_reconcile_with_the_summaries_and_say_when_they_fell_back() {
     assert_eq!(paged, expected);
 
     // `show latest`: the newest complete backup, read from the listing and one summary.
-    let latest = site.json(&["show", "latest"]);
+    let latest = site.json(&["--json", "show", "latest"]);
     assert_eq!(latest["name"], newest.as_str());
 
     // The server: pages by cursor over both storages, the note in a header.
-    let server = Server::start(site.strata(), &site.path("server.log"));
+    let server = Server::start(site.command(), &site.path("server.log"));
     let url = server.url.as_str();
     let mut api_paged = Vec::new();
     let mut storages = BTreeSet::new();
@@ -317,10 +278,10 @@ fn listings_page_reconcile_with_the_summaries_and_say_when_they_fell_back() {
     // `repair backups` rebuilds the damaged summary; a compaction after it (and the
     // delete before) leaves a listing with nothing to fall back on in `main`.
     site.ok(&["repair", "backups"]);
-    let out = site.strata().args(["--json", "list"]).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let out = site.strata(&["--json", "list"]);
+    let stderr = out.stderr;
     assert!(!stderr.contains("storage main:"), "{stderr}");
-    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert!(row_names(&rows).contains(damaged));
 
     // The server keeps its listing between pages: a backup made by another process
