@@ -137,19 +137,7 @@ mod tests {
     use super::*;
     use strata_repo::RepoError;
 
-    const SEGMENT: &str = "000000010000000000000001";
-
-    fn config(state: &Path) -> Config {
-        Config {
-            state_dir: Some(state.to_path_buf()),
-            ..Config::default()
-        }
-    }
-
-    /// What opens the repository: here it is open already.
-    async fn opened(repo: Arc<Repository>) -> Result<Arc<Repository>, RepoError> {
-        Ok(repo)
-    }
+    use crate::test_support::{config, opened, SEGMENT};
 
     /// A segment in the read-ahead spool is handed out without opening the repository;
     /// one the archive lacks is `NotFound` (the end of the archive), nothing else.

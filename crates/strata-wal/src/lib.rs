@@ -87,6 +87,8 @@ mod fetch;
 mod push;
 pub mod queue;
 mod receipts;
+#[cfg(test)]
+mod test_support;
 mod write;
 
 pub use archive::{

@@ -132,19 +132,7 @@ mod tests {
     use strata_postgres::WAL_SPACE;
     use strata_repo::RepoError;
 
-    const SEGMENT: &str = "000000010000000000000001";
-
-    fn config(state: &Path) -> Config {
-        Config {
-            state_dir: Some(state.to_path_buf()),
-            ..Config::default()
-        }
-    }
-
-    /// What opens the repository: here it is open already.
-    async fn opened(repo: Arc<Repository>) -> Result<Arc<Repository>, RepoError> {
-        Ok(repo)
-    }
+    use crate::test_support::{config, opened, SEGMENT};
 
     async fn segment(dir: &Path, n: u8) -> PathBuf {
         let path = dir.join(format!("0000000100000000000000{n:02X}"));
