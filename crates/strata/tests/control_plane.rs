@@ -14,8 +14,7 @@ use common::gate::Gate;
 use common::server::{event_stream, http, Server};
 use common::webhook::{Delivery, Receiver};
 use common::{
-    assert_same_tree, copy_tree, one_node_site, pseudo_random, realistic_tree, strata_with_token,
-    succeed,
+    assert_same_tree, copy_tree, pseudo_random, realistic_tree, strata_with_token, succeed, Site,
 };
 use std::path::PathBuf;
 use std::process::Command;
@@ -30,22 +29,15 @@ fn expected_signature(body: &str) -> String {
     common::webhook::signature(HOOK_SECRET, body)
 }
 
-struct Site {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    data: PathBuf,
-    /// The second webhook's receiver, which is down.
-    dead_hook: String,
-}
-
-impl Site {
-    fn new(hook_url: &str) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let dead_hook = dead_url();
-        let config = one_node_site(
-            dir.path(),
-            &format!(
-                r#"[[server.tokens]]
+/// A one-node site whose commands carry the user token, the CI token's variable and the
+/// webhook secret's, with two webhooks: to `hook_url` and to a receiver that is down
+/// (whose URL comes back beside the site).
+fn plane_site(hook_url: &str) -> (Site, String) {
+    let dead_hook = dead_url();
+    let site = Site::new()
+        .node("db1", "data")
+        .config_extra(&format!(
+            r#"[[server.tokens]]
 name = "ci"
 env = "STRATA_CI_TOKEN"
 [[webhooks]]
@@ -60,28 +52,14 @@ events = ["backup.*"]
 attempts = 2
 backoff_ms = 10
 "#
-            ),
-        );
-        let data = dir.path().join("data");
-        Site {
-            dir,
-            config,
-            data,
-            dead_hook,
-        }
-    }
-
-    fn strata(&self) -> Command {
-        let mut cmd = strata_with_token(self.dir.path(), &self.config, USER_TOKEN);
-        cmd.env("USER", "operator")
-            .env("STRATA_CI_TOKEN", CI_TOKEN)
-            .env("STRATA_WEBHOOK_SECRET", HOOK_SECRET);
-        cmd
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
+        ))
+        .token(USER_TOKEN)
+        .env("USER", "operator")
+        .env("STRATA_CI_TOKEN", CI_TOKEN)
+        .env("STRATA_WEBHOOK_SECRET", HOOK_SECRET)
+        .build();
+    realistic_tree(&site.path("data"));
+    (site, dead_hook)
 }
 
 /// Polls the operation until it has ended; returns its final status.
@@ -196,11 +174,15 @@ fn audit_entries(url: &str) -> Vec<(String, String, String, String)> {
 #[test]
 fn api_actions_are_audited_signed_validated_and_restorable() {
     let receiver = Receiver::start(true);
-    let site = Site::new(&receiver.url);
+    let (site, dead_hook) = plane_site(&receiver.url);
     // Data only the first backup will hold, so the cleanup that removes it frees space.
-    std::fs::write(site.data.join("old.bin"), pseudo_random(12 << 20, 11)).unwrap();
-    succeed(site.strata().arg("init"));
-    let server = Server::start(site.strata(), &site.path("server.log"));
+    std::fs::write(
+        site.path("data").join("old.bin"),
+        pseudo_random(12 << 20, 11),
+    )
+    .unwrap();
+    site.ok(&["init"]);
+    let server = Server::start(site.command(), &site.path("server.log"));
     let url = server.url.as_str();
 
     // A backup through the API as token "ci"; the webhook that is down does not hold it.
@@ -214,7 +196,7 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
     assert_eq!(done["state"], "succeeded", "{done:#}");
     let name = done["result"]["name"].as_str().unwrap().to_string();
     let expected = site.path("expected");
-    copy_tree(&site.data, &expected);
+    copy_tree(&site.path("data"), &expected);
 
     // Paging: the total in a header, the page in the body.
     let page = http(
@@ -274,8 +256,8 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
     assert_eq!(plan.json()["backups"][0]["keep"], true);
 
     // A restore through the API puts back a damaged and a deleted file, byte for byte.
-    std::fs::write(site.data.join("base/16384/2619"), b"damaged").unwrap();
-    std::fs::remove_dir_all(site.data.join("conf.d")).unwrap();
+    std::fs::write(site.path("data").join("base/16384/2619"), b"damaged").unwrap();
+    std::fs::remove_dir_all(site.path("data").join("conf.d")).unwrap();
     let restore = http(
         url,
         "POST",
@@ -289,7 +271,7 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
         .unwrap()
         .to_string();
     assert_eq!(wait_done(url, &id)["state"], "succeeded");
-    assert_same_tree(&expected, &site.data);
+    assert_same_tree(&expected, &site.path("data"));
 
     // Bad input: 4xx with a JSON code, never 5xx, and nothing runs. That holds for what
     // axum answers itself too: a method a path lacks, a path that is not UTF-8.
@@ -390,7 +372,7 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
     );
 
     // A local action records the local user.
-    succeed(site.strata().args(["unpin", &name]));
+    site.ok(&["unpin", &name]);
 
     // Dry runs report and change nothing (and are not audited).
     let preview = http(
@@ -407,8 +389,12 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
 
     // A second backup without old.bin and with new data, then a real cleanup keeping only
     // it: the first backup goes, and the garbage collection after it frees old.bin's data.
-    std::fs::remove_file(site.data.join("old.bin")).unwrap();
-    std::fs::write(site.data.join("new.bin"), pseudo_random(1 << 20, 12)).unwrap();
+    std::fs::remove_file(site.path("data").join("old.bin")).unwrap();
+    std::fs::write(
+        site.path("data").join("new.bin"),
+        pseudo_random(1 << 20, 12),
+    )
+    .unwrap();
     let started = http(url, "POST", "/api/v1/backups", Some(CI_TOKEN), "");
     assert_eq!(started.status, 202, "{}", started.body);
     let second = wait_done(url, started.json()["operation"]["id"].as_str().unwrap());
@@ -478,21 +464,21 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
     let gcs: Vec<_> = seen.iter().filter(|(a, ..)| a == "gc").collect();
     assert_eq!(gcs.len(), 1, "only the real gc is audited: {seen:?}");
     assert!(gcs[0].3.contains("deleted"), "{seen:?}");
-    let local = succeed(site.strata().args(["audit", "--json"]));
+    let local = site.ok(&["audit", "--json"]);
     let local: serde_json::Value = serde_json::from_str(&local).unwrap();
     assert_eq!(
         local, entries,
         "the CLI reads the same log from the repository"
     );
     let remote = succeed(
-        site.strata()
+        site.command()
             .args(["--server", url, "audit", "--since", "2h", "--json"]),
     );
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&remote).unwrap(),
         entries
     );
-    let table = succeed(site.strata().args(["audit"]));
+    let table = site.ok(&["audit"]);
     assert!(
         table.contains("token:ci") && table.contains(&name),
         "{table}"
@@ -550,7 +536,7 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
         // The URL past its host is masked (webhook paths carry tokens).
         let warning = format!(
             "strata: warning: webhook {} did not take event {event} after 2 attempts",
-            site.dead_hook.replace("/hook", "/***")
+            dead_hook.replace("/hook", "/***")
         );
         assert!(log.contains(&warning), "{warning} not in:\n{log}");
     }
@@ -699,16 +685,16 @@ fn api_actions_are_audited_signed_validated_and_restorable() {
 #[test]
 fn config_and_check_show_the_server_as_it_is_with_secrets_masked() {
     let receiver = Receiver::start(true);
-    let site = Site::new(&receiver.url);
+    let (site, _) = plane_site(&receiver.url);
     // A second storage with a secret-looking option, and nothing initialised there.
-    let mut text = std::fs::read_to_string(&site.config).unwrap();
+    let mut text = std::fs::read_to_string(site.config()).unwrap();
     text.push_str(&format!(
         "[storages.cold]\npath = \"{}\"\noptions = {{ aws_secret_access_key = \"hunter2\" }}\n",
         site.path("cold").display()
     ));
-    std::fs::write(&site.config, text).unwrap();
-    succeed(site.strata().arg("init"));
-    let server = Server::start(site.strata(), &site.path("server.log"));
+    std::fs::write(site.config(), text).unwrap();
+    site.ok(&["init"]);
+    let server = Server::start(site.command(), &site.path("server.log"));
 
     let config = http(&server.url, "GET", "/api/v1/config", Some(USER_TOKEN), "");
     assert_eq!(config.status, 200, "{}", config.body);
@@ -1075,34 +1061,34 @@ fn first_file(dir: &std::path::Path) -> PathBuf {
 
 /// `strata --server URL CMD --json`: stdout as JSON (the command must succeed).
 fn remote_json(site: &Site, url: &str, args: &[&str]) -> serde_json::Value {
-    let out = succeed(site.strata().args(["--server", url, "--json"]).args(args));
+    let out = succeed(site.command().args(["--server", url, "--json"]).args(args));
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"))
 }
 
 #[test]
 fn every_backup_command_goes_through_the_server_with_server_and_secrets_stay_masked() {
     let receiver = Receiver::start(true);
-    let site = Site::new(&receiver.url);
+    let (site, _) = plane_site(&receiver.url);
     // A second storage to copy to, and connection strings with passwords in them.
-    let mut text = std::fs::read_to_string(&site.config).unwrap();
+    let mut text = std::fs::read_to_string(site.config()).unwrap();
     text.push_str(&format!(
         "[tables]\ndb = \"postgresql://app:tablesecret@127.0.0.1:1/metrics\"\n\
          [pgq]\nbase_connstr = \"host=127.0.0.1 password='pgq secret' user=ticker\"\n\
          [storages.cold]\npath = \"{}\"\n",
         site.path("cold").display()
     ));
-    std::fs::write(&site.config, text).unwrap();
-    succeed(site.strata().arg("init"));
-    succeed(site.strata().args(["--storage", "cold", "init"]));
-    let server = Server::start(site.strata(), &site.path("server.log"));
+    std::fs::write(site.config(), text).unwrap();
+    site.ok(&["init"]);
+    site.ok(&["--storage", "cold", "init"]);
+    let server = Server::start(site.command(), &site.path("server.log"));
     let url = server.url.as_str();
     succeed(
-        site.strata()
+        site.command()
             .args(["--server", url, "-q", "backup", "--wait"]),
     );
 
     // ls: the server's listing is the local one, filters and pages included.
-    let local = succeed(site.strata().args(["--json", "ls", "latest"]));
+    let local = site.ok(&["--json", "ls", "latest"]);
     let local: serde_json::Value = serde_json::from_str(&local).unwrap();
     let remote = remote_json(&site, url, &["ls", "latest"]);
     assert_eq!(remote, local);
@@ -1135,10 +1121,10 @@ fn every_backup_command_goes_through_the_server_with_server_and_secrets_stay_mas
     assert_eq!(no_node.status, 404, "{}", no_node.body);
 
     // pin, unpin, verify and a restore drill run on the server, as token "user".
-    succeed(site.strata().args(["--server", url, "pin", "latest"]));
+    site.ok(&["--server", url, "pin", "latest"]);
     let shown = http(url, "GET", "/api/v1/backups/latest", Some(USER_TOKEN), "").json();
     assert_eq!(shown["pinned"], true);
-    succeed(site.strata().args(["--server", url, "unpin", "latest"]));
+    site.ok(&["--server", url, "unpin", "latest"]);
     let shown = http(url, "GET", "/api/v1/backups/latest", Some(USER_TOKEN), "").json();
     assert_eq!(shown["pinned"], false);
     let name = shown["name"].as_str().unwrap().to_string();
@@ -1157,13 +1143,13 @@ fn every_backup_command_goes_through_the_server_with_server_and_secrets_stay_mas
     assert_eq!(copied["blobs_sent"], copied["blobs"]);
     let out = site.path("from-cold");
     succeed(
-        site.strata()
+        site.command()
             .args(["--storage", "cold", "restore", &name, "--to"])
             .arg(&out),
     );
-    assert_same_tree(&site.data, &out);
+    assert_same_tree(&site.path("data"), &out);
     let again = site
-        .strata()
+        .command()
         .args(["--server", url, "copy", "latest", "--to", "cold"])
         .output()
         .unwrap();
@@ -1183,7 +1169,7 @@ fn every_backup_command_goes_through_the_server_with_server_and_secrets_stay_mas
 
     // init acts on this host: refused with --server rather than quietly run here.
     let init = site
-        .strata()
+        .command()
         .args(["--server", url, "--storage", "cold", "init"])
         .output()
         .unwrap();
@@ -1194,11 +1180,11 @@ fn every_backup_command_goes_through_the_server_with_server_and_secrets_stay_mas
     // (From main: the backup is in cold too now, and the entry goes where it was read.)
     let local_copy = site.path("restored-here");
     succeed(
-        site.strata()
+        site.command()
             .args(["--storage", "main", "restore", "latest", "--to"])
             .arg(&local_copy),
     );
-    assert_same_tree(&site.data, &local_copy);
+    assert_same_tree(&site.path("data"), &local_copy);
     let entries = audit_entries(url);
     let by = |action: &str, who: &str| {
         entries
@@ -1236,7 +1222,7 @@ fn every_backup_command_goes_through_the_server_with_server_and_secrets_stay_mas
     );
     let check = http(url, "GET", "/api/v1/check", Some(USER_TOKEN), "");
     assert!(!check.body.contains("/hook"), "{}", check.body);
-    let shown = succeed(site.strata().args(["config", "show"]));
+    let shown = site.ok(&["config", "show"]);
     assert!(
         !shown.contains("tablesecret") && !shown.contains("pgq secret"),
         "{shown}"
