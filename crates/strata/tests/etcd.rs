@@ -6,9 +6,9 @@
 
 use crate::common;
 
-use common::{assert_same_tree, assert_success, realistic_tree, strata_at};
+use common::{assert_same_tree, assert_success, realistic_tree, Site};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 use strata_testkit::etcd::{put, range, EtcdCluster, Writer};
@@ -18,105 +18,75 @@ const MEMBER_VALUE: &str = r#"{"conn_url":"postgres://10.0.0.1:5432/postgres","n
 const LEADER: &str = "/service/pg/leader";
 
 /// A site: a data directory and the config of a cluster whose topology lives in etcd.
-struct Site {
-    dir: PathBuf,
-    config: PathBuf,
+/// A site sharing `dir` (and its repository) with others, its files named after `name`:
+/// `data_node` backs up `{name}-data`; the etcd members `members` reach `endpoints`.
+fn etcd_site(
+    dir: &Path,
+    name: &str,
+    data_node: &str,
+    members: &[&str],
+    endpoints: &[String],
+) -> Site {
+    let quoted = |items: &[&str]| {
+        items
+            .iter()
+            .map(|i| format!("{i:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let endpoints: Vec<&str> = endpoints.iter().map(String::as_str).collect();
+    let mut text = String::new();
+    for m in members {
+        text.push_str(&format!("[[nodes]]\nname = \"{m}\"\n"));
+    }
+    text.push_str(&format!(
+        "[[components]]\nname = \"topology\"\nplugin = \"etcd\"\nnodes = [{}]\n\
+         [components.etcd]\nendpoints = [{}]\nprefixes = [\"/service/pg/\"]\n\
+         exclude_from_check = [\"{LEADER}\"]\n\
+         [[components]]\nname = \"data\"\nplugin = \"files\"\nnodes = [\"{data_node}\"]\n",
+        quoted(members),
+        quoted(&endpoints),
+    ));
+    Site::new()
+        .file(&format!("{name}.toml"))
+        .state(&format!("{name}-state"))
+        .node(data_node, &format!("{name}-data"))
+        .config_extra(&text)
+        .build_in(dir)
 }
 
-impl Site {
-    /// `data_node` backs up `data`; the etcd members `members` reach `endpoints`.
-    fn new(
-        dir: &Path,
-        name: &str,
-        data_node: &str,
-        members: &[&str],
-        endpoints: &[String],
-    ) -> Site {
-        let data = dir.join(format!("{name}-data"));
-        let config = dir.join(format!("{name}.toml"));
-        let quoted = |items: &[&str]| {
-            items
-                .iter()
-                .map(|i| format!("{i:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let endpoints: Vec<&str> = endpoints.iter().map(String::as_str).collect();
-        let mut text = format!(
-            "default_storage = \"main\"\nstate_dir = {state:?}\n[storages.main]\npath = {repo:?}\n\
-             [[nodes]]\nname = \"{data_node}\"\nroots = [{data:?}]\n",
-            state = dir.join(format!("{name}-state")),
-            repo = dir.join("repo"),
-        );
-        for m in members {
-            text.push_str(&format!("[[nodes]]\nname = \"{m}\"\n"));
-        }
-        text.push_str(&format!(
-            "[[components]]\nname = \"topology\"\nplugin = \"etcd\"\nnodes = [{}]\n\
-             [components.etcd]\nendpoints = [{}]\nprefixes = [\"/service/pg/\"]\n\
-             exclude_from_check = [\"{LEADER}\"]\n\
-             [[components]]\nname = \"data\"\nplugin = \"files\"\nnodes = [\"{data_node}\"]\n",
-            quoted(members),
-            quoted(&endpoints),
-        ));
-        fs::write(&config, text).unwrap();
-        Site {
-            dir: dir.to_path_buf(),
-            config,
-        }
-    }
+/// A backup during which (after every snapshot, before the data is indexed) the
+/// member key is changed through `url` to address `host`; its output.
+async fn backup_changing_a_member(
+    site: &Site,
+    hold: &Path,
+    url: &str,
+    host: &str,
+) -> std::process::Output {
+    let held = held_backup(site, hold);
+    let value = format!(r#"{{"conn_url":"postgres://{host}:5432/postgres"}}"#);
+    put(url, MEMBER.as_bytes(), value.as_bytes()).await;
+    fs::write(hold.join("release"), b"").unwrap();
+    held.wait_with_output().unwrap()
+}
 
-    fn data(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}-data"))
-    }
-
-    fn strata(&self, args: &[&str]) -> std::process::Output {
-        strata_at(&self.dir, &self.config)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        assert_success(&format!("strata {args:?}"), &self.strata(args))
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
-    }
-
-    /// A backup during which (after every snapshot, before the data is indexed) the
-    /// member key is changed through `url` to address `host`; its output.
-    async fn backup_changing_a_member(
-        &self,
-        hold: &Path,
-        url: &str,
-        host: &str,
-    ) -> std::process::Output {
-        let held = self.held_backup(hold);
-        let value = format!(r#"{{"conn_url":"postgres://{host}:5432/postgres"}}"#);
-        put(url, MEMBER.as_bytes(), value.as_bytes()).await;
-        fs::write(hold.join("release"), b"").unwrap();
-        held.wait_with_output().unwrap()
-    }
-
-    /// A backup held before its first index write (every snapshot taken, the data not
-    /// yet indexed, so before the check after the data is stored).
-    fn held_backup(&self, hold: &Path) -> Child {
-        fs::create_dir_all(hold).unwrap();
-        let mut child = strata_at(&self.dir, &self.config)
-            .args(["backup", "--json"])
-            .env(
-                "STRATA_TEST_HOLD_WRITE",
-                format!("index/:{}", hold.display()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        common::wait_for_held_write(hold, &mut child, "the backup's first index write");
-        child
-    }
+/// A backup held before its first index write (every snapshot taken, the data not
+/// yet indexed, so before the check after the data is stored).
+fn held_backup(site: &Site, hold: &Path) -> Child {
+    fs::create_dir_all(hold).unwrap();
+    let mut child = site
+        .command()
+        .args(["backup", "--json"])
+        .env(
+            "STRATA_TEST_HOLD_WRITE",
+            format!("index/:{}", hold.display()),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    common::wait_for_held_write(hold, &mut child, "the backup's first index write");
+    child
 }
 
 fn component<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
@@ -138,8 +108,8 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
     put(&urls[2], b"/other/app", b"not backed up").await;
     put(&urls[0], LEADER.as_bytes(), b"db1").await;
 
-    let site = Site::new(tmp.path(), "a", "db1", &["e1", "e2", "e3"], &urls);
-    realistic_tree(&site.data("a"));
+    let site = etcd_site(tmp.path(), "a", "db1", &["e1", "e2", "e3"], &urls);
+    realistic_tree(&site.path("a-data"));
     site.ok(&["init"]);
 
     // 1. A backup while the leader key changes all the time: complete, both components.
@@ -148,7 +118,7 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
         (LEADER.as_bytes().to_vec(), format!("db1 {n}").into_bytes())
     });
     let hold = tmp.path().join("hold1");
-    let held = site.held_backup(&hold);
+    let held = held_backup(&site, &hold);
     tokio::time::sleep(Duration::from_millis(600)).await;
     fs::write(hold.join("release"), b"").unwrap();
     let out = held.wait_with_output().unwrap();
@@ -180,9 +150,8 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
 
     // 2. A checked key changes between the snapshot and the end of the backup: the
     // topology component fails, and with it the backup (never `latest`).
-    let out = site
-        .backup_changing_a_member(&tmp.path().join("hold2"), &urls[2], "10.9.9.9")
-        .await;
+    let out =
+        backup_changing_a_member(&site, &tmp.path().join("hold2"), &urls[2], "10.9.9.9").await;
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -204,7 +173,7 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
     // 2b. With `on_change = "retry"` the same change fails that attempt, recorded as
     // such, and the backup runs again at once (the hold only stops the first attempt):
     // complete, with a topology read after the change, paired with data read after it.
-    let plain = fs::read_to_string(&site.config).unwrap();
+    let plain = fs::read_to_string(site.config()).unwrap();
     let retrying = plain.replacen(
         &format!("exclude_from_check = [\"{LEADER}\"]\n"),
         &format!(
@@ -213,10 +182,9 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
         1,
     );
     assert_ne!(retrying, plain);
-    fs::write(&site.config, retrying).unwrap();
-    let out = site
-        .backup_changing_a_member(&tmp.path().join("hold3"), &urls[1], "10.8.8.8")
-        .await;
+    fs::write(site.config(), retrying).unwrap();
+    let out =
+        backup_changing_a_member(&site, &tmp.path().join("hold3"), &urls[1], "10.8.8.8").await;
     assert!(
         out.status.success(),
         "{}",
@@ -237,13 +205,13 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
         .unwrap_or_default()
         .to_string();
     assert!(why.contains("changed while the backup ran"), "{why}");
-    fs::write(&site.config, plain).unwrap();
+    fs::write(site.config(), plain).unwrap();
     put(&urls[0], MEMBER.as_bytes(), MEMBER_VALUE.as_bytes()).await;
 
     // 3. Restore onto new hosts: an empty one-member etcd and a data node of another
     // name, renaming the old host's name and address.
     let target = EtcdCluster::start(1).await;
-    let new_site = Site::new(
+    let new_site = etcd_site(
         tmp.path(),
         "b",
         "db9",
@@ -304,15 +272,15 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
         member.contains("10.1.0.1:5432") && member.contains("newdb1"),
         "{member}"
     );
-    assert_same_tree(&site.data("a"), &new_site.data("b"));
+    assert_same_tree(&site.path("a-data"), &new_site.path("b-data"));
 
     // 4. A second restore into the now filled prefix is refused, writing nothing.
     let out = new_site.strata(&["restore", good.as_str(), "--component", "topology"]);
     assert!(
-        !out.status.success(),
+        out.code != Some(0),
         "restoring over existing keys must be refused"
     );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = &out.stderr;
     assert!(err.contains("hold other values"), "{err}");
     assert_eq!(range(target.url(0), b"/", 0).await.len(), 3);
     // The same restore again (as after one that stopped part-way) finds its own keys
@@ -323,14 +291,14 @@ async fn etcd_topology_is_backed_up_with_the_data_checked_and_restored_onto_new_
 
     // 5. With `overwrite = true` the restore without renames writes over the keys that
     // differ (the config, the leader) and adds db1's; none is deleted (newdb1 stays).
-    let text = fs::read_to_string(&new_site.config).unwrap();
+    let text = fs::read_to_string(new_site.config()).unwrap();
     let overwriting = text.replacen(
         "[components.etcd]\n",
         "[components.etcd]\noverwrite = true\n",
         1,
     );
     assert_ne!(overwriting, text);
-    fs::write(&new_site.config, overwriting).unwrap();
+    fs::write(new_site.config(), overwriting).unwrap();
     let said = new_site.ok(&["restore", good.as_str(), "--component", "topology"]);
     assert!(
         said.contains("etcd: 2 keys written (1 new, 1 changed"),
