@@ -11,9 +11,8 @@
 
 use crate::common;
 
-use common::strata_at;
+use common::{Out, Site};
 use serde_json::Value;
-use std::path::PathBuf;
 use strata_testkit::camunda::{Fake, Role};
 
 /// One Camunda cluster's fakes.
@@ -61,118 +60,57 @@ impl Cluster {
     }
 }
 
-struct Site {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+/// A site with one files node and `components` (TOML), initialised.
+fn camunda_site(components: &str) -> Site {
+    let site = Site::new()
+        .node("n1", "data")
+        .config_extra(&format!(
+            "[[components]]\nname = \"data\"\nplugin = \"files\"\nnodes = [\"n1\"]\n{components}\n"
+        ))
+        .build();
+    let data = site.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("a.txt"), "alpha\n").unwrap();
+    let init = site.strata(&["init"]);
+    assert_eq!(init.code, Some(0), "{init}");
+    site
 }
 
-/// A finished command.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+fn backup(site: &Site) -> (Out, Value) {
+    let out = site.strata(&["backup", "--json"]);
+    let summary = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("backup printed no summary ({e}): {out}"));
+    (out, summary)
 }
 
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
+/// The JSON files under `state/<sub>` (none when it does not exist).
+fn state_files(site: &Site, sub: &str) -> Vec<String> {
+    std::fs::read_dir(site.dir().join("state").join(sub))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".json"))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
-impl Site {
-    /// A site with one files node and `components` (TOML).
-    fn new(components: &str) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        std::fs::write(data.join("a.txt"), "alpha\n").unwrap();
-        let config = dir.path().join("strata.toml");
-        std::fs::write(
-            &config,
-            format!(
-                r#"default_storage = "main"
-state_dir = "{state}"
-[storages.main]
-path = "{repo}"
-[[nodes]]
-name = "n1"
-roots = ["{data}"]
-[[components]]
-name = "data"
-plugin = "files"
-nodes = ["n1"]
-{components}
-"#,
-                state = dir.path().join("state").display(),
-                repo = dir.path().join("repo").display(),
-                data = data.display(),
-            ),
-        )
+/// The engine-parts ledger's files.
+fn ledger(site: &Site) -> Vec<String> {
+    state_files(site, "engine-parts")
+}
+
+/// Replaces the components' TOML (the rest of the configuration stays).
+fn reconfigure(site: &Site, components: &str) {
+    let text = std::fs::read_to_string(site.config()).unwrap();
+    let (head, _) = text
+        .split_once("[[components]]\nname = \"camunda\"")
         .unwrap();
-        let site = Site { dir, config };
-        let init = site.run(&["init"]);
-        assert_eq!(init.code, Some(0), "{init}");
-        site
-    }
+    std::fs::write(site.config(), format!("{head}{components}")).unwrap();
+}
 
-    fn run(&self, args: &[&str]) -> Out {
-        self.run_env(args, &[])
-    }
-
-    /// [`Site::run`] with environment variables `env` set for the process.
-    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
-        let out = strata_at(self.dir.path(), &self.config)
-            .args(args)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        Out {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
-    fn backup(&self) -> (Out, Value) {
-        let out = self.run(&["backup", "--json"]);
-        let summary = serde_json::from_str(&out.stdout)
-            .unwrap_or_else(|e| panic!("backup printed no summary ({e}): {out}"));
-        (out, summary)
-    }
-
-    /// The JSON files under `state/<sub>` (none when it does not exist).
-    fn state_files(&self, sub: &str) -> Vec<String> {
-        std::fs::read_dir(self.dir.path().join("state").join(sub))
-            .map(|d| {
-                d.flatten()
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.ends_with(".json"))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// The engine-parts ledger's files.
-    fn ledger(&self) -> Vec<String> {
-        self.state_files("engine-parts")
-    }
-
-    /// Replaces the components' TOML (the rest of the configuration stays).
-    fn reconfigure(&self, components: &str) {
-        let text = std::fs::read_to_string(&self.config).unwrap();
-        let (head, _) = text
-            .split_once("[[components]]\nname = \"camunda\"")
-            .unwrap();
-        std::fs::write(&self.config, format!("{head}{components}")).unwrap();
-    }
-
-    fn pause_records(&self) -> Vec<String> {
-        self.state_files("pauses")
-    }
+fn pause_records(site: &Site) -> Vec<String> {
+    state_files(site, "pauses")
 }
 
 /// The `camunda` component's TOML over `cluster`, with `extra` settings.
@@ -229,8 +167,8 @@ fn a_camunda_backup_follows_the_documented_order_with_one_id_and_records_every_p
     let cluster = Cluster::start();
     cluster.zeebe.set(|k| k.polls_to_finish = 2);
     cluster.operate.set(|k| k.polls_to_finish = 1);
-    let site = Site::new(&camunda(&cluster, ""));
-    let (out, summary) = site.backup();
+    let site = camunda_site(&camunda(&cluster, ""));
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(summary["status"], "complete", "{summary:#}");
     let part = component(&summary, "camunda");
@@ -294,19 +232,19 @@ fn a_camunda_backup_follows_the_documented_order_with_one_id_and_records_every_p
     }
     assert_eq!(cluster.zeebe.paused(), None, "exporting resumed");
     assert!(
-        site.pause_records().is_empty(),
+        pause_records(&site).is_empty(),
         "{:?}",
-        site.pause_records()
+        pause_records(&site)
     );
 
-    let show = site.run(&["show", "latest"]);
+    let show = site.strata(&["show", "latest"]);
     assert!(
         show.stdout
             .contains("component camunda part zeebe: COMPLETED (48 partitions)"),
         "{show}"
     );
     // A restore prints the checklist with this backup's names.
-    let restore = site.run(&["restore", "latest", "--component", "camunda"]);
+    let restore = site.strata(&["restore", "latest", "--component", "camunda"]);
     assert_eq!(restore.code, Some(0), "{restore}");
     let said = format!("{}{}", restore.stdout, restore.stderr);
     assert!(said.contains(&format!("--backupId={id}")), "{restore}");
@@ -326,12 +264,12 @@ fn a_camunda_backup_follows_the_documented_order_with_one_id_and_records_every_p
 #[test]
 fn a_camunda_restore_says_it_is_a_checklist_and_a_restore_into_a_directory_says_it_skips_camunda() {
     let cluster = Cluster::start();
-    let site = Site::new(&camunda(&cluster, ""));
-    let (out, summary) = site.backup();
+    let site = camunda_site(&camunda(&cluster, ""));
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(summary["status"], "complete", "{summary:#}");
 
-    let restore = site.run(&["restore", "latest", "--component", "camunda"]);
+    let restore = site.strata(&["restore", "latest", "--component", "camunda"]);
     assert_eq!(restore.code, Some(0), "{restore}");
     // Stop, delete the indices, nine web application snapshots (three parts of three
     // applications), the records, the brokers, start.
@@ -344,7 +282,7 @@ fn a_camunda_restore_says_it_is_a_checklist_and_a_restore_into_a_directory_says_
     assert!(restore.stdout.contains("  14. Start Zeebe"), "{restore}");
     assert!(!restore.stdout.contains("restored component"), "{restore}");
     assert!(!restore.stdout.contains("every byte verified"), "{restore}");
-    let json = site.run(&["--json", "restore", "latest", "--component", "camunda"]);
+    let json = site.strata(&["--json", "restore", "latest", "--component", "camunda"]);
     assert_eq!(json.code, Some(0), "{json}");
     let outcome: Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(
@@ -353,8 +291,8 @@ fn a_camunda_restore_says_it_is_a_checklist_and_a_restore_into_a_directory_says_
         "{outcome:#}"
     );
 
-    let to = site.dir.path().join("restored");
-    let into = site.run(&["restore", "latest", "--to", to.to_str().unwrap()]);
+    let to = site.dir().join("restored");
+    let into = site.strata(&["restore", "latest", "--to", to.to_str().unwrap()]);
     assert_eq!(into.code, Some(0), "{into}");
     assert!(into.stdout.contains("restored node n1"), "{into}");
     assert!(
@@ -365,8 +303,8 @@ fn a_camunda_restore_says_it_is_a_checklist_and_a_restore_into_a_directory_says_
         "{into}"
     );
     assert!(!into.stdout.contains("skipped component data"), "{into}");
-    let to_json = site.dir.path().join("restored-json");
-    let into = site.run(&[
+    let to_json = site.dir().join("restored-json");
+    let into = site.strata(&[
         "--json",
         "restore",
         "latest",
@@ -397,10 +335,11 @@ fn deleting_backups_deletes_every_part_and_a_part_that_cannot_be_deleted_yet_is_
 ) {
     let cluster = Cluster::start();
     // A short timeout: the delete below is tried against a Zeebe that answers 503.
-    let site = Site::new(&camunda(&cluster, "").replace("timeout = \"20s\"", "timeout = \"2s\""));
-    let (out, first) = site.backup();
+    let site =
+        camunda_site(&camunda(&cluster, "").replace("timeout = \"20s\"", "timeout = \"2s\""));
+    let (out, first) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
-    let (out, second) = site.backup();
+    let (out, second) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     let id = |s: &Value| {
         component(s, "camunda")["external"]["backup_id"]
@@ -415,7 +354,7 @@ fn deleting_backups_deletes_every_part_and_a_part_that_cannot_be_deleted_yet_is_
     }
 
     // Retention keeps the newest: the engines keep exactly what strata keeps.
-    let cleanup = site.run(&["cleanup", "--keep-last", "1"]);
+    let cleanup = site.strata(&["cleanup", "--keep-last", "1"]);
     assert_eq!(cleanup.code, Some(0), "{cleanup}");
     for fake in [
         &cluster.operate,
@@ -439,24 +378,24 @@ fn deleting_backups_deletes_every_part_and_a_part_that_cannot_be_deleted_yet_is_
     // restorable with parts missing), its Zeebe part waits in the ledger.
     cluster.zeebe.set(|k| k.unavailable = 1000);
     let name = second["name"].as_str().unwrap();
-    let half = site.run(&["delete", name]);
+    let half = site.strata(&["delete", name]);
     assert_eq!(half.code, Some(1), "{half}");
     assert!(
         half.stderr.contains("is deleted") && half.stderr.contains("503"),
         "{half}"
     );
-    let list = site.run(&["list", "--json"]);
+    let list = site.strata(&["list", "--json"]);
     assert!(!list.stdout.contains(name), "not listed: {list}");
     assert_eq!(cluster.zeebe.backups(), vec![second_id.clone()]);
-    assert_eq!(site.ledger().len(), 1, "the Zeebe part is in the ledger");
+    assert_eq!(ledger(&site).len(), 1, "the Zeebe part is in the ledger");
     // The next cleanup (nothing to remove by its policy) finishes it.
     cluster.zeebe.set(|k| k.unavailable = 0);
-    let cleanup = site.run(&["cleanup", "--keep-last", "5"]);
+    let cleanup = site.strata(&["cleanup", "--keep-last", "5"]);
     assert_eq!(cleanup.code, Some(0), "{cleanup}");
     for fake in cluster.all() {
         assert!(fake.backups().is_empty(), "{:?}", fake.lines());
     }
-    assert!(site.ledger().is_empty(), "{:?}", site.ledger());
+    assert!(ledger(&site).is_empty(), "{:?}", ledger(&site));
 }
 
 /// Item: a delete with an engine down. Optimize never answered during the backup, so the
@@ -467,29 +406,29 @@ fn a_delete_asks_only_for_the_parts_the_backup_created_and_never_keeps_a_strippe
     let cluster = Cluster::start();
     let dead = strata_testkit::dead_url();
     let live = camunda(&cluster, "").replace("timeout = \"20s\"", "timeout = \"2s\"");
-    let site = Site::new(&live.replace(&cluster.optimize.url, &dead));
-    let (out, summary) = site.backup();
+    let site = camunda_site(&live.replace(&cluster.optimize.url, &dead));
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     let recorded = &component(&summary, "camunda")["external"];
     assert_eq!(
         recorded["parts"], "operate,tasklist,elasticsearch,zeebe",
         "{recorded:#}"
     );
-    assert!(site.ledger().is_empty(), "the summary owns the parts");
+    assert!(ledger(&site).is_empty(), "the summary owns the parts");
     // Optimize is up again when the backup is deleted: it is still not asked, as the
     // backup never created a part there. Elasticsearch cannot delete for now.
-    site.reconfigure(&live);
+    reconfigure(&site, &live);
     cluster.elastic.set(|k| k.unavailable = 1000);
     let name = summary["name"].as_str().unwrap();
-    let half = site.run(&["delete", name]);
+    let half = site.strata(&["delete", name]);
     assert_eq!(half.code, Some(1), "{half}");
-    let show = site.run(&["show", name]);
+    let show = site.strata(&["show", name]);
     assert_ne!(
         show.code,
         Some(0),
         "gone from strata before any part: {show}"
     );
-    let latest = site.run(&["show", "latest"]);
+    let latest = site.strata(&["show", "latest"]);
     assert!(!latest.stdout.contains(name), "{latest}");
     assert!(cluster.operate.backups().is_empty());
     assert!(
@@ -504,7 +443,7 @@ fn a_delete_asks_only_for_the_parts_the_backup_created_and_never_keeps_a_strippe
     assert_eq!(cluster.elastic.backups().len(), 1);
     // The next backup finishes the delete under its lock.
     cluster.elastic.set(|k| k.unavailable = 0);
-    let (out, next) = site.backup();
+    let (out, next) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     let next_id = component(&next, "camunda")["external"]["backup_id"]
         .as_str()
@@ -514,7 +453,7 @@ fn a_delete_asks_only_for_the_parts_the_backup_created_and_never_keeps_a_strippe
         cluster.elastic.backups(),
         vec![format!("camunda_zeebe_records_backup_{next_id}")]
     );
-    assert!(site.ledger().is_empty(), "{:?}", site.ledger());
+    assert!(ledger(&site).is_empty(), "{:?}", ledger(&site));
 }
 
 /// Item: interrupted attempts. A SIGKILL after the pause leaves every part asked for so
@@ -525,8 +464,9 @@ fn the_parts_of_a_killed_attempt_are_deleted_by_the_next_backup() {
     use std::time::Duration;
     let cluster = Cluster::start();
     cluster.zeebe.set(|k| k.polls_to_finish = 1_000_000);
-    let site = Site::new(&(camunda(&cluster, "") + "[server]\nlease_ttl_secs = 1\n"));
-    let mut backup = strata_at(site.dir.path(), &site.config)
+    let site = camunda_site(&(camunda(&cluster, "") + "[server]\nlease_ttl_secs = 1\n"));
+    let mut backup = site
+        .command()
         .args(["backup", "--json"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -543,12 +483,12 @@ fn the_parts_of_a_killed_attempt_are_deleted_by_the_next_backup() {
     for fake in cluster.all() {
         assert_eq!(fake.backups().len(), 1, "{:?}", fake.lines());
     }
-    assert_eq!(site.ledger().len(), 1);
+    assert_eq!(ledger(&site).len(), 1);
     cluster.zeebe.set(|k| k.polls_to_finish = 0);
     // The killed backup's summary write could still land until its writer's mark has
     // ended: its lease (1 s here), a second, and the longest flight (shortened to 1 s).
     std::thread::sleep(Duration::from_secs(4));
-    let out = site.run_env(
+    let out = site.strata_env(
         &["backup", "--json"],
         &[("STRATA_TEST_MAX_FLIGHT_SECS", "1")],
     );
@@ -567,7 +507,7 @@ fn the_parts_of_a_killed_attempt_are_deleted_by_the_next_backup() {
         assert_eq!(fake.backups(), vec![id.clone()], "{:?}", fake.lines());
     }
     assert_eq!(cluster.zeebe.paused(), None);
-    assert!(site.ledger().is_empty(), "{:?}", site.ledger());
+    assert!(ledger(&site).is_empty(), "{:?}", ledger(&site));
 }
 
 /// Item: a Zeebe backup request that timed out may still be taken: it is deleted with
@@ -578,8 +518,9 @@ fn a_zeebe_backup_request_that_timed_out_is_deleted_with_the_failed_attempt() {
     cluster
         .zeebe
         .set(|k| k.post_delay = std::time::Duration::from_secs(4));
-    let site = Site::new(&camunda(&cluster, "").replace("timeout = \"20s\"", "timeout = \"2s\""));
-    let (out, _) = site.backup();
+    let site =
+        camunda_site(&camunda(&cluster, "").replace("timeout = \"20s\"", "timeout = \"2s\""));
+    let (out, _) = backup(&site);
     assert_eq!(out.code, Some(3), "{out}");
     assert!(
         cluster
@@ -593,7 +534,7 @@ fn a_zeebe_backup_request_that_timed_out_is_deleted_with_the_failed_attempt() {
     for fake in cluster.all() {
         assert!(fake.backups().is_empty(), "{:?}", fake.lines());
     }
-    assert!(site.ledger().is_empty(), "{:?}", site.ledger());
+    assert!(ledger(&site).is_empty(), "{:?}", ledger(&site));
 }
 
 /// An optional part frozen during a backup (Optimize in a long GC pause: its backup
@@ -605,8 +546,9 @@ fn an_optional_part_that_took_a_request_without_answering_is_deleted_with_the_ba
     cluster
         .optimize
         .set(|k| k.post_delay = std::time::Duration::from_secs(5));
-    let site = Site::new(&camunda(&cluster, "").replace("timeout = \"20s\"", "timeout = \"3s\""));
-    let (out, summary) = site.backup();
+    let site =
+        camunda_site(&camunda(&cluster, "").replace("timeout = \"20s\"", "timeout = \"3s\""));
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     let recorded = &component(&summary, "camunda")["external"];
     assert!(
@@ -633,12 +575,12 @@ fn an_optional_part_that_took_a_request_without_answering_is_deleted_with_the_ba
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    let deleted = site.run(&["delete", summary["name"].as_str().unwrap()]);
+    let deleted = site.strata(&["delete", summary["name"].as_str().unwrap()]);
     assert_eq!(deleted.code, Some(0), "{deleted}");
     for fake in cluster.all() {
         assert!(fake.backups().is_empty(), "{:?}", fake.lines());
     }
-    assert!(site.ledger().is_empty(), "{:?}", site.ledger());
+    assert!(ledger(&site).is_empty(), "{:?}", ledger(&site));
 }
 
 /// Item: right after the request a partition may not know the backup yet
@@ -647,8 +589,8 @@ fn an_optional_part_that_took_a_request_without_answering_is_deleted_with_the_ba
 fn a_partition_that_does_not_know_the_backup_yet_does_not_fail_it() {
     let cluster = Cluster::start();
     cluster.zeebe.set(|k| k.does_not_exist_polls = 2);
-    let site = Site::new(&camunda(&cluster, ""));
-    let (out, summary) = site.backup();
+    let site = camunda_site(&camunda(&cluster, ""));
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(summary["status"], "complete", "{summary:#}");
 }
@@ -657,8 +599,8 @@ fn a_partition_that_does_not_know_the_backup_yet_does_not_fail_it() {
 fn a_failed_zeebe_backup_fails_the_component_resumes_and_deletes_what_the_attempt_created() {
     let cluster = Cluster::start();
     cluster.zeebe.set(|k| k.fail_backups = true);
-    let site = Site::new(&camunda(&cluster, ""));
-    let (out, summary) = site.backup();
+    let site = camunda_site(&camunda(&cluster, ""));
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(3), "{out}");
     let part = component(&summary, "camunda");
     assert_eq!(part["status"], "failed", "{part:#}");
@@ -689,8 +631,8 @@ fn calls_that_fail_for_a_while_are_tried_again_and_an_optional_part_that_is_down
     cluster.operate.set(|k| k.unavailable = 3);
     let dead = strata_testkit::dead_url();
     let toml = camunda(&cluster, "").replace(&cluster.optimize.url, &dead);
-    let site = Site::new(&toml);
-    let (out, summary) = site.backup();
+    let site = camunda_site(&toml);
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     let recorded = &component(&summary, "camunda")["external"];
     assert_eq!(recorded["operate"], "COMPLETED", "{recorded:#}");
@@ -728,8 +670,8 @@ poll = "50ms"
 connect_timeout = "500ms"
 "#
     );
-    let site = Site::new(&toml);
-    let (out, summary) = site.backup();
+    let site = camunda_site(&toml);
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(summary["status"], "complete", "{summary:#}");
     assert_eq!(
@@ -745,11 +687,11 @@ fn a_pause_slower_than_its_timeout_is_resumed_after_it_lands() {
     cluster
         .zeebe
         .set(|k| k.pause_delay = std::time::Duration::from_secs(3));
-    let site = Site::new(&camunda(
+    let site = camunda_site(&camunda(
         &cluster,
         "pause_timeout = \"1s\"\nlate_pause = \"10s\"",
     ));
-    let (out, summary) = site.backup();
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(3), "{out}");
     let part = component(&summary, "camunda");
     assert!(
@@ -765,7 +707,7 @@ fn a_pause_slower_than_its_timeout_is_resumed_after_it_lands() {
         "the late pause was resumed: {:?}",
         cluster.zeebe.lines()
     );
-    assert!(site.pause_records().is_empty());
+    assert!(pause_records(&site).is_empty());
 }
 
 /// A pause that lands after every resume (later than its timeout plus twice
@@ -773,16 +715,16 @@ fn a_pause_slower_than_its_timeout_is_resumed_after_it_lands() {
 #[test]
 fn a_pause_that_lands_after_every_resume_is_reported_by_status() {
     let cluster = Cluster::start();
-    let site = Site::new(&camunda(
+    let site = camunda_site(&camunda(
         &cluster,
         "pause_timeout = \"1s\"\nlate_pause = \"1s\"",
     ));
-    let status = site.run(&["status"]);
+    let status = site.strata(&["status"]);
     assert_eq!(status.code, Some(0), "nothing paused yet: {status}");
     cluster
         .zeebe
         .set(|k| k.pause_delay = std::time::Duration::from_secs(4));
-    let (out, _) = site.backup();
+    let (out, _) = backup(&site);
     assert_eq!(out.code, Some(3), "{out}");
     strata_testkit::wait_for(
         "the late pause to land",
@@ -790,8 +732,8 @@ fn a_pause_that_lands_after_every_resume_is_reported_by_status() {
         std::time::Duration::from_millis(50),
         || cluster.zeebe.paused().is_some(),
     );
-    assert!(site.pause_records().is_empty());
-    let status = site.run(&["status"]);
+    assert!(pause_records(&site).is_empty());
+    let status = site.strata(&["status"]);
     assert_eq!(status.code, Some(3), "{status}");
     assert!(
         status
@@ -811,8 +753,9 @@ fn a_gateway_without_partitions_is_no_problem_while_a_backup_holds_the_pause() {
         k.no_partitions = true;
         k.polls_to_finish = 60;
     });
-    let site = Site::new(&camunda(&cluster, ""));
-    let mut backup = strata_at(site.dir.path(), &site.config)
+    let site = camunda_site(&camunda(&cluster, ""));
+    let mut backup = site
+        .command()
         .args(["backup"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -824,7 +767,7 @@ fn a_gateway_without_partitions_is_no_problem_while_a_backup_holds_the_pause() {
         std::time::Duration::from_millis(20),
         || cluster.zeebe.paused().is_some(),
     );
-    let status = site.run(&["status"]);
+    let status = site.strata(&["status"]);
     let still_paused = cluster.zeebe.paused().is_some();
     assert!(backup.wait().unwrap().success());
     assert!(still_paused, "status ran while the backup held the pause");
@@ -839,8 +782,8 @@ fn a_gateway_without_partitions_is_no_problem_while_a_backup_holds_the_pause() {
 fn a_resume_that_fails_exits_3_and_names_the_engine_still_paused() {
     let cluster = Cluster::start();
     cluster.zeebe.set(|k| k.resume_down = true);
-    let site = Site::new(&camunda(&cluster, ""));
-    let (out, summary) = site.backup();
+    let site = camunda_site(&camunda(&cluster, ""));
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(3), "{out}");
     assert!(
         out.stderr.contains("left a system paused") && out.stderr.contains("exporting"),
@@ -853,7 +796,7 @@ fn a_resume_that_fails_exits_3_and_names_the_engine_still_paused() {
     );
     assert_eq!(cluster.zeebe.paused(), Some(true));
     assert_eq!(
-        site.pause_records().len(),
+        pause_records(&site).len(),
         1,
         "the record stays for the retry"
     );
@@ -871,10 +814,10 @@ fn a_resume_that_fails_exits_3_and_names_the_engine_still_paused() {
         "{summary:#}"
     );
     // `status` says so with 3.
-    let status = site.run(&["status"]);
+    let status = site.strata(&["status"]);
     assert_eq!(status.code, Some(3), "{status}");
     assert!(status.stderr.contains("FAILED"), "{status}");
-    let show = site.run(&["show", summary["name"].as_str().unwrap()]);
+    let show = site.strata(&["show", summary["name"].as_str().unwrap()]);
     assert!(
         show.stdout
             .contains("STILL PAUSED when the backup ended: component camunda"),
@@ -882,10 +825,10 @@ fn a_resume_that_fails_exits_3_and_names_the_engine_still_paused() {
     );
     // The next run resumes it first (the configuration declares it through the preset).
     cluster.zeebe.set(|k| k.resume_down = false);
-    let (out, _) = site.backup();
+    let (out, _) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(cluster.zeebe.paused(), None);
-    assert!(site.pause_records().is_empty());
+    assert!(pause_records(&site).is_empty());
 }
 
 #[test]
@@ -905,8 +848,8 @@ poll = "50ms"
         zeebe = cluster.zeebe.url,
         elastic = cluster.elastic.url,
     );
-    let site = Site::new(&toml);
-    let (out, summary) = site.backup();
+    let site = camunda_site(&toml);
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     let id = component(&summary, "camunda")["external"]["backup_id"]
         .as_str()
@@ -933,7 +876,7 @@ poll = "50ms"
     );
     // The restore checklist names the web applications' snapshots too: an operator
     // would otherwise restore Zeebe without Operate's and Tasklist's data.
-    let restore = site.run(&["restore", "latest", "--component", "camunda"]);
+    let restore = site.strata(&["restore", "latest", "--component", "camunda"]);
     assert_eq!(restore.code, Some(0), "{restore}");
     assert!(
         restore.stdout.contains(&format!(
@@ -942,14 +885,14 @@ poll = "50ms"
         "{restore}"
     );
     // Deleted with the backup, on the same paths.
-    let deleted = site.run(&["delete", summary["name"].as_str().unwrap()]);
+    let deleted = site.strata(&["delete", summary["name"].as_str().unwrap()]);
     assert_eq!(deleted.code, Some(0), "{deleted}");
     assert!(cluster.zeebe.history_backups().is_empty());
     assert!(cluster.zeebe.backups().is_empty());
 
     // With Operate's own URL, its backup is asked there, on backupHistory too.
-    let site = Site::new(&format!("{toml}operate = \"{}\"\n", cluster.operate.url));
-    let (out, _) = site.backup();
+    let site = camunda_site(&format!("{toml}operate = \"{}\"\n", cluster.operate.url));
+    let (out, _) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     assert!(
         cluster
@@ -982,8 +925,8 @@ poll = "50ms"
         optimize = cluster.optimize.url,
         elastic = cluster.elastic.url,
     );
-    let site = Site::new(&toml);
-    let (out, summary) = site.backup();
+    let site = camunda_site(&toml);
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(3), "{out}");
     let part = component(&summary, "camunda");
     assert_eq!(part["status"], "failed", "{part:#}");
@@ -1020,8 +963,8 @@ timeout = "20s"
 "#,
         url = zeebe.url
     );
-    let site = Site::new(&toml);
-    let (out, summary) = site.backup();
+    let site = camunda_site(&toml);
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     let recorded = &component(&summary, "zeebe")["external"];
     assert_eq!(recorded["state"], "COMPLETED", "{recorded:#}");
@@ -1034,7 +977,7 @@ timeout = "20s"
         vec![recorded["snapshot_id"].as_str().unwrap().to_string()]
     );
     let name = summary["name"].as_str().unwrap();
-    let deleted = site.run(&["delete", name]);
+    let deleted = site.strata(&["delete", name]);
     assert_eq!(deleted.code, Some(0), "{deleted}");
     assert!(zeebe.backups().is_empty(), "{:?}", zeebe.lines());
 }
@@ -1054,10 +997,10 @@ plugin = "http"
 backup = "POST {dead}/backups"
 "#
         );
-    let site = Site::new(&toml);
-    let mut cmd = strata_at(site.dir.path(), &site.config);
+    let site = camunda_site(&toml);
+    let mut cmd = site.command();
     cmd.env("STRATA_TOKEN", "check-token");
-    let server = strata_testkit::http::Server::start(cmd, &site.dir.path().join("server.log"));
+    let server = strata_testkit::http::Server::start(cmd, &site.dir().join("server.log"));
     let check =
         strata_testkit::http::http(&server.url, "GET", "/api/v1/check", Some("check-token"), "");
     assert_eq!(check.status, 200, "{}", check.body);
@@ -1108,8 +1051,8 @@ resume = "POST {dead}/resume"
 timeout = "2s"
 "#
     );
-    let site = Site::new(&toml);
-    let (out, summary) = site.backup();
+    let site = camunda_site(&toml);
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(summary["status"], "complete", "{summary:#}");
     assert_eq!(
@@ -1127,7 +1070,7 @@ timeout = "2s"
         "{search:#}"
     );
     assert!(
-        site.pause_records().is_empty(),
+        pause_records(&site).is_empty(),
         "a pause never sent leaves no record"
     );
 }
@@ -1140,9 +1083,9 @@ fn sigterm_while_zeebe_backs_up_resumes_the_exporting_before_the_process_ends() 
     use strata_testkit::process::{terminate_within, KillOnDrop};
     let cluster = Cluster::start();
     cluster.zeebe.set(|k| k.polls_to_finish = 1_000_000);
-    let site = Site::new(&camunda(&cluster, ""));
+    let site = camunda_site(&camunda(&cluster, ""));
     let mut backup = KillOnDrop(
-        strata_at(site.dir.path(), &site.config)
+        site.command()
             .args(["backup", "--json"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -1175,15 +1118,15 @@ fn sigterm_while_zeebe_backs_up_resumes_the_exporting_before_the_process_ends() 
         "resumed before the end: {stderr}"
     );
     assert!(
-        site.pause_records().is_empty(),
+        pause_records(&site).is_empty(),
         "{:?}",
-        site.pause_records()
+        pause_records(&site)
     );
     // The attempt's parts are deleted before the process ends.
     for fake in cluster.all() {
         assert!(fake.backups().is_empty(), "{:?}", fake.lines());
     }
-    assert!(site.ledger().is_empty(), "{:?}", site.ledger());
+    assert!(ledger(&site).is_empty(), "{:?}", ledger(&site));
 }
 
 /// A system's delete slower than the cluster lock's lease: the lock is renewed while it
@@ -1191,21 +1134,21 @@ fn sigterm_while_zeebe_backs_up_resumes_the_exporting_before_the_process_ends() 
 #[test]
 fn a_delete_slower_than_the_lease_still_deletes_under_a_renewed_lock() {
     let cluster = Cluster::start();
-    let site = Site::new(&(camunda(&cluster, "") + "[server]\nlease_ttl_secs = 1\n"));
-    let (out, summary) = site.backup();
+    let site = camunda_site(&(camunda(&cluster, "") + "[server]\nlease_ttl_secs = 1\n"));
+    let (out, summary) = backup(&site);
     assert_eq!(out.code, Some(0), "{out}");
     cluster
         .zeebe
         .set(|k| k.delete_delay = std::time::Duration::from_secs(3));
     let name = summary["name"].as_str().unwrap();
-    let deleted = site.run(&["delete", name]);
+    let deleted = site.strata(&["delete", name]);
     assert_eq!(deleted.code, Some(0), "{deleted}");
     assert!(
         cluster.zeebe.backups().is_empty(),
         "{:?}",
         cluster.zeebe.lines()
     );
-    let list = site.run(&["list", "--json"]);
+    let list = site.strata(&["list", "--json"]);
     assert!(!list.stdout.contains(name), "{list}");
 }
 
@@ -1215,21 +1158,21 @@ fn a_delete_slower_than_the_lease_still_deletes_under_a_renewed_lock() {
 fn parts_of_a_summary_that_lands_late(unsafe_rule: Option<&str>) -> (bool, usize) {
     let cluster = Cluster::start();
     // A short retry budget: the summary's write is given up on in a second.
-    let site = Site::new(&(camunda(&cluster, "") + "[retry]\nbudget_secs = 1\n"));
-    let late = site.dir.path().join("late");
+    let site = camunda_site(&(camunda(&cluster, "") + "[retry]\nbudget_secs = 1\n"));
+    let late = site.dir().join("late");
     let spec = format!("summaries/:{}", late.display());
-    let failed = site.run_env(&["backup", "--json"], &[("STRATA_TEST_LAND_LATE", &spec)]);
+    let failed = site.strata_env(&["backup", "--json"], &[("STRATA_TEST_LAND_LATE", &spec)]);
     assert_ne!(
         failed.code,
         Some(0),
         "its summary never came back: {failed}"
     );
-    assert_eq!(site.ledger().len(), 1, "{failed}");
+    assert_eq!(ledger(&site).len(), 1, "{failed}");
     let mut env = vec![];
     if let Some(rule) = unsafe_rule {
         env.push(("STRATA_TEST_UNSAFE", rule));
     }
-    let cleanup = site.run_env(&["cleanup", "--keep-last", "5"], &env);
+    let cleanup = site.strata_env(&["cleanup", "--keep-last", "5"], &env);
     assert_eq!(cleanup.code, Some(0), "{cleanup}");
     // The storage applies the summary now.
     let mut kept: Vec<std::path::PathBuf> = std::fs::read_dir(&late)
@@ -1239,7 +1182,7 @@ fn parts_of_a_summary_that_lands_late(unsafe_rule: Option<&str>) -> (bool, usize
         .collect();
     kept.sort();
     let key = std::fs::read_to_string(&kept[0]).unwrap();
-    let target = site.dir.path().join("repo").join(&key);
+    let target = site.dir().join("repo").join(&key);
     std::fs::create_dir_all(target.parent().unwrap()).unwrap();
     let landing = target.with_extension("landing");
     std::fs::write(
@@ -1248,7 +1191,7 @@ fn parts_of_a_summary_that_lands_late(unsafe_rule: Option<&str>) -> (bool, usize
     )
     .unwrap();
     std::fs::rename(&landing, &target).unwrap();
-    let list = site.run(&["list", "--json"]);
+    let list = site.strata(&["list", "--json"]);
     let listed: Value = serde_json::from_str(&list.stdout).unwrap();
     let complete = listed
         .as_array()
@@ -1256,9 +1199,9 @@ fn parts_of_a_summary_that_lands_late(unsafe_rule: Option<&str>) -> (bool, usize
         .iter()
         .any(|b| b["status"] == "complete");
     // The next cleanup finds the summary owns the parts.
-    let again = site.run(&["cleanup", "--keep-last", "5"]);
+    let again = site.strata(&["cleanup", "--keep-last", "5"]);
     assert_eq!(again.code, Some(0), "{again}");
-    assert!(site.ledger().is_empty(), "{:?} {again}", site.ledger());
+    assert!(ledger(&site).is_empty(), "{:?} {again}", ledger(&site));
     let held = cluster
         .all()
         .iter()
