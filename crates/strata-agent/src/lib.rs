@@ -4,34 +4,26 @@
 //! blobs in the repository ([`backup`]), and lays a manifest back down on disk, verifying
 //! every byte ([`restore`]). It knows nothing of clusters: the coordinator decides which
 //! nodes take part and writes the backup summary. [`service::Agent`] wraps these steps
-//! behind a lease for a coordinator, in-process or over HTTP ([`api`] has the messages).
-//!
-//! ```
-//! use strata_agent::api::{ChunkRef, ErrorCode};
-//! use strata_repo::BlobId;
-//!
-//! // What crosses the wire between a coordinator and an agent is checked on arrival: a
-//! // chunk reference names its blob in hex, and anything else is a bad request.
-//! let chunk = ChunkRef::new(&BlobId([7; 32]), 4096);
-//! assert_eq!(chunk.blob_id().unwrap(), BlobId([7; 32]));
-//! let forged = ChunkRef { id: "../../etc/passwd".into(), len: 1 };
-//! assert_eq!(forged.blob_id().unwrap_err().code, ErrorCode::BadRequest);
-//! ```
+//! behind a lease for a coordinator, in-process ([`local_node::LocalNode`]) or over HTTP.
+//! The messages are not this crate's: they are the cluster's vocabulary,
+//! [`strata_cluster::node_api`] (with the `ProgressSnapshot` a [`progress::Progress`]
+//! takes), and the interface a node answers is [`strata_cluster::node::NodeApi`].
 //!
 //! Layout: [`backup`] (a node's snapshot: the walk, the files cache, chunks uploaded as
 //! they are cut; `prefetch` reads ahead), [`upload`] (the sink chunks go to),
 //! [`files_cache`] (what an unchanged file is known by), [`restore`] (laying a manifest
 //! down, part by part, every path checked first; `prune` removes what the backup lacks),
-//! [`spool`] (a manifest on scratch disk while it grows), [`progress`], [`service`] (the
-//! agent behind its lease, and the plugins' node sides), [`api`] (the messages), `error`.
+//! [`spool`] (a manifest on scratch disk while it grows), [`progress`] (the live counters
+//! and the cancel switch), [`service`] (the agent behind its lease, and the plugins' node
+//! sides), [`local_node`] (the agent as an in-process node), `error`.
 
 #![deny(missing_docs)]
 
-pub mod api;
 pub mod backup;
 mod error;
 pub mod files_cache;
 pub(crate) mod handles;
+pub mod local_node;
 mod prefetch;
 pub mod progress;
 mod prune;

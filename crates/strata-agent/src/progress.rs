@@ -1,8 +1,8 @@
 //! Live progress of a node operation, shared with whoever displays it, and the switch
 //! that cancels it.
 
-use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use strata_cluster::node_api::ProgressSnapshot;
 
 /// Counters updated as files are handled. Cheap to update from any thread; readers see a
 /// consistent-enough picture for a progress display.
@@ -14,21 +14,6 @@ pub struct Progress {
     total_files: AtomicU64,
     total_bytes: AtomicU64,
     cancelled: AtomicBool,
-}
-
-/// A copy of the counters at one moment, as sent to the coordinator and the CLI.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ProgressSnapshot {
-    /// Files handled so far.
-    pub files: u64,
-    /// Bytes of those files.
-    pub bytes: u64,
-    /// Files that could not be handled.
-    pub failed: u64,
-    /// Totals when known up front (restores, uploads); 0 while a backup is still walking.
-    pub total_files: u64,
-    /// See `total_files`.
-    pub total_bytes: u64,
 }
 
 impl Progress {

@@ -10,7 +10,6 @@
 //!
 //! The same [`Agent`] serves an in-process node and `strata server`'s `/node/v1` routes.
 
-use crate::api::*;
 use crate::backup::{
     backup_node, reread_file, snapshot_node, stamp_of, ChunkPlace, NodeBackup, NodeSource, ScanSink,
 };
@@ -25,6 +24,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+use strata_cluster::node_api::*;
 use strata_repo::manifest::{EntryKind, NodeManifest};
 use strata_repo::manifest_chunks::{ChunkBlob, ManifestBuilder, ManifestTop};
 use strata_repo::writer::{BlobWriter, WriteStats, WriterOptions};

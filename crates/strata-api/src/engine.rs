@@ -19,8 +19,8 @@ pub mod config {
 
 /// Failures and their one classification (exit codes and HTTP statuses).
 pub mod failure {
-    pub use strata_agent::api::ApiError;
     pub use strata_agent::AgentError;
+    pub use strata_cluster::node_api::ApiError;
     pub use strata_coordinator::{error_chain, CoordinatorError};
     pub use strata_failure::{exit, ErrorCode};
     pub use strata_repo::RepoError;

@@ -1,7 +1,7 @@
 //! A follower of an operation's event stream (`/api/v1/operations/{id}/events`), and the
 //! query strings of calls to the server.
 
-use strata_agent::api::{ApiError, ErrorCode};
+use strata_cluster::node_api::{ApiError, ErrorCode};
 use strata_coordinator::operation::OperationStatus;
 use strata_coordinator::remote::ApiClient;
 use tokio::sync::watch;

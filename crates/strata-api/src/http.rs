@@ -8,7 +8,7 @@ use crate::client::{BackupList, BackupRequest, Cluster, Running};
 use crate::types::{self, feature, BackupListing, Started, VersionInfo, API_VERSION};
 use async_trait::async_trait;
 use serde::de::DeserializeOwned;
-use strata_agent::api::{ApiError, ErrorCode};
+use strata_cluster::node_api::{ApiError, ErrorCode};
 use strata_coordinator::audit::AuditEntry;
 use strata_coordinator::browse::FileEntry;
 use strata_coordinator::catalog::Located;

@@ -1,8 +1,8 @@
 //! Calls to many nodes at once, and the deadline of a call that does no work.
 
+use crate::node_api::{ApiError, ErrorCode};
 use std::future::Future;
 use std::time::Duration;
-use strata_agent::api::{ApiError, ErrorCode};
 use tokio::task::JoinHandle;
 
 /// Runs `call` on every node index in `which` at once; results in the same order.

@@ -4,10 +4,10 @@
 //! CLI draws progress bars from it in-process, and `strata server` streams it to remote
 //! CLIs as server-sent events. Nothing polls faster than the nodes report.
 
+use crate::node_api::ProgressSnapshot;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use strata_agent::progress::ProgressSnapshot;
 use tokio::sync::watch;
 
 /// Where an operation stands.

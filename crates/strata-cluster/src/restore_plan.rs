@@ -1,10 +1,10 @@
 //! What a restore is asked to do ([`RestorePlan`]) and what it did ([`RestoreOutcome`]):
 //! plain values the API, the plugins and the input checks share without the coordinator.
 
+use crate::node_api::RestoreReply;
 use crate::operation::OpState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use strata_agent::api::RestoreReply;
 use strata_postgres::recovery::RecoveryPlan;
 
 /// Which backup nodes go where in a restore.

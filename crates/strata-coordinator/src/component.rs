@@ -21,7 +21,7 @@ use crate::plugin::Plugin;
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use strata_agent::api::{HookRequest, HookStep};
+use strata_cluster::node_api::{HookRequest, HookStep};
 
 /// One component, as a coordinator drives it.
 #[derive(Clone)]
@@ -221,7 +221,7 @@ impl OpHooks {
         hook: &HookConfig,
         step: HookStep,
         env: &HookEnv,
-    ) -> Result<String, strata_agent::api::ApiError> {
+    ) -> Result<String, strata_cluster::node_api::ApiError> {
         let request = HookRequest {
             operation: self.base.id.clone(),
             hook: hook.label(),
@@ -302,7 +302,7 @@ impl OpHooks {
                         if !meta
                             .features
                             .iter()
-                            .any(|f| f == strata_agent::api::NODE_HOOKS) =>
+                            .any(|f| f == strata_cluster::node_api::NODE_HOOKS) =>
                     {
                         problems.push(format!(
                             "node {} runs strata {}, which runs no node hooks: upgrade it",
@@ -441,7 +441,7 @@ impl OpHooks {
             if let Err(e) = &result {
                 // Refused before anything was recorded or issued (no such hook there,
                 // a bad request, the lease lost): nothing is paused to resume.
-                use strata_agent::api::ErrorCode;
+                use strata_cluster::node_api::ErrorCode;
                 if matches!(
                     e.code,
                     ErrorCode::NotFound | ErrorCode::BadRequest | ErrorCode::LeaseLost
@@ -625,7 +625,7 @@ impl HookFailure {
 enum StepFailed {
     /// The node's agent refused or failed the step.
     #[error("{}", .0.message)]
-    OnNode(strata_agent::api::ApiError),
+    OnNode(strata_cluster::node_api::ApiError),
     /// The hook, run in this process, failed.
     #[error(transparent)]
     Here(hooks::HookError),
@@ -643,7 +643,7 @@ enum StepFailed {
         /// The node.
         node: String,
         /// What its agent said.
-        error: strata_agent::api::ApiError,
+        error: strata_cluster::node_api::ApiError,
     },
 }
 

@@ -14,8 +14,8 @@
 //!   in process and through `strata server`.
 //! - At the edge, one line: [`crate::error_chain`] (what failed: why: why).
 
-use strata_agent::api::ErrorCode;
 use strata_agent::AgentError;
+use strata_cluster::node_api::ErrorCode;
 use strata_repo::RepoError;
 
 /// Errors of cluster operations.
@@ -41,7 +41,7 @@ pub enum CoordinatorError {
     Busy(String),
     /// A node or server refused or failed a request.
     #[error(transparent)]
-    Api(#[from] strata_agent::api::ApiError),
+    Api(#[from] strata_cluster::node_api::ApiError),
     /// The backup is pinned and cannot be deleted.
     #[error("backup {0} is pinned: `strata unpin {0}` first")]
     Pinned(String),
@@ -143,7 +143,7 @@ mod tests {
     use super::*;
     use crate::config::ConfigError;
     use crate::plugin::PluginError;
-    use strata_agent::api::ApiError;
+    use strata_cluster::node_api::ApiError;
 
     /// Every variant once, with the code the API answers and the command line exits by.
     #[test]

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::Path;
 use std::time::Duration;
-use strata_agent::api::*;
-use strata_agent::progress::ProgressSnapshot;
+use strata_cluster::node_api::ProgressSnapshot;
+use strata_cluster::node_api::*;
 use strata_repo::summary::NodeSummary;
 
 /// An HTTP client for strata's APIs: bearer token, JSON bodies, API errors decoded.

@@ -63,7 +63,7 @@ impl JobError {
     /// Whether it failed because another operation holds the cluster (tried again at the
     /// job's next run).
     pub fn is_busy(&self) -> bool {
-        matches!(self, JobError::Operation(e) if e.code() == strata_agent::api::ErrorCode::Busy)
+        matches!(self, JobError::Operation(e) if e.code() == strata_cluster::node_api::ErrorCode::Busy)
     }
 }
 

@@ -2,17 +2,18 @@
 
 use crate::config::{Config, ConfigError, NodeConfig};
 use crate::coordinator::{Coordinator, Settings};
-use crate::node::{LocalNode, NodeApi};
+use crate::node::NodeApi;
 use crate::remote::{ApiClient, RemoteNode};
 use crate::storage::Storage;
 use crate::{CoordinatorError, CoordinatorResult};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_agent::api::{ApiError, ErrorCode};
 use strata_agent::backup::NodeSource;
+use strata_agent::local_node::LocalNode;
 use strata_agent::service::ApiResult;
 use strata_agent::service::{Agent, AgentConfig, RepoProvider};
+use strata_cluster::node_api::{ApiError, ErrorCode};
 use strata_hooks::PauseLedger;
 use strata_repo::Repository;
 

@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use strata_agent::backup::NodeSource;
+use strata_agent::local_node::LocalNode;
 use strata_agent::restore::RestoreOptions;
 use strata_agent::service::{Agent, AgentConfig};
 use strata_coordinator::config::Config;
 use strata_coordinator::coordinator::Coordinator;
-use strata_coordinator::node::{LocalNode, NodeApi};
+use strata_coordinator::node::NodeApi;
 use strata_coordinator::resolve_backup;
 use strata_coordinator::restore::run_restore;
 use strata_coordinator::setup::SharedRepo;

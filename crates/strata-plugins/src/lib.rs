@@ -29,11 +29,11 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use strata_agent::api::ErrorCode;
 use strata_agent::backup::NodeSource;
 use strata_agent::service::NodePlugin;
 use strata_cluster::config::{ComponentConfig, Config, ConfigError, NodeConfig};
 use strata_cluster::node::NodeApi;
+use strata_cluster::node_api::ErrorCode;
 use strata_postgres::recovery::RecoveryPlan;
 use strata_repo::summary::NodeSummary;
 

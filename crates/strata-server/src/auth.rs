@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use strata_agent::api::{ApiError, ErrorCode};
+use strata_cluster::node_api::{ApiError, ErrorCode};
 use strata_coordinator::config::TokenRole;
 
 /// Compares without stopping at the first difference, so the time taken does not tell an

@@ -22,11 +22,11 @@ use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use strata_agent::api::{ApiError, ErrorCode};
 use strata_api::types::{
     AuditQuery, BackupListing, CleanupBody, CopyBody, FilesQuery, GcBody, NoOptions, Page,
     RepairBody, RestoreBody, SessionInfo, Started, VerifyBody, VersionInfo, FILES_PAGE,
 };
+use strata_cluster::node_api::{ApiError, ErrorCode};
 use strata_coordinator::actions::percent_ok;
 use strata_coordinator::audit::AuditEntry;
 use strata_coordinator::browse::{FileEntry, FileFilter};

@@ -12,7 +12,7 @@ use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use strata_agent::api::{ApiError, ErrorCode};
+use strata_cluster::node_api::{ApiError, ErrorCode};
 
 /// How much of a non-JSON error body is kept in the message (it is for people, and an
 /// error page could be large).

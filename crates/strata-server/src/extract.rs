@@ -7,7 +7,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
-use strata_agent::api::{ApiError, ErrorCode};
+use strata_cluster::node_api::{ApiError, ErrorCode};
 
 /// A JSON body, strictly read: an empty body (or `null`) reads as `{}`, so every field
 /// takes its default; anything else must be JSON with a JSON content type and decode as

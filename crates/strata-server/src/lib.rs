@@ -89,8 +89,8 @@ pub use serve::{serve, TlsFiles};
 use axum::Json;
 pub(crate) use errors::ApiFailure;
 use std::sync::Arc;
-use strata_agent::api::ApiError;
 use strata_agent::service::Agent;
+use strata_cluster::node_api::ApiError;
 use strata_coordinator::coordinator::Coordinator;
 
 /// What a server serves. An API whose part is `None` is not served (404).
@@ -154,7 +154,7 @@ pub fn router(parts: ServerParts) -> axum::Router {
         ))
         .fallback(|| async {
             ApiFailure(ApiError::new(
-                strata_agent::api::ErrorCode::NotFound,
+                strata_cluster::node_api::ErrorCode::NotFound,
                 "no such endpoint on this server (is its agent or coordinator API switched on?)",
             ))
         })

@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::sync::Arc;
-use strata_agent::api::*;
 use strata_agent::service::Agent;
+use strata_cluster::node_api::*;
 use strata_repo::summary::NodeSummary;
 
 type AgentState = State<Arc<Agent>>;

@@ -185,7 +185,7 @@ mod tests {
     use axum::body::Body;
     use axum::routing::get;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use strata_agent::api::{ApiError, ErrorCode};
+    use strata_cluster::node_api::{ApiError, ErrorCode};
     use tower_service::Service;
 
     fn rules() -> QueryRules {

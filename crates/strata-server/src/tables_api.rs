@@ -17,11 +17,11 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, patch, post};
 use axum::{Extension, Json, Router};
 use std::sync::Arc;
-use strata_agent::api::{ApiError, ErrorCode};
 use strata_api::types::tables::{
     TableAddQuery, TableEditQuery, TableHistoryQuery, TablePolicyEdit, TablePolicyNew,
     TablePolicyQuery, TableRunBody,
 };
+use strata_cluster::node_api::{ApiError, ErrorCode};
 use strata_coordinator::config::Config;
 use strata_coordinator::events::{Ending, Events, TablesRunReport};
 use strata_coordinator::storage::Storage;

@@ -20,9 +20,9 @@
 //! its resume), and a pause of the next operation waits for a late resume of the last.
 
 use super::{Agent, ApiResult};
-use crate::api::{ApiError, ErrorCode, HookReply, HookRequest, HookStep};
 use std::sync::Arc;
 use std::time::Duration;
+use strata_cluster::node_api::{ApiError, ErrorCode, HookReply, HookRequest, HookStep};
 use strata_hooks::{HookConfig, HookOperation, PauseRecord};
 
 /// The most text a coordinator may put in one field of a hook's environment.

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use strata_agent::api::*;
+use strata_cluster::node_api::*;
 use strata_postgres::recovery::RecoveryPlan;
 use strata_repo::summary::{
     backup_status, BackupStatus, BackupSummary, ComponentStatus, ComponentSummary, NodeSummary,

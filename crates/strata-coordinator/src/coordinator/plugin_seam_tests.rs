@@ -4,17 +4,17 @@
 
 use crate::config::{Config, NodeConfig};
 use crate::coordinator::{Coordinator, RestorePlan, Settings};
-use crate::node::LocalNode;
 use crate::plugin::*;
 use crate::setup::SharedRepo;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use strata_agent::api::{ApiError, ErrorCode};
 use strata_agent::backup::NodeSource;
+use strata_agent::local_node::LocalNode;
 use strata_agent::service::plugin::{PluginRestore, RestoreStart};
 use strata_agent::service::NodePlugin;
 use strata_agent::service::{Agent, AgentConfig};
+use strata_cluster::node_api::{ApiError, ErrorCode};
 use strata_repo::summary::BackupStatus;
 use strata_repo::summary::NodeSummary;
 use strata_repo::Repository;

@@ -12,8 +12,8 @@ use super::replicas::table_condition;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use strata_agent::api::{ApiError, ErrorCode};
 use strata_agent::service::ApiResult;
+use strata_cluster::node_api::{ApiError, ErrorCode};
 
 /// How often a replica is asked again.
 const POLL: Duration = Duration::from_millis(250);

@@ -134,7 +134,7 @@ impl Plugin for ClickHouse {
         node::find_table(repo, backup, nodes, table, partitions)
             .await
             .map_err(|e| match e.code {
-                strata_agent::api::ErrorCode::BadRequest => PluginError::Refused(e.message),
+                strata_cluster::node_api::ErrorCode::BadRequest => PluginError::Refused(e.message),
                 _ => PluginError::System(e.message),
             })
     }

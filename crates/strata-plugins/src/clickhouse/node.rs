@@ -28,12 +28,12 @@ use super::views;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use strata_agent::api::{ApiError, ErrorCode};
 use strata_agent::service::plugin::{
     no_recovery, BackupStep, PluginBackup, PluginRestore, RestoreStart, Restored,
 };
 use strata_agent::service::{ApiResult, NodePlugin};
 use strata_cluster::config::ClickHouseNode;
+use strata_cluster::node_api::{ApiError, ErrorCode};
 
 /// The ClickHouse plugin on one node.
 #[derive(Debug, Clone)]

@@ -20,8 +20,8 @@ use super::covering::{covering, Candidate, Syntax};
 use super::record::{Part, Record, Table};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use strata_agent::api::{ApiError, ErrorCode};
 use strata_agent::service::ApiResult;
+use strata_cluster::node_api::{ApiError, ErrorCode};
 use strata_repo::manifest::{EntryKind, NodeManifest};
 use strata_repo::BlobId;
 

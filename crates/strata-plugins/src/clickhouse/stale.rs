@@ -15,8 +15,8 @@ use super::record::Table;
 use super::rename::replication_args;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use strata_agent::api::{ApiError, ErrorCode};
 use strata_agent::service::ApiResult;
+use strata_cluster::node_api::{ApiError, ErrorCode};
 
 /// A replica node no live server holds, that a restore's `CREATE` would meet.
 #[derive(Debug, Clone, PartialEq, Eq)]

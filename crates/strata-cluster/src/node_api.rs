@@ -1,12 +1,24 @@
-//! The requests and replies between a coordinator and a node agent.
+//! The requests and replies between a coordinator and a node agent: the words of
+//! [`crate::node::NodeApi`], which `strata_agent` answers.
 //!
 //! The same types travel as JSON over HTTP (`/node/v1/...`) and as plain values to an
 //! in-process agent, so both kinds of node behave alike. [`API_VERSION`] and
 //! [`NodeMetadata::features`] let an older agent and a newer coordinator tell each other
 //! apart: a coordinator refuses an agent whose version it does not speak, with a message
 //! saying which side to upgrade, instead of failing half-way through a backup.
+//!
+//! ```
+//! use strata_cluster::node_api::{ChunkRef, ErrorCode};
+//! use strata_repo::BlobId;
+//!
+//! // What crosses the wire between a coordinator and an agent is checked on arrival: a
+//! // chunk reference names its blob in hex, and anything else is a bad request.
+//! let chunk = ChunkRef::new(&BlobId([7; 32]), 4096);
+//! assert_eq!(chunk.blob_id().unwrap(), BlobId([7; 32]));
+//! let forged = ChunkRef { id: "../../etc/passwd".into(), len: 1 };
+//! assert_eq!(forged.blob_id().unwrap_err().code, ErrorCode::BadRequest);
+//! ```
 
-use crate::progress::ProgressSnapshot;
 use serde::{Deserialize, Serialize};
 use strata_repo::summary::NodeSummary;
 use strata_repo::BlobId;
@@ -297,6 +309,22 @@ pub struct RestoreReply {
     /// what it wrote, or would write on a dry run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub written: Option<String>,
+}
+
+/// A node operation's counters at one moment (the agent's `Progress`), as sent to the
+/// coordinator and the CLI.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ProgressSnapshot {
+    /// Files handled so far.
+    pub files: u64,
+    /// Bytes of those files.
+    pub bytes: u64,
+    /// Files that could not be handled.
+    pub failed: u64,
+    /// Totals when known up front (restores, uploads); 0 while a backup is still walking.
+    pub total_files: u64,
+    /// See `total_files`.
+    pub total_bytes: u64,
 }
 
 /// `GET /node/v1/operations/{id}/progress`.
