@@ -11,7 +11,7 @@
 
 use crate::common;
 
-use common::{pseudo_random, strata_at};
+use common::{pseudo_random, strata_at, Out};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -250,31 +250,6 @@ struct Site {
     config: PathBuf,
 }
 
-/// A finished command.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-fn out_of(out: std::process::Output) -> Out {
-    Out {
-        code: out.status.code(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
-
 fn json(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
@@ -433,7 +408,7 @@ timeout = "40s"
     }
 
     fn run(&self, args: &[&str]) -> Out {
-        out_of(self.strata().args(args).output().unwrap())
+        Out::from(self.strata().args(args).output().unwrap())
     }
 
     /// `strata backup --json`: the outcome and the summary it printed.
@@ -996,7 +971,7 @@ fn strata_unshared(site: &Site, flags: &[&str], setup: &str, unsafe_rule: Option
     if let Some(rule) = unsafe_rule {
         cmd.env("STRATA_TEST_UNSAFE", rule);
     }
-    out_of(cmd.output().unwrap())
+    Out::from(cmd.output().unwrap())
 }
 
 /// A backup paused and in flight; a second `strata backup` starts in another PID
