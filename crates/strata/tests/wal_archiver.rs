@@ -8,125 +8,109 @@
 use crate::common;
 
 use common::server::{http, Server};
-use common::{assert_success, one_node_site, strata_at, strata_with_token};
+use common::{assert_success, realistic_tree, strata_with_token, Site};
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use strata_testkit::data::pseudo_random;
 
-struct Site {
-    dir: tempfile::TempDir,
-    config: PathBuf,
+/// A one-node site (WAL pushed ahead, archiver batches of 8, `extra` TOML in
+/// `[postgres]`), initialised.
+fn wal_site(extra: &str) -> Site {
+    wal_site_with_ttl(10, extra)
 }
 
-impl Site {
-    fn new(extra: &str) -> Site {
-        Site::with_ttl(10, extra)
-    }
+/// A site whose leases (and archive-writer marks) live `ttl` seconds unless renewed.
+fn wal_site_with_ttl(ttl: u64, extra: &str) -> Site {
+    let site = Site::new()
+        .node("db1", "data")
+        .config_extra(&format!(
+            "[server]\nlease_ttl_secs = {ttl}\n[postgres]\nwal_push_ahead = 4\narchiver_batch = 8\n{extra}"
+        ))
+        .build();
+    realistic_tree(&site.path("data"));
+    site.ok(&["init"]);
+    site
+}
 
-    /// A site whose leases (and archive-writer marks) live `ttl` seconds unless renewed.
-    fn with_ttl(ttl: u64, extra: &str) -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let config = one_node_site(
-            dir.path(),
-            &format!("[server]\nlease_ttl_secs = {ttl}\n[postgres]\nwal_push_ahead = 4\narchiver_batch = 8\n{extra}"),
-        );
-        let site = Site { dir, config };
-        site.ok(&["init"]);
-        site
-    }
+fn socket(site: &Site) -> PathBuf {
+    site.dir().join("state/wal-archiver.sock")
+}
 
-    fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = strata_at(self.dir.path(), &self.config);
-        cmd.args(args);
-        cmd
-    }
+/// Starts the archiver and waits until it answers.
+fn archiver(site: &Site) -> Archiver {
+    archiver_with(site, &[])
+}
 
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        assert_success(&format!("strata {args:?}"), &self.run(args))
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.dir.path().join("state/wal-archiver.sock")
-    }
-
-    /// Starts the archiver and waits until it answers.
-    fn archiver(&self) -> Archiver {
-        self.archiver_with(&[])
-    }
-
-    /// [`Site::archiver`] with more environment (the test-only write hold).
-    fn archiver_with(&self, env: &[(&str, &str)]) -> Archiver {
-        let child = self
-            .command(&["wal", "archiver"])
-            .envs(env.iter().copied())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while UnixStream::connect(self.socket()).is_err() {
-            assert!(Instant::now() < deadline, "the archiver never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Archiver { child }
-    }
-
-    fn status(&self) -> serde_json::Value {
-        serde_json::from_str(&self.ok(&["--json", "wal", "status"])).unwrap()
-    }
-
-    fn pg_wal(&self) -> PathBuf {
-        self.dir.path().join("pg/pg_wal")
-    }
-
-    /// Segment `n` (16 KiB of its own bytes), marked ready as PostgreSQL does.
-    fn segment(&self, n: u32) -> PathBuf {
-        let wal = self.pg_wal();
-        fs::create_dir_all(wal.join("archive_status")).unwrap();
-        let name = format!("00000001000000000000{n:04X}");
-        fs::write(wal.join(&name), pseudo_random(16 * 1024, n as u64)).unwrap();
-        fs::write(
-            wal.join("archive_status").join(format!("{name}.ready")),
-            b"",
-        )
+/// [`archiver`] with more environment (the test-only write hold).
+fn archiver_with(site: &Site, env: &[(&str, &str)]) -> Archiver {
+    let child = site
+        .command()
+        .args(["wal", "archiver"])
+        .envs(env.iter().copied())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-        wal.join(name)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while UnixStream::connect(socket(site)).is_err() {
+        assert!(Instant::now() < deadline, "the archiver never listened");
+        std::thread::sleep(Duration::from_millis(50));
     }
+    Archiver { child }
+}
 
-    /// `wal-push` of `path` as PostgreSQL runs it (relative to the data directory), then
-    /// the `.ready` file renamed `.done` as PostgreSQL does on success.
-    fn push(&self, path: &Path) -> String {
-        let relative = Path::new("pg_wal").join(path.file_name().unwrap());
-        let out = self
-            .command(&["wal-push", relative.to_str().unwrap()])
-            .current_dir(self.dir.path().join("pg"))
-            .output()
-            .unwrap();
-        let said = assert_success(&format!("wal-push {}", relative.display()), &out);
-        let status = self.pg_wal().join("archive_status");
-        let name = path.file_name().unwrap().to_str().unwrap();
-        fs::rename(
-            status.join(format!("{name}.ready")),
-            status.join(format!("{name}.done")),
-        )
+fn status(site: &Site) -> serde_json::Value {
+    serde_json::from_str(&site.ok(&["--json", "wal", "status"])).unwrap()
+}
+
+fn pg_wal(site: &Site) -> PathBuf {
+    site.dir().join("pg/pg_wal")
+}
+
+/// Segment `n` (16 KiB of its own bytes), marked ready as PostgreSQL does.
+fn segment(site: &Site, n: u32) -> PathBuf {
+    let wal = pg_wal(site);
+    fs::create_dir_all(wal.join("archive_status")).unwrap();
+    let name = format!("00000001000000000000{n:04X}");
+    fs::write(wal.join(&name), pseudo_random(16 * 1024, n as u64)).unwrap();
+    fs::write(
+        wal.join("archive_status").join(format!("{name}.ready")),
+        b"",
+    )
+    .unwrap();
+    wal.join(name)
+}
+
+/// `wal-push` of `path` as PostgreSQL runs it (relative to the data directory), then
+/// the `.ready` file renamed `.done` as PostgreSQL does on success.
+fn pg_push(site: &Site, path: &Path) -> String {
+    let relative = Path::new("pg_wal").join(path.file_name().unwrap());
+    let out = site
+        .command()
+        .args(["wal-push", relative.to_str().unwrap()])
+        .current_dir(site.dir().join("pg"))
+        .output()
         .unwrap();
-        said
-    }
+    let said = assert_success(&format!("wal-push {}", relative.display()), &out);
+    let status = pg_wal(site).join("archive_status");
+    let name = path.file_name().unwrap().to_str().unwrap();
+    fs::rename(
+        status.join(format!("{name}.ready")),
+        status.join(format!("{name}.done")),
+    )
+    .unwrap();
+    said
+}
 
-    fn fetch_back(&self, path: &Path) {
-        let name = path.file_name().unwrap().to_str().unwrap();
-        let back = self.dir.path().join("fetched");
-        self.ok(&["wal-fetch", name, back.to_str().unwrap()]);
-        assert_eq!(fs::read(&back).unwrap(), fs::read(path).unwrap(), "{name}");
-        fs::remove_file(back).unwrap();
-    }
+fn fetch_back(site: &Site, path: &Path) {
+    let name = path.file_name().unwrap().to_str().unwrap();
+    let back = site.dir().join("fetched");
+    site.ok(&["wal-fetch", name, back.to_str().unwrap()]);
+    assert_eq!(fs::read(&back).unwrap(), fs::read(path).unwrap(), "{name}");
+    fs::remove_file(back).unwrap();
 }
 
 struct Archiver {
@@ -178,10 +162,10 @@ impl Drop for Archiver {
 
 #[test]
 fn pushes_go_through_the_archiver_in_batches_and_read_back() {
-    let site = Site::new("");
-    let archiver = site.archiver();
-    let segments: Vec<PathBuf> = (1..=20).map(|n| site.segment(n)).collect();
-    let first = site.push(&segments[0]);
+    let site = wal_site("");
+    let archiver = archiver(&site);
+    let segments: Vec<PathBuf> = (1..=20).map(|n| segment(&site, n)).collect();
+    let first = pg_push(&site, &segments[0]);
     assert!(
         first.contains("archived 000000010000000000000001"),
         "{first}"
@@ -191,9 +175,9 @@ fn pushes_go_through_the_archiver_in_batches_and_read_back() {
         "the ready segments after it went in the same batch: {first}"
     );
     for segment in &segments[1..] {
-        site.push(segment);
+        pg_push(&site, segment);
     }
-    let status = site.status();
+    let status = status(&site);
     assert_eq!(status["archived_files"], 20, "{status}");
     assert_eq!(status["failures"], 0, "{status}");
     assert_eq!(status["ready_segments"], 0, "{status}");
@@ -205,9 +189,7 @@ fn pushes_go_through_the_archiver_in_batches_and_read_back() {
     assert_eq!(batches, 20, "one batch per push: {status}");
     // Five pushes stored new files (1-5, 6-10, ...); the others found theirs archived.
     // Each storing batch wrote one index object; the look-ahead stored the rest.
-    let index_objects = fs::read_dir(site.dir.path().join("repo/index"))
-        .unwrap()
-        .count();
+    let index_objects = fs::read_dir(site.dir().join("repo/index")).unwrap().count();
     assert!(
         index_objects <= 5,
         "{index_objects} index objects for 20 segments"
@@ -215,8 +197,8 @@ fn pushes_go_through_the_archiver_in_batches_and_read_back() {
 
     // `/metrics` of a server on this host reads the archiver's counters over its socket.
     let server = Server::start(
-        strata_with_token(site.dir.path(), &site.config, "wal-token"),
-        &site.dir.path().join("server.log"),
+        strata_with_token(site.dir(), site.config(), "wal-token"),
+        &site.dir().join("server.log"),
     );
     let scrape = http(&server.url, "GET", "/metrics", Some("wal-token"), "");
     assert_eq!(scrape.status, 200, "{}", scrape.body);
@@ -245,41 +227,41 @@ fn pushes_go_through_the_archiver_in_batches_and_read_back() {
 
     let stderr = archiver.stop();
     assert!(stderr.contains("the WAL archiver stopped"), "{stderr}");
-    assert!(!site.socket().exists(), "the socket is removed at the stop");
+    assert!(!socket(&site).exists(), "the socket is removed at the stop");
     for segment in &segments {
-        site.fetch_back(segment);
+        fetch_back(&site, segment);
     }
     site.ok(&["wal", "verify"]);
 }
 
 #[test]
 fn without_a_listening_archiver_wal_push_pushes_by_itself() {
-    let site = Site::new("");
-    let seg = site.segment(1);
-    site.push(&seg);
+    let site = wal_site("");
+    let seg = segment(&site, 1);
+    pg_push(&site, &seg);
     // A socket file an archiver left behind when it died: nobody listens.
-    fs::create_dir_all(site.socket().parent().unwrap()).unwrap();
-    drop(std::os::unix::net::UnixListener::bind(site.socket()).unwrap());
-    let seg2 = site.segment(2);
-    site.push(&seg2);
-    site.fetch_back(&seg);
-    site.fetch_back(&seg2);
-    let out = site.run(&["wal", "status"]);
-    assert!(!out.status.success());
-    let said = String::from_utf8_lossy(&out.stderr);
+    fs::create_dir_all(socket(&site).parent().unwrap()).unwrap();
+    drop(std::os::unix::net::UnixListener::bind(socket(&site)).unwrap());
+    let seg2 = segment(&site, 2);
+    pg_push(&site, &seg2);
+    fetch_back(&site, &seg);
+    fetch_back(&site, &seg2);
+    let out = site.strata(&["wal", "status"]);
+    assert!(out.code != Some(0));
+    let said = &out.stderr;
     assert!(said.contains("no WAL archiver listens"), "{said}");
     // An archiver replaces the dead socket and serves.
-    let archiver = site.archiver();
-    let seg3 = site.segment(3);
-    site.push(&seg3);
-    assert_eq!(site.status()["archived_files"], 1);
+    let archiver = archiver(&site);
+    let seg3 = segment(&site, 3);
+    pg_push(&site, &seg3);
+    assert_eq!(status(&site)["archived_files"], 1);
     // A second archiver on the same socket is refused while the first listens.
-    let second = site.run(&["wal", "archiver"]);
-    assert!(!second.status.success());
-    let said = String::from_utf8_lossy(&second.stderr);
+    let second = site.strata(&["wal", "archiver"]);
+    assert!(second.code != Some(0));
+    let said = &second.stderr;
     assert!(said.contains("another WAL archiver listens"), "{said}");
     archiver.stop();
-    site.fetch_back(&seg3);
+    fetch_back(&site, &seg3);
 }
 
 /// The one-shot fallback answers the segments it archived ahead from its receipts,
@@ -289,15 +271,15 @@ fn without_a_listening_archiver_wal_push_pushes_by_itself() {
 /// record, not acknowledged from the receipt.
 #[test]
 fn the_one_shot_push_answers_segments_archived_ahead_without_opening_the_repository() {
-    let site = Site::new("");
-    let segments: Vec<PathBuf> = (1..=6).map(|n| site.segment(n)).collect();
-    let first = site.push(&segments[0]);
+    let site = wal_site("");
+    let segments: Vec<PathBuf> = (1..=6).map(|n| segment(&site, n)).collect();
+    let first = pg_push(&site, &segments[0]);
     assert!(
         first.contains("archived 000000010000000000000005"),
         "four ready segments went with it: {first}"
     );
     let receipts = |name: &str| -> usize {
-        let dir = site.dir.path().join("state/wal-pushed");
+        let dir = site.dir().join("state/wal-pushed");
         fs::read_dir(dir)
             .map(|d| d.flatten().filter(|e| e.path().join(name).exists()).count())
             .unwrap_or(0)
@@ -313,9 +295,10 @@ fn the_one_shot_push_answers_segments_archived_ahead_without_opening_the_reposit
     // needed (a wrong one would fail any opening).
     let wrong_password = |path: &Path| {
         let relative = Path::new("pg_wal").join(path.file_name().unwrap());
-        site.command(&["wal-push", relative.to_str().unwrap()])
+        site.command()
+            .args(["wal-push", relative.to_str().unwrap()])
             .env("STRATA_PASSWORD", "not the password")
-            .current_dir(site.dir.path().join("pg"))
+            .current_dir(site.dir().join("pg"))
             .output()
             .unwrap()
     };
@@ -333,7 +316,7 @@ fn the_one_shot_push_answers_segments_archived_ahead_without_opening_the_reposit
     // Used once: the same push again opens the repository, and fails without the password.
     assert!(!wrong_password(&segments[1]).status.success());
     // And with it, it is "already archived" from the repository itself.
-    let again = site.push(&segments[1]);
+    let again = pg_push(&site, &segments[1]);
     assert!(
         again.contains("was already archived (same content)"),
         "{again}"
@@ -345,8 +328,9 @@ fn the_one_shot_push_answers_segments_archived_ahead_without_opening_the_reposit
     fs::write(&segments[2], pseudo_random(16 * 1024, 99)).unwrap();
     let relative = Path::new("pg_wal").join(segments[2].file_name().unwrap());
     let refused = site
-        .command(&["wal-push", relative.to_str().unwrap()])
-        .current_dir(site.dir.path().join("pg"))
+        .command()
+        .args(["wal-push", relative.to_str().unwrap()])
+        .current_dir(site.dir().join("pg"))
         .output()
         .unwrap();
     assert!(
@@ -356,7 +340,7 @@ fn the_one_shot_push_answers_segments_archived_ahead_without_opening_the_reposit
     let said = String::from_utf8_lossy(&refused.stderr);
     assert!(said.contains("already archived: refusing"), "{said}");
     fs::write(&segments[2], &original).unwrap();
-    let same = site.push(&segments[2]);
+    let same = pg_push(&site, &segments[2]);
     assert!(
         same.contains("was already archived (same content)"),
         "{same}"
@@ -364,10 +348,10 @@ fn the_one_shot_push_answers_segments_archived_ahead_without_opening_the_reposit
 
     // The rest as PostgreSQL asks: 4 and 5 from receipts, 6 stored by its own push.
     for segment in &segments[3..] {
-        site.push(segment);
+        pg_push(&site, segment);
     }
     for segment in &segments {
-        site.fetch_back(segment);
+        fetch_back(&site, segment);
     }
     site.ok(&["wal", "verify"]);
 }
@@ -377,28 +361,29 @@ fn the_one_shot_push_answers_segments_archived_ahead_without_opening_the_reposit
 /// once it is over; the count shows in `wal status` and the gap in `wal list`.
 #[test]
 fn over_the_queue_limit_a_failing_push_is_dropped_loudly_and_counted() {
-    let site = Site::new("wal_queue_max_mib = 1");
-    let first = site.segment(1);
-    site.push(&first);
-    let repo = site.dir.path().join("repo");
-    let away = site.dir.path().join("repo.away");
+    let site = wal_site("wal_queue_max_mib = 1");
+    let first = segment(&site, 1);
+    pg_push(&site, &first);
+    let repo = site.dir().join("repo");
+    let away = site.dir().join("repo.away");
     fs::rename(&repo, &away).unwrap();
     let push = |path: &Path| {
-        site.command(&["wal-push", path.to_str().unwrap()])
+        site.command()
+            .args(["wal-push", path.to_str().unwrap()])
             .output()
             .unwrap()
     };
     // 512 KiB waiting: under the limit, the push fails and PostgreSQL keeps the segment.
-    let second = site.segment(2);
+    let second = segment(&site, 2);
     fs::write(&second, pseudo_random(512 * 1024, 2)).unwrap();
     let out = push(&second);
     assert!(
         !out.status.success(),
         "a push without its storage must fail"
     );
-    assert!(!site.dir.path().join("state/wal-dropped.json").exists());
+    assert!(!site.dir().join("state/wal-dropped.json").exists());
     // 1.5 MiB waiting: over it, the same push is acknowledged without being archived.
-    let third = site.segment(3);
+    let third = segment(&site, 3);
     fs::write(&third, pseudo_random(1024 * 1024, 3)).unwrap();
     let out = push(&second);
     let said = String::from_utf8_lossy(&out.stderr);
@@ -409,23 +394,23 @@ fn over_the_queue_limit_a_failing_push_is_dropped_loudly_and_counted() {
         "{said}"
     );
     fs::rename(&away, &repo).unwrap();
-    let archiver = site.archiver();
-    let status = site.status();
+    let archiver = archiver(&site);
+    let status = status(&site);
     assert_eq!(status["dropped"]["count"], 1, "{status}");
     assert_eq!(
         status["dropped"]["last"]["name"],
         "000000010000000000000002"
     );
-    let out = site.run(&["wal", "status"]);
-    let said = String::from_utf8_lossy(&out.stderr);
+    let out = site.strata(&["wal", "status"]);
+    let said = &out.stderr;
     assert!(
         said.contains("1 WAL segments were acknowledged WITHOUT"),
         "{said}"
     );
     // The server counts it in /metrics and names it on the dashboard's WAL card.
-    let mut cmd = site.command(&[]);
+    let mut cmd = site.command();
     cmd.env("STRATA_TOKEN", "queue-token");
-    let server = common::server::Server::start(cmd, &site.dir.path().join("server.log"));
+    let server = common::server::Server::start(cmd, &site.dir().join("server.log"));
     let reply = common::server::http(&server.url, "GET", "/metrics", Some("queue-token"), "");
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(
@@ -437,11 +422,11 @@ fn over_the_queue_limit_a_failing_push_is_dropped_loudly_and_counted() {
         reply.body
     );
     drop(server);
-    site.push(&third);
+    pg_push(&site, &third);
     archiver.stop();
     // The archive has the segments before and after the drop, not the dropped one.
-    site.fetch_back(&first);
-    site.fetch_back(&third);
+    fetch_back(&site, &first);
+    fetch_back(&site, &third);
     let listing = site.ok(&["wal", "list"]);
     assert!(
         listing.contains(
@@ -457,25 +442,23 @@ fn over_the_queue_limit_a_failing_push_is_dropped_loudly_and_counted() {
 /// the archiver up they are the same directory's figures.
 #[test]
 fn the_archive_lag_is_in_metrics_while_the_archiver_is_down() {
-    let site = Site::new("[nodes.postgres]\ndata_dir = \"pg\"\n");
-    let segments: Vec<PathBuf> = (1..=4).map(|n| site.segment(n)).collect();
+    let site = wal_site("[nodes.postgres]\ndata_dir = \"pg\"\n");
+    let segments: Vec<PathBuf> = (1..=4).map(|n| segment(&site, n)).collect();
     // PostgreSQL archived the first (its `.ready` became `.done`); three wait, the
     // oldest of them for ten minutes.
-    site.push(&segments[0]);
-    let oldest = site
-        .pg_wal()
-        .join("archive_status/000000010000000000000002.ready");
+    pg_push(&site, &segments[0]);
+    let oldest = pg_wal(&site).join("archive_status/000000010000000000000002.ready");
     let ten_minutes_ago = std::time::SystemTime::now() - Duration::from_secs(600);
     filetime::set_file_mtime(
         &oldest,
         filetime::FileTime::from_system_time(ten_minutes_ago),
     )
     .unwrap();
-    assert!(!site.socket().exists(), "no archiver runs");
+    assert!(!socket(&site).exists(), "no archiver runs");
 
     let server = Server::start(
-        strata_with_token(site.dir.path(), &site.config, "lag-token"),
-        &site.dir.path().join("server.log"),
+        strata_with_token(site.dir(), site.config(), "lag-token"),
+        &site.dir().join("server.log"),
     );
     let value = |body: &str, name: &str| -> f64 {
         let prefix = format!("{name}{{storage=\"main\"}} ");
@@ -497,10 +480,10 @@ fn the_archive_lag_is_in_metrics_while_the_archiver_is_down() {
     drop(server);
 
     // With the archiver up, the same directory's figures.
-    let archiver = site.archiver();
+    let archiver = archiver(&site);
     let server = Server::start(
-        strata_with_token(site.dir.path(), &site.config, "lag-token"),
-        &site.dir.path().join("server.log"),
+        strata_with_token(site.dir(), site.config(), "lag-token"),
+        &site.dir().join("server.log"),
     );
     let scrape = http(&server.url, "GET", "/metrics", Some("lag-token"), "");
     assert_eq!(scrape.status, 200, "{}", scrape.body);
@@ -517,30 +500,31 @@ fn the_archive_lag_is_in_metrics_while_the_archiver_is_down() {
 
 #[test]
 fn a_stalled_archiver_fails_the_push_in_time_and_hostile_clients_are_cut_off() {
-    let site = Site::new("archiver_timeout_secs = 2\n");
-    let archiver = site.archiver();
+    let site = wal_site("archiver_timeout_secs = 2\n");
+    let archiver = archiver(&site);
 
     // A client that never finishes its line, and one that sends an endless line: neither
     // stops a push beside them.
-    let mut silent = UnixStream::connect(site.socket()).unwrap();
-    let mut endless = UnixStream::connect(site.socket()).unwrap();
+    let mut silent = UnixStream::connect(socket(&site)).unwrap();
+    let mut endless = UnixStream::connect(socket(&site)).unwrap();
     endless
         .write_all(&vec![b'x'; 256 * 1024])
         .unwrap_or_default();
     let mut answer = String::new();
     endless.read_to_string(&mut answer).unwrap();
     assert!(answer.contains("longer than"), "{answer}");
-    let seg = site.segment(1);
-    site.push(&seg);
+    let seg = segment(&site, 1);
+    pg_push(&site, &seg);
     silent.write_all(b"{\"push\":").unwrap();
 
     // Stalled (SIGSTOP) for longer than wal-push waits: the push fails, in time, with
     // an exit PostgreSQL retries on, and the file stays ready.
     archiver.signal("-STOP");
-    let seg2 = site.segment(2);
+    let seg2 = segment(&site, 2);
     let started = Instant::now();
     let out = site
-        .command(&["wal-push", seg2.to_str().unwrap()])
+        .command()
+        .args(["wal-push", seg2.to_str().unwrap()])
         .output()
         .unwrap();
     let waited = started.elapsed();
@@ -556,7 +540,7 @@ fn a_stalled_archiver_fails_the_push_in_time_and_hostile_clients_are_cut_off() {
         "wal-push hung for {waited:?}"
     );
     // Resumed, it answers again; PostgreSQL's next call succeeds.
-    site.push(&seg2);
+    pg_push(&site, &seg2);
     // A connection still reading its request does not hold the stop up.
     let t = Instant::now();
     archiver.stop();
@@ -566,8 +550,8 @@ fn a_stalled_archiver_fails_the_push_in_time_and_hostile_clients_are_cut_off() {
         t.elapsed()
     );
     drop(silent);
-    site.fetch_back(&seg);
-    site.fetch_back(&seg2);
+    fetch_back(&site, &seg);
+    fetch_back(&site, &seg2);
 }
 
 /// Recovery's side: a `wal-fetch` that had to read the archive starts a prefetcher that
@@ -576,17 +560,17 @@ fn a_stalled_archiver_fails_the_push_in_time_and_hostile_clients_are_cut_off() {
 /// stops by itself once recovery stops asking.
 #[test]
 fn a_fetch_from_the_archive_starts_a_prefetcher_that_keeps_recovery_fed() {
-    let site = Site::new("wal_fetch_ahead = 3\nwal_prefetch_idle_secs = 2\n");
-    let segments: Vec<PathBuf> = (1..=12).map(|n| site.segment(n)).collect();
+    let site = wal_site("wal_fetch_ahead = 3\nwal_prefetch_idle_secs = 2\n");
+    let segments: Vec<PathBuf> = (1..=12).map(|n| segment(&site, n)).collect();
     for segment in &segments {
-        site.push(segment);
+        pg_push(&site, segment);
     }
-    let repo_id = fs::read_dir(site.dir.path().join("state/wal-spool"))
+    let repo_id = fs::read_dir(site.dir().join("state/wal-spool"))
         .map(|mut d| d.next().unwrap().unwrap().path())
         .ok();
     assert!(repo_id.is_none(), "nothing spooled before recovery");
     let spooled = |n: u32| {
-        fs::read_dir(site.dir.path().join("state/wal-spool"))
+        fs::read_dir(site.dir().join("state/wal-spool"))
             .ok()
             .and_then(|mut d| d.next())
             .is_some_and(|spool| {
@@ -603,13 +587,12 @@ fn a_fetch_from_the_archive_starts_a_prefetcher_that_keeps_recovery_fed() {
             assert!(
                 Instant::now() < deadline,
                 "segment {n} was never prefetched: {}",
-                fs::read_to_string(site.dir.path().join("state/wal-prefetch.log"))
-                    .unwrap_or_default()
+                fs::read_to_string(site.dir().join("state/wal-prefetch.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    let back = site.dir.path().join("fetched");
+    let back = site.dir().join("fetched");
     let fetch = |n: u32| {
         let name = format!("00000001000000000000{n:04X}");
         site.ok(&["wal-fetch", &name, back.to_str().unwrap()]);
@@ -626,8 +609,8 @@ fn a_fetch_from_the_archive_starts_a_prefetcher_that_keeps_recovery_fed() {
     // it.
     wait_spooled(5);
     // From here on no fetch may open the repository: without its keys it cannot.
-    let keys = site.dir.path().join("repo/keys");
-    let away = site.dir.path().join("keys-away");
+    let keys = site.dir().join("repo/keys");
+    let away = site.dir().join("keys-away");
     fs::rename(&keys, &away).unwrap();
     for n in 3..=12 {
         wait_spooled(n);
@@ -637,16 +620,11 @@ fn a_fetch_from_the_archive_starts_a_prefetcher_that_keeps_recovery_fed() {
     // next timeline's history file, which is not archived. The running prefetcher answers
     // both (a fetch that opened the repository would fail with 126).
     fetch(12);
-    let out = site.run(&["wal-fetch", "00000002.history", back.to_str().unwrap()]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = site.strata(&["wal-fetch", "00000002.history", back.to_str().unwrap()]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
     fs::rename(&away, &keys).unwrap();
     // Idle for its two seconds, it stops and says what it did.
-    let log = site.dir.path().join("state/wal-prefetch.log");
+    let log = site.dir().join("state/wal-prefetch.log");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = fs::read_to_string(&log).unwrap_or_default();
@@ -669,14 +647,15 @@ fn a_fetch_from_the_archive_starts_a_prefetcher_that_keeps_recovery_fed() {
 /// fence lapsed. PostgreSQL's next call then archives it.
 #[test]
 fn a_batch_stalled_past_its_lease_acknowledges_nothing_and_writes_no_record() {
-    let site = Site::with_ttl(2, "");
-    let hold = site.dir.path().join("hold");
+    let site = wal_site_with_ttl(2, "");
+    let hold = site.dir().join("hold");
     fs::create_dir_all(&hold).unwrap();
     let spec = format!("archive/wal/:{}", hold.display());
-    let archiver = site.archiver_with(&[("STRATA_TEST_HOLD_WRITE", &spec)]);
-    let seg = site.segment(1);
+    let archiver = archiver_with(&site, &[("STRATA_TEST_HOLD_WRITE", &spec)]);
+    let seg = segment(&site, 1);
     let mut push = site
-        .command(&["wal-push", seg.to_str().unwrap()])
+        .command()
+        .args(["wal-push", seg.to_str().unwrap()])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -692,13 +671,12 @@ fn a_batch_stalled_past_its_lease_acknowledges_nothing_and_writes_no_record() {
         "a push whose batch lost its fence was acknowledged"
     );
     let record = site
-        .dir
-        .path()
+        .dir()
         .join("repo/archive/wal")
         .join(seg.file_name().unwrap());
     assert!(!record.exists(), "a lapsed batch made its record visible");
     // PostgreSQL calls again: stored, and it reads back.
-    site.push(&seg);
+    pg_push(&site, &seg);
     archiver.stop();
-    site.fetch_back(&seg);
+    fetch_back(&site, &seg);
 }
