@@ -80,7 +80,7 @@ fn wants(role: &Role, info: &TableInfo, snapshot: &Option<Snapshot>, txid: i64) 
     state_ok && !snapshot.as_ref().is_some_and(|s| s.contains(txid))
 }
 
-/// What [`handle_event`] did with an event.
+/// What [`apply_event`] did with an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Handled {
     /// Applied, buffered, or not this node's (a table not replicated here, a cascade
