@@ -33,6 +33,9 @@
 #   STRATA_BIN       use this strata binary instead of building it with cargo
 #   BENCH_RESULTS    report path (default bench/results/latest.md)
 #   SCALING_TOOLS    tools for --scaling (default strata)
+#   BENCH_HISTORY    the peers' earlier wall times (default bench/results/peer-history.tsv):
+#                    the report flags a peer more than 30% off its median there, then
+#                    adds this run's
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -396,7 +399,7 @@ fi
 meta notes "$(IFS='|'; echo "${NOTES[*]:-}")"
 say "report ($RESULTS_MD)"
 echo
-python3 "$SCRIPT_DIR/report.py" "$W" "$RESULTS_MD"
+python3 "$SCRIPT_DIR/report.py" "$W" "$RESULTS_MD" --history "${BENCH_HISTORY:-$SCRIPT_DIR/results/peer-history.tsv}"
 echo
 info "raw results: $RESULTS_TSV, logs: $LOGS"
 if (( FAILED )); then
