@@ -7,9 +7,9 @@
 
 use crate::common;
 
-use common::{assert_success, strata_at};
+use common::{assert_success, Site};
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -31,81 +31,58 @@ const SCHEMA: &[&str] = &[
     "CREATE VIEW shop.recent ON CLUSTER strata AS SELECT id, s FROM shop.events WHERE batch > 0",
 ];
 
-/// A site: a config whose nodes are a cluster's servers, in one component.
-struct Site {
-    dir: PathBuf,
-    config: PathBuf,
+/// A site sharing `dir` (and its repository) with others, its files named after `name`:
+/// a config whose nodes are a cluster's servers, in one component.
+fn ch_site(dir: &Path, name: &str, nodes: &[(&str, &strata_testkit::clickhouse::Server)]) -> Site {
+    ch_site_with(dir, name, nodes, "")
 }
 
-impl Site {
-    fn new(dir: &Path, name: &str, nodes: &[(&str, &strata_testkit::clickhouse::Server)]) -> Site {
-        let config = dir.join(format!("{name}.toml"));
-        let mut text = format!(
-            "default_storage = \"main\"\nstate_dir = {state:?}\n[storages.main]\npath = {repo:?}\n",
-            state = dir.join(format!("{name}-state")),
-            repo = dir.join("repo"),
-        );
-        for (node, server) in nodes {
-            text.push_str(&format!(
-                "[[nodes]]\nname = \"{node}\"\n[nodes.clickhouse]\nurl = \"{}\"\npath = {:?}\n",
-                server.url, server.data
-            ));
-        }
-        let names: Vec<String> = nodes.iter().map(|(n, _)| format!("{n:?}")).collect();
+/// [`ch_site`] with `extra` lines in each `[nodes.clickhouse]`.
+fn ch_site_with(
+    dir: &Path,
+    name: &str,
+    nodes: &[(&str, &strata_testkit::clickhouse::Server)],
+    extra: &str,
+) -> Site {
+    let mut text = String::new();
+    for (node, server) in nodes {
         text.push_str(&format!(
-            "[[components]]\nname = \"warehouse\"\nplugin = \"clickhouse\"\nnodes = [{}]\n",
-            names.join(", ")
+            "[[nodes]]\nname = \"{node}\"\n[nodes.clickhouse]\n{extra}url = \"{}\"\npath = {:?}\n",
+            server.url, server.data
         ));
-        fs::write(&config, text).unwrap();
-        Site {
-            dir: dir.to_path_buf(),
-            config,
-        }
     }
+    let names: Vec<String> = nodes.iter().map(|(n, _)| format!("{n:?}")).collect();
+    text.push_str(&format!(
+        "[[components]]\nname = \"warehouse\"\nplugin = \"clickhouse\"\nnodes = [{}]\n",
+        names.join(", ")
+    ));
+    Site::new()
+        .file(&format!("{name}.toml"))
+        .state(&format!("{name}-state"))
+        .config_extra(&text)
+        .build_in(dir)
+}
 
-    /// A site whose nodes `ch1`... are `cluster`'s servers, with `extra` lines in each
-    /// `[nodes.clickhouse]` (`restore_wait = "2m"`, `zookeeper = [...]`).
-    fn of_cluster(dir: &Path, name: &str, cluster: &ClickHouseCluster, extra: &str) -> Site {
-        let names = ch_names(cluster.servers.len());
-        let nodes: Vec<(&str, &_)> = names
-            .iter()
-            .map(String::as_str)
-            .zip(&cluster.servers)
-            .collect();
-        let site = Site::new(dir, name, &nodes);
-        let config = fs::read_to_string(&site.config).unwrap();
-        let config = config.replace(
-            "[nodes.clickhouse]\n",
-            &format!("[nodes.clickhouse]\n{extra}"),
-        );
-        fs::write(&site.config, config).unwrap();
-        site
-    }
+/// A site whose nodes `ch1`... are `cluster`'s servers, with `extra` lines in each
+/// `[nodes.clickhouse]` (`restore_wait = "2m"`, `zookeeper = [...]`).
+fn cluster_site(dir: &Path, name: &str, cluster: &ClickHouseCluster, extra: &str) -> Site {
+    let names = ch_names(cluster.servers.len());
+    let nodes: Vec<(&str, &_)> = names
+        .iter()
+        .map(String::as_str)
+        .zip(&cluster.servers)
+        .collect();
+    ch_site_with(dir, name, &nodes, extra)
+}
 
-    fn strata(&self, args: &[&str]) -> std::process::Output {
-        strata_at(&self.dir, &self.config)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    /// `strata ARGS` started in the background, its output piped.
-    fn spawn(&self, args: &[&str]) -> std::process::Child {
-        strata_at(&self.dir, &self.config)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        assert_success(&format!("strata {args:?}"), &self.strata(args))
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        serde_json::from_str(&self.ok(args)).unwrap()
-    }
+/// `strata ARGS` of `site` started in the background, its output piped.
+fn spawn(site: &Site, args: &[&str]) -> std::process::Child {
+    site.command()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 fn ch_names(n: usize) -> Vec<String> {
@@ -217,7 +194,7 @@ fn a_cluster_backed_up_under_inserts_comes_back_on_a_fresh_cluster_and_on_anothe
         .map(String::as_str)
         .zip(&source.servers)
         .collect();
-    let site = Site::new(dir.path(), "source", &nodes);
+    let site = ch_site(dir.path(), "source", &nodes);
     site.ok(&["init"]);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -283,7 +260,7 @@ fn a_cluster_backed_up_under_inserts_comes_back_on_a_fresh_cluster_and_on_anothe
         .map(String::as_str)
         .zip(&fresh.servers)
         .collect();
-    let same = Site::new(dir.path(), "same", &nodes);
+    let same = ch_site(dir.path(), "same", &nodes);
     let restored = same.json(&["restore", &backup, "--json"]);
     assert!(
         restored.to_string().contains("parts attached"),
@@ -353,9 +330,9 @@ fn a_cluster_backed_up_under_inserts_comes_back_on_a_fresh_cluster_and_on_anothe
     // Another topology: one replica per shard, other node names.
     let small = ClickHouseCluster::start(2, 1);
     let nodes = [("n1", &small.servers[0]), ("n2", &small.servers[1])];
-    let other = Site::new(dir.path(), "other", &nodes);
+    let other = ch_site(dir.path(), "other", &nodes);
     let out = other.strata(&["restore", &backup, "--map", "ch2=n1", "--map", "ch4=n2"]);
-    assert_success("a restore onto another topology", &out);
+    assert_eq!(out.code, Some(0), "a restore onto another topology\n{out}");
     for (shard, server) in small.servers.iter().enumerate() {
         assert_restored(&server.url, before, shard + 1);
         assert_eq!(
@@ -400,7 +377,7 @@ fn a_backup_killed_while_its_tables_are_frozen_leaves_no_copy_after_the_next_and
         .map(String::as_str)
         .zip(&cluster.servers)
         .collect();
-    let site = Site::new(dir.path(), "site", &nodes);
+    let site = ch_site(dir.path(), "site", &nodes);
     site.ok(&["init"]);
     // No part changes from here on, and every part is older than the window in which a
     // backup does not trust a file's stamp (two seconds), so the files cache can be seen.
@@ -412,7 +389,8 @@ fn a_backup_killed_while_its_tables_are_frozen_leaves_no_copy_after_the_next_and
     // Held at its first index write: every table is frozen, nothing is indexed yet.
     let hold = dir.path().join("hold");
     fs::create_dir_all(&hold).unwrap();
-    let mut child = strata_at(&site.dir, &site.config)
+    let mut child = site
+        .command()
         .args(["backup", "--json"])
         .env(
             "STRATA_TEST_HOLD_WRITE",
@@ -493,8 +471,8 @@ fn a_backup_killed_while_its_tables_are_frozen_leaves_no_copy_after_the_next_and
     // A restore onto the live cluster: its tables hold rows, nothing is attached.
     let before = fingerprint(&cluster.servers[0].url, "shop.events", "d, id, s, batch");
     let out = site.strata(&["restore", summary["name"].as_str().unwrap()]);
-    assert!(!out.status.success(), "a restore over rows must fail");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.code != Some(0), "a restore over rows must fail");
+    let stderr = &out.stderr;
     assert!(stderr.contains("exists on this server with"), "{stderr}");
     assert_eq!(
         fingerprint(&cluster.servers[0].url, "shop.events", "d, id, s, batch"),
@@ -568,7 +546,7 @@ fn a_backup_killed_while_its_tables_are_frozen_leaves_no_copy_after_the_next_and
         "INSERT INTO shop.events_restored VALUES ('2024-01-01', 1, 'x', 0)",
     );
     let out = site.strata(&["restore", name, "--table", "shop.events"]);
-    assert!(!out.status.success(), "a copy over other rows must fail");
+    assert!(out.code != Some(0), "a copy over other rows must fail");
     for server in &cluster.servers {
         assert_no_frozen_copy(&server.data);
     }
@@ -606,17 +584,17 @@ fn a_backup_killed_while_its_tables_are_frozen_leaves_no_copy_after_the_next_and
             .to_string(),
         data: dead_dir,
     };
-    let broken = Site::new(
+    let broken = ch_site(
         dir.path(),
         "broken",
         &[("ch1", &cluster.servers[0]), ("ch9", &dead)],
     );
     let out = broken.strata(&["backup", "--json"]);
     assert!(
-        !out.status.success(),
+        out.code != Some(0),
         "a backup without one of its servers fails"
     );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(summary["status"], "failed", "{summary:#}");
     let node = summary["nodes"]
         .as_array()
@@ -684,7 +662,7 @@ fn replicas_that_lag_both_ways_come_back_whole_on_every_replica() {
     }
     assert_eq!(query(r1, "SELECT count() FROM shop.events"), "103000");
     assert_eq!(query(r2, "SELECT count() FROM shop.events"), "102000");
-    let site = Site::of_cluster(dir.path(), "source", &source, "");
+    let site = cluster_site(dir.path(), "source", &source, "");
     site.ok(&["init"]);
     let summary = site.json(&["backup", "--json"]);
     assert_eq!(summary["status"], "complete", "{summary:#}");
@@ -700,7 +678,7 @@ fn replicas_that_lag_both_ways_come_back_whole_on_every_replica() {
     // A fresh cluster of the same shape: both replicas hold every row when the restore
     // exits (no waiting here: the restore waited), and say so.
     let fresh = ClickHouseCluster::start(1, 2);
-    let same = Site::of_cluster(dir.path(), "same", &fresh, "");
+    let same = cluster_site(dir.path(), "same", &fresh, "");
     let out = same.ok(&["restore", &backup]);
     assert!(out.contains("shop.events 105000 rows attached"), "{out}");
     assert!(out.contains("shop.events 105000 rows fetched"), "{out}");
@@ -709,7 +687,7 @@ fn replicas_that_lag_both_ways_come_back_whole_on_every_replica() {
     // Onto one replica, each of the two left out in turn.
     for (kept, left_out) in [("ch1", "ch2"), ("ch2", "ch1")] {
         let single = ClickHouseCluster::start(1, 1);
-        let site = Site::new(
+        let site = ch_site(
             dir.path(),
             &format!("single-{kept}"),
             &[("n1", &single.servers[0])],
@@ -754,8 +732,8 @@ fn replicas_that_lag_both_ways_come_back_whole_on_every_replica() {
     // --table naming no table of the backup: exit 2, naming the close ones.
     for typo in ["shop.evnets", "nodb.events", "shop.Events"] {
         let out = site.strata(&["restore", &backup, "--table", typo]);
-        assert_eq!(out.status.code(), Some(2), "{typo}: {out:?}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.code, Some(2), "{typo}: {out}");
+        let stderr = &out.stderr;
         assert!(
             stderr.contains("holds such a table (it holds shop.events"),
             "{typo}: {stderr}"
@@ -813,7 +791,7 @@ fn a_cluster_that_lost_its_disks_with_zookeeper_kept_comes_back_and_names_every_
         })
         .collect();
     let tags = fingerprint(r1, "shop.tags", "id, tag");
-    let site = Site::of_cluster(
+    let site = cluster_site(
         dir.path(),
         "site",
         &cluster,
@@ -848,10 +826,10 @@ fn a_cluster_that_lost_its_disks_with_zookeeper_kept_comes_back_and_names_every_
     }
     let out = site.strata(&["restore", &backup]);
     assert!(
-        !out.status.success(),
+        out.code != Some(0),
         "a restore onto stale replicas must fail"
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = &out.stderr;
     // Every one of the six, in one run, on each node.
     for t in ["events", "orders", "visits"] {
         for r in ["ch1", "ch2"] {
@@ -916,11 +894,11 @@ fn unsent_distributed_rows_make_a_backup_partial_and_a_failed_node_s_cause_is_pr
         "CREATE TABLE shop.dist (x UInt64) ENGINE = Distributed(strata, shop, target, 1)",
     );
     query(ch1, "INSERT INTO shop.dist SELECT number FROM numbers(100)");
-    let site = Site::of_cluster(dir.path(), "site", &cluster, "");
+    let site = cluster_site(dir.path(), "site", &cluster, "");
     site.ok(&["init"]);
     let out = site.strata(&["backup"]);
-    assert_eq!(out.status.code(), Some(3), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.code, Some(3), "{out}");
+    let stdout = &out.stdout;
     assert!(
         stdout.contains("shop.dist holds 1 batch(es) of acknowledged rows not yet sent"),
         "{stdout}"
@@ -946,14 +924,14 @@ fn unsent_distributed_rows_make_a_backup_partial_and_a_failed_node_s_cause_is_pr
             .to_string(),
         data: dir.path().to_path_buf(),
     };
-    let broken = Site::new(
+    let broken = ch_site(
         dir.path(),
         "broken",
         &[("ch1", &cluster.servers[0]), ("ch9", &dead)],
     );
     let out = broken.strata(&["backup"]);
-    assert_eq!(out.status.code(), Some(3), "{out:?}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.code, Some(3), "{out}");
+    let stdout = &out.stdout;
     let component = stdout
         .lines()
         .find(|l| l.starts_with("component warehouse"))
@@ -980,7 +958,7 @@ fn a_restore_cut_short_runs_again_to_its_end() {
     query(url, create);
     query(url, "INSERT INTO shop.events SELECT toDate('2024-01-01') + number % 90, number FROM numbers(30000)");
     let want = fingerprint(url, "shop.events", "d, id");
-    let site = Site::of_cluster(dir.path(), "source", &source, "");
+    let site = cluster_site(dir.path(), "source", &source, "");
     site.ok(&["init"]);
     let backup = site.json(&["backup", "--json"])["name"]
         .as_str()
@@ -989,7 +967,7 @@ fn a_restore_cut_short_runs_again_to_its_end() {
 
     let target = ClickHouseCluster::start(1, 2);
     let (t1, t2) = (&target.servers[0].url, &target.servers[1].url);
-    let site = Site::of_cluster(
+    let site = cluster_site(
         dir.path(),
         "target",
         &target,
@@ -1062,8 +1040,8 @@ fn a_restore_cut_short_runs_again_to_its_end() {
         "--partition",
         "209901",
     ]);
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.code, Some(2), "{out}");
+    let stderr = &out.stderr;
     assert!(
         stderr.contains("its partitions: 202401, 202402, 202403"),
         "{stderr}"
@@ -1084,7 +1062,7 @@ fn a_restore_cut_short_runs_again_to_its_end() {
         "--partition",
         "202401",
     ]);
-    assert!(!out.status.success(), "{out:?}");
+    assert!(out.code != Some(0), "{out}");
     assert_eq!(fingerprint(t1, "shop.events", "d, id"), before);
 }
 
@@ -1108,7 +1086,7 @@ fn a_restore_whose_zookeeper_dies_runs_again_to_its_end() {
         .iter()
         .map(|t| fingerprint(url, &format!("shop.{t}"), "d, id, s"))
         .collect();
-    let site = Site::of_cluster(dir.path(), "source", &source, "");
+    let site = cluster_site(dir.path(), "source", &source, "");
     site.ok(&["init"]);
     let backup = site.json(&["backup", "--json"])["name"]
         .as_str()
@@ -1125,8 +1103,8 @@ fn a_restore_whose_zookeeper_dies_runs_again_to_its_end() {
         )
     };
     // The first run gives up soon: its ZooKeeper stays away.
-    let site = Site::of_cluster(dir.path(), "target", &target, &settings("15s"));
-    let restore = site.spawn(&["restore", &backup]);
+    let site = cluster_site(dir.path(), "target", &target, &settings("15s"));
+    let restore = spawn(&site, &["restore", &backup]);
     let created = |u: &str| {
         try_query_within(u, "EXISTS TABLE shop.events", Duration::from_secs(2)).as_deref()
             == Ok("1")
@@ -1150,8 +1128,8 @@ fn a_restore_whose_zookeeper_dies_runs_again_to_its_end() {
     eprintln!("the restore whose ZooKeeper died:\n{stderr}");
 
     target.start_zookeeper();
-    let site = Site::of_cluster(dir.path(), "target", &target, &settings("3m"));
-    let rerun = site.spawn(&["restore", &backup]);
+    let site = cluster_site(dir.path(), "target", &target, &settings("3m"));
+    let rerun = spawn(&site, &["restore", &backup]);
     let out = output_within(rerun, Duration::from_secs(400), "the restore run again");
     let stdout = assert_success("the restore run again", &out);
     eprintln!("the restore run again:\n{stdout}");
