@@ -8,9 +8,9 @@
 use crate::common;
 
 use common::server::{http, Server};
-use common::strata_with_token;
+use common::{Site, SiteBuilder};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 use strata_testkit::process::KillOnDrop;
 use strata_testkit::wait::wait_for;
@@ -20,87 +20,92 @@ const AGENT_TOKEN: &str = "agent-token";
 /// A guard against hangs, not a timing assertion.
 const LIMIT: Duration = Duration::from_secs(30);
 
-struct Site {
+/// The hosts of a test, in one scratch directory: db1's agent (`db1/strata.toml`, data in
+/// `db1/data`) and the configurations pointing at it, written when a test knows them.
+struct Hosts {
     dir: tempfile::TempDir,
+    /// db1's agent: its own hooks, `[server] node = "db1"`.
+    agent: Site,
 }
 
-impl Site {
-    fn new() -> Site {
-        let site = Site {
-            dir: tempfile::tempdir().unwrap(),
+/// A site whose commands carry both tokens and say they run at `place` (`$WHERE`,
+/// written by the hooks).
+fn site_at(place: &str) -> SiteBuilder {
+    Site::new()
+        .token(USER_TOKEN)
+        .env("STRATA_AGENT_TOKEN", AGENT_TOKEN)
+        .env("WHERE", place)
+}
+
+/// A hook entry for node db1 whose pause and resume write `PHASE NODE WHERE` to
+/// calls.log, `$WHERE` being the environment of the process that ran it; the resume
+/// fails while the file `refuse-resume` exists.
+fn exporter(dir: &Path) -> String {
+    let log = dir.join("calls.log");
+    // A resume fails while the file `refuse-resume` exists.
+    let refuse = dir.join("refuse-resume");
+    let call = |step: &str| {
+        let guard = match step {
+            "resume" => format!("[ -e {} ] && exit 1; ", refuse.display()),
+            _ => String::new(),
         };
-        std::fs::create_dir_all(site.path("db1/data")).unwrap();
-        std::fs::write(site.path("db1/data/table"), vec![7u8; 100_000]).unwrap();
-        site
+        format!(
+            r#"["/bin/sh", "-c", "{guard}echo \"$STRATA_PHASE $STRATA_NODE $WHERE\" >> {}"]"#,
+            log.display()
+        )
+    };
+    format!(
+        "[[hooks]]\nname = \"before-db1\"\nnode = \"db1\"\nat = \"before\"\nrun = {}\n\n\
+         [[hooks]]\nname = \"exporter\"\nnode = \"db1\"\npause = {}\nresume = {}\ntimeout = \"10s\"\nresume_attempts = 2\n",
+        call("run"),
+        call("pause"),
+        call("resume")
+    )
+}
+
+impl Hosts {
+    fn new() -> Hosts {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("db1/data")).unwrap();
+        std::fs::write(dir.path().join("db1/data/table"), vec![7u8; 100_000]).unwrap();
+        let agent = Hosts::db1(
+            dir.path(),
+            "db1/strata.toml",
+            "[server]\nnode = \"db1\"\ncoordinator = false\n",
+            "agent",
+        );
+        Hosts { dir, agent }
+    }
+
+    /// A configuration `file` in `dir` of node db1 backing up `db1/data` (state in
+    /// `db1/state`) with `server` and [`exporter`]'s hooks, run at `place`.
+    fn db1(dir: &Path, file: &str, server: &str, place: &str) -> Site {
+        site_at(place)
+            .file(file)
+            .state("db1/state")
+            .node("db1", "db1/data")
+            .config_extra(&format!("{server}\n{}", exporter(dir)))
+            .build_in(dir)
     }
 
     fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 
-    /// A hook entry for node db1 whose pause and resume write `PHASE NODE WHERE` to
-    /// calls.log, `$WHERE` being the environment of the process that ran it; the resume
-    /// fails while the file `refuse-resume` exists.
-    fn exporter(&self) -> String {
-        let log = self.path("calls.log");
-        // A resume fails while the file `refuse-resume` exists.
-        let refuse = self.path("refuse-resume");
-        let call = |step: &str| {
-            let guard = match step {
-                "resume" => format!("[ -e {} ] && exit 1; ", refuse.display()),
-                _ => String::new(),
-            };
-            format!(
-                r#"["/bin/sh", "-c", "{guard}echo \"$STRATA_PHASE $STRATA_NODE $WHERE\" >> {}"]"#,
-                log.display()
-            )
-        };
-        format!(
-            "[[hooks]]\nname = \"before-db1\"\nnode = \"db1\"\nat = \"before\"\nrun = {}\n\n\
-             [[hooks]]\nname = \"exporter\"\nnode = \"db1\"\npause = {}\nresume = {}\ntimeout = \"10s\"\nresume_attempts = 2\n",
-            call("run"),
-            call("pause"),
-            call("resume")
-        )
-    }
-
-    fn agent_config(&self) -> PathBuf {
-        let path = self.path("db1/strata.toml");
-        let text = format!(
-            "default_storage = \"main\"\nstate_dir = \"{state}\"\n[storages.main]\npath = \"{repo}\"\n\
-             [[nodes]]\nname = \"db1\"\nroots = [\"{data}\"]\n[server]\nnode = \"db1\"\ncoordinator = false\n\n{hooks}",
-            state = self.path("db1/state").display(),
-            repo = self.path("repo").display(),
-            data = self.path("db1/data").display(),
-            hooks = self.exporter(),
-        );
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
     /// The coordinator's configuration: db1 by URL, the same hooks, and `extra`.
-    fn coordinator_config(&self, url: &str, extra: &str) -> PathBuf {
-        let path = self.path("coordinator.toml");
-        let text = format!(
-            "default_storage = \"main\"\nstate_dir = \"{state}\"\n[storages.main]\npath = \"{repo}\"\n\
-             [server]\nlease_ttl_secs = 2\n[[nodes]]\nname = \"db1\"\nurl = \"{url}\"\n\n{hooks}\n{extra}",
-            state = self.path("coordinator-state").display(),
-            repo = self.path("repo").display(),
-            hooks = self.exporter(),
-        );
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn strata(&self, config: &Path, place: &str) -> Command {
-        let mut cmd = strata_with_token(self.dir.path(), config, USER_TOKEN);
-        cmd.env("STRATA_AGENT_TOKEN", AGENT_TOKEN)
-            .env("WHERE", place);
-        cmd
+    fn coordinator(&self, url: &str, extra: &str) -> Site {
+        site_at("coordinator")
+            .file("coordinator.toml")
+            .state("coordinator-state")
+            .config_extra(&format!(
+                "[server]\nlease_ttl_secs = 2\n[[nodes]]\nname = \"db1\"\nurl = \"{url}\"\n\n{hooks}\n{extra}",
+                hooks = exporter(self.dir.path()),
+            ))
+            .build_in(self.dir.path())
     }
 
     fn agent(&self, log: &str) -> Server {
-        Server::start(self.strata(&self.agent_config(), "agent"), &self.path(log))
+        Server::start(self.agent.command(), &self.path(log))
     }
 
     fn calls(&self) -> Vec<String> {
@@ -135,42 +140,31 @@ impl Site {
 
 #[test]
 fn in_process_nodes_run_their_hooks_in_this_process_the_same_way() {
-    let site = Site::new();
-    let path = site.path("local.toml");
-    let text = std::fs::read_to_string(site.agent_config())
-        .unwrap()
-        .replace("[server]\nnode = \"db1\"\ncoordinator = false\n", "");
-    std::fs::write(&path, text).unwrap();
-    common::succeed(site.strata(&path, "here").arg("init"));
-    common::succeed(site.strata(&path, "here").arg("backup"));
+    let hosts = Hosts::new();
+    // The agent's configuration without its `[server]`.
+    let local = Hosts::db1(hosts.dir.path(), "local.toml", "", "here");
+    local.ok(&["init"]);
+    local.ok(&["backup"]);
     assert_eq!(
-        site.calls(),
+        hosts.calls(),
         ["before db1 here", "pause db1 here", "resume db1 here"]
     );
-    assert_eq!(site.agent_records(), 0);
+    assert_eq!(hosts.agent_records(), 0);
 }
 
 /// A coordinator's pause and two nodes' pauses in one state directory: each its own
 /// record, each resumed (their records once collided, and one pause was never resumed).
 #[test]
 fn pauses_of_the_coordinator_and_of_two_nodes_in_one_state_directory_are_each_resumed() {
-    let site = Site::new();
-    std::fs::create_dir_all(site.path("db2/data")).unwrap();
-    std::fs::write(site.path("db2/data/table"), vec![8u8; 50_000]).unwrap();
-    let log = site.path("calls.log");
+    let hosts = Hosts::new();
+    std::fs::create_dir_all(hosts.path("db2/data")).unwrap();
+    std::fs::write(hosts.path("db2/data/table"), vec![8u8; 50_000]).unwrap();
+    let log = hosts.path("calls.log");
     let call = format!(
         r#"["/bin/sh", "-c", "echo \"$STRATA_PHASE ${{STRATA_NODE:-all}}\" >> {}"]"#,
         log.display()
     );
-    let path = site.path("two.toml");
-    let mut text = format!(
-        "default_storage = \"main\"\nstate_dir = \"{state}\"\n[storages.main]\npath = \"{repo}\"\n\
-         [[nodes]]\nname = \"db1\"\nroots = [\"{d1}\"]\n[[nodes]]\nname = \"db2\"\nroots = [\"{d2}\"]\n",
-        state = site.path("state").display(),
-        repo = site.path("repo").display(),
-        d1 = site.path("db1/data").display(),
-        d2 = site.path("db2/data").display(),
-    );
+    let mut text = String::new();
     for (name, node) in [("all", ""), ("on-db1", "db1"), ("on-db2", "db2")] {
         let node = match node {
             "" => String::new(),
@@ -180,17 +174,22 @@ fn pauses_of_the_coordinator_and_of_two_nodes_in_one_state_directory_are_each_re
             "[[hooks]]\nname = \"{name}\"\n{node}pause = {call}\nresume = {call}\n"
         ));
     }
-    std::fs::write(&path, text).unwrap();
-    common::succeed(site.strata(&path, "here").arg("init"));
-    common::succeed(site.strata(&path, "here").arg("backup"));
-    let mut calls = site.calls();
+    let two = site_at("here")
+        .file("two.toml")
+        .node("db1", "db1/data")
+        .node("db2", "db2/data")
+        .config_extra(&text)
+        .build_in(hosts.dir.path());
+    two.ok(&["init"]);
+    two.ok(&["backup"]);
+    let mut calls = hosts.calls();
     assert_eq!(calls.len(), 6, "{calls:?}");
     let (pauses, resumes) = calls.split_at_mut(3);
     pauses.sort();
     resumes.sort();
     assert_eq!(pauses, ["pause all", "pause db1", "pause db2"]);
     assert_eq!(resumes, ["resume all", "resume db1", "resume db2"]);
-    let left = std::fs::read_dir(site.path("state/pauses"))
+    let left = std::fs::read_dir(hosts.path("state/pauses"))
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(left, 0, "no record left");
@@ -198,27 +197,19 @@ fn pauses_of_the_coordinator_and_of_two_nodes_in_one_state_directory_are_each_re
 
 #[test]
 fn node_hooks_run_on_the_agent_which_runs_only_its_own() {
-    let site = Site::new();
-    let agent = site.agent("agent.log");
-    let config = site.coordinator_config(&agent.url, "");
-    common::succeed(site.strata(&config, "coordinator").arg("init"));
-    let out = site
-        .strata(&config, "coordinator")
-        .args(["backup"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let hosts = Hosts::new();
+    let agent = hosts.agent("agent.log");
+    let coordinator = hosts.coordinator(&agent.url, "");
+    coordinator.ok(&["init"]);
+    let out = coordinator.strata(&["backup"]);
+    assert!(out.code == Some(0), "{}", out.stderr);
     assert_eq!(
-        site.calls(),
+        hosts.calls(),
         ["before db1 agent", "pause db1 agent", "resume db1 agent"],
         "each ran on the agent, the resume last"
     );
     assert_eq!(
-        site.agent_records(),
+        hosts.agent_records(),
         0,
         "the resumed pause leaves no record"
     );
@@ -244,68 +235,56 @@ fn node_hooks_run_on_the_agent_which_runs_only_its_own() {
         &body,
     );
     assert_ne!(reply.status, 200, "{}", reply.body);
-    assert_eq!(site.calls().len(), 3, "nothing ran");
+    assert_eq!(hosts.calls().len(), 3, "nothing ran");
 
     // A coordinator that names node hooks the agent lacks (a pause after the declared
     // one, a hook at success) fails before anything runs or is paused, naming both.
     let extra = "[[hooks]]\nname = \"unknown-pause\"\nnode = \"db1\"\npause = [\"/bin/true\"]\nresume = [\"/bin/true\"]\n\n\
                  [[hooks]]\nname = \"unknown-success\"\nnode = \"db1\"\nat = \"success\"\nrun = [\"/bin/true\"]\n";
-    let config = site.coordinator_config(&agent.url, extra);
-    let out = site
-        .strata(&config, "coordinator")
-        .args(["backup"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    let list = site
-        .strata(&config, "coordinator")
-        .args(["list", "--json"])
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&list.stdout);
+    let coordinator = hosts.coordinator(&agent.url, extra);
+    let out = coordinator.strata(&["backup"]);
+    let stderr = &out.stderr;
+    assert_eq!(out.code, Some(3), "{stderr}");
+    let list = coordinator.strata(&["list", "--json"]);
+    let listed = &list.stdout;
     assert!(
         listed.contains("declares no pause/resume hook \\\"unknown-pause\\\"")
             && listed.contains("declares no run hook \\\"unknown-success\\\""),
         "{listed}"
     );
-    assert_eq!(site.calls().len(), 3, "nothing ran, nothing was paused");
+    assert_eq!(hosts.calls().len(), 3, "nothing ran, nothing was paused");
 }
 
 /// Runs a backup in the background with the gate closed; returns once db1 and the gate
 /// are both paused.
-fn backup_held_at_the_gate(site: &Site, config: &Path) -> KillOnDrop {
-    let child = site
-        .strata(config, "coordinator")
+fn backup_held_at_the_gate(hosts: &Hosts, coordinator: &Site) -> KillOnDrop {
+    let child = coordinator
+        .command()
         .arg("backup")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(site.path("backup.err")).unwrap())
+        .stderr(std::fs::File::create(hosts.path("backup.err")).unwrap())
         .spawn()
         .unwrap();
     let child = KillOnDrop(child);
     wait_for("the gate's pause", LIMIT, Duration::from_millis(20), || {
-        site.path("gate-paused").exists()
+        hosts.path("gate-paused").exists()
     });
-    assert_eq!(site.calls(), ["before db1 agent", "pause db1 agent"]);
-    assert_eq!(site.agent_records(), 1, "the agent recorded its pause");
+    assert_eq!(hosts.calls(), ["before db1 agent", "pause db1 agent"]);
+    assert_eq!(hosts.agent_records(), 1, "the agent recorded its pause");
     child
 }
 
 #[test]
 fn a_coordinator_killed_while_paused_leaves_the_resume_to_the_agent_when_the_lease_runs_out() {
-    let site = Site::new();
-    let agent = site.agent("agent.log");
-    let config = site.coordinator_config(&agent.url, &site.gate());
-    common::succeed(site.strata(&config, "coordinator").arg("init"));
-    let mut backup = backup_held_at_the_gate(&site, &config);
+    let hosts = Hosts::new();
+    let agent = hosts.agent("agent.log");
+    let coordinator = hosts.coordinator(&agent.url, &hosts.gate());
+    coordinator.ok(&["init"]);
+    let mut backup = backup_held_at_the_gate(&hosts, &coordinator);
 
     // `status` shows what the agent holds paused.
-    let status = site
-        .strata(&config, "coordinator")
-        .args(["status", "--json"])
-        .output()
-        .unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let status = coordinator.strata(&["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
     let paused = status["paused"].as_array().cloned().unwrap_or_default();
     assert!(
         paused
@@ -319,68 +298,64 @@ fn a_coordinator_killed_while_paused_leaves_the_resume_to_the_agent_when_the_lea
     backup.0.kill().unwrap();
     backup.0.wait().unwrap();
     // The killed coordinator's gate hook is left behind: let it end.
-    std::fs::write(site.path("go"), "").unwrap();
-    assert_resumed_by_the_agent(&site, "agent.log", "lease ended");
+    std::fs::write(hosts.path("go"), "").unwrap();
+    assert_resumed_by_the_agent(&hosts, "agent.log", "lease ended");
     drop(agent);
 }
 
 #[test]
 fn an_agent_killed_while_paused_resumes_when_it_starts_again() {
-    let site = Site::new();
-    let agent = site.agent("agent.log");
+    let hosts = Hosts::new();
+    let agent = hosts.agent("agent.log");
     let url = agent.url.clone();
-    let config = site.coordinator_config(&url, &site.gate());
-    common::succeed(site.strata(&config, "coordinator").arg("init"));
-    let mut backup = backup_held_at_the_gate(&site, &config);
+    let coordinator = hosts.coordinator(&url, &hosts.gate());
+    coordinator.ok(&["init"]);
+    let mut backup = backup_held_at_the_gate(&hosts, &coordinator);
 
     // SIGKILL the agent while db1 is paused; the coordinator goes on, cannot reach it,
     // records the backup failed and says who resumes.
     agent.kill();
-    std::fs::write(site.path("go"), "").unwrap();
+    std::fs::write(hosts.path("go"), "").unwrap();
     let status = backup.0.wait().unwrap();
-    let stderr = std::fs::read_to_string(site.path("backup.err")).unwrap();
+    let stderr = std::fs::read_to_string(hosts.path("backup.err")).unwrap();
     assert_eq!(status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("its agent resumes it itself"), "{stderr}");
-    assert_eq!(site.calls().len(), 2, "nobody could resume yet");
-    assert_eq!(site.agent_records(), 1);
+    assert_eq!(hosts.calls().len(), 2, "nobody could resume yet");
+    assert_eq!(hosts.agent_records(), 1);
 
     // The agent starts again (on another port): it resumes what the killed one held.
-    let _agent = site.agent("agent2.log");
-    assert_resumed_by_the_agent(&site, "agent2.log", "is gone");
+    let _agent = hosts.agent("agent2.log");
+    assert_resumed_by_the_agent(&hosts, "agent2.log", "is gone");
 }
 
 #[test]
 fn a_resume_that_failed_is_retried_by_the_agent_until_it_succeeds() {
-    let site = Site::new();
-    let agent = site.agent("agent.log");
-    let config = site.coordinator_config(&agent.url, "");
-    common::succeed(site.strata(&config, "coordinator").arg("init"));
-    std::fs::write(site.path("refuse-resume"), "").unwrap();
-    let out = site
-        .strata(&config, "coordinator")
-        .arg("backup")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let hosts = Hosts::new();
+    let agent = hosts.agent("agent.log");
+    let coordinator = hosts.coordinator(&agent.url, "");
+    coordinator.ok(&["init"]);
+    std::fs::write(hosts.path("refuse-resume"), "").unwrap();
+    let out = coordinator.strata(&["backup"]);
+    let stderr = &out.stderr;
     // The data is complete; the resume's failure is said loudly, and the backup is no
     // clean success while the node stays paused (exit 3).
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(out.code, Some(3), "{stderr}");
     assert!(stderr.contains("resume on node db1 failed"), "{stderr}");
     assert!(stderr.contains("left a system paused"), "{stderr}");
-    assert_eq!(site.calls(), ["before db1 agent", "pause db1 agent"]);
-    assert_eq!(site.agent_records(), 1, "the pause stays recorded");
+    assert_eq!(hosts.calls(), ["before db1 agent", "pause db1 agent"]);
+    assert_eq!(hosts.agent_records(), 1, "the pause stays recorded");
 
     // Once the service takes the resume again, the agent's own retries get it through.
-    std::fs::remove_file(site.path("refuse-resume")).unwrap();
-    assert_resumed_by_the_agent(&site, "agent.log", "lease ended");
+    std::fs::remove_file(hosts.path("refuse-resume")).unwrap();
+    assert_resumed_by_the_agent(&hosts, "agent.log", "lease ended");
     drop(agent);
 }
 
 /// Waits until db1's agent has resumed the pause (the third call, its record gone) and
 /// its log says so, with `why`. The log is read until its line is whole: the agent's
 /// stderr is unbuffered, so a line can be seen half written.
-fn assert_resumed_by_the_agent(site: &Site, log: &str, why: &str) {
-    let said = || std::fs::read_to_string(site.path(log)).unwrap_or_default();
+fn assert_resumed_by_the_agent(hosts: &Hosts, log: &str, why: &str) {
+    let said = || std::fs::read_to_string(hosts.path(log)).unwrap_or_default();
     let resumed_line = || {
         said()
             .lines()
@@ -392,9 +367,9 @@ fn assert_resumed_by_the_agent(site: &Site, log: &str, why: &str) {
         "the agent's resume",
         LIMIT,
         Duration::from_millis(50),
-        || site.calls().len() == 3 && site.agent_records() == 0 && resumed_line().is_some(),
+        || hosts.calls().len() == 3 && hosts.agent_records() == 0 && resumed_line().is_some(),
     );
-    assert_eq!(site.calls()[2], "resume db1 agent");
+    assert_eq!(hosts.calls()[2], "resume db1 agent");
     let line = resumed_line().unwrap();
     assert!(line.contains(why), "{}", said());
 }
