@@ -11,7 +11,7 @@
 
 use crate::common;
 
-use common::{pseudo_random, strata_at, Out};
+use common::{pseudo_random, Out, Site};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -244,10 +244,12 @@ struct Setup {
     hooks: Vec<String>,
 }
 
-struct Site {
-    dir: tempfile::TempDir,
+/// A site of this file: the strata command against its configuration, and the engine
+/// its `http` component drives. The configuration names the engine's URL and is written
+/// again for each test's setup, so it is made here, not by the builder's options alone.
+struct EngineSite {
+    cli: Site,
     engine: Engine,
-    config: PathBuf,
 }
 
 fn json(text: &str) -> Value {
@@ -277,48 +279,37 @@ fn error_of(value: &Value) -> String {
     value["error"].as_str().unwrap_or_default().to_string()
 }
 
-impl Site {
-    fn new(setup: Setup) -> Site {
-        let dir = tempfile::tempdir().unwrap();
+impl EngineSite {
+    fn new(setup: Setup) -> EngineSite {
         let engine = Engine::start();
-        let site = Site {
-            config: dir.path().join("strata.toml"),
-            dir,
-            engine,
-        };
+        // The scratch directory; its configuration is written for `setup` below.
+        let cli = Site::new().build();
+        let site = EngineSite { cli, engine };
         site.fill_data();
-        let text = site.config_text(&setup);
-        std::fs::write(&site.config, text).unwrap();
+        site.configure(&setup);
         site.init();
         site
     }
 
     /// A site whose configuration predates components: top-level nodes, no
     /// `[[components]]`.
-    fn legacy() -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let site = Site {
-            config: dir.path().join("strata.toml"),
-            dir,
+    fn legacy() -> EngineSite {
+        let cli = Site::new().node("n1", "data1").node("n2", "data2").build();
+        let site = EngineSite {
+            cli,
             engine: Engine::start(),
         };
         site.fill_data();
-        let text = format!(
-            "default_storage = \"main\"\nstate_dir = \"{state}\"\n[storages.main]\npath = \"{repo}\"\n\
-             [[nodes]]\nname = \"n1\"\nroots = [\"{d1}\"]\n[[nodes]]\nname = \"n2\"\nroots = [\"{d2}\"]\n",
-            state = site.state().display(),
-            repo = site.path("repo").display(),
-            d1 = site.data(1).display(),
-            d2 = site.data(2).display(),
-        );
-        std::fs::write(&site.config, text).unwrap();
         site.init();
         site
     }
 
-    /// Rewrites the configuration for `setup`.
+    /// Rewrites the configuration for `setup` (the same file as `cli`'s, whose
+    /// command is unchanged).
     fn configure(&self, setup: &Setup) {
-        std::fs::write(&self.config, self.config_text(setup)).unwrap();
+        Site::new()
+            .config_extra(&self.config_extra(setup))
+            .build_in(self.cli.dir());
     }
 
     /// Rewrites the configuration with `hooks` and the default setup otherwise.
@@ -335,7 +326,7 @@ impl Site {
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.cli.path(rel)
     }
 
     fn state(&self) -> PathBuf {
@@ -358,14 +349,12 @@ impl Site {
         std::fs::write(self.data(2).join("c.txt"), "gamma\n").unwrap();
     }
 
-    fn config_text(&self, setup: &Setup) -> String {
+    /// The configuration for `setup` after its storages (the builder's): `[server]`
+    /// before the nodes, the components, the hooks.
+    fn config_extra(&self, setup: &Setup) -> String {
         let url = &self.engine.url;
         let mut text = format!(
-            r#"default_storage = "main"
-state_dir = "{state}"
-[storages.main]
-path = "{repo}"
-[server]
+            r#"[server]
 lease_ttl_secs = {ttl}
 [[nodes]]
 name = "n1"
@@ -389,8 +378,6 @@ poll = "100ms"
 timeout = "40s"
 {components}
 "#,
-            state = self.state().display(),
-            repo = self.path("repo").display(),
             ttl = setup.lease_ttl.unwrap_or(30),
             d1 = self.data(1).display(),
             d2 = self.data(2).display(),
@@ -403,12 +390,8 @@ timeout = "40s"
         text
     }
 
-    fn strata(&self) -> Command {
-        strata_at(self.dir.path(), &self.config)
-    }
-
     fn run(&self, args: &[&str]) -> Out {
-        Out::from(self.strata().args(args).output().unwrap())
+        self.cli.strata(args)
     }
 
     /// `strata backup --json`: the outcome and the summary it printed.
@@ -422,7 +405,8 @@ timeout = "40s"
     /// `strata backup --json` in the background.
     fn spawn_backup(&self) -> KillOnDrop {
         KillOnDrop(
-            self.strata()
+            self.cli
+                .command()
                 .args(["backup", "--json"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -513,7 +497,7 @@ fn strs(lines: &[&str]) -> Vec<String> {
     lines.iter().map(|s| s.to_string()).collect()
 }
 
-fn assert_no_pauses(site: &Site, what: &str) {
+fn assert_no_pauses(site: &EngineSite, what: &str) {
     let left = site.pause_records();
     assert!(left.is_empty(), "{what}: pause records left: {left:#?}");
 }
@@ -523,7 +507,7 @@ fn assert_no_pauses(site: &Site, what: &str) {
 
 #[test]
 fn a_backup_pauses_snapshots_the_engine_resumes_and_runs_its_hooks_in_order() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     let hooks = vec![
         site.file_hook("before"),
         site.http_hook("before"),
@@ -622,7 +606,7 @@ fn a_backup_pauses_snapshots_the_engine_resumes_and_runs_its_hooks_in_order() {
 
 /// A site with the pause pair and end hooks whose engine snapshot fails; returns the
 /// backup's summary after checking it.
-fn failed_engine_backup(site: &Site) -> Value {
+fn failed_engine_backup(site: &EngineSite) -> Value {
     site.engine.set(|b| b.snapshot_fails = true);
     let (out, summary) = site.backup();
     assert_eq!(out.code, Some(3), "a failed backup's exit code: {out}");
@@ -642,7 +626,7 @@ fn failed_engine_backup(site: &Site) -> Value {
 
 #[test]
 fn a_failed_engine_snapshot_fails_the_backup_and_the_resume_still_runs_last() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     let hooks = vec![
         site.pause_hook("5s", 2),
         site.http_hook("success"),
@@ -688,11 +672,12 @@ fn a_failed_engine_snapshot_fails_the_backup_and_the_resume_still_runs_last() {
 /// that says failed fails the component (it is never recorded complete).
 #[test]
 fn an_engine_without_a_state_endpoint_that_answers_failed_fails_the_component() {
-    let site = Site::new(Setup::default());
-    let text = site.config_text(&Setup::default());
+    let site = EngineSite::new(Setup::default());
+    // The default setup's configuration, as written.
+    let text = std::fs::read_to_string(site.cli.config()).unwrap();
     let line = format!("state = \"GET {}/snapshots/{{id}}\"\n", site.engine.url);
     assert!(text.contains(&line), "{text}");
-    std::fs::write(&site.config, text.replace(&line, "")).unwrap();
+    std::fs::write(site.cli.config(), text.replace(&line, "")).unwrap();
     site.engine.set(|b| b.snapshot_fails = true);
     let (out, summary) = site.backup();
     assert_eq!(out.code, Some(3), "{out}");
@@ -713,7 +698,7 @@ fn an_engine_without_a_state_endpoint_that_answers_failed_fails_the_component() 
 
 #[test]
 fn sigterm_while_the_engine_snapshots_resumes_and_records_the_backup_failed() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     let hooks = vec![
         site.pause_hook("5s", 2),
         site.http_hook("failure"),
@@ -772,7 +757,7 @@ fn sigterm_while_the_engine_snapshots_resumes_and_records_the_backup_failed() {
 
 #[test]
 fn a_before_hook_past_its_timeout_fails_the_backup_before_anything_is_paused() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     let slow = "[[hooks]]\nname = \"slow\"\nat = \"before\"\nrun = [\"/bin/sleep\", \"20\"]\ntimeout = \"500ms\"\n";
     let hooks = vec![
         slow.to_string(),
@@ -803,7 +788,7 @@ fn a_before_hook_past_its_timeout_fails_the_backup_before_anything_is_paused() {
 
 #[test]
 fn a_pause_past_its_timeout_fails_the_backup_and_is_resumed() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     let hooks = vec![site.pause_hook("1s", 2), site.http_hook("failure")];
     site.with_hooks(hooks);
     site.engine.set(|b| b.pause_delay = Duration::from_secs(4));
@@ -842,7 +827,7 @@ fn a_pause_past_its_timeout_fails_the_backup_and_is_resumed() {
 /// still land, so the resume is sent at once and again `late_pause` later.
 #[test]
 fn an_abandoned_pause_that_lands_late_is_resumed_again_after_it() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     let hook = site
         .pause_hook("1s", 2)
         .replace("resume_attempts", "late_pause = \"4s\"\nresume_attempts");
@@ -871,7 +856,7 @@ fn an_abandoned_pause_that_lands_late_is_resumed_again_after_it() {
 
 /// Runs a backup and SIGKILLs it while its pause holds the engine's exporter (the
 /// snapshot polled once); returns its pid.
-fn backup_killed_while_paused(site: &Site) -> u32 {
+fn backup_killed_while_paused(site: &EngineSite) -> u32 {
     site.engine.set(|b| b.hold = true);
     let mut backup = site.spawn_backup();
     let pid = backup.0.id();
@@ -886,7 +871,7 @@ fn backup_killed_while_paused(site: &Site) -> u32 {
 
 #[test]
 fn a_pause_left_by_sigkill_stays_recorded_and_the_next_backup_resumes_it_first() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     let setup = Setup {
         lease_ttl: Some(2),
         hooks: vec![site.pause_hook("5s", 2)],
@@ -954,15 +939,20 @@ fn a_pause_left_by_sigkill_stays_recorded_and_the_next_backup_resumes_it_first()
 
 /// `strata backup --json` in namespaces of its own (`unshare FLAGS`), after `setup` (shell
 /// commands run there first), with `STRATA_TEST_UNSAFE=unsafe_rule` when given.
-fn strata_unshared(site: &Site, flags: &[&str], setup: &str, unsafe_rule: Option<&str>) -> Out {
+fn strata_unshared(
+    site: &EngineSite,
+    flags: &[&str],
+    setup: &str,
+    unsafe_rule: Option<&str>,
+) -> Out {
     common::assert_root("namespaces of its own (unshare)");
     let mut cmd = Command::new("unshare");
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("STRATA_PASSWORD", common::PASSWORD)
         .env("STRATA_BIN", env!("CARGO_BIN_EXE_strata"))
-        .env("STRATA_CONFIG_PATH", &site.config)
-        .current_dir(site.dir.path())
+        .env("STRATA_CONFIG_PATH", site.cli.config())
+        .current_dir(site.cli.dir())
         .args(flags)
         .args(["sh", "-c"])
         .arg(format!(
@@ -978,7 +968,7 @@ fn strata_unshared(site: &Site, flags: &[&str], setup: &str, unsafe_rule: Option
 /// namespace (a container, `unshare`), where the first's process has no `/proc` entry.
 /// Returns the second's outcome, the engine's calls by then, and the first's outcome.
 fn second_backup_in_another_pid_namespace(unsafe_rule: Option<&str>) -> (Out, Vec<String>, Out) {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     site.with_hooks(vec![site.pause_hook("5s", 2)]);
     site.engine.set(|b| b.hold = true);
     let mut first = site.spawn_backup();
@@ -1017,7 +1007,7 @@ fn negative_control_proc_pause_liveness_resumes_a_live_backups_pause() {
 /// the local state directory, and the next backup resumes its pause.
 #[test]
 fn a_pause_left_by_sigkill_is_resumed_by_a_backup_behind_the_packaged_units_proc() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     site.configure(&Setup {
         lease_ttl: Some(2),
         hooks: vec![site.pause_hook("5s", 2)],
@@ -1050,7 +1040,7 @@ fn a_pause_left_by_sigkill_is_resumed_by_a_backup_behind_the_packaged_units_proc
 
 #[test]
 fn a_pause_left_by_sigkill_is_resumed_by_a_strata_server_on_the_same_state_dir() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     let setup = Setup {
         hooks: vec![site.pause_hook("5s", 2)],
         ..Setup::default()
@@ -1066,8 +1056,9 @@ fn a_pause_left_by_sigkill_is_resumed_by_a_strata_server_on_the_same_state_dir()
         .lines()
         .contains(&"POST /exporter/resume".to_string()));
 
-    let mut cmd = common::strata_with_token(site.dir.path(), &site.config, "user-token");
-    cmd.env("STRATA_AGENT_TOKEN", "agent-token");
+    let mut cmd = site.cli.command();
+    cmd.env("STRATA_TOKEN", "user-token")
+        .env("STRATA_AGENT_TOKEN", "agent-token");
     let _server = common::server::Server::start(cmd, &site.path("server.log"));
     let deadline = Instant::now() + LIMIT;
     while site.engine.calls().len() == before {
@@ -1100,11 +1091,12 @@ fn a_pause_left_by_sigkill_is_resumed_by_a_strata_server_on_the_same_state_dir()
 /// ended, without a restart: the engine is not left paused until the next backup.
 #[test]
 fn a_server_retries_the_resume_its_own_backup_could_not_make() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     site.with_hooks(vec![site.pause_hook("5s", 2)]);
     site.engine.set(|b| b.resume_failures = 2);
-    let mut cmd = common::strata_with_token(site.dir.path(), &site.config, "user-token");
-    cmd.env("STRATA_AGENT_TOKEN", "agent-token");
+    let mut cmd = site.cli.command();
+    cmd.env("STRATA_TOKEN", "user-token")
+        .env("STRATA_AGENT_TOKEN", "agent-token");
     let server = common::server::Server::start(cmd, &site.path("server.log"));
     let started = common::server::http(
         &server.url,
@@ -1114,7 +1106,7 @@ fn a_server_retries_the_resume_its_own_backup_could_not_make() {
         "",
     );
     assert_eq!(started.status, 202, "{}", started.body);
-    let resumed = |site: &Site| {
+    let resumed = |site: &EngineSite| {
         site.engine
             .calls()
             .iter()
@@ -1147,7 +1139,7 @@ fn a_server_retries_the_resume_its_own_backup_could_not_make() {
 
 #[test]
 fn a_resume_that_keeps_failing_is_reported_kept_and_retried_by_the_next_run() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     let setup = Setup {
         hooks: vec![site.pause_hook("5s", 2)],
         ..Setup::default()
@@ -1265,7 +1257,7 @@ fn unreachable_component(optional: bool) -> Setup {
 
 #[test]
 fn an_optional_component_whose_nodes_do_not_answer_is_absent_and_the_backup_complete() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     let setup = unreachable_component(true);
     site.configure(&setup);
     let (out, summary) = site.backup();
@@ -1288,7 +1280,7 @@ fn an_optional_component_whose_nodes_do_not_answer_is_absent_and_the_backup_comp
 
 #[test]
 fn a_required_component_whose_nodes_do_not_answer_fails_the_backup() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     let setup = unreachable_component(false);
     site.configure(&setup);
     let out = site.run(&["backup", "--json"]);
@@ -1307,7 +1299,7 @@ fn a_required_component_whose_nodes_do_not_answer_fails_the_backup() {
 
 #[test]
 fn restore_of_an_incomplete_backup_is_refused_and_component_restores_only_that_one() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     let summary = failed_engine_backup(&site);
     let name = summary["name"].as_str().unwrap();
     let calls_before = site.engine.calls().len();
@@ -1428,8 +1420,9 @@ fn restore_of_an_incomplete_backup_is_refused_and_component_restores_only_that_o
     );
 
     // The pre-checks report every problem at once, before writing: the engine is no
-    // longer configured, and node n2 does not answer.
-    let text = site.config_text(&Setup::default());
+    // longer configured, and node n2 does not answer. (The site has the default
+    // setup's configuration, as written.)
+    let text = std::fs::read_to_string(site.cli.config()).unwrap();
     let start = text.find("[[components]]\nname = \"engine\"").unwrap();
     let end = text.find("timeout = \"40s\"\n").unwrap() + "timeout = \"40s\"\n".len();
     let n2 = format!("name = \"n2\"\nroots = [\"{}\"]\n", site.data(2).display());
@@ -1441,7 +1434,7 @@ fn restore_of_an_incomplete_backup_is_refused_and_component_restores_only_that_o
             strata_testkit::free_port()
         ),
     );
-    std::fs::write(&site.config, text).unwrap();
+    std::fs::write(site.cli.config(), text).unwrap();
     std::fs::write(site.data(1).join("a.txt"), "changed once more\n").unwrap();
     let before = site.engine.calls().len();
     let out = site.run(&["restore", good]);
@@ -1465,7 +1458,7 @@ fn restore_of_an_incomplete_backup_is_refused_and_component_restores_only_that_o
 
 #[test]
 fn a_configuration_without_components_is_one_files_component() {
-    let site = Site::legacy();
+    let site = EngineSite::legacy();
     let (out, summary) = site.backup();
     assert_eq!(out.code, Some(0), "{out}");
     assert_eq!(summary["status"], "complete", "{summary:#}");
@@ -1486,7 +1479,7 @@ fn a_configuration_without_components_is_one_files_component() {
 /// backup's audit entry and webhook name every component with its status.
 #[test]
 fn a_failed_resume_is_sent_as_a_webhook_and_the_audit_names_the_components() {
-    let site = Site::new(Setup::default());
+    let site = EngineSite::new(Setup::default());
     let receiver = Engine::start();
     let webhooks = format!(
         "[[webhooks]]\nurl = \"{}/webhook\"\nevents = [\"hook.failed\", \"backup.*\"]\nattempts = 1\n",
