@@ -8,6 +8,7 @@ use crate::common;
 use crate::servers;
 
 use common::pgserver::*;
+use common::Site;
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -96,18 +97,21 @@ fn python() -> Option<String> {
 }
 
 /// A server, the files Python wrote, and the values they hold.
-struct Site {
+/// A PostgreSQL server (the kit's [`PgSite`]), the strata command for the empty
+/// configuration in its directory, and the rows Python wrote there.
+struct LoadSite {
     site: PgSite,
+    cli: Site,
     expected: Vec<Value>,
 }
 
-impl Site {
-    fn new() -> Option<Site> {
+impl LoadSite {
+    fn new() -> Option<LoadSite> {
         if skip_without_postgres() {
             return None;
         }
         let python = python()?;
-        let Site { site, .. } = Site::bare()?;
+        let LoadSite { site, cli, .. } = LoadSite::bare()?;
         let out = Command::new(python)
             .args(["-c", WRITER])
             .arg(site.dir.path())
@@ -121,19 +125,27 @@ impl Site {
         );
         let expected = std::fs::read(site.path("expected.json")).unwrap();
         let expected = serde_json::from_slice::<Vec<Value>>(&expected).unwrap();
-        Some(Site { site, expected })
+        Some(LoadSite {
+            site,
+            cli,
+            expected,
+        })
     }
 
     /// A server with schema `s` and no files: for tests that write their own (no Python).
-    fn bare() -> Option<Site> {
+    fn bare() -> Option<LoadSite> {
         if skip_without_postgres() {
             return None;
         }
         let site = PgSite::new("strata-load-file");
-        std::fs::write(site.path("strata.toml"), "").unwrap();
+        let cli = Site::new()
+            .whole_config("")
+            .env("STRATA_TABLES_DB", &site.dsn("postgres"))
+            .build_in(site.dir.path());
         site.pg.psql("postgres", "CREATE SCHEMA s");
-        Some(Site {
+        Some(LoadSite {
             site,
+            cli,
             expected: Vec::new(),
         })
     }
@@ -143,12 +155,8 @@ impl Site {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.arg("--config")
-            .arg(self.site.path("strata.toml"))
-            .args(args)
-            .env("STRATA_TABLES_DB", self.site.dsn("postgres"))
-            .env_remove("STRATA_CONFIG");
+        let mut cmd = self.cli.command();
+        cmd.args(args);
         cmd
     }
 
@@ -172,7 +180,7 @@ impl Site {
         self.run(&[&["load", "--file", &path, "--into", into][..], extra].concat())
     }
 
-    /// [`Site::load`], which must succeed; its stdout.
+    /// [`LoadSite::load`], which must succeed; its stdout.
     fn load_ok(&self, file: &str, into: &str, extra: &[&str]) -> String {
         let out = self.load(file, into, extra);
         assert!(out.status.success(), "load {file}: {}", text(&out.stderr));
@@ -217,7 +225,7 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn load_file_csv_ndjson_and_parquet_into_existing_and_created_tables() {
-    let Some(site) = Site::new() else { return };
+    let Some(site) = LoadSite::new() else { return };
     let all = site.expected(|_| true);
     for (file, table) in [
         ("data.csv", "s.csv_existing"),
@@ -274,7 +282,7 @@ fn load_file_csv_ndjson_and_parquet_into_existing_and_created_tables() {
 /// a cut gzip file fails and loads nothing.
 #[test]
 fn load_file_compressed_tsv_and_delimited_files() {
-    let Some(site) = Site::new() else { return };
+    let Some(site) = LoadSite::new() else { return };
     let all = site.expected(|_| true);
     for (file, extra, table) in [
         ("data.csv.gz", &[][..], "s.from_gzip"),
@@ -335,7 +343,7 @@ fn load_file_compressed_tsv_and_delimited_files() {
 
 #[test]
 fn load_file_offset_limit_and_time_window_select_rows() {
-    let Some(site) = Site::new() else { return };
+    let Some(site) = LoadSite::new() else { return };
     let id = |r: &Value| r["id"].as_u64().unwrap();
     for (file, table) in [
         ("data.csv", "s.a"),
@@ -419,7 +427,7 @@ fn load_file_offset_limit_and_time_window_select_rows() {
 
 #[test]
 fn load_file_dry_run_prints_the_schema_and_count_and_changes_nothing() {
-    let Some(site) = Site::new() else { return };
+    let Some(site) = LoadSite::new() else { return };
     let said = site.load_ok("data.csv", "s.dry", &["--create", "--dry-run"]);
     for needle in [
         "bigint",
@@ -448,7 +456,7 @@ fn load_file_dry_run_prints_the_schema_and_count_and_changes_nothing() {
 
 #[test]
 fn load_file_bad_values_fail_naming_file_line_and_column_and_load_nothing() {
-    let Some(site) = Site::new() else { return };
+    let Some(site) = LoadSite::new() else { return };
     site.sql("CREATE TABLE s.t (id bigint, note text)");
     site.sql("INSERT INTO s.t VALUES (0, 'before')");
     for (file, needle) in [
@@ -501,10 +509,10 @@ fn load_file_bad_values_fail_naming_file_line_and_column_and_load_nothing() {
 
 #[test]
 fn load_file_from_the_s3_emulator() {
-    let Some(site) = Site::new() else { return };
+    let Some(site) = LoadSite::new() else { return };
     let server = servers::s3();
     std::fs::write(
-        site.site.path("strata.toml"),
+        site.cli.config(),
         format!(
             "default_storage = \"cold\"\n[storages.cold]\nurl = \"{}\"\n",
             server.url
@@ -573,7 +581,7 @@ fn refused(out: &Output, needles: &[&str]) -> String {
 /// existing table, with --create, dry, and gzip compressed.
 #[test]
 fn load_file_an_unterminated_quote_is_refused_naming_its_line_and_loads_nothing() {
-    let Some(site) = Site::bare() else { return };
+    let Some(site) = LoadSite::bare() else { return };
     let csv = "id,v\n1,a\n2,\"oops\n3,c\n4,d\n";
     std::fs::write(site.site.path("open.csv"), csv).unwrap();
     let gz = Command::new("gzip")
@@ -637,7 +645,7 @@ fn ragged(csv: &[u8], fields: usize) -> bool {
 /// the decoder's word and the byte, and nothing is loaded; the same for zstd.
 #[test]
 fn load_file_a_damaged_gzip_or_zstd_stream_is_named_not_blamed_on_a_row() {
-    let Some(site) = Site::bare() else { return };
+    let Some(site) = LoadSite::bare() else { return };
     let mut csv = b"id,name,qty,note\n".to_vec();
     for i in 0..200_000u64 {
         csv.extend_from_slice(

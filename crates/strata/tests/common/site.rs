@@ -26,6 +26,7 @@ pub struct SiteBuilder {
     extra: String,
     token: Option<String>,
     env: Vec<(String, String)>,
+    whole: Option<String>,
 }
 
 impl SiteBuilder {
@@ -70,6 +71,14 @@ impl SiteBuilder {
         self
     }
 
+    /// The configuration's whole text instead of the one the other options make, for a
+    /// site whose configuration has none of their parts: a tables database's (load_file,
+    /// tables), which names no nodes and no state directory, and its own storage or none.
+    pub fn whole_config(mut self, toml: &str) -> Self {
+        self.whole = Some(toml.to_string());
+        self
+    }
+
     /// The API token every command carries (`STRATA_TOKEN`).
     pub fn token(mut self, token: &str) -> Self {
         self.token = Some(token.to_string());
@@ -84,6 +93,9 @@ impl SiteBuilder {
 
     /// The configuration's text for a site in `dir`.
     fn text(&self, dir: &Path) -> String {
+        if let Some(whole) = &self.whole {
+            return whole.clone();
+        }
         let at = |rel: &str| dir.join(rel).display().to_string();
         let mut text = format!(
             "default_storage = \"{}\"\nstate_dir = \"{}\"\n",
@@ -148,6 +160,7 @@ impl Site {
             extra: String::new(),
             token: None,
             env: Vec::new(),
+            whole: None,
         }
     }
 
