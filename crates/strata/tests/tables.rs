@@ -11,42 +11,41 @@ use crate::common;
 use crate::servers;
 
 use common::pgserver::*;
+use common::Site;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-/// A running server and a scratch directory (the kit's [`PgSite`]) and a strata config
-/// with a `cold` storage.
-struct Site(PgSite);
+/// A running server and a scratch directory (the kit's [`PgSite`]) and the strata command
+/// for a config there with a `cold` storage.
+struct TablesSite {
+    site: PgSite,
+    cli: Site,
+}
 
-impl std::ops::Deref for Site {
+impl std::ops::Deref for TablesSite {
     type Target = PgSite;
     fn deref(&self) -> &PgSite {
-        &self.0
+        &self.site
     }
 }
 
-impl Site {
-    fn new() -> Site {
+impl TablesSite {
+    fn new() -> TablesSite {
         let site = PgSite::new("strata-tables");
-        std::fs::write(
-            site.path("strata.toml"),
-            format!(
+        let cli = Site::new()
+            .whole_config(&format!(
                 "default_storage = \"cold\"\n[storages.cold]\npath = \"{}\"\n",
                 site.path("cold").display()
-            ),
-        )
-        .unwrap();
-        Site(site)
+            ))
+            .env("STRATA_TABLES_DB", &site.dsn("postgres"))
+            .build_in(site.dir.path());
+        TablesSite { site, cli }
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-        cmd.arg("--config")
-            .arg(self.path("strata.toml"))
-            .args(args)
-            .env("STRATA_TABLES_DB", self.dsn("postgres"))
-            .env_remove("STRATA_CONFIG");
+        let mut cmd = self.cli.command();
+        cmd.args(args);
         cmd
     }
 
@@ -191,7 +190,7 @@ fn delete_detach_and_reallocate_act_on_exactly_the_expired_partitions() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     for table in ["raw_del", "raw_det", "raw_mov"] {
         site.monthly_table("metrics", table);
     }
@@ -441,7 +440,7 @@ fn archive_then_load_returns_identical_rows_after_interrupted_and_killed_runs_an
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.monthly_table("metrics", "raw");
     site.ok(&["tables", "setup"]);
     site.ok(&["ttl", "metrics.raw:ts", "archive:cold", "180d"]);
@@ -645,7 +644,7 @@ fn parquet_archives_are_typed_read_by_pyarrow_and_load_back_identically() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.sql(TYPED_TABLE);
     let original = site.sql("COPY (SELECT * FROM m.ev_2024 ORDER BY id) TO STDOUT");
     site.ok(&["tables", "setup"]);
@@ -861,7 +860,7 @@ fn policy_tables_from_before_archive_formats_keep_working() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.monthly_table("metrics", "raw");
     site.ok(&["tables", "setup"]);
     // Policy tables as an earlier strata set them up: no archive_format column.
@@ -909,7 +908,7 @@ fn concurrent_runs_never_both_act_on_a_table() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.monthly_table("metrics", "raw");
     site.ok(&["tables", "setup"]);
     site.ok(&[
@@ -976,7 +975,7 @@ fn odd_identifiers_work_and_injection_attempts_are_harmless() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     let schema = "Wëird \"schema\"";
     let table = "my table; DROP TABLE victim; --";
     site.monthly_table(schema, table);
@@ -1042,7 +1041,7 @@ fn bad_input_gives_one_line_and_a_non_zero_exit() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.monthly_table("metrics", "raw");
     site.sql("CREATE TABLE metrics.ids (id bigint NOT NULL) PARTITION BY RANGE (id); CREATE TABLE metrics.ids_1 PARTITION OF metrics.ids FOR VALUES FROM (0) TO (100)");
 
@@ -1138,7 +1137,7 @@ fn bad_input_gives_one_line_and_a_non_zero_exit() {
 }
 
 /// Rows in `a` that are not in `b`, and in `b` not in `a` (both as SQL queries).
-fn difference(site: &Site, a: &str, b: &str) -> String {
+fn difference(site: &TablesSite, a: &str, b: &str) -> String {
     site.sql(&format!(
         "SELECT count(*) FROM (({a}) EXCEPT ALL ({b})) x UNION ALL SELECT count(*) FROM (({b}) EXCEPT ALL ({a})) y"
     ))
@@ -1149,7 +1148,7 @@ fn a_downsample_cascade_matches_direct_aggregation_and_takes_late_rows() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     let mut sql = String::from(
         "CREATE SCHEMA m;
          CREATE TABLE m.raw (ts timestamptz NOT NULL, host text NOT NULL, value int NOT NULL) PARTITION BY RANGE (ts);",
@@ -1330,7 +1329,7 @@ fn a_pg_partman_set_is_discovered_and_its_own_retention_is_flagged() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.sql(
         "CREATE SCHEMA partman; CREATE EXTENSION pg_partman SCHEMA partman;
          CREATE TABLE public.events (ts timestamptz NOT NULL, v int) PARTITION BY RANGE (ts);
@@ -1374,7 +1373,7 @@ fn the_server_schedules_table_retention_runs() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.monthly_table("metrics", "raw");
     site.ok(&["tables", "setup"]);
     site.ok(&[
@@ -1428,7 +1427,7 @@ fn tables_commands_connect_over_verified_tls() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     // A CA, and a server certificate it signed for 127.0.0.1.
     let dir = site.path("tls");
     std::fs::create_dir_all(&dir).unwrap();
@@ -1487,7 +1486,7 @@ fn tables_commands_connect_over_verified_tls() {
 /// The id of the policy of `table` with `action`.
 /// `tables add`: a downsample of `m.raw` (on `ts`) into `m.hourly` in buckets of an hour,
 /// rows older than an hour; `extra` gives the aggregates and anything else.
-fn add_hourly_rollup(site: &Site, extra: &[&str]) {
+fn add_hourly_rollup(site: &TablesSite, extra: &[&str]) {
     let mut args = vec![
         "tables",
         "add",
@@ -1509,13 +1508,13 @@ fn add_hourly_rollup(site: &Site, extra: &[&str]) {
 }
 
 /// A downsample policy's watermark (UTC, to the minute), or `none`.
-fn watermark_of(site: &Site, id: &str) -> String {
+fn watermark_of(site: &TablesSite, id: &str) -> String {
     site.sql(&format!(
         "SELECT coalesce(to_char(watermark AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'), 'none') FROM strata.policy WHERE id = {id}"
     ))
 }
 
-fn policy_id(site: &Site, table: &str, action: &str) -> String {
+fn policy_id(site: &TablesSite, table: &str, action: &str) -> String {
     let (schema, name) = table.split_once('.').unwrap();
     site.sql(&format!(
         "SELECT id FROM strata.policy WHERE table_schema = '{schema}' AND table_name = '{name}' AND action = '{action}'"
@@ -1527,7 +1526,7 @@ fn removal_waits_for_a_rollup_left_out_by_tags_or_disabled() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.monthly_table("m", "raw");
     site.sql(
         "CREATE TABLE m.hourly (ts timestamptz NOT NULL UNIQUE, value_sum bigint, count bigint)",
@@ -1613,7 +1612,7 @@ fn tables_with_legacy_inheritance_children_are_refused() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.sql(
         "CREATE SCHEMA l;
          CREATE TABLE l.parent (ts timestamptz NOT NULL, v int);
@@ -1676,7 +1675,7 @@ fn archives_of_two_databases_never_replace_each_other() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.sql("CREATE DATABASE other");
     let other_dsn = site
         .dsn("postgres")
@@ -1803,7 +1802,7 @@ fn load_into_the_parent_recreates_the_partition_once() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.monthly_table("metrics", "raw");
     let copy = |table: &str| {
         site.sql(&format!(
@@ -1988,7 +1987,7 @@ fn rollup_tables_must_keep_one_row_per_bucket_even_for_null_series() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.sql(
         "CREATE SCHEMA m;
          CREATE TABLE m.raw (ts timestamptz NOT NULL, host text, value int) PARTITION BY RANGE (ts);
@@ -2075,7 +2074,7 @@ fn edit_changes_a_downsample_policy_and_reshaping_needs_a_reset() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.monthly_table("m", "raw");
     site.sql(
         "CREATE TABLE m.hourly (ts timestamptz NOT NULL UNIQUE, value_sum bigint, count bigint);
@@ -2153,7 +2152,7 @@ fn reallocating_to_the_default_tablespace_settles() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     let space = site.path("slow");
     std::fs::create_dir_all(&space).unwrap();
     chown_to_postgres(&space);
@@ -2192,7 +2191,7 @@ fn the_floor_counts_only_partitions_that_have_begun() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.monthly_table("metrics", "raw");
     // Made ahead, empty: January to March 2026.
     site.sql(
@@ -2220,7 +2219,7 @@ fn an_edit_during_a_run_is_never_undone_by_it() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.sql(
         "CREATE SCHEMA m;
          CREATE TABLE m.raw (ts timestamptz NOT NULL, value int);
@@ -2330,7 +2329,7 @@ fn a_reset_or_longer_lookback_never_overwrites_a_whole_bucket_with_part_of_it() 
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.sql(
         "CREATE SCHEMA m;
          CREATE TABLE m.raw (ts timestamptz NOT NULL, value int);
@@ -2382,7 +2381,7 @@ fn history_shows_runs_and_changes_webhooks_hear_every_run_and_old_history_goes()
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.monthly_table("metrics", "raw");
     site.monthly_table("metrics", "other");
     let receiver = common::webhook::Receiver::start(false);
@@ -2596,7 +2595,7 @@ fn archive_and_load_through(server: &mut servers::Server) {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.monthly_table("metrics", "raw");
     site.monthly_table("metrics", "pq");
     std::fs::write(
@@ -2720,8 +2719,8 @@ fn archives_survive_an_outage_and_load_back_through_gcs() {
 /// Archives go to the storage's `archive_class` (policy tables, markers and backups do
 /// not), read back from Azurite (the access tier) and fake-gcs-server (the storage class);
 /// an archived blob that must be rehydrated fails `load` saying so.
-fn archive_class_through(server: &mut servers::Server, class: &str) -> Site {
-    let site = Site::new();
+fn archive_class_through(server: &mut servers::Server, class: &str) -> TablesSite {
+    let site = TablesSite::new();
     site.monthly_table("metrics", "raw");
     std::fs::write(
         site.path("strata.toml"),
@@ -2931,7 +2930,7 @@ fn sql_jobs_refresh_views_and_run_named_statements_now_and_on_a_schedule() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = TablesSite::new();
     site.sql(
         "CREATE TABLE events (ts timestamptz NOT NULL, v int NOT NULL);
          INSERT INTO events SELECT '2026-01-01'::timestamptz + g * interval '1 hour', g FROM generate_series(1, 48) g;

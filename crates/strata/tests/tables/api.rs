@@ -6,7 +6,7 @@
 //! refused with 4xx and nothing changed. `strata tables ... --server` goes through the
 //! same routes.
 
-use super::Site;
+use super::TablesSite;
 use crate::common::server::{http, Reply, Server};
 use serde_json::{json, Value};
 
@@ -20,7 +20,7 @@ const DB_PASSWORD: &str = "tables-api-db-secret-71c3";
 /// A site with two tables and three policies, and a coordinator server whose `[tables]
 /// db` is the site's database.
 struct ApiSite {
-    site: Site,
+    site: TablesSite,
     server: Server,
     /// The delete policy on `metrics.recent` (tag `nightly`).
     recent: i64,
@@ -32,7 +32,7 @@ struct ApiSite {
 
 impl ApiSite {
     fn new() -> ApiSite {
-        let site = Site::new();
+        let site = TablesSite::new();
         site.monthly_table("metrics", "raw");
         // Daily partitions from five days ago to three days ahead: some have expired for
         // a 3-day policy, the rest expire on coming days.
@@ -134,7 +134,7 @@ impl ApiSite {
     }
 }
 
-fn id_of_action(site: &Site, table: &str, action: &str) -> i64 {
+fn id_of_action(site: &TablesSite, table: &str, action: &str) -> i64 {
     site.sql(&format!(
         "SELECT id FROM strata.policy WHERE table_name = '{table}' AND action = '{action}'"
     ))
@@ -142,7 +142,7 @@ fn id_of_action(site: &Site, table: &str, action: &str) -> i64 {
     .unwrap()
 }
 
-fn id_of(site: &Site, schema: &str, table: &str) -> i64 {
+fn id_of(site: &TablesSite, schema: &str, table: &str) -> i64 {
     site.sql(&format!(
         "SELECT id FROM strata.policy WHERE table_schema = '{schema}' AND table_name = '{table}'"
     ))
