@@ -388,19 +388,12 @@ fn a_backup_killed_while_its_tables_are_frozen_leaves_no_copy_after_the_next_and
 
     // Held at its first index write: every table is frozen, nothing is indexed yet.
     let hold = dir.path().join("hold");
-    fs::create_dir_all(&hold).unwrap();
-    let mut child = site
-        .command()
+    let mut backup = site.command();
+    backup
         .args(["backup", "--json"])
-        .env(
-            "STRATA_TEST_HOLD_WRITE",
-            format!("index/:{}", hold.display()),
-        )
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    common::wait_for_held_write(&hold, &mut child, "the backup's first index write");
+        .stderr(Stdio::null());
+    let mut child = common::backup_held_at_first_index_write(backup, &hold);
     let frozen = cluster.servers[0]
         .data
         .join("shadow/strata/data/shop/events");

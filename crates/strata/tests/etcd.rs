@@ -73,20 +73,12 @@ async fn backup_changing_a_member(
 /// A backup held before its first index write (every snapshot taken, the data not
 /// yet indexed, so before the check after the data is stored).
 fn held_backup(site: &Site, hold: &Path) -> Child {
-    fs::create_dir_all(hold).unwrap();
-    let mut child = site
-        .command()
+    let mut backup = site.command();
+    backup
         .args(["backup", "--json"])
-        .env(
-            "STRATA_TEST_HOLD_WRITE",
-            format!("index/:{}", hold.display()),
-        )
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    common::wait_for_held_write(hold, &mut child, "the backup's first index write");
-    child
+        .stderr(Stdio::piped());
+    common::backup_held_at_first_index_write(backup, hold)
 }
 
 fn component<'a>(summary: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {

@@ -19,28 +19,15 @@ struct HeldBackup {
 impl HeldBackup {
     fn start(env: &Env, src: &Path) -> HeldBackup {
         let hold = env.path("hold");
-        fs::create_dir_all(&hold).unwrap();
-        let child = env
-            .command()
+        let mut backup = env.command();
+        backup
             .args(["backup", src.to_str().unwrap(), "--node-name", "db"])
-            .env(
-                "STRATA_TEST_HOLD_WRITE",
-                format!("index/:{}", hold.display()),
-            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut held = HeldBackup {
-            child: Some(child),
+            .stderr(Stdio::piped());
+        HeldBackup {
+            child: Some(common::backup_held_at_first_index_write(backup, &hold)),
             hold,
-        };
-        common::wait_for_held_write(
-            &held.hold,
-            held.child.as_mut().unwrap(),
-            "the backup's first index write",
-        );
-        held
+        }
     }
 
     /// Lets the backup finish; asserts it succeeded.

@@ -217,6 +217,23 @@ pub fn wait_for_held_write(hold: &Path, child: &mut std::process::Child, what: &
     }
 }
 
+/// Starts `command` (a backup, its output already directed) held at its first write
+/// under `index/` (`STRATA_TEST_HOLD_WRITE`, the hold's files in `hold`), and returns
+/// once it waits there: every snapshot taken, nothing of its data indexed yet. Creating
+/// `hold/release` lets it go on.
+pub fn backup_held_at_first_index_write(mut command: Command, hold: &Path) -> std::process::Child {
+    fs::create_dir_all(hold).unwrap();
+    let mut child = command
+        .env(
+            "STRATA_TEST_HOLD_WRITE",
+            format!("index/:{}", hold.display()),
+        )
+        .spawn()
+        .unwrap();
+    wait_for_held_write(hold, &mut child, "the backup's first index write");
+    child
+}
+
 /// A path as a C string, for the xattr calls below.
 fn c_path(path: &std::path::Path) -> std::ffi::CString {
     std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())).unwrap()
