@@ -21,12 +21,14 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-struct Site {
+/// A scratch directory owned by postgres: the password file and the copy of the binary
+/// the strata sites built in it ([`Scratch::site`]) name, the Londiste inis and the servers.
+struct Scratch {
     dir: tempfile::TempDir,
 }
 
-impl Site {
-    fn new() -> Site {
+impl Scratch {
+    fn new() -> Scratch {
         let dir = tempfile::Builder::new()
             .prefix("strata-seed")
             .tempdir()
@@ -35,15 +37,16 @@ impl Site {
         // PostgreSQL runs strata as postgres, who may not reach the build directory.
         std::fs::copy(env!("CARGO_BIN_EXE_strata"), dir.path().join("strata")).unwrap();
         chown_to_postgres(dir.path());
-        Site { dir }
+        Scratch { dir }
     }
 
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
-    /// A strata configuration with one PostgreSQL node on `server`.
-    fn config(&self, name: &str, server: &PgServer) -> PathBuf {
+    /// A strata site whose configuration `name` has one PostgreSQL node on `server`, its
+    /// commands run as postgres with the copied binary and the password file.
+    fn site(&self, name: &str, server: &PgServer) -> common::Site {
         let text = format!(
             "plugin = \"postgres\"\nstate_dir = \"{state}\"\n[password]\nfile = \"{pw}\"\n\n[storages.local]\npath = \"{repo}\"\n\n[postgres]\nwal_wait_secs = 60\nrecovery_timeout_secs = 120\n\n[[nodes]]\nname = \"db\"\n[nodes.postgres]\ndata_dir = \"{data}\"\nconnect = {{ host = \"{sock}\", port = {port}, user = \"postgres\", dbname = \"postgres\" }}\n",
             state = self.path("state").display(),
@@ -53,22 +56,15 @@ impl Site {
             sock = server.socket_dir.display(),
             port = server.port,
         );
-        let path = self.path(name);
-        std::fs::write(&path, text).unwrap();
-        chown_to_postgres(&path);
-        path
-    }
-
-    /// `strata --config CONFIG ARGS` as postgres; must succeed.
-    fn strata(&self, config: &Path, args: &[&str]) -> String {
-        let mut cmd = Command::new(self.path("strata"));
-        cmd.arg("--config").arg(config).args(args);
-        cmd.env_remove("STRATA_PASSWORD")
-            .env_remove("STRATA_CONFIG");
-        as_postgres(&mut cmd);
-        let out = cmd.output().unwrap();
-        assert!(out.status.success(), "strata {args:?}: {}", text(&out));
-        text(&out)
+        let site = common::Site::new()
+            .whole_config(&text)
+            .file(name)
+            .binary(&self.path("strata"))
+            .run_as_postgres()
+            .password_file()
+            .build_in(self.dir.path());
+        chown_to_postgres(site.config());
+        site
     }
 
     /// `strata londiste INI ARGS`, expecting exit `code`.
@@ -109,6 +105,14 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// `strata ARGS` on `site`; must succeed. Its stdout and stderr.
+fn strata(site: &common::Site, args: &[&str]) -> String {
+    let out = site.strata(args);
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code, Some(0), "strata {args:?}: {said}");
+    said
 }
 
 fn dsn(server: &PgServer, db: &str) -> String {
@@ -272,15 +276,15 @@ async fn seeded_node_joins_without_a_copy(branch: bool, python: bool) {
         );
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let root = PgServer::init(&site.path("root"));
-    let config = site.config("strata.toml", &root);
+    let strata_site = site.site("strata.toml", &root);
     root.set_conf(&format!(
         "archive_command = '\"{}\" --config \"{}\" -q wal-push %p'",
         site.path("strata").display(),
-        config.display()
+        strata_site.config().display()
     ));
-    site.strata(&config, &["init"]);
+    strata(&strata_site, &["init"]);
     root.start();
     root.psql("postgres", "create database app");
     root.psql("app", "create extension londiste cascade");
@@ -322,7 +326,7 @@ async fn seeded_node_joins_without_a_copy(branch: bool, python: bool) {
     let writing = Arc::new(AtomicBool::new(false));
     let writers = start_writers(&root, &writing);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let out = site.strata(&config, &["backup"]);
+    let out = strata(&strata_site, &["backup"]);
     assert!(out.contains("complete"), "{out}");
     // One transaction surely open across the target, with later ones committed before
     // it: the restore's snapshot must show it running (a standby's own snapshot does not).
@@ -343,7 +347,7 @@ async fn seeded_node_joins_without_a_copy(branch: bool, python: bool) {
     wait_archived(&root);
 
     let restore = |server: &PgServer, name: &str, extra: &[&str]| {
-        let config = site.config(&format!("{name}.toml"), server);
+        let restoring = site.site(&format!("{name}.toml"), server);
         let args = [
             &[
                 "restore",
@@ -356,7 +360,7 @@ async fn seeded_node_joins_without_a_copy(branch: bool, python: bool) {
             extra,
         ]
         .concat();
-        let out = site.strata(&config, &args);
+        let out = strata(&restoring, &args);
         assert!(out.contains("paused"), "{out}");
     };
     if !branch && python.is_none() {

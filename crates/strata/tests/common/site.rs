@@ -9,7 +9,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use super::strata_at;
+use super::pgserver::as_postgres as as_postgres_user;
+use super::{strata_at, PASSWORD};
 
 /// How a [`Site`] is laid out, before its configuration is written.
 ///
@@ -27,6 +28,9 @@ pub struct SiteBuilder {
     token: Option<String>,
     env: Vec<(String, String)>,
     whole: Option<String>,
+    binary: Option<PathBuf>,
+    as_postgres: bool,
+    password_file: bool,
 }
 
 impl SiteBuilder {
@@ -91,6 +95,28 @@ impl SiteBuilder {
         self
     }
 
+    /// Commands run `binary` instead of the build's: a copy in a directory PostgreSQL's
+    /// user can reach, for a site whose commands run as that user.
+    pub fn binary(mut self, binary: &Path) -> Self {
+        self.binary = Some(binary.to_path_buf());
+        self
+    }
+
+    /// Commands run as PostgreSQL runs strata (its `archive_command`): as the postgres
+    /// user when the tests run as root (`HOME=/tmp`), in the test's own environment and
+    /// directory rather than an operator's clean shell, without `STRATA_CONFIG`.
+    pub fn run_as_postgres(mut self) -> Self {
+        self.as_postgres = true;
+        self
+    }
+
+    /// The configuration names its password file (`[password] file`): commands carry no
+    /// password (`STRATA_PASSWORD` removed), not the test password.
+    pub fn password_file(mut self) -> Self {
+        self.password_file = true;
+        self
+    }
+
     /// The configuration's text for a site in `dir`.
     fn text(&self, dir: &Path) -> String {
         if let Some(whole) = &self.whole {
@@ -134,6 +160,9 @@ impl SiteBuilder {
             config,
             token: self.token,
             env: self.env,
+            binary: self.binary,
+            as_postgres: self.as_postgres,
+            password_file: self.password_file,
         }
     }
 }
@@ -145,6 +174,9 @@ pub struct Site {
     config: PathBuf,
     token: Option<String>,
     env: Vec<(String, String)>,
+    binary: Option<PathBuf>,
+    as_postgres: bool,
+    password_file: bool,
 }
 
 impl Site {
@@ -161,6 +193,9 @@ impl Site {
             token: None,
             env: Vec::new(),
             whole: None,
+            binary: None,
+            as_postgres: false,
+            password_file: false,
         }
     }
 
@@ -181,9 +216,33 @@ impl Site {
 
     /// `strata --config CONFIG` in the site's directory with a clean environment, the
     /// test password, and the site's token and environment: for a test that needs the
-    /// process itself (spawned, piped, more arguments or environment).
+    /// process itself (spawned, piped, more arguments or environment). A site built with
+    /// [`SiteBuilder::binary`], [`SiteBuilder::run_as_postgres`] or
+    /// [`SiteBuilder::password_file`] runs its command as those say.
     pub fn command(&self) -> Command {
-        let mut cmd = strata_at(&self.dir, &self.config);
+        let mut cmd = match (&self.binary, self.as_postgres) {
+            (None, false) => strata_at(&self.dir, &self.config),
+            (binary, as_postgres) => {
+                let mut cmd = Command::new(match binary {
+                    Some(binary) => binary.as_path(),
+                    None => Path::new(env!("CARGO_BIN_EXE_strata")),
+                });
+                cmd.arg("--config").arg(&self.config);
+                if as_postgres {
+                    cmd.env_remove("STRATA_CONFIG");
+                    as_postgres_user(&mut cmd);
+                } else {
+                    cmd.env_clear()
+                        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                        .env("STRATA_PASSWORD", PASSWORD)
+                        .current_dir(&self.dir);
+                }
+                cmd
+            }
+        };
+        if self.password_file {
+            cmd.env_remove("STRATA_PASSWORD");
+        }
         if let Some(token) = &self.token {
             cmd.env("STRATA_TOKEN", token);
         }
