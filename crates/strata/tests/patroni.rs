@@ -13,7 +13,7 @@ use crate::common;
 
 use common::pgserver::{as_postgres, chown_to_postgres, skip_without_postgres, PG_BIN};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 use strata_testkit::etcd::EtcdCluster;
 use strata_testkit::free_port;
@@ -180,15 +180,15 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(60)..].join("\n")
 }
 
-/// The site: a scratch directory owned by postgres with the strata binary, a repository,
-/// strata's configuration (nodes m1 and m2), and etcd.
-struct Site {
+/// The scratch directory owned by postgres with the strata binary, a repository and
+/// strata's configuration (the [`strata_site`] built in it), and etcd: the members'
+/// configurations name both.
+struct Scratch {
     dir: tempfile::TempDir,
     etcd: EtcdCluster,
-    config: PathBuf,
 }
 
-impl Site {
+impl Scratch {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
@@ -197,22 +197,9 @@ impl Site {
         self.path("strata")
     }
 
-    fn strata(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(self.exe());
-        cmd.arg("--config").arg(&self.config).args(args);
-        cmd.env_remove("STRATA_PASSWORD");
-        as_postgres(&mut cmd).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.strata(args);
-        assert!(
-            out.status.success(),
-            "strata {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    /// strata's configuration, written by [`strata_site`].
+    fn config(&self) -> PathBuf {
+        self.path("strata.toml")
     }
 
     /// A member of cluster `scope` (configuration written, not started). `bootstrap`:
@@ -226,7 +213,7 @@ impl Site {
         let strata = format!(
             "'{}' --config '{}'",
             self.exe().display(),
-            self.config.display()
+            self.config().display()
         );
         let archive = match archive {
             true => {
@@ -316,8 +303,9 @@ postgresql:
 }
 
 /// Writes strata's configuration: nodes m1 and m2 of cluster `demo`, backups from the
-/// member Patroni runs as a replica.
-fn write_config(site_dir: &Path, members: &[&Member], patroni: &str) -> PathBuf {
+/// member Patroni runs as a replica; its commands run as postgres with the copied binary
+/// and the password file.
+fn strata_site(site_dir: &Path, members: &[&Member], patroni: &str) -> common::Site {
     let mut text = format!(
         "plugin = \"postgres\"\nstate_dir = \"{state}\"\n[password]\nfile = \"{pw}\"\n[storages.local]\npath = \"{repo}\"\n[postgres]\nbackup_from = \"replica\"\nwal_wait_secs = 60\nrecovery_timeout_secs = 120\npatroni = \"{patroni}\"\n",
         state = site_dir.join("state").display(),
@@ -333,10 +321,14 @@ fn write_config(site_dir: &Path, members: &[&Member], patroni: &str) -> PathBuf 
             m.pg
         ));
     }
-    let path = site_dir.join("strata.toml");
-    std::fs::write(&path, text).unwrap();
-    chown_to_postgres(&path);
-    path
+    let site = common::Site::new()
+        .whole_config(&text)
+        .binary(&site_dir.join("strata"))
+        .run_as_postgres()
+        .password_file()
+        .build_in(site_dir);
+    chown_to_postgres(site.config());
+    site
 }
 
 const DIGEST: &str =
@@ -358,15 +350,11 @@ async fn strata_backs_up_rebuilds_and_bootstraps_a_patroni_cluster() {
     std::fs::write(dir.path().join("password"), "patroni test password\n").unwrap();
     std::fs::copy(env!("CARGO_BIN_EXE_strata"), dir.path().join("strata")).unwrap();
     let etcd = EtcdCluster::start(1).await;
-    let mut site = Site {
-        config: dir.path().join("strata.toml"),
-        dir,
-        etcd,
-    };
-    let mut m1 = site.member("demo", "m1", true, "");
-    let mut m2 = site.member("demo", "m2", true, "");
-    site.config = write_config(site.dir.path(), &[&m1, &m2], "");
-    chown_to_postgres(site.dir.path());
+    let scratch = Scratch { dir, etcd };
+    let mut m1 = scratch.member("demo", "m1", true, "");
+    let mut m2 = scratch.member("demo", "m2", true, "");
+    let mut site = strata_site(scratch.dir.path(), &[&m1, &m2], "");
+    chown_to_postgres(scratch.dir.path());
     site.ok(&["init"]);
 
     // A two-member cluster. m2 is created before any backup exists: strata's replica
@@ -454,13 +442,13 @@ async fn strata_backs_up_rebuilds_and_bootstraps_a_patroni_cluster() {
     // does not archive: its WAL would mix with demo's).
     let strata = format!(
         "'{}' --config '{}'",
-        site.exe().display(),
-        site.config.display()
+        scratch.exe().display(),
+        site.config().display()
     );
     let bootstrap = format!(
         "  method: strata\n  strata:\n    command: \"{strata} patroni-bootstrap\"\n    target_time: '{target}'\n    keep_existing_recovery_conf: false\n    recovery_conf:\n      restore_command: \"{strata} wal-fetch %f %p\"\n      recovery_target_time: '{target}'\n      recovery_target_action: promote\n      recovery_target_timeline: current\n"
     );
-    let mut n1 = site.member("fresh", "n1", false, &bootstrap);
+    let mut n1 = scratch.member("fresh", "n1", false, &bootstrap);
     n1.start();
     n1.wait_until("leader");
     assert_eq!(
@@ -479,15 +467,15 @@ async fn strata_backs_up_rebuilds_and_bootstraps_a_patroni_cluster() {
     // replica, onto the leader m2, with Patroni paused through its REST API. The
     // backup holds m1's Patroni files (its port); m2 keeps its own.
     let second_backup = summary["name"].as_str().unwrap().to_string();
-    site.config = write_config(
-        site.dir.path(),
+    site = strata_site(
+        scratch.dir.path(),
         &[&m1, &m2],
         &format!("http://127.0.0.1:{}", m2.api),
     );
     let refused = site.strata(&["restore", &second_backup, "--target-time", &target]);
-    let said = String::from_utf8_lossy(&refused.stderr);
+    let said = &refused.stderr;
     assert!(
-        !refused.status.success() && said.contains("--node"),
+        refused.code != Some(0) && said.contains("--node"),
         "a Patroni cluster is restored onto one member: {said}"
     );
     assert!(m2.get("cluster").get("pause").is_none(), "nothing paused");
@@ -502,9 +490,9 @@ async fn strata_backs_up_rebuilds_and_bootstraps_a_patroni_cluster() {
         "--node",
         "m1",
     ]);
-    let said = String::from_utf8_lossy(&refused.stderr);
+    let said = &refused.stderr;
     assert!(
-        !refused.status.success()
+        refused.code != Some(0)
             && said.contains("replica of the Patroni cluster")
             && said.contains("leader is member m2"),
         "a restore onto a replica is refused: {said}"
