@@ -26,7 +26,7 @@ use shape::{CommandShape, Stdout};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "surface-user-token";
@@ -60,68 +60,37 @@ fn settle(root: &Path) {
 
 /// A scratch site: a config with one in-process node `db1` over `data`, the storage
 /// `main` (default; not initialised: `init` is a step of the scenario) and a second
-/// storage `cold` to copy to (initialised).
-struct Site {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    data: PathBuf,
-}
-
-impl Site {
-    fn new() -> Site {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        fs::create_dir_all(data.join("sub/empty")).unwrap();
-        fs::write(data.join("a.conf"), b"setting = 1\n").unwrap();
-        fs::write(data.join("sub/table"), common::table_pages(4, 7)).unwrap();
-        fs::write(data.join("sub/blob"), common::pseudo_random(70_000, 5)).unwrap();
-        std::os::unix::fs::symlink("a.conf", data.join("link")).unwrap();
-        settle(&data);
-        let config = dir.path().join("strata.toml");
-        common::write_one_node_config(
-            &config,
-            &dir.path().join("state"),
-            &dir.path().join("repo"),
-            &data,
-            &format!(
-                "[storages.cold]\npath = \"{}\"\n",
-                dir.path().join("cold").display()
-            ),
-        );
-        let site = Site { dir, config, data };
-        site.ok(&["--storage", "cold", "init"]);
-        site
-    }
-
-    /// Runs a setup command that is not part of the surface; it must succeed.
-    fn ok(&self, args: &[&str]) {
-        let out = self.strata().args(args).output().unwrap();
-        common::assert_success(&format!("strata {args:?}"), &out);
-    }
-
-    /// `strata --config CONFIG` with a clean environment: the password, the user token
-    /// (the server's default `[server.user_token]` is `$STRATA_TOKEN`), a fixed user.
-    fn strata(&self) -> Command {
-        let mut cmd = Command::new(binary());
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("STRATA_PASSWORD", PASSWORD)
-            .env("STRATA_TOKEN", TOKEN)
-            .env("USER", "operator")
-            .arg("--config")
-            .arg(&self.config)
-            .current_dir(self.dir.path());
-        cmd
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
+/// storage `cold` to copy to (initialised). Its commands run [`binary`] with a clean
+/// environment: the password, the user token (the server's default
+/// `[server.user_token]` is `$STRATA_TOKEN`), a fixed user. The directory is kept by the
+/// caller.
+fn new_site() -> (tempfile::TempDir, common::Site) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    fs::create_dir_all(data.join("sub/empty")).unwrap();
+    fs::write(data.join("a.conf"), b"setting = 1\n").unwrap();
+    fs::write(data.join("sub/table"), common::table_pages(4, 7)).unwrap();
+    fs::write(data.join("sub/blob"), common::pseudo_random(70_000, 5)).unwrap();
+    std::os::unix::fs::symlink("a.conf", data.join("link")).unwrap();
+    settle(&data);
+    let site = common::Site::new()
+        .node("db1", "data")
+        .config_extra(&format!(
+            "[storages.cold]\npath = \"{}\"\n",
+            dir.path().join("cold").display()
+        ))
+        .binary(&binary())
+        .env("STRATA_PASSWORD", PASSWORD)
+        .token(TOKEN)
+        .env("USER", "operator")
+        .build_in(dir.path());
+    site.ok(&["--storage", "cold", "init"]);
+    (dir, site)
 }
 
 /// Runs the scenario's commands on one transport and keeps each one's shape.
 struct Run<'a> {
-    site: &'a Site,
+    site: &'a common::Site,
     /// `Some(url)`: every command gets `--server URL`.
     server: Option<String>,
     /// Backup names and paths replaced by placeholders in the recorded command lines.
@@ -181,7 +150,7 @@ impl Run<'_> {
             !self.shapes.contains_key(label),
             "step {label} twice in the scenario"
         );
-        let mut cmd = self.site.strata();
+        let mut cmd = self.site.command();
         if let Some(url) = &self.server {
             cmd.args(["--server", url]);
         }
@@ -237,7 +206,7 @@ impl Run<'_> {
 
     /// The names `list --json` shows, oldest first.
     fn names(&self) -> Vec<String> {
-        let mut cmd = self.site.strata();
+        let mut cmd = self.site.command();
         if let Some(url) = &self.server {
             cmd.args(["--server", url]);
         }
@@ -288,12 +257,12 @@ fn scenario(run: &mut Run) {
     let to = site.path("restored");
     let to = to.to_str().unwrap();
     run.placeholders
-        .push((site.dir.path().display().to_string(), "$SITE".into()));
+        .push((site.dir().display().to_string(), "$SITE".into()));
     run.step("init", &["init"]);
     run.step("backup-wait", &["backup", "--wait"]);
-    fs::write(site.data.join("added"), b"new file\n").unwrap();
-    fs::write(site.data.join("a.conf"), b"setting = 2\n").unwrap();
-    settle(&site.data);
+    fs::write(site.path("data").join("added"), b"new file\n").unwrap();
+    fs::write(site.path("data").join("a.conf"), b"setting = 2\n").unwrap();
+    settle(&site.path("data"));
     let started = run.step("backup", &["backup"]);
     run.wait_for_backups(2, &started);
     let names = run.names();
@@ -346,8 +315,8 @@ fn scenario(run: &mut Run) {
 
     // The removing commands, last.
     run.step("cleanup", &["cleanup", "--keep-last", "1"]);
-    fs::write(site.data.join("added"), b"changed again\n").unwrap();
-    settle(&site.data);
+    fs::write(site.path("data").join("added"), b"changed again\n").unwrap();
+    settle(&site.path("data"));
     run.step("backup-third", &["backup", "--wait"]);
     let names = run.names();
     let third = names.last().unwrap().clone();
@@ -385,7 +354,7 @@ fn failures(run: &mut Run, backup: &str) {
     let _ = fs::remove_dir_all(&hold);
     fs::create_dir_all(&hold).unwrap();
     let mut held = site
-        .strata()
+        .command()
         .arg("backup")
         .env(
             "STRATA_TEST_HOLD_WRITE",
@@ -425,7 +394,7 @@ fn capture() -> (
 ) {
     let mut all = BTreeMap::new();
 
-    let site = Site::new();
+    let (_dir, site) = new_site();
     let mut run = Run {
         site: &site,
         server: None,
@@ -438,10 +407,10 @@ fn capture() -> (
         all.insert(format!("local/{label}"), shape);
     }
 
-    let site = Site::new();
+    let (_dir, site) = new_site();
     // `init` refuses --server: the repository is created here, the step records the refusal.
     site.ok(&["init"]);
-    let server = Server::start(site.strata(), &site.path("server.log"));
+    let server = Server::start(site.command(), &site.path("server.log"));
     let mut run = Run {
         site: &site,
         server: Some(server.url.clone()),
