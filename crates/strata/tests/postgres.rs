@@ -16,14 +16,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-/// A scratch directory owned by postgres, a repository and a configuration for one
-/// PostgreSQL cluster.
-struct Site {
+/// A scratch directory owned by postgres with a copy of the binary, the password file
+/// and a repository; the configurations for its PostgreSQL clusters are strata sites
+/// ([`common::Site`]) built in it.
+struct Scratch {
     dir: tempfile::TempDir,
 }
 
-impl Site {
-    fn new() -> Site {
+impl Scratch {
+    fn new() -> Scratch {
         let dir = tempfile::Builder::new()
             .prefix("strata-pgclient")
             .tempdir()
@@ -33,7 +34,7 @@ impl Site {
         // build directory: a copy beside the data is always reachable.
         std::fs::copy(env!("CARGO_BIN_EXE_strata"), dir.path().join("strata")).unwrap();
         chown_to_postgres(dir.path());
-        Site { dir }
+        Scratch { dir }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -51,7 +52,7 @@ impl Site {
         name: &str,
         nodes: &[(&str, &PgServer, Option<String>)],
         extra: &str,
-    ) -> PathBuf {
+    ) -> common::Site {
         let mut text = format!(
             "plugin = \"postgres\"\nstate_dir = \"{state}\"\n{extra}\n[password]\nfile = \"{pw}\"\n\n[storages.local]\npath = \"{repo}\"\n\n[postgres]\nwal_wait_secs = 60\nrecovery_timeout_secs = 120\n",
             state = self.path("state").display(),
@@ -69,38 +70,46 @@ impl Site {
                 text.push_str(&format!("primary_conninfo = \"{primary}\"\n"));
             }
         }
-        let path = self.path(name);
-        std::fs::write(&path, text).unwrap();
-        chown_to_postgres(&path);
-        path
+        self.site(name, &text)
+    }
+
+    /// Writes config `name` holding `text`: a strata site whose commands run the copied
+    /// binary as postgres with the configuration's password file.
+    fn site(&self, name: &str, text: &str) -> common::Site {
+        let site = common::Site::new()
+            .whole_config(text)
+            .file(name)
+            .binary(&self.exe())
+            .run_as_postgres()
+            .password_file()
+            .build_in(self.dir.path());
+        chown_to_postgres(site.config());
+        site
     }
 
     /// `strata --config CONFIG ARGS` as postgres, not started.
-    fn command(&self, config: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(self.exe());
-        cmd.arg("--config").arg(config).args(args);
-        cmd.env_remove("STRATA_PASSWORD")
-            .env_remove("STRATA_CONFIG");
-        as_postgres(&mut cmd);
+    fn command(&self, config: &common::Site, args: &[&str]) -> Command {
+        let mut cmd = config.command();
+        cmd.args(args);
         cmd
     }
 
     /// `strata --config CONFIG ARGS` as postgres.
-    fn strata(&self, config: &Path, args: &[&str]) -> Output {
+    fn strata(&self, config: &common::Site, args: &[&str]) -> Output {
         self.command(config, args).output().unwrap()
     }
 
     /// A primary in `primary` archiving into this site's repository (created), not
     /// started, and its configuration.
-    fn archiving_primary(&self) -> (PgServer, PathBuf) {
+    fn archiving_primary(&self) -> (PgServer, common::Site) {
         let primary = PgServer::init(&self.path("primary"));
         let config = self.config("strata.toml", &[("db", &primary, None)], "");
-        primary.set_conf(&self.archive_command(&config));
+        primary.set_conf(&self.archive_command(config.config()));
         self.ok(&config, &["init"]);
         (primary, config)
     }
 
-    fn ok(&self, config: &Path, args: &[&str]) -> String {
+    fn ok(&self, config: &common::Site, args: &[&str]) -> String {
         let out = self.strata(config, args);
         assert!(
             out.status.success(),
@@ -166,7 +175,7 @@ fn wait_archived(server: &PgServer) {
 }
 
 /// A server for restoring into `dir`: its own port and socket, nothing running yet.
-fn fresh_target(site: &Site, dir: &str) -> PgServer {
+fn fresh_target(site: &Scratch, dir: &str) -> PgServer {
     PgServer::vacant(&site.path(dir))
 }
 
@@ -175,7 +184,7 @@ fn base_backup_under_load_restores_to_the_latest_state_and_to_a_point_in_time() 
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let (primary, config) = site.archiving_primary();
     primary.start();
     primary.pgbench_init("bench", 3);
@@ -329,7 +338,7 @@ fn base_backup_under_load_restores_to_the_latest_state_and_to_a_point_in_time() 
 /// `wal-fetch` of `first` reads the following segments into the spool, and the next
 /// call is served from there without opening the repository (its keys are moved away
 /// meanwhile), with the same bytes the archive holds.
-fn fetch_reads_ahead(site: &Site, config: &Path, first: &str) {
+fn fetch_reads_ahead(site: &Scratch, config: &common::Site, first: &str) {
     let repo_id = serde_json::from_slice::<serde_json::Value>(
         &std::fs::read(site.path("repo").join("config")).unwrap(),
     )
@@ -361,15 +370,12 @@ fn fetch_reads_ahead(site: &Site, config: &Path, first: &str) {
     std::fs::rename(&away, &keys).unwrap();
     assert!(!spool.join(&spooled[0]).exists(), "taken from the spool");
 
-    let direct = site.path("direct.toml");
-    std::fs::write(
-        &direct,
-        std::fs::read_to_string(config)
+    let direct = site.site(
+        "direct.toml",
+        &std::fs::read_to_string(config.config())
             .unwrap()
             .replace("[postgres]\n", "[postgres]\nwal_fetch_ahead = 0\n"),
-    )
-    .unwrap();
-    chown_to_postgres(&direct);
+    );
     site.ok(&direct, &["wal-fetch", &spooled[0], &dest("direct")]);
     assert_eq!(
         std::fs::read(dest("spooled")).unwrap(),
@@ -382,7 +388,7 @@ fn backup_from_a_standby_restores_primary_and_standby() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let primary = PgServer::init(&site.path("p1"));
     let config_path = site.path("strata.toml");
     primary.set_conf(&site.archive_command(&config_path));
@@ -404,8 +410,8 @@ fn backup_from_a_standby_restores_primary_and_standby() {
         "",
     );
     std::fs::write(
-        &config,
-        std::fs::read_to_string(&config)
+        config.config(),
+        std::fs::read_to_string(config.config())
             .unwrap()
             .replace("[postgres]\n", "[postgres]\nbackup_from = \"standby\"\n"),
     )
@@ -473,7 +479,7 @@ fn a_backup_cut_short_by_the_server_stopping_is_recorded_as_failed() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let primary = PgServer::init(&site.path("p1"));
     let config = site.config("strata.toml", &[("db", &primary, None)], "");
     // WAL cannot be archived, so pg_backup_stop waits: the moment to stop the server.
@@ -481,7 +487,9 @@ fn a_backup_cut_short_by_the_server_stopping_is_recorded_as_failed() {
     site.ok(&config, &["init"]);
     primary.start();
     let mut cmd = Command::new(site.exe());
-    cmd.arg("--config").arg(&config).args(["-q", "backup"]);
+    cmd.arg("--config")
+        .arg(config.config())
+        .args(["-q", "backup"]);
     as_postgres(&mut cmd);
     let backup = cmd.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -521,7 +529,7 @@ fn tablespaces_and_configuration_outside_the_data_directory_come_back() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let primary = PgServer::init(&site.path("p1"));
     let hot = site.path("ts-hot");
     let etc = site.path("etc");
@@ -535,7 +543,7 @@ fn tablespaces_and_configuration_outside_the_data_directory_come_back() {
     chown_to_postgres(&extra);
     primary.set_conf(&format!("include '{}'", extra.display()));
     let config = site.config("strata.toml", &[("db", &primary, None)], "");
-    primary.set_conf(&site.archive_command(&config));
+    primary.set_conf(&site.archive_command(config.config()));
     site.ok(&config, &["init"]);
     primary.start();
     assert_eq!(primary.psql("postgres", "SHOW work_mem"), "7MB");
@@ -586,12 +594,12 @@ fn tablespaces_and_configuration_outside_the_data_directory_come_back() {
 
     // Mapped elsewhere, it comes back there, linked from the data directory.
     let moved = site.path("ts-moved");
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    let mut text = std::fs::read_to_string(cfg.config()).unwrap();
     text.push_str(&format!(
         "tablespaces = {{ \"hot data\" = \"{}\" }}\n",
         moved.display()
     ));
-    std::fs::write(&cfg, text).unwrap();
+    std::fs::write(cfg.config(), text).unwrap();
     let out = site.ok(&cfg, &["restore", "latest"]);
     assert!(out.contains("promoted"), "{out}");
     assert!(
@@ -644,7 +652,7 @@ fn a_cluster_made_with_waldir_recovers_in_place_and_a_pg_wal_link_outside_the_ro
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let waldir = site.path("wal-outside");
     let primary = PgServer::init_with(
         &site.path("wd"),
@@ -657,14 +665,14 @@ fn a_cluster_made_with_waldir_recovers_in_place_and_a_pg_wal_link_outside_the_ro
     let with_wal_dir = |name: &str, wal_dir: Option<&Path>| {
         let cfg = site.config(name, &[("db", &primary, None)], "");
         if let Some(dir) = wal_dir {
-            let mut text = std::fs::read_to_string(&cfg).unwrap();
+            let mut text = std::fs::read_to_string(cfg.config()).unwrap();
             text.push_str(&format!("wal_dir = \"{}\"\n", dir.display()));
-            std::fs::write(&cfg, text).unwrap();
+            std::fs::write(cfg.config(), text).unwrap();
         }
         cfg
     };
     let config = with_wal_dir("strata.toml", Some(&waldir));
-    primary.set_conf(&site.archive_command(&config));
+    primary.set_conf(&site.archive_command(config.config()));
     site.ok(&config, &["init"]);
     primary.start();
     primary.psql("postgres", "CREATE TABLE t (id int)");
@@ -708,7 +716,7 @@ fn archiving_through_the_wal_archiver_under_load_restores_everything() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let (primary, config) = site.archiving_primary();
     // The archiver runs as postgres, the user PostgreSQL runs wal-push as.
     let mut archiver = site
@@ -771,9 +779,14 @@ fn segment_before(name: &str) -> String {
 /// key `t_pkey`) and its site, archiving, backed up once clean: that backup's restore
 /// drill starts the database and finds it sound. Then `bytes` are written at `offset` of
 /// relation `rel`'s file while the server is stopped, and a second backup is taken.
-fn corrupted_backup(checksums: bool, rel: &str, offset: u64, bytes: &[u8]) -> (Site, PathBuf) {
+fn corrupted_backup(
+    checksums: bool,
+    rel: &str,
+    offset: u64,
+    bytes: &[u8],
+) -> (Scratch, common::Site) {
     use std::io::{Seek, SeekFrom, Write};
-    let site = Site::new();
+    let site = Scratch::new();
     let primary = PgServer::init(&site.path("primary"));
     if !checksums {
         // The test kit's clusters have data checksums: this one has them turned off.
@@ -787,7 +800,7 @@ fn corrupted_backup(checksums: bool, rel: &str, offset: u64, bytes: &[u8]) -> (S
         );
     }
     let config = site.config("strata.toml", &[("db", &primary, None)], "");
-    primary.set_conf(&site.archive_command(&config));
+    primary.set_conf(&site.archive_command(config.config()));
     site.ok(&config, &["init"]);
     primary.start();
     primary.psql(
@@ -868,7 +881,7 @@ fn a_dropped_table_comes_back_from_a_point_in_time_under_another_name() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let (primary, config) = site.archiving_primary();
     primary.start();
     primary.psql(
@@ -1069,7 +1082,7 @@ fn a_dropped_database_comes_back_under_another_name() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let (primary, config) = site.archiving_primary();
     primary.start();
     primary.psql("postgres", "CREATE DATABASE shop");
@@ -1162,7 +1175,7 @@ fn a_table_restore_stopped_by_sigterm_leaves_nothing_behind() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let (primary, config) = site.archiving_primary();
     primary.start();
     primary.psql(
@@ -1236,7 +1249,7 @@ fn a_table_restore_stopped_by_sigterm_leaves_nothing_behind() {
 }
 
 /// The scratch directories of table restores in the site's state directory.
-fn scratch_dirs(site: &Site) -> Vec<PathBuf> {
+fn scratch_dirs(site: &Scratch) -> Vec<PathBuf> {
     std::fs::read_dir(site.path("state"))
         .into_iter()
         .flatten()
@@ -1260,7 +1273,7 @@ fn processes_of(dir: &Path) -> String {
 }
 
 /// Asserts that `out` failed with `why` before any work: no copy was restored.
-fn refused_before_any_work(site: &Site, out: &Output, why: &str) {
+fn refused_before_any_work(site: &Scratch, out: &Output, why: &str) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stdout}{stderr}");
@@ -1278,7 +1291,7 @@ fn a_partitioned_table_comes_back_with_its_partitions_and_a_partition_alone_as_a
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let (primary, config) = site.archiving_primary();
     primary.start();
     primary.psql("postgres", "CREATE DATABASE shop");
@@ -1429,7 +1442,7 @@ fn a_table_comes_back_in_the_schema_as_names_and_taken_names_are_refused_first()
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let (primary, config) = site.archiving_primary();
     primary.start();
     primary.psql(
@@ -1534,7 +1547,7 @@ fn scratch_servers_run_none_of_the_source_s_commands() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let (primary, config) = site.archiving_primary();
     let ran = site.path("ran");
     std::fs::create_dir(&ran).unwrap();
@@ -1548,7 +1561,7 @@ fn scratch_servers_run_none_of_the_source_s_commands() {
         source.display(),
         touch("archive_command"),
         site.exe().display(),
-        config.display(),
+        config.config().display(),
         touch("archive_cleanup_command"),
         touch("recovery_end_command"),
         touch("restore_command"),
@@ -1629,7 +1642,7 @@ fn scratch_servers_read_nothing_of_the_source_s_configuration_files() {
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let (primary, config) = site.archiving_primary();
     primary.start();
     for setting in [
@@ -1689,7 +1702,7 @@ fn tables_whose_names_need_quoting_come_back_and_a_type_s_name_is_refused_first(
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let (primary, config) = site.archiving_primary();
     primary.start();
     primary.psql(
@@ -1812,7 +1825,7 @@ fn a_killed_table_restore_s_scratch_server_is_removed_by_the_next_restore_drill_
     if skip_without_postgres() {
         return;
     }
-    let site = Site::new();
+    let site = Scratch::new();
     let (primary, config) = site.archiving_primary();
     primary.start();
     primary.psql(
@@ -1949,8 +1962,8 @@ fn a_killed_table_restore_s_scratch_server_is_removed_by_the_next_restore_drill_
 /// A primary archiving into a site's repository, running, with a table `t (batch int)`
 /// holding batch 0 (1000 rows), and one backup of it (its name). `before` runs after
 /// batch 0, before the backup.
-fn batches_site(before: impl FnOnce(&PgServer)) -> (Site, PgServer, PathBuf, String) {
-    let site = Site::new();
+fn batches_site(before: impl FnOnce(&PgServer)) -> (Scratch, PgServer, common::Site, String) {
+    let site = Scratch::new();
     let (primary, config) = site.archiving_primary();
     primary.start();
     primary.psql("postgres", "CREATE TABLE t (batch int, n int)");
