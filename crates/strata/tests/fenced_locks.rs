@@ -21,7 +21,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use strata_testkit::process::wait_for_mark;
 
 const TTL_SECS: u64 = 2;
 
@@ -77,23 +76,12 @@ fn repo(site: &Site) -> PathBuf {
 /// write go on).
 fn spawn_held(site: &Site, args: &[&str], env: &[(&str, &str)], prefix: &str) -> (Child, PathBuf) {
     let hold = site.dir().join("hold");
-    fs::create_dir_all(&hold).unwrap();
-    let spec = format!("{prefix}:{}", hold.display());
-    let mut env = env.to_vec();
-    env.push(("STRATA_TEST_HOLD_WRITE", &spec));
-    let mut child = site
-        .command()
+    let mut command = site.command();
+    command
         .args(args)
         .envs(env.iter().copied())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_mark(
-        &mut child,
-        &hold.join("held"),
-        Duration::from_secs(60),
-        &format!("strata {args:?}"),
-    );
+        .stderr(Stdio::piped());
+    let child = common::spawn_held(command, "STRATA_TEST_HOLD_WRITE", prefix, &hold);
     (child, hold)
 }
 

@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 use strata_testkit::data::pseudo_random;
-use strata_testkit::process::wait_for_mark;
 use strata_testkit::tree::{assert_same_tree, files_under};
 
 /// A one-node site with a grace period of two seconds: any rule that rests on a backup
@@ -51,24 +50,13 @@ fn held(site: &Site, args: &[&str], prefix: &str, env: &[(&str, &str)]) -> Held 
 
 fn held_with(site: &Site, switch: &str, args: &[&str], prefix: &str, env: &[(&str, &str)]) -> Held {
     let hold = site.path(&format!("hold-{}", prefix.trim_end_matches('/')));
-    fs::create_dir_all(&hold).unwrap();
-    let spec = format!("{prefix}:{}", hold.display());
-    let mut env = env.to_vec();
-    env.push((switch, &spec));
-    let mut child = site
-        .command()
+    let mut command = site.command();
+    command
         .args(args)
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_mark(
-        &mut child,
-        &hold.join("held"),
-        Duration::from_secs(60),
-        &format!("strata {args:?} held at {prefix}"),
-    );
+        .stderr(Stdio::piped());
+    let child = common::spawn_held(command, switch, prefix, &hold);
     Held {
         child: Some(child),
         hold,

@@ -204,34 +204,43 @@ pub fn probe(args: &[&str]) -> std::process::Output {
 /// `hold`, has reached the held write (the hold's `held` file appears); fails the test
 /// when the child ends first or never gets there. `what` names the write in the message.
 pub fn wait_for_held_write(hold: &Path, child: &mut std::process::Child, what: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !hold.join("held").exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the process ended ({status}) before {what}");
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the process never reached {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    strata_testkit::process::wait_for_mark(
+        child,
+        &hold.join("held"),
+        std::time::Duration::from_secs(60),
+        what,
+    );
 }
 
-/// Starts `command` (a backup, its output already directed) held at its first write
-/// under `index/` (`STRATA_TEST_HOLD_WRITE`, the hold's files in `hold`), and returns
-/// once it waits there: every snapshot taken, nothing of its data indexed yet. Creating
+/// Starts `command` (its output already directed) held at its first write of a key under
+/// `prefix` (`switch`: `STRATA_TEST_HOLD_WRITE`, or `STRATA_TEST_HOLD_READ` for a ranged
+/// read; the hold's files in `hold`), and returns once it waits there. Creating
 /// `hold/release` lets it go on.
-pub fn backup_held_at_first_index_write(mut command: Command, hold: &Path) -> std::process::Child {
+pub fn spawn_held(
+    mut command: Command,
+    switch: &str,
+    prefix: &str,
+    hold: &Path,
+) -> std::process::Child {
     fs::create_dir_all(hold).unwrap();
     let mut child = command
-        .env(
-            "STRATA_TEST_HOLD_WRITE",
-            format!("index/:{}", hold.display()),
-        )
+        .env(switch, format!("{prefix}:{}", hold.display()))
         .spawn()
         .unwrap();
-    wait_for_held_write(hold, &mut child, "the backup's first index write");
+    // Its arguments only: the command's environment holds the password.
+    let args: Vec<_> = command.get_args().collect();
+    wait_for_held_write(
+        hold,
+        &mut child,
+        &format!("strata {args:?} held at {prefix}"),
+    );
     child
+}
+
+/// A backup (`command`) held at its first write under `index/`: every snapshot taken,
+/// nothing of its data indexed yet (see [`spawn_held`]).
+pub fn backup_held_at_first_index_write(command: Command, hold: &Path) -> std::process::Child {
+    spawn_held(command, "STRATA_TEST_HOLD_WRITE", "index/", hold)
 }
 
 /// A path as a C string, for the xattr calls below.
