@@ -239,19 +239,26 @@ impl Replayer {
                 return Err(e);
             }
         }
-        if self.branch {
-            crate::branch::ensure_tick(&self.dst, &queue, batch, self.event_seq).await?;
-        }
-        self.consumer
-            .finish_batch(batch)
-            .await
-            .map_err(|e| LondisteError::from(e).on(&self.provider_at))?;
+        self.finish_batch(batch).await?;
         if self.role == Role::Main {
             self.publish_local_watermark(batch)
                 .await
                 .map_err(|e| e.on(&self.provider_at))?;
         }
         Ok(())
+    }
+
+    /// Ends `batch` on the provider, once its events are committed here (or were before
+    /// a crash): a branch first records the tick in its own queue (`crate::branch`).
+    pub(super) async fn finish_batch(&mut self, batch: &Batch) -> Result<()> {
+        if self.branch {
+            let queue = &self.cf.queue_name;
+            crate::branch::ensure_tick(&self.dst, queue, batch, self.event_seq).await?;
+        }
+        self.consumer
+            .finish_batch(batch)
+            .await
+            .map_err(|e| LondisteError::from(e).on(&self.provider_at))
     }
 
     /// Tells the provider the lowest tick this node's subtree still needs (its

@@ -282,13 +282,7 @@ impl Replayer {
         })?;
         if completed == batch.cur_tick_id {
             // Applied before a crash that came ahead of finish_batch.
-            if self.branch {
-                crate::branch::ensure_tick(&self.dst, &queue, batch, self.event_seq).await?;
-            }
-            self.consumer
-                .finish_batch(batch)
-                .await
-                .map_err(|e| LondisteError::from(e).on(&self.provider_at))?;
+            self.finish_batch(batch).await?;
             self.stats.batches_skipped += 1;
             return Ok(true);
         }
