@@ -516,115 +516,65 @@ async fn the_index_objects_that_stay_are_merged_kept_or_rewritten_by_what_they_l
     assert!(reads_back(&repo, &ids[252], &data[252]).await);
 }
 
-/// What another process does to the repository at one exact point of a collection.
+/// What another process does to the repository at one exact point of a collection, once.
 #[derive(Debug)]
 enum Meddle {
     /// Before the first read of a key starting with `on`, these keys are deleted (a
     /// `strata delete` that ran meanwhile).
     DeleteBeforeRead { on: String, delete: Vec<String> },
-    /// After the first fresh listing of `on`, these objects are written (a backup that
-    /// ended meanwhile).
-    PutAfterList {
-        on: String,
+    /// After the first fresh listing of `after`, before the next fresh listing of
+    /// `before`, these objects are written (a backup that ended meanwhile).
+    PutBetweenListings {
+        after: String,
+        before: String,
         put: Vec<(String, Bytes)>,
     },
 }
 
-/// A local directory whose [`Meddle`]s happen once each, at their point.
-#[derive(Debug)]
-struct Meddling {
-    inner: strata_store::DynStore,
-    meddles: std::sync::Mutex<Vec<Meddle>>,
-}
-
-impl Meddling {
-    async fn before_read(&self, key: &str) {
-        let due: Vec<String> = {
-            let mut meddles = self.meddles.lock().unwrap();
-            let at = meddles.iter().position(
-                |m| matches!(m, Meddle::DeleteBeforeRead { on, .. } if key.starts_with(on.as_str())),
-            );
-            match at.map(|i| meddles.remove(i)) {
-                Some(Meddle::DeleteBeforeRead { delete, .. }) => delete,
-                _ => Vec::new(),
-            }
-        };
-        for key in due {
-            self.inner.delete(&key).await.unwrap();
-        }
-    }
-
-    async fn after_list(&self, prefix: &str) {
-        let due: Vec<(String, Bytes)> = {
-            let mut meddles = self.meddles.lock().unwrap();
-            let at = meddles
-                .iter()
-                .position(|m| matches!(m, Meddle::PutAfterList { on, .. } if on == prefix));
-            match at.map(|i| meddles.remove(i)) {
-                Some(Meddle::PutAfterList { put, .. }) => put,
-                _ => Vec::new(),
-            }
-        };
-        for (key, data) in due {
-            self.inner.put(&key, data).await.unwrap();
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl strata_store::Store for Meddling {
-    async fn put(&self, key: &str, data: Bytes) -> strata_store::StoreResult<()> {
-        self.inner.put(key, data).await
-    }
-    async fn put_if_absent(&self, key: &str, data: Bytes) -> strata_store::StoreResult<()> {
-        self.inner.put_if_absent(key, data).await
-    }
-    async fn get(&self, key: &str) -> strata_store::StoreResult<Bytes> {
-        self.before_read(key).await;
-        self.inner.get(key).await
-    }
-    async fn get_range(
-        &self,
-        key: &str,
-        range: std::ops::Range<u64>,
-    ) -> strata_store::StoreResult<Bytes> {
-        self.before_read(key).await;
-        self.inner.get_range(key, range).await
-    }
-    async fn list(&self, prefix: &str) -> strata_store::StoreResult<Vec<strata_store::ObjectMeta>> {
-        self.inner.list(prefix).await
-    }
-    async fn list_fresh(
-        &self,
-        prefix: &str,
-    ) -> strata_store::StoreResult<Vec<strata_store::ObjectMeta>> {
-        let listed = self.inner.list_fresh(prefix).await;
-        self.after_list(prefix).await;
-        listed
-    }
-    async fn head(&self, key: &str) -> strata_store::StoreResult<strata_store::ObjectMeta> {
-        self.inner.head(key).await
-    }
-    async fn delete(&self, key: &str) -> strata_store::StoreResult<()> {
-        self.inner.delete(key).await
-    }
-    fn writes_end_with_their_writer(&self) -> bool {
-        self.inner.writes_end_with_their_writer()
-    }
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-}
-
-/// The repository of `dir` (made by [`repository`]) opened again through `meddles`.
+/// The repository of `dir` (made by [`repository`]) opened again through a store that
+/// does each of `meddles` at its point (the test kit's [`Intercept`]).
 async fn meddled(dir: &tempfile::TempDir, meddles: Vec<Meddle>) -> Arc<Repository> {
+    use std::sync::Mutex;
+    use strata_testkit::intercept::{Intercept, Request};
     let inner: strata_store::DynStore =
         Arc::new(strata_store::LocalStore::new(dir.path().join("repo")));
-    let store = Arc::new(Meddling {
-        inner,
-        meddles: std::sync::Mutex::new(meddles),
+    let target = inner.clone();
+    let pending = Mutex::new(meddles);
+    let listed = Mutex::new(Vec::<String>::new());
+    let store = Intercept::new(inner, move |request: Request, key: &str| {
+        let reading = matches!(request, Request::Get | Request::GetRange);
+        let due = {
+            let mut pending = pending.lock().unwrap();
+            let listed = listed.lock().unwrap();
+            let at = pending.iter().position(|m| match m {
+                Meddle::DeleteBeforeRead { on, .. } => reading && key.starts_with(on.as_str()),
+                Meddle::PutBetweenListings { after, before, .. } => {
+                    request == Request::ListFresh && key == before && listed.contains(after)
+                }
+            });
+            at.map(|i| pending.remove(i))
+        };
+        if request == Request::ListFresh {
+            listed.lock().unwrap().push(key.to_string());
+        }
+        let target = target.clone();
+        Box::pin(async move {
+            match due {
+                Some(Meddle::DeleteBeforeRead { delete, .. }) => {
+                    for key in delete {
+                        target.delete(&key).await.unwrap();
+                    }
+                }
+                Some(Meddle::PutBetweenListings { put, .. }) => {
+                    for (key, data) in put {
+                        target.put(&key, data).await.unwrap();
+                    }
+                }
+                None => {}
+            }
+        })
     });
-    Repository::open(store, Some("pw")).await.unwrap()
+    Repository::open(Arc::new(store), Some("pw")).await.unwrap()
 }
 
 /// A backup deleted while the collection reads it (its summary gone before the
@@ -682,7 +632,8 @@ async fn packs_indexed_after_the_listing_are_kept() {
     let before = data_objects(&repo).await;
     let ids = store_blobs(&repo, &[content(5)]).await;
     backup_of(&repo, &ids).await;
-    // Everything the backup wrote but its packs comes back only after the listing.
+    // Everything the backup wrote but its packs comes back after the listing of packs,
+    // before the index is read again.
     let mut late = Vec::new();
     for key in data_objects(&repo).await {
         if !before.contains(&key) && !key.starts_with(layout::DATA) {
@@ -694,8 +645,9 @@ async fn packs_indexed_after_the_listing_are_kept() {
     let packs = stored_packs(&repo).await;
     let repo = meddled(
         &dir,
-        vec![Meddle::PutAfterList {
-            on: layout::DATA.into(),
+        vec![Meddle::PutBetweenListings {
+            after: layout::DATA.into(),
+            before: layout::INDEX.into(),
             put: late,
         }],
     )
