@@ -13,11 +13,8 @@ use crate::error::{describe_db, LondisteError, Result};
 use crate::names;
 use crate::node::{self, checked, TableInfo};
 use crate::state::TableState;
-use crate::worker::{
-    self as worker, CopyCrashes, CopyPoint, ReplayStats, Replayer, Role, WorkerOptions,
-};
+use crate::worker::{self as worker, CopyCrashes, CopyPoint, Replayer, Role, WorkerOptions};
 use futures::{SinkExt, StreamExt};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use strata_pgclient::{quote_ident, Client};
@@ -145,34 +142,18 @@ async fn run(
         ));
         crashes.check(&table, CopyPoint::CatchingUp)?;
     }
-    let mut r = Replayer {
-        cf: cf.clone(),
-        role: Role::Copy(table.clone()),
-        name: name.clone(),
+    let mut r = Replayer::new(
+        cf.clone(),
+        Role::Copy(table.clone()),
+        name.clone(),
         dst,
         consumer,
         provider_location,
-        idle: false,
-        stats: ReplayStats::default(),
-        options,
-        committed_with_rows: 0,
-        copies: HashMap::new(),
-        branch: false,
-        event_seq: 0,
-        node_type: String::new(),
-        node_name: String::new(),
-        wm_published: None,
-        tick_waiter: None,
-        waiter_tried: false,
-        stop: stop.clone(),
         provider_at,
-        parked_table: false,
-        careful: false,
-        watch: None,
-        foreign_copies: HashMap::new(),
-        copies_stop: stop.clone(),
-        copy_retries: HashMap::new(),
-    };
+        options,
+        stop.clone(),
+        stop.clone(),
+    );
     match r.run_loop().await {
         Ok(_) => {}
         Err(e) if e.is_lost_position() => {

@@ -108,6 +108,51 @@ pub(crate) async fn open_consumer(cf: &NodeConfig, location: &str, name: &str) -
 }
 
 impl Replayer {
+    /// A consumer's loop as it starts: nothing applied, no copy running, the waits and
+    /// the branch's tick making off (the main role sets what it needs of them).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        cf: Arc<NodeConfig>,
+        role: Role,
+        name: String,
+        dst: Client,
+        consumer: Consumer,
+        provider_location: String,
+        provider_at: String,
+        options: WorkerOptions,
+        stop: watch::Receiver<bool>,
+        copies_stop: watch::Receiver<bool>,
+    ) -> Replayer {
+        Replayer {
+            cf,
+            role,
+            name,
+            dst,
+            consumer,
+            provider_location,
+            idle: false,
+            stats: ReplayStats::default(),
+            options,
+            committed_with_rows: 0,
+            copies: HashMap::new(),
+            branch: false,
+            event_seq: 0,
+            node_type: String::new(),
+            node_name: String::new(),
+            wm_published: None,
+            tick_waiter: None,
+            waiter_tried: false,
+            stop,
+            provider_at,
+            parked_table: false,
+            careful: false,
+            watch: None,
+            foreign_copies: HashMap::new(),
+            copies_stop,
+            copy_retries: HashMap::new(),
+        }
+    }
+
     /// Batches until stopped (or, for a copy task, until the hand-over is done); `true`
     /// when the node changed its type and the worker must start over.
     pub(crate) async fn run_loop(&mut self) -> Result<bool> {

@@ -11,7 +11,6 @@ use crate::config::NodeConfig;
 use crate::error::{describe_db, LondisteError, Result};
 use crate::node;
 use crate::state::TableState;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 use strata_pgclient::Client;
@@ -235,34 +234,23 @@ async fn run_node(
         node_type
     ));
     let (copies_stop, _forward) = CopiesStop::new(&stop);
-    let mut r = Replayer {
-        cf: cf.clone(),
-        role: Role::Main,
-        name: worker,
+    let mut r = Replayer::new(
+        cf.clone(),
+        Role::Main,
+        worker,
         dst,
         consumer,
-        provider_location: location,
-        idle: false,
-        stats: ReplayStats::default(),
-        options,
-        committed_with_rows: 0,
-        copies: HashMap::new(),
-        branch,
-        event_seq,
-        node_type: info.node_type.clone().unwrap_or_default(),
-        node_name: info.node_name.clone().unwrap_or_default(),
-        wm_published: None,
-        tick_waiter: None,
-        waiter_tried: false,
-        stop: stop.clone(),
+        location,
         provider_at,
-        parked_table: false,
-        careful: false,
-        watch: Some(std::mem::replace(watch, PauseWatch::new(&cf))),
-        foreign_copies: HashMap::new(),
-        copies_stop: copies_stop.receiver(),
-        copy_retries: HashMap::new(),
-    };
+        options,
+        stop.clone(),
+        copies_stop.receiver(),
+    );
+    r.branch = branch;
+    r.event_seq = event_seq;
+    r.node_type = info.node_type.clone().unwrap_or_default();
+    r.node_name = info.node_name.clone().unwrap_or_default();
+    r.watch = Some(std::mem::replace(watch, PauseWatch::new(&cf)));
     let result = r.run_loop().await;
     if let Some(w) = r.watch.take() {
         *watch = w;
