@@ -9,8 +9,10 @@
 //! cargo run --release -p strata-repo --example fabricate_index -- REPO_DIR 100000000
 //! ```
 //!
-//! Objects hold 4,096 packs of 128 blobs (128 KiB chunks in 16 MiB packs), as garbage
-//! collection and merges write them; the password comes from `STRATA_PASSWORD`. With
+//! Packs hold 128 blobs (128 KiB chunks in 16 MiB packs), or `STRATA_FABRICATE_PER_PACK`
+//! (packs of small files hold tens of thousands); objects are cut where writers, garbage
+//! collection and merges cut them (4,096 packs or 65,536 blobs beside the last pack's).
+//! The password comes from `STRATA_PASSWORD`. With
 //! `STRATA_FABRICATE_PACKS=sparse` each pack is also made as a sparse file of its size
 //! (no disk blocks), so `verify` finds every indexed pack with its size.
 //!
@@ -24,11 +26,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 use strata_repo::archive::ArchivedFile;
-use strata_repo::index::{IndexedPack, MAX_PACKS_PER_OBJECT};
+use strata_repo::index::{IndexedPack, MAX_BLOBS_PER_OBJECT, MAX_PACKS_PER_OBJECT};
 use strata_repo::pack::PackEntry;
 use strata_repo::{BlobId, Repository};
 
-const PER_PACK: u64 = 128;
+/// Blobs of a fabricated pack unless `STRATA_FABRICATE_PER_PACK` says otherwise.
+const DEFAULT_PER_PACK: u64 = 128;
 
 /// Chunks listed by one fabricated archive record.
 const PER_RECORD: usize = 100_000;
@@ -63,21 +66,34 @@ async fn main() {
         .await
         .expect("the repository opens");
     let sparse = std::env::var("STRATA_FABRICATE_PACKS").as_deref() == Ok("sparse");
+    let per_pack: u64 = std::env::var("STRATA_FABRICATE_PER_PACK")
+        .ok()
+        .map(|n| {
+            n.parse()
+                .expect("STRATA_FABRICATE_PER_PACK is a number of blobs")
+        })
+        .unwrap_or(DEFAULT_PER_PACK)
+        .max(1);
+    // Each pack's entries span at most 16 MiB, whatever the count.
+    let spacing = (16u64 << 20) / per_pack;
     let clock = Instant::now();
-    let per_object = MAX_PACKS_PER_OBJECT as u64 * PER_PACK;
+    let per_object = (MAX_PACKS_PER_OBJECT as u64 * per_pack)
+        .min(MAX_BLOBS_PER_OBJECT as u64 + per_pack)
+        .div_ceil(per_pack)
+        * per_pack;
     let mut start = 0;
     while start < blobs {
         let end = (start + per_object).min(blobs);
         let packs: Vec<IndexedPack> = (start..end)
-            .step_by(PER_PACK as usize)
+            .step_by(per_pack as usize)
             .map(|first| IndexedPack {
                 id: id(u64::MAX - first),
                 size: 16 << 20,
-                blobs: (first..(first + PER_PACK).min(end))
+                blobs: (first..(first + per_pack).min(end))
                     .map(|n| PackEntry {
                         id: id(n),
-                        offset: (n - first) * 100_000,
-                        length: 100_000,
+                        offset: (n - first) * spacing,
+                        length: spacing.min(100_000) as u32,
                         raw_length: 131_072,
                         compressed: true,
                     })
@@ -93,8 +109,8 @@ async fn main() {
                     .expect("sparse pack file");
             }
         } else if garbage.is_some() {
-            for first in (start..end).step_by(PER_PACK as usize) {
-                if !is_garbage(first / PER_PACK) {
+            for first in (start..end).step_by(per_pack as usize) {
+                if !is_garbage(first / per_pack) {
                     continue;
                 }
                 let key = strata_repo::layout::pack_key(&id(u64::MAX - first));
@@ -114,7 +130,7 @@ async fn main() {
         let mut chunks = Vec::new();
         let mut records = 0;
         for n in 0..blobs {
-            if !is_garbage(n / PER_PACK) {
+            if !is_garbage(n / per_pack) {
                 chunks.push(id(n));
             }
             if chunks.len() == PER_RECORD || (n + 1 == blobs && !chunks.is_empty()) {
