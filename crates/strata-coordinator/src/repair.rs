@@ -40,7 +40,7 @@ use strata_repo::{BlobId, DamagedObject, RepoError, Repository};
 
 /// Blob entries per new index object: bounds the memory of a rebuild and the size of each
 /// object (about 60 bytes an entry), whatever the size of the repository.
-pub const INDEX_BATCH_BLOBS: usize = 65_536;
+pub const INDEX_BATCH_BLOBS: usize = strata_repo::index::MAX_BLOBS_PER_OBJECT;
 
 /// A pack whose header does not decode.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -193,11 +193,12 @@ struct Batches<'a> {
 
 impl Batches<'_> {
     async fn add(&mut self, pack: IndexedPack) -> CoordinatorResult<()> {
-        self.blobs += pack.blobs.len();
-        self.current.packs.push(pack);
-        if self.blobs >= self.batch {
+        let fits = strata_repo::index::fits(self.current.packs.len(), self.blobs, pack.blobs.len());
+        if !fits || self.blobs >= self.batch {
             self.flush().await?;
         }
+        self.blobs += pack.blobs.len();
+        self.current.packs.push(pack);
         Ok(())
     }
 

@@ -516,6 +516,69 @@ async fn the_index_objects_that_stay_are_merged_kept_or_rewritten_by_what_they_l
     assert!(reads_back(&repo, &ids[252], &data[252]).await);
 }
 
+/// An index object over the bound (as written before objects were bounded by blobs):
+/// 256 packs of 300 blobs, every blob referenced, none doomed. A run rewrites it cut at
+/// the bound (it would leave an object of 256 packs with nothing doomed alone), and no
+/// blob is lost.
+#[tokio::test]
+async fn an_index_object_over_the_bound_is_cut_by_a_run() {
+    use strata_repo::index::{over_bound, IndexFile, IndexedPack};
+    use strata_repo::pack::PackEntry;
+    let (_dir, repo) = repository().await;
+    let id = |n: u64| BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes());
+    let packs: Vec<IndexedPack> = (0..256u64)
+        .map(|p| IndexedPack {
+            id: id(1 << 40 | p),
+            size: 16 << 20,
+            blobs: (0..300u64)
+                .map(|b| PackEntry {
+                    id: id(p * 1000 + b),
+                    offset: b * 4096,
+                    length: 4000,
+                    raw_length: 4096,
+                    compressed: false,
+                })
+                .collect(),
+        })
+        .collect();
+    let referenced: Vec<BlobId> = packs
+        .iter()
+        .flat_map(|p| p.blobs.iter().map(|b| b.id))
+        .collect();
+    let old = repo.write_index(&IndexFile { packs }).await.unwrap();
+    repo.reload_index().await.unwrap();
+    backup_of(&repo, &referenced).await;
+    let over = |repo: &Arc<Repository>| {
+        let repo = repo.clone();
+        async move {
+            let mut over = Vec::new();
+            for key in index_keys(&repo).await {
+                let file = repo.read_index(&key).await.unwrap();
+                let counts: Vec<usize> = file.packs.iter().map(|p| p.blobs.len()).collect();
+                if over_bound(&counts) {
+                    over.push(key);
+                }
+            }
+            over
+        }
+    };
+    assert_eq!(over(&repo).await, vec![old.clone()]);
+
+    let report = collect(&repo, false).await;
+    assert_eq!(report.packs_deleted, 0, "{report:?}");
+    assert_eq!(report.index_objects_replaced, 2, "{report:?}");
+    assert_eq!(over(&repo).await, Vec::<String>::new());
+    assert!(!index_keys(&repo).await.contains(&old));
+    repo.reload_index().await.unwrap();
+    for blob in &referenced {
+        assert!(repo.index().contains(blob), "{blob} still indexed");
+    }
+    // 54 packs (16,200 blobs) an object, the manifest's one-blob pack where it falls.
+    let per_object = packs_per_object(&repo).await;
+    assert_eq!(per_object.len(), 5, "{per_object:?}");
+    assert_eq!(per_object.iter().sum::<usize>(), 257, "{per_object:?}");
+}
+
 /// What another process does to the repository at one exact point of a collection, once.
 #[derive(Debug)]
 enum Meddle {

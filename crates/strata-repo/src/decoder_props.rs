@@ -12,7 +12,7 @@ use crate::compress::{decompress, BlobCompressor};
 use crate::crypto::{Cipher, KdfParams, KeyFile, MasterKeys};
 use crate::dictionary::{Dictionaries, Dictionary};
 use crate::format::{decode_object, decompress_capped, encode_object, Encryption, ObjectKind};
-use crate::index::IndexFile;
+use crate::index::{IndexFile, PacksOf};
 use crate::manifest::NodeManifest;
 use crate::manifest_chunks::{decode_chunk, ManifestBuilder, ManifestTop};
 use crate::pack::{read_header, PackBuilder};
@@ -298,6 +298,33 @@ proptest! {
         let _ = postcard::from_bytes::<IndexFile>(&bytes);
     }
 
+    /// A refresh decodes index objects pack by pack: it yields exactly the packs the
+    /// whole decode yields, and an error wherever the whole decode fails, for valid,
+    /// mutated and cut encodings alike.
+    #[test]
+    fn index_objects_decode_pack_by_pack_as_whole(
+        packs in vec((any::<[u8; 32]>(), any::<u64>(), vec((any::<[u8; 32]>(), any::<u64>(), any::<u32>(), any::<u32>(), any::<bool>()), 0..6)), 0..6),
+        edits in vec((any::<usize>(), any::<u8>()), 0..4),
+        cut in proptest::option::of(any::<usize>()),
+    ) {
+        let file = IndexFile {
+            packs: packs.into_iter().map(|(id, size, blobs)| crate::index::IndexedPack {
+                id: BlobId(id),
+                size,
+                blobs: blobs.into_iter().map(|(id, offset, length, raw_length, compressed)| crate::pack::PackEntry {
+                    id: BlobId(id), offset, length, raw_length, compressed,
+                }).collect(),
+            }).collect(),
+        };
+        let mut bytes = postcard::to_stdvec(&file).unwrap();
+        mutate(&mut bytes, &edits, cut);
+        let streamed: Result<Vec<_>, _> = PacksOf::new(&bytes).and_then(|packs| packs.collect());
+        match postcard::from_bytes::<IndexFile>(&bytes) {
+            Ok(whole) => prop_assert_eq!(streamed.ok(), Some(whole.packs)),
+            Err(_) => prop_assert!(streamed.is_err()),
+        }
+    }
+
     #[test]
     fn mutated_manifest_tops_and_chunks_never_panic(
         paths in vec(vec(any::<u8>(), 1..20), 1..40),
@@ -371,6 +398,7 @@ fn huge_length_prefixes_fail_without_allocating_them() {
     let mut bytes = vec![0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x40];
     bytes.extend_from_slice(&[0; 8]);
     assert!(postcard::from_bytes::<IndexFile>(&bytes).is_err());
+    assert!(PacksOf::new(&bytes).unwrap().any(|pack| pack.is_err()));
     assert!(NodeManifest::from_bytes(&bytes).is_err());
     assert!(ManifestTop::from_bytes(&bytes).is_err());
     assert!(decode_chunk(&bytes).is_err());

@@ -198,6 +198,19 @@ pub fn decode_object(
     bytes: &[u8],
     name: &str,
 ) -> crate::RepoResult<Vec<u8>> {
+    let compressed = open_object(cipher, kind, bytes, name)?;
+    decompress_object(&compressed, name)
+}
+
+/// [`decode_object`] as two steps, so a caller holding a large object can drop the
+/// sealed bytes before the payload is decompressed: the checks and the authenticated
+/// opening, which give the compressed payload.
+pub fn open_object(
+    cipher: &crate::crypto::Cipher,
+    kind: ObjectKind,
+    bytes: &[u8],
+    name: &str,
+) -> crate::RepoResult<Vec<u8>> {
     use crate::RepoError;
     if bytes.len() < 7 || &bytes[..4] != OBJECT_MAGIC {
         return Err(RepoError::corrupted(name, "not a strata object"));
@@ -233,13 +246,33 @@ pub fn decode_object(
                 )
             })?
     };
-    decompress_capped(&compressed, MAX_OBJECT_PLAIN).map_err(|e| RepoError::corrupted(name, e))
+    Ok(compressed)
+}
+
+/// [`decode_object`]'s second step: the payload of an opened object, decompressed.
+pub fn decompress_object(compressed: &[u8], name: &str) -> crate::RepoResult<Vec<u8>> {
+    decompress_capped(compressed, MAX_OBJECT_PLAIN)
+        .map_err(|e| crate::RepoError::corrupted(name, e))
 }
 
 /// zstd-decompresses `data`, failing beyond `cap` bytes of output (the buffer grows with
 /// the real output, never by a size the frame claims).
 pub fn decompress_capped(data: &[u8], cap: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
+    // A frame that declares its size (every object strata writes) is decompressed in one
+    // call into a buffer of that size: no second copy while a buffer doubles, no
+    // decoder window beside the output. The size is trusted only within the cap and a
+    // multiple of the input (a claim alone allocates nothing large); a frame whose claim
+    // is wrong fails.
+    let declared = zstd::zstd_safe::get_frame_content_size(data)
+        .ok()
+        .flatten()
+        .filter(|&size| size <= cap && size <= data.len() as u64 * 64 + 4096);
+    if let Some(size) = declared {
+        let mut out = Vec::with_capacity(size as usize);
+        zstd::bulk::Decompressor::new()?.decompress_to_buffer(data, &mut out)?;
+        return Ok(out);
+    }
     let decoder = zstd::stream::read::Decoder::new(data)?;
     let mut out = Vec::new();
     decoder.take(cap + 1).read_to_end(&mut out)?;

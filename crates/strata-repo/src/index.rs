@@ -37,27 +37,104 @@ pub struct IndexedPack {
 /// The payload of an `index/<id>` object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexFile {
-    /// The packs the object indexes (at most [`MAX_PACKS_PER_OBJECT`], and at most
-    /// [`MAX_BLOBS_PER_OBJECT`] blobs beside its last pack's).
+    /// The packs the object indexes (at most [`MAX_PACKS_PER_OBJECT`] and
+    /// [`MAX_BLOBS_PER_OBJECT`] blobs, see [`fits`]).
     pub packs: Vec<IndexedPack>,
 }
 
-/// Index objects hold at most this many packs (about 524,000 blobs of 128 KiB, 30 MB
-/// decoded): merges and garbage collection cut larger ones, so no object grows with the
-/// repository.
+/// The packs of an index object's plaintext, decoded one at a time. An [`IndexFile`] is
+/// written by postcard as the count of its packs (a varint) and then each pack, so a
+/// reader can take them one by one: what a refresh does, holding one pack's entries
+/// instead of the whole object's (tens of MB decoded at the object bound).
+#[derive(Debug)]
+pub struct PacksOf<'a> {
+    rest: &'a [u8],
+    left: u64,
+}
+
+impl<'a> PacksOf<'a> {
+    /// The packs of `plain`; an error when not even the count decodes.
+    pub fn new(plain: &'a [u8]) -> Result<PacksOf<'a>, postcard::Error> {
+        let (left, rest) = postcard::take_from_bytes::<u64>(plain)?;
+        Ok(PacksOf { rest, left })
+    }
+}
+
+impl Iterator for PacksOf<'_> {
+    type Item = Result<IndexedPack, postcard::Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left == 0 {
+            return None;
+        }
+        match postcard::take_from_bytes::<IndexedPack>(self.rest) {
+            Ok((pack, rest)) => {
+                self.rest = rest;
+                self.left -= 1;
+                Some(Ok(pack))
+            }
+            Err(err) => {
+                // Nothing after a pack that does not decode.
+                self.left = 0;
+                Some(Err(err))
+            }
+        }
+    }
+}
+
+/// Index objects hold at most this many packs: merges and garbage collection cut larger
+/// ones, so no object grows with the repository.
 pub const MAX_PACKS_PER_OBJECT: usize = 4096;
 
-/// Index objects hold at most this many blob entries, beside the blobs of their last pack
-/// (a pack is never split): packs of small files hold tens of thousands of blobs each, so
-/// a bound by packs alone would let one object list millions (about 36 bytes each
-/// decoded). Writers flush at this count ([`crate::writer::FLUSH_BLOBS`]); merges and
-/// garbage collection cut at it.
-pub const MAX_BLOBS_PER_OBJECT: usize = 1 << 16;
+/// Index objects hold at most this many blob entries (about 45 bytes each encoded, 720
+/// KiB an object): what a host reading the index holds of one object, twice at most
+/// (sealed and opened), so a new host's first command needs no more memory than a later
+/// one. A pack is never split between objects, so packs hold at most as many blobs
+/// ([`crate::pack::MAX_BLOBS_PER_PACK`]); a pack written before that bound, larger, is
+/// an object of its own.
+pub const MAX_BLOBS_PER_OBJECT: usize = 1 << 14;
 
-/// Whether an object of `packs` packs and `blobs` blob entries is full: no further pack
-/// goes into it.
-pub fn object_full(packs: usize, blobs: usize) -> bool {
-    packs >= MAX_PACKS_PER_OBJECT || blobs >= MAX_BLOBS_PER_OBJECT
+/// Whether a pack of `pack_blobs` blobs goes into an object of `packs` packs and `blobs`
+/// blob entries within the bound (into an empty one always).
+pub fn fits(packs: usize, blobs: usize, pack_blobs: usize) -> bool {
+    packs == 0 || (packs < MAX_PACKS_PER_OBJECT && blobs + pack_blobs <= MAX_BLOBS_PER_OBJECT)
+}
+
+/// Whether an object listing packs of these blob counts (in its order) is over the
+/// bound. Objects written before the bound (65,536 blobs beside the last pack's, or none
+/// by blobs before that) can be: garbage collection and `migrate` cut them.
+pub fn over_bound(pack_blobs: &[usize]) -> bool {
+    let (mut packs, mut blobs) = (0, 0);
+    for &count in pack_blobs {
+        if !fits(packs, blobs, count) {
+            return true;
+        }
+        packs += 1;
+        blobs += count;
+    }
+    false
+}
+
+/// `packs` as the index objects that list them within the bound, in order (none for no
+/// packs): what every writer of index objects writes.
+pub fn bounded_objects(packs: Vec<IndexedPack>) -> Vec<IndexFile> {
+    let mut objects = Vec::new();
+    let mut current: Vec<IndexedPack> = Vec::new();
+    let mut blobs = 0;
+    for pack in packs {
+        if !fits(current.len(), blobs, pack.blobs.len()) {
+            objects.push(IndexFile {
+                packs: std::mem::take(&mut current),
+            });
+            blobs = 0;
+        }
+        blobs += pack.blobs.len();
+        current.push(pack);
+    }
+    if !current.is_empty() {
+        objects.push(IndexFile { packs: current });
+    }
+    objects
 }
 
 /// Where a blob lives.
@@ -104,6 +181,10 @@ pub trait BlobIndex: Send + Sync + std::fmt::Debug {
     /// The pack id and size at a position returned by [`BlobIndex::get`].
     fn pack(&self, position: u32) -> (PackId, u64);
 
+    /// How many blobs the pack at `position` holds (what says whether an object listing
+    /// it is within the bound, see [`over_bound`]).
+    fn pack_blobs(&self, position: u32) -> u32;
+
     /// Every live pack with its size.
     fn packs(&self) -> Vec<(PackId, u64)>;
 
@@ -148,16 +229,55 @@ pub trait BlobIndex: Send + Sync + std::fmt::Debug {
     fn copies(&self) -> Box<dyn Iterator<Item = (BlobId, BlobLocation)> + '_>;
 
     /// Adds the packs and blobs of the index object `key` (once).
-    fn add_object(&mut self, key: &str, file: &IndexFile);
+    fn add_object(&mut self, key: &str, file: &IndexFile) {
+        if self.has_object(key) {
+            return;
+        }
+        let positions = file.packs.iter().map(|pack| self.add_pack(pack)).collect();
+        self.add_listing(key, positions);
+    }
+
+    /// Adds the index object `key` (once) from its plaintext, pack by pack: the view
+    /// holds one pack's entries at a time, never the object decoded whole. An object that
+    /// does not decode is not listed: the packs decoded before the error stay dead, as
+    /// packs no object lists are.
+    fn add_encoded(&mut self, key: &str, plain: &[u8]) -> Result<(), postcard::Error> {
+        if self.has_object(key) {
+            return Ok(());
+        }
+        let mut positions = Vec::new();
+        for pack in PacksOf::new(plain)? {
+            positions.push(self.add_pack(&pack?));
+        }
+        self.add_listing(key, positions);
+        Ok(())
+    }
+
+    /// Makes a pack an index object lists known to the view with its blobs, not live yet
+    /// (see [`BlobIndex::add_listing`]); returns its position. What adds an object pack
+    /// by pack, so a large object is never decoded whole.
+    fn add_pack(&mut self, pack: &IndexedPack) -> u32;
+
+    /// Records that the index object `key` lists the packs at `positions` (from
+    /// [`BlobIndex::add_pack`], each once or more): they are live while it is in the view.
+    fn add_listing(&mut self, key: &str, positions: Vec<u32>);
 
     /// Drops the index object `key` from the view: the packs no other object lists stop
     /// being live.
     fn forget_object(&mut self, key: &str);
 
-    /// Records added since the last [`BlobIndex::commit`] that a commit would write (a
-    /// refresh reading many objects commits as it goes, so its memory stays bounded).
+    /// Records added since the last [`BlobIndex::commit`] or [`BlobIndex::spill`] that
+    /// wait in memory (a refresh reading many objects spills as it goes, so its memory
+    /// stays bounded whatever the repository's size).
     fn pending_records(&self) -> usize {
         0
+    }
+
+    /// Moves the records waiting in memory to where they cost none (the table: sorted
+    /// runs on disk, merged by tiers as a commit merges them, which the next commit names
+    /// in `meta`); the view answers as before. The hash map has nowhere to put them.
+    fn spill(&mut self) -> io::Result<()> {
+        Ok(())
     }
 
     /// Makes the view durable where it has a place to be (the table writes its files;
@@ -170,6 +290,12 @@ pub trait BlobIndex: Send + Sync + std::fmt::Debug {
     fn adopt_newer(&mut self) -> io::Result<bool> {
         Ok(false)
     }
+}
+
+/// `positions` without repeats, in their first order (an object may list a pack twice).
+pub(crate) fn distinct(positions: Vec<u32>) -> Vec<u32> {
+    let mut seen = std::collections::HashSet::with_capacity(positions.len());
+    positions.into_iter().filter(|p| seen.insert(*p)).collect()
 }
 
 /// The first location not in a condemned pack, or else the first one: what
@@ -250,6 +376,10 @@ impl BlobIndex for MemoryIndex {
         self.packs[position as usize]
     }
 
+    fn pack_blobs(&self, position: u32) -> u32 {
+        self.blob_counts[position as usize]
+    }
+
     fn packs(&self) -> Vec<(PackId, u64)> {
         (0..self.packs.len())
             .filter(|&p| self.refs[p] > 0)
@@ -288,38 +418,36 @@ impl BlobIndex for MemoryIndex {
         }))
     }
 
-    fn add_object(&mut self, key: &str, file: &IndexFile) {
+    fn add_pack(&mut self, pack: &IndexedPack) -> u32 {
+        if let Some(&p) = self.pack_positions.get(&pack.id) {
+            return p;
+        }
+        let p = self.packs.len() as u32;
+        self.packs.push((pack.id, pack.size));
+        self.pack_positions.insert(pack.id, p);
+        self.refs.push(0);
+        self.blob_counts.push(pack.blobs.len() as u32);
+        for entry in &pack.blobs {
+            let location = BlobLocation::of(p, entry);
+            match self.blobs.entry(entry.id) {
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(location);
+                }
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    self.copies.entry(entry.id).or_default().push(location)
+                }
+            }
+        }
+        p
+    }
+
+    fn add_listing(&mut self, key: &str, positions: Vec<u32>) {
         if self.objects.contains_key(key) {
             return;
         }
-        let mut positions = Vec::with_capacity(file.packs.len());
-        for pack in &file.packs {
-            let position = match self.pack_positions.get(&pack.id) {
-                Some(&p) => p,
-                None => {
-                    let p = self.packs.len() as u32;
-                    self.packs.push((pack.id, pack.size));
-                    self.pack_positions.insert(pack.id, p);
-                    self.refs.push(0);
-                    self.blob_counts.push(pack.blobs.len() as u32);
-                    for entry in &pack.blobs {
-                        let location = BlobLocation::of(p, entry);
-                        match self.blobs.entry(entry.id) {
-                            std::collections::hash_map::Entry::Vacant(slot) => {
-                                slot.insert(location);
-                            }
-                            std::collections::hash_map::Entry::Occupied(_) => {
-                                self.copies.entry(entry.id).or_default().push(location)
-                            }
-                        }
-                    }
-                    p
-                }
-            };
-            if !positions.contains(&position) {
-                self.refs[position as usize] += 1;
-                positions.push(position);
-            }
+        let positions = distinct(positions);
+        for &position in &positions {
+            self.refs[position as usize] += 1;
         }
         self.objects.insert(key.to_string(), positions);
     }

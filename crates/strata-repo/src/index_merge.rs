@@ -5,10 +5,10 @@
 //! whole repository would be fetched and decoded whole by every new view. So:
 //!
 //! - no index object lists more than [`crate::index::MAX_PACKS_PER_OBJECT`] packs, nor
-//!   more than [`crate::index::MAX_BLOBS_PER_OBJECT`] blobs beside its last pack's
-//!   (writers flush at that count; garbage collection and merges cut their output,
-//!   [`Repository::write_index_objects`]), so a fresh host's first reading of the index
-//!   decodes one bounded object at a time;
+//!   more than [`crate::index::MAX_BLOBS_PER_OBJECT`] blobs (every writer cuts its
+//!   output there, [`crate::index::bounded_objects`]; garbage collection and `migrate`
+//!   cut objects written before), so a fresh host's first reading of the index holds
+//!   one bounded object at a time;
 //! - once [`MERGE_AT`] small objects (under [`SMALL_OBJECT`] bytes) exist, a writer that
 //!   holds the cluster lock merges them into few bounded ones
 //!   ([`Repository::merge_small_index_objects`]): like a log-structured store's first
@@ -19,7 +19,7 @@
 //! cluster lock, which garbage collection (the other rewriter of index objects) holds
 //! too, so the two never interleave; deletes are fenced like every write.
 
-use crate::index::{object_full, IndexFile, IndexedPack};
+use crate::index::{bounded_objects, IndexedPack};
 use crate::layout;
 use crate::{RepoResult, Repository};
 
@@ -31,27 +31,12 @@ pub const MERGE_AT: usize = 16;
 impl Repository {
     /// Writes `packs` as index objects within the bound (at most
     /// [`crate::index::MAX_PACKS_PER_OBJECT`] packs and
-    /// [`crate::index::MAX_BLOBS_PER_OBJECT`] blobs beside the last
-    /// pack's, see [`object_full`]); returns their keys.
+    /// [`crate::index::MAX_BLOBS_PER_OBJECT`] blobs, see [`crate::index::fits`]);
+    /// returns their keys.
     pub async fn write_index_objects(&self, packs: Vec<IndexedPack>) -> RepoResult<Vec<String>> {
         let mut keys = Vec::new();
-        let mut chunk: Vec<IndexedPack> = Vec::new();
-        let mut blobs = 0;
-        for pack in packs {
-            blobs += pack.blobs.len();
-            chunk.push(pack);
-            if object_full(chunk.len(), blobs) {
-                keys.push(
-                    self.write_index(&IndexFile {
-                        packs: std::mem::take(&mut chunk),
-                    })
-                    .await?,
-                );
-                blobs = 0;
-            }
-        }
-        if !chunk.is_empty() {
-            keys.push(self.write_index(&IndexFile { packs: chunk }).await?);
+        for file in bounded_objects(packs) {
+            keys.push(self.write_index(&file).await?);
         }
         Ok(keys)
     }
@@ -100,7 +85,7 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{MAX_BLOBS_PER_OBJECT, MAX_PACKS_PER_OBJECT};
+    use crate::index::{IndexFile, MAX_BLOBS_PER_OBJECT, MAX_PACKS_PER_OBJECT};
     use crate::pack::PackEntry;
     use crate::BlobId;
 
@@ -153,41 +138,43 @@ mod tests {
         }
     }
 
-    /// Packs of many small blobs: objects are cut by blobs too, never inside a pack.
+    /// Packs of many small blobs: objects are cut by blobs too, never inside a pack; a
+    /// pack larger than the bound (written before packs were bounded) is an object alone.
     #[tokio::test]
-    async fn no_object_lists_more_blobs_than_the_bound_beside_its_last_pack() {
+    async fn no_object_lists_more_blobs_than_the_bound() {
         let dir = tempfile::tempdir().unwrap();
         let repo = crate::test_repo::plain(dir.path()).await;
-        let per_pack = 20_000u64;
-        let packs: Vec<IndexedPack> = (0..10u64)
-            .map(|n| {
-                let mut p = pack(n);
-                let template = p.blobs[0];
-                p.blobs = (0..per_pack)
-                    .map(|b| {
-                        let mut blob = template;
-                        blob.id = id(1_000_000 * (n + 1) + b);
-                        blob
-                    })
-                    .collect();
-                p
-            })
-            .collect();
+        let sized = |n: u64, blobs: u64| {
+            let mut p = pack(n);
+            let template = p.blobs[0];
+            p.blobs = (0..blobs)
+                .map(|b| PackEntry {
+                    id: id(1_000_000 * (n + 1) + b),
+                    ..template
+                })
+                .collect();
+            p
+        };
+        let mut packs: Vec<IndexedPack> = (0..40u64).map(|n| sized(n, 5_000)).collect();
+        packs.insert(20, sized(99, 20_000));
         let keys = repo.write_index_objects(packs).await.unwrap();
         let mut total = 0;
+        let mut alone = 0;
         for key in &keys {
             let file = repo.read_index(key).await.unwrap();
             let blobs: usize = file.packs.iter().map(|p| p.blobs.len()).sum();
-            let last = file.packs.last().unwrap().blobs.len();
-            assert!(blobs - last < MAX_BLOBS_PER_OBJECT, "{key}: {blobs} blobs");
+            if file.packs.len() == 1 && blobs > MAX_BLOBS_PER_OBJECT {
+                alone += 1;
+            } else {
+                assert!(blobs <= MAX_BLOBS_PER_OBJECT, "{key}: {blobs} blobs");
+            }
             total += blobs;
         }
-        assert_eq!(total, 200_000);
-        assert_eq!(
-            keys.len(),
-            3,
-            "four packs (80,000 blobs) per object at most"
-        );
+        assert_eq!(total, 220_000);
+        assert_eq!(alone, 1, "the large pack alone");
+        // Three packs of 5,000 per object (a fourth would pass 16,384): 20 packs before
+        // the large one in 7 objects, 20 after it in 7.
+        assert_eq!(keys.len(), 15);
     }
 
     #[tokio::test]
@@ -202,5 +189,39 @@ mod tests {
         for key in keys {
             assert!(repo.read_index(&key).await.unwrap().packs.len() <= MAX_PACKS_PER_OBJECT);
         }
+    }
+
+    /// Small objects whose packs add up past the bound (16 of 5,000 blobs, 2 of them in
+    /// packs of 1,000): the merge writes objects within it, listing every pack once.
+    #[tokio::test]
+    async fn a_merge_leaves_no_index_object_over_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::test_repo::plain(dir.path()).await;
+        for n in 0..MERGE_AT as u64 {
+            let sizes: &[u64] = if n < 2 { &[1000; 5] } else { &[5000] };
+            let packs = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &blobs)| {
+                    let mut p = pack(n * 10 + i as u64);
+                    let template = p.blobs[0];
+                    p.blobs = (0..blobs)
+                        .map(|b| PackEntry {
+                            id: id(10_000_000 * (n * 10 + i as u64 + 1) + b),
+                            ..template
+                        })
+                        .collect();
+                    p
+                })
+                .collect();
+            repo.write_index(&IndexFile { packs }).await.unwrap();
+        }
+        assert_eq!(repo.merge_small_index_objects().await.unwrap(), MERGE_AT);
+        assert_eq!(
+            crate::test_repo::objects_over_bound(&repo).await,
+            Vec::new()
+        );
+        repo.reload_index().await.unwrap();
+        assert_eq!(repo.index().len(), 80_000, "every blob once");
     }
 }

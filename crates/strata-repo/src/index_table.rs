@@ -50,7 +50,9 @@
 //! disk: 48 bytes per blob copy, plus the dead records a merge has not dropped yet.
 
 use crate::id::PackId;
-use crate::index::{positions_of, prefer_uncondemned, BlobIndex, BlobLocation, IndexFile};
+use crate::index::{
+    distinct, positions_of, prefer_uncondemned, BlobIndex, BlobLocation, IndexedPack,
+};
 use crate::BlobId;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -208,6 +210,9 @@ pub struct IndexTable {
     lazy: bool,
     /// Runs of fewer records than this are tier 0 ([`TIER_BASE`]; smaller in tests).
     tier_base: usize,
+    /// Runs [`BlobIndex::spill`] wrote since the last commit: no `meta` names them, so a
+    /// spill that merges one away removes its file at once.
+    spilled: HashSet<String>,
 }
 
 fn invalid(why: impl Into<String>) -> io::Error {
@@ -402,6 +407,7 @@ impl IndexTable {
             changed_objects: 0,
             lazy: true,
             tier_base: TIER_BASE,
+            spilled: HashSet::new(),
         };
         table.runs = meta
             .runs
@@ -532,7 +538,7 @@ impl IndexTable {
         let name = random_name();
         let temp = runs.join(format!(".{name}.tmp"));
         let written = (|| {
-            let mut out = BufWriter::with_capacity(1 << 20, File::create(&temp)?);
+            let mut out = BufWriter::with_capacity(1 << 16, File::create(&temp)?);
             out.write_all(RUN_MAGIC)?;
             out.write_all(&RUN_VERSION.to_le_bytes())?;
             out.write_all(&0u64.to_le_bytes())?;
@@ -680,6 +686,29 @@ impl IndexTable {
         Ok((runs, dropped))
     }
 
+    /// Makes `names` the view's runs (those it maps already kept, the others mapped) and
+    /// empties the delta, whose records they hold.
+    fn map_runs(&mut self, names: &[String]) -> io::Result<()> {
+        // The new ones first: a run that does not map leaves the view as it was.
+        let mut opened: HashMap<&String, Run> = HashMap::new();
+        for name in names {
+            if !self.runs.iter().any(|r| &r.name == name) {
+                opened.insert(name, Run::open(&self.dir, name)?);
+            }
+        }
+        let mut mapped: HashMap<String, Run> =
+            self.runs.drain(..).map(|r| (r.name.clone(), r)).collect();
+        self.runs = names
+            .iter()
+            .map(|n| match opened.remove(n) {
+                Some(run) => run,
+                None => mapped.remove(n).expect("a kept run is mapped"),
+            })
+            .collect();
+        self.delta.clear();
+        Ok(())
+    }
+
     /// `meta` as written from a compacted one.
     fn meta_ref_of<'a>(&self, meta: &'a Meta) -> MetaRef<'a> {
         MetaRef {
@@ -788,6 +817,10 @@ impl BlobIndex for IndexTable {
         (pack.id, pack.size)
     }
 
+    fn pack_blobs(&self, position: u32) -> u32 {
+        self.packs[position as usize].blobs
+    }
+
     fn packs(&self) -> Vec<(PackId, u64)> {
         (0..self.packs.len())
             .filter(|&p| self.refs[p] > 0)
@@ -818,39 +851,39 @@ impl BlobIndex for IndexTable {
         Box::new(self.all_records().filter(|(_, l)| self.live(l)))
     }
 
-    fn add_object(&mut self, key: &str, file: &IndexFile) {
+    fn add_pack(&mut self, pack: &IndexedPack) -> u32 {
+        let position = match self.pack_positions.get(&pack.id) {
+            Some(&p) => p,
+            None => {
+                let p = self.packs.len() as u32;
+                self.packs.push(PackMeta {
+                    id: pack.id,
+                    size: pack.size,
+                    blobs: pack.blobs.len() as u32,
+                    has_records: false,
+                });
+                self.pack_positions.insert(pack.id, p);
+                self.refs.push(0);
+                p
+            }
+        };
+        let meta = &mut self.packs[position as usize];
+        if !meta.has_records {
+            meta.has_records = true;
+            for entry in &pack.blobs {
+                self.delta
+                    .insert((entry.id, position), BlobLocation::of(position, entry));
+            }
+        }
+        position
+    }
+
+    fn add_listing(&mut self, key: &str, positions: Vec<u32>) {
         if self.objects.contains_key(key) {
             return;
         }
-        let mut positions = Vec::with_capacity(file.packs.len());
-        for pack in &file.packs {
-            let position = match self.pack_positions.get(&pack.id) {
-                Some(&p) => p,
-                None => {
-                    let p = self.packs.len() as u32;
-                    self.packs.push(PackMeta {
-                        id: pack.id,
-                        size: pack.size,
-                        blobs: pack.blobs.len() as u32,
-                        has_records: false,
-                    });
-                    self.pack_positions.insert(pack.id, p);
-                    self.refs.push(0);
-                    p
-                }
-            };
-            if positions.contains(&position) {
-                continue;
-            }
-            positions.push(position);
-            let meta = &mut self.packs[position as usize];
-            if !meta.has_records {
-                meta.has_records = true;
-                for entry in &pack.blobs {
-                    self.delta
-                        .insert((entry.id, position), BlobLocation::of(position, entry));
-                }
-            }
+        let positions = distinct(positions);
+        for &position in &positions {
             if self.refs[position as usize] == 0 {
                 self.live_blobs += self.packs[position as usize].blobs as usize;
             }
@@ -896,7 +929,11 @@ impl BlobIndex for IndexTable {
     }
 
     fn commit(&mut self) -> io::Result<()> {
-        let small = self.delta.len() < LAZY_RECORDS && self.changed_objects < LAZY_OBJECTS;
+        // Runs a spill wrote are never left unnamed: the next process would read every
+        // object again.
+        let small = self.delta.len() < LAZY_RECORDS
+            && self.changed_objects < LAZY_OBJECTS
+            && self.spilled.is_empty();
         if (!self.dirty && self.delta.is_empty()) || (self.lazy && small) {
             return Ok(());
         }
@@ -930,16 +967,36 @@ impl BlobIndex for IndexTable {
         self.remove_unnamed_runs(&names);
         // This view goes on from what it wrote, not from `meta` on disk, which another
         // process of the host may replace with a view that lacks this one's objects.
-        let mut mapped: HashMap<String, Run> =
-            self.runs.drain(..).map(|r| (r.name.clone(), r)).collect();
-        self.runs = names
-            .iter()
-            .map(|n| mapped.remove(n).map_or_else(|| Run::open(&self.dir, n), Ok))
-            .collect::<io::Result<_>>()?;
-        self.delta.clear();
+        self.map_runs(&names)?;
+        self.spilled.clear();
         self.generation = generation;
         self.dirty = false;
         self.changed_objects = 0;
+        Ok(())
+    }
+
+    fn spill(&mut self) -> io::Result<()> {
+        if self.delta.is_empty() {
+            return Ok(());
+        }
+        // Under the lock: no commit of another process removes a run between its rename
+        // and its mapping here.
+        let _lock = lock(&self.dir)?;
+        let (names, dropped) = self.write_tiers()?;
+        let before: HashSet<String> = self.runs.iter().map(|r| r.name.clone()).collect();
+        self.map_runs(&names)?;
+        for p in dropped {
+            self.packs[p as usize].has_records = false;
+        }
+        for name in &before {
+            if self.spilled.contains(name) && !names.contains(name) {
+                let _ = fs::remove_file(self.dir.join(RUNS).join(name));
+            }
+        }
+        self.spilled.retain(|n| names.contains(n));
+        self.spilled
+            .extend(names.into_iter().filter(|n| !before.contains(n)));
+        self.dirty = true;
         Ok(())
     }
 }
@@ -947,7 +1004,7 @@ impl BlobIndex for IndexTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{IndexedPack, MemoryIndex};
+    use crate::index::{IndexFile, IndexedPack, MemoryIndex};
     use crate::pack::PackEntry;
     use proptest::prelude::*;
 
@@ -986,6 +1043,8 @@ mod tests {
         /// Condemns the packs of the objects of a seed.
         Condemn(u64),
         Commit,
+        /// Puts the delta in runs no `meta` names yet, as a first refresh does.
+        Spill,
         Reopen,
     }
 
@@ -995,8 +1054,16 @@ mod tests {
             2 => (0u64..12).prop_map(Step::Forget),
             1 => (0u64..12).prop_map(Step::Condemn),
             1 => Just(Step::Commit),
+            1 => Just(Step::Spill),
             1 => Just(Step::Reopen),
         ]
+    }
+
+    /// The runs `meta` in `dir` names (none without one).
+    fn read_meta_runs(dir: &Path) -> Vec<String> {
+        IndexTable::open(dir)
+            .map(|t| t.runs.iter().map(|r| r.name.clone()).collect())
+            .unwrap_or_default()
     }
 
     fn same_answers(table: &IndexTable, memory: &MemoryIndex) -> Result<(), TestCaseError> {
@@ -1096,7 +1163,31 @@ mod tests {
                         memory.set_condemned(&packs);
                         condemned = packs;
                     }
-                    Step::Commit => table.commit().unwrap(),
+                    Step::Commit => {
+                        table.commit().unwrap();
+                        // A commit leaves no file its `meta` does not name: what spills
+                        // wrote and merged away is gone.
+                        let mut on_disk: Vec<String> = fs::read_dir(dir.path().join(RUNS))
+                            .map(|entries| {
+                                entries
+                                    .flatten()
+                                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        on_disk.sort();
+                        let mut named = table.runs.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+                        named.sort();
+                        prop_assert_eq!(on_disk, named);
+                    }
+                    Step::Spill => {
+                        table.spill().unwrap();
+                        prop_assert_eq!(table.pending(), 0);
+                        // Spilled runs merged away are removed at once: the directory
+                        // holds at most the view's runs and those `meta` names.
+                        let files = fs::read_dir(dir.path().join(RUNS)).map(|e| e.count()).unwrap_or(0);
+                        prop_assert!(files <= table.runs.len() + read_meta_runs(dir.path()).len());
+                    }
                     Step::Reopen => {
                         table.commit().unwrap();
                         table = IndexTable::open(dir.path()).unwrap();
@@ -1112,6 +1203,58 @@ mod tests {
             reopened.set_condemned(&condemned);
             same_answers(&reopened, &memory)?;
         }
+    }
+
+    /// An object whose plaintext stops inside its second pack is not listed: the blobs
+    /// of the first pack, decoded before the error, are not found (in the table and the
+    /// hash map alike), and the same pack listed whole by another object is.
+    #[test]
+    fn an_object_that_does_not_decode_adds_no_live_pack() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = IndexTable::open(dir.path()).unwrap();
+        table.lazy = false;
+        let mut memory = MemoryIndex::default();
+        let whole = file(1, 2, 30);
+        let plain = postcard::to_stdvec(&whole).unwrap();
+        let first = postcard::to_stdvec(&whole.packs[0]).unwrap().len();
+        let cut = &plain[..1 + first + 10];
+        let views: [&mut dyn BlobIndex; 2] = [&mut table, &mut memory];
+        for view in views {
+            assert!(view.add_encoded("index/cut", cut).is_err());
+            assert!(!view.has_object("index/cut"));
+            assert_eq!(view.len(), 0);
+            assert!(view.get(&whole.packs[0].blobs[0].id).is_none());
+            view.add_encoded("index/whole", &plain).unwrap();
+            assert_eq!(view.len(), 60);
+            assert!(view.get(&whole.packs[0].blobs[0].id).is_some());
+        }
+        table.commit().unwrap();
+        assert_eq!(IndexTable::open(dir.path()).unwrap().len(), 60);
+    }
+
+    /// A first refresh spills as it reads and then commits a few objects more: however
+    /// small that commit, it names the spilled runs, so the next process reads nothing
+    /// again, and no file is left that `meta` does not name.
+    #[test]
+    fn a_lazy_table_names_what_it_spilled_at_its_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = IndexTable::open(dir.path()).unwrap();
+        assert!(table.lazy);
+        table.add_object("index/a", &file(1, 2, 30));
+        table.spill().unwrap();
+        table.add_object("index/b", &file(2, 3, 20));
+        table.spill().unwrap();
+        table.add_object("index/c", &file(3, 1, 5));
+        table.commit().unwrap();
+        let reopened = IndexTable::open(dir.path()).unwrap();
+        for key in ["index/a", "index/b", "index/c"] {
+            assert!(reopened.has_object(key), "{key}");
+        }
+        assert_eq!(reopened.len(), table.len());
+        let listed: Vec<BlobId> = reopened.blobs().map(|(id, _)| id).collect();
+        assert_eq!(listed, table.blobs().map(|(id, _)| id).collect::<Vec<_>>());
+        let files = fs::read_dir(dir.path().join(RUNS)).unwrap().count();
+        assert_eq!(files, reopened.runs.len());
     }
 
     #[test]

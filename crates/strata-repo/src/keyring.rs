@@ -376,8 +376,10 @@ impl Repository {
     }
 
     /// Rewrites every named object of a version-1 repository with its name bound as
-    /// associated data (in place, same keys, no delete needed). Objects already of the
-    /// current version are left alone, so an interrupted migration can run again. The
+    /// associated data (in place, same keys). Objects already of the current version are
+    /// left alone, so an interrupted migration can run again; index objects over the bound
+    /// (of any version) are cut at it, which deletes them once their packs are listed
+    /// again. The
     /// caller migrates the objects of upper layers (pins, verification records), then
     /// calls [`Repository::finish_migration`].
     pub async fn migrate_objects(&self) -> RepoResult<u64> {
@@ -392,11 +394,21 @@ impl Repository {
             for object in self.store().list_fresh(prefix).await? {
                 let bytes = self.store().get(&object.key).await?;
                 // Objects of version 2 and later are bound to their names already and stay
-                // as they are: their header's version says how to read them.
-                if bytes.len() >= 7 && u16::from_le_bytes([bytes[5], bytes[6]]) as u32 >= 2 {
+                // as they are: their header's version says how to read them. Index objects
+                // of any version over the bound are cut at it.
+                let bound =
+                    bytes.len() >= 7 && u16::from_le_bytes([bytes[5], bytes[6]]) as u32 >= 2;
+                if bound && kind != ObjectKind::Index {
                     continue;
                 }
                 let mut plain = decode_object(self.cipher(), kind, &bytes, &object.key)?;
+                if kind == ObjectKind::Index && self.split_over_bound(&object.key, &plain).await? {
+                    rewritten += 1;
+                    continue;
+                }
+                if bound {
+                    continue;
+                }
                 let sealed = if kind == ObjectKind::Manifest {
                     // A whole manifest: sealed as version 3, the last version of whole
                     // manifests, with its payload in that layout (version 4 manifests
@@ -419,6 +431,28 @@ impl Repository {
             }
         }
         Ok(rewritten)
+    }
+
+    /// An index object over the bound (written before objects were bounded by
+    /// blobs) is written again as bounded objects of the current version, then removed:
+    /// returns whether it was. The new objects come first, so the packs stay listed
+    /// throughout; a migration that stops between the two lists them twice, which a
+    /// refresh reads as once, and runs again.
+    async fn split_over_bound(&self, key: &str, plain: &[u8]) -> RepoResult<bool> {
+        let file: crate::index::IndexFile =
+            postcard::from_bytes(plain).map_err(|e| RepoError::corrupted(key, e))?;
+        let counts: Vec<usize> = file.packs.iter().map(|p| p.blobs.len()).collect();
+        if !crate::index::over_bound(&counts) {
+            return Ok(false);
+        }
+        for part in crate::index::bounded_objects(file.packs) {
+            let plain = postcard::to_stdvec(&part).expect("index serializes");
+            let new_key = crate::repository::new_index_key();
+            let sealed = encode_object(self.cipher(), ObjectKind::Index, &new_key, &plain);
+            self.store().put(&new_key, Bytes::from(sealed)).await?;
+        }
+        self.store().delete(key).await?;
+        Ok(true)
     }
 
     /// Seals an object of an upper layer during migration (the repository is still
@@ -721,5 +755,62 @@ mod tests {
             Repository::open_catalog(store.clone(), Some("one")).await,
             Err(RepoError::ConfigNotAuthentic(_))
         ));
+    }
+
+    /// An index object over the bound (as written before objects were bounded by blobs)
+    /// is cut at it by a migration; the others stay as they are, every blob listed once.
+    #[tokio::test]
+    async fn a_migration_leaves_no_index_object_over_the_bound() {
+        use crate::index::{IndexFile, IndexedPack, MAX_BLOBS_PER_OBJECT};
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::test_repo::plain(dir.path()).await;
+        let id = |n: u64| crate::BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes());
+        let pack = |n: u64, blobs: u64| IndexedPack {
+            id: id(1 << 50 | n),
+            size: 16 << 20,
+            blobs: (0..blobs)
+                .map(|b| crate::pack::PackEntry {
+                    id: id(n << 32 | b),
+                    offset: b * 100,
+                    length: 90,
+                    raw_length: 100,
+                    compressed: false,
+                })
+                .collect(),
+        };
+        let over = IndexFile {
+            packs: (0..10).map(|n| pack(n, 3_000)).collect(),
+        };
+        let within = IndexFile {
+            packs: vec![pack(100, 10)],
+        };
+        let over_key = repo.write_index(&over).await.unwrap();
+        let within_key = repo.write_index(&within).await.unwrap();
+        assert_eq!(crate::test_repo::objects_over_bound(&repo).await.len(), 1);
+        assert_eq!(repo.migrate_objects().await.unwrap(), 1);
+        assert_eq!(
+            crate::test_repo::objects_over_bound(&repo).await,
+            Vec::new()
+        );
+        let keys: Vec<String> = repo
+            .list_index_objects()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        assert!(
+            !keys.contains(&over_key),
+            "the object over the bound is gone"
+        );
+        assert!(keys.contains(&within_key), "the one within it stays");
+        assert_eq!(
+            keys.len(),
+            3,
+            "objects of five packs of 3,000 blobs, and the small one"
+        );
+        repo.reload_index().await.unwrap();
+        assert_eq!(repo.index().len(), 30_010);
+        const { assert!(30_000 > MAX_BLOBS_PER_OBJECT) };
     }
 }

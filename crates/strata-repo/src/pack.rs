@@ -27,6 +27,10 @@ pub struct PackEntry {
     pub compressed: bool,
 }
 
+/// A pack holds at most this many blobs, however small (an index object lists a pack
+/// whole: see [`crate::index::MAX_BLOBS_PER_OBJECT`]).
+pub const MAX_BLOBS_PER_PACK: usize = crate::index::MAX_BLOBS_PER_OBJECT;
+
 /// Accumulates sealed blobs into one pack.
 pub struct PackBuilder {
     buf: Vec<u8>,
@@ -67,6 +71,12 @@ impl PackBuilder {
     /// Bytes of blob data so far.
     pub fn len(&self) -> usize {
         self.buf.len()
+    }
+
+    /// Whether the pack is complete: `size` bytes of blobs or [`MAX_BLOBS_PER_PACK`]
+    /// blobs.
+    pub fn is_full(&self, size: usize) -> bool {
+        self.buf.len() >= size || self.entries.len() >= MAX_BLOBS_PER_PACK
     }
 
     /// True when no blob was added.

@@ -359,16 +359,20 @@ impl Repository {
         let mut damaged = Vec::new();
         for stamp in &new {
             let key = &listed[stamp];
-            match self.read_index_file(key).await {
-                Ok(file) => {
-                    let pending = {
-                        let mut view = self.index.view.write().expect("index lock poisoned");
-                        view.add_object(stamp, &file);
-                        view.pending_records()
-                    };
-                    // A first refresh of a large repository commits as it goes.
-                    if pending >= COMMIT_WHILE_READING {
-                        self.index.commit().await;
+            // Decoded pack by pack into the view: a first refresh holds one object's
+            // bytes and one pack's entries at a time.
+            let added = self.read_index_plain(key).await.and_then(|plain| {
+                let mut view = self.index.view.write().expect("index lock poisoned");
+                view.add_encoded(stamp, &plain)
+                    .map_err(|e| RepoError::corrupted(key, e))?;
+                Ok(view.pending_records())
+            });
+            match added {
+                Ok(pending) => {
+                    // A first refresh of a large repository puts what it read on disk as
+                    // it goes (a new host's first command holds no more than a later one).
+                    if pending >= SPILL_WHILE_READING {
+                        self.index.spill().await;
                     }
                 }
                 Err(RepoError::Store(e)) if e.is_not_found() => {}
@@ -426,9 +430,17 @@ impl Repository {
     }
 
     async fn read_index_file(&self, key: &str) -> RepoResult<IndexFile> {
-        let bytes = self.store.get(key).await?;
-        let plain = decode_object(&self.cipher, ObjectKind::Index, &bytes, key)?;
+        let plain = self.read_index_plain(key).await?;
         postcard::from_bytes(&plain).map_err(|e| RepoError::corrupted(key, e))
+    }
+
+    /// One `index/` object's plaintext (postcard of an [`IndexFile`]), each buffer
+    /// dropped once the next exists: at most two copies of the object at a time.
+    async fn read_index_plain(&self, key: &str) -> RepoResult<Vec<u8>> {
+        let bytes = self.store.get(key).await?;
+        let compressed = crate::format::open_object(&self.cipher, ObjectKind::Index, &bytes, key)?;
+        drop(bytes);
+        crate::format::decompress_object(&compressed, key)
     }
 
     /// One `index/` object (a key as listed under `index/`), decoded: what reads the
@@ -451,26 +463,24 @@ impl Repository {
     /// name is random (it is bound into the sealed object, so it cannot be its hash).
     pub async fn write_index(&self, file: &IndexFile) -> RepoResult<String> {
         let plain = postcard::to_stdvec(file).expect("index serializes");
-        let mut id = [0u8; 32];
-        getrandom::getrandom(&mut id).expect("the OS random source is available");
-        let key = layout::index_key(&id);
+        let key = new_index_key();
         let bytes = self.seal_object(ObjectKind::Index, &key, &plain)?;
         self.store.put(&key, Bytes::from(bytes)).await?;
         Ok(key)
     }
 
-    /// Stores an index object for new packs and adds them to the in-memory index. Call
-    /// only after the packs are stored.
+    /// Stores index objects for new packs (cut at the bound, see
+    /// [`crate::index::fits`]) and adds them to the in-memory index. Call only
+    /// after the packs are stored.
     pub async fn add_index(&self, file: IndexFile) -> RepoResult<()> {
-        if file.packs.is_empty() {
-            return Ok(());
+        for file in crate::index::bounded_objects(file.packs) {
+            let key = self.write_index(&file).await?;
+            self.index
+                .view
+                .write()
+                .expect("index lock poisoned")
+                .add_object(&key, &file);
         }
-        let key = self.write_index(&file).await?;
-        self.index
-            .view
-            .write()
-            .expect("index lock poisoned")
-            .add_object(&key, &file);
         self.index.commit().await;
         Ok(())
     }
@@ -730,8 +740,17 @@ impl Repository {
     }
 }
 
-/// A refresh commits its view once this many new records wait in memory.
-const COMMIT_WHILE_READING: usize = 1 << 20;
+/// A new index object's key: random (the name is bound into the sealed object, so it
+/// cannot be its hash).
+pub(crate) fn new_index_key() -> String {
+    let mut id = [0u8; 32];
+    getrandom::getrandom(&mut id).expect("the OS random source is available");
+    layout::index_key(&id)
+}
+
+/// A refresh spills its view's new records to disk once this many wait in memory (about
+/// 90 bytes each in the table's delta: 720 KiB).
+const SPILL_WHILE_READING: usize = 1 << 13;
 
 /// How a view names an index object: its key, size and modification time as listed.
 fn stamped(object: &ObjectMeta) -> String {

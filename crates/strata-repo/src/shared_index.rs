@@ -110,6 +110,21 @@ impl SharedIndex {
 
     /// Makes the view durable (see [`BlobIndex::commit`]), off the async threads. A
     /// failure costs the next process a longer refresh, not correctness: warned about.
+    /// [`BlobIndex::spill`] off the async threads; a failure is a warning (the records
+    /// stay in memory, and the commit writes them).
+    pub(crate) async fn spill(self: &Arc<Self>) {
+        let shared = self.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            shared.view.write().expect("index lock poisoned").spill()
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => eprintln!("strata: warning: cannot write the local index table: {err}"),
+            Err(err) => eprintln!("strata: warning: cannot write the local index table: {err}"),
+        }
+    }
+
     pub(crate) async fn commit(self: &Arc<Self>) {
         let shared = self.clone();
         let done = tokio::task::spawn_blocking(move || {

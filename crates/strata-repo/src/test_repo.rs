@@ -18,3 +18,23 @@ pub(crate) async fn plain(dir: &Path) -> Arc<Repository> {
         .await
         .expect("a test repository")
 }
+
+/// The index objects of `repo` over the bound (see [`crate::index::over_bound`]), each
+/// with its pack count and blob count: what every writer of index objects must leave
+/// empty.
+pub(crate) async fn objects_over_bound(repo: &Repository) -> Vec<(String, usize, usize)> {
+    let mut over = Vec::new();
+    for object in repo
+        .list_index_objects()
+        .await
+        .expect("index objects listed")
+    {
+        let key = object.key;
+        let file = repo.read_index(&key).await.expect("an index object reads");
+        let counts: Vec<usize> = file.packs.iter().map(|p| p.blobs.len()).collect();
+        if crate::index::over_bound(&counts) {
+            over.push((key, counts.len(), counts.iter().sum()));
+        }
+    }
+    over
+}

@@ -422,6 +422,14 @@ impl Stored {
     /// Starts writing an index object for the waiting packs, then letting their ids go
     /// from the claimed set (the index answers for them from then on), beside the
     /// packing: the packer goes on while it is sealed, stored and committed.
+    /// Whether the waiting packs fill an index object: [`FLUSH_BLOBS`] blobs (or the
+    /// option's count) or [`crate::index::MAX_PACKS_PER_OBJECT`] packs (packs of large
+    /// chunks hold a few blobs each).
+    fn index_due(&self, every: usize) -> bool {
+        self.waiting_blobs >= every.max(1)
+            || self.waiting.len() >= crate::index::MAX_PACKS_PER_OBJECT
+    }
+
     fn flush(
         &mut self,
         repo: &Arc<Repository>,
@@ -523,13 +531,13 @@ fn pack_and_upload(
     };
     for blob in sealed.into_iter().flatten() {
         builder.add(blob.id, &blob.bytes, blob.raw_length, blob.compressed);
-        if builder.len() >= options.pack_size {
+        if builder.is_full(options.pack_size) {
             uploads.push_back(upload(std::mem::replace(
                 &mut builder,
                 PackBuilder::new(options.pack_size),
             )));
             collect(&mut uploads, false, &mut stored, &mut first_error);
-            if stored.waiting_blobs >= options.index_every.max(1) && first_error.is_none() {
+            if stored.index_due(options.index_every) && first_error.is_none() {
                 finish_indexing(&mut indexing, &mut first_error);
                 if first_error.is_none() {
                     indexing = Some(stored.flush(repo, runtime, claimed));
@@ -623,5 +631,61 @@ mod tests {
             stats.new_sealed_bytes, sealed,
             "what the index says was stored"
         );
+    }
+
+    /// Writes `count` new blobs of `size` bytes through a writer with packs of
+    /// `pack_size` bytes; returns the repository's index objects over the bound.
+    async fn objects_over_bound_after_writing(
+        count: u32,
+        size: usize,
+        pack_size: usize,
+    ) -> Vec<(String, usize, usize)> {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = crate::test_repo::plain(dir.path()).await;
+        let writer = BlobWriter::start(
+            repo.clone(),
+            WriterOptions {
+                pack_size,
+                compression_level: 0,
+                ..WriterOptions::default()
+            },
+        );
+        let keys = repo.keys().clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            for i in 0..count {
+                let mut data = vec![0u8; size];
+                data[..4].copy_from_slice(&i.to_le_bytes());
+                let data = Bytes::from(data);
+                assert!(writer.submit(keys.blob_id(&data), data).unwrap());
+            }
+            writer
+        })
+        .await
+        .unwrap();
+        let stats = writer.finish().await.unwrap();
+        assert_eq!(stats.new_blobs, count as u64);
+        repo.reload_index().await.unwrap();
+        assert_eq!(repo.index().len(), count as usize, "every blob indexed");
+        crate::test_repo::objects_over_bound(&repo).await
+    }
+
+    /// A backup's index objects stay within the bound: by blobs when packs hold many
+    /// small blobs, by packs when each pack holds one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_leaves_no_index_object_over_the_bound() {
+        let many_small = objects_over_bound_after_writing(
+            crate::index::MAX_BLOBS_PER_OBJECT as u32 * 2 + 100,
+            16,
+            1 << 20,
+        )
+        .await;
+        assert_eq!(many_small, Vec::new(), "objects of small blobs");
+        let one_a_pack = objects_over_bound_after_writing(
+            crate::index::MAX_PACKS_PER_OBJECT as u32 + 300,
+            64,
+            32,
+        )
+        .await;
+        assert_eq!(one_a_pack, Vec::new(), "objects of one-blob packs");
     }
 }

@@ -10,7 +10,7 @@ use crate::lock::HeldLock;
 use crate::GcResult;
 use std::time::Duration;
 use strata_repo::id::PackId;
-use strata_repo::index::{object_full, BlobIndex, BlobLocation, IndexedPack};
+use strata_repo::index::{fits, BlobIndex, BlobLocation, IndexedPack};
 use strata_repo::sorted_ids::{Scratch, SortedIds};
 use strata_repo::Repository;
 
@@ -180,21 +180,24 @@ pub(super) async fn unlist(
         positions,
     } = doomed;
     // The index objects listing a doomed pack are rewritten without it (small ones
-    // merged), the new objects first; one object is read at a time, and the kept packs
-    // are written as objects within the bound (`object_full`) as they fill.
+    // merged, those over the bound cut), the new objects first; one object is read at a time, and the kept packs
+    // are written as objects within the bound (`fits`) as they fill.
     let doomed_at = positions.flags(&doomed);
     let lists_doomed = |packs: &[u32]| {
         packs
             .iter()
             .any(|&p| doomed_at.get(p as usize) == Some(&true))
     };
+    // An object over the bound (written before objects were bounded by blobs) is
+    // rewritten too, cut at the bound.
+    let must_go = |packs: &[u32]| lists_doomed(packs) || positions.over_bound(packs);
     let replaced: Vec<&(String, Vec<u32>)> = positions
         .objects
         .iter()
-        .filter(|(_, packs)| lists_doomed(packs) || packs.len() < STAYING_OBJECT_PACKS)
+        .filter(|(_, packs)| must_go(packs) || packs.len() < STAYING_OBJECT_PACKS)
         .collect();
     let rewrite =
-        replaced.iter().any(|(_, packs)| lists_doomed(packs)) || replaced.len() > 1 || repacked;
+        replaced.iter().any(|(_, packs)| must_go(packs)) || replaced.len() > 1 || repacked;
     if rewrite {
         let mut staying = vec![false; positions.packs.len()];
         for (name, packs) in &positions.objects {
@@ -220,13 +223,13 @@ pub(super) async fn unlist(
                     }
                     kept_at[p as usize] = true;
                 }
-                kept_blobs += pack.blobs.len();
-                kept.push(pack);
-                if object_full(kept.len(), kept_blobs) {
+                if !fits(kept.len(), kept_blobs, pack.blobs.len()) {
                     lock.check()?;
                     written.extend(repo.write_index_objects(std::mem::take(&mut kept)).await?);
                     kept_blobs = 0;
                 }
+                kept_blobs += pack.blobs.len();
+                kept.push(pack);
             }
         }
         if !kept.is_empty() {

@@ -179,6 +179,8 @@ pub(super) struct Positions {
     pub(super) packs: Vec<Option<(PackId, u64)>>,
     /// (pack id, position), sorted: from a pack id to its position.
     pub(super) by_id: Vec<(PackId, u32)>,
+    /// Per position: the pack's blob count (0 for no listed pack).
+    pub(super) blobs: Vec<u32>,
 }
 
 impl Positions {
@@ -191,8 +193,10 @@ impl Positions {
             .max()
             .map_or(0, |&m| m as usize + 1);
         let mut packs = vec![None; count];
+        let mut blobs = vec![0; count];
         for &position in objects.iter().flat_map(|(_, p)| p.iter()) {
             packs[position as usize] = Some(index.pack(position));
+            blobs[position as usize] = index.pack_blobs(position);
         }
         let mut by_id: Vec<(PackId, u32)> = packs
             .iter()
@@ -204,7 +208,18 @@ impl Positions {
             objects,
             packs,
             by_id,
+            blobs,
         }
+    }
+
+    /// Whether an object listing the packs at `positions` is over the bound (written
+    /// before objects were bounded by blobs): a collection rewrites it.
+    pub(super) fn over_bound(&self, positions: &[u32]) -> bool {
+        let counts: Vec<usize> = positions
+            .iter()
+            .map(|&p| self.blobs.get(p as usize).copied().unwrap_or(0) as usize)
+            .collect();
+        strata_repo::index::over_bound(&counts)
     }
 
     pub(super) fn position(&self, pack: &PackId) -> Option<u32> {
