@@ -6,8 +6,8 @@
 //! objects, each wrapping them under a key derived from a password with Argon2id.
 
 use crate::{BlobId, RepoError, RepoResult};
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use serde::{Deserialize, Serialize};
 
 const NONCE_LEN: usize = 12;
@@ -177,6 +177,36 @@ impl Cipher {
                 out
             }
             None => plain.to_vec(),
+        }
+    }
+
+    /// [`Cipher::open_with`] where the item lies: `sealed` is decrypted in place, and the
+    /// range of it the plaintext occupies is returned (a large object is then never held
+    /// twice).
+    pub fn open_in_place(
+        &self,
+        sealed: &mut [u8],
+        ad: &[u8],
+        what: &str,
+    ) -> RepoResult<std::ops::Range<usize>> {
+        let len = sealed.len();
+        match &self.aead {
+            Some(aead) => {
+                if len < NONCE_LEN + TAG_LEN {
+                    return Err(RepoError::corrupted(what, "too short to be sealed data"));
+                }
+                let (nonce, rest) = sealed.split_at_mut(NONCE_LEN);
+                let (body, tag) = rest.split_at_mut(len - NONCE_LEN - TAG_LEN);
+                aead.decrypt_in_place_detached(
+                    Nonce::from_slice(nonce),
+                    ad,
+                    body,
+                    Tag::from_slice(tag),
+                )
+                .map_err(|_| RepoError::corrupted(what, "authentication failed"))?;
+                Ok(NONCE_LEN..len - TAG_LEN)
+            }
+            None => Ok(0..len),
         }
     }
 

@@ -198,19 +198,48 @@ pub fn decode_object(
     bytes: &[u8],
     name: &str,
 ) -> crate::RepoResult<Vec<u8>> {
-    let compressed = open_object(cipher, kind, bytes, name)?;
+    // Decrypted in a copy of the caller's bytes, where a decryption would have written
+    // its output anyway.
+    let compressed = open_object(cipher, kind, bytes::Bytes::copy_from_slice(bytes), name)?;
     decompress_object(&compressed, name)
 }
 
-/// [`decode_object`] as two steps, so a caller holding a large object can drop the
-/// sealed bytes before the payload is decompressed: the checks and the authenticated
-/// opening, which give the compressed payload.
+/// [`decode_object`] as two steps, so a caller holding a large object holds it once: the
+/// checks and the authenticated opening, in place in the object's own buffer (not copied
+/// when the store's buffer is not shared), which give the compressed payload.
 pub fn open_object(
+    cipher: &crate::crypto::Cipher,
+    kind: ObjectKind,
+    bytes: bytes::Bytes,
+    name: &str,
+) -> crate::RepoResult<bytes::Bytes> {
+    use crate::RepoError;
+    let version = checked_header(cipher, kind, &bytes, name)?;
+    let ad = match version {
+        1 => Vec::new(),
+        _ => object_ad(&bytes[..7], kind, name),
+    };
+    let mut buf = Vec::from(bytes);
+    let range = cipher
+        .open_in_place(&mut buf[7..], &ad, name)
+        .map_err(|err| match version {
+            1 => err,
+            _ => RepoError::corrupted(
+                name,
+                "authentication failed (altered, sealed under another key, or moved from another name)",
+            ),
+        })?;
+    Ok(bytes::Bytes::from(buf).slice(7 + range.start..7 + range.end))
+}
+
+/// The checks of an object's 7-byte header (magic, kind, a readable version, version 1
+/// only where the cipher accepts it); returns its version.
+fn checked_header(
     cipher: &crate::crypto::Cipher,
     kind: ObjectKind,
     bytes: &[u8],
     name: &str,
-) -> crate::RepoResult<Vec<u8>> {
+) -> crate::RepoResult<u32> {
     use crate::RepoError;
     if bytes.len() < 7 || &bytes[..4] != OBJECT_MAGIC {
         return Err(RepoError::corrupted(name, "not a strata object"));
@@ -228,25 +257,13 @@ pub fn open_object(
             format!("is a {} object, expected {kind:?}", bytes[4]),
         ));
     }
-    let compressed = if version == 1 {
-        if !cipher.accepts_v1_objects() && kind != ObjectKind::PackHeader {
-            return Err(RepoError::corrupted(
-                name,
-                "is a version-1 object (not bound to its name) in a repository of version 2 or later",
-            ));
-        }
-        cipher.open(&bytes[7..], name)?
-    } else {
-        cipher
-            .open_with(&bytes[7..], &object_ad(&bytes[..7], kind, name), name)
-            .map_err(|_| {
-                RepoError::corrupted(
-                    name,
-                    "authentication failed (altered, sealed under another key, or moved from another name)",
-                )
-            })?
-    };
-    Ok(compressed)
+    if version == 1 && !cipher.accepts_v1_objects() && kind != ObjectKind::PackHeader {
+        return Err(RepoError::corrupted(
+            name,
+            "is a version-1 object (not bound to its name) in a repository of version 2 or later",
+        ));
+    }
+    Ok(version)
 }
 
 /// [`decode_object`]'s second step: the payload of an opened object, decompressed.

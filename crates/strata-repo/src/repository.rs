@@ -434,12 +434,11 @@ impl Repository {
         postcard::from_bytes(&plain).map_err(|e| RepoError::corrupted(key, e))
     }
 
-    /// One `index/` object's plaintext (postcard of an [`IndexFile`]), each buffer
-    /// dropped once the next exists: at most two copies of the object at a time.
+    /// One `index/` object's plaintext (postcard of an [`IndexFile`]): the object is
+    /// opened where it lies, so it is held twice at most (sealed, and decompressed).
     async fn read_index_plain(&self, key: &str) -> RepoResult<Vec<u8>> {
         let bytes = self.store.get(key).await?;
-        let compressed = crate::format::open_object(&self.cipher, ObjectKind::Index, &bytes, key)?;
-        drop(bytes);
+        let compressed = crate::format::open_object(&self.cipher, ObjectKind::Index, bytes, key)?;
         crate::format::decompress_object(&compressed, key)
     }
 
