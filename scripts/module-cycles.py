@@ -8,7 +8,11 @@ when its code (comments and `#[cfg(test)]` modules left out, wherever they sit i
 file) names `crate::OTHER` or `crate::{OTHER, ...}`. Below, the same between the children
 of every module directory (`listing/read.rs` and `listing/bounded.rs`, say): a child
 depends on a sibling its code names through `super::` (`super::super::` from a file one
-level further down, and so on) or through the sibling's whole `crate::` path. Files named
+level further down, and so on) or through the sibling's whole `crate::` path, or names an
+item the parent brings in from the sibling by `use` (`super::Name` where the parent says
+`pub use sibling::Name`). At the top, names the crate root re-exports (`crate::Repository`,
+the crate's facade) are not followed: methods of one facade type are written in the
+modules of their topics, which use the type (see docs/architecture.md). Files named
 `*tests.rs`, and files of modules declared under a test-only `cfg` (`#[cfg(test)] mod
 model;`), are tests. Prints each circle (a strongly connected set of modules) and exits 1
 if there is one; `--edges` prints every module's dependencies too.
@@ -119,6 +123,62 @@ def named_modules(code, prefix=r"crate::"):
     return names
 
 
+def reexports(code):
+    """The names a module's code brings in from its children by `use` (`pub use
+    child::Name;`, `use child::{A, b as c};`, `pub(crate) use self::child::x`): a name
+    mapped to the child it comes from. A sibling naming `super::Name` depends on that
+    child, as much as if it named it."""
+    out = {}
+    for m in re.finditer(r"(?<![\w:])use\s+(?:self::)?([a-z_0-9]+)::(.*?);", code, re.S):
+        child, rest = m.group(1), m.group(2).strip()
+        if rest.startswith("{"):
+            rest = rest[1:].rsplit("}", 1)[0]
+        depth, item, items = 0, "", []
+        for c in rest:
+            depth += {"{": 1, "}": -1}.get(c, 0)
+            if c == "," and depth == 0:
+                items.append(item)
+                item = ""
+            else:
+                item += c
+        items.append(item)
+        for item in items:
+            item = item.strip()
+            if not item or "{" in item or item.endswith("*"):
+                continue
+            alias = re.search(r"\bas\s+(\w+)$", item)
+            name = alias.group(1) if alias else item.split("::")[-1].strip()
+            if name not in ("self", "_"):
+                out[name] = child
+    return out
+
+
+def named_through(code, prefix, names):
+    """The children a file's code names through re-exports: each Name of `names` (from
+    [`reexports`]) named as `PREFIX Name`, in `PREFIX {A, Name, ...}`, or as `alias::Name`
+    after `PREFIX {self as alias, ...}`."""
+    found = set(re.findall(prefix + r"([A-Za-z_][A-Za-z_0-9]*)", code))
+    for group in re.finditer(prefix + r"\{([^{}]*)\}", code):
+        for item in group.group(1).split(","):
+            item = item.strip()
+            alias = re.fullmatch(r"self\s+as\s+(\w+)", item)
+            if alias:
+                found |= set(re.findall(r"(?<![\w:])" + alias.group(1) + r"::([A-Za-z_][A-Za-z_0-9]*)", code))
+            elif re.match(r"[A-Za-z_]\w*", item):
+                found.add(re.match(r"[A-Za-z_]\w*", item).group(0))
+    return {names[n] for n in found if n in names}
+
+
+def parent_code(dirpath):
+    """The code of the module a directory holds the children of (`mod.rs` inside it, or
+    the file of the same name beside it)."""
+    for path in (os.path.join(dirpath, "mod.rs"), dirpath + ".rs"):
+        if os.path.isfile(path):
+            with open(path) as f:
+                return code_of(f.read())
+    return ""
+
+
 def modules(src):
     deps = {}
     tests = test_only_files(src)
@@ -133,9 +193,10 @@ def modules(src):
                 continue
             found = deps.setdefault(top, set())
             with open(path) as f:
-                for other in named_modules(code_of(f.read())):
-                    if other != top:
-                        found.add(other)
+                code = code_of(f.read())
+            for other in named_modules(code):
+                if other != top:
+                    found.add(other)
     return {k: {d for d in v if d in deps} for k, v in deps.items()}
 
 
@@ -151,6 +212,7 @@ def sibling_graphs(src):
         children = {f[:-3] for f in files if f.endswith(".rs") and f != "mod.rs"}
         children |= {d for d in dirs if any(n.endswith(".rs") for _, _, ns in os.walk(os.path.join(dirpath, d)) for n in ns)}
         crate_path = "crate::" + "::".join(rel.split(os.sep)) + "::"
+        through = {n: c for n, c in reexports(parent_code(dirpath)).items() if c in children}
         deps = {c: set() for c in children}
         for child in children:
             paths = []
@@ -166,8 +228,11 @@ def sibling_graphs(src):
                     continue
                 with open(path) as f:
                     code = code_of(f.read())
-                named = named_modules(code, r"(?<![\w:])" + "super::" * depth)
+                supers = r"(?<![\w:])" + "super::" * depth
+                named = named_modules(code, supers)
                 named |= named_modules(code, re.escape(crate_path))
+                named |= named_through(code, supers, through)
+                named |= named_through(code, re.escape(crate_path), through)
                 deps[child] |= {n for n in named if n in children and n != child}
         graphs[rel] = deps
     return graphs

@@ -19,6 +19,11 @@
 //! - `health`: how the worker is doing for `/ready` (`WorkerHealth`), the stall watchdog.
 //! - `crashes`: where copy tasks die for tests (`CopyPoint`, `CopyCrashes`).
 //! - [`copy`]: a table's initial copy and its copy task.
+//! - `fkeys`: foreign keys a copy drops and the main loop restores.
+//!
+//! The copy task runs the replay loop and the loop starts copy tasks: `run` gives the
+//! main role's loop `copy::start` (`replay::CopyLauncher`), so `replay` never names
+//! `copy` and the two do not depend on each other.
 //!
 //! This file holds what they all share: the options, the retry backoff, stats and role.
 
@@ -26,6 +31,7 @@ mod apply;
 pub mod copy;
 mod crashes;
 mod event;
+mod fkeys;
 mod health;
 mod pause;
 mod process;

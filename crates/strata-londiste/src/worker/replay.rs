@@ -2,8 +2,8 @@
 //! task's. Before each batch it runs the table state machine (hand-overs, new copies);
 //! the batch itself is applied in `apply`.
 
-use super::copy;
 use super::crashes::CopyPoint;
+use super::fkeys;
 use super::pause::{check_node, pause, stopping, NodeCheck, PauseWatch};
 use super::{retry_delay, ReplayStats, Role, WorkerOptions};
 use crate::admin;
@@ -20,6 +20,17 @@ use strata_pgq::api::Batch;
 use strata_pgq::{Consumer, ConsumerOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// Starts the copy task of a table (`copy::start`), given to the main role's replay loop
+/// by the worker: the copy task runs this loop too, so the loop does not name the copy
+/// module (the two would depend on each other).
+pub(crate) type CopyLauncher = fn(
+    Arc<NodeConfig>,
+    String,
+    String,
+    WorkerOptions,
+    watch::Receiver<bool>,
+) -> futures::future::BoxFuture<'static, Result<()>>;
 
 /// What the table-state step decided before a batch.
 enum SyncStep {
@@ -71,6 +82,8 @@ pub(crate) struct Replayer {
     pub(crate) foreign_copies: HashMap<String, i32>,
     /// Main role: the stop flag of its copy tasks (see [`CopiesStop`](super::run::CopiesStop)).
     pub(crate) copies_stop: watch::Receiver<bool>,
+    /// How the main role starts copy tasks (none in a copy task's loop).
+    pub(crate) launch_copy: Option<CopyLauncher>,
     /// Main role: copy tasks that failed in a row by table, and when the next may start
     /// ([`retry_delay`]), so a copy that keeps failing is not restarted in a tight loop.
     pub(crate) copy_retries: HashMap<String, (u32, Instant)>,
@@ -150,6 +163,7 @@ impl Replayer {
             foreign_copies: HashMap::new(),
             copies_stop,
             copy_retries: HashMap::new(),
+            launch_copy: None,
         }
     }
 
@@ -459,7 +473,7 @@ impl Replayer {
     /// The main worker's part: answer hand-over requests, start copies. `true` to wait.
     async fn sync_main(&mut self, batch: &Batch, tables: &[TableInfo]) -> Result<bool> {
         let queue = self.cf.queue_name.clone();
-        copy::restore_fkeys(&self.dst, &queue, &self.options.log).await?;
+        fkeys::restore_fkeys(&self.dst, &queue, &self.options.log).await?;
         let mut wait = false;
         for t in tables.iter().filter(|t| t.local) {
             match t.state {
@@ -536,7 +550,11 @@ impl Replayer {
             self.options
                 .log
                 .info(format!("copy of {}: starting", t.table_name));
-            let task = tokio::spawn(copy::start(
+            let Some(launch) = self.launch_copy else {
+                // A copy task's loop starts no copies.
+                return Ok(());
+            };
+            let task = tokio::spawn(launch(
                 self.cf.clone(),
                 t.table_name.clone(),
                 self.provider_location.clone(),

@@ -246,6 +246,7 @@ async fn run_node(
         stop.clone(),
         copies_stop.receiver(),
     );
+    r.launch_copy = Some(super::copy::start);
     r.branch = branch;
     r.event_seq = event_seq;
     r.node_type = info.node_type.clone().unwrap_or_default();
