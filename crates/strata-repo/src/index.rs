@@ -94,6 +94,9 @@ pub const MAX_PACKS_PER_OBJECT: usize = 4096;
 /// an object of its own.
 pub const MAX_BLOBS_PER_OBJECT: usize = 1 << 14;
 
+// A pack fits in an object: objects are cut between packs, never inside one.
+const _: () = assert!(crate::pack::MAX_BLOBS_PER_PACK <= MAX_BLOBS_PER_OBJECT);
+
 /// Whether a pack of `pack_blobs` blobs goes into an object of `packs` packs and `blobs`
 /// blob entries within the bound (into an empty one always).
 pub fn fits(packs: usize, blobs: usize, pack_blobs: usize) -> bool {

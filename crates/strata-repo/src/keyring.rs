@@ -447,7 +447,7 @@ impl Repository {
         }
         for part in crate::index::bounded_objects(file.packs) {
             let plain = postcard::to_stdvec(&part).expect("index serializes");
-            let new_key = crate::repository::new_index_key();
+            let new_key = layout::new_index_key();
             let sealed = encode_object(self.cipher(), ObjectKind::Index, &new_key, &plain);
             self.store().put(&new_key, Bytes::from(sealed)).await?;
         }

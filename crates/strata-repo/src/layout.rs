@@ -111,6 +111,14 @@ pub fn index_key(id: &[u8]) -> String {
     format!("{INDEX}{}", hex::encode(id))
 }
 
+/// A new index object's key: random (the name is bound into the sealed object, so it
+/// cannot be its hash).
+pub fn new_index_key() -> String {
+    let mut id = [0u8; 32];
+    getrandom::getrandom(&mut id).expect("the OS random source is available");
+    index_key(&id)
+}
+
 /// The prefix of every manifest of one backup.
 pub fn manifests_of(backup: &str) -> String {
     format!("{MANIFESTS}{backup}/")

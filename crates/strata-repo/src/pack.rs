@@ -29,7 +29,7 @@ pub struct PackEntry {
 
 /// A pack holds at most this many blobs, however small (an index object lists a pack
 /// whole: see [`crate::index::MAX_BLOBS_PER_OBJECT`]).
-pub const MAX_BLOBS_PER_PACK: usize = crate::index::MAX_BLOBS_PER_OBJECT;
+pub const MAX_BLOBS_PER_PACK: usize = 1 << 14;
 
 /// Accumulates sealed blobs into one pack.
 pub struct PackBuilder {

@@ -462,7 +462,7 @@ impl Repository {
     /// name is random (it is bound into the sealed object, so it cannot be its hash).
     pub async fn write_index(&self, file: &IndexFile) -> RepoResult<String> {
         let plain = postcard::to_stdvec(file).expect("index serializes");
-        let key = new_index_key();
+        let key = layout::new_index_key();
         let bytes = self.seal_object(ObjectKind::Index, &key, &plain)?;
         self.store.put(&key, Bytes::from(bytes)).await?;
         Ok(key)
@@ -737,14 +737,6 @@ impl Repository {
         }
         Ok(())
     }
-}
-
-/// A new index object's key: random (the name is bound into the sealed object, so it
-/// cannot be its hash).
-pub(crate) fn new_index_key() -> String {
-    let mut id = [0u8; 32];
-    getrandom::getrandom(&mut id).expect("the OS random source is available");
-    layout::index_key(&id)
 }
 
 /// A refresh spills its view's new records to disk once this many wait in memory (about
