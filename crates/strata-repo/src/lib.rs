@@ -58,6 +58,7 @@
 
 #![deny(missing_docs)]
 
+mod allocator;
 pub mod archive;
 pub mod chunker;
 pub mod compress;

@@ -357,6 +357,9 @@ impl Repository {
             (new, gone)
         };
         let mut damaged = Vec::new();
+        // A refresh of many objects (a new host's first) keeps the allocator from holding
+        // several objects' buffers (see `crate::allocator`).
+        let _apart = (new.len() >= LONG_REFRESH).then(crate::allocator::LargeBlocksApart::new);
         for stamp in &new {
             let key = &listed[stamp];
             // Decoded pack by pack into the view: a first refresh holds one object's
@@ -738,6 +741,9 @@ impl Repository {
         Ok(())
     }
 }
+
+/// A refresh of at least this many new objects reads with large blocks mapped apart.
+const LONG_REFRESH: usize = 16;
 
 /// A refresh spills its view's new records to disk once this many wait in memory (about
 /// 90 bytes each in the table's delta: 720 KiB).
