@@ -272,23 +272,29 @@ pub fn decompress_object(compressed: &[u8], name: &str) -> crate::RepoResult<Vec
         .map_err(|e| crate::RepoError::corrupted(name, e))
 }
 
-/// zstd-decompresses `data`, failing beyond `cap` bytes of output (the buffer grows with
-/// the real output, never by a size the frame claims).
+/// zstd-decompresses `data`, failing beyond `cap` bytes of output (a size the frame
+/// claims is allocated only within the cap and 64 times the input; past it the buffer
+/// grows with the real output).
 pub fn decompress_capped(data: &[u8], cap: u64) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     // A frame that declares its size (every object strata writes) is decompressed in one
     // call into a buffer of that size: no second copy while a buffer doubles, no
     // decoder window beside the output. The size is trusted only within the cap and a
     // multiple of the input (a claim alone allocates nothing large); a frame whose claim
-    // is wrong fails.
+    // is wrong is read as a stream.
     let declared = zstd::zstd_safe::get_frame_content_size(data)
         .ok()
         .flatten()
         .filter(|&size| size <= cap && size <= data.len() as u64 * 64 + 4096);
     if let Some(size) = declared {
         let mut out = Vec::with_capacity(size as usize);
-        zstd::bulk::Decompressor::new()?.decompress_to_buffer(data, &mut out)?;
-        return Ok(out);
+        if zstd::bulk::Decompressor::new()?
+            .decompress_to_buffer(data, &mut out)
+            .is_ok()
+        {
+            return Ok(out);
+        }
+        // Not what it declared (or several frames): read as a stream, as any other.
     }
     let decoder = zstd::stream::read::Decoder::new(data)?;
     let mut out = Vec::new();
@@ -306,6 +312,23 @@ pub fn decompress_capped(data: &[u8], cap: u64) -> std::io::Result<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::crypto::{Cipher, MasterKeys};
+
+    /// A frame that declares its size is decompressed in one call; data of several
+    /// frames (the first one declaring only its own size) is read whole all the same.
+    #[test]
+    fn declared_sizes_and_several_frames_decompress_whole() {
+        let one = zstd::bulk::compress(&[1u8; 5000], 3).unwrap();
+        assert_eq!(decompress_capped(&one, 1 << 20).unwrap(), vec![1u8; 5000]);
+        let mut two = one.clone();
+        two.extend_from_slice(&zstd::bulk::compress(&[2u8; 3000], 3).unwrap());
+        let out = decompress_capped(&two, 1 << 20).unwrap();
+        assert_eq!(out.len(), 8000);
+        assert_eq!((out[4999], out[5000]), (1, 2));
+        assert!(
+            decompress_capped(&two, 6000).is_err(),
+            "the cap holds on the slow path"
+        );
+    }
 
     #[test]
     fn objects_roundtrip_and_check_kind_and_version() {
