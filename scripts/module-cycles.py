@@ -94,30 +94,37 @@ def code_of(text):
     return "\n".join(l for l in text.splitlines() if not l.lstrip().startswith("//"))
 
 
+def top_level_items(text):
+    """The comma-separated items of a `use` group's inside, nested groups kept whole."""
+    depth, item, items = 0, "", []
+    for c in text:
+        depth += {"{": 1, "}": -1}.get(c, 0)
+        if c == "," and depth == 0:
+            items.append(item)
+            item = ""
+        else:
+            item += c
+    items.append(item)
+    return [i.strip() for i in items if i.strip()]
+
+
+def braced_groups(code, prefix):
+    """The inside of each `PREFIX{...}` group of the code (nested braces matched)."""
+    for group in re.finditer(prefix + r"\{", code):
+        depth, i = 1, group.end()
+        while i < len(code) and depth:
+            depth += {"{": 1, "}": -1}.get(code[i], 0)
+            i += 1
+        yield code[group.end() : i - 1]
+
+
 def named_modules(code, prefix=r"crate::"):
     """The modules a file's code names after `prefix` (a regular expression): `crate::x`,
     and each `x` of `crate::{x, y::z}`."""
     names = set(re.findall(prefix + r"([a-z_0-9]+)", code))
-    for group in re.finditer(prefix + r"\{", code):
-        depth, i, start = 1, group.end(), group.end()
-        while i < len(code) and depth:
-            depth += {"{": 1, "}": -1}.get(code[i], 0)
-            i += 1
-        inner, level, top = code[start : i - 1], 0, []
-        item = ""
-        for c in inner:
-            if c == "{":
-                level += 1
-            elif c == "}":
-                level -= 1
-            if c == "," and level == 0:
-                top.append(item)
-                item = ""
-            else:
-                item += c
-        top.append(item)
-        for item in top:
-            m = re.match(r"\s*([a-z_0-9]+)", item)
+    for inner in braced_groups(code, prefix):
+        for item in top_level_items(inner):
+            m = re.match(r"([a-z_0-9]+)", item)
             if m and m.group(1) != "self":
                 names.add(m.group(1))
     return names
@@ -133,18 +140,8 @@ def reexports(code):
         child, rest = m.group(1), m.group(2).strip()
         if rest.startswith("{"):
             rest = rest[1:].rsplit("}", 1)[0]
-        depth, item, items = 0, "", []
-        for c in rest:
-            depth += {"{": 1, "}": -1}.get(c, 0)
-            if c == "," and depth == 0:
-                items.append(item)
-                item = ""
-            else:
-                item += c
-        items.append(item)
-        for item in items:
-            item = item.strip()
-            if not item or "{" in item or item.endswith("*"):
+        for item in top_level_items(rest):
+            if "{" in item or item.endswith("*"):
                 continue
             alias = re.search(r"\bas\s+(\w+)$", item)
             name = alias.group(1) if alias else item.split("::")[-1].strip()
@@ -158,9 +155,8 @@ def named_through(code, prefix, names):
     [`reexports`]) named as `PREFIX Name`, in `PREFIX {A, Name, ...}`, or as `alias::Name`
     after `PREFIX {self as alias, ...}`."""
     found = set(re.findall(prefix + r"([A-Za-z_][A-Za-z_0-9]*)", code))
-    for group in re.finditer(prefix + r"\{([^{}]*)\}", code):
-        for item in group.group(1).split(","):
-            item = item.strip()
+    for inner in braced_groups(code, prefix):
+        for item in top_level_items(inner):
             alias = re.fullmatch(r"self\s+as\s+(\w+)", item)
             if alias:
                 found |= set(re.findall(r"(?<![\w:])" + alias.group(1) + r"::([A-Za-z_][A-Za-z_0-9]*)", code))

@@ -58,7 +58,7 @@ async fn main() {
         Some(other) => panic!("unknown argument {other}"),
         None => None,
     };
-    // Pack number n (its first blob / PER_PACK) is garbage when this says so.
+    // Pack number n (its first blob / the blobs a pack) is garbage when this says so.
     let is_garbage = |pack: u64| garbage.is_some_and(|percent| (pack * 37) % 100 < percent);
     let password = std::env::var("STRATA_PASSWORD").ok();
     let store: strata_store::DynStore = Arc::new(strata_store::LocalStore::new(dir));

@@ -110,25 +110,21 @@ impl SharedIndex {
 
     /// Makes the view durable (see [`BlobIndex::commit`]), off the async threads. A
     /// failure costs the next process a longer refresh, not correctness: warned about.
+    pub(crate) async fn commit(self: &Arc<Self>) {
+        self.write_table(|view| view.commit()).await
+    }
+
     /// [`BlobIndex::spill`] off the async threads; a failure is a warning (the records
     /// stay in memory, and the commit writes them).
     pub(crate) async fn spill(self: &Arc<Self>) {
-        let shared = self.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            shared.view.write().expect("index lock poisoned").spill()
-        })
-        .await;
-        match done {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => eprintln!("strata: warning: cannot write the local index table: {err}"),
-            Err(err) => eprintln!("strata: warning: cannot write the local index table: {err}"),
-        }
+        self.write_table(|view| view.spill()).await
     }
 
-    pub(crate) async fn commit(self: &Arc<Self>) {
+    /// Runs a write of the local table on a blocking thread, warning when it fails.
+    async fn write_table(self: &Arc<Self>, write: fn(&mut dyn BlobIndex) -> std::io::Result<()>) {
         let shared = self.clone();
         let done = tokio::task::spawn_blocking(move || {
-            shared.view.write().expect("index lock poisoned").commit()
+            write(&mut **shared.view.write().expect("index lock poisoned"))
         })
         .await;
         match done {
