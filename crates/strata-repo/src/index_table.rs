@@ -1392,6 +1392,40 @@ mod tests {
         assert!(rewrites < 7.0, "each record written {rewrites} times");
     }
 
+    /// Two new hosts' first refreshes at once on one state directory: the second's commit
+    /// removes the runs the first spilled (no `meta` names them), between the first's
+    /// spills and its commit. The first still has them (mapped, their files open), writes
+    /// them again, and its commit names every object it read, records read through the
+    /// open files of runs whose names are gone.
+    #[test]
+    fn runs_spilled_and_removed_by_another_process_are_written_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = IndexTable::open(dir.path()).unwrap();
+        first.tier_base = 4;
+        first.add_object("index/a", &file(1, 2, 30));
+        first.spill().unwrap();
+        first.add_object("index/b", &file(2, 3, 20));
+        first.spill().unwrap();
+        let spilled: Vec<String> = first.runs.iter().map(|r| r.name.clone()).collect();
+        let mut second = IndexTable::open(dir.path()).unwrap();
+        second.lazy = false;
+        second.add_object("index/c", &file(3, 1, 5));
+        second.commit().unwrap();
+        assert!(spilled
+            .iter()
+            .all(|name| !dir.path().join(RUNS).join(name).exists()));
+        first.add_object("index/d", &file(4, 1, 5));
+        first.commit().unwrap();
+        let reopened = IndexTable::open(dir.path()).unwrap();
+        for key in ["index/a", "index/b", "index/d"] {
+            assert!(reopened.has_object(key), "{key}");
+        }
+        assert_eq!(reopened.len(), first.len());
+        let listed: Vec<BlobId> = reopened.blobs().map(|(id, _)| id).collect();
+        assert_eq!(listed, first.blobs().map(|(id, _)| id).collect::<Vec<_>>());
+        assert!(reopened.contains(&file(1, 2, 30).packs[1].blobs[7].id));
+    }
+
     #[test]
     fn a_view_whose_runs_another_process_merged_away_writes_them_again() {
         let dir = tempfile::tempdir().unwrap();
