@@ -481,3 +481,39 @@ fn page_files_train_a_dictionary_that_later_backups_use_and_restores_verify_and_
         "{restore:?}"
     );
 }
+
+/// A tree of 17,000 small files: its packs and index objects are cut at 16,384 blobs
+/// (more than one index object), and a host with an empty state directory, whose first
+/// refresh reads more records than it holds at once (8,192) and spills them to its local
+/// table, restores every file; a second fresh host verifies every blob, and the table the
+/// first left serves a second restore.
+#[test]
+fn a_new_host_reads_an_index_larger_than_it_holds_at_once_and_restores_every_file() {
+    let env = Env::new();
+    let src = env.path("src");
+    for dir in 0..17 {
+        let sub = src.join(format!("d{dir:02}"));
+        fs::create_dir_all(&sub).unwrap();
+        for n in 0..1000 {
+            fs::write(sub.join(format!("f{n:04}")), format!("file {dir} {n}\n")).unwrap();
+        }
+    }
+    let summary = env.json(&["backup", src.to_str().unwrap(), "--node-name", "n1"]);
+    assert_eq!(summary["status"], "complete");
+    let objects = fs::read_dir(env.repo.join("index")).unwrap().count();
+    assert!(objects >= 2, "17,000 blobs in {objects} index object(s)");
+
+    fs::remove_dir_all(&env.state).unwrap();
+    let out = env.path("restored");
+    let stdout = env.ok(&["restore", "latest", "--to", out.to_str().unwrap()]);
+    assert!(stdout.contains("every byte verified"), "{stdout}");
+    assert_same_tree(&src, &out);
+
+    let again = env.path("again");
+    env.ok(&["restore", "latest", "--to", again.to_str().unwrap()]);
+    assert_same_tree(&src, &again);
+
+    fs::remove_dir_all(&env.state).unwrap();
+    let verify = env.ok(&["verify", "--read-data"]);
+    assert!(!verify.contains("damaged"), "{verify}");
+}
