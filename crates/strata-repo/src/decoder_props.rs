@@ -1,9 +1,11 @@
 //! Property tests of every decoder of repository objects: arbitrary bytes and mutated
 //! valid encodings give an error (or, where nothing authenticates them, some value),
-//! never a panic, and never an allocation sized by a length read from the input.
+//! never a panic, and never an allocation sized by a length read from the input alone.
 //!
 //! What bounds each decoder: objects decompress through `decompress_capped`
-//! ([`MAX_OBJECT_PLAIN`]); postcard sequences preallocate at most serde's cautious hint
+//! ([`MAX_OBJECT_PLAIN`]; a size the frame declares is allocated only within 64 times
+//! the input); index objects read pack by pack (`PacksOf`) allocate nothing by their
+//! count; postcard sequences preallocate at most serde's cautious hint
 //! (1 MiB), growing with real input only; key files are size- and length-checked before
 //! any hex is decoded; blob raw lengths are capped by `MAX_BLOB_RAW` before decompression.
 
