@@ -10,9 +10,9 @@ of every module directory (`listing/read.rs` and `listing/bounded.rs`, say): a c
 depends on a sibling its code names through `super::` (`super::super::` from a file one
 level further down, and so on) or through the sibling's whole `crate::` path, or names an
 item the parent brings in from the sibling by `use` (`super::Name` where the parent says
-`pub use sibling::Name`). At the top, names the crate root re-exports (`crate::Repository`,
-the crate's facade) are not followed: methods of one facade type are written in the
-modules of their topics, which use the type (see docs/architecture.md). Files named
+`pub use sibling::Name`). At the top, the same through the crate root: a module naming
+`crate::Repository` where `lib.rs` says `pub use repository::Repository` depends on
+`repository`. Files named
 `*tests.rs`, and files of modules declared under a test-only `cfg` (`#[cfg(test)] mod
 model;`), are tests. Prints each circle (a strongly connected set of modules) and exits 1
 if there is one; `--edges` prints every module's dependencies too.
@@ -175,9 +175,20 @@ def parent_code(dirpath):
     return ""
 
 
+def root_code(src):
+    """The code of the crate root (`lib.rs`, else `main.rs`)."""
+    for name in ("lib.rs", "main.rs"):
+        path = os.path.join(src, name)
+        if os.path.isfile(path):
+            with open(path) as f:
+                return code_of(f.read())
+    return ""
+
+
 def modules(src):
     deps = {}
     tests = test_only_files(src)
+    through = reexports(root_code(src))
     for dirpath, _, files in os.walk(src):
         for name in files:
             path = os.path.join(dirpath, name)
@@ -190,7 +201,7 @@ def modules(src):
             found = deps.setdefault(top, set())
             with open(path) as f:
                 code = code_of(f.read())
-            for other in named_modules(code):
+            for other in named_modules(code) | named_through(code, r"(?<![\w:])crate::", through):
                 if other != top:
                     found.add(other)
     return {k: {d for d in v if d in deps} for k, v in deps.items()}

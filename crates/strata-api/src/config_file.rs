@@ -9,9 +9,9 @@
 //! documented defaults in the file's order; `config show` and the server's `/config`
 //! show every section.
 
-use crate::config::{parse_error, Config, ConfigError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use strata_coordinator::config::{parse_error, Config, ConfigError};
 use strata_pgq::config::PgqConfig;
 use strata_pgq::ticker::config::TickerConfig;
 use strata_pgq::PgqError;
@@ -29,7 +29,7 @@ pub struct Sections {
 /// The documented default configuration, every section, as `strata config default`
 /// prints it.
 pub fn default_text() -> String {
-    use crate::config::{default_config, DEFAULT_CONFIG_END};
+    use strata_coordinator::config::{default_config, DEFAULT_CONFIG_END};
     [
         default_config().as_str(),
         strata_tables::config::DEFAULT_SECTION,
@@ -152,7 +152,7 @@ pub struct Shown {
 impl Shown {
     /// `config` and `sections` with secrets masked.
     pub fn new(config: &Config, sections: &Sections) -> Shown {
-        use crate::mask::{mask_conninfo, masked_config};
+        use strata_coordinator::mask::{mask_conninfo, masked_config};
         let mut sections = sections.clone();
         if let Some(db) = &mut sections.tables.db {
             *db = mask_conninfo(db);

@@ -5,9 +5,9 @@
 //! node map of an in-place restore (`--map OLD=NEW`), and what `verify` reads
 //! (`--read-data`, `--read-data-subset`).
 
-use crate::failure::CoordinatorError;
 use std::collections::BTreeMap;
 use strata_coordinator::verify::DataCheck;
+use strata_coordinator::CoordinatorError;
 use strata_postgres::recovery::{RecoveryPlan, Target, TargetAction};
 
 /// Point-in-time recovery of a PostgreSQL restore (default: replay every archived WAL

@@ -2,9 +2,11 @@
 //! file says.
 //!
 //! A [`PauseLedger`] owns a record's way from issued to resumed: [`PauseLedger::issue_pause`]
-//! (after the record is saved), [`PauseLedger::resume`] (after the pause call ended),
-//! [`PauseLedger::resume_orphans`] (what a dead process or a failed resume left) and
-//! [`PauseLedger::paused`] (what is paused now). Two facts live only in memory: which
+//! (after the record is saved; written in the `pause` module), [`PauseLedger::resume`]
+//! (after the pause call ended) and [`PauseLedger::resume_orphans`] (what a dead process
+//! or a failed resume left; both in the `resume` module), and [`PauseLedger::paused`]
+//! (what is paused now). This module keeps the state they share, so that they use it and
+//! it names neither. Two facts live only in memory: which
 //! pause calls still run here (a resume waits for them, so it never lands first) and which
 //! records were resumed here although their files could not be changed (never resumed
 //! again here). They belong to the process, not to a static: the composition that builds
@@ -12,7 +14,6 @@
 //! and two ledgers (two tests, two state directories) never see each other's calls.
 
 use crate::record::{paused_in, pauses_dir, PauseRecord, RecordError};
-use crate::{HookConfig, HookEnv, HookError, Resumed};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -77,33 +78,6 @@ impl PauseLedger {
     /// could have written, are reported, never run; records resumed here are left out.
     pub fn paused(&self) -> Vec<Result<PauseRecord, RecordError>> {
         paused_in(&self.state_dir, |path| self.resumed_here(path))
-    }
-
-    /// Issues `hook`'s pause for `record` (saved already). Returns its answer within the
-    /// hook's `timeout`, else [`HookError::Timeout`] while the call goes on (see
-    /// the `pause` module).
-    pub async fn issue_pause(
-        &self,
-        record: &PauseRecord,
-        hook: &HookConfig,
-        env: &HookEnv,
-    ) -> Result<String, HookError> {
-        crate::pause::issue_pause(self, record, hook, env).await
-    }
-
-    /// Runs a pause's resume once its pause call has ended; see [`crate::resume`].
-    pub async fn resume(&self, record: PauseRecord) -> Resumed {
-        crate::resume::resume(self, record).await
-    }
-
-    /// Resumes every record no live operation holds and whose resume `configured`
-    /// declares; see [`crate::resume`].
-    pub async fn resume_orphans(
-        &self,
-        configured: &[HookConfig],
-        live_here: impl Fn(&str) -> bool,
-    ) -> Vec<Resumed> {
-        crate::resume::resume_orphans(self, configured, live_here).await
     }
 
     /// Notes that the pause call for the record at `path` runs; `ended` turns `true`

@@ -18,10 +18,21 @@
 use crate::{HookAction, HookConfig, HookEnv, HookError, PauseLedger, PauseRecord};
 use tokio::sync::watch;
 
-/// Issues `hook`'s pause for `record` (saved already: the pause is durable before it is
-/// issued). Returns its answer within the hook's `timeout`, else
-/// [`HookError::Timeout`] while the call goes on (see the module docs).
-pub(crate) async fn issue_pause(
+impl PauseLedger {
+    /// Issues `hook`'s pause for `record` (saved already: the pause is durable before it
+    /// is issued). Returns its answer within the hook's `timeout`, else
+    /// [`HookError::Timeout`] while the call goes on (see the `pause` module).
+    pub async fn issue_pause(
+        &self,
+        record: &PauseRecord,
+        hook: &HookConfig,
+        env: &HookEnv,
+    ) -> Result<String, HookError> {
+        issue_pause(self, record, hook, env).await
+    }
+}
+
+async fn issue_pause(
     ledger: &PauseLedger,
     record: &PauseRecord,
     hook: &HookConfig,

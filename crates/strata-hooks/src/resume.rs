@@ -19,10 +19,27 @@ pub struct Resumed {
     /// Not run here: another resumer held the record, or it was gone (resumed already).
     pub elsewhere: bool,
 }
+impl PauseLedger {
+    /// Runs a pause's resume once its pause call has ended; see the `resume` module.
+    pub async fn resume(&self, record: PauseRecord) -> Resumed {
+        resume(self, record).await
+    }
+
+    /// Resumes every record no live operation holds and whose resume `configured`
+    /// declares; see the `resume` module.
+    pub async fn resume_orphans(
+        &self,
+        configured: &[HookConfig],
+        live_here: impl Fn(&str) -> bool,
+    ) -> Vec<Resumed> {
+        resume_orphans(self, configured, live_here).await
+    }
+}
+
 /// Runs a pause's resume once its pause call has ended ([`pause`]), retried with backoff
 /// up to its attempts, and once more `late_pause` later when the pause never answered;
 /// removes the record on success, keeps it with the error otherwise.
-pub(crate) async fn resume(ledger: &PauseLedger, record: PauseRecord) -> Resumed {
+async fn resume(ledger: &PauseLedger, record: PauseRecord) -> Resumed {
     let state_dir = ledger.state_dir();
     ledger.wait_for_pause(&record.path(state_dir)).await;
     let Some((_claim, mut record)) = record.claim(state_dir) else {
@@ -108,7 +125,7 @@ pub(crate) async fn resume_attempts(record: &PauseRecord) -> Result<String, Hook
 /// still declares (`configured`) is run; a record whose resume it does not (the hook was
 /// changed since, or the record is not strata's) is reported and kept, for a person to
 /// resume by hand.
-pub(crate) async fn resume_orphans(
+async fn resume_orphans(
     ledger: &PauseLedger,
     configured: &[HookConfig],
     live_here: impl Fn(&str) -> bool,

@@ -8,7 +8,7 @@ use crate::format::{
     OLDEST_READABLE_VERSION,
 };
 use crate::index::{BlobIndex, BlobLocation, IndexFile};
-use crate::keyring::KeyChoice;
+use crate::key_files::KeyChoice;
 use crate::layout;
 use crate::layout::pack_key;
 use crate::shared_index::SharedIndex;
@@ -52,7 +52,7 @@ pub struct Repository {
     warned: Mutex<std::collections::HashSet<String>>,
     /// Listing pages read and checked, by key (they never change under their key): a
     /// process that lists often (a server) decodes each page once.
-    pub(crate) listing_objects: crate::listing::read::DecodedCache,
+    pub(crate) listing_objects: crate::listing_contents::DecodedCache,
     /// The compression dictionaries loaded, shared like the index view (see
     /// `crate::dictionary_store`).
     pub(crate) dictionaries: Arc<RwLock<Arc<crate::dictionary::Dictionaries>>>,
@@ -141,7 +141,7 @@ impl Repository {
         config.seal_mac(&keys);
         let key_file = KeyFile::wrap(&keys, password, options.kdf, now_rfc3339(), &config.id)?;
         // Keys first: a config without a key would be an unusable repository.
-        let key_id = crate::keyring::put_key_file(&store, &key_file).await?;
+        let key_id = crate::key_files::put_key_file(&store, &key_file).await?;
         let config_json = serde_json::to_vec_pretty(&config).expect("config serializes");
         match store
             .put_if_absent(layout::CONFIG, Bytes::from(config_json))
@@ -213,7 +213,7 @@ impl Repository {
         };
         let config = parse_config(&raw, &location)?;
         let (keys, key_id) =
-            crate::keyring::unlock(&store, &config, password, &location, choice).await?;
+            crate::key_files::unlock(&store, &config, password, &location, choice).await?;
         Ok(Arc::new(Repository::assemble(store, config, keys, key_id)))
     }
 
@@ -726,10 +726,7 @@ impl Repository {
     pub async fn delete_backup(&self, name: &str) -> RepoResult<()> {
         let summary = self.load_summary(name).await?;
         self.store.delete(&layout::summary_key(name)).await?;
-        // Its loose listing entry, if not compacted yet (a page keeps it until the next
-        // compaction; readers drop it meanwhile, as its summary is gone).
-        let entry = crate::listing::ListingKey::Entry(crate::listing::Position::of(&summary));
-        self.store.delete(&entry.key()).await?;
+        self.delete_listing_entry(&summary).await?;
         for node in &summary.nodes {
             self.store.delete(&manifest_key(name, &node.name)).await?;
         }

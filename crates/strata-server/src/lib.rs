@@ -149,7 +149,9 @@ pub fn router(parts: ServerParts) -> axum::Router {
     // the route does not take is a 400 naming it, never a request run without it.
     router
         .route_layer(axum::middleware::from_fn_with_state(
-            Arc::new(queries::QueryRules::of_api()),
+            Arc::new(queries::QueryRules::from_openapi(
+                &<ApiDoc as utoipa::OpenApi>::openapi(),
+            )),
             queries::refuse_unknown,
         ))
         .fallback(|| async {

@@ -65,12 +65,6 @@ impl QueryRules {
         QueryRules(rules)
     }
 
-    /// The rules of the server's own document.
-    pub(crate) fn of_api() -> QueryRules {
-        use utoipa::OpenApi as _;
-        QueryRules::from_openapi(&crate::ApiDoc::openapi())
-    }
-
     /// What a `method` request to `route` may carry (a HEAD request what its GET may).
     fn allowed(&self, method: &Method, route: &str) -> &[String] {
         let own = self.0.get(&(method.clone(), route.to_string()));
@@ -270,7 +264,7 @@ mod tests {
 
     #[test]
     fn the_api_document_says_what_each_route_takes() {
-        let rules = QueryRules::of_api();
+        let rules = QueryRules::from_openapi(&<crate::ApiDoc as utoipa::OpenApi>::openapi());
         let names = |method: Method, route: &str| {
             let mut names = rules.allowed(&method, route).to_vec();
             names.sort();

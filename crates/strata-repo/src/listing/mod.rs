@@ -266,14 +266,7 @@ struct Payload {
     damaged: Vec<String>,
 }
 
-/// The content of a listing object.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Contents {
-    /// Oldest first.
-    pub entries: Vec<BackupSummary>,
-    /// Backups whose summary did not decode when a compaction wrote the page.
-    pub damaged: Vec<String>,
-}
+pub use crate::listing_contents::Contents;
 
 /// What the listing keeps of a summary: all of it but the nodes' warning texts (their
 /// count stays), which only `show` prints and which can be a hundred lines a node.

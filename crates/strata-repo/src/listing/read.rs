@@ -26,31 +26,6 @@ use crate::summary::BackupSummary;
 use crate::{DamagedObject, RepoError, RepoResult, Repository};
 use std::collections::{BTreeMap, HashSet};
 
-/// Pages already read and checked, by key, at most [`DecodedCache::MAX`] of them (about
-/// as many thousand backups): a page's key never holds other content (its random id), so
-/// a copy stays right for as long as the key exists. Entries are not kept: a repair
-/// rewrites one under the same key.
-#[derive(Default)]
-pub(crate) struct DecodedCache {
-    objects: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<super::Contents>>>,
-}
-
-impl DecodedCache {
-    const MAX: usize = 64;
-
-    fn get(&self, key: &str) -> Option<std::sync::Arc<super::Contents>> {
-        self.objects.lock().expect("cache lock").get(key).cloned()
-    }
-
-    fn put(&self, key: String, contents: std::sync::Arc<super::Contents>) {
-        let mut objects = self.objects.lock().expect("cache lock");
-        if objects.len() >= Self::MAX {
-            objects.clear();
-        }
-        objects.insert(key, contents);
-    }
-}
-
 /// The backups with a summary that a read page's time range holds (so they were not read
 /// up front) but that no read object names, no loose entry names and no unread page can
 /// hold: those the listing lacks after all.
@@ -156,6 +131,15 @@ impl Repository {
             self.listing_objects.put(name, contents.clone());
         }
         Ok(contents)
+    }
+
+    /// Deletes the loose listing entry of `summary`, if not compacted yet (a page keeps
+    /// the backup until the next compaction; readers drop it meanwhile, as its summary is
+    /// gone): see [`Repository::delete_backup`].
+    pub(crate) async fn delete_listing_entry(&self, summary: &BackupSummary) -> RepoResult<()> {
+        let key = ListingKey::Entry(Position::of(summary)).key();
+        self.store().delete(&key).await?;
+        Ok(())
     }
 
     /// Writes the listing entry of `summary` (after its summary: see
