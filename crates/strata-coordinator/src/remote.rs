@@ -37,6 +37,7 @@ impl ApiClient {
         token: Option<String>,
         ca_file: Option<&Path>,
     ) -> Result<Self, ApiError> {
+        strata_util::tls_by_ring();
         let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .tcp_keepalive(Duration::from_secs(15));

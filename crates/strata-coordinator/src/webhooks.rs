@@ -156,6 +156,7 @@ impl Webhooks {
         }
         // No redirects: a receiver that answers 3xx has not taken the event (and a
         // redirect must not carry the signed body, or the URL's token, somewhere else).
+        strata_util::tls_by_ring();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))

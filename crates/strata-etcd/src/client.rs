@@ -132,6 +132,7 @@ impl Client {
 
         // Proxies from the environment are ignored: an etcd cluster is reached directly,
         // and HTTP_PROXY set for other tools must not reroute backups.
+        strata_util::tls_by_ring();
         let mut builder = reqwest::Client::builder()
             .no_proxy()
             .timeout(settings.timeout)

@@ -201,6 +201,7 @@ impl Probe {
     }
 
     fn client(&self) -> Result<reqwest::Client, ProbeError> {
+        strata_util::tls_by_ring();
         let mut builder = reqwest::Client::builder()
             .timeout(self.timeout)
             .redirect(reqwest::redirect::Policy::none());

@@ -318,7 +318,10 @@ pub async fn http_call(
     // One client for every call (its connection pool too): an external component polls
     // its system every second for as long as a snapshot runs.
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    let client = CLIENT.get_or_init(reqwest::Client::new);
+    let client = CLIENT.get_or_init(|| {
+        strata_util::tls_by_ring();
+        reqwest::Client::new()
+    });
     let failed = |e: reqwest::Error| HookError::Unreachable {
         url: mask_url(url),
         never_sent: e.is_connect(),

@@ -38,13 +38,6 @@ pub struct CloudStore {
     bucket_seen: std::sync::atomic::AtomicBool,
 }
 
-/// True for URLs this module handles.
-pub fn is_cloud_url(location: &str) -> bool {
-    ["s3://", "az://", "azure://", "gs://"]
-        .iter()
-        .any(|scheme| location.starts_with(scheme))
-}
-
 /// object_store's own retries switched off: strata's [`crate::RetryStore`] retries with
 /// its configured policy, and retrying in two layers turns an unreachable endpoint into
 /// minutes of waiting.
@@ -214,25 +207,10 @@ pub(crate) fn classify(err: &object_store::Error) -> Kind {
     }
 }
 
-/// Opens an object storage location: S3 and Azure through object_store, GCS through its
-/// JSON API.
-pub fn open_cloud(
-    location: &str,
-    options: &BTreeMap<String, String>,
-) -> StoreResult<crate::DynStore> {
-    if let Some(rest) = location.strip_prefix("gs://") {
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(StoreError::UnsupportedLocation(location.to_string()));
-        }
-        return Ok(Arc::new(crate::GcsStore::open(bucket, prefix, options)?));
-    }
-    Ok(Arc::new(CloudStore::open(location, options)?))
-}
-
 impl CloudStore {
     /// Opens `location` with extra `options` (object_store configuration keys).
     pub fn open(location: &str, options: &BTreeMap<String, String>) -> StoreResult<CloudStore> {
+        strata_util::tls_by_ring();
         let invalid = |why: String| StoreError::Backend {
             op: "open",
             key: String::new(),

@@ -57,6 +57,7 @@ impl GcsStore {
         prefix: &str,
         options: &BTreeMap<String, String>,
     ) -> StoreResult<GcsStore> {
+        strata_util::tls_by_ring();
         let label = format!("gs://{bucket}/{prefix}")
             .trim_end_matches('/')
             .to_string();

@@ -59,7 +59,7 @@ mod retry;
 
 pub use cache::{CacheRule, CachingStore};
 pub use class::InClass;
-pub use cloud::{is_cloud_url, open_cloud, CloudStore};
+pub use cloud::CloudStore;
 pub use counting::{CountingStore, RequestCounts};
 pub use error::{StoreError, StoreResult};
 pub use fault::{FaultConfig, FaultyStore, WriteHold};
@@ -193,6 +193,29 @@ pub fn validate_key(key: &str) -> StoreResult<()> {
         return Err(StoreError::InvalidKey(key.to_string()));
     }
     Ok(())
+}
+
+/// True for the object storage URLs [`open_cloud`] opens.
+pub fn is_cloud_url(location: &str) -> bool {
+    ["s3://", "az://", "azure://", "gs://"]
+        .iter()
+        .any(|scheme| location.starts_with(scheme))
+}
+
+/// Opens an object storage location: S3 and Azure through object_store, GCS through its
+/// JSON API.
+pub fn open_cloud(
+    location: &str,
+    options: &std::collections::BTreeMap<String, String>,
+) -> StoreResult<DynStore> {
+    if let Some(rest) = location.strip_prefix("gs://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(StoreError::UnsupportedLocation(location.to_string()));
+        }
+        return Ok(Arc::new(GcsStore::open(bucket, prefix, options)?));
+    }
+    Ok(Arc::new(CloudStore::open(location, options)?))
 }
 
 /// Opens a store from a location: a plain path, `file://PATH`, or an object storage URL

@@ -190,6 +190,7 @@ pub fn unb64(text: &str) -> Vec<u8> {
 
 /// POSTs `body` to the gateway path `path` and answers its JSON; panics on an error status or an `error` field.
 pub async fn raw(url: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    strata_util::tls_by_ring();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let response = http
         .post(format!("{url}{path}"))

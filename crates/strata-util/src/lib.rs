@@ -9,7 +9,8 @@
 //! assert!(valid_id("20261125T155539Z-3fa1b2c4") && !valid_id("../x"));
 //! ```
 //!
-//! It depends on nothing, so every crate of the workspace may use it. Its feature
+//! It depends on nothing but rustls (for [`tls_by_ring`]), so every crate of the workspace
+//! may use it. Its feature
 //! `test-hooks` (on only in test builds, through the test kit) lets the `STRATA_TEST_*`
 //! switches through [`test_switch`].
 
@@ -31,6 +32,19 @@ pub fn test_switch(name: &str) -> Option<String> {
 /// its absence (negative controls). Read only in test builds ([`test_switch`]).
 pub fn test_unsafe(rule: &str) -> bool {
     test_switch("STRATA_TEST_UNSAFE").is_some_and(|v| v.split(',').any(|r| r.trim() == rule))
+}
+
+/// Makes ring the process's TLS provider, once: call it before building an HTTP client.
+/// reqwest's clients (object_store's among them) take the process's provider and panic
+/// without one, and ring is the only one built in: the server's TLS and the PostgreSQL
+/// client use it too, and reqwest's own default would add aws-lc-rs, a second crypto
+/// library and the longest C build of the tree.
+pub fn tls_by_ring() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Another provider installed first (by a program embedding strata) stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// Writes `bytes` as `dir/name`, durably and privately, the way state files must be

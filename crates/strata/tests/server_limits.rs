@@ -159,6 +159,7 @@ fn status(url: &str, ca: Option<&Path>) -> Result<u16, String> {
         .build()
         .unwrap();
     runtime.block_on(async {
+        strata_util::tls_by_ring();
         let mut builder = reqwest::Client::builder().timeout(ANSWER_WITHIN);
         if let Some(ca) = ca {
             let pem = std::fs::read(ca).unwrap();

@@ -114,6 +114,7 @@ impl Client {
                 settings.query_timeout
             ))
         })?;
+        strata_util::tls_by_ring();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .build()
