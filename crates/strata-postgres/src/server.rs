@@ -220,10 +220,24 @@ fn log_tail(log: &Path, lines: usize) -> String {
 
 /// The most telling line of a failed recovery's log.
 fn reason(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
+    reason_in(&std::fs::read_to_string(log).unwrap_or_default(), log)
+}
+
+/// Whether a log line is a connection refused or ended while the server was not open
+/// (`FATAL:  the database system is in recovery mode`, `... is shutting down`): what a
+/// client met, logged after the line that says why the server stopped as often as not.
+fn refused_client(line: &str) -> bool {
+    line.contains("FATAL:  the database system is ")
+        || line.contains("FATAL:  terminating connection due to administrator command")
+}
+
+/// [`reason`] of a log's `text`: its last FATAL or PANIC line that is not a client's
+/// (else its tail), explained when it is the target that the WAL never reached.
+fn reason_in(text: &str, log: &Path) -> String {
     let fatal = text
         .lines()
         .rev()
+        .filter(|l| !refused_client(l))
         .find(|l| l.contains("FATAL:") || l.contains("PANIC:"))
         .map(str::to_string);
     match fatal {
@@ -237,6 +251,30 @@ fn reason(log: &Path) -> String {
         }
         Some(line) => line.trim().to_string(),
         None => log_tail(log, 15),
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::*;
+
+    #[test]
+    fn a_clients_refusal_logged_last_does_not_hide_why_recovery_stopped() {
+        let log = "\
+2026-11-29 09:03:16.901 UTC [24610] LOG:  redo done at 0/5000148
+2026-11-29 09:03:16.902 UTC [24610] FATAL:  recovery ended before configured recovery target was reached
+2026-11-29 09:03:16.950 UTC [24600] LOG:  startup process (PID 24610) exited with exit code 1
+2026-11-29 09:03:17.157 UTC [24630] FATAL:  the database system is in recovery mode
+2026-11-29 09:03:17.160 UTC [24600] LOG:  database system is shut down
+";
+        let why = reason_in(log, Path::new("server.log"));
+        assert!(why.contains("is not in the archive"), "{why}");
+        let shut_down_at_target = "\
+2026-11-29 09:03:17.157 UTC [24630] FATAL:  the database system is shutting down
+2026-11-29 09:03:17.160 UTC [24600] LOG:  database system is shut down
+";
+        let why = reason_in(shut_down_at_target, Path::new("server.log"));
+        assert!(!why.contains("FATAL"), "{why}");
     }
 }
 
