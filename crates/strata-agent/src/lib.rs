@@ -13,9 +13,10 @@
 //! they are cut; `prefetch` reads ahead), [`upload`] (the sink chunks go to),
 //! [`files_cache`] (what an unchanged file is known by), [`restore`] (laying a manifest
 //! down, part by part, every path checked first; `prune` removes what the backup lacks),
-//! [`spool`] (a manifest on scratch disk while it grows), [`progress`] (the live counters
-//! and the cancel switch), [`service`] (the agent behind its lease, and the plugins' node
-//! sides), [`local_node`] (the agent as an in-process node), `error`.
+//! `write_behind` (a restore's writeback started as it writes), [`spool`] (a manifest on
+//! scratch disk while it grows), [`progress`] (the live counters and the cancel switch),
+//! [`service`] (the agent behind its lease, and the plugins' node sides), [`local_node`]
+//! (the agent as an in-process node), `error`.
 
 #![deny(missing_docs)]
 
@@ -31,6 +32,7 @@ pub mod restore;
 pub mod service;
 pub mod spool;
 pub mod upload;
+mod write_behind;
 
 pub use error::{AgentError, AgentResult};
 

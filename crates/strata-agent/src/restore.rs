@@ -17,6 +17,7 @@
 
 use crate::handles::{self, Dir, DirCache};
 use crate::progress::Progress;
+use crate::write_behind::WriteBehind;
 use crate::{AgentError, AgentResult};
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -775,16 +776,34 @@ impl Restorer {
     /// Fetches what the pieces need from one pack (in a few ranged reads) and writes each
     /// verified blob where it belongs.
     fn restore_pack(&self, jobs: &[FileJob<'_>], pack: u32, pieces: &[Piece]) {
+        let key = pack_key(&self.repo.index().pack(pack).0);
+        // The file last written, kept open for its next pieces: a pack holds a file's
+        // chunks side by side, so this saves an open, two stats and a close per chunk.
+        let mut target: Option<(usize, File)> = None;
+        // Only a durable restore starts writeback early: a scratch copy is read and removed.
+        let mut behind = self.options.sync.then(WriteBehind::default);
+        self.fill_from_pack(jobs, &key, pieces, &mut target, &mut behind);
+        if let (Some(behind), Some((_, file))) = (&mut behind, &target) {
+            behind.moving_on(file);
+        }
+    }
+
+    /// The loop of [`Restorer::restore_pack`]: `target` is the file written last, kept
+    /// open; `behind` starts the writeback of what was written.
+    fn fill_from_pack(
+        &self,
+        jobs: &[FileJob<'_>],
+        key: &str,
+        pieces: &[Piece],
+        target: &mut Option<(usize, File)>,
+        behind: &mut Option<WriteBehind>,
+    ) {
         /// Bytes of unneeded data worth reading through rather than making a new request.
         const GAP: u64 = 1 << 20;
         /// One ranged read's size at most (one blob larger than this is read whole): what
         /// each worker holds. A quarter of a pack keeps requests few and a restore's
         /// memory below restic's.
         const MAX_SPAN: u64 = 4 << 20;
-        let key = pack_key(&self.repo.index().pack(pack).0);
-        // The file last written, kept open for its next pieces: a pack holds a file's
-        // chunks side by side, so this saves an open, two stats and a close per chunk.
-        let mut target: Option<(usize, File)> = None;
         let mut first = 0;
         while first < pieces.len() {
             if self.stopped() {
@@ -808,7 +827,7 @@ impl Restorer {
             // the index, brought up to date, says it is now.
             let bytes = match self
                 .runtime
-                .block_on(self.repo.store().get_range(&key, start..end))
+                .block_on(self.repo.store().get_range(key, start..end))
             {
                 Ok(bytes) => Some(bytes),
                 Err(err) if err.is_not_found() => None,
@@ -848,9 +867,12 @@ impl Restorer {
                 }
                 let data = &opened.as_ref().expect("opened above").1;
                 if target.as_ref().is_none_or(|(file, _)| *file != piece.file) {
-                    target = None;
+                    if let (Some(behind), Some((_, file))) = (behind.as_mut(), target.as_ref()) {
+                        behind.moving_on(file);
+                    }
+                    *target = None;
                     match self.open_for_writing(job) {
-                        Ok(file) => target = Some((piece.file, file)),
+                        Ok(file) => *target = Some((piece.file, file)),
                         // Out of space or of inodes creating a deferred file: the whole
                         // restore stops, as when a write finds the target full.
                         Err(err) if is_disk_full(&err) => return self.target_full(job.entry),
@@ -864,7 +886,12 @@ impl Restorer {
                 let ends_file = piece.at + data.len() as u64 == job.entry.size();
                 let written = write_sparse_at(file, data, piece.at, ends_file);
                 match written {
-                    Ok(()) => self.piece_written(job, file),
+                    Ok(()) => {
+                        if let Some(behind) = behind.as_mut() {
+                            behind.wrote(file, piece.at, data.len() as u64);
+                        }
+                        self.piece_written(job, file)
+                    }
                     Err(err) if is_disk_full(&err) => return self.target_full(job.entry),
                     Err(err) => self.piece_done(job, Some(err.to_string())),
                 }
