@@ -254,30 +254,6 @@ fn reason_in(text: &str, log: &Path) -> String {
     }
 }
 
-#[cfg(test)]
-mod reason_tests {
-    use super::*;
-
-    #[test]
-    fn a_clients_refusal_logged_last_does_not_hide_why_recovery_stopped() {
-        let log = "\
-2026-11-29 09:03:16.901 UTC [24610] LOG:  redo done at 0/5000148
-2026-11-29 09:03:16.902 UTC [24610] FATAL:  recovery ended before configured recovery target was reached
-2026-11-29 09:03:16.950 UTC [24600] LOG:  startup process (PID 24610) exited with exit code 1
-2026-11-29 09:03:17.157 UTC [24630] FATAL:  the database system is in recovery mode
-2026-11-29 09:03:17.160 UTC [24600] LOG:  database system is shut down
-";
-        let why = reason_in(log, Path::new("server.log"));
-        assert!(why.contains("is not in the archive"), "{why}");
-        let shut_down_at_target = "\
-2026-11-29 09:03:17.157 UTC [24630] FATAL:  the database system is shutting down
-2026-11-29 09:03:17.160 UTC [24600] LOG:  database system is shut down
-";
-        let why = reason_in(shut_down_at_target, Path::new("server.log"));
-        assert!(!why.contains("FATAL"), "{why}");
-    }
-}
-
 /// Starts PostgreSQL on a prepared data directory and waits (up to `timeout`) until
 /// recovery has ended as `plan` asks. The server log goes to `log`.
 pub async fn start_and_recover(
@@ -346,5 +322,29 @@ pub async fn start_and_recover(
         }
         // Short: the restore is not over until this notices, and a query is cheap.
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod reason_tests {
+    use super::*;
+
+    #[test]
+    fn a_clients_refusal_logged_last_does_not_hide_why_recovery_stopped() {
+        let log = "\
+2026-11-29 09:03:16.901 UTC [24610] LOG:  redo done at 0/5000148
+2026-11-29 09:03:16.902 UTC [24610] FATAL:  recovery ended before configured recovery target was reached
+2026-11-29 09:03:16.950 UTC [24600] LOG:  startup process (PID 24610) exited with exit code 1
+2026-11-29 09:03:17.157 UTC [24630] FATAL:  the database system is in recovery mode
+2026-11-29 09:03:17.160 UTC [24600] LOG:  database system is shut down
+";
+        let why = reason_in(log, Path::new("server.log"));
+        assert!(why.contains("is not in the archive"), "{why}");
+        let shut_down_at_target = "\
+2026-11-29 09:03:17.157 UTC [24630] FATAL:  the database system is shutting down
+2026-11-29 09:03:17.160 UTC [24600] LOG:  database system is shut down
+";
+        let why = reason_in(shut_down_at_target, Path::new("server.log"));
+        assert!(!why.contains("FATAL"), "{why}");
     }
 }
