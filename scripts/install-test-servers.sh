@@ -20,6 +20,9 @@ pids=()
 (
 if [ ! -x "$root/bin/s3s-fs" ]; then
   echo "==> installing s3s-fs 0.14.1 (S3 server)" >&2
+  # Optimized a little, not fully: it compiles beside the workspace's build, on the same
+  # cores, and serves the tests' small objects (docs/benchmarks.md, the test command).
+  export CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_PROFILE_RELEASE_DEBUG=false
   cargo install --quiet --locked --root "$root" s3s-fs --version 0.14.1 --features binary >&2 \
     || cargo install --quiet --root "$root" s3s-fs --version 0.14.1 --features binary >&2
 fi

@@ -16,9 +16,9 @@
 # It prints each phase's wall time as it ends (`==> phase NAME: N s`) and, at the end, the
 # phases and the 15 slowest tests (scripts/test-times.py, from nextest's JUnit report).
 # Work that does not need the CPU at the same moment overlaps: the installs (downloads,
-# apt) and the packaging checks' tools run while the tests compile, and clippy runs at low
-# priority while the tests run (most of the tests' time is spent waiting on servers, child
-# processes and timers, not on the CPU). Every crate compiles twice, no more: for the
+# apt) and the packaging checks' tools run while the tests compile, and clippy and the
+# documentation examples run at low priority while the tests run (most of the tests'
+# time is spent waiting on servers, child processes and timers, not on the CPU). Every crate compiles twice, no more: for the
 # tests, and once without the test hooks for the packaging checks (profile dev, whose
 # dependencies the tests' build shares; `scripts/packaging-check.sh --dev-build`).
 
@@ -162,7 +162,12 @@ phase "the binary without test hooks, for the packaging checks"
 ./scripts/packaging-check.sh --build --dev-build
 phase "test build"
 if [ "$nextest" = 1 ]; then
-  cargo nextest run --workspace --no-run
+  # Built, and listed for `cargo nextest run` to run without cargo: it then holds no lock
+  # on the target directory, and the documentation examples build beside the tests.
+  mkdir -p target/nextest
+  cargo nextest list --workspace --list-type binaries-only --message-format json \
+    >target/nextest/binaries.json
+  cargo metadata --format-version 1 >target/nextest/cargo-metadata.json
 else
   cargo test --workspace --no-run
 fi
@@ -185,19 +190,28 @@ clippy_pid=$beside_pid
 
 phase "tests"
 if [ "$nextest" = 1 ]; then
+  # nextest does not run documentation examples: cargo builds and runs them beside the
+  # tests, at the lowest CPU priority like clippy (mostly compiling and linking them).
+  beside "documentation examples" "$times_dir/doc-tests.log" \
+    nice -n 19 cargo test --doc --workspace
+  doc_tests_pid=$beside_pid
   # Counted in half cores (.config/nextest.toml): two tests per core, the few that keep a
   # core busy (gc under load, the API fuzz, strata-gc's model checks) one core each.
   # NEXTEST_TEST_THREADS set by hand wins.
   export NEXTEST_TEST_THREADS=${NEXTEST_TEST_THREADS:-$((2 * $(nproc)))}
-  # Every test's time: target/nextest/ci/junit.xml (.config/nextest.toml).
-  cargo nextest run --profile ci --workspace --no-fail-fast
+  # Every test's time: target/nextest/ci/junit.xml (.config/nextest.toml). The binaries
+  # the test build listed, run without cargo (which the documentation examples hold).
+  cargo nextest run --profile ci --no-fail-fast \
+    --binaries-metadata target/nextest/binaries.json --cargo-metadata target/nextest/cargo-metadata.json
+  phase "waiting for the documentation examples"
+  await "$doc_tests_pid" "cargo test --doc" "$times_dir/doc-tests.log"
+  awk '/^running [0-9]+ tests?$/ {n += $2} END {print "==> documentation examples: " n " run"}' \
+    "$times_dir/doc-tests.log"
 else
   cargo test --workspace --no-fail-fast --lib --bins --tests
+  phase "documentation examples"
+  cargo test --doc --workspace
 fi
-
-# nextest does not run documentation examples.
-phase "documentation examples"
-cargo test --doc --workspace
 phase "waiting for clippy"
 await "$clippy_pid" "cargo clippy -D warnings" "$times_dir/clippy.log"
 phase "packaging (Debian package, image, manifests, compose; scripts/packaging-check.sh --dev-build)"
