@@ -211,36 +211,33 @@ pub async fn switch_and_archive(node: &NodeSettings, wait: Duration) -> PgResult
     }
 }
 
-/// The last lines of a log, for an error message.
-fn log_tail(log: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 /// The most telling line of a failed recovery's log.
 fn reason(log: &Path) -> String {
-    reason_in(&std::fs::read_to_string(log).unwrap_or_default(), log)
+    reason_in(&std::fs::read_to_string(log).unwrap_or_default())
 }
 
 /// Whether a log line is a connection refused or ended while the server was not open
 /// (`FATAL:  the database system is in recovery mode`, `... is shutting down`): what a
-/// client met, logged after the line that says why the server stopped as often as not.
+/// client met (strata's own wait connects every 100 ms), logged after the line that says
+/// why the server stopped as often as not.
 fn refused_client(line: &str) -> bool {
     line.contains("FATAL:  the database system is ")
         || line.contains("FATAL:  terminating connection due to administrator command")
 }
 
-/// [`reason`] of a log's `text`: its last FATAL or PANIC line that is not a client's
-/// (else its tail), explained when it is the target that the WAL never reached.
-fn reason_in(text: &str, log: &Path) -> String {
-    let fatal = text
-        .lines()
+/// The last FATAL or PANIC line of a log's `text` that is not a client's: why the server
+/// stopped, when it stopped on an error.
+fn fatal_in(text: &str) -> Option<&str> {
+    text.lines()
         .rev()
         .filter(|l| !refused_client(l))
         .find(|l| l.contains("FATAL:") || l.contains("PANIC:"))
-        .map(str::to_string);
-    match fatal {
+}
+
+/// [`reason`] of a log's `text`: [`fatal_in`]'s line, explained when it is the target
+/// that the WAL never reached, else the log's last lines but the clients' refusals.
+fn reason_in(text: &str) -> String {
+    match fatal_in(text) {
         Some(line)
             if line.contains("recovery ended before configured recovery target was reached") =>
         {
@@ -250,7 +247,10 @@ fn reason_in(text: &str, log: &Path) -> String {
         )
         }
         Some(line) => line.trim().to_string(),
-        None => log_tail(log, 15),
+        None => {
+            let kept: Vec<&str> = text.lines().filter(|l| !refused_client(l)).collect();
+            kept[kept.len().saturating_sub(15)..].join("\n")
+        }
     }
 }
 
@@ -292,13 +292,14 @@ pub async fn start_and_recover(
             )));
         }
         if !is_running(node) {
-            if plan.action == TargetAction::Shutdown && !reason(log).contains("FATAL") {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if plan.action == TargetAction::Shutdown && fatal_in(&text).is_none() {
                 return Ok("recovered and shut down at the target".into());
             }
             return Err(PgError::Refused(format!(
                 "PostgreSQL stopped during recovery on {}: {}",
                 node.data_dir.display(),
-                reason(log)
+                reason_in(&text)
             )));
         }
         if let Ok(client) = node.connect.connect().await {
@@ -338,13 +339,24 @@ mod reason_tests {
 2026-11-29 09:03:17.157 UTC [24630] FATAL:  the database system is in recovery mode
 2026-11-29 09:03:17.160 UTC [24600] LOG:  database system is shut down
 ";
-        let why = reason_in(log, Path::new("server.log"));
+        let why = reason_in(log);
         assert!(why.contains("is not in the archive"), "{why}");
-        let shut_down_at_target = "\
-2026-11-29 09:03:17.157 UTC [24630] FATAL:  the database system is shutting down
-2026-11-29 09:03:17.160 UTC [24600] LOG:  database system is shut down
+        assert!(fatal_in(log).is_some());
+    }
+
+    #[test]
+    fn a_shutdown_at_the_target_amid_clients_refusals_is_no_failure() {
+        let log = "\
+2026-11-29 09:03:16.100 UTC [24630] FATAL:  the database system is not yet accepting connections
+2026-11-29 09:03:16.200 UTC [24610] LOG:  recovery stopping before commit of transaction 745
+2026-11-29 09:03:16.201 UTC [24610] LOG:  shutdown at recovery target
+2026-11-29 09:03:16.300 UTC [24631] FATAL:  the database system is shutting down
+2026-11-29 09:03:16.310 UTC [24632] FATAL:  terminating connection due to administrator command
+2026-11-29 09:03:16.400 UTC [24600] LOG:  database system is shut down
 ";
-        let why = reason_in(shut_down_at_target, Path::new("server.log"));
+        assert_eq!(fatal_in(log), None, "only clients' refusals");
+        let why = reason_in(log);
         assert!(!why.contains("FATAL"), "{why}");
+        assert!(why.contains("shutdown at recovery target"), "{why}");
     }
 }

@@ -268,7 +268,7 @@ pub const SALT_LEN: std::ops::RangeInclusive<usize> = 16..=64;
 impl KdfParams {
     /// Whether deriving with these parameters costs more than with the defaults: more
     /// memory, or more memory times passes. Such a key is tried only after every other
-    /// key failed (see `keyring::unlock`), so a key file planted in `keys/` cannot make
+    /// key failed (see `key_files::unlock`), so a key file planted in `keys/` cannot make
     /// every command pay for it.
     pub fn costs_more_than_default(&self) -> bool {
         let default = KdfParams::default();
