@@ -1042,6 +1042,22 @@ mod tests {
         BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes())
     }
 
+    /// The table `dir` holds as a new process opens it: it names each of `keys` and holds
+    /// exactly the records of `written`, the view that committed last.
+    fn reopened_holds(dir: &Path, written: &IndexTable, keys: &[&str]) -> IndexTable {
+        let reopened = IndexTable::open(dir).unwrap();
+        for key in keys {
+            assert!(reopened.has_object(key), "{key}");
+        }
+        assert_eq!(reopened.len(), written.len());
+        let listed: Vec<BlobId> = reopened.blobs().map(|(id, _)| id).collect();
+        assert_eq!(
+            listed,
+            written.blobs().map(|(id, _)| id).collect::<Vec<_>>()
+        );
+        reopened
+    }
+
     /// Index object `seed`: `packs` packs of `blobs` blobs, some ids shared with others.
     fn file(seed: u64, packs: usize, blobs: usize) -> IndexFile {
         IndexFile {
@@ -1276,13 +1292,7 @@ mod tests {
         table.spill().unwrap();
         table.add_object("index/c", &file(3, 1, 5));
         table.commit().unwrap();
-        let reopened = IndexTable::open(dir.path()).unwrap();
-        for key in ["index/a", "index/b", "index/c"] {
-            assert!(reopened.has_object(key), "{key}");
-        }
-        assert_eq!(reopened.len(), table.len());
-        let listed: Vec<BlobId> = reopened.blobs().map(|(id, _)| id).collect();
-        assert_eq!(listed, table.blobs().map(|(id, _)| id).collect::<Vec<_>>());
+        let reopened = reopened_holds(dir.path(), &table, &["index/a", "index/b", "index/c"]);
         let files = fs::read_dir(dir.path().join(RUNS)).unwrap().count();
         assert_eq!(files, reopened.runs.len());
     }
@@ -1416,13 +1426,7 @@ mod tests {
             .all(|name| !dir.path().join(RUNS).join(name).exists()));
         first.add_object("index/d", &file(4, 1, 5));
         first.commit().unwrap();
-        let reopened = IndexTable::open(dir.path()).unwrap();
-        for key in ["index/a", "index/b", "index/d"] {
-            assert!(reopened.has_object(key), "{key}");
-        }
-        assert_eq!(reopened.len(), first.len());
-        let listed: Vec<BlobId> = reopened.blobs().map(|(id, _)| id).collect();
-        assert_eq!(listed, first.blobs().map(|(id, _)| id).collect::<Vec<_>>());
+        let reopened = reopened_holds(dir.path(), &first, &["index/a", "index/b", "index/d"]);
         assert!(reopened.contains(&file(1, 2, 30).packs[1].blobs[7].id));
     }
 
